@@ -1,0 +1,106 @@
+# cbrec — build, test, install. Plain GNU make; see README.md.
+#   make                 libcbrec.a, libcbrec.so, ./cbrec
+#   make test            unit + integration tests (last line: "N passed, N failed")
+#   make test SANITIZE=1 the same tests under AddressSanitizer + UBSan
+#   make bench           benchmarks (ratios against peers measured in the same run)
+#   make demo            the main job: train on MovieLens (or synthetic) and recommend
+#   make install PREFIX=/usr/local
+
+PREFIX    ?= /usr/local
+CC        ?= cc
+PKGS      := openblas jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+
+WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+OPT       ?= -O2 -march=x86-64-v2
+CFLAGS    ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden \
+              -Iinclude -Isrc $(PKG_CFLAGS)
+LDLIBS    := $(PKG_LIBS) -lm -lpthread
+
+ifeq ($(SANITIZE),1)
+  BUILD   := build-san
+  ALL_CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+else
+  BUILD   := build
+endif
+
+LIB_SRC   := $(wildcard src/*.c)
+CLI_SRC   := $(wildcard src/cli/*.c)
+TEST_SRC  := $(wildcard tests/test_*.c)
+LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/lib/%.o)
+CLI_OBJ   := $(CLI_SRC:src/cli/%.c=$(BUILD)/cli/%.o)
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+ifeq ($(SANITIZE),1)
+all: $(BUILD)/libcbrec.a $(BUILD)/cbrec
+CBREC := $(BUILD)/cbrec
+else
+all: libcbrec.a libcbrec.so cbrec
+CBREC := ./cbrec
+endif
+
+$(BUILD)/lib/%.o: src/%.c $(wildcard src/*.h) include/cbrec.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/cli/%.o: src/cli/%.c $(wildcard src/*.h src/cli/*.h) include/cbrec.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libcbrec.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+libcbrec.a: $(BUILD)/libcbrec.a
+	cp $< $@
+
+libcbrec.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libcbrec.so.0 -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/cbrec: $(CLI_OBJ) $(BUILD)/libcbrec.a
+	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS)
+
+cbrec: $(BUILD)/cbrec
+	cp $< $@
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libcbrec.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS) -lcmocka
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libcbrec.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ibench -o $@ $< $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS)
+
+test: all $(TEST_BIN)
+	@CBREC=$(CBREC) BUILD=$(BUILD) scripts/run-tests.sh $(TEST_BIN)
+
+bench: all $(BENCH_BIN)
+	@CBREC=$(CBREC) BUILD=$(BUILD) scripts/run-bench.sh
+
+demo: all
+	@scripts/demo.sh
+
+fuzz:
+	@scripts/fuzz.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \
+	           $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 libcbrec.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 libcbrec.so $(DESTDIR)$(PREFIX)/lib/libcbrec.so.0
+	ln -sf libcbrec.so.0 $(DESTDIR)$(PREFIX)/lib/libcbrec.so
+	install -m 644 include/cbrec.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 cbrec $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 man/cbrec.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define CB_VERSION_STRING "\(.*\)"/\1/p' include/cbrec.h)|' \
+	    cbrec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cbrec.pc
+
+clean:
+	rm -rf build build-san libcbrec.a libcbrec.so cbrec
+
+.PHONY: all test bench demo fuzz install clean

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs everything cbrec needs to build, test and benchmark on Debian 12.
+# Usage: scripts/install-deps.sh [--minimal]
+#   --minimal  only what `make` and `make test` need without the PyTorch parity
+#              test (skips python3-torch, the largest package).
+set -eu
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+PKGS="build-essential pkg-config libopenblas-dev libcmocka-dev libjansson-dev
+      libmicrohttpd-dev gnuplot-nox clang"
+if [ "${1:-}" != "--minimal" ]; then
+  PKGS="$PKGS python3 python3-numpy python3-torch"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $PKGS

@@ -1,0 +1,65 @@
+/* cbrec — command-line entry point: dispatches to one command per file. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("cbrec %s\n", cb_version());
+    return CLI_OK;
+}
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"version", cmd_version, "print the version"},
+    
+    
+};
+
+int cli_error(const char *cmd, const cb_error *err) {
+    fprintf(stderr, "cbrec %s: %s\n", cmd, err->msg[0] ? err->msg : cb_strstatus(err->code));
+    return CLI_ERROR;
+}
+
+int cli_fail(int status, const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "cbrec %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return status;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: cbrec <command> [options]   (cbrec <command> --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("cbrec %s\n", cb_version());
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "cbrec: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return CLI_USAGE;
+}

@@ -1,0 +1,91 @@
+/* util — small helpers shared by every module: error reporting, checked
+ * allocation, a seeded RNG, string-to-index vocabularies, and atomic file
+ * writes. Internal to libcbrec (not installed). */
+#ifndef CB_UTIL_H
+#define CB_UTIL_H
+
+#include "cbrec.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define CB_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define CB_PRINTF(a, b)
+#endif
+
+/* Fill `err` (may be NULL) with a formatted message and return `code`. */
+int cb_fail(cb_error *err, int code, const char *fmt, ...) CB_PRINTF(3, 4);
+
+/* Clear an error buffer (code CB_OK, empty message). */
+void cb_error_clear(cb_error *err);
+
+/* Allocation that reports failure through `err`. Return NULL on failure.
+ * cb_calloc checks n*size for overflow. Free with free(). */
+void *cb_malloc(size_t size, cb_error *err);
+void *cb_calloc(size_t n, size_t size, cb_error *err);
+void *cb_realloc_array(void *p, size_t n, size_t size, cb_error *err);
+char *cb_strdup(const char *s, cb_error *err);
+char *cb_strndup(const char *s, size_t len, cb_error *err);
+
+/* ---- RNG: xoshiro256** seeded by splitmix64. Deterministic across runs. */
+typedef struct cb_rng {
+    uint64_t s[4];
+} cb_rng;
+void cb_rng_seed(cb_rng *rng, uint64_t seed);
+uint64_t cb_rng_next(cb_rng *rng);
+/* Uniform in [0, 1). */
+double cb_rng_uniform(cb_rng *rng);
+/* Uniform integer in [0, n), unbiased. n > 0. */
+uint64_t cb_rng_below(cb_rng *rng, uint64_t n);
+/* Standard normal (Box-Muller). */
+double cb_rng_normal(cb_rng *rng);
+/* Fisher-Yates shuffle of an index array. */
+void cb_rng_shuffle_u32(cb_rng *rng, uint32_t *a, size_t n);
+
+/* ---- Vocabulary: arbitrary byte-string ids <-> dense indices 0..n-1.
+ * Open-addressing hash table; the vocabulary owns copies of the strings. */
+typedef struct cb_vocab cb_vocab;
+cb_vocab *cb_vocab_create(cb_error *err);
+void cb_vocab_free(cb_vocab *v); /* NULL is a no-op */
+/* Index of `s` (length `len`), adding it if new. `*added` (may be NULL) tells
+ * whether it was new. Returns CB_OK or CB_ENOMEM. */
+int cb_vocab_intern(cb_vocab *v, const char *s, size_t len, uint32_t *idx, bool *added, cb_error *err);
+/* Index of `s` or -1 when absent. */
+int64_t cb_vocab_find(const cb_vocab *v, const char *s, size_t len);
+const char *cb_vocab_name(const cb_vocab *v, uint32_t idx);
+uint32_t cb_vocab_size(const cb_vocab *v);
+/* Bytes used by the vocabulary (for memory reports). */
+size_t cb_vocab_bytes(const cb_vocab *v);
+
+/* ---- Atomic file writes: write to "<path>.tmp.<pid>", fsync, rename.
+ * A crash or a full disk never leaves a torn file at `path`, and the old file
+ * stays intact until the rename. */
+typedef struct cb_atomic_file {
+    FILE *fp;
+    char *final_path;
+    char *tmp_path;
+} cb_atomic_file;
+int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err);
+/* Flush, fsync, close and rename; on any failure remove the temporary file. */
+int cb_atomic_commit(cb_atomic_file *af, cb_error *err);
+/* Close and remove the temporary file (after an error). */
+void cb_atomic_abort(cb_atomic_file *af);
+
+/* ---- Misc. */
+/* Monotonic wall time in seconds. */
+double cb_now(void);
+/* CRC-32C-free simple checksum: 64-bit FNV-1a over bytes (stable across runs). */
+uint64_t cb_fnv1a64(const void *data, size_t len, uint64_t h);
+#define CB_FNV1A64_INIT 0xcbf29ce484222325ULL
+/* Parse a float strictly: the whole [s, s+len) must be a finite number.
+ * Returns true on success. */
+bool cb_parse_float(const char *s, size_t len, float *out);
+bool cb_parse_double(const char *s, size_t len, double *out);
+/* Parse a signed 64-bit integer strictly. */
+bool cb_parse_i64(const char *s, size_t len, int64_t *out);
+/* True when [s, s+len) is valid UTF-8. */
+bool cb_utf8_valid(const char *s, size_t len);
+
+#endif /* CB_UTIL_H */

@@ -1,0 +1,115 @@
+/* Tests for util: vocabularies, RNG determinism, strict parsing, UTF-8
+ * validation and atomic writes. */
+#include "testutil.h"
+#include "util.h"
+
+static void vocab_roundtrip(void **state) {
+    (void)state;
+    cb_error err;
+    cb_vocab *v = cb_vocab_create(&err);
+    assert_non_null(v);
+    char buf[32];
+    for (int i = 0; i < 10000; i++) {
+        int n = snprintf(buf, sizeof buf, "id-%d", i);
+        uint32_t idx;
+        bool added;
+        assert_int_equal(cb_vocab_intern(v, buf, (size_t)n, &idx, &added, &err), CB_OK);
+        assert_true(added);
+        assert_int_equal(idx, i);
+    }
+    assert_int_equal(cb_vocab_size(v), 10000);
+    uint32_t idx;
+    bool added;
+    assert_int_equal(cb_vocab_intern(v, "id-77", 5, &idx, &added, &err), CB_OK);
+    assert_false(added);
+    assert_int_equal(idx, 77);
+    assert_int_equal(cb_vocab_find(v, "id-9999", 7), 9999);
+    assert_int_equal(cb_vocab_find(v, "nope", 4), -1);
+    assert_string_equal(cb_vocab_name(v, 123), "id-123");
+    cb_vocab_free(v);
+    cb_vocab_free(NULL);
+}
+
+static void rng_deterministic(void **state) {
+    (void)state;
+    cb_rng a, b;
+    cb_rng_seed(&a, 42);
+    cb_rng_seed(&b, 42);
+    for (int i = 0; i < 100; i++) assert_true(cb_rng_next(&a) == cb_rng_next(&b));
+    cb_rng_seed(&b, 43);
+    assert_true(cb_rng_next(&a) != cb_rng_next(&b));
+    /* below() stays in range and hits every value */
+    int seen[7] = {0};
+    for (int i = 0; i < 7000; i++) seen[cb_rng_below(&a, 7)]++;
+    for (int i = 0; i < 7; i++) assert_true(seen[i] > 800 && seen[i] < 1200);
+}
+
+static void strict_parsing(void **state) {
+    (void)state;
+    float f;
+    int64_t n;
+    assert_true(cb_parse_float("4.5", 3, &f));
+    assert_true(f == 4.5f);
+    assert_true(cb_parse_float(" 3 ", 3, &f));
+    assert_false(cb_parse_float("nan", 3, &f));
+    assert_false(cb_parse_float("inf", 3, &f));
+    assert_false(cb_parse_float("4.5x", 4, &f));
+    assert_false(cb_parse_float("", 0, &f));
+    assert_false(cb_parse_float("1e999", 5, &f));
+    assert_true(cb_parse_i64("-12", 3, &n));
+    assert_int_equal(n, -12);
+    assert_false(cb_parse_i64("12.0", 4, &n));
+}
+
+static void utf8_validation(void **state) {
+    (void)state;
+    assert_true(cb_utf8_valid("abc", 3));
+    assert_true(cb_utf8_valid("caf\xc3\xa9", 5));
+    assert_false(cb_utf8_valid("caf\xc3", 4));        /* truncated */
+    assert_false(cb_utf8_valid("\xc0\xaf", 2));       /* overlong */
+    assert_false(cb_utf8_valid("\xed\xa0\x80", 3));   /* surrogate */
+    assert_false(cb_utf8_valid("\xff", 1));
+    assert_true(cb_utf8_valid("\xf0\x9f\x8e\xac", 4)); /* emoji */
+}
+
+static void atomic_write_keeps_old_file(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir();
+    char *path = tu_write(dir, "model.bin", "old contents");
+    cb_error err;
+    cb_atomic_file af;
+    assert_int_equal(cb_atomic_open(&af, path, &err), CB_OK);
+    fputs("new contents", af.fp);
+    cb_atomic_abort(&af); /* simulated failure: old file must survive */
+    FILE *f = fopen(path, "rb");
+    char buf[64] = {0};
+    assert_non_null(f);
+    assert_true(fread(buf, 1, sizeof buf - 1, f) > 0);
+    fclose(f);
+    assert_string_equal(buf, "old contents");
+    assert_int_equal(cb_atomic_open(&af, path, &err), CB_OK);
+    fputs("new contents", af.fp);
+    assert_int_equal(cb_atomic_commit(&af, &err), CB_OK);
+    f = fopen(path, "rb");
+    memset(buf, 0, sizeof buf);
+    assert_true(fread(buf, 1, sizeof buf - 1, f) > 0);
+    fclose(f);
+    assert_string_equal(buf, "new contents");
+    /* an unwritable destination fails cleanly */
+    assert_int_not_equal(cb_atomic_open(&af, "/nonexistent-dir/x", &err), CB_OK);
+    assert_non_null(strstr(err.msg, "/nonexistent-dir/x"));
+    tu_rmrf(dir);
+    free(dir);
+    free(path);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(vocab_roundtrip),
+        cmocka_unit_test(rng_deterministic),
+        cmocka_unit_test(strict_parsing),
+        cmocka_unit_test(utf8_validation),
+        cmocka_unit_test(atomic_write_keeps_old_file),
+    };
+    return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}
