@@ -25,6 +25,13 @@
 extern "C" {
 #endif
 
+/* Exported symbols of libcbrec.so; everything else is hidden. */
+#if defined(__GNUC__)
+#define CB_API __attribute__((visibility("default")))
+#else
+#define CB_API
+#endif
+
 #define CB_VERSION_MAJOR 0
 #define CB_VERSION_MINOR 1
 #define CB_VERSION_PATCH 0
@@ -49,10 +56,10 @@ typedef struct cb_error {
 } cb_error;
 
 /* The library's version string, e.g. "0.1.0". */
-const char *cb_version(void);
+CB_API const char *cb_version(void);
 
 /* A short English name for a status code ("I/O error", ...). */
-const char *cb_strstatus(int code);
+CB_API const char *cb_strstatus(int code);
 
 #ifdef __cplusplus
 }
