@@ -5,7 +5,8 @@
  * delimiters and multi-byte ones (MovieLens 1M's "::"), and optional latin-1 to
  * UTF-8 conversion. Every error names the file and the 1-based line. Lines
  * longer than `max_line` bytes are an error rather than unbounded memory.
- * Fields point into the reader's buffer and are valid until the next call. */
+ * Fields point into the reader's buffer and are valid until the next call;
+ * each is also NUL-terminated (fields[i][lens[i]] == '\0'). */
 #ifndef CB_CSV_H
 #define CB_CSV_H
 
@@ -42,5 +43,12 @@ size_t cb_csv_line(const cb_csv *c);
 const char *cb_csv_name(const cb_csv *c);
 /* Bytes consumed so far (for progress and throughput reports). */
 size_t cb_csv_bytes(const cb_csv *c);
+
+/* For tests and fuzzing only: read the input `block_size` bytes at a time
+ * (>= 1; the default is 1 MiB) and, when `reference` is 1, parse every record
+ * with the plain byte-at-a-time parser instead of the vectorised fast path.
+ * Output and errors must be identical either way; the tests and the fuzzer
+ * compare them. Call before the first cb_csv_next. */
+void cb_csv_set_debug(cb_csv *c, size_t block_size, int reference);
 
 #endif /* CB_CSV_H */

@@ -75,6 +75,9 @@ typedef struct cb_dataset {
     cb_table item_attr;    /* rows = cb_vocab_size(items) */
     cb_roles roles;
     size_t n_skipped;      /* bad rows skipped under skip_bad_rows */
+    /* Pre-joined data: how many leading columns of user_attr / item_attr are ids
+     * or bookkeeping rather than model inputs (course lab: 3 and 1). 0 otherwise. */
+    uint32_t user_lead_cols, item_lead_cols;
 } cb_dataset;
 
 /* Options for every loader. */
@@ -106,7 +109,9 @@ size_t cb_dataset_bytes(const cb_dataset *ds);
  * (free() them). All are deterministic for a given seed. */
 typedef enum cb_split_kind {
     CB_SPLIT_RANDOM = 0,      /* each rating to test with probability test_frac */
-    CB_SPLIT_TEMPORAL = 1,    /* each user's latest ceil(test_frac * n_u) ratings to test */
+    CB_SPLIT_TEMPORAL = 1,    /* each user's latest ceil(test_frac * n_u) ratings to test,
+                                 at most n_u - 1 (every user keeps one training rating);
+                                 ties in ts (or no timestamps) broken by file order */
     CB_SPLIT_COLD_USERS = 2,  /* test_frac of users held out entirely */
     CB_SPLIT_COLD_ITEMS = 3   /* test_frac of items held out entirely */
 } cb_split_kind;
@@ -117,6 +122,16 @@ typedef struct cb_split {
 int cb_split_make(cb_split *out, const cb_dataset *ds, cb_split_kind kind, double test_frac,
                   uint64_t seed, cb_error *err);
 void cb_split_free(cb_split *s);
+
+/* The course lab's split: sklearn's train_test_split(train_size=train_size,
+ * shuffle=True, random_state=random_state) over n_rows row positions,
+ * reproduced exactly (numpy's legacy RandomState permutation, MT19937).
+ * test = perm[:ceil((1-train_size) n)], train = perm[n_test : n_test + floor(train_size n)],
+ * both in permutation order (not sorted). train_size in (0, 1). */
+int cb_split_sklearn(cb_split *out, size_t n_rows, double train_size, uint32_t random_state,
+                     cb_error *err);
+/* numpy.random.RandomState(seed).permutation(n) into perm[n] (values 0..n-1). */
+void cb_numpy_permutation(uint32_t *perm, size_t n, uint32_t seed);
 
 /* ---- Synthetic data with planted structure (see synth.c). */
 typedef struct cb_synth_config {

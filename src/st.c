@@ -441,3 +441,25 @@ const char *cb_st_meta(const cb_st *st, const char *key) {
 
 int cb_st_format_version(const cb_st *st) { return st->version; }
 const char *cb_st_path(const cb_st *st) { return st->path; }
+
+int cb_npy_write_f32(const char *path, const float *data, uint64_t rows, uint64_t cols, cb_error *err) {
+    char header[128];
+    int n = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%" PRIu64 ", %" PRIu64 "), }",
+                     rows, cols);
+    /* magic(6) + version(2) + len(2) + header, padded with spaces to 64, ending in '\n' */
+    size_t total = (10 + (size_t)n + 1 + 63) / 64 * 64, hlen = total - 10;
+    cb_atomic_file af;
+    int rc = cb_atomic_open(&af, path, err);
+    if (rc) return rc;
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
+    bool ok = fwrite(pre, 1, 10, af.fp) == 10 && fwrite(header, 1, (size_t)n, af.fp) == (size_t)n;
+    for (size_t i = (size_t)n; ok && i + 1 < hlen; i++) ok = fputc(' ', af.fp) != EOF;
+    ok = ok && fputc('\n', af.fp) != EOF;
+    ok = ok && (rows * cols == 0 || fwrite(data, sizeof(float), (size_t)(rows * cols), af.fp) == rows * cols);
+    if (!ok) {
+        rc = cb_fail(err, CB_EIO, "%s: write failed: %s", path, strerror(errno));
+        cb_atomic_abort(&af);
+        return rc;
+    }
+    return cb_atomic_commit(&af, err);
+}

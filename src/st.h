@@ -50,4 +50,9 @@ const char *cb_st_meta(const cb_st *st, const char *key);
 int cb_st_format_version(const cb_st *st);
 const char *cb_st_path(const cb_st *st);
 
+
+
+/* Write a float32 matrix [rows x cols] as a NumPy .npy file (version 1.0,
+ * little-endian '<f4', C order), atomically. */
+int cb_npy_write_f32(const char *path, const float *data, uint64_t rows, uint64_t cols, cb_error *err);
 #endif

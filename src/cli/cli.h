@@ -22,5 +22,8 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...)
 /* Commands: int cmd_<name>(int argc, char **argv), argv[0] is the command name. */
 int cmd_inspect(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 
 #endif

@@ -19,6 +19,11 @@ typedef struct {
 
 static const command commands[] = {
     {"version", cmd_version, "print the version"},
+    {"train", cmd_train, "train the two towers on a dataset and write a model file"},
+    {"predict", cmd_predict, "predict the rating of a user for an item"},
+    {"embed", cmd_embed, "export the item and user vectors of a model"},
+    {"inspect", cmd_inspect, "load a dataset and print what was loaded and its features"},
+    {"synth", cmd_synth, "generate a synthetic dataset with planted structure"},
     
     
 };

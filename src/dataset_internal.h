@@ -1,0 +1,114 @@
+/* dataset_internal — plumbing shared by the dataset loaders (dataset.c,
+ * dataset_movielens.c, dataset_generic.c): a growable builder for attribute
+ * tables, the loader context that owns half-built state until a load
+ * succeeds, and the one ratings-file reader every layout goes through (so
+ * strictness, error messages and speed are the same everywhere).
+ * Internal to libcbrec; not installed. */
+#ifndef CB_DATASET_INTERNAL_H
+#define CB_DATASET_INTERNAL_H
+
+#include "csv.h"
+#include "dataset.h"
+
+/* ---- Attribute-table builder. The table itself lives in the dataset (so
+ * cb_dataset_free releases it on any error path); the builder only tracks
+ * capacities. Rows may be filled in any order for NUMERIC and CATEGORICAL
+ * columns; MULTI rows must be appended in non-decreasing row order. Unset
+ * cells are missing (NAN / CB_MISSING / no levels). */
+typedef struct cb_colcap {
+    uint32_t n_rows, cap_rows;
+    size_t cap_val;
+} cb_colcap;
+
+typedef struct cb_tabbuild {
+    cb_table *t;
+    cb_colcap *caps; /* [cap_cols] */
+    uint32_t cap_cols;
+} cb_tabbuild;
+
+void cb_tb_init(cb_tabbuild *b, cb_table *t);
+void cb_tb_release(cb_tabbuild *b); /* frees builder state only, never the table */
+/* Add a column; returns its index (>= 0) or a negative CB_E* code. */
+int cb_tb_add_col(cb_tabbuild *b, const char *name, cb_col_kind kind, cb_error *err);
+int cb_tb_set_num(cb_tabbuild *b, int col, uint32_t row, float v, cb_error *err);
+int cb_tb_set_cat(cb_tabbuild *b, int col, uint32_t row, const char *s, size_t len, cb_error *err);
+/* Append one level to a MULTI row (duplicates within a row are dropped). */
+int cb_tb_add_multi(cb_tabbuild *b, int col, uint32_t row, const char *s, size_t len, cb_error *err);
+/* Split `s` on `sep` and add every non-empty, trimmed piece to the row. */
+int cb_tb_add_multi_split(cb_tabbuild *b, int col, uint32_t row, const char *s, size_t len,
+                          const char *sep, cb_error *err);
+/* Pad every column to n_rows and set t->n_rows. */
+int cb_tb_finish(cb_tabbuild *b, uint32_t n_rows, cb_error *err);
+
+/* ---- Loader context: everything a load owns until it succeeds. */
+typedef struct cb_loader {
+    cb_dataset *ds;
+    cb_load_options opt;
+    cb_tabbuild users, items;
+    char **titles;      /* [cap_titles], zero-filled; moved into ds by cb_ld_finish */
+    size_t cap_titles;
+    const char *items_file, *users_file; /* names for "unknown id" messages, NULL = none */
+    bool declared_range;                 /* y_min/y_max came from options or schema */
+    bool declared_binary;
+} cb_loader;
+
+/* Create the dataset and context. `name` is the layout name. */
+int cb_ld_begin(cb_loader *L, const char *name, const char *path, const cb_load_options *opt,
+                cb_error *err);
+/* Free everything (after an error). */
+void cb_ld_abort(cb_loader *L);
+int cb_ld_set_title(cb_loader *L, uint32_t item, const char *s, size_t len, cb_error *err);
+/* Declare the valid rating range unless the caller's options already did. */
+void cb_ld_default_range(cb_loader *L, float y_min, float y_max);
+
+/* ---- Ratings files. */
+typedef struct cb_ratings_spec {
+    const char *path;
+    cb_csv_options csv;
+    bool header;          /* the first record is a header */
+    size_t n_fields;      /* exact fields per record; 0 = at least the used ones */
+    int col_user, col_item, col_rating, col_ts; /* field positions, -1 = absent
+                                                   (no rating column: every row is y = 1) */
+} cb_ratings_spec;
+void cb_ratings_spec_init(cb_ratings_spec *sp, const char *path);
+
+/* Read a ratings file, appending to L->ds. Item (user) ids must already be
+ * known when L->items_file (L->users_file) is set. */
+int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err);
+
+/* Validate and complete the dataset: duplicate (user, item) pairs (unless
+ * prejoined), binary flag and range, table padding, titles, roles. On success
+ * *out owns the dataset and L is emptied. `sp` (may be NULL) names the ratings
+ * file for duplicate messages. */
+int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_error *err);
+
+/* ---- Small helpers. */
+char *cb_path_join(const char *dir, const char *name, cb_error *err);
+bool cb_file_exists(const char *path);
+/* Year from a trailing "(1995)" (or "(2006-2007)") in a title; NAN when none. */
+float cb_year_from_title(const char *s, size_t len);
+/* Year from the last 4 digits of a date like "01-Jan-1995"; NAN when none. */
+float cb_year_from_date(const char *s, size_t len);
+/* Strict float parse with a fast path for plain decimals (same result as cb_parse_float). */
+bool cb_fast_float(const char *s, size_t len, float *out);
+/* Strict non-negative integer that fits 32 bits. */
+bool cb_fast_u32(const char *s, size_t len, uint32_t *out);
+/* Case-insensitive ASCII equality of [s, s+len) with the NUL-terminated `lit`. */
+bool cb_ieq(const char *s, size_t len, const char *lit);
+/* Read an entire small text file (schema, header files). *len excludes the added NUL. */
+int cb_read_small_file(const char *path, char **out, size_t *len, size_t max_len, cb_error *err);
+/* US region from a zip code: "0".."9" for a 5-digit (or ZIP+4) US zip, "other" otherwise. */
+const char *cb_zip_region(const char *zip, size_t len);
+
+/* Layout loaders (path is the directory). */
+int cb_load_ml_small(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err);
+int cb_load_ml_100k(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err);
+int cb_load_ml_1m(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err);
+int cb_load_course_lab(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err);
+/* schema_path: the schema file; dir: where relative file names resolve. */
+int cb_load_generic(cb_dataset **out, const char *dir, const char *schema_path,
+                    const cb_load_options *opt, cb_error *err);
+/* A folder holding only ratings.csv: generic with default settings. */
+int cb_load_ratings_only(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err);
+
+#endif /* CB_DATASET_INTERNAL_H */

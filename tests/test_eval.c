@@ -1,0 +1,473 @@
+/* Tests for eval: RMSE/MAE, top-K selection, top-N metrics on hand-computed
+ * cases (precision, recall, NDCG, MAP, hit rate and their edge cases),
+ * coverage / diversity / popularity bias, fold-file mapping with file:line
+ * errors, and the mean / std summary over folds. Datasets are built in
+ * memory by a small helper. */
+#include "testutil.h"
+#include "eval.h"
+
+#include <math.h>
+
+/* ---- in-memory dataset helper ---- */
+
+static cb_dataset *tds_new(void) {
+    cb_dataset *ds = calloc(1, sizeof *ds);
+    assert_non_null(ds);
+    ds->users = cb_vocab_create(NULL);
+    ds->items = cb_vocab_create(NULL);
+    assert_non_null(ds->users);
+    assert_non_null(ds->items);
+    ds->roles = (cb_roles){-1, -1, -1, -1, -1, -1};
+    ds->y_min = 1;
+    ds->y_max = 5;
+    ds->has_timestamps = true;
+    return ds;
+}
+
+static uint32_t tds_intern(cb_vocab *v, const char *id) {
+    uint32_t idx;
+    assert_int_equal(cb_vocab_intern(v, id, strlen(id), &idx, NULL, NULL), CB_OK);
+    return idx;
+}
+
+/* Append a rating and return its index into ds->ratings. */
+static uint32_t tds_add(cb_dataset *ds, const char *user, const char *item, float y, uint32_t ts) {
+    if (ds->n_ratings == ds->cap_ratings) {
+        ds->cap_ratings = ds->cap_ratings ? 2 * ds->cap_ratings : 16;
+        ds->ratings = realloc(ds->ratings, ds->cap_ratings * sizeof *ds->ratings);
+        assert_non_null(ds->ratings);
+    }
+    cb_rating *r = &ds->ratings[ds->n_ratings];
+    r->user = tds_intern(ds->users, user);
+    r->item = tds_intern(ds->items, item);
+    r->y = y;
+    r->ts = ts;
+    return (uint32_t)ds->n_ratings++;
+}
+
+/* Give items "0".."n-1" (interned in that order) genre sets written as
+ * strings of letters, e.g. "ab" = {a, b}; "" = none. */
+static void tds_set_genres(cb_dataset *ds, const char **sets, uint32_t n_items) {
+    ds->item_attr.n_rows = n_items;
+    ds->item_attr.n_cols = 1;
+    ds->item_attr.cols = calloc(1, sizeof *ds->item_attr.cols);
+    cb_column *c = &ds->item_attr.cols[0];
+    c->name = strdup("genres");
+    c->kind = CB_COL_MULTI;
+    c->levels = cb_vocab_create(NULL);
+    c->off = calloc(n_items + 1, sizeof *c->off);
+    size_t total = 0;
+    for (uint32_t i = 0; i < n_items; i++) total += strlen(sets[i]);
+    c->val = calloc(total + 1, sizeof *c->val);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < n_items; i++) {
+        for (const char *g = sets[i]; *g; g++) {
+            uint32_t lvl;
+            assert_int_equal(cb_vocab_intern(c->levels, g, 1, &lvl, NULL, NULL), CB_OK);
+            c->val[n++] = lvl;
+        }
+        c->off[i + 1] = n;
+    }
+    ds->roles.item_genres = 0;
+}
+
+static void tds_free(cb_dataset *ds) {
+    for (uint32_t j = 0; j < ds->item_attr.n_cols; j++) {
+        cb_column *c = &ds->item_attr.cols[j];
+        free(c->name);
+        free(c->num);
+        free(c->cat);
+        free(c->off);
+        free(c->val);
+        cb_vocab_free(c->levels);
+    }
+    free(ds->item_attr.cols);
+    cb_vocab_free(ds->users);
+    cb_vocab_free(ds->items);
+    free(ds->ratings);
+    free(ds);
+}
+
+static void items_0_to(cb_dataset *ds, int n) {
+    char id[16];
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "%d", i);
+        tds_intern(ds->items, id);
+    }
+}
+
+/* ---- rating metrics ---- */
+
+static float pred_const(void *ctx, uint32_t user, uint32_t item) {
+    (void)user;
+    (void)item;
+    return *(const float *)ctx;
+}
+
+static void rating_rmse_mae(void **state) {
+    (void)state;
+    cb_dataset *ds = tds_new();
+    uint32_t test[3];
+    test[0] = tds_add(ds, "u", "a", 1, 0);
+    test[1] = tds_add(ds, "u", "b", 3, 0);
+    test[2] = tds_add(ds, "v", "a", 5, 0);
+    cb_rating_metrics m;
+    cb_error err;
+    float c = 3.0f;
+    assert_int_equal(cb_eval_rating(&m, ds, test, 3, pred_const, &c, &err), CB_OK);
+    /* errors -2, 0, 2 */
+    assert_true(fabs(m.rmse - sqrt(8.0 / 3.0)) < 1e-12);
+    assert_true(fabs(m.mae - 4.0 / 3.0) < 1e-12);
+    assert_int_equal(m.n, 3);
+
+    float pred[3] = {1.5f, 3.0f, 4.0f}; /* errors 0.5, 0, -1 */
+    assert_int_equal(cb_eval_rating_batch(&m, ds, test, 3, pred, &err), CB_OK);
+    assert_true(fabs(m.rmse - sqrt(1.25 / 3.0)) < 1e-7);
+    assert_true(fabs(m.mae - 0.5) < 1e-7);
+
+    pred[1] = NAN;
+    assert_int_equal(cb_eval_rating_batch(&m, ds, test, 3, pred, &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "non-finite"));
+    uint32_t bad = 99;
+    assert_int_equal(cb_eval_rating(&m, ds, &bad, 1, pred_const, &c, &err), CB_EINVAL);
+    assert_int_equal(cb_eval_rating(&m, ds, test, 0, pred_const, &c, &err), CB_EINVAL);
+    tds_free(ds);
+}
+
+/* ---- top-K selection ---- */
+
+static void top_k_ties_nan_exclusion(void **state) {
+    (void)state;
+    float s[7] = {0.5f, NAN, 0.9f, 0.5f, 0.9f, -INFINITY, 0.7f};
+    uint32_t out[7];
+    assert_int_equal(cb_eval_top_k(out, 4, s, 7, NULL, 0), 4);
+    uint32_t want[4] = {2, 4, 6, 0};
+    for (int r = 0; r < 4; r++) assert_int_equal(out[r], want[r]);
+
+    assert_int_equal(cb_eval_top_k(out, 7, s, 7, NULL, 0), 7);
+    uint32_t want_all[7] = {2, 4, 6, 0, 3, 5, 1}; /* NaN last, after -inf */
+    for (int r = 0; r < 7; r++) assert_int_equal(out[r], want_all[r]);
+
+    uint32_t excl[7] = {0, 0, 3, 0, 0, 0, 3};
+    assert_int_equal(cb_eval_top_k(out, 3, s, 7, excl, 3), 3);
+    uint32_t want_ex[3] = {4, 0, 3};
+    for (int r = 0; r < 3; r++) assert_int_equal(out[r], want_ex[r]);
+    assert_int_equal(cb_eval_top_k(out, 0, s, 7, NULL, 0), 0);
+    /* fewer candidates than k */
+    assert_int_equal(cb_eval_top_k(out, 10, s, 3, NULL, 0), 3);
+    assert_int_equal(out[0], 2);
+    assert_int_equal(out[2], 1);
+}
+
+/* Scores per user from a table [n_users][n_items]. */
+typedef struct table_scorer {
+    const float *scores;
+    uint32_t n_items;
+    int calls;
+} table_scorer;
+
+static int score_table(void *ctx, uint32_t user, float *scores, uint32_t n_items, cb_error *err) {
+    (void)err;
+    table_scorer *t = ctx;
+    assert_int_equal(n_items, t->n_items);
+    memcpy(scores, t->scores + (size_t)user * n_items, n_items * sizeof *scores);
+    t->calls++;
+    return CB_OK;
+}
+
+#define NEAR(a, b) assert_true(fabs((double)(a) - (double)(b)) < 1e-9)
+
+/* Three users over six items, K = 3.
+ * u0: train {5}; test 0:5, 2:4, 3:2 -> relevant {0, 2}. Scores rank
+ *     5 (excluded), 1, 2, 3, 4, 0 -> list [1, 2, 3]: one hit at rank 2.
+ *     P = 1/3, R = 1/2, DCG = 1/log2 3, IDCG = 1 + 1/log2 3, AP = (1/2)/2.
+ * u1: test 4:2 only -> skipped.
+ * u2: train {1}; test 4:4 -> relevant {4}; list [4, 0, 2]: hit at rank 1.
+ *     P = 1/3, R = 1, NDCG = 1, AP = 1. */
+static void topn_hand_computed(void **state) {
+    (void)state;
+    cb_dataset *ds = tds_new();
+    items_0_to(ds, 6);
+    uint32_t train[2], test[5];
+    train[0] = tds_add(ds, "u0", "5", 3, 0);
+    test[0] = tds_add(ds, "u0", "0", 5, 0);
+    test[1] = tds_add(ds, "u0", "2", 4, 0);
+    test[2] = tds_add(ds, "u0", "3", 2, 0);
+    test[3] = tds_add(ds, "u1", "4", 2, 0);
+    train[1] = tds_add(ds, "u2", "1", 5, 0);
+    test[4] = tds_add(ds, "u2", "4", 4, 0);
+    cb_split split = {train, test, 2, 5};
+    const float scores[3 * 6] = {
+        0.1f, 0.9f, 0.8f, 0.7f, 0.2f, 1.0f, /* u0 */
+        0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, /* u1 */
+        0.8f, 0.9f, 0.7f, 0.1f, 1.0f, 0.2f, /* u2: 1 is excluded */
+    };
+    table_scorer ts = {scores, 6, 0};
+    cb_topn_config cfg;
+    cb_topn_config_default(&cfg);
+    assert_int_equal(cfg.k, 10);
+    assert_true(cfg.threshold == 4.0f);
+    cfg.k = 3;
+    cb_topn_metrics m;
+    cb_error err;
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_OK);
+    assert_int_equal(ts.calls, 3); /* u1 still gets a list (beyond-accuracy) */
+    assert_int_equal(m.n_users_evaluated, 2);
+    assert_int_equal(m.n_users_skipped, 1);
+    double l3 = 1.0 / log2(3.0);
+    NEAR(m.precision, 1.0 / 3.0);
+    NEAR(m.recall, (0.5 + 1.0) / 2.0);
+    NEAR(m.ndcg, (l3 / (1.0 + l3) + 1.0) / 2.0);
+    NEAR(m.map, (0.25 + 1.0) / 2.0);
+    NEAR(m.hit_rate, 1.0);
+    /* lists: u0 [1,2,3], u1 [0,1,2], u2 [4,0,2] -> items {0,1,2,3,4} of 6 */
+    NEAR(m.coverage, 5.0 / 6.0);
+    assert_int_equal(m.n_recommended, 9);
+    /* popularity = training counts: item 5 -> 1, item 1 -> 1, others 0.
+     * recommended slots: item 1 twice (u0, u1) -> 2 / 9; rated: items 5 and 1 -> 1. */
+    NEAR(m.pop_recommended, 2.0 / 9.0);
+    NEAR(m.pop_rated, 1.0);
+    NEAR(m.pop_ratio, 2.0 / 9.0);
+    assert_true(isnan(m.diversity)); /* no genre column */
+
+    /* K = 1: u0's top item 1 is not relevant; u2's top item 4 is. */
+    cfg.k = 1;
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_OK);
+    NEAR(m.precision, 0.5);
+    NEAR(m.recall, (0.0 + 1.0) / 2.0);
+    NEAR(m.ndcg, 0.5);
+    NEAR(m.map, 0.5);
+    NEAR(m.hit_rate, 0.5);
+
+    /* threshold 5: u0 relevant {0}, u2 none -> skipped. u0 list [1,2,3] misses. */
+    cfg.k = 3;
+    cfg.threshold = 5.0f;
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_OK);
+    assert_int_equal(m.n_users_evaluated, 1);
+    assert_int_equal(m.n_users_skipped, 2);
+    NEAR(m.precision, 0.0);
+    NEAR(m.ndcg, 0.0);
+    NEAR(m.hit_rate, 0.0);
+
+    /* bad config */
+    cfg.k = 0;
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_EINVAL);
+    tds_free(ds);
+}
+
+/* A caller-given list per user: lists[user] with lens[user] entries. */
+typedef struct fixed_lists {
+    const uint32_t *lists; /* [n_users][max] */
+    const uint32_t *lens;
+    uint32_t max;
+} fixed_lists;
+
+static int list_fixed(void *ctx, uint32_t user, uint32_t k, uint32_t *items, uint32_t *n_out,
+                      cb_error *err) {
+    (void)err;
+    const fixed_lists *f = ctx;
+    uint32_t n = f->lens[user] < k ? f->lens[user] : k;
+    memcpy(items, f->lists + (size_t)user * f->max, n * sizeof *items);
+    *n_out = n;
+    return CB_OK;
+}
+
+/* Textbook NDCG and AP: relevance [1,0,1,0,0] with 3 relevant items, K = 5.
+ * DCG = 1 + 1/log2(4) = 1.5, IDCG = 1 + 1/log2(3) + 1/2, NDCG = 0.703918...
+ * AP = (1/1 + 2/3) / 3 = 0.5556. Also: a short list (precision still / K),
+ * duplicates counted once, and more relevant items than K (ideal = K). */
+static void topn_lists_known_values(void **state) {
+    (void)state;
+    cb_dataset *ds = tds_new();
+    items_0_to(ds, 10);
+    uint32_t train[1], test[9];
+    train[0] = tds_add(ds, "a", "9", 4, 0);
+    test[0] = tds_add(ds, "a", "0", 5, 0);
+    test[1] = tds_add(ds, "a", "2", 4, 0);
+    test[2] = tds_add(ds, "a", "7", 4.5f, 0); /* relevant, never recommended */
+    /* user b: six relevant items 0..5, list [0,1,2,3,4] -> all hits, K = 5 */
+    for (int i = 0; i < 6; i++) {
+        char id[4];
+        snprintf(id, sizeof id, "%d", i);
+        test[3 + i] = tds_add(ds, "b", id, 5, 0);
+    }
+    cb_split split = {train, test, 1, 9};
+    const uint32_t lists[2 * 5] = {0, 1, 2, 3, 4, 0, 1, 2, 3, 4};
+    const uint32_t lens[2] = {5, 5};
+    fixed_lists f = {lists, lens, 5};
+    cb_topn_config cfg = {5, 4.0f};
+    cb_topn_metrics m;
+    cb_error err;
+    assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f, &err), CB_OK);
+    assert_int_equal(m.n_users_evaluated, 2);
+    double ndcg_a = 1.5 / (1.0 + 1.0 / log2(3.0) + 0.5);
+    assert_true(fabs(ndcg_a - 0.7039180890341347) < 1e-12);
+    NEAR(m.ndcg, (ndcg_a + 1.0) / 2.0);
+    NEAR(m.map, ((1.0 + 2.0 / 3.0) / 3.0 + 1.0) / 2.0);
+    NEAR(m.precision, (2.0 / 5.0 + 1.0) / 2.0);
+    NEAR(m.recall, (2.0 / 3.0 + 5.0 / 6.0) / 2.0);
+
+    /* short list with a duplicate: a gets [0, 0] -> one hit, P = 1/5, AP = 1/3. */
+    const uint32_t lists2[2 * 5] = {0, 0, 0, 0, 0, 5, 4, 3, 2, 1};
+    const uint32_t lens2[2] = {2, 5};
+    fixed_lists f2 = {lists2, lens2, 5};
+    assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f2, &err), CB_OK);
+    NEAR(m.precision, (1.0 / 5.0 + 1.0) / 2.0);
+    NEAR(m.recall, (1.0 / 3.0 + 5.0 / 6.0) / 2.0);
+    NEAR(m.map, (1.0 / 3.0 + 1.0) / 2.0);
+    NEAR(m.ndcg, (1.0 / (1.0 + 1.0 / log2(3.0) + 0.5) + 1.0) / 2.0);
+    NEAR(m.coverage, 6.0 / 10.0);
+    assert_int_equal(m.n_recommended, 7);
+
+    /* an item outside the catalog is an error */
+    const uint32_t lists3[2 * 5] = {42, 0, 0, 0, 0, 1, 0, 0, 0, 0};
+    fixed_lists f3 = {lists3, lens, 5};
+    assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f3, &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "item 42"));
+    tds_free(ds);
+}
+
+/* Diversity: genres 0:{a,b} 1:{a} 2:{c} 3:{} 4:{}. User x gets [0,1,2]:
+ * d(0,1) = 1 - 1/2, d(0,2) = 1, d(1,2) = 1 -> mean 5/6. User y gets [3,4]:
+ * two genre-less items -> 0. Diversity = (5/6 + 0) / 2. */
+static void topn_diversity_jaccard(void **state) {
+    (void)state;
+    cb_dataset *ds = tds_new();
+    items_0_to(ds, 5);
+    const char *sets[5] = {"ab", "a", "c", "", ""};
+    tds_set_genres(ds, sets, 5);
+    uint32_t train[1], test[2];
+    train[0] = tds_add(ds, "x", "4", 3, 0);
+    test[0] = tds_add(ds, "x", "1", 5, 0);
+    test[1] = tds_add(ds, "y", "1", 1, 0); /* y is skipped but still listed */
+    cb_split split = {train, test, 1, 2};
+    const uint32_t lists[2 * 3] = {0, 1, 2, 3, 4, 0};
+    const uint32_t lens[2] = {3, 2};
+    fixed_lists f = {lists, lens, 3};
+    cb_topn_config cfg = {3, 4.0f};
+    cb_topn_metrics m;
+    cb_error err;
+    assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f, &err), CB_OK);
+    NEAR(m.diversity, (5.0 / 6.0 + 0.0) / 2.0);
+    assert_int_equal(m.n_users_evaluated, 1);
+    assert_int_equal(m.n_users_skipped, 1);
+    NEAR(m.coverage, 1.0);
+    /* popularity: item 4 rated once in training; slots 0,1,2,3,4 -> 1/5; rated by x: item 4 -> 1 */
+    NEAR(m.pop_recommended, 0.2);
+    NEAR(m.pop_rated, 1.0);
+    tds_free(ds);
+}
+
+/* ---- fold files ---- */
+
+static void split_from_files(void **state) {
+    (void)state;
+    cb_dataset *ds = tds_new();
+    uint32_t r0 = tds_add(ds, "1", "10", 5, 100);
+    uint32_t r1 = tds_add(ds, "1", "20", 3, 101);
+    uint32_t r2 = tds_add(ds, "2", "10", 4, 102);
+    uint32_t r3 = tds_add(ds, "3", "30", 1, 103);
+    char *dir = tu_tmpdir();
+    char *base = tu_write(dir, "u1.base", "2\t10\t4\t102\n1\t10\t5\t100\n");
+    char *test = tu_write(dir, "u1.test", "3\t30\t1\t103\n1\t20\t3\t101\n");
+    cb_split s;
+    cb_error err;
+    assert_int_equal(cb_eval_split_from_files(&s, ds, base, test, &err), CB_OK);
+    assert_int_equal(s.n_train, 2);
+    assert_int_equal(s.n_test, 2);
+    assert_int_equal(s.train[0], r2);
+    assert_int_equal(s.train[1], r0);
+    assert_int_equal(s.test[0], r3);
+    assert_int_equal(s.test[1], r1);
+    free(s.train);
+    free(s.test);
+
+    /* a row not in the dataset: the message names file and line */
+    char *bad = tu_write(dir, "bad.test", "3\t30\t1\t103\n1\t30\t4\t104\n");
+    assert_int_equal(cb_eval_split_from_files(&s, ds, base, bad, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "bad.test:2"));
+    assert_null(s.train);
+    /* an unknown user */
+    char *bad2 = tu_write(dir, "bad2.test", "9\t30\t1\t103\n");
+    assert_int_equal(cb_eval_split_from_files(&s, ds, base, bad2, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "bad2.test:1"));
+    assert_non_null(strstr(err.msg, "user '9'"));
+    /* a different rating value */
+    char *bad3 = tu_write(dir, "bad3.test", "3\t30\t2\t103\n");
+    assert_int_equal(cb_eval_split_from_files(&s, ds, base, bad3, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "bad3.test:1"));
+    /* the same rating in base and test */
+    char *bad4 = tu_write(dir, "bad4.test", "1\t10\t5\t100\n");
+    assert_int_equal(cb_eval_split_from_files(&s, ds, base, bad4, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "bad4.test:1"));
+    assert_non_null(strstr(err.msg, "already used"));
+    /* too few fields */
+    char *bad5 = tu_write(dir, "bad5.test", "3\t30\t1\t103\n\n3\t30\n");
+    assert_int_equal(cb_eval_split_from_files(&s, ds, base, bad5, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "bad5.test:3"));
+    /* missing file */
+    assert_int_equal(cb_eval_split_from_files(&s, ds, base, "/nonexistent/u1.test", &err), CB_EIO);
+    tu_rmrf(dir);
+    free(dir);
+    free(base);
+    free(test);
+    free(bad);
+    free(bad2);
+    free(bad3);
+    free(bad4);
+    free(bad5);
+    tds_free(ds);
+}
+
+/* ---- results over folds ---- */
+
+static void stats_and_summary(void **state) {
+    (void)state;
+    double v[5] = {1.0, 2.0, NAN, 3.0, 4.0};
+    cb_eval_stat s = cb_eval_stat_of(v, 5);
+    assert_int_equal(s.n, 4);
+    NEAR(s.mean, 2.5);
+    NEAR(s.std, sqrt(1.25)); /* population std */
+    s = cb_eval_stat_of(v + 2, 1);
+    assert_int_equal(s.n, 0);
+    assert_true(isnan(s.mean));
+
+    cb_eval_result r[4];
+    const double rmse[4] = {0.95, 0.5, 0.93, 0.94};
+    for (int j = 0; j < 4; j++) {
+        cb_eval_result_init(&r[j], j == 1 ? "mean" : "bias", j + 1);
+        r[j].rating.rmse = rmse[j];
+    }
+    r[0].has_topn = true;
+    r[0].topn.ndcg = 0.2;
+    r[2].has_topn = true;
+    r[2].topn.ndcg = 0.4;
+    r[2].topn.diversity = NAN;
+    r[0].topn.diversity = 0.5;
+    cb_eval_summary sum;
+    cb_error err;
+    assert_int_equal(cb_eval_summarize(&sum, r, 4, "bias", &err), CB_OK);
+    assert_int_equal(sum.n_folds, 3);
+    NEAR(sum.rmse.mean, 0.94);
+    NEAR(sum.rmse.std, sqrt(((0.01 * 0.01) + 0 + (0.01 * 0.01)) / 3.0));
+    assert_true(isnan(sum.mae.mean));
+    assert_int_equal(sum.ndcg.n, 2);
+    NEAR(sum.ndcg.mean, 0.3);
+    assert_int_equal(sum.diversity.n, 1);
+    assert_int_equal(cb_eval_summarize(&sum, r, 4, NULL, &err), CB_OK);
+    assert_int_equal(sum.n_folds, 4);
+    assert_int_equal(cb_eval_summarize(&sum, r, 4, "svd", &err), CB_ENOTFOUND);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rating_rmse_mae),
+        cmocka_unit_test(top_k_ties_nan_exclusion),
+        cmocka_unit_test(topn_hand_computed),
+        cmocka_unit_test(topn_lists_known_values),
+        cmocka_unit_test(topn_diversity_jaccard),
+        cmocka_unit_test(split_from_files),
+        cmocka_unit_test(stats_and_summary),
+    };
+    return cmocka_run_group_tests_name("eval", tests, NULL, NULL);
+}
