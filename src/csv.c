@@ -40,7 +40,7 @@
 #endif
 
 #define CSV_BLOCK ((size_t)1 << 20) /* bytes per read */
-#define CSV_PAD 64                  /* slack after the data: 16-byte loads, NUL */
+#define CSV_PAD 128                 /* slack after the data: 64-byte windows, NUL */
 #define CSV_MAX_DELIM 16
 #define CSV_MAX_LINE_LIMIT ((size_t)1 << 40)
 
@@ -180,7 +180,7 @@ static int csv_create(cb_csv **out, const char *name, const cb_csv_options *opt,
     c->limit = opt->max_line + 2;
     c->line = 1;
     c->name = cb_strdup(name, err);
-    c->fcap = 16;
+    c->fcap = 128; /* > 64: one 64-byte window never needs to grow the arrays */
     c->fields = cb_calloc(c->fcap, sizeof *c->fields, err);
     c->lens = cb_calloc(c->fcap, sizeof *c->lens, err);
     if (!c->name || !c->fields || !c->lens) {
@@ -323,21 +323,25 @@ static int refill(cb_csv *c, cb_error *err) {
     }
     if (c->latin1) got = latin1_to_utf8(dst, c->raw, got);
     c->end += got;
-    memset(c->buf + c->end, 0, 16); /* defined bytes for the vector loads past the end */
+    memset(c->buf + c->end, 0, 64); /* defined bytes for the vector loads past the end */
     return CB_OK;
 }
 
-static int push_field(cb_csv *c, size_t n, char *start, size_t len, cb_error *err) {
-    if (n == c->fcap) {
-        size_t ncap = c->fcap * 2;
-        char **f = cb_realloc_array(c->fields, ncap, sizeof *f, err);
-        if (!f) return csv_fail(c, err, CB_ENOMEM, "%s: out of memory", c->name);
-        c->fields = f;
-        size_t *l = cb_realloc_array(c->lens, ncap, sizeof *l, err);
-        if (!l) return csv_fail(c, err, CB_ENOMEM, "%s: out of memory", c->name);
-        c->lens = l;
-        c->fcap = ncap;
-    }
+/* Double the reusable field arrays (rare: records with many fields). */
+static int __attribute__((noinline)) grow_fields(cb_csv *c, cb_error *err) {
+    size_t ncap = c->fcap * 2;
+    char **f = cb_realloc_array(c->fields, ncap, sizeof *f, err);
+    if (!f) return csv_fail(c, err, CB_ENOMEM, "%s: out of memory", c->name);
+    c->fields = f;
+    size_t *l = cb_realloc_array(c->lens, ncap, sizeof *l, err);
+    if (!l) return csv_fail(c, err, CB_ENOMEM, "%s: out of memory", c->name);
+    c->lens = l;
+    c->fcap = ncap;
+    return CB_OK;
+}
+
+static inline int push_field(cb_csv *c, size_t n, char *start, size_t len, cb_error *err) {
+    if (n == c->fcap && grow_fields(c, err)) return c->fail.code;
     c->fields[n] = start;
     c->lens[n] = len;
     return CB_OK;
@@ -370,74 +374,137 @@ static int check_record(cb_csv *c, const char *p, size_t content, int maybe_utf8
 /* ---- Fast path: quote-free records. */
 
 /* Bit masks of '\n', the delimiter's first byte, '"' and non-ASCII bytes
- * among the 16 bytes at s. */
-static inline void scan16(const char *s, char d0, int quoting, uint32_t *mnl, uint32_t *md,
-                          uint32_t *mq, uint32_t *mh) {
+ * among the 64 bytes at s (bit k is byte k). A whole window at once keeps
+ * the per-record loops short and their trip counts regular, which matters
+ * more than the arithmetic: short records mostly fit in one window. */
+static inline void scan64(const char *s, char d0, int quoting, uint64_t *mnl, uint64_t *md,
+                          uint64_t *mq, uint64_t *mh) {
 #ifdef CSV_SIMD
-    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
-    *mnl = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')));
-    *md = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(d0)));
-    *mq = quoting ? (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('"'))) : 0;
-    *mh = (uint32_t)_mm_movemask_epi8(v);
+    const __m128i vnl = _mm_set1_epi8('\n'), vd = _mm_set1_epi8(d0), vq = _mm_set1_epi8('"');
+    uint64_t a = 0, b = 0, q = 0, h = 0;
+#define CSV_SCAN16(k)                                                                       \
+    do {                                                                                    \
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + 16 * (k)));         \
+        a |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vnl)) << (16 * (k));   \
+        b |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vd)) << (16 * (k));    \
+        q |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vq)) << (16 * (k));    \
+        h |= (uint64_t)(uint32_t)_mm_movemask_epi8(v) << (16 * (k));                        \
+    } while (0)
+    CSV_SCAN16(0);
+    CSV_SCAN16(1);
+    CSV_SCAN16(2);
+    CSV_SCAN16(3);
+#undef CSV_SCAN16
+    *mnl = a, *md = b, *mq = quoting ? q : 0, *mh = h;
 #else
-    uint32_t a = 0, b = 0, q = 0, h = 0;
-    for (int i = 0; i < 16; i++) {
-        a |= (uint32_t)(s[i] == '\n') << i;
-        b |= (uint32_t)(s[i] == d0) << i;
-        q |= (uint32_t)(quoting && s[i] == '"') << i;
-        h |= (uint32_t)((unsigned char)s[i] >= 0x80) << i;
+    uint64_t a = 0, b = 0, q = 0, h = 0;
+    for (int i = 0; i < 64; i++) {
+        a |= (uint64_t)(s[i] == '\n') << i;
+        b |= (uint64_t)(s[i] == d0) << i;
+        q |= (uint64_t)(quoting && s[i] == '"') << i;
+        h |= (uint64_t)((unsigned char)s[i] >= 0x80) << i;
     }
     *mnl = a, *md = b, *mq = q, *mh = h;
 #endif
 }
 
-static int fast_record(cb_csv *c, csv_rec *rec, cb_error *err) {
-    char *p = c->buf + c->pos;
-    size_t avail = c->end - c->pos;
-    size_t lim = avail < c->limit ? avail : c->limit;
-    size_t dlen = c->dlen, nf = 0, fstart = 0, next_delim = 0, term = SIZE_MAX;
-    const char d0 = c->delim[0];
-    uint32_t high = 0;
-    for (size_t i = 0; i < lim; i += 16) {
-        uint32_t mnl, md, mq, mh;
-        scan16(p + i, d0, c->quoting, &mnl, &md, &mq, &mh);
-        if (lim - i < 16) {
-            uint32_t keep = ((uint32_t)1 << (lim - i)) - 1;
-            mnl &= keep, md &= keep, mq &= keep, mh &= keep;
-        }
-        if (mnl) {
-            uint32_t before = (mnl & (0u - mnl)) - 1;
-            md &= before, mq &= before, mh &= before;
-            term = i + (size_t)__builtin_ctz(mnl);
-        }
-        if (mq) return REC_SLOW;
-        high |= mh;
-        while (md) {
-            size_t j = i + (size_t)__builtin_ctz(md);
-            md &= md - 1;
-            if (dlen > 1 && (j < next_delim || j + dlen > avail || memcmp(p + j, c->delim, dlen) != 0))
-                continue;
-            if (push_field(c, nf++, p + fstart, j - fstart, err)) return c->fail.code;
-            fstart = next_delim = j + dlen;
-        }
-        if (term != SIZE_MAX) break;
-    }
-    if (term == SIZE_MAX) {
-        if (lim >= c->limit) return err_overlong(c, err);
-        if (!c->eof) return REC_NEED_MORE;
-        term = rec->used = avail;
-    } else {
-        rec->used = term + 1;
-    }
+/* Finish a fast-path record whose terminator is at `term` (== avail at end
+ * of file): checks, last field, NUL terminators if not yet written. */
+static inline int fast_finish(cb_csv *c, char *p, size_t term, size_t used, size_t nf, size_t fstart,
+                              uint64_t high, int nul_written, csv_rec *rec, cb_error *err) {
     size_t content = term - (term > 0 && p[term - 1] == '\r');
-    int rc = check_record(c, p, content, high != 0, err);
-    if (rc) return rc;
-    if (push_field(c, nf++, p + fstart, content - fstart, err)) return c->fail.code;
-    for (size_t k = 0; k < nf; k++) c->fields[k][c->lens[k]] = '\0';
+    if (content > c->max_line || high) {
+        int rc = check_record(c, p, content, high != 0, err);
+        if (rc) return rc;
+    }
+    if (nf == c->fcap && grow_fields(c, err)) return c->fail.code;
+    c->fields[nf] = p + fstart;
+    c->lens[nf++] = content - fstart;
+    if (nul_written) p[content] = '\0';
+    else
+        for (size_t k = 0; k < nf; k++) c->fields[k][c->lens[k]] = '\0';
+    rec->used = used;
     rec->content = content;
     rec->newlines = 0;
     rec->n_fields = nf;
     return REC_DONE;
+}
+
+static int fast_record(cb_csv *c, csv_rec *rec, cb_error *err) {
+    char *p = c->buf + c->pos;
+    const size_t avail = c->end - c->pos;
+    const size_t lim = avail < c->limit ? avail : c->limit;
+    const size_t dlen = c->dlen;
+    const char d0 = c->delim[0];
+    const int quoting = c->quoting;
+    /* Locals, not c->...: stores through the arrays could alias c's fields. */
+    char **fields = c->fields;
+    size_t *lens = c->lens, fcap = c->fcap;
+    size_t nf = 0, fstart = 0, next_delim = 0;
+    uint64_t mnl, md, mq, mh;
+
+    /* Common case: a single-byte delimiter and the whole record in the first
+     * 64-byte window. The record is known complete before any field is
+     * split, so NULs go in at once. */
+    scan64(p, d0, quoting, &mnl, &md, &mq, &mh);
+    if (lim < 64) {
+        uint64_t keep = ((uint64_t)1 << lim) - 1;
+        mnl &= keep, md &= keep, mq &= keep, mh &= keep;
+    }
+    if (mnl && dlen == 1) {
+        uint64_t before = (mnl & (0 - mnl)) - 1;
+        if (mq & before) return REC_SLOW;
+        md &= before;
+        size_t term = (size_t)__builtin_ctzll(mnl);
+        while (md) { /* at most 63 fields: fcap >= 128 */
+            size_t j = (size_t)__builtin_ctzll(md);
+            md &= md - 1;
+            fields[nf] = p + fstart;
+            lens[nf++] = j - fstart;
+            p[j] = '\0';
+            fstart = j + 1;
+        }
+        return fast_finish(c, p, term, term + 1, nf, fstart, mh & before, 1, rec, err);
+    }
+
+    /* General case: windows until the terminator, NULs written at the end
+     * (the record may turn out incomplete or quoted, and be parsed again). */
+    size_t term = SIZE_MAX;
+    uint64_t high = 0;
+    for (size_t i = 0; i < lim; i += 64) {
+        if (i) {
+            scan64(p + i, d0, quoting, &mnl, &md, &mq, &mh);
+            if (lim - i < 64) {
+                uint64_t keep = ((uint64_t)1 << (lim - i)) - 1;
+                mnl &= keep, md &= keep, mq &= keep, mh &= keep;
+            }
+        }
+        if (mnl) {
+            uint64_t before = (mnl & (0 - mnl)) - 1;
+            md &= before, mq &= before, mh &= before;
+            term = i + (size_t)__builtin_ctzll(mnl);
+        }
+        if (mq) return REC_SLOW;
+        high |= mh;
+        while (md) {
+            size_t j = i + (size_t)__builtin_ctzll(md);
+            md &= md - 1;
+            if (dlen > 1 && (j < next_delim || j + dlen > avail || memcmp(p + j, c->delim, dlen) != 0))
+                continue;
+            if (nf == fcap) {
+                if (grow_fields(c, err)) return c->fail.code;
+                fields = c->fields, lens = c->lens, fcap = c->fcap;
+            }
+            fields[nf] = p + fstart;
+            lens[nf++] = j - fstart;
+            fstart = next_delim = j + dlen;
+        }
+        if (term != SIZE_MAX) break;
+    }
+    if (term != SIZE_MAX) return fast_finish(c, p, term, term + 1, nf, fstart, high, 0, rec, err);
+    if (lim >= c->limit) return err_overlong(c, err);
+    if (!c->eof) return REC_NEED_MORE;
+    return fast_finish(c, p, avail, avail, nf, fstart, high, 0, rec, err);
 }
 
 /* ---- Reference path: a byte-at-a-time RFC 4180 state machine. */
@@ -581,7 +648,7 @@ static int start(cb_csv *c, cb_error *err) {
 }
 
 int cb_csv_next(cb_csv *c, char ***fields, size_t **lens, size_t *n_fields, cb_error *err) {
-    if (!c || !fields || !lens || !n_fields) return cb_fail(err, CB_EINVAL, "cb_csv_next: NULL argument");
+    if (!c) return cb_fail(err, CB_EINVAL, "cb_csv_next: NULL reader");
     if (c->fail.code) {
         if (err) *err = c->fail;
         return c->fail.code;
@@ -598,7 +665,7 @@ int cb_csv_next(cb_csv *c, char ***fields, size_t **lens, size_t *n_fields, cb_e
             continue;
         }
         csv_rec rec;
-        int rc = (c->reference || c->sp_active) ? slow_record(c, &rec, err) : fast_record(c, &rec, err);
+        int rc = (c->reference | c->sp_active) ? slow_record(c, &rec, err) : fast_record(c, &rec, err);
         if (rc == REC_SLOW) rc = slow_record(c, &rec, err);
         if (rc == REC_NEED_MORE) {
             rc = refill(c, err);

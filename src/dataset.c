@@ -496,6 +496,94 @@ static int ensure_ratings(cb_dataset *ds, size_t need, cb_error *err) {
     return CB_OK;
 }
 
+/* Numeric ids ("1", "4993", ...) are the common case; they are resolved by a
+ * direct array indexed by value, which takes one cache access where the
+ * vocabulary's hash table takes several dependent ones (slot, entry, string).
+ * The array is an accelerator only: the vocabulary stays the truth, and the
+ * array is bounded in size relative to the number of ids. */
+typedef struct idmap {
+    uint32_t *slot;  /* [cap]: index + 1, 0 = not in the map */
+    size_t cap;
+    bool complete;   /* every canonical numeric id of the vocabulary is in the map */
+} idmap;
+
+/* "0" or digits without a leading zero, at most 9 of them. */
+static bool canon_num(const char *s, size_t n, uint32_t *val) {
+    if (n == 0 || n > 9 || (n > 1 && s[0] == '0')) return false;
+    uint32_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + (uint32_t)(s[i] - '0');
+    }
+    *val = v;
+    return true;
+}
+
+/* Room for value `val` if the array stays within 64 entries per id (+ slack). */
+static bool idmap_fit(idmap *m, uint32_t val, uint32_t n_ids) {
+    if (val < m->cap) return true;
+    size_t cap = m->cap ? m->cap : 1024;
+    while (cap <= val) cap *= 2;
+    if (cap > 64 * ((size_t)n_ids + 4096)) return false;
+    uint32_t *p = realloc(m->slot, cap * sizeof *p);
+    if (!p) return false; /* only an accelerator: fall back to the vocabulary */
+    memset(p + m->cap, 0, (cap - m->cap) * sizeof *p);
+    m->slot = p;
+    m->cap = cap;
+    return true;
+}
+
+static void idmap_put(idmap *m, uint32_t val, uint32_t idx, uint32_t n_ids) {
+    if (idmap_fit(m, val, n_ids)) m->slot[val] = idx + 1;
+    else m->complete = false;
+}
+
+static int idmap_init(idmap *m, const cb_vocab *v, cb_error *err) {
+    (void)err;
+    m->slot = NULL;
+    m->cap = 0;
+    m->complete = true;
+    uint32_t n = cb_vocab_size(v), val;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *s = cb_vocab_name(v, i);
+        if (canon_num(s, strlen(s), &val)) idmap_put(m, val, i, n);
+    }
+    return CB_OK;
+}
+
+/* Resolve an id: found in the map or vocabulary, or (when not `closed`) added. */
+static int id_lookup(cb_vocab *v, idmap *m, bool closed, const char *s, size_t n, uint32_t *idx, bool *found,
+                     cb_error *err) {
+    uint32_t val = 0;
+    bool canon = canon_num(s, n, &val);
+    *found = true;
+    if (canon) {
+        if (val < m->cap && m->slot[val]) {
+            *idx = m->slot[val] - 1;
+            return CB_OK;
+        }
+        if (m->complete) { /* known absent */
+            if (closed) {
+                *found = false;
+                return CB_OK;
+            }
+            int rc = cb_vocab_intern(v, s, n, idx, NULL, err);
+            if (!rc) idmap_put(m, val, *idx, cb_vocab_size(v));
+            return rc;
+        }
+    }
+    if (closed) {
+        int64_t k = cb_vocab_find(v, s, n);
+        *found = k >= 0;
+        if (k >= 0) *idx = (uint32_t)k;
+        return CB_OK;
+    }
+    bool added;
+    int rc = cb_vocab_intern(v, s, n, idx, &added, err);
+    if (!rc && added && canon) idmap_put(m, val, *idx, cb_vocab_size(v));
+    return rc;
+}
+
 /* A bad row: fail, or count it and go on. Returns 1 to skip, <0 to fail. */
 #define BAD_ROW(...)                                                   \
     do {                                                               \
@@ -520,6 +608,7 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
     for (int k = 0; k < 4; k++)
         if (cols[k] >= 0 && (size_t)cols[k] + 1 > need) need = (size_t)cols[k] + 1;
     size_t last_line = 0, n_before = ds->n_ratings;
+    idmap user_map = {0}, item_map = {0};
 
     /* Pre-size from the file size: real rating lines are >= ~8 bytes. */
     struct stat st;
@@ -543,6 +632,9 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
         }
     }
 
+    rc = idmap_init(&user_map, ds->users, err);
+    if (!rc) rc = idmap_init(&item_map, ds->items, err);
+    if (rc) goto done;
     char last_user[64];
     size_t last_user_len = SIZE_MAX;
     uint32_t last_user_idx = 0;
@@ -583,19 +675,15 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
         if (ul == 0) BAD_ROW("%s:%zu: empty user id", name, line);
         if (il == 0) BAD_ROW("%s:%zu: empty item id", name, line);
         uint32_t u, it;
+        bool found;
         if (ul == last_user_len && memcmp(us, last_user, ul) == 0) {
             u = last_user_idx;
         } else {
-            if (L->users_file) {
-                int64_t k = cb_vocab_find(ds->users, us, ul);
-                if (k < 0)
-                    BAD_ROW("%s:%zu: unknown user id '%.*s' (not in %s)", name, line,
-                            (int)(ul > 40 ? 40 : ul), us, L->users_file);
-                u = (uint32_t)k;
-            } else {
-                rc = cb_vocab_intern(ds->users, us, ul, &u, NULL, err);
-                if (rc) goto done;
-            }
+            rc = id_lookup(ds->users, &user_map, L->users_file != NULL, us, ul, &u, &found, err);
+            if (rc) goto done;
+            if (!found)
+                BAD_ROW("%s:%zu: unknown user id '%.*s' (not in %s)", name, line,
+                        (int)(ul > 40 ? 40 : ul), us, L->users_file);
             if (ul <= sizeof last_user) {
                 memcpy(last_user, us, ul);
                 last_user_len = ul;
@@ -604,16 +692,11 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
                 last_user_len = SIZE_MAX;
             }
         }
-        if (L->items_file) {
-            int64_t k = cb_vocab_find(ds->items, is, il);
-            if (k < 0)
-                BAD_ROW("%s:%zu: unknown item id '%.*s' (not in %s)", name, line,
-                        (int)(il > 40 ? 40 : il), is, L->items_file);
-            it = (uint32_t)k;
-        } else {
-            rc = cb_vocab_intern(ds->items, is, il, &it, NULL, err);
-            if (rc) goto done;
-        }
+        rc = id_lookup(ds->items, &item_map, L->items_file != NULL, is, il, &it, &found, err);
+        if (rc) goto done;
+        if (!found)
+            BAD_ROW("%s:%zu: unknown item id '%.*s' (not in %s)", name, line,
+                    (int)(il > 40 ? 40 : il), is, L->items_file);
         if (ds->n_ratings == ds->cap_ratings) {
             rc = ensure_ratings(ds, ds->n_ratings + 1, err);
             if (rc) goto done;
@@ -636,6 +719,8 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
     if (sp->col_ts >= 0) ds->has_timestamps = true;
     if (sp->col_rating < 0) L->declared_binary = true;
 done:
+    free(user_map.slot);
+    free(item_map.slot);
     cb_csv_close(c);
     return rc;
 }
@@ -681,24 +766,31 @@ static int check_duplicates(cb_loader *L, const cb_ratings_spec *sp, cb_error *e
     uint32_t n_users = cb_vocab_size(ds->users), n_items = cb_vocab_size(ds->items);
     size_t n = ds->n_ratings;
     int rc = CB_OK;
+    /* Files grouped by user (MovieLens, most exports) have non-decreasing user
+     * indices, since ids are numbered as they first appear: then the ratings
+     * are already in user order and the 4-byte-per-rating index is not needed. */
+    bool grouped = true;
+    for (size_t i = 1; i < n && grouped; i++) grouped = ds->ratings[i].user >= ds->ratings[i - 1].user;
     uint32_t *start = cb_calloc((size_t)n_users + 1, sizeof *start, err);
-    uint32_t *order = cb_malloc((n ? n : 1) * sizeof *order, err);
+    uint32_t *order = grouped ? NULL : cb_malloc((n ? n : 1) * sizeof *order, err);
     uint32_t *mark = cb_malloc(((size_t)n_items + 1) * sizeof *mark, err);
     uint8_t *drop = NULL;
-    if (!start || !order || !mark) {
+    if (!start || (!grouped && !order) || !mark) {
         rc = CB_ENOMEM;
         goto done;
     }
     for (size_t i = 0; i < n; i++) start[ds->ratings[i].user + 1]++;
     for (uint32_t u = 0; u < n_users; u++) start[u + 1] += start[u];
-    for (size_t i = 0; i < n; i++) order[start[ds->ratings[i].user]++] = (uint32_t)i;
+    if (grouped) memmove(start, start + 1, (size_t)n_users * sizeof *start); /* start[u] = end of u */
+    else
+        for (size_t i = 0; i < n; i++) order[start[ds->ratings[i].user]++] = (uint32_t)i;
     /* start[u] is now the end of user u; its beginning is start[u-1] (0 for u=0). */
     memset(mark, 0xff, ((size_t)n_items + 1) * sizeof *mark);
     size_t n_dup = 0;
     for (uint32_t u = 0; u < n_users; u++) {
         uint32_t b = u ? start[u - 1] : 0, e = start[u];
         for (uint32_t k = b; k < e; k++) {
-            uint32_t i = order[k];
+            uint32_t i = grouped ? k : order[k];
             uint32_t it = ds->ratings[i].item;
             if (mark[it] != u) {
                 mark[it] = u;

@@ -107,7 +107,9 @@ int cb_eval_topn_lists(cb_topn_metrics *out, const cb_topn_config *cfg, const cb
                        const cb_split *split, cb_list_fn list, void *ctx, cb_error *err);
 
 /* Top-K of scores[0..n_items-1] into items[] (best first), skipping items
- * with exclude[i] == stamp when exclude is not NULL; ties go to the lower
+ * with exclude[i] == stamp when exclude is not NULL (use a fresh non-zero
+ * stamp per call, e.g. user + 1, so one array serves every user without
+ * clearing; a zeroed array with stamp 0 excludes everything); ties go to the lower
  * index, NaN ranks last. Returns the number written (<= k). Used by
  * cb_eval_topn; exported for the retrieval experiment and tests. */
 uint32_t cb_eval_top_k(uint32_t *items, uint32_t k, const float *scores, uint32_t n_items,

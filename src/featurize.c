@@ -904,6 +904,8 @@ static int fit_body(cb_features *f, const cb_dataset *ds, const uint32_t *train_
         f->item_mean[i] = (float)shrunk_mean(f, item_sum[i], f->item_count[i]);
         item_w[i] = f->item_count[i] ? 1 : 0;
     }
+    if (!f->prejoined) /* engineered: one count per training user */
+        for (uint32_t u = 0; u < n_users; u++) user_w[u] = user_w[u] ? 1 : 0;
 
     if ((rc = fit_genres(f, ds, err))) goto out;
     if ((rc = build_genre_vocab(f, err))) goto out;

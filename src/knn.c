@@ -203,6 +203,16 @@ static void scan_scalar(const float *s, const float *hn, size_t nb, size_t j0, f
 }
 
 #if KNN_X86
+/* Offer only the lanes whose bit is set (they beat the threshold as it was
+ * when the block was loaded; offer_one re-tests against the current one). */
+static inline void offer_bits(const float *s, const float *hn, unsigned bits, size_t j0, fheap *h, const qexcl *e) {
+    while (bits) {
+        unsigned l = (unsigned)__builtin_ctz(bits);
+        bits &= bits - 1;
+        offer_one(h, e, hn ? s[l] - hn[l] : s[l], j0 + l);
+    }
+}
+
 static void scan_sse(const float *s, const float *hn, size_t nb, size_t j0, fheap *h, const qexcl *e) {
     size_t j = 0;
     __m128 thr = _mm_set1_ps(h->key[0]);
@@ -218,7 +228,11 @@ static void scan_sse(const float *s, const float *hn, size_t nb, size_t j0, fhea
         __m128 m = _mm_or_ps(_mm_or_ps(_mm_cmpgt_ps(a, thr), _mm_cmpgt_ps(b, thr)),
                              _mm_or_ps(_mm_cmpgt_ps(c, thr), _mm_cmpgt_ps(d, thr)));
         if (_mm_movemask_ps(m)) {
-            scan_scalar(s + j, hn ? hn + j : NULL, 16, j0 + j, h, e);
+            unsigned bits = (unsigned)_mm_movemask_ps(_mm_cmpgt_ps(a, thr)) |
+                            (unsigned)_mm_movemask_ps(_mm_cmpgt_ps(b, thr)) << 4 |
+                            (unsigned)_mm_movemask_ps(_mm_cmpgt_ps(c, thr)) << 8 |
+                            (unsigned)_mm_movemask_ps(_mm_cmpgt_ps(d, thr)) << 12;
+            offer_bits(s + j, hn ? hn + j : NULL, bits, j0 + j, h, e);
             thr = _mm_set1_ps(h->key[0]);
         }
     }
@@ -241,7 +255,11 @@ __attribute__((target("avx2"))) static void scan_avx2(const float *s, const floa
         __m256 m = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(a, thr, _CMP_GT_OQ), _mm256_cmp_ps(b, thr, _CMP_GT_OQ)),
                                 _mm256_or_ps(_mm256_cmp_ps(c, thr, _CMP_GT_OQ), _mm256_cmp_ps(d, thr, _CMP_GT_OQ)));
         if (_mm256_movemask_ps(m)) {
-            scan_scalar(s + j, hn ? hn + j : NULL, 32, j0 + j, h, e);
+            unsigned bits = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a, thr, _CMP_GT_OQ)) |
+                            (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(b, thr, _CMP_GT_OQ)) << 8 |
+                            (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(c, thr, _CMP_GT_OQ)) << 16 |
+                            (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(d, thr, _CMP_GT_OQ)) << 24;
+            offer_bits(s + j, hn ? hn + j : NULL, bits, j0 + j, h, e);
             thr = _mm256_set1_ps(h->key[0]);
         }
     }

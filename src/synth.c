@@ -17,7 +17,8 @@
  *
  * cb_synth_write() saves any dataset with titles as a MovieLens-latest-style
  * folder (ratings.csv, movies.csv) plus users.csv with the user attribute
- * columns. */
+ * columns and a cbrec.schema declaring all three, so the generic loader reads
+ * the demographics too (without the schema the folder is plain latest-small). */
 #include "dataset.h"
 #include "dataset_internal.h"
 
@@ -541,6 +542,34 @@ static int write_users(const cb_dataset *ds, const char *dir, cb_error *err) {
     return cb_atomic_commit(&af, err);
 }
 
+/* cbrec.schema for the generic loader (syntax: docs/data-formats.md), so the
+ * folder loads with its users.csv demographics. */
+static int write_schema(const cb_dataset *ds, const char *dir, cb_error *err) {
+    char *path = cb_path_join(dir, "cbrec.schema", err);
+    if (!path) return CB_ENOMEM;
+    cb_atomic_file af;
+    int rc = cb_atomic_open(&af, path, err);
+    free(path);
+    if (rc) return rc;
+    FILE *fp = af.fp;
+    fprintf(fp, "# written by cbrec synth: MovieLens-latest-style files plus users.csv\n");
+    fprintf(fp, "name = %s\n", ds->name && !strpbrk(ds->name, "\r\n#") ? ds->name : "synthetic");
+    fprintf(fp, "ratings = ratings.csv\nratings.header = yes\n");
+    fprintf(fp, "ratings.columns = userId:user, movieId:item, rating:rating, timestamp:timestamp\n");
+    if (ds->y_min < ds->y_max) fprintf(fp, "rating.range = %.9g,%.9g\n", ds->y_min, ds->y_max);
+    fprintf(fp, "items = movies.csv\nitems.header = yes\n");
+    fprintf(fp, "items.columns = movieId:id, title:title, genres:multi(|)\n");
+    const cb_table *t = &ds->user_attr;
+    if (t->n_cols) {
+        fprintf(fp, "users = users.csv\nusers.header = yes\nusers.columns = userId:id");
+        for (uint32_t c = 0; c < t->n_cols; c++)
+            fprintf(fp, ", %s:%s", t->cols[c].name,
+                    t->cols[c].kind == CB_COL_NUMERIC ? "numeric" : t->cols[c].kind == CB_COL_CATEGORICAL ? "categorical" : "multi(|)");
+        fputc('\n', fp);
+    }
+    return cb_atomic_commit(&af, err);
+}
+
 int cb_synth_write(const cb_dataset *ds, const char *dir, cb_error *err) {
     if (!ds || !dir || !*dir) return cb_fail(err, CB_EINVAL, "cb_synth_write: no dataset or folder");
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
@@ -550,5 +579,6 @@ int cb_synth_write(const cb_dataset *ds, const char *dir, cb_error *err) {
     int rc = write_movies(ds, dir, err);
     if (!rc) rc = write_ratings(ds, dir, err);
     if (!rc && ds->user_attr.n_cols) rc = write_users(ds, dir, err);
+    if (!rc) rc = write_schema(ds, dir, err);
     return rc;
 }

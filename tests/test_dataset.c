@@ -420,10 +420,11 @@ static void test_split_random(void **state) {
     assert_memory_equal(a.test, b.test, a.n_test * sizeof *a.test);
     assert_true(a.n_test != c.n_test || memcmp(a.test, c.test, a.n_test * sizeof *a.test) != 0);
     assert_true(a.n_test > ds->n_ratings / 8 && a.n_test < ds->n_ratings / 2);
+    cb_split_free(&c);
     assert_int_equal(cb_split_make(&c, ds, CB_SPLIT_RANDOM, 1.5, 1, &err), CB_EINVAL);
+    assert_null(c.train);
     cb_split_free(&a);
     cb_split_free(&b);
-    cb_split_free(&c);
     cb_dataset_free(ds);
     tu_rmrf(d);
     free(d);

@@ -287,7 +287,7 @@ static void topn_lists_known_values(void **state) {
     test[2] = tds_add(ds, "a", "7", 4.5f, 0); /* relevant, never recommended */
     /* user b: six relevant items 0..5, list [0,1,2,3,4] -> all hits, K = 5 */
     for (int i = 0; i < 6; i++) {
-        char id[4];
+        char id[16];
         snprintf(id, sizeof id, "%d", i);
         test[3 + i] = tds_add(ds, "b", id, 5, 0);
     }

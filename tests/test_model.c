@@ -106,7 +106,7 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm) {
     for (size_t i = 0; i < cb_model_n_tensors(m); i++) {
         cb_tensor t;
         cb_model_tensor(m, i, &t);
-        if (strstr(t.name, "bias")) for (uint32_t k = 0; k < t.shape[0]; k++) t.data[k] = 0.1f * (float)((k % 5) - 2);
+        if (strstr(t.name, "bias")) for (uint32_t k = 0; k < t.shape[0]; k++) t.data[k] = 0.1f * (float)((int)(k % 5) - 2);
     }
     double loss0;
     assert_int_equal(cb_model_loss_and_grad(m, &f.d, f.idx, f.n, &loss0, &err), CB_OK);
@@ -117,6 +117,8 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm) {
         if (loss == CB_LOSS_MSE && strncmp(t.name, "head.", 5) == 0) continue;
         size_t n = t.ndim == 2 ? (size_t)t.shape[0] * t.shape[1] : t.shape[0];
         float *g = malloc(n * sizeof(float));
+        /* gradients at the unperturbed point (the checks below overwrite them) */
+        assert_int_equal(cb_model_loss_and_grad(m, &f.d, f.idx, f.n, &loss0, &err), CB_OK);
         memcpy(g, cb_model_tensor_grad(m, i), n * sizeof(float));
         for (size_t k = 0; k < n; k++) {
             float keep = t.data[k], h = 2e-3f;
