@@ -136,66 +136,6 @@ float cb_year_from_date(const char *s, size_t len) {
     return y >= 1800 && y <= 2200 ? (float)y : NAN;
 }
 
-bool cb_fast_float(const char *s, size_t len, float *out) {
-    /* Plain [-]digits[.digits] with at most 15 significant digits: the mantissa
-     * and the power of ten are exact doubles, so one division is correctly
-     * rounded and the result equals strtod's; the cast to float then matches
-     * cb_parse_float bit for bit. Anything else takes the strict slow path. */
-    size_t i = 0;
-    bool neg = false;
-    if (len && (s[0] == '-' || s[0] == '+')) neg = s[0] == '-', i = 1;
-    uint64_t mant = 0;
-    int digits = 0, frac = 0;
-    bool dot = false, any = false;
-    for (; i < len; i++) {
-        char c = s[i];
-        if (is_digit(c)) {
-            if (digits >= 15) goto slow;
-            mant = mant * 10 + (uint64_t)(c - '0');
-            if (mant) digits++;
-            if (dot) frac++;
-            any = true;
-        } else if (c == '.' && !dot) {
-            dot = true;
-        } else {
-            goto slow;
-        }
-    }
-    if (!any) goto slow;
-    {
-        static const double p10[16] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
-                                       1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
-        if (frac > 15) goto slow;
-        double d = (double)mant / p10[frac];
-        *out = (float)(neg ? -d : d);
-        return true;
-    }
-slow:
-    return cb_parse_float(s, len, out);
-}
-
-bool cb_fast_u32(const char *s, size_t len, uint32_t *out) {
-    if (len == 0 || len > 10) {
-        int64_t v;
-        if (!cb_parse_i64(s, len, &v) || v < 0 || v > UINT32_MAX) return false;
-        *out = (uint32_t)v;
-        return true;
-    }
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (!is_digit(s[i])) {
-            int64_t w;
-            if (!cb_parse_i64(s, len, &w) || w < 0 || w > UINT32_MAX) return false;
-            *out = (uint32_t)w;
-            return true;
-        }
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v > UINT32_MAX) return false;
-    *out = (uint32_t)v;
-    return true;
-}
-
 bool cb_ieq(const char *s, size_t len, const char *lit) {
     size_t n = strlen(lit);
     if (n != len) return false;
@@ -507,8 +447,14 @@ typedef struct idmap {
     bool complete;   /* every canonical numeric id of the vocabulary is in the map */
 } idmap;
 
+static inline bool same_bytes(const char *a, const char *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
 /* "0" or digits without a leading zero, at most 9 of them. */
-static bool canon_num(const char *s, size_t n, uint32_t *val) {
+static inline bool canon_num(const char *s, size_t n, uint32_t *val) {
     if (n == 0 || n > 9 || (n > 1 && s[0] == '0')) return false;
     uint32_t v = 0;
     for (size_t i = 0; i < n; i++) {
@@ -607,7 +553,9 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
     int cols[4] = {sp->col_user, sp->col_item, sp->col_rating, sp->col_ts};
     for (int k = 0; k < 4; k++)
         if (cols[k] >= 0 && (size_t)cols[k] + 1 > need) need = (size_t)cols[k] + 1;
-    size_t last_line = 0, n_before = ds->n_ratings;
+    size_t last_line = 0, n_before = ds->n_ratings, n_records = 0;
+    /* The line number is only needed for messages: asked for lazily. */
+#define LINE cb_csv_line(c)
     idmap user_map = {0}, item_map = {0};
 
     /* Pre-size from the file size: real rating lines are >= ~8 bytes. */
@@ -644,45 +592,49 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
         rc = cb_csv_next(c, &f, &fl, &nf, err);
         if (rc == 0) break;
         if (rc < 0) goto done;
-        size_t line = cb_csv_line(c);
-        last_line = line;
+        n_records++;
         if (sp->n_fields ? nf != sp->n_fields : nf < need)
-            BAD_ROW("%s:%zu: expected %zu fields, found %zu", name, line, sp->n_fields ? sp->n_fields : need, nf);
+            BAD_ROW("%s:%zu: expected %zu fields, found %zu", name, LINE, sp->n_fields ? sp->n_fields : need, nf);
 
         float y = 1.0f;
         if (sp->col_rating >= 0) {
             const char *s = f[sp->col_rating];
             size_t n = fl[sp->col_rating];
             if (!cb_fast_float(s, n, &y))
-                BAD_ROW("%s:%zu: rating '%.*s' is not a finite number", name, line, (int)(n > 40 ? 40 : n), s);
+                BAD_ROW("%s:%zu: rating '%.*s' is not a finite number", name, LINE, (int)(n > 40 ? 40 : n), s);
             if (check_range && (y < lo || y > hi))
-                BAD_ROW("%s:%zu: rating %g outside the declared range [%g, %g]", name, line, y, lo, hi);
+                BAD_ROW("%s:%zu: rating %g outside the declared range [%g, %g]", name, LINE, y, lo, hi);
             if (L->declared_binary && y != 0.0f && y != 1.0f)
-                BAD_ROW("%s:%zu: label %g is not 0 or 1 (binary labels declared)", name, line, y);
+                BAD_ROW("%s:%zu: label %g is not 0 or 1 (binary labels declared)", name, LINE, y);
         }
         uint32_t ts = 0;
         if (sp->col_ts >= 0) {
             const char *s = f[sp->col_ts];
             size_t n = fl[sp->col_ts];
             if (!cb_fast_u32(s, n, &ts))
-                BAD_ROW("%s:%zu: timestamp '%.*s' is not an integer in [0, 4294967295]", name, line,
+                BAD_ROW("%s:%zu: timestamp '%.*s' is not an integer in [0, 4294967295]", name, LINE,
                         (int)(n > 40 ? 40 : n), s);
         }
 
         /* Ids: the user of the previous row is cached (files are grouped by user). */
         const char *us = f[sp->col_user], *is = f[sp->col_item];
         size_t ul = fl[sp->col_user], il = fl[sp->col_item];
-        if (ul == 0) BAD_ROW("%s:%zu: empty user id", name, line);
-        if (il == 0) BAD_ROW("%s:%zu: empty item id", name, line);
+        if (ul == 0) BAD_ROW("%s:%zu: empty user id", name, LINE);
+        if (il == 0) BAD_ROW("%s:%zu: empty item id", name, LINE);
         uint32_t u, it;
         bool found;
-        if (ul == last_user_len && memcmp(us, last_user, ul) == 0) {
+        uint32_t val;
+        if (ul == last_user_len && same_bytes(us, last_user, ul)) {
             u = last_user_idx;
+        } else if (canon_num(us, ul, &val) && val < user_map.cap && user_map.slot[val]) {
+            u = last_user_idx = user_map.slot[val] - 1;
+            memcpy(last_user, us, ul);
+            last_user_len = ul;
         } else {
             rc = id_lookup(ds->users, &user_map, L->users_file != NULL, us, ul, &u, &found, err);
             if (rc) goto done;
             if (!found)
-                BAD_ROW("%s:%zu: unknown user id '%.*s' (not in %s)", name, line,
+                BAD_ROW("%s:%zu: unknown user id '%.*s' (not in %s)", name, LINE,
                         (int)(ul > 40 ? 40 : ul), us, L->users_file);
             if (ul <= sizeof last_user) {
                 memcpy(last_user, us, ul);
@@ -692,17 +644,22 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
                 last_user_len = SIZE_MAX;
             }
         }
-        rc = id_lookup(ds->items, &item_map, L->items_file != NULL, is, il, &it, &found, err);
-        if (rc) goto done;
+        if (canon_num(is, il, &val) && val < item_map.cap && item_map.slot[val]) {
+            it = item_map.slot[val] - 1; /* the common case, inline */
+            found = true;
+        } else {
+            rc = id_lookup(ds->items, &item_map, L->items_file != NULL, is, il, &it, &found, err);
+            if (rc) goto done;
+        }
         if (!found)
-            BAD_ROW("%s:%zu: unknown item id '%.*s' (not in %s)", name, line,
+            BAD_ROW("%s:%zu: unknown item id '%.*s' (not in %s)", name, LINE,
                     (int)(il > 40 ? 40 : il), is, L->items_file);
         if (ds->n_ratings == ds->cap_ratings) {
             rc = ensure_ratings(ds, ds->n_ratings + 1, err);
             if (rc) goto done;
         }
         if (ds->n_ratings >= UINT32_MAX) {
-            rc = cb_fail(err, CB_EINVAL, "%s:%zu: more than 4294967295 ratings", name, line);
+            rc = cb_fail(err, CB_EINVAL, "%s:%zu: more than 4294967295 ratings", name, LINE);
             goto done;
         }
         cb_rating *r = &ds->ratings[ds->n_ratings++];
@@ -712,7 +669,9 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
         r->ts = ts;
     next_row:;
     }
+#undef LINE
     rc = CB_OK;
+    if (n_records) last_line = cb_csv_line(c);
     if (ds->n_ratings == n_before)
         rc = cb_fail(err, CB_EPARSE, "%s:%zu: no ratings in file%s", name, last_line + 1,
                      ds->n_skipped ? " (every row was skipped as bad)" : "");

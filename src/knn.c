@@ -22,8 +22,8 @@
 #define KNN_X86 0
 #endif
 
-#define DEFAULT_QUERY_TILE 256
-#define DEFAULT_BASE_TILE 512
+#define DEFAULT_QUERY_TILE 128
+#define DEFAULT_BASE_TILE 2048
 #define DEFAULT_QUERY_PANEL 2048
 #define DEFAULT_BATCH_MIN 8
 /* Base rows per unit of work on the few-queries path; also the dot buffer. */
@@ -85,6 +85,21 @@ static int cmp_cand(const void *a, const void *b) {
     const cand *x = a, *y = b;
     if (x->g != y->g) return x->g > y->g ? -1 : 1;
     return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static inline bool cand_before(cand a, cand b) { return a.g > b.g || (a.g == b.g && a.idx < b.idx); }
+
+/* Insertion sort, best first: the candidate lists are a few dozen long. */
+static void sort_cands(cand *c, size_t m) {
+    for (size_t i = 1; i < m; i++) {
+        cand x = c[i];
+        size_t j = i;
+        while (j > 0 && cand_before(x, c[j - 1])) {
+            c[j] = c[j - 1];
+            j--;
+        }
+        c[j] = x;
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -373,7 +388,7 @@ static void finalize_full(const job *jb, size_t q, cand *scratch) {
         if (is_excluded(&e, j)) continue;
         dheap_offer(&h, canon_good(qv, ix->B + j * ix->d, ix->d, jb->metric), (int32_t)j);
     }
-    qsort(h.e, h.cap, sizeof *h.e, cmp_cand);
+    sort_cands(h.e, h.cap);
     size_t nc = 0;
     while (nc < h.cap && h.e[nc].idx != SENTINEL_IDX) nc++;
     write_row(jb, q, h.e, nc);
@@ -386,7 +401,7 @@ static void finalize(job *jb, size_t q, const float *fk, const int32_t *fi, size
     const cb_knn_index *ix = jb->ix;
     const float *qv = jb->Q + q * ix->d;
     for (size_t i = 0; i < m; i++) c[i] = (cand){fk[i], fi[i]};
-    qsort(c, m, sizeof *c, cmp_cand);
+    sort_cands(c, m);
     size_t kcap = m < jb->kcap ? m : jb->kcap, nc = 0;
     while (nc < kcap && c[nc].idx != SENTINEL_IDX) nc++;
     if (nc == kcap && nc > jb->k) {
@@ -400,7 +415,7 @@ static void finalize(job *jb, size_t q, const float *fk, const int32_t *fi, size
         }
     }
     for (size_t i = 0; i < nc; i++) c[i].g = canon_good(qv, ix->B + (size_t)c[i].idx * ix->d, ix->d, jb->metric);
-    qsort(c, nc, sizeof *c, cmp_cand);
+    sort_cands(c, nc);
     write_row(jb, q, c, nc < jb->k ? nc : jb->k);
 }
 
@@ -798,7 +813,7 @@ int cb_knn_table_insert(cb_knn_table *table, const float *V, size_t d, const flo
         rn[r] = (int32_t)n;
         rd[r] = (float)g;
     }
-    qsort(h.e, k, sizeof *h.e, cmp_cand);
+    sort_cands(h.e, k);
     for (size_t r = 0; r < k; r++) {
         nb[n * k + r] = h.e[r].idx;
         ds[n * k + r] = (float)(-h.e[r].g);

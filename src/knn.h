@@ -58,8 +58,8 @@ typedef struct cb_knn_params {
     const uint64_t *exclude;
     size_t exclude_stride;
     /* Tuning (0 = default). Never changes the result. */
-    size_t query_tile;      /* query rows per sgemm call (default 256) */
-    size_t base_tile;       /* base rows per sgemm call (default 512) */
+    size_t query_tile;      /* query rows per sgemm call (default 128) */
+    size_t base_tile;       /* base rows per sgemm call (default 2048) */
     size_t query_panel;     /* query rows a thread owns while streaming B once (default 2048) */
     size_t batch_min;       /* nq at or above which the sgemm path runs (default 8) */
     /* Benchmark only: > 0 lets OpenBLAS use this many threads inside each

@@ -441,8 +441,9 @@ static const float *item_vec(const cb_recommend_ctx *ctx, uint32_t item) {
 /* ---- finding an item by id or title */
 
 /* Lower-cased title variants: [0] as is, [1] without a trailing "(year)",
- * [2] with a trailing ", The" / ", A" / ", An" moved to the front. */
-static void title_forms(const char *title, char forms[3][512]) {
+ * [2] with a trailing ", The" / ", A" / ", An" moved to the front, [3]
+ * without that article. */
+static void title_forms(const char *title, char forms[4][512]) {
     snprintf(forms[0], 512, "%s", title);
     for (char *p = forms[0]; *p; p++) *p = (char)tolower((unsigned char)*p);
     memcpy(forms[1], forms[0], 512);
@@ -451,7 +452,7 @@ static void title_forms(const char *title, char forms[3][512]) {
     if (n >= 7 && forms[1][n - 1] == ')' && forms[1][n - 6] == '(' && isdigit((unsigned char)forms[1][n - 5]) &&
         forms[1][n - 7] == ' ')
         forms[1][n - 7] = 0;
-    forms[2][0] = 0;
+    forms[2][0] = forms[3][0] = 0;
     static const char *const articles[] = {", the", ", a", ", an"};
     n = strlen(forms[1]);
     for (int a = 0; a < 3; a++) {
@@ -460,6 +461,8 @@ static void title_forms(const char *title, char forms[3][512]) {
             char tmp[512];
             snprintf(tmp, sizeof tmp, "%s %.*s", articles[a] + 2, (int)(n - al), forms[1]);
             memcpy(forms[2], tmp, sizeof tmp);
+            snprintf(tmp, sizeof tmp, "%.*s", (int)(n - al), forms[1]);
+            memcpy(forms[3], tmp, sizeof tmp);
             break;
         }
     }
@@ -478,7 +481,7 @@ int cb_recommend_find_item(const cb_recommend_ctx *ctx, const char *query, uint3
             *item = i;
             return CB_OK;
         }
-    char q[3][512], f[3][512];
+    char q[4][512], f[4][512];
     title_forms(query, q);
     /* level 0: exact title; 1: title without year or article moved; 2: substring */
     size_t count[3] = {0, 0, 0};
@@ -489,7 +492,8 @@ int cb_recommend_find_item(const cb_recommend_ctx *ctx, const char *query, uint3
         title_forms(t, f);
         int level = -1;
         if (!strcmp(f[0], q[0])) level = 0;
-        else if (!strcmp(f[1], q[0]) || (f[2][0] && (!strcmp(f[2], q[0]) || !strcmp(f[2], q[1])))) level = 1;
+        else if (!strcmp(f[1], q[0]) || (f[2][0] && (!strcmp(f[2], q[0]) || !strcmp(f[2], q[1]) || !strcmp(f[3], q[0]))))
+            level = 1;
         else if (strstr(f[0], q[0]) || (f[2][0] && strstr(f[2], q[1]))) level = 2;
         if (level < 0) continue;
         if (!count[level]++) first[level] = i;
@@ -507,7 +511,8 @@ int cb_recommend_find_item(const cb_recommend_ctx *ctx, const char *query, uint3
         title_forms(t, f);
         int level = -1;
         if (!strcmp(f[0], q[0])) level = 0;
-        else if (!strcmp(f[1], q[0]) || (f[2][0] && (!strcmp(f[2], q[0]) || !strcmp(f[2], q[1])))) level = 1;
+        else if (!strcmp(f[1], q[0]) || (f[2][0] && (!strcmp(f[2], q[0]) || !strcmp(f[2], q[1]) || !strcmp(f[3], q[0]))))
+            level = 1;
         else if (strstr(f[0], q[0]) || (f[2][0] && strstr(f[2], q[1]))) level = 2;
         if (level != best || !max_cands) continue;
         /* insertion into a list kept sorted by count desc, index asc */

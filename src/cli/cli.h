@@ -25,5 +25,9 @@ int cmd_synth(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_similar(int argc, char **argv);
+int cmd_precompute(int argc, char **argv);
+int cmd_recommend(int argc, char **argv);
+int cmd_add_item(int argc, char **argv);
 
 #endif

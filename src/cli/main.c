@@ -24,6 +24,10 @@ static const command commands[] = {
     {"embed", cmd_embed, "export the item and user vectors of a model"},
     {"inspect", cmd_inspect, "load a dataset and print what was loaded and its features"},
     {"synth", cmd_synth, "generate a synthetic dataset with planted structure"},
+    {"similar", cmd_similar, "the items most similar to an item (by id or title)"},
+    {"precompute", cmd_precompute, "build the similar-items table of the whole catalog"},
+    {"recommend", cmd_recommend, "recommend items for a known or new user, with reasons"},
+    {"add-item", cmd_add_item, "embed a new item and insert it into a similar-items table"},
     
     
 };

@@ -1,0 +1,60 @@
+/* embed — using libcbrec from another program through include/cbrec.h only:
+ * load a model (and optionally a similar-items table), print the items
+ * similar to one item and the recommendations, with reasons, for a known
+ * user and for a new user described by JSON.
+ *
+ *   cc -o embed examples/embed.c -Iinclude -L. -lcbrec
+ *   ./embed MODEL USER_ID ITEM_ID ['{"genre_ratings": {"Adventure": 5}}']
+ *
+ * tests/test_recommend.c compiles this file (as embed_main) and runs it. */
+#include "cbrec.h"
+
+#include <stdio.h>
+
+static void print_list(const char *what, const cb_recommendation_list *l) {
+    printf("%s:\n", what);
+    for (size_t i = 0; i < l->n_notes; i++) printf("  note: %s\n", l->notes[i]);
+    for (size_t i = 0; i < l->n; i++) {
+        printf("  %2zu %-8s %7.4f  %s\n", i + 1, l->items[i].item, (double)l->items[i].score, l->items[i].title);
+        for (size_t k = 0; k < l->items[i].n_reasons; k++) printf("       - %s\n", l->items[i].reasons[k]);
+    }
+}
+
+#ifndef EMBED_MAIN
+#define EMBED_MAIN main
+#endif
+
+int EMBED_MAIN(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s MODEL USER_ID ITEM_ID [NEW_USER_JSON]\n", argv[0]);
+        return 2;
+    }
+    cb_error err;
+    cb_recommender *rec = NULL;
+    cb_recommendation_list *list = NULL;
+    int status = 1;
+    if (cb_recommender_load(&rec, argv[1], NULL, &err)) goto fail;
+    printf("cbrec %s, %zu items, vectors of %zu\n", cb_version(), cb_recommender_n_items(rec), cb_recommender_dim(rec));
+    if (cb_recommender_similar(rec, argv[3], 5, &list, &err)) goto fail;
+    print_list("similar items", list);
+    cb_recommendation_list_free(list);
+    list = NULL;
+    if (cb_recommender_recommend(rec, argv[2], NULL, 5, &list, &err)) goto fail;
+    print_list("recommended for the user", list);
+    cb_recommendation_list_free(list);
+    list = NULL;
+    if (argc > 4) {
+        float v[4096];
+        if (cb_recommender_dim(rec) <= 4096 && cb_recommender_new_user_vector(rec, argv[4], v, &err)) goto fail;
+        if (cb_recommender_recommend(rec, NULL, argv[4], 5, &list, &err)) goto fail;
+        print_list("recommended for the new user", list);
+    }
+    status = 0;
+    goto done;
+fail:
+    fprintf(stderr, "embed: %s (%s)\n", err.msg, cb_strstatus(err.code));
+done:
+    cb_recommendation_list_free(list);
+    cb_recommender_free(rec);
+    return status;
+}

@@ -1,0 +1,514 @@
+/* Tests of the recommend module and the public recommending API, on tiny
+ * models trained here on synthetic data (1 epoch, small towers), so they run
+ * in seconds, also under ASan. The API part runs examples/embed.c, which
+ * includes nothing but include/cbrec.h (it is included first, before any
+ * internal header, so it cannot see internal declarations). */
+#define EMBED_MAIN embed_main
+#include "../examples/embed.c"
+
+#include "recommend.h"
+#include "testutil.h"
+
+#include <ctype.h>
+#include <math.h>
+
+typedef struct fixture {
+    char *dir, *model_path, *table_path, *other_path;
+    cb_dataset *ds;
+    cb_rec *rec, *other;
+    cb_recommend_table table;
+    cb_recommend_ctx *exact, *with_table;
+    uint32_t cold_user; /* a user with no training ratings */
+} fixture;
+
+static cb_rec *train_tiny(const cb_dataset *ds, cb_split *sp, uint64_t seed) {
+    cb_error err;
+    cb_model_config mc;
+    cb_model_config_default(&mc);
+    mc.n_user_layers = mc.n_item_layers = 1;
+    mc.user_layers[0] = mc.item_layers[0] = 16;
+    mc.dim = 8;
+    mc.epochs = 1;
+    mc.batch_size = 64;
+    mc.seed = seed;
+    mc.threads = 1;
+    cb_feature_config fc;
+    cb_feature_config_default(&fc);
+    fc.top_k_popular = 20;
+    cb_rec_train_input in = {.ds = ds, .train_idx = sp->train, .n_train = sp->n_train, .features = &fc, .model = mc,
+                             .scale_targets = true};
+    cb_rec *r = NULL;
+    int rc = cb_rec_train(&r, &in, NULL, &err);
+    if (rc) fprintf(stderr, "train: %s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
+    return r;
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    cb_error err;
+    cb_synth_config sc;
+    cb_synth_config_default(&sc);
+    sc.n_users = 120;
+    sc.n_items = 150;
+    sc.n_genres = 6;
+    sc.n_ratings = 4000;
+    assert_int_equal(cb_synth_generate(&f->ds, &sc, &err), CB_OK);
+    /* cold-user split: the held-out users are known but have no training ratings */
+    cb_split sp;
+    assert_int_equal(cb_split_make(&sp, f->ds, CB_SPLIT_COLD_USERS, 0.1, 7, &err), CB_OK);
+    f->rec = train_tiny(f->ds, &sp, 1);
+    f->other = train_tiny(f->ds, &sp, 2);
+    cb_split_free(&sp);
+    f->cold_user = UINT32_MAX;
+    for (uint32_t u = 0; u < f->rec->n_users && f->cold_user == UINT32_MAX; u++)
+        if (f->rec->seen_off[u] == f->rec->seen_off[u + 1]) f->cold_user = u;
+    assert_true(f->cold_user != UINT32_MAX);
+    f->dir = tu_tmpdir();
+    f->model_path = tu_path(f->dir, "m.cbrec");
+    f->table_path = tu_path(f->dir, "t.table");
+    f->other_path = tu_path(f->dir, "other.table");
+    assert_int_equal(cb_rec_save(f->rec, f->model_path, &err), CB_OK);
+    bool clamped;
+    assert_int_equal(cb_recommend_table_build(&f->table, f->rec, 20, 2, &clamped, &err), CB_OK);
+    assert_false(clamped);
+    assert_int_equal(cb_recommend_table_save(&f->table, f->table_path, f->rec->fingerprint, &err), CB_OK);
+    cb_recommend_table other = {0};
+    assert_int_equal(cb_recommend_table_build(&other, f->other, 5, 1, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommend_table_save(&other, f->other_path, f->other->fingerprint, &err), CB_OK);
+    cb_recommend_table_free(&other);
+    assert_int_equal(cb_recommend_ctx_create(&f->exact, f->rec, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommend_ctx_create(&f->with_table, f->rec, &f->table, &err), CB_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    cb_recommend_ctx_free(f->exact);
+    cb_recommend_ctx_free(f->with_table);
+    cb_recommend_table_free(&f->table);
+    cb_rec_free(f->rec);
+    cb_rec_free(f->other);
+    cb_dataset_free(f->ds);
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f->model_path);
+    free(f->table_path);
+    free(f->other_path);
+    free(f);
+    return 0;
+}
+
+static void similar_table_equals_exact(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_neighbor a[10], b[10];
+    for (uint32_t item = 0; item < f->rec->n_items; item += 7) {
+        size_t na, nb;
+        assert_int_equal(cb_recommend_similar(f->exact, item, 10, a, &na, NULL, 0, &err), CB_OK);
+        assert_int_equal(cb_recommend_similar(f->with_table, item, 10, b, &nb, NULL, 0, &err), CB_OK);
+        assert_int_equal(na, 10);
+        assert_int_equal(nb, 10);
+        for (size_t j = 0; j < 10; j++) {
+            assert_int_equal(a[j].item, b[j].item);
+            assert_true(a[j].distance == b[j].distance);
+            assert_int_not_equal(a[j].item, item);
+            if (j) assert_true(a[j - 1].distance <= a[j].distance);
+        }
+    }
+    /* the table loaded back from disk gives the same rows */
+    cb_recommend_table t2;
+    assert_int_equal(cb_recommend_table_load(&t2, f->rec, f->table_path, &err), CB_OK);
+    assert_int_equal(t2.knn.k, 20);
+    assert_memory_equal(t2.knn.neighbors, f->table.knn.neighbors, t2.knn.n_items * t2.knn.k * sizeof(int32_t));
+    cb_recommend_table_free(&t2);
+}
+
+static void similar_k_clamped(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    size_t k = f->rec->n_items + 50, n;
+    cb_neighbor *out = calloc(k, sizeof *out);
+    char note[256];
+    assert_int_equal(cb_recommend_similar(f->with_table, 3, k, out, &n, note, sizeof note, &err), CB_OK);
+    assert_int_equal(n, f->rec->n_items - 1);
+    assert_non_null(strstr(note, "more than"));
+    for (size_t j = 0; j < n; j++) assert_int_not_equal(out[j].item, 3);
+    assert_int_equal(cb_recommend_similar(f->exact, f->rec->n_items + 3, 5, out, &n, NULL, 0, &err), CB_ENOTFOUND);
+    free(out);
+}
+
+static void find_item_by_id_and_title(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    uint32_t item, cands[5];
+    size_t nc;
+    const char *id = cb_vocab_name(f->rec->items, 17);
+    assert_int_equal(cb_recommend_find_item(f->exact, id, &item, cands, 5, &nc, &err), CB_OK);
+    assert_int_equal(item, 17);
+    /* exact title, in another case */
+    char title[512];
+    snprintf(title, sizeof title, "%s", f->rec->titles[42]);
+    for (char *p = title; *p; p++) *p = (char)toupper((unsigned char)*p);
+    assert_int_equal(cb_recommend_find_item(f->exact, title, &item, cands, 5, &nc, &err), CB_OK);
+    assert_int_equal(item, 42);
+    /* "Story" is in every synthetic title: ambiguous, candidates listed */
+    assert_int_equal(cb_recommend_find_item(f->exact, "story", &item, cands, 5, &nc, &err), CB_ENOTFOUND);
+    assert_int_equal(nc, 5);
+    assert_non_null(strstr(err.msg, "matches"));
+    for (size_t i = 1; i < nc; i++)
+        assert_true(cb_features_item_count(f->rec->features, cands[i - 1]) >=
+                    cb_features_item_count(f->rec->features, cands[i]));
+    assert_int_equal(cb_recommend_find_item(f->exact, "no such film zzz", &item, cands, 5, &nc, &err), CB_ENOTFOUND);
+    assert_int_equal(nc, 0);
+}
+
+static bool rated(const cb_rec *r, uint32_t u, uint32_t item) {
+    for (int32_t k = r->seen_off[u]; k < r->seen_off[u + 1]; k++)
+        if ((uint32_t)r->seen_item[k] == item) return true;
+    return false;
+}
+
+static void recommend_known_user(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_recommend_config cfg;
+    cb_recommend_config_default(&cfg);
+    for (uint32_t u = 0; u < f->rec->n_users; u += 9) {
+        if (u == f->cold_user || f->rec->seen_off[u] == f->rec->seen_off[u + 1]) continue;
+        cb_profile p;
+        cb_recommend_result a, b;
+        assert_int_equal(cb_recommend_profile_user(&p, f->rec, u, &err), CB_OK);
+        assert_false(p.cold);
+        assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &a, &err), CB_OK);
+        assert_int_equal(cb_recommend(f->with_table, &p, &cfg, NULL, &b, &err), CB_OK);
+        assert_int_equal(a.n, 10);
+        assert_int_equal(b.n, a.n);
+        for (size_t i = 0; i < a.n; i++) {
+            assert_int_equal(a.items[i].item, b.items[i].item); /* table or exact: same answer */
+            assert_false(rated(f->rec, u, a.items[i].item));
+            assert_true(a.items[i].n_reasons >= 2);
+            assert_non_null(strstr(a.items[i].reasons[a.items[i].n_reasons - 1], "predicted rating"));
+            assert_true(a.items[i].sources != 0);
+            if (i) assert_true(a.items[i - 1].score >= a.items[i].score);
+            float pred = cb_rec_predict_vec(f->rec, p.vec, a.items[i].item);
+            assert_true(fabsf(pred - a.items[i].score) < 1e-4f);
+        }
+        cb_recommend_result_free(&a);
+        cb_recommend_result_free(&b);
+        cb_recommend_profile_free(&p);
+    }
+}
+
+static void sources_can_be_switched_off(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_recommend_config cfg;
+    cb_recommend_config_default(&cfg);
+    cfg.embedding_items = 0;
+    cfg.top_genres = 0;
+    cfg.group_items = 0;
+    cfg.n = 30;
+    cb_profile p;
+    cb_recommend_result res;
+    assert_int_equal(cb_recommend_profile_user(&p, f->rec, 0, &err), CB_OK);
+    assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &res, &err), CB_OK);
+    assert_true(res.n > 0);
+    for (size_t i = 0; i < res.n; i++) {
+        assert_int_equal(res.items[i].sources, 1u << CB_SRC_SIMILAR);
+        assert_non_null(strstr(res.items[i].reasons[0], "similar to "));
+    }
+    cb_recommend_result_free(&res);
+    /* every source off: no items, and a note saying why */
+    cfg.recent_items = 0;
+    assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &res, &err), CB_OK);
+    assert_int_equal(res.n, 0);
+    assert_true(res.n_notes >= 1);
+    cb_recommend_result_free(&res);
+    cb_recommend_profile_free(&p);
+}
+
+static void n_larger_than_catalog_is_clamped(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_recommend_config cfg;
+    cb_recommend_config_default(&cfg);
+    cfg.n = 100000;
+    cfg.embedding_items = 100000;
+    cb_profile p;
+    cb_recommend_result res;
+    assert_int_equal(cb_recommend_profile_user(&p, f->rec, 1, &err), CB_OK);
+    assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &res, &err), CB_OK);
+    assert_int_equal(res.n, f->rec->n_items - p.n_ratings); /* everything not rated */
+    assert_non_null(strstr(res.notes[0], "larger than the catalog"));
+    cb_recommend_result_free(&res);
+    cb_recommend_profile_free(&p);
+}
+
+static void cold_user_falls_back(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_recommend_config cfg;
+    cb_recommend_config_default(&cfg);
+    cb_profile p;
+    cb_recommend_result res;
+    assert_int_equal(cb_recommend_profile_user(&p, f->rec, f->cold_user, &err), CB_OK);
+    assert_true(p.cold);
+    assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &res, &err), CB_OK);
+    assert_int_equal(res.n, 10);
+    assert_non_null(strstr(res.notes[0], "no training ratings"));
+    cb_recommend_result_free(&res);
+    cb_recommend_profile_free(&p);
+}
+
+static void new_user_from_json(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_recommend_config cfg;
+    cb_recommend_config_default(&cfg);
+    cfg.embedding_items = 0;
+    cfg.group_items = 0;
+    const char *genre = cb_features_genre_name(f->rec->features, 2);
+    char json[512];
+    snprintf(json, sizeof json, "{\"genre_ratings\": {\"%s\": 5}, \"ratings\": {\"%s\": 4.5}, \"gender\": \"F\"}", genre,
+             cb_vocab_name(f->rec->items, 5));
+    cb_profile p;
+    cb_recommend_result res;
+    assert_int_equal(cb_recommend_profile_string(&p, f->rec, json, &err), CB_OK);
+    assert_int_equal(p.n_ratings, 1);
+    assert_int_equal(p.n_prefs, 1);
+    assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &res, &err), CB_OK);
+    bool genre_reason = false;
+    for (size_t i = 0; i < res.n; i++) {
+        assert_int_not_equal(res.items[i].item, 5); /* rated: never recommended */
+        for (size_t k = 0; k < res.items[i].n_reasons; k++)
+            if (strstr(res.items[i].reasons[k], genre)) genre_reason = true;
+    }
+    assert_true(genre_reason);
+    cb_recommend_result_free(&res);
+    cb_recommend_profile_free(&p);
+    /* bad inputs: clear errors */
+    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"genre_ratings\": {\"X\": 5}", &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, ":1:"));
+    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"genre_ratings\": {\"NoSuchGenre\": 5}}", &err),
+                     CB_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "NoSuchGenre"));
+    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"ratings\": {\"nope\": 5}}", &err), CB_ENOTFOUND);
+    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"ratings\": {\"1\": 99}}", &err), CB_EINVAL);
+    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "[1, 2]", &err), CB_EPARSE);
+    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"no_such_column\": 3}", &err), CB_ENOTFOUND);
+    char *bad = tu_write(f->dir, "bad.json", "{\n  \"genre_ratings\": {\n    \"A\": 5,\n  }\n}\n");
+    assert_int_equal(cb_recommend_profile_file(&p, f->rec, bad, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "bad.json:4:"));
+    free(bad);
+}
+
+static void table_from_another_model_is_refused(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_recommend_table t;
+    assert_int_equal(cb_recommend_table_load(&t, f->rec, f->other_path, &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "another model"));
+    assert_null(t.knn.neighbors);
+    cb_recommender *h;
+    assert_int_equal(cb_recommender_load(&h, f->model_path, f->other_path, &err), CB_EFORMAT);
+    assert_null(h);
+}
+
+static void block_list_filters(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    const char *genre = cb_features_genre_name(f->rec->features, 0);
+    char text[256];
+    snprintf(text, sizeof text, "# comment\ngenre %s\nitem %s\n%s\n", genre, cb_vocab_name(f->rec->items, 1),
+             cb_vocab_name(f->rec->items, 2));
+    char *path = tu_write(f->dir, "block.txt", text);
+    cb_blocklist bl;
+    assert_int_equal(cb_recommend_block_load(&bl, f->rec, path, &err), CB_OK);
+    assert_int_equal(bl.n_blocked_genres, 1);
+    assert_int_equal(bl.n_blocked_items, 2);
+    cb_recommend_config cfg;
+    cb_recommend_config_default(&cfg);
+    cfg.n = 40;
+    cb_profile p;
+    cb_recommend_result res;
+    assert_int_equal(cb_recommend_profile_user(&p, f->rec, 3, &err), CB_OK);
+    assert_int_equal(cb_recommend(f->exact, &p, &cfg, &bl, &res, &err), CB_OK);
+    assert_true(res.n > 0);
+    for (size_t i = 0; i < res.n; i++) {
+        const uint32_t *gl;
+        uint32_t ng;
+        assert_int_equal(cb_features_item_genres(f->rec->features, res.items[i].item, &gl, &ng), CB_OK);
+        for (uint32_t k = 0; k < ng; k++) assert_int_not_equal(gl[k], 0);
+        assert_true(res.items[i].item != 1 && res.items[i].item != 2);
+    }
+    cb_recommend_result_free(&res);
+    cb_recommend_profile_free(&p);
+    cb_recommend_block_free(&bl);
+    free(path);
+    path = tu_write(f->dir, "block2.txt", "item 1\nitem no-such-item\n");
+    assert_int_equal(cb_recommend_block_load(&bl, f->rec, path, &err), CB_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "block2.txt:2:"));
+    free(path);
+}
+
+static void diversity_genre_cap_and_mmr(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_recommend_config cfg;
+    cb_recommend_config_default(&cfg);
+    cfg.diversity = CB_DIV_GENRE_CAP;
+    cfg.genre_cap = 2;
+    cb_profile p;
+    cb_recommend_result res;
+    assert_int_equal(cb_recommend_profile_user(&p, f->rec, 4, &err), CB_OK);
+    assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &res, &err), CB_OK);
+    uint32_t count[64] = {0};
+    for (size_t i = 0; i < res.n; i++) {
+        const uint32_t *gl;
+        uint32_t ng;
+        cb_features_item_genres(f->rec->features, res.items[i].item, &gl, &ng);
+        for (uint32_t k = 0; k < ng; k++) assert_true(++count[gl[k]] <= 2);
+    }
+    cb_recommend_result_free(&res);
+    /* MMR with lambda 1 is pure relevance: the plain ranking */
+    cb_recommend_result plain;
+    cfg.diversity = CB_DIV_NONE;
+    assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &plain, &err), CB_OK);
+    cfg.diversity = CB_DIV_MMR;
+    cfg.mmr_lambda = 1.0f;
+    assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &res, &err), CB_OK);
+    assert_int_equal(res.n, plain.n);
+    for (size_t i = 0; i < res.n; i++) assert_int_equal(res.items[i].item, plain.items[i].item);
+    cb_recommend_result_free(&res);
+    cb_recommend_result_free(&plain);
+    cb_recommend_profile_free(&p);
+}
+
+static void add_item_without_retraining(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    const char *genre = cb_features_genre_name(f->rec->features, 1);
+    char text[256];
+    snprintf(text, sizeof text, "{\"id\": \"new-1\", \"title\": \"Brand New (2024)\", \"genres\": [\"%s\"]}", genre);
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    float vec[8];
+    char *id, *title;
+    assert_int_equal(cb_recommend_embed_item(f->rec, j, "item.json", vec, &id, &title, &err), CB_OK);
+    assert_string_equal(id, "new-1");
+    cb_recommend_table t;
+    assert_int_equal(cb_recommend_table_load(&t, f->rec, f->table_path, &err), CB_OK);
+    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, vec, &err), CB_OK);
+    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, vec, &err), CB_EINVAL); /* duplicate id */
+    /* the grown table equals a fresh build over the vectors with the new one appended */
+    size_t n = f->rec->n_items, d = f->rec->dim;
+    float *V = malloc((n + 1) * d * sizeof *V);
+    memcpy(V, f->rec->item_vecs, n * d * sizeof *V);
+    memcpy(V + n * d, vec, d * sizeof *V);
+    cb_knn_table fresh;
+    assert_int_equal(cb_knn_similar_table(&fresh, V, n + 1, d, t.knn.k, 1, &err), CB_OK);
+    assert_memory_equal(fresh.neighbors, t.knn.neighbors, (n + 1) * t.knn.k * sizeof(int32_t));
+    cb_knn_table_free(&fresh);
+    free(V);
+    /* saved with the new item's id and title; `similar` on it works through the table */
+    char *path = tu_path(f->dir, "t2.table");
+    assert_int_equal(cb_recommend_table_save(&t, path, f->rec->fingerprint, &err), CB_OK);
+    cb_recommend_table t2;
+    assert_int_equal(cb_recommend_table_load(&t2, f->rec, path, &err), CB_OK);
+    assert_int_equal(t2.n_extra, 1);
+    cb_recommend_ctx *ctx;
+    assert_int_equal(cb_recommend_ctx_create(&ctx, f->rec, &t2, &err), CB_OK);
+    uint32_t item, cands[3];
+    size_t nc, nn;
+    assert_int_equal(cb_recommend_find_item(ctx, "brand new", &item, cands, 3, &nc, &err), CB_OK);
+    assert_int_equal(item, n);
+    cb_neighbor nb[5];
+    assert_int_equal(cb_recommend_similar(ctx, item, 5, nb, &nn, NULL, 0, &err), CB_OK);
+    assert_int_equal(nn, 5);
+    assert_string_equal(cb_recommend_item_id(ctx, item), "new-1");
+    cb_recommend_ctx_free(ctx);
+    cb_recommend_table_free(&t2);
+    /* another model refuses it too */
+    assert_int_equal(cb_recommend_table_load(&t2, f->other, path, &err), CB_EFORMAT);
+    cb_recommend_table_free(&t);
+    json_decref(j);
+    free(id);
+    free(title);
+    free(path);
+    /* a malformed item */
+    j = json_loads("{\"title\": \"no id\"}", 0, &je);
+    assert_int_equal(cb_recommend_embed_item(f->rec, j, "item.json", vec, &id, &title, &err), CB_EPARSE);
+    json_decref(j);
+}
+
+static void empty_catalog_is_an_error(void **state) {
+    (void)state;
+    cb_rec empty;
+    memset(&empty, 0, sizeof empty);
+    cb_recommend_ctx *ctx = NULL;
+    cb_error err;
+    assert_int_equal(cb_recommend_ctx_create(&ctx, &empty, NULL, &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "empty"));
+    assert_null(ctx);
+    cb_recommend_table t;
+    assert_int_equal(cb_recommend_table_build(&t, &empty, 5, 1, NULL, &err), CB_EINVAL);
+}
+
+static void public_api(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_recommender *h;
+    assert_int_equal(cb_recommender_load(&h, f->model_path, f->table_path, &err), CB_OK);
+    assert_int_equal(cb_recommender_dim(h), f->rec->dim);
+    cb_recommendation_list *l;
+    const char *user = cb_vocab_name(f->rec->users, 0);
+    assert_int_equal(cb_recommender_recommend(h, user, NULL, 7, &l, &err), CB_OK);
+    assert_int_equal(l->n, 7);
+    for (size_t i = 0; i < l->n; i++) {
+        assert_true(l->items[i].n_reasons >= 2);
+        assert_true(l->items[i].n_sources >= 1);
+        assert_false(rated(f->rec, 0, (uint32_t)cb_rec_item(f->rec, l->items[i].item)));
+    }
+    cb_recommendation_list_free(l);
+    assert_int_equal(cb_recommender_recommend(h, "no-such-user", NULL, 5, &l, &err), CB_ENOTFOUND);
+    assert_null(l);
+    assert_int_equal(cb_recommender_recommend(h, NULL, "{\"genre_ratings\": ", 5, &l, &err), CB_EPARSE);
+    assert_int_equal(cb_recommender_similar(h, "no-such-item", 5, &l, &err), CB_ENOTFOUND);
+    assert_int_equal(cb_recommender_similar(h, cb_vocab_name(f->rec->items, 0), 100000, &l, &err), CB_OK);
+    assert_int_equal(l->n, f->rec->n_items - 1);
+    assert_int_equal(l->n_notes, 1);
+    cb_recommendation_list_free(l);
+    float v[8];
+    assert_int_equal(cb_recommender_user_vector(h, user, v, &err), CB_OK);
+    assert_memory_equal(v, f->rec->user_vecs, sizeof v);
+    cb_recommender_free(h);
+    /* the example program, which sees only include/cbrec.h */
+    char new_user[128];
+    snprintf(new_user, sizeof new_user, "{\"genre_ratings\": {\"%s\": 5}}", cb_features_genre_name(f->rec->features, 0));
+    char *argv[] = {"embed", f->model_path, (char *)user, (char *)cb_vocab_name(f->rec->items, 3), new_user, NULL};
+    assert_int_equal(embed_main(5, argv), 0);
+    char *bad_argv[] = {"embed", f->model_path, "no-such-user", "1", NULL};
+    assert_int_equal(embed_main(4, bad_argv), 1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(similar_table_equals_exact),
+        cmocka_unit_test(similar_k_clamped),
+        cmocka_unit_test(find_item_by_id_and_title),
+        cmocka_unit_test(recommend_known_user),
+        cmocka_unit_test(sources_can_be_switched_off),
+        cmocka_unit_test(n_larger_than_catalog_is_clamped),
+        cmocka_unit_test(cold_user_falls_back),
+        cmocka_unit_test(new_user_from_json),
+        cmocka_unit_test(table_from_another_model_is_refused),
+        cmocka_unit_test(block_list_filters),
+        cmocka_unit_test(diversity_genre_cap_and_mmr),
+        cmocka_unit_test(add_item_without_retraining),
+        cmocka_unit_test(empty_catalog_is_an_error),
+        cmocka_unit_test(public_api),
+    };
+    return cmocka_run_group_tests_name("recommend", tests, setup, teardown);
+}
