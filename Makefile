@@ -57,7 +57,7 @@ $(BUILD)/libcbrec.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 libcbrec.a: $(BUILD)/libcbrec.a
-	cp $< $@
+	cp -f $< $@
 
 libcbrec.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libcbrec.so.0 -o $@ $^ $(LDFLAGS) $(LDLIBS)
@@ -66,7 +66,7 @@ $(BUILD)/cbrec: $(CLI_OBJ) $(BUILD)/libcbrec.a
 	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS)
 
 cbrec: $(BUILD)/cbrec
-	cp $< $@
+	cp -f $< $@
 
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libcbrec.a
 	@mkdir -p $(dir $@)
@@ -86,7 +86,8 @@ demo: all
 	@scripts/demo.sh
 
 fuzz:
-	@scripts/fuzz.sh
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+	@scripts/fuzz-model.sh $(FUZZ_SECONDS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \

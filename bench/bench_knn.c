@@ -201,6 +201,7 @@ static void one_query(size_t n, size_t d, size_t k, int nrep) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress is visible when piped */
     bool quick = false, full = false, do_sweep = false;
     size_t slice = 20000;
     static const struct option opts[] = {{"quick", no_argument, 0, 'q'},

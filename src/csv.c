@@ -1,15 +1,19 @@
 /* csv — a strict, streaming reader of delimited text files.
  *
- * The reader pulls the input into one buffer in large blocks (read(2), or
- * memcpy for in-memory input) and hands out one record at a time as pointers
- * into that buffer, so a record costs no allocation and no copy. Two parsers
- * share the work:
+ * The reader pulls the input into one buffer in blocks (read(2), or memcpy
+ * for in-memory input) and hands out one record at a time as pointers into
+ * that buffer, so a record costs no allocation and no copy. Three parsers
+ * share the work, fastest first:
  *
- *  - the fast path scans 16 bytes at a time (SSE2) for newline, delimiter and
- *    quote bytes and splits a quote-free record in one pass;
+ *  - batch_split() splits up to CSV_QUEUE plain records ahead (no quote, at
+ *    most 64 bytes, inside the buffer), finding newline and delimiter bytes
+ *    with SSE2 compares over a window starting at each record; cb_csv_next()
+ *    then just hands them out. This is what a ratings file goes through.
+ *  - fast_record() does the same for one quote-free record of any length,
+ *    window by window, and handles the buffer's end and end of file.
  *  - the reference path is a plain byte-at-a-time RFC 4180 state machine. It
  *    takes every record that contains a quote, and every record when the
- *    debug switch asks for it; tests and the fuzzer check both agree.
+ *    debug switch asks for it; tests and the fuzzer check that all agree.
  *
  * The reference path works in two passes over a record: pass 1 only finds the
  * record's extent (and syntax errors) and can be resumed after more input

@@ -583,6 +583,12 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
     rc = idmap_init(&user_map, ds->users, err);
     if (!rc) rc = idmap_init(&item_map, ds->items, err);
     if (rc) goto done;
+    typedef struct yslot {
+        uint32_t key, len;
+        float y;
+    } yslot;
+    yslot ycache[64];
+    memset(ycache, 0, sizeof ycache); /* len 0 = empty */
     char last_user[64];
     size_t last_user_len = SIZE_MAX;
     uint32_t last_user_idx = 0;
@@ -600,8 +606,22 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
         if (sp->col_rating >= 0) {
             const char *s = f[sp->col_rating];
             size_t n = fl[sp->col_rating];
-            if (!cb_fast_float(s, n, &y))
+            /* Rating files spell few distinct values ("4.0", "3.5"): short
+             * spellings already parsed are looked up instead of parsed. */
+            if (n >= 1 && n <= 4) {
+                uint32_t key = 0;
+                memcpy(&key, s, n);
+                yslot *e = &ycache[(key * 2654435761u) >> 26];
+                if (e->len == n && e->key == key) {
+                    y = e->y;
+                } else {
+                    if (!cb_fast_float(s, n, &y))
+                        BAD_ROW("%s:%zu: rating '%.*s' is not a finite number", name, LINE, (int)n, s);
+                    *e = (yslot){key, (uint32_t)n, y};
+                }
+            } else if (!cb_fast_float(s, n, &y)) {
                 BAD_ROW("%s:%zu: rating '%.*s' is not a finite number", name, LINE, (int)(n > 40 ? 40 : n), s);
+            }
             if (check_range && (y < lo || y > hi))
                 BAD_ROW("%s:%zu: rating %g outside the declared range [%g, %g]", name, LINE, y, lo, hi);
             if (L->declared_binary && y != 0.0f && y != 1.0f)

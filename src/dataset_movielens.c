@@ -163,7 +163,7 @@ static int read_tags_csv(cb_loader *L, const char *path, cb_error *err) {
         n_pairs++;
     next_row:;
     }
-    qsort(pairs, n_pairs, sizeof *pairs, cmp_tag_pair);
+    if (n_pairs) qsort(pairs, n_pairs, sizeof *pairs, cmp_tag_pair);
     rc = CB_OK;
     for (size_t k = 0; k < n_pairs && !rc; k++) {
         const char *t = cb_vocab_name(levels, pairs[k].level);

@@ -57,7 +57,8 @@ typedef struct cb_evalrun_config {
     bool monitor_test;             /* valid_frac 0: report the held-out loss per epoch through
                                       on_epoch (the test ratings as "validation" with patience
                                       forced to 0, so they never select or stop anything) */
-    cb_recommend_config recommend; /* the pipeline model's config (n is set to topn.k) */
+    cb_recommend_config recommend; /* the pipeline model's config (n is set to topn.k): the
+                                      default with the embedding source off (cheap sources only) */
     cb_epoch_fn on_epoch;          /* training progress (may be NULL) */
     void *epoch_ctx;
 } cb_evalrun_config;

@@ -153,10 +153,13 @@ static int load_similar_format(cb_recommend_table *t, const cb_rec *r, const cb_
     t->knn.k = k;
     for (uint32_t i = 0; i < t->n_extra; i++) {
         const char *id = NULL, *title = NULL;
-        if (json_unpack(json_array_get(extra, i), "[s,s?]", &id, &title) || cb_rec_item(r, id) >= 0) {
+        json_t *jt = NULL;
+        if (json_unpack(json_array_get(extra, i), "[s,o]", &id, &jt) || (!json_is_null(jt) && !json_is_string(jt)) ||
+            cb_rec_item(r, id) >= 0) {
             cb_fail(err, CB_EFORMAT, "%s: added item %u is malformed or clashes with a model item", path, i);
             goto out;
         }
+        title = json_string_value(jt); /* NULL for null */
         if (!(t->extra_ids[i] = cb_strdup(id, err)) || (title && !(t->extra_titles[i] = cb_strdup(title, err)))) {
             rc = CB_ENOMEM;
             goto out;
@@ -1259,7 +1262,7 @@ int cb_recommend(const cb_recommend_ctx *ctx, const cb_profile *p, const cb_reco
         cs[i].dot = dot;
         cs[i].score = cb_model_score_to_prediction(r->model, dot);
     }
-    if (!rc) qsort(cs, m, sizeof *cs, cmp_cand_score);
+    if (!rc && m) qsort(cs, m, sizeof *cs, cmp_cand_score);
     res->n_candidates = m;
     size_t k = 0;
     if (!rc && m) {

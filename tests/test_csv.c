@@ -198,6 +198,42 @@ static void delimiters(void **state) {
            "1:[0][1][2][3][4][5][6][7][8][9][10][11][12][13][14][15][16][17][18][19]\nEND");
 }
 
+/* Records of every length around the fast path's 32- and 64-byte windows,
+ * some with non-ASCII text, CRLF or empty lines: every mode must agree. */
+static void mixed_lengths(void **state) {
+    (void)state;
+    cb_rng rng;
+    cb_rng_seed(&rng, 7);
+    const char *delims[3] = {",", "::", "\t"};
+    for (int d = 0; d < 3; d++) {
+        char *text = malloc(40000);
+        assert_non_null(text);
+        size_t len = 0, n_rows = 0;
+        while (len < 39000) {
+            size_t n_fields = 1 + cb_rng_below(&rng, 6), row_start = len;
+            for (size_t f = 0; f < n_fields; f++) {
+                if (f) len += (size_t)sprintf(text + len, "%s", delims[d]);
+                size_t w = cb_rng_below(&rng, 30);
+                for (size_t k = 0; k < w; k++) text[len++] = (char)('a' + cb_rng_below(&rng, 26));
+                if (cb_rng_below(&rng, 20) == 0) len += (size_t)sprintf(text + len, "\xC3\xA9");
+            }
+            n_rows += len > row_start; /* empty rows are skipped */
+            if (cb_rng_below(&rng, 10) == 0) text[len++] = '\r';
+            text[len++] = '\n';
+            if (cb_rng_below(&rng, 15) == 0) text[len++] = '\n';
+        }
+        text[len] = '\0';
+        cb_csv_options o = opts(delims[d], d != 1);
+        char *got = parse(text, &o); /* asserts all modes agree */
+        size_t records = 0;
+        for (char *q = got; (q = strchr(q, '\n')) != NULL; q++) records++;
+        assert_true(strstr(got, "END") != NULL);
+        assert_int_equal(records, n_rows);
+        free(got);
+        free(text);
+    }
+}
+
 static void bad_options(void **state) {
     (void)state;
     cb_csv *c = (cb_csv *)1;
@@ -404,6 +440,7 @@ int main(void) {
         cmocka_unit_test(empty_lines),
         cmocka_unit_test(bom),
         cmocka_unit_test(delimiters),
+        cmocka_unit_test(mixed_lengths),
         cmocka_unit_test(bad_options),
         cmocka_unit_test(latin1),
         cmocka_unit_test(invalid_utf8),

@@ -416,7 +416,9 @@ static void add_item_without_retraining(void **state) {
     char *path = tu_path(f->dir, "t2.table");
     assert_int_equal(cb_recommend_table_save(&t, path, f->rec->fingerprint, &err), CB_OK);
     cb_recommend_table t2;
-    assert_int_equal(cb_recommend_table_load(&t2, f->rec, path, &err), CB_OK);
+    int rc = cb_recommend_table_load(&t2, f->rec, path, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
     assert_int_equal(t2.n_extra, 1);
     cb_recommend_ctx *ctx;
     assert_int_equal(cb_recommend_ctx_create(&ctx, f->rec, &t2, &err), CB_OK);

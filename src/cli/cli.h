@@ -29,5 +29,8 @@ int cmd_similar(int argc, char **argv);
 int cmd_precompute(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);
 int cmd_add_item(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_experiment(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

@@ -14,7 +14,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: cbrec inspect --data PATH [--schema FILE] [--skip-bad-rows] [--range MIN,MAX] [--json]\n"
+            "usage: cbrec inspect --data PATH [--schema FILE] [--skip-bad-rows] [--range MIN,MAX] [--json] [--no-features]\n"
             "\n"
             "Load a dataset and print what was loaded and the features it would give.\n"
             "  --data PATH        dataset folder (MovieLens latest-small / 100K / 1M, course lab,\n"

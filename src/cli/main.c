@@ -28,6 +28,9 @@ static const command commands[] = {
     {"precompute", cmd_precompute, "build the similar-items table of the whole catalog"},
     {"recommend", cmd_recommend, "recommend items for a known or new user, with reasons"},
     {"add-item", cmd_add_item, "embed a new item and insert it into a similar-items table"},
+    {"eval", cmd_eval, "measure the two-tower model beside the baselines (RMSE, top-N, coverage)"},
+    {"experiment", cmd_experiment, "experiment retrieval: how the retrieval size changes the final top-N"},
+    {"report", cmd_report, "write a Markdown report: evaluation, retrieval experiment, learning curve"},
     
     
 };

@@ -1,0 +1,209 @@
+/* bench_recommend — latency of one recommendation, in process.
+ *
+ * 1. ml-latest-small (skipped, saying so, when ../shared/data is absent):
+ *    a quick model is trained (or $CBREC_BENCH_MODEL is loaded), then every
+ *    user gets recommendations with the default sources (similar items from
+ *    the precomputed table, genres, popularity, embedding retrieval over the
+ *    whole catalog): p50 and p99 latency (goal: p99 < 1 ms), with the table
+ *    and with exact similar-item search instead.
+ * 2. A synthetic catalog of 1,000,000 random unit vectors x 32 with full
+ *    embedding retrieval: p50 latency against the time to stream the item
+ *    vectors from memory once (a plain sum over the matrix), measured in the
+ *    same run (goal: ratio <= 2).
+ * Usage: bench_recommend [n_items_synthetic]   (run by `make bench`). */
+#include "recommend.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* CPU time of this thread: unlike wall time, it excludes preemption by other
+ * processes, which dominates the tail on a busy machine. */
+static double thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *t, size_t n, double p) {
+    qsort(t, n, sizeof *t, cmp_double);
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return t[i];
+}
+
+static int run_users(const cb_recommend_ctx *ctx, const cb_rec *r, const char *label) {
+    cb_error err;
+    cb_recommend_config cfg;
+    cb_recommend_config_default(&cfg);
+    double *t = malloc(r->n_users * sizeof *t), *tc = malloc(r->n_users * sizeof *tc);
+    size_t n = 0;
+    for (int pass = 0; pass < 2; pass++) { /* pass 0 warms caches and pages */
+        n = 0;
+        for (uint32_t u = 0; u < r->n_users; u++) {
+            cb_profile p;
+            cb_recommend_result res;
+            double t0 = cb_now(), c0 = thread_cpu();
+            if (cb_recommend_profile_user(&p, r, u, &err) || cb_recommend(ctx, &p, &cfg, NULL, &res, &err)) {
+                fprintf(stderr, "bench_recommend: %s\n", err.msg);
+                free(t);
+                free(tc);
+                return 1;
+            }
+            tc[n] = thread_cpu() - c0;
+            t[n++] = cb_now() - t0;
+            if (getenv("BENCH_DEBUG") && pass && t[n - 1] > 2e-3)
+                fprintf(stderr, "slow user %u: %.2f ms, %d ratings\n", u, t[n - 1] * 1e3, r->seen_off[u + 1] - r->seen_off[u]);
+            cb_recommend_result_free(&res);
+            cb_recommend_profile_free(&p);
+        }
+    }
+    double p50 = pct(t, n, 0.5), p99 = pct(t, n, 0.99), mx = t[n - 1];
+    double c50 = pct(tc, n, 0.5), c99 = pct(tc, n, 0.99);
+    printf("recommend ml-latest-small %-16s users=%zu wall p50=%.3f ms p99=%.3f ms max=%.3f ms | thread-cpu p50=%.3f ms "
+           "p99=%.3f ms | p99/1ms wall=%.2f cpu=%.2f\n",
+           label, n, p50 * 1e3, p99 * 1e3, mx * 1e3, c50 * 1e3, c99 * 1e3, p99 / 1e-3, c99 / 1e-3);
+    free(t);
+    free(tc);
+    return 0;
+}
+
+static int bench_movielens(void) {
+    const char *data = "../shared/data/ml-latest-small";
+    const char *model = getenv("CBREC_BENCH_MODEL");
+    struct stat st;
+    if (!model && stat(data, &st) != 0) {
+        printf("recommend ml-latest-small: skipped (no %s; set CBREC_DATA layout or CBREC_BENCH_MODEL)\n", data);
+        return 0;
+    }
+    cb_error err;
+    cb_rec *r = NULL;
+    int rc;
+    if (model) {
+        rc = cb_rec_load(&r, model, &err);
+    } else {
+        cb_dataset *ds = NULL;
+        cb_load_options lo;
+        cb_load_options_default(&lo);
+        cb_split sp = {0};
+        rc = cb_dataset_load(&ds, data, &lo, &err);
+        if (!rc) rc = cb_split_make(&sp, ds, CB_SPLIT_RANDOM, 0.0, 1, &err);
+        if (!rc) {
+            cb_model_config mc;
+            cb_model_config_default(&mc);
+            mc.epochs = 1; /* latency does not depend on how well it is trained */
+            mc.batch_size = 256;
+            cb_rec_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .model = mc,
+                                     .scale_targets = true};
+            rc = cb_rec_train(&r, &in, NULL, &err);
+        }
+        cb_split_free(&sp);
+        cb_dataset_free(ds);
+    }
+    cb_recommend_table table = {0};
+    cb_recommend_ctx *with_table = NULL, *exact = NULL;
+    if (!rc) rc = cb_recommend_table_build(&table, r, 20, 0, NULL, &err);
+    if (!rc) rc = cb_recommend_ctx_create(&with_table, r, &table, &err);
+    if (!rc) rc = cb_recommend_ctx_create(&exact, r, NULL, &err);
+    if (rc) {
+        fprintf(stderr, "bench_recommend: %s\n", err.msg);
+    } else {
+        rc = run_users(with_table, r, "(table)");
+        if (!rc) rc = run_users(exact, r, "(exact similar)");
+    }
+    cb_recommend_ctx_free(with_table);
+    cb_recommend_ctx_free(exact);
+    cb_recommend_table_free(&table);
+    cb_rec_free(r);
+    return rc;
+}
+
+static int bench_synthetic(size_t n_items) {
+    const uint32_t dim = 32;
+    cb_error err;
+    cb_rng rng;
+    cb_rng_seed(&rng, 12345);
+    float *V = malloc(n_items * dim * sizeof *V);
+    if (!V) return fprintf(stderr, "bench_recommend: out of memory\n"), 1;
+    for (size_t i = 0; i < n_items; i++) {
+        double norm = 0;
+        for (uint32_t k = 0; k < dim; k++) {
+            V[i * dim + k] = (float)cb_rng_normal(&rng);
+            norm += (double)V[i * dim + k] * V[i * dim + k];
+        }
+        for (uint32_t k = 0; k < dim; k++) V[i * dim + k] /= (float)sqrt(norm);
+    }
+    /* a bare recommender: vectors, a model for the score mapping, no lists */
+    cb_model_config mc;
+    cb_model_config_default(&mc);
+    mc.user_in = mc.item_in = 1;
+    mc.n_user_layers = mc.n_item_layers = 0;
+    mc.dim = dim;
+    mc.target_scale = 2.0f / 4.5f;
+    mc.target_shift = -1.0f - 0.5f * mc.target_scale;
+    int32_t seen_off[2] = {0, 0}, popular[CB_REC_TOP_LIST];
+    for (int i = 0; i < CB_REC_TOP_LIST; i++) popular[i] = -1;
+    cb_rec r = {.n_items = (uint32_t)n_items, .n_users = 1, .dim = dim, .item_vecs = V, .seen_off = seen_off,
+                .popular = popular, .y_min = 0.5f, .y_max = 5.0f};
+    cb_recommend_ctx *ctx = NULL;
+    int rc = cb_model_create(&r.model, &mc, &err);
+    if (!rc) rc = cb_recommend_ctx_create(&ctx, &r, NULL, &err);
+    if (rc) {
+        fprintf(stderr, "bench_recommend: %s\n", err.msg);
+        free(V);
+        cb_model_free(r.model);
+        return 1;
+    }
+    float uvec[32];
+    uint32_t item;
+    cb_profile p = {.user = -1, .vec = uvec, .group_level = NULL, .items = &item};
+    cb_recommend_config cfg;
+    cb_recommend_config_default(&cfg);
+    enum { RUNS = 31 };
+    double t_rec[RUNS], t_stream[RUNS];
+    volatile float sink = 0;
+    for (int run = 0; run < RUNS; run++) {
+        for (uint32_t k = 0; k < dim; k++) uvec[k] = (float)cb_rng_normal(&rng) / sqrtf((float)dim);
+        cb_recommend_result res;
+        double t0 = cb_now();
+        rc = cb_recommend(ctx, &p, &cfg, NULL, &res, &err);
+        t_rec[run] = cb_now() - t0;
+        if (rc || res.n != cfg.n) {
+            fprintf(stderr, "bench_recommend: %s\n", rc ? err.msg : "short result");
+            rc = 1;
+            break;
+        }
+        cb_recommend_result_free(&res);
+        /* the peer: read every item vector once, 8 independent sums */
+        t0 = cb_now();
+        float acc[8] = {0};
+        for (size_t i = 0; i < n_items * dim; i += 8)
+            for (int k = 0; k < 8; k++) acc[k] += V[i + k];
+        t_stream[run] = cb_now() - t0;
+        for (int k = 0; k < 8; k++) sink += acc[k];
+    }
+    if (!rc) {
+        double rec50 = pct(t_rec, RUNS, 0.5), str50 = pct(t_stream, RUNS, 0.5);
+        printf("recommend synthetic %zu x %u embedding retrieval: p50=%.2f ms stream-once p50=%.2f ms (%.0f MB) "
+               "ratio=%.2f (goal <= 2)\n",
+               n_items, dim, rec50 * 1e3, str50 * 1e3, (double)n_items * dim * 4 / 1e6, rec50 / str50);
+    }
+    cb_recommend_ctx_free(ctx);
+    cb_model_free(r.model);
+    free(V);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    size_t n_items = argc > 1 ? (size_t)strtoull(argv[1], NULL, 10) : 1000000;
+    int rc = bench_movielens();
+    if (!rc) rc = bench_synthetic(n_items ? n_items : 1000000);
+    return rc;
+}
