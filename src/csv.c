@@ -602,11 +602,14 @@ static size_t batch_split(cb_csv *c) {
             }
         } else {
             size_t next_delim = 0;
+            /* "::" (MovieLens .dat): a candidate needs its next byte in the mask too */
+            const int doubled = dlen == 2 && c->delim[1] == d0;
+            if (doubled) md &= md >> 1;
             while (md) {
                 size_t j = (size_t)__builtin_ctzll(md);
                 md &= md - 1;
                 /* the record is complete and a delimiter has no '\n': j + dlen <= term */
-                if (j < next_delim || memcmp(p + j, c->delim, dlen) != 0) continue;
+                if (j < next_delim || (!doubled && memcmp(p + j, c->delim, dlen) != 0)) continue;
                 fields[nf] = p + fstart;
                 lens[nf++] = j - fstart;
                 p[j] = '\0'; /* later candidates start at or after j + dlen */

@@ -512,6 +512,7 @@ int cb_evalrun_svg(const char *path, const cb_svg_chart *chart, const cb_svg_ser
     fprintf(f, "</text>\n<text transform=\"translate(16,%.1f) rotate(-90)\" text-anchor=\"middle\">", (T + B) / 2);
     svg_text_escaped(f, chart->y_label);
     fputs("</text>\n", f);
+    double lg = chart->legend_left ? L + 10 : R - 170;
     for (size_t s = 0; s < n_series; s++) {
         const char *col = colors[s % (sizeof colors / sizeof colors[0])];
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
@@ -528,7 +529,7 @@ int cb_evalrun_svg(const char *path, const cb_svg_chart *chart, const cb_svg_ser
         }
         fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/><text "
                    "x=\"%.1f\" y=\"%.1f\">",
-                R - 170, R - 150, T + 15 + 16.0 * (double)s, T + 15 + 16.0 * (double)s, col, R - 145,
+                lg, lg + 20, T + 15 + 16.0 * (double)s, T + 15 + 16.0 * (double)s, col, lg + 25,
                 T + 19 + 16.0 * (double)s);
         svg_text_escaped(f, series[s].name);
         fputs("</text>\n", f);
@@ -549,7 +550,7 @@ int cb_evalrun_curve_svg(const char *path, const double *train_loss, const doubl
     if (!x) return CB_ENOMEM;
     for (size_t i = 0; i < n; i++) x[i] = (double)(i + 1);
     cb_svg_series s[2] = {{"train loss", x, train_loss, n}, {"validation loss", x, valid_loss, valid_loss ? n : 0}};
-    cb_svg_chart ch = {title ? title : "learning curve", "epoch", "loss (scaled targets)", false, 0, 0};
+    cb_svg_chart ch = {title ? title : "learning curve", "epoch", "loss (scaled targets)", false, 0, 0, false};
     int rc = cb_evalrun_svg(path, &ch, s, valid_loss ? 2 : 1, err);
     free(x);
     return rc;

@@ -123,6 +123,7 @@ typedef struct cb_svg_chart {
     const char *title, *x_label, *y_label;
     bool log_x;                /* logarithmic x axis (x > 0 only) */
     int width, height;         /* pixels; 0 = 640 x 400 */
+    bool legend_left;          /* legend in the top-left corner (default top-right) */
 } cb_svg_chart;
 
 /* Write a line chart of the series to `path` atomically (cb_atomic_open).

@@ -103,40 +103,48 @@ static void sort_cands(cand *c, size_t m) {
 }
 
 /* ---------------------------------------------------------------------------
- * Bounded heaps. Root = worst kept entry. Offers arrive in increasing index
- * order within one heap, so an equal key never displaces (it has the higher
- * index): the single test `key > root` is exact. */
+ * Fast-pass selection, one buffer per query. Rows whose key beats `thr` are
+ * appended; when the buffer is full it is sorted (best first, ties to the
+ * lower index), cut back to the kcap best, and thr becomes the kcap-th best
+ * key. Offers arrive in increasing index order, so a key equal to thr can
+ * never make the cut (the kept row with that key has a lower index): the
+ * single test `key > thr` is exact. Appending costs no unpredictable branch;
+ * a heap costs several per insertion (measured: ~2x slower in total here),
+ * and most insertions happen in the first base tile, before thr has risen. */
 
-typedef struct fheap {
-    float *key;
-    int32_t *idx;
-    size_t cap;
-} fheap;
+typedef struct topbuf {
+    float *key;   /* [cap] */
+    int32_t *idx; /* [cap] */
+    uint32_t n, kcap, cap;
+    float thr;
+} topbuf;
 
-static void fheap_init(fheap *h) {
-    for (size_t i = 0; i < h->cap; i++) {
-        h->key[i] = -INFINITY;
-        h->idx[i] = SENTINEL_IDX;
+static void topbuf_init(topbuf *b, float *key, int32_t *idx, size_t kcap, size_t cap) {
+    *b = (topbuf){key, idx, 0, (uint32_t)kcap, (uint32_t)cap, -INFINITY};
+}
+
+static inline bool key_before(float ka, int32_t ia, float kb, int32_t ib) { return ka > kb || (ka == kb && ia < ib); }
+
+/* Insertion sort, best first; cheap on the already sorted prefix. */
+static void sort_keys(float *key, int32_t *idx, size_t n) {
+    for (size_t i = 1; i < n; i++) {
+        float k = key[i];
+        int32_t x = idx[i];
+        size_t j = i;
+        while (j > 0 && key_before(k, x, key[j - 1], idx[j - 1])) {
+            key[j] = key[j - 1];
+            idx[j] = idx[j - 1];
+            j--;
+        }
+        key[j] = k;
+        idx[j] = x;
     }
 }
 
-static inline int fworse(float ka, int32_t ia, float kb, int32_t ib) { return ka < kb || (ka == kb && ia > ib); }
-
-static void fheap_replace_root(fheap *h, float key, int32_t idx) {
-    size_t i = 0, cap = h->cap;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, w = i;
-        float wk = key;
-        int32_t wi = idx;
-        if (l < cap && fworse(h->key[l], h->idx[l], wk, wi)) w = l, wk = h->key[l], wi = h->idx[l];
-        if (r < cap && fworse(h->key[r], h->idx[r], wk, wi)) w = r, wk = h->key[r], wi = h->idx[r];
-        if (w == i) break;
-        h->key[i] = h->key[w];
-        h->idx[i] = h->idx[w];
-        i = w;
-    }
-    h->key[i] = key;
-    h->idx[i] = idx;
+static void topbuf_compact(topbuf *b) {
+    sort_keys(b->key, b->idx, b->n);
+    b->n = b->kcap;
+    b->thr = b->key[b->kcap - 1];
 }
 
 /* The same for canonical (double) keys, used by the fallback and insertion. */
@@ -173,7 +181,7 @@ static void dheap_offer(dheap *h, double g, int32_t idx) {
 typedef struct job {
     const cb_knn_index *ix;
     const float *Q;
-    size_t nq, k, kcap;
+    size_t nq, k, kcap, cap; /* kcap = k + SPARE kept; cap = buffer size */
     cb_knn_metric metric;
     const int32_t *self_index;
     bool self_identity; /* query i excludes base row i (similar-items table) */
@@ -209,18 +217,22 @@ static inline int is_excluded(const qexcl *e, size_t j) {
 /* Offer base rows j0.. of a block whose fast scores are s[0..nb) (minus
  * hn[0..nb) when hn is not NULL) to heap h. Only scores above the current
  * worst are looked at individually. */
-static inline void offer_one(fheap *h, const qexcl *e, float key, size_t j) {
-    if (key > h->key[0] && !is_excluded(e, j)) fheap_replace_root(h, key, (int32_t)j);
+static inline void offer_one(topbuf *h, const qexcl *e, float key, size_t j) {
+    if (key > h->thr && !is_excluded(e, j)) {
+        h->key[h->n] = key;
+        h->idx[h->n] = (int32_t)j;
+        if (++h->n == h->cap) topbuf_compact(h);
+    }
 }
 
-static void scan_scalar(const float *s, const float *hn, size_t nb, size_t j0, fheap *h, const qexcl *e) {
+static void scan_scalar(const float *s, const float *hn, size_t nb, size_t j0, topbuf *h, const qexcl *e) {
     for (size_t j = 0; j < nb; j++) offer_one(h, e, hn ? s[j] - hn[j] : s[j], j0 + j);
 }
 
 #if KNN_X86
 /* Offer only the lanes whose bit is set (they beat the threshold as it was
  * when the block was loaded; offer_one re-tests against the current one). */
-static inline void offer_bits(const float *s, const float *hn, unsigned bits, size_t j0, fheap *h, const qexcl *e) {
+static inline void offer_bits(const float *s, const float *hn, unsigned bits, size_t j0, topbuf *h, const qexcl *e) {
     while (bits) {
         unsigned l = (unsigned)__builtin_ctz(bits);
         bits &= bits - 1;
@@ -228,9 +240,9 @@ static inline void offer_bits(const float *s, const float *hn, unsigned bits, si
     }
 }
 
-static void scan_sse(const float *s, const float *hn, size_t nb, size_t j0, fheap *h, const qexcl *e) {
+static void scan_sse(const float *s, const float *hn, size_t nb, size_t j0, topbuf *h, const qexcl *e) {
     size_t j = 0;
-    __m128 thr = _mm_set1_ps(h->key[0]);
+    __m128 thr = _mm_set1_ps(h->thr);
     for (; j + 16 <= nb; j += 16) {
         __m128 a = _mm_loadu_ps(s + j), b = _mm_loadu_ps(s + j + 4), c = _mm_loadu_ps(s + j + 8),
                d = _mm_loadu_ps(s + j + 12);
@@ -248,16 +260,16 @@ static void scan_sse(const float *s, const float *hn, size_t nb, size_t j0, fhea
                             (unsigned)_mm_movemask_ps(_mm_cmpgt_ps(c, thr)) << 8 |
                             (unsigned)_mm_movemask_ps(_mm_cmpgt_ps(d, thr)) << 12;
             offer_bits(s + j, hn ? hn + j : NULL, bits, j0 + j, h, e);
-            thr = _mm_set1_ps(h->key[0]);
+            thr = _mm_set1_ps(h->thr);
         }
     }
     scan_scalar(s + j, hn ? hn + j : NULL, nb - j, j0 + j, h, e);
 }
 
 __attribute__((target("avx2"))) static void scan_avx2(const float *s, const float *hn, size_t nb, size_t j0,
-                                                       fheap *h, const qexcl *e) {
+                                                       topbuf *h, const qexcl *e) {
     size_t j = 0;
-    __m256 thr = _mm256_set1_ps(h->key[0]);
+    __m256 thr = _mm256_set1_ps(h->thr);
     for (; j + 32 <= nb; j += 32) {
         __m256 a = _mm256_loadu_ps(s + j), b = _mm256_loadu_ps(s + j + 8), c = _mm256_loadu_ps(s + j + 16),
                d = _mm256_loadu_ps(s + j + 24);
@@ -275,7 +287,7 @@ __attribute__((target("avx2"))) static void scan_avx2(const float *s, const floa
                             (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(c, thr, _CMP_GT_OQ)) << 16 |
                             (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(d, thr, _CMP_GT_OQ)) << 24;
             offer_bits(s + j, hn ? hn + j : NULL, bits, j0 + j, h, e);
-            thr = _mm256_set1_ps(h->key[0]);
+            thr = _mm256_set1_ps(h->thr);
         }
     }
     scan_scalar(s + j, hn ? hn + j : NULL, nb - j, j0 + j, h, e);
@@ -327,7 +339,7 @@ static void dots_scalar(float *out, const float *q, const float *B, size_t nb, s
     }
 }
 
-typedef void (*scan_fn)(const float *, const float *, size_t, size_t, fheap *, const qexcl *);
+typedef void (*scan_fn)(const float *, const float *, size_t, size_t, topbuf *, const qexcl *);
 typedef void (*dots_fn)(float *, const float *, const float *, size_t, size_t);
 
 typedef struct kernels {
@@ -394,20 +406,20 @@ static void finalize_full(const job *jb, size_t q, cand *scratch) {
     write_row(jb, q, h.e, nc);
 }
 
-/* `fk`, `fi`: the fast candidates (m entries, any order, sentinels allowed)
- * whose union provably holds every row ranking above the m-th best among
- * them. `c` is scratch for m cands. */
+/* `fk`, `fi`: the m fast candidates of query q (any order). Every row not
+ * among them has a fast key <= the kcap-th best of them, or there are fewer
+ * than kcap and they are all the eligible rows. `c` is scratch for m cands. */
 static void finalize(job *jb, size_t q, const float *fk, const int32_t *fi, size_t m, cand *c) {
     const cb_knn_index *ix = jb->ix;
     const float *qv = jb->Q + q * ix->d;
     for (size_t i = 0; i < m; i++) c[i] = (cand){fk[i], fi[i]};
-    sort_cands(c, m);
-    size_t kcap = m < jb->kcap ? m : jb->kcap, nc = 0;
-    while (nc < kcap && c[nc].idx != SENTINEL_IDX) nc++;
-    if (nc == kcap && nc > jb->k) {
-        /* Every row outside the first kcap has fast key <= W; the true
-         * top-k all have fast key >= T - 2 tol (T = k-th best fast key). */
-        double T = c[jb->k - 1].g, W = c[kcap - 1].g, tol = fast_tolerance(jb, qv);
+    if (m <= 64) sort_cands(c, m);
+    else qsort(c, m, sizeof *c, cmp_cand);
+    size_t nc = m < jb->kcap ? m : jb->kcap;
+    if (nc == jb->kcap && nc > jb->k) {
+        /* Rows outside the first kcap have fast key <= W; the true top k all
+         * have fast key >= T - 2 tol (T = k-th best fast key). */
+        double T = c[jb->k - 1].g, W = c[nc - 1].g, tol = fast_tolerance(jb, qv);
         if (!(W < T - 2.5 * tol)) {
             atomic_fetch_add(&jb->n_fallback, 1);
             finalize_full(jb, q, c);
@@ -458,12 +470,13 @@ static void *batch_run(void *arg) {
     batch_worker *w = arg;
     job *jb = w->jb;
     const cb_knn_index *ix = jb->ix;
-    const size_t d = ix->d, kcap = jb->kcap, panel = jb->query_panel;
+    const size_t d = ix->d, kcap = jb->kcap, cap = jb->cap, panel = jb->query_panel;
     float *tile = malloc(jb->query_tile * jb->base_tile * sizeof *tile);
-    float *hk = malloc(panel * kcap * sizeof *hk);
-    int32_t *hi = malloc(panel * kcap * sizeof *hi);
-    cand *c = malloc((kcap > jb->k ? kcap : jb->k) * sizeof *c);
-    if (!tile || !hk || !hi || !c) {
+    float *bk = malloc(panel * cap * sizeof *bk);
+    int32_t *bi = malloc(panel * cap * sizeof *bi);
+    topbuf *tb = malloc(panel * sizeof *tb);
+    cand *c = malloc((cap > jb->k ? cap : jb->k) * sizeof *c);
+    if (!tile || !bk || !bi || !tb || !c) {
         job_fail(jb, CB_ENOMEM);
         goto done;
     }
@@ -471,7 +484,7 @@ static void *batch_run(void *arg) {
     size_t u;
     while (!atomic_load(&jb->failed) && (u = atomic_fetch_add(&jb->next_unit, 1)) < jb->n_units) {
         size_t q0 = u * panel, pr = jb->nq - q0 < panel ? jb->nq - q0 : panel;
-        for (size_t r = 0; r < pr; r++) fheap_init(&(fheap){hk + r * kcap, hi + r * kcap, kcap});
+        for (size_t r = 0; r < pr; r++) topbuf_init(&tb[r], bk + r * cap, bi + r * cap, kcap, cap);
         for (size_t b0 = 0; b0 < ix->n; b0 += jb->base_tile) {
             size_t nb = ix->n - b0 < jb->base_tile ? ix->n - b0 : jb->base_tile;
             for (size_t t0 = 0; t0 < pr; t0 += jb->query_tile) {
@@ -480,20 +493,19 @@ static void *batch_run(void *arg) {
                             jb->Q + (q0 + t0) * d, (int)d, ix->B + b0 * d, (int)d, 0.0f, tile, (int)nb);
                 if (jb->gemm_only) continue;
                 for (size_t r = 0; r < mq; r++) {
-                    size_t qr = t0 + r;
-                    qexcl e = job_excl(jb, q0 + qr);
-                    fheap h = {hk + qr * kcap, hi + qr * kcap, kcap};
-                    w->kern.scan(tile + r * nb, hn ? hn + b0 : NULL, nb, b0, &h, &e);
+                    qexcl e = job_excl(jb, q0 + t0 + r);
+                    w->kern.scan(tile + r * nb, hn ? hn + b0 : NULL, nb, b0, &tb[t0 + r], &e);
                 }
             }
         }
         if (!jb->gemm_only)
-            for (size_t r = 0; r < pr; r++) finalize(jb, q0 + r, hk + r * kcap, hi + r * kcap, kcap, c);
+            for (size_t r = 0; r < pr; r++) finalize(jb, q0 + r, tb[r].key, tb[r].idx, tb[r].n, c);
     }
 done:
     free(tile);
-    free(hk);
-    free(hi);
+    free(bk);
+    free(bi);
+    free(tb);
     free(c);
     return NULL;
 }
@@ -504,18 +516,19 @@ done:
 typedef struct vec_worker {
     job *jb;
     kernels kern;
-    float *hk;   /* [nq x kcap] */
-    int32_t *hi; /* [nq x kcap] */
+    topbuf *tb;  /* [nq] */
+    float *bk;   /* [nq x cap] */
+    int32_t *bi; /* [nq x cap] */
 } vec_worker;
 
 static void *vec_run(void *arg) {
     vec_worker *w = arg;
     job *jb = w->jb;
     const cb_knn_index *ix = jb->ix;
-    const size_t d = ix->d, kcap = jb->kcap;
+    const size_t d = ix->d, cap = jb->cap;
     const float *hn = jb->metric == CB_KNN_L2 ? ix->half_sqnorm : NULL;
     float dots[VEC_BLOCK];
-    for (size_t q = 0; q < jb->nq; q++) fheap_init(&(fheap){w->hk + q * kcap, w->hi + q * kcap, kcap});
+    for (size_t q = 0; q < jb->nq; q++) topbuf_init(&w->tb[q], w->bk + q * cap, w->bi + q * cap, jb->kcap, cap);
     size_t u;
     while ((u = atomic_fetch_add(&jb->next_unit, 1)) < jb->n_units) {
         size_t u0 = u * VEC_UNIT, u1 = ix->n - u0 < VEC_UNIT ? ix->n : u0 + VEC_UNIT;
@@ -523,9 +536,8 @@ static void *vec_run(void *arg) {
             size_t nb = u1 - b0 < VEC_BLOCK ? u1 - b0 : VEC_BLOCK;
             for (size_t q = 0; q < jb->nq; q++) {
                 qexcl e = job_excl(jb, q);
-                fheap h = {w->hk + q * kcap, w->hi + q * kcap, kcap};
                 w->kern.dots(dots, jb->Q + q * d, ix->B + b0 * d, nb, d);
-                w->kern.scan(dots, hn ? hn + b0 : NULL, nb, b0, &h, &e);
+                w->kern.scan(dots, hn ? hn + b0 : NULL, nb, b0, &w->tb[q], &e);
             }
         }
     }
@@ -604,6 +616,7 @@ static int search_job(const cb_knn_index *ix, const float *Q, size_t nq, size_t 
               .self_identity = self_identity, .exclude = p->exclude, .exclude_stride = p->exclude_stride,
               .gemm_only = p->bench_gemm_only, .out_idx = out_idx, .out_score = out_score};
     jb.kcap = k + SPARE;
+    jb.cap = 2 * jb.kcap;
     jb.query_tile = p->query_tile ? p->query_tile : DEFAULT_QUERY_TILE;
     jb.base_tile = p->base_tile ? p->base_tile : DEFAULT_BASE_TILE;
     jb.query_panel = p->query_panel ? p->query_panel : DEFAULT_QUERY_PANEL;
@@ -634,27 +647,32 @@ static int search_job(const cb_knn_index *ix, const float *Q, size_t nq, size_t 
         /* Threads cost ~50 us to start: not worth it for small catalogs. */
         if (ix->n * ix->d * nq < ((size_t)1 << 20)) nthreads = 1;
         if ((size_t)nthreads > jb.n_units) nthreads = (int)jb.n_units;
-        size_t kcap = jb.kcap, per = nq * kcap, m = (size_t)nthreads * kcap;
+        size_t cap = jb.cap, per = nq * cap, m = (size_t)nthreads * cap;
         vec_worker *w = cb_calloc((size_t)nthreads, sizeof *w, err);
-        float *hk = cb_calloc((size_t)nthreads * per, sizeof *hk, err);
-        int32_t *hi = cb_calloc((size_t)nthreads * per, sizeof *hi, err);
+        topbuf *tb = cb_calloc((size_t)nthreads * nq, sizeof *tb, err);
+        float *bk = cb_calloc((size_t)nthreads * per, sizeof *bk, err);
+        int32_t *bi = cb_calloc((size_t)nthreads * per, sizeof *bi, err);
         float *mk = cb_calloc(m, sizeof *mk, err);
         int32_t *mi = cb_calloc(m, sizeof *mi, err);
         cand *c = cb_calloc(m > k ? m : k, sizeof *c, err);
-        if (!w || !hk || !hi || !mk || !mi || !c) {
-            free(w), free(hk), free(hi), free(mk), free(mi), free(c);
+        if (!w || !tb || !bk || !bi || !mk || !mi || !c) {
+            free(w), free(tb), free(bk), free(bi), free(mk), free(mi), free(c);
             return CB_ENOMEM;
         }
-        for (int t = 0; t < nthreads; t++) w[t] = (vec_worker){&jb, kern, hk + (size_t)t * per, hi + (size_t)t * per};
+        for (int t = 0; t < nthreads; t++)
+            w[t] = (vec_worker){&jb, kern, tb + (size_t)t * nq, bk + (size_t)t * per, bi + (size_t)t * per};
         run_workers(vec_run, w, sizeof *w, nthreads);
         for (size_t q = 0; q < nq; q++) {
+            size_t mm = 0;
             for (int t = 0; t < nthreads; t++) {
-                memcpy(mk + (size_t)t * kcap, hk + (size_t)t * per + q * kcap, kcap * sizeof *mk);
-                memcpy(mi + (size_t)t * kcap, hi + (size_t)t * per + q * kcap, kcap * sizeof *mi);
+                const topbuf *b = &w[t].tb[q];
+                memcpy(mk + mm, b->key, b->n * sizeof *mk);
+                memcpy(mi + mm, b->idx, b->n * sizeof *mi);
+                mm += b->n;
             }
-            finalize(&jb, q, mk, mi, m, c);
+            finalize(&jb, q, mk, mi, mm, c);
         }
-        free(w), free(hk), free(hi), free(mk), free(mi), free(c);
+        free(w), free(tb), free(bk), free(bi), free(mk), free(mi), free(c);
     }
     if (p->n_fallback) *p->n_fallback = atomic_load(&jb.n_fallback);
     int failed = atomic_load(&jb.failed);

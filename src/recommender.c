@@ -84,6 +84,8 @@ static int cmp_seen(const void *a, const void *b) {
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
+/* Lists from the ratings train_idx[0..n_train), or from every rating of the
+ * dataset when train_idx is NULL. */
 static int build_lists(cb_rec *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err) {
     uint32_t nu = r->n_users, ni = r->n_items;
     /* seen: training ratings grouped by user, in time order */
@@ -98,8 +100,9 @@ static int build_lists(cb_rec *r, const cb_dataset *ds, const uint32_t *train_id
     int rc = CB_ENOMEM;
     if (!keys || !off || !items || !ys || !ts || !score || !scratch || !count) goto out;
     for (size_t i = 0; i < n_train; i++) {
-        const cb_rating *x = &ds->ratings[train_idx[i]];
-        keys[i] = (seen_key){x->user, x->ts, train_idx[i]};
+        uint32_t k = train_idx ? train_idx[i] : (uint32_t)i;
+        const cb_rating *x = &ds->ratings[k];
+        keys[i] = (seen_key){x->user, x->ts, k};
     }
     qsort(keys, n_train, sizeof *keys, cmp_seen);
     for (size_t i = 0; i < n_train; i++) {
@@ -291,7 +294,9 @@ int cb_rec_train(cb_rec **out, cb_rec_train_input *in, cb_train_result *res, cb_
             rc = CB_ENOMEM;
             goto fail;
         }
-    if ((rc = build_lists(r, ds, in->train_idx, in->n_train, err))) goto fail;
+    if (in->seen_all_ratings) rc = build_lists(r, ds, NULL, ds->n_ratings, err);
+    else rc = build_lists(r, ds, in->train_idx, in->n_train, err);
+    if (rc) goto fail;
     /* A numerical failure keeps the last good parameters: still a usable model. */
     if ((rc = fit_and_embed(r, in, res, err)) && rc != CB_ENUMERIC) goto fail;
     *out = r;
@@ -310,7 +315,23 @@ int cb_rec_resume(cb_rec *r, cb_rec_train_input *in, cb_train_result *res, cb_er
         if (strcmp(cb_vocab_name(ds->items, i), cb_vocab_name(r->items, i)))
             return cb_fail(err, CB_EINVAL, "--resume: item %u is '%s' in the data but '%s' in the model", i,
                            cb_vocab_name(ds->items, i), cb_vocab_name(r->items, i));
-    int rc = cb_model_set_train_config(r->model, &in->model, err);
+    /* Only the training fields come from the caller; the architecture and
+     * objective are the model's own. */
+    cb_model_config c = *cb_model_config_of(r->model);
+    const cb_model_config *t = &in->model;
+    c.optimizer = t->optimizer;
+    c.lr = t->lr;
+    c.weight_decay = t->weight_decay;
+    c.adam_beta1 = t->adam_beta1;
+    c.adam_beta2 = t->adam_beta2;
+    c.adam_eps = t->adam_eps;
+    c.batch_size = t->batch_size;
+    c.epochs = t->epochs;
+    c.patience = t->patience;
+    c.seed = t->seed;
+    c.threads = t->threads;
+    in->model = c;
+    int rc = cb_model_set_train_config(r->model, &c, err);
     if (rc) return rc;
     return fit_and_embed(r, in, res, err);
 }

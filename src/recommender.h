@@ -68,6 +68,11 @@ typedef struct cb_rec_train_input {
     const cb_feature_config *features;          /* NULL: defaults */
     cb_model_config model;                      /* user_in / item_in / target scaling filled in */
     bool scale_targets;                         /* map [y_min, y_max] to [-1, 1] (MSE) */
+    /* The "already rated" lists, recency anchors and popularity lists from
+     * every rating of the dataset (a model to serve: a user's held-out
+     * ratings are still ratings they gave) instead of the training ratings
+     * only (evaluation). Features and towers always see training ratings only. */
+    bool seen_all_ratings;
     cb_epoch_fn on_epoch;
     void *ctx;
     const uint32_t *test_idx; size_t n_test;    /* optional: evaluated after training */

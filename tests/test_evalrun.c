@@ -167,7 +167,7 @@ static void svg(void **state) {
     assert_int_equal(cb_evalrun_curve_svg(path, nan4, NULL, 4, NULL, &err), CB_EINVAL);
     double x[3] = {25, 100, 1000}, y[3] = {0.1, 0.2, 0.25};
     cb_svg_series s = {"recall", x, y, 3};
-    cb_svg_chart ch = {"log", "size", "value", true, 0, 0};
+    cb_svg_chart ch = {"log", "size", "value", true, 0, 0, true};
     assert_int_equal(cb_evalrun_svg(path, &ch, &s, 1, &err), CB_OK);
     free(path);
     tu_rmrf(dir);

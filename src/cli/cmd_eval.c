@@ -344,7 +344,7 @@ static void print_table(FILE *f, const run *R, const opts *o, bool markdown) {
     fprintf(f, " %6s%s %6s%s %6s%s %7s%s\n", "cover", sep, "divers", sep, "pop×", sep, "fit s", sep);
     if (markdown) {
         fprintf(f, "|---|");
-        for (size_t s = 0; s < (p->n > 1 ? p->n : 0) + 12; s++) fprintf(f, "---:|");
+        for (size_t s = 0; s < (p->n > 1 ? p->n : 0) + 11; s++) fprintf(f, "---:|");
         fputc('\n', f);
     }
     for (int m = 0; m < CB_EVALRUN_N_MODELS; m++) {
@@ -568,7 +568,7 @@ static int retrieval_plot(const char *path, const cb_retrieval_row *rows, size_t
     snprintf(t[3], 64, "mean score@%u (%.2f..%.2f → 0..1)", K, smin, smax);
     cb_svg_series s[4] = {{t[0], x, rec, n}, {t[1], x, nd, n}, {t[2], x, ov, n}, {t[3], x, sc, n}};
     cb_svg_chart ch = {"Retrieval size: where more candidates stop paying off",
-                       "candidates retrieved per user (log scale; rightmost = full catalog)", "value", true, 760, 440};
+                       "candidates retrieved per user (log scale; rightmost = full catalog)", "value", true, 760, 440, true};
     return cb_evalrun_svg(path, &ch, s, 4, err);
 }
 

@@ -268,7 +268,7 @@ int cmd_train(int argc, char **argv) {
                 ds->name, cb_dataset_n_users(ds), cb_dataset_n_items(ds), ds->n_ratings, split_kind, sp.n_train,
                 n_valid, sp.n_test);
     cb_rec_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .valid_idx = valid,
-                             .n_valid = n_valid, .features = &fc, .model = mc, .scale_targets = scale,
+                             .n_valid = n_valid, .features = &fc, .model = mc, .scale_targets = scale, .seen_all_ratings = true,
                              .on_epoch = on_epoch, .ctx = &pctx, .test_idx = sp.test, .n_test = sp.n_test};
     cb_train_result res = {0};
     double t1 = cb_now();

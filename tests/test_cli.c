@@ -1,0 +1,249 @@
+/* End-to-end tests of the `cbrec` command line: the commands a user runs, in
+ * the order they run them, on a synthetic dataset written by the test (and on
+ * the shared MovieLens data when present): exit statuses, the acceptance
+ * outputs of the issues, and files left intact when something fails. */
+#include "testutil.h"
+#include <jansson.h>
+
+static const char *cbrec(void) {
+    const char *c = getenv("CBREC");
+    return c ? c : "./cbrec";
+}
+
+/* Run a shell command; capture stdout+stderr (malloc'd) and return the exit status. */
+static int run(char **out, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += got;
+        if (cap - n < 4096) buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = '\0';
+    int st = pclose(p);
+    if (out) *out = buf;
+    else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+typedef struct {
+    char *dir, *data, *model;
+} fixture;
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_tmpdir();
+    f->data = tu_path(f->dir, "data");
+    f->model = tu_path(f->dir, "m.cbrec");
+    char *out;
+    int rc = run(&out, "%s synth --out %s --users 120 --items 150 --ratings 6000 --genres 6 --seed 5", cbrec(), f->data);
+    if (rc) fprintf(stderr, "%s\n", out);
+    free(out);
+    assert_int_equal(rc, 0);
+    rc = run(&out, "%s train --data %s --model %s --user-layers 16 --item-layers 16 --dim 8 --epochs 2 --batch 64 "
+                   "--top-k-popular 20 -q",
+             cbrec(), f->data, f->model);
+    if (rc) fprintf(stderr, "%s\n", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "test_rmse="));
+    free(out);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f->data);
+    free(f->model);
+    free(f);
+    return 0;
+}
+
+/* Count JSON lines of `out`, check each parses, and call check on each. */
+static int json_lines(const char *out, void (*check)(json_t *, void *), void *ctx) {
+    int n = 0;
+    const char *p = out;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len && p[0] == '{') {
+            json_error_t je;
+            json_t *j = json_loadb(p, len, 0, &je);
+            assert_non_null(j);
+            if (check) check(j, ctx);
+            json_decref(j);
+            n++;
+        }
+        p += len + (e != NULL);
+    }
+    return n;
+}
+
+static void not_item(json_t *j, void *ctx) {
+    json_t *item = json_object_get(j, "item");
+    assert_true(json_is_string(item));
+    assert_string_not_equal(json_string_value(item), (const char *)ctx);
+}
+
+static void predict_embed_similar(void **state) {
+    fixture *f = *state;
+    char *out;
+    assert_int_equal(run(&out, "%s predict --model %s --user 1 --item 1", cbrec(), f->model), 0);
+    float p = -1;
+    assert_int_equal(sscanf(out, "1\t1\t%f", &p), 1);
+    assert_true(p >= 0.5f && p <= 5.0f);
+    free(out);
+    /* unknown ids: exit 1 and the id named */
+    assert_int_equal(run(&out, "%s predict --model %s --user nosuchuser --item 1", cbrec(), f->model), 1);
+    assert_non_null(strstr(out, "nosuchuser"));
+    free(out);
+    char *emb = tu_path(f->dir, "emb");
+    assert_int_equal(run(NULL, "%s embed --model %s --out %s", cbrec(), f->model, emb), 0);
+    char *npy = tu_path(emb, "item_vectors.npy");
+    struct stat sb;
+    assert_int_equal(stat(npy, &sb), 0);
+    assert_true(sb.st_size >= 150 * 8 * 4 + 64); /* 150 items x dim 8 floats + header */
+    assert_true(sb.st_size < 150 * 8 * 4 + 256);
+    assert_int_equal(run(&out, "%s similar --model %s --item 1 -k 10 --json", cbrec(), f->model), 0);
+    assert_int_equal(json_lines(out, not_item, "1"), 10);
+    free(out);
+    free(npy);
+    free(emb);
+}
+
+typedef struct {
+    const char *model;
+    int n_checked;
+} rec_ctx;
+
+static void has_reasons(json_t *j, void *vctx) {
+    rec_ctx *c = vctx;
+    json_t *reasons = json_object_get(j, "reasons");
+    assert_true(json_is_array(reasons));
+    assert_true(json_array_size(reasons) > 0);
+    assert_true(json_is_number(json_object_get(j, "score")));
+    assert_true(json_is_string(json_object_get(j, "title")));
+    c->n_checked++;
+}
+
+static void recommend_json(void **state) {
+    fixture *f = *state;
+    char *out;
+    assert_int_equal(run(&out, "%s recommend --model %s --user 3 -n 10 --explain --json", cbrec(), f->model), 0);
+    rec_ctx c = {f->model, 0};
+    assert_int_equal(json_lines(out, has_reasons, &c), 10);
+    free(out);
+    /* none of the recommended items is one user 3 rated (in the ratings file) */
+    assert_int_equal(run(&out, "%s recommend --model %s --user 3 -n 10 --json | "
+                               "/usr/bin/python3 -c 'import sys,json,csv\n"
+                               "rated={r[1] for r in csv.reader(open(\"%s/ratings.csv\")) if r[0]==\"3\"}\n"
+                               "recs=[json.loads(l)[\"item\"] for l in sys.stdin if l.startswith(\"{\")]\n"
+                               "assert len(recs)==10 and not rated.intersection(recs), (rated, recs)'",
+                         cbrec(), f->model, f->data),
+                     0);
+    free(out);
+}
+
+static void failed_training_keeps_old_model(void **state) {
+    fixture *f = *state;
+    char *bad = tu_path(f->dir, "bad");
+    assert_int_equal(mkdir(bad, 0777), 0);
+    free(tu_write(bad, "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n2,1,nan,2\n"));
+    struct stat before, after;
+    assert_int_equal(stat(f->model, &before), 0);
+    char *out;
+    assert_int_equal(run(&out, "%s train --data %s --model %s -q", cbrec(), bad, f->model), 1);
+    assert_non_null(strstr(out, "ratings.csv:3"));
+    free(out);
+    assert_int_equal(stat(f->model, &after), 0);
+    assert_true(before.st_size == after.st_size && before.st_mtime == after.st_mtime);
+    /* and the old model still loads */
+    assert_int_equal(run(NULL, "%s predict --model %s --user 1 --item 1", cbrec(), f->model), 0);
+    tu_rmrf(bad);
+    free(bad);
+}
+
+static void resume_continues(void **state) {
+    fixture *f = *state;
+    char *out;
+    char *m2 = tu_path(f->dir, "m2.cbrec");
+    assert_int_equal(run(NULL, "cp %s %s", f->model, m2), 0);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --resume --user-layers 16 --item-layers 16 --dim 8 "
+                               "--epochs 1 --batch 64 --top-k-popular 20 -q",
+                         cbrec(), f->data, m2),
+                     0);
+    assert_non_null(strstr(out, "epochs=1"));
+    free(out);
+    /* resuming on other data is refused */
+    char *other = tu_path(f->dir, "other");
+    assert_int_equal(run(NULL, "%s synth --out %s --users 50 --items 60 --ratings 900 --seed 9", cbrec(), other), 0);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --resume -q", cbrec(), other, m2), 1);
+    assert_non_null(strstr(out, "resume"));
+    free(out);
+    free(other);
+    free(m2);
+}
+
+static void corrupt_model_refused(void **state) {
+    fixture *f = *state;
+    char *m3 = tu_path(f->dir, "m3.cbrec");
+    assert_int_equal(run(NULL, "cp %s %s && printf 'XXXX' | dd of=%s bs=1 seek=5000 conv=notrunc 2>/dev/null", f->model, m3, m3), 0);
+    char *out;
+    assert_int_equal(run(&out, "%s recommend --model %s --user 1", cbrec(), m3), 1);
+    assert_non_null(strstr(out, "m3.cbrec"));
+    free(out);
+    assert_int_equal(run(NULL, "head -c 3000 %s > %s", f->model, m3), 0);
+    assert_int_equal(run(&out, "%s similar --model %s --item 1", cbrec(), m3), 1);
+    assert_non_null(strstr(out, "m3.cbrec"));
+    free(out);
+    free(m3);
+}
+
+static void usage_errors(void **state) {
+    (void)state;
+    char *out;
+    assert_int_equal(run(&out, "%s train", cbrec()), 2);
+    free(out);
+    assert_int_equal(run(&out, "%s nosuchcommand", cbrec()), 2);
+    free(out);
+    assert_int_equal(run(&out, "%s inspect --data /nonexistent/place", cbrec()), 1);
+    assert_non_null(strstr(out, "/nonexistent/place"));
+    free(out);
+    assert_int_equal(run(&out, "%s train --data x --model y --lr abc", cbrec()), 2);
+    free(out);
+}
+
+static void inspect_movielens_counts(void **state) {
+    (void)state;
+    const char *d100 = tu_shared_data("ml-100k");
+    if (!d100) TU_SKIP("../shared/data/ml-100k not present");
+    char *out;
+    assert_int_equal(run(&out, "%s inspect --data %s", cbrec(), d100), 0);
+    assert_non_null(strstr(out, "943 users, 1682 items, 100000 ratings"));
+    free(out);
+    const char *dsmall = tu_shared_data("ml-latest-small");
+    if (!dsmall) TU_SKIP("../shared/data/ml-latest-small not present");
+    assert_int_equal(run(&out, "%s inspect --data %s", cbrec(), dsmall), 0);
+    assert_non_null(strstr(out, "610 users, 9742 items, 100836 ratings"));
+    free(out);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
+        cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
+        cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
+        cmocka_unit_test(inspect_movielens_counts),
+    };
+    return cmocka_run_group_tests_name("cli", tests, setup, teardown);
+}
