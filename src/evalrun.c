@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const model_names[CB_EVALRUN_N_MODELS] = {"two-tower",   "two-tower/pipeline", "global-mean",
-                                                             "bias",        "popularity",         "svd"};
+static const char *const model_names[CB_EVALRUN_N_MODELS] = {
+    "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd", "two-tower/implicit"};
 
 const char *cb_evalrun_model_name(cb_evalrun_model m) {
     return (unsigned)m < CB_EVALRUN_N_MODELS ? model_names[m] : "?";
@@ -25,7 +25,8 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
                  {"two-tower/pipeline", CB_EVALRUN_PIPELINE}, {"pipeline", CB_EVALRUN_PIPELINE},
                  {"global-mean", CB_EVALRUN_GLOBAL}, {"global", CB_EVALRUN_GLOBAL}, {"mean", CB_EVALRUN_GLOBAL},
                  {"bias", CB_EVALRUN_BIAS}, {"baseline", CB_EVALRUN_BIAS}, {"popularity", CB_EVALRUN_POPULARITY},
-                 {"pop", CB_EVALRUN_POPULARITY}, {"svd", CB_EVALRUN_SVD}, {"mf", CB_EVALRUN_SVD}};
+                 {"pop", CB_EVALRUN_POPULARITY}, {"svd", CB_EVALRUN_SVD}, {"mf", CB_EVALRUN_SVD},
+                 {"two-tower/implicit", CB_EVALRUN_IMPLICIT}, {"implicit", CB_EVALRUN_IMPLICIT}};
     *mask = 0;
     const char *p = list;
     while (*p) {
@@ -38,7 +39,7 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
             }
         if (!found && len)
             return cb_fail(err, CB_ENOTFOUND,
-                           "unknown model '%.*s' (known: twotower, pipeline, global, bias, popularity, svd)",
+                           "unknown model '%.*s' (known: twotower, pipeline, implicit, global, bias, popularity, svd)",
                            (int)len, p);
         p += len;
         if (*p == ',') p++;
@@ -63,6 +64,10 @@ void cb_evalrun_config_default(cb_evalrun_config *c) {
     c->model.weight_decay = 0.0f;
     c->scale_targets = true;
     c->valid_frac = 0;
+    c->implicit_negatives = 4;
+    c->implicit_epochs = 3; /* 5x the examples of the rating model per epoch */
+    c->cold_impute = true;
+    c->cold_neighbours = 50;
     /* The pipeline row retrieves from the cheap sources only: with the
      * embedding source on (cbrec recommend's default), its top 50 by v_u.v_m
      * already holds the full-catalog top K, and the lists equal the
@@ -73,15 +78,92 @@ void cb_evalrun_config_default(cb_evalrun_config *c) {
 
 /* ---- two-tower adapters */
 
+/* ---- cold users: impute the rating-derived features (see evalrun.h) */
+
+static bool rating_derived(const char *name) {
+    return !strncmp(name, "rating_count", 12) || !strncmp(name, "rating_mean", 11) ||
+           !strncmp(name, "genre_avg[", 10) || !strncmp(name, "genre_frac[", 11) || !strncmp(name, "top_item[", 9);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Users of ds with at least one rating in train[]: has[u] = 1. */
+static uint8_t *users_with_ratings(const cb_dataset *ds, const uint32_t *train, size_t n_train, cb_error *err) {
+    uint32_t nu = cb_dataset_n_users(ds);
+    uint8_t *has = cb_calloc((size_t)nu + 1, 1, err);
+    if (has)
+        for (size_t j = 0; j < n_train; j++) has[ds->ratings[train[j]].user] = 1;
+    return has;
+}
+
+/* Rewrite the rows of users without training ratings in X_u [n_users x du].
+ * *n_cold receives how many there were. */
+static int impute_cold_rows(float *X_u, const cb_features *f, const uint8_t *has, uint32_t n_users, uint32_t k,
+                            size_t *n_cold, cb_error *err) {
+    uint32_t du = cb_features_user_dim(f);
+    *n_cold = 0;
+    for (uint32_t u = 0; u < n_users; u++) *n_cold += !has[u];
+    if (!*n_cold) return CB_OK;
+    uint8_t *derived = cb_calloc((size_t)du + 1, 1, err);
+    uint32_t *warm = cb_malloc(((size_t)n_users + 1) * sizeof *warm, err);
+    double *dist = cb_malloc(((size_t)n_users + 1) * sizeof *dist, err);
+    double *sorted = cb_malloc(((size_t)n_users + 1) * sizeof *sorted, err);
+    double *acc = cb_malloc(((size_t)du + 1) * sizeof *acc, err);
+    int rc = derived && warm && dist && sorted && acc ? CB_OK : CB_ENOMEM;
+    uint32_t n_warm = 0;
+    if (!rc) {
+        for (uint32_t j = 0; j < du; j++) derived[j] = rating_derived(cb_features_user_name(f, j));
+        for (uint32_t u = 0; u < n_users; u++)
+            if (has[u]) warm[n_warm++] = u;
+    }
+    for (uint32_t u = 0; !rc && n_warm && u < n_users; u++) {
+        if (has[u]) continue;
+        const float *xu = X_u + (size_t)u * du;
+        for (uint32_t w = 0; w < n_warm; w++) {
+            const float *xw = X_u + (size_t)warm[w] * du;
+            double d = 0;
+            for (uint32_t j = 0; j < du; j++)
+                if (!derived[j]) d += ((double)xu[j] - xw[j]) * ((double)xu[j] - xw[j]);
+            dist[w] = sorted[w] = d;
+        }
+        qsort(sorted, n_warm, sizeof *sorted, cmp_double);
+        double kth = sorted[(k && k < n_warm ? k : n_warm) - 1];
+        memset(acc, 0, du * sizeof *acc);
+        size_t n_near = 0;
+        for (uint32_t w = 0; w < n_warm; w++) {
+            if (dist[w] > kth) continue;
+            const float *xw = X_u + (size_t)warm[w] * du;
+            for (uint32_t j = 0; j < du; j++)
+                if (derived[j]) acc[j] += xw[j];
+            n_near++;
+        }
+        float *out = X_u + (size_t)u * du;
+        for (uint32_t j = 0; j < du; j++)
+            if (derived[j]) out[j] = (float)(acc[j] / (double)n_near);
+    }
+    free(derived);
+    free(warm);
+    free(dist);
+    free(sorted);
+    free(acc);
+    return rc;
+}
+
+/* ---- two-tower adapters */
+
 typedef struct tt_ctx {
     const cb_rec *rec;
+    const float *user_vecs;  /* rec->user_vecs, or a copy with cold users' vectors imputed */
     float lo, hi;
 } tt_ctx;
 
 static float tt_predict(void *vctx, uint32_t user, uint32_t item) {
     const tt_ctx *t = vctx;
     const cb_rec *r = t->rec;
-    float y = cb_rec_predict_vec(r, r->user_vecs + (size_t)user * r->dim, item);
+    float y = cb_rec_predict_vec(r, t->user_vecs + (size_t)user * r->dim, item);
     if (t->hi > t->lo) y = y < t->lo ? t->lo : y > t->hi ? t->hi : y;
     return y;
 }
@@ -93,13 +175,150 @@ static int tt_score(void *vctx, uint32_t user, float *scores, uint32_t n_items, 
         return cb_fail(err, CB_EINVAL, "two-tower scorer: user %u / %u items out of range", user, n_items);
     /* scores = V_m (n_items x dim) . v_u */
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n_items, (int)r->dim, 1.0f, r->item_vecs, (int)r->dim,
-                r->user_vecs + (size_t)user * r->dim, 1, 0.0f, scores, 1);
+                t->user_vecs + (size_t)user * r->dim, 1, 0.0f, scores, 1);
     return CB_OK;
+}
+
+/* User vectors of rec with the cold users' rows re-embedded from imputed
+ * features; *out = NULL (use rec->user_vecs) when there is no cold user. */
+static int cold_user_vecs(float **out, const cb_rec *rec, const cb_evalrun_config *c, const cb_dataset *ds,
+                          const cb_split *sp, cb_error *err) {
+    *out = NULL;
+    uint8_t *has = users_with_ratings(ds, sp->train, sp->n_train, err);
+    if (!has) return CB_ENOMEM;
+    float *X_u = NULL, *X_m = NULL, *uv = NULL;
+    size_t n_cold = 0;
+    int rc = cb_rec_tables(rec, ds, sp->train, sp->n_train, &X_u, &X_m, err);
+    if (!rc) rc = impute_cold_rows(X_u, rec->features, has, rec->n_users, c->cold_neighbours, &n_cold, err);
+    if (!rc && n_cold) {
+        uv = cb_malloc((size_t)rec->n_users * rec->dim * sizeof *uv, err);
+        if (!uv) rc = CB_ENOMEM;
+        else rc = cb_model_user_vectors(rec->model, X_u, rec->n_users, uv, err);
+        if (!rc) /* warm users keep exactly the recommender's vectors */
+            for (uint32_t u = 0; u < rec->n_users; u++)
+                if (has[u]) memcpy(uv + (size_t)u * rec->dim, rec->user_vecs + (size_t)u * rec->dim, rec->dim * sizeof *uv);
+    }
+    if (rc) free(uv);
+    else *out = uv;
+    free(has);
+    free(X_u);
+    free(X_m);
+    return rc;
+}
+
+/* ---- two-tower/implicit: the towers trained on rated (1) vs not rated (0) */
+
+typedef struct implicit_model {
+    cb_model *model;
+    float *user_vecs, *item_vecs;
+    uint32_t n_users, n_items, dim;
+} implicit_model;
+
+static void implicit_free(implicit_model *im) {
+    cb_model_free(im->model);
+    free(im->user_vecs);
+    free(im->item_vecs);
+    memset(im, 0, sizeof *im);
+}
+
+static int implicit_score(void *vctx, uint32_t user, float *scores, uint32_t n_items, cb_error *err) {
+    const implicit_model *im = vctx;
+    if (user >= im->n_users || n_items != im->n_items)
+        return cb_fail(err, CB_EINVAL, "implicit scorer: user %u / %u items out of range", user, n_items);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n_items, (int)im->dim, 1.0f, im->item_vecs, (int)im->dim,
+                im->user_vecs + (size_t)user * im->dim, 1, 0.0f, scores, 1);
+    /* the head p = sigmoid(s.dot + c) is monotone in s.dot: rank by probability */
+    for (uint32_t i = 0; i < n_items; i++) scores[i] = cb_model_score_to_prediction(im->model, scores[i]);
+    return CB_OK;
+}
+
+static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const cb_dataset *ds, const cb_split *sp,
+                          cb_error *err) {
+    memset(im, 0, sizeof *im);
+    const uint32_t nu = cb_dataset_n_users(ds), ni = cb_dataset_n_items(ds), neg = c->implicit_negatives;
+    cb_features *f = NULL;
+    float *X_u = NULL, *X_m = NULL;
+    cb_rating *ex = NULL;
+    uint32_t *idx = NULL;
+    uint64_t *rated = NULL;
+    uint8_t *has = NULL;
+    size_t n_ex = sp->n_train * (1 + (size_t)neg), n_cold = 0;
+    int rc = cb_features_fit(&f, ds, sp->train, sp->n_train, &c->features, err);
+    if (rc) return rc;
+    uint32_t du = cb_features_user_dim(f), dm = cb_features_item_dim(f);
+    X_u = cb_calloc((size_t)nu * du + 1, sizeof *X_u, err);
+    X_m = cb_calloc((size_t)ni * dm + 1, sizeof *X_m, err);
+    ex = cb_malloc((n_ex + 1) * sizeof *ex, err);
+    idx = cb_malloc((n_ex + 1) * sizeof *idx, err);
+    /* (user, item) pairs rated in training, to draw negatives among the others */
+    size_t bits = (size_t)nu * ni;
+    rated = bits <= ((size_t)1 << 33) ? cb_calloc(bits / 64 + 1, sizeof *rated, err) : NULL;
+    has = users_with_ratings(ds, sp->train, sp->n_train, err);
+    if (!X_u || !X_m || !ex || !idx || !has || (bits <= ((size_t)1 << 33) && !rated)) rc = CB_ENOMEM;
+    if (!rc) rc = cb_features_users(f, ds, sp->train, sp->n_train, X_u, err);
+    if (!rc) rc = cb_features_items(f, ds, X_m, err);
+    if (!rc) {
+        for (size_t j = 0; j < sp->n_train && rated; j++) {
+            const cb_rating *r = &ds->ratings[sp->train[j]];
+            size_t b = (size_t)r->user * ni + r->item;
+            rated[b / 64] |= 1ull << (b % 64);
+        }
+        cb_rng rng;
+        cb_rng_seed(&rng, c->model.seed ^ 0x1a9c1e5ULL);
+        size_t n = 0;
+        for (size_t j = 0; j < sp->n_train; j++) {
+            const cb_rating *r = &ds->ratings[sp->train[j]];
+            ex[n++] = (cb_rating){r->user, r->item, 1.0f, r->ts};
+            for (uint32_t k = 0; k < neg; k++) {
+                uint32_t item = 0;
+                for (int tries = 0; tries < 20; tries++) { /* a dense user may leave few unrated items */
+                    item = (uint32_t)cb_rng_below(&rng, ni);
+                    size_t b = (size_t)r->user * ni + item;
+                    if (!rated || !(rated[b / 64] >> (b % 64) & 1)) break;
+                }
+                ex[n++] = (cb_rating){r->user, item, 0.0f, 0};
+            }
+        }
+        for (size_t j = 0; j < n_ex; j++) idx[j] = (uint32_t)j;
+        cb_model_config mc = c->model;
+        mc.user_in = du;
+        mc.item_in = dm;
+        mc.loss = CB_LOSS_BCE;
+        mc.target_scale = 1.0f;
+        mc.target_shift = 0.0f;
+        mc.patience = 0;
+        if (c->implicit_epochs) mc.epochs = c->implicit_epochs;
+        const char *why = cb_model_config_check(&mc);
+        if (why) rc = cb_fail(err, CB_EINVAL, "implicit model: %s", why);
+        if (!rc) rc = cb_model_create(&im->model, &mc, err);
+        cb_train_data td = {X_u, nu, X_m, ni, ex, idx, n_ex, NULL, 0};
+        if (!rc) rc = cb_model_train(im->model, &td, c->on_epoch, c->epoch_ctx, NULL, err);
+        if (rc == CB_ENUMERIC) rc = CB_OK; /* the last finite epoch is kept */
+    }
+    if (!rc && c->cold_impute) rc = impute_cold_rows(X_u, f, has, nu, c->cold_neighbours, &n_cold, err);
+    if (!rc) {
+        im->n_users = nu, im->n_items = ni, im->dim = c->model.dim;
+        im->user_vecs = cb_malloc((size_t)nu * im->dim * sizeof(float) + 1, err);
+        im->item_vecs = cb_malloc((size_t)ni * im->dim * sizeof(float) + 1, err);
+        if (!im->user_vecs || !im->item_vecs) rc = CB_ENOMEM;
+        if (!rc) rc = cb_model_user_vectors(im->model, X_u, nu, im->user_vecs, err);
+        if (!rc) rc = cb_model_item_vectors(im->model, X_m, ni, im->item_vecs, err);
+    }
+    if (rc) implicit_free(im);
+    cb_features_free(f);
+    free(X_u);
+    free(X_m);
+    free(ex);
+    free(idx);
+    free(rated);
+    free(has);
+    return rc;
 }
 
 typedef struct pipe_ctx {
     const cb_recommend_ctx *rctx;
     const cb_rec *rec;
+    const float *user_vecs;
     const cb_recommend_config *cfg;
 } pipe_ctx;
 
@@ -110,6 +329,7 @@ static int pipe_list(void *vctx, uint32_t user, uint32_t k, uint32_t *items, uin
     *n_out = 0;
     int rc = cb_recommend_profile_user(&prof, p->rec, user, err);
     if (rc) return rc;
+    memcpy(prof.vec, p->user_vecs + (size_t)user * p->rec->dim, p->rec->dim * sizeof *prof.vec);
     rc = cb_recommend(p->rctx, &prof, p->cfg, NULL, &res, err);
     if (!rc)
         for (size_t j = 0; j < res.n && *n_out < k; j++) items[(*n_out)++] = res.items[j].item;
@@ -180,8 +400,13 @@ static int eval_twotower(cb_eval_result **results, size_t *n_results, const cb_e
     double t0 = cb_now();
     int rc = cb_evalrun_train(&rec, c, ds, sp, &tr, err);
     if (rc) return rc;
+    float *cold_uv = NULL;
+    if (c->cold_impute && (rc = cold_user_vecs(&cold_uv, rec, c, ds, sp, err))) {
+        cb_rec_free(rec);
+        return rc;
+    }
     double fit = cb_now() - t0;
-    tt_ctx tc = {rec, ds->y_min, ds->y_max};
+    tt_ctx tc = {rec, cold_uv ? cold_uv : rec->user_vecs, ds->y_min, ds->y_max};
     if (c->models & (1u << CB_EVALRUN_TWOTOWER)) {
         if ((rc = push_result(results, n_results, CB_EVALRUN_TWOTOWER, fold, sp, err))) goto out;
         cb_eval_result *r = &(*results)[*n_results - 1];
@@ -204,7 +429,7 @@ static int eval_twotower(cb_eval_result **results, size_t *n_results, const cb_e
         rc_cfg.n = c->topn.k;
         t0 = cb_now();
         if ((rc = cb_recommend_ctx_create(&rctx, rec, NULL, err))) goto out;
-        pipe_ctx pc = {rctx, rec, &rc_cfg};
+        pipe_ctx pc = {rctx, rec, tc.user_vecs, &rc_cfg};
         rc = cb_eval_topn_lists(&r->topn, &c->topn, ds, sp, pipe_list, &pc, err);
         cb_recommend_ctx_free(rctx);
         if (rc) goto out;
@@ -221,6 +446,7 @@ out:
     }
     if (!rc && out_train) *out_train = tr;
     cb_rec_free(rec);
+    free(cold_uv);
     return rc;
 }
 
@@ -232,6 +458,20 @@ int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalr
     int rc = CB_OK;
     if (c->models & ((1u << CB_EVALRUN_TWOTOWER) | (1u << CB_EVALRUN_PIPELINE)))
         if ((rc = eval_twotower(results, n_results, c, ds, sp, fold, out_rec, out_train, err))) return rc;
+    if ((c->models & (1u << CB_EVALRUN_IMPLICIT)) && c->topn_enabled) {
+        implicit_model im;
+        if ((rc = push_result(results, n_results, CB_EVALRUN_IMPLICIT, fold, sp, err))) return rc;
+        cb_eval_result *r = &(*results)[*n_results - 1];
+        double t0 = cb_now();
+        if ((rc = implicit_train(&im, c, ds, sp, err))) return rc;
+        r->fit_seconds = cb_now() - t0;
+        t0 = cb_now();
+        rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, implicit_score, &im, err);
+        r->has_topn = rc == CB_OK;
+        r->eval_seconds = cb_now() - t0;
+        implicit_free(&im);
+        if (rc) return rc;
+    }
     static const struct {
         cb_evalrun_model m;
         cb_baseline_kind kind;

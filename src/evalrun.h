@@ -18,6 +18,21 @@
  * (retrieval from the cheap sources, then ranking) instead of the full
  * catalog ranking.
  *
+ * "two-tower/implicit" is the same architecture and features trained for
+ * ranking instead of rating: every training rating is a positive (label 1)
+ * and `implicit_negatives` items per positive, drawn uniformly from the items
+ * the user did not rate in training, are negatives (label 0), with the
+ * sigmoid cross-entropy head. It is measured on top-N only (no RMSE).
+ *
+ * Cold users (no training ratings), when cold_impute is set: their feature
+ * row keeps its attribute columns, and each rating-derived column
+ * (rating_count, rating_mean, genre_avg, genre_frac, top_item) is imputed by
+ * the mean of that column over the `cold_neighbours` training users nearest
+ * in the attribute columns (ties at the k-th distance included; all training
+ * users when there are no attribute columns). Without it the row says "0
+ * ratings" — a value no training user has — and the tower extrapolates.
+ * Nothing of the cold user's own ratings is used either way.
+ *
  * Nothing here prints; results come back as cb_eval_result rows.
  * Threading: no shared state; one call at a time per config. */
 #ifndef CB_EVALRUN_H
@@ -36,10 +51,12 @@ typedef enum cb_evalrun_model {
     CB_EVALRUN_BIAS = 3,      /* "bias" */
     CB_EVALRUN_POPULARITY = 4,/* "popularity" */
     CB_EVALRUN_SVD = 5,       /* "svd" */
-    CB_EVALRUN_N_MODELS = 6
+    CB_EVALRUN_IMPLICIT = 6,  /* "two-tower/implicit": the towers trained for top-N (see below) */
+    CB_EVALRUN_N_MODELS = 7
 } cb_evalrun_model;
 
-/* "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd". */
+/* "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd",
+ * "two-tower/implicit". */
 const char *cb_evalrun_model_name(cb_evalrun_model m);
 /* Bit mask (1u << model) from a comma-separated list. Accepted names: the
  * names above and the short forms "twotower", "tt", "pipeline", "global",
@@ -57,6 +74,10 @@ typedef struct cb_evalrun_config {
     bool monitor_test;             /* valid_frac 0: report the held-out loss per epoch through
                                       on_epoch (the test ratings as "validation" with patience
                                       forced to 0, so they never select or stop anything) */
+    uint32_t implicit_negatives;   /* negatives per positive for two-tower/implicit (4) */
+    uint32_t implicit_epochs;      /* its epochs (3; 0: model.epochs) */
+    bool cold_impute;              /* impute cold users' rating-derived features (true) */
+    uint32_t cold_neighbours;      /* from this many attribute-nearest training users (50) */
     cb_recommend_config recommend; /* the pipeline model's config (n is set to topn.k): the
                                       default with the embedding source off (cheap sources only) */
     cb_epoch_fn on_epoch;          /* training progress (may be NULL) */

@@ -73,12 +73,16 @@ static void end_to_end(void **state) {
     assert_int_equal(tr.epochs_run, 8);
     double rmse[CB_EVALRUN_N_MODELS];
     for (size_t i = 0; i < n; i++) {
-        assert_string_equal(res[i].model, cb_evalrun_model_name((cb_evalrun_model)(i)));
-        rmse[i] = res[i].rating.rmse;
-        assert_true(isfinite(rmse[i]));
+        int m = -1;
+        for (int k = 0; k < CB_EVALRUN_N_MODELS; k++)
+            if (!strcmp(res[i].model, cb_evalrun_model_name((cb_evalrun_model)k))) m = k;
+        assert_true(m >= 0);
+        rmse[m] = res[i].rating.rmse;
+        /* the implicit ranker predicts no rating */
+        assert_true(m == CB_EVALRUN_IMPLICIT ? isnan(rmse[m]) : isfinite(rmse[m]));
         assert_int_equal(res[i].n_test, sp.n_test);
         /* the global mean has no top-N (all items tie); everything else has */
-        assert_int_equal(res[i].has_topn, i != CB_EVALRUN_GLOBAL);
+        assert_int_equal(res[i].has_topn, m != CB_EVALRUN_GLOBAL);
         if (res[i].has_topn) {
             assert_true(res[i].topn.ndcg >= 0 && res[i].topn.ndcg <= 1);
             assert_true(res[i].topn.coverage > 0 && res[i].topn.coverage <= 1);
@@ -129,14 +133,24 @@ static void cold_users(void **state) {
     assert_int_equal(cb_split_make(&sp, ds, CB_SPLIT_COLD_USERS, 0.2, 5, &err), CB_OK);
     cb_evalrun_config c;
     small_config(&c);
-    c.models = (1u << CB_EVALRUN_TWOTOWER) | (1u << CB_EVALRUN_POPULARITY);
+    c.models = (1u << CB_EVALRUN_TWOTOWER) | (1u << CB_EVALRUN_POPULARITY) | (1u << CB_EVALRUN_IMPLICIT);
     cb_eval_result *res = NULL;
     size_t n = 0;
     assert_int_equal(cb_evalrun_split(&res, &n, &c, ds, &sp, 0, NULL, NULL, &err), CB_OK);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 3);
     assert_string_equal(res[0].model, "two-tower");
+    assert_string_equal(res[1].model, "two-tower/implicit");
     assert_true(res[0].has_topn && res[0].topn.n_users_evaluated > 0);
+    assert_true(res[1].has_topn && res[1].topn.n_users_evaluated > 0);
     assert_true(isfinite(res[0].rating.rmse));
+    /* imputing the cold users' rating-derived features changes their vectors */
+    c.cold_impute = false;
+    cb_eval_result *raw = NULL;
+    size_t n_raw = 0;
+    c.models = 1u << CB_EVALRUN_TWOTOWER;
+    assert_int_equal(cb_evalrun_split(&raw, &n_raw, &c, ds, &sp, 0, NULL, NULL, &err), CB_OK);
+    assert_true(raw[0].rating.rmse != res[0].rating.rmse);
+    free(raw);
     free(res);
     cb_split_free(&sp);
     cb_dataset_free(ds);

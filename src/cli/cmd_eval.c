@@ -30,6 +30,8 @@ static const char *common_usage =
     "  --epochs N --batch N --lr F --weight-decay F --dim N --user-layers LIST --item-layers LIST\n"
     "  --no-l2norm --no-scale-targets --valid-frac F --patience N --threads N\n"
     "  --top-k-popular N --age-buckets --exclude-cols LIST\n"
+    "  --implicit-negatives N (4) --implicit-epochs N (3): the two-tower/implicit ranker\n"
+    "  --no-cold-impute       cold users keep the raw \"0 ratings\" feature row (see evalrun.h)\n"
     "  -q, --quiet            no progress output on stderr\n";
 
 /* ---- options shared by the three commands */
@@ -46,7 +48,7 @@ typedef struct opts {
 enum {
     O_SCHEMA = 256, O_SKIP, O_SPLIT, O_FOLDS, O_TEST, O_SEED, O_MODELS, O_K, O_THR, O_JSON, O_NOTOPN, O_EPOCHS,
     O_BATCH, O_LR, O_WD, O_DIM, O_UL, O_IL, O_NOL2, O_NOSCALE, O_VALID, O_PAT, O_THREADS, O_TOPK, O_AGEB, O_EXCL,
-    O_MODEL, O_OUT, O_PLOT, O_TSV, O_SIZES, O_USERS, O_JSONOUT
+    O_MODEL, O_OUT, O_PLOT, O_TSV, O_SIZES, O_USERS, O_JSONOUT, O_INEG, O_IEP, O_NOCOLD
 };
 
 static const struct option long_opts[] = {
@@ -66,7 +68,9 @@ static const struct option long_opts[] = {
     {"exclude-cols", required_argument, 0, O_EXCL}, {"model", required_argument, 0, O_MODEL},
     {"out", required_argument, 0, O_OUT}, {"plot", required_argument, 0, O_PLOT},
     {"tsv", required_argument, 0, O_TSV}, {"sizes", required_argument, 0, O_SIZES},
-    {"users", required_argument, 0, O_USERS}, {"json-out", required_argument, 0, O_JSONOUT}, {"quiet", no_argument, 0, 'q'},
+    {"users", required_argument, 0, O_USERS}, {"json-out", required_argument, 0, O_JSONOUT},
+    {"implicit-negatives", required_argument, 0, O_INEG}, {"implicit-epochs", required_argument, 0, O_IEP},
+    {"no-cold-impute", no_argument, 0, O_NOCOLD}, {"quiet", no_argument, 0, 'q'},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 
 static bool num_in(const char *s, double lo, double hi, double *out) {
@@ -120,6 +124,15 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, int argc, cha
             break;
         case O_JSON: o->json = true; break;
         case O_JSONOUT: o->json_out = optarg; break;
+        case O_INEG:
+            if (!num_in(optarg, 1, 1000, &v)) return cli_fail(CLI_USAGE, cmd, "--implicit-negatives must be 1..1000");
+            o->ec.implicit_negatives = (uint32_t)v;
+            break;
+        case O_IEP:
+            if (!num_in(optarg, 0, 1e6, &v)) return cli_fail(CLI_USAGE, cmd, "bad --implicit-epochs");
+            o->ec.implicit_epochs = (uint32_t)v;
+            break;
+        case O_NOCOLD: o->ec.cold_impute = false; break;
         case O_NOTOPN: o->no_topn = true; break;
         case O_EPOCHS:
             if (!num_in(optarg, 0, 1e6, &v)) return cli_fail(CLI_USAGE, cmd, "bad --epochs");
@@ -472,8 +485,9 @@ static const char *eval_usage =
     "fold with mean ± std (population), MAE, top-N precision / recall / NDCG / MAP / hit rate at K over\n"
     "the full catalog with the user's training items excluded, catalog coverage, genre diversity and\n"
     "popularity ratio (mean training count of recommended items / of items the users rated).\n"
-    "  --models LIST          twotower,pipeline,global,bias,popularity,svd (default all; pipeline =\n"
-    "                         the two-tower's top-N through retrieval -> ranking, cb_recommend)\n"
+    "  --models LIST          twotower,pipeline,implicit,global,bias,popularity,svd (default all;\n"
+    "                         pipeline = the two-tower's top-N through retrieval -> ranking with the\n"
+    "                         cheap sources; implicit = the same towers trained on rated vs unrated)\n"
     "  --json                 print one JSON object {\"models\": [{\"name\", \"mean_rmse\", ...}], ...}\n"
     "  --json-out FILE        also write that JSON object to FILE (the table still prints)\n"
     "  --no-topn              rating metrics only\n"
