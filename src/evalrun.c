@@ -64,10 +64,10 @@ void cb_evalrun_config_default(cb_evalrun_config *c) {
     c->model.weight_decay = 0.0f;
     c->scale_targets = true;
     c->valid_frac = 0;
-    c->implicit_negatives = 4;
+    c->implicit_negatives = 8;
     c->implicit_epochs = 3; /* 5x the examples of the rating model per epoch */
     c->cold_impute = true;
-    c->cold_neighbours = 50;
+    c->cold_neighbours = 200;
     /* The pipeline row retrieves from the cheap sources only: with the
      * embedding source on (cbrec recommend's default), its top 50 by v_u.v_m
      * already holds the full-catalog top K, and the lists equal the
@@ -292,7 +292,8 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
         if (why) rc = cb_fail(err, CB_EINVAL, "implicit model: %s", why);
         if (!rc) rc = cb_model_create(&im->model, &mc, err);
         cb_train_data td = {X_u, nu, X_m, ni, ex, idx, n_ex, NULL, 0};
-        if (!rc) rc = cb_model_train(im->model, &td, c->on_epoch, c->epoch_ctx, NULL, err);
+        /* no progress callback: on_epoch reports (and the report plots) the rating model only */
+        if (!rc) rc = cb_model_train(im->model, &td, NULL, NULL, NULL, err);
         if (rc == CB_ENUMERIC) rc = CB_OK; /* the last finite epoch is kept */
     }
     if (!rc && c->cold_impute) rc = impute_cold_rows(X_u, f, has, nu, c->cold_neighbours, &n_cold, err);

@@ -74,13 +74,13 @@ typedef struct cb_evalrun_config {
     bool monitor_test;             /* valid_frac 0: report the held-out loss per epoch through
                                       on_epoch (the test ratings as "validation" with patience
                                       forced to 0, so they never select or stop anything) */
-    uint32_t implicit_negatives;   /* negatives per positive for two-tower/implicit (4) */
+    uint32_t implicit_negatives;   /* negatives per positive for two-tower/implicit (8) */
     uint32_t implicit_epochs;      /* its epochs (3; 0: model.epochs) */
     bool cold_impute;              /* impute cold users' rating-derived features (true) */
-    uint32_t cold_neighbours;      /* from this many attribute-nearest training users (50) */
+    uint32_t cold_neighbours;      /* from this many attribute-nearest training users (200) */
     cb_recommend_config recommend; /* the pipeline model's config (n is set to topn.k): the
                                       default with the embedding source off (cheap sources only) */
-    cb_epoch_fn on_epoch;          /* training progress (may be NULL) */
+    cb_epoch_fn on_epoch;          /* progress of the two-tower rating model (may be NULL) */
     void *epoch_ctx;
 } cb_evalrun_config;
 

@@ -116,11 +116,12 @@ typedef struct topbuf {
     float *key;   /* [cap] */
     int32_t *idx; /* [cap] */
     uint32_t n, kcap, cap;
+    bool sorted; /* the first kcap entries are sorted (after a compaction) */
     float thr;
 } topbuf;
 
 static void topbuf_init(topbuf *b, float *key, int32_t *idx, size_t kcap, size_t cap) {
-    *b = (topbuf){key, idx, 0, (uint32_t)kcap, (uint32_t)cap, -INFINITY};
+    *b = (topbuf){key, idx, 0, (uint32_t)kcap, (uint32_t)cap, false, -INFINITY};
 }
 
 static inline bool key_before(float ka, int32_t ia, float kb, int32_t ib) { return ka > kb || (ka == kb && ia < ib); }
@@ -141,10 +142,36 @@ static void sort_keys(float *key, int32_t *idx, size_t n) {
     }
 }
 
+/* Keep the kcap best. After the first compaction the first kcap entries are
+ * sorted, so only the appended tail is sorted and then merged in place from
+ * the back (output slot i + j + 1 never overtakes the unread prefix slot i). */
 static void topbuf_compact(topbuf *b) {
-    sort_keys(b->key, b->idx, b->n);
-    b->n = b->kcap;
-    b->thr = b->key[b->kcap - 1];
+    const size_t kcap = b->kcap, nt = b->n - kcap;
+    float *key = b->key;
+    int32_t *idx = b->idx;
+    if (!b->sorted) {
+        sort_keys(key, idx, b->n); /* first time: nothing sorted yet */
+        b->sorted = true;
+    } else {
+        float *tk = key + kcap;
+        int32_t *ti = idx + kcap;
+        sort_keys(tk, ti, nt);
+        size_t a = 0, t = 0; /* the kcap best are prefix[0, a) and tail[0, t) */
+        while (a + t < kcap) {
+            if (t < nt && key_before(tk[t], ti[t], key[a], idx[a])) t++;
+            else a++;
+        }
+        for (size_t o = kcap; t > 0; ) {
+            o--;
+            if (a > 0 && key_before(tk[t - 1], ti[t - 1], key[a - 1], idx[a - 1])) {
+                key[o] = key[a - 1], idx[o] = idx[a - 1], a--;
+            } else {
+                key[o] = tk[t - 1], idx[o] = ti[t - 1], t--;
+            }
+        }
+    }
+    b->n = (uint32_t)kcap;
+    b->thr = key[kcap - 1];
 }
 
 /* The same for canonical (double) keys, used by the fallback and insertion. */
@@ -214,8 +241,33 @@ static inline int is_excluded(const qexcl *e, size_t j) {
     return (int64_t)j == e->self || (e->bits && ((e->bits[j >> 6] >> (j & 63)) & 1u));
 }
 
+/* Before the first block of a query: start the threshold just below the
+ * smallest of the maxima of G = kcap + (excluded rows in the block) groups.
+ * At least kcap eligible rows reach that value, so no row below it can make
+ * the final cut; the early appends (and compactions) mostly disappear. */
+static void seed_threshold(topbuf *b, const float *s, const float *hn, size_t nb, const qexcl *e) {
+    size_t excluded = e->self >= 0 && (size_t)e->self < nb;
+    if (e->bits) {
+        for (size_t w = 0; w < nb / 64; w++) excluded += (size_t)__builtin_popcountll(e->bits[w]);
+        if (nb % 64) excluded += (size_t)__builtin_popcountll(e->bits[nb / 64] & ((1ull << (nb % 64)) - 1));
+    }
+    size_t groups = b->kcap + excluded, len = nb / groups;
+    if (b->n != 0 || len < 2) return;
+    float v = INFINITY;
+    for (size_t g = 0; g < groups; g++) {
+        const float *sg = s + g * len, *hg = hn ? hn + g * len : NULL;
+        float m = -INFINITY;
+        for (size_t j = 0; j < len; j++) {
+            float key = hg ? sg[j] - hg[j] : sg[j];
+            m = key > m ? key : m; /* NaN never wins */
+        }
+        v = m < v ? m : v;
+    }
+    if (v > -INFINITY && v < INFINITY) b->thr = nextafterf(v, -INFINITY);
+}
+
 /* Offer base rows j0.. of a block whose fast scores are s[0..nb) (minus
- * hn[0..nb) when hn is not NULL) to heap h. Only scores above the current
+ * hn[0..nb) when hn is not NULL) to buffer h. Only scores above the current
  * worst are looked at individually. */
 static inline void offer_one(topbuf *h, const qexcl *e, float key, size_t j) {
     if (key > h->thr && !is_excluded(e, j)) {
@@ -494,6 +546,7 @@ static void *batch_run(void *arg) {
                 if (jb->gemm_only) continue;
                 for (size_t r = 0; r < mq; r++) {
                     qexcl e = job_excl(jb, q0 + t0 + r);
+                    if (b0 == 0) seed_threshold(&tb[t0 + r], tile + r * nb, hn, nb, &e);
                     w->kern.scan(tile + r * nb, hn ? hn + b0 : NULL, nb, b0, &tb[t0 + r], &e);
                 }
             }
@@ -601,6 +654,7 @@ void cb_knn_index_free(cb_knn_index *ix) {
 }
 
 size_t cb_knn_index_rows(const cb_knn_index *ix) { return ix->n; }
+size_t cb_knn_index_dim(const cb_knn_index *ix) { return ix->d; }
 
 static int search_job(const cb_knn_index *ix, const float *Q, size_t nq, size_t k, cb_knn_metric metric,
                       const cb_knn_params *params, bool self_identity, int32_t *out_idx, float *out_score,

@@ -4,10 +4,12 @@
  * A search takes queries Q [nq x d] and a base B [n x d] and returns, per
  * query, the k best base rows by inner product (maximum inner product
  * search) or by squared Euclidean distance. Batches run as blocked
- * cblas_sgemm (a query tile against a base tile) followed by a threshold
- * scan of the scores (most fail the test against the current k-th best and
- * never touch the heap); one or a few queries run a fused dot+scan loop over
- * B, which streams the matrix once. Memory is O(tile), never O(nq * n).
+ * cblas_sgemm (a query tile against a base tile) followed by a SIMD
+ * threshold scan of the scores (most fail the test against the current k-th
+ * best and are never touched again; the few that pass go to a small
+ * per-query buffer, cut back to the best when full); fewer than
+ * params.batch_min queries run a fused dot+scan loop over B instead, which
+ * streams the matrix once. Memory is O(tile + nq * k), never O(nq * n).
  *
  * Exact and reproducible. BLAS rounds differently depending on a row's
  * position in a tile, so fast scores alone would make the answer depend on
@@ -31,7 +33,10 @@
  * which measured faster than OpenBLAS's threads on these thin (k = d ~ 32)
  * products. The one-query path calls no BLAS and touches no global state.
  * A cb_knn_index and a cb_knn_table are read-only after creation and may be
- * shared by any number of threads; each call allocates its own scratch. */
+ * shared by any number of threads; each call allocates its own scratch.
+ * Caveat: two batch searches running at once in different threads race on
+ * OpenBLAS's process-wide thread count (results are unaffected, but the
+ * count may be left at 1); serialise batch calls, or use the one-query path. */
 #ifndef CB_KNN_H
 #define CB_KNN_H
 
@@ -79,6 +84,7 @@ typedef struct cb_knn_index cb_knn_index;
 int cb_knn_index_create(cb_knn_index **out, const float *B, size_t n, size_t d, cb_error *err);
 void cb_knn_index_free(cb_knn_index *ix); /* NULL is a no-op */
 size_t cb_knn_index_rows(const cb_knn_index *ix);
+size_t cb_knn_index_dim(const cb_knn_index *ix);
 
 /* Top-k of each query row against the index. Writes out_idx[i*k + r] and
  * out_score[i*k + r] for rank r = 0 (best) .. k-1; ties go to the lower

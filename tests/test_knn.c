@@ -203,8 +203,12 @@ static void self_and_bitmap_exclusion(void **state) {
 
         p.exclude = per;
         p.exclude_stride = words;
-        for (int path = 0; path < 2; path++) {
+        for (int path = 0; path < 3; path++) {
+            /* few-queries path; sgemm with tiny tiles; sgemm with default
+             * tiles (where the first-tile threshold seed counts exclusions) */
             p.batch_min = path ? 1 : 1000;
+            p.query_tile = path == 1 ? 4 : 0;
+            p.base_tile = path == 1 ? 11 : 0;
             r = run_search(false, Q, nq, B, n, d, k, (cb_knn_metric)m, &p);
             want = run_search(true, Q, nq, B, n, d, k, (cb_knn_metric)m, &p);
             assert_same(r, want, nq, k, "per-query bitmap");
@@ -215,6 +219,29 @@ static void self_and_bitmap_exclusion(void **state) {
         }
     }
     free(B);
+}
+
+/* Excluding the best-scoring rows: the fast path's early threshold must
+ * count exclusions, or it would start above every eligible row. */
+static void excluding_the_best_rows(void **state) {
+    (void)state;
+    const size_t n = 500, d = 8, nq = 8, k = 10, top = 300;
+    float *B = make_data(35, n, d, DATA_GAUSS), *Q = malloc(nq * d * sizeof *Q);
+    for (size_t q = 0; q < nq; q++) memcpy(Q + q * d, B, d * sizeof *Q);
+    for (int m = 0; m < 3; m++) {
+        result best = run_search(true, Q, 1, B, n, d, top, (cb_knn_metric)m, NULL);
+        uint64_t bits[8] = {0};
+        for (size_t i = 0; i < top; i++) bits[best.idx[i] / 64] |= 1ull << (best.idx[i] % 64);
+        cb_knn_params p = {.exclude = bits, .batch_min = 1};
+        result want = run_search(true, Q, nq, B, n, d, k, (cb_knn_metric)m, &p);
+        result got = run_search(false, Q, nq, B, n, d, k, (cb_knn_metric)m, &p);
+        assert_same(got, want, nq, k, "best rows excluded");
+        result_free(best);
+        result_free(want);
+        result_free(got);
+    }
+    free(B);
+    free(Q);
 }
 
 static void exclusion_pads_short_rows(void **state) {
@@ -408,6 +435,7 @@ int main(void) {
         cmocka_unit_test(large_paths_and_threads),
         cmocka_unit_test(ties_duplicates_deterministic),
         cmocka_unit_test(self_and_bitmap_exclusion),
+        cmocka_unit_test(excluding_the_best_rows),
         cmocka_unit_test(exclusion_pads_short_rows),
         cmocka_unit_test(bad_arguments),
         cmocka_unit_test(table_matches_search),

@@ -30,8 +30,9 @@ static const char *common_usage =
     "  --epochs N --batch N --lr F --weight-decay F --dim N --user-layers LIST --item-layers LIST\n"
     "  --no-l2norm --no-scale-targets --valid-frac F --patience N --threads N\n"
     "  --top-k-popular N --age-buckets --exclude-cols LIST\n"
-    "  --implicit-negatives N (4) --implicit-epochs N (3): the two-tower/implicit ranker\n"
+    "  --implicit-negatives N (8) --implicit-epochs N (3): the two-tower/implicit ranker\n"
     "  --no-cold-impute       cold users keep the raw \"0 ratings\" feature row (see evalrun.h)\n"
+    "  --cold-neighbours N    impute them from the N attribute-nearest training users (200)\n"
     "  -q, --quiet            no progress output on stderr\n";
 
 /* ---- options shared by the three commands */
@@ -48,7 +49,7 @@ typedef struct opts {
 enum {
     O_SCHEMA = 256, O_SKIP, O_SPLIT, O_FOLDS, O_TEST, O_SEED, O_MODELS, O_K, O_THR, O_JSON, O_NOTOPN, O_EPOCHS,
     O_BATCH, O_LR, O_WD, O_DIM, O_UL, O_IL, O_NOL2, O_NOSCALE, O_VALID, O_PAT, O_THREADS, O_TOPK, O_AGEB, O_EXCL,
-    O_MODEL, O_OUT, O_PLOT, O_TSV, O_SIZES, O_USERS, O_JSONOUT, O_INEG, O_IEP, O_NOCOLD
+    O_MODEL, O_OUT, O_PLOT, O_TSV, O_SIZES, O_USERS, O_JSONOUT, O_INEG, O_IEP, O_NOCOLD, O_COLDK
 };
 
 static const struct option long_opts[] = {
@@ -70,7 +71,7 @@ static const struct option long_opts[] = {
     {"tsv", required_argument, 0, O_TSV}, {"sizes", required_argument, 0, O_SIZES},
     {"users", required_argument, 0, O_USERS}, {"json-out", required_argument, 0, O_JSONOUT},
     {"implicit-negatives", required_argument, 0, O_INEG}, {"implicit-epochs", required_argument, 0, O_IEP},
-    {"no-cold-impute", no_argument, 0, O_NOCOLD}, {"quiet", no_argument, 0, 'q'},
+    {"no-cold-impute", no_argument, 0, O_NOCOLD}, {"cold-neighbours", required_argument, 0, O_COLDK}, {"quiet", no_argument, 0, 'q'},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 
 static bool num_in(const char *s, double lo, double hi, double *out) {
@@ -133,6 +134,10 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, int argc, cha
             o->ec.implicit_epochs = (uint32_t)v;
             break;
         case O_NOCOLD: o->ec.cold_impute = false; break;
+        case O_COLDK:
+            if (!num_in(optarg, 1, 1e9, &v)) return cli_fail(CLI_USAGE, cmd, "bad --cold-neighbours");
+            o->ec.cold_neighbours = (uint32_t)v;
+            break;
         case O_NOTOPN: o->no_topn = true; break;
         case O_EPOCHS:
             if (!num_in(optarg, 0, 1e6, &v)) return cli_fail(CLI_USAGE, cmd, "bad --epochs");
@@ -392,10 +397,12 @@ static void print_settings(FILE *f, const opts *o) {
     fprintf(f, ", item layers");
     for (uint32_t i = 0; i < mc->n_item_layers; i++) fprintf(f, "%s%u", i ? "," : " ", mc->item_layers[i]);
     fprintf(f, ", dim %u, l2norm %s, %s, lr %g, batch %u, epochs %u, weight decay %g, top-k-popular %u, "
-               "scaled targets %s, valid frac %g, seed %llu\n",
+               "scaled targets %s, valid frac %g, seed %llu; implicit: %u negatives/positive, %u epochs; cold users: %s\n",
             mc->dim, mc->l2norm ? "on" : "off", mc->optimizer == CB_OPT_SGD ? "sgd" : "adam", (double)mc->lr,
             mc->batch_size, mc->epochs, (double)mc->weight_decay, o->ec.features.top_k_popular,
-            o->ec.scale_targets ? "yes" : "no", o->ec.valid_frac, (unsigned long long)mc->seed);
+            o->ec.scale_targets ? "yes" : "no", o->ec.valid_frac, (unsigned long long)mc->seed, o->ec.implicit_negatives,
+            o->ec.implicit_epochs ? o->ec.implicit_epochs : mc->epochs,
+            o->ec.cold_impute ? "rating features imputed from attribute-nearest users" : "raw attribute row");
 }
 
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
@@ -470,12 +477,15 @@ static json_t *results_json(const run *R, const opts *o) {
     for (uint32_t i = 0; i < mc->n_user_layers; i++) json_array_append_new(ul, json_integer(mc->user_layers[i]));
     for (uint32_t i = 0; i < mc->n_item_layers; i++) json_array_append_new(il, json_integer(mc->item_layers[i]));
     json_object_set_new(root, "two_tower",
-                        json_pack("{s:o,s:o,s:I,s:b,s:f,s:I,s:I,s:f,s:I,s:b,s:f}", "user_layers", ul, "item_layers",
+                        json_pack("{s:o,s:o,s:I,s:b,s:f,s:I,s:I,s:f,s:I,s:b,s:f,s:I,s:I,s:b,s:I}", "user_layers", ul, "item_layers",
                                   il, "dim", (json_int_t)mc->dim, "l2norm", mc->l2norm, "lr", (double)mc->lr,
                                   "batch", (json_int_t)mc->batch_size, "epochs", (json_int_t)mc->epochs,
                                   "weight_decay", (double)mc->weight_decay, "top_k_popular",
                                   (json_int_t)o->ec.features.top_k_popular, "scale_targets", o->ec.scale_targets,
-                                  "valid_frac", o->ec.valid_frac));
+                                  "valid_frac", o->ec.valid_frac, "implicit_negatives",
+                                  (json_int_t)o->ec.implicit_negatives, "implicit_epochs",
+                                  (json_int_t)o->ec.implicit_epochs, "cold_impute", o->ec.cold_impute,
+                                  "cold_neighbours", (json_int_t)o->ec.cold_neighbours));
     return root;
 }
 
