@@ -26,7 +26,7 @@ echo "== cbrec inspect --data $DATA"
 echo
 echo "== cbrec train (two towers, a few epochs)"
 ./cbrec train --data "$DATA" --model "$OUT/model.cbrec" --epochs ${DEMO_EPOCHS:-4} --batch 128 --lr 0.003 \
-  --split temporal --test-frac 0.1 --valid-frac 0.05
+  --split temporal --test-frac 0.1 --valid-frac 0.05 --curve "$OUT/learning-curve.svg"
 ./cbrec precompute --model "$OUT/model.cbrec" --out "$OUT/similar.cbrec" -k 20
 echo
 USER_ID=$(head -n 2 "$DATA/ratings.csv" | tail -n 1 | cut -d, -f1)

@@ -1,6 +1,7 @@
 /* cbrec train — load a dataset, split it, train the two towers, write the
  * model file; also `cbrec predict` and `cbrec embed`, which read one. */
 #include "cli.h"
+#include "evalrun.h"
 #include "recommender.h"
 
 #include <getopt.h>
@@ -38,14 +39,21 @@ static const char *train_usage =
     "  --patience N           early stopping after N epochs without validation improvement\n"
     "  --threads N            1 or 2 (default 2)\n"
     "  --resume               continue training the model in --model on the same data\n"
+    "  --curve FILE.svg       plot the learning curve (train and validation loss per epoch)\n"
     "  -q, --quiet            no progress output\n";
 
 typedef struct {
     bool quiet, tty;
+    double train[4096], valid[4096]; /* learning curve, per epoch */
+    size_t n_epochs;
 } progress_ctx;
 
 static int on_epoch(const cb_epoch_report *r, void *vctx) {
     progress_ctx *ctx = vctx;
+    if (r->end_of_epoch && ctx->n_epochs < 4096) {
+        ctx->train[ctx->n_epochs] = r->train_loss;
+        ctx->valid[ctx->n_epochs++] = r->valid_loss;
+    }
     if (ctx->quiet) return 0;
     if (!r->end_of_epoch) {
         if (!ctx->tty || !r->n_batches) return 0;
@@ -113,7 +121,7 @@ static int carve_validation(cb_split *sp, double frac, uint64_t seed, uint32_t *
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *cmd = "train", *data = NULL, *model_path = NULL, *split_kind = "random";
+    const char *cmd = "train", *data = NULL, *model_path = NULL, *split_kind = "random", *curve = NULL;
     cb_load_options lo;
     cb_load_options_default(&lo);
     cb_feature_config fc;
@@ -122,10 +130,12 @@ int cmd_train(int argc, char **argv) {
     cb_model_config_default(&mc);
     double test_frac = 0.2, valid_frac = 0.1, v;
     bool scale = true, resume = false;
-    progress_ctx pctx = {false, isatty(2)};
+    static progress_ctx pctx; /* large: not on the stack */
+    memset(&pctx, 0, sizeof pctx);
+    pctx.tty = isatty(2);
     enum { O_SCHEMA = 256, O_SKIP, O_SPLIT, O_TEST, O_VALID, O_SEED, O_TOPK, O_AGEB, O_EXCL, O_USKIP, O_ISKIP,
            O_SCALER, O_UL, O_IL, O_DIM, O_NOL2, O_LOSS, O_NOSCALE, O_OPT, O_LR, O_WD, O_BATCH, O_EPOCHS, O_PAT,
-           O_THREADS, O_RESUME };
+           O_THREADS, O_RESUME, O_CURVE };
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'}, {"model", required_argument, 0, 'm'},
         {"schema", required_argument, 0, O_SCHEMA}, {"skip-bad-rows", no_argument, 0, O_SKIP},
@@ -140,7 +150,7 @@ int cmd_train(int argc, char **argv) {
         {"optimizer", required_argument, 0, O_OPT}, {"lr", required_argument, 0, O_LR},
         {"weight-decay", required_argument, 0, O_WD}, {"batch", required_argument, 0, O_BATCH},
         {"epochs", required_argument, 0, O_EPOCHS}, {"patience", required_argument, 0, O_PAT},
-        {"threads", required_argument, 0, O_THREADS}, {"resume", no_argument, 0, O_RESUME},
+        {"threads", required_argument, 0, O_THREADS}, {"resume", no_argument, 0, O_RESUME}, {"curve", required_argument, 0, O_CURVE},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -229,6 +239,7 @@ int cmd_train(int argc, char **argv) {
             mc.threads = (int)v;
             break;
         case O_RESUME: resume = true; break;
+        case O_CURVE: curve = optarg; break;
         default: fputs(train_usage, stderr); return CLI_USAGE;
         }
     }
@@ -293,6 +304,13 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "wrote %s (user features %u, item features %u, %zu parameters) in %.1fs total\n", model_path,
                 cb_features_user_dim(rec->features), cb_features_item_dim(rec->features),
                 cb_model_n_params(rec->model), cb_now() - t0);
+    if (curve && pctx.n_epochs) {
+        char title[256];
+        snprintf(title, sizeof title, "cbrec train: %s", ds->name);
+        if ((rc = cb_evalrun_curve_svg(curve, pctx.train, n_valid ? pctx.valid : NULL, pctx.n_epochs, title, &err)))
+            goto out;
+        if (!pctx.quiet) fprintf(stderr, "wrote the learning curve to %s\n", curve);
+    }
     printf("epochs=%u best_epoch=%u train_loss=%.6f", res.epochs_run, res.best_epoch, res.train_loss);
     if (n_valid) printf(" valid_loss=%.6f valid_rmse=%.4f", res.valid_loss, res.valid_rmse);
     if (sp.n_test) {
