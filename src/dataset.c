@@ -1058,14 +1058,15 @@ static int temporal_flags(uint8_t *is_test, const cb_dataset *ds, double test_fr
 int cb_split_make(cb_split *out, const cb_dataset *ds, cb_split_kind kind, double test_frac,
                   uint64_t seed, cb_error *err) {
     memset(out, 0, sizeof *out);
-    if (!(test_frac > 0.0 && test_frac < 1.0))
-        return cb_fail(err, CB_EINVAL, "test fraction %g must be in (0, 1)", test_frac);
+    if (!(test_frac >= 0.0 && test_frac < 1.0))
+        return cb_fail(err, CB_EINVAL, "test fraction %g must be in [0, 1)", test_frac);
     if (ds->n_ratings > UINT32_MAX) return cb_fail(err, CB_EINVAL, "too many ratings to split");
     size_t n = ds->n_ratings;
     uint8_t *is_test = cb_calloc(n ? n : 1, 1, err);
     if (!is_test) return CB_ENOMEM;
     int rc = CB_OK;
-    switch (kind) {
+    /* test_frac 0: everything is training data, whatever the kind */
+    if (test_frac > 0.0) switch (kind) {
     case CB_SPLIT_RANDOM: {
         cb_rng rng;
         cb_rng_seed(&rng, seed);

@@ -423,6 +423,13 @@ static void test_split_random(void **state) {
     cb_split_free(&c);
     assert_int_equal(cb_split_make(&c, ds, CB_SPLIT_RANDOM, 1.5, 1, &err), CB_EINVAL);
     assert_null(c.train);
+    /* test fraction 0 (`--split none`): everything is training data */
+    for (int kind = CB_SPLIT_RANDOM; kind <= CB_SPLIT_COLD_ITEMS; kind++) {
+        assert_int_equal(cb_split_make(&c, ds, (cb_split_kind)kind, 0.0, 1, &err), CB_OK);
+        assert_int_equal(c.n_test, 0);
+        assert_int_equal(c.n_train, ds->n_ratings);
+        cb_split_free(&c);
+    }
     cb_split_free(&a);
     cb_split_free(&b);
     cb_dataset_free(ds);
