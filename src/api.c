@@ -110,10 +110,7 @@ CB_API int cb_recommender_similar(const cb_recommender *h, const char *item, siz
     if (!h || !item) return cb_fail(err, CB_EINVAL, "cb_recommender_similar: NULL argument");
     if (k == 0) return cb_fail(err, CB_EINVAL, "k must be at least 1");
     uint32_t n_all = cb_recommend_n_items(h->ctx), idx = 0;
-    bool found = false;
-    for (uint32_t i = 0; i < n_all && !found; i++)
-        if (!strcmp(cb_recommend_item_id(h->ctx, i), item)) idx = i, found = true;
-    if (!found) return cb_fail(err, CB_ENOTFOUND, "unknown item '%s'", item);
+    if (!cb_recommend_item_index(h->ctx, item, &idx)) return cb_fail(err, CB_ENOTFOUND, "unknown item '%s'", item);
     if (k > n_all) k = n_all; /* cb_recommend_similar clamps further and says so */
     cb_neighbor *nb = cb_malloc(k * sizeof *nb, err);
     cb_recommendation_list *l = nb ? list_new(k, err) : NULL;

@@ -530,17 +530,6 @@ static int id_lookup(cb_vocab *v, idmap *m, bool closed, const char *s, size_t n
     return rc;
 }
 
-/* A bad row: fail, or count it and go on. Returns 1 to skip, <0 to fail. */
-#define BAD_ROW(...)                                                   \
-    do {                                                               \
-        if (L->opt.skip_bad_rows) {                                    \
-            ds->n_skipped++;                                           \
-            goto next_row;                                             \
-        }                                                              \
-        rc = cb_fail(err, CB_EPARSE, __VA_ARGS__);                     \
-        goto done;                                                     \
-    } while (0)
-
 int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
     cb_dataset *ds = L->ds;
     cb_csv *c = NULL;
@@ -620,7 +609,7 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
                     *e = (yslot){key, (uint32_t)n, y};
                 }
             } else if (!cb_fast_float(s, n, &y)) {
-                BAD_ROW("%s:%zu: rating '%.*s' is not a finite number", name, LINE, (int)(n > 40 ? 40 : n), s);
+                BAD_ROW("%s:%zu: rating '%.*s' is not a finite number", name, LINE, CLIP(n), s);
             }
             if (check_range && (y < lo || y > hi))
                 BAD_ROW("%s:%zu: rating %g outside the declared range [%g, %g]", name, LINE, y, lo, hi);
@@ -633,7 +622,7 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
             size_t n = fl[sp->col_ts];
             if (!cb_fast_u32(s, n, &ts))
                 BAD_ROW("%s:%zu: timestamp '%.*s' is not an integer in [0, 4294967295]", name, LINE,
-                        (int)(n > 40 ? 40 : n), s);
+                        CLIP(n), s);
         }
 
         /* Ids: the user of the previous row is cached (files are grouped by user). */
@@ -655,7 +644,7 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
             if (rc) goto done;
             if (!found)
                 BAD_ROW("%s:%zu: unknown user id '%.*s' (not in %s)", name, LINE,
-                        (int)(ul > 40 ? 40 : ul), us, L->users_file);
+                        CLIP(ul), us, L->users_file);
             if (ul <= sizeof last_user) {
                 memcpy(last_user, us, ul);
                 last_user_len = ul;
@@ -673,7 +662,7 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
         }
         if (!found)
             BAD_ROW("%s:%zu: unknown item id '%.*s' (not in %s)", name, LINE,
-                    (int)(il > 40 ? 40 : il), is, L->items_file);
+                    CLIP(il), is, L->items_file);
         if (ds->n_ratings == ds->cap_ratings) {
             rc = ensure_ratings(ds, ds->n_ratings + 1, err);
             if (rc) goto done;
@@ -703,7 +692,6 @@ done:
     cb_csv_close(c);
     return rc;
 }
-#undef BAD_ROW
 
 /* ------------------------------------------------------------ final checks */
 

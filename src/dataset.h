@@ -100,6 +100,9 @@ void cb_dataset_free(cb_dataset *ds); /* NULL is a no-op */
 
 uint32_t cb_dataset_n_users(const cb_dataset *ds);
 uint32_t cb_dataset_n_items(const cb_dataset *ds);
+/* Year from a trailing "(1995)" (or "(2006-2007)") in a title, in 1800..2200;
+ * NAN when there is none. The one rule every module uses. */
+float cb_year_from_title(const char *s, size_t len);
 /* Column index by name in a table, or -1. */
 int cb_table_find(const cb_table *t, const char *name);
 /* Bytes used by ratings, vocabularies and tables (memory report). */

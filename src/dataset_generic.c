@@ -16,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLIP(n) ((int)((n) > 40 ? 40 : (n)))
-
 /* ------------------------------------------------------------------ schema */
 
 typedef enum {
@@ -328,16 +326,6 @@ static void csv_opts_from(const filespec *fs, cb_csv_options *o) {
 
 /* ------------------------------------------------------- attribute files */
 
-#define BAD_ROW(...)                                   \
-    do {                                               \
-        if (L->opt.skip_bad_rows) {                    \
-            L->ds->n_skipped++;                        \
-            goto next_row;                             \
-        }                                              \
-        rc = cb_fail(err, CB_EPARSE, __VA_ARGS__);     \
-        goto done;                                     \
-    } while (0)
-
 static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_items, cb_error *err) {
     cb_tabbuild *tb = is_items ? &L->items : &L->users;
     cb_vocab *ids = is_items ? L->ds->items : L->ds->users;
@@ -475,12 +463,26 @@ done:
     return rc;
 }
 
+/* The items (users) file the schema declares, if any; afterwards ratings
+ * naming ids it does not list are bad rows. */
+static int read_declared_attrs(cb_loader *L, const char *dir, filespec *fs, bool is_items, cb_error *err) {
+    if (!fs->file) return CB_OK;
+    char *path = cb_path_join(dir, fs->file, err);
+    if (!path) return CB_ENOMEM;
+    int rc = read_attr_file(L, path, fs, is_items, err);
+    free(path);
+    if (rc) return rc;
+    if (is_items) L->items_file = fs->file;
+    else L->users_file = fs->file;
+    return CB_OK;
+}
+
 static int load_with_schema(cb_dataset **out, const char *dir, schema *s, const cb_load_options *opt,
                             cb_error *err) {
     cb_loader L;
     int rc = cb_ld_begin(&L, s->name ? s->name : "generic", dir, opt, err);
     if (rc) return rc;
-    char *p_ratings = NULL, *p_items = NULL, *p_users = NULL;
+    char *p_ratings = NULL;
     cb_ratings_spec sp;
     /* Ranges given in the load options win over the schema's. */
     if (s->has_range) cb_ld_default_range(&L, s->y_min, s->y_max);
@@ -493,24 +495,9 @@ static int load_with_schema(cb_dataset **out, const char *dir, schema *s, const 
         rc = CB_ENOMEM;
         goto fail;
     }
-    if (s->items.file) {
-        if (!(p_items = cb_path_join(dir, s->items.file, err))) {
-            rc = CB_ENOMEM;
-            goto fail;
-        }
-        rc = read_attr_file(&L, p_items, &s->items, true, err);
-        if (rc) goto fail;
-        L.items_file = s->items.file;
-    }
-    if (s->users.file) {
-        if (!(p_users = cb_path_join(dir, s->users.file, err))) {
-            rc = CB_ENOMEM;
-            goto fail;
-        }
-        rc = read_attr_file(&L, p_users, &s->users, false, err);
-        if (rc) goto fail;
-        L.users_file = s->users.file;
-    }
+    if ((rc = read_declared_attrs(&L, dir, &s->items, true, err)) ||
+        (rc = read_declared_attrs(&L, dir, &s->users, false, err)))
+        goto fail;
     cb_ratings_spec_init(&sp, p_ratings);
     csv_opts_from(&s->ratings, &sp.csv);
     sp.header = s->ratings.header != 0;
@@ -540,8 +527,6 @@ fail:
     cb_ld_abort(&L);
 done:
     free(p_ratings);
-    free(p_items);
-    free(p_users);
     return rc;
 }
 
@@ -637,7 +622,8 @@ static int lab_side_open(lab_side *s, const char *dir, const char *file, const c
     if (rc) return rc;
     for (size_t i = 0; i < s->n_cols; i++) {
         int col = cb_tb_add_col(s->tb, s->names[i], CB_COL_NUMERIC, err);
-        if (col < 0) {
+        if (col < 0) { /* name the header file in the message */
+            if (!err) return col;
             cb_error e = *err;
             return cb_fail(err, col, "%s:1: %s", s->header_path, e.msg);
         }
@@ -733,7 +719,7 @@ int cb_load_course_lab(cb_dataset **out, const char *dir, const cb_load_options 
         if (ru < 0) { rc = ru; goto fail; }
         cb_error e_item;
         int ri = lab_side_row(&is, &it, &e_item);
-        if (ri < 0) { *err = e_item; rc = ri; goto fail; }
+        if (ri < 0) { if (err) *err = e_item; rc = ri; goto fail; }
         char **f;
         size_t *fl, nf;
         int ry = cb_csv_next(cy, &f, &fl, &nf, err);
@@ -749,7 +735,7 @@ int cb_load_course_lab(cb_dataset **out, const char *dir, const cb_load_options 
         size_t line = cb_csv_line(cy);
         float y = 0;
         bool bad = ru == 2 || ri == 2;
-        if (ri == 2 && ru != 2) *err = e_item;
+        if (ri == 2 && ru != 2 && err) *err = e_item;
         if (!bad && (nf != 1 || !cb_fast_float(f[0], fl[0], &y))) {
             cb_fail(err, CB_EPARSE, "%s:%zu: expected one finite number", cb_csv_name(cy), line);
             bad = true;

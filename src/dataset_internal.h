@@ -82,11 +82,26 @@ int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err);
  * file for duplicate messages. */
 int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_error *err);
 
+/* ---- Bad rows. In a loader's row loop: fail with a "file:line: reason"
+ * message, or, under skip_bad_rows, count the row and move on. The function
+ * needs `cb_loader *L`, `int rc`, `cb_error *err`, a `next_row:` label at the
+ * end of its loop body and a `done:` label that releases what it holds. */
+#define BAD_ROW(...)                                   \
+    do {                                               \
+        if (L->opt.skip_bad_rows) {                    \
+            L->ds->n_skipped++;                        \
+            goto next_row;                             \
+        }                                              \
+        rc = cb_fail(err, CB_EPARSE, __VA_ARGS__);     \
+        goto done;                                     \
+    } while (0)
+
+/* Length of a field quoted in a message: at most 40 bytes (use with "%.*s"). */
+#define CLIP(n) ((int)((n) > 40 ? 40 : (n)))
+
 /* ---- Small helpers. */
 char *cb_path_join(const char *dir, const char *name, cb_error *err);
 bool cb_file_exists(const char *path);
-/* Year from a trailing "(1995)" (or "(2006-2007)") in a title; NAN when none. */
-float cb_year_from_title(const char *s, size_t len);
 /* Year from the last 4 digits of a date like "01-Jan-1995"; NAN when none. */
 float cb_year_from_date(const char *s, size_t len);
 /* Strict float parse with a fast path for plain decimals (same result as

@@ -15,21 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A bad row in an item/user/tag file: fail, or count it and move on. Every
- * function using it has a `next_row:` label at the end of its loop body and
- * a `done:` label that closes the reader. */
-#define BAD_ROW(...)                                   \
-    do {                                               \
-        if (L->opt.skip_bad_rows) {                    \
-            L->ds->n_skipped++;                        \
-            goto next_row;                             \
-        }                                              \
-        rc = cb_fail(err, CB_EPARSE, __VA_ARGS__);     \
-        goto done;                                     \
-    } while (0)
-
-#define CLIP(n) ((int)((n) > 40 ? 40 : (n)))
-
 /* Intern a new item (or user) id from an attribute file; duplicates are bad rows. */
 static int new_id(cb_vocab *v, const char *s, size_t len, uint32_t *idx, bool *dup, cb_error *err) {
     bool added;
@@ -38,13 +23,46 @@ static int new_id(cb_vocab *v, const char *s, size_t len, uint32_t *idx, bool *d
     return rc;
 }
 
-/* ---- latest-small: movies.csv (movieId,title,genres), tags.csv, ratings.csv */
-
-static int read_movies_csv(cb_loader *L, const char *path, cb_error *err) {
+/* Open a MovieLens 100K / 1M file: latin-1, `delim`-separated, no quoting. */
+static int open_dat(cb_csv **c, const char *path, const char *delim, cb_error *err) {
     cb_csv_options o;
     cb_csv_options_default(&o);
+    o.delim = delim;
+    o.quoting = 0;
+    o.latin1 = 1;
+    return cb_csv_open(c, path, &o, err);
+}
+
+/* Every MovieLens layout ends the same way: its ratings file (user, item,
+ * rating, timestamp; ids checked against the files read before) within the
+ * layout's rating range, then the final checks. Frees L on failure. */
+static int ratings_and_finish(cb_loader *L, const char *path, const char *delim, bool header, float y_min,
+                              float y_max, cb_dataset **out, cb_error *err) {
+    cb_ratings_spec spec;
+    cb_ld_default_range(L, y_min, y_max);
+    cb_ratings_spec_init(&spec, path);
+    if (strcmp(delim, ",")) {
+        spec.csv.delim = delim;
+        spec.csv.quoting = 0;
+    }
+    spec.header = header;
+    spec.n_fields = 4;
+    int rc = cb_ld_read_ratings(L, &spec, err);
+    if (!rc) return cb_ld_finish(L, &spec, out, err); /* which frees L itself on failure */
+    cb_ld_abort(L);
+    return rc;
+}
+
+/* ---- movies: movies.csv (latest-small: movieId,title,genres with a header,
+ * UTF-8, quoted) and movies.dat (1M: MovieID::Title::Genres, latin-1). One
+ * item per row, a year from the title, '|'-separated genres. */
+
+static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *err) {
+    const char *fields = is_dat ? "MovieID::Title::Genres" : "movieId,title,genres";
     cb_csv *c = NULL;
-    int rc = cb_csv_open(&c, path, &o, err);
+    cb_csv_options o;
+    cb_csv_options_default(&o);
+    int rc = is_dat ? open_dat(&c, path, "::", err) : cb_csv_open(&c, path, &o, err);
     if (rc) return rc;
     const char *name = cb_csv_name(c);
     char **f;
@@ -55,22 +73,24 @@ static int read_movies_csv(cb_loader *L, const char *path, cb_error *err) {
         rc = col_year;
         goto done;
     }
-    rc = cb_csv_next(c, &f, &fl, &nf, err);
-    if (rc <= 0) {
-        if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected movieId,title,genres)", name);
-        goto done;
-    }
-    if (nf != 3) {
-        rc = cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields, expected 3 (movieId,title,genres)",
-                     name, cb_csv_line(c), nf);
-        goto done;
+    if (!is_dat) { /* the header line */
+        rc = cb_csv_next(c, &f, &fl, &nf, err);
+        if (rc <= 0) {
+            if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected %s)", name, fields);
+            goto done;
+        }
+        if (nf != 3) {
+            rc = cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields, expected 3 (%s)", name, cb_csv_line(c), nf,
+                         fields);
+            goto done;
+        }
     }
     for (;;) {
         rc = cb_csv_next(c, &f, &fl, &nf, err);
         if (rc == 0) break;
         if (rc < 0) goto done;
         size_t line = cb_csv_line(c);
-        if (nf != 3) BAD_ROW("%s:%zu: expected 3 fields (movieId,title,genres), found %zu", name, line, nf);
+        if (nf != 3) BAD_ROW("%s:%zu: expected 3 fields (%s), found %zu", name, line, fields, nf);
         if (fl[0] == 0) BAD_ROW("%s:%zu: empty movie id", name, line);
         uint32_t it;
         bool dup;
@@ -89,6 +109,8 @@ done:
     cb_csv_close(c);
     return rc;
 }
+
+/* ---- latest-small: movies.csv, tags.csv, ratings.csv */
 
 typedef struct tag_pair {
     uint32_t item, level, seq;
@@ -183,25 +205,18 @@ int cb_load_ml_small(cb_dataset **out, const char *dir, const cb_load_options *o
     char *movies = cb_path_join(dir, "movies.csv", err);
     char *ratings = cb_path_join(dir, "ratings.csv", err);
     char *tags = cb_path_join(dir, "tags.csv", err);
-    cb_ratings_spec sp;
     if (!movies || !ratings || !tags) {
         rc = CB_ENOMEM;
         goto fail;
     }
-    rc = read_movies_csv(&L, movies, err);
+    rc = read_movies(&L, movies, false, err);
     if (rc) goto fail;
     if (cb_file_exists(tags)) {
         rc = read_tags_csv(&L, tags, err);
         if (rc) goto fail;
     }
     L.items_file = "movies.csv";
-    cb_ld_default_range(&L, 0.5f, 5.0f);
-    cb_ratings_spec_init(&sp, ratings);
-    sp.header = true;
-    sp.n_fields = 4;
-    rc = cb_ld_read_ratings(&L, &sp, err);
-    if (rc) goto fail;
-    rc = cb_ld_finish(&L, &sp, out, err);
+    rc = ratings_and_finish(&L, ratings, ",", true, 0.5f, 5.0f, out, err);
     goto done;
 fail:
     cb_ld_abort(&L);
@@ -221,13 +236,8 @@ static const char *const ml100k_genres[19] = {
 
 /* u.genre: "name|index" lines. Fills names[19] (owned strings). */
 static int read_u_genre(const char *path, char *names[19], cb_error *err) {
-    cb_csv_options o;
-    cb_csv_options_default(&o);
-    o.delim = "|";
-    o.quoting = 0;
-    o.latin1 = 1;
     cb_csv *c = NULL;
-    int rc = cb_csv_open(&c, path, &o, err);
+    int rc = open_dat(&c, path, "|", err);
     if (rc) return rc;
     char **f;
     size_t *fl, nf;
@@ -250,13 +260,8 @@ static int read_u_genre(const char *path, char *names[19], cb_error *err) {
 }
 
 static int read_u_item(cb_loader *L, const char *path, char *const genre_names[19], cb_error *err) {
-    cb_csv_options o;
-    cb_csv_options_default(&o);
-    o.delim = "|";
-    o.quoting = 0;
-    o.latin1 = 1;
     cb_csv *c = NULL;
-    int rc = cb_csv_open(&c, path, &o, err);
+    int rc = open_dat(&c, path, "|", err);
     if (rc) return rc;
     const char *name = cb_csv_name(c);
     char **f;
@@ -307,13 +312,8 @@ static const char *const ml1m_occupations[21] = {
     "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer"};
 
 static int read_users(cb_loader *L, const char *path, bool is_1m, cb_error *err) {
-    cb_csv_options o;
-    cb_csv_options_default(&o);
-    o.delim = is_1m ? "::" : "|";
-    o.quoting = 0;
-    o.latin1 = 1;
     cb_csv *c = NULL;
-    int rc = cb_csv_open(&c, path, &o, err);
+    int rc = open_dat(&c, path, is_1m ? "::" : "|", err);
     if (rc) return rc;
     const char *name = cb_csv_name(c);
     char **f;
@@ -377,7 +377,6 @@ int cb_load_ml_100k(cb_dataset **out, const char *dir, const cb_load_options *op
     char *p_item = cb_path_join(dir, "u.item", err);
     char *p_user = cb_path_join(dir, "u.user", err);
     char *p_genre = cb_path_join(dir, "u.genre", err);
-    cb_ratings_spec sp;
     if (!p_data || !p_item || !p_user || !p_genre) {
         rc = CB_ENOMEM;
         goto fail;
@@ -406,14 +405,7 @@ int cb_load_ml_100k(cb_dataset **out, const char *dir, const cb_load_options *op
         if (rc) goto fail;
         L.users_file = "u.user";
     }
-    cb_ld_default_range(&L, 1.0f, 5.0f);
-    cb_ratings_spec_init(&sp, p_data);
-    sp.csv.delim = "\t";
-    sp.csv.quoting = 0;
-    sp.n_fields = 4;
-    rc = cb_ld_read_ratings(&L, &sp, err);
-    if (rc) goto fail;
-    rc = cb_ld_finish(&L, &sp, out, err);
+    rc = ratings_and_finish(&L, p_data, "\t", false, 1.0f, 5.0f, out, err);
     goto done;
 fail:
     cb_ld_abort(&L);
@@ -426,50 +418,7 @@ done:
     return rc;
 }
 
-/* ---- 1M: movies.dat (MovieID::Title::Genres), users.dat, ratings.dat */
-
-static int read_movies_dat(cb_loader *L, const char *path, cb_error *err) {
-    cb_csv_options o;
-    cb_csv_options_default(&o);
-    o.delim = "::";
-    o.quoting = 0;
-    o.latin1 = 1;
-    cb_csv *c = NULL;
-    int rc = cb_csv_open(&c, path, &o, err);
-    if (rc) return rc;
-    const char *name = cb_csv_name(c);
-    char **f;
-    size_t *fl, nf;
-    int col_genres = cb_tb_add_col(&L->items, "genres", CB_COL_MULTI, err);
-    int col_year = col_genres < 0 ? col_genres : cb_tb_add_col(&L->items, "year", CB_COL_NUMERIC, err);
-    if (col_year < 0) {
-        rc = col_year;
-        goto done;
-    }
-    for (;;) {
-        rc = cb_csv_next(c, &f, &fl, &nf, err);
-        if (rc == 0) break;
-        if (rc < 0) goto done;
-        size_t line = cb_csv_line(c);
-        if (nf != 3) BAD_ROW("%s:%zu: expected 3 fields (MovieID::Title::Genres), found %zu", name, line, nf);
-        if (fl[0] == 0) BAD_ROW("%s:%zu: empty movie id", name, line);
-        uint32_t it;
-        bool dup;
-        rc = new_id(L->ds->items, f[0], fl[0], &it, &dup, err);
-        if (rc) goto done;
-        if (dup) BAD_ROW("%s:%zu: movie id '%.*s' listed twice", name, line, CLIP(fl[0]), f[0]);
-        rc = cb_ld_set_title(L, it, f[1], fl[1], err);
-        if (!rc) rc = cb_tb_set_num(&L->items, col_year, it, cb_year_from_title(f[1], fl[1]), err);
-        if (!rc && !cb_ieq(f[2], fl[2], "(no genres listed)"))
-            rc = cb_tb_add_multi_split(&L->items, col_genres, it, f[2], fl[2], "|", err);
-        if (rc) goto done;
-    next_row:;
-    }
-    rc = CB_OK;
-done:
-    cb_csv_close(c);
-    return rc;
-}
+/* ---- 1M: movies.dat, users.dat, ratings.dat */
 
 int cb_load_ml_1m(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err) {
     cb_loader L;
@@ -478,13 +427,12 @@ int cb_load_ml_1m(cb_dataset **out, const char *dir, const cb_load_options *opt,
     char *p_ratings = cb_path_join(dir, "ratings.dat", err);
     char *p_movies = cb_path_join(dir, "movies.dat", err);
     char *p_users = cb_path_join(dir, "users.dat", err);
-    cb_ratings_spec sp;
     if (!p_ratings || !p_movies || !p_users) {
         rc = CB_ENOMEM;
         goto fail;
     }
     if (cb_file_exists(p_movies)) {
-        rc = read_movies_dat(&L, p_movies, err);
+        rc = read_movies(&L, p_movies, true, err);
         if (rc) goto fail;
         L.items_file = "movies.dat";
     }
@@ -493,14 +441,7 @@ int cb_load_ml_1m(cb_dataset **out, const char *dir, const cb_load_options *opt,
         if (rc) goto fail;
         L.users_file = "users.dat";
     }
-    cb_ld_default_range(&L, 1.0f, 5.0f);
-    cb_ratings_spec_init(&sp, p_ratings);
-    sp.csv.delim = "::";
-    sp.csv.quoting = 0;
-    sp.n_fields = 4;
-    rc = cb_ld_read_ratings(&L, &sp, err);
-    if (rc) goto fail;
-    rc = cb_ld_finish(&L, &sp, out, err);
+    rc = ratings_and_finish(&L, p_ratings, "::", false, 1.0f, 5.0f, out, err);
     goto done;
 fail:
     cb_ld_abort(&L);

@@ -121,6 +121,8 @@ typedef struct by_user {
 static void by_user_free(by_user *g) {
     free(g->off);
     free(g->idx);
+    g->off = NULL;
+    g->idx = NULL;
 }
 
 static int by_user_build(by_user *g, const cb_dataset *ds, uint32_t n_users, uint32_t n_items,
@@ -176,6 +178,7 @@ static int genre_sets_build(genre_sets *g, const cb_dataset *ds, uint32_t n_item
     if (!g->off || !g->val) {
         free(g->off);
         free(g->val);
+        g->off = g->val = NULL;
         return CB_ENOMEM;
     }
     uint32_t n = 0;

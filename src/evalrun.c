@@ -76,8 +76,6 @@ void cb_evalrun_config_default(cb_evalrun_config *c) {
     c->recommend.embedding_items = 0;
 }
 
-/* ---- two-tower adapters */
-
 /* ---- cold users: impute the rating-derived features (see evalrun.h) */
 
 static bool rating_derived(const char *name) {
@@ -243,6 +241,9 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
     uint64_t *rated = NULL;
     uint8_t *has = NULL;
     size_t n_ex = sp->n_train * (1 + (size_t)neg), n_cold = 0;
+    if (n_ex / (1 + (size_t)neg) != sp->n_train || n_ex > UINT32_MAX)
+        return cb_fail(err, CB_EINVAL, "implicit model: %zu training ratings x %u negatives do not fit 32-bit example indices",
+                       sp->n_train, neg);
     int rc = cb_features_fit(&f, ds, sp->train, sp->n_train, &c->features, err);
     if (rc) return rc;
     uint32_t du = cb_features_user_dim(f), dm = cb_features_item_dim(f);

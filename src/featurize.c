@@ -188,19 +188,8 @@ static bool in_csv_list(const char *list, const char *name) {
     return false;
 }
 
-/* Year from a MovieLens title "Heat (1995)" (trailing spaces allowed); NAN if none. */
-static float year_from_title(const char *t) {
-    if (!t) return NAN;
-    size_t n = strlen(t);
-    while (n && (t[n - 1] == ' ' || t[n - 1] == '\t' || t[n - 1] == '\r')) n--;
-    if (n < 6 || t[n - 1] != ')' || t[n - 6] != '(') return NAN;
-    int y = 0;
-    for (size_t k = n - 5; k < n - 1; k++) {
-        if (t[k] < '0' || t[k] > '9') return NAN;
-        y = y * 10 + (t[k] - '0');
-    }
-    return (float)y;
-}
+/* Year from a title "Heat (1995)" (the loaders' rule); NAN if none. */
+static float year_from_title(const char *t) { return t ? cb_year_from_title(t, strlen(t)) : NAN; }
 
 static int age_bucket(double age) {
     int b = 0;
@@ -1383,10 +1372,9 @@ static json_t *side_to_json(const fside *s) {
         if (ok && (b->type == B_CAT || b->type == B_MULTI)) ok = jset(jb, "levels", jarr_str(b->levels, b->n_levels));
         if (ok && (b->type == B_NUM || b->type == B_YEAR))
             ok = jset(jb, "missing_flag", json_boolean(b->missing_flag)) && jset(jb, "fill", json_real(b->fill));
-        if (!ok || json_array_append_new(blocks, jb)) {
-            if (ok) json_decref(jb);
-            ok = false;
-        }
+        /* json_array_append_new takes jb even when it fails */
+        if (!ok) json_decref(jb);
+        else if (json_array_append_new(blocks, jb)) ok = false;
     }
     if (ok) {
         json_t *tmp = blocks;

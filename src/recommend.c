@@ -185,7 +185,10 @@ int cb_recommend_table_load(cb_recommend_table *t, const cb_rec *r, const char *
                      "rebuild it with `cbrec precompute`",
                      path, fp ? fp : "(none)", r->fingerprint);
     } else if (!strcmp(format, CB_RECOMMEND_TABLE_FORMAT)) {
-        if (cb_st_format_version(st) > CB_RECOMMEND_TABLE_VERSION)
+        /* opened without a format, so cb_st_open verified the checksum only if present */
+        if (!cb_st_meta(st, "checksum"))
+            rc = cb_fail(err, CB_EFORMAT, "%s: no checksum", path);
+        else if (cb_st_format_version(st) > CB_RECOMMEND_TABLE_VERSION)
             rc = cb_fail(err, CB_EFORMAT, "%s: table format version %d is newer than this cbrec understands", path,
                          cb_st_format_version(st));
         else rc = load_similar_format(t, r, st, path, err);
@@ -354,13 +357,7 @@ int cb_recommend_embed_item(const cb_rec *r, const json_t *j, const char *source
         id = idbuf;
     }
     if (!rc && !id) rc = cb_fail(err, CB_EPARSE, "%s: a new item needs an \"id\"", source);
-    if (!rc && isnan(in.year) && title) {
-        /* as the loaders do: "Title (1995)" gives the year */
-        const char *open = strrchr(title, '(');
-        int year;
-        char close;
-        if (open && sscanf(open, "(%4d%c", &year, &close) == 2 && close == ')') in.year = year;
-    }
+    if (!rc && isnan(in.year) && title) in.year = cb_year_from_title(title, strlen(title)); /* as the loaders do */
     in.genres = genres;
     in.attrs = attrs;
     if (!rc && in.rating_count && !(in.rating_mean >= r->y_min && in.rating_mean <= r->y_max))
@@ -435,6 +432,20 @@ const char *cb_recommend_item_title(const cb_recommend_ctx *ctx, uint32_t item) 
     return t ? t : "";
 }
 
+bool cb_recommend_item_index(const cb_recommend_ctx *ctx, const char *id, uint32_t *item) {
+    int64_t i = cb_rec_item(ctx->r, id); /* model items: a hash lookup */
+    if (i >= 0) {
+        *item = (uint32_t)i;
+        return true;
+    }
+    for (uint32_t k = 0; ctx->table && k < ctx->table->n_extra; k++)
+        if (!strcmp(ctx->table->extra_ids[k], id)) {
+            *item = ctx->r->n_items + k;
+            return true;
+        }
+    return false;
+}
+
 static const float *item_vec(const cb_recommend_ctx *ctx, uint32_t item) {
     const cb_rec *r = ctx->r;
     if (item < r->n_items) return r->item_vecs + (size_t)item * r->dim;
@@ -471,6 +482,18 @@ static void title_forms(const char *title, char forms[4][512]) {
     }
 }
 
+/* How well title t matches the query forms q: 0 the exact title, 1 the title
+ * without its year or with its article moved, 2 a substring, -1 no match. */
+static int title_level(const char *t, char q[4][512]) {
+    char f[4][512];
+    title_forms(t, f);
+    if (!strcmp(f[0], q[0])) return 0;
+    if (!strcmp(f[1], q[0]) || (f[2][0] && (!strcmp(f[2], q[0]) || !strcmp(f[2], q[1]) || !strcmp(f[3], q[0]))))
+        return 1;
+    if (strstr(f[0], q[0]) || (f[2][0] && strstr(f[2], q[1]))) return 2;
+    return -1;
+}
+
 static uint32_t item_count(const cb_recommend_ctx *ctx, uint32_t item) {
     return item < ctx->r->n_items && ctx->r->features ? cb_features_item_count(ctx->r->features, item) : 0;
 }
@@ -479,12 +502,8 @@ int cb_recommend_find_item(const cb_recommend_ctx *ctx, const char *query, uint3
                            size_t max_cands, size_t *n_cands, cb_error *err) {
     *n_cands = 0;
     uint32_t n = cb_recommend_n_items(ctx);
-    for (uint32_t i = 0; i < n; i++)
-        if (!strcmp(cb_recommend_item_id(ctx, i), query)) {
-            *item = i;
-            return CB_OK;
-        }
-    char q[4][512], f[4][512];
+    if (cb_recommend_item_index(ctx, query, item)) return CB_OK;
+    char q[4][512];
     title_forms(query, q);
     /* level 0: exact title; 1: title without year or article moved; 2: substring */
     size_t count[3] = {0, 0, 0};
@@ -492,12 +511,7 @@ int cb_recommend_find_item(const cb_recommend_ctx *ctx, const char *query, uint3
     for (uint32_t i = 0; i < n; i++) {
         const char *t = cb_recommend_item_title(ctx, i);
         if (!*t) continue;
-        title_forms(t, f);
-        int level = -1;
-        if (!strcmp(f[0], q[0])) level = 0;
-        else if (!strcmp(f[1], q[0]) || (f[2][0] && (!strcmp(f[2], q[0]) || !strcmp(f[2], q[1]) || !strcmp(f[3], q[0]))))
-            level = 1;
-        else if (strstr(f[0], q[0]) || (f[2][0] && strstr(f[2], q[1]))) level = 2;
+        int level = title_level(t, q);
         if (level < 0) continue;
         if (!count[level]++) first[level] = i;
     }
@@ -511,13 +525,7 @@ int cb_recommend_find_item(const cb_recommend_ctx *ctx, const char *query, uint3
     for (uint32_t i = 0; i < n; i++) {
         const char *t = cb_recommend_item_title(ctx, i);
         if (!*t) continue;
-        title_forms(t, f);
-        int level = -1;
-        if (!strcmp(f[0], q[0])) level = 0;
-        else if (!strcmp(f[1], q[0]) || (f[2][0] && (!strcmp(f[2], q[0]) || !strcmp(f[2], q[1]) || !strcmp(f[3], q[0]))))
-            level = 1;
-        else if (strstr(f[0], q[0]) || (f[2][0] && strstr(f[2], q[1]))) level = 2;
-        if (level != best || !max_cands) continue;
+        if (title_level(t, q) != best || !max_cands) continue;
         /* insertion into a list kept sorted by count desc, index asc */
         size_t pos = *n_cands;
         uint32_t c = item_count(ctx, i);

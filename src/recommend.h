@@ -84,6 +84,10 @@ uint32_t cb_recommend_n_items(const cb_recommend_ctx *ctx);
 const char *cb_recommend_item_id(const cb_recommend_ctx *ctx, uint32_t item);
 const char *cb_recommend_item_title(const cb_recommend_ctx *ctx, uint32_t item); /* "" when none */
 
+/* The index of the item with this id (model items, then the table's added
+ * ones); false when there is none. */
+bool cb_recommend_item_index(const cb_recommend_ctx *ctx, const char *id, uint32_t *item);
+
 /* Resolve an item given by id, else by title (case-insensitive): an exact
  * title, the title without its "(year)", "The X" for "X, The", or a unique
  * substring match wins. Otherwise CB_ENOTFOUND with up to max_cands

@@ -30,7 +30,7 @@ void cb_rec_free(cb_rec *r) {
     free(r->titles);
     for (uint32_t g = 0; g < r->n_groups; g++) {
         free(r->groups[g].column);
-        for (uint32_t l = 0; l < r->groups[g].n_levels; l++) free(r->groups[g].levels[l]);
+        for (uint32_t l = 0; r->groups[g].levels && l < r->groups[g].n_levels; l++) free(r->groups[g].levels[l]);
         free(r->groups[g].levels);
     }
     free(r->groups);
@@ -257,6 +257,10 @@ int cb_rec_train(cb_rec **out, cb_rec_train_input *in, cb_train_result *res, cb_
     *out = NULL;
     const cb_dataset *ds = in->ds;
     if (in->n_train == 0) return cb_fail(err, CB_EINVAL, "no training ratings");
+    /* The model file stores the "already rated" lists and item indices as int32. */
+    if (ds->n_ratings > INT32_MAX || cb_dataset_n_items(ds) > INT32_MAX)
+        return cb_fail(err, CB_EINVAL, "%zu ratings / %u items: a model file holds at most 2^31-1 of each",
+                       ds->n_ratings, cb_dataset_n_items(ds));
     cb_rec *r = cb_calloc(1, sizeof *r, err);
     if (!r) return CB_ENOMEM;
     int rc = cb_features_fit(&r->features, ds, in->train_idx, in->n_train, in->features, err);
@@ -587,6 +591,12 @@ int cb_rec_load(cb_rec **out, const char *path, cb_error *err) {
     rc = CB_EFORMAT;
     if (cb_features_n_items(r->features) != r->n_items) {
         cb_fail(err, CB_EFORMAT, "%s: feature transform and item list disagree", path);
+        goto done;
+    }
+    /* The towers read feature rows of exactly these widths (new users, new items). */
+    if (cb_features_user_dim(r->features) != cfg.user_in || cb_features_item_dim(r->features) != cfg.item_in) {
+        cb_fail(err, CB_EFORMAT, "%s: the feature transform gives %u user and %u item features, the towers take %u and %u",
+                path, cb_features_user_dim(r->features), cb_features_item_dim(r->features), cfg.user_in, cfg.item_in);
         goto done;
     }
     const char *ds_name;

@@ -429,6 +429,13 @@ const void *cb_st_tensor(const cb_st *st, const char *name, cb_st_dtype dtype, i
                 dtype_names[t->dtype], t->ndim, dtype_names[dtype], ndim);
         return NULL;
     }
+    /* Our writer aligns every tensor to its element size; a foreign file may
+     * not, and reading floats through a misaligned pointer is undefined. */
+    if ((uintptr_t)t->data % dtype_sizes[t->dtype]) {
+        cb_fail(err, CB_EFORMAT, "%s: tensor '%s' is not aligned to its %zu-byte elements", st->path, name,
+                dtype_sizes[t->dtype]);
+        return NULL;
+    }
     for (int d = 0; d < ndim; d++) shape[d] = t->shape[d];
     return t->data;
 }

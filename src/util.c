@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -271,6 +272,21 @@ int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
     return CB_OK;
 }
 
+/* After the rename: fsync the folder holding `path`, so the new directory
+ * entry survives a crash too. Best effort: some file systems refuse it. */
+static void fsync_parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    (void)fsync(fd);
+    close(fd);
+}
+
 int cb_atomic_commit(cb_atomic_file *af, cb_error *err) {
     int rc = CB_OK;
     if (fflush(af->fp) != 0 || ferror(af->fp))
@@ -283,6 +299,7 @@ int cb_atomic_commit(cb_atomic_file *af, cb_error *err) {
     if (rc == CB_OK && rename(af->tmp_path, af->final_path) != 0)
         rc = cb_fail(err, CB_EIO, "%s: cannot rename into place: %s", af->final_path, strerror(errno));
     if (rc != CB_OK) remove(af->tmp_path);
+    else fsync_parent_dir(af->final_path);
     free(af->final_path);
     free(af->tmp_path);
     memset(af, 0, sizeof *af);
@@ -307,14 +324,21 @@ double cb_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-bool cb_parse_double(const char *s, size_t len, double *out) {
-    char buf[64];
-    /* Trim surrounding spaces; numbers never need more than 63 chars. */
+/* [s, s+len) without surrounding spaces and tabs, NUL-terminated in buf[size]
+ * for strtod / strtoll. Returns its length, or 0 when empty or too long
+ * (numbers never need that many characters). */
+static size_t trimmed_copy(char *buf, size_t size, const char *s, size_t len) {
     while (len && (*s == ' ' || *s == '\t')) s++, len--;
     while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) len--;
-    if (len == 0 || len >= sizeof buf) return false;
+    if (len == 0 || len >= size) return 0;
     memcpy(buf, s, len);
     buf[len] = '\0';
+    return len;
+}
+
+bool cb_parse_double(const char *s, size_t len, double *out) {
+    char buf[64];
+    if (!(len = trimmed_copy(buf, sizeof buf, s, len))) return false;
     char *end;
     errno = 0;
     double d = strtod(buf, &end);
@@ -332,11 +356,7 @@ bool cb_parse_float(const char *s, size_t len, float *out) {
 
 bool cb_parse_i64(const char *s, size_t len, int64_t *out) {
     char buf[32];
-    while (len && (*s == ' ' || *s == '\t')) s++, len--;
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) len--;
-    if (len == 0 || len >= sizeof buf) return false;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
+    if (!(len = trimmed_copy(buf, sizeof buf, s, len))) return false;
     char *end;
     errno = 0;
     long long v = strtoll(buf, &end, 10);

@@ -59,7 +59,7 @@ uint32_t cb_vocab_size(const cb_vocab *v);
 /* Bytes used by the vocabulary (for memory reports). */
 size_t cb_vocab_bytes(const cb_vocab *v);
 
-/* ---- Atomic file writes: write to "<path>.tmp.<pid>", fsync, rename.
+/* ---- Atomic file writes: write to "<path>.tmp.<pid>", fsync, rename, fsync the folder.
  * A crash or a full disk never leaves a torn file at `path`, and the old file
  * stays intact until the rename. */
 typedef struct cb_atomic_file {
@@ -76,7 +76,8 @@ void cb_atomic_abort(cb_atomic_file *af);
 /* ---- Misc. */
 /* Monotonic wall time in seconds. */
 double cb_now(void);
-/* CRC-32C-free simple checksum: 64-bit FNV-1a over bytes (stable across runs). */
+/* 64-bit FNV-1a over bytes, continuing from h (start with CB_FNV1A64_INIT):
+ * a stable, non-cryptographic checksum for detecting corruption. */
 uint64_t cb_fnv1a64(const void *data, size_t len, uint64_t h);
 #define CB_FNV1A64_INIT 0xcbf29ce484222325ULL
 /* Parse a float strictly: the whole [s, s+len) must be a finite number.

@@ -11,42 +11,6 @@
 
 #include <math.h>
 
-/* ---- in-memory dataset helper ---- */
-
-static cb_dataset *tds_new(void) {
-    cb_dataset *ds = calloc(1, sizeof *ds);
-    assert_non_null(ds);
-    ds->users = cb_vocab_create(NULL);
-    ds->items = cb_vocab_create(NULL);
-    assert_non_null(ds->users);
-    assert_non_null(ds->items);
-    ds->roles = (cb_roles){-1, -1, -1, -1, -1, -1};
-    ds->y_min = 1;
-    ds->y_max = 5;
-    return ds;
-}
-
-static uint32_t tds_add(cb_dataset *ds, const char *user, const char *item, float y) {
-    if (ds->n_ratings == ds->cap_ratings) {
-        ds->cap_ratings = ds->cap_ratings ? 2 * ds->cap_ratings : 16;
-        ds->ratings = realloc(ds->ratings, ds->cap_ratings * sizeof *ds->ratings);
-        assert_non_null(ds->ratings);
-    }
-    cb_rating *r = &ds->ratings[ds->n_ratings];
-    assert_int_equal(cb_vocab_intern(ds->users, user, strlen(user), &r->user, NULL, NULL), CB_OK);
-    assert_int_equal(cb_vocab_intern(ds->items, item, strlen(item), &r->item, NULL, NULL), CB_OK);
-    r->y = y;
-    r->ts = 0;
-    return (uint32_t)ds->n_ratings++;
-}
-
-static void tds_free(cb_dataset *ds) {
-    cb_vocab_free(ds->users);
-    cb_vocab_free(ds->items);
-    free(ds->ratings);
-    free(ds);
-}
-
 static uint32_t *iota(size_t n) {
     uint32_t *a = malloc((n ? n : 1) * sizeof *a);
     for (size_t j = 0; j < n; j++) a[j] = (uint32_t)j;
@@ -56,13 +20,13 @@ static uint32_t *iota(size_t n) {
 /* A small dataset: 5 users, 4 items (item "d" has no training rating when
  * the last rating is held out), ratings 1..5. */
 static cb_dataset *tiny(void) {
-    cb_dataset *ds = tds_new();
+    cb_dataset *ds = tu_ds_new();
     static const struct { const char *u, *i; float y; } rows[] = {
         {"u1", "a", 5}, {"u1", "b", 3}, {"u1", "c", 4}, {"u2", "a", 4}, {"u2", "c", 2},
         {"u3", "b", 1}, {"u3", "c", 2}, {"u3", "a", 3}, {"u4", "a", 5}, {"u4", "b", 4},
         {"u5", "c", 1}, {"u5", "d", 5},
     };
-    for (size_t j = 0; j < sizeof rows / sizeof rows[0]; j++) tds_add(ds, rows[j].u, rows[j].i, rows[j].y);
+    for (size_t j = 0; j < sizeof rows / sizeof rows[0]; j++) tu_ds_add(ds, rows[j].u, rows[j].i, rows[j].y, 0);
     return ds;
 }
 
@@ -175,7 +139,7 @@ static void bias_als_matches_reference(void **state) {
     cb_baseline_free(b);
     cb_baseline_free(NULL);
     free(train);
-    tds_free(ds);
+    cb_dataset_free(ds);
 }
 
 /* Surprise's SGD, step by step, with the same initial factors (drawn from our
@@ -248,7 +212,7 @@ static void svd_matches_reference_sgd(void **state) {
     /* unknown user: no factor term */
     assert_true(fabsf(cb_baseline_predict(b, 77, 0) - (float)(mu + bi[0])) < 1e-6f);
     cb_baseline_free(b);
-    tds_free(ds);
+    cb_dataset_free(ds);
 }
 
 /* Synthetic ratings with planted user and item biases plus a rank-2 taste
@@ -262,7 +226,7 @@ typedef struct planted {
 
 static planted make_planted(uint32_t n_users, uint32_t n_items, uint32_t per_user, uint64_t seed) {
     planted p = {0};
-    p.ds = tds_new();
+    p.ds = tu_ds_new();
     cb_rng rng;
     cb_rng_seed(&rng, seed);
     p.bu = calloc(n_users, sizeof *p.bu);
@@ -296,7 +260,7 @@ static planted make_planted(uint32_t n_users, uint32_t n_items, uint32_t per_use
             char uid[32], iid[32];
             snprintf(uid, sizeof uid, "u%u", u);
             snprintf(iid, sizeof iid, "i%u", i);
-            uint32_t idx = tds_add(p.ds, uid, iid, (float)y);
+            uint32_t idx = tu_ds_add(p.ds, uid, iid, (float)y, 0);
             if (cb_rng_uniform(&rng) < 0.2) p.test[p.n_test++] = idx;
             else p.train[p.n_train++] = idx;
         }
@@ -308,7 +272,7 @@ static planted make_planted(uint32_t n_users, uint32_t n_items, uint32_t per_use
 }
 
 static void planted_free(planted *p) {
-    tds_free(p->ds);
+    cb_dataset_free(p->ds);
     free(p->bu);
     free(p->bi);
     free(p->train);
@@ -442,10 +406,10 @@ static void popularity_and_config(void **state) {
     cb_baseline_free(b);
 
     /* clipping: a huge item bias stays inside [1, 5] for predict, not for scores */
-    cb_dataset *ds2 = tds_new();
-    tds_add(ds2, "x", "hi", 5);
-    tds_add(ds2, "y", "hi", 5);
-    tds_add(ds2, "z", "lo", 1);
+    cb_dataset *ds2 = tu_ds_new();
+    tu_ds_add(ds2, "x", "hi", 5, 0);
+    tu_ds_add(ds2, "y", "hi", 5, 0);
+    tu_ds_add(ds2, "z", "lo", 1, 0);
     uint32_t tr2[3] = {0, 1, 2};
     cb_baseline_config_default(&cfg, CB_BASELINE_BIAS);
     cfg.reg_i = cfg.reg_u = 0;
@@ -457,7 +421,7 @@ static void popularity_and_config(void **state) {
     cb_baseline_score_items(b, 0, s, 2);
     assert_true(s[0] > 4.0f && s[1] < 2.0f);
     cb_baseline_free(b);
-    tds_free(ds2);
+    cb_dataset_free(ds2);
 
     /* errors */
     cb_baseline_config_default(&cfg, CB_BASELINE_SVD);
@@ -479,7 +443,7 @@ static void popularity_and_config(void **state) {
     assert_string_equal(cb_baseline_kind_name(CB_BASELINE_BIAS), "bias");
     assert_int_equal(cb_baseline_kind_parse("knn", &k, &err), CB_ENOTFOUND);
     free(train);
-    tds_free(ds);
+    cb_dataset_free(ds);
 }
 
 /* ---- integration: MovieLens 100K folds u1..u5 ---- */

@@ -8,41 +8,12 @@
 
 #include <math.h>
 
-/* ---- in-memory dataset helper ---- */
+/* ---- in-memory datasets (testutil.h), with timestamps ---- */
 
 static cb_dataset *tds_new(void) {
-    cb_dataset *ds = calloc(1, sizeof *ds);
-    assert_non_null(ds);
-    ds->users = cb_vocab_create(NULL);
-    ds->items = cb_vocab_create(NULL);
-    assert_non_null(ds->users);
-    assert_non_null(ds->items);
-    ds->roles = (cb_roles){-1, -1, -1, -1, -1, -1};
-    ds->y_min = 1;
-    ds->y_max = 5;
+    cb_dataset *ds = tu_ds_new();
     ds->has_timestamps = true;
     return ds;
-}
-
-static uint32_t tds_intern(cb_vocab *v, const char *id) {
-    uint32_t idx;
-    assert_int_equal(cb_vocab_intern(v, id, strlen(id), &idx, NULL, NULL), CB_OK);
-    return idx;
-}
-
-/* Append a rating and return its index into ds->ratings. */
-static uint32_t tds_add(cb_dataset *ds, const char *user, const char *item, float y, uint32_t ts) {
-    if (ds->n_ratings == ds->cap_ratings) {
-        ds->cap_ratings = ds->cap_ratings ? 2 * ds->cap_ratings : 16;
-        ds->ratings = realloc(ds->ratings, ds->cap_ratings * sizeof *ds->ratings);
-        assert_non_null(ds->ratings);
-    }
-    cb_rating *r = &ds->ratings[ds->n_ratings];
-    r->user = tds_intern(ds->users, user);
-    r->item = tds_intern(ds->items, item);
-    r->y = y;
-    r->ts = ts;
-    return (uint32_t)ds->n_ratings++;
 }
 
 /* Give items "0".."n-1" (interned in that order) genre sets written as
@@ -71,28 +42,11 @@ static void tds_set_genres(cb_dataset *ds, const char **sets, uint32_t n_items) 
     ds->roles.item_genres = 0;
 }
 
-static void tds_free(cb_dataset *ds) {
-    for (uint32_t j = 0; j < ds->item_attr.n_cols; j++) {
-        cb_column *c = &ds->item_attr.cols[j];
-        free(c->name);
-        free(c->num);
-        free(c->cat);
-        free(c->off);
-        free(c->val);
-        cb_vocab_free(c->levels);
-    }
-    free(ds->item_attr.cols);
-    cb_vocab_free(ds->users);
-    cb_vocab_free(ds->items);
-    free(ds->ratings);
-    free(ds);
-}
-
 static void items_0_to(cb_dataset *ds, int n) {
     char id[16];
     for (int i = 0; i < n; i++) {
         snprintf(id, sizeof id, "%d", i);
-        tds_intern(ds->items, id);
+        tu_ds_intern(ds->items, id);
     }
 }
 
@@ -108,9 +62,9 @@ static void rating_rmse_mae(void **state) {
     (void)state;
     cb_dataset *ds = tds_new();
     uint32_t test[3];
-    test[0] = tds_add(ds, "u", "a", 1, 0);
-    test[1] = tds_add(ds, "u", "b", 3, 0);
-    test[2] = tds_add(ds, "v", "a", 5, 0);
+    test[0] = tu_ds_add(ds, "u", "a", 1, 0);
+    test[1] = tu_ds_add(ds, "u", "b", 3, 0);
+    test[2] = tu_ds_add(ds, "v", "a", 5, 0);
     cb_rating_metrics m;
     cb_error err;
     float c = 3.0f;
@@ -131,7 +85,7 @@ static void rating_rmse_mae(void **state) {
     uint32_t bad = 99;
     assert_int_equal(cb_eval_rating(&m, ds, &bad, 1, pred_const, &c, &err), CB_EINVAL);
     assert_int_equal(cb_eval_rating(&m, ds, test, 0, pred_const, &c, &err), CB_EINVAL);
-    tds_free(ds);
+    cb_dataset_free(ds);
 }
 
 /* ---- top-K selection ---- */
@@ -189,13 +143,13 @@ static void topn_hand_computed(void **state) {
     cb_dataset *ds = tds_new();
     items_0_to(ds, 6);
     uint32_t train[2], test[5];
-    train[0] = tds_add(ds, "u0", "5", 3, 0);
-    test[0] = tds_add(ds, "u0", "0", 5, 0);
-    test[1] = tds_add(ds, "u0", "2", 4, 0);
-    test[2] = tds_add(ds, "u0", "3", 2, 0);
-    test[3] = tds_add(ds, "u1", "4", 2, 0);
-    train[1] = tds_add(ds, "u2", "1", 5, 0);
-    test[4] = tds_add(ds, "u2", "4", 4, 0);
+    train[0] = tu_ds_add(ds, "u0", "5", 3, 0);
+    test[0] = tu_ds_add(ds, "u0", "0", 5, 0);
+    test[1] = tu_ds_add(ds, "u0", "2", 4, 0);
+    test[2] = tu_ds_add(ds, "u0", "3", 2, 0);
+    test[3] = tu_ds_add(ds, "u1", "4", 2, 0);
+    train[1] = tu_ds_add(ds, "u2", "1", 5, 0);
+    test[4] = tu_ds_add(ds, "u2", "4", 4, 0);
     cb_split split = {train, test, 2, 5};
     const float scores[3 * 6] = {
         0.1f, 0.9f, 0.8f, 0.7f, 0.2f, 1.0f, /* u0 */
@@ -252,7 +206,16 @@ static void topn_hand_computed(void **state) {
     /* bad config */
     cfg.k = 0;
     assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_EINVAL);
-    tds_free(ds);
+    /* an index past the ratings: an error naming it, and nothing freed twice (ASan) */
+    cfg.k = 3;
+    uint32_t bad_test[1] = {(uint32_t)ds->n_ratings};
+    cb_split bad = {train, bad_test, 2, 1};
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &bad, score_table, &ts, &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "test index"));
+    bad = (cb_split){bad_test, test, 1, 5};
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &bad, score_table, &ts, &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "train index"));
+    cb_dataset_free(ds);
 }
 
 /* A caller-given list per user: lists[user] with lens[user] entries. */
@@ -281,15 +244,15 @@ static void topn_lists_known_values(void **state) {
     cb_dataset *ds = tds_new();
     items_0_to(ds, 10);
     uint32_t train[1], test[9];
-    train[0] = tds_add(ds, "a", "9", 4, 0);
-    test[0] = tds_add(ds, "a", "0", 5, 0);
-    test[1] = tds_add(ds, "a", "2", 4, 0);
-    test[2] = tds_add(ds, "a", "7", 4.5f, 0); /* relevant, never recommended */
+    train[0] = tu_ds_add(ds, "a", "9", 4, 0);
+    test[0] = tu_ds_add(ds, "a", "0", 5, 0);
+    test[1] = tu_ds_add(ds, "a", "2", 4, 0);
+    test[2] = tu_ds_add(ds, "a", "7", 4.5f, 0); /* relevant, never recommended */
     /* user b: six relevant items 0..5, list [0,1,2,3,4] -> all hits, K = 5 */
     for (int i = 0; i < 6; i++) {
         char id[16];
         snprintf(id, sizeof id, "%d", i);
-        test[3 + i] = tds_add(ds, "b", id, 5, 0);
+        test[3 + i] = tu_ds_add(ds, "b", id, 5, 0);
     }
     cb_split split = {train, test, 1, 9};
     const uint32_t lists[2 * 5] = {0, 1, 2, 3, 4, 0, 1, 2, 3, 4};
@@ -324,7 +287,7 @@ static void topn_lists_known_values(void **state) {
     fixed_lists f3 = {lists3, lens, 5};
     assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f3, &err), CB_EINVAL);
     assert_non_null(strstr(err.msg, "item 42"));
-    tds_free(ds);
+    cb_dataset_free(ds);
 }
 
 /* Diversity: genres 0:{a,b} 1:{a} 2:{c} 3:{} 4:{}. User x gets [0,1,2]:
@@ -337,9 +300,9 @@ static void topn_diversity_jaccard(void **state) {
     const char *sets[5] = {"ab", "a", "c", "", ""};
     tds_set_genres(ds, sets, 5);
     uint32_t train[1], test[2];
-    train[0] = tds_add(ds, "x", "4", 3, 0);
-    test[0] = tds_add(ds, "x", "1", 5, 0);
-    test[1] = tds_add(ds, "y", "1", 1, 0); /* y is skipped but still listed */
+    train[0] = tu_ds_add(ds, "x", "4", 3, 0);
+    test[0] = tu_ds_add(ds, "x", "1", 5, 0);
+    test[1] = tu_ds_add(ds, "y", "1", 1, 0); /* y is skipped but still listed */
     cb_split split = {train, test, 1, 2};
     const uint32_t lists[2 * 3] = {0, 1, 2, 3, 4, 0};
     const uint32_t lens[2] = {3, 2};
@@ -355,7 +318,7 @@ static void topn_diversity_jaccard(void **state) {
     /* popularity: item 4 rated once in training; slots 0,1,2,3,4 -> 1/5; rated by x: item 4 -> 1 */
     NEAR(m.pop_recommended, 0.2);
     NEAR(m.pop_rated, 1.0);
-    tds_free(ds);
+    cb_dataset_free(ds);
 }
 
 /* ---- fold files ---- */
@@ -363,10 +326,10 @@ static void topn_diversity_jaccard(void **state) {
 static void split_from_files(void **state) {
     (void)state;
     cb_dataset *ds = tds_new();
-    uint32_t r0 = tds_add(ds, "1", "10", 5, 100);
-    uint32_t r1 = tds_add(ds, "1", "20", 3, 101);
-    uint32_t r2 = tds_add(ds, "2", "10", 4, 102);
-    uint32_t r3 = tds_add(ds, "3", "30", 1, 103);
+    uint32_t r0 = tu_ds_add(ds, "1", "10", 5, 100);
+    uint32_t r1 = tu_ds_add(ds, "1", "20", 3, 101);
+    uint32_t r2 = tu_ds_add(ds, "2", "10", 4, 102);
+    uint32_t r3 = tu_ds_add(ds, "3", "30", 1, 103);
     char *dir = tu_tmpdir();
     char *base = tu_write(dir, "u1.base", "2\t10\t4\t102\n1\t10\t5\t100\n");
     char *test = tu_write(dir, "u1.test", "3\t30\t1\t103\n1\t20\t3\t101\n");
@@ -416,7 +379,7 @@ static void split_from_files(void **state) {
     free(bad3);
     free(bad4);
     free(bad5);
-    tds_free(ds);
+    cb_dataset_free(ds);
 }
 
 /* ---- results over folds ---- */

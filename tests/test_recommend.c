@@ -316,6 +316,35 @@ static void table_from_another_model_is_refused(void **state) {
     assert_null(h);
 }
 
+/* A model file whose feature transform does not match its towers' input
+ * widths (it can only be crafted: the checksum covers both) is refused on
+ * load instead of letting the towers read past the feature rows. */
+static void features_and_towers_must_agree(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_feature_config fc;
+    cb_feature_config_default(&fc);
+    fc.top_k_popular = 5; /* the model's transform has 20 */
+    uint32_t *all = malloc(f->ds->n_ratings * sizeof *all);
+    for (size_t i = 0; i < f->ds->n_ratings; i++) all[i] = (uint32_t)i;
+    cb_features *narrow = NULL;
+    assert_int_equal(cb_features_fit(&narrow, f->ds, all, f->ds->n_ratings, &fc, &err), CB_OK);
+    assert_int_not_equal(cb_features_user_dim(narrow), cb_features_user_dim(f->rec->features));
+    cb_features *keep = f->rec->features;
+    f->rec->features = narrow;
+    char *path = tu_path(f->dir, "mismatch.cbrec");
+    int rc = cb_rec_save(f->rec, path, &err);
+    f->rec->features = keep;
+    cb_features_free(narrow);
+    assert_int_equal(rc, CB_OK);
+    cb_rec *r = NULL;
+    assert_int_equal(cb_rec_load(&r, path, &err), CB_EFORMAT);
+    assert_null(r);
+    assert_non_null(strstr(err.msg, "towers take"));
+    free(path);
+    free(all);
+}
+
 static void block_list_filters(void **state) {
     fixture *f = *state;
     cb_error err;
@@ -506,6 +535,7 @@ int main(void) {
         cmocka_unit_test(cold_user_falls_back),
         cmocka_unit_test(new_user_from_json),
         cmocka_unit_test(table_from_another_model_is_refused),
+        cmocka_unit_test(features_and_towers_must_agree),
         cmocka_unit_test(block_list_filters),
         cmocka_unit_test(diversity_genre_cap_and_mmr),
         cmocka_unit_test(add_item_without_retraining),

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dataset.h"
+
 /* Make a fresh temporary directory; returns a static-lifetime malloc'd path. */
 static inline char *tu_tmpdir(void) {
     char tmpl[] = "/tmp/cbrec-test-XXXXXX";
@@ -61,6 +63,43 @@ static inline const char *tu_shared_data(const char *name) {
         if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode)) return buf;
     }
     return NULL;
+}
+
+/* ---- Small in-memory datasets for unit tests: ids interned in order of
+ * first use, ratings appended; no attribute columns (a test may add some).
+ * Free with cb_dataset_free. */
+static inline cb_dataset *tu_ds_new(void) {
+    cb_dataset *ds = calloc(1, sizeof *ds);
+    assert_non_null(ds);
+    ds->users = cb_vocab_create(NULL);
+    ds->items = cb_vocab_create(NULL);
+    assert_non_null(ds->users);
+    assert_non_null(ds->items);
+    ds->roles = (cb_roles){-1, -1, -1, -1, -1, -1};
+    ds->y_min = 1;
+    ds->y_max = 5;
+    return ds;
+}
+
+static inline uint32_t tu_ds_intern(cb_vocab *v, const char *id) {
+    uint32_t idx;
+    assert_int_equal(cb_vocab_intern(v, id, strlen(id), &idx, NULL, NULL), CB_OK);
+    return idx;
+}
+
+/* Append a rating and return its index into ds->ratings. */
+static inline uint32_t tu_ds_add(cb_dataset *ds, const char *user, const char *item, float y, uint32_t ts) {
+    if (ds->n_ratings == ds->cap_ratings) {
+        ds->cap_ratings = ds->cap_ratings ? 2 * ds->cap_ratings : 16;
+        ds->ratings = realloc(ds->ratings, ds->cap_ratings * sizeof *ds->ratings);
+        assert_non_null(ds->ratings);
+    }
+    cb_rating *r = &ds->ratings[ds->n_ratings];
+    r->user = tu_ds_intern(ds->users, user);
+    r->item = tu_ds_intern(ds->items, item);
+    r->y = y;
+    r->ts = ts;
+    return (uint32_t)ds->n_ratings++;
 }
 
 /* Skip the current test, printing why (cmocka prints [  SKIPPED ]). */

@@ -516,11 +516,17 @@ int cmd_eval(int argc, char **argv) {
     run R = {0};
     progress pg = {.quiet = o.quiet};
     int rc = run_eval(&R, &o, &pg, false, &err), status = CLI_OK;
-    if (!rc && o.json_out) {
+    if (!rc && o.json_out) { /* written atomically, like every file cbrec writes */
         json_t *j = results_json(&R, &o);
-        if (json_dump_file(j, o.json_out, JSON_INDENT(2) | JSON_REAL_PRECISION(6)))
-            rc = cb_fail(&err, CB_EIO, "%s: cannot write", o.json_out);
+        char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         json_decref(j);
+        cb_atomic_file af;
+        if (!s) rc = cb_fail(&err, CB_ENOMEM, "%s: out of memory", o.json_out);
+        else if (!(rc = cb_atomic_open(&af, o.json_out, &err))) {
+            fprintf(af.fp, "%s\n", s);
+            rc = cb_atomic_commit(&af, &err);
+        }
+        free(s);
     }
     if (rc) {
         status = cli_error(cmd, &err);
@@ -609,7 +615,7 @@ static const char *experiment_usage =
 int cmd_experiment(int argc, char **argv) {
     const char *cmd = "experiment";
     if (argc < 2 || (strcmp(argv[1], "retrieval") && strcmp(argv[1], "--help") && strcmp(argv[1], "-h"))) {
-        fputs(experiment_usage, argc < 2 ? stderr : stderr);
+        fputs(experiment_usage, stderr);
         return CLI_USAGE;
     }
     if (strcmp(argv[1], "retrieval")) {
@@ -670,19 +676,13 @@ int cmd_experiment(int argc, char **argv) {
         print_retrieval(stdout, rows, n_sizes, o.ec.topn.k, false);
     }
     if (o.tsv) {
-        FILE *f = fopen(o.tsv, "w");
-        if (!f) {
-            rc = cb_fail(&err, CB_EIO, "%s: %s", o.tsv, strerror(errno));
-            goto out;
-        }
-        fprintf(f, "size\tcandidates\trecall\tndcg\tmean_score\toverlap\tlatency_us\n");
+        cb_atomic_file af;
+        if ((rc = cb_atomic_open(&af, o.tsv, &err))) goto out;
+        fprintf(af.fp, "size\tcandidates\trecall\tndcg\tmean_score\toverlap\tlatency_us\n");
         for (size_t i = 0; i < n_sizes; i++)
-            fprintf(f, "%u\t%.3f\t%.6f\t%.6f\t%.6f\t%.6f\t%.3f\n", rows[i].size, rows[i].mean_candidates,
+            fprintf(af.fp, "%u\t%.3f\t%.6f\t%.6f\t%.6f\t%.6f\t%.3f\n", rows[i].size, rows[i].mean_candidates,
                     rows[i].recall, rows[i].ndcg, rows[i].mean_score, rows[i].overlap, rows[i].latency_us);
-        if (fclose(f)) {
-            rc = cb_fail(&err, CB_EIO, "%s: write error", o.tsv);
-            goto out;
-        }
+        if ((rc = cb_atomic_commit(&af, &err))) goto out;
     }
     if (o.plot && (rc = retrieval_plot(o.plot, rows, n_sizes, o.ec.topn.k, &err))) goto out;
     if (o.plot && !o.quiet) fprintf(stderr, "wrote %s\n", o.plot);

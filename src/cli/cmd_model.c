@@ -25,6 +25,7 @@ int cmd_predict(int argc, char **argv) {
         else if (c == 'h') return fputs(usage, stdout), CLI_OK;
         else return fputs(usage, stderr), CLI_USAGE;
     }
+    if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
     if (!model || !user || !n_items) return fputs(usage, stderr), CLI_USAGE;
     cb_error err;
     cb_rec *r;
@@ -72,6 +73,7 @@ int cmd_embed(int argc, char **argv) {
         else if (c == 'h') return fputs(usage, stdout), CLI_OK;
         else return fputs(usage, stderr), CLI_USAGE;
     }
+    if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
     if (!model || !out) return fputs(usage, stderr), CLI_USAGE;
     if (strcmp(format, "npy") && strcmp(format, "st")) return cli_fail(CLI_USAGE, cmd, "--format is npy or st");
     if (mkdir(out, 0777) != 0 && errno != EEXIST) return cli_fail(CLI_ERROR, cmd, "%s: cannot create: %s", out, strerror(errno));
