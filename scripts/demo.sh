@@ -24,8 +24,8 @@ fi
 echo "== cbrec inspect --data $DATA"
 ./cbrec inspect --data "$DATA" | head -n 3
 echo
-echo "== cbrec train (two towers, a few epochs)"
-./cbrec train --data "$DATA" --model "$OUT/model.cbrec" --epochs ${DEMO_EPOCHS:-4} --batch 128 --lr 0.003 \
+echo "== cbrec train (two towers, the default settings)"
+./cbrec train --data "$DATA" --model "$OUT/model.cbrec" --epochs ${DEMO_EPOCHS:-10} \
   --split temporal --test-frac 0.1 --valid-frac 0.05 --curve "$OUT/learning-curve.svg"
 ./cbrec precompute --model "$OUT/model.cbrec" --out "$OUT/similar.cbrec" -k 20
 echo
@@ -36,3 +36,9 @@ echo
 if [ "$SYNTH" = 1 ]; then ITEM=1; else ITEM="Toy Story (1995)"; fi
 echo "== cbrec similar --item \"$ITEM\""
 ./cbrec similar --model "$OUT/model.cbrec" --table "$OUT/similar.cbrec" --item "$ITEM" -k 10
+if [ "$SYNTH" = 0 ]; then
+  echo
+  echo "== cbrec recommend --new-user (cold start: someone who only says they like Adventure and Fantasy)"
+  printf '{"genre_ratings": {"Adventure": 5, "Fantasy": 5}}\n' > "$OUT/new-user.json"
+  ./cbrec recommend --model "$OUT/model.cbrec" --table "$OUT/similar.cbrec" --new-user "$OUT/new-user.json" -n 10
+fi

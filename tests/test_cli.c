@@ -238,12 +238,66 @@ static void inspect_movielens_counts(void **state) {
     free(out);
 }
 
+/* The acceptance commands of the recommend issue, on a model trained with the
+ * default settings on MovieLens latest-small. */
+static void movielens_acceptance(void **state) {
+    fixture *f = *state;
+    const char *d = tu_shared_data("ml-latest-small");
+    if (!d) TU_SKIP("../shared/data/ml-latest-small not present");
+    char *m = tu_path(f->dir, "ml.cbrec"), *out;
+    assert_int_equal(run(&out, "%s train --data %s --model %s -q", cbrec(), d, m), 0);
+    free(out);
+    assert_int_equal(run(&out, "%s similar --model %s --item 1 -k 10 --json", cbrec(), m), 0);
+    assert_int_equal(json_lines(out, not_item, "1"), 10);
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --user 1 -n 10 --explain --json", cbrec(), m), 0);
+    rec_ctx c = {m, 0};
+    assert_int_equal(json_lines(out, has_reasons, &c), 10);
+    free(out);
+    /* none rated by user 1; the new user who likes Adventure and Fantasy gets
+     * them first: the first item and at least 8 of the 10 carry either genre */
+    static const char *const py =
+        "import sys,json,csv\n"
+        "d=sys.argv[1]; mode=sys.argv[2]\n"
+        "recs=[json.loads(l)['item'] for l in sys.stdin if l.startswith('{')]\n"
+        "assert len(recs)==10, recs\n"
+        "if mode=='rated':\n"
+        "  rated={r[1] for r in csv.reader(open(d+'/ratings.csv')) if r[0]=='1'}\n"
+        "  assert not rated.intersection(recs), recs\n"
+        "else:\n"
+        "  g={r[0]:r[2].split('|') for r in csv.reader(open(d+'/movies.csv'))}\n"
+        "  ok=[('Adventure' in g[i] or 'Fantasy' in g[i]) for i in recs]\n"
+        "  assert ok[0] and sum(ok)>=8, [(i,g[i]) for i in recs]\n";
+    char *pyf = tu_path(f->dir, "check.py"), *nu = tu_path(f->dir, "nu.json"), *nu2 = tu_path(f->dir, "nu2.json");
+    free(tu_write(f->dir, "check.py", py));
+    free(tu_write(f->dir, "nu.json", "{\"genre_ratings\": {\"Adventure\": 5, \"Fantasy\": 5}}\n"));
+    free(tu_write(f->dir, "nu2.json", "{\"ratings\": {\"260\": 5, \"1196\": 4.5}}\n"));
+    int rc = run(&out, "%s recommend --model %s --user 1 -n 10 --json | /usr/bin/python3 %s %s rated", cbrec(), m, pyf, d);
+    if (rc) fprintf(stderr, "%s\n", out);
+    assert_int_equal(rc, 0);
+    free(out);
+    rc = run(&out, "%s recommend --model %s --new-user %s -n 10 --json | /usr/bin/python3 %s %s genres", cbrec(), m, nu,
+             pyf, d);
+    if (rc) fprintf(stderr, "%s\n", out);
+    assert_int_equal(rc, 0);
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --new-user %s -n 10 --json", cbrec(), m, nu2), 0);
+    assert_int_equal(json_lines(out, has_reasons, &c), 10);
+    assert_null(strstr(out, "\"item\": \"260\""));
+    assert_null(strstr(out, "\"item\":\"260\""));
+    free(out);
+    free(pyf);
+    free(nu);
+    free(nu2);
+    free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
-        cmocka_unit_test(inspect_movielens_counts),
+        cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }
