@@ -258,6 +258,25 @@ void cb_csv_set_debug(cb_csv *c, size_t block_size, int reference) {
     c->reference = reference != 0;
 }
 
+int cb_csv_seek(cb_csv *c, size_t offset, size_t line, cb_error *err) {
+    if (!c || c->started || line == 0)
+        return cb_fail(err, CB_EINVAL, "cb_csv_seek: bad argument, or the reader has started");
+    if (c->fd >= 0) {
+        if (lseek(c->fd, (off_t)offset, SEEK_SET) < 0) {
+            char ebuf[128];
+            return csv_fail(c, err, CB_EIO, "%s:%zu: cannot seek: %s", c->name, line,
+                            strerror_r(errno, ebuf, sizeof ebuf));
+        }
+    } else {
+        if (offset > c->mem_len) return cb_fail(err, CB_EINVAL, "cb_csv_seek: offset past the end");
+        c->mem_pos = offset;
+    }
+    c->started = 1;
+    c->line = line;
+    c->bytes = offset;
+    return CB_OK;
+}
+
 size_t cb_csv_line(const cb_csv *c) { return c ? c->rec_line : 0; }
 const char *cb_csv_name(const cb_csv *c) { return c ? c->name : NULL; }
 size_t cb_csv_bytes(const cb_csv *c) { return c ? c->bytes : 0; }

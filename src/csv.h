@@ -38,6 +38,12 @@ void cb_csv_close(cb_csv *c); /* NULL is a no-op */
  * end of file, or a negative CB_E* code with `err` naming file and line. */
 int cb_csv_next(cb_csv *c, char ***fields, size_t **lens, size_t *n_fields, cb_error *err);
 
+/* Start reading at byte `offset` of the input, which the caller knows to be
+ * the start of line `line` and of a record (no byte-order mark is looked for
+ * there; cb_csv_bytes() counts from `offset`). For resuming a file part of
+ * which was read another way. Call before the first cb_csv_next. */
+int cb_csv_seek(cb_csv *c, size_t offset, size_t line, cb_error *err);
+
 /* 1-based line number where the last returned record started. */
 size_t cb_csv_line(const cb_csv *c);
 const char *cb_csv_name(const cb_csv *c);

@@ -85,6 +85,11 @@ typedef struct cb_load_options {
     bool skip_bad_rows;    /* skip malformed rows (counted in n_skipped) instead of failing */
     float y_min, y_max;    /* declared rating range; both 0 = no check */
     const char *schema;    /* generic layout: path of a schema file (see README) */
+    /* For tests: read ratings files with the general (reference) path only, or
+     * give each fast-path thread chunks of about this many bytes (0 = the
+     * default; small values make small files take the multi-chunk paths). */
+    bool ratings_reference;
+    size_t ratings_chunk;
 } cb_load_options;
 void cb_load_options_default(cb_load_options *o);
 
