@@ -453,62 +453,97 @@ static void find_dup_lines(const cb_ratings_spec *sp, const char *u, const char 
     cb_csv_close(c);
 }
 
-/* Duplicate (user, item) pairs: counting sort of rating indices by user
- * (stable, so each user's ratings stay in file order), then a per-item marker
- * holding the last user seen. Later duplicates are dropped when skipping. */
-static int check_duplicates(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
+/* The range of the ratings, gathered by check_duplicates when it can. */
+typedef struct y_range {
+    float lo, hi;
+    bool binary;
+    bool valid; /* false: not gathered, or ratings were dropped since */
+} y_range;
+
+/* Duplicate (user, item) pairs, found with a per-item marker holding the last
+ * user seen while going through each user's ratings in file order. Files
+ * grouped by user (MovieLens, most exports) have non-decreasing user indices,
+ * since ids are numbered as they first appear: they are in that order
+ * already, and one pass checks them and gathers the rating range on the way.
+ * Other files are put in user order by a stable counting sort of rating
+ * indices. Later duplicates are dropped when skipping; otherwise the first
+ * met is reported. */
+static int check_duplicates(cb_loader *L, const cb_ratings_spec *sp, y_range *range, cb_error *err) {
     cb_dataset *ds = L->ds;
+    const cb_rating *r = ds->ratings;
     uint32_t n_users = cb_vocab_size(ds->users), n_items = cb_vocab_size(ds->items);
-    size_t n = ds->n_ratings;
+    size_t n = ds->n_ratings, n_dup = 0, first_dup = SIZE_MAX;
+    const bool skip = L->opt.skip_bad_rows;
     int rc = CB_OK;
-    /* Files grouped by user (MovieLens, most exports) have non-decreasing user
-     * indices, since ids are numbered as they first appear: then the ratings
-     * are already in user order and the 4-byte-per-rating index is not needed. */
-    bool grouped = true;
-    for (size_t i = 1; i < n && grouped; i++) grouped = ds->ratings[i].user >= ds->ratings[i - 1].user;
-    uint32_t *start = cb_calloc((size_t)n_users + 1, sizeof *start, err);
-    uint32_t *order = grouped ? NULL : cb_malloc((n ? n : 1) * sizeof *order, err);
+    uint32_t *start = NULL, *order = NULL;
+    uint8_t *drop = skip ? cb_calloc(n ? n : 1, 1, err) : NULL;
     uint32_t *mark = cb_malloc(((size_t)n_items + 1) * sizeof *mark, err);
-    uint8_t *drop = NULL;
-    if (!start || (!grouped && !order) || !mark) {
+    if (!mark || (skip && !drop)) {
         rc = CB_ENOMEM;
         goto done;
     }
-    for (size_t i = 0; i < n; i++) start[ds->ratings[i].user + 1]++;
-    for (uint32_t u = 0; u < n_users; u++) start[u + 1] += start[u];
-    if (grouped) memmove(start, start + 1, (size_t)n_users * sizeof *start); /* start[u] = end of u */
-    else
-        for (size_t i = 0; i < n; i++) order[start[ds->ratings[i].user]++] = (uint32_t)i;
-    /* start[u] is now the end of user u; its beginning is start[u-1] (0 for u=0). */
     memset(mark, 0xff, ((size_t)n_items + 1) * sizeof *mark);
-    size_t n_dup = 0;
-    for (uint32_t u = 0; u < n_users; u++) {
-        uint32_t b = u ? start[u - 1] : 0, e = start[u];
-        for (uint32_t k = b; k < e; k++) {
-            uint32_t i = grouped ? k : order[k];
-            uint32_t it = ds->ratings[i].item;
-            if (mark[it] != u) {
-                mark[it] = u;
-                continue;
-            }
-            if (!L->opt.skip_bad_rows) {
-                const char *un = cb_vocab_name(ds->users, u), *in = cb_vocab_name(ds->items, it);
-                size_t l1 = 0, l2 = 0;
-                if (sp) find_dup_lines(sp, un, in, &l1, &l2);
-                rc = cb_fail(err, CB_EPARSE, "%s:%zu: duplicate rating for user '%s' and item '%s' (first at line %zu)",
-                             sp ? sp->path : ds->path, l2, un, in, l1);
-                goto done;
-            }
-            if (!drop) {
-                drop = cb_calloc(n, 1, err);
-                if (!drop) {
-                    rc = CB_ENOMEM;
-                    goto done;
-                }
-            }
-            drop[i] = 1;
-            n_dup++;
+
+    float lo = INFINITY, hi = -INFINITY;
+    bool binary = true, grouped = true;
+    uint32_t prev_user = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = r[i].user, it = r[i].item;
+        float y = r[i].y;
+        if (u < prev_user) {
+            grouped = false;
+            break;
         }
+        prev_user = u;
+        if (y < lo) lo = y;
+        if (y > hi) hi = y;
+        if (y != 0.0f && y != 1.0f) binary = false;
+        if (mark[it] != u) {
+            mark[it] = u;
+            continue;
+        }
+        if (first_dup == SIZE_MAX) first_dup = i;
+        if (skip) drop[i] = 1;
+        n_dup++;
+    }
+    if (grouped) {
+        *range = (y_range){lo, hi, binary, n_dup == 0};
+    } else { /* start over in user order */
+        n_dup = 0;
+        first_dup = SIZE_MAX;
+        if (skip) memset(drop, 0, n);
+        memset(mark, 0xff, ((size_t)n_items + 1) * sizeof *mark);
+        start = cb_calloc((size_t)n_users + 1, sizeof *start, err);
+        order = cb_malloc(n * sizeof *order, err);
+        if (!start || !order) {
+            rc = CB_ENOMEM;
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++) start[r[i].user + 1]++;
+        for (uint32_t u = 0; u < n_users; u++) start[u + 1] += start[u];
+        for (size_t i = 0; i < n; i++) order[start[r[i].user]++] = (uint32_t)i;
+        /* start[u] is now the end of user u; its beginning is start[u-1] (0 for u=0). */
+        for (uint32_t u = 0; u < n_users && (skip || !n_dup); u++) {
+            for (uint32_t k = u ? start[u - 1] : 0; k < start[u]; k++) {
+                uint32_t i = order[k], it = r[i].item;
+                if (mark[it] != u) {
+                    mark[it] = u;
+                    continue;
+                }
+                if (first_dup == SIZE_MAX) first_dup = i;
+                if (skip) drop[i] = 1;
+                n_dup++;
+            }
+        }
+    }
+    if (n_dup && !skip) {
+        const char *un = cb_vocab_name(ds->users, r[first_dup].user);
+        const char *in = cb_vocab_name(ds->items, r[first_dup].item);
+        size_t l1 = 0, l2 = 0;
+        if (sp) find_dup_lines(sp, un, in, &l1, &l2);
+        rc = cb_fail(err, CB_EPARSE, "%s:%zu: duplicate rating for user '%s' and item '%s' (first at line %zu)",
+                     sp ? sp->path : ds->path, l2, un, in, l1);
+        goto done;
     }
     if (n_dup) {
         size_t w = 0;
@@ -551,8 +586,9 @@ static void resolve_roles(cb_dataset *ds) {
 int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_error *err) {
     cb_dataset *ds = L->ds;
     int rc;
+    y_range range = {0};
     if (!ds->prejoined) {
-        rc = check_duplicates(L, sp, err);
+        rc = check_duplicates(L, sp, &range, err);
         if (rc) goto fail;
     }
     if (ds->n_ratings == 0) {
@@ -567,14 +603,17 @@ int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_e
             ds->cap_ratings = ds->n_ratings;
         }
     }
-    float lo = INFINITY, hi = -INFINITY;
-    bool binary = true;
-    for (size_t i = 0; i < ds->n_ratings; i++) {
-        float y = ds->ratings[i].y;
-        if (y < lo) lo = y;
-        if (y > hi) hi = y;
-        if (y != 0.0f && y != 1.0f) binary = false;
+    if (!range.valid) {
+        range = (y_range){INFINITY, -INFINITY, true, true};
+        for (size_t i = 0; i < ds->n_ratings; i++) {
+            float y = ds->ratings[i].y;
+            if (y < range.lo) range.lo = y;
+            if (y > range.hi) range.hi = y;
+            if (y != 0.0f && y != 1.0f) range.binary = false;
+        }
     }
+    float lo = range.lo, hi = range.hi;
+    bool binary = range.binary;
     ds->binary = L->declared_binary || binary;
     if (L->declared_range) {
         ds->y_min = L->opt.y_min;

@@ -156,6 +156,10 @@ typedef struct fast_spec {
     size_t max_line;
     bool check_range, binary, has_rating, has_ts;
     float lo, hi;
+    /* Values of ratings with at most one decimal and up to 127 digit units
+     * ("4.5" is short_y[1][45]), computed as below: a division per rating
+     * would be a fifth of the parse. */
+    float short_y[2][128];
     /* Maps of closed vocabularies (ids must already be known), resolved while
      * parsing; NULL for an open one, whose rows hold the id's value. */
     const idmap *user_closed, *item_closed;
@@ -279,7 +283,7 @@ static inline const char *fast_line(const fast_spec *fs, const char *p, cb_ratin
                 if (n_frac == 0 || n_int + n_frac > 15) return NULL;
                 v = v * (uint64_t)p10[n_frac] + frac;
             }
-            y = (float)((double)v / p10[n_frac]);
+            y = n_frac < 2 && v < 128 ? fs->short_y[n_frac][v] : (float)((double)v / p10[n_frac]);
             if (fs->check_range && (y < fs->lo || y > fs->hi)) return NULL;
             if (fs->binary && y != 0.0f && y != 1.0f) return NULL;
             break;
@@ -398,6 +402,10 @@ static bool fast_spec_init(fast_spec *fs, const cb_loader *L, const cb_ratings_s
     fs->binary = L->declared_binary;
     fs->lo = L->opt.y_min;
     fs->hi = L->opt.y_max;
+    for (int v = 0; v < 128; v++) {
+        fs->short_y[0][v] = (float)v;
+        fs->short_y[1][v] = (float)((double)v / 10.0);
+    }
     fs->user_closed = L->users_file ? user_map : NULL;
     fs->item_closed = L->items_file ? item_map : NULL;
     return true;

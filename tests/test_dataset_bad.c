@@ -178,6 +178,30 @@ static void test_duplicates_and_unknown_ids(void **state) {
     d = ml_dir("userId,movieId,rating,timestamp\n1,1,4,5\n1,2,4,5\n1,1,3,9\n2,1,4,5\n");
     expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 4, "duplicate rating for user '1' and item '1' (first at line 2)");
     done(d);
+    /* Not grouped, with a duplicate of user 2 in a grouped start: user 1's,
+     * met first in user order, is the one reported. */
+    d = ml_dir("userId,movieId,rating,timestamp\n1,1,4,5\n2,2,4,5\n2,2,3,6\n1,1,3,9\n");
+    expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 5, "duplicate rating for user '1' and item '1' (first at line 2)");
+    done(d);
+    /* Skipping: the later of each pair is dropped, grouped or not, and the
+     * range (observed: a folder with only ratings.csv) is that of the
+     * ratings kept. */
+    cb_load_options opt;
+    cb_load_options_default(&opt);
+    opt.skip_bad_rows = true;
+    static const char *const dup_files[2] = {"userId,movieId,rating,timestamp\n1,1,4,5\n1,1,5,6\n2,1,0.5,5\n",
+                                             "userId,movieId,rating,timestamp\n1,1,4,5\n2,1,0.5,5\n1,1,5,6\n"};
+    for (int k = 0; k < 2; k++) {
+        d = tu_tmpdir();
+        free(tu_write(d, "ratings.csv", dup_files[k]));
+        cb_dataset *ds = expect_ok(d, &opt);
+        assert_int_equal(ds->n_ratings, 2);
+        assert_int_equal(ds->n_skipped, 1);
+        assert_true(ds->ratings[0].y == 4.0f && ds->ratings[1].y == 0.5f);
+        assert_true(ds->y_min == 0.5f && ds->y_max == 4.0f);
+        cb_dataset_free(ds);
+        done(d);
+    }
     d = ml_dir("userId,movieId,rating,timestamp\n1,1,4,5\n1,99,4,5\n");
     expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 3, "unknown item id '99' (not in movies.csv)");
     done(d);
