@@ -144,6 +144,7 @@ static int id_lookup(cb_vocab *v, idmap *m, bool closed, const char *s, size_t n
 #define FAST_MAX_FIELDS 32
 #define FAST_MIN_CHUNK ((size_t)1 << 20) /* bytes per thread at least */
 #define FAST_MAX_THREADS 8
+#define FAST_WINDOW ((size_t)4 << 20) /* bytes read before their pages are given back */
 
 enum { ROLE_SKIP, ROLE_USER, ROLE_ITEM, ROLE_RATING, ROLE_TS };
 
@@ -154,6 +155,7 @@ typedef struct fast_spec {
     uint8_t role[FAST_MAX_FIELDS];
     size_t n_fields, need;  /* exact field count, or 0 and the least count */
     size_t max_line;
+    size_t page; /* bytes per memory page */
     bool check_range, binary, has_rating, has_ts;
     float lo, hi;
     /* Values of ratings with at most one decimal and up to 127 digit units
@@ -318,22 +320,41 @@ static inline const char *fast_line(const fast_spec *fs, const char *p, cb_ratin
     return p + 1;
 }
 
+/* Give back the mapped pages wholly inside [from, to), so that resident
+ * memory stays at a few windows of the file however large it is. The map is
+ * read-only and the file unchanged: a page touched again (a neighbour
+ * chunk's, or in the next pass) is simply read again from the page cache. */
+static void drop_pages(const char *from, const char *to, size_t page) {
+    uintptr_t a = ((uintptr_t)from + page - 1) / page * page, b = (uintptr_t)to / page * page;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 static void *fast_count(void *arg) {
     fast_chunk *ch = arg;
-    ch->n_lines = count_newlines(ch->begin, ch->end);
+    size_t n = 0;
+    for (const char *w = ch->begin; w < ch->end; w += FAST_WINDOW) {
+        const char *w_end = (size_t)(ch->end - w) > FAST_WINDOW ? w + FAST_WINDOW : ch->end;
+        n += count_newlines(w, w_end);
+        drop_pages(w, w_end, ch->fs->page);
+    }
+    ch->n_lines = n;
     return NULL;
 }
 
 static void *fast_parse(void *arg) {
     fast_chunk *ch = arg;
     const fast_spec *fs = ch->fs;
-    const char *p = ch->begin, *end = ch->end;
+    const char *p = ch->begin, *end = ch->end, *window = p;
     cb_rating *r = ch->rows;
     while (p < end) {
         const char *next = fast_line(fs, p, r);
         if (!next) break;
         p = next;
         r++;
+        if ((size_t)(p - window) >= FAST_WINDOW) {
+            drop_pages(window, p, fs->page);
+            window = p;
+        }
     }
     ch->n_rows = (size_t)(r - ch->rows);
     ch->stop = p;
@@ -394,6 +415,9 @@ static bool fast_spec_init(fast_spec *fs, const cb_loader *L, const cb_ratings_s
         fs->role[cols[k]] = (uint8_t)(ROLE_USER + k);
         if ((size_t)cols[k] + 1 > fs->need) fs->need = (size_t)cols[k] + 1;
     }
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) return false;
+    fs->page = (size_t)page;
     fs->delim = (char)d;
     fs->quoting = sp->csv.quoting != 0;
     fs->n_fields = sp->n_fields;
