@@ -1,11 +1,15 @@
 /* dataset_ratings — the ratings-file reader every layout goes through, so
  * strictness, error messages and speed are the same everywhere.
  *
- * Ratings are appended into one pre-sized array (no per-row allocation),
- * numbers are parsed with a fast path that falls back to strtod only for
- * unusual spellings, numeric ids are resolved through a direct array, and the
- * user id of the previous row is remembered because rating files are grouped
- * by user. */
+ * Two paths share the work. The fast path (below) reads plain numeric lines
+ * straight from a memory map on every core; the general path, built on the
+ * csv reader, takes over at the first line the fast path does not take and
+ * holds every check and message. Both append into one pre-sized array (no
+ * per-row allocation) and resolve numeric ids through a direct array; the
+ * general path parses numbers with a fast path that falls back to strtod only
+ * for unusual spellings, and remembers the previous row's user because rating
+ * files are grouped by user. tests/test_ratings_fast.c checks that the two
+ * paths give identical datasets and messages. */
 #include "dataset_internal.h"
 
 #include <fcntl.h>
