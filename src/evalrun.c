@@ -68,6 +68,9 @@ void cb_evalrun_config_default(cb_evalrun_config *c) {
     c->implicit_epochs = 3; /* 5x the examples of the rating model per epoch */
     c->cold_impute = true;
     c->cold_neighbours = 200;
+    c->implicit_cold_attrs = true;
+    c->implicit_neg_alpha = 0;
+    c->cold_neg_alpha = 1;
     /* The pipeline row retrieves from the cheap sources only: with the
      * embedding source on (cbrec recommend's default), its top 50 by v_u.v_m
      * already holds the full-catalog top K, and the lists equal the
@@ -210,12 +213,15 @@ typedef struct implicit_model {
     cb_model *model;
     float *user_vecs, *item_vecs;
     uint32_t n_users, n_items, dim;
+    float *log_q;               /* [n_items] log of the negatives' sampling weight; NULL: uniform */
+    float head_scale, head_bias; /* the BCE head: logit = scale * dot + bias */
 } implicit_model;
 
 static void implicit_free(implicit_model *im) {
     cb_model_free(im->model);
     free(im->user_vecs);
     free(im->item_vecs);
+    free(im->log_q);
     memset(im, 0, sizeof *im);
 }
 
@@ -225,13 +231,51 @@ static int implicit_score(void *vctx, uint32_t user, float *scores, uint32_t n_i
         return cb_fail(err, CB_EINVAL, "implicit scorer: user %u / %u items out of range", user, n_items);
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n_items, (int)im->dim, 1.0f, im->item_vecs, (int)im->dim,
                 im->user_vecs + (size_t)user * im->dim, 1, 0.0f, scores, 1);
+    if (im->log_q) {
+        /* negatives drawn from q: the logit estimates log p(item | user) - log q(item) + const,
+         * so add log q back (the "logQ correction") to rank by p(item | user) */
+        for (uint32_t i = 0; i < n_items; i++) scores[i] = im->head_scale * scores[i] + im->head_bias + im->log_q[i];
+        return CB_OK;
+    }
     /* the head p = sigmoid(s.dot + c) is monotone in s.dot: rank by probability */
     for (uint32_t i = 0; i < n_items; i++) scores[i] = cb_model_score_to_prediction(im->model, scores[i]);
     return CB_OK;
 }
 
+/* Popularity-aware negatives: cdf[0..ni] the cumulative sampling weights
+ * (count_i + 1)^alpha of the items by training count, log_q[i] the log of
+ * item i's weight (the correction added to the logit when ranking). */
+static int negative_weights(double **cdf_out, float **log_q_out, const cb_dataset *ds, const cb_split *sp, uint32_t ni,
+                            double alpha, cb_error *err) {
+    double *cdf = cb_calloc((size_t)ni + 1, sizeof *cdf, err);
+    float *log_q = cb_malloc(((size_t)ni + 1) * sizeof *log_q, err);
+    if (!cdf || !log_q) {
+        free(cdf);
+        free(log_q);
+        return CB_ENOMEM;
+    }
+    for (size_t j = 0; j < sp->n_train; j++) cdf[ds->ratings[sp->train[j]].item + 1] += 1.0;
+    for (uint32_t i = 0; i < ni; i++) {
+        double w = pow(cdf[i + 1] + 1.0, alpha);
+        log_q[i] = (float)log(w);
+        cdf[i + 1] = cdf[i] + w;
+    }
+    *cdf_out = cdf;
+    *log_q_out = log_q;
+    return CB_OK;
+}
+
+/* What differs between the warm and the cold (attributes-only) ranker. */
+typedef struct implicit_variant {
+    const cb_feature_config *features;
+    bool impute;        /* rewrite cold users' rows (cold_impute) before embedding them */
+    double neg_alpha;   /* popularity-aware negatives (0: uniform) */
+    bool linear_user;   /* user tower without hidden layers */
+} implicit_variant;
+
 static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const cb_dataset *ds, const cb_split *sp,
-                          cb_error *err) {
+                          const implicit_variant *v, cb_error *err) {
+    const cb_feature_config *fcfg = v->features;
     memset(im, 0, sizeof *im);
     const uint32_t nu = cb_dataset_n_users(ds), ni = cb_dataset_n_items(ds), neg = c->implicit_negatives;
     cb_features *f = NULL;
@@ -244,7 +288,7 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
     if (n_ex / (1 + (size_t)neg) != sp->n_train || n_ex > UINT32_MAX)
         return cb_fail(err, CB_EINVAL, "implicit model: %zu training ratings x %u negatives do not fit 32-bit example indices",
                        sp->n_train, neg);
-    int rc = cb_features_fit(&f, ds, sp->train, sp->n_train, &c->features, err);
+    int rc = cb_features_fit(&f, ds, sp->train, sp->n_train, fcfg, err);
     if (rc) return rc;
     uint32_t du = cb_features_user_dim(f), dm = cb_features_item_dim(f);
     X_u = cb_calloc((size_t)nu * du + 1, sizeof *X_u, err);
@@ -258,6 +302,8 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
     if (!X_u || !X_m || !ex || !idx || !has || (bits <= ((size_t)1 << 33) && !rated)) rc = CB_ENOMEM;
     if (!rc) rc = cb_features_users(f, ds, sp->train, sp->n_train, X_u, err);
     if (!rc) rc = cb_features_items(f, ds, X_m, err);
+    double *cdf = NULL; /* negatives: uniform (NULL) or by popularity */
+    if (!rc && v->neg_alpha > 0) rc = negative_weights(&cdf, &im->log_q, ds, sp, ni, v->neg_alpha, err);
     if (!rc) {
         for (size_t j = 0; j < sp->n_train && rated; j++) {
             const cb_rating *r = &ds->ratings[sp->train[j]];
@@ -273,7 +319,18 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
             for (uint32_t k = 0; k < neg; k++) {
                 uint32_t item = 0;
                 for (int tries = 0; tries < 20; tries++) { /* a dense user may leave few unrated items */
-                    item = (uint32_t)cb_rng_below(&rng, ni);
+                    if (cdf) {
+                        double x = cb_rng_uniform(&rng) * cdf[ni];
+                        uint32_t lo = 0, hi = ni - 1; /* the first i with cdf[i + 1] > x */
+                        while (lo < hi) {
+                            uint32_t mid = lo + (hi - lo) / 2;
+                            if (cdf[mid + 1] > x) hi = mid;
+                            else lo = mid + 1;
+                        }
+                        item = lo;
+                    } else {
+                        item = (uint32_t)cb_rng_below(&rng, ni);
+                    }
                     size_t b = (size_t)r->user * ni + item;
                     if (!rated || !(rated[b / 64] >> (b % 64) & 1)) break;
                 }
@@ -288,6 +345,7 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
         mc.target_scale = 1.0f;
         mc.target_shift = 0.0f;
         mc.patience = 0;
+        if (v->linear_user) mc.n_user_layers = 0;
         if (c->implicit_epochs) mc.epochs = c->implicit_epochs;
         const char *why = cb_model_config_check(&mc);
         if (why) rc = cb_fail(err, CB_EINVAL, "implicit model: %s", why);
@@ -297,7 +355,14 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
         if (!rc) rc = cb_model_train(im->model, &td, NULL, NULL, NULL, err);
         if (rc == CB_ENUMERIC) rc = CB_OK; /* the last finite epoch is kept */
     }
-    if (!rc && c->cold_impute) rc = impute_cold_rows(X_u, f, has, nu, c->cold_neighbours, &n_cold, err);
+    free(cdf);
+    for (size_t t = 0; !rc && t < cb_model_n_tensors(im->model); t++) {
+        cb_tensor ts;
+        cb_model_tensor(im->model, t, &ts);
+        if (!strcmp(ts.name, "head.scale")) im->head_scale = ts.data[0];
+        if (!strcmp(ts.name, "head.bias")) im->head_bias = ts.data[0];
+    }
+    if (!rc && v->impute) rc = impute_cold_rows(X_u, f, has, nu, c->cold_neighbours, &n_cold, err);
     if (!rc) {
         im->n_users = nu, im->n_items = ni, im->dim = c->model.dim;
         im->user_vecs = cb_malloc((size_t)nu * im->dim * sizeof(float) + 1, err);
@@ -314,6 +379,54 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
     free(idx);
     free(rated);
     free(has);
+    return rc;
+}
+
+/* The implicit ranker as measured: `warm` for users with training ratings
+ * (and for cold users without implicit_cold_attrs), `cold` — trained with
+ * the attribute columns as the only user features — for users without
+ * training ratings when implicit_cold_attrs is set. Either model is trained only when a
+ * test user needs it. */
+typedef struct implicit_pair {
+    implicit_model warm, cold;
+    uint8_t *has;  /* has[u]: u has training ratings */
+} implicit_pair;
+
+static int implicit_pair_score(void *vctx, uint32_t user, float *scores, uint32_t n_items, cb_error *err) {
+    const implicit_pair *p = vctx;
+    bool cold = p->cold.model && (!p->warm.model || (user < p->cold.n_users && !p->has[user]));
+    return implicit_score(cold ? (void *)&p->cold : (void *)&p->warm, user, scores, n_items, err);
+}
+
+/* Whether the dataset has user attribute columns the attrs-only tower can use. */
+static bool has_user_attrs(const cb_dataset *ds) {
+    return ds->user_attr.n_cols > ds->user_lead_cols && ds->user_attr.n_rows == cb_dataset_n_users(ds);
+}
+
+static int implicit_fit(implicit_pair *p, const cb_evalrun_config *c, const cb_dataset *ds, const cb_split *sp,
+                        cb_error *err) {
+    memset(p, 0, sizeof *p);
+    p->has = users_with_ratings(ds, sp->train, sp->n_train, err);
+    if (!p->has) return CB_ENOMEM;
+    bool cold_test = false, warm_test = false;
+    for (size_t j = 0; j < sp->n_test; j++) {
+        if (p->has[ds->ratings[sp->test[j]].user]) warm_test = true;
+        else cold_test = true;
+    }
+    bool attrs = c->implicit_cold_attrs && cold_test && has_user_attrs(ds);
+    int rc = CB_OK;
+    if (!attrs || warm_test) {
+        implicit_variant v = {&c->features, c->cold_impute, c->implicit_neg_alpha, false};
+        rc = implicit_train(&p->warm, c, ds, sp, &v, err);
+    }
+    if (!rc && attrs) {
+        cb_feature_config fc = c->features;
+        fc.user_stats = fc.user_genres = false;
+        fc.top_k_popular = 0;
+        fc.user_attrs = true;
+        implicit_variant v = {&fc, false, c->cold_neg_alpha, true};
+        rc = implicit_train(&p->cold, c, ds, sp, &v, err);
+    }
     return rc;
 }
 
@@ -461,17 +574,19 @@ int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalr
     if (c->models & ((1u << CB_EVALRUN_TWOTOWER) | (1u << CB_EVALRUN_PIPELINE)))
         if ((rc = eval_twotower(results, n_results, c, ds, sp, fold, out_rec, out_train, err))) return rc;
     if ((c->models & (1u << CB_EVALRUN_IMPLICIT)) && c->topn_enabled) {
-        implicit_model im;
         if ((rc = push_result(results, n_results, CB_EVALRUN_IMPLICIT, fold, sp, err))) return rc;
         cb_eval_result *r = &(*results)[*n_results - 1];
         double t0 = cb_now();
-        if ((rc = implicit_train(&im, c, ds, sp, err))) return rc;
+        implicit_pair ip = {0};
+        rc = implicit_fit(&ip, c, ds, sp, err);
         r->fit_seconds = cb_now() - t0;
         t0 = cb_now();
-        rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, implicit_score, &im, err);
+        if (!rc) rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, implicit_pair_score, &ip, err);
         r->has_topn = rc == CB_OK;
         r->eval_seconds = cb_now() - t0;
-        implicit_free(&im);
+        implicit_free(&ip.warm);
+        implicit_free(&ip.cold);
+        free(ip.has);
         if (rc) return rc;
     }
     static const struct {

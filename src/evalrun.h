@@ -78,6 +78,11 @@ typedef struct cb_evalrun_config {
     uint32_t implicit_epochs;      /* its epochs (3; 0: model.epochs) */
     bool cold_impute;              /* impute cold users' rating-derived features (true) */
     uint32_t cold_neighbours;      /* from this many attribute-nearest training users (200) */
+    double implicit_neg_alpha;     /* negatives drawn with probability ~ (training count + 1)^alpha
+                                      and log q added back to the logit when ranking (0: uniform) */
+    bool implicit_cold_attrs;      /* two-tower/implicit ranks cold users with a second tower
+                                      pair: attribute features only, linear user tower (true) */
+    double cold_neg_alpha;         /* implicit_neg_alpha of that cold-user ranker (1) */
     cb_recommend_config recommend; /* the pipeline model's config (n is set to topn.k): the
                                       default with the embedding source off (cheap sources only) */
     cb_epoch_fn on_epoch;          /* progress of the two-tower rating model (may be NULL) */

@@ -151,6 +151,27 @@ static void cold_users(void **state) {
     assert_int_equal(cb_evalrun_split(&raw, &n_raw, &c, ds, &sp, 0, NULL, NULL, &err), CB_OK);
     assert_true(raw[0].rating.rmse != res[0].rating.rmse);
     free(raw);
+    /* the implicit ranker: attribute-only towers (default) vs the warm towers on
+     * imputed rows, and popularity-aware negatives with the log q correction */
+    c.cold_impute = true;
+    c.models = 1u << CB_EVALRUN_IMPLICIT;
+    assert_true(c.implicit_cold_attrs);
+    cb_eval_result *alt = NULL;
+    size_t n_alt = 0;
+    c.implicit_cold_attrs = false;
+    c.implicit_neg_alpha = 0.5;
+    assert_int_equal(cb_evalrun_split(&alt, &n_alt, &c, ds, &sp, 0, NULL, NULL, &err), CB_OK);
+    c.implicit_cold_attrs = true;
+    c.cold_neg_alpha = 0;
+    assert_int_equal(cb_evalrun_split(&alt, &n_alt, &c, ds, &sp, 0, NULL, NULL, &err), CB_OK);
+    assert_int_equal(n_alt, 2);
+    for (size_t i = 0; i < n_alt; i++) {
+        assert_true(alt[i].has_topn && alt[i].topn.n_users_evaluated == res[1].topn.n_users_evaluated);
+        assert_true(alt[i].topn.ndcg >= 0 && alt[i].topn.ndcg <= 1);
+    }
+    /* different models rank differently */
+    assert_true(alt[0].topn.ndcg != res[1].topn.ndcg || alt[1].topn.ndcg != res[1].topn.ndcg);
+    free(alt);
     free(res);
     cb_split_free(&sp);
     cb_dataset_free(ds);
