@@ -71,6 +71,8 @@ typedef struct cb_dataset {
     bool prejoined;        /* course-lab style: user/item tables are given features,
                               duplicate (user, item) rows allowed */
     char **titles;         /* [n_items] UTF-8 titles, entries may be NULL; NULL if none */
+    bool no_title_years;   /* schema said items.year_from_title = no: never parse a
+                              year from the titles */
     cb_table user_attr;    /* rows = cb_vocab_size(users) */
     cb_table item_attr;    /* rows = cb_vocab_size(items) */
     cb_roles roles;

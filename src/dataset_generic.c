@@ -351,6 +351,7 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
             goto done;
         }
     }
+    if (is_items && !fs->year_from_title) L->ds->no_title_years = true;
     if (is_items && title_col >= 0 && fs->year_from_title && cb_table_find(tb->t, "year") < 0) {
         year_col = cb_tb_add_col(tb, "year", CB_COL_NUMERIC, err);
         if (year_col < 0) {

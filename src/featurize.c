@@ -963,7 +963,7 @@ static int fit_body(cb_features *f, const cb_dataset *ds, const uint32_t *train_
         /* items */
         int year_col = ds->roles.item_year;
         if (year_col >= 0 && ((uint32_t)year_col >= it->n_cols || it->cols[year_col].kind != CB_COL_NUMERIC)) year_col = -1;
-        if (f->cfg.item_year && item_rows_ok && (year_col >= 0 || ds->titles)) {
+        if (f->cfg.item_year && item_rows_ok && (year_col >= 0 || (ds->titles && !ds->no_title_years))) {
             fblock *b = side_add(&f->item, B_YEAR, year_col >= 0 ? it->cols[year_col].name : NULL, err);
             if (!b) {
                 rc = CB_ENOMEM;

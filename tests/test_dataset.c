@@ -6,6 +6,7 @@
 
 #include "dataset.h"
 #include "dataset_internal.h"
+#include "featurize.h"
 
 #include <math.h>
 
@@ -253,6 +254,32 @@ static void test_generic_schema(void **state) {
     cb_dataset_free(ds);
     free(moved);
     free(orig);
+    tu_rmrf(d);
+    free(d);
+}
+
+/* items.year_from_title = no: no year column from the titles, and no year
+ * feature parsed from them later either. */
+static void test_schema_no_title_years(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    free(tu_write(d, "cbrec.schema",
+                  "ratings = r.csv\nratings.columns = user,item,rating\n"
+                  "items = i.csv\nitems.columns = id,name:title\nitems.year_from_title = no\n"));
+    free(tu_write(d, "r.csv", "user,item,rating\nu1,a,4\nu2,a,3\nu1,b,5\n"));
+    free(tu_write(d, "i.csv", "id,name\na,Alpha (1999)\nb,Beta (2004)\n"));
+    cb_dataset *ds = load_ok(d, NULL);
+    assert_true(ds->no_title_years);
+    assert_int_equal(cb_table_find(&ds->item_attr, "year"), -1);
+    assert_string_equal(ds->titles[item_of(ds, "a")], "Alpha (1999)");
+    uint32_t train[3] = {0, 1, 2};
+    cb_features *f = NULL;
+    cb_error err = {0};
+    assert_int_equal(cb_features_fit(&f, ds, train, 3, NULL, &err), CB_OK);
+    for (uint32_t j = 0; j < cb_features_item_dim(f); j++)
+        assert_null(strstr(cb_features_item_name(f, j), "year"));
+    cb_features_free(f);
+    cb_dataset_free(ds);
     tu_rmrf(d);
     free(d);
 }
@@ -629,6 +656,7 @@ int main(void) {
         cmocka_unit_test(test_ml_1m_fixture),
         cmocka_unit_test(test_ml_100k_fixture),
         cmocka_unit_test(test_generic_schema),
+        cmocka_unit_test(test_schema_no_title_years),
         cmocka_unit_test(test_ratings_only),
         cmocka_unit_test(test_course_lab_fixture),
         cmocka_unit_test(test_real_ml_100k),
