@@ -7,7 +7,7 @@ set -eu
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS="build-essential pkg-config libopenblas-dev libcmocka-dev libjansson-dev
-      libmicrohttpd-dev gnuplot-nox clang time libclang-rt-14-dev"
+      gnuplot-nox clang time libclang-rt-14-dev"
 if [ "${1:-}" != "--minimal" ]; then
   PKGS="$PKGS python3 python3-numpy python3-torch"
 fi
