@@ -129,7 +129,7 @@ static void quoting(void **state) {
     EXPECT(",,\n", NULL, "1:[][][]\nEND");
     /* a quote inside an unquoted field is data (MovieLens tags do this) */
     EXPECT("ab\"c,d\"\n", NULL, "1:[ab\"c][d\"]\nEND");
-    EXPECT("567,4552,\"\"\"artsy\"\"\",1525285878\n", NULL, "1:[567][4552][\"artsy\"][1525285878]\nEND");
+    EXPECT("51,730,\"\"\"artsy\"\"\",1100000009\n", NULL, "1:[51][730][\"artsy\"][1100000009]\nEND");
     EXPECT("\"a\"\n", NULL, "1:[a]\nEND");
     EXPECT_ERR("x\n\"a\"b,c\n", NULL, CB_EPARSE, "t:2: ", "after a closing quote");
     EXPECT_ERR("\"a\"\r\r\n", NULL, CB_EPARSE, "t:1: ", "after a closing quote");
@@ -179,15 +179,15 @@ static void bom(void **state) {
 static void delimiters(void **state) {
     (void)state;
     cb_csv_options o = opts("::", 0);
-    EXPECT("1::1193::5::978300760\n2::661::3::978302109\n", &o,
-           "1:[1][1193][5][978300760]\n2:[2][661][3][978302109]\nEND");
+    EXPECT("1::17::5::1200000001\n2::31::3::1200000002\n", &o,
+           "1:[1][17][5][1200000001]\n2:[2][31][3][1200000002]\nEND");
     EXPECT("a:::b\na::::b\n:x:\n", &o, "1:[a][:b]\n2:[a][][b]\n3:[:x:]\nEND");
     EXPECT("a::", &o, "1:[a][]\nEND");
     o = opts("|", 0);
     EXPECT("1|Toy \"Story\" (1995)|01-Jan-1995\n", &o, "1:[1][Toy \"Story\" (1995)][01-Jan-1995]\nEND");
     EXPECT("\"abc|d\n", &o, "1:[\"abc][d]\nEND");
     o = opts("\t", 0);
-    EXPECT("196\t242\t3\t881250949\n", &o, "1:[196][242][3][881250949]\nEND");
+    EXPECT("12\t34\t3\t1300000001\n", &o, "1:[12][34][3][1300000001]\nEND");
     o = opts("\t", 1);
     EXPECT("\"a\tb\"\tc\n", &o, "1:[a\tb][c]\nEND");
     /* a quoted multi-byte delimiter */
