@@ -213,8 +213,7 @@ typedef struct implicit_model {
     cb_model *model;
     float *user_vecs, *item_vecs;
     uint32_t n_users, n_items, dim;
-    float *log_q;               /* [n_items] log of the negatives' sampling weight; NULL: uniform */
-    float head_scale, head_bias; /* the BCE head: logit = scale * dot + bias */
+    float *log_q; /* [n_items] log of the negatives' sampling weight; NULL: uniform */
 } implicit_model;
 
 static void implicit_free(implicit_model *im) {
@@ -234,7 +233,7 @@ static int implicit_score(void *vctx, uint32_t user, float *scores, uint32_t n_i
     if (im->log_q) {
         /* negatives drawn from q: the logit estimates log p(item | user) - log q(item) + const,
          * so add log q back (the "logQ correction") to rank by p(item | user) */
-        for (uint32_t i = 0; i < n_items; i++) scores[i] = im->head_scale * scores[i] + im->head_bias + im->log_q[i];
+        for (uint32_t i = 0; i < n_items; i++) scores[i] = cb_model_score_to_logit(im->model, scores[i]) + im->log_q[i];
         return CB_OK;
     }
     /* the head p = sigmoid(s.dot + c) is monotone in s.dot: rank by probability */
@@ -265,6 +264,19 @@ static int negative_weights(double **cdf_out, float **log_q_out, const cb_datase
     return CB_OK;
 }
 
+/* An item drawn with probability proportional to its weight: the first i
+ * with cdf[i + 1] > x, for x uniform in [0, cdf[ni]). */
+static uint32_t cdf_draw(const double *cdf, uint32_t ni, cb_rng *rng) {
+    double x = cb_rng_uniform(rng) * cdf[ni];
+    uint32_t lo = 0, hi = ni - 1;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (cdf[mid + 1] > x) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
 /* What differs between the warm and the cold (attributes-only) ranker. */
 typedef struct implicit_variant {
     const cb_feature_config *features;
@@ -273,8 +285,9 @@ typedef struct implicit_variant {
     bool linear_user;   /* user tower without hidden layers */
 } implicit_variant;
 
+/* has[u]: u has training ratings (users_with_ratings). */
 static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const cb_dataset *ds, const cb_split *sp,
-                          const implicit_variant *v, cb_error *err) {
+                          const uint8_t *has, const implicit_variant *v, cb_error *err) {
     const cb_feature_config *fcfg = v->features;
     memset(im, 0, sizeof *im);
     const uint32_t nu = cb_dataset_n_users(ds), ni = cb_dataset_n_items(ds), neg = c->implicit_negatives;
@@ -283,7 +296,6 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
     cb_rating *ex = NULL;
     uint32_t *idx = NULL;
     uint64_t *rated = NULL;
-    uint8_t *has = NULL;
     size_t n_ex = sp->n_train * (1 + (size_t)neg), n_cold = 0;
     if (n_ex / (1 + (size_t)neg) != sp->n_train || n_ex > UINT32_MAX)
         return cb_fail(err, CB_EINVAL, "implicit model: %zu training ratings x %u negatives do not fit 32-bit example indices",
@@ -298,8 +310,7 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
     /* (user, item) pairs rated in training, to draw negatives among the others */
     size_t bits = (size_t)nu * ni;
     rated = bits <= ((size_t)1 << 33) ? cb_calloc(bits / 64 + 1, sizeof *rated, err) : NULL;
-    has = users_with_ratings(ds, sp->train, sp->n_train, err);
-    if (!X_u || !X_m || !ex || !idx || !has || (bits <= ((size_t)1 << 33) && !rated)) rc = CB_ENOMEM;
+    if (!X_u || !X_m || !ex || !idx || (bits <= ((size_t)1 << 33) && !rated)) rc = CB_ENOMEM;
     if (!rc) rc = cb_features_users(f, ds, sp->train, sp->n_train, X_u, err);
     if (!rc) rc = cb_features_items(f, ds, X_m, err);
     double *cdf = NULL; /* negatives: uniform (NULL) or by popularity */
@@ -319,18 +330,7 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
             for (uint32_t k = 0; k < neg; k++) {
                 uint32_t item = 0;
                 for (int tries = 0; tries < 20; tries++) { /* a dense user may leave few unrated items */
-                    if (cdf) {
-                        double x = cb_rng_uniform(&rng) * cdf[ni];
-                        uint32_t lo = 0, hi = ni - 1; /* the first i with cdf[i + 1] > x */
-                        while (lo < hi) {
-                            uint32_t mid = lo + (hi - lo) / 2;
-                            if (cdf[mid + 1] > x) hi = mid;
-                            else lo = mid + 1;
-                        }
-                        item = lo;
-                    } else {
-                        item = (uint32_t)cb_rng_below(&rng, ni);
-                    }
+                    item = cdf ? cdf_draw(cdf, ni, &rng) : (uint32_t)cb_rng_below(&rng, ni);
                     size_t b = (size_t)r->user * ni + item;
                     if (!rated || !(rated[b / 64] >> (b % 64) & 1)) break;
                 }
@@ -356,12 +356,6 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
         if (rc == CB_ENUMERIC) rc = CB_OK; /* the last finite epoch is kept */
     }
     free(cdf);
-    for (size_t t = 0; !rc && t < cb_model_n_tensors(im->model); t++) {
-        cb_tensor ts;
-        cb_model_tensor(im->model, t, &ts);
-        if (!strcmp(ts.name, "head.scale")) im->head_scale = ts.data[0];
-        if (!strcmp(ts.name, "head.bias")) im->head_bias = ts.data[0];
-    }
     if (!rc && v->impute) rc = impute_cold_rows(X_u, f, has, nu, c->cold_neighbours, &n_cold, err);
     if (!rc) {
         im->n_users = nu, im->n_items = ni, im->dim = c->model.dim;
@@ -378,7 +372,6 @@ static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const 
     free(ex);
     free(idx);
     free(rated);
-    free(has);
     return rc;
 }
 
@@ -417,7 +410,7 @@ static int implicit_fit(implicit_pair *p, const cb_evalrun_config *c, const cb_d
     int rc = CB_OK;
     if (!attrs || warm_test) {
         implicit_variant v = {&c->features, c->cold_impute, c->implicit_neg_alpha, false};
-        rc = implicit_train(&p->warm, c, ds, sp, &v, err);
+        rc = implicit_train(&p->warm, c, ds, sp, p->has, &v, err);
     }
     if (!rc && attrs) {
         cb_feature_config fc = c->features;
@@ -425,7 +418,7 @@ static int implicit_fit(implicit_pair *p, const cb_evalrun_config *c, const cb_d
         fc.top_k_popular = 0;
         fc.user_attrs = true;
         implicit_variant v = {&fc, false, c->cold_neg_alpha, true};
-        rc = implicit_train(&p->cold, c, ds, sp, &v, err);
+        rc = implicit_train(&p->cold, c, ds, sp, p->has, &v, err);
     }
     return rc;
 }

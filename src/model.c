@@ -522,6 +522,10 @@ float cb_model_score_to_prediction(const cb_model *m, float score) {
     return (score - c->target_shift) / c->target_scale;
 }
 
+float cb_model_score_to_logit(const cb_model *m, float score) {
+    return m->cfg.loss == CB_LOSS_BCE ? m->head[HEAD_S] * score + m->head[HEAD_C] : score;
+}
+
 static int vectors(const cb_model *m, int side, const float *x, size_t n, float *out,
                    cb_error *err) {
     const tower *t = &m->tw[side];

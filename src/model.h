@@ -146,6 +146,9 @@ int cb_model_item_vectors(const cb_model *m, const float *item_x, size_t n, floa
                           cb_error *err);
 /* Map a raw score v_u·v_m to the prediction scale (as cb_model_predict). */
 float cb_model_score_to_prediction(const cb_model *m, float score);
+/* The logit s·score + c of a BCE model's head (before the sigmoid), in float;
+ * for other losses the score unchanged. */
+float cb_model_score_to_logit(const cb_model *m, float score);
 
 /* ---- named parameter tensors, for model files.
  * Names: "user.<l>.weight" [out,in], "user.<l>.bias" [out], the same for
