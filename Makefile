@@ -27,7 +27,8 @@ else
   BUILD   := build
 endif
 
-LIB_SRC   := $(wildcard src/*.c)
+LAYERS    := base data features model index rec eval
+LIB_SRC   := $(foreach d,$(LAYERS),$(wildcard src/$(d)/*.c))
 CLI_SRC   := $(wildcard src/cli/*.c)
 TEST_SRC  := $(wildcard tests/test_*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/lib/%.o)
@@ -44,11 +45,13 @@ all: libcbrec.a libcbrec.so cbrec
 CBREC := ./cbrec
 endif
 
-$(BUILD)/lib/%.o: src/%.c $(wildcard src/*.h) include/cbrec.h
+LIB_HDR   := $(foreach d,$(LAYERS),$(wildcard src/$(d)/*.h))
+
+$(BUILD)/lib/%.o: src/%.c $(LIB_HDR) include/cbrec.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/cli/%.o: src/cli/%.c $(wildcard src/*.h src/cli/*.h) include/cbrec.h
+$(BUILD)/cli/%.o: src/cli/%.c $(LIB_HDR) $(wildcard src/cli/*.h) include/cbrec.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 

@@ -12,7 +12,7 @@
  * is steadier on a busy machine) and the ratios cbrec time / wc -l time
  * (lower is better; 1.0 means as fast as wc -l). Exit status 1 if reading
  * fails or the record count disagrees with wc -l. */
-#include "csv.h"
+#include "base/csv.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -11,7 +11,7 @@
  *   --slice    query rows of the 1M precompute actually run (default 20000)
  *   --full-1m  run the whole 1M x 1M precompute (~10+ minutes on 2 cores)
  *   --sweep    also try a few tile sizes (prints one line each) */
-#include "knn.h"
+#include "index/knn.h"
 
 #include <cblas.h>
 #include <getopt.h>

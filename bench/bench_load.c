@@ -16,9 +16,9 @@
  *
  * Usage: bench_load [--ratings N] [--keep]   (--keep leaves the folder in /tmp)
  * Exit status is 0 unless loading fails. */
-#include "csv.h"
-#include "dataset.h"
-#include "featurize.h"
+#include "base/csv.h"
+#include "data/dataset.h"
+#include "features/featurize.h"
 
 #include <getopt.h>
 #include <stdio.h>

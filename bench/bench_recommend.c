@@ -11,7 +11,7 @@
  *    vectors from memory once (a plain sum over the matrix), measured in the
  *    same run (goal: ratio <= 2).
  * Usage: bench_recommend [n_items_synthetic]   (run by `make bench`). */
-#include "recommend.h"
+#include "rec/recommend.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -39,7 +39,7 @@ static double pct(double *t, size_t n, double p) {
     return t[i];
 }
 
-static int run_users(const cb_recommend_ctx *ctx, const cb_rec *r, const char *label) {
+static int run_users(const cb_recommend_ctx *ctx, const cb_bundle *r, const char *label) {
     cb_error err;
     cb_recommend_config cfg;
     cb_recommend_config_default(&cfg);
@@ -84,10 +84,10 @@ static int bench_movielens(void) {
         return 0;
     }
     cb_error err;
-    cb_rec *r = NULL;
+    cb_bundle *r = NULL;
     int rc;
     if (model) {
-        rc = cb_rec_load(&r, model, &err);
+        rc = cb_bundle_load(&r, model, &err);
     } else {
         cb_dataset *ds = NULL;
         cb_load_options lo;
@@ -100,9 +100,9 @@ static int bench_movielens(void) {
             cb_model_config_default(&mc);
             mc.epochs = 1; /* latency does not depend on how well it is trained */
             mc.batch_size = 256;
-            cb_rec_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .model = mc,
+            cb_bundle_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .model = mc,
                                      .scale_targets = true};
-            rc = cb_rec_train(&r, &in, NULL, &err);
+            rc = cb_bundle_train(&r, &in, NULL, &err);
         }
         cb_split_free(&sp);
         cb_dataset_free(ds);
@@ -121,7 +121,7 @@ static int bench_movielens(void) {
     cb_recommend_ctx_free(with_table);
     cb_recommend_ctx_free(exact);
     cb_recommend_table_free(&table);
-    cb_rec_free(r);
+    cb_bundle_free(r);
     return rc;
 }
 
@@ -148,9 +148,9 @@ static int bench_synthetic(size_t n_items) {
     mc.dim = dim;
     mc.target_scale = 2.0f / 4.5f;
     mc.target_shift = -1.0f - 0.5f * mc.target_scale;
-    int32_t seen_off[2] = {0, 0}, popular[CB_REC_TOP_LIST];
-    for (int i = 0; i < CB_REC_TOP_LIST; i++) popular[i] = -1;
-    cb_rec r = {.n_items = (uint32_t)n_items, .n_users = 1, .dim = dim, .item_vecs = V, .seen_off = seen_off,
+    int32_t seen_off[2] = {0, 0}, popular[CB_BUNDLE_TOP_LIST];
+    for (int i = 0; i < CB_BUNDLE_TOP_LIST; i++) popular[i] = -1;
+    cb_bundle r = {.n_items = (uint32_t)n_items, .n_users = 1, .dim = dim, .item_vecs = V, .seen_off = seen_off,
                 .popular = popular, .y_min = 0.5f, .y_max = 5.0f};
     cb_recommend_ctx *ctx = NULL;
     int rc = cb_model_create(&r.model, &mc, &err);

@@ -9,8 +9,8 @@
  *   - peak RSS of each process.
  * Usage: bench_train [--epochs N] [--torch-epochs N] [--threads N] [--no-torch]
  * Exit status 0 whatever the figures (a benchmark reports, it does not judge). */
-#include "model.h"
-#include "nn.h"
+#include "model/model.h"
+#include "model/nn.h"
 
 #include <cblas.h>
 #include <getopt.h>

@@ -11,7 +11,7 @@
  * conversion, increasing line numbers). Any violation aborts.
  *
  * Build and run: scripts/fuzz.sh [seconds]. */
-#include "csv.h"
+#include "base/csv.h"
 
 #include <stdint.h>
 #include <stdio.h>

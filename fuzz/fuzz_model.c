@@ -6,8 +6,8 @@
  * tests that write inconsistent files with a valid checksum. A model that
  * loads is used: a prediction and a cold-start user vector (feature
  * transform -> user tower). */
-#include "recommender.h"
-#include "st.h"
+#include "model/bundle.h"
+#include "base/st.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +16,11 @@
 
 static void load(const char *path) {
     cb_error err;
-    cb_rec *r = NULL;
-    if (cb_rec_load(&r, path, &err) == CB_OK) {
+    cb_bundle *r = NULL;
+    if (cb_bundle_load(&r, path, &err) == CB_OK) {
         /* touch what a loaded model exposes */
         volatile float s = 0;
-        for (uint32_t i = 0; i < r->n_items && i < 4; i++) s += cb_rec_predict_vec(r, r->user_vecs, i);
+        for (uint32_t i = 0; i < r->n_items && i < 4; i++) s += cb_bundle_predict_vec(r, r->user_vecs, i);
         (void)s;
         float *x = calloc(cb_features_user_dim(r->features) + 1, sizeof *x), *v = calloc(r->dim + 1, sizeof *v);
         cb_user_input in = {0};
@@ -28,7 +28,7 @@ static void load(const char *path) {
             cb_model_user_vectors(r->model, x, 1, v, &err);
         free(x);
         free(v);
-        cb_rec_free(r);
+        cb_bundle_free(r);
     } else if (err.msg[0] == '\0') {
         abort(); /* a refusal must say why */
     }

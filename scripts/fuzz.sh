@@ -13,7 +13,7 @@ CLANG=${CLANG:-clang}
 mkdir -p build/fuzz
 $CLANG -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -Iinclude -Isrc fuzz/fuzz_csv.c src/csv.c src/util.c -lm -o build/fuzz/fuzz_csv
+    -Iinclude -Isrc fuzz/fuzz_csv.c src/base/csv.c src/base/util.c -lm -o build/fuzz/fuzz_csv
 
 work=$(mktemp -d /tmp/cbrec-fuzz-XXXXXX)
 if [ "${CBREC_FUZZ_KEEP:-0}" = 1 ]; then

@@ -5,7 +5,7 @@
 # CURVE.tsv: a header line, then one line per epoch: "epoch<TAB>train<TAB>valid"
 # (valid may be "nan" or empty when there is no validation data).
 # Without gnuplot it says so and exits 1. (C callers can skip gnuplot entirely:
-# cb_evalrun_curve_svg() in src/evalrun.h writes the same plot as SVG.)
+# cb_evalrun_curve_svg() in src/eval/evalrun.h writes the same plot as SVG.)
 set -eu
 [ $# -ge 2 ] || { echo "usage: $0 CURVE.tsv OUT.svg|OUT.png [TITLE]" >&2; exit 2; }
 in=$1; out=$2; title=${3:-learning curve}

@@ -6,8 +6,8 @@
  * and the loader are available) the five MovieLens 100K folds against the
  * Surprise library's published RMSE. */
 #include "testutil.h"
-#include "baselines.h"
-#include "eval.h"
+#include "eval/baselines.h"
+#include "eval/eval.h"
 
 #include <math.h>
 

@@ -3,7 +3,7 @@
  * several modes (vectorised fast path and reference parser, default blocks
  * and tiny blocks that split records anywhere) and all must agree. */
 #include "testutil.h"
-#include "csv.h"
+#include "base/csv.h"
 
 /* ---- helpers */
 

@@ -4,9 +4,9 @@
  * and the exact reproduction of sklearn's train_test_split against numpy. */
 #include "testutil.h"
 
-#include "dataset.h"
-#include "dataset_internal.h"
-#include "featurize.h"
+#include "data/dataset.h"
+#include "data/dataset_internal.h"
+#include "features/featurize.h"
 
 #include <math.h>
 

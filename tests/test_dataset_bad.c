@@ -5,7 +5,7 @@
  * fields) must load. */
 #include "testutil.h"
 
-#include "dataset.h"
+#include "data/dataset.h"
 
 #define MOVIES "movieId,title,genres\n1,A (1990),Drama\n2,B (1991),Comedy\n3,C (1992),Drama\n"
 

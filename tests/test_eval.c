@@ -4,7 +4,7 @@
  * errors, and the mean / std summary over folds. Datasets are built in
  * memory by a small helper. */
 #include "testutil.h"
-#include "eval.h"
+#include "eval/eval.h"
 
 #include <math.h>
 

@@ -4,7 +4,7 @@
  * invariants, the SVG writer, and `cbrec eval --json`'s required keys. */
 #include "testutil.h"
 
-#include "evalrun.h"
+#include "eval/evalrun.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -63,7 +63,7 @@ static void end_to_end(void **state) {
     small_config(&c);
     cb_eval_result *res = NULL;
     size_t n = 0;
-    cb_rec *rec = NULL;
+    cb_bundle *rec = NULL;
     cb_train_result tr;
     int rc = cb_evalrun_split(&res, &n, &c, ds, &sp, 0, &rec, &tr, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
@@ -118,7 +118,7 @@ static void end_to_end(void **state) {
     assert_int_equal(cb_synth_generate(&other, &sc, &err), CB_OK);
     assert_int_equal(cb_evalrun_retrieval(rows, sizes, 3, rec, other, &sp, &c.topn, 0, &err), CB_EINVAL);
     cb_dataset_free(other);
-    cb_rec_free(rec);
+    cb_bundle_free(rec);
     free(res);
     cb_split_free(&sp);
     cb_dataset_free(ds);

@@ -1,11 +1,11 @@
-/* Tests for the fitted feature transform (src/featurize.c): fitted on training
+/* Tests for the fitted feature transform (src/features/featurize.c): fitted on training
  * ratings only, per-genre indicator, popularity multi-hot, scalers, cold start
  * equal to the table for known users, JSON round trip and bad JSON. */
 #include "testutil.h"
 
-#include "dataset.h"
-#include "dataset_internal.h"
-#include "featurize.h"
+#include "data/dataset.h"
+#include "data/dataset_internal.h"
+#include "features/featurize.h"
 
 #include <math.h>
 

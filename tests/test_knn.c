@@ -3,8 +3,8 @@
  * thread counts, duplicates and ties, exclusions; the similar-items table,
  * cold-start insertion (equal to a rebuild), and save/load. */
 #include "testutil.h"
-#include "knn.h"
-#include "st.h"
+#include "index/knn.h"
+#include "base/st.h"
 
 #include <math.h>
 

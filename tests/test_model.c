@@ -4,7 +4,7 @@
  * handling, tensors round trip, prediction, and parity with PyTorch
  * (tests/ref/torch_parity.py, skipped when /usr/bin/python3 lacks torch). */
 #include "testutil.h"
-#include "model.h"
+#include "model/model.h"
 
 #include <math.h>
 

@@ -2,7 +2,7 @@
  * gradient checks of every layer and loss, Adam/SGD against hand-computed
  * steps, and the initialisers. */
 #include "testutil.h"
-#include "nn.h"
+#include "model/nn.h"
 
 #include <math.h>
 

@@ -6,7 +6,7 @@
  * message, must be identical. */
 #include "testutil.h"
 
-#include "dataset.h"
+#include "data/dataset.h"
 
 typedef struct text {
     char *s;

@@ -6,7 +6,7 @@
 #define EMBED_MAIN embed_main
 #include "../examples/embed.c"
 
-#include "recommend.h"
+#include "rec/recommend.h"
 #include "testutil.h"
 
 #include <ctype.h>
@@ -15,13 +15,13 @@
 typedef struct fixture {
     char *dir, *model_path, *table_path, *other_path;
     cb_dataset *ds;
-    cb_rec *rec, *other;
+    cb_bundle *rec, *other;
     cb_recommend_table table;
     cb_recommend_ctx *exact, *with_table;
     uint32_t cold_user; /* a user with no training ratings */
 } fixture;
 
-static cb_rec *train_tiny(const cb_dataset *ds, cb_split *sp, uint64_t seed) {
+static cb_bundle *train_tiny(const cb_dataset *ds, cb_split *sp, uint64_t seed) {
     cb_error err;
     cb_model_config mc;
     cb_model_config_default(&mc);
@@ -35,10 +35,10 @@ static cb_rec *train_tiny(const cb_dataset *ds, cb_split *sp, uint64_t seed) {
     cb_feature_config fc;
     cb_feature_config_default(&fc);
     fc.top_k_popular = 20;
-    cb_rec_train_input in = {.ds = ds, .train_idx = sp->train, .n_train = sp->n_train, .features = &fc, .model = mc,
+    cb_bundle_train_input in = {.ds = ds, .train_idx = sp->train, .n_train = sp->n_train, .features = &fc, .model = mc,
                              .scale_targets = true};
-    cb_rec *r = NULL;
-    int rc = cb_rec_train(&r, &in, NULL, &err);
+    cb_bundle *r = NULL;
+    int rc = cb_bundle_train(&r, &in, NULL, &err);
     if (rc) fprintf(stderr, "train: %s\n", err.msg);
     assert_int_equal(rc, CB_OK);
     return r;
@@ -68,7 +68,7 @@ static int setup(void **state) {
     f->model_path = tu_path(f->dir, "m.cbrec");
     f->table_path = tu_path(f->dir, "t.table");
     f->other_path = tu_path(f->dir, "other.table");
-    assert_int_equal(cb_rec_save(f->rec, f->model_path, &err), CB_OK);
+    assert_int_equal(cb_bundle_save(f->rec, f->model_path, &err), CB_OK);
     bool clamped;
     assert_int_equal(cb_recommend_table_build(&f->table, f->rec, 20, 2, &clamped, &err), CB_OK);
     assert_false(clamped);
@@ -88,8 +88,8 @@ static int teardown(void **state) {
     cb_recommend_ctx_free(f->exact);
     cb_recommend_ctx_free(f->with_table);
     cb_recommend_table_free(&f->table);
-    cb_rec_free(f->rec);
-    cb_rec_free(f->other);
+    cb_bundle_free(f->rec);
+    cb_bundle_free(f->other);
     cb_dataset_free(f->ds);
     tu_rmrf(f->dir);
     free(f->dir);
@@ -164,7 +164,7 @@ static void find_item_by_id_and_title(void **state) {
     assert_int_equal(nc, 0);
 }
 
-static bool rated(const cb_rec *r, uint32_t u, uint32_t item) {
+static bool rated(const cb_bundle *r, uint32_t u, uint32_t item) {
     for (int32_t k = r->seen_off[u]; k < r->seen_off[u + 1]; k++)
         if ((uint32_t)r->seen_item[k] == item) return true;
     return false;
@@ -192,7 +192,7 @@ static void recommend_known_user(void **state) {
             assert_non_null(strstr(a.items[i].reasons[a.items[i].n_reasons - 1], "predicted rating"));
             assert_true(a.items[i].sources != 0);
             if (i) assert_true(a.items[i - 1].score >= a.items[i].score);
-            float pred = cb_rec_predict_vec(f->rec, p.vec, a.items[i].item);
+            float pred = cb_bundle_predict_vec(f->rec, p.vec, a.items[i].item);
             assert_true(fabsf(pred - a.items[i].score) < 1e-4f);
         }
         cb_recommend_result_free(&a);
@@ -333,12 +333,12 @@ static void features_and_towers_must_agree(void **state) {
     cb_features *keep = f->rec->features;
     f->rec->features = narrow;
     char *path = tu_path(f->dir, "mismatch.cbrec");
-    int rc = cb_rec_save(f->rec, path, &err);
+    int rc = cb_bundle_save(f->rec, path, &err);
     f->rec->features = keep;
     cb_features_free(narrow);
     assert_int_equal(rc, CB_OK);
-    cb_rec *r = NULL;
-    assert_int_equal(cb_rec_load(&r, path, &err), CB_EFORMAT);
+    cb_bundle *r = NULL;
+    assert_int_equal(cb_bundle_load(&r, path, &err), CB_EFORMAT);
     assert_null(r);
     assert_non_null(strstr(err.msg, "towers take"));
     free(path);
@@ -476,7 +476,7 @@ static void add_item_without_retraining(void **state) {
 
 static void empty_catalog_is_an_error(void **state) {
     (void)state;
-    cb_rec empty;
+    cb_bundle empty;
     memset(&empty, 0, sizeof empty);
     cb_recommend_ctx *ctx = NULL;
     cb_error err;
@@ -500,7 +500,7 @@ static void public_api(void **state) {
     for (size_t i = 0; i < l->n; i++) {
         assert_true(l->items[i].n_reasons >= 2);
         assert_true(l->items[i].n_sources >= 1);
-        assert_false(rated(f->rec, 0, (uint32_t)cb_rec_item(f->rec, l->items[i].item)));
+        assert_false(rated(f->rec, 0, (uint32_t)cb_bundle_item(f->rec, l->items[i].item)));
     }
     cb_recommendation_list_free(l);
     assert_int_equal(cb_recommender_recommend(h, "no-such-user", NULL, 5, &l, &err), CB_ENOTFOUND);

@@ -1,7 +1,7 @@
 /* Tests for st: the safetensors-layout container — round trip, layout that
  * Python can read, and every kind of damaged file refused with a clear error. */
 #include "testutil.h"
-#include "st.h"
+#include "base/st.h"
 
 static char *write_sample(const char *dir) {
     static float w[6] = {1, 2, 3, 4, 5, 6};

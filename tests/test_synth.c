@@ -1,9 +1,9 @@
-/* Tests for the synthetic generator (src/synth.c): sizes and validity,
+/* Tests for the synthetic generator (src/data/synth.c): sizes and validity,
  * determinism by seed, planted structure that a model could find, and the
  * written folder loading back through the MovieLens loader. */
 #include "testutil.h"
 
-#include "dataset.h"
+#include "data/dataset.h"
 
 #include <math.h>
 

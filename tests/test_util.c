@@ -1,7 +1,7 @@
 /* Tests for util: vocabularies, RNG determinism, strict parsing, UTF-8
  * validation and atomic writes. */
 #include "testutil.h"
-#include "util.h"
+#include "base/util.h"
 
 static void vocab_roundtrip(void **state) {
     (void)state;

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dataset.h"
+#include "data/dataset.h"
 
 /* Make a fresh temporary directory; returns a static-lifetime malloc'd path. */
 static inline char *tu_tmpdir(void) {

@@ -4,7 +4,7 @@
  * Markdown report holding both plus the learning curve. The work is done by
  * evalrun.h; this file parses options and prints. */
 #include "cli.h"
-#include "evalrun.h"
+#include "eval/evalrun.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -317,14 +317,14 @@ typedef struct run {
     protocol proto;
     cb_eval_result *results;
     size_t n_results;
-    cb_rec *first_rec;       /* the two-tower model of the first split */
+    cb_bundle *first_rec;       /* the two-tower model of the first split */
     double seconds;
 } run;
 
 static void run_free(run *r) {
     protocol_free(&r->proto);
     free(r->results);
-    cb_rec_free(r->first_rec);
+    cb_bundle_free(r->first_rec);
     cb_dataset_free(r->ds);
 }
 
@@ -340,7 +340,7 @@ static int run_eval(run *R, opts *o, progress *pg, bool keep_rec, cb_error *err)
     double t0 = cb_now();
     for (size_t f = 0; f < R->proto.n; f++) {
         pg->fold = R->proto.names[f];
-        cb_rec *rec = NULL;
+        cb_bundle *rec = NULL;
         size_t before = R->n_results;
         rc = cb_evalrun_split(&R->results, &R->n_results, &o->ec, R->ds, &R->proto.splits[f],
                               o->folds ? (int)f + 1 : 0, keep_rec && f == 0 ? &rec : NULL, NULL, err);
@@ -662,13 +662,13 @@ int cmd_experiment(int argc, char **argv) {
     cb_error_clear(&err);
     cb_dataset *ds = NULL;
     protocol proto = {0};
-    cb_rec *rec = NULL;
+    cb_bundle *rec = NULL;
     cb_retrieval_row rows[MAX_SIZES];
     int rc, status = CLI_ERROR;
     if ((rc = cb_dataset_load(&ds, o.data, &o.lo, &err))) goto out;
     if ((rc = protocol_make(&proto, &o, ds, &err))) goto out;
     if (o.model_path) {
-        rc = cb_rec_load(&rec, o.model_path, &err);
+        rc = cb_bundle_load(&rec, o.model_path, &err);
     } else {
         progress pg = {.quiet = o.quiet, .fold = proto.names[0]};
         o.ec.on_epoch = on_epoch;
@@ -716,7 +716,7 @@ int cmd_experiment(int argc, char **argv) {
     status = CLI_OK;
 out:
     if (status != CLI_OK) cli_error(cmd, &err);
-    cb_rec_free(rec);
+    cb_bundle_free(rec);
     protocol_free(&proto);
     cb_dataset_free(ds);
     return status;

@@ -2,8 +2,8 @@
  * loaded (layout, counts, rating range, attribute tables, skipped rows, memory)
  * and the feature columns the featurize module would build from it. */
 #include "cli.h"
-#include "dataset.h"
-#include "featurize.h"
+#include "data/dataset.h"
+#include "features/featurize.h"
 
 #include <getopt.h>
 #include <jansson.h>

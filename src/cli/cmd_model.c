@@ -1,6 +1,6 @@
 /* cbrec predict / embed — read a model file and answer from it. */
 #include "cli.h"
-#include "recommender.h"
+#include "model/bundle.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -28,21 +28,21 @@ int cmd_predict(int argc, char **argv) {
     if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
     if (!model || !user || !n_items) return fputs(usage, stderr), CLI_USAGE;
     cb_error err;
-    cb_rec *r;
-    if (cb_rec_load(&r, model, &err)) return cli_error(cmd, &err);
+    cb_bundle *r;
+    if (cb_bundle_load(&r, model, &err)) return cli_error(cmd, &err);
     int status = CLI_OK;
-    int64_t u = cb_rec_user(r, user);
+    int64_t u = cb_bundle_user(r, user);
     if (u < 0) status = cli_fail(CLI_ERROR, cmd, "unknown user '%s' (not in %s; use `cbrec recommend --new-user` for new users)", user, model);
     for (int k = 0; k < n_items && status == CLI_OK; k++) {
-        int64_t i = cb_rec_item(r, items[k]);
+        int64_t i = cb_bundle_item(r, items[k]);
         if (i < 0) {
             status = cli_fail(CLI_ERROR, cmd, "unknown item '%s' (not in %s)", items[k], model);
             break;
         }
-        float p = cb_rec_predict_vec(r, r->user_vecs + (size_t)u * r->dim, (uint32_t)i);
+        float p = cb_bundle_predict_vec(r, r->user_vecs + (size_t)u * r->dim, (uint32_t)i);
         printf("%s\t%s\t%.4f\t%s\n", user, items[k], p, r->titles[i] ? r->titles[i] : "");
     }
-    cb_rec_free(r);
+    cb_bundle_free(r);
     return status;
 }
 
@@ -78,8 +78,8 @@ int cmd_embed(int argc, char **argv) {
     if (strcmp(format, "npy") && strcmp(format, "st")) return cli_fail(CLI_USAGE, cmd, "--format is npy or st");
     if (mkdir(out, 0777) != 0 && errno != EEXIST) return cli_fail(CLI_ERROR, cmd, "%s: cannot create: %s", out, strerror(errno));
     cb_error err;
-    cb_rec *r;
-    if (cb_rec_load(&r, model, &err)) return cli_error(cmd, &err);
+    cb_bundle *r;
+    if (cb_bundle_load(&r, model, &err)) return cli_error(cmd, &err);
     char path[4096];
     int rc;
     if (!strcmp(format, "npy")) {
@@ -105,6 +105,6 @@ int cmd_embed(int argc, char **argv) {
         cb_st_writer_free(w);
     }
     if (!rc) fprintf(stderr, "wrote %u item and %u user vectors of dimension %u to %s\n", r->n_items, r->n_users, r->dim, out);
-    cb_rec_free(r);
+    cb_bundle_free(r);
     return rc ? cli_error(cmd, &err) : CLI_OK;
 }

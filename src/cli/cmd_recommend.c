@@ -2,7 +2,7 @@
  * recommend module: parse options, load the model (and table), call the
  * library, print for people or as JSON lines. */
 #include "cli.h"
-#include "recommend.h"
+#include "rec/recommend.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -24,7 +24,7 @@ static void print_json_line(json_t *o) {
 
 /* Load the model, the optional table, and make a context. */
 typedef struct session {
-    cb_rec *rec;
+    cb_bundle *rec;
     cb_recommend_table table;
     bool has_table;
     cb_recommend_ctx *ctx;
@@ -32,7 +32,7 @@ typedef struct session {
 
 static int session_open(session *s, const char *model, const char *table, cb_error *err) {
     memset(s, 0, sizeof *s);
-    int rc = cb_rec_load(&s->rec, model, err);
+    int rc = cb_bundle_load(&s->rec, model, err);
     if (!rc && table) {
         rc = cb_recommend_table_load(&s->table, s->rec, table, err);
         s->has_table = rc == CB_OK;
@@ -44,7 +44,7 @@ static int session_open(session *s, const char *model, const char *table, cb_err
 static void session_close(session *s) {
     cb_recommend_ctx_free(s->ctx);
     cb_recommend_table_free(&s->table);
-    cb_rec_free(s->rec);
+    cb_bundle_free(s->rec);
 }
 
 /* ---- similar */
@@ -164,12 +164,12 @@ int cmd_precompute(int argc, char **argv) {
     if (!model || !out) return fputs(precompute_usage, stderr), CLI_USAGE;
     cb_error err;
     cb_error_clear(&err);
-    cb_rec *r = NULL;
+    cb_bundle *r = NULL;
     cb_recommend_table t = {0};
     bool clamped;
     int status = CLI_ERROR;
     double t0 = cb_now();
-    if (cb_rec_load(&r, model, &err) || cb_recommend_table_build(&t, r, k, (int)threads, &clamped, &err)) {
+    if (cb_bundle_load(&r, model, &err) || cb_recommend_table_build(&t, r, k, (int)threads, &clamped, &err)) {
         cli_error(cmd, &err);
         goto done;
     }
@@ -183,7 +183,7 @@ int cmd_precompute(int argc, char **argv) {
     status = CLI_OK;
 done:
     cb_recommend_table_free(&t);
-    cb_rec_free(r);
+    cb_bundle_free(r);
     return status;
 }
 
@@ -345,16 +345,16 @@ int cmd_recommend(int argc, char **argv) {
             if (!parse_count(optarg, 0, 32, &cfg.top_genres)) return cli_fail(CLI_USAGE, cmd, "--top-genres must be 0..32");
             break;
         case O_PERG:
-            if (!parse_count(optarg, 1, CB_REC_TOP_LIST, &cfg.per_genre))
-                return cli_fail(CLI_USAGE, cmd, "--per-genre must be 1..%d", CB_REC_TOP_LIST);
+            if (!parse_count(optarg, 1, CB_BUNDLE_TOP_LIST, &cfg.per_genre))
+                return cli_fail(CLI_USAGE, cmd, "--per-genre must be 1..%d", CB_BUNDLE_TOP_LIST);
             break;
         case O_MING:
             if (!parse_count(optarg, 0, 1u << 30, &cfg.min_genre_ratings))
                 return cli_fail(CLI_USAGE, cmd, "bad --min-genre-ratings");
             break;
         case O_GROUPN:
-            if (!parse_count(optarg, 0, CB_REC_TOP_LIST, &cfg.group_items))
-                return cli_fail(CLI_USAGE, cmd, "--group-items must be 0..%d", CB_REC_TOP_LIST);
+            if (!parse_count(optarg, 0, CB_BUNDLE_TOP_LIST, &cfg.group_items))
+                return cli_fail(CLI_USAGE, cmd, "--group-items must be 0..%d", CB_BUNDLE_TOP_LIST);
             break;
         case O_GROUPBY: cfg.group_by = optarg; break;
         case O_EMB:
@@ -404,7 +404,7 @@ int cmd_recommend(int argc, char **argv) {
     if (session_open(&s, model, table, &err)) goto fail;
     if (block && cb_recommend_block_load(&bl, s.rec, block, &err)) goto fail;
     if (user) {
-        int64_t u = cb_rec_user(s.rec, user);
+        int64_t u = cb_bundle_user(s.rec, user);
         if (u < 0) {
             status = cli_fail(CLI_ERROR, cmd,
                               "unknown user '%s' (the model knows %u users); for a new user pass --new-user FILE.json",

@@ -2,8 +2,8 @@
  * planted structure (see src/synth.c) and write it as a MovieLens-style
  * folder that `cbrec inspect --data DIR` and every other command can load. */
 #include "cli.h"
-#include "dataset.h"
-#include "util.h"
+#include "data/dataset.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -1,8 +1,8 @@
 /* cbrec train — load a dataset, split it, train the two towers, write the
  * model file; also `cbrec predict` and `cbrec embed`, which read one. */
 #include "cli.h"
-#include "evalrun.h"
-#include "recommender.h"
+#include "eval/evalrun.h"
+#include "model/bundle.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -262,7 +262,7 @@ int cmd_train(int argc, char **argv) {
     cb_error err;
     cb_error_clear(&err);
     cb_dataset *ds = NULL;
-    cb_rec *rec = NULL;
+    cb_bundle *rec = NULL;
     cb_split sp = {0};
     uint32_t *valid = NULL;
     size_t n_valid = 0;
@@ -286,16 +286,16 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "%s: %u users, %u items, %zu ratings; split %s: %zu train, %zu validation, %zu test\n",
                 ds->name, cb_dataset_n_users(ds), cb_dataset_n_items(ds), ds->n_ratings, split_kind, sp.n_train,
                 n_valid, sp.n_test);
-    cb_rec_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .valid_idx = valid,
+    cb_bundle_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .valid_idx = valid,
                              .n_valid = n_valid, .features = &fc, .model = mc, .scale_targets = scale, .seen_all_ratings = true,
                              .on_epoch = on_epoch, .ctx = &pctx, .test_idx = sp.test, .n_test = sp.n_test};
     cb_train_result res = {0};
     double t1 = cb_now();
     if (resume) {
-        if ((rc = cb_rec_load(&rec, model_path, &err))) goto out;
-        rc = cb_rec_resume(rec, &in, &res, &err);
+        if ((rc = cb_bundle_load(&rec, model_path, &err))) goto out;
+        rc = cb_bundle_resume(rec, &in, &res, &err);
     } else {
-        rc = cb_rec_train(&rec, &in, &res, &err);
+        rc = cb_bundle_train(&rec, &in, &res, &err);
     }
     double train_seconds = cb_now() - t1;
     if (rc == CB_ENUMERIC && rec) {
@@ -303,7 +303,7 @@ int cmd_train(int argc, char **argv) {
     } else if (rc) {
         goto out;
     }
-    int rc_save = cb_rec_save(rec, model_path, &err);
+    int rc_save = cb_bundle_save(rec, model_path, &err);
     if (rc_save) {
         rc = rc_save;
         goto out;
@@ -332,7 +332,7 @@ out:
     if (rc && status == CLI_ERROR && err.msg[0]) cli_error(cmd, &err);
     free(valid);
     cb_split_free(&sp);
-    cb_rec_free(rec);
+    cb_bundle_free(rec);
     cb_dataset_free(ds);
     return status;
 }

@@ -16,7 +16,7 @@ It writes:
   torch_loss0.txt     loss of batch 0 at the initial weights
   NAME.grad.f32       gradient of each tensor on batch 0
   torch_losses.txt    loss of each of the `steps` Adam steps (before its update)
-The model mirrors src/model.c: Linear+ReLU layers, a linear output, optional
+The model mirrors src/model/model.c: Linear+ReLU layers, a linear output, optional
 F.normalize(eps), dot product; MSE, or BCE-with-logits on s*dot+c.
 Adam: torch.optim.Adam, weight decay on weights only (parameter groups)."""
 import os

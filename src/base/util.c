@@ -1,0 +1,392 @@
+/* util — error reporting, checked allocation, RNG, vocabularies, atomic
+ * writes and strict number parsing shared by all libcbrec modules. */
+#define _POSIX_C_SOURCE 200809L
+#include "base/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *cb_version(void) { return CB_VERSION_STRING; }
+
+const char *cb_strstatus(int code) {
+    switch (code) {
+    case CB_OK: return "ok";
+    case CB_EIO: return "I/O error";
+    case CB_EPARSE: return "parse error";
+    case CB_ENOMEM: return "out of memory";
+    case CB_EINVAL: return "invalid argument";
+    case CB_ENOTFOUND: return "not found";
+    case CB_EFORMAT: return "bad file format";
+    case CB_ENUMERIC: return "numerical error";
+    default: return "unknown error";
+    }
+}
+
+int cb_fail(cb_error *err, int code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+void cb_error_clear(cb_error *err) {
+    if (err) {
+        err->code = CB_OK;
+        err->msg[0] = '\0';
+    }
+}
+
+void *cb_malloc(size_t size, cb_error *err) {
+    void *p = malloc(size ? size : 1);
+    if (!p) cb_fail(err, CB_ENOMEM, "out of memory (%zu bytes)", size);
+    return p;
+}
+
+void *cb_calloc(size_t n, size_t size, cb_error *err) {
+    if (size && n > SIZE_MAX / size) {
+        cb_fail(err, CB_ENOMEM, "allocation size overflow (%zu x %zu)", n, size);
+        return NULL;
+    }
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) cb_fail(err, CB_ENOMEM, "out of memory (%zu x %zu bytes)", n, size);
+    return p;
+}
+
+void *cb_realloc_array(void *p, size_t n, size_t size, cb_error *err) {
+    if (size && n > SIZE_MAX / size) {
+        cb_fail(err, CB_ENOMEM, "allocation size overflow (%zu x %zu)", n, size);
+        return NULL;
+    }
+    void *q = realloc(p, (n && size) ? n * size : 1);
+    if (!q) cb_fail(err, CB_ENOMEM, "out of memory (%zu x %zu bytes)", n, size);
+    return q;
+}
+
+char *cb_strndup(const char *s, size_t len, cb_error *err) {
+    char *d = cb_malloc(len + 1, err);
+    if (!d) return NULL;
+    memcpy(d, s, len);
+    d[len] = '\0';
+    return d;
+}
+
+char *cb_strdup(const char *s, cb_error *err) { return cb_strndup(s, strlen(s), err); }
+
+/* ---- RNG */
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void cb_rng_seed(cb_rng *rng, uint64_t seed) {
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t cb_rng_next(cb_rng *rng) {
+    uint64_t *s = rng->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double cb_rng_uniform(cb_rng *rng) { return (double)(cb_rng_next(rng) >> 11) * 0x1.0p-53; }
+
+uint64_t cb_rng_below(cb_rng *rng, uint64_t n) {
+    /* Rejection sampling on the top of the range keeps it unbiased. */
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t r;
+    do r = cb_rng_next(rng);
+    while (r >= limit);
+    return r % n;
+}
+
+double cb_rng_normal(cb_rng *rng) {
+    double u1 = cb_rng_uniform(rng), u2 = cb_rng_uniform(rng);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void cb_rng_shuffle_u32(cb_rng *rng, uint32_t *a, size_t n) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)cb_rng_below(rng, i);
+        uint32_t t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
+/* ---- Vocabulary */
+
+struct cb_vocab {
+    char **names;      /* [n] owned strings, index order */
+    uint32_t *lens;    /* [n] */
+    uint32_t n, cap;   /* entries */
+    uint32_t *slots;   /* [n_slots] index+1, 0 = empty */
+    uint32_t n_slots;  /* power of two */
+    size_t bytes;
+};
+
+uint64_t cb_fnv1a64(const void *data, size_t len, uint64_t h) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+cb_vocab *cb_vocab_create(cb_error *err) {
+    cb_vocab *v = cb_calloc(1, sizeof *v, err);
+    if (!v) return NULL;
+    v->n_slots = 64;
+    v->slots = cb_calloc(v->n_slots, sizeof *v->slots, err);
+    if (!v->slots) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+void cb_vocab_free(cb_vocab *v) {
+    if (!v) return;
+    for (uint32_t i = 0; i < v->n; i++) free(v->names[i]);
+    free(v->names);
+    free(v->lens);
+    free(v->slots);
+    free(v);
+}
+
+static int vocab_grow(cb_vocab *v, cb_error *err) {
+    uint32_t n_slots = v->n_slots * 2;
+    uint32_t *slots = cb_calloc(n_slots, sizeof *slots, err);
+    if (!slots) return CB_ENOMEM;
+    for (uint32_t i = 0; i < v->n; i++) {
+        uint64_t h = cb_fnv1a64(v->names[i], v->lens[i], CB_FNV1A64_INIT);
+        uint32_t s = (uint32_t)h & (n_slots - 1);
+        while (slots[s]) s = (s + 1) & (n_slots - 1);
+        slots[s] = i + 1;
+    }
+    free(v->slots);
+    v->slots = slots;
+    v->n_slots = n_slots;
+    return CB_OK;
+}
+
+int64_t cb_vocab_find(const cb_vocab *v, const char *s, size_t len) {
+    uint64_t h = cb_fnv1a64(s, len, CB_FNV1A64_INIT);
+    uint32_t slot = (uint32_t)h & (v->n_slots - 1);
+    for (;;) {
+        uint32_t e = v->slots[slot];
+        if (!e) return -1;
+        e--;
+        if (v->lens[e] == len && memcmp(v->names[e], s, len) == 0) return e;
+        slot = (slot + 1) & (v->n_slots - 1);
+    }
+}
+
+int cb_vocab_intern(cb_vocab *v, const char *s, size_t len, uint32_t *idx, bool *added, cb_error *err) {
+    int64_t found = cb_vocab_find(v, s, len);
+    if (found >= 0) {
+        *idx = (uint32_t)found;
+        if (added) *added = false;
+        return CB_OK;
+    }
+    if (v->n == UINT32_MAX - 1 || len > UINT32_MAX)
+        return cb_fail(err, CB_EINVAL, "vocabulary full");
+    if ((uint64_t)(v->n + 1) * 2 > v->n_slots) {
+        int rc = vocab_grow(v, err);
+        if (rc) return rc;
+    }
+    if (v->n == v->cap) {
+        uint32_t cap = v->cap ? v->cap * 2 : 64;
+        char **names = cb_realloc_array(v->names, cap, sizeof *names, err);
+        if (!names) return CB_ENOMEM;
+        v->names = names;
+        uint32_t *lens = cb_realloc_array(v->lens, cap, sizeof *lens, err);
+        if (!lens) return CB_ENOMEM;
+        v->lens = lens;
+        v->cap = cap;
+    }
+    char *copy = cb_strndup(s, len, err);
+    if (!copy) return CB_ENOMEM;
+    uint64_t h = cb_fnv1a64(s, len, CB_FNV1A64_INIT);
+    uint32_t slot = (uint32_t)h & (v->n_slots - 1);
+    while (v->slots[slot]) slot = (slot + 1) & (v->n_slots - 1);
+    v->slots[slot] = v->n + 1;
+    v->names[v->n] = copy;
+    v->lens[v->n] = (uint32_t)len;
+    v->bytes += len + 1 + sizeof(char *) + sizeof(uint32_t);
+    *idx = v->n++;
+    if (added) *added = true;
+    return CB_OK;
+}
+
+const char *cb_vocab_name(const cb_vocab *v, uint32_t idx) { return idx < v->n ? v->names[idx] : NULL; }
+uint32_t cb_vocab_size(const cb_vocab *v) { return v ? v->n : 0; }
+size_t cb_vocab_bytes(const cb_vocab *v) {
+    return v ? v->bytes + (size_t)v->n_slots * sizeof(uint32_t) + sizeof *v : 0;
+}
+
+/* ---- Atomic files */
+
+int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
+    memset(af, 0, sizeof *af);
+    size_t n = strlen(path) + 32;
+    af->final_path = cb_strdup(path, err);
+    af->tmp_path = cb_malloc(n, err);
+    if (!af->final_path || !af->tmp_path) {
+        cb_atomic_abort(af);
+        return CB_ENOMEM;
+    }
+    snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    af->fp = fopen(af->tmp_path, "wb");
+    if (!af->fp) {
+        int rc = cb_fail(err, CB_EIO, "%s: cannot create temporary file: %s", af->tmp_path, strerror(errno));
+        free(af->final_path);
+        free(af->tmp_path);
+        memset(af, 0, sizeof *af);
+        return rc;
+    }
+    return CB_OK;
+}
+
+/* After the rename: fsync the folder holding `path`, so the new directory
+ * entry survives a crash too. Best effort: some file systems refuse it. */
+static void fsync_parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    (void)fsync(fd);
+    close(fd);
+}
+
+int cb_atomic_commit(cb_atomic_file *af, cb_error *err) {
+    int rc = CB_OK;
+    if (fflush(af->fp) != 0 || ferror(af->fp))
+        rc = cb_fail(err, CB_EIO, "%s: write failed: %s", af->tmp_path, strerror(errno));
+    else if (fsync(fileno(af->fp)) != 0)
+        rc = cb_fail(err, CB_EIO, "%s: fsync failed: %s", af->tmp_path, strerror(errno));
+    if (fclose(af->fp) != 0 && rc == CB_OK)
+        rc = cb_fail(err, CB_EIO, "%s: close failed: %s", af->tmp_path, strerror(errno));
+    af->fp = NULL;
+    if (rc == CB_OK && rename(af->tmp_path, af->final_path) != 0)
+        rc = cb_fail(err, CB_EIO, "%s: cannot rename into place: %s", af->final_path, strerror(errno));
+    if (rc != CB_OK) remove(af->tmp_path);
+    else fsync_parent_dir(af->final_path);
+    free(af->final_path);
+    free(af->tmp_path);
+    memset(af, 0, sizeof *af);
+    return rc;
+}
+
+void cb_atomic_abort(cb_atomic_file *af) {
+    if (af->fp) {
+        fclose(af->fp);
+        remove(af->tmp_path);
+    }
+    free(af->final_path);
+    free(af->tmp_path);
+    memset(af, 0, sizeof *af);
+}
+
+/* ---- Misc */
+
+double cb_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* [s, s+len) without surrounding spaces and tabs, NUL-terminated in buf[size]
+ * for strtod / strtoll. Returns its length, or 0 when empty or too long
+ * (numbers never need that many characters). */
+static size_t trimmed_copy(char *buf, size_t size, const char *s, size_t len) {
+    while (len && (*s == ' ' || *s == '\t')) s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) len--;
+    if (len == 0 || len >= size) return 0;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return len;
+}
+
+bool cb_parse_double(const char *s, size_t len, double *out) {
+    char buf[64];
+    if (!(len = trimmed_copy(buf, sizeof buf, s, len))) return false;
+    char *end;
+    errno = 0;
+    double d = strtod(buf, &end);
+    if (end != buf + len || errno == ERANGE || !isfinite(d)) return false;
+    *out = d;
+    return true;
+}
+
+bool cb_parse_float(const char *s, size_t len, float *out) {
+    double d;
+    if (!cb_parse_double(s, len, &d) || fabs(d) > 3.4e38) return false;
+    *out = (float)d;
+    return true;
+}
+
+bool cb_parse_i64(const char *s, size_t len, int64_t *out) {
+    char buf[32];
+    if (!(len = trimmed_copy(buf, sizeof buf, s, len))) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (end != buf + len || errno == ERANGE) return false;
+    *out = v;
+    return true;
+}
+
+bool cb_utf8_valid(const char *str, size_t len) {
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) { i++; continue; }
+        size_t n;
+        uint32_t cp;
+        if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
+        else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
+        else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
+        else return false;
+        if (i + n >= len) return false; /* truncated sequence */
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        /* Reject overlong forms, surrogates and values beyond U+10FFFF. */
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+            return false;
+        i += n + 1;
+    }
+    return true;
+}

@@ -1,0 +1,160 @@
+/* dataset — what a recommender learns from: id vocabularies, the ratings, and
+ * attribute tables of users and items.
+ *
+ * Ratings are stored compactly, 16 bytes each (user index, item index, value,
+ * timestamp); features are never copied per rating. Attribute tables hold
+ * typed columns (numeric, categorical, multi-valued) with rows aligned to the
+ * dense user / item indices. Loaders detect MovieLens layouts (latest-small,
+ * 100K, 1M), read a generic declared layout, or the course lab's pre-joined
+ * rows. Splits and the synthetic generator live here too. */
+#ifndef CB_DATASET_H
+#define CB_DATASET_H
+
+#include "base/util.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One observed rating or label. 16 bytes. ts = seconds since the epoch, 0 when unknown. */
+typedef struct cb_rating {
+    uint32_t user;
+    uint32_t item;
+    float y;
+    uint32_t ts;
+} cb_rating;
+
+typedef enum cb_col_kind {
+    CB_COL_NUMERIC = 0,     /* float per row, NAN when missing */
+    CB_COL_CATEGORICAL = 1, /* one level per row (index into `levels`), CB_MISSING when missing */
+    CB_COL_MULTI = 2        /* zero or more levels per row, CSR: off[n_rows+1], val[] */
+} cb_col_kind;
+
+#define CB_MISSING UINT32_MAX
+
+typedef struct cb_column {
+    char *name;
+    cb_col_kind kind;
+    float *num;        /* NUMERIC: [n_rows] */
+    uint32_t *cat;     /* CATEGORICAL: [n_rows] */
+    uint32_t *off;     /* MULTI: [n_rows + 1] */
+    uint32_t *val;     /* MULTI: [off[n_rows]] */
+    cb_vocab *levels;  /* CATEGORICAL / MULTI: level names */
+} cb_column;
+
+/* Attribute table. Rows are dense user or item indices. */
+typedef struct cb_table {
+    uint32_t n_rows;
+    uint32_t n_cols;
+    cb_column *cols;
+} cb_table;
+
+/* Well-known column roles, resolved by name when loading (-1 when absent). */
+typedef struct cb_roles {
+    int item_genres;   /* MULTI column of genres */
+    int item_year;     /* NUMERIC release year */
+    int user_age;      /* NUMERIC age */
+    int user_gender;   /* CATEGORICAL */
+    int user_occupation;
+    int user_location; /* CATEGORICAL region/country derived from zip or location */
+} cb_roles;
+
+typedef struct cb_dataset {
+    char *name;            /* e.g. "movielens-100k", "generic", "course-lab", "synthetic" */
+    char *path;            /* where it was loaded from */
+    cb_vocab *users;       /* user id strings -> dense indices */
+    cb_vocab *items;       /* item id strings -> dense indices */
+    cb_rating *ratings;    /* [n_ratings] */
+    size_t n_ratings;
+    size_t cap_ratings;
+    float y_min, y_max;    /* declared or observed rating range */
+    bool binary;           /* labels are 0/1 */
+    bool has_timestamps;
+    bool prejoined;        /* course-lab style: user/item tables are given features,
+                              duplicate (user, item) rows allowed */
+    char **titles;         /* [n_items] UTF-8 titles, entries may be NULL; NULL if none */
+    bool no_title_years;   /* schema said items.year_from_title = no: never parse a
+                              year from the titles */
+    cb_table user_attr;    /* rows = cb_vocab_size(users) */
+    cb_table item_attr;    /* rows = cb_vocab_size(items) */
+    cb_roles roles;
+    size_t n_skipped;      /* bad rows skipped under skip_bad_rows */
+    /* Pre-joined data: how many leading columns of user_attr / item_attr are ids
+     * or bookkeeping rather than model inputs (course lab: 3 and 1). 0 otherwise. */
+    uint32_t user_lead_cols, item_lead_cols;
+} cb_dataset;
+
+/* Options for every loader. */
+typedef struct cb_load_options {
+    bool skip_bad_rows;    /* skip malformed rows (counted in n_skipped) instead of failing */
+    float y_min, y_max;    /* declared rating range; both 0 = no check */
+    const char *schema;    /* generic layout: path of a schema file (see README) */
+    /* For tests: read ratings files with the general (reference) path only, or
+     * give each fast-path thread chunks of about this many bytes (0 = the
+     * default; small values make small files take the multi-chunk paths). */
+    bool ratings_reference;
+    size_t ratings_chunk;
+} cb_load_options;
+void cb_load_options_default(cb_load_options *o);
+
+/* Load a dataset from a directory, detecting its layout:
+ *   ratings.csv + movies.csv            MovieLens latest-small / 25M style
+ *   u.data + u.item [+ u.user]          MovieLens 100K
+ *   ratings.dat + movies.dat [+ users.dat]  MovieLens 1M
+ *   content_user_train.csv ...          course-lab pre-joined rows
+ *   cbrec.schema (or opt->schema)       generic declared layout
+ * Returns CB_OK and a new dataset in *out (free with cb_dataset_free). */
+int cb_dataset_load(cb_dataset **out, const char *path, const cb_load_options *opt, cb_error *err);
+void cb_dataset_free(cb_dataset *ds); /* NULL is a no-op */
+
+uint32_t cb_dataset_n_users(const cb_dataset *ds);
+uint32_t cb_dataset_n_items(const cb_dataset *ds);
+/* Year from a trailing "(1995)" (or "(2006-2007)") in a title, in 1800..2200;
+ * NAN when there is none. The one rule every module uses. */
+float cb_year_from_title(const char *s, size_t len);
+/* Column index by name in a table, or -1. */
+int cb_table_find(const cb_table *t, const char *name);
+/* Bytes used by ratings, vocabularies and tables (memory report). */
+size_t cb_dataset_bytes(const cb_dataset *ds);
+
+/* ---- Splits. Each fills two newly allocated index arrays into ds->ratings
+ * (free() them). All are deterministic for a given seed. */
+typedef enum cb_split_kind {
+    CB_SPLIT_RANDOM = 0,      /* each rating to test with probability test_frac */
+    CB_SPLIT_TEMPORAL = 1,    /* each user's latest ceil(test_frac * n_u) ratings to test,
+                                 at most n_u - 1 (every user keeps one training rating);
+                                 ties in ts (or no timestamps) broken by file order */
+    CB_SPLIT_COLD_USERS = 2,  /* test_frac of users held out entirely */
+    CB_SPLIT_COLD_ITEMS = 3   /* test_frac of items held out entirely */
+} cb_split_kind;
+typedef struct cb_split {
+    uint32_t *train, *test;   /* indices into ds->ratings */
+    size_t n_train, n_test;
+} cb_split;
+int cb_split_make(cb_split *out, const cb_dataset *ds, cb_split_kind kind, double test_frac,
+                  uint64_t seed, cb_error *err);
+void cb_split_free(cb_split *s);
+
+/* The course lab's split: sklearn's train_test_split(train_size=train_size,
+ * shuffle=True, random_state=random_state) over n_rows row positions,
+ * reproduced exactly (numpy's legacy RandomState permutation, MT19937).
+ * test = perm[:ceil((1-train_size) n)], train = perm[n_test : n_test + floor(train_size n)],
+ * both in permutation order (not sorted). train_size in (0, 1). */
+int cb_split_sklearn(cb_split *out, size_t n_rows, double train_size, uint32_t random_state,
+                     cb_error *err);
+/* numpy.random.RandomState(seed).permutation(n) into perm[n] (values 0..n-1). */
+void cb_numpy_permutation(uint32_t *perm, size_t n, uint32_t seed);
+
+/* ---- Synthetic data with planted structure (see synth.c). */
+typedef struct cb_synth_config {
+    uint32_t n_users, n_items, n_genres;
+    size_t n_ratings;
+    double noise;          /* std of rating noise */
+    uint64_t seed;
+} cb_synth_config;
+void cb_synth_config_default(cb_synth_config *c);
+/* Build a synthetic dataset in memory. */
+int cb_synth_generate(cb_dataset **out, const cb_synth_config *c, cb_error *err);
+/* Write a synthetic dataset as a MovieLens-latest-style folder (ratings.csv,
+ * movies.csv, users.csv + cbrec.schema) so every loader path is exercised. */
+int cb_synth_write(const cb_dataset *ds, const char *dir, cb_error *err);
+
+#endif /* CB_DATASET_H */

@@ -1,0 +1,805 @@
+/* dataset_generic — datasets that are not MovieLens: anyone's data described
+ * by a small schema file (cbrec.schema, documented in docs/data-formats.md),
+ * a folder holding only ratings.csv, and the course lab's pre-joined rows.
+ *
+ * The schema names a ratings file (user, item, rating or 0/1 label,
+ * optional timestamp) and optional items / users files whose columns carry a
+ * declared role: id, title, numeric, categorical, multi-valued with a
+ * separator, or ignore. The course lab instead gives one user-feature row,
+ * one item-feature row and one target per rating, aligned by row; its users
+ * and items are the distinct ids of those rows, their features must agree
+ * wherever an id repeats, and the rows keep their order (the lab's split is a
+ * permutation of row positions). */
+#include "data/dataset_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ schema */
+
+typedef enum {
+    K_ID, K_TITLE, K_NUMERIC, K_CATEGORICAL, K_MULTI, K_IGNORE,  /* items / users */
+    K_USER, K_ITEM, K_RATING, K_TIMESTAMP                         /* ratings */
+} col_kind;
+
+typedef struct colspec {
+    char *name;
+    col_kind kind;
+    char sep[8];   /* K_MULTI separator */
+    int table_col; /* column index in the attribute table, -1 if none */
+} colspec;
+
+typedef struct filespec {
+    char *file;
+    size_t file_line; /* schema line that named the file */
+    char delim[8];
+    int header;       /* -1 = not given */
+    int latin1;
+    int quoting;      /* -1 = reader default */
+    int year_from_title;
+    colspec *cols;
+    size_t n_cols;
+    size_t columns_line;
+} filespec;
+
+typedef struct schema {
+    const char *path;
+    filespec ratings, items, users;
+    float y_min, y_max;
+    bool has_range, binary;
+    char *name;
+} schema;
+
+static void filespec_init(filespec *fs) {
+    memset(fs, 0, sizeof *fs);
+    strcpy(fs->delim, ",");
+    fs->header = -1;
+    fs->quoting = -1;
+    fs->year_from_title = 1;
+}
+
+static void filespec_free(filespec *fs) {
+    free(fs->file);
+    for (size_t i = 0; i < fs->n_cols; i++) free(fs->cols[i].name);
+    free(fs->cols);
+}
+
+static void schema_free(schema *s) {
+    filespec_free(&s->ratings);
+    filespec_free(&s->items);
+    filespec_free(&s->users);
+    free(s->name);
+}
+
+static void trim(const char **s, size_t *n) {
+    while (*n && (**s == ' ' || **s == '\t' || **s == '\r')) (*s)++, (*n)--;
+    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' || (*s)[*n - 1] == '\r')) (*n)--;
+}
+
+static bool parse_yes_no(const char *v, size_t n, int *out) {
+    if (cb_ieq(v, n, "yes") || cb_ieq(v, n, "true") || cb_ieq(v, n, "1")) *out = 1;
+    else if (cb_ieq(v, n, "no") || cb_ieq(v, n, "false") || cb_ieq(v, n, "0")) *out = 0;
+    else return false;
+    return true;
+}
+
+static bool parse_delim(const char *v, size_t n, char out[8]) {
+    const char *d = NULL;
+    if (cb_ieq(v, n, "tab") || (n == 2 && v[0] == '\\' && v[1] == 't')) d = "\t";
+    else if (cb_ieq(v, n, "comma")) d = ",";
+    else if (cb_ieq(v, n, "semicolon")) d = ";";
+    else if (cb_ieq(v, n, "pipe")) d = "|";
+    else if (cb_ieq(v, n, "space")) d = " ";
+    if (d) {
+        strcpy(out, d);
+        return true;
+    }
+    if (n == 0 || n >= 8) return false;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return true;
+}
+
+/* One entry of a columns list: "name", "name:kind" or "name:multi(SEP)". */
+static int parse_colspec(colspec *c, const char *s, size_t n, bool ratings, const char *path,
+                         size_t line, cb_error *err) {
+    trim(&s, &n);
+    const char *colon = memchr(s, ':', n);
+    const char *nm = s, *kd = NULL;
+    size_t nl = n, kl = 0;
+    if (colon) {
+        nl = (size_t)(colon - s);
+        kd = colon + 1;
+        kl = n - nl - 1;
+        trim(&nm, &nl);
+        trim(&kd, &kl);
+    }
+    if (nl == 0) return cb_fail(err, CB_EPARSE, "%s:%zu: empty column name", path, line);
+    c->name = cb_strndup(nm, nl, err);
+    if (!c->name) return CB_ENOMEM;
+    c->table_col = -1;
+    if (!kd) { /* bare word: the role is the name */
+        kd = nm;
+        kl = nl;
+    }
+    strcpy(c->sep, "|");
+    if (ratings) {
+        if (cb_ieq(kd, kl, "user")) c->kind = K_USER;
+        else if (cb_ieq(kd, kl, "item")) c->kind = K_ITEM;
+        else if (cb_ieq(kd, kl, "rating") || cb_ieq(kd, kl, "label")) c->kind = K_RATING;
+        else if (cb_ieq(kd, kl, "timestamp")) c->kind = K_TIMESTAMP;
+        else if (cb_ieq(kd, kl, "ignore")) c->kind = K_IGNORE;
+        else
+            return cb_fail(err, CB_EPARSE,
+                           "%s:%zu: ratings column '%.*s': role must be user, item, rating, label, timestamp or ignore",
+                           path, line, CLIP(n), s);
+        return CB_OK;
+    }
+    if (cb_ieq(kd, kl, "id")) c->kind = K_ID;
+    else if (cb_ieq(kd, kl, "title")) c->kind = K_TITLE;
+    else if (cb_ieq(kd, kl, "numeric")) c->kind = K_NUMERIC;
+    else if (cb_ieq(kd, kl, "categorical")) c->kind = K_CATEGORICAL;
+    else if (cb_ieq(kd, kl, "ignore")) c->kind = K_IGNORE;
+    else if (kl >= 5 && cb_ieq(kd, 5, "multi")) {
+        c->kind = K_MULTI;
+        if (kl > 5) {
+            if (kd[5] != '(' || kd[kl - 1] != ')' || kl - 7 == 0 || kl - 7 >= sizeof c->sep)
+                return cb_fail(err, CB_EPARSE, "%s:%zu: column '%s': write multi or multi(SEP), e.g. multi(|)",
+                               path, line, c->name);
+            memcpy(c->sep, kd + 6, kl - 7);
+            c->sep[kl - 7] = '\0';
+        }
+    } else if (!colon) {
+        return cb_fail(err, CB_EPARSE, "%s:%zu: column '%s' needs a kind: write %s:numeric, :categorical, "
+                       ":multi(|), :title or :ignore", path, line, c->name, c->name);
+    } else {
+        return cb_fail(err, CB_EPARSE,
+                       "%s:%zu: column '%s': unknown kind '%.*s' (id, title, numeric, categorical, multi(SEP), ignore)",
+                       path, line, c->name, CLIP(kl), kd);
+    }
+    return CB_OK;
+}
+
+static int parse_columns(filespec *fs, const char *v, size_t n, bool ratings, const char *path, size_t line,
+                         cb_error *err) {
+    if (fs->cols) return cb_fail(err, CB_EPARSE, "%s:%zu: columns given twice", path, line);
+    size_t count = 1;
+    /* Commas inside multi(,) are not separators: count at depth 0 only. */
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '(') depth++;
+        else if (v[i] == ')') depth--;
+        else if (v[i] == ',' && depth == 0) count++;
+    }
+    fs->cols = cb_calloc(count, sizeof *fs->cols, err);
+    if (!fs->cols) return CB_ENOMEM;
+    size_t start = 0;
+    depth = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && v[i] == '(') depth++;
+        if (i < n && v[i] == ')') depth--;
+        if (i == n || (v[i] == ',' && depth == 0)) {
+            int rc = parse_colspec(&fs->cols[fs->n_cols], v + start, i - start, ratings, path, line, err);
+            fs->n_cols++;
+            if (rc) return rc;
+            start = i + 1;
+        }
+    }
+    fs->columns_line = line;
+    /* Role checks. */
+    int n_id = 0, n_user = 0, n_item = 0, n_rating = 0, n_ts = 0, n_title = 0;
+    for (size_t i = 0; i < fs->n_cols; i++) {
+        n_id += fs->cols[i].kind == K_ID;
+        n_user += fs->cols[i].kind == K_USER;
+        n_item += fs->cols[i].kind == K_ITEM;
+        n_rating += fs->cols[i].kind == K_RATING;
+        n_ts += fs->cols[i].kind == K_TIMESTAMP;
+        n_title += fs->cols[i].kind == K_TITLE;
+        for (size_t j = 0; j < i; j++)
+            if (fs->cols[i].kind != K_IGNORE && !strcmp(fs->cols[i].name, fs->cols[j].name))
+                return cb_fail(err, CB_EPARSE, "%s:%zu: column '%s' named twice", path, line, fs->cols[i].name);
+    }
+    if (ratings && (n_user != 1 || n_item != 1 || n_rating > 1 || n_ts > 1))
+        return cb_fail(err, CB_EPARSE, "%s:%zu: ratings columns need exactly one user and one item, "
+                       "at most one rating and one timestamp", path, line);
+    if (!ratings && (n_id != 1 || n_title > 1))
+        return cb_fail(err, CB_EPARSE, "%s:%zu: columns need exactly one id (and at most one title)", path, line);
+    return CB_OK;
+}
+
+static int parse_schema(schema *s, const char *path, cb_error *err) {
+    memset(s, 0, sizeof *s);
+    s->path = path;
+    filespec_init(&s->ratings);
+    filespec_init(&s->items);
+    filespec_init(&s->users);
+    char *text;
+    size_t len;
+    int rc = cb_read_small_file(path, &text, &len, 1 << 20, err);
+    if (rc) return rc;
+    size_t line = 0;
+    const char *p = text, *end = text + len;
+    if (len >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3;
+    while (p < end && !rc) {
+        line++;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        const char *s0 = p;
+        size_t n = (size_t)(le - p);
+        p = nl ? nl + 1 : end;
+        if (memchr(s0, '\0', n)) {
+            rc = cb_fail(err, CB_EPARSE, "%s:%zu: NUL byte in schema", path, line);
+            break;
+        }
+        if (!cb_utf8_valid(s0, n)) {
+            rc = cb_fail(err, CB_EPARSE, "%s:%zu: invalid UTF-8", path, line);
+            break;
+        }
+        /* Comments: whole lines starting with '#', or " #" after a value. */
+        for (size_t i = 1; i < n; i++)
+            if (s0[i] == '#' && (s0[i - 1] == ' ' || s0[i - 1] == '\t')) {
+                n = i;
+                break;
+            }
+        trim(&s0, &n);
+        if (n == 0 || s0[0] == '#') continue;
+        const char *eq = memchr(s0, '=', n);
+        if (!eq) {
+            rc = cb_fail(err, CB_EPARSE, "%s:%zu: expected 'key = value'", path, line);
+            break;
+        }
+        const char *k = s0, *v = eq + 1;
+        size_t kn = (size_t)(eq - s0), vn = n - kn - 1;
+        trim(&k, &kn);
+        trim(&v, &vn);
+        filespec *fs = NULL;
+        const char *sub = NULL;
+        size_t subn = 0;
+        static const char *const prefixes[3] = {"ratings", "items", "users"};
+        filespec *const specs[3] = {&s->ratings, &s->items, &s->users};
+        for (int i = 0; i < 3 && !fs; i++) {
+            size_t pl = strlen(prefixes[i]);
+            if (kn >= pl && !memcmp(k, prefixes[i], pl) && (kn == pl || k[pl] == '.')) {
+                fs = specs[i];
+                sub = kn == pl ? "" : k + pl + 1;
+                subn = kn == pl ? 0 : kn - pl - 1;
+            }
+        }
+        if (fs && subn == 0) {
+            if (fs->file) rc = cb_fail(err, CB_EPARSE, "%s:%zu: '%.*s' given twice", path, line, CLIP(kn), k);
+            else if (vn == 0) rc = cb_fail(err, CB_EPARSE, "%s:%zu: empty file name", path, line);
+            else if (!(fs->file = cb_strndup(v, vn, err))) rc = CB_ENOMEM;
+            fs->file_line = line;
+        } else if (fs && cb_ieq(sub, subn, "delim")) {
+            if (!parse_delim(v, vn, fs->delim))
+                rc = cb_fail(err, CB_EPARSE, "%s:%zu: delimiter must be 1-7 characters or tab/comma/semicolon/pipe/space", path, line);
+        } else if (fs && cb_ieq(sub, subn, "header")) {
+            if (!parse_yes_no(v, vn, &fs->header)) rc = cb_fail(err, CB_EPARSE, "%s:%zu: header must be yes or no", path, line);
+        } else if (fs && cb_ieq(sub, subn, "quoting")) {
+            if (!parse_yes_no(v, vn, &fs->quoting)) rc = cb_fail(err, CB_EPARSE, "%s:%zu: quoting must be yes or no", path, line);
+        } else if (fs && fs != &s->ratings && cb_ieq(sub, subn, "year_from_title")) {
+            if (!parse_yes_no(v, vn, &fs->year_from_title))
+                rc = cb_fail(err, CB_EPARSE, "%s:%zu: year_from_title must be yes or no", path, line);
+        } else if (fs && cb_ieq(sub, subn, "encoding")) {
+            if (cb_ieq(v, vn, "utf-8") || cb_ieq(v, vn, "utf8")) fs->latin1 = 0;
+            else if (cb_ieq(v, vn, "latin-1") || cb_ieq(v, vn, "latin1") || cb_ieq(v, vn, "iso-8859-1")) fs->latin1 = 1;
+            else rc = cb_fail(err, CB_EPARSE, "%s:%zu: encoding must be utf-8 or latin-1", path, line);
+        } else if (fs && cb_ieq(sub, subn, "columns")) {
+            rc = parse_columns(fs, v, vn, fs == &s->ratings, path, line, err);
+        } else if (cb_ieq(k, kn, "rating.range")) {
+            const char *comma = memchr(v, ',', vn);
+            if (!comma || !cb_parse_float(v, (size_t)(comma - v), &s->y_min) ||
+                !cb_parse_float(comma + 1, vn - (size_t)(comma - v) - 1, &s->y_max) || !(s->y_min <= s->y_max))
+                rc = cb_fail(err, CB_EPARSE, "%s:%zu: rating.range must be 'MIN,MAX' with MIN <= MAX", path, line);
+            s->has_range = true;
+        } else if (cb_ieq(k, kn, "rating.binary")) {
+            int b;
+            if (!parse_yes_no(v, vn, &b)) rc = cb_fail(err, CB_EPARSE, "%s:%zu: rating.binary must be yes or no", path, line);
+            s->binary = b;
+        } else if (cb_ieq(k, kn, "name")) {
+            free(s->name);
+            if (!(s->name = cb_strndup(v, vn, err))) rc = CB_ENOMEM;
+        } else {
+            rc = cb_fail(err, CB_EPARSE, "%s:%zu: unknown key '%.*s'", path, line, CLIP(kn), k);
+        }
+    }
+    free(text);
+    if (rc) return rc;
+    if (!s->ratings.file)
+        return cb_fail(err, CB_EPARSE, "%s:%zu: no 'ratings = FILE' line", path, line + 1);
+    for (int i = 0; i < 2; i++) {
+        filespec *fs = i ? &s->users : &s->items;
+        if (fs->file && !fs->cols)
+            return cb_fail(err, CB_EPARSE, "%s:%zu: %s needs a '%s.columns = id,...' line", path, fs->file_line,
+                           i ? "users" : "items", i ? "users" : "items");
+    }
+    return CB_OK;
+}
+
+static void csv_opts_from(const filespec *fs, cb_csv_options *o) {
+    cb_csv_options_default(o);
+    o->delim = fs->delim;
+    o->quoting = fs->quoting >= 0 ? fs->quoting : strcmp(fs->delim, ",") == 0;
+    o->latin1 = fs->latin1;
+}
+
+/* ------------------------------------------------------- attribute files */
+
+static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_items, cb_error *err) {
+    cb_tabbuild *tb = is_items ? &L->items : &L->users;
+    cb_vocab *ids = is_items ? L->ds->items : L->ds->users;
+    cb_csv_options o;
+    csv_opts_from(fs, &o);
+    cb_csv *c = NULL;
+    float *vals = NULL;
+    int rc = cb_csv_open(&c, path, &o, err);
+    if (rc) return rc;
+    const char *name = cb_csv_name(c);
+    char **f;
+    size_t *fl, nf;
+    int id_col = -1, title_col = -1, year_col = -1;
+    for (size_t i = 0; i < fs->n_cols; i++) {
+        colspec *cs = &fs->cols[i];
+        cb_col_kind k = cs->kind == K_NUMERIC ? CB_COL_NUMERIC : cs->kind == K_CATEGORICAL ? CB_COL_CATEGORICAL : CB_COL_MULTI;
+        if (cs->kind == K_ID) id_col = (int)i;
+        if (cs->kind == K_TITLE) title_col = (int)i;
+        if (cs->kind != K_NUMERIC && cs->kind != K_CATEGORICAL && cs->kind != K_MULTI) continue;
+        cs->table_col = cb_tb_add_col(tb, cs->name, k, err);
+        if (cs->table_col < 0) {
+            rc = cs->table_col;
+            goto done;
+        }
+    }
+    if (is_items && !fs->year_from_title) L->ds->no_title_years = true;
+    if (is_items && title_col >= 0 && fs->year_from_title && cb_table_find(tb->t, "year") < 0) {
+        year_col = cb_tb_add_col(tb, "year", CB_COL_NUMERIC, err);
+        if (year_col < 0) {
+            rc = year_col;
+            goto done;
+        }
+    }
+    vals = cb_calloc(fs->n_cols ? fs->n_cols : 1, sizeof *vals, err);
+    if (!vals) {
+        rc = CB_ENOMEM;
+        goto done;
+    }
+    if (fs->header != 0) {
+        rc = cb_csv_next(c, &f, &fl, &nf, err);
+        if (rc < 0) goto done;
+        if (rc == 0) {
+            rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header line)", name);
+            goto done;
+        }
+        if (nf != fs->n_cols) {
+            rc = cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields but the schema declares %zu columns",
+                         name, cb_csv_line(c), nf, fs->n_cols);
+            goto done;
+        }
+    }
+    for (;;) {
+        rc = cb_csv_next(c, &f, &fl, &nf, err);
+        if (rc == 0) break;
+        if (rc < 0) goto done;
+        size_t line = cb_csv_line(c);
+        if (nf != fs->n_cols) BAD_ROW("%s:%zu: expected %zu fields, found %zu", name, line, fs->n_cols, nf);
+        if (fl[id_col] == 0) BAD_ROW("%s:%zu: empty id", name, line);
+        /* Validate every field before the id is interned, so a skipped row leaves no trace. */
+        for (size_t i = 0; i < fs->n_cols; i++) {
+            if (fs->cols[i].kind != K_NUMERIC) continue;
+            const char *s = f[i];
+            size_t n = fl[i];
+            trim(&s, &n);
+            if (n == 0 || cb_ieq(s, n, "NA") || cb_ieq(s, n, "null")) vals[i] = NAN;
+            else if (!cb_fast_float(s, n, &vals[i]))
+                BAD_ROW("%s:%zu: column '%s': '%.*s' is not a finite number", name, line, fs->cols[i].name,
+                        CLIP(fl[i]), f[i]);
+        }
+        uint32_t row;
+        bool added;
+        rc = cb_vocab_intern(ids, f[id_col], fl[id_col], &row, &added, err);
+        if (rc) goto done;
+        if (!added) BAD_ROW("%s:%zu: id '%.*s' listed twice", name, line, CLIP(fl[id_col]), f[id_col]);
+        for (size_t i = 0; i < fs->n_cols && !rc; i++) {
+            colspec *cs = &fs->cols[i];
+            const char *s = f[i];
+            size_t n = fl[i];
+            if (cs->kind == K_NUMERIC) {
+                rc = cb_tb_set_num(tb, cs->table_col, row, vals[i], err);
+            } else if (cs->kind == K_CATEGORICAL) {
+                trim(&s, &n);
+                if (n) rc = cb_tb_set_cat(tb, cs->table_col, row, s, n, err);
+            } else if (cs->kind == K_MULTI) {
+                rc = cb_tb_add_multi_split(tb, cs->table_col, row, s, n, cs->sep, err);
+            } else if (cs->kind == K_TITLE && is_items) {
+                rc = cb_ld_set_title(L, row, s, n, err);
+                if (!rc && year_col >= 0) rc = cb_tb_set_num(tb, year_col, row, cb_year_from_title(s, n), err);
+            }
+        }
+        if (rc) goto done;
+    next_row:;
+    }
+    rc = CB_OK;
+done:
+    free(vals);
+    cb_csv_close(c);
+    return rc;
+}
+
+/* Ratings columns from a header line when the schema gives none. */
+static int ratings_cols_from_header(cb_ratings_spec *sp, cb_error *err) {
+    cb_csv *c = NULL;
+    int rc = cb_csv_open(&c, sp->path, &sp->csv, err);
+    if (rc) return rc;
+    char **f;
+    size_t *fl, nf;
+    rc = cb_csv_next(c, &f, &fl, &nf, err);
+    if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header and ratings)", cb_csv_name(c));
+    if (rc < 0) goto done;
+    static const char *const users[] = {"user", "userid", "user_id", "user id", "uid", NULL};
+    static const char *const items[] = {"item", "itemid", "item_id", "item id", "movieid", "movie_id", "movie id",
+                                        "movie", "iid", "productid", "product_id", NULL};
+    static const char *const ratings[] = {"rating", "score", "label", "y", "target", "stars", NULL};
+    static const char *const times[] = {"timestamp", "ts", "time", "unix_time", NULL};
+    const char *const *lists[4] = {users, items, ratings, times};
+    int *slots[4] = {&sp->col_user, &sp->col_item, &sp->col_rating, &sp->col_ts};
+    for (int k = 0; k < 4; k++) *slots[k] = -1;
+    for (size_t i = 0; i < nf; i++) {
+        const char *s = f[i];
+        size_t n = fl[i];
+        trim(&s, &n);
+        for (int k = 0; k < 4; k++)
+            for (const char *const *a = lists[k]; *a; a++)
+                if (*slots[k] < 0 && cb_ieq(s, n, *a)) *slots[k] = (int)i;
+    }
+    if (sp->col_user < 0 || sp->col_item < 0)
+        rc = cb_fail(err, CB_EPARSE, "%s:%zu: cannot tell the user and item columns from the header "
+                     "(name them user,item,rating,timestamp or declare ratings.columns in cbrec.schema)",
+                     cb_csv_name(c), cb_csv_line(c));
+    else
+        rc = CB_OK;
+    sp->n_fields = nf;
+done:
+    cb_csv_close(c);
+    return rc;
+}
+
+/* The items (users) file the schema declares, if any; afterwards ratings
+ * naming ids it does not list are bad rows. */
+static int read_declared_attrs(cb_loader *L, const char *dir, filespec *fs, bool is_items, cb_error *err) {
+    if (!fs->file) return CB_OK;
+    char *path = cb_path_join(dir, fs->file, err);
+    if (!path) return CB_ENOMEM;
+    int rc = read_attr_file(L, path, fs, is_items, err);
+    free(path);
+    if (rc) return rc;
+    if (is_items) L->items_file = fs->file;
+    else L->users_file = fs->file;
+    return CB_OK;
+}
+
+static int load_with_schema(cb_dataset **out, const char *dir, schema *s, const cb_load_options *opt,
+                            cb_error *err) {
+    cb_loader L;
+    int rc = cb_ld_begin(&L, s->name ? s->name : "generic", dir, opt, err);
+    if (rc) return rc;
+    char *p_ratings = NULL;
+    cb_ratings_spec sp;
+    /* Ranges given in the load options win over the schema's. */
+    if (s->has_range) cb_ld_default_range(&L, s->y_min, s->y_max);
+    if (s->binary) {
+        L.declared_binary = true;
+        cb_ld_default_range(&L, 0.0f, 1.0f);
+    }
+    p_ratings = cb_path_join(dir, s->ratings.file, err);
+    if (!p_ratings) {
+        rc = CB_ENOMEM;
+        goto fail;
+    }
+    if ((rc = read_declared_attrs(&L, dir, &s->items, true, err)) ||
+        (rc = read_declared_attrs(&L, dir, &s->users, false, err)))
+        goto fail;
+    cb_ratings_spec_init(&sp, p_ratings);
+    csv_opts_from(&s->ratings, &sp.csv);
+    sp.header = s->ratings.header != 0;
+    if (s->ratings.cols) {
+        sp.col_user = sp.col_item = sp.col_rating = sp.col_ts = -1;
+        for (size_t i = 0; i < s->ratings.n_cols; i++) {
+            col_kind k = s->ratings.cols[i].kind;
+            if (k == K_USER) sp.col_user = (int)i;
+            if (k == K_ITEM) sp.col_item = (int)i;
+            if (k == K_RATING) sp.col_rating = (int)i;
+            if (k == K_TIMESTAMP) sp.col_ts = (int)i;
+        }
+        sp.n_fields = s->ratings.n_cols;
+    } else if (sp.header) {
+        rc = ratings_cols_from_header(&sp, err);
+        if (rc) goto fail;
+    } else {
+        rc = cb_fail(err, CB_EPARSE, "%s:%zu: ratings.header = no needs a 'ratings.columns = ...' line", s->path,
+                     s->ratings.file_line);
+        goto fail;
+    }
+    rc = cb_ld_read_ratings(&L, &sp, err);
+    if (rc) goto fail;
+    rc = cb_ld_finish(&L, &sp, out, err);
+    goto done;
+fail:
+    cb_ld_abort(&L);
+done:
+    free(p_ratings);
+    return rc;
+}
+
+int cb_load_generic(cb_dataset **out, const char *dir, const char *schema_path, const cb_load_options *opt,
+                    cb_error *err) {
+    schema s;
+    int rc = parse_schema(&s, schema_path, err);
+    if (!rc) rc = load_with_schema(out, dir, &s, opt, err);
+    schema_free(&s);
+    return rc;
+}
+
+int cb_load_ratings_only(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err) {
+    schema s;
+    memset(&s, 0, sizeof s);
+    s.path = dir;
+    filespec_init(&s.ratings);
+    filespec_init(&s.items);
+    filespec_init(&s.users);
+    s.ratings.file = cb_strdup("ratings.csv", err);
+    int rc = s.ratings.file ? load_with_schema(out, dir, &s, opt, err) : CB_ENOMEM;
+    schema_free(&s);
+    return rc;
+}
+
+/* -------------------------------------------------------------- course lab */
+
+/* One header file: a single comma-separated line of column names. */
+static int read_header_names(const char *path, char ***names, size_t *n, cb_error *err) {
+    cb_csv_options o;
+    cb_csv_options_default(&o);
+    cb_csv *c = NULL;
+    int rc = cb_csv_open(&c, path, &o, err);
+    if (rc) return rc;
+    char **f;
+    size_t *fl, nf;
+    rc = cb_csv_next(c, &f, &fl, &nf, err);
+    if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty header file", cb_csv_name(c));
+    if (rc < 0) goto done;
+    *names = cb_calloc(nf, sizeof **names, err);
+    if (!*names) {
+        rc = CB_ENOMEM;
+        goto done;
+    }
+    *n = nf;
+    rc = CB_OK;
+    for (size_t i = 0; i < nf && !rc; i++) {
+        const char *s = f[i];
+        size_t len = fl[i];
+        trim(&s, &len);
+        if (len == 0) rc = cb_fail(err, CB_EPARSE, "%s:%zu: column %zu has no name", cb_csv_name(c), cb_csv_line(c), i + 1);
+        else if (!((*names)[i] = cb_strndup(s, len, err))) rc = CB_ENOMEM;
+    }
+done:
+    cb_csv_close(c);
+    return rc;
+}
+
+static void free_names(char **names, size_t n) {
+    if (!names) return;
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+/* One side (user or item) of the pre-joined rows. */
+typedef struct lab_side {
+    const char *what;       /* "user" / "item" */
+    char *path, *header_path;
+    char **names;
+    size_t n_cols;
+    cb_csv *csv;
+    cb_tabbuild *tb;
+    cb_vocab *ids;
+    size_t *first_line;     /* [cap] line where each id first appeared */
+    size_t cap_first;
+    float *vals;            /* [n_cols] parsed row */
+} lab_side;
+
+static void lab_side_free(lab_side *s) {
+    free(s->path);
+    free(s->header_path);
+    free_names(s->names, s->n_cols);
+    cb_csv_close(s->csv);
+    free(s->first_line);
+    free(s->vals);
+}
+
+static int lab_side_open(lab_side *s, const char *dir, const char *file, const char *header, cb_error *err) {
+    s->path = cb_path_join(dir, file, err);
+    s->header_path = cb_path_join(dir, header, err);
+    if (!s->path || !s->header_path) return CB_ENOMEM;
+    int rc = read_header_names(s->header_path, &s->names, &s->n_cols, err);
+    if (rc) return rc;
+    for (size_t i = 0; i < s->n_cols; i++) {
+        int col = cb_tb_add_col(s->tb, s->names[i], CB_COL_NUMERIC, err);
+        if (col < 0) { /* name the header file in the message */
+            if (!err) return col;
+            cb_error e = *err;
+            return cb_fail(err, col, "%s:1: %s", s->header_path, e.msg);
+        }
+    }
+    s->vals = cb_calloc(s->n_cols, sizeof *s->vals, err);
+    if (!s->vals) return CB_ENOMEM;
+    cb_csv_options o;
+    cb_csv_options_default(&o);
+    return cb_csv_open(&s->csv, s->path, &o, err);
+}
+
+/* Parse the next row of one side. Returns 1 with *idx set, 0 at EOF, 2 for
+ * a bad row (message in err), <0 on a hard error. */
+static int lab_side_row(lab_side *s, uint32_t *idx, cb_error *err) {
+    char **f;
+    size_t *fl, nf;
+    int rc = cb_csv_next(s->csv, &f, &fl, &nf, err);
+    if (rc <= 0) return rc;
+    const char *name = cb_csv_name(s->csv);
+    size_t line = cb_csv_line(s->csv);
+    if (nf != s->n_cols) {
+        cb_fail(err, CB_EPARSE, "%s:%zu: expected %zu fields (as in %s), found %zu", name, line, s->n_cols,
+                s->header_path, nf);
+        return 2;
+    }
+    if (fl[0] == 0) {
+        cb_fail(err, CB_EPARSE, "%s:%zu: empty %s id", name, line, s->what);
+        return 2;
+    }
+    for (size_t i = 0; i < nf; i++)
+        if (!cb_fast_float(f[i], fl[i], &s->vals[i])) {
+            cb_fail(err, CB_EPARSE, "%s:%zu: column '%s': '%.*s' is not a finite number", name, line, s->names[i],
+                    CLIP(fl[i]), f[i]);
+            return 2;
+        }
+    bool added;
+    rc = cb_vocab_intern(s->ids, f[0], fl[0], idx, &added, err);
+    if (rc) return rc;
+    if (added) {
+        if (*idx >= s->cap_first) {
+            size_t cap = s->cap_first ? s->cap_first * 2 : 1024;
+            size_t *p = cb_realloc_array(s->first_line, cap, sizeof *p, err);
+            if (!p) return CB_ENOMEM;
+            s->first_line = p;
+            s->cap_first = cap;
+        }
+        s->first_line[*idx] = line;
+        for (size_t i = 0; i < nf; i++) {
+            rc = cb_tb_set_num(s->tb, (int)i, *idx, s->vals[i], err);
+            if (rc) return rc;
+        }
+        return 1;
+    }
+    const cb_table *t = s->tb->t;
+    for (size_t i = 0; i < nf; i++)
+        if (t->cols[i].num[*idx] != s->vals[i]) {
+            cb_fail(err, CB_EPARSE, "%s:%zu: %s %.*s has '%s' = %g here but %g at line %zu", name, line, s->what,
+                    CLIP(fl[0]), f[0], s->names[i], s->vals[i], t->cols[i].num[*idx], s->first_line[*idx]);
+            return 2;
+        }
+    return 1;
+}
+
+int cb_load_course_lab(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err) {
+    cb_loader L;
+    int rc = cb_ld_begin(&L, "course-lab", dir, opt, err);
+    if (rc) return rc;
+    L.ds->prejoined = true;
+    lab_side us = {.what = "user", .tb = &L.users, .ids = L.ds->users};
+    lab_side is = {.what = "item", .tb = &L.items, .ids = L.ds->items};
+    char *p_y = NULL, *p_list = NULL;
+    cb_csv *cy = NULL, *cl = NULL;
+    rc = lab_side_open(&us, dir, "content_user_train.csv", "content_user_train_header.txt", err);
+    if (!rc) rc = lab_side_open(&is, dir, "content_item_train.csv", "content_item_train_header.txt", err);
+    if (rc) goto fail;
+    p_y = cb_path_join(dir, "content_y_train.csv", err);
+    p_list = cb_path_join(dir, "content_movie_list.csv", err);
+    if (!p_y || !p_list) {
+        rc = CB_ENOMEM;
+        goto fail;
+    }
+    cb_csv_options o;
+    cb_csv_options_default(&o);
+    rc = cb_csv_open(&cy, p_y, &o, err);
+    if (rc) goto fail;
+    /* The lab's protocol: user id, rating count and rating ave are not model inputs. */
+    L.ds->user_lead_cols = (us.n_cols >= 3 && cb_ieq(us.names[1], strlen(us.names[1]), "rating count") &&
+                            cb_ieq(us.names[2], strlen(us.names[2]), "rating ave")) ? 3 : 1;
+    L.ds->item_lead_cols = 1;
+    for (;;) {
+        uint32_t u = 0, it = 0;
+        int ru = lab_side_row(&us, &u, err);
+        if (ru < 0) { rc = ru; goto fail; }
+        cb_error e_item;
+        int ri = lab_side_row(&is, &it, &e_item);
+        if (ri < 0) { if (err) *err = e_item; rc = ri; goto fail; }
+        char **f;
+        size_t *fl, nf;
+        int ry = cb_csv_next(cy, &f, &fl, &nf, err);
+        if (ry < 0) { rc = ry; goto fail; }
+        if (ru == 0 && ri == 0 && ry == 0) break;
+        if (ru == 0 || ri == 0 || ry == 0) {
+            const char *short_name = ru == 0 ? us.path : ri == 0 ? is.path : p_y;
+            size_t line = ru == 0 ? cb_csv_line(is.csv) : cb_csv_line(us.csv);
+            rc = cb_fail(err, CB_EPARSE, "%s:%zu: the three files have different row counts (%s ends first)",
+                         ru == 0 ? is.path : us.path, line, short_name);
+            goto fail;
+        }
+        size_t line = cb_csv_line(cy);
+        float y = 0;
+        bool bad = ru == 2 || ri == 2;
+        if (ri == 2 && ru != 2 && err) *err = e_item;
+        if (!bad && (nf != 1 || !cb_fast_float(f[0], fl[0], &y))) {
+            cb_fail(err, CB_EPARSE, "%s:%zu: expected one finite number", cb_csv_name(cy), line);
+            bad = true;
+        }
+        if (!bad && L.declared_range && (y < L.opt.y_min || y > L.opt.y_max)) {
+            cb_fail(err, CB_EPARSE, "%s:%zu: rating %g outside the declared range [%g, %g]", cb_csv_name(cy), line, y,
+                    L.opt.y_min, L.opt.y_max);
+            bad = true;
+        }
+        if (bad) {
+            if (!L.opt.skip_bad_rows) {
+                rc = CB_EPARSE;
+                goto fail;
+            }
+            L.ds->n_skipped++;
+            continue;
+        }
+        cb_dataset *ds = L.ds;
+        if (ds->n_ratings == ds->cap_ratings) {
+            size_t cap = ds->cap_ratings ? ds->cap_ratings * 2 : 65536;
+            cb_rating *p = cb_realloc_array(ds->ratings, cap, sizeof *p, err);
+            if (!p) { rc = CB_ENOMEM; goto fail; }
+            ds->ratings = p;
+            ds->cap_ratings = cap;
+        }
+        ds->ratings[ds->n_ratings++] = (cb_rating){u, it, y, 0};
+    }
+    if (L.ds->n_ratings == 0) {
+        rc = cb_fail(err, CB_EPARSE, "%s:1: no rows", us.path);
+        goto fail;
+    }
+    /* Titles from the lab's movie list, for the items that have rows. */
+    if (cb_file_exists(p_list)) {
+        rc = cb_csv_open(&cl, p_list, &o, err);
+        if (rc) goto fail;
+        char **f;
+        size_t *fl, nf;
+        bool first = true;
+        while ((rc = cb_csv_next(cl, &f, &fl, &nf, err)) > 0) {
+            if (first) { first = false; continue; }
+            if (nf < 2) {
+                rc = cb_fail(err, CB_EPARSE, "%s:%zu: expected movieId,title,genres", cb_csv_name(cl), cb_csv_line(cl));
+                break;
+            }
+            int64_t it = cb_vocab_find(L.ds->items, f[0], fl[0]);
+            if (it >= 0 && (rc = cb_ld_set_title(&L, (uint32_t)it, f[1], fl[1], err))) break;
+        }
+        if (rc < 0) goto fail;
+    }
+    lab_side_free(&us);
+    lab_side_free(&is);
+    cb_csv_close(cy);
+    cb_csv_close(cl);
+    free(p_y);
+    free(p_list);
+    return cb_ld_finish(&L, NULL, out, err);
+fail:
+    lab_side_free(&us);
+    lab_side_free(&is);
+    cb_csv_close(cy);
+    cb_csv_close(cl);
+    free(p_y);
+    free(p_list);
+    cb_ld_abort(&L);
+    return rc;
+}

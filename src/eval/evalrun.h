@@ -1,0 +1,165 @@
+/* evalrun — the evaluation harness behind `cbrec eval`, `cbrec experiment`
+ * and `cbrec report`: fits the two-tower model and the baselines on the same
+ * split, measures them with eval.h's metrics, and runs the retrieval-size
+ * experiment (how the final top-N changes when the retrieval step of the
+ * retrieval -> ranking pipeline brings more or fewer candidates). It also
+ * writes small SVG line charts (learning curves, the experiment) so plots need
+ * no external tool.
+ *
+ * Two-tower measurement. The model is trained with cb_bundle_train on the
+ * split's training ratings (optionally minus a seeded validation carve for
+ * early stopping). A user's vector comes from the user tower on its feature
+ * row computed from the TRAINING ratings only; a user without training
+ * ratings (the cold-start protocol) therefore gets the row built from its
+ * attributes alone — the same row cb_features_new_user gives for attributes
+ * and no ratings. Rating estimates are cb_bundle_predict_vec(v_u, item) clipped
+ * to the rating range; catalog scores for top-N are v_u . v_m (monotone in
+ * the estimate). "two-tower/pipeline" measures the lists of cb_recommend()
+ * (retrieval from the cheap sources, then ranking) instead of the full
+ * catalog ranking.
+ *
+ * "two-tower/implicit" is the same architecture and features trained for
+ * ranking instead of rating: every training rating is a positive (label 1)
+ * and `implicit_negatives` items per positive, drawn uniformly from the items
+ * the user did not rate in training, are negatives (label 0), with the
+ * sigmoid cross-entropy head. It is measured on top-N only (no RMSE).
+ *
+ * Cold users (no training ratings), when cold_impute is set: their feature
+ * row keeps its attribute columns, and each rating-derived column
+ * (rating_count, rating_mean, genre_avg, genre_frac, top_item) is imputed by
+ * the mean of that column over the `cold_neighbours` training users nearest
+ * in the attribute columns (ties at the k-th distance included; all training
+ * users when there are no attribute columns). Without it the row says "0
+ * ratings" — a value no training user has — and the tower extrapolates.
+ * Nothing of the cold user's own ratings is used either way.
+ *
+ * Nothing here prints; results come back as cb_eval_result rows.
+ * Threading: no shared state; one call at a time per config. */
+#ifndef CB_EVALRUN_H
+#define CB_EVALRUN_H
+
+#include "eval/eval.h"
+#include "features/featurize.h"
+#include "model/model.h"
+#include "rec/recommend.h"
+#include "model/bundle.h"
+
+typedef enum cb_evalrun_model {
+    CB_EVALRUN_TWOTOWER = 0,  /* "two-tower" */
+    CB_EVALRUN_PIPELINE = 1,  /* "two-tower/pipeline": top-N through cb_recommend */
+    CB_EVALRUN_GLOBAL = 2,    /* "global-mean" */
+    CB_EVALRUN_BIAS = 3,      /* "bias" */
+    CB_EVALRUN_POPULARITY = 4,/* "popularity" */
+    CB_EVALRUN_SVD = 5,       /* "svd" */
+    CB_EVALRUN_IMPLICIT = 6,  /* "two-tower/implicit": the towers trained for top-N (see below) */
+    CB_EVALRUN_N_MODELS = 7
+} cb_evalrun_model;
+
+/* "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd",
+ * "two-tower/implicit". */
+const char *cb_evalrun_model_name(cb_evalrun_model m);
+/* Bit mask (1u << model) from a comma-separated list. Accepted names: the
+ * names above and the short forms "twotower", "tt", "pipeline", "global",
+ * "mean", "pop", "mf". CB_ENOTFOUND naming an unknown entry. */
+int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err);
+
+typedef struct cb_evalrun_config {
+    unsigned models;               /* bit mask of cb_evalrun_model (default: all) */
+    cb_topn_config topn;           /* K = 10, threshold 4 */
+    bool topn_enabled;             /* top-N metrics (true) */
+    cb_feature_config features;    /* cb_feature_config_default */
+    cb_model_config model;         /* the tuned eval defaults (cb_evalrun_config_default) */
+    bool scale_targets;            /* map ratings to [-1, 1] for MSE (true) */
+    double valid_frac;             /* validation carve from training, for patience (0 = none) */
+    bool monitor_test;             /* valid_frac 0: report the held-out loss per epoch through
+                                      on_epoch (the test ratings as "validation" with patience
+                                      forced to 0, so they never select or stop anything) */
+    uint32_t implicit_negatives;   /* negatives per positive for two-tower/implicit (8) */
+    uint32_t implicit_epochs;      /* its epochs (3; 0: model.epochs) */
+    bool cold_impute;              /* impute cold users' rating-derived features (true) */
+    uint32_t cold_neighbours;      /* from this many attribute-nearest training users (200) */
+    double implicit_neg_alpha;     /* negatives drawn with probability ~ (training count + 1)^alpha
+                                      and log q added back to the logit when ranking (0: uniform) */
+    bool implicit_cold_attrs;      /* two-tower/implicit ranks cold users with a second tower
+                                      pair: attribute features only, linear user tower (true) */
+    double cold_neg_alpha;         /* implicit_neg_alpha of that cold-user ranker (1) */
+    cb_recommend_config recommend; /* the pipeline model's config (n is set to topn.k): the
+                                      default with the embedding source off (cheap sources only) */
+    cb_epoch_fn on_epoch;          /* progress of the two-tower rating model (may be NULL) */
+    void *epoch_ctx;
+} cb_evalrun_config;
+
+/* Defaults: every model, K 10, threshold 4, default features, and the
+ * two-tower settings chosen for evaluation (see evalrun.c for why). */
+void cb_evalrun_config_default(cb_evalrun_config *c);
+
+/* Fit every model of c->models on sp->train and measure it on sp->test.
+ * Appends one cb_eval_result per model (fold number `fold`, 0 for none) to
+ * the growable array *results / *n_results (the caller frees *results).
+ * Fit and evaluation wall times are filled in. On failure the rows added so
+ * far stay. If out_rec is not NULL and the two-tower model was trained, the
+ * trained recommender is handed to the caller there (cb_bundle_free it), and its
+ * training result in *out_train (may be NULL). */
+int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
+                     const cb_dataset *ds, const cb_split *sp, int fold, cb_bundle **out_rec,
+                     cb_train_result *out_train, cb_error *err);
+
+/* Train the two-tower model of config c on sp->train (minus the validation
+ * carve); *out owns the new recommender. */
+int cb_evalrun_train(cb_bundle **out, const cb_evalrun_config *c, const cb_dataset *ds, const cb_split *sp,
+                     cb_train_result *res, cb_error *err);
+
+/* ---- the retrieval-size experiment */
+typedef struct cb_retrieval_row {
+    uint32_t size;             /* nominal retrieval budget; 0 = the full catalog */
+    double mean_candidates;    /* distinct candidates after filtering, per user */
+    double recall;             /* recall@N of held-out relevant items (users with >= 1) */
+    double ndcg;               /* NDCG@N, same users */
+    double mean_score;         /* mean predicted rating of the final top-N slots */
+    double overlap;            /* |top-N ∩ full-catalog top-N| / N, mean over users */
+    double latency_us;         /* mean wall microseconds per user (profile + recommend) */
+    size_t n_users;            /* users with >= 1 relevant held-out item */
+} cb_retrieval_row;
+
+/* The cb_recommend config used for a nominal budget R (0 = full catalog):
+ * the embedding source over the whole catalog for R = 0; otherwise the cheap
+ * sources only, sized so their union is about R before de-duplication — 60%
+ * to "similar" (the 10 most recent liked items x R*0.06 neighbours), 20% to
+ * the user's 3 best genres (<= 100 each) and 20% to the user's group /
+ * popularity (<= 100). */
+void cb_evalrun_retrieval_config(cb_recommend_config *rc, uint32_t size, uint32_t n, uint32_t n_items);
+
+/* For each sizes[s] (0 = full catalog) fill rows[s], measured over the test
+ * users of `sp` (at most max_users of them, 0 = all, taken in user order)
+ * against a trained recommender whose training ratings match sp->train.
+ * N = topn->k, relevant = held-out rating >= topn->threshold. A similar-items
+ * table is built once so the similar source is a lookup. */
+int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n_sizes, const cb_bundle *rec,
+                         const cb_dataset *ds, const cb_split *sp, const cb_topn_config *topn, size_t max_users,
+                         cb_error *err);
+
+/* ---- SVG line charts */
+typedef struct cb_svg_series {
+    const char *name;          /* legend entry */
+    const double *x, *y;       /* n points; non-finite points are skipped */
+    size_t n;
+} cb_svg_series;
+
+typedef struct cb_svg_chart {
+    const char *title, *x_label, *y_label;
+    bool log_x;                /* logarithmic x axis (x > 0 only) */
+    int width, height;         /* pixels; 0 = 640 x 400 */
+    bool legend_left;          /* legend in the top-left corner (default top-right) */
+} cb_svg_chart;
+
+/* Write a line chart of the series to `path` atomically (cb_atomic_open).
+ * CB_EINVAL when there is no finite point, CB_EIO on write errors. */
+int cb_evalrun_svg(const char *path, const cb_svg_chart *chart, const cb_svg_series *series, size_t n_series,
+                   cb_error *err);
+
+/* A learning curve: train and validation loss per epoch (valid may hold NANs
+ * or be NULL) as an SVG chart. Epochs are 1..n. */
+int cb_evalrun_curve_svg(const char *path, const double *train_loss, const double *valid_loss, size_t n,
+                         const char *title, cb_error *err);
+
+#endif /* CB_EVALRUN_H */

@@ -1,0 +1,1703 @@
+/* featurize — the fitted feature transform (see featurize.h for the feature list).
+ *
+ * A transform is two "sides" (user, item), each an ordered list of blocks. A
+ * block turns one source (an attribute column, the user's ratings, the item's
+ * statistics...) into `width` consecutive features. Every row is computed in
+ * two steps: the raw values, then (x - mean) / std per dimension, with
+ * mean 0 / std 1 on dimensions that are not standardised. The table path
+ * (dataset rows) and the cold-start path (cb_user_input) share the code that
+ * derives features from ratings, so a known user's row is the same both ways. */
+#include "features/featurize.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    B_CAT = 1,      /* one-hot over kept levels of a categorical column */
+    B_NUM,          /* numeric column, standardised; + missing flag */
+    B_AGE_BUCKETS,  /* numeric age column as 7 buckets */
+    B_MULTI,        /* multi-hot over kept levels of a multi-valued column */
+    B_USER_COUNT,   /* log1p(#training ratings) */
+    B_USER_MEAN,    /* mean training rating */
+    B_GENRE_AVG,    /* per-genre mean rating (filled with the user's mean) */
+    B_GENRE_FRAC,   /* per-genre fraction of the user's ratings */
+    B_TOP_ITEMS,    /* rated one of the top-K popular items */
+    B_YEAR,         /* item year (column or title), + missing flag */
+    B_ITEM_GENRES,  /* genre multi-hot */
+    B_ITEM_MEAN,    /* shrunk mean rating */
+    B_ITEM_COUNT,   /* log1p(#training ratings) */
+    B_RAW,          /* pre-joined: the given numeric column */
+    B_N_TYPES
+};
+
+static const char *const block_type_name[B_N_TYPES] = {
+    NULL, "cat", "num", "age_buckets", "multi", "user_count", "user_mean", "genre_avg",
+    "genre_frac", "top_items", "year", "item_genres", "item_mean", "item_count", "raw"};
+
+#define N_AGE_BUCKETS 7
+static const float age_edges[N_AGE_BUCKETS - 1] = {18, 25, 35, 45, 50, 56};
+static const char *const age_bucket_name[N_AGE_BUCKETS] = {"<18",   "18-24", "25-34", "35-44",
+                                                           "45-49", "50-55", "56+"};
+
+#define FEATURES_FORMAT "cbrec-features"
+#define FEATURES_VERSION 1
+
+typedef struct fblock {
+    int type;
+    char *col;          /* source column name; NULL for derived blocks */
+    uint32_t n_levels;  /* CAT / MULTI */
+    char **levels;
+    cb_vocab *vocab;    /* level name -> index in `levels` (rebuilt on load) */
+    bool missing_flag;  /* NUM / YEAR: a second dimension saying "was missing" */
+    double fill;        /* NUM / YEAR: raw value used when missing (training mean) */
+    uint32_t offset, width;
+} fblock;
+
+typedef struct fside {
+    fblock *blocks;
+    uint32_t n_blocks;
+    uint32_t dim;
+    double *mean, *std; /* [dim] */
+    char **names;       /* [dim] */
+    char **ignored;     /* source columns deliberately not used (accepted, ignored) */
+    uint32_t n_ignored;
+} fside;
+
+struct cb_features {
+    bool prejoined;
+    cb_feature_config cfg;
+    char *exclude_cols;     /* owned copy; cfg.exclude_cols points here */
+    double global_mean;
+    uint32_t n_items;
+    uint32_t n_genres;
+    char **genres;
+    cb_vocab *genre_vocab;
+    uint32_t *item_genre_off; /* [n_items + 1] */
+    uint32_t *item_genre_val;
+    uint32_t *item_count;     /* [n_items] training ratings */
+    float *item_mean;         /* [n_items] shrunk training mean */
+    uint32_t top_k;
+    uint32_t *top_items;      /* [top_k], most popular first */
+    char **top_item_ids;      /* [top_k] item id strings (for names) */
+    int32_t *top_pos;         /* [n_items]: position in top_items or -1 (derived) */
+    bool year_from_title;
+    fside user, item;
+};
+
+/* ------------------------------------------------------------------ config */
+
+void cb_feature_config_default(cb_feature_config *c) {
+    memset(c, 0, sizeof *c);
+    c->user_attrs = c->user_stats = c->user_genres = true;
+    c->item_year = c->item_genres = c->item_stats = c->item_attrs = true;
+    c->top_k_popular = 1000;
+    c->age_mode = CB_AGE_STANDARDISE;
+    c->max_cat_levels = 64;
+    c->max_multi_levels = 50;
+    c->item_prior = 5.0f;
+    c->exclude_cols = NULL;
+    c->user_skip_cols = CB_SKIP_FROM_DATASET;
+    c->item_skip_cols = CB_SKIP_FROM_DATASET;
+    c->scaler_rows = CB_SCALER_ALL;
+}
+
+const char *cb_feature_config_check(const cb_feature_config *c) {
+    if (!c) return "no feature configuration";
+    if (c->age_mode != CB_AGE_STANDARDISE && c->age_mode != CB_AGE_BUCKETS) return "age_mode must be standardise or buckets";
+    if (c->scaler_rows != CB_SCALER_TRAIN && c->scaler_rows != CB_SCALER_ALL) return "scaler_rows must be train or all";
+    if (!(c->item_prior >= 0) || !isfinite(c->item_prior)) return "item_prior must be a finite number >= 0";
+    if (c->top_k_popular > 10000000) return "top_k_popular is unreasonably large (> 10,000,000)";
+    if (c->max_cat_levels > 1000000 || c->max_multi_levels > 1000000) return "level caps must be <= 1,000,000";
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ small helpers */
+
+static void free_strv(char **v, uint32_t n) {
+    if (!v) return;
+    for (uint32_t i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+static void side_free(fside *s) {
+    for (uint32_t b = 0; b < s->n_blocks; b++) {
+        free(s->blocks[b].col);
+        free_strv(s->blocks[b].levels, s->blocks[b].n_levels);
+        cb_vocab_free(s->blocks[b].vocab);
+    }
+    free(s->blocks);
+    free(s->mean);
+    free(s->std);
+    free_strv(s->names, s->dim);
+    free_strv(s->ignored, s->n_ignored);
+    memset(s, 0, sizeof *s);
+}
+
+void cb_features_free(cb_features *f) {
+    if (!f) return;
+    free(f->exclude_cols);
+    free_strv(f->genres, f->n_genres);
+    cb_vocab_free(f->genre_vocab);
+    free(f->item_genre_off);
+    free(f->item_genre_val);
+    free(f->item_count);
+    free(f->item_mean);
+    free(f->top_items);
+    free_strv(f->top_item_ids, f->top_k);
+    free(f->top_pos);
+    side_free(&f->user);
+    side_free(&f->item);
+    free(f);
+}
+
+static char *str_printf(cb_error *err, const char *fmt, ...) CB_PRINTF(2, 3);
+static char *str_printf(cb_error *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        cb_fail(err, CB_EINVAL, "cannot format a feature name");
+        return NULL;
+    }
+    char *s = cb_malloc((size_t)n + 1, err);
+    if (!s) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Is `name` in the comma-separated list `list`? */
+static bool in_csv_list(const char *list, const char *name) {
+    if (!list || !name) return false;
+    size_t n = strlen(name);
+    const char *p = list;
+    while (*p) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        while (len && (*p == ' ')) p++, len--;
+        while (len && p[len - 1] == ' ') len--;
+        if (len == n && !memcmp(p, name, n)) return true;
+        if (!q) break;
+        p = q + 1;
+    }
+    return false;
+}
+
+/* Year from a title "Heat (1995)" (the loaders' rule); NAN if none. */
+static float year_from_title(const char *t) { return t ? cb_year_from_title(t, strlen(t)) : NAN; }
+
+static int age_bucket(double age) {
+    int b = 0;
+    while (b < N_AGE_BUCKETS - 1 && age >= age_edges[b]) b++;
+    return b;
+}
+
+static double shrunk_mean(const cb_features *f, double sum, double count) {
+    double prior = f->cfg.item_prior;
+    if (count + prior <= 0) return f->global_mean;
+    return (sum + prior * f->global_mean) / (count + prior);
+}
+
+/* ------------------------------------------------------------------ blocks */
+
+static uint32_t block_width(const cb_features *f, const fblock *b) {
+    switch (b->type) {
+    case B_CAT: case B_MULTI: return b->n_levels;
+    case B_NUM: case B_YEAR: return 1u + (b->missing_flag ? 1u : 0u);
+    case B_AGE_BUCKETS: return N_AGE_BUCKETS;
+    case B_GENRE_AVG: case B_GENRE_FRAC: case B_ITEM_GENRES: return f->n_genres;
+    case B_TOP_ITEMS: return f->top_k;
+    default: return 1;
+    }
+}
+
+/* Is dimension k of block b standardised? */
+static bool block_scaled(const fblock *b, uint32_t k) {
+    switch (b->type) {
+    case B_NUM: case B_YEAR: return k == 0;
+    case B_USER_COUNT: case B_USER_MEAN: case B_GENRE_AVG: case B_ITEM_MEAN: case B_ITEM_COUNT:
+    case B_RAW: return true;
+    default: return false;
+    }
+}
+
+static fblock *side_add(fside *s, int type, const char *col, cb_error *err) {
+    fblock *nb = cb_realloc_array(s->blocks, s->n_blocks + 1, sizeof *nb, err);
+    if (!nb) return NULL;
+    s->blocks = nb;
+    fblock *b = &nb[s->n_blocks];
+    memset(b, 0, sizeof *b);
+    b->type = type;
+    if (col) {
+        b->col = cb_strdup(col, err);
+        if (!b->col) return NULL;
+    }
+    s->n_blocks++;
+    return b;
+}
+
+static int side_ignore(fside *s, const char *col, cb_error *err) {
+    char **n = cb_realloc_array(s->ignored, s->n_ignored + 1, sizeof *n, err);
+    if (!n) return CB_ENOMEM;
+    s->ignored = n;
+    if (!(n[s->n_ignored] = cb_strdup(col, err))) return CB_ENOMEM;
+    s->n_ignored++;
+    return CB_OK;
+}
+
+static int block_build_vocab(fblock *b, cb_error *err) {
+    b->vocab = cb_vocab_create(err);
+    if (!b->vocab) return CB_ENOMEM;
+    for (uint32_t l = 0; l < b->n_levels; l++) {
+        uint32_t idx;
+        bool added;
+        int rc = cb_vocab_intern(b->vocab, b->levels[l], strlen(b->levels[l]), &idx, &added, err);
+        if (rc) return rc;
+        if (!added) return cb_fail(err, CB_EFORMAT, "column '%s': level '%s' appears twice", b->col ? b->col : "?", b->levels[l]);
+    }
+    return CB_OK;
+}
+
+/* Offsets, dimension, names; mean/std allocated as the identity when absent. */
+static int side_finish(cb_features *f, fside *s, bool is_user, cb_error *err) {
+    uint32_t dim = 0;
+    for (uint32_t b = 0; b < s->n_blocks; b++) {
+        s->blocks[b].offset = dim;
+        s->blocks[b].width = block_width(f, &s->blocks[b]);
+        if (s->blocks[b].width > UINT32_MAX - dim) return cb_fail(err, CB_EINVAL, "feature dimension overflows");
+        dim += s->blocks[b].width;
+    }
+    s->dim = dim;
+    if (!s->mean) {
+        s->mean = cb_calloc(dim ? dim : 1, sizeof *s->mean, err);
+        s->std = cb_calloc(dim ? dim : 1, sizeof *s->std, err);
+        if (!s->mean || !s->std) return CB_ENOMEM;
+        for (uint32_t j = 0; j < dim; j++) s->std[j] = 1.0;
+    }
+    s->names = cb_calloc(dim ? dim : 1, sizeof *s->names, err);
+    if (!s->names) return CB_ENOMEM;
+    for (uint32_t bi = 0; bi < s->n_blocks; bi++) {
+        const fblock *b = &s->blocks[bi];
+        const char *col = b->col ? b->col : "";
+        for (uint32_t k = 0; k < b->width; k++) {
+            char *nm = NULL;
+            switch (b->type) {
+            case B_CAT: nm = str_printf(err, "%s=%s", col, b->levels[k]); break;
+            case B_MULTI: nm = str_printf(err, "%s[%s]", col, b->levels[k]); break;
+            case B_NUM: nm = k == 0 ? str_printf(err, "%s(z)", col) : str_printf(err, "%s_missing", col); break;
+            case B_YEAR: nm = k == 0 ? str_printf(err, "year(z)") : str_printf(err, "year_missing"); break;
+            case B_AGE_BUCKETS: nm = str_printf(err, "%s[%s]", col, age_bucket_name[k]); break;
+            case B_USER_COUNT: case B_ITEM_COUNT: nm = str_printf(err, "rating_count(log1p,z)"); break;
+            case B_USER_MEAN: nm = str_printf(err, "rating_mean(z)"); break;
+            case B_ITEM_MEAN: nm = str_printf(err, "rating_mean(shrunk,z)"); break;
+            case B_GENRE_AVG: nm = str_printf(err, "genre_avg[%s](z)", f->genres[k]); break;
+            case B_GENRE_FRAC: nm = str_printf(err, "genre_frac[%s]", f->genres[k]); break;
+            case B_ITEM_GENRES: nm = str_printf(err, "genre[%s]", f->genres[k]); break;
+            case B_TOP_ITEMS: nm = str_printf(err, "top_item[%s]", f->top_item_ids[k]); break;
+            case B_RAW: nm = str_printf(err, "%s", col); break;
+            default: return cb_fail(err, CB_EFORMAT, "unknown %s feature block type %d", is_user ? "user" : "item", b->type);
+            }
+            if (!nm) return CB_ENOMEM;
+            s->names[b->offset + k] = nm;
+        }
+    }
+    return CB_OK;
+}
+
+static int build_top_pos(cb_features *f, cb_error *err) {
+    f->top_pos = cb_malloc((size_t)(f->n_items ? f->n_items : 1) * sizeof *f->top_pos, err);
+    if (!f->top_pos) return CB_ENOMEM;
+    for (uint32_t i = 0; i < f->n_items; i++) f->top_pos[i] = -1;
+    for (uint32_t k = 0; k < f->top_k; k++) {
+        if (f->top_items[k] >= f->n_items || f->top_pos[f->top_items[k]] >= 0)
+            return cb_fail(err, CB_EFORMAT, "top item list: index %u out of range or repeated", f->top_items[k]);
+        f->top_pos[f->top_items[k]] = (int32_t)k;
+    }
+    return CB_OK;
+}
+
+static int build_genre_vocab(cb_features *f, cb_error *err) {
+    f->genre_vocab = cb_vocab_create(err);
+    if (!f->genre_vocab) return CB_ENOMEM;
+    for (uint32_t g = 0; g < f->n_genres; g++) {
+        uint32_t idx;
+        bool added;
+        int rc = cb_vocab_intern(f->genre_vocab, f->genres[g], strlen(f->genres[g]), &idx, &added, err);
+        if (rc) return rc;
+        if (!added) return cb_fail(err, CB_EFORMAT, "genre '%s' appears twice", f->genres[g]);
+    }
+    return CB_OK;
+}
+
+/* ------------------------------------------------------------------ row computation */
+
+/* Where a block reads its values in a dataset table (table path). */
+typedef struct colmap {
+    const cb_column *col; /* NULL: column absent -> missing */
+    uint32_t *level_map;  /* CAT / MULTI: dataset level -> block level or CB_MISSING */
+    uint32_t n_map;
+} colmap;
+
+static void colmaps_free(colmap *m, uint32_t n) {
+    if (!m) return;
+    for (uint32_t i = 0; i < n; i++) free(m[i].level_map);
+    free(m);
+}
+
+static int col_kind_for_block(int type) {
+    switch (type) {
+    case B_CAT: return CB_COL_CATEGORICAL;
+    case B_MULTI: return CB_COL_MULTI;
+    default: return CB_COL_NUMERIC;
+    }
+}
+
+static bool block_has_column(int type) {
+    return type == B_CAT || type == B_MULTI || type == B_NUM || type == B_AGE_BUCKETS || type == B_YEAR ||
+           type == B_RAW;
+}
+
+static int colmaps_make(colmap **out, const fside *s, const cb_table *t, cb_error *err) {
+    colmap *m = cb_calloc(s->n_blocks ? s->n_blocks : 1, sizeof *m, err);
+    if (!m) return CB_ENOMEM;
+    for (uint32_t bi = 0; bi < s->n_blocks; bi++) {
+        const fblock *b = &s->blocks[bi];
+        if (!block_has_column(b->type) || !b->col) continue;
+        int c = cb_table_find(t, b->col);
+        if (c < 0) continue;
+        const cb_column *col = &t->cols[c];
+        if ((int)col->kind != col_kind_for_block(b->type)) {
+            colmaps_free(m, s->n_blocks);
+            return cb_fail(err, CB_EINVAL, "column '%s' has another kind than when the features were fitted", b->col);
+        }
+        m[bi].col = col;
+        if (b->type == B_CAT || b->type == B_MULTI) {
+            uint32_t nl = cb_vocab_size(col->levels);
+            m[bi].n_map = nl;
+            m[bi].level_map = cb_malloc((size_t)(nl ? nl : 1) * sizeof(uint32_t), err);
+            if (!m[bi].level_map) {
+                colmaps_free(m, s->n_blocks);
+                return CB_ENOMEM;
+            }
+            for (uint32_t l = 0; l < nl; l++) {
+                const char *name = cb_vocab_name(col->levels, l);
+                int64_t k = cb_vocab_find(b->vocab, name, strlen(name));
+                m[bi].level_map[l] = k < 0 ? CB_MISSING : (uint32_t)k;
+            }
+        }
+    }
+    *out = m;
+    return CB_OK;
+}
+
+static void write_num(const fblock *b, double v, float *x) {
+    if (isnan(v)) {
+        x[b->offset] = (float)b->fill;
+        if (b->missing_flag) x[b->offset + 1] = 1.0f;
+    } else {
+        x[b->offset] = (float)v;
+    }
+}
+
+static void write_age_bucket(const fblock *b, double v, float *x) {
+    if (!isnan(v)) x[b->offset + (uint32_t)age_bucket(v)] = 1.0f;
+}
+
+/* Attribute block from a dataset row (raw values). */
+static void write_attr_from_table(const cb_dataset *ds, const fblock *b, const colmap *m, uint32_t row,
+                                  float *x) {
+    const cb_column *col = m->col;
+    switch (b->type) {
+    case B_NUM: write_num(b, col ? col->num[row] : NAN, x); break;
+    case B_YEAR:
+        if (col) write_num(b, col->num[row], x);
+        else write_num(b, (ds->titles && !b->col) ? year_from_title(ds->titles[row]) : NAN, x);
+        break;
+    case B_AGE_BUCKETS: write_age_bucket(b, col ? col->num[row] : NAN, x); break;
+    case B_RAW: {
+        float v = col ? col->num[row] : NAN;
+        x[b->offset] = isnan(v) ? 0.0f : v;
+        break;
+    }
+    case B_CAT:
+        if (col) {
+            uint32_t l = col->cat[row];
+            if (l != CB_MISSING && l < m->n_map && m->level_map[l] != CB_MISSING) x[b->offset + m->level_map[l]] = 1.0f;
+        }
+        break;
+    case B_MULTI:
+        if (col)
+            for (uint32_t k = col->off[row]; k < col->off[row + 1]; k++) {
+                uint32_t l = col->val[k];
+                if (l < m->n_map && m->level_map[l] != CB_MISSING) x[b->offset + m->level_map[l]] = 1.0f;
+            }
+        break;
+    default: break;
+    }
+}
+
+/* Scratch for the rating-derived user features. */
+typedef struct user_scratch {
+    double *genre_sum;     /* [n_genres] */
+    uint32_t *genre_cnt;   /* [n_genres] */
+    unsigned char *has_pref; /* [n_genres] */
+    float *pref_y;         /* [n_genres] */
+} user_scratch;
+
+static int user_scratch_init(user_scratch *s, uint32_t n_genres, cb_error *err) {
+    size_t n = n_genres ? n_genres : 1;
+    s->genre_sum = cb_calloc(n, sizeof *s->genre_sum, err);
+    s->genre_cnt = cb_calloc(n, sizeof *s->genre_cnt, err);
+    s->has_pref = cb_calloc(n, 1, err);
+    s->pref_y = cb_calloc(n, sizeof *s->pref_y, err);
+    return (s->genre_sum && s->genre_cnt && s->has_pref && s->pref_y) ? CB_OK : CB_ENOMEM;
+}
+
+static void user_scratch_free(user_scratch *s) {
+    free(s->genre_sum);
+    free(s->genre_cnt);
+    free(s->has_pref);
+    free(s->pref_y);
+}
+
+/* The rating-derived user blocks (engineered datasets), raw values. The
+ * explicit preferences are in s->has_pref / s->pref_y (cleared by the caller
+ * when none). Shared by the table and the cold-start paths. */
+static void write_user_rating_blocks(const cb_features *f, const cb_item_rating *r, size_t n,
+                                     user_scratch *s, float *x) {
+    uint32_t G = f->n_genres;
+    double sum = 0;
+    memset(s->genre_sum, 0, (G ? G : 1) * sizeof *s->genre_sum);
+    memset(s->genre_cnt, 0, (G ? G : 1) * sizeof *s->genre_cnt);
+    for (size_t k = 0; k < n; k++) {
+        uint32_t it = r[k].item;
+        double y = r[k].y;
+        sum += y;
+        for (uint32_t p = f->item_genre_off[it]; p < f->item_genre_off[it + 1]; p++) {
+            uint32_t g = f->item_genre_val[p];
+            s->genre_sum[g] += y;
+            s->genre_cnt[g]++;
+        }
+    }
+    double mean_u = n ? sum / (double)n : f->global_mean;
+    uint32_t n_prefs = 0;
+    for (uint32_t g = 0; g < G; g++) n_prefs += s->has_pref[g];
+    double denom = (double)n + (double)n_prefs;
+    for (uint32_t bi = 0; bi < f->user.n_blocks; bi++) {
+        const fblock *b = &f->user.blocks[bi];
+        float *xb = x + b->offset;
+        switch (b->type) {
+        case B_USER_COUNT: xb[0] = (float)log1p((double)n); break;
+        case B_USER_MEAN: xb[0] = (float)mean_u; break;
+        case B_GENRE_AVG:
+            for (uint32_t g = 0; g < G; g++) {
+                double a = s->has_pref[g] ? (double)s->pref_y[g]
+                           : s->genre_cnt[g] ? s->genre_sum[g] / (double)s->genre_cnt[g] : mean_u;
+                xb[g] = (float)a;
+            }
+            break;
+        case B_GENRE_FRAC:
+            for (uint32_t g = 0; g < G; g++)
+                xb[g] = denom > 0 ? (float)(((double)s->genre_cnt[g] + s->has_pref[g]) / denom) : 0.0f;
+            break;
+        case B_TOP_ITEMS:
+            for (size_t k = 0; k < n; k++) {
+                int32_t p = f->top_pos[r[k].item];
+                if (p >= 0) xb[p] = 1.0f;
+            }
+            break;
+        default: break;
+        }
+    }
+}
+
+static void apply_scaler(const fside *s, float *x) {
+    for (uint32_t j = 0; j < s->dim; j++) x[j] = (float)(((double)x[j] - s->mean[j]) / s->std[j]);
+}
+
+/* Context for computing rows of a dataset. */
+typedef struct table_ctx {
+    const cb_features *f;
+    const cb_dataset *ds;
+    colmap *umap, *imap;
+    uint32_t *u_off;        /* [n_users + 1] CSR of training ratings by user */
+    cb_item_rating *u_r;    /* [n_train] in train_idx order within a user */
+    uint32_t n_users;
+    user_scratch us;
+} table_ctx;
+
+static void table_ctx_free(table_ctx *c) {
+    if (c->f) {
+        colmaps_free(c->umap, c->f->user.n_blocks);
+        colmaps_free(c->imap, c->f->item.n_blocks);
+    }
+    free(c->u_off);
+    free(c->u_r);
+    user_scratch_free(&c->us);
+    memset(c, 0, sizeof *c);
+}
+
+static int table_ctx_init(table_ctx *c, const cb_features *f, const cb_dataset *ds, const uint32_t *train_idx,
+                          size_t n_train, bool users, cb_error *err) {
+    memset(c, 0, sizeof *c);
+    c->f = f;
+    c->ds = ds;
+    int rc;
+    if (cb_dataset_n_items(ds) != f->n_items)
+        return cb_fail(err, CB_EINVAL, "dataset has %u items, the features were fitted on %u", cb_dataset_n_items(ds),
+                       f->n_items);
+    if (users) {
+        if ((rc = colmaps_make(&c->umap, &f->user, &ds->user_attr, err))) return rc;
+        if ((rc = user_scratch_init(&c->us, f->n_genres, err))) return rc;
+        c->n_users = cb_dataset_n_users(ds);
+        c->u_off = cb_calloc((size_t)c->n_users + 1, sizeof *c->u_off, err);
+        c->u_r = cb_malloc((n_train ? n_train : 1) * sizeof *c->u_r, err);
+        if (!c->u_off || !c->u_r) return CB_ENOMEM;
+        for (size_t k = 0; k < n_train; k++) {
+            if (train_idx[k] >= ds->n_ratings)
+                return cb_fail(err, CB_EINVAL, "training index %u out of range (%zu ratings)", train_idx[k], ds->n_ratings);
+            const cb_rating *r = &ds->ratings[train_idx[k]];
+            if (r->user >= c->n_users || r->item >= f->n_items)
+                return cb_fail(err, CB_EINVAL, "rating %u refers to an unknown user or item", train_idx[k]);
+            c->u_off[r->user + 1]++;
+        }
+        for (uint32_t u = 0; u < c->n_users; u++) c->u_off[u + 1] += c->u_off[u];
+        uint32_t *pos = cb_malloc(((size_t)c->n_users + 1) * sizeof *pos, err);
+        if (!pos) return CB_ENOMEM;
+        memcpy(pos, c->u_off, ((size_t)c->n_users + 1) * sizeof *pos);
+        for (size_t k = 0; k < n_train; k++) {
+            const cb_rating *r = &ds->ratings[train_idx[k]];
+            c->u_r[pos[r->user]++] = (cb_item_rating){r->item, r->y};
+        }
+        free(pos);
+    } else {
+        if ((rc = colmaps_make(&c->imap, &f->item, &ds->item_attr, err))) return rc;
+    }
+    return CB_OK;
+}
+
+/* Raw (unscaled) user row u. */
+static void table_user_row(table_ctx *c, uint32_t u, float *x) {
+    const cb_features *f = c->f;
+    memset(x, 0, (size_t)f->user.dim * sizeof *x);
+    for (uint32_t bi = 0; bi < f->user.n_blocks; bi++)
+        if (block_has_column(f->user.blocks[bi].type) && u < c->ds->user_attr.n_rows)
+            write_attr_from_table(c->ds, &f->user.blocks[bi], &c->umap[bi], u, x);
+        else if (block_has_column(f->user.blocks[bi].type)) /* no attribute row: all missing */
+            write_attr_from_table(c->ds, &f->user.blocks[bi], &(colmap){0}, u, x);
+    if (!f->prejoined) {
+        memset(c->us.has_pref, 0, f->n_genres ? f->n_genres : 1);
+        write_user_rating_blocks(f, c->u_r + c->u_off[u], c->u_off[u + 1] - c->u_off[u], &c->us, x);
+    }
+}
+
+/* The rating-derived / genre item blocks from given statistics, raw values. */
+static void write_item_stat_blocks(const cb_features *f, const uint32_t *genres, uint32_t n_genres,
+                                   double count, double mean_shrunk, float *x) {
+    for (uint32_t bi = 0; bi < f->item.n_blocks; bi++) {
+        const fblock *b = &f->item.blocks[bi];
+        switch (b->type) {
+        case B_ITEM_GENRES:
+            for (uint32_t k = 0; k < n_genres; k++) x[b->offset + genres[k]] = 1.0f;
+            break;
+        case B_ITEM_MEAN: x[b->offset] = (float)mean_shrunk; break;
+        case B_ITEM_COUNT: x[b->offset] = (float)log1p(count); break;
+        default: break;
+        }
+    }
+}
+
+static void table_item_row(table_ctx *c, uint32_t i, float *x) {
+    const cb_features *f = c->f;
+    memset(x, 0, (size_t)f->item.dim * sizeof *x);
+    for (uint32_t bi = 0; bi < f->item.n_blocks; bi++)
+        if (block_has_column(f->item.blocks[bi].type))
+            write_attr_from_table(c->ds, &f->item.blocks[bi], i < c->ds->item_attr.n_rows ? &c->imap[bi] : &(colmap){0}, i, x);
+    if (!f->prejoined)
+        write_item_stat_blocks(f, f->item_genre_val + f->item_genre_off[i], f->item_genre_off[i + 1] - f->item_genre_off[i],
+                               f->item_count[i], f->item_mean[i], x);
+}
+
+/* ------------------------------------------------------------------ fitting */
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Levels of column `col` kept for a block: those used by rows with weight > 0,
+ * the `cap` most frequent (ties by level index), in level-index order. */
+static int choose_levels(fblock *b, const cb_column *col, const uint32_t *row_weight, uint32_t n_rows, uint32_t cap,
+                         cb_error *err) {
+    uint32_t nl = cb_vocab_size(col->levels);
+    uint64_t *cnt = cb_calloc(nl ? nl : 1, sizeof *cnt, err);
+    if (!cnt) return CB_ENOMEM;
+    for (uint32_t r = 0; r < n_rows; r++) {
+        if (!row_weight[r]) continue;
+        if (col->kind == CB_COL_CATEGORICAL) {
+            if (col->cat[r] != CB_MISSING && col->cat[r] < nl) cnt[col->cat[r]]++;
+        } else {
+            for (uint32_t k = col->off[r]; k < col->off[r + 1]; k++)
+                if (col->val[k] < nl) cnt[col->val[k]]++;
+        }
+    }
+    /* key = (UINT32_MAX - count) << 32 | level: ascending = most frequent first */
+    uint64_t *key = cb_malloc((nl ? nl : 1) * sizeof *key, err);
+    if (!key) {
+        free(cnt);
+        return CB_ENOMEM;
+    }
+    uint32_t n_used = 0;
+    for (uint32_t l = 0; l < nl; l++)
+        if (cnt[l]) {
+            uint64_t c = cnt[l] > UINT32_MAX ? UINT32_MAX : cnt[l];
+            key[n_used++] = ((uint64_t)(UINT32_MAX - c) << 32) | l;
+        }
+    free(cnt);
+    qsort(key, n_used, sizeof *key, cmp_u64);
+    uint32_t keep = n_used < cap ? n_used : cap;
+    for (uint32_t k = 0; k < keep; k++) key[k] &= 0xffffffffu;
+    qsort(key, keep, sizeof *key, cmp_u64);
+    b->n_levels = keep;
+    b->levels = cb_calloc(keep ? keep : 1, sizeof *b->levels, err);
+    if (!b->levels) {
+        free(key);
+        return CB_ENOMEM;
+    }
+    for (uint32_t k = 0; k < keep; k++) {
+        if (!(b->levels[k] = cb_strdup(cb_vocab_name(col->levels, (uint32_t)key[k]), err))) {
+            free(key);
+            return CB_ENOMEM;
+        }
+    }
+    free(key);
+    return block_build_vocab(b, err);
+}
+
+/* Training mean of a numeric column over rows with weight > 0 (0 if none). */
+static double column_mean(const float *v, const uint32_t *row_weight, uint32_t n_rows, bool *any_missing) {
+    double sum = 0;
+    size_t n = 0;
+    *any_missing = false;
+    for (uint32_t r = 0; r < n_rows; r++) {
+        if (!row_weight[r]) continue;
+        if (isnan(v[r])) *any_missing = true;
+        else sum += v[r], n++;
+    }
+    return n ? sum / (double)n : 0.0;
+}
+
+/* Blocks for the attribute columns of table t (engineered datasets). */
+static int add_attr_blocks(cb_features *f, fside *s, const cb_table *t, const uint32_t *row_weight,
+                           const int *skip_cols, int n_skip, int age_col, cb_error *err) {
+    int rc;
+    for (uint32_t c = 0; c < t->n_cols; c++) {
+        const cb_column *col = &t->cols[c];
+        bool skip = false;
+        for (int k = 0; k < n_skip; k++) skip |= skip_cols[k] == (int)c;
+        if (skip) continue;
+        if (in_csv_list(f->exclude_cols, col->name)) {
+            if ((rc = side_ignore(s, col->name, err))) return rc;
+            continue;
+        }
+        if (col->kind == CB_COL_NUMERIC) {
+            bool any_missing;
+            double m = column_mean(col->num, row_weight, t->n_rows, &any_missing);
+            if ((int)c == age_col && f->cfg.age_mode == CB_AGE_BUCKETS) {
+                if (!side_add(s, B_AGE_BUCKETS, col->name, err)) return CB_ENOMEM;
+            } else {
+                fblock *b = side_add(s, B_NUM, col->name, err);
+                if (!b) return CB_ENOMEM;
+                b->fill = m;
+                b->missing_flag = any_missing || (int)c == age_col;
+            }
+        } else {
+            fblock *b = side_add(s, col->kind == CB_COL_CATEGORICAL ? B_CAT : B_MULTI, col->name, err);
+            if (!b) return CB_ENOMEM;
+            uint32_t cap = col->kind == CB_COL_CATEGORICAL ? f->cfg.max_cat_levels : f->cfg.max_multi_levels;
+            if ((rc = choose_levels(b, col, row_weight, t->n_rows, cap, err))) return rc;
+            if (b->n_levels == 0) { /* nothing seen in training: drop, but accept the name */
+                free(b->col);
+                free(b->levels);
+                cb_vocab_free(b->vocab);
+                s->n_blocks--;
+                if ((rc = side_ignore(s, col->name, err))) return rc;
+            }
+        }
+    }
+    return CB_OK;
+}
+
+static int add_raw_blocks(cb_features *f, fside *s, const cb_table *t, uint32_t skip, const char *what,
+                          cb_error *err) {
+    int rc;
+    for (uint32_t c = 0; c < t->n_cols; c++) {
+        const cb_column *col = &t->cols[c];
+        if (c < skip || in_csv_list(f->exclude_cols, col->name)) {
+            if ((rc = side_ignore(s, col->name, err))) return rc;
+            continue;
+        }
+        if (col->kind != CB_COL_NUMERIC)
+            return cb_fail(err, CB_EINVAL, "pre-joined %s column '%s' is not numeric", what, col->name);
+        if (!side_add(s, B_RAW, col->name, err)) return CB_ENOMEM;
+    }
+    return CB_OK;
+}
+
+/* Genres: engineered -> the item genre column; pre-joined -> 0/1 item columns. */
+static int fit_genres(cb_features *f, const cb_dataset *ds, cb_error *err) {
+    const cb_table *t = &ds->item_attr;
+    uint32_t n_items = f->n_items;
+    f->item_genre_off = cb_calloc((size_t)n_items + 1, sizeof *f->item_genre_off, err);
+    if (!f->item_genre_off) return CB_ENOMEM;
+    if (!f->prejoined) {
+        int gc = ds->roles.item_genres;
+        if (gc < 0 || (uint32_t)gc >= t->n_cols || t->cols[gc].kind != CB_COL_MULTI || t->n_rows != n_items) {
+            f->item_genre_val = cb_malloc(sizeof *f->item_genre_val, err);
+            return f->item_genre_val ? CB_OK : CB_ENOMEM;
+        }
+        const cb_column *col = &t->cols[gc];
+        f->n_genres = cb_vocab_size(col->levels);
+        f->genres = cb_calloc(f->n_genres ? f->n_genres : 1, sizeof *f->genres, err);
+        if (!f->genres) return CB_ENOMEM;
+        for (uint32_t g = 0; g < f->n_genres; g++)
+            if (!(f->genres[g] = cb_strdup(cb_vocab_name(col->levels, g), err))) return CB_ENOMEM;
+        uint32_t nnz = col->off[n_items];
+        f->item_genre_val = cb_malloc((size_t)(nnz ? nnz : 1) * sizeof *f->item_genre_val, err);
+        if (!f->item_genre_val) return CB_ENOMEM;
+        memcpy(f->item_genre_off, col->off, ((size_t)n_items + 1) * sizeof *col->off);
+        memcpy(f->item_genre_val, col->val, (size_t)nnz * sizeof *col->val);
+        return CB_OK;
+    }
+    /* pre-joined: columns after the skipped ones that hold only 0 and 1 */
+    uint32_t *gcol = cb_malloc((t->n_cols ? t->n_cols : 1) * sizeof *gcol, err);
+    if (!gcol) return CB_ENOMEM;
+    uint32_t G = 0;
+    for (uint32_t c = f->cfg.item_skip_cols; c < t->n_cols && t->n_rows == n_items; c++) {
+        const cb_column *col = &t->cols[c];
+        if (col->kind != CB_COL_NUMERIC || in_csv_list(f->exclude_cols, col->name)) continue;
+        bool flags = true, any_one = false;
+        for (uint32_t r = 0; r < t->n_rows && flags; r++) {
+            flags = col->num[r] == 0.0f || col->num[r] == 1.0f;
+            any_one |= col->num[r] == 1.0f;
+        }
+        if (flags && any_one) gcol[G++] = c;
+    }
+    f->n_genres = G;
+    f->genres = cb_calloc(G ? G : 1, sizeof *f->genres, err);
+    size_t nnz = 0;
+    for (uint32_t g = 0; g < G; g++)
+        for (uint32_t r = 0; r < n_items; r++) nnz += t->cols[gcol[g]].num[r] == 1.0f;
+    f->item_genre_val = cb_malloc((nnz ? nnz : 1) * sizeof *f->item_genre_val, err);
+    if (!f->genres || !f->item_genre_val) {
+        free(gcol);
+        return CB_ENOMEM;
+    }
+    for (uint32_t g = 0; g < G; g++)
+        if (!(f->genres[g] = cb_strdup(t->cols[gcol[g]].name, err))) {
+            free(gcol);
+            return CB_ENOMEM;
+        }
+    size_t p = 0;
+    for (uint32_t r = 0; r < n_items; r++) {
+        f->item_genre_off[r] = (uint32_t)p;
+        for (uint32_t g = 0; g < G; g++)
+            if (t->cols[gcol[g]].num[r] == 1.0f) f->item_genre_val[p++] = g;
+    }
+    f->item_genre_off[n_items] = (uint32_t)p;
+    free(gcol);
+    return CB_OK;
+}
+
+/* Fit mean/std of the standardised dimensions of one side over rows weighted
+ * by `weight` (two passes, double accumulators). */
+typedef void (*row_fn)(table_ctx *c, uint32_t row, float *x);
+
+static int fit_scaler(fside *s, table_ctx *c, row_fn fn, const uint32_t *weight, uint32_t n_rows, cb_error *err) {
+    uint32_t dim = s->dim;
+    float *x = cb_malloc((size_t)(dim ? dim : 1) * sizeof *x, err);
+    unsigned char *scaled = cb_calloc(dim ? dim : 1, 1, err);
+    double *acc = cb_calloc(dim ? dim : 1, sizeof *acc, err);
+    if (!x || !scaled || !acc) {
+        free(x), free(scaled), free(acc);
+        return CB_ENOMEM;
+    }
+    for (uint32_t bi = 0; bi < s->n_blocks; bi++)
+        for (uint32_t k = 0; k < s->blocks[bi].width; k++) scaled[s->blocks[bi].offset + k] = block_scaled(&s->blocks[bi], k);
+    double total = 0;
+    for (uint32_t r = 0; r < n_rows; r++) {
+        if (!weight[r]) continue;
+        fn(c, r, x);
+        for (uint32_t j = 0; j < dim; j++)
+            if (scaled[j]) acc[j] += (double)weight[r] * x[j];
+        total += weight[r];
+    }
+    for (uint32_t j = 0; j < dim; j++) {
+        s->mean[j] = scaled[j] && total > 0 ? acc[j] / total : 0.0;
+        acc[j] = 0;
+    }
+    for (uint32_t r = 0; r < n_rows; r++) {
+        if (!weight[r]) continue;
+        fn(c, r, x);
+        for (uint32_t j = 0; j < dim; j++)
+            if (scaled[j]) {
+                double d = x[j] - s->mean[j];
+                acc[j] += (double)weight[r] * d * d;
+            }
+    }
+    for (uint32_t j = 0; j < dim; j++) {
+        double sd = scaled[j] && total > 0 ? sqrt(acc[j] / total) : 1.0;
+        s->std[j] = (sd > 1e-12 && isfinite(sd)) ? sd : 1.0;
+    }
+    free(x), free(scaled), free(acc);
+    return CB_OK;
+}
+
+static int fit_body(cb_features *f, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err) {
+    int rc;
+    uint32_t n_users = cb_dataset_n_users(ds), n_items = f->n_items;
+    /* item statistics and global mean from the training ratings */
+    double *item_sum = cb_calloc(n_items ? n_items : 1, sizeof *item_sum, err);
+    uint32_t *user_w = cb_calloc(n_users ? n_users : 1, sizeof *user_w, err);
+    uint32_t *item_w = cb_calloc(n_items ? n_items : 1, sizeof *item_w, err);
+    f->item_count = cb_calloc(n_items ? n_items : 1, sizeof *f->item_count, err);
+    f->item_mean = cb_calloc(n_items ? n_items : 1, sizeof *f->item_mean, err);
+    table_ctx uc = {0}, ic = {0};
+    if (!item_sum || !user_w || !item_w || !f->item_count || !f->item_mean) {
+        rc = CB_ENOMEM;
+        goto out;
+    }
+    double total = 0;
+    for (size_t k = 0; k < n_train; k++) {
+        if (train_idx[k] >= ds->n_ratings) {
+            rc = cb_fail(err, CB_EINVAL, "training index %u out of range (%zu ratings)", train_idx[k], ds->n_ratings);
+            goto out;
+        }
+        const cb_rating *r = &ds->ratings[train_idx[k]];
+        if (r->user >= n_users || r->item >= n_items || !isfinite(r->y)) {
+            rc = cb_fail(err, CB_EINVAL, "rating %u: unknown user/item index or non-finite value", train_idx[k]);
+            goto out;
+        }
+        total += r->y;
+        item_sum[r->item] += r->y;
+        f->item_count[r->item]++;
+        user_w[r->user]++;
+    }
+    f->global_mean = total / (double)n_train;
+    for (uint32_t i = 0; i < n_items; i++) {
+        f->item_mean[i] = (float)shrunk_mean(f, item_sum[i], f->item_count[i]);
+        item_w[i] = f->item_count[i] ? 1 : 0;
+    }
+    if (!f->prejoined) /* engineered: one count per training user */
+        for (uint32_t u = 0; u < n_users; u++) user_w[u] = user_w[u] ? 1 : 0;
+
+    if ((rc = fit_genres(f, ds, err))) goto out;
+    if ((rc = build_genre_vocab(f, err))) goto out;
+
+    /* top-K popular items among those with training ratings */
+    {
+        uint64_t *key = cb_malloc((n_items ? n_items : 1) * sizeof *key, err);
+        if (!key) {
+            rc = CB_ENOMEM;
+            goto out;
+        }
+        uint32_t n_rated = 0;
+        for (uint32_t i = 0; i < n_items; i++)
+            if (f->item_count[i]) key[n_rated++] = ((uint64_t)(UINT32_MAX - f->item_count[i]) << 32) | i;
+        qsort(key, n_rated, sizeof *key, cmp_u64);
+        f->top_k = f->cfg.top_k_popular < n_rated ? f->cfg.top_k_popular : n_rated;
+        f->top_items = cb_malloc((f->top_k ? f->top_k : 1) * sizeof *f->top_items, err);
+        f->top_item_ids = cb_calloc(f->top_k ? f->top_k : 1, sizeof *f->top_item_ids, err);
+        if (!f->top_items || !f->top_item_ids) {
+            free(key);
+            rc = CB_ENOMEM;
+            goto out;
+        }
+        for (uint32_t k = 0; k < f->top_k; k++) {
+            f->top_items[k] = (uint32_t)(key[k] & 0xffffffffu);
+            const char *id = cb_vocab_name(ds->items, f->top_items[k]);
+            if (!(f->top_item_ids[k] = id ? cb_strdup(id, err) : str_printf(err, "#%u", f->top_items[k]))) {
+                free(key);
+                rc = CB_ENOMEM;
+                goto out;
+            }
+        }
+        free(key);
+        if ((rc = build_top_pos(f, err))) goto out;
+    }
+
+    /* blocks */
+    if (f->prejoined) {
+        if ((rc = add_raw_blocks(f, &f->user, &ds->user_attr, f->cfg.user_skip_cols, "user", err))) goto out;
+        if ((rc = add_raw_blocks(f, &f->item, &ds->item_attr, f->cfg.item_skip_cols, "item", err))) goto out;
+    } else {
+        const cb_table *ut = &ds->user_attr, *it = &ds->item_attr;
+        bool user_rows_ok = ut->n_rows == n_users, item_rows_ok = it->n_rows == n_items;
+        if (f->cfg.user_attrs && user_rows_ok) {
+            if ((rc = add_attr_blocks(f, &f->user, ut, user_w, NULL, 0, ds->roles.user_age, err))) goto out;
+        } else {
+            for (uint32_t c = 0; c < ut->n_cols; c++)
+                if ((rc = side_ignore(&f->user, ut->cols[c].name, err))) goto out;
+        }
+        if (f->cfg.user_stats) {
+            if (!side_add(&f->user, B_USER_COUNT, NULL, err) || !side_add(&f->user, B_USER_MEAN, NULL, err)) {
+                rc = CB_ENOMEM;
+                goto out;
+            }
+        }
+        if (f->cfg.user_genres && f->n_genres) {
+            if (!side_add(&f->user, B_GENRE_AVG, NULL, err) || !side_add(&f->user, B_GENRE_FRAC, NULL, err)) {
+                rc = CB_ENOMEM;
+                goto out;
+            }
+        }
+        if (f->top_k && !side_add(&f->user, B_TOP_ITEMS, NULL, err)) {
+            rc = CB_ENOMEM;
+            goto out;
+        }
+        /* items */
+        int year_col = ds->roles.item_year;
+        if (year_col >= 0 && ((uint32_t)year_col >= it->n_cols || it->cols[year_col].kind != CB_COL_NUMERIC)) year_col = -1;
+        if (f->cfg.item_year && item_rows_ok && (year_col >= 0 || (ds->titles && !ds->no_title_years))) {
+            fblock *b = side_add(&f->item, B_YEAR, year_col >= 0 ? it->cols[year_col].name : NULL, err);
+            if (!b) {
+                rc = CB_ENOMEM;
+                goto out;
+            }
+            b->missing_flag = true;
+            double sum = 0;
+            size_t n = 0;
+            for (uint32_t i = 0; i < n_items; i++) {
+                if (!item_w[i]) continue;
+                float y = year_col >= 0 ? it->cols[year_col].num[i] : year_from_title(ds->titles[i]);
+                if (!isnan(y)) sum += y, n++;
+            }
+            b->fill = n ? sum / (double)n : 0.0;
+            f->year_from_title = year_col < 0;
+        }
+        if (f->cfg.item_genres && f->n_genres && !side_add(&f->item, B_ITEM_GENRES, NULL, err)) {
+            rc = CB_ENOMEM;
+            goto out;
+        }
+        if (f->cfg.item_stats) {
+            if (!side_add(&f->item, B_ITEM_MEAN, NULL, err) || !side_add(&f->item, B_ITEM_COUNT, NULL, err)) {
+                rc = CB_ENOMEM;
+                goto out;
+            }
+        }
+        int skip[2] = {ds->roles.item_genres, year_col};
+        if (f->cfg.item_attrs && item_rows_ok) {
+            if ((rc = add_attr_blocks(f, &f->item, it, item_w, skip, 2, -1, err))) goto out;
+        } else {
+            for (uint32_t c = 0; c < it->n_cols; c++)
+                if ((int)c != skip[0] && (int)c != skip[1] && (rc = side_ignore(&f->item, it->cols[c].name, err))) goto out;
+        }
+        for (int k = 0; k < 2; k++) /* the genre / year columns are used, accept their names */
+            if (skip[k] >= 0 && (uint32_t)skip[k] < it->n_cols && (rc = side_ignore(&f->item, it->cols[skip[k]].name, err)))
+                goto out;
+    }
+    if ((rc = side_finish(f, &f->user, true, err)) || (rc = side_finish(f, &f->item, false, err))) goto out;
+
+    /* scalers */
+    if ((rc = table_ctx_init(&uc, f, ds, train_idx, n_train, true, err))) goto out;
+    if ((rc = table_ctx_init(&ic, f, ds, NULL, 0, false, err))) goto out;
+    if (f->prejoined) {
+        /* weight = how many scaler rows (ratings) carry this user / item row */
+        memset(user_w, 0, (size_t)n_users * sizeof *user_w);
+        memset(item_w, 0, (size_t)n_items * sizeof *item_w);
+        if (f->cfg.scaler_rows == CB_SCALER_ALL) {
+            for (size_t k = 0; k < ds->n_ratings; k++) {
+                if (ds->ratings[k].user >= n_users || ds->ratings[k].item >= n_items) {
+                    rc = cb_fail(err, CB_EINVAL, "rating %zu refers to an unknown user or item", k);
+                    goto out;
+                }
+                user_w[ds->ratings[k].user]++;
+                item_w[ds->ratings[k].item]++;
+            }
+        } else {
+            for (size_t k = 0; k < n_train; k++) {
+                user_w[ds->ratings[train_idx[k]].user]++;
+                item_w[ds->ratings[train_idx[k]].item]++;
+            }
+        }
+    }
+    if ((rc = fit_scaler(&f->user, &uc, table_user_row, user_w, n_users, err))) goto out;
+    if ((rc = fit_scaler(&f->item, &ic, table_item_row, item_w, n_items, err))) goto out;
+    rc = CB_OK;
+out:
+    table_ctx_free(&uc);
+    table_ctx_free(&ic);
+    free(item_sum);
+    free(user_w);
+    free(item_w);
+    return rc;
+}
+
+int cb_features_fit(cb_features **out, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train,
+                    const cb_feature_config *cfg, cb_error *err) {
+    *out = NULL;
+    cb_feature_config def;
+    if (!cfg) {
+        cb_feature_config_default(&def);
+        cfg = &def;
+    }
+    const char *why = cb_feature_config_check(cfg);
+    if (why) return cb_fail(err, CB_EINVAL, "feature configuration: %s", why);
+    if (!ds) return cb_fail(err, CB_EINVAL, "no dataset to fit features on");
+    if (n_train == 0 || !train_idx) return cb_fail(err, CB_EINVAL, "cannot fit features on an empty training set");
+    cb_features *f = cb_calloc(1, sizeof *f, err);
+    if (!f) return CB_ENOMEM;
+    f->cfg = *cfg;
+    f->prejoined = ds->prejoined;
+    f->n_items = cb_dataset_n_items(ds);
+    if (f->cfg.user_skip_cols == CB_SKIP_FROM_DATASET) f->cfg.user_skip_cols = ds->user_lead_cols;
+    if (f->cfg.item_skip_cols == CB_SKIP_FROM_DATASET) f->cfg.item_skip_cols = ds->item_lead_cols;
+    int rc = CB_OK;
+    if (cfg->exclude_cols && !(f->exclude_cols = cb_strdup(cfg->exclude_cols, err))) rc = CB_ENOMEM;
+    f->cfg.exclude_cols = f->exclude_cols;
+    if (!rc) rc = fit_body(f, ds, train_idx, n_train, err);
+    if (rc) {
+        cb_features_free(f);
+        return rc;
+    }
+    *out = f;
+    return CB_OK;
+}
+
+/* ------------------------------------------------------------------ tables */
+
+int cb_features_users(const cb_features *f, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train,
+                      float *X_u, cb_error *err) {
+    if (!f || !ds || !X_u || (n_train && !train_idx)) return cb_fail(err, CB_EINVAL, "cb_features_users: missing argument");
+    table_ctx c;
+    int rc = table_ctx_init(&c, f, ds, train_idx, n_train, true, err);
+    if (!rc)
+        for (uint32_t u = 0; u < c.n_users; u++) {
+            float *x = X_u + (size_t)u * f->user.dim;
+            table_user_row(&c, u, x);
+            apply_scaler(&f->user, x);
+        }
+    table_ctx_free(&c);
+    return rc;
+}
+
+int cb_features_items(const cb_features *f, const cb_dataset *ds, float *X_m, cb_error *err) {
+    if (!f || !ds || !X_m) return cb_fail(err, CB_EINVAL, "cb_features_items: missing argument");
+    table_ctx c;
+    int rc = table_ctx_init(&c, f, ds, NULL, 0, false, err);
+    if (!rc)
+        for (uint32_t i = 0; i < f->n_items; i++) {
+            float *x = X_m + (size_t)i * f->item.dim;
+            table_item_row(&c, i, x);
+            apply_scaler(&f->item, x);
+        }
+    table_ctx_free(&c);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ cold start */
+
+static int find_block(const fside *s, const char *name) {
+    for (uint32_t b = 0; b < s->n_blocks; b++)
+        if (s->blocks[b].col && block_has_column(s->blocks[b].type) && !strcmp(s->blocks[b].col, name)) return (int)b;
+    return -1;
+}
+
+static bool is_ignored(const fside *s, const char *name) {
+    for (uint32_t k = 0; k < s->n_ignored; k++)
+        if (!strcmp(s->ignored[k], name)) return true;
+    return false;
+}
+
+/* Number from an attribute value (NAN = missing). */
+static int attr_number(const cb_attr_value *a, double *v, cb_error *err) {
+    if (!a->str) {
+        *v = a->num;
+        if (isinf(*v)) return cb_fail(err, CB_EINVAL, "attribute '%s': value is infinite", a->name);
+        return CB_OK;
+    }
+    if (!*a->str) {
+        *v = NAN;
+        return CB_OK;
+    }
+    if (!cb_parse_double(a->str, strlen(a->str), v))
+        return cb_fail(err, CB_EINVAL, "attribute '%s': '%s' is not a number", a->name, a->str);
+    return CB_OK;
+}
+
+/* Write one attribute given by name into a row (raw). */
+static int write_attr_from_input(const fside *s, const cb_attr_value *a, float *x, bool *seen, cb_error *err) {
+    if (!a->name) return cb_fail(err, CB_EINVAL, "attribute without a name");
+    int bi = find_block(s, a->name);
+    if (bi < 0) {
+        if (is_ignored(s, a->name)) return CB_OK;
+        return cb_fail(err, CB_ENOTFOUND, "unknown attribute '%s'", a->name);
+    }
+    const fblock *b = &s->blocks[bi];
+    seen[bi] = true;
+    int rc;
+    double v;
+    char numbuf[64];
+    const char *str = a->str;
+    switch (b->type) {
+    case B_NUM: case B_YEAR: case B_AGE_BUCKETS: case B_RAW:
+        if ((rc = attr_number(a, &v, err))) return rc;
+        if (b->type == B_RAW) x[b->offset] = isnan(v) ? 0.0f : (float)v;
+        else if (b->type == B_AGE_BUCKETS) write_age_bucket(b, v, x);
+        else write_num(b, v, x);
+        return CB_OK;
+    case B_CAT: case B_MULTI:
+        if (!str) {
+            if (isnan(a->num)) return CB_OK;
+            snprintf(numbuf, sizeof numbuf, "%.17g", a->num);
+            str = numbuf;
+        }
+        for (const char *p = str;;) {
+            const char *q = b->type == B_MULTI ? strchr(p, '|') : NULL;
+            size_t len = q ? (size_t)(q - p) : strlen(p);
+            int64_t l = len ? cb_vocab_find(b->vocab, p, len) : -1;
+            if (l >= 0) x[b->offset + (uint32_t)l] = 1.0f;
+            if (!q) break;
+            p = q + 1;
+        }
+        return CB_OK;
+    default: return CB_OK;
+    }
+}
+
+/* Attribute blocks not given: their "missing" value. */
+static void write_missing_attrs(const fside *s, const bool *seen, float *x) {
+    for (uint32_t bi = 0; bi < s->n_blocks; bi++)
+        if (!seen[bi] && (s->blocks[bi].type == B_NUM || s->blocks[bi].type == B_YEAR))
+            write_num(&s->blocks[bi], NAN, x);
+}
+
+/* Column index of the RAW block named `name` (pre-joined), or -1. */
+static int raw_block(const fside *s, const char *name) {
+    int b = find_block(s, name);
+    return b >= 0 && s->blocks[b].type == B_RAW ? b : -1;
+}
+
+int cb_features_new_user(const cb_features *f, const cb_user_input *in, float *x, cb_error *err) {
+    if (!f || !in || !x) return cb_fail(err, CB_EINVAL, "cb_features_new_user: missing argument");
+    const fside *s = &f->user;
+    memset(x, 0, (size_t)s->dim * sizeof *x);
+    bool *seen = cb_calloc(s->n_blocks ? s->n_blocks : 1, sizeof *seen, err);
+    if (!seen) return CB_ENOMEM;
+    int rc = CB_OK;
+    for (size_t k = 0; k < in->n_attrs && !rc; k++) rc = write_attr_from_input(s, &in->attrs[k], x, seen, err);
+    if (!rc) write_missing_attrs(s, seen, x);
+    free(seen);
+    if (rc) return rc;
+    /* explicit genre preferences */
+    user_scratch us = {0};
+    if ((rc = user_scratch_init(&us, f->n_genres, err))) {
+        user_scratch_free(&us);
+        return rc;
+    }
+    for (size_t k = 0; k < in->n_genre_prefs && !rc; k++) {
+        const cb_genre_pref *p = &in->genre_prefs[k];
+        if (!p->genre) rc = cb_fail(err, CB_EINVAL, "genre preference without a genre name");
+        else if (!isfinite(p->y)) rc = cb_fail(err, CB_EINVAL, "genre preference '%s': value is not finite", p->genre);
+        else if (f->prejoined) {
+            int b = raw_block(s, p->genre);
+            if (b < 0) rc = cb_fail(err, CB_ENOTFOUND, "unknown genre '%s'", p->genre);
+            else x[s->blocks[b].offset] = p->y;
+        } else {
+            int64_t g = cb_vocab_find(f->genre_vocab, p->genre, strlen(p->genre));
+            if (g < 0) rc = cb_fail(err, CB_ENOTFOUND, "unknown genre '%s'", p->genre);
+            else us.has_pref[g] = 1, us.pref_y[g] = p->y;
+        }
+    }
+    for (size_t k = 0; k < in->n_ratings && !rc; k++) {
+        if (in->ratings[k].item >= f->n_items)
+            rc = cb_fail(err, CB_ENOTFOUND, "rating %zu: unknown item index %u", k, in->ratings[k].item);
+        else if (!isfinite(in->ratings[k].y)) rc = cb_fail(err, CB_EINVAL, "rating %zu: value is not finite", k);
+    }
+    if (!rc && !f->prejoined) write_user_rating_blocks(f, in->ratings, in->n_ratings, &us, x);
+    user_scratch_free(&us);
+    if (rc) return rc;
+    apply_scaler(s, x);
+    return CB_OK;
+}
+
+int cb_features_new_item(const cb_features *f, const cb_item_input *in, float *x, cb_error *err) {
+    if (!f || !in || !x) return cb_fail(err, CB_EINVAL, "cb_features_new_item: missing argument");
+    const fside *s = &f->item;
+    memset(x, 0, (size_t)s->dim * sizeof *x);
+    bool *seen = cb_calloc(s->n_blocks ? s->n_blocks : 1, sizeof *seen, err);
+    uint32_t *glist = cb_malloc((in->n_genres ? in->n_genres : 1) * sizeof *glist, err);
+    int rc = (!seen || !glist) ? CB_ENOMEM : CB_OK;
+    for (size_t k = 0; k < in->n_attrs && !rc; k++) rc = write_attr_from_input(s, &in->attrs[k], x, seen, err);
+    /* year */
+    if (!rc) {
+        for (uint32_t bi = 0; bi < s->n_blocks; bi++) {
+            const fblock *b = &s->blocks[bi];
+            bool is_year = b->type == B_YEAR || (b->type == B_RAW && b->col && !strcmp(b->col, "year"));
+            if (!is_year || seen[bi]) continue;
+            if (!isnan(in->year) && !isfinite(in->year)) {
+                rc = cb_fail(err, CB_EINVAL, "item year is infinite");
+                break;
+            }
+            if (b->type == B_RAW) x[b->offset] = isnan(in->year) ? 0.0f : (float)in->year;
+            else write_num(b, in->year, x);
+            seen[bi] = true;
+        }
+    }
+    if (!rc) write_missing_attrs(s, seen, x);
+    uint32_t ng = 0;
+    for (size_t k = 0; k < in->n_genres && !rc; k++) {
+        const char *name = in->genres[k];
+        if (!name) {
+            rc = cb_fail(err, CB_EINVAL, "genre without a name");
+            break;
+        }
+        if (f->prejoined) {
+            int b = raw_block(s, name);
+            if (b < 0) rc = cb_fail(err, CB_ENOTFOUND, "unknown genre '%s'", name);
+            else x[s->blocks[b].offset] = 1.0f;
+        } else {
+            int64_t g = cb_vocab_find(f->genre_vocab, name, strlen(name));
+            if (g < 0) rc = cb_fail(err, CB_ENOTFOUND, "unknown genre '%s'", name);
+            else glist[ng++] = (uint32_t)g;
+        }
+    }
+    if (!rc && in->rating_count && !isfinite(in->rating_mean))
+        rc = cb_fail(err, CB_EINVAL, "item rating mean is not finite");
+    if (!rc && !f->prejoined) {
+        double c = in->rating_count;
+        write_item_stat_blocks(f, glist, ng, c, shrunk_mean(f, c ? (double)in->rating_mean * c : 0.0, c), x);
+    }
+    free(seen);
+    free(glist);
+    if (rc) return rc;
+    apply_scaler(s, x);
+    return CB_OK;
+}
+
+/* ------------------------------------------------------------------ accessors */
+
+uint32_t cb_features_user_dim(const cb_features *f) { return f ? f->user.dim : 0; }
+uint32_t cb_features_item_dim(const cb_features *f) { return f ? f->item.dim : 0; }
+const char *cb_features_user_name(const cb_features *f, uint32_t j) { return f && j < f->user.dim ? f->user.names[j] : NULL; }
+const char *cb_features_item_name(const cb_features *f, uint32_t j) { return f && j < f->item.dim ? f->item.names[j] : NULL; }
+bool cb_features_prejoined(const cb_features *f) { return f && f->prejoined; }
+uint32_t cb_features_n_items(const cb_features *f) { return f ? f->n_items : 0; }
+uint32_t cb_features_n_genres(const cb_features *f) { return f ? f->n_genres : 0; }
+const char *cb_features_genre_name(const cb_features *f, uint32_t g) { return f && g < f->n_genres ? f->genres[g] : NULL; }
+int cb_features_genre_find(const cb_features *f, const char *name) {
+    if (!f || !name) return -1;
+    int64_t g = cb_vocab_find(f->genre_vocab, name, strlen(name));
+    return g < 0 ? -1 : (int)g;
+}
+int cb_features_item_genres(const cb_features *f, uint32_t item, const uint32_t **list, uint32_t *n) {
+    if (!f || item >= f->n_items) return CB_EINVAL;
+    *list = f->item_genre_val + f->item_genre_off[item];
+    *n = f->item_genre_off[item + 1] - f->item_genre_off[item];
+    return CB_OK;
+}
+uint32_t cb_features_item_count(const cb_features *f, uint32_t item) { return f && item < f->n_items ? f->item_count[item] : 0; }
+float cb_features_item_mean(const cb_features *f, uint32_t item) {
+    return f && item < f->n_items ? f->item_mean[item] : (f ? (float)f->global_mean : NAN);
+}
+float cb_features_global_mean(const cb_features *f) { return f ? (float)f->global_mean : NAN; }
+uint32_t cb_features_top_k(const cb_features *f, const uint32_t **items) {
+    if (!f) return 0;
+    if (items) *items = f->top_items;
+    return f->top_k;
+}
+
+/* ------------------------------------------------------------------ JSON */
+
+static json_t *jarr_u32(const uint32_t *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t k = 0; a && k < n; k++)
+        if (json_array_append_new(a, json_integer(v[k]))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+static json_t *jarr_f64(const double *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t k = 0; a && k < n; k++)
+        if (json_array_append_new(a, json_real(v[k]))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+static json_t *jarr_f32(const float *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t k = 0; a && k < n; k++)
+        if (json_array_append_new(a, json_real(v[k]))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+/* json_string() refuses invalid UTF-8: then NULL, and the caller reports it. */
+static json_t *jarr_str(char *const *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t k = 0; a && k < n; k++)
+        if (json_array_append_new(a, json_string(v[k]))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+/* Set o[key] = v (stealing v); false when v is NULL or on failure. */
+static bool jset(json_t *o, const char *key, json_t *v) {
+    if (!v) return false;
+    return json_object_set_new(o, key, v) == 0;
+}
+
+static json_t *side_to_json(const fside *s) {
+    json_t *o = json_object(), *blocks = json_array();
+    bool ok = o && blocks;
+    for (uint32_t bi = 0; ok && bi < s->n_blocks; bi++) {
+        const fblock *b = &s->blocks[bi];
+        json_t *jb = json_object();
+        ok = jb && jset(jb, "type", json_string(block_type_name[b->type])) &&
+             jset(jb, "col", b->col ? json_string(b->col) : json_null());
+        if (ok && (b->type == B_CAT || b->type == B_MULTI)) ok = jset(jb, "levels", jarr_str(b->levels, b->n_levels));
+        if (ok && (b->type == B_NUM || b->type == B_YEAR))
+            ok = jset(jb, "missing_flag", json_boolean(b->missing_flag)) && jset(jb, "fill", json_real(b->fill));
+        /* json_array_append_new takes jb even when it fails */
+        if (!ok) json_decref(jb);
+        else if (json_array_append_new(blocks, jb)) ok = false;
+    }
+    if (ok) {
+        json_t *tmp = blocks;
+        blocks = NULL;
+        ok = jset(o, "blocks", tmp) && jset(o, "dim", json_integer(s->dim)) && jset(o, "mean", jarr_f64(s->mean, s->dim)) &&
+             jset(o, "std", jarr_f64(s->std, s->dim)) && jset(o, "ignored_cols", jarr_str(s->ignored, s->n_ignored));
+    }
+    json_decref(blocks);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+json_t *cb_features_to_json(const cb_features *f, cb_error *err) {
+    if (!f) {
+        cb_fail(err, CB_EINVAL, "cb_features_to_json: no features");
+        return NULL;
+    }
+    const cb_feature_config *c = &f->cfg;
+    json_t *cfg = json_object(), *o = json_object();
+    bool ok = cfg && o && jset(cfg, "user_attrs", json_boolean(c->user_attrs)) &&
+              jset(cfg, "user_stats", json_boolean(c->user_stats)) && jset(cfg, "user_genres", json_boolean(c->user_genres)) &&
+              jset(cfg, "item_year", json_boolean(c->item_year)) && jset(cfg, "item_genres", json_boolean(c->item_genres)) &&
+              jset(cfg, "item_stats", json_boolean(c->item_stats)) && jset(cfg, "item_attrs", json_boolean(c->item_attrs)) &&
+              jset(cfg, "top_k_popular", json_integer(c->top_k_popular)) &&
+              jset(cfg, "age_mode", json_string(c->age_mode == CB_AGE_BUCKETS ? "buckets" : "standardise")) &&
+              jset(cfg, "max_cat_levels", json_integer(c->max_cat_levels)) &&
+              jset(cfg, "max_multi_levels", json_integer(c->max_multi_levels)) &&
+              jset(cfg, "item_prior", json_real(c->item_prior)) &&
+              jset(cfg, "exclude_cols", c->exclude_cols ? json_string(c->exclude_cols) : json_null()) &&
+              jset(cfg, "user_skip_cols", json_integer(c->user_skip_cols)) &&
+              jset(cfg, "item_skip_cols", json_integer(c->item_skip_cols)) &&
+              jset(cfg, "scaler_rows", json_string(c->scaler_rows == CB_SCALER_ALL ? "all" : "train"));
+    if (ok) {
+        json_t *tmp = cfg;
+        cfg = NULL;
+        ok = jset(o, "format", json_string(FEATURES_FORMAT)) && jset(o, "version", json_integer(FEATURES_VERSION)) &&
+             jset(o, "prejoined", json_boolean(f->prejoined)) && jset(o, "config", tmp) &&
+             jset(o, "global_mean", json_real(f->global_mean)) && jset(o, "n_items", json_integer(f->n_items)) &&
+             jset(o, "genres", jarr_str(f->genres, f->n_genres)) &&
+             jset(o, "item_genre_off", jarr_u32(f->item_genre_off, (size_t)f->n_items + 1)) &&
+             jset(o, "item_genre_val", jarr_u32(f->item_genre_val, f->item_genre_off[f->n_items])) &&
+             jset(o, "item_count", jarr_u32(f->item_count, f->n_items)) &&
+             jset(o, "item_mean", jarr_f32(f->item_mean, f->n_items)) &&
+             jset(o, "top_items", jarr_u32(f->top_items, f->top_k)) &&
+             jset(o, "top_item_ids", jarr_str(f->top_item_ids, f->top_k)) &&
+             jset(o, "year_from_title", json_boolean(f->year_from_title)) && jset(o, "user", side_to_json(&f->user)) &&
+             jset(o, "item", side_to_json(&f->item));
+    }
+    json_decref(cfg);
+    if (!ok) {
+        json_decref(o);
+        cb_fail(err, CB_ENOMEM, "cannot build the features JSON (out of memory or a name that is not UTF-8)");
+        return NULL;
+    }
+    return o;
+}
+
+/* ---- loading, every field checked */
+
+static int jget(const json_t *o, const char *key, json_type type, const json_t **out, cb_error *err) {
+    const json_t *v = json_is_object(o) ? json_object_get(o, key) : NULL;
+    bool ok = v && (json_typeof(v) == type || (type == JSON_REAL && json_is_integer(v)) ||
+                    (type == JSON_TRUE && json_is_boolean(v)));
+    if (!ok) {
+        static const char *const tn[] = {"an object", "an array", "a string", "an integer", "a number", "a boolean",
+                                         "a boolean", "null"};
+        return cb_fail(err, CB_EFORMAT, "features: '%s' is missing or not %s", key, tn[type]);
+    }
+    *out = v;
+    return CB_OK;
+}
+
+static int jget_u32(const json_t *o, const char *key, uint32_t *v, cb_error *err) {
+    const json_t *j = NULL;
+    int rc = jget(o, key, JSON_INTEGER, &j, err);
+    if (rc) return rc;
+    json_int_t x = json_integer_value(j);
+    if (x < 0 || x > (json_int_t)UINT32_MAX) return cb_fail(err, CB_EFORMAT, "features: '%s' out of range", key);
+    *v = (uint32_t)x;
+    return CB_OK;
+}
+
+static int jget_f64(const json_t *o, const char *key, double *v, cb_error *err) {
+    const json_t *j = NULL;
+    int rc = jget(o, key, JSON_REAL, &j, err);
+    if (rc) return rc;
+    *v = json_number_value(j);
+    if (!isfinite(*v)) return cb_fail(err, CB_EFORMAT, "features: '%s' is not finite", key);
+    return CB_OK;
+}
+
+static int jget_bool(const json_t *o, const char *key, bool *v, cb_error *err) {
+    const json_t *j = NULL;
+    int rc = jget(o, key, JSON_TRUE, &j, err);
+    if (rc) return rc;
+    *v = json_is_true(j);
+    return CB_OK;
+}
+
+/* Array o[key] of exactly `want` elements (want == UINT32_MAX: any length). */
+static int jget_array(const json_t *o, const char *key, uint32_t want, const json_t **arr, uint32_t *n, cb_error *err) {
+    int rc = jget(o, key, JSON_ARRAY, arr, err);
+    if (rc) return rc;
+    size_t len = json_array_size(*arr);
+    if (len > UINT32_MAX || (want != UINT32_MAX && len != want))
+        return cb_fail(err, CB_EFORMAT, "features: '%s' has %zu elements, expected %u", key, len, want);
+    *n = (uint32_t)len;
+    return CB_OK;
+}
+
+static int jget_u32_array(const json_t *o, const char *key, uint32_t want, uint32_t **out, uint32_t *n, cb_error *err) {
+    const json_t *a = NULL;
+    int rc = jget_array(o, key, want, &a, n, err);
+    if (rc) return rc;
+    uint32_t *v = cb_malloc((size_t)(*n ? *n : 1) * sizeof *v, err);
+    if (!v) return CB_ENOMEM;
+    for (uint32_t k = 0; k < *n; k++) {
+        const json_t *e = json_array_get(a, k);
+        json_int_t x = json_is_integer(e) ? json_integer_value(e) : -1;
+        if (x < 0 || x > (json_int_t)UINT32_MAX) {
+            free(v);
+            return cb_fail(err, CB_EFORMAT, "features: '%s'[%u] is not an unsigned 32-bit integer", key, k);
+        }
+        v[k] = (uint32_t)x;
+    }
+    *out = v;
+    return CB_OK;
+}
+
+static int jget_f64_array(const json_t *o, const char *key, uint32_t want, double **out, cb_error *err) {
+    const json_t *a = NULL;
+    uint32_t n;
+    int rc = jget_array(o, key, want, &a, &n, err);
+    if (rc) return rc;
+    double *v = cb_malloc((size_t)(n ? n : 1) * sizeof *v, err);
+    if (!v) return CB_ENOMEM;
+    for (uint32_t k = 0; k < n; k++) {
+        const json_t *e = json_array_get(a, k);
+        if (!json_is_number(e) || !isfinite(json_number_value(e))) {
+            free(v);
+            return cb_fail(err, CB_EFORMAT, "features: '%s'[%u] is not a finite number", key, k);
+        }
+        v[k] = json_number_value(e);
+    }
+    *out = v;
+    return CB_OK;
+}
+
+static int jget_str_array(const json_t *o, const char *key, uint32_t want, char ***out, uint32_t *n, cb_error *err) {
+    const json_t *a = NULL;
+    int rc = jget_array(o, key, want, &a, n, err);
+    if (rc) return rc;
+    char **v = cb_calloc(*n ? *n : 1, sizeof *v, err);
+    if (!v) return CB_ENOMEM;
+    for (uint32_t k = 0; k < *n; k++) {
+        const json_t *e = json_array_get(a, k);
+        if (!json_is_string(e) || strlen(json_string_value(e)) != json_string_length(e)) {
+            free_strv(v, k);
+            return cb_fail(err, CB_EFORMAT, "features: '%s'[%u] is not a string", key, k);
+        }
+        if (!(v[k] = cb_strdup(json_string_value(e), err))) {
+            free_strv(v, k);
+            return CB_ENOMEM;
+        }
+    }
+    *out = v;
+    return CB_OK;
+}
+
+static int side_from_json(cb_features *f, fside *s, const json_t *o, bool is_user, cb_error *err) {
+    const char *what = is_user ? "user" : "item";
+    const json_t *blocks;
+    uint32_t nb, dim;
+    int rc;
+    if (!json_is_object(o)) return cb_fail(err, CB_EFORMAT, "features: '%s' is missing or not an object", what);
+    if ((rc = jget_array(o, "blocks", UINT32_MAX, &blocks, &nb, err))) return rc;
+    if ((rc = jget_u32(o, "dim", &dim, err))) return rc;
+    for (uint32_t bi = 0; bi < nb; bi++) {
+        const json_t *jb = json_array_get(blocks, bi), *jt, *jc;
+        if ((rc = jget(jb, "type", JSON_STRING, &jt, err))) return rc;
+        int type = 0;
+        for (int t = 1; t < B_N_TYPES; t++)
+            if (!strcmp(json_string_value(jt), block_type_name[t])) type = t;
+        bool user_type = type == B_USER_COUNT || type == B_USER_MEAN || type == B_GENRE_AVG || type == B_GENRE_FRAC ||
+                         type == B_TOP_ITEMS || type == B_AGE_BUCKETS;
+        bool item_type = type == B_YEAR || type == B_ITEM_GENRES || type == B_ITEM_MEAN || type == B_ITEM_COUNT;
+        if (!type || (is_user && item_type) || (!is_user && user_type) || (f->prejoined != (type == B_RAW)))
+            return cb_fail(err, CB_EFORMAT, "features: %s block %u has an unexpected type '%s'", what, bi,
+                           json_string_value(jt));
+        jc = json_object_get(jb, "col");
+        bool needs_col = block_has_column(type) && type != B_YEAR;
+        if (jc && !json_is_null(jc) && !json_is_string(jc))
+            return cb_fail(err, CB_EFORMAT, "features: %s block %u: 'col' is not a string", what, bi);
+        if (needs_col && !json_is_string(jc))
+            return cb_fail(err, CB_EFORMAT, "features: %s block %u: 'col' is missing", what, bi);
+        fblock *b = side_add(s, type, json_is_string(jc) ? json_string_value(jc) : NULL, err);
+        if (!b) return CB_ENOMEM;
+        if (type == B_CAT || type == B_MULTI) {
+            if ((rc = jget_str_array(jb, "levels", UINT32_MAX, &b->levels, &b->n_levels, err))) return rc;
+            if ((rc = block_build_vocab(b, err))) return rc;
+        }
+        if (type == B_NUM || type == B_YEAR) {
+            if ((rc = jget_bool(jb, "missing_flag", &b->missing_flag, err))) return rc;
+            if ((rc = jget_f64(jb, "fill", &b->fill, err))) return rc;
+        }
+    }
+    uint32_t computed = 0;
+    for (uint32_t bi = 0; bi < s->n_blocks; bi++) {
+        uint32_t w = block_width(f, &s->blocks[bi]);
+        if (w > UINT32_MAX - computed) return cb_fail(err, CB_EFORMAT, "features: %s dimension overflows", what);
+        computed += w;
+    }
+    if (computed != dim)
+        return cb_fail(err, CB_EFORMAT, "features: %s dim is %u but its blocks add up to %u", what, dim, computed);
+    if ((rc = jget_f64_array(o, "mean", dim, &s->mean, err))) return rc;
+    if ((rc = jget_f64_array(o, "std", dim, &s->std, err))) return rc;
+    for (uint32_t j = 0; j < dim; j++)
+        if (!(s->std[j] > 0)) return cb_fail(err, CB_EFORMAT, "features: %s std[%u] is not positive", what, j);
+    if ((rc = jget_str_array(o, "ignored_cols", UINT32_MAX, &s->ignored, &s->n_ignored, err))) return rc;
+    return side_finish(f, s, is_user, err);
+}
+
+static int features_from_json(cb_features *f, const json_t *j, cb_error *err) {
+    const json_t *v = NULL, *cfg = NULL;
+    int rc;
+    if (!json_is_object(j)) return cb_fail(err, CB_EFORMAT, "features: not a JSON object");
+    if ((rc = jget(j, "format", JSON_STRING, &v, err))) return rc;
+    if (strcmp(json_string_value(v), FEATURES_FORMAT))
+        return cb_fail(err, CB_EFORMAT, "features: format is '%s', expected '%s'", json_string_value(v), FEATURES_FORMAT);
+    uint32_t version;
+    if ((rc = jget_u32(j, "version", &version, err))) return rc;
+    if (version != FEATURES_VERSION)
+        return cb_fail(err, CB_EFORMAT, "features: version %u is not supported (this build reads %d)", version, FEATURES_VERSION);
+    if ((rc = jget_bool(j, "prejoined", &f->prejoined, err))) return rc;
+    /* configuration */
+    if ((rc = jget(j, "config", JSON_OBJECT, &cfg, err))) return rc;
+    cb_feature_config *c = &f->cfg;
+    cb_feature_config_default(c);
+    double prior;
+    const json_t *age = NULL, *rows = NULL, *excl;
+    if ((rc = jget_bool(cfg, "user_attrs", &c->user_attrs, err)) || (rc = jget_bool(cfg, "user_stats", &c->user_stats, err)) ||
+        (rc = jget_bool(cfg, "user_genres", &c->user_genres, err)) || (rc = jget_bool(cfg, "item_year", &c->item_year, err)) ||
+        (rc = jget_bool(cfg, "item_genres", &c->item_genres, err)) || (rc = jget_bool(cfg, "item_stats", &c->item_stats, err)) ||
+        (rc = jget_bool(cfg, "item_attrs", &c->item_attrs, err)) ||
+        (rc = jget_u32(cfg, "top_k_popular", &c->top_k_popular, err)) ||
+        (rc = jget_u32(cfg, "max_cat_levels", &c->max_cat_levels, err)) ||
+        (rc = jget_u32(cfg, "max_multi_levels", &c->max_multi_levels, err)) ||
+        (rc = jget_f64(cfg, "item_prior", &prior, err)) || (rc = jget_u32(cfg, "user_skip_cols", &c->user_skip_cols, err)) ||
+        (rc = jget_u32(cfg, "item_skip_cols", &c->item_skip_cols, err)) ||
+        (rc = jget(cfg, "age_mode", JSON_STRING, &age, err)) || (rc = jget(cfg, "scaler_rows", JSON_STRING, &rows, err)))
+        return rc;
+    c->item_prior = (float)prior;
+    c->age_mode = !strcmp(json_string_value(age), "buckets") ? CB_AGE_BUCKETS
+                  : !strcmp(json_string_value(age), "standardise") ? CB_AGE_STANDARDISE : (cb_age_mode)-1;
+    c->scaler_rows = !strcmp(json_string_value(rows), "all") ? CB_SCALER_ALL
+                     : !strcmp(json_string_value(rows), "train") ? CB_SCALER_TRAIN : (cb_scaler_rows)-1;
+    excl = json_object_get(cfg, "exclude_cols");
+    if (excl && json_is_string(excl)) {
+        if (!(f->exclude_cols = cb_strdup(json_string_value(excl), err))) return CB_ENOMEM;
+    } else if (excl && !json_is_null(excl)) {
+        return cb_fail(err, CB_EFORMAT, "features: 'exclude_cols' is not a string");
+    }
+    c->exclude_cols = f->exclude_cols;
+    const char *why = cb_feature_config_check(c);
+    if (why) return cb_fail(err, CB_EFORMAT, "features: configuration: %s", why);
+    /* data */
+    if ((rc = jget_f64(j, "global_mean", &f->global_mean, err))) return rc;
+    if ((rc = jget_u32(j, "n_items", &f->n_items, err))) return rc;
+    if (f->n_items == UINT32_MAX) return cb_fail(err, CB_EFORMAT, "features: 'n_items' out of range");
+    if ((rc = jget_str_array(j, "genres", UINT32_MAX, &f->genres, &f->n_genres, err))) return rc;
+    if ((rc = build_genre_vocab(f, err))) return rc == CB_ENOMEM ? rc : CB_EFORMAT;
+    uint32_t n, nnz;
+    if ((rc = jget_u32_array(j, "item_genre_off", f->n_items + 1, &f->item_genre_off, &n, err))) return rc;
+    if ((rc = jget_u32_array(j, "item_genre_val", UINT32_MAX, &f->item_genre_val, &nnz, err))) return rc;
+    if (f->item_genre_off[0] != 0 || f->item_genre_off[f->n_items] != nnz)
+        return cb_fail(err, CB_EFORMAT, "features: item genre offsets do not match the %u genre entries", nnz);
+    for (uint32_t i = 0; i < f->n_items; i++)
+        if (f->item_genre_off[i] > f->item_genre_off[i + 1])
+            return cb_fail(err, CB_EFORMAT, "features: item genre offsets decrease at item %u", i);
+    for (uint32_t k = 0; k < nnz; k++)
+        if (f->item_genre_val[k] >= f->n_genres)
+            return cb_fail(err, CB_EFORMAT, "features: item genre entry %u is %u, only %u genres", k, f->item_genre_val[k],
+                           f->n_genres);
+    if ((rc = jget_u32_array(j, "item_count", f->n_items, &f->item_count, &n, err))) return rc;
+    double *means = NULL;
+    if ((rc = jget_f64_array(j, "item_mean", f->n_items, &means, err))) return rc;
+    f->item_mean = cb_malloc((size_t)(f->n_items ? f->n_items : 1) * sizeof *f->item_mean, err);
+    if (!f->item_mean) {
+        free(means);
+        return CB_ENOMEM;
+    }
+    for (uint32_t i = 0; i < f->n_items; i++) f->item_mean[i] = (float)means[i];
+    free(means);
+    if ((rc = jget_u32_array(j, "top_items", UINT32_MAX, &f->top_items, &f->top_k, err))) return rc;
+    uint32_t n_ids;
+    if ((rc = jget_str_array(j, "top_item_ids", f->top_k, &f->top_item_ids, &n_ids, err))) {
+        f->top_item_ids = NULL;
+        return rc;
+    }
+    if ((rc = build_top_pos(f, err))) return rc;
+    if ((rc = jget_bool(j, "year_from_title", &f->year_from_title, err))) return rc;
+    if ((rc = side_from_json(f, &f->user, json_object_get(j, "user"), true, err))) return rc;
+    if ((rc = side_from_json(f, &f->item, json_object_get(j, "item"), false, err))) return rc;
+    return CB_OK;
+}
+
+int cb_features_from_json(cb_features **out, const json_t *j, cb_error *err) {
+    *out = NULL;
+    cb_features *f = cb_calloc(1, sizeof *f, err);
+    if (!f) return CB_ENOMEM;
+    int rc = features_from_json(f, j, err);
+    if (rc) {
+        cb_features_free(f);
+        return rc;
+    }
+    *out = f;
+    return CB_OK;
+}
+void cb_features_scaler(const cb_features *f, bool user, const double **mean, const double **std) {
+    const fside *s = user ? &f->user : &f->item;
+    if (mean) *mean = s->mean;
+    if (std) *std = s->std;
+}

@@ -1,0 +1,689 @@
+/* bundle — the training pipeline and the model file; see bundle.h. */
+#include "model/bundle.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- owned allocations */
+
+static void *rec_alloc(cb_bundle *r, size_t n, size_t size, cb_error *err) {
+    void **list = cb_realloc_array(r->owned, r->n_owned + 1, sizeof *list, err);
+    if (!list) return NULL;
+    r->owned = list;
+    void *p = cb_calloc(n, size, err);
+    if (p) r->owned[r->n_owned++] = p;
+    return p;
+}
+
+void cb_bundle_free(cb_bundle *r) {
+    if (!r) return;
+    free(r->dataset);
+    free(r->fingerprint);
+    cb_model_free(r->model);
+    cb_features_free(r->features);
+    cb_vocab_free(r->users);
+    cb_vocab_free(r->items);
+    if (r->titles)
+        for (uint32_t i = 0; i < r->n_items; i++) free(r->titles[i]);
+    free(r->titles);
+    for (uint32_t g = 0; g < r->n_groups; g++) {
+        free(r->groups[g].column);
+        for (uint32_t l = 0; r->groups[g].levels && l < r->groups[g].n_levels; l++) free(r->groups[g].levels[l]);
+        free(r->groups[g].levels);
+    }
+    free(r->groups);
+    for (size_t i = 0; i < r->n_owned; i++) free(r->owned[i]);
+    free(r->owned);
+    cb_st_close(r->file);
+    free(r);
+}
+
+int64_t cb_bundle_user(const cb_bundle *r, const char *id) { return cb_vocab_find(r->users, id, strlen(id)); }
+int64_t cb_bundle_item(const cb_bundle *r, const char *id) { return cb_vocab_find(r->items, id, strlen(id)); }
+
+float cb_bundle_predict_vec(const cb_bundle *r, const float *user_vec, uint32_t item) {
+    const float *v = r->item_vecs + (size_t)item * r->dim;
+    float dot = 0;
+    for (uint32_t k = 0; k < r->dim; k++) dot += user_vec[k] * v[k];
+    return cb_model_score_to_prediction(r->model, dot);
+}
+
+/* ---- building the retrieval lists */
+
+typedef struct {
+    double score;
+    uint32_t item;
+} scored;
+
+static int cmp_scored_desc(const void *a, const void *b) {
+    const scored *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->item < y->item ? -1 : x->item > y->item;
+}
+
+/* Top CB_BUNDLE_TOP_LIST items by score among those with keep[i] (or all when
+ * keep is NULL) and score > -inf, -1 padded. */
+static void top_list(int32_t *out, const double *score, uint32_t n_items, scored *scratch) {
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < n_items; i++)
+        if (score[i] > -INFINITY) scratch[m++] = (scored){score[i], i};
+    qsort(scratch, m, sizeof *scratch, cmp_scored_desc);
+    for (uint32_t r = 0; r < CB_BUNDLE_TOP_LIST; r++) out[r] = r < m ? (int32_t)scratch[r].item : -1;
+}
+
+typedef struct {
+    uint32_t user, ts, order;
+} seen_key;
+
+static int cmp_seen(const void *a, const void *b) {
+    const seen_key *x = a, *y = b;
+    if (x->user != y->user) return x->user < y->user ? -1 : 1;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Lists from the ratings train_idx[0..n_train), or from every rating of the
+ * dataset when train_idx is NULL. */
+static int build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err) {
+    uint32_t nu = r->n_users, ni = r->n_items;
+    /* seen: training ratings grouped by user, in time order */
+    seen_key *keys = cb_calloc(n_train ? n_train : 1, sizeof *keys, err);
+    int32_t *off = rec_alloc(r, nu + 1, sizeof *off, err);
+    int32_t *items = rec_alloc(r, n_train, sizeof *items, err);
+    float *ys = rec_alloc(r, n_train, sizeof *ys, err);
+    int32_t *ts = rec_alloc(r, n_train, sizeof *ts, err);
+    double *score = cb_calloc(ni, sizeof *score, err);
+    scored *scratch = cb_calloc(ni, sizeof *scratch, err);
+    uint32_t *count = cb_calloc(ni, sizeof *count, err);
+    int rc = CB_ENOMEM;
+    if (!keys || !off || !items || !ys || !ts || !score || !scratch || !count) goto out;
+    for (size_t i = 0; i < n_train; i++) {
+        uint32_t k = train_idx ? train_idx[i] : (uint32_t)i;
+        const cb_rating *x = &ds->ratings[k];
+        keys[i] = (seen_key){x->user, x->ts, k};
+    }
+    qsort(keys, n_train, sizeof *keys, cmp_seen);
+    for (size_t i = 0; i < n_train; i++) {
+        const cb_rating *x = &ds->ratings[keys[i].order];
+        off[x->user + 1]++;
+        items[i] = (int32_t)x->item;
+        ys[i] = x->y;
+        ts[i] = (int32_t)x->ts;
+        count[x->item]++;
+    }
+    for (uint32_t u = 0; u < nu; u++) off[u + 1] += off[u];
+    r->seen_off = off;
+    r->seen_item = items;
+    r->seen_y = ys;
+    r->seen_ts = ts;
+
+    /* overall popularity */
+    int32_t *pop = rec_alloc(r, CB_BUNDLE_TOP_LIST, sizeof *pop, err);
+    if (!pop) goto out;
+    for (uint32_t i = 0; i < ni; i++) score[i] = count[i] ? (double)count[i] : -INFINITY;
+    top_list(pop, score, ni, scratch);
+    r->popular = pop;
+
+    /* per genre: best shrunk mean among items with enough ratings */
+    r->n_genres = cb_features_n_genres(r->features);
+    int32_t *gtop = rec_alloc(r, (size_t)(r->n_genres ? r->n_genres : 1) * CB_BUNDLE_TOP_LIST, sizeof *gtop, err);
+    if (!gtop) goto out;
+    for (uint32_t g = 0; g < r->n_genres; g++) {
+        for (uint32_t i = 0; i < ni; i++) {
+            const uint32_t *gl;
+            uint32_t ng = 0;
+            score[i] = -INFINITY;
+            if (!count[i] || cb_features_item_genres(r->features, i, &gl, &ng) != CB_OK) continue;
+            for (uint32_t k = 0; k < ng; k++)
+                if (gl[k] == g) score[i] = cb_features_item_mean(r->features, i);
+        }
+        top_list(gtop + (size_t)g * CB_BUNDLE_TOP_LIST, score, ni, scratch);
+    }
+    r->genre_top = gtop;
+
+    /* per level of each categorical user attribute: most rated among those users */
+    const cb_table *ut = &ds->user_attr;
+    uint32_t n_cat = 0;
+    for (uint32_t c = 0; c < ut->n_cols; c++) n_cat += ut->cols[c].kind == CB_COL_CATEGORICAL;
+    if (n_cat && !ds->prejoined) {
+        r->groups = cb_calloc(n_cat, sizeof *r->groups, err);
+        if (!r->groups) goto out;
+        for (uint32_t c = 0; c < ut->n_cols; c++) {
+            const cb_column *col = &ut->cols[c];
+            if (col->kind != CB_COL_CATEGORICAL) continue;
+            cb_bundle_group *g = &r->groups[r->n_groups++];
+            g->n_levels = cb_vocab_size(col->levels);
+            g->column = cb_strdup(col->name, err);
+            g->levels = cb_calloc(g->n_levels, sizeof *g->levels, err);
+            int32_t *lev = rec_alloc(r, nu, sizeof *lev, err);
+            int32_t *top = rec_alloc(r, (size_t)(g->n_levels ? g->n_levels : 1) * CB_BUNDLE_TOP_LIST, sizeof *top, err);
+            if (!g->column || !g->levels || !lev || !top) goto out;
+            for (uint32_t l = 0; l < g->n_levels; l++)
+                if (!(g->levels[l] = cb_strdup(cb_vocab_name(col->levels, l), err))) goto out;
+            for (uint32_t u = 0; u < nu; u++)
+                lev[u] = (u < ut->n_rows && col->cat[u] != CB_MISSING) ? (int32_t)col->cat[u] : -1;
+            for (uint32_t l = 0; l < g->n_levels; l++) {
+                for (uint32_t i = 0; i < ni; i++) score[i] = 0;
+                for (uint32_t u = 0; u < nu; u++)
+                    if (lev[u] == (int32_t)l)
+                        for (int32_t k = off[u]; k < off[u + 1]; k++) score[items[k]] += 1;
+                for (uint32_t i = 0; i < ni; i++)
+                    if (score[i] == 0) score[i] = -INFINITY;
+                top_list(top + (size_t)l * CB_BUNDLE_TOP_LIST, score, ni, scratch);
+            }
+            g->user_level = lev;
+            g->top = top;
+        }
+    }
+    rc = CB_OK;
+out:
+    free(keys);
+    free(score);
+    free(scratch);
+    free(count);
+    return rc;
+}
+
+/* ---- training */
+
+int cb_bundle_tables(const cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, float **X_u,
+                  float **X_m, cb_error *err) {
+    uint32_t du = cb_features_user_dim(r->features), dm = cb_features_item_dim(r->features);
+    *X_u = cb_calloc((size_t)cb_dataset_n_users(ds) * du, sizeof(float), err);
+    *X_m = cb_calloc((size_t)cb_dataset_n_items(ds) * dm, sizeof(float), err);
+    int rc = (*X_u && *X_m) ? CB_OK : CB_ENOMEM;
+    if (!rc) rc = cb_features_users(r->features, ds, train_idx, n_train, *X_u, err);
+    if (!rc) rc = cb_features_items(r->features, ds, *X_m, err);
+    if (rc) {
+        free(*X_u);
+        free(*X_m);
+        *X_u = *X_m = NULL;
+    }
+    return rc;
+}
+
+static char *fingerprint_of(const float *v, size_t n, cb_error *err) {
+    char buf[40];
+    snprintf(buf, sizeof buf, "%016" PRIx64, cb_fnv1a64(v, n * sizeof *v, CB_FNV1A64_INIT));
+    return cb_strdup(buf, err);
+}
+
+/* Train the towers on the tables and refresh vectors; shared by train and resume. */
+static int fit_and_embed(cb_bundle *r, cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
+    const cb_dataset *ds = in->ds;
+    float *X_u = NULL, *X_m = NULL;
+    int rc = cb_bundle_tables(r, ds, in->train_idx, in->n_train, &X_u, &X_m, err);
+    if (rc) return rc;
+    cb_train_data td = {X_u, r->n_users, X_m, r->n_items, ds->ratings, in->train_idx, in->n_train,
+                        in->valid_idx, in->n_valid};
+    rc = cb_model_train(r->model, &td, in->on_epoch, in->ctx, res, err);
+    in->test_loss = in->test_rmse = NAN;
+    if (rc == CB_OK && in->n_test)
+        rc = cb_model_evaluate(r->model, &td, in->test_idx, in->n_test, &in->test_loss, &in->test_rmse, err);
+    if (rc == CB_OK) {
+        float *iv = rec_alloc(r, (size_t)r->n_items * r->dim, sizeof(float), err);
+        float *uv = rec_alloc(r, (size_t)r->n_users * r->dim, sizeof(float), err);
+        rc = (iv && uv) ? CB_OK : CB_ENOMEM;
+        if (!rc) rc = cb_model_item_vectors(r->model, X_m, r->n_items, iv, err);
+        if (!rc) rc = cb_model_user_vectors(r->model, X_u, r->n_users, uv, err);
+        if (!rc) {
+            r->item_vecs = iv;
+            r->user_vecs = uv;
+            free(r->fingerprint);
+            r->fingerprint = fingerprint_of(iv, (size_t)r->n_items * r->dim, err);
+            if (!r->fingerprint) rc = CB_ENOMEM;
+        }
+    }
+    free(X_u);
+    free(X_m);
+    return rc;
+}
+
+static int copy_vocab(cb_vocab **out, const cb_vocab *src, cb_error *err) {
+    *out = cb_vocab_create(err);
+    if (!*out) return CB_ENOMEM;
+    for (uint32_t i = 0; i < cb_vocab_size(src); i++) {
+        const char *s = cb_vocab_name(src, i);
+        uint32_t idx;
+        int rc = cb_vocab_intern(*out, s, strlen(s), &idx, NULL, err);
+        if (rc) return rc;
+    }
+    return CB_OK;
+}
+
+int cb_bundle_train(cb_bundle **out, cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
+    *out = NULL;
+    const cb_dataset *ds = in->ds;
+    if (in->n_train == 0) return cb_fail(err, CB_EINVAL, "no training ratings");
+    /* The model file stores the "already rated" lists and item indices as int32. */
+    if (ds->n_ratings > INT32_MAX || cb_dataset_n_items(ds) > INT32_MAX)
+        return cb_fail(err, CB_EINVAL, "%zu ratings / %u items: a model file holds at most 2^31-1 of each",
+                       ds->n_ratings, cb_dataset_n_items(ds));
+    cb_bundle *r = cb_calloc(1, sizeof *r, err);
+    if (!r) return CB_ENOMEM;
+    int rc = cb_features_fit(&r->features, ds, in->train_idx, in->n_train, in->features, err);
+    if (rc) goto fail;
+    r->n_users = cb_dataset_n_users(ds);
+    r->n_items = cb_dataset_n_items(ds);
+    r->y_min = ds->y_min;
+    r->y_max = ds->y_max;
+    r->binary = ds->binary;
+    cb_model_config *mc = &in->model;
+    mc->user_in = cb_features_user_dim(r->features);
+    mc->item_in = cb_features_item_dim(r->features);
+    if (ds->binary) mc->loss = CB_LOSS_BCE;
+    if (mc->loss == CB_LOSS_MSE && in->scale_targets && ds->y_max > ds->y_min) {
+        /* MinMax to [-1, 1], as the lab: unit vectors' dot products live there. */
+        mc->target_scale = 2.0f / (ds->y_max - ds->y_min);
+        mc->target_shift = -1.0f - ds->y_min * mc->target_scale;
+    }
+    const char *why = cb_model_config_check(mc);
+    if (why) {
+        rc = cb_fail(err, CB_EINVAL, "model configuration: %s", why);
+        goto fail;
+    }
+    r->dim = mc->dim;
+    if ((rc = cb_model_create(&r->model, mc, err))) goto fail;
+    if ((rc = copy_vocab(&r->users, ds->users, err)) || (rc = copy_vocab(&r->items, ds->items, err))) goto fail;
+    r->dataset = cb_strdup(ds->name ? ds->name : "unnamed", err);
+    r->titles = cb_calloc(r->n_items, sizeof *r->titles, err);
+    if (!r->dataset || !r->titles) {
+        rc = CB_ENOMEM;
+        goto fail;
+    }
+    for (uint32_t i = 0; ds->titles && i < r->n_items; i++)
+        if (ds->titles[i] && !(r->titles[i] = cb_strdup(ds->titles[i], err))) {
+            rc = CB_ENOMEM;
+            goto fail;
+        }
+    if (in->seen_all_ratings) rc = build_lists(r, ds, NULL, ds->n_ratings, err);
+    else rc = build_lists(r, ds, in->train_idx, in->n_train, err);
+    if (rc) goto fail;
+    /* A numerical failure keeps the last good parameters: still a usable model. */
+    if ((rc = fit_and_embed(r, in, res, err)) && rc != CB_ENUMERIC) goto fail;
+    *out = r;
+    return rc;
+fail:
+    cb_bundle_free(r);
+    return rc;
+}
+
+int cb_bundle_resume(cb_bundle *r, cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
+    const cb_dataset *ds = in->ds;
+    if (cb_dataset_n_users(ds) != r->n_users || cb_dataset_n_items(ds) != r->n_items)
+        return cb_fail(err, CB_EINVAL, "--resume: the data has %u users and %u items, the model %u and %u",
+                       cb_dataset_n_users(ds), cb_dataset_n_items(ds), r->n_users, r->n_items);
+    for (uint32_t i = 0; i < r->n_items; i++)
+        if (strcmp(cb_vocab_name(ds->items, i), cb_vocab_name(r->items, i)))
+            return cb_fail(err, CB_EINVAL, "--resume: item %u is '%s' in the data but '%s' in the model", i,
+                           cb_vocab_name(ds->items, i), cb_vocab_name(r->items, i));
+    /* Only the training fields come from the caller; the architecture and
+     * objective are the model's own. */
+    cb_model_config c = *cb_model_config_of(r->model);
+    const cb_model_config *t = &in->model;
+    c.optimizer = t->optimizer;
+    c.lr = t->lr;
+    c.weight_decay = t->weight_decay;
+    c.adam_beta1 = t->adam_beta1;
+    c.adam_beta2 = t->adam_beta2;
+    c.adam_eps = t->adam_eps;
+    c.batch_size = t->batch_size;
+    c.epochs = t->epochs;
+    c.patience = t->patience;
+    c.seed = t->seed;
+    c.threads = t->threads;
+    in->model = c;
+    int rc = cb_model_set_train_config(r->model, &c, err);
+    if (rc) return rc;
+    return fit_and_embed(r, in, res, err);
+}
+
+/* ---- model file */
+
+static json_t *model_config_json(const cb_model_config *c) {
+    json_t *ul = json_array(), *il = json_array();
+    for (uint32_t i = 0; i < c->n_user_layers; i++) json_array_append_new(ul, json_integer(c->user_layers[i]));
+    for (uint32_t i = 0; i < c->n_item_layers; i++) json_array_append_new(il, json_integer(c->item_layers[i]));
+    return json_pack("{s:I,s:I,s:o,s:o,s:I,s:b,s:f,s:s,s:f,s:f,s:f,s:s,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:i}",
+                     "user_in", (json_int_t)c->user_in, "item_in", (json_int_t)c->item_in, "user_layers", ul,
+                     "item_layers", il, "dim", (json_int_t)c->dim, "l2norm", c->l2norm, "l2norm_eps",
+                     (double)c->l2norm_eps, "loss", c->loss == CB_LOSS_BCE ? "bce" : "mse", "target_scale",
+                     (double)c->target_scale, "target_shift", (double)c->target_shift, "bce_scale_init",
+                     (double)c->bce_scale_init, "optimizer", c->optimizer == CB_OPT_SGD ? "sgd" : "adam", "lr",
+                     (double)c->lr, "weight_decay", (double)c->weight_decay, "adam_beta1", (double)c->adam_beta1,
+                     "adam_beta2", (double)c->adam_beta2, "adam_eps", (double)c->adam_eps, "batch_size",
+                     (json_int_t)c->batch_size, "epochs", (json_int_t)c->epochs, "patience", (json_int_t)c->patience,
+                     "seed", (json_int_t)c->seed, "threads", c->threads);
+}
+
+static int layers_from_json(const json_t *a, uint32_t *n, uint32_t *sizes) {
+    if (!json_is_array(a) || json_array_size(a) > CB_MODEL_MAX_LAYERS) return -1;
+    *n = (uint32_t)json_array_size(a);
+    for (uint32_t i = 0; i < *n; i++) {
+        json_t *x = json_array_get(a, i);
+        if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1 << 20) return -1;
+        sizes[i] = (uint32_t)json_integer_value(x);
+    }
+    return 0;
+}
+
+static int model_config_from_json(cb_model_config *c, json_t *j) {
+    json_t *ul, *il;
+    const char *loss, *opt;
+    json_int_t user_in, item_in, dim, batch, epochs, patience, seed;
+    int l2norm, threads;
+    double eps, ts, tsh, bsi, lr, wd, b1, b2, ae;
+    cb_model_config_default(c);
+    if (json_unpack(j, "{s:I,s:I,s:o,s:o,s:I,s:b,s:F,s:s,s:F,s:F,s:F,s:s,s:F,s:F,s:F,s:F,s:F,s:I,s:I,s:I,s:I,s:i}",
+                    "user_in", &user_in, "item_in", &item_in, "user_layers", &ul, "item_layers", &il, "dim", &dim,
+                    "l2norm", &l2norm, "l2norm_eps", &eps, "loss", &loss, "target_scale", &ts, "target_shift", &tsh,
+                    "bce_scale_init", &bsi, "optimizer", &opt, "lr", &lr, "weight_decay", &wd, "adam_beta1", &b1,
+                    "adam_beta2", &b2, "adam_eps", &ae, "batch_size", &batch, "epochs", &epochs, "patience",
+                    &patience, "seed", &seed, "threads", &threads))
+        return -1;
+    if (user_in < 1 || item_in < 1 || dim < 1 || user_in > 1 << 24 || item_in > 1 << 24 || dim > 1 << 16 ||
+        batch < 1 || batch > 1 << 24 || epochs < 0 || epochs > 1 << 24 || patience < 0 || patience > 1 << 24)
+        return -1;
+    if (layers_from_json(ul, &c->n_user_layers, c->user_layers) || layers_from_json(il, &c->n_item_layers, c->item_layers))
+        return -1;
+    c->user_in = (uint32_t)user_in;
+    c->item_in = (uint32_t)item_in;
+    c->dim = (uint32_t)dim;
+    c->l2norm = l2norm;
+    c->l2norm_eps = (float)eps;
+    c->loss = !strcmp(loss, "bce") ? CB_LOSS_BCE : CB_LOSS_MSE;
+    c->target_scale = (float)ts;
+    c->target_shift = (float)tsh;
+    c->bce_scale_init = (float)bsi;
+    c->optimizer = !strcmp(opt, "sgd") ? CB_OPT_SGD : CB_OPT_ADAM;
+    c->lr = (float)lr;
+    c->weight_decay = (float)wd;
+    c->adam_beta1 = (float)b1;
+    c->adam_beta2 = (float)b2;
+    c->adam_eps = (float)ae;
+    c->batch_size = (uint32_t)batch;
+    c->epochs = (uint32_t)epochs;
+    c->patience = (uint32_t)patience;
+    c->seed = (uint64_t)seed;
+    c->threads = threads;
+    return 0;
+}
+
+static json_t *vocab_json(const cb_vocab *v) {
+    json_t *a = json_array();
+    for (uint32_t i = 0; a && i < cb_vocab_size(v); i++)
+        if (json_array_append_new(a, json_string(cb_vocab_name(v, i)))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+/* Metadata entries are JSON documents stored as strings. */
+static int set_meta_json(cb_st_writer *w, const char *key, json_t *j, cb_error *err) {
+    if (!j) return cb_fail(err, CB_ENOMEM, "out of memory serialising %s", key);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(j);
+    if (!s) return cb_fail(err, CB_ENOMEM, "out of memory serialising %s", key);
+    int rc = cb_st_set_meta(w, key, s, err);
+    free(s);
+    return rc;
+}
+
+#define ADD(name, dt, nd, data, ...)                                                       \
+    do {                                                                                   \
+        int64_t shape_[] = {__VA_ARGS__};                                                  \
+        if (!rc) rc = cb_st_add(w, name, dt, shape_, nd, data, err);                       \
+    } while (0)
+
+int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err) {
+    cb_st_writer *w = cb_st_writer_create(err);
+    if (!w) return CB_ENOMEM;
+    int rc = CB_OK;
+    char names[CB_MODEL_MAX_LAYERS * 4 + 8][40];
+    size_t nt = cb_model_n_tensors(r->model);
+    for (size_t i = 0; i < nt && !rc; i++) {
+        cb_tensor t;
+        cb_model_tensor(r->model, i, &t);
+        snprintf(names[i], sizeof names[i], "tower.%s", t.name);
+        int64_t shape[2] = {t.shape[0], t.shape[1]};
+        rc = cb_st_add(w, names[i], CB_ST_F32, shape, (int)t.ndim, t.data, err);
+    }
+    uint32_t nu = r->n_users, ni = r->n_items, nseen = (uint32_t)r->seen_off[nu];
+    ADD("item_vectors", CB_ST_F32, 2, r->item_vecs, ni, r->dim);
+    ADD("user_vectors", CB_ST_F32, 2, r->user_vecs, nu, r->dim);
+    ADD("seen.offsets", CB_ST_I32, 1, r->seen_off, nu + 1);
+    ADD("seen.items", CB_ST_I32, 1, r->seen_item, nseen);
+    ADD("seen.ratings", CB_ST_F32, 1, r->seen_y, nseen);
+    ADD("seen.timestamps", CB_ST_I32, 1, r->seen_ts, nseen);
+    ADD("lists.popular", CB_ST_I32, 1, r->popular, CB_BUNDLE_TOP_LIST);
+    ADD("lists.genre_top", CB_ST_I32, 2, r->genre_top, r->n_genres, CB_BUNDLE_TOP_LIST);
+    char gname[2][300];
+    json_t *groups = json_array();
+    for (uint32_t g = 0; g < r->n_groups && !rc && groups; g++) {
+        const cb_bundle_group *gr = &r->groups[g];
+        json_t *lv = json_array();
+        for (uint32_t l = 0; l < gr->n_levels; l++) json_array_append_new(lv, json_string(gr->levels[l]));
+        json_array_append_new(groups, json_pack("{s:s,s:o}", "column", gr->column, "levels", lv));
+        snprintf(gname[0], sizeof gname[0], "group.%u.user_level", g);
+        snprintf(gname[1], sizeof gname[1], "group.%u.top", g);
+        /* cb_st_add copies names, so the buffers can be reused next round */
+        ADD(gname[0], CB_ST_I32, 1, gr->user_level, nu);
+        ADD(gname[1], CB_ST_I32, 2, gr->top, gr->n_levels, CB_BUNDLE_TOP_LIST);
+    }
+    json_t *titles = json_array();
+    for (uint32_t i = 0; titles && i < ni; i++)
+        json_array_append_new(titles, r->titles[i] ? json_string(r->titles[i]) : json_null());
+    if (!rc) rc = set_meta_json(w, "groups", groups, err);
+    else json_decref(groups);
+    if (!rc) rc = set_meta_json(w, "titles", titles, err);
+    else json_decref(titles);
+    if (!rc) rc = set_meta_json(w, "model_config", model_config_json(cb_model_config_of(r->model)), err);
+    if (!rc) rc = set_meta_json(w, "features", cb_features_to_json(r->features, err), err);
+    if (!rc) rc = set_meta_json(w, "users", vocab_json(r->users), err);
+    if (!rc) rc = set_meta_json(w, "items", vocab_json(r->items), err);
+    if (!rc) rc = set_meta_json(w, "info", json_pack("{s:s,s:f,s:f,s:b,s:s}", "dataset", r->dataset, "y_min",
+                                                     (double)r->y_min, "y_max", (double)r->y_max, "binary",
+                                                     r->binary, "cbrec_version", CB_VERSION_STRING), err);
+    if (!rc) rc = cb_st_set_meta(w, "fingerprint", r->fingerprint, err);
+    if (!rc) rc = cb_st_write(w, path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, err);
+    cb_st_writer_free(w);
+    return rc;
+}
+
+/* ---- loading */
+
+static json_t *meta_json(const cb_st *st, const char *key, cb_error *err) {
+    const char *s = cb_st_meta(st, key);
+    json_error_t je;
+    json_t *j = s ? json_loads(s, 0, &je) : NULL;
+    if (!j) cb_fail(err, CB_EFORMAT, "%s: metadata '%s' is missing or not valid JSON", cb_st_path(st), key);
+    return j;
+}
+
+static int vocab_from_json(cb_vocab **out, const json_t *a, uint32_t expect, const char *what, const cb_st *st,
+                           cb_error *err) {
+    if (!json_is_array(a) || json_array_size(a) != expect)
+        return cb_fail(err, CB_EFORMAT, "%s: %s list has the wrong length", cb_st_path(st), what);
+    if (!(*out = cb_vocab_create(err))) return CB_ENOMEM;
+    for (uint32_t i = 0; i < expect; i++) {
+        json_t *x = json_array_get(a, i);
+        uint32_t idx;
+        bool added;
+        if (!json_is_string(x)) return cb_fail(err, CB_EFORMAT, "%s: %s id %u is not a string", cb_st_path(st), what, i);
+        int rc = cb_vocab_intern(*out, json_string_value(x), json_string_length(x), &idx, &added, err);
+        if (rc) return rc;
+        if (!added) return cb_fail(err, CB_EFORMAT, "%s: duplicate %s id '%s'", cb_st_path(st), what, json_string_value(x));
+    }
+    return CB_OK;
+}
+
+/* Fetch a tensor and check its shape; NULL + error otherwise. */
+static const void *get(const cb_st *st, const char *name, cb_st_dtype dt, int nd, int64_t d0, int64_t d1,
+                       cb_error *err) {
+    int64_t shape[2] = {0, 0};
+    const void *p = cb_st_tensor(st, name, dt, nd, shape, err);
+    if (p && (shape[0] != d0 || (nd > 1 && shape[1] != d1))) {
+        cb_fail(err, CB_EFORMAT, "%s: tensor '%s' has an unexpected shape", cb_st_path(st), name);
+        return NULL;
+    }
+    return p;
+}
+
+static bool indices_ok(const int32_t *a, size_t n, int32_t lo, int32_t hi) {
+    for (size_t i = 0; i < n; i++)
+        if (a[i] < lo || a[i] >= hi) return false;
+    return true;
+}
+
+int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
+    *out = NULL;
+    cb_bundle *r = cb_calloc(1, sizeof *r, err);
+    if (!r) return CB_ENOMEM;
+    json_t *mc = NULL, *feat = NULL, *users = NULL, *items = NULL, *info = NULL, *titles = NULL, *groups = NULL;
+    int rc = cb_st_open(&r->file, path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, err);
+    if (rc) goto done;
+    const cb_st *st = r->file;
+    rc = CB_EFORMAT;
+    if (!(mc = meta_json(st, "model_config", err)) || !(feat = meta_json(st, "features", err)) ||
+        !(users = meta_json(st, "users", err)) || !(items = meta_json(st, "items", err)) ||
+        !(info = meta_json(st, "info", err)) || !(titles = meta_json(st, "titles", err)) ||
+        !(groups = meta_json(st, "groups", err)))
+        goto done;
+    cb_model_config cfg;
+    if (model_config_from_json(&cfg, mc)) {
+        cb_fail(err, CB_EFORMAT, "%s: bad model_config", path);
+        goto done;
+    }
+    const char *why = cb_model_config_check(&cfg);
+    if (why) {
+        cb_fail(err, CB_EFORMAT, "%s: bad model_config: %s", path, why);
+        goto done;
+    }
+    /* towers */
+    cb_model *probe;
+    if ((rc = cb_model_create(&probe, &cfg, err))) goto done;
+    size_t nt = cb_model_n_tensors(probe);
+    cb_tensor *ts = cb_calloc(nt, sizeof *ts, err);
+    rc = ts ? CB_OK : CB_ENOMEM;
+    for (size_t i = 0; i < nt && !rc; i++) {
+        cb_model_tensor(probe, i, &ts[i]);
+        char name[48];
+        snprintf(name, sizeof name, "tower.%s", ts[i].name);
+        const void *p = get(st, name, CB_ST_F32, (int)ts[i].ndim, ts[i].shape[0], ts[i].shape[1], err);
+        if (!p) rc = CB_EFORMAT;
+        ts[i].data = (float *)p; /* create_from_tensors copies */
+    }
+    if (!rc) rc = cb_model_create_from_tensors(&r->model, &cfg, ts, nt, err);
+    free(ts);
+    cb_model_free(probe);
+    if (rc) goto done;
+    if ((rc = cb_features_from_json(&r->features, feat, err))) goto done;
+    rc = CB_EFORMAT;
+    r->n_users = (uint32_t)json_array_size(users);
+    r->n_items = (uint32_t)json_array_size(items);
+    r->dim = cfg.dim;
+    if ((rc = vocab_from_json(&r->users, users, r->n_users, "user", st, err)) ||
+        (rc = vocab_from_json(&r->items, items, r->n_items, "item", st, err)))
+        goto done;
+    rc = CB_EFORMAT;
+    if (cb_features_n_items(r->features) != r->n_items) {
+        cb_fail(err, CB_EFORMAT, "%s: feature transform and item list disagree", path);
+        goto done;
+    }
+    /* The towers read feature rows of exactly these widths (new users, new items). */
+    if (cb_features_user_dim(r->features) != cfg.user_in || cb_features_item_dim(r->features) != cfg.item_in) {
+        cb_fail(err, CB_EFORMAT, "%s: the feature transform gives %u user and %u item features, the towers take %u and %u",
+                path, cb_features_user_dim(r->features), cb_features_item_dim(r->features), cfg.user_in, cfg.item_in);
+        goto done;
+    }
+    const char *ds_name;
+    double ymin, ymax;
+    int binary;
+    if (json_unpack(info, "{s:s,s:F,s:F,s:b}", "dataset", &ds_name, "y_min", &ymin, "y_max", &ymax, "binary", &binary)) {
+        cb_fail(err, CB_EFORMAT, "%s: bad info metadata", path);
+        goto done;
+    }
+    r->y_min = (float)ymin;
+    r->y_max = (float)ymax;
+    r->binary = binary;
+    const char *fp = cb_st_meta(st, "fingerprint");
+    if (!(r->dataset = cb_strdup(ds_name, err)) || !fp || !(r->fingerprint = cb_strdup(fp, err))) goto done;
+    uint32_t nu = r->n_users, ni = r->n_items;
+    r->n_genres = cb_features_n_genres(r->features);
+    if (!(r->item_vecs = get(st, "item_vectors", CB_ST_F32, 2, ni, r->dim, err)) ||
+        !(r->user_vecs = get(st, "user_vectors", CB_ST_F32, 2, nu, r->dim, err)) ||
+        !(r->seen_off = get(st, "seen.offsets", CB_ST_I32, 1, (int64_t)nu + 1, 0, err)) ||
+        !(r->popular = get(st, "lists.popular", CB_ST_I32, 1, CB_BUNDLE_TOP_LIST, 0, err)) ||
+        !(r->genre_top = get(st, "lists.genre_top", CB_ST_I32, 2, r->n_genres, CB_BUNDLE_TOP_LIST, err)))
+        goto done;
+    int32_t nseen = r->seen_off[nu];
+    for (uint32_t u = 0; u < nu; u++)
+        if (r->seen_off[u] > r->seen_off[u + 1] || r->seen_off[0] != 0 || nseen < 0) {
+            cb_fail(err, CB_EFORMAT, "%s: seen.offsets is not monotone", path);
+            goto done;
+        }
+    if (!(r->seen_item = get(st, "seen.items", CB_ST_I32, 1, nseen, 0, err)) ||
+        !(r->seen_y = get(st, "seen.ratings", CB_ST_F32, 1, nseen, 0, err)) ||
+        !(r->seen_ts = get(st, "seen.timestamps", CB_ST_I32, 1, nseen, 0, err)))
+        goto done;
+    if (!indices_ok(r->seen_item, (size_t)nseen, 0, (int32_t)ni) || !indices_ok(r->popular, CB_BUNDLE_TOP_LIST, -1, (int32_t)ni) ||
+        !indices_ok(r->genre_top, (size_t)r->n_genres * CB_BUNDLE_TOP_LIST, -1, (int32_t)ni)) {
+        cb_fail(err, CB_EFORMAT, "%s: an item index is out of range", path);
+        goto done;
+    }
+    if (!json_is_array(titles) || json_array_size(titles) != ni || !json_is_array(groups)) {
+        cb_fail(err, CB_EFORMAT, "%s: bad titles or groups metadata", path);
+        goto done;
+    }
+    if (!(r->titles = cb_calloc(ni, sizeof *r->titles, err))) goto done;
+    for (uint32_t i = 0; i < ni; i++) {
+        json_t *t = json_array_get(titles, i);
+        if (json_is_string(t) && !(r->titles[i] = cb_strdup(json_string_value(t), err))) goto done;
+    }
+    r->groups = cb_calloc(json_array_size(groups) + 1, sizeof *r->groups, err);
+    if (!r->groups) goto done;
+    for (size_t g = 0; g < json_array_size(groups); g++) {
+        json_t *lv;
+        const char *col;
+        cb_bundle_group *gr = &r->groups[r->n_groups++];
+        if (json_unpack(json_array_get(groups, g), "{s:s,s:o}", "column", &col, "levels", &lv) || !json_is_array(lv)) {
+            cb_fail(err, CB_EFORMAT, "%s: bad groups metadata", path);
+            goto done;
+        }
+        gr->n_levels = (uint32_t)json_array_size(lv);
+        if (!(gr->column = cb_strdup(col, err)) || !(gr->levels = cb_calloc(gr->n_levels, sizeof *gr->levels, err)))
+            goto done;
+        for (uint32_t l = 0; l < gr->n_levels; l++) {
+            json_t *x = json_array_get(lv, l);
+            if (!json_is_string(x) || !(gr->levels[l] = cb_strdup(json_string_value(x), err))) {
+                cb_fail(err, CB_EFORMAT, "%s: bad group level", path);
+                goto done;
+            }
+        }
+        char name[64];
+        snprintf(name, sizeof name, "group.%zu.user_level", g);
+        if (!(gr->user_level = get(st, name, CB_ST_I32, 1, nu, 0, err))) goto done;
+        snprintf(name, sizeof name, "group.%zu.top", g);
+        if (!(gr->top = get(st, name, CB_ST_I32, 2, gr->n_levels, CB_BUNDLE_TOP_LIST, err))) goto done;
+        if (!indices_ok(gr->user_level, nu, -1, (int32_t)gr->n_levels) ||
+            !indices_ok(gr->top, (size_t)gr->n_levels * CB_BUNDLE_TOP_LIST, -1, (int32_t)ni)) {
+            cb_fail(err, CB_EFORMAT, "%s: group index out of range", path);
+            goto done;
+        }
+    }
+    rc = CB_OK;
+done:
+    json_decref(mc);
+    json_decref(feat);
+    json_decref(users);
+    json_decref(items);
+    json_decref(info);
+    json_decref(titles);
+    json_decref(groups);
+    if (rc) cb_bundle_free(r);
+    else *out = r;
+    return rc;
+}

@@ -1,0 +1,103 @@
+/* bundle — everything a trained cbrec model file holds, in memory: the
+ * two towers (model.h), the fitted feature transform (featurize.h), the id
+ * vocabularies and titles, the precomputed item vectors V_m and known users'
+ * vectors V_u, each user's training interactions (for "already seen"
+ * filtering and "because you rated ..." retrieval), and the cheap retrieval
+ * lists computed at training time (top items per genre, per level of each
+ * categorical user attribute, overall).
+ *
+ * cb_bundle_train() is the whole training pipeline on a dataset and a split;
+ * cb_bundle_save() / cb_bundle_load() write and read the model file: the st
+ * container (safetensors layout, see st.h) with format "cbrec-model".
+ * A loaded recommender is read-only and may be shared between threads; it
+ * keeps the file mapped and points into it. */
+#ifndef CB_BUNDLE_H
+#define CB_BUNDLE_H
+
+#include "data/dataset.h"
+#include "features/featurize.h"
+#include "model/model.h"
+#include "base/st.h"
+
+#define CB_BUNDLE_FORMAT "cbrec-model"
+#define CB_BUNDLE_FORMAT_VERSION 1
+#define CB_BUNDLE_TOP_LIST 100 /* length of each precomputed retrieval list */
+
+/* A categorical user attribute kept for "popular among users like you". */
+typedef struct cb_bundle_group {
+    char *column;            /* e.g. "region", "occupation" */
+    uint32_t n_levels;
+    char **levels;           /* [n_levels] level names */
+    const int32_t *user_level; /* [n_users] level index, -1 when missing */
+    const int32_t *top;      /* [n_levels x CB_BUNDLE_TOP_LIST] item indices, -1 padded */
+} cb_bundle_group;
+
+typedef struct cb_bundle {
+    char *dataset;           /* name of the dataset it was trained on */
+    char *fingerprint;       /* identifies this model (tables built from it carry it) */
+    cb_model *model;
+    cb_features *features;
+    cb_vocab *users, *items;
+    char **titles;           /* [n_items], entries may be NULL */
+    uint32_t n_users, n_items, dim;
+    float y_min, y_max;
+    bool binary;
+    const float *item_vecs;  /* [n_items x dim] */
+    const float *user_vecs;  /* [n_users x dim], from the training ratings */
+    /* training interactions, CSR by user, each user's in time order */
+    const int32_t *seen_off;   /* [n_users + 1] */
+    const int32_t *seen_item;  /* [n_seen] */
+    const float *seen_y;       /* [n_seen] */
+    const int32_t *seen_ts;    /* [n_seen] seconds (as uint32 bits) */
+    const int32_t *popular;    /* [CB_BUNDLE_TOP_LIST] by training count, -1 padded */
+    const int32_t *genre_top;  /* [n_genres x CB_BUNDLE_TOP_LIST] by shrunk mean, -1 padded */
+    uint32_t n_genres;
+    cb_bundle_group *groups;
+    uint32_t n_groups;
+    /* storage: the arrays above are either owned (after training: listed in
+     * `owned`) or point into the mapped model file (after loading) */
+    void **owned;
+    size_t n_owned;
+    cb_st *file;
+} cb_bundle;
+
+typedef struct cb_bundle_train_input {
+    const cb_dataset *ds;
+    const uint32_t *train_idx; size_t n_train;
+    const uint32_t *valid_idx; size_t n_valid;  /* may be 0: no validation */
+    const cb_feature_config *features;          /* NULL: defaults */
+    cb_model_config model;                      /* user_in / item_in / target scaling filled in */
+    bool scale_targets;                         /* map [y_min, y_max] to [-1, 1] (MSE) */
+    /* The "already rated" lists, recency anchors and popularity lists from
+     * every rating of the dataset (a model to serve: a user's held-out
+     * ratings are still ratings they gave) instead of the training ratings
+     * only (evaluation). Features and towers always see training ratings only. */
+    bool seen_all_ratings;
+    cb_epoch_fn on_epoch;
+    void *ctx;
+    const uint32_t *test_idx; size_t n_test;    /* optional: evaluated after training */
+    double test_loss, test_rmse;                /* out: scaled-target loss, RMSE (NAN if no test) */
+} cb_bundle_train_input;
+
+/* Fit features on the training ratings, train the towers, compute the
+ * vectors and retrieval lists. `res` may be NULL. */
+int cb_bundle_train(cb_bundle **out, cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
+/* Continue training a recommender (--resume): same dataset ids required. */
+int cb_bundle_resume(cb_bundle *r, cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
+void cb_bundle_free(cb_bundle *r); /* NULL is a no-op */
+
+int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err);
+int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err);
+
+/* Index of a user / item id, or -1. */
+int64_t cb_bundle_user(const cb_bundle *r, const char *id);
+int64_t cb_bundle_item(const cb_bundle *r, const char *id);
+/* Prediction (rating scale, or probability for binary labels) from two vectors. */
+float cb_bundle_predict_vec(const cb_bundle *r, const float *user_vec, uint32_t item);
+
+/* Feature rows of the dataset's users/items the recommender was trained on
+ * (for evaluation): X_u from the training ratings; caller frees. */
+int cb_bundle_tables(const cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train,
+                  float **X_u, float **X_m, cb_error *err);
+
+#endif

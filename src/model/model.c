@@ -1,0 +1,934 @@
+/* model — the two-tower model: parameters, the training loop (one thread per
+ * tower, meeting at the dot product), prediction, and named tensors for
+ * model files. See model.h for the contracts and the threading rule. */
+#include "model/model.h"
+
+#include "model/nn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#define MAXL (CB_MODEL_MAX_LAYERS + 1) /* dense layers per tower */
+#define EVAL_CHUNK 512                 /* rows per forward pass in predict/evaluate */
+
+/* One tower. buf holds four equal regions with the same layout:
+ * parameters | gradients | Adam first moments | Adam second moments.
+ * Inside a region: the weights of every layer, then the biases (so weight
+ * decay applies to a prefix of n_weights floats). */
+typedef struct tower {
+    int n_layers;
+    int in[MAXL], out[MAXL];
+    size_t n_params, n_weights;
+    float *buf;
+    float *params, *grads, *adam_m, *adam_v;
+    float *w[MAXL], *b[MAXL];   /* into params */
+    float *dw[MAXL], *db[MAXL]; /* into grads */
+    uint64_t step;              /* optimiser steps taken */
+} tower;
+
+/* The BCE head: p = sigmoid(s·score + c). Same four-region layout. */
+enum { HEAD_S = 0, HEAD_C = 1, HEAD_N = 2 };
+
+struct cb_model {
+    cb_model_config cfg;
+    tower tw[2];                /* 0 = user, 1 = item */
+    float head[4 * HEAD_N];     /* params | grads | m | v */
+    uint64_t head_step;
+    uint32_t epochs_done;
+};
+
+/* Per-tower scratch for a batch of at most `cap` rows. */
+typedef struct tower_ws {
+    int cap;
+    float *x;            /* [cap, in]: gathered input rows */
+    float *act[MAXL];    /* [cap, out_l]: post-ReLU; the last is the linear output */
+    float *y[2];         /* [cap, dim]: tower output, double-buffered by step parity */
+    float *norm;         /* [cap] */
+    float *g0, *g1;      /* [cap, widest] backward scratch */
+    float *pred, *dpred, *tgt; /* [cap] */
+    float *block;
+} tower_ws;
+
+/* ---------------------------------------------------------------- config */
+
+void cb_model_config_default(cb_model_config *c) {
+    memset(c, 0, sizeof *c);
+    c->n_user_layers = c->n_item_layers = 2;
+    c->user_layers[0] = c->item_layers[0] = 256;
+    c->user_layers[1] = c->item_layers[1] = 128;
+    c->dim = 32;
+    c->l2norm = true;
+    c->l2norm_eps = 1e-12f;
+    c->loss = CB_LOSS_MSE;
+    c->target_scale = 1.0f;
+    c->target_shift = 0.0f;
+    c->bce_scale_init = 5.0f;
+    c->optimizer = CB_OPT_ADAM;
+    c->lr = 0.01f;
+    c->weight_decay = 0.0f;
+    c->adam_beta1 = 0.9f;
+    c->adam_beta2 = 0.999f;
+    c->adam_eps = 1e-7f;
+    c->batch_size = 32;
+    c->epochs = 30;
+    c->patience = 0;
+    c->seed = 1;
+    c->threads = 2;
+}
+
+#define WIDTH_MAX 65536u
+
+const char *cb_model_config_check(const cb_model_config *c) {
+    if (!c) return "no configuration";
+    if (c->user_in == 0 || c->user_in > WIDTH_MAX) return "user_in must be in 1..65536";
+    if (c->item_in == 0 || c->item_in > WIDTH_MAX) return "item_in must be in 1..65536";
+    if (c->n_user_layers > CB_MODEL_MAX_LAYERS) return "too many user layers (max 8)";
+    if (c->n_item_layers > CB_MODEL_MAX_LAYERS) return "too many item layers (max 8)";
+    for (uint32_t i = 0; i < c->n_user_layers; i++)
+        if (c->user_layers[i] == 0 || c->user_layers[i] > WIDTH_MAX)
+            return "user layer widths must be in 1..65536";
+    for (uint32_t i = 0; i < c->n_item_layers; i++)
+        if (c->item_layers[i] == 0 || c->item_layers[i] > WIDTH_MAX)
+            return "item layer widths must be in 1..65536";
+    if (c->dim == 0 || c->dim > WIDTH_MAX) return "dim must be in 1..65536";
+    if (!(c->l2norm_eps > 0.0f) || !isfinite(c->l2norm_eps)) return "l2norm_eps must be > 0";
+    if (c->loss != CB_LOSS_MSE && c->loss != CB_LOSS_BCE) return "unknown loss";
+    if (!isfinite(c->target_scale) || c->target_scale == 0.0f)
+        return "target_scale must be finite and non-zero";
+    if (!isfinite(c->target_shift)) return "target_shift must be finite";
+    if (!isfinite(c->bce_scale_init)) return "bce_scale_init must be finite";
+    if (c->optimizer != CB_OPT_ADAM && c->optimizer != CB_OPT_SGD) return "unknown optimizer";
+    if (!(c->lr > 0.0f) || !isfinite(c->lr)) return "lr must be > 0";
+    if (!(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay)) return "weight_decay must be >= 0";
+    if (!(c->adam_beta1 >= 0.0f && c->adam_beta1 < 1.0f)) return "adam_beta1 must be in [0,1)";
+    if (!(c->adam_beta2 >= 0.0f && c->adam_beta2 < 1.0f)) return "adam_beta2 must be in [0,1)";
+    if (!(c->adam_eps > 0.0f) || !isfinite(c->adam_eps)) return "adam_eps must be > 0";
+    if (c->batch_size == 0 || c->batch_size > (1u << 20)) return "batch_size must be in 1..1048576";
+    if (c->threads < 1) return "threads must be >= 1";
+    return NULL;
+}
+
+static bool same_architecture(const cb_model_config *a, const cb_model_config *b) {
+    if (a->user_in != b->user_in || a->item_in != b->item_in || a->dim != b->dim ||
+        a->n_user_layers != b->n_user_layers || a->n_item_layers != b->n_item_layers ||
+        a->l2norm != b->l2norm || a->l2norm_eps != b->l2norm_eps || a->loss != b->loss ||
+        a->target_scale != b->target_scale || a->target_shift != b->target_shift)
+        return false;
+    for (uint32_t i = 0; i < a->n_user_layers; i++)
+        if (a->user_layers[i] != b->user_layers[i]) return false;
+    for (uint32_t i = 0; i < a->n_item_layers; i++)
+        if (a->item_layers[i] != b->item_layers[i]) return false;
+    return true;
+}
+
+/* ---------------------------------------------------------------- create */
+
+static int tower_init(tower *t, uint32_t in, uint32_t n_hidden, const uint32_t *hidden,
+                      uint32_t dim, cb_error *err) {
+    memset(t, 0, sizeof *t);
+    t->n_layers = (int)n_hidden + 1;
+    int prev = (int)in;
+    for (int l = 0; l < t->n_layers; l++) {
+        t->in[l] = prev;
+        t->out[l] = l < (int)n_hidden ? (int)hidden[l] : (int)dim;
+        prev = t->out[l];
+        t->n_weights += (size_t)t->in[l] * (size_t)t->out[l];
+        t->n_params += (size_t)t->in[l] * (size_t)t->out[l] + (size_t)t->out[l];
+    }
+    t->buf = cb_calloc(4 * t->n_params, sizeof(float), err);
+    if (!t->buf) return CB_ENOMEM;
+    t->params = t->buf;
+    t->grads = t->buf + t->n_params;
+    t->adam_m = t->buf + 2 * t->n_params;
+    t->adam_v = t->buf + 3 * t->n_params;
+    size_t woff = 0, boff = t->n_weights;
+    for (int l = 0; l < t->n_layers; l++) {
+        t->w[l] = t->params + woff;
+        t->dw[l] = t->grads + woff;
+        t->b[l] = t->params + boff;
+        t->db[l] = t->grads + boff;
+        woff += (size_t)t->in[l] * (size_t)t->out[l];
+        boff += (size_t)t->out[l];
+    }
+    return CB_OK;
+}
+
+static void tower_init_params(tower *t, cb_rng *rng) {
+    for (int l = 0; l < t->n_layers; l++) {
+        size_t n = (size_t)t->in[l] * (size_t)t->out[l];
+        if (l < t->n_layers - 1) cb_nn_init_he(t->w[l], n, t->in[l], rng);
+        else cb_nn_init_glorot(t->w[l], n, t->in[l], t->out[l], rng);
+    }
+    /* biases are already zero (calloc) */
+}
+
+static int model_alloc(cb_model **out, const cb_model_config *c, cb_error *err) {
+    *out = NULL;
+    const char *why = cb_model_config_check(c);
+    if (why) return cb_fail(err, CB_EINVAL, "model configuration: %s", why);
+    cb_model *m = cb_calloc(1, sizeof *m, err);
+    if (!m) return CB_ENOMEM;
+    m->cfg = *c;
+    int rc = tower_init(&m->tw[0], c->user_in, c->n_user_layers, c->user_layers, c->dim, err);
+    if (rc == CB_OK)
+        rc = tower_init(&m->tw[1], c->item_in, c->n_item_layers, c->item_layers, c->dim, err);
+    if (rc != CB_OK) {
+        cb_model_free(m);
+        return rc;
+    }
+    m->head[HEAD_S] = c->bce_scale_init;
+    m->head[HEAD_C] = 0.0f;
+    *out = m;
+    return CB_OK;
+}
+
+int cb_model_create(cb_model **out, const cb_model_config *c, cb_error *err) {
+    int rc = model_alloc(out, c, err);
+    if (rc != CB_OK) return rc;
+    cb_rng rng;
+    cb_rng_seed(&rng, c->seed);
+    tower_init_params(&(*out)->tw[0], &rng);
+    tower_init_params(&(*out)->tw[1], &rng);
+    return CB_OK;
+}
+
+void cb_model_free(cb_model *m) {
+    if (!m) return;
+    free(m->tw[0].buf);
+    free(m->tw[1].buf);
+    free(m);
+}
+
+const cb_model_config *cb_model_config_of(const cb_model *m) { return &m->cfg; }
+
+int cb_model_set_train_config(cb_model *m, const cb_model_config *c, cb_error *err) {
+    const char *why = cb_model_config_check(c);
+    if (why) return cb_fail(err, CB_EINVAL, "model configuration: %s", why);
+    if (!same_architecture(&m->cfg, c))
+        return cb_fail(err, CB_EINVAL, "the new configuration changes the model's architecture or objective");
+    m->cfg = *c;
+    return CB_OK;
+}
+
+size_t cb_model_n_params(const cb_model *m) {
+    return m->tw[0].n_params + m->tw[1].n_params + HEAD_N;
+}
+
+/* ---------------------------------------------------------------- tensors */
+
+size_t cb_model_n_tensors(const cb_model *m) {
+    return 2 * (size_t)m->tw[0].n_layers + 2 * (size_t)m->tw[1].n_layers + 2;
+}
+
+/* Tensor i of region r (0 params, 1 grads) with its name and shape. */
+static float *tensor_at(const cb_model *m, size_t i, int region, cb_tensor *t) {
+    cb_tensor dummy;
+    if (!t) t = &dummy;
+    memset(t, 0, sizeof *t);
+    for (int k = 0; k < 2; k++) {
+        const tower *tw = &m->tw[k];
+        size_t nt = 2 * (size_t)tw->n_layers;
+        if (i < nt) {
+            int l = (int)(i / 2);
+            bool is_w = (i % 2) == 0;
+            snprintf(t->name, sizeof t->name, "%s.%d.%s", k == 0 ? "user" : "item", l,
+                     is_w ? "weight" : "bias");
+            t->ndim = is_w ? 2 : 1;
+            t->shape[0] = (uint32_t)tw->out[l];
+            t->shape[1] = is_w ? (uint32_t)tw->in[l] : 0;
+            float *p = is_w ? tw->w[l] : tw->b[l];
+            return p + (size_t)region * tw->n_params;
+        }
+        i -= nt;
+    }
+    snprintf(t->name, sizeof t->name, "head.%s", i == 0 ? "scale" : "bias");
+    t->ndim = 1;
+    t->shape[0] = 1;
+    return (float *)m->head + (size_t)region * HEAD_N + (i == 0 ? HEAD_S : HEAD_C);
+}
+
+void cb_model_tensor(const cb_model *m, size_t i, cb_tensor *t) {
+    float *p = tensor_at(m, i, 0, t);
+    t->data = p;
+}
+
+float *cb_model_tensor_grad(cb_model *m, size_t i) { return tensor_at(m, i, 1, NULL); }
+
+static size_t tensor_numel(const cb_tensor *t) {
+    return t->ndim == 2 ? (size_t)t->shape[0] * t->shape[1] : t->shape[0];
+}
+
+int cb_model_create_from_tensors(cb_model **out, const cb_model_config *c,
+                                 const cb_tensor *tensors, size_t n, cb_error *err) {
+    cb_model *m;
+    int rc = model_alloc(&m, c, err);
+    if (rc != CB_OK) return rc;
+    size_t nt = cb_model_n_tensors(m);
+    for (size_t j = 0; j < n; j++) {
+        bool found = false;
+        for (size_t i = 0; i < nt && !found; i++) {
+            cb_tensor want;
+            float *dst = tensor_at(m, i, 0, &want);
+            if (strcmp(want.name, tensors[j].name) != 0) continue;
+            found = true;
+            if (want.ndim != tensors[j].ndim || want.shape[0] != tensors[j].shape[0] ||
+                (want.ndim == 2 && want.shape[1] != tensors[j].shape[1])) {
+                cb_model_free(m);
+                return cb_fail(err, CB_EFORMAT, "tensor %s has the wrong shape for this configuration",
+                               tensors[j].name);
+            }
+            if (!cb_nn_all_finite(tensors[j].data, tensor_numel(&want))) {
+                cb_model_free(m);
+                return cb_fail(err, CB_EFORMAT, "tensor %s holds NaN or Inf", tensors[j].name);
+            }
+            memcpy(dst, tensors[j].data, tensor_numel(&want) * sizeof(float));
+        }
+        if (!found) {
+            cb_model_free(m);
+            return cb_fail(err, CB_EFORMAT, "unexpected tensor %.40s", tensors[j].name);
+        }
+    }
+    for (size_t i = 0; i < nt; i++) {
+        cb_tensor want;
+        tensor_at(m, i, 0, &want);
+        bool given = false;
+        for (size_t j = 0; j < n && !given; j++) given = strcmp(want.name, tensors[j].name) == 0;
+        if (!given) {
+            cb_model_free(m);
+            return cb_fail(err, CB_EFORMAT, "tensor %s is missing", want.name);
+        }
+    }
+    *out = m;
+    return CB_OK;
+}
+
+/* ---------------------------------------------------------------- workspace */
+
+static void ws_free(tower_ws *ws) {
+    free(ws->block);
+    memset(ws, 0, sizeof *ws);
+}
+
+static int ws_alloc(tower_ws *ws, const tower *t, int cap, cb_error *err) {
+    memset(ws, 0, sizeof *ws);
+    int dim = t->out[t->n_layers - 1];
+    size_t widest = (size_t)t->in[0];
+    for (int l = 0; l < t->n_layers; l++)
+        if ((size_t)t->out[l] > widest) widest = (size_t)t->out[l];
+    /* Each array is padded to 16 floats so rows of different arrays never share a cache line. */
+#define PAD(n) ((((size_t)(n)) + 15) & ~(size_t)15)
+    size_t total = PAD((size_t)cap * t->in[0]);
+    for (int l = 0; l < t->n_layers; l++) total += PAD((size_t)cap * t->out[l]);
+    total += 2 * PAD((size_t)cap * dim) + PAD(cap) + 2 * PAD((size_t)cap * widest) + 3 * PAD(cap);
+    ws->block = cb_calloc(total + 16, sizeof(float), err);
+    if (!ws->block) return CB_ENOMEM;
+    float *p = ws->block + (16 - ((uintptr_t)ws->block / sizeof(float)) % 16) % 16;
+    ws->cap = cap;
+    ws->x = p; p += PAD((size_t)cap * t->in[0]);
+    for (int l = 0; l < t->n_layers; l++) { ws->act[l] = p; p += PAD((size_t)cap * t->out[l]); }
+    ws->y[0] = p; p += PAD((size_t)cap * dim);
+    ws->y[1] = p; p += PAD((size_t)cap * dim);
+    ws->norm = p; p += PAD(cap);
+    ws->g0 = p; p += PAD((size_t)cap * widest);
+    ws->g1 = p; p += PAD((size_t)cap * widest);
+    ws->pred = p; p += PAD(cap);
+    ws->dpred = p; p += PAD(cap);
+    ws->tgt = p;
+#undef PAD
+    return CB_OK;
+}
+
+/* ---------------------------------------------------------------- passes */
+
+/* Forward B rows through tower t into ws->y[par]. rows == NULL: x holds B
+ * contiguous rows; otherwise the rows rows[0..B) of table x are gathered. */
+static void tower_forward(const tower *t, tower_ws *ws, const float *x, const uint32_t *rows,
+                          int B, int par, bool l2norm, float eps) {
+    int L = t->n_layers, in0 = t->in[0];
+    const float *inp = x;
+    if (rows) {
+        for (int r = 0; r < B; r++)
+            memcpy(ws->x + (size_t)r * in0, x + (size_t)rows[r] * in0, (size_t)in0 * sizeof(float));
+        inp = ws->x;
+    }
+    for (int l = 0; l < L; l++) {
+        float *out = (l == L - 1 && !l2norm) ? ws->y[par] : ws->act[l];
+        cb_nn_dense_forward(out, inp, t->w[l], t->b[l], B, t->in[l], t->out[l]);
+        if (l < L - 1) cb_nn_relu_forward(out, out, (size_t)B * t->out[l]);
+        inp = out;
+    }
+    if (l2norm) cb_nn_l2norm_forward(ws->y[par], ws->norm, ws->act[L - 1], B, t->out[L - 1], eps);
+}
+
+/* Loss of the batch from both towers' outputs (always in the order user,
+ * item, so every thread computes the same bits), and the gradient of the
+ * loss with respect to tower `side`'s output into ws->g0. Side 0 also
+ * accumulates the BCE head's gradients. */
+static double loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
+                          const float *head_snap, int B) {
+    const cb_model_config *c = &m->cfg;
+    int dim = (int)c->dim;
+    double loss;
+    cb_nn_rowdot_forward(ws->pred, yu, ym, B, dim);
+    memset(ws->dpred, 0, (size_t)B * sizeof(float));
+    if (c->loss == CB_LOSS_MSE) {
+        loss = cb_nn_mse_forward(ws->pred, ws->tgt, B);
+        cb_nn_mse_backward(ws->dpred, ws->pred, ws->tgt, B);
+    } else {
+        float *hg = m->head + HEAD_N;
+        loss = cb_nn_bce_forward(NULL, ws->pred, ws->tgt, head_snap[0], head_snap[1], B);
+        cb_nn_bce_backward(ws->dpred, side == 0 ? &hg[HEAD_S] : NULL,
+                           side == 0 ? &hg[HEAD_C] : NULL, ws->pred, ws->tgt, head_snap[0],
+                           head_snap[1], B);
+    }
+    memset(ws->g0, 0, (size_t)B * dim * sizeof(float));
+    cb_nn_rowdot_backward(side == 0 ? ws->g0 : NULL, side == 1 ? ws->g0 : NULL, ws->dpred, yu, ym,
+                          B, dim);
+    return loss;
+}
+
+/* Backward through tower t, from dL/dy in ws->g0, ADDING into t->grads. */
+static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, float eps) {
+    int L = t->n_layers, dim = t->out[L - 1];
+    float *dcur = ws->g0, *dnext = ws->g1;
+    if (l2norm) {
+        memset(dnext, 0, (size_t)B * dim * sizeof(float));
+        cb_nn_l2norm_backward(dnext, dcur, ws->y[par], ws->norm, B, dim, eps);
+        float *tmp = dcur; dcur = dnext; dnext = tmp;
+    }
+    for (int l = L - 1; l >= 0; l--) {
+        const float *inp = l == 0 ? ws->x : ws->act[l - 1];
+        float *dinp = NULL;
+        if (l > 0) {
+            dinp = dnext;
+            memset(dinp, 0, (size_t)B * t->in[l] * sizeof(float));
+        }
+        cb_nn_dense_backward(dinp, t->dw[l], t->db[l], dcur, inp, t->w[l], B, t->in[l], t->out[l]);
+        if (l > 0) {
+            cb_nn_relu_backward_inplace(dinp, ws->act[l - 1], (size_t)B * t->in[l]);
+            dnext = dcur;
+            dcur = dinp;
+        }
+    }
+}
+
+static void tower_update(tower *t, const cb_model_config *c) {
+    t->step++;
+    if (c->optimizer == CB_OPT_ADAM) {
+        cb_nn_adam h = {c->lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
+        cb_nn_adam_update(t->params, t->grads, t->adam_m, t->adam_v, t->n_params, t->n_weights, &h,
+                          t->step);
+    } else {
+        cb_nn_sgd_update(t->params, t->grads, t->n_params, t->n_weights, c->lr, c->weight_decay);
+    }
+}
+
+static void head_update(cb_model *m) {
+    const cb_model_config *c = &m->cfg;
+    if (c->loss != CB_LOSS_BCE) return;
+    m->head_step++;
+    float *p = m->head, *g = m->head + HEAD_N, *mm = m->head + 2 * HEAD_N, *v = m->head + 3 * HEAD_N;
+    if (c->optimizer == CB_OPT_ADAM) {
+        cb_nn_adam h = {c->lr, c->adam_beta1, c->adam_beta2, c->adam_eps, 0.0f};
+        cb_nn_adam_update_naive(p, g, mm, v, HEAD_N, 0, &h, m->head_step);
+    } else {
+        cb_nn_sgd_update(p, g, HEAD_N, 0, c->lr, 0.0f);
+    }
+}
+
+void cb_model_optimizer_step(cb_model *m) {
+    tower_update(&m->tw[0], &m->cfg);
+    tower_update(&m->tw[1], &m->cfg);
+    head_update(m);
+}
+
+static void gather_targets(const cb_model_config *c, float *tgt, const cb_rating *ratings,
+                           const uint32_t *idx, int B) {
+    for (int r = 0; r < B; r++) tgt[r] = c->target_scale * ratings[idx[r]].y + c->target_shift;
+}
+
+/* Every example must index inside the tables and have a finite target. */
+static int check_data(const cb_train_data *d, const uint32_t *idx, size_t n, cb_error *err) {
+    if (!d || !d->user_x || !d->item_x || !d->ratings)
+        return cb_fail(err, CB_EINVAL, "training data: feature tables and ratings are required");
+    for (size_t i = 0; i < n; i++) {
+        const cb_rating *r = &d->ratings[idx[i]];
+        if (r->user >= d->n_users || r->item >= d->n_items)
+            return cb_fail(err, CB_EINVAL, "example %u refers to user %u / item %u outside the tables (%u users, %u items)",
+                           idx[i], r->user, r->item, d->n_users, d->n_items);
+        if (!isfinite(r->y))
+            return cb_fail(err, CB_EINVAL, "example %u has a non-finite target", idx[i]);
+    }
+    return CB_OK;
+}
+
+int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
+                           double *loss, cb_error *err) {
+    if (n == 0 || n > (1u << 24)) return cb_fail(err, CB_EINVAL, "loss_and_grad: bad batch size %zu", n);
+    int rc = check_data(d, idx, n, err);
+    if (rc != CB_OK) return rc;
+    tower_ws ws[2];
+    int B = (int)n;
+    if ((rc = ws_alloc(&ws[0], &m->tw[0], B, err)) != CB_OK) return rc;
+    if ((rc = ws_alloc(&ws[1], &m->tw[1], B, err)) != CB_OK) {
+        ws_free(&ws[0]);
+        return rc;
+    }
+    uint32_t *rows = cb_calloc(2 * n, sizeof(uint32_t), err);
+    if (!rows) {
+        ws_free(&ws[0]);
+        ws_free(&ws[1]);
+        return CB_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rows[i] = d->ratings[idx[i]].user;
+        rows[n + i] = d->ratings[idx[i]].item;
+    }
+    const cb_model_config *c = &m->cfg;
+    memset(m->tw[0].grads, 0, m->tw[0].n_params * sizeof(float));
+    memset(m->tw[1].grads, 0, m->tw[1].n_params * sizeof(float));
+    memset(m->head + HEAD_N, 0, HEAD_N * sizeof(float));
+    tower_forward(&m->tw[0], &ws[0], d->user_x, rows, B, 0, c->l2norm, c->l2norm_eps);
+    tower_forward(&m->tw[1], &ws[1], d->item_x, rows + n, B, 0, c->l2norm, c->l2norm_eps);
+    double l = 0.0;
+    for (int s = 0; s < 2; s++) {
+        gather_targets(c, ws[s].tgt, d->ratings, idx, B);
+        l = loss_and_dy(m, s, &ws[s], ws[0].y[0], ws[1].y[0], m->head, B);
+        tower_backward(&m->tw[s], &ws[s], B, 0, c->l2norm, c->l2norm_eps);
+    }
+    if (loss) *loss = l;
+    free(rows);
+    ws_free(&ws[0]);
+    ws_free(&ws[1]);
+    return CB_OK;
+}
+
+/* ---------------------------------------------------------------- inference */
+
+float cb_model_score_to_prediction(const cb_model *m, float score) {
+    const cb_model_config *c = &m->cfg;
+    if (c->loss == CB_LOSS_BCE) {
+        double z = (double)m->head[HEAD_S] * score + m->head[HEAD_C];
+        return (float)(z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z)));
+    }
+    return (score - c->target_shift) / c->target_scale;
+}
+
+float cb_model_score_to_logit(const cb_model *m, float score) {
+    return m->cfg.loss == CB_LOSS_BCE ? m->head[HEAD_S] * score + m->head[HEAD_C] : score;
+}
+
+static int vectors(const cb_model *m, int side, const float *x, size_t n, float *out,
+                   cb_error *err) {
+    const tower *t = &m->tw[side];
+    tower_ws ws;
+    int rc = ws_alloc(&ws, t, EVAL_CHUNK, err);
+    if (rc != CB_OK) return rc;
+    size_t dim = m->cfg.dim, in = (size_t)t->in[0];
+    for (size_t s = 0; s < n; s += EVAL_CHUNK) {
+        int B = (int)(n - s < EVAL_CHUNK ? n - s : EVAL_CHUNK);
+        tower_forward(t, &ws, x + s * in, NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
+        memcpy(out + s * dim, ws.y[0], (size_t)B * dim * sizeof(float));
+    }
+    ws_free(&ws);
+    return CB_OK;
+}
+
+int cb_model_user_vectors(const cb_model *m, const float *user_x, size_t n, float *out,
+                          cb_error *err) {
+    return vectors(m, 0, user_x, n, out, err);
+}
+
+int cb_model_item_vectors(const cb_model *m, const float *item_x, size_t n, float *out,
+                          cb_error *err) {
+    return vectors(m, 1, item_x, n, out, err);
+}
+
+/* Raw scores v_u·v_m for pairs, in chunks; calls back per chunk. */
+typedef void (*score_sink)(void *ctx, size_t offset, const float *score, int B);
+
+static int score_pairs(const cb_model *m, const float *user_x, const float *item_x,
+                       const uint32_t *users, const uint32_t *items, size_t users_stride,
+                       size_t n, score_sink sink, void *ctx, cb_error *err) {
+    tower_ws ws[2];
+    int rc = ws_alloc(&ws[0], &m->tw[0], EVAL_CHUNK, err);
+    if (rc != CB_OK) return rc;
+    if ((rc = ws_alloc(&ws[1], &m->tw[1], EVAL_CHUNK, err)) != CB_OK) {
+        ws_free(&ws[0]);
+        return rc;
+    }
+    uint32_t rows[2][EVAL_CHUNK];
+    for (size_t s = 0; s < n; s += EVAL_CHUNK) {
+        int B = (int)(n - s < EVAL_CHUNK ? n - s : EVAL_CHUNK);
+        for (int r = 0; r < B; r++) {
+            rows[0][r] = users[(s + r) * users_stride];
+            rows[1][r] = items[(s + r) * users_stride];
+        }
+        tower_forward(&m->tw[0], &ws[0], user_x, rows[0], B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
+        tower_forward(&m->tw[1], &ws[1], item_x, rows[1], B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
+        cb_nn_rowdot_forward(ws[0].pred, ws[0].y[0], ws[1].y[0], B, (int)m->cfg.dim);
+        sink(ctx, s, ws[0].pred, B);
+    }
+    ws_free(&ws[0]);
+    ws_free(&ws[1]);
+    return CB_OK;
+}
+
+typedef struct predict_ctx {
+    const cb_model *m;
+    float *out;
+} predict_ctx;
+
+static void predict_sink(void *ctx, size_t off, const float *score, int B) {
+    predict_ctx *p = ctx;
+    for (int r = 0; r < B; r++) p->out[off + r] = cb_model_score_to_prediction(p->m, score[r]);
+}
+
+int cb_model_predict(const cb_model *m, const float *user_x, const float *item_x,
+                     const uint32_t *users, const uint32_t *items, size_t n, float *out,
+                     cb_error *err) {
+    predict_ctx p = {m, out};
+    return score_pairs(m, user_x, item_x, users, items, 1, n, predict_sink, &p, err);
+}
+
+typedef struct eval_ctx {
+    const cb_model *m;
+    const cb_rating *ratings;
+    const uint32_t *idx;
+    double loss_sum, sq_sum;
+} eval_ctx;
+
+static void eval_sink(void *ctx, size_t off, const float *score, int B) {
+    eval_ctx *e = ctx;
+    const cb_model_config *c = &e->m->cfg;
+    for (int r = 0; r < B; r++) {
+        float y = e->ratings[e->idx[off + r]].y;
+        float t = c->target_scale * y + c->target_shift;
+        if (c->loss == CB_LOSS_MSE) {
+            double d = (double)score[r] - t;
+            e->loss_sum += d * d;
+            double o = (double)cb_model_score_to_prediction(e->m, score[r]) - y;
+            e->sq_sum += o * o;
+        } else {
+            e->loss_sum += cb_nn_bce_forward(NULL, &score[r], &t, e->m->head[HEAD_S],
+                                             e->m->head[HEAD_C], 1);
+        }
+    }
+}
+
+int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
+                      double *loss, double *rmse, cb_error *err) {
+    if (loss) *loss = NAN;
+    if (rmse) *rmse = NAN;
+    if (n == 0) return CB_OK;
+    int rc = check_data(d, idx, n, err);
+    if (rc != CB_OK) return rc;
+    /* users/items are read through the rating records: pass their fields with a stride */
+    uint32_t *ui = cb_calloc(2 * n, sizeof(uint32_t), err);
+    if (!ui) return CB_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        ui[2 * i] = d->ratings[idx[i]].user;
+        ui[2 * i + 1] = d->ratings[idx[i]].item;
+    }
+    eval_ctx e = {m, d->ratings, idx, 0.0, 0.0};
+    rc = score_pairs(m, d->user_x, d->item_x, ui, ui + 1, 2, n, eval_sink, &e, err);
+    free(ui);
+    if (rc != CB_OK) return rc;
+    if (loss) *loss = e.loss_sum / (double)n;
+    if (rmse && m->cfg.loss == CB_LOSS_MSE) *rmse = sqrt(e.sq_sum / (double)n);
+    return CB_OK;
+}
+
+/* ---------------------------------------------------------------- training */
+
+/* A sense-free spin barrier for the two tower threads: a step is ~100 µs, so
+ * futex sleeps (tens of µs to wake) would cost more than they save. After a
+ * while spinning it yields, for oversubscribed machines. */
+typedef struct spin_barrier {
+    atomic_uint count;
+    atomic_uint gen;
+    unsigned n;
+} spin_barrier;
+
+static void barrier_wait(spin_barrier *b) {
+    if (b->n <= 1) return;
+    unsigned g = atomic_load_explicit(&b->gen, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->gen, 1, memory_order_acq_rel);
+        return;
+    }
+    unsigned spins = 0;
+    while (atomic_load_explicit(&b->gen, memory_order_acquire) == g) {
+        if (++spins < 20000) {
+#if defined(__SSE2__)
+            _mm_pause();
+#endif
+        } else {
+            sched_yield();
+        }
+    }
+}
+
+typedef struct train_ctx {
+    cb_model *m;
+    const cb_train_data *d;
+    uint32_t *perm;          /* shuffled training indices of this epoch */
+    size_t n_batches;
+    tower_ws ws[2];
+    float head_snap[2][2];   /* head params as of each step parity */
+    spin_barrier bar;
+    int n_threads;
+    /* written by thread 0 between barriers */
+    bool quit;
+    bool nan_seen;           /* a step produced a non-finite loss */
+    size_t steps_done;       /* steps completed this epoch */
+    double loss_sum;         /* Σ batch loss · batch size, this epoch */
+    /* progress ticks */
+    cb_epoch_fn fn;
+    void *fn_ctx;
+    cb_epoch_report *tick;
+    double epoch_t0;
+    size_t tick_every;
+} train_ctx;
+
+/* One epoch of steps for the towers owned by thread `tid`. */
+static void run_epoch(train_ctx *x, int tid) {
+    cb_model *m = x->m;
+    const cb_model_config *c = &m->cfg;
+    const cb_train_data *d = x->d;
+    int B_full = (int)c->batch_size;
+    int first = x->n_threads == 1 ? 0 : tid, last = x->n_threads == 1 ? 1 : tid;
+    for (size_t step = 0; step < x->n_batches; step++) {
+        size_t off = step * (size_t)B_full;
+        int B = (int)(d->n_train - off < (size_t)B_full ? d->n_train - off : (size_t)B_full);
+        const uint32_t *idx = x->perm + off;
+        int par = (int)(step & 1);
+        for (int s = first; s <= last; s++) {
+            tower_ws *ws = &x->ws[s];
+            const float *table = s == 0 ? d->user_x : d->item_x;
+            int in0 = m->tw[s].in[0];
+            /* gather the input rows directly (no index array needed) */
+            for (int r = 0; r < B; r++) {
+                const cb_rating *rt = &d->ratings[idx[r]];
+                uint32_t row = s == 0 ? rt->user : rt->item;
+                memcpy(ws->x + (size_t)r * in0, table + (size_t)row * in0, (size_t)in0 * sizeof(float));
+            }
+            gather_targets(c, ws->tgt, d->ratings, idx, B);
+            if (s == 0) {
+                x->head_snap[par][0] = m->head[HEAD_S];
+                x->head_snap[par][1] = m->head[HEAD_C];
+            }
+            tower_forward(&m->tw[s], ws, ws->x, NULL, B, par, c->l2norm, c->l2norm_eps);
+        }
+        barrier_wait(&x->bar);
+        bool stop = false;
+        for (int s = first; s <= last; s++) {
+            tower *t = &m->tw[s];
+            tower_ws *ws = &x->ws[s];
+            memset(t->grads, 0, t->n_params * sizeof(float));
+            if (s == 0) memset(m->head + HEAD_N, 0, HEAD_N * sizeof(float));
+            double loss = loss_and_dy(m, s, ws, x->ws[0].y[par], x->ws[1].y[par], x->head_snap[par], B);
+            if (!isfinite(loss)) {
+                /* every thread computes the same loss bits, so all stop at this step */
+                if (tid == 0) x->nan_seen = true;
+                stop = true;
+                break;
+            }
+            if (s == 0) x->loss_sum += loss * B;
+            tower_backward(t, ws, B, par, c->l2norm, c->l2norm_eps);
+            tower_update(t, c);
+            if (s == 0) head_update(m);
+        }
+        if (stop) break;
+        if (tid == 0) {
+            x->steps_done = step + 1;
+            if (x->fn && x->tick_every && (step + 1) % x->tick_every == 0 && step + 1 < x->n_batches) {
+                cb_epoch_report *r = x->tick;
+                r->batch = step + 1;
+                r->end_of_epoch = false;
+                r->train_loss = x->loss_sum / (double)((step + 1) * (size_t)B_full);
+                r->seconds = cb_now() - x->epoch_t0;
+                r->examples_per_sec = r->seconds > 0 ? (double)(step + 1) * B_full / r->seconds : 0.0;
+                x->fn(r, x->fn_ctx);
+            }
+        }
+    }
+}
+
+static void *tower_thread(void *arg) {
+    train_ctx *x = arg;
+    for (;;) {
+        barrier_wait(&x->bar); /* epoch start: thread 0 has prepared perm or set quit */
+        if (x->quit) break;
+        run_epoch(x, 1);
+        barrier_wait(&x->bar); /* epoch end */
+    }
+    return NULL;
+}
+
+static void params_copy(float *dst, const cb_model *m) {
+    memcpy(dst, m->tw[0].params, m->tw[0].n_params * sizeof(float));
+    memcpy(dst + m->tw[0].n_params, m->tw[1].params, m->tw[1].n_params * sizeof(float));
+    memcpy(dst + m->tw[0].n_params + m->tw[1].n_params, m->head, HEAD_N * sizeof(float));
+}
+
+static void params_restore(cb_model *m, const float *src) {
+    memcpy(m->tw[0].params, src, m->tw[0].n_params * sizeof(float));
+    memcpy(m->tw[1].params, src + m->tw[0].n_params, m->tw[1].n_params * sizeof(float));
+    memcpy(m->head, src + m->tw[0].n_params + m->tw[1].n_params, HEAD_N * sizeof(float));
+}
+
+static bool params_finite(const cb_model *m) {
+    return cb_nn_all_finite(m->tw[0].params, m->tw[0].n_params) &&
+           cb_nn_all_finite(m->tw[1].params, m->tw[1].n_params) &&
+           cb_nn_all_finite(m->head, HEAD_N);
+}
+
+int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ctx,
+                   cb_train_result *res, cb_error *err) {
+    const cb_model_config *c = &m->cfg;
+    cb_train_result dummy;
+    if (!res) res = &dummy;
+    memset(res, 0, sizeof *res);
+    res->train_loss = res->valid_loss = res->valid_rmse = NAN;
+    const char *why = cb_model_config_check(c);
+    if (why) return cb_fail(err, CB_EINVAL, "model configuration: %s", why);
+    if (!d || d->n_train == 0 || !d->train_idx)
+        return cb_fail(err, CB_EINVAL, "training data: no training examples");
+    int rc = check_data(d, d->train_idx, d->n_train, err);
+    if (rc == CB_OK && d->n_valid) {
+        if (!d->valid_idx) return cb_fail(err, CB_EINVAL, "training data: n_valid > 0 without valid_idx");
+        rc = check_data(d, d->valid_idx, d->n_valid, err);
+    }
+    if (rc != CB_OK) return rc;
+
+    train_ctx x;
+    memset(&x, 0, sizeof x);
+    x.m = m;
+    x.d = d;
+    x.n_threads = c->threads >= 2 ? 2 : 1;
+    x.n_batches = (d->n_train + c->batch_size - 1) / c->batch_size;
+    x.fn = fn;
+    x.fn_ctx = ctx;
+    x.tick_every = x.n_batches >= 100 ? x.n_batches / 50 : 0;
+    size_t np = cb_model_n_params(m);
+    float *last_good = NULL, *best = NULL;
+    int B = (int)(c->batch_size < d->n_train ? c->batch_size : d->n_train);
+    x.perm = cb_calloc(d->n_train, sizeof(uint32_t), err);
+    last_good = x.perm ? cb_calloc(np, sizeof(float), err) : NULL;
+    best = last_good ? cb_calloc(np, sizeof(float), err) : NULL;
+    rc = best ? CB_OK : CB_ENOMEM;
+    if (rc == CB_OK) rc = ws_alloc(&x.ws[0], &m->tw[0], B, err);
+    if (rc == CB_OK) rc = ws_alloc(&x.ws[1], &m->tw[1], B, err);
+    if (rc != CB_OK) goto done;
+    params_copy(last_good, m);
+    params_copy(best, m);
+
+    /* Both tower threads call sgemm at once: OpenBLAS must not fan out on
+     * its own (it would oversubscribe the cores and, worse, serialise on
+     * its server lock). Restored before returning. */
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+
+    x.bar.n = (unsigned)x.n_threads;
+    pthread_t th;
+    if (x.n_threads == 2 && pthread_create(&th, NULL, tower_thread, &x) != 0)
+        x.n_threads = 1, x.bar.n = 1; /* same arithmetic, one thread: the result is unchanged */
+
+    double t_start = cb_now();
+    double best_valid = INFINITY;
+    uint32_t bad_epochs = 0;
+    cb_epoch_report rep;
+    memset(&rep, 0, sizeof rep);
+    x.tick = &rep;
+    for (uint32_t e = 0; e < c->epochs; e++) {
+        uint32_t epoch_id = m->epochs_done; /* counts across resumed runs */
+        cb_rng rng;
+        cb_rng_seed(&rng, c->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(epoch_id + 1)));
+        memcpy(x.perm, d->train_idx, d->n_train * sizeof(uint32_t));
+        cb_rng_shuffle_u32(&rng, x.perm, d->n_train);
+        x.loss_sum = 0.0;
+        x.steps_done = 0;
+        x.nan_seen = false;
+        memset(&rep, 0, sizeof rep);
+        rep.epoch = e + 1;
+        rep.epochs = c->epochs;
+        rep.n_batches = x.n_batches;
+        rep.valid_loss = rep.valid_rmse = NAN;
+        x.epoch_t0 = cb_now();
+        barrier_wait(&x.bar); /* start */
+        run_epoch(&x, 0);
+        barrier_wait(&x.bar); /* end: all updates are done */
+        double secs = cb_now() - x.epoch_t0;
+        if (x.nan_seen || !params_finite(m)) {
+            params_restore(m, last_good);
+            rc = cb_fail(err, CB_ENUMERIC,
+                         "training diverged (NaN or Inf) in epoch %u; kept the parameters of the last finite epoch (try a lower learning rate)",
+                         e + 1);
+            break;
+        }
+        m->epochs_done++;
+        res->epochs_run = e + 1;
+        rep.batch = x.n_batches;
+        rep.end_of_epoch = true;
+        rep.train_loss = x.loss_sum / (double)d->n_train;
+        rep.seconds = secs;
+        rep.examples_per_sec = secs > 0 ? (double)d->n_train / secs : 0.0;
+        if (d->n_valid) {
+            rc = cb_model_evaluate(m, d, d->valid_idx, d->n_valid, &rep.valid_loss, &rep.valid_rmse, err);
+            if (rc != CB_OK) break;
+            if (!isfinite(rep.valid_loss)) {
+                params_restore(m, last_good);
+                rc = cb_fail(err, CB_ENUMERIC, "validation loss is not finite after epoch %u; kept the parameters of the last finite epoch", e + 1);
+                break;
+            }
+            if (rep.valid_loss < best_valid) {
+                best_valid = rep.valid_loss;
+                rep.best = true;
+                res->best_epoch = m->epochs_done;
+                bad_epochs = 0;
+                params_copy(best, m);
+            } else {
+                bad_epochs++;
+            }
+        } else {
+            res->best_epoch = m->epochs_done;
+        }
+        params_copy(last_good, m);
+        res->train_loss = rep.train_loss;
+        res->valid_loss = rep.valid_loss;
+        res->valid_rmse = rep.valid_rmse;
+        bool stop = fn ? fn(&rep, ctx) != 0 : false;
+        if (c->patience > 0 && d->n_valid && bad_epochs >= c->patience) {
+            res->early_stopped = true;
+            stop = true;
+        }
+        if (stop) break;
+    }
+    /* with early stopping the model keeps its best validation epoch */
+    if (rc == CB_OK && c->patience > 0 && d->n_valid && isfinite(best_valid)) params_restore(m, best);
+    x.quit = true;
+    if (x.n_threads == 2) {
+        barrier_wait(&x.bar); /* releases the tower thread, which sees quit */
+        pthread_join(th, NULL);
+    }
+    openblas_set_num_threads(blas_threads);
+    res->seconds = cb_now() - t_start;
+
+done:
+    ws_free(&x.ws[0]);
+    ws_free(&x.ws[1]);
+    free(x.perm);
+    free(last_good);
+    free(best);
+    return rc;
+}

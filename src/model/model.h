@@ -1,0 +1,185 @@
+/* model — the two-tower model: a user network and an item network (dense
+ * layers with ReLU, a linear output of `dim` units, optional l2-normalisation),
+ * trained jointly so that v_u · v_m predicts the target.
+ *
+ * The model knows nothing about files or datasets: the caller passes two
+ * row-major feature tables X_u [n_users x user_in] and X_m [n_items x item_in]
+ * and examples (user index, item index, target) as cb_rating records selected
+ * by an index array. A mini-batch gathers the rows it needs; features are
+ * never copied per rating.
+ *
+ * Parameters: each tower's weights and biases live in ONE buffer (weights of
+ * all layers first, then biases, so weight decay is a prefix), reached through
+ * a struct of pointers; gradients and Adam moments share that layout. The BCE
+ * head (a learnable scale s and offset c: p = sigmoid(s·v_u·v_m + c)) is a
+ * third 2-float buffer. The tensors are enumerable by name for saving.
+ *
+ * Threading: training uses up to two threads, one per tower (the towers only
+ * meet at the dot product, so one spin barrier per step suffices, and each
+ * tower's arithmetic is the same whichever thread runs it: the trained model
+ * is bit-identical for threads = 1 and 2, and across runs with the same seed).
+ * While cb_model_train runs it sets OpenBLAS to one thread (process-wide) and
+ * restores the previous setting before returning: the tower threads call
+ * sgemm concurrently. A trained model may be shared read-only by any number of
+ * threads for predict / vectors; training needs exclusive access. */
+#ifndef CB_MODEL_H
+#define CB_MODEL_H
+
+#include "data/dataset.h"
+#include "base/util.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CB_MODEL_MAX_LAYERS 8   /* hidden layers per tower */
+
+typedef enum cb_loss_kind { CB_LOSS_MSE = 0, CB_LOSS_BCE = 1 } cb_loss_kind;
+typedef enum cb_opt_kind { CB_OPT_ADAM = 0, CB_OPT_SGD = 1 } cb_opt_kind;
+
+typedef struct cb_model_config {
+    /* architecture */
+    uint32_t user_in, item_in;                    /* input widths (required) */
+    uint32_t n_user_layers, user_layers[CB_MODEL_MAX_LAYERS]; /* hidden ReLU widths */
+    uint32_t n_item_layers, item_layers[CB_MODEL_MAX_LAYERS];
+    uint32_t dim;                                 /* output width of both towers */
+    bool l2norm;                                  /* normalise v_u, v_m (default on) */
+    float l2norm_eps;                             /* 1e-12, as torch / TF */
+    /* objective: the model is trained on y' = target_scale·y + target_shift;
+     * predictions are mapped back (MSE) or are probabilities (BCE). */
+    cb_loss_kind loss;
+    float target_scale, target_shift;
+    float bce_scale_init;                         /* initial s of the BCE head (5) */
+    /* optimisation */
+    cb_opt_kind optimizer;
+    float lr, weight_decay;                       /* L2 on weights only: grad += wd·w */
+    float adam_beta1, adam_beta2, adam_eps;       /* 0.9, 0.999, 1e-7 (Keras' eps) */
+    uint32_t batch_size, epochs;
+    uint32_t patience;                            /* early stopping on validation loss; 0 = off */
+    uint64_t seed;                                /* init and shuffling */
+    int threads;                                  /* 1 or 2 (more are treated as 2) */
+} cb_model_config;
+
+/* Defaults: layers {256,128}, dim 32, l2norm on, MSE, scale 1 shift 0, Adam
+ * lr 0.01, no decay, batch 32, 30 epochs, patience 0, seed 1, threads 2.
+ * user_in / item_in are left 0: the caller must set them. */
+void cb_model_config_default(cb_model_config *c);
+/* NULL when the configuration is usable, else a static message naming the field. */
+const char *cb_model_config_check(const cb_model_config *c);
+
+typedef struct cb_model cb_model;
+
+/* New model with parameters initialised from c->seed (He uniform for ReLU
+ * layers, Glorot uniform for output layers, zero biases). The config is copied. */
+int cb_model_create(cb_model **out, const cb_model_config *c, cb_error *err);
+void cb_model_free(cb_model *m); /* NULL is a no-op */
+const cb_model_config *cb_model_config_of(const cb_model *m);
+/* Change the training-only fields (optimizer, lr, decay, batch, epochs,
+ * patience, seed, threads) before a further cb_model_train; the architecture
+ * and objective fields must equal the model's. */
+int cb_model_set_train_config(cb_model *m, const cb_model_config *c, cb_error *err);
+
+/* ---- training */
+typedef struct cb_train_data {
+    const float *user_x;   /* [n_users x user_in], row-major */
+    uint32_t n_users;
+    const float *item_x;   /* [n_items x item_in] */
+    uint32_t n_items;
+    const cb_rating *ratings;      /* examples; ratings[i].user / .item index the tables */
+    const uint32_t *train_idx;     /* indices into ratings used for training */
+    size_t n_train;
+    const uint32_t *valid_idx;     /* validation examples (may be NULL / 0) */
+    size_t n_valid;
+} cb_train_data;
+
+typedef struct cb_epoch_report {
+    uint32_t epoch, epochs;        /* 1-based epoch; planned total */
+    size_t batch, n_batches;       /* batches done in this epoch */
+    bool end_of_epoch;             /* false: a progress tick inside the epoch */
+    double train_loss;             /* mean data loss over the batches so far (scaled targets) */
+    double valid_loss;             /* end of epoch, NAN without validation data */
+    double valid_rmse;             /* MSE: RMSE on the ORIGINAL scale; BCE: NAN */
+    double examples_per_sec;       /* training examples / wall second, this epoch */
+    double seconds;                /* wall seconds since the epoch started */
+    bool best;                     /* this epoch has the best validation loss so far */
+} cb_epoch_report;
+
+/* Called on thread 0: at the end of every epoch, and ~every 1/50 epoch with
+ * end_of_epoch = false (for progress bars). Returning non-zero at the end of
+ * an epoch stops training (the return value of progress ticks is ignored). */
+typedef int (*cb_epoch_fn)(const cb_epoch_report *r, void *ctx);
+
+typedef struct cb_train_result {
+    uint32_t epochs_run;
+    uint32_t best_epoch;           /* epoch whose parameters the model now holds */
+    double train_loss, valid_loss, valid_rmse; /* of the final epoch */
+    double seconds;
+    bool early_stopped;
+} cb_train_result;
+
+/* Train for c->epochs epochs over the shuffled training indices (seeded by
+ * c->seed and the number of epochs already run, so a resumed run continues
+ * the sequence). With validation data and patience > 0, stops after
+ * `patience` epochs without improvement and restores the best epoch's
+ * parameters. A non-finite loss or parameter stops training with CB_ENUMERIC
+ * and restores the parameters of the last completed finite epoch.
+ * Resuming: calling train again on the same model continues with its Adam
+ * moments and step count; a model made by cb_model_create_from_tensors
+ * starts with fresh (zero) Adam state. res may be NULL. */
+int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ctx,
+                   cb_train_result *res, cb_error *err);
+
+/* Mean loss (scaled targets) and RMSE (original scale, MSE only; else NAN)
+ * over the examples idx[0..n). Either output may be NULL. */
+int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
+                      double *loss, double *rmse, cb_error *err);
+
+/* ---- inference (thread-safe on a shared model; scratch is per call) */
+/* out[i] = prediction for (users[i], items[i]) on the original target scale
+ * (MSE: (v_u·v_m - shift)/scale; BCE: probability). */
+int cb_model_predict(const cb_model *m, const float *user_x, const float *item_x,
+                     const uint32_t *users, const uint32_t *items, size_t n, float *out,
+                     cb_error *err);
+/* out [n x dim] = tower output (normalised when l2norm) for every row of x [n x in]. */
+int cb_model_user_vectors(const cb_model *m, const float *user_x, size_t n, float *out,
+                          cb_error *err);
+int cb_model_item_vectors(const cb_model *m, const float *item_x, size_t n, float *out,
+                          cb_error *err);
+/* Map a raw score v_u·v_m to the prediction scale (as cb_model_predict). */
+float cb_model_score_to_prediction(const cb_model *m, float score);
+/* The logit s·score + c of a BCE model's head (before the sigmoid), in float;
+ * for other losses the score unchanged. */
+float cb_model_score_to_logit(const cb_model *m, float score);
+
+/* ---- named parameter tensors, for model files.
+ * Names: "user.<l>.weight" [out,in], "user.<l>.bias" [out], the same for
+ * "item.", and "head.scale" [1], "head.bias" [1]. Layer l = 0 .. hidden
+ * layers (the last is the output layer). Row-major, like torch.nn.Linear. */
+typedef struct cb_tensor {
+    char name[32];
+    uint32_t ndim;
+    uint32_t shape[2];
+    float *data;                   /* points into the model (or, for create, the caller's) */
+} cb_tensor;
+size_t cb_model_n_tensors(const cb_model *m);
+/* Fill *t with tensor i (0 <= i < n_tensors); data points into the model. */
+void cb_model_tensor(const cb_model *m, size_t i, cb_tensor *t);
+/* Number of trainable floats. */
+size_t cb_model_n_params(const cb_model *m);
+/* New model of config c whose parameters are copied from the given tensors,
+ * matched by name; every tensor of the model must be given with its exact
+ * shape (unknown names are an error). Adam state starts at zero. */
+int cb_model_create_from_tensors(cb_model **out, const cb_model_config *c,
+                                 const cb_tensor *tensors, size_t n, cb_error *err);
+
+/* ---- internals exposed for tests (gradient checks, PyTorch parity) */
+/* Zero the gradients, then one forward + backward over examples idx[0..n) with
+ * targets already scaled; returns the loss in *loss. Gradients of tensor i are
+ * reached with cb_model_tensor_grad. */
+int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
+                           double *loss, cb_error *err);
+/* Pointer to the gradient of tensor i (same shape as the tensor). */
+float *cb_model_tensor_grad(cb_model *m, size_t i);
+/* One optimiser step with the current gradients (adds weight decay). */
+void cb_model_optimizer_step(cb_model *m);
+
+#endif /* CB_MODEL_H */

@@ -1,0 +1,328 @@
+/* nn — layers of the two-tower model (dense, ReLU, l2-normalise, dot, losses),
+ * their backward passes, Adam/SGD and initialisers. The dense layer runs on
+ * cblas_sgemm; the `_naive` twins are plain loops (double accumulators) kept
+ * as the reference the tests compare against. See nn.h for the contracts. */
+#include "model/nn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* ---- dense */
+
+void cb_nn_dense_forward(float *out, const float *inp, const float *w, const float *b,
+                         int B, int C, int OC) {
+    // inp (B,C), w (OC,C), b (OC), out (B,OC)
+    if (B <= 0 || OC <= 0) return;
+    float beta = 0.0f;
+    if (b) {
+        for (int r = 0; r < B; r++) memcpy(out + (size_t)r * OC, b, (size_t)OC * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, inp, C, w, C, beta,
+                out, OC);
+}
+
+void cb_nn_dense_forward_naive(float *out, const float *inp, const float *w, const float *b,
+                               int B, int C, int OC) {
+    for (int r = 0; r < B; r++) {
+        for (int o = 0; o < OC; o++) {
+            double acc = b ? b[o] : 0.0;
+            for (int c = 0; c < C; c++) acc += (double)inp[(size_t)r * C + c] * w[(size_t)o * C + c];
+            out[(size_t)r * OC + o] = (float)acc;
+        }
+    }
+}
+
+static void column_sums_add(float *db, const float *dout, int B, int OC) {
+    for (int r = 0; r < B; r++) {
+        const float *row = dout + (size_t)r * OC;
+        for (int o = 0; o < OC; o++) db[o] += row[o];
+    }
+}
+
+void cb_nn_dense_backward(float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, int B, int C, int OC) {
+    if (B <= 0) return;
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, w, C,
+                    1.0f, dinp, C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, inp, C, 1.0f,
+                dw, C);
+    if (db) column_sums_add(db, dout, B, OC);
+}
+
+void cb_nn_dense_backward_naive(float *dinp, float *dw, float *db, const float *dout,
+                                const float *inp, const float *w, int B, int C, int OC) {
+    if (dinp) {
+        for (int r = 0; r < B; r++)
+            for (int c = 0; c < C; c++) {
+                double acc = 0.0;
+                for (int o = 0; o < OC; o++)
+                    acc += (double)dout[(size_t)r * OC + o] * w[(size_t)o * C + c];
+                dinp[(size_t)r * C + c] += (float)acc;
+            }
+    }
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++) {
+            double acc = 0.0;
+            for (int r = 0; r < B; r++)
+                acc += (double)dout[(size_t)r * OC + o] * inp[(size_t)r * C + c];
+            dw[(size_t)o * C + c] += (float)acc;
+        }
+    if (db)
+        for (int o = 0; o < OC; o++) {
+            double acc = 0.0;
+            for (int r = 0; r < B; r++) acc += dout[(size_t)r * OC + o];
+            db[o] += (float)acc;
+        }
+}
+
+/* ---- ReLU */
+
+/* Branch-free: half the units of a ReLU layer are active, so a branch per
+ * element would mispredict half the time. `x > 0 ? x : 0` maps NaN to 0 in
+ * both the SIMD and the scalar tail. */
+void cb_nn_relu_forward(float *out, const float *inp, size_t n) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128 zero = _mm_setzero_ps();
+    for (; i + 4 <= n; i += 4) {
+        __m128 x = _mm_loadu_ps(inp + i);
+        _mm_storeu_ps(out + i, _mm_and_ps(x, _mm_cmpgt_ps(x, zero)));
+    }
+#endif
+    for (; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+void cb_nn_relu_backward(float *dinp, const float *dout, const float *out, size_t n) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128 zero = _mm_setzero_ps();
+    for (; i + 4 <= n; i += 4) {
+        __m128 mask = _mm_cmpgt_ps(_mm_loadu_ps(out + i), zero);
+        __m128 d = _mm_and_ps(_mm_loadu_ps(dout + i), mask);
+        _mm_storeu_ps(dinp + i, _mm_add_ps(_mm_loadu_ps(dinp + i), d));
+    }
+#endif
+    for (; i < n; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+void cb_nn_relu_backward_inplace(float *d, const float *out, size_t n) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128 zero = _mm_setzero_ps();
+    for (; i + 4 <= n; i += 4) {
+        __m128 mask = _mm_cmpgt_ps(_mm_loadu_ps(out + i), zero);
+        _mm_storeu_ps(d + i, _mm_and_ps(_mm_loadu_ps(d + i), mask));
+    }
+#endif
+    for (; i < n; i++) d[i] = out[i] > 0.0f ? d[i] : 0.0f;
+}
+
+/* ---- l2-normalise */
+
+void cb_nn_l2norm_forward(float *out, float *norm, const float *inp, int B, int D, float eps) {
+    for (int r = 0; r < B; r++) {
+        const float *x = inp + (size_t)r * D;
+        float *y = out + (size_t)r * D;
+        float ss = 0.0f;
+        for (int d = 0; d < D; d++) ss += x[d] * x[d];
+        float n = sqrtf(ss);
+        norm[r] = n;
+        float inv = 1.0f / (n > eps ? n : eps);
+        for (int d = 0; d < D; d++) y[d] = x[d] * inv;
+    }
+}
+
+void cb_nn_l2norm_backward(float *dinp, const float *dout, const float *out, const float *norm,
+                           int B, int D, float eps) {
+    for (int r = 0; r < B; r++) {
+        const float *y = out + (size_t)r * D, *dy = dout + (size_t)r * D;
+        float *dx = dinp + (size_t)r * D;
+        if (norm[r] > eps) {
+            // y = x/|x|: dx = (dy - y <y,dy>) / |x|
+            float yd = 0.0f;
+            for (int d = 0; d < D; d++) yd += y[d] * dy[d];
+            float inv = 1.0f / norm[r];
+            for (int d = 0; d < D; d++) dx[d] += (dy[d] - y[d] * yd) * inv;
+        } else {
+            // the clamp is active: y = x/eps is linear in x
+            for (int d = 0; d < D; d++) dx[d] += dy[d] / eps;
+        }
+    }
+}
+
+/* ---- row-wise dot */
+
+void cb_nn_rowdot_forward(float *out, const float *a, const float *b, int B, int D) {
+    for (int r = 0; r < B; r++) {
+        float s = 0.0f;
+        for (int d = 0; d < D; d++) s += a[(size_t)r * D + d] * b[(size_t)r * D + d];
+        out[r] = s;
+    }
+}
+
+void cb_nn_rowdot_backward(float *da, float *db, const float *dout, const float *a,
+                           const float *b, int B, int D) {
+    for (int r = 0; r < B; r++) {
+        float g = dout[r];
+        if (da)
+            for (int d = 0; d < D; d++) da[(size_t)r * D + d] += g * b[(size_t)r * D + d];
+        if (db)
+            for (int d = 0; d < D; d++) db[(size_t)r * D + d] += g * a[(size_t)r * D + d];
+    }
+}
+
+/* ---- losses */
+
+double cb_nn_mse_forward(const float *pred, const float *y, int B) {
+    double s = 0.0;
+    for (int r = 0; r < B; r++) {
+        double e = (double)pred[r] - y[r];
+        s += e * e;
+    }
+    return B > 0 ? s / B : 0.0;
+}
+
+void cb_nn_mse_backward(float *dpred, const float *pred, const float *y, int B) {
+    float k = 2.0f / (float)B;
+    for (int r = 0; r < B; r++) dpred[r] += k * (pred[r] - y[r]);
+}
+
+static double sigmoid_d(double z) {
+    return z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z));
+}
+
+double cb_nn_bce_forward(float *prob, const float *v, const float *y, float scale, float bias,
+                         int B) {
+    double s = 0.0;
+    for (int r = 0; r < B; r++) {
+        double z = (double)scale * v[r] + bias;
+        s += (z > 0 ? z : 0.0) - z * y[r] + log1p(exp(-fabs(z)));
+        if (prob) prob[r] = (float)sigmoid_d(z);
+    }
+    return B > 0 ? s / B : 0.0;
+}
+
+void cb_nn_bce_backward(float *dv, float *dscale, float *dbias, const float *v, const float *y,
+                        float scale, float bias, int B) {
+    double ds = 0.0, dc = 0.0;
+    for (int r = 0; r < B; r++) {
+        double z = (double)scale * v[r] + bias;
+        double dz = (sigmoid_d(z) - y[r]) / B;
+        if (dv) dv[r] += (float)(scale * dz);
+        ds += dz * v[r];
+        dc += dz;
+    }
+    if (dscale) *dscale += (float)ds;
+    if (dbias) *dbias += (float)dc;
+}
+
+/* ---- optimisers
+ * The SIMD and naive Adam perform the same IEEE operations in the same order
+ * (no FMA contraction in ISO C mode, sqrt and division correctly rounded), so
+ * they agree bit for bit. Scalars are derived in double, then rounded once. */
+
+typedef struct adam_consts {
+    float b1, omb1, b2, omb2, eps, step, bc2_sqrt, wd;
+} adam_consts;
+
+static adam_consts adam_prepare(const cb_nn_adam *h, uint64_t t) {
+    adam_consts k;
+    double bc1 = 1.0 - pow((double)h->beta1, (double)t);
+    double bc2 = 1.0 - pow((double)h->beta2, (double)t);
+    k.b1 = h->beta1;
+    k.omb1 = 1.0f - h->beta1;
+    k.b2 = h->beta2;
+    k.omb2 = 1.0f - h->beta2;
+    k.eps = h->eps;
+    k.step = (float)((double)h->lr / bc1);
+    k.bc2_sqrt = (float)sqrt(bc2);
+    k.wd = h->weight_decay;
+    return k;
+}
+
+static inline void adam_one(float *p, float g, float *m, float *v, const adam_consts *k) {
+    float mi = k->b1 * *m + k->omb1 * g;
+    float vi = k->b2 * *v + k->omb2 * (g * g);
+    *m = mi;
+    *v = vi;
+    float denom = sqrtf(vi) / k->bc2_sqrt + k->eps;
+    *p = *p - k->step * (mi / denom);
+}
+
+void cb_nn_adam_update_naive(float *p, const float *g, float *m, float *v, size_t n,
+                             size_t n_decay, const cb_nn_adam *h, uint64_t t) {
+    adam_consts k = adam_prepare(h, t);
+    for (size_t i = 0; i < n; i++) {
+        float gi = i < n_decay ? g[i] + k.wd * p[i] : g[i];
+        adam_one(&p[i], gi, &m[i], &v[i], &k);
+    }
+}
+
+#if defined(__SSE2__)
+static void adam_sse(float *p, const float *g, float *m, float *v, size_t n, float wd,
+                     const adam_consts *k) {
+    const __m128 b1 = _mm_set1_ps(k->b1), omb1 = _mm_set1_ps(k->omb1);
+    const __m128 b2 = _mm_set1_ps(k->b2), omb2 = _mm_set1_ps(k->omb2);
+    const __m128 eps = _mm_set1_ps(k->eps), step = _mm_set1_ps(k->step);
+    const __m128 bc2 = _mm_set1_ps(k->bc2_sqrt), vwd = _mm_set1_ps(wd);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m128 pi = _mm_loadu_ps(p + i), gi = _mm_loadu_ps(g + i);
+        if (wd != 0.0f) gi = _mm_add_ps(gi, _mm_mul_ps(vwd, pi));
+        __m128 mi = _mm_add_ps(_mm_mul_ps(b1, _mm_loadu_ps(m + i)), _mm_mul_ps(omb1, gi));
+        __m128 vi = _mm_add_ps(_mm_mul_ps(b2, _mm_loadu_ps(v + i)),
+                               _mm_mul_ps(omb2, _mm_mul_ps(gi, gi)));
+        _mm_storeu_ps(m + i, mi);
+        _mm_storeu_ps(v + i, vi);
+        __m128 denom = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vi), bc2), eps);
+        _mm_storeu_ps(p + i, _mm_sub_ps(pi, _mm_mul_ps(step, _mm_div_ps(mi, denom))));
+    }
+    for (; i < n; i++) adam_one(&p[i], wd != 0.0f ? g[i] + wd * p[i] : g[i], &m[i], &v[i], k);
+}
+#endif
+
+void cb_nn_adam_update(float *p, const float *g, float *m, float *v, size_t n, size_t n_decay,
+                       const cb_nn_adam *h, uint64_t t) {
+#if defined(__SSE2__)
+    adam_consts k = adam_prepare(h, t);
+    adam_sse(p, g, m, v, n_decay, k.wd, &k);
+    adam_sse(p + n_decay, g + n_decay, m + n_decay, v + n_decay, n - n_decay, 0.0f, &k);
+#else
+    cb_nn_adam_update_naive(p, g, m, v, n, n_decay, h, t);
+#endif
+}
+
+void cb_nn_sgd_update(float *p, const float *g, size_t n, size_t n_decay, float lr,
+                      float weight_decay) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = i < n_decay ? g[i] + weight_decay * p[i] : g[i];
+        p[i] -= lr * gi;
+    }
+}
+
+/* ---- initialisers */
+
+static void init_uniform(float *w, size_t n, double limit, cb_rng *rng) {
+    for (size_t i = 0; i < n; i++) w[i] = (float)((2.0 * cb_rng_uniform(rng) - 1.0) * limit);
+}
+
+void cb_nn_init_he(float *w, size_t n, int fan_in, cb_rng *rng) {
+    init_uniform(w, n, sqrt(6.0 / (fan_in > 0 ? fan_in : 1)), rng);
+}
+
+void cb_nn_init_glorot(float *w, size_t n, int fan_in, int fan_out, cb_rng *rng) {
+    int fans = fan_in + fan_out;
+    init_uniform(w, n, sqrt(6.0 / (fans > 0 ? fans : 1)), rng);
+}
+
+int cb_nn_all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}

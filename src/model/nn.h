@@ -1,0 +1,93 @@
+/* nn — the numerical layers of the two-tower model, forward and backward:
+ * dense (over cblas_sgemm), ReLU, row-wise l2-normalisation, row-wise dot
+ * product, the squared-error and sigmoid cross-entropy losses, the Adam and
+ * SGD updates and the He / Glorot initialisers.
+ *
+ * Conventions (after karpathy/llm.c): matrices are row-major float; a layer is
+ * two plain functions, outputs first, sizes last. Backward functions ADD into
+ * their gradient outputs (the caller zeroes gradients with one memset), so a
+ * parameter used twice simply receives both contributions. Every kernel that
+ * goes through BLAS or SIMD has a `_naive` plain-loop twin with the same
+ * contract; the tests compare the two. Nothing here allocates, prints or
+ * keeps state: every function is safe to call from several threads on
+ * disjoint outputs. */
+#ifndef CB_NN_H
+#define CB_NN_H
+
+#include "base/util.h"
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- dense: out (B,OC) = inp (B,C) · w (OC,C)ᵀ + b (OC). b may be NULL. */
+void cb_nn_dense_forward(float *out, const float *inp, const float *w, const float *b,
+                         int B, int C, int OC);
+void cb_nn_dense_forward_naive(float *out, const float *inp, const float *w, const float *b,
+                               int B, int C, int OC);
+/* dinp (B,C) += dout · w      (skipped when dinp is NULL: the first layer)
+ * dw  (OC,C) += doutᵀ · inp
+ * db  (OC)   += column sums of dout (skipped when db is NULL) */
+void cb_nn_dense_backward(float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, int B, int C, int OC);
+void cb_nn_dense_backward_naive(float *dinp, float *dw, float *db, const float *dout,
+                                const float *inp, const float *w, int B, int C, int OC);
+
+/* ---- ReLU over n floats. out may alias inp. */
+void cb_nn_relu_forward(float *out, const float *inp, size_t n);
+/* dinp += dout where out > 0 (out is the forward OUTPUT; ReLU's mask). */
+void cb_nn_relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+/* d = d where out > 0, else 0: the backward pass into a gradient buffer that
+ * holds only this layer's contribution (saves a buffer and a pass). */
+void cb_nn_relu_backward_inplace(float *d, const float *out, size_t n);
+
+/* ---- l2-normalise rows: out (B,D) = inp / max(|inp|, eps); norm (B) keeps
+ * |inp| for the backward pass (same rule as torch.nn.functional.normalize). */
+void cb_nn_l2norm_forward(float *out, float *norm, const float *inp, int B, int D, float eps);
+/* dinp += (dout - out·<out,dout>) / |inp| when |inp| > eps, else dout / eps. */
+void cb_nn_l2norm_backward(float *dinp, const float *dout, const float *out, const float *norm,
+                           int B, int D, float eps);
+
+/* ---- row-wise dot: out (B) = Σ_d a(B,D) ⊙ b(B,D). */
+void cb_nn_rowdot_forward(float *out, const float *a, const float *b, int B, int D);
+/* da += dout·b, db += dout·a (either may be NULL). */
+void cb_nn_rowdot_backward(float *da, float *db, const float *dout, const float *a,
+                           const float *b, int B, int D);
+
+/* ---- losses, averaged over the B examples of the batch.
+ * Squared error: returns Σ (pred - y)² / B; dpred += 2 (pred - y) / B. */
+double cb_nn_mse_forward(const float *pred, const float *y, int B);
+void cb_nn_mse_backward(float *dpred, const float *pred, const float *y, int B);
+/* Sigmoid cross-entropy on logits z = scale·v + bias with labels y in [0,1]:
+ * returns Σ [max(z,0) - z·y + log(1 + e^-|z|)] / B (numerically stable).
+ * prob (may be NULL) receives sigmoid(z). */
+double cb_nn_bce_forward(float *prob, const float *v, const float *y, float scale, float bias, int B);
+/* dv += scale·(σ(z) - y)/B; *dscale += Σ v·(σ(z) - y)/B; *dbias += Σ (σ(z) - y)/B
+ * (dscale, dbias may be NULL). */
+void cb_nn_bce_backward(float *dv, float *dscale, float *dbias, const float *v, const float *y,
+                        float scale, float bias, int B);
+
+/* ---- optimisers over a flat parameter buffer of n floats whose first
+ * n_decay entries are weights (they receive the L2 term weight_decay·p in
+ * their gradient) and whose rest are biases (no decay).
+ * Adam as torch.optim.Adam: m = β1 m + (1-β1) g; v = β2 v + (1-β2) g²;
+ * p -= lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + eps); t is the 1-based step. */
+typedef struct cb_nn_adam {
+    float lr, beta1, beta2, eps, weight_decay;
+} cb_nn_adam;
+void cb_nn_adam_update(float *p, const float *g, float *m, float *v, size_t n, size_t n_decay,
+                       const cb_nn_adam *h, uint64_t t);
+void cb_nn_adam_update_naive(float *p, const float *g, float *m, float *v, size_t n,
+                             size_t n_decay, const cb_nn_adam *h, uint64_t t);
+/* Plain SGD: p -= lr · (g + weight_decay·p on the first n_decay entries). */
+void cb_nn_sgd_update(float *p, const float *g, size_t n, size_t n_decay, float lr,
+                      float weight_decay);
+
+/* ---- initialisers (uniform, like Keras' he_uniform / glorot_uniform). */
+/* w[0..n) ~ U(-sqrt(6/fan_in), +sqrt(6/fan_in)): for layers followed by ReLU. */
+void cb_nn_init_he(float *w, size_t n, int fan_in, cb_rng *rng);
+/* w[0..n) ~ U(-sqrt(6/(fan_in+fan_out)), +...): for the linear output layer. */
+void cb_nn_init_glorot(float *w, size_t n, int fan_in, int fan_out, cb_rng *rng);
+
+/* True when all n floats are finite. */
+int cb_nn_all_finite(const float *x, size_t n);
+
+#endif /* CB_NN_H */
