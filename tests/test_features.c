@@ -4,7 +4,8 @@
 #include "testutil.h"
 
 #include "data/dataset.h"
-#include "data/dataset_internal.h"
+#include "data/loader.h"
+#include "data/loaders.h"
 #include "features/featurize.h"
 
 #include <math.h>

@@ -1,7 +1,7 @@
 /* split — the seeded train/test splits of a dataset (random, per-user temporal,
  * cold users, cold items) and an exact reproduction of sklearn's
  * train_test_split for the course lab. See data/dataset.h for the contracts. */
-#include "data/dataset_internal.h"
+#include "data/dataset.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -20,7 +20,8 @@
  * columns and a cbrec.schema declaring all three, so the generic loader reads
  * the demographics too (without the schema the folder is plain latest-small). */
 #include "data/dataset.h"
-#include "data/dataset_internal.h"
+#include "data/table.h"
+#include "data/textutil.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,16 +1,14 @@
-/* dataset_generic — datasets that are not MovieLens: anyone's data described
- * by a small schema file (cbrec.schema, documented in docs/data-formats.md),
- * a folder holding only ratings.csv, and the course lab's pre-joined rows.
+/* generic — datasets that are not MovieLens: anyone's data described by a
+ * small schema file (cbrec.schema, documented in docs/data-formats.md) and a
+ * folder holding only ratings.csv (columns told from its header).
  *
- * The schema names a ratings file (user, item, rating or 0/1 label,
- * optional timestamp) and optional items / users files whose columns carry a
- * declared role: id, title, numeric, categorical, multi-valued with a
- * separator, or ignore. The course lab instead gives one user-feature row,
- * one item-feature row and one target per rating, aligned by row; its users
- * and items are the distinct ids of those rows, their features must agree
- * wherever an id repeats, and the rows keep their order (the lab's split is a
- * permutation of row positions). */
-#include "data/dataset_internal.h"
+ * The schema names a ratings file (user, item, rating or 0/1 label, or no
+ * rating at all for implicit events with an optional weight; optional
+ * timestamp) and optional items / users files whose columns carry a declared
+ * role: id, title, numeric, categorical, multi-valued with a separator, or
+ * ignore. */
+#include "data/loaders.h"
+#include "data/loader.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -72,11 +70,6 @@ static void schema_free(schema *s) {
     free(s->name);
 }
 
-static void trim(const char **s, size_t *n) {
-    while (*n && (**s == ' ' || **s == '\t' || **s == '\r')) (*s)++, (*n)--;
-    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' || (*s)[*n - 1] == '\r')) (*n)--;
-}
-
 static bool parse_yes_no(const char *v, size_t n, int *out) {
     if (cb_ieq(v, n, "yes") || cb_ieq(v, n, "true") || cb_ieq(v, n, "1")) *out = 1;
     else if (cb_ieq(v, n, "no") || cb_ieq(v, n, "false") || cb_ieq(v, n, "0")) *out = 0;
@@ -104,7 +97,7 @@ static bool parse_delim(const char *v, size_t n, char out[8]) {
 /* One entry of a columns list: "name", "name:kind" or "name:multi(SEP)". */
 static int parse_colspec(colspec *c, const char *s, size_t n, bool ratings, const char *path,
                          size_t line, cb_error *err) {
-    trim(&s, &n);
+    cb_trim(&s, &n);
     const char *colon = memchr(s, ':', n);
     const char *nm = s, *kd = NULL;
     size_t nl = n, kl = 0;
@@ -112,8 +105,8 @@ static int parse_colspec(colspec *c, const char *s, size_t n, bool ratings, cons
         nl = (size_t)(colon - s);
         kd = colon + 1;
         kl = n - nl - 1;
-        trim(&nm, &nl);
-        trim(&kd, &kl);
+        cb_trim(&nm, &nl);
+        cb_trim(&kd, &kl);
     }
     if (nl == 0) return cb_fail(err, CB_EPARSE, "%s:%zu: empty column name", path, line);
     c->name = cb_strndup(nm, nl, err);
@@ -242,7 +235,7 @@ static int parse_schema(schema *s, const char *path, cb_error *err) {
                 n = i;
                 break;
             }
-        trim(&s0, &n);
+        cb_trim(&s0, &n);
         if (n == 0 || s0[0] == '#') continue;
         const char *eq = memchr(s0, '=', n);
         if (!eq) {
@@ -251,8 +244,8 @@ static int parse_schema(schema *s, const char *path, cb_error *err) {
         }
         const char *k = s0, *v = eq + 1;
         size_t kn = (size_t)(eq - s0), vn = n - kn - 1;
-        trim(&k, &kn);
-        trim(&v, &vn);
+        cb_trim(&k, &kn);
+        cb_trim(&v, &vn);
         filespec *fs = NULL;
         const char *sub = NULL;
         size_t subn = 0;
@@ -389,7 +382,7 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
             if (fs->cols[i].kind != K_NUMERIC) continue;
             const char *s = f[i];
             size_t n = fl[i];
-            trim(&s, &n);
+            cb_trim(&s, &n);
             if (n == 0 || cb_ieq(s, n, "NA") || cb_ieq(s, n, "null")) vals[i] = NAN;
             else if (!cb_fast_float(s, n, &vals[i]))
                 BAD_ROW("%s:%zu: column '%s': '%.*s' is not a finite number", name, line, fs->cols[i].name,
@@ -407,7 +400,7 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
             if (cs->kind == K_NUMERIC) {
                 rc = cb_tb_set_num(tb, cs->table_col, row, vals[i], err);
             } else if (cs->kind == K_CATEGORICAL) {
-                trim(&s, &n);
+                cb_trim(&s, &n);
                 if (n) rc = cb_tb_set_cat(tb, cs->table_col, row, s, n, err);
             } else if (cs->kind == K_MULTI) {
                 rc = cb_tb_add_multi_split(tb, cs->table_col, row, s, n, cs->sep, err);
@@ -447,7 +440,7 @@ static int ratings_cols_from_header(cb_ratings_spec *sp, cb_error *err) {
     for (size_t i = 0; i < nf; i++) {
         const char *s = f[i];
         size_t n = fl[i];
-        trim(&s, &n);
+        cb_trim(&s, &n);
         for (int k = 0; k < 4; k++)
             for (const char *const *a = lists[k]; *a; a++)
                 if (*slots[k] < 0 && cb_ieq(s, n, *a)) *slots[k] = (int)i;
@@ -553,253 +546,3 @@ int cb_load_ratings_only(cb_dataset **out, const char *dir, const cb_load_option
     return rc;
 }
 
-/* -------------------------------------------------------------- course lab */
-
-/* One header file: a single comma-separated line of column names. */
-static int read_header_names(const char *path, char ***names, size_t *n, cb_error *err) {
-    cb_csv_options o;
-    cb_csv_options_default(&o);
-    cb_csv *c = NULL;
-    int rc = cb_csv_open(&c, path, &o, err);
-    if (rc) return rc;
-    char **f;
-    size_t *fl, nf;
-    rc = cb_csv_next(c, &f, &fl, &nf, err);
-    if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty header file", cb_csv_name(c));
-    if (rc < 0) goto done;
-    *names = cb_calloc(nf, sizeof **names, err);
-    if (!*names) {
-        rc = CB_ENOMEM;
-        goto done;
-    }
-    *n = nf;
-    rc = CB_OK;
-    for (size_t i = 0; i < nf && !rc; i++) {
-        const char *s = f[i];
-        size_t len = fl[i];
-        trim(&s, &len);
-        if (len == 0) rc = cb_fail(err, CB_EPARSE, "%s:%zu: column %zu has no name", cb_csv_name(c), cb_csv_line(c), i + 1);
-        else if (!((*names)[i] = cb_strndup(s, len, err))) rc = CB_ENOMEM;
-    }
-done:
-    cb_csv_close(c);
-    return rc;
-}
-
-static void free_names(char **names, size_t n) {
-    if (!names) return;
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
-}
-
-/* One side (user or item) of the pre-joined rows. */
-typedef struct lab_side {
-    const char *what;       /* "user" / "item" */
-    char *path, *header_path;
-    char **names;
-    size_t n_cols;
-    cb_csv *csv;
-    cb_tabbuild *tb;
-    cb_vocab *ids;
-    size_t *first_line;     /* [cap] line where each id first appeared */
-    size_t cap_first;
-    float *vals;            /* [n_cols] parsed row */
-} lab_side;
-
-static void lab_side_free(lab_side *s) {
-    free(s->path);
-    free(s->header_path);
-    free_names(s->names, s->n_cols);
-    cb_csv_close(s->csv);
-    free(s->first_line);
-    free(s->vals);
-}
-
-static int lab_side_open(lab_side *s, const char *dir, const char *file, const char *header, cb_error *err) {
-    s->path = cb_path_join(dir, file, err);
-    s->header_path = cb_path_join(dir, header, err);
-    if (!s->path || !s->header_path) return CB_ENOMEM;
-    int rc = read_header_names(s->header_path, &s->names, &s->n_cols, err);
-    if (rc) return rc;
-    for (size_t i = 0; i < s->n_cols; i++) {
-        int col = cb_tb_add_col(s->tb, s->names[i], CB_COL_NUMERIC, err);
-        if (col < 0) { /* name the header file in the message */
-            if (!err) return col;
-            cb_error e = *err;
-            return cb_fail(err, col, "%s:1: %s", s->header_path, e.msg);
-        }
-    }
-    s->vals = cb_calloc(s->n_cols, sizeof *s->vals, err);
-    if (!s->vals) return CB_ENOMEM;
-    cb_csv_options o;
-    cb_csv_options_default(&o);
-    return cb_csv_open(&s->csv, s->path, &o, err);
-}
-
-/* Parse the next row of one side. Returns 1 with *idx set, 0 at EOF, 2 for
- * a bad row (message in err), <0 on a hard error. */
-static int lab_side_row(lab_side *s, uint32_t *idx, cb_error *err) {
-    char **f;
-    size_t *fl, nf;
-    int rc = cb_csv_next(s->csv, &f, &fl, &nf, err);
-    if (rc <= 0) return rc;
-    const char *name = cb_csv_name(s->csv);
-    size_t line = cb_csv_line(s->csv);
-    if (nf != s->n_cols) {
-        cb_fail(err, CB_EPARSE, "%s:%zu: expected %zu fields (as in %s), found %zu", name, line, s->n_cols,
-                s->header_path, nf);
-        return 2;
-    }
-    if (fl[0] == 0) {
-        cb_fail(err, CB_EPARSE, "%s:%zu: empty %s id", name, line, s->what);
-        return 2;
-    }
-    for (size_t i = 0; i < nf; i++)
-        if (!cb_fast_float(f[i], fl[i], &s->vals[i])) {
-            cb_fail(err, CB_EPARSE, "%s:%zu: column '%s': '%.*s' is not a finite number", name, line, s->names[i],
-                    CLIP(fl[i]), f[i]);
-            return 2;
-        }
-    bool added;
-    rc = cb_vocab_intern(s->ids, f[0], fl[0], idx, &added, err);
-    if (rc) return rc;
-    if (added) {
-        if (*idx >= s->cap_first) {
-            size_t cap = s->cap_first ? s->cap_first * 2 : 1024;
-            size_t *p = cb_realloc_array(s->first_line, cap, sizeof *p, err);
-            if (!p) return CB_ENOMEM;
-            s->first_line = p;
-            s->cap_first = cap;
-        }
-        s->first_line[*idx] = line;
-        for (size_t i = 0; i < nf; i++) {
-            rc = cb_tb_set_num(s->tb, (int)i, *idx, s->vals[i], err);
-            if (rc) return rc;
-        }
-        return 1;
-    }
-    const cb_table *t = s->tb->t;
-    for (size_t i = 0; i < nf; i++)
-        if (t->cols[i].num[*idx] != s->vals[i]) {
-            cb_fail(err, CB_EPARSE, "%s:%zu: %s %.*s has '%s' = %g here but %g at line %zu", name, line, s->what,
-                    CLIP(fl[0]), f[0], s->names[i], s->vals[i], t->cols[i].num[*idx], s->first_line[*idx]);
-            return 2;
-        }
-    return 1;
-}
-
-int cb_load_course_lab(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err) {
-    cb_loader L;
-    int rc = cb_ld_begin(&L, "course-lab", dir, opt, err);
-    if (rc) return rc;
-    L.ds->prejoined = true;
-    lab_side us = {.what = "user", .tb = &L.users, .ids = L.ds->users};
-    lab_side is = {.what = "item", .tb = &L.items, .ids = L.ds->items};
-    char *p_y = NULL, *p_list = NULL;
-    cb_csv *cy = NULL, *cl = NULL;
-    rc = lab_side_open(&us, dir, "content_user_train.csv", "content_user_train_header.txt", err);
-    if (!rc) rc = lab_side_open(&is, dir, "content_item_train.csv", "content_item_train_header.txt", err);
-    if (rc) goto fail;
-    p_y = cb_path_join(dir, "content_y_train.csv", err);
-    p_list = cb_path_join(dir, "content_movie_list.csv", err);
-    if (!p_y || !p_list) {
-        rc = CB_ENOMEM;
-        goto fail;
-    }
-    cb_csv_options o;
-    cb_csv_options_default(&o);
-    rc = cb_csv_open(&cy, p_y, &o, err);
-    if (rc) goto fail;
-    /* The lab's protocol: user id, rating count and rating ave are not model inputs. */
-    L.ds->user_lead_cols = (us.n_cols >= 3 && cb_ieq(us.names[1], strlen(us.names[1]), "rating count") &&
-                            cb_ieq(us.names[2], strlen(us.names[2]), "rating ave")) ? 3 : 1;
-    L.ds->item_lead_cols = 1;
-    for (;;) {
-        uint32_t u = 0, it = 0;
-        int ru = lab_side_row(&us, &u, err);
-        if (ru < 0) { rc = ru; goto fail; }
-        cb_error e_item;
-        int ri = lab_side_row(&is, &it, &e_item);
-        if (ri < 0) { if (err) *err = e_item; rc = ri; goto fail; }
-        char **f;
-        size_t *fl, nf;
-        int ry = cb_csv_next(cy, &f, &fl, &nf, err);
-        if (ry < 0) { rc = ry; goto fail; }
-        if (ru == 0 && ri == 0 && ry == 0) break;
-        if (ru == 0 || ri == 0 || ry == 0) {
-            const char *short_name = ru == 0 ? us.path : ri == 0 ? is.path : p_y;
-            size_t line = ru == 0 ? cb_csv_line(is.csv) : cb_csv_line(us.csv);
-            rc = cb_fail(err, CB_EPARSE, "%s:%zu: the three files have different row counts (%s ends first)",
-                         ru == 0 ? is.path : us.path, line, short_name);
-            goto fail;
-        }
-        size_t line = cb_csv_line(cy);
-        float y = 0;
-        bool bad = ru == 2 || ri == 2;
-        if (ri == 2 && ru != 2 && err) *err = e_item;
-        if (!bad && (nf != 1 || !cb_fast_float(f[0], fl[0], &y))) {
-            cb_fail(err, CB_EPARSE, "%s:%zu: expected one finite number", cb_csv_name(cy), line);
-            bad = true;
-        }
-        if (!bad && L.declared_range && (y < L.opt.y_min || y > L.opt.y_max)) {
-            cb_fail(err, CB_EPARSE, "%s:%zu: rating %g outside the declared range [%g, %g]", cb_csv_name(cy), line, y,
-                    L.opt.y_min, L.opt.y_max);
-            bad = true;
-        }
-        if (bad) {
-            if (!L.opt.skip_bad_rows) {
-                rc = CB_EPARSE;
-                goto fail;
-            }
-            L.ds->n_skipped++;
-            continue;
-        }
-        cb_dataset *ds = L.ds;
-        if (ds->n_ratings == ds->cap_ratings) {
-            size_t cap = ds->cap_ratings ? ds->cap_ratings * 2 : 65536;
-            cb_rating *p = cb_realloc_array(ds->ratings, cap, sizeof *p, err);
-            if (!p) { rc = CB_ENOMEM; goto fail; }
-            ds->ratings = p;
-            ds->cap_ratings = cap;
-        }
-        ds->ratings[ds->n_ratings++] = (cb_rating){u, it, y, 0};
-    }
-    if (L.ds->n_ratings == 0) {
-        rc = cb_fail(err, CB_EPARSE, "%s:1: no rows", us.path);
-        goto fail;
-    }
-    /* Titles from the lab's movie list, for the items that have rows. */
-    if (cb_file_exists(p_list)) {
-        rc = cb_csv_open(&cl, p_list, &o, err);
-        if (rc) goto fail;
-        char **f;
-        size_t *fl, nf;
-        bool first = true;
-        while ((rc = cb_csv_next(cl, &f, &fl, &nf, err)) > 0) {
-            if (first) { first = false; continue; }
-            if (nf < 2) {
-                rc = cb_fail(err, CB_EPARSE, "%s:%zu: expected movieId,title,genres", cb_csv_name(cl), cb_csv_line(cl));
-                break;
-            }
-            int64_t it = cb_vocab_find(L.ds->items, f[0], fl[0]);
-            if (it >= 0 && (rc = cb_ld_set_title(&L, (uint32_t)it, f[1], fl[1], err))) break;
-        }
-        if (rc < 0) goto fail;
-    }
-    lab_side_free(&us);
-    lab_side_free(&is);
-    cb_csv_close(cy);
-    cb_csv_close(cl);
-    free(p_y);
-    free(p_list);
-    return cb_ld_finish(&L, NULL, out, err);
-fail:
-    lab_side_free(&us);
-    lab_side_free(&is);
-    cb_csv_close(cy);
-    cb_csv_close(cl);
-    free(p_y);
-    free(p_list);
-    cb_ld_abort(&L);
-    return rc;
-}

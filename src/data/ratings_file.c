@@ -10,7 +10,7 @@
  * for unusual spellings, and remembers the previous row's user because rating
  * files are grouped by user. tests/test_ratings_fast.c checks that the two
  * paths give identical datasets and messages. */
-#include "data/dataset_internal.h"
+#include "data/loader.h"
 
 #include <fcntl.h>
 #include <pthread.h>

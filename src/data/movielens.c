@@ -9,7 +9,8 @@
  * parsed from the title ("Toy Story (1995)"), or from the release date when
  * the title has none; user tables get age, gender, occupation and a US
  * region from the first digit of the zip code ("other" for foreign codes). */
-#include "data/dataset_internal.h"
+#include "data/loaders.h"
+#include "data/loader.h"
 
 #include <math.h>
 #include <stdlib.h>

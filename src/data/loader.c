@@ -1,0 +1,321 @@
+/* loader — the loader context every layout loader goes through: it owns the
+ * half-built dataset until a load succeeds (cb_ld_begin / cb_ld_abort), and
+ * cb_ld_finish runs the final validation pass (duplicate (user, item) pairs,
+ * the rating range and binary flag, table padding, titles, column roles).
+ * The ratings-file reader is ratings_file.c.
+ *
+ * Duplicate (user, item) detection is O(n) with a per-item marker, and on the
+ * rare error path the file is re-scanned to name both lines. */
+#include "data/loader.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ----------------------------------------------------------- loader context */
+
+int cb_ld_begin(cb_loader *L, const char *name, const char *path, const cb_load_options *opt,
+                cb_error *err) {
+    memset(L, 0, sizeof *L);
+    if (opt) L->opt = *opt;
+    else cb_load_options_default(&L->opt);
+    if (!(L->opt.y_min == 0 && L->opt.y_max == 0)) {
+        if (!(L->opt.y_min <= L->opt.y_max) || !isfinite(L->opt.y_min) || !isfinite(L->opt.y_max))
+            return cb_fail(err, CB_EINVAL, "invalid rating range [%g, %g]", L->opt.y_min, L->opt.y_max);
+        L->declared_range = true;
+    }
+    cb_dataset *ds = cb_calloc(1, sizeof *ds, err);
+    if (!ds) return CB_ENOMEM;
+    L->ds = ds;
+    ds->user_lead_cols = ds->item_lead_cols = 0;
+    ds->y_min = L->opt.y_min;
+    ds->y_max = L->opt.y_max;
+    cb_tb_init(&L->users, &ds->user_attr);
+    cb_tb_init(&L->items, &ds->item_attr);
+    ds->name = cb_strdup(name, err);
+    ds->path = cb_strdup(path, err);
+    ds->users = cb_vocab_create(err);
+    ds->items = cb_vocab_create(err);
+    if (!ds->name || !ds->path || !ds->users || !ds->items) {
+        cb_ld_abort(L);
+        return CB_ENOMEM;
+    }
+    return CB_OK;
+}
+
+void cb_ld_abort(cb_loader *L) {
+    for (size_t i = 0; i < L->cap_titles; i++) free(L->titles[i]);
+    free(L->titles);
+    L->titles = NULL;
+    L->cap_titles = 0;
+    cb_tb_release(&L->users);
+    cb_tb_release(&L->items);
+    cb_dataset_free(L->ds);
+    L->ds = NULL;
+}
+
+int cb_ld_set_title(cb_loader *L, uint32_t item, const char *s, size_t len, cb_error *err) {
+    if (item >= L->cap_titles) {
+        size_t cap = L->cap_titles ? L->cap_titles : 256;
+        while (cap <= item) cap *= 2;
+        char **p = cb_realloc_array(L->titles, cap, sizeof *p, err);
+        if (!p) return CB_ENOMEM;
+        memset(p + L->cap_titles, 0, (cap - L->cap_titles) * sizeof *p);
+        L->titles = p;
+        L->cap_titles = cap;
+    }
+    free(L->titles[item]);
+    L->titles[item] = cb_strndup(s, len, err);
+    return L->titles[item] ? CB_OK : CB_ENOMEM;
+}
+
+void cb_ld_default_range(cb_loader *L, float y_min, float y_max) {
+    if (L->declared_range) return;
+    L->opt.y_min = y_min;
+    L->opt.y_max = y_max;
+    L->declared_range = true;
+}
+
+/* ---------------------------------------------------------- ratings reader */
+
+void cb_ratings_spec_init(cb_ratings_spec *sp, const char *path) {
+    memset(sp, 0, sizeof *sp);
+    sp->path = path;
+    cb_csv_options_default(&sp->csv);
+    sp->col_user = 0;
+    sp->col_item = 1;
+    sp->col_rating = 2;
+    sp->col_ts = 3;
+}
+
+/* ------------------------------------------------------------ final checks */
+
+/* Re-scan the ratings file for the two lines holding (user, item). Only runs
+ * on the error path, so the fast path never stores line numbers. */
+static void find_dup_lines(const cb_ratings_spec *sp, const char *u, const char *it, size_t *first,
+                           size_t *second) {
+    *first = *second = 0;
+    cb_csv *c = NULL;
+    cb_error e;
+    if (cb_csv_open(&c, sp->path, &sp->csv, &e)) return;
+    char **f;
+    size_t *fl, nf;
+    size_t ul = strlen(u), il = strlen(it);
+    bool skip = sp->header;
+    while (cb_csv_next(c, &f, &fl, &nf, &e) > 0) {
+        if (skip) {
+            skip = false;
+            continue;
+        }
+        if ((size_t)sp->col_user >= nf || (size_t)sp->col_item >= nf) continue;
+        if (fl[sp->col_user] == ul && fl[sp->col_item] == il && !memcmp(f[sp->col_user], u, ul) &&
+            !memcmp(f[sp->col_item], it, il)) {
+            if (!*first) *first = cb_csv_line(c);
+            else {
+                *second = cb_csv_line(c);
+                break;
+            }
+        }
+    }
+    cb_csv_close(c);
+}
+
+/* The range of the ratings, gathered by check_duplicates when it can. */
+typedef struct y_range {
+    float lo, hi;
+    bool binary;
+    bool valid; /* false: not gathered, or ratings were dropped since */
+} y_range;
+
+/* Duplicate (user, item) pairs, found with a per-item marker holding the last
+ * user seen while going through each user's ratings in file order. Files
+ * grouped by user (MovieLens, most exports) have non-decreasing user indices,
+ * since ids are numbered as they first appear: they are in that order
+ * already, and one pass checks them and gathers the rating range on the way.
+ * Other files are put in user order by a stable counting sort of rating
+ * indices. Later duplicates are dropped when skipping; otherwise the first
+ * met is reported. */
+static int check_duplicates(cb_loader *L, const cb_ratings_spec *sp, y_range *range, cb_error *err) {
+    cb_dataset *ds = L->ds;
+    const cb_rating *r = ds->ratings;
+    uint32_t n_users = cb_vocab_size(ds->users), n_items = cb_vocab_size(ds->items);
+    size_t n = ds->n_ratings, n_dup = 0, first_dup = SIZE_MAX;
+    const bool skip = L->opt.skip_bad_rows;
+    int rc = CB_OK;
+    uint32_t *start = NULL, *order = NULL;
+    uint8_t *drop = skip ? cb_calloc(n ? n : 1, 1, err) : NULL;
+    uint32_t *mark = cb_malloc(((size_t)n_items + 1) * sizeof *mark, err);
+    if (!mark || (skip && !drop)) {
+        rc = CB_ENOMEM;
+        goto done;
+    }
+    memset(mark, 0xff, ((size_t)n_items + 1) * sizeof *mark);
+
+    float lo = INFINITY, hi = -INFINITY;
+    bool binary = true, grouped = true;
+    uint32_t prev_user = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = r[i].user, it = r[i].item;
+        float y = r[i].y;
+        if (u < prev_user) {
+            grouped = false;
+            break;
+        }
+        prev_user = u;
+        if (y < lo) lo = y;
+        if (y > hi) hi = y;
+        if (y != 0.0f && y != 1.0f) binary = false;
+        if (mark[it] != u) {
+            mark[it] = u;
+            continue;
+        }
+        if (first_dup == SIZE_MAX) first_dup = i;
+        if (skip) drop[i] = 1;
+        n_dup++;
+    }
+    if (grouped) {
+        *range = (y_range){lo, hi, binary, n_dup == 0};
+    } else { /* start over in user order */
+        n_dup = 0;
+        first_dup = SIZE_MAX;
+        if (skip) memset(drop, 0, n);
+        memset(mark, 0xff, ((size_t)n_items + 1) * sizeof *mark);
+        start = cb_calloc((size_t)n_users + 1, sizeof *start, err);
+        order = cb_malloc(n * sizeof *order, err);
+        if (!start || !order) {
+            rc = CB_ENOMEM;
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++) start[r[i].user + 1]++;
+        for (uint32_t u = 0; u < n_users; u++) start[u + 1] += start[u];
+        for (size_t i = 0; i < n; i++) order[start[r[i].user]++] = (uint32_t)i;
+        /* start[u] is now the end of user u; its beginning is start[u-1] (0 for u=0). */
+        for (uint32_t u = 0; u < n_users && (skip || !n_dup); u++) {
+            for (uint32_t k = u ? start[u - 1] : 0; k < start[u]; k++) {
+                uint32_t i = order[k], it = r[i].item;
+                if (mark[it] != u) {
+                    mark[it] = u;
+                    continue;
+                }
+                if (first_dup == SIZE_MAX) first_dup = i;
+                if (skip) drop[i] = 1;
+                n_dup++;
+            }
+        }
+    }
+    if (n_dup && !skip) {
+        const char *un = cb_vocab_name(ds->users, r[first_dup].user);
+        const char *in = cb_vocab_name(ds->items, r[first_dup].item);
+        size_t l1 = 0, l2 = 0;
+        if (sp) find_dup_lines(sp, un, in, &l1, &l2);
+        rc = cb_fail(err, CB_EPARSE, "%s:%zu: duplicate rating for user '%s' and item '%s' (first at line %zu)",
+                     sp ? sp->path : ds->path, l2, un, in, l1);
+        goto done;
+    }
+    if (n_dup) {
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!drop[i]) ds->ratings[w++] = ds->ratings[i];
+        ds->n_ratings = w;
+        ds->n_skipped += n_dup;
+    }
+done:
+    free(start);
+    free(order);
+    free(mark);
+    free(drop);
+    return rc;
+}
+
+static int find_role(const cb_table *t, cb_col_kind kind, const char *const *names) {
+    for (const char *const *nm = names; *nm; nm++)
+        for (uint32_t i = 0; i < t->n_cols; i++)
+            if (t->cols[i].kind == kind && cb_ieq(t->cols[i].name, strlen(t->cols[i].name), *nm))
+                return (int)i;
+    return -1;
+}
+
+static void resolve_roles(cb_dataset *ds) {
+    static const char *const genres[] = {"genres", "genre", NULL};
+    static const char *const year[] = {"year", "release year", NULL};
+    static const char *const age[] = {"age", NULL};
+    static const char *const gender[] = {"gender", "sex", NULL};
+    static const char *const occupation[] = {"occupation", "job", NULL};
+    static const char *const location[] = {"region", "country", "location", "state", NULL};
+    ds->roles.item_genres = find_role(&ds->item_attr, CB_COL_MULTI, genres);
+    ds->roles.item_year = find_role(&ds->item_attr, CB_COL_NUMERIC, year);
+    ds->roles.user_age = find_role(&ds->user_attr, CB_COL_NUMERIC, age);
+    ds->roles.user_gender = find_role(&ds->user_attr, CB_COL_CATEGORICAL, gender);
+    ds->roles.user_occupation = find_role(&ds->user_attr, CB_COL_CATEGORICAL, occupation);
+    ds->roles.user_location = find_role(&ds->user_attr, CB_COL_CATEGORICAL, location);
+}
+
+int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_error *err) {
+    cb_dataset *ds = L->ds;
+    int rc;
+    y_range range = {0};
+    if (!ds->prejoined) {
+        rc = check_duplicates(L, sp, &range, err);
+        if (rc) goto fail;
+    }
+    if (ds->n_ratings == 0) {
+        rc = cb_fail(err, CB_EPARSE, "%s: no ratings", ds->path);
+        goto fail;
+    }
+    /* Shrink the ratings array to its size: exactly 16 bytes per rating. */
+    if (ds->cap_ratings > ds->n_ratings) {
+        cb_rating *p = realloc(ds->ratings, ds->n_ratings * sizeof *p);
+        if (p) {
+            ds->ratings = p;
+            ds->cap_ratings = ds->n_ratings;
+        }
+    }
+    if (!range.valid) {
+        range = (y_range){INFINITY, -INFINITY, true, true};
+        for (size_t i = 0; i < ds->n_ratings; i++) {
+            float y = ds->ratings[i].y;
+            if (y < range.lo) range.lo = y;
+            if (y > range.hi) range.hi = y;
+            if (y != 0.0f && y != 1.0f) range.binary = false;
+        }
+    }
+    float lo = range.lo, hi = range.hi;
+    bool binary = range.binary;
+    ds->binary = L->declared_binary || binary;
+    if (L->declared_range) {
+        ds->y_min = L->opt.y_min;
+        ds->y_max = L->opt.y_max;
+    } else if (L->declared_binary) {
+        ds->y_min = 0;
+        ds->y_max = 1;
+    } else {
+        ds->y_min = lo;
+        ds->y_max = hi;
+    }
+    uint32_t n_users = cb_vocab_size(ds->users), n_items = cb_vocab_size(ds->items);
+    rc = cb_tb_finish(&L->users, n_users, err);
+    if (!rc) rc = cb_tb_finish(&L->items, n_items, err);
+    if (rc) goto fail;
+    if (L->titles) {
+        if (L->cap_titles < n_items) {
+            rc = cb_ld_set_title(L, n_items - 1, "", 0, err); /* grows and zero-fills */
+            if (rc) goto fail;
+            free(L->titles[n_items - 1]);
+            L->titles[n_items - 1] = NULL;
+        }
+        for (size_t i = n_items; i < L->cap_titles; i++) free(L->titles[i]);
+        ds->titles = L->titles;
+        L->titles = NULL;
+        L->cap_titles = 0;
+    }
+    resolve_roles(ds);
+    cb_tb_release(&L->users);
+    cb_tb_release(&L->items);
+    *out = ds;
+    L->ds = NULL;
+    return CB_OK;
+fail:
+    cb_ld_abort(L);
+    return rc;
+}
+

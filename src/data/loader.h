@@ -1,0 +1,73 @@
+/* loader — plumbing shared by the dataset loaders (movielens.c, generic.c,
+ * course_lab.c): the loader context that owns half-built state until a load
+ * succeeds (loader.c), and the one ratings-file reader every layout goes
+ * through (ratings_file.c), so strictness, error messages and speed are the
+ * same everywhere. Internal to libcbrec; not installed. */
+#ifndef CB_LOADER_H
+#define CB_LOADER_H
+
+#include "base/csv.h"
+#include "data/dataset.h"
+#include "data/table.h"
+#include "data/textutil.h"
+
+/* ---- Loader context: everything a load owns until it succeeds. */
+typedef struct cb_loader {
+    cb_dataset *ds;
+    cb_load_options opt;
+    cb_tabbuild users, items;
+    char **titles;      /* [cap_titles], zero-filled; moved into ds by cb_ld_finish */
+    size_t cap_titles;
+    const char *items_file, *users_file; /* names for "unknown id" messages, NULL = none */
+    bool declared_range;                 /* y_min/y_max came from options or schema */
+    bool declared_binary;
+} cb_loader;
+
+/* Create the dataset and context. `name` is the layout name. */
+int cb_ld_begin(cb_loader *L, const char *name, const char *path, const cb_load_options *opt,
+                cb_error *err);
+/* Free everything (after an error). */
+void cb_ld_abort(cb_loader *L);
+int cb_ld_set_title(cb_loader *L, uint32_t item, const char *s, size_t len, cb_error *err);
+/* Declare the valid rating range unless the caller's options already did. */
+void cb_ld_default_range(cb_loader *L, float y_min, float y_max);
+
+/* ---- Ratings files. */
+typedef struct cb_ratings_spec {
+    const char *path;
+    cb_csv_options csv;
+    bool header;          /* the first record is a header */
+    size_t n_fields;      /* exact fields per record; 0 = at least the used ones */
+    int col_user, col_item, col_rating, col_ts; /* field positions, -1 = absent
+                                                   (no rating column: every row is y = 1) */
+} cb_ratings_spec;
+void cb_ratings_spec_init(cb_ratings_spec *sp, const char *path);
+
+/* Read a ratings file, appending to L->ds. Item (user) ids must already be
+ * known when L->items_file (L->users_file) is set. */
+int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err);
+
+/* Validate and complete the dataset: duplicate (user, item) pairs (unless
+ * prejoined), binary flag and range, table padding, titles, roles. On success
+ * *out owns the dataset and L is emptied. `sp` (may be NULL) names the ratings
+ * file for duplicate messages. */
+int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_error *err);
+
+/* ---- Bad rows. In a loader's row loop: fail with a "file:line: reason"
+ * message, or, under skip_bad_rows, count the row and move on. The function
+ * needs `cb_loader *L`, `int rc`, `cb_error *err`, a `next_row:` label at the
+ * end of its loop body and a `done:` label that releases what it holds. */
+#define BAD_ROW(...)                                   \
+    do {                                               \
+        if (L->opt.skip_bad_rows) {                    \
+            L->ds->n_skipped++;                        \
+            goto next_row;                             \
+        }                                              \
+        rc = cb_fail(err, CB_EPARSE, __VA_ARGS__);     \
+        goto done;                                     \
+    } while (0)
+
+/* Length of a field quoted in a message: at most 40 bytes (use with "%.*s"). */
+#define CLIP(n) ((int)((n) > 40 ? 40 : (n)))
+
+#endif /* CB_LOADER_H */
