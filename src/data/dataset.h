@@ -67,6 +67,8 @@ typedef struct cb_dataset {
     size_t cap_ratings;
     float y_min, y_max;    /* declared or observed rating range */
     bool binary;           /* labels are 0/1 */
+    bool implicit;         /* events, not ratings (no rating column): y = 1 per (user, item),
+                              or the summed weights of its events; `binary` when unweighted */
     bool has_timestamps;
     bool prejoined;        /* course-lab style: user/item tables are given features,
                               duplicate (user, item) rows allowed */
@@ -77,6 +79,7 @@ typedef struct cb_dataset {
     cb_table item_attr;    /* rows = cb_vocab_size(items) */
     cb_roles roles;
     size_t n_skipped;      /* bad rows skipped under skip_bad_rows */
+    size_t n_merged;       /* implicit: repeated (user, item) events merged into the first */
     /* Pre-joined data: how many leading columns of user_attr / item_attr are ids
      * or bookkeeping rather than model inputs (course lab: 3 and 1). 0 otherwise. */
     uint32_t user_lead_cols, item_lead_cols;

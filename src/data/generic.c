@@ -18,7 +18,7 @@
 
 typedef enum {
     K_ID, K_TITLE, K_NUMERIC, K_CATEGORICAL, K_MULTI, K_IGNORE,  /* items / users */
-    K_USER, K_ITEM, K_RATING, K_TIMESTAMP                         /* ratings */
+    K_USER, K_ITEM, K_RATING, K_TIMESTAMP, K_WEIGHT               /* ratings */
 } col_kind;
 
 typedef struct colspec {
@@ -46,6 +46,8 @@ typedef struct schema {
     filespec ratings, items, users;
     float y_min, y_max;
     bool has_range, binary;
+    int implicit;          /* rating.implicit: 1 yes, 0 no, -1 not given (no rating column = yes) */
+    size_t implicit_line;
     char *name;
 } schema;
 
@@ -122,10 +124,12 @@ static int parse_colspec(colspec *c, const char *s, size_t n, bool ratings, cons
         else if (cb_ieq(kd, kl, "item")) c->kind = K_ITEM;
         else if (cb_ieq(kd, kl, "rating") || cb_ieq(kd, kl, "label")) c->kind = K_RATING;
         else if (cb_ieq(kd, kl, "timestamp")) c->kind = K_TIMESTAMP;
+        else if (cb_ieq(kd, kl, "weight")) c->kind = K_WEIGHT;
         else if (cb_ieq(kd, kl, "ignore")) c->kind = K_IGNORE;
         else
             return cb_fail(err, CB_EPARSE,
-                           "%s:%zu: ratings column '%.*s': role must be user, item, rating, label, timestamp or ignore",
+                           "%s:%zu: ratings column '%.*s': role must be user, item, rating, label, timestamp, "
+                           "weight or ignore",
                            path, line, CLIP(n), s);
         return CB_OK;
     }
@@ -181,32 +185,151 @@ static int parse_columns(filespec *fs, const char *v, size_t n, bool ratings, co
     }
     fs->columns_line = line;
     /* Role checks. */
-    int n_id = 0, n_user = 0, n_item = 0, n_rating = 0, n_ts = 0, n_title = 0;
+    int n_id = 0, n_user = 0, n_item = 0, n_rating = 0, n_ts = 0, n_title = 0, n_weight = 0;
     for (size_t i = 0; i < fs->n_cols; i++) {
         n_id += fs->cols[i].kind == K_ID;
         n_user += fs->cols[i].kind == K_USER;
         n_item += fs->cols[i].kind == K_ITEM;
         n_rating += fs->cols[i].kind == K_RATING;
         n_ts += fs->cols[i].kind == K_TIMESTAMP;
+        n_weight += fs->cols[i].kind == K_WEIGHT;
         n_title += fs->cols[i].kind == K_TITLE;
         for (size_t j = 0; j < i; j++)
             if (fs->cols[i].kind != K_IGNORE && !strcmp(fs->cols[i].name, fs->cols[j].name))
                 return cb_fail(err, CB_EPARSE, "%s:%zu: column '%s' named twice", path, line, fs->cols[i].name);
     }
-    if (ratings && (n_user != 1 || n_item != 1 || n_rating > 1 || n_ts > 1))
+    if (ratings && (n_user != 1 || n_item != 1 || n_rating > 1 || n_ts > 1 || n_weight > 1))
         return cb_fail(err, CB_EPARSE, "%s:%zu: ratings columns need exactly one user and one item, "
-                       "at most one rating and one timestamp", path, line);
+                       "at most one rating, one timestamp and one weight", path, line);
+    if (ratings && n_rating && n_weight)
+        return cb_fail(err, CB_EPARSE, "%s:%zu: ratings columns: a weight is for implicit events, "
+                       "which have no rating column (declare one of them :ignore)", path, line);
     if (!ratings && (n_id != 1 || n_title > 1))
         return cb_fail(err, CB_EPARSE, "%s:%zu: columns need exactly one id (and at most one title)", path, line);
     return CB_OK;
 }
 
-static int parse_schema(schema *s, const char *path, cb_error *err) {
+/* A key of one file's section: "ratings = FILE", "items.delim = tab", ... */
+static int schema_file_key(schema *s, filespec *fs, const char *sub, size_t subn, const char *k, size_t kn,
+                           const char *v, size_t vn, size_t line, cb_error *err) {
+    const char *path = s->path;
+    int rc = CB_OK;
+    if (subn == 0) {
+        if (fs->file) rc = cb_fail(err, CB_EPARSE, "%s:%zu: '%.*s' given twice", path, line, CLIP(kn), k);
+        else if (vn == 0) rc = cb_fail(err, CB_EPARSE, "%s:%zu: empty file name", path, line);
+        else if (!(fs->file = cb_strndup(v, vn, err))) rc = CB_ENOMEM;
+        fs->file_line = line;
+    } else if (cb_ieq(sub, subn, "delim")) {
+        if (!parse_delim(v, vn, fs->delim))
+            rc = cb_fail(err, CB_EPARSE, "%s:%zu: delimiter must be 1-7 characters or tab/comma/semicolon/pipe/space", path, line);
+    } else if (cb_ieq(sub, subn, "header")) {
+        if (!parse_yes_no(v, vn, &fs->header)) rc = cb_fail(err, CB_EPARSE, "%s:%zu: header must be yes or no", path, line);
+    } else if (cb_ieq(sub, subn, "quoting")) {
+        if (!parse_yes_no(v, vn, &fs->quoting)) rc = cb_fail(err, CB_EPARSE, "%s:%zu: quoting must be yes or no", path, line);
+    } else if (fs != &s->ratings && cb_ieq(sub, subn, "year_from_title")) {
+        if (!parse_yes_no(v, vn, &fs->year_from_title))
+            rc = cb_fail(err, CB_EPARSE, "%s:%zu: year_from_title must be yes or no", path, line);
+    } else if (cb_ieq(sub, subn, "encoding")) {
+        if (cb_ieq(v, vn, "utf-8") || cb_ieq(v, vn, "utf8")) fs->latin1 = 0;
+        else if (cb_ieq(v, vn, "latin-1") || cb_ieq(v, vn, "latin1") || cb_ieq(v, vn, "iso-8859-1")) fs->latin1 = 1;
+        else rc = cb_fail(err, CB_EPARSE, "%s:%zu: encoding must be utf-8 or latin-1", path, line);
+    } else if (cb_ieq(sub, subn, "columns")) {
+        rc = parse_columns(fs, v, vn, fs == &s->ratings, path, line, err);
+    } else {
+        rc = cb_fail(err, CB_EPARSE, "%s:%zu: unknown key '%.*s'", path, line, CLIP(kn), k);
+    }
+    return rc;
+}
+
+/* One "key = value" line, both trimmed. */
+static int schema_key(schema *s, const char *k, size_t kn, const char *v, size_t vn, size_t line, cb_error *err) {
+    static const char *const prefixes[3] = {"ratings", "items", "users"};
+    filespec *const specs[3] = {&s->ratings, &s->items, &s->users};
+    const char *path = s->path;
+    for (int i = 0; i < 3; i++) {
+        size_t pl = strlen(prefixes[i]);
+        if (kn >= pl && !memcmp(k, prefixes[i], pl) && (kn == pl || k[pl] == '.'))
+            return schema_file_key(s, specs[i], kn == pl ? "" : k + pl + 1, kn == pl ? 0 : kn - pl - 1, k, kn, v,
+                                   vn, line, err);
+    }
+    int b;
+    if (cb_ieq(k, kn, "rating.range")) {
+        const char *comma = memchr(v, ',', vn);
+        s->has_range = true;
+        if (!comma || !cb_parse_float(v, (size_t)(comma - v), &s->y_min) ||
+            !cb_parse_float(comma + 1, vn - (size_t)(comma - v) - 1, &s->y_max) || !(s->y_min <= s->y_max))
+            return cb_fail(err, CB_EPARSE, "%s:%zu: rating.range must be 'MIN,MAX' with MIN <= MAX", path, line);
+    } else if (cb_ieq(k, kn, "rating.binary")) {
+        if (!parse_yes_no(v, vn, &b)) return cb_fail(err, CB_EPARSE, "%s:%zu: rating.binary must be yes or no", path, line);
+        s->binary = b;
+    } else if (cb_ieq(k, kn, "rating.implicit")) {
+        if (!parse_yes_no(v, vn, &s->implicit))
+            return cb_fail(err, CB_EPARSE, "%s:%zu: rating.implicit must be yes or no", path, line);
+        s->implicit_line = line;
+    } else if (cb_ieq(k, kn, "name")) {
+        free(s->name);
+        if (!(s->name = cb_strndup(v, vn, err))) return CB_ENOMEM;
+    } else {
+        return cb_fail(err, CB_EPARSE, "%s:%zu: unknown key '%.*s'", path, line, CLIP(kn), k);
+    }
+    return CB_OK;
+}
+
+/* One line of the schema file: a comment, blank, or "key = value". */
+static int schema_line(schema *s, const char *s0, size_t n, size_t line, cb_error *err) {
+    if (memchr(s0, '\0', n)) return cb_fail(err, CB_EPARSE, "%s:%zu: NUL byte in schema", s->path, line);
+    if (!cb_utf8_valid(s0, n)) return cb_fail(err, CB_EPARSE, "%s:%zu: invalid UTF-8", s->path, line);
+    /* Comments: whole lines starting with '#', or " #" after a value. */
+    for (size_t i = 1; i < n; i++)
+        if (s0[i] == '#' && (s0[i - 1] == ' ' || s0[i - 1] == '\t')) {
+            n = i;
+            break;
+        }
+    cb_trim(&s0, &n);
+    if (n == 0 || s0[0] == '#') return CB_OK;
+    const char *eq = memchr(s0, '=', n);
+    if (!eq) return cb_fail(err, CB_EPARSE, "%s:%zu: expected 'key = value'", s->path, line);
+    const char *k = s0, *v = eq + 1;
+    size_t kn = (size_t)(eq - s0), vn = n - kn - 1;
+    cb_trim(&k, &kn);
+    cb_trim(&v, &vn);
+    return schema_key(s, k, kn, v, vn, line, err);
+}
+
+/* What a schema must hold once every line is read. */
+static int schema_check(const schema *s, size_t n_lines, cb_error *err) {
+    if (!s->ratings.file)
+        return cb_fail(err, CB_EPARSE, "%s:%zu: no 'ratings = FILE' line", s->path, n_lines + 1);
+    for (int i = 0; i < 2; i++) {
+        const filespec *fs = i ? &s->users : &s->items;
+        if (fs->file && !fs->cols)
+            return cb_fail(err, CB_EPARSE, "%s:%zu: %s needs a '%s.columns = id,...' line", s->path, fs->file_line,
+                           i ? "users" : "items", i ? "users" : "items");
+    }
+    if (s->ratings.cols && s->implicit >= 0) {
+        bool has_rating = false;
+        for (size_t i = 0; i < s->ratings.n_cols; i++) has_rating |= s->ratings.cols[i].kind == K_RATING;
+        if (s->implicit == 1 && has_rating)
+            return cb_fail(err, CB_EPARSE, "%s:%zu: rating.implicit = yes, but ratings.columns has a rating column "
+                           "(declare it :weight or :ignore)", s->path, s->implicit_line);
+        if (s->implicit == 0 && !has_rating)
+            return cb_fail(err, CB_EPARSE, "%s:%zu: rating.implicit = no, but ratings.columns has no rating column",
+                           s->path, s->implicit_line);
+    }
+    return CB_OK;
+}
+
+static void schema_init(schema *s, const char *path) {
     memset(s, 0, sizeof *s);
     s->path = path;
+    s->implicit = -1;
     filespec_init(&s->ratings);
     filespec_init(&s->items);
     filespec_init(&s->users);
+}
+
+static int parse_schema(schema *s, const char *path, cb_error *err) {
+    schema_init(s, path);
     char *text;
     size_t len;
     int rc = cb_read_small_file(path, &text, &len, 1 << 20, err);
@@ -218,96 +341,11 @@ static int parse_schema(schema *s, const char *path, cb_error *err) {
         line++;
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
-        const char *s0 = p;
-        size_t n = (size_t)(le - p);
+        rc = schema_line(s, p, (size_t)(le - p), line, err);
         p = nl ? nl + 1 : end;
-        if (memchr(s0, '\0', n)) {
-            rc = cb_fail(err, CB_EPARSE, "%s:%zu: NUL byte in schema", path, line);
-            break;
-        }
-        if (!cb_utf8_valid(s0, n)) {
-            rc = cb_fail(err, CB_EPARSE, "%s:%zu: invalid UTF-8", path, line);
-            break;
-        }
-        /* Comments: whole lines starting with '#', or " #" after a value. */
-        for (size_t i = 1; i < n; i++)
-            if (s0[i] == '#' && (s0[i - 1] == ' ' || s0[i - 1] == '\t')) {
-                n = i;
-                break;
-            }
-        cb_trim(&s0, &n);
-        if (n == 0 || s0[0] == '#') continue;
-        const char *eq = memchr(s0, '=', n);
-        if (!eq) {
-            rc = cb_fail(err, CB_EPARSE, "%s:%zu: expected 'key = value'", path, line);
-            break;
-        }
-        const char *k = s0, *v = eq + 1;
-        size_t kn = (size_t)(eq - s0), vn = n - kn - 1;
-        cb_trim(&k, &kn);
-        cb_trim(&v, &vn);
-        filespec *fs = NULL;
-        const char *sub = NULL;
-        size_t subn = 0;
-        static const char *const prefixes[3] = {"ratings", "items", "users"};
-        filespec *const specs[3] = {&s->ratings, &s->items, &s->users};
-        for (int i = 0; i < 3 && !fs; i++) {
-            size_t pl = strlen(prefixes[i]);
-            if (kn >= pl && !memcmp(k, prefixes[i], pl) && (kn == pl || k[pl] == '.')) {
-                fs = specs[i];
-                sub = kn == pl ? "" : k + pl + 1;
-                subn = kn == pl ? 0 : kn - pl - 1;
-            }
-        }
-        if (fs && subn == 0) {
-            if (fs->file) rc = cb_fail(err, CB_EPARSE, "%s:%zu: '%.*s' given twice", path, line, CLIP(kn), k);
-            else if (vn == 0) rc = cb_fail(err, CB_EPARSE, "%s:%zu: empty file name", path, line);
-            else if (!(fs->file = cb_strndup(v, vn, err))) rc = CB_ENOMEM;
-            fs->file_line = line;
-        } else if (fs && cb_ieq(sub, subn, "delim")) {
-            if (!parse_delim(v, vn, fs->delim))
-                rc = cb_fail(err, CB_EPARSE, "%s:%zu: delimiter must be 1-7 characters or tab/comma/semicolon/pipe/space", path, line);
-        } else if (fs && cb_ieq(sub, subn, "header")) {
-            if (!parse_yes_no(v, vn, &fs->header)) rc = cb_fail(err, CB_EPARSE, "%s:%zu: header must be yes or no", path, line);
-        } else if (fs && cb_ieq(sub, subn, "quoting")) {
-            if (!parse_yes_no(v, vn, &fs->quoting)) rc = cb_fail(err, CB_EPARSE, "%s:%zu: quoting must be yes or no", path, line);
-        } else if (fs && fs != &s->ratings && cb_ieq(sub, subn, "year_from_title")) {
-            if (!parse_yes_no(v, vn, &fs->year_from_title))
-                rc = cb_fail(err, CB_EPARSE, "%s:%zu: year_from_title must be yes or no", path, line);
-        } else if (fs && cb_ieq(sub, subn, "encoding")) {
-            if (cb_ieq(v, vn, "utf-8") || cb_ieq(v, vn, "utf8")) fs->latin1 = 0;
-            else if (cb_ieq(v, vn, "latin-1") || cb_ieq(v, vn, "latin1") || cb_ieq(v, vn, "iso-8859-1")) fs->latin1 = 1;
-            else rc = cb_fail(err, CB_EPARSE, "%s:%zu: encoding must be utf-8 or latin-1", path, line);
-        } else if (fs && cb_ieq(sub, subn, "columns")) {
-            rc = parse_columns(fs, v, vn, fs == &s->ratings, path, line, err);
-        } else if (cb_ieq(k, kn, "rating.range")) {
-            const char *comma = memchr(v, ',', vn);
-            if (!comma || !cb_parse_float(v, (size_t)(comma - v), &s->y_min) ||
-                !cb_parse_float(comma + 1, vn - (size_t)(comma - v) - 1, &s->y_max) || !(s->y_min <= s->y_max))
-                rc = cb_fail(err, CB_EPARSE, "%s:%zu: rating.range must be 'MIN,MAX' with MIN <= MAX", path, line);
-            s->has_range = true;
-        } else if (cb_ieq(k, kn, "rating.binary")) {
-            int b;
-            if (!parse_yes_no(v, vn, &b)) rc = cb_fail(err, CB_EPARSE, "%s:%zu: rating.binary must be yes or no", path, line);
-            s->binary = b;
-        } else if (cb_ieq(k, kn, "name")) {
-            free(s->name);
-            if (!(s->name = cb_strndup(v, vn, err))) rc = CB_ENOMEM;
-        } else {
-            rc = cb_fail(err, CB_EPARSE, "%s:%zu: unknown key '%.*s'", path, line, CLIP(kn), k);
-        }
     }
     free(text);
-    if (rc) return rc;
-    if (!s->ratings.file)
-        return cb_fail(err, CB_EPARSE, "%s:%zu: no 'ratings = FILE' line", path, line + 1);
-    for (int i = 0; i < 2; i++) {
-        filespec *fs = i ? &s->users : &s->items;
-        if (fs->file && !fs->cols)
-            return cb_fail(err, CB_EPARSE, "%s:%zu: %s needs a '%s.columns = id,...' line", path, fs->file_line,
-                           i ? "users" : "items", i ? "users" : "items");
-    }
-    return CB_OK;
+    return rc ? rc : schema_check(s, line, err);
 }
 
 static void csv_opts_from(const filespec *fs, cb_csv_options *o) {
@@ -419,8 +457,10 @@ done:
     return rc;
 }
 
-/* Ratings columns from a header line when the schema gives none. */
-static int ratings_cols_from_header(cb_ratings_spec *sp, cb_error *err) {
+/* Ratings columns from a header line when the schema gives none. Without a
+ * rating column (or with rating.implicit = yes: `implicit` 1) the file is
+ * implicit events, and a weight column is looked for. */
+static int ratings_cols_from_header(cb_ratings_spec *sp, int implicit, cb_error *err) {
     cb_csv *c = NULL;
     int rc = cb_csv_open(&c, sp->path, &sp->csv, err);
     if (rc) return rc;
@@ -434,21 +474,27 @@ static int ratings_cols_from_header(cb_ratings_spec *sp, cb_error *err) {
                                         "movie", "iid", "productid", "product_id", NULL};
     static const char *const ratings[] = {"rating", "score", "label", "y", "target", "stars", NULL};
     static const char *const times[] = {"timestamp", "ts", "time", "unix_time", NULL};
-    const char *const *lists[4] = {users, items, ratings, times};
-    int *slots[4] = {&sp->col_user, &sp->col_item, &sp->col_rating, &sp->col_ts};
-    for (int k = 0; k < 4; k++) *slots[k] = -1;
+    static const char *const weights[] = {"weight", "count", "clicks", "plays", "quantity", NULL};
+    const char *const *lists[5] = {users, items, ratings, times, weights};
+    int *slots[5] = {&sp->col_user, &sp->col_item, &sp->col_rating, &sp->col_ts, &sp->col_weight};
+    for (int k = 0; k < 5; k++) *slots[k] = -1;
     for (size_t i = 0; i < nf; i++) {
         const char *s = f[i];
         size_t n = fl[i];
         cb_trim(&s, &n);
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 5; k++)
             for (const char *const *a = lists[k]; *a; a++)
                 if (*slots[k] < 0 && cb_ieq(s, n, *a)) *slots[k] = (int)i;
     }
+    if (implicit == 1) sp->col_rating = -1;
+    if (sp->col_rating >= 0) sp->col_weight = -1;
     if (sp->col_user < 0 || sp->col_item < 0)
         rc = cb_fail(err, CB_EPARSE, "%s:%zu: cannot tell the user and item columns from the header "
                      "(name them user,item,rating,timestamp or declare ratings.columns in cbrec.schema)",
                      cb_csv_name(c), cb_csv_line(c));
+    else if (implicit == 0 && sp->col_rating < 0)
+        rc = cb_fail(err, CB_EPARSE, "%s:%zu: rating.implicit = no, but the header names no rating column "
+                     "(rating, score, label, y, target or stars)", cb_csv_name(c), cb_csv_line(c));
     else
         rc = CB_OK;
     sp->n_fields = nf;
@@ -496,17 +542,18 @@ static int load_with_schema(cb_dataset **out, const char *dir, schema *s, const 
     csv_opts_from(&s->ratings, &sp.csv);
     sp.header = s->ratings.header != 0;
     if (s->ratings.cols) {
-        sp.col_user = sp.col_item = sp.col_rating = sp.col_ts = -1;
+        sp.col_user = sp.col_item = sp.col_rating = sp.col_ts = sp.col_weight = -1;
         for (size_t i = 0; i < s->ratings.n_cols; i++) {
             col_kind k = s->ratings.cols[i].kind;
             if (k == K_USER) sp.col_user = (int)i;
             if (k == K_ITEM) sp.col_item = (int)i;
             if (k == K_RATING) sp.col_rating = (int)i;
             if (k == K_TIMESTAMP) sp.col_ts = (int)i;
+            if (k == K_WEIGHT) sp.col_weight = (int)i;
         }
         sp.n_fields = s->ratings.n_cols;
     } else if (sp.header) {
-        rc = ratings_cols_from_header(&sp, err);
+        rc = ratings_cols_from_header(&sp, s->implicit, err);
         if (rc) goto fail;
     } else {
         rc = cb_fail(err, CB_EPARSE, "%s:%zu: ratings.header = no needs a 'ratings.columns = ...' line", s->path,
@@ -535,11 +582,7 @@ int cb_load_generic(cb_dataset **out, const char *dir, const char *schema_path, 
 
 int cb_load_ratings_only(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err) {
     schema s;
-    memset(&s, 0, sizeof s);
-    s.path = dir;
-    filespec_init(&s.ratings);
-    filespec_init(&s.items);
-    filespec_init(&s.users);
+    schema_init(&s, dir);
     s.ratings.file = cb_strdup("ratings.csv", err);
     int rc = s.ratings.file ? load_with_schema(out, dir, &s, opt, err) : CB_ENOMEM;
     schema_free(&s);

@@ -86,6 +86,7 @@ void cb_ratings_spec_init(cb_ratings_spec *sp, const char *path) {
     sp->col_item = 1;
     sp->col_rating = 2;
     sp->col_ts = 3;
+    sp->col_weight = -1;
 }
 
 /* ------------------------------------------------------------ final checks */
@@ -127,103 +128,145 @@ typedef struct y_range {
     bool valid; /* false: not gathered, or ratings were dropped since */
 } y_range;
 
-/* Duplicate (user, item) pairs, found with a per-item marker holding the last
- * user seen while going through each user's ratings in file order. Files
- * grouped by user (MovieLens, most exports) have non-decreasing user indices,
- * since ids are numbered as they first appear: they are in that order
- * already, and one pass checks them and gathers the rating range on the way.
- * Other files are put in user order by a stable counting sort of rating
- * indices. Later duplicates are dropped when skipping; otherwise the first
- * met is reported. */
-static int check_duplicates(cb_loader *L, const cb_ratings_spec *sp, y_range *range, cb_error *err) {
-    cb_dataset *ds = L->ds;
-    const cb_rating *r = ds->ratings;
-    uint32_t n_users = cb_vocab_size(ds->users), n_items = cb_vocab_size(ds->items);
-    size_t n = ds->n_ratings, n_dup = 0, first_dup = SIZE_MAX;
-    const bool skip = L->opt.skip_bad_rows;
-    int rc = CB_OK;
-    uint32_t *start = NULL, *order = NULL;
-    uint8_t *drop = skip ? cb_calloc(n ? n : 1, 1, err) : NULL;
-    uint32_t *mark = cb_malloc(((size_t)n_items + 1) * sizeof *mark, err);
-    if (!mark || (skip && !drop)) {
-        rc = CB_ENOMEM;
-        goto done;
-    }
-    memset(mark, 0xff, ((size_t)n_items + 1) * sizeof *mark);
+/* Scratch of the duplicate scan: a per-item marker holding the last user
+ * seen while going through each user's ratings in user order. */
+typedef struct dup_scan {
+    cb_rating *r;
+    uint32_t *mark;   /* [n_items + 1] last user seen per item */
+    uint32_t *first;  /* [n_items] merging: that user's first event of the item; else NULL */
+    uint8_t *drop;    /* [n] later duplicates to drop (skipping or merging); else NULL */
+    size_t n_dup, first_dup;
+    bool weighted;    /* merging: sum the weights (else keep the first event's 1) */
+} dup_scan;
 
+static void dup_scan_reset(dup_scan *d, uint32_t n_items, size_t n) {
+    memset(d->mark, 0xff, ((size_t)n_items + 1) * sizeof *d->mark);
+    if (d->drop) memset(d->drop, 0, n);
+    d->n_dup = 0;
+    d->first_dup = SIZE_MAX;
+}
+
+/* Rating i in user order: a new (user, item) pair, or a duplicate to count,
+ * mark for dropping and, when merging, fold into the pair's first event
+ * (weights summed, the earliest timestamp kept). */
+static inline void dup_visit(dup_scan *d, size_t i) {
+    cb_rating *r = d->r;
+    uint32_t u = r[i].user, it = r[i].item;
+    if (d->mark[it] != u) {
+        d->mark[it] = u;
+        if (d->first) d->first[it] = (uint32_t)i;
+        return;
+    }
+    if (d->first_dup == SIZE_MAX) d->first_dup = i;
+    if (d->drop) d->drop[i] = 1;
+    d->n_dup++;
+    if (d->first) {
+        cb_rating *keep = &r[d->first[it]];
+        if (d->weighted) keep->y += r[i].y;
+        if (r[i].ts < keep->ts) keep->ts = r[i].ts;
+    }
+}
+
+/* One pass in file order, which is user order when the file is grouped by
+ * user (MovieLens, most exports: ids are numbered as they first appear, so
+ * user indices do not decrease). Gathers the rating range on the way; false
+ * at the first rating out of user order. */
+static bool scan_grouped(dup_scan *d, size_t n, y_range *range) {
+    const cb_rating *r = d->r;
     float lo = INFINITY, hi = -INFINITY;
-    bool binary = true, grouped = true;
+    bool binary = true;
     uint32_t prev_user = 0;
     for (size_t i = 0; i < n; i++) {
-        uint32_t u = r[i].user, it = r[i].item;
+        uint32_t u = r[i].user;
         float y = r[i].y;
-        if (u < prev_user) {
-            grouped = false;
-            break;
-        }
+        if (u < prev_user) return false;
         prev_user = u;
         if (y < lo) lo = y;
         if (y > hi) hi = y;
         if (y != 0.0f && y != 1.0f) binary = false;
-        if (mark[it] != u) {
-            mark[it] = u;
-            continue;
-        }
-        if (first_dup == SIZE_MAX) first_dup = i;
-        if (skip) drop[i] = 1;
-        n_dup++;
+        dup_visit(d, i);
     }
-    if (grouped) {
-        *range = (y_range){lo, hi, binary, n_dup == 0};
-    } else { /* start over in user order */
-        n_dup = 0;
-        first_dup = SIZE_MAX;
-        if (skip) memset(drop, 0, n);
-        memset(mark, 0xff, ((size_t)n_items + 1) * sizeof *mark);
-        start = cb_calloc((size_t)n_users + 1, sizeof *start, err);
-        order = cb_malloc(n * sizeof *order, err);
-        if (!start || !order) {
+    *range = (y_range){lo, hi, binary, d->n_dup == 0};
+    return true;
+}
+
+/* Rating indices in user order (a stable counting sort), into *order. */
+static int user_order(const cb_dataset *ds, uint32_t **order, cb_error *err) {
+    const cb_rating *r = ds->ratings;
+    size_t n = ds->n_ratings;
+    uint32_t n_users = cb_vocab_size(ds->users);
+    uint32_t *start = cb_calloc((size_t)n_users + 1, sizeof *start, err);
+    *order = cb_malloc((n ? n : 1) * sizeof **order, err);
+    if (!start || !*order) {
+        free(start);
+        return CB_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) start[r[i].user + 1]++;
+    for (uint32_t u = 0; u < n_users; u++) start[u + 1] += start[u];
+    for (size_t i = 0; i < n; i++) (*order)[start[r[i].user]++] = (uint32_t)i;
+    free(start);
+    return CB_OK;
+}
+
+/* Duplicate (user, item) pairs. Ratings: the first met is reported, or
+ * under skip_bad_rows later duplicates are dropped as bad rows. Implicit
+ * events: later duplicates are merged into the first (see dup_visit) and
+ * counted in n_merged. Files not grouped by user are visited through a
+ * counting sort of rating indices. */
+static int check_duplicates(cb_loader *L, const cb_ratings_spec *sp, y_range *range, cb_error *err) {
+    cb_dataset *ds = L->ds;
+    uint32_t n_items = cb_vocab_size(ds->items);
+    size_t n = ds->n_ratings;
+    const bool skip = L->opt.skip_bad_rows, merge = L->implicit;
+    int rc = CB_OK;
+    uint32_t *order = NULL;
+    dup_scan d = {.r = ds->ratings, .weighted = L->weighted};
+    d.drop = skip || merge ? cb_calloc(n ? n : 1, 1, err) : NULL;
+    d.mark = cb_malloc(((size_t)n_items + 1) * sizeof *d.mark, err);
+    if (!d.mark || ((skip || merge) && !d.drop)) {
+        rc = CB_ENOMEM;
+        goto done;
+    }
+    dup_scan_reset(&d, n_items, n);
+    bool grouped = scan_grouped(&d, n, range);
+    if (!grouped) { /* start over in user order */
+        dup_scan_reset(&d, n_items, n);
+        if ((rc = user_order(ds, &order, err))) goto done;
+        for (size_t k = 0; k < n && (skip || !d.n_dup); k++) dup_visit(&d, order[k]);
+    }
+    if (d.n_dup && merge) { /* once more, folding each duplicate into its first event */
+        d.first = cb_malloc(((size_t)n_items + 1) * sizeof *d.first, err);
+        if (!d.first) {
             rc = CB_ENOMEM;
             goto done;
         }
-        for (size_t i = 0; i < n; i++) start[r[i].user + 1]++;
-        for (uint32_t u = 0; u < n_users; u++) start[u + 1] += start[u];
-        for (size_t i = 0; i < n; i++) order[start[r[i].user]++] = (uint32_t)i;
-        /* start[u] is now the end of user u; its beginning is start[u-1] (0 for u=0). */
-        for (uint32_t u = 0; u < n_users && (skip || !n_dup); u++) {
-            for (uint32_t k = u ? start[u - 1] : 0; k < start[u]; k++) {
-                uint32_t i = order[k], it = r[i].item;
-                if (mark[it] != u) {
-                    mark[it] = u;
-                    continue;
-                }
-                if (first_dup == SIZE_MAX) first_dup = i;
-                if (skip) drop[i] = 1;
-                n_dup++;
-            }
-        }
+        dup_scan_reset(&d, n_items, n);
+        for (size_t k = 0; k < n; k++) dup_visit(&d, order ? order[k] : k);
+        range->valid = false; /* merged weights: gathered again by the caller */
     }
-    if (n_dup && !skip) {
-        const char *un = cb_vocab_name(ds->users, r[first_dup].user);
-        const char *in = cb_vocab_name(ds->items, r[first_dup].item);
+    if (d.n_dup && !skip && !merge) {
+        const cb_rating *r = ds->ratings;
+        const char *un = cb_vocab_name(ds->users, r[d.first_dup].user);
+        const char *in = cb_vocab_name(ds->items, r[d.first_dup].item);
         size_t l1 = 0, l2 = 0;
         if (sp) find_dup_lines(sp, un, in, &l1, &l2);
         rc = cb_fail(err, CB_EPARSE, "%s:%zu: duplicate rating for user '%s' and item '%s' (first at line %zu)",
                      sp ? sp->path : ds->path, l2, un, in, l1);
         goto done;
     }
-    if (n_dup) {
+    if (d.n_dup) {
         size_t w = 0;
         for (size_t i = 0; i < n; i++)
-            if (!drop[i]) ds->ratings[w++] = ds->ratings[i];
+            if (!d.drop[i]) ds->ratings[w++] = ds->ratings[i];
         ds->n_ratings = w;
-        ds->n_skipped += n_dup;
+        if (merge) ds->n_merged += d.n_dup;
+        else ds->n_skipped += d.n_dup;
     }
 done:
-    free(start);
     free(order);
-    free(mark);
-    free(drop);
+    free(d.mark);
+    free(d.first);
+    free(d.drop);
     return rc;
 }
 
@@ -282,6 +325,7 @@ int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_e
     float lo = range.lo, hi = range.hi;
     bool binary = range.binary;
     ds->binary = L->declared_binary || binary;
+    ds->implicit = L->implicit;
     if (L->declared_range) {
         ds->y_min = L->opt.y_min;
         ds->y_max = L->opt.y_max;

@@ -21,6 +21,8 @@ typedef struct cb_loader {
     const char *items_file, *users_file; /* names for "unknown id" messages, NULL = none */
     bool declared_range;                 /* y_min/y_max came from options or schema */
     bool declared_binary;
+    bool implicit;                       /* the ratings file is events (no rating column) */
+    bool weighted;                       /* implicit with a weight column */
 } cb_loader;
 
 /* Create the dataset and context. `name` is the layout name. */
@@ -38,17 +40,21 @@ typedef struct cb_ratings_spec {
     cb_csv_options csv;
     bool header;          /* the first record is a header */
     size_t n_fields;      /* exact fields per record; 0 = at least the used ones */
-    int col_user, col_item, col_rating, col_ts; /* field positions, -1 = absent
-                                                   (no rating column: every row is y = 1) */
+    int col_user, col_item, col_rating, col_ts; /* field positions, -1 = absent */
+    /* Implicit events: no rating column (col_rating = -1); every row is y = 1,
+     * or its weight when col_weight >= 0 (a finite number >= 0). */
+    int col_weight;
 } cb_ratings_spec;
 void cb_ratings_spec_init(cb_ratings_spec *sp, const char *path);
 
 /* Read a ratings file, appending to L->ds. Item (user) ids must already be
- * known when L->items_file (L->users_file) is set. */
+ * known when L->items_file (L->users_file) is set. Without a rating column
+ * the file is implicit events: L->implicit is set (and L->weighted with a
+ * weight column), and cb_ld_finish merges repeated (user, item) events. */
 int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err);
 
 /* Validate and complete the dataset: duplicate (user, item) pairs (unless
- * prejoined), binary flag and range, table padding, titles, roles. On success
+ * prejoined; merged for implicit events), implicit and binary flags and range, table padding, titles, roles. On success
  * *out owns the dataset and L is emptied. `sp` (may be NULL) names the ratings
  * file for duplicate messages. */
 int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_error *err);

@@ -412,7 +412,10 @@ static bool fast_spec_init(fast_spec *fs, const cb_loader *L, const cb_ratings_s
         return false;
     if (sp->col_user < 0 || sp->col_item < 0 || sp->n_fields > FAST_MAX_FIELDS) return false;
     memset(fs, 0, sizeof *fs);
-    int cols[4] = {sp->col_user, sp->col_item, sp->col_rating, sp->col_ts};
+    /* An event weight is read as a rating is, without the range and 0/1
+     * checks (the fast path takes only digits, so never a negative one). */
+    bool weight = sp->col_rating < 0 && sp->col_weight >= 0;
+    int cols[4] = {sp->col_user, sp->col_item, weight ? sp->col_weight : sp->col_rating, sp->col_ts};
     for (int k = 0; k < 4; k++) {
         if (cols[k] < 0) continue;
         if (cols[k] >= FAST_MAX_FIELDS) return false;
@@ -426,8 +429,8 @@ static bool fast_spec_init(fast_spec *fs, const cb_loader *L, const cb_ratings_s
     fs->quoting = sp->csv.quoting != 0;
     fs->n_fields = sp->n_fields;
     fs->max_line = sp->csv.max_line;
-    fs->check_range = L->declared_range;
-    fs->binary = L->declared_binary;
+    fs->check_range = L->declared_range && !weight;
+    fs->binary = L->declared_binary && !weight;
     fs->lo = L->opt.y_min;
     fs->hi = L->opt.y_max;
     for (int v = 0; v < 128; v++) {
@@ -530,180 +533,224 @@ done:
     return rc;
 }
 
-int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
-    cb_dataset *ds = L->ds;
-    cb_csv *c = NULL;
-    int rc = cb_csv_open(&c, sp->path, &sp->csv, err);
-    if (rc) return rc;
-    const char *name = cb_csv_name(c);
+/* ---------------------------------------------------------- general path */
+
+/* A rating spelling already parsed ("4.0", "3.5"): rating files spell few
+ * distinct values, so short ones are looked up instead of parsed. */
+typedef struct yslot {
+    uint32_t key, len; /* len 0 = empty */
+    float y;
+} yslot;
+
+/* The general path's state while it reads one ratings file. */
+typedef struct reader {
+    cb_loader *L;
+    const cb_ratings_spec *sp;
+    cb_csv *c;
+    const char *name;
+    size_t need;          /* fields a record needs at least (when n_fields is 0) */
+    int col_y;            /* the rating or weight column, -1 = none */
+    bool is_weight;       /* col_y holds event weights (implicit data) */
+    idmap user_map, item_map;
+    yslot ycache[64];
+    char last_user[64];   /* the previous row's user (files are grouped by user) */
+    size_t last_user_len; /* SIZE_MAX = none */
+    uint32_t last_user_idx;
+} reader;
+
+/* A row helper's verdict on a bad row: under skip_bad_rows the row is only
+ * counted (no message is formatted); otherwise the message is in err. */
+#define ROW_BAD 1
+#define BAD(...) return rd->L->opt.skip_bad_rows ? ROW_BAD : (cb_fail(err, CB_EPARSE, __VA_ARGS__), ROW_BAD)
+/* The line number is only needed for messages: asked for lazily. */
+#define LINE cb_csv_line(rd->c)
+
+/* The header record, when the spec has one. */
+static int read_header(reader *rd, size_t *last_line, cb_error *err) {
     char **f;
     size_t *fl, nf;
-    size_t need = 0;
-    int cols[4] = {sp->col_user, sp->col_item, sp->col_rating, sp->col_ts};
-    for (int k = 0; k < 4; k++)
-        if (cols[k] >= 0 && (size_t)cols[k] + 1 > need) need = (size_t)cols[k] + 1;
-    size_t last_line = 0, n_before = ds->n_ratings, n_records = 0;
-    /* The line number is only needed for messages: asked for lazily. */
-#define LINE cb_csv_line(c)
-    idmap user_map = {0}, item_map = {0};
+    int rc = cb_csv_next(rd->c, &f, &fl, &nf, err);
+    if (rc < 0) return rc;
+    if (rc == 0) return cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header and ratings)", rd->name);
+    *last_line = cb_csv_line(rd->c);
+    if (rd->sp->n_fields && nf != rd->sp->n_fields)
+        return cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields, expected %zu", rd->name, *last_line, nf,
+                       rd->sp->n_fields);
+    return CB_OK;
+}
 
-    if (sp->header) {
-        rc = cb_csv_next(c, &f, &fl, &nf, err);
-        if (rc < 0) goto done;
-        if (rc == 0) {
-            rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header and ratings)", name);
-            goto done;
-        }
-        last_line = cb_csv_line(c);
-        if (sp->n_fields && nf != sp->n_fields) {
-            rc = cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields, expected %zu", name,
-                         last_line, nf, sp->n_fields);
-            goto done;
-        }
-    }
-
-    rc = idmap_init(&user_map, ds->users, err);
-    if (!rc) rc = idmap_init(&item_map, ds->items, err);
-    if (rc) goto done;
-
-    /* The bulk of the file through the fast path; this reader goes on from
-     * the first line it did not take. */
-    size_t resume_off, resume_line;
-    rc = fast_read(L, sp, &user_map, &item_map, cb_csv_bytes(c), &resume_off, &resume_line, err);
-    if (rc) goto done;
+/* Run the fast path over the bulk of the file, then point the csv reader at
+ * the first line it did not take (or, when it took none, pre-size the
+ * ratings array from the file size: real rating lines are >= ~8 bytes). */
+static int skip_fast_part(reader *rd, cb_error *err) {
+    cb_dataset *ds = rd->L->ds;
+    size_t n_before = ds->n_ratings, resume_off, resume_line;
+    int rc = idmap_init(&rd->user_map, ds->users, err);
+    if (!rc) rc = idmap_init(&rd->item_map, ds->items, err);
+    if (!rc) rc = fast_read(rd->L, rd->sp, &rd->user_map, &rd->item_map, cb_csv_bytes(rd->c), &resume_off,
+                            &resume_line, err);
+    if (rc) return rc;
     if (ds->n_ratings > n_before) {
-        cb_csv_close(c);
-        c = NULL;
-        rc = cb_csv_open(&c, sp->path, &sp->csv, err);
-        if (!rc) rc = cb_csv_seek(c, resume_off, resume_line, err);
-        if (rc) goto done;
-        name = cb_csv_name(c);
+        cb_csv_close(rd->c);
+        rd->c = NULL;
+        rc = cb_csv_open(&rd->c, rd->sp->path, &rd->sp->csv, err);
+        if (!rc) rc = cb_csv_seek(rd->c, resume_off, resume_line, err);
+        if (!rc) rd->name = cb_csv_name(rd->c);
+        return rc;
+    }
+    struct stat st;
+    if (stat(rd->sp->path, &st) == 0 && st.st_size > 0)
+        return ensure_ratings(ds, ds->n_ratings + (size_t)st.st_size / 24 + 16, err);
+    return CB_OK;
+}
+
+/* The rating (or weight) field of a row, checked. */
+static int row_value(reader *rd, const char *s, size_t n, float *y, cb_error *err) {
+    const cb_loader *L = rd->L;
+    if (n >= 1 && n <= 4) {
+        uint32_t key = 0;
+        memcpy(&key, s, n);
+        yslot *e = &rd->ycache[(key * 2654435761u) >> 26];
+        if (e->len == n && e->key == key) {
+            *y = e->y;
+        } else {
+            if (!cb_fast_float(s, n, y)) goto not_number;
+            *e = (yslot){key, (uint32_t)n, *y};
+        }
+    } else if (!cb_fast_float(s, n, y)) {
+        goto not_number;
+    }
+    if (rd->is_weight) {
+        if (*y < 0) BAD("%s:%zu: weight %g is negative", rd->name, LINE, *y);
+        return CB_OK;
+    }
+    if (L->declared_range && (*y < L->opt.y_min || *y > L->opt.y_max))
+        BAD("%s:%zu: rating %g outside the declared range [%g, %g]", rd->name, LINE, *y, L->opt.y_min, L->opt.y_max);
+    if (L->declared_binary && *y != 0.0f && *y != 1.0f)
+        BAD("%s:%zu: label %g is not 0 or 1 (binary labels declared)", rd->name, LINE, *y);
+    return CB_OK;
+not_number:
+    BAD("%s:%zu: %s '%.*s' is not a finite number", rd->name, LINE, rd->is_weight ? "weight" : "rating", CLIP(n), s);
+}
+
+/* The user of a row; the previous row's user is remembered. */
+static int row_user(reader *rd, const char *us, size_t ul, uint32_t *u, cb_error *err) {
+    uint32_t val;
+    bool found;
+    if (ul == rd->last_user_len && same_bytes(us, rd->last_user, ul)) {
+        *u = rd->last_user_idx;
+        return CB_OK;
+    }
+    if (canon_num(us, ul, &val) && val < rd->user_map.cap && rd->user_map.slot[val]) {
+        *u = rd->last_user_idx = rd->user_map.slot[val] - 1;
+        memcpy(rd->last_user, us, ul);
+        rd->last_user_len = ul;
+        return CB_OK;
+    }
+    cb_loader *L = rd->L;
+    int rc = id_lookup(L->ds->users, &rd->user_map, L->users_file != NULL, us, ul, u, &found, err);
+    if (rc) return rc;
+    if (!found) BAD("%s:%zu: unknown user id '%.*s' (not in %s)", rd->name, LINE, CLIP(ul), us, L->users_file);
+    if (ul <= sizeof rd->last_user) {
+        memcpy(rd->last_user, us, ul);
+        rd->last_user_len = ul;
+        rd->last_user_idx = *u;
     } else {
-        /* Pre-size from the file size: real rating lines are >= ~8 bytes. */
-        struct stat st;
-        if (stat(sp->path, &st) == 0 && st.st_size > 0) {
-            size_t guess = ds->n_ratings + (size_t)st.st_size / 24 + 16;
-            rc = ensure_ratings(ds, guess, err);
-            if (rc) goto done;
-        }
+        rd->last_user_len = SIZE_MAX;
     }
-    typedef struct yslot {
-        uint32_t key, len;
-        float y;
-    } yslot;
-    yslot ycache[64];
-    memset(ycache, 0, sizeof ycache); /* len 0 = empty */
-    char last_user[64];
-    size_t last_user_len = SIZE_MAX;
-    uint32_t last_user_idx = 0;
-    bool check_range = L->declared_range;
-    float lo = L->opt.y_min, hi = L->opt.y_max;
-    for (;;) {
-        rc = cb_csv_next(c, &f, &fl, &nf, err);
-        if (rc == 0) break;
-        if (rc < 0) goto done;
-        n_records++;
-        if (sp->n_fields ? nf != sp->n_fields : nf < need)
-            BAD_ROW("%s:%zu: expected %zu fields, found %zu", name, LINE, sp->n_fields ? sp->n_fields : need, nf);
+    return CB_OK;
+}
 
-        float y = 1.0f;
-        if (sp->col_rating >= 0) {
-            const char *s = f[sp->col_rating];
-            size_t n = fl[sp->col_rating];
-            /* Rating files spell few distinct values ("4.0", "3.5"): short
-             * spellings already parsed are looked up instead of parsed. */
-            if (n >= 1 && n <= 4) {
-                uint32_t key = 0;
-                memcpy(&key, s, n);
-                yslot *e = &ycache[(key * 2654435761u) >> 26];
-                if (e->len == n && e->key == key) {
-                    y = e->y;
-                } else {
-                    if (!cb_fast_float(s, n, &y))
-                        BAD_ROW("%s:%zu: rating '%.*s' is not a finite number", name, LINE, (int)n, s);
-                    *e = (yslot){key, (uint32_t)n, y};
-                }
-            } else if (!cb_fast_float(s, n, &y)) {
-                BAD_ROW("%s:%zu: rating '%.*s' is not a finite number", name, LINE, CLIP(n), s);
-            }
-            if (check_range && (y < lo || y > hi))
-                BAD_ROW("%s:%zu: rating %g outside the declared range [%g, %g]", name, LINE, y, lo, hi);
-            if (L->declared_binary && y != 0.0f && y != 1.0f)
-                BAD_ROW("%s:%zu: label %g is not 0 or 1 (binary labels declared)", name, LINE, y);
-        }
-        uint32_t ts = 0;
-        if (sp->col_ts >= 0) {
-            const char *s = f[sp->col_ts];
-            size_t n = fl[sp->col_ts];
-            if (!cb_fast_u32(s, n, &ts))
-                BAD_ROW("%s:%zu: timestamp '%.*s' is not an integer in [0, 4294967295]", name, LINE,
-                        CLIP(n), s);
-        }
-
-        /* Ids: the user of the previous row is cached (files are grouped by user). */
-        const char *us = f[sp->col_user], *is = f[sp->col_item];
-        size_t ul = fl[sp->col_user], il = fl[sp->col_item];
-        if (ul == 0) BAD_ROW("%s:%zu: empty user id", name, LINE);
-        if (il == 0) BAD_ROW("%s:%zu: empty item id", name, LINE);
-        uint32_t u, it;
-        bool found;
-        uint32_t val;
-        if (ul == last_user_len && same_bytes(us, last_user, ul)) {
-            u = last_user_idx;
-        } else if (canon_num(us, ul, &val) && val < user_map.cap && user_map.slot[val]) {
-            u = last_user_idx = user_map.slot[val] - 1;
-            memcpy(last_user, us, ul);
-            last_user_len = ul;
-        } else {
-            rc = id_lookup(ds->users, &user_map, L->users_file != NULL, us, ul, &u, &found, err);
-            if (rc) goto done;
-            if (!found)
-                BAD_ROW("%s:%zu: unknown user id '%.*s' (not in %s)", name, LINE,
-                        CLIP(ul), us, L->users_file);
-            if (ul <= sizeof last_user) {
-                memcpy(last_user, us, ul);
-                last_user_len = ul;
-                last_user_idx = u;
-            } else {
-                last_user_len = SIZE_MAX;
-            }
-        }
-        if (canon_num(is, il, &val) && val < item_map.cap && item_map.slot[val]) {
-            it = item_map.slot[val] - 1; /* the common case, inline */
-            found = true;
-        } else {
-            rc = id_lookup(ds->items, &item_map, L->items_file != NULL, is, il, &it, &found, err);
-            if (rc) goto done;
-        }
-        if (!found)
-            BAD_ROW("%s:%zu: unknown item id '%.*s' (not in %s)", name, LINE,
-                    CLIP(il), is, L->items_file);
-        if (ds->n_ratings == ds->cap_ratings) {
-            rc = ensure_ratings(ds, ds->n_ratings + 1, err);
-            if (rc) goto done;
-        }
-        if (ds->n_ratings >= UINT32_MAX) {
-            rc = cb_fail(err, CB_EINVAL, "%s:%zu: more than 4294967295 ratings", name, LINE);
-            goto done;
-        }
-        cb_rating *r = &ds->ratings[ds->n_ratings++];
-        r->user = u;
-        r->item = it;
-        r->y = y;
-        r->ts = ts;
-    next_row:;
+static int row_item(reader *rd, const char *is, size_t il, uint32_t *it, cb_error *err) {
+    uint32_t val;
+    bool found = true;
+    if (canon_num(is, il, &val) && val < rd->item_map.cap && rd->item_map.slot[val]) {
+        *it = rd->item_map.slot[val] - 1; /* the common case, inline */
+    } else {
+        cb_loader *L = rd->L;
+        int rc = id_lookup(L->ds->items, &rd->item_map, L->items_file != NULL, is, il, it, &found, err);
+        if (rc) return rc;
     }
+    if (!found)
+        BAD("%s:%zu: unknown item id '%.*s' (not in %s)", rd->name, LINE, CLIP(il), is, rd->L->items_file);
+    return CB_OK;
+}
+
+/* One record into *r: CB_OK, ROW_BAD or a negative error. Every check comes
+ * before the ids are resolved, so a skipped row adds no id. */
+static int parse_row(reader *rd, char **f, const size_t *fl, size_t nf, cb_rating *r, cb_error *err) {
+    const cb_ratings_spec *sp = rd->sp;
+    if (sp->n_fields ? nf != sp->n_fields : nf < rd->need)
+        BAD("%s:%zu: expected %zu fields, found %zu", rd->name, LINE, sp->n_fields ? sp->n_fields : rd->need, nf);
+    int rc;
+    r->y = 1.0f;
+    if (rd->col_y >= 0 && (rc = row_value(rd, f[rd->col_y], fl[rd->col_y], &r->y, err))) return rc;
+    r->ts = 0;
+    if (sp->col_ts >= 0 && !cb_fast_u32(f[sp->col_ts], fl[sp->col_ts], &r->ts))
+        BAD("%s:%zu: timestamp '%.*s' is not an integer in [0, 4294967295]", rd->name, LINE,
+            CLIP(fl[sp->col_ts]), f[sp->col_ts]);
+    size_t ul = fl[sp->col_user], il = fl[sp->col_item];
+    if (ul == 0) BAD("%s:%zu: empty user id", rd->name, LINE);
+    if (il == 0) BAD("%s:%zu: empty item id", rd->name, LINE);
+    if ((rc = row_user(rd, f[sp->col_user], ul, &r->user, err))) return rc;
+    return row_item(rd, f[sp->col_item], il, &r->item, err);
+}
+
+/* The rest of the file, record by record. */
+static int read_rows(reader *rd, size_t *n_records, cb_error *err) {
+    cb_dataset *ds = rd->L->ds;
+    char **f;
+    size_t *fl, nf;
+    int rc;
+    while ((rc = cb_csv_next(rd->c, &f, &fl, &nf, err)) > 0) {
+        ++*n_records;
+        cb_rating r;
+        rc = parse_row(rd, f, fl, nf, &r, err);
+        if (rc == ROW_BAD && rd->L->opt.skip_bad_rows) {
+            ds->n_skipped++;
+            continue;
+        }
+        if (rc == ROW_BAD) return CB_EPARSE;
+        if (rc) return rc;
+        if (ds->n_ratings == ds->cap_ratings && (rc = ensure_ratings(ds, ds->n_ratings + 1, err))) return rc;
+        if (ds->n_ratings >= UINT32_MAX)
+            return cb_fail(err, CB_EINVAL, "%s:%zu: more than 4294967295 ratings", rd->name, LINE);
+        ds->ratings[ds->n_ratings++] = r;
+    }
+    return rc;
+}
+#undef BAD
 #undef LINE
-    rc = CB_OK;
-    if (n_records) last_line = cb_csv_line(c);
+
+int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
+    if (sp->col_rating >= 0 && sp->col_weight >= 0)
+        return cb_fail(err, CB_EINVAL, "%s: a ratings file has a rating or a weight column, not both", sp->path);
+    reader rd = {.L = L, .sp = sp, .last_user_len = SIZE_MAX};
+    rd.col_y = sp->col_rating >= 0 ? sp->col_rating : sp->col_weight;
+    rd.is_weight = sp->col_weight >= 0;
+    int cols[4] = {sp->col_user, sp->col_item, rd.col_y, sp->col_ts};
+    for (int k = 0; k < 4; k++)
+        if (cols[k] >= 0 && (size_t)cols[k] + 1 > rd.need) rd.need = (size_t)cols[k] + 1;
+    int rc = cb_csv_open(&rd.c, sp->path, &sp->csv, err);
+    if (rc) return rc;
+    rd.name = cb_csv_name(rd.c);
+    cb_dataset *ds = L->ds;
+    size_t last_line = 0, n_before = ds->n_ratings, n_records = 0;
+    if (sp->header && (rc = read_header(&rd, &last_line, err))) goto done;
+    if ((rc = skip_fast_part(&rd, err)) || (rc = read_rows(&rd, &n_records, err))) goto done;
+    if (n_records) last_line = cb_csv_line(rd.c);
     if (ds->n_ratings == n_before)
-        rc = cb_fail(err, CB_EPARSE, "%s:%zu: no ratings in file%s", name, last_line + 1,
+        rc = cb_fail(err, CB_EPARSE, "%s:%zu: no ratings in file%s", rd.name, last_line + 1,
                      ds->n_skipped ? " (every row was skipped as bad)" : "");
     if (sp->col_ts >= 0) ds->has_timestamps = true;
-    if (sp->col_rating < 0) L->declared_binary = true;
+    if (sp->col_rating < 0) {
+        L->implicit = true;
+        L->weighted = sp->col_weight >= 0;
+        if (!L->weighted) L->declared_binary = true;
+    }
 done:
-    free(user_map.slot);
-    free(item_map.slot);
-    cb_csv_close(c);
+    free(rd.user_map.slot);
+    free(rd.item_map.slot);
+    cb_csv_close(rd.c);
     return rc;
 }
