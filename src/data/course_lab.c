@@ -143,6 +143,102 @@ static int lab_side_row(lab_side *s, uint32_t *idx, cb_error *err) {
     return 1;
 }
 
+/* Append one rating; y has been checked. */
+static int lab_append(cb_dataset *ds, uint32_t u, uint32_t it, float y, cb_error *err) {
+    if (ds->n_ratings == ds->cap_ratings) {
+        size_t cap = ds->cap_ratings ? ds->cap_ratings * 2 : 65536;
+        cb_rating *p = cb_realloc_array(ds->ratings, cap, sizeof *p, err);
+        if (!p) return CB_ENOMEM;
+        ds->ratings = p;
+        ds->cap_ratings = cap;
+    }
+    ds->ratings[ds->n_ratings++] = (cb_rating){u, it, y, 0};
+    return CB_OK;
+}
+
+/* The target of a row: one finite number, inside a declared range. False
+ * with the message in err otherwise. */
+static bool lab_target(const cb_loader *L, cb_csv *cy, char **f, const size_t *fl, size_t nf, float *y,
+                       cb_error *err) {
+    size_t line = cb_csv_line(cy);
+    if (nf != 1 || !cb_fast_float(f[0], fl[0], y)) {
+        cb_fail(err, CB_EPARSE, "%s:%zu: expected one finite number", cb_csv_name(cy), line);
+        return false;
+    }
+    if (L->declared_range && (*y < L->opt.y_min || *y > L->opt.y_max)) {
+        cb_fail(err, CB_EPARSE, "%s:%zu: rating %g outside the declared range [%g, %g]", cb_csv_name(cy), line, *y,
+                L->opt.y_min, L->opt.y_max);
+        return false;
+    }
+    return true;
+}
+
+/* The three files in step, row by row: user features, item features, target. */
+static int lab_read_rows(cb_loader *L, lab_side *us, lab_side *is, cb_csv *cy, const char *p_y, cb_error *err) {
+    for (;;) {
+        uint32_t u = 0, it = 0;
+        int ru = lab_side_row(us, &u, err);
+        if (ru < 0) return ru;
+        cb_error e_item;
+        int ri = lab_side_row(is, &it, &e_item);
+        if (ri < 0) {
+            if (err) *err = e_item;
+            return ri;
+        }
+        char **f;
+        size_t *fl, nf;
+        int ry = cb_csv_next(cy, &f, &fl, &nf, err);
+        if (ry < 0) return ry;
+        if (ru == 0 && ri == 0 && ry == 0) break;
+        if (ru == 0 || ri == 0 || ry == 0) {
+            const char *short_name = ru == 0 ? us->path : ri == 0 ? is->path : p_y;
+            size_t line = ru == 0 ? cb_csv_line(is->csv) : cb_csv_line(us->csv);
+            return cb_fail(err, CB_EPARSE, "%s:%zu: the three files have different row counts (%s ends first)",
+                           ru == 0 ? is->path : us->path, line, short_name);
+        }
+        float y = 0;
+        bool bad = ru == 2 || ri == 2;
+        if (ri == 2 && ru != 2 && err) *err = e_item;
+        if (!bad) bad = !lab_target(L, cy, f, fl, nf, &y, err);
+        if (bad) {
+            if (!L->opt.skip_bad_rows) return CB_EPARSE;
+            L->ds->n_skipped++;
+            continue;
+        }
+        int rc = lab_append(L->ds, u, it, y, err);
+        if (rc) return rc;
+    }
+    if (L->ds->n_ratings == 0) return cb_fail(err, CB_EPARSE, "%s:1: no rows", us->path);
+    return CB_OK;
+}
+
+/* Titles from the lab's movie list (movieId,title,genres), for the items that have rows. */
+static int lab_read_titles(cb_loader *L, const char *p_list, cb_error *err) {
+    if (!cb_file_exists(p_list)) return CB_OK;
+    cb_csv_options o;
+    cb_csv_options_default(&o);
+    cb_csv *cl = NULL;
+    int rc = cb_csv_open(&cl, p_list, &o, err);
+    if (rc) return rc;
+    char **f;
+    size_t *fl, nf;
+    bool first = true;
+    while ((rc = cb_csv_next(cl, &f, &fl, &nf, err)) > 0) {
+        if (first) {
+            first = false;
+            continue;
+        }
+        if (nf < 2) {
+            rc = cb_fail(err, CB_EPARSE, "%s:%zu: expected movieId,title,genres", cb_csv_name(cl), cb_csv_line(cl));
+            break;
+        }
+        int64_t it = cb_vocab_find(L->ds->items, f[0], fl[0]);
+        if (it >= 0 && (rc = cb_ld_set_title(L, (uint32_t)it, f[1], fl[1], err))) break;
+    }
+    cb_csv_close(cl);
+    return rc < 0 ? rc : CB_OK;
+}
+
 int cb_load_course_lab(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err) {
     cb_loader L;
     int rc = cb_ld_begin(&L, "course-lab", dir, opt, err);
@@ -151,111 +247,34 @@ int cb_load_course_lab(cb_dataset **out, const char *dir, const cb_load_options 
     lab_side us = {.what = "user", .tb = &L.users, .ids = L.ds->users};
     lab_side is = {.what = "item", .tb = &L.items, .ids = L.ds->items};
     char *p_y = NULL, *p_list = NULL;
-    cb_csv *cy = NULL, *cl = NULL;
+    cb_csv *cy = NULL;
     rc = lab_side_open(&us, dir, "content_user_train.csv", "content_user_train_header.txt", err);
     if (!rc) rc = lab_side_open(&is, dir, "content_item_train.csv", "content_item_train_header.txt", err);
-    if (rc) goto fail;
+    if (rc) goto done;
     p_y = cb_path_join(dir, "content_y_train.csv", err);
     p_list = cb_path_join(dir, "content_movie_list.csv", err);
     if (!p_y || !p_list) {
         rc = CB_ENOMEM;
-        goto fail;
+        goto done;
     }
     cb_csv_options o;
     cb_csv_options_default(&o);
-    rc = cb_csv_open(&cy, p_y, &o, err);
-    if (rc) goto fail;
+    if ((rc = cb_csv_open(&cy, p_y, &o, err))) goto done;
     /* The lab's protocol: user id, rating count and rating ave are not model inputs. */
     L.ds->user_lead_cols = (us.n_cols >= 3 && cb_ieq(us.names[1], strlen(us.names[1]), "rating count") &&
                             cb_ieq(us.names[2], strlen(us.names[2]), "rating ave")) ? 3 : 1;
     L.ds->item_lead_cols = 1;
-    for (;;) {
-        uint32_t u = 0, it = 0;
-        int ru = lab_side_row(&us, &u, err);
-        if (ru < 0) { rc = ru; goto fail; }
-        cb_error e_item;
-        int ri = lab_side_row(&is, &it, &e_item);
-        if (ri < 0) { if (err) *err = e_item; rc = ri; goto fail; }
-        char **f;
-        size_t *fl, nf;
-        int ry = cb_csv_next(cy, &f, &fl, &nf, err);
-        if (ry < 0) { rc = ry; goto fail; }
-        if (ru == 0 && ri == 0 && ry == 0) break;
-        if (ru == 0 || ri == 0 || ry == 0) {
-            const char *short_name = ru == 0 ? us.path : ri == 0 ? is.path : p_y;
-            size_t line = ru == 0 ? cb_csv_line(is.csv) : cb_csv_line(us.csv);
-            rc = cb_fail(err, CB_EPARSE, "%s:%zu: the three files have different row counts (%s ends first)",
-                         ru == 0 ? is.path : us.path, line, short_name);
-            goto fail;
-        }
-        size_t line = cb_csv_line(cy);
-        float y = 0;
-        bool bad = ru == 2 || ri == 2;
-        if (ri == 2 && ru != 2 && err) *err = e_item;
-        if (!bad && (nf != 1 || !cb_fast_float(f[0], fl[0], &y))) {
-            cb_fail(err, CB_EPARSE, "%s:%zu: expected one finite number", cb_csv_name(cy), line);
-            bad = true;
-        }
-        if (!bad && L.declared_range && (y < L.opt.y_min || y > L.opt.y_max)) {
-            cb_fail(err, CB_EPARSE, "%s:%zu: rating %g outside the declared range [%g, %g]", cb_csv_name(cy), line, y,
-                    L.opt.y_min, L.opt.y_max);
-            bad = true;
-        }
-        if (bad) {
-            if (!L.opt.skip_bad_rows) {
-                rc = CB_EPARSE;
-                goto fail;
-            }
-            L.ds->n_skipped++;
-            continue;
-        }
-        cb_dataset *ds = L.ds;
-        if (ds->n_ratings == ds->cap_ratings) {
-            size_t cap = ds->cap_ratings ? ds->cap_ratings * 2 : 65536;
-            cb_rating *p = cb_realloc_array(ds->ratings, cap, sizeof *p, err);
-            if (!p) { rc = CB_ENOMEM; goto fail; }
-            ds->ratings = p;
-            ds->cap_ratings = cap;
-        }
-        ds->ratings[ds->n_ratings++] = (cb_rating){u, it, y, 0};
-    }
-    if (L.ds->n_ratings == 0) {
-        rc = cb_fail(err, CB_EPARSE, "%s:1: no rows", us.path);
-        goto fail;
-    }
-    /* Titles from the lab's movie list, for the items that have rows. */
-    if (cb_file_exists(p_list)) {
-        rc = cb_csv_open(&cl, p_list, &o, err);
-        if (rc) goto fail;
-        char **f;
-        size_t *fl, nf;
-        bool first = true;
-        while ((rc = cb_csv_next(cl, &f, &fl, &nf, err)) > 0) {
-            if (first) { first = false; continue; }
-            if (nf < 2) {
-                rc = cb_fail(err, CB_EPARSE, "%s:%zu: expected movieId,title,genres", cb_csv_name(cl), cb_csv_line(cl));
-                break;
-            }
-            int64_t it = cb_vocab_find(L.ds->items, f[0], fl[0]);
-            if (it >= 0 && (rc = cb_ld_set_title(&L, (uint32_t)it, f[1], fl[1], err))) break;
-        }
-        if (rc < 0) goto fail;
-    }
+    rc = lab_read_rows(&L, &us, &is, cy, p_y, err);
+    if (!rc) rc = lab_read_titles(&L, p_list, err);
+done:
     lab_side_free(&us);
     lab_side_free(&is);
     cb_csv_close(cy);
-    cb_csv_close(cl);
     free(p_y);
     free(p_list);
+    if (rc) {
+        cb_ld_abort(&L);
+        return rc;
+    }
     return cb_ld_finish(&L, NULL, out, err);
-fail:
-    lab_side_free(&us);
-    lab_side_free(&is);
-    cb_csv_close(cy);
-    cb_csv_close(cl);
-    free(p_y);
-    free(p_list);
-    cb_ld_abort(&L);
-    return rc;
 }
-

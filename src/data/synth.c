@@ -149,26 +149,25 @@ static float affinity(const synth_work *w, uint32_t G, uint32_t u, uint32_t i) {
     return b > a ? s / (float)(b - a) : 0.0f;
 }
 
-static int generate(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_error *err) {
-    const uint32_t U = c->n_users, M = c->n_items, G = c->n_genres;
-    const size_t R = c->n_ratings;
-    cb_rng rng;
-    cb_rng_seed(&rng, c->seed);
-    int rc;
-
-    /* ---- demographic taste shifts */
+/* Taste shifts of every age bucket, gender, occupation and region. */
+static int make_shifts(synth_work *w, uint32_t G, cb_rng *rng, cb_error *err) {
     const uint32_t n_shift = N_AGE_BUCKETS + 2 + N_OCC + N_REGIONS;
     w->shift = cb_malloc((size_t)n_shift * G * sizeof *w->shift, err);
     if (!w->shift) return CB_ENOMEM;
     for (size_t k = 0; k < (size_t)n_shift * G; k++) {
         uint32_t group = (uint32_t)(k / G);
         double sd = group < N_AGE_BUCKETS + 2 ? 0.6 : group < N_AGE_BUCKETS + 2 + N_OCC ? 0.5 : 0.3;
-        w->shift[k] = (float)(sd * cb_rng_normal(&rng));
+        w->shift[k] = (float)(sd * cb_rng_normal(rng));
     }
+    return CB_OK;
+}
+
+/* Users: demographics (the user table), taste and bias. */
+static int make_users(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_rng *rng, cb_error *err) {
+    const uint32_t U = c->n_users, G = c->n_genres;
     const float *age_shift = w->shift, *gender_shift = w->shift + (size_t)N_AGE_BUCKETS * G,
                 *occ_shift = gender_shift + 2 * (size_t)G, *region_shift = occ_shift + (size_t)N_OCC * G;
-
-    /* ---- users */
+    int rc;
     cb_tabbuild ub;
     cb_tb_init(&ub, &ds->user_attr);
     int col_age = cb_tb_add_col(&ub, "age", CB_COL_NUMERIC, err);
@@ -187,18 +186,18 @@ static int generate(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_
     }
     rc = CB_OK;
     for (uint32_t u = 0; u < U && !rc; u++) {
-        int age = (int)lround(18 + fabs(cb_rng_normal(&rng)) * 16 - 4 * cb_rng_uniform(&rng));
+        int age = (int)lround(18 + fabs(cb_rng_normal(rng)) * 16 - 4 * cb_rng_uniform(rng));
         if (age < 13) age = 13;
         if (age > 85) age = 85;
-        int gender = cb_rng_uniform(&rng) < 0.45 ? 0 : 1;
-        uint32_t occ = age < 23 && cb_rng_uniform(&rng) < 0.6 ? 0 : (uint32_t)cb_rng_below(&rng, N_OCC);
-        if (age >= 62 && cb_rng_uniform(&rng) < 0.6) occ = 9; /* retired */
-        uint32_t region = (uint32_t)cb_rng_below(&rng, N_REGIONS);
+        int gender = cb_rng_uniform(rng) < 0.45 ? 0 : 1;
+        uint32_t occ = age < 23 && cb_rng_uniform(rng) < 0.6 ? 0 : (uint32_t)cb_rng_below(rng, N_OCC);
+        if (age >= 62 && cb_rng_uniform(rng) < 0.6) occ = 9; /* retired */
+        uint32_t region = (uint32_t)cb_rng_below(rng, N_REGIONS);
         float *t = w->taste + (size_t)u * G;
         const float *sa = age_shift + (size_t)age_bucket(age) * G, *sg = gender_shift + (size_t)gender * G,
                     *so = occ_shift + (size_t)occ * G, *sr = region_shift + (size_t)region * G;
-        for (uint32_t g = 0; g < G; g++) t[g] = sa[g] + sg[g] + so[g] + sr[g] + (float)(0.5 * cb_rng_normal(&rng));
-        w->user_bias[u] = (float)(0.3 * cb_rng_normal(&rng));
+        for (uint32_t g = 0; g < G; g++) t[g] = sa[g] + sg[g] + so[g] + sr[g] + (float)(0.5 * cb_rng_normal(rng));
+        w->user_bias[u] = (float)(0.3 * cb_rng_normal(rng));
         const char *gs = gender ? "M" : "F";
         char rs[4];
         snprintf(rs, sizeof rs, "%u", region);
@@ -209,9 +208,13 @@ static int generate(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_
     }
     if (!rc) rc = cb_tb_finish(&ub, U, err);
     cb_tb_release(&ub);
-    if (rc) return rc;
+    return rc;
+}
 
-    /* ---- items: genres, year, quality, popularity */
+/* Items: genres, year, title, quality and popularity (with its alias table). */
+static int make_items(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_rng *rng, cb_error *err) {
+    const uint32_t M = c->n_items, G = c->n_genres;
+    int rc = CB_OK;
     cb_tabbuild ib;
     cb_tb_init(&ib, &ds->item_attr);
     int col_genres = cb_tb_add_col(&ib, "genres", CB_COL_MULTI, err);
@@ -252,16 +255,16 @@ static int generate(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_
         return CB_ENOMEM;
     }
     for (uint32_t i = 0; i < M; i++) rank[i] = i;
-    cb_rng_shuffle_u32(&rng, rank, M);
+    cb_rng_shuffle_u32(rng, rank, M);
     char gname[32], title[256];
     for (uint32_t i = 0; i < M && !rc; i++) {
-        double r = cb_rng_uniform(&rng);
+        double r = cb_rng_uniform(rng);
         uint32_t want = r < 0.5 ? 1 : r < 0.85 ? 2 : 3;
         if (want > G) want = G;
         uint32_t *gl = w->item_genre_val + w->item_genre_off[i];
         uint32_t n = 0;
         while (n < want) {
-            double x = cb_rng_uniform(&rng) * gw_total;
+            double x = cb_rng_uniform(rng) * gw_total;
             uint32_t g = 0;
             while (g + 1 < G && x >= gw[g]) x -= gw[g++];
             bool dup = false;
@@ -269,9 +272,9 @@ static int generate(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_
             if (!dup) gl[n++] = g;
         }
         w->item_genre_off[i + 1] = w->item_genre_off[i] + n;
-        int year = 2020 - (int)floor(fabs(cb_rng_normal(&rng)) * 18);
+        int year = 2020 - (int)floor(fabs(cb_rng_normal(rng)) * 18);
         if (year < 1920) year = 1920;
-        w->quality[i] = (float)(0.35 * cb_rng_normal(&rng));
+        w->quality[i] = (float)(0.35 * cb_rng_normal(rng));
         w->pop[i] = 1.0 / pow(rank[i] + 1.0, 0.9);
         size_t tl = 0;
         for (uint32_t k = 0; k < n; k++) {
@@ -288,10 +291,13 @@ static int generate(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_
     free(rank);
     if (!rc) rc = cb_tb_finish(&ib, M, err);
     cb_tb_release(&ib);
-    if (rc) return rc;
-    if ((rc = alias_build(&w->al, w->pop, M, err))) return rc;
+    return rc ? rc : alias_build(&w->al, w->pop, M, err);
+}
 
-    /* ---- how many ratings per user: heavy tailed, >= 1, <= M / 2, summing to R */
+/* How many ratings per user: heavy tailed, >= 1, <= M / 2, summing to R. */
+static int count_ratings(const cb_synth_config *c, synth_work *w, cb_rng *rng, cb_error *err) {
+    const uint32_t U = c->n_users, M = c->n_items;
+    const size_t R = c->n_ratings;
     uint32_t cap = M / 2 ? M / 2 : 1;
     w->n_rated = cb_malloc((size_t)U * sizeof *w->n_rated, err);
     double *act = cb_malloc((size_t)U * sizeof *act, err);
@@ -300,7 +306,7 @@ static int generate(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_
         return CB_ENOMEM;
     }
     double act_total = 0;
-    for (uint32_t u = 0; u < U; u++) act_total += act[u] = exp(0.9 * cb_rng_normal(&rng));
+    for (uint32_t u = 0; u < U; u++) act_total += act[u] = exp(0.9 * cb_rng_normal(rng));
     size_t assigned = 0;
     for (uint32_t u = 0; u < U; u++) {
         double want = floor((double)R * act[u] / act_total);
@@ -316,42 +322,60 @@ static int generate(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_
     while (assigned > R)
         for (uint32_t u = 0; u < U && assigned > R; u++)
             if (w->n_rated[u] > 1) w->n_rated[u]--, assigned--;
+    return CB_OK;
+}
 
-    /* ---- ratings */
+/* The ratings, user by user: distinct items drawn by popularity, tilted
+ * towards the user's taste. */
+static int draw_ratings(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_rng *rng, cb_error *err) {
+    const uint32_t U = c->n_users, M = c->n_items, G = c->n_genres;
+    const size_t R = c->n_ratings;
     ds->ratings = cb_malloc((R ? R : 1) * sizeof *ds->ratings, err);
     w->stamp = cb_calloc(M, sizeof *w->stamp, err);
     if (!ds->ratings || !w->stamp) return CB_ENOMEM;
     ds->cap_ratings = R ? R : 1;
     size_t k = 0;
     for (uint32_t u = 0; u < U; u++) {
-        uint32_t ts = 946684800u + (uint32_t)cb_rng_below(&rng, 18u * 365 * 86400);
+        uint32_t ts = 946684800u + (uint32_t)cb_rng_below(rng, 18u * 365 * 86400);
         for (uint32_t j = 0; j < w->n_rated[u]; j++) {
             uint32_t item = UINT32_MAX;
             for (int tries = 0; tries < 64; tries++) {
-                uint32_t a = alias_draw(&w->al, &rng), b = alias_draw(&w->al, &rng);
+                uint32_t a = alias_draw(&w->al, rng), b = alias_draw(&w->al, rng);
                 bool a_better = affinity(w, G, u, a) >= affinity(w, G, u, b);
-                uint32_t pick = (cb_rng_uniform(&rng) < 0.75) == a_better ? a : b;
+                uint32_t pick = (cb_rng_uniform(rng) < 0.75) == a_better ? a : b;
                 if (w->stamp[pick] != u + 1) {
                     item = pick;
                     break;
                 }
             }
             if (item == UINT32_MAX) { /* crowded: next unrated item from a random start */
-                item = (uint32_t)cb_rng_below(&rng, M);
+                item = (uint32_t)cb_rng_below(rng, M);
                 while (w->stamp[item] == u + 1) item = item + 1 == M ? 0 : item + 1;
             }
             w->stamp[item] = u + 1;
             double y = 3.3 + 0.8 * affinity(w, G, u, item) + w->quality[item] + w->user_bias[u] +
-                       c->noise * cb_rng_normal(&rng);
+                       c->noise * cb_rng_normal(rng);
             y = round(y * 2.0) / 2.0;
             if (y < 0.5) y = 0.5;
             if (y > 5.0) y = 5.0;
-            ts += 1 + (uint32_t)cb_rng_below(&rng, 3 * 86400);
+            ts += 1 + (uint32_t)cb_rng_below(rng, 3 * 86400);
             ds->ratings[k++] = (cb_rating){u, item, (float)y, ts};
         }
     }
     ds->n_ratings = k;
     return CB_OK;
+}
+
+/* Everything from one seeded RNG, in this fixed order. */
+static int generate(cb_dataset *ds, const cb_synth_config *c, synth_work *w, cb_error *err) {
+    cb_rng rng;
+    cb_rng_seed(&rng, c->seed);
+    int rc = make_shifts(w, c->n_genres, &rng, err);
+    if (!rc) rc = make_users(ds, c, w, &rng, err);
+    if (!rc) rc = make_items(ds, c, w, &rng, err);
+    if (!rc) rc = count_ratings(c, w, &rng, err);
+    if (!rc) rc = draw_ratings(ds, c, w, &rng, err);
+    return rc;
 }
 
 int cb_synth_generate(cb_dataset **out, const cb_synth_config *c, cb_error *err) {
