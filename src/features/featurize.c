@@ -858,31 +858,32 @@ static int fit_scaler(fside *s, table_ctx *c, row_fn fn, const uint32_t *weight,
     return CB_OK;
 }
 
-static int fit_body(cb_features *f, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err) {
-    int rc;
+/* Item rating counts and shrunk means, the global mean, and the scaler
+ * weights of users and items: one per user / item with a training rating
+ * (pre-joined data: the user's rating count, reset later by prejoined_weights). */
+static int fit_item_stats(cb_features *f, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train,
+                          uint32_t *user_w, uint32_t *item_w, cb_error *err) {
     uint32_t n_users = cb_dataset_n_users(ds), n_items = f->n_items;
-    /* item statistics and global mean from the training ratings */
     double *item_sum = cb_calloc(n_items ? n_items : 1, sizeof *item_sum, err);
-    uint32_t *user_w = cb_calloc(n_users ? n_users : 1, sizeof *user_w, err);
-    uint32_t *item_w = cb_calloc(n_items ? n_items : 1, sizeof *item_w, err);
     f->item_count = cb_calloc(n_items ? n_items : 1, sizeof *f->item_count, err);
     f->item_mean = cb_calloc(n_items ? n_items : 1, sizeof *f->item_mean, err);
-    table_ctx uc = {0}, ic = {0};
-    if (!item_sum || !user_w || !item_w || !f->item_count || !f->item_mean) {
-        rc = CB_ENOMEM;
-        goto out;
+    if (!item_sum || !f->item_count || !f->item_mean) {
+        free(item_sum);
+        return CB_ENOMEM;
     }
     double total = 0;
     for (size_t k = 0; k < n_train; k++) {
-        if (train_idx[k] >= ds->n_ratings) {
+        int rc = CB_OK;
+        if (train_idx[k] >= ds->n_ratings)
             rc = cb_fail(err, CB_EINVAL, "training index %u out of range (%zu ratings)", train_idx[k], ds->n_ratings);
-            goto out;
+        else if (ds->ratings[train_idx[k]].user >= n_users || ds->ratings[train_idx[k]].item >= n_items ||
+                 !isfinite(ds->ratings[train_idx[k]].y))
+            rc = cb_fail(err, CB_EINVAL, "rating %u: unknown user/item index or non-finite value", train_idx[k]);
+        if (rc) {
+            free(item_sum);
+            return rc;
         }
         const cb_rating *r = &ds->ratings[train_idx[k]];
-        if (r->user >= n_users || r->item >= n_items || !isfinite(r->y)) {
-            rc = cb_fail(err, CB_EINVAL, "rating %u: unknown user/item index or non-finite value", train_idx[k]);
-            goto out;
-        }
         total += r->y;
         item_sum[r->item] += r->y;
         f->item_count[r->item]++;
@@ -895,144 +896,151 @@ static int fit_body(cb_features *f, const cb_dataset *ds, const uint32_t *train_
     }
     if (!f->prejoined) /* engineered: one count per training user */
         for (uint32_t u = 0; u < n_users; u++) user_w[u] = user_w[u] ? 1 : 0;
+    free(item_sum);
+    return CB_OK;
+}
 
+/* The top-K popular items among those with training ratings (ties by index). */
+static int fit_top_items(cb_features *f, const cb_dataset *ds, cb_error *err) {
+    uint32_t n_items = f->n_items;
+    uint64_t *key = cb_malloc((n_items ? n_items : 1) * sizeof *key, err);
+    if (!key) return CB_ENOMEM;
+    uint32_t n_rated = 0;
+    for (uint32_t i = 0; i < n_items; i++)
+        if (f->item_count[i]) key[n_rated++] = ((uint64_t)(UINT32_MAX - f->item_count[i]) << 32) | i;
+    qsort(key, n_rated, sizeof *key, cmp_u64);
+    f->top_k = f->cfg.top_k_popular < n_rated ? f->cfg.top_k_popular : n_rated;
+    f->top_items = cb_malloc((f->top_k ? f->top_k : 1) * sizeof *f->top_items, err);
+    f->top_item_ids = cb_calloc(f->top_k ? f->top_k : 1, sizeof *f->top_item_ids, err);
+    int rc = f->top_items && f->top_item_ids ? CB_OK : CB_ENOMEM;
+    for (uint32_t k = 0; k < f->top_k && !rc; k++) {
+        f->top_items[k] = (uint32_t)(key[k] & 0xffffffffu);
+        const char *id = cb_vocab_name(ds->items, f->top_items[k]);
+        if (!(f->top_item_ids[k] = id ? cb_strdup(id, err) : str_printf(err, "#%u", f->top_items[k]))) rc = CB_ENOMEM;
+    }
+    free(key);
+    return rc ? rc : build_top_pos(f, err);
+}
+
+/* Engineered user blocks: attributes, rating statistics, per-genre tastes, top items. */
+static int add_user_blocks(cb_features *f, const cb_dataset *ds, const uint32_t *user_w, cb_error *err) {
+    const cb_table *ut = &ds->user_attr;
+    int rc;
+    if (f->cfg.user_attrs && ut->n_rows == cb_dataset_n_users(ds)) {
+        if ((rc = add_attr_blocks(f, &f->user, ut, user_w, NULL, 0, ds->roles.user_age, err))) return rc;
+    } else {
+        for (uint32_t c = 0; c < ut->n_cols; c++)
+            if ((rc = side_ignore(&f->user, ut->cols[c].name, err))) return rc;
+    }
+    if (f->cfg.user_stats && (!side_add(&f->user, B_USER_COUNT, NULL, err) || !side_add(&f->user, B_USER_MEAN, NULL, err)))
+        return CB_ENOMEM;
+    if (f->cfg.user_genres && f->n_genres &&
+        (!side_add(&f->user, B_GENRE_AVG, NULL, err) || !side_add(&f->user, B_GENRE_FRAC, NULL, err)))
+        return CB_ENOMEM;
+    if (f->top_k && !side_add(&f->user, B_TOP_ITEMS, NULL, err)) return CB_ENOMEM;
+    return CB_OK;
+}
+
+/* The item year block (from the year column, else titles), filled with the
+ * mean year of the training items when missing. */
+static int add_year_block(cb_features *f, const cb_dataset *ds, int year_col, const uint32_t *item_w, cb_error *err) {
+    const cb_table *it = &ds->item_attr;
+    fblock *b = side_add(&f->item, B_YEAR, year_col >= 0 ? it->cols[year_col].name : NULL, err);
+    if (!b) return CB_ENOMEM;
+    b->missing_flag = true;
+    double sum = 0;
+    size_t n = 0;
+    for (uint32_t i = 0; i < f->n_items; i++) {
+        if (!item_w[i]) continue;
+        float y = year_col >= 0 ? it->cols[year_col].num[i] : year_from_title(ds->titles[i]);
+        if (!isnan(y)) sum += y, n++;
+    }
+    b->fill = n ? sum / (double)n : 0.0;
+    f->year_from_title = year_col < 0;
+    return CB_OK;
+}
+
+/* Engineered item blocks: year, genres, rating statistics, other attributes. */
+static int add_item_blocks(cb_features *f, const cb_dataset *ds, const uint32_t *item_w, cb_error *err) {
+    const cb_table *it = &ds->item_attr;
+    bool item_rows_ok = it->n_rows == f->n_items;
+    int rc;
+    int year_col = ds->roles.item_year;
+    if (year_col >= 0 && ((uint32_t)year_col >= it->n_cols || it->cols[year_col].kind != CB_COL_NUMERIC)) year_col = -1;
+    if (f->cfg.item_year && item_rows_ok && (year_col >= 0 || (ds->titles && !ds->no_title_years)) &&
+        (rc = add_year_block(f, ds, year_col, item_w, err)))
+        return rc;
+    if (f->cfg.item_genres && f->n_genres && !side_add(&f->item, B_ITEM_GENRES, NULL, err)) return CB_ENOMEM;
+    if (f->cfg.item_stats && (!side_add(&f->item, B_ITEM_MEAN, NULL, err) || !side_add(&f->item, B_ITEM_COUNT, NULL, err)))
+        return CB_ENOMEM;
+    int skip[2] = {ds->roles.item_genres, year_col};
+    if (f->cfg.item_attrs && item_rows_ok) {
+        if ((rc = add_attr_blocks(f, &f->item, it, item_w, skip, 2, -1, err))) return rc;
+    } else {
+        for (uint32_t c = 0; c < it->n_cols; c++)
+            if ((int)c != skip[0] && (int)c != skip[1] && (rc = side_ignore(&f->item, it->cols[c].name, err))) return rc;
+    }
+    for (int k = 0; k < 2; k++) /* the genre / year columns are used, accept their names */
+        if (skip[k] >= 0 && (uint32_t)skip[k] < it->n_cols && (rc = side_ignore(&f->item, it->cols[skip[k]].name, err)))
+            return rc;
+    return CB_OK;
+}
+
+/* Pre-joined scaler weights: how many scaler rows (ratings) carry each user / item row. */
+static int prejoined_weights(const cb_features *f, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train,
+                             uint32_t *user_w, uint32_t *item_w, cb_error *err) {
+    uint32_t n_users = cb_dataset_n_users(ds), n_items = f->n_items;
+    memset(user_w, 0, (size_t)n_users * sizeof *user_w);
+    memset(item_w, 0, (size_t)n_items * sizeof *item_w);
+    if (f->cfg.scaler_rows == CB_SCALER_ALL) {
+        for (size_t k = 0; k < ds->n_ratings; k++) {
+            if (ds->ratings[k].user >= n_users || ds->ratings[k].item >= n_items)
+                return cb_fail(err, CB_EINVAL, "rating %zu refers to an unknown user or item", k);
+            user_w[ds->ratings[k].user]++;
+            item_w[ds->ratings[k].item]++;
+        }
+    } else {
+        for (size_t k = 0; k < n_train; k++) {
+            user_w[ds->ratings[train_idx[k]].user]++;
+            item_w[ds->ratings[train_idx[k]].item]++;
+        }
+    }
+    return CB_OK;
+}
+
+static int fit_body(cb_features *f, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err) {
+    int rc;
+    uint32_t n_users = cb_dataset_n_users(ds), n_items = f->n_items;
+    uint32_t *user_w = cb_calloc(n_users ? n_users : 1, sizeof *user_w, err);
+    uint32_t *item_w = cb_calloc(n_items ? n_items : 1, sizeof *item_w, err);
+    table_ctx uc = {0}, ic = {0};
+    if (!user_w || !item_w) {
+        rc = CB_ENOMEM;
+        goto out;
+    }
+    if ((rc = fit_item_stats(f, ds, train_idx, n_train, user_w, item_w, err))) goto out;
     if ((rc = fit_genres(f, ds, err))) goto out;
     if ((rc = build_genre_vocab(f, err))) goto out;
-
-    /* top-K popular items among those with training ratings */
-    {
-        uint64_t *key = cb_malloc((n_items ? n_items : 1) * sizeof *key, err);
-        if (!key) {
-            rc = CB_ENOMEM;
-            goto out;
-        }
-        uint32_t n_rated = 0;
-        for (uint32_t i = 0; i < n_items; i++)
-            if (f->item_count[i]) key[n_rated++] = ((uint64_t)(UINT32_MAX - f->item_count[i]) << 32) | i;
-        qsort(key, n_rated, sizeof *key, cmp_u64);
-        f->top_k = f->cfg.top_k_popular < n_rated ? f->cfg.top_k_popular : n_rated;
-        f->top_items = cb_malloc((f->top_k ? f->top_k : 1) * sizeof *f->top_items, err);
-        f->top_item_ids = cb_calloc(f->top_k ? f->top_k : 1, sizeof *f->top_item_ids, err);
-        if (!f->top_items || !f->top_item_ids) {
-            free(key);
-            rc = CB_ENOMEM;
-            goto out;
-        }
-        for (uint32_t k = 0; k < f->top_k; k++) {
-            f->top_items[k] = (uint32_t)(key[k] & 0xffffffffu);
-            const char *id = cb_vocab_name(ds->items, f->top_items[k]);
-            if (!(f->top_item_ids[k] = id ? cb_strdup(id, err) : str_printf(err, "#%u", f->top_items[k]))) {
-                free(key);
-                rc = CB_ENOMEM;
-                goto out;
-            }
-        }
-        free(key);
-        if ((rc = build_top_pos(f, err))) goto out;
-    }
-
-    /* blocks */
+    if ((rc = fit_top_items(f, ds, err))) goto out;
     if (f->prejoined) {
         if ((rc = add_raw_blocks(f, &f->user, &ds->user_attr, f->cfg.user_skip_cols, "user", err))) goto out;
         if ((rc = add_raw_blocks(f, &f->item, &ds->item_attr, f->cfg.item_skip_cols, "item", err))) goto out;
     } else {
-        const cb_table *ut = &ds->user_attr, *it = &ds->item_attr;
-        bool user_rows_ok = ut->n_rows == n_users, item_rows_ok = it->n_rows == n_items;
-        if (f->cfg.user_attrs && user_rows_ok) {
-            if ((rc = add_attr_blocks(f, &f->user, ut, user_w, NULL, 0, ds->roles.user_age, err))) goto out;
-        } else {
-            for (uint32_t c = 0; c < ut->n_cols; c++)
-                if ((rc = side_ignore(&f->user, ut->cols[c].name, err))) goto out;
-        }
-        if (f->cfg.user_stats) {
-            if (!side_add(&f->user, B_USER_COUNT, NULL, err) || !side_add(&f->user, B_USER_MEAN, NULL, err)) {
-                rc = CB_ENOMEM;
-                goto out;
-            }
-        }
-        if (f->cfg.user_genres && f->n_genres) {
-            if (!side_add(&f->user, B_GENRE_AVG, NULL, err) || !side_add(&f->user, B_GENRE_FRAC, NULL, err)) {
-                rc = CB_ENOMEM;
-                goto out;
-            }
-        }
-        if (f->top_k && !side_add(&f->user, B_TOP_ITEMS, NULL, err)) {
-            rc = CB_ENOMEM;
-            goto out;
-        }
-        /* items */
-        int year_col = ds->roles.item_year;
-        if (year_col >= 0 && ((uint32_t)year_col >= it->n_cols || it->cols[year_col].kind != CB_COL_NUMERIC)) year_col = -1;
-        if (f->cfg.item_year && item_rows_ok && (year_col >= 0 || (ds->titles && !ds->no_title_years))) {
-            fblock *b = side_add(&f->item, B_YEAR, year_col >= 0 ? it->cols[year_col].name : NULL, err);
-            if (!b) {
-                rc = CB_ENOMEM;
-                goto out;
-            }
-            b->missing_flag = true;
-            double sum = 0;
-            size_t n = 0;
-            for (uint32_t i = 0; i < n_items; i++) {
-                if (!item_w[i]) continue;
-                float y = year_col >= 0 ? it->cols[year_col].num[i] : year_from_title(ds->titles[i]);
-                if (!isnan(y)) sum += y, n++;
-            }
-            b->fill = n ? sum / (double)n : 0.0;
-            f->year_from_title = year_col < 0;
-        }
-        if (f->cfg.item_genres && f->n_genres && !side_add(&f->item, B_ITEM_GENRES, NULL, err)) {
-            rc = CB_ENOMEM;
-            goto out;
-        }
-        if (f->cfg.item_stats) {
-            if (!side_add(&f->item, B_ITEM_MEAN, NULL, err) || !side_add(&f->item, B_ITEM_COUNT, NULL, err)) {
-                rc = CB_ENOMEM;
-                goto out;
-            }
-        }
-        int skip[2] = {ds->roles.item_genres, year_col};
-        if (f->cfg.item_attrs && item_rows_ok) {
-            if ((rc = add_attr_blocks(f, &f->item, it, item_w, skip, 2, -1, err))) goto out;
-        } else {
-            for (uint32_t c = 0; c < it->n_cols; c++)
-                if ((int)c != skip[0] && (int)c != skip[1] && (rc = side_ignore(&f->item, it->cols[c].name, err))) goto out;
-        }
-        for (int k = 0; k < 2; k++) /* the genre / year columns are used, accept their names */
-            if (skip[k] >= 0 && (uint32_t)skip[k] < it->n_cols && (rc = side_ignore(&f->item, it->cols[skip[k]].name, err)))
-                goto out;
+        if ((rc = add_user_blocks(f, ds, user_w, err))) goto out;
+        if ((rc = add_item_blocks(f, ds, item_w, err))) goto out;
     }
     if ((rc = side_finish(f, &f->user, true, err)) || (rc = side_finish(f, &f->item, false, err))) goto out;
 
     /* scalers */
     if ((rc = table_ctx_init(&uc, f, ds, train_idx, n_train, true, err))) goto out;
     if ((rc = table_ctx_init(&ic, f, ds, NULL, 0, false, err))) goto out;
-    if (f->prejoined) {
-        /* weight = how many scaler rows (ratings) carry this user / item row */
-        memset(user_w, 0, (size_t)n_users * sizeof *user_w);
-        memset(item_w, 0, (size_t)n_items * sizeof *item_w);
-        if (f->cfg.scaler_rows == CB_SCALER_ALL) {
-            for (size_t k = 0; k < ds->n_ratings; k++) {
-                if (ds->ratings[k].user >= n_users || ds->ratings[k].item >= n_items) {
-                    rc = cb_fail(err, CB_EINVAL, "rating %zu refers to an unknown user or item", k);
-                    goto out;
-                }
-                user_w[ds->ratings[k].user]++;
-                item_w[ds->ratings[k].item]++;
-            }
-        } else {
-            for (size_t k = 0; k < n_train; k++) {
-                user_w[ds->ratings[train_idx[k]].user]++;
-                item_w[ds->ratings[train_idx[k]].item]++;
-            }
-        }
-    }
+    if (f->prejoined && (rc = prejoined_weights(f, ds, train_idx, n_train, user_w, item_w, err))) goto out;
     if ((rc = fit_scaler(&f->user, &uc, table_user_row, user_w, n_users, err))) goto out;
     if ((rc = fit_scaler(&f->item, &ic, table_item_row, item_w, n_items, err))) goto out;
     rc = CB_OK;
 out:
     table_ctx_free(&uc);
     table_ctx_free(&ic);
-    free(item_sum);
     free(user_w);
     free(item_w);
     return rc;
