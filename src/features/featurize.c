@@ -1,4 +1,7 @@
-/* featurize — the fitted feature transform (see featurize.h for the feature list).
+/* featurize — the fitted feature transform (see featurize.h for the feature
+ * list): fitting it on the training ratings, the user and item tables, the
+ * same rows for a new user or item (cold start), and the accessors. Its
+ * layout is features_internal.h; saving and loading it is features_json.c.
  *
  * A transform is two "sides" (user, item), each an ordered list of blocks. A
  * block turns one source (an attribute column, the user's ratings, the item's
@@ -7,7 +10,7 @@
  * mean 0 / std 1 on dimensions that are not standardised. The table path
  * (dataset rows) and the cold-start path (cb_user_input) share the code that
  * derives features from ratings, so a known user's row is the same both ways. */
-#include "features/featurize.h"
+#include "features/features_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -15,77 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-    B_CAT = 1,      /* one-hot over kept levels of a categorical column */
-    B_NUM,          /* numeric column, standardised; + missing flag */
-    B_AGE_BUCKETS,  /* numeric age column as 7 buckets */
-    B_MULTI,        /* multi-hot over kept levels of a multi-valued column */
-    B_USER_COUNT,   /* log1p(#training ratings) */
-    B_USER_MEAN,    /* mean training rating */
-    B_GENRE_AVG,    /* per-genre mean rating (filled with the user's mean) */
-    B_GENRE_FRAC,   /* per-genre fraction of the user's ratings */
-    B_TOP_ITEMS,    /* rated one of the top-K popular items */
-    B_YEAR,         /* item year (column or title), + missing flag */
-    B_ITEM_GENRES,  /* genre multi-hot */
-    B_ITEM_MEAN,    /* shrunk mean rating */
-    B_ITEM_COUNT,   /* log1p(#training ratings) */
-    B_RAW,          /* pre-joined: the given numeric column */
-    B_N_TYPES
-};
-
-static const char *const block_type_name[B_N_TYPES] = {
-    NULL, "cat", "num", "age_buckets", "multi", "user_count", "user_mean", "genre_avg",
-    "genre_frac", "top_items", "year", "item_genres", "item_mean", "item_count", "raw"};
-
 #define N_AGE_BUCKETS 7
 static const float age_edges[N_AGE_BUCKETS - 1] = {18, 25, 35, 45, 50, 56};
 static const char *const age_bucket_name[N_AGE_BUCKETS] = {"<18",   "18-24", "25-34", "35-44",
                                                            "45-49", "50-55", "56+"};
 
-#define FEATURES_FORMAT "cbrec-features"
-#define FEATURES_VERSION 1
-
-typedef struct fblock {
-    int type;
-    char *col;          /* source column name; NULL for derived blocks */
-    uint32_t n_levels;  /* CAT / MULTI */
-    char **levels;
-    cb_vocab *vocab;    /* level name -> index in `levels` (rebuilt on load) */
-    bool missing_flag;  /* NUM / YEAR: a second dimension saying "was missing" */
-    double fill;        /* NUM / YEAR: raw value used when missing (training mean) */
-    uint32_t offset, width;
-} fblock;
-
-typedef struct fside {
-    fblock *blocks;
-    uint32_t n_blocks;
-    uint32_t dim;
-    double *mean, *std; /* [dim] */
-    char **names;       /* [dim] */
-    char **ignored;     /* source columns deliberately not used (accepted, ignored) */
-    uint32_t n_ignored;
-} fside;
-
-struct cb_features {
-    bool prejoined;
-    cb_feature_config cfg;
-    char *exclude_cols;     /* owned copy; cfg.exclude_cols points here */
-    double global_mean;
-    uint32_t n_items;
-    uint32_t n_genres;
-    char **genres;
-    cb_vocab *genre_vocab;
-    uint32_t *item_genre_off; /* [n_items + 1] */
-    uint32_t *item_genre_val;
-    uint32_t *item_count;     /* [n_items] training ratings */
-    float *item_mean;         /* [n_items] shrunk training mean */
-    uint32_t top_k;
-    uint32_t *top_items;      /* [top_k], most popular first */
-    char **top_item_ids;      /* [top_k] item id strings (for names) */
-    int32_t *top_pos;         /* [n_items]: position in top_items or -1 (derived) */
-    bool year_from_title;
-    fside user, item;
-};
+const char *const cb_feat_block_type_name[B_N_TYPES] = {
+    NULL, "cat", "num", "age_buckets", "multi", "user_count", "user_mean", "genre_avg",
+    "genre_frac", "top_items", "year", "item_genres", "item_mean", "item_count", "raw"};
 
 /* ------------------------------------------------------------------ config */
 
@@ -116,7 +56,7 @@ const char *cb_feature_config_check(const cb_feature_config *c) {
 
 /* ------------------------------------------------------------------ small helpers */
 
-static void free_strv(char **v, uint32_t n) {
+void cb_feat_free_strv(char **v, uint32_t n) {
     if (!v) return;
     for (uint32_t i = 0; i < n; i++) free(v[i]);
     free(v);
@@ -125,28 +65,28 @@ static void free_strv(char **v, uint32_t n) {
 static void side_free(fside *s) {
     for (uint32_t b = 0; b < s->n_blocks; b++) {
         free(s->blocks[b].col);
-        free_strv(s->blocks[b].levels, s->blocks[b].n_levels);
+        cb_feat_free_strv(s->blocks[b].levels, s->blocks[b].n_levels);
         cb_vocab_free(s->blocks[b].vocab);
     }
     free(s->blocks);
     free(s->mean);
     free(s->std);
-    free_strv(s->names, s->dim);
-    free_strv(s->ignored, s->n_ignored);
+    cb_feat_free_strv(s->names, s->dim);
+    cb_feat_free_strv(s->ignored, s->n_ignored);
     memset(s, 0, sizeof *s);
 }
 
 void cb_features_free(cb_features *f) {
     if (!f) return;
     free(f->exclude_cols);
-    free_strv(f->genres, f->n_genres);
+    cb_feat_free_strv(f->genres, f->n_genres);
     cb_vocab_free(f->genre_vocab);
     free(f->item_genre_off);
     free(f->item_genre_val);
     free(f->item_count);
     free(f->item_mean);
     free(f->top_items);
-    free_strv(f->top_item_ids, f->top_k);
+    cb_feat_free_strv(f->top_item_ids, f->top_k);
     free(f->top_pos);
     side_free(&f->user);
     side_free(&f->item);
@@ -205,7 +145,7 @@ static double shrunk_mean(const cb_features *f, double sum, double count) {
 
 /* ------------------------------------------------------------------ blocks */
 
-static uint32_t block_width(const cb_features *f, const fblock *b) {
+uint32_t cb_feat_block_width(const cb_features *f, const fblock *b) {
     switch (b->type) {
     case B_CAT: case B_MULTI: return b->n_levels;
     case B_NUM: case B_YEAR: return 1u + (b->missing_flag ? 1u : 0u);
@@ -226,7 +166,7 @@ static bool block_scaled(const fblock *b, uint32_t k) {
     }
 }
 
-static fblock *side_add(fside *s, int type, const char *col, cb_error *err) {
+fblock *cb_feat_side_add(fside *s, int type, const char *col, cb_error *err) {
     fblock *nb = cb_realloc_array(s->blocks, s->n_blocks + 1, sizeof *nb, err);
     if (!nb) return NULL;
     s->blocks = nb;
@@ -250,7 +190,7 @@ static int side_ignore(fside *s, const char *col, cb_error *err) {
     return CB_OK;
 }
 
-static int block_build_vocab(fblock *b, cb_error *err) {
+int cb_feat_block_build_vocab(fblock *b, cb_error *err) {
     b->vocab = cb_vocab_create(err);
     if (!b->vocab) return CB_ENOMEM;
     for (uint32_t l = 0; l < b->n_levels; l++) {
@@ -264,11 +204,11 @@ static int block_build_vocab(fblock *b, cb_error *err) {
 }
 
 /* Offsets, dimension, names; mean/std allocated as the identity when absent. */
-static int side_finish(cb_features *f, fside *s, bool is_user, cb_error *err) {
+int cb_feat_side_finish(cb_features *f, fside *s, bool is_user, cb_error *err) {
     uint32_t dim = 0;
     for (uint32_t b = 0; b < s->n_blocks; b++) {
         s->blocks[b].offset = dim;
-        s->blocks[b].width = block_width(f, &s->blocks[b]);
+        s->blocks[b].width = cb_feat_block_width(f, &s->blocks[b]);
         if (s->blocks[b].width > UINT32_MAX - dim) return cb_fail(err, CB_EINVAL, "feature dimension overflows");
         dim += s->blocks[b].width;
     }
@@ -309,7 +249,7 @@ static int side_finish(cb_features *f, fside *s, bool is_user, cb_error *err) {
     return CB_OK;
 }
 
-static int build_top_pos(cb_features *f, cb_error *err) {
+int cb_feat_build_top_pos(cb_features *f, cb_error *err) {
     f->top_pos = cb_malloc((size_t)(f->n_items ? f->n_items : 1) * sizeof *f->top_pos, err);
     if (!f->top_pos) return CB_ENOMEM;
     for (uint32_t i = 0; i < f->n_items; i++) f->top_pos[i] = -1;
@@ -321,7 +261,7 @@ static int build_top_pos(cb_features *f, cb_error *err) {
     return CB_OK;
 }
 
-static int build_genre_vocab(cb_features *f, cb_error *err) {
+int cb_feat_build_genre_vocab(cb_features *f, cb_error *err) {
     f->genre_vocab = cb_vocab_create(err);
     if (!f->genre_vocab) return CB_ENOMEM;
     for (uint32_t g = 0; g < f->n_genres; g++) {
@@ -357,7 +297,7 @@ static int col_kind_for_block(int type) {
     }
 }
 
-static bool block_has_column(int type) {
+bool cb_feat_block_has_column(int type) {
     return type == B_CAT || type == B_MULTI || type == B_NUM || type == B_AGE_BUCKETS || type == B_YEAR ||
            type == B_RAW;
 }
@@ -367,7 +307,7 @@ static int colmaps_make(colmap **out, const fside *s, const cb_table *t, cb_erro
     if (!m) return CB_ENOMEM;
     for (uint32_t bi = 0; bi < s->n_blocks; bi++) {
         const fblock *b = &s->blocks[bi];
-        if (!block_has_column(b->type) || !b->col) continue;
+        if (!cb_feat_block_has_column(b->type) || !b->col) continue;
         int c = cb_table_find(t, b->col);
         if (c < 0) continue;
         const cb_column *col = &t->cols[c];
@@ -586,9 +526,9 @@ static void table_user_row(table_ctx *c, uint32_t u, float *x) {
     const cb_features *f = c->f;
     memset(x, 0, (size_t)f->user.dim * sizeof *x);
     for (uint32_t bi = 0; bi < f->user.n_blocks; bi++)
-        if (block_has_column(f->user.blocks[bi].type) && u < c->ds->user_attr.n_rows)
+        if (cb_feat_block_has_column(f->user.blocks[bi].type) && u < c->ds->user_attr.n_rows)
             write_attr_from_table(c->ds, &f->user.blocks[bi], &c->umap[bi], u, x);
-        else if (block_has_column(f->user.blocks[bi].type)) /* no attribute row: all missing */
+        else if (cb_feat_block_has_column(f->user.blocks[bi].type)) /* no attribute row: all missing */
             write_attr_from_table(c->ds, &f->user.blocks[bi], &(colmap){0}, u, x);
     if (!f->prejoined) {
         memset(c->us.has_pref, 0, f->n_genres ? f->n_genres : 1);
@@ -616,7 +556,7 @@ static void table_item_row(table_ctx *c, uint32_t i, float *x) {
     const cb_features *f = c->f;
     memset(x, 0, (size_t)f->item.dim * sizeof *x);
     for (uint32_t bi = 0; bi < f->item.n_blocks; bi++)
-        if (block_has_column(f->item.blocks[bi].type))
+        if (cb_feat_block_has_column(f->item.blocks[bi].type))
             write_attr_from_table(c->ds, &f->item.blocks[bi], i < c->ds->item_attr.n_rows ? &c->imap[bi] : &(colmap){0}, i, x);
     if (!f->prejoined)
         write_item_stat_blocks(f, f->item_genre_val + f->item_genre_off[i], f->item_genre_off[i + 1] - f->item_genre_off[i],
@@ -676,7 +616,7 @@ static int choose_levels(fblock *b, const cb_column *col, const uint32_t *row_we
         }
     }
     free(key);
-    return block_build_vocab(b, err);
+    return cb_feat_block_build_vocab(b, err);
 }
 
 /* Training mean of a numeric column over rows with weight > 0 (0 if none). */
@@ -709,15 +649,15 @@ static int add_attr_blocks(cb_features *f, fside *s, const cb_table *t, const ui
             bool any_missing;
             double m = column_mean(col->num, row_weight, t->n_rows, &any_missing);
             if ((int)c == age_col && f->cfg.age_mode == CB_AGE_BUCKETS) {
-                if (!side_add(s, B_AGE_BUCKETS, col->name, err)) return CB_ENOMEM;
+                if (!cb_feat_side_add(s, B_AGE_BUCKETS, col->name, err)) return CB_ENOMEM;
             } else {
-                fblock *b = side_add(s, B_NUM, col->name, err);
+                fblock *b = cb_feat_side_add(s, B_NUM, col->name, err);
                 if (!b) return CB_ENOMEM;
                 b->fill = m;
                 b->missing_flag = any_missing || (int)c == age_col;
             }
         } else {
-            fblock *b = side_add(s, col->kind == CB_COL_CATEGORICAL ? B_CAT : B_MULTI, col->name, err);
+            fblock *b = cb_feat_side_add(s, col->kind == CB_COL_CATEGORICAL ? B_CAT : B_MULTI, col->name, err);
             if (!b) return CB_ENOMEM;
             uint32_t cap = col->kind == CB_COL_CATEGORICAL ? f->cfg.max_cat_levels : f->cfg.max_multi_levels;
             if ((rc = choose_levels(b, col, row_weight, t->n_rows, cap, err))) return rc;
@@ -744,7 +684,7 @@ static int add_raw_blocks(cb_features *f, fside *s, const cb_table *t, uint32_t 
         }
         if (col->kind != CB_COL_NUMERIC)
             return cb_fail(err, CB_EINVAL, "pre-joined %s column '%s' is not numeric", what, col->name);
-        if (!side_add(s, B_RAW, col->name, err)) return CB_ENOMEM;
+        if (!cb_feat_side_add(s, B_RAW, col->name, err)) return CB_ENOMEM;
     }
     return CB_OK;
 }
@@ -919,7 +859,7 @@ static int fit_top_items(cb_features *f, const cb_dataset *ds, cb_error *err) {
         if (!(f->top_item_ids[k] = id ? cb_strdup(id, err) : str_printf(err, "#%u", f->top_items[k]))) rc = CB_ENOMEM;
     }
     free(key);
-    return rc ? rc : build_top_pos(f, err);
+    return rc ? rc : cb_feat_build_top_pos(f, err);
 }
 
 /* Engineered user blocks: attributes, rating statistics, per-genre tastes, top items. */
@@ -932,12 +872,12 @@ static int add_user_blocks(cb_features *f, const cb_dataset *ds, const uint32_t 
         for (uint32_t c = 0; c < ut->n_cols; c++)
             if ((rc = side_ignore(&f->user, ut->cols[c].name, err))) return rc;
     }
-    if (f->cfg.user_stats && (!side_add(&f->user, B_USER_COUNT, NULL, err) || !side_add(&f->user, B_USER_MEAN, NULL, err)))
+    if (f->cfg.user_stats && (!cb_feat_side_add(&f->user, B_USER_COUNT, NULL, err) || !cb_feat_side_add(&f->user, B_USER_MEAN, NULL, err)))
         return CB_ENOMEM;
     if (f->cfg.user_genres && f->n_genres &&
-        (!side_add(&f->user, B_GENRE_AVG, NULL, err) || !side_add(&f->user, B_GENRE_FRAC, NULL, err)))
+        (!cb_feat_side_add(&f->user, B_GENRE_AVG, NULL, err) || !cb_feat_side_add(&f->user, B_GENRE_FRAC, NULL, err)))
         return CB_ENOMEM;
-    if (f->top_k && !side_add(&f->user, B_TOP_ITEMS, NULL, err)) return CB_ENOMEM;
+    if (f->top_k && !cb_feat_side_add(&f->user, B_TOP_ITEMS, NULL, err)) return CB_ENOMEM;
     return CB_OK;
 }
 
@@ -945,7 +885,7 @@ static int add_user_blocks(cb_features *f, const cb_dataset *ds, const uint32_t 
  * mean year of the training items when missing. */
 static int add_year_block(cb_features *f, const cb_dataset *ds, int year_col, const uint32_t *item_w, cb_error *err) {
     const cb_table *it = &ds->item_attr;
-    fblock *b = side_add(&f->item, B_YEAR, year_col >= 0 ? it->cols[year_col].name : NULL, err);
+    fblock *b = cb_feat_side_add(&f->item, B_YEAR, year_col >= 0 ? it->cols[year_col].name : NULL, err);
     if (!b) return CB_ENOMEM;
     b->missing_flag = true;
     double sum = 0;
@@ -970,8 +910,8 @@ static int add_item_blocks(cb_features *f, const cb_dataset *ds, const uint32_t 
     if (f->cfg.item_year && item_rows_ok && (year_col >= 0 || (ds->titles && !ds->no_title_years)) &&
         (rc = add_year_block(f, ds, year_col, item_w, err)))
         return rc;
-    if (f->cfg.item_genres && f->n_genres && !side_add(&f->item, B_ITEM_GENRES, NULL, err)) return CB_ENOMEM;
-    if (f->cfg.item_stats && (!side_add(&f->item, B_ITEM_MEAN, NULL, err) || !side_add(&f->item, B_ITEM_COUNT, NULL, err)))
+    if (f->cfg.item_genres && f->n_genres && !cb_feat_side_add(&f->item, B_ITEM_GENRES, NULL, err)) return CB_ENOMEM;
+    if (f->cfg.item_stats && (!cb_feat_side_add(&f->item, B_ITEM_MEAN, NULL, err) || !cb_feat_side_add(&f->item, B_ITEM_COUNT, NULL, err)))
         return CB_ENOMEM;
     int skip[2] = {ds->roles.item_genres, year_col};
     if (f->cfg.item_attrs && item_rows_ok) {
@@ -1020,7 +960,7 @@ static int fit_body(cb_features *f, const cb_dataset *ds, const uint32_t *train_
     }
     if ((rc = fit_item_stats(f, ds, train_idx, n_train, user_w, item_w, err))) goto out;
     if ((rc = fit_genres(f, ds, err))) goto out;
-    if ((rc = build_genre_vocab(f, err))) goto out;
+    if ((rc = cb_feat_build_genre_vocab(f, err))) goto out;
     if ((rc = fit_top_items(f, ds, err))) goto out;
     if (f->prejoined) {
         if ((rc = add_raw_blocks(f, &f->user, &ds->user_attr, f->cfg.user_skip_cols, "user", err))) goto out;
@@ -1029,7 +969,7 @@ static int fit_body(cb_features *f, const cb_dataset *ds, const uint32_t *train_
         if ((rc = add_user_blocks(f, ds, user_w, err))) goto out;
         if ((rc = add_item_blocks(f, ds, item_w, err))) goto out;
     }
-    if ((rc = side_finish(f, &f->user, true, err)) || (rc = side_finish(f, &f->item, false, err))) goto out;
+    if ((rc = cb_feat_side_finish(f, &f->user, true, err)) || (rc = cb_feat_side_finish(f, &f->item, false, err))) goto out;
 
     /* scalers */
     if ((rc = table_ctx_init(&uc, f, ds, train_idx, n_train, true, err))) goto out;
@@ -1112,7 +1052,7 @@ int cb_features_items(const cb_features *f, const cb_dataset *ds, float *X_m, cb
 
 static int find_block(const fside *s, const char *name) {
     for (uint32_t b = 0; b < s->n_blocks; b++)
-        if (s->blocks[b].col && block_has_column(s->blocks[b].type) && !strcmp(s->blocks[b].col, name)) return (int)b;
+        if (s->blocks[b].col && cb_feat_block_has_column(s->blocks[b].type) && !strcmp(s->blocks[b].col, name)) return (int)b;
     return -1;
 }
 
@@ -1320,390 +1260,6 @@ uint32_t cb_features_top_k(const cb_features *f, const uint32_t **items) {
     return f->top_k;
 }
 
-/* ------------------------------------------------------------------ JSON */
-
-static json_t *jarr_u32(const uint32_t *v, size_t n) {
-    json_t *a = json_array();
-    for (size_t k = 0; a && k < n; k++)
-        if (json_array_append_new(a, json_integer(v[k]))) {
-            json_decref(a);
-            return NULL;
-        }
-    return a;
-}
-
-static json_t *jarr_f64(const double *v, size_t n) {
-    json_t *a = json_array();
-    for (size_t k = 0; a && k < n; k++)
-        if (json_array_append_new(a, json_real(v[k]))) {
-            json_decref(a);
-            return NULL;
-        }
-    return a;
-}
-
-static json_t *jarr_f32(const float *v, size_t n) {
-    json_t *a = json_array();
-    for (size_t k = 0; a && k < n; k++)
-        if (json_array_append_new(a, json_real(v[k]))) {
-            json_decref(a);
-            return NULL;
-        }
-    return a;
-}
-
-/* json_string() refuses invalid UTF-8: then NULL, and the caller reports it. */
-static json_t *jarr_str(char *const *v, size_t n) {
-    json_t *a = json_array();
-    for (size_t k = 0; a && k < n; k++)
-        if (json_array_append_new(a, json_string(v[k]))) {
-            json_decref(a);
-            return NULL;
-        }
-    return a;
-}
-
-/* Set o[key] = v (stealing v); false when v is NULL or on failure. */
-static bool jset(json_t *o, const char *key, json_t *v) {
-    if (!v) return false;
-    return json_object_set_new(o, key, v) == 0;
-}
-
-static json_t *side_to_json(const fside *s) {
-    json_t *o = json_object(), *blocks = json_array();
-    bool ok = o && blocks;
-    for (uint32_t bi = 0; ok && bi < s->n_blocks; bi++) {
-        const fblock *b = &s->blocks[bi];
-        json_t *jb = json_object();
-        ok = jb && jset(jb, "type", json_string(block_type_name[b->type])) &&
-             jset(jb, "col", b->col ? json_string(b->col) : json_null());
-        if (ok && (b->type == B_CAT || b->type == B_MULTI)) ok = jset(jb, "levels", jarr_str(b->levels, b->n_levels));
-        if (ok && (b->type == B_NUM || b->type == B_YEAR))
-            ok = jset(jb, "missing_flag", json_boolean(b->missing_flag)) && jset(jb, "fill", json_real(b->fill));
-        /* json_array_append_new takes jb even when it fails */
-        if (!ok) json_decref(jb);
-        else if (json_array_append_new(blocks, jb)) ok = false;
-    }
-    if (ok) {
-        json_t *tmp = blocks;
-        blocks = NULL;
-        ok = jset(o, "blocks", tmp) && jset(o, "dim", json_integer(s->dim)) && jset(o, "mean", jarr_f64(s->mean, s->dim)) &&
-             jset(o, "std", jarr_f64(s->std, s->dim)) && jset(o, "ignored_cols", jarr_str(s->ignored, s->n_ignored));
-    }
-    json_decref(blocks);
-    if (!ok) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
-
-json_t *cb_features_to_json(const cb_features *f, cb_error *err) {
-    if (!f) {
-        cb_fail(err, CB_EINVAL, "cb_features_to_json: no features");
-        return NULL;
-    }
-    const cb_feature_config *c = &f->cfg;
-    json_t *cfg = json_object(), *o = json_object();
-    bool ok = cfg && o && jset(cfg, "user_attrs", json_boolean(c->user_attrs)) &&
-              jset(cfg, "user_stats", json_boolean(c->user_stats)) && jset(cfg, "user_genres", json_boolean(c->user_genres)) &&
-              jset(cfg, "item_year", json_boolean(c->item_year)) && jset(cfg, "item_genres", json_boolean(c->item_genres)) &&
-              jset(cfg, "item_stats", json_boolean(c->item_stats)) && jset(cfg, "item_attrs", json_boolean(c->item_attrs)) &&
-              jset(cfg, "top_k_popular", json_integer(c->top_k_popular)) &&
-              jset(cfg, "age_mode", json_string(c->age_mode == CB_AGE_BUCKETS ? "buckets" : "standardise")) &&
-              jset(cfg, "max_cat_levels", json_integer(c->max_cat_levels)) &&
-              jset(cfg, "max_multi_levels", json_integer(c->max_multi_levels)) &&
-              jset(cfg, "item_prior", json_real(c->item_prior)) &&
-              jset(cfg, "exclude_cols", c->exclude_cols ? json_string(c->exclude_cols) : json_null()) &&
-              jset(cfg, "user_skip_cols", json_integer(c->user_skip_cols)) &&
-              jset(cfg, "item_skip_cols", json_integer(c->item_skip_cols)) &&
-              jset(cfg, "scaler_rows", json_string(c->scaler_rows == CB_SCALER_ALL ? "all" : "train"));
-    if (ok) {
-        json_t *tmp = cfg;
-        cfg = NULL;
-        ok = jset(o, "format", json_string(FEATURES_FORMAT)) && jset(o, "version", json_integer(FEATURES_VERSION)) &&
-             jset(o, "prejoined", json_boolean(f->prejoined)) && jset(o, "config", tmp) &&
-             jset(o, "global_mean", json_real(f->global_mean)) && jset(o, "n_items", json_integer(f->n_items)) &&
-             jset(o, "genres", jarr_str(f->genres, f->n_genres)) &&
-             jset(o, "item_genre_off", jarr_u32(f->item_genre_off, (size_t)f->n_items + 1)) &&
-             jset(o, "item_genre_val", jarr_u32(f->item_genre_val, f->item_genre_off[f->n_items])) &&
-             jset(o, "item_count", jarr_u32(f->item_count, f->n_items)) &&
-             jset(o, "item_mean", jarr_f32(f->item_mean, f->n_items)) &&
-             jset(o, "top_items", jarr_u32(f->top_items, f->top_k)) &&
-             jset(o, "top_item_ids", jarr_str(f->top_item_ids, f->top_k)) &&
-             jset(o, "year_from_title", json_boolean(f->year_from_title)) && jset(o, "user", side_to_json(&f->user)) &&
-             jset(o, "item", side_to_json(&f->item));
-    }
-    json_decref(cfg);
-    if (!ok) {
-        json_decref(o);
-        cb_fail(err, CB_ENOMEM, "cannot build the features JSON (out of memory or a name that is not UTF-8)");
-        return NULL;
-    }
-    return o;
-}
-
-/* ---- loading, every field checked */
-
-static int jget(const json_t *o, const char *key, json_type type, const json_t **out, cb_error *err) {
-    const json_t *v = json_is_object(o) ? json_object_get(o, key) : NULL;
-    bool ok = v && (json_typeof(v) == type || (type == JSON_REAL && json_is_integer(v)) ||
-                    (type == JSON_TRUE && json_is_boolean(v)));
-    if (!ok) {
-        static const char *const tn[] = {"an object", "an array", "a string", "an integer", "a number", "a boolean",
-                                         "a boolean", "null"};
-        return cb_fail(err, CB_EFORMAT, "features: '%s' is missing or not %s", key, tn[type]);
-    }
-    *out = v;
-    return CB_OK;
-}
-
-static int jget_u32(const json_t *o, const char *key, uint32_t *v, cb_error *err) {
-    const json_t *j = NULL;
-    int rc = jget(o, key, JSON_INTEGER, &j, err);
-    if (rc) return rc;
-    json_int_t x = json_integer_value(j);
-    if (x < 0 || x > (json_int_t)UINT32_MAX) return cb_fail(err, CB_EFORMAT, "features: '%s' out of range", key);
-    *v = (uint32_t)x;
-    return CB_OK;
-}
-
-static int jget_f64(const json_t *o, const char *key, double *v, cb_error *err) {
-    const json_t *j = NULL;
-    int rc = jget(o, key, JSON_REAL, &j, err);
-    if (rc) return rc;
-    *v = json_number_value(j);
-    if (!isfinite(*v)) return cb_fail(err, CB_EFORMAT, "features: '%s' is not finite", key);
-    return CB_OK;
-}
-
-static int jget_bool(const json_t *o, const char *key, bool *v, cb_error *err) {
-    const json_t *j = NULL;
-    int rc = jget(o, key, JSON_TRUE, &j, err);
-    if (rc) return rc;
-    *v = json_is_true(j);
-    return CB_OK;
-}
-
-/* Array o[key] of exactly `want` elements (want == UINT32_MAX: any length). */
-static int jget_array(const json_t *o, const char *key, uint32_t want, const json_t **arr, uint32_t *n, cb_error *err) {
-    int rc = jget(o, key, JSON_ARRAY, arr, err);
-    if (rc) return rc;
-    size_t len = json_array_size(*arr);
-    if (len > UINT32_MAX || (want != UINT32_MAX && len != want))
-        return cb_fail(err, CB_EFORMAT, "features: '%s' has %zu elements, expected %u", key, len, want);
-    *n = (uint32_t)len;
-    return CB_OK;
-}
-
-static int jget_u32_array(const json_t *o, const char *key, uint32_t want, uint32_t **out, uint32_t *n, cb_error *err) {
-    const json_t *a = NULL;
-    int rc = jget_array(o, key, want, &a, n, err);
-    if (rc) return rc;
-    uint32_t *v = cb_malloc((size_t)(*n ? *n : 1) * sizeof *v, err);
-    if (!v) return CB_ENOMEM;
-    for (uint32_t k = 0; k < *n; k++) {
-        const json_t *e = json_array_get(a, k);
-        json_int_t x = json_is_integer(e) ? json_integer_value(e) : -1;
-        if (x < 0 || x > (json_int_t)UINT32_MAX) {
-            free(v);
-            return cb_fail(err, CB_EFORMAT, "features: '%s'[%u] is not an unsigned 32-bit integer", key, k);
-        }
-        v[k] = (uint32_t)x;
-    }
-    *out = v;
-    return CB_OK;
-}
-
-static int jget_f64_array(const json_t *o, const char *key, uint32_t want, double **out, cb_error *err) {
-    const json_t *a = NULL;
-    uint32_t n;
-    int rc = jget_array(o, key, want, &a, &n, err);
-    if (rc) return rc;
-    double *v = cb_malloc((size_t)(n ? n : 1) * sizeof *v, err);
-    if (!v) return CB_ENOMEM;
-    for (uint32_t k = 0; k < n; k++) {
-        const json_t *e = json_array_get(a, k);
-        if (!json_is_number(e) || !isfinite(json_number_value(e))) {
-            free(v);
-            return cb_fail(err, CB_EFORMAT, "features: '%s'[%u] is not a finite number", key, k);
-        }
-        v[k] = json_number_value(e);
-    }
-    *out = v;
-    return CB_OK;
-}
-
-static int jget_str_array(const json_t *o, const char *key, uint32_t want, char ***out, uint32_t *n, cb_error *err) {
-    const json_t *a = NULL;
-    int rc = jget_array(o, key, want, &a, n, err);
-    if (rc) return rc;
-    char **v = cb_calloc(*n ? *n : 1, sizeof *v, err);
-    if (!v) return CB_ENOMEM;
-    for (uint32_t k = 0; k < *n; k++) {
-        const json_t *e = json_array_get(a, k);
-        if (!json_is_string(e) || strlen(json_string_value(e)) != json_string_length(e)) {
-            free_strv(v, k);
-            return cb_fail(err, CB_EFORMAT, "features: '%s'[%u] is not a string", key, k);
-        }
-        if (!(v[k] = cb_strdup(json_string_value(e), err))) {
-            free_strv(v, k);
-            return CB_ENOMEM;
-        }
-    }
-    *out = v;
-    return CB_OK;
-}
-
-static int side_from_json(cb_features *f, fside *s, const json_t *o, bool is_user, cb_error *err) {
-    const char *what = is_user ? "user" : "item";
-    const json_t *blocks;
-    uint32_t nb, dim;
-    int rc;
-    if (!json_is_object(o)) return cb_fail(err, CB_EFORMAT, "features: '%s' is missing or not an object", what);
-    if ((rc = jget_array(o, "blocks", UINT32_MAX, &blocks, &nb, err))) return rc;
-    if ((rc = jget_u32(o, "dim", &dim, err))) return rc;
-    for (uint32_t bi = 0; bi < nb; bi++) {
-        const json_t *jb = json_array_get(blocks, bi), *jt, *jc;
-        if ((rc = jget(jb, "type", JSON_STRING, &jt, err))) return rc;
-        int type = 0;
-        for (int t = 1; t < B_N_TYPES; t++)
-            if (!strcmp(json_string_value(jt), block_type_name[t])) type = t;
-        bool user_type = type == B_USER_COUNT || type == B_USER_MEAN || type == B_GENRE_AVG || type == B_GENRE_FRAC ||
-                         type == B_TOP_ITEMS || type == B_AGE_BUCKETS;
-        bool item_type = type == B_YEAR || type == B_ITEM_GENRES || type == B_ITEM_MEAN || type == B_ITEM_COUNT;
-        if (!type || (is_user && item_type) || (!is_user && user_type) || (f->prejoined != (type == B_RAW)))
-            return cb_fail(err, CB_EFORMAT, "features: %s block %u has an unexpected type '%s'", what, bi,
-                           json_string_value(jt));
-        jc = json_object_get(jb, "col");
-        bool needs_col = block_has_column(type) && type != B_YEAR;
-        if (jc && !json_is_null(jc) && !json_is_string(jc))
-            return cb_fail(err, CB_EFORMAT, "features: %s block %u: 'col' is not a string", what, bi);
-        if (needs_col && !json_is_string(jc))
-            return cb_fail(err, CB_EFORMAT, "features: %s block %u: 'col' is missing", what, bi);
-        fblock *b = side_add(s, type, json_is_string(jc) ? json_string_value(jc) : NULL, err);
-        if (!b) return CB_ENOMEM;
-        if (type == B_CAT || type == B_MULTI) {
-            if ((rc = jget_str_array(jb, "levels", UINT32_MAX, &b->levels, &b->n_levels, err))) return rc;
-            if ((rc = block_build_vocab(b, err))) return rc;
-        }
-        if (type == B_NUM || type == B_YEAR) {
-            if ((rc = jget_bool(jb, "missing_flag", &b->missing_flag, err))) return rc;
-            if ((rc = jget_f64(jb, "fill", &b->fill, err))) return rc;
-        }
-    }
-    uint32_t computed = 0;
-    for (uint32_t bi = 0; bi < s->n_blocks; bi++) {
-        uint32_t w = block_width(f, &s->blocks[bi]);
-        if (w > UINT32_MAX - computed) return cb_fail(err, CB_EFORMAT, "features: %s dimension overflows", what);
-        computed += w;
-    }
-    if (computed != dim)
-        return cb_fail(err, CB_EFORMAT, "features: %s dim is %u but its blocks add up to %u", what, dim, computed);
-    if ((rc = jget_f64_array(o, "mean", dim, &s->mean, err))) return rc;
-    if ((rc = jget_f64_array(o, "std", dim, &s->std, err))) return rc;
-    for (uint32_t j = 0; j < dim; j++)
-        if (!(s->std[j] > 0)) return cb_fail(err, CB_EFORMAT, "features: %s std[%u] is not positive", what, j);
-    if ((rc = jget_str_array(o, "ignored_cols", UINT32_MAX, &s->ignored, &s->n_ignored, err))) return rc;
-    return side_finish(f, s, is_user, err);
-}
-
-static int features_from_json(cb_features *f, const json_t *j, cb_error *err) {
-    const json_t *v = NULL, *cfg = NULL;
-    int rc;
-    if (!json_is_object(j)) return cb_fail(err, CB_EFORMAT, "features: not a JSON object");
-    if ((rc = jget(j, "format", JSON_STRING, &v, err))) return rc;
-    if (strcmp(json_string_value(v), FEATURES_FORMAT))
-        return cb_fail(err, CB_EFORMAT, "features: format is '%s', expected '%s'", json_string_value(v), FEATURES_FORMAT);
-    uint32_t version;
-    if ((rc = jget_u32(j, "version", &version, err))) return rc;
-    if (version != FEATURES_VERSION)
-        return cb_fail(err, CB_EFORMAT, "features: version %u is not supported (this build reads %d)", version, FEATURES_VERSION);
-    if ((rc = jget_bool(j, "prejoined", &f->prejoined, err))) return rc;
-    /* configuration */
-    if ((rc = jget(j, "config", JSON_OBJECT, &cfg, err))) return rc;
-    cb_feature_config *c = &f->cfg;
-    cb_feature_config_default(c);
-    double prior;
-    const json_t *age = NULL, *rows = NULL, *excl;
-    if ((rc = jget_bool(cfg, "user_attrs", &c->user_attrs, err)) || (rc = jget_bool(cfg, "user_stats", &c->user_stats, err)) ||
-        (rc = jget_bool(cfg, "user_genres", &c->user_genres, err)) || (rc = jget_bool(cfg, "item_year", &c->item_year, err)) ||
-        (rc = jget_bool(cfg, "item_genres", &c->item_genres, err)) || (rc = jget_bool(cfg, "item_stats", &c->item_stats, err)) ||
-        (rc = jget_bool(cfg, "item_attrs", &c->item_attrs, err)) ||
-        (rc = jget_u32(cfg, "top_k_popular", &c->top_k_popular, err)) ||
-        (rc = jget_u32(cfg, "max_cat_levels", &c->max_cat_levels, err)) ||
-        (rc = jget_u32(cfg, "max_multi_levels", &c->max_multi_levels, err)) ||
-        (rc = jget_f64(cfg, "item_prior", &prior, err)) || (rc = jget_u32(cfg, "user_skip_cols", &c->user_skip_cols, err)) ||
-        (rc = jget_u32(cfg, "item_skip_cols", &c->item_skip_cols, err)) ||
-        (rc = jget(cfg, "age_mode", JSON_STRING, &age, err)) || (rc = jget(cfg, "scaler_rows", JSON_STRING, &rows, err)))
-        return rc;
-    c->item_prior = (float)prior;
-    c->age_mode = !strcmp(json_string_value(age), "buckets") ? CB_AGE_BUCKETS
-                  : !strcmp(json_string_value(age), "standardise") ? CB_AGE_STANDARDISE : (cb_age_mode)-1;
-    c->scaler_rows = !strcmp(json_string_value(rows), "all") ? CB_SCALER_ALL
-                     : !strcmp(json_string_value(rows), "train") ? CB_SCALER_TRAIN : (cb_scaler_rows)-1;
-    excl = json_object_get(cfg, "exclude_cols");
-    if (excl && json_is_string(excl)) {
-        if (!(f->exclude_cols = cb_strdup(json_string_value(excl), err))) return CB_ENOMEM;
-    } else if (excl && !json_is_null(excl)) {
-        return cb_fail(err, CB_EFORMAT, "features: 'exclude_cols' is not a string");
-    }
-    c->exclude_cols = f->exclude_cols;
-    const char *why = cb_feature_config_check(c);
-    if (why) return cb_fail(err, CB_EFORMAT, "features: configuration: %s", why);
-    /* data */
-    if ((rc = jget_f64(j, "global_mean", &f->global_mean, err))) return rc;
-    if ((rc = jget_u32(j, "n_items", &f->n_items, err))) return rc;
-    if (f->n_items == UINT32_MAX) return cb_fail(err, CB_EFORMAT, "features: 'n_items' out of range");
-    if ((rc = jget_str_array(j, "genres", UINT32_MAX, &f->genres, &f->n_genres, err))) return rc;
-    if ((rc = build_genre_vocab(f, err))) return rc == CB_ENOMEM ? rc : CB_EFORMAT;
-    uint32_t n, nnz;
-    if ((rc = jget_u32_array(j, "item_genre_off", f->n_items + 1, &f->item_genre_off, &n, err))) return rc;
-    if ((rc = jget_u32_array(j, "item_genre_val", UINT32_MAX, &f->item_genre_val, &nnz, err))) return rc;
-    if (f->item_genre_off[0] != 0 || f->item_genre_off[f->n_items] != nnz)
-        return cb_fail(err, CB_EFORMAT, "features: item genre offsets do not match the %u genre entries", nnz);
-    for (uint32_t i = 0; i < f->n_items; i++)
-        if (f->item_genre_off[i] > f->item_genre_off[i + 1])
-            return cb_fail(err, CB_EFORMAT, "features: item genre offsets decrease at item %u", i);
-    for (uint32_t k = 0; k < nnz; k++)
-        if (f->item_genre_val[k] >= f->n_genres)
-            return cb_fail(err, CB_EFORMAT, "features: item genre entry %u is %u, only %u genres", k, f->item_genre_val[k],
-                           f->n_genres);
-    if ((rc = jget_u32_array(j, "item_count", f->n_items, &f->item_count, &n, err))) return rc;
-    double *means = NULL;
-    if ((rc = jget_f64_array(j, "item_mean", f->n_items, &means, err))) return rc;
-    f->item_mean = cb_malloc((size_t)(f->n_items ? f->n_items : 1) * sizeof *f->item_mean, err);
-    if (!f->item_mean) {
-        free(means);
-        return CB_ENOMEM;
-    }
-    for (uint32_t i = 0; i < f->n_items; i++) f->item_mean[i] = (float)means[i];
-    free(means);
-    if ((rc = jget_u32_array(j, "top_items", UINT32_MAX, &f->top_items, &f->top_k, err))) return rc;
-    uint32_t n_ids;
-    if ((rc = jget_str_array(j, "top_item_ids", f->top_k, &f->top_item_ids, &n_ids, err))) {
-        f->top_item_ids = NULL;
-        return rc;
-    }
-    if ((rc = build_top_pos(f, err))) return rc;
-    if ((rc = jget_bool(j, "year_from_title", &f->year_from_title, err))) return rc;
-    if ((rc = side_from_json(f, &f->user, json_object_get(j, "user"), true, err))) return rc;
-    if ((rc = side_from_json(f, &f->item, json_object_get(j, "item"), false, err))) return rc;
-    return CB_OK;
-}
-
-int cb_features_from_json(cb_features **out, const json_t *j, cb_error *err) {
-    *out = NULL;
-    cb_features *f = cb_calloc(1, sizeof *f, err);
-    if (!f) return CB_ENOMEM;
-    int rc = features_from_json(f, j, err);
-    if (rc) {
-        cb_features_free(f);
-        return rc;
-    }
-    *out = f;
-    return CB_OK;
-}
 void cb_features_scaler(const cb_features *f, bool user, const double **mean, const double **std) {
     const fside *s = user ? &f->user : &f->item;
     if (mean) *mean = s->mean;

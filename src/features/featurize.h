@@ -8,7 +8,7 @@
  * genre membership (CSR), the top-K item indices and every vocabulary, so it can
  * featurise a new user from a JSON-like description (demographics, a few
  * ratings, explicit per-genre preferences) and be saved inside a model file as
- * JSON (cb_features_to_json / cb_features_from_json).
+ * JSON (cb_features_to_json / cb_features_from_json, in features_json.c).
  *
  * User features (engineered datasets), in this order, each group switchable:
  *   one-hot per categorical column ("gender=F"; unseen / missing level -> all 0;
@@ -172,7 +172,7 @@ typedef struct cb_item_input {
 int cb_features_new_user(const cb_features *f, const cb_user_input *in, float *x, cb_error *err);
 int cb_features_new_item(const cb_features *f, const cb_item_input *in, float *x, cb_error *err);
 
-/* ---- Serialisation (jansson). to_json returns a new reference (NULL + err on
+/* ---- Serialisation (jansson; features_json.c). to_json returns a new reference (NULL + err on
  * failure). from_json validates types and sizes; a malformed object gives
  * CB_EFORMAT and a message, never a crash. Reals round-trip exactly. */
 json_t *cb_features_to_json(const cb_features *f, cb_error *err);
