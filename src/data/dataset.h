@@ -1,12 +1,21 @@
-/* dataset — what a recommender learns from: id vocabularies, the ratings, and
- * attribute tables of users and items.
+/* dataset — what a recommender learns from: id vocabularies, the ratings (or
+ * implicit events), and attribute tables of users and items.
  *
  * Ratings are stored compactly, 16 bytes each (user index, item index, value,
  * timestamp); features are never copied per rating. Attribute tables hold
  * typed columns (numeric, categorical, multi-valued) with rows aligned to the
- * dense user / item indices. Loaders detect MovieLens layouts (latest-small,
- * 100K, 1M), read a generic declared layout, or the course lab's pre-joined
- * rows. Splits and the synthetic generator live here too. */
+ * dense user / item indices.
+ *
+ * Where things live in src/data, in the order a load runs:
+ *   layout.c      cb_dataset_load: which layout a path holds, and its loader
+ *   movielens.c   MovieLens latest-small / 25M, 100K, 1M
+ *   generic.c     cbrec.schema, and a folder with only ratings.csv
+ *   course_lab.c  the course lab's pre-joined rows
+ *   ratings_file.c  the one ratings-file reader (fast multi-threaded path + strict path)
+ *   loader.c      the loader context and the final checks (duplicates, range, roles)
+ *   table.c       the attribute-table builder;  textutil.c  field and file helpers
+ *   dataset.c     this object: free, sizes, column lookup
+ *   split.c       the splits;  synth.c  synthetic data with planted structure */
 #ifndef CB_DATASET_H
 #define CB_DATASET_H
 

@@ -1,4 +1,4 @@
-/* dataset_movielens — loaders for the three MovieLens layouts: latest-small
+/* movielens — loaders for the three MovieLens layouts: latest-small
  * (and the 25M/32M releases, same files), 100K and 1M.
  *
  * Each reads the item (and user) files first, so the catalog keeps the

@@ -1,4 +1,4 @@
-/* dataset_ratings — the ratings-file reader every layout goes through, so
+/* ratings_file — the ratings-file reader every layout goes through, so
  * strictness, error messages and speed are the same everywhere.
  *
  * Two paths share the work. The fast path (below) reads plain numeric lines
