@@ -22,20 +22,11 @@ static json_t *jarr_u32(const uint32_t *v, size_t n) {
     return a;
 }
 
-static json_t *jarr_f64(const double *v, size_t n) {
+/* An array of reals from doubles (f64) or floats (f32, the other NULL). */
+static json_t *jarr_real(const double *f64, const float *f32, size_t n) {
     json_t *a = json_array();
     for (size_t k = 0; a && k < n; k++)
-        if (json_array_append_new(a, json_real(v[k]))) {
-            json_decref(a);
-            return NULL;
-        }
-    return a;
-}
-
-static json_t *jarr_f32(const float *v, size_t n) {
-    json_t *a = json_array();
-    for (size_t k = 0; a && k < n; k++)
-        if (json_array_append_new(a, json_real(v[k]))) {
+        if (json_array_append_new(a, json_real(f64 ? f64[k] : (double)f32[k]))) {
             json_decref(a);
             return NULL;
         }
@@ -77,8 +68,8 @@ static json_t *side_to_json(const fside *s) {
     if (ok) {
         json_t *tmp = blocks;
         blocks = NULL;
-        ok = jset(o, "blocks", tmp) && jset(o, "dim", json_integer(s->dim)) && jset(o, "mean", jarr_f64(s->mean, s->dim)) &&
-             jset(o, "std", jarr_f64(s->std, s->dim)) && jset(o, "ignored_cols", jarr_str(s->ignored, s->n_ignored));
+        ok = jset(o, "blocks", tmp) && jset(o, "dim", json_integer(s->dim)) && jset(o, "mean", jarr_real(s->mean, NULL, s->dim)) &&
+             jset(o, "std", jarr_real(s->std, NULL, s->dim)) && jset(o, "ignored_cols", jarr_str(s->ignored, s->n_ignored));
     }
     json_decref(blocks);
     if (!ok) {
@@ -118,7 +109,7 @@ json_t *cb_features_to_json(const cb_features *f, cb_error *err) {
              jset(o, "item_genre_off", jarr_u32(f->item_genre_off, (size_t)f->n_items + 1)) &&
              jset(o, "item_genre_val", jarr_u32(f->item_genre_val, f->item_genre_off[f->n_items])) &&
              jset(o, "item_count", jarr_u32(f->item_count, f->n_items)) &&
-             jset(o, "item_mean", jarr_f32(f->item_mean, f->n_items)) &&
+             jset(o, "item_mean", jarr_real(NULL, f->item_mean, f->n_items)) &&
              jset(o, "top_items", jarr_u32(f->top_items, f->top_k)) &&
              jset(o, "top_item_ids", jarr_str(f->top_item_ids, f->top_k)) &&
              jset(o, "year_from_title", json_boolean(f->year_from_title)) && jset(o, "user", side_to_json(&f->user)) &&
