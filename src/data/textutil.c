@@ -3,6 +3,7 @@
  * regions) and files (path join, exists, read a small file whole). The inline
  * number parsers are in textutil.h. */
 #include "data/textutil.h"
+#include "data/dataset.h" /* cb_year_from_title is declared there */
 
 #include <errno.h>
 #include <math.h>
