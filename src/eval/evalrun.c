@@ -558,7 +558,7 @@ out:
 static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
                         const cb_dataset *ds, const cb_split *sp, int fold, cb_error *err) {
     static const double lambdas[] = {50, 100, 200, 500, 1000, 2000};
-    static const uint32_t ks[] = {25, 50, 100, 200, 400};
+    static const uint32_t ks[] = {25, 50, 100, 200, 400, 800};
     static const double shrinks[] = {0, 20};
     cb_itemrec_config grid[16];
     cb_split carve = {0};

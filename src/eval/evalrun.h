@@ -38,7 +38,7 @@
  * carve, the best setting refitted on the whole training part and measured
  * on the test part once. The row's `settings` says what was picked. Grids:
  * EASE lambda in {50, 100, 200, 500, 1000, 2000}; item-kNN k in {25, 50, 100,
- * 200, 400} x shrink in {0, 20}.
+ * 200, 400, 800} x shrink in {0, 20}.
  *
  * Nothing here prints; results come back as cb_eval_result rows.
  * Threading: no shared state; one call at a time per config. */
