@@ -605,24 +605,28 @@ static void ease_matches_direct_inverse(void **state) {
     c.lambda = lambda;
     cb_itemrec *m = NULL;
     cb_error err;
-    assert_int_equal(cb_itemrec_fit(&m, &c, ds, train, n_rows - 1, &err), CB_OK);
-    for (uint32_t i = 0; i < ni; i++)
-        for (uint32_t j = 0; j < ni; j++) {
-            double want = i == j ? 0.0 : -P[i * ni + j] / P[j * ni + j];
-            assert_true(fabs(cb_itemrec_weight(m, i, j) - want) < 1e-5);
-        }
     float *scores = malloc(ni * sizeof *scores);
-    for (uint32_t u = 0; u < nu; u++) {
-        assert_int_equal(cb_itemrec_score_cb(m, u, scores, ni, &err), CB_OK);
-        for (uint32_t j = 0; j < ni; j++) {
-            double want = 0;
-            for (uint32_t i = 0; i < ni; i++)
-                if (i != j) want += X[u * ni + i] * -P[i * ni + j] / P[j * ni + j];
-            assert_true(fabs(scores[j] - want) < 1e-5);
+    /* both forms (the items' Gram inverse, and the users' through Woodbury) give the same B */
+    for (int form = CB_EASE_AUTO; form <= CB_EASE_USERS; form++) {
+        c.ease_form = (cb_ease_form)form;
+        assert_int_equal(cb_itemrec_fit(&m, &c, ds, train, n_rows - 1, &err), CB_OK);
+        for (uint32_t i = 0; i < ni; i++)
+            for (uint32_t j = 0; j < ni; j++) {
+                double want = i == j ? 0.0 : -P[i * ni + j] / P[j * ni + j];
+                assert_true(fabs(cb_itemrec_weight(m, i, j) - want) < 1e-5);
+            }
+        for (uint32_t u = 0; u < nu; u++) {
+            assert_int_equal(cb_itemrec_score_cb(m, u, scores, ni, &err), CB_OK);
+            for (uint32_t j = 0; j < ni; j++) {
+                double want = 0;
+                for (uint32_t i = 0; i < ni; i++)
+                    if (i != j) want += X[u * ni + i] * -P[i * ni + j] / P[j * ni + j];
+                assert_true(fabs(scores[j] - want) < 1e-5);
+            }
         }
+        assert_int_equal(cb_itemrec_score_cb(m, 0, scores, ni + 1, &err), CB_EINVAL);
+        cb_itemrec_free(m);
     }
-    assert_int_equal(cb_itemrec_score_cb(m, 0, scores, ni + 1, &err), CB_EINVAL);
-    cb_itemrec_free(m);
     /* bad settings */
     c.lambda = 0;
     assert_int_equal(cb_itemrec_fit(&m, &c, ds, train, n_rows - 1, &err), CB_EINVAL);

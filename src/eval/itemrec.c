@@ -2,7 +2,9 @@
  * choice of their settings on a validation carve. See itemrec.h. */
 #include "eval/itemrec.h"
 
+#include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,8 @@
  * character argument last (ignored by OpenBLAS's own C implementations). */
 extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t uplo_len);
 extern void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t uplo_len);
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
+extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
 
 #define NO_ITEM UINT32_MAX
 
@@ -23,7 +27,14 @@ struct cb_itemrec {
     uint32_t *item_of;              /* [n_active] catalog index of an active item */
     size_t *user_off;               /* [n_users + 1] CSR of each user's distinct training items */
     uint32_t *user_items;           /* (active indices, ascending) */
-    float *B;                       /* EASE: [n_active * n_active], row = from, column = to */
+    float *B;                       /* EASE, item form: [n_active^2], row = from, column = to */
+    /* EASE, user form (P = (I - X^T M X) / lambda, M = (X X^T + lambda I)^-1): */
+    uint32_t n_act_users;           /* users with training items */
+    uint32_t *act_user;             /* [n_users] index among them, NO_ITEM when none */
+    size_t *iu_off;                 /* [n_active + 1] CSR: each active item's active users */
+    uint32_t *iu_user;
+    double *M;                      /* [n_act_users^2] */
+    double *inv_pdiag;              /* [n_active] 1 / P_jj */
     size_t *nb_off;                 /* ITEM_KNN: [n_active + 1] CSR of the kept neighbours */
     uint32_t *nb_item;              /* (active indices, most similar first) */
     float *nb_w;
@@ -41,6 +52,7 @@ const char *cb_itemrec_config_check(const cb_itemrec_config *c) {
     if (!c) return "no configuration";
     if (c->kind != CB_ITEMREC_EASE && c->kind != CB_ITEMREC_ITEM_KNN) return "unknown item model kind";
     if (c->kind == CB_ITEMREC_EASE && !(c->lambda > 0 && isfinite(c->lambda))) return "EASE lambda must be a finite number > 0";
+    if (c->ease_form < CB_EASE_AUTO || c->ease_form > CB_EASE_USERS) return "unknown EASE form";
     if (!(c->shrink >= 0 && isfinite(c->shrink))) return "item-kNN shrink must be a finite number >= 0";
     return NULL;
 }
@@ -61,6 +73,11 @@ void cb_itemrec_free(cb_itemrec *m) {
     free(m->user_off);
     free(m->user_items);
     free(m->B);
+    free(m->act_user);
+    free(m->iu_off);
+    free(m->iu_user);
+    free(m->M);
+    free(m->inv_pdiag);
     free(m->nb_off);
     free(m->nb_item);
     free(m->nb_w);
@@ -155,6 +172,81 @@ static int fit_ease(cb_itemrec *m, float *G, cb_error *err) {
     return CB_OK;
 }
 
+/* EASE in the user form, for fewer users than items (Woodbury):
+ * (X^T X + lambda I)^-1 = (I - X^T M X) / lambda with M = (X X^T + lambda I)^-1,
+ * an n_users^2 inverse instead of an n_items^2 one. Keeps M, the item ->
+ * users lists and 1 / diag(P); scores are x_u - (x_u P) / diag(P). */
+static int fit_ease_users(cb_itemrec *m, cb_error *err) {
+    m->act_user = cb_malloc(((size_t)m->n_users + 1) * sizeof *m->act_user, err);
+    m->iu_off = cb_calloc((size_t)m->n_active + 2, sizeof *m->iu_off, err);
+    m->iu_user = cb_malloc((m->user_off[m->n_users] + 1) * sizeof *m->iu_user, err);
+    if (!m->act_user || !m->iu_off || !m->iu_user) return CB_ENOMEM;
+    for (uint32_t u = 0; u < m->n_users; u++)
+        m->act_user[u] = m->user_off[u + 1] > m->user_off[u] ? m->n_act_users++ : NO_ITEM;
+    for (size_t j = 0; j < m->user_off[m->n_users]; j++) m->iu_off[m->user_items[j] + 2]++;
+    for (uint32_t i = 0; i < m->n_active; i++) m->iu_off[i + 2] += m->iu_off[i + 1];
+    for (uint32_t u = 0; u < m->n_users; u++)
+        for (size_t j = m->user_off[u]; j < m->user_off[u + 1]; j++)
+            m->iu_user[m->iu_off[m->user_items[j] + 1]++] = m->act_user[u];
+    const int n = (int)m->n_act_users;
+    const double lambda = m->cfg.lambda;
+    m->M = cb_calloc((size_t)n * n + 1, sizeof *m->M, err);
+    m->inv_pdiag = cb_malloc(((size_t)m->n_active + 1) * sizeof *m->inv_pdiag, err);
+    if (!m->M || !m->inv_pdiag) return CB_ENOMEM;
+    for (uint32_t i = 0; i < m->n_active; i++) /* X X^T: users' co-occurrence counts */
+        for (size_t a = m->iu_off[i]; a < m->iu_off[i + 1]; a++) {
+            double *row = m->M + (size_t)m->iu_user[a] * n;
+            for (size_t b = m->iu_off[i]; b < m->iu_off[i + 1]; b++) row[m->iu_user[b]] += 1.0;
+        }
+    for (int a = 0; a < n; a++) m->M[(size_t)a * n + a] += lambda;
+    int info = 0;
+    dpotrf_("L", &n, m->M, &n, &info, 1);
+    if (info == 0) dpotri_("L", &n, m->M, &n, &info, 1);
+    if (info != 0) return cb_fail(err, CB_ENUMERIC, "ease: Cholesky inverse failed (LAPACK info %d)", info);
+    for (int r = 0; r < n; r++)
+        for (int c = r + 1; c < n; c++) m->M[(size_t)c * n + r] = m->M[(size_t)r * n + c];
+    for (uint32_t j = 0; j < m->n_active; j++) { /* P_jj = (1 - x_j^T M x_j) / lambda */
+        double q = 0;
+        for (size_t a = m->iu_off[j]; a < m->iu_off[j + 1]; a++) {
+            const double *row = m->M + (size_t)m->iu_user[a] * n;
+            for (size_t b = m->iu_off[j]; b < m->iu_off[j + 1]; b++) q += row[m->iu_user[b]];
+        }
+        m->inv_pdiag[j] = lambda / (1.0 - q);
+    }
+    return CB_OK;
+}
+
+/* x_i^T M x_j over the active users of items i and j (user form). */
+static double user_form_quad(const cb_itemrec *m, uint32_t i, uint32_t j) {
+    double q = 0;
+    for (size_t a = m->iu_off[i]; a < m->iu_off[i + 1]; a++) {
+        const double *row = m->M + (size_t)m->iu_user[a] * m->n_act_users;
+        for (size_t b = m->iu_off[j]; b < m->iu_off[j + 1]; b++) q += row[m->iu_user[b]];
+    }
+    return q;
+}
+
+/* Scores of the user form: x_u - (x_u P) / diag(P), x_u P = (x_u - (X^T M X x_u)) / lambda. */
+static int score_ease_users(const cb_itemrec *m, uint32_t user, float *scores, cb_error *err) {
+    const size_t n = m->n_act_users;
+    double *v = cb_calloc(2 * n + 1, sizeof *v, err), *w = v ? v + n : NULL;
+    if (!v) return CB_ENOMEM;
+    const uint32_t *it = m->user_items + m->user_off[user];
+    size_t n_u = m->user_off[user + 1] - m->user_off[user];
+    for (size_t k = 0; k < n_u; k++) /* v = X x_u */
+        for (size_t a = m->iu_off[it[k]]; a < m->iu_off[it[k] + 1]; a++) v[m->iu_user[a]] += 1.0;
+    cblas_dsymv(CblasRowMajor, CblasUpper, (int)n, 1.0, m->M, (int)n, v, 1, 0.0, w, 1); /* w = M v */
+    for (uint32_t j = 0, k = 0; j < m->n_active; j++) {
+        double z = 0, x = 0; /* z = (X^T w)_j, x = x_u[j] */
+        for (size_t a = m->iu_off[j]; a < m->iu_off[j + 1]; a++) z += w[m->iu_user[a]];
+        while (k < n_u && it[k] < j) k++;
+        if (k < n_u && it[k] == j) x = 1.0;
+        scores[m->item_of[j]] = (float)(x - (x - z) / m->cfg.lambda * m->inv_pdiag[j]);
+    }
+    free(v);
+    return CB_OK;
+}
+
 /* item-kNN: each active item's knn_k most similar others (similarity > 0). */
 static int fit_knn(cb_itemrec *m, const float *G, cb_error *err) {
     const uint32_t n = m->n_active, k = m->cfg.knn_k && m->cfg.knn_k < n ? m->cfg.knn_k : n;
@@ -199,12 +291,21 @@ int cb_itemrec_fit(cb_itemrec **out, const cb_itemrec_config *c, const cb_datase
     m->n_users = cb_dataset_n_users(ds);
     m->n_items = cb_dataset_n_items(ds);
     int rc = build_interactions(m, ds, train, n_train, err);
-    if (!rc && m->n_active > CB_ITEMREC_MAX_DENSE)
-        rc = cb_fail(err, CB_EINVAL, "%s: %u items with interactions; the dense Gram matrix allows at most %u",
-                     cb_itemrec_kind_name(c->kind), m->n_active, CB_ITEMREC_MAX_DENSE);
+    uint32_t n_act_users = 0;
+    for (uint32_t u = 0; !rc && u < m->n_users; u++) n_act_users += m->user_off[u + 1] > m->user_off[u];
+    /* EASE inverts the smaller of the two Gram matrices (users' or items') unless told */
+    bool user_form = c->kind == CB_ITEMREC_EASE &&
+                     (c->ease_form == CB_EASE_USERS || (c->ease_form == CB_EASE_AUTO && n_act_users < m->n_active));
+    uint32_t dense = user_form ? n_act_users : m->n_active;
+    if (!rc && dense > CB_ITEMREC_MAX_DENSE)
+        rc = cb_fail(err, CB_EINVAL, "%s: %u %s with interactions; the dense Gram matrix allows at most %u",
+                     cb_itemrec_kind_name(c->kind), dense, user_form ? "users" : "items", CB_ITEMREC_MAX_DENSE);
     float *G = NULL;
-    if (!rc && !(G = gram(m, err))) rc = CB_ENOMEM;
-    if (!rc && c->kind == CB_ITEMREC_EASE) {
+    if (!rc && user_form) {
+        rc = fit_ease_users(m, err);
+    } else if (!rc && !(G = gram(m, err))) {
+        rc = CB_ENOMEM;
+    } else if (!rc && c->kind == CB_ITEMREC_EASE) {
         rc = fit_ease(m, G, err);
         if (!rc) G = NULL; /* now m->B */
     } else if (!rc) {
@@ -222,7 +323,8 @@ int cb_itemrec_score_cb(void *ctx, uint32_t user, float *scores, uint32_t n_item
         return cb_fail(err, CB_EINVAL, "%s: asked for %u items, fitted on %u", cb_itemrec_kind_name(m->cfg.kind),
                        n_items, m->n_items);
     memset(scores, 0, (size_t)n_items * sizeof *scores);
-    if (user >= m->n_users) return CB_OK;
+    if (user >= m->n_users || m->user_off[user + 1] == m->user_off[user]) return CB_OK;
+    if (m->M) return score_ease_users(m, user, scores, err);
     const size_t n = m->n_active;
     for (size_t j = m->user_off[user]; j < m->user_off[user + 1]; j++) {
         uint32_t a = m->user_items[j];
@@ -241,6 +343,8 @@ float cb_itemrec_weight(const cb_itemrec *m, uint32_t from, uint32_t to) {
     uint32_t a = m->active[from], b = m->active[to];
     if (a == NO_ITEM || b == NO_ITEM) return 0.0f;
     if (m->B) return m->B[(size_t)a * m->n_active + b];
+    if (m->M) /* a != b: P_ab = -x_a^T M x_b / lambda, B_ab = -P_ab / P_bb */
+        return a == b ? 0.0f : (float)(user_form_quad(m, a, b) / m->cfg.lambda * m->inv_pdiag[b]);
     for (size_t t = m->nb_off[a]; t < m->nb_off[a + 1]; t++)
         if (m->nb_item[t] == b) return m->nb_w[t];
     return 0.0f;
