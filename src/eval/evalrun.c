@@ -573,8 +573,8 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
                 grid[n_grid++].lambda = lambdas[i];
             }
         else
-            for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
-                for (size_t j = 0; j < sizeof shrinks / sizeof *shrinks; j++) {
+            for (size_t j = 0; j < sizeof shrinks / sizeof *shrinks; j++) /* one fit per shrink (see tune) */
+                for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
                     cb_itemrec_config_default(&grid[n_grid], CB_ITEMREC_ITEM_KNN);
                     grid[n_grid].knn_k = ks[i];
                     grid[n_grid++].shrink = shrinks[j];

@@ -317,6 +317,14 @@ int cb_itemrec_fit(cb_itemrec **out, const cb_itemrec_config *c, const cb_datase
     return rc;
 }
 
+/* End of item a's neighbours within the first cfg.knn_k: the lists are kept
+ * best first, so a model fitted with a larger k and read with a smaller one
+ * equals the model fitted with the smaller k (cb_itemrec_tune uses this). */
+static size_t nb_end(const cb_itemrec *m, uint32_t a) {
+    size_t end = m->nb_off[a + 1];
+    return m->cfg.knn_k && m->nb_off[a] + m->cfg.knn_k < end ? m->nb_off[a] + m->cfg.knn_k : end;
+}
+
 int cb_itemrec_score_cb(void *ctx, uint32_t user, float *scores, uint32_t n_items, cb_error *err) {
     const cb_itemrec *m = ctx;
     if (n_items != m->n_items)
@@ -332,7 +340,7 @@ int cb_itemrec_score_cb(void *ctx, uint32_t user, float *scores, uint32_t n_item
             const float *row = m->B + (size_t)a * n;
             for (size_t t = 0; t < n; t++) scores[m->item_of[t]] += row[t];
         } else {
-            for (size_t t = m->nb_off[a]; t < m->nb_off[a + 1]; t++) scores[m->item_of[m->nb_item[t]]] += m->nb_w[t];
+            for (size_t t = m->nb_off[a]; t < nb_end(m, a); t++) scores[m->item_of[m->nb_item[t]]] += m->nb_w[t];
         }
     }
     return CB_OK;
@@ -345,7 +353,7 @@ float cb_itemrec_weight(const cb_itemrec *m, uint32_t from, uint32_t to) {
     if (m->B) return m->B[(size_t)a * m->n_active + b];
     if (m->M) /* a != b: P_ab = -x_a^T M x_b / lambda, B_ab = -P_ab / P_bb */
         return a == b ? 0.0f : (float)(user_form_quad(m, a, b) / m->cfg.lambda * m->inv_pdiag[b]);
-    for (size_t t = m->nb_off[a]; t < m->nb_off[a + 1]; t++)
+    for (size_t t = m->nb_off[a]; t < nb_end(m, a); t++)
         if (m->nb_item[t] == b) return m->nb_w[t];
     return 0.0f;
 }
@@ -357,13 +365,32 @@ int cb_itemrec_tune(cb_itemrec_config *best, double *best_ndcg, double *ndcg, co
     if (!carve->n_train || !carve->n_test)
         return cb_fail(err, CB_EINVAL, "item model tuning: the validation carve has an empty part");
     *best_ndcg = -1.0;
+    cb_itemrec *knn = NULL; /* item-kNN fitted once per shrink with the grid's largest k, read with each k */
     for (size_t g = 0; g < n_grid; g++) {
         cb_itemrec *m = NULL;
         cb_topn_metrics tm;
-        int rc = cb_itemrec_fit(&m, &grid[g], ds, carve->train, carve->n_train, err);
-        if (!rc) rc = cb_eval_topn(&tm, topn, ds, carve, cb_itemrec_score_cb, m, err);
+        int rc = CB_OK;
+        if (grid[g].kind == CB_ITEMREC_ITEM_KNN) {
+            if (!knn || knn->cfg.shrink != grid[g].shrink) {
+                cb_itemrec_config wide = grid[g];
+                for (size_t h = 0; h < n_grid; h++)
+                    if (grid[h].kind == CB_ITEMREC_ITEM_KNN && grid[h].shrink == wide.shrink && wide.knn_k &&
+                        (!grid[h].knn_k || grid[h].knn_k > wide.knn_k))
+                        wide.knn_k = grid[h].knn_k;
+                cb_itemrec_free(knn);
+                knn = NULL;
+                rc = cb_itemrec_fit(&knn, &wide, ds, carve->train, carve->n_train, err);
+            }
+            if (!rc) knn->cfg.knn_k = grid[g].knn_k;
+        } else {
+            rc = cb_itemrec_fit(&m, &grid[g], ds, carve->train, carve->n_train, err);
+        }
+        if (!rc) rc = cb_eval_topn(&tm, topn, ds, carve, cb_itemrec_score_cb, m ? m : knn, err);
         cb_itemrec_free(m);
-        if (rc) return rc;
+        if (rc) {
+            cb_itemrec_free(knn);
+            return rc;
+        }
         double v = isnan(tm.ndcg) ? 0.0 : tm.ndcg;
         if (ndcg) ndcg[g] = tm.ndcg;
         if (v > *best_ndcg) {
@@ -371,5 +398,6 @@ int cb_itemrec_tune(cb_itemrec_config *best, double *best_ndcg, double *ndcg, co
             *best = grid[g];
         }
     }
+    cb_itemrec_free(knn);
     return CB_OK;
 }
