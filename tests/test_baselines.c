@@ -4,10 +4,12 @@
  * graceful fallback for unknown users/items, popularity, beating the global
  * mean on synthetic data with planted biases, and (when ../shared/data/ml-100k
  * and the loader are available) the five MovieLens 100K folds against the
- * Surprise library's published RMSE. */
+ * Surprise library's published RMSE. EASE against a direct Gauss-Jordan
+ * inverse and item-kNN against a brute-force reference, and their tuning. */
 #include "testutil.h"
 #include "eval/baselines.h"
 #include "eval/eval.h"
+#include "eval/itemrec.h"
 
 #include <math.h>
 
@@ -538,6 +540,201 @@ static void ml100k_folds(void **state) {
     cb_dataset_free(ds);
 }
 
+/* ---- EASE and item-kNN (eval/itemrec.h) */
+
+/* Dense binary X [n_users x n_items] of the ratings train[0..n-1]. */
+static double *binary_matrix(const cb_dataset *ds, const uint32_t *train, size_t n, uint32_t nu, uint32_t ni) {
+    double *X = calloc((size_t)nu * ni, sizeof *X);
+    for (size_t j = 0; j < n; j++) X[(size_t)ds->ratings[train[j]].user * ni + ds->ratings[train[j]].item] = 1.0;
+    return X;
+}
+
+/* Inverse of the n x n matrix A by Gauss-Jordan with partial pivoting, in double. */
+static void gauss_jordan_inverse(double *inv, const double *A, int n) {
+    double *M = malloc((size_t)n * 2 * n * sizeof *M);
+    for (int r = 0; r < n; r++)
+        for (int c = 0; c < 2 * n; c++) M[(size_t)r * 2 * n + c] = c < n ? A[(size_t)r * n + c] : (c - n == r);
+    for (int col = 0; col < n; col++) {
+        int piv = col;
+        for (int r = col + 1; r < n; r++)
+            if (fabs(M[(size_t)r * 2 * n + col]) > fabs(M[(size_t)piv * 2 * n + col])) piv = r;
+        for (int c = 0; c < 2 * n; c++) {
+            double t = M[(size_t)col * 2 * n + c];
+            M[(size_t)col * 2 * n + c] = M[(size_t)piv * 2 * n + c];
+            M[(size_t)piv * 2 * n + c] = t;
+        }
+        double d = M[(size_t)col * 2 * n + col];
+        for (int c = 0; c < 2 * n; c++) M[(size_t)col * 2 * n + c] /= d;
+        for (int r = 0; r < n; r++) {
+            if (r == col) continue;
+            double f = M[(size_t)r * 2 * n + col];
+            for (int c = 0; c < 2 * n; c++) M[(size_t)r * 2 * n + c] -= f * M[(size_t)col * 2 * n + c];
+        }
+    }
+    for (int r = 0; r < n; r++)
+        for (int c = 0; c < n; c++) inv[(size_t)r * n + c] = M[(size_t)r * 2 * n + n + c];
+    free(M);
+}
+
+/* EASE against B = I - P diag(1/diag P), P = (X^T X + lambda I)^-1 computed
+ * directly over the whole catalog (an item without training interactions
+ * included: its weights must come out 0), and the scores x_u . B. */
+static void ease_matches_direct_inverse(void **state) {
+    (void)state;
+    cb_dataset *ds = tu_ds_new();
+    static const char *rows[][2] = {{"u1", "a"}, {"u1", "b"}, {"u1", "c"}, {"u2", "a"}, {"u2", "c"}, {"u2", "e"},
+                                    {"u3", "b"}, {"u3", "c"}, {"u4", "a"}, {"u4", "b"}, {"u4", "e"}, {"u5", "c"},
+                                    {"u5", "d"}, {"u6", "d"}, {"u6", "e"}, {"u6", "a"}, {"u1", "a"}, {"u7", "f"}};
+    size_t n_rows = sizeof rows / sizeof rows[0];
+    for (size_t j = 0; j < n_rows; j++) tu_ds_add(ds, rows[j][0], rows[j][1], 1.0f + (float)(j % 5), 0);
+    /* train: everything but the last row (u7's only rating): item f has no interaction;
+     * u1's repeated "a" counts once */
+    uint32_t *train = iota(n_rows - 1);
+    const uint32_t nu = cb_dataset_n_users(ds), ni = cb_dataset_n_items(ds);
+    const double lambda = 2.5;
+    double *X = binary_matrix(ds, train, n_rows - 1, nu, ni);
+    double *A = calloc((size_t)ni * ni, sizeof *A), *P = calloc((size_t)ni * ni, sizeof *P);
+    for (uint32_t i = 0; i < ni; i++)
+        for (uint32_t j = 0; j < ni; j++) {
+            for (uint32_t u = 0; u < nu; u++) A[i * ni + j] += X[u * ni + i] * X[u * ni + j];
+            if (i == j) A[i * ni + j] += lambda;
+        }
+    gauss_jordan_inverse(P, A, (int)ni);
+    cb_itemrec_config c;
+    cb_itemrec_config_default(&c, CB_ITEMREC_EASE);
+    c.lambda = lambda;
+    cb_itemrec *m = NULL;
+    cb_error err;
+    float *scores = malloc(ni * sizeof *scores);
+    /* both forms (the items' Gram inverse, and the users' through Woodbury) give the same B */
+    for (int form = CB_EASE_AUTO; form <= CB_EASE_USERS; form++) {
+        c.ease_form = (cb_ease_form)form;
+        assert_int_equal(cb_itemrec_fit(&m, &c, ds, train, n_rows - 1, &err), CB_OK);
+        for (uint32_t i = 0; i < ni; i++)
+            for (uint32_t j = 0; j < ni; j++) {
+                double want = i == j ? 0.0 : -P[i * ni + j] / P[j * ni + j];
+                assert_true(fabs(cb_itemrec_weight(m, i, j) - want) < 1e-5);
+            }
+        for (uint32_t u = 0; u < nu; u++) {
+            assert_int_equal(cb_itemrec_score_cb(m, u, scores, ni, &err), CB_OK);
+            for (uint32_t j = 0; j < ni; j++) {
+                double want = 0;
+                for (uint32_t i = 0; i < ni; i++)
+                    if (i != j) want += X[u * ni + i] * -P[i * ni + j] / P[j * ni + j];
+                assert_true(fabs(scores[j] - want) < 1e-5);
+            }
+        }
+        assert_int_equal(cb_itemrec_score_cb(m, 0, scores, ni + 1, &err), CB_EINVAL);
+        cb_itemrec_free(m);
+    }
+    /* bad settings */
+    c.lambda = 0;
+    assert_int_equal(cb_itemrec_fit(&m, &c, ds, train, n_rows - 1, &err), CB_EINVAL);
+    assert_null(m);
+    cb_itemrec_free(NULL);
+    free(scores);
+    free(X);
+    free(A);
+    free(P);
+    free(train);
+    cb_dataset_free(ds);
+}
+
+/* item-kNN against a brute-force reference on a random binary matrix:
+ * shrunk cosine, the k most similar other items per item (ties to the lower
+ * index, similarity > 0), user score = sum over the user's items. */
+static void item_knn_matches_brute_force(void **state) {
+    (void)state;
+    enum { NU = 30, NI = 25, K = 4 };
+    cb_dataset *ds = tu_ds_new();
+    cb_rng rng;
+    cb_rng_seed(&rng, 11);
+    char u[8], it[8];
+    for (int i = 0; i < NI; i++) snprintf(it, sizeof it, "i%d", i), tu_ds_intern(ds->items, it);
+    for (int a = 0; a < NU; a++)
+        for (int i = 0; i < NI; i++)
+            if (cb_rng_uniform(&rng) < 0.25) {
+                snprintf(u, sizeof u, "u%d", a), snprintf(it, sizeof it, "i%d", i);
+                tu_ds_add(ds, u, it, 4, 0);
+            }
+    const uint32_t nu = cb_dataset_n_users(ds), ni = cb_dataset_n_items(ds);
+    uint32_t *train = iota(ds->n_ratings);
+    double *X = binary_matrix(ds, train, ds->n_ratings, nu, ni);
+    const double shrink = 3.0;
+    /* reference similarities, in the implementation's float arithmetic */
+    float *W = calloc((size_t)ni * ni, sizeof *W);
+    for (uint32_t i = 0; i < ni; i++) {
+        float sim[NI];
+        int used[NI] = {0};
+        double ci = 0;
+        for (uint32_t a = 0; a < nu; a++) ci += X[a * ni + i];
+        for (uint32_t j = 0; j < ni; j++) {
+            double co = 0, cj = 0;
+            for (uint32_t a = 0; a < nu; a++) co += X[a * ni + i] * X[a * ni + j], cj += X[a * ni + j];
+            sim[j] = (float)co / (float)((double)sqrtf((float)ci) * sqrtf((float)cj) + shrink);
+        }
+        used[i] = 1;
+        for (int kept = 0; kept < K; kept++) { /* selection: best unused, lower index on ties */
+            int best = -1;
+            for (uint32_t j = 0; j < ni; j++)
+                if (!used[j] && (best < 0 || sim[j] > sim[best])) best = (int)j;
+            used[best] = 1;
+            if (sim[best] > 0) W[i * ni + best] = sim[best];
+        }
+    }
+    cb_itemrec_config c;
+    cb_itemrec_config_default(&c, CB_ITEMREC_ITEM_KNN);
+    c.knn_k = K;
+    c.shrink = shrink;
+    cb_itemrec *m = NULL;
+    cb_error err;
+    assert_int_equal(cb_itemrec_fit(&m, &c, ds, train, ds->n_ratings, &err), CB_OK);
+    size_t n_kept = 0;
+    for (uint32_t i = 0; i < ni; i++)
+        for (uint32_t j = 0; j < ni; j++) {
+            assert_true(fabsf(cb_itemrec_weight(m, i, j) - W[i * ni + j]) < 1e-6f);
+            n_kept += W[i * ni + j] > 0;
+        }
+    assert_true(n_kept > (size_t)ni * (K - 1)); /* the matrix is dense enough to keep ~K each */
+    float scores[NI];
+    for (uint32_t a = 0; a < nu; a++) {
+        assert_int_equal(cb_itemrec_score_cb(m, a, scores, ni, &err), CB_OK);
+        for (uint32_t j = 0; j < ni; j++) {
+            double want = 0;
+            for (uint32_t i = 0; i < ni; i++) want += X[a * ni + i] * W[i * ni + j];
+            assert_true(fabs(scores[j] - want) < 1e-5);
+        }
+    }
+    cb_itemrec_free(m);
+
+    /* tuning: every grid point is measured on the carve and the best one is returned */
+    cb_split carve;
+    assert_int_equal(cb_split_carve(&carve, ds, train, ds->n_ratings, CB_SPLIT_PER_USER, 0.3, 5, &err), CB_OK);
+    cb_itemrec_config grid[3] = {c, c, c};
+    grid[0].knn_k = 1, grid[1].knn_k = 3, grid[2].knn_k = 10;
+    cb_topn_config topn;
+    cb_topn_config_default(&topn);
+    double ndcg[3], best_ndcg;
+    cb_itemrec_config best;
+    assert_int_equal(cb_itemrec_tune(&best, &best_ndcg, ndcg, grid, 3, ds, &carve, &topn, &err), CB_OK);
+    double top = fmax(ndcg[0], fmax(ndcg[1], ndcg[2]));
+    assert_true(best_ndcg == top);
+    for (int g = 0; g < 3; g++) {
+        cb_topn_metrics tm;
+        assert_int_equal(cb_itemrec_fit(&m, &grid[g], ds, carve.train, carve.n_train, &err), CB_OK);
+        assert_int_equal(cb_eval_topn(&tm, &topn, ds, &carve, cb_itemrec_score_cb, m, &err), CB_OK);
+        assert_true(tm.ndcg == ndcg[g]);
+        cb_itemrec_free(m);
+    }
+    int first_best = ndcg[0] == top ? 0 : ndcg[1] == top ? 1 : 2;
+    assert_int_equal(best.knn_k, grid[first_best].knn_k);
+    cb_split_free(&carve);
+    free(W);
+    free(X);
+    free(train);
+    cb_dataset_free(ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bias_als_matches_reference),
@@ -546,6 +743,8 @@ int main(void) {
         cmocka_unit_test(baselines_beat_global_mean),
         cmocka_unit_test(popularity_and_config),
         cmocka_unit_test(ml100k_folds),
+        cmocka_unit_test(ease_matches_direct_inverse),
+        cmocka_unit_test(item_knn_matches_brute_force),
     };
     return cmocka_run_group_tests_name("baselines", tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* Tests for eval: RMSE/MAE, top-K selection, top-N metrics on hand-computed
  * cases (precision, recall, NDCG, MAP, hit rate and their edge cases),
  * coverage / diversity / popularity bias, fold-file mapping with file:line
- * errors, and the mean / std summary over folds. Datasets are built in
+ * errors, the mean / std summary over folds, recall@20 and the long-tail
+ * share, and the per-user split and validation carve the harness uses. Datasets are built in
  * memory by a small helper. */
 #include "testutil.h"
 #include "eval/eval.h"
@@ -258,7 +259,7 @@ static void topn_lists_known_values(void **state) {
     const uint32_t lists[2 * 5] = {0, 1, 2, 3, 4, 0, 1, 2, 3, 4};
     const uint32_t lens[2] = {5, 5};
     fixed_lists f = {lists, lens, 5};
-    cb_topn_config cfg = {5, 4.0f};
+    cb_topn_config cfg = {5, 4.0f, 0};
     cb_topn_metrics m;
     cb_error err;
     assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f, &err), CB_OK);
@@ -307,7 +308,7 @@ static void topn_diversity_jaccard(void **state) {
     const uint32_t lists[2 * 3] = {0, 1, 2, 3, 4, 0};
     const uint32_t lens[2] = {3, 2};
     fixed_lists f = {lists, lens, 3};
-    cb_topn_config cfg = {3, 4.0f};
+    cb_topn_config cfg = {3, 4.0f, 0};
     cb_topn_metrics m;
     cb_error err;
     assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f, &err), CB_OK);
@@ -422,6 +423,165 @@ static void stats_and_summary(void **state) {
     assert_int_equal(cb_eval_summarize(&sum, r, 4, "svd", &err), CB_ENOTFOUND);
 }
 
+/* recall@20 beside the @10 figures, and the long-tail share, by hand.
+ * Training counts: item 0: 5, item 1: 3, items 2 and 3: 1 (10 in all), so
+ * the head (80 % = 8 interactions) is {0, 1}. User u (no training rating)
+ * has relevant held-out items 5, 15, 25 and is ranked 0, 5, 1, 2, 3, 4, 6,
+ * 7, ...: hit at rank 2 within 10, at ranks 2 and 16 within 20. */
+typedef struct asked_list {
+    const float *scores;
+    uint32_t asked;
+} asked_list;
+
+static int list_by_scores(void *ctx, uint32_t user, uint32_t k, uint32_t *items, uint32_t *n_out, cb_error *err) {
+    (void)user, (void)err;
+    asked_list *a = ctx;
+    a->asked = k;
+    *n_out = cb_eval_top_k(items, k, a->scores, 30, NULL, 0);
+    return CB_OK;
+}
+
+static void topn_recall_at_and_long_tail(void **state) {
+    (void)state;
+    cb_dataset *ds = tds_new();
+    items_0_to(ds, 30);
+    uint32_t train[10], test[4];
+    const char *users[5] = {"t1", "t2", "t3", "t4", "t5"};
+    size_t n = 0;
+    for (int a = 0; a < 5; a++) train[n++] = tu_ds_add(ds, users[a], "0", 3, 0);
+    for (int a = 0; a < 3; a++) train[n++] = tu_ds_add(ds, users[a], "1", 3, 0);
+    train[n++] = tu_ds_add(ds, "t1", "2", 3, 0);
+    train[n++] = tu_ds_add(ds, "t2", "3", 3, 0);
+    test[0] = tu_ds_add(ds, "u", "5", 5, 0);
+    test[1] = tu_ds_add(ds, "u", "15", 4, 0);
+    test[2] = tu_ds_add(ds, "u", "25", 4, 0);
+    test[3] = tu_ds_add(ds, "u", "7", 2, 0);
+    cb_split split = {train, test, 10, 4};
+    uint32_t u = (uint32_t)cb_vocab_find(ds->users, "u", 1);
+    float scores[6 * 30] = {0};
+    for (int i = 0; i < 30; i++) scores[u * 30 + i] = 30.0f - (float)i;
+    scores[u * 30 + 5] = 29.5f;
+    table_scorer ts = {scores, 30, 0};
+    cb_topn_config cfg;
+    cb_topn_config_default(&cfg);
+    assert_int_equal(cfg.recall_k, 20);
+    cb_topn_metrics m;
+    cb_error err;
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_OK);
+    assert_int_equal(m.n_users_evaluated, 1);
+    assert_int_equal(m.recall_k, 20);
+    NEAR(m.recall, 1.0 / 3.0);
+    NEAR(m.recall_at, 2.0 / 3.0);
+    double l3 = 1.0 / log2(3.0);
+    NEAR(m.ndcg, l3 / (1.0 + l3 + 0.5));
+    NEAR(m.precision, 0.1);
+    /* beyond accuracy over the top 10 only: {0, 5, 1, 2, 3, 4, 6, 7, 8, 9} */
+    assert_int_equal(m.n_recommended, 10);
+    NEAR(m.coverage, 10.0 / 30.0);
+    NEAR(m.long_tail, 8.0 / 10.0);
+    NEAR(m.pop_recommended, (5.0 + 3.0 + 1.0 + 1.0) / 10.0);
+    /* the same through a list callback: asked for max(K, recall_k) items */
+    asked_list al = {scores + u * 30, 0};
+    cb_topn_metrics ml;
+    assert_int_equal(cb_eval_topn_lists(&ml, &cfg, ds, &split, list_by_scores, &al, &err), CB_OK);
+    assert_int_equal(al.asked, 20);
+    NEAR(ml.recall_at, m.recall_at);
+    NEAR(ml.ndcg, m.ndcg);
+    NEAR(ml.long_tail, m.long_tail);
+    /* recall_k 0: not measured; recall_k below K: recall@5 */
+    cfg.recall_k = 0;
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_OK);
+    assert_true(isnan(m.recall_at));
+    NEAR(m.recall, 1.0 / 3.0);
+    cfg.recall_k = 1;
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_OK);
+    NEAR(m.recall_at, 0.0);
+    NEAR(m.recall, 1.0 / 3.0);
+    cb_dataset_free(ds);
+}
+
+/* The per-user random split and the validation carve (data/split.c). */
+static void per_user_split_and_carve(void **state) {
+    (void)state;
+    cb_dataset *ds = tds_new();
+    char u[8], it[8];
+    /* user a has a ratings (1..12), plus one user with a single rating */
+    for (int a = 1; a <= 12; a++)
+        for (int i = 0; i < a; i++) {
+            snprintf(u, sizeof u, "u%d", a), snprintf(it, sizeof it, "i%d", (i * 7 + a) % 40);
+            tu_ds_add(ds, u, it, 3, 0);
+        }
+    const uint32_t nu = cb_dataset_n_users(ds);
+    cb_split a, b, c;
+    cb_error err;
+    assert_int_equal(cb_split_make(&a, ds, CB_SPLIT_PER_USER, 0.25, 9, &err), CB_OK);
+    assert_int_equal(cb_split_make(&b, ds, CB_SPLIT_PER_USER, 0.25, 9, &err), CB_OK);
+    assert_int_equal(cb_split_make(&c, ds, CB_SPLIT_PER_USER, 0.25, 10, &err), CB_OK);
+    assert_int_equal(a.n_train + a.n_test, ds->n_ratings);
+    assert_int_equal(a.n_test, b.n_test);
+    assert_memory_equal(a.test, b.test, a.n_test * sizeof *a.test);
+    bool differs = a.n_test != c.n_test || memcmp(a.test, c.test, a.n_test * sizeof *a.test);
+    assert_true(differs); /* another seed draws other ratings */
+    uint32_t n_tr[16] = {0}, n_te[16] = {0};
+    for (size_t j = 0; j < a.n_train; j++) n_tr[ds->ratings[a.train[j]].user]++;
+    for (size_t j = 0; j < a.n_test; j++) n_te[ds->ratings[a.test[j]].user]++;
+    for (uint32_t x = 0; x < nu; x++) {
+        uint32_t n_u = n_tr[x] + n_te[x];
+        assert_true(n_tr[x] >= 1); /* every user keeps a training rating */
+        uint32_t want = (uint32_t)llround(0.25 * n_u);
+        assert_int_equal(n_te[x], want < n_u ? want : n_u - 1);
+    }
+    assert_int_equal(cb_split_kind_parse("per-user", &(cb_split_kind){0}, &err), CB_OK);
+    assert_int_equal(cb_split_kind_parse("nope", &(cb_split_kind){0}, &err), CB_ENOTFOUND);
+    assert_string_equal(cb_split_kind_name(CB_SPLIT_PER_USER), "per-user");
+
+    /* carves of a.train: disjoint, together exactly a.train, deterministic */
+    for (int kind = 0; kind < 2; kind++) {
+        cb_split_kind k = kind ? CB_SPLIT_PER_USER : CB_SPLIT_RANDOM;
+        cb_split v1, v2;
+        assert_int_equal(cb_split_carve(&v1, ds, a.train, a.n_train, k, 0.3, 4, &err), CB_OK);
+        assert_int_equal(cb_split_carve(&v2, ds, a.train, a.n_train, k, 0.3, 4, &err), CB_OK);
+        assert_int_equal(v1.n_train + v1.n_test, a.n_train);
+        assert_true(v1.n_test > 0);
+        assert_int_equal(v1.n_test, v2.n_test);
+        assert_memory_equal(v1.test, v2.test, v1.n_test * sizeof *v1.test);
+        assert_memory_equal(v1.train, v2.train, v1.n_train * sizeof *v1.train);
+        uint8_t seen[200] = {0};
+        for (size_t j = 0; j < a.n_train; j++) seen[a.train[j]] = 1;
+        for (size_t j = 0; j < v1.n_train; j++) assert_int_equal(seen[v1.train[j]]++, 1);
+        for (size_t j = 0; j < v1.n_test; j++) assert_int_equal(seen[v1.test[j]]++, 1);
+        if (k == CB_SPLIT_RANDOM) {
+            /* `cbrec train`'s carve: shuffle with seed ^ 0x5eed5eed, the first 30 % validate */
+            uint32_t *perm = malloc(a.n_train * sizeof *perm);
+            memcpy(perm, a.train, a.n_train * sizeof *perm);
+            cb_rng rng;
+            cb_rng_seed(&rng, 4 ^ 0x5eed5eedULL);
+            cb_rng_shuffle_u32(&rng, perm, a.n_train);
+            size_t nv = (size_t)(0.3 * (double)a.n_train);
+            assert_int_equal(v1.n_test, nv);
+            assert_memory_equal(v1.test, perm, nv * sizeof *perm);
+            assert_memory_equal(v1.train, perm + nv, (a.n_train - nv) * sizeof *perm);
+            free(perm);
+        } else {
+            uint32_t kept[16] = {0};
+            for (size_t j = 0; j < v1.n_train; j++) kept[ds->ratings[v1.train[j]].user]++;
+            for (uint32_t x = 0; x < nu; x++) assert_true(kept[x] >= 1);
+        }
+        cb_split_free(&v1);
+        cb_split_free(&v2);
+    }
+    cb_split v;
+    assert_int_equal(cb_split_carve(&v, ds, a.train, a.n_train, CB_SPLIT_TEMPORAL, 0.3, 4, &err), CB_EINVAL);
+    assert_int_equal(cb_split_carve(&v, ds, a.train, a.n_train, CB_SPLIT_RANDOM, 0.0, 4, &err), CB_OK);
+    assert_int_equal(v.n_test, 0);
+    assert_memory_equal(v.train, a.train, a.n_train * sizeof *a.train);
+    cb_split_free(&v);
+    cb_split_free(&a);
+    cb_split_free(&b);
+    cb_split_free(&c);
+    cb_dataset_free(ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rating_rmse_mae),
@@ -431,6 +591,8 @@ int main(void) {
         cmocka_unit_test(topn_diversity_jaccard),
         cmocka_unit_test(split_from_files),
         cmocka_unit_test(stats_and_summary),
+        cmocka_unit_test(topn_recall_at_and_long_tail),
+        cmocka_unit_test(per_user_split_and_carve),
     };
     return cmocka_run_group_tests_name("eval", tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include "testutil.h"
 
 #include "eval/evalrun.h"
+#include "base/svg.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -45,8 +46,10 @@ static void models_parse(void **state) {
     assert_int_equal(cb_evalrun_models_parse("global,pop,svd,pipeline", &mask, &err), CB_OK);
     assert_int_equal(mask, (1u << CB_EVALRUN_GLOBAL) | (1u << CB_EVALRUN_POPULARITY) | (1u << CB_EVALRUN_SVD) |
                                (1u << CB_EVALRUN_PIPELINE));
-    assert_int_equal(cb_evalrun_models_parse("bias,knn", &mask, &err), CB_ENOTFOUND);
-    assert_non_null(strstr(err.msg, "knn"));
+    assert_int_equal(cb_evalrun_models_parse("ease,knn,item-knn", &mask, &err), CB_OK);
+    assert_int_equal(mask, (1u << CB_EVALRUN_EASE) | (1u << CB_EVALRUN_ITEM_KNN));
+    assert_int_equal(cb_evalrun_models_parse("bias,nope", &mask, &err), CB_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "nope"));
     assert_int_equal(cb_evalrun_models_parse("", &mask, &err), CB_EINVAL);
     assert_string_equal(cb_evalrun_model_name(CB_EVALRUN_PIPELINE), "two-tower/pipeline");
 }
@@ -78,8 +81,11 @@ static void end_to_end(void **state) {
             if (!strcmp(res[i].model, cb_evalrun_model_name((cb_evalrun_model)k))) m = k;
         assert_true(m >= 0);
         rmse[m] = res[i].rating.rmse;
-        /* the implicit ranker predicts no rating */
-        assert_true(m == CB_EVALRUN_IMPLICIT ? isnan(rmse[m]) : isfinite(rmse[m]));
+        /* the implicit ranker, EASE and item-kNN predict no rating */
+        bool ranks_only = m == CB_EVALRUN_IMPLICIT || m == CB_EVALRUN_EASE || m == CB_EVALRUN_ITEM_KNN;
+        assert_true(ranks_only ? isnan(rmse[m]) : isfinite(rmse[m]));
+        /* EASE and item-kNN say which setting the validation carve chose */
+        assert_int_equal(res[i].settings[0] != 0, m == CB_EVALRUN_EASE || m == CB_EVALRUN_ITEM_KNN);
         assert_int_equal(res[i].n_test, sp.n_test);
         /* the global mean has no top-N (all items tie); everything else has */
         assert_int_equal(res[i].has_topn, m != CB_EVALRUN_GLOBAL);
@@ -87,6 +93,9 @@ static void end_to_end(void **state) {
             assert_true(res[i].topn.ndcg >= 0 && res[i].topn.ndcg <= 1);
             assert_true(res[i].topn.coverage > 0 && res[i].topn.coverage <= 1);
             assert_true(res[i].topn.n_users_evaluated > 0);
+            assert_int_equal(res[i].topn.recall_k, 20);
+            assert_true(res[i].topn.recall_at >= res[i].topn.recall - 1e-12);
+            assert_true(res[i].topn.long_tail >= 0 && res[i].topn.long_tail <= 1);
         }
     }
     /* planted structure: the towers must do clearly better than the mean */
@@ -183,7 +192,7 @@ static void svg(void **state) {
     char *path = tu_path(dir, "c.svg");
     cb_error err;
     double tl[4] = {0.5, 0.3, 0.25, 0.2}, vl[4] = {0.6, NAN, 0.4, 0.45};
-    assert_int_equal(cb_evalrun_curve_svg(path, tl, vl, 4, "a <curve>", &err), CB_OK);
+    assert_int_equal(cb_svg_learning_curve(path, tl, vl, 4, "a <curve>", &err), CB_OK);
     FILE *f = fopen(path, "r");
     assert_non_null(f);
     char buf[16384];
@@ -199,11 +208,11 @@ static void svg(void **state) {
     for (const char *p = buf; (p = strstr(p, "<circle")); p++) circles++;
     assert_int_equal(circles, 7);
     double nan4[4] = {NAN, NAN, NAN, NAN};
-    assert_int_equal(cb_evalrun_curve_svg(path, nan4, NULL, 4, NULL, &err), CB_EINVAL);
+    assert_int_equal(cb_svg_learning_curve(path, nan4, NULL, 4, NULL, &err), CB_EINVAL);
     double x[3] = {25, 100, 1000}, y[3] = {0.1, 0.2, 0.25};
     cb_svg_series s = {"recall", x, y, 3};
     cb_svg_chart ch = {"log", "size", "value", true, 0, 0, true};
-    assert_int_equal(cb_evalrun_svg(path, &ch, &s, 1, &err), CB_OK);
+    assert_int_equal(cb_svg_line_chart(path, &ch, &s, 1, &err), CB_OK);
     free(path);
     tu_rmrf(dir);
     free(dir);
@@ -222,7 +231,7 @@ static void cli_json(void **state) {
     char *out = tu_path(dir, "out.json");
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
-             "%s eval --data %s --models twotower,global,bias,popularity --epochs 3 --batch 64 --dim 8 "
+             "%s eval --data %s --split per-user --models twotower,global,bias,popularity,ease,item-knn --epochs 3 --batch 64 --dim 8 "
              "--user-layers 16 --item-layers 16 --threads 1 --top-k-popular 20 -q --json > %s",
              cbrec, dir, out);
     assert_int_equal(system(cmd), 0);
@@ -231,15 +240,22 @@ static void cli_json(void **state) {
     assert_non_null(j);
     json_t *models = json_object_get(j, "models");
     assert_true(json_is_array(models));
-    assert_int_equal(json_array_size(models), 4);
-    const char *want[4] = {"two-tower", "global-mean", "bias", "popularity"};
-    for (size_t i = 0; i < 4; i++) {
+    assert_int_equal(json_array_size(models), 6);
+    const char *want[6] = {"two-tower", "global-mean", "bias", "popularity", "ease", "item-knn"};
+    for (size_t i = 0; i < 6; i++) {
         json_t *m = json_array_get(models, i);
         assert_string_equal(json_string_value(json_object_get(m, "name")), want[i]);
-        assert_true(json_is_real(json_object_get(m, "mean_rmse")));
+        /* a rating predictor has a number, a ranker only (ease, item-knn) null */
+        assert_true(i < 4 ? json_is_real(json_object_get(m, "mean_rmse")) : json_is_null(json_object_get(m, "mean_rmse")));
         assert_true(json_is_array(json_object_get(m, "rmse")));
         assert_true(json_is_array(json_object_get(m, "folds")));
+        if (i == 1) continue; /* the global mean has no top-N */
+        const char *keys[] = {"mean_ndcg10", "mean_recall20", "mean_hit_rate10", "mean_coverage", "mean_pop10",
+                              "mean_long_tail10"};
+        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) assert_true(json_is_real(json_object_get(m, keys[k])));
     }
+    /* the chosen settings are listed */
+    assert_true(json_is_array(json_object_get(json_array_get(models, 4), "settings")));
     assert_true(json_is_real(json_object_get(json_array_get(models, 0), "ndcg")));
     assert_true(json_is_integer(json_object_get(j, "k")));
     json_decref(j);

@@ -5,6 +5,7 @@
  * evalrun.h; this file parses options and prints. */
 #include "cli.h"
 #include "eval/evalrun.h"
+#include "base/svg.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -23,9 +24,12 @@ static const char *common_usage =
     "  --data PATH            dataset folder (MovieLens, generic with cbrec.schema, ...)\n"
     "  --schema FILE          schema for the generic layout   --skip-bad-rows  skip malformed rows\n"
     "  --folds LIST           fixed folds, e.g. u1,u2,u3,u4,u5 (reads PATH/u1.base + PATH/u1.test)\n"
-    "  --split KIND           random | temporal | cold-users | cold-items (default random; ignored with --folds)\n"
+    "  --split KIND           random | per-user | temporal | cold-users | cold-items (default random;\n"
+    "                         ignored with --folds; per-user = test-frac of each user's ratings at random)\n"
     "  --test-frac F          held-out fraction (default 0.2)    --seed N  seed of split and model (default 1)\n"
     "  --k N                  list length K (default 10)         --threshold Y  relevant = rating >= Y (default 4)\n"
+    "  --tune-frac F          per-user validation carve of the training part that chooses the ease /\n"
+    "                         item-knn settings (default 0.2; never the test part)\n"
     "two-tower (defaults are the evaluation settings, see `cbrec eval --help`):\n"
     "  --epochs N --batch N --lr F --weight-decay F --dim N --user-layers LIST --item-layers LIST\n"
     "  --no-l2norm --no-scale-targets --valid-frac F --patience N --threads N\n"
@@ -55,7 +59,8 @@ typedef struct opts {
 enum {
     O_SCHEMA = 256, O_SKIP, O_SPLIT, O_FOLDS, O_TEST, O_SEED, O_MODELS, O_K, O_THR, O_JSON, O_NOTOPN, O_EPOCHS,
     O_BATCH, O_LR, O_WD, O_DIM, O_UL, O_IL, O_NOL2, O_NOSCALE, O_VALID, O_PAT, O_THREADS, O_TOPK, O_AGEB, O_EXCL,
-    O_MODEL, O_OUT, O_PLOT, O_TSV, O_SIZES, O_USERS, O_JSONOUT, O_INEG, O_IEP, O_NOCOLD, O_COLDK, O_INALPHA, O_ICOLD, O_CALPHA
+    O_MODEL, O_OUT, O_PLOT, O_TSV, O_SIZES, O_USERS, O_JSONOUT, O_INEG, O_IEP, O_NOCOLD, O_COLDK, O_INALPHA, O_ICOLD, O_CALPHA,
+    O_RECALLK, O_TUNEFRAC
 };
 
 static const struct option long_opts[] = {
@@ -80,6 +85,7 @@ static const struct option long_opts[] = {
     {"no-cold-impute", no_argument, 0, O_NOCOLD}, {"cold-neighbours", required_argument, 0, O_COLDK},
     {"implicit-neg-alpha", required_argument, 0, O_INALPHA}, {"implicit-cold", required_argument, 0, O_ICOLD},
     {"cold-neg-alpha", required_argument, 0, O_CALPHA}, {"quiet", no_argument, 0, 'q'},
+    {"recall-k", required_argument, 0, O_RECALLK}, {"tune-frac", required_argument, 0, O_TUNEFRAC},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 
 static bool num_in(const char *s, double lo, double hi, double *out) {
@@ -130,6 +136,13 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, int argc, cha
         case O_THR:
             if (!num_in(optarg, -1e9, 1e9, &v)) return cli_fail(CLI_USAGE, cmd, "bad --threshold");
             o->ec.topn.threshold = (float)v;
+            break;
+        case O_RECALLK:
+            if (!num_in(optarg, 0, 1000, &v)) return cli_fail(CLI_USAGE, cmd, "--recall-k must be 0..1000");
+            o->ec.topn.recall_k = (uint32_t)v;
+            break;
+        case O_TUNEFRAC:
+            if (!num_in(optarg, 0.01, 0.9, &o->ec.tune_frac)) return cli_fail(CLI_USAGE, cmd, "--tune-frac must be in [0.01, 0.9]");
             break;
         case O_JSON: o->json = true; break;
         case O_JSONOUT: o->json_out = optarg; break;
@@ -273,12 +286,8 @@ static int protocol_make(protocol *p, const opts *o, const cb_dataset *ds, cb_er
         return CB_OK;
     }
     cb_split_kind kind;
-    if (!strcmp(o->split, "random")) kind = CB_SPLIT_RANDOM;
-    else if (!strcmp(o->split, "temporal")) kind = CB_SPLIT_TEMPORAL;
-    else if (!strcmp(o->split, "cold-users")) kind = CB_SPLIT_COLD_USERS;
-    else if (!strcmp(o->split, "cold-items")) kind = CB_SPLIT_COLD_ITEMS;
-    else return cb_fail(err, CB_EINVAL, "unknown --split '%s' (random, temporal, cold-users, cold-items)", o->split);
-    int rc = cb_split_make(&p->splits[0], ds, kind, o->test_frac, o->ec.model.seed, err);
+    int rc = cb_split_kind_parse(o->split, &kind, err);
+    if (!rc) rc = cb_split_make(&p->splits[0], ds, kind, o->test_frac, o->ec.model.seed, err);
     if (rc) return rc;
     snprintf(p->names[0], sizeof p->names[0], "%s", o->split);
     p->n = 1;
@@ -376,14 +385,16 @@ static void print_table(FILE *f, const run *R, const opts *o, bool markdown) {
     if (p->n > 1)
         for (size_t s = 0; s < p->n; s++) fprintf(f, " %6.6s%s", p->names[s], sep);
     fprintf(f, " %15s%s %6s%s", p->n > 1 ? "RMSE mean±std" : "RMSE", sep, "MAE", sep);
-    char h[6][16];
+    char h[8][16];
     snprintf(h[0], 16, "P@%u", K), snprintf(h[1], 16, "R@%u", K), snprintf(h[2], 16, "NDCG@%u", K);
-    snprintf(h[3], 16, "MAP@%u", K), snprintf(h[4], 16, "HR@%u", K);
-    for (int i = 0; i < 5; i++) fprintf(f, " %7s%s", h[i], sep);
-    fprintf(f, " %6s%s %6s%s %6s%s %7s%s\n", "cover", sep, "divers", sep, "pop×", sep, "fit s", sep);
+    snprintf(h[3], 16, "MAP@%u", K), snprintf(h[4], 16, "HR@%u", K), snprintf(h[5], 16, "R@%u", o->ec.topn.recall_k);
+    snprintf(h[6], 16, "pop@%u", K);
+    for (int i = 0; i < 6; i++) fprintf(f, " %7s%s", h[i], sep);
+    fprintf(f, " %6s%s %6s%s %6s%s %7s%s %5s%s %7s%s\n", "cover", sep, "divers", sep, "pop×", sep, h[6], sep, "tail",
+            sep, "fit s", sep);
     if (markdown) {
         fprintf(f, "|---|");
-        for (size_t s = 0; s < (p->n > 1 ? p->n : 0) + 11; s++) fprintf(f, "---:|");
+        for (size_t s = 0; s < (p->n > 1 ? p->n : 0) + 14; s++) fprintf(f, "---:|");
         fputc('\n', f);
     }
     for (int m = 0; m < CB_EVALRUN_N_MODELS; m++) {
@@ -401,15 +412,32 @@ static void print_table(FILE *f, const run *R, const opts *o, bool markdown) {
         else if (p->n > 1) fprintf(f, "  %.4f ± %.4f%s", s.rmse.mean, s.rmse.std, sep);
         else fprintf(f, " %15.4f%s", s.rmse.mean, sep);
         print_num(f, s.mae.mean, 6, 4), fputs(sep, f);
-        double tn[5] = {s.precision.mean, s.recall.mean, s.ndcg.mean, s.map.mean, s.hit_rate.mean};
-        for (int i = 0; i < 5; i++) print_num(f, tn[i], 7, 4), fputs(sep, f);
+        double tn[6] = {s.precision.mean, s.recall.mean, s.ndcg.mean, s.map.mean, s.hit_rate.mean, s.recall_at.mean};
+        for (int i = 0; i < 6; i++) print_num(f, tn[i], 7, 4), fputs(sep, f);
         print_num(f, s.coverage.mean, 6, 3), fputs(sep, f);
         print_num(f, s.diversity.mean, 6, 3), fputs(sep, f);
         print_num(f, s.pop_ratio.mean, 6, 2), fputs(sep, f);
+        print_num(f, s.pop_recommended.mean, 7, 1), fputs(sep, f);
+        print_num(f, s.long_tail.mean, 5, 3), fputs(sep, f);
         print_num(f, s.fit_seconds.mean, 7, 1), fputs(sep, f);
         fputc('\n', f);
     }
 }
+
+/* The settings chosen on a validation carve, per model and split. */
+static void print_chosen(FILE *f, const run *R, bool markdown) {
+    for (size_t k = 0; k < R->n_results; k++) {
+        const cb_eval_result *r = &R->results[k];
+        if (!r->settings[0]) continue;
+        const char *split = r->fold > 0 && (size_t)r->fold <= R->proto.n ? R->proto.names[r->fold - 1] : R->proto.names[0];
+        fprintf(f, "%s%s [%s]: %s\n", markdown ? "- " : "", r->model, split, r->settings);
+    }
+}
+
+static const char *const legend =
+    "R@%u = recall at the longer list; pop@%u = mean training count of the recommended items; tail = share\n"
+    "of recommended slots holding a long-tail item (outside the most popular items that make up 80%% of the\n"
+    "training interactions); ease / item-knn settings chosen on a per-user validation carve of training.\n";
 
 static void print_settings(FILE *f, const opts *o) {
     const cb_model_config *mc = &o->ec.model;
@@ -440,6 +468,9 @@ static json_t *results_json(const run *R, const opts *o) {
     json_object_set_new(root, "splits", names);
     json_object_set_new(root, "k", json_integer(o->ec.topn.k));
     json_object_set_new(root, "threshold", json_real(o->ec.topn.threshold));
+    json_object_set_new(root, "recall_k", json_integer(o->ec.topn.recall_k));
+    json_object_set_new(root, "long_tail",
+                        json_string("items outside the most popular ones that make up 80% of the training interactions"));
     json_object_set_new(root, "seed", json_integer((json_int_t)o->ec.model.seed));
     json_object_set_new(root, "seconds", json_real(R->seconds));
     cb_error err;
@@ -461,6 +492,17 @@ static json_t *results_json(const run *R, const opts *o) {
                   {"diversity", s.diversity}, {"pop_ratio", s.pop_ratio}, {"fit_seconds", s.fit_seconds},
                   {"eval_seconds", s.eval_seconds}};
         for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) json_object_set_new(jm, st[i].key, jnum(st[i].st.mean));
+        /* the headline figures under names that carry their list length */
+        char key[40];
+        const uint32_t K = o->ec.topn.k, RK = o->ec.topn.recall_k;
+        snprintf(key, sizeof key, "mean_ndcg%u", K), json_object_set_new(jm, key, jnum(s.ndcg.mean));
+        snprintf(key, sizeof key, "mean_hit_rate%u", K), json_object_set_new(jm, key, jnum(s.hit_rate.mean));
+        snprintf(key, sizeof key, "mean_recall%u", K), json_object_set_new(jm, key, jnum(s.recall.mean));
+        if (RK) snprintf(key, sizeof key, "mean_recall%u", RK), json_object_set_new(jm, key, jnum(s.recall_at.mean));
+        json_object_set_new(jm, "mean_coverage", jnum(s.coverage.mean));
+        snprintf(key, sizeof key, "mean_pop%u", K), json_object_set_new(jm, key, jnum(s.pop_recommended.mean));
+        snprintf(key, sizeof key, "mean_long_tail%u", K), json_object_set_new(jm, key, jnum(s.long_tail.mean));
+        json_t *chosen = json_array();
         for (size_t k = 0; k < R->n_results; k++) {
             const cb_eval_result *r = &R->results[k];
             if (strcmp(r->model, name)) continue;
@@ -486,6 +528,15 @@ static json_t *results_json(const run *R, const opts *o) {
                 json_object_set_new(jf, "pop_ratio", jnum(t->pop_ratio));
                 json_object_set_new(jf, "n_users_evaluated", json_integer((json_int_t)t->n_users_evaluated));
             }
+            if (r->has_topn) {
+                json_object_set_new(jf, "recall_at", jnum(r->topn.recall_at));
+                json_object_set_new(jf, "recall_k", json_integer(r->topn.recall_k));
+                json_object_set_new(jf, "long_tail", jnum(r->topn.long_tail));
+            }
+            if (r->settings[0]) {
+                json_object_set_new(jf, "settings", json_string(r->settings));
+                json_array_append_new(chosen, json_string(r->settings));
+            }
             json_object_set_new(jf, "fit_seconds", json_real(r->fit_seconds));
             json_object_set_new(jf, "eval_seconds", json_real(r->eval_seconds));
             json_array_append_new(folds, jf);
@@ -493,6 +544,8 @@ static json_t *results_json(const run *R, const opts *o) {
         json_object_set_new(jm, "rmse", rmse);
         json_object_set_new(jm, "mae", mae);
         json_object_set_new(jm, "folds", folds);
+        if (json_array_size(chosen)) json_object_set_new(jm, "settings", chosen);
+        else json_decref(chosen);
         json_array_append_new(models, jm);
     }
     json_object_set_new(root, "models", models);
@@ -521,9 +574,12 @@ static const char *eval_usage =
     "fold with mean ± std (population), MAE, top-N precision / recall / NDCG / MAP / hit rate at K over\n"
     "the full catalog with the user's training items excluded, catalog coverage, genre diversity and\n"
     "popularity ratio (mean training count of recommended items / of items the users rated).\n"
-    "  --models LIST          twotower,pipeline,implicit,global,bias,popularity,svd (default all;\n"
-    "                         pipeline = the two-tower's top-N through retrieval -> ranking with the\n"
-    "                         cheap sources; implicit = the same towers trained on rated vs unrated)\n"
+    "  --models LIST          twotower,pipeline,implicit,global,bias,popularity,svd,ease,item-knn\n"
+    "                         (default all; pipeline = the two-tower's top-N through retrieval ->\n"
+    "                         ranking with the cheap sources; implicit = the same towers trained on\n"
+    "                         rated vs unrated; ease / item-knn: settings chosen on a per-user carve\n"
+    "                         of --tune-frac (0.2) of each user's training ratings)\n"
+    "  --recall-k N           also recall@N (default 20; 0 = off)\n"
     "  --json                 print one JSON object {\"models\": [{\"name\", \"mean_rmse\", ...}], ...}\n"
     "  --json-out FILE        also write that JSON object to FILE (the table still prints)\n"
     "  --no-topn              rating metrics only\n"
@@ -565,6 +621,8 @@ int cmd_eval(int argc, char **argv) {
         json_decref(j);
     } else {
         print_table(stdout, &R, &o, false);
+        print_chosen(stdout, &R, false);
+        printf(legend, o.ec.topn.recall_k, o.ec.topn.k);
         print_settings(stdout, &o);
         printf("total %.1fs\n", R.seconds);
     }
@@ -626,7 +684,7 @@ static int retrieval_plot(const char *path, const cb_retrieval_row *rows, size_t
     cb_svg_series s[4] = {{t[0], x, rec, n}, {t[1], x, nd, n}, {t[2], x, ov, n}, {t[3], x, sc, n}};
     cb_svg_chart ch = {"Retrieval size: where more candidates stop paying off",
                        "candidates retrieved per user (log scale; rightmost = full catalog)", "value", true, 760, 440, true};
-    return cb_evalrun_svg(path, &ch, s, 4, err);
+    return cb_svg_line_chart(path, &ch, s, 4, err);
 }
 
 static const char *experiment_usage =
@@ -783,7 +841,7 @@ int cmd_report(int argc, char **argv) {
                                    o.max_users, &err)))
         goto out;
     if ((rc = retrieval_plot(ret_path, rows, n_sizes, o.ec.topn.k, &err))) goto out;
-    if ((rc = cb_evalrun_curve_svg(curve_path, tl, vl, pg.n_curve, "two-tower learning curve (first split)", &err)))
+    if ((rc = cb_svg_learning_curve(curve_path, tl, vl, pg.n_curve, "two-tower learning curve (first split)", &err)))
         goto out;
     cb_atomic_file af;
     if ((rc = cb_atomic_open(&af, o.out, &err))) goto out;
@@ -798,6 +856,10 @@ int cmd_report(int argc, char **argv) {
             o.out, cb_version());
     fprintf(f, "## Evaluation\n\n");
     print_table(f, &R, &o, true);
+    fprintf(f, "\n");
+    print_chosen(f, &R, true);
+    fprintf(f, "\n");
+    fprintf(f, legend, o.ec.topn.recall_k, o.ec.topn.k);
     fprintf(f, "\n");
     print_settings(f, &o);
     fprintf(f, "\ncover = catalog coverage of the top-K lists; divers = mean intra-list genre Jaccard distance; "

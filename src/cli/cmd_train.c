@@ -1,7 +1,7 @@
 /* cbrec train — load a dataset, split it, train the two towers, write the
  * model file; also `cbrec predict` and `cbrec embed`, which read one. */
 #include "cli.h"
-#include "eval/evalrun.h"
+#include "base/svg.h"
 #include "model/bundle.h"
 
 #include <getopt.h>
@@ -315,7 +315,7 @@ int cmd_train(int argc, char **argv) {
     if (curve && pctx.n_epochs) {
         char title[256];
         snprintf(title, sizeof title, "cbrec train: %s", ds->name);
-        if ((rc = cb_evalrun_curve_svg(curve, pctx.train, n_valid ? pctx.valid : NULL, pctx.n_epochs, title, &err)))
+        if ((rc = cb_svg_learning_curve(curve, pctx.train, n_valid ? pctx.valid : NULL, pctx.n_epochs, title, &err)))
             goto out;
         if (!pctx.quiet) fprintf(stderr, "wrote the learning curve to %s\n", curve);
     }

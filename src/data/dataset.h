@@ -135,7 +135,10 @@ typedef enum cb_split_kind {
                                  at most n_u - 1 (every user keeps one training rating);
                                  ties in ts (or no timestamps) broken by file order */
     CB_SPLIT_COLD_USERS = 2,  /* test_frac of users held out entirely */
-    CB_SPLIT_COLD_ITEMS = 3   /* test_frac of items held out entirely */
+    CB_SPLIT_COLD_ITEMS = 3,  /* test_frac of items held out entirely */
+    CB_SPLIT_PER_USER = 4     /* each user's ratings: round(test_frac * n_u) of them drawn at
+                                 random (seeded) to test, at most n_u - 1 (every user keeps
+                                 one training rating) */
 } cb_split_kind;
 typedef struct cb_split {
     uint32_t *train, *test;   /* indices into ds->ratings */
@@ -144,6 +147,26 @@ typedef struct cb_split {
 int cb_split_make(cb_split *out, const cb_dataset *ds, cb_split_kind kind, double test_frac,
                   uint64_t seed, cb_error *err);
 void cb_split_free(cb_split *s);
+/* "random", "temporal", "cold-users", "cold-items", "per-user". */
+const char *cb_split_kind_name(cb_split_kind kind);
+/* Kind from one of the names above; CB_ENOTFOUND (listing them) when unknown. */
+int cb_split_kind_parse(const char *name, cb_split_kind *kind, cb_error *err);
+
+/* The validation carve: the one place a validation part is cut out of
+ * training ratings (for early stopping and for choosing settings; never
+ * from the test part). Fills out->train (training minus validation) and
+ * out->test (the validation part) with new arrays of entries of train[].
+ *   CB_SPLIT_RANDOM:   train[] shuffled with a cb_rng seeded by
+ *                      seed ^ 0x5eed5eed; the first floor(valid_frac * n)
+ *                      go to validation, the rest (in shuffled order) stay
+ *                      (`cbrec train`'s carve). Fewer than 10 ratings or
+ *                      valid_frac 0: nothing is carved.
+ *   CB_SPLIT_PER_USER: within train[], each user's ratings split as
+ *                      cb_split_make's per-user kind (seed as given); both
+ *                      parts keep the order of train[].
+ * Other kinds: CB_EINVAL. valid_frac in [0, 1). Deterministic for a seed. */
+int cb_split_carve(cb_split *out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                   cb_split_kind kind, double valid_frac, uint64_t seed, cb_error *err);
 
 /* The course lab's split: sklearn's train_test_split(train_size=train_size,
  * shuffle=True, random_state=random_state) over n_rows row positions,

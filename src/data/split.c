@@ -1,5 +1,6 @@
 /* split — the seeded train/test splits of a dataset (random, per-user temporal,
- * cold users, cold items) and an exact reproduction of sklearn's
+ * per-user random, cold users, cold items), the validation carve of training
+ * ratings, and an exact reproduction of sklearn's
  * train_test_split for the course lab. See data/dataset.h for the contracts. */
 #include "data/dataset.h"
 
@@ -74,6 +75,45 @@ static int cold_flags(uint8_t *is_test, const cb_dataset *ds, bool by_user, doub
     return CB_OK;
 }
 
+/* Per-user random: is_test[j] for the ratings sel[j] (sel NULL: every
+ * rating, j = its index). Users are visited in index order with one seeded
+ * generator; each draws round(test_frac * n_u) of its ratings (partial
+ * Fisher-Yates over them in sel order), at most n_u - 1. */
+static int per_user_flags(uint8_t *is_test, const cb_dataset *ds, const uint32_t *sel, size_t n, double test_frac,
+                          uint64_t seed, cb_error *err) {
+    uint32_t n_users = cb_dataset_n_users(ds);
+    size_t *start = cb_calloc((size_t)n_users + 2, sizeof *start, err);
+    uint32_t *pos = cb_malloc((n ? n : 1) * sizeof *pos, err);
+    if (!start || !pos) {
+        free(start);
+        free(pos);
+        return CB_ENOMEM;
+    }
+    for (size_t j = 0; j < n; j++) start[ds->ratings[sel ? sel[j] : j].user + 2]++;
+    for (uint32_t u = 0; u < n_users; u++) start[u + 2] += start[u + 1];
+    for (size_t j = 0; j < n; j++) pos[start[ds->ratings[sel ? sel[j] : j].user + 1]++] = (uint32_t)j;
+    /* now start[u] .. start[u + 1] holds user u's positions, in sel order */
+    memset(is_test, 0, n);
+    cb_rng rng;
+    cb_rng_seed(&rng, seed);
+    for (uint32_t u = 0; u < n_users; u++) {
+        size_t b = start[u], n_u = start[u + 1] - b;
+        if (n_u < 2) continue;
+        size_t k = (size_t)llround(test_frac * (double)n_u);
+        if (k > n_u - 1) k = n_u - 1;
+        for (size_t j = 0; j < k; j++) {
+            size_t r = j + (size_t)cb_rng_below(&rng, n_u - j);
+            uint32_t t = pos[b + j];
+            pos[b + j] = pos[b + r];
+            pos[b + r] = t;
+            is_test[pos[b + j]] = 1;
+        }
+    }
+    free(start);
+    free(pos);
+    return CB_OK;
+}
+
 static int temporal_flags(uint8_t *is_test, const cb_dataset *ds, double test_frac, cb_error *err) {
     uint32_t n_users = cb_dataset_n_users(ds);
     size_t n = ds->n_ratings;
@@ -138,11 +178,71 @@ int cb_split_make(cb_split *out, const cb_dataset *ds, cb_split_kind kind, doubl
     case CB_SPLIT_COLD_ITEMS:
         rc = cold_flags(is_test, ds, false, test_frac, seed, err);
         break;
+    case CB_SPLIT_PER_USER:
+        rc = per_user_flags(is_test, ds, NULL, n, test_frac, seed, err);
+        break;
     default:
         rc = cb_fail(err, CB_EINVAL, "unknown split kind %d", (int)kind);
     }
     if (!rc) rc = split_from_flags(out, is_test, n, err);
     free(is_test);
+    return rc;
+}
+
+static const char *const split_names[] = {"random", "temporal", "cold-users", "cold-items", "per-user"};
+
+const char *cb_split_kind_name(cb_split_kind kind) {
+    return (unsigned)kind < sizeof split_names / sizeof split_names[0] ? split_names[kind] : "unknown";
+}
+
+int cb_split_kind_parse(const char *name, cb_split_kind *kind, cb_error *err) {
+    for (size_t k = 0; k < sizeof split_names / sizeof split_names[0]; k++)
+        if (!strcmp(name, split_names[k])) {
+            *kind = (cb_split_kind)k;
+            return CB_OK;
+        }
+    return cb_fail(err, CB_ENOTFOUND, "unknown split '%s' (random, temporal, cold-users, cold-items, per-user)", name);
+}
+
+/* out->train / out->test from the entries of sel[] flagged 0 / 1, in sel order. */
+static int carve_from_flags(cb_split *out, const uint32_t *sel, const uint8_t *is_valid, size_t n, cb_error *err) {
+    int rc = split_from_flags(out, is_valid, n, err);
+    if (rc) return rc;
+    for (size_t j = 0; j < out->n_train; j++) out->train[j] = sel[out->train[j]];
+    for (size_t j = 0; j < out->n_test; j++) out->test[j] = sel[out->test[j]];
+    return CB_OK;
+}
+
+int cb_split_carve(cb_split *out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                   cb_split_kind kind, double valid_frac, uint64_t seed, cb_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!(valid_frac >= 0.0 && valid_frac < 1.0))
+        return cb_fail(err, CB_EINVAL, "validation fraction %g must be in [0, 1)", valid_frac);
+    if (kind != CB_SPLIT_RANDOM && kind != CB_SPLIT_PER_USER)
+        return cb_fail(err, CB_EINVAL, "a validation carve is random or per-user, not %s", cb_split_kind_name(kind));
+    for (size_t j = 0; j < n_train; j++)
+        if (train[j] >= ds->n_ratings)
+            return cb_fail(err, CB_EINVAL, "carve: training index %u out of range (%zu ratings)", train[j], ds->n_ratings);
+    uint32_t *perm = cb_malloc((n_train ? n_train : 1) * sizeof *perm, err);
+    uint8_t *is_valid = cb_calloc(n_train ? n_train : 1, 1, err);
+    int rc = perm && is_valid ? CB_OK : CB_ENOMEM;
+    if (!rc && kind == CB_SPLIT_RANDOM) {
+        memcpy(perm, train, n_train * sizeof *perm);
+        size_t n_valid = 0;
+        if (valid_frac > 0 && n_train >= 10) {
+            cb_rng rng;
+            cb_rng_seed(&rng, seed ^ 0x5eed5eedULL);
+            cb_rng_shuffle_u32(&rng, perm, n_train);
+            n_valid = (size_t)(valid_frac * (double)n_train);
+        }
+        memset(is_valid, 1, n_valid);
+    } else if (!rc) {
+        memcpy(perm, train, n_train * sizeof *perm);
+        if (valid_frac > 0) rc = per_user_flags(is_valid, ds, train, n_train, valid_frac, seed, err);
+    }
+    if (!rc) rc = carve_from_flags(out, perm, is_valid, n_train, err);
+    free(perm);
+    free(is_valid);
     return rc;
 }
 

@@ -52,6 +52,7 @@ int cb_eval_rating_batch(cb_rating_metrics *out, const cb_dataset *ds, const uin
 void cb_topn_config_default(cb_topn_config *c) {
     c->k = 10;
     c->threshold = 4.0f;
+    c->recall_k = 20;
 }
 
 /* a ranks strictly before b: higher score, NaN last, ties to the lower index. */
@@ -164,6 +165,11 @@ static int cmp_u32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static int genre_sets_build(genre_sets *g, const cb_dataset *ds, uint32_t n_items, bool *present,
                             cb_error *err) {
     *present = false;
@@ -215,6 +221,54 @@ static double jaccard_distance(const genre_sets *g, uint32_t a, uint32_t b) {
     return 1.0 - (double)inter / (double)uni;
 }
 
+/* in_head[i] = 1 for the most popular items (by item_pop, ties to the lower
+ * index) that together hold 80 % of the n_train training interactions. */
+static int head_items(uint8_t *in_head, const uint32_t *item_pop, uint32_t n_items, size_t n_train, cb_error *err) {
+    uint64_t *key = cb_malloc(((size_t)n_items + 1) * sizeof *key, err);
+    if (!key) return CB_ENOMEM;
+    /* descending count, then ascending index: sort (~count << 32 | index) ascending */
+    for (uint32_t i = 0; i < n_items; i++) key[i] = (uint64_t)(UINT32_MAX - item_pop[i]) << 32 | i;
+    qsort(key, n_items, sizeof *key, cmp_u64);
+    double covered = 0, need = 0.8 * (double)n_train;
+    for (uint32_t r = 0; r < n_items && covered < need; r++) {
+        uint32_t i = (uint32_t)key[r];
+        in_head[i] = 1;
+        covered += item_pop[i];
+    }
+    free(key);
+    return CB_OK;
+}
+
+/* Accuracy of one list against the relevant items marked rel_mark[i] == stamp
+ * (n_rel > 0), added into the sums. */
+typedef struct topn_sums {
+    double prec, rec, rec_at, ndcg, ap, hit;
+} topn_sums;
+
+static void add_accuracy(topn_sums *s, const uint32_t *list, uint32_t n_list, uint32_t k, uint32_t recall_k,
+                         uint32_t n_rel, const uint32_t *rel_mark, uint32_t *hit_mark, uint32_t stamp,
+                         const double *idcg) {
+    uint32_t hits = 0, hits_at = 0;
+    double dcg = 0.0, ap = 0.0;
+    for (uint32_t r = 0; r < n_list; r++) {
+        uint32_t i = list[r];
+        if (rel_mark[i] != stamp || hit_mark[i] == stamp) continue;
+        hit_mark[i] = stamp;
+        if (r < recall_k) hits_at++;
+        if (r >= k) continue;
+        hits++;
+        dcg += 1.0 / log2((double)r + 2.0);
+        ap += (double)hits / (double)(r + 1);
+    }
+    uint32_t ideal = n_rel < k ? n_rel : k;
+    s->prec += (double)hits / (double)k;
+    s->rec += (double)hits / (double)n_rel;
+    s->rec_at += (double)hits_at / (double)n_rel;
+    s->ndcg += dcg / idcg[ideal];
+    s->ap += ap / (double)ideal;
+    s->hit += hits > 0;
+}
+
 /* What produces a user's list: the caller's list callback, or a scorer plus
  * top-K with the user's training items excluded. */
 typedef struct list_source {
@@ -230,12 +284,15 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
     memset(out, 0, sizeof *out);
     out->precision = out->recall = out->ndcg = out->map = out->hit_rate = NAN;
     out->coverage = out->diversity = NAN;
-    out->pop_recommended = out->pop_rated = out->pop_ratio = NAN;
+    out->pop_recommended = out->pop_rated = out->pop_ratio = out->long_tail = out->recall_at = NAN;
     if (!cfg || cfg->k == 0 || cfg->k > 1000000 || !isfinite(cfg->threshold))
         return cb_fail(err, CB_EINVAL, "eval: top-N needs 0 < k <= 1000000 and a finite threshold");
+    if (cfg->recall_k > 1000000) return cb_fail(err, CB_EINVAL, "eval: top-N needs recall_k <= 1000000");
     out->k = cfg->k;
     out->threshold = cfg->threshold;
+    out->recall_k = cfg->recall_k;
     const uint32_t n_users = cb_vocab_size(ds->users), n_items = cb_vocab_size(ds->items), k = cfg->k;
+    const uint32_t n_want = k > cfg->recall_k ? k : cfg->recall_k;
     if (n_items == 0) return cb_fail(err, CB_EINVAL, "eval: empty catalog");
 
     int rc = CB_ENOMEM;
@@ -245,21 +302,22 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
     uint32_t *item_pop = cb_calloc(n_items, sizeof *item_pop, err);
     uint32_t *rel_mark = cb_calloc(n_items, sizeof *rel_mark, err);
     uint32_t *hit_mark = cb_calloc(n_items, sizeof *hit_mark, err);
-    uint8_t *recommended = cb_calloc(n_items, 1, err);
-    uint32_t *list = cb_calloc(k, sizeof *list, err);
+    uint8_t *recommended = cb_calloc(n_items, 1, err), *in_head = cb_calloc(n_items, 1, err);
+    uint32_t *list = cb_calloc(n_want, sizeof *list, err);
     double *idcg = cb_calloc((size_t)k + 1, sizeof *idcg, err); /* idcg[n] = ideal DCG of n hits */
-    if (!item_pop || !rel_mark || !hit_mark || !recommended || !list || !idcg) goto done;
+    if (!item_pop || !rel_mark || !hit_mark || !recommended || !in_head || !list || !idcg) goto done;
     if ((rc = by_user_build(&train, ds, n_users, n_items, split->train, split->n_train, "train", err)))
         goto done;
     if ((rc = by_user_build(&test, ds, n_users, n_items, split->test, split->n_test, "test", err)))
         goto done;
     if ((rc = genre_sets_build(&genres, ds, n_items, &has_genres, err))) goto done;
     for (size_t j = 0; j < split->n_train; j++) item_pop[ds->ratings[split->train[j]].item]++;
+    if ((rc = head_items(in_head, item_pop, n_items, split->n_train, err))) goto done;
     for (uint32_t r = 1; r <= k; r++) idcg[r] = idcg[r - 1] + 1.0 / log2((double)r + 1.0);
 
-    double sum_prec = 0, sum_rec = 0, sum_ndcg = 0, sum_ap = 0, sum_hit = 0;
+    topn_sums sum = {0};
     double sum_div = 0, sum_pop_rec = 0, sum_pop_rated = 0;
-    size_t n_div_lists = 0, n_rated = 0, n_slots = 0, n_covered = 0;
+    size_t n_div_lists = 0, n_rated = 0, n_slots = 0, n_covered = 0, n_tail = 0;
     for (uint32_t u = 0; u < n_users; u++) {
         if (test.off[u] == test.off[u + 1]) continue;
         const uint32_t stamp = u + 1;
@@ -274,11 +332,11 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
 
         uint32_t n_list = 0;
         if (src->list) {
-            rc = src->list(src->ctx, u, k, list, &n_list, err);
+            rc = src->list(src->ctx, u, n_want, list, &n_list, err);
             if (rc != CB_OK) goto done;
-            if (n_list > k) {
-                rc = cb_fail(err, CB_EINVAL, "eval: list of user %u has %u items, more than k = %u", u,
-                             n_list, k);
+            if (n_list > n_want) {
+                rc = cb_fail(err, CB_EINVAL, "eval: list of user %u has %u items, more than asked (%u)", u,
+                             n_list, n_want);
                 goto done;
             }
             for (uint32_t r = 0; r < n_list; r++) {
@@ -293,38 +351,24 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
             if (rc != CB_OK) goto done;
             for (size_t j = train.off[u]; j < train.off[u + 1]; j++)
                 src->exclude[ds->ratings[train.idx[j]].item] = stamp;
-            n_list = cb_eval_top_k(list, k, src->scores, n_items, src->exclude, stamp);
+            n_list = cb_eval_top_k(list, n_want, src->scores, n_items, src->exclude, stamp);
         }
 
         if (n_rel > 0) {
-            uint32_t hits = 0;
-            double dcg = 0.0, ap = 0.0;
-            for (uint32_t r = 0; r < n_list; r++) {
-                uint32_t i = list[r];
-                if (rel_mark[i] == stamp && hit_mark[i] != stamp) {
-                    hit_mark[i] = stamp;
-                    hits++;
-                    dcg += 1.0 / log2((double)r + 2.0);
-                    ap += (double)hits / (double)(r + 1);
-                }
-            }
-            uint32_t ideal = n_rel < k ? n_rel : k;
-            sum_prec += (double)hits / (double)k;
-            sum_rec += (double)hits / (double)n_rel;
-            sum_ndcg += dcg / idcg[ideal];
-            sum_ap += ap / (double)ideal;
-            sum_hit += hits > 0;
+            add_accuracy(&sum, list, n_list, k, cfg->recall_k, n_rel, rel_mark, hit_mark, stamp, idcg);
             out->n_users_evaluated++;
         } else {
             out->n_users_skipped++;
         }
 
+        if (n_list > k) n_list = k; /* beyond accuracy: the top K */
         for (uint32_t r = 0; r < n_list; r++) {
             if (!recommended[list[r]]) {
                 recommended[list[r]] = 1;
                 n_covered++;
             }
             sum_pop_rec += item_pop[list[r]];
+            n_tail += !in_head[list[r]];
         }
         n_slots += n_list;
         for (size_t j = train.off[u]; j < train.off[u + 1]; j++)
@@ -341,16 +385,18 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
 
     if (out->n_users_evaluated > 0) {
         double n = (double)out->n_users_evaluated;
-        out->precision = sum_prec / n;
-        out->recall = sum_rec / n;
-        out->ndcg = sum_ndcg / n;
-        out->map = sum_ap / n;
-        out->hit_rate = sum_hit / n;
+        out->precision = sum.prec / n;
+        out->recall = sum.rec / n;
+        out->ndcg = sum.ndcg / n;
+        out->map = sum.ap / n;
+        out->hit_rate = sum.hit / n;
+        if (cfg->recall_k) out->recall_at = sum.rec_at / n;
     }
     out->n_recommended = n_slots;
     out->coverage = (double)n_covered / (double)n_items;
     if (n_div_lists > 0) out->diversity = sum_div / (double)n_div_lists;
     if (n_slots > 0) out->pop_recommended = sum_pop_rec / (double)n_slots;
+    if (n_slots > 0) out->long_tail = (double)n_tail / (double)n_slots;
     if (n_rated > 0) out->pop_rated = sum_pop_rated / (double)n_rated;
     if (n_slots > 0 && n_rated > 0 && out->pop_rated > 0) out->pop_ratio = out->pop_recommended / out->pop_rated;
     rc = CB_OK;
@@ -363,6 +409,7 @@ done:
     free(rel_mark);
     free(hit_mark);
     free(recommended);
+    free(in_head);
     free(list);
     free(idcg);
     return rc;
@@ -560,7 +607,7 @@ int cb_eval_summarize(cb_eval_summary *out, const cb_eval_result *results, size_
                       const char *model, cb_error *err) {
     memset(out, 0, sizeof *out);
     snprintf(out->model, sizeof out->model, "%s", model ? model : "all");
-    enum { N_STATS = 12 };
+    enum { N_STATS = 15 };
     double *v = cb_calloc(n_results * N_STATS + 1, sizeof *v, err);
     if (!v) return CB_ENOMEM;
     size_t n = 0;
@@ -573,7 +620,8 @@ int cb_eval_summarize(cb_eval_summary *out, const cb_eval_result *results, size_
                                r->has_topn ? t->ndcg : NAN, r->has_topn ? t->map : NAN,
                                r->has_topn ? t->hit_rate : NAN, r->has_topn ? t->coverage : NAN,
                                r->has_topn ? t->diversity : NAN, r->has_topn ? t->pop_ratio : NAN,
-                               r->fit_seconds, r->eval_seconds};
+                               r->fit_seconds, r->eval_seconds, r->has_topn ? t->recall_at : NAN,
+                               r->has_topn ? t->pop_recommended : NAN, r->has_topn ? t->long_tail : NAN};
         for (int s = 0; s < N_STATS; s++) v[(size_t)s * n_results + n] = row[s];
         n++;
     }
@@ -584,7 +632,8 @@ int cb_eval_summarize(cb_eval_summary *out, const cb_eval_result *results, size_
     out->n_folds = n;
     cb_eval_stat *dst[N_STATS] = {&out->rmse, &out->mae, &out->precision, &out->recall,
                                   &out->ndcg, &out->map, &out->hit_rate, &out->coverage,
-                                  &out->diversity, &out->pop_ratio, &out->fit_seconds, &out->eval_seconds};
+                                  &out->diversity, &out->pop_ratio, &out->fit_seconds, &out->eval_seconds,
+                                  &out->recall_at, &out->pop_recommended, &out->long_tail};
     for (int s = 0; s < N_STATS; s++) *dst[s] = cb_eval_stat_of(v + (size_t)s * n_results, n);
     free(v);
     return CB_OK;

@@ -23,7 +23,10 @@
  *   recall@K    = hits / n_rel
  *   NDCG@K      = sum_{rank r hit} 1/log2(r+1) / sum_{r=1..min(K,n_rel)} 1/log2(r+1)
  *   AP@K        = sum_{rank r hit} precision@r / min(K, n_rel)   (MAP = mean AP)
- *   hit rate    = fraction of users with hits > 0.
+ *   hit rate    = fraction of users with hits > 0;
+ *   recall@R    = hits in the top R / n_rel, for the second list length R
+ *                 (recall_k, 20 by default: the list is max(K, R) long and
+ *                 every other measure uses its first K).
  * Beyond-accuracy measures use the lists of every user with a held-out
  * rating (skipped users included):
  *   coverage    = distinct recommended items / catalog size;
@@ -35,7 +38,11 @@
  *                 mean over recommended slots, pop_rated its mean over the
  *                 training ratings of the same users; pop_ratio their quotient
  *                 (> 1: the model recommends more popular items than users
- *                 rate).
+ *                 rate);
+ *   long tail   = share of the recommended top-K slots holding a long-tail
+ *                 item: one outside the head, the most popular items (by
+ *                 training count, ties to the lower index) that together
+ *                 make up 80 % of the training interactions.
  *
  * Threading: the functions hold no state; callbacks are called from the
  * calling thread only, in increasing user order. */
@@ -78,6 +85,7 @@ int cb_eval_rating_batch(cb_rating_metrics *out, const cb_dataset *ds, const uin
 typedef struct cb_topn_config {
     uint32_t k;              /* list length (10) */
     float threshold;         /* relevant = held-out rating >= threshold (4) */
+    uint32_t recall_k;       /* also recall@recall_k (20); 0 = not measured */
 } cb_topn_config;
 void cb_topn_config_default(cb_topn_config *c);
 
@@ -91,7 +99,10 @@ typedef struct cb_topn_metrics {
     double coverage;           /* in [0, 1] */
     double diversity;          /* in [0, 1], NAN without genres */
     double pop_recommended, pop_rated, pop_ratio;
+    double long_tail;          /* in [0, 1]: share of top-K slots outside the 80 % head */
     size_t n_recommended;      /* total list slots filled */
+    uint32_t recall_k;         /* the second list length (0: recall_at not measured) */
+    double recall_at;          /* recall@recall_k, same users as recall */
 } cb_topn_metrics;
 
 /* Top-N metrics from a catalog scorer (see the protocol above). `train` and
@@ -102,7 +113,8 @@ int cb_eval_topn(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_datas
                  const cb_split *split, cb_score_fn score, void *ctx, cb_error *err);
 /* Top-N metrics of lists given by the caller (e.g. retrieval -> ranking).
  * Lists are taken as given (no exclusion of training items); item indices
- * must be < the catalog size. */
+ * must be < the catalog size. The callback is asked for max(k, recall_k)
+ * items. */
 int cb_eval_topn_lists(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_dataset *ds,
                        const cb_split *split, cb_list_fn list, void *ctx, cb_error *err);
 
@@ -135,6 +147,7 @@ typedef struct cb_eval_result {
     bool has_topn;
     cb_topn_metrics topn;
     double fit_seconds, eval_seconds; /* filled by the caller */
+    char settings[96];         /* settings chosen on a validation carve, in words ("" = none) */
 } cb_eval_result;
 
 /* A result with the name set, rmse/mae NAN, has_topn false, zeros elsewhere. */
@@ -154,6 +167,7 @@ typedef struct cb_eval_summary {
     cb_eval_stat rmse, mae;
     cb_eval_stat precision, recall, ndcg, map, hit_rate;
     cb_eval_stat coverage, diversity, pop_ratio;
+    cb_eval_stat recall_at, pop_recommended, long_tail;
     cb_eval_stat fit_seconds, eval_seconds;
 } cb_eval_summary;
 /* Summarise the results whose model name equals `model` (all results when

@@ -4,6 +4,7 @@
 #include "eval/evalrun.h"
 
 #include "eval/baselines.h"
+#include "eval/itemrec.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -11,7 +12,8 @@
 #include <string.h>
 
 static const char *const model_names[CB_EVALRUN_N_MODELS] = {
-    "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd", "two-tower/implicit"};
+    "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd", "two-tower/implicit",
+    "ease", "item-knn"};
 
 const char *cb_evalrun_model_name(cb_evalrun_model m) {
     return (unsigned)m < CB_EVALRUN_N_MODELS ? model_names[m] : "?";
@@ -26,7 +28,8 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
                  {"global-mean", CB_EVALRUN_GLOBAL}, {"global", CB_EVALRUN_GLOBAL}, {"mean", CB_EVALRUN_GLOBAL},
                  {"bias", CB_EVALRUN_BIAS}, {"baseline", CB_EVALRUN_BIAS}, {"popularity", CB_EVALRUN_POPULARITY},
                  {"pop", CB_EVALRUN_POPULARITY}, {"svd", CB_EVALRUN_SVD}, {"mf", CB_EVALRUN_SVD},
-                 {"two-tower/implicit", CB_EVALRUN_IMPLICIT}, {"implicit", CB_EVALRUN_IMPLICIT}};
+                 {"two-tower/implicit", CB_EVALRUN_IMPLICIT}, {"implicit", CB_EVALRUN_IMPLICIT},
+                 {"ease", CB_EVALRUN_EASE}, {"item-knn", CB_EVALRUN_ITEM_KNN}, {"knn", CB_EVALRUN_ITEM_KNN}};
     *mask = 0;
     const char *p = list;
     while (*p) {
@@ -39,7 +42,8 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
             }
         if (!found && len)
             return cb_fail(err, CB_ENOTFOUND,
-                           "unknown model '%.*s' (known: twotower, pipeline, implicit, global, bias, popularity, svd)",
+                           "unknown model '%.*s' (known: twotower, pipeline, implicit, global, bias, popularity, svd, "
+                           "ease, item-knn)",
                            (int)len, p);
         p += len;
         if (*p == ',') p++;
@@ -71,6 +75,7 @@ void cb_evalrun_config_default(cb_evalrun_config *c) {
     c->implicit_cold_attrs = true;
     c->implicit_neg_alpha = 0;
     c->cold_neg_alpha = 1;
+    c->tune_frac = 0.2;
     /* The pipeline row retrieves from the cheap sources only: with the
      * embedding source on (cbrec recommend's default), its top 50 by v_u.v_m
      * already holds the full-catalog top K, and the lists equal the
@@ -451,38 +456,28 @@ static int pipe_list(void *vctx, uint32_t user, uint32_t k, uint32_t *items, uin
 int cb_evalrun_train(cb_bundle **out, const cb_evalrun_config *c, const cb_dataset *ds, const cb_split *sp,
                      cb_train_result *res, cb_error *err) {
     *out = NULL;
-    uint32_t *train = NULL, *valid = NULL;
-    size_t n_train = sp->n_train, n_valid = 0;
-    if (c->valid_frac > 0 && sp->n_train >= 10) {
-        /* the same seeded carve as `cbrec train` */
-        train = cb_malloc(sp->n_train * sizeof *train, err);
-        if (!train) return CB_ENOMEM;
-        memcpy(train, sp->train, sp->n_train * sizeof *train);
-        cb_rng rng;
-        cb_rng_seed(&rng, c->model.seed ^ 0x5eed5eedULL);
-        cb_rng_shuffle_u32(&rng, train, sp->n_train);
-        n_valid = (size_t)(c->valid_frac * (double)sp->n_train);
-        valid = train;
-        n_train = sp->n_train - n_valid;
-    }
+    /* the same seeded carve as `cbrec train` */
+    cb_split carve;
+    int rc = cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_RANDOM, c->valid_frac, c->model.seed, err);
+    if (rc) return rc;
     cb_bundle_train_input in = {.ds = ds,
-                             .train_idx = valid ? train + n_valid : sp->train,
-                             .n_train = n_train,
-                             .valid_idx = valid,
-                             .n_valid = n_valid,
+                             .train_idx = carve.train,
+                             .n_train = carve.n_train,
+                             .valid_idx = carve.n_test ? carve.test : NULL,
+                             .n_valid = carve.n_test,
                              .features = &c->features,
                              .model = c->model,
                              .scale_targets = c->scale_targets,
                              .on_epoch = c->on_epoch,
                              .ctx = c->epoch_ctx};
-    if (!valid && c->monitor_test && sp->n_test) {
+    if (!carve.n_test && c->monitor_test && sp->n_test) {
         in.valid_idx = sp->test;
         in.n_valid = sp->n_test;
         in.model.patience = 0;
     }
-    int rc = cb_bundle_train(out, &in, res, err);
+    rc = cb_bundle_train(out, &in, res, err);
     if (rc == CB_ENUMERIC && *out) rc = CB_OK; /* the last finite epoch is kept: still a model */
-    free(train);
+    cb_split_free(&carve);
     return rc;
 }
 
@@ -534,7 +529,7 @@ static int eval_twotower(cb_eval_result **results, size_t *n_results, const cb_e
         r->fit_seconds = fit;
         cb_recommend_ctx *rctx = NULL;
         cb_recommend_config rc_cfg = c->recommend;
-        rc_cfg.n = c->topn.k;
+        rc_cfg.n = c->topn.k > c->topn.recall_k ? c->topn.k : c->topn.recall_k;
         t0 = cb_now();
         if ((rc = cb_recommend_ctx_create(&rctx, rec, NULL, err))) goto out;
         pipe_ctx pc = {rctx, rec, tc.user_vecs, &rc_cfg};
@@ -555,6 +550,59 @@ out:
     if (!rc && out_train) *out_train = tr;
     cb_bundle_free(rec);
     free(cold_uv);
+    return rc;
+}
+
+/* ---- EASE and item-kNN: settings chosen on a per-user carve of the training part */
+
+static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
+                        const cb_dataset *ds, const cb_split *sp, int fold, cb_error *err) {
+    static const double lambdas[] = {50, 100, 200, 500, 1000, 2000};
+    static const uint32_t ks[] = {25, 50, 100, 200, 400, 800};
+    static const double shrinks[] = {0, 20};
+    cb_itemrec_config grid[16];
+    cb_split carve = {0};
+    int rc = CB_OK;
+    for (int kind = CB_ITEMREC_EASE; kind <= CB_ITEMREC_ITEM_KNN && !rc; kind++) {
+        cb_evalrun_model m = kind == CB_ITEMREC_EASE ? CB_EVALRUN_EASE : CB_EVALRUN_ITEM_KNN;
+        if (!(c->models & (1u << m))) continue;
+        size_t n_grid = 0;
+        if (kind == CB_ITEMREC_EASE)
+            for (size_t i = 0; i < sizeof lambdas / sizeof *lambdas; i++) {
+                cb_itemrec_config_default(&grid[n_grid], CB_ITEMREC_EASE);
+                grid[n_grid++].lambda = lambdas[i];
+            }
+        else
+            for (size_t j = 0; j < sizeof shrinks / sizeof *shrinks; j++) /* one fit per shrink (see tune) */
+                for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
+                    cb_itemrec_config_default(&grid[n_grid], CB_ITEMREC_ITEM_KNN);
+                    grid[n_grid].knn_k = ks[i];
+                    grid[n_grid++].shrink = shrinks[j];
+                }
+        if ((rc = push_result(results, n_results, m, fold, sp, err))) break;
+        cb_eval_result *r = &(*results)[*n_results - 1];
+        double t0 = cb_now(), best_ndcg = 0;
+        if (!carve.train)
+            rc = cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_PER_USER, c->tune_frac, c->model.seed, err);
+        cb_itemrec_config best = grid[0];
+        if (!rc && n_grid > 1 && carve.n_test)
+            rc = cb_itemrec_tune(&best, &best_ndcg, NULL, grid, n_grid, ds, &carve, &c->topn, err);
+        double tune = cb_now() - t0;
+        cb_itemrec *model = NULL;
+        t0 = cb_now();
+        if (!rc) rc = cb_itemrec_fit(&model, &best, ds, sp->train, sp->n_train, err);
+        r->fit_seconds = cb_now() - t0; /* the final fit; tuning time is in `settings` */
+        t0 = cb_now();
+        if (!rc) rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, cb_itemrec_score_cb, model, err);
+        r->has_topn = rc == CB_OK;
+        r->eval_seconds = cb_now() - t0;
+        char what[48];
+        cb_itemrec_config_describe(&best, what, sizeof what);
+        snprintf(r->settings, sizeof r->settings, "%s (validation NDCG@%u %.4f, tuning %.1fs)", what, c->topn.k,
+                 best_ndcg, tune);
+        cb_itemrec_free(model);
+    }
+    cb_split_free(&carve);
     return rc;
 }
 
@@ -612,7 +660,9 @@ int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalr
         cb_baseline_free(bl);
         if (rc) return rc;
     }
-    return CB_OK;
+    if (c->topn_enabled && (c->models & ((1u << CB_EVALRUN_EASE) | (1u << CB_EVALRUN_ITEM_KNN))))
+        rc = eval_itemrec(results, n_results, c, ds, sp, fold, err);
+    return rc;
 }
 
 /* ---- the retrieval-size experiment */
@@ -783,125 +833,5 @@ out:
     free(users);
     free(full);
     free(full_n);
-    return rc;
-}
-
-/* ---- SVG line charts */
-
-static double nice_step(double range, int target) {
-    double raw = range / target, mag = pow(10, floor(log10(raw))), f = raw / mag;
-    return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
-}
-
-static void svg_text_escaped(FILE *f, const char *s) {
-    for (; s && *s; s++) {
-        if (*s == '<') fputs("&lt;", f);
-        else if (*s == '>') fputs("&gt;", f);
-        else if (*s == '&') fputs("&amp;", f);
-        else fputc(*s, f);
-    }
-}
-
-int cb_evalrun_svg(const char *path, const cb_svg_chart *chart, const cb_svg_series *series, size_t n_series,
-                   cb_error *err) {
-    static const char *const colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
-    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
-    bool log_x = chart->log_x;
-    for (size_t s = 0; s < n_series; s++)
-        for (size_t i = 0; i < series[s].n; i++) {
-            double x = series[s].x[i], y = series[s].y[i];
-            if (!isfinite(x) || !isfinite(y) || (log_x && x <= 0)) continue;
-            if (log_x) x = log10(x);
-            x0 = fmin(x0, x), x1 = fmax(x1, x), y0 = fmin(y0, y), y1 = fmax(y1, y);
-        }
-    if (!(x0 <= x1)) return cb_fail(err, CB_EINVAL, "%s: no finite point to plot", path);
-    if (x1 - x0 < 1e-12) x0 -= 0.5, x1 += 0.5;
-    if (y1 - y0 < 1e-12) y0 -= fabs(y0) * 0.05 + 0.5, y1 += fabs(y1) * 0.05 + 0.5;
-    double pad = (y1 - y0) * 0.05;
-    y0 -= pad, y1 += pad;
-    int W = chart->width > 0 ? chart->width : 640, H = chart->height > 0 ? chart->height : 400;
-    double L = 70, R = W - 20.0, T = 40, B = H - 55.0;
-#define PX(x) (L + ((x) - x0) / (x1 - x0) * (R - L))
-#define PY(y) (B - ((y) - y0) / (y1 - y0) * (B - T))
-    cb_atomic_file af;
-    int rc = cb_atomic_open(&af, path, err);
-    if (rc) return rc;
-    FILE *f = af.fp;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-            W, H, W, H);
-    fprintf(f, "<text x=\"%d\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">", W / 2);
-    svg_text_escaped(f, chart->title);
-    fprintf(f, "</text>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n",
-            L, T, R - L, B - T);
-    /* y ticks */
-    double ys = nice_step(y1 - y0, 6);
-    for (double y = ceil(y0 / ys) * ys; y <= y1 + ys * 1e-9; y += ys)
-        fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%.1f\" y=\"%.1f\" "
-                   "text-anchor=\"end\">%g</text>\n",
-                L, R, PY(y), PY(y), L - 5, PY(y) + 4, fabs(y) < ys * 1e-9 ? 0.0 : y);
-    /* x ticks */
-    if (log_x) {
-        for (int e = (int)floor(x0); e <= (int)ceil(x1); e++)
-            for (int m = 1; m <= 5; m += (m == 1 ? 1 : 3)) {
-                double lx = e + log10(m);
-                if (lx < x0 - 1e-9 || lx > x1 + 1e-9) continue;
-                fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%.1f\" "
-                           "y=\"%.1f\" text-anchor=\"middle\">%g</text>\n",
-                        PX(lx), PX(lx), T, B, PX(lx), B + 16, pow(10, lx));
-            }
-    } else {
-        double xs = nice_step(x1 - x0, 8);
-        for (double x = ceil(x0 / xs) * xs; x <= x1 + xs * 1e-9; x += xs)
-            fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%.1f\" "
-                       "y=\"%.1f\" text-anchor=\"middle\">%g</text>\n",
-                    PX(x), PX(x), T, B, PX(x), B + 16, x);
-    }
-    fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">", (L + R) / 2, H - 15);
-    svg_text_escaped(f, chart->x_label);
-    fprintf(f, "</text>\n<text transform=\"translate(16,%.1f) rotate(-90)\" text-anchor=\"middle\">", (T + B) / 2);
-    svg_text_escaped(f, chart->y_label);
-    fputs("</text>\n", f);
-    double lg = chart->legend_left ? L + 10 : R - 170;
-    for (size_t s = 0; s < n_series; s++) {
-        const char *col = colors[s % (sizeof colors / sizeof colors[0])];
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
-        for (size_t i = 0; i < series[s].n; i++) {
-            double x = series[s].x[i], y = series[s].y[i];
-            if (!isfinite(x) || !isfinite(y) || (log_x && x <= 0)) continue;
-            fprintf(f, "%.1f,%.1f ", PX(log_x ? log10(x) : x), PY(y));
-        }
-        fputs("\"/>\n", f);
-        for (size_t i = 0; i < series[s].n; i++) {
-            double x = series[s].x[i], y = series[s].y[i];
-            if (!isfinite(x) || !isfinite(y) || (log_x && x <= 0)) continue;
-            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(log_x ? log10(x) : x), PY(y), col);
-        }
-        fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/><text "
-                   "x=\"%.1f\" y=\"%.1f\">",
-                lg, lg + 20, T + 15 + 16.0 * (double)s, T + 15 + 16.0 * (double)s, col, lg + 25,
-                T + 19 + 16.0 * (double)s);
-        svg_text_escaped(f, series[s].name);
-        fputs("</text>\n", f);
-    }
-    fputs("</svg>\n", f);
-#undef PX
-#undef PY
-    if (ferror(f)) {
-        cb_atomic_abort(&af);
-        return cb_fail(err, CB_EIO, "%s: write error", path);
-    }
-    return cb_atomic_commit(&af, err);
-}
-
-int cb_evalrun_curve_svg(const char *path, const double *train_loss, const double *valid_loss, size_t n,
-                         const char *title, cb_error *err) {
-    double *x = cb_malloc((n + 1) * sizeof *x, err);
-    if (!x) return CB_ENOMEM;
-    for (size_t i = 0; i < n; i++) x[i] = (double)(i + 1);
-    cb_svg_series s[2] = {{"train loss", x, train_loss, n}, {"validation loss", x, valid_loss, valid_loss ? n : 0}};
-    cb_svg_chart ch = {title ? title : "learning curve", "epoch", "loss (scaled targets)", false, 0, 0, false};
-    int rc = cb_evalrun_svg(path, &ch, s, valid_loss ? 2 : 1, err);
-    free(x);
     return rc;
 }

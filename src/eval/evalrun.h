@@ -2,9 +2,8 @@
  * and `cbrec report`: fits the two-tower model and the baselines on the same
  * split, measures them with eval.h's metrics, and runs the retrieval-size
  * experiment (how the final top-N changes when the retrieval step of the
- * retrieval -> ranking pipeline brings more or fewer candidates). It also
- * writes small SVG line charts (learning curves, the experiment) so plots need
- * no external tool.
+ * retrieval -> ranking pipeline brings more or fewer candidates). Its plots
+ * are drawn by base/svg.h.
  *
  * Two-tower measurement. The model is trained with cb_bundle_train on the
  * split's training ratings (optionally minus a seeded validation carve for
@@ -33,6 +32,14 @@
  * ratings" — a value no training user has — and the tower extrapolates.
  * Nothing of the cold user's own ratings is used either way.
  *
+ * EASE and item-kNN (itemrec.h) rank only (no RMSE). Their settings are
+ * chosen per split: fitted on the training part minus a per-user validation
+ * carve (tune_frac of each user's training ratings), NDCG@K measured on the
+ * carve, the best setting refitted on the whole training part and measured
+ * on the test part once. The row's `settings` says what was picked. Grids:
+ * EASE lambda in {50, 100, 200, 500, 1000, 2000}; item-kNN k in {25, 50, 100,
+ * 200, 400, 800} x shrink in {0, 20}.
+ *
  * Nothing here prints; results come back as cb_eval_result rows.
  * Threading: no shared state; one call at a time per config. */
 #ifndef CB_EVALRUN_H
@@ -52,15 +59,17 @@ typedef enum cb_evalrun_model {
     CB_EVALRUN_POPULARITY = 4,/* "popularity" */
     CB_EVALRUN_SVD = 5,       /* "svd" */
     CB_EVALRUN_IMPLICIT = 6,  /* "two-tower/implicit": the towers trained for top-N (see below) */
-    CB_EVALRUN_N_MODELS = 7
+    CB_EVALRUN_EASE = 7,      /* "ease": itemrec.h, lambda chosen on the validation carve */
+    CB_EVALRUN_ITEM_KNN = 8,  /* "item-knn": itemrec.h, k and shrink chosen on the carve */
+    CB_EVALRUN_N_MODELS = 9
 } cb_evalrun_model;
 
 /* "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd",
- * "two-tower/implicit". */
+ * "two-tower/implicit", "ease", "item-knn". */
 const char *cb_evalrun_model_name(cb_evalrun_model m);
 /* Bit mask (1u << model) from a comma-separated list. Accepted names: the
  * names above and the short forms "twotower", "tt", "pipeline", "global",
- * "mean", "pop", "mf". CB_ENOTFOUND naming an unknown entry. */
+ * "mean", "pop", "mf", "knn". CB_ENOTFOUND naming an unknown entry. */
 int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err);
 
 typedef struct cb_evalrun_config {
@@ -85,6 +94,9 @@ typedef struct cb_evalrun_config {
     double cold_neg_alpha;         /* implicit_neg_alpha of that cold-user ranker (1) */
     cb_recommend_config recommend; /* the pipeline model's config (n is set to topn.k): the
                                       default with the embedding source off (cheap sources only) */
+    double tune_frac;              /* ease / item-knn: their settings are chosen on a per-user random
+                                      carve of this fraction of each user's training ratings
+                                      (cb_split_carve, seed model.seed), by NDCG@K (0.2) */
     cb_epoch_fn on_epoch;          /* progress of the two-tower rating model (may be NULL) */
     void *epoch_ctx;
 } cb_evalrun_config;
@@ -137,29 +149,5 @@ void cb_evalrun_retrieval_config(cb_recommend_config *rc, uint32_t size, uint32_
 int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n_sizes, const cb_bundle *rec,
                          const cb_dataset *ds, const cb_split *sp, const cb_topn_config *topn, size_t max_users,
                          cb_error *err);
-
-/* ---- SVG line charts */
-typedef struct cb_svg_series {
-    const char *name;          /* legend entry */
-    const double *x, *y;       /* n points; non-finite points are skipped */
-    size_t n;
-} cb_svg_series;
-
-typedef struct cb_svg_chart {
-    const char *title, *x_label, *y_label;
-    bool log_x;                /* logarithmic x axis (x > 0 only) */
-    int width, height;         /* pixels; 0 = 640 x 400 */
-    bool legend_left;          /* legend in the top-left corner (default top-right) */
-} cb_svg_chart;
-
-/* Write a line chart of the series to `path` atomically (cb_atomic_open).
- * CB_EINVAL when there is no finite point, CB_EIO on write errors. */
-int cb_evalrun_svg(const char *path, const cb_svg_chart *chart, const cb_svg_series *series, size_t n_series,
-                   cb_error *err);
-
-/* A learning curve: train and validation loss per epoch (valid may hold NANs
- * or be NULL) as an SVG chart. Epochs are 1..n. */
-int cb_evalrun_curve_svg(const char *path, const double *train_loss, const double *valid_loss, size_t n,
-                         const char *title, cb_error *err);
 
 #endif /* CB_EVALRUN_H */
