@@ -59,6 +59,116 @@ CB_API const char *cb_version(void);
 /* A short English name for a status code ("I/O error", ...). */
 CB_API const char *cb_strstatus(int code);
 
+/* Ownership and threading for the sections below: every _create/_open/_train
+ * output is owned by the caller and freed with the matching _free/_close
+ * (NULL is a no-op). A cb_config and a cb_dataset are not locked: any number
+ * of threads may read one at once (cb_config_get, counts, describe, cb_train
+ * reads both), but cb_config_set needs it to itself. */
+
+/* ---- configuration: every setting of every command, parsed and defaulted ONCE.
+ * A cb_config of one kind holds typed values behind string keys; the CLI turns
+ * `--key VALUE` into cb_config_set(cfg, "key", "VALUE") (and `--flag` /
+ * `--no-flag` into "true" / "false" for boolean keys), a server turns query
+ * parameters and a binding keyword arguments into the same calls. Keys use '-'
+ * as in the CLI ("valid-frac", "top-k-popular", "user-layers" = "256,128"). */
+typedef struct cb_config cb_config;
+typedef enum cb_config_kind {
+    CB_CONFIG_TRAIN = 1,     /* data loading + split + features + model + training */
+    CB_CONFIG_RECOMMEND = 2, /* n, sources, filters, include-seen, exclude/allow, diversity, rank-by */
+    CB_CONFIG_SYNTH = 3      /* synthetic data generator */
+} cb_config_kind;
+/* A new config of `kind` holding every key's default. */
+CB_API int cb_config_create(cb_config **out, cb_config_kind kind, cb_error *err);
+CB_API void cb_config_free(cb_config *c); /* NULL is a no-op */
+/* CB_ENOTFOUND for an unknown key (the message lists close keys), CB_EINVAL for
+ * a bad value (the message names the key and what it accepts). The value is
+ * parsed and range-checked here, once; the config is unchanged on error. */
+CB_API int cb_config_set(cb_config *c, const char *key, const char *value, cb_error *err);
+/* The current value as text ("0.002", "256,128", "true"), owned by c and valid
+ * until the key is set again; NULL for an unknown key. */
+CB_API const char *cb_config_get(const cb_config *c, const char *key);
+/* The keys of a kind, in help order: name, value hint ("F", "N", "LIST", ""
+ * for a boolean), default as text, one-line help and section ("data",
+ * "features", "model", "training", ...). Strings are static. i >= count
+ * returns CB_ENOTFOUND. `cbrec CMD --help` is generated from this table. */
+typedef struct cb_config_key_info {
+    const char *name, *value_hint, *default_value, *help, *section;
+    int is_bool;
+} cb_config_key_info;
+CB_API size_t cb_config_n_keys(cb_config_kind kind);
+CB_API int cb_config_key(cb_config_kind kind, size_t i, cb_config_key_info *out);
+
+/* ---- datasets */
+typedef struct cb_dataset cb_dataset;
+/* Load a dataset folder (layout detected: MovieLens latest-small / 100K / 1M,
+ * the course lab's rows, or a folder with cbrec.schema). `cfg` (kind TRAIN, may
+ * be NULL = defaults) supplies "schema", "skip-bad-rows" and "range". */
+CB_API int cb_dataset_open(cb_dataset **out, const char *path, const cb_config *cfg, cb_error *err);
+CB_API void cb_dataset_close(cb_dataset *ds); /* NULL is a no-op */
+CB_API size_t cb_dataset_user_count(const cb_dataset *ds);
+CB_API size_t cb_dataset_item_count(const cb_dataset *ds);
+CB_API size_t cb_dataset_rating_count(const cb_dataset *ds);
+/* What was loaded and the features `cfg` would build (fitted on every rating;
+ * cfg NULL: no features), as a JSON object (malloc'd, caller frees): "layout",
+ * "path", counts ("users", "items", "ratings", "titles", "skipped_rows"),
+ * "rating_min"/"rating_max", "binary", "timestamps", "prejoined",
+ * "user_lead_cols"/"item_lead_cols", "user_columns"/"item_columns" (name, kind,
+ * levels, missing, examples), "bytes", "bytes_per_rating", "bytes_per_rating_record",
+ * "load_seconds", and with cfg "user_features"/"item_features" (names) and
+ * "features_seconds". `cbrec inspect` prints this. */
+CB_API int cb_dataset_describe(const cb_dataset *ds, const cb_config *cfg, char **json_out, cb_error *err);
+/* Generate a synthetic dataset with planted structure (cfg kind SYNTH, NULL =
+ * defaults) and write it to `dir` as ratings.csv, movies.csv, users.csv and a
+ * cbrec.schema; each file replaced atomically. */
+CB_API int cb_synth_write_folder(const char *dir, const cb_config *cfg, cb_error *err);
+
+/* ---- training */
+typedef struct cb_recommender cb_recommender;
+typedef struct cb_progress {      /* passed to the progress callback; read-only */
+    size_t size;                  /* sizeof(cb_progress) of the library: fields may be added at the end */
+    unsigned epoch, epochs;       /* 1-based epoch, planned total */
+    size_t batch, n_batches;      /* batches done in this epoch */
+    int end_of_epoch;             /* 0: a progress tick inside the epoch (~50 per epoch) */
+    double train_loss, valid_loss, valid_rmse;  /* NAN when not measured */
+    double examples_per_sec;      /* this epoch */
+    double seconds;               /* since the epoch started */
+    int best;                     /* this epoch has the best validation loss so far */
+} cb_progress;
+/* Called on the training thread. Returning non-zero at the end of an epoch
+ * stops training (the model so far is kept); ticks' return values are ignored. */
+typedef int (*cb_progress_fn)(const cb_progress *p, void *ctx);
+
+typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) before the call */
+    size_t size;
+    unsigned epochs_run, best_epoch;
+    double train_loss, valid_loss, valid_rmse; /* last epoch; NAN when absent */
+    double test_rmse, test_loss;  /* on the held-out split (rating scale; scaled-target loss);
+                                     NAN when there is none */
+    int test_loss_is_logloss;     /* 1: test_loss is the BCE log-loss, 0: the scaled MSE */
+    size_t n_train, n_valid, n_test;
+    double seconds;               /* training wall time */
+    int diverged;                 /* 1: stopped on a non-finite loss (CB_ENUMERIC returned,
+                                     *out still holds the last good parameters) */
+} cb_train_report;
+
+/* Split `ds` as cfg says ("split", "test-frac", "valid-frac", "seed"), fit the
+ * features on the training part, train the towers, compute the vectors and
+ * retrieval lists. cfg: kind TRAIN or NULL (defaults); never modified.
+ * `progress`, `report` may be NULL. On success *out is a new recommender. On
+ * CB_ENUMERIC (training diverged) *out still holds the model with the last
+ * good parameters (free it, or save it); on any other error *out is NULL. */
+CB_API int cb_train(cb_recommender **out, const cb_dataset *ds, const cb_config *cfg, cb_progress_fn progress,
+                    void *progress_ctx, cb_train_report *report, cb_error *err);
+/* Continue training `rec` on the same data (same user and item ids; the
+ * architecture of rec is kept, the training keys of cfg apply) [exclusive]. */
+CB_API int cb_train_resume(cb_recommender *rec, const cb_dataset *ds, const cb_config *cfg,
+                           cb_progress_fn progress, void *progress_ctx, cb_train_report *report, cb_error *err);
+/* Write a learning curve (train and validation loss per epoch 1..n; valid may
+ * be NULL or hold NANs) as an SVG chart, atomically. */
+CB_API int cb_plot_curve_svg(const char *path, const double *train_loss, const double *valid_loss, size_t n_epochs,
+                             const char *title, cb_error *err);
+
+
 
 /* Per-call settings (configuration section); declared here too until it lands. */
 typedef struct cb_config cb_config;
