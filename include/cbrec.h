@@ -170,8 +170,6 @@ CB_API int cb_plot_curve_svg(const char *path, const double *train_loss, const d
 
 
 
-/* Per-call settings (configuration section); declared here too until it lands. */
-typedef struct cb_config cb_config;
 
 /* ---- the recommender: a trained model, optionally with a similar-items table.
  *

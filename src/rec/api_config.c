@@ -6,12 +6,13 @@
 #include "base/config.h"
 #include "data/synth_config.h"
 #include "model/train_config.h"
+#include "rec/recommend.h"
 
 static const cb_config_table *table_of(cb_config_kind kind) {
     switch (kind) {
     case CB_CONFIG_TRAIN: return &cb_train_config_table;
     case CB_CONFIG_SYNTH: return &cb_synth_config_table;
-    case CB_CONFIG_RECOMMEND: return NULL; /* registered by the recommend API (rec/) */
+    case CB_CONFIG_RECOMMEND: return &cb_recommend_config_table;
     }
     return NULL;
 }

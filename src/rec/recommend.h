@@ -39,6 +39,7 @@
 #include "index/knn.h"
 #include "model/bundle.h"
 #include "cbrec.h"
+#include "rec/recommender_internal.h"
 
 #include <jansson.h>
 
@@ -93,10 +94,9 @@ struct cb_recommender {
     bool has_table;
     cb_knn_index *index;     /* over r->item_vecs */
 };
-/* A recommender over a model: _wrap borrows it (it must outlive the handle),
- * _adopt takes ownership (freed with the handle, also on failure). */
+/* A recommender borrowing a model (it must outlive the handle; evaluation).
+ * cb_recommender_from_bundle (recommender_internal.h) takes ownership instead. */
 int cb_recommender_wrap(cb_recommender **out, const cb_bundle *r, cb_error *err);
-int cb_recommender_adopt(cb_recommender **out, cb_bundle *r, cb_error *err);
 
 /* Item n's vector: model items, then the table's added items. */
 const float *cb_rec_item_vec(const cb_recommender *rec, uint32_t item);
@@ -208,6 +208,7 @@ const char *cb_recommend_config_check(const cb_recommend_config *c); /* NULL or 
 /* The config of a kind RECOMMEND cb_config (NULL: defaults), options.c; the
  * strings point into opts. */
 int cb_recommend_config_from(cb_recommend_config *c, const cb_config *opts, cb_error *err);
+extern const struct cb_config_table cb_recommend_config_table; /* the RECOMMEND keys (options.c) */
 
 /* The per-call exclusion bitmap over model items (filter.c): the block list
  * (cfg->block_file, or `bl`), cfg->exclude, items outside cfg->allow, and the

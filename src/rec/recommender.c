@@ -29,11 +29,21 @@ int cb_recommender_wrap(cb_recommender **out, const cb_bundle *r, cb_error *err)
     return CB_OK;
 }
 
-int cb_recommender_adopt(cb_recommender **out, cb_bundle *r, cb_error *err) {
+int cb_recommender_from_bundle(cb_recommender **out, cb_bundle *r, cb_error *err) {
     int rc = cb_recommender_wrap(out, r, err);
     if (rc) cb_bundle_free(r);
     else (*out)->owned = r;
     return rc;
+}
+
+cb_bundle *cb_recommender_bundle(cb_recommender *h) { return h ? h->owned : NULL; }
+
+int cb_recommender_bundle_changed(cb_recommender *h, cb_error *err) {
+    cb_knn_index_free(h->index);
+    h->index = NULL;
+    cb_recommend_table_free(&h->table); /* built from the old vectors */
+    h->has_table = false;
+    return cb_knn_index_create(&h->index, h->r->item_vecs, h->r->n_items, h->r->dim, err);
 }
 
 CB_API void cb_recommender_free(cb_recommender *h) {
@@ -51,7 +61,7 @@ CB_API int cb_recommender_load(cb_recommender **out, const char *model_path, con
     cb_bundle *b = NULL;
     cb_recommender *h = NULL;
     int rc = cb_bundle_load(&b, model_path, err);
-    if (!rc) rc = cb_recommender_adopt(&h, b, err);
+    if (!rc) rc = cb_recommender_from_bundle(&h, b, err);
     if (!rc && table_path) rc = cb_recommender_load_table(h, table_path, err);
     if (rc) {
         cb_recommender_free(h);
