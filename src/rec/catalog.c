@@ -142,7 +142,7 @@ CB_API size_t cb_recommender_item_count(const cb_recommender *rec) {
 
 CB_API const char *cb_recommender_item_id(const cb_recommender *rec, size_t item) {
     if (!rec) return NULL;
-    if (item < rec->r->n_items) return cb_vocab_name(rec->r->items, (uint32_t)item);
+    if (item < rec->r->n_items) return rec->r->items ? cb_vocab_name(rec->r->items, (uint32_t)item) : "";
     if (rec->has_table && item - rec->r->n_items < rec->table.n_extra) return rec->table.extra_ids[item - rec->r->n_items];
     return NULL;
 }
