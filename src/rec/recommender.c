@@ -3,6 +3,7 @@
  * pipeline): it owns the loaded model, the optional table and the search
  * context, and copies results into self-contained lists for the caller. */
 #include "rec/recommend.h"
+#include "rec/recommender_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,40 @@ CB_API int cb_recommender_load(cb_recommender **out, const char *model_path, con
     }
     *out = h;
     return CB_OK;
+}
+
+/* ---- over a trained bundle (recommender_internal.h) and saving */
+
+int cb_recommender_from_bundle(cb_recommender **out, cb_bundle *b, cb_error *err) {
+    *out = NULL;
+    cb_recommender *h = cb_calloc(1, sizeof *h, err);
+    if (!h) {
+        cb_bundle_free(b);
+        return CB_ENOMEM;
+    }
+    h->rec = b;
+    int rc = cb_recommend_ctx_create(&h->ctx, h->rec, NULL, err);
+    if (rc) {
+        cb_recommender_free(h);
+        return rc;
+    }
+    *out = h;
+    return CB_OK;
+}
+
+cb_bundle *cb_recommender_bundle(cb_recommender *h) { return h ? h->rec : NULL; }
+
+int cb_recommender_bundle_changed(cb_recommender *h, cb_error *err) {
+    cb_recommend_ctx_free(h->ctx);
+    h->ctx = NULL;
+    if (h->has_table) cb_recommend_table_free(&h->table);
+    h->has_table = false;
+    return cb_recommend_ctx_create(&h->ctx, h->rec, NULL, err);
+}
+
+CB_API int cb_recommender_save(const cb_recommender *h, const char *path, cb_error *err) {
+    if (!h || !path) return cb_fail(err, CB_EINVAL, "cb_recommender_save: NULL argument");
+    return cb_bundle_save(h->rec, path, err);
 }
 
 CB_API size_t cb_recommender_dim(const cb_recommender *h) { return h ? h->rec->dim : 0; }
