@@ -3,8 +3,14 @@
  * similar to one item and the recommendations, with reasons, for a known
  * user and for a new user described by JSON.
  *
- *   cc -o embed examples/embed.c -Iinclude -L. -lcbrec
- *   ./embed MODEL USER_ID ITEM_ID ['{"genre_ratings": {"Adventure": 5}}']
+ *   make examples      (build/examples/embed, against include/ and the static
+ *                       libcbrec.a: runs from the build tree, no install needed)
+ *   build/examples/embed MODEL USER_ID ITEM_ID ['{"genre_ratings": {"Adventure": 5}}']
+ *
+ * Against the shared library of the build tree (make puts the soname link
+ * libcbrec.so.0 beside libcbrec.so):
+ *   cc -Iinclude -o embed examples/embed.c -L. -lcbrec -Wl,-rpath,"$PWD"
+ * or after `make install`: cc -o embed examples/embed.c $(pkg-config --cflags --libs cbrec)
  *
  * tests/test_recommend.c compiles this file (as embed_main) and runs it. */
 #include "cbrec.h"

@@ -108,6 +108,10 @@ CB_API void cb_dataset_close(cb_dataset *ds); /* NULL is a no-op */
 CB_API size_t cb_dataset_user_count(const cb_dataset *ds);
 CB_API size_t cb_dataset_item_count(const cb_dataset *ds);
 CB_API size_t cb_dataset_rating_count(const cb_dataset *ds);
+/* The detected layout ("movielens-100k", "generic", "course-lab", ...), owned by ds. */
+CB_API const char *cb_dataset_layout(const cb_dataset *ds);
+/* Rows skipped as malformed (only with "skip-bad-rows"). */
+CB_API size_t cb_dataset_skipped_count(const cb_dataset *ds);
 /* What was loaded and the features `cfg` would build (fitted on every rating;
  * cfg NULL: no features), as a JSON object (malloc'd, caller frees): "layout",
  * "path", counts ("users", "items", "ratings", "titles", "skipped_rows"),
@@ -146,6 +150,7 @@ typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) be
                                      NAN when there is none */
     int test_loss_is_logloss;     /* 1: test_loss is the BCE log-loss, 0: the scaled MSE */
     size_t n_train, n_valid, n_test;
+    size_t n_user_features, n_item_features, n_params; /* input widths, trainable floats */
     double seconds;               /* training wall time */
     int diverged;                 /* 1: stopped on a non-finite loss (CB_ENUMERIC returned,
                                      *out still holds the last good parameters) */
@@ -155,7 +160,7 @@ typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) be
  * features on the training part, train the towers, compute the vectors and
  * retrieval lists. cfg: kind TRAIN or NULL (defaults); never modified.
  * `progress`, `report` may be NULL. On success *out is a new recommender. On
- * CB_ENUMERIC (training diverged) *out still holds the model with the last
+ * CB_ENUMERIC (training diverged) *out may still hold a model with the last
  * good parameters (free it, or save it); on any other error *out is NULL. */
 CB_API int cb_train(cb_recommender **out, const cb_dataset *ds, const cb_config *cfg, cb_progress_fn progress,
                     void *progress_ctx, cb_train_report *report, cb_error *err);
@@ -186,7 +191,8 @@ typedef struct cb_recommender cb_recommender;
  * search then). A table built from another model is refused (CB_EFORMAT). On
  * failure *out is NULL. */
 CB_API int  cb_recommender_load(cb_recommender **out, const char *model_path, const char *table_path, cb_error *err);
-CB_API int  cb_recommender_save(const cb_recommender *rec, const char *path, cb_error *err);  /* atomic [shared] */
+/* Write the model file (atomically: a failure leaves an existing file intact) [shared]. */
+CB_API int  cb_recommender_save(const cb_recommender *rec, const char *path, cb_error *err);
 CB_API void cb_recommender_free(cb_recommender *rec);
 /* A JSON document describing the model: dataset, fingerprint, counts, vector
  * width, rating scale, whether it predicts ratings, the table (malloc'd, caller frees). */

@@ -288,6 +288,56 @@ static void usage_errors(void **state) {
     free(out);
 }
 
+/* Options come from the key tables: --help lists them by section with their
+ * defaults, --key=VALUE and --no-flag work, and errors name the key, what it
+ * accepts, or the close keys. */
+static void options_from_key_tables(void **state) {
+    fixture *f = *state;
+    char *out;
+    assert_int_equal(run(&out, "%s train --help", cbrec()), 0);
+    assert_non_null(strstr(out, "training:\n"));
+    assert_non_null(strstr(out, "--lr F"));
+    assert_non_null(strstr(out, "(default 0.002)"));
+    assert_non_null(strstr(out, "--[no-]l2norm"));
+    free(out);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --epoch 3", cbrec(), f->data, f->model), 2);
+    assert_non_null(strstr(out, "'--epoch'"));
+    assert_non_null(strstr(out, "epochs"));
+    free(out);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --split bogus", cbrec(), f->data, f->model), 2);
+    assert_non_null(strstr(out, "cold-users"));
+    free(out);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --dim", cbrec(), f->data, f->model), 2);
+    assert_non_null(strstr(out, "needs a value"));
+    free(out);
+    char *m = tu_path(f->dir, "keys.cbrec");
+    assert_int_equal(run(&out, "%s train --data %s --model %s --user-layers=8 --item-layers none --dim=4 --epochs 1 "
+                               "--no-l2norm --no-scale-targets --split=temporal --valid-frac 0 -q",
+                         cbrec(), f->data, m),
+                     0);
+    assert_non_null(strstr(out, "test_rmse="));
+    assert_null(strstr(out, "valid_loss=")); /* --valid-frac 0: no carve */
+    free(out);
+    free(m);
+    /* inspect takes the data and features keys only */
+    assert_int_equal(run(&out, "%s inspect --data %s --lr 0.1", cbrec(), f->data), 2);
+    free(out);
+    assert_int_equal(run(&out, "%s inspect --data %s --json --top-k-popular 5", cbrec(), f->data), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "users")), 120);
+    assert_true(json_is_number(json_object_get(j, "load_seconds")));
+    size_t n_top = 0, i;
+    json_t *name;
+    json_array_foreach(json_object_get(j, "user_features"), i, name) n_top += !strncmp(json_string_value(name), "top_item[", 9);
+    assert_int_equal(n_top, 5);
+    json_decref(j);
+    free(out);
+    assert_int_equal(run(&out, "%s synth --out %s/s --users 0", cbrec(), f->dir), 2);
+    assert_non_null(strstr(out, "users"));
+    free(out);
+}
+
 static void inspect_movielens_counts(void **state) {
     (void)state;
     const char *d100 = tu_shared_data("ml-100k");
@@ -363,6 +413,7 @@ int main(void) {
         cmocka_unit_test(recommend_batch),
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
+        cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);

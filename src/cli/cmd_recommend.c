@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static bool parse_count(const char *s, unsigned long lo, unsigned long hi, size_t *out) {
     char *end;
@@ -19,12 +18,6 @@ static bool parse_count(const char *s, unsigned long lo, unsigned long hi, size_
     if (*end || v < lo || v > hi) return false;
     *out = (size_t)v;
     return true;
-}
-
-static double cli_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Load the model and optional table; on failure print and return NULL. */
@@ -256,80 +249,44 @@ done:
 /* ---- recommend */
 
 static const char *recommend_usage =
-    "usage: cbrec recommend --model FILE (--user ID | --new-user FILE.json) [-n 10] [options]\n"
-    "       cbrec recommend --model FILE --users all|FILE --out recs.jsonl [-n 10] [options]\n"
-    "retrieval from several sources, filtering, ranking by the model's ranking score (the\n"
-    "predicted rating today: v_u . v_m mapped to the rating scale), with the reasons for every item.\n"
-    "  --explain              print the reasons (for people)\n"
-    "  --json                 the list as one JSON document: {\"criterion\", \"items\": [{rank, item,\n"
-    "                         title, score, rating, sources, reasons}], \"notes\"}\n"
-    "  --new-user FILE        a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"ratings\": {\"260\": 5},\n"
-    "                         \"<user column>\": value} (all optional)\n"
-    "  --users all|FILE       batch: every known user, or the user ids of FILE (one per line), ranked\n"
-    "                         over the whole catalog (one GEMM; the sources are not used); with\n"
-    "                         --out FILE, one JSON line per user: {\"user\", \"criterion\", \"items\"}\n"
-    "  --table TABLE          similar-items table from `cbrec precompute` (else exact search)\n"
-    "  --block FILE           = --block-file FILE\n"
-    "  --no-similar --no-genre --no-group --no-embedding   turn a source off\n"
-    "  --diversity mmr:LAMBDA = --diversity mmr --mmr-lambda LAMBDA\n"
-    "options (--KEY VALUE, --FLAG / --no-FLAG):\n";
-
-static void print_recommend_help(FILE *f) {
-    fputs(recommend_usage, f);
-    cb_config_key_info k;
-    for (size_t i = 0; !cb_config_key(CB_CONFIG_RECOMMEND, i, &k); i++) {
-        char left[64];
-        snprintf(left, sizeof left, "--%s%s%s", k.name, k.is_bool ? "" : " ", k.value_hint);
-        fprintf(f, "  %-22s %s (%s%s)\n", left, k.help, k.is_bool ? "default " : "", *k.default_value ? k.default_value : "none");
-    }
-}
+    "usage: cbrec recommend --model FILE (--user ID | --new-user FILE.json | --users all|FILE) [-n 10] [options]\n"
+    "retrieval from several sources, filtering, ranking by the model's ranking score (the predicted\n"
+    "rating today: v_u . v_m mapped to the rating scale), with the reasons for every item. --users ranks\n"
+    "many users over the whole catalog at once (one GEMM per block; the sources are not used) and writes\n"
+    "one JSON line per user to --out: {\"user\", \"criterion\", \"items\": [{\"item\", \"score\"}]}.\n"
+    "Aliases: -n N = --n N; --block FILE = --block-file FILE; --no-similar, --no-genre, --no-group,\n"
+    "--no-embedding = --recent 0, --top-genres 0, --group-items 0, --embedding 0;\n"
+    "--diversity mmr:LAMBDA = --diversity mmr --mmr-lambda LAMBDA.\n";
 
 typedef struct rec_args {
     const char *model, *user, *new_user, *users, *out, *table;
     bool json, explain;
 } rec_args;
 
-static bool is_bool_key(const char *name) {
-    cb_config_key_info k;
-    for (size_t i = 0; !cb_config_key(CB_CONFIG_RECOMMEND, i, &k); i++)
-        if (!strcmp(k.name, name)) return k.is_bool;
-    return false;
-}
-
-static int set_key(cb_config *cfg, const char *key, const char *value) {
-    cb_error err;
-    if (!cb_config_set(cfg, key, value, &err)) return CLI_OK;
-    return cli_fail(CLI_USAGE, "recommend", "--%s: %s", key, err.msg);
-}
-
-/* One option at argv[*i]; consumes its value. */
-static int parse_one(int argc, char **argv, int *i, rec_args *a, cb_config *cfg) {
-    const char *arg = argv[*i], *val = *i + 1 < argc ? argv[*i + 1] : NULL;
-    static const char *const cmd_keys[] = {"model", "user", "new-user", "users", "out", "table"};
-    const char **cmd_vals[] = {&a->model, &a->user, &a->new_user, &a->users, &a->out, &a->table};
-    if (!strcmp(arg, "-m")) arg = "--model";
-    else if (!strcmp(arg, "-u")) arg = "--user";
-    else if (!strcmp(arg, "-n")) arg = "--n";
-    else if (!strcmp(arg, "--block")) arg = "--block-file";
-    if (strncmp(arg, "--", 2) || !arg[2]) return cli_fail(CLI_USAGE, "recommend", "unexpected argument '%s'", arg);
-    const char *name = arg + 2;
-    if (!strcmp(name, "json")) return a->json = true, CLI_OK;
-    if (!strcmp(name, "explain")) return a->explain = true, CLI_OK;
-    static const char *const sources[][2] = {
-        {"no-similar", "recent"}, {"no-genre", "top-genres"}, {"no-group", "group-items"}, {"no-embedding", "embedding"}};
-    for (size_t s = 0; s < 4; s++)
-        if (!strcmp(name, sources[s][0])) return set_key(cfg, sources[s][1], "0");
-    if (is_bool_key(name)) return set_key(cfg, name, "true");
-    if (!strncmp(name, "no-", 3) && is_bool_key(name + 3)) return set_key(cfg, name + 3, "false");
-    if (!val) return cli_fail(CLI_USAGE, "recommend", "%s needs a value", arg);
-    (*i)++;
-    for (size_t k = 0; k < sizeof cmd_keys / sizeof *cmd_keys; k++)
-        if (!strcmp(name, cmd_keys[k])) return *cmd_vals[k] = val, CLI_OK;
-    if (!strcmp(name, "diversity") && !strncmp(val, "mmr:", 4)) {
-        int st = set_key(cfg, "diversity", "mmr");
-        return st ? st : set_key(cfg, "mmr-lambda", val + 4);
+/* argv with the aliases above spelt as keys (strings are static or argv's). */
+static char **rewrite_aliases(int argc, char **argv, int *argc_out) {
+    char **out = calloc(2 * (size_t)argc + 1, sizeof *out);
+    int n = 0;
+    static const char *const off[][2] = {{"--no-similar", "--recent=0"},
+                                         {"--no-genre", "--top-genres=0"},
+                                         {"--no-group", "--group-items=0"},
+                                         {"--no-embedding", "--embedding=0"}};
+    for (int i = 0; out && i < argc; i++) {
+        const char *a = argv[i];
+        bool done = false;
+        for (size_t k = 0; k < 4 && !done; k++)
+            if (!strcmp(a, off[k][0])) out[n++] = (char *)off[k][1], done = true;
+        if (done) continue;
+        if (!strcmp(a, "-n")) out[n++] = "--n";
+        else if (!strcmp(a, "--block")) out[n++] = "--block-file";
+        else if (!strcmp(a, "--diversity") && i + 1 < argc && !strncmp(argv[i + 1], "mmr:", 4)) {
+            out[n++] = "--diversity=mmr";
+            out[n++] = "--mmr-lambda";
+            out[n++] = argv[++i] + 4;
+        } else out[n++] = (char *)a;
     }
-    return set_key(cfg, name, val);
+    *argc_out = n;
+    return out;
 }
 
 /* The user numbers of --users all|FILE. */
@@ -415,27 +372,30 @@ static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a
 int cmd_recommend(int argc, char **argv) {
     const char *cmd = "recommend";
     rec_args a = {0};
+    const cli_opt opts[] = {
+        {"model", 'm', "FILE", "the model file (cbrec train)", &a.model, NULL},
+        {"user", 'u', "ID", "a known user", &a.user, NULL},
+        {"new-user", 0, "FILE", "a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"ratings\": {\"260\": 5}, "
+                                "\"<user column>\": value} (all optional)", &a.new_user, NULL},
+        {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL},
+        {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL},
+        {"table", 0, "TABLE", "similar-items table from `cbrec precompute` (else exact search)", &a.table, NULL},
+        {"explain", 0, NULL, "print the reasons (for people)", NULL, &a.explain},
+        {"json", 0, NULL, "the list as one JSON document (cb_list_to_json)", NULL, &a.json},
+        {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_command c = {cmd, recommend_usage, opts, CB_CONFIG_RECOMMEND, NULL};
     cb_error err;
     cb_config *cfg = NULL;
     if (cb_config_create(&cfg, CB_CONFIG_RECOMMEND, &err)) return cli_error(cmd, &err);
-    int status = CLI_OK;
-    for (int i = 1; !status && i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            print_recommend_help(stdout);
-            cb_config_free(cfg);
-            return CLI_OK;
-        }
-        status = parse_one(argc, argv, &i, &a, cfg);
-    }
-    int who = !!a.user + !!a.new_user + !!a.users;
-    if (!status && (!a.model || who != 1)) {
-        print_recommend_help(stderr);
-        status = cli_fail(CLI_USAGE, cmd, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
-    }
-    cb_recommender *rec = status ? NULL : open_rec(cmd, a.model, a.table);
-    if (!status && !rec) status = CLI_ERROR;
-    if (!status) status = a.users ? run_batch(cmd, rec, &a, cfg) : run_one(cmd, rec, &a, cfg);
+    int n_args = 0;
+    char **args = rewrite_aliases(argc, argv, &n_args);
+    int status = args ? cli_parse(&c, cfg, n_args, args) : cli_fail(CLI_ERROR, cmd, "out of memory");
+    if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
+        status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
+    cb_recommender *rec = status < 0 ? open_rec(cmd, a.model, a.table) : NULL;
+    if (status < 0) status = !rec ? CLI_ERROR : a.users ? run_batch(cmd, rec, &a, cfg) : run_one(cmd, rec, &a, cfg);
     cb_recommender_free(rec);
     cb_config_free(cfg);
+    free(args);
     return status;
 }

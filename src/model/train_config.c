@@ -26,7 +26,7 @@ static const cb_config_choice losses[] = {{"mse", CB_LOSS_MSE}, {"bce", CB_LOSS_
 static const cb_config_choice optimizers[] = {{"adam", CB_OPT_ADAM}, {"sgd", CB_OPT_SGD}, {NULL, 0}};
 
 static const cb_config_key_def keys[] = {
-    {"schema", "FILE", "", "schema file of the generic layout (default: DATA/cbrec.schema)", "data", CB_KEY_STRING,
+    {"schema", "FILE", "", "schema file of the generic layout (none: DATA/cbrec.schema)", "data", CB_KEY_STRING,
      TC(load.schema), 0, 0, 0, 0, NULL},
     {"skip-bad-rows", "", "false", "skip malformed rows (and count them) instead of failing", "data", CB_KEY_BOOL,
      TC(load.skip_bad_rows), 0, 0, 0, 0, NULL},

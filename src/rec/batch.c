@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BATCH_BLOCK_FLOATS (1u << 20) /* scores per sgemm block (4 MB): measured best on ml-latest-small (1 MB repacks the items too often, 8 MB leaves the cache) */
+/* Scores per sgemm block (4 MB): measured best on ml-latest-small; 1 MB
+ * repacks the item matrix too often, 8 MB no longer stays in the cache. */
+#define BATCH_BLOCK_FLOATS (1u << 20)
 
 /* The heap holds the best n so far with its worst at the root: "worse" is a
  * lower score, or an equal score and a higher item. */
@@ -171,7 +173,8 @@ CB_API int cb_recommender_batch_row_json(const cb_recommender *rec, size_t user,
     json_t *doc = list ? json_pack("{s:s,s:s,s:o}", "user", cb_recommender_user_id(rec, user), "criterion",
                                    cb_rec_criterion(rec, cfg.rank_by), "items", list)
                        : NULL;
-    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER) : NULL;
+    size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7);
+    char *s = doc ? json_dumps(doc, flags) : NULL;
     json_decref(doc);
     if (!s) return cb_fail(err, CB_ENOMEM, "out of memory");
     *json_out = s;

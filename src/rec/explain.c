@@ -181,7 +181,8 @@ CB_API int cb_list_to_json(const cb_list *l, char **json_out, cb_error *err) {
     json_t *doc = items ? json_pack("{s:s,s:o,s:o}", "criterion", cb_list_criterion(l), "items", items, "notes",
                                     str_array(l->notes, l->n_notes))
                         : NULL;
-    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER) : NULL;
+    size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7);
+    char *s = doc ? json_dumps(doc, flags) : NULL;
     json_decref(doc);
     if (!s) return cb_fail(err, CB_ENOMEM, "out of memory");
     *json_out = s;
