@@ -248,9 +248,11 @@ CB_API int cb_recommender_add_item(cb_recommender *rec, const char *item_json, s
 
 /* ---- results */
 typedef struct cb_list cb_list;  /* a ranked list of items with scores and reasons */
+/* Getters take the rank i (0 = best) and return NULL / NAN / 0 out of range. A
+ * list owns its strings and outlives its recommender. */
 CB_API void cb_list_free(cb_list *l);
 CB_API size_t cb_list_size(const cb_list *l);
-CB_API size_t cb_list_item(const cb_list *l, size_t i);          /* item number */
+CB_API size_t cb_list_item(const cb_list *l, size_t i);          /* item number; SIZE_MAX out of range */
 CB_API const char *cb_list_item_id(const cb_list *l, size_t i);
 CB_API const char *cb_list_title(const cb_list *l, size_t i);     /* "" when none */
 /* score: higher is better; the criterion that ranked the list (cb_list_criterion):

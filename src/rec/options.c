@@ -48,7 +48,7 @@ static const cb_config_key_def keys[] = {
      CB_KEY_ENUM, RC(diversity), 0, 0, 0, 0, diversities},
     {"mmr-lambda", "F", "0.7", "relevance weight of MMR in [0, 1]", "ranking", CB_KEY_F32, RC(mmr_lambda), 0, 0, 1, 0,
      NULL},
-    {"genre-cap", "N", "0", "at most N items per genre (0 = no cap)", "ranking", CB_KEY_U32, RC(genre_cap), 0, 0, 1e9,
+    {"genre-cap", "N", "0", "at most N items per genre (0 = no cap; not with diversity mmr)", "ranking", CB_KEY_U32, RC(genre_cap), 0, 0, 1e9,
      0, NULL},
     {"rank-by", "auto|rating|dot", "auto",
      "the ranking criterion: auto = the model's (the predicted rating today), rating, or dot = v_u . v_m", "ranking",
