@@ -205,6 +205,8 @@ CB_API size_t cb_recommender_user_count(const cb_recommender *rec);
 CB_API const char *cb_recommender_item_id(const cb_recommender *rec, size_t item);     /* NULL out of range */
 CB_API const char *cb_recommender_item_title(const cb_recommender *rec, size_t item);  /* "" when none */
 CB_API const char *cb_recommender_user_id(const cb_recommender *rec, size_t user);     /* NULL out of range */
+/* The number of a known user by id (CB_ENOTFOUND when unknown). */
+CB_API int cb_recommender_find_user(const cb_recommender *rec, const char *user_id, size_t *user, cb_error *err);
 /* An item by id, else by title (case-insensitive): an exact title, the title
  * without its "(year)", "The X" for "X, The", or a unique substring. CB_ENOTFOUND
  * when nothing or several match; then up to max_cands candidates in cands (most

@@ -574,6 +574,10 @@ static void public_api(void **state) {
     float v[8];
     assert_int_equal(cb_recommender_user_vector(h, user, v, &err), CB_OK);
     assert_memory_equal(v, f->rec->user_vecs, sizeof v);
+    size_t un;
+    assert_int_equal(cb_recommender_find_user(h, user, &un, &err), CB_OK);
+    assert_int_equal(un, 0);
+    assert_int_equal(cb_recommender_find_user(h, "no-such-user", &un, &err), CB_ENOTFOUND);
     float p;
     assert_int_equal(cb_recommender_predict(h, user, cb_vocab_name(f->rec->items, 3), &p, &err), CB_OK);
     assert_true(p == cb_bundle_predict_vec(f->rec, f->rec->user_vecs, 3));

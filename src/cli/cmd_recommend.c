@@ -291,22 +291,27 @@ static char **rewrite_aliases(int argc, char **argv, int *argc_out) {
 
 /* The user numbers of --users all|FILE. */
 static int batch_users(const char *cmd, const cb_recommender *rec, const char *spec, size_t **out, size_t *n_out) {
-    size_t nu = cb_recommender_user_count(rec), n = 0;
+    size_t n = 0;
     *out = NULL;
     *n_out = 0;
-    if (!strcmp(spec, "all")) return *n_out = nu, CLI_OK;
+    if (!strcmp(spec, "all")) return *n_out = cb_recommender_user_count(rec), CLI_OK;
     FILE *f = fopen(spec, "r");
     if (!f) return cli_fail(CLI_ERROR, cmd, "%s: cannot open the user list", spec);
-    size_t *users = malloc((nu + 1) * sizeof *users);
+    size_t cap = 64, *users = malloc(cap * sizeof *users);
     char line[512];
     int status = users ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
     for (size_t lineno = 1; !status && fgets(line, sizeof line, f); lineno++) {
         line[strcspn(line, "\r\n")] = 0;
         if (!line[0] || line[0] == '#') continue;
         size_t u = 0;
-        while (u < nu && strcmp(cb_recommender_user_id(rec, u), line)) u++; /* ids are few: a scan */
-        if (u == nu) status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%s'", spec, lineno, line);
-        else if (n < nu) users[n++] = u;
+        cb_error err;
+        if (cb_recommender_find_user(rec, line, &u, &err))
+            status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%s'", spec, lineno, line);
+        else {
+            size_t *grown = n == cap ? realloc(users, (cap *= 2) * sizeof *users) : users;
+            if (!grown) status = cli_fail(CLI_ERROR, cmd, "out of memory");
+            else (users = grown)[n++] = u;
+        }
     }
     fclose(f);
     if (status) free(users);

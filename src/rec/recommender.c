@@ -118,6 +118,14 @@ static int known_user(const cb_recommender *h, const char *user_id, uint32_t *u,
     return CB_OK;
 }
 
+CB_API int cb_recommender_find_user(const cb_recommender *h, const char *user_id, size_t *user, cb_error *err) {
+    if (!h || !user_id || !user) return cb_fail(err, CB_EINVAL, "cb_recommender_find_user: NULL argument");
+    uint32_t u = 0;
+    int rc = known_user(h, user_id, &u, err);
+    if (!rc) *user = u;
+    return rc;
+}
+
 CB_API int cb_recommender_user_vector(const cb_recommender *h, const char *user_id, float *out, cb_error *err) {
     if (!h || !user_id || !out) return cb_fail(err, CB_EINVAL, "cb_recommender_user_vector: NULL argument");
     uint32_t u = 0;
