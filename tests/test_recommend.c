@@ -638,6 +638,25 @@ static void per_call_filters(void **state) {
         assert_true(cb_list_item(l, i) == allowed[0] || cb_list_item(l, i) == allowed[1] ||
                     cb_list_item(l, i) == allowed[2]);
     cb_list_free(l);
+    /* rank-by dot: the criterion and the scores are v_u . v_m, the order the same */
+    assert_int_equal(cb_config_set(opts, "allow", "", &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "n", "10", &err), CB_OK);
+    cb_list *by_rating;
+    assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, opts, &by_rating, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "rank-by", "dot", &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, opts, &l, &err), CB_OK);
+    assert_string_equal(cb_list_criterion(l), "dot product");
+    assert_int_equal(cb_list_size(l), cb_list_size(by_rating));
+    for (size_t i = 0; i < cb_list_size(l); i++) {
+        const float *vu = f->rec->user_vecs + (size_t)u * f->rec->dim, *vm = f->rec->item_vecs + cb_list_item(l, i) * f->rec->dim;
+        float dot = 0;
+        for (uint32_t k = 0; k < f->rec->dim; k++) dot += vu[k] * vm[k];
+        assert_true(fabsf(dot - cb_list_score(l, i)) < 1e-5f);
+        assert_int_equal(cb_list_item(l, i), cb_list_item(by_rating, i)); /* the rating is monotone in the dot */
+    }
+    cb_list_free(l);
+    cb_list_free(by_rating);
+    assert_int_equal(cb_config_set(opts, "rank-by", "auto", &err), CB_OK);
     /* an unknown id is an error naming it */
     assert_int_equal(cb_config_set(opts, "allow", "no-such-item", &err), CB_OK);
     assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, opts, &l, &err), CB_ENOTFOUND);

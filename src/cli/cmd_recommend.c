@@ -4,7 +4,6 @@
  * library's JSON. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -61,33 +60,23 @@ static const char *similar_usage =
     "the k items nearest to an item (the item itself excluded); score = cosine similarity\n"
     "of the item vectors (higher = closer). --item takes an id, else a case-insensitive title\n"
     "(\"Toy Story\"); when several titles match, the candidates are listed and the status is 1.\n"
-    "--table looks the answer up in a table from `cbrec precompute` (the same answer).\n"
-    "  --json    the list as one JSON document: {\"criterion\", \"items\": [{rank, item, title, score}], \"notes\"}\n";
+    "--table looks the answer up in a table from `cbrec precompute` (the same answer).\n";
 
 int cmd_similar(int argc, char **argv) {
-    const char *cmd = "similar", *model = NULL, *query = NULL, *table = NULL;
-    size_t k = 10;
+    const char *cmd = "similar", *model = NULL, *query = NULL, *table = NULL, *k_text = "10";
     bool json = false;
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"item", required_argument, 0, 'i'},
-                                         {"table", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:i:k:t:jh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model = optarg; break;
-        case 'i': query = optarg; break;
-        case 't': table = optarg; break;
-        case 'j': json = true; break;
-        case 'k':
-            if (!parse_count(optarg, 1, 1u << 30, &k)) return cli_fail(CLI_USAGE, cmd, "-k must be a positive integer");
-            break;
-        case 'h': fputs(similar_usage, stdout); return CLI_OK;
-        default: fputs(similar_usage, stderr); return CLI_USAGE;
-        }
-    }
-    if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
-    if (!model || !query) return fputs(similar_usage, stderr), CLI_USAGE;
+    size_t k;
+    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
+                            {"item", 'i', "ID|TITLE", "the item, by id or title", &query, NULL},
+                            {"k", 'k', "K", "how many (10)", &k_text, NULL},
+                            {"table", 't', "TABLE", "a table from `cbrec precompute`", &table, NULL},
+                            {"json", 'j', NULL, "the list as one JSON document: {criterion, items: [{rank, item, title, score}], notes}", NULL, &json},
+                            {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_command c = {cmd, similar_usage, opts, 0, NULL};
+    int st = cli_parse(&c, NULL, argc, argv);
+    if (st >= 0) return st;
+    if (!model || !query) return cli_usage_error(&c, "give --model and --item");
+    if (!parse_count(k_text, 1, 1u << 30, &k)) return cli_usage_error(&c, "-k must be a positive integer");
     cb_error err;
     cb_list *l = NULL;
     size_t item;
@@ -122,29 +111,19 @@ static const char *precompute_usage =
     "use it with `cbrec similar --table` and `cbrec recommend --table`.\n";
 
 int cmd_precompute(int argc, char **argv) {
-    const char *cmd = "precompute", *model = NULL, *out = NULL;
-    size_t k = 20, threads = 0;
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"out", required_argument, 0, 'o'},
-                                         {"threads", required_argument, 0, 'T'}, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:o:k:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model = optarg; break;
-        case 'o': out = optarg; break;
-        case 'k':
-            if (!parse_count(optarg, 1, 1u << 20, &k)) return cli_fail(CLI_USAGE, cmd, "-k must be 1..2^20");
-            break;
-        case 'T':
-            if (!parse_count(optarg, 1, 256, &threads)) return cli_fail(CLI_USAGE, cmd, "--threads must be 1..256");
-            break;
-        case 'h': fputs(precompute_usage, stdout); return CLI_OK;
-        default: fputs(precompute_usage, stderr); return CLI_USAGE;
-        }
-    }
-    if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
-    if (!model || !out) return fputs(precompute_usage, stderr), CLI_USAGE;
+    const char *cmd = "precompute", *model = NULL, *out = NULL, *k_text = "20", *threads_text = "0";
+    size_t k, threads;
+    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
+                            {"out", 'o', "TABLE", "the table to write", &out, NULL},
+                            {"k", 'k', "K", "neighbours per item (20)", &k_text, NULL},
+                            {"threads", 0, "N", "threads of the search (0 = all CPUs)", &threads_text, NULL},
+                            {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_command c = {cmd, precompute_usage, opts, 0, NULL};
+    int st = cli_parse(&c, NULL, argc, argv);
+    if (st >= 0) return st;
+    if (!model || !out) return cli_usage_error(&c, "give --model and --out");
+    if (!parse_count(k_text, 1, 1u << 20, &k)) return cli_usage_error(&c, "-k must be 1..2^20");
+    if (!parse_count(threads_text, 0, 256, &threads)) return cli_usage_error(&c, "--threads must be 0..256");
     cb_error err;
     int status = CLI_ERROR;
     cb_recommender *rec = open_rec(cmd, model, NULL);
@@ -198,23 +177,15 @@ static char *read_file(const char *path) {
 
 int cmd_add_item(int argc, char **argv) {
     const char *cmd = "add-item", *model = NULL, *table = NULL, *item_json = NULL, *out = NULL;
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"table", required_argument, 0, 't'},
-                                         {"item-json", required_argument, 0, 'i'}, {"out", required_argument, 0, 'o'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:t:i:o:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model = optarg; break;
-        case 't': table = optarg; break;
-        case 'i': item_json = optarg; break;
-        case 'o': out = optarg; break;
-        case 'h': fputs(add_item_usage, stdout); return CLI_OK;
-        default: fputs(add_item_usage, stderr); return CLI_USAGE;
-        }
-    }
-    if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
-    if (!model || !table || !item_json || !out) return fputs(add_item_usage, stderr), CLI_USAGE;
+    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
+                            {"table", 't', "TABLE", "the table to add to", &table, NULL},
+                            {"item-json", 'i', "FILE", "the new item", &item_json, NULL},
+                            {"out", 'o', "TABLE2", "the grown table to write", &out, NULL},
+                            {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_command c = {cmd, add_item_usage, opts, 0, NULL};
+    int st = cli_parse(&c, NULL, argc, argv);
+    if (st >= 0) return st;
+    if (!model || !table || !item_json || !out) return cli_usage_error(&c, "give --model, --table, --item-json and --out");
     cb_error err;
     cb_list *l = NULL;
     int status = CLI_ERROR;
