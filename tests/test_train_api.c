@@ -147,11 +147,29 @@ static void refusals(void **state) {
     cb_config_free(NULL);
 }
 
+/* Divergence is CB_ENUMERIC, never a crash; a fresh model without a finite
+ * epoch has no vectors, so no recommender comes back (main's cbrec train
+ * crashed saving it). */
+static void divergence_reported(void **state) {
+    fixture *f = *state;
+    cb_config *c = small_config();
+    cb_error err = {0};
+    const char *kv[] = {"optimizer", "sgd", "lr", "100", "scale-targets", "false", "l2norm", "false", NULL};
+    for (const char **p = kv; *p; p += 2) assert_int_equal(cb_config_set(c, p[0], p[1], &err), CB_OK);
+    cb_recommender *rec = NULL;
+    cb_train_report rep = {.size = sizeof rep};
+    assert_int_equal(cb_train(&rec, f->ds, c, NULL, NULL, &rep, &err), CB_ENUMERIC);
+    assert_non_null(strstr(err.msg, "diverged"));
+    cb_recommender_free(rec);
+    cb_config_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(counts_and_describe),
         cmocka_unit_test(train_report_resume),
         cmocka_unit_test(refusals),
+        cmocka_unit_test(divergence_reported),
     };
     return cmocka_run_group_tests_name("train_api", tests, setup, teardown);
 }
