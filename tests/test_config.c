@@ -179,8 +179,9 @@ static void shared_parsers(void **state) {
     assert_int_equal(cb_train_parse_layers("item-layers", "x", &n, sizes, &err), CB_EINVAL);
     assert_non_null(strstr(err.msg, "item-layers"));
     cb_train_config tc;
-    assert_int_equal(cb_train_config_default(&tc, &err), CB_OK);
-    assert_true(tc.model.lr == 0.002f && tc.valid_frac == 0.1);
+    cb_train_config_default(&tc);
+    assert_true(tc.model.lr == 0.002f && tc.valid_frac == 0.1 && tc.model.n_item_layers == 2);
+    assert_null(tc.features.exclude_cols);
 }
 
 int main(void) {

@@ -177,8 +177,8 @@ static void format(const cb_config_key_def *k, const void *values, char *buf, si
     const char *base = values, *src = base + k->offset, *name;
     int64_t i = 0;
     switch (k->type) {
-    case CB_KEY_F64: snprintf(buf, size, "%g", *(const double *)src); return;
-    case CB_KEY_F32: snprintf(buf, size, "%g", (double)*(const float *)src); return;
+    case CB_KEY_F64: snprintf(buf, size, "%.15g", *(const double *)src); return;
+    case CB_KEY_F32: snprintf(buf, size, "%.7g", (double)*(const float *)src); return;
     case CB_KEY_STRING: snprintf(buf, size, "%s", *(const char *const *)src ? *(const char *const *)src : ""); return;
     case CB_KEY_BOOL:
         if (k->choices) snprintf(buf, size, "%s", *(const int *)src == k->choices[1].value ? "true" : "false");
@@ -327,6 +327,16 @@ int cb_config_create_from_table(cb_config **out, const cb_config_table *t, cb_er
         }
     }
     *out = c;
+    return CB_OK;
+}
+
+int cb_config_table_defaults(const cb_config_table *t, void *values, cb_error *err) {
+    if (t->init) t->init(values);
+    else memset(values, 0, t->size);
+    for (size_t i = 0; i < t->n_keys; i++) {
+        int rc = cb_config_key_parse(&t->keys[i], t->keys[i].default_value, values, err);
+        if (rc) return rc;
+    }
     return CB_OK;
 }
 

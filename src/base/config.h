@@ -79,6 +79,11 @@ struct cb_config {
 /* A new config of table t: init, then every key's default (a bad default is a
  * CB_EINVAL naming the key: a bug in the table, caught by the tests). */
 int cb_config_create_from_table(cb_config **out, const cb_config_table *t, cb_error *err);
+/* Fill `values` (a struct of table t) with init and every key's default,
+ * without a cb_config: STRING fields point at the table's static default
+ * text (NULL for ""). Fails only on a bad default (a bug in the table, caught
+ * by tests/test_config.c). */
+int cb_config_table_defaults(const cb_config_table *t, void *values, cb_error *err);
 /* The typed values of c if it is of `kind`, else NULL. */
 const void *cb_config_values(const cb_config *c, cb_config_kind kind);
 /* Key of table t by name, or NULL. */

@@ -32,21 +32,21 @@ static const cli_opt *find_opt(const cli_opt *o, const char *name, char short_na
 }
 
 /* Print `text` from column `col`, wrapped at 100 columns with continuation lines at `indent`. */
+/* Print `text` from column `col`, wrapped at 100 columns with continuation lines at `indent`. */
 static void wrapped(FILE *f, const char *text, size_t col, size_t indent) {
-    while (*text) {
+    for (bool first = true; *text; first = false) {
         size_t word = strcspn(text, " ");
-        if (col + word > 100 && col > indent) {
+        if (!first && col + 1 + word > 100) {
             fprintf(f, "\n%*s", (int)indent, "");
             col = indent;
+        } else if (!first) {
+            fputc(' ', f);
+            col++;
         }
         fwrite(text, 1, word, f);
         col += word;
         text += word;
-        if (*text == ' ') {
-            fputc(' ', f);
-            col++;
-            text++;
-        }
+        while (*text == ' ') text++;
     }
     fputc('\n', f);
 }

@@ -36,8 +36,10 @@ typedef struct cb_train_config {
 
 extern const cb_config_table cb_train_config_table;
 
-/* The table's defaults without a cb_config (no string keys set). */
-int cb_train_config_default(cb_train_config *c, cb_error *err);
+/* The table's defaults without a cb_config: for callers that keep their own
+ * structs (the evaluation harness should take its model and feature defaults
+ * from here). */
+void cb_train_config_default(cb_train_config *c);
 /* The shared parsers of the "split" key and the layer lists (key
  * "user-layers" or "item-layers"), for callers with their own option structs
  * (cmd_eval): CB_EINVAL naming the key and the accepted values. */

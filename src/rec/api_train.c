@@ -26,7 +26,8 @@ static int train_values(const cb_config *cfg, cb_train_config *def, const cb_tra
         return *out ? CB_OK : cb_fail(err, CB_EINVAL, "the configuration is not of kind TRAIN");
     }
     *out = def;
-    return cb_train_config_default(def, err);
+    cb_train_config_default(def);
+    return CB_OK;
 }
 
 CB_API int cb_dataset_open(cb_dataset **out, const char *path, const cb_config *cfg, cb_error *err) {
