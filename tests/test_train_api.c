@@ -117,10 +117,14 @@ static void train_report_resume(void **state) {
     assert_int_equal(cb_config_set(c, "epochs", "1", &err), CB_OK);
     assert_int_equal(cb_train_resume(rec, f->ds, c, NULL, NULL, &rep, &err), CB_OK);
     assert_int_equal(rep.epochs_run, 1);
-    cb_recommendation_list *l = NULL;
-    assert_int_equal(cb_recommender_recommend(rec, "1", NULL, 3, &l, &err), CB_OK);
-    assert_int_equal(l->n, 3);
-    cb_recommendation_list_free(l);
+    cb_list *l = NULL;
+    cb_config *opts = NULL;
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "n", "3", &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(rec, "1", NULL, opts, &l, &err), CB_OK);
+    assert_int_equal(cb_list_size(l), 3);
+    cb_list_free(l);
+    cb_config_free(opts);
     cb_recommender_free(rec);
     free(before);
     cb_config_free(c);
