@@ -3,6 +3,7 @@
 #   make test            unit + integration tests (last line: "N passed, N failed")
 #   make test SANITIZE=1 the same tests under AddressSanitizer + UBSan
 #   make bench           benchmarks (ratios against peers measured in the same run)
+#   make examples        examples/*.c built against include/ alone + the static library
 #   make demo            the main job: train on MovieLens (or synthetic) and recommend
 #   make install PREFIX=/usr/local
 
@@ -62,8 +63,11 @@ $(BUILD)/libcbrec.a: $(LIB_OBJ)
 libcbrec.a: $(BUILD)/libcbrec.a
 	cp -f $< $@
 
+# libcbrec.so.0 (the soname programs ask for) beside it, so a program linked
+# here with -L. -lcbrec -Wl,-rpath,<this folder> runs without `make install`.
 libcbrec.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libcbrec.so.0 -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	ln -sf libcbrec.so libcbrec.so.0
 
 $(BUILD)/cbrec: $(CLI_OBJ) $(BUILD)/libcbrec.a
 	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS)
@@ -75,11 +79,23 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libcbrec.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
+# Examples see the public header only (no -Isrc) and link the static library,
+# so they run from the build tree without `make install`.
+EXAMPLE_SRC := $(wildcard examples/*.c)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
+EXAMPLE_CFLAGS := $(filter-out -Isrc,$(ALL_CFLAGS))
+
+$(BUILD)/examples/%: examples/%.c include/cbrec.h $(BUILD)/libcbrec.a
+	@mkdir -p $(dir $@)
+	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS)
+
+examples: $(EXAMPLE_BIN)
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libcbrec.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ibench -o $@ $< $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS)
 
-test: all $(TEST_BIN)
+test: all $(TEST_BIN) $(EXAMPLE_BIN)
 	@CBREC=$(CBREC) BUILD=$(BUILD) scripts/run-tests.sh $(TEST_BIN)
 
 bench: all $(BENCH_BIN)
@@ -111,6 +127,6 @@ install: all
 	    cbrec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cbrec.pc
 
 clean:
-	rm -rf build build-san libcbrec.a libcbrec.so cbrec
+	rm -rf build build-san libcbrec.a libcbrec.so libcbrec.so.0 cbrec
 
-.PHONY: all test bench demo report fuzz install clean
+.PHONY: all examples test bench demo report fuzz install clean

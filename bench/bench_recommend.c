@@ -5,13 +5,19 @@
  *    user gets recommendations with the default sources (similar items from
  *    the precomputed table, genres, popularity, embedding retrieval over the
  *    whole catalog): p50 and p99 latency (goal: p99 < 1 ms), with the table
- *    and with exact similar-item search instead.
+ *    and with exact similar-item search instead. Then the batch
+ *    (cb_recommender_recommend_batch, top 10 for every user, rated items
+ *    filtered) against its peer, one sgemm of all user x item vectors plus a
+ *    top-k scan of each row (goal: ratio <= 2), and against the loop of single
+ *    recommend calls just measured.
  * 2. A synthetic catalog of 1,000,000 random unit vectors x 32 with full
  *    embedding retrieval: p50 latency against the time to stream the item
  *    vectors from memory once (a plain sum over the matrix), measured in the
  *    same run (goal: ratio <= 2).
  * Usage: bench_recommend [n_items_synthetic]   (run by `make bench`). */
 #include "rec/recommend.h"
+
+#include <cblas.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -39,7 +45,7 @@ static double pct(double *t, size_t n, double p) {
     return t[i];
 }
 
-static int run_users(const cb_recommend_ctx *ctx, const cb_bundle *r, const char *label) {
+static int run_users(const cb_recommender *ctx, const cb_bundle *r, const char *label, double *total) {
     cb_error err;
     cb_recommend_config cfg;
     cb_recommend_config_default(&cfg);
@@ -65,6 +71,8 @@ static int run_users(const cb_recommend_ctx *ctx, const cb_bundle *r, const char
             cb_recommend_profile_free(&p);
         }
     }
+    *total = 0;
+    for (size_t i = 0; i < n; i++) *total += t[i];
     double p50 = pct(t, n, 0.5), p99 = pct(t, n, 0.99), mx = t[n - 1];
     double c50 = pct(tc, n, 0.5), c99 = pct(tc, n, 0.99);
     printf("recommend ml-latest-small %-16s users=%zu wall p50=%.3f ms p99=%.3f ms max=%.3f ms | thread-cpu p50=%.3f ms "
@@ -75,8 +83,83 @@ static int run_users(const cb_recommend_ctx *ctx, const cb_bundle *r, const char
     return 0;
 }
 
+/* The peer of the batch: one sgemm of every user vector against every item
+ * vector, then a top-k scan of each row (no filtering). */
+/* CPU time of the whole process (every BLAS thread): unlike wall time, it
+ * excludes waiting for the other processes of a busy machine. */
+static double process_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void gemm_topk(const cb_bundle *r, size_t k, float *S, int32_t *best, float *bs) {
+    size_t nu = r->n_users, ni = r->n_items, d = r->dim;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nu, (int)ni, (int)d, 1.0f, r->user_vecs, (int)d,
+                r->item_vecs, (int)d, 0.0f, S, (int)ni);
+    for (size_t u = 0; u < nu; u++) {
+        const float *row = S + u * ni;
+        int32_t *bi = best + u * k;
+        float *bv = bs + u * k;
+        size_t h = 0;
+        for (size_t j = 0; j < ni; j++) {
+            float v = row[j];
+            if (h == k && v <= bv[k - 1]) continue;
+            size_t pos = h < k ? h++ : k - 1;
+            while (pos > 0 && bv[pos - 1] < v) {
+                bv[pos] = bv[pos - 1];
+                bi[pos] = bi[pos - 1];
+                pos--;
+            }
+            bv[pos] = v;
+            bi[pos] = (int32_t)j;
+        }
+    }
+}
+
+/* Batch recommend for every user (filters: rated items) against the peer and
+ * against the loop of single recommend calls measured before (loop_total). */
+static int bench_batch(const cb_recommender *rec, const cb_bundle *r, double loop_total) {
+    enum { K = 10, RUNS = 7 };
+    size_t nu = r->n_users, ni = r->n_items;
+    cb_error err;
+    int64_t *items = malloc(nu * K * sizeof *items);
+    float *scores = malloc(nu * K * sizeof *scores), *S = malloc(nu * ni * sizeof *S), *bs = malloc(nu * K * sizeof *bs);
+    int32_t *best = malloc(nu * K * sizeof *best);
+    double tb[RUNS], tg[RUNS], cb[RUNS], cg[RUNS];
+    int rc = items && scores && S && bs && best ? CB_OK : CB_ENOMEM;
+    for (int run = 0; !rc && run < RUNS; run++) {
+        double t0 = cb_now(), c0 = process_cpu();
+        rc = cb_recommender_recommend_batch(rec, NULL, nu, K, NULL, items, scores, &err);
+        tb[run] = cb_now() - t0;
+        cb[run] = process_cpu() - c0;
+        t0 = cb_now();
+        c0 = process_cpu();
+        gemm_topk(r, K, S, best, bs);
+        tg[run] = cb_now() - t0;
+        cg[run] = process_cpu() - c0;
+    }
+    if (rc) {
+        fprintf(stderr, "bench_recommend: batch: %s\n", rc == CB_ENOMEM ? "out of memory" : err.msg);
+    } else {
+        double b50 = pct(tb, RUNS, 0.5), g50 = pct(tg, RUNS, 0.5), cb50 = pct(cb, RUNS, 0.5), cg50 = pct(cg, RUNS, 0.5);
+        printf("recommend batch ml-latest-small users=%zu items=%zu top-%d: batch wall p50=%.1f ms cpu p50=%.1f ms | "
+               "one sgemm + top-k scan wall p50=%.1f ms cpu p50=%.1f ms | ratio wall=%.2f cpu=%.2f (goal <= 2) | "
+               "loop of %zu single recommend calls=%.1f ms wall (%.1fx the batch)\n",
+               nu, ni, K, b50 * 1e3, cb50 * 1e3, g50 * 1e3, cg50 * 1e3, b50 / g50, cb50 / cg50, nu, loop_total * 1e3,
+               loop_total / b50);
+    }
+    free(items);
+    free(scores);
+    free(S);
+    free(bs);
+    free(best);
+    return rc ? 1 : 0;
+}
+
 static int bench_movielens(void) {
-    const char *data = "../shared/data/ml-latest-small";
+    char data[4096];
+    snprintf(data, sizeof data, "%s/ml-latest-small", getenv("CBREC_DATA") ? getenv("CBREC_DATA") : "../shared/data");
     const char *model = getenv("CBREC_BENCH_MODEL");
     struct stat st;
     if (!model && stat(data, &st) != 0) {
@@ -107,20 +190,20 @@ static int bench_movielens(void) {
         cb_split_free(&sp);
         cb_dataset_free(ds);
     }
-    cb_recommend_table table = {0};
-    cb_recommend_ctx *with_table = NULL, *exact = NULL;
-    if (!rc) rc = cb_recommend_table_build(&table, r, 20, 0, NULL, &err);
-    if (!rc) rc = cb_recommend_ctx_create(&with_table, r, &table, &err);
-    if (!rc) rc = cb_recommend_ctx_create(&exact, r, NULL, &err);
+    cb_recommender *with_table = NULL, *exact = NULL;
+    if (!rc) rc = cb_recommender_wrap(&with_table, r, &err);
+    if (!rc) rc = cb_recommender_build_table(with_table, 20, 0, &err);
+    if (!rc) rc = cb_recommender_wrap(&exact, r, &err);
+    double loop_table = 0, loop_exact = 0;
     if (rc) {
         fprintf(stderr, "bench_recommend: %s\n", err.msg);
     } else {
-        rc = run_users(with_table, r, "(table)");
-        if (!rc) rc = run_users(exact, r, "(exact similar)");
+        rc = run_users(with_table, r, "(table)", &loop_table);
+        if (!rc) rc = run_users(exact, r, "(exact similar)", &loop_exact);
+        if (!rc) rc = bench_batch(exact, r, loop_table);
     }
-    cb_recommend_ctx_free(with_table);
-    cb_recommend_ctx_free(exact);
-    cb_recommend_table_free(&table);
+    cb_recommender_free(with_table);
+    cb_recommender_free(exact);
     cb_bundle_free(r);
     return rc;
 }
@@ -152,9 +235,9 @@ static int bench_synthetic(size_t n_items) {
     for (int i = 0; i < CB_BUNDLE_TOP_LIST; i++) popular[i] = -1;
     cb_bundle r = {.n_items = (uint32_t)n_items, .n_users = 1, .dim = dim, .item_vecs = V, .seen_off = seen_off,
                 .popular = popular, .y_min = 0.5f, .y_max = 5.0f};
-    cb_recommend_ctx *ctx = NULL;
+    cb_recommender *ctx = NULL;
     int rc = cb_model_create(&r.model, &mc, &err);
-    if (!rc) rc = cb_recommend_ctx_create(&ctx, &r, NULL, &err);
+    if (!rc) rc = cb_recommender_wrap(&ctx, &r, &err);
     if (rc) {
         fprintf(stderr, "bench_recommend: %s\n", err.msg);
         free(V);
@@ -195,7 +278,7 @@ static int bench_synthetic(size_t n_items) {
                "ratio=%.2f (goal <= 2)\n",
                n_items, dim, rec50 * 1e3, str50 * 1e3, (double)n_items * dim * 4 / 1e6, rec50 / str50);
     }
-    cb_recommend_ctx_free(ctx);
+    cb_recommender_free(ctx);
     cb_model_free(r.model);
     free(V);
     return rc;

@@ -9,11 +9,9 @@
  * (naming file and line for input errors). The library never prints and never
  * exits.
  *
- * Threading: handles are not internally locked. A loaded model (cb_model) and
- * a similar-items table are read-only after loading and may be shared by any
- * number of threads for prediction, embedding and recommendation; each thread
- * passes its own cb_error. Training, dataset loading and any call that
- * modifies a handle need exclusive access to it.
+ * Threading: handles are not internally locked; each section below says
+ * which calls may share a handle ([shared]) and which need it to themselves
+ * ([exclusive]). Each thread passes its own cb_error.
  */
 #ifndef CBREC_H
 #define CBREC_H
@@ -61,27 +59,166 @@ CB_API const char *cb_version(void);
 /* A short English name for a status code ("I/O error", ...). */
 CB_API const char *cb_strstatus(int code);
 
+/* Ownership and threading for the sections below: every _create/_open/_train
+ * output is owned by the caller and freed with the matching _free/_close
+ * (NULL is a no-op). A cb_config and a cb_dataset are not locked: any number
+ * of threads may read one at once (cb_config_get, counts, describe, cb_train
+ * reads both), but cb_config_set needs it to itself. */
 
-/* ---- Recommending from a trained model (api.c over the recommend module).
+/* ---- configuration: every setting of every command, parsed and defaulted ONCE.
+ * A cb_config of one kind holds typed values behind string keys; the CLI turns
+ * `--key VALUE` into cb_config_set(cfg, "key", "VALUE") (and `--flag` /
+ * `--no-flag` into "true" / "false" for boolean keys), a server turns query
+ * parameters and a binding keyword arguments into the same calls. Keys use '-'
+ * as in the CLI ("valid-frac", "top-k-popular", "user-layers" = "256,128"). */
+typedef struct cb_config cb_config;
+typedef enum cb_config_kind {
+    CB_CONFIG_TRAIN = 1,     /* data loading + split + features + model + training */
+    CB_CONFIG_RECOMMEND = 2, /* n, sources, filters, include-seen, exclude/allow, diversity, rank-by */
+    CB_CONFIG_SYNTH = 3      /* synthetic data generator */
+} cb_config_kind;
+/* A new config of `kind` holding every key's default. */
+CB_API int cb_config_create(cb_config **out, cb_config_kind kind, cb_error *err);
+CB_API void cb_config_free(cb_config *c); /* NULL is a no-op */
+/* CB_ENOTFOUND for an unknown key (the message lists close keys), CB_EINVAL for
+ * a bad value (the message names the key and what it accepts). The value is
+ * parsed and range-checked here, once; the config is unchanged on error. */
+CB_API int cb_config_set(cb_config *c, const char *key, const char *value, cb_error *err);
+/* The current value as text ("0.002", "256,128", "true"), owned by c and valid
+ * until the key is set again; NULL for an unknown key. */
+CB_API const char *cb_config_get(const cb_config *c, const char *key);
+/* The keys of a kind, in help order: name, value hint ("F", "N", "LIST", ""
+ * for a boolean), default as text, one-line help and section ("data",
+ * "features", "model", "training", ...). Strings are static. i >= count
+ * returns CB_ENOTFOUND. `cbrec CMD --help` is generated from this table. */
+typedef struct cb_config_key_info {
+    const char *name, *value_hint, *default_value, *help, *section;
+    int is_bool;
+} cb_config_key_info;
+CB_API size_t cb_config_n_keys(cb_config_kind kind);
+CB_API int cb_config_key(cb_config_kind kind, size_t i, cb_config_key_info *out);
+
+/* ---- datasets */
+typedef struct cb_dataset cb_dataset;
+/* Load a dataset folder (layout detected: MovieLens latest-small / 100K / 1M,
+ * the course lab's rows, or a folder with cbrec.schema). `cfg` (kind TRAIN, may
+ * be NULL = defaults) supplies "schema", "skip-bad-rows" and "range". */
+CB_API int cb_dataset_open(cb_dataset **out, const char *path, const cb_config *cfg, cb_error *err);
+CB_API void cb_dataset_close(cb_dataset *ds); /* NULL is a no-op */
+CB_API size_t cb_dataset_user_count(const cb_dataset *ds);
+CB_API size_t cb_dataset_item_count(const cb_dataset *ds);
+CB_API size_t cb_dataset_rating_count(const cb_dataset *ds);
+/* The detected layout ("movielens-100k", "generic", "course-lab", ...), owned by ds. */
+CB_API const char *cb_dataset_layout(const cb_dataset *ds);
+/* Rows skipped as malformed (only with "skip-bad-rows"). */
+CB_API size_t cb_dataset_skipped_count(const cb_dataset *ds);
+/* What was loaded and the features `cfg` would build (fitted on every rating;
+ * cfg NULL: no features), as a JSON object (malloc'd, caller frees): "layout",
+ * "path", counts ("users", "items", "ratings", "titles", "skipped_rows"),
+ * "rating_min"/"rating_max", "binary", "timestamps", "prejoined",
+ * "user_lead_cols"/"item_lead_cols", "user_columns"/"item_columns" (name, kind,
+ * levels, missing, examples), "bytes", "bytes_per_rating", "bytes_per_rating_record",
+ * "load_seconds", and with cfg "user_features"/"item_features" (names) and
+ * "features_seconds". `cbrec inspect` prints this. */
+CB_API int cb_dataset_describe(const cb_dataset *ds, const cb_config *cfg, char **json_out, cb_error *err);
+/* Generate a synthetic dataset with planted structure (cfg kind SYNTH, NULL =
+ * defaults) and write it to `dir` as ratings.csv, movies.csv, users.csv and a
+ * cbrec.schema; each file replaced atomically. */
+CB_API int cb_synth_write_folder(const char *dir, const cb_config *cfg, cb_error *err);
+
+/* ---- training */
+typedef struct cb_recommender cb_recommender;
+typedef struct cb_progress {      /* passed to the progress callback; read-only */
+    size_t size;                  /* sizeof(cb_progress) of the library: fields may be added at the end */
+    unsigned epoch, epochs;       /* 1-based epoch, planned total */
+    size_t batch, n_batches;      /* batches done in this epoch */
+    int end_of_epoch;             /* 0: a progress tick inside the epoch (~50 per epoch) */
+    double train_loss, valid_loss, valid_rmse;  /* NAN when not measured */
+    double examples_per_sec;      /* this epoch */
+    double seconds;               /* since the epoch started */
+    int best;                     /* this epoch has the best validation loss so far */
+} cb_progress;
+/* Called on the training thread. Returning non-zero at the end of an epoch
+ * stops training (the model so far is kept); ticks' return values are ignored. */
+typedef int (*cb_progress_fn)(const cb_progress *p, void *ctx);
+
+typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) before the call */
+    size_t size;
+    unsigned epochs_run, best_epoch;
+    double train_loss, valid_loss, valid_rmse; /* last epoch; NAN when absent */
+    double test_rmse, test_loss;  /* on the held-out split (rating scale; scaled-target loss);
+                                     NAN when there is none */
+    int test_loss_is_logloss;     /* 1: test_loss is the BCE log-loss, 0: the scaled MSE */
+    size_t n_train, n_valid, n_test;
+    size_t n_user_features, n_item_features, n_params; /* input widths, trainable floats */
+    double seconds;               /* training wall time */
+    int diverged;                 /* 1: stopped on a non-finite loss (CB_ENUMERIC returned,
+                                     *out still holds the last good parameters) */
+} cb_train_report;
+
+/* Split `ds` as cfg says ("split", "test-frac", "valid-frac", "seed"), fit the
+ * features on the training part, train the towers, compute the vectors and
+ * retrieval lists. cfg: kind TRAIN or NULL (defaults); never modified.
+ * `progress`, `report` may be NULL. On success *out is a new recommender. On
+ * CB_ENUMERIC (training diverged) *out may still hold a model with the last
+ * good parameters (free it, or save it); on any other error *out is NULL. */
+CB_API int cb_train(cb_recommender **out, const cb_dataset *ds, const cb_config *cfg, cb_progress_fn progress,
+                    void *progress_ctx, cb_train_report *report, cb_error *err);
+/* Continue training `rec` on the same data (same user and item ids; the
+ * architecture of rec is kept, the training keys of cfg apply) [exclusive]. */
+CB_API int cb_train_resume(cb_recommender *rec, const cb_dataset *ds, const cb_config *cfg,
+                           cb_progress_fn progress, void *progress_ctx, cb_train_report *report, cb_error *err);
+/* Write a learning curve (train and validation loss per epoch 1..n; valid may
+ * be NULL or hold NANs) as an SVG chart, atomically. */
+CB_API int cb_plot_curve_svg(const char *path, const double *train_loss, const double *valid_loss, size_t n_epochs,
+                             const char *title, cb_error *err);
+
+
+
+
+/* ---- the recommender: a trained model, optionally with a similar-items table.
  *
- * cb_recommender is a loaded model file (made by `cbrec train`), optionally
- * with a similar-items table (`cbrec precompute`). After cb_recommender_load
- * it is read-only: any number of threads may call the functions below on one
- * cb_recommender at once, each with its own cb_error and results. Only
- * cb_recommender_free needs exclusive access. Items and users are named by
- * the string ids of the training data. */
+ * Threading: a cb_recommender is not locked. After loading (or training) it is
+ * read-only for every call marked [shared]: any number of threads may call those
+ * on one handle at once, each with its own cb_error and outputs. Calls marked
+ * [exclusive] (build/load table, add item, free) need the handle to themselves.
+ * Ownership: every _load output is owned by the caller and freed with the
+ * matching _free (NULL is a no-op). Strings returned by getters belong to the
+ * handle they came from and live as long as it does (until an [exclusive] call). */
 typedef struct cb_recommender cb_recommender;
 
-/* Load `model_path`; `table_path` may be NULL (exact search then). A table
- * built from another model is refused (CB_EFORMAT). On success *out owns a
- * new handle (free with cb_recommender_free); on failure *out is NULL. */
-CB_API int cb_recommender_load(cb_recommender **out, const char *model_path, const char *table_path, cb_error *err);
-CB_API void cb_recommender_free(cb_recommender *rec); /* NULL is a no-op */
+/* Load `model_path` (made by `cbrec train`); `table_path` may be NULL (exact
+ * search then). A table built from another model is refused (CB_EFORMAT). On
+ * failure *out is NULL. */
+CB_API int  cb_recommender_load(cb_recommender **out, const char *model_path, const char *table_path, cb_error *err);
+/* Write the model file (atomically: a failure leaves an existing file intact) [shared]. */
+CB_API int  cb_recommender_save(const cb_recommender *rec, const char *path, cb_error *err);
+CB_API void cb_recommender_free(cb_recommender *rec);
+/* A JSON document describing the model: dataset, fingerprint, counts, vector
+ * width, rating scale, whether it predicts ratings, the table (malloc'd, caller frees). */
+CB_API int cb_recommender_describe(const cb_recommender *rec, char **json_out, cb_error *err);
 
-/* Width of the user and item vectors, and the number of items. */
+/* Items and users are numbered 0..count-1; ids are the data's string ids [shared]. */
 CB_API size_t cb_recommender_dim(const cb_recommender *rec);
-CB_API size_t cb_recommender_n_items(const cb_recommender *rec);
+CB_API size_t cb_recommender_item_count(const cb_recommender *rec);  /* model items + added items */
+CB_API size_t cb_recommender_user_count(const cb_recommender *rec);
+CB_API const char *cb_recommender_item_id(const cb_recommender *rec, size_t item);     /* NULL out of range */
+CB_API const char *cb_recommender_item_title(const cb_recommender *rec, size_t item);  /* "" when none */
+CB_API const char *cb_recommender_user_id(const cb_recommender *rec, size_t user);     /* NULL out of range */
+/* The number of a known user by id (CB_ENOTFOUND when unknown). */
+CB_API int cb_recommender_find_user(const cb_recommender *rec, const char *user_id, size_t *user, cb_error *err);
+/* An item by id, else by title (case-insensitive): an exact title, the title
+ * without its "(year)", "The X" for "X, The", or a unique substring. CB_ENOTFOUND
+ * when nothing or several match; then up to max_cands candidates in cands (most
+ * rated first), *n_cands of them (0 = nothing matched). cands may be NULL when
+ * max_cands is 0. */
+CB_API int cb_recommender_find_item(const cb_recommender *rec, const char *query, size_t *item, size_t *cands,
+                                    size_t max_cands, size_t *n_cands, cb_error *err);
 
+/* Vectors [shared]: pointers into the model (dim floats per row; model items
+ * only, not added ones), valid while rec lives. */
+CB_API const float *cb_recommender_item_vectors(const cb_recommender *rec);
+CB_API const float *cb_recommender_user_vectors(const cb_recommender *rec);
 /* The user vector v_u (dim floats, caller-allocated) of a known user
  * (CB_ENOTFOUND if unknown), or of a new user described by JSON such as
  * {"genre_ratings": {"Adventure": 5}, "ratings": {"260": 5}, "age": 25}
@@ -89,40 +226,83 @@ CB_API size_t cb_recommender_n_items(const cb_recommender *rec);
 CB_API int cb_recommender_user_vector(const cb_recommender *rec, const char *user_id, float *out, cb_error *err);
 CB_API int cb_recommender_new_user_vector(const cb_recommender *rec, const char *user_json, float *out,
                                           cb_error *err);
+/* Write item and user vectors and ids to the folder dir (created) as "npy"
+ * (item_vectors.npy, user_vectors.npy, item_ids.txt, user_ids.txt) or "st"
+ * (embeddings.safetensors) [shared]. */
+CB_API int cb_recommender_export_vectors(const cb_recommender *rec, const char *dir, const char *format, cb_error *err);
+/* The model's prediction for a known user and a model item: the rating (or the
+ * probability for 0/1 labels) [shared]. */
+CB_API int cb_recommender_predict(const cb_recommender *rec, const char *user_id, const char *item_id, float *rating,
+                                  cb_error *err);
 
-/* One recommended or similar item. Strings are owned by the list. */
-typedef struct cb_recommendation {
-    const char *item;     /* item id */
-    const char *title;    /* "" when the data has none */
-    float score;          /* recommend: predicted rating (or probability); similar: squared distance */
-    const char *const *reasons; /* recommend: why it was retrieved, then the ranking criterion */
-    size_t n_reasons;     /* similar: 0 */
-    const char *const *sources; /* source names: "similar", "genre", "group", "popular", "embedding" */
-    size_t n_sources;
-} cb_recommendation;
+/* Similar-items table: build for the whole catalog (k nearest per item; k is
+ * clamped to the catalog), save, load, add an item. */
+CB_API int cb_recommender_build_table(cb_recommender *rec, size_t k, int threads, cb_error *err);   /* [exclusive] */
+CB_API int cb_recommender_save_table(const cb_recommender *rec, const char *path, cb_error *err);  /* atomic */
+CB_API int cb_recommender_load_table(cb_recommender *rec, const char *path, cb_error *err);         /* [exclusive] */
+/* Neighbours per item in the table, 0 when there is none. */
+CB_API size_t cb_recommender_table_k(const cb_recommender *rec);
+/* Embed a new item from JSON ({"id": ..., "title": ..., "genres": [...], <item
+ * column>: value}; only "id" is required) and add it to the catalog and the
+ * table, which it needs (CB_EINVAL without one) [exclusive]. *item (may be NULL)
+ * receives its number. */
+CB_API int cb_recommender_add_item(cb_recommender *rec, const char *item_json, size_t *item, cb_error *err);
 
-typedef struct cb_recommendation_list {
-    cb_recommendation *items;
-    size_t n;
-    const char *const *notes; /* remarks: k or n clamped, cold-start fallback, ... */
-    size_t n_notes;
-} cb_recommendation_list;
+/* ---- results */
+typedef struct cb_list cb_list;  /* a ranked list of items with scores and reasons */
+/* Getters take the rank i (0 = best) and return NULL / NAN / 0 out of range. A
+ * list owns its strings and outlives its recommender. */
+CB_API void cb_list_free(cb_list *l);
+CB_API size_t cb_list_size(const cb_list *l);
+CB_API size_t cb_list_item(const cb_list *l, size_t i);          /* item number; SIZE_MAX out of range */
+CB_API const char *cb_list_item_id(const cb_list *l, size_t i);
+CB_API const char *cb_list_title(const cb_list *l, size_t i);     /* "" when none */
+/* score: higher is better; the criterion that ranked the list (cb_list_criterion):
+ * recommend: the ranking score ("predicted rating", "predicted probability" for
+ * 0/1 labels, or "dot product" v_u . v_m with rank-by dot);
+ * similar: the cosine similarity of the item vectors ("cosine similarity", in
+ * [-1, 1]; the list is ordered by Euclidean distance, the same order for the
+ * default l2-normalised vectors). */
+CB_API float cb_list_score(const cb_list *l, size_t i);
+CB_API float cb_list_rating(const cb_list *l, size_t i);         /* predicted rating; NAN if none (similar) */
+CB_API const char *cb_list_criterion(const cb_list *l);
+CB_API size_t cb_list_n_reasons(const cb_list *l, size_t i);
+CB_API const char *cb_list_reason(const cb_list *l, size_t i, size_t j);
+CB_API size_t cb_list_n_sources(const cb_list *l, size_t i);
+CB_API const char *cb_list_source(const cb_list *l, size_t i, size_t j); /* "similar", "genre", "group", "popular", "embedding" */
+CB_API size_t cb_list_n_notes(const cb_list *l);
+CB_API const char *cb_list_note(const cb_list *l, size_t j);     /* remarks: k or n clamped, cold start, ... */
+/* The whole list as JSON (malloc'd; caller frees): {"criterion":..., "items":[{"rank",
+ * "item","title","score","rating","sources":[...],"reasons":[...]}], "notes":[...]}
+ * ("rating" is null when there is none). The CLI's --json prints exactly this. */
+CB_API int cb_list_to_json(const cb_list *l, char **json_out, cb_error *err);
 
-/* The k items nearest to `item` (an id) by squared distance of the item
- * vectors, itself excluded; k larger than the catalog is clamped (a note
- * says so). On success *out is a new list (cb_recommendation_list_free). */
-CB_API int cb_recommender_similar(const cb_recommender *rec, const char *item, size_t k,
-                                  cb_recommendation_list **out, cb_error *err);
-
-/* The top n items for a known user (user_id) or a new user (user_json; pass
- * exactly one, the other NULL), with the default retrieval sources, ranked
- * by predicted rating, each with its reasons. Items the user rated are never
- * returned. A known user without training ratings takes the cold-start path
+/* ---- recommending [shared] */
+/* The k nearest items to `item` (itself excluded); k larger than the catalog is
+ * clamped (a note says so). On success *out is a new list. */
+CB_API int cb_recommender_similar(const cb_recommender *rec, size_t item, size_t k, cb_list **out, cb_error *err);
+/* Top items for a known user (user_id) or a new user (user_json); exactly one non-NULL.
+ * opts: kind RECOMMEND or NULL for defaults ("n", the sources "recent",
+ * "similar-per-item", "top-genres", "per-genre", "group-items", "group-by",
+ * "embedding", "include-seen", "exclude", "allow", "block-file", "diversity",
+ * "genre-cap", "rank-by"). Items the user rated are not returned unless
+ * include-seen. A known user without training ratings takes the cold-start path
  * (a note says so). On success *out is a new list. */
-CB_API int cb_recommender_recommend(const cb_recommender *rec, const char *user_id, const char *user_json, size_t n,
-                                    cb_recommendation_list **out, cb_error *err);
-
-CB_API void cb_recommendation_list_free(cb_recommendation_list *list); /* NULL is a no-op */
+CB_API int cb_recommender_recommend(const cb_recommender *rec, const char *user_id, const char *user_json,
+                                    const cb_config *opts, cb_list **out, cb_error *err);
+/* Batch [shared]: top-n for many known users at once, ranked by the same score
+ * over the whole catalog (blocked sgemm of user vectors against item vectors,
+ * per-user filtering of rated items unless include-seen, the exclude/allow lists
+ * and the block file; the retrieval sources and diversity are not used). items and
+ * scores are caller-allocated [n_users x n], a row per user, item numbers (-1 and
+ * -INFINITY padding when fewer). users == NULL means every user 0..n_users-1. */
+CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_t *users, size_t n_users, size_t n,
+                                          const cb_config *opts, int64_t *items, float *scores, cb_error *err);
+/* One user's batch row as a JSON line (malloc'd; caller frees):
+ * {"user": id, "criterion": ..., "items": [{"item": id, "score": s}, ...]}. */
+CB_API int cb_recommender_batch_row_json(const cb_recommender *rec, size_t user, const int64_t *items,
+                                         const float *scores, size_t n, const cb_config *opts, char **json_out,
+                                         cb_error *err);
 
 #ifdef __cplusplus
 }

@@ -89,6 +89,33 @@ static int json_lines(const char *out, void (*check)(json_t *, void *), void *ct
     return n;
 }
 
+/* The items of the list documents (cb_list_to_json: {"criterion", "items": [...],
+ * "notes"}) in out, each passed to check; returns how many. */
+typedef struct items_ctx {
+    void (*check)(json_t *, void *);
+    void *ctx;
+    int n;
+} items_ctx;
+
+static void each_item(json_t *doc, void *vctx) {
+    items_ctx *c = vctx;
+    json_t *items = json_object_get(doc, "items"), *it;
+    size_t i;
+    assert_true(json_is_string(json_object_get(doc, "criterion")));
+    assert_true(json_is_array(items));
+    json_array_foreach(items, i, it) {
+        assert_int_equal(json_integer_value(json_object_get(it, "rank")), (json_int_t)i + 1);
+        if (c->check) c->check(it, c->ctx);
+        c->n++;
+    }
+}
+
+static int json_items(const char *out, void (*check)(json_t *, void *), void *ctx) {
+    items_ctx c = {check, ctx, 0};
+    json_lines(out, each_item, &c);
+    return c.n;
+}
+
 static void not_item(json_t *j, void *ctx) {
     json_t *item = json_object_get(j, "item");
     assert_true(json_is_string(item));
@@ -115,7 +142,7 @@ static void predict_embed_similar(void **state) {
     assert_true(sb.st_size >= 150 * 8 * 4 + 64); /* 150 items x dim 8 floats + header */
     assert_true(sb.st_size < 150 * 8 * 4 + 256);
     assert_int_equal(run(&out, "%s similar --model %s --item 1 -k 10 --json", cbrec(), f->model), 0);
-    assert_int_equal(json_lines(out, not_item, "1"), 10);
+    assert_int_equal(json_items(out, not_item, "1"), 10);
     free(out);
     free(npy);
     free(emb);
@@ -141,17 +168,55 @@ static void recommend_json(void **state) {
     char *out;
     assert_int_equal(run(&out, "%s recommend --model %s --user 3 -n 10 --explain --json", cbrec(), f->model), 0);
     rec_ctx c = {f->model, 0};
-    assert_int_equal(json_lines(out, has_reasons, &c), 10);
+    assert_int_equal(json_items(out, has_reasons, &c), 10);
     free(out);
     /* none of the recommended items is one user 3 rated (in the ratings file) */
     assert_int_equal(run(&out, "%s recommend --model %s --user 3 -n 10 --json | "
                                "/usr/bin/python3 -c 'import sys,json,csv\n"
                                "rated={r[1] for r in csv.reader(open(\"%s/ratings.csv\")) if r[0]==\"3\"}\n"
-                               "recs=[json.loads(l)[\"item\"] for l in sys.stdin if l.startswith(\"{\")]\n"
+                               "recs=[x[\"item\"] for l in sys.stdin if l.startswith(\"{\") for x in json.loads(l)[\"items\"]]\n"
                                "assert len(recs)==10 and not rated.intersection(recs), (rated, recs)'",
                          cbrec(), f->model, f->data),
                      0);
     free(out);
+}
+
+static void batch_line(json_t *j, void *ctx) {
+    assert_true(json_is_string(json_object_get(j, "user")));
+    assert_string_equal(json_string_value(json_object_get(j, "criterion")), "predicted rating");
+    assert_int_equal(json_array_size(json_object_get(j, "items")), *(size_t *)ctx);
+}
+
+/* --users all|FILE --out: one JSON line per user, through the library. */
+static void recommend_batch(void **state) {
+    fixture *f = *state;
+    char *out, *recs = tu_path(f->dir, "recs.jsonl"), *users = tu_write(f->dir, "users.txt", "3\n# a comment\n1\n");
+    size_t n = 5;
+    assert_int_equal(run(&out, "%s recommend --model %s --users all --out %s -n 5", cbrec(), f->model, recs), 0);
+    free(out);
+    assert_int_equal(run(&out, "cat %s", recs), 0);
+    assert_int_equal(json_lines(out, batch_line, &n), 120);
+    free(out);
+    /* a user list, rated items kept, to stdout; the first user's line names user 3 */
+    n = 4;
+    assert_int_equal(run(&out, "%s recommend --model %s --users %s --include-seen -n 4", cbrec(), f->model, users), 0);
+    assert_int_equal(json_lines(out, batch_line, &n), 2);
+    assert_non_null(strstr(out, "{\"user\":\"3\""));
+    free(out);
+    free(tu_write(f->dir, "bad-users.txt", "3\nnobody\n"));
+    char *bad = tu_path(f->dir, "bad-users.txt");
+    assert_int_equal(run(&out, "%s recommend --model %s --users %s", cbrec(), f->model, bad), 1);
+    assert_non_null(strstr(out, "bad-users.txt:2"));
+    free(out);
+    /* options are checked by the library's key table */
+    assert_int_equal(run(&out, "%s recommend --model %s --user 3 --rank-by nonsense", cbrec(), f->model), 2);
+    assert_non_null(strstr(out, "rank-by"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --user 3 --no-such-option 1", cbrec(), f->model), 2);
+    free(out);
+    free(bad);
+    free(users);
+    free(recs);
 }
 
 static void failed_training_keeps_old_model(void **state) {
@@ -223,6 +288,56 @@ static void usage_errors(void **state) {
     free(out);
 }
 
+/* Options come from the key tables: --help lists them by section with their
+ * defaults, --key=VALUE and --no-flag work, and errors name the key, what it
+ * accepts, or the close keys. */
+static void options_from_key_tables(void **state) {
+    fixture *f = *state;
+    char *out;
+    assert_int_equal(run(&out, "%s train --help", cbrec()), 0);
+    assert_non_null(strstr(out, "training:\n"));
+    assert_non_null(strstr(out, "--lr F"));
+    assert_non_null(strstr(out, "(default 0.002)"));
+    assert_non_null(strstr(out, "--[no-]l2norm"));
+    free(out);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --epoch 3", cbrec(), f->data, f->model), 2);
+    assert_non_null(strstr(out, "'--epoch'"));
+    assert_non_null(strstr(out, "epochs"));
+    free(out);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --split bogus", cbrec(), f->data, f->model), 2);
+    assert_non_null(strstr(out, "cold-users"));
+    free(out);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --dim", cbrec(), f->data, f->model), 2);
+    assert_non_null(strstr(out, "needs a value"));
+    free(out);
+    char *m = tu_path(f->dir, "keys.cbrec");
+    assert_int_equal(run(&out, "%s train --data %s --model %s --user-layers=8 --item-layers none --dim=4 --epochs 1 "
+                               "--no-l2norm --no-scale-targets --split=temporal --valid-frac 0 -q",
+                         cbrec(), f->data, m),
+                     0);
+    assert_non_null(strstr(out, "test_rmse="));
+    assert_null(strstr(out, "valid_loss=")); /* --valid-frac 0: no carve */
+    free(out);
+    free(m);
+    /* inspect takes the data and features keys only */
+    assert_int_equal(run(&out, "%s inspect --data %s --lr 0.1", cbrec(), f->data), 2);
+    free(out);
+    assert_int_equal(run(&out, "%s inspect --data %s --json --top-k-popular 5", cbrec(), f->data), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "users")), 120);
+    assert_true(json_is_number(json_object_get(j, "load_seconds")));
+    size_t n_top = 0, i;
+    json_t *name;
+    json_array_foreach(json_object_get(j, "user_features"), i, name) n_top += !strncmp(json_string_value(name), "top_item[", 9);
+    assert_int_equal(n_top, 5);
+    json_decref(j);
+    free(out);
+    assert_int_equal(run(&out, "%s synth --out %s/s --users 0", cbrec(), f->dir), 2);
+    assert_non_null(strstr(out, "users"));
+    free(out);
+}
+
 static void inspect_movielens_counts(void **state) {
     (void)state;
     const char *d100 = tu_shared_data("ml-100k");
@@ -248,18 +363,18 @@ static void movielens_acceptance(void **state) {
     assert_int_equal(run(&out, "%s train --data %s --model %s -q", cbrec(), d, m), 0);
     free(out);
     assert_int_equal(run(&out, "%s similar --model %s --item 1 -k 10 --json", cbrec(), m), 0);
-    assert_int_equal(json_lines(out, not_item, "1"), 10);
+    assert_int_equal(json_items(out, not_item, "1"), 10);
     free(out);
     assert_int_equal(run(&out, "%s recommend --model %s --user 1 -n 10 --explain --json", cbrec(), m), 0);
     rec_ctx c = {m, 0};
-    assert_int_equal(json_lines(out, has_reasons, &c), 10);
+    assert_int_equal(json_items(out, has_reasons, &c), 10);
     free(out);
     /* none rated by user 1; the new user who likes Adventure and Fantasy gets
      * them first: the first item and at least 8 of the 10 carry either genre */
     static const char *const py =
         "import sys,json,csv\n"
         "d=sys.argv[1]; mode=sys.argv[2]\n"
-        "recs=[json.loads(l)['item'] for l in sys.stdin if l.startswith('{')]\n"
+        "recs=[x['item'] for l in sys.stdin if l.startswith('{') for x in json.loads(l)['items']]\n"
         "assert len(recs)==10, recs\n"
         "if mode=='rated':\n"
         "  rated={r[1] for r in csv.reader(open(d+'/ratings.csv')) if r[0]=='1'}\n"
@@ -282,7 +397,7 @@ static void movielens_acceptance(void **state) {
     assert_int_equal(rc, 0);
     free(out);
     assert_int_equal(run(&out, "%s recommend --model %s --new-user %s -n 10 --json", cbrec(), m, nu2), 0);
-    assert_int_equal(json_lines(out, has_reasons, &c), 10);
+    assert_int_equal(json_items(out, has_reasons, &c), 10);
     assert_null(strstr(out, "\"item\": \"260\""));
     assert_null(strstr(out, "\"item\":\"260\""));
     free(out);
@@ -295,8 +410,10 @@ static void movielens_acceptance(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
+        cmocka_unit_test(recommend_batch),
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
+        cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);

@@ -17,7 +17,7 @@ typedef struct fixture {
     cb_dataset *ds;
     cb_bundle *rec, *other;
     cb_recommend_table table;
-    cb_recommend_ctx *exact, *with_table;
+    cb_recommender *exact, *with_table;
     uint32_t cold_user; /* a user with no training ratings */
 } fixture;
 
@@ -77,16 +77,17 @@ static int setup(void **state) {
     assert_int_equal(cb_recommend_table_build(&other, f->other, 5, 1, NULL, &err), CB_OK);
     assert_int_equal(cb_recommend_table_save(&other, f->other_path, f->other->fingerprint, &err), CB_OK);
     cb_recommend_table_free(&other);
-    assert_int_equal(cb_recommend_ctx_create(&f->exact, f->rec, NULL, &err), CB_OK);
-    assert_int_equal(cb_recommend_ctx_create(&f->with_table, f->rec, &f->table, &err), CB_OK);
+    assert_int_equal(cb_recommender_wrap(&f->exact, f->rec, &err), CB_OK);
+    assert_int_equal(cb_recommender_wrap(&f->with_table, f->rec, &err), CB_OK);
+    assert_int_equal(cb_recommender_load_table(f->with_table, f->table_path, &err), CB_OK);
     *state = f;
     return 0;
 }
 
 static int teardown(void **state) {
     fixture *f = *state;
-    cb_recommend_ctx_free(f->exact);
-    cb_recommend_ctx_free(f->with_table);
+    cb_recommender_free(f->exact);
+    cb_recommender_free(f->with_table);
     cb_recommend_table_free(&f->table);
     cb_bundle_free(f->rec);
     cb_bundle_free(f->other);
@@ -142,25 +143,25 @@ static void similar_k_clamped(void **state) {
 static void find_item_by_id_and_title(void **state) {
     fixture *f = *state;
     cb_error err;
-    uint32_t item, cands[5];
+    size_t item, cands[5];
     size_t nc;
     const char *id = cb_vocab_name(f->rec->items, 17);
-    assert_int_equal(cb_recommend_find_item(f->exact, id, &item, cands, 5, &nc, &err), CB_OK);
+    assert_int_equal(cb_recommender_find_item(f->exact, id, &item, cands, 5, &nc, &err), CB_OK);
     assert_int_equal(item, 17);
     /* exact title, in another case */
     char title[512];
     snprintf(title, sizeof title, "%s", f->rec->titles[42]);
     for (char *p = title; *p; p++) *p = (char)toupper((unsigned char)*p);
-    assert_int_equal(cb_recommend_find_item(f->exact, title, &item, cands, 5, &nc, &err), CB_OK);
+    assert_int_equal(cb_recommender_find_item(f->exact, title, &item, cands, 5, &nc, &err), CB_OK);
     assert_int_equal(item, 42);
     /* "Story" is in every synthetic title: ambiguous, candidates listed */
-    assert_int_equal(cb_recommend_find_item(f->exact, "story", &item, cands, 5, &nc, &err), CB_ENOTFOUND);
+    assert_int_equal(cb_recommender_find_item(f->exact, "story", &item, cands, 5, &nc, &err), CB_ENOTFOUND);
     assert_int_equal(nc, 5);
     assert_non_null(strstr(err.msg, "matches"));
     for (size_t i = 1; i < nc; i++)
         assert_true(cb_features_item_count(f->rec->features, cands[i - 1]) >=
                     cb_features_item_count(f->rec->features, cands[i]));
-    assert_int_equal(cb_recommend_find_item(f->exact, "no such film zzz", &item, cands, 5, &nc, &err), CB_ENOTFOUND);
+    assert_int_equal(cb_recommender_find_item(f->exact, "no such film zzz", &item, cands, 5, &nc, &err), CB_ENOTFOUND);
     assert_int_equal(nc, 0);
 }
 
@@ -404,6 +405,7 @@ static void diversity_genre_cap_and_mmr(void **state) {
     /* MMR with lambda 1 is pure relevance: the plain ranking */
     cb_recommend_result plain;
     cfg.diversity = CB_DIV_NONE;
+    cfg.genre_cap = 0; /* a cap > 0 applies without a diversity mode too */
     assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &plain, &err), CB_OK);
     cfg.diversity = CB_DIV_MMR;
     cfg.mmr_lambda = 1.0f;
@@ -449,17 +451,31 @@ static void add_item_without_retraining(void **state) {
     if (rc) fprintf(stderr, "%s\n", err.msg);
     assert_int_equal(rc, CB_OK);
     assert_int_equal(t2.n_extra, 1);
-    cb_recommend_ctx *ctx;
-    assert_int_equal(cb_recommend_ctx_create(&ctx, f->rec, &t2, &err), CB_OK);
-    uint32_t item, cands[3];
+    cb_recommender *ctx;
+    assert_int_equal(cb_recommender_wrap(&ctx, f->rec, &err), CB_OK);
+    assert_int_equal(cb_recommender_load_table(ctx, path, &err), CB_OK);
+    size_t item, cands[3];
     size_t nc, nn;
-    assert_int_equal(cb_recommend_find_item(ctx, "brand new", &item, cands, 3, &nc, &err), CB_OK);
+    assert_int_equal(cb_recommender_find_item(ctx, "brand new", &item, cands, 3, &nc, &err), CB_OK);
     assert_int_equal(item, n);
     cb_neighbor nb[5];
-    assert_int_equal(cb_recommend_similar(ctx, item, 5, nb, &nn, NULL, 0, &err), CB_OK);
+    assert_int_equal(cb_recommend_similar(ctx, (uint32_t)item, 5, nb, &nn, NULL, 0, &err), CB_OK);
     assert_int_equal(nn, 5);
-    assert_string_equal(cb_recommend_item_id(ctx, item), "new-1");
-    cb_recommend_ctx_free(ctx);
+    assert_string_equal(cb_recommender_item_id(ctx, item), "new-1");
+    /* the public call does the same from JSON: same vector, same neighbours */
+    cb_recommender *pub;
+    size_t added;
+    assert_int_equal(cb_recommender_wrap(&pub, f->rec, &err), CB_OK);
+    assert_int_equal(cb_recommender_add_item(pub, text, &added, &err), CB_EINVAL); /* no table yet */
+    assert_int_equal(cb_recommender_load_table(pub, f->table_path, &err), CB_OK);
+    assert_int_equal(cb_recommender_add_item(pub, text, &added, &err), CB_OK);
+    assert_int_equal(added, n);
+    assert_int_equal(cb_recommender_item_count(pub), n + 1);
+    assert_memory_equal(pub->table.knn.neighbors, t2.knn.neighbors, (n + 1) * t2.knn.k * sizeof(int32_t));
+    assert_int_equal(cb_recommender_add_item(pub, text, &added, &err), CB_EINVAL); /* duplicate id */
+    assert_int_equal(cb_recommender_add_item(pub, "{\"id\": ", &added, &err), CB_EPARSE);
+    cb_recommender_free(pub);
+    cb_recommender_free(ctx);
     cb_recommend_table_free(&t2);
     /* another model refuses it too */
     assert_int_equal(cb_recommend_table_load(&t2, f->other, path, &err), CB_EFORMAT);
@@ -478,9 +494,9 @@ static void empty_catalog_is_an_error(void **state) {
     (void)state;
     cb_bundle empty;
     memset(&empty, 0, sizeof empty);
-    cb_recommend_ctx *ctx = NULL;
+    cb_recommender *ctx = NULL;
     cb_error err;
-    assert_int_equal(cb_recommend_ctx_create(&ctx, &empty, NULL, &err), CB_EINVAL);
+    assert_int_equal(cb_recommender_wrap(&ctx, &empty, &err), CB_EINVAL);
     assert_non_null(strstr(err.msg, "empty"));
     assert_null(ctx);
     cb_recommend_table t;
@@ -493,27 +509,84 @@ static void public_api(void **state) {
     cb_recommender *h;
     assert_int_equal(cb_recommender_load(&h, f->model_path, f->table_path, &err), CB_OK);
     assert_int_equal(cb_recommender_dim(h), f->rec->dim);
-    cb_recommendation_list *l;
+    assert_int_equal(cb_recommender_user_count(h), f->rec->n_users);
+    assert_int_equal(cb_recommender_item_count(h), f->rec->n_items);
+    assert_int_equal(cb_recommender_table_k(h), 20);
+    assert_null(cb_recommender_item_id(h, f->rec->n_items));
+    cb_config *opts;
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "n", "7", &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "n", "0", &err), CB_EINVAL);
+    assert_int_equal(cb_config_set(opts, "rank-by", "nonsense", &err), CB_EINVAL);
+    cb_list *l;
     const char *user = cb_vocab_name(f->rec->users, 0);
-    assert_int_equal(cb_recommender_recommend(h, user, NULL, 7, &l, &err), CB_OK);
-    assert_int_equal(l->n, 7);
-    for (size_t i = 0; i < l->n; i++) {
-        assert_true(l->items[i].n_reasons >= 2);
-        assert_true(l->items[i].n_sources >= 1);
-        assert_false(rated(f->rec, 0, (uint32_t)cb_bundle_item(f->rec, l->items[i].item)));
+    assert_int_equal(cb_recommender_recommend(h, user, NULL, opts, &l, &err), CB_OK);
+    assert_int_equal(cb_list_size(l), 7);
+    assert_string_equal(cb_list_criterion(l), "predicted rating");
+    for (size_t i = 0; i < cb_list_size(l); i++) {
+        assert_true(cb_list_n_reasons(l, i) >= 2);
+        assert_true(cb_list_n_sources(l, i) >= 1);
+        assert_non_null(cb_list_source(l, i, 0));
+        assert_null(cb_list_source(l, i, cb_list_n_sources(l, i)));
+        assert_false(rated(f->rec, 0, (uint32_t)cb_list_item(l, i)));
+        assert_string_equal(cb_list_item_id(l, i), cb_vocab_name(f->rec->items, (uint32_t)cb_list_item(l, i)));
+        assert_true(cb_list_score(l, i) == cb_list_rating(l, i)); /* ranked by the predicted rating */
+        if (i) assert_true(cb_list_score(l, i - 1) >= cb_list_score(l, i));
     }
-    cb_recommendation_list_free(l);
-    assert_int_equal(cb_recommender_recommend(h, "no-such-user", NULL, 5, &l, &err), CB_ENOTFOUND);
+    /* the JSON document: the same items, in order */
+    char *json;
+    assert_int_equal(cb_list_to_json(l, &json, &err), CB_OK);
+    json_error_t je;
+    json_t *doc = json_loads(json, 0, &je);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "criterion")), "predicted rating");
+    json_t *items = json_object_get(doc, "items");
+    assert_int_equal(json_array_size(items), 7);
+    for (size_t i = 0; i < 7; i++) {
+        json_t *it = json_array_get(items, i);
+        assert_string_equal(json_string_value(json_object_get(it, "item")), cb_list_item_id(l, i));
+        assert_int_equal(json_integer_value(json_object_get(it, "rank")), (json_int_t)i + 1);
+        assert_true(fabs(json_real_value(json_object_get(it, "score")) - cb_list_score(l, i)) < 1e-5);
+        assert_int_equal(json_array_size(json_object_get(it, "reasons")), cb_list_n_reasons(l, i));
+    }
+    json_decref(doc);
+    free(json);
+    cb_list_free(l);
+    assert_int_equal(cb_recommender_recommend(h, "no-such-user", NULL, NULL, &l, &err), CB_ENOTFOUND);
     assert_null(l);
-    assert_int_equal(cb_recommender_recommend(h, NULL, "{\"genre_ratings\": ", 5, &l, &err), CB_EPARSE);
-    assert_int_equal(cb_recommender_similar(h, "no-such-item", 5, &l, &err), CB_ENOTFOUND);
-    assert_int_equal(cb_recommender_similar(h, cb_vocab_name(f->rec->items, 0), 100000, &l, &err), CB_OK);
-    assert_int_equal(l->n, f->rec->n_items - 1);
-    assert_int_equal(l->n_notes, 1);
-    cb_recommendation_list_free(l);
+    assert_int_equal(cb_recommender_recommend(h, NULL, "{\"genre_ratings\": ", NULL, &l, &err), CB_EPARSE);
+    assert_int_equal(cb_recommender_recommend(h, user, "{}", NULL, &l, &err), CB_EINVAL);
+    /* similar: cosine similarity, descending, same order as the distances */
+    size_t item0;
+    assert_int_equal(cb_recommender_find_item(h, cb_vocab_name(f->rec->items, 0), &item0, NULL, 0, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommender_similar(h, item0, 100000, &l, &err), CB_OK);
+    assert_int_equal(cb_list_size(l), f->rec->n_items - 1);
+    assert_int_equal(cb_list_n_notes(l), 1);
+    assert_string_equal(cb_list_criterion(l), "cosine similarity");
+    for (size_t i = 0; i < cb_list_size(l); i++) {
+        float c = cb_list_score(l, i);
+        assert_true(c >= -1.0001f && c <= 1.0001f);
+        assert_true(isnan(cb_list_rating(l, i)));
+        if (i) assert_true(cb_list_score(l, i - 1) >= c - 1e-5f); /* unit vectors: distance order = cosine order */
+    }
+    cb_list_free(l);
+    assert_int_equal(cb_recommender_similar(h, f->rec->n_items + 5, 5, &l, &err), CB_ENOTFOUND);
     float v[8];
     assert_int_equal(cb_recommender_user_vector(h, user, v, &err), CB_OK);
     assert_memory_equal(v, f->rec->user_vecs, sizeof v);
+    size_t un;
+    assert_int_equal(cb_recommender_find_user(h, user, &un, &err), CB_OK);
+    assert_int_equal(un, 0);
+    assert_int_equal(cb_recommender_find_user(h, "no-such-user", &un, &err), CB_ENOTFOUND);
+    float p;
+    assert_int_equal(cb_recommender_predict(h, user, cb_vocab_name(f->rec->items, 3), &p, &err), CB_OK);
+    assert_true(p == cb_bundle_predict_vec(f->rec, f->rec->user_vecs, 3));
+    assert_int_equal(cb_recommender_predict(h, user, "no-such-item", &p, &err), CB_ENOTFOUND);
+    char *desc;
+    assert_int_equal(cb_recommender_describe(h, &desc, &err), CB_OK);
+    assert_non_null(strstr(desc, "\"table\": true"));
+    free(desc);
+    cb_config_free(opts);
     cb_recommender_free(h);
     /* the example program, which sees only include/cbrec.h */
     char new_user[128];
@@ -522,6 +595,152 @@ static void public_api(void **state) {
     assert_int_equal(embed_main(5, argv), 0);
     char *bad_argv[] = {"embed", f->model_path, "no-such-user", "1", NULL};
     assert_int_equal(embed_main(4, bad_argv), 1);
+}
+
+/* include-seen, exclude and allow lists, through the public options. */
+static void per_call_filters(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_config *opts;
+    cb_list *l;
+    uint32_t u = 2;
+    const char *user = cb_vocab_name(f->rec->users, u);
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "n", "150", &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "embedding", "150", &err), CB_OK);
+    /* include-seen: the whole catalog comes back, rated items included */
+    assert_int_equal(cb_config_set(opts, "include-seen", "true", &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, opts, &l, &err), CB_OK);
+    assert_int_equal(cb_list_size(l), f->rec->n_items);
+    cb_list_free(l);
+    assert_int_equal(cb_config_set(opts, "include-seen", "false", &err), CB_OK);
+    /* exclude two ids: never returned */
+    char list[128];
+    snprintf(list, sizeof list, "%s, %s", cb_vocab_name(f->rec->items, 10), cb_vocab_name(f->rec->items, 11));
+    assert_int_equal(cb_config_set(opts, "exclude", list, &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, opts, &l, &err), CB_OK);
+    for (size_t i = 0; i < cb_list_size(l); i++) {
+        assert_true(cb_list_item(l, i) != 10 && cb_list_item(l, i) != 11);
+        assert_false(rated(f->rec, u, (uint32_t)cb_list_item(l, i)));
+    }
+    cb_list_free(l);
+    assert_int_equal(cb_config_set(opts, "exclude", "", &err), CB_OK);
+    /* allow: only the listed (unrated) items */
+    uint32_t allowed[3], na = 0;
+    for (uint32_t i = 0; i < f->rec->n_items && na < 3; i++)
+        if (!rated(f->rec, u, i)) allowed[na++] = i;
+    snprintf(list, sizeof list, "%s,%s,%s", cb_vocab_name(f->rec->items, allowed[0]),
+             cb_vocab_name(f->rec->items, allowed[1]), cb_vocab_name(f->rec->items, allowed[2]));
+    assert_int_equal(cb_config_set(opts, "allow", list, &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, opts, &l, &err), CB_OK);
+    assert_int_equal(cb_list_size(l), 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_true(cb_list_item(l, i) == allowed[0] || cb_list_item(l, i) == allowed[1] ||
+                    cb_list_item(l, i) == allowed[2]);
+    cb_list_free(l);
+    /* rank-by dot: the criterion and the scores are v_u . v_m, the order the same */
+    assert_int_equal(cb_config_set(opts, "allow", "", &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "n", "10", &err), CB_OK);
+    cb_list *by_rating;
+    assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, opts, &by_rating, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "rank-by", "dot", &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, opts, &l, &err), CB_OK);
+    assert_string_equal(cb_list_criterion(l), "dot product");
+    assert_int_equal(cb_list_size(l), cb_list_size(by_rating));
+    for (size_t i = 0; i < cb_list_size(l); i++) {
+        const float *vu = f->rec->user_vecs + (size_t)u * f->rec->dim, *vm = f->rec->item_vecs + cb_list_item(l, i) * f->rec->dim;
+        float dot = 0;
+        for (uint32_t k = 0; k < f->rec->dim; k++) dot += vu[k] * vm[k];
+        assert_true(fabsf(dot - cb_list_score(l, i)) < 1e-5f);
+        assert_int_equal(cb_list_item(l, i), cb_list_item(by_rating, i)); /* the rating is monotone in the dot */
+    }
+    cb_list_free(l);
+    cb_list_free(by_rating);
+    assert_int_equal(cb_config_set(opts, "rank-by", "auto", &err), CB_OK);
+    /* an unknown id is an error naming it */
+    assert_int_equal(cb_config_set(opts, "allow", "no-such-item", &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, opts, &l, &err), CB_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "no-such-item"));
+    /* the wrong kind of config is refused */
+    cb_config *train;
+    assert_int_equal(cb_config_create(&train, CB_CONFIG_TRAIN, &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, train, &l, &err), CB_EINVAL);
+    cb_config_free(train);
+    cb_config_free(opts);
+}
+
+/* Batch: every user's row is the top n by the ranking score over all unrated
+ * items, checked against a brute-force scan here. */
+static void batch_matches_brute_force(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    size_t nu = f->rec->n_users, ni = f->rec->n_items, n = 12, d = f->rec->dim;
+    int64_t *items = malloc(nu * n * sizeof *items);
+    float *scores = malloc(nu * n * sizeof *scores);
+    assert_int_equal(cb_recommender_recommend_batch(f->exact, NULL, nu, n, NULL, items, scores, &err), CB_OK);
+    for (size_t u = 0; u < nu; u++) {
+        const float *vu = f->rec->user_vecs + u * d;
+        float kth = scores[u * n + n - 1];
+        for (size_t r = 0; r < n; r++) {
+            int64_t it = items[u * n + r];
+            assert_true(it >= 0 && (size_t)it < ni);
+            assert_false(rated(f->rec, (uint32_t)u, (uint32_t)it));
+            float pred = cb_bundle_predict_vec(f->rec, vu, (uint32_t)it);
+            assert_true(fabsf(pred - scores[u * n + r]) < 1e-4f);
+            if (r) assert_true(scores[u * n + r - 1] >= scores[u * n + r]);
+        }
+        /* nothing left out scores clearly better than the n-th */
+        for (size_t i = 0; i < ni; i++) {
+            if (rated(f->rec, (uint32_t)u, (uint32_t)i)) continue;
+            bool in = false;
+            for (size_t r = 0; r < n; r++) in |= items[u * n + r] == (int64_t)i;
+            if (!in) assert_true(cb_bundle_predict_vec(f->rec, vu, (uint32_t)i) <= kth + 1e-4f);
+        }
+    }
+    /* a list of users, include-seen and n beyond the catalog (padded) */
+    cb_config *opts;
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "include-seen", "true", &err), CB_OK);
+    size_t users[2] = {5, 1}, big = ni + 3;
+    int64_t *bi = malloc(2 * big * sizeof *bi);
+    float *bs = malloc(2 * big * sizeof *bs);
+    assert_int_equal(cb_recommender_recommend_batch(f->exact, users, 2, big, opts, bi, bs, &err), CB_OK);
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t r = 0; r < ni; r++) assert_true(bi[k * big + r] >= 0);
+        for (size_t r = ni; r < big; r++) assert_true(bi[k * big + r] == -1 && isinf(bs[k * big + r]));
+    }
+    char *line;
+    assert_int_equal(cb_recommender_batch_row_json(f->exact, 5, bi, bs, 3, opts, &line, &err), CB_OK);
+    assert_non_null(strstr(line, "\"criterion\":\"predicted rating\""));
+    assert_non_null(strstr(line, cb_vocab_name(f->rec->users, 5)));
+    free(line);
+    users[0] = nu; /* out of range */
+    assert_int_equal(cb_recommender_recommend_batch(f->exact, users, 2, 3, opts, bi, bs, &err), CB_ENOTFOUND);
+    cb_config_free(opts);
+    free(bi);
+    free(bs);
+    free(items);
+    free(scores);
+}
+
+/* The RECOMMEND keys: defaults from the table, help for every key. */
+static void recommend_keys(void **state) {
+    (void)state;
+    cb_recommend_config c;
+    cb_recommend_config_default(&c);
+    assert_int_equal(c.n, 10);
+    assert_int_equal(c.embedding_items, 50);
+    assert_true(c.mmr_lambda == 0.7f);
+    assert_int_equal(c.threads, 1);
+    assert_int_equal(c.rank_by, CB_RANK_AUTO);
+    size_t nk = cb_config_n_keys(CB_CONFIG_RECOMMEND);
+    assert_true(nk >= 15);
+    cb_config_key_info k;
+    for (size_t i = 0; i < nk; i++) {
+        assert_int_equal(cb_config_key(CB_CONFIG_RECOMMEND, i, &k), CB_OK);
+        assert_true(strlen(k.help) > 5);
+    }
+    assert_int_equal(cb_config_key(CB_CONFIG_RECOMMEND, nk, &k), CB_ENOTFOUND);
 }
 
 int main(void) {
@@ -541,6 +760,9 @@ int main(void) {
         cmocka_unit_test(add_item_without_retraining),
         cmocka_unit_test(empty_catalog_is_an_error),
         cmocka_unit_test(public_api),
+        cmocka_unit_test(per_call_filters),
+        cmocka_unit_test(batch_matches_brute_force),
+        cmocka_unit_test(recommend_keys),
     };
     return cmocka_run_group_tests_name("recommend", tests, setup, teardown);
 }

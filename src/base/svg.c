@@ -124,3 +124,9 @@ int cb_svg_learning_curve(const char *path, const double *train_loss, const doub
     free(x);
     return rc;
 }
+
+CB_API int cb_plot_curve_svg(const char *path, const double *train_loss, const double *valid_loss, size_t n_epochs,
+                             const char *title, cb_error *err) {
+    if (!path || !train_loss) return cb_fail(err, CB_EINVAL, "cb_plot_curve_svg: NULL argument");
+    return cb_svg_learning_curve(path, train_loss, valid_loss, n_epochs, title ? title : "", err);
+}

@@ -5,6 +5,7 @@
 #define CB_CLI_H
 
 #include "cbrec.h"
+#include <stdbool.h>
 #include <stdio.h>
 
 /* Exit statuses shared by all commands. */
@@ -18,6 +19,39 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* Wall-clock seconds (monotonic), for the timings commands print. */
+double cli_now(void);
+
+/* ---- options: a command's own options plus the keys of its configuration
+ * kind, so every `--key VALUE` goes to cb_config_set and --help is generated
+ * from the key table (options.c). */
+typedef struct cli_opt {
+    const char *name;   /* long name without "--"; NULL ends a list */
+    char short_name;    /* e.g. 'q' for -q; 0: none */
+    const char *hint;   /* value hint ("PATH"); NULL: a flag */
+    const char *help;
+    const char **value; /* receives the value (hint != NULL) */
+    bool *flag;         /* set to true (hint == NULL) */
+} cli_opt;
+
+typedef struct cli_command {
+    const char *name;     /* "train" */
+    const char *usage;    /* the first lines of --help */
+    const cli_opt *opts;  /* the command's own options */
+    cb_config_kind kind;  /* the kind of its keys; 0: none */
+    const char *sections; /* comma-separated key sections it takes; NULL: all */
+} cli_command;
+
+/* Parse argv[1..argc): the command's options (--name VALUE, --name=VALUE, -x
+ * VALUE) and cfg's keys (--key VALUE, --key=VALUE, and for boolean keys --key
+ * / --no-key). Returns -1 to go on, CLI_OK after printing --help, or
+ * CLI_USAGE after printing what was wrong (the key and what it accepts). */
+int cli_parse(const cli_command *c, cb_config *cfg, int argc, char **argv);
+/* The usage, the command's options and its keys grouped by section. */
+void cli_help(FILE *f, const cli_command *c);
+/* Print the message, then the usage line; returns CLI_USAGE. */
+int cli_usage_error(const cli_command *c, const char *msg);
 
 /* Commands: int cmd_<name>(int argc, char **argv), argv[0] is the command name. */
 int cmd_inspect(int argc, char **argv);

@@ -4,8 +4,9 @@
  * Markdown report holding both plus the learning curve. The work is done by
  * evalrun.h; this file parses options and prints. */
 #include "cli.h"
-#include "eval/evalrun.h"
 #include "base/svg.h"
+#include "eval/evalrun.h"
+#include "model/train_config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -90,20 +91,6 @@ static const struct option long_opts[] = {
 
 static bool num_in(const char *s, double lo, double hi, double *out) {
     return cb_parse_double(s, strlen(s), out) && *out >= lo && *out <= hi;
-}
-
-static int parse_layers(const char *s, uint32_t *n, uint32_t *sizes) {
-    *n = 0;
-    if (!*s || !strcmp(s, "none")) return 0;
-    while (*s) {
-        size_t len = strcspn(s, ",");
-        int64_t v;
-        if (*n == CB_MODEL_MAX_LAYERS || !cb_parse_i64(s, len, &v) || v < 1 || v > 65536) return -1;
-        sizes[(*n)++] = (uint32_t)v;
-        s += len;
-        if (*s == ',') s++;
-    }
-    return 0;
 }
 
 /* Parse argv into o. Returns -1 to continue, else an exit status. */
@@ -194,11 +181,15 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, int argc, cha
             mc->dim = (uint32_t)v;
             break;
         case O_UL:
-            if (parse_layers(optarg, &mc->n_user_layers, mc->user_layers)) return cli_fail(CLI_USAGE, cmd, "bad --user-layers '%s'", optarg);
+        case O_IL: { /* the TRAIN table's parser (train_config.h) */
+            cb_error e;
+            bool user = c == O_UL;
+            if (cb_train_parse_layers(user ? "user-layers" : "item-layers", optarg,
+                                      user ? &mc->n_user_layers : &mc->n_item_layers,
+                                      user ? mc->user_layers : mc->item_layers, &e))
+                return cli_fail(CLI_USAGE, cmd, "--%s", e.msg);
             break;
-        case O_IL:
-            if (parse_layers(optarg, &mc->n_item_layers, mc->item_layers)) return cli_fail(CLI_USAGE, cmd, "bad --item-layers '%s'", optarg);
-            break;
+        }
         case O_NOL2: mc->l2norm = false; break;
         case O_NOSCALE: o->ec.scale_targets = false; break;
         case O_VALID:
@@ -285,9 +276,13 @@ static int protocol_make(protocol *p, const opts *o, const cb_dataset *ds, cb_er
         snprintf(p->label, sizeof p->label, "fixed folds %s", o->folds);
         return CB_OK;
     }
-    cb_split_kind kind;
-    int rc = cb_split_kind_parse(o->split, &kind, err);
-    if (!rc) rc = cb_split_make(&p->splits[0], ds, kind, o->test_frac, o->ec.model.seed, err);
+    cb_train_split kind;
+    int rc = cb_train_parse_split(o->split, &kind, err);
+    if (rc) return rc;
+    if (kind == CB_TRAIN_SPLIT_SKLEARN || kind == CB_TRAIN_SPLIT_NONE)
+        return cb_fail(err, CB_EINVAL, "--split %s is not an evaluation protocol (random, temporal, cold-users, cold-items, per-user)",
+                       o->split);
+    rc = cb_split_make(&p->splits[0], ds, (cb_split_kind)kind, o->test_frac, o->ec.model.seed, err);
     if (rc) return rc;
     snprintf(p->names[0], sizeof p->names[0], "%s", o->split);
     p->n = 1;

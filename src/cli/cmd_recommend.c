@@ -1,133 +1,105 @@
 /* cbrec similar / precompute / recommend / add-item — the front end of the
- * recommend module: parse options, load the model (and table), call the
- * library, print for people or as JSON lines. */
+ * recommender: parse options, load the model (and table) as a cb_recommender,
+ * call the public API (include/cbrec.h only), print for people or the
+ * library's JSON. */
 #include "cli.h"
-#include "rec/recommend.h"
 
-#include <getopt.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-static bool parse_count(const char *s, uint32_t lo, uint32_t hi, uint32_t *out) {
-    int64_t v;
-    if (!cb_parse_i64(s, strlen(s), &v) || v < lo || v > hi) return false;
-    *out = (uint32_t)v;
+static bool parse_count(const char *s, unsigned long lo, unsigned long hi, size_t *out) {
+    char *end;
+    if (!*s || *s == '-') return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || v < lo || v > hi) return false;
+    *out = (size_t)v;
     return true;
 }
 
-static void print_json_line(json_t *o) {
-    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
-    if (s) puts(s);
+/* Load the model and optional table; on failure print and return NULL. */
+static cb_recommender *open_rec(const char *cmd, const char *model, const char *table) {
+    cb_error err;
+    cb_recommender *rec = NULL;
+    if (cb_recommender_load(&rec, model, table, &err)) cli_error(cmd, &err);
+    return rec;
+}
+
+/* --item ID|TITLE: print the candidates of an ambiguous title. */
+static int find_item(const char *cmd, const cb_recommender *rec, const char *query, size_t *item) {
+    cb_error err;
+    size_t cands[10], n_cands = 0;
+    if (!cb_recommender_find_item(rec, query, item, cands, 10, &n_cands, &err)) return CLI_OK;
+    cli_error(cmd, &err);
+    if (n_cands) fprintf(stderr, "candidates (most rated first); choose one with --item ID:\n");
+    for (size_t i = 0; i < n_cands; i++)
+        fprintf(stderr, "  %-8s %s\n", cb_recommender_item_id(rec, cands[i]), cb_recommender_item_title(rec, cands[i]));
+    return CLI_ERROR;
+}
+
+static void print_notes(const cb_list *l) {
+    for (size_t i = 0; i < cb_list_n_notes(l); i++) fprintf(stderr, "note: %s\n", cb_list_note(l, i));
+}
+
+/* The list as the library's JSON document, one line. */
+static int print_json(const char *cmd, const cb_list *l) {
+    cb_error err;
+    char *s = NULL;
+    if (cb_list_to_json(l, &s, &err)) return cli_error(cmd, &err);
+    puts(s);
     free(s);
-    json_decref(o);
-}
-
-/* Load the model, the optional table, and make a context. */
-typedef struct session {
-    cb_bundle *rec;
-    cb_recommend_table table;
-    bool has_table;
-    cb_recommend_ctx *ctx;
-} session;
-
-static int session_open(session *s, const char *model, const char *table, cb_error *err) {
-    memset(s, 0, sizeof *s);
-    int rc = cb_bundle_load(&s->rec, model, err);
-    if (!rc && table) {
-        rc = cb_recommend_table_load(&s->table, s->rec, table, err);
-        s->has_table = rc == CB_OK;
-    }
-    if (!rc) rc = cb_recommend_ctx_create(&s->ctx, s->rec, s->has_table ? &s->table : NULL, err);
-    return rc;
-}
-
-static void session_close(session *s) {
-    cb_recommend_ctx_free(s->ctx);
-    cb_recommend_table_free(&s->table);
-    cb_bundle_free(s->rec);
+    return CLI_OK;
 }
 
 /* ---- similar */
 
 static const char *similar_usage =
     "usage: cbrec similar --model FILE --item ID|TITLE [-k 10] [--table TABLE] [--json]\n"
-    "the k items nearest to an item by squared distance of the item vectors (the item itself\n"
-    "excluded). --item takes an id, else a case-insensitive title (\"Toy Story\"); when several\n"
-    "titles match, the candidates are listed and the status is 1. --table looks the answer up\n"
-    "in a table from `cbrec precompute` (the same answer as the exact search).\n"
-    "  --json    one JSON object per line: rank, item, title, distance\n";
+    "the k items nearest to an item (the item itself excluded); score = cosine similarity\n"
+    "of the item vectors (higher = closer). --item takes an id, else a case-insensitive title\n"
+    "(\"Toy Story\"); when several titles match, the candidates are listed and the status is 1.\n"
+    "--table looks the answer up in a table from `cbrec precompute` (the same answer).\n";
 
 int cmd_similar(int argc, char **argv) {
-    const char *cmd = "similar", *model = NULL, *item = NULL, *table = NULL;
-    uint32_t k = 10;
+    const char *cmd = "similar", *model = NULL, *query = NULL, *table = NULL, *k_text = "10";
     bool json = false;
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"item", required_argument, 0, 'i'},
-                                         {"table", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:i:k:t:jh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model = optarg; break;
-        case 'i': item = optarg; break;
-        case 't': table = optarg; break;
-        case 'j': json = true; break;
-        case 'k':
-            if (!parse_count(optarg, 1, 1u << 30, &k)) return cli_fail(CLI_USAGE, cmd, "-k must be a positive integer");
-            break;
-        case 'h': fputs(similar_usage, stdout); return CLI_OK;
-        default: fputs(similar_usage, stderr); return CLI_USAGE;
-        }
-    }
-    if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
-    if (!model || !item) return fputs(similar_usage, stderr), CLI_USAGE;
+    size_t k;
+    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
+                            {"item", 'i', "ID|TITLE", "the item, by id or title", &query, NULL},
+                            {"k", 'k', "K", "how many (10)", &k_text, NULL},
+                            {"table", 't', "TABLE", "a table from `cbrec precompute`", &table, NULL},
+                            {"json", 'j', NULL, "the list as one JSON document: {criterion, items: [{rank, item, title, score}], notes}", NULL, &json},
+                            {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_command c = {cmd, similar_usage, opts, 0, NULL};
+    int st = cli_parse(&c, NULL, argc, argv);
+    if (st >= 0) return st;
+    if (!model || !query) return cli_usage_error(&c, "give --model and --item");
+    if (!parse_count(k_text, 1, 1u << 30, &k)) return cli_usage_error(&c, "-k must be a positive integer");
     cb_error err;
-    cb_error_clear(&err);
-    session s;
+    cb_list *l = NULL;
+    size_t item;
     int status = CLI_ERROR;
-    cb_neighbor *out = NULL;
-    if (session_open(&s, model, table, &err)) {
+    cb_recommender *rec = open_rec(cmd, model, table);
+    if (!rec || find_item(cmd, rec, query, &item)) goto done;
+    if (cb_recommender_similar(rec, item, k, &l, &err)) {
         cli_error(cmd, &err);
         goto done;
     }
-    uint32_t idx, cands[10];
-    size_t n_cands = 0;
-    if (cb_recommend_find_item(s.ctx, item, &idx, cands, 10, &n_cands, &err)) {
-        cli_error(cmd, &err);
-        if (n_cands) {
-            fprintf(stderr, "candidates (most rated first); choose one with --item ID:\n");
-            for (size_t i = 0; i < n_cands; i++)
-                fprintf(stderr, "  %-8s %s\n", cb_recommend_item_id(s.ctx, cands[i]),
-                        cb_recommend_item_title(s.ctx, cands[i]));
-        }
+    print_notes(l);
+    if (json) {
+        status = print_json(cmd, l);
         goto done;
     }
-    out = malloc((size_t)k * sizeof *out);
-    size_t n = 0;
-    char note[256];
-    if (!out) {
-        status = cli_fail(CLI_ERROR, cmd, "out of memory");
-        goto done;
-    }
-    if (cb_recommend_similar(s.ctx, idx, k, out, &n, note, sizeof note, &err)) {
-        cli_error(cmd, &err);
-        goto done;
-    }
-    if (note[0]) fprintf(stderr, "note: %s\n", note);
-    if (!json)
-        printf("items similar to %s (%s), by squared distance:\n", cb_recommend_item_title(s.ctx, idx),
-               cb_recommend_item_id(s.ctx, idx));
-    for (size_t i = 0; i < n; i++) {
-        const char *id = cb_recommend_item_id(s.ctx, out[i].item), *title = cb_recommend_item_title(s.ctx, out[i].item);
-        if (json)
-            print_json_line(json_pack("{s:i,s:s,s:s,s:f}", "rank", (int)(i + 1), "item", id, "title", title, "distance",
-                                      (double)out[i].distance));
-        else printf("%3zu  %-8s %.4f  %s\n", i + 1, id, (double)out[i].distance, title);
-    }
+    printf("items similar to %s (%s), by %s:\n", cb_recommender_item_title(rec, item), cb_recommender_item_id(rec, item),
+           cb_list_criterion(l));
+    for (size_t i = 0; i < cb_list_size(l); i++)
+        printf("%3zu  %-8s %.4f  %s\n", i + 1, cb_list_item_id(l, i), (double)cb_list_score(l, i), cb_list_title(l, i));
     status = CLI_OK;
 done:
-    free(out);
-    session_close(&s);
+    cb_list_free(l);
+    cb_recommender_free(rec);
     return status;
 }
 
@@ -139,51 +111,40 @@ static const char *precompute_usage =
     "use it with `cbrec similar --table` and `cbrec recommend --table`.\n";
 
 int cmd_precompute(int argc, char **argv) {
-    const char *cmd = "precompute", *model = NULL, *out = NULL;
-    uint32_t k = 20, threads = 0;
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"out", required_argument, 0, 'o'},
-                                         {"threads", required_argument, 0, 'T'}, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:o:k:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model = optarg; break;
-        case 'o': out = optarg; break;
-        case 'k':
-            if (!parse_count(optarg, 1, 1u << 20, &k)) return cli_fail(CLI_USAGE, cmd, "-k must be 1..2^20");
-            break;
-        case 'T':
-            if (!parse_count(optarg, 1, 256, &threads)) return cli_fail(CLI_USAGE, cmd, "--threads must be 1..256");
-            break;
-        case 'h': fputs(precompute_usage, stdout); return CLI_OK;
-        default: fputs(precompute_usage, stderr); return CLI_USAGE;
-        }
-    }
-    if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
-    if (!model || !out) return fputs(precompute_usage, stderr), CLI_USAGE;
+    const char *cmd = "precompute", *model = NULL, *out = NULL, *k_text = "20", *threads_text = "0";
+    size_t k, threads;
+    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
+                            {"out", 'o', "TABLE", "the table to write", &out, NULL},
+                            {"k", 'k', "K", "neighbours per item (20)", &k_text, NULL},
+                            {"threads", 0, "N", "threads of the search (0 = all CPUs)", &threads_text, NULL},
+                            {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_command c = {cmd, precompute_usage, opts, 0, NULL};
+    int st = cli_parse(&c, NULL, argc, argv);
+    if (st >= 0) return st;
+    if (!model || !out) return cli_usage_error(&c, "give --model and --out");
+    if (!parse_count(k_text, 1, 1u << 20, &k)) return cli_usage_error(&c, "-k must be 1..2^20");
+    if (!parse_count(threads_text, 0, 256, &threads)) return cli_usage_error(&c, "--threads must be 0..256");
     cb_error err;
-    cb_error_clear(&err);
-    cb_bundle *r = NULL;
-    cb_recommend_table t = {0};
-    bool clamped;
     int status = CLI_ERROR;
-    double t0 = cb_now();
-    if (cb_bundle_load(&r, model, &err) || cb_recommend_table_build(&t, r, k, (int)threads, &clamped, &err)) {
+    cb_recommender *rec = open_rec(cmd, model, NULL);
+    if (!rec) return CLI_ERROR;
+    double t0 = cli_now();
+    if (cb_recommender_build_table(rec, k, (int)threads, &err)) {
         cli_error(cmd, &err);
         goto done;
     }
-    if (clamped) fprintf(stderr, "note: k = %u is more than the other items in the catalog; using %zu\n", k, t.knn.k);
-    double t1 = cb_now();
-    if (cb_recommend_table_save(&t, out, r->fingerprint, &err)) {
+    size_t kk = cb_recommender_table_k(rec);
+    if (kk < k) fprintf(stderr, "note: k = %zu is more than the other items in the catalog; using %zu\n", k, kk);
+    double t1 = cli_now();
+    if (cb_recommender_save_table(rec, out, &err)) {
         cli_error(cmd, &err);
         goto done;
     }
-    fprintf(stderr, "wrote %s: %zu items x %zu neighbours (search %.2fs)\n", out, t.knn.n_items, t.knn.k, t1 - t0);
+    fprintf(stderr, "wrote %s: %zu items x %zu neighbours (search %.2fs)\n", out, cb_recommender_item_count(rec), kk,
+            t1 - t0);
     status = CLI_OK;
 done:
-    cb_recommend_table_free(&t);
-    cb_bundle_free(r);
+    cb_recommender_free(rec);
     return status;
 }
 
@@ -195,256 +156,222 @@ static const char *add_item_usage =
     "table; TABLE2 carries the new item's id, title and vector, so `cbrec similar --table TABLE2`\n"
     "shows it. FILE: {\"id\": \"x1\", \"title\": \"T (2024)\", \"genres\": [\"Adventure\"], ...}\n";
 
-int cmd_add_item(int argc, char **argv) {
-    const char *cmd = "add-item", *model = NULL, *table = NULL, *item_json = NULL, *out = NULL;
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"table", required_argument, 0, 't'},
-                                         {"item-json", required_argument, 0, 'i'}, {"out", required_argument, 0, 'o'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:t:i:o:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model = optarg; break;
-        case 't': table = optarg; break;
-        case 'i': item_json = optarg; break;
-        case 'o': out = optarg; break;
-        case 'h': fputs(add_item_usage, stdout); return CLI_OK;
-        default: fputs(add_item_usage, stderr); return CLI_USAGE;
+static char *read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0, got;
+    char *s = malloc(cap + 1);
+    while (s && (got = fread(s + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *t = realloc(s, 2 * cap + 1);
+            if (!t) free(s);
+            s = t;
+            cap *= 2;
         }
     }
-    if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
-    if (!model || !table || !item_json || !out) return fputs(add_item_usage, stderr), CLI_USAGE;
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+int cmd_add_item(int argc, char **argv) {
+    const char *cmd = "add-item", *model = NULL, *table = NULL, *item_json = NULL, *out = NULL;
+    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
+                            {"table", 't', "TABLE", "the table to add to", &table, NULL},
+                            {"item-json", 'i', "FILE", "the new item", &item_json, NULL},
+                            {"out", 'o', "TABLE2", "the grown table to write", &out, NULL},
+                            {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_command c = {cmd, add_item_usage, opts, 0, NULL};
+    int st = cli_parse(&c, NULL, argc, argv);
+    if (st >= 0) return st;
+    if (!model || !table || !item_json || !out) return cli_usage_error(&c, "give --model, --table, --item-json and --out");
     cb_error err;
-    cb_error_clear(&err);
-    session s;
-    json_t *j = NULL;
-    float *vec = NULL;
-    char *id = NULL, *title = NULL;
+    cb_list *l = NULL;
     int status = CLI_ERROR;
-    if (session_open(&s, model, table, &err)) {
+    size_t item;
+    char *text = read_file(item_json);
+    if (!text) return cli_fail(CLI_ERROR, cmd, "%s: cannot read the item file", item_json);
+    cb_recommender *rec = open_rec(cmd, model, table);
+    if (!rec) goto done;
+    if (cb_recommender_add_item(rec, text, &item, &err) || cb_recommender_save_table(rec, out, &err)) {
+        fprintf(stderr, "cbrec %s: %s: %s\n", cmd, item_json, err.msg);
+        goto done;
+    }
+    size_t k = cb_recommender_table_k(rec) < 10 ? cb_recommender_table_k(rec) : 10;
+    if (cb_recommender_similar(rec, item, k, &l, &err)) {
         cli_error(cmd, &err);
         goto done;
     }
-    json_error_t je;
-    if (!(j = json_load_file(item_json, JSON_REJECT_DUPLICATES, &je))) {
-        status = cli_fail(CLI_ERROR, cmd, "%s:%d:%d: %s", item_json, je.line, je.column, je.text);
-        goto done;
-    }
-    if (!(vec = calloc(s.rec->dim, sizeof *vec))) goto done;
-    /* the context borrows the table: drop it while the table grows */
-    cb_recommend_ctx_free(s.ctx);
-    s.ctx = NULL;
-    if (cb_recommend_embed_item(s.rec, j, item_json, vec, &id, &title, &err) ||
-        cb_recommend_table_add(&s.table, s.rec, id, title, vec, &err) ||
-        cb_recommend_table_save(&s.table, out, s.rec->fingerprint, &err) ||
-        cb_recommend_ctx_create(&s.ctx, s.rec, &s.table, &err)) {
-        cli_error(cmd, &err);
-        goto done;
-    }
-    uint32_t idx = cb_recommend_n_items(s.ctx) - 1;
-    cb_neighbor nb[10];
-    size_t n = 0;
-    size_t k = s.table.knn.k < 10 ? s.table.knn.k : 10;
-    if (cb_recommend_similar(s.ctx, idx, k, nb, &n, NULL, 0, &err)) {
-        cli_error(cmd, &err);
-        goto done;
-    }
-    fprintf(stderr, "wrote %s: added item %s%s%s%s; its nearest items:\n", out, id, title ? " (" : "", title ? title : "",
-            title ? ")" : "");
-    for (size_t i = 0; i < n; i++)
-        fprintf(stderr, "%3zu  %-8s %.4f  %s\n", i + 1, cb_recommend_item_id(s.ctx, nb[i].item), (double)nb[i].distance,
-                cb_recommend_item_title(s.ctx, nb[i].item));
+    const char *title = cb_recommender_item_title(rec, item);
+    fprintf(stderr, "wrote %s: added item %s%s%s%s; its nearest items (%s):\n", out, cb_recommender_item_id(rec, item),
+            *title ? " (" : "", title, *title ? ")" : "", cb_list_criterion(l));
+    for (size_t i = 0; i < cb_list_size(l); i++)
+        fprintf(stderr, "%3zu  %-8s %.4f  %s\n", i + 1, cb_list_item_id(l, i), (double)cb_list_score(l, i),
+                cb_list_title(l, i));
     status = CLI_OK;
 done:
-    json_decref(j);
-    free(vec);
-    free(id);
-    free(title);
-    session_close(&s);
+    free(text);
+    cb_list_free(l);
+    cb_recommender_free(rec);
     return status;
 }
 
 /* ---- recommend */
 
 static const char *recommend_usage =
-    "usage: cbrec recommend --model FILE (--user ID | --new-user FILE.json) [-n 10] [options]\n"
-    "retrieval from several sources, filtering, ranking by the model's predicted rating\n"
-    "(v_u . v_m mapped to the rating scale), with the reasons for every item.\n"
-    "  --explain              print the reasons (for people)\n"
-    "  --json                 one JSON object per line: rank, item, title, score, reasons, sources\n"
-    "  --new-user FILE        a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"ratings\": {\"260\": 5},\n"
-    "                         \"<user column>\": value} (all optional)\n"
-    "  --table TABLE          similar-items table from `cbrec precompute` (else exact search)\n"
-    "  --block FILE           never recommend these: lines \"item ID\", \"genre NAME\" or an id\n"
-    "sources (0 turns one off):\n"
-    "  --recent N             (1) similar items of the user's last N liked ratings (10)\n"
-    "  --similar-per-item M   ... M nearest items each (10)   --all-anchors  use every rating, not\n"
-    "                         only those at or above the user's mean\n"
-    "  --top-genres N         (2) the user's top N genres (3)   --per-genre N items each (10)\n"
-    "  --min-genre-ratings N  ratings a genre needs to count as a favourite (3)\n"
-    "  --group-items N        (3) popular among users like them (20)\n"
-    "  --group-by COLUMN      the attribute defining \"like them\" (default region when present;\n"
-    "                         else overall popularity)\n"
-    "  --embedding N          (4) top N by v_u . v_m over the whole catalog (50)\n"
-    "  --no-similar --no-genre --no-group --no-embedding\n"
-    "diversity (optional):\n"
-    "  --diversity mmr:LAMBDA maximal marginal relevance re-rank, LAMBDA in [0,1] (relevance weight)\n"
-    "  --genre-cap N          at most N items per genre\n"
-    "  --threads N            threads of the exact searches (1)\n";
+    "usage: cbrec recommend --model FILE (--user ID | --new-user FILE.json | --users all|FILE) [-n 10] [options]\n"
+    "retrieval from several sources, filtering, ranking by the model's ranking score (the predicted\n"
+    "rating today: v_u . v_m mapped to the rating scale), with the reasons for every item. --users ranks\n"
+    "many users over the whole catalog at once (one GEMM per block; the sources are not used) and writes\n"
+    "one JSON line per user to --out: {\"user\", \"criterion\", \"items\": [{\"item\", \"score\"}]}.\n"
+    "Aliases: -n N = --n N; --block FILE = --block-file FILE; --no-similar, --no-genre, --no-group,\n"
+    "--no-embedding = --recent 0, --top-genres 0, --group-items 0, --embedding 0;\n"
+    "--diversity mmr:LAMBDA = --diversity mmr --mmr-lambda LAMBDA.\n";
 
-static json_t *str_array(char **s, size_t n) {
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(s[i]));
-    return a;
+typedef struct rec_args {
+    const char *model, *user, *new_user, *users, *out, *table;
+    bool json, explain;
+} rec_args;
+
+/* argv with the aliases above spelt as keys (strings are static or argv's). */
+static char **rewrite_aliases(int argc, char **argv, int *argc_out) {
+    char **out = calloc(2 * (size_t)argc + 1, sizeof *out);
+    int n = 0;
+    static const char *const off[][2] = {{"--no-similar", "--recent=0"},
+                                         {"--no-genre", "--top-genres=0"},
+                                         {"--no-group", "--group-items=0"},
+                                         {"--no-embedding", "--embedding=0"}};
+    for (int i = 0; out && i < argc; i++) {
+        const char *a = argv[i];
+        bool done = false;
+        for (size_t k = 0; k < 4 && !done; k++)
+            if (!strcmp(a, off[k][0])) out[n++] = (char *)off[k][1], done = true;
+        if (done) continue;
+        if (!strcmp(a, "-n")) out[n++] = "--n";
+        else if (!strcmp(a, "--block")) out[n++] = "--block-file";
+        else if (!strcmp(a, "--diversity") && i + 1 < argc && !strncmp(argv[i + 1], "mmr:", 4)) {
+            out[n++] = "--diversity=mmr";
+            out[n++] = "--mmr-lambda";
+            out[n++] = argv[++i] + 4;
+        } else out[n++] = (char *)a;
+    }
+    *argc_out = n;
+    return out;
+}
+
+/* The user numbers of --users all|FILE. */
+static int batch_users(const char *cmd, const cb_recommender *rec, const char *spec, size_t **out, size_t *n_out) {
+    size_t n = 0;
+    *out = NULL;
+    *n_out = 0;
+    if (!strcmp(spec, "all")) return *n_out = cb_recommender_user_count(rec), CLI_OK;
+    FILE *f = fopen(spec, "r");
+    if (!f) return cli_fail(CLI_ERROR, cmd, "%s: cannot open the user list", spec);
+    size_t cap = 64, *users = malloc(cap * sizeof *users);
+    char line[512];
+    int status = users ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
+    for (size_t lineno = 1; !status && fgets(line, sizeof line, f); lineno++) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0] || line[0] == '#') continue;
+        size_t u = 0;
+        cb_error err;
+        if (cb_recommender_find_user(rec, line, &u, &err))
+            status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%s'", spec, lineno, line);
+        else {
+            size_t *grown = n == cap ? realloc(users, (cap *= 2) * sizeof *users) : users;
+            if (!grown) status = cli_fail(CLI_ERROR, cmd, "out of memory");
+            else (users = grown)[n++] = u;
+        }
+    }
+    fclose(f);
+    if (status) free(users);
+    else *out = users, *n_out = n;
+    return status;
+}
+
+static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args *a, const cb_config *cfg) {
+    size_t *users = NULL, n_users = 0, n = (size_t)atol(cb_config_get(cfg, "n"));
+    int status = batch_users(cmd, rec, a->users, &users, &n_users);
+    if (status) return status;
+    int64_t *items = malloc((n_users * n + 1) * sizeof *items);
+    float *scores = malloc((n_users * n + 1) * sizeof *scores);
+    FILE *f = !a->out || !strcmp(a->out, "-") ? stdout : fopen(a->out, "w");
+    cb_error err;
+    double t0 = cli_now();
+    if (!items || !scores || !f) status = cli_fail(CLI_ERROR, cmd, "%s: cannot write", a->out ? a->out : "stdout");
+    else if (cb_recommender_recommend_batch(rec, users, n_users, n, cfg, items, scores, &err)) status = cli_error(cmd, &err);
+    double t1 = cli_now();
+    for (size_t i = 0; !status && i < n_users; i++) {
+        char *line = NULL;
+        if (cb_recommender_batch_row_json(rec, users ? users[i] : i, items + i * n, scores + i * n, n, cfg, &line, &err))
+            status = cli_error(cmd, &err);
+        else fprintf(f, "%s\n", line);
+        free(line);
+    }
+    if (f && f != stdout && fclose(f) && !status) status = cli_fail(CLI_ERROR, cmd, "%s: write error", a->out);
+    if (!status && f != stdout)
+        fprintf(stderr, "wrote %s: top %zu for %zu users (ranking %.3fs)\n", a->out, n, n_users, t1 - t0);
+    free(users);
+    free(items);
+    free(scores);
+    return status;
+}
+
+static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a, const cb_config *cfg) {
+    cb_error err;
+    cb_list *l = NULL;
+    char *json = NULL;
+    int status = CLI_OK;
+    if (a->new_user && !(json = read_file(a->new_user)))
+        return cli_fail(CLI_ERROR, cmd, "%s: cannot open the new-user file", a->new_user);
+    if (cb_recommender_recommend(rec, a->user, json, cfg, &l, &err)) {
+        status = CLI_ERROR;
+        if (json && err.code == CB_EPARSE && !strncmp(err.msg, "new-user JSON", 13))
+            fprintf(stderr, "cbrec %s: %s%s\n", cmd, a->new_user, err.msg + 13);
+        else cli_error(cmd, &err);
+    } else {
+        print_notes(l);
+        if (a->json) status = print_json(cmd, l);
+        for (size_t i = 0; !a->json && i < cb_list_size(l); i++) {
+            printf("%3zu  %-8s %6.3f  %s\n", i + 1, cb_list_item_id(l, i), (double)cb_list_score(l, i),
+                   cb_list_title(l, i));
+            for (size_t k = 0; a->explain && k < cb_list_n_reasons(l, i); k++) printf("       - %s\n", cb_list_reason(l, i, k));
+        }
+        if (a->explain && !a->json) printf("ranked by the model's %s\n", cb_list_criterion(l));
+    }
+    free(json);
+    cb_list_free(l);
+    return status;
 }
 
 int cmd_recommend(int argc, char **argv) {
-    const char *cmd = "recommend", *model = NULL, *user = NULL, *new_user = NULL, *table = NULL, *block = NULL;
-    bool json = false, explain = false;
-    cb_recommend_config cfg;
-    cb_recommend_config_default(&cfg);
-    enum { O_EXPLAIN = 256, O_JSON, O_NEW, O_TABLE, O_BLOCK, O_RECENT, O_SPI, O_ALLA, O_TOPG, O_PERG, O_MING, O_GROUPN,
-           O_GROUPBY, O_EMB, O_NOSIM, O_NOGEN, O_NOGRP, O_NOEMB, O_DIV, O_CAP, O_THREADS };
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"user", required_argument, 0, 'u'},
-        {"new-user", required_argument, 0, O_NEW}, {"explain", no_argument, 0, O_EXPLAIN},
-        {"json", no_argument, 0, O_JSON}, {"table", required_argument, 0, O_TABLE},
-        {"block", required_argument, 0, O_BLOCK}, {"recent", required_argument, 0, O_RECENT},
-        {"similar-per-item", required_argument, 0, O_SPI}, {"all-anchors", no_argument, 0, O_ALLA},
-        {"top-genres", required_argument, 0, O_TOPG}, {"per-genre", required_argument, 0, O_PERG},
-        {"min-genre-ratings", required_argument, 0, O_MING}, {"group-items", required_argument, 0, O_GROUPN},
-        {"group-by", required_argument, 0, O_GROUPBY}, {"embedding", required_argument, 0, O_EMB},
-        {"no-similar", no_argument, 0, O_NOSIM}, {"no-genre", no_argument, 0, O_NOGEN},
-        {"no-group", no_argument, 0, O_NOGRP}, {"no-embedding", no_argument, 0, O_NOEMB},
-        {"diversity", required_argument, 0, O_DIV}, {"genre-cap", required_argument, 0, O_CAP},
-        {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
-    uint32_t v;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:u:n:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model = optarg; break;
-        case 'u': user = optarg; break;
-        case 'n':
-            if (!parse_count(optarg, 1, 1u << 30, &cfg.n)) return cli_fail(CLI_USAGE, cmd, "-n must be a positive integer");
-            break;
-        case O_NEW: new_user = optarg; break;
-        case O_EXPLAIN: explain = true; break;
-        case O_JSON: json = true; break;
-        case O_TABLE: table = optarg; break;
-        case O_BLOCK: block = optarg; break;
-        case O_RECENT:
-            if (!parse_count(optarg, 0, 1u << 20, &cfg.recent_items)) return cli_fail(CLI_USAGE, cmd, "bad --recent");
-            break;
-        case O_SPI:
-            if (!parse_count(optarg, 1, 1u << 20, &cfg.similar_per_item))
-                return cli_fail(CLI_USAGE, cmd, "bad --similar-per-item");
-            break;
-        case O_ALLA: cfg.anchors_all = true; break;
-        case O_TOPG:
-            if (!parse_count(optarg, 0, 32, &cfg.top_genres)) return cli_fail(CLI_USAGE, cmd, "--top-genres must be 0..32");
-            break;
-        case O_PERG:
-            if (!parse_count(optarg, 1, CB_BUNDLE_TOP_LIST, &cfg.per_genre))
-                return cli_fail(CLI_USAGE, cmd, "--per-genre must be 1..%d", CB_BUNDLE_TOP_LIST);
-            break;
-        case O_MING:
-            if (!parse_count(optarg, 0, 1u << 30, &cfg.min_genre_ratings))
-                return cli_fail(CLI_USAGE, cmd, "bad --min-genre-ratings");
-            break;
-        case O_GROUPN:
-            if (!parse_count(optarg, 0, CB_BUNDLE_TOP_LIST, &cfg.group_items))
-                return cli_fail(CLI_USAGE, cmd, "--group-items must be 0..%d", CB_BUNDLE_TOP_LIST);
-            break;
-        case O_GROUPBY: cfg.group_by = optarg; break;
-        case O_EMB:
-            if (!parse_count(optarg, 0, 1u << 30, &cfg.embedding_items)) return cli_fail(CLI_USAGE, cmd, "bad --embedding");
-            break;
-        case O_NOSIM: cfg.recent_items = 0; break;
-        case O_NOGEN: cfg.top_genres = 0; break;
-        case O_NOGRP: cfg.group_items = 0; break;
-        case O_NOEMB: cfg.embedding_items = 0; break;
-        case O_DIV: {
-            double lambda;
-            if (strncmp(optarg, "mmr:", 4) || !cb_parse_double(optarg + 4, strlen(optarg + 4), &lambda) || lambda < 0 ||
-                lambda > 1)
-                return cli_fail(CLI_USAGE, cmd, "--diversity takes mmr:LAMBDA with LAMBDA in [0, 1]");
-            cfg.diversity = CB_DIV_MMR;
-            cfg.mmr_lambda = (float)lambda;
-            break;
-        }
-        case O_CAP:
-            if (!parse_count(optarg, 1, 1u << 30, &v)) return cli_fail(CLI_USAGE, cmd, "--genre-cap must be >= 1");
-            cfg.diversity = CB_DIV_GENRE_CAP;
-            cfg.genre_cap = v;
-            break;
-        case O_THREADS:
-            if (!parse_count(optarg, 1, 256, &v)) return cli_fail(CLI_USAGE, cmd, "--threads must be 1..256");
-            cfg.threads = (int)v;
-            break;
-        case 'h': fputs(recommend_usage, stdout); return CLI_OK;
-        default: fputs(recommend_usage, stderr); return CLI_USAGE;
-        }
-    }
-    if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
-    if (!model || !!user == !!new_user) {
-        fputs(recommend_usage, stderr);
-        return cli_fail(CLI_USAGE, cmd, "give --model and exactly one of --user ID or --new-user FILE");
-    }
-    const char *why = cb_recommend_config_check(&cfg);
-    if (why) return cli_fail(CLI_USAGE, cmd, "%s", why);
-
+    const char *cmd = "recommend";
+    rec_args a = {0};
+    const cli_opt opts[] = {
+        {"model", 'm', "FILE", "the model file (cbrec train)", &a.model, NULL},
+        {"user", 'u', "ID", "a known user", &a.user, NULL},
+        {"new-user", 0, "FILE", "a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"ratings\": {\"260\": 5}, "
+                                "\"<user column>\": value} (all optional)", &a.new_user, NULL},
+        {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL},
+        {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL},
+        {"table", 0, "TABLE", "similar-items table from `cbrec precompute` (else exact search)", &a.table, NULL},
+        {"explain", 0, NULL, "print the reasons (for people)", NULL, &a.explain},
+        {"json", 0, NULL, "the list as one JSON document (cb_list_to_json)", NULL, &a.json},
+        {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_command c = {cmd, recommend_usage, opts, CB_CONFIG_RECOMMEND, NULL};
     cb_error err;
-    cb_error_clear(&err);
-    session s;
-    cb_profile p = {0};
-    cb_blocklist bl = {0};
-    cb_recommend_result res = {0};
-    int status = CLI_ERROR;
-    if (session_open(&s, model, table, &err)) goto fail;
-    if (block && cb_recommend_block_load(&bl, s.rec, block, &err)) goto fail;
-    if (user) {
-        int64_t u = cb_bundle_user(s.rec, user);
-        if (u < 0) {
-            status = cli_fail(CLI_ERROR, cmd,
-                              "unknown user '%s' (the model knows %u users); for a new user pass --new-user FILE.json",
-                              user, s.rec->n_users);
-            goto done;
-        }
-        if (cb_recommend_profile_user(&p, s.rec, (uint32_t)u, &err)) goto fail;
-    } else if (cb_recommend_profile_file(&p, s.rec, new_user, &err)) {
-        goto fail;
-    }
-    if (cb_recommend(s.ctx, &p, &cfg, block ? &bl : NULL, &res, &err)) goto fail;
-    for (size_t i = 0; i < res.n_notes; i++) fprintf(stderr, "note: %s\n", res.notes[i]);
-    for (size_t i = 0; i < res.n; i++) {
-        const cb_recommend_item *it = &res.items[i];
-        const char *id = cb_recommend_item_id(s.ctx, it->item), *title = cb_recommend_item_title(s.ctx, it->item);
-        if (json) {
-            char *names[CB_SRC_COUNT];
-            size_t ns = 0;
-            for (int k = 0; k < CB_SRC_COUNT; k++)
-                if (it->sources & (1u << k)) names[ns++] = (char *)cb_recommend_source_name((cb_source)k);
-            print_json_line(json_pack("{s:i,s:s,s:s,s:f,s:o,s:o}", "rank", (int)(i + 1), "item", id, "title", title,
-                                      "score", (double)it->score, "reasons", str_array(it->reasons, it->n_reasons),
-                                      "sources", str_array(names, ns)));
-        } else {
-            printf("%3zu  %-8s %6.3f  %s\n", i + 1, id, (double)it->score, title);
-            for (size_t k = 0; explain && k < it->n_reasons; k++) printf("       - %s\n", it->reasons[k]);
-        }
-    }
-    if (explain && !json)
-        printf("ranked by the model's predicted %s (v_u . v_m mapped to the %s); %zu candidates retrieved\n",
-               s.rec->binary ? "probability" : "rating", s.rec->binary ? "probability scale" : "rating scale",
-               res.n_candidates);
-    status = CLI_OK;
-    goto done;
-fail:
-    cli_error(cmd, &err);
-done:
-    cb_recommend_result_free(&res);
-    cb_recommend_profile_free(&p);
-    cb_recommend_block_free(&bl);
-    session_close(&s);
+    cb_config *cfg = NULL;
+    if (cb_config_create(&cfg, CB_CONFIG_RECOMMEND, &err)) return cli_error(cmd, &err);
+    int n_args = 0;
+    char **args = rewrite_aliases(argc, argv, &n_args);
+    int status = args ? cli_parse(&c, cfg, n_args, args) : cli_fail(CLI_ERROR, cmd, "out of memory");
+    if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
+        status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
+    cb_recommender *rec = status < 0 ? open_rec(cmd, a.model, a.table) : NULL;
+    if (status < 0) status = !rec ? CLI_ERROR : a.users ? run_batch(cmd, rec, &a, cfg) : run_one(cmd, rec, &a, cfg);
+    cb_recommender_free(rec);
+    cb_config_free(cfg);
+    free(args);
     return status;
 }

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 
 static int cmd_version(int argc, char **argv) {
     (void)argc;
@@ -48,6 +49,12 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...) {
     va_end(ap);
     fputc('\n', stderr);
     return status;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void usage(FILE *f) {

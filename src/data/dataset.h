@@ -149,8 +149,7 @@ int cb_split_make(cb_split *out, const cb_dataset *ds, cb_split_kind kind, doubl
 void cb_split_free(cb_split *s);
 /* "random", "temporal", "cold-users", "cold-items", "per-user". */
 const char *cb_split_kind_name(cb_split_kind kind);
-/* Kind from one of the names above; CB_ENOTFOUND (listing them) when unknown. */
-int cb_split_kind_parse(const char *name, cb_split_kind *kind, cb_error *err);
+/* (Parsed from text by the TRAIN configuration's "split" key, model/train_config.h.) */
 
 /* The validation carve: the one place a validation part is cut out of
  * training ratings (for early stopping and for choosing settings; never

@@ -195,15 +195,6 @@ const char *cb_split_kind_name(cb_split_kind kind) {
     return (unsigned)kind < sizeof split_names / sizeof split_names[0] ? split_names[kind] : "unknown";
 }
 
-int cb_split_kind_parse(const char *name, cb_split_kind *kind, cb_error *err) {
-    for (size_t k = 0; k < sizeof split_names / sizeof split_names[0]; k++)
-        if (!strcmp(name, split_names[k])) {
-            *kind = (cb_split_kind)k;
-            return CB_OK;
-        }
-    return cb_fail(err, CB_ENOTFOUND, "unknown split '%s' (random, temporal, cold-users, cold-items, per-user)", name);
-}
-
 /* out->train / out->test from the entries of sel[] flagged 0 / 1, in sel order. */
 static int carve_from_flags(cb_split *out, const uint32_t *sel, const uint8_t *is_valid, size_t n, cb_error *err) {
     int rc = split_from_flags(out, is_valid, n, err);

@@ -429,7 +429,7 @@ static int implicit_fit(implicit_pair *p, const cb_evalrun_config *c, const cb_d
 }
 
 typedef struct pipe_ctx {
-    const cb_recommend_ctx *rctx;
+    const cb_recommender *rctx;
     const cb_bundle *rec;
     const float *user_vecs;
     const cb_recommend_config *cfg;
@@ -527,14 +527,14 @@ static int eval_twotower(cb_eval_result **results, size_t *n_results, const cb_e
         if ((rc = push_result(results, n_results, CB_EVALRUN_PIPELINE, fold, sp, err))) goto out;
         cb_eval_result *r = &(*results)[*n_results - 1];
         r->fit_seconds = fit;
-        cb_recommend_ctx *rctx = NULL;
+        cb_recommender *rctx = NULL;
         cb_recommend_config rc_cfg = c->recommend;
         rc_cfg.n = c->topn.k > c->topn.recall_k ? c->topn.k : c->topn.recall_k;
         t0 = cb_now();
-        if ((rc = cb_recommend_ctx_create(&rctx, rec, NULL, err))) goto out;
+        if ((rc = cb_recommender_wrap(&rctx, rec, err))) goto out;
         pipe_ctx pc = {rctx, rec, tc.user_vecs, &rc_cfg};
         rc = cb_eval_topn_lists(&r->topn, &c->topn, ds, sp, pipe_list, &pc, err);
-        cb_recommend_ctx_free(rctx);
+        cb_recommender_free(rctx);
         if (rc) goto out;
         /* the pipeline ranks by the same model: its rating error is the model's */
         if (!ds->binary && (rc = cb_eval_rating(&r->rating, ds, sp->test, sp->n_test, tt_predict, &tc, err)))
@@ -732,8 +732,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
         return cb_fail(err, CB_EINVAL, "retrieval experiment: the model has %u users / %u items, the data %u / %u",
                        rec->n_users, rec->n_items, cb_dataset_n_users(ds), cb_dataset_n_items(ds));
     test_csr rel = {0};
-    cb_recommend_table table = {0};
-    cb_recommend_ctx *rctx = NULL;
+    cb_recommender *rctx = NULL;
     uint32_t *users = NULL, *full = NULL, *full_n = NULL;
     size_t n_users = 0;
     int rc = relevant_by_user(&rel, ds, sp, topn->threshold, err);
@@ -755,8 +754,8 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
         cb_evalrun_retrieval_config(&rc_cfg, sizes[s], N, rec->n_items);
         if (rc_cfg.recent_items && rc_cfg.similar_per_item > max_similar) max_similar = rc_cfg.similar_per_item;
     }
-    if ((rc = cb_recommend_table_build(&table, rec, max_similar, 1, NULL, err))) goto out;
-    if ((rc = cb_recommend_ctx_create(&rctx, rec, &table, err))) goto out;
+    if ((rc = cb_recommender_wrap(&rctx, rec, err)) || (rc = cb_recommender_build_table(rctx, max_similar, 1, err)))
+        goto out;
     full = cb_calloc(n_users * N + 1, sizeof *full, err);
     full_n = cb_calloc(n_users + 1, sizeof *full_n, err);
     if (!full || !full_n) {
@@ -826,8 +825,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
         }
     }
 out:
-    cb_recommend_ctx_free(rctx);
-    cb_recommend_table_free(&table);
+    cb_recommender_free(rctx);
     free(rel.off);
     free(rel.item);
     free(users);

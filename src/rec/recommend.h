@@ -1,10 +1,18 @@
-/* recommend — turns a loaded model (model/bundle.h) into recommendations:
- * similar items, retrieval from several candidate sources, filtering,
- * ranking by the model's prediction, optional diversity re-ranking, and a
- * plain-language reason for every recommended item. Also cold start: a new
- * user described by a small JSON document (attributes, genre preferences,
- * a few ratings) and a new item inserted into the similar-items table
- * without retraining.
+/* recommend — the internal interface of src/rec, the serving side: the
+ * public cb_recommender (a loaded model, an optional similar-items table with
+ * added items, an exact-search index), its similar-items table formats,
+ * profiles of known and new users, per-call filters, the pipeline, diversity
+ * and explanations. The files of src/rec, by concern:
+ *   recommender.c  the public cb_recommender_* calls (load/save, getters, vectors, predict)
+ *   table.c        the similar-items table and its two file formats; similar items
+ *   catalog.c      item ids, titles, search by title, new items from JSON
+ *   profile.c      known and new users (JSON)
+ *   filter.c       block list, exclude/allow lists, "already rated"
+ *   options.c      the RECOMMEND keys of cb_config -> cb_recommend_config
+ *   pipeline.c     sources -> filter -> rank (cb_recommend), THE ranking score
+ *   diversity.c    MMR and the per-genre cap
+ *   explain.c      reasons, the cb_list results and their JSON (written once, here)
+ *   batch.c        many users at once: blocked sgemm, per-user filters, top-n
  *
  * Pipeline of cb_recommend():
  *   sources   (1) "similar":   for the user's last N liked ratings (time order)
@@ -14,22 +22,24 @@
  *                              categorical attribute (region by default), else
  *                              overall popularity;
  *             (4) "embedding": the top items by v_u . v_m over the whole catalog.
- *   filter    dedupe; drop items the user rated and blocked items / genres.
- *   rank      v_u computed once; score = model prediction from v_u . v_m (the
- *             rating scale, or a probability for 0/1 labels); ties to the
- *             lower item index; top n.
+ *   filter    dedupe; drop items the user rated (unless include-seen), blocked,
+ *             excluded or not allowed items.
+ *   rank      v_u computed once; score = cb_rec_rank_score (the predicted rating
+ *             by default); ties to the higher v_u . v_m, then the lower index; top n.
  *   diversify optional MMR re-rank or per-genre cap.
  *   explain   every item lists the sources that retrieved it and the criterion.
  * The result is a pure function of the model, table, profile and config.
  *
- * Threading: a cb_recommend_ctx is read-only after creation; any number of
- * threads may call cb_recommend / cb_recommend_similar on one context, each
- * with its own profile, result and cb_error. */
+ * Threading: a cb_recommender is read-only after creation (except the calls
+ * cbrec.h marks [exclusive]); any number of threads may call cb_recommend /
+ * cb_recommend_similar on one, each with its own profile, result and cb_error. */
 #ifndef CB_RECOMMEND_H
 #define CB_RECOMMEND_H
 
 #include "index/knn.h"
 #include "model/bundle.h"
+#include "cbrec.h"
+#include "rec/recommender_internal.h"
 
 #include <jansson.h>
 
@@ -72,28 +82,32 @@ void cb_recommend_table_free(cb_recommend_table *t); /* zeroes; NULL is a no-op 
 int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *source, float *vec, char **id,
                             char **title, cb_error *err);
 
-/* ---- context: a model, an exact-search index over its item vectors, and an
- * optional table (both borrowed: they must outlive the context). */
-typedef struct cb_recommend_ctx cb_recommend_ctx;
-int cb_recommend_ctx_create(cb_recommend_ctx **out, const cb_bundle *r, const cb_recommend_table *table,
-                            cb_error *err);
-void cb_recommend_ctx_free(cb_recommend_ctx *ctx); /* NULL is a no-op */
-const cb_bundle *cb_recommend_ctx_rec(const cb_recommend_ctx *ctx);
-/* Items known to the context (model items + the table's added items). */
-uint32_t cb_recommend_n_items(const cb_recommend_ctx *ctx);
-const char *cb_recommend_item_id(const cb_recommend_ctx *ctx, uint32_t item);
-const char *cb_recommend_item_title(const cb_recommend_ctx *ctx, uint32_t item); /* "" when none */
+/* ---- the recommender (the public cb_recommender of include/cbrec.h): one
+ * handle owning (or borrowing) the model, the optional similar-items table
+ * (which also carries items added later) and the exact-search index over the
+ * model's item vectors. Read-only after creation except for the [exclusive]
+ * calls of cbrec.h (build/load table, add item, free). */
+struct cb_recommender {
+    const cb_bundle *r;      /* the model */
+    cb_bundle *owned;        /* == r when the recommender frees it, else NULL */
+    cb_recommend_table table;
+    bool has_table;
+    cb_knn_index *index;     /* over r->item_vecs */
+};
+/* A recommender borrowing a model (it must outlive the handle; evaluation).
+ * cb_recommender_from_bundle (recommender_internal.h) takes ownership instead. */
+int cb_recommender_wrap(cb_recommender **out, const cb_bundle *r, cb_error *err);
 
-/* The index of the item with this id (model items, then the table's added
- * ones); false when there is none. */
-bool cb_recommend_item_index(const cb_recommend_ctx *ctx, const char *id, uint32_t *item);
+/* Item n's vector: model items, then the table's added items. */
+const float *cb_rec_item_vec(const cb_recommender *rec, uint32_t item);
+/* The index of the item with this id (model items, then added ones). */
+bool cb_rec_item_index(const cb_recommender *rec, const char *id, uint32_t *item);
 
-/* Resolve an item given by id, else by title (case-insensitive): an exact
- * title, the title without its "(year)", "The X" for "X, The", or a unique
- * substring match wins. Otherwise CB_ENOTFOUND with up to max_cands
- * candidates (most rated first) in cands[*n_cands] (0 = nothing matched). */
-int cb_recommend_find_item(const cb_recommend_ctx *ctx, const char *query, uint32_t *item, uint32_t *cands,
-                           size_t max_cands, size_t *n_cands, cb_error *err);
+/* Attribute values from JSON (string, number, or list of strings joined with
+ * '|'); *joined receives an allocation to free (or NULL). */
+int cb_rec_json_attr(cb_attr_value *a, const char *key, json_t *v, char **joined, const char *source, cb_error *err);
+/* Re-prefix a library message with the input's name. */
+int cb_rec_with_source(int rc, const char *source, cb_error *err);
 
 typedef struct cb_neighbor {
     uint32_t item;
@@ -101,13 +115,16 @@ typedef struct cb_neighbor {
 } cb_neighbor;
 
 /* The k nearest items of `item` (itself excluded), ascending distance, ties
- * to the lower index: a table lookup when the context has a table with at
+ * to the lower index: a table lookup when the recommender has a table with at
  * least k columns, an exact search otherwise (the same answer). k is clamped
  * to the catalog (*n_out < k then). out has room for k entries. `note`
  * (may be NULL, note_size bytes) receives a message when k was clamped or
  * the table could not serve the query. */
-int cb_recommend_similar(const cb_recommend_ctx *ctx, uint32_t item, size_t k, cb_neighbor *out, size_t *n_out,
+int cb_recommend_similar(const cb_recommender *rec, uint32_t item, size_t k, cb_neighbor *out, size_t *n_out,
                          char *note, size_t note_size, cb_error *err);
+/* Neighbours of nq items: out_idx / out_dist [nq x k], -1 padded (pipeline). */
+int cb_rec_neighbors_of(const cb_recommender *rec, const uint32_t *items, size_t nq, size_t k, int threads,
+                        int32_t *out_idx, float *out_dist, bool *used_table, cb_error *err);
 
 /* ---- who we recommend for */
 typedef struct cb_profile {
@@ -137,7 +154,7 @@ int cb_recommend_profile_file(cb_profile *p, const cb_bundle *r, const char *pat
 int cb_recommend_profile_string(cb_profile *p, const cb_bundle *r, const char *text, cb_error *err);
 void cb_recommend_profile_free(cb_profile *p); /* zeroes; NULL is a no-op */
 
-/* ---- block list: items and whole genres never to recommend. */
+/* ---- filters (filter.c): items never to recommend for one call. */
 typedef struct cb_blocklist {
     uint64_t *items;         /* bitmap over model items, genres already expanded */
     uint32_t n_items;
@@ -160,6 +177,10 @@ typedef enum cb_source {
 const char *cb_recommend_source_name(cb_source s); /* "similar", "genre", ... */
 
 typedef enum cb_diversity { CB_DIV_NONE = 0, CB_DIV_MMR = 1, CB_DIV_GENRE_CAP = 2 } cb_diversity;
+/* What ranks the candidates (options.c "rank-by"): AUTO = the model's ranking
+ * criterion (today the predicted rating), RATING = the predicted rating (or
+ * probability for 0/1 labels), DOT = the raw score v_u . v_m. */
+typedef enum cb_rank_by { CB_RANK_AUTO = 0, CB_RANK_RATING = 1, CB_RANK_DOT = 2 } cb_rank_by;
 
 typedef struct cb_recommend_config {
     uint32_t n;                 /* items to return (10) */
@@ -176,31 +197,88 @@ typedef struct cb_recommend_config {
     float mmr_lambda;           /* relevance weight of MMR in [0, 1] (0.7) */
     uint32_t genre_cap;         /* at most this many items per genre (2) */
     int threads;                /* exact searches (1); never changes the result */
+    bool include_seen;          /* keep items the user rated (false) */
+    const char *exclude;        /* comma-separated item ids never returned (NULL) */
+    const char *allow;          /* comma-separated item ids: only these may be returned (NULL = all) */
+    const char *block_file;     /* a block list file (NULL) */
+    cb_rank_by rank_by;
 } cb_recommend_config;
 void cb_recommend_config_default(cb_recommend_config *c);
 const char *cb_recommend_config_check(const cb_recommend_config *c); /* NULL or a message */
+/* The config of a kind RECOMMEND cb_config (NULL: defaults), options.c; the
+ * strings point into opts. */
+int cb_recommend_config_from(cb_recommend_config *c, const cb_config *opts, cb_error *err);
+extern const struct cb_config_table cb_recommend_config_table; /* the RECOMMEND keys (options.c) */
 
-typedef struct cb_recommend_item {
+/* The per-call exclusion bitmap over model items (filter.c): the block list
+ * (cfg->block_file, or `bl`), cfg->exclude, items outside cfg->allow, and the
+ * profile's rated items unless cfg->include_seen. Caller frees *out. */
+int cb_recommend_exclusions(const cb_recommender *rec, const cb_recommend_config *cfg, const cb_blocklist *bl,
+                            const uint32_t *rated, size_t n_rated, uint64_t **out, cb_error *err);
+static inline void cb_bit_set(uint64_t *b, size_t i) { b[i >> 6] |= 1ULL << (i & 63); }
+static inline bool cb_bit_get(const uint64_t *b, size_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
+
+/* THE ranking score (pipeline.c): every list cbrec ranks, single or batch,
+ * orders items by this value (ties: higher dot, then lower item). `dot` is
+ * v_u . v_m of the item. */
+float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item);
+/* True when that score is a non-decreasing function of dot alone (the same
+ * for every item): ranking by (dot, lower item) is then the same ranking, which
+ * the batch uses to skip scoring every item. */
+bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by);
+/* The name of that criterion ("predicted rating", ...), for lists and JSON. */
+const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by);
+
+/* ---- results (explain.c): the public cb_list. */
+typedef struct cb_list_entry {
     uint32_t item;
-    float score;        /* predicted rating (or probability): the ranking criterion */
+    char *id, *title;   /* copies */
+    float score;        /* the ranking criterion (recommend) or cosine similarity (similar) */
+    float rating;       /* predicted rating, NAN when the model has none */
     float dot;          /* v_u . v_m */
     unsigned sources;   /* bit (1u << cb_source) per source that retrieved it */
     char **reasons;     /* n_reasons strings: the sources' reasons, then the criterion */
     size_t n_reasons;
-} cb_recommend_item;
+} cb_list_entry;
 
-typedef struct cb_recommend_result {
-    cb_recommend_item *items;
+struct cb_list {
+    cb_list_entry *items;
     size_t n;
-    size_t n_candidates;  /* distinct candidates after filtering */
-    char **notes;         /* remarks for the caller: clamped n, cold start, fallbacks */
+    size_t n_candidates;   /* distinct candidates after filtering */
+    char **notes;          /* remarks for the caller: clamped n, cold start, fallbacks */
     size_t n_notes;
-} cb_recommend_result;
+    const char *criterion; /* static string */
+};
+typedef struct cb_list cb_recommend_result;
+void cb_recommend_result_free(cb_recommend_result *res); /* frees the contents, zeroes; NULL is a no-op */
+/* Append a formatted note / reason. */
+int cb_rec_push_str(char ***list, size_t *n, cb_error *err, const char *fmt, ...) CB_PRINTF(4, 5);
+void cb_rec_free_strs(char **list, size_t n);
+/* Entry i's id and title copied from the recommender. */
+int cb_rec_entry_names(cb_list_entry *e, const cb_recommender *rec, cb_error *err);
 
-/* Recommend for profile p. `bl` may be NULL. On success res owns its
- * strings (cb_recommend_result_free); on failure res is empty. */
-int cb_recommend(const cb_recommend_ctx *ctx, const cb_profile *p, const cb_recommend_config *cfg,
+/* Recommend for profile p. `bl` may be NULL (cfg->block_file is read then).
+ * On success res owns its strings (cb_recommend_result_free); on failure res is empty. */
+int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg,
                  const cb_blocklist *bl, cb_recommend_result *res, cb_error *err);
-void cb_recommend_result_free(cb_recommend_result *res); /* zeroes; NULL is a no-op */
+
+/* ---- pipeline internals shared by pipeline.c, diversity.c and explain.c */
+typedef struct cb_rec_cand {
+    uint32_t item;
+    unsigned sources;
+    int32_t anchor;        /* best anchor: highest rating, then most recent */
+    uint32_t n_anchors;
+    uint32_t genre_slots;  /* bit per top-genre slot */
+    uint32_t emb_rank;
+    float dist, dot, score;
+} cb_rec_cand;
+/* Pick n of the sorted candidates c[0..m) into sel; returns how many (diversity.c). */
+size_t cb_rec_diversify(const cb_recommender *rec, const cb_recommend_config *cfg, const cb_rec_cand *c, size_t m,
+                        size_t n, uint32_t *sel, cb_error *err, int *rc);
+/* Cosine similarity of two vectors (0 when one is zero). */
+float cb_rec_cosine(const float *a, const float *b, uint32_t d);
+/* The reasons of one picked candidate into out (explain.c). */
+int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg,
+                   const cb_rec_cand *c, const uint32_t *genres, int group, cb_list_entry *out, cb_error *err);
 
 #endif /* CB_RECOMMEND_H */

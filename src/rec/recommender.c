@@ -1,24 +1,56 @@
-/* recommender — the public recommending API of include/cbrec.h (cb_recommender_*),
- * a thin layer over model/bundle.h (the model file) and recommend.h (the
- * pipeline): it owns the loaded model, the optional table and the search
- * context, and copies results into self-contained lists for the caller. */
+/* recommender — the public cb_recommender of include/cbrec.h, the one
+ * serving handle: creating it (load, or over a trained model), saving,
+ * describing, counts and ids of users, vectors, export, predictions, the
+ * similar-items table calls, and the similar / recommend calls that hand
+ * the pipeline's results to the caller as cb_list. */
 #include "rec/recommend.h"
 
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-struct cb_recommender {
-    cb_bundle *rec;
-    cb_recommend_table table;
-    bool has_table;
-    cb_recommend_ctx *ctx;
-};
+/* ---- creating and freeing */
+
+int cb_recommender_wrap(cb_recommender **out, const cb_bundle *r, cb_error *err) {
+    *out = NULL;
+    if (!r || r->n_items == 0) return cb_fail(err, CB_EINVAL, "the model's catalog is empty: nothing to recommend");
+    cb_recommender *h = cb_calloc(1, sizeof *h, err);
+    if (!h) return CB_ENOMEM;
+    h->r = r;
+    int rc = cb_knn_index_create(&h->index, r->item_vecs, r->n_items, r->dim, err);
+    if (rc) {
+        free(h);
+        return rc;
+    }
+    *out = h;
+    return CB_OK;
+}
+
+int cb_recommender_from_bundle(cb_recommender **out, cb_bundle *r, cb_error *err) {
+    int rc = cb_recommender_wrap(out, r, err);
+    if (rc) cb_bundle_free(r);
+    else (*out)->owned = r;
+    return rc;
+}
+
+cb_bundle *cb_recommender_bundle(cb_recommender *h) { return h ? h->owned : NULL; }
+
+int cb_recommender_bundle_changed(cb_recommender *h, cb_error *err) {
+    cb_knn_index_free(h->index);
+    h->index = NULL;
+    cb_recommend_table_free(&h->table); /* built from the old vectors */
+    h->has_table = false;
+    return cb_knn_index_create(&h->index, h->r->item_vecs, h->r->n_items, h->r->dim, err);
+}
 
 CB_API void cb_recommender_free(cb_recommender *h) {
     if (!h) return;
-    cb_recommend_ctx_free(h->ctx);
+    cb_knn_index_free(h->index);
     cb_recommend_table_free(&h->table);
-    cb_bundle_free(h->rec);
+    cb_bundle_free(h->owned);
     free(h);
 }
 
@@ -26,14 +58,11 @@ CB_API int cb_recommender_load(cb_recommender **out, const char *model_path, con
     if (!out) return cb_fail(err, CB_EINVAL, "cb_recommender_load: out is NULL");
     *out = NULL;
     if (!model_path) return cb_fail(err, CB_EINVAL, "cb_recommender_load: no model path");
-    cb_recommender *h = cb_calloc(1, sizeof *h, err);
-    if (!h) return CB_ENOMEM;
-    int rc = cb_bundle_load(&h->rec, model_path, err);
-    if (!rc && table_path) {
-        rc = cb_recommend_table_load(&h->table, h->rec, table_path, err);
-        h->has_table = rc == CB_OK;
-    }
-    if (!rc) rc = cb_recommend_ctx_create(&h->ctx, h->rec, h->has_table ? &h->table : NULL, err);
+    cb_bundle *b = NULL;
+    cb_recommender *h = NULL;
+    int rc = cb_bundle_load(&b, model_path, err);
+    if (!rc) rc = cb_recommender_from_bundle(&h, b, err);
+    if (!rc && table_path) rc = cb_recommender_load_table(h, table_path, err);
     if (rc) {
         cb_recommender_free(h);
         return rc;
@@ -42,144 +71,257 @@ CB_API int cb_recommender_load(cb_recommender **out, const char *model_path, con
     return CB_OK;
 }
 
-CB_API size_t cb_recommender_dim(const cb_recommender *h) { return h ? h->rec->dim : 0; }
-CB_API size_t cb_recommender_n_items(const cb_recommender *h) { return h ? h->rec->n_items : 0; }
+CB_API int cb_recommender_save(const cb_recommender *h, const char *path, cb_error *err) {
+    if (!h || !path) return cb_fail(err, CB_EINVAL, "cb_recommender_save: NULL argument");
+    return cb_bundle_save(h->r, path, err);
+}
+
+CB_API int cb_recommender_describe(const cb_recommender *h, char **json_out, cb_error *err) {
+    if (!h || !json_out) return cb_fail(err, CB_EINVAL, "cb_recommender_describe: NULL argument");
+    const cb_bundle *r = h->r;
+    json_t *groups = json_array();
+    for (uint32_t g = 0; groups && g < r->n_groups; g++) json_array_append_new(groups, json_string(r->groups[g].column));
+    json_t *doc = groups ? json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:b,s:[f,f],s:I,s:I,s:I,s:o,s:b,s:I,s:I}", "dataset",
+                                     r->dataset ? r->dataset : "", "fingerprint", r->fingerprint ? r->fingerprint : "",
+                                     "users", (json_int_t)r->n_users, "items", (json_int_t)r->n_items, "dim",
+                                     (json_int_t)r->dim, "genres", (json_int_t)r->n_genres, "binary", r->binary,
+                                     "rating_scale", (double)r->y_min, (double)r->y_max, "user_features",
+                                     (json_int_t)cb_features_user_dim(r->features), "item_features",
+                                     (json_int_t)cb_features_item_dim(r->features), "ratings",
+                                     (json_int_t)r->seen_off[r->n_users], "groups", groups, "table", h->has_table,
+                                     "table_k", (json_int_t)(h->has_table ? h->table.knn.k : 0), "added_items",
+                                     (json_int_t)(h->has_table ? h->table.n_extra : 0))
+                        : NULL;
+    char *s = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(doc);
+    if (!s) return cb_fail(err, CB_ENOMEM, "out of memory");
+    *json_out = s;
+    return CB_OK;
+}
+
+/* ---- users, vectors, predictions */
+
+CB_API size_t cb_recommender_dim(const cb_recommender *h) { return h ? h->r->dim : 0; }
+CB_API size_t cb_recommender_user_count(const cb_recommender *h) { return h ? h->r->n_users : 0; }
+CB_API const char *cb_recommender_user_id(const cb_recommender *h, size_t user) {
+    return h && user < h->r->n_users ? cb_vocab_name(h->r->users, (uint32_t)user) : NULL;
+}
+CB_API const float *cb_recommender_item_vectors(const cb_recommender *h) { return h ? h->r->item_vecs : NULL; }
+CB_API const float *cb_recommender_user_vectors(const cb_recommender *h) { return h ? h->r->user_vecs : NULL; }
+
+static int known_user(const cb_recommender *h, const char *user_id, uint32_t *u, cb_error *err) {
+    int64_t i = cb_bundle_user(h->r, user_id);
+    if (i < 0)
+        return cb_fail(err, CB_ENOTFOUND, "unknown user '%s' (the model knows %u users; describe a new user as JSON)",
+                       user_id, h->r->n_users);
+    *u = (uint32_t)i;
+    return CB_OK;
+}
+
+CB_API int cb_recommender_find_user(const cb_recommender *h, const char *user_id, size_t *user, cb_error *err) {
+    if (!h || !user_id || !user) return cb_fail(err, CB_EINVAL, "cb_recommender_find_user: NULL argument");
+    uint32_t u = 0;
+    int rc = known_user(h, user_id, &u, err);
+    if (!rc) *user = u;
+    return rc;
+}
 
 CB_API int cb_recommender_user_vector(const cb_recommender *h, const char *user_id, float *out, cb_error *err) {
     if (!h || !user_id || !out) return cb_fail(err, CB_EINVAL, "cb_recommender_user_vector: NULL argument");
-    int64_t u = cb_bundle_user(h->rec, user_id);
-    if (u < 0) return cb_fail(err, CB_ENOTFOUND, "unknown user '%s'", user_id);
-    memcpy(out, h->rec->user_vecs + (size_t)u * h->rec->dim, h->rec->dim * sizeof *out);
-    return CB_OK;
+    uint32_t u = 0;
+    int rc = known_user(h, user_id, &u, err);
+    if (!rc) memcpy(out, h->r->user_vecs + (size_t)u * h->r->dim, h->r->dim * sizeof *out);
+    return rc;
 }
 
 CB_API int cb_recommender_new_user_vector(const cb_recommender *h, const char *user_json, float *out, cb_error *err) {
     if (!h || !user_json || !out) return cb_fail(err, CB_EINVAL, "cb_recommender_new_user_vector: NULL argument");
     cb_profile p;
-    int rc = cb_recommend_profile_string(&p, h->rec, user_json, err);
-    if (!rc) memcpy(out, p.vec, h->rec->dim * sizeof *out);
+    int rc = cb_recommend_profile_string(&p, h->r, user_json, err);
+    if (!rc) memcpy(out, p.vec, h->r->dim * sizeof *out);
     cb_recommend_profile_free(&p);
     return rc;
 }
 
-CB_API void cb_recommendation_list_free(cb_recommendation_list *l) {
-    if (!l) return;
-    for (size_t i = 0; l->items && i < l->n; i++) {
-        cb_recommendation *x = &l->items[i];
-        free((char *)x->item);
-        free((char *)x->title);
-        for (size_t k = 0; x->reasons && k < x->n_reasons; k++) free((char *)x->reasons[k]);
-        free((void *)x->reasons);
-        free((void *)x->sources); /* the names themselves are static */
-    }
-    free(l->items);
-    for (size_t k = 0; l->notes && k < l->n_notes; k++) free((char *)l->notes[k]);
-    free((void *)l->notes);
-    free(l);
+CB_API int cb_recommender_predict(const cb_recommender *h, const char *user_id, const char *item_id, float *rating,
+                                  cb_error *err) {
+    if (!h || !user_id || !item_id || !rating) return cb_fail(err, CB_EINVAL, "cb_recommender_predict: NULL argument");
+    uint32_t u = 0;
+    int rc = known_user(h, user_id, &u, err);
+    if (rc) return rc;
+    int64_t i = cb_bundle_item(h->r, item_id);
+    if (i < 0) return cb_fail(err, CB_ENOTFOUND, "unknown item '%s' (not in the model)", item_id);
+    *rating = cb_bundle_predict_vec(h->r, h->r->user_vecs + (size_t)u * h->r->dim, (uint32_t)i);
+    return CB_OK;
 }
 
-/* A list of n items with room for notes; fields filled by the caller. */
-static cb_recommendation_list *list_new(size_t n, cb_error *err) {
-    cb_recommendation_list *l = cb_calloc(1, sizeof *l, err);
+static int write_ids(const char *path, const cb_vocab *v, cb_error *err) {
+    cb_atomic_file af;
+    int rc = cb_atomic_open(&af, path, err);
+    if (rc) return rc;
+    for (uint32_t i = 0; i < cb_vocab_size(v); i++) fprintf(af.fp, "%s\n", cb_vocab_name(v, i));
+    return cb_atomic_commit(&af, err);
+}
+
+static char *ids_json(const cb_vocab *v) {
+    json_t *a = json_array();
+    for (uint32_t i = 0; a && i < cb_vocab_size(v); i++) json_array_append_new(a, json_string(cb_vocab_name(v, i)));
+    char *s = a ? json_dumps(a, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(a);
+    return s;
+}
+
+static int export_st(const cb_bundle *r, const char *path, cb_error *err) {
+    cb_st_writer *w = cb_st_writer_create(err);
+    char *items = ids_json(r->items), *users = ids_json(r->users);
+    int rc = w ? (items && users ? CB_OK : cb_fail(err, CB_ENOMEM, "out of memory")) : CB_ENOMEM;
+    int64_t si[2] = {r->n_items, r->dim}, su[2] = {r->n_users, r->dim};
+    if (!rc) rc = cb_st_add(w, "item_vectors", CB_ST_F32, si, 2, r->item_vecs, err);
+    if (!rc) rc = cb_st_add(w, "user_vectors", CB_ST_F32, su, 2, r->user_vecs, err);
+    if (!rc) rc = cb_st_set_meta(w, "item_ids", items, err);
+    if (!rc) rc = cb_st_set_meta(w, "user_ids", users, err);
+    if (!rc) rc = cb_st_set_meta(w, "fingerprint", r->fingerprint, err);
+    if (!rc) rc = cb_st_write(w, path, "cbrec-embeddings", 1, err);
+    cb_st_writer_free(w);
+    free(items);
+    free(users);
+    return rc;
+}
+
+CB_API int cb_recommender_export_vectors(const cb_recommender *h, const char *dir, const char *format, cb_error *err) {
+    if (!h || !dir || !format) return cb_fail(err, CB_EINVAL, "cb_recommender_export_vectors: NULL argument");
+    if (strcmp(format, "npy") && strcmp(format, "st"))
+        return cb_fail(err, CB_EINVAL, "vector format '%s': use npy or st", format);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return cb_fail(err, CB_EIO, "%s: cannot create: %s", dir, strerror(errno));
+    const cb_bundle *r = h->r;
+    char path[4096];
+    if (!strcmp(format, "st")) {
+        snprintf(path, sizeof path, "%s/embeddings.safetensors", dir);
+        return export_st(r, path, err);
+    }
+    snprintf(path, sizeof path, "%s/item_vectors.npy", dir);
+    int rc = cb_npy_write_f32(path, r->item_vecs, r->n_items, r->dim, err);
+    snprintf(path, sizeof path, "%s/user_vectors.npy", dir);
+    if (!rc) rc = cb_npy_write_f32(path, r->user_vecs, r->n_users, r->dim, err);
+    snprintf(path, sizeof path, "%s/item_ids.txt", dir);
+    if (!rc) rc = write_ids(path, r->items, err);
+    snprintf(path, sizeof path, "%s/user_ids.txt", dir);
+    if (!rc) rc = write_ids(path, r->users, err);
+    return rc;
+}
+
+/* ---- the similar-items table */
+
+CB_API int cb_recommender_build_table(cb_recommender *h, size_t k, int threads, cb_error *err) {
+    if (!h) return cb_fail(err, CB_EINVAL, "cb_recommender_build_table: NULL recommender");
+    cb_recommend_table t;
+    int rc = cb_recommend_table_build(&t, h->r, k, threads, NULL, err);
+    if (rc) return rc;
+    cb_recommend_table_free(&h->table);
+    h->table = t;
+    h->has_table = true;
+    return CB_OK;
+}
+
+CB_API int cb_recommender_save_table(const cb_recommender *h, const char *path, cb_error *err) {
+    if (!h || !path) return cb_fail(err, CB_EINVAL, "cb_recommender_save_table: NULL argument");
+    if (!h->has_table) return cb_fail(err, CB_EINVAL, "no similar-items table to save: build or load one first");
+    return cb_recommend_table_save(&h->table, path, h->r->fingerprint, err);
+}
+
+CB_API int cb_recommender_load_table(cb_recommender *h, const char *path, cb_error *err) {
+    if (!h || !path) return cb_fail(err, CB_EINVAL, "cb_recommender_load_table: NULL argument");
+    cb_recommend_table t;
+    int rc = cb_recommend_table_load(&t, h->r, path, err);
+    if (rc) return rc;
+    cb_recommend_table_free(&h->table);
+    h->table = t;
+    h->has_table = true;
+    return CB_OK;
+}
+
+CB_API size_t cb_recommender_table_k(const cb_recommender *h) { return h && h->has_table ? h->table.knn.k : 0; }
+
+CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, size_t *item, cb_error *err) {
+    if (!h || !item_json) return cb_fail(err, CB_EINVAL, "cb_recommender_add_item: NULL argument");
+    if (!h->has_table)
+        return cb_fail(err, CB_EINVAL, "adding an item needs a similar-items table: build or load one first");
+    json_error_t je;
+    json_t *j = json_loads(item_json, JSON_REJECT_DUPLICATES, &je);
+    if (!j) return cb_fail(err, CB_EPARSE, "new item JSON:%d:%d: %s", je.line, je.column, je.text);
+    float *vec = cb_calloc(h->r->dim, sizeof *vec, err);
+    char *id = NULL, *title = NULL;
+    int rc = vec ? cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, err) : CB_ENOMEM;
+    if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, vec, err);
+    if (!rc && item) *item = cb_recommender_item_count(h) - 1;
+    json_decref(j);
+    free(vec);
+    free(id);
+    free(title);
+    return rc;
+}
+
+/* ---- similar and recommend */
+
+static cb_list *list_new(size_t n, const char *criterion, cb_error *err) {
+    cb_list *l = cb_calloc(1, sizeof *l, err);
     if (l && !(l->items = cb_calloc(n + 1, sizeof *l->items, err))) {
         free(l);
         return NULL;
     }
+    if (l) l->criterion = criterion;
     return l;
 }
 
-static int set_item(cb_recommendation *x, const cb_recommend_ctx *ctx, uint32_t item, cb_error *err) {
-    x->item = cb_strdup(cb_recommend_item_id(ctx, item), err);
-    x->title = cb_strdup(cb_recommend_item_title(ctx, item), err);
-    return x->item && x->title ? CB_OK : CB_ENOMEM;
-}
-
-static int add_note(cb_recommendation_list *l, const char *note, cb_error *err) {
-    const char **notes = cb_realloc_array((void *)l->notes, l->n_notes + 1, sizeof *notes, err);
-    if (!notes) return CB_ENOMEM;
-    l->notes = notes;
-    if (!(notes[l->n_notes] = cb_strdup(note, err))) return CB_ENOMEM;
-    l->n_notes++;
-    return CB_OK;
-}
-
-CB_API int cb_recommender_similar(const cb_recommender *h, const char *item, size_t k, cb_recommendation_list **out,
-                                  cb_error *err) {
+CB_API int cb_recommender_similar(const cb_recommender *h, size_t item, size_t k, cb_list **out, cb_error *err) {
     if (!out) return cb_fail(err, CB_EINVAL, "cb_recommender_similar: out is NULL");
     *out = NULL;
-    if (!h || !item) return cb_fail(err, CB_EINVAL, "cb_recommender_similar: NULL argument");
+    if (!h) return cb_fail(err, CB_EINVAL, "cb_recommender_similar: NULL recommender");
+    size_t n_all = cb_recommender_item_count(h);
+    if (item >= n_all) return cb_fail(err, CB_ENOTFOUND, "item number %zu is not in the catalog (%zu items)", item, n_all);
     if (k == 0) return cb_fail(err, CB_EINVAL, "k must be at least 1");
-    uint32_t n_all = cb_recommend_n_items(h->ctx), idx = 0;
-    if (!cb_recommend_item_index(h->ctx, item, &idx)) return cb_fail(err, CB_ENOTFOUND, "unknown item '%s'", item);
     if (k > n_all) k = n_all; /* cb_recommend_similar clamps further and says so */
     cb_neighbor *nb = cb_malloc(k * sizeof *nb, err);
-    cb_recommendation_list *l = nb ? list_new(k, err) : NULL;
+    cb_list *l = nb ? list_new(k, "cosine similarity", err) : NULL;
     char note[256];
     size_t n = 0;
-    int rc = l ? cb_recommend_similar(h->ctx, idx, k, nb, &n, note, sizeof note, err) : CB_ENOMEM;
-    if (!rc && note[0]) rc = add_note(l, note, err);
+    int rc = l ? cb_recommend_similar(h, (uint32_t)item, k, nb, &n, note, sizeof note, err) : CB_ENOMEM;
+    if (!rc && note[0]) rc = cb_rec_push_str(&l->notes, &l->n_notes, err, "%s", note);
+    const float *v = cb_rec_item_vec(h, (uint32_t)item);
     for (size_t i = 0; !rc && i < n; i++) {
+        cb_list_entry *e = &l->items[i];
         l->n = i + 1;
-        l->items[i].score = nb[i].distance;
-        rc = set_item(&l->items[i], h->ctx, nb[i].item, err);
+        *e = (cb_list_entry){.item = nb[i].item, .rating = NAN, .dot = NAN,
+                             .score = cb_rec_cosine(v, cb_rec_item_vec(h, nb[i].item), h->r->dim)};
+        rc = cb_rec_entry_names(e, h, err);
     }
     free(nb);
     if (rc) {
-        cb_recommendation_list_free(l);
+        cb_list_free(l);
         return rc;
     }
     *out = l;
     return CB_OK;
 }
 
-CB_API int cb_recommender_recommend(const cb_recommender *h, const char *user_id, const char *user_json, size_t n,
-                                    cb_recommendation_list **out, cb_error *err) {
+CB_API int cb_recommender_recommend(const cb_recommender *h, const char *user_id, const char *user_json,
+                                    const cb_config *opts, cb_list **out, cb_error *err) {
     if (!out) return cb_fail(err, CB_EINVAL, "cb_recommender_recommend: out is NULL");
     *out = NULL;
     if (!h || !user_id == !user_json)
         return cb_fail(err, CB_EINVAL, "cb_recommender_recommend: give exactly one of user_id and user_json");
-    if (n == 0 || n > UINT32_MAX) return cb_fail(err, CB_EINVAL, "n must be between 1 and 2^32-1");
-    cb_profile p = {0};
-    cb_recommend_result res = {0};
-    cb_recommendation_list *l = NULL;
     cb_recommend_config cfg;
-    cb_recommend_config_default(&cfg);
-    cfg.n = (uint32_t)n;
-    int rc;
-    if (user_id) {
-        int64_t u = cb_bundle_user(h->rec, user_id);
-        rc = u < 0 ? cb_fail(err, CB_ENOTFOUND, "unknown user '%s'", user_id)
-                   : cb_recommend_profile_user(&p, h->rec, (uint32_t)u, err);
-    } else {
-        rc = cb_recommend_profile_string(&p, h->rec, user_json, err);
-    }
-    if (!rc) rc = cb_recommend(h->ctx, &p, &cfg, NULL, &res, err);
-    if (!rc && !(l = list_new(res.n, err))) rc = CB_ENOMEM;
-    for (size_t i = 0; !rc && i < res.n_notes; i++) rc = add_note(l, res.notes[i], err);
-    for (size_t i = 0; !rc && i < res.n; i++) {
-        const cb_recommend_item *it = &res.items[i];
-        cb_recommendation *x = &l->items[i];
-        l->n = i + 1;
-        x->score = it->score;
-        if ((rc = set_item(x, h->ctx, it->item, err))) break;
-        const char **sources = cb_calloc(CB_SRC_COUNT, sizeof *sources, err);
-        if (!sources) {
-            rc = CB_ENOMEM;
-            break;
-        }
-        x->sources = sources;
-        for (int s = 0; s < CB_SRC_COUNT; s++)
-            if (it->sources & (1u << s)) sources[x->n_sources++] = cb_recommend_source_name((cb_source)s);
-        /* hand the reason strings over instead of copying them */
-        x->reasons = (const char *const *)it->reasons;
-        x->n_reasons = it->n_reasons;
-        res.items[i].reasons = NULL;
-        res.items[i].n_reasons = 0;
-    }
-    cb_recommend_result_free(&res);
+    cb_profile p = {0};
+    uint32_t u = 0;
+    int rc = cb_recommend_config_from(&cfg, opts, err);
+    if (!rc && user_id && !(rc = known_user(h, user_id, &u, err))) rc = cb_recommend_profile_user(&p, h->r, u, err);
+    else if (!rc && user_json) rc = cb_recommend_profile_string(&p, h->r, user_json, err);
+    cb_list *l = rc ? NULL : cb_calloc(1, sizeof *l, err);
+    if (!rc && !l) rc = CB_ENOMEM;
+    if (!rc) rc = cb_recommend(h, &p, &cfg, NULL, l, err);
     cb_recommend_profile_free(&p);
     if (rc) {
-        cb_recommendation_list_free(l);
+        free(l);
         return rc;
     }
     *out = l;

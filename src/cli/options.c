@@ -1,0 +1,153 @@
+/* options — the CLI's one option parser: a command's own options plus every
+ * key of its configuration kind, and --help generated from the key table. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Is `section` in the comma-separated list (NULL: every section)? */
+static bool section_taken(const char *list, const char *section) {
+    if (!list) return true;
+    size_t n = strlen(section);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && !strncmp(p, section, n)) return true;
+        p += len + (p[len] == ',');
+    }
+    return false;
+}
+
+/* The key named `name` that c takes, into *info. */
+static bool find_key(const cli_command *c, const char *name, cb_config_key_info *info) {
+    for (size_t i = 0; c->kind && i < cb_config_n_keys(c->kind); i++)
+        if (cb_config_key(c->kind, i, info) == CB_OK && !strcmp(info->name, name))
+            return section_taken(c->sections, info->section);
+    return false;
+}
+
+static const cli_opt *find_opt(const cli_opt *o, const char *name, char short_name) {
+    for (; o && o->name; o++)
+        if (name ? !strcmp(o->name, name) : o->short_name == short_name) return o;
+    return NULL;
+}
+
+/* Print `text` from column `col`, wrapped at 100 columns with continuation lines at `indent`. */
+/* Print `text` from column `col`, wrapped at 100 columns with continuation lines at `indent`. */
+static void wrapped(FILE *f, const char *text, size_t col, size_t indent) {
+    for (bool first = true; *text; first = false) {
+        size_t word = strcspn(text, " ");
+        if (!first && col + 1 + word > 100) {
+            fprintf(f, "\n%*s", (int)indent, "");
+            col = indent;
+        } else if (!first) {
+            fputc(' ', f);
+            col++;
+        }
+        fwrite(text, 1, word, f);
+        col += word;
+        text += word;
+        while (*text == ' ') text++;
+    }
+    fputc('\n', f);
+}
+
+static void help_line(FILE *f, const char *name, const char *hint, const char *help) {
+    char left[64];
+    snprintf(left, sizeof left, "%s%s%s", name, hint && *hint ? " " : "", hint ? hint : "");
+    fprintf(f, "  --%-24s ", left);
+    wrapped(f, help, 29, 29);
+}
+
+void cli_help(FILE *f, const cli_command *c) {
+    fputs(c->usage, f);
+    for (const cli_opt *o = c->opts; o && o->name; o++) {
+        char name[48];
+        snprintf(name, sizeof name, "%s%s", o->name, o->short_name ? (char[]){',', ' ', '-', o->short_name, 0} : "");
+        help_line(f, name, o->hint, o->help);
+    }
+    const char *last = "";
+    for (size_t i = 0; c->kind && i < cb_config_n_keys(c->kind); i++) {
+        cb_config_key_info k;
+        if (cb_config_key(c->kind, i, &k) || !section_taken(c->sections, k.section)) continue;
+        if (strcmp(last, k.section)) fprintf(f, "%s:\n", last = k.section);
+        char name[64], help[512];
+        bool negated = k.is_bool && !strcmp(k.default_value, "true");
+        snprintf(name, sizeof name, "%s%s", negated ? "[no-]" : "", k.name);
+        if (k.is_bool) snprintf(help, sizeof help, "%s%s", k.help, negated ? " (default on)" : "");
+        else snprintf(help, sizeof help, "%s (default %s)", k.help, *k.default_value ? k.default_value : "none");
+        help_line(f, name, k.value_hint, help);
+    }
+}
+
+int cli_usage_error(const cli_command *c, const char *msg) {
+    fprintf(stderr, "cbrec %s: %s\n", c->name, msg);
+    size_t line = strcspn(c->usage, "\n");
+    fprintf(stderr, "%.*s   (cbrec %s --help for details)\n", (int)line, c->usage, c->name);
+    return CLI_USAGE;
+}
+
+/* --name [VALUE] as a key of c; *i advances past a value taken from argv. */
+static int set_key(const cli_command *c, cb_config *cfg, const char *name, const char *value, int *i, int argc,
+                   char **argv) {
+    cb_config_key_info k;
+    const char *v = value;
+    char msg[700];
+    bool negated = !find_key(c, name, &k) && !strncmp(name, "no-", 3) && find_key(c, name + 3, &k) && k.is_bool;
+    if (negated && value) return snprintf(msg, sizeof msg, "--%s takes no value", name), cli_usage_error(c, msg);
+    if (!negated && !find_key(c, name, &k)) {
+        cb_error err = {0};
+        const char *near = cb_config_set(cfg, name, "", &err) == CB_ENOTFOUND ? strstr(err.msg, " (did you mean") : NULL;
+        snprintf(msg, sizeof msg, "unknown option '--%s'%s", name, near ? near : "");
+        return cli_usage_error(c, msg);
+    }
+    if (negated) v = "false";
+    else if (!v && k.is_bool) v = "true";
+    else if (!v && *i + 1 < argc) v = argv[++*i];
+    else if (!v) return snprintf(msg, sizeof msg, "--%s needs a value (%s)", name, k.value_hint), cli_usage_error(c, msg);
+    cb_error err = {0};
+    if (cb_config_set(cfg, k.name, v, &err)) return snprintf(msg, sizeof msg, "--%s", err.msg), cli_usage_error(c, msg);
+    return -1;
+}
+
+static int set_opt(const cli_command *c, const cli_opt *o, const char *value, int *i, int argc, char **argv) {
+    char msg[200];
+    if (!o->hint) {
+        if (value) return snprintf(msg, sizeof msg, "--%s takes no value", o->name), cli_usage_error(c, msg);
+        *o->flag = true;
+        return -1;
+    }
+    if (!value && *i + 1 >= argc) return snprintf(msg, sizeof msg, "--%s needs a value (%s)", o->name, o->hint), cli_usage_error(c, msg);
+    *o->value = value ? value : argv[++*i];
+    return -1;
+}
+
+int cli_parse(const cli_command *c, cb_config *cfg, int argc, char **argv) {
+    char msg[300];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            cli_help(stdout, c);
+            return CLI_OK;
+        }
+        int st;
+        if (a[0] == '-' && a[1] && a[1] != '-' && !a[2]) {
+            const cli_opt *o = find_opt(c->opts, NULL, a[1]);
+            if (!o) return snprintf(msg, sizeof msg, "unknown option '%s'", a), cli_usage_error(c, msg);
+            st = set_opt(c, o, NULL, &i, argc, argv);
+        } else if (a[0] == '-' && a[1] == '-' && a[2]) {
+            char name[128];
+            const char *eq = strchr(a + 2, '=');
+            size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            if (len >= sizeof name) return snprintf(msg, sizeof msg, "unknown option '%.60s...'", a), cli_usage_error(c, msg);
+            memcpy(name, a + 2, len);
+            name[len] = 0;
+            const cli_opt *o = find_opt(c->opts, name, 0);
+            st = o ? set_opt(c, o, eq ? eq + 1 : NULL, &i, argc, argv)
+                   : set_key(c, cfg, name, eq ? eq + 1 : NULL, &i, argc, argv);
+        } else {
+            return snprintf(msg, sizeof msg, "unexpected argument '%s'", a), cli_usage_error(c, msg);
+        }
+        if (st >= 0) return st;
+    }
+    return -1;
+}

@@ -1,0 +1,121 @@
+/* train_config — the TRAIN key table (see train_config.h). To add a key: one
+ * line in `keys` (and, for a new field, the field in cb_train_config or the
+ * struct it configures). */
+#include "model/train_config.h"
+
+#include <stddef.h>
+#include <string.h>
+
+/* BOOL-as-enum and ENUM keys store an int into these enum fields */
+_Static_assert(sizeof(cb_age_mode) == sizeof(int) && sizeof(cb_scaler_rows) == sizeof(int) &&
+                   sizeof(cb_loss_kind) == sizeof(int) && sizeof(cb_opt_kind) == sizeof(int) &&
+                   sizeof(cb_train_split) == sizeof(int),
+               "enum fields must be int-sized");
+
+#define TC(field) offsetof(cb_train_config, field)
+
+static const cb_config_choice split_names[] = {
+    {"random", CB_TRAIN_SPLIT_RANDOM},         {"temporal", CB_TRAIN_SPLIT_TEMPORAL},
+    {"cold-users", CB_TRAIN_SPLIT_COLD_USERS}, {"cold-items", CB_TRAIN_SPLIT_COLD_ITEMS},
+    {"per-user", CB_TRAIN_SPLIT_PER_USER},     {"sklearn", CB_TRAIN_SPLIT_SKLEARN},       {"none", CB_TRAIN_SPLIT_NONE},
+    {NULL, 0}};
+static const cb_config_choice age_modes[] = {{"standardise", CB_AGE_STANDARDISE}, {"buckets", CB_AGE_BUCKETS}, {NULL, 0}};
+static const cb_config_choice scaler_rows[] = {{"all", CB_SCALER_ALL}, {"train", CB_SCALER_TRAIN}, {NULL, 0}};
+static const cb_config_choice skip_auto[] = {{"auto", CB_SKIP_FROM_DATASET}, {NULL, 0}};
+static const cb_config_choice losses[] = {{"mse", CB_LOSS_MSE}, {"bce", CB_LOSS_BCE}, {NULL, 0}};
+static const cb_config_choice optimizers[] = {{"adam", CB_OPT_ADAM}, {"sgd", CB_OPT_SGD}, {NULL, 0}};
+
+static const cb_config_key_def keys[] = {
+    {"schema", "FILE", "", "schema file of the generic layout, instead of DATA/cbrec.schema", "data", CB_KEY_STRING,
+     TC(load.schema), 0, 0, 0, 0, NULL},
+    {"skip-bad-rows", "", "false", "skip malformed rows (and count them) instead of failing", "data", CB_KEY_BOOL,
+     TC(load.skip_bad_rows), 0, 0, 0, 0, NULL},
+    {"range", "MIN,MAX", "none", "declared rating range; ratings outside it are errors", "data", CB_KEY_F32_RANGE,
+     TC(load.y_min), TC(load.y_max), 0, 0, 0, NULL},
+    {"split", "KIND", "random",
+     "random | temporal | cold-users | cold-items | per-user | sklearn (the course lab's row split, reproducing "
+     "sklearn's train_test_split) | none",
+     "split", CB_KEY_ENUM, TC(split), 0, 0, 0, 0, split_names},
+    {"test-frac", "F", "0.2", "held-out fraction", "split", CB_KEY_F64, TC(test_frac), 0, 0, 0.99, 0, NULL},
+    {"valid-frac", "F", "0.1", "fraction of the training part carved out for validation", "split", CB_KEY_F64,
+     TC(valid_frac), 0, 0, 0.9, 0, NULL},
+    {"seed", "N", "1", "seed of the split, initialisation and shuffling", "split", CB_KEY_U64, TC(model.seed), 0, 0,
+     4294967295.0, 0, NULL},
+    {"top-k-popular", "N", "1000", "multi-hot of the N most popular items (0 = off)", "features", CB_KEY_U32,
+     TC(features.top_k_popular), 0, 0, 1e6, 0, NULL},
+    {"age-buckets", "", "false", "age as buckets instead of standardised", "features", CB_KEY_BOOL,
+     TC(features.age_mode), 0, 0, 0, 0, age_modes},
+    {"exclude-cols", "LIST", "", "comma-separated attribute columns to leave out", "features", CB_KEY_STRING,
+     TC(features.exclude_cols), 0, 0, 0, 0, NULL},
+    {"user-skip-cols", "N", "auto", "pre-joined rows: leading user columns that are not inputs (auto: the layout's, lab 3)",
+     "features", CB_KEY_U32, TC(features.user_skip_cols), 0, 0, 1e6, 0, skip_auto},
+    {"item-skip-cols", "N", "auto", "pre-joined rows: leading item columns that are not inputs (auto: the layout's, lab 1)",
+     "features", CB_KEY_U32, TC(features.item_skip_cols), 0, 0, 1e6, 0, skip_auto},
+    {"scaler-rows", "all|train", "all", "pre-joined rows: fit the scalers on all rows (the lab) or training rows",
+     "features", CB_KEY_ENUM, TC(features.scaler_rows), 0, 0, 0, 0, scaler_rows},
+    {"user-layers", "LIST", "256,128", "hidden ReLU widths of the user tower (none: linear)", "model",
+     CB_KEY_U32_LIST, TC(model.user_layers), TC(model.n_user_layers), 1, 65536, CB_MODEL_MAX_LAYERS, NULL},
+    {"item-layers", "LIST", "256,128", "hidden ReLU widths of the item tower (none: linear)", "model",
+     CB_KEY_U32_LIST, TC(model.item_layers), TC(model.n_item_layers), 1, 65536, CB_MODEL_MAX_LAYERS, NULL},
+    {"dim", "N", "32", "output units of both towers", "model", CB_KEY_U32, TC(model.dim), 0, 1, 4096, 0, NULL},
+    {"l2norm", "", "true", "l2-normalise the tower outputs", "model", CB_KEY_BOOL, TC(model.l2norm), 0, 0, 0, 0,
+     NULL},
+    {"loss", "mse|bce", "mse", "squared error on ratings, or sigmoid cross-entropy on 0/1 labels", "model",
+     CB_KEY_ENUM, TC(model.loss), 0, 0, 0, 0, losses},
+    {"scale-targets", "", "true", "train on ratings mapped to [-1, 1] (else raw ratings)", "model", CB_KEY_BOOL,
+     TC(scale_targets), 0, 0, 0, 0, NULL},
+    {"optimizer", "adam|sgd", "adam", "optimiser", "training", CB_KEY_ENUM, TC(model.optimizer), 0, 0, 0, 0,
+     optimizers},
+    {"lr", "F", "0.002", "learning rate (the lab's protocol: 0.01 with batch 32, 30 epochs)", "training",
+     CB_KEY_F32, TC(model.lr), 0, 1e-9, 100, 0, NULL},
+    {"weight-decay", "F", "0", "L2 on the weights", "training", CB_KEY_F32, TC(model.weight_decay), 0, 0, 100, 0,
+     NULL},
+    {"batch", "N", "256", "mini-batch size", "training", CB_KEY_U32, TC(model.batch_size), 0, 1, 1 << 20, 0, NULL},
+    {"epochs", "N", "10", "passes over the training ratings", "training", CB_KEY_U32, TC(model.epochs), 0, 0, 1e6,
+     0, NULL},
+    {"patience", "N", "0", "stop after N epochs without validation improvement (0 = off)", "training", CB_KEY_U32,
+     TC(model.patience), 0, 0, 1e6, 0, NULL},
+    {"threads", "N", "2", "training threads (one per tower; more count as 2)", "training", CB_KEY_INT,
+     TC(model.threads), 0, 1, 64, 0, NULL},
+};
+
+/* Fields no key reaches: the lower layers' own defaults. */
+static void init(void *values) {
+    cb_train_config *c = values;
+    memset(c, 0, sizeof *c);
+    cb_load_options_default(&c->load);
+    cb_feature_config_default(&c->features);
+    cb_model_config_default(&c->model);
+}
+
+const cb_config_table cb_train_config_table = {CB_CONFIG_TRAIN, "train", keys, sizeof keys / sizeof keys[0],
+                                               sizeof(cb_train_config), init};
+
+void cb_train_config_default(cb_train_config *c) {
+    /* the defaults parse: tests/test_config.c creates every table's config */
+    (void)cb_config_table_defaults(&cb_train_config_table, c, NULL);
+}
+
+int cb_train_parse_split(const char *name, cb_train_split *out, cb_error *err) {
+    cb_train_config tmp;
+    int rc = cb_config_key_parse(cb_config_table_find(&cb_train_config_table, "split"), name, &tmp, err);
+    if (!rc) *out = tmp.split;
+    return rc;
+}
+
+const char *cb_train_split_name(cb_train_split s) {
+    for (const cb_config_choice *c = split_names; c->name; c++)
+        if (c->value == (int64_t)s) return c->name;
+    return "?";
+}
+
+int cb_train_parse_layers(const char *key, const char *list, uint32_t *n, uint32_t *sizes, cb_error *err) {
+    const cb_config_key_def *k = cb_config_table_find(&cb_train_config_table, key);
+    if (!k || k->type != CB_KEY_U32_LIST) return cb_fail(err, CB_EINVAL, "'%s' is not a layer list key", key);
+    cb_train_config tmp;
+    int rc = cb_config_key_parse(k, list, &tmp, err);
+    if (rc) return rc;
+    *n = *(const uint32_t *)((const char *)&tmp + k->offset2);
+    memcpy(sizes, (const char *)&tmp + k->offset, *n * sizeof *sizes);
+    return CB_OK;
+}

@@ -1,0 +1,51 @@
+/* train_config — the TRAIN kind of cb_config: every setting of training a
+ * model, from loading the data to the optimiser, as one plain struct and its
+ * key table (config.h). The table is the one home of the product's training
+ * defaults (lr 0.002, batch 256, 10 epochs: the settings `cbrec eval`
+ * measured best on MovieLens; model.c keeps the lectures' lower-level
+ * defaults for fields no key reaches) and of the split names and the layer
+ * list syntax: `cbrec train`, `cbrec eval` and cb_train all parse through it. */
+#ifndef CB_TRAIN_CONFIG_H
+#define CB_TRAIN_CONFIG_H
+
+#include "base/config.h"
+#include "data/dataset.h"
+#include "features/featurize.h"
+#include "model/model.h"
+
+/* How the ratings are split into training and held-out parts. The first five
+ * are cb_split_kind's; sklearn is the course lab's row split
+ * (cb_split_sklearn); none keeps every rating for training. */
+typedef enum cb_train_split {
+    CB_TRAIN_SPLIT_RANDOM = CB_SPLIT_RANDOM,
+    CB_TRAIN_SPLIT_TEMPORAL = CB_SPLIT_TEMPORAL,
+    CB_TRAIN_SPLIT_COLD_USERS = CB_SPLIT_COLD_USERS,
+    CB_TRAIN_SPLIT_COLD_ITEMS = CB_SPLIT_COLD_ITEMS,
+    CB_TRAIN_SPLIT_PER_USER = CB_SPLIT_PER_USER,
+    CB_TRAIN_SPLIT_SKLEARN = 16,
+    CB_TRAIN_SPLIT_NONE = 17
+} cb_train_split;
+
+typedef struct cb_train_config {
+    cb_load_options load;        /* schema, skip-bad-rows, range */
+    cb_train_split split;
+    double test_frac, valid_frac;
+    cb_feature_config features;
+    cb_model_config model;       /* seed is the split's seed too; user_in / item_in unset */
+    bool scale_targets;
+} cb_train_config;
+
+extern const cb_config_table cb_train_config_table;
+
+/* The table's defaults without a cb_config: for callers that keep their own
+ * structs (the evaluation harness should take its model and feature defaults
+ * from here). */
+void cb_train_config_default(cb_train_config *c);
+/* The shared parsers of the "split" key and the layer lists (key
+ * "user-layers" or "item-layers"), for callers with their own option structs
+ * (cmd_eval): CB_EINVAL naming the key and the accepted values. */
+int cb_train_parse_split(const char *name, cb_train_split *out, cb_error *err);
+const char *cb_train_split_name(cb_train_split s);
+int cb_train_parse_layers(const char *key, const char *list, uint32_t *n, uint32_t *sizes, cb_error *err);
+
+#endif /* CB_TRAIN_CONFIG_H */

@@ -1,0 +1,261 @@
+/* api_train — the public datasets and training calls of include/cbrec.h
+ * (cb_dataset_*, cb_synth_write_folder, cb_train, cb_train_resume,
+ * cb_plot_curve_svg's neighbours): a thin layer that reads a TRAIN or SYNTH
+ * cb_config and drives data/, features/ and model/bundle.h. It sits in rec/
+ * because a trained model is handed out as the public cb_recommender, which
+ * lives here; everything it uses is in the folders below.
+ *
+ * The split and the validation carve are made here, once, for every caller
+ * of cb_train (the CLI, examples, bindings). */
+#include "data/synth_config.h"
+#include "model/bundle.h"
+#include "model/train_config.h"
+#include "rec/recommender_internal.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- datasets */
+
+/* cfg's TRAIN values, or the defaults into *def. */
+static int train_values(const cb_config *cfg, cb_train_config *def, const cb_train_config **out, cb_error *err) {
+    if (cfg) {
+        *out = cb_config_values(cfg, CB_CONFIG_TRAIN);
+        return *out ? CB_OK : cb_fail(err, CB_EINVAL, "the configuration is not of kind TRAIN");
+    }
+    *out = def;
+    cb_train_config_default(def);
+    return CB_OK;
+}
+
+CB_API int cb_dataset_open(cb_dataset **out, const char *path, const cb_config *cfg, cb_error *err) {
+    if (!out) return cb_fail(err, CB_EINVAL, "cb_dataset_open: out is NULL");
+    *out = NULL;
+    cb_train_config def;
+    const cb_train_config *tc;
+    int rc = train_values(cfg, &def, &tc, err);
+    return rc ? rc : cb_dataset_load(out, path, &tc->load, err);
+}
+
+CB_API void cb_dataset_close(cb_dataset *ds) { cb_dataset_free(ds); }
+CB_API size_t cb_dataset_user_count(const cb_dataset *ds) { return ds ? cb_dataset_n_users(ds) : 0; }
+CB_API size_t cb_dataset_item_count(const cb_dataset *ds) { return ds ? cb_dataset_n_items(ds) : 0; }
+CB_API size_t cb_dataset_rating_count(const cb_dataset *ds) { return ds ? ds->n_ratings : 0; }
+CB_API const char *cb_dataset_layout(const cb_dataset *ds) { return ds && ds->name ? ds->name : ""; }
+CB_API size_t cb_dataset_skipped_count(const cb_dataset *ds) { return ds ? ds->n_skipped : 0; }
+
+static const char *kind_name(cb_col_kind k) {
+    return k == CB_COL_NUMERIC ? "numeric" : k == CB_COL_CATEGORICAL ? "categorical" : "multi";
+}
+
+static size_t n_missing(const cb_table *t, const cb_column *c) {
+    size_t m = 0;
+    for (uint32_t r = 0; r < t->n_rows; r++) {
+        if (c->kind == CB_COL_NUMERIC) m += isnan(c->num[r]);
+        else if (c->kind == CB_COL_CATEGORICAL) m += c->cat[r] == CB_MISSING;
+        else m += c->off[r + 1] == c->off[r];
+    }
+    return m;
+}
+
+/* [{"name", "kind", "levels", "missing", "examples": first levels}] */
+static json_t *table_json(const cb_table *t) {
+    json_t *a = json_array();
+    for (uint32_t i = 0; a && i < t->n_cols; i++) {
+        const cb_column *c = &t->cols[i];
+        json_t *o = json_pack("{s:s,s:s,s:I}", "name", c->name, "kind", kind_name(c->kind), "missing",
+                              (json_int_t)n_missing(t, c));
+        if (c->kind != CB_COL_NUMERIC && o) {
+            uint32_t nl = cb_vocab_size(c->levels);
+            json_t *ex = json_array();
+            for (uint32_t k = 0; k < nl && k < 6; k++) json_array_append_new(ex, json_string(cb_vocab_name(c->levels, k)));
+            json_object_set_new(o, "levels", json_integer(nl));
+            json_object_set_new(o, "examples", ex);
+        }
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+static json_t *names_json(uint32_t dim, const char *(*name)(const cb_features *, uint32_t), const cb_features *f) {
+    json_t *a = json_array();
+    for (uint32_t j = 0; a && j < dim; j++) json_array_append_new(a, json_string(name(f, j)));
+    return a;
+}
+
+/* Features of `tc` fitted on every rating: describe says what the data gives,
+ * it does not evaluate. */
+static int features_json(json_t *o, const cb_dataset *ds, const cb_train_config *tc, cb_error *err) {
+    const char *why = cb_feature_config_check(&tc->features);
+    if (why) return cb_fail(err, CB_EINVAL, "features: %s", why);
+    uint32_t *all = cb_malloc((ds->n_ratings ? ds->n_ratings : 1) * sizeof *all, err);
+    if (!all) return CB_ENOMEM;
+    for (size_t i = 0; i < ds->n_ratings; i++) all[i] = (uint32_t)i;
+    cb_features *f = NULL;
+    double t0 = cb_now();
+    int rc = cb_features_fit(&f, ds, all, ds->n_ratings, &tc->features, err);
+    free(all);
+    if (rc) return rc;
+    json_object_set_new(o, "features_seconds", json_real(cb_now() - t0));
+    json_object_set_new(o, "user_features", names_json(cb_features_user_dim(f), cb_features_user_name, f));
+    json_object_set_new(o, "item_features", names_json(cb_features_item_dim(f), cb_features_item_name, f));
+    cb_features_free(f);
+    return CB_OK;
+}
+
+CB_API int cb_dataset_describe(const cb_dataset *ds, const cb_config *cfg, char **json_out, cb_error *err) {
+    if (!ds || !json_out) return cb_fail(err, CB_EINVAL, "cb_dataset_describe: NULL argument");
+    *json_out = NULL;
+    const cb_train_config *tc = cfg ? cb_config_values(cfg, CB_CONFIG_TRAIN) : NULL;
+    if (cfg && !tc) return cb_fail(err, CB_EINVAL, "cb_dataset_describe: the configuration is not of kind TRAIN");
+    uint32_t nu = cb_dataset_n_users(ds), ni = cb_dataset_n_items(ds);
+    size_t n_titles = 0, bytes = cb_dataset_bytes(ds);
+    for (uint32_t i = 0; ds->titles && i < ni; i++) n_titles += ds->titles[i] != NULL;
+    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:f,s:f,s:b,s:b,s:b,s:I,s:I,s:I,s:o,s:o,s:I,s:I,s:f,s:I}", "layout",
+                          ds->name ? ds->name : "", "path", ds->path ? ds->path : "", "users", (json_int_t)nu, "items",
+                          (json_int_t)ni, "ratings", (json_int_t)ds->n_ratings, "rating_min", (double)ds->y_min,
+                          "rating_max", (double)ds->y_max, "binary", ds->binary, "timestamps", ds->has_timestamps,
+                          "prejoined", ds->prejoined, "user_lead_cols", (json_int_t)ds->user_lead_cols,
+                          "item_lead_cols", (json_int_t)ds->item_lead_cols, "titles", (json_int_t)n_titles,
+                          "user_columns", table_json(&ds->user_attr), "item_columns", table_json(&ds->item_attr),
+                          "skipped_rows", (json_int_t)ds->n_skipped, "bytes", (json_int_t)bytes, "bytes_per_rating",
+                          ds->n_ratings ? (double)bytes / (double)ds->n_ratings : 0.0, "bytes_per_rating_record",
+                          (json_int_t)sizeof(cb_rating));
+    if (!o) return cb_fail(err, CB_ENOMEM, "out of memory");
+    int rc = tc ? features_json(o, ds, tc, err) : CB_OK;
+    if (!rc && !(*json_out = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER)))
+        rc = cb_fail(err, CB_ENOMEM, "out of memory");
+    json_decref(o);
+    return rc;
+}
+
+CB_API int cb_synth_write_folder(const char *dir, const cb_config *cfg, cb_error *err) {
+    if (!dir) return cb_fail(err, CB_EINVAL, "cb_synth_write_folder: no folder");
+    cb_config *def = NULL; /* NULL cfg: the SYNTH table's defaults */
+    int rc = cfg ? CB_OK : cb_config_create_from_table(&def, &cb_synth_config_table, err);
+    const cb_synth_config *sc = rc ? NULL : cb_config_values(cfg ? cfg : def, CB_CONFIG_SYNTH);
+    if (!rc && !sc) rc = cb_fail(err, CB_EINVAL, "cb_synth_write_folder: the configuration is not of kind SYNTH");
+    cb_dataset *ds = NULL;
+    if (!rc) rc = cb_synth_generate(&ds, sc, err);
+    if (!rc) rc = cb_synth_write(ds, dir, err);
+    cb_dataset_free(ds);
+    cb_config_free(def);
+    return rc;
+}
+
+/* ---- training */
+
+/* The held-out split cfg asks for. */
+static int make_split(cb_split *sp, const cb_dataset *ds, const cb_train_config *tc, cb_error *err) {
+    uint64_t seed = tc->model.seed;
+    switch (tc->split) {
+    case CB_TRAIN_SPLIT_SKLEARN: return cb_split_sklearn(sp, ds->n_ratings, 1.0 - tc->test_frac, (uint32_t)seed, err);
+    case CB_TRAIN_SPLIT_NONE: return cb_split_make(sp, ds, CB_SPLIT_RANDOM, 0.0, seed, err);
+    default: return cb_split_make(sp, ds, (cb_split_kind)tc->split, tc->test_frac, seed, err);
+    }
+}
+
+/* Carve the seeded validation part out of sp->train (data/split.c's
+ * cb_split_carve, the one home of the carve); sp->train keeps the rest. */
+static int carve_validation(cb_split *sp, const cb_dataset *ds, double frac, uint64_t seed, uint32_t **valid,
+                            size_t *n_valid, cb_error *err) {
+    cb_split v;
+    int rc = cb_split_carve(&v, ds, sp->train, sp->n_train, CB_SPLIT_RANDOM, frac, seed, err);
+    if (rc) return rc;
+    free(sp->train);
+    sp->train = v.train;
+    sp->n_train = v.n_train;
+    *valid = v.test;
+    *n_valid = v.n_test;
+    return CB_OK;
+}
+
+typedef struct progress_adapter {
+    cb_progress_fn fn;
+    void *ctx;
+} progress_adapter;
+
+static int on_epoch(const cb_epoch_report *r, void *vctx) {
+    const progress_adapter *a = vctx;
+    cb_progress p = {sizeof p, r->epoch, r->epochs, r->batch, r->n_batches, r->end_of_epoch, r->train_loss,
+                     r->valid_loss, r->valid_rmse, r->examples_per_sec, r->seconds, r->best};
+    return a->fn(&p, a->ctx);
+}
+
+/* One training run: split, carve, fit (b == NULL: a new bundle into *out;
+ * else resume b), fill the report. */
+static int run(cb_bundle **out, cb_bundle *b, const cb_dataset *ds, const cb_config *cfg, cb_progress_fn progress,
+               void *progress_ctx, cb_train_report *report, cb_error *err) {
+    if (report && report->size < sizeof report->size)
+        return cb_fail(err, CB_EINVAL, "cb_train: set report->size = sizeof(cb_train_report)");
+    cb_train_config def;
+    const cb_train_config *tc;
+    int rc = train_values(cfg, &def, &tc, err);
+    const char *why = rc ? NULL : cb_feature_config_check(&tc->features);
+    if (why) rc = cb_fail(err, CB_EINVAL, "features: %s", why);
+    if (rc) return rc;
+    cb_split sp = {0};
+    uint32_t *valid = NULL;
+    size_t n_valid = 0;
+    progress_adapter pa = {progress, progress_ctx};
+    if ((rc = make_split(&sp, ds, tc, err)) || (rc = carve_validation(&sp, ds, tc->valid_frac, tc->model.seed, &valid,
+                                                                       &n_valid, err))) {
+        cb_split_free(&sp);
+        return rc;
+    }
+    cb_bundle_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .valid_idx = valid,
+                                .n_valid = n_valid, .features = &tc->features, .model = tc->model,
+                                .scale_targets = tc->scale_targets, .seen_all_ratings = true,
+                                .on_epoch = progress ? on_epoch : NULL, .ctx = &pa, .test_idx = sp.test,
+                                .n_test = sp.n_test};
+    cb_train_result res = {0};
+    double t0 = cb_now();
+    rc = b ? cb_bundle_resume(b, &in, &res, err) : cb_bundle_train(out, &in, &res, err);
+    const cb_bundle *trained = b ? b : *out;
+    if (report && trained && (rc == CB_OK || rc == CB_ENUMERIC)) {
+        /* a caller built against an older header gets the fields it knows */
+        cb_train_report full = {sizeof full, res.epochs_run, res.best_epoch, res.train_loss, res.valid_loss,
+                                res.valid_rmse, in.test_rmse, in.test_loss,
+                                cb_model_config_of(trained->model)->loss == CB_LOSS_BCE, sp.n_train, n_valid,
+                                sp.n_test, cb_features_user_dim(trained->features),
+                                cb_features_item_dim(trained->features), cb_model_n_params(trained->model),
+                                cb_now() - t0, rc == CB_ENUMERIC};
+        size_t size = report->size < sizeof full ? report->size : sizeof full;
+        memcpy((char *)report + sizeof full.size, (char *)&full + sizeof full.size, size - sizeof full.size);
+    }
+    free(valid);
+    cb_split_free(&sp);
+    return rc;
+}
+
+CB_API int cb_train(cb_recommender **out, const cb_dataset *ds, const cb_config *cfg, cb_progress_fn progress,
+                    void *progress_ctx, cb_train_report *report, cb_error *err) {
+    if (!out) return cb_fail(err, CB_EINVAL, "cb_train: out is NULL");
+    *out = NULL;
+    if (!ds) return cb_fail(err, CB_EINVAL, "cb_train: no dataset");
+    cb_bundle *b = NULL;
+    int rc = run(&b, NULL, ds, cfg, progress, progress_ctx, report, err);
+    /* diverged: the last good parameters are still a model, but only once its vectors exist */
+    if (rc == CB_ENUMERIC && b && !b->item_vecs) {
+        cb_bundle_free(b);
+        return rc;
+    }
+    if (rc != CB_OK && rc != CB_ENUMERIC) return rc;
+    cb_error werr;
+    int wrc = cb_recommender_from_bundle(out, b, &werr);
+    if (wrc && err) *err = werr;
+    return wrc ? wrc : rc;
+}
+
+CB_API int cb_train_resume(cb_recommender *rec, const cb_dataset *ds, const cb_config *cfg, cb_progress_fn progress,
+                           void *progress_ctx, cb_train_report *report, cb_error *err) {
+    cb_bundle *b = cb_recommender_bundle(rec);
+    if (!b || !ds) return cb_fail(err, CB_EINVAL, "cb_train_resume: NULL argument");
+    int rc = run(NULL, b, ds, cfg, progress, progress_ctx, report, err);
+    cb_error werr;
+    int wrc = cb_recommender_bundle_changed(rec, &werr);
+    if (wrc && err) *err = werr;
+    return wrc ? wrc : rc;
+}

@@ -1,0 +1,190 @@
+/* explain — the results: the reasons of every recommended item (the
+ * sources that retrieved it, then the ranking criterion), the cb_list of the
+ * public API with its getters, and the list as JSON (written once, here; the
+ * CLI's --json prints it). */
+#include "rec/recommend.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Append a formatted string to a growing array of strings. */
+int cb_rec_push_str(char ***list, size_t *n, cb_error *err, const char *fmt, ...) {
+    char **l = cb_realloc_array(*list, *n + 1, sizeof *l, err);
+    if (!l) return CB_ENOMEM;
+    *list = l;
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int len = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (len < 0) return cb_fail(err, CB_ENOMEM, "out of memory");
+    l[(*n)++] = s;
+    return CB_OK;
+}
+
+void cb_rec_free_strs(char **list, size_t n) {
+    for (size_t i = 0; i < n; i++) free(list[i]);
+    free(list);
+}
+
+/* Ratings print as "5" or "4.5". */
+static const char *fmt_y(char *buf, size_t size, float y) {
+    snprintf(buf, size, "%g", (double)y);
+    return buf;
+}
+
+void cb_recommend_result_free(cb_recommend_result *res) {
+    if (!res) return;
+    for (size_t i = 0; i < res->n; i++) {
+        cb_rec_free_strs(res->items[i].reasons, res->items[i].n_reasons);
+        free(res->items[i].id);
+        free(res->items[i].title);
+    }
+    free(res->items);
+    cb_rec_free_strs(res->notes, res->n_notes);
+    memset(res, 0, sizeof *res);
+}
+
+int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg,
+                   const cb_rec_cand *c, const uint32_t *genres, int group, cb_list_entry *out, cb_error *err) {
+    const cb_bundle *r = rec->r;
+    char yb[32];
+    int rc = CB_OK;
+    *out = (cb_list_entry){.item = c->item, .score = c->score, .dot = c->dot, .sources = c->sources,
+                           .rating = cb_model_score_to_prediction(r->model, c->dot)};
+    int rc0 = cb_rec_entry_names(out, rec, err);
+    if (rc0) return rc0;
+    if (c->sources & (1u << CB_SRC_SIMILAR)) {
+        uint32_t a = p->items[c->anchor];
+        const char *t = cb_recommender_item_title(rec, a);
+        if (!*t) t = cb_recommender_item_id(rec, a);
+        if (c->n_anchors > 1)
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you rated %s (and to %u more of your ratings)",
+                          t, fmt_y(yb, sizeof yb, p->ys[c->anchor]), c->n_anchors - 1);
+        else
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you rated %s", t,
+                          fmt_y(yb, sizeof yb, p->ys[c->anchor]));
+    }
+    if (!rc && (c->sources & (1u << CB_SRC_GENRE))) {
+        char names[256] = "";
+        int count = 0;
+        for (uint32_t s = 0; s < 32; s++)
+            if (c->genre_slots & (1u << s)) {
+                size_t l = strlen(names);
+                snprintf(names + l, sizeof names - l, "%s%s", count++ ? " and " : "",
+                         cb_features_genre_name(r->features, genres[s]));
+            }
+        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "top in your favourite genre%s %s", count > 1 ? "s" : "",
+                      names);
+    }
+    if (!rc && (c->sources & (1u << CB_SRC_GROUP))) {
+        const cb_bundle_group *g = &r->groups[group];
+        const char *level = g->levels[p->group_level[group]];
+        if (!strcmp(g->column, "region") || !strcmp(g->column, "country") || !strcmp(g->column, "location"))
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "popular with users in your %s %s", g->column, level);
+        else
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "popular with users who share your %s (%s)", g->column,
+                          level);
+    }
+    if (!rc && (c->sources & (1u << CB_SRC_POPULAR)))
+        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "among the most rated items overall");
+    if (!rc && (c->sources & (1u << CB_SRC_EMBEDDING)))
+        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "close match to your taste vector (#%u of the catalog by v_u.v_m)",
+                      c->emb_rank + 1);
+    if (!rc) {
+        const char *div = cfg->diversity == CB_DIV_MMR ? "; picked for diversity by MMR"
+                          : cfg->diversity == CB_DIV_GENRE_CAP || cfg->genre_cap ? "; within the per-genre cap"
+                                                               : "";
+        const char *what = r->binary ? "predicted probability" : "predicted rating";
+        int digits = r->binary ? 2 : 1;
+        if (cfg->rank_by == CB_RANK_DOT)
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "ranked by v_u.v_m %.3f; %s %.*f%s",
+                                 (double)c->dot, what, digits, (double)out->rating, div);
+        else
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "%s %.*f%s", what, digits, (double)out->rating,
+                                 div);
+    }
+    return rc;
+}
+
+
+int cb_rec_entry_names(cb_list_entry *e, const cb_recommender *rec, cb_error *err) {
+    e->id = cb_strdup(cb_recommender_item_id(rec, e->item), err);
+    e->title = cb_strdup(cb_recommender_item_title(rec, e->item), err);
+    return e->id && e->title ? CB_OK : CB_ENOMEM;
+}
+
+/* ---- the public cb_list */
+
+CB_API void cb_list_free(cb_list *l) {
+    cb_recommend_result_free(l);
+    free(l);
+}
+
+static const cb_list_entry *entry(const cb_list *l, size_t i) { return l && i < l->n ? &l->items[i] : NULL; }
+
+CB_API size_t cb_list_size(const cb_list *l) { return l ? l->n : 0; }
+CB_API size_t cb_list_item(const cb_list *l, size_t i) { return entry(l, i) ? entry(l, i)->item : SIZE_MAX; }
+CB_API const char *cb_list_item_id(const cb_list *l, size_t i) { return entry(l, i) ? entry(l, i)->id : NULL; }
+CB_API const char *cb_list_title(const cb_list *l, size_t i) { return entry(l, i) ? entry(l, i)->title : NULL; }
+CB_API float cb_list_score(const cb_list *l, size_t i) { return entry(l, i) ? entry(l, i)->score : NAN; }
+CB_API float cb_list_rating(const cb_list *l, size_t i) { return entry(l, i) ? entry(l, i)->rating : NAN; }
+CB_API const char *cb_list_criterion(const cb_list *l) { return l && l->criterion ? l->criterion : ""; }
+CB_API size_t cb_list_n_reasons(const cb_list *l, size_t i) { return entry(l, i) ? entry(l, i)->n_reasons : 0; }
+CB_API const char *cb_list_reason(const cb_list *l, size_t i, size_t j) {
+    const cb_list_entry *e = entry(l, i);
+    return e && j < e->n_reasons ? e->reasons[j] : NULL;
+}
+CB_API size_t cb_list_n_sources(const cb_list *l, size_t i) {
+    const cb_list_entry *e = entry(l, i);
+    return e ? (size_t)__builtin_popcount(e->sources) : 0;
+}
+CB_API const char *cb_list_source(const cb_list *l, size_t i, size_t j) {
+    const cb_list_entry *e = entry(l, i);
+    for (int s = 0; e && s < CB_SRC_COUNT; s++)
+        if ((e->sources & (1u << s)) && j-- == 0) return cb_recommend_source_name((cb_source)s);
+    return NULL;
+}
+CB_API size_t cb_list_n_notes(const cb_list *l) { return l ? l->n_notes : 0; }
+CB_API const char *cb_list_note(const cb_list *l, size_t j) { return l && j < l->n_notes ? l->notes[j] : NULL; }
+
+static json_t *str_array(char *const *s, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(s[i]));
+    return a;
+}
+
+/* A float as JSON, null when it is not a number (JSON has no NaN). */
+static json_t *json_num(float x) { return isfinite(x) ? json_real((double)x) : json_null(); }
+
+CB_API int cb_list_to_json(const cb_list *l, char **json_out, cb_error *err) {
+    if (!json_out) return cb_fail(err, CB_EINVAL, "cb_list_to_json: json_out is NULL");
+    *json_out = NULL;
+    if (!l) return cb_fail(err, CB_EINVAL, "cb_list_to_json: NULL list");
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < l->n; i++) {
+        const cb_list_entry *e = &l->items[i];
+        const char *src[CB_SRC_COUNT];
+        size_t ns = 0;
+        for (int s = 0; s < CB_SRC_COUNT; s++)
+            if (e->sources & (1u << s)) src[ns++] = cb_recommend_source_name((cb_source)s);
+        json_t *jsrc = str_array((char *const *)src, ns);
+        json_array_append_new(items, json_pack("{s:I,s:s,s:s,s:o,s:o,s:o,s:o}", "rank", (json_int_t)(i + 1), "item",
+                                               e->id, "title", e->title, "score", json_num(e->score), "rating",
+                                               json_num(e->rating), "sources", jsrc, "reasons",
+                                               str_array(e->reasons, e->n_reasons)));
+    }
+    json_t *doc = items ? json_pack("{s:s,s:o,s:o}", "criterion", cb_list_criterion(l), "items", items, "notes",
+                                    str_array(l->notes, l->n_notes))
+                        : NULL;
+    size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7);
+    char *s = doc ? json_dumps(doc, flags) : NULL;
+    json_decref(doc);
+    if (!s) return cb_fail(err, CB_ENOMEM, "out of memory");
+    *json_out = s;
+    return CB_OK;
+}

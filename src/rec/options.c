@@ -1,0 +1,91 @@
+/* options — the per-call settings of recommend: the RECOMMEND key table of
+ * cb_config (the one home of their defaults, names and ranges), the internal
+ * cb_recommend_config it fills, and the checks across keys. */
+#include "rec/recommend.h"
+#include "base/config.h"
+
+#include <stddef.h>
+#include <string.h>
+
+_Static_assert(sizeof(cb_diversity) == sizeof(int) && sizeof(cb_rank_by) == sizeof(int),
+               "enum fields must be int-sized");
+
+#define RC(field) offsetof(cb_recommend_config, field)
+
+static const cb_config_choice diversities[] = {{"none", CB_DIV_NONE}, {"mmr", CB_DIV_MMR}, {NULL, 0}};
+static const cb_config_choice rank_bys[] = {
+    {"auto", CB_RANK_AUTO}, {"rating", CB_RANK_RATING}, {"dot", CB_RANK_DOT}, {NULL, 0}};
+
+static const cb_config_key_def keys[] = {
+    {"n", "N", "10", "items to return", "recommend", CB_KEY_U32, RC(n), 0, 1, 1e9, 0, NULL},
+    {"recent", "N", "10", "(1) similar items of the user's last N liked ratings (0 = source off)", "sources",
+     CB_KEY_U32, RC(recent_items), 0, 0, 1 << 20, 0, NULL},
+    {"similar-per-item", "M", "10", "... M nearest items each", "sources", CB_KEY_U32, RC(similar_per_item), 0, 1,
+     1 << 20, 0, NULL},
+    {"all-anchors", "", "false", "use every rating as an anchor, not only those at or above the user's mean",
+     "sources", CB_KEY_BOOL, RC(anchors_all), 0, 0, 0, 0, NULL},
+    {"top-genres", "N", "3", "(2) the best items of the user's top N genres (0 = off)", "sources", CB_KEY_U32,
+     RC(top_genres), 0, 0, 32, 0, NULL},
+    {"per-genre", "N", "10", "... N items each", "sources", CB_KEY_U32, RC(per_genre), 0, 1, CB_BUNDLE_TOP_LIST, 0,
+     NULL},
+    {"min-genre-ratings", "N", "3", "ratings a genre needs to count as a favourite", "sources", CB_KEY_U32,
+     RC(min_genre_ratings), 0, 0, 1e9, 0, NULL},
+    {"group-items", "N", "20", "(3) popular among users like them, else overall (0 = off)", "sources", CB_KEY_U32,
+     RC(group_items), 0, 0, CB_BUNDLE_TOP_LIST, 0, NULL},
+    {"group-by", "COLUMN", "", "the attribute defining \"like them\" (none: region when present)", "sources",
+     CB_KEY_STRING, RC(group_by), 0, 0, 0, 0, NULL},
+    {"embedding", "N", "50", "(4) top N by v_u . v_m over the whole catalog (0 = off)", "sources", CB_KEY_U32,
+     RC(embedding_items), 0, 0, 1e9, 0, NULL},
+    {"include-seen", "", "false", "keep items the user already rated", "filters", CB_KEY_BOOL, RC(include_seen), 0, 0,
+     0, 0, NULL},
+    {"exclude", "LIST", "", "comma-separated item ids never to return", "filters", CB_KEY_STRING, RC(exclude), 0, 0, 0,
+     0, NULL},
+    {"allow", "LIST", "", "comma-separated item ids: return only these", "filters", CB_KEY_STRING, RC(allow), 0, 0, 0,
+     0, NULL},
+    {"block-file", "FILE", "", "never return these: lines \"item ID\", \"genre NAME\" or an id", "filters",
+     CB_KEY_STRING, RC(block_file), 0, 0, 0, 0, NULL},
+    {"diversity", "none|mmr", "none", "maximal marginal relevance re-rank (weight: mmr-lambda)", "ranking",
+     CB_KEY_ENUM, RC(diversity), 0, 0, 0, 0, diversities},
+    {"mmr-lambda", "F", "0.7", "relevance weight of MMR in [0, 1]", "ranking", CB_KEY_F32, RC(mmr_lambda), 0, 0, 1, 0,
+     NULL},
+    {"genre-cap", "N", "0", "at most N items per genre (0 = no cap; not with diversity mmr)", "ranking", CB_KEY_U32, RC(genre_cap), 0, 0, 1e9,
+     0, NULL},
+    {"rank-by", "auto|rating|dot", "auto",
+     "the ranking criterion: auto = the model's (the predicted rating today), rating, or dot = v_u . v_m", "ranking",
+     CB_KEY_ENUM, RC(rank_by), 0, 0, 0, 0, rank_bys},
+    {"threads", "N", "1", "threads of the exact searches (never changes the result)", "recommend", CB_KEY_INT,
+     RC(threads), 0, 1, 256, 0, NULL},
+};
+
+const cb_config_table cb_recommend_config_table = {CB_CONFIG_RECOMMEND, "recommend", keys,
+                                                   sizeof keys / sizeof keys[0], sizeof(cb_recommend_config), NULL};
+
+void cb_recommend_config_default(cb_recommend_config *c) {
+    /* the table's defaults, parsed by the table's own parser (no string key has a default) */
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].type != CB_KEY_STRING) cb_config_key_parse(&keys[i], keys[i].default_value, c, NULL);
+}
+
+const char *cb_recommend_config_check(const cb_recommend_config *c) {
+    if (c->n == 0) return "n must be at least 1";
+    if (c->recent_items && !c->similar_per_item) return "the similar source needs M >= 1 neighbours per item";
+    if (c->top_genres > 32) return "at most 32 top genres";
+    if (c->top_genres && (c->per_genre == 0 || c->per_genre > CB_BUNDLE_TOP_LIST)) return "items per genre must be 1..100";
+    if (c->group_items > CB_BUNDLE_TOP_LIST) return "group items must be 0..100";
+    if (c->diversity == CB_DIV_MMR && !(c->mmr_lambda >= 0 && c->mmr_lambda <= 1)) return "MMR lambda must be in [0, 1]";
+    if (c->diversity == CB_DIV_GENRE_CAP && c->genre_cap == 0) return "the genre cap must be at least 1";
+    return NULL;
+}
+
+int cb_recommend_config_from(cb_recommend_config *c, const cb_config *opts, cb_error *err) {
+    if (!opts) {
+        cb_recommend_config_default(c);
+        return CB_OK;
+    }
+    const cb_recommend_config *v = cb_config_values(opts, CB_CONFIG_RECOMMEND);
+    if (!v) return cb_fail(err, CB_EINVAL, "recommend options must be a cb_config of kind RECOMMEND");
+    *c = *v;
+    const char *why = cb_recommend_config_check(c);
+    return why ? cb_fail(err, CB_EINVAL, "%s", why) : CB_OK;
+}

@@ -1,0 +1,356 @@
+/* pipeline — cb_recommend: the retrieval sources (similar, genre, group /
+ * popular, embedding), the merge, the ranking by THE ranking score
+ * (cb_rec_rank_score, also used by the batch), and the hand-over to
+ * diversity.c and explain.c. */
+#include "rec/recommend.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *cb_recommend_source_name(cb_source s) {
+    static const char *const names[CB_SRC_COUNT] = {"similar", "genre", "group", "popular", "embedding"};
+    return (unsigned)s < CB_SRC_COUNT ? names[s] : "?";
+}
+
+typedef struct hit {
+    uint32_t item;
+    uint8_t source;
+    uint8_t slot;     /* genre slot (GENRE) */
+    int32_t anchor;   /* index into the profile's ratings (SIMILAR) */
+    float dist;       /* distance to the anchor (SIMILAR) */
+    uint32_t rank;    /* rank in the embedding retrieval (EMBEDDING) */
+} hit;
+
+
+static int cmp_hit(const void *a, const void *b) {
+    const hit *x = a, *y = b;
+    return x->item < y->item ? -1 : x->item > y->item;
+}
+
+static int cmp_cand_score(const void *a, const void *b) {
+    const cb_rec_cand *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    if (x->dot != y->dot) return x->dot > y->dot ? -1 : 1;
+    return x->item < y->item ? -1 : x->item > y->item;
+}
+
+typedef struct hits {
+    hit *h;
+    size_t n, cap;
+} hits;
+
+static int add_hit(hits *hs, hit h, cb_error *err) {
+    if (hs->n == hs->cap) {
+        size_t cap = hs->cap ? 2 * hs->cap : 256;
+        hit *p = cb_realloc_array(hs->h, cap, sizeof *p, err);
+        if (!p) return CB_ENOMEM;
+        hs->h = p;
+        hs->cap = cap;
+    }
+    hs->h[hs->n++] = h;
+    return CB_OK;
+}
+
+typedef struct genre_stat {
+    uint32_t genre, count;
+    double mean;
+} genre_stat;
+
+static int cmp_genre_stat(const void *a, const void *b) {
+    const genre_stat *x = a, *y = b;
+    if (x->mean != y->mean) return x->mean > y->mean ? -1 : 1;
+    if (x->count != y->count) return x->count > y->count ? -1 : 1;
+    return x->genre < y->genre ? -1 : x->genre > y->genre;
+}
+
+/* The user's top genres: explicit preferences at or above the scale's middle
+ * (best first), then genres by the user's average rating among those with at
+ * least min_count of their ratings (any count when none has that many). */
+static int top_genres(const cb_bundle *r, const cb_profile *p, uint32_t want, uint32_t min_count, uint32_t *out,
+                      uint32_t *n_out, cb_error *err) {
+    *n_out = 0;
+    uint32_t ng = r->features ? cb_features_n_genres(r->features) : 0;
+    if (!ng || !want) return CB_OK;
+    genre_stat *st = cb_calloc(ng, sizeof *st, err);
+    if (!st) return CB_ENOMEM;
+    genre_stat *prefs = cb_calloc(p->n_prefs + 1, sizeof *prefs, err);
+    if (!prefs) {
+        free(st);
+        return CB_ENOMEM;
+    }
+    float middle = (r->y_min + r->y_max) / 2;
+    uint32_t np = 0;
+    for (size_t i = 0; i < p->n_prefs; i++)
+        if (p->pref_ys[i] >= middle) prefs[np++] = (genre_stat){p->pref_genres[i], 1, p->pref_ys[i]};
+    qsort(prefs, np, sizeof *prefs, cmp_genre_stat);
+    for (uint32_t i = 0; i < np && *n_out < want; i++) out[(*n_out)++] = prefs[i].genre;
+    for (uint32_t g = 0; g < ng; g++) st[g].genre = g;
+    for (size_t i = 0; i < p->n_ratings; i++) {
+        const uint32_t *gl;
+        uint32_t n = 0;
+        if (cb_features_item_genres(r->features, p->items[i], &gl, &n)) continue;
+        for (uint32_t k = 0; k < n; k++) {
+            st[gl[k]].count++;
+            st[gl[k]].mean += p->ys[i];
+        }
+    }
+    uint32_t n_ok = 0, m = 0;
+    for (uint32_t g = 0; g < ng; g++) n_ok += st[g].count >= min_count && st[g].count > 0;
+    for (uint32_t g = 0; g < ng; g++)
+        if (st[g].count && (st[g].count >= min_count || !n_ok))
+            st[m++] = (genre_stat){g, st[g].count, st[g].mean / st[g].count};
+    qsort(st, m, sizeof *st, cmp_genre_stat);
+    for (uint32_t i = 0; i < m && *n_out < want; i++) {
+        bool dup = false;
+        for (uint32_t k = 0; k < *n_out; k++) dup |= out[k] == st[i].genre;
+        if (!dup) out[(*n_out)++] = st[i].genre;
+    }
+    free(st);
+    free(prefs);
+    return CB_OK;
+}
+
+/* The group to use: cfg->group_by, else a location-like column. -1: none. */
+static int pick_group(const cb_bundle *r, const char *group_by, int *out, cb_error *err) {
+    *out = -1;
+    if (group_by) {
+        for (uint32_t g = 0; g < r->n_groups; g++)
+            if (!strcmp(r->groups[g].column, group_by)) {
+                *out = (int)g;
+                return CB_OK;
+            }
+        char known[256] = "";
+        for (uint32_t g = 0; g < r->n_groups && strlen(known) < 200; g++)
+            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", g ? ", " : "", r->groups[g].column);
+        return cb_fail(err, CB_ENOTFOUND, "group-by '%s': the model has no such categorical user attribute (%s%s)",
+                       group_by, r->n_groups ? "it has: " : "it has none", known);
+    }
+    static const char *const location[] = {"region", "country", "location"};
+    for (int k = 0; k < 3; k++)
+        for (uint32_t g = 0; g < r->n_groups; g++)
+            if (!strcmp(r->groups[g].column, location[k])) {
+                *out = (int)g;
+                return CB_OK;
+            }
+    return CB_OK;
+}
+
+
+/* ---- THE ranking score */
+
+float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item) {
+    (void)item; /* a per-item term (bias, retrieval head) would enter here */
+    if (by == CB_RANK_DOT) return dot;
+    return cb_model_score_to_prediction(rec->r->model, dot);
+}
+
+bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by) {
+    (void)rec;
+    (void)by;
+    return true; /* keep in step with cb_rec_rank_score */
+}
+
+const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by) {
+    if (by == CB_RANK_DOT) return "dot product";
+    return rec->r->binary ? "predicted probability" : "predicted rating";
+}
+
+/* ---- one call's state */
+
+typedef struct run {
+    const cb_recommender *rec;
+    const cb_profile *p;
+    const cb_recommend_config *cfg;
+    const uint64_t *excl;   /* per-call exclusions over model items */
+    hits hs;
+    uint32_t genres[32], n_genres;
+    int group;
+    cb_recommend_result *res;
+} run;
+
+/* (1) similar to the user's last liked items */
+static int src_similar(run *x, cb_error *err) {
+    const cb_profile *p = x->p;
+    const cb_recommend_config *cfg = x->cfg;
+    uint32_t ni = x->rec->r->n_items;
+    if (!cfg->recent_items || !p->n_ratings || ni < 2) return CB_OK;
+    double mean = 0;
+    for (size_t i = 0; i < p->n_ratings; i++) mean += p->ys[i];
+    mean /= (double)p->n_ratings;
+    uint32_t *anchors = cb_malloc((size_t)cfg->recent_items * sizeof *anchors, err);
+    uint32_t *anchor_pos = anchors ? cb_malloc((size_t)cfg->recent_items * sizeof *anchor_pos, err) : NULL;
+    int32_t *nb_idx = NULL;
+    float *nb_dist = NULL;
+    size_t na = 0;
+    int rc = anchor_pos ? CB_OK : CB_ENOMEM;
+    for (size_t i = p->n_ratings; !rc && i-- > 0 && na < cfg->recent_items;)
+        if (cfg->anchors_all || p->ys[i] >= mean - 1e-6) {
+            anchor_pos[na] = (uint32_t)i;
+            anchors[na++] = p->items[i];
+        }
+    size_t m = cfg->similar_per_item < ni - 1 ? cfg->similar_per_item : ni - 1;
+    if (!rc && m < cfg->similar_per_item)
+        rc = cb_rec_push_str(&x->res->notes, &x->res->n_notes, err,
+                             "M = %u similar items per rated item is more than the catalog allows; using %zu",
+                             cfg->similar_per_item, m);
+    bool used_table;
+    if (!rc && na) {
+        nb_idx = cb_malloc(na * m * sizeof *nb_idx, err);
+        nb_dist = cb_malloc(na * m * sizeof *nb_dist, err);
+        rc = (nb_idx && nb_dist)
+                 ? cb_rec_neighbors_of(x->rec, anchors, na, m, cfg->threads, nb_idx, nb_dist, &used_table, err)
+                 : CB_ENOMEM;
+    }
+    for (size_t a = 0; !rc && a < na; a++)
+        for (size_t j = 0; !rc && j < m; j++) {
+            int32_t it = nb_idx[a * m + j];
+            if (it < 0 || (uint32_t)it >= ni || cb_bit_get(x->excl, (size_t)it)) continue;
+            rc = add_hit(&x->hs, (hit){(uint32_t)it, CB_SRC_SIMILAR, 0, (int32_t)anchor_pos[a], nb_dist[a * m + j], 0},
+                         err);
+        }
+    free(anchors);
+    free(anchor_pos);
+    free(nb_idx);
+    free(nb_dist);
+    return rc;
+}
+
+/* Up to `want` unexcluded items of a precomputed list. */
+static int take_list(run *x, const int32_t *list, uint32_t want, uint8_t src, uint8_t slot, cb_error *err) {
+    uint32_t taken = 0;
+    int rc = CB_OK;
+    for (uint32_t t = 0; !rc && list && t < CB_BUNDLE_TOP_LIST && taken < want && list[t] >= 0; t++) {
+        if (cb_bit_get(x->excl, (size_t)list[t])) continue;
+        rc = add_hit(&x->hs, (hit){(uint32_t)list[t], src, slot, -1, 0, 0}, err);
+        taken++;
+    }
+    return rc;
+}
+
+/* (2) the best items of the user's top genres; (3) popular with users like them, else overall */
+static int src_lists(run *x, cb_error *err) {
+    const cb_bundle *r = x->rec->r;
+    const cb_recommend_config *cfg = x->cfg;
+    int rc = CB_OK;
+    if (cfg->top_genres) rc = top_genres(r, x->p, cfg->top_genres, cfg->min_genre_ratings, x->genres, &x->n_genres, err);
+    for (uint32_t s = 0; !rc && s < x->n_genres; s++)
+        rc = take_list(x, r->genre_top + (size_t)x->genres[s] * CB_BUNDLE_TOP_LIST, cfg->per_genre, CB_SRC_GENRE,
+                       (uint8_t)s, err);
+    if (rc || !cfg->group_items) return rc;
+    if ((rc = pick_group(r, cfg->group_by, &x->group, err))) return rc;
+    const int32_t *list = r->popular;
+    uint8_t src = CB_SRC_POPULAR;
+    if (x->group >= 0 && x->p->group_level[x->group] >= 0) {
+        list = r->groups[x->group].top + (size_t)x->p->group_level[x->group] * CB_BUNDLE_TOP_LIST;
+        src = CB_SRC_GROUP;
+    } else if (x->group >= 0) {
+        rc = cb_rec_push_str(&x->res->notes, &x->res->n_notes, err,
+                             "the user's %s is unknown: using overall popularity", r->groups[x->group].column);
+        x->group = -1;
+    }
+    return rc ? rc : take_list(x, list, cfg->group_items, src, 0, err);
+}
+
+/* (4) embedding retrieval over the whole catalog */
+static int src_embedding(run *x, cb_error *err) {
+    uint32_t ni = x->rec->r->n_items;
+    if (!x->cfg->embedding_items) return CB_OK;
+    size_t k = x->cfg->embedding_items < ni ? x->cfg->embedding_items : ni;
+    int32_t *idx = cb_malloc(k * sizeof *idx, err);
+    if (!idx) return CB_ENOMEM;
+    cb_knn_params kp = {.threads = x->cfg->threads > 0 ? x->cfg->threads : 1, .exclude = x->excl};
+    int rc = cb_knn_index_search(x->rec->index, x->p->vec, 1, k, CB_KNN_DOT, &kp, idx, NULL, err);
+    for (size_t j = 0; !rc && j < k; j++)
+        if (idx[j] >= 0) rc = add_hit(&x->hs, (hit){(uint32_t)idx[j], CB_SRC_EMBEDDING, 0, -1, 0, (uint32_t)j}, err);
+    free(idx);
+    return rc;
+}
+
+/* Merge the hits into distinct candidates and rank them by the ranking score. */
+static int merge_rank(run *x, cb_rec_cand **out, size_t *n_out, cb_error *err) {
+    const cb_profile *p = x->p;
+    *out = NULL;
+    *n_out = 0;
+    if (!x->hs.n) return CB_OK;
+    qsort(x->hs.h, x->hs.n, sizeof *x->hs.h, cmp_hit);
+    cb_rec_cand *cs = cb_calloc(x->hs.n, sizeof *cs, err);
+    if (!cs) return CB_ENOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < x->hs.n; i++) {
+        const hit *h = &x->hs.h[i];
+        if (!m || cs[m - 1].item != h->item) cs[m++] = (cb_rec_cand){.item = h->item, .anchor = -1};
+        cb_rec_cand *c = &cs[m - 1];
+        c->sources |= 1u << h->source;
+        if (h->source == CB_SRC_GENRE) c->genre_slots |= 1u << h->slot;
+        if (h->source == CB_SRC_EMBEDDING) c->emb_rank = h->rank;
+        if (h->source == CB_SRC_SIMILAR) {
+            c->n_anchors++;
+            bool better = c->anchor < 0 || p->ys[h->anchor] > p->ys[c->anchor] ||
+                          (p->ys[h->anchor] == p->ys[c->anchor] && h->anchor > c->anchor);
+            if (better) c->anchor = h->anchor, c->dist = h->dist;
+        }
+    }
+    uint32_t dim = x->rec->r->dim;
+    for (size_t i = 0; i < m; i++) {
+        const float *v = cb_rec_item_vec(x->rec, cs[i].item);
+        float dot = 0;
+        for (uint32_t k = 0; k < dim; k++) dot += p->vec[k] * v[k];
+        cs[i].dot = dot;
+        cs[i].score = cb_rec_rank_score(x->rec, x->cfg->rank_by, dot, cs[i].item);
+    }
+    qsort(cs, m, sizeof *cs, cmp_cand_score);
+    *out = cs;
+    *n_out = m;
+    return CB_OK;
+}
+
+int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg,
+                 const cb_blocklist *bl, cb_recommend_result *res, cb_error *err) {
+    memset(res, 0, sizeof *res);
+    const cb_bundle *r = rec->r;
+    const char *why = cb_recommend_config_check(cfg);
+    if (why) return cb_fail(err, CB_EINVAL, "%s", why);
+    res->criterion = cb_rec_criterion(rec, cfg->rank_by);
+    uint64_t *excl = NULL;
+    int rc = cb_recommend_exclusions(rec, cfg, bl, p->items, p->n_ratings, &excl, err);
+    if (rc) return rc;
+    run x = {.rec = rec, .p = p, .cfg = cfg, .excl = excl, .group = -1, .res = res};
+    cb_rec_cand *cs = NULL;
+    uint32_t *sel = NULL;
+    size_t m = 0, k = 0, n = cfg->n;
+    if (p->note[0]) rc = cb_rec_push_str(&res->notes, &res->n_notes, err, "%s", p->note);
+    if (!rc && n > r->n_items) {
+        rc = cb_rec_push_str(&res->notes, &res->n_notes, err, "n = %zu is larger than the catalog (%u items); using %u",
+                             n, r->n_items, r->n_items);
+        n = r->n_items;
+    }
+    if (!rc) rc = src_similar(&x, err);
+    if (!rc) rc = src_lists(&x, err);
+    if (!rc) rc = src_embedding(&x, err);
+    if (!rc) rc = merge_rank(&x, &cs, &m, err);
+    res->n_candidates = m;
+    if (!rc && m) {
+        sel = cb_malloc(n * sizeof *sel, err);
+        if (!sel) rc = CB_ENOMEM;
+        else k = cb_rec_diversify(rec, cfg, cs, m, n, sel, err, &rc);
+    }
+    if (!rc && k < n)
+        rc = cb_rec_push_str(&res->notes, &res->n_notes, err,
+                             "only %zu item%s left after retrieval and filtering (asked for %zu); enable or widen the "
+                             "sources",
+                             k, k == 1 ? "" : "s", n);
+    if (!rc && k && !(res->items = cb_calloc(k, sizeof *res->items, err))) rc = CB_ENOMEM;
+    for (size_t i = 0; !rc && i < k; i++) {
+        rc = cb_rec_explain(rec, p, cfg, &cs[sel[i]], x.genres, x.group, &res->items[i], err);
+        res->n = i + 1;
+    }
+    free(excl);
+    free(x.hs.h);
+    free(cs);
+    free(sel);
+    if (rc) cb_recommend_result_free(res);
+    return rc;
+}

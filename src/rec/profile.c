@@ -1,0 +1,175 @@
+/* profile — who we recommend for: a known user (their vector, rated items
+ * in time order, attribute levels) or a new user described by JSON (genre
+ * preferences, a few ratings, attributes), embedded by the user tower. */
+#include "rec/recommend.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cb_recommend_profile_free(cb_profile *p) {
+    if (!p) return;
+    free(p->vec);
+    free(p->items);
+    free(p->ys);
+    free(p->pref_genres);
+    free(p->pref_ys);
+    free(p->group_level);
+    memset(p, 0, sizeof *p);
+}
+
+static int profile_alloc(cb_profile *p, const cb_bundle *r, size_t n_ratings, size_t n_prefs, cb_error *err) {
+    memset(p, 0, sizeof *p);
+    p->user = -1;
+    p->vec = cb_calloc(r->dim, sizeof *p->vec, err);
+    p->items = cb_calloc(n_ratings + 1, sizeof *p->items, err);
+    p->ys = cb_calloc(n_ratings + 1, sizeof *p->ys, err);
+    p->pref_genres = cb_calloc(n_prefs + 1, sizeof *p->pref_genres, err);
+    p->pref_ys = cb_calloc(n_prefs + 1, sizeof *p->pref_ys, err);
+    p->group_level = cb_calloc(r->n_groups + 1, sizeof *p->group_level, err);
+    if (!p->vec || !p->items || !p->ys || !p->pref_genres || !p->pref_ys || !p->group_level) {
+        cb_recommend_profile_free(p);
+        return CB_ENOMEM;
+    }
+    for (uint32_t g = 0; g < r->n_groups; g++) p->group_level[g] = -1;
+    return CB_OK;
+}
+
+int cb_recommend_profile_user(cb_profile *p, const cb_bundle *r, uint32_t user, cb_error *err) {
+    memset(p, 0, sizeof *p);
+    if (user >= r->n_users) return cb_fail(err, CB_ENOTFOUND, "user index %u is out of range", user);
+    int32_t lo = r->seen_off[user], hi = r->seen_off[user + 1];
+    int rc = profile_alloc(p, r, (size_t)(hi - lo), 0, err);
+    if (rc) return rc;
+    p->user = user;
+    memcpy(p->vec, r->user_vecs + (size_t)user * r->dim, r->dim * sizeof *p->vec);
+    for (int32_t k = lo; k < hi; k++) {
+        p->items[p->n_ratings] = (uint32_t)r->seen_item[k];
+        p->ys[p->n_ratings++] = r->seen_y[k];
+    }
+    for (uint32_t g = 0; g < r->n_groups; g++) p->group_level[g] = r->groups[g].user_level[user];
+    if (!p->n_ratings) {
+        p->cold = true;
+        snprintf(p->note, sizeof p->note,
+                 "user %s has no training ratings: cold-start recommendations from the user's attributes only",
+                 cb_vocab_name(r->users, user));
+    }
+    return CB_OK;
+}
+
+int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j, const char *source, cb_error *err) {
+    memset(p, 0, sizeof *p);
+    if (!json_is_object(j))
+        return cb_fail(err, CB_EPARSE, "%s: a new user must be a JSON object like {\"genre_ratings\": {\"Adventure\": 5}}",
+                       source);
+    json_t *ratings = json_object_get(j, "ratings"), *genres = json_object_get(j, "genre_ratings");
+    if (ratings && !json_is_object(ratings))
+        return cb_fail(err, CB_EPARSE, "%s: \"ratings\" must be an object {\"<item id>\": rating}", source);
+    if (genres && !json_is_object(genres))
+        return cb_fail(err, CB_EPARSE, "%s: \"genre_ratings\" must be an object {\"<genre>\": rating}", source);
+    size_t nr = ratings ? json_object_size(ratings) : 0, ng = genres ? json_object_size(genres) : 0;
+    size_t n_keys = json_object_size(j);
+    int rc = profile_alloc(p, r, nr, ng, err);
+    if (rc) return rc;
+    cb_attr_value *attrs = cb_calloc(n_keys + 1, sizeof *attrs, err);
+    char **joined = cb_calloc(n_keys + 1, sizeof *joined, err);
+    cb_item_rating *ir = cb_calloc(nr + 1, sizeof *ir, err);
+    cb_genre_pref *gp = cb_calloc(ng + 1, sizeof *gp, err);
+    float *x = cb_calloc(cb_features_user_dim(r->features) + 1, sizeof *x, err);
+    rc = (attrs && joined && ir && gp && x) ? CB_OK : CB_ENOMEM;
+    size_t n_attrs = 0, nj = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)j, key, v) {
+        if (rc) break;
+        if (!strcmp(key, "ratings") || !strcmp(key, "genre_ratings")) continue;
+        rc = cb_rec_json_attr(&attrs[n_attrs], key, v, &joined[nj], source, err);
+        if (joined[nj]) nj++;
+        if (!rc) n_attrs++;
+    }
+    json_object_foreach(ratings, key, v) {
+        if (rc) break;
+        int64_t item = cb_bundle_item(r, key);
+        double y = json_is_number(v) ? json_number_value(v) : NAN;
+        if (item < 0) rc = cb_fail(err, CB_ENOTFOUND, "%s: \"ratings\": unknown item id '%s'", source, key);
+        else if (!(y >= r->y_min && y <= r->y_max))
+            rc = cb_fail(err, CB_EINVAL, "%s: \"ratings\": the rating of '%s' must be a number in [%g, %g]", source, key,
+                         (double)r->y_min, (double)r->y_max);
+        else {
+            ir[p->n_ratings] = (cb_item_rating){(uint32_t)item, (float)y};
+            p->items[p->n_ratings] = (uint32_t)item;
+            p->ys[p->n_ratings++] = (float)y;
+        }
+    }
+    json_object_foreach(genres, key, v) {
+        if (rc) break;
+        int g = cb_features_genre_find(r->features, key);
+        double y = json_is_number(v) ? json_number_value(v) : NAN;
+        if (g < 0) {
+            char known[300] = "";
+            for (uint32_t k = 0; k < cb_features_n_genres(r->features) && strlen(known) < 240; k++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "",
+                         cb_features_genre_name(r->features, k));
+            rc = cb_fail(err, CB_ENOTFOUND, "%s: \"genre_ratings\": unknown genre '%s' (known: %s)", source, key, known);
+        } else if (!(y >= r->y_min && y <= r->y_max)) {
+            rc = cb_fail(err, CB_EINVAL, "%s: \"genre_ratings\": the rating of '%s' must be a number in [%g, %g]",
+                         source, key, (double)r->y_min, (double)r->y_max);
+        } else {
+            gp[p->n_prefs] = (cb_genre_pref){key, (float)y};
+            p->pref_genres[p->n_prefs] = (uint32_t)g;
+            p->pref_ys[p->n_prefs++] = (float)y;
+        }
+    }
+    if (!rc) {
+        cb_user_input in = {attrs, n_attrs, ir, p->n_ratings, gp, p->n_prefs};
+        rc = cb_rec_with_source(cb_features_new_user(r->features, &in, x, err), source, err);
+    }
+    if (!rc) rc = cb_model_user_vectors(r->model, x, 1, p->vec, err);
+    /* the user's level of each categorical attribute, for "popular with users like you" */
+    for (size_t a = 0; !rc && a < n_attrs; a++)
+        for (uint32_t g = 0; g < r->n_groups; g++)
+            if (attrs[a].str && !strcmp(attrs[a].name, r->groups[g].column))
+                for (uint32_t l = 0; l < r->groups[g].n_levels; l++)
+                    if (!strcmp(r->groups[g].levels[l], attrs[a].str)) p->group_level[g] = (int32_t)l;
+    if (!rc && !p->n_ratings) p->cold = true;
+    for (size_t i = 0; i < nj; i++) free(joined[i]);
+    free(joined);
+    free(attrs);
+    free(ir);
+    free(gp);
+    free(x);
+    if (rc) cb_recommend_profile_free(p);
+    return rc;
+}
+
+static int json_error_fail(const json_error_t *je, const char *source, cb_error *err) {
+    return cb_fail(err, CB_EPARSE, "%s:%d:%d: %s", source, je->line, je->column, je->text);
+}
+
+int cb_recommend_profile_file(cb_profile *p, const cb_bundle *r, const char *path, cb_error *err) {
+    memset(p, 0, sizeof *p);
+    json_error_t je;
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+        FILE *f = fopen(path, "rb");
+        if (!f) return cb_fail(err, CB_EIO, "%s: cannot open the new-user file", path);
+        fclose(f);
+        return json_error_fail(&je, path, err);
+    }
+    int rc = cb_recommend_profile_json(p, r, j, path, err);
+    json_decref(j);
+    return rc;
+}
+
+int cb_recommend_profile_string(cb_profile *p, const cb_bundle *r, const char *text, cb_error *err) {
+    memset(p, 0, sizeof *p);
+    json_error_t je;
+    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!j) return json_error_fail(&je, "new-user JSON", err);
+    int rc = cb_recommend_profile_json(p, r, j, "new-user JSON", err);
+    json_decref(j);
+    return rc;
+}
+

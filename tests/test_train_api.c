@@ -1,0 +1,179 @@
+/* test_train_api — the public datasets and training calls (rec/api_train.c)
+ * through include/cbrec.h: a synthetic folder written by the test, its
+ * description, training with a config (never modified), the report, the
+ * progress callback stopping training, resume, and refusals. */
+#include "testutil.h"
+
+#include "cbrec.h"
+#include <jansson.h>
+#include <math.h>
+
+typedef struct fixture {
+    char *dir, *data;
+    cb_dataset *ds;
+} fixture;
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_tmpdir();
+    f->data = tu_path(f->dir, "data");
+    cb_config *s;
+    cb_error err = {0};
+    assert_int_equal(cb_config_create(&s, CB_CONFIG_SYNTH, &err), CB_OK);
+    assert_int_equal(cb_config_set(s, "users", "80", &err), CB_OK);
+    assert_int_equal(cb_config_set(s, "items", "100", &err), CB_OK);
+    assert_int_equal(cb_config_set(s, "ratings", "3000", &err), CB_OK);
+    assert_int_equal(cb_synth_write_folder(f->data, s, &err), CB_OK);
+    cb_config_free(s);
+    assert_int_equal(cb_dataset_open(&f->ds, f->data, NULL, &err), CB_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    cb_dataset_close(f->ds);
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f->data);
+    free(f);
+    return 0;
+}
+
+static cb_config *small_config(void) {
+    cb_config *c;
+    cb_error err = {0};
+    assert_int_equal(cb_config_create(&c, CB_CONFIG_TRAIN, &err), CB_OK);
+    const char *kv[] = {"user-layers", "8", "item-layers", "8", "dim", "4", "epochs", "2", "top-k-popular", "10", NULL};
+    for (const char **p = kv; *p; p += 2) assert_int_equal(cb_config_set(c, p[0], p[1], &err), CB_OK);
+    return c;
+}
+
+static void counts_and_describe(void **state) {
+    fixture *f = *state;
+    assert_int_equal(cb_dataset_user_count(f->ds), 80);
+    assert_int_equal(cb_dataset_item_count(f->ds), 100);
+    assert_int_equal(cb_dataset_rating_count(f->ds), 3000);
+    assert_int_equal(cb_dataset_skipped_count(f->ds), 0);
+    cb_config *c = small_config();
+    char *doc = NULL;
+    cb_error err = {0};
+    assert_int_equal(cb_dataset_describe(f->ds, c, &doc, &err), CB_OK);
+    json_t *o = json_loads(doc, 0, NULL);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "layout")), cb_dataset_layout(f->ds));
+    assert_int_equal(json_integer_value(json_object_get(o, "ratings")), 3000);
+    assert_true(json_array_size(json_object_get(o, "user_columns")) >= 3); /* age, gender, occupation, ... */
+    assert_true(json_array_size(json_object_get(o, "item_features")) > 0);
+    json_decref(o);
+    free(doc);
+    /* no config: no features */
+    assert_int_equal(cb_dataset_describe(f->ds, NULL, &doc, &err), CB_OK);
+    assert_null(strstr(doc, "user_features"));
+    free(doc);
+    cb_config_free(c);
+}
+
+static int count_epochs(const cb_progress *p, void *ctx) {
+    if (p->end_of_epoch) ++*(int *)ctx;
+    assert_true(p->size == sizeof *p);
+    return 0;
+}
+
+static int stop_after_first(const cb_progress *p, void *ctx) {
+    (void)ctx;
+    return p->end_of_epoch; /* stop at the end of epoch 1 */
+}
+
+static void train_report_resume(void **state) {
+    fixture *f = *state;
+    cb_config *c = small_config();
+    char *before = strdup(cb_config_get(c, "epochs"));
+    cb_recommender *rec = NULL;
+    cb_train_report rep = {.size = sizeof rep};
+    cb_error err = {0};
+    int epochs = 0;
+    assert_int_equal(cb_train(&rec, f->ds, c, count_epochs, &epochs, &rep, &err), CB_OK);
+    assert_non_null(rec);
+    assert_int_equal(epochs, 2);
+    assert_int_equal(rep.epochs_run, 2);
+    assert_true(rep.n_train + rep.n_valid + rep.n_test == 3000);
+    assert_true(rep.n_valid > 0 && rep.n_test > 0);
+    assert_true(isfinite(rep.test_rmse) && rep.test_rmse > 0 && rep.test_rmse < 3);
+    assert_int_equal(rep.n_params > 0, 1);
+    assert_string_equal(cb_config_get(c, "epochs"), before); /* never modified */
+    /* the same seed gives the same model */
+    cb_recommender *again = NULL;
+    cb_train_report rep2 = {.size = sizeof rep2};
+    assert_int_equal(cb_train(&again, f->ds, c, NULL, NULL, &rep2, &err), CB_OK);
+    assert_true(rep.test_rmse == rep2.test_rmse);
+    cb_recommender_free(again);
+    /* a progress callback can stop training */
+    cb_train_report rep3 = {.size = sizeof rep3};
+    assert_int_equal(cb_train(&again, f->ds, c, stop_after_first, NULL, &rep3, &err), CB_OK);
+    assert_int_equal(rep3.epochs_run, 1);
+    cb_recommender_free(again);
+    /* resume continues the same recommender, which still serves */
+    assert_int_equal(cb_config_set(c, "epochs", "1", &err), CB_OK);
+    assert_int_equal(cb_train_resume(rec, f->ds, c, NULL, NULL, &rep, &err), CB_OK);
+    assert_int_equal(rep.epochs_run, 1);
+    cb_list *l = NULL;
+    cb_config *opts = NULL;
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "n", "3", &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(rec, "1", NULL, opts, &l, &err), CB_OK);
+    assert_int_equal(cb_list_size(l), 3);
+    cb_list_free(l);
+    cb_config_free(opts);
+    cb_recommender_free(rec);
+    free(before);
+    cb_config_free(c);
+}
+
+static void refusals(void **state) {
+    fixture *f = *state;
+    cb_recommender *rec = (cb_recommender *)1;
+    cb_error err = {0};
+    cb_config *s;
+    assert_int_equal(cb_config_create(&s, CB_CONFIG_SYNTH, &err), CB_OK);
+    assert_int_equal(cb_train(&rec, f->ds, s, NULL, NULL, NULL, &err), CB_EINVAL); /* wrong kind */
+    assert_null(rec);
+    assert_non_null(strstr(err.msg, "TRAIN"));
+    cb_dataset *ds = (cb_dataset *)1;
+    assert_int_equal(cb_dataset_open(&ds, f->data, s, &err), CB_EINVAL);
+    assert_null(ds);
+    cb_config_free(s);
+    assert_int_equal(cb_dataset_open(&ds, "/nonexistent/place", NULL, &err), CB_EIO);
+    assert_non_null(strstr(err.msg, "/nonexistent/place"));
+    cb_train_report bad = {0}; /* size not set */
+    assert_int_equal(cb_train(&rec, f->ds, NULL, NULL, NULL, &bad, &err), CB_EINVAL);
+    cb_dataset_close(NULL);
+    cb_config_free(NULL);
+}
+
+/* Divergence is CB_ENUMERIC, never a crash; a fresh model without a finite
+ * epoch has no vectors, so no recommender comes back (main's cbrec train
+ * crashed saving it). */
+static void divergence_reported(void **state) {
+    fixture *f = *state;
+    cb_config *c = small_config();
+    cb_error err = {0};
+    const char *kv[] = {"optimizer", "sgd", "lr", "100", "scale-targets", "false", "l2norm", "false", NULL};
+    for (const char **p = kv; *p; p += 2) assert_int_equal(cb_config_set(c, p[0], p[1], &err), CB_OK);
+    cb_recommender *rec = NULL;
+    cb_train_report rep = {.size = sizeof rep};
+    assert_int_equal(cb_train(&rec, f->ds, c, NULL, NULL, &rep, &err), CB_ENUMERIC);
+    assert_non_null(strstr(err.msg, "diverged"));
+    cb_recommender_free(rec);
+    cb_config_free(c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(counts_and_describe),
+        cmocka_unit_test(train_report_resume),
+        cmocka_unit_test(refusals),
+        cmocka_unit_test(divergence_reported),
+    };
+    return cmocka_run_group_tests_name("train_api", tests, setup, teardown);
+}
