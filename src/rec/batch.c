@@ -173,10 +173,5 @@ CB_API int cb_recommender_batch_row_json(const cb_recommender *rec, size_t user,
     json_t *doc = list ? json_pack("{s:s,s:s,s:o}", "user", cb_recommender_user_id(rec, user), "criterion",
                                    cb_rec_criterion(rec, cfg.rank_by), "items", list)
                        : NULL;
-    size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7);
-    char *s = doc ? json_dumps(doc, flags) : NULL;
-    json_decref(doc);
-    if (!s) return cb_fail(err, CB_ENOMEM, "out of memory");
-    *json_out = s;
-    return CB_OK;
+    return cb_rec_json_dump(doc, json_out, err);
 }

@@ -161,6 +161,17 @@ static json_t *str_array(char *const *s, size_t n) {
 /* A float as JSON, null when it is not a number (JSON has no NaN). */
 static json_t *json_num(float x) { return isfinite(x) ? json_real((double)x) : json_null(); }
 
+/* The one JSON style of every result the library prints: compact, ASCII,
+ * keys in order, 7 significant digits. Takes doc (NULL: out of memory). */
+int cb_rec_json_dump(json_t *doc, char **json_out, cb_error *err) {
+    size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7);
+    char *s = doc ? json_dumps(doc, flags) : NULL;
+    json_decref(doc);
+    if (!s) return cb_fail(err, CB_ENOMEM, "out of memory");
+    *json_out = s;
+    return CB_OK;
+}
+
 CB_API int cb_list_to_json(const cb_list *l, char **json_out, cb_error *err) {
     if (!json_out) return cb_fail(err, CB_EINVAL, "cb_list_to_json: json_out is NULL");
     *json_out = NULL;
@@ -181,10 +192,5 @@ CB_API int cb_list_to_json(const cb_list *l, char **json_out, cb_error *err) {
     json_t *doc = items ? json_pack("{s:s,s:o,s:o}", "criterion", cb_list_criterion(l), "items", items, "notes",
                                     str_array(l->notes, l->n_notes))
                         : NULL;
-    size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7);
-    char *s = doc ? json_dumps(doc, flags) : NULL;
-    json_decref(doc);
-    if (!s) return cb_fail(err, CB_ENOMEM, "out of memory");
-    *json_out = s;
-    return CB_OK;
+    return cb_rec_json_dump(doc, json_out, err);
 }

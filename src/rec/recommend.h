@@ -230,6 +230,8 @@ bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by);
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by);
 
 /* ---- results (explain.c): the public cb_list. */
+/* Serialise doc (consumed; NULL means out of memory) into *json_out (malloc'd). */
+int cb_rec_json_dump(json_t *doc, char **json_out, cb_error *err);
 typedef struct cb_list_entry {
     uint32_t item;
     char *id, *title;   /* copies */
