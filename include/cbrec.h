@@ -75,7 +75,8 @@ typedef struct cb_config cb_config;
 typedef enum cb_config_kind {
     CB_CONFIG_TRAIN = 1,     /* data loading + split + features + model + training */
     CB_CONFIG_RECOMMEND = 2, /* n, sources, filters, include-seen, exclude/allow, diversity, rank-by */
-    CB_CONFIG_SYNTH = 3      /* synthetic data generator */
+    CB_CONFIG_SYNTH = 3,     /* synthetic data generator */
+    CB_CONFIG_EVAL = 4       /* evaluation: models, folds, K, threshold, tuning carve, ... (cb_evaluate) */
 } cb_config_kind;
 /* A new config of `kind` holding every key's default. */
 CB_API int cb_config_create(cb_config **out, cb_config_kind kind, cb_error *err);
@@ -175,6 +176,28 @@ CB_API int cb_plot_curve_svg(const char *path, const double *train_loss, const d
 
 
 
+
+/* ---- evaluation */
+/* Measure every model the EVAL config names ("models"; default: all — the
+ * baselines global-mean, bias, popularity, svd, ease, item-knn, the two-tower
+ * rows, and "cbrec": the list `cbrec train` + `cbrec recommend` give with the
+ * TRAIN settings of train_cfg) on the same splits of ds: the EVAL "folds"
+ * (DATA/<fold>.base and .test beside the dataset), else train_cfg's "split",
+ * "test-frac" and "seed". Settings that baselines tune are chosen on a carve
+ * of the training part, never on the test part. eval_cfg (kind EVAL) and
+ * train_cfg (kind TRAIN) may be NULL (defaults); neither is modified.
+ * `progress` (may be NULL) sees the two-tower rows' epochs. On success
+ * *json_report (malloc'd, caller frees) is the report `cbrec eval --json`
+ * prints: {"dataset", "path", "users", "items", "ratings", "protocol",
+ * "splits", "k", "threshold", "recall_k", "seed", "seconds", "models": [{"name",
+ * "mean_rmse" (null where the model predicts no rating), "std_rmse",
+ * "mean_mae", "mean_ndcg<K>", "mean_recall<K>", "mean_recall<recall_k>",
+ * "mean_hit_rate<K>", "mean_coverage", "mean_pop<K>", "mean_long_tail<K>",
+ * "precision", "recall", "ndcg", "map", "hit_rate", "coverage", "diversity",
+ * "pop_ratio", "fit_seconds", "eval_seconds", "rmse": [per split], "mae",
+ * "folds": [{...per split...}], "settings"}], "two_tower": {settings}}. */
+CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb_config *train_cfg,
+                       cb_progress_fn progress, void *progress_ctx, char **json_report, cb_error *err);
 
 /* ---- the recommender: a trained model, optionally with a similar-items table.
  *

@@ -229,6 +229,7 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, int argc, cha
     const char *why = cb_feature_config_check(&o->ec.features);
     if (why) return cli_fail(CLI_USAGE, cmd, "%s", why);
     if (o->no_topn) o->ec.topn_enabled = false;
+    o->ec.train.model.seed = o->ec.model.seed; /* the cbrec row: TRAIN defaults, the run's seed */
     return -1;
 }
 

@@ -13,7 +13,7 @@
 
 static const char *const model_names[CB_EVALRUN_N_MODELS] = {
     "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd", "two-tower/implicit",
-    "ease", "item-knn"};
+    "ease", "item-knn", "cbrec"};
 
 const char *cb_evalrun_model_name(cb_evalrun_model m) {
     return (unsigned)m < CB_EVALRUN_N_MODELS ? model_names[m] : "?";
@@ -29,7 +29,8 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
                  {"bias", CB_EVALRUN_BIAS}, {"baseline", CB_EVALRUN_BIAS}, {"popularity", CB_EVALRUN_POPULARITY},
                  {"pop", CB_EVALRUN_POPULARITY}, {"svd", CB_EVALRUN_SVD}, {"mf", CB_EVALRUN_SVD},
                  {"two-tower/implicit", CB_EVALRUN_IMPLICIT}, {"implicit", CB_EVALRUN_IMPLICIT},
-                 {"ease", CB_EVALRUN_EASE}, {"item-knn", CB_EVALRUN_ITEM_KNN}, {"knn", CB_EVALRUN_ITEM_KNN}};
+                 {"ease", CB_EVALRUN_EASE}, {"item-knn", CB_EVALRUN_ITEM_KNN}, {"knn", CB_EVALRUN_ITEM_KNN},
+                 {"cbrec", CB_EVALRUN_CBREC}};
     *mask = 0;
     const char *p = list;
     while (*p) {
@@ -43,7 +44,7 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
         if (!found && len)
             return cb_fail(err, CB_ENOTFOUND,
                            "unknown model '%.*s' (known: twotower, pipeline, implicit, global, bias, popularity, svd, "
-                           "ease, item-knn)",
+                           "ease, item-knn, cbrec)",
                            (int)len, p);
         p += len;
         if (*p == ',') p++;
@@ -57,16 +58,10 @@ void cb_evalrun_config_default(cb_evalrun_config *c) {
     c->models = (1u << CB_EVALRUN_N_MODELS) - 1;
     cb_topn_config_default(&c->topn);
     c->topn_enabled = true;
-    cb_feature_config_default(&c->features);
-    cb_model_config_default(&c->model);
-    /* Chosen on ml-100k fold u1 (see the report): a larger batch with a smaller
-     * learning rate and a little weight decay, few epochs (the towers overfit
-     * quickly: the user side sees the top-1000 items multi-hot). */
-    c->model.lr = 0.002f;
-    c->model.batch_size = 256;
-    c->model.epochs = 10;
-    c->model.weight_decay = 0.0f;
-    c->scale_targets = true;
+    cb_train_config_default(&c->train); /* the one home of the training defaults */
+    c->features = c->train.features;
+    c->model = c->train.model;
+    c->scale_targets = c->train.scale_targets;
     c->valid_frac = 0;
     c->implicit_negatives = 8;
     c->implicit_epochs = 3; /* 5x the examples of the rating model per epoch */
@@ -606,6 +601,59 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
     return rc;
 }
 
+/* ---- "cbrec": the product's train + recommend, defaults and code path (see evalrun.h) */
+
+typedef struct cbrec_ctx {
+    const cb_recommender *rec;
+    const cb_config *opts;  /* RECOMMEND: the defaults with n = max(K, recall K) */
+} cbrec_ctx;
+
+static int cbrec_list(void *vctx, uint32_t user, uint32_t k, uint32_t *items, uint32_t *n_out, cb_error *err) {
+    const cbrec_ctx *x = vctx;
+    cb_list *l = NULL;
+    *n_out = 0;
+    int rc = cb_recommender_recommend(x->rec, cb_recommender_user_id(x->rec, user), NULL, x->opts, &l, err);
+    for (size_t j = 0; !rc && j < cb_list_size(l) && *n_out < k; j++) items[(*n_out)++] = (uint32_t)cb_list_item(l, j);
+    cb_list_free(l);
+    return rc;
+}
+
+static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c, const cb_dataset *ds,
+                      const cb_split *sp, int fold, cb_error *err) {
+    int rc = push_result(results, n_results, CB_EVALRUN_CBREC, fold, sp, err);
+    if (rc) return rc;
+    cb_eval_result *r = &(*results)[*n_results - 1];
+    double t0 = cb_now();
+    cb_bundle *b = NULL;
+    cb_recommender *rec = NULL;
+    cb_config *opts = NULL;
+    cb_train_outcome o;
+    rc = cb_train_on_split(&b, NULL, ds, &c->train, sp, false, NULL, NULL, &o, err);
+    if (rc == CB_ENUMERIC && b && b->item_vecs) rc = CB_OK; /* as cb_train: the last good parameters */
+    if (!rc) rc = cb_recommender_from_bundle(&rec, b, err);
+    else cb_bundle_free(b);
+    b = rec ? cb_recommender_bundle(rec) : NULL;
+    r->fit_seconds = cb_now() - t0;
+    t0 = cb_now();
+    char n[16];
+    snprintf(n, sizeof n, "%u", c->topn.k > c->topn.recall_k ? c->topn.k : c->topn.recall_k);
+    if (!rc && !(rc = cb_config_create_from_table(&opts, &cb_recommend_config_table, err)))
+        rc = cb_config_set(opts, "n", n, err);
+    cbrec_ctx x = {rec, opts};
+    if (!rc && c->topn_enabled) {
+        rc = cb_eval_topn_lists(&r->topn, &c->topn, ds, sp, cbrec_list, &x, err);
+        r->has_topn = rc == CB_OK;
+    }
+    /* a rating where the model predicts one (the MSE head on a rating scale) */
+    tt_ctx tc = {b, b ? b->user_vecs : NULL, ds->y_min, ds->y_max};
+    if (!rc && !ds->binary && cb_model_config_of(b->model)->loss == CB_LOSS_MSE)
+        rc = cb_eval_rating(&r->rating, ds, sp->test, sp->n_test, tt_predict, &tc, err);
+    r->eval_seconds = cb_now() - t0;
+    cb_config_free(opts);
+    cb_recommender_free(rec);
+    return rc;
+}
+
 int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
                      const cb_dataset *ds, const cb_split *sp, int fold, cb_bundle **out_rec,
                      cb_train_result *out_train, cb_error *err) {
@@ -662,6 +710,7 @@ int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalr
     }
     if (c->topn_enabled && (c->models & ((1u << CB_EVALRUN_EASE) | (1u << CB_EVALRUN_ITEM_KNN))))
         rc = eval_itemrec(results, n_results, c, ds, sp, fold, err);
+    if (!rc && (c->models & (1u << CB_EVALRUN_CBREC))) rc = eval_cbrec(results, n_results, c, ds, sp, fold, err);
     return rc;
 }
 

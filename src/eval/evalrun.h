@@ -40,6 +40,15 @@
  * EASE lambda in {50, 100, 200, 500, 1000, 2000}; item-kNN k in {25, 50, 100,
  * 200, 400, 800} x shrink in {0, 20}.
  *
+ * "cbrec" is what a user gets from `cbrec train` + `cbrec recommend` with
+ * their settings (c->train, the TRAIN defaults unless told otherwise), through
+ * the same code: rec/api_train.c's cb_train_on_split on the split's training
+ * part (its own validation carve, c->train.valid_frac), wrapped as the public
+ * cb_recommender, and per test user the list of cb_recommender_recommend with
+ * the default RECOMMEND options (n = max(K, recall K)). The one difference:
+ * the "already rated" lists hold the training ratings only, so held-out items
+ * can be recommended. RMSE too when the model predicts ratings.
+ *
  * Nothing here prints; results come back as cb_eval_result rows.
  * Threading: no shared state; one call at a time per config. */
 #ifndef CB_EVALRUN_H
@@ -50,6 +59,7 @@
 #include "model/model.h"
 #include "rec/recommend.h"
 #include "model/bundle.h"
+#include "model/train_config.h"
 
 typedef enum cb_evalrun_model {
     CB_EVALRUN_TWOTOWER = 0,  /* "two-tower" */
@@ -61,11 +71,12 @@ typedef enum cb_evalrun_model {
     CB_EVALRUN_IMPLICIT = 6,  /* "two-tower/implicit": the towers trained for top-N (see below) */
     CB_EVALRUN_EASE = 7,      /* "ease": itemrec.h, lambda chosen on the validation carve */
     CB_EVALRUN_ITEM_KNN = 8,  /* "item-knn": itemrec.h, k and shrink chosen on the carve */
-    CB_EVALRUN_N_MODELS = 9
+    CB_EVALRUN_CBREC = 9,     /* "cbrec": `cbrec train` + `cbrec recommend` with c->train (see below) */
+    CB_EVALRUN_N_MODELS = 10
 } cb_evalrun_model;
 
 /* "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd",
- * "two-tower/implicit", "ease", "item-knn". */
+ * "two-tower/implicit", "ease", "item-knn", "cbrec". */
 const char *cb_evalrun_model_name(cb_evalrun_model m);
 /* Bit mask (1u << model) from a comma-separated list. Accepted names: the
  * names above and the short forms "twotower", "tt", "pipeline", "global",
@@ -76,9 +87,10 @@ typedef struct cb_evalrun_config {
     unsigned models;               /* bit mask of cb_evalrun_model (default: all) */
     cb_topn_config topn;           /* K = 10, threshold 4 */
     bool topn_enabled;             /* top-N metrics (true) */
-    cb_feature_config features;    /* cb_feature_config_default */
-    cb_model_config model;         /* the tuned eval defaults (cb_evalrun_config_default) */
-    bool scale_targets;            /* map ratings to [-1, 1] for MSE (true) */
+    cb_train_config train;         /* the "cbrec" row's training (cb_train_config_default) */
+    cb_feature_config features;    /* the two-tower rows': train.features by default */
+    cb_model_config model;         /* ... train.model by default (seed: also the split's and baselines') */
+    bool scale_targets;            /* ... train.scale_targets by default */
     double valid_frac;             /* validation carve from training, for patience (0 = none) */
     bool monitor_test;             /* valid_frac 0: report the held-out loss per epoch through
                                       on_epoch (the test ratings as "validation" with patience
@@ -101,8 +113,9 @@ typedef struct cb_evalrun_config {
     void *epoch_ctx;
 } cb_evalrun_config;
 
-/* Defaults: every model, K 10, threshold 4, default features, and the
- * two-tower settings chosen for evaluation (see evalrun.c for why). */
+/* Defaults: every model, K 10, threshold 4, and the features, model and
+ * training settings of the TRAIN table (cb_train_config_default, their one
+ * home); the two-tower rows train without a validation carve (valid_frac 0). */
 void cb_evalrun_config_default(cb_evalrun_config *c);
 
 /* Fit every model of c->models on sp->train and measure it on sp->test.

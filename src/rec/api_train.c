@@ -157,35 +157,40 @@ static int make_split(cb_split *sp, const cb_dataset *ds, const cb_train_config 
     }
 }
 
-/* Carve the seeded validation part out of sp->train (data/split.c's
- * cb_split_carve, the one home of the carve); sp->train keeps the rest. */
-static int carve_validation(cb_split *sp, const cb_dataset *ds, double frac, uint64_t seed, uint32_t **valid,
-                            size_t *n_valid, cb_error *err) {
-    cb_split v;
-    int rc = cb_split_carve(&v, ds, sp->train, sp->n_train, CB_SPLIT_RANDOM, frac, seed, err);
-    if (rc) return rc;
-    free(sp->train);
-    sp->train = v.train;
-    sp->n_train = v.n_train;
-    *valid = v.test;
-    *n_valid = v.n_test;
-    return CB_OK;
-}
-
-typedef struct progress_adapter {
-    cb_progress_fn fn;
-    void *ctx;
-} progress_adapter;
-
-static int on_epoch(const cb_epoch_report *r, void *vctx) {
-    const progress_adapter *a = vctx;
+int cb_progress_adapt(const cb_epoch_report *r, void *vctx) {
+    const cb_progress_adapter *a = vctx;
     cb_progress p = {sizeof p, r->epoch, r->epochs, r->batch, r->n_batches, r->end_of_epoch, r->train_loss,
                      r->valid_loss, r->valid_rmse, r->examples_per_sec, r->seconds, r->best};
     return a->fn(&p, a->ctx);
 }
 
-/* One training run: split, carve, fit (b == NULL: a new bundle into *out;
- * else resume b), fill the report. */
+int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, const cb_train_config *tc,
+                      const cb_split *sp, bool seen_all_ratings, cb_epoch_fn epoch_fn, void *ctx,
+                      cb_train_outcome *o, cb_error *err) {
+    if (out) *out = NULL;
+    memset(o, 0, sizeof *o);
+    o->test_loss = o->test_rmse = NAN;
+    const char *why = cb_feature_config_check(&tc->features);
+    if (why) return cb_fail(err, CB_EINVAL, "features: %s", why);
+    cb_split carve; /* the seeded validation carve, made here for every caller */
+    int rc = cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_RANDOM, tc->valid_frac, tc->model.seed, err);
+    if (rc) return rc;
+    cb_bundle_train_input in = {.ds = ds, .train_idx = carve.train, .n_train = carve.n_train,
+                                .valid_idx = carve.n_test ? carve.test : NULL, .n_valid = carve.n_test,
+                                .features = &tc->features, .model = tc->model, .scale_targets = tc->scale_targets,
+                                .seen_all_ratings = seen_all_ratings, .on_epoch = epoch_fn, .ctx = ctx,
+                                .test_idx = sp->n_test ? sp->test : NULL, .n_test = sp->n_test};
+    rc = resume ? cb_bundle_resume(resume, &in, &o->res, err) : cb_bundle_train(out, &in, &o->res, err);
+    o->n_train = carve.n_train;
+    o->n_valid = carve.n_test;
+    o->test_loss = in.test_loss;
+    o->test_rmse = in.test_rmse;
+    cb_split_free(&carve);
+    return rc;
+}
+
+/* One training run: split, then cb_train_on_split (b == NULL: a new bundle
+ * into *out; else resume b), fill the report. */
 static int run(cb_bundle **out, cb_bundle *b, const cb_dataset *ds, const cb_config *cfg, cb_progress_fn progress,
                void *progress_ctx, cb_train_report *report, cb_error *err) {
     if (report && report->size < sizeof report->size)
@@ -193,39 +198,29 @@ static int run(cb_bundle **out, cb_bundle *b, const cb_dataset *ds, const cb_con
     cb_train_config def;
     const cb_train_config *tc;
     int rc = train_values(cfg, &def, &tc, err);
-    const char *why = rc ? NULL : cb_feature_config_check(&tc->features);
-    if (why) rc = cb_fail(err, CB_EINVAL, "features: %s", why);
     if (rc) return rc;
     cb_split sp = {0};
-    uint32_t *valid = NULL;
-    size_t n_valid = 0;
-    progress_adapter pa = {progress, progress_ctx};
-    if ((rc = make_split(&sp, ds, tc, err)) || (rc = carve_validation(&sp, ds, tc->valid_frac, tc->model.seed, &valid,
-                                                                       &n_valid, err))) {
+    cb_progress_adapter pa = {progress, progress_ctx};
+    if ((rc = make_split(&sp, ds, tc, err))) {
         cb_split_free(&sp);
         return rc;
     }
-    cb_bundle_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .valid_idx = valid,
-                                .n_valid = n_valid, .features = &tc->features, .model = tc->model,
-                                .scale_targets = tc->scale_targets, .seen_all_ratings = true,
-                                .on_epoch = progress ? on_epoch : NULL, .ctx = &pa, .test_idx = sp.test,
-                                .n_test = sp.n_test};
-    cb_train_result res = {0};
+    cb_train_outcome o;
     double t0 = cb_now();
-    rc = b ? cb_bundle_resume(b, &in, &res, err) : cb_bundle_train(out, &in, &res, err);
-    const cb_bundle *trained = b ? b : *out;
+    rc = cb_train_on_split(out, b, ds, tc, &sp, true, progress ? cb_progress_adapt : NULL, &pa, &o, err);
+    const cb_bundle *trained = b ? b : out ? *out : NULL;
     if (report && trained && (rc == CB_OK || rc == CB_ENUMERIC)) {
+        const cb_train_result *res = &o.res;
         /* a caller built against an older header gets the fields it knows */
-        cb_train_report full = {sizeof full, res.epochs_run, res.best_epoch, res.train_loss, res.valid_loss,
-                                res.valid_rmse, in.test_rmse, in.test_loss,
-                                cb_model_config_of(trained->model)->loss == CB_LOSS_BCE, sp.n_train, n_valid,
+        cb_train_report full = {sizeof full, res->epochs_run, res->best_epoch, res->train_loss, res->valid_loss,
+                                res->valid_rmse, o.test_rmse, o.test_loss,
+                                cb_model_config_of(trained->model)->loss == CB_LOSS_BCE, o.n_train, o.n_valid,
                                 sp.n_test, cb_features_user_dim(trained->features),
                                 cb_features_item_dim(trained->features), cb_model_n_params(trained->model),
                                 cb_now() - t0, rc == CB_ENUMERIC};
         size_t size = report->size < sizeof full ? report->size : sizeof full;
         memcpy((char *)report + sizeof full.size, (char *)&full + sizeof full.size, size - sizeof full.size);
     }
-    free(valid);
     cb_split_free(&sp);
     return rc;
 }

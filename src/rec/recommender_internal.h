@@ -5,6 +5,7 @@
 #define CB_RECOMMENDER_INTERNAL_H
 
 #include "model/bundle.h"
+#include "model/train_config.h"
 
 /* A new recommender over b. Takes ownership of b, also on failure (then b is
  * freed and *out is NULL). */
@@ -16,5 +17,30 @@ cb_bundle *cb_recommender_bundle(cb_recommender *rec);
  * (training resumed): the search context; a similar-items table built from the
  * old vectors is dropped. */
 int cb_recommender_bundle_changed(cb_recommender *rec, cb_error *err);
+
+/* The public progress callback behind a cb_epoch_fn: pass cb_progress_adapt
+ * as the epoch function and a cb_progress_adapter as its context. */
+typedef struct cb_progress_adapter {
+    cb_progress_fn fn;
+    void *ctx;
+} cb_progress_adapter;
+int cb_progress_adapt(const cb_epoch_report *r, void *adapter);
+
+/* Training as cb_train does it, on a GIVEN split: carve tc->valid_frac of
+ * sp->train (seeded by tc->model.seed, data/split.c's cb_split_carve) for
+ * validation, fit features and towers on the rest with tc's settings, and
+ * measure sp->test after training (skipped when empty). resume == NULL: a new
+ * bundle into *out; else resume trains `resume` in place. seen_all_ratings:
+ * the "already rated" lists from every rating (a model to serve, cb_train) or
+ * from sp->train only (evaluation: eval/evalrun.c's "cbrec" row). sp is not
+ * changed. On CB_ENUMERIC *out may hold the last good parameters. */
+typedef struct cb_train_outcome {
+    cb_train_result res;
+    size_t n_train, n_valid;     /* after the carve */
+    double test_loss, test_rmse; /* NAN without a test part */
+} cb_train_outcome;
+int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, const cb_train_config *tc,
+                      const cb_split *sp, bool seen_all_ratings, cb_epoch_fn on_epoch, void *ctx,
+                      cb_train_outcome *outcome, cb_error *err);
 
 #endif

@@ -1,10 +1,11 @@
 /* api_config — which key table serves which public cb_config_kind, and the
  * kind-level calls of include/cbrec.h (cb_config_create, cb_config_n_keys,
- * cb_config_key). It lives in rec/, the top library folder, because the
+ * cb_config_key). It lives in eval/, the top library folder, because the
  * tables live next to what they configure in the folders below it (data/,
- * model/, rec/); the mechanism itself is base/config.c. */
+ * model/, rec/, eval/); the mechanism itself is base/config.c. */
 #include "base/config.h"
 #include "data/synth_config.h"
+#include "eval/eval_config.h"
 #include "model/train_config.h"
 #include "rec/recommend.h"
 
@@ -13,6 +14,7 @@ static const cb_config_table *table_of(cb_config_kind kind) {
     case CB_CONFIG_TRAIN: return &cb_train_config_table;
     case CB_CONFIG_SYNTH: return &cb_synth_config_table;
     case CB_CONFIG_RECOMMEND: return &cb_recommend_config_table;
+    case CB_CONFIG_EVAL: return &cb_eval_config_table;
     }
     return NULL;
 }

@@ -1,0 +1,214 @@
+/* api_eval — the public evaluation call of include/cbrec.h (cb_evaluate): the
+ * protocol (fixed folds or the TRAIN config's split), every model of the EVAL
+ * config on each split through evalrun.h, and the JSON report `cbrec eval
+ * --json` prints. It sits in eval/, the top library folder: it drives
+ * evalrun.c, which uses rec/ (the "cbrec" row goes through the public
+ * recommender). */
+#include "eval/eval_config.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FOLDS 16
+
+typedef struct protocol {
+    char names[MAX_FOLDS][32];
+    cb_split splits[MAX_FOLDS];
+    size_t n;
+    char label[128];
+} protocol;
+
+static void protocol_free(protocol *p) {
+    for (size_t i = 0; i < p->n; i++) cb_split_free(&p->splits[i]);
+    p->n = 0;
+}
+
+static int protocol_make(protocol *p, const char *folds, const cb_train_config *tc, const cb_dataset *ds, cb_error *err) {
+    memset(p, 0, sizeof *p);
+    if (folds) {
+        const char *s = folds;
+        while (*s) {
+            size_t len = strcspn(s, ",");
+            if (p->n == MAX_FOLDS || len == 0 || len >= sizeof p->names[0])
+                return cb_fail(err, CB_EINVAL, "--folds: at most %d names of < 32 characters", MAX_FOLDS);
+            memcpy(p->names[p->n], s, len);
+            p->names[p->n][len] = 0;
+            char base[4200], test[4200];
+            snprintf(base, sizeof base, "%s/%s.base", ds->path, p->names[p->n]);
+            snprintf(test, sizeof test, "%s/%s.test", ds->path, p->names[p->n]);
+            int rc = cb_eval_split_from_files(&p->splits[p->n], ds, base, test, err);
+            if (rc) return rc;
+            p->n++;
+            s += len;
+            if (*s == ',') s++;
+        }
+        snprintf(p->label, sizeof p->label, "fixed folds %s", folds);
+        return CB_OK;
+    }
+    cb_train_split kind = tc->split;
+    const char *split = cb_train_split_name(kind);
+    if (kind == CB_TRAIN_SPLIT_SKLEARN || kind == CB_TRAIN_SPLIT_NONE)
+        return cb_fail(err, CB_EINVAL, "--split %s is not an evaluation protocol (random, temporal, cold-users, cold-items, per-user)",
+                       split);
+    int rc = cb_split_make(&p->splits[0], ds, (cb_split_kind)kind, tc->test_frac, tc->model.seed, err);
+    if (rc) return rc;
+    snprintf(p->names[0], sizeof p->names[0], "%s", split);
+    p->n = 1;
+    snprintf(p->label, sizeof p->label, "%s split, test fraction %g, seed %llu", split, tc->test_frac,
+             (unsigned long long)tc->model.seed);
+    return CB_OK;
+}
+
+typedef struct run {
+    const cb_dataset *ds;
+    protocol proto;
+    cb_eval_result *results;
+    size_t n_results;
+    double seconds;
+} run;
+
+static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
+    json_t *root = json_object(), *models = json_array(), *names = json_array();
+    for (size_t s = 0; s < R->proto.n; s++) json_array_append_new(names, json_string(R->proto.names[s]));
+    json_object_set_new(root, "dataset", json_string(R->ds->name));
+    json_object_set_new(root, "path", json_string(R->ds->path ? R->ds->path : ""));
+    json_object_set_new(root, "users", json_integer(cb_dataset_n_users(R->ds)));
+    json_object_set_new(root, "items", json_integer(cb_dataset_n_items(R->ds)));
+    json_object_set_new(root, "ratings", json_integer((json_int_t)R->ds->n_ratings));
+    json_object_set_new(root, "protocol", json_string(R->proto.label));
+    json_object_set_new(root, "splits", names);
+    json_object_set_new(root, "k", json_integer(ec->topn.k));
+    json_object_set_new(root, "threshold", json_real(ec->topn.threshold));
+    json_object_set_new(root, "recall_k", json_integer(ec->topn.recall_k));
+    json_object_set_new(root, "long_tail",
+                        json_string("items outside the most popular ones that make up 80% of the training interactions"));
+    json_object_set_new(root, "seed", json_integer((json_int_t)ec->model.seed));
+    json_object_set_new(root, "seconds", json_real(R->seconds));
+    cb_error err;
+    for (int m = 0; m < CB_EVALRUN_N_MODELS; m++) {
+        const char *name = cb_evalrun_model_name((cb_evalrun_model)m);
+        cb_eval_summary s;
+        if (cb_eval_summarize(&s, R->results, R->n_results, name, &err)) continue;
+        json_t *jm = json_object(), *rmse = json_array(), *mae = json_array(), *folds = json_array();
+        json_object_set_new(jm, "name", json_string(name));
+        json_object_set_new(jm, "mean_rmse", jnum(s.rmse.mean));
+        json_object_set_new(jm, "std_rmse", jnum(s.rmse.std));
+        json_object_set_new(jm, "mean_mae", jnum(s.mae.mean));
+        json_object_set_new(jm, "std_mae", jnum(s.mae.std));
+        const struct {
+            const char *key;
+            cb_eval_stat st;
+        } st[] = {{"precision", s.precision}, {"recall", s.recall},     {"ndcg", s.ndcg},
+                  {"map", s.map},             {"hit_rate", s.hit_rate}, {"coverage", s.coverage},
+                  {"diversity", s.diversity}, {"pop_ratio", s.pop_ratio}, {"fit_seconds", s.fit_seconds},
+                  {"eval_seconds", s.eval_seconds}};
+        for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) json_object_set_new(jm, st[i].key, jnum(st[i].st.mean));
+        /* the headline figures under names that carry their list length */
+        char key[40];
+        const uint32_t K = ec->topn.k, RK = ec->topn.recall_k;
+        snprintf(key, sizeof key, "mean_ndcg%u", K), json_object_set_new(jm, key, jnum(s.ndcg.mean));
+        snprintf(key, sizeof key, "mean_hit_rate%u", K), json_object_set_new(jm, key, jnum(s.hit_rate.mean));
+        snprintf(key, sizeof key, "mean_recall%u", K), json_object_set_new(jm, key, jnum(s.recall.mean));
+        if (RK) snprintf(key, sizeof key, "mean_recall%u", RK), json_object_set_new(jm, key, jnum(s.recall_at.mean));
+        json_object_set_new(jm, "mean_coverage", jnum(s.coverage.mean));
+        snprintf(key, sizeof key, "mean_pop%u", K), json_object_set_new(jm, key, jnum(s.pop_recommended.mean));
+        snprintf(key, sizeof key, "mean_long_tail%u", K), json_object_set_new(jm, key, jnum(s.long_tail.mean));
+        json_t *chosen = json_array();
+        for (size_t k = 0; k < R->n_results; k++) {
+            const cb_eval_result *r = &R->results[k];
+            if (strcmp(r->model, name)) continue;
+            json_array_append_new(rmse, jnum(r->rating.rmse));
+            json_array_append_new(mae, jnum(r->rating.mae));
+            json_t *jf = json_object();
+            json_object_set_new(jf, "fold", json_integer(r->fold));
+            json_object_set_new(jf, "n_train", json_integer((json_int_t)r->n_train));
+            json_object_set_new(jf, "n_test", json_integer((json_int_t)r->n_test));
+            json_object_set_new(jf, "rmse", jnum(r->rating.rmse));
+            json_object_set_new(jf, "mae", jnum(r->rating.mae));
+            if (r->has_topn) {
+                const cb_topn_metrics *t = &r->topn;
+                json_object_set_new(jf, "precision", jnum(t->precision));
+                json_object_set_new(jf, "recall", jnum(t->recall));
+                json_object_set_new(jf, "ndcg", jnum(t->ndcg));
+                json_object_set_new(jf, "map", jnum(t->map));
+                json_object_set_new(jf, "hit_rate", jnum(t->hit_rate));
+                json_object_set_new(jf, "coverage", jnum(t->coverage));
+                json_object_set_new(jf, "diversity", jnum(t->diversity));
+                json_object_set_new(jf, "pop_recommended", jnum(t->pop_recommended));
+                json_object_set_new(jf, "pop_rated", jnum(t->pop_rated));
+                json_object_set_new(jf, "pop_ratio", jnum(t->pop_ratio));
+                json_object_set_new(jf, "n_users_evaluated", json_integer((json_int_t)t->n_users_evaluated));
+            }
+            if (r->has_topn) {
+                json_object_set_new(jf, "recall_at", jnum(r->topn.recall_at));
+                json_object_set_new(jf, "recall_k", json_integer(r->topn.recall_k));
+                json_object_set_new(jf, "long_tail", jnum(r->topn.long_tail));
+            }
+            if (r->settings[0]) {
+                json_object_set_new(jf, "settings", json_string(r->settings));
+                json_array_append_new(chosen, json_string(r->settings));
+            }
+            json_object_set_new(jf, "fit_seconds", json_real(r->fit_seconds));
+            json_object_set_new(jf, "eval_seconds", json_real(r->eval_seconds));
+            json_array_append_new(folds, jf);
+        }
+        json_object_set_new(jm, "rmse", rmse);
+        json_object_set_new(jm, "mae", mae);
+        json_object_set_new(jm, "folds", folds);
+        if (json_array_size(chosen)) json_object_set_new(jm, "settings", chosen);
+        else json_decref(chosen);
+        json_array_append_new(models, jm);
+    }
+    json_object_set_new(root, "models", models);
+    const cb_model_config *mc = &ec->model;
+    json_t *ul = json_array(), *il = json_array();
+    for (uint32_t i = 0; i < mc->n_user_layers; i++) json_array_append_new(ul, json_integer(mc->user_layers[i]));
+    for (uint32_t i = 0; i < mc->n_item_layers; i++) json_array_append_new(il, json_integer(mc->item_layers[i]));
+    json_object_set_new(root, "two_tower",
+                        json_pack("{s:o,s:o,s:I,s:b,s:f,s:I,s:I,s:f,s:I,s:b,s:f,s:I,s:I,s:b,s:I,s:f,s:b,s:f}", "user_layers", ul, "item_layers",
+                                  il, "dim", (json_int_t)mc->dim, "l2norm", mc->l2norm, "lr", (double)mc->lr,
+                                  "batch", (json_int_t)mc->batch_size, "epochs", (json_int_t)mc->epochs,
+                                  "weight_decay", (double)mc->weight_decay, "top_k_popular",
+                                  (json_int_t)ec->features.top_k_popular, "scale_targets", ec->scale_targets,
+                                  "valid_frac", ec->valid_frac, "implicit_negatives",
+                                  (json_int_t)ec->implicit_negatives, "implicit_epochs",
+                                  (json_int_t)ec->implicit_epochs, "cold_impute", ec->cold_impute,
+                                  "cold_neighbours", (json_int_t)ec->cold_neighbours, "implicit_neg_alpha",
+                                  ec->implicit_neg_alpha, "implicit_cold_attrs", ec->implicit_cold_attrs,
+                                  "cold_neg_alpha", ec->cold_neg_alpha));
+    return root;
+}
+
+
+CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb_config *train_cfg,
+                       cb_progress_fn progress, void *progress_ctx, char **json_report, cb_error *err) {
+    if (!ds || !json_report) return cb_fail(err, CB_EINVAL, "cb_evaluate: NULL argument");
+    *json_report = NULL;
+    cb_evalrun_config ec;
+    int rc = cb_eval_config_resolve(&ec, eval_cfg, train_cfg, err);
+    if (rc) return rc;
+    const cb_eval_config *e = eval_cfg ? cb_config_values(eval_cfg, CB_CONFIG_EVAL) : NULL;
+    cb_progress_adapter pa = {progress, progress_ctx};
+    ec.on_epoch = progress ? cb_progress_adapt : NULL;
+    ec.epoch_ctx = &pa;
+    run R = {.ds = ds};
+    if ((rc = protocol_make(&R.proto, e && e->folds && *e->folds ? e->folds : NULL, &ec.train, ds, err))) goto out;
+    double t0 = cb_now();
+    for (size_t f = 0; f < R.proto.n && !rc; f++)
+        rc = cb_evalrun_split(&R.results, &R.n_results, &ec, ds, &R.proto.splits[f],
+                              R.proto.n > 1 || (e && e->folds && *e->folds) ? (int)f + 1 : 0, NULL, NULL, err);
+    R.seconds = cb_now() - t0;
+    if (rc) goto out;
+    json_t *j = results_json(&R, &ec);
+    *json_report = j ? json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(j);
+    if (!*json_report) rc = cb_fail(err, CB_ENOMEM, "cb_evaluate: out of memory");
+out:
+    protocol_free(&R.proto);
+    free(R.results);
+    return rc;
+}

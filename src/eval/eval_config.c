@@ -1,0 +1,83 @@
+/* eval_config — the EVAL key table (see eval_config.h). To add a key: one line
+ * in `keys` (and its field in cb_evalrun_config or cb_eval_config). */
+#include "eval/eval_config.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#define EC(field) offsetof(cb_eval_config, field)
+#define RUN(field) offsetof(cb_eval_config, run.field)
+
+static const cb_config_choice cold_modes[] = {{"attrs", 0}, {"impute", 1}, {NULL, 0}};
+
+static const cb_config_key_def keys[] = {
+    {"models", "LIST", "",
+     "cbrec,twotower,pipeline,implicit,global,bias,popularity,svd,ease,item-knn (empty: all); cbrec = `cbrec "
+     "train` + `cbrec recommend` with the TRAIN settings; pipeline = the two-tower's top-N through the cheap "
+     "retrieval sources; implicit = the towers trained on rated vs unrated",
+     "evaluation", CB_KEY_STRING, EC(models), 0, 0, 0, 0, NULL},
+    {"folds", "LIST", "", "fixed folds, e.g. u1,u2,u3,u4,u5 (reads DATA/u1.base + DATA/u1.test; the split is "
+     "then ignored)", "evaluation", CB_KEY_STRING, EC(folds), 0, 0, 0, 0, NULL},
+    {"k", "N", "10", "list length K", "evaluation", CB_KEY_U32, RUN(topn.k), 0, 1, 1000, 0, NULL},
+    {"threshold", "Y", "4", "relevant = held-out rating >= Y", "evaluation", CB_KEY_F32, RUN(topn.threshold), 0,
+     -1e9, 1e9, 0, NULL},
+    {"recall-k", "N", "20", "also recall@N (0 = off)", "evaluation", CB_KEY_U32, RUN(topn.recall_k), 0, 0, 1000, 0,
+     NULL},
+    {"topn", "", "true", "top-N metrics (--no-topn: rating metrics only)", "evaluation", CB_KEY_BOOL,
+     RUN(topn_enabled), 0, 0, 0, 0, NULL},
+    {"tune-frac", "F", "0.2", "per-user validation carve of the training part that chooses the ease / item-knn "
+     "settings (never the test part)", "evaluation", CB_KEY_F64, RUN(tune_frac), 0, 0.01, 0.9, 0, NULL},
+    {"twotower-valid-frac", "F", "0", "validation carve of the two-tower rows (the cbrec row uses --valid-frac, as "
+     "cbrec train does)", "two-tower", CB_KEY_F64, RUN(valid_frac), 0, 0, 0.9, 0, NULL},
+    {"implicit-negatives", "N", "8", "two-tower/implicit: negatives per positive", "two-tower", CB_KEY_U32,
+     RUN(implicit_negatives), 0, 1, 1000, 0, NULL},
+    {"implicit-epochs", "N", "3", "two-tower/implicit: epochs (0: --epochs)", "two-tower", CB_KEY_U32,
+     RUN(implicit_epochs), 0, 0, 1e6, 0, NULL},
+    {"implicit-neg-alpha", "F", "0", "negatives drawn ~ (training count + 1)^F, log-weight added back when ranking "
+     "(0 = uniform)", "two-tower", CB_KEY_F64, RUN(implicit_neg_alpha), 0, 0, 2, 0, NULL},
+    {"implicit-cold", "attrs|impute", "attrs", "how two-tower/implicit ranks users without training ratings: attrs "
+     "= a second tower pair on the attribute columns only; impute = the warm towers on the imputed row",
+     "two-tower", CB_KEY_ENUM, EC(implicit_cold), 0, 0, 0, 0, cold_modes},
+    {"cold-neg-alpha", "F", "1", "negative alpha of the attribute-only cold-user ranker", "two-tower", CB_KEY_F64,
+     RUN(cold_neg_alpha), 0, 0, 2, 0, NULL},
+    {"cold-impute", "", "true", "impute cold users' rating-derived features from attribute-nearest training users",
+     "two-tower", CB_KEY_BOOL, RUN(cold_impute), 0, 0, 0, 0, NULL},
+    {"cold-neighbours", "N", "200", "... from this many of them", "two-tower", CB_KEY_U32, RUN(cold_neighbours), 0,
+     1, 1e9, 0, NULL},
+    {"sizes", "LIST", "25,50,100,200,500,1000,full", "retrieval experiment: candidate budgets", "retrieval",
+     CB_KEY_STRING, EC(sizes), 0, 0, 0, 0, NULL},
+    {"users", "N", "0", "retrieval experiment: at most N test users (0 = all)", "retrieval", CB_KEY_SIZE,
+     EC(max_users), 0, 0, 1e9, 0, NULL},
+};
+
+static void init(void *values) {
+    cb_eval_config *c = values;
+    memset(c, 0, sizeof *c);
+    cb_evalrun_config_default(&c->run);
+}
+
+const cb_config_table cb_eval_config_table = {CB_CONFIG_EVAL, "eval", keys, sizeof keys / sizeof keys[0],
+                                              sizeof(cb_eval_config), init};
+
+int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, const cb_config *train_cfg,
+                           cb_error *err) {
+    cb_eval_config def;
+    const cb_eval_config *ec = eval_cfg ? cb_config_values(eval_cfg, CB_CONFIG_EVAL) : &def;
+    if (!ec) return cb_fail(err, CB_EINVAL, "the evaluation configuration is not of kind EVAL");
+    if (!eval_cfg && cb_config_table_defaults(&cb_eval_config_table, &def, err)) return CB_EINVAL;
+    cb_train_config tdef;
+    const cb_train_config *tc = train_cfg ? cb_config_values(train_cfg, CB_CONFIG_TRAIN) : &tdef;
+    if (!tc) return cb_fail(err, CB_EINVAL, "the training configuration is not of kind TRAIN");
+    if (!train_cfg) cb_train_config_default(&tdef);
+    *out = ec->run;
+    out->implicit_cold_attrs = ec->implicit_cold == 0;
+    if (ec->models && *ec->models) {
+        int rc = cb_evalrun_models_parse(ec->models, &out->models, err);
+        if (rc) return rc;
+    }
+    out->train = *tc;
+    out->features = tc->features;
+    out->model = tc->model;
+    out->scale_targets = tc->scale_targets;
+    return CB_OK;
+}
