@@ -17,12 +17,25 @@ static bool section_taken(const char *list, const char *section) {
     return false;
 }
 
-/* The key named `name` that c takes, into *info. */
-static bool find_key(const cli_command *c, const char *name, cb_config_key_info *info) {
-    for (size_t i = 0; c->kind && i < cb_config_n_keys(c->kind); i++)
-        if (cb_config_key(c->kind, i, info) == CB_OK && !strcmp(info->name, name))
-            return section_taken(c->sections, info->section);
+/* The key named `name` of `kind` within `sections`, into *info. */
+static bool find_kind_key(cb_config_kind kind, const char *sections, const char *name, cb_config_key_info *info) {
+    for (size_t i = 0; kind && i < cb_config_n_keys(kind); i++)
+        if (cb_config_key(kind, i, info) == CB_OK && !strcmp(info->name, name)) return section_taken(sections, info->section);
     return false;
+}
+
+/* The second config of cli_parse2 (kind 0: none). */
+typedef struct second_kind {
+    cb_config_kind kind;
+    const char *sections;
+} second_kind;
+
+/* The key named `name` that c (or x) takes, into *info; *second: it is x's. */
+static bool find_key2(const cli_command *c, const second_kind *x, const char *name, cb_config_key_info *info,
+                      bool *second) {
+    *second = false;
+    if (find_kind_key(c->kind, c->sections, name, info)) return true;
+    return (*second = x && find_kind_key(x->kind, x->sections, name, info));
 }
 
 static const cli_opt *find_opt(const cli_opt *o, const char *name, char short_name) {
@@ -58,7 +71,7 @@ static void help_line(FILE *f, const char *name, const char *hint, const char *h
     wrapped(f, help, 29, 29);
 }
 
-void cli_help(FILE *f, const cli_command *c) {
+static void help2(FILE *f, const cli_command *c, const second_kind *x) {
     fputs(c->usage, f);
     for (const cli_opt *o = c->opts; o && o->name; o++) {
         char name[48];
@@ -66,9 +79,14 @@ void cli_help(FILE *f, const cli_command *c) {
         help_line(f, name, o->hint, o->help);
     }
     const char *last = "";
-    for (size_t i = 0; c->kind && i < cb_config_n_keys(c->kind); i++) {
-        cb_config_key_info k;
-        if (cb_config_key(c->kind, i, &k) || !section_taken(c->sections, k.section)) continue;
+    size_t n1 = cb_config_n_keys(c->kind), n2 = x ? cb_config_n_keys(x->kind) : 0;
+    for (size_t i = 0; c->kind && i < n1 + n2; i++) {
+        cb_config_key_info k, k1;
+        bool second = i >= n1;
+        if (cb_config_key(second ? x->kind : c->kind, second ? i - n1 : i, &k) ||
+            !section_taken(second ? x->sections : c->sections, k.section) ||
+            (second && find_kind_key(c->kind, c->sections, k.name, &k1)))
+            continue;
         if (strcmp(last, k.section)) fprintf(f, "%s:\n", last = k.section);
         char name[64], help[512];
         bool negated = k.is_bool && !strcmp(k.default_value, "true");
@@ -79,6 +97,8 @@ void cli_help(FILE *f, const cli_command *c) {
     }
 }
 
+void cli_help(FILE *f, const cli_command *c) { help2(f, c, NULL); }
+
 int cli_usage_error(const cli_command *c, const char *msg) {
     fprintf(stderr, "cbrec %s: %s\n", c->name, msg);
     size_t line = strcspn(c->usage, "\n");
@@ -87,19 +107,22 @@ int cli_usage_error(const cli_command *c, const char *msg) {
 }
 
 /* --name [VALUE] as a key of c; *i advances past a value taken from argv. */
-static int set_key(const cli_command *c, cb_config *cfg, const char *name, const char *value, int *i, int argc,
-                   char **argv) {
+static int set_key(const cli_command *c, const second_kind *x, cb_config *cfg, cb_config *cfg2, const char *name,
+                   const char *value, int *i, int argc, char **argv) {
     cb_config_key_info k;
+    bool second = false;
     const char *v = value;
     char msg[700];
-    bool negated = !find_key(c, name, &k) && !strncmp(name, "no-", 3) && find_key(c, name + 3, &k) && k.is_bool;
+    bool negated = !find_key2(c, x, name, &k, &second) && !strncmp(name, "no-", 3) &&
+                   find_key2(c, x, name + 3, &k, &second) && k.is_bool;
     if (negated && value) return snprintf(msg, sizeof msg, "--%s takes no value", name), cli_usage_error(c, msg);
-    if (!negated && !find_key(c, name, &k)) {
+    if (!negated && !find_key2(c, x, name, &k, &second)) {
         cb_error err = {0};
         const char *near = cb_config_set(cfg, name, "", &err) == CB_ENOTFOUND ? strstr(err.msg, " (did you mean") : NULL;
         snprintf(msg, sizeof msg, "unknown option '--%s'%s", name, near ? near : "");
         return cli_usage_error(c, msg);
     }
+    if (second) cfg = cfg2;
     if (negated) v = "false";
     else if (!v && k.is_bool) v = "true";
     else if (!v && *i + 1 < argc) v = argv[++*i];
@@ -121,12 +144,22 @@ static int set_opt(const cli_command *c, const cli_opt *o, const char *value, in
     return -1;
 }
 
-int cli_parse(const cli_command *c, cb_config *cfg, int argc, char **argv) {
+static int parse(const cli_command *c, const second_kind *x, cb_config *cfg, cb_config *cfg2, int argc, char **argv);
+
+int cli_parse(const cli_command *c, cb_config *cfg, int argc, char **argv) { return parse(c, NULL, cfg, NULL, argc, argv); }
+
+int cli_parse2(const cli_command *c, cb_config *cfg, cb_config_kind kind2, const char *sections2, cb_config *cfg2,
+               int argc, char **argv) {
+    second_kind x = {kind2, sections2};
+    return parse(c, &x, cfg, cfg2, argc, argv);
+}
+
+static int parse(const cli_command *c, const second_kind *x, cb_config *cfg, cb_config *cfg2, int argc, char **argv) {
     char msg[300];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            cli_help(stdout, c);
+            help2(stdout, c, x);
             return CLI_OK;
         }
         int st;
@@ -143,7 +176,7 @@ int cli_parse(const cli_command *c, cb_config *cfg, int argc, char **argv) {
             name[len] = 0;
             const cli_opt *o = find_opt(c->opts, name, 0);
             st = o ? set_opt(c, o, eq ? eq + 1 : NULL, &i, argc, argv)
-                   : set_key(c, cfg, name, eq ? eq + 1 : NULL, &i, argc, argv);
+                   : set_key(c, x, cfg, cfg2, name, eq ? eq + 1 : NULL, &i, argc, argv);
         } else {
             return snprintf(msg, sizeof msg, "unexpected argument '%s'", a), cli_usage_error(c, msg);
         }
