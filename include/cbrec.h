@@ -199,6 +199,23 @@ CB_API int cb_plot_curve_svg(const char *path, const double *train_loss, const d
 CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb_config *train_cfg,
                        cb_progress_fn progress, void *progress_ctx, char **json_report, cb_error *err);
 
+/* The retrieval-size experiment (`cbrec experiment retrieval`): for each EVAL
+ * "sizes" budget (0 / "full" = the whole catalog) the cheap retrieval sources
+ * bring about that many candidates, the model ranks them, and the final top-K
+ * over the test users of the first split (EVAL "users": at most that many; 0 =
+ * all) is compared with the full-catalog ranking. `model`: a recommender
+ * trained on that split's training part (NULL: the two-tower rows' model is
+ * trained here; `progress` sees its epochs, with the held-out loss as
+ * valid_loss when EVAL "twotower-valid-frac" is 0 — watched, never used).
+ * *json_report (malloc'd): {"dataset", "protocol", "split", "k", "rows":
+ * [{"size" (number or "full"), "mean_candidates", "recall", "ndcg",
+ * "mean_score", "overlap", "latency_us", "n_users"}]}. */
+CB_API int cb_evaluate_retrieval(const cb_dataset *ds, const cb_config *eval_cfg, const cb_config *train_cfg,
+                                 const cb_recommender *model, cb_progress_fn progress, void *progress_ctx,
+                                 char **json_report, cb_error *err);
+/* The chart of a cb_evaluate_retrieval report as SVG, written atomically. */
+CB_API int cb_plot_retrieval_svg(const char *path, const char *retrieval_json, cb_error *err);
+
 /* ---- the recommender: a trained model, optionally with a similar-items table.
  *
  * Threading: a cb_recommender is not locked. After loading (or training) it is

@@ -1,686 +1,301 @@
-/* cbrec eval / experiment / report — measuring cbrec honestly: the two-tower
- * model beside the baselines on the same splits (one table, or one JSON
- * object), the retrieval-size experiment (a table and an SVG plot), and a
- * Markdown report holding both plus the learning curve. The work is done by
- * evalrun.h; this file parses options and prints. */
+/* cbrec eval / experiment / report — measuring cbrec honestly: every model
+ * beside the baselines on the same splits (one table, or one JSON object),
+ * the retrieval-size experiment (a table and an SVG plot), and a Markdown
+ * report holding both plus the learning curve. The work is the library's
+ * (cb_evaluate, cb_evaluate_retrieval); this file parses options over the
+ * EVAL and TRAIN key tables and prints the JSON reports as tables. */
 #include "cli.h"
-#include "base/svg.h"
-#include "eval/evalrun.h"
-#include "model/train_config.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
-
-#define MAX_FOLDS 16
-#define MAX_SIZES 32
-
-static const char *common_usage =
-    "data and protocol:\n"
-    "  --data PATH            dataset folder (MovieLens, generic with cbrec.schema, ...)\n"
-    "  --schema FILE          schema for the generic layout   --skip-bad-rows  skip malformed rows\n"
-    "  --folds LIST           fixed folds, e.g. u1,u2,u3,u4,u5 (reads PATH/u1.base + PATH/u1.test)\n"
-    "  --split KIND           random | per-user | temporal | cold-users | cold-items (default random;\n"
-    "                         ignored with --folds; per-user = test-frac of each user's ratings at random)\n"
-    "  --test-frac F          held-out fraction (default 0.2)    --seed N  seed of split and model (default 1)\n"
-    "  --k N                  list length K (default 10)         --threshold Y  relevant = rating >= Y (default 4)\n"
-    "  --tune-frac F          per-user validation carve of the training part that chooses the ease /\n"
-    "                         item-knn settings (default 0.2; never the test part)\n"
-    "two-tower (defaults are the evaluation settings, see `cbrec eval --help`):\n"
-    "  --epochs N --batch N --lr F --weight-decay F --dim N --user-layers LIST --item-layers LIST\n"
-    "  --no-l2norm --no-scale-targets --valid-frac F --patience N --threads N\n"
-    "  --top-k-popular N --age-buckets --exclude-cols LIST\n"
-    "  --implicit-negatives N (8) --implicit-epochs N (3): the two-tower/implicit ranker\n"
-    "  --implicit-neg-alpha F negatives drawn ~ (training count + 1)^F, log-weight added back when\n"
-    "                         ranking (0 = uniform, the default; 0..2)\n"
-    "  --implicit-cold MODE   how two-tower/implicit ranks users without training ratings: attrs\n"
-    "                         (default) = a second tower pair trained on the attribute columns only,\n"
-    "                         linear user tower, popularity-aware negatives (--cold-neg-alpha, 1);\n"
-    "                         impute = the warm towers on the imputed row below\n"
-    "  --no-cold-impute       cold users keep the raw \"0 ratings\" feature row (see evalrun.h)\n"
-    "  --cold-neighbours N    impute them from the N attribute-nearest training users (200)\n"
-    "  -q, --quiet            no progress output on stderr\n";
 
 /* ---- options shared by the three commands */
 
 typedef struct opts {
-    const char *data, *split, *folds, *models, *model_path, *out, *plot, *tsv, *sizes, *json_out;
-    cb_load_options lo;
-    double test_frac;
-    cb_evalrun_config ec;
-    bool json, quiet, no_topn;
-    size_t max_users;
+    const char *data, *model_path, *out, *plot, *tsv, *json_out;
+    bool json, quiet;
+    cb_config *eval, *train;
 } opts;
 
-enum {
-    O_SCHEMA = 256, O_SKIP, O_SPLIT, O_FOLDS, O_TEST, O_SEED, O_MODELS, O_K, O_THR, O_JSON, O_NOTOPN, O_EPOCHS,
-    O_BATCH, O_LR, O_WD, O_DIM, O_UL, O_IL, O_NOL2, O_NOSCALE, O_VALID, O_PAT, O_THREADS, O_TOPK, O_AGEB, O_EXCL,
-    O_MODEL, O_OUT, O_PLOT, O_TSV, O_SIZES, O_USERS, O_JSONOUT, O_INEG, O_IEP, O_NOCOLD, O_COLDK, O_INALPHA, O_ICOLD, O_CALPHA,
-    O_RECALLK, O_TUNEFRAC
-};
-
-static const struct option long_opts[] = {
-    {"data", required_argument, 0, 'd'}, {"schema", required_argument, 0, O_SCHEMA},
-    {"skip-bad-rows", no_argument, 0, O_SKIP}, {"split", required_argument, 0, O_SPLIT},
-    {"folds", required_argument, 0, O_FOLDS}, {"test-frac", required_argument, 0, O_TEST},
-    {"seed", required_argument, 0, O_SEED}, {"models", required_argument, 0, O_MODELS},
-    {"k", required_argument, 0, O_K}, {"threshold", required_argument, 0, O_THR},
-    {"json", no_argument, 0, O_JSON}, {"no-topn", no_argument, 0, O_NOTOPN},
-    {"epochs", required_argument, 0, O_EPOCHS}, {"batch", required_argument, 0, O_BATCH},
-    {"lr", required_argument, 0, O_LR}, {"weight-decay", required_argument, 0, O_WD},
-    {"dim", required_argument, 0, O_DIM}, {"user-layers", required_argument, 0, O_UL},
-    {"item-layers", required_argument, 0, O_IL}, {"no-l2norm", no_argument, 0, O_NOL2},
-    {"no-scale-targets", no_argument, 0, O_NOSCALE}, {"valid-frac", required_argument, 0, O_VALID},
-    {"patience", required_argument, 0, O_PAT}, {"threads", required_argument, 0, O_THREADS},
-    {"top-k-popular", required_argument, 0, O_TOPK}, {"age-buckets", no_argument, 0, O_AGEB},
-    {"exclude-cols", required_argument, 0, O_EXCL}, {"model", required_argument, 0, O_MODEL},
-    {"out", required_argument, 0, O_OUT}, {"plot", required_argument, 0, O_PLOT},
-    {"tsv", required_argument, 0, O_TSV}, {"sizes", required_argument, 0, O_SIZES},
-    {"users", required_argument, 0, O_USERS}, {"json-out", required_argument, 0, O_JSONOUT},
-    {"implicit-negatives", required_argument, 0, O_INEG}, {"implicit-epochs", required_argument, 0, O_IEP},
-    {"no-cold-impute", no_argument, 0, O_NOCOLD}, {"cold-neighbours", required_argument, 0, O_COLDK},
-    {"implicit-neg-alpha", required_argument, 0, O_INALPHA}, {"implicit-cold", required_argument, 0, O_ICOLD},
-    {"cold-neg-alpha", required_argument, 0, O_CALPHA}, {"quiet", no_argument, 0, 'q'},
-    {"recall-k", required_argument, 0, O_RECALLK}, {"tune-frac", required_argument, 0, O_TUNEFRAC},
-    {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-
-static bool num_in(const char *s, double lo, double hi, double *out) {
-    return cb_parse_double(s, strlen(s), out) && *out >= lo && *out <= hi;
+static void opts_free(opts *o) {
+    cb_config_free(o->eval);
+    cb_config_free(o->train);
 }
 
-/* Parse argv into o. Returns -1 to continue, else an exit status. */
-static int parse_opts(opts *o, const char *cmd, const char *usage, int argc, char **argv) {
-    double v;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "d:qh", long_opts, NULL)) != -1) {
-        cb_model_config *mc = &o->ec.model;
-        switch (c) {
-        case 'd': o->data = optarg; break;
-        case 'q': o->quiet = true; break;
-        case 'h': fputs(usage, stdout); fputs(common_usage, stdout); return CLI_OK;
-        case O_SCHEMA: o->lo.schema = optarg; break;
-        case O_SKIP: o->lo.skip_bad_rows = true; break;
-        case O_SPLIT: o->split = optarg; break;
-        case O_FOLDS: o->folds = optarg; break;
-        case O_TEST:
-            if (!num_in(optarg, 0.001, 0.99, &o->test_frac)) return cli_fail(CLI_USAGE, cmd, "--test-frac must be in (0, 0.99]");
-            break;
-        case O_SEED:
-            if (!num_in(optarg, 0, 4294967295.0, &v)) return cli_fail(CLI_USAGE, cmd, "--seed must be 0..2^32-1");
-            mc->seed = (uint64_t)v;
-            break;
-        case O_MODELS: o->models = optarg; break;
-        case O_K:
-            if (!num_in(optarg, 1, 1000, &v)) return cli_fail(CLI_USAGE, cmd, "--k must be 1..1000");
-            o->ec.topn.k = (uint32_t)v;
-            break;
-        case O_THR:
-            if (!num_in(optarg, -1e9, 1e9, &v)) return cli_fail(CLI_USAGE, cmd, "bad --threshold");
-            o->ec.topn.threshold = (float)v;
-            break;
-        case O_RECALLK:
-            if (!num_in(optarg, 0, 1000, &v)) return cli_fail(CLI_USAGE, cmd, "--recall-k must be 0..1000");
-            o->ec.topn.recall_k = (uint32_t)v;
-            break;
-        case O_TUNEFRAC:
-            if (!num_in(optarg, 0.01, 0.9, &o->ec.tune_frac)) return cli_fail(CLI_USAGE, cmd, "--tune-frac must be in [0.01, 0.9]");
-            break;
-        case O_JSON: o->json = true; break;
-        case O_JSONOUT: o->json_out = optarg; break;
-        case O_INEG:
-            if (!num_in(optarg, 1, 1000, &v)) return cli_fail(CLI_USAGE, cmd, "--implicit-negatives must be 1..1000");
-            o->ec.implicit_negatives = (uint32_t)v;
-            break;
-        case O_IEP:
-            if (!num_in(optarg, 0, 1e6, &v)) return cli_fail(CLI_USAGE, cmd, "bad --implicit-epochs");
-            o->ec.implicit_epochs = (uint32_t)v;
-            break;
-        case O_NOCOLD: o->ec.cold_impute = false; break;
-        case O_COLDK:
-            if (!num_in(optarg, 1, 1e9, &v)) return cli_fail(CLI_USAGE, cmd, "bad --cold-neighbours");
-            o->ec.cold_neighbours = (uint32_t)v;
-            break;
-        case O_INALPHA:
-            if (!num_in(optarg, 0, 2, &v)) return cli_fail(CLI_USAGE, cmd, "--implicit-neg-alpha must be 0..2");
-            o->ec.implicit_neg_alpha = v;
-            break;
-        case O_CALPHA:
-            if (!num_in(optarg, 0, 2, &v)) return cli_fail(CLI_USAGE, cmd, "--cold-neg-alpha must be 0..2");
-            o->ec.cold_neg_alpha = v;
-            break;
-        case O_ICOLD:
-            if (!strcmp(optarg, "attrs")) o->ec.implicit_cold_attrs = true;
-            else if (!strcmp(optarg, "impute")) o->ec.implicit_cold_attrs = false;
-            else return cli_fail(CLI_USAGE, cmd, "--implicit-cold must be attrs or impute");
-            break;
-        case O_NOTOPN: o->no_topn = true; break;
-        case O_EPOCHS:
-            if (!num_in(optarg, 0, 1e6, &v)) return cli_fail(CLI_USAGE, cmd, "bad --epochs");
-            mc->epochs = (uint32_t)v;
-            break;
-        case O_BATCH:
-            if (!num_in(optarg, 1, 1 << 20, &v)) return cli_fail(CLI_USAGE, cmd, "bad --batch");
-            mc->batch_size = (uint32_t)v;
-            break;
-        case O_LR:
-            if (!num_in(optarg, 1e-9, 100, &v)) return cli_fail(CLI_USAGE, cmd, "bad --lr");
-            mc->lr = (float)v;
-            break;
-        case O_WD:
-            if (!num_in(optarg, 0, 100, &v)) return cli_fail(CLI_USAGE, cmd, "bad --weight-decay");
-            mc->weight_decay = (float)v;
-            break;
-        case O_DIM:
-            if (!num_in(optarg, 1, 4096, &v)) return cli_fail(CLI_USAGE, cmd, "--dim must be 1..4096");
-            mc->dim = (uint32_t)v;
-            break;
-        case O_UL:
-        case O_IL: { /* the TRAIN table's parser (train_config.h) */
-            cb_error e;
-            bool user = c == O_UL;
-            if (cb_train_parse_layers(user ? "user-layers" : "item-layers", optarg,
-                                      user ? &mc->n_user_layers : &mc->n_item_layers,
-                                      user ? mc->user_layers : mc->item_layers, &e))
-                return cli_fail(CLI_USAGE, cmd, "--%s", e.msg);
-            break;
-        }
-        case O_NOL2: mc->l2norm = false; break;
-        case O_NOSCALE: o->ec.scale_targets = false; break;
-        case O_VALID:
-            if (!num_in(optarg, 0, 0.9, &o->ec.valid_frac)) return cli_fail(CLI_USAGE, cmd, "--valid-frac must be in [0, 0.9]");
-            break;
-        case O_PAT:
-            if (!num_in(optarg, 0, 1e6, &v)) return cli_fail(CLI_USAGE, cmd, "bad --patience");
-            mc->patience = (uint32_t)v;
-            break;
-        case O_THREADS:
-            if (!num_in(optarg, 1, 64, &v)) return cli_fail(CLI_USAGE, cmd, "bad --threads");
-            mc->threads = (int)v;
-            break;
-        case O_TOPK:
-            if (!num_in(optarg, 0, 1e6, &v)) return cli_fail(CLI_USAGE, cmd, "bad --top-k-popular");
-            o->ec.features.top_k_popular = (uint32_t)v;
-            break;
-        case O_AGEB: o->ec.features.age_mode = CB_AGE_BUCKETS; break;
-        case O_EXCL: o->ec.features.exclude_cols = optarg; break;
-        case O_MODEL: o->model_path = optarg; break;
-        case O_OUT: o->out = optarg; break;
-        case O_PLOT: o->plot = optarg; break;
-        case O_TSV: o->tsv = optarg; break;
-        case O_SIZES: o->sizes = optarg; break;
-        case O_USERS:
-            if (!num_in(optarg, 0, 1e9, &v)) return cli_fail(CLI_USAGE, cmd, "bad --users");
-            o->max_users = (size_t)v;
-            break;
-        default: fputs(usage, stderr); return CLI_USAGE;
-        }
-    }
-    if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
-    if (!o->data) {
-        fputs(usage, stderr);
-        return CLI_USAGE;
-    }
-    const char *why = cb_feature_config_check(&o->ec.features);
-    if (why) return cli_fail(CLI_USAGE, cmd, "%s", why);
-    if (o->no_topn) o->ec.topn_enabled = false;
-    o->ec.train.model.seed = o->ec.model.seed; /* the cbrec row: TRAIN defaults, the run's seed */
+/* Parse argv into o (extra: the command's own options after the shared ones).
+ * Returns -1 to continue, else an exit status. */
+static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt *extra, int argc, char **argv) {
+    memset(o, 0, sizeof *o);
+    cli_opt all[16] = {{"data", 'd', "PATH", "dataset folder (MovieLens, generic with cbrec.schema, ...)", &o->data, NULL},
+                       {"quiet", 'q', NULL, "no progress output on stderr", NULL, &o->quiet}};
+    size_t n = 2;
+    for (; extra && extra->name && n < 15; extra++) all[n++] = *extra;
+    cb_error err;
+    if (cb_config_create(&o->eval, CB_CONFIG_EVAL, &err) || cb_config_create(&o->train, CB_CONFIG_TRAIN, &err))
+        return cli_error(cmd, &err);
+    const cli_command c = {cmd, usage, all, CB_CONFIG_EVAL, NULL};
+    int st = cli_parse2(&c, o->eval, CB_CONFIG_TRAIN, NULL, o->train, argc, argv);
+    if (st >= 0) return st;
+    if (!o->data) return cli_usage_error(&c, "--data PATH is required");
     return -1;
 }
 
-static void opts_init(opts *o) {
-    memset(o, 0, sizeof *o);
-    cb_load_options_default(&o->lo);
-    cb_evalrun_config_default(&o->ec);
-    o->split = "random";
-    o->test_frac = 0.2;
-}
-
-/* ---- the protocol: a list of splits */
-
-typedef struct protocol {
-    char names[MAX_FOLDS][32];
-    cb_split splits[MAX_FOLDS];
-    size_t n;
-    char label[128];
-} protocol;
-
-static void protocol_free(protocol *p) {
-    for (size_t i = 0; i < p->n; i++) cb_split_free(&p->splits[i]);
-    p->n = 0;
-}
-
-static int protocol_make(protocol *p, const opts *o, const cb_dataset *ds, cb_error *err) {
-    memset(p, 0, sizeof *p);
-    if (o->folds) {
-        const char *s = o->folds;
-        while (*s) {
-            size_t len = strcspn(s, ",");
-            if (p->n == MAX_FOLDS || len == 0 || len >= sizeof p->names[0])
-                return cb_fail(err, CB_EINVAL, "--folds: at most %d names of < 32 characters", MAX_FOLDS);
-            memcpy(p->names[p->n], s, len);
-            p->names[p->n][len] = 0;
-            char base[4200], test[4200];
-            snprintf(base, sizeof base, "%s/%s.base", o->data, p->names[p->n]);
-            snprintf(test, sizeof test, "%s/%s.test", o->data, p->names[p->n]);
-            int rc = cb_eval_split_from_files(&p->splits[p->n], ds, base, test, err);
-            if (rc) return rc;
-            p->n++;
-            s += len;
-            if (*s == ',') s++;
-        }
-        snprintf(p->label, sizeof p->label, "fixed folds %s", o->folds);
-        return CB_OK;
-    }
-    cb_train_split kind;
-    int rc = cb_train_parse_split(o->split, &kind, err);
-    if (rc) return rc;
-    if (kind == CB_TRAIN_SPLIT_SKLEARN || kind == CB_TRAIN_SPLIT_NONE)
-        return cb_fail(err, CB_EINVAL, "--split %s is not an evaluation protocol (random, temporal, cold-users, cold-items, per-user)",
-                       o->split);
-    rc = cb_split_make(&p->splits[0], ds, (cb_split_kind)kind, o->test_frac, o->ec.model.seed, err);
-    if (rc) return rc;
-    snprintf(p->names[0], sizeof p->names[0], "%s", o->split);
-    p->n = 1;
-    snprintf(p->label, sizeof p->label, "%s split, test fraction %g, seed %llu", o->split, o->test_frac,
-             (unsigned long long)o->ec.model.seed);
-    return CB_OK;
-}
-
-/* ---- running the evaluation */
-
+/* Progress of the two-tower model: one line per epoch. */
 typedef struct progress {
     bool quiet;
-    const char *fold;
-    double *train_loss, *valid_loss; /* per-epoch curve of the first fold (may be NULL) */
+    double *train_loss, *valid_loss; /* per-epoch curve (may be NULL) */
     size_t n_curve, cap_curve;
 } progress;
 
-static int on_epoch(const cb_epoch_report *r, void *vctx) {
-    progress *p = vctx;
-    if (!r->end_of_epoch) return 0;
-    if (p->train_loss && p->n_curve < p->cap_curve) {
-        p->train_loss[p->n_curve] = r->train_loss;
-        p->valid_loss[p->n_curve] = r->valid_loss;
-        p->n_curve++;
+static int on_progress(const cb_progress *p, void *vctx) {
+    progress *g = vctx;
+    if (!p->end_of_epoch) return 0;
+    if (g->train_loss && g->n_curve < g->cap_curve) {
+        g->train_loss[g->n_curve] = p->train_loss;
+        g->valid_loss[g->n_curve] = p->valid_loss;
+        g->n_curve++;
     }
-    if (!p->quiet) {
-        fprintf(stderr, "  [%s] two-tower epoch %u/%u train_loss %.5f", p->fold, r->epoch, r->epochs, r->train_loss);
-        if (!isnan(r->valid_rmse)) fprintf(stderr, "  held-out rmse %.4f", r->valid_rmse);
-        fprintf(stderr, "  %.1fs\n", r->seconds);
+    if (!g->quiet) {
+        fprintf(stderr, "  two-tower epoch %u/%u train_loss %.5f", p->epoch, p->epochs, p->train_loss);
+        if (!isnan(p->valid_rmse)) fprintf(stderr, "  held-out rmse %.4f", p->valid_rmse);
+        fprintf(stderr, "  %.1fs\n", p->seconds);
     }
     return 0;
 }
 
-typedef struct run {
-    cb_dataset *ds;
-    protocol proto;
-    cb_eval_result *results;
-    size_t n_results;
-    cb_bundle *first_rec;       /* the two-tower model of the first split */
-    double seconds;
-} run;
-
-static void run_free(run *r) {
-    protocol_free(&r->proto);
-    free(r->results);
-    cb_bundle_free(r->first_rec);
-    cb_dataset_free(r->ds);
+static int open_data(cb_dataset **ds, const opts *o, cb_error *err) {
+    int rc = cb_dataset_open(ds, o->data, o->train, err);
+    if (!rc && !o->quiet)
+        fprintf(stderr, "%s: %zu users, %zu items, %zu ratings\n", cb_dataset_layout(*ds), cb_dataset_user_count(*ds),
+                cb_dataset_item_count(*ds), cb_dataset_rating_count(*ds));
+    return rc;
 }
 
-static int run_eval(run *R, opts *o, progress *pg, bool keep_rec, cb_error *err) {
-    int rc = cb_dataset_load(&R->ds, o->data, &o->lo, err);
-    if (rc) return rc;
-    if ((rc = protocol_make(&R->proto, o, R->ds, err))) return rc;
-    o->ec.on_epoch = on_epoch;
-    o->ec.epoch_ctx = pg;
-    if (!o->quiet)
-        fprintf(stderr, "%s: %u users, %u items, %zu ratings; %s\n", R->ds->name, cb_dataset_n_users(R->ds),
-                cb_dataset_n_items(R->ds), R->ds->n_ratings, R->proto.label);
-    double t0 = cb_now();
-    for (size_t f = 0; f < R->proto.n; f++) {
-        pg->fold = R->proto.names[f];
-        cb_bundle *rec = NULL;
-        size_t before = R->n_results;
-        rc = cb_evalrun_split(&R->results, &R->n_results, &o->ec, R->ds, &R->proto.splits[f],
-                              o->folds ? (int)f + 1 : 0, keep_rec && f == 0 ? &rec : NULL, NULL, err);
-        if (rc) return rc;
-        if (rec) R->first_rec = rec;
-        pg->train_loss = NULL; /* the curve is the first split's */
-        if (!o->quiet)
-            for (size_t i = before; i < R->n_results; i++)
-                fprintf(stderr, "  [%s] %-19s rmse %.4f  fit %.1fs  eval %.1fs\n", pg->fold, R->results[i].model,
-                        R->results[i].rating.rmse, R->results[i].fit_seconds, R->results[i].eval_seconds);
+/* Write text to path atomically (a temporary beside it, then rename). */
+static int write_file(const char *path, const char *text, cb_error *err) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f && fclose(f)) ok = false;
+    if (!ok || rename(tmp, path)) {
+        if (f) remove(tmp);
+        err->code = CB_EIO;
+        snprintf(err->msg, sizeof err->msg, "%s: %s", path, strerror(errno));
+        return CB_EIO;
     }
-    R->seconds = cb_now() - t0;
     return CB_OK;
 }
 
-/* ---- printing */
+/* ---- printing the JSON report */
+
+static double num(const json_t *o, const char *key) {
+    const json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
 
 static void print_num(FILE *f, double v, int width, int prec) {
     if (isnan(v)) fprintf(f, " %*s", width, "-");
     else fprintf(f, " %*.*f", width, prec, v);
 }
 
-static void print_table(FILE *f, const run *R, const opts *o, bool markdown) {
-    const protocol *p = &R->proto;
-    cb_error err;
+static void print_header(FILE *f, const json_t *splits, unsigned K, unsigned RK, bool markdown) {
     const char *sep = markdown ? " |" : "";
-    uint32_t K = o->ec.topn.k;
-    if (!markdown)
-        fprintf(f, "%s (%s): %u users, %u items, %zu ratings; %s; top-N: K=%u, relevant = rating >= %g\n",
-                R->ds->name, o->data, cb_dataset_n_users(R->ds), cb_dataset_n_items(R->ds), R->ds->n_ratings,
-                p->label, K, (double)o->ec.topn.threshold);
+    size_t n = json_array_size(splits);
     fprintf(f, "%s%-19s%s", markdown ? "| " : "", "model", sep);
-    if (p->n > 1)
-        for (size_t s = 0; s < p->n; s++) fprintf(f, " %6.6s%s", p->names[s], sep);
-    fprintf(f, " %15s%s %6s%s", p->n > 1 ? "RMSE mean±std" : "RMSE", sep, "MAE", sep);
-    char h[8][16];
+    if (n > 1)
+        for (size_t s = 0; s < n; s++) fprintf(f, " %6.6s%s", json_string_value(json_array_get(splits, s)), sep);
+    fprintf(f, " %15s%s %6s%s", n > 1 ? "RMSE mean±std" : "RMSE", sep, "MAE", sep);
+    char h[7][16];
     snprintf(h[0], 16, "P@%u", K), snprintf(h[1], 16, "R@%u", K), snprintf(h[2], 16, "NDCG@%u", K);
-    snprintf(h[3], 16, "MAP@%u", K), snprintf(h[4], 16, "HR@%u", K), snprintf(h[5], 16, "R@%u", o->ec.topn.recall_k);
+    snprintf(h[3], 16, "MAP@%u", K), snprintf(h[4], 16, "HR@%u", K), snprintf(h[5], 16, "R@%u", RK);
     snprintf(h[6], 16, "pop@%u", K);
     for (int i = 0; i < 6; i++) fprintf(f, " %7s%s", h[i], sep);
     fprintf(f, " %6s%s %6s%s %6s%s %7s%s %5s%s %7s%s\n", "cover", sep, "divers", sep, "pop×", sep, h[6], sep, "tail",
             sep, "fit s", sep);
     if (markdown) {
         fprintf(f, "|---|");
-        for (size_t s = 0; s < (p->n > 1 ? p->n : 0) + 14; s++) fprintf(f, "---:|");
+        for (size_t s = 0; s < (n > 1 ? n : 0) + 14; s++) fprintf(f, "---:|");
         fputc('\n', f);
     }
-    for (int m = 0; m < CB_EVALRUN_N_MODELS; m++) {
-        const char *name = cb_evalrun_model_name((cb_evalrun_model)m);
-        cb_eval_summary s;
-        if (cb_eval_summarize(&s, R->results, R->n_results, name, &err)) continue;
-        fprintf(f, "%s%-19s%s", markdown ? "| " : "", name, sep);
-        if (p->n > 1)
-            for (size_t k = 0; k < R->n_results; k++)
-                if (!strcmp(R->results[k].model, name)) {
-                    print_num(f, R->results[k].rating.rmse, 6, 4);
-                    fputs(sep, f);
-                }
-        if (isnan(s.rmse.mean)) fprintf(f, " %15s%s", "-", sep);
-        else if (p->n > 1) fprintf(f, "  %.4f ± %.4f%s", s.rmse.mean, s.rmse.std, sep);
-        else fprintf(f, " %15.4f%s", s.rmse.mean, sep);
-        print_num(f, s.mae.mean, 6, 4), fputs(sep, f);
-        double tn[6] = {s.precision.mean, s.recall.mean, s.ndcg.mean, s.map.mean, s.hit_rate.mean, s.recall_at.mean};
+}
+
+static void print_table(FILE *f, const json_t *root, bool markdown) {
+    const char *sep = markdown ? " |" : "";
+    unsigned K = (unsigned)json_integer_value(json_object_get(root, "k"));
+    unsigned RK = (unsigned)json_integer_value(json_object_get(root, "recall_k"));
+    const json_t *splits = json_object_get(root, "splits"), *models = json_object_get(root, "models");
+    size_t n_splits = json_array_size(splits);
+    if (!markdown)
+        fprintf(f, "%s (%s): %lld users, %lld items, %lld ratings; %s; top-N: K=%u, relevant = rating >= %g\n",
+                json_string_value(json_object_get(root, "dataset")), json_string_value(json_object_get(root, "path")),
+                json_integer_value(json_object_get(root, "users")), json_integer_value(json_object_get(root, "items")),
+                json_integer_value(json_object_get(root, "ratings")),
+                json_string_value(json_object_get(root, "protocol")), K, num(root, "threshold"));
+    print_header(f, splits, K, RK, markdown);
+    char key[40];
+    for (size_t m = 0; m < json_array_size(models); m++) {
+        const json_t *jm = json_array_get(models, m);
+        fprintf(f, "%s%-19s%s", markdown ? "| " : "", json_string_value(json_object_get(jm, "name")), sep);
+        const json_t *rmse = json_object_get(jm, "rmse");
+        if (n_splits > 1)
+            for (size_t s = 0; s < json_array_size(rmse); s++) {
+                const json_t *v = json_array_get(rmse, s);
+                print_num(f, json_is_number(v) ? json_number_value(v) : NAN, 6, 4);
+                fputs(sep, f);
+            }
+        double mr = num(jm, "mean_rmse");
+        if (isnan(mr)) fprintf(f, " %15s%s", "-", sep);
+        else if (n_splits > 1) fprintf(f, "  %.4f ± %.4f%s", mr, num(jm, "std_rmse"), sep);
+        else fprintf(f, " %15.4f%s", mr, sep);
+        print_num(f, num(jm, "mean_mae"), 6, 4), fputs(sep, f);
+        snprintf(key, sizeof key, "mean_recall%u", RK);
+        double tn[6] = {num(jm, "precision"), num(jm, "recall"), num(jm, "ndcg"), num(jm, "map"), num(jm, "hit_rate"),
+                        RK ? num(jm, key) : NAN};
         for (int i = 0; i < 6; i++) print_num(f, tn[i], 7, 4), fputs(sep, f);
-        print_num(f, s.coverage.mean, 6, 3), fputs(sep, f);
-        print_num(f, s.diversity.mean, 6, 3), fputs(sep, f);
-        print_num(f, s.pop_ratio.mean, 6, 2), fputs(sep, f);
-        print_num(f, s.pop_recommended.mean, 7, 1), fputs(sep, f);
-        print_num(f, s.long_tail.mean, 5, 3), fputs(sep, f);
-        print_num(f, s.fit_seconds.mean, 7, 1), fputs(sep, f);
+        print_num(f, num(jm, "coverage"), 6, 3), fputs(sep, f);
+        print_num(f, num(jm, "diversity"), 6, 3), fputs(sep, f);
+        print_num(f, num(jm, "pop_ratio"), 6, 2), fputs(sep, f);
+        snprintf(key, sizeof key, "mean_pop%u", K), print_num(f, num(jm, key), 7, 1), fputs(sep, f);
+        snprintf(key, sizeof key, "mean_long_tail%u", K), print_num(f, num(jm, key), 5, 3), fputs(sep, f);
+        print_num(f, num(jm, "fit_seconds"), 7, 1), fputs(sep, f);
         fputc('\n', f);
     }
 }
 
 /* The settings chosen on a validation carve, per model and split. */
-static void print_chosen(FILE *f, const run *R, bool markdown) {
-    for (size_t k = 0; k < R->n_results; k++) {
-        const cb_eval_result *r = &R->results[k];
-        if (!r->settings[0]) continue;
-        const char *split = r->fold > 0 && (size_t)r->fold <= R->proto.n ? R->proto.names[r->fold - 1] : R->proto.names[0];
-        fprintf(f, "%s%s [%s]: %s\n", markdown ? "- " : "", r->model, split, r->settings);
+static void print_chosen(FILE *f, const json_t *root, bool markdown) {
+    const json_t *models = json_object_get(root, "models"), *splits = json_object_get(root, "splits");
+    for (size_t m = 0; m < json_array_size(models); m++) {
+        const json_t *jm = json_array_get(models, m), *folds = json_object_get(jm, "folds");
+        for (size_t k = 0; k < json_array_size(folds); k++) {
+            const json_t *jf = json_array_get(folds, k);
+            const char *settings = json_string_value(json_object_get(jf, "settings"));
+            json_int_t fold = json_integer_value(json_object_get(jf, "fold"));
+            const json_t *name = json_array_get(splits, fold > 0 ? (size_t)fold - 1 : 0);
+            if (settings)
+                fprintf(f, "%s%s [%s]: %s\n", markdown ? "- " : "", json_string_value(json_object_get(jm, "name")),
+                        json_string_value(name), settings);
+        }
     }
 }
 
 static const char *const legend =
     "R@%u = recall at the longer list; pop@%u = mean training count of the recommended items; tail = share\n"
     "of recommended slots holding a long-tail item (outside the most popular items that make up 80%% of the\n"
-    "training interactions); ease / item-knn settings chosen on a per-user validation carve of training.\n";
+    "training interactions); ease / item-knn settings chosen on a per-user validation carve of training;\n"
+    "cbrec = `cbrec train` + `cbrec recommend` with the training settings below (their defaults unless given).\n";
 
 static void print_settings(FILE *f, const opts *o) {
-    const cb_model_config *mc = &o->ec.model;
-    fprintf(f, "two-tower: user layers");
-    for (uint32_t i = 0; i < mc->n_user_layers; i++) fprintf(f, "%s%u", i ? "," : " ", mc->user_layers[i]);
-    fprintf(f, ", item layers");
-    for (uint32_t i = 0; i < mc->n_item_layers; i++) fprintf(f, "%s%u", i ? "," : " ", mc->item_layers[i]);
-    fprintf(f, ", dim %u, l2norm %s, %s, lr %g, batch %u, epochs %u, weight decay %g, top-k-popular %u, "
-               "scaled targets %s, valid frac %g, seed %llu; implicit: %u negatives/positive, %u epochs, negative alpha %g; cold users: %s\n",
-            mc->dim, mc->l2norm ? "on" : "off", mc->optimizer == CB_OPT_SGD ? "sgd" : "adam", (double)mc->lr,
-            mc->batch_size, mc->epochs, (double)mc->weight_decay, o->ec.features.top_k_popular,
-            o->ec.scale_targets ? "yes" : "no", o->ec.valid_frac, (unsigned long long)mc->seed, o->ec.implicit_negatives,
-            o->ec.implicit_epochs ? o->ec.implicit_epochs : mc->epochs, o->ec.implicit_neg_alpha,
-            o->ec.cold_impute ? "rating features imputed from attribute-nearest users" : "raw attribute row");
-    if (o->ec.implicit_cold_attrs)
-        fprintf(f, "implicit, cold users: attribute-only towers (linear user tower), negative alpha %g\n",
-                o->ec.cold_neg_alpha);
+    static const char *const tk[] = {"user-layers", "item-layers", "dim", "l2norm", "optimizer", "lr", "batch",
+                                     "epochs", "weight-decay", "top-k-popular", "scale-targets", "valid-frac", "seed"};
+    static const char *const ek[] = {"twotower-valid-frac", "implicit-negatives", "implicit-epochs",
+                                     "implicit-neg-alpha", "implicit-cold", "cold-neg-alpha", "cold-impute",
+                                     "cold-neighbours"};
+    fprintf(f, "training:");
+    for (size_t i = 0; i < sizeof tk / sizeof *tk; i++) fprintf(f, "%s %s %s", i ? "," : "", tk[i], cb_config_get(o->train, tk[i]));
+    fprintf(f, "\ntwo-tower rows:");
+    for (size_t i = 0; i < sizeof ek / sizeof *ek; i++) fprintf(f, "%s %s %s", i ? "," : "", ek[i], cb_config_get(o->eval, ek[i]));
+    fputc('\n', f);
 }
 
-static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-
-static json_t *results_json(const run *R, const opts *o) {
-    json_t *root = json_object(), *models = json_array(), *names = json_array();
-    for (size_t s = 0; s < R->proto.n; s++) json_array_append_new(names, json_string(R->proto.names[s]));
-    json_object_set_new(root, "dataset", json_string(R->ds->name));
-    json_object_set_new(root, "path", json_string(o->data));
-    json_object_set_new(root, "protocol", json_string(R->proto.label));
-    json_object_set_new(root, "splits", names);
-    json_object_set_new(root, "k", json_integer(o->ec.topn.k));
-    json_object_set_new(root, "threshold", json_real(o->ec.topn.threshold));
-    json_object_set_new(root, "recall_k", json_integer(o->ec.topn.recall_k));
-    json_object_set_new(root, "long_tail",
-                        json_string("items outside the most popular ones that make up 80% of the training interactions"));
-    json_object_set_new(root, "seed", json_integer((json_int_t)o->ec.model.seed));
-    json_object_set_new(root, "seconds", json_real(R->seconds));
-    cb_error err;
-    for (int m = 0; m < CB_EVALRUN_N_MODELS; m++) {
-        const char *name = cb_evalrun_model_name((cb_evalrun_model)m);
-        cb_eval_summary s;
-        if (cb_eval_summarize(&s, R->results, R->n_results, name, &err)) continue;
-        json_t *jm = json_object(), *rmse = json_array(), *mae = json_array(), *folds = json_array();
-        json_object_set_new(jm, "name", json_string(name));
-        json_object_set_new(jm, "mean_rmse", jnum(s.rmse.mean));
-        json_object_set_new(jm, "std_rmse", jnum(s.rmse.std));
-        json_object_set_new(jm, "mean_mae", jnum(s.mae.mean));
-        json_object_set_new(jm, "std_mae", jnum(s.mae.std));
-        const struct {
-            const char *key;
-            cb_eval_stat st;
-        } st[] = {{"precision", s.precision}, {"recall", s.recall},     {"ndcg", s.ndcg},
-                  {"map", s.map},             {"hit_rate", s.hit_rate}, {"coverage", s.coverage},
-                  {"diversity", s.diversity}, {"pop_ratio", s.pop_ratio}, {"fit_seconds", s.fit_seconds},
-                  {"eval_seconds", s.eval_seconds}};
-        for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) json_object_set_new(jm, st[i].key, jnum(st[i].st.mean));
-        /* the headline figures under names that carry their list length */
-        char key[40];
-        const uint32_t K = o->ec.topn.k, RK = o->ec.topn.recall_k;
-        snprintf(key, sizeof key, "mean_ndcg%u", K), json_object_set_new(jm, key, jnum(s.ndcg.mean));
-        snprintf(key, sizeof key, "mean_hit_rate%u", K), json_object_set_new(jm, key, jnum(s.hit_rate.mean));
-        snprintf(key, sizeof key, "mean_recall%u", K), json_object_set_new(jm, key, jnum(s.recall.mean));
-        if (RK) snprintf(key, sizeof key, "mean_recall%u", RK), json_object_set_new(jm, key, jnum(s.recall_at.mean));
-        json_object_set_new(jm, "mean_coverage", jnum(s.coverage.mean));
-        snprintf(key, sizeof key, "mean_pop%u", K), json_object_set_new(jm, key, jnum(s.pop_recommended.mean));
-        snprintf(key, sizeof key, "mean_long_tail%u", K), json_object_set_new(jm, key, jnum(s.long_tail.mean));
-        json_t *chosen = json_array();
-        for (size_t k = 0; k < R->n_results; k++) {
-            const cb_eval_result *r = &R->results[k];
-            if (strcmp(r->model, name)) continue;
-            json_array_append_new(rmse, jnum(r->rating.rmse));
-            json_array_append_new(mae, jnum(r->rating.mae));
-            json_t *jf = json_object();
-            json_object_set_new(jf, "fold", json_integer(r->fold));
-            json_object_set_new(jf, "n_train", json_integer((json_int_t)r->n_train));
-            json_object_set_new(jf, "n_test", json_integer((json_int_t)r->n_test));
-            json_object_set_new(jf, "rmse", jnum(r->rating.rmse));
-            json_object_set_new(jf, "mae", jnum(r->rating.mae));
-            if (r->has_topn) {
-                const cb_topn_metrics *t = &r->topn;
-                json_object_set_new(jf, "precision", jnum(t->precision));
-                json_object_set_new(jf, "recall", jnum(t->recall));
-                json_object_set_new(jf, "ndcg", jnum(t->ndcg));
-                json_object_set_new(jf, "map", jnum(t->map));
-                json_object_set_new(jf, "hit_rate", jnum(t->hit_rate));
-                json_object_set_new(jf, "coverage", jnum(t->coverage));
-                json_object_set_new(jf, "diversity", jnum(t->diversity));
-                json_object_set_new(jf, "pop_recommended", jnum(t->pop_recommended));
-                json_object_set_new(jf, "pop_rated", jnum(t->pop_rated));
-                json_object_set_new(jf, "pop_ratio", jnum(t->pop_ratio));
-                json_object_set_new(jf, "n_users_evaluated", json_integer((json_int_t)t->n_users_evaluated));
-            }
-            if (r->has_topn) {
-                json_object_set_new(jf, "recall_at", jnum(r->topn.recall_at));
-                json_object_set_new(jf, "recall_k", json_integer(r->topn.recall_k));
-                json_object_set_new(jf, "long_tail", jnum(r->topn.long_tail));
-            }
-            if (r->settings[0]) {
-                json_object_set_new(jf, "settings", json_string(r->settings));
-                json_array_append_new(chosen, json_string(r->settings));
-            }
-            json_object_set_new(jf, "fit_seconds", json_real(r->fit_seconds));
-            json_object_set_new(jf, "eval_seconds", json_real(r->eval_seconds));
-            json_array_append_new(folds, jf);
-        }
-        json_object_set_new(jm, "rmse", rmse);
-        json_object_set_new(jm, "mae", mae);
-        json_object_set_new(jm, "folds", folds);
-        if (json_array_size(chosen)) json_object_set_new(jm, "settings", chosen);
-        else json_decref(chosen);
-        json_array_append_new(models, jm);
-    }
-    json_object_set_new(root, "models", models);
-    const cb_model_config *mc = &o->ec.model;
-    json_t *ul = json_array(), *il = json_array();
-    for (uint32_t i = 0; i < mc->n_user_layers; i++) json_array_append_new(ul, json_integer(mc->user_layers[i]));
-    for (uint32_t i = 0; i < mc->n_item_layers; i++) json_array_append_new(il, json_integer(mc->item_layers[i]));
-    json_object_set_new(root, "two_tower",
-                        json_pack("{s:o,s:o,s:I,s:b,s:f,s:I,s:I,s:f,s:I,s:b,s:f,s:I,s:I,s:b,s:I,s:f,s:b,s:f}", "user_layers", ul, "item_layers",
-                                  il, "dim", (json_int_t)mc->dim, "l2norm", mc->l2norm, "lr", (double)mc->lr,
-                                  "batch", (json_int_t)mc->batch_size, "epochs", (json_int_t)mc->epochs,
-                                  "weight_decay", (double)mc->weight_decay, "top_k_popular",
-                                  (json_int_t)o->ec.features.top_k_popular, "scale_targets", o->ec.scale_targets,
-                                  "valid_frac", o->ec.valid_frac, "implicit_negatives",
-                                  (json_int_t)o->ec.implicit_negatives, "implicit_epochs",
-                                  (json_int_t)o->ec.implicit_epochs, "cold_impute", o->ec.cold_impute,
-                                  "cold_neighbours", (json_int_t)o->ec.cold_neighbours, "implicit_neg_alpha",
-                                  o->ec.implicit_neg_alpha, "implicit_cold_attrs", o->ec.implicit_cold_attrs,
-                                  "cold_neg_alpha", o->ec.cold_neg_alpha));
-    return root;
+static void print_evaluation(FILE *f, const json_t *root, const opts *o, bool markdown) {
+    unsigned K = (unsigned)json_integer_value(json_object_get(root, "k"));
+    unsigned RK = (unsigned)json_integer_value(json_object_get(root, "recall_k"));
+    print_table(f, root, markdown);
+    if (markdown) fputc('\n', f);
+    print_chosen(f, root, markdown);
+    if (markdown) fputc('\n', f);
+    fprintf(f, legend, RK, K);
+    if (markdown) fputc('\n', f);
+    print_settings(f, o);
 }
 
 static const char *eval_usage =
     "usage: cbrec eval --data PATH [--folds u1,u2,u3,u4,u5 | --split KIND] [options]\n"
-    "Trains the two-tower model and the baselines on the same split(s) and prints one table: RMSE per\n"
-    "fold with mean ± std (population), MAE, top-N precision / recall / NDCG / MAP / hit rate at K over\n"
-    "the full catalog with the user's training items excluded, catalog coverage, genre diversity and\n"
-    "popularity ratio (mean training count of recommended items / of items the users rated).\n"
-    "  --models LIST          twotower,pipeline,implicit,global,bias,popularity,svd,ease,item-knn\n"
-    "                         (default all; pipeline = the two-tower's top-N through retrieval ->\n"
-    "                         ranking with the cheap sources; implicit = the same towers trained on\n"
-    "                         rated vs unrated; ease / item-knn: settings chosen on a per-user carve\n"
-    "                         of --tune-frac (0.2) of each user's training ratings)\n"
-    "  --recall-k N           also recall@N (default 20; 0 = off)\n"
-    "  --json                 print one JSON object {\"models\": [{\"name\", \"mean_rmse\", ...}], ...}\n"
-    "  --json-out FILE        also write that JSON object to FILE (the table still prints)\n"
-    "  --no-topn              rating metrics only\n"
-    "Protocol cold-users: users held out entirely; the two-tower ranks the catalog for them from\n"
-    "their attributes alone (no ratings), to compare with popularity on NDCG@K (two-tower/implicit\n"
-    "uses its attribute-only towers there, see --implicit-cold).\n";
+    "Trains every model on the same split(s) and prints one table: RMSE per fold with mean ± std\n"
+    "(population), MAE, top-N precision / recall / NDCG / MAP / hit rate at K over the full catalog with\n"
+    "the user's training items excluded, catalog coverage, genre diversity and popularity ratio (mean\n"
+    "training count of recommended items / of items the users rated). Protocol cold-users: users held\n"
+    "out entirely; the models rank the catalog for them from their attributes alone.\n";
 
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "eval";
     opts o;
-    opts_init(&o);
-    int st = parse_opts(&o, cmd, eval_usage, argc, argv);
-    if (st >= 0) return st;
-    cb_error err;
-    cb_error_clear(&err);
-    if (o.models && cb_evalrun_models_parse(o.models, &o.ec.models, &err)) return cli_fail(CLI_USAGE, cmd, "%s", err.msg);
-    run R = {0};
+    const cli_opt ex[] = {
+        {"json", 0, NULL, "print one JSON object {\"models\": [{\"name\", \"mean_rmse\", \"mean_ndcg10\", ...}], ...}",
+         NULL, &o.json},
+        {"json-out", 0, "FILE", "also write that JSON object to FILE (the table still prints)", &o.json_out, NULL},
+        {NULL, 0, NULL, NULL, NULL, NULL}};
+    int st = parse_opts(&o, cmd, eval_usage, ex, argc, argv);
+    if (st >= 0) return opts_free(&o), st;
+    cb_error err = {0};
+    cb_dataset *ds = NULL;
+    char *report = NULL;
     progress pg = {.quiet = o.quiet};
-    int rc = run_eval(&R, &o, &pg, false, &err), status = CLI_OK;
-    if (!rc && o.json_out) { /* written atomically, like every file cbrec writes */
-        json_t *j = results_json(&R, &o);
-        char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-        json_decref(j);
-        cb_atomic_file af;
-        if (!s) rc = cb_fail(&err, CB_ENOMEM, "%s: out of memory", o.json_out);
-        else if (!(rc = cb_atomic_open(&af, o.json_out, &err))) {
-            fprintf(af.fp, "%s\n", s);
-            rc = cb_atomic_commit(&af, &err);
-        }
-        free(s);
+    double t0 = cli_now();
+    int rc = open_data(&ds, &o, &err);
+    if (!rc) rc = cb_evaluate(ds, o.eval, o.train, on_progress, &pg, &report, &err);
+    json_error_t je;
+    json_t *root = rc ? NULL : json_loads(report, 0, &je);
+    if (!rc && o.json_out) rc = write_file(o.json_out, report, &err);
+    int status = CLI_OK;
+    if (rc) status = cli_error(cmd, &err);
+    else if (o.json) puts(report);
+    else if (root) {
+        print_evaluation(stdout, root, &o, false);
+        printf("total %.1fs\n", cli_now() - t0);
     }
-    if (rc) {
-        status = cli_error(cmd, &err);
-    } else if (o.json) {
-        json_t *j = results_json(&R, &o);
-        char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-        if (s) puts(s);
-        free(s);
-        json_decref(j);
-    } else {
-        print_table(stdout, &R, &o, false);
-        print_chosen(stdout, &R, false);
-        printf(legend, o.ec.topn.recall_k, o.ec.topn.k);
-        print_settings(stdout, &o);
-        printf("total %.1fs\n", R.seconds);
-    }
-    run_free(&R);
+    json_decref(root);
+    free(report);
+    cb_dataset_close(ds);
+    opts_free(&o);
     return status;
 }
 
 /* ---- the retrieval-size experiment */
 
-static int parse_sizes(const char *s, uint32_t *sizes, size_t *n) {
-    *n = 0;
-    while (*s) {
-        size_t len = strcspn(s, ",");
-        int64_t v;
-        if (*n == MAX_SIZES) return -1;
-        if (len == 4 && !strncmp(s, "full", 4)) v = 0;
-        else if (!cb_parse_i64(s, len, &v) || v < 1 || v > 100000000) return -1;
-        sizes[(*n)++] = (uint32_t)v;
-        s += len;
-        if (*s == ',') s++;
-    }
-    return *n ? 0 : -1;
-}
-
-static void print_retrieval(FILE *f, const cb_retrieval_row *rows, size_t n, uint32_t K, bool markdown) {
+static void print_retrieval(FILE *f, const json_t *root, bool markdown) {
     const char *sep = markdown ? " |" : "";
+    unsigned K = (unsigned)json_integer_value(json_object_get(root, "k"));
     char h[4][24];
     snprintf(h[0], 24, "recall@%u", K), snprintf(h[1], 24, "NDCG@%u", K);
     snprintf(h[2], 24, "mean score@%u", K), snprintf(h[3], 24, "overlap@%u", K);
     fprintf(f, "%s%9s%s %10s%s %9s%s %8s%s %13s%s %10s%s %12s%s\n", markdown ? "| " : "", "retrieval", sep,
             "candidates", sep, h[0], sep, h[1], sep, h[2], sep, h[3], sep, "latency µs", sep);
     if (markdown) fprintf(f, "|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (size_t i = 0; i < n; i++) {
+    const json_t *rows = json_object_get(root, "rows");
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        const json_t *r = json_array_get(rows, i), *size = json_object_get(r, "size");
         char sz[16];
-        if (rows[i].size) snprintf(sz, sizeof sz, "%u", rows[i].size);
+        if (json_is_integer(size)) snprintf(sz, sizeof sz, "%lld", json_integer_value(size));
         else snprintf(sz, sizeof sz, "full");
         fprintf(f, "%s%9s%s %10.1f%s %9.4f%s %8.4f%s %13.4f%s %10.4f%s %12.1f%s\n", markdown ? "| " : "", sz, sep,
-                rows[i].mean_candidates, sep, rows[i].recall, sep, rows[i].ndcg, sep, rows[i].mean_score, sep,
-                rows[i].overlap, sep, rows[i].latency_us, sep);
+                num(r, "mean_candidates"), sep, num(r, "recall"), sep, num(r, "ndcg"), sep, num(r, "mean_score"), sep,
+                num(r, "overlap"), sep, num(r, "latency_us"), sep);
     }
 }
 
-static int retrieval_plot(const char *path, const cb_retrieval_row *rows, size_t n, uint32_t K, cb_error *err) {
-    double x[MAX_SIZES], rec[MAX_SIZES], ov[MAX_SIZES], sc[MAX_SIZES], nd[MAX_SIZES];
-    double smin = INFINITY, smax = -INFINITY;
-    for (size_t i = 0; i < n; i++) smin = fmin(smin, rows[i].mean_score), smax = fmax(smax, rows[i].mean_score);
-    for (size_t i = 0; i < n; i++) {
-        x[i] = rows[i].mean_candidates;
-        rec[i] = rows[i].recall;
-        nd[i] = rows[i].ndcg;
-        ov[i] = rows[i].overlap;
-        /* the mean score rescaled to [0, 1] over the sizes, to share the axis */
-        sc[i] = smax > smin ? (rows[i].mean_score - smin) / (smax - smin) : 1.0;
+static int write_tsv(const char *path, const json_t *root, cb_error *err) {
+    const json_t *rows = json_object_get(root, "rows");
+    size_t cap = 128 * (json_array_size(rows) + 1), len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return CB_ENOMEM;
+    len += (size_t)snprintf(buf, cap, "size\tcandidates\trecall\tndcg\tmean_score\toverlap\tlatency_us");
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        const json_t *r = json_array_get(rows, i);
+        len += (size_t)snprintf(buf + len, cap - len, "\n%lld\t%.3f\t%.6f\t%.6f\t%.6f\t%.6f\t%.3f",
+                                json_integer_value(json_object_get(r, "size")), num(r, "mean_candidates"),
+                                num(r, "recall"), num(r, "ndcg"), num(r, "mean_score"), num(r, "overlap"),
+                                num(r, "latency_us"));
     }
-    char t[4][64];
-    snprintf(t[0], 64, "recall@%u", K), snprintf(t[1], 64, "NDCG@%u", K);
-    snprintf(t[2], 64, "overlap with full top-%u", K);
-    snprintf(t[3], 64, "mean score@%u (%.2f..%.2f → 0..1)", K, smin, smax);
-    cb_svg_series s[4] = {{t[0], x, rec, n}, {t[1], x, nd, n}, {t[2], x, ov, n}, {t[3], x, sc, n}};
-    cb_svg_chart ch = {"Retrieval size: where more candidates stop paying off",
-                       "candidates retrieved per user (log scale; rightmost = full catalog)", "value", true, 760, 440, true};
-    return cb_svg_line_chart(path, &ch, s, 4, err);
+    int rc = write_file(path, buf, err);
+    free(buf);
+    return rc;
 }
 
 static const char *experiment_usage =
@@ -699,80 +314,44 @@ int cmd_experiment(int argc, char **argv) {
         fputs(experiment_usage, stderr);
         return CLI_USAGE;
     }
-    if (strcmp(argv[1], "retrieval")) {
-        fputs(experiment_usage, stdout);
-        fputs(common_usage, stdout);
-        return CLI_OK;
-    }
     opts o;
-    opts_init(&o);
-    int st = parse_opts(&o, cmd, experiment_usage, argc - 1, argv + 1);
-    if (st >= 0) return st;
-    uint32_t sizes[MAX_SIZES];
-    size_t n_sizes;
-    if (parse_sizes(o.sizes ? o.sizes : "25,50,100,200,500,1000,full", sizes, &n_sizes))
-        return cli_fail(CLI_USAGE, cmd, "--sizes: a comma-separated list of positive numbers or 'full'");
-    cb_error err;
-    cb_error_clear(&err);
+    const cli_opt ex[] = {{"model", 'm', "FILE", "a model made by cbrec train on the same split", &o.model_path, NULL},
+                          {"plot", 0, "FILE.svg", "write the chart", &o.plot, NULL},
+                          {"tsv", 0, "FILE", "write the rows as TSV", &o.tsv, NULL},
+                          {"json", 0, NULL, "print the JSON report", NULL, &o.json},
+                          {NULL, 0, NULL, NULL, NULL, NULL}};
+    bool help = strcmp(argv[1], "retrieval") != 0;
+    int st = parse_opts(&o, cmd, experiment_usage, ex, help ? argc : argc - 1, help ? argv : argv + 1);
+    if (st >= 0) return opts_free(&o), st;
+    cb_error err = {0};
     cb_dataset *ds = NULL;
-    protocol proto = {0};
-    cb_bundle *rec = NULL;
-    cb_retrieval_row rows[MAX_SIZES];
-    int rc, status = CLI_ERROR;
-    if ((rc = cb_dataset_load(&ds, o.data, &o.lo, &err))) goto out;
-    if ((rc = protocol_make(&proto, &o, ds, &err))) goto out;
-    if (o.model_path) {
-        rc = cb_bundle_load(&rec, o.model_path, &err);
-    } else {
-        progress pg = {.quiet = o.quiet, .fold = proto.names[0]};
-        o.ec.on_epoch = on_epoch;
-        o.ec.epoch_ctx = &pg;
-        if (!o.quiet) fprintf(stderr, "training the two-tower model on %s (%s)\n", ds->name, proto.label);
-        rc = cb_evalrun_train(&rec, &o.ec, ds, &proto.splits[0], NULL, &err);
+    cb_recommender *rec = NULL;
+    char *report = NULL;
+    progress pg = {.quiet = o.quiet};
+    int rc = open_data(&ds, &o, &err);
+    if (!rc && o.model_path) rc = cb_recommender_load(&rec, o.model_path, NULL, &err);
+    if (!rc && !o.model_path && !o.quiet) fprintf(stderr, "training the two-tower model\n");
+    if (!rc) rc = cb_evaluate_retrieval(ds, o.eval, o.train, rec, on_progress, &pg, &report, &err);
+    json_error_t je;
+    json_t *root = rc ? NULL : json_loads(report, 0, &je);
+    if (!rc && o.json) puts(report);
+    else if (root) {
+        const json_t *rows = json_object_get(root, "rows");
+        printf("%s: retrieval-size experiment over %lld test users with a relevant held-out item (%s), K=%lld\n",
+               json_string_value(json_object_get(root, "dataset")),
+               json_integer_value(json_object_get(json_array_get(rows, 0), "n_users")),
+               json_string_value(json_object_get(root, "protocol")), json_integer_value(json_object_get(root, "k")));
+        print_retrieval(stdout, root, false);
     }
-    if (rc) goto out;
-    if ((rc = cb_evalrun_retrieval(rows, sizes, n_sizes, rec, ds, &proto.splits[0], &o.ec.topn, o.max_users, &err)))
-        goto out;
-    if (o.json) {
-        json_t *root = json_object(), *arr = json_array();
-        for (size_t i = 0; i < n_sizes; i++)
-            json_array_append_new(
-                arr, json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:I}", "size",
-                               rows[i].size ? json_integer(rows[i].size) : json_string("full"), "mean_candidates",
-                               jnum(rows[i].mean_candidates), "recall", jnum(rows[i].recall), "ndcg",
-                               jnum(rows[i].ndcg), "mean_score", jnum(rows[i].mean_score), "overlap",
-                               jnum(rows[i].overlap), "latency_us", jnum(rows[i].latency_us), "n_users",
-                               (json_int_t)rows[i].n_users));
-        json_object_set_new(root, "dataset", json_string(ds->name));
-        json_object_set_new(root, "protocol", json_string(proto.label));
-        json_object_set_new(root, "k", json_integer(o.ec.topn.k));
-        json_object_set_new(root, "rows", arr);
-        char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-        if (s) puts(s);
-        free(s);
-        json_decref(root);
-    } else {
-        printf("%s: retrieval-size experiment over %zu test users with a relevant held-out item (%s), K=%u\n",
-               ds->name, rows[0].n_users, proto.label, o.ec.topn.k);
-        print_retrieval(stdout, rows, n_sizes, o.ec.topn.k, false);
-    }
-    if (o.tsv) {
-        cb_atomic_file af;
-        if ((rc = cb_atomic_open(&af, o.tsv, &err))) goto out;
-        fprintf(af.fp, "size\tcandidates\trecall\tndcg\tmean_score\toverlap\tlatency_us\n");
-        for (size_t i = 0; i < n_sizes; i++)
-            fprintf(af.fp, "%u\t%.3f\t%.6f\t%.6f\t%.6f\t%.6f\t%.3f\n", rows[i].size, rows[i].mean_candidates,
-                    rows[i].recall, rows[i].ndcg, rows[i].mean_score, rows[i].overlap, rows[i].latency_us);
-        if ((rc = cb_atomic_commit(&af, &err))) goto out;
-    }
-    if (o.plot && (rc = retrieval_plot(o.plot, rows, n_sizes, o.ec.topn.k, &err))) goto out;
-    if (o.plot && !o.quiet) fprintf(stderr, "wrote %s\n", o.plot);
-    status = CLI_OK;
-out:
-    if (status != CLI_OK) cli_error(cmd, &err);
-    cb_bundle_free(rec);
-    protocol_free(&proto);
-    cb_dataset_free(ds);
+    if (!rc && o.tsv) rc = write_tsv(o.tsv, root, &err);
+    if (!rc && o.plot) rc = cb_plot_retrieval_svg(o.plot, report, &err);
+    if (!rc && o.plot && !o.quiet) fprintf(stderr, "wrote %s\n", o.plot);
+    int status = rc ? cli_error(cmd, &err) : CLI_OK;
+    json_decref(root);
+    free(report);
+    cb_recommender_free(rec);
+    cb_dataset_close(ds);
+    opts_free(&o);
     return status;
 }
 
@@ -780,46 +359,69 @@ out:
 
 static const char *report_usage =
     "usage: cbrec report --data PATH --out report.md [--folds LIST | --split KIND] [--seed N] [options]\n"
-    "Runs the evaluation, the retrieval-size experiment on the first split's two-tower model and\n"
-    "records its learning curve (held-out loss per epoch, for monitoring only), then writes one\n"
+    "Runs the evaluation, the retrieval-size experiment on a two-tower model trained on the first split\n"
+    "and records its learning curve (held-out loss per epoch, for monitoring only), then writes one\n"
     "Markdown page with the table, the experiment table and two SVG plots next to it\n"
     "(<out>-retrieval.svg, <out>-curve.svg). The same seed reproduces the same page (timings aside).\n";
+
+static int make_parent(const char *path) {
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (!slash || slash == parent) return 0;
+    *slash = 0;
+    return mkdir(parent, 0777) && errno != EEXIST ? -1 : 0;
+}
+
+static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t *rt, const progress *pg,
+                         const char *ret_name, const char *curve_name, double seconds) {
+    unsigned K = (unsigned)json_integer_value(json_object_get(ev, "k"));
+    const char *folds = cb_config_get(o->eval, "folds");
+    fprintf(f, "# cbrec evaluation report\n\n");
+    fprintf(f, "Dataset **%s** (`%s`): %lld users, %lld items, %lld ratings. Protocol: %s. Top-N: K = %u, relevant = "
+               "held-out rating ≥ %g, ranked over the full catalog with the user's training items excluded.\n\n",
+            json_string_value(json_object_get(ev, "dataset")), o->data, json_integer_value(json_object_get(ev, "users")),
+            json_integer_value(json_object_get(ev, "items")), json_integer_value(json_object_get(ev, "ratings")),
+            json_string_value(json_object_get(ev, "protocol")), K, num(ev, "threshold"));
+    fprintf(f, "Reproduce: `cbrec report --data %s %s%s --seed %s --out %s` (cbrec %s).\n\n", o->data,
+            *folds ? "--folds " : "--split ", *folds ? folds : cb_config_get(o->train, "split"),
+            cb_config_get(o->train, "seed"), o->out, cb_version());
+    fprintf(f, "## Evaluation\n\n");
+    print_evaluation(f, ev, o, true);
+    fprintf(f, "\ncover = catalog coverage of the top-K lists; divers = mean intra-list genre Jaccard distance; "
+               "pop× = mean training popularity of recommended items / of items the same users rated (> 1: "
+               "the model favours popular items). fit s = wall seconds to fit (2 shared cores: noisy). Total "
+               "%.1f s.\n\n", seconds);
+    fprintf(f, "## Retrieval size (first split: %s)\n\n", json_string_value(json_object_get(rt, "split")));
+    print_retrieval(f, rt, true);
+    fprintf(f, "\nretrieval = nominal candidate budget of the cheap sources (similar items 60%%, genres 20%%, "
+               "group/popular 20%%; \"full\" = the whole catalog by v_u·v_m); candidates = distinct unseen "
+               "candidates actually retrieved; overlap = share of the full-catalog top-%u kept.\n\n![retrieval](%s)\n\n",
+            K, ret_name);
+    fprintf(f, "## Learning curve (two-tower, first split)\n\n![curve](%s)\n\n| epoch | train loss | held-out loss |\n"
+               "|---:|---:|---:|\n", curve_name);
+    for (size_t e = 0; e < pg->n_curve; e++) fprintf(f, "| %zu | %.5f | %.5f |\n", e + 1, pg->train_loss[e], pg->valid_loss[e]);
+    fprintf(f, "\nLosses are MSE on targets scaled to [-1, 1]. The held-out loss is watched only (patience 0): "
+               "it selects nothing.\n");
+}
 
 int cmd_report(int argc, char **argv) {
     const char *cmd = "report";
     opts o;
-    opts_init(&o);
-    int st = parse_opts(&o, cmd, report_usage, argc, argv);
-    if (st >= 0) return st;
-    if (!o.out) return cli_fail(CLI_USAGE, cmd, "--out FILE.md is required");
-    {
-        /* create the report's folder (one level) so `make report` can write report/report.md */
-        char parent[4096];
-        snprintf(parent, sizeof parent, "%s", o.out);
-        char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) {
-            *slash = 0;
-            if (mkdir(parent, 0777) && errno != EEXIST)
-                return cli_fail(CLI_ERROR, cmd, "cannot create %s: %s", parent, strerror(errno));
-        }
-    }
-    cb_error err;
-    cb_error_clear(&err);
-    if (o.models && cb_evalrun_models_parse(o.models, &o.ec.models, &err)) return cli_fail(CLI_USAGE, cmd, "%s", err.msg);
-    o.ec.models |= 1u << CB_EVALRUN_TWOTOWER;
-    if (o.ec.valid_frac == 0) o.ec.monitor_test = true;
-    uint32_t sizes[MAX_SIZES];
-    size_t n_sizes;
-    if (parse_sizes(o.sizes ? o.sizes : "25,50,100,200,500,1000,full", sizes, &n_sizes))
-        return cli_fail(CLI_USAGE, cmd, "--sizes: a comma-separated list of positive numbers or 'full'");
-    size_t cap = o.ec.model.epochs + 1;
+    const cli_opt ex[] = {{"out", 'o', "FILE.md", "the report to write (required)", &o.out, NULL},
+                          {NULL, 0, NULL, NULL, NULL, NULL}};
+    int st = parse_opts(&o, cmd, report_usage, ex, argc, argv);
+    if (st >= 0) return opts_free(&o), st;
+    if (!o.out) return opts_free(&o), cli_fail(CLI_USAGE, cmd, "--out FILE.md is required");
+    if (make_parent(o.out)) return opts_free(&o), cli_fail(CLI_ERROR, cmd, "cannot create the folder of %s: %s", o.out, strerror(errno));
+    size_t cap = (size_t)strtoul(cb_config_get(o.train, "epochs"), NULL, 10) + 1;
     double *tl = calloc(cap, sizeof *tl), *vl = calloc(cap, sizeof *vl);
-    if (!tl || !vl) return cli_fail(CLI_ERROR, cmd, "out of memory");
     progress pg = {.quiet = o.quiet, .train_loss = tl, .valid_loss = vl, .cap_curve = cap};
-    run R = {0};
-    cb_retrieval_row rows[MAX_SIZES];
-    int status = CLI_ERROR, rc = run_eval(&R, &o, &pg, true, &err);
-    char base[4096], curve_path[4200], ret_path[4200];
+    cb_error err = {0};
+    cb_dataset *ds = NULL;
+    char *ev_text = NULL, *rt_text = NULL, base[4096], curve_path[4200], ret_path[4200];
+    json_t *ev = NULL, *rt = NULL;
+    json_error_t je;
     snprintf(base, sizeof base, "%s", o.out);
     char *dot = strrchr(base, '.');
     if (dot && !strchr(dot, '/')) *dot = 0;
@@ -827,66 +429,34 @@ int cmd_report(int argc, char **argv) {
     snprintf(ret_path, sizeof ret_path, "%s-retrieval.svg", base);
     const char *curve_name = strrchr(curve_path, '/') ? strrchr(curve_path, '/') + 1 : curve_path;
     const char *ret_name = strrchr(ret_path, '/') ? strrchr(ret_path, '/') + 1 : ret_path;
-    if (rc) goto out;
-    if (!R.first_rec) {
-        rc = cb_fail(&err, CB_EINVAL, "the two-tower model was not trained");
-        goto out;
+    double t0 = cli_now();
+    int rc = tl && vl ? open_data(&ds, &o, &err) : (err.code = CB_ENOMEM);
+    progress quiet_pg = {.quiet = o.quiet};
+    if (!rc) rc = cb_evaluate(ds, o.eval, o.train, on_progress, &quiet_pg, &ev_text, &err);
+    double seconds = cli_now() - t0;
+    if (!rc && !o.quiet) fprintf(stderr, "retrieval-size experiment (two-tower model on the first split)\n");
+    if (!rc) rc = cb_evaluate_retrieval(ds, o.eval, o.train, NULL, on_progress, &pg, &rt_text, &err);
+    if (!rc && (!(ev = json_loads(ev_text, 0, &je)) || !(rt = json_loads(rt_text, 0, &je))))
+        rc = err.code = CB_EPARSE, snprintf(err.msg, sizeof err.msg, "report JSON: %s", je.text);
+    if (!rc) rc = cb_plot_retrieval_svg(ret_path, rt_text, &err);
+    if (!rc) rc = cb_plot_curve_svg(curve_path, tl, vl, pg.n_curve, "two-tower learning curve (first split)", &err);
+    if (!rc) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", o.out);
+        FILE *f = fopen(tmp, "w");
+        if (f) write_report(f, &o, ev, rt, &pg, ret_name, curve_name, seconds);
+        if (!f || ferror(f) | fclose(f) || rename(tmp, o.out))
+            rc = err.code = CB_EIO, snprintf(err.msg, sizeof err.msg, "%s: write error", o.out), remove(tmp);
     }
-    if (!o.quiet) fprintf(stderr, "retrieval-size experiment on %s\n", R.proto.names[0]);
-    if ((rc = cb_evalrun_retrieval(rows, sizes, n_sizes, R.first_rec, R.ds, &R.proto.splits[0], &o.ec.topn,
-                                   o.max_users, &err)))
-        goto out;
-    if ((rc = retrieval_plot(ret_path, rows, n_sizes, o.ec.topn.k, &err))) goto out;
-    if ((rc = cb_svg_learning_curve(curve_path, tl, vl, pg.n_curve, "two-tower learning curve (first split)", &err)))
-        goto out;
-    cb_atomic_file af;
-    if ((rc = cb_atomic_open(&af, o.out, &err))) goto out;
-    FILE *f = af.fp;
-    fprintf(f, "# cbrec evaluation report\n\n");
-    fprintf(f, "Dataset **%s** (`%s`): %u users, %u items, %zu ratings. Protocol: %s. Top-N: K = %u, relevant = "
-               "held-out rating ≥ %g, ranked over the full catalog with the user's training items excluded.\n\n",
-            R.ds->name, o.data, cb_dataset_n_users(R.ds), cb_dataset_n_items(R.ds), R.ds->n_ratings, R.proto.label,
-            o.ec.topn.k, (double)o.ec.topn.threshold);
-    fprintf(f, "Reproduce: `cbrec report --data %s %s%s --seed %llu --out %s` (cbrec %s).\n\n", o.data,
-            o.folds ? "--folds " : "--split ", o.folds ? o.folds : o.split, (unsigned long long)o.ec.model.seed,
-            o.out, cb_version());
-    fprintf(f, "## Evaluation\n\n");
-    print_table(f, &R, &o, true);
-    fprintf(f, "\n");
-    print_chosen(f, &R, true);
-    fprintf(f, "\n");
-    fprintf(f, legend, o.ec.topn.recall_k, o.ec.topn.k);
-    fprintf(f, "\n");
-    print_settings(f, &o);
-    fprintf(f, "\ncover = catalog coverage of the top-K lists; divers = mean intra-list genre Jaccard distance; "
-               "pop× = mean training popularity of recommended items / of items the same users rated (> 1: "
-               "the model favours popular items). fit s = wall seconds to fit (2 shared cores: noisy). Total "
-               "%.1f s.\n\n",
-            R.seconds);
-    fprintf(f, "## Retrieval size (first split: %s)\n\n", R.proto.names[0]);
-    print_retrieval(f, rows, n_sizes, o.ec.topn.k, true);
-    fprintf(f, "\nretrieval = nominal candidate budget of the cheap sources (similar items 60%%, genres 20%%, "
-               "group/popular 20%%; \"full\" = the whole catalog by v_u·v_m); candidates = distinct unseen "
-               "candidates actually retrieved; overlap = share of the full-catalog top-%u kept.\n\n![retrieval](%s)\n\n",
-            o.ec.topn.k, ret_name);
-    fprintf(f, "## Learning curve (two-tower, first split)\n\n![curve](%s)\n\n| epoch | train loss | held-out loss |\n"
-               "|---:|---:|---:|\n",
-            curve_name);
-    for (size_t e = 0; e < pg.n_curve; e++) fprintf(f, "| %zu | %.5f | %.5f |\n", e + 1, tl[e], vl[e]);
-    fprintf(f, "\nLosses are MSE on targets scaled to [-1, 1]. The held-out loss is watched only (patience 0): "
-               "it selects nothing.\n");
-    if (ferror(f)) {
-        cb_atomic_abort(&af);
-        rc = cb_fail(&err, CB_EIO, "%s: write error", o.out);
-        goto out;
-    }
-    if ((rc = cb_atomic_commit(&af, &err))) goto out;
-    if (!o.quiet) fprintf(stderr, "wrote %s, %s, %s\n", o.out, ret_path, curve_path);
-    status = CLI_OK;
-out:
-    if (status != CLI_OK) cli_error(cmd, &err);
+    if (!rc && !o.quiet) fprintf(stderr, "wrote %s, %s, %s\n", o.out, ret_path, curve_path);
+    int status = rc ? cli_error(cmd, &err) : CLI_OK;
+    json_decref(ev);
+    json_decref(rt);
+    free(ev_text);
+    free(rt_text);
     free(tl);
     free(vl);
-    run_free(&R);
+    cb_dataset_close(ds);
+    opts_free(&o);
     return status;
 }

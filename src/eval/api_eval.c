@@ -4,6 +4,7 @@
  * --json` prints. It sits in eval/, the top library folder: it drives
  * evalrun.c, which uses rec/ (the "cbrec" row goes through the public
  * recommender). */
+#include "base/svg.h"
 #include "eval/eval_config.h"
 
 #include <jansson.h>
@@ -211,4 +212,113 @@ out:
     protocol_free(&R.proto);
     free(R.results);
     return rc;
+}
+
+/* ---- the retrieval-size experiment */
+
+#define MAX_SIZES 32
+
+static int parse_sizes(const char *s, uint32_t *sizes, size_t *n, cb_error *err) {
+    *n = 0;
+    while (s && *s) {
+        size_t len = strcspn(s, ",");
+        int64_t v;
+        if (*n == MAX_SIZES) return cb_fail(err, CB_EINVAL, "sizes: at most %d", MAX_SIZES);
+        if (len == 4 && !strncmp(s, "full", 4)) v = 0;
+        else if (!cb_parse_i64(s, len, &v) || v < 1 || v > 100000000)
+            return cb_fail(err, CB_EINVAL, "sizes: a comma-separated list of positive numbers or 'full'");
+        sizes[(*n)++] = (uint32_t)v;
+        s += len;
+        if (*s == ',') s++;
+    }
+    return *n ? CB_OK : cb_fail(err, CB_EINVAL, "sizes: a comma-separated list of positive numbers or 'full'");
+}
+
+static json_t *retrieval_json(const cb_dataset *ds, const protocol *p, uint32_t k, const cb_retrieval_row *rows,
+                              size_t n) {
+    json_t *root = json_object(), *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            arr, json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:I}", "size",
+                           rows[i].size ? json_integer(rows[i].size) : json_string("full"), "mean_candidates",
+                           jnum(rows[i].mean_candidates), "recall", jnum(rows[i].recall), "ndcg", jnum(rows[i].ndcg),
+                           "mean_score", jnum(rows[i].mean_score), "overlap", jnum(rows[i].overlap), "latency_us",
+                           jnum(rows[i].latency_us), "n_users", (json_int_t)rows[i].n_users));
+    json_object_set_new(root, "dataset", json_string(ds->name));
+    json_object_set_new(root, "protocol", json_string(p->label));
+    json_object_set_new(root, "split", json_string(p->names[0]));
+    json_object_set_new(root, "k", json_integer(k));
+    json_object_set_new(root, "rows", arr);
+    return root;
+}
+
+CB_API int cb_evaluate_retrieval(const cb_dataset *ds, const cb_config *eval_cfg, const cb_config *train_cfg,
+                                 const cb_recommender *model, cb_progress_fn progress, void *progress_ctx,
+                                 char **json_report, cb_error *err) {
+    if (!ds || !json_report) return cb_fail(err, CB_EINVAL, "cb_evaluate_retrieval: NULL argument");
+    *json_report = NULL;
+    cb_evalrun_config ec;
+    int rc = cb_eval_config_resolve(&ec, eval_cfg, train_cfg, err);
+    if (rc) return rc;
+    cb_eval_config e;
+    if (eval_cfg) e = *(const cb_eval_config *)cb_config_values(eval_cfg, CB_CONFIG_EVAL);
+    else if ((rc = cb_config_table_defaults(&cb_eval_config_table, &e, err))) return rc;
+    uint32_t sizes[MAX_SIZES];
+    size_t n_sizes;
+    if ((rc = parse_sizes(e.sizes, sizes, &n_sizes, err))) return rc;
+    cb_progress_adapter pa = {progress, progress_ctx};
+    ec.on_epoch = progress ? cb_progress_adapt : NULL;
+    ec.epoch_ctx = &pa;
+    ec.monitor_test = ec.valid_frac == 0; /* the curve shows the held-out loss; it selects nothing */
+    protocol p;
+    cb_bundle *trained = NULL;
+    cb_retrieval_row rows[MAX_SIZES];
+    if ((rc = protocol_make(&p, e.folds && *e.folds ? e.folds : NULL, &ec.train, ds, err))) goto out;
+    const cb_bundle *b = model ? cb_recommender_bundle((cb_recommender *)model) : NULL; /* read only */
+    if (!b && !(rc = cb_evalrun_train(&trained, &ec, ds, &p.splits[0], NULL, err))) b = trained;
+    if (!rc) rc = cb_evalrun_retrieval(rows, sizes, n_sizes, b, ds, &p.splits[0], &ec.topn, e.max_users, err);
+    if (!rc) {
+        json_t *j = retrieval_json(ds, &p, ec.topn.k, rows, n_sizes);
+        *json_report = j ? json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
+        json_decref(j);
+        if (!*json_report) rc = cb_fail(err, CB_ENOMEM, "cb_evaluate_retrieval: out of memory");
+    }
+out:
+    cb_bundle_free(trained);
+    protocol_free(&p);
+    return rc;
+}
+
+CB_API int cb_plot_retrieval_svg(const char *path, const char *retrieval_json, cb_error *err) {
+    json_error_t je;
+    json_t *root = retrieval_json ? json_loads(retrieval_json, 0, &je) : NULL;
+    json_t *arr = json_object_get(root, "rows");
+    size_t n = json_array_size(arr);
+    if (!n || n > MAX_SIZES) {
+        json_decref(root);
+        return cb_fail(err, CB_EPARSE, "cb_plot_retrieval_svg: not a retrieval report with 1..%d rows", MAX_SIZES);
+    }
+    uint32_t K = (uint32_t)json_integer_value(json_object_get(root, "k"));
+    double x[MAX_SIZES], rec[MAX_SIZES], ov[MAX_SIZES], sc[MAX_SIZES], nd[MAX_SIZES], ms[MAX_SIZES];
+    double smin = INFINITY, smax = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_array_get(arr, i);
+        x[i] = json_number_value(json_object_get(r, "mean_candidates"));
+        rec[i] = json_number_value(json_object_get(r, "recall"));
+        nd[i] = json_number_value(json_object_get(r, "ndcg"));
+        ov[i] = json_number_value(json_object_get(r, "overlap"));
+        ms[i] = json_number_value(json_object_get(r, "mean_score"));
+        smin = fmin(smin, ms[i]), smax = fmax(smax, ms[i]);
+    }
+    json_decref(root);
+    /* the mean score rescaled to [0, 1] over the sizes, to share the axis */
+    for (size_t i = 0; i < n; i++) sc[i] = smax > smin ? (ms[i] - smin) / (smax - smin) : 1.0;
+    char t[4][64];
+    snprintf(t[0], 64, "recall@%u", K), snprintf(t[1], 64, "NDCG@%u", K);
+    snprintf(t[2], 64, "overlap with full top-%u", K);
+    snprintf(t[3], 64, "mean score@%u (%.2f..%.2f → 0..1)", K, smin, smax);
+    cb_svg_series s[4] = {{t[0], x, rec, n}, {t[1], x, nd, n}, {t[2], x, ov, n}, {t[3], x, sc, n}};
+    cb_svg_chart ch = {"Retrieval size: where more candidates stop paying off",
+                       "candidates retrieved per user (log scale; rightmost = full catalog)", "value", true, 760, 440, true};
+    return cb_svg_line_chart(path, &ch, s, 4, err);
 }
