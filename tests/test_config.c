@@ -121,8 +121,8 @@ static void unknown_keys_suggest(void **state) {
  * reads back as itself (the table's strings are canonical). */
 static void enumerate_kinds(void **state) {
     (void)state;
-    cb_config_kind kinds[] = {CB_CONFIG_TRAIN, CB_CONFIG_SYNTH};
-    for (size_t k = 0; k < 2; k++) {
+    cb_config_kind kinds[] = {CB_CONFIG_TRAIN, CB_CONFIG_SYNTH, CB_CONFIG_RECOMMEND, CB_CONFIG_EVAL};
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
         size_t n = cb_config_n_keys(kinds[k]);
         assert_true(n >= 6);
         cb_config *c;

@@ -1,0 +1,162 @@
+/* test_eval_api — the public evaluation API: the EVAL key table (defaults in
+ * one place, shared with the TRAIN table; bad values refused), cb_evaluate on
+ * a small synthetic dataset (the JSON report with the "cbrec" row beside the
+ * baselines), and the CLI's evaluation commands built on include/ alone. */
+#include "testutil.h"
+
+#include "eval/eval_config.h"
+#include "model/train_config.h"
+
+#include <jansson.h>
+#include <math.h>
+
+static void eval_table_defaults_and_bad_values(void **state) {
+    (void)state;
+    cb_config *c;
+    cb_error err = {0};
+    assert_int_equal(cb_config_create(&c, CB_CONFIG_EVAL, &err), CB_OK);
+    assert_string_equal(cb_config_get(c, "k"), "10");
+    assert_string_equal(cb_config_get(c, "threshold"), "4");
+    assert_string_equal(cb_config_get(c, "recall-k"), "20");
+    assert_string_equal(cb_config_get(c, "tune-frac"), "0.2");
+    assert_string_equal(cb_config_get(c, "implicit-cold"), "attrs");
+    assert_string_equal(cb_config_get(c, "topn"), "true");
+    const cb_eval_config *v = cb_config_values(c, CB_CONFIG_EVAL);
+    assert_non_null(v);
+    assert_true(v->run.topn.k == 10 && v->run.topn.threshold == 4.0f && v->run.topn.recall_k == 20);
+    assert_true(v->run.topn_enabled && v->run.tune_frac == 0.2 && v->run.valid_frac == 0);
+    /* a bad value is refused, naming the key, and leaves the config as it was */
+    assert_int_equal(cb_config_set(c, "k", "0", &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "k"));
+    assert_string_equal(cb_config_get(c, "k"), "10");
+    assert_int_equal(cb_config_set(c, "implicit-cold", "sometimes", &err), CB_EINVAL);
+    assert_int_equal(cb_config_set(c, "tune-frac", "0.95", &err), CB_EINVAL);
+    assert_int_equal(cb_config_set(c, "no-such-key", "1", &err), CB_ENOTFOUND);
+    /* an unknown model name is refused when the run is resolved */
+    assert_int_equal(cb_config_set(c, "models", "cbrec,nonsense", &err), CB_OK);
+    cb_evalrun_config ec;
+    assert_int_equal(cb_eval_config_resolve(&ec, c, NULL, &err), CB_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "nonsense"));
+    assert_int_equal(cb_config_set(c, "models", "cbrec,pop", &err), CB_OK);
+    assert_int_equal(cb_eval_config_resolve(&ec, c, NULL, &err), CB_OK);
+    assert_int_equal(ec.models, (1u << CB_EVALRUN_CBREC) | (1u << CB_EVALRUN_POPULARITY));
+    cb_config_free(c);
+}
+
+/* The harness takes its training defaults from the TRAIN table, and the
+ * "cbrec" row is among the default models. */
+static void evalrun_defaults_come_from_train(void **state) {
+    (void)state;
+    cb_evalrun_config ec;
+    cb_train_config tc;
+    cb_evalrun_config_default(&ec);
+    cb_train_config_default(&tc);
+    assert_memory_equal(&ec.model, &tc.model, sizeof tc.model);
+    assert_memory_equal(&ec.features, &tc.features, sizeof tc.features);
+    assert_memory_equal(&ec.train, &tc, sizeof tc);
+    assert_true(ec.scale_targets == tc.scale_targets);
+    assert_true(ec.models & (1u << CB_EVALRUN_CBREC));
+    assert_string_equal(cb_evalrun_model_name(CB_EVALRUN_CBREC), "cbrec");
+    /* a TRAIN setting reaches both the cbrec row and the two-tower rows */
+    cb_config *t;
+    cb_error err = {0};
+    assert_int_equal(cb_config_create(&t, CB_CONFIG_TRAIN, &err), CB_OK);
+    assert_int_equal(cb_config_set(t, "epochs", "3", &err), CB_OK);
+    assert_int_equal(cb_eval_config_resolve(&ec, NULL, t, &err), CB_OK);
+    assert_int_equal(ec.train.model.epochs, 3);
+    assert_int_equal(ec.model.epochs, 3);
+    cb_config_free(t);
+}
+
+static const json_t *model_row(const json_t *root, const char *name) {
+    const json_t *models = json_object_get(root, "models");
+    for (size_t i = 0; i < json_array_size(models); i++)
+        if (!strcmp(json_string_value(json_object_get(json_array_get(models, i), "name")), name))
+            return json_array_get(models, i);
+    return NULL;
+}
+
+static void evaluate_reports_cbrec_and_baselines(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir();
+    cb_error err = {0};
+    cb_config *syn, *ev, *tr;
+    assert_int_equal(cb_config_create(&syn, CB_CONFIG_SYNTH, &err), CB_OK);
+    assert_int_equal(cb_config_set(syn, "users", "150", &err), CB_OK);
+    assert_int_equal(cb_config_set(syn, "items", "200", &err), CB_OK);
+    assert_int_equal(cb_config_set(syn, "ratings", "5000", &err), CB_OK);
+    assert_int_equal(cb_synth_write_folder(dir, syn, &err), CB_OK);
+    cb_dataset *ds;
+    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
+    assert_int_equal(cb_config_create(&ev, CB_CONFIG_EVAL, &err), CB_OK);
+    assert_int_equal(cb_config_create(&tr, CB_CONFIG_TRAIN, &err), CB_OK);
+    assert_int_equal(cb_config_set(ev, "models", "cbrec,popularity,ease,bias", &err), CB_OK);
+    assert_int_equal(cb_config_set(tr, "epochs", "2", &err), CB_OK);
+    char *report = NULL;
+    /* configs of the wrong kind are refused */
+    assert_int_equal(cb_evaluate(ds, tr, tr, NULL, NULL, &report, &err), CB_EINVAL);
+    assert_null(report);
+    assert_int_equal(cb_evaluate(ds, ev, tr, NULL, NULL, &report, &err), CB_OK);
+    json_error_t je;
+    json_t *root = json_loads(report, 0, &je);
+    assert_non_null(root);
+    assert_int_equal(json_array_size(json_object_get(root, "models")), 4);
+    assert_int_equal(json_integer_value(json_object_get(root, "k")), 10);
+    const json_t *cb = model_row(root, "cbrec"), *pop = model_row(root, "popularity"), *ease = model_row(root, "ease");
+    assert_non_null(cb);
+    assert_non_null(pop);
+    assert_non_null(ease);
+    for (const json_t *const *m = (const json_t *const[]){cb, pop, ease, NULL}; *m; m++) {
+        double ndcg = json_number_value(json_object_get(*m, "mean_ndcg10"));
+        double r20 = json_number_value(json_object_get(*m, "mean_recall20"));
+        assert_true(ndcg > 0 && ndcg <= 1 && r20 > 0 && r20 <= 1);
+    }
+    /* popularity and bias predict ratings, EASE does not; cbrec does with the MSE head */
+    assert_true(json_is_number(json_object_get(pop, "mean_rmse")));
+    assert_true(json_is_null(json_object_get(ease, "mean_rmse")));
+    const json_t *rm = json_object_get(cb, "mean_rmse");
+    assert_true(json_is_null(rm) || (json_number_value(rm) > 0.3 && json_number_value(rm) < 2.0));
+    /* the same seed gives the same figures */
+    char *again = NULL;
+    assert_int_equal(cb_evaluate(ds, ev, tr, NULL, NULL, &again, &err), CB_OK);
+    json_t *root2 = json_loads(again, 0, &je);
+    assert_true(json_number_value(json_object_get(cb, "mean_ndcg10")) ==
+                json_number_value(json_object_get(model_row(root2, "cbrec"), "mean_ndcg10")));
+    json_decref(root2);
+    free(again);
+    json_decref(root);
+    free(report);
+    cb_config_free(ev);
+    cb_config_free(tr);
+    cb_config_free(syn);
+    cb_dataset_close(ds);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+/* Every CLI command (cmd_eval.c among them) compiles against include/ alone. */
+static void cli_uses_public_header_only(void **state) {
+    (void)state;
+    const char *cc = getenv("CC") ? getenv("CC") : "cc";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "for f in src/cli/*.c; do %s -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -fsyntax-only \"$f\" "
+             "|| exit 1; done 2>&1",
+             cc);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[512];
+    while (fgets(line, sizeof line, p)) fputs(line, stderr);
+    int st = pclose(p);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(eval_table_defaults_and_bad_values),
+        cmocka_unit_test(evalrun_defaults_come_from_train),
+        cmocka_unit_test(evaluate_reports_cbrec_and_baselines),
+        cmocka_unit_test(cli_uses_public_header_only),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
