@@ -85,6 +85,11 @@ CB_API void cb_config_free(cb_config *c); /* NULL is a no-op */
  * a bad value (the message names the key and what it accepts). The value is
  * parsed and range-checked here, once; the config is unchanged on error. */
 CB_API int cb_config_set(cb_config *c, const char *key, const char *value, cb_error *err);
+/* The checks across keys and of lists that name things (an EVAL "models" entry
+ * that is no model, TRAIN feature settings that contradict each other):
+ * CB_OK, or CB_EINVAL / CB_ENOTFOUND with the reason. The calls that take a
+ * config make the same checks; this one lets a front end report them first. */
+CB_API int cb_config_check(const cb_config *c, cb_error *err);
 /* The current value as text ("0.002", "256,128", "true"), owned by c and valid
  * until the key is set again; NULL for an unknown key. */
 CB_API const char *cb_config_get(const cb_config *c, const char *key);

@@ -37,8 +37,10 @@ static void eval_table_defaults_and_bad_values(void **state) {
     cb_evalrun_config ec;
     assert_int_equal(cb_eval_config_resolve(&ec, c, NULL, &err), CB_ENOTFOUND);
     assert_non_null(strstr(err.msg, "nonsense"));
+    assert_int_equal(cb_config_check(c, &err), CB_ENOTFOUND); /* what the CLI reports as a usage error */
     assert_int_equal(cb_config_set(c, "models", "cbrec,pop", &err), CB_OK);
     assert_int_equal(cb_eval_config_resolve(&ec, c, NULL, &err), CB_OK);
+    assert_int_equal(cb_config_check(c, &err), CB_OK);
     assert_int_equal(ec.models, (1u << CB_EVALRUN_CBREC) | (1u << CB_EVALRUN_POPULARITY));
     cb_config_free(c);
 }

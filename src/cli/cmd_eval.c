@@ -41,6 +41,7 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt
     int st = cli_parse2(&c, o->eval, CB_CONFIG_TRAIN, NULL, o->train, argc, argv);
     if (st >= 0) return st;
     if (!o->data) return cli_usage_error(&c, "--data PATH is required");
+    if (cb_config_check(o->eval, &err) || cb_config_check(o->train, &err)) return cli_usage_error(&c, err.msg);
     return -1;
 }
 

@@ -34,3 +34,12 @@ CB_API size_t cb_config_n_keys(cb_config_kind kind) {
 CB_API int cb_config_key(cb_config_kind kind, size_t i, cb_config_key_info *out) {
     return cb_config_table_key(table_of(kind), i, out);
 }
+
+CB_API int cb_config_check(const cb_config *c, cb_error *err) {
+    if (!c) return cb_fail(err, CB_EINVAL, "cb_config_check: no configuration");
+    const cb_train_config *tc = cb_config_values(c, CB_CONFIG_TRAIN);
+    const char *why = tc ? cb_feature_config_check(&tc->features) : NULL;
+    if (why) return cb_fail(err, CB_EINVAL, "features: %s", why);
+    cb_evalrun_config ec;
+    return cb_config_values(c, CB_CONFIG_EVAL) ? cb_eval_config_resolve(&ec, c, NULL, err) : CB_OK;
+}
