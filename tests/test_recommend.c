@@ -355,7 +355,7 @@ static void block_list_filters(void **state) {
              cb_vocab_name(f->rec->items, 2));
     char *path = tu_write(f->dir, "block.txt", text);
     cb_blocklist bl;
-    assert_int_equal(cb_recommend_block_load(&bl, f->rec, path, &err), CB_OK);
+    assert_int_equal(cb_recommend_block_load(&bl, f->exact, path, &err), CB_OK);
     assert_int_equal(bl.n_blocked_genres, 1);
     assert_int_equal(bl.n_blocked_items, 2);
     cb_recommend_config cfg;
@@ -378,7 +378,7 @@ static void block_list_filters(void **state) {
     cb_recommend_block_free(&bl);
     free(path);
     path = tu_write(f->dir, "block2.txt", "item 1\nitem no-such-item\n");
-    assert_int_equal(cb_recommend_block_load(&bl, f->rec, path, &err), CB_ENOTFOUND);
+    assert_int_equal(cb_recommend_block_load(&bl, f->exact, path, &err), CB_ENOTFOUND);
     assert_non_null(strstr(err.msg, "block2.txt:2:"));
     free(path);
 }
@@ -431,8 +431,8 @@ static void add_item_without_retraining(void **state) {
     assert_string_equal(id, "new-1");
     cb_recommend_table t;
     assert_int_equal(cb_recommend_table_load(&t, f->rec, f->table_path, &err), CB_OK);
-    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, vec, &err), CB_OK);
-    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, vec, &err), CB_EINVAL); /* duplicate id */
+    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, NULL, vec, &err), CB_OK);
+    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, NULL, vec, &err), CB_EINVAL); /* duplicate id */
     /* the grown table equals a fresh build over the vectors with the new one appended */
     size_t n = f->rec->n_items, d = f->rec->dim;
     float *V = malloc((n + 1) * d * sizeof *V);
@@ -466,10 +466,12 @@ static void add_item_without_retraining(void **state) {
     cb_recommender *pub;
     size_t added;
     assert_int_equal(cb_recommender_wrap(&pub, f->rec, &err), CB_OK);
-    assert_int_equal(cb_recommender_add_item(pub, text, &added, &err), CB_EINVAL); /* no table yet */
-    assert_int_equal(cb_recommender_load_table(pub, f->table_path, &err), CB_OK);
+    /* no table yet: kept in the recommender; a table loaded later receives it */
     assert_int_equal(cb_recommender_add_item(pub, text, &added, &err), CB_OK);
     assert_int_equal(added, n);
+    assert_int_equal(cb_recommender_item_count(pub), n + 1);
+    assert_int_equal(cb_recommender_table_k(pub), 0);
+    assert_int_equal(cb_recommender_load_table(pub, f->table_path, &err), CB_OK);
     assert_int_equal(cb_recommender_item_count(pub), n + 1);
     assert_memory_equal(pub->table.knn.neighbors, t2.knn.neighbors, (n + 1) * t2.knn.k * sizeof(int32_t));
     assert_int_equal(cb_recommender_add_item(pub, text, &added, &err), CB_EINVAL); /* duplicate id */
