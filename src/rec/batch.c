@@ -172,9 +172,12 @@ CB_API int cb_recommender_batch_row_json(const cb_recommender *rec, size_t user,
     int rc = cb_recommend_config_from(&cfg, opts, err);
     if (rc) return rc;
     json_t *list = json_array();
-    for (size_t k = 0; list && k < n && items[k] >= 0; k++)
-        json_array_append_new(list, json_pack("{s:s,s:f}", "item", cb_recommender_item_id(rec, (size_t)items[k]),
-                                              "score", (double)scores[k]));
+    for (size_t k = 0; list && k < n && items[k] >= 0; k++) {
+        json_t *it = json_pack("{s:s,s:f}", "item", cb_recommender_item_id(rec, (size_t)items[k]), "score",
+                               (double)scores[k]);
+        if (it && cb_rec_is_added(rec, (uint32_t)items[k])) json_object_set_new(it, "new", json_true());
+        json_array_append_new(list, it);
+    }
     json_t *doc = list ? json_pack("{s:s,s:s,s:o}", "user", cb_recommender_user_id(rec, user), "criterion",
                                    cb_rec_criterion(rec, cfg.rank_by), "items", list)
                        : NULL;
