@@ -364,7 +364,7 @@ int cmd_recommend(int argc, char **argv) {
                                 "\"<user column>\": value} (all optional)", &a.new_user, NULL},
         {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL},
         {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL},
-        {"table", 0, "TABLE", "similar-items table from `cbrec precompute` (else exact search)", &a.table, NULL},
+        {"table", 0, "TABLE", "table from `cbrec precompute` or `cbrec add-item` (its added items are recommended too)", &a.table, NULL},
         {"explain", 0, NULL, "print the reasons (for people)", NULL, &a.explain},
         {"json", 0, NULL, "the list as one JSON document (cb_list_to_json)", NULL, &a.json},
         {NULL, 0, NULL, NULL, NULL, NULL}};

@@ -4,7 +4,7 @@
  * profiles of known and new users, per-call filters, the pipeline, diversity
  * and explanations. The files of src/rec, by concern:
  *   recommender.c  the public cb_recommender_* calls (load/save, getters, vectors, predict)
- *   table.c        the similar-items table and its two file formats; similar items
+ *   table.c        the similar-items table (and the added items) and its file formats; similar items
  *   catalog.c      item ids, titles, search by title, new items from JSON
  *   profile.c      known and new users (JSON)
  *   filter.c       block list, exclude/allow lists, "already rated"
@@ -21,7 +21,9 @@
  *             (3) "group"/"popular": the most rated items among users sharing a
  *                              categorical attribute (region by default), else
  *                              overall popularity;
- *             (4) "embedding": the top items by v_u . v_m over the whole catalog.
+ *             (4) "embedding": the top items by v_u . v_m over the whole catalog,
+ *                              items added after training included (merged
+ *                              into the index's answer by their dot).
  *   filter    dedupe; drop items the user rated (unless include-seen), blocked,
  *             excluded or not allowed items.
  *   rank      v_u computed once; score = cb_rec_rank_score (the predicted rating
