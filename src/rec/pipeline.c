@@ -143,8 +143,9 @@ static int pick_group(const cb_bundle *r, const char *group_by, int *out, cb_err
 
 /* Items added after training (item >= n_items) are scored from their vector
  * exactly like model items: the predicted rating is a function of v_u . v_m
- * alone. A per-item term (a retrieval bias) enters here; an added item has
- * none learned and takes cb_rec_added_item_bias of the catalog's. */
+ * alone. A per-item term (a retrieval bias) enters here: bias[item] for model
+ * items; an added item has none learned and takes rec->added_bias (the
+ * catalog's mean, cb_rec_added_item_bias, cached by cb_rec_rank_prepare). */
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item) {
     (void)item;
     if (by == CB_RANK_DOT) return dot;
@@ -161,6 +162,11 @@ float cb_rec_added_item_bias(const float *bias, uint32_t n) {
     double sum = 0;
     for (uint32_t i = 0; i < n; i++) sum += bias[i];
     return (float)(sum / n);
+}
+
+void cb_rec_rank_prepare(cb_recommender *rec) {
+    /* the model has no per-item ranking bias yet: NULL (when it has, its [n_items] array) */
+    rec->added_bias = cb_rec_added_item_bias(NULL, rec->r->n_items);
 }
 
 bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by) {

@@ -104,6 +104,7 @@ struct cb_recommender {
     cb_recommend_table table; /* neighbour lists (has_table) and the added items (table.n_extra, always) */
     bool has_table;
     cb_knn_index *index;     /* over r->item_vecs */
+    float added_bias;        /* the ranking bias of added items (cb_rec_rank_prepare) */
 };
 /* A recommender borrowing a model (it must outlive the handle; evaluation).
  * cb_recommender_from_bundle (recommender_internal.h) takes ownership instead. */
@@ -241,6 +242,9 @@ float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uin
  * interactions, so the model learned none for it): the MEAN of the catalog's
  * biases `bias[n]`; 0 when the model has none (bias NULL). */
 float cb_rec_added_item_bias(const float *bias, uint32_t n);
+/* Cache what the ranking score needs of the model (rec->added_bias); called
+ * whenever the recommender gets or changes its model. */
+void cb_rec_rank_prepare(cb_recommender *rec);
 /* True when that score is a non-decreasing function of dot alone (the same
  * for every item): ranking by (dot, lower item) is then the same ranking, which
  * the batch uses to skip scoring every item. */

@@ -20,6 +20,7 @@ int cb_recommender_wrap(cb_recommender **out, const cb_bundle *r, cb_error *err)
     cb_recommender *h = cb_calloc(1, sizeof *h, err);
     if (!h) return CB_ENOMEM;
     h->r = r;
+    cb_rec_rank_prepare(h);
     int rc = cb_knn_index_create(&h->index, r->item_vecs, r->n_items, r->dim, err);
     if (rc) {
         free(h);
@@ -43,6 +44,7 @@ int cb_recommender_bundle_changed(cb_recommender *h, cb_error *err) {
     h->index = NULL;
     cb_recommend_table_free(&h->table); /* built from the old vectors */
     h->has_table = false;
+    cb_rec_rank_prepare(h);
     return cb_knn_index_create(&h->index, h->r->item_vecs, h->r->n_items, h->r->dim, err);
 }
 
