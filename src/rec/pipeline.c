@@ -285,17 +285,21 @@ static float dot_of(const cb_recommender *rec, const float *u, uint32_t item) {
 
 /* Merge the added items into the model's top-k idx[0..k) (best first, as the
  * index ranked them, kept in that order): an added item goes before the first
- * model item of a lower v_u . v_m; the list stays at most k long. */
-static void merge_added(const cb_recommender *rec, const float *u, const uint64_t *excl, int32_t *idx, size_t k) {
+ * entry of a lower v_u . v_m; the list stays at most k long. dots[k] is scratch. */
+static void merge_added(const cb_recommender *rec, const float *u, const uint64_t *excl, int32_t *idx, float *dots,
+                        size_t k) {
     uint32_t ni = rec->r->n_items;
+    for (size_t j = 0; j < k && idx[j] >= 0; j++) dots[j] = dot_of(rec, u, (uint32_t)idx[j]);
     for (uint32_t a = 0; a < rec->table.n_extra; a++) {
         if (cb_bit_get(excl, (size_t)ni + a)) continue;
         float d = dot_of(rec, u, ni + a);
         size_t pos = 0;
-        while (pos < k && idx[pos] >= 0 && (dot_of(rec, u, (uint32_t)idx[pos]) >= d)) pos++;
+        while (pos < k && idx[pos] >= 0 && dots[pos] >= d) pos++;
         if (pos == k) continue;
         memmove(idx + pos + 1, idx + pos, (k - pos - 1) * sizeof *idx);
+        memmove(dots + pos + 1, dots + pos, (k - pos - 1) * sizeof *dots);
         idx[pos] = (int32_t)(ni + a);
+        dots[pos] = d;
     }
 }
 
@@ -306,11 +310,16 @@ static int src_embedding(run *x, cb_error *err) {
     size_t k = x->cfg->embedding_items < n_all ? x->cfg->embedding_items : n_all;
     size_t k_model = k < ni ? k : ni;
     int32_t *idx = cb_malloc(k * sizeof *idx, err);
-    if (!idx) return CB_ENOMEM;
+    float *dots = x->rec->table.n_extra ? cb_malloc(k * sizeof *dots, err) : NULL;
+    if (!idx || (x->rec->table.n_extra && !dots)) {
+        free(idx);
+        return CB_ENOMEM;
+    }
     for (size_t j = 0; j < k; j++) idx[j] = -1;
     cb_knn_params kp = {.threads = x->cfg->threads > 0 ? x->cfg->threads : 1, .exclude = x->excl};
     int rc = cb_knn_index_search(x->rec->index, x->p->vec, 1, k_model, CB_KNN_DOT, &kp, idx, NULL, err);
-    if (!rc) merge_added(x->rec, x->p->vec, x->excl, idx, k);
+    if (!rc && dots) merge_added(x->rec, x->p->vec, x->excl, idx, dots, k);
+    free(dots);
     for (size_t j = 0; !rc && j < k; j++)
         if (idx[j] >= 0) rc = add_hit(&x->hs, (hit){(uint32_t)idx[j], CB_SRC_EMBEDDING, 0, -1, 0, (uint32_t)j}, err);
     free(idx);
