@@ -281,16 +281,30 @@ CB_API int cb_recommender_predict(const cb_recommender *rec, const char *user_id
                                   cb_error *err);
 
 /* Similar-items table: build for the whole catalog (k nearest per item; k is
- * clamped to the catalog), save, load, add an item. */
+ * clamped to the catalog), save, load, add an item. Items added with
+ * cb_recommender_add_item belong to the recommender, with or without a table:
+ * building or loading a table keeps them (they are inserted into its lists);
+ * loading a file written without a table (below) adds its items. */
 CB_API int cb_recommender_build_table(cb_recommender *rec, size_t k, int threads, cb_error *err);   /* [exclusive] */
-CB_API int cb_recommender_save_table(const cb_recommender *rec, const char *path, cb_error *err);  /* atomic */
-CB_API int cb_recommender_load_table(cb_recommender *rec, const char *path, cb_error *err);         /* [exclusive] */
-/* Neighbours per item in the table, 0 when there is none. */
+/* Write the table with the added items ("cbrec-similar"; "cbrec-knn-table" when
+ * nothing was added), or, when there is no table, a file holding only the added
+ * items ("cbrec-added-items": ids, titles, genres, vectors; no neighbour lists).
+ * CB_EINVAL when there is neither. Atomic [shared]. */
+CB_API int cb_recommender_save_table(const cb_recommender *rec, const char *path, cb_error *err);
+/* Load any of those files (it must come from this model: CB_EFORMAT) [exclusive]. */
+CB_API int cb_recommender_load_table(cb_recommender *rec, const char *path, cb_error *err);
+/* Neighbours per item in the table, 0 when there is none (also with added items only). */
 CB_API size_t cb_recommender_table_k(const cb_recommender *rec);
 /* Embed a new item from JSON ({"id": ..., "title": ..., "genres": [...], <item
- * column>: value}; only "id" is required) and add it to the catalog and the
- * table, which it needs (CB_EINVAL without one) [exclusive]. *item (may be NULL)
- * receives its number. */
+ * column>: value}; only "id" is required) with the item tower and add it to the
+ * catalog, in memory (a server can add items live; no table is needed; with a
+ * table it also enters the neighbour lists) [exclusive]. From then on it is an
+ * item like the model's (numbers item_count-1..): recommend and the batch score
+ * it from its vector (reason "new in the catalog: close to your taste vector",
+ * JSON "new": true), exclude/allow/block take its id, a blocked genre blocks it
+ * when its JSON listed that genre, similar finds it. The id must be new
+ * (CB_EINVAL). *item (may be NULL) receives its number. Persist with
+ * cb_recommender_save_table. */
 CB_API int cb_recommender_add_item(cb_recommender *rec, const char *item_json, size_t *item, cb_error *err);
 
 /* ---- results */
@@ -319,7 +333,8 @@ CB_API size_t cb_list_n_notes(const cb_list *l);
 CB_API const char *cb_list_note(const cb_list *l, size_t j);     /* remarks: k or n clamped, cold start, ... */
 /* The whole list as JSON (malloc'd; caller frees): {"criterion":..., "items":[{"rank",
  * "item","title","score","rating","sources":[...],"reasons":[...]}], "notes":[...]}
- * ("rating" is null when there is none). The CLI's --json prints exactly this. */
+ * ("rating" is null when there is none; items added after training also carry
+ * "new": true). The CLI's --json prints exactly this. */
 CB_API int cb_list_to_json(const cb_list *l, char **json_out, cb_error *err);
 
 /* ---- recommending [shared] */
@@ -336,7 +351,7 @@ CB_API int cb_recommender_similar(const cb_recommender *rec, size_t item, size_t
 CB_API int cb_recommender_recommend(const cb_recommender *rec, const char *user_id, const char *user_json,
                                     const cb_config *opts, cb_list **out, cb_error *err);
 /* Batch [shared]: top-n for many known users at once, ranked by the same score
- * over the whole catalog (blocked sgemm of user vectors against item vectors,
+ * over the whole catalog, added items included (blocked sgemm of user vectors against item vectors,
  * per-user filtering of rated items unless include-seen, the exclude/allow lists
  * and the block file; the retrieval sources and diversity are not used). items and
  * scores are caller-allocated [n_users x n], a row per user, item numbers (-1 and
@@ -344,7 +359,8 @@ CB_API int cb_recommender_recommend(const cb_recommender *rec, const char *user_
 CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_t *users, size_t n_users, size_t n,
                                           const cb_config *opts, int64_t *items, float *scores, cb_error *err);
 /* One user's batch row as a JSON line (malloc'd; caller frees):
- * {"user": id, "criterion": ..., "items": [{"item": id, "score": s}, ...]}. */
+ * {"user": id, "criterion": ..., "items": [{"item": id, "score": s}, ...]}
+ * (added items also carry "new": true). */
 CB_API int cb_recommender_batch_row_json(const cb_recommender *rec, size_t user, const int64_t *items,
                                          const float *scores, size_t n, const cb_config *opts, char **json_out,
                                          cb_error *err);

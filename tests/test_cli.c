@@ -219,6 +219,56 @@ static void recommend_batch(void **state) {
     free(recs);
 }
 
+/* add-item without a table writes an added-items file; recommend --table
+ * recommends from it (single and batch), filters it, and without the added
+ * item gives the same output as before. */
+static void add_item_then_recommend(void **state) {
+    fixture *f = *state;
+    char *out, *added = tu_path(f->dir, "added.cbrec"), *added2 = tu_path(f->dir, "added2.cbrec");
+    char *x1 = tu_write(f->dir, "x1.json", "{\"id\": \"x1\", \"title\": \"Brand New (2031)\", \"year\": 2031}");
+    char *x2 = tu_write(f->dir, "x2.json", "{\"id\": \"x2\", \"title\": \"Newer Still (2032)\"}");
+    assert_int_equal(run(&out, "%s add-item --model %s --item-json %s --out %s", cbrec(), f->model, x1, added), 0);
+    assert_non_null(strstr(out, "added item x1"));
+    free(out);
+    assert_int_equal(
+        run(&out, "%s add-item --model %s --table %s --item-json %s --out %s", cbrec(), f->model, added, x2, added2), 0);
+    free(out);
+    /* allowed alone, the new item is the whole list, with its reason */
+    assert_int_equal(run(&out, "%s recommend --model %s --table %s --user 3 --allow x1 --json", cbrec(), f->model,
+                         added2),
+                     0);
+    assert_non_null(strstr(out, "\"item\":\"x1\""));
+    assert_non_null(strstr(out, "\"new\":true"));
+    assert_non_null(strstr(out, "new in the catalog: close to your taste vector"));
+    free(out);
+    /* the batch ranks both added items for every user */
+    size_t n = 2;
+    assert_int_equal(run(&out, "%s recommend --model %s --table %s --users all --allow x1,x2 -n 2", cbrec(), f->model,
+                         added2),
+                     0);
+    assert_int_equal(json_lines(out, batch_line, &n), 120);
+    assert_non_null(strstr(out, "\"item\":\"x2\""));
+    free(out);
+    /* excluded, the output is the one without added items */
+    char *plain, *excl;
+    assert_int_equal(run(&plain, "%s recommend --model %s --user 3 --json", cbrec(), f->model), 0);
+    assert_int_equal(run(&excl, "%s recommend --model %s --table %s --user 3 --json --exclude x1,x2", cbrec(), f->model,
+                         added2),
+                     0);
+    assert_string_equal(plain, excl);
+    free(plain);
+    free(excl);
+    /* the same id twice is refused */
+    assert_int_equal(
+        run(&out, "%s add-item --model %s --table %s --item-json %s --out %s", cbrec(), f->model, added2, x1, added), 1);
+    assert_non_null(strstr(out, "already added"));
+    free(out);
+    free(added);
+    free(added2);
+    free(x1);
+    free(x2);
+}
+
 static void failed_training_keeps_old_model(void **state) {
     fixture *f = *state;
     char *bad = tu_path(f->dir, "bad");
@@ -410,7 +460,7 @@ static void movielens_acceptance(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
-        cmocka_unit_test(recommend_batch),
+        cmocka_unit_test(recommend_batch),         cmocka_unit_test(add_item_then_recommend),
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(options_from_key_tables),

@@ -355,7 +355,7 @@ static void block_list_filters(void **state) {
              cb_vocab_name(f->rec->items, 2));
     char *path = tu_write(f->dir, "block.txt", text);
     cb_blocklist bl;
-    assert_int_equal(cb_recommend_block_load(&bl, f->rec, path, &err), CB_OK);
+    assert_int_equal(cb_recommend_block_load(&bl, f->exact, path, &err), CB_OK);
     assert_int_equal(bl.n_blocked_genres, 1);
     assert_int_equal(bl.n_blocked_items, 2);
     cb_recommend_config cfg;
@@ -378,7 +378,7 @@ static void block_list_filters(void **state) {
     cb_recommend_block_free(&bl);
     free(path);
     path = tu_write(f->dir, "block2.txt", "item 1\nitem no-such-item\n");
-    assert_int_equal(cb_recommend_block_load(&bl, f->rec, path, &err), CB_ENOTFOUND);
+    assert_int_equal(cb_recommend_block_load(&bl, f->exact, path, &err), CB_ENOTFOUND);
     assert_non_null(strstr(err.msg, "block2.txt:2:"));
     free(path);
 }
@@ -431,8 +431,8 @@ static void add_item_without_retraining(void **state) {
     assert_string_equal(id, "new-1");
     cb_recommend_table t;
     assert_int_equal(cb_recommend_table_load(&t, f->rec, f->table_path, &err), CB_OK);
-    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, vec, &err), CB_OK);
-    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, vec, &err), CB_EINVAL); /* duplicate id */
+    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, NULL, vec, &err), CB_OK);
+    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, NULL, vec, &err), CB_EINVAL); /* duplicate id */
     /* the grown table equals a fresh build over the vectors with the new one appended */
     size_t n = f->rec->n_items, d = f->rec->dim;
     float *V = malloc((n + 1) * d * sizeof *V);
@@ -466,10 +466,12 @@ static void add_item_without_retraining(void **state) {
     cb_recommender *pub;
     size_t added;
     assert_int_equal(cb_recommender_wrap(&pub, f->rec, &err), CB_OK);
-    assert_int_equal(cb_recommender_add_item(pub, text, &added, &err), CB_EINVAL); /* no table yet */
-    assert_int_equal(cb_recommender_load_table(pub, f->table_path, &err), CB_OK);
+    /* no table yet: kept in the recommender; a table loaded later receives it */
     assert_int_equal(cb_recommender_add_item(pub, text, &added, &err), CB_OK);
     assert_int_equal(added, n);
+    assert_int_equal(cb_recommender_item_count(pub), n + 1);
+    assert_int_equal(cb_recommender_table_k(pub), 0);
+    assert_int_equal(cb_recommender_load_table(pub, f->table_path, &err), CB_OK);
     assert_int_equal(cb_recommender_item_count(pub), n + 1);
     assert_memory_equal(pub->table.knn.neighbors, t2.knn.neighbors, (n + 1) * t2.knn.k * sizeof(int32_t));
     assert_int_equal(cb_recommender_add_item(pub, text, &added, &err), CB_EINVAL); /* duplicate id */
@@ -723,6 +725,161 @@ static void batch_matches_brute_force(void **state) {
     free(scores);
 }
 
+/* Overwrite added item `item`'s vector with c * v / |v|. */
+static void set_added_vec(cb_recommender *rec, size_t item, const float *v, float c) {
+    uint32_t d = rec->r->dim;
+    float norm = 0;
+    for (uint32_t k = 0; k < d; k++) norm += v[k] * v[k];
+    norm = sqrtf(norm);
+    float *dst = rec->table.extra_vecs + (item - rec->r->n_items) * d;
+    for (uint32_t k = 0; k < d; k++) dst[k] = c * v[k] / norm;
+}
+
+/* One recommend call as JSON (opts may be NULL). */
+static char *rec_json(const cb_recommender *rec, const char *user, const cb_config *opts) {
+    cb_error err;
+    cb_list *l = NULL;
+    int rc = cb_recommender_recommend(rec, user, NULL, opts, &l, &err);
+    if (rc) fprintf(stderr, "recommend: %s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
+    char *s = NULL;
+    assert_int_equal(cb_list_to_json(l, &s, &err), CB_OK);
+    cb_list_free(l);
+    return s;
+}
+
+/* Items added after training are recommended (scored from their vector), to
+ * the user whose taste they match, with their reason; filtered like any item;
+ * the batch agrees; users they do not reach get the same lists as before. */
+static void added_items_are_recommended(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    const cb_bundle *r = f->rec;
+    uint32_t d = r->dim, u = 3;
+    const char *uid = cb_vocab_name(r->users, u);
+    const float *vu = r->user_vecs + (size_t)u * d;
+    float max_norm = 0;
+    for (uint32_t i = 0; i < r->n_items; i++) {
+        float nn = 0;
+        for (uint32_t k = 0; k < d; k++) nn += r->item_vecs[(size_t)i * d + k] * r->item_vecs[(size_t)i * d + k];
+        if (sqrtf(nn) > max_norm) max_norm = sqrtf(nn);
+    }
+    const char *genre = cb_features_genre_name(r->features, 2);
+    char text[256];
+    snprintf(text, sizeof text, "{\"id\": \"fresh\", \"title\": \"Fresh (2030)\", \"genres\": [\"%s\"]}", genre);
+    cb_recommender *rec, *plain;
+    assert_int_equal(cb_recommender_wrap(&rec, f->rec, &err), CB_OK);
+    assert_int_equal(cb_recommender_wrap(&plain, f->rec, &err), CB_OK);
+    char *before = rec_json(rec, uid, NULL);
+    size_t item;
+    assert_int_equal(cb_recommender_add_item(rec, text, &item, &err), CB_OK); /* no table: in memory */
+    assert_int_equal(item, r->n_items);
+    /* pointing away from the user: the user's list is unchanged */
+    set_added_vec(rec, item, vu, -(max_norm + 1));
+    char *away = rec_json(rec, uid, NULL);
+    assert_string_equal(before, away);
+    /* along the user's vector, longer than any item: v_u . v_new beats every item, so it ranks first */
+    set_added_vec(rec, item, vu, max_norm + 1);
+    cb_list *l = NULL;
+    assert_int_equal(cb_recommender_recommend(rec, uid, NULL, NULL, &l, &err), CB_OK);
+    assert_string_equal(cb_list_item_id(l, 0), "fresh");
+    assert_int_equal(cb_list_item(l, 0), item);
+    bool said = false;
+    for (size_t j = 0; j < cb_list_n_reasons(l, 0); j++)
+        said |= strstr(cb_list_reason(l, 0, j), "new in the catalog: close to your taste vector") != NULL;
+    assert_true(said);
+    char *js;
+    assert_int_equal(cb_list_to_json(l, &js, &err), CB_OK);
+    assert_non_null(strstr(js, "\"item\":\"fresh\""));
+    assert_non_null(strstr(js, "\"new\":true"));
+    assert_null(strstr(strstr(js, "\"new\":true") + 1, "\"new\":true")); /* only on the added item */
+    float single = cb_list_score(l, 0);
+    free(js);
+    cb_list_free(l);
+    /* the batch agrees: first for that user, the same score */
+    int64_t bi[10];
+    float bs[10];
+    size_t users[1] = {u};
+    assert_int_equal(cb_recommender_recommend_batch(rec, users, 1, 10, NULL, bi, bs, &err), CB_OK);
+    assert_int_equal(bi[0], (int64_t)item);
+    assert_true(fabsf(bs[0] - single) < 1e-4f);
+    /* the rest of the batch row is the batch row without the added item, shifted by one */
+    int64_t pi[10];
+    float ps[10];
+    assert_int_equal(cb_recommender_recommend_batch(plain, users, 1, 10, NULL, pi, ps, &err), CB_OK);
+    for (int k = 1; k < 10; k++) assert_int_equal(bi[k], pi[k - 1]);
+    /* filtered: exclude by id, allow without it, block by id, block by its declared genre */
+    cb_config *opts;
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    char *block_id = tu_write(f->dir, "block-new.txt", "item fresh\n");
+    char gline[128];
+    snprintf(gline, sizeof gline, "genre %s\n", genre);
+    char *block_genre = tu_write(f->dir, "block-new-genre.txt", gline);
+    const char *keys[4] = {"exclude", "allow", "block-file", "block-file"};
+    const char *vals[4] = {"fresh", cb_vocab_name(r->items, 0), block_id, block_genre};
+    for (int t = 0; t < 4; t++) {
+        cb_config_free(opts);
+        assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+        assert_int_equal(cb_config_set(opts, keys[t], vals[t], &err), CB_OK);
+        assert_int_equal(cb_recommender_recommend(rec, uid, NULL, opts, &l, &err), CB_OK);
+        for (size_t i = 0; i < cb_list_size(l); i++) assert_string_not_equal(cb_list_item_id(l, i), "fresh");
+        cb_list_free(l);
+        assert_int_equal(cb_recommender_recommend_batch(rec, users, 1, 10, opts, bi, bs, &err), CB_OK);
+        for (int k = 0; k < 10; k++) assert_true(bi[k] != (int64_t)item);
+    }
+    /* allow the added item only: it is all there is */
+    cb_config_free(opts);
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "allow", "fresh", &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(rec, uid, NULL, opts, &l, &err), CB_OK);
+    assert_int_equal(cb_list_size(l), 1);
+    assert_string_equal(cb_list_item_id(l, 0), "fresh");
+    cb_list_free(l);
+    cb_config_free(opts);
+    /* saved without a table: an added-items file; another recommender loads it and recommends the same */
+    char *path = tu_path(f->dir, "added.cbrec");
+    assert_int_equal(cb_recommender_save_table(rec, path, &err), CB_OK);
+    cb_recommender *back;
+    assert_int_equal(cb_recommender_wrap(&back, f->rec, &err), CB_OK);
+    assert_int_equal(cb_recommender_load_table(back, path, &err), CB_OK);
+    assert_int_equal(cb_recommender_item_count(back), r->n_items + 1);
+    assert_int_equal(cb_recommender_table_k(back), 0);
+    char *a = rec_json(rec, uid, NULL), *b = rec_json(back, uid, NULL);
+    assert_string_equal(a, b);
+    /* similar works on it without a table (exact), and a table loaded later keeps it */
+    assert_int_equal(cb_recommender_similar(back, item, 5, &l, &err), CB_OK);
+    assert_int_equal(cb_list_size(l), 5);
+    cb_list_free(l);
+    assert_int_equal(cb_recommender_load_table(back, f->table_path, &err), CB_OK);
+    assert_int_equal(cb_recommender_item_count(back), r->n_items + 1);
+    free(b);
+    b = rec_json(back, uid, NULL);
+    assert_non_null(strstr(b, "\"item\":\"fresh\""));
+    /* the added-items file of another model is refused */
+    cb_recommender *o;
+    assert_int_equal(cb_recommender_wrap(&o, f->other, &err), CB_OK);
+    assert_int_equal(cb_recommender_load_table(o, path, &err), CB_EFORMAT);
+    cb_recommender_free(o);
+    free(a);
+    free(b);
+    free(path);
+    free(block_id);
+    free(block_genre);
+    free(before);
+    free(away);
+    cb_recommender_free(back);
+    cb_recommender_free(plain);
+    cb_recommender_free(rec);
+}
+
+/* An added item's bias is the mean of the catalog's (none: 0). */
+static void added_item_bias_is_the_mean(void **state) {
+    (void)state;
+    const float bias[4] = {-1.0f, 0.5f, 2.0f, 2.5f};
+    assert_true(cb_rec_added_item_bias(bias, 4) == 1.0f);
+    assert_true(cb_rec_added_item_bias(NULL, 0) == 0.0f);
+}
+
 /* The RECOMMEND keys: defaults from the table, help for every key. */
 static void recommend_keys(void **state) {
     (void)state;
@@ -762,6 +919,8 @@ int main(void) {
         cmocka_unit_test(public_api),
         cmocka_unit_test(per_call_filters),
         cmocka_unit_test(batch_matches_brute_force),
+        cmocka_unit_test(added_items_are_recommended),
+        cmocka_unit_test(added_item_bias_is_the_mean),
         cmocka_unit_test(recommend_keys),
     };
     return cmocka_run_group_tests_name("recommend", tests, setup, teardown);

@@ -151,9 +151,11 @@ done:
 /* ---- add-item */
 
 static const char *add_item_usage =
-    "usage: cbrec add-item --model FILE --table TABLE --item-json FILE --out TABLE2\n"
-    "embed a new item from its features (no retraining) and insert it into a similar-items\n"
-    "table; TABLE2 carries the new item's id, title and vector, so `cbrec similar --table TABLE2`\n"
+    "usage: cbrec add-item --model FILE [--table TABLE] --item-json FILE --out TABLE2\n"
+    "embed a new item from its features (no retraining) and add it to the catalog. With --table\n"
+    "(from `cbrec precompute`, or an earlier TABLE2) it is inserted into the neighbour lists too;\n"
+    "without, TABLE2 holds only the added items (their ids, titles, genres and vectors; no lists).\n"
+    "Either way `cbrec recommend --table TABLE2` can recommend it and `cbrec similar --table TABLE2`\n"
     "shows it. FILE: {\"id\": \"x1\", \"title\": \"T (2024)\", \"genres\": [\"Adventure\"], ...}\n";
 
 static char *read_file(const char *path) {
@@ -178,14 +180,14 @@ static char *read_file(const char *path) {
 int cmd_add_item(int argc, char **argv) {
     const char *cmd = "add-item", *model = NULL, *table = NULL, *item_json = NULL, *out = NULL;
     const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
-                            {"table", 't', "TABLE", "the table to add to", &table, NULL},
+                            {"table", 't', "TABLE", "the table (or added-items file) to add to", &table, NULL},
                             {"item-json", 'i', "FILE", "the new item", &item_json, NULL},
-                            {"out", 'o', "TABLE2", "the grown table to write", &out, NULL},
+                            {"out", 'o', "TABLE2", "the grown table (or added-items file) to write", &out, NULL},
                             {NULL, 0, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, add_item_usage, opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);
     if (st >= 0) return st;
-    if (!model || !table || !item_json || !out) return cli_usage_error(&c, "give --model, --table, --item-json and --out");
+    if (!model || !item_json || !out) return cli_usage_error(&c, "give --model, --item-json and --out");
     cb_error err;
     cb_list *l = NULL;
     int status = CLI_ERROR;
@@ -199,6 +201,13 @@ int cmd_add_item(int argc, char **argv) {
         goto done;
     }
     size_t k = cb_recommender_table_k(rec) < 10 ? cb_recommender_table_k(rec) : 10;
+    if (k == 0) { /* no neighbour lists: nothing to show but the item */
+        fprintf(stderr, "wrote %s: added item %s (an added-items file without similar-items lists; for `similar`, "
+                        "add to a table from `cbrec precompute`)\n",
+                out, cb_recommender_item_id(rec, item));
+        status = CLI_OK;
+        goto done;
+    }
     if (cb_recommender_similar(rec, item, k, &l, &err)) {
         cli_error(cmd, &err);
         goto done;
@@ -355,7 +364,7 @@ int cmd_recommend(int argc, char **argv) {
                                 "\"<user column>\": value} (all optional)", &a.new_user, NULL},
         {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL},
         {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL},
-        {"table", 0, "TABLE", "similar-items table from `cbrec precompute` (else exact search)", &a.table, NULL},
+        {"table", 0, "TABLE", "table from `cbrec precompute` or `cbrec add-item` (its added items are recommended too)", &a.table, NULL},
         {"explain", 0, NULL, "print the reasons (for people)", NULL, &a.explain},
         {"json", 0, NULL, "the list as one JSON document (cb_list_to_json)", NULL, &a.json},
         {NULL, 0, NULL, NULL, NULL, NULL}};

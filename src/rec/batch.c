@@ -4,7 +4,9 @@
  * items (unless include-seen) masked out, then a partial selection of the
  * best n per user (a small heap; ties to the lower item). Ranks by the same
  * cb_rec_rank_score as cb_recommend; the retrieval sources and diversity are
- * not used. Also one batch row as a JSON line. */
+ * not used. Items added after training (the recommender's added items) are
+ * columns n_items.. of every block, scored the same way. Also one batch row
+ * as a JSON line. */
 #include "rec/recommend.h"
 
 #include <cblas.h>
@@ -112,7 +114,7 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
         return cb_fail(err, CB_EINVAL, "cb_recommender_recommend_batch: NULL argument");
     if (n == 0) return cb_fail(err, CB_EINVAL, "n must be at least 1");
     const cb_bundle *r = rec->r;
-    size_t ni = r->n_items, d = r->dim;
+    size_t nm = r->n_items, ni = cb_recommender_item_count(rec), d = r->dim;
     cb_recommend_config cfg;
     int rc = cb_recommend_config_from(&cfg, opts, err);
     if (!rc) rc = check_users(rec, users, n_users, err);
@@ -135,8 +137,11 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
             size_t u = users ? users[b0 + i] : b0 + i;
             memcpy(U + i * d, r->user_vecs + u * d, d * sizeof *U);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)ni, (int)d, 1.0f, U, (int)d, r->item_vecs,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)nm, (int)d, 1.0f, U, (int)d, r->item_vecs,
                     (int)d, 0.0f, S, (int)ni);
+        if (ni > nm) /* the added items: the last columns */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)(ni - nm), (int)d, 1.0f, U, (int)d,
+                        rec->table.extra_vecs, (int)d, 0.0f, S + nm, (int)ni);
         block_scores(rec, cfg.rank_by, S, rows, ni);
         for (size_t i = 0; i < rows; i++) {
             size_t u = users ? users[b0 + i] : b0 + i;
@@ -167,9 +172,12 @@ CB_API int cb_recommender_batch_row_json(const cb_recommender *rec, size_t user,
     int rc = cb_recommend_config_from(&cfg, opts, err);
     if (rc) return rc;
     json_t *list = json_array();
-    for (size_t k = 0; list && k < n && items[k] >= 0; k++)
-        json_array_append_new(list, json_pack("{s:s,s:f}", "item", cb_recommender_item_id(rec, (size_t)items[k]),
-                                              "score", (double)scores[k]));
+    for (size_t k = 0; list && k < n && items[k] >= 0; k++) {
+        json_t *it = json_pack("{s:s,s:f}", "item", cb_recommender_item_id(rec, (size_t)items[k]), "score",
+                               (double)scores[k]);
+        if (it && cb_rec_is_added(rec, (uint32_t)items[k])) json_object_set_new(it, "new", json_true());
+        json_array_append_new(list, it);
+    }
     json_t *doc = list ? json_pack("{s:s,s:s,s:o}", "user", cb_recommender_user_id(rec, user), "criterion",
                                    cb_rec_criterion(rec, cfg.rank_by), "items", list)
                        : NULL;

@@ -137,13 +137,13 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
 /* ---- ids, titles, vectors */
 
 CB_API size_t cb_recommender_item_count(const cb_recommender *rec) {
-    return rec ? rec->r->n_items + (rec->has_table ? rec->table.n_extra : 0) : 0;
+    return rec ? rec->r->n_items + rec->table.n_extra : 0;
 }
 
 CB_API const char *cb_recommender_item_id(const cb_recommender *rec, size_t item) {
     if (!rec) return NULL;
     if (item < rec->r->n_items) return rec->r->items ? cb_vocab_name(rec->r->items, (uint32_t)item) : "";
-    if (rec->has_table && item - rec->r->n_items < rec->table.n_extra) return rec->table.extra_ids[item - rec->r->n_items];
+    if (item - rec->r->n_items < rec->table.n_extra) return rec->table.extra_ids[item - rec->r->n_items];
     return NULL;
 }
 
@@ -151,7 +151,7 @@ CB_API const char *cb_recommender_item_title(const cb_recommender *rec, size_t i
     const char *t = NULL;
     if (!rec) return "";
     if (item < rec->r->n_items) t = rec->r->titles ? rec->r->titles[item] : NULL;
-    else if (rec->has_table && item - rec->r->n_items < rec->table.n_extra) t = rec->table.extra_titles[item - rec->r->n_items];
+    else if (item - rec->r->n_items < rec->table.n_extra) t = rec->table.extra_titles[item - rec->r->n_items];
     return t ? t : "";
 }
 
@@ -161,7 +161,7 @@ bool cb_rec_item_index(const cb_recommender *rec, const char *id, uint32_t *item
         *item = (uint32_t)i;
         return true;
     }
-    for (uint32_t k = 0; rec->has_table && k < rec->table.n_extra; k++)
+    for (uint32_t k = 0; k < rec->table.n_extra; k++)
         if (!strcmp(rec->table.extra_ids[k], id)) {
             *item = rec->r->n_items + k;
             return true;

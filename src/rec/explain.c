@@ -55,7 +55,8 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
     char yb[32];
     int rc = CB_OK;
     *out = (cb_list_entry){.item = c->item, .score = c->score, .dot = c->dot, .sources = c->sources,
-                           .rating = cb_model_score_to_prediction(r->model, c->dot)};
+                           .rating = cb_model_score_to_prediction(r->model, c->dot),
+                           .added = cb_rec_is_added(rec, c->item)};
     int rc0 = cb_rec_entry_names(out, rec, err);
     if (rc0) return rc0;
     if (c->sources & (1u << CB_SRC_SIMILAR)) {
@@ -92,7 +93,13 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
     }
     if (!rc && (c->sources & (1u << CB_SRC_POPULAR)))
         rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "among the most rated items overall");
-    if (!rc && (c->sources & (1u << CB_SRC_EMBEDDING)))
+    if (!rc && out->added && (c->sources & (1u << CB_SRC_EMBEDDING)))
+        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err,
+                             "new in the catalog: close to your taste vector (#%u of the catalog by v_u.v_m)",
+                             c->emb_rank + 1);
+    else if (!rc && out->added)
+        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "new in the catalog: close to your taste vector");
+    else if (!rc && (c->sources & (1u << CB_SRC_EMBEDDING)))
         rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "close match to your taste vector (#%u of the catalog by v_u.v_m)",
                       c->emb_rank + 1);
     if (!rc) {
@@ -184,10 +191,11 @@ CB_API int cb_list_to_json(const cb_list *l, char **json_out, cb_error *err) {
         for (int s = 0; s < CB_SRC_COUNT; s++)
             if (e->sources & (1u << s)) src[ns++] = cb_recommend_source_name((cb_source)s);
         json_t *jsrc = str_array((char *const *)src, ns);
-        json_array_append_new(items, json_pack("{s:I,s:s,s:s,s:o,s:o,s:o,s:o}", "rank", (json_int_t)(i + 1), "item",
-                                               e->id, "title", e->title, "score", json_num(e->score), "rating",
-                                               json_num(e->rating), "sources", jsrc, "reasons",
-                                               str_array(e->reasons, e->n_reasons)));
+        json_t *it = json_pack("{s:I,s:s,s:s,s:o,s:o,s:o,s:o}", "rank", (json_int_t)(i + 1), "item", e->id, "title",
+                               e->title, "score", json_num(e->score), "rating", json_num(e->rating), "sources", jsrc,
+                               "reasons", str_array(e->reasons, e->n_reasons));
+        if (it && e->added) json_object_set_new(it, "new", json_true()); /* only on added items: others unchanged */
+        json_array_append_new(items, it);
     }
     json_t *doc = items ? json_pack("{s:s,s:o,s:o}", "criterion", cb_list_criterion(l), "items", items, "notes",
                                     str_array(l->notes, l->n_notes))

@@ -1,6 +1,7 @@
 /* filter — what one call must never return: the block list file (items and
  * whole genres), the exclude and allow lists of item ids, and the items the
- * user already rated (unless include-seen); all as one bitmap over model items. */
+ * user already rated (unless include-seen); all as one bitmap over the
+ * recommender's items, model items then items added after training. */
 #include "rec/recommend.h"
 
 #include <ctype.h>
@@ -15,14 +16,34 @@ void cb_recommend_block_free(cb_blocklist *bl) {
     memset(bl, 0, sizeof *bl);
 }
 
-int cb_recommend_block_load(cb_blocklist *bl, const cb_bundle *r, const char *path, cb_error *err) {
+/* Does added item k declare one of the flagged genres? */
+static bool added_has_genre(const cb_recommender *rec, uint32_t k, const bool *genre) {
+    const char *s = rec->table.extra_genres[k];
+    while (s && *s) {
+        const char *e = strchr(s, '|');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        char name[256];
+        if (len < sizeof name) {
+            memcpy(name, s, len);
+            name[len] = 0;
+            int g = cb_features_genre_find(rec->r->features, name);
+            if (g >= 0 && genre[g]) return true;
+        }
+        s = e ? e + 1 : NULL;
+    }
+    return false;
+}
+
+int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const char *path, cb_error *err) {
     memset(bl, 0, sizeof *bl);
+    const cb_bundle *r = rec->r;
+    uint32_t n_all = (uint32_t)cb_recommender_item_count(rec);
     FILE *f = fopen(path, "rb");
     if (!f) return cb_fail(err, CB_EIO, "%s: cannot open the block list", path);
     uint32_t ng = r->features ? cb_features_n_genres(r->features) : 0;
     bool *genre = cb_calloc(ng + 1, sizeof *genre, err);
-    bl->n_items = r->n_items;
-    bl->items = cb_calloc(((size_t)r->n_items + 63) / 64 + 1, sizeof *bl->items, err);
+    bl->n_items = n_all;
+    bl->items = cb_calloc(((size_t)n_all + 63) / 64 + 1, sizeof *bl->items, err);
     int rc = (genre && bl->items) ? CB_OK : CB_ENOMEM;
     char *line = NULL;
     size_t cap = 0, lineno = 0;
@@ -42,9 +63,10 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_bundle *r, const char *pa
             if (g < 0) rc = cb_fail(err, CB_ENOTFOUND, "%s:%zu: unknown genre '%s'", path, lineno, s);
             else if (!genre[g]) genre[g] = true, bl->n_blocked_genres++;
         } else {
-            int64_t item = cb_bundle_item(r, s);
-            if (item < 0) rc = cb_fail(err, CB_ENOTFOUND, "%s:%zu: unknown item id '%s'", path, lineno, s);
-            else if (!cb_bit_get(bl->items, (size_t)item)) cb_bit_set(bl->items, (size_t)item), bl->n_blocked_items++;
+            uint32_t item;
+            if (!cb_rec_item_index(rec, s, &item))
+                rc = cb_fail(err, CB_ENOTFOUND, "%s:%zu: unknown item id '%s'", path, lineno, s);
+            else if (!cb_bit_get(bl->items, item)) cb_bit_set(bl->items, item), bl->n_blocked_items++;
         }
     }
     if (!rc && ferror(f)) rc = cb_fail(err, CB_EIO, "%s: read error", path);
@@ -55,6 +77,8 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_bundle *r, const char *pa
         for (uint32_t k = 0; k < n; k++)
             if (genre[gl[k]]) cb_bit_set(bl->items, i);
     }
+    for (uint32_t k = 0; !rc && bl->n_blocked_genres && k < rec->table.n_extra; k++)
+        if (added_has_genre(rec, k, genre)) cb_bit_set(bl->items, r->n_items + k);
     free(line);
     free(genre);
     fclose(f);
@@ -65,7 +89,7 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_bundle *r, const char *pa
 
 /* Set the bit of every item of a comma-separated id list; `what` names the
  * option in messages. */
-static int id_list_bits(const cb_bundle *r, const char *list, uint64_t *bits, const char *what, cb_error *err) {
+static int id_list_bits(const cb_recommender *rec, const char *list, uint64_t *bits, const char *what, cb_error *err) {
     const char *s = list;
     while (*s) {
         const char *e = strchr(s, ',');
@@ -77,9 +101,9 @@ static int id_list_bits(const cb_bundle *r, const char *list, uint64_t *bits, co
             if (len >= sizeof id) return cb_fail(err, CB_EINVAL, "%s: item id '%.40s...' is too long", what, s);
             memcpy(id, s, len);
             id[len] = 0;
-            int64_t item = cb_bundle_item(r, id);
-            if (item < 0) return cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", what, id);
-            cb_bit_set(bits, (size_t)item);
+            uint32_t item;
+            if (!cb_rec_item_index(rec, id, &item)) return cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", what, id);
+            cb_bit_set(bits, item);
         }
         if (!e) break;
         s = e + 1;
@@ -89,28 +113,28 @@ static int id_list_bits(const cb_bundle *r, const char *list, uint64_t *bits, co
 
 int cb_recommend_exclusions(const cb_recommender *rec, const cb_recommend_config *cfg, const cb_blocklist *bl,
                             const uint32_t *rated, size_t n_rated, uint64_t **out, cb_error *err) {
-    const cb_bundle *r = rec->r;
-    size_t words = ((size_t)r->n_items + 63) / 64;
+    size_t n_all = cb_recommender_item_count(rec), words = (n_all + 63) / 64;
     *out = NULL;
-    if (bl && bl->n_items != r->n_items) return cb_fail(err, CB_EINVAL, "the block list belongs to another model");
+    if (bl && bl->n_items != n_all)
+        return cb_fail(err, CB_EINVAL, "the block list belongs to another model or predates an added item: reload it");
     uint64_t *excl = cb_calloc(words + 1, sizeof *excl, err), *allow = NULL;
     if (!excl) return CB_ENOMEM;
     cb_blocklist own = {0};
     int rc = CB_OK;
     if (!bl && cfg->block_file && *cfg->block_file) {
-        rc = cb_recommend_block_load(&own, r, cfg->block_file, err);
+        rc = cb_recommend_block_load(&own, rec, cfg->block_file, err);
         bl = &own;
     }
     if (!rc && bl) memcpy(excl, bl->items, words * sizeof *excl);
-    if (!rc && cfg->exclude) rc = id_list_bits(r, cfg->exclude, excl, "exclude", err);
+    if (!rc && cfg->exclude) rc = id_list_bits(rec, cfg->exclude, excl, "exclude", err);
     if (!rc && cfg->allow) {
         if (!(allow = cb_calloc(words + 1, sizeof *allow, err))) rc = CB_ENOMEM;
-        else rc = id_list_bits(r, cfg->allow, allow, "allow", err);
+        else rc = id_list_bits(rec, cfg->allow, allow, "allow", err);
         for (size_t w = 0; !rc && w < words; w++) excl[w] |= ~allow[w];
-        if (!rc && r->n_items % 64) excl[words - 1] &= (1ULL << (r->n_items % 64)) - 1; /* keep bits past n clear */
+        if (!rc && n_all % 64) excl[words - 1] &= (1ULL << (n_all % 64)) - 1; /* keep bits past n clear */
     }
     for (size_t i = 0; !rc && !cfg->include_seen && i < n_rated; i++)
-        if (rated[i] < r->n_items) cb_bit_set(excl, rated[i]);
+        if (rated[i] < n_all) cb_bit_set(excl, rated[i]);
     cb_recommend_block_free(&own);
     free(allow);
     if (rc) {

@@ -141,10 +141,32 @@ static int pick_group(const cb_bundle *r, const char *group_by, int *out, cb_err
 
 /* ---- THE ranking score */
 
+/* Items added after training (item >= n_items) are scored from their vector
+ * exactly like model items: the predicted rating is a function of v_u . v_m
+ * alone. A per-item term (a retrieval bias) enters here: bias[item] for model
+ * items; an added item has none learned and takes rec->added_bias (the
+ * catalog's mean, cb_rec_added_item_bias, cached by cb_rec_rank_prepare). */
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item) {
-    (void)item; /* a per-item term (bias, retrieval head) would enter here */
+    (void)item;
     if (by == CB_RANK_DOT) return dot;
     return cb_model_score_to_prediction(rec->r->model, dot);
+}
+
+/* The mean, not the minimum: an added item is judged by its content as an
+ * average item. The minimum would put every new item below every trained
+ * item of the same v_u . v_m, so new items would hardly ever be recommended,
+ * which defeats adding them; the mean keeps "as likely as a typical item
+ * with this vector" and lets the user's taste decide. */
+float cb_rec_added_item_bias(const float *bias, uint32_t n) {
+    if (!bias || !n) return 0.0f;
+    double sum = 0;
+    for (uint32_t i = 0; i < n; i++) sum += bias[i];
+    return (float)(sum / n);
+}
+
+void cb_rec_rank_prepare(cb_recommender *rec) {
+    /* the model has no per-item ranking bias yet: NULL (when it has, its [n_items] array) */
+    rec->added_bias = cb_rec_added_item_bias(NULL, rec->r->n_items);
 }
 
 bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by) {
@@ -175,7 +197,7 @@ typedef struct run {
 static int src_similar(run *x, cb_error *err) {
     const cb_profile *p = x->p;
     const cb_recommend_config *cfg = x->cfg;
-    uint32_t ni = x->rec->r->n_items;
+    uint32_t ni = x->rec->r->n_items, n_all = (uint32_t)cb_recommender_item_count(x->rec);
     if (!cfg->recent_items || !p->n_ratings || ni < 2) return CB_OK;
     double mean = 0;
     for (size_t i = 0; i < p->n_ratings; i++) mean += p->ys[i];
@@ -207,7 +229,7 @@ static int src_similar(run *x, cb_error *err) {
     for (size_t a = 0; !rc && a < na; a++)
         for (size_t j = 0; !rc && j < m; j++) {
             int32_t it = nb_idx[a * m + j];
-            if (it < 0 || (uint32_t)it >= ni || cb_bit_get(x->excl, (size_t)it)) continue;
+            if (it < 0 || (uint32_t)it >= n_all || cb_bit_get(x->excl, (size_t)it)) continue;
             rc = add_hit(&x->hs, (hit){(uint32_t)it, CB_SRC_SIMILAR, 0, (int32_t)anchor_pos[a], nb_dist[a * m + j], 0},
                          err);
         }
@@ -254,15 +276,50 @@ static int src_lists(run *x, cb_error *err) {
     return rc ? rc : take_list(x, list, cfg->group_items, src, 0, err);
 }
 
-/* (4) embedding retrieval over the whole catalog */
+static float dot_of(const cb_recommender *rec, const float *u, uint32_t item) {
+    const float *v = cb_rec_item_vec(rec, item);
+    float dot = 0;
+    for (uint32_t k = 0; k < rec->r->dim; k++) dot += u[k] * v[k];
+    return dot;
+}
+
+/* Merge the added items into the model's top-k idx[0..k) (best first, as the
+ * index ranked them, kept in that order): an added item goes before the first
+ * entry of a lower v_u . v_m; the list stays at most k long. dots[k] is scratch. */
+static void merge_added(const cb_recommender *rec, const float *u, const uint64_t *excl, int32_t *idx, float *dots,
+                        size_t k) {
+    uint32_t ni = rec->r->n_items;
+    for (size_t j = 0; j < k && idx[j] >= 0; j++) dots[j] = dot_of(rec, u, (uint32_t)idx[j]);
+    for (uint32_t a = 0; a < rec->table.n_extra; a++) {
+        if (cb_bit_get(excl, (size_t)ni + a)) continue;
+        float d = dot_of(rec, u, ni + a);
+        size_t pos = 0;
+        while (pos < k && idx[pos] >= 0 && dots[pos] >= d) pos++;
+        if (pos == k) continue;
+        memmove(idx + pos + 1, idx + pos, (k - pos - 1) * sizeof *idx);
+        memmove(dots + pos + 1, dots + pos, (k - pos - 1) * sizeof *dots);
+        idx[pos] = (int32_t)(ni + a);
+        dots[pos] = d;
+    }
+}
+
+/* (4) embedding retrieval over the whole catalog, model and added items */
 static int src_embedding(run *x, cb_error *err) {
-    uint32_t ni = x->rec->r->n_items;
+    uint32_t ni = x->rec->r->n_items, n_all = (uint32_t)cb_recommender_item_count(x->rec);
     if (!x->cfg->embedding_items) return CB_OK;
-    size_t k = x->cfg->embedding_items < ni ? x->cfg->embedding_items : ni;
+    size_t k = x->cfg->embedding_items < n_all ? x->cfg->embedding_items : n_all;
+    size_t k_model = k < ni ? k : ni;
     int32_t *idx = cb_malloc(k * sizeof *idx, err);
-    if (!idx) return CB_ENOMEM;
+    float *dots = x->rec->table.n_extra ? cb_malloc(k * sizeof *dots, err) : NULL;
+    if (!idx || (x->rec->table.n_extra && !dots)) {
+        free(idx);
+        return CB_ENOMEM;
+    }
+    for (size_t j = 0; j < k; j++) idx[j] = -1;
     cb_knn_params kp = {.threads = x->cfg->threads > 0 ? x->cfg->threads : 1, .exclude = x->excl};
-    int rc = cb_knn_index_search(x->rec->index, x->p->vec, 1, k, CB_KNN_DOT, &kp, idx, NULL, err);
+    int rc = cb_knn_index_search(x->rec->index, x->p->vec, 1, k_model, CB_KNN_DOT, &kp, idx, NULL, err);
+    if (!rc && dots) merge_added(x->rec, x->p->vec, x->excl, idx, dots, k);
+    free(dots);
     for (size_t j = 0; !rc && j < k; j++)
         if (idx[j] >= 0) rc = add_hit(&x->hs, (hit){(uint32_t)idx[j], CB_SRC_EMBEDDING, 0, -1, 0, (uint32_t)j}, err);
     free(idx);
@@ -293,11 +350,8 @@ static int merge_rank(run *x, cb_rec_cand **out, size_t *n_out, cb_error *err) {
             if (better) c->anchor = h->anchor, c->dist = h->dist;
         }
     }
-    uint32_t dim = x->rec->r->dim;
     for (size_t i = 0; i < m; i++) {
-        const float *v = cb_rec_item_vec(x->rec, cs[i].item);
-        float dot = 0;
-        for (uint32_t k = 0; k < dim; k++) dot += p->vec[k] * v[k];
+        float dot = dot_of(x->rec, p->vec, cs[i].item);
         cs[i].dot = dot;
         cs[i].score = cb_rec_rank_score(x->rec, x->cfg->rank_by, dot, cs[i].item);
     }
@@ -310,7 +364,6 @@ static int merge_rank(run *x, cb_rec_cand **out, size_t *n_out, cb_error *err) {
 int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg,
                  const cb_blocklist *bl, cb_recommend_result *res, cb_error *err) {
     memset(res, 0, sizeof *res);
-    const cb_bundle *r = rec->r;
     const char *why = cb_recommend_config_check(cfg);
     if (why) return cb_fail(err, CB_EINVAL, "%s", why);
     res->criterion = cb_rec_criterion(rec, cfg->rank_by);
@@ -322,10 +375,11 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
     uint32_t *sel = NULL;
     size_t m = 0, k = 0, n = cfg->n;
     if (p->note[0]) rc = cb_rec_push_str(&res->notes, &res->n_notes, err, "%s", p->note);
-    if (!rc && n > r->n_items) {
-        rc = cb_rec_push_str(&res->notes, &res->n_notes, err, "n = %zu is larger than the catalog (%u items); using %u",
-                             n, r->n_items, r->n_items);
-        n = r->n_items;
+    size_t n_all = cb_recommender_item_count(rec);
+    if (!rc && n > n_all) {
+        rc = cb_rec_push_str(&res->notes, &res->n_notes, err, "n = %zu is larger than the catalog (%zu items); using %zu",
+                             n, n_all, n_all);
+        n = n_all;
     }
     if (!rc) rc = src_similar(&x, err);
     if (!rc) rc = src_lists(&x, err);

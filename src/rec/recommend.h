@@ -4,7 +4,7 @@
  * profiles of known and new users, per-call filters, the pipeline, diversity
  * and explanations. The files of src/rec, by concern:
  *   recommender.c  the public cb_recommender_* calls (load/save, getters, vectors, predict)
- *   table.c        the similar-items table and its two file formats; similar items
+ *   table.c        the similar-items table (and the added items) and its file formats; similar items
  *   catalog.c      item ids, titles, search by title, new items from JSON
  *   profile.c      known and new users (JSON)
  *   filter.c       block list, exclude/allow lists, "already rated"
@@ -21,7 +21,9 @@
  *             (3) "group"/"popular": the most rated items among users sharing a
  *                              categorical attribute (region by default), else
  *                              overall popularity;
- *             (4) "embedding": the top items by v_u . v_m over the whole catalog.
+ *             (4) "embedding": the top items by v_u . v_m over the whole catalog,
+ *                              items added after training included (merged
+ *                              into the index's answer by their dot).
  *   filter    dedupe; drop items the user rated (unless include-seen), blocked,
  *             excluded or not allowed items.
  *   rank      v_u computed once; score = cb_rec_rank_score (the predicted rating
@@ -45,18 +47,23 @@
 
 #define CB_RECOMMEND_TABLE_FORMAT "cbrec-similar" /* tables carrying added items */
 #define CB_RECOMMEND_TABLE_VERSION 1
+#define CB_RECOMMEND_ADDED_FORMAT "cbrec-added-items" /* added items only, no neighbour lists */
 
 /* ---- similar-items table with added (cold-start) items.
- * Rows 0..r->n_items-1 are the model's items; rows r->n_items.. are items
- * added later, whose ids, titles and vectors the table carries. */
+ * Items 0..r->n_items-1 are the model's items; items r->n_items.. are items
+ * added later, whose ids, titles, genres and vectors this struct carries.
+ * knn.neighbors is NULL when there is no neighbour table: the struct then
+ * holds only the added items (a recommender without a table that had items
+ * added; saved as CB_RECOMMEND_ADDED_FORMAT). */
 typedef struct cb_recommend_table {
-    cb_knn_table knn;      /* n_items = model items + n_extra */
+    cb_knn_table knn;      /* n_items = model items + n_extra (when built/loaded) */
     uint32_t n_model_items;
     uint32_t dim;
     uint32_t n_extra;
     float *extra_vecs;     /* [n_extra x dim] */
     char **extra_ids;      /* [n_extra] */
     char **extra_titles;   /* [n_extra], entries may be NULL */
+    char **extra_genres;   /* [n_extra] genre names joined by '|', entries may be NULL */
 } cb_recommend_table;
 
 /* The whole-catalog table (k nearest by squared distance, self excluded).
@@ -65,14 +72,18 @@ int cb_recommend_table_build(cb_recommend_table *t, const cb_bundle *r, size_t k
                              cb_error *err);
 /* Save atomically: format "cbrec-knn-table" (knn.h) when there are no added
  * items, else "cbrec-similar" (the same tensors plus "extra.vectors" and
- * metadata "extra_items"). Both carry the model's fingerprint. */
+ * metadata "extra_items": [[id, title|null, genres|null], ...]); without a
+ * neighbour table, "cbrec-added-items" ("extra.vectors" and "extra_items"
+ * only). All carry the model's fingerprint. */
 int cb_recommend_table_save(const cb_recommend_table *t, const char *path, const char *fingerprint, cb_error *err);
-/* Load either format; refuses (CB_EFORMAT) a table made from another model
+/* Load any of the three formats; refuses (CB_EFORMAT) a table made from another model
  * (fingerprint), or whose size does not match the model. */
 int cb_recommend_table_load(cb_recommend_table *t, const cb_bundle *r, const char *path, cb_error *err);
-/* Insert a new item with vector vec[dim]; its id must be new (CB_EINVAL). */
+/* Insert a new item with vector vec[dim] (and into the neighbour lists when
+ * t has them; a zeroed t becomes an added-items-only store); its id must be
+ * new (CB_EINVAL). title and genres ('|'-joined names) may be NULL. */
 int cb_recommend_table_add(cb_recommend_table *t, const cb_bundle *r, const char *id, const char *title,
-                           const float *vec, cb_error *err);
+                           const char *genres, const float *vec, cb_error *err);
 void cb_recommend_table_free(cb_recommend_table *t); /* zeroes; NULL is a no-op */
 
 /* Embed a new item described by JSON: {"id": "x1", "title": "T (2024)",
@@ -90,16 +101,19 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
 struct cb_recommender {
     const cb_bundle *r;      /* the model */
     cb_bundle *owned;        /* == r when the recommender frees it, else NULL */
-    cb_recommend_table table;
+    cb_recommend_table table; /* neighbour lists (has_table) and the added items (table.n_extra, always) */
     bool has_table;
     cb_knn_index *index;     /* over r->item_vecs */
+    float added_bias;        /* the ranking bias of added items (cb_rec_rank_prepare) */
 };
 /* A recommender borrowing a model (it must outlive the handle; evaluation).
  * cb_recommender_from_bundle (recommender_internal.h) takes ownership instead. */
 int cb_recommender_wrap(cb_recommender **out, const cb_bundle *r, cb_error *err);
 
-/* Item n's vector: model items, then the table's added items. */
+/* Item n's vector: model items, then the added items. */
 const float *cb_rec_item_vec(const cb_recommender *rec, uint32_t item);
+/* True for an item added after training (item >= the model's n_items). */
+static inline bool cb_rec_is_added(const cb_recommender *rec, uint32_t item) { return item >= rec->r->n_items; }
 /* The index of the item with this id (model items, then added ones). */
 bool cb_rec_item_index(const cb_recommender *rec, const char *id, uint32_t *item);
 
@@ -156,13 +170,15 @@ void cb_recommend_profile_free(cb_profile *p); /* zeroes; NULL is a no-op */
 
 /* ---- filters (filter.c): items never to recommend for one call. */
 typedef struct cb_blocklist {
-    uint64_t *items;         /* bitmap over model items, genres already expanded */
+    uint64_t *items;         /* bitmap over the recommender's items (model + added), genres already expanded */
     uint32_t n_items;
     size_t n_blocked_items, n_blocked_genres;
 } cb_blocklist;
 /* Lines "item ID", "genre NAME" or a plain item id; '#' comments and blank
- * lines are ignored. Unknown ids / genres are errors naming path:line. */
-int cb_recommend_block_load(cb_blocklist *bl, const cb_bundle *r, const char *path, cb_error *err);
+ * lines are ignored. Unknown ids / genres are errors naming path:line. Ids of
+ * added items are known; a blocked genre also blocks the added items that
+ * declared it. The list is valid until the next item is added. */
+int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const char *path, cb_error *err);
 void cb_recommend_block_free(cb_blocklist *bl);
 
 /* ---- recommend */
@@ -210,7 +226,7 @@ const char *cb_recommend_config_check(const cb_recommend_config *c); /* NULL or 
 int cb_recommend_config_from(cb_recommend_config *c, const cb_config *opts, cb_error *err);
 extern const struct cb_config_table cb_recommend_config_table; /* the RECOMMEND keys (options.c) */
 
-/* The per-call exclusion bitmap over model items (filter.c): the block list
+/* The per-call exclusion bitmap over all items, model and added (filter.c): the block list
  * (cfg->block_file, or `bl`), cfg->exclude, items outside cfg->allow, and the
  * profile's rated items unless cfg->include_seen. Caller frees *out. */
 int cb_recommend_exclusions(const cb_recommender *rec, const cb_recommend_config *cfg, const cb_blocklist *bl,
@@ -222,6 +238,13 @@ static inline bool cb_bit_get(const uint64_t *b, size_t i) { return (b[i >> 6] >
  * orders items by this value (ties: higher dot, then lower item). `dot` is
  * v_u . v_m of the item. */
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item);
+/* The per-item ranking bias an added item gets (it has no training
+ * interactions, so the model learned none for it): the MEAN of the catalog's
+ * biases `bias[n]`; 0 when the model has none (bias NULL). */
+float cb_rec_added_item_bias(const float *bias, uint32_t n);
+/* Cache what the ranking score needs of the model (rec->added_bias); called
+ * whenever the recommender gets or changes its model. */
+void cb_rec_rank_prepare(cb_recommender *rec);
 /* True when that score is a non-decreasing function of dot alone (the same
  * for every item): ranking by (dot, lower item) is then the same ranking, which
  * the batch uses to skip scoring every item. */
@@ -241,6 +264,7 @@ typedef struct cb_list_entry {
     unsigned sources;   /* bit (1u << cb_source) per source that retrieved it */
     char **reasons;     /* n_reasons strings: the sources' reasons, then the criterion */
     size_t n_reasons;
+    bool added;         /* an item added after training (JSON "new": true) */
 } cb_list_entry;
 
 struct cb_list {

@@ -20,6 +20,7 @@ int cb_recommender_wrap(cb_recommender **out, const cb_bundle *r, cb_error *err)
     cb_recommender *h = cb_calloc(1, sizeof *h, err);
     if (!h) return CB_ENOMEM;
     h->r = r;
+    cb_rec_rank_prepare(h);
     int rc = cb_knn_index_create(&h->index, r->item_vecs, r->n_items, r->dim, err);
     if (rc) {
         free(h);
@@ -43,6 +44,7 @@ int cb_recommender_bundle_changed(cb_recommender *h, cb_error *err) {
     h->index = NULL;
     cb_recommend_table_free(&h->table); /* built from the old vectors */
     h->has_table = false;
+    cb_rec_rank_prepare(h);
     return cb_knn_index_create(&h->index, h->r->item_vecs, h->r->n_items, h->r->dim, err);
 }
 
@@ -90,7 +92,7 @@ CB_API int cb_recommender_describe(const cb_recommender *h, char **json_out, cb_
                                      (json_int_t)cb_features_item_dim(r->features), "ratings",
                                      (json_int_t)r->seen_off[r->n_users], "groups", groups, "table", h->has_table,
                                      "table_k", (json_int_t)(h->has_table ? h->table.knn.k : 0), "added_items",
-                                     (json_int_t)(h->has_table ? h->table.n_extra : 0))
+                                     (json_int_t)h->table.n_extra)
                         : NULL;
     char *s = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
@@ -212,20 +214,51 @@ CB_API int cb_recommender_export_vectors(const cb_recommender *h, const char *di
 
 /* ---- the similar-items table */
 
+/* Add to dst the added items of src that dst does not hold yet. */
+static int merge_added(const cb_recommender *h, cb_recommend_table *dst, const cb_recommend_table *src, cb_error *err) {
+    int rc = CB_OK;
+    for (uint32_t i = 0; !rc && i < src->n_extra; i++) {
+        bool held = false;
+        for (uint32_t k = 0; k < dst->n_extra && !held; k++) held = !strcmp(dst->extra_ids[k], src->extra_ids[i]);
+        if (!held)
+            rc = cb_recommend_table_add(dst, h->r, src->extra_ids[i], src->extra_titles[i], src->extra_genres[i],
+                                        src->extra_vecs + (size_t)i * h->r->dim, err);
+    }
+    return rc;
+}
+
+/* Take t (built or loaded; consumed): a table with neighbour lists replaces
+ * the recommender's and receives the items added in memory; an added-items
+ * file without lists adds its items to the recommender's (lists and all).
+ * On failure the recommender may have received some of t's items. */
+static int adopt_table(cb_recommender *h, cb_recommend_table *t, cb_error *err) {
+    int rc;
+    if (!t->knn.neighbors && h->has_table) {
+        rc = merge_added(h, &h->table, t, err);
+        cb_recommend_table_free(t);
+        return rc;
+    }
+    if ((rc = merge_added(h, t, &h->table, err))) {
+        cb_recommend_table_free(t);
+        return rc;
+    }
+    cb_recommend_table_free(&h->table);
+    h->table = *t;
+    h->has_table = t->knn.neighbors != NULL;
+    return CB_OK;
+}
+
 CB_API int cb_recommender_build_table(cb_recommender *h, size_t k, int threads, cb_error *err) {
     if (!h) return cb_fail(err, CB_EINVAL, "cb_recommender_build_table: NULL recommender");
     cb_recommend_table t;
     int rc = cb_recommend_table_build(&t, h->r, k, threads, NULL, err);
-    if (rc) return rc;
-    cb_recommend_table_free(&h->table);
-    h->table = t;
-    h->has_table = true;
-    return CB_OK;
+    return rc ? rc : adopt_table(h, &t, err);
 }
 
 CB_API int cb_recommender_save_table(const cb_recommender *h, const char *path, cb_error *err) {
     if (!h || !path) return cb_fail(err, CB_EINVAL, "cb_recommender_save_table: NULL argument");
-    if (!h->has_table) return cb_fail(err, CB_EINVAL, "no similar-items table to save: build or load one first");
+    if (!h->has_table && !h->table.n_extra)
+        return cb_fail(err, CB_EINVAL, "no similar-items table and no added items to save: build or load a table first");
     return cb_recommend_table_save(&h->table, path, h->r->fingerprint, err);
 }
 
@@ -233,31 +266,29 @@ CB_API int cb_recommender_load_table(cb_recommender *h, const char *path, cb_err
     if (!h || !path) return cb_fail(err, CB_EINVAL, "cb_recommender_load_table: NULL argument");
     cb_recommend_table t;
     int rc = cb_recommend_table_load(&t, h->r, path, err);
-    if (rc) return rc;
-    cb_recommend_table_free(&h->table);
-    h->table = t;
-    h->has_table = true;
-    return CB_OK;
+    return rc ? rc : adopt_table(h, &t, err);
 }
 
 CB_API size_t cb_recommender_table_k(const cb_recommender *h) { return h && h->has_table ? h->table.knn.k : 0; }
 
 CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, size_t *item, cb_error *err) {
     if (!h || !item_json) return cb_fail(err, CB_EINVAL, "cb_recommender_add_item: NULL argument");
-    if (!h->has_table)
-        return cb_fail(err, CB_EINVAL, "adding an item needs a similar-items table: build or load one first");
     json_error_t je;
     json_t *j = json_loads(item_json, JSON_REJECT_DUPLICATES, &je);
     if (!j) return cb_fail(err, CB_EPARSE, "new item JSON:%d:%d: %s", je.line, je.column, je.text);
     float *vec = cb_calloc(h->r->dim, sizeof *vec, err);
-    char *id = NULL, *title = NULL;
+    char *id = NULL, *title = NULL, *genres = NULL;
+    cb_attr_value a;
+    json_t *jg = json_object_get(j, "genres");
     int rc = vec ? cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, err) : CB_ENOMEM;
-    if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, vec, err);
+    if (!rc && json_array_size(jg)) rc = cb_rec_json_attr(&a, "genres", jg, &genres, "new item JSON", err);
+    if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, genres, vec, err);
     if (!rc && item) *item = cb_recommender_item_count(h) - 1;
     json_decref(j);
     free(vec);
     free(id);
     free(title);
+    free(genres);
     return rc;
 }
 
@@ -291,7 +322,7 @@ CB_API int cb_recommender_similar(const cb_recommender *h, size_t item, size_t k
     for (size_t i = 0; !rc && i < n; i++) {
         cb_list_entry *e = &l->items[i];
         l->n = i + 1;
-        *e = (cb_list_entry){.item = nb[i].item, .rating = NAN, .dot = NAN,
+        *e = (cb_list_entry){.item = nb[i].item, .rating = NAN, .dot = NAN, .added = cb_rec_is_added(h, nb[i].item),
                              .score = cb_rec_cosine(v, cb_rec_item_vec(h, nb[i].item), h->r->dim)};
         rc = cb_rec_entry_names(e, h, err);
     }

@@ -15,7 +15,8 @@ int cb_recommender_from_bundle(cb_recommender **out, cb_bundle *b, cb_error *err
 cb_bundle *cb_recommender_bundle(cb_recommender *rec);
 /* Rebuild what rec derived from its bundle after the bundle's vectors changed
  * (training resumed): the search context; a similar-items table built from the
- * old vectors is dropped. */
+ * old vectors is dropped, and so are items added with cb_recommender_add_item
+ * (their vectors came from the old item tower: add them again). */
 int cb_recommender_bundle_changed(cb_recommender *rec, cb_error *err);
 
 /* The public progress callback behind a cb_epoch_fn: pass cb_progress_adapt

@@ -20,9 +20,11 @@ void cb_recommend_table_free(cb_recommend_table *t) {
     for (uint32_t i = 0; i < t->n_extra; i++) {
         if (t->extra_ids) free(t->extra_ids[i]);
         if (t->extra_titles) free(t->extra_titles[i]);
+        if (t->extra_genres) free(t->extra_genres[i]);
     }
     free(t->extra_ids);
     free(t->extra_titles);
+    free(t->extra_genres);
     memset(t, 0, sizeof *t);
 }
 
@@ -46,6 +48,8 @@ int cb_recommend_table_build(cb_recommend_table *t, const cb_bundle *r, size_t k
 }
 
 int cb_recommend_table_save(const cb_recommend_table *t, const char *path, const char *fingerprint, cb_error *err) {
+    bool lists = t->knn.neighbors != NULL;
+    if (!t->n_extra && !lists) return cb_fail(err, CB_EINVAL, "nothing to save: no table and no added items");
     if (!t->n_extra) return cb_knn_table_save(&t->knn, path, fingerprint, err);
     cb_st_writer *w = cb_st_writer_create(err);
     if (!w) return CB_ENOMEM;
@@ -53,7 +57,8 @@ int cb_recommend_table_save(const cb_recommend_table *t, const char *path, const
     int64_t vshape[2] = {t->n_extra, t->dim};
     json_t *extra = json_array();
     for (uint32_t i = 0; extra && i < t->n_extra; i++)
-        if (json_array_append_new(extra, json_pack("[s,s?]", t->extra_ids[i], t->extra_titles[i]))) {
+        if (json_array_append_new(extra, json_pack("[s,s?,s?]", t->extra_ids[i], t->extra_titles[i],
+                                                   t->extra_genres[i]))) {
             json_decref(extra);
             extra = NULL;
         }
@@ -62,72 +67,57 @@ int cb_recommend_table_save(const cb_recommend_table *t, const char *path, const
     char nmodel[32];
     snprintf(nmodel, sizeof nmodel, "%u", t->n_model_items);
     int rc = meta ? CB_OK : cb_fail(err, CB_ENOMEM, "out of memory");
-    if (!rc) rc = cb_st_add(w, "neighbors", CB_ST_I32, shape, 2, t->knn.neighbors, err);
-    if (!rc) rc = cb_st_add(w, "distances", CB_ST_F32, shape, 2, t->knn.distances, err);
+    if (!rc && lists) rc = cb_st_add(w, "neighbors", CB_ST_I32, shape, 2, t->knn.neighbors, err);
+    if (!rc && lists) rc = cb_st_add(w, "distances", CB_ST_F32, shape, 2, t->knn.distances, err);
     if (!rc) rc = cb_st_add(w, "extra.vectors", CB_ST_F32, vshape, 2, t->extra_vecs, err);
     if (!rc) rc = cb_st_set_meta(w, "fingerprint", fingerprint, err);
     if (!rc) rc = cb_st_set_meta(w, "extra_items", meta, err);
     if (!rc) rc = cb_st_set_meta(w, "model_items", nmodel, err);
-    if (!rc) rc = cb_st_write(w, path, CB_RECOMMEND_TABLE_FORMAT, CB_RECOMMEND_TABLE_VERSION, err);
+    if (!rc)
+        rc = cb_st_write(w, path, lists ? CB_RECOMMEND_TABLE_FORMAT : CB_RECOMMEND_ADDED_FORMAT,
+                         CB_RECOMMEND_TABLE_VERSION, err);
     free(meta);
     cb_st_writer_free(w);
     return rc;
 }
 
-/* The "cbrec-similar" layout: validated as strictly as knn's own loader. */
-static int load_similar_format(cb_recommend_table *t, const cb_bundle *r, const cb_st *st, const char *path,
-                               cb_error *err) {
-    int64_t sn[2], sd[2], sv[2];
-    const int32_t *nbr = cb_st_tensor(st, "neighbors", CB_ST_I32, 2, sn, err);
-    const float *dist = nbr ? cb_st_tensor(st, "distances", CB_ST_F32, 2, sd, err) : NULL;
-    const float *vecs = dist ? cb_st_tensor(st, "extra.vectors", CB_ST_F32, 2, sv, err) : NULL;
+/* The added items of either layout: "extra.vectors" and the metadata
+ * "extra_items" ([id, title|null] or [id, title|null, genres|null] each). */
+static int load_extras(cb_recommend_table *t, const cb_bundle *r, const cb_st *st, const char *path, cb_error *err) {
+    int64_t sv[2];
+    const float *vecs = cb_st_tensor(st, "extra.vectors", CB_ST_F32, 2, sv, err);
     if (!vecs) return CB_EFORMAT;
     const char *meta = cb_st_meta(st, "extra_items");
     json_error_t je;
     json_t *extra = meta ? json_loads(meta, 0, &je) : NULL;
     int rc = CB_EFORMAT;
-    if (!json_is_array(extra) || (int64_t)json_array_size(extra) != sv[0] || sv[1] != r->dim || sv[0] < 1 ||
-        sn[0] != sd[0] || sn[1] != sd[1] || sn[0] != (int64_t)r->n_items + sv[0] || sn[1] < 1 || sn[1] >= sn[0]) {
-        cb_fail(err, CB_EFORMAT, "%s: similar-items table does not match the model (%u items of dimension %u)", path,
-                r->n_items, r->dim);
+    if (!json_is_array(extra) || (int64_t)json_array_size(extra) != sv[0] || sv[1] != r->dim || sv[0] < 1) {
+        cb_fail(err, CB_EFORMAT, "%s: the added items do not match the model (vectors of dimension %u)", path, r->dim);
         goto out;
     }
-    size_t n = (size_t)sn[0], k = (size_t)sn[1];
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < k; j++) {
-            int32_t nb = nbr[i * k + j];
-            float dv = dist[i * k + j];
-            if (nb < 0 || (size_t)nb >= n || (size_t)nb == i || !(dv >= 0.0f) || !isfinite(dv) ||
-                (j > 0 && dv < dist[i * k + j - 1])) {
-                cb_fail(err, CB_EFORMAT, "%s: row %zu of the similar-items table is invalid at rank %zu", path, i, j);
-                goto out;
-            }
-        }
     t->n_extra = (uint32_t)sv[0];
     t->extra_ids = cb_calloc(t->n_extra, sizeof *t->extra_ids, err);
     t->extra_titles = cb_calloc(t->n_extra, sizeof *t->extra_titles, err);
+    t->extra_genres = cb_calloc(t->n_extra, sizeof *t->extra_genres, err);
     t->extra_vecs = cb_malloc((size_t)t->n_extra * r->dim * sizeof *t->extra_vecs, err);
-    t->knn.neighbors = cb_malloc(n * k * sizeof *nbr, err);
-    t->knn.distances = cb_malloc(n * k * sizeof *dist, err);
-    if (!t->extra_ids || !t->extra_titles || !t->extra_vecs || !t->knn.neighbors || !t->knn.distances) {
+    if (!t->extra_ids || !t->extra_titles || !t->extra_genres || !t->extra_vecs) {
         rc = CB_ENOMEM;
         goto out;
     }
     memcpy(t->extra_vecs, vecs, (size_t)t->n_extra * r->dim * sizeof *vecs);
-    memcpy(t->knn.neighbors, nbr, n * k * sizeof *nbr);
-    memcpy(t->knn.distances, dist, n * k * sizeof *dist);
-    t->knn.n_items = n;
-    t->knn.k = k;
     for (uint32_t i = 0; i < t->n_extra; i++) {
-        const char *id = NULL, *title = NULL;
-        json_t *jt = NULL;
-        if (json_unpack(json_array_get(extra, i), "[s,o]", &id, &jt) || (!json_is_null(jt) && !json_is_string(jt)) ||
-            cb_bundle_item(r, id) >= 0) {
-            cb_fail(err, CB_EFORMAT, "%s: added item %u is malformed or clashes with a model item", path, i);
+        const char *id = NULL;
+        json_t *jt = NULL, *row = json_array_get(extra, i), *jg = json_array_get(row, 2);
+        bool dup = false;
+        for (uint32_t k = 0; id && k < i; k++) dup |= !strcmp(t->extra_ids[k], id);
+        if (json_unpack(row, "[s,o]", &id, &jt) || (!json_is_null(jt) && !json_is_string(jt)) ||
+            (jg && !json_is_null(jg) && !json_is_string(jg)) || cb_bundle_item(r, id) >= 0 || dup) {
+            cb_fail(err, CB_EFORMAT, "%s: added item %u is malformed or clashes with another item", path, i);
             goto out;
         }
-        title = json_string_value(jt); /* NULL for null */
-        if (!(t->extra_ids[i] = cb_strdup(id, err)) || (title && !(t->extra_titles[i] = cb_strdup(title, err)))) {
+        const char *title = json_string_value(jt), *genres = json_string_value(jg); /* NULL for null */
+        if (!(t->extra_ids[i] = cb_strdup(id, err)) || (title && !(t->extra_titles[i] = cb_strdup(title, err))) ||
+            (genres && !(t->extra_genres[i] = cb_strdup(genres, err)))) {
             rc = CB_ENOMEM;
             goto out;
         }
@@ -138,26 +128,60 @@ out:
     return rc;
 }
 
+/* The "cbrec-similar" layout: validated as strictly as knn's own loader. */
+static int load_similar_format(cb_recommend_table *t, const cb_bundle *r, const cb_st *st, const char *path,
+                               cb_error *err) {
+    int64_t sn[2], sd[2];
+    const int32_t *nbr = cb_st_tensor(st, "neighbors", CB_ST_I32, 2, sn, err);
+    const float *dist = nbr ? cb_st_tensor(st, "distances", CB_ST_F32, 2, sd, err) : NULL;
+    if (!dist) return CB_EFORMAT;
+    int rc = load_extras(t, r, st, path, err);
+    if (rc) return rc;
+    if (sn[0] != sd[0] || sn[1] != sd[1] || sn[0] != (int64_t)r->n_items + t->n_extra || sn[1] < 1 || sn[1] >= sn[0])
+        return cb_fail(err, CB_EFORMAT, "%s: similar-items table does not match the model (%u items of dimension %u)",
+                       path, r->n_items, r->dim);
+    size_t n = (size_t)sn[0], k = (size_t)sn[1];
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < k; j++) {
+            int32_t nb = nbr[i * k + j];
+            float dv = dist[i * k + j];
+            if (nb < 0 || (size_t)nb >= n || (size_t)nb == i || !(dv >= 0.0f) || !isfinite(dv) ||
+                (j > 0 && dv < dist[i * k + j - 1]))
+                return cb_fail(err, CB_EFORMAT, "%s: row %zu of the similar-items table is invalid at rank %zu", path,
+                               i, j);
+        }
+    t->knn.neighbors = cb_malloc(n * k * sizeof *nbr, err);
+    t->knn.distances = cb_malloc(n * k * sizeof *dist, err);
+    if (!t->knn.neighbors || !t->knn.distances) return CB_ENOMEM;
+    memcpy(t->knn.neighbors, nbr, n * k * sizeof *nbr);
+    memcpy(t->knn.distances, dist, n * k * sizeof *dist);
+    t->knn.n_items = n;
+    t->knn.k = k;
+    return CB_OK;
+}
+
 int cb_recommend_table_load(cb_recommend_table *t, const cb_bundle *r, const char *path, cb_error *err) {
     memset(t, 0, sizeof *t);
     cb_st *st;
     int rc = cb_st_open(&st, path, NULL, 1 << 20, err);
     if (rc) return rc;
     const char *format = cb_st_meta(st, "format"), *fp = cb_st_meta(st, "fingerprint");
-    if (!format || (strcmp(format, KNN_TABLE_FORMAT) && strcmp(format, CB_RECOMMEND_TABLE_FORMAT))) {
+    bool ours = format && (!strcmp(format, CB_RECOMMEND_TABLE_FORMAT) || !strcmp(format, CB_RECOMMEND_ADDED_FORMAT));
+    if (!format || (strcmp(format, KNN_TABLE_FORMAT) && !ours)) {
         rc = cb_fail(err, CB_EFORMAT, "%s: not a similar-items table (format '%s')", path, format ? format : "none");
     } else if (!fp || strcmp(fp, r->fingerprint)) {
         rc = cb_fail(err, CB_EFORMAT,
                      "%s: this similar-items table was built from another model (fingerprint %s, the model's is %s); "
                      "rebuild it with `cbrec precompute`",
                      path, fp ? fp : "(none)", r->fingerprint);
-    } else if (!strcmp(format, CB_RECOMMEND_TABLE_FORMAT)) {
+    } else if (ours) {
         /* opened without a format, so cb_st_open verified the checksum only if present */
         if (!cb_st_meta(st, "checksum"))
             rc = cb_fail(err, CB_EFORMAT, "%s: no checksum", path);
         else if (cb_st_format_version(st) > CB_RECOMMEND_TABLE_VERSION)
             rc = cb_fail(err, CB_EFORMAT, "%s: table format version %d is newer than this cbrec understands", path,
                          cb_st_format_version(st));
+        else if (!strcmp(format, CB_RECOMMEND_ADDED_FORMAT)) rc = load_extras(t, r, st, path, err);
         else rc = load_similar_format(t, r, st, path, err);
     } else {
         cb_st_close(st);
@@ -177,54 +201,87 @@ int cb_recommend_table_load(cb_recommend_table *t, const cb_bundle *r, const cha
     return CB_OK;
 }
 
+/* Grow an array of n pointers to n + 1, appending x (consumed only on success). */
+static int push_ptr(char ***arr, uint32_t n, char *x, cb_error *err) {
+    char **p = cb_realloc_array(*arr, (size_t)n + 1, sizeof *p, err);
+    if (!p) return CB_ENOMEM;
+    p[n] = x;
+    *arr = p;
+    return CB_OK;
+}
+
 int cb_recommend_table_add(cb_recommend_table *t, const cb_bundle *r, const char *id, const char *title,
-                           const float *vec, cb_error *err) {
-    if (!t->knn.neighbors) return cb_fail(err, CB_EINVAL, "add-item: empty similar-items table");
+                           const char *genres, const float *vec, cb_error *err) {
     if (cb_bundle_item(r, id) >= 0) return cb_fail(err, CB_EINVAL, "add-item: item '%s' is already in the model", id);
     for (uint32_t i = 0; i < t->n_extra; i++)
         if (!strcmp(t->extra_ids[i], id)) return cb_fail(err, CB_EINVAL, "add-item: item '%s' was already added", id);
-    size_t n = t->knn.n_items, d = t->dim;
-    /* knn's insert wants the current rows contiguous: model items, then added ones */
-    float *V = cb_malloc(n * d * sizeof *V, err);
+    if (!t->n_extra && !t->knn.neighbors) t->n_model_items = r->n_items, t->dim = r->dim; /* a new added-items store */
+    size_t d = t->dim;
     float *ev = cb_realloc_array(NULL, (size_t)t->n_extra + 1, d * sizeof *ev, err);
-    char **ids = cb_realloc_array(NULL, (size_t)t->n_extra + 1, sizeof *ids, err);
-    char **titles = cb_realloc_array(NULL, (size_t)t->n_extra + 1, sizeof *titles, err);
     char *id_copy = cb_strdup(id, err), *title_copy = title ? cb_strdup(title, err) : NULL;
+    char *genres_copy = genres ? cb_strdup(genres, err) : NULL;
     int rc = CB_ENOMEM;
-    if (!V || !ev || !ids || !titles || !id_copy || (title && !title_copy)) goto fail;
-    memcpy(V, r->item_vecs, (size_t)r->n_items * d * sizeof *V);
-    if (t->n_extra) memcpy(V + (size_t)r->n_items * d, t->extra_vecs, (size_t)t->n_extra * d * sizeof *V);
-    if ((rc = cb_knn_table_insert(&t->knn, V, d, vec, err))) goto fail;
-    if (t->n_extra) {
-        memcpy(ev, t->extra_vecs, (size_t)t->n_extra * d * sizeof *ev);
-        memcpy(ids, t->extra_ids, t->n_extra * sizeof *ids);
-        memcpy(titles, t->extra_titles, t->n_extra * sizeof *titles);
+    if (!ev || !id_copy || (title && !title_copy) || (genres && !genres_copy)) goto fail;
+    /* room first (the arrays grow; a failure leaves them longer, never inconsistent), then the neighbour lists */
+    if ((rc = push_ptr(&t->extra_ids, t->n_extra, NULL, err)) || (rc = push_ptr(&t->extra_titles, t->n_extra, NULL, err)) ||
+        (rc = push_ptr(&t->extra_genres, t->n_extra, NULL, err)))
+        goto fail;
+    if (t->knn.neighbors) {
+        /* knn's insert wants the current rows contiguous: model items, then added ones */
+        float *V = cb_malloc(t->knn.n_items * d * sizeof *V, err);
+        if (!V) goto fail;
+        memcpy(V, r->item_vecs, (size_t)r->n_items * d * sizeof *V);
+        if (t->n_extra) memcpy(V + (size_t)r->n_items * d, t->extra_vecs, (size_t)t->n_extra * d * sizeof *V);
+        rc = cb_knn_table_insert(&t->knn, V, d, vec, err);
+        free(V);
+        if (rc) goto fail;
     }
+    if (t->n_extra) memcpy(ev, t->extra_vecs, (size_t)t->n_extra * d * sizeof *ev);
     memcpy(ev + (size_t)t->n_extra * d, vec, d * sizeof *ev);
-    ids[t->n_extra] = id_copy;
-    titles[t->n_extra] = title_copy;
     free(t->extra_vecs);
-    free(t->extra_ids);
-    free(t->extra_titles);
     t->extra_vecs = ev;
-    t->extra_ids = ids;
-    t->extra_titles = titles;
+    t->extra_ids[t->n_extra] = id_copy;
+    t->extra_titles[t->n_extra] = title_copy;
+    t->extra_genres[t->n_extra] = genres_copy;
     t->n_extra++;
-    free(V);
     return CB_OK;
 fail:
-    free(V);
     free(ev);
-    free(ids);
-    free(titles);
     free(id_copy);
     free(title_copy);
+    free(genres_copy);
     return rc;
 }
 
 /* ---- similar items */
 
-/* Neighbours of nq model items (or added items, table only): out_idx /
+static float sq_dist(const float *a, const float *b, uint32_t d) {
+    float s = 0;
+    for (uint32_t k = 0; k < d; k++) s += (a[k] - b[k]) * (a[k] - b[k]);
+    return s;
+}
+
+/* Exact search without a table: merge the added items (other than `item`)
+ * into one row of k (ascending distance, -1 padded), each before the first
+ * entry farther away, so a row without added items is the index's answer. */
+static void merge_added_neighbors(const cb_recommender *rec, uint32_t item, int32_t *idx, float *dist, size_t k) {
+    const cb_recommend_table *t = &rec->table;
+    uint32_t ni = rec->r->n_items;
+    const float *v = cb_rec_item_vec(rec, item);
+    for (uint32_t a = 0; a < t->n_extra; a++) {
+        if (ni + a == item) continue;
+        float d = sq_dist(v, t->extra_vecs + (size_t)a * t->dim, t->dim);
+        size_t pos = 0;
+        while (pos < k && idx[pos] >= 0 && dist[pos] <= d) pos++;
+        if (pos == k) continue;
+        memmove(idx + pos + 1, idx + pos, (k - pos - 1) * sizeof *idx);
+        memmove(dist + pos + 1, dist + pos, (k - pos - 1) * sizeof *dist);
+        idx[pos] = (int32_t)(ni + a);
+        dist[pos] = d;
+    }
+}
+
+/* Neighbours of nq items, model or added: out_idx /
  * out_dist [nq x k], -1 padded. Table rows when the table has >= k columns. */
 int cb_rec_neighbors_of(const cb_recommender *rec, const uint32_t *items, size_t nq, size_t k, int threads,
                         int32_t *out_idx, float *out_dist, bool *used_table, cb_error *err) {
@@ -241,21 +298,32 @@ int cb_rec_neighbors_of(const cb_recommender *rec, const uint32_t *items, size_t
         }
         return CB_OK;
     }
-    for (size_t q = 0; q < nq; q++)
-        if (items[q] >= r->n_items)
-            return cb_fail(err, CB_EINVAL, "item '%s' was added to the table; its %zu nearest need a table with k >= %zu",
-                           cb_recommender_item_id(rec, items[q]), k, k);
     float *Q = cb_malloc(nq * r->dim * sizeof *Q, err);
     int32_t *self = cb_malloc(nq * sizeof *self, err);
     int rc = (Q && self) ? CB_OK : CB_ENOMEM;
     if (!rc) {
         for (size_t q = 0; q < nq; q++) {
             memcpy(Q + q * r->dim, cb_rec_item_vec(rec, items[q]), r->dim * sizeof *Q);
-            self[q] = (int32_t)items[q];
+            self[q] = items[q] < r->n_items ? (int32_t)items[q] : -1;
         }
         cb_knn_params p = {.threads = threads > 0 ? threads : 1, .self_index = self};
-        rc = cb_knn_index_search(rec->index, Q, nq, k, CB_KNN_L2, &p, out_idx, out_dist, err);
+        size_t k_model = k < r->n_items ? k : r->n_items;
+        if (k_model < k) /* the rows are k wide; the index fills k_model */
+            for (size_t i = 0; i < nq * k; i++) out_idx[i] = -1, out_dist[i] = INFINITY;
+        if (k_model == k) rc = cb_knn_index_search(rec->index, Q, nq, k, CB_KNN_L2, &p, out_idx, out_dist, err);
+        else {
+            int32_t *ti = cb_malloc(nq * k_model * sizeof *ti + 1, err);
+            float *td = cb_malloc(nq * k_model * sizeof *td + 1, err);
+            rc = ti && td ? cb_knn_index_search(rec->index, Q, nq, k_model, CB_KNN_L2, &p, ti, td, err) : CB_ENOMEM;
+            for (size_t q = 0; !rc && q < nq; q++) {
+                memcpy(out_idx + q * k, ti + q * k_model, k_model * sizeof *ti);
+                memcpy(out_dist + q * k, td + q * k_model, k_model * sizeof *td);
+            }
+            free(ti);
+            free(td);
+        }
     }
+    for (size_t q = 0; !rc && q < nq; q++) merge_added_neighbors(rec, items[q], out_idx + q * k, out_dist + q * k, k);
     free(Q);
     free(self);
     return rc;
@@ -269,7 +337,7 @@ int cb_recommend_similar(const cb_recommender *rec, uint32_t item, size_t k, cb_
     if (item >= n) return cb_fail(err, CB_ENOTFOUND, "item index %u is not in the catalog (%u items)", item, n);
     if (k == 0) return cb_fail(err, CB_EINVAL, "k must be at least 1");
     size_t want = k;
-    size_t avail = (rec->has_table && rec->table.knn.k >= k) ? n - 1 : rec->r->n_items - (item < rec->r->n_items);
+    size_t avail = n - 1; /* the table, or an exact search over model and added items */
     if (k > avail) {
         k = avail;
         if (note && note_size)
