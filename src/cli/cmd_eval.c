@@ -30,13 +30,10 @@ static const char *common_usage =
     "  --epochs N --batch N --lr F --weight-decay F --dim N --user-layers LIST --item-layers LIST\n"
     "  --no-l2norm --no-scale-targets --valid-frac F --patience N --threads N\n"
     "  --top-k-popular N --age-buckets --exclude-cols LIST\n"
-    "  --implicit-negatives N (8) --implicit-epochs N (3): the two-tower/implicit ranker\n"
-    "  --implicit-neg-alpha F negatives drawn ~ (training count + 1)^F, log-weight added back when\n"
-    "                         ranking (0 = uniform, the default; 0..2)\n"
-    "  --implicit-cold MODE   how two-tower/implicit ranks users without training ratings: attrs\n"
-    "                         (default) = a second tower pair trained on the attribute columns only,\n"
-    "                         linear user tower, popularity-aware negatives (--cold-neg-alpha, 1);\n"
-    "                         impute = the warm towers on the imputed row below\n"
+    "  --objective rating|retrieval|both   what the two-tower row is trained for (see model.h)\n"
+    "  --temperature F --rating-weight F --popularity-prior F --no-logq: its retrieval settings\n"
+    "  --implicit-epochs N    epochs of two-tower/implicit (the towers with objective retrieval;\n"
+    "                         0 = --epochs)\n"
     "  --no-cold-impute       cold users keep the raw \"0 ratings\" feature row (see evalrun.h)\n"
     "  --cold-neighbours N    impute them from the N attribute-nearest training users (200)\n"
     "  -q, --quiet            no progress output on stderr\n";
@@ -55,7 +52,7 @@ typedef struct opts {
 enum {
     O_SCHEMA = 256, O_SKIP, O_SPLIT, O_FOLDS, O_TEST, O_SEED, O_MODELS, O_K, O_THR, O_JSON, O_NOTOPN, O_EPOCHS,
     O_BATCH, O_LR, O_WD, O_DIM, O_UL, O_IL, O_NOL2, O_NOSCALE, O_VALID, O_PAT, O_THREADS, O_TOPK, O_AGEB, O_EXCL,
-    O_MODEL, O_OUT, O_PLOT, O_TSV, O_SIZES, O_USERS, O_JSONOUT, O_INEG, O_IEP, O_NOCOLD, O_COLDK, O_INALPHA, O_ICOLD, O_CALPHA
+    O_MODEL, O_OUT, O_PLOT, O_TSV, O_SIZES, O_USERS, O_JSONOUT, O_OBJ, O_IEP, O_NOCOLD, O_COLDK, O_TEMP, O_PRIOR, O_RW, O_NOLOGQ
 };
 
 static const struct option long_opts[] = {
@@ -76,10 +73,11 @@ static const struct option long_opts[] = {
     {"out", required_argument, 0, O_OUT}, {"plot", required_argument, 0, O_PLOT},
     {"tsv", required_argument, 0, O_TSV}, {"sizes", required_argument, 0, O_SIZES},
     {"users", required_argument, 0, O_USERS}, {"json-out", required_argument, 0, O_JSONOUT},
-    {"implicit-negatives", required_argument, 0, O_INEG}, {"implicit-epochs", required_argument, 0, O_IEP},
+    {"objective", required_argument, 0, O_OBJ}, {"implicit-epochs", required_argument, 0, O_IEP},
     {"no-cold-impute", no_argument, 0, O_NOCOLD}, {"cold-neighbours", required_argument, 0, O_COLDK},
-    {"implicit-neg-alpha", required_argument, 0, O_INALPHA}, {"implicit-cold", required_argument, 0, O_ICOLD},
-    {"cold-neg-alpha", required_argument, 0, O_CALPHA}, {"quiet", no_argument, 0, 'q'},
+    {"temperature", required_argument, 0, O_TEMP}, {"popularity-prior", required_argument, 0, O_PRIOR},
+    {"rating-weight", required_argument, 0, O_RW}, {"no-logq", no_argument, 0, O_NOLOGQ},
+    {"quiet", no_argument, 0, 'q'},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 
 static bool num_in(const char *s, double lo, double hi, double *out) {
@@ -133,9 +131,9 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, int argc, cha
             break;
         case O_JSON: o->json = true; break;
         case O_JSONOUT: o->json_out = optarg; break;
-        case O_INEG:
-            if (!num_in(optarg, 1, 1000, &v)) return cli_fail(CLI_USAGE, cmd, "--implicit-negatives must be 1..1000");
-            o->ec.implicit_negatives = (uint32_t)v;
+        case O_OBJ:
+            if (cb_objective_parse(optarg, &mc->objective))
+                return cli_fail(CLI_USAGE, cmd, "--objective must be rating, retrieval or both");
             break;
         case O_IEP:
             if (!num_in(optarg, 0, 1e6, &v)) return cli_fail(CLI_USAGE, cmd, "bad --implicit-epochs");
@@ -146,19 +144,19 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, int argc, cha
             if (!num_in(optarg, 1, 1e9, &v)) return cli_fail(CLI_USAGE, cmd, "bad --cold-neighbours");
             o->ec.cold_neighbours = (uint32_t)v;
             break;
-        case O_INALPHA:
-            if (!num_in(optarg, 0, 2, &v)) return cli_fail(CLI_USAGE, cmd, "--implicit-neg-alpha must be 0..2");
-            o->ec.implicit_neg_alpha = v;
+        case O_TEMP:
+            if (!num_in(optarg, 1e-4, 100, &v)) return cli_fail(CLI_USAGE, cmd, "--temperature must be in [1e-4, 100]");
+            mc->temperature = (float)v;
             break;
-        case O_CALPHA:
-            if (!num_in(optarg, 0, 2, &v)) return cli_fail(CLI_USAGE, cmd, "--cold-neg-alpha must be 0..2");
-            o->ec.cold_neg_alpha = v;
+        case O_PRIOR:
+            if (!num_in(optarg, -10, 10, &v)) return cli_fail(CLI_USAGE, cmd, "--popularity-prior must be in [-10, 10]");
+            mc->popularity_prior = (float)v;
             break;
-        case O_ICOLD:
-            if (!strcmp(optarg, "attrs")) o->ec.implicit_cold_attrs = true;
-            else if (!strcmp(optarg, "impute")) o->ec.implicit_cold_attrs = false;
-            else return cli_fail(CLI_USAGE, cmd, "--implicit-cold must be attrs or impute");
+        case O_RW:
+            if (!num_in(optarg, 0, 1e6, &v)) return cli_fail(CLI_USAGE, cmd, "bad --rating-weight");
+            mc->rating_weight = (float)v;
             break;
+        case O_NOLOGQ: mc->logq = false; break;
         case O_NOTOPN: o->no_topn = true; break;
         case O_EPOCHS:
             if (!num_in(optarg, 0, 1e6, &v)) return cli_fail(CLI_USAGE, cmd, "bad --epochs");
@@ -418,15 +416,15 @@ static void print_settings(FILE *f, const opts *o) {
     fprintf(f, ", item layers");
     for (uint32_t i = 0; i < mc->n_item_layers; i++) fprintf(f, "%s%u", i ? "," : " ", mc->item_layers[i]);
     fprintf(f, ", dim %u, l2norm %s, %s, lr %g, batch %u, epochs %u, weight decay %g, top-k-popular %u, "
-               "scaled targets %s, valid frac %g, seed %llu; implicit: %u negatives/positive, %u epochs, negative alpha %g; cold users: %s\n",
+               "scaled targets %s, valid frac %g, seed %llu; objective %s (temperature %g, logq %s, rating weight %g, "
+               "popularity prior %g); implicit: %u epochs; cold users: %s\n",
             mc->dim, mc->l2norm ? "on" : "off", mc->optimizer == CB_OPT_SGD ? "sgd" : "adam", (double)mc->lr,
             mc->batch_size, mc->epochs, (double)mc->weight_decay, o->ec.features.top_k_popular,
-            o->ec.scale_targets ? "yes" : "no", o->ec.valid_frac, (unsigned long long)mc->seed, o->ec.implicit_negatives,
-            o->ec.implicit_epochs ? o->ec.implicit_epochs : mc->epochs, o->ec.implicit_neg_alpha,
+            o->ec.scale_targets ? "yes" : "no", o->ec.valid_frac, (unsigned long long)mc->seed,
+            cb_objective_name(mc->objective), (double)mc->temperature, mc->logq ? "on" : "off",
+            (double)mc->rating_weight, (double)mc->popularity_prior,
+            o->ec.implicit_epochs ? o->ec.implicit_epochs : mc->epochs,
             o->ec.cold_impute ? "rating features imputed from attribute-nearest users" : "raw attribute row");
-    if (o->ec.implicit_cold_attrs)
-        fprintf(f, "implicit, cold users: attribute-only towers (linear user tower), negative alpha %g\n",
-                o->ec.cold_neg_alpha);
 }
 
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
@@ -501,17 +499,16 @@ static json_t *results_json(const run *R, const opts *o) {
     for (uint32_t i = 0; i < mc->n_user_layers; i++) json_array_append_new(ul, json_integer(mc->user_layers[i]));
     for (uint32_t i = 0; i < mc->n_item_layers; i++) json_array_append_new(il, json_integer(mc->item_layers[i]));
     json_object_set_new(root, "two_tower",
-                        json_pack("{s:o,s:o,s:I,s:b,s:f,s:I,s:I,s:f,s:I,s:b,s:f,s:I,s:I,s:b,s:I,s:f,s:b,s:f}", "user_layers", ul, "item_layers",
+                        json_pack("{s:o,s:o,s:I,s:b,s:f,s:I,s:I,s:f,s:I,s:b,s:f,s:s,s:f,s:b,s:f,s:f,s:I,s:b,s:I}", "user_layers", ul, "item_layers",
                                   il, "dim", (json_int_t)mc->dim, "l2norm", mc->l2norm, "lr", (double)mc->lr,
                                   "batch", (json_int_t)mc->batch_size, "epochs", (json_int_t)mc->epochs,
                                   "weight_decay", (double)mc->weight_decay, "top_k_popular",
                                   (json_int_t)o->ec.features.top_k_popular, "scale_targets", o->ec.scale_targets,
-                                  "valid_frac", o->ec.valid_frac, "implicit_negatives",
-                                  (json_int_t)o->ec.implicit_negatives, "implicit_epochs",
-                                  (json_int_t)o->ec.implicit_epochs, "cold_impute", o->ec.cold_impute,
-                                  "cold_neighbours", (json_int_t)o->ec.cold_neighbours, "implicit_neg_alpha",
-                                  o->ec.implicit_neg_alpha, "implicit_cold_attrs", o->ec.implicit_cold_attrs,
-                                  "cold_neg_alpha", o->ec.cold_neg_alpha));
+                                  "valid_frac", o->ec.valid_frac, "objective", cb_objective_name(mc->objective),
+                                  "temperature", (double)mc->temperature, "logq", mc->logq, "rating_weight",
+                                  (double)mc->rating_weight, "popularity_prior", (double)mc->popularity_prior,
+                                  "implicit_epochs", (json_int_t)o->ec.implicit_epochs, "cold_impute",
+                                  o->ec.cold_impute, "cold_neighbours", (json_int_t)o->ec.cold_neighbours));
     return root;
 }
 
@@ -523,13 +520,13 @@ static const char *eval_usage =
     "popularity ratio (mean training count of recommended items / of items the users rated).\n"
     "  --models LIST          twotower,pipeline,implicit,global,bias,popularity,svd (default all;\n"
     "                         pipeline = the two-tower's top-N through retrieval -> ranking with the\n"
-    "                         cheap sources; implicit = the same towers trained on rated vs unrated)\n"
+    "                         cheap sources; implicit = the same pipeline with objective retrieval)\n"
     "  --json                 print one JSON object {\"models\": [{\"name\", \"mean_rmse\", ...}], ...}\n"
     "  --json-out FILE        also write that JSON object to FILE (the table still prints)\n"
     "  --no-topn              rating metrics only\n"
     "Protocol cold-users: users held out entirely; the two-tower ranks the catalog for them from\n"
-    "their attributes alone (no ratings), to compare with popularity on NDCG@K (two-tower/implicit\n"
-    "uses its attribute-only towers there, see --implicit-cold).\n";
+    "their attributes alone (no ratings, rating-derived features imputed: --cold-neighbours), to\n"
+    "compare with popularity on NDCG@K.\n";
 
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "eval";

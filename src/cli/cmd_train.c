@@ -129,13 +129,7 @@ int cmd_train(int argc, char **argv) {
     cb_feature_config fc;
     cb_feature_config_default(&fc);
     cb_model_config mc;
-    cb_model_config_default(&mc);
-    /* The library's defaults are the lectures' (lr 0.01, batch 32, 30 epochs); on
-     * MovieLens they overfit: predictions saturate near the top of the scale and
-     * rank obscure items first. These are `cbrec eval`'s settings (evalrun.c). */
-    mc.lr = 0.002f;
-    mc.batch_size = 256;
-    mc.epochs = 10;
+    cb_model_config_default(&mc); /* the measured defaults live there */
     double test_frac = 0.2, valid_frac = 0.1, v;
     bool scale = true, resume = false;
     static progress_ctx pctx; /* large: not on the stack */
@@ -286,6 +280,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "%s: %u users, %u items, %zu ratings; split %s: %zu train, %zu validation, %zu test\n",
                 ds->name, cb_dataset_n_users(ds), cb_dataset_n_items(ds), ds->n_ratings, split_kind, sp.n_train,
                 n_valid, sp.n_test);
+    if (ds->binary && mc.objective == CB_OBJECTIVE_RATING) mc.loss = CB_LOSS_BCE; /* 0/1 labels */
     cb_bundle_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .valid_idx = valid,
                              .n_valid = n_valid, .features = &fc, .model = mc, .scale_targets = scale, .seen_all_ratings = true,
                              .on_epoch = on_epoch, .ctx = &pctx, .test_idx = sp.test, .n_test = sp.n_test};
@@ -322,9 +317,9 @@ int cmd_train(int argc, char **argv) {
     printf("epochs=%u best_epoch=%u train_loss=%.6f", res.epochs_run, res.best_epoch, res.train_loss);
     if (n_valid) printf(" valid_loss=%.6f valid_rmse=%.4f", res.valid_loss, res.valid_rmse);
     if (sp.n_test) {
-        printf(" test_rmse=%.4f", in.test_rmse);
-        if (cb_model_config_of(rec->model)->loss == CB_LOSS_MSE) printf(" test_mse_scaled=%.4f", in.test_loss);
-        else printf(" test_logloss=%.4f", in.test_loss);
+        printf(" test_rmse=%.4f", res.test_rmse);
+        if (cb_model_config_of(rec->model)->loss == CB_LOSS_MSE) printf(" test_mse_scaled=%.4f", res.test_loss);
+        else printf(" test_logloss=%.4f", res.test_loss);
     }
     printf(" train_seconds=%.2f\n", train_seconds);
     status = rc == CB_OK ? CLI_OK : CLI_ERROR;

@@ -54,10 +54,28 @@ typedef struct tower_ws {
     float *norm;         /* [cap] */
     float *g0, *g1;      /* [cap, widest] backward scratch */
     float *pred, *dpred, *tgt; /* [cap] */
+    float *z, *lq;       /* [cap]: rating-head output, the batch items' log q */
+    uint32_t *ids;       /* [cap]: the batch items (retrieval: duplicates are no negatives) */
+    float *prob;         /* [cap, cap]: retrieval softmax (NULL for the rating objective) */
     float *block;
 } tower_ws;
 
 /* ---------------------------------------------------------------- config */
+
+static const char *const objective_names[] = {"rating", "retrieval", "both"};
+
+const char *cb_objective_name(cb_objective o) {
+    return (unsigned)o < sizeof objective_names / sizeof objective_names[0] ? objective_names[o] : NULL;
+}
+
+int cb_objective_parse(const char *name, cb_objective *out) {
+    for (unsigned i = 0; i < sizeof objective_names / sizeof objective_names[0]; i++)
+        if (name && !strcmp(name, objective_names[i])) {
+            *out = (cb_objective)i;
+            return 0;
+        }
+    return -1;
+}
 
 void cb_model_config_default(cb_model_config *c) {
     memset(c, 0, sizeof *c);
@@ -67,18 +85,26 @@ void cb_model_config_default(cb_model_config *c) {
     c->dim = 32;
     c->l2norm = true;
     c->l2norm_eps = 1e-12f;
+    c->objective = CB_OBJECTIVE_RATING;
+    c->temperature = 0.1f;
+    c->logq = true;
+    c->rating_weight = 1.0f;
+    c->popularity_prior = 0.0f;
     c->loss = CB_LOSS_MSE;
     c->target_scale = 1.0f;
     c->target_shift = 0.0f;
     c->bce_scale_init = 5.0f;
     c->optimizer = CB_OPT_ADAM;
-    c->lr = 0.01f;
+    /* Chosen on ml-100k fold u1 for the rating objective: a larger batch with
+     * a smaller learning rate, few epochs (the towers overfit quickly: the
+     * user side sees the top-1000 items multi-hot). */
+    c->lr = 0.002f;
     c->weight_decay = 0.0f;
     c->adam_beta1 = 0.9f;
     c->adam_beta2 = 0.999f;
     c->adam_eps = 1e-7f;
-    c->batch_size = 32;
-    c->epochs = 30;
+    c->batch_size = 256;
+    c->epochs = 10;
     c->patience = 0;
     c->seed = 1;
     c->threads = 2;
@@ -101,6 +127,16 @@ const char *cb_model_config_check(const cb_model_config *c) {
     if (c->dim == 0 || c->dim > WIDTH_MAX) return "dim must be in 1..65536";
     if (!(c->l2norm_eps > 0.0f) || !isfinite(c->l2norm_eps)) return "l2norm_eps must be > 0";
     if (c->loss != CB_LOSS_MSE && c->loss != CB_LOSS_BCE) return "unknown loss";
+    if (!cb_objective_name(c->objective)) return "unknown objective";
+    if (c->objective != CB_OBJECTIVE_RATING && !(c->temperature > 0.0f && isfinite(c->temperature)))
+        return "temperature must be > 0";
+    if (c->objective == CB_OBJECTIVE_BOTH && c->loss != CB_LOSS_MSE)
+        return "objective both trains its rating head with loss mse";
+    if (c->objective == CB_OBJECTIVE_BOTH && !(c->rating_weight >= 0.0f && isfinite(c->rating_weight)))
+        return "rating_weight must be >= 0";
+    if (!isfinite(c->popularity_prior)) return "popularity_prior must be finite";
+    if (c->objective != CB_OBJECTIVE_RATING && c->batch_size > 8192)
+        return "batch_size must be <= 8192 for the retrieval objective (a batch x batch softmax)";
     if (!isfinite(c->target_scale) || c->target_scale == 0.0f)
         return "target_scale must be finite and non-zero";
     if (!isfinite(c->target_shift)) return "target_shift must be finite";
@@ -120,6 +156,7 @@ static bool same_architecture(const cb_model_config *a, const cb_model_config *b
     if (a->user_in != b->user_in || a->item_in != b->item_in || a->dim != b->dim ||
         a->n_user_layers != b->n_user_layers || a->n_item_layers != b->n_item_layers ||
         a->l2norm != b->l2norm || a->l2norm_eps != b->l2norm_eps || a->loss != b->loss ||
+        a->objective != b->objective || a->temperature != b->temperature ||
         a->target_scale != b->target_scale || a->target_shift != b->target_shift)
         return false;
     for (uint32_t i = 0; i < a->n_user_layers; i++)
@@ -184,7 +221,8 @@ static int model_alloc(cb_model **out, const cb_model_config *c, cb_error *err) 
         cb_model_free(m);
         return rc;
     }
-    m->head[HEAD_S] = c->bce_scale_init;
+    /* BCE: the sigmoid's scale; both: the rating head starts as the identity */
+    m->head[HEAD_S] = c->objective == CB_OBJECTIVE_BOTH ? 1.0f : c->bce_scale_init;
     m->head[HEAD_C] = 0.0f;
     *out = m;
     return CB_OK;
@@ -317,7 +355,7 @@ static void ws_free(tower_ws *ws) {
     memset(ws, 0, sizeof *ws);
 }
 
-static int ws_alloc(tower_ws *ws, const tower *t, int cap, cb_error *err) {
+static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_error *err) {
     memset(ws, 0, sizeof *ws);
     int dim = t->out[t->n_layers - 1];
     size_t widest = (size_t)t->in[0];
@@ -327,7 +365,8 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, cb_error *err) {
 #define PAD(n) ((((size_t)(n)) + 15) & ~(size_t)15)
     size_t total = PAD((size_t)cap * t->in[0]);
     for (int l = 0; l < t->n_layers; l++) total += PAD((size_t)cap * t->out[l]);
-    total += 2 * PAD((size_t)cap * dim) + PAD(cap) + 2 * PAD((size_t)cap * widest) + 3 * PAD(cap);
+    total += 2 * PAD((size_t)cap * dim) + PAD(cap) + 2 * PAD((size_t)cap * widest) + 6 * PAD(cap);
+    if (softmax) total += PAD((size_t)cap * cap);
     ws->block = cb_calloc(total + 16, sizeof(float), err);
     if (!ws->block) return CB_ENOMEM;
     float *p = ws->block + (16 - ((uintptr_t)ws->block / sizeof(float)) % 16) % 16;
@@ -341,7 +380,11 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, cb_error *err) {
     ws->g1 = p; p += PAD((size_t)cap * widest);
     ws->pred = p; p += PAD(cap);
     ws->dpred = p; p += PAD(cap);
-    ws->tgt = p;
+    ws->tgt = p; p += PAD(cap);
+    ws->z = p; p += PAD(cap);
+    ws->lq = p; p += PAD(cap);
+    ws->ids = (uint32_t *)p; p += PAD(cap);
+    if (softmax) ws->prob = p;
 #undef PAD
     return CB_OK;
 }
@@ -372,9 +415,13 @@ static void tower_forward(const tower *t, tower_ws *ws, const float *x, const ui
  * item, so every thread computes the same bits), and the gradient of the
  * loss with respect to tower `side`'s output into ws->g0. Side 0 also
  * accumulates the BCE head's gradients. */
+static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
+                                    const float *head_snap, int B);
+
 static double loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
                           const float *head_snap, int B) {
     const cb_model_config *c = &m->cfg;
+    if (c->objective != CB_OBJECTIVE_RATING) return retrieval_loss_and_dy(m, side, ws, yu, ym, head_snap, B);
     int dim = (int)c->dim;
     double loss;
     cb_nn_rowdot_forward(ws->pred, yu, ym, B, dim);
@@ -392,6 +439,37 @@ static double loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, 
     memset(ws->g0, 0, (size_t)B * dim * sizeof(float));
     cb_nn_rowdot_backward(side == 0 ? ws->g0 : NULL, side == 1 ? ws->g0 : NULL, ws->dpred, yu, ym,
                           B, dim);
+    return loss;
+}
+
+/* The retrieval objective (and `both`): the softmax over the batch's items
+ * (ws->ids, ws->lq filled by gather_batch), plus under `both` the weighted
+ * MSE of the rating head z = s·v_u·v_m + c on the batch's own pairs. */
+static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
+                                    const float *head_snap, int B) {
+    const cb_model_config *c = &m->cfg;
+    int dim = (int)c->dim;
+    float inv_t = 1.0f / c->temperature;
+    double loss = cb_nn_softmax_xent_forward(ws->prob, yu, ym, c->logq ? ws->lq : NULL, ws->ids, inv_t, B, B, dim);
+    memset(ws->g0, 0, (size_t)B * dim * sizeof(float));
+    cb_nn_softmax_xent_backward(side == 0 ? ws->g0 : NULL, side == 1 ? ws->g0 : NULL, ws->prob, yu, ym, inv_t, B,
+                                B, dim);
+    if (c->objective != CB_OBJECTIVE_BOTH) return loss;
+    float s = head_snap[0], w = c->rating_weight;
+    cb_nn_rowdot_forward(ws->pred, yu, ym, B, dim);
+    for (int r = 0; r < B; r++) ws->z[r] = s * ws->pred[r] + head_snap[1];
+    loss += w * cb_nn_mse_forward(ws->z, ws->tgt, B);
+    memset(ws->dpred, 0, (size_t)B * sizeof(float));
+    cb_nn_mse_backward(ws->dpred, ws->z, ws->tgt, B); /* dL/dz */
+    if (side == 0) {
+        float *hg = m->head + HEAD_N;
+        double ds = 0.0, dc = 0.0;
+        for (int r = 0; r < B; r++) ds += (double)ws->dpred[r] * ws->pred[r], dc += ws->dpred[r];
+        hg[HEAD_S] += (float)(w * ds);
+        hg[HEAD_C] += (float)(w * dc);
+    }
+    for (int r = 0; r < B; r++) ws->dpred[r] *= w * s; /* dL/d(v_u·v_m) */
+    cb_nn_rowdot_backward(side == 0 ? ws->g0 : NULL, side == 1 ? ws->g0 : NULL, ws->dpred, yu, ym, B, dim);
     return loss;
 }
 
@@ -431,9 +509,14 @@ static void tower_update(tower *t, const cb_model_config *c) {
     }
 }
 
+/* Whether the 2-float head is trained: the BCE rating head or the rating head of `both`. */
+static bool head_trained(const cb_model_config *c) {
+    return c->objective == CB_OBJECTIVE_BOTH || (c->objective == CB_OBJECTIVE_RATING && c->loss == CB_LOSS_BCE);
+}
+
 static void head_update(cb_model *m) {
     const cb_model_config *c = &m->cfg;
-    if (c->loss != CB_LOSS_BCE) return;
+    if (!head_trained(c)) return;
     m->head_step++;
     float *p = m->head, *g = m->head + HEAD_N, *mm = m->head + 2 * HEAD_N, *v = m->head + 3 * HEAD_N;
     if (c->optimizer == CB_OPT_ADAM) {
@@ -450,9 +533,34 @@ void cb_model_optimizer_step(cb_model *m) {
     head_update(m);
 }
 
-static void gather_targets(const cb_model_config *c, float *tgt, const cb_rating *ratings,
-                           const uint32_t *idx, int B) {
-    for (int r = 0; r < B; r++) tgt[r] = c->target_scale * ratings[idx[r]].y + c->target_shift;
+/* The batch's scaled targets, items and their log q (log_q may be NULL). */
+static void gather_batch(const cb_model_config *c, tower_ws *ws, const cb_rating *ratings, const uint32_t *idx,
+                         int B, const float *log_q) {
+    for (int r = 0; r < B; r++) {
+        const cb_rating *rt = &ratings[idx[r]];
+        ws->tgt[r] = c->target_scale * rt->y + c->target_shift;
+        ws->ids[r] = rt->item;
+        ws->lq[r] = log_q ? log_q[rt->item] : 0.0f;
+    }
+}
+
+void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
+                    uint32_t n_items) {
+    for (uint32_t i = 0; i < n_items; i++) out[i] = 1.0f;
+    for (size_t j = 0; j < n; j++) out[ratings[train_idx[j]].item] += 1.0f;
+    double total = (double)n + n_items;
+    for (uint32_t i = 0; i < n_items; i++) out[i] = (float)log(out[i] / total);
+}
+
+/* log q of d's items from its training examples, for the retrieval
+ * objective with the logQ correction; *out = NULL when not needed. */
+static int log_q_for(float **out, const cb_model *m, const cb_train_data *d, cb_error *err) {
+    *out = NULL;
+    if (m->cfg.objective == CB_OBJECTIVE_RATING || !m->cfg.logq) return CB_OK;
+    *out = cb_malloc(((size_t)d->n_items + 1) * sizeof **out, err);
+    if (!*out) return CB_ENOMEM;
+    cb_model_log_q(*out, d->ratings, d->train_idx, d->train_idx ? d->n_train : 0, d->n_items);
+    return CB_OK;
 }
 
 /* Every example must index inside the tables and have a finite target. */
@@ -477,13 +585,16 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
     if (rc != CB_OK) return rc;
     tower_ws ws[2];
     int B = (int)n;
-    if ((rc = ws_alloc(&ws[0], &m->tw[0], B, err)) != CB_OK) return rc;
-    if ((rc = ws_alloc(&ws[1], &m->tw[1], B, err)) != CB_OK) {
+    bool softmax = m->cfg.objective != CB_OBJECTIVE_RATING;
+    if ((rc = ws_alloc(&ws[0], &m->tw[0], B, softmax, err)) != CB_OK) return rc;
+    if ((rc = ws_alloc(&ws[1], &m->tw[1], B, softmax, err)) != CB_OK) {
         ws_free(&ws[0]);
         return rc;
     }
+    float *log_q = NULL;
     uint32_t *rows = cb_calloc(2 * n, sizeof(uint32_t), err);
-    if (!rows) {
+    if (!rows || log_q_for(&log_q, m, d, err)) {
+        free(rows);
         ws_free(&ws[0]);
         ws_free(&ws[1]);
         return CB_ENOMEM;
@@ -500,12 +611,13 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
     tower_forward(&m->tw[1], &ws[1], d->item_x, rows + n, B, 0, c->l2norm, c->l2norm_eps);
     double l = 0.0;
     for (int s = 0; s < 2; s++) {
-        gather_targets(c, ws[s].tgt, d->ratings, idx, B);
+        gather_batch(c, &ws[s], d->ratings, idx, B, log_q);
         l = loss_and_dy(m, s, &ws[s], ws[0].y[0], ws[1].y[0], m->head, B);
         tower_backward(&m->tw[s], &ws[s], B, 0, c->l2norm, c->l2norm_eps);
     }
     if (loss) *loss = l;
     free(rows);
+    free(log_q);
     ws_free(&ws[0]);
     ws_free(&ws[1]);
     return CB_OK;
@@ -513,8 +625,13 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
 
 /* ---------------------------------------------------------------- inference */
 
+bool cb_model_has_rating(const cb_model *m) { return m->cfg.objective != CB_OBJECTIVE_RETRIEVAL; }
+
 float cb_model_score_to_prediction(const cb_model *m, float score) {
     const cb_model_config *c = &m->cfg;
+    if (c->objective == CB_OBJECTIVE_RETRIEVAL) return NAN;
+    if (c->objective == CB_OBJECTIVE_BOTH)
+        return (m->head[HEAD_S] * score + m->head[HEAD_C] - c->target_shift) / c->target_scale;
     if (c->loss == CB_LOSS_BCE) {
         double z = (double)m->head[HEAD_S] * score + m->head[HEAD_C];
         return (float)(z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z)));
@@ -523,6 +640,7 @@ float cb_model_score_to_prediction(const cb_model *m, float score) {
 }
 
 float cb_model_score_to_logit(const cb_model *m, float score) {
+    if (m->cfg.objective != CB_OBJECTIVE_RATING) return score / m->cfg.temperature;
     return m->cfg.loss == CB_LOSS_BCE ? m->head[HEAD_S] * score + m->head[HEAD_C] : score;
 }
 
@@ -530,7 +648,7 @@ static int vectors(const cb_model *m, int side, const float *x, size_t n, float 
                    cb_error *err) {
     const tower *t = &m->tw[side];
     tower_ws ws;
-    int rc = ws_alloc(&ws, t, EVAL_CHUNK, err);
+    int rc = ws_alloc(&ws, t, EVAL_CHUNK, false, err);
     if (rc != CB_OK) return rc;
     size_t dim = m->cfg.dim, in = (size_t)t->in[0];
     for (size_t s = 0; s < n; s += EVAL_CHUNK) {
@@ -559,9 +677,9 @@ static int score_pairs(const cb_model *m, const float *user_x, const float *item
                        const uint32_t *users, const uint32_t *items, size_t users_stride,
                        size_t n, score_sink sink, void *ctx, cb_error *err) {
     tower_ws ws[2];
-    int rc = ws_alloc(&ws[0], &m->tw[0], EVAL_CHUNK, err);
+    int rc = ws_alloc(&ws[0], &m->tw[0], EVAL_CHUNK, false, err);
     if (rc != CB_OK) return rc;
-    if ((rc = ws_alloc(&ws[1], &m->tw[1], EVAL_CHUNK, err)) != CB_OK) {
+    if ((rc = ws_alloc(&ws[1], &m->tw[1], EVAL_CHUNK, false, err)) != CB_OK) {
         ws_free(&ws[0]);
         return rc;
     }
@@ -624,6 +742,58 @@ static void eval_sink(void *ctx, size_t off, const float *score, int B) {
     }
 }
 
+/* cb_model_evaluate for retrieval / both: the training loss over consecutive
+ * batches of idx, and the rating head's squared error (both). */
+static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
+                              double *loss, double *rmse, cb_error *err) {
+    const cb_model_config *c = &m->cfg;
+    int cap = (int)(c->batch_size < n ? c->batch_size : n), dim = (int)c->dim;
+    tower_ws ws[2];
+    float *log_q = NULL;
+    int rc = ws_alloc(&ws[0], &m->tw[0], cap, true, err);
+    if (rc) return rc;
+    if ((rc = ws_alloc(&ws[1], &m->tw[1], cap, true, err)) || (rc = log_q_for(&log_q, m, d, err))) {
+        ws_free(&ws[0]);
+        ws_free(&ws[1]);
+        return rc;
+    }
+    double loss_sum = 0.0, sq_sum = 0.0;
+    for (size_t off = 0; off < n; off += (size_t)cap) {
+        int B = (int)(n - off < (size_t)cap ? n - off : (size_t)cap);
+        for (int side = 0; side < 2; side++) {
+            tower_ws *w = &ws[side];
+            int in0 = m->tw[side].in[0];
+            const float *table = side == 0 ? d->user_x : d->item_x;
+            for (int r = 0; r < B; r++) {
+                const cb_rating *rt = &d->ratings[idx[off + r]];
+                memcpy(w->x + (size_t)r * in0, table + (size_t)(side == 0 ? rt->user : rt->item) * in0,
+                       (size_t)in0 * sizeof(float));
+            }
+            tower_forward(&m->tw[side], w, w->x, NULL, B, 0, c->l2norm, c->l2norm_eps);
+        }
+        gather_batch(c, &ws[0], d->ratings, idx + off, B, log_q);
+        const float *yu = ws[0].y[0], *ym = ws[1].y[0];
+        double l = cb_nn_softmax_xent_forward(ws[0].prob, yu, ym, c->logq ? ws[0].lq : NULL, ws[0].ids,
+                                              1.0f / c->temperature, B, B, dim);
+        if (c->objective == CB_OBJECTIVE_BOTH) {
+            cb_nn_rowdot_forward(ws[0].pred, yu, ym, B, dim);
+            for (int r = 0; r < B; r++) ws[0].z[r] = m->head[HEAD_S] * ws[0].pred[r] + m->head[HEAD_C];
+            l += c->rating_weight * cb_nn_mse_forward(ws[0].z, ws[0].tgt, B);
+            for (int r = 0; r < B; r++) {
+                double o = (double)cb_model_score_to_prediction(m, ws[0].pred[r]) - d->ratings[idx[off + r]].y;
+                sq_sum += o * o;
+            }
+        }
+        loss_sum += l * B;
+    }
+    if (loss) *loss = loss_sum / (double)n;
+    if (rmse && c->objective == CB_OBJECTIVE_BOTH) *rmse = sqrt(sq_sum / (double)n);
+    free(log_q);
+    ws_free(&ws[0]);
+    ws_free(&ws[1]);
+    return CB_OK;
+}
+
 int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
                       double *loss, double *rmse, cb_error *err) {
     if (loss) *loss = NAN;
@@ -631,6 +801,7 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
     if (n == 0) return CB_OK;
     int rc = check_data(d, idx, n, err);
     if (rc != CB_OK) return rc;
+    if (m->cfg.objective != CB_OBJECTIVE_RATING) return retrieval_evaluate(m, d, idx, n, loss, rmse, err);
     /* users/items are read through the rating records: pass their fields with a stride */
     uint32_t *ui = cb_calloc(2 * n, sizeof(uint32_t), err);
     if (!ui) return CB_ENOMEM;
@@ -682,6 +853,7 @@ typedef struct train_ctx {
     cb_model *m;
     const cb_train_data *d;
     uint32_t *perm;          /* shuffled training indices of this epoch */
+    float *log_q;            /* [n_items] the logQ correction (retrieval), else NULL */
     size_t n_batches;
     tower_ws ws[2];
     float head_snap[2][2];   /* head params as of each step parity */
@@ -722,7 +894,7 @@ static void run_epoch(train_ctx *x, int tid) {
                 uint32_t row = s == 0 ? rt->user : rt->item;
                 memcpy(ws->x + (size_t)r * in0, table + (size_t)row * in0, (size_t)in0 * sizeof(float));
             }
-            gather_targets(c, ws->tgt, d->ratings, idx, B);
+            gather_batch(c, ws, d->ratings, idx, B, x->log_q);
             if (s == 0) {
                 x->head_snap[par][0] = m->head[HEAD_S];
                 x->head_snap[par][1] = m->head[HEAD_C];
@@ -827,8 +999,10 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     last_good = x.perm ? cb_calloc(np, sizeof(float), err) : NULL;
     best = last_good ? cb_calloc(np, sizeof(float), err) : NULL;
     rc = best ? CB_OK : CB_ENOMEM;
-    if (rc == CB_OK) rc = ws_alloc(&x.ws[0], &m->tw[0], B, err);
-    if (rc == CB_OK) rc = ws_alloc(&x.ws[1], &m->tw[1], B, err);
+    bool softmax = c->objective != CB_OBJECTIVE_RATING;
+    if (rc == CB_OK) rc = ws_alloc(&x.ws[0], &m->tw[0], B, softmax, err);
+    if (rc == CB_OK) rc = ws_alloc(&x.ws[1], &m->tw[1], B, softmax, err);
+    if (rc == CB_OK) rc = log_q_for(&x.log_q, m, d, err);
     if (rc != CB_OK) goto done;
     params_copy(last_good, m);
     params_copy(best, m);
@@ -928,6 +1102,7 @@ done:
     ws_free(&x.ws[0]);
     ws_free(&x.ws[1]);
     free(x.perm);
+    free(x.log_q);
     free(last_good);
     free(best);
     return rc;

@@ -35,6 +35,25 @@
 
 typedef enum cb_loss_kind { CB_LOSS_MSE = 0, CB_LOSS_BCE = 1 } cb_loss_kind;
 typedef enum cb_opt_kind { CB_OPT_ADAM = 0, CB_OPT_SGD = 1 } cb_opt_kind;
+/* What the towers are trained for.
+ *  rating:    v_u·v_m predicts the target (loss MSE or BCE, below): ranks by
+ *             predicted rating; the lectures' model.
+ *  retrieval: every training example is a positive (user, item) pair, scored
+ *             against the other items of its batch by a softmax over
+ *             logits v_u·v_m / temperature - log q(m) (q = the item's share of
+ *             the training examples: the logQ correction for in-batch
+ *             negatives); ranks by what a user is likely to pick. No rating.
+ *  both:      retrieval + rating_weight · MSE of a rating head s·v_u·v_m + c
+ *             (the 2-float head): ranks for top-N and still predicts a rating. */
+typedef enum cb_objective {
+    CB_OBJECTIVE_RATING = 0,
+    CB_OBJECTIVE_RETRIEVAL = 1,
+    CB_OBJECTIVE_BOTH = 2
+} cb_objective;
+/* "rating", "retrieval", "both"; NULL for an unknown value. */
+const char *cb_objective_name(cb_objective o);
+/* Parse a name of cb_objective_name; -1 when unknown. */
+int cb_objective_parse(const char *name, cb_objective *out);
 
 typedef struct cb_model_config {
     /* architecture */
@@ -44,8 +63,15 @@ typedef struct cb_model_config {
     uint32_t dim;                                 /* output width of both towers */
     bool l2norm;                                  /* normalise v_u, v_m (default on) */
     float l2norm_eps;                             /* 1e-12, as torch / TF */
-    /* objective: the model is trained on y' = target_scale·y + target_shift;
-     * predictions are mapped back (MSE) or are probabilities (BCE). */
+    /* objective (see cb_objective). The rating loss is trained on
+     * y' = target_scale·y + target_shift; predictions are mapped back (MSE) or
+     * are probabilities (BCE). */
+    cb_objective objective;
+    float temperature;                            /* retrieval logits = dot / temperature */
+    bool logq;                                    /* the logQ correction (retrieval, both) */
+    float rating_weight;                          /* weight of the rating loss under `both` */
+    float popularity_prior;                       /* ranking (retrieval, both) adds this times
+                                                     log q(item) to the logit (cb_bundle_rank_score) */
     cb_loss_kind loss;
     float target_scale, target_shift;
     float bce_scale_init;                         /* initial s of the BCE head (5) */
@@ -59,9 +85,11 @@ typedef struct cb_model_config {
     int threads;                                  /* 1 or 2 (more are treated as 2) */
 } cb_model_config;
 
-/* Defaults: layers {256,128}, dim 32, l2norm on, MSE, scale 1 shift 0, Adam
- * lr 0.01, no decay, batch 32, 30 epochs, patience 0, seed 1, threads 2.
- * user_in / item_in are left 0: the caller must set them. */
+/* The ONE home of the training defaults (`cbrec train`, `cbrec eval` and the
+ * C API start from here): layers {256,128}, dim 32, l2norm on, objective and
+ * its settings as measured (see model.c), MSE, scale 1 shift 0, Adam, no
+ * decay, patience 0, seed 1, threads 2. user_in / item_in are left 0: the
+ * caller must set them. */
 void cb_model_config_default(cb_model_config *c);
 /* NULL when the configuration is usable, else a static message naming the field. */
 const char *cb_model_config_check(const cb_model_config *c);
@@ -114,6 +142,9 @@ typedef struct cb_train_result {
     double train_loss, valid_loss, valid_rmse; /* of the final epoch */
     double seconds;
     bool early_stopped;
+    /* filled by cb_bundle_train when it is given test examples, else NAN:
+     * the loss as in training and the RMSE (rating / both only) */
+    double test_loss, test_rmse;
 } cb_train_result;
 
 /* Train for c->epochs epochs over the shuffled training indices (seeded by
@@ -128,14 +159,17 @@ typedef struct cb_train_result {
 int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ctx,
                    cb_train_result *res, cb_error *err);
 
-/* Mean loss (scaled targets) and RMSE (original scale, MSE only; else NAN)
- * over the examples idx[0..n). Either output may be NULL. */
+/* Mean loss (scaled targets) and RMSE (original scale, MSE rating or both;
+ * else NAN) over the examples idx[0..n). Retrieval and both: the loss of
+ * training (softmax over batches of batch_size examples in the given order,
+ * log q from d->train_idx). Either output may be NULL. */
 int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
                       double *loss, double *rmse, cb_error *err);
 
 /* ---- inference (thread-safe on a shared model; scratch is per call) */
 /* out[i] = prediction for (users[i], items[i]) on the original target scale
- * (MSE: (v_u·v_m - shift)/scale; BCE: probability). */
+ * (MSE: (v_u·v_m - shift)/scale; BCE: probability; both: through the rating
+ * head; retrieval: NAN, the model predicts no rating). */
 int cb_model_predict(const cb_model *m, const float *user_x, const float *item_x,
                      const uint32_t *users, const uint32_t *items, size_t n, float *out,
                      cb_error *err);
@@ -146,9 +180,16 @@ int cb_model_item_vectors(const cb_model *m, const float *item_x, size_t n, floa
                           cb_error *err);
 /* Map a raw score v_u·v_m to the prediction scale (as cb_model_predict). */
 float cb_model_score_to_prediction(const cb_model *m, float score);
-/* The logit s·score + c of a BCE model's head (before the sigmoid), in float;
- * for other losses the score unchanged. */
+/* True when the model predicts a rating (objective rating or both). */
+bool cb_model_has_rating(const cb_model *m);
+/* The logit of a raw score: s·score + c of a BCE rating model's head (before
+ * the sigmoid); score / temperature for retrieval and both (the softmax
+ * logit, before the logQ term); for MSE rating models the score unchanged. */
 float cb_model_score_to_logit(const cb_model *m, float score);
+/* log q of every item: the log of its share of the examples train_idx[0..n)
+ * (counts + 1, so unseen items stay finite). out [n_items]. */
+void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
+                    uint32_t n_items);
 
 /* ---- named parameter tensors, for model files.
  * Names: "user.<l>.weight" [out,in], "user.<l>.bias" [out], the same for
