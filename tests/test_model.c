@@ -93,12 +93,13 @@ static void n_params_and_tensors(void **state) {
 }
 
 /* Whole-model gradient check against central differences on every parameter. */
-static void gradcheck_case(cb_loss_kind loss, bool l2norm) {
+static void gradcheck_case(cb_loss_kind loss, bool l2norm, cb_objective objective, uint32_t item_ids) {
     fixture f;
     fixture_make(&f, 9, 5, 4, 3, 4, loss == CB_LOSS_BCE, 11);
     cb_model_config c;
     small_config(&c, 3, 4);
     c.loss = loss, c.l2norm = l2norm, c.bce_scale_init = 2.0f;
+    c.objective = objective, c.temperature = 0.5f, c.rating_weight = 0.7f, c.item_ids = item_ids;
     cb_model *m;
     cb_error err;
     assert_int_equal(cb_model_create(&m, &c, &err), CB_OK);
@@ -107,6 +108,8 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm) {
         cb_tensor t;
         cb_model_tensor(m, i, &t);
         if (strstr(t.name, "bias")) for (uint32_t k = 0; k < t.shape[0]; k++) t.data[k] = 0.1f * (float)((int)(k % 5) - 2);
+        if (strstr(t.name, "id_embedding"))
+            for (uint32_t k = 0; k < t.shape[0] * t.shape[1]; k++) t.data[k] = 0.2f * (float)((int)(k % 7) - 3);
     }
     double loss0;
     assert_int_equal(cb_model_loss_and_grad(m, &f.d, f.idx, f.n, &loss0, &err), CB_OK);
@@ -114,7 +117,8 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm) {
     for (size_t i = 0; i < cb_model_n_tensors(m); i++) {
         cb_tensor t;
         cb_model_tensor(m, i, &t);
-        if (loss == CB_LOSS_MSE && strncmp(t.name, "head.", 5) == 0) continue;
+        bool head_trained = objective == CB_OBJECTIVE_BOTH || (objective == CB_OBJECTIVE_RATING && loss == CB_LOSS_BCE);
+        if (!head_trained && strncmp(t.name, "head.", 5) == 0) continue;
         size_t n = t.ndim == 2 ? (size_t)t.shape[0] * t.shape[1] : t.shape[0];
         float *g = malloc(n * sizeof(float));
         /* gradients at the unperturbed point (the checks below overwrite them) */
@@ -143,10 +147,17 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm) {
 
 static void gradcheck_model(void **state) {
     (void)state;
-    gradcheck_case(CB_LOSS_MSE, true);
-    gradcheck_case(CB_LOSS_MSE, false);
-    gradcheck_case(CB_LOSS_BCE, true);
-    gradcheck_case(CB_LOSS_BCE, false);
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RATING, 0);
+    gradcheck_case(CB_LOSS_MSE, false, CB_OBJECTIVE_RATING, 0);
+    gradcheck_case(CB_LOSS_BCE, true, CB_OBJECTIVE_RATING, 0);
+    gradcheck_case(CB_LOSS_BCE, false, CB_OBJECTIVE_RATING, 0);
+    /* the in-batch softmax (items repeat in the batch: duplicates are masked),
+     * with and without the rating head, and the item-id embedding (item 3
+     * has none: ids past the table fall back to content) */
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RETRIEVAL, 0);
+    gradcheck_case(CB_LOSS_MSE, false, CB_OBJECTIVE_RETRIEVAL, 3);
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_BOTH, 3);
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RATING, 4);
 }
 
 static cb_model *trained(fixture *f, cb_model_config *c, int rc_want) {

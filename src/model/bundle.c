@@ -271,7 +271,11 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
         float *iv = rec_alloc(r, (size_t)r->n_items * r->dim, sizeof(float), err);
         float *uv = rec_alloc(r, (size_t)r->n_users * r->dim, sizeof(float), err);
         rc = (iv && uv) ? CB_OK : CB_ENOMEM;
-        if (!rc) rc = cb_model_item_vectors(r->model, X_m, r->n_items, iv, err);
+        uint32_t *ids = rc ? NULL : cb_malloc(((size_t)r->n_items + 1) * sizeof *ids, err);
+        if (!rc && !ids) rc = CB_ENOMEM;
+        for (uint32_t i = 0; !rc && i < r->n_items; i++) ids[i] = i;
+        if (!rc) rc = cb_model_item_vectors_ids(r->model, X_m, ids, r->n_items, iv, err);
+        free(ids);
         if (!rc) rc = cb_model_user_vectors(r->model, X_u, r->n_users, uv, err);
         if (!rc) {
             r->item_vecs = iv;
@@ -327,6 +331,7 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
     cb_model_config model = in->model, *mc = &model;
     mc->user_in = cb_features_user_dim(r->features);
     mc->item_in = cb_features_item_dim(r->features);
+    mc->item_ids = mc->item_id_embedding ? cb_dataset_n_items(ds) : 0;
     if (mc->objective == CB_OBJECTIVE_RATING && mc->loss == CB_LOSS_BCE &&
         (!labels_binary(ds, in->train_idx, in->n_train) || !labels_binary(ds, in->valid_idx, in->n_valid))) {
         rc = cb_fail(err, CB_EINVAL, "loss bce needs labels 0 or 1, and the training ratings have other values "
@@ -415,10 +420,12 @@ static json_t *model_config_json(const cb_model_config *c) {
                      (json_int_t)c->batch_size, "epochs", (json_int_t)c->epochs, "patience", (json_int_t)c->patience,
                      "seed", (json_int_t)c->seed, "threads", c->threads);
     /* the objective's fields (files before them are rating models) */
-    if (j && json_object_update_new(j, json_pack("{s:s,s:f,s:b,s:f,s:f}", "objective", cb_objective_name(c->objective),
-                                                 "temperature", (double)c->temperature, "logq", c->logq,
-                                                 "rating_weight", (double)c->rating_weight, "popularity_prior",
-                                                 (double)c->popularity_prior))) {
+    if (j && json_object_update_new(j, json_pack("{s:s,s:f,s:b,s:f,s:f,s:b,s:I}", "objective",
+                                                 cb_objective_name(c->objective), "temperature",
+                                                 (double)c->temperature, "logq", c->logq, "rating_weight",
+                                                 (double)c->rating_weight, "popularity_prior",
+                                                 (double)c->popularity_prior, "item_id_embedding",
+                                                 c->item_id_embedding, "item_ids", (json_int_t)c->item_ids))) {
         json_decref(j);
         return NULL;
     }
@@ -477,11 +484,15 @@ static int model_config_from_json(cb_model_config *c, json_t *j) {
     c->threads = threads;
     const char *objective = "rating";
     double temp = c->temperature, rw = c->rating_weight, prior = 0.0;
-    int logq = c->logq;
-    if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F}", "objective", &objective, "temperature", &temp, "logq", &logq,
-                    "rating_weight", &rw, "popularity_prior", &prior) ||
-        cb_objective_parse(objective, &c->objective))
+    int logq = c->logq, id_emb = 0;
+    json_int_t item_ids = 0;
+    if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F,s?b,s?I}", "objective", &objective, "temperature", &temp, "logq", &logq,
+                    "rating_weight", &rw, "popularity_prior", &prior, "item_id_embedding", &id_emb, "item_ids",
+                    &item_ids) ||
+        cb_objective_parse(objective, &c->objective) || item_ids < 0 || item_ids > INT32_MAX)
         return -1;
+    c->item_id_embedding = id_emb;
+    c->item_ids = (uint32_t)item_ids;
     c->temperature = (float)temp;
     c->logq = logq;
     c->rating_weight = (float)rw;

@@ -22,7 +22,8 @@
 /* One tower. buf holds four equal regions with the same layout:
  * parameters | gradients | Adam first moments | Adam second moments.
  * Inside a region: the weights of every layer, then the biases (so weight
- * decay applies to a prefix of n_weights floats). */
+ * decay applies to a prefix of n_weights floats), then the id embedding
+ * [n_emb x dim] when the tower has one (no decay). */
 typedef struct tower {
     int n_layers;
     int in[MAXL], out[MAXL];
@@ -31,6 +32,8 @@ typedef struct tower {
     float *params, *grads, *adam_m, *adam_v;
     float *w[MAXL], *b[MAXL];   /* into params */
     float *dw[MAXL], *db[MAXL]; /* into grads */
+    uint32_t n_emb;             /* id embedding rows (item tower; 0 = none) */
+    float *emb, *demb;          /* into params / grads */
     uint64_t step;              /* optimiser steps taken */
 } tower;
 
@@ -57,6 +60,7 @@ typedef struct tower_ws {
     float *z, *lq;       /* [cap]: rating-head output, the batch items' log q */
     uint32_t *ids;       /* [cap]: the batch items (retrieval: duplicates are no negatives) */
     float *prob;         /* [cap, cap]: retrieval softmax (NULL for the rating objective) */
+    const uint32_t *emb_ids; /* the ids whose embedding the last forward added (or NULL) */
     float *block;
 } tower_ws;
 
@@ -125,6 +129,7 @@ const char *cb_model_config_check(const cb_model_config *c) {
         if (c->item_layers[i] == 0 || c->item_layers[i] > WIDTH_MAX)
             return "item layer widths must be in 1..65536";
     if (c->dim == 0 || c->dim > WIDTH_MAX) return "dim must be in 1..65536";
+    if ((uint64_t)c->item_ids * c->dim > ((uint64_t)1 << 31)) return "item_ids x dim must be <= 2^31";
     if (!(c->l2norm_eps > 0.0f) || !isfinite(c->l2norm_eps)) return "l2norm_eps must be > 0";
     if (c->loss != CB_LOSS_MSE && c->loss != CB_LOSS_BCE) return "unknown loss";
     if (!cb_objective_name(c->objective)) return "unknown objective";
@@ -153,7 +158,7 @@ const char *cb_model_config_check(const cb_model_config *c) {
 }
 
 static bool same_architecture(const cb_model_config *a, const cb_model_config *b) {
-    if (a->user_in != b->user_in || a->item_in != b->item_in || a->dim != b->dim ||
+    if (a->user_in != b->user_in || a->item_in != b->item_in || a->dim != b->dim || a->item_ids != b->item_ids ||
         a->n_user_layers != b->n_user_layers || a->n_item_layers != b->n_item_layers ||
         a->l2norm != b->l2norm || a->l2norm_eps != b->l2norm_eps || a->loss != b->loss ||
         a->objective != b->objective || a->temperature != b->temperature ||
@@ -169,7 +174,7 @@ static bool same_architecture(const cb_model_config *a, const cb_model_config *b
 /* ---------------------------------------------------------------- create */
 
 static int tower_init(tower *t, uint32_t in, uint32_t n_hidden, const uint32_t *hidden,
-                      uint32_t dim, cb_error *err) {
+                      uint32_t dim, uint32_t n_emb, cb_error *err) {
     memset(t, 0, sizeof *t);
     t->n_layers = (int)n_hidden + 1;
     int prev = (int)in;
@@ -180,6 +185,9 @@ static int tower_init(tower *t, uint32_t in, uint32_t n_hidden, const uint32_t *
         t->n_weights += (size_t)t->in[l] * (size_t)t->out[l];
         t->n_params += (size_t)t->in[l] * (size_t)t->out[l] + (size_t)t->out[l];
     }
+    size_t emb_off = t->n_params;
+    t->n_emb = n_emb;
+    t->n_params += (size_t)n_emb * dim;
     t->buf = cb_calloc(4 * t->n_params, sizeof(float), err);
     if (!t->buf) return CB_ENOMEM;
     t->params = t->buf;
@@ -194,6 +202,10 @@ static int tower_init(tower *t, uint32_t in, uint32_t n_hidden, const uint32_t *
         t->db[l] = t->grads + boff;
         woff += (size_t)t->in[l] * (size_t)t->out[l];
         boff += (size_t)t->out[l];
+    }
+    if (n_emb) {
+        t->emb = t->params + emb_off; /* zero: an item starts as its content vector */
+        t->demb = t->grads + emb_off;
     }
     return CB_OK;
 }
@@ -214,9 +226,9 @@ static int model_alloc(cb_model **out, const cb_model_config *c, cb_error *err) 
     cb_model *m = cb_calloc(1, sizeof *m, err);
     if (!m) return CB_ENOMEM;
     m->cfg = *c;
-    int rc = tower_init(&m->tw[0], c->user_in, c->n_user_layers, c->user_layers, c->dim, err);
+    int rc = tower_init(&m->tw[0], c->user_in, c->n_user_layers, c->user_layers, c->dim, 0, err);
     if (rc == CB_OK)
-        rc = tower_init(&m->tw[1], c->item_in, c->n_item_layers, c->item_layers, c->dim, err);
+        rc = tower_init(&m->tw[1], c->item_in, c->n_item_layers, c->item_layers, c->dim, c->item_ids, err);
     if (rc != CB_OK) {
         cb_model_free(m);
         return rc;
@@ -263,7 +275,7 @@ size_t cb_model_n_params(const cb_model *m) {
 /* ---------------------------------------------------------------- tensors */
 
 size_t cb_model_n_tensors(const cb_model *m) {
-    return 2 * (size_t)m->tw[0].n_layers + 2 * (size_t)m->tw[1].n_layers + 2;
+    return 2 * (size_t)m->tw[0].n_layers + 2 * (size_t)m->tw[1].n_layers + 2 + (m->tw[1].n_emb ? 1 : 0);
 }
 
 /* Tensor i of region r (0 params, 1 grads) with its name and shape. */
@@ -286,6 +298,14 @@ static float *tensor_at(const cb_model *m, size_t i, int region, cb_tensor *t) {
             return p + (size_t)region * tw->n_params;
         }
         i -= nt;
+    }
+    if (i == HEAD_N) { /* the item-id embedding, after the head */
+        const tower *tw = &m->tw[1];
+        snprintf(t->name, sizeof t->name, "item.id_embedding");
+        t->ndim = 2;
+        t->shape[0] = tw->n_emb;
+        t->shape[1] = m->cfg.dim;
+        return tw->emb + (size_t)region * tw->n_params;
     }
     snprintf(t->name, sizeof t->name, "head.%s", i == 0 ? "scale" : "bias");
     t->ndim = 1;
@@ -394,7 +414,7 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
 /* Forward B rows through tower t into ws->y[par]. rows == NULL: x holds B
  * contiguous rows; otherwise the rows rows[0..B) of table x are gathered. */
 static void tower_forward(const tower *t, tower_ws *ws, const float *x, const uint32_t *rows,
-                          int B, int par, bool l2norm, float eps) {
+                          const uint32_t *ids, int B, int par, bool l2norm, float eps) {
     int L = t->n_layers, in0 = t->in[0];
     const float *inp = x;
     if (rows) {
@@ -407,6 +427,16 @@ static void tower_forward(const tower *t, tower_ws *ws, const float *x, const ui
         cb_nn_dense_forward(out, inp, t->w[l], t->b[l], B, t->in[l], t->out[l]);
         if (l < L - 1) cb_nn_relu_forward(out, out, (size_t)B * t->out[l]);
         inp = out;
+    }
+    /* the id embedding joins the output before normalisation; ids past the
+     * table (items added later) and NULL ids (content only) add nothing */
+    ws->emb_ids = t->n_emb ? ids : NULL;
+    if (ws->emb_ids) {
+        int dim = t->out[L - 1];
+        float *out = l2norm ? ws->act[L - 1] : ws->y[par];
+        for (int r = 0; r < B; r++)
+            if (ids[r] < t->n_emb)
+                for (int d = 0; d < dim; d++) out[(size_t)r * dim + d] += t->emb[(size_t)ids[r] * dim + d];
     }
     if (l2norm) cb_nn_l2norm_forward(ws->y[par], ws->norm, ws->act[L - 1], B, t->out[L - 1], eps);
 }
@@ -482,6 +512,10 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
         cb_nn_l2norm_backward(dnext, dcur, ws->y[par], ws->norm, B, dim, eps);
         float *tmp = dcur; dcur = dnext; dnext = tmp;
     }
+    if (ws->emb_ids)
+        for (int r = 0; r < B; r++)
+            if (ws->emb_ids[r] < t->n_emb)
+                for (int d = 0; d < dim; d++) t->demb[(size_t)ws->emb_ids[r] * dim + d] += dcur[(size_t)r * dim + d];
     for (int l = L - 1; l >= 0; l--) {
         const float *inp = l == 0 ? ws->x : ws->act[l - 1];
         float *dinp = NULL;
@@ -607,8 +641,8 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
     memset(m->tw[0].grads, 0, m->tw[0].n_params * sizeof(float));
     memset(m->tw[1].grads, 0, m->tw[1].n_params * sizeof(float));
     memset(m->head + HEAD_N, 0, HEAD_N * sizeof(float));
-    tower_forward(&m->tw[0], &ws[0], d->user_x, rows, B, 0, c->l2norm, c->l2norm_eps);
-    tower_forward(&m->tw[1], &ws[1], d->item_x, rows + n, B, 0, c->l2norm, c->l2norm_eps);
+    tower_forward(&m->tw[0], &ws[0], d->user_x, rows, NULL, B, 0, c->l2norm, c->l2norm_eps);
+    tower_forward(&m->tw[1], &ws[1], d->item_x, rows + n, rows + n, B, 0, c->l2norm, c->l2norm_eps);
     double l = 0.0;
     for (int s = 0; s < 2; s++) {
         gather_batch(c, &ws[s], d->ratings, idx, B, log_q);
@@ -644,7 +678,7 @@ float cb_model_score_to_logit(const cb_model *m, float score) {
     return m->cfg.loss == CB_LOSS_BCE ? m->head[HEAD_S] * score + m->head[HEAD_C] : score;
 }
 
-static int vectors(const cb_model *m, int side, const float *x, size_t n, float *out,
+static int vectors(const cb_model *m, int side, const float *x, const uint32_t *ids, size_t n, float *out,
                    cb_error *err) {
     const tower *t = &m->tw[side];
     tower_ws ws;
@@ -653,7 +687,7 @@ static int vectors(const cb_model *m, int side, const float *x, size_t n, float 
     size_t dim = m->cfg.dim, in = (size_t)t->in[0];
     for (size_t s = 0; s < n; s += EVAL_CHUNK) {
         int B = (int)(n - s < EVAL_CHUNK ? n - s : EVAL_CHUNK);
-        tower_forward(t, &ws, x + s * in, NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
+        tower_forward(t, &ws, x + s * in, NULL, ids ? ids + s : NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         memcpy(out + s * dim, ws.y[0], (size_t)B * dim * sizeof(float));
     }
     ws_free(&ws);
@@ -662,12 +696,17 @@ static int vectors(const cb_model *m, int side, const float *x, size_t n, float 
 
 int cb_model_user_vectors(const cb_model *m, const float *user_x, size_t n, float *out,
                           cb_error *err) {
-    return vectors(m, 0, user_x, n, out, err);
+    return vectors(m, 0, user_x, NULL, n, out, err);
 }
 
 int cb_model_item_vectors(const cb_model *m, const float *item_x, size_t n, float *out,
                           cb_error *err) {
-    return vectors(m, 1, item_x, n, out, err);
+    return vectors(m, 1, item_x, NULL, n, out, err);
+}
+
+int cb_model_item_vectors_ids(const cb_model *m, const float *item_x, const uint32_t *ids, size_t n, float *out,
+                              cb_error *err) {
+    return vectors(m, 1, item_x, ids, n, out, err);
 }
 
 /* Raw scores v_u·v_m for pairs, in chunks; calls back per chunk. */
@@ -690,8 +729,8 @@ static int score_pairs(const cb_model *m, const float *user_x, const float *item
             rows[0][r] = users[(s + r) * users_stride];
             rows[1][r] = items[(s + r) * users_stride];
         }
-        tower_forward(&m->tw[0], &ws[0], user_x, rows[0], B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
-        tower_forward(&m->tw[1], &ws[1], item_x, rows[1], B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
+        tower_forward(&m->tw[0], &ws[0], user_x, rows[0], NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
+        tower_forward(&m->tw[1], &ws[1], item_x, rows[1], rows[1], B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         cb_nn_rowdot_forward(ws[0].pred, ws[0].y[0], ws[1].y[0], B, (int)m->cfg.dim);
         sink(ctx, s, ws[0].pred, B);
     }
@@ -769,9 +808,9 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
                 memcpy(w->x + (size_t)r * in0, table + (size_t)(side == 0 ? rt->user : rt->item) * in0,
                        (size_t)in0 * sizeof(float));
             }
-            tower_forward(&m->tw[side], w, w->x, NULL, B, 0, c->l2norm, c->l2norm_eps);
+            gather_batch(c, w, d->ratings, idx + off, B, log_q);
+            tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
         }
-        gather_batch(c, &ws[0], d->ratings, idx + off, B, log_q);
         const float *yu = ws[0].y[0], *ym = ws[1].y[0];
         double l = cb_nn_softmax_xent_forward(ws[0].prob, yu, ym, c->logq ? ws[0].lq : NULL, ws[0].ids,
                                               1.0f / c->temperature, B, B, dim);
@@ -899,7 +938,7 @@ static void run_epoch(train_ctx *x, int tid) {
                 x->head_snap[par][0] = m->head[HEAD_S];
                 x->head_snap[par][1] = m->head[HEAD_C];
             }
-            tower_forward(&m->tw[s], ws, ws->x, NULL, B, par, c->l2norm, c->l2norm_eps);
+            tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->ids : NULL, B, par, c->l2norm, c->l2norm_eps);
         }
         barrier_wait(&x->bar);
         bool stop = false;

@@ -61,6 +61,10 @@ typedef struct cb_model_config {
     uint32_t n_user_layers, user_layers[CB_MODEL_MAX_LAYERS]; /* hidden ReLU widths */
     uint32_t n_item_layers, item_layers[CB_MODEL_MAX_LAYERS];
     uint32_t dim;                                 /* output width of both towers */
+    bool item_id_embedding;                       /* cb_bundle_train sets item_ids = n_items */
+    uint32_t item_ids;                            /* a learned vector per item 0..item_ids-1,
+                                                     added to the item tower's output before
+                                                     l2norm (starts at 0; 0 = none) */
     bool l2norm;                                  /* normalise v_u, v_m (default on) */
     float l2norm_eps;                             /* 1e-12, as torch / TF */
     /* objective (see cb_objective). The rating loss is trained on
@@ -176,8 +180,13 @@ int cb_model_predict(const cb_model *m, const float *user_x, const float *item_x
 /* out [n x dim] = tower output (normalised when l2norm) for every row of x [n x in]. */
 int cb_model_user_vectors(const cb_model *m, const float *user_x, size_t n, float *out,
                           cb_error *err);
+/* Item vectors from content alone (no id embedding): new items. */
 int cb_model_item_vectors(const cb_model *m, const float *item_x, size_t n, float *out,
                           cb_error *err);
+/* Item vectors of rows that are items ids[0..n): with the id embedding of
+ * each id < item_ids (others: content alone). */
+int cb_model_item_vectors_ids(const cb_model *m, const float *item_x, const uint32_t *ids, size_t n, float *out,
+                              cb_error *err);
 /* Map a raw score v_u·v_m to the prediction scale (as cb_model_predict). */
 float cb_model_score_to_prediction(const cb_model *m, float score);
 /* True when the model predicts a rating (objective rating or both). */
@@ -193,8 +202,9 @@ void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_
 
 /* ---- named parameter tensors, for model files.
  * Names: "user.<l>.weight" [out,in], "user.<l>.bias" [out], the same for
- * "item.", and "head.scale" [1], "head.bias" [1]. Layer l = 0 .. hidden
- * layers (the last is the output layer). Row-major, like torch.nn.Linear. */
+ * "item.", and "head.scale" [1], "head.bias" [1], then "item.id_embedding"
+ * [item_ids, dim] when item_ids > 0. Layer l = 0 .. hidden layers (the last
+ * is the output layer). Row-major, like torch.nn.Linear. */
 typedef struct cb_tensor {
     char name[32];
     uint32_t ndim;
