@@ -108,9 +108,12 @@ static void retrieval_and_both(void **state) {
     cb_bundle_free(l);
     cb_bundle_free(r);
 
-    /* both: ranks like retrieval and predicts ratings */
+    /* both (split heads): ranks like retrieval and predicts ratings from the
+     * second half of the vectors */
     tiny_model(&in.model, CB_OBJECTIVE_BOTH);
+    in.model.split_heads = true;
     r = train(ds, &sp, &in, &res);
+    assert_int_equal(r->dim, 2 * in.model.dim);
     uv = r->user_vecs;
     assert_true(cb_bundle_has_rating(r) && cb_bundle_has_retrieval(r));
     assert_null(cb_bundle_rank_bias(r)); /* default prior */

@@ -93,13 +93,14 @@ static void n_params_and_tensors(void **state) {
 }
 
 /* Whole-model gradient check against central differences on every parameter. */
-static void gradcheck_case(cb_loss_kind loss, bool l2norm, cb_objective objective, uint32_t item_ids) {
+static void gradcheck_case(cb_loss_kind loss, bool l2norm, cb_objective objective, uint32_t item_ids, bool split) {
     fixture f;
     fixture_make(&f, 9, 5, 4, 3, 4, loss == CB_LOSS_BCE, 11);
     cb_model_config c;
     small_config(&c, 3, 4);
     c.loss = loss, c.l2norm = l2norm, c.bce_scale_init = 2.0f;
     c.objective = objective, c.temperature = 0.5f, c.rating_weight = 0.7f, c.item_ids = item_ids;
+    c.split_heads = split;
     cb_model *m;
     cb_error err;
     assert_int_equal(cb_model_create(&m, &c, &err), CB_OK);
@@ -147,17 +148,20 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm, cb_objective objectiv
 
 static void gradcheck_model(void **state) {
     (void)state;
-    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RATING, 0);
-    gradcheck_case(CB_LOSS_MSE, false, CB_OBJECTIVE_RATING, 0);
-    gradcheck_case(CB_LOSS_BCE, true, CB_OBJECTIVE_RATING, 0);
-    gradcheck_case(CB_LOSS_BCE, false, CB_OBJECTIVE_RATING, 0);
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RATING, 0, false);
+    gradcheck_case(CB_LOSS_MSE, false, CB_OBJECTIVE_RATING, 0, false);
+    gradcheck_case(CB_LOSS_BCE, true, CB_OBJECTIVE_RATING, 0, false);
+    gradcheck_case(CB_LOSS_BCE, false, CB_OBJECTIVE_RATING, 0, false);
     /* the in-batch softmax (items repeat in the batch: duplicates are masked),
      * with and without the rating head, and the item-id embedding (item 3
      * has none: ids past the table fall back to content) */
-    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RETRIEVAL, 0);
-    gradcheck_case(CB_LOSS_MSE, false, CB_OBJECTIVE_RETRIEVAL, 3);
-    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_BOTH, 3);
-    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RATING, 4);
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RETRIEVAL, 0, false);
+    gradcheck_case(CB_LOSS_MSE, false, CB_OBJECTIVE_RETRIEVAL, 3, false);
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_BOTH, 3, false);
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RATING, 4, false);
+    /* both with split heads: ranking and rating on separate output halves */
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_BOTH, 3, true);
+    gradcheck_case(CB_LOSS_MSE, false, CB_OBJECTIVE_BOTH, 0, true);
 }
 
 static cb_model *trained(fixture *f, cb_model_config *c, int rc_want) {

@@ -33,6 +33,7 @@ static const char *common_usage =
     "  --objective rating|retrieval|both   what the two-tower row is trained for (see model.h)\n"
     "  --temperature F --rating-weight F --popularity-prior F --no-logq: its retrieval settings\n"
     "  --id-embedding on|off  a learned vector per item added to the item tower's output\n"
+    "  --split-heads on|off   objective both: separate output halves for ranking and rating\n"
     "  --implicit-epochs N    epochs of two-tower/implicit (the towers with objective retrieval;\n"
     "                         0 = --epochs)\n"
     "  --no-cold-impute       cold users keep the raw \"0 ratings\" feature row (see evalrun.h)\n"
@@ -53,7 +54,7 @@ typedef struct opts {
 enum {
     O_SCHEMA = 256, O_SKIP, O_SPLIT, O_FOLDS, O_TEST, O_SEED, O_MODELS, O_K, O_THR, O_JSON, O_NOTOPN, O_EPOCHS,
     O_BATCH, O_LR, O_WD, O_DIM, O_UL, O_IL, O_NOL2, O_NOSCALE, O_VALID, O_PAT, O_THREADS, O_TOPK, O_AGEB, O_EXCL,
-    O_MODEL, O_OUT, O_PLOT, O_TSV, O_SIZES, O_USERS, O_JSONOUT, O_OBJ, O_IEP, O_NOCOLD, O_COLDK, O_TEMP, O_PRIOR, O_RW, O_NOLOGQ, O_IDEMB
+    O_MODEL, O_OUT, O_PLOT, O_TSV, O_SIZES, O_USERS, O_JSONOUT, O_OBJ, O_IEP, O_NOCOLD, O_COLDK, O_TEMP, O_PRIOR, O_RW, O_NOLOGQ, O_IDEMB, O_SPLITH
 };
 
 static const struct option long_opts[] = {
@@ -78,7 +79,7 @@ static const struct option long_opts[] = {
     {"no-cold-impute", no_argument, 0, O_NOCOLD}, {"cold-neighbours", required_argument, 0, O_COLDK},
     {"temperature", required_argument, 0, O_TEMP}, {"popularity-prior", required_argument, 0, O_PRIOR},
     {"rating-weight", required_argument, 0, O_RW}, {"no-logq", no_argument, 0, O_NOLOGQ},
-    {"id-embedding", required_argument, 0, O_IDEMB},
+    {"id-embedding", required_argument, 0, O_IDEMB}, {"split-heads", required_argument, 0, O_SPLITH},
     {"quiet", no_argument, 0, 'q'},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 
@@ -162,6 +163,10 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, int argc, cha
         case O_IDEMB:
             if (strcmp(optarg, "on") && strcmp(optarg, "off")) return cli_fail(CLI_USAGE, cmd, "--id-embedding must be on or off");
             mc->item_id_embedding = !strcmp(optarg, "on");
+            break;
+        case O_SPLITH:
+            if (strcmp(optarg, "on") && strcmp(optarg, "off")) return cli_fail(CLI_USAGE, cmd, "--split-heads must be on or off");
+            mc->split_heads = !strcmp(optarg, "on");
             break;
         case O_NOTOPN: o->no_topn = true; break;
         case O_EPOCHS:

@@ -44,15 +44,18 @@ void cb_bundle_free(cb_bundle *r) {
 int64_t cb_bundle_user(const cb_bundle *r, const char *id) { return cb_vocab_find(r->users, id, strlen(id)); }
 int64_t cb_bundle_item(const cb_bundle *r, const char *id) { return cb_vocab_find(r->items, id, strlen(id)); }
 
-static float dot_with_item(const cb_bundle *r, const float *user_vec, uint32_t item) {
-    const float *v = r->item_vecs + (size_t)item * r->dim;
+/* The dot product of the columns [off, off + len) of the user and item vectors. */
+static float dot_part(const cb_bundle *r, const float *user_vec, uint32_t item, uint32_t off, uint32_t len) {
+    const float *v = r->item_vecs + (size_t)item * r->dim + off;
     float dot = 0;
-    for (uint32_t k = 0; k < r->dim; k++) dot += user_vec[k] * v[k];
+    for (uint32_t k = 0; k < len; k++) dot += user_vec[off + k] * v[k];
     return dot;
 }
 
 float cb_bundle_predict_vec(const cb_bundle *r, const float *user_vec, uint32_t item) {
-    return cb_model_score_to_prediction(r->model, dot_with_item(r, user_vec, item));
+    uint32_t off, len;
+    cb_model_rating_part(r->model, &off, &len);
+    return cb_model_score_to_prediction(r->model, dot_part(r, user_vec, item, off, len));
 }
 
 bool cb_bundle_has_rating(const cb_bundle *r) { return cb_model_has_rating(r->model); }
@@ -69,13 +72,23 @@ static float rank_of_score(const cb_bundle *r, float dot, uint32_t item) {
     return cb_model_score_to_logit(r->model, dot) + (r->rank_bias ? r->rank_bias[item] : 0.0f);
 }
 
+/* Rating models rank by their prediction: the rating part; others the rank part. */
+static void ranking_part(const cb_bundle *r, uint32_t *off, uint32_t *len) {
+    if (cb_bundle_has_retrieval(r)) cb_model_rank_part(r->model, off, len);
+    else cb_model_rating_part(r->model, off, len);
+}
+
 float cb_bundle_rank_score(const cb_bundle *r, const float *user_vec, uint32_t item) {
-    return rank_of_score(r, dot_with_item(r, user_vec, item), item);
+    uint32_t off, len;
+    ranking_part(r, &off, &len);
+    return rank_of_score(r, dot_part(r, user_vec, item, off, len), item);
 }
 
 void cb_bundle_rank_scores(const cb_bundle *r, const float *user_vec, float *scores) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r->n_items, (int)r->dim, 1.0f, r->item_vecs, (int)r->dim,
-                user_vec, 1, 0.0f, scores, 1);
+    uint32_t off, len;
+    ranking_part(r, &off, &len);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r->n_items, (int)len, 1.0f, r->item_vecs + off, (int)r->dim,
+                user_vec + off, 1, 0.0f, scores, 1);
     for (uint32_t i = 0; i < r->n_items; i++) scores[i] = rank_of_score(r, scores[i], i);
 }
 
@@ -348,8 +361,8 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
         rc = cb_fail(err, CB_EINVAL, "model configuration: %s", why);
         goto fail;
     }
-    r->dim = mc->dim;
     if ((rc = cb_model_create(&r->model, mc, err))) goto fail;
+    r->dim = cb_model_out_dim(r->model);
     if ((rc = copy_vocab(&r->users, ds->users, err)) || (rc = copy_vocab(&r->items, ds->items, err))) goto fail;
     r->dataset = cb_strdup(ds->name ? ds->name : "unnamed", err);
     r->titles = cb_calloc(r->n_items, sizeof *r->titles, err);
@@ -420,12 +433,13 @@ static json_t *model_config_json(const cb_model_config *c) {
                      (json_int_t)c->batch_size, "epochs", (json_int_t)c->epochs, "patience", (json_int_t)c->patience,
                      "seed", (json_int_t)c->seed, "threads", c->threads);
     /* the objective's fields (files before them are rating models) */
-    if (j && json_object_update_new(j, json_pack("{s:s,s:f,s:b,s:f,s:f,s:b,s:I}", "objective",
+    if (j && json_object_update_new(j, json_pack("{s:s,s:f,s:b,s:f,s:f,s:b,s:I,s:b}", "objective",
                                                  cb_objective_name(c->objective), "temperature",
                                                  (double)c->temperature, "logq", c->logq, "rating_weight",
                                                  (double)c->rating_weight, "popularity_prior",
                                                  (double)c->popularity_prior, "item_id_embedding",
-                                                 c->item_id_embedding, "item_ids", (json_int_t)c->item_ids))) {
+                                                 c->item_id_embedding, "item_ids", (json_int_t)c->item_ids,
+                                                 "split_heads", c->split_heads))) {
         json_decref(j);
         return NULL;
     }
@@ -484,15 +498,16 @@ static int model_config_from_json(cb_model_config *c, json_t *j) {
     c->threads = threads;
     const char *objective = "rating";
     double temp = c->temperature, rw = c->rating_weight, prior = 0.0;
-    int logq = c->logq, id_emb = 0;
+    int logq = c->logq, id_emb = 0, split = 0;
     json_int_t item_ids = 0;
-    if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F,s?b,s?I}", "objective", &objective, "temperature", &temp, "logq", &logq,
-                    "rating_weight", &rw, "popularity_prior", &prior, "item_id_embedding", &id_emb, "item_ids",
-                    &item_ids) ||
+    if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F,s?b,s?I,s?b}", "objective", &objective, "temperature", &temp, "logq",
+                    &logq, "rating_weight", &rw, "popularity_prior", &prior, "item_id_embedding", &id_emb, "item_ids",
+                    &item_ids, "split_heads", &split) ||
         cb_objective_parse(objective, &c->objective) || item_ids < 0 || item_ids > INT32_MAX)
         return -1;
     c->item_id_embedding = id_emb;
     c->item_ids = (uint32_t)item_ids;
+    c->split_heads = split;
     c->temperature = (float)temp;
     c->logq = logq;
     c->rating_weight = (float)rw;
@@ -674,7 +689,7 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
     rc = CB_EFORMAT;
     r->n_users = (uint32_t)json_array_size(users);
     r->n_items = (uint32_t)json_array_size(items);
-    r->dim = cfg.dim;
+    r->dim = cb_model_out_dim(r->model);
     if ((rc = vocab_from_json(&r->users, users, r->n_users, "user", st, err)) ||
         (rc = vocab_from_json(&r->items, items, r->n_items, "item", st, err)))
         goto done;

@@ -32,6 +32,7 @@ typedef struct tower {
     float *params, *grads, *adam_m, *adam_v;
     float *w[MAXL], *b[MAXL];   /* into params */
     float *dw[MAXL], *db[MAXL]; /* into grads */
+    int parts;                  /* output parts normalised apart (split_heads: 2) */
     uint32_t n_emb;             /* id embedding rows (item tower; 0 = none) */
     float *emb, *demb;          /* into params / grads */
     uint64_t step;              /* optimiser steps taken */
@@ -61,6 +62,7 @@ typedef struct tower_ws {
     uint32_t *ids;       /* [cap]: the batch items (retrieval: duplicates are no negatives) */
     float *prob;         /* [cap, cap]: retrieval softmax (NULL for the rating objective) */
     const uint32_t *emb_ids; /* the ids whose embedding the last forward added (or NULL) */
+    float *halves;       /* split heads: scratch for one part of both towers' outputs */
     float *block;
 } tower_ws;
 
@@ -93,6 +95,7 @@ void cb_model_config_default(cb_model_config *c) {
     c->temperature = 0.1f;
     c->logq = true;
     c->rating_weight = 1.0f;
+    c->split_heads = false;
     c->popularity_prior = 0.0f;
     c->loss = CB_LOSS_MSE;
     c->target_scale = 1.0f;
@@ -135,6 +138,7 @@ const char *cb_model_config_check(const cb_model_config *c) {
     if (!cb_objective_name(c->objective)) return "unknown objective";
     if (c->objective != CB_OBJECTIVE_RATING && !(c->temperature > 0.0f && isfinite(c->temperature)))
         return "temperature must be > 0";
+    if (c->split_heads && c->objective != CB_OBJECTIVE_BOTH) return "split_heads needs objective both";
     if (c->objective == CB_OBJECTIVE_BOTH && c->loss != CB_LOSS_MSE)
         return "objective both trains its rating head with loss mse";
     if (c->objective == CB_OBJECTIVE_BOTH && !(c->rating_weight >= 0.0f && isfinite(c->rating_weight)))
@@ -161,7 +165,7 @@ static bool same_architecture(const cb_model_config *a, const cb_model_config *b
     if (a->user_in != b->user_in || a->item_in != b->item_in || a->dim != b->dim || a->item_ids != b->item_ids ||
         a->n_user_layers != b->n_user_layers || a->n_item_layers != b->n_item_layers ||
         a->l2norm != b->l2norm || a->l2norm_eps != b->l2norm_eps || a->loss != b->loss ||
-        a->objective != b->objective || a->temperature != b->temperature ||
+        a->objective != b->objective || a->temperature != b->temperature || a->split_heads != b->split_heads ||
         a->target_scale != b->target_scale || a->target_shift != b->target_shift)
         return false;
     for (uint32_t i = 0; i < a->n_user_layers; i++)
@@ -226,9 +230,11 @@ static int model_alloc(cb_model **out, const cb_model_config *c, cb_error *err) 
     cb_model *m = cb_calloc(1, sizeof *m, err);
     if (!m) return CB_ENOMEM;
     m->cfg = *c;
-    int rc = tower_init(&m->tw[0], c->user_in, c->n_user_layers, c->user_layers, c->dim, 0, err);
+    uint32_t out_w = c->split_heads ? 2 * c->dim : c->dim;
+    int rc = tower_init(&m->tw[0], c->user_in, c->n_user_layers, c->user_layers, out_w, 0, err);
     if (rc == CB_OK)
-        rc = tower_init(&m->tw[1], c->item_in, c->n_item_layers, c->item_layers, c->dim, c->item_ids, err);
+        rc = tower_init(&m->tw[1], c->item_in, c->n_item_layers, c->item_layers, out_w, c->item_ids, err);
+    m->tw[0].parts = m->tw[1].parts = c->split_heads ? 2 : 1;
     if (rc != CB_OK) {
         cb_model_free(m);
         return rc;
@@ -304,7 +310,7 @@ static float *tensor_at(const cb_model *m, size_t i, int region, cb_tensor *t) {
         snprintf(t->name, sizeof t->name, "item.id_embedding");
         t->ndim = 2;
         t->shape[0] = tw->n_emb;
-        t->shape[1] = m->cfg.dim;
+        t->shape[1] = cb_model_out_dim(m);
         return tw->emb + (size_t)region * tw->n_params;
     }
     snprintf(t->name, sizeof t->name, "head.%s", i == 0 ? "scale" : "bias");
@@ -385,8 +391,9 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
 #define PAD(n) ((((size_t)(n)) + 15) & ~(size_t)15)
     size_t total = PAD((size_t)cap * t->in[0]);
     for (int l = 0; l < t->n_layers; l++) total += PAD((size_t)cap * t->out[l]);
-    total += 2 * PAD((size_t)cap * dim) + PAD(cap) + 2 * PAD((size_t)cap * widest) + 6 * PAD(cap);
+    total += 2 * PAD((size_t)cap * dim) + PAD(2 * (size_t)cap) + 2 * PAD((size_t)cap * widest) + 6 * PAD(cap);
     if (softmax) total += PAD((size_t)cap * cap);
+    if (t->parts > 1) total += PAD((size_t)cap * dim * 3);
     ws->block = cb_calloc(total + 16, sizeof(float), err);
     if (!ws->block) return CB_ENOMEM;
     float *p = ws->block + (16 - ((uintptr_t)ws->block / sizeof(float)) % 16) % 16;
@@ -395,7 +402,7 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
     for (int l = 0; l < t->n_layers; l++) { ws->act[l] = p; p += PAD((size_t)cap * t->out[l]); }
     ws->y[0] = p; p += PAD((size_t)cap * dim);
     ws->y[1] = p; p += PAD((size_t)cap * dim);
-    ws->norm = p; p += PAD(cap);
+    ws->norm = p; p += PAD(2 * (size_t)cap);
     ws->g0 = p; p += PAD((size_t)cap * widest);
     ws->g1 = p; p += PAD((size_t)cap * widest);
     ws->pred = p; p += PAD(cap);
@@ -404,7 +411,8 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
     ws->z = p; p += PAD(cap);
     ws->lq = p; p += PAD(cap);
     ws->ids = (uint32_t *)p; p += PAD(cap);
-    if (softmax) ws->prob = p;
+    if (softmax) ws->prob = p, p += PAD((size_t)cap * cap);
+    if (t->parts > 1) ws->halves = p; /* [3 x cap x dim]: u, m, gradient halves */
 #undef PAD
     return CB_OK;
 }
@@ -438,7 +446,9 @@ static void tower_forward(const tower *t, tower_ws *ws, const float *x, const ui
             if (ids[r] < t->n_emb)
                 for (int d = 0; d < dim; d++) out[(size_t)r * dim + d] += t->emb[(size_t)ids[r] * dim + d];
     }
-    if (l2norm) cb_nn_l2norm_forward(ws->y[par], ws->norm, ws->act[L - 1], B, t->out[L - 1], eps);
+    /* split heads: each row's halves are normalised apart, as 2B rows of dim */
+    if (l2norm)
+        cb_nn_l2norm_forward(ws->y[par], ws->norm, ws->act[L - 1], B * t->parts, t->out[L - 1] / t->parts, eps);
 }
 
 /* Loss of the batch from both towers' outputs (always in the order user,
@@ -472,23 +482,55 @@ static double loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, 
     return loss;
 }
 
-/* The retrieval objective (and `both`): the softmax over the batch's items
- * (ws->ids, ws->lq filled by gather_batch), plus under `both` the weighted
- * MSE of the rating head z = s·v_u·v_m + c on the batch's own pairs. */
-static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
-                                    const float *head_snap, int B) {
+/* Columns [off, off + len) of the B rows of width W in src, into dst (B, len). */
+static void take_part(float *dst, const float *src, int B, int W, int off, int len) {
+    for (int r = 0; r < B; r++) memcpy(dst + (size_t)r * len, src + (size_t)r * W + off, (size_t)len * sizeof(float));
+}
+
+/* dst[:, off:off+len] (rows of width W) += src (B, len). */
+static void add_part(float *dst, const float *src, int B, int W, int off, int len) {
+    for (int r = 0; r < B; r++)
+        for (int d = 0; d < len; d++) dst[(size_t)r * W + off + d] += src[(size_t)r * len + d];
+}
+
+/* dy (B, len) += dL/d(part) of the loss term f(u_part, m_part): the gradient
+ * of one tower's output part, through the caller's term. Split heads gather
+ * the part into ws->halves; otherwise the part is the whole output. */
+typedef double (*part_term)(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
+                            const float *head_snap, int B, int D);
+
+static double on_part(part_term f, cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
+                      const float *head_snap, int B, int part) {
+    int D = (int)m->cfg.dim, W = (int)cb_model_out_dim(m);
+    if (W == D) return f(m, side, ws, yu, ym, ws->g0, head_snap, B, D);
+    float *u = ws->halves, *v = u + (size_t)B * D, *g = v + (size_t)B * D;
+    take_part(u, yu, B, W, part * D, D);
+    take_part(v, ym, B, W, part * D, D);
+    memset(g, 0, (size_t)B * D * sizeof(float));
+    double loss = f(m, side, ws, u, v, g, head_snap, B, D);
+    add_part(ws->g0, g, B, W, part * D, D);
+    return loss;
+}
+
+/* The in-batch softmax over the batch's items (ws->ids, ws->lq from gather_batch). */
+static double softmax_term(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
+                           const float *head_snap, int B, int D) {
+    (void)head_snap;
     const cb_model_config *c = &m->cfg;
-    int dim = (int)c->dim;
     float inv_t = 1.0f / c->temperature;
-    double loss = cb_nn_softmax_xent_forward(ws->prob, yu, ym, c->logq ? ws->lq : NULL, ws->ids, inv_t, B, B, dim);
-    memset(ws->g0, 0, (size_t)B * dim * sizeof(float));
-    cb_nn_softmax_xent_backward(side == 0 ? ws->g0 : NULL, side == 1 ? ws->g0 : NULL, ws->prob, yu, ym, inv_t, B,
-                                B, dim);
-    if (c->objective != CB_OBJECTIVE_BOTH) return loss;
-    float s = head_snap[0], w = c->rating_weight;
-    cb_nn_rowdot_forward(ws->pred, yu, ym, B, dim);
+    double loss = cb_nn_softmax_xent_forward(ws->prob, u, v, c->logq ? ws->lq : NULL, ws->ids, inv_t, B, B, D);
+    cb_nn_softmax_xent_backward(side == 0 ? dy : NULL, side == 1 ? dy : NULL, ws->prob, u, v, inv_t, B, B, D);
+    return loss;
+}
+
+/* rating_weight · MSE of the rating head z = s·<u,v> + c on the batch's own
+ * pairs; side 0 also accumulates the head's gradients. */
+static double rating_term(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
+                          const float *head_snap, int B, int D) {
+    float s = head_snap[0], w = m->cfg.rating_weight;
+    cb_nn_rowdot_forward(ws->pred, u, v, B, D);
     for (int r = 0; r < B; r++) ws->z[r] = s * ws->pred[r] + head_snap[1];
-    loss += w * cb_nn_mse_forward(ws->z, ws->tgt, B);
+    double loss = w * cb_nn_mse_forward(ws->z, ws->tgt, B);
     memset(ws->dpred, 0, (size_t)B * sizeof(float));
     cb_nn_mse_backward(ws->dpred, ws->z, ws->tgt, B); /* dL/dz */
     if (side == 0) {
@@ -498,8 +540,19 @@ static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const f
         hg[HEAD_S] += (float)(w * ds);
         hg[HEAD_C] += (float)(w * dc);
     }
-    for (int r = 0; r < B; r++) ws->dpred[r] *= w * s; /* dL/d(v_u·v_m) */
-    cb_nn_rowdot_backward(side == 0 ? ws->g0 : NULL, side == 1 ? ws->g0 : NULL, ws->dpred, yu, ym, B, dim);
+    for (int r = 0; r < B; r++) ws->dpred[r] *= w * s; /* dL/d<u,v> */
+    cb_nn_rowdot_backward(side == 0 ? dy : NULL, side == 1 ? dy : NULL, ws->dpred, u, v, B, D);
+    return loss;
+}
+
+/* The retrieval objective, and under `both` the rating term (on the second
+ * half of the outputs with split heads, else on the same vectors). */
+static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
+                                    const float *head_snap, int B) {
+    memset(ws->g0, 0, (size_t)B * cb_model_out_dim(m) * sizeof(float));
+    double loss = on_part(softmax_term, m, side, ws, yu, ym, head_snap, B, 0);
+    if (m->cfg.objective == CB_OBJECTIVE_BOTH)
+        loss += on_part(rating_term, m, side, ws, yu, ym, head_snap, B, m->cfg.split_heads ? 1 : 0);
     return loss;
 }
 
@@ -509,7 +562,7 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
     float *dcur = ws->g0, *dnext = ws->g1;
     if (l2norm) {
         memset(dnext, 0, (size_t)B * dim * sizeof(float));
-        cb_nn_l2norm_backward(dnext, dcur, ws->y[par], ws->norm, B, dim, eps);
+        cb_nn_l2norm_backward(dnext, dcur, ws->y[par], ws->norm, B * t->parts, dim / t->parts, eps);
         float *tmp = dcur; dcur = dnext; dnext = tmp;
     }
     if (ws->emb_ids)
@@ -661,6 +714,18 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
 
 bool cb_model_has_rating(const cb_model *m) { return m->cfg.objective != CB_OBJECTIVE_RETRIEVAL; }
 
+uint32_t cb_model_out_dim(const cb_model *m) { return m->cfg.split_heads ? 2 * m->cfg.dim : m->cfg.dim; }
+
+void cb_model_rank_part(const cb_model *m, uint32_t *off, uint32_t *len) {
+    *off = 0;
+    *len = m->cfg.dim;
+}
+
+void cb_model_rating_part(const cb_model *m, uint32_t *off, uint32_t *len) {
+    *off = m->cfg.split_heads ? m->cfg.dim : 0;
+    *len = m->cfg.dim;
+}
+
 float cb_model_score_to_prediction(const cb_model *m, float score) {
     const cb_model_config *c = &m->cfg;
     if (c->objective == CB_OBJECTIVE_RETRIEVAL) return NAN;
@@ -684,7 +749,7 @@ static int vectors(const cb_model *m, int side, const float *x, const uint32_t *
     tower_ws ws;
     int rc = ws_alloc(&ws, t, EVAL_CHUNK, false, err);
     if (rc != CB_OK) return rc;
-    size_t dim = m->cfg.dim, in = (size_t)t->in[0];
+    size_t dim = cb_model_out_dim(m), in = (size_t)t->in[0];
     for (size_t s = 0; s < n; s += EVAL_CHUNK) {
         int B = (int)(n - s < EVAL_CHUNK ? n - s : EVAL_CHUNK);
         tower_forward(t, &ws, x + s * in, NULL, ids ? ids + s : NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
@@ -709,6 +774,17 @@ int cb_model_item_vectors_ids(const cb_model *m, const float *item_x, const uint
     return vectors(m, 1, item_x, ids, n, out, err);
 }
 
+/* pred (B) = the rating dots of the B row pairs of yu, ym (cb_model_rating_part). */
+static void rating_dots(const cb_model *m, float *pred, const float *yu, const float *ym, int B) {
+    uint32_t off, len, W = cb_model_out_dim(m);
+    cb_model_rating_part(m, &off, &len);
+    for (int r = 0; r < B; r++) {
+        float acc = 0.0f;
+        for (uint32_t d = 0; d < len; d++) acc += yu[(size_t)r * W + off + d] * ym[(size_t)r * W + off + d];
+        pred[r] = acc;
+    }
+}
+
 /* Raw scores v_u·v_m for pairs, in chunks; calls back per chunk. */
 typedef void (*score_sink)(void *ctx, size_t offset, const float *score, int B);
 
@@ -731,7 +807,7 @@ static int score_pairs(const cb_model *m, const float *user_x, const float *item
         }
         tower_forward(&m->tw[0], &ws[0], user_x, rows[0], NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         tower_forward(&m->tw[1], &ws[1], item_x, rows[1], rows[1], B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
-        cb_nn_rowdot_forward(ws[0].pred, ws[0].y[0], ws[1].y[0], B, (int)m->cfg.dim);
+        rating_dots(m, ws[0].pred, ws[0].y[0], ws[1].y[0], B);
         sink(ctx, s, ws[0].pred, B);
     }
     ws_free(&ws[0]);
@@ -786,7 +862,7 @@ static void eval_sink(void *ctx, size_t off, const float *score, int B) {
 static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
                               double *loss, double *rmse, cb_error *err) {
     const cb_model_config *c = &m->cfg;
-    int cap = (int)(c->batch_size < n ? c->batch_size : n), dim = (int)c->dim;
+    int cap = (int)(c->batch_size < n ? c->batch_size : n);
     tower_ws ws[2];
     float *log_q = NULL;
     int rc = ws_alloc(&ws[0], &m->tw[0], cap, true, err);
@@ -811,18 +887,14 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
             gather_batch(c, w, d->ratings, idx + off, B, log_q);
             tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
         }
-        const float *yu = ws[0].y[0], *ym = ws[1].y[0];
-        double l = cb_nn_softmax_xent_forward(ws[0].prob, yu, ym, c->logq ? ws[0].lq : NULL, ws[0].ids,
-                                              1.0f / c->temperature, B, B, dim);
-        if (c->objective == CB_OBJECTIVE_BOTH) {
-            cb_nn_rowdot_forward(ws[0].pred, yu, ym, B, dim);
-            for (int r = 0; r < B; r++) ws[0].z[r] = m->head[HEAD_S] * ws[0].pred[r] + m->head[HEAD_C];
-            l += c->rating_weight * cb_nn_mse_forward(ws[0].z, ws[0].tgt, B);
-            for (int r = 0; r < B; r++) {
-                double o = (double)cb_model_score_to_prediction(m, ws[0].pred[r]) - d->ratings[idx[off + r]].y;
+        /* the training loss as the item side computes it: side 1 writes only
+         * into its workspace (the head's gradients belong to side 0) */
+        double l = retrieval_loss_and_dy((cb_model *)m, 1, &ws[1], ws[0].y[0], ws[1].y[0], m->head, B);
+        if (c->objective == CB_OBJECTIVE_BOTH)
+            for (int r = 0; r < B; r++) { /* ws[1].pred: the rating dots of the rating term */
+                double o = (double)cb_model_score_to_prediction(m, ws[1].pred[r]) - d->ratings[idx[off + r]].y;
                 sq_sum += o * o;
             }
-        }
         loss_sum += l * B;
     }
     if (loss) *loss = loss_sum / (double)n;

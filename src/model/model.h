@@ -74,6 +74,11 @@ typedef struct cb_model_config {
     float temperature;                            /* retrieval logits = dot / temperature */
     bool logq;                                    /* the logQ correction (retrieval, both) */
     float rating_weight;                          /* weight of the rating loss under `both` */
+    bool split_heads;                             /* both: the towers output 2·dim units, the
+                                                     first dim (normalised apart) rank, the next
+                                                     dim give the rating s·<u',m'> + c; off: one
+                                                     vector for both (the rating is then monotone
+                                                     in the ranking score) */
     float popularity_prior;                       /* ranking (retrieval, both) adds this times
                                                      log q(item) to the logit (cb_bundle_rank_score) */
     cb_loss_kind loss;
@@ -177,7 +182,7 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
 int cb_model_predict(const cb_model *m, const float *user_x, const float *item_x,
                      const uint32_t *users, const uint32_t *items, size_t n, float *out,
                      cb_error *err);
-/* out [n x dim] = tower output (normalised when l2norm) for every row of x [n x in]. */
+/* out [n x out_dim] = tower output (normalised when l2norm) for every row of x [n x in]. */
 int cb_model_user_vectors(const cb_model *m, const float *user_x, size_t n, float *out,
                           cb_error *err);
 /* Item vectors from content alone (no id embedding): new items. */
@@ -187,10 +192,17 @@ int cb_model_item_vectors(const cb_model *m, const float *item_x, size_t n, floa
  * each id < item_ids (others: content alone). */
 int cb_model_item_vectors_ids(const cb_model *m, const float *item_x, const uint32_t *ids, size_t n, float *out,
                               cb_error *err);
-/* Map a raw score v_u·v_m to the prediction scale (as cb_model_predict). */
+/* Map a raw rating score (the dot over cb_model_rating_part) to the
+ * prediction scale (as cb_model_predict). */
 float cb_model_score_to_prediction(const cb_model *m, float score);
 /* True when the model predicts a rating (objective rating or both). */
 bool cb_model_has_rating(const cb_model *m);
+/* Width of the tower outputs (the vectors): dim, or 2·dim with split_heads. */
+uint32_t cb_model_out_dim(const cb_model *m);
+/* Columns [*off, *off + *len) of the vectors whose dot product is the
+ * ranking score (score_to_logit) / the rating score (score_to_prediction). */
+void cb_model_rank_part(const cb_model *m, uint32_t *off, uint32_t *len);
+void cb_model_rating_part(const cb_model *m, uint32_t *off, uint32_t *len);
 /* The logit of a raw score: s·score + c of a BCE rating model's head (before
  * the sigmoid); score / temperature for retrieval and both (the softmax
  * logit, before the logQ term); for MSE rating models the score unchanged. */
