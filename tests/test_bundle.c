@@ -116,7 +116,7 @@ static void retrieval_and_both(void **state) {
     assert_int_equal(r->dim, 2 * in.model.dim);
     uv = r->user_vecs;
     assert_true(cb_bundle_has_rating(r) && cb_bundle_has_retrieval(r));
-    assert_null(cb_bundle_rank_bias(r)); /* default prior */
+    assert_non_null(cb_bundle_rank_bias(r)); /* the default popularity prior */
     assert_true(isfinite(res.test_rmse) && res.test_rmse < 2.0);
     float y = cb_bundle_predict_vec(r, uv, 3);
     assert_true(isfinite(y));

@@ -42,6 +42,7 @@ static void fixture_free(fixture *f) { free(f->xu), free(f->xm), free(f->r), fre
 
 static void small_config(cb_model_config *c, int uin, int iin) {
     cb_model_config_default(c);
+    c->objective = CB_OBJECTIVE_RATING; /* the cases below choose theirs */
     c->user_in = (uint32_t)uin, c->item_in = (uint32_t)iin;
     c->user_layers[0] = 7, c->user_layers[1] = 5;
     c->n_item_layers = 1, c->item_layers[0] = 6;
@@ -73,6 +74,7 @@ static void n_params_and_tensors(void **state) {
     (void)state;
     cb_model_config c;
     cb_model_config_default(&c);
+    c.objective = CB_OBJECTIVE_RATING; /* the lectures' model: one 32-unit vector per side */
     c.user_in = 14, c.item_in = 16;
     cb_model *m;
     cb_error err;
@@ -385,6 +387,7 @@ static void parity_case(cb_loss_kind loss, bool l2norm, float wd) {
     cb_model_config c;
     cb_model_config_default(&c);
     c.user_in = 14, c.item_in = 16, c.loss = loss, c.l2norm = l2norm, c.weight_decay = wd;
+    c.objective = CB_OBJECTIVE_RATING;
     c.user_layers[0] = c.item_layers[0] = 64, c.user_layers[1] = c.item_layers[1] = 32, c.dim = 16;
     cb_model *m;
     cb_error err;

@@ -63,7 +63,8 @@ typedef struct cb_model_config {
     uint32_t dim;                                 /* output width of both towers */
     bool item_id_embedding;                       /* cb_bundle_train sets item_ids = n_items */
     uint32_t item_ids;                            /* a learned vector per item 0..item_ids-1,
-                                                     added to the item tower's output before
+                                                     added to the item tower's output (its
+                                                     ranking part, the first dim units) before
                                                      l2norm (starts at 0; 0 = none) */
     bool l2norm;                                  /* normalise v_u, v_m (default on) */
     float l2norm_eps;                             /* 1e-12, as torch / TF */
@@ -74,7 +75,7 @@ typedef struct cb_model_config {
     float temperature;                            /* retrieval logits = dot / temperature */
     bool logq;                                    /* the logQ correction (retrieval, both) */
     float rating_weight;                          /* weight of the rating loss under `both` */
-    bool split_heads;                             /* both: the towers output 2·dim units, the
+    bool split_heads;                             /* both (ignored otherwise): the towers output 2·dim units, the
                                                      first dim (normalised apart) rank, the next
                                                      dim give the rating s·<u',m'> + c; off: one
                                                      vector for both (the rating is then monotone
@@ -95,10 +96,12 @@ typedef struct cb_model_config {
 } cb_model_config;
 
 /* The ONE home of the training defaults (`cbrec train`, `cbrec eval` and the
- * C API start from here): layers {256,128}, dim 32, l2norm on, objective and
- * its settings as measured (see model.c), MSE, scale 1 shift 0, Adam, no
- * decay, patience 0, seed 1, threads 2. user_in / item_in are left 0: the
- * caller must set them. */
+ * C API start from here): layers {256,128}, dim 32, l2norm on, objective
+ * both with split heads, temperature 0.2, logQ on, rating weight 1,
+ * popularity prior 1, item-id embedding on (measured: see model.c), MSE,
+ * scale 1 shift 0, Adam lr 0.002, no decay, batch 256, 10 epochs, patience
+ * 0, seed 1, threads 2. user_in / item_in are left 0: the caller must set
+ * them. */
 void cb_model_config_default(cb_model_config *c);
 /* NULL when the configuration is usable, else a static message naming the field. */
 const char *cb_model_config_check(const cb_model_config *c);
