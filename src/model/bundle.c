@@ -643,6 +643,32 @@ static bool indices_ok(const int32_t *a, size_t n, int32_t lo, int32_t hi) {
     return true;
 }
 
+/* The model configuration from its JSON and the towers from the file's tensors. */
+static int load_towers(cb_bundle *r, cb_model_config *cfg, json_t *mc, cb_error *err) {
+    const cb_st *st = r->file;
+    if (model_config_from_json(cfg, mc)) return cb_fail(err, CB_EFORMAT, "%s: bad model_config", cb_st_path(st));
+    const char *why = cb_model_config_check(cfg);
+    if (why) return cb_fail(err, CB_EFORMAT, "%s: bad model_config: %s", cb_st_path(st), why);
+    cb_model *probe;
+    int rc = cb_model_create(&probe, cfg, err);
+    if (rc) return rc;
+    size_t nt = cb_model_n_tensors(probe);
+    cb_tensor *ts = cb_calloc(nt, sizeof *ts, err);
+    rc = ts ? CB_OK : CB_ENOMEM;
+    for (size_t i = 0; i < nt && !rc; i++) {
+        cb_model_tensor(probe, i, &ts[i]);
+        char name[48];
+        snprintf(name, sizeof name, "tower.%s", ts[i].name);
+        const void *p = get(st, name, CB_ST_F32, (int)ts[i].ndim, ts[i].shape[0], ts[i].shape[1], err);
+        if (!p) rc = CB_EFORMAT;
+        ts[i].data = (float *)p; /* create_from_tensors copies */
+    }
+    if (!rc) rc = cb_model_create_from_tensors(&r->model, cfg, ts, nt, err);
+    free(ts);
+    cb_model_free(probe);
+    return rc;
+}
+
 int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
     *out = NULL;
     cb_bundle *r = cb_calloc(1, sizeof *r, err);
@@ -658,33 +684,7 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
         !(groups = meta_json(st, "groups", err)))
         goto done;
     cb_model_config cfg;
-    if (model_config_from_json(&cfg, mc)) {
-        cb_fail(err, CB_EFORMAT, "%s: bad model_config", path);
-        goto done;
-    }
-    const char *why = cb_model_config_check(&cfg);
-    if (why) {
-        cb_fail(err, CB_EFORMAT, "%s: bad model_config: %s", path, why);
-        goto done;
-    }
-    /* towers */
-    cb_model *probe;
-    if ((rc = cb_model_create(&probe, &cfg, err))) goto done;
-    size_t nt = cb_model_n_tensors(probe);
-    cb_tensor *ts = cb_calloc(nt, sizeof *ts, err);
-    rc = ts ? CB_OK : CB_ENOMEM;
-    for (size_t i = 0; i < nt && !rc; i++) {
-        cb_model_tensor(probe, i, &ts[i]);
-        char name[48];
-        snprintf(name, sizeof name, "tower.%s", ts[i].name);
-        const void *p = get(st, name, CB_ST_F32, (int)ts[i].ndim, ts[i].shape[0], ts[i].shape[1], err);
-        if (!p) rc = CB_EFORMAT;
-        ts[i].data = (float *)p; /* create_from_tensors copies */
-    }
-    if (!rc) rc = cb_model_create_from_tensors(&r->model, &cfg, ts, nt, err);
-    free(ts);
-    cb_model_free(probe);
-    if (rc) goto done;
+    if ((rc = load_towers(r, &cfg, mc, err))) goto done;
     if ((rc = cb_features_from_json(&r->features, feat, err))) goto done;
     rc = CB_EFORMAT;
     r->n_users = (uint32_t)json_array_size(users);

@@ -1,6 +1,7 @@
 /* model — the two-tower model: a user network and an item network (dense
  * layers with ReLU, a linear output of `dim` units, optional l2-normalisation),
- * trained jointly so that v_u · v_m predicts the target.
+ * trained jointly so that v_u · v_m predicts the target (objective rating),
+ * ranks what a user picks (retrieval: an in-batch softmax), or both.
  *
  * The model knows nothing about files or datasets: the caller passes two
  * row-major feature tables X_u [n_users x user_in] and X_m [n_items x item_in]
@@ -10,9 +11,11 @@
  *
  * Parameters: each tower's weights and biases live in ONE buffer (weights of
  * all layers first, then biases, so weight decay is a prefix), reached through
- * a struct of pointers; gradients and Adam moments share that layout. The BCE
- * head (a learnable scale s and offset c: p = sigmoid(s·v_u·v_m + c)) is a
- * third 2-float buffer. The tensors are enumerable by name for saving.
+ * a struct of pointers; gradients and Adam moments share that layout. The
+ * 2-float head (a learnable scale s and offset c) is the BCE rating head
+ * p = sigmoid(s·v_u·v_m + c), or under objective both the rating head
+ * s·v_u·v_m + c; a third buffer. The item tower may carry an id embedding
+ * (item_ids). The tensors are enumerable by name for saving.
  *
  * Threading: training uses up to two threads, one per tower (the towers only
  * meet at the dot product, so one spin barrier per step suffices, and each
