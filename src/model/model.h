@@ -100,7 +100,7 @@ typedef struct cb_model_config {
 
 /* The ONE home of the training defaults (`cbrec train`, `cbrec eval` and the
  * C API start from here): layers {256,128}, dim 32, l2norm on, objective
- * both with split heads, temperature 0.2, logQ on, rating weight 1,
+ * both with split heads, temperature 0.2, logQ on, rating weight 2,
  * popularity prior 1, item-id embedding on (measured: see model.c), MSE,
  * scale 1 shift 0, Adam lr 0.002, no decay, batch 256, 10 epochs, patience
  * 0, seed 1, threads 2. user_in / item_in are left 0: the caller must set
