@@ -19,7 +19,7 @@ static void eval_table_defaults_and_bad_values(void **state) {
     assert_string_equal(cb_config_get(c, "threshold"), "4");
     assert_string_equal(cb_config_get(c, "recall-k"), "20");
     assert_string_equal(cb_config_get(c, "tune-frac"), "0.2");
-    assert_string_equal(cb_config_get(c, "implicit-cold"), "attrs");
+    assert_null(cb_config_get(c, "implicit-cold")); /* gone with the separate implicit pipeline */
     assert_string_equal(cb_config_get(c, "topn"), "true");
     const cb_eval_config *v = cb_config_values(c, CB_CONFIG_EVAL);
     assert_non_null(v);
@@ -29,7 +29,7 @@ static void eval_table_defaults_and_bad_values(void **state) {
     assert_int_equal(cb_config_set(c, "k", "0", &err), CB_EINVAL);
     assert_non_null(strstr(err.msg, "k"));
     assert_string_equal(cb_config_get(c, "k"), "10");
-    assert_int_equal(cb_config_set(c, "implicit-cold", "sometimes", &err), CB_EINVAL);
+    assert_int_equal(cb_config_set(c, "cold-impute", "sometimes", &err), CB_EINVAL);
     assert_int_equal(cb_config_set(c, "tune-frac", "0.95", &err), CB_EINVAL);
     assert_int_equal(cb_config_set(c, "no-such-key", "1", &err), CB_ENOTFOUND);
     /* an unknown model name is refused when the run is resolved */

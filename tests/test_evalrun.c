@@ -160,20 +160,23 @@ static void cold_users(void **state) {
     assert_int_equal(cb_evalrun_split(&raw, &n_raw, &c, ds, &sp, 0, NULL, NULL, &err), CB_OK);
     assert_true(raw[0].rating.rmse != res[0].rating.rmse);
     free(raw);
-    /* the implicit ranker: attribute-only towers (default) vs the warm towers on
-     * imputed rows, and popularity-aware negatives with the log q correction */
+    /* the implicit row is the same pipeline with objective retrieval: a
+     * popularity prior in the ranking score, and objective both (which still
+     * predicts ratings), change the lists */
     c.cold_impute = true;
     c.models = 1u << CB_EVALRUN_IMPLICIT;
-    assert_true(c.implicit_cold_attrs);
     cb_eval_result *alt = NULL;
     size_t n_alt = 0;
-    c.implicit_cold_attrs = false;
-    c.implicit_neg_alpha = 0.5;
+    c.model.popularity_prior = 1.0f;
     assert_int_equal(cb_evalrun_split(&alt, &n_alt, &c, ds, &sp, 0, NULL, NULL, &err), CB_OK);
-    c.implicit_cold_attrs = true;
-    c.cold_neg_alpha = 0;
+    c.model.popularity_prior = 0.0f;
+    c.model.objective = CB_OBJECTIVE_BOTH;
+    c.models = 1u << CB_EVALRUN_TWOTOWER;
     assert_int_equal(cb_evalrun_split(&alt, &n_alt, &c, ds, &sp, 0, NULL, NULL, &err), CB_OK);
     assert_int_equal(n_alt, 2);
+    assert_string_equal(alt[0].model, "two-tower/implicit");
+    assert_true(isnan(alt[0].rating.rmse));
+    assert_true(isfinite(alt[1].rating.rmse));
     for (size_t i = 0; i < n_alt; i++) {
         assert_true(alt[i].has_topn && alt[i].topn.n_users_evaluated == res[1].topn.n_users_evaluated);
         assert_true(alt[i].topn.ndcg >= 0 && alt[i].topn.ndcg <= 1);

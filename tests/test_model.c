@@ -42,6 +42,7 @@ static void fixture_free(fixture *f) { free(f->xu), free(f->xm), free(f->r), fre
 
 static void small_config(cb_model_config *c, int uin, int iin) {
     cb_model_config_default(c);
+    c->objective = CB_OBJECTIVE_RATING; /* the cases below choose theirs */
     c->user_in = (uint32_t)uin, c->item_in = (uint32_t)iin;
     c->user_layers[0] = 7, c->user_layers[1] = 5;
     c->n_item_layers = 1, c->item_layers[0] = 6;
@@ -73,6 +74,7 @@ static void n_params_and_tensors(void **state) {
     (void)state;
     cb_model_config c;
     cb_model_config_default(&c);
+    c.objective = CB_OBJECTIVE_RATING; /* the lectures' model: one 32-unit vector per side */
     c.user_in = 14, c.item_in = 16;
     cb_model *m;
     cb_error err;
@@ -93,12 +95,14 @@ static void n_params_and_tensors(void **state) {
 }
 
 /* Whole-model gradient check against central differences on every parameter. */
-static void gradcheck_case(cb_loss_kind loss, bool l2norm) {
+static void gradcheck_case(cb_loss_kind loss, bool l2norm, cb_objective objective, uint32_t item_ids, bool split) {
     fixture f;
     fixture_make(&f, 9, 5, 4, 3, 4, loss == CB_LOSS_BCE, 11);
     cb_model_config c;
     small_config(&c, 3, 4);
     c.loss = loss, c.l2norm = l2norm, c.bce_scale_init = 2.0f;
+    c.objective = objective, c.temperature = 0.5f, c.rating_weight = 0.7f, c.item_ids = item_ids;
+    c.split_heads = split;
     cb_model *m;
     cb_error err;
     assert_int_equal(cb_model_create(&m, &c, &err), CB_OK);
@@ -107,6 +111,8 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm) {
         cb_tensor t;
         cb_model_tensor(m, i, &t);
         if (strstr(t.name, "bias")) for (uint32_t k = 0; k < t.shape[0]; k++) t.data[k] = 0.1f * (float)((int)(k % 5) - 2);
+        if (strstr(t.name, "id_embedding"))
+            for (uint32_t k = 0; k < t.shape[0] * t.shape[1]; k++) t.data[k] = 0.2f * (float)((int)(k % 7) - 3);
     }
     double loss0;
     assert_int_equal(cb_model_loss_and_grad(m, &f.d, f.idx, f.n, &loss0, &err), CB_OK);
@@ -114,7 +120,8 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm) {
     for (size_t i = 0; i < cb_model_n_tensors(m); i++) {
         cb_tensor t;
         cb_model_tensor(m, i, &t);
-        if (loss == CB_LOSS_MSE && strncmp(t.name, "head.", 5) == 0) continue;
+        bool head_trained = objective == CB_OBJECTIVE_BOTH || (objective == CB_OBJECTIVE_RATING && loss == CB_LOSS_BCE);
+        if (!head_trained && strncmp(t.name, "head.", 5) == 0) continue;
         size_t n = t.ndim == 2 ? (size_t)t.shape[0] * t.shape[1] : t.shape[0];
         float *g = malloc(n * sizeof(float));
         /* gradients at the unperturbed point (the checks below overwrite them) */
@@ -143,10 +150,20 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm) {
 
 static void gradcheck_model(void **state) {
     (void)state;
-    gradcheck_case(CB_LOSS_MSE, true);
-    gradcheck_case(CB_LOSS_MSE, false);
-    gradcheck_case(CB_LOSS_BCE, true);
-    gradcheck_case(CB_LOSS_BCE, false);
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RATING, 0, false);
+    gradcheck_case(CB_LOSS_MSE, false, CB_OBJECTIVE_RATING, 0, false);
+    gradcheck_case(CB_LOSS_BCE, true, CB_OBJECTIVE_RATING, 0, false);
+    gradcheck_case(CB_LOSS_BCE, false, CB_OBJECTIVE_RATING, 0, false);
+    /* the in-batch softmax (items repeat in the batch: duplicates are masked),
+     * with and without the rating head, and the item-id embedding (item 3
+     * has none: ids past the table fall back to content) */
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RETRIEVAL, 0, false);
+    gradcheck_case(CB_LOSS_MSE, false, CB_OBJECTIVE_RETRIEVAL, 3, false);
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_BOTH, 3, false);
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RATING, 4, false);
+    /* both with split heads: ranking and rating on separate output halves */
+    gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_BOTH, 3, true);
+    gradcheck_case(CB_LOSS_MSE, false, CB_OBJECTIVE_BOTH, 0, true);
 }
 
 static cb_model *trained(fixture *f, cb_model_config *c, int rc_want) {
@@ -370,6 +387,7 @@ static void parity_case(cb_loss_kind loss, bool l2norm, float wd) {
     cb_model_config c;
     cb_model_config_default(&c);
     c.user_in = 14, c.item_in = 16, c.loss = loss, c.l2norm = l2norm, c.weight_decay = wd;
+    c.objective = CB_OBJECTIVE_RATING;
     c.user_layers[0] = c.item_layers[0] = 64, c.user_layers[1] = c.item_layers[1] = 32, c.dim = 16;
     cb_model *m;
     cb_error err;

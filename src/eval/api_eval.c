@@ -170,17 +170,17 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
     for (uint32_t i = 0; i < mc->n_user_layers; i++) json_array_append_new(ul, json_integer(mc->user_layers[i]));
     for (uint32_t i = 0; i < mc->n_item_layers; i++) json_array_append_new(il, json_integer(mc->item_layers[i]));
     json_object_set_new(root, "two_tower",
-                        json_pack("{s:o,s:o,s:I,s:b,s:f,s:I,s:I,s:f,s:I,s:b,s:f,s:I,s:I,s:b,s:I,s:f,s:b,s:f}", "user_layers", ul, "item_layers",
-                                  il, "dim", (json_int_t)mc->dim, "l2norm", mc->l2norm, "lr", (double)mc->lr,
-                                  "batch", (json_int_t)mc->batch_size, "epochs", (json_int_t)mc->epochs,
-                                  "weight_decay", (double)mc->weight_decay, "top_k_popular",
+                        json_pack("{s:o,s:o,s:I,s:b,s:f,s:I,s:I,s:f,s:I,s:b,s:f,s:I,s:b,s:I,s:s,s:f,s:b,s:f,s:f,s:b,s:b}",
+                                  "user_layers", ul, "item_layers", il, "dim", (json_int_t)mc->dim, "l2norm",
+                                  mc->l2norm, "lr", (double)mc->lr, "batch", (json_int_t)mc->batch_size, "epochs",
+                                  (json_int_t)mc->epochs, "weight_decay", (double)mc->weight_decay, "top_k_popular",
                                   (json_int_t)ec->features.top_k_popular, "scale_targets", ec->scale_targets,
-                                  "valid_frac", ec->valid_frac, "implicit_negatives",
-                                  (json_int_t)ec->implicit_negatives, "implicit_epochs",
-                                  (json_int_t)ec->implicit_epochs, "cold_impute", ec->cold_impute,
-                                  "cold_neighbours", (json_int_t)ec->cold_neighbours, "implicit_neg_alpha",
-                                  ec->implicit_neg_alpha, "implicit_cold_attrs", ec->implicit_cold_attrs,
-                                  "cold_neg_alpha", ec->cold_neg_alpha));
+                                  "valid_frac", ec->valid_frac, "implicit_epochs", (json_int_t)ec->implicit_epochs,
+                                  "cold_impute", ec->cold_impute, "cold_neighbours", (json_int_t)ec->cold_neighbours,
+                                  "objective", cb_objective_name(mc->objective), "temperature",
+                                  (double)mc->temperature, "logq", mc->logq, "rating_weight", (double)mc->rating_weight,
+                                  "popularity_prior", (double)mc->popularity_prior, "id_embedding",
+                                  mc->item_id_embedding, "split_heads", mc->split_heads));
     return root;
 }
 

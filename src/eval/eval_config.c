@@ -8,13 +8,11 @@
 #define EC(field) offsetof(cb_eval_config, field)
 #define RUN(field) offsetof(cb_eval_config, run.field)
 
-static const cb_config_choice cold_modes[] = {{"attrs", 0}, {"impute", 1}, {NULL, 0}};
-
 static const cb_config_key_def keys[] = {
     {"models", "LIST", "",
      "cbrec,twotower,pipeline,implicit,global,bias,popularity,svd,ease,item-knn (empty: all); cbrec = `cbrec "
      "train` + `cbrec recommend` with the TRAIN settings; pipeline = the two-tower's top-N through the cheap "
-     "retrieval sources; implicit = the towers trained on rated vs unrated",
+     "retrieval sources; implicit = the two-tower rows' settings with objective retrieval",
      "evaluation", CB_KEY_STRING, EC(models), 0, 0, 0, 0, NULL},
     {"folds", "LIST", "", "fixed folds, e.g. u1,u2,u3,u4,u5 (reads DATA/u1.base + DATA/u1.test; the split is "
      "then ignored)", "evaluation", CB_KEY_STRING, EC(folds), 0, 0, 0, 0, NULL},
@@ -29,17 +27,8 @@ static const cb_config_key_def keys[] = {
      "settings (never the test part)", "evaluation", CB_KEY_F64, RUN(tune_frac), 0, 0.01, 0.9, 0, NULL},
     {"twotower-valid-frac", "F", "0", "validation carve of the two-tower rows (the cbrec row uses --valid-frac, as "
      "cbrec train does)", "two-tower", CB_KEY_F64, RUN(valid_frac), 0, 0, 0.9, 0, NULL},
-    {"implicit-negatives", "N", "8", "two-tower/implicit: negatives per positive", "two-tower", CB_KEY_U32,
-     RUN(implicit_negatives), 0, 1, 1000, 0, NULL},
-    {"implicit-epochs", "N", "3", "two-tower/implicit: epochs (0: --epochs)", "two-tower", CB_KEY_U32,
+    {"implicit-epochs", "N", "0", "two-tower/implicit: epochs (0: --epochs)", "two-tower", CB_KEY_U32,
      RUN(implicit_epochs), 0, 0, 1e6, 0, NULL},
-    {"implicit-neg-alpha", "F", "0", "negatives drawn ~ (training count + 1)^F, log-weight added back when ranking "
-     "(0 = uniform)", "two-tower", CB_KEY_F64, RUN(implicit_neg_alpha), 0, 0, 2, 0, NULL},
-    {"implicit-cold", "attrs|impute", "attrs", "how two-tower/implicit ranks users without training ratings: attrs "
-     "= a second tower pair on the attribute columns only; impute = the warm towers on the imputed row",
-     "two-tower", CB_KEY_ENUM, EC(implicit_cold), 0, 0, 0, 0, cold_modes},
-    {"cold-neg-alpha", "F", "1", "negative alpha of the attribute-only cold-user ranker", "two-tower", CB_KEY_F64,
-     RUN(cold_neg_alpha), 0, 0, 2, 0, NULL},
     {"cold-impute", "", "true", "impute cold users' rating-derived features from attribute-nearest training users",
      "two-tower", CB_KEY_BOOL, RUN(cold_impute), 0, 0, 0, 0, NULL},
     {"cold-neighbours", "N", "200", "... from this many of them", "two-tower", CB_KEY_U32, RUN(cold_neighbours), 0,
@@ -70,7 +59,6 @@ int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, co
     if (!tc) return cb_fail(err, CB_EINVAL, "the training configuration is not of kind TRAIN");
     if (!train_cfg) cb_train_config_default(&tdef);
     *out = ec->run;
-    out->implicit_cold_attrs = ec->implicit_cold == 0;
     if (ec->models && *ec->models) {
         int rc = cb_evalrun_models_parse(ec->models, &out->models, err);
         if (rc) return rc;

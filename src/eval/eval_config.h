@@ -16,7 +16,6 @@ typedef struct cb_eval_config {
     cb_evalrun_config run;   /* models is set from `models` by cb_eval_config_resolve */
     const char *models;      /* comma-separated names (cb_evalrun_models_parse); NULL: all */
     const char *folds;       /* fixed folds u1,u2,... read from DATA/<name>.base|.test; NULL: the TRAIN split */
-    int implicit_cold;       /* 0 attrs, 1 impute (run.implicit_cold_attrs) */
     const char *sizes;       /* retrieval budgets, "25,50,...,full" */
     size_t max_users;        /* retrieval experiment: at most this many test users (0 = all) */
 } cb_eval_config;

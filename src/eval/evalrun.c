@@ -63,13 +63,9 @@ void cb_evalrun_config_default(cb_evalrun_config *c) {
     c->model = c->train.model;
     c->scale_targets = c->train.scale_targets;
     c->valid_frac = 0;
-    c->implicit_negatives = 8;
-    c->implicit_epochs = 3; /* 5x the examples of the rating model per epoch */
+    c->implicit_epochs = 0;
     c->cold_impute = true;
     c->cold_neighbours = 200;
-    c->implicit_cold_attrs = true;
-    c->implicit_neg_alpha = 0;
-    c->cold_neg_alpha = 1;
     c->tune_frac = 0.2;
     /* The pipeline row retrieves from the cheap sources only: with the
      * embedding source on (cbrec recommend's default), its top 50 by v_u.v_m
@@ -79,17 +75,7 @@ void cb_evalrun_config_default(cb_evalrun_config *c) {
     c->recommend.embedding_items = 0;
 }
 
-/* ---- cold users: impute the rating-derived features (see evalrun.h) */
-
-static bool rating_derived(const char *name) {
-    return !strncmp(name, "rating_count", 12) || !strncmp(name, "rating_mean", 11) ||
-           !strncmp(name, "genre_avg[", 10) || !strncmp(name, "genre_frac[", 11) || !strncmp(name, "top_item[", 9);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+/* ---- cold users */
 
 /* Users of ds with at least one rating in train[]: has[u] = 1. */
 static uint8_t *users_with_ratings(const cb_dataset *ds, const uint32_t *train, size_t n_train, cb_error *err) {
@@ -98,59 +84,6 @@ static uint8_t *users_with_ratings(const cb_dataset *ds, const uint32_t *train, 
     if (has)
         for (size_t j = 0; j < n_train; j++) has[ds->ratings[train[j]].user] = 1;
     return has;
-}
-
-/* Rewrite the rows of users without training ratings in X_u [n_users x du].
- * *n_cold receives how many there were. */
-static int impute_cold_rows(float *X_u, const cb_features *f, const uint8_t *has, uint32_t n_users, uint32_t k,
-                            size_t *n_cold, cb_error *err) {
-    uint32_t du = cb_features_user_dim(f);
-    *n_cold = 0;
-    for (uint32_t u = 0; u < n_users; u++) *n_cold += !has[u];
-    if (!*n_cold) return CB_OK;
-    uint8_t *derived = cb_calloc((size_t)du + 1, 1, err);
-    uint32_t *warm = cb_malloc(((size_t)n_users + 1) * sizeof *warm, err);
-    double *dist = cb_malloc(((size_t)n_users + 1) * sizeof *dist, err);
-    double *sorted = cb_malloc(((size_t)n_users + 1) * sizeof *sorted, err);
-    double *acc = cb_malloc(((size_t)du + 1) * sizeof *acc, err);
-    int rc = derived && warm && dist && sorted && acc ? CB_OK : CB_ENOMEM;
-    uint32_t n_warm = 0;
-    if (!rc) {
-        for (uint32_t j = 0; j < du; j++) derived[j] = rating_derived(cb_features_user_name(f, j));
-        for (uint32_t u = 0; u < n_users; u++)
-            if (has[u]) warm[n_warm++] = u;
-    }
-    for (uint32_t u = 0; !rc && n_warm && u < n_users; u++) {
-        if (has[u]) continue;
-        const float *xu = X_u + (size_t)u * du;
-        for (uint32_t w = 0; w < n_warm; w++) {
-            const float *xw = X_u + (size_t)warm[w] * du;
-            double d = 0;
-            for (uint32_t j = 0; j < du; j++)
-                if (!derived[j]) d += ((double)xu[j] - xw[j]) * ((double)xu[j] - xw[j]);
-            dist[w] = sorted[w] = d;
-        }
-        qsort(sorted, n_warm, sizeof *sorted, cmp_double);
-        double kth = sorted[(k && k < n_warm ? k : n_warm) - 1];
-        memset(acc, 0, du * sizeof *acc);
-        size_t n_near = 0;
-        for (uint32_t w = 0; w < n_warm; w++) {
-            if (dist[w] > kth) continue;
-            const float *xw = X_u + (size_t)warm[w] * du;
-            for (uint32_t j = 0; j < du; j++)
-                if (derived[j]) acc[j] += xw[j];
-            n_near++;
-        }
-        float *out = X_u + (size_t)u * du;
-        for (uint32_t j = 0; j < du; j++)
-            if (derived[j]) out[j] = (float)(acc[j] / (double)n_near);
-    }
-    free(derived);
-    free(warm);
-    free(dist);
-    free(sorted);
-    free(acc);
-    return rc;
 }
 
 /* ---- two-tower adapters */
@@ -174,9 +107,7 @@ static int tt_score(void *vctx, uint32_t user, float *scores, uint32_t n_items, 
     const cb_bundle *r = t->rec;
     if (user >= r->n_users || n_items != r->n_items)
         return cb_fail(err, CB_EINVAL, "two-tower scorer: user %u / %u items out of range", user, n_items);
-    /* scores = V_m (n_items x dim) . v_u */
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n_items, (int)r->dim, 1.0f, r->item_vecs, (int)r->dim,
-                t->user_vecs + (size_t)user * r->dim, 1, 0.0f, scores, 1);
+    cb_bundle_rank_scores(r, t->user_vecs + (size_t)user * r->dim, scores);
     return CB_OK;
 }
 
@@ -190,7 +121,7 @@ static int cold_user_vecs(float **out, const cb_bundle *rec, const cb_evalrun_co
     float *X_u = NULL, *X_m = NULL, *uv = NULL;
     size_t n_cold = 0;
     int rc = cb_bundle_tables(rec, ds, sp->train, sp->n_train, &X_u, &X_m, err);
-    if (!rc) rc = impute_cold_rows(X_u, rec->features, has, rec->n_users, c->cold_neighbours, &n_cold, err);
+    if (!rc) rc = cb_features_impute_cold(rec->features, X_u, has, rec->n_users, c->cold_neighbours, &n_cold, err);
     if (!rc && n_cold) {
         uv = cb_malloc((size_t)rec->n_users * rec->dim * sizeof *uv, err);
         if (!uv) rc = CB_ENOMEM;
@@ -204,222 +135,6 @@ static int cold_user_vecs(float **out, const cb_bundle *rec, const cb_evalrun_co
     free(has);
     free(X_u);
     free(X_m);
-    return rc;
-}
-
-/* ---- two-tower/implicit: the towers trained on rated (1) vs not rated (0) */
-
-typedef struct implicit_model {
-    cb_model *model;
-    float *user_vecs, *item_vecs;
-    uint32_t n_users, n_items, dim;
-    float *log_q; /* [n_items] log of the negatives' sampling weight; NULL: uniform */
-} implicit_model;
-
-static void implicit_free(implicit_model *im) {
-    cb_model_free(im->model);
-    free(im->user_vecs);
-    free(im->item_vecs);
-    free(im->log_q);
-    memset(im, 0, sizeof *im);
-}
-
-static int implicit_score(void *vctx, uint32_t user, float *scores, uint32_t n_items, cb_error *err) {
-    const implicit_model *im = vctx;
-    if (user >= im->n_users || n_items != im->n_items)
-        return cb_fail(err, CB_EINVAL, "implicit scorer: user %u / %u items out of range", user, n_items);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n_items, (int)im->dim, 1.0f, im->item_vecs, (int)im->dim,
-                im->user_vecs + (size_t)user * im->dim, 1, 0.0f, scores, 1);
-    if (im->log_q) {
-        /* negatives drawn from q: the logit estimates log p(item | user) - log q(item) + const,
-         * so add log q back (the "logQ correction") to rank by p(item | user) */
-        for (uint32_t i = 0; i < n_items; i++) scores[i] = cb_model_score_to_logit(im->model, scores[i]) + im->log_q[i];
-        return CB_OK;
-    }
-    /* the head p = sigmoid(s.dot + c) is monotone in s.dot: rank by probability */
-    for (uint32_t i = 0; i < n_items; i++) scores[i] = cb_model_score_to_prediction(im->model, scores[i]);
-    return CB_OK;
-}
-
-/* Popularity-aware negatives: cdf[0..ni] the cumulative sampling weights
- * (count_i + 1)^alpha of the items by training count, log_q[i] the log of
- * item i's weight (the correction added to the logit when ranking). */
-static int negative_weights(double **cdf_out, float **log_q_out, const cb_dataset *ds, const cb_split *sp, uint32_t ni,
-                            double alpha, cb_error *err) {
-    double *cdf = cb_calloc((size_t)ni + 1, sizeof *cdf, err);
-    float *log_q = cb_malloc(((size_t)ni + 1) * sizeof *log_q, err);
-    if (!cdf || !log_q) {
-        free(cdf);
-        free(log_q);
-        return CB_ENOMEM;
-    }
-    for (size_t j = 0; j < sp->n_train; j++) cdf[ds->ratings[sp->train[j]].item + 1] += 1.0;
-    for (uint32_t i = 0; i < ni; i++) {
-        double w = pow(cdf[i + 1] + 1.0, alpha);
-        log_q[i] = (float)log(w);
-        cdf[i + 1] = cdf[i] + w;
-    }
-    *cdf_out = cdf;
-    *log_q_out = log_q;
-    return CB_OK;
-}
-
-/* An item drawn with probability proportional to its weight: the first i
- * with cdf[i + 1] > x, for x uniform in [0, cdf[ni]). */
-static uint32_t cdf_draw(const double *cdf, uint32_t ni, cb_rng *rng) {
-    double x = cb_rng_uniform(rng) * cdf[ni];
-    uint32_t lo = 0, hi = ni - 1;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (cdf[mid + 1] > x) hi = mid;
-        else lo = mid + 1;
-    }
-    return lo;
-}
-
-/* What differs between the warm and the cold (attributes-only) ranker. */
-typedef struct implicit_variant {
-    const cb_feature_config *features;
-    bool impute;        /* rewrite cold users' rows (cold_impute) before embedding them */
-    double neg_alpha;   /* popularity-aware negatives (0: uniform) */
-    bool linear_user;   /* user tower without hidden layers */
-} implicit_variant;
-
-/* has[u]: u has training ratings (users_with_ratings). */
-static int implicit_train(implicit_model *im, const cb_evalrun_config *c, const cb_dataset *ds, const cb_split *sp,
-                          const uint8_t *has, const implicit_variant *v, cb_error *err) {
-    const cb_feature_config *fcfg = v->features;
-    memset(im, 0, sizeof *im);
-    const uint32_t nu = cb_dataset_n_users(ds), ni = cb_dataset_n_items(ds), neg = c->implicit_negatives;
-    cb_features *f = NULL;
-    float *X_u = NULL, *X_m = NULL;
-    cb_rating *ex = NULL;
-    uint32_t *idx = NULL;
-    uint64_t *rated = NULL;
-    size_t n_ex = sp->n_train * (1 + (size_t)neg), n_cold = 0;
-    if (n_ex / (1 + (size_t)neg) != sp->n_train || n_ex > UINT32_MAX)
-        return cb_fail(err, CB_EINVAL, "implicit model: %zu training ratings x %u negatives do not fit 32-bit example indices",
-                       sp->n_train, neg);
-    int rc = cb_features_fit(&f, ds, sp->train, sp->n_train, fcfg, err);
-    if (rc) return rc;
-    uint32_t du = cb_features_user_dim(f), dm = cb_features_item_dim(f);
-    X_u = cb_calloc((size_t)nu * du + 1, sizeof *X_u, err);
-    X_m = cb_calloc((size_t)ni * dm + 1, sizeof *X_m, err);
-    ex = cb_malloc((n_ex + 1) * sizeof *ex, err);
-    idx = cb_malloc((n_ex + 1) * sizeof *idx, err);
-    /* (user, item) pairs rated in training, to draw negatives among the others */
-    size_t bits = (size_t)nu * ni;
-    rated = bits <= ((size_t)1 << 33) ? cb_calloc(bits / 64 + 1, sizeof *rated, err) : NULL;
-    if (!X_u || !X_m || !ex || !idx || (bits <= ((size_t)1 << 33) && !rated)) rc = CB_ENOMEM;
-    if (!rc) rc = cb_features_users(f, ds, sp->train, sp->n_train, X_u, err);
-    if (!rc) rc = cb_features_items(f, ds, X_m, err);
-    double *cdf = NULL; /* negatives: uniform (NULL) or by popularity */
-    if (!rc && v->neg_alpha > 0) rc = negative_weights(&cdf, &im->log_q, ds, sp, ni, v->neg_alpha, err);
-    if (!rc) {
-        for (size_t j = 0; j < sp->n_train && rated; j++) {
-            const cb_rating *r = &ds->ratings[sp->train[j]];
-            size_t b = (size_t)r->user * ni + r->item;
-            rated[b / 64] |= 1ull << (b % 64);
-        }
-        cb_rng rng;
-        cb_rng_seed(&rng, c->model.seed ^ 0x1a9c1e5ULL);
-        size_t n = 0;
-        for (size_t j = 0; j < sp->n_train; j++) {
-            const cb_rating *r = &ds->ratings[sp->train[j]];
-            ex[n++] = (cb_rating){r->user, r->item, 1.0f, r->ts};
-            for (uint32_t k = 0; k < neg; k++) {
-                uint32_t item = 0;
-                for (int tries = 0; tries < 20; tries++) { /* a dense user may leave few unrated items */
-                    item = cdf ? cdf_draw(cdf, ni, &rng) : (uint32_t)cb_rng_below(&rng, ni);
-                    size_t b = (size_t)r->user * ni + item;
-                    if (!rated || !(rated[b / 64] >> (b % 64) & 1)) break;
-                }
-                ex[n++] = (cb_rating){r->user, item, 0.0f, 0};
-            }
-        }
-        for (size_t j = 0; j < n_ex; j++) idx[j] = (uint32_t)j;
-        cb_model_config mc = c->model;
-        mc.user_in = du;
-        mc.item_in = dm;
-        mc.loss = CB_LOSS_BCE;
-        mc.target_scale = 1.0f;
-        mc.target_shift = 0.0f;
-        mc.patience = 0;
-        if (v->linear_user) mc.n_user_layers = 0;
-        if (c->implicit_epochs) mc.epochs = c->implicit_epochs;
-        const char *why = cb_model_config_check(&mc);
-        if (why) rc = cb_fail(err, CB_EINVAL, "implicit model: %s", why);
-        if (!rc) rc = cb_model_create(&im->model, &mc, err);
-        cb_train_data td = {X_u, nu, X_m, ni, ex, idx, n_ex, NULL, 0};
-        /* no progress callback: on_epoch reports (and the report plots) the rating model only */
-        if (!rc) rc = cb_model_train(im->model, &td, NULL, NULL, NULL, err);
-        if (rc == CB_ENUMERIC) rc = CB_OK; /* the last finite epoch is kept */
-    }
-    free(cdf);
-    if (!rc && v->impute) rc = impute_cold_rows(X_u, f, has, nu, c->cold_neighbours, &n_cold, err);
-    if (!rc) {
-        im->n_users = nu, im->n_items = ni, im->dim = c->model.dim;
-        im->user_vecs = cb_malloc((size_t)nu * im->dim * sizeof(float) + 1, err);
-        im->item_vecs = cb_malloc((size_t)ni * im->dim * sizeof(float) + 1, err);
-        if (!im->user_vecs || !im->item_vecs) rc = CB_ENOMEM;
-        if (!rc) rc = cb_model_user_vectors(im->model, X_u, nu, im->user_vecs, err);
-        if (!rc) rc = cb_model_item_vectors(im->model, X_m, ni, im->item_vecs, err);
-    }
-    if (rc) implicit_free(im);
-    cb_features_free(f);
-    free(X_u);
-    free(X_m);
-    free(ex);
-    free(idx);
-    free(rated);
-    return rc;
-}
-
-/* The implicit ranker as measured: `warm` for users with training ratings
- * (and for cold users without implicit_cold_attrs), `cold` — trained with
- * the attribute columns as the only user features — for users without
- * training ratings when implicit_cold_attrs is set. Either model is trained only when a
- * test user needs it. */
-typedef struct implicit_pair {
-    implicit_model warm, cold;
-    uint8_t *has;  /* has[u]: u has training ratings */
-} implicit_pair;
-
-static int implicit_pair_score(void *vctx, uint32_t user, float *scores, uint32_t n_items, cb_error *err) {
-    const implicit_pair *p = vctx;
-    bool cold = p->cold.model && (!p->warm.model || (user < p->cold.n_users && !p->has[user]));
-    return implicit_score(cold ? (void *)&p->cold : (void *)&p->warm, user, scores, n_items, err);
-}
-
-/* Whether the dataset has user attribute columns the attrs-only tower can use. */
-static bool has_user_attrs(const cb_dataset *ds) {
-    return ds->user_attr.n_cols > ds->user_lead_cols && ds->user_attr.n_rows == cb_dataset_n_users(ds);
-}
-
-static int implicit_fit(implicit_pair *p, const cb_evalrun_config *c, const cb_dataset *ds, const cb_split *sp,
-                        cb_error *err) {
-    memset(p, 0, sizeof *p);
-    p->has = users_with_ratings(ds, sp->train, sp->n_train, err);
-    if (!p->has) return CB_ENOMEM;
-    bool cold_test = false, warm_test = false;
-    for (size_t j = 0; j < sp->n_test; j++) {
-        if (p->has[ds->ratings[sp->test[j]].user]) warm_test = true;
-        else cold_test = true;
-    }
-    bool attrs = c->implicit_cold_attrs && cold_test && has_user_attrs(ds);
-    int rc = CB_OK;
-    if (!attrs || warm_test) {
-        implicit_variant v = {&c->features, c->cold_impute, c->implicit_neg_alpha, false};
-        rc = implicit_train(&p->warm, c, ds, sp, p->has, &v, err);
-    }
-    if (!rc && attrs) {
-        cb_feature_config fc = c->features;
-        fc.user_stats = fc.user_genres = false;
-        fc.top_k_popular = 0;
-        fc.user_attrs = true;
-        implicit_variant v = {&fc, false, c->cold_neg_alpha, true};
-        rc = implicit_train(&p->cold, c, ds, sp, p->has, &v, err);
-    }
     return rc;
 }
 
@@ -448,8 +163,9 @@ static int pipe_list(void *vctx, uint32_t user, uint32_t k, uint32_t *items, uin
 
 /* ---- training */
 
-int cb_evalrun_train(cb_bundle **out, const cb_evalrun_config *c, const cb_dataset *ds, const cb_split *sp,
-                     cb_train_result *res, cb_error *err) {
+/* cb_evalrun_train with the model configuration mc instead of c->model. */
+static int train_with(cb_bundle **out, const cb_evalrun_config *c, const cb_model_config *mc, const cb_dataset *ds,
+                      const cb_split *sp, cb_train_result *res, cb_error *err) {
     *out = NULL;
     /* the same seeded carve as `cbrec train` */
     cb_split carve;
@@ -461,10 +177,12 @@ int cb_evalrun_train(cb_bundle **out, const cb_evalrun_config *c, const cb_datas
                              .valid_idx = carve.n_test ? carve.test : NULL,
                              .n_valid = carve.n_test,
                              .features = &c->features,
-                             .model = c->model,
+                             .model = *mc,
                              .scale_targets = c->scale_targets,
                              .on_epoch = c->on_epoch,
                              .ctx = c->epoch_ctx};
+    /* 0/1 labels under the rating objective: the sigmoid cross-entropy */
+    if (ds->binary && mc->objective == CB_OBJECTIVE_RATING) in.model.loss = CB_LOSS_BCE;
     if (!carve.n_test && c->monitor_test && sp->n_test) {
         in.valid_idx = sp->test;
         in.n_valid = sp->n_test;
@@ -474,6 +192,11 @@ int cb_evalrun_train(cb_bundle **out, const cb_evalrun_config *c, const cb_datas
     if (rc == CB_ENUMERIC && *out) rc = CB_OK; /* the last finite epoch is kept: still a model */
     cb_split_free(&carve);
     return rc;
+}
+
+int cb_evalrun_train(cb_bundle **out, const cb_evalrun_config *c, const cb_dataset *ds, const cb_split *sp,
+                     cb_train_result *res, cb_error *err) {
+    return train_with(out, c, &c->model, ds, sp, res, err);
 }
 
 /* ---- one split, every model */
@@ -490,13 +213,16 @@ static int push_result(cb_eval_result **results, size_t *n, cb_evalrun_model m, 
     return CB_OK;
 }
 
-static int eval_twotower(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
-                         const cb_dataset *ds, const cb_split *sp, int fold, cb_bundle **out_rec,
-                         cb_train_result *out_train, cb_error *err) {
+/* Train the towers of configuration mc and measure rows `rows` (a mask of
+ * TWOTOWER, PIPELINE, IMPLICIT: the full-catalog ranking rows and the
+ * pipeline row) with the same bundle. */
+static int eval_towers(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
+                       const cb_model_config *mc, unsigned rows, const cb_dataset *ds, const cb_split *sp, int fold,
+                       cb_bundle **out_rec, cb_train_result *out_train, cb_error *err) {
     cb_bundle *rec = NULL;
     cb_train_result tr = {0};
     double t0 = cb_now();
-    int rc = cb_evalrun_train(&rec, c, ds, sp, &tr, err);
+    int rc = train_with(&rec, c, mc, ds, sp, &tr, err);
     if (rc) return rc;
     float *cold_uv = NULL;
     if (c->cold_impute && (rc = cold_user_vecs(&cold_uv, rec, c, ds, sp, err))) {
@@ -505,12 +231,14 @@ static int eval_twotower(cb_eval_result **results, size_t *n_results, const cb_e
     }
     double fit = cb_now() - t0;
     tt_ctx tc = {rec, cold_uv ? cold_uv : rec->user_vecs, ds->y_min, ds->y_max};
-    if (c->models & (1u << CB_EVALRUN_TWOTOWER)) {
-        if ((rc = push_result(results, n_results, CB_EVALRUN_TWOTOWER, fold, sp, err))) goto out;
+    bool rating = !ds->binary && cb_bundle_has_rating(rec);
+    for (int row = 0; row < CB_EVALRUN_N_MODELS; row++) {
+        if (row == CB_EVALRUN_PIPELINE || !(rows & (1u << row))) continue;
+        if ((rc = push_result(results, n_results, (cb_evalrun_model)row, fold, sp, err))) goto out;
         cb_eval_result *r = &(*results)[*n_results - 1];
         r->fit_seconds = fit;
         t0 = cb_now();
-        if (!ds->binary && (rc = cb_eval_rating(&r->rating, ds, sp->test, sp->n_test, tt_predict, &tc, err)))
+        if (rating && (rc = cb_eval_rating(&r->rating, ds, sp->test, sp->n_test, tt_predict, &tc, err)))
             goto out;
         if (c->topn_enabled) {
             if ((rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, tt_score, &tc, err))) goto out;
@@ -518,7 +246,7 @@ static int eval_twotower(cb_eval_result **results, size_t *n_results, const cb_e
         }
         r->eval_seconds = cb_now() - t0;
     }
-    if ((c->models & (1u << CB_EVALRUN_PIPELINE)) && c->topn_enabled) {
+    if ((rows & (1u << CB_EVALRUN_PIPELINE)) && c->topn_enabled) {
         if ((rc = push_result(results, n_results, CB_EVALRUN_PIPELINE, fold, sp, err))) goto out;
         cb_eval_result *r = &(*results)[*n_results - 1];
         r->fit_seconds = fit;
@@ -532,7 +260,7 @@ static int eval_twotower(cb_eval_result **results, size_t *n_results, const cb_e
         cb_recommender_free(rctx);
         if (rc) goto out;
         /* the pipeline ranks by the same model: its rating error is the model's */
-        if (!ds->binary && (rc = cb_eval_rating(&r->rating, ds, sp->test, sp->n_test, tt_predict, &tc, err)))
+        if (rating && (rc = cb_eval_rating(&r->rating, ds, sp->test, sp->n_test, tt_predict, &tc, err)))
             goto out;
         r->has_topn = true;
         r->eval_seconds = cb_now() - t0;
@@ -660,23 +388,16 @@ int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalr
     if (out_rec) *out_rec = NULL;
     if (!sp->n_train || !sp->n_test) return cb_fail(err, CB_EINVAL, "the split has an empty training or test part");
     int rc = CB_OK;
-    if (c->models & ((1u << CB_EVALRUN_TWOTOWER) | (1u << CB_EVALRUN_PIPELINE)))
-        if ((rc = eval_twotower(results, n_results, c, ds, sp, fold, out_rec, out_train, err))) return rc;
+    unsigned tt_rows = c->models & ((1u << CB_EVALRUN_TWOTOWER) | (1u << CB_EVALRUN_PIPELINE));
+    if (tt_rows && (rc = eval_towers(results, n_results, c, &c->model, tt_rows, ds, sp, fold, out_rec, out_train, err)))
+        return rc;
     if ((c->models & (1u << CB_EVALRUN_IMPLICIT)) && c->topn_enabled) {
-        if ((rc = push_result(results, n_results, CB_EVALRUN_IMPLICIT, fold, sp, err))) return rc;
-        cb_eval_result *r = &(*results)[*n_results - 1];
-        double t0 = cb_now();
-        implicit_pair ip = {0};
-        rc = implicit_fit(&ip, c, ds, sp, err);
-        r->fit_seconds = cb_now() - t0;
-        t0 = cb_now();
-        if (!rc) rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, implicit_pair_score, &ip, err);
-        r->has_topn = rc == CB_OK;
-        r->eval_seconds = cb_now() - t0;
-        implicit_free(&ip.warm);
-        implicit_free(&ip.cold);
-        free(ip.has);
-        if (rc) return rc;
+        /* the same pipeline, trained for top-N */
+        cb_model_config mc = c->model;
+        mc.objective = CB_OBJECTIVE_RETRIEVAL;
+        if (c->implicit_epochs) mc.epochs = c->implicit_epochs;
+        if ((rc = eval_towers(results, n_results, c, &mc, 1u << CB_EVALRUN_IMPLICIT, ds, sp, fold, NULL, NULL, err)))
+            return rc;
     }
     static const struct {
         cb_evalrun_model m;

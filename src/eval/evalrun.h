@@ -7,30 +7,26 @@
  *
  * Two-tower measurement. The model is trained with cb_bundle_train on the
  * split's training ratings (optionally minus a seeded validation carve for
- * early stopping). A user's vector comes from the user tower on its feature
+ * early stopping) for its configured objective (cb_model_config_default's,
+ * as `cbrec train`). A user's vector comes from the user tower on its feature
  * row computed from the TRAINING ratings only; a user without training
  * ratings (the cold-start protocol) therefore gets the row built from its
  * attributes alone — the same row cb_features_new_user gives for attributes
  * and no ratings. Rating estimates are cb_bundle_predict_vec(v_u, item) clipped
- * to the rating range; catalog scores for top-N are v_u . v_m (monotone in
- * the estimate). "two-tower/pipeline" measures the lists of cb_recommend()
+ * to the rating range (models with a rating head); catalog scores for top-N
+ * are cb_bundle_rank_score (the predicted rating for rating models; the
+ * logit plus the popularity prior for retrieval / both). "two-tower/pipeline" measures the lists of cb_recommend()
  * (retrieval from the cheap sources, then ranking) instead of the full
  * catalog ranking.
  *
- * "two-tower/implicit" is the same architecture and features trained for
- * ranking instead of rating: every training rating is a positive (label 1)
- * and `implicit_negatives` items per positive, drawn uniformly from the items
- * the user did not rate in training, are negatives (label 0), with the
- * sigmoid cross-entropy head. It is measured on top-N only (no RMSE).
+ * "two-tower/implicit" is the same pipeline (cb_bundle_train) with the
+ * objective set to retrieval (in-batch softmax, see model.h): measured on
+ * top-N only (no RMSE).
  *
  * Cold users (no training ratings), when cold_impute is set: their feature
- * row keeps its attribute columns, and each rating-derived column
- * (rating_count, rating_mean, genre_avg, genre_frac, top_item) is imputed by
- * the mean of that column over the `cold_neighbours` training users nearest
- * in the attribute columns (ties at the k-th distance included; all training
- * users when there are no attribute columns). Without it the row says "0
- * ratings" — a value no training user has — and the tower extrapolates.
- * Nothing of the cold user's own ratings is used either way.
+ * rows are imputed by cb_features_impute_cold from the `cold_neighbours`
+ * attribute-nearest training users. Nothing of the cold user's own ratings is
+ * used either way.
  *
  * EASE and item-kNN (itemrec.h) rank only (no RMSE). Their settings are
  * chosen per split: fitted on the training part minus a per-user validation
@@ -95,15 +91,9 @@ typedef struct cb_evalrun_config {
     bool monitor_test;             /* valid_frac 0: report the held-out loss per epoch through
                                       on_epoch (the test ratings as "validation" with patience
                                       forced to 0, so they never select or stop anything) */
-    uint32_t implicit_negatives;   /* negatives per positive for two-tower/implicit (8) */
-    uint32_t implicit_epochs;      /* its epochs (3; 0: model.epochs) */
+    uint32_t implicit_epochs;      /* epochs of two-tower/implicit (0: model.epochs) */
     bool cold_impute;              /* impute cold users' rating-derived features (true) */
     uint32_t cold_neighbours;      /* from this many attribute-nearest training users (200) */
-    double implicit_neg_alpha;     /* negatives drawn with probability ~ (training count + 1)^alpha
-                                      and log q added back to the logit when ranking (0: uniform) */
-    bool implicit_cold_attrs;      /* two-tower/implicit ranks cold users with a second tower
-                                      pair: attribute features only, linear user tower (true) */
-    double cold_neg_alpha;         /* implicit_neg_alpha of that cold-user ranker (1) */
     cb_recommend_config recommend; /* the pipeline model's config (n is set to topn.k): the
                                       default with the embedding source off (cheap sources only) */
     double tune_frac;              /* ease / item-knn: their settings are chosen on a per-user random

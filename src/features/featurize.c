@@ -1265,3 +1265,66 @@ void cb_features_scaler(const cb_features *f, bool user, const double **mean, co
     if (mean) *mean = s->mean;
     if (std) *std = s->std;
 }
+
+/* ---- cold users: imputing the rating-derived features */
+
+static bool rating_derived(const char *name) {
+    return !strncmp(name, "rating_count", 12) || !strncmp(name, "rating_mean", 11) ||
+           !strncmp(name, "genre_avg[", 10) || !strncmp(name, "genre_frac[", 11) || !strncmp(name, "top_item[", 9);
+}
+
+static int cmp_double_asc(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int cb_features_impute_cold(const cb_features *f, float *X_u, const uint8_t *has, uint32_t n_users, uint32_t k,
+                            size_t *n_cold, cb_error *err) {
+    uint32_t du = cb_features_user_dim(f);
+    *n_cold = 0;
+    for (uint32_t u = 0; u < n_users; u++) *n_cold += !has[u];
+    if (!*n_cold) return CB_OK;
+    uint8_t *derived = cb_calloc((size_t)du + 1, 1, err);
+    uint32_t *warm = cb_malloc(((size_t)n_users + 1) * sizeof *warm, err);
+    double *dist = cb_malloc(((size_t)n_users + 1) * sizeof *dist, err);
+    double *sorted = cb_malloc(((size_t)n_users + 1) * sizeof *sorted, err);
+    double *acc = cb_malloc(((size_t)du + 1) * sizeof *acc, err);
+    int rc = derived && warm && dist && sorted && acc ? CB_OK : CB_ENOMEM;
+    uint32_t n_warm = 0;
+    if (!rc) {
+        for (uint32_t j = 0; j < du; j++) derived[j] = rating_derived(cb_features_user_name(f, j));
+        for (uint32_t u = 0; u < n_users; u++)
+            if (has[u]) warm[n_warm++] = u;
+    }
+    for (uint32_t u = 0; !rc && n_warm && u < n_users; u++) {
+        if (has[u]) continue;
+        const float *xu = X_u + (size_t)u * du;
+        for (uint32_t w = 0; w < n_warm; w++) {
+            const float *xw = X_u + (size_t)warm[w] * du;
+            double d = 0;
+            for (uint32_t j = 0; j < du; j++)
+                if (!derived[j]) d += ((double)xu[j] - xw[j]) * ((double)xu[j] - xw[j]);
+            dist[w] = sorted[w] = d;
+        }
+        qsort(sorted, n_warm, sizeof *sorted, cmp_double_asc);
+        double kth = sorted[(k && k < n_warm ? k : n_warm) - 1];
+        memset(acc, 0, du * sizeof *acc);
+        size_t n_near = 0;
+        for (uint32_t w = 0; w < n_warm; w++) {
+            if (dist[w] > kth) continue;
+            const float *xw = X_u + (size_t)warm[w] * du;
+            for (uint32_t j = 0; j < du; j++)
+                if (derived[j]) acc[j] += xw[j];
+            n_near++;
+        }
+        float *out = X_u + (size_t)u * du;
+        for (uint32_t j = 0; j < du; j++)
+            if (derived[j]) out[j] = (float)(acc[j] / (double)n_near);
+    }
+    free(derived);
+    free(warm);
+    free(dist);
+    free(sorted);
+    free(acc);
+    return rc;
+}

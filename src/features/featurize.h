@@ -172,6 +172,17 @@ typedef struct cb_item_input {
 int cb_features_new_user(const cb_features *f, const cb_user_input *in, float *x, cb_error *err);
 int cb_features_new_item(const cb_features *f, const cb_item_input *in, float *x, cb_error *err);
 
+/* ---- Cold users (no training ratings): rewrite their rows of X_u
+ * [n_users x user_dim] (has[u] = 0 marks them) so that the attribute columns
+ * stay and each rating-derived column (rating_count, rating_mean, genre_avg,
+ * genre_frac, top_item) is the mean of that column over the k training users
+ * nearest in the attribute columns (ties at the k-th distance included; all
+ * training users when k is 0 or there are no attribute columns). Without it
+ * the row says "0 ratings", a value no training user has, and the tower
+ * extrapolates. *n_cold receives how many rows were rewritten. */
+int cb_features_impute_cold(const cb_features *f, float *X_u, const uint8_t *has, uint32_t n_users, uint32_t k,
+                            size_t *n_cold, cb_error *err);
+
 /* ---- Serialisation (jansson; features_json.c). to_json returns a new reference (NULL + err on
  * failure). from_json validates types and sizes; a malformed object gives
  * CB_EFORMAT and a message, never a crash. Reals round-trip exactly. */

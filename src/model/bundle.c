@@ -1,6 +1,7 @@
 /* bundle — the training pipeline and the model file; see bundle.h. */
 #include "model/bundle.h"
 
+#include <cblas.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -43,11 +44,52 @@ void cb_bundle_free(cb_bundle *r) {
 int64_t cb_bundle_user(const cb_bundle *r, const char *id) { return cb_vocab_find(r->users, id, strlen(id)); }
 int64_t cb_bundle_item(const cb_bundle *r, const char *id) { return cb_vocab_find(r->items, id, strlen(id)); }
 
-float cb_bundle_predict_vec(const cb_bundle *r, const float *user_vec, uint32_t item) {
-    const float *v = r->item_vecs + (size_t)item * r->dim;
+/* The dot product of the columns [off, off + len) of the user and item vectors. */
+static float dot_part(const cb_bundle *r, const float *user_vec, uint32_t item, uint32_t off, uint32_t len) {
+    const float *v = r->item_vecs + (size_t)item * r->dim + off;
     float dot = 0;
-    for (uint32_t k = 0; k < r->dim; k++) dot += user_vec[k] * v[k];
-    return cb_model_score_to_prediction(r->model, dot);
+    for (uint32_t k = 0; k < len; k++) dot += user_vec[off + k] * v[k];
+    return dot;
+}
+
+float cb_bundle_predict_vec(const cb_bundle *r, const float *user_vec, uint32_t item) {
+    uint32_t off, len;
+    cb_model_rating_part(r->model, &off, &len);
+    return cb_model_score_to_prediction(r->model, dot_part(r, user_vec, item, off, len));
+}
+
+bool cb_bundle_has_rating(const cb_bundle *r) { return cb_model_has_rating(r->model); }
+
+bool cb_bundle_has_retrieval(const cb_bundle *r) {
+    return cb_model_config_of(r->model)->objective != CB_OBJECTIVE_RATING;
+}
+
+const float *cb_bundle_rank_bias(const cb_bundle *r) { return r->rank_bias; }
+
+/* Map a raw score to the ranking scale (see cb_bundle_rank_score). */
+static float rank_of_score(const cb_bundle *r, float dot, uint32_t item) {
+    if (!cb_bundle_has_retrieval(r)) return cb_model_score_to_prediction(r->model, dot);
+    return cb_model_score_to_logit(r->model, dot) + (r->rank_bias ? r->rank_bias[item] : 0.0f);
+}
+
+/* Rating models rank by their prediction: the rating part; others the rank part. */
+static void ranking_part(const cb_bundle *r, uint32_t *off, uint32_t *len) {
+    if (cb_bundle_has_retrieval(r)) cb_model_rank_part(r->model, off, len);
+    else cb_model_rating_part(r->model, off, len);
+}
+
+float cb_bundle_rank_score(const cb_bundle *r, const float *user_vec, uint32_t item) {
+    uint32_t off, len;
+    ranking_part(r, &off, &len);
+    return rank_of_score(r, dot_part(r, user_vec, item, off, len), item);
+}
+
+void cb_bundle_rank_scores(const cb_bundle *r, const float *user_vec, float *scores) {
+    uint32_t off, len;
+    ranking_part(r, &off, &len);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r->n_items, (int)len, 1.0f, r->item_vecs + off, (int)r->dim,
+                user_vec + off, 1, 0.0f, scores, 1);
+    for (uint32_t i = 0; i < r->n_items; i++) scores[i] = rank_of_score(r, scores[i], i);
 }
 
 /* ---- building the retrieval lists */
@@ -210,23 +252,43 @@ static char *fingerprint_of(const float *v, size_t n, cb_error *err) {
     return cb_strdup(buf, err);
 }
 
+/* The ranking bias of a retrieval / both model: popularity_prior · log q. */
+static int rank_bias_of(cb_bundle *r, const cb_bundle_train_input *in, cb_error *err) {
+    const cb_model_config *c = cb_model_config_of(r->model);
+    r->rank_bias = NULL;
+    if (c->objective == CB_OBJECTIVE_RATING || c->popularity_prior == 0.0f) return CB_OK;
+    float *b = rec_alloc(r, r->n_items, sizeof *b, err);
+    if (!b) return CB_ENOMEM;
+    cb_model_log_q(b, in->ds->ratings, in->train_idx, in->n_train, r->n_items);
+    for (uint32_t i = 0; i < r->n_items; i++) b[i] *= c->popularity_prior;
+    r->rank_bias = b;
+    return CB_OK;
+}
+
 /* Train the towers on the tables and refresh vectors; shared by train and resume. */
-static int fit_and_embed(cb_bundle *r, cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
+static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
     const cb_dataset *ds = in->ds;
     float *X_u = NULL, *X_m = NULL;
+    cb_train_result dummy;
+    if (!res) res = &dummy;
     int rc = cb_bundle_tables(r, ds, in->train_idx, in->n_train, &X_u, &X_m, err);
     if (rc) return rc;
     cb_train_data td = {X_u, r->n_users, X_m, r->n_items, ds->ratings, in->train_idx, in->n_train,
                         in->valid_idx, in->n_valid};
     rc = cb_model_train(r->model, &td, in->on_epoch, in->ctx, res, err);
-    in->test_loss = in->test_rmse = NAN;
+    res->test_loss = res->test_rmse = NAN;
     if (rc == CB_OK && in->n_test)
-        rc = cb_model_evaluate(r->model, &td, in->test_idx, in->n_test, &in->test_loss, &in->test_rmse, err);
+        rc = cb_model_evaluate(r->model, &td, in->test_idx, in->n_test, &res->test_loss, &res->test_rmse, err);
+    if (rc == CB_OK) rc = rank_bias_of(r, in, err);
     if (rc == CB_OK) {
         float *iv = rec_alloc(r, (size_t)r->n_items * r->dim, sizeof(float), err);
         float *uv = rec_alloc(r, (size_t)r->n_users * r->dim, sizeof(float), err);
         rc = (iv && uv) ? CB_OK : CB_ENOMEM;
-        if (!rc) rc = cb_model_item_vectors(r->model, X_m, r->n_items, iv, err);
+        uint32_t *ids = rc ? NULL : cb_malloc(((size_t)r->n_items + 1) * sizeof *ids, err);
+        if (!rc && !ids) rc = CB_ENOMEM;
+        for (uint32_t i = 0; !rc && i < r->n_items; i++) ids[i] = i;
+        if (!rc) rc = cb_model_item_vectors_ids(r->model, X_m, ids, r->n_items, iv, err);
+        free(ids);
         if (!rc) rc = cb_model_user_vectors(r->model, X_u, r->n_users, uv, err);
         if (!rc) {
             r->item_vecs = iv;
@@ -253,7 +315,16 @@ static int copy_vocab(cb_vocab **out, const cb_vocab *src, cb_error *err) {
     return CB_OK;
 }
 
-int cb_bundle_train(cb_bundle **out, cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
+/* Labels 0/1 only (loss bce under the rating objective). */
+static bool labels_binary(const cb_dataset *ds, const uint32_t *idx, size_t n) {
+    for (size_t j = 0; j < n; j++) {
+        float y = ds->ratings[idx[j]].y;
+        if (y != 0.0f && y != 1.0f) return false;
+    }
+    return true;
+}
+
+int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
     *out = NULL;
     const cb_dataset *ds = in->ds;
     if (in->n_train == 0) return cb_fail(err, CB_EINVAL, "no training ratings");
@@ -270,10 +341,16 @@ int cb_bundle_train(cb_bundle **out, cb_bundle_train_input *in, cb_train_result 
     r->y_min = ds->y_min;
     r->y_max = ds->y_max;
     r->binary = ds->binary;
-    cb_model_config *mc = &in->model;
+    cb_model_config model = in->model, *mc = &model;
     mc->user_in = cb_features_user_dim(r->features);
     mc->item_in = cb_features_item_dim(r->features);
-    if (ds->binary) mc->loss = CB_LOSS_BCE;
+    mc->item_ids = mc->item_id_embedding ? cb_dataset_n_items(ds) : 0;
+    if (mc->objective == CB_OBJECTIVE_RATING && mc->loss == CB_LOSS_BCE &&
+        (!labels_binary(ds, in->train_idx, in->n_train) || !labels_binary(ds, in->valid_idx, in->n_valid))) {
+        rc = cb_fail(err, CB_EINVAL, "loss bce needs labels 0 or 1, and the training ratings have other values "
+                                     "(use loss mse, or the retrieval objective for implicit data)");
+        goto fail;
+    }
     if (mc->loss == CB_LOSS_MSE && in->scale_targets && ds->y_max > ds->y_min) {
         /* MinMax to [-1, 1], as the lab: unit vectors' dot products live there. */
         mc->target_scale = 2.0f / (ds->y_max - ds->y_min);
@@ -284,8 +361,8 @@ int cb_bundle_train(cb_bundle **out, cb_bundle_train_input *in, cb_train_result 
         rc = cb_fail(err, CB_EINVAL, "model configuration: %s", why);
         goto fail;
     }
-    r->dim = mc->dim;
     if ((rc = cb_model_create(&r->model, mc, err))) goto fail;
+    r->dim = cb_model_out_dim(r->model);
     if ((rc = copy_vocab(&r->users, ds->users, err)) || (rc = copy_vocab(&r->items, ds->items, err))) goto fail;
     r->dataset = cb_strdup(ds->name ? ds->name : "unnamed", err);
     r->titles = cb_calloc(r->n_items, sizeof *r->titles, err);
@@ -310,7 +387,7 @@ fail:
     return rc;
 }
 
-int cb_bundle_resume(cb_bundle *r, cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
+int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
     const cb_dataset *ds = in->ds;
     if (cb_dataset_n_users(ds) != r->n_users || cb_dataset_n_items(ds) != r->n_items)
         return cb_fail(err, CB_EINVAL, "--resume: the data has %u users and %u items, the model %u and %u",
@@ -334,7 +411,6 @@ int cb_bundle_resume(cb_bundle *r, cb_bundle_train_input *in, cb_train_result *r
     c.patience = t->patience;
     c.seed = t->seed;
     c.threads = t->threads;
-    in->model = c;
     int rc = cb_model_set_train_config(r->model, &c, err);
     if (rc) return rc;
     return fit_and_embed(r, in, res, err);
@@ -346,7 +422,7 @@ static json_t *model_config_json(const cb_model_config *c) {
     json_t *ul = json_array(), *il = json_array();
     for (uint32_t i = 0; i < c->n_user_layers; i++) json_array_append_new(ul, json_integer(c->user_layers[i]));
     for (uint32_t i = 0; i < c->n_item_layers; i++) json_array_append_new(il, json_integer(c->item_layers[i]));
-    return json_pack("{s:I,s:I,s:o,s:o,s:I,s:b,s:f,s:s,s:f,s:f,s:f,s:s,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:i}",
+    json_t *j = json_pack("{s:I,s:I,s:o,s:o,s:I,s:b,s:f,s:s,s:f,s:f,s:f,s:s,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:i}",
                      "user_in", (json_int_t)c->user_in, "item_in", (json_int_t)c->item_in, "user_layers", ul,
                      "item_layers", il, "dim", (json_int_t)c->dim, "l2norm", c->l2norm, "l2norm_eps",
                      (double)c->l2norm_eps, "loss", c->loss == CB_LOSS_BCE ? "bce" : "mse", "target_scale",
@@ -356,6 +432,18 @@ static json_t *model_config_json(const cb_model_config *c) {
                      "adam_beta2", (double)c->adam_beta2, "adam_eps", (double)c->adam_eps, "batch_size",
                      (json_int_t)c->batch_size, "epochs", (json_int_t)c->epochs, "patience", (json_int_t)c->patience,
                      "seed", (json_int_t)c->seed, "threads", c->threads);
+    /* the objective's fields (files before them are rating models) */
+    if (j && json_object_update_new(j, json_pack("{s:s,s:f,s:b,s:f,s:f,s:b,s:I,s:b}", "objective",
+                                                 cb_objective_name(c->objective), "temperature",
+                                                 (double)c->temperature, "logq", c->logq, "rating_weight",
+                                                 (double)c->rating_weight, "popularity_prior",
+                                                 (double)c->popularity_prior, "item_id_embedding",
+                                                 c->item_id_embedding, "item_ids", (json_int_t)c->item_ids,
+                                                 "split_heads", c->split_heads))) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
 }
 
 static int layers_from_json(const json_t *a, uint32_t *n, uint32_t *sizes) {
@@ -408,6 +496,22 @@ static int model_config_from_json(cb_model_config *c, json_t *j) {
     c->patience = (uint32_t)patience;
     c->seed = (uint64_t)seed;
     c->threads = threads;
+    const char *objective = "rating";
+    double temp = c->temperature, rw = c->rating_weight, prior = 0.0;
+    int logq = c->logq, id_emb = 0, split = 0;
+    json_int_t item_ids = 0;
+    if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F,s?b,s?I,s?b}", "objective", &objective, "temperature", &temp, "logq",
+                    &logq, "rating_weight", &rw, "popularity_prior", &prior, "item_id_embedding", &id_emb, "item_ids",
+                    &item_ids, "split_heads", &split) ||
+        cb_objective_parse(objective, &c->objective) || item_ids < 0 || item_ids > INT32_MAX)
+        return -1;
+    c->item_id_embedding = id_emb;
+    c->item_ids = (uint32_t)item_ids;
+    c->split_heads = split;
+    c->temperature = (float)temp;
+    c->logq = logq;
+    c->rating_weight = (float)rw;
+    c->popularity_prior = (float)prior;
     return 0;
 }
 
@@ -454,6 +558,7 @@ int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err) {
     uint32_t nu = r->n_users, ni = r->n_items, nseen = (uint32_t)r->seen_off[nu];
     ADD("item_vectors", CB_ST_F32, 2, r->item_vecs, ni, r->dim);
     ADD("user_vectors", CB_ST_F32, 2, r->user_vecs, nu, r->dim);
+    if (r->rank_bias) ADD("rank_bias", CB_ST_F32, 1, r->rank_bias, ni);
     ADD("seen.offsets", CB_ST_I32, 1, r->seen_off, nu + 1);
     ADD("seen.items", CB_ST_I32, 1, r->seen_item, nseen);
     ADD("seen.ratings", CB_ST_F32, 1, r->seen_y, nseen);
@@ -538,6 +643,32 @@ static bool indices_ok(const int32_t *a, size_t n, int32_t lo, int32_t hi) {
     return true;
 }
 
+/* The model configuration from its JSON and the towers from the file's tensors. */
+static int load_towers(cb_bundle *r, cb_model_config *cfg, json_t *mc, cb_error *err) {
+    const cb_st *st = r->file;
+    if (model_config_from_json(cfg, mc)) return cb_fail(err, CB_EFORMAT, "%s: bad model_config", cb_st_path(st));
+    const char *why = cb_model_config_check(cfg);
+    if (why) return cb_fail(err, CB_EFORMAT, "%s: bad model_config: %s", cb_st_path(st), why);
+    cb_model *probe;
+    int rc = cb_model_create(&probe, cfg, err);
+    if (rc) return rc;
+    size_t nt = cb_model_n_tensors(probe);
+    cb_tensor *ts = cb_calloc(nt, sizeof *ts, err);
+    rc = ts ? CB_OK : CB_ENOMEM;
+    for (size_t i = 0; i < nt && !rc; i++) {
+        cb_model_tensor(probe, i, &ts[i]);
+        char name[48];
+        snprintf(name, sizeof name, "tower.%s", ts[i].name);
+        const void *p = get(st, name, CB_ST_F32, (int)ts[i].ndim, ts[i].shape[0], ts[i].shape[1], err);
+        if (!p) rc = CB_EFORMAT;
+        ts[i].data = (float *)p; /* create_from_tensors copies */
+    }
+    if (!rc) rc = cb_model_create_from_tensors(&r->model, cfg, ts, nt, err);
+    free(ts);
+    cb_model_free(probe);
+    return rc;
+}
+
 int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
     *out = NULL;
     cb_bundle *r = cb_calloc(1, sizeof *r, err);
@@ -553,38 +684,12 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
         !(groups = meta_json(st, "groups", err)))
         goto done;
     cb_model_config cfg;
-    if (model_config_from_json(&cfg, mc)) {
-        cb_fail(err, CB_EFORMAT, "%s: bad model_config", path);
-        goto done;
-    }
-    const char *why = cb_model_config_check(&cfg);
-    if (why) {
-        cb_fail(err, CB_EFORMAT, "%s: bad model_config: %s", path, why);
-        goto done;
-    }
-    /* towers */
-    cb_model *probe;
-    if ((rc = cb_model_create(&probe, &cfg, err))) goto done;
-    size_t nt = cb_model_n_tensors(probe);
-    cb_tensor *ts = cb_calloc(nt, sizeof *ts, err);
-    rc = ts ? CB_OK : CB_ENOMEM;
-    for (size_t i = 0; i < nt && !rc; i++) {
-        cb_model_tensor(probe, i, &ts[i]);
-        char name[48];
-        snprintf(name, sizeof name, "tower.%s", ts[i].name);
-        const void *p = get(st, name, CB_ST_F32, (int)ts[i].ndim, ts[i].shape[0], ts[i].shape[1], err);
-        if (!p) rc = CB_EFORMAT;
-        ts[i].data = (float *)p; /* create_from_tensors copies */
-    }
-    if (!rc) rc = cb_model_create_from_tensors(&r->model, &cfg, ts, nt, err);
-    free(ts);
-    cb_model_free(probe);
-    if (rc) goto done;
+    if ((rc = load_towers(r, &cfg, mc, err))) goto done;
     if ((rc = cb_features_from_json(&r->features, feat, err))) goto done;
     rc = CB_EFORMAT;
     r->n_users = (uint32_t)json_array_size(users);
     r->n_items = (uint32_t)json_array_size(items);
-    r->dim = cfg.dim;
+    r->dim = cb_model_out_dim(r->model);
     if ((rc = vocab_from_json(&r->users, users, r->n_users, "user", st, err)) ||
         (rc = vocab_from_json(&r->items, items, r->n_items, "item", st, err)))
         goto done;
@@ -618,6 +723,10 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
         !(r->seen_off = get(st, "seen.offsets", CB_ST_I32, 1, (int64_t)nu + 1, 0, err)) ||
         !(r->popular = get(st, "lists.popular", CB_ST_I32, 1, CB_BUNDLE_TOP_LIST, 0, err)) ||
         !(r->genre_top = get(st, "lists.genre_top", CB_ST_I32, 2, r->n_genres, CB_BUNDLE_TOP_LIST, err)))
+        goto done;
+    /* saved exactly when the model ranks with a popularity prior (rank_bias_of) */
+    if (cfg.objective != CB_OBJECTIVE_RATING && cfg.popularity_prior != 0.0f &&
+        !(r->rank_bias = get(st, "rank_bias", CB_ST_F32, 1, ni, 0, err)))
         goto done;
     int32_t nseen = r->seen_off[nu];
     for (uint32_t u = 0; u < nu; u++)

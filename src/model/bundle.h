@@ -44,6 +44,7 @@ typedef struct cb_bundle {
     bool binary;
     const float *item_vecs;  /* [n_items x dim] */
     const float *user_vecs;  /* [n_users x dim], from the training ratings */
+    const float *rank_bias;  /* [n_items] added to the logit for ranking (retrieval/both), or NULL */
     /* training interactions, CSR by user, each user's in time order */
     const int32_t *seen_off;   /* [n_users + 1] */
     const int32_t *seen_item;  /* [n_seen] */
@@ -61,13 +62,15 @@ typedef struct cb_bundle {
     cb_st *file;
 } cb_bundle;
 
+/* What to train on. cb_bundle_train reads it and never writes it. */
 typedef struct cb_bundle_train_input {
     const cb_dataset *ds;
     const uint32_t *train_idx; size_t n_train;
     const uint32_t *valid_idx; size_t n_valid;  /* may be 0: no validation */
     const cb_feature_config *features;          /* NULL: defaults */
-    cb_model_config model;                      /* user_in / item_in / target scaling filled in */
-    bool scale_targets;                         /* map [y_min, y_max] to [-1, 1] (MSE) */
+    cb_model_config model;                      /* user_in / item_in / target scaling are
+                                                   set by the pipeline (on its own copy) */
+    bool scale_targets;                         /* map [y_min, y_max] to [-1, 1] (MSE, both) */
     /* The "already rated" lists, recency anchors and popularity lists from
      * every rating of the dataset (a model to serve: a user's held-out
      * ratings are still ratings they gave) instead of the training ratings
@@ -75,15 +78,19 @@ typedef struct cb_bundle_train_input {
     bool seen_all_ratings;
     cb_epoch_fn on_epoch;
     void *ctx;
-    const uint32_t *test_idx; size_t n_test;    /* optional: evaluated after training */
-    double test_loss, test_rmse;                /* out: scaled-target loss, RMSE (NAN if no test) */
+    const uint32_t *test_idx; size_t n_test;    /* optional: evaluated after training, into
+                                                   res->test_loss / res->test_rmse */
 } cb_bundle_train_input;
 
-/* Fit features on the training ratings, train the towers, compute the
- * vectors and retrieval lists. `res` may be NULL. */
-int cb_bundle_train(cb_bundle **out, cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
-/* Continue training a recommender (--resume): same dataset ids required. */
-int cb_bundle_resume(cb_bundle *r, cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
+/* Fit features on the training ratings, train the towers for in->model's
+ * objective (rating, retrieval or both), compute the vectors, the ranking
+ * bias and the retrieval lists. `res` may be NULL. A configuration that
+ * cannot work is CB_EINVAL before any training: e.g. loss bce with labels
+ * other than 0/1 under the rating objective. */
+int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
+/* Continue training a recommender (--resume): same dataset ids required.
+ * Only the training fields of in->model are used. */
+int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
 void cb_bundle_free(cb_bundle *r); /* NULL is a no-op */
 
 int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err);
@@ -92,8 +99,21 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err);
 /* Index of a user / item id, or -1. */
 int64_t cb_bundle_user(const cb_bundle *r, const char *id);
 int64_t cb_bundle_item(const cb_bundle *r, const char *id);
-/* Prediction (rating scale, or probability for binary labels) from two vectors. */
+/* Prediction (rating scale, or probability for binary labels) from two
+ * vectors; NAN when the model has no rating head (objective retrieval). */
 float cb_bundle_predict_vec(const cb_bundle *r, const float *user_vec, uint32_t item);
+/* The model can predict a rating (objective rating or both). */
+bool cb_bundle_has_rating(const cb_bundle *r);
+/* The model was trained for top-N (objective retrieval or both). */
+bool cb_bundle_has_retrieval(const cb_bundle *r);
+/* [n_items] added to v_u·v_m / temperature for ranking, or NULL (rating models). */
+const float *cb_bundle_rank_bias(const cb_bundle *r);
+/* The ranking score of item for a user vector: higher = more likely picked.
+ * Retrieval / both: v_u·v_m / temperature + rank_bias[item] (a logit);
+ * rating: the predicted rating (or probability). */
+float cb_bundle_rank_score(const cb_bundle *r, const float *user_vec, uint32_t item);
+/* rank scores of every item for one user vector: scores [n_items] (BLAS). */
+void cb_bundle_rank_scores(const cb_bundle *r, const float *user_vec, float *scores);
 
 /* Feature rows of the dataset's users/items the recommender was trained on
  * (for evaluation): X_u from the training ratings; caller frees. */

@@ -1,6 +1,7 @@
 /* model — the two-tower model: a user network and an item network (dense
  * layers with ReLU, a linear output of `dim` units, optional l2-normalisation),
- * trained jointly so that v_u · v_m predicts the target.
+ * trained jointly so that v_u · v_m predicts the target (objective rating),
+ * ranks what a user picks (retrieval: an in-batch softmax), or both.
  *
  * The model knows nothing about files or datasets: the caller passes two
  * row-major feature tables X_u [n_users x user_in] and X_m [n_items x item_in]
@@ -10,9 +11,11 @@
  *
  * Parameters: each tower's weights and biases live in ONE buffer (weights of
  * all layers first, then biases, so weight decay is a prefix), reached through
- * a struct of pointers; gradients and Adam moments share that layout. The BCE
- * head (a learnable scale s and offset c: p = sigmoid(s·v_u·v_m + c)) is a
- * third 2-float buffer. The tensors are enumerable by name for saving.
+ * a struct of pointers; gradients and Adam moments share that layout. The
+ * 2-float head (a learnable scale s and offset c) is the BCE rating head
+ * p = sigmoid(s·v_u·v_m + c), or under objective both the rating head
+ * s·v_u·v_m + c; a third buffer. The item tower may carry an id embedding
+ * (item_ids). The tensors are enumerable by name for saving.
  *
  * Threading: training uses up to two threads, one per tower (the towers only
  * meet at the dot product, so one spin barrier per step suffices, and each
@@ -35,6 +38,25 @@
 
 typedef enum cb_loss_kind { CB_LOSS_MSE = 0, CB_LOSS_BCE = 1 } cb_loss_kind;
 typedef enum cb_opt_kind { CB_OPT_ADAM = 0, CB_OPT_SGD = 1 } cb_opt_kind;
+/* What the towers are trained for.
+ *  rating:    v_u·v_m predicts the target (loss MSE or BCE, below): ranks by
+ *             predicted rating; the lectures' model.
+ *  retrieval: every training example is a positive (user, item) pair, scored
+ *             against the other items of its batch by a softmax over
+ *             logits v_u·v_m / temperature - log q(m) (q = the item's share of
+ *             the training examples: the logQ correction for in-batch
+ *             negatives); ranks by what a user is likely to pick. No rating.
+ *  both:      retrieval + rating_weight · MSE of a rating head s·v_u·v_m + c
+ *             (the 2-float head): ranks for top-N and still predicts a rating. */
+typedef enum cb_objective {
+    CB_OBJECTIVE_RATING = 0,
+    CB_OBJECTIVE_RETRIEVAL = 1,
+    CB_OBJECTIVE_BOTH = 2
+} cb_objective;
+/* "rating", "retrieval", "both"; NULL for an unknown value. */
+const char *cb_objective_name(cb_objective o);
+/* Parse a name of cb_objective_name; -1 when unknown. */
+int cb_objective_parse(const char *name, cb_objective *out);
 
 typedef struct cb_model_config {
     /* architecture */
@@ -42,10 +64,27 @@ typedef struct cb_model_config {
     uint32_t n_user_layers, user_layers[CB_MODEL_MAX_LAYERS]; /* hidden ReLU widths */
     uint32_t n_item_layers, item_layers[CB_MODEL_MAX_LAYERS];
     uint32_t dim;                                 /* output width of both towers */
+    bool item_id_embedding;                       /* cb_bundle_train sets item_ids = n_items */
+    uint32_t item_ids;                            /* a learned vector per item 0..item_ids-1,
+                                                     added to the item tower's output (its
+                                                     ranking part, the first dim units) before
+                                                     l2norm (starts at 0; 0 = none) */
     bool l2norm;                                  /* normalise v_u, v_m (default on) */
     float l2norm_eps;                             /* 1e-12, as torch / TF */
-    /* objective: the model is trained on y' = target_scale·y + target_shift;
-     * predictions are mapped back (MSE) or are probabilities (BCE). */
+    /* objective (see cb_objective). The rating loss is trained on
+     * y' = target_scale·y + target_shift; predictions are mapped back (MSE) or
+     * are probabilities (BCE). */
+    cb_objective objective;
+    float temperature;                            /* retrieval logits = dot / temperature */
+    bool logq;                                    /* the logQ correction (retrieval, both) */
+    float rating_weight;                          /* weight of the rating loss under `both` */
+    bool split_heads;                             /* both (ignored otherwise): the towers output 2·dim units, the
+                                                     first dim (normalised apart) rank, the next
+                                                     dim give the rating s·<u',m'> + c; off: one
+                                                     vector for both (the rating is then monotone
+                                                     in the ranking score) */
+    float popularity_prior;                       /* ranking (retrieval, both) adds this times
+                                                     log q(item) to the logit (cb_bundle_rank_score) */
     cb_loss_kind loss;
     float target_scale, target_shift;
     float bce_scale_init;                         /* initial s of the BCE head (5) */
@@ -59,9 +98,13 @@ typedef struct cb_model_config {
     int threads;                                  /* 1 or 2 (more are treated as 2) */
 } cb_model_config;
 
-/* Defaults: layers {256,128}, dim 32, l2norm on, MSE, scale 1 shift 0, Adam
- * lr 0.01, no decay, batch 32, 30 epochs, patience 0, seed 1, threads 2.
- * user_in / item_in are left 0: the caller must set them. */
+/* The ONE home of the training defaults (`cbrec train`, `cbrec eval` and the
+ * C API start from here): layers {256,128}, dim 32, l2norm on, objective
+ * both with split heads, temperature 0.2, logQ on, rating weight 2,
+ * popularity prior 1, item-id embedding on (measured: see model.c), MSE,
+ * scale 1 shift 0, Adam lr 0.002, no decay, batch 256, 10 epochs, patience
+ * 0, seed 1, threads 2. user_in / item_in are left 0: the caller must set
+ * them. */
 void cb_model_config_default(cb_model_config *c);
 /* NULL when the configuration is usable, else a static message naming the field. */
 const char *cb_model_config_check(const cb_model_config *c);
@@ -114,6 +157,9 @@ typedef struct cb_train_result {
     double train_loss, valid_loss, valid_rmse; /* of the final epoch */
     double seconds;
     bool early_stopped;
+    /* filled by cb_bundle_train when it is given test examples, else NAN:
+     * the loss as in training and the RMSE (rating / both only) */
+    double test_loss, test_rmse;
 } cb_train_result;
 
 /* Train for c->epochs epochs over the shuffled training indices (seeded by
@@ -128,32 +174,55 @@ typedef struct cb_train_result {
 int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ctx,
                    cb_train_result *res, cb_error *err);
 
-/* Mean loss (scaled targets) and RMSE (original scale, MSE only; else NAN)
- * over the examples idx[0..n). Either output may be NULL. */
+/* Mean loss (scaled targets) and RMSE (original scale, MSE rating or both;
+ * else NAN) over the examples idx[0..n). Retrieval and both: the loss of
+ * training (softmax over batches of batch_size examples in the given order,
+ * log q from d->train_idx). Either output may be NULL. */
 int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
                       double *loss, double *rmse, cb_error *err);
 
 /* ---- inference (thread-safe on a shared model; scratch is per call) */
 /* out[i] = prediction for (users[i], items[i]) on the original target scale
- * (MSE: (v_u·v_m - shift)/scale; BCE: probability). */
+ * (MSE: (v_u·v_m - shift)/scale; BCE: probability; both: through the rating
+ * head; retrieval: NAN, the model predicts no rating). */
 int cb_model_predict(const cb_model *m, const float *user_x, const float *item_x,
                      const uint32_t *users, const uint32_t *items, size_t n, float *out,
                      cb_error *err);
-/* out [n x dim] = tower output (normalised when l2norm) for every row of x [n x in]. */
+/* out [n x out_dim] = tower output (normalised when l2norm) for every row of x [n x in]. */
 int cb_model_user_vectors(const cb_model *m, const float *user_x, size_t n, float *out,
                           cb_error *err);
+/* Item vectors from content alone (no id embedding): new items. */
 int cb_model_item_vectors(const cb_model *m, const float *item_x, size_t n, float *out,
                           cb_error *err);
-/* Map a raw score v_u·v_m to the prediction scale (as cb_model_predict). */
+/* Item vectors of rows that are items ids[0..n): with the id embedding of
+ * each id < item_ids (others: content alone). */
+int cb_model_item_vectors_ids(const cb_model *m, const float *item_x, const uint32_t *ids, size_t n, float *out,
+                              cb_error *err);
+/* Map a raw rating score (the dot over cb_model_rating_part) to the
+ * prediction scale (as cb_model_predict). */
 float cb_model_score_to_prediction(const cb_model *m, float score);
-/* The logit s·score + c of a BCE model's head (before the sigmoid), in float;
- * for other losses the score unchanged. */
+/* True when the model predicts a rating (objective rating or both). */
+bool cb_model_has_rating(const cb_model *m);
+/* Width of the tower outputs (the vectors): dim, or 2·dim with split_heads. */
+uint32_t cb_model_out_dim(const cb_model *m);
+/* Columns [*off, *off + *len) of the vectors whose dot product is the
+ * ranking score (score_to_logit) / the rating score (score_to_prediction). */
+void cb_model_rank_part(const cb_model *m, uint32_t *off, uint32_t *len);
+void cb_model_rating_part(const cb_model *m, uint32_t *off, uint32_t *len);
+/* The logit of a raw score: s·score + c of a BCE rating model's head (before
+ * the sigmoid); score / temperature for retrieval and both (the softmax
+ * logit, before the logQ term); for MSE rating models the score unchanged. */
 float cb_model_score_to_logit(const cb_model *m, float score);
+/* log q of every item: the log of its share of the examples train_idx[0..n)
+ * (counts + 1, so unseen items stay finite). out [n_items]. */
+void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
+                    uint32_t n_items);
 
 /* ---- named parameter tensors, for model files.
  * Names: "user.<l>.weight" [out,in], "user.<l>.bias" [out], the same for
- * "item.", and "head.scale" [1], "head.bias" [1]. Layer l = 0 .. hidden
- * layers (the last is the output layer). Row-major, like torch.nn.Linear. */
+ * "item.", and "head.scale" [1], "head.bias" [1], then "item.id_embedding"
+ * [item_ids, dim] when item_ids > 0. Layer l = 0 .. hidden layers (the last
+ * is the output layer). Row-major, like torch.nn.Linear. */
 typedef struct cb_tensor {
     char name[32];
     uint32_t ndim;

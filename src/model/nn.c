@@ -222,6 +222,78 @@ void cb_nn_bce_backward(float *dv, float *dscale, float *dbias, const float *v, 
     if (dbias) *dbias += (float)dc;
 }
 
+/* ---- sampled softmax cross-entropy */
+
+/* Row i of z (N logits) -> softmax in place with left-out columns at 0;
+ * returns logsumexp - z_ii. Shared by the fast and naive forward passes. */
+static double softmax_row(float *z, const float *log_q, const uint32_t *ids, int i, int N) {
+    double zmax = -INFINITY;
+    for (int j = 0; j < N; j++) {
+        if (log_q) z[j] -= log_q[j];
+        if (ids && j != i && ids[j] == ids[i]) z[j] = -INFINITY;
+        if (z[j] > zmax) zmax = z[j];
+    }
+    double zi = z[i], sum = 0.0;
+    for (int j = 0; j < N; j++) sum += exp((double)z[j] - zmax);
+    for (int j = 0; j < N; j++) z[j] = (float)(exp((double)z[j] - zmax) / sum);
+    return zmax + log(sum) - zi;
+}
+
+double cb_nn_softmax_xent_forward(float *prob, const float *u, const float *v, const float *log_q,
+                                  const uint32_t *ids, float inv_temp, int B, int N, int D) {
+    // u (B,D), v (N,D), prob (B,N)
+    if (B <= 0) return 0.0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, N, D, inv_temp, u, D, v, D, 0.0f, prob, N);
+    double loss = 0.0;
+    for (int i = 0; i < B; i++) loss += softmax_row(prob + (size_t)i * N, log_q, ids, i, N);
+    return loss / B;
+}
+
+double cb_nn_softmax_xent_forward_naive(float *prob, const float *u, const float *v,
+                                        const float *log_q, const uint32_t *ids, float inv_temp,
+                                        int B, int N, int D) {
+    double loss = 0.0;
+    for (int i = 0; i < B; i++) {
+        float *z = prob + (size_t)i * N;
+        for (int j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int d = 0; d < D; d++) acc += (double)u[(size_t)i * D + d] * v[(size_t)j * D + d];
+            z[j] = (float)(inv_temp * acc);
+        }
+        loss += softmax_row(z, log_q, ids, i, N);
+    }
+    return B > 0 ? loss / B : 0.0;
+}
+
+void cb_nn_softmax_xent_backward(float *du, float *dv, const float *prob, const float *u,
+                                 const float *v, float inv_temp, int B, int N, int D) {
+    if (B <= 0) return;
+    float k = inv_temp / (float)B;
+    /* g = (prob - I)/B: the product with prob by sgemm, the identity part by hand */
+    if (du) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, N, k, prob, N, v, D, 1.0f, du, D);
+        for (int i = 0; i < B; i++)
+            for (int d = 0; d < D; d++) du[(size_t)i * D + d] -= k * v[(size_t)i * D + d];
+    }
+    if (dv) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, B, k, prob, N, u, D, 1.0f, dv, D);
+        for (int i = 0; i < B; i++)
+            for (int d = 0; d < D; d++) dv[(size_t)i * D + d] -= k * u[(size_t)i * D + d];
+    }
+}
+
+void cb_nn_softmax_xent_backward_naive(float *du, float *dv, const float *prob, const float *u,
+                                       const float *v, float inv_temp, int B, int N, int D) {
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < N; j++) {
+            double g = ((double)prob[(size_t)i * N + j] - (i == j)) * inv_temp / B;
+            for (int d = 0; d < D; d++) {
+                if (du) du[(size_t)i * D + d] += (float)(g * v[(size_t)j * D + d]);
+                if (dv) dv[(size_t)j * D + d] += (float)(g * u[(size_t)i * D + d]);
+            }
+        }
+}
+
 /* ---- optimisers
  * The SIMD and naive Adam perform the same IEEE operations in the same order
  * (no FMA contraction in ISO C mode, sqrt and division correctly rounded), so

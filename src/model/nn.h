@@ -1,6 +1,6 @@
 /* nn — the numerical layers of the two-tower model, forward and backward:
  * dense (over cblas_sgemm), ReLU, row-wise l2-normalisation, row-wise dot
- * product, the squared-error and sigmoid cross-entropy losses, the Adam and
+ * product, the squared-error, sigmoid cross-entropy and sampled softmax losses, the Adam and
  * SGD updates and the He / Glorot initialisers.
  *
  * Conventions (after karpathy/llm.c): matrices are row-major float; a layer is
@@ -64,6 +64,27 @@ double cb_nn_bce_forward(float *prob, const float *v, const float *y, float scal
  * (dscale, dbias may be NULL). */
 void cb_nn_bce_backward(float *dv, float *dscale, float *dbias, const float *v, const float *y,
                         float scale, float bias, int B);
+
+/* ---- sampled softmax cross-entropy (the retrieval objective).
+ * Row i of u (B,D) is a user whose positive item is row i of v (N,D), N >= B;
+ * every other row of v is a negative for it (in-batch negatives, and extra
+ * sampled items in rows B..N). Logits z_ij = inv_temp·<u_i,v_j> - log_q[j]
+ * (log_q (N) may be NULL: the logQ correction for how often item j appears as
+ * a negative); column j is left out of row i when j != i and ids[j] == ids[i]
+ * (ids (N) may be NULL): the same item twice is not its own negative.
+ * Returns Σ_i [logsumexp_j z_ij - z_ii] / B; prob (B,N) receives softmax_j z_ij
+ * (0 in left-out columns), which the backward pass reads. */
+double cb_nn_softmax_xent_forward(float *prob, const float *u, const float *v, const float *log_q,
+                                  const uint32_t *ids, float inv_temp, int B, int N, int D);
+double cb_nn_softmax_xent_forward_naive(float *prob, const float *u, const float *v,
+                                        const float *log_q, const uint32_t *ids, float inv_temp,
+                                        int B, int N, int D);
+/* With g_ij = (prob_ij - [i == j]) / B:
+ * du (B,D) += inv_temp · g · v;  dv (N,D) += inv_temp · gᵀ · u (either may be NULL). */
+void cb_nn_softmax_xent_backward(float *du, float *dv, const float *prob, const float *u,
+                                 const float *v, float inv_temp, int B, int N, int D);
+void cb_nn_softmax_xent_backward_naive(float *du, float *dv, const float *prob, const float *u,
+                                       const float *v, float inv_temp, int B, int N, int D);
 
 /* ---- optimisers over a flat parameter buffer of n floats whose first
  * n_decay entries are weights (they receive the L2 term weight_decay·p in

@@ -8,7 +8,7 @@
 
 /* BOOL-as-enum and ENUM keys store an int into these enum fields */
 _Static_assert(sizeof(cb_age_mode) == sizeof(int) && sizeof(cb_scaler_rows) == sizeof(int) &&
-                   sizeof(cb_loss_kind) == sizeof(int) && sizeof(cb_opt_kind) == sizeof(int) &&
+                   sizeof(cb_loss_kind) == sizeof(int) && sizeof(cb_objective) == sizeof(int) && sizeof(cb_opt_kind) == sizeof(int) &&
                    sizeof(cb_train_split) == sizeof(int),
                "enum fields must be int-sized");
 
@@ -23,6 +23,8 @@ static const cb_config_choice age_modes[] = {{"standardise", CB_AGE_STANDARDISE}
 static const cb_config_choice scaler_rows[] = {{"all", CB_SCALER_ALL}, {"train", CB_SCALER_TRAIN}, {NULL, 0}};
 static const cb_config_choice skip_auto[] = {{"auto", CB_SKIP_FROM_DATASET}, {NULL, 0}};
 static const cb_config_choice losses[] = {{"mse", CB_LOSS_MSE}, {"bce", CB_LOSS_BCE}, {NULL, 0}};
+static const cb_config_choice objectives[] = {
+    {"rating", CB_OBJECTIVE_RATING}, {"retrieval", CB_OBJECTIVE_RETRIEVAL}, {"both", CB_OBJECTIVE_BOTH}, {NULL, 0}};
 static const cb_config_choice optimizers[] = {{"adam", CB_OPT_ADAM}, {"sgd", CB_OPT_SGD}, {NULL, 0}};
 
 static const cb_config_key_def keys[] = {
@@ -60,6 +62,24 @@ static const cb_config_key_def keys[] = {
     {"dim", "N", "32", "output units of both towers", "model", CB_KEY_U32, TC(model.dim), 0, 1, 4096, 0, NULL},
     {"l2norm", "", "true", "l2-normalise the tower outputs", "model", CB_KEY_BOOL, TC(model.l2norm), 0, 0, 0, 0,
      NULL},
+    {"objective", "rating|retrieval|both", "both",
+     "what the towers learn: rating = the lectures' squared error on ratings; retrieval = which items a user "
+     "picks (in-batch softmax, logQ-corrected); both = the two, on separate output halves (ranks by retrieval, "
+     "explains with a predicted rating); implicit data (no ratings) trains retrieval",
+     "model", CB_KEY_ENUM, TC(model.objective), 0, 0, 0, 0, objectives},
+    {"temperature", "F", "0.2", "retrieval logits = dot / F", "model", CB_KEY_F32, TC(model.temperature), 0, 1e-4,
+     100, 0, NULL},
+    {"logq", "", "true", "retrieval: subtract log of each item's in-batch sampling probability", "model",
+     CB_KEY_BOOL, TC(model.logq), 0, 0, 0, 0, NULL},
+    {"rating-weight", "F", "2", "both: weight of the rating loss", "model", CB_KEY_F32, TC(model.rating_weight), 0,
+     0, 1e6, 0, NULL},
+    {"popularity-prior", "F", "1", "ranking adds F x log(item's training share) to the retrieval score", "model",
+     CB_KEY_F32, TC(model.popularity_prior), 0, -10, 10, 0, NULL},
+    {"id-embedding", "", "true", "a learned vector per item added to the item tower's output (zero for items "
+     "without interactions: they are placed by content alone)", "model", CB_KEY_BOOL,
+     TC(model.item_id_embedding), 0, 0, 0, 0, NULL},
+    {"split-heads", "", "true", "both: separate output halves for ranking and rating", "model", CB_KEY_BOOL,
+     TC(model.split_heads), 0, 0, 0, 0, NULL},
     {"loss", "mse|bce", "mse", "squared error on ratings, or sigmoid cross-entropy on 0/1 labels", "model",
      CB_KEY_ENUM, TC(model.loss), 0, 0, 0, 0, losses},
     {"scale-targets", "", "true", "train on ratings mapped to [-1, 1] (else raw ratings)", "model", CB_KEY_BOOL,

@@ -183,8 +183,8 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
     rc = resume ? cb_bundle_resume(resume, &in, &o->res, err) : cb_bundle_train(out, &in, &o->res, err);
     o->n_train = carve.n_train;
     o->n_valid = carve.n_test;
-    o->test_loss = in.test_loss;
-    o->test_rmse = in.test_rmse;
+    o->test_loss = o->res.test_loss;
+    o->test_rmse = o->res.test_rmse;
     cb_split_free(&carve);
     return rc;
 }

@@ -42,7 +42,7 @@ static void sift_down(float *s, int64_t *it, size_t n, size_t i) {
  * scores, best first, padded with -1 / -INFINITY. Once the heap is full, a
  * row element only matters if it beats the heap's worst (a later equal score
  * loses its tie), so chunks of 16 are skipped on their maximum. */
-static void top_n(const float *row, size_t ni, size_t n, int64_t *items, float *scores) {
+void cb_rec_top_n(const float *row, size_t ni, size_t n, int64_t *items, float *scores) {
     size_t h = 0, j = 0;
     for (; j < ni && h < n; j++) {
         float v = row[j];
@@ -118,6 +118,7 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
     cb_recommend_config cfg;
     int rc = cb_recommend_config_from(&cfg, opts, err);
     if (!rc) rc = check_users(rec, users, n_users, err);
+    if (!rc) rc = cb_rec_rank_check(rec, cfg.rank_by, err);
     if (rc || !n_users) return rc;
     uint64_t *excl = NULL;
     if ((rc = cb_recommend_exclusions(rec, &cfg, NULL, NULL, 0, &excl, err))) return rc;
@@ -135,7 +136,7 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
         size_t rows = n_users - b0 < block ? n_users - b0 : block;
         for (size_t i = 0; i < rows; i++) {
             size_t u = users ? users[b0 + i] : b0 + i;
-            memcpy(U + i * d, r->user_vecs + u * d, d * sizeof *U);
+            cb_rec_query(rec, cfg.rank_by, r->user_vecs + u * d, U + i * d);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)nm, (int)d, 1.0f, U, (int)d, r->item_vecs,
                     (int)d, 0.0f, S, (int)ni);
@@ -148,7 +149,7 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
             int64_t *it = items + (b0 + i) * n;
             float *sc = scores + (b0 + i) * n;
             mask_row(rec, &cfg, excluded, n_excluded, (uint32_t)u, S + i * ni);
-            top_n(S + i * ni, ni, keep, it, sc);
+            cb_rec_top_n(S + i * ni, ni, keep, it, sc);
             for (size_t k = keep; k < n; k++) it[k] = -1, sc[k] = -INFINITY;
             for (size_t k = 0; monotone && cfg.rank_by != CB_RANK_DOT && k < keep && it[k] >= 0; k++)
                 sc[k] = cb_rec_rank_score(rec, cfg.rank_by, sc[k], (uint32_t)it[k]);

@@ -55,7 +55,7 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
     char yb[32];
     int rc = CB_OK;
     *out = (cb_list_entry){.item = c->item, .score = c->score, .dot = c->dot, .sources = c->sources,
-                           .rating = cb_model_score_to_prediction(r->model, c->dot),
+                           .rating = cb_rec_rating(rec, p->vec, c->item),
                            .added = cb_rec_is_added(rec, c->item)};
     int rc0 = cb_rec_entry_names(out, rec, err);
     if (rc0) return rc0;
@@ -108,9 +108,15 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
                                                                : "";
         const char *what = r->binary ? "predicted probability" : "predicted rating";
         int digits = r->binary ? 2 : 1;
+        char rating[64] = "";
+        if (!isnan(out->rating)) snprintf(rating, sizeof rating, "; %s %.*f", what, digits, (double)out->rating);
         if (cfg->rank_by == CB_RANK_DOT)
-            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "ranked by v_u.v_m %.3f; %s %.*f%s",
-                                 (double)c->dot, what, digits, (double)out->rating, div);
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "ranked by v_u.v_m %.3f%s%s", (double)c->dot,
+                                 rating, div);
+        else if (!strcmp(cb_rec_criterion(rec, cfg->rank_by), "retrieval score"))
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err,
+                                 "ranked by how likely you are to pick it (retrieval score %.2f)%s%s", (double)c->score,
+                                 rating, div);
         else
             rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "%s %.*f%s", what, digits, (double)out->rating,
                                  div);

@@ -4,6 +4,7 @@
  * diversity.c and explain.c. */
 #include "rec/recommend.h"
 
+#include <cblas.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -141,15 +142,51 @@ static int pick_group(const cb_bundle *r, const char *group_by, int *out, cb_err
 
 /* ---- THE ranking score */
 
+/* The criterion: AUTO ranks by the retrieval score when the model was
+ * trained for retrieval (objective retrieval or both), else by the predicted
+ * rating; RATING by the predicted rating (a model with a rating head only);
+ * DOT by the raw dot product of the part AUTO would use. */
+static bool by_retrieval(const cb_recommender *rec, cb_rank_by by) {
+    return by != CB_RANK_RATING && cb_bundle_has_retrieval(rec->r);
+}
+
+int cb_rec_rank_check(const cb_recommender *rec, cb_rank_by by, cb_error *err) {
+    if (by == CB_RANK_RATING && !cb_bundle_has_rating(rec->r))
+        return cb_fail(err, CB_EINVAL, "rank-by rating: this model has no rating head (objective %s); use auto or dot",
+                       cb_objective_name(cb_model_config_of(rec->r->model)->objective));
+    return CB_OK;
+}
+
+void cb_rec_query(const cb_recommender *rec, cb_rank_by by, const float *user_vec, float *q) {
+    uint32_t off, len, dim = rec->r->dim;
+    if (by_retrieval(rec, by)) cb_model_rank_part(rec->r->model, &off, &len);
+    else cb_model_rating_part(rec->r->model, &off, &len);
+    for (uint32_t k = 0; k < dim; k++) q[k] = k >= off && k < off + len ? user_vec[k] : 0.0f;
+}
+
 /* Items added after training (item >= n_items) are scored from their vector
- * exactly like model items: the predicted rating is a function of v_u . v_m
- * alone. A per-item term (a retrieval bias) enters here: bias[item] for model
- * items; an added item has none learned and takes rec->added_bias (the
- * catalog's mean, cb_rec_added_item_bias, cached by cb_rec_rank_prepare). */
+ * exactly like model items. The retrieval score adds a per-item term (the
+ * popularity prior, cb_bundle_rank_bias): bias[item] for model items; an
+ * added item has none learned and takes rec->added_bias (the catalog's mean,
+ * cb_rec_added_item_bias, cached by cb_rec_rank_prepare). */
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item) {
-    (void)item;
     if (by == CB_RANK_DOT) return dot;
-    return cb_model_score_to_prediction(rec->r->model, dot);
+    const cb_bundle *r = rec->r;
+    if (!by_retrieval(rec, by)) return cb_model_score_to_prediction(r->model, dot);
+    const float *bias = cb_bundle_rank_bias(r);
+    float b = item < r->n_items ? (bias ? bias[item] : 0.0f) : rec->added_bias;
+    return cb_model_score_to_logit(r->model, dot) + b;
+}
+
+float cb_rec_rating(const cb_recommender *rec, const float *user_vec, uint32_t item) {
+    const cb_bundle *r = rec->r;
+    if (!cb_bundle_has_rating(r)) return NAN;
+    uint32_t off, len;
+    cb_model_rating_part(r->model, &off, &len);
+    const float *v = cb_rec_item_vec(rec, item);
+    float dot = 0;
+    for (uint32_t k = off; k < off + len; k++) dot += user_vec[k] * v[k];
+    return cb_model_score_to_prediction(r->model, dot);
 }
 
 /* The mean, not the minimum: an added item is judged by its content as an
@@ -165,18 +202,16 @@ float cb_rec_added_item_bias(const float *bias, uint32_t n) {
 }
 
 void cb_rec_rank_prepare(cb_recommender *rec) {
-    /* the model has no per-item ranking bias yet: NULL (when it has, its [n_items] array) */
-    rec->added_bias = cb_rec_added_item_bias(NULL, rec->r->n_items);
+    rec->added_bias = cb_rec_added_item_bias(cb_bundle_rank_bias(rec->r), rec->r->n_items);
 }
 
 bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by) {
-    (void)rec;
-    (void)by;
-    return true; /* keep in step with cb_rec_rank_score */
+    return by == CB_RANK_DOT || !by_retrieval(rec, by) || !cb_bundle_rank_bias(rec->r);
 }
 
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by) {
     if (by == CB_RANK_DOT) return "dot product";
+    if (by_retrieval(rec, by)) return "retrieval score";
     return rec->r->binary ? "predicted probability" : "predicted rating";
 }
 
@@ -187,6 +222,7 @@ typedef struct run {
     const cb_profile *p;
     const cb_recommend_config *cfg;
     const uint64_t *excl;   /* per-call exclusions over model items */
+    const float *q;         /* the ranking query: v_u on the criterion's part (cb_rec_query) */
     hits hs;
     uint32_t genres[32], n_genres;
     int group;
@@ -303,6 +339,29 @@ static void merge_added(const cb_recommender *rec, const float *u, const uint64_
     }
 }
 
+/* The k model items of highest ranking score (not excluded), best first:
+ * one pass over the catalog when the score is not a function of the dot
+ * alone (a per-item prior), so no exact-search shortcut applies. */
+static int top_by_score(run *x, int32_t *idx, size_t k, cb_error *err) {
+    const cb_bundle *r = x->rec->r;
+    float *S = cb_malloc(((size_t)r->n_items + 1) * sizeof *S, err);
+    int64_t *it = cb_malloc((k + 1) * sizeof *it, err);
+    float *sc = cb_malloc((k + 1) * sizeof *sc, err);
+    int rc = S && it && sc ? CB_OK : CB_ENOMEM;
+    if (!rc) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r->n_items, (int)r->dim, 1.0f, r->item_vecs, (int)r->dim, x->q,
+                    1, 0.0f, S, 1);
+        for (uint32_t i = 0; i < r->n_items; i++)
+            S[i] = cb_bit_get(x->excl, i) ? -INFINITY : cb_rec_rank_score(x->rec, x->cfg->rank_by, S[i], i);
+        cb_rec_top_n(S, r->n_items, k, it, sc);
+        for (size_t j = 0; j < k; j++) idx[j] = (int32_t)it[j];
+    }
+    free(S);
+    free(it);
+    free(sc);
+    return rc;
+}
+
 /* (4) embedding retrieval over the whole catalog, model and added items */
 static int src_embedding(run *x, cb_error *err) {
     uint32_t ni = x->rec->r->n_items, n_all = (uint32_t)cb_recommender_item_count(x->rec);
@@ -317,8 +376,10 @@ static int src_embedding(run *x, cb_error *err) {
     }
     for (size_t j = 0; j < k; j++) idx[j] = -1;
     cb_knn_params kp = {.threads = x->cfg->threads > 0 ? x->cfg->threads : 1, .exclude = x->excl};
-    int rc = cb_knn_index_search(x->rec->index, x->p->vec, 1, k_model, CB_KNN_DOT, &kp, idx, NULL, err);
-    if (!rc && dots) merge_added(x->rec, x->p->vec, x->excl, idx, dots, k);
+    int rc = cb_rec_rank_monotone(x->rec, x->cfg->rank_by)
+                 ? cb_knn_index_search(x->rec->index, x->q, 1, k_model, CB_KNN_DOT, &kp, idx, NULL, err)
+                 : top_by_score(x, idx, k_model, err);
+    if (!rc && dots) merge_added(x->rec, x->q, x->excl, idx, dots, k);
     free(dots);
     for (size_t j = 0; !rc && j < k; j++)
         if (idx[j] >= 0) rc = add_hit(&x->hs, (hit){(uint32_t)idx[j], CB_SRC_EMBEDDING, 0, -1, 0, (uint32_t)j}, err);
@@ -351,7 +412,7 @@ static int merge_rank(run *x, cb_rec_cand **out, size_t *n_out, cb_error *err) {
         }
     }
     for (size_t i = 0; i < m; i++) {
-        float dot = dot_of(x->rec, p->vec, cs[i].item);
+        float dot = dot_of(x->rec, x->q, cs[i].item);
         cs[i].dot = dot;
         cs[i].score = cb_rec_rank_score(x->rec, x->cfg->rank_by, dot, cs[i].item);
     }
@@ -361,20 +422,51 @@ static int merge_rank(run *x, cb_rec_cand **out, size_t *n_out, cb_error *err) {
     return CB_OK;
 }
 
-int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg,
+/* A new profile that states its taste only as genre preferences (no
+ * ratings): the retrieval half learned from which items users picked, and
+ * such a profile has picked none, so its taste vector alone would return the
+ * catalog's blockbusters. The user told us what they want: candidates come
+ * from the top items of their genres only (at least n per genre), ranked by
+ * the usual criterion; a note says so. */
+static bool stated_taste_only(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg) {
+    return cfg->rank_by == CB_RANK_AUTO && p->n_prefs > 0 && p->n_ratings == 0 && cfg->top_genres > 0 &&
+           cb_bundle_has_retrieval(rec->r);
+}
+
+int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *call_cfg,
                  const cb_blocklist *bl, cb_recommend_result *res, cb_error *err) {
     memset(res, 0, sizeof *res);
-    const char *why = cb_recommend_config_check(cfg);
+    const char *why = cb_recommend_config_check(call_cfg);
     if (why) return cb_fail(err, CB_EINVAL, "%s", why);
+    cb_recommend_config cfg_copy = *call_cfg;
+    const cb_recommend_config *cfg = &cfg_copy;
+    bool stated = stated_taste_only(rec, p, cfg);
+    if (stated) {
+        cfg_copy.embedding_items = cfg_copy.group_items = 0;
+        uint32_t per = call_cfg->n < CB_BUNDLE_TOP_LIST ? call_cfg->n : CB_BUNDLE_TOP_LIST;
+        if (cfg_copy.per_genre < per) cfg_copy.per_genre = per;
+    }
     res->criterion = cb_rec_criterion(rec, cfg->rank_by);
     uint64_t *excl = NULL;
-    int rc = cb_recommend_exclusions(rec, cfg, bl, p->items, p->n_ratings, &excl, err);
+    int rc = cb_rec_rank_check(rec, cfg->rank_by, err);
     if (rc) return rc;
-    run x = {.rec = rec, .p = p, .cfg = cfg, .excl = excl, .group = -1, .res = res};
+    rc = cb_recommend_exclusions(rec, cfg, bl, p->items, p->n_ratings, &excl, err);
+    if (rc) return rc;
+    float *q = cb_malloc(rec->r->dim * sizeof *q, err);
+    if (!q) {
+        free(excl);
+        return CB_ENOMEM;
+    }
+    cb_rec_query(rec, cfg->rank_by, p->vec, q);
+    run x = {.rec = rec, .p = p, .cfg = cfg, .excl = excl, .q = q, .group = -1, .res = res};
     cb_rec_cand *cs = NULL;
     uint32_t *sel = NULL;
     size_t m = 0, k = 0, n = cfg->n;
     if (p->note[0]) rc = cb_rec_push_str(&res->notes, &res->n_notes, err, "%s", p->note);
+    if (!rc && stated)
+        rc = cb_rec_push_str(&res->notes, &res->n_notes, err,
+                             "candidates from your stated genres only: with no ratings yet, the taste vector "
+                             "alone would return the catalog's most popular items");
     size_t n_all = cb_recommender_item_count(rec);
     if (!rc && n > n_all) {
         rc = cb_rec_push_str(&res->notes, &res->n_notes, err, "n = %zu is larger than the catalog (%zu items); using %zu",
@@ -402,6 +494,7 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
         res->n = i + 1;
     }
     free(excl);
+    free(q);
     free(x.hs.h);
     free(cs);
     free(sel);

@@ -238,6 +238,17 @@ static inline bool cb_bit_get(const uint64_t *b, size_t i) { return (b[i >> 6] >
  * orders items by this value (ties: higher dot, then lower item). `dot` is
  * v_u . v_m of the item. */
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item);
+/* CB_EINVAL when the model cannot rank by `by` (rating without a rating head). */
+int cb_rec_rank_check(const cb_recommender *rec, cb_rank_by by, cb_error *err);
+/* q[dim] = user_vec on the part of the vectors the criterion ranks by, zero
+ * elsewhere (models with split heads rank with one half and predict the
+ * rating with the other): every full-width dot with q is that part's dot. */
+void cb_rec_query(const cb_recommender *rec, cb_rank_by by, const float *user_vec, float *q);
+/* The predicted rating (the rating head's part) of an item, NAN when the model has none. */
+float cb_rec_rating(const cb_recommender *rec, const float *user_vec, uint32_t item);
+/* The n best of row[0..ni) (-INFINITY and NaN never picked), best first, into
+ * items/scores; -1 / -INFINITY padding (batch.c). */
+void cb_rec_top_n(const float *row, size_t ni, size_t n, int64_t *items, float *scores);
 /* The per-item ranking bias an added item gets (it has no training
  * interactions, so the model learned none for it): the MEAN of the catalog's
  * biases `bias[n]`; 0 when the model has none (bias NULL). */

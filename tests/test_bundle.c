@@ -1,0 +1,156 @@
+/* Tests of the training pipeline's objectives (model/bundle.h) on tiny
+ * synthetic data: the objective and its settings round-trip through the
+ * model file, a retrieval model predicts no rating (NAN) and ranks by its
+ * logit plus the popularity prior, `both` predicts ratings and ranks, the
+ * item-id embedding is saved and zero for items without training ratings,
+ * the input struct is left untouched, and a configuration that cannot work
+ * (loss bce on 1..5 ratings) is CB_EINVAL. */
+#include "model/bundle.h"
+#include "testutil.h"
+
+#include <math.h>
+
+static cb_dataset *tiny_synth(void) {
+    cb_synth_config sc;
+    cb_synth_config_default(&sc);
+    sc.n_users = 80, sc.n_items = 100, sc.n_genres = 5, sc.n_ratings = 2500, sc.seed = 3;
+    cb_dataset *ds = NULL;
+    cb_error err;
+    assert_int_equal(cb_synth_generate(&ds, &sc, &err), CB_OK);
+    return ds;
+}
+
+static void tiny_model(cb_model_config *mc, cb_objective objective) {
+    cb_model_config_default(mc);
+    mc->objective = objective;
+    mc->n_user_layers = mc->n_item_layers = 1;
+    mc->user_layers[0] = mc->item_layers[0] = 16;
+    mc->dim = 8, mc->epochs = 2, mc->batch_size = 64, mc->threads = 1;
+}
+
+static cb_bundle *train(const cb_dataset *ds, const cb_split *sp, cb_bundle_train_input *in, cb_train_result *res) {
+    cb_error err;
+    cb_bundle *r = NULL;
+    cb_bundle_train_input before = *in;
+    int rc = cb_bundle_train(&r, in, res, &err);
+    if (rc) fprintf(stderr, "train: %s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
+    /* the pipeline works on its own copy of the configuration */
+    assert_memory_equal(&before, in, sizeof before);
+    (void)ds, (void)sp;
+    return r;
+}
+
+static void retrieval_and_both(void **state) {
+    (void)state;
+    cb_dataset *ds = tiny_synth();
+    cb_split sp;
+    cb_error err;
+    assert_int_equal(cb_split_make(&sp, ds, CB_SPLIT_RANDOM, 0.2, 1, &err), CB_OK);
+    cb_feature_config fc;
+    cb_feature_config_default(&fc);
+    fc.top_k_popular = 20;
+    cb_bundle_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .features = &fc,
+                                .scale_targets = true, .test_idx = sp.test, .n_test = sp.n_test};
+    tiny_model(&in.model, CB_OBJECTIVE_RETRIEVAL);
+    in.model.popularity_prior = 0.5f;
+    in.model.temperature = 0.2f;
+    in.model.item_id_embedding = true;
+    cb_train_result res;
+    cb_bundle *r = train(ds, &sp, &in, &res);
+    assert_false(cb_bundle_has_rating(r));
+    assert_true(cb_bundle_has_retrieval(r));
+    assert_true(isfinite(res.test_loss) && isnan(res.test_rmse));
+    const float *uv = r->user_vecs;
+    assert_true(isnan(cb_bundle_predict_vec(r, uv, 0)));
+    const float *bias = cb_bundle_rank_bias(r);
+    assert_non_null(bias);
+    /* rank score = dot / temperature + bias, and the batch version agrees */
+    float *scores = malloc(r->n_items * sizeof *scores);
+    cb_bundle_rank_scores(r, uv, scores);
+    for (uint32_t i = 0; i < r->n_items; i++) {
+        double dot = 0;
+        for (uint32_t k = 0; k < r->dim; k++) dot += (double)uv[k] * r->item_vecs[(size_t)i * r->dim + k];
+        assert_true(fabs(scores[i] - (dot / 0.2 + bias[i])) < 1e-3);
+        assert_true(fabs(scores[i] - cb_bundle_rank_score(r, uv, i)) < 1e-3);
+    }
+    /* more training examples, higher prior */
+    uint32_t *count = calloc(r->n_items, sizeof *count);
+    for (size_t j = 0; j < sp.n_train; j++) count[ds->ratings[sp.train[j]].item]++;
+    for (uint32_t i = 0; i + 1 < r->n_items; i++)
+        if (count[i] > count[i + 1]) assert_true(bias[i] > bias[i + 1]);
+    /* the model file keeps objective, settings, id embedding and bias */
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "m.cbrec");
+    assert_int_equal(cb_bundle_save(r, path, &err), CB_OK);
+    cb_bundle *l = NULL;
+    assert_int_equal(cb_bundle_load(&l, path, &err), CB_OK);
+    const cb_model_config *lc = cb_model_config_of(l->model);
+    assert_int_equal(lc->objective, CB_OBJECTIVE_RETRIEVAL);
+    assert_true(lc->temperature == 0.2f && lc->popularity_prior == 0.5f && lc->item_ids == r->n_items);
+    assert_false(cb_bundle_has_rating(l));
+    for (uint32_t i = 0; i < r->n_items; i++) assert_true(cb_bundle_rank_score(l, uv, i) == cb_bundle_rank_score(r, uv, i));
+    /* items without training ratings keep a zero id embedding */
+    cb_tensor t = {0};
+    for (size_t i = 0; i < cb_model_n_tensors(l->model); i++) {
+        cb_model_tensor(l->model, i, &t);
+        if (!strcmp(t.name, "item.id_embedding")) break;
+    }
+    assert_string_equal(t.name, "item.id_embedding");
+    size_t n_zero = 0, n_unseen = 0;
+    for (uint32_t i = 0; i < r->n_items; i++) {
+        bool zero = true;
+        for (uint32_t k = 0; k < r->dim; k++) zero = zero && t.data[(size_t)i * r->dim + k] == 0.0f;
+        n_unseen += count[i] == 0;
+        n_zero += zero;
+        if (!count[i]) assert_true(zero);
+    }
+    assert_int_equal(n_zero, n_unseen);
+    cb_bundle_free(l);
+    cb_bundle_free(r);
+
+    /* both (split heads): ranks like retrieval and predicts ratings from the
+     * second half of the vectors */
+    tiny_model(&in.model, CB_OBJECTIVE_BOTH);
+    in.model.split_heads = true;
+    r = train(ds, &sp, &in, &res);
+    assert_int_equal(r->dim, 2 * in.model.dim);
+    uv = r->user_vecs;
+    assert_true(cb_bundle_has_rating(r) && cb_bundle_has_retrieval(r));
+    assert_non_null(cb_bundle_rank_bias(r)); /* the default popularity prior */
+    assert_true(isfinite(res.test_rmse) && res.test_rmse < 2.0);
+    float y = cb_bundle_predict_vec(r, uv, 3);
+    assert_true(isfinite(y));
+    assert_int_equal(cb_bundle_save(r, path, &err), CB_OK);
+    assert_int_equal(cb_bundle_load(&l, path, &err), CB_OK);
+    assert_true(cb_bundle_predict_vec(l, uv, 3) == y);
+    cb_bundle_free(l);
+    cb_bundle_free(r);
+
+    /* rating: a rating model has no rank bias and ranks by predicted rating */
+    tiny_model(&in.model, CB_OBJECTIVE_RATING);
+    r = train(ds, &sp, &in, &res);
+    uv = r->user_vecs;
+    assert_false(cb_bundle_has_retrieval(r));
+    assert_null(cb_bundle_rank_bias(r));
+    assert_true(cb_bundle_rank_score(r, uv, 5) == cb_bundle_predict_vec(r, uv, 5));
+    cb_bundle_free(r);
+
+    /* loss bce on 1..5 ratings cannot work: a clear error before training */
+    in.model.loss = CB_LOSS_BCE;
+    r = (cb_bundle *)1;
+    assert_int_equal(cb_bundle_train(&r, &in, NULL, &err), CB_EINVAL);
+    assert_null(r);
+    assert_non_null(strstr(err.msg, "bce"));
+    free(scores);
+    free(count);
+    tu_rmrf(dir);
+    free(path);
+    free(dir);
+    cb_split_free(&sp);
+    cb_dataset_free(ds);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(retrieval_and_both)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
