@@ -7,6 +7,7 @@
 #include "cbrec.h"
 #include <jansson.h>
 #include <math.h>
+#include <sys/stat.h>
 
 typedef struct fixture {
     char *dir, *data;
@@ -168,12 +169,61 @@ static void divergence_reported(void **state) {
     cb_config_free(c);
 }
 
+/* An events file (no rating column, string ids) trains the retrieval
+ * objective whatever the default says, ranks by it, and predicts no rating:
+ * user u picks 7 of the 10 items of group u % 4; its top item is from its group. */
+static void implicit_events_train_retrieval(void **state) {
+    fixture *f = *state;
+    char *dir = tu_path(f->dir, "events"), line[64];
+    assert_int_equal(mkdir(dir, 0700), 0);
+    size_t cap = 1 << 16, len = 0;
+    char *csv = malloc(cap);
+    len += (size_t)snprintf(csv + len, cap - len, "who,what,when\n");
+    uint64_t x = 7;
+    for (int u = 0; u < 60; u++)
+        for (int i = 0; i < 10; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            if ((x >> 33) % 10 < 3) continue;
+            snprintf(line, sizeof line, "\"user %d\",item-%d,%d\n", u, (u % 4) * 10 + i, 1000 + i);
+            len += (size_t)snprintf(csv + len, cap - len, "%s", line);
+        }
+    char *schema_text = "ratings = events.csv\nratings.columns = user,item,timestamp\n";
+    free(tu_write(dir, "events.csv", csv));
+    free(tu_write(dir, "cbrec.schema", schema_text));
+    free(csv);
+    cb_error err = {0};
+    cb_dataset *ds = NULL;
+    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
+    cb_config *c = small_config();
+    assert_int_equal(cb_config_set(c, "epochs", "30", &err), CB_OK);
+    assert_int_equal(cb_config_set(c, "top-k-popular", "40", &err), CB_OK); /* the whole history */
+    assert_int_equal(cb_config_set(c, "split", "none", &err), CB_OK);
+    assert_string_equal(cb_config_get(c, "objective"), "both");
+    cb_recommender *rec = NULL;
+    assert_int_equal(cb_train(&rec, ds, c, NULL, NULL, NULL, &err), CB_OK);
+    cb_list *l = NULL;
+    assert_int_equal(cb_recommender_recommend(rec, "user 5", NULL, NULL, &l, &err), CB_OK);
+    assert_string_equal(cb_list_criterion(l), "retrieval score");
+    assert_true(cb_list_size(l) >= 3);
+    assert_true(cb_list_score(l, 0) > cb_list_score(l, cb_list_size(l) - 1)); /* not a constant */
+    int item = atoi(cb_list_item_id(l, 0) + 5);
+    assert_int_equal(item / 10, 5 % 4);
+    float rating;
+    assert_int_equal(cb_recommender_predict(rec, "user 5", "item-3", &rating, &err), CB_EINVAL);
+    cb_list_free(l);
+    cb_recommender_free(rec);
+    cb_config_free(c);
+    cb_dataset_close(ds);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(counts_and_describe),
         cmocka_unit_test(train_report_resume),
         cmocka_unit_test(refusals),
         cmocka_unit_test(divergence_reported),
+        cmocka_unit_test(implicit_events_train_retrieval),
     };
     return cmocka_run_group_tests_name("train_api", tests, setup, teardown);
 }

@@ -181,8 +181,7 @@ static int train_with(cb_bundle **out, const cb_evalrun_config *c, const cb_mode
                              .scale_targets = c->scale_targets,
                              .on_epoch = c->on_epoch,
                              .ctx = c->epoch_ctx};
-    /* 0/1 labels under the rating objective: the sigmoid cross-entropy */
-    if (ds->binary && mc->objective == CB_OBJECTIVE_RATING) in.model.loss = CB_LOSS_BCE;
+    cb_bundle_objective_for_data(&in.model, ds);
     if (!carve.n_test && c->monitor_test && sp->n_test) {
         in.valid_idx = sp->test;
         in.n_valid = sp->n_test;

@@ -58,6 +58,12 @@ float cb_bundle_predict_vec(const cb_bundle *r, const float *user_vec, uint32_t 
     return cb_model_score_to_prediction(r->model, dot_part(r, user_vec, item, off, len));
 }
 
+void cb_bundle_objective_for_data(cb_model_config *mc, const cb_dataset *ds) {
+    if (ds->implicit && !ds->binary) return; /* weighted events: the weight is the target */
+    if (ds->implicit) mc->objective = CB_OBJECTIVE_RETRIEVAL; /* events: nothing to predict but the pick */
+    else if (ds->binary && mc->objective == CB_OBJECTIVE_RATING) mc->loss = CB_LOSS_BCE; /* 0/1 labels */
+}
+
 bool cb_bundle_has_rating(const cb_bundle *r) { return cb_model_has_rating(r->model); }
 
 bool cb_bundle_has_retrieval(const cb_bundle *r) {

@@ -82,6 +82,13 @@ typedef struct cb_bundle_train_input {
                                                    res->test_loss / res->test_rmse */
 } cb_bundle_train_input;
 
+/* The one place the data decides the objective: an events file without
+ * ratings or weights (ds->implicit, every label 1) trains retrieval whatever
+ * was asked (a rating head would learn a constant); 0/1 labels under the
+ * rating objective use the sigmoid cross-entropy. Callers apply it to their
+ * copy of the configuration before cb_bundle_train. */
+void cb_bundle_objective_for_data(cb_model_config *mc, const cb_dataset *ds);
+
 /* Fit features on the training ratings, train the towers for in->model's
  * objective (rating, retrieval or both), compute the vectors, the ranking
  * bias and the retrieval lists. `res` may be NULL. A configuration that

@@ -180,6 +180,7 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
                                 .features = &tc->features, .model = tc->model, .scale_targets = tc->scale_targets,
                                 .seen_all_ratings = seen_all_ratings, .on_epoch = epoch_fn, .ctx = ctx,
                                 .test_idx = sp->n_test ? sp->test : NULL, .n_test = sp->n_test};
+    if (!resume) cb_bundle_objective_for_data(&in.model, ds);
     rc = resume ? cb_bundle_resume(resume, &in, &o->res, err) : cb_bundle_train(out, &in, &o->res, err);
     o->n_train = carve.n_train;
     o->n_valid = carve.n_test;

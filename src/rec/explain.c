@@ -100,7 +100,7 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
     else if (!rc && out->added)
         rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "new in the catalog: close to your taste vector");
     else if (!rc && (c->sources & (1u << CB_SRC_EMBEDDING)))
-        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "close match to your taste vector (#%u of the catalog by v_u.v_m)",
+        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "close match to your taste vector (#%u of the catalog)",
                       c->emb_rank + 1);
     if (!rc) {
         const char *div = cfg->diversity == CB_DIV_MMR ? "; picked for diversity by MMR"
