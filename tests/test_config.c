@@ -29,7 +29,7 @@ static void train_defaults(void **state) {
     assert_int_equal(v->model.n_user_layers, 2);
     assert_int_equal(v->features.user_skip_cols, CB_SKIP_FROM_DATASET);
     assert_int_equal(v->split, CB_TRAIN_SPLIT_RANDOM);
-    assert_true(v->valid_frac == 0.1 && v->test_frac == 0.2 && v->scale_targets);
+    assert_true(v->valid_frac == 0 && v->test_frac == 0.2 && v->scale_targets);
     /* Where the table and the lower layers both have a default they agree,
      * except the three settings the table deliberately overrides. */
     cb_model_config mc;
@@ -180,7 +180,7 @@ static void shared_parsers(void **state) {
     assert_non_null(strstr(err.msg, "item-layers"));
     cb_train_config tc;
     cb_train_config_default(&tc);
-    assert_true(tc.model.lr == 0.002f && tc.valid_frac == 0.1 && tc.model.n_item_layers == 2);
+    assert_true(tc.model.lr == 0.002f && tc.valid_frac == 0 && tc.model.n_item_layers == 2);
     assert_null(tc.features.exclude_cols);
 }
 

@@ -89,6 +89,7 @@ static int stop_after_first(const cb_progress *p, void *ctx) {
 static void train_report_resume(void **state) {
     fixture *f = *state;
     cb_config *c = small_config();
+    assert_int_equal(cb_config_set(c, "valid-frac", "0.1", &(cb_error){0}), CB_OK); /* default 0 */
     char *before = strdup(cb_config_get(c, "epochs"));
     cb_recommender *rec = NULL;
     cb_train_report rep = {.size = sizeof rep};
