@@ -184,11 +184,29 @@ static void shared_parsers(void **state) {
     assert_null(tc.features.exclude_cols);
 }
 
+/* The TRAIN table's default texts and the library's own defaults
+ * (cb_model_config_default, cb_feature_config_default) are the same values:
+ * a key's default may not drift from what a caller of the model layer gets. */
+static void train_defaults_agree(void **state) {
+    (void)state;
+    cb_train_config tc;
+    cb_train_config_default(&tc);
+    cb_model_config mc;
+    cb_model_config_default(&mc);
+    cb_feature_config fc;
+    cb_feature_config_default(&fc);
+    assert_memory_equal(&tc.model, &mc, sizeof mc);
+    assert_int_equal(tc.features.top_k_popular, fc.top_k_popular);
+    assert_int_equal(tc.features.age_mode, fc.age_mode);
+    assert_int_equal(tc.features.scaler_rows, fc.scaler_rows);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(train_defaults),  cmocka_unit_test(set_parses_and_checks),
         cmocka_unit_test(unknown_keys_suggest), cmocka_unit_test(enumerate_kinds),
         cmocka_unit_test(synth_defaults_agree), cmocka_unit_test(shared_parsers),
+        cmocka_unit_test(train_defaults_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
