@@ -194,6 +194,14 @@ static void topn_hand_computed(void **state) {
     NEAR(m.map, 0.5);
     NEAR(m.hit_rate, 0.5);
 
+    /* new items only (the cold-items protocol): items 1 and 5 have training
+     * ratings and leave every list, so u0's top is 2 (relevant) and u2's is 4. */
+    cfg.new_items_only = true;
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_OK);
+    NEAR(m.precision, 1.0);
+    NEAR(m.hit_rate, 1.0);
+    cfg.new_items_only = false;
+
     /* threshold 5: u0 relevant {0}, u2 none -> skipped. u0 list [1,2,3] misses. */
     cfg.k = 3;
     cfg.threshold = 5.0f;
@@ -259,7 +267,7 @@ static void topn_lists_known_values(void **state) {
     const uint32_t lists[2 * 5] = {0, 1, 2, 3, 4, 0, 1, 2, 3, 4};
     const uint32_t lens[2] = {5, 5};
     fixed_lists f = {lists, lens, 5};
-    cb_topn_config cfg = {5, 4.0f, 0};
+    cb_topn_config cfg = {5, 4.0f, 0, false};
     cb_topn_metrics m;
     cb_error err;
     assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f, &err), CB_OK);
@@ -308,7 +316,7 @@ static void topn_diversity_jaccard(void **state) {
     const uint32_t lists[2 * 3] = {0, 1, 2, 3, 4, 0};
     const uint32_t lens[2] = {3, 2};
     fixed_lists f = {lists, lens, 3};
-    cb_topn_config cfg = {3, 4.0f, 0};
+    cb_topn_config cfg = {3, 4.0f, 0, false};
     cb_topn_metrics m;
     cb_error err;
     assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f, &err), CB_OK);

@@ -198,6 +198,9 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
     ec.epoch_ctx = &pa;
     run R = {.ds = ds};
     if ((rc = protocol_make(&R.proto, e && e->folds && *e->folds ? e->folds : NULL, &ec.train, ds, err))) goto out;
+    /* held-out items have no training interactions: the question is which of
+     * them a user picks, so the lists rank the new items only */
+    ec.topn.new_items_only = !(e && e->folds && *e->folds) && ec.train.split == CB_TRAIN_SPLIT_COLD_ITEMS;
     double t0 = cb_now();
     for (size_t f = 0; f < R.proto.n && !rc; f++)
         rc = cb_evalrun_split(&R.results, &R.n_results, &ec, ds, &R.proto.splits[f],

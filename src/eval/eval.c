@@ -53,6 +53,7 @@ void cb_topn_config_default(cb_topn_config *c) {
     c->k = 10;
     c->threshold = 4.0f;
     c->recall_k = 20;
+    c->new_items_only = false;
 }
 
 /* a ranks strictly before b: higher score, NaN last, ties to the lower index. */
@@ -345,12 +346,19 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
                                  list[r], n_items);
                     goto done;
                 }
+                if (cfg->new_items_only && item_pop[list[r]]) {
+                    rc = cb_fail(err, CB_EINVAL, "eval: list of user %u names item %u, which has training "
+                                 "interactions (new items only)", u, list[r]);
+                    goto done;
+                }
             }
         } else {
             rc = src->score(src->ctx, u, src->scores, n_items, err);
             if (rc != CB_OK) goto done;
             for (size_t j = train.off[u]; j < train.off[u + 1]; j++)
                 src->exclude[ds->ratings[train.idx[j]].item] = stamp;
+            for (uint32_t i = 0; cfg->new_items_only && i < n_items; i++)
+                if (item_pop[i]) src->exclude[i] = stamp;
             n_list = cb_eval_top_k(list, n_want, src->scores, n_items, src->exclude, stamp);
         }
 

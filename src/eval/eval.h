@@ -86,6 +86,8 @@ typedef struct cb_topn_config {
     uint32_t k;              /* list length (10) */
     float threshold;         /* relevant = held-out rating >= threshold (4) */
     uint32_t recall_k;       /* also recall@recall_k (20); 0 = not measured */
+    bool new_items_only;     /* rank only the items without training interactions (the
+                                cold-items protocol: which new item will the user pick) */
 } cb_topn_config;
 void cb_topn_config_default(cb_topn_config *c);
 

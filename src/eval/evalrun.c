@@ -328,6 +328,27 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
     return rc;
 }
 
+/* The cold-items protocol asks for lists of new items only: the items
+ * without training interactions, as the "allow" option of the call. */
+static int allow_new_items(cb_config *opts, const cb_dataset *ds, const cb_split *sp, cb_error *err) {
+    uint32_t ni = cb_dataset_n_items(ds);
+    uint8_t *warm = cb_calloc((size_t)ni + 1, 1, err);
+    if (!warm) return CB_ENOMEM;
+    for (size_t j = 0; j < sp->n_train; j++) warm[ds->ratings[sp->train[j]].item] = 1;
+    size_t len = 1;
+    for (uint32_t i = 0; i < ni; i++) len += warm[i] ? 0 : strlen(cb_vocab_name(ds->items, i)) + 1;
+    char *list = cb_malloc(len, err);
+    int rc = list ? CB_OK : CB_ENOMEM;
+    size_t at = 0;
+    for (uint32_t i = 0; !rc && i < ni; i++)
+        if (!warm[i]) at += (size_t)sprintf(list + at, "%s%s", at ? "," : "", cb_vocab_name(ds->items, i));
+    if (!rc) list[at] = 0;
+    if (!rc) rc = cb_config_set(opts, "allow", list, err);
+    free(list);
+    free(warm);
+    return rc;
+}
+
 /* ---- "cbrec": the product's train + recommend, defaults and code path (see evalrun.h) */
 
 typedef struct cbrec_ctx {
@@ -366,6 +387,7 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
     snprintf(n, sizeof n, "%u", c->topn.k > c->topn.recall_k ? c->topn.k : c->topn.recall_k);
     if (!rc && !(rc = cb_config_create_from_table(&opts, &cb_recommend_config_table, err)))
         rc = cb_config_set(opts, "n", n, err);
+    if (!rc && c->topn.new_items_only) rc = allow_new_items(opts, ds, sp, err);
     cbrec_ctx x = {rec, opts};
     if (!rc && c->topn_enabled) {
         rc = cb_eval_topn_lists(&r->topn, &c->topn, ds, sp, cbrec_list, &x, err);
