@@ -94,8 +94,7 @@ static void mask_row(const cb_recommender *rec, const cb_recommend_config *cfg, 
  * when the criterion is monotone in it and the same for every item). */
 static void block_scores(const cb_recommender *rec, cb_rank_by by, float *S, size_t rows, size_t ni) {
     if (by == CB_RANK_DOT || cb_rec_rank_monotone(rec, by)) return;
-    for (size_t i = 0; i < rows; i++)
-        for (size_t j = 0; j < ni; j++) S[i * ni + j] = cb_rec_rank_score(rec, by, S[i * ni + j], (uint32_t)j);
+    for (size_t i = 0; i < rows; i++) cb_rec_rank_row(rec, by, S + i * ni, ni);
 }
 
 static int check_users(const cb_recommender *rec, const size_t *users, size_t n_users, cb_error *err) {

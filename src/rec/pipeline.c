@@ -169,13 +169,38 @@ void cb_rec_query(const cb_recommender *rec, cb_rank_by by, const float *user_ve
  * popularity prior, cb_bundle_rank_bias): bias[item] for model items; an
  * added item has none learned and takes rec->added_bias (the catalog's mean,
  * cb_rec_added_item_bias, cached by cb_rec_rank_prepare). */
+/* The retrieval logit is affine in the dot (dot / temperature): a·dot + c0. */
+static void logit_affine(const cb_recommender *rec, float *a, float *c0) {
+    *c0 = cb_model_score_to_logit(rec->r->model, 0.0f);
+    *a = cb_model_score_to_logit(rec->r->model, 1.0f) - *c0;
+}
+
+static float item_bias(const cb_recommender *rec, const float *bias, uint32_t item) {
+    return item < rec->r->n_items ? (bias ? bias[item] : 0.0f) : rec->added_bias;
+}
+
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item) {
     if (by == CB_RANK_DOT) return dot;
     const cb_bundle *r = rec->r;
     if (!by_retrieval(rec, by)) return cb_model_score_to_prediction(r->model, dot);
-    const float *bias = cb_bundle_rank_bias(r);
-    float b = item < r->n_items ? (bias ? bias[item] : 0.0f) : rec->added_bias;
-    return cb_model_score_to_logit(r->model, dot) + b;
+    float a, c0;
+    logit_affine(rec, &a, &c0);
+    return a * dot + c0 + item_bias(rec, cb_bundle_rank_bias(r), item);
+}
+
+void cb_rec_rank_row(const cb_recommender *rec, cb_rank_by by, float *row, size_t n) {
+    if (by == CB_RANK_DOT) return;
+    if (!by_retrieval(rec, by)) {
+        for (size_t j = 0; j < n; j++) row[j] = cb_model_score_to_prediction(rec->r->model, row[j]);
+        return;
+    }
+    float a, c0;
+    logit_affine(rec, &a, &c0);
+    const float *bias = cb_bundle_rank_bias(rec->r);
+    size_t nm = rec->r->n_items < n ? rec->r->n_items : n, j = 0;
+    if (bias)
+        for (; j < nm; j++) row[j] = a * row[j] + c0 + bias[j];
+    for (; j < n; j++) row[j] = a * row[j] + c0 + item_bias(rec, bias, (uint32_t)j);
 }
 
 float cb_rec_rating(const cb_recommender *rec, const float *user_vec, uint32_t item) {
@@ -351,8 +376,9 @@ static int top_by_score(run *x, int32_t *idx, size_t k, cb_error *err) {
     if (!rc) {
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r->n_items, (int)r->dim, 1.0f, r->item_vecs, (int)r->dim, x->q,
                     1, 0.0f, S, 1);
+        cb_rec_rank_row(x->rec, x->cfg->rank_by, S, r->n_items);
         for (uint32_t i = 0; i < r->n_items; i++)
-            S[i] = cb_bit_get(x->excl, i) ? -INFINITY : cb_rec_rank_score(x->rec, x->cfg->rank_by, S[i], i);
+            if (cb_bit_get(x->excl, i)) S[i] = -INFINITY;
         cb_rec_top_n(S, r->n_items, k, it, sc);
         for (size_t j = 0; j < k; j++) idx[j] = (int32_t)it[j];
     }
