@@ -2,6 +2,7 @@
  * tower, meeting at the dot product), prediction, and named tensors for
  * model files. See model.h for the contracts and the threading rule. */
 #include "model/model.h"
+#include "model/train_config.h"
 
 #include "model/nn.h"
 
@@ -84,50 +85,21 @@ int cb_objective_parse(const char *name, cb_objective *out) {
     return -1;
 }
 
-void cb_model_config_default(cb_model_config *c) {
+void cb_model_config_base(cb_model_config *c) {
     memset(c, 0, sizeof *c);
-    c->n_user_layers = c->n_item_layers = 2;
-    c->user_layers[0] = c->item_layers[0] = 256;
-    c->user_layers[1] = c->item_layers[1] = 128;
-    c->dim = 32;
-    c->l2norm = true;
     c->l2norm_eps = 1e-12f;
-    /* The objective and its settings, chosen on a validation carve of ml-100k
-     * u1.base (random 20% of it held out; NDCG@10, relevant = rating >= 4;
-     * popularity 0.139, EASE 0.266, rating objective 0.073 / RMSE 0.920):
-     *   retrieval, T 0.1, no prior            0.206   T 0.05 0.202, T 0.2 0.222
-     *   + popularity prior 0.5 / 1 / 1.5      0.245 / 0.254 / 0.251  (no logQ: 0.061)
-     *   + id embedding / T 0.2 / both         0.262 / 0.265 / 0.280 (shared dot:
-     *     RMSE 1.05; rating weight 10 -> RMSE 0.97 but NDCG 0.243)
-     *   both, split heads, id embedding on the ranking half   0.267, RMSE 0.919
-     *   ... rating weight 0.5 / 2                  0.264, RMSE 0.922 / 0.267, RMSE 0.915
-     *   (top_k_popular all items, lr 0.005, batch 1024: no gain; 20 epochs +0.008)
-     * So: both with split heads, ranking and explaining with one model. */
-    c->objective = CB_OBJECTIVE_BOTH;
-    c->temperature = 0.2f;
-    c->logq = true;
-    c->rating_weight = 2.0f;
-    c->split_heads = true;
-    c->popularity_prior = 1.0f;
-    c->item_id_embedding = true;
-    c->loss = CB_LOSS_MSE;
     c->target_scale = 1.0f;
     c->target_shift = 0.0f;
     c->bce_scale_init = 5.0f;
-    c->optimizer = CB_OPT_ADAM;
-    /* Chosen on ml-100k fold u1 for the rating objective: a larger batch with
-     * a smaller learning rate, few epochs (the towers overfit quickly: the
-     * user side sees the top-1000 items multi-hot). */
-    c->lr = 0.002f;
-    c->weight_decay = 0.0f;
     c->adam_beta1 = 0.9f;
     c->adam_beta2 = 0.999f;
     c->adam_eps = 1e-7f;
-    c->batch_size = 256;
-    c->epochs = 10;
-    c->patience = 0;
-    c->seed = 1;
-    c->threads = 2;
+}
+
+void cb_model_config_default(cb_model_config *c) {
+    cb_train_config tc;
+    cb_train_config_default(&tc); /* the TRAIN key table: the one home of the keyed defaults */
+    *c = tc.model;
 }
 
 #define WIDTH_MAX 65536u

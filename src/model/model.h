@@ -98,13 +98,16 @@ typedef struct cb_model_config {
     int threads;                                  /* 1 or 2 (more are treated as 2) */
 } cb_model_config;
 
-/* The ONE home of the training defaults (`cbrec train`, `cbrec eval` and the
- * C API start from here): layers {256,128}, dim 32, l2norm on, objective
- * both with split heads, temperature 0.2, logQ on, rating weight 2,
- * popularity prior 1, item-id embedding on (measured: see model.c), MSE,
- * scale 1 shift 0, Adam lr 0.002, no decay, batch 256, 10 epochs, patience
- * 0, seed 1, threads 2. user_in / item_in are left 0: the caller must set
- * them. */
+/* The fields no configuration key reaches (l2norm eps, Adam's betas and eps,
+ * target scaling, the BCE head's initial scale); every other field 0. */
+void cb_model_config_base(cb_model_config *c);
+/* The training defaults (`cbrec train`, `cbrec eval` and the C API start
+ * from here): the base above plus the default of every TRAIN key
+ * (model/train_config.c, their one home; measured there): layers {256,128},
+ * dim 32, l2norm on, objective both with split heads, temperature 0.2, logQ
+ * on, rating weight 2, popularity prior 1, item-id embedding on, MSE, Adam lr
+ * 0.002, no decay, batch 256, 10 epochs, patience 0, seed 1, threads 2.
+ * user_in / item_in are left 0: the caller must set them. */
 void cb_model_config_default(cb_model_config *c);
 /* NULL when the configuration is usable, else a static message naming the field. */
 const char *cb_model_config_check(const cb_model_config *c);
