@@ -5,11 +5,13 @@
  * mean on synthetic data with planted biases, and (when ../shared/data/ml-100k
  * and the loader are available) the five MovieLens 100K folds against the
  * Surprise library's published RMSE. EASE against a direct Gauss-Jordan
- * inverse and item-kNN against a brute-force reference, and their tuning. */
+ * inverse and item-kNN against a brute-force reference, and their tuning.
+ * content-kNN on a hand-made two-genre catalog. */
 #include "testutil.h"
 #include "eval/baselines.h"
 #include "eval/eval.h"
 #include "eval/itemrec.h"
+#include "data/table.h"
 
 #include <math.h>
 
@@ -735,6 +737,83 @@ static void item_knn_matches_brute_force(void **state) {
     cb_dataset_free(ds);
 }
 
+/* Two genres: items A1..A3 Action, B1..B3 Drama; A3 has no rating at all
+ * (a cold item); u4 has no rating (a cold user). `flip` changes the
+ * ratings (values and who rated what) but not the items' content. */
+static cb_dataset *two_genres(bool flip) {
+    cb_dataset *ds = tu_ds_new();
+    static const char *items[6] = {"A1", "A2", "A3", "B1", "B2", "B3"};
+    for (int i = 0; i < 6; i++) tu_ds_intern(ds->items, items[i]);
+    tu_ds_add(ds, "u1", "A1", 5, 0);
+    tu_ds_add(ds, "u1", "A2", 4, 1);
+    tu_ds_add(ds, "u2", "B1", flip ? 1 : 5, 2);
+    tu_ds_add(ds, "u2", "B2", 5, 3);
+    tu_ds_add(ds, "u2", "A1", flip ? 5 : 1, 4);
+    tu_ds_add(ds, "u3", "B1", 4, 5);
+    tu_ds_add(ds, "u3", "B3", 3, 6);
+    if (flip) {
+        tu_ds_add(ds, "u3", "A3", 5, 7);
+        tu_ds_add(ds, "u2", "B3", 2, 8);
+    }
+    tu_ds_intern(ds->users, "u4");
+    cb_error err;
+    cb_tabbuild b;
+    cb_tb_init(&b, &ds->item_attr);
+    int genres = cb_tb_add_col(&b, "genres", CB_COL_MULTI, &err);
+    assert_true(genres >= 0);
+    for (uint32_t i = 0; i < 6; i++) {
+        const char *g = i < 3 ? "Action" : "Drama";
+        assert_int_equal(cb_tb_add_multi_split(&b, genres, i, g, strlen(g), "|", &err), CB_OK);
+    }
+    assert_int_equal(cb_tb_finish(&b, 6, &err), CB_OK);
+    cb_tb_release(&b);
+    ds->roles.item_genres = genres;
+    return ds;
+}
+
+static void content_knn_ranks_by_content(void **state) {
+    (void)state;
+    cb_dataset *ds = two_genres(false), *flipped = two_genres(true);
+    cb_error err;
+    uint32_t *train = iota(ds->n_ratings), *train_f = iota(flipped->n_ratings);
+    cb_feature_config fc;
+    cb_feature_config_default(&fc); /* item_stats on: the rating columns must still be left out */
+    cb_contentknn *m = NULL, *mf = NULL;
+    int rc = cb_contentknn_fit(&m, ds, train, ds->n_ratings, &fc, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
+    assert_int_equal(cb_contentknn_fit(&mf, flipped, train_f, flipped->n_ratings, &fc, &err), CB_OK);
+    /* content only: two genre columns, unit rows, equal whatever the ratings */
+    uint32_t dim = 0, dim_f = 0;
+    assert_non_null(cb_contentknn_item_row(m, 0, &dim));
+    assert_int_equal(dim, 2);
+    for (uint32_t i = 0; i < 6; i++) {
+        const float *x = cb_contentknn_item_row(m, i, &dim), *y = cb_contentknn_item_row(mf, i, &dim_f);
+        assert_int_equal(dim, dim_f);
+        assert_float_equal(x[0] * x[0] + x[1] * x[1], 1.0, 1e-6);
+        assert_memory_equal(x, y, dim * sizeof *x);
+    }
+    assert_null(cb_contentknn_item_row(m, 6, &dim));
+    /* u1 rated only Action: the unrated (and never rated) A3 beats every Drama item */
+    float s[6];
+    assert_int_equal(cb_contentknn_score_cb(m, 0, s, 6, &err), CB_OK);
+    for (int i = 3; i < 6; i++) assert_true(s[2] > s[i] + 0.5f);
+    assert_float_equal(s[2], 1.0, 1e-6);
+    /* u2 liked Drama (B1, B2 at or above its mean; A1 below it) */
+    assert_int_equal(cb_contentknn_score_cb(m, 1, s, 6, &err), CB_OK);
+    assert_true(s[5] > s[2] + 0.5f);
+    /* the cold user u4 gets the global profile: every item scored, both genres > 0 */
+    assert_int_equal(cb_contentknn_score_cb(m, 3, s, 6, &err), CB_OK);
+    assert_true(s[0] > 0 && s[3] > 0);
+    assert_int_equal(cb_contentknn_score_cb(m, 0, s, 5, &err), CB_EINVAL);
+    cb_contentknn_free(m);
+    cb_contentknn_free(mf);
+    free(train);
+    free(train_f);
+    cb_dataset_free(ds);
+    cb_dataset_free(flipped);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bias_als_matches_reference),
@@ -745,6 +824,7 @@ int main(void) {
         cmocka_unit_test(ml100k_folds),
         cmocka_unit_test(ease_matches_direct_inverse),
         cmocka_unit_test(item_knn_matches_brute_force),
+        cmocka_unit_test(content_knn_ranks_by_content),
     };
     return cmocka_run_group_tests_name("baselines", tests, NULL, NULL);
 }

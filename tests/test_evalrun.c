@@ -48,6 +48,9 @@ static void models_parse(void **state) {
                                (1u << CB_EVALRUN_PIPELINE));
     assert_int_equal(cb_evalrun_models_parse("ease,knn,item-knn", &mask, &err), CB_OK);
     assert_int_equal(mask, (1u << CB_EVALRUN_EASE) | (1u << CB_EVALRUN_ITEM_KNN));
+    assert_int_equal(cb_evalrun_models_parse("content-knn,content", &mask, &err), CB_OK);
+    assert_int_equal(mask, 1u << CB_EVALRUN_CONTENT_KNN);
+    assert_string_equal(cb_evalrun_model_name(CB_EVALRUN_CONTENT_KNN), "content-knn");
     assert_int_equal(cb_evalrun_models_parse("bias,nope", &mask, &err), CB_ENOTFOUND);
     assert_non_null(strstr(err.msg, "nope"));
     assert_int_equal(cb_evalrun_models_parse("", &mask, &err), CB_EINVAL);
@@ -81,8 +84,9 @@ static void end_to_end(void **state) {
             if (!strcmp(res[i].model, cb_evalrun_model_name((cb_evalrun_model)k))) m = k;
         assert_true(m >= 0);
         rmse[m] = res[i].rating.rmse;
-        /* the implicit ranker, EASE and item-kNN predict no rating */
-        bool ranks_only = m == CB_EVALRUN_IMPLICIT || m == CB_EVALRUN_EASE || m == CB_EVALRUN_ITEM_KNN;
+        /* the implicit ranker, EASE, item-kNN and content-kNN predict no rating */
+        bool ranks_only = m == CB_EVALRUN_IMPLICIT || m == CB_EVALRUN_EASE || m == CB_EVALRUN_ITEM_KNN ||
+                          m == CB_EVALRUN_CONTENT_KNN;
         assert_true(ranks_only ? isnan(rmse[m]) : isfinite(rmse[m]));
         /* EASE and item-kNN say which setting the validation carve chose */
         assert_int_equal(res[i].settings[0] != 0, m == CB_EVALRUN_EASE || m == CB_EVALRUN_ITEM_KNN);

@@ -13,7 +13,7 @@
 
 static const char *const model_names[CB_EVALRUN_N_MODELS] = {
     "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd", "two-tower/implicit",
-    "ease", "item-knn", "cbrec"};
+    "ease", "item-knn", "cbrec", "content-knn"};
 
 const char *cb_evalrun_model_name(cb_evalrun_model m) {
     return (unsigned)m < CB_EVALRUN_N_MODELS ? model_names[m] : "?";
@@ -30,7 +30,8 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
                  {"pop", CB_EVALRUN_POPULARITY}, {"svd", CB_EVALRUN_SVD}, {"mf", CB_EVALRUN_SVD},
                  {"two-tower/implicit", CB_EVALRUN_IMPLICIT}, {"implicit", CB_EVALRUN_IMPLICIT},
                  {"ease", CB_EVALRUN_EASE}, {"item-knn", CB_EVALRUN_ITEM_KNN}, {"knn", CB_EVALRUN_ITEM_KNN},
-                 {"cbrec", CB_EVALRUN_CBREC}};
+                 {"cbrec", CB_EVALRUN_CBREC}, {"content-knn", CB_EVALRUN_CONTENT_KNN},
+                 {"content", CB_EVALRUN_CONTENT_KNN}};
     *mask = 0;
     const char *p = list;
     while (*p) {
@@ -44,7 +45,7 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
         if (!found && len)
             return cb_fail(err, CB_ENOTFOUND,
                            "unknown model '%.*s' (known: twotower, pipeline, implicit, global, bias, popularity, svd, "
-                           "ease, item-knn, cbrec)",
+                           "ease, item-knn, cbrec, content-knn)",
                            (int)len, p);
         p += len;
         if (*p == ',') p++;
@@ -349,6 +350,25 @@ static int allow_new_items(cb_config *opts, const cb_dataset *ds, const cb_split
     return rc;
 }
 
+/* ---- content-kNN: the content-only baseline (itemrec.h) */
+
+static int eval_content_knn(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
+                            const cb_dataset *ds, const cb_split *sp, int fold, cb_error *err) {
+    int rc = push_result(results, n_results, CB_EVALRUN_CONTENT_KNN, fold, sp, err);
+    if (rc) return rc;
+    cb_eval_result *r = &(*results)[*n_results - 1];
+    cb_contentknn *m = NULL;
+    double t0 = cb_now();
+    rc = cb_contentknn_fit(&m, ds, sp->train, sp->n_train, &c->features, err);
+    r->fit_seconds = cb_now() - t0;
+    t0 = cb_now();
+    if (!rc) rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, cb_contentknn_score_cb, m, err);
+    r->has_topn = rc == CB_OK;
+    r->eval_seconds = cb_now() - t0;
+    cb_contentknn_free(m);
+    return rc;
+}
+
 /* ---- "cbrec": the product's train + recommend, defaults and code path (see evalrun.h) */
 
 typedef struct cbrec_ctx {
@@ -453,6 +473,8 @@ int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalr
     if (c->topn_enabled && (c->models & ((1u << CB_EVALRUN_EASE) | (1u << CB_EVALRUN_ITEM_KNN))))
         rc = eval_itemrec(results, n_results, c, ds, sp, fold, err);
     if (!rc && (c->models & (1u << CB_EVALRUN_CBREC))) rc = eval_cbrec(results, n_results, c, ds, sp, fold, err);
+    if (!rc && c->topn_enabled && (c->models & (1u << CB_EVALRUN_CONTENT_KNN)))
+        rc = eval_content_knn(results, n_results, c, ds, sp, fold, err);
     return rc;
 }
 

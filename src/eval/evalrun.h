@@ -34,7 +34,8 @@
  * carve, the best setting refitted on the whole training part and measured
  * on the test part once. The row's `settings` says what was picked. Grids:
  * EASE lambda in {50, 100, 200, 500, 1000, 2000}; item-kNN k in {25, 50, 100,
- * 200, 400, 800} x shrink in {0, 20}.
+ * 200, 400, 800} x shrink in {0, 20}. "content-knn" (itemrec.h, ranks only)
+ * has no settings: the content-only baseline for the cold-start protocols.
  *
  * "cbrec" is what a user gets from `cbrec train` + `cbrec recommend` with
  * their settings (c->train, the TRAIN defaults unless told otherwise), through
@@ -68,15 +69,16 @@ typedef enum cb_evalrun_model {
     CB_EVALRUN_EASE = 7,      /* "ease": itemrec.h, lambda chosen on the validation carve */
     CB_EVALRUN_ITEM_KNN = 8,  /* "item-knn": itemrec.h, k and shrink chosen on the carve */
     CB_EVALRUN_CBREC = 9,     /* "cbrec": `cbrec train` + `cbrec recommend` with c->train (see below) */
-    CB_EVALRUN_N_MODELS = 10
+    CB_EVALRUN_CONTENT_KNN = 10, /* "content-knn": itemrec.h, content rows only (no tuning) */
+    CB_EVALRUN_N_MODELS = 11
 } cb_evalrun_model;
 
 /* "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd",
- * "two-tower/implicit", "ease", "item-knn", "cbrec". */
+ * "two-tower/implicit", "ease", "item-knn", "cbrec", "content-knn". */
 const char *cb_evalrun_model_name(cb_evalrun_model m);
 /* Bit mask (1u << model) from a comma-separated list. Accepted names: the
  * names above and the short forms "twotower", "tt", "pipeline", "global",
- * "mean", "pop", "mf", "knn". CB_ENOTFOUND naming an unknown entry. */
+ * "mean", "pop", "mf", "knn", "content". CB_ENOTFOUND naming an unknown entry. */
 int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err);
 
 typedef struct cb_evalrun_config {

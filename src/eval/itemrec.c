@@ -401,3 +401,125 @@ int cb_itemrec_tune(cb_itemrec_config *best, double *best_ndcg, double *ndcg, co
     cb_itemrec_free(knn);
     return CB_OK;
 }
+
+/* ---- content-kNN (see itemrec.h) */
+
+struct cb_contentknn {
+    uint32_t n_users, n_items, dim;
+    float *X;      /* [n_items x dim] L2-normalised content rows */
+    float *P;      /* [n_users x dim] profiles (the global profile for cold users) */
+};
+
+void cb_contentknn_free(cb_contentknn *m) {
+    if (!m) return;
+    free(m->X);
+    free(m->P);
+    free(m);
+}
+
+/* m->X: the content columns of the item table (no "rating_*" column), rows normalised. */
+static int content_rows(cb_contentknn *m, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                        const cb_feature_config *fc, cb_error *err) {
+    cb_feature_config cfg;
+    if (fc) cfg = *fc;
+    else cb_feature_config_default(&cfg);
+    cfg.item_stats = false;
+    cb_features *f = NULL;
+    int rc = cb_features_fit(&f, ds, train, n_train, &cfg, err);
+    if (rc) return rc;
+    uint32_t d = cb_features_item_dim(f);
+    float *full = cb_malloc((size_t)m->n_items * d * sizeof *full + 1, err);
+    uint32_t *keep = cb_malloc(((size_t)d + 1) * sizeof *keep, err);
+    if (!full || !keep) rc = CB_ENOMEM;
+    if (!rc) rc = cb_features_items(f, ds, full, err);
+    for (uint32_t j = 0; !rc && j < d; j++)
+        if (strncmp(cb_features_item_name(f, j), "rating_", 7)) keep[m->dim++] = j;
+    if (!rc && !(m->X = cb_calloc((size_t)m->n_items * m->dim + 1, sizeof *m->X, err))) rc = CB_ENOMEM;
+    for (uint32_t i = 0; !rc && i < m->n_items; i++) {
+        float *x = m->X + (size_t)i * m->dim;
+        double nn = 0;
+        for (uint32_t j = 0; j < m->dim; j++) {
+            x[j] = full[(size_t)i * d + keep[j]];
+            nn += (double)x[j] * x[j];
+        }
+        if (nn > 0)
+            for (uint32_t j = 0; j < m->dim; j++) x[j] = (float)(x[j] / sqrt(nn));
+    }
+    free(full);
+    free(keep);
+    cb_features_free(f);
+    return rc;
+}
+
+/* m->P: per user, the mean row of the items rated >= the user's mean; cold users the global profile. */
+static int content_profiles(cb_contentknn *m, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                            cb_error *err) {
+    const size_t d = m->dim;
+    double *sum = cb_calloc((size_t)m->n_users + 1, sizeof *sum, err);
+    uint32_t *cnt = cb_calloc((size_t)m->n_users + 1, sizeof *cnt, err);
+    uint32_t *used = cb_calloc((size_t)m->n_users + 1, sizeof *used, err);
+    float *g = cb_calloc(d + 1, sizeof *g, err);
+    m->P = cb_calloc((size_t)m->n_users * d + 1, sizeof *m->P, err);
+    int rc = sum && cnt && used && g && m->P ? CB_OK : CB_ENOMEM;
+    for (size_t j = 0; !rc && j < n_train; j++) {
+        const cb_rating *r = &ds->ratings[train[j]];
+        sum[r->user] += r->y;
+        cnt[r->user]++;
+    }
+    for (size_t j = 0; !rc && j < n_train; j++) {
+        const cb_rating *r = &ds->ratings[train[j]];
+        if (!ds->binary && r->y < sum[r->user] / cnt[r->user]) continue;
+        cblas_saxpy((int)d, 1.0f, m->X + (size_t)r->item * d, 1, m->P + (size_t)r->user * d, 1);
+        used[r->user]++;
+    }
+    for (uint32_t u = 0; !rc && u < m->n_users; u++) {
+        if (!used[u]) continue;
+        cblas_sscal((int)d, 1.0f / used[u], m->P + (size_t)u * d, 1);
+        cblas_saxpy((int)d, 1.0f, m->P + (size_t)u * d, 1, g, 1);
+    }
+    for (uint32_t u = 0; !rc && u < m->n_users; u++)
+        if (!used[u]) memcpy(m->P + (size_t)u * d, g, d * sizeof *g); /* scale-free: cosine ranks alike */
+    free(sum);
+    free(cnt);
+    free(used);
+    free(g);
+    return rc;
+}
+
+int cb_contentknn_fit(cb_contentknn **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                      const cb_feature_config *fc, cb_error *err) {
+    *out = NULL;
+    if (!n_train) return cb_fail(err, CB_EINVAL, "content-knn: no training ratings");
+    for (size_t j = 0; j < n_train; j++)
+        if (train[j] >= ds->n_ratings)
+            return cb_fail(err, CB_EINVAL, "content-knn: training index %u out of range (%zu ratings)", train[j],
+                           ds->n_ratings);
+    cb_contentknn *m = cb_calloc(1, sizeof *m, err);
+    if (!m) return CB_ENOMEM;
+    m->n_users = cb_dataset_n_users(ds);
+    m->n_items = cb_dataset_n_items(ds);
+    int rc = content_rows(m, ds, train, n_train, fc, err);
+    if (!rc) rc = content_profiles(m, ds, train, n_train, err);
+    if (rc) cb_contentknn_free(m);
+    else *out = m;
+    return rc;
+}
+
+int cb_contentknn_score_cb(void *ctx, uint32_t user, float *scores, uint32_t n_items, cb_error *err) {
+    const cb_contentknn *m = ctx;
+    if (n_items != m->n_items)
+        return cb_fail(err, CB_EINVAL, "content-knn: asked for %u items, fitted on %u", n_items, m->n_items);
+    memset(scores, 0, (size_t)n_items * sizeof *scores);
+    if (user >= m->n_users || !m->dim) return CB_OK;
+    const float *p = m->P + (size_t)user * m->dim;
+    float pn = cblas_snrm2((int)m->dim, p, 1);
+    if (pn > 0)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n_items, (int)m->dim, 1.0f / pn, m->X, (int)m->dim, p, 1, 0.0f,
+                    scores, 1);
+    return CB_OK;
+}
+
+const float *cb_contentknn_item_row(const cb_contentknn *m, uint32_t item, uint32_t *dim) {
+    *dim = m->dim;
+    return item < m->n_items ? m->X + (size_t)item * m->dim : NULL;
+}

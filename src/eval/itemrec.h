@@ -35,6 +35,7 @@
 
 #include "data/dataset.h"
 #include "eval/eval.h"
+#include "features/featurize.h"
 #include <stdint.h>
 
 #define CB_ITEMREC_MAX_DENSE 40000u /* items with interactions: the Gram matrix is dense */
@@ -99,5 +100,30 @@ float cb_itemrec_weight(const cb_itemrec *m, uint32_t from, uint32_t to);
 int cb_itemrec_tune(cb_itemrec_config *best, double *best_ndcg, double *ndcg, const cb_itemrec_config *grid,
                     size_t n_grid, const cb_dataset *ds, const cb_split *carve, const cb_topn_config *topn,
                     cb_error *err);
+
+/* ---- content-kNN: the content-only baseline (no collaborative signal)
+ *
+ * Each item's content row comes from the feature transform fitted on the
+ * training ratings (cb_features_fit with item_stats off: year, genres, other
+ * declared item columns); any column whose name starts with "rating_" (the
+ * rating-derived shrunk mean and count) is dropped as well, so an item's row
+ * does not depend on its ratings. Rows are L2-normalised. A user's profile is
+ * the mean of the rows of the distinct items they rated in training at or
+ * above their own mean training rating (every rated item on binary data); a
+ * user without training ratings (cold user) gets the global profile, the mean
+ * of the warm users' profiles. Score = cosine(profile, item row); items
+ * without interactions (cold items) are scored by their content like any
+ * other. No settings, no tuning. */
+typedef struct cb_contentknn cb_contentknn;
+
+/* fc: the feature configuration (NULL: defaults); item_stats is forced off.
+ * CB_EINVAL for an index out of range or no training data, CB_ENOMEM. */
+int cb_contentknn_fit(cb_contentknn **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                      const cb_feature_config *fc, cb_error *err);
+void cb_contentknn_free(cb_contentknn *m); /* NULL is a no-op */
+/* eval.h's cb_score_fn (ctx = const cb_contentknn *): cosine scores of every item. */
+int cb_contentknn_score_cb(void *ctx, uint32_t user, float *scores, uint32_t n_items, cb_error *err);
+/* The normalised content row of `item` (NULL out of range); *dim its length. For tests. */
+const float *cb_contentknn_item_row(const cb_contentknn *m, uint32_t item, uint32_t *dim);
 
 #endif /* CB_ITEMREC_H */
