@@ -184,7 +184,7 @@ CB_API int cb_plot_curve_svg(const char *path, const double *train_loss, const d
 
 /* ---- evaluation */
 /* Measure every model the EVAL config names ("models"; default: all — the
- * baselines global-mean, bias, popularity, svd, ease, item-knn, the two-tower
+ * baselines global-mean, bias, popularity, svd, ease, item-knn, content-knn, the two-tower
  * rows, and "cbrec": the list `cbrec train` + `cbrec recommend` give with the
  * TRAIN settings of train_cfg) on the same splits of ds: the EVAL "folds"
  * (DATA/<fold>.base and .test beside the dataset), else train_cfg's "split",
