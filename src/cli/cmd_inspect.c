@@ -72,10 +72,12 @@ static void print_text(const json_t *o, double load_s) {
     long rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
     printf("layout: %s (%s)\n", S(o, "layout"), S(o, "path"));
     printf("%zu users, %zu items, %zu ratings\n", nu, ni, nr);
-    printf("ratings: %s, range %g .. %g, %s, density %.4f%%%s\n", B(o, "binary") ? "binary 0/1 labels" : "explicit",
+    printf("ratings: %s, range %g .. %g, %s, density %.4f%%%s\n", B(o, "implicit") ? (B(o, "binary") ? "implicit events" : "implicit events, weighted")
+           : B(o, "binary") ? "binary 0/1 labels" : "explicit",
            R(o, "rating_min"), R(o, "rating_max"), B(o, "timestamps") ? "with timestamps" : "no timestamps",
            nu && ni ? 100.0 * (double)nr / ((double)nu * (double)ni) : 0.0,
            B(o, "prejoined") ? ", pre-joined rows (duplicates allowed)" : "");
+    if (I(o, "merged_rows")) printf("repeated (user, item) events merged: %zu rows\n", I(o, "merged_rows"));
     if (B(o, "prejoined"))
         printf("leading columns that are not model inputs: user %zu, item %zu\n", I(o, "user_lead_cols"),
                I(o, "item_lead_cols"));

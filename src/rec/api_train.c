@@ -123,6 +123,10 @@ CB_API int cb_dataset_describe(const cb_dataset *ds, const cb_config *cfg, char 
                           "skipped_rows", (json_int_t)ds->n_skipped, "bytes", (json_int_t)bytes, "bytes_per_rating",
                           ds->n_ratings ? (double)bytes / (double)ds->n_ratings : 0.0, "bytes_per_rating_record",
                           (json_int_t)sizeof(cb_rating));
+    if (o) {
+        json_object_set_new(o, "implicit", json_boolean(ds->implicit));
+        json_object_set_new(o, "merged_rows", json_integer((json_int_t)ds->n_merged));
+    }
     if (!o) return cb_fail(err, CB_ENOMEM, "out of memory");
     int rc = tc ? features_json(o, ds, tc, err) : CB_OK;
     if (!rc && !(*json_out = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER)))
