@@ -25,7 +25,7 @@ static cb_bundle *train_tiny(const cb_dataset *ds, cb_split *sp, uint64_t seed) 
     cb_error err;
     cb_model_config mc;
     cb_model_config_default(&mc);
-    mc.objective = CB_OBJECTIVE_RATING; /* recommend.c ranks by predicted rating until it uses cb_bundle_rank_score */
+    mc.objective = CB_OBJECTIVE_RATING; /* these tests pin the lectures' rating ranking */
     mc.n_user_layers = mc.n_item_layers = 1;
     mc.user_layers[0] = mc.item_layers[0] = 16;
     mc.dim = 8;

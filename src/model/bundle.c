@@ -72,27 +72,29 @@ bool cb_bundle_has_retrieval(const cb_bundle *r) {
 
 const float *cb_bundle_rank_bias(const cb_bundle *r) { return r->rank_bias; }
 
-/* Map a raw score to the ranking scale (see cb_bundle_rank_score). */
-static float rank_of_score(const cb_bundle *r, float dot, uint32_t item) {
+float cb_bundle_rank_of_dot(const cb_bundle *r, float dot, float bias) {
     if (!cb_bundle_has_retrieval(r)) return cb_model_score_to_prediction(r->model, dot);
-    return cb_model_score_to_logit(r->model, dot) + (r->rank_bias ? r->rank_bias[item] : 0.0f);
+    return cb_model_score_to_logit(r->model, dot) + bias;
 }
 
-/* Rating models rank by their prediction: the rating part; others the rank part. */
-static void ranking_part(const cb_bundle *r, uint32_t *off, uint32_t *len) {
+static float rank_of_score(const cb_bundle *r, float dot, uint32_t item) {
+    return cb_bundle_rank_of_dot(r, dot, r->rank_bias ? r->rank_bias[item] : 0.0f);
+}
+
+void cb_bundle_rank_part(const cb_bundle *r, uint32_t *off, uint32_t *len) {
     if (cb_bundle_has_retrieval(r)) cb_model_rank_part(r->model, off, len);
     else cb_model_rating_part(r->model, off, len);
 }
 
 float cb_bundle_rank_score(const cb_bundle *r, const float *user_vec, uint32_t item) {
     uint32_t off, len;
-    ranking_part(r, &off, &len);
+    cb_bundle_rank_part(r, &off, &len);
     return rank_of_score(r, dot_part(r, user_vec, item, off, len), item);
 }
 
 void cb_bundle_rank_scores(const cb_bundle *r, const float *user_vec, float *scores) {
     uint32_t off, len;
-    ranking_part(r, &off, &len);
+    cb_bundle_rank_part(r, &off, &len);
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r->n_items, (int)len, 1.0f, r->item_vecs + off, (int)r->dim,
                 user_vec + off, 1, 0.0f, scores, 1);
     for (uint32_t i = 0; i < r->n_items; i++) scores[i] = rank_of_score(r, scores[i], i);

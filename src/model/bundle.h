@@ -119,6 +119,13 @@ const float *cb_bundle_rank_bias(const cb_bundle *r);
  * Retrieval / both: v_u·v_m / temperature + rank_bias[item] (a logit);
  * rating: the predicted rating (or probability). */
 float cb_bundle_rank_score(const cb_bundle *r, const float *user_vec, uint32_t item);
+/* The ranking score of one dot product over the ranking part, with the
+ * item's bias (rank_bias[item]; an item added later brings its own): the one
+ * home of the formula. Affine in dot for models trained for retrieval. */
+float cb_bundle_rank_of_dot(const cb_bundle *r, float dot, float bias);
+/* The part of the vectors the ranking score uses [off, off + len): the
+ * ranking half (retrieval, both), the rating part (rating models). */
+void cb_bundle_rank_part(const cb_bundle *r, uint32_t *off, uint32_t *len);
 /* rank scores of every item for one user vector: scores [n_items] (BLAS). */
 void cb_bundle_rank_scores(const cb_bundle *r, const float *user_vec, float *scores);
 

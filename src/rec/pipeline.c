@@ -159,24 +159,25 @@ int cb_rec_rank_check(const cb_recommender *rec, cb_rank_by by, cb_error *err) {
 
 void cb_rec_query(const cb_recommender *rec, cb_rank_by by, const float *user_vec, float *q) {
     uint32_t off, len, dim = rec->r->dim;
-    if (by_retrieval(rec, by)) cb_model_rank_part(rec->r->model, &off, &len);
+    if (by_retrieval(rec, by)) cb_bundle_rank_part(rec->r, &off, &len);
     else cb_model_rating_part(rec->r->model, &off, &len);
     for (uint32_t k = 0; k < dim; k++) q[k] = k >= off && k < off + len ? user_vec[k] : 0.0f;
 }
 
 /* Items added after training (item >= n_items) are scored from their vector
- * exactly like model items. The retrieval score adds a per-item term (the
- * popularity prior, cb_bundle_rank_bias): bias[item] for model items; an
- * added item has none learned and takes rec->added_bias (the catalog's mean,
- * cb_rec_added_item_bias, cached by cb_rec_rank_prepare). */
-/* The retrieval logit is affine in the dot (dot / temperature): a·dot + c0. */
-static void logit_affine(const cb_recommender *rec, float *a, float *c0) {
-    *c0 = cb_model_score_to_logit(rec->r->model, 0.0f);
-    *a = cb_model_score_to_logit(rec->r->model, 1.0f) - *c0;
-}
-
+ * exactly like model items by the bundle's formula (cb_bundle_rank_of_dot);
+ * the per-item term (the popularity prior, cb_bundle_rank_bias) is bias[item]
+ * for model items; an added item has none learned and takes rec->added_bias
+ * (the catalog's mean, cb_rec_added_item_bias, cached by cb_rec_rank_prepare). */
 static float item_bias(const cb_recommender *rec, const float *bias, uint32_t item) {
     return item < rec->r->n_items ? (bias ? bias[item] : 0.0f) : rec->added_bias;
+}
+
+/* The retrieval score is affine in the dot (cb_bundle_rank_of_dot): a·dot +
+ * c0 + bias, one multiply-add per item, the same in single and batch calls. */
+static void rank_affine(const cb_bundle *r, float *a, float *c0) {
+    *c0 = cb_bundle_rank_of_dot(r, 0.0f, 0.0f);
+    *a = cb_bundle_rank_of_dot(r, 1.0f, 0.0f) - *c0;
 }
 
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item) {
@@ -184,20 +185,21 @@ float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uin
     const cb_bundle *r = rec->r;
     if (!by_retrieval(rec, by)) return cb_model_score_to_prediction(r->model, dot);
     float a, c0;
-    logit_affine(rec, &a, &c0);
+    rank_affine(r, &a, &c0);
     return a * dot + c0 + item_bias(rec, cb_bundle_rank_bias(r), item);
 }
 
 void cb_rec_rank_row(const cb_recommender *rec, cb_rank_by by, float *row, size_t n) {
     if (by == CB_RANK_DOT) return;
+    const cb_bundle *r = rec->r;
     if (!by_retrieval(rec, by)) {
-        for (size_t j = 0; j < n; j++) row[j] = cb_model_score_to_prediction(rec->r->model, row[j]);
+        for (size_t j = 0; j < n; j++) row[j] = cb_model_score_to_prediction(r->model, row[j]);
         return;
     }
     float a, c0;
-    logit_affine(rec, &a, &c0);
-    const float *bias = cb_bundle_rank_bias(rec->r);
-    size_t nm = rec->r->n_items < n ? rec->r->n_items : n, j = 0;
+    rank_affine(r, &a, &c0);
+    const float *bias = cb_bundle_rank_bias(r);
+    size_t nm = r->n_items < n ? r->n_items : n, j = 0;
     if (bias)
         for (; j < nm; j++) row[j] = a * row[j] + c0 + bias[j];
     for (; j < n; j++) row[j] = a * row[j] + c0 + item_bias(rec, bias, (uint32_t)j);
