@@ -111,14 +111,22 @@ static int lib_error(sv_reply *rep, int code, const cb_error *err) {
     return sv_reply_error(rep, sv_status_of(code), "%s", err->msg[0] ? err->msg : cb_strstatus(code));
 }
 
-/* The list's JSON with "key": value in front, as the reply. */
-static int list_reply(sv_reply *rep, cb_list *l, const char *key, const char *value) {
+/* The list's JSON (cb_list_to_json) with "key": value in front and each
+ * entry's "genres", as the reply; l is consumed. */
+static int list_reply(const sv_model *m, sv_reply *rep, cb_list *l, const char *key, const char *value) {
     cb_error err = {0};
     char *text = NULL;
     int rc = cb_list_to_json(l, &text, &err);
+    json_t *doc = rc ? NULL : json_loads(text, 0, NULL);
+    json_t *items = json_object_get(doc, "items");
+    for (size_t i = 0; i < json_array_size(items) && i < cb_list_size(l); i++)
+        json_object_set_new(json_array_get(items, i), "genres", item_genres(m, cb_list_item(l, i)));
     cb_list_free(l);
+    free(text);
     if (rc) return lib_error(rep, rc, &err);
-    return sv_reply_text(rep, 200, splice_field(text, key, jstr(value)), "application/json");
+    char *out = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7)) : NULL;
+    json_decref(doc);
+    return sv_reply_text(rep, 200, out ? splice_field(out, key, jstr(value)) : NULL, "application/json");
 }
 
 int sv_get_similar(sv_request *rq, sv_reply *rep) {
@@ -131,7 +139,7 @@ int sv_get_similar(sv_request *rq, sv_reply *rep) {
     cb_error err = {0};
     cb_list *l = NULL;
     int rc = cb_recommender_similar(rq->model->rec, (size_t)item, k, &l, &err);
-    return rc ? lib_error(rep, rc, &err) : list_reply(rep, l, "item", id);
+    return rc ? lib_error(rep, rc, &err) : list_reply(rq->model, rep, l, "item", id);
 }
 
 int sv_get_users(sv_request *rq, sv_reply *rep) {
@@ -234,7 +242,7 @@ static int recommend_reply(sv_request *rq, sv_reply *rep, const char *user, cons
     int rc = cb_recommender_recommend(m->rec, user, live ? live : profile_json, opts, &l, &err);
     free(live);
     if (rc) return lib_error(rep, rc, &err);
-    return user ? list_reply(rep, l, "user", user) : list_reply(rep, l, "profile", "new user");
+    return user ? list_reply(m, rep, l, "user", user) : list_reply(m, rep, l, "profile", "new user");
 }
 
 int sv_get_recommend(sv_request *rq, sv_reply *rep) {
@@ -333,9 +341,9 @@ int sv_post_recommend(sv_request *rq, sv_reply *rep) {
 /* ---- the map */
 
 static json_t *point_json(const sv_model *m, size_t item) {
-    return json_pack("{s:o,s:f,s:f,s:o}", "item", jstr(cb_recommender_item_id(m->rec, item)), "x",
+    return json_pack("{s:o,s:f,s:f,s:o,s:o}", "item", jstr(cb_recommender_item_id(m->rec, item)), "x",
                      (double)m->xy[2 * item], "y", (double)m->xy[2 * item + 1], "title",
-                     jstr(cb_recommender_item_title(m->rec, item)));
+                     jstr(cb_recommender_item_title(m->rec, item)), "genres", item_genres(m, item));
 }
 
 #define MAP_POINTS 3000
@@ -344,7 +352,7 @@ int sv_get_map(sv_request *rq, sv_reply *rep) {
     sv_model *m = rq->model;
     const char *user = sv_query(rq, "user");
     unsigned n;
-    if (!sv_query_uint(rq, rep, "n", 10, 1, rq->srv->opt.max_n, &n)) return rep->status;
+    if (!sv_query_uint(rq, rep, "n", 10, 0, rq->srv->opt.max_n, &n)) return rep->status;
     unsigned char *in = calloc(m->n_items + 1, 1); /* 1: a point already */
     json_t *points = json_array(), *highlight = json_array(), *history = json_array();
     if (!in || !points || !highlight || !history) {
@@ -359,7 +367,7 @@ int sv_get_map(sv_request *rq, sv_reply *rep) {
         json_array_append_new(points, point_json(m, m->by_popularity[k]));
     }
     size_t u = 0;
-    if (user && cb_recommender_find_user(m->rec, user, &u, NULL) == CB_OK) {
+    if (user && *user && cb_recommender_find_user(m->rec, user, &u, NULL) == CB_OK) {
         for (size_t j = 0; j < cb_recommender_user_n_ratings(m->rec, u); j++) {
             size_t item = 0;
             float y;
@@ -372,7 +380,7 @@ int sv_get_map(sv_request *rq, sv_reply *rep) {
         char nbuf[32];
         cb_list *l = NULL;
         snprintf(nbuf, sizeof nbuf, "%u", n);
-        if (!cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err) && !cb_config_set(opts, "n", nbuf, &err) &&
+        if (n && !cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err) && !cb_config_set(opts, "n", nbuf, &err) &&
             !cb_recommender_recommend(m->rec, user, NULL, opts, &l, &err))
             for (size_t i = 0; i < cb_list_size(l); i++) {
                 size_t item = cb_list_item(l, i);
@@ -381,7 +389,7 @@ int sv_get_map(sv_request *rq, sv_reply *rep) {
             }
         cb_list_free(l);
         cb_config_free(opts);
-    } else if (user) {
+    } else if (user && *user) {
         free(in);
         json_decref(points);
         json_decref(highlight);
