@@ -117,7 +117,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libcbrec.a
 test: all $(TEST_BIN) $(EXAMPLE_BIN)
 	@CBREC=$(CBREC) BUILD=$(BUILD) scripts/run-tests.sh $(TEST_BIN)
 
-bench: all $(BENCH_BIN)
+bench: all $(BENCH_BIN) $(BUILD)/bench/serve_loop
 	@CBREC=$(CBREC) BUILD=$(BUILD) scripts/run-bench.sh
 
 demo: all
