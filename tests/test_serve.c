@@ -482,6 +482,16 @@ static void token_and_events(void **state) {
     r = get_json(f, "/v1/users/newcomer", 200);
     assert_true(json_is_false(json_object_get(r, "known")));
     json_decref(r);
+    /* the map of a user known from events: its history is the clicked item, its top-n highlighted */
+    r = get_json(f, "/v1/map?user=newcomer&n=3", 200);
+    assert_true(in_list(json_object_get(r, "history"), "7"));
+    assert_int_equal(json_array_size(json_object_get(r, "highlight")), 3);
+    json_decref(r);
+    r = get_json(f, "/v1/map", 200);
+    assert_int_equal(json_array_size(json_object_get(r, "highlight")), 0);
+    assert_true(json_array_size(json_object_get(json_array_get(json_object_get(r, "points"), 0), "genres")) >= 1);
+    json_decref(r);
+    expect_error(f, "GET", "/v1/map?user=nobody-at-all", NULL, 0, 404);
 }
 
 /* ---- reload */
