@@ -494,6 +494,35 @@ static void token_and_events(void **state) {
     expect_error(f, "GET", "/v1/map?user=nobody-at-all", NULL, 0, 404);
 }
 
+/* ---- overload: a request in flight (its body still arriving) holds the only place */
+
+static void overload_is_503(void **state) {
+    fixture *f = *state;
+    fixture g = *f;
+    g.srv = start_server(f, NULL, "--max-inflight 1");
+    const char *part = "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"user\": ";
+    int hold = connect_to(g.srv.port);
+    assert_true(send(hold, part, strlen(part), MSG_NOSIGNAL) > 0);
+    int st = 0;
+    char *out = NULL;
+    for (int tries = 0; tries < 100 && st != 503; tries++) { /* once the server has read its headers */
+        free(out);
+        out = NULL;
+        st = http(&g, "GET", "/v1/meta", NULL, 0, &out);
+        if (st != 503) usleep(20000);
+    }
+    assert_int_equal(st, 503);
+    assert_non_null(strstr(out, "\"status\":503"));
+    free(out);
+    close(hold); /* the place is free again */
+    for (int tries = 0; tries < 100 && st != 200; tries++) {
+        st = http(&g, "GET", "/v1/meta", NULL, 0, NULL);
+        if (st != 200) usleep(20000);
+    }
+    assert_int_equal(st, 200);
+    stop_server(&g.srv, SIGTERM);
+}
+
 /* ---- reload */
 
 static char *version(const fixture *f) {
@@ -612,6 +641,7 @@ int main(void) {
         cmocka_unit_test(static_assets_and_openapi), cmocka_unit_test(clean_errors),
         cmocka_unit_test(malformed_http),         cmocka_unit_test(token_and_events),
         cmocka_unit_test(reload_good_and_bad),    cmocka_unit_test(kill9_keeps_acknowledged_events),
+        cmocka_unit_test(overload_is_503),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
