@@ -341,7 +341,8 @@ CB_API int cb_list_to_json(const cb_list *l, char **json_out, cb_error *err);
 /* The k nearest items to `item` (itself excluded); k larger than the catalog is
  * clamped (a note says so). On success *out is a new list. */
 CB_API int cb_recommender_similar(const cb_recommender *rec, size_t item, size_t k, cb_list **out, cb_error *err);
-/* Top items for a known user (user_id) or a new user (user_json); exactly one non-NULL.
+/* Top items for a known user (user_id) or a new user (user_json); one of them non-NULL
+ * (both: a known user plus live events, see "serving" below).
  * opts: kind RECOMMEND or NULL for defaults ("n", the sources "recent",
  * "similar-per-item", "top-genres", "per-genre", "group-items", "group-by",
  * "embedding", "include-seen", "exclude", "allow", "block-file", "diversity",
@@ -364,6 +365,39 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
 CB_API int cb_recommender_batch_row_json(const cb_recommender *rec, size_t user, const int64_t *items,
                                          const float *scores, size_t n, const cb_config *opts, char **json_out,
                                          cb_error *err);
+
+/* ---- serving: what a server (cbrec serve) or a binding shows beside the
+ * lists [shared]. Strings returned belong to rec.
+ *
+ * Live events: cb_recommender_recommend with BOTH user_id and user_json
+ * ranks for a known user plus the extra ratings of user_json ({"ratings":
+ * {"<item id>": rating, ...}}, newer than training: they override the
+ * training rating of the same item, and count as rated), embedded by the user
+ * tower at once (no retraining); the user's categorical attribute levels come
+ * from the model (numeric attributes are not stored in a model: give them in
+ * user_json). A user_id the model does not know is a new user described by
+ * user_json alone (a note says so). */
+
+/* Item `item`'s genre names, up to max of them into names (may be NULL);
+ * returns how many it has (0 out of range). */
+CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item, const char **names, size_t max);
+/* Per item (model items, then added ones; arrays [cb_recommender_item_count]):
+ * the number of interactions in the model (every rating of the training data;
+ * 0 for added items) and their mean rating (NAN when none). */
+CB_API int cb_recommender_item_rating_stats(const cb_recommender *rec, size_t *counts, double *means, cb_error *err);
+/* What a profile form can offer, as JSON (malloc'd): {"genres": [names],
+ * "item_columns": {"<col>": [levels]}, "user_columns": {"<col>": [levels]}}
+ * (a numeric column has an empty list). */
+CB_API int cb_recommender_vocabulary_json(const cb_recommender *rec, char **json_out, cb_error *err);
+/* A known user's interactions in the model, oldest first: count (0 out of
+ * range), then the j-th: item number, rating, time (seconds; 0 when the data had
+ * none; time may be NULL). */
+CB_API size_t cb_recommender_user_n_ratings(const cb_recommender *rec, size_t user);
+CB_API int cb_recommender_user_rating(const cb_recommender *rec, size_t user, size_t j, size_t *item, float *rating,
+                                      int64_t *time, cb_error *err);
+/* The item vectors projected on their first two principal components
+ * (deterministic): xy [cb_recommender_item_count x 2], caller-allocated. */
+CB_API int cb_recommender_project_2d(const cb_recommender *rec, float *xy, cb_error *err);
 
 #ifdef __cplusplus
 }

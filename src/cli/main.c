@@ -32,6 +32,8 @@ static const command commands[] = {
     {"eval", cmd_eval, "measure the two-tower model beside the baselines (RMSE, top-N, coverage)"},
     {"experiment", cmd_experiment, "experiment retrieval: how the retrieval size changes the final top-N"},
     {"report", cmd_report, "write a Markdown report: evaluation, retrieval experiment, learning curve"},
+    {"serve", cmd_serve, "serve the HTTP API and web page over a model (live events, hot reload)"},
+    {"events", cmd_events, "events export: the server's stored live events as rating rows"},
     
     
 };

@@ -166,6 +166,11 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
 /* The same from a JSON file or string; parse errors name source:line:column. */
 int cb_recommend_profile_file(cb_profile *p, const cb_bundle *r, const char *path, cb_error *err);
 int cb_recommend_profile_string(cb_profile *p, const cb_bundle *r, const char *text, cb_error *err);
+/* A known user (user_id) plus the ratings and attributes of user_json (live
+ * events: its "ratings" override and extend the training ones), or, when the
+ * model does not know user_id, a new user from user_json with a note (live.c). */
+int cb_rec_profile_live(cb_profile *p, const cb_recommender *h, const char *user_id, const char *user_json,
+                        cb_error *err);
 void cb_recommend_profile_free(cb_profile *p); /* zeroes; NULL is a no-op */
 
 /* ---- filters (filter.c): items never to recommend for one call. */

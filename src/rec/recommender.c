@@ -342,13 +342,14 @@ CB_API int cb_recommender_recommend(const cb_recommender *h, const char *user_id
                                     const cb_config *opts, cb_list **out, cb_error *err) {
     if (!out) return cb_fail(err, CB_EINVAL, "cb_recommender_recommend: out is NULL");
     *out = NULL;
-    if (!h || !user_id == !user_json)
-        return cb_fail(err, CB_EINVAL, "cb_recommender_recommend: give exactly one of user_id and user_json");
+    if (!h || (!user_id && !user_json))
+        return cb_fail(err, CB_EINVAL, "cb_recommender_recommend: give user_id, user_json or both");
     cb_recommend_config cfg;
     cb_profile p = {0};
     uint32_t u = 0;
     int rc = cb_recommend_config_from(&cfg, opts, err);
-    if (!rc && user_id && !(rc = known_user(h, user_id, &u, err))) rc = cb_recommend_profile_user(&p, h->r, u, err);
+    if (!rc && user_id && user_json) rc = cb_rec_profile_live(&p, h, user_id, user_json, err); /* serving.h block */
+    else if (!rc && user_id && !(rc = known_user(h, user_id, &u, err))) rc = cb_recommend_profile_user(&p, h->r, u, err);
     else if (!rc && user_json) rc = cb_recommend_profile_string(&p, h->r, user_json, err);
     cb_list *l = rc ? NULL : cb_calloc(1, sizeof *l, err);
     if (!rc && !l) rc = CB_ENOMEM;
