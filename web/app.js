@@ -16,6 +16,7 @@ const state = {
   titleById: new Map(),
   profile: { ratings: new Map(), genres: new Map(), columns: {} },
   seq: { profile: 0, user: 0, item: 0, search: 0 },
+  diversity: 0,         // 0..1: MMR trade-off asked of the server for user and profile lists
   shown: { list: [], history: [], focus: null, label: '' },
 };
 
@@ -120,9 +121,9 @@ function listEntry(entry, opts) {
     el('span', { class: 'rank', 'aria-hidden': 'true' }, entry.rank || ''),
     el('div', { class: 'entry-body' },
       el('div', { class: 'entry-top' }, openButton(id, entry.title), el('span', { class: 'stats' }, stats)),
-      genreChips(genres),
-      (entry.sources || []).length ? el('span', { class: 'chips inline' },
-        entry.sources.map((s) => el('span', { class: 'chip source', title: 'where it came from' }, s))) : null,
+      el('div', { class: 'meta-line' }, genreChips(genres),
+        (entry.sources || []).length ? el('span', { class: 'chips inline sources', title: 'the retrieval sources that proposed it' },
+          el('span', { class: 'via' }, 'via'), entry.sources.map((s) => el('span', { class: 'chip source' }, s))) : null),
       reasons.length ? el('ul', { class: 'chips reasons', 'aria-label': 'why' },
         reasons.map((r) => el('li', { class: 'chip reason' }, r))) : null),
     opts.stars ? starButtons(id, entry.title) : null);
@@ -252,7 +253,7 @@ async function openUser(id) {
   if (![...select.options].some((o) => o.value === id)) select.append(el('option', { value: id }, `user ${id}`));
   select.value = id;
   const [user, recs] = await Promise.all([
-    api(`/v1/users/${encodeURIComponent(id)}`), api(`/v1/recommend?user=${encodeURIComponent(id)}&n=${N_RECS}`)]);
+    api(`/v1/users/${encodeURIComponent(id)}`), api(`/v1/recommend?user=${encodeURIComponent(id)}&n=${N_RECS}${state.diversity ? `&diversity=${state.diversity}` : ''}`)]);
   if (seq !== state.seq.user) return;
   state.userId = id;
   const history = (user.history || []).slice().sort((a, b) => (b.time || 0) - (a.time || 0));
@@ -368,7 +369,9 @@ function profileBody() {
     profile.ratings = Object.fromEntries([...state.profile.ratings].map(([id, r]) => [id, r.rating]));
   }
   if (state.profile.genres.size) profile.genre_ratings = Object.fromEntries(state.profile.genres);
-  return { profile, n: N_RECS };
+  const body = { profile, n: N_RECS };
+  if (state.diversity) body.diversity = state.diversity;
+  return body;
 }
 
 function profileChanged() {
@@ -539,6 +542,12 @@ function wire() {
     if (text) guarded(() => search(text));
   });
   $('results-close').addEventListener('click', () => { $('results-card').hidden = true; });
+  $('diversity').addEventListener('input', () => { $('diversity-out').textContent = Number($('diversity').value).toFixed(1); });
+  $('diversity').addEventListener('change', () => {
+    state.diversity = Number($('diversity').value);
+    if (state.tab === 'profile') refreshProfile();
+    else if (state.tab === 'user' && state.userId) guarded(() => openUser(state.userId));
+  });
   $('user-select').addEventListener('change', (event) => {
     if (event.target.value) guarded(() => openUser(event.target.value));
   });
@@ -574,7 +583,8 @@ async function start() {
   wire();
   await guarded(async () => {
     state.meta = await api('/v1/meta');
-    (state.meta.genres || []).forEach((g, i) => state.genreColor.set(g, PALETTE[i % PALETTE.length]));
+    state.meta.genres = (state.meta.genres || []).slice().sort((a, b) => a.localeCompare(b));
+    state.meta.genres.forEach((g, i) => state.genreColor.set(g, PALETTE[i % PALETTE.length]));
     $('model-info').textContent = `${state.meta.items} items · ${state.meta.users} users · ${state.meta.dim}-d vectors`;
     restoreProfile();
     renderGenrePicker();

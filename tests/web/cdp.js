@@ -80,19 +80,21 @@ class Browser {
 
   on(listener) { this.listeners.push(listener); }
 
-  // Opens a tab and returns a Page bound to its session.
+  // Returns a Page bound to the tab chromium opened at start (a new tab when it has none).
   async newPage() {
-    const { targetId } = await this.send('Target.createTarget', { url: 'about:blank' });
+    const { targetInfos } = await this.send('Target.getTargets');
+    const open = targetInfos.find((t) => t.type === 'page');
+    const { targetId } = open || await this.send('Target.createTarget', { url: 'about:blank' });
     const { sessionId } = await this.send('Target.attachToTarget', { targetId, flatten: true });
     return new Page(this, sessionId);
   }
 
-  // Closes chromium (killed if it does not exit within 3 s) and removes its profile folder.
+  // Closes chromium (killed if it does not exit within 1 s) and removes its profile folder.
   async close() {
     const exited = this.child.exitCode !== null ? Promise.resolve()
       : new Promise((resolve) => this.child.once('exit', resolve));
-    try { await this.send('Browser.close', {}, undefined, 3000); } catch (e) { /* already gone */ }
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 3000);
+    try { await this.send('Browser.close', {}, undefined, 1000); } catch (e) { /* already gone */ }
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 1000);
     await exited;
     clearTimeout(timer);
     fs.rmSync(this.profile, { recursive: true, force: true, maxRetries: 3 });
@@ -138,7 +140,7 @@ class Page {
   }
 
   // Polls `expression` until it is truthy; returns its value or throws `what` after timeoutMs.
-  async waitFor(expression, what, timeoutMs = 8000) {
+  async waitFor(expression, what, timeoutMs = 15000) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       let value = null, problem = '';
@@ -174,11 +176,14 @@ class Page {
     await this.send('Input.insertText', { text });
   }
 
-  // Saves a PNG of the whole page (not only the viewport) to `file`.
-  async screenshot(file, width) {
-    const height = await this.eval('window.scrollTo(0, 0), Math.ceil(document.documentElement.scrollHeight)');
+  // Saves a PNG of the whole page to `file` (viewportOnly: of the viewport alone, shrunk by `scale`).
+  // Returns its size in bytes.
+  async screenshot(file, width, viewportOnly = false, scale = 1) {
+    let height = await this.eval('window.scrollTo(0, 0), Math.ceil(document.documentElement.scrollHeight)');
+    if (viewportOnly) height = await this.eval('window.innerHeight');
     await this.send('Emulation.setDeviceMetricsOverride', { width, height, deviceScaleFactor: 1, mobile: false });
-    const { data } = await this.send('Page.captureScreenshot', { format: 'png' });
+    const clip = { x: 0, y: 0, width, height, scale };
+    const { data } = await this.send('Page.captureScreenshot', { format: 'png', clip });
     fs.writeFileSync(file, Buffer.from(data, 'base64'));
     return fs.statSync(file).size;
   }
