@@ -60,11 +60,11 @@ $(BUILD)/lib/%.o: src/%.c $(LIB_HDR) include/cbrec.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/cli/%.o: src/cli/%.c $(LIB_HDR) $(wildcard src/cli/*.h) src/serve/serve.h include/cbrec.h
+$(BUILD)/cli/%.o: src/cli/%.c $(LIB_HDR) $(wildcard src/cli/*.h) include/cbrec.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/serve/%.o: src/serve/%.c src/serve/serve.h include/cbrec.h
+$(BUILD)/serve/%.o: src/serve/%.c src/serve/serve.h src/cli/cli.h include/cbrec.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SERVE_CFLAGS) -c $< -o $@
 

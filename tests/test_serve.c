@@ -522,6 +522,12 @@ static void reload_good_and_bad(void **state) {
         usleep(50000);
     }
     assert_string_equal(v4, v1);
+    /* SIGHUPs in a burst, requests between them: every answer 200, the server alive */
+    for (int k = 0; k < 5; k++) {
+        kill(f->srv.pid, SIGHUP);
+        json_decref(get_json(f, "/v1/recommend?user=3&n=3", 200));
+    }
+    still_serving(f);
     char *metrics;
     assert_int_equal(http(f, "GET", "/metrics", NULL, 0, &metrics), 200);
     assert_non_null(strstr(metrics, "cbrec_model_reloads_total{result=\"failed\"} 1"));

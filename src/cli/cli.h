@@ -70,7 +70,7 @@ int cmd_add_item(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_experiment(int argc, char **argv);
 int cmd_report(int argc, char **argv);
-int cmd_serve(int argc, char **argv);  /* cmd_serve.c, over src/serve */
+int cmd_serve(int argc, char **argv);  /* src/serve/cmd_serve.c (linked into cbrec with the server) */
 int cmd_events(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void sv_options_default(sv_options *o) {
     memset(o, 0, sizeof *o);
@@ -85,17 +86,45 @@ static const char *const *route_names(void) {
     return ptrs;
 }
 
+/* Signals reach the main loop through a pipe: a handler (on whichever thread
+ * the kernel picks: libraries such as OpenBLAS start threads of their own, so
+ * blocking the signals in ours is not enough) writes the signal's number. */
+static int signal_pipe[2] = {-1, -1};
+
+static void on_signal(int sig) {
+    int saved = errno;
+    unsigned char c = (unsigned char)sig;
+    if (write(signal_pipe[1], &c, 1) < 0) { /* full: a reload is pending anyway */
+    }
+    errno = saved;
+}
+
+static int install_signals(void) {
+    if (pipe(signal_pipe)) return -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    int sigs[3] = {SIGHUP, SIGINT, SIGTERM};
+    for (int i = 0; i < 3; i++)
+        if (sigaction(sigs[i], &sa, NULL)) return -1;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
 /* Wait for signals: SIGHUP reloads, SIGINT / SIGTERM stop. */
-static void signal_loop(sv_server *s, const sigset_t *set) {
+static void signal_loop(sv_server *s) {
     for (;;) {
-        int sig = 0;
-        if (sigwait(set, &sig)) continue;
-        if (sig != SIGHUP) return;
+        unsigned char sig = 0;
+        ssize_t n = read(signal_pipe[0], &sig, 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || sig != SIGHUP) return;
         char msg[600];
         if (sv_reload(s, msg, sizeof msg))
             fprintf(stderr, "cbrec serve: reload refused, the old model keeps serving: %s\n", msg);
         else if (!s->opt.quiet)
-            fprintf(stderr, "cbrec serve: reloaded %s (version %s)\n", s->opt.model_path, s->model->version);
+            fprintf(stderr, "cbrec serve: reloaded %s\n", s->opt.model_path);
     }
 }
 
@@ -105,6 +134,8 @@ int sv_run(const sv_options *o) {
     s->opt = *o;
     pthread_mutex_init(&s->slot_mu, NULL);
     pthread_mutex_init(&s->reload_mu, NULL);
+    /* from the start: a SIGHUP while loading waits for the loop (then reloads) */
+    if (signal_pipe[0] < 0 && install_signals()) return fprintf(stderr, "cbrec serve: cannot set up signals\n"), 1;
     char msg[600];
     if (o->token_file && read_token(o->token_file, s->token, sizeof s->token)) return 1;
     if (!(s->model = sv_model_load(o->model_path, o->table_path, msg, sizeof msg)))
@@ -116,13 +147,6 @@ int sv_run(const sv_options *o) {
         return 1;
     }
     s->metrics = sv_metrics_create(sv_n_routes + 1, route_names());
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* before the daemon's threads start: they inherit it */
-    signal(SIGPIPE, SIG_IGN);
     unsigned port = 0;
     void *d = s->metrics ? sv_http_start(s, &port, msg, sizeof msg) : NULL;
     if (!d) {
@@ -139,7 +163,7 @@ int sv_run(const sv_options *o) {
            host, port, o->model_path, s->model->version, s->model->n_items, s->model->n_users,
            o->events_path ? o->events_path : "off", s->token[0] ? "need the token" : "off");
     fflush(stdout);
-    signal_loop(s, &set);
+    signal_loop(s);
     sv_http_stop(d);
     sv_events_close(s->events);
     sv_metrics_free(s->metrics);

@@ -1,7 +1,9 @@
-/* cmd_serve — `cbrec serve`: the HTTP API and web page over a model (the
- * server itself is src/serve/), and `cbrec events export`: the server's
- * stored live events as rating rows, to train on with the dataset. */
-#include "cli.h"
+/* cmd_serve — the command-line side of the server: `cbrec serve` (options
+ * into sv_options, then sv_run) and `cbrec events export` (the server's
+ * stored live events as rating rows, to train on with the dataset). It lives
+ * in src/serve, not src/cli, because it reaches the server's own header; the
+ * dispatch table (src/cli/main.c, cli.h) names these two commands. */
+#include "cli/cli.h"
 #include "serve/serve.h"
 
 #include <getopt.h>
