@@ -224,7 +224,7 @@ async function openItem(id) {
 // Brings the panels' card into view when it starts below the fold (after a search, say).
 function revealPanel() {
   const card = $('tab-item').closest('.card');
-  if (card.getBoundingClientRect().top > window.innerHeight * 0.6) card.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  if (card.getBoundingClientRect().top > window.innerHeight * 0.6) card.scrollIntoView({ block: 'start' });
 }
 
 // Similar-item lists carry no genres: fetch the missing ones so the "shares …" reason can be given.
@@ -322,8 +322,9 @@ function renderProfileColumns() {
     const inputId = `col-${column}`;
     let input;
     if (Array.isArray(values) && values.length) {
+      const sorted = values.map(String).sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
       input = el('select', { id: inputId }, el('option', { value: '' }, '(any)'),
-        values.map((v) => el('option', { value: String(v) }, String(v))));
+        sorted.map((v) => el('option', { value: v }, v)));
     } else {
       input = el('input', { id: inputId, type: 'number', min: 0, step: 1, placeholder: '(any)', class: 'narrow' });
     }
@@ -488,9 +489,10 @@ function highlight(shown) {
   let placed = 0;
   for (const id of shown.history) {
     const p = state.map.byId.get(id);
-    if (p) marks.append(svg('circle', { cx: p.px, cy: p.py, r: 5, class: 'mark-history', 'data-item': id }));
+    if (p) marks.append(svg('circle', { cx: p.px, cy: p.py, r: 4, class: 'mark-history', 'data-item': id }));
   }
-  shown.list.forEach((id, i) => {
+  // Drawn last to first, so that where marks overlap the better-ranked one is on top.
+  shown.list.map((id, i) => [id, i]).reverse().forEach(([id, i]) => {
     const p = state.map.byId.get(id);
     if (!p) return;
     placed++;

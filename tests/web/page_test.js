@@ -194,6 +194,11 @@ function tests(page, base, truth) {
       check(rings === rated.length, `map rings ${rings} rated items, user rated ${rated.length}`);
       await page.screenshot(path.join(ARTIFACTS, 'web-user.png'), WIDTH);
       await page.init(WIDTH, HEIGHT);
+      // The map is live: clicking the mark of recommendation 1 opens that item.
+      await page.click(`#map .mark-rec[data-item="${recs[0]}"]`);
+      const title = truth.items.get(recs[0]).title;
+      await page.waitFor(`document.getElementById('item-title').textContent === ${JSON.stringify(title)} &&
+        !document.getElementById('panel-item').hidden`, `the map's mark 1 to open "${title}"`);
     }],
     ['web_profile_genre_clicks_move_recs', async () => {
       await page.click('#results-close');
@@ -261,6 +266,14 @@ function tests(page, base, truth) {
       const size = await page.screenshot(path.join(ARTIFACTS, 'web-narrow.png'), 390);
       check(size > 5000, `narrow screenshot is only ${size} bytes`);
       await page.init(WIDTH, HEIGHT);
+    }],
+    ['web_deep_link_opens_item', async () => {
+      const current = await page.eval(`document.getElementById('item-title').textContent`);
+      const id = [...truth.items.keys()].find((i) => truth.items.get(i).title !== current);
+      await page.goto(`${base}/?fresh=1#item=${id}`);  // a query string: a new document, not a hash change
+      await page.waitFor(`document.body.dataset.ready === 'true' &&
+        document.getElementById('item-title').textContent === ${JSON.stringify(truth.items.get(id).title)} &&
+        document.querySelectorAll('#similar .entry').length === 10`, `/#item=${id} to open its item page`);
     }],
     ['web_no_console_errors', async () => {
       const status = await page.eval(`document.getElementById('status').hidden ? '' : document.getElementById('status').textContent`);
