@@ -143,6 +143,7 @@ function selectTab(name) {
     $(`panel-${tab}`).hidden = tab !== name;
   }
   state.tab = name;
+  $('diversity').closest('label').hidden = name === 'item';  // similar items are not diversified
   if (name === 'profile') refreshProfile();
   else if (name === 'user' && state.userShown) highlight(state.userShown);
   else if (name === 'item' && state.itemShown) highlight(state.itemShown);
@@ -258,7 +259,10 @@ async function openUser(id) {
   state.userId = id;
   const history = (user.history || []).slice().sort((a, b) => (b.time || 0) - (a.time || 0));
   history.forEach(learnItem);
-  $('user-facts').textContent = `${user.n_ratings} ratings` + (user.live_events ? ` · ${user.live_events} live events` : '');
+  const ratings = history.map((h) => h.rating).filter((r) => typeof r === 'number');
+  const mean = ratings.length ? ratings.reduce((a, b) => a + b, 0) / ratings.length : null;
+  $('user-facts').textContent = [mean === null ? null : `mean ★ ${fmt(mean, 2)}`,
+    user.live_events ? `${user.live_events} live events` : null].filter(Boolean).join(' · ');
   $('user-view').hidden = false;
   $('user-criterion').textContent = recs.criterion ? `(by ${recs.criterion})` : '';
   renderList($('user-recs'), recs, { scoreName: 'score', scoreTitle: recs.criterion });
@@ -513,7 +517,7 @@ function highlight(shown) {
   const missing = shown.list.length - placed;
   $('map-caption').textContent = shown.label
     ? `Highlighted: ${shown.label}.` + (missing ? ` ${missing} of them are outside the map's sample.` : '')
-    : 'Each dot is an item, placed by a 2-D projection of its vector: near dots are items the model finds alike. Coloured by first genre.';
+    : 'Each dot is an item, placed by its vector\'s first two principal components: near dots are items the model finds alike (a projection: some alike items land apart). Coloured by first genre.';
 }
 
 function starPath(cx, cy, outer, inner) {
