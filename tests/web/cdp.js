@@ -8,8 +8,9 @@ const os = require('os');
 const path = require('path');
 
 class Browser {
-  // Starts chromium; `binary` is its path. Call close() in every case.
-  static async launch(binary, width, height) {
+  // Starts chromium; `binary` is its path; onSpawn(child) is told of the process at once (so a
+  // watchdog can kill it even while it starts). Call close() in every case.
+  static async launch(binary, width, height, onSpawn = () => {}) {
     const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'cbrec-web-chromium-'));
     const args = ['--headless', '--remote-debugging-pipe', `--user-data-dir=${profile}`,
       '--disable-gpu', '--no-first-run', '--no-default-browser-check', '--disable-extensions',
@@ -17,6 +18,7 @@ class Browser {
       '--font-render-hinting=none', `--window-size=${width},${height}`, 'about:blank'];
     if (process.getuid && process.getuid() === 0) args.unshift('--no-sandbox');
     const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+    onSpawn(child);
     const browser = new Browser(child, profile);
     await browser.send('Browser.getVersion');
     return browser;

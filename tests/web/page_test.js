@@ -19,6 +19,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(ROOT, process.env.BUILD || 'build', 'artifacts');
 const WIDTH = 1280, HEIGHT = 900;
 const WATCHDOG_MS = 90000;
+const started = [];  // every process this test starts, for the watchdog
 
 function skip(name, reason) {
   console.log(`[  SKIPPED ] ${name}: ${reason}`);
@@ -73,6 +74,7 @@ function getStatus(url) {
 async function startServer(model) {
   const child = spawn(CBREC, ['serve', '--model', model, '--listen', '127.0.0.1:0'],
     { stdio: ['ignore', 'pipe', 'pipe'] });
+  started.push(child);
   let output = '';
   child.stdout.on('data', (d) => { output = (output + d).slice(-2000); });
   child.stderr.on('data', (d) => { output = (output + d).slice(-2000); });
@@ -296,7 +298,15 @@ async function main() {
   }
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   let browser = null, failed = 0;
-  const watchdog = setTimeout(() => { console.log('page test: watchdog (90 s) fired'); process.exit(1); }, WATCHDOG_MS);
+  // On the watchdog or a signal: kill what this test started, then leave (never leave them running).
+  const abandon = (why) => {
+    console.log(`[ RUN      ] web_page_watchdog\npage test: ${why}\n[  FAILED  ] web_page_watchdog`);
+    for (const child of started) if (child.exitCode === null) child.kill('SIGKILL');
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+    process.exit(1);
+  };
+  const watchdog = setTimeout(() => abandon(`still running after ${WATCHDOG_MS / 1000} s`), WATCHDOG_MS);
+  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => abandon(`stopped by ${signal}`));
   try {
     const t0 = Date.now();
     if (!devUrl) {
@@ -309,15 +319,15 @@ async function main() {
       console.log(`web page test: data, model and server ready in ${Date.now() - t0} ms (${base})`);
     }
     const truth = loadTruth(dataDir);
-    browser = await Browser.launch(CHROMIUM, WIDTH, HEIGHT);
+    browser = await Browser.launch(CHROMIUM, WIDTH, HEIGHT, (child) => started.push(child));
     const page = await browser.newPage();
     await page.init(WIDTH, HEIGHT);
     for (const [name, body] of tests(page, base, truth)) {
       console.log(`[ RUN      ] ${name}`);
-      const started = Date.now();
+      const t1 = Date.now();
       try {
         await body();
-        console.log(`[       OK ] ${name} (${Date.now() - started} ms)`);
+        console.log(`[       OK ] ${name} (${Date.now() - t1} ms)`);
       } catch (error) {
         failed++;
         console.log(`${error.message}\n[  FAILED  ] ${name}`);
