@@ -9,6 +9,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS="build-essential pkg-config libopenblas-dev libcmocka-dev libjansson-dev
       gnuplot-nox clang time libclang-rt-14-dev"
 PKGS="$PKGS libmicrohttpd-dev libsqlite3-dev wrk"  # cbrec serve, its tests and bench
+# the web page's test (tests/web): Debian's headless chromium driven by node over CDP pipes (no npm)
+PKGS="$PKGS chromium nodejs fonts-dejavu-core"
 if [ "${1:-}" != "--minimal" ]; then
   PKGS="$PKGS python3 python3-numpy python3-torch"
 fi
