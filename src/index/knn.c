@@ -75,6 +75,12 @@ static float good_to_score(double g, cb_knn_metric m) {
 
 static float pad_score(cb_knn_metric m) { return m == CB_KNN_DOT ? -INFINITY : INFINITY; }
 
+double cb_knn_canonical_good(const float *q, const float *b, size_t d, cb_knn_metric metric) {
+    return canon_good(q, b, d, metric);
+}
+float cb_knn_score_of_good(double g, cb_knn_metric metric) { return good_to_score(g, metric); }
+float cb_knn_pad_score(cb_knn_metric metric) { return pad_score(metric); }
+
 /* (g, idx) ordering: better = larger g, then lower index. */
 typedef struct cand {
     double g;
