@@ -446,6 +446,7 @@ typedef struct sjob {
     size_t nq, k, ef;
     cb_knn_metric metric;
     const cb_knn_params *p;
+    bool from_self; /* queries are base rows self_index[i]: start the walk there */
     int32_t *out_idx;
     float *out_score;
     uint8_t *need_exact; /* [nq] */
@@ -458,9 +459,9 @@ typedef struct sjob {
 static size_t search_query(const sjob *jb, walker *w, const float *q, const filter *f, size_t ef, rcand *rc) {
     const cb_hnsw *h = jb->h;
     dist_fn dist = jb->metric == CB_KNN_DOT ? h->ndot : h->l2;
-    int32_t cur = h->entry;
+    int32_t cur = jb->from_self && f->self >= 0 ? (int32_t)f->self : h->entry;
     float cur_d = dist(q, h->B + (size_t)cur * h->d, h->d);
-    descend(h, q, dist, &cur, &cur_d, h->max_level, 0);
+    if (cur == h->entry) descend(h, q, dist, &cur, &cur_d, h->max_level, 0);
     search_layer(h, w, q, dist, cur, cur_d, ef, 0, f);
     size_t m = 0;
     while (w->res.n) {
@@ -540,8 +541,8 @@ static int answer_exactly(const sjob *jb, cb_error *err) {
     return rc;
 }
 
-int cb_hnsw_search(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_knn_metric metric,
-                   const cb_knn_params *params, int32_t *out_idx, float *out_score, cb_error *err) {
+static int search_job(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_knn_metric metric,
+                      const cb_knn_params *params, bool from_self, int32_t *out_idx, float *out_score, cb_error *err) {
     static const cb_knn_params defaults = {0};
     const cb_knn_params *p = params ? params : &defaults;
     if (!h) return cb_fail(err, CB_EINVAL, "hnsw: NULL index");
@@ -562,8 +563,8 @@ int cb_hnsw_search(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_knn
     size_t ef = p->ef ? p->ef : CB_HNSW_DEFAULT_EF;
     if (ef < k) ef = k;
     if (ef > h->n) ef = h->n;
-    sjob jb = {.h = h, .Q = Q, .nq = nq, .k = k, .ef = ef, .metric = metric, .p = p, .out_idx = out_idx,
-               .out_score = out_score};
+    sjob jb = {.h = h, .Q = Q, .nq = nq, .k = k, .ef = ef, .metric = metric, .p = p, .from_self = from_self,
+               .out_idx = out_idx, .out_score = out_score};
     jb.need_exact = cb_calloc(nq, 1, err);
     if (!jb.need_exact) return CB_ENOMEM;
     atomic_init(&jb.next, 0);
@@ -584,6 +585,11 @@ int cb_hnsw_search(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_knn
     return rc;
 }
 
+int cb_hnsw_search(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_knn_metric metric,
+                   const cb_knn_params *params, int32_t *out_idx, float *out_score, cb_error *err) {
+    return search_job(h, Q, nq, k, metric, params, false, out_idx, out_score, err);
+}
+
 int cb_hnsw_similar_table(cb_knn_table *table, const cb_hnsw *h, size_t k, size_t ef, int threads, cb_error *err) {
     memset(table, 0, sizeof *table);
     if (!h) return cb_fail(err, CB_EINVAL, "hnsw: NULL index");
@@ -599,7 +605,7 @@ int cb_hnsw_similar_table(cb_knn_table *table, const cb_hnsw *h, size_t k, size_
     if (!rc) {
         for (size_t i = 0; i < n; i++) self[i] = (int32_t)i;
         cb_knn_params p = {.threads = threads, .self_index = self, .ef = ef};
-        rc = cb_hnsw_search(h, h->B, n, k, CB_KNN_L2, &p, table->neighbors, table->distances, err);
+        rc = search_job(h, h->B, n, k, CB_KNN_L2, &p, true, table->neighbors, table->distances, err);
     }
     free(self);
     if (rc) {
