@@ -10,6 +10,7 @@ PKGS="build-essential pkg-config libopenblas-dev libcmocka-dev libjansson-dev
       gnuplot-nox clang time libclang-rt-14-dev"
 if [ "${1:-}" != "--minimal" ]; then
   PKGS="$PKGS python3 python3-numpy python3-torch"
+  PKGS="$PKGS python3-hnswlib" # bench only: bench_ann's peer (bench/bench_ann_hnswlib.py)
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

@@ -4,9 +4,11 @@
  * exclusion) keeping its recall and never returning an excluded row; scores
  * equal to the exact ones wherever the rows agree; deterministic builds; the
  * similar-items table; save / load (mapped) giving the same answers, and
- * refusing another model, another shape or a corrupted file. */
+ * refusing another model, another shape or a corrupted file; and the
+ * recommender's search modes over a tiny trained model (public API). */
 #include "testutil.h"
 #include "index/hnsw.h"
+#include "cbrec.h"
 
 #include <math.h>
 
@@ -220,6 +222,59 @@ static void save_load(void **state) {
     cb_hnsw_free(h);
 }
 
+static cb_config *config(cb_config_kind kind, const char *const kv[][2], size_t n) {
+    cb_config *c = NULL;
+    cb_error err;
+    assert_int_equal(cb_config_create(&c, kind, &err), CB_OK);
+    for (size_t i = 0; i < n; i++) assert_int_equal(cb_config_set(c, kv[i][0], kv[i][1], &err), CB_OK);
+    return c;
+}
+
+/* similar under each mode: approximate lists carry the exact scores */
+static void recommender_modes(void **state) {
+    (void)state;
+    static const char *const synth_kv[][2] = {{"users", "200"}, {"items", "1500"}, {"ratings", "6000"}};
+    static const char *const train_kv[][2] = {{"epochs", "1"}, {"user-layers", "16"}, {"item-layers", "16"},
+                                              {"dim", "8"}, {"threads", "1"}};
+    cb_config *sc = config(CB_CONFIG_SYNTH, synth_kv, 3), *tc = config(CB_CONFIG_TRAIN, train_kv, 5);
+    char *dir = tu_tmpdir(), *index_path = tu_path(dir, "m.hnsw");
+    cb_error err;
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = NULL;
+    assert_int_equal(cb_synth_write_folder(dir, sc, &err), CB_OK);
+    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
+    assert_int_equal(cb_train(&rec, ds, tc, NULL, NULL, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_APPROX, 0, &err), CB_EINVAL);
+    assert_int_equal(cb_recommender_save_index(rec, index_path, &err), CB_EINVAL);
+    assert_int_equal(cb_recommender_build_index(rec, 8, 100, &err), CB_OK);
+    assert_int_equal(cb_recommender_search_is_approximate(rec), 0); /* auto: a small catalog */
+    assert_int_equal(cb_recommender_save_index(rec, index_path, &err), CB_OK);
+    assert_int_equal(cb_recommender_load_index(rec, index_path, &err), CB_OK);
+    const size_t n_items = 60, k = 10;
+    size_t same = 0;
+    for (size_t item = 0; item < n_items; item++) {
+        cb_list *ex = NULL, *ap = NULL;
+        assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_EXACT, 0, &err), CB_OK);
+        assert_int_equal(cb_recommender_similar(rec, item, k, &ex, &err), CB_OK);
+        assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_APPROX, 0, &err), CB_OK);
+        assert_int_equal(cb_recommender_search_is_approximate(rec), 1);
+        assert_int_equal(cb_recommender_similar(rec, item, k, &ap, &err), CB_OK);
+        assert_int_equal(cb_list_size(ap), k);
+        for (size_t r = 0; r < k; r++) same += cb_list_score(ap, r) == cb_list_score(ex, r);
+        cb_list_free(ex), cb_list_free(ap);
+    }
+    fprintf(stderr, "  recommender similar: %zu of %zu approximate scores equal the exact ones\n", same, n_items * k);
+    assert_true(same >= n_items * k * 95 / 100);
+    /* the table from the index */
+    assert_int_equal(cb_recommender_build_table(rec, 10, 1, &err), CB_OK);
+    assert_int_equal(cb_recommender_table_k(rec), 10);
+    cb_recommender_free(rec);
+    cb_dataset_close(ds);
+    cb_config_free(sc), cb_config_free(tc);
+    tu_rmrf(dir);
+    free(index_path), free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(recall_at_default_ef),
@@ -227,6 +282,7 @@ int main(void) {
         cmocka_unit_test(filtered_search_keeps_recall),
         cmocka_unit_test(deterministic_and_table),
         cmocka_unit_test(save_load),
+        cmocka_unit_test(recommender_modes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
