@@ -79,7 +79,7 @@ static double recall(const int32_t *a, const int32_t *e, size_t nq, size_t k) {
 }
 
 typedef struct peer {
-    double build, recall[8], qps[8];
+    double build, build_cpu, recall[8], qps[8];
     bool ok;
 } peer;
 
@@ -112,9 +112,10 @@ static peer run_hnswlib(const float *B, size_t n, const float *Q, size_t nq, con
     while (f && fgets(line, sizeof line, f)) {
         double a, b;
         size_t e;
-        if (sscanf(line, "hnswlib build_seconds %lf", &a) == 1) p.build = a, p.ok = true;
-        else if (sscanf(line, "hnswlib ef %zu recall %lf qps %lf", &e, &a, &b) == 3 && got < 8)
-            p.recall[got] = a, p.qps[got++] = b;
+        double c;
+        if (sscanf(line, "hnswlib build_seconds %lf cpu %lf", &a, &c) == 2) p.build = a, p.build_cpu = c, p.ok = true;
+        else if (sscanf(line, "hnswlib ef %zu recall %lf qps %lf cpu_qps %lf", &e, &a, &b, &c) == 4 && got < 8)
+            p.recall[got] = a, p.qps[got++] = c;
         else fputs(line, stdout);
     }
     if (f) pclose(f);
@@ -158,14 +159,18 @@ int main(int argc, char **argv) {
     size_t n_scan = nq < 200 ? nq : 200;
     t = span_start();
     for (size_t q = 0; q < n_scan; q++) check(cb_knn_index_search(ix, Q + q * d, 1, k, CB_KNN_L2, &p1, got, NULL, &err), &err);
-    double exact_qps = (double)n_scan / span_end(t).wall;
+    span scan = span_end(t);
+    double exact_qps = (double)n_scan / scan.cpu;
 
     peer hl = with_peer ? run_hnswlib(B, n, Q, nq, exact, d, k, efs, n_ef) : (peer){0};
-    printf("\nbuild: cbrec %.1f s wall (%.1f s CPU)", build.wall, build.cpu);
-    if (hl.ok) printf(", hnswlib %.1f s -> cbrec/hnswlib %.2fx\n", hl.build, build.wall / hl.build);
+    printf("\nbuild (1 thread each): cbrec %.1f s CPU (%.1f s wall)", build.cpu, build.wall);
+    if (hl.ok)
+        printf(", hnswlib %.1f s CPU (%.1f s wall) -> cbrec/hnswlib %.2fx CPU time\n", hl.build_cpu, hl.build,
+               build.cpu / hl.build_cpu);
     else printf(", hnswlib not run%s\n", with_peer ? " (python3-hnswlib missing?)" : "");
 
-    printf("\n%-6s %-10s %-12s %-14s %-14s %-12s\n", "ef", "recall@10", "queries/s", "vs exact scan", "hnswlib recall",
+    printf("\none query at a time, 1 thread; queries per CPU second (the machine is shared)\n");
+    printf("%-6s %-10s %-12s %-14s %-14s %-12s\n", "ef", "recall@10", "queries/s", "vs exact scan", "hnswlib recall",
            "hnswlib q/s");
     for (size_t e = 0; e < n_ef; e++) {
         cb_knn_params pa = {.threads = 1, .ef = efs[e]};
@@ -173,12 +178,13 @@ int main(int argc, char **argv) {
         double r = recall(got, exact, nq, k);
         t = span_start();
         for (size_t q = 0; q < nq; q++) check(cb_hnsw_search(h, Q + q * d, 1, k, CB_KNN_L2, &pa, got, NULL, &err), &err);
-        double qps = (double)nq / span_end(t).wall;
+        double qps = (double)nq / span_end(t).cpu;
         printf("%-6zu %-10.4f %-12.0f %6.1fx        ", efs[e], r, qps, qps / exact_qps);
         if (hl.ok) printf("%-14.4f %-12.0f", hl.recall[e], hl.qps[e]);
         printf("\n");
     }
-    printf("exact one-query scan: %.0f queries/s (1 thread)\n", exact_qps);
+    printf("exact one-query scan: %.1f queries/s (1 thread; %.1f ms CPU, %.1f ms wall each)\n", exact_qps,
+           1e3 * scan.cpu / (double)n_scan, 1e3 * scan.wall / (double)n_scan);
 
     /* similar-items table: the whole table from the index vs an exact slice */
     cb_knn_table tab;
@@ -194,10 +200,12 @@ int main(int argc, char **argv) {
     span ex_slice = span_end(t);
     double ex_full = ex_slice.wall * (double)n / (double)slice;
     double tr = recall(tab.neighbors + first * k, ex_tab, slice, k);
-    printf("\nsimilar-items table, %zu items (2 threads): index %.1f s (recall@10 %.4f on %zu rows); exact %.1f s "
-           "extrapolated from %zu rows -> %.3fx exact (%.3fx with the build)\n",
-           n, ann_table.wall, tr, slice, ex_full, slice, ann_table.wall / ex_full,
-           (ann_table.wall + build.wall) / ex_full);
+    double ex_cpu = ex_slice.cpu * (double)n / (double)slice;
+    printf("\nsimilar-items table, %zu items (2 threads): from the index %.1f s CPU (%.1f s wall), recall@10 %.4f on "
+           "%zu rows; exact %.1f s CPU (%.1f s wall) extrapolated from %zu rows -> %.3fx exact CPU (%.3fx with the "
+           "build)\n",
+           n, ann_table.cpu, ann_table.wall, tr, slice, ex_cpu, ex_full, slice, ann_table.cpu / ex_cpu,
+           (ann_table.cpu + build.cpu) / ex_cpu);
     cb_knn_table_free(&tab);
     free(self), free(ex_tab), free(exact), free(got), free(B), free(Q);
     cb_knn_index_free(ix);

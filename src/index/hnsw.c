@@ -604,7 +604,8 @@ int cb_hnsw_similar_table(cb_knn_table *table, const cb_hnsw *h, size_t k, size_
     int rc = self && table->neighbors && table->distances ? CB_OK : CB_ENOMEM;
     if (!rc) {
         for (size_t i = 0; i < n; i++) self[i] = (int32_t)i;
-        cb_knn_params p = {.threads = threads, .self_index = self, .ef = ef};
+        /* the walk starts at the item itself: a narrower beam suffices */
+        cb_knn_params p = {.threads = threads, .self_index = self, .ef = ef ? ef : CB_HNSW_TABLE_EF};
         rc = search_job(h, h->B, n, k, CB_KNN_L2, &p, true, table->neighbors, table->distances, err);
     }
     free(self);

@@ -40,8 +40,10 @@ typedef struct cb_hnsw_build_params {
 
 #define CB_HNSW_DEFAULT_M 16
 #define CB_HNSW_DEFAULT_EF_CONSTRUCTION 200
-/* The search beam when cb_knn_params.ef is 0: max(k, this). */
+/* The search beam when cb_knn_params.ef is 0: max(k, this); and the
+ * similar-items table's (each walk starts at the item itself). */
 #define CB_HNSW_DEFAULT_EF 64
+#define CB_HNSW_TABLE_EF 32
 
 /* Build over B [n x d] (borrowed: it must stay unchanged and alive until
  * cb_hnsw_free). Requires 1 <= n < 2^31, d >= 1, finite values. */
@@ -59,7 +61,8 @@ int cb_hnsw_search(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_knn
                    const cb_knn_params *params, int32_t *out_idx, float *out_score, cb_error *err);
 
 /* The similar-items table (knn.h's cb_knn_table) from the graph: row i = the
- * approximate k nearest other items of item i by squared distance. */
+ * approximate k nearest other items of item i by squared distance; ef = 0:
+ * CB_HNSW_TABLE_EF. */
 int cb_hnsw_similar_table(cb_knn_table *table, const cb_hnsw *h, size_t k, size_t ef, int threads, cb_error *err);
 
 /* Save atomically (format "cbrec-hnsw"); `fingerprint` (non-empty) names the
