@@ -307,6 +307,30 @@ CB_API size_t cb_recommender_table_k(const cb_recommender *rec);
  * cb_recommender_save_table. */
 CB_API int cb_recommender_add_item(cb_recommender *rec, const char *item_json, size_t *item, cb_error *err);
 
+/* ---- approximate search for large catalogs: an HNSW graph index over the
+ * item vectors (`cbrec index`). Without one every search is exact. With one
+ * attached, the catalog searches (similar, recommend's embedding source, the
+ * similar-items table) follow the search mode: CB_SEARCH_AUTO (default) uses
+ * the index from CB_ANN_AUTO_MIN_ITEMS items on and exact search below;
+ * CB_SEARCH_EXACT never uses it; CB_SEARCH_APPROX always does. Filters
+ * (already rated, blocked, excluded) are applied inside the graph walk, so a
+ * filtered search keeps its recall. Approximate results carry the exact
+ * scores; items added after training are merged in exactly. The index file is
+ * checksummed, memory-mapped at load, and refused for another model. */
+typedef enum cb_search_mode { CB_SEARCH_AUTO = 0, CB_SEARCH_EXACT = 1, CB_SEARCH_APPROX = 2 } cb_search_mode;
+#define CB_ANN_AUTO_MIN_ITEMS 100000
+/* Build over the model's items: m links per node (0 = 16), ef_construction
+ * the build beam (0 = 200). Deterministic; single-threaded [exclusive]. */
+CB_API int cb_recommender_build_index(cb_recommender *rec, size_t m, size_t ef_construction, cb_error *err);
+CB_API int cb_recommender_save_index(const cb_recommender *rec, const char *path, cb_error *err);
+CB_API int cb_recommender_load_index(cb_recommender *rec, const char *path, cb_error *err); /* [exclusive] */
+/* The mode, and the search beam ef (0 = the default: 64, 128 for dot
+ * products; larger = higher recall, slower). CB_SEARCH_APPROX without an
+ * index is CB_EINVAL [exclusive]. */
+CB_API int cb_recommender_set_search(cb_recommender *rec, cb_search_mode mode, size_t ef, cb_error *err);
+/* 1 when catalog searches currently use the index, else 0. */
+CB_API int cb_recommender_search_is_approximate(const cb_recommender *rec);
+
 /* ---- results */
 typedef struct cb_list cb_list;  /* a ranked list of items with scores and reasons */
 /* Getters take the rank i (0 = best) and return NULL / NAN / 0 out of range. A

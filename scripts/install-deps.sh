@@ -13,6 +13,7 @@ PKGS="$PKGS libmicrohttpd-dev libsqlite3-dev wrk"  # cbrec serve, its tests and 
 PKGS="$PKGS chromium nodejs fonts-dejavu-core"
 if [ "${1:-}" != "--minimal" ]; then
   PKGS="$PKGS python3 python3-numpy python3-torch"
+  PKGS="$PKGS python3-hnswlib" # bench only: bench_ann's peer (bench/bench_ann_hnswlib.py)
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

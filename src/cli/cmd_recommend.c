@@ -60,16 +60,19 @@ static const char *similar_usage =
     "the k items nearest to an item (the item itself excluded); score = cosine similarity\n"
     "of the item vectors (higher = closer). --item takes an id, else a case-insensitive title\n"
     "(\"Toy Story\"); when several titles match, the candidates are listed and the status is 1.\n"
-    "--table looks the answer up in a table from `cbrec precompute` (the same answer).\n";
+    "--table looks the answer up in a table from `cbrec precompute` (the same answer);\n"
+    "--index searches an approximate index from `cbrec index` (large catalogs).\n";
 
 int cmd_similar(int argc, char **argv) {
     const char *cmd = "similar", *model = NULL, *query = NULL, *table = NULL, *k_text = "10";
     bool json = false;
     size_t k;
+    cli_search search = {0};
     const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
                             {"item", 'i', "ID|TITLE", "the item, by id or title", &query, NULL},
                             {"k", 'k', "K", "how many (10)", &k_text, NULL},
                             {"table", 't', "TABLE", "a table from `cbrec precompute`", &table, NULL},
+                            CLI_SEARCH_OPTS(search),
                             {"json", 'j', NULL, "the list as one JSON document: {criterion, items: [{rank, item, title, score}], notes}", NULL, &json},
                             {NULL, 0, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, similar_usage, opts, 0, NULL};
@@ -82,7 +85,8 @@ int cmd_similar(int argc, char **argv) {
     size_t item;
     int status = CLI_ERROR;
     cb_recommender *rec = open_rec(cmd, model, table);
-    if (!rec || find_item(cmd, rec, query, &item)) goto done;
+    if (!rec || (status = cli_search_apply(cmd, rec, &search)) || (status = CLI_ERROR, find_item(cmd, rec, query, &item)))
+        goto done;
     if (cb_recommender_similar(rec, item, k, &l, &err)) {
         cli_error(cmd, &err);
         goto done;
@@ -106,17 +110,21 @@ done:
 /* ---- precompute */
 
 static const char *precompute_usage =
-    "usage: cbrec precompute --model FILE --out TABLE [-k 20] [--threads N]\n"
+    "usage: cbrec precompute --model FILE --out TABLE [-k 20] [--threads N] [--index INDEX | --exact]\n"
     "the similar-items table of the whole catalog (k nearest per item), written atomically;\n"
-    "use it with `cbrec similar --table` and `cbrec recommend --table`.\n";
+    "use it with `cbrec similar --table` and `cbrec recommend --table`. Catalogs of "
+    CLI_STR(CB_ANN_AUTO_MIN_ITEMS) " items\nor more are searched approximately: with --index, or an index built on the spot\n"
+    "(`cbrec index`; recall@10 >= 0.95); --exact always computes the exact table.\n";
 
 int cmd_precompute(int argc, char **argv) {
     const char *cmd = "precompute", *model = NULL, *out = NULL, *k_text = "20", *threads_text = "0";
     size_t k, threads;
+    cli_search search = {0};
     const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
                             {"out", 'o', "TABLE", "the table to write", &out, NULL},
                             {"k", 'k', "K", "neighbours per item (20)", &k_text, NULL},
                             {"threads", 0, "N", "threads of the search (0 = all CPUs)", &threads_text, NULL},
+                            CLI_SEARCH_OPTS(search),
                             {NULL, 0, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, precompute_usage, opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);
@@ -128,7 +136,17 @@ int cmd_precompute(int argc, char **argv) {
     int status = CLI_ERROR;
     cb_recommender *rec = open_rec(cmd, model, NULL);
     if (!rec) return CLI_ERROR;
+    if ((status = cli_search_apply(cmd, rec, &search))) goto done;
+    status = CLI_ERROR;
     double t0 = cli_now();
+    if (!search.exact && !search.index && cb_recommender_item_count(rec) >= CB_ANN_AUTO_MIN_ITEMS) {
+        if (cb_recommender_build_index(rec, 0, 0, &err)) {
+            cli_error(cmd, &err);
+            goto done;
+        }
+        fprintf(stderr, "note: %zu items: built an approximate index (%.2fs); --exact for the exact table\n",
+                cb_recommender_item_count(rec), cli_now() - t0);
+    }
     if (cb_recommender_build_table(rec, k, (int)threads, &err)) {
         cli_error(cmd, &err);
         goto done;
@@ -357,6 +375,7 @@ static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a
 int cmd_recommend(int argc, char **argv) {
     const char *cmd = "recommend";
     rec_args a = {0};
+    cli_search search = {0};
     const cli_opt opts[] = {
         {"model", 'm', "FILE", "the model file (cbrec train)", &a.model, NULL},
         {"user", 'u', "ID", "a known user", &a.user, NULL},
@@ -365,6 +384,7 @@ int cmd_recommend(int argc, char **argv) {
         {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL},
         {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL},
         {"table", 0, "TABLE", "table from `cbrec precompute` or `cbrec add-item` (its added items are recommended too)", &a.table, NULL},
+        CLI_SEARCH_OPTS(search),
         {"explain", 0, NULL, "print the reasons (for people)", NULL, &a.explain},
         {"json", 0, NULL, "the list as one JSON document (cb_list_to_json)", NULL, &a.json},
         {NULL, 0, NULL, NULL, NULL, NULL}};
@@ -378,6 +398,7 @@ int cmd_recommend(int argc, char **argv) {
     if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
         status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
     cb_recommender *rec = status < 0 ? open_rec(cmd, a.model, a.table) : NULL;
+    if (status < 0 && rec && cli_search_apply(cmd, rec, &search)) status = CLI_ERROR;
     if (status < 0) status = !rec ? CLI_ERROR : a.users ? run_batch(cmd, rec, &a, cfg) : run_one(cmd, rec, &a, cfg);
     cb_recommender_free(rec);
     cb_config_free(cfg);

@@ -405,7 +405,7 @@ static int src_embedding(run *x, cb_error *err) {
     for (size_t j = 0; j < k; j++) idx[j] = -1;
     cb_knn_params kp = {.threads = x->cfg->threads > 0 ? x->cfg->threads : 1, .exclude = x->excl};
     int rc = cb_rec_rank_monotone(x->rec, x->cfg->rank_by)
-                 ? cb_knn_index_search(x->rec->index, x->q, 1, k_model, CB_KNN_DOT, &kp, idx, NULL, err)
+                 ? cb_rec_search(x->rec, x->q, 1, k_model, CB_KNN_DOT, &kp, idx, NULL, err)
                  : top_by_score(x, idx, k_model, err);
     if (!rc && dots) merge_added(x->rec, x->q, x->excl, idx, dots, k);
     free(dots);

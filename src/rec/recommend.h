@@ -13,6 +13,7 @@
  *   diversity.c    MMR and the per-genre cap
  *   explain.c      reasons, the cb_list results and their JSON (written once, here)
  *   batch.c        many users at once: blocked sgemm, per-user filters, top-n
+ *   ann.c          the approximate (HNSW) index: attach, search mode, dispatch
  *
  * Pipeline of cb_recommend():
  *   sources   (1) "similar":   for the user's last N liked ratings (time order)
@@ -38,7 +39,7 @@
 #ifndef CB_RECOMMEND_H
 #define CB_RECOMMEND_H
 
-#include "index/knn.h"
+#include "index/hnsw.h"
 #include "model/bundle.h"
 #include "cbrec.h"
 #include "rec/recommender_internal.h"
@@ -105,7 +106,20 @@ struct cb_recommender {
     bool has_table;
     cb_knn_index *index;     /* over r->item_vecs */
     float added_bias;        /* the ranking bias of added items (cb_rec_rank_prepare) */
+    cb_hnsw *ann;            /* approximate index over r->item_vecs, or NULL (ann.c) */
+    cb_search_mode search_mode;
+    size_t ann_ef;           /* 0 = hnsw's default */
 };
+
+/* ---- ann.c: the one dispatch of catalog searches over the model's items:
+ * the approximate index when the search mode says so (cb_rec_ann != NULL),
+ * else the exact index; same contract as cb_knn_index_search. */
+const cb_hnsw *cb_rec_ann(const cb_recommender *rec);
+int cb_rec_search(const cb_recommender *rec, const float *Q, size_t nq, size_t k, cb_knn_metric metric,
+                  const cb_knn_params *p, int32_t *out_idx, float *out_score, cb_error *err);
+/* The similar-items table from the approximate index (k clamped like
+ * cb_recommend_table_build). */
+int cb_rec_ann_table(cb_recommend_table *t, const cb_recommender *rec, size_t k, int threads, cb_error *err);
 /* A recommender borrowing a model (it must outlive the handle; evaluation).
  * cb_recommender_from_bundle (recommender_internal.h) takes ownership instead. */
 int cb_recommender_wrap(cb_recommender **out, const cb_bundle *r, cb_error *err);

@@ -4,6 +4,7 @@
  * similar-items table calls, and the similar / recommend calls that hand
  * the pipeline's results to the caller as cb_list. */
 #include "rec/recommend.h"
+#include "index/hnsw.h"
 
 #include <errno.h>
 #include <math.h>
@@ -42,6 +43,8 @@ cb_bundle *cb_recommender_bundle(cb_recommender *h) { return h ? h->owned : NULL
 int cb_recommender_bundle_changed(cb_recommender *h, cb_error *err) {
     cb_knn_index_free(h->index);
     h->index = NULL;
+    cb_hnsw_free(h->ann); /* built over the old vectors */
+    h->ann = NULL;
     cb_recommend_table_free(&h->table); /* built from the old vectors */
     h->has_table = false;
     cb_rec_rank_prepare(h);
@@ -51,6 +54,7 @@ int cb_recommender_bundle_changed(cb_recommender *h, cb_error *err) {
 CB_API void cb_recommender_free(cb_recommender *h) {
     if (!h) return;
     cb_knn_index_free(h->index);
+    cb_hnsw_free(h->ann);
     cb_recommend_table_free(&h->table);
     cb_bundle_free(h->owned);
     free(h);
@@ -254,7 +258,8 @@ static int adopt_table(cb_recommender *h, cb_recommend_table *t, cb_error *err) 
 CB_API int cb_recommender_build_table(cb_recommender *h, size_t k, int threads, cb_error *err) {
     if (!h) return cb_fail(err, CB_EINVAL, "cb_recommender_build_table: NULL recommender");
     cb_recommend_table t;
-    int rc = cb_recommend_table_build(&t, h->r, k, threads, NULL, err);
+    int rc = cb_rec_ann(h) ? cb_rec_ann_table(&t, h, k, threads, err)
+                           : cb_recommend_table_build(&t, h->r, k, threads, NULL, err);
     return rc ? rc : adopt_table(h, &t, err);
 }
 
