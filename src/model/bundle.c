@@ -273,16 +273,43 @@ static int rank_bias_of(cb_bundle *r, const cb_bundle_train_input *in, cb_error 
     return CB_OK;
 }
 
+/* The item columns derived from interactions, with the value a never-rated
+ * item has in each (NAN elsewhere), for item dropout: the columns that change
+ * between a new item with no ratings and one with many. *out = NULL when the
+ * model trains without item dropout. */
+static int item_cold_of(const cb_bundle *r, float **out, cb_error *err) {
+    *out = NULL;
+    if (!(cb_model_config_of(r->model)->item_dropout > 0.0f)) return CB_OK;
+    uint32_t dm = cb_features_item_dim(r->features);
+    float *cold = cb_malloc(2 * (size_t)dm * sizeof *cold, err);
+    if (!cold) return CB_ENOMEM;
+    cb_item_input none = {.year = NAN}, many = {.year = NAN, .rating_count = 1000,
+                                               .rating_mean = cb_features_global_mean(r->features) + 1.0f};
+    int rc = cb_features_new_item(r->features, &none, cold, err);
+    if (!rc) rc = cb_features_new_item(r->features, &many, cold + dm, err);
+    for (uint32_t j = 0; !rc && j < dm; j++)
+        if (cold[j] == cold[dm + j]) cold[j] = NAN;
+    if (rc) free(cold);
+    else *out = cold;
+    return rc;
+}
+
 /* Train the towers on the tables and refresh vectors; shared by train and resume. */
 static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
     const cb_dataset *ds = in->ds;
     float *X_u = NULL, *X_m = NULL;
     cb_train_result dummy;
     if (!res) res = &dummy;
+    float *item_cold = NULL;
     int rc = cb_bundle_tables(r, ds, in->train_idx, in->n_train, &X_u, &X_m, err);
     if (rc) return rc;
+    if ((rc = item_cold_of(r, &item_cold, err))) {
+        free(X_u);
+        free(X_m);
+        return rc;
+    }
     cb_train_data td = {X_u, r->n_users, X_m, r->n_items, ds->ratings, in->train_idx, in->n_train,
-                        in->valid_idx, in->n_valid};
+                        in->valid_idx, in->n_valid, item_cold};
     rc = cb_model_train(r->model, &td, in->on_epoch, in->ctx, res, err);
     res->test_loss = res->test_rmse = NAN;
     if (rc == CB_OK && in->n_test)
@@ -308,6 +335,7 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
     }
     free(X_u);
     free(X_m);
+    free(item_cold);
     return rc;
 }
 
@@ -419,6 +447,7 @@ int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_res
     c.patience = t->patience;
     c.seed = t->seed;
     c.threads = t->threads;
+    c.item_dropout = t->item_dropout;
     int rc = cb_model_set_train_config(r->model, &c, err);
     if (rc) return rc;
     return fit_and_embed(r, in, res, err);
@@ -441,6 +470,10 @@ static json_t *model_config_json(const cb_model_config *c) {
                      (json_int_t)c->batch_size, "epochs", (json_int_t)c->epochs, "patience", (json_int_t)c->patience,
                      "seed", (json_int_t)c->seed, "threads", c->threads);
     /* the objective's fields (files before them are rating models) */
+    if (j && json_object_set_new(j, "item_dropout", json_real((double)c->item_dropout))) {
+        json_decref(j);
+        return NULL;
+    }
     if (j && json_object_update_new(j, json_pack("{s:s,s:f,s:b,s:f,s:f,s:b,s:I,s:b}", "objective",
                                                  cb_objective_name(c->objective), "temperature",
                                                  (double)c->temperature, "logq", c->logq, "rating_weight",
@@ -505,14 +538,16 @@ static int model_config_from_json(cb_model_config *c, json_t *j) {
     c->seed = (uint64_t)seed;
     c->threads = threads;
     const char *objective = "rating";
-    double temp = c->temperature, rw = c->rating_weight, prior = 0.0;
+    double temp = c->temperature, rw = c->rating_weight, prior = 0.0, drop = 0.0;
     int logq = c->logq, id_emb = 0, split = 0;
     json_int_t item_ids = 0;
-    if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F,s?b,s?I,s?b}", "objective", &objective, "temperature", &temp, "logq",
+    if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F,s?b,s?I,s?b,s?F}", "objective", &objective, "temperature", &temp, "logq",
                     &logq, "rating_weight", &rw, "popularity_prior", &prior, "item_id_embedding", &id_emb, "item_ids",
-                    &item_ids, "split_heads", &split) ||
-        cb_objective_parse(objective, &c->objective) || item_ids < 0 || item_ids > INT32_MAX)
+                    &item_ids, "split_heads", &split, "item_dropout", &drop) ||
+        cb_objective_parse(objective, &c->objective) || item_ids < 0 || item_ids > INT32_MAX || !(drop >= 0.0) ||
+        drop > 1.0)
         return -1;
+    c->item_dropout = (float)drop;
     c->item_id_embedding = id_emb;
     c->item_ids = (uint32_t)item_ids;
     c->split_heads = split;

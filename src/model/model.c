@@ -62,6 +62,8 @@ typedef struct tower_ws {
     float *pred, *dpred, *tgt; /* [cap] */
     float *z, *lq;       /* [cap]: rating-head output, the batch items' log q */
     uint32_t *ids;       /* [cap]: the batch items (retrieval: duplicates are no negatives) */
+    uint32_t *eids;      /* [cap]: the ids whose embedding the item tower adds (item dropout:
+                            UINT32_MAX for an item shown as never rated) */
     float *prob;         /* [cap, cap]: retrieval softmax (NULL for the rating objective) */
     const uint32_t *emb_ids; /* the ids whose embedding the last forward added (or NULL) */
     float *halves;       /* split heads: scratch for one part of both towers' outputs */
@@ -142,6 +144,7 @@ const char *cb_model_config_check(const cb_model_config *c) {
     if (!(c->adam_eps > 0.0f) || !isfinite(c->adam_eps)) return "adam_eps must be > 0";
     if (c->batch_size == 0 || c->batch_size > (1u << 20)) return "batch_size must be in 1..1048576";
     if (c->threads < 1) return "threads must be >= 1";
+    if (!(c->item_dropout >= 0.0f && c->item_dropout <= 1.0f)) return "item_dropout must be in [0,1]";
     return NULL;
 }
 
@@ -379,7 +382,7 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
 #define PAD(n) ((((size_t)(n)) + 15) & ~(size_t)15)
     size_t total = PAD((size_t)cap * t->in[0]);
     for (int l = 0; l < t->n_layers; l++) total += PAD((size_t)cap * t->out[l]);
-    total += 2 * PAD((size_t)cap * dim) + PAD(2 * (size_t)cap) + 2 * PAD((size_t)cap * widest) + 6 * PAD(cap);
+    total += 2 * PAD((size_t)cap * dim) + PAD(2 * (size_t)cap) + 2 * PAD((size_t)cap * widest) + 7 * PAD(cap);
     if (softmax) total += PAD((size_t)cap * cap);
     if (t->parts > 1) total += PAD((size_t)cap * dim * 3);
     ws->block = cb_calloc(total + 16, sizeof(float), err);
@@ -399,6 +402,7 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
     ws->z = p; p += PAD(cap);
     ws->lq = p; p += PAD(cap);
     ws->ids = (uint32_t *)p; p += PAD(cap);
+    ws->eids = (uint32_t *)p; p += PAD(cap);
     if (softmax) ws->prob = p, p += PAD((size_t)cap * cap);
     if (t->parts > 1) ws->halves = p; /* [3 x cap x dim]: u, m, gradient halves */
 #undef PAD
@@ -955,6 +959,7 @@ typedef struct train_ctx {
     uint32_t *perm;          /* shuffled training indices of this epoch */
     float *log_q;            /* [n_items] the logQ correction (retrieval), else NULL */
     size_t n_batches;
+    uint32_t epoch_id;       /* epochs run before this one (counts across resumed runs) */
     tower_ws ws[2];
     float head_snap[2][2];   /* head params as of each step parity */
     spin_barrier bar;
@@ -971,6 +976,28 @@ typedef struct train_ctx {
     double epoch_t0;
     size_t tick_every;
 } train_ctx;
+
+/* Item dropout on the item tower's gathered batch (ws->x, ws->ids): each row,
+ * with probability c->item_dropout, loses its id embedding (ws->eids) and has
+ * the interaction-derived columns (d->item_cold, non-NAN entries) set to a
+ * never-rated item's values. The draw depends on the seed, the epoch, the
+ * step and the row only: the same bits whichever thread runs the tower. */
+static void item_dropout(const cb_model_config *c, const cb_train_data *d, tower_ws *ws, int B,
+                         uint32_t epoch_id, size_t step) {
+    memcpy(ws->eids, ws->ids, (size_t)B * sizeof *ws->eids);
+    if (!(c->item_dropout > 0.0f)) return;
+    uint32_t in = c->item_in;
+    cb_rng rng;
+    cb_rng_seed(&rng, c->seed ^ (0xD1B54A32D192ED03ULL * ((uint64_t)epoch_id + 1)) ^ (0x8CB92BA72F3D8DD7ULL * (step + 1)));
+    for (int r = 0; r < B; r++) {
+        if (cb_rng_uniform(&rng) >= (double)c->item_dropout) continue;
+        ws->eids[r] = UINT32_MAX;
+        if (!d->item_cold) continue;
+        float *row = ws->x + (size_t)r * in;
+        for (uint32_t j = 0; j < in; j++)
+            if (!isnan(d->item_cold[j])) row[j] = d->item_cold[j];
+    }
+}
 
 /* One epoch of steps for the towers owned by thread `tid`. */
 static void run_epoch(train_ctx *x, int tid) {
@@ -995,11 +1022,12 @@ static void run_epoch(train_ctx *x, int tid) {
                 memcpy(ws->x + (size_t)r * in0, table + (size_t)row * in0, (size_t)in0 * sizeof(float));
             }
             gather_batch(c, ws, d->ratings, idx, B, x->log_q);
+            if (s == 1) item_dropout(c, d, ws, B, x->epoch_id, step);
             if (s == 0) {
                 x->head_snap[par][0] = m->head[HEAD_S];
                 x->head_snap[par][1] = m->head[HEAD_C];
             }
-            tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->ids : NULL, B, par, c->l2norm, c->l2norm_eps);
+            tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->eids : NULL, B, par, c->l2norm, c->l2norm_eps);
         }
         barrier_wait(&x->bar);
         bool stop = false;
@@ -1126,6 +1154,7 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     x.tick = &rep;
     for (uint32_t e = 0; e < c->epochs; e++) {
         uint32_t epoch_id = m->epochs_done; /* counts across resumed runs */
+        x.epoch_id = epoch_id;
         cb_rng rng;
         cb_rng_seed(&rng, c->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(epoch_id + 1)));
         memcpy(x.perm, d->train_idx, d->n_train * sizeof(uint32_t));

@@ -85,6 +85,12 @@ typedef struct cb_model_config {
                                                      in the ranking score) */
     float popularity_prior;                       /* ranking (retrieval, both) adds this times
                                                      log q(item) to the logit (cb_bundle_rank_score) */
+    float item_dropout;                           /* training only: the probability, per training
+                                                     example, that its item is shown as never rated:
+                                                     no id embedding and the columns of
+                                                     cb_train_data.item_cold set to their cold values
+                                                     (so items without interactions are placed by
+                                                     content); 0 = off */
     cb_loss_kind loss;
     float target_scale, target_shift;
     float bce_scale_init;                         /* initial s of the BCE head (5) */
@@ -135,6 +141,9 @@ typedef struct cb_train_data {
     size_t n_train;
     const uint32_t *valid_idx;     /* validation examples (may be NULL / 0) */
     size_t n_valid;
+    const float *item_cold;        /* [item_in] or NULL: the value a never-rated item has in each
+                                      interaction-derived item column (rating count / mean), NAN
+                                      for content columns; item_dropout writes these values */
 } cb_train_data;
 
 typedef struct cb_epoch_report {
