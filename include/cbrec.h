@@ -159,7 +159,8 @@ CB_API int cb_dataset_builder_add_ratings(cb_dataset_builder *b, const char *con
  * from "(1995)" in titles when no "year" column is given), "numeric"
  * (num[i], NAN = missing), "categorical" (text[i]; NULL or "" = missing) or
  * "multi" (text[i] split on `sep`, e.g. "|"; several levels per row).
- * Each id at most once per column (CB_EINVAL naming the row). */
+ * Each id at most once per column, else CB_EPARSE naming the rows (a bad
+ * row: skipped under "skip-bad-rows", like an empty id). */
 CB_API int cb_dataset_builder_add_column(cb_dataset_builder *b, int users, const char *name, const char *kind,
                                          const char *const *ids, const char *const *text, const double *num,
                                          size_t n, const char *sep, cb_error *err);

@@ -44,17 +44,18 @@ def version():
     return "0"
 
 
+LIB = library()
 sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if os.environ.get("CBREC_SANITIZE") else []
 libs = pkg_config("--libs")
 extension = Extension(
     "cbrec._cbrec",
     sources=["src/cbrec_module.c", "src/model.c"],
-    depends=["src/binding.h", os.path.join(ROOT, "include", "cbrec.h")],
+    depends=["src/binding.h", os.path.join(ROOT, "include", "cbrec.h"), LIB],
     include_dirs=[os.path.join(ROOT, "include"), numpy.get_include()],
     extra_compile_args=["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototypes",
                         "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-Wno-cast-function-type"]
     + sanitize,
-    extra_objects=[library()],
+    extra_objects=[LIB],
     extra_link_args=libs + ["-lm", "-lpthread"] + sanitize,
 )
 

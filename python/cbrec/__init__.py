@@ -13,6 +13,7 @@ The classes:
                      recommend_batch, similar, new users, vectors as numpy
     Recommendations  one ranked list: ids, titles, scores, reasons
     evaluate(...)    the library's evaluation (baselines, NDCG, ...) as a dict
+    synth(folder)    a synthetic dataset with planted structure, for trying
     Error            base of every error the library reports; subclasses per
                      status: FileError, ParseError, OutOfMemory,
                      InvalidArgument, NotFound, FormatError, NumericError
@@ -33,7 +34,7 @@ from ._cbrec import (Error, FileError, FormatError, InvalidArgument, NotFound, N
                      ParseError, library_version)
 
 __version__ = library_version
-__all__ = ["Dataset", "Model", "Recommendations", "Recommendation", "evaluate", "settings", "Error", "FileError",
+__all__ = ["Dataset", "Model", "Recommendations", "Recommendation", "evaluate", "settings", "synth", "Error", "FileError",
            "ParseError", "OutOfMemory", "InvalidArgument", "NotFound", "FormatError", "NumericError"]
 
 _KINDS = {"train": 1, "recommend": 2, "synth": 3, "eval": 4}
@@ -55,6 +56,15 @@ def _settings_doc(kind):
     for s in settings(kind):
         lines.append("        %-22s %s (default %s)" % (s["name"], s["help"], s["default"] or "none"))
     return "\n".join(lines)
+
+
+def synth(folder, **settings):
+    """Write a synthetic dataset with planted structure to `folder`
+    (ratings.csv, movies.csv, users.csv and a cbrec.schema; each replaced
+    atomically), for trying things without data; load it with
+    Dataset.load(folder). settings: SYNTH keys (users, items, ratings,
+    genres, noise, seed)."""
+    _cbrec._synth(folder, settings)
 
 
 class Recommendation(NamedTuple):

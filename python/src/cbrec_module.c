@@ -489,7 +489,26 @@ static PyObject *py_settings(PyObject *mod, PyObject *args) {
     return out;
 }
 
+static PyObject *py_synth(PyObject *mod, PyObject *args) {
+    PyObject *dir, *kw;
+    if (!PyArg_ParseTuple(args, "O&O!:_synth", PyUnicode_FSConverter, &dir, &PyDict_Type, &kw)) return NULL;
+    cb_config *cfg = config_from(CB_CONFIG_SYNTH, kw);
+    cb_error err;
+    int rc = -1;
+    const char *d = PyBytes_AS_STRING(dir);
+    if (cfg) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = cb_synth_write_folder(d, cfg, &err);
+        Py_END_ALLOW_THREADS
+    }
+    cb_config_free(cfg);
+    Py_DECREF(dir);
+    if (!cfg) return NULL;
+    return rc ? raise_cb(&err) : Py_NewRef(Py_None);
+}
+
 static PyMethodDef module_methods[] = {
+    {"_synth", py_synth, METH_VARARGS, "_synth(folder, settings): see cbrec.synth."},
     {"_evaluate", py_evaluate, METH_VARARGS,
      "_evaluate(dataset, eval_settings, train_settings, progress) -> JSON text (see cbrec.evaluate)."},
     {"_settings", py_settings, METH_VARARGS, "_settings(kind) -> the keys of a settings kind (1 TRAIN, 2 RECOMMEND, 3 SYNTH, 4 EVAL)."},
