@@ -8,6 +8,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS="build-essential pkg-config libopenblas-dev libcmocka-dev libjansson-dev
       gnuplot-nox clang time libclang-rt-14-dev"
+# the Python binding (make python, its pytest suite, pip install ./python)
+PKGS="$PKGS python3-dev python3-numpy python3-pytest python3-setuptools python3-pip python3-wheel"
 if [ "${1:-}" != "--minimal" ]; then
   PKGS="$PKGS python3 python3-numpy python3-torch"
 fi
