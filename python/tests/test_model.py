@@ -266,3 +266,25 @@ def test_help_is_readable():
         assert word in text, word
     assert "learning rate" in cbrec.Model.train.__doc__.lower() or "lr" in cbrec.Model.train.__doc__
     assert any(s["name"] == "user_layers" for s in cbrec.settings("train"))
+
+
+def test_gil_released_while_training(dataset):
+    """Another Python thread keeps running while the library trains: the
+    counter it increments moves during the call (with the GIL held through
+    the call it could not)."""
+    state = {"n": 0, "done": False}
+
+    def count():
+        while not state["done"]:
+            state["n"] += 1
+
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        before = state["n"]
+        cbrec.Model.train(dataset, epochs=2, threads=1)
+        during = state["n"] - before
+    finally:
+        state["done"] = True
+        t.join()
+    assert during > 10000, during
