@@ -180,7 +180,7 @@ class Dataset(_cbrec._Dataset):
         genres: per item, "A|B" (split on sep) or a list of names: the
             "genres" column the genre retrieval and reasons use.
         item_attributes, user_attributes: {name: values aligned with item_ids
-            / user_ids}; numbers become numeric columns, lists multi-valued
+            / user_ids} (or a DataFrame); numbers become numeric columns, lists multi-valued
             ones, strings categorical; or give (kind, values) with kind
             "numeric", "categorical" or "multi".
         settings: TRAIN keys for loading: range="1,5", skip_bad_rows=True.
@@ -188,16 +188,17 @@ class Dataset(_cbrec._Dataset):
         Raises ParseError (duplicate (user, item) ratings, no ratings),
         InvalidArgument (bad values), ValueError (lengths differ)."""
         columns = []
-        if item_ids is None and (titles is not None or genres is not None or item_attributes):
+        # attributes may be dicts or DataFrames (whose truth value is an error): test for None
+        if item_ids is None and (titles is not None or genres is not None or item_attributes is not None):
             raise ValueError("give item_ids: the item each row of titles / genres / item_attributes describes")
         if item_ids is not None:
             if titles is not None:
                 columns.append((False, "title", "title", item_ids, titles, None))
             if genres is not None:
                 columns.append(_column(False, "genres", ("multi", genres), item_ids, sep))
-            for col, values in (item_attributes or {}).items():
+            for col, values in (item_attributes.items() if item_attributes is not None else ()):
                 columns.append(_column(False, col, values, item_ids, sep))
-        if user_attributes:
+        if user_attributes is not None:
             if user_ids is None:
                 raise ValueError("give user_ids: the user each row of user_attributes describes")
             for col, values in user_attributes.items():

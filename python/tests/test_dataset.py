@@ -127,3 +127,38 @@ def test_errors_are_exceptions(tmp_path):
         cbrec.Dataset.load(str(bad))
     with pytest.raises(TypeError):
         cbrec.Dataset.from_arrays(5, ["a"], [1])
+
+
+class FakeFrame:
+    """What from_frames uses of a pandas DataFrame (keys, columns with
+    to_numpy, an ambiguous truth value), for machines without pandas."""
+
+    def __init__(self, cols):
+        self._cols = {k: np.asarray(v) for k, v in cols.items()}
+
+    def keys(self):
+        return list(self._cols)
+
+    def items(self):
+        return [(k, self[k]) for k in self._cols]
+
+    def __getitem__(self, name):
+        col = self._cols[name]
+        return type("Series", (), {"to_numpy": lambda self: col, "__iter__": lambda self: iter(col),
+                                   "__array__": lambda self, dtype=None: np.asarray(col, dtype)})()
+
+    def __bool__(self):
+        raise ValueError("The truth value of a DataFrame is ambiguous")
+
+
+def test_from_frames_dataframe_like():
+    ratings = FakeFrame({"userId": [1, 1, 2], "movieId": [10, 20, 10], "rating": [4.0, 3.0, 5.0]})
+    movies = FakeFrame({"movieId": [10, 20, 30], "title": ["A (1990)", "B (2000)", "C"],
+                        "genres": ["Drama", "Comedy|Drama", "Horror"], "runtime": [90.0, 120.0, 80.0]})
+    ds = cbrec.Dataset.from_frames(ratings, movies)
+    assert (ds.n_users, ds.n_items, ds.n_ratings) == (2, 3, 3)
+    kinds = {c["name"]: c["kind"] for c in ds.describe()["item_columns"]}
+    assert kinds == {"genres": "multi", "runtime": "numeric", "year": "numeric"}
+    attrs = FakeFrame({"runtime": [90.0, 120.0, 80.0]})
+    ds2 = cbrec.Dataset.from_arrays([1], [10], [4.0], item_ids=[10, 20, 30], item_attributes=attrs)
+    assert ds2.n_items == 3
