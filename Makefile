@@ -3,6 +3,7 @@
 #   make test            unit + integration tests (last line: "N passed, N failed")
 #   make test SANITIZE=1 the same tests under AddressSanitizer + UBSan
 #   make bench           benchmarks (ratios against peers measured in the same run)
+#   make python          the Python binding, importable from build/python/lib (python/)
 #   make examples        examples/*.c built against include/ alone + the static library
 #   make demo            the main job: train on MovieLens (or synthetic) and recommend
 #   make install PREFIX=/usr/local
@@ -114,11 +115,27 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libcbrec.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ibench -o $@ $< $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS)
 
-test: all $(TEST_BIN) $(EXAMPLE_BIN)
-	@CBREC=$(CBREC) BUILD=$(BUILD) scripts/run-tests.sh $(TEST_BIN)
+test: all $(TEST_BIN) $(EXAMPLE_BIN) python
+	@CBREC=$(CBREC) BUILD=$(BUILD) PYTHON=$(PYTHON) PY_BUILD_LIB=$(PY_BUILD_LIB) SANITIZE=$(SANITIZE) \
+	  scripts/run-tests.sh $(TEST_BIN)
 
-bench: all $(BENCH_BIN) $(BUILD)/bench/serve_loop
-	@CBREC=$(CBREC) BUILD=$(BUILD) scripts/run-bench.sh
+bench: all $(BENCH_BIN) $(BUILD)/bench/serve_loop python
+	@CBREC=$(CBREC) BUILD=$(BUILD) PYTHON=$(PYTHON) PYTHONPATH=$(PY_BUILD_LIB) scripts/run-bench.sh
+
+# The Python binding (python/): `import cbrec` from $(PY_BUILD_LIB) for the
+# tests and benchmarks, built by python/setup.py against this tree's static
+# library. PYTHON is the first interpreter that has numpy (Debian's
+# /usr/bin/python3 when another python3 comes first on PATH); `make python`
+# says why and builds nothing when there is none or it lacks Python.h.
+PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy' 2>/dev/null && { command -v $$p; break; }; done)
+PY_BUILD_LIB := $(BUILD)/python/lib
+PY_ENV := $(if $(filter 1,$(SANITIZE)),CBREC_SANITIZE=1,)
+python: $(BUILD)/libcbrec.a
+	@if [ -z "$(PYTHON)" ]; then echo "make python: skipped: no python3 with numpy (install python3-numpy)"; \
+	elif ! $(PYTHON) -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then \
+	  echo "make python: skipped: no Python.h for $(PYTHON) (install python3-dev)"; \
+	else cd python && CBREC_LIB=../$(BUILD)/libcbrec.a $(PY_ENV) $(PYTHON) setup.py -q build \
+	  --build-base ../$(BUILD)/python/build --build-lib ../$(PY_BUILD_LIB); fi
 
 demo: all
 	@scripts/demo.sh
@@ -148,4 +165,4 @@ install: all
 clean:
 	rm -rf build build-san libcbrec.a libcbrec.so libcbrec.so.0 cbrec
 
-.PHONY: all examples test bench demo report fuzz install clean
+.PHONY: all examples test bench demo report fuzz install clean python

@@ -132,6 +132,42 @@ CB_API int cb_dataset_describe(const cb_dataset *ds, const cb_config *cfg, char 
  * cbrec.schema; each file replaced atomically. */
 CB_API int cb_synth_write_folder(const char *dir, const cb_config *cfg, cb_error *err);
 
+/* ---- datasets from memory (bindings, programs that hold their data in arrays).
+ * A builder collects ratings and item / user attribute columns given as
+ * arrays, then becomes a cb_dataset exactly like a loaded one (same checks:
+ * duplicate (user, item) ratings, the rating range, column roles such as
+ * "genres" and "year"). Ids are strings; a user or item gets its number in
+ * the order it is first met (a column first: items nobody rated still exist).
+ * Rows are named in messages by their position in the call ("ratings row 3").
+ * A builder is used by one thread at a time. */
+typedef struct cb_dataset_builder cb_dataset_builder;
+/* A new, empty builder. `name` (may be NULL: "arrays") is the layout name
+ * cb_dataset_layout reports; cfg (kind TRAIN, may be NULL) supplies "range"
+ * and "skip-bad-rows" (bad rows are counted and skipped instead of failing). */
+CB_API int cb_dataset_builder_create(cb_dataset_builder **out, const char *name, const cb_config *cfg,
+                                     cb_error *err);
+CB_API void cb_dataset_builder_free(cb_dataset_builder *b); /* NULL is a no-op */
+/* Append n ratings: users[i] rated items[i] with values[i] (finite), at
+ * timestamps[i] (seconds, 0..4294967295; NULL: none). values NULL: implicit
+ * events (y = 1 each; repeated (user, item) events are merged). Every call of
+ * one builder must agree on values and timestamps being given or not. */
+CB_API int cb_dataset_builder_add_ratings(cb_dataset_builder *b, const char *const *users,
+                                          const char *const *items, const float *values,
+                                          const int64_t *timestamps, size_t n, cb_error *err);
+/* One attribute column of the items (users = 0) or users (users = 1): row i
+ * describes ids[i]. kind: "title" (items only; a "year" column is derived
+ * from "(1995)" in titles when no "year" column is given), "numeric"
+ * (num[i], NAN = missing), "categorical" (text[i]; NULL or "" = missing) or
+ * "multi" (text[i] split on `sep`, e.g. "|"; several levels per row).
+ * Each id at most once per column, else CB_EPARSE naming the rows (a bad
+ * row: skipped under "skip-bad-rows", like an empty id). */
+CB_API int cb_dataset_builder_add_column(cb_dataset_builder *b, int users, const char *name, const char *kind,
+                                         const char *const *ids, const char *const *text, const double *num,
+                                         size_t n, const char *sep, cb_error *err);
+/* The dataset (CB_EPARSE when there are no ratings, or a duplicate (user,
+ * item) rating). The builder is emptied either way; free it afterwards. */
+CB_API int cb_dataset_builder_finish(cb_dataset_builder *b, cb_dataset **out, cb_error *err);
+
 /* ---- training */
 typedef struct cb_recommender cb_recommender;
 typedef struct cb_progress {      /* passed to the progress callback; read-only */
@@ -144,8 +180,10 @@ typedef struct cb_progress {      /* passed to the progress callback; read-only 
     double seconds;               /* since the epoch started */
     int best;                     /* this epoch has the best validation loss so far */
 } cb_progress;
-/* Called on the training thread. Returning non-zero at the end of an epoch
- * stops training (the model so far is kept); ticks' return values are ignored. */
+/* Called on the training thread. Returning non-zero stops training and keeps
+ * the model so far: at the end of an epoch, or at a tick inside one (training
+ * stops within the next batch; the partial epoch counts as run). A binding
+ * uses the ticks to stop on Ctrl-C. */
 typedef int (*cb_progress_fn)(const cb_progress *p, void *ctx);
 
 typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) before the call */

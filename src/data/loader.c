@@ -249,9 +249,13 @@ static int check_duplicates(cb_loader *L, const cb_ratings_spec *sp, y_range *ra
         const char *un = cb_vocab_name(ds->users, r[d.first_dup].user);
         const char *in = cb_vocab_name(ds->items, r[d.first_dup].item);
         size_t l1 = 0, l2 = 0;
-        if (sp) find_dup_lines(sp, un, in, &l1, &l2);
+        if (!sp) { /* ratings from memory (dataset_arrays.c): no lines to name */
+            rc = cb_fail(err, CB_EPARSE, "%s: duplicate rating for user '%s' and item '%s'", ds->path, un, in);
+            goto done;
+        }
+        find_dup_lines(sp, un, in, &l1, &l2);
         rc = cb_fail(err, CB_EPARSE, "%s:%zu: duplicate rating for user '%s' and item '%s' (first at line %zu)",
-                     sp ? sp->path : ds->path, l2, un, in, l1);
+                     sp->path, l2, un, in, l1);
         goto done;
     }
     if (d.n_dup) {

@@ -1058,6 +1058,10 @@ typedef struct train_ctx {
     int n_threads;
     /* written by thread 0 between barriers */
     bool quit;
+    /* a progress tick returned non-zero: the step both threads stop at
+     * (SIZE_MAX: none). Thread 0 sets it a step ahead, so both see it at
+     * that step's barrier, whichever way they run before it. */
+    atomic_size_t stop_step;
     bool nan_seen;           /* a step produced a non-finite loss */
     size_t steps_done;       /* steps completed this epoch */
     double loss_sum;         /* Σ batch loss · batch size, this epoch */
@@ -1115,6 +1119,7 @@ static void run_epoch(train_ctx *x, int tid) {
             tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->eids : NULL, B, par, c->l2norm, c->l2norm_eps);
         }
         barrier_wait(&x->bar);
+        if (step >= atomic_load_explicit(&x->stop_step, memory_order_relaxed)) break;
         bool stop = false;
         for (int s = first; s <= last; s++) {
             tower *t = &m->tw[s];
@@ -1143,7 +1148,7 @@ static void run_epoch(train_ctx *x, int tid) {
                 r->train_loss = x->loss_sum / (double)((step + 1) * (size_t)B_full);
                 r->seconds = cb_now() - x->epoch_t0;
                 r->examples_per_sec = r->seconds > 0 ? (double)(step + 1) * B_full / r->seconds : 0.0;
-                x->fn(r, x->fn_ctx);
+                if (x->fn(r, x->fn_ctx)) atomic_store_explicit(&x->stop_step, step + 1, memory_order_relaxed);
             }
         }
     }
@@ -1198,6 +1203,7 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
 
     train_ctx x;
     memset(&x, 0, sizeof x);
+    atomic_init(&x.stop_step, SIZE_MAX);
     x.m = m;
     x.d = d;
     x.n_threads = c->threads >= 2 ? 2 : 1;
@@ -1268,7 +1274,9 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
         res->epochs_run = e + 1;
         rep.batch = x.n_batches;
         rep.end_of_epoch = true;
-        rep.train_loss = x.loss_sum / (double)d->n_train;
+        bool tick_stop = atomic_load_explicit(&x.stop_step, memory_order_relaxed) != SIZE_MAX;
+        size_t n_seen = tick_stop ? x.steps_done * (size_t)c->batch_size : d->n_train;
+        rep.train_loss = x.loss_sum / (double)(n_seen ? n_seen : 1);
         rep.seconds = secs;
         rep.examples_per_sec = secs > 0 ? (double)d->n_train / secs : 0.0;
         if (d->n_valid) {
@@ -1295,7 +1303,7 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
         res->train_loss = rep.train_loss;
         res->valid_loss = rep.valid_loss;
         res->valid_rmse = rep.valid_rmse;
-        bool stop = fn ? fn(&rep, ctx) != 0 : false;
+        bool stop = (fn ? fn(&rep, ctx) != 0 : false) || tick_stop;
         if (c->patience > 0 && d->n_valid && bad_epochs >= c->patience) {
             res->early_stopped = true;
             stop = true;

@@ -168,8 +168,9 @@ typedef struct cb_epoch_report {
 } cb_epoch_report;
 
 /* Called on thread 0: at the end of every epoch, and ~every 1/50 epoch with
- * end_of_epoch = false (for progress bars). Returning non-zero at the end of
- * an epoch stops training (the return value of progress ticks is ignored). */
+ * end_of_epoch = false (for progress bars). Returning non-zero stops training:
+ * at the end of an epoch, or at a tick (both threads stop at the next step;
+ * the partial epoch counts as run). */
 typedef int (*cb_epoch_fn)(const cb_epoch_report *r, void *ctx);
 
 typedef struct cb_train_result {

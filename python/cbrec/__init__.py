@@ -1,0 +1,451 @@
+"""cbrec -- a content-based recommender (two-tower model) in C, from Python.
+
+Three lines from data to recommendations::
+
+    import cbrec
+    model = cbrec.Model.train(cbrec.Dataset.load("ml-latest-small"), epochs=10)
+    print(model.recommend("1", n=10))
+
+The classes:
+    Dataset          ratings + item/user attributes (Dataset.load(folder),
+                     Dataset.from_arrays(...), Dataset.from_frames(...))
+    Model            a trained two-tower model: train, save/load, recommend,
+                     recommend_batch, similar, new users, vectors as numpy
+    Recommendations  one ranked list: ids, titles, scores, reasons
+    evaluate(...)    the library's evaluation (baselines, NDCG, ...) as a dict
+    synth(folder)    a synthetic dataset with planted structure, for trying
+    Error            base of every error the library reports; subclasses per
+                     status: FileError, ParseError, OutOfMemory,
+                     InvalidArgument, NotFound, FormatError, NumericError
+
+Settings are the library's keys (the same as the CLI's ``--key``), written
+with ``_`` for ``-``: ``Model.train(ds, epochs=5, user_layers=[256, 128],
+split="temporal")``. ``cbrec.settings("train")`` lists them. Long calls
+(load, train, evaluate, recommend, recommend_batch) release the GIL;
+Ctrl-C stops training within a batch and raises KeyboardInterrupt.
+"""
+import json as _json
+from typing import NamedTuple
+
+import numpy as _np
+
+from . import _cbrec
+from ._cbrec import (Error, FileError, FormatError, InvalidArgument, NotFound, NumericError, OutOfMemory,
+                     ParseError, library_version)
+
+__version__ = library_version
+__all__ = ["Dataset", "Model", "Recommendations", "Recommendation", "evaluate", "settings", "synth", "Error", "FileError",
+           "ParseError", "OutOfMemory", "InvalidArgument", "NotFound", "FormatError", "NumericError"]
+
+_KINDS = {"train": 1, "recommend": 2, "synth": 3, "eval": 4}
+
+
+def settings(kind="train"):
+    """The library's settings of one kind ("train", "recommend", "eval",
+    "synth") as a list of dicts: name (Python spelling, '_' for '-'), value
+    hint, default (text), help and section. The same table generates
+    ``cbrec train --help``."""
+    if kind not in _KINDS:
+        raise ValueError("kind must be one of %s" % ", ".join(_KINDS))
+    return [{"name": n.replace("-", "_"), "value": hint, "default": default, "help": text, "section": section,
+             "flag": flag} for n, hint, default, text, section, flag in _cbrec._settings(_KINDS[kind])]
+
+
+def _settings_doc(kind):
+    lines = []
+    for s in settings(kind):
+        lines.append("        %-22s %s (default %s)" % (s["name"], s["help"], s["default"] or "none"))
+    return "\n".join(lines)
+
+
+def synth(folder, **settings):
+    """Write a synthetic dataset with planted structure to `folder`
+    (ratings.csv, movies.csv, users.csv and a cbrec.schema; each replaced
+    atomically), for trying things without data; load it with
+    Dataset.load(folder). settings: SYNTH keys (users, items, ratings,
+    genres, noise, seed)."""
+    _cbrec._synth(folder, settings)
+
+
+class Recommendation(NamedTuple):
+    """One entry of a ranked list."""
+    id: str          #: the item's id in the data
+    title: str       #: its title ('' when the data has none)
+    score: float     #: the ranking score (higher is better; see Recommendations.criterion)
+    rating: float    #: the predicted rating, NaN when there is none
+    reasons: list    #: why it was recommended, in words
+    sources: list    #: which retrieval sources brought it ("similar", "genre", ...)
+    index: int       #: the item's number in the model (a row of item_vectors())
+
+
+class Recommendations:
+    """A ranked list from Model.recommend, Model.new_user or Model.similar.
+
+    Attributes (aligned, best first): ``ids`` (list of str), ``titles``,
+    ``scores`` (numpy float32), ``ratings`` (numpy float32, NaN when none),
+    ``items`` (numpy int64 item numbers), ``reasons`` and ``sources`` (a list
+    of str per entry); ``criterion`` names the score ("predicted rating",
+    "cosine similarity", ...); ``notes`` are remarks (n clamped, cold
+    start). Iterating yields Recommendation tuples; ``to_list()`` gives
+    dicts shaped like the CLI's ``--json`` items."""
+    __slots__ = ("criterion", "ids", "items", "titles", "scores", "ratings", "reasons", "sources", "notes")
+
+    def __init__(self, parts):
+        (self.criterion, self.ids, self.items, self.titles, self.scores, self.ratings, self.reasons, self.sources,
+         self.notes) = parts
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return Recommendation(self.ids[i], self.titles[i], float(self.scores[i]), float(self.ratings[i]),
+                              self.reasons[i], self.sources[i], int(self.items[i]))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def to_list(self):
+        """The entries as dicts: rank, item, title, score, rating (None when
+        there is none), sources, reasons."""
+        return [{"rank": i + 1, "item": r.id, "title": r.title, "score": r.score,
+                 "rating": None if r.rating != r.rating else r.rating, "sources": r.sources, "reasons": r.reasons}
+                for i, r in enumerate(self)]
+
+    def __repr__(self):
+        rows = ["Recommendations by %s (%d):" % (self.criterion, len(self))]
+        for i, r in enumerate(self):
+            why = ("  -- " + r.reasons[0]) if r.reasons else ""
+            rows.append("%3d. %-8s %8.4f  %s%s" % (i + 1, r.id, r.score, r.title, why))
+        rows += ["note: " + n for n in self.notes]
+        return "\n".join(rows)
+
+
+def _is_numeric(values):
+    arr = _np.asarray(values) if not isinstance(values, _np.ndarray) else values
+    return arr.dtype.kind in "fiub", arr
+
+
+def _column(users, name, values, ids, sep):
+    """One attribute column for the builder: (kind, values) given explicitly,
+    numbers -> numeric, lists/tuples/sets -> multi, anything else -> categorical."""
+    if isinstance(values, tuple) and len(values) == 2 and isinstance(values[0], str):
+        kind, values = values
+    else:
+        numeric, arr = _is_numeric(values)
+        if numeric:
+            kind, values = "numeric", arr
+        elif any(isinstance(v, (list, tuple, set, frozenset)) for v in values):
+            kind = "multi"
+        else:
+            kind = "categorical"
+    if kind == "multi":
+        values = [sep.join(str(x) for x in v) if isinstance(v, (list, tuple, set, frozenset)) else v for v in values]
+    return (users, name, kind, ids, values, sep)
+
+
+class Dataset(_cbrec._Dataset):
+    """Ratings (or implicit events) with item and user attributes.
+
+    Make one with ``Dataset.load(folder)`` (MovieLens latest-small / 100K /
+    1M, the course lab's files, or any folder with a cbrec.schema),
+    ``Dataset.from_arrays(users, items, ratings, ...)`` (numpy arrays or
+    plain sequences) or ``Dataset.from_frames(ratings, items, users)``
+    (pandas DataFrames, or dicts of columns). Read-only once made; it may be
+    shared between threads.
+
+    Properties: n_users, n_items, n_ratings, n_skipped, layout."""
+
+    @classmethod
+    def load(cls, path, **settings):
+        """Load a dataset folder; the layout is detected. Settings (TRAIN
+        keys): schema="file" (a schema elsewhere), skip_bad_rows=True (count
+        and skip malformed rows instead of raising ParseError), range="1,5".
+        Raises FileError / ParseError naming the file and line."""
+        return cls._load(path, **settings)
+
+    @classmethod
+    def from_arrays(cls, users, items, ratings=None, *, timestamps=None, item_ids=None, titles=None, genres=None,
+                    item_attributes=None, user_ids=None, user_attributes=None, sep="|", name=None, **settings):
+        """A dataset from columns in memory.
+
+        users, items: the id of each rating's user and item (str; ints and
+            numpy integers are converted with str()).
+        ratings: one number per row; None means implicit events (each row
+            is one interaction, y = 1; repeats are merged).
+        timestamps: seconds since the epoch per row (optional; the temporal
+            split uses them).
+        item_ids: the catalog, one id per row of titles / genres /
+            item_attributes (items nobody rated are kept). Default: items.
+        titles: a title per item ("Heat (1995)" gives a year column too).
+        genres: per item, "A|B" (split on sep) or a list of names: the
+            "genres" column the genre retrieval and reasons use.
+        item_attributes, user_attributes: {name: values aligned with item_ids
+            / user_ids} (or a DataFrame); numbers become numeric columns, lists multi-valued
+            ones, strings categorical; or give (kind, values) with kind
+            "numeric", "categorical" or "multi".
+        settings: TRAIN keys for loading: range="1,5", skip_bad_rows=True.
+
+        Raises ParseError (duplicate (user, item) ratings, no ratings),
+        InvalidArgument (bad values), ValueError (lengths differ)."""
+        columns = []
+        # attributes may be dicts or DataFrames (whose truth value is an error): test for None
+        if item_ids is None and (titles is not None or genres is not None or item_attributes is not None):
+            raise ValueError("give item_ids: the item each row of titles / genres / item_attributes describes")
+        if item_ids is not None:
+            if titles is not None:
+                columns.append((False, "title", "title", item_ids, titles, None))
+            if genres is not None:
+                columns.append(_column(False, "genres", ("multi", genres), item_ids, sep))
+            for col, values in (item_attributes.items() if item_attributes is not None else ()):
+                columns.append(_column(False, col, values, item_ids, sep))
+        if user_attributes is not None:
+            if user_ids is None:
+                raise ValueError("give user_ids: the user each row of user_attributes describes")
+            for col, values in user_attributes.items():
+                columns.append(_column(True, col, values, user_ids, sep))
+        return cls._from_columns(users, items, ratings, timestamps, columns, name, **settings)
+
+    @classmethod
+    def from_frames(cls, ratings, items=None, users=None, *, user="userId", item="movieId", rating="rating",
+                    timestamp="timestamp", title="title", genres="genres", sep="|", **settings):
+        """A dataset from tables: pandas DataFrames (pandas is not needed
+        otherwise) or plain dicts of columns {name: sequence}.
+
+        ratings: columns `user`, `item`, and `rating` (absent: implicit
+            events) and `timestamp` (optional).
+        items: column `item` (the ids) and any others: `title`, `genres`
+            ("A|B" on sep), numbers -> numeric, lists -> multi, text ->
+            categorical. users: column `user` and attributes likewise.
+        The defaults match MovieLens' column names."""
+        def cols(frame):
+            return list(frame.keys())
+
+        def col(frame, name):
+            c = frame[name]
+            return c.to_numpy() if hasattr(c, "to_numpy") else c
+
+        rcols = cols(ratings)
+        for need in (user, item):
+            if need not in rcols:
+                raise ValueError("the ratings table has no column %r (has %s)" % (need, ", ".join(map(str, rcols))))
+        kw = {}
+        if items is not None:
+            icols = cols(items)
+            if item not in icols:
+                raise ValueError("the items table has no column %r" % item)
+            kw["item_ids"] = col(items, item)
+            kw["titles"] = col(items, title) if title in icols else None
+            kw["genres"] = col(items, genres) if genres in icols else None
+            kw["item_attributes"] = {c: col(items, c) for c in icols if c not in (item, title, genres)}
+        if users is not None:
+            ucols = cols(users)
+            if user not in ucols:
+                raise ValueError("the users table has no column %r" % user)
+            kw["user_ids"] = col(users, user)
+            kw["user_attributes"] = {c: col(users, c) for c in ucols if c != user}
+        return cls.from_arrays(col(ratings, user), col(ratings, item),
+                               col(ratings, rating) if rating in rcols else None,
+                               timestamps=col(ratings, timestamp) if timestamp in rcols else None, sep=sep,
+                               **kw, **settings)
+
+    def describe(self, features=False, **settings):
+        """What was loaded, as a dict (layout, counts, rating range, the
+        attribute columns with their kinds and examples, bytes); with
+        features=True also the feature names the TRAIN settings would build.
+        The same document as ``cbrec inspect --json``."""
+        return _json.loads(self._describe(features, **settings))
+
+    def __repr__(self):
+        try:
+            return "<cbrec.Dataset %s: %d users, %d items, %d ratings>" % (self.layout, self.n_users, self.n_items,
+                                                                           self.n_ratings)
+        except ValueError:
+            return "<cbrec.Dataset (empty)>"
+
+
+class Model(_cbrec._Model):
+    """A trained two-tower model: a user tower and an item tower map
+    features to vectors, and v_u . v_m scores (user, item) pairs.
+
+    Make one with ``Model.train(dataset, ...)`` or ``Model.load(path)``.
+    Then: ``recommend(user)``, ``new_user(profile)``,
+    ``recommend_batch(users)``, ``similar(item)``, ``predict(user, item)``,
+    ``item_vectors()`` / ``user_vectors()`` (zero-copy numpy views),
+    ``save(path)``. Properties: n_users, n_items, dim, item_ids, user_ids,
+    titles, table_k, train_report.
+
+    Threads: recommend, new_user, recommend_batch, similar, predict and the
+    vectors may run in many threads at once (the GIL is released); add_item,
+    build_table and load_table wait for them and run alone."""
+
+    @classmethod
+    def train(cls, dataset, *, progress=False, **settings):
+        """Split the dataset, fit the features and train the towers.
+
+        progress: False (silent), True (a line per epoch on stderr), or a
+            callable given a dict per progress tick (~50 per epoch) and epoch
+            end: epoch, epochs, batch, n_batches, end_of_epoch, train_loss,
+            valid_loss, valid_rmse, examples_per_sec, seconds, best. An
+            exception raised by the callable stops training and propagates.
+        Ctrl-C stops training within a batch and raises KeyboardInterrupt.
+        settings: any TRAIN key, '_' for '-' (lists for layer sizes):
+%s
+        Returns the Model; ``model.train_report`` holds the losses,
+        test RMSE, epochs run, parameter count and seconds. Raises
+        NumericError if training diverged, InvalidArgument / NotFound for a
+        bad or unknown setting."""
+        return cls._train(dataset, progress, settings)
+
+    @classmethod
+    def load(cls, path, table=None):
+        """Load a model file (from save() or ``cbrec train``), and optionally
+        a similar-items table (``cbrec precompute``, save_table()). Raises
+        FileError, FormatError (corrupt, foreign, other version)."""
+        return cls._load(path) if table is None else cls._load(path, table)
+
+    def describe(self):
+        """The model as a dict: dataset, fingerprint, counts (users, items,
+        added_items), dim, rating scale, whether it predicts ratings, table."""
+        return _json.loads(self._describe())
+
+    def _cached(self, key, make):
+        cache = self.__dict__.setdefault("_cache", {})
+        stamp = (self.n_items, self.n_users)
+        hit = cache.get(key)
+        if hit is None or hit[0] != stamp:
+            hit = cache[key] = (stamp, make())
+        return hit[1]
+
+    @property
+    def item_ids(self):
+        """The item ids as a numpy object array, indexed by item number
+        (model items, then added ones): ``model.item_ids[items]`` turns
+        recommend_batch's numbers into ids."""
+        return self._cached("items", lambda: _np.array(self._ids(False), dtype=object))
+
+    @property
+    def user_ids(self):
+        """The user ids as a numpy object array, indexed by user number (the
+        rows of user_vectors() and of recommend_batch() with users=None)."""
+        return self._cached("users", lambda: _np.array(self._ids(True), dtype=object))
+
+    @property
+    def titles(self):
+        """The item titles as a numpy object array ('' when none)."""
+        return self._cached("titles", lambda: _np.array(self._titles(), dtype=object))
+
+    def item_vectors(self):
+        """The item vectors v_m of the model's items, (n_model_items, dim)
+        float32: a read-only view of the model's memory (no copy; it keeps
+        the model alive). Items added with add_item are not included."""
+        return self._vectors(False, self.describe()["items"])
+
+    def user_vectors(self):
+        """The user vectors v_u of the known users, (n_users, dim) float32,
+        a read-only view of the model's memory (no copy)."""
+        return self._vectors(True, self.n_users)
+
+    @staticmethod
+    def _opts(n, exclude, include_seen, settings):
+        if n == 10 and exclude is None and not include_seen and not settings:
+            return None  # the cached defaults
+        opts = dict(settings)
+        opts["n"] = n
+        if exclude is not None:
+            opts["exclude"] = [exclude] if isinstance(exclude, (str, int)) else list(exclude)
+        if include_seen:
+            opts["include_seen"] = True
+        return opts
+
+    def recommend(self, user, n=10, *, exclude=None, include_seen=False, **settings):
+        """Top-n items for a known user (id, str or int) or a new user (a
+        profile dict, as new_user takes).
+
+        exclude: item ids never to return. include_seen: keep items the user
+        already rated. settings: any RECOMMEND key ('_' for '-'):
+%s
+        Returns Recommendations (ids, titles, scores, reasons, ...), the same
+        list as ``cbrec recommend --json``. Raises NotFound for an unknown user."""
+        return Recommendations(self._recommend(user, self._opts(n, exclude, include_seen, settings)))
+
+    def new_user(self, profile, n=10, *, exclude=None, **settings):
+        """Recommendations for a user the model has never seen, described by
+        a dict: {"genre_ratings": {"Adventure": 5}, "ratings": {"260": 5},
+        "<user column>": value} (every part optional). Returns
+        Recommendations; ParseError for a malformed profile."""
+        if not isinstance(profile, dict):
+            raise TypeError("profile must be a dict")
+        return Recommendations(self._recommend(profile, self._opts(n, exclude, False, settings)))
+
+    def recommend_batch(self, users=None, n=10, *, exclude=None, include_seen=False, **settings):
+        """Top-n for many known users at once, ranked by the same score over
+        the whole catalog (one matrix product per block; the retrieval
+        sources and diversity are not used). users: a sequence of ids, or
+        None for every user in user_ids order.
+
+        Returns (items, scores): int64 item numbers and float32 scores, both
+        (len(users), n), padded with -1 / -inf. ``model.item_ids[items]``
+        gives the ids (mind the -1 padding)."""
+        return self._recommend_batch(users, n, self._opts(n, exclude, include_seen, settings))
+
+    def similar(self, item, k=10):
+        """The k items nearest to `item` (an id, or a title such as "Toy
+        Story"; NotFound lists candidates when a title is ambiguous), by the
+        cosine similarity of the item vectors. Returns Recommendations."""
+        return Recommendations(self._similar(item, k))
+
+    def find_item(self, query):
+        """The id of the item an id or title names (NotFound otherwise)."""
+        return self.item_ids[self._find_item(query)]
+
+    def add_item(self, item):
+        """Embed a new item with the item tower and add it to the catalog, in
+        memory: a dict (or JSON text) such as {"id": "x1", "title": "...",
+        "genres": ["Comedy"]} (only "id" is required). Returns its item
+        number; persist added items with save_table()."""
+        return self._add_item(item if isinstance(item, str) else _json.dumps(item))
+
+    def __repr__(self):
+        try:
+            return "<cbrec.Model: %d users, %d items, dim %d>" % (self.n_users, self.n_items, self.dim)
+        except ValueError:
+            return "<cbrec.Model (empty)>"
+
+
+Model.train.__func__.__doc__ %= _settings_doc("train")
+Model.recommend.__doc__ %= _settings_doc("recommend")
+
+
+def evaluate(dataset, models=None, *, progress=False, train=None, **settings):
+    """Evaluate models on the same splits of `dataset` (``cbrec eval``):
+    baselines (global-mean, bias, popularity, svd, ease, item-knn,
+    content-knn), the two-tower rows and "cbrec" (train + recommend).
+
+    models: a list of names (or "a,b"); None: all. settings: EVAL keys
+    (k, folds, threshold, protocol, ...), and TRAIN keys for the two-tower
+    rows (also accepted in `train` as a dict):
+%s
+    Returns the report as a dict: {"models": [{"name", "mean_rmse",
+    "mean_ndcg<K>", "mean_recall<K>", "hit_rate", ...}], "k", "splits", ...}.
+    Ctrl-C stops the two-tower trainings and raises KeyboardInterrupt once
+    the evaluation returns."""
+    eval_keys = {s["name"] for s in _settings_of("eval")}
+    train_keys = {s["name"] for s in _settings_of("train")}
+    ev, tr = {}, dict(train or {})
+    for key, value in settings.items():
+        (tr if key not in eval_keys and key in train_keys else ev)[key] = value
+    if models is not None:
+        ev["models"] = models if isinstance(models, str) else list(models)
+    return _json.loads(_cbrec._evaluate(dataset, ev, tr, progress))
+
+
+_settings_cache = {}
+
+
+def _settings_of(kind):
+    if kind not in _settings_cache:
+        _settings_cache[kind] = settings(kind)
+    return _settings_cache[kind]
+
+
+evaluate.__doc__ %= _settings_doc("eval")

@@ -1,0 +1,625 @@
+/* model — the _Model type of the extension: a cb_recommender (trained or
+ * loaded) and its calls. Results come back as plain tuples and numpy arrays;
+ * python/cbrec/__init__.py wraps them (Recommendations) and documents them.
+ *
+ * Locking: `lock` is a rwlock kept with the library's threading rule:
+ * [shared] calls (recommend, similar, batch, vectors, save) read, [exclusive]
+ * ones (build/load table, add item) write. Calls that do real work release
+ * the GIL first and take the lock after; nobody waits for the GIL while
+ * holding the lock, so there is no deadlock between the two. */
+#include "binding.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    PyObject_HEAD
+    cb_recommender *rec;
+    pthread_rwlock_t lock;
+    cb_config *defaults;  /* RECOMMEND defaults, made once: the common call sets nothing */
+    PyObject *report;     /* the training report (dict) or None */
+} ModelObject;
+
+static PyObject *json_dumps; /* json.dumps, for new-user profiles given as dicts */
+
+static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    ModelObject *self = (ModelObject *)type->tp_alloc(type, 0);
+    if (!self) return NULL;
+    pthread_rwlock_init(&self->lock, NULL);
+    self->report = Py_NewRef(Py_None);
+    return (PyObject *)self;
+}
+
+static void Model_dealloc(ModelObject *self) {
+    cb_recommender_free(self->rec);
+    cb_config_free(self->defaults);
+    pthread_rwlock_destroy(&self->lock);
+    Py_XDECREF(self->report);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int ready(ModelObject *self) {
+    if (self->rec) return 1;
+    PyErr_SetString(PyExc_ValueError, "this Model holds no model: make one with Model.train or Model.load");
+    return 0;
+}
+
+/* A new instance of `type` owning rec (freed on failure). */
+static PyObject *wrap(PyTypeObject *type, cb_recommender *rec) {
+    ModelObject *self = (ModelObject *)type->tp_new(type, NULL, NULL);
+    cb_error err;
+    if (self && cb_config_create(&self->defaults, CB_CONFIG_RECOMMEND, &err)) {
+        Py_DECREF(self);
+        cb_recommender_free(rec);
+        return raise_cb(&err);
+    }
+    if (!self) cb_recommender_free(rec);
+    else self->rec = rec;
+    return (PyObject *)self;
+}
+
+/* ---------------------------------------------------------- train, load, save */
+
+static PyObject *report_dict(const cb_train_report *r) {
+    return Py_BuildValue("{s:I,s:I,s:d,s:d,s:d,s:d,s:d,s:n,s:n,s:n,s:n,s:n,s:n,s:d}", "epochs_run", r->epochs_run,
+                         "best_epoch", r->best_epoch, "train_loss", r->train_loss, "valid_loss", r->valid_loss,
+                         "valid_rmse", r->valid_rmse, "test_rmse", r->test_rmse, "test_loss", r->test_loss, "n_train",
+                         (Py_ssize_t)r->n_train, "n_valid", (Py_ssize_t)r->n_valid, "n_test", (Py_ssize_t)r->n_test,
+                         "n_user_features", (Py_ssize_t)r->n_user_features, "n_item_features",
+                         (Py_ssize_t)r->n_item_features, "n_params", (Py_ssize_t)r->n_params, "seconds", r->seconds);
+}
+
+static PyObject *Model_train(PyTypeObject *type, PyObject *args) {
+    DatasetObject *ds;
+    PyObject *progress, *settings;
+    if (!PyArg_ParseTuple(args, "O!OO!:_train", &DatasetType, &ds, &progress, &PyDict_Type, &settings)) return NULL;
+    if (!ds->ds) return PyErr_Format(PyExc_ValueError, "the Dataset holds no data");
+    py_progress pp;
+    if (progress_init(&pp, progress) < 0) return NULL;
+    cb_config *cfg = config_from(CB_CONFIG_TRAIN, settings);
+    if (!cfg) return NULL;
+    cb_recommender *rec = NULL;
+    cb_train_report rep = {.size = sizeof rep};
+    cb_error err;
+    int rc;
+    /* the callback always runs, printing or not: it is what sees Ctrl-C */
+    Py_BEGIN_ALLOW_THREADS
+    rc = cb_train(&rec, ds->ds, cfg, progress_fn, &pp, &rep, &err);
+    Py_END_ALLOW_THREADS
+    cb_config_free(cfg);
+    if (progress_finish(&pp) < 0 || rc) {
+        cb_recommender_free(rec);
+        return rc && !PyErr_Occurred() ? raise_cb(&err) : NULL;
+    }
+    ModelObject *self = (ModelObject *)wrap(type, rec);
+    if (self) {
+        PyObject *d = report_dict(&rep);
+        if (!d) Py_CLEAR(self);
+        else Py_SETREF(self->report, d);
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *Model_load(PyTypeObject *type, PyObject *args) {
+    PyObject *path, *table = NULL;
+    if (!PyArg_ParseTuple(args, "O&|O&:_load", PyUnicode_FSConverter, &path, PyUnicode_FSConverter, &table)) return NULL;
+    cb_recommender *rec = NULL;
+    cb_error err;
+    int rc;
+    const char *p = PyBytes_AS_STRING(path), *t = table ? PyBytes_AS_STRING(table) : NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cb_recommender_load(&rec, p, t, &err);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    Py_XDECREF(table);
+    return rc ? raise_cb(&err) : wrap(type, rec);
+}
+
+/* save / save_table: one path, a [shared] call. */
+static PyObject *save_with(ModelObject *self, PyObject *args, int (*fn)(const cb_recommender *, const char *, cb_error *)) {
+    PyObject *path;
+    if (!ready(self) || !PyArg_ParseTuple(args, "O&", PyUnicode_FSConverter, &path)) return NULL;
+    cb_error err;
+    int rc;
+    const char *p = PyBytes_AS_STRING(path);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_rdlock(&self->lock);
+    rc = fn(self->rec, p, &err);
+    pthread_rwlock_unlock(&self->lock);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    return rc ? raise_cb(&err) : Py_NewRef(Py_None);
+}
+
+static PyObject *Model_save(ModelObject *self, PyObject *args) { return save_with(self, args, cb_recommender_save); }
+static PyObject *Model_save_table(ModelObject *self, PyObject *args) {
+    return save_with(self, args, cb_recommender_save_table);
+}
+
+static PyObject *Model_load_table(ModelObject *self, PyObject *args) {
+    PyObject *path;
+    if (!ready(self) || !PyArg_ParseTuple(args, "O&:load_table", PyUnicode_FSConverter, &path)) return NULL;
+    cb_error err;
+    int rc;
+    const char *p = PyBytes_AS_STRING(path);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_wrlock(&self->lock);
+    rc = cb_recommender_load_table(self->rec, p, &err);
+    pthread_rwlock_unlock(&self->lock);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    return rc ? raise_cb(&err) : Py_NewRef(Py_None);
+}
+
+static PyObject *Model_build_table(ModelObject *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"k", "threads", NULL};
+    Py_ssize_t k = 20;
+    int threads = 0;
+    if (!ready(self) || !PyArg_ParseTupleAndKeywords(args, kw, "|ni:build_table", names, &k, &threads)) return NULL;
+    if (k < 1) return PyErr_Format(PyExc_ValueError, "k must be at least 1");
+    cb_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_wrlock(&self->lock);
+    rc = cb_recommender_build_table(self->rec, (size_t)k, threads, &err);
+    pthread_rwlock_unlock(&self->lock);
+    Py_END_ALLOW_THREADS
+    return rc ? raise_cb(&err) : Py_NewRef(Py_None);
+}
+
+static PyObject *Model_describe(ModelObject *self, PyObject *unused) {
+    if (!ready(self)) return NULL;
+    char *json = NULL;
+    cb_error err;
+    pthread_rwlock_rdlock(&self->lock);
+    int rc = cb_recommender_describe(self->rec, &json, &err);
+    pthread_rwlock_unlock(&self->lock);
+    if (rc) return raise_cb(&err);
+    PyObject *s = PyUnicode_FromString(json);
+    free(json);
+    return s;
+}
+
+/* ------------------------------------------------------------ ids, vectors */
+
+static PyObject *Model_ids(ModelObject *self, PyObject *args) {
+    int users;
+    if (!ready(self) || !PyArg_ParseTuple(args, "p:_ids", &users)) return NULL;
+    pthread_rwlock_rdlock(&self->lock);
+    size_t n = users ? cb_recommender_user_count(self->rec) : cb_recommender_item_count(self->rec);
+    PyObject *out = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; out && i < n; i++) {
+        PyObject *s = PyUnicode_FromString(users ? cb_recommender_user_id(self->rec, i) : cb_recommender_item_id(self->rec, i));
+        if (!s) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, (Py_ssize_t)i, s);
+    }
+    pthread_rwlock_unlock(&self->lock);
+    return out;
+}
+
+static PyObject *Model_titles(ModelObject *self, PyObject *unused) {
+    if (!ready(self)) return NULL;
+    pthread_rwlock_rdlock(&self->lock);
+    size_t n = cb_recommender_item_count(self->rec);
+    PyObject *out = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; out && i < n; i++) {
+        PyObject *s = PyUnicode_FromString(cb_recommender_item_title(self->rec, i));
+        if (!s) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, (Py_ssize_t)i, s);
+    }
+    pthread_rwlock_unlock(&self->lock);
+    return out;
+}
+
+/* A read-only (rows, dim) float32 view of the model's item or user vectors,
+ * with the model as its base: no copy, and the model lives while it does. */
+static PyObject *Model_vectors(ModelObject *self, PyObject *args) {
+    int users;
+    Py_ssize_t rows;
+    if (!ready(self) || !PyArg_ParseTuple(args, "pn:_vectors", &users, &rows)) return NULL;
+    size_t limit = users ? cb_recommender_user_count(self->rec) : cb_recommender_item_count(self->rec);
+    const float *data = users ? cb_recommender_user_vectors(self->rec) : cb_recommender_item_vectors(self->rec);
+    if (rows < 0 || (size_t)rows > limit || !data) return PyErr_Format(PyExc_ValueError, "no such vectors");
+    npy_intp dims[2] = {rows, (npy_intp)cb_recommender_dim(self->rec)};
+    PyObject *a = PyArray_New(&PyArray_Type, 2, dims, NPY_FLOAT32, NULL, (void *)data, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
+    if (!a) return NULL;
+    if (PyArray_SetBaseObject((PyArrayObject *)a, Py_NewRef((PyObject *)self)) < 0) {
+        Py_DECREF(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* A user argument as (user_id, user_json): an id (str or int) or a new-user
+ * profile (dict, serialised with json.dumps). *keep owns the text. */
+static int user_arg(PyObject *user, PyObject **keep, const char **id, const char **json) {
+    *id = *json = NULL;
+    if (PyDict_Check(user)) {
+        if (!json_dumps) {
+            PyObject *mod = PyImport_ImportModule("json");
+            json_dumps = mod ? PyObject_GetAttrString(mod, "dumps") : NULL;
+            Py_XDECREF(mod);
+            if (!json_dumps) return -1;
+        }
+        *keep = PyObject_CallOneArg(json_dumps, user);
+    } else {
+        *keep = id_text(user);
+    }
+    const char *s = *keep ? PyUnicode_AsUTF8(*keep) : NULL;
+    if (!s) {
+        Py_CLEAR(*keep);
+        return -1;
+    }
+    if (PyDict_Check(user)) *json = s;
+    else *id = s;
+    return 0;
+}
+
+static PyObject *Model_user_vector(ModelObject *self, PyObject *user) {
+    if (!ready(self)) return NULL;
+    PyObject *keep;
+    const char *id, *json;
+    if (user_arg(user, &keep, &id, &json) < 0) return NULL;
+    npy_intp dim = (npy_intp)cb_recommender_dim(self->rec);
+    PyObject *a = PyArray_SimpleNew(1, &dim, NPY_FLOAT32);
+    cb_error err;
+    int rc = 0;
+    if (a) {
+        float *out = PyArray_DATA((PyArrayObject *)a);
+        pthread_rwlock_rdlock(&self->lock);
+        rc = id ? cb_recommender_user_vector(self->rec, id, out, &err) : cb_recommender_new_user_vector(self->rec, json, out, &err);
+        pthread_rwlock_unlock(&self->lock);
+    }
+    Py_DECREF(keep);
+    if (rc) {
+        Py_XDECREF(a);
+        return raise_cb(&err);
+    }
+    return a;
+}
+
+/* ---------------------------------------------------------------- lists */
+
+/* A list as (criterion, ids, items, titles, scores, ratings, reasons,
+ * sources, notes): lists of str, numpy int64 / float32 arrays, lists of
+ * lists of str. The list owns its strings: no lock needed. */
+static PyObject *list_tuple(const cb_list *l) {
+    Py_ssize_t n = (Py_ssize_t)cb_list_size(l);
+    npy_intp dn = n;
+    PyObject *ids = PyList_New(n), *titles = PyList_New(n), *reasons = PyList_New(n), *sources = PyList_New(n);
+    PyObject *items = PyArray_SimpleNew(1, &dn, NPY_INT64), *scores = PyArray_SimpleNew(1, &dn, NPY_FLOAT32);
+    PyObject *ratings = PyArray_SimpleNew(1, &dn, NPY_FLOAT32), *notes = PyList_New((Py_ssize_t)cb_list_n_notes(l));
+    int ok = ids && titles && reasons && sources && items && scores && ratings && notes;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        size_t r = (size_t)i;
+        ((int64_t *)PyArray_DATA((PyArrayObject *)items))[i] = (int64_t)cb_list_item(l, r);
+        ((float *)PyArray_DATA((PyArrayObject *)scores))[i] = cb_list_score(l, r);
+        ((float *)PyArray_DATA((PyArrayObject *)ratings))[i] = cb_list_rating(l, r);
+        PyObject *id = PyUnicode_FromString(cb_list_item_id(l, r)), *t = PyUnicode_FromString(cb_list_title(l, r));
+        PyObject *rs = PyList_New((Py_ssize_t)cb_list_n_reasons(l, r)), *ss = PyList_New((Py_ssize_t)cb_list_n_sources(l, r));
+        ok = id && t && rs && ss;
+        for (size_t j = 0; ok && j < cb_list_n_reasons(l, r); j++) {
+            PyObject *s = PyUnicode_FromString(cb_list_reason(l, r, j));
+            if (!(ok = s != NULL)) break;
+            PyList_SET_ITEM(rs, (Py_ssize_t)j, s);
+        }
+        for (size_t j = 0; ok && j < cb_list_n_sources(l, r); j++) {
+            PyObject *s = PyUnicode_FromString(cb_list_source(l, r, j));
+            if (!(ok = s != NULL)) break;
+            PyList_SET_ITEM(ss, (Py_ssize_t)j, s);
+        }
+        if (!ok) {
+            Py_XDECREF(id);
+            Py_XDECREF(t);
+            Py_XDECREF(rs);
+            Py_XDECREF(ss);
+            break;
+        }
+        PyList_SET_ITEM(ids, i, id);
+        PyList_SET_ITEM(titles, i, t);
+        PyList_SET_ITEM(reasons, i, rs);
+        PyList_SET_ITEM(sources, i, ss);
+    }
+    for (size_t j = 0; ok && j < cb_list_n_notes(l); j++) {
+        PyObject *s = PyUnicode_FromString(cb_list_note(l, j));
+        if (!(ok = s != NULL)) break;
+        PyList_SET_ITEM(notes, (Py_ssize_t)j, s);
+    }
+    if (ok) return Py_BuildValue("(sNNNNNNNN)", cb_list_criterion(l), ids, items, titles, scores, ratings, reasons, sources, notes);
+    Py_XDECREF(ids);
+    Py_XDECREF(titles);
+    Py_XDECREF(reasons);
+    Py_XDECREF(sources);
+    Py_XDECREF(items);
+    Py_XDECREF(scores);
+    Py_XDECREF(ratings);
+    Py_XDECREF(notes);
+    return NULL;
+}
+
+/* The RECOMMEND settings of the dict kw: the cached defaults when kw is empty
+ * (*made = NULL), else a new config in *made. */
+static const cb_config *opts_of(ModelObject *self, PyObject *kw, cb_config **made) {
+    *made = NULL;
+    if (!kw || kw == Py_None || (PyDict_Check(kw) && PyDict_Size(kw) == 0)) return self->defaults;
+    if (!PyDict_Check(kw)) {
+        PyErr_SetString(PyExc_TypeError, "settings must be a dict");
+        return NULL;
+    }
+    return *made = config_from(CB_CONFIG_RECOMMEND, kw);
+}
+
+static PyObject *Model_recommend(ModelObject *self, PyObject *args) {
+    PyObject *user, *kw = NULL, *keep;
+    if (!ready(self) || !PyArg_ParseTuple(args, "O|O:_recommend", &user, &kw)) return NULL;
+    const char *id, *json;
+    cb_config *made;
+    const cb_config *opts = opts_of(self, kw, &made);
+    if (!opts) return NULL;
+    if (user_arg(user, &keep, &id, &json) < 0) {
+        cb_config_free(made);
+        return NULL;
+    }
+    cb_list *l = NULL;
+    cb_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_rdlock(&self->lock);
+    rc = cb_recommender_recommend(self->rec, id, json, opts, &l, &err);
+    pthread_rwlock_unlock(&self->lock);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(keep);
+    cb_config_free(made);
+    if (rc) return raise_cb(&err);
+    PyObject *t = list_tuple(l);
+    cb_list_free(l);
+    return t;
+}
+
+/* The number of an item given by id or title (CB_ENOTFOUND lists candidates). */
+static int find_item(ModelObject *self, PyObject *item, size_t *out) {
+    PyObject *q = id_text(item);
+    const char *s = q ? PyUnicode_AsUTF8(q) : NULL;
+    if (!s) {
+        Py_XDECREF(q);
+        return -1;
+    }
+    size_t cands[5], n_cands = 0;
+    cb_error err;
+    pthread_rwlock_rdlock(&self->lock);
+    int rc = cb_recommender_find_item(self->rec, s, out, cands, 5, &n_cands, &err);
+    if (rc && n_cands) { /* name the candidates in the message */
+        size_t len = strlen(err.msg);
+        for (size_t i = 0; i < n_cands && len + 8 < sizeof err.msg; i++) {
+            snprintf(err.msg + len, sizeof err.msg - len, "%s %s (%s)", i ? "," : "; candidates:",
+                     cb_recommender_item_id(self->rec, cands[i]), cb_recommender_item_title(self->rec, cands[i]));
+            len = strlen(err.msg);
+        }
+    }
+    pthread_rwlock_unlock(&self->lock);
+    Py_DECREF(q);
+    if (rc) raise_cb(&err);
+    return rc ? -1 : 0;
+}
+
+static PyObject *Model_find_item(ModelObject *self, PyObject *item) {
+    size_t i;
+    if (!ready(self) || find_item(self, item, &i) < 0) return NULL;
+    return PyLong_FromSize_t(i);
+}
+
+static PyObject *Model_similar(ModelObject *self, PyObject *args) {
+    PyObject *item;
+    Py_ssize_t k = 10;
+    size_t i;
+    if (!ready(self) || !PyArg_ParseTuple(args, "O|n:_similar", &item, &k)) return NULL;
+    if (k < 1) return PyErr_Format(PyExc_ValueError, "k must be at least 1");
+    if (find_item(self, item, &i) < 0) return NULL;
+    cb_list *l = NULL;
+    cb_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_rdlock(&self->lock);
+    rc = cb_recommender_similar(self->rec, i, (size_t)k, &l, &err);
+    pthread_rwlock_unlock(&self->lock);
+    Py_END_ALLOW_THREADS
+    if (rc) return raise_cb(&err);
+    PyObject *t = list_tuple(l);
+    cb_list_free(l);
+    return t;
+}
+
+/* Numbers of the users in `users` (ids), PyMem-allocated into *out. */
+static int user_numbers(ModelObject *self, PyObject *users, size_t **out, Py_ssize_t *n) {
+    PyObject *keep;
+    const char **ids;
+    if (strings_of(users, "users must be a sequence of ids", &keep, &ids, n) < 0) return -1;
+    *out = PyMem_Malloc((size_t)(*n ? *n : 1) * sizeof **out);
+    cb_error err;
+    int rc = *out ? 0 : (PyErr_NoMemory(), -1);
+    pthread_rwlock_rdlock(&self->lock);
+    for (Py_ssize_t i = 0; !rc && i < *n; i++) {
+        if (!ids[i]) rc = (PyErr_SetString(PyExc_TypeError, "a user id is None"), -1);
+        else if (cb_recommender_find_user(self->rec, ids[i], &(*out)[i], &err)) rc = (raise_cb(&err), -1);
+    }
+    pthread_rwlock_unlock(&self->lock);
+    Py_DECREF(keep);
+    PyMem_Free(ids);
+    if (rc) {
+        PyMem_Free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static PyObject *Model_recommend_batch(ModelObject *self, PyObject *args) {
+    PyObject *users, *kw = NULL;
+    Py_ssize_t n;
+    if (!ready(self) || !PyArg_ParseTuple(args, "On|O:_recommend_batch", &users, &n, &kw)) return NULL;
+    if (n < 1) return PyErr_Format(PyExc_ValueError, "n must be at least 1");
+    size_t *nums = NULL;
+    Py_ssize_t n_users = (Py_ssize_t)cb_recommender_user_count(self->rec);
+    if (users != Py_None && user_numbers(self, users, &nums, &n_users) < 0) return NULL;
+    cb_config *made;
+    const cb_config *opts = opts_of(self, kw, &made);
+    npy_intp dims[2] = {n_users, n};
+    PyObject *items = opts ? PyArray_SimpleNew(2, dims, NPY_INT64) : NULL;
+    PyObject *scores = items ? PyArray_SimpleNew(2, dims, NPY_FLOAT32) : NULL;
+    cb_error err;
+    int rc = -1;
+    if (scores) {
+        int64_t *it = PyArray_DATA((PyArrayObject *)items);
+        float *sc = PyArray_DATA((PyArrayObject *)scores);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_rwlock_rdlock(&self->lock);
+        rc = n_users ? cb_recommender_recommend_batch(self->rec, nums, (size_t)n_users, (size_t)n, opts, it, sc, &err) : 0;
+        pthread_rwlock_unlock(&self->lock);
+        Py_END_ALLOW_THREADS
+        if (rc) raise_cb(&err);
+    }
+    PyMem_Free(nums);
+    cb_config_free(made);
+    if (rc) {
+        Py_XDECREF(items);
+        Py_XDECREF(scores);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", items, scores);
+}
+
+static PyObject *Model_predict(ModelObject *self, PyObject *args) {
+    PyObject *user, *item;
+    if (!ready(self) || !PyArg_ParseTuple(args, "OO:predict", &user, &item)) return NULL;
+    PyObject *u = id_text(user), *i = u ? id_text(item) : NULL;
+    const char *us = i ? PyUnicode_AsUTF8(u) : NULL, *is = us ? PyUnicode_AsUTF8(i) : NULL;
+    float y = NAN;
+    cb_error err;
+    int rc = -1;
+    if (is) {
+        pthread_rwlock_rdlock(&self->lock);
+        rc = cb_recommender_predict(self->rec, us, is, &y, &err);
+        pthread_rwlock_unlock(&self->lock);
+        if (rc) raise_cb(&err);
+    }
+    Py_XDECREF(u);
+    Py_XDECREF(i);
+    return rc ? NULL : PyFloat_FromDouble((double)y);
+}
+
+static PyObject *Model_add_item(ModelObject *self, PyObject *args) {
+    const char *json;
+    if (!ready(self) || !PyArg_ParseTuple(args, "s:_add_item", &json)) return NULL;
+    size_t item = 0;
+    cb_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_wrlock(&self->lock);
+    rc = cb_recommender_add_item(self->rec, json, &item, &err);
+    pthread_rwlock_unlock(&self->lock);
+    Py_END_ALLOW_THREADS
+    return rc ? raise_cb(&err) : PyLong_FromSize_t(item);
+}
+
+static double clock_seconds(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The peer of the Python-overhead benchmark: the same recommend calls made
+ * from C (one cb_recommender_recommend + cb_list_free per user id, default
+ * settings), `repeat` passes; returns (wall seconds, this thread's CPU
+ * seconds) of the passes: CPU time leaves out preemption by other processes. */
+static PyObject *Model_bench_c(ModelObject *self, PyObject *args) {
+    PyObject *users, *keep;
+    int repeat = 1;
+    if (!ready(self) || !PyArg_ParseTuple(args, "O|i:_bench_c_recommend", &users, &repeat)) return NULL;
+    const char **ids;
+    Py_ssize_t n;
+    if (strings_of(users, "users must be a sequence of ids", &keep, &ids, &n) < 0) return NULL;
+    cb_error err;
+    int rc = 0;
+    double t0 = clock_seconds(CLOCK_MONOTONIC), c0 = clock_seconds(CLOCK_THREAD_CPUTIME_ID);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_rdlock(&self->lock);
+    for (int r = 0; r < repeat && !rc; r++)
+        for (Py_ssize_t i = 0; i < n && !rc; i++) {
+            cb_list *l = NULL;
+            rc = cb_recommender_recommend(self->rec, ids[i], NULL, self->defaults, &l, &err);
+            cb_list_free(l);
+        }
+    pthread_rwlock_unlock(&self->lock);
+    Py_END_ALLOW_THREADS
+    double cpu = clock_seconds(CLOCK_THREAD_CPUTIME_ID) - c0, secs = clock_seconds(CLOCK_MONOTONIC) - t0;
+    Py_DECREF(keep);
+    PyMem_Free(ids);
+    return rc ? raise_cb(&err) : Py_BuildValue("(dd)", secs, cpu);
+}
+
+static PyObject *Model_get_count(ModelObject *self, void *which) {
+    if (!ready(self)) return NULL;
+    switch ((int)(intptr_t)which) {
+    case 0: return PyLong_FromSize_t(cb_recommender_user_count(self->rec));
+    case 1: return PyLong_FromSize_t(cb_recommender_item_count(self->rec));
+    case 2: return PyLong_FromSize_t(cb_recommender_dim(self->rec));
+    default: return PyLong_FromSize_t(cb_recommender_table_k(self->rec));
+    }
+}
+
+static PyObject *Model_get_report(ModelObject *self, void *unused) { return Py_NewRef(self->report); }
+
+#define M(name, fn, flags, doc) {name, (PyCFunction)(void (*)(void))fn, flags, doc}
+static PyMethodDef Model_methods[] = {
+    M("_train", Model_train, METH_VARARGS | METH_CLASS, "_train(dataset, progress, settings): see Model.train."),
+    M("_load", Model_load, METH_VARARGS | METH_CLASS, "_load(path, table=None): see Model.load."),
+    M("save", Model_save, METH_VARARGS, "save(path)\n\nWrite the model file (atomically: a failure leaves an existing file intact)."),
+    M("save_table", Model_save_table, METH_VARARGS,
+      "save_table(path)\n\nWrite the similar-items table (with any added items), atomically."),
+    M("load_table", Model_load_table, METH_VARARGS,
+      "load_table(path)\n\nLoad a similar-items table made from this model (cbrec precompute, save_table)."),
+    M("build_table", Model_build_table, METH_VARARGS | METH_KEYWORDS,
+      "build_table(k=20, threads=0)\n\nPrecompute the k nearest items of every item (threads 0 = all CPUs);\n"
+      "recommend's similar-items source and similar() then look them up."),
+    M("_describe", Model_describe, METH_NOARGS, "_describe() -> JSON text: see Model.describe."),
+    M("_ids", Model_ids, METH_VARARGS, "_ids(users) -> list of the item (users False) or user ids."),
+    M("_titles", Model_titles, METH_NOARGS, "_titles() -> list of item titles ('' when none)."),
+    M("_vectors", Model_vectors, METH_VARARGS, "_vectors(users, rows) -> read-only float32 view."),
+    M("user_vector", Model_user_vector, METH_O,
+      "user_vector(user) -> numpy float32 array (dim,)\n\nThe user vector v_u of a known user (id) or of a new user\n"
+      "described by a profile dict such as {\"genre_ratings\": {\"Comedy\": 5}, \"ratings\": {\"1\": 4}}."),
+    M("_recommend", Model_recommend, METH_VARARGS, "_recommend(user, settings) -> tuple: see Model.recommend."),
+    M("_similar", Model_similar, METH_VARARGS, "_similar(item, k) -> tuple: see Model.similar."),
+    M("_recommend_batch", Model_recommend_batch, METH_VARARGS, "_recommend_batch(users, n, settings): see Model.recommend_batch."),
+    M("_find_item", Model_find_item, METH_O, "_find_item(id_or_title) -> item number."),
+    M("predict", Model_predict, METH_VARARGS,
+      "predict(user, item) -> float\n\nThe model's rating (or probability, for 0/1 labels) for a known user and item id."),
+    M("_add_item", Model_add_item, METH_VARARGS, "_add_item(json_text) -> item number: see Model.add_item."),
+    M("_bench_c_recommend", Model_bench_c, METH_VARARGS,
+      "_bench_c_recommend(user_ids, repeat=1) -> (wall, thread CPU) seconds of the same recommend calls made from C\n"
+      "(the benchmark's peer)."),
+    {NULL, NULL, 0, NULL}};
+#undef M
+
+static PyGetSetDef Model_getset[] = {
+    {"n_users", (getter)Model_get_count, NULL, "Number of users the model knows.", (void *)0},
+    {"n_items", (getter)Model_get_count, NULL, "Number of items: the model's plus any added with add_item.", (void *)1},
+    {"dim", (getter)Model_get_count, NULL, "Width of the user and item vectors.", (void *)2},
+    {"table_k", (getter)Model_get_count, NULL, "Neighbours per item in the similar-items table (0: none).", (void *)3},
+    {"train_report", (getter)Model_get_report, NULL,
+     "What training reported (epochs_run, losses, test_rmse, n_params, seconds, ...) as a dict; None for a loaded model.",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+PyTypeObject ModelType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cbrec._cbrec._Model",
+    .tp_basicsize = sizeof(ModelObject),
+    .tp_dealloc = (destructor)Model_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The C recommender handle under cbrec.Model.",
+    .tp_methods = Model_methods,
+    .tp_getset = Model_getset,
+    .tp_new = Model_new,
+};

@@ -1,0 +1,164 @@
+"""Datasets from files and from memory: counts, attribute columns, the
+array builder agreeing with the file loader, and bad input as exceptions."""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+import cbrec
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def columns(path):
+    head, rows = read_csv(path)
+    return {h: [r[i] for r in rows] for i, h in enumerate(head)}
+
+
+def test_load_counts(dataset):
+    assert (dataset.n_users, dataset.n_items, dataset.n_ratings) == (150, 200, 4000)
+    assert dataset.layout == "synthetic"
+    d = dataset.describe()
+    assert d["ratings"] == 4000 and d["timestamps"] is True
+    assert {c["name"] for c in d["item_columns"]} >= {"genres", "year"}
+
+
+def test_from_arrays_numpy_and_lists_agree():
+    users = np.array([1, 1, 2, 2, 3])
+    items = np.array([10, 11, 10, 12, 11])
+    ratings = np.array([4.0, 3.5, 5.0, 1.0, 2.0])
+    a = cbrec.Dataset.from_arrays(users, items, ratings)
+    b = cbrec.Dataset.from_arrays([str(u) for u in users], [str(i) for i in items], list(ratings))
+    c = cbrec.Dataset.from_arrays(users.tolist(), items.tolist(), ratings.astype(np.float32))
+    for ds in (a, b, c):
+        assert (ds.n_users, ds.n_items, ds.n_ratings) == (3, 3, 5)
+        assert ds.layout == "arrays"
+        d = ds.describe()
+        assert (d["rating_min"], d["rating_max"]) == (1.0, 5.0)
+        assert d["timestamps"] is False
+
+
+def test_from_arrays_attributes_and_catalog():
+    ds = cbrec.Dataset.from_arrays(
+        ["u1", "u1", "u2"], ["a", "b", "a"], [5, 3, 4], timestamps=[100, 200, 300],
+        item_ids=["a", "b", "c"], titles=["Heat (1995)", "Up (2009)", "No year"],
+        genres=["Action|Crime", ["Animation"], ""],
+        item_attributes={"budget": np.array([60.0, 175.0, np.nan]), "studio": ["WB", "Pixar", "A24"]},
+        user_ids=["u1", "u2"], user_attributes={"age": [30, 40], "tags": ("multi", ["x|y", "y"])})
+    assert ds.n_items == 3  # "c" was never rated and still exists
+    d = ds.describe()
+    kinds = {c["name"]: c["kind"] for c in d["item_columns"]}
+    assert kinds == {"genres": "multi", "budget": "numeric", "studio": "categorical", "year": "numeric"}
+    genres = next(c for c in d["item_columns"] if c["name"] == "genres")
+    assert genres["levels"] == 3 and genres["missing"] == 1
+    year = next(c for c in d["item_columns"] if c["name"] == "year")
+    assert year["missing"] == 1  # "No year"
+    ukinds = {c["name"]: c["kind"] for c in d["user_columns"]}
+    assert ukinds == {"age": "numeric", "tags": "multi"}
+    assert d["titles"] == 3 and d["timestamps"] is True
+
+
+def test_implicit_events_merge():
+    ds = cbrec.Dataset.from_arrays(["u", "u", "v"], ["a", "a", "b"], None)
+    d = ds.describe()
+    assert d["implicit"] is True and d["binary"] is True
+    assert ds.n_ratings == 2 and d["merged_rows"] == 1
+
+
+def test_from_frames_equals_load(synth_dir, dataset):
+    """The builder fed the synthetic files' columns gives the dataset the
+    file loader gives: same counts, same columns, same trained model."""
+    r = columns(os.path.join(synth_dir, "ratings.csv"))
+    m = columns(os.path.join(synth_dir, "movies.csv"))
+    u = columns(os.path.join(synth_dir, "users.csv"))
+    ratings = {"userId": r["userId"], "movieId": r["movieId"], "rating": np.array(r["rating"], dtype=float),
+               "timestamp": np.array(r["timestamp"], dtype=np.int64)}
+    users = {"userId": u["userId"], "age": np.array(u["age"], dtype=float), "gender": u["gender"],
+             "occupation": u["occupation"], "region": u["region"]}
+    ds = cbrec.Dataset.from_frames(ratings, m, users, range="0.5,5")
+    assert (ds.n_users, ds.n_items, ds.n_ratings) == (dataset.n_users, dataset.n_items, dataset.n_ratings)
+    a, b = ds.describe(features=True), dataset.describe(features=True)
+    for key in ("user_columns", "item_columns", "rating_min", "rating_max", "user_features", "item_features"):
+        assert a[key] == b[key], key
+    m1 = cbrec.Model.train(ds, epochs=1, seed=5)
+    m2 = cbrec.Model.train(dataset, epochs=1, seed=5)
+    assert np.array_equal(m1.item_vectors(), m2.item_vectors())
+    assert m1.recommend("3").ids == m2.recommend("3").ids
+
+
+def test_from_frames_pandas(synth_dir):
+    pd = pytest.importorskip("pandas", reason="python3-pandas is not installed (optional)")
+    ratings = pd.read_csv(os.path.join(synth_dir, "ratings.csv"))
+    movies = pd.read_csv(os.path.join(synth_dir, "movies.csv"))
+    ds = cbrec.Dataset.from_frames(ratings, movies)
+    assert (ds.n_items, ds.n_ratings) == (200, 4000)
+
+
+def test_errors_are_exceptions(tmp_path):
+    with pytest.raises(cbrec.ParseError, match="duplicate rating for user 'u' and item 'a'") as e:
+        cbrec.Dataset.from_arrays(["u", "u"], ["a", "a"], [1, 2])
+    assert e.value.code == -2 and isinstance(e.value, ValueError) and isinstance(e.value, cbrec.Error)
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: empty user id"):
+        cbrec.Dataset.from_arrays(["u", ""], ["a", "b"], [1, 2])
+    with pytest.raises(cbrec.ParseError, match="outside the declared range"):
+        cbrec.Dataset.from_arrays(["u"], ["a"], [7], range="1,5")
+    with pytest.raises(cbrec.ParseError, match="not a finite number"):
+        cbrec.Dataset.from_arrays(["u"], ["a"], [float("nan")])
+    ok = cbrec.Dataset.from_arrays(["u", "", "v"], ["a", "b", "c"], [1, 2, 3], skip_bad_rows=True)
+    assert ok.n_ratings == 2 and ok.n_skipped == 1
+    with pytest.raises(cbrec.ParseError, match=r"items column .title.\[1\]: id .a. given twice"):
+        cbrec.Dataset.from_arrays(["u"], ["a"], [1], item_ids=["a", "a"], titles=["x", "y"])
+    with pytest.raises(ValueError, match="same length"):
+        cbrec.Dataset.from_arrays(["u", "v"], ["a"], [1, 2])
+    with pytest.raises(cbrec.NotFound, match="did you mean skip-bad-rows"):
+        cbrec.Dataset.from_arrays(["u"], ["a"], [1], skip_bad_row=True)
+    with pytest.raises(cbrec.FileError) as e:
+        cbrec.Dataset.load(str(tmp_path / "missing"))
+    assert e.value.code == -1 and isinstance(e.value, OSError)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "ratings.csv").write_text("userId,movieId,rating\n1,2,4\n1,3,oops\n")
+    with pytest.raises(cbrec.ParseError, match=r"ratings.csv:3: .*'oops'"):
+        cbrec.Dataset.load(str(bad))
+    with pytest.raises(TypeError):
+        cbrec.Dataset.from_arrays(5, ["a"], [1])
+
+
+class FakeFrame:
+    """What from_frames uses of a pandas DataFrame (keys, columns with
+    to_numpy, an ambiguous truth value), for machines without pandas."""
+
+    def __init__(self, cols):
+        self._cols = {k: np.asarray(v) for k, v in cols.items()}
+
+    def keys(self):
+        return list(self._cols)
+
+    def items(self):
+        return [(k, self[k]) for k in self._cols]
+
+    def __getitem__(self, name):
+        col = self._cols[name]
+        return type("Series", (), {"to_numpy": lambda self: col, "__iter__": lambda self: iter(col),
+                                   "__array__": lambda self, dtype=None: np.asarray(col, dtype)})()
+
+    def __bool__(self):
+        raise ValueError("The truth value of a DataFrame is ambiguous")
+
+
+def test_from_frames_dataframe_like():
+    ratings = FakeFrame({"userId": [1, 1, 2], "movieId": [10, 20, 10], "rating": [4.0, 3.0, 5.0]})
+    movies = FakeFrame({"movieId": [10, 20, 30], "title": ["A (1990)", "B (2000)", "C"],
+                        "genres": ["Drama", "Comedy|Drama", "Horror"], "runtime": [90.0, 120.0, 80.0]})
+    ds = cbrec.Dataset.from_frames(ratings, movies)
+    assert (ds.n_users, ds.n_items, ds.n_ratings) == (2, 3, 3)
+    kinds = {c["name"]: c["kind"] for c in ds.describe()["item_columns"]}
+    assert kinds == {"genres": "multi", "runtime": "numeric", "year": "numeric"}
+    attrs = FakeFrame({"runtime": [90.0, 120.0, 80.0]})
+    ds2 = cbrec.Dataset.from_arrays([1], [10], [4.0], item_ids=[10, 20, 30], item_attributes=attrs)
+    assert ds2.n_items == 3

@@ -1,0 +1,290 @@
+"""Models from Python: training, recommendations and their options, numpy
+round trips, the CLI's answers for the same model file, errors, threads,
+progress and Ctrl-C, and reference counts over 10,000 calls."""
+import gc
+import json
+import os
+import pydoc
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import cbrec
+
+
+def test_recommend_shape_and_options(model, dataset):
+    r = model.recommend("5")
+    assert len(r) == 10 and len(r.ids) == len(set(r.ids))
+    assert r.scores.dtype == np.float32 and r.items.dtype == np.int64
+    assert all(np.diff(r.scores) <= 0), "best first"
+    assert all(r.reasons) and all(isinstance(x, str) for x in r.reasons[0])
+    assert list(model.item_ids[r.items]) == r.ids
+    assert r[0].id == r.ids[0] and r.to_list()[0]["rank"] == 1
+    three = model.recommend(5, n=3, exclude=r.ids[:2])  # an int id is str()'d
+    assert len(three) == 3 and not set(three.ids) & set(r.ids[:2])
+    assert three.ids[0] == r.ids[2]
+    assert "Recommendations by" in repr(r)
+
+
+def test_include_seen_and_settings(model):
+    seen = set(model.recommend("5", n=200, include_seen=True).ids)
+    unseen = set(model.recommend("5", n=200).ids)
+    assert seen - unseen, "include_seen brings back rated items"
+    assert len(model.recommend("5", n=4, diversity="mmr", mmr_lambda=0.5)) == 4
+
+
+def test_new_user_and_similar(model):
+    genre = "Comedy"
+    r = model.new_user({"genre_ratings": {genre: 5}}, n=5)
+    assert len(r) == 5 and r.notes
+    v = model.user_vector({"genre_ratings": {genre: 5}})
+    assert v.shape == (model.dim,) and v.dtype == np.float32
+    s = model.similar(model.item_ids[0], k=4)
+    assert len(s) == 4 and s.criterion == "cosine similarity" and model.item_ids[0] not in s.ids
+    assert model.similar(0 + int(model.item_ids[0]), 4).ids == s.ids
+    assert np.all(s.scores <= 1.0001) and np.all(np.diff(s.scores) <= 1e-6)
+    with pytest.raises(cbrec.NotFound, match="unknown item id 'no-such-item'"):
+        model.new_user({"ratings": {"no-such-item": 5}})
+    with pytest.raises(cbrec.Error, match="genre_ratings"):
+        model.new_user({"genre_ratings": "Comedy"})
+
+
+def test_vectors_are_zero_copy_views(dataset):
+    m = cbrec.Model.train(dataset, epochs=1, seed=11)
+    items, users = m.item_vectors(), m.user_vectors()
+    assert items.shape == (m.n_items, m.dim) and users.shape == (m.n_users, m.dim)
+    assert items.dtype == np.float32 and not items.flags.writeable and items.base is m
+    with pytest.raises(ValueError):
+        items[0, 0] = 1.0
+    assert np.array_equal(users[3], m.user_vector(m.user_ids[3]))
+    again = m.item_vectors()
+    assert np.shares_memory(items, again)  # the model's own memory, not a copy
+    copy = items.copy()
+    del m, again
+    gc.collect()
+    assert np.array_equal(items, copy), "the view keeps its model alive"
+
+
+def test_numpy_round_trips(model, tmp_path):
+    path = str(tmp_path / "m.cbrec")
+    model.save(path)
+    loaded = cbrec.Model.load(path)
+    assert np.array_equal(loaded.item_vectors(), model.item_vectors())
+    assert np.array_equal(loaded.user_vectors(), model.user_vectors())
+    np.save(tmp_path / "v.npy", model.item_vectors())
+    assert np.array_equal(np.load(tmp_path / "v.npy"), model.item_vectors())
+    a, b = model.recommend("9"), loaded.recommend("9")
+    assert a.ids == b.ids and np.array_equal(a.scores, b.scores)
+    assert loaded.train_report is None and model.train_report["epochs_run"] == 2
+
+
+def test_batch_agrees_with_recommend(model):
+    items, scores = model.recommend_batch(n=5)
+    assert items.shape == (model.n_users, 5) and items.dtype == np.int64 and scores.dtype == np.float32
+    some = ["1", "7", "42"]
+    it2, sc2 = model.recommend_batch(some, n=5)
+    rows = [list(model.user_ids).index(u) for u in some]
+    assert np.array_equal(it2, items[rows]) and np.allclose(sc2, scores[rows], atol=1e-5)
+    # the batch ranks the whole catalog by the same score: recommend with the
+    # embedding source over the whole catalog gives the same top
+    for u in some:
+        r = model.recommend(u, n=5, embedding=model.n_items)
+        assert r.ids == list(model.item_ids[it2[some.index(u)]])
+        assert np.allclose(r.scores, sc2[some.index(u)], atol=1e-5)
+    with pytest.raises(cbrec.NotFound):
+        model.recommend_batch(["1", "nobody"])
+
+
+def test_same_as_cli(model, cli, tmp_path):
+    path = str(tmp_path / "m.cbrec")
+    model.save(path)
+    for user in ("1", "17", "99"):
+        out = subprocess.run([cli, "recommend", "--model", path, "--user", user, "--json"], check=True,
+                             capture_output=True, text=True).stdout
+        doc = json.loads(out)
+        r = model.recommend(user)
+        assert [e["item"] for e in doc["items"]] == r.ids
+        assert np.allclose([e["score"] for e in doc["items"]], r.scores, atol=1e-4)
+        assert [e["reasons"] for e in doc["items"]] == r.reasons
+        assert doc["criterion"] == r.criterion
+    out = subprocess.run([cli, "similar", "--model", path, "--item", model.item_ids[3], "-k", "5", "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    assert [e["item"] for e in json.loads(out)["items"]] == model.similar(model.item_ids[3], 5).ids
+
+
+def test_model_errors(model, tmp_path):
+    with pytest.raises(cbrec.NotFound, match="unknown user 'nobody'") as e:
+        model.recommend("nobody")
+    assert e.value.code == -5 and isinstance(e.value, LookupError)
+    with pytest.raises(cbrec.NotFound, match="did you mean"):
+        model.recommend("1", diversty="mmr")
+    with pytest.raises(cbrec.InvalidArgument):
+        model.recommend("1", diversity="sideways")
+    with pytest.raises(cbrec.FileError):
+        cbrec.Model.load(str(tmp_path / "missing.cbrec"))
+    junk = tmp_path / "junk.cbrec"
+    junk.write_bytes(b"not a model at all" * 10)
+    with pytest.raises(cbrec.FormatError) as e:
+        cbrec.Model.load(str(junk))
+    assert e.value.code == -6
+    with pytest.raises(cbrec.NotFound):
+        model.similar("no such title at all")
+    with pytest.raises(TypeError):
+        model.recommend(["1"])
+    with pytest.raises(ValueError, match="holds no model"):
+        cbrec.Model().recommend("1")
+
+
+def test_add_item(dataset):
+    m = cbrec.Model.train(dataset, epochs=1, seed=2)
+    n = m.n_items
+    genre = m.describe()  # the catalog's first item's genres are unknown here: use a title only
+    assert genre["items"] == n
+    i = m.add_item({"id": "brand-new", "title": "Brand New (2030)", "genres": ["Comedy"]})
+    assert i == n and m.n_items == n + 1 and m.item_ids[-1] == "brand-new"
+    assert m.item_vectors().shape[0] == n  # model items only
+    assert "brand-new" in m.similar(m.item_ids[0], k=m.n_items).ids
+    with pytest.raises(cbrec.InvalidArgument):
+        m.add_item({"id": "brand-new"})
+
+
+def test_threads_share_a_model(model):
+    users = [str(u) for u in model.user_ids[:40]]
+    expected = {u: model.recommend(u).ids for u in users}
+    errors = []
+
+    def work():
+        for u in users:
+            if model.recommend(u).ids != expected[u]:
+                errors.append(u)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_progress_callback(dataset):
+    seen = []
+    cbrec.Model.train(dataset, epochs=2, batch=32, progress=seen.append)
+    ends = [p for p in seen if p["end_of_epoch"]]
+    assert [p["epoch"] for p in ends] == [1, 2] and len(seen) > len(ends), "ticks inside epochs too"
+    assert all(np.isfinite(p["train_loss"]) for p in ends)
+
+
+def test_callback_exception_stops_training(dataset):
+    ticks = []
+
+    def stop(p):
+        ticks.append(p)
+        if len(ticks) == 3:
+            raise RuntimeError("enough")
+
+    with pytest.raises(RuntimeError, match="enough"):
+        cbrec.Model.train(dataset, epochs=50, batch=32, progress=stop)
+    assert len(ticks) == 3, "a tick's non-zero return stops training at once"
+    assert not ticks[-1]["end_of_epoch"] and ticks[-1]["epoch"] == 1, "stopped inside the first epoch"
+
+
+def test_ctrl_c_interrupts_training(dataset):
+    """A real SIGINT while the library trains (GIL released) raises
+    KeyboardInterrupt within a batch, long before the 200 epochs end."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cbrec.Model.train(dataset, epochs=200)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - t0 < 10
+
+
+def rss_kb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def test_no_leaks_over_10000_calls(model):
+    """Reference counts of the model and of the arguments are unchanged and
+    traced Python memory and RSS do not grow over 10,000 calls (recommend,
+    the error path, vectors, batch rows, similar)."""
+    user, item = "12", model.item_ids[5]
+    warm = [model.recommend(user), model.similar(item, 3), model.user_vectors(), model.recommend_batch([user], 3)]
+    del warm
+    gc.collect()
+    refs = (sys.getrefcount(model), sys.getrefcount(user), sys.getrefcount(item))
+    tracemalloc.start()
+    rss0 = rss_kb()
+    snap0 = tracemalloc.take_snapshot()
+    for i in range(10000):
+        k = i % 5
+        if k == 0:
+            model.recommend(user, n=5)
+        elif k == 1:
+            try:
+                model.recommend("nobody")
+            except cbrec.NotFound:
+                pass
+        elif k == 2:
+            model.item_vectors()
+        elif k == 3:
+            model.recommend_batch([user], 3)
+        else:
+            model.similar(item, 3)
+    gc.collect()
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(snap0, "filename"))
+    tracemalloc.stop()
+    rss_growth = rss_kb() - rss0
+    assert (sys.getrefcount(model), sys.getrefcount(user), sys.getrefcount(item)) == refs
+    assert grown < 64 * 1024, "traced Python memory grew by %d bytes" % grown
+    assert rss_growth < 8 * 1024, "RSS grew by %d kB" % rss_growth
+
+
+def test_evaluate_returns_a_dict(dataset):
+    report = cbrec.evaluate(dataset, models=["popularity", "bias"], k=5)
+    names = [m["name"] for m in report["models"]]
+    assert sorted(names) == ["bias", "popularity"] and report["k"] == 5
+    assert all(0 <= m["mean_ndcg5"] <= 1 for m in report["models"])
+    with pytest.raises(cbrec.Error):
+        cbrec.evaluate(dataset, models=["no-such-model"])
+
+
+def test_help_is_readable():
+    text = pydoc.render_doc(cbrec.Model, renderer=pydoc.plaintext)
+    for word in ("recommend(self, user, n=10", "recommend_batch", "item_vectors", "Ctrl-C", "epochs"):
+        assert word in text, word
+    assert "learning rate" in cbrec.Model.train.__doc__.lower() or "lr" in cbrec.Model.train.__doc__
+    assert any(s["name"] == "user_layers" for s in cbrec.settings("train"))
+
+
+def test_gil_released_while_training(dataset):
+    """Another Python thread keeps running while the library trains: the
+    counter it increments moves during the call (with the GIL held through
+    the call it could not)."""
+    state = {"n": 0, "done": False}
+
+    def count():
+        while not state["done"]:
+            state["n"] += 1
+
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        before = state["n"]
+        cbrec.Model.train(dataset, epochs=2, threads=1)
+        during = state["n"] - before
+    finally:
+        state["done"] = True
+        t.join()
+    assert during > 10000, during
