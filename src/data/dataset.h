@@ -47,6 +47,13 @@ typedef struct cb_column {
     uint32_t *off;     /* MULTI: [n_rows + 1] */
     uint32_t *val;     /* MULTI: [off[n_rows]] */
     cb_vocab *levels;  /* CATEGORICAL / MULTI: level names */
+    /* Vocabulary control (generic schema, generic.c): the separator the file
+     * used ("" = '|'), how many values the schema's max_values / min_count
+     * dropped (n_dropped, of n_values_seen distinct values), and, with the
+     * hashing trick, how many "#k" bucket levels hold the dropped values
+     * (cb_value_bucket gives a value's bucket). */
+    char sep[8];
+    uint32_t n_values_seen, n_dropped, hash_buckets;
 } cb_column;
 
 /* Attribute table. Rows are dense user or item indices. */
@@ -122,6 +129,10 @@ uint32_t cb_dataset_n_items(const cb_dataset *ds);
 /* Year from a trailing "(1995)" (or "(2006-2007)") in a title, in 1800..2200;
  * NAN when there is none. The one rule every module uses. */
 float cb_year_from_title(const char *s, size_t len);
+/* The hashing trick's bucket of a value (FNV-1a of its bytes, mod buckets),
+ * and its level name "#<bucket>"; buckets > 0. The one rule the loader
+ * (dropped values) and the feature transform (unknown values) share. */
+uint32_t cb_value_bucket(const char *s, size_t len, uint32_t buckets);
 /* Column index by name in a table, or -1. */
 int cb_table_find(const cb_table *t, const char *name);
 /* Bytes used by ratings, vocabularies and tables (memory report). */

@@ -110,3 +110,9 @@ const char *cb_zip_region(const char *zip, size_t len) {
     return regions[zip[0] - '0'];
 }
 
+
+uint32_t cb_value_bucket(const char *s, size_t len, uint32_t buckets) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return buckets ? (uint32_t)(h % buckets) : 0;
+}

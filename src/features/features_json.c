@@ -79,6 +79,17 @@ static json_t *side_to_json(const fside *s) {
     return o;
 }
 
+/* The content columns: "facets": {"columns", "seps", "hash", "genre_facet",
+ * "value_facet"}; absent in models without them (every value a genre). */
+static bool facets_to_json(const cb_features *f, json_t *o) {
+    if (!f->value_facet) return true;
+    json_t *fa = json_object();
+    return fa && jset(o, "facets", fa) && jset(fa, "columns", jarr_str(f->facet_cols, f->n_facets)) &&
+           jset(fa, "seps", jarr_str(f->facet_seps, f->n_facets)) && jset(fa, "hash", jarr_u32(f->facet_hash, f->n_facets)) &&
+           jset(fa, "genre_facet", json_integer(f->genre_facet)) &&
+           jset(fa, "value_facet", jarr_u32(f->value_facet, f->n_genres));
+}
+
 json_t *cb_features_to_json(const cb_features *f, cb_error *err) {
     if (!f) {
         cb_fail(err, CB_EINVAL, "cb_features_to_json: no features");
@@ -115,6 +126,7 @@ json_t *cb_features_to_json(const cb_features *f, cb_error *err) {
              jset(o, "year_from_title", json_boolean(f->year_from_title)) && jset(o, "user", side_to_json(&f->user)) &&
              jset(o, "item", side_to_json(&f->item));
     }
+    if (ok) ok = facets_to_json(f, o);
     json_decref(cfg);
     if (!ok) {
         json_decref(o);
@@ -289,6 +301,26 @@ static int side_from_json(cb_features *f, fside *s, const json_t *o, bool is_use
     return cb_feat_side_finish(f, s, is_user, err);
 }
 
+static int facets_from_json(cb_features *f, const json_t *fa, cb_error *err) {
+    if (!fa) return CB_OK;
+    if (!json_is_object(fa)) return cb_fail(err, CB_EFORMAT, "features: 'facets' is not an object");
+    uint32_t n, n2;
+    int rc;
+    if ((rc = jget_str_array(fa, "columns", UINT32_MAX, &f->facet_cols, &f->n_facets, err))) return rc;
+    if ((rc = jget_str_array(fa, "seps", f->n_facets, &f->facet_seps, &n, err))) return rc;
+    if ((rc = jget_u32_array(fa, "hash", f->n_facets, &f->facet_hash, &n2, err))) return rc;
+    if ((rc = jget_u32_array(fa, "value_facet", f->n_genres, &f->value_facet, &n, err))) return rc;
+    const json_t *g = json_object_get(fa, "genre_facet");
+    if (!json_is_integer(g) || json_integer_value(g) < -1 || json_integer_value(g) >= (json_int_t)f->n_facets)
+        return cb_fail(err, CB_EFORMAT, "features: 'facets.genre_facet' is not -1 or a facet index");
+    f->genre_facet = (int32_t)json_integer_value(g);
+    for (uint32_t k = 0; k < f->n_genres; k++)
+        if (f->value_facet[k] >= f->n_facets)
+            return cb_fail(err, CB_EFORMAT, "features: value %u belongs to facet %u, only %u facets", k, f->value_facet[k],
+                           f->n_facets);
+    return CB_OK;
+}
+
 static int features_from_json(cb_features *f, const json_t *j, cb_error *err) {
     const json_t *v = NULL, *cfg = NULL;
     int rc;
@@ -337,6 +369,7 @@ static int features_from_json(cb_features *f, const json_t *j, cb_error *err) {
     if ((rc = jget_u32(j, "n_items", &f->n_items, err))) return rc;
     if (f->n_items == UINT32_MAX) return cb_fail(err, CB_EFORMAT, "features: 'n_items' out of range");
     if ((rc = jget_str_array(j, "genres", UINT32_MAX, &f->genres, &f->n_genres, err))) return rc;
+    if ((rc = facets_from_json(f, json_object_get(j, "facets"), err))) return rc;
     if ((rc = cb_feat_build_genre_vocab(f, err))) return rc == CB_ENOMEM ? rc : CB_EFORMAT;
     uint32_t n, nnz;
     if ((rc = jget_u32_array(j, "item_genre_off", f->n_items + 1, &f->item_genre_off, &n, err))) return rc;

@@ -73,6 +73,11 @@ static json_t *table_json(const cb_table *t) {
             for (uint32_t k = 0; k < nl && k < 6; k++) json_array_append_new(ex, json_string(cb_vocab_name(c->levels, k)));
             json_object_set_new(o, "levels", json_integer(nl));
             json_object_set_new(o, "examples", ex);
+            if (c->n_values_seen) { /* the schema's vocabulary control ran on it */
+                json_object_set_new(o, "values_seen", json_integer(c->n_values_seen));
+                json_object_set_new(o, "dropped", json_integer(c->n_dropped));
+                json_object_set_new(o, "hash_buckets", json_integer(c->hash_buckets));
+            }
         }
         json_array_append_new(a, o);
     }
