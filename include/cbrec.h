@@ -307,6 +307,16 @@ CB_API size_t cb_recommender_table_k(const cb_recommender *rec);
  * cb_recommender_save_table. */
 CB_API int cb_recommender_add_item(cb_recommender *rec, const char *item_json, size_t *item, cb_error *err);
 
+/* ---- content columns (issue 12): every categorical / multi-valued item
+ * column (genres, tags, brand...) is first-class: per-value user preferences,
+ * a retrieval source with reasons naming the column and value, and the
+ * new-user form {"preferences": {"tags": {"jazz": 5}, "brand": {"Acme": 4}}}.
+ * Values the model does not know, in a new item's or a new user's JSON, are
+ * remarks (the list's notes for a user; this call for an item) or errors when
+ * the JSON says "strict": true. Remarks of the last cb_recommender_add_item,
+ * "" when none; owned by rec, valid until the next add. */
+CB_API const char *cb_recommender_add_item_note(const cb_recommender *rec);
+
 /* ---- results */
 typedef struct cb_list cb_list;  /* a ranked list of items with scores and reasons */
 /* Getters take the rank i (0 = best) and return NULL / NAN / 0 out of range. A

@@ -200,6 +200,8 @@ int cmd_add_item(int argc, char **argv) {
         fprintf(stderr, "cbrec %s: %s: %s\n", cmd, item_json, err.msg);
         goto done;
     }
+    if (*cb_recommender_add_item_note(rec))
+        fprintf(stderr, "cbrec %s: warning: %s: %s\n", cmd, item_json, cb_recommender_add_item_note(rec));
     size_t k = cb_recommender_table_k(rec) < 10 ? cb_recommender_table_k(rec) : 10;
     if (k == 0) { /* no neighbour lists: nothing to show but the item */
         fprintf(stderr, "wrote %s: added item %s (an added-items file without similar-items lists; for `similar`, "
