@@ -17,7 +17,7 @@
 /* ------------------------------------------------------------------ schema */
 
 typedef enum {
-    K_ID, K_TITLE, K_NUMERIC, K_CATEGORICAL, K_MULTI, K_IGNORE,  /* items / users */
+    K_ID, K_TITLE, K_NUMERIC, K_CATEGORICAL, K_MULTI, K_TEXT, K_IGNORE,  /* items / users */
     K_USER, K_ITEM, K_RATING, K_TIMESTAMP, K_WEIGHT               /* ratings */
 } col_kind;
 
@@ -65,7 +65,7 @@ static void filespec_init(filespec *fs) {
     strcpy(fs->delim, ",");
     fs->header = -1;
     fs->quoting = -1;
-    fs->year_from_title = 1;
+    fs->year_from_title = 0; /* only when the schema says so (MovieLens loaders parse years themselves) */
 }
 
 static void filespec_free(filespec *fs) {
@@ -148,6 +148,7 @@ static int parse_colspec(colspec *c, const char *s, size_t n, bool ratings, cons
     else if (cb_ieq(kd, kl, "title")) c->kind = K_TITLE;
     else if (cb_ieq(kd, kl, "numeric")) c->kind = K_NUMERIC;
     else if (cb_ieq(kd, kl, "categorical")) c->kind = K_CATEGORICAL;
+    else if (cb_ieq(kd, kl, "text")) c->kind = K_TEXT;
     else if (cb_ieq(kd, kl, "ignore")) c->kind = K_IGNORE;
     else if (kl >= 5 && cb_ieq(kd, 5, "multi")) {
         c->kind = K_MULTI;
@@ -160,10 +161,10 @@ static int parse_colspec(colspec *c, const char *s, size_t n, bool ratings, cons
         }
     } else if (!colon) {
         return cb_fail(err, CB_EPARSE, "%s:%zu: column '%s' needs a kind: write %s:numeric, :categorical, "
-                       ":multi(|), :title or :ignore", path, line, c->name, c->name);
+                       ":multi(|), :text, :title or :ignore", path, line, c->name, c->name);
     } else {
         return cb_fail(err, CB_EPARSE,
-                       "%s:%zu: column '%s': unknown kind '%.*s' (id, title, numeric, categorical, multi(SEP), ignore)",
+                       "%s:%zu: column '%s': unknown kind '%.*s' (id, title, numeric, categorical, multi(SEP), text, ignore)",
                        path, line, c->name, CLIP(kl), kd);
     }
     return CB_OK;
@@ -404,6 +405,16 @@ static void csv_opts_from(const filespec *fs, cb_csv_options *o) {
 
 /* ------------------------------------------------------- attribute files */
 
+/* The tokens of a text field as the levels of its row. */
+static int add_text_tokens(cb_tabbuild *tb, int col, uint32_t row, const char *s, size_t n, cb_error *err) {
+    char tok[128];
+    size_t len;
+    const char *p = s;
+    while ((len = cb_text_token(&p, s + n, tok, sizeof tok)))
+        if (cb_tb_add_multi(tb, col, row, tok, len, err)) return err ? err->code : CB_ENOMEM;
+    return CB_OK;
+}
+
 static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_items, cb_error *err) {
     cb_tabbuild *tb = is_items ? &L->items : &L->users;
     cb_vocab *ids = is_items ? L->ds->items : L->ds->users;
@@ -422,12 +433,13 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
         cb_col_kind k = cs->kind == K_NUMERIC ? CB_COL_NUMERIC : cs->kind == K_CATEGORICAL ? CB_COL_CATEGORICAL : CB_COL_MULTI;
         if (cs->kind == K_ID) id_col = (int)i;
         if (cs->kind == K_TITLE) title_col = (int)i;
-        if (cs->kind != K_NUMERIC && cs->kind != K_CATEGORICAL && cs->kind != K_MULTI) continue;
+        if (cs->kind != K_NUMERIC && cs->kind != K_CATEGORICAL && cs->kind != K_MULTI && cs->kind != K_TEXT) continue;
         cs->table_col = cb_tb_add_col(tb, cs->name, k, err);
         if (cs->table_col < 0) {
             rc = cs->table_col;
             goto done;
         }
+        tb->t->cols[cs->table_col].text = cs->kind == K_TEXT;
     }
     if (is_items && !fs->year_from_title) L->ds->no_title_years = true;
     if (is_items && title_col >= 0 && fs->year_from_title && cb_table_find(tb->t, "year") < 0) {
@@ -489,6 +501,8 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
                 if (n) rc = cb_tb_set_cat(tb, cs->table_col, row, s, n, err);
             } else if (cs->kind == K_MULTI) {
                 rc = cb_tb_add_multi_split(tb, cs->table_col, row, s, n, cs->sep, err);
+            } else if (cs->kind == K_TEXT) {
+                rc = add_text_tokens(tb, cs->table_col, row, s, n, err);
             } else if (cs->kind == K_TITLE && is_items) {
                 rc = cb_ld_set_title(L, row, s, n, err);
                 if (!rc && year_col >= 0) rc = cb_tb_set_num(tb, year_col, row, cb_year_from_title(s, n), err);
@@ -621,7 +635,9 @@ static int vocab_apply(cb_column *col, uint32_t n_rows, const vocabspec *v, cb_e
     uint32_t nl = cb_vocab_size(col->levels), n_kept = 0;
     uint32_t *map = cb_malloc(((size_t)nl + 1) * sizeof *map, err);
     cb_vocab *nv = cb_vocab_create(err);
-    int rc = map && nv ? vocab_choose(col, n_rows, v, map, nv, &n_kept, err) : CB_ENOMEM;
+    vocabspec vs = *v;
+    if (col->text) vs.hash = 0; /* a text column's hash is its feature width: tokens are hashed, not levels */
+    int rc = map && nv ? vocab_choose(col, n_rows, &vs, map, nv, &n_kept, err) : CB_ENOMEM;
     if (!rc && col->kind == CB_COL_CATEGORICAL) {
         for (uint32_t r = 0; r < n_rows; r++)
             if (col->cat[r] < nl) col->cat[r] = map[col->cat[r]];

@@ -22,6 +22,7 @@ enum {
     B_ITEM_MEAN,    /* shrunk mean rating */
     B_ITEM_COUNT,   /* log1p(#training ratings) */
     B_RAW,          /* pre-joined: the given numeric column */
+    B_TEXT,         /* text column: TF-IDF of its tokens hashed into `buckets` dims, L2-normalised */
     B_N_TYPES
 };
 
@@ -35,7 +36,10 @@ typedef struct fblock {
     char **levels;
     cb_vocab *vocab;    /* level name -> index in `levels` (rebuilt on load) */
     bool missing_flag;  /* NUM / YEAR: a second dimension saying "was missing" */
-    double fill;        /* NUM / YEAR: raw value used when missing (training mean) */
+    double fill;        /* NUM / YEAR: raw value used when missing (training mean);
+                           TEXT: the idf of a token no item had */
+    double *idf;        /* TEXT: [n_levels] idf of each known token (levels) */
+    uint32_t buckets;   /* TEXT: width */
     uint32_t offset, width;
 } fblock;
 

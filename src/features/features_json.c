@@ -58,7 +58,11 @@ static json_t *side_to_json(const fside *s) {
         json_t *jb = json_object();
         ok = jb && jset(jb, "type", json_string(cb_feat_block_type_name[b->type])) &&
              jset(jb, "col", b->col ? json_string(b->col) : json_null());
-        if (ok && (b->type == B_CAT || b->type == B_MULTI)) ok = jset(jb, "levels", jarr_str(b->levels, b->n_levels));
+        if (ok && (b->type == B_CAT || b->type == B_MULTI || b->type == B_TEXT))
+            ok = jset(jb, "levels", jarr_str(b->levels, b->n_levels));
+        if (ok && b->type == B_TEXT)
+            ok = jset(jb, "idf", jarr_real(b->idf, NULL, b->n_levels)) && jset(jb, "buckets", json_integer(b->buckets)) &&
+                 jset(jb, "fill", json_real(b->fill));
         if (ok && (b->type == B_NUM || b->type == B_YEAR))
             ok = jset(jb, "missing_flag", json_boolean(b->missing_flag)) && jset(jb, "fill", json_real(b->fill));
         /* json_array_append_new takes jb even when it fails */
@@ -276,9 +280,16 @@ static int side_from_json(cb_features *f, fside *s, const json_t *o, bool is_use
             return cb_fail(err, CB_EFORMAT, "features: %s block %u: 'col' is missing", what, bi);
         fblock *b = cb_feat_side_add(s, type, json_is_string(jc) ? json_string_value(jc) : NULL, err);
         if (!b) return CB_ENOMEM;
-        if (type == B_CAT || type == B_MULTI) {
+        if (type == B_CAT || type == B_MULTI || type == B_TEXT) {
             if ((rc = jget_str_array(jb, "levels", UINT32_MAX, &b->levels, &b->n_levels, err))) return rc;
             if ((rc = cb_feat_block_build_vocab(b, err))) return rc;
+        }
+        if (type == B_TEXT) {
+            if ((rc = jget_f64_array(jb, "idf", b->n_levels, &b->idf, err))) return rc;
+            if ((rc = jget_u32(jb, "buckets", &b->buckets, err))) return rc;
+            if ((rc = jget_f64(jb, "fill", &b->fill, err))) return rc;
+            if (b->buckets == 0 || b->buckets > 1000000)
+                return cb_fail(err, CB_EFORMAT, "features: %s block %u: 'buckets' must be 1..1000000", what, bi);
         }
         if (type == B_NUM || type == B_YEAR) {
             if ((rc = jget_bool(jb, "missing_flag", &b->missing_flag, err))) return rc;

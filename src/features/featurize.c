@@ -26,7 +26,7 @@ static const char *const age_bucket_name[N_AGE_BUCKETS] = {"<18",   "18-24", "25
 
 const char *const cb_feat_block_type_name[B_N_TYPES] = {
     NULL, "cat", "num", "age_buckets", "multi", "user_count", "user_mean", "genre_avg",
-    "genre_frac", "top_items", "year", "item_genres", "item_mean", "item_count", "raw"};
+    "genre_frac", "top_items", "year", "item_genres", "item_mean", "item_count", "raw", "text"};
 
 /* ------------------------------------------------------------------ config */
 
@@ -68,6 +68,7 @@ static void side_free(fside *s) {
         free(s->blocks[b].col);
         cb_feat_free_strv(s->blocks[b].levels, s->blocks[b].n_levels);
         cb_vocab_free(s->blocks[b].vocab);
+        free(s->blocks[b].idf);
     }
     free(s->blocks);
     free(s->mean);
@@ -157,6 +158,7 @@ uint32_t cb_feat_block_width(const cb_features *f, const fblock *b) {
     case B_AGE_BUCKETS: return N_AGE_BUCKETS;
     case B_GENRE_AVG: case B_GENRE_FRAC: case B_ITEM_GENRES: return f->n_genres;
     case B_TOP_ITEMS: return f->top_k;
+    case B_TEXT: return b->buckets;
     default: return 1;
     }
 }
@@ -263,6 +265,7 @@ int cb_feat_side_finish(cb_features *f, fside *s, bool is_user, cb_error *err) {
             case B_GENRE_AVG: case B_GENRE_FRAC: case B_ITEM_GENRES: nm = value_feature_name(f, b->type, k, err); break;
             case B_TOP_ITEMS: nm = str_printf(err, "top_item[%s]", f->top_item_ids[k]); break;
             case B_RAW: nm = str_printf(err, "%s", col); break;
+            case B_TEXT: nm = str_printf(err, "%s[#%u]", col, k); break;
             default: return cb_fail(err, CB_EFORMAT, "unknown %s feature block type %d", is_user ? "user" : "item", b->type);
             }
             if (!nm) return CB_ENOMEM;
@@ -336,14 +339,14 @@ static void colmaps_free(colmap *m, uint32_t n) {
 static int col_kind_for_block(int type) {
     switch (type) {
     case B_CAT: return CB_COL_CATEGORICAL;
-    case B_MULTI: return CB_COL_MULTI;
+    case B_MULTI: case B_TEXT: return CB_COL_MULTI;
     default: return CB_COL_NUMERIC;
     }
 }
 
 bool cb_feat_block_has_column(int type) {
     return type == B_CAT || type == B_MULTI || type == B_NUM || type == B_AGE_BUCKETS || type == B_YEAR ||
-           type == B_RAW;
+           type == B_RAW || type == B_TEXT;
 }
 
 static int colmaps_make(colmap **out, const fside *s, const cb_table *t, cb_error *err) {
@@ -360,7 +363,7 @@ static int colmaps_make(colmap **out, const fside *s, const cb_table *t, cb_erro
             return cb_fail(err, CB_EINVAL, "column '%s' has another kind than when the features were fitted", b->col);
         }
         m[bi].col = col;
-        if (b->type == B_CAT || b->type == B_MULTI) {
+        if (b->type == B_CAT || b->type == B_MULTI || b->type == B_TEXT) {
             uint32_t nl = cb_vocab_size(col->levels);
             m[bi].n_map = nl;
             m[bi].level_map = cb_malloc((size_t)(nl ? nl : 1) * sizeof(uint32_t), err);
@@ -392,6 +395,32 @@ static void write_age_bucket(const fblock *b, double v, float *x) {
     if (!isnan(v)) x[b->offset + (uint32_t)age_bucket(v)] = 1.0f;
 }
 
+/* Add one token's idf to its hashed bucket (level: its index in b->levels, or
+ * CB_MISSING for a token no training item had: the largest idf). */
+static void text_add_token(const fblock *b, uint32_t level, const char *tok, size_t len, float *x) {
+    double idf = level != CB_MISSING && level < b->n_levels ? b->idf[level] : b->fill;
+    x[b->offset + cb_value_bucket(tok, len, b->buckets)] += (float)idf;
+}
+
+static void text_normalise(const fblock *b, float *x) {
+    double ss = 0;
+    for (uint32_t k = 0; k < b->buckets; k++) ss += (double)x[b->offset + k] * x[b->offset + k];
+    if (ss > 0)
+        for (uint32_t k = 0; k < b->buckets; k++) x[b->offset + k] = (float)(x[b->offset + k] / sqrt(ss));
+}
+
+/* A text given as a string (cold start): tokenised as the loader does. */
+static void text_from_string(const fblock *b, const char *s, float *x) {
+    char tok[128];
+    size_t len;
+    const char *p = s;
+    while ((len = cb_text_token(&p, s + strlen(s), tok, sizeof tok))) {
+        int64_t l = cb_vocab_find(b->vocab, tok, len);
+        text_add_token(b, l < 0 ? CB_MISSING : (uint32_t)l, tok, len, x);
+    }
+    text_normalise(b, x);
+}
+
 /* Attribute block from a dataset row (raw values). */
 static void write_attr_from_table(const cb_dataset *ds, const fblock *b, const colmap *m, uint32_t row,
                                   float *x) {
@@ -420,6 +449,16 @@ static void write_attr_from_table(const cb_dataset *ds, const fblock *b, const c
                 uint32_t l = col->val[k];
                 if (l < m->n_map && m->level_map[l] != CB_MISSING) x[b->offset + m->level_map[l]] = 1.0f;
             }
+        break;
+    case B_TEXT:
+        if (col) {
+            for (uint32_t k = col->off[row]; k < col->off[row + 1]; k++) {
+                uint32_t l = col->val[k];
+                const char *tok = cb_vocab_name(col->levels, l);
+                if (l < m->n_map) text_add_token(b, m->level_map[l], tok, strlen(tok), x);
+            }
+            text_normalise(b, x);
+        }
         break;
     default: break;
     }
@@ -676,6 +715,32 @@ static double column_mean(const float *v, const uint32_t *row_weight, uint32_t n
     return n ? sum / (double)n : 0.0;
 }
 
+#define TEXT_DEFAULT_BUCKETS 128
+
+/* A text column's block: every token some row has, with its idf over the
+ * rows (documents) that have text: log((1 + N) / (1 + df)) + 1. Content,
+ * not ratings: every row counts, rated or not. */
+static int add_text_block(fside *s, const cb_column *col, uint32_t n_rows, cb_error *err) {
+    fblock *b = cb_feat_side_add(s, B_TEXT, col->name, err);
+    if (!b) return CB_ENOMEM;
+    uint32_t nl = cb_vocab_size(col->levels), n_docs = 0;
+    b->buckets = col->hash_buckets ? col->hash_buckets : TEXT_DEFAULT_BUCKETS;
+    b->n_levels = nl;
+    b->levels = cb_calloc((size_t)nl + 1, sizeof *b->levels, err);
+    b->idf = cb_calloc((size_t)nl + 1, sizeof *b->idf, err);
+    if (!b->levels || !b->idf) return CB_ENOMEM;
+    for (uint32_t r = 0; r < n_rows; r++) {
+        n_docs += col->off[r + 1] > col->off[r];
+        for (uint32_t k = col->off[r]; k < col->off[r + 1]; k++) b->idf[col->val[k]] += 1.0;
+    }
+    for (uint32_t l = 0; l < nl; l++) {
+        b->idf[l] = log((1.0 + n_docs) / (1.0 + b->idf[l])) + 1.0;
+        if (!(b->levels[l] = cb_strdup(cb_vocab_name(col->levels, l), err))) return CB_ENOMEM;
+    }
+    b->fill = log(1.0 + n_docs) + 1.0;
+    return cb_feat_block_build_vocab(b, err);
+}
+
 /* Blocks for the attribute columns of table t (engineered datasets). */
 static int add_attr_blocks(cb_features *f, fside *s, const cb_table *t, const uint32_t *row_weight,
                            const int *skip_cols, int n_skip, int age_col, cb_error *err) {
@@ -700,6 +765,8 @@ static int add_attr_blocks(cb_features *f, fside *s, const cb_table *t, const ui
                 b->fill = m;
                 b->missing_flag = any_missing || (int)c == age_col;
             }
+        } else if (col->text) {
+            if ((rc = add_text_block(s, col, t->n_rows, err))) return rc;
         } else {
             fblock *b = cb_feat_side_add(s, col->kind == CB_COL_CATEGORICAL ? B_CAT : B_MULTI, col->name, err);
             if (!b) return CB_ENOMEM;
@@ -740,6 +807,7 @@ static bool is_facet_column(const cb_features *f, const cb_dataset *ds, uint32_t
     const cb_table *t = &ds->item_attr;
     if (c >= t->n_cols || t->n_rows != f->n_items) return false;
     const cb_column *col = &t->cols[c];
+    if (col->text) return false;
     if ((int)c == ds->roles.item_genres) return col->kind == CB_COL_MULTI;
     return f->cfg.item_attrs && (col->kind == CB_COL_MULTI || col->kind == CB_COL_CATEGORICAL) &&
            !in_csv_list(f->exclude_cols, col->name);
@@ -1240,6 +1308,9 @@ static int write_attr_from_input(const fside *s, const cb_attr_value *a, float *
         if (b->type == B_RAW) x[b->offset] = isnan(v) ? 0.0f : (float)v;
         else if (b->type == B_AGE_BUCKETS) write_age_bucket(b, v, x);
         else write_num(b, v, x);
+        return CB_OK;
+    case B_TEXT:
+        if (str) text_from_string(b, str, x);
         return CB_OK;
     case B_CAT: case B_MULTI:
         if (!str) {
