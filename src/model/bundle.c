@@ -273,16 +273,73 @@ static int rank_bias_of(cb_bundle *r, const cb_bundle_train_input *in, cb_error 
     return CB_OK;
 }
 
+/* The item columns derived from interactions, with the value a never-rated
+ * item has in each (NAN elsewhere), for item dropout: the columns that change
+ * between a new item with no ratings and one with many. *out = NULL when the
+ * model trains without item dropout. */
+static int item_cold_of(const cb_bundle *r, float **out, cb_error *err) {
+    *out = NULL;
+    if (!(cb_model_config_of(r->model)->item_dropout > 0.0f)) return CB_OK;
+    uint32_t dm = cb_features_item_dim(r->features);
+    float *cold = cb_malloc(2 * (size_t)dm * sizeof *cold, err);
+    if (!cold) return CB_ENOMEM;
+    cb_item_input none = {.year = NAN}, many = {.year = NAN, .rating_count = 1000,
+                                               .rating_mean = cb_features_global_mean(r->features) + 1.0f};
+    int rc = cb_features_new_item(r->features, &none, cold, err);
+    if (!rc) rc = cb_features_new_item(r->features, &many, cold + dm, err);
+    for (uint32_t j = 0; !rc && j < dm; j++)
+        if (cold[j] == cold[dm + j]) cold[j] = NAN;
+    if (rc) free(cold);
+    else *out = cold;
+    return rc;
+}
+
+/* Each user's training items, CSR (the history bag's input): *off [n_users + 1],
+ * *items; both NULL when the model has no history bag. */
+static int history_of(const cb_bundle *r, const cb_bundle_train_input *in, uint32_t **off, uint32_t **items,
+                      cb_error *err) {
+    *off = *items = NULL;
+    if (!cb_model_has_history(r->model)) return CB_OK;
+    *off = cb_calloc((size_t)r->n_users + 2, sizeof **off, err);
+    *items = cb_malloc((in->n_train + 1) * sizeof **items, err);
+    if (!*off || !*items) {
+        free(*off);
+        free(*items);
+        *off = *items = NULL;
+        return CB_ENOMEM;
+    }
+    const cb_rating *rt = in->ds->ratings;
+    for (size_t j = 0; j < in->n_train; j++) (*off)[rt[in->train_idx[j]].user + 2]++;
+    for (uint32_t u = 0; u < r->n_users; u++) (*off)[u + 2] += (*off)[u + 1];
+    for (size_t j = 0; j < in->n_train; j++) (*items)[(*off)[rt[in->train_idx[j]].user + 1]++] = rt[in->train_idx[j]].item;
+    return CB_OK;
+}
+
+int cb_bundle_user_vector(const cb_bundle *r, const float *x, const uint32_t *items, size_t n_items, float *out,
+                          cb_error *err) {
+    if (n_items > UINT32_MAX) return cb_fail(err, CB_EINVAL, "cb_bundle_user_vector: too many history items");
+    uint32_t off[2] = {0, (uint32_t)n_items};
+    return cb_model_user_vectors_hist(r->model, x, 1, off, items, out, err);
+}
+
 /* Train the towers on the tables and refresh vectors; shared by train and resume. */
 static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
     const cb_dataset *ds = in->ds;
     float *X_u = NULL, *X_m = NULL;
     cb_train_result dummy;
     if (!res) res = &dummy;
+    float *item_cold = NULL;
+    uint32_t *h_off = NULL, *h_item = NULL;
     int rc = cb_bundle_tables(r, ds, in->train_idx, in->n_train, &X_u, &X_m, err);
     if (rc) return rc;
+    if ((rc = item_cold_of(r, &item_cold, err)) || (rc = history_of(r, in, &h_off, &h_item, err))) {
+        free(X_u);
+        free(X_m);
+        free(item_cold);
+        return rc;
+    }
     cb_train_data td = {X_u, r->n_users, X_m, r->n_items, ds->ratings, in->train_idx, in->n_train,
-                        in->valid_idx, in->n_valid};
+                        in->valid_idx, in->n_valid, h_off, h_item, item_cold};
     rc = cb_model_train(r->model, &td, in->on_epoch, in->ctx, res, err);
     res->test_loss = res->test_rmse = NAN;
     if (rc == CB_OK && in->n_test)
@@ -297,7 +354,7 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
         for (uint32_t i = 0; !rc && i < r->n_items; i++) ids[i] = i;
         if (!rc) rc = cb_model_item_vectors_ids(r->model, X_m, ids, r->n_items, iv, err);
         free(ids);
-        if (!rc) rc = cb_model_user_vectors(r->model, X_u, r->n_users, uv, err);
+        if (!rc) rc = cb_model_user_vectors_hist(r->model, X_u, r->n_users, h_off, h_item, uv, err);
         if (!rc) {
             r->item_vecs = iv;
             r->user_vecs = uv;
@@ -308,6 +365,9 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
     }
     free(X_u);
     free(X_m);
+    free(item_cold);
+    free(h_off);
+    free(h_item);
     return rc;
 }
 
@@ -353,6 +413,7 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
     mc->user_in = cb_features_user_dim(r->features);
     mc->item_in = cb_features_item_dim(r->features);
     mc->item_ids = mc->item_id_embedding ? cb_dataset_n_items(ds) : 0;
+    mc->history_items = mc->history_dim ? cb_dataset_n_items(ds) : 0;
     if (mc->objective == CB_OBJECTIVE_RATING && mc->loss == CB_LOSS_BCE &&
         (!labels_binary(ds, in->train_idx, in->n_train) || !labels_binary(ds, in->valid_idx, in->n_valid))) {
         rc = cb_fail(err, CB_EINVAL, "loss bce needs labels 0 or 1, and the training ratings have other values "
@@ -419,6 +480,7 @@ int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_res
     c.patience = t->patience;
     c.seed = t->seed;
     c.threads = t->threads;
+    c.item_dropout = t->item_dropout;
     int rc = cb_model_set_train_config(r->model, &c, err);
     if (rc) return rc;
     return fit_and_embed(r, in, res, err);
@@ -441,6 +503,12 @@ static json_t *model_config_json(const cb_model_config *c) {
                      (json_int_t)c->batch_size, "epochs", (json_int_t)c->epochs, "patience", (json_int_t)c->patience,
                      "seed", (json_int_t)c->seed, "threads", c->threads);
     /* the objective's fields (files before them are rating models) */
+    if (j && (json_object_set_new(j, "item_dropout", json_real((double)c->item_dropout)) ||
+              json_object_set_new(j, "history_dim", json_integer(c->history_dim)) ||
+              json_object_set_new(j, "history_items", json_integer(c->history_items)))) {
+        json_decref(j);
+        return NULL;
+    }
     if (j && json_object_update_new(j, json_pack("{s:s,s:f,s:b,s:f,s:f,s:b,s:I,s:b}", "objective",
                                                  cb_objective_name(c->objective), "temperature",
                                                  (double)c->temperature, "logq", c->logq, "rating_weight",
@@ -505,14 +573,19 @@ static int model_config_from_json(cb_model_config *c, json_t *j) {
     c->seed = (uint64_t)seed;
     c->threads = threads;
     const char *objective = "rating";
-    double temp = c->temperature, rw = c->rating_weight, prior = 0.0;
+    double temp = c->temperature, rw = c->rating_weight, prior = 0.0, drop = 0.0;
     int logq = c->logq, id_emb = 0, split = 0;
-    json_int_t item_ids = 0;
-    if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F,s?b,s?I,s?b}", "objective", &objective, "temperature", &temp, "logq",
-                    &logq, "rating_weight", &rw, "popularity_prior", &prior, "item_id_embedding", &id_emb, "item_ids",
-                    &item_ids, "split_heads", &split) ||
-        cb_objective_parse(objective, &c->objective) || item_ids < 0 || item_ids > INT32_MAX)
+    json_int_t item_ids = 0, hist_dim = 0, hist_items = 0;
+    if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F,s?b,s?I,s?b,s?F,s?I,s?I}", "objective", &objective, "temperature", &temp,
+                    "logq", &logq, "rating_weight", &rw, "popularity_prior", &prior, "item_id_embedding", &id_emb,
+                    "item_ids", &item_ids, "split_heads", &split, "item_dropout", &drop, "history_dim", &hist_dim,
+                    "history_items", &hist_items) ||
+        cb_objective_parse(objective, &c->objective) || item_ids < 0 || item_ids > INT32_MAX || !(drop >= 0.0) ||
+        drop > 1.0 || hist_dim < 0 || hist_dim > 65536 || hist_items < 0 || hist_items > INT32_MAX)
         return -1;
+    c->history_dim = (uint32_t)hist_dim;
+    c->history_items = (uint32_t)hist_items;
+    c->item_dropout = (float)drop;
     c->item_id_embedding = id_emb;
     c->item_ids = (uint32_t)item_ids;
     c->split_heads = split;

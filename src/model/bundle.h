@@ -20,7 +20,8 @@
 #include "base/st.h"
 
 #define CB_BUNDLE_FORMAT "cbrec-model"
-#define CB_BUNDLE_FORMAT_VERSION 1
+#define CB_BUNDLE_FORMAT_VERSION 2 /* 2: the user tower may take a history bag (older cbrec refuse
+                                      these files by their version; version 1 files still load) */
 #define CB_BUNDLE_TOP_LIST 100 /* length of each precomputed retrieval list */
 
 /* A categorical user attribute kept for "popular among users like you". */
@@ -128,6 +129,11 @@ float cb_bundle_rank_of_dot(const cb_bundle *r, float dot, float bias);
 void cb_bundle_rank_part(const cb_bundle *r, uint32_t *off, uint32_t *len);
 /* rank scores of every item for one user vector: scores [n_items] (BLAS). */
 void cb_bundle_rank_scores(const cb_bundle *r, const float *user_vec, float *scores);
+
+/* The vector of a user known by a feature row x and a history (the items they
+ * rated, items[0..n_items)); models without a history bag ignore the history. */
+int cb_bundle_user_vector(const cb_bundle *r, const float *x, const uint32_t *items, size_t n_items, float *out,
+                          cb_error *err);
 
 /* Feature rows of the dataset's users/items the recommender was trained on
  * (for evaluation): X_u from the training ratings; caller frees. */

@@ -191,7 +191,7 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
         cb_user_input in = {attrs, n_attrs, ir, p->n_ratings, gp, p->n_prefs};
         rc = cb_rec_with_source(cb_features_new_user(r->features, &in, x, err), source, err);
     }
-    if (!rc) rc = cb_model_user_vectors(r->model, x, 1, p->vec, err);
+    if (!rc) rc = cb_bundle_user_vector(r, x, p->items, p->n_ratings, p->vec, err); /* with the history bag */
     /* the user's level of each categorical attribute, for "popular with users like you" */
     for (size_t a = 0; !rc && a < n_attrs; a++)
         for (uint32_t g = 0; g < r->n_groups; g++)
