@@ -354,6 +354,18 @@ static int schema_check(const schema *s, size_t n_lines, cb_error *err) {
             return cb_fail(err, CB_EPARSE, "%s:%zu: %s needs a '%s.columns = id,...' line", s->path, fs->file_line,
                            i ? "users" : "items", i ? "users" : "items");
     }
+    for (int i = 0; i < 2; i++) { /* vocabulary keys name a declared categorical, multi or text column */
+        const filespec *fs = i ? &s->users : &s->items;
+        for (size_t v = 0; v < fs->n_vocab; v++) {
+            bool ok = false;
+            for (size_t c = 0; c < fs->n_cols; c++)
+                ok |= !strcmp(fs->cols[c].name, fs->vocab[v].col) &&
+                      (fs->cols[c].kind == K_CATEGORICAL || fs->cols[c].kind == K_MULTI || fs->cols[c].kind == K_TEXT);
+            if (!ok)
+                return cb_fail(err, CB_EPARSE, "%s:%zu: '%s' is not a categorical, multi or text column of %s.columns",
+                               s->path, fs->vocab[v].line, fs->vocab[v].col, i ? "users" : "items");
+        }
+    }
     if (s->ratings.cols && s->implicit >= 0) {
         bool has_rating = false;
         for (size_t i = 0; i < s->ratings.n_cols; i++) has_rating |= s->ratings.cols[i].kind == K_RATING;
@@ -674,8 +686,11 @@ static int vocab_apply(cb_column *col, uint32_t n_rows, const vocabspec *v, cb_e
 static int apply_column_specs(cb_dataset *ds, const char *schema_path, const filespec *fs, bool is_items, cb_error *err) {
     cb_table *t = is_items ? &ds->item_attr : &ds->user_attr;
     for (size_t i = 0; i < fs->n_cols; i++) {
-        int c = fs->cols[i].kind == K_MULTI ? cb_table_find(t, fs->cols[i].name) : -1;
-        if (c >= 0) snprintf(t->cols[c].sep, sizeof t->cols[c].sep, "%s", fs->cols[i].sep);
+        int c = fs->cols[i].table_col >= 0 ? cb_table_find(t, fs->cols[i].name) : -1;
+        if (c < 0 || t->cols[c].kind == CB_COL_NUMERIC) continue;
+        if (fs->cols[i].kind == K_MULTI) snprintf(t->cols[c].sep, sizeof t->cols[c].sep, "%s", fs->cols[i].sep);
+        /* the schema controls this vocabulary: all values unless it says otherwise */
+        t->cols[c].n_values_seen = cb_vocab_size(t->cols[c].levels);
     }
     for (size_t i = 0; i < fs->n_vocab; i++) {
         int c = cb_table_find(t, fs->vocab[i].col);

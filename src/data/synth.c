@@ -569,7 +569,7 @@ static int write_schema(const cb_dataset *ds, const char *dir, cb_error *err) {
     fprintf(fp, "ratings.columns = userId:user, movieId:item, rating:rating, timestamp:timestamp\n");
     if (ds->y_min < ds->y_max) fprintf(fp, "rating.range = %.9g,%.9g\n", ds->y_min, ds->y_max);
     fprintf(fp, "items = movies.csv\nitems.header = yes\n");
-    fprintf(fp, "items.columns = movieId:id, title:title, genres:multi(|)\n");
+    fprintf(fp, "items.columns = movieId:id, title:title, genres:multi(|)\nitems.year_from_title = yes\n");
     const cb_table *t = &ds->user_attr;
     if (t->n_cols) {
         fprintf(fp, "users = users.csv\nusers.header = yes\nusers.columns = userId:id");

@@ -831,36 +831,35 @@ static int facet_add(cb_features *f, const cb_column *col, cb_error *err) {
 }
 
 /* Values of one facet column: every level of the genre column (as before
- * facets existed); of the others, the levels some training-rated item has.
- * map[level] receives the value index (CB_MISSING when not kept). */
+ * facets existed); of the others, the levels some training-rated item has —
+ * all of them when a schema controls the column's vocabulary (generic
+ * layout), else (MovieLens tags) the max_multi_levels / max_cat_levels most
+ * frequent. map[level] receives the value index (CB_MISSING when not kept). */
 static int facet_values(cb_features *f, const cb_column *col, bool all_levels, const uint32_t *item_w,
                         uint32_t *map, cb_error *err) {
     uint32_t nl = cb_vocab_size(col->levels);
-    for (uint32_t l = 0; l < nl; l++) map[l] = all_levels ? 0 : CB_MISSING;
-    for (uint32_t i = 0; i < f->n_items && !all_levels; i++) {
-        if (!item_w[i]) continue;
-        if (col->kind == CB_COL_CATEGORICAL) {
-            if (col->cat[i] < nl) map[col->cat[i]] = 0;
-        } else {
-            for (uint32_t k = col->off[i]; k < col->off[i + 1]; k++)
-                if (col->val[k] < nl) map[col->val[k]] = 0;
-        }
-    }
-    uint32_t n_new = 0;
-    for (uint32_t l = 0; l < nl; l++) n_new += map[l] == 0;
-    char **g = cb_realloc_array(f->genres, (size_t)f->n_genres + n_new + 1, sizeof *g, err);
+    fblock kept = {.col = col->name};
+    uint32_t cap = col->n_values_seen ? UINT32_MAX
+                   : col->kind == CB_COL_CATEGORICAL ? f->cfg.max_cat_levels : f->cfg.max_multi_levels;
+    int rc = all_levels ? CB_OK : choose_levels(&kept, col, item_w, f->n_items, cap, err);
+    uint32_t n_new = all_levels ? nl : kept.n_levels;
+    char **g = rc ? NULL : cb_realloc_array(f->genres, (size_t)f->n_genres + n_new + 1, sizeof *g, err);
     if (g) f->genres = g;
     uint32_t *vf = g ? cb_realloc_array(f->value_facet, (size_t)f->n_genres + n_new + 1, sizeof *vf, err) : NULL;
-    if (!vf) return CB_ENOMEM;
-    f->value_facet = vf;
-    for (uint32_t l = 0; l < nl; l++) {
-        if (map[l] == CB_MISSING) continue;
+    if (vf) f->value_facet = vf;
+    rc = rc ? rc : vf ? CB_OK : CB_ENOMEM;
+    for (uint32_t l = 0; l < nl && !rc; l++) {
+        const char *name = cb_vocab_name(col->levels, l);
+        map[l] = CB_MISSING;
+        if (!all_levels && cb_vocab_find(kept.vocab, name, strlen(name)) < 0) continue;
         map[l] = f->n_genres;
         vf[f->n_genres] = f->n_facets - 1;
-        if (!(g[f->n_genres] = cb_strdup(cb_vocab_name(col->levels, l), err))) return CB_ENOMEM;
-        f->n_genres++;
+        if (!(g[f->n_genres] = cb_strdup(name, err))) rc = CB_ENOMEM;
+        else f->n_genres++;
     }
-    return CB_OK;
+    cb_feat_free_strv(kept.levels, kept.n_levels);
+    cb_vocab_free(kept.vocab);
+    return rc;
 }
 
 /* Engineered datasets: the facets and every item's values (CSR over items,

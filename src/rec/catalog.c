@@ -3,6 +3,7 @@
  * embedding of a new item described by JSON (with the shared JSON attribute
  * reader used by profiles too). */
 #include "rec/recommend.h"
+#include "data/textutil.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -187,7 +188,7 @@ const float *cb_rec_item_vec(const cb_recommender *rec, uint32_t item) {
  * without that article. */
 static void title_forms(const char *title, char forms[4][512]) {
     snprintf(forms[0], 512, "%s", title);
-    for (char *p = forms[0]; *p; p++) *p = (char)tolower((unsigned char)*p);
+    cb_utf8_fold(forms[0]); /* Unicode-aware: "über" finds "Über" */
     memcpy(forms[1], forms[0], 512);
     size_t n = strlen(forms[1]);
     while (n && forms[1][n - 1] == ' ') forms[1][--n] = 0;
