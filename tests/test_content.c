@@ -197,6 +197,14 @@ static void unknown_values(void **state) {
     assert_true(noted);
     cb_list_free(l);
     l = NULL;
+    /* a catalog without genres: genre_ratings names a tag */
+    snprintf(json, sizeof json, "{\"genre_ratings\": {\"%s\": 5}}", t1);
+    if (cb_recommender_recommend(f->rec, NULL, json, NULL, &l, &err)) fail_msg("%s", err.msg);
+    size_t hits = 0;
+    for (size_t i = 0; i < cb_list_size(l); i++) hits += class_of(f, cb_list_item_id(l, i)) == 0;
+    assert_true(hits >= 8);
+    cb_list_free(l);
+    l = NULL;
     snprintf(json, sizeof json, "{\"strict\": true, \"preferences\": {\"tags\": {\"no-such-tag\": 5}}}");
     assert_int_not_equal(cb_recommender_recommend(f->rec, NULL, json, NULL, &l, &err), CB_OK);
     assert_non_null(strstr(err.msg, "no-such-tag"));

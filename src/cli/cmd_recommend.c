@@ -362,8 +362,9 @@ int cmd_recommend(int argc, char **argv) {
     const cli_opt opts[] = {
         {"model", 'm', "FILE", "the model file (cbrec train)", &a.model, NULL},
         {"user", 'u', "ID", "a known user", &a.user, NULL},
-        {"new-user", 0, "FILE", "a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"ratings\": {\"260\": 5}, "
-                                "\"<user column>\": value} (all optional)", &a.new_user, NULL},
+        {"new-user", 0, "FILE", "a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"preferences\": {\"tags\": "
+                                "{\"jazz\": 5}}, \"ratings\": {\"260\": 5}, \"<user column>\": value, \"strict\": "
+                                "true} (all optional; strict: unknown values are errors, not notes)", &a.new_user, NULL},
         {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL},
         {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL},
         {"table", 0, "TABLE", "table from `cbrec precompute` or `cbrec add-item` (its added items are recommended too)", &a.table, NULL},

@@ -104,6 +104,18 @@ static int profile_preferences(cb_profile *p, const cb_bundle *r, const json_t *
     return CB_OK;
 }
 
+/* A "genre_ratings" name: a genre, else a value of exactly one other content
+ * column (a catalog without genres: {"genre_ratings": {"jazz": 5}} means its tag). */
+static int genre_or_value(const cb_features *f, const char *name) {
+    int g = cb_features_genre_find(f, name), found = -1;
+    for (uint32_t k = 0; g < 0 && k < cb_features_n_facets(f); k++) {
+        int64_t v = cb_features_facet_is_genre(f, k) ? -1 : cb_features_value_find(f, k, name, strlen(name));
+        if (v >= 0 && found >= 0) return -1; /* ambiguous */
+        if (v >= 0) found = (int)v;
+    }
+    return g >= 0 ? g : found;
+}
+
 /* How many preference entries "preferences" can give (values split on separators, at most 64 each). */
 static size_t count_preferences(const json_t *prefs) {
     size_t n = 0;
@@ -168,7 +180,7 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
     }
     json_object_foreach(genres, key, v) {
         if (rc) break;
-        int g = cb_features_genre_find(r->features, key);
+        int g = genre_or_value(r->features, key);
         double y = json_is_number(v) ? json_number_value(v) : NAN;
         if (g < 0) {
             char known[300] = "";
@@ -180,7 +192,13 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
             rc = cb_fail(err, CB_EINVAL, "%s: \"genre_ratings\": the rating of '%s' must be a number in [%g, %g]",
                          source, key, (double)r->y_min, (double)r->y_max);
         } else {
-            gp[p->n_prefs] = (cb_genre_pref){key, (float)y};
+            char buf[1024];
+            const char *vk = cb_features_value_key(r->features, (uint32_t)g, buf, sizeof buf);
+            if (!vk || !(keys[p->n_prefs] = cb_strdup(vk, err))) {
+                rc = vk ? CB_ENOMEM : cb_fail(err, CB_EINVAL, "%s: genre name too long", source);
+                break;
+            }
+            gp[p->n_prefs] = (cb_genre_pref){keys[p->n_prefs], (float)y};
             p->pref_genres[p->n_prefs] = (uint32_t)g;
             p->pref_ys[p->n_prefs++] = (float)y;
         }
