@@ -369,6 +369,16 @@ CB_API int cb_recommender_set_search(cb_recommender *rec, cb_search_mode mode, s
 /* 1 when catalog searches currently use the index, else 0. */
 CB_API int cb_recommender_search_is_approximate(const cb_recommender *rec);
 
+/* ---- content columns (issue 12): every categorical / multi-valued item
+ * column (genres, tags, brand...) is first-class: per-value user preferences,
+ * a retrieval source with reasons naming the column and value, and the
+ * new-user form {"preferences": {"tags": {"jazz": 5}, "brand": {"Acme": 4}}}.
+ * Values the model does not know, in a new item's or a new user's JSON, are
+ * remarks (the list's notes for a user; this call for an item) or errors when
+ * the JSON says "strict": true. Remarks of the last cb_recommender_add_item,
+ * "" when none; owned by rec, valid until the next add. */
+CB_API const char *cb_recommender_add_item_note(const cb_recommender *rec);
+
 /* ---- results */
 typedef struct cb_list cb_list;  /* a ranked list of items with scores and reasons */
 /* Getters take the rank i (0 = best) and return NULL / NAN / 0 out of range. A

@@ -218,6 +218,8 @@ int cmd_add_item(int argc, char **argv) {
         fprintf(stderr, "cbrec %s: %s: %s\n", cmd, item_json, err.msg);
         goto done;
     }
+    if (*cb_recommender_add_item_note(rec))
+        fprintf(stderr, "cbrec %s: warning: %s: %s\n", cmd, item_json, cb_recommender_add_item_note(rec));
     size_t k = cb_recommender_table_k(rec) < 10 ? cb_recommender_table_k(rec) : 10;
     if (k == 0) { /* no neighbour lists: nothing to show but the item */
         fprintf(stderr, "wrote %s: added item %s (an added-items file without similar-items lists; for `similar`, "
@@ -379,8 +381,9 @@ int cmd_recommend(int argc, char **argv) {
     const cli_opt opts[] = {
         {"model", 'm', "FILE", "the model file (cbrec train)", &a.model, NULL},
         {"user", 'u', "ID", "a known user", &a.user, NULL},
-        {"new-user", 0, "FILE", "a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"ratings\": {\"260\": 5}, "
-                                "\"<user column>\": value} (all optional)", &a.new_user, NULL},
+        {"new-user", 0, "FILE", "a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"preferences\": {\"tags\": "
+                                "{\"jazz\": 5}}, \"ratings\": {\"260\": 5}, \"<user column>\": value, \"strict\": "
+                                "true} (all optional; strict: unknown values are errors, not notes)", &a.new_user, NULL},
         {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL},
         {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL},
         {"table", 0, "TABLE", "table from `cbrec precompute` or `cbrec add-item` (its added items are recommended too)", &a.table, NULL},

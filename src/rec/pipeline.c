@@ -493,7 +493,7 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
     if (p->note[0]) rc = cb_rec_push_str(&res->notes, &res->n_notes, err, "%s", p->note);
     if (!rc && stated)
         rc = cb_rec_push_str(&res->notes, &res->n_notes, err,
-                             "candidates from your stated genres only: with no ratings yet, the taste vector "
+                             "candidates from your stated preferences only: with no ratings yet, the taste vector "
                              "alone would return the catalog's most popular items");
     size_t n_all = cb_recommender_item_count(rec);
     if (!rc && n > n_all) {

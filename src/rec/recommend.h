@@ -90,9 +90,11 @@ void cb_recommend_table_free(cb_recommend_table *t); /* zeroes; NULL is a no-op 
 /* Embed a new item described by JSON: {"id": "x1", "title": "T (2024)",
  * "year": 2024, "genres": ["Adventure", ...], "rating_count": 0,
  * "rating_mean": 4.1, <other item columns>: value}. Only "id" is required.
- * Writes vec[dim]; *id and *title (title may be NULL) are malloc'd for the caller. */
+ * Writes vec[dim]; *id and *title (title may be NULL) are malloc'd for the caller.
+ * Values of content columns the model does not know: a remark in notes
+ * (notes_size bytes, may be NULL), or an error when the JSON says "strict": true. */
 int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *source, float *vec, char **id,
-                            char **title, cb_error *err);
+                            char **title, char *notes, size_t notes_size, cb_error *err);
 
 /* ---- the recommender (the public cb_recommender of include/cbrec.h): one
  * handle owning (or borrowing) the model, the optional similar-items table
@@ -109,6 +111,7 @@ struct cb_recommender {
     cb_hnsw *ann;            /* approximate index over r->item_vecs, or NULL (ann.c) */
     cb_search_mode search_mode;
     size_t ann_ef;           /* 0 = hnsw's default */
+    char add_note[512];      /* remarks of the last cb_recommender_add_item ("" when none) */
 };
 
 /* ---- ann.c: the one dispatch of catalog searches over the model's items:

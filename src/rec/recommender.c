@@ -288,7 +288,9 @@ CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, siz
     char *id = NULL, *title = NULL, *genres = NULL;
     cb_attr_value a;
     json_t *jg = json_object_get(j, "genres");
-    int rc = vec ? cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, err) : CB_ENOMEM;
+    h->add_note[0] = '\0';
+    int rc = vec ? cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, h->add_note, sizeof h->add_note, err)
+                 : CB_ENOMEM;
     if (!rc && json_array_size(jg)) rc = cb_rec_json_attr(&a, "genres", jg, &genres, "new item JSON", err);
     if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, genres, vec, err);
     if (!rc && item) *item = cb_recommender_item_count(h) - 1;
@@ -299,6 +301,8 @@ CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, siz
     free(genres);
     return rc;
 }
+
+CB_API const char *cb_recommender_add_item_note(const cb_recommender *h) { return h ? h->add_note : ""; }
 
 /* ---- similar and recommend */
 
