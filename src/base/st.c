@@ -339,16 +339,17 @@ int cb_st_open(cb_st **out, const char *path, const char *format, int max_versio
         return CB_ENOMEM;
     }
     int rc = CB_OK;
-    int fd = open(path, O_RDONLY);
+    int fd;
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        rc = cb_fail(err, CB_EIO, "%s: cannot open: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
+    if ((rc = cb_open_input(&fd, path, "cbrec file", err))) goto fail;
+    if (fstat(fd, &sb) != 0) {
+        rc = cb_fail(err, CB_EIO, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
         goto fail;
     }
-    if (!S_ISREG(sb.st_mode) || sb.st_size < 8) {
+    if (sb.st_size < 8) {
         close(fd);
-        rc = cb_fail(err, CB_EFORMAT, "%s: not a cbrec file (too short or not a regular file)", path);
+        rc = cb_fail(err, CB_EFORMAT, "%s: not a cbrec file (%lld bytes: too short)", path, (long long)sb.st_size);
         goto fail;
     }
     st->map_len = (size_t)sb.st_size;

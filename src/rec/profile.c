@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CB_PROFILE_MAX_BYTES (16u << 20) /* a new-user file is a few lines of JSON */
+
 void cb_recommend_profile_free(cb_profile *p) {
     if (!p) return;
     free(p->vec);
@@ -150,15 +152,15 @@ static int json_error_fail(const json_error_t *je, const char *source, cb_error 
 
 int cb_recommend_profile_file(cb_profile *p, const cb_bundle *r, const char *path, cb_error *err) {
     memset(p, 0, sizeof *p);
+    char *text;
+    size_t len;
+    int rc = cb_read_small_file(path, &text, &len, CB_PROFILE_MAX_BYTES, err);
+    if (rc) return rc;
     json_error_t je;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!j) {
-        FILE *f = fopen(path, "rb");
-        if (!f) return cb_fail(err, CB_EIO, "%s: cannot open the new-user file", path);
-        fclose(f);
-        return json_error_fail(&je, path, err);
-    }
-    int rc = cb_recommend_profile_json(p, r, j, path, err);
+    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!j) return json_error_fail(&je, path, err);
+    rc = cb_recommend_profile_json(p, r, j, path, err);
     json_decref(j);
     return rc;
 }
