@@ -330,7 +330,7 @@ static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a
     if (a->new_user && !(json = read_json_file(cmd, a->new_user))) return CLI_ERROR;
     if (cb_recommender_recommend(rec, a->user, json, cfg, &l, &err)) {
         status = CLI_ERROR;
-        if (json && err.code == CB_EPARSE && !strncmp(err.msg, "new-user JSON", 13))
+        if (json && !strncmp(err.msg, "new-user JSON", 13))
             fprintf(stderr, "cbrec %s: %s%s\n", cmd, a->new_user, err.msg + 13);
         else cli_error(cmd, &err);
     } else {

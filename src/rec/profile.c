@@ -126,9 +126,12 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
     }
     if (!rc) {
         cb_user_input in = {attrs, n_attrs, ir, p->n_ratings, gp, p->n_prefs};
-        rc = cb_rec_with_source(cb_features_new_user(r->features, &in, x, err), source, err);
+        rc = cb_features_check_input(r->features, true, attrs, n_attrs, NAN, err);
+        if (!rc) rc = cb_features_new_user(r->features, &in, x, err);
+        rc = cb_rec_with_source(rc, source, err);
     }
     if (!rc) rc = cb_model_user_vectors(r->model, x, 1, p->vec, err);
+    if (!rc) rc = cb_rec_with_source(cb_bundle_check_vector(r, p->vec, true, err), source, err);
     /* the user's level of each categorical attribute, for "popular with users like you" */
     for (size_t a = 0; !rc && a < n_attrs; a++)
         for (uint32_t g = 0; g < r->n_groups; g++)
