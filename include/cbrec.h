@@ -471,6 +471,15 @@ CB_API int cb_recommender_user_rating(const cb_recommender *rec, size_t user, si
  * (deterministic): xy [cb_recommender_item_count x 2], caller-allocated. */
 CB_API int cb_recommender_project_2d(const cb_recommender *rec, float *xy, cb_error *err);
 
+/* ---- input and output files [shared]. Every file cbrec reads goes through one
+ * check: a path that is not a regular file (a FIFO, a directory, a device) is
+ * refused at once, never blocks. Writes are atomic (temporary + rename). */
+/* Read a whole regular file (at most max_len bytes, else CB_EPARSE) into a
+ * NUL-terminated buffer the caller frees with free(); *len may be NULL. */
+CB_API int cb_file_read(const char *path, size_t max_len, char **text_out, size_t *len, cb_error *err);
+/* CB_OK when a file can be written at `path` (checked before long work). */
+CB_API int cb_file_check_writable(const char *path, cb_error *err);
+
 #ifdef __cplusplus
 }
 #endif

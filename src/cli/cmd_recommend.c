@@ -176,23 +176,13 @@ static const char *add_item_usage =
     "Either way `cbrec recommend --table TABLE2` can recommend it and `cbrec similar --table TABLE2`\n"
     "shows it. FILE: {\"id\": \"x1\", \"title\": \"T (2024)\", \"genres\": [\"Adventure\"], ...}\n";
 
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0, got;
-    char *s = malloc(cap + 1);
-    while (s && (got = fread(s + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *t = realloc(s, 2 * cap + 1);
-            if (!t) free(s);
-            s = t;
-            cap *= 2;
-        }
-    }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
+/* A user-given JSON file (--item-json, --new-user): regular files only, at
+ * most 16 MB; NULL after printing why. */
+static char *read_json_file(const char *cmd, const char *path) {
+    char *text = NULL;
+    cb_error err;
+    if (cb_file_read(path, 16u << 20, &text, NULL, &err)) cli_error(cmd, &err);
+    return text;
 }
 
 int cmd_add_item(int argc, char **argv) {
@@ -210,8 +200,8 @@ int cmd_add_item(int argc, char **argv) {
     cb_list *l = NULL;
     int status = CLI_ERROR;
     size_t item;
-    char *text = read_file(item_json);
-    if (!text) return cli_fail(CLI_ERROR, cmd, "%s: cannot read the item file", item_json);
+    char *text = read_json_file(cmd, item_json);
+    if (!text) return CLI_ERROR;
     cb_recommender *rec = open_rec(cmd, model, table);
     if (!rec) goto done;
     if (cb_recommender_add_item(rec, text, &item, &err) || cb_recommender_save_table(rec, out, &err)) {
@@ -295,25 +285,30 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
     *out = NULL;
     *n_out = 0;
     if (!strcmp(spec, "all")) return *n_out = cb_recommender_user_count(rec), CLI_OK;
-    FILE *f = fopen(spec, "r");
-    if (!f) return cli_fail(CLI_ERROR, cmd, "%s: cannot open the user list", spec);
+    char *text = NULL, *save = NULL;
+    cb_error err;
+    if (cb_file_read(spec, (size_t)64 << 20, &text, NULL, &err)) return cli_error(cmd, &err);
     size_t cap = 64, *users = malloc(cap * sizeof *users);
-    char line[512];
     int status = users ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
-    for (size_t lineno = 1; !status && fgets(line, sizeof line, f); lineno++) {
-        line[strcspn(line, "\r\n")] = 0;
+    size_t lineno = 0;
+    for (char *p = text, *line; !status && p; p = save) {
+        line = p;
+        save = strchr(p, '\n');
+        if (save) *save++ = 0;
+        lineno++;
+        line[strcspn(line, "\r")] = 0;
         if (!line[0] || line[0] == '#') continue;
         size_t u = 0;
-        cb_error err;
         if (cb_recommender_find_user(rec, line, &u, &err))
-            status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%s'", spec, lineno, line);
+            status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%.80s%s'", spec, lineno, line,
+                              strlen(line) > 80 ? "..." : "");
         else {
             size_t *grown = n == cap ? realloc(users, (cap *= 2) * sizeof *users) : users;
             if (!grown) status = cli_fail(CLI_ERROR, cmd, "out of memory");
             else (users = grown)[n++] = u;
         }
     }
-    fclose(f);
+    free(text);
     if (status) free(users);
     else *out = users, *n_out = n;
     return status;
@@ -352,11 +347,10 @@ static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a
     cb_list *l = NULL;
     char *json = NULL;
     int status = CLI_OK;
-    if (a->new_user && !(json = read_file(a->new_user)))
-        return cli_fail(CLI_ERROR, cmd, "%s: cannot open the new-user file", a->new_user);
+    if (a->new_user && !(json = read_json_file(cmd, a->new_user))) return CLI_ERROR;
     if (cb_recommender_recommend(rec, a->user, json, cfg, &l, &err)) {
         status = CLI_ERROR;
-        if (json && err.code == CB_EPARSE && !strncmp(err.msg, "new-user JSON", 13))
+        if (json && !strncmp(err.msg, "new-user JSON", 13))
             fprintf(stderr, "cbrec %s: %s%s\n", cmd, a->new_user, err.msg + 13);
         else cli_error(cmd, &err);
     } else {

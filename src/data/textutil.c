@@ -71,31 +71,6 @@ bool cb_ieq(const char *s, size_t len, const char *lit) {
     return true;
 }
 
-int cb_read_small_file(const char *path, char **out, size_t *len, size_t max_len, cb_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cb_fail(err, CB_EIO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = cb_malloc(max_len + 1, err);
-    if (!buf) {
-        fclose(f);
-        return CB_ENOMEM;
-    }
-    size_t n = fread(buf, 1, max_len + 1, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return cb_fail(err, CB_EIO, "%s: read error", path);
-    }
-    if (n > max_len) {
-        free(buf);
-        return cb_fail(err, CB_EPARSE, "%s:1: file too large (more than %zu bytes)", path, max_len);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return CB_OK;
-}
-
 const char *cb_zip_region(const char *zip, size_t len) {
     static const char *const regions[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
     /* 5 digits, optionally followed by "-dddd" (ZIP+4). */

@@ -79,8 +79,6 @@ slow:;
 }
 /* Case-insensitive ASCII equality of [s, s+len) with the NUL-terminated `lit`. */
 bool cb_ieq(const char *s, size_t len, const char *lit);
-/* Read an entire small text file (schema, header files). *len excludes the added NUL. */
-int cb_read_small_file(const char *path, char **out, size_t *len, size_t max_len, cb_error *err);
 /* US region from a zip code: "0".."9" for a 5-digit (or ZIP+4) US zip, "other" otherwise. */
 const char *cb_zip_region(const char *zip, size_t len);
 

@@ -180,6 +180,15 @@ int cb_features_new_item(const cb_features *f, const cb_item_input *in, float *x
 int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, bool strict, char *notes,
                                  size_t notes_size, float *x, cb_error *err);
 
+/* The range check of user-given numbers (features_range.c): every numeric
+ * attribute of attrs (and, for an item, `year`; NAN = none) must lie within
+ * 20 fitted standard deviations of the fitted mean (ages: 0..150), else
+ * CB_EINVAL naming the attribute, its value and the accepted range. Callers
+ * that take user input (new-user and add-item JSON) run it before
+ * cb_features_new_user / cb_features_new_item; training rows are not checked. */
+int cb_features_check_input(const cb_features *f, bool user, const cb_attr_value *attrs, size_t n_attrs, double year,
+                            cb_error *err);
+
 /* ---- Cold users (no training ratings): rewrite their rows of X_u
  * [n_users x user_dim] (has[u] = 0 marks them) so that the attribute columns
  * stay and each rating-derived column (rating_count, rating_mean, genre_avg,

@@ -2,6 +2,7 @@
 #include "model/bundle.h"
 
 #include <cblas.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -750,8 +751,115 @@ static int load_towers(cb_bundle *r, cb_model_config *cfg, json_t *mc, cb_error 
     return rc;
 }
 
+/* ---- post-load validation: one table, one row per field of the model file.
+ * The checksum stops accidents; these rows stop a file that is well formed but
+ * whose contents would make garbage (NaN vectors, an empty fingerprint, an
+ * inverted rating range). Each row returns NULL or why the field is bad (into
+ * why[size]); add a row when you add a field. */
+typedef const char *(*bundle_check_fn)(const cb_bundle *r, char *why, size_t size);
+
+/* First non-finite value of a float array, or SIZE_MAX. */
+static size_t first_non_finite(const float *a, size_t n) {
+    for (size_t i = 0; a && i < n; i++)
+        if (!isfinite(a[i])) return i;
+    return SIZE_MAX;
+}
+
+static const char *finite_or_why(const char *name, const float *a, size_t n, size_t row_len, char *why, size_t size) {
+    size_t bad = first_non_finite(a, n);
+    if (bad == SIZE_MAX) return NULL;
+    if (row_len > 1) snprintf(why, size, "tensor '%s' has a non-finite value (%g) in row %zu", name, (double)a[bad], bad / row_len);
+    else snprintf(why, size, "tensor '%s' has a non-finite value (%g) at %zu", name, (double)a[bad], bad);
+    return why;
+}
+
+static const char *check_info(const cb_bundle *r, char *why, size_t size) {
+    if (!isfinite(r->y_min) || !isfinite(r->y_max) || r->y_min > r->y_max)
+        return snprintf(why, size, "info: bad rating range y_min=%g, y_max=%g", (double)r->y_min, (double)r->y_max), why;
+    if (r->binary && (r->y_min < 0.0f || r->y_max > 1.0f))
+        return snprintf(why, size, "info: binary labels but range [%g, %g]", (double)r->y_min, (double)r->y_max), why;
+    if (!r->dataset) return snprintf(why, size, "info: no dataset name"), why;
+    return NULL;
+}
+
+static const char *check_fingerprint(const cb_bundle *r, char *why, size_t size) {
+    if (!r->fingerprint || !r->fingerprint[0]) return snprintf(why, size, "metadata 'fingerprint' is missing or empty"), why;
+    for (const char *c = r->fingerprint; *c; c++)
+        if (!isxdigit((unsigned char)*c)) return snprintf(why, size, "metadata 'fingerprint' is not hexadecimal"), why;
+    return NULL;
+}
+
+static const char *check_sizes(const cb_bundle *r, char *why, size_t size) {
+    if (r->dim == 0) return snprintf(why, size, "the towers have no output units"), why;
+    if (r->n_items == 0) return snprintf(why, size, "the model has no items"), why;
+    return NULL;
+}
+
+static const char *check_vectors(const cb_bundle *r, char *why, size_t size) {
+    const char *w = finite_or_why("item_vectors", r->item_vecs, (size_t)r->n_items * r->dim, r->dim, why, size);
+    if (!w) w = finite_or_why("user_vectors", r->user_vecs, (size_t)r->n_users * r->dim, r->dim, why, size);
+    if (!w) w = finite_or_why("rank_bias", r->rank_bias, r->rank_bias ? r->n_items : 0, 1, why, size);
+    if (!w && r->seen_off) w = finite_or_why("seen.ratings", r->seen_y, (size_t)r->seen_off[r->n_users], 1, why, size);
+    return w;
+}
+
+static const char *check_towers(const cb_bundle *r, char *why, size_t size) {
+    size_t nt = r->model ? cb_model_n_tensors(r->model) : 0;
+    for (size_t i = 0; i < nt; i++) {
+        cb_tensor t;
+        cb_model_tensor(r->model, i, &t);
+        char name[48];
+        snprintf(name, sizeof name, "tower.%s", t.name);
+        size_t n = (size_t)t.shape[0] * (t.ndim > 1 ? t.shape[1] : 1);
+        if (finite_or_why(name, t.data, n, t.ndim > 1 ? t.shape[1] : 1, why, size)) return why;
+    }
+    return NULL;
+}
+
+static const char *check_seen_ratings(const cb_bundle *r, char *why, size_t size) {
+    size_t n = r->seen_off ? (size_t)r->seen_off[r->n_users] : 0;
+    for (size_t j = 0; j < n; j++)
+        if (r->seen_y[j] < r->y_min - 1e-3f || r->seen_y[j] > r->y_max + 1e-3f)
+            return snprintf(why, size, "tensor 'seen.ratings' holds %g, outside the model's range [%g, %g]",
+                            (double)r->seen_y[j], (double)r->y_min, (double)r->y_max), why;
+    return NULL;
+}
+
+static const bundle_check_fn bundle_checks[] = {check_info, check_fingerprint, check_sizes, check_vectors,
+                                                check_towers, check_seen_ratings};
+
+int cb_bundle_validate(const cb_bundle *r, const char *path, cb_error *err) {
+    char why[256];
+    for (size_t i = 0; i < sizeof bundle_checks / sizeof *bundle_checks; i++)
+        if (bundle_checks[i](r, why, sizeof why)) return cb_fail(err, CB_EFORMAT, "%s: %s", path, why);
+    return CB_OK;
+}
+
+int cb_bundle_check_vector(const cb_bundle *r, const float *vec, bool is_user, cb_error *err) {
+    const char *what = is_user ? "user" : "item";
+    double norm = 0;
+    for (uint32_t d = 0; d < r->dim; d++) {
+        if (!isfinite(vec[d])) return cb_fail(err, CB_ENUMERIC, "the %s vector has a non-finite value", what);
+        norm += (double)vec[d] * vec[d];
+    }
+    if (!(norm > 0)) return cb_fail(err, CB_ENUMERIC, "the %s vector is all zero: the model cannot place this %s", what, what);
+    if (!is_user || r->n_items < 2) return CB_OK;
+    float lo = INFINITY, hi = -INFINITY;
+    for (uint32_t i = 0; i < r->n_items; i++) {
+        float s = cb_bundle_rank_score(r, vec, i);
+        if (!isfinite(s)) return cb_fail(err, CB_ENUMERIC, "the user's score of item %u is not finite", i);
+        lo = s < lo ? s : lo;
+        hi = s > hi ? s : hi;
+    }
+    if (hi - lo <= 1e-6f * (fabsf(hi) + fabsf(lo) + 1e-12f))
+        return cb_fail(err, CB_ENUMERIC, "every item scores the same (%g) for this user: the input makes the model degenerate",
+                       (double)hi);
+    return CB_OK;
+}
+
 int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
     *out = NULL;
+    cb_error_clear(err);
     cb_bundle *r = cb_calloc(1, sizeof *r, err);
     if (!r) return CB_ENOMEM;
     json_t *mc = NULL, *feat = NULL, *users = NULL, *items = NULL, *info = NULL, *titles = NULL, *groups = NULL;
@@ -796,7 +904,14 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
     r->y_max = (float)ymax;
     r->binary = binary;
     const char *fp = cb_st_meta(st, "fingerprint");
-    if (!(r->dataset = cb_strdup(ds_name, err)) || !fp || !(r->fingerprint = cb_strdup(fp, err))) goto done;
+    if (!fp) {
+        cb_fail(err, CB_EFORMAT, "%s: metadata 'fingerprint' is missing", path);
+        goto done;
+    }
+    if (!(r->dataset = cb_strdup(ds_name, err)) || !(r->fingerprint = cb_strdup(fp, err))) {
+        rc = CB_ENOMEM;
+        goto done;
+    }
     uint32_t nu = r->n_users, ni = r->n_items;
     r->n_genres = cb_features_n_genres(r->features);
     if (!(r->item_vecs = get(st, "item_vectors", CB_ST_F32, 2, ni, r->dim, err)) ||
@@ -864,7 +979,7 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
             goto done;
         }
     }
-    rc = CB_OK;
+    rc = cb_bundle_validate(r, path, err);
 done:
     json_decref(mc);
     json_decref(feat);

@@ -103,6 +103,14 @@ void cb_bundle_free(cb_bundle *r); /* NULL is a no-op */
 
 int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err);
 int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err);
+/* The post-load validator (cb_bundle_load runs it last): every header field
+ * and every float tensor (finite; ranges), one table row per field. CB_OK or
+ * CB_EFORMAT "path: field: why". */
+int cb_bundle_validate(const cb_bundle *r, const char *path, cb_error *err);
+/* A vector computed from user input (a new user's, a new item's) is never
+ * served when it is degenerate: a non-finite value, all zeros, or (a user)
+ * the same ranking score for every item. CB_OK or CB_ENUMERIC saying which. */
+int cb_bundle_check_vector(const cb_bundle *r, const float *vec, bool is_user, cb_error *err);
 
 /* Index of a user / item id, or -1. */
 int64_t cb_bundle_user(const cb_bundle *r, const char *id);

@@ -121,11 +121,13 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
     if (!rc && in.rating_count && !(in.rating_mean >= r->y_min && in.rating_mean <= r->y_max))
         rc = cb_fail(err, CB_EINVAL, "%s: \"rating_mean\" must be within the rating scale [%g, %g]", source,
                      (double)r->y_min, (double)r->y_max);
+    if (!rc) rc = cb_features_check_input(r->features, false, attrs, in.n_attrs, in.year, err);
     if (!rc)
-        rc = cb_rec_with_source(cb_features_new_item_checked(r->features, &in, json_is_true(json_object_get(j, "strict")),
-                                                             notes, notes_size, x, err),
-                                source, err);
+        rc = cb_features_new_item_checked(r->features, &in, json_is_true(json_object_get(j, "strict")),
+                                          notes, notes_size, x, err);
+    rc = cb_rec_with_source(rc, source, err);
     if (!rc) rc = cb_model_item_vectors(r->model, x, 1, vec, err);
+    if (!rc) rc = cb_rec_with_source(cb_bundle_check_vector(r, vec, false, err), source, err);
     if (!rc && !(*id_out = cb_strdup(id, err))) rc = CB_ENOMEM;
     if (!rc && title && !(*title_out = cb_strdup(title, err))) rc = CB_ENOMEM;
     if (rc) {

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CB_PROFILE_MAX_BYTES (16u << 20) /* a new-user file is a few lines of JSON */
+
 void cb_recommend_profile_free(cb_profile *p) {
     if (!p) return;
     free(p->vec);
@@ -207,9 +209,12 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
         rc = profile_preferences(p, r, prefs, json_is_true(strict), gp, keys, p->n_prefs + n_pref_cap, source, err);
     if (!rc) {
         cb_user_input in = {attrs, n_attrs, ir, p->n_ratings, gp, p->n_prefs};
-        rc = cb_rec_with_source(cb_features_new_user(r->features, &in, x, err), source, err);
+        rc = cb_features_check_input(r->features, true, attrs, n_attrs, NAN, err);
+        if (!rc) rc = cb_features_new_user(r->features, &in, x, err);
+        rc = cb_rec_with_source(rc, source, err);
     }
     if (!rc) rc = cb_bundle_user_vector(r, x, p->items, p->n_ratings, p->vec, err); /* with the history bag */
+    if (!rc) rc = cb_rec_with_source(cb_bundle_check_vector(r, p->vec, true, err), source, err);
     /* the user's level of each categorical attribute, for "popular with users like you" */
     for (size_t a = 0; !rc && a < n_attrs; a++)
         for (uint32_t g = 0; g < r->n_groups; g++)
@@ -235,15 +240,15 @@ static int json_error_fail(const json_error_t *je, const char *source, cb_error 
 
 int cb_recommend_profile_file(cb_profile *p, const cb_bundle *r, const char *path, cb_error *err) {
     memset(p, 0, sizeof *p);
+    char *text;
+    size_t len;
+    int rc = cb_read_small_file(path, &text, &len, CB_PROFILE_MAX_BYTES, err);
+    if (rc) return rc;
     json_error_t je;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!j) {
-        FILE *f = fopen(path, "rb");
-        if (!f) return cb_fail(err, CB_EIO, "%s: cannot open the new-user file", path);
-        fclose(f);
-        return json_error_fail(&je, path, err);
-    }
-    int rc = cb_recommend_profile_json(p, r, j, path, err);
+    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!j) return json_error_fail(&je, path, err);
+    rc = cb_recommend_profile_json(p, r, j, path, err);
     json_decref(j);
     return rc;
 }
