@@ -405,13 +405,13 @@ static void malformed_http(void **state) {
     n += (size_t)snprintf(req + n, cap - n, "0\r\n\r\n");
     assert_int_equal(raw(f->srv.port, req, n, &body), 413);
     free(body);
-    /* a huge header: refused by the server (431 or 413), never a crash */
+    /* a huge header: refused (libmicrohttpd answers 431 itself, with an HTML body), never a crash */
     n = (size_t)snprintf(req, cap, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
     memset(req + n, 'a', 200000);
     n += 200000;
     n += (size_t)snprintf(req + n, cap - n, "\r\nConnection: close\r\n\r\n");
     st = raw(f->srv.port, req, n, NULL);
-    assert_true(st == 431 || st == 413 || st == 400 || st == 0);
+    assert_int_equal(st, 431);
     /* a long query: 414 */
     n = (size_t)snprintf(req, cap, "GET /v1/items?q=");
     memset(req + n, 'a', 6000);
