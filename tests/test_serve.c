@@ -635,13 +635,31 @@ static void kill9_keeps_acknowledged_events(void **state) {
     free(csv);
 }
 
+/* ---- starting: bad options and files are clear errors, no server */
+
+static void bad_start(void **state) {
+    fixture *f = *state;
+    char *bad = tu_write(f->dir, "bad.cbrec", "not a model"), *short_token = tu_write(f->dir, "short", "abc\n");
+    assert_int_equal(sh("%s serve >/dev/null 2>&1", cbrec()), 2);
+    assert_int_equal(sh("%s serve --model %s --threads 0 >/dev/null 2>&1", cbrec(), f->model), 2);
+    assert_int_equal(sh("%s serve --model %s --listen 127.0.0.1:0 >/dev/null 2>&1", cbrec(), bad), 1);
+    assert_int_equal(sh("%s serve --model %s --listen nowhere >/dev/null 2>&1", cbrec(), f->model), 1);
+    assert_int_equal(sh("%s serve --model %s --listen 127.0.0.1:0 --token-file %s >/dev/null 2>&1", cbrec(), f->model,
+                        short_token), 1);
+    assert_int_equal(sh("%s serve --model %s --listen 127.0.0.1:0 --events %s/no/such/dir/e.sqlite >/dev/null 2>&1",
+                        cbrec(), f->model, f->dir), 1);
+    assert_int_equal(sh("%s events export --events %s --out %s/x.csv >/dev/null 2>&1", cbrec(), bad, f->dir), 1);
+    free(bad);
+    free(short_token);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(read_endpoints),         cmocka_unit_test(new_profile_and_batch),
         cmocka_unit_test(static_assets_and_openapi), cmocka_unit_test(clean_errors),
         cmocka_unit_test(malformed_http),         cmocka_unit_test(token_and_events),
         cmocka_unit_test(reload_good_and_bad),    cmocka_unit_test(kill9_keeps_acknowledged_events),
-        cmocka_unit_test(overload_is_503),
+        cmocka_unit_test(overload_is_503),        cmocka_unit_test(bad_start),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
