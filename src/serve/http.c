@@ -20,6 +20,7 @@ typedef struct conn_ctx {
     char *body;
     size_t len, cap;
     int too_large;
+    int overloaded;  /* more requests in flight than --max-inflight when it arrived */
 } conn_ctx;
 
 static double now_seconds(void) {
@@ -229,9 +230,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!(x = calloc(1, sizeof *x))) return MHD_NO;
         x->t0 = now_seconds();
         *con_cls = x;
+        /* in flight from its headers to its answer (a body still arriving holds a place) */
+        unsigned inflight = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (!cl || strtoull(cl, NULL, 10) <= s->opt.max_body) return MHD_YES;
-        x->too_large = 1; /* answer now: the body is never read (the connection then closes) */
+        if (inflight > s->opt.max_inflight) x->overloaded = 1;
+        else if (cl && strtoull(cl, NULL, 10) > s->opt.max_body) x->too_large = 1;
+        else return MHD_YES;
+        /* answer now: the body is never read (the connection then closes) */
     } else if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
@@ -253,27 +258,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     sv_reply rep = {0};
-    size_t route;
-    unsigned inflight = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
-    if (inflight > s->opt.max_inflight) {
-        sv_reply_error(&rep, 503, "overloaded: %u requests in flight; retry in a second", inflight - 1);
-        route = sv_n_routes;
-    } else {
-        route = dispatch(s, c, url, method, x, &rep);
-    }
-    __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
+    size_t route = sv_n_routes;
+    if (x->overloaded) sv_reply_error(&rep, 503, "overloaded: %u requests in flight; retry in a second", s->opt.max_inflight);
+    else route = dispatch(s, c, url, method, x, &rep);
     int status = rep.status;
     enum MHD_Result ret = queue(c, &rep);
     sv_metrics_observe(s->metrics, route, status, now_seconds() - x->t0);
     return ret;
 }
 
+static sv_server *s_of(void *cls) { return cls; }
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls;
     (void)c;
     (void)toe;
     conn_ctx *x = *con_cls;
-    if (x) free(x->body);
+    if (x) {
+        __atomic_sub_fetch(&s_of(cls)->inflight, 1, __ATOMIC_RELAXED);
+        free(x->body);
+    }
     free(x);
     *con_cls = NULL;
 }

@@ -348,54 +348,65 @@ static json_t *point_json(const sv_model *m, size_t item) {
 
 #define MAP_POINTS 3000
 
+typedef struct map_doc {
+    const sv_model *m;
+    unsigned char *in; /* [n_items] 1: a point already */
+    json_t *points, *highlight, *history;
+} map_doc;
+
+static void map_add(map_doc *d, size_t item, json_t *list) {
+    if (list) json_array_append_new(list, jstr(cb_recommender_item_id(d->m->rec, item)));
+    if (item < d->m->n_items && !d->in[item]++) json_array_append_new(d->points, point_json(d->m, item));
+}
+
+/* The user's history (training, then live events) and top-n (with its live events). */
+static int map_user(sv_request *rq, map_doc *d, const char *user, unsigned n, sv_reply *rep) {
+    const sv_model *m = d->m;
+    size_t u = 0;
+    bool known = cb_recommender_find_user(m->rec, user, &u, NULL) == CB_OK;
+    char *live = rq->srv->events ? sv_events_profile_json(rq->srv->events, user, m->y_max, known_item, (void *)m) : NULL;
+    if (!known && !live) return sv_reply_error(rep, 404, "unknown user '%s' (no training ratings, no live events)", user);
+    for (size_t j = 0; known && j < cb_recommender_user_n_ratings(m->rec, u); j++) {
+        size_t item = 0;
+        float y;
+        if (!cb_recommender_user_rating(m->rec, u, j, &item, &y, NULL, NULL)) map_add(d, item, d->history);
+    }
+    json_t *lj = live ? json_loads(live, 0, NULL) : NULL;
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(lj, "ratings"), key, v) {
+        int64_t item = sv_model_item(m, key);
+        if (item >= 0) map_add(d, (size_t)item, d->history);
+    }
+    json_decref(lj);
+    cb_config *opts = NULL;
+    char nbuf[32];
+    cb_list *l = NULL;
+    snprintf(nbuf, sizeof nbuf, "%u", n);
+    if (n && !cb_config_create(&opts, CB_CONFIG_RECOMMEND, NULL) && !cb_config_set(opts, "n", nbuf, NULL) &&
+        !cb_recommender_recommend(m->rec, user, live, opts, &l, NULL))
+        for (size_t i = 0; i < cb_list_size(l); i++) map_add(d, cb_list_item(l, i), d->highlight);
+    cb_list_free(l);
+    cb_config_free(opts);
+    free(live);
+    return 0;
+}
+
 int sv_get_map(sv_request *rq, sv_reply *rep) {
     sv_model *m = rq->model;
     const char *user = sv_query(rq, "user");
     unsigned n;
     if (!sv_query_uint(rq, rep, "n", 10, 0, rq->srv->opt.max_n, &n)) return rep->status;
-    unsigned char *in = calloc(m->n_items + 1, 1); /* 1: a point already */
-    json_t *points = json_array(), *highlight = json_array(), *history = json_array();
-    if (!in || !points || !highlight || !history) {
-        free(in);
-        json_decref(points);
-        json_decref(highlight);
-        json_decref(history);
-        return sv_reply_error(rep, 503, "out of memory");
-    }
-    for (size_t k = 0; k < m->n_items && k < MAP_POINTS; k++) {
-        in[m->by_popularity[k]] = 1;
-        json_array_append_new(points, point_json(m, m->by_popularity[k]));
-    }
-    size_t u = 0;
-    if (user && *user && cb_recommender_find_user(m->rec, user, &u, NULL) == CB_OK) {
-        for (size_t j = 0; j < cb_recommender_user_n_ratings(m->rec, u); j++) {
-            size_t item = 0;
-            float y;
-            if (cb_recommender_user_rating(m->rec, u, j, &item, &y, NULL, NULL)) break;
-            json_array_append_new(history, jstr(cb_recommender_item_id(m->rec, item)));
-            if (!in[item]++) json_array_append_new(points, point_json(m, item));
-        }
-        cb_config *opts = NULL;
-        cb_error err = {0};
-        char nbuf[32];
-        cb_list *l = NULL;
-        snprintf(nbuf, sizeof nbuf, "%u", n);
-        if (n && !cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err) && !cb_config_set(opts, "n", nbuf, &err) &&
-            !cb_recommender_recommend(m->rec, user, NULL, opts, &l, &err))
-            for (size_t i = 0; i < cb_list_size(l); i++) {
-                size_t item = cb_list_item(l, i);
-                json_array_append_new(highlight, jstr(cb_list_item_id(l, i)));
-                if (item < m->n_items && !in[item]++) json_array_append_new(points, point_json(m, item));
-            }
-        cb_list_free(l);
-        cb_config_free(opts);
-    } else if (user && *user) {
-        free(in);
-        json_decref(points);
-        json_decref(highlight);
-        json_decref(history);
-        return sv_reply_error(rep, 404, "unknown user '%s'", user);
-    }
-    free(in);
-    return sv_reply_json(rep, 200, json_pack("{s:o,s:o,s:o}", "points", points, "highlight", highlight, "history", history));
+    map_doc d = {m, calloc(m->n_items + 1, 1), json_array(), json_array(), json_array()};
+    int status = d.in && d.points && d.highlight && d.history ? 0 : sv_reply_error(rep, 503, "out of memory");
+    for (size_t k = 0; !status && k < m->n_items && k < MAP_POINTS; k++) map_add(&d, m->by_popularity[k], NULL);
+    if (!status && user && *user) status = map_user(rq, &d, user, n, rep);
+    free(d.in);
+    if (!status)
+        return sv_reply_json(rep, 200, json_pack("{s:o,s:o,s:o}", "points", d.points, "highlight", d.highlight, "history",
+                                                 d.history));
+    json_decref(d.points);
+    json_decref(d.highlight);
+    json_decref(d.history);
+    return rep->status;
 }
