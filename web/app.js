@@ -89,7 +89,7 @@ function genreChips(genres) {
 // Five star buttons rating `id` in the new profile; clicking the current rating removes it.
 function starButtons(id, title) {
   const current = state.profile.ratings.has(id) ? state.profile.ratings.get(id).rating : 0;
-  const box = el('span', { class: 'stars', role: 'group', 'aria-label': `Rate ${title}` });
+  const box = el('span', { class: 'stars', role: 'group', 'aria-label': `Rate ${title}`, 'data-for': id });
   for (let r = 1; r <= 5; r++) {
     box.append(el('button', {
       type: 'button', class: r <= current ? 'star on' : 'star',
@@ -347,11 +347,8 @@ function rateItem(id, title, rating) {
   if (rating) state.profile.ratings.set(id, { rating, title });
   else state.profile.ratings.delete(id);
   // Every star group of this item (search results, item page, lists) shows the new rating.
-  document.querySelectorAll(`.stars`).forEach((group) => {
-    const owner = group.closest('[data-item]');
-    if (owner && owner.dataset.item === id || group.parentElement && group.parentElement.id === 'item-rate' && state.itemId === id) {
-      group.replaceWith(starButtons(id, title));
-    }
+  document.querySelectorAll('.stars[data-for]').forEach((group) => {
+    if (group.dataset.for === id) group.replaceWith(starButtons(id, title));
   });
   profileChanged();
 }
@@ -561,9 +558,10 @@ function wire() {
     state.profile = { ratings: new Map(), genres: new Map(), columns: {} };
     renderGenrePicker();
     renderProfileColumns();
-    document.querySelectorAll('.stars').forEach((g) => g.querySelectorAll('.star').forEach((s) => {
-      s.classList.remove('on'); s.setAttribute('aria-pressed', 'false');
-    }));
+    document.querySelectorAll('.stars[data-for]').forEach((group) => {
+      const id = group.dataset.for;
+      group.replaceWith(starButtons(id, state.titleById.get(id) || `item ${id}`));
+    });
     profileChanged();
   });
   const tabs = ['item', 'user', 'profile'];

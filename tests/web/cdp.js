@@ -13,7 +13,7 @@ class Browser {
   static async launch(binary, width, height, onSpawn = () => {}) {
     const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'cbrec-web-chromium-'));
     const args = ['--headless', '--remote-debugging-pipe', `--user-data-dir=${profile}`,
-      '--disable-gpu', '--no-first-run', '--no-default-browser-check', '--disable-extensions',
+      '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--no-default-browser-check', '--disable-extensions',
       '--disable-background-networking', '--disable-sync', '--mute-audio', '--hide-scrollbars',
       '--font-render-hinting=none', `--window-size=${width},${height}`, 'about:blank'];
     if (process.getuid && process.getuid() === 0) args.unshift('--no-sandbox');
