@@ -143,6 +143,7 @@ static void new_user_preferences(void **state) {
         size_t hits = 0;
         for (size_t i = 0; i < cb_list_size(l); i++) hits += class_of(f, cb_list_item_id(l, i)) == k;
         assert_int_equal(cb_list_size(l), 10);
+        print_message("new user stating class %d's tags: %zu of 10 from that class\n", k, hits);
         assert_true(hits >= 8);
         bool named = false;
         for (size_t j = 0; j < cb_list_n_reasons(l, 0); j++) named |= strstr(cb_list_reason(l, 0, j), "favourite tag '") != NULL;
