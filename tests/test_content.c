@@ -9,6 +9,7 @@
 #include "cbrec.h"
 #include "data/dataset.h"
 #include "data/textutil.h"
+#include "features/featurize.h"
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
@@ -142,6 +143,7 @@ static void new_user_preferences(void **state) {
         size_t hits = 0;
         for (size_t i = 0; i < cb_list_size(l); i++) hits += class_of(f, cb_list_item_id(l, i)) == k;
         assert_int_equal(cb_list_size(l), 10);
+        print_message("new user stating class %d's tags: %zu of 10 from that class\n", k, hits);
         assert_true(hits >= 8);
         bool named = false;
         for (size_t j = 0; j < cb_list_n_reasons(l, 0); j++) named |= strstr(cb_list_reason(l, 0, j), "favourite tag '") != NULL;
@@ -246,6 +248,22 @@ static void vocabulary_control(void **state) {
     assert_true(t->text);
     assert_true(cb_vocab_find(t->levels, "über", strlen("über")) >= 0); /* folded: Über and ÜBER are one token */
     assert_true(cb_vocab_find(t->levels, "großes", strlen("großes")) >= 0);
+    /* the features: a dropped value of a new item finds its hash bucket; the text column is hashed TF-IDF */
+    uint32_t train[3] = {0, 1, 2};
+    cb_features *f = NULL;
+    if (cb_features_fit(&f, ds, train, 3, NULL, &err)) fail_msg("%s", err.msg);
+    int facet = cb_features_facet_find(f, "tags");
+    assert_true(facet >= 0);
+    char bucket[16];
+    snprintf(bucket, sizeof bucket, "#%u", cb_value_bucket("z", 1, 4));
+    int64_t zb = cb_features_value_find(f, (uint32_t)facet, "z", 1);
+    assert_true(zb >= 0);
+    assert_string_equal(cb_features_genre_name(f, (uint32_t)zb), bucket);
+    assert_int_equal(cb_features_value_find(f, (uint32_t)facet, "x", 1) >= 0, 1);
+    uint32_t dim = cb_features_item_dim(f), n_text = 0;
+    for (uint32_t j = 0; j < dim; j++) n_text += !strncmp(cb_features_item_name(f, j), "t[#", 3);
+    assert_int_equal(n_text, 128);
+    cb_features_free(f);
     char *doc = NULL;
     assert_int_equal(cb_dataset_describe(ds, NULL, &doc, &err), CB_OK);
     assert_non_null(strstr(doc, "\"dropped\""));

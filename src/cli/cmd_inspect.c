@@ -96,6 +96,13 @@ static void print_text(const json_t *o, double load_s) {
         printf("features fitted on all %zu ratings:\n", nr);
         print_feature_names("user", json_object_get(o, "user_features"));
         print_feature_names("item", json_object_get(o, "item_features"));
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(o, "content_columns"), i, c)
+            printf("%scontent column %s: %zu of its %zu values are features%s\n", i ? "" : "\n", S(c, "name"),
+                   I(c, "values"), I(c, "levels"),
+                   I(c, "values") < I(c, "levels") ? " (values of training-rated items; without a schema the 50 most "
+                                                     "frequent of a multi column, 64 of a categorical one)" : "");
     }
 }
 

@@ -1510,6 +1510,8 @@ const char *cb_features_value_key(const cb_features *f, uint32_t g, char *buf, s
     return cb_feat_value_key(f, f->value_facet[g], f->genres[g], strlen(f->genres[g]), buf, size);
 }
 
+bool cb_features_value_is_genre(const cb_features *f, uint32_t g) { return f && g < f->n_genres && is_genre_value(f, g); }
+
 int cb_features_value_facet(const cb_features *f, uint32_t g) {
     return f && f->value_facet && g < f->n_genres ? (int)f->value_facet[g] : -1;
 }

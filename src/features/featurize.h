@@ -220,6 +220,8 @@ int64_t cb_features_value_find(const cb_features *f, uint32_t facet, const char 
  * columns "<column>\x1f<value>" (written into buf; NULL if g is out of range
  * or buf too small). */
 const char *cb_features_value_key(const cb_features *f, uint32_t g, char *buf, size_t size);
+/* Is value g one of the genre column's (always, in a model without facets)? */
+bool cb_features_value_is_genre(const cb_features *f, uint32_t g);
 /* Facet of value g (-1 if out of range or the model has no facets). */
 int cb_features_value_facet(const cb_features *f, uint32_t g);
 /* Values of a facet column written as in its file ("jazz;bebop", or '|'-joined):

@@ -90,6 +90,19 @@ static json_t *names_json(uint32_t dim, const char *(*name)(const cb_features *,
     return a;
 }
 
+/* [{"name", "values": kept as features, "levels": in the data}] per content column. */
+static json_t *content_columns_json(const cb_features *f, const cb_dataset *ds) {
+    json_t *a = json_array();
+    for (uint32_t k = 0; a && k < cb_features_n_facets(f); k++) {
+        size_t kept = 0;
+        for (uint32_t g = 0; g < cb_features_n_genres(f); g++) kept += cb_features_value_facet(f, g) == (int)k;
+        int c = cb_table_find(&ds->item_attr, cb_features_facet_name(f, k));
+        json_array_append_new(a, json_pack("{s:s,s:I,s:I}", "name", cb_features_facet_name(f, k), "values", (json_int_t)kept,
+                                           "levels", (json_int_t)(c >= 0 ? cb_vocab_size(ds->item_attr.cols[c].levels) : 0)));
+    }
+    return a;
+}
+
 /* Features of `tc` fitted on every rating: describe says what the data gives,
  * it does not evaluate. */
 static int features_json(json_t *o, const cb_dataset *ds, const cb_train_config *tc, cb_error *err) {
@@ -106,6 +119,7 @@ static int features_json(json_t *o, const cb_dataset *ds, const cb_train_config 
     json_object_set_new(o, "features_seconds", json_real(cb_now() - t0));
     json_object_set_new(o, "user_features", names_json(cb_features_user_dim(f), cb_features_user_name, f));
     json_object_set_new(o, "item_features", names_json(cb_features_item_dim(f), cb_features_item_name, f));
+    json_object_set_new(o, "content_columns", content_columns_json(f, ds));
     cb_features_free(f);
     return CB_OK;
 }

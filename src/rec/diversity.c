@@ -12,8 +12,8 @@ static bool item_has_genre_over(const cb_bundle *r, uint32_t item, const uint32_
     const uint32_t *gl;
     uint32_t n = 0;
     if (!r->features || cb_features_item_genres(r->features, item, &gl, &n)) return false;
-    for (uint32_t k = 0; k < n; k++)
-        if (genre_count[gl[k]] >= cap) return true;
+    for (uint32_t k = 0; k < n; k++) /* genres only: tags and other content columns are not capped */
+        if (genre_count[gl[k]] >= cap && cb_features_value_is_genre(r->features, gl[k])) return true;
     return false;
 }
 
