@@ -8,7 +8,7 @@
  *   hnswlib's recall / throughput at the same beams;
  *   the similar-items table of all n items from the index (2 threads) vs
  *   the exact table (2 threads) timed on a slice of rows and extrapolated.
- * Usage: bench_ann [--n N] [--queries Q] [--slice ROWS] [--no-hnswlib]
+ * Usage: bench_ann [--n N] [--queries Q] [--slice ROWS] [--no-hnswlib] [--no-table]
  *   default n = 200000 (the 1M build takes ~10 min on 2 shared cores: --n 1000000) */
 #include "index/hnsw.h"
 #include "base/st.h"
@@ -126,14 +126,17 @@ static peer run_hnswlib(const float *B, size_t n, const float *Q, size_t nq, con
 int main(int argc, char **argv) {
     size_t n = 200000, nq = 1000, slice = 2000, k = 10;
     const size_t d = 32, efs[] = {16, 32, CB_HNSW_DEFAULT_EF, 128}, n_ef = 4;
-    bool with_peer = true;
+    bool with_peer = true, with_table = true;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines when redirected */
     static const struct option lo[] = {{"n", 1, 0, 'n'}, {"queries", 1, 0, 'q'}, {"slice", 1, 0, 's'},
-                                       {"no-hnswlib", 0, 0, 'x'}, {0, 0, 0, 0}};
+                                       {"no-hnswlib", 0, 0, 'x'}, {"no-table", 0, 0, 't'},
+                                       {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
         if (c == 'n') n = strtoull(optarg, NULL, 10);
         else if (c == 'q') nq = strtoull(optarg, NULL, 10);
         else if (c == 's') slice = strtoull(optarg, NULL, 10);
         else if (c == 'x') with_peer = false;
+        else if (c == 't') with_table = false;
         else return 2;
     }
     if (n < 1000 || nq == 0 || slice == 0 || slice > n) {
@@ -187,6 +190,12 @@ int main(int argc, char **argv) {
            1e3 * scan.cpu / (double)n_scan, 1e3 * scan.wall / (double)n_scan);
 
     /* similar-items table: the whole table from the index vs an exact slice */
+    if (!with_table) {
+        free(exact), free(got), free(B), free(Q);
+        cb_knn_index_free(ix);
+        cb_hnsw_free(h);
+        return 0;
+    }
     cb_knn_table tab;
     t = span_start();
     check(cb_hnsw_similar_table(&tab, h, k, 0, 2, &err), &err);

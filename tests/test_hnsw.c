@@ -179,8 +179,8 @@ static void deterministic_and_table(void **state) {
             assert_true(ta.neighbors[i * k + j] != (int32_t)i);
             if (j) assert_true(ta.distances[i * k + j] >= ta.distances[i * k + j - 1]);
         }
-    assert_int_equal(cb_hnsw_similar_table(&te, a, n, 0, 1, &err), CB_EINVAL);
     cb_knn_table_free(&ta), cb_knn_table_free(&tb), cb_knn_table_free(&te);
+    assert_int_equal(cb_hnsw_similar_table(&te, a, n, 0, 1, &err), CB_EINVAL); /* k must be < n */
     cb_hnsw_free(a), cb_hnsw_free(b);
     free(B);
 }

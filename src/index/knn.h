@@ -14,14 +14,15 @@
  * Exact and reproducible. BLAS rounds differently depending on a row's
  * position in a tile, so fast scores alone would make the answer depend on
  * tiling and thread count, and duplicate items would not tie. So the fast
- * pass keeps a few spare candidates, and then the survivors are rescored with
+ * pass keeps a few spare candidates -- and every row within the rounding
+ * bound of the k-th best (near-ties; its buffers grow) -- and then the survivors are rescored with
  * the *canonical* score: computed in double in a fixed order,
  *     dot  = sum_t (double)q[t] * (double)b[t]
  *     dist = sum_t ((double)q[t] - (double)b[t])^2
  * and ranked by it, with ties going to the lower base index. A proven rounding
  * bound (|fast - exact| <= tol) shows that no row outside the candidates can
- * be in the true top k. When it cannot be shown (many near-ties at the k-th
- * place), that query is recomputed canonically over all of B. The result is
+ * be in the true top k. When it cannot be shown (more than ~2,000 rows tied
+ * at the k-th place), that query is recomputed canonically over all of B. The result is
  * therefore a pure function of the inputs: it does not depend on the thread
  * count, the tile sizes or the code path, it is bit-identical to
  * cb_knn_search_naive, and a lookup in a precomputed table returns exactly
