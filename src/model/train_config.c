@@ -99,6 +99,9 @@ static const cb_config_key_def keys[] = {
     {"item-dropout", "P", "0", "training: the probability, per training example, that its item is shown as never "
      "rated (no id embedding; rating count / mean at a never-rated item's values), so items without "
      "interactions are placed by their content", "training", CB_KEY_F32, TC(model.item_dropout), 0, 0, 1, 0, NULL},
+    {"user-dropout", "P", "0", "training: the probability, per training example, that its user is shown as known "
+     "by features alone (rating-derived columns at a new user's values, empty history bag): cold-start users",
+     "training", CB_KEY_F32, TC(model.user_dropout), 0, 0, 1, 0, NULL},
     {"split-heads", "", "true", "both: separate output halves for ranking and rating", "model", CB_KEY_BOOL,
      TC(model.split_heads), 0, 0, 0, 0, NULL},
     {"loss", "mse|bce", "mse", "squared error on ratings, or sigmoid cross-entropy on 0/1 labels", "model",
