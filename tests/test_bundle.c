@@ -11,10 +11,10 @@
 
 #include <math.h>
 
-static cb_dataset *tiny_synth(void) {
+static cb_dataset *synth(uint32_t n_users, uint32_t n_items, uint32_t n_genres, size_t n_ratings, uint64_t seed) {
     cb_synth_config sc;
     cb_synth_config_default(&sc);
-    sc.n_users = 80, sc.n_items = 100, sc.n_genres = 5, sc.n_ratings = 2500, sc.seed = 3;
+    sc.n_users = n_users, sc.n_items = n_items, sc.n_genres = n_genres, sc.n_ratings = n_ratings, sc.seed = seed;
     cb_dataset *ds = NULL;
     cb_error err;
     assert_int_equal(cb_synth_generate(&ds, &sc, &err), CB_OK);
@@ -44,7 +44,7 @@ static cb_bundle *train(const cb_dataset *ds, const cb_split *sp, cb_bundle_trai
 
 static void retrieval_and_both(void **state) {
     (void)state;
-    cb_dataset *ds = tiny_synth();
+    cb_dataset *ds = synth(80, 100, 5, 2500, 3);
     cb_split sp;
     cb_error err;
     assert_int_equal(cb_split_make(&sp, ds, CB_SPLIT_RANDOM, 0.2, 1, &err), CB_OK);
@@ -184,12 +184,8 @@ static double genre_cosine(const cb_bundle *r, uint32_t c, const uint8_t *warm, 
  * the settings round-trip through the model file (format version 2). */
 static void dropout_and_history(void **state) {
     (void)state;
-    cb_synth_config sc;
-    cb_synth_config_default(&sc);
-    sc.n_users = 150, sc.n_items = 120, sc.n_genres = 6, sc.n_ratings = 6000, sc.seed = 5;
-    cb_dataset *ds = NULL;
+    cb_dataset *ds = synth(150, 120, 6, 6000, 5);
     cb_error err;
-    assert_int_equal(cb_synth_generate(&ds, &sc, &err), CB_OK);
     uint32_t *tr = malloc(ds->n_ratings * sizeof *tr);
     uint8_t *warm = calloc(cb_dataset_n_items(ds), 1);
     size_t n_train = 0;
