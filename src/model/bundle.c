@@ -295,6 +295,27 @@ static int item_cold_of(const cb_bundle *r, float **out, cb_error *err) {
     return rc;
 }
 
+/* The same for users (user dropout): the columns that change between a new
+ * user with no ratings and one who rated every item at the top of the scale. */
+static int user_cold_of(const cb_bundle *r, float **out, cb_error *err) {
+    *out = NULL;
+    if (!(cb_model_config_of(r->model)->user_dropout > 0.0f)) return CB_OK;
+    uint32_t du = cb_features_user_dim(r->features);
+    float *cold = cb_malloc(2 * (size_t)du * sizeof *cold, err);
+    cb_item_rating *all = cb_malloc(((size_t)r->n_items + 1) * sizeof *all, err);
+    int rc = cold && all ? CB_OK : CB_ENOMEM;
+    for (uint32_t i = 0; !rc && i < r->n_items; i++) all[i] = (cb_item_rating){i, r->y_max};
+    cb_user_input none = {0}, every = {.ratings = all, .n_ratings = r->n_items};
+    if (!rc) rc = cb_features_new_user(r->features, &none, cold, err);
+    if (!rc) rc = cb_features_new_user(r->features, &every, cold + du, err);
+    for (uint32_t j = 0; !rc && j < du; j++)
+        if (cold[j] == cold[du + j]) cold[j] = NAN;
+    free(all);
+    if (rc) free(cold);
+    else *out = cold;
+    return rc;
+}
+
 /* Each user's training items, CSR (the history bag's input): *off [n_users + 1],
  * *items; both NULL when the model has no history bag. */
 static int history_of(const cb_bundle *r, const cb_bundle_train_input *in, uint32_t **off, uint32_t **items,
@@ -329,18 +350,20 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
     float *X_u = NULL, *X_m = NULL;
     cb_train_result dummy;
     if (!res) res = &dummy;
-    float *item_cold = NULL;
+    float *item_cold = NULL, *user_cold = NULL;
     uint32_t *h_off = NULL, *h_item = NULL;
     int rc = cb_bundle_tables(r, ds, in->train_idx, in->n_train, &X_u, &X_m, err);
     if (rc) return rc;
-    if ((rc = item_cold_of(r, &item_cold, err)) || (rc = history_of(r, in, &h_off, &h_item, err))) {
+    if ((rc = item_cold_of(r, &item_cold, err)) || (rc = user_cold_of(r, &user_cold, err)) ||
+        (rc = history_of(r, in, &h_off, &h_item, err))) {
         free(X_u);
         free(X_m);
         free(item_cold);
+        free(user_cold);
         return rc;
     }
     cb_train_data td = {X_u, r->n_users, X_m, r->n_items, ds->ratings, in->train_idx, in->n_train,
-                        in->valid_idx, in->n_valid, h_off, h_item, item_cold};
+                        in->valid_idx, in->n_valid, h_off, h_item, item_cold, user_cold};
     rc = cb_model_train(r->model, &td, in->on_epoch, in->ctx, res, err);
     res->test_loss = res->test_rmse = NAN;
     if (rc == CB_OK && in->n_test)
@@ -367,6 +390,7 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
     free(X_u);
     free(X_m);
     free(item_cold);
+    free(user_cold);
     free(h_off);
     free(h_item);
     return rc;
@@ -482,6 +506,7 @@ int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_res
     c.seed = t->seed;
     c.threads = t->threads;
     c.item_dropout = t->item_dropout;
+    c.user_dropout = t->user_dropout;
     int rc = cb_model_set_train_config(r->model, &c, err);
     if (rc) return rc;
     return fit_and_embed(r, in, res, err);
@@ -505,6 +530,7 @@ static json_t *model_config_json(const cb_model_config *c) {
                      "seed", (json_int_t)c->seed, "threads", c->threads);
     /* the objective's fields (files before them are rating models) */
     if (j && (json_object_set_new(j, "item_dropout", json_real((double)c->item_dropout)) ||
+              json_object_set_new(j, "user_dropout", json_real((double)c->user_dropout)) ||
               json_object_set_new(j, "history_dim", json_integer(c->history_dim)) ||
               json_object_set_new(j, "history_items", json_integer(c->history_items)))) {
         json_decref(j);
@@ -574,7 +600,7 @@ static int model_config_from_json(cb_model_config *c, json_t *j) {
     c->seed = (uint64_t)seed;
     c->threads = threads;
     const char *objective = "rating";
-    double temp = c->temperature, rw = c->rating_weight, prior = 0.0, drop = 0.0;
+    double temp = c->temperature, rw = c->rating_weight, prior = 0.0, drop = 0.0, udrop = 0.0;
     int logq = c->logq, id_emb = 0, split = 0;
     json_int_t item_ids = 0, hist_dim = 0, hist_items = 0;
     if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F,s?b,s?I,s?b,s?F,s?I,s?I}", "objective", &objective, "temperature", &temp,
@@ -582,8 +608,10 @@ static int model_config_from_json(cb_model_config *c, json_t *j) {
                     "item_ids", &item_ids, "split_heads", &split, "item_dropout", &drop, "history_dim", &hist_dim,
                     "history_items", &hist_items) ||
         cb_objective_parse(objective, &c->objective) || item_ids < 0 || item_ids > INT32_MAX || !(drop >= 0.0) ||
-        drop > 1.0 || hist_dim < 0 || hist_dim > 65536 || hist_items < 0 || hist_items > INT32_MAX)
+        drop > 1.0 || hist_dim < 0 || hist_dim > 65536 || hist_items < 0 || hist_items > INT32_MAX ||
+        json_unpack(j, "{s?F}", "user_dropout", &udrop) || !(udrop >= 0.0) || udrop > 1.0)
         return -1;
+    c->user_dropout = (float)udrop;
     c->history_dim = (uint32_t)hist_dim;
     c->history_items = (uint32_t)hist_items;
     c->item_dropout = (float)drop;

@@ -155,6 +155,7 @@ const char *cb_model_config_check(const cb_model_config *c) {
     if (c->batch_size == 0 || c->batch_size > (1u << 20)) return "batch_size must be in 1..1048576";
     if (c->threads < 1) return "threads must be >= 1";
     if (!(c->item_dropout >= 0.0f && c->item_dropout <= 1.0f)) return "item_dropout must be in [0,1]";
+    if (!(c->user_dropout >= 0.0f && c->user_dropout <= 1.0f)) return "user_dropout must be in [0,1]";
     return NULL;
 }
 
@@ -608,6 +609,7 @@ static void bag_backward(tower *t, const tower_ws *ws, const float *dout, float 
                 0.0f, scratch, E);
     for (int r = 0; r < B; r++) {
         uint32_t row = ws->hrow[r], cnt = 0;
+        if (row == UINT32_MAX) continue; /* user dropout: an empty bag */
         for (uint32_t k = ws->h_off[row]; k < ws->h_off[row + 1]; k++)
             cnt += ws->h_item[k] != ws->htgt[r] && ws->h_item[k] < t->n_emb;
         if (!cnt) continue;
@@ -1095,6 +1097,29 @@ static void item_dropout(const cb_model_config *c, const cb_train_data *d, tower
     }
 }
 
+/* User dropout on the user tower's gathered batch, as item_dropout: the
+ * columns of d->user_cold at their cold values and an empty history bag
+ * (hrow UINT32_MAX: bag_backward skips the row). */
+static void user_dropout(const cb_model *m, const cb_train_data *d, tower_ws *ws, int B, uint32_t epoch_id,
+                         size_t step) {
+    const cb_model_config *c = &m->cfg;
+    if (!(c->user_dropout > 0.0f)) return;
+    const tower *t = &m->tw[0];
+    int in0 = t->in[0], fi = t->feat_in;
+    cb_rng rng;
+    cb_rng_seed(&rng, c->seed ^ (0xA0761D6478BD642FULL * ((uint64_t)epoch_id + 1)) ^ (0xE7037ED1A0B428DBULL * (step + 1)));
+    for (int r = 0; r < B; r++) {
+        if (cb_rng_uniform(&rng) >= (double)c->user_dropout) continue;
+        float *row = ws->x + (size_t)r * in0;
+        for (int j = 0; d->user_cold && j < fi; j++)
+            if (!isnan(d->user_cold[j])) row[j] = d->user_cold[j];
+        if (t->bag) {
+            memset(row + fi, 0, (size_t)(in0 - fi) * sizeof *row);
+            ws->hrow[r] = UINT32_MAX;
+        }
+    }
+}
+
 /* One epoch of steps for the towers owned by thread `tid`. */
 static void run_epoch(train_ctx *x, int tid) {
     cb_model *m = x->m;
@@ -1112,6 +1137,7 @@ static void run_epoch(train_ctx *x, int tid) {
             gather_batch(c, ws, d->ratings, idx, B, x->log_q);
             gather_side(m, s, ws, d, idx, B);
             if (s == 1) item_dropout(c, d, ws, B, x->epoch_id, step);
+            else user_dropout(m, d, ws, B, x->epoch_id, step);
             if (s == 0) {
                 x->head_snap[par][0] = m->head[HEAD_S];
                 x->head_snap[par][1] = m->head[HEAD_C];

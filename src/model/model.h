@@ -97,6 +97,10 @@ typedef struct cb_model_config {
                                                      cb_train_data.item_cold set to their cold values
                                                      (so items without interactions are placed by
                                                      content); 0 = off */
+    float user_dropout;                           /* training only: the same for the user, shown as
+                                                     known by features alone: the columns of
+                                                     cb_train_data.user_cold at their cold values and
+                                                     an empty history bag (cold-start users); 0 = off */
     cb_loss_kind loss;
     float target_scale, target_shift;
     float bce_scale_init;                         /* initial s of the BCE head (5) */
@@ -117,7 +121,8 @@ void cb_model_config_base(cb_model_config *c);
  * from here): the base above plus the default of every TRAIN key
  * (model/train_config.c, their one home; measured there): layers {256,128},
  * dim 32, l2norm on, objective both with split heads, temperature 0.2, logQ
- * on, rating weight 2, popularity prior 1, item-id embedding on, MSE, Adam lr
+ * on, rating weight 2, popularity prior 1, item-id embedding on, item dropout
+ * 0.25, user dropout 0.1, no history bag, MSE, Adam lr
  * 0.002, no decay, batch 256, 10 epochs, patience 0, seed 1, threads 2.
  * user_in / item_in are left 0: the caller must set them. */
 void cb_model_config_default(cb_model_config *c);
@@ -153,6 +158,8 @@ typedef struct cb_train_data {
     const float *item_cold;        /* [item_in] or NULL: the value a never-rated item has in each
                                       interaction-derived item column (rating count / mean), NAN
                                       for content columns; item_dropout writes these values */
+    const float *user_cold;        /* [user_in] or NULL: the same for a user without ratings (the
+                                      rating-derived user columns), for user_dropout */
 } cb_train_data;
 
 typedef struct cb_epoch_report {
