@@ -20,6 +20,10 @@ CFLAGS    ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden \
               -Iinclude -Isrc $(PKG_CFLAGS)
 LDLIBS    := $(PKG_LIBS) -lm -lpthread
+# cbrec serve (src/serve): linked into the cbrec binary only, never into libcbrec
+SERVE_PKGS   := libmicrohttpd sqlite3
+SERVE_CFLAGS := $(shell pkg-config --cflags $(SERVE_PKGS))
+SERVE_LIBS   := $(shell pkg-config --libs $(SERVE_PKGS))
 
 ifeq ($(SANITIZE),1)
   BUILD   := build-san
@@ -35,6 +39,10 @@ CLI_SRC   := $(wildcard src/cli/*.c)
 TEST_SRC  := $(wildcard tests/test_*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/lib/%.o)
 CLI_OBJ   := $(CLI_SRC:src/cli/%.c=$(BUILD)/cli/%.o)
+SERVE_SRC := $(wildcard src/serve/*.c)
+SERVE_OBJ := $(SERVE_SRC:src/serve/%.c=$(BUILD)/serve/%.o) $(BUILD)/serve/assets.o
+# the page (web/*) and the OpenAPI document, embedded into the binary
+WEB_ASSETS := $(wildcard web/*.html web/*.js web/*.css web/*.svg web/*.png web/*.ico)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
@@ -57,6 +65,17 @@ $(BUILD)/cli/%.o: src/cli/%.c $(LIB_HDR) $(wildcard src/cli/*.h) include/cbrec.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+$(BUILD)/serve/%.o: src/serve/%.c src/serve/serve.h src/cli/cli.h include/cbrec.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SERVE_CFLAGS) -c $< -o $@
+
+$(BUILD)/serve/assets.c: scripts/embed-assets.sh $(WEB_ASSETS) src/serve/openapi.json
+	@mkdir -p $(dir $@)
+	scripts/embed-assets.sh $@ $(foreach f,$(WEB_ASSETS),$(f)=/$(notdir $(f))) src/serve/openapi.json=/openapi.json
+
+$(BUILD)/serve/assets.o: $(BUILD)/serve/assets.c src/serve/serve.h include/cbrec.h
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
 $(BUILD)/libcbrec.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -70,8 +89,8 @@ libcbrec.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libcbrec.so.0 -o $@ $^ $(LDFLAGS) $(LDLIBS)
 	ln -sf libcbrec.so libcbrec.so.0
 
-$(BUILD)/cbrec: $(CLI_OBJ) $(BUILD)/libcbrec.a
-	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS)
+$(BUILD)/cbrec: $(CLI_OBJ) $(SERVE_OBJ) $(BUILD)/libcbrec.a
+	$(CC) -o $@ $(CLI_OBJ) $(SERVE_OBJ) $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS) $(SERVE_LIBS)
 
 cbrec: $(BUILD)/cbrec
 	cp -f $< $@
@@ -100,7 +119,7 @@ test: all $(TEST_BIN) $(EXAMPLE_BIN) python
 	@CBREC=$(CBREC) BUILD=$(BUILD) PYTHON=$(PYTHON) PY_BUILD_LIB=$(PY_BUILD_LIB) SANITIZE=$(SANITIZE) \
 	  scripts/run-tests.sh $(TEST_BIN)
 
-bench: all $(BENCH_BIN) python
+bench: all $(BENCH_BIN) $(BUILD)/bench/serve_loop python
 	@CBREC=$(CBREC) BUILD=$(BUILD) PYTHON=$(PYTHON) PYTHONPATH=$(PY_BUILD_LIB) scripts/run-bench.sh
 
 # The Python binding (python/): `import cbrec` from $(PY_BUILD_LIB) for the

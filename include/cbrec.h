@@ -345,6 +345,40 @@ CB_API size_t cb_recommender_table_k(const cb_recommender *rec);
  * cb_recommender_save_table. */
 CB_API int cb_recommender_add_item(cb_recommender *rec, const char *item_json, size_t *item, cb_error *err);
 
+/* ---- approximate search for large catalogs: an HNSW graph index over the
+ * item vectors (`cbrec index`). Without one every search is exact. With one
+ * attached, the catalog searches (similar, recommend's embedding source, the
+ * similar-items table) follow the search mode: CB_SEARCH_AUTO (default) uses
+ * the index from CB_ANN_AUTO_MIN_ITEMS items on and exact search below;
+ * CB_SEARCH_EXACT never uses it; CB_SEARCH_APPROX always does. Filters
+ * (already rated, blocked, excluded) are applied inside the graph walk, so a
+ * filtered search keeps its recall. Approximate results carry the exact
+ * scores; items added after training are merged in exactly. The index file is
+ * checksummed, memory-mapped at load, and refused for another model. */
+typedef enum cb_search_mode { CB_SEARCH_AUTO = 0, CB_SEARCH_EXACT = 1, CB_SEARCH_APPROX = 2 } cb_search_mode;
+#define CB_ANN_AUTO_MIN_ITEMS 100000
+/* Build over the model's items: m links per node (0 = 16), ef_construction
+ * the build beam (0 = 200). Deterministic; single-threaded [exclusive]. */
+CB_API int cb_recommender_build_index(cb_recommender *rec, size_t m, size_t ef_construction, cb_error *err);
+CB_API int cb_recommender_save_index(const cb_recommender *rec, const char *path, cb_error *err);
+CB_API int cb_recommender_load_index(cb_recommender *rec, const char *path, cb_error *err); /* [exclusive] */
+/* The mode, and the search beam ef (0 = the default: 64, 128 for dot
+ * products; larger = higher recall, slower). CB_SEARCH_APPROX without an
+ * index is CB_EINVAL [exclusive]. */
+CB_API int cb_recommender_set_search(cb_recommender *rec, cb_search_mode mode, size_t ef, cb_error *err);
+/* 1 when catalog searches currently use the index, else 0. */
+CB_API int cb_recommender_search_is_approximate(const cb_recommender *rec);
+
+/* ---- content columns (issue 12): every categorical / multi-valued item
+ * column (genres, tags, brand...) is first-class: per-value user preferences,
+ * a retrieval source with reasons naming the column and value, and the
+ * new-user form {"preferences": {"tags": {"jazz": 5}, "brand": {"Acme": 4}}}.
+ * Values the model does not know, in a new item's or a new user's JSON, are
+ * remarks (the list's notes for a user; this call for an item) or errors when
+ * the JSON says "strict": true. Remarks of the last cb_recommender_add_item,
+ * "" when none; owned by rec, valid until the next add. */
+CB_API const char *cb_recommender_add_item_note(const cb_recommender *rec);
+
 /* ---- results */
 typedef struct cb_list cb_list;  /* a ranked list of items with scores and reasons */
 /* Getters take the rank i (0 = best) and return NULL / NAN / 0 out of range. A
@@ -379,7 +413,8 @@ CB_API int cb_list_to_json(const cb_list *l, char **json_out, cb_error *err);
 /* The k nearest items to `item` (itself excluded); k larger than the catalog is
  * clamped (a note says so). On success *out is a new list. */
 CB_API int cb_recommender_similar(const cb_recommender *rec, size_t item, size_t k, cb_list **out, cb_error *err);
-/* Top items for a known user (user_id) or a new user (user_json); exactly one non-NULL.
+/* Top items for a known user (user_id) or a new user (user_json); one of them non-NULL
+ * (both: a known user plus live events, see "serving" below).
  * opts: kind RECOMMEND or NULL for defaults ("n", the sources "recent",
  * "similar-per-item", "top-genres", "per-genre", "group-items", "group-by",
  * "embedding", "include-seen", "exclude", "allow", "block-file", "diversity",
@@ -402,6 +437,48 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
 CB_API int cb_recommender_batch_row_json(const cb_recommender *rec, size_t user, const int64_t *items,
                                          const float *scores, size_t n, const cb_config *opts, char **json_out,
                                          cb_error *err);
+
+/* ---- serving: what a server (cbrec serve) or a binding shows beside the
+ * lists [shared]. Strings returned belong to rec.
+ *
+ * Live events: cb_recommender_recommend with BOTH user_id and user_json
+ * ranks for a known user plus the extra ratings of user_json ({"ratings":
+ * {"<item id>": rating, ...}}, newer than training: they override the
+ * training rating of the same item, and count as rated), embedded by the user
+ * tower at once (no retraining); the user's categorical attribute levels come
+ * from the model (numeric attributes are not stored in a model: give them in
+ * user_json). A user_id the model does not know is a new user described by
+ * user_json alone (a note says so). */
+
+/* Item `item`'s genre names, up to max of them into names (may be NULL);
+ * returns how many it has (0 out of range). */
+CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item, const char **names, size_t max);
+/* Per item (model items, then added ones; arrays [cb_recommender_item_count]):
+ * the number of interactions in the model (every rating of the training data;
+ * 0 for added items) and their mean rating (NAN when none). */
+CB_API int cb_recommender_item_rating_stats(const cb_recommender *rec, size_t *counts, double *means, cb_error *err);
+/* What a profile form can offer, as JSON (malloc'd): {"genres": [names],
+ * "item_columns": {"<col>": [levels]}, "user_columns": {"<col>": [levels]}}
+ * (a numeric column has an empty list). */
+CB_API int cb_recommender_vocabulary_json(const cb_recommender *rec, char **json_out, cb_error *err);
+/* A known user's interactions in the model, oldest first: count (0 out of
+ * range), then the j-th: item number, rating, time (seconds; 0 when the data had
+ * none; time may be NULL). */
+CB_API size_t cb_recommender_user_n_ratings(const cb_recommender *rec, size_t user);
+CB_API int cb_recommender_user_rating(const cb_recommender *rec, size_t user, size_t j, size_t *item, float *rating,
+                                      int64_t *time, cb_error *err);
+/* The item vectors projected on their first two principal components
+ * (deterministic): xy [cb_recommender_item_count x 2], caller-allocated. */
+CB_API int cb_recommender_project_2d(const cb_recommender *rec, float *xy, cb_error *err);
+
+/* ---- input and output files [shared]. Every file cbrec reads goes through one
+ * check: a path that is not a regular file (a FIFO, a directory, a device) is
+ * refused at once, never blocks. Writes are atomic (temporary + rename). */
+/* Read a whole regular file (at most max_len bytes, else CB_EPARSE) into a
+ * NUL-terminated buffer the caller frees with free(); *len may be NULL. */
+CB_API int cb_file_read(const char *path, size_t max_len, char **text_out, size_t *len, cb_error *err);
+/* CB_OK when a file can be written at `path` (checked before long work). */
+CB_API int cb_file_check_writable(const char *path, cb_error *err);
 
 #ifdef __cplusplus
 }

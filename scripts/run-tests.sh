@@ -1,25 +1,38 @@
 #!/bin/sh
-# Runs each cmocka test binary given as an argument (then the Python binding's
-# pytest suite when it is built), shows its output, and ends
-# with one line "N passed, N failed" summed over all of them. Skipped tests are
+# Runs each cmocka test binary given as an argument, then the web page's test
+# (tests/web/page_test.js, which prints the same kind of lines), then the Python
+# binding's pytest suite when it is built, shows their output, and ends with one
+# line "N passed, N failed" summed over all of them. Skipped tests are
 # listed (with their reason, printed by the test) and counted separately; they
 # never count as passed. Exit status is non-zero when anything failed.
 # CMOCKA_MESSAGE_OUTPUT=stdout keeps cmocka's lines in one stream we can count.
 passed=0; failed=0; skipped=0; crashed=""
 export CMOCKA_MESSAGE_OUTPUT=stdout
-for t in "$@"; do
-  out=$("$t" 2>&1); rc=$?
-  printf '%s\n' "$out"
-  p=$(printf '%s\n' "$out" | grep -c '^\[       OK \]')
-  f=$(printf '%s\n' "$out" | grep -c '^\[  FAILED  \] [a-z_]')
-  s=$(printf '%s\n' "$out" | grep -c '^\[  SKIPPED \] [a-z_]')
-  total_run=$(printf '%s\n' "$out" | grep -c '^\[ RUN      \]')
+# tally NAME RC OUTPUT: shows OUTPUT and adds its cmocka-style lines to the totals.
+tally() {
+  printf '%s\n' "$3"
+  p=$(printf '%s\n' "$3" | grep -c '^\[       OK \]')
+  f=$(printf '%s\n' "$3" | grep -c '^\[  FAILED  \] [a-z_]')
+  s=$(printf '%s\n' "$3" | grep -c '^\[  SKIPPED \] [a-z_]')
+  total_run=$(printf '%s\n' "$3" | grep -c '^\[ RUN      \]')
   # A binary that died mid-test (crash, sanitizer abort) counts its unfinished test as failed.
-  if [ $((p + f + s)) -lt "$total_run" ] || { [ $rc -ne 0 ] && [ "$f" -eq 0 ]; }; then
-    f=$((f + 1)); crashed="$crashed $(basename "$t")"
+  if [ $((p + f + s)) -lt "$total_run" ] || { [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; }; then
+    f=$((f + 1)); crashed="$crashed $1"
   fi
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+}
+for t in "$@"; do
+  out=$("$t" 2>&1); rc=$?
+  tally "$(basename "$t")" "$rc" "$out"
 done
+# The web page in headless chromium against the real `cbrec serve` (tests/web/page_test.js);
+# without node it is reported as skipped, never as passed.
+if command -v node >/dev/null 2>&1; then
+  out=$(node tests/web/page_test.js 2>&1); rc=$?
+else
+  out="[  SKIPPED ] web_page: node is not installed (scripts/install-deps.sh installs nodejs)"; rc=0
+fi
+tally web_page "$rc" "$out"
 
 # The Python binding's pytest suite (python/tests), when `make python` could
 # build it: its passes, failures and skips join the counts above. Without

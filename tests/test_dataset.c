@@ -202,6 +202,7 @@ static void test_generic_schema(void **state) {
                   "rating.binary = yes\n"
                   "items = products.csv   # the catalog\n"
                   "items.columns = sku:id, name:title, price:numeric, brand:categorical, tags:multi(;), notes:ignore\n"
+                  "items.year_from_title = yes\n"
                   "users = people.csv\n"
                   "users.delim = ;\n"
                   "users.columns = id, age:numeric, country:categorical, gender:categorical\n"));

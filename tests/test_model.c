@@ -35,7 +35,8 @@ static void fixture_make(fixture *f, size_t n, uint32_t n_users, uint32_t n_item
         f->idx[i] = (uint32_t)i;
     }
     f->n = n;
-    f->d = (cb_train_data){f->xu, n_users, f->xm, n_items, f->r, f->idx, n, NULL, 0};
+    f->d = (cb_train_data){.user_x = f->xu, .n_users = n_users, .item_x = f->xm, .n_items = n_items, .ratings = f->r,
+                           .train_idx = f->idx, .n_train = n};
 }
 
 static void fixture_free(fixture *f) { free(f->xu), free(f->xm), free(f->r), free(f->idx); }
@@ -95,7 +96,11 @@ static void n_params_and_tensors(void **state) {
 }
 
 /* Whole-model gradient check against central differences on every parameter. */
-static void gradcheck_case(cb_loss_kind loss, bool l2norm, cb_objective objective, uint32_t item_ids, bool split) {
+/* hist > 0: a history bag of that width; user u's history is items u % 4,
+ * (u + 1) % 4 and 7 (past the table: skipped), so examples' own items are
+ * left out of some bags and not others. */
+static void gradcheck_case_h(cb_loss_kind loss, bool l2norm, cb_objective objective, uint32_t item_ids, bool split,
+                             uint32_t hist) {
     fixture f;
     fixture_make(&f, 9, 5, 4, 3, 4, loss == CB_LOSS_BCE, 11);
     cb_model_config c;
@@ -103,6 +108,11 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm, cb_objective objectiv
     c.loss = loss, c.l2norm = l2norm, c.bce_scale_init = 2.0f;
     c.objective = objective, c.temperature = 0.5f, c.rating_weight = 0.7f, c.item_ids = item_ids;
     c.split_heads = split;
+    c.history_dim = hist, c.history_items = hist ? 4 : 0;
+    uint32_t h_off[6], h_item[15];
+    for (uint32_t u = 0; u <= 5; u++) h_off[u] = 3 * u;
+    for (uint32_t u = 0; u < 5; u++) h_item[3 * u] = u % 4, h_item[3 * u + 1] = (u + 1) % 4, h_item[3 * u + 2] = 7;
+    if (hist) f.d.hist_off = h_off, f.d.hist_item = h_item;
     cb_model *m;
     cb_error err;
     assert_int_equal(cb_model_create(&m, &c, &err), CB_OK);
@@ -111,7 +121,7 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm, cb_objective objectiv
         cb_tensor t;
         cb_model_tensor(m, i, &t);
         if (strstr(t.name, "bias")) for (uint32_t k = 0; k < t.shape[0]; k++) t.data[k] = 0.1f * (float)((int)(k % 5) - 2);
-        if (strstr(t.name, "id_embedding"))
+        if (strstr(t.name, "_embedding"))
             for (uint32_t k = 0; k < t.shape[0] * t.shape[1]; k++) t.data[k] = 0.2f * (float)((int)(k % 7) - 3);
     }
     double loss0;
@@ -148,6 +158,10 @@ static void gradcheck_case(cb_loss_kind loss, bool l2norm, cb_objective objectiv
     fixture_free(&f);
 }
 
+static void gradcheck_case(cb_loss_kind loss, bool l2norm, cb_objective objective, uint32_t item_ids, bool split) {
+    gradcheck_case_h(loss, l2norm, objective, item_ids, split, 0);
+}
+
 static void gradcheck_model(void **state) {
     (void)state;
     gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_RATING, 0, false);
@@ -164,6 +178,9 @@ static void gradcheck_model(void **state) {
     /* both with split heads: ranking and rating on separate output halves */
     gradcheck_case(CB_LOSS_MSE, true, CB_OBJECTIVE_BOTH, 3, true);
     gradcheck_case(CB_LOSS_MSE, false, CB_OBJECTIVE_BOTH, 0, true);
+    /* the history bag (user.history_embedding and the bag's columns of user.0.weight) */
+    gradcheck_case_h(CB_LOSS_MSE, true, CB_OBJECTIVE_BOTH, 3, true, 3);
+    gradcheck_case_h(CB_LOSS_MSE, true, CB_OBJECTIVE_RATING, 0, false, 2);
 }
 
 static cb_model *trained(fixture *f, cb_model_config *c, int rc_want) {

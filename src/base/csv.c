@@ -217,14 +217,10 @@ int cb_csv_open(cb_csv **out, const char *path, const cb_csv_options *opt, cb_er
     int rc = csv_create(out, path, opt, err);
     if (rc) return rc;
     int fd;
-    do fd = open(path, O_RDONLY | O_CLOEXEC);
-    while (fd < 0 && errno == EINTR);
-    if (fd < 0) {
-        int e = errno;
-        char ebuf[128];
+    if ((rc = cb_open_input(&fd, path, NULL, err))) {
         cb_csv_close(*out);
         *out = NULL;
-        return cb_fail(err, CB_EIO, "%s: cannot open: %s", path, strerror_r(e, ebuf, sizeof ebuf));
+        return rc;
     }
     (*out)->fd = fd;
     return CB_OK;

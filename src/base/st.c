@@ -339,16 +339,17 @@ int cb_st_open(cb_st **out, const char *path, const char *format, int max_versio
         return CB_ENOMEM;
     }
     int rc = CB_OK;
-    int fd = open(path, O_RDONLY);
+    int fd;
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        rc = cb_fail(err, CB_EIO, "%s: cannot open: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
+    if ((rc = cb_open_input(&fd, path, "cbrec file", err))) goto fail;
+    if (fstat(fd, &sb) != 0) {
+        rc = cb_fail(err, CB_EIO, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
         goto fail;
     }
-    if (!S_ISREG(sb.st_mode) || sb.st_size < 8) {
+    if (sb.st_size < 8) {
         close(fd);
-        rc = cb_fail(err, CB_EFORMAT, "%s: not a cbrec file (too short or not a regular file)", path);
+        rc = cb_fail(err, CB_EFORMAT, "%s: not a cbrec file (%lld bytes: too short)", path, (long long)sb.st_size);
         goto fail;
     }
     st->map_len = (size_t)sb.st_size;
@@ -401,7 +402,11 @@ int cb_st_open(cb_st **out, const char *path, const char *format, int max_versio
     if (sum) {
         char buf[32];
         snprintf(buf, sizeof buf, "%016" PRIx64, checksum(st->t, st->n, st->m, st->n_meta));
+#ifdef CB_FUZZ_NO_CHECKSUM /* the fuzz build: let mutated files reach the contents' validators */
+        if (0) {
+#else
         if (strcmp(buf, sum) != 0) {
+#endif
             rc = cb_fail(err, CB_EFORMAT, "%s: checksum mismatch (file is corrupted)", path);
             goto fail;
         }
@@ -438,6 +443,23 @@ const void *cb_st_tensor(const cb_st *st, const char *name, cb_st_dtype dtype, i
     }
     for (int d = 0; d < ndim; d++) shape[d] = t->shape[d];
     return t->data;
+}
+
+int cb_st_copy(const cb_st *st, cb_st_writer *w, const char *const *skip, cb_error *err) {
+    static const char *const own[] = {"checksum", "format", "format_version"};
+    int rc = CB_OK;
+    for (size_t i = 0; i < st->n && !rc; i++) {
+        bool skipped = false;
+        for (size_t k = 0; skip && skip[k]; k++) skipped |= !strcmp(skip[k], st->t[i].name);
+        if (!skipped) rc = cb_st_add(w, st->t[i].name, st->t[i].dtype, st->t[i].shape, st->t[i].ndim, st->t[i].data, err);
+    }
+    for (size_t i = 0; i < st->n_meta && !rc; i++) {
+        bool skipped = false;
+        for (size_t k = 0; k < 3; k++) skipped |= !strcmp(own[k], st->m[i].key);
+        for (size_t k = 0; skip && skip[k]; k++) skipped |= !strcmp(skip[k], st->m[i].key);
+        if (!skipped) rc = cb_st_set_meta(w, st->m[i].key, st->m[i].value, err);
+    }
+    return rc;
 }
 
 const char *cb_st_meta(const cb_st *st, const char *key) {

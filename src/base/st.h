@@ -45,6 +45,12 @@ void cb_st_close(cb_st *st); /* NULL is a no-op; invalidates every pointer it ga
  * when it is missing or of another dtype or rank. */
 const void *cb_st_tensor(const cb_st *st, const char *name, cb_st_dtype dtype, int ndim, int64_t *shape,
                          cb_error *err);
+/* Add every tensor and metadata entry of `st` to `w` (tensor data still
+ * points into `st`: keep it open until cb_st_write), except the names listed
+ * in `skip` (NULL-terminated; may be NULL) and the container's own keys
+ * (checksum, format, format_version). For tools and tests that re-save a
+ * file with a field changed or left out. */
+int cb_st_copy(const cb_st *st, cb_st_writer *w, const char *const *skip, cb_error *err);
 /* Metadata value or NULL. */
 const char *cb_st_meta(const cb_st *st, const char *key);
 int cb_st_format_version(const cb_st *st);

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char *cb_version(void) { return CB_VERSION_STRING; }
@@ -249,7 +252,121 @@ size_t cb_vocab_bytes(const cb_vocab *v) {
     return v ? v->bytes + (size_t)v->n_slots * sizeof(uint32_t) + sizeof *v : 0;
 }
 
+/* ---- Input files */
+
+int cb_open_input(int *out, const char *path, const char *what, cb_error *err) {
+    const char *role = what ? what : "file";
+    *out = -1;
+    if (!path || !*path) return cb_fail(err, CB_EINVAL, "no %s path given", role);
+    int fd;
+    do fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    char ebuf[128];
+    if (fd < 0) return cb_fail(err, CB_EIO, "%s: cannot open the %s: %s", path, role, strerror_r(errno, ebuf, sizeof ebuf));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return cb_fail(err, CB_EIO, "%s: cannot stat the %s: %s", path, role, strerror_r(e, ebuf, sizeof ebuf));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        const char *kind = S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO (named pipe)"
+                           : S_ISSOCK(sb.st_mode) ? "a socket" : "a device";
+        return cb_fail(err, CB_EINVAL, "%s: the %s is %s, not a regular file", path, role, kind);
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    *out = fd;
+    return CB_OK;
+}
+
+int cb_read_small_file(const char *path, char **out, size_t *len, size_t max_len, cb_error *err) {
+    *out = NULL;
+    int fd, rc = cb_open_input(&fd, path, NULL, err);
+    if (rc) return rc;
+    char *buf = cb_malloc(max_len + 1, err);
+    size_t n = 0;
+    rc = buf ? CB_OK : CB_ENOMEM;
+    while (!rc && n <= max_len) {
+        ssize_t got = read(fd, buf + n, max_len + 1 - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) rc = cb_fail(err, CB_EIO, "%s: read error: %s", path, strerror(errno));
+        if (got <= 0) break;
+        n += (size_t)got;
+    }
+    close(fd);
+    if (!rc && n > max_len) rc = cb_fail(err, CB_EPARSE, "%s:1: file too large (more than %zu bytes)", path, max_len);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    if (len) *len = n;
+    return CB_OK;
+}
+
+/* ---- Error text */
+
+const char *cb_clip(char *buf, size_t size, const char *s, size_t len) {
+    if (!size) return buf;
+    size_t keep = len <= CB_CLIP_MAX ? len : CB_CLIP_MAX;
+    if (keep >= size) keep = size - 1;
+    /* never cut a UTF-8 sequence in half */
+    while (keep < len && keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80) keep--;
+    if (keep == len) snprintf(buf, size, "%.*s", (int)keep, s);
+    else snprintf(buf, size, "%.*s...(%zu bytes)", (int)keep, s, len);
+    return buf;
+}
+
 /* ---- Atomic files */
+
+/* The folder of `path` ("." when it has none) into dir[size]; false if too long. */
+static bool folder_of(const char *path, char *dir, size_t size) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return snprintf(dir, size, ".") < (int)size;
+    if (slash == path) return snprintf(dir, size, "/") < (int)size;
+    if ((size_t)(slash - path) >= size) return false;
+    snprintf(dir, size, "%.*s", (int)(slash - path), path);
+    return true;
+}
+
+int cb_atomic_sweep(const char *path) {
+    char dir[4096];
+    if (!folder_of(path, dir, sizeof dir)) return 0;
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *name = e->d_name;
+        if (strncmp(name, base, blen) != 0 || strncmp(name + blen, ".tmp.", 5) != 0) continue;
+        const char *digits = name + blen + 5;
+        char *end;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (end == digits || *end || errno || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to judge) */
+        char full[8192];
+        if (snprintf(full, sizeof full, "%s/%s", dir, name) < (int)sizeof full && unlink(full) == 0) removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
+int cb_atomic_check_writable(const char *path, cb_error *err) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return cb_fail(err, CB_EIO, "%s: is a directory, not a file to write", path);
+    cb_atomic_file af;
+    int rc = cb_atomic_open(&af, path, err);
+    if (!rc) cb_atomic_abort(&af);
+    return rc;
+}
 
 int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
     memset(af, 0, sizeof *af);
@@ -261,6 +378,7 @@ int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
         return CB_ENOMEM;
     }
     snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    (void)cb_atomic_sweep(path);
     af->fp = fopen(af->tmp_path, "wb");
     if (!af->fp) {
         int rc = cb_fail(err, CB_EIO, "%s: cannot create temporary file: %s", af->tmp_path, strerror(errno));
@@ -275,12 +393,8 @@ int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
 /* After the rename: fsync the folder holding `path`, so the new directory
  * entry survives a crash too. Best effort: some file systems refuse it. */
 static void fsync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
     char dir[4096];
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else if ((size_t)(slash - path) < sizeof dir) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    else return;
+    if (!folder_of(path, dir, sizeof dir)) return;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return;
     (void)fsync(fd);

@@ -59,9 +59,30 @@ uint32_t cb_vocab_size(const cb_vocab *v);
 /* Bytes used by the vocabulary (for memory reports). */
 size_t cb_vocab_bytes(const cb_vocab *v);
 
-/* ---- Atomic file writes: write to "<path>.tmp.<pid>", fsync, rename, fsync the folder.
- * A crash or a full disk never leaves a torn file at `path`, and the old file
- * stays intact until the rename. */
+/* ---- Opening input files: the one way every reader opens a file (CSV,
+ * schema, model, table, JSON). Anything but a regular file (a FIFO, a
+ * directory, a device) is refused at once with a message naming the path:
+ * the open itself never blocks (O_NONBLOCK until fstat has said "regular").
+ * `what` (may be NULL) names the file's role in the message ("model file").
+ * Returns CB_OK with *fd open (the caller closes it), or an error code. */
+int cb_open_input(int *fd, const char *path, const char *what, cb_error *err);
+/* Read a whole input file (opened by cb_open_input) into a NUL-terminated
+ * malloc'd buffer; *len (may be NULL) excludes the NUL. More than max_len
+ * bytes is CB_EPARSE "file too large". */
+int cb_read_small_file(const char *path, char **out, size_t *len, size_t max_len, cb_error *err);
+
+/* ---- Error text: at most `max` bytes of s (a user-given title, id, cell)
+ * for a message, with "...(N bytes)" when cut, so a 50 MB field never ends up
+ * whole in an error. Writes into buf[size] and returns buf. */
+const char *cb_clip(char *buf, size_t size, const char *s, size_t len);
+#define CB_CLIP_MAX 80 /* a buffer of CB_CLIP_MAX + 32 holds any clip */
+
+/* ---- Atomic file writes: write to "<path>.tmp.<pid>", fsync, rename, fsync
+ * the folder. A crash or a full disk never leaves a torn file at
+ * `path`, and the old file stays intact until the rename. A process killed
+ * before the rename leaves its temporary behind: the next cb_atomic_open of
+ * the same path removes every "<path>.tmp.<pid>" whose pid is no
+ * longer a live process (cb_atomic_sweep), so leftovers never pile up. */
 typedef struct cb_atomic_file {
     FILE *fp;
     char *final_path;
@@ -72,6 +93,13 @@ int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err);
 int cb_atomic_commit(cb_atomic_file *af, cb_error *err);
 /* Close and remove the temporary file (after an error). */
 void cb_atomic_abort(cb_atomic_file *af);
+/* Remove the temporaries of `path` left by dead processes; returns how many. */
+int cb_atomic_sweep(const char *path);
+/* Can a file be created at `path` (its folder exists and is writable, and
+ * `path` itself is not a folder)? Checked before long work (training) so an
+ * unwritable output fails in a second, not after an hour. Creates and removes
+ * a probe temporary. */
+int cb_atomic_check_writable(const char *path, cb_error *err);
 
 /* ---- Misc. */
 /* Monotonic wall time in seconds. */

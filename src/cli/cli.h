@@ -57,6 +57,24 @@ void cli_help(FILE *f, const cli_command *c);
 /* Print the message, then the usage line; returns CLI_USAGE. */
 int cli_usage_error(const cli_command *c, const char *msg);
 
+/* ---- approximate search options, shared by similar, recommend and
+ * precompute (cmd_index.c): --index FILE attaches an index from `cbrec
+ * index`, --exact turns it off, --ef N sets the search beam. */
+typedef struct cli_search {
+    const char *index, *ef;
+    bool exact;
+} cli_search;
+#define CLI_SEARCH_OPTS(s)                                                                                        \
+    {"index", 0, "FILE", "an approximate index from `cbrec index` (used from " CLI_STR(CB_ANN_AUTO_MIN_ITEMS)     \
+                         " items on)", &(s).index, NULL},                                                          \
+        {"exact", 0, NULL, "exact search even with --index", NULL, &(s).exact},                                  \
+        {"ef", 0, "N", "approximate search beam (default 64; larger = higher recall, slower)", &(s).ef, NULL}
+#define CLI_STR(x) CLI_STR2(x)
+#define CLI_STR2(x) #x
+/* Load s->index into rec and set the search mode; prints and returns
+ * CLI_ERROR / CLI_USAGE on failure, CLI_OK otherwise. */
+int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s);
+
 /* Commands: int cmd_<name>(int argc, char **argv), argv[0] is the command name. */
 int cmd_inspect(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
@@ -65,10 +83,13 @@ int cmd_predict(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_similar(int argc, char **argv);
 int cmd_precompute(int argc, char **argv);
+int cmd_index(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);
 int cmd_add_item(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_experiment(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_serve(int argc, char **argv);  /* src/serve/cmd_serve.c (linked into cbrec with the server) */
+int cmd_events(int argc, char **argv);
 
 #endif

@@ -25,6 +25,10 @@ static void print_table(const char *what, size_t n_rows, const json_t *cols) {
         if (ex) printf(" %6zu levels", I(c, "levels"));
         else printf(" %13s", "");
         if (I(c, "missing")) printf("  (%zu %s)", I(c, "missing"), strcmp(kind, "multi") ? "missing" : "empty");
+        if (json_object_get(c, "values_seen"))
+            printf("  [vocabulary: %zu values seen, %zu kept, %zu dropped%s]", I(c, "values_seen"),
+                   I(c, "values_seen") - I(c, "dropped"), I(c, "dropped"),
+                   I(c, "hash_buckets") ? " into hash buckets \"#k\"" : "");
         if (json_array_size(ex)) {
             printf("  e.g. ");
             for (size_t k = 0; k < json_array_size(ex); k++)

@@ -60,16 +60,19 @@ static const char *similar_usage =
     "the k items nearest to an item (the item itself excluded); score = cosine similarity\n"
     "of the item vectors (higher = closer). --item takes an id, else a case-insensitive title\n"
     "(\"Toy Story\"); when several titles match, the candidates are listed and the status is 1.\n"
-    "--table looks the answer up in a table from `cbrec precompute` (the same answer).\n";
+    "--table looks the answer up in a table from `cbrec precompute` (the same answer);\n"
+    "--index searches an approximate index from `cbrec index` (large catalogs).\n";
 
 int cmd_similar(int argc, char **argv) {
     const char *cmd = "similar", *model = NULL, *query = NULL, *table = NULL, *k_text = "10";
     bool json = false;
     size_t k;
+    cli_search search = {0};
     const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
                             {"item", 'i', "ID|TITLE", "the item, by id or title", &query, NULL},
                             {"k", 'k', "K", "how many (10)", &k_text, NULL},
                             {"table", 't', "TABLE", "a table from `cbrec precompute`", &table, NULL},
+                            CLI_SEARCH_OPTS(search),
                             {"json", 'j', NULL, "the list as one JSON document: {criterion, items: [{rank, item, title, score}], notes}", NULL, &json},
                             {NULL, 0, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, similar_usage, opts, 0, NULL};
@@ -82,7 +85,8 @@ int cmd_similar(int argc, char **argv) {
     size_t item;
     int status = CLI_ERROR;
     cb_recommender *rec = open_rec(cmd, model, table);
-    if (!rec || find_item(cmd, rec, query, &item)) goto done;
+    if (!rec || (status = cli_search_apply(cmd, rec, &search)) || (status = CLI_ERROR, find_item(cmd, rec, query, &item)))
+        goto done;
     if (cb_recommender_similar(rec, item, k, &l, &err)) {
         cli_error(cmd, &err);
         goto done;
@@ -106,17 +110,21 @@ done:
 /* ---- precompute */
 
 static const char *precompute_usage =
-    "usage: cbrec precompute --model FILE --out TABLE [-k 20] [--threads N]\n"
+    "usage: cbrec precompute --model FILE --out TABLE [-k 20] [--threads N] [--index INDEX | --exact]\n"
     "the similar-items table of the whole catalog (k nearest per item), written atomically;\n"
-    "use it with `cbrec similar --table` and `cbrec recommend --table`.\n";
+    "use it with `cbrec similar --table` and `cbrec recommend --table`. Catalogs of "
+    CLI_STR(CB_ANN_AUTO_MIN_ITEMS) " items\nor more are searched approximately: with --index, or an index built on the spot\n"
+    "(`cbrec index`; recall@10 >= 0.95); --exact always computes the exact table.\n";
 
 int cmd_precompute(int argc, char **argv) {
     const char *cmd = "precompute", *model = NULL, *out = NULL, *k_text = "20", *threads_text = "0";
     size_t k, threads;
+    cli_search search = {0};
     const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
                             {"out", 'o', "TABLE", "the table to write", &out, NULL},
                             {"k", 'k', "K", "neighbours per item (20)", &k_text, NULL},
                             {"threads", 0, "N", "threads of the search (0 = all CPUs)", &threads_text, NULL},
+                            CLI_SEARCH_OPTS(search),
                             {NULL, 0, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, precompute_usage, opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);
@@ -128,7 +136,17 @@ int cmd_precompute(int argc, char **argv) {
     int status = CLI_ERROR;
     cb_recommender *rec = open_rec(cmd, model, NULL);
     if (!rec) return CLI_ERROR;
+    if ((status = cli_search_apply(cmd, rec, &search))) goto done;
+    status = CLI_ERROR;
     double t0 = cli_now();
+    if (!search.exact && !search.index && cb_recommender_item_count(rec) >= CB_ANN_AUTO_MIN_ITEMS) {
+        if (cb_recommender_build_index(rec, 0, 0, &err)) {
+            cli_error(cmd, &err);
+            goto done;
+        }
+        fprintf(stderr, "note: %zu items: built an approximate index (%.2fs); --exact for the exact table\n",
+                cb_recommender_item_count(rec), cli_now() - t0);
+    }
     if (cb_recommender_build_table(rec, k, (int)threads, &err)) {
         cli_error(cmd, &err);
         goto done;
@@ -158,23 +176,13 @@ static const char *add_item_usage =
     "Either way `cbrec recommend --table TABLE2` can recommend it and `cbrec similar --table TABLE2`\n"
     "shows it. FILE: {\"id\": \"x1\", \"title\": \"T (2024)\", \"genres\": [\"Adventure\"], ...}\n";
 
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0, got;
-    char *s = malloc(cap + 1);
-    while (s && (got = fread(s + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *t = realloc(s, 2 * cap + 1);
-            if (!t) free(s);
-            s = t;
-            cap *= 2;
-        }
-    }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
+/* A user-given JSON file (--item-json, --new-user): regular files only, at
+ * most 16 MB; NULL after printing why. */
+static char *read_json_file(const char *cmd, const char *path) {
+    char *text = NULL;
+    cb_error err;
+    if (cb_file_read(path, 16u << 20, &text, NULL, &err)) cli_error(cmd, &err);
+    return text;
 }
 
 int cmd_add_item(int argc, char **argv) {
@@ -192,14 +200,16 @@ int cmd_add_item(int argc, char **argv) {
     cb_list *l = NULL;
     int status = CLI_ERROR;
     size_t item;
-    char *text = read_file(item_json);
-    if (!text) return cli_fail(CLI_ERROR, cmd, "%s: cannot read the item file", item_json);
+    char *text = read_json_file(cmd, item_json);
+    if (!text) return CLI_ERROR;
     cb_recommender *rec = open_rec(cmd, model, table);
     if (!rec) goto done;
     if (cb_recommender_add_item(rec, text, &item, &err) || cb_recommender_save_table(rec, out, &err)) {
         fprintf(stderr, "cbrec %s: %s: %s\n", cmd, item_json, err.msg);
         goto done;
     }
+    if (*cb_recommender_add_item_note(rec))
+        fprintf(stderr, "cbrec %s: warning: %s: %s\n", cmd, item_json, cb_recommender_add_item_note(rec));
     size_t k = cb_recommender_table_k(rec) < 10 ? cb_recommender_table_k(rec) : 10;
     if (k == 0) { /* no neighbour lists: nothing to show but the item */
         fprintf(stderr, "wrote %s: added item %s (an added-items file without similar-items lists; for `similar`, "
@@ -275,25 +285,30 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
     *out = NULL;
     *n_out = 0;
     if (!strcmp(spec, "all")) return *n_out = cb_recommender_user_count(rec), CLI_OK;
-    FILE *f = fopen(spec, "r");
-    if (!f) return cli_fail(CLI_ERROR, cmd, "%s: cannot open the user list", spec);
+    char *text = NULL, *save = NULL;
+    cb_error err;
+    if (cb_file_read(spec, (size_t)64 << 20, &text, NULL, &err)) return cli_error(cmd, &err);
     size_t cap = 64, *users = malloc(cap * sizeof *users);
-    char line[512];
     int status = users ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
-    for (size_t lineno = 1; !status && fgets(line, sizeof line, f); lineno++) {
-        line[strcspn(line, "\r\n")] = 0;
+    size_t lineno = 0;
+    for (char *p = text, *line; !status && p; p = save) {
+        line = p;
+        save = strchr(p, '\n');
+        if (save) *save++ = 0;
+        lineno++;
+        line[strcspn(line, "\r")] = 0;
         if (!line[0] || line[0] == '#') continue;
         size_t u = 0;
-        cb_error err;
         if (cb_recommender_find_user(rec, line, &u, &err))
-            status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%s'", spec, lineno, line);
+            status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%.80s%s'", spec, lineno, line,
+                              strlen(line) > 80 ? "..." : "");
         else {
             size_t *grown = n == cap ? realloc(users, (cap *= 2) * sizeof *users) : users;
             if (!grown) status = cli_fail(CLI_ERROR, cmd, "out of memory");
             else (users = grown)[n++] = u;
         }
     }
-    fclose(f);
+    free(text);
     if (status) free(users);
     else *out = users, *n_out = n;
     return status;
@@ -332,11 +347,10 @@ static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a
     cb_list *l = NULL;
     char *json = NULL;
     int status = CLI_OK;
-    if (a->new_user && !(json = read_file(a->new_user)))
-        return cli_fail(CLI_ERROR, cmd, "%s: cannot open the new-user file", a->new_user);
+    if (a->new_user && !(json = read_json_file(cmd, a->new_user))) return CLI_ERROR;
     if (cb_recommender_recommend(rec, a->user, json, cfg, &l, &err)) {
         status = CLI_ERROR;
-        if (json && err.code == CB_EPARSE && !strncmp(err.msg, "new-user JSON", 13))
+        if (json && !strncmp(err.msg, "new-user JSON", 13))
             fprintf(stderr, "cbrec %s: %s%s\n", cmd, a->new_user, err.msg + 13);
         else cli_error(cmd, &err);
     } else {
@@ -357,14 +371,17 @@ static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a
 int cmd_recommend(int argc, char **argv) {
     const char *cmd = "recommend";
     rec_args a = {0};
+    cli_search search = {0};
     const cli_opt opts[] = {
         {"model", 'm', "FILE", "the model file (cbrec train)", &a.model, NULL},
         {"user", 'u', "ID", "a known user", &a.user, NULL},
-        {"new-user", 0, "FILE", "a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"ratings\": {\"260\": 5}, "
-                                "\"<user column>\": value} (all optional)", &a.new_user, NULL},
+        {"new-user", 0, "FILE", "a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"preferences\": {\"tags\": "
+                                "{\"jazz\": 5}}, \"ratings\": {\"260\": 5}, \"<user column>\": value, \"strict\": "
+                                "true} (all optional; strict: unknown values are errors, not notes)", &a.new_user, NULL},
         {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL},
         {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL},
         {"table", 0, "TABLE", "table from `cbrec precompute` or `cbrec add-item` (its added items are recommended too)", &a.table, NULL},
+        CLI_SEARCH_OPTS(search),
         {"explain", 0, NULL, "print the reasons (for people)", NULL, &a.explain},
         {"json", 0, NULL, "the list as one JSON document (cb_list_to_json)", NULL, &a.json},
         {NULL, 0, NULL, NULL, NULL, NULL}};
@@ -378,6 +395,7 @@ int cmd_recommend(int argc, char **argv) {
     if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
         status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
     cb_recommender *rec = status < 0 ? open_rec(cmd, a.model, a.table) : NULL;
+    if (status < 0 && rec && cli_search_apply(cmd, rec, &search)) status = CLI_ERROR;
     if (status < 0) status = !rec ? CLI_ERROR : a.users ? run_batch(cmd, rec, &a, cfg) : run_one(cmd, rec, &a, cfg);
     cb_recommender_free(rec);
     cb_config_free(cfg);

@@ -27,11 +27,14 @@ static const command commands[] = {
     {"synth", cmd_synth, "generate a synthetic dataset with planted structure"},
     {"similar", cmd_similar, "the items most similar to an item (by id or title)"},
     {"precompute", cmd_precompute, "build the similar-items table of the whole catalog"},
+    {"index", cmd_index, "build the approximate nearest-neighbour index (HNSW) of a large catalog"},
     {"recommend", cmd_recommend, "recommend items for a known or new user, with reasons"},
     {"add-item", cmd_add_item, "embed a new item and insert it into a similar-items table"},
     {"eval", cmd_eval, "measure the two-tower model beside the baselines (RMSE, top-N, coverage)"},
     {"experiment", cmd_experiment, "experiment retrieval: how the retrieval size changes the final top-N"},
     {"report", cmd_report, "write a Markdown report: evaluation, retrieval experiment, learning curve"},
+    {"serve", cmd_serve, "serve the HTTP API and web page over a model (live events, hot reload)"},
+    {"events", cmd_events, "events export: the server's stored live events as rating rows"},
     
     
 };

@@ -22,6 +22,7 @@
 #include "base/util.h"
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* One observed rating or label. 16 bytes. ts = seconds since the epoch, 0 when unknown. */
 typedef struct cb_rating {
@@ -47,6 +48,17 @@ typedef struct cb_column {
     uint32_t *off;     /* MULTI: [n_rows + 1] */
     uint32_t *val;     /* MULTI: [off[n_rows]] */
     cb_vocab *levels;  /* CATEGORICAL / MULTI: level names */
+    /* Vocabulary control (generic schema, generic.c): the separator the file
+     * used ("" = '|'), how many values the schema's max_values / min_count
+     * dropped (n_dropped, of n_values_seen distinct values), and, with the
+     * hashing trick, how many "#k" bucket levels hold the dropped values
+     * (cb_value_bucket gives a value's bucket). */
+    char sep[8];
+    uint32_t n_values_seen, n_dropped, hash_buckets;
+    /* A text column (schema kind `text`): stored as MULTI, one level per
+     * distinct case-folded token of the row (cb_text_token); the features
+     * hash its TF-IDF into hash_buckets dimensions (0 = the default width). */
+    bool text;
 } cb_column;
 
 /* Attribute table. Rows are dense user or item indices. */
@@ -122,6 +134,10 @@ uint32_t cb_dataset_n_items(const cb_dataset *ds);
 /* Year from a trailing "(1995)" (or "(2006-2007)") in a title, in 1800..2200;
  * NAN when there is none. The one rule every module uses. */
 float cb_year_from_title(const char *s, size_t len);
+/* The hashing trick's bucket of a value (FNV-1a of its bytes, mod buckets),
+ * and its level name "#<bucket>"; buckets > 0. The one rule the loader
+ * (dropped values) and the feature transform (unknown values) share. */
+uint32_t cb_value_bucket(const char *s, size_t len, uint32_t buckets);
 /* Column index by name in a table, or -1. */
 int cb_table_find(const cb_table *t, const char *name);
 /* Bytes used by ratings, vocabularies and tables (memory report). */
@@ -178,11 +194,17 @@ int cb_split_sklearn(cb_split *out, size_t n_rows, double train_size, uint32_t r
 void cb_numpy_permutation(uint32_t *perm, size_t n, uint32_t seed);
 
 /* ---- Synthetic data with planted structure (see synth.c). */
+typedef enum cb_synth_layout {
+    CB_SYNTH_MOVIELENS = 0, /* ratings.csv, movies.csv, users.csv (synth.c) */
+    CB_SYNTH_GENERIC = 1    /* a shop-like catalog with planted classes (synth_generic.c) */
+} cb_synth_layout;
+
 typedef struct cb_synth_config {
     uint32_t n_users, n_items, n_genres;
     size_t n_ratings;
     double noise;          /* std of rating noise */
     uint64_t seed;
+    int layout;            /* cb_synth_layout */
 } cb_synth_config;
 void cb_synth_config_default(cb_synth_config *c);
 /* Build a synthetic dataset in memory. */
@@ -190,5 +212,17 @@ int cb_synth_generate(cb_dataset **out, const cb_synth_config *c, cb_error *err)
 /* Write a synthetic dataset as a MovieLens-latest-style folder (ratings.csv,
  * movies.csv, users.csv + cbrec.schema) so every loader path is exercised. */
 int cb_synth_write(const cb_dataset *ds, const char *dir, cb_error *err);
+/* The generic layout (synth_generic.c): a shop-like catalog of n_items
+ * products in min(n_genres, 16) planted classes, written to dir as
+ * items.csv (string ids; titles and a text column with commas, quotes and
+ * UTF-8 accents, CJK and emoji; ';'-separated tags drawn from the class's
+ * tags; a categorical brand of the class), users.csv, ratings.csv (string
+ * ids; users rate mostly their 1-2 favourite classes, high), truth.csv (the
+ * planted classes: "item,ID,CLASS", "user,ID,C1;C2", "class,K,TAG;TAG...")
+ * and cbrec.schema. About 10% of items and 5% of users are never rated.
+ * Deterministic for a seed. */
+int cb_synth_write_generic(const cb_synth_config *c, const char *dir, cb_error *err);
+/* Append a CSV field to fp, quoted when it holds a comma, quote or line break. */
+void cb_csv_put_field(FILE *fp, const char *s);
 
 #endif /* CB_DATASET_H */

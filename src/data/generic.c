@@ -17,7 +17,7 @@
 /* ------------------------------------------------------------------ schema */
 
 typedef enum {
-    K_ID, K_TITLE, K_NUMERIC, K_CATEGORICAL, K_MULTI, K_IGNORE,  /* items / users */
+    K_ID, K_TITLE, K_NUMERIC, K_CATEGORICAL, K_MULTI, K_TEXT, K_IGNORE,  /* items / users */
     K_USER, K_ITEM, K_RATING, K_TIMESTAMP, K_WEIGHT               /* ratings */
 } col_kind;
 
@@ -28,7 +28,16 @@ typedef struct colspec {
     int table_col; /* column index in the attribute table, -1 if none */
 } colspec;
 
+/* Vocabulary control of one column: "items.tags.max_values = 200" etc. */
+typedef struct vocabspec {
+    char *col;
+    size_t line;
+    uint32_t max_values, min_count, hash; /* 0 = not given */
+} vocabspec;
+
 typedef struct filespec {
+    vocabspec *vocab;
+    size_t n_vocab;
     char *file;
     size_t file_line; /* schema line that named the file */
     char delim[8];
@@ -56,10 +65,12 @@ static void filespec_init(filespec *fs) {
     strcpy(fs->delim, ",");
     fs->header = -1;
     fs->quoting = -1;
-    fs->year_from_title = 1;
+    fs->year_from_title = 0; /* only when the schema says so (MovieLens loaders parse years themselves) */
 }
 
 static void filespec_free(filespec *fs) {
+    for (size_t i = 0; i < fs->n_vocab; i++) free(fs->vocab[i].col);
+    free(fs->vocab);
     free(fs->file);
     for (size_t i = 0; i < fs->n_cols; i++) free(fs->cols[i].name);
     free(fs->cols);
@@ -137,6 +148,7 @@ static int parse_colspec(colspec *c, const char *s, size_t n, bool ratings, cons
     else if (cb_ieq(kd, kl, "title")) c->kind = K_TITLE;
     else if (cb_ieq(kd, kl, "numeric")) c->kind = K_NUMERIC;
     else if (cb_ieq(kd, kl, "categorical")) c->kind = K_CATEGORICAL;
+    else if (cb_ieq(kd, kl, "text")) c->kind = K_TEXT;
     else if (cb_ieq(kd, kl, "ignore")) c->kind = K_IGNORE;
     else if (kl >= 5 && cb_ieq(kd, 5, "multi")) {
         c->kind = K_MULTI;
@@ -149,10 +161,10 @@ static int parse_colspec(colspec *c, const char *s, size_t n, bool ratings, cons
         }
     } else if (!colon) {
         return cb_fail(err, CB_EPARSE, "%s:%zu: column '%s' needs a kind: write %s:numeric, :categorical, "
-                       ":multi(|), :title or :ignore", path, line, c->name, c->name);
+                       ":multi(|), :text, :title or :ignore", path, line, c->name, c->name);
     } else {
         return cb_fail(err, CB_EPARSE,
-                       "%s:%zu: column '%s': unknown kind '%.*s' (id, title, numeric, categorical, multi(SEP), ignore)",
+                       "%s:%zu: column '%s': unknown kind '%.*s' (id, title, numeric, categorical, multi(SEP), text, ignore)",
                        path, line, c->name, CLIP(kl), kd);
     }
     return CB_OK;
@@ -209,6 +221,40 @@ static int parse_columns(filespec *fs, const char *v, size_t n, bool ratings, co
     return CB_OK;
 }
 
+/* "COL.max_values = N", "COL.min_count = N" or "COL.hash = N" of an items /
+ * users section. */
+static int parse_vocab_key(filespec *fs, const char *sub, size_t subn, const char *v, size_t vn, const char *path,
+                           size_t line, cb_error *err) {
+    size_t cl = subn;
+    while (cl && sub[cl - 1] != '.') cl--;
+    cl--; /* the last '.': sub has one */
+    const char *dot = sub + cl;
+    size_t kl = subn - cl - 1;
+    const char *k = dot + 1;
+    int64_t n;
+    if (!cb_ieq(k, kl, "max_values") && !cb_ieq(k, kl, "min_count") && !cb_ieq(k, kl, "hash"))
+        return cb_fail(err, CB_EPARSE, "%s:%zu: unknown key '%.*s' (a column takes max_values, min_count or hash)", path,
+                       line, CLIP(subn), sub);
+    if (!cb_parse_i64(v, vn, &n) || n < 1 || n > 10000000)
+        return cb_fail(err, CB_EPARSE, "%s:%zu: %.*s must be an integer in 1..10000000", path, line, CLIP(subn), sub);
+    vocabspec *e = NULL;
+    for (size_t i = 0; i < fs->n_vocab; i++)
+        if (strlen(fs->vocab[i].col) == cl && !memcmp(fs->vocab[i].col, sub, cl)) e = &fs->vocab[i];
+    if (!e) {
+        vocabspec *nv = cb_realloc_array(fs->vocab, fs->n_vocab + 1, sizeof *nv, err);
+        if (!nv) return CB_ENOMEM;
+        fs->vocab = nv;
+        e = &nv[fs->n_vocab];
+        memset(e, 0, sizeof *e);
+        if (!(e->col = cb_strndup(sub, cl, err))) return CB_ENOMEM;
+        fs->n_vocab++;
+        e->line = line;
+    }
+    uint32_t *dst = cb_ieq(k, kl, "max_values") ? &e->max_values : cb_ieq(k, kl, "min_count") ? &e->min_count : &e->hash;
+    *dst = (uint32_t)n;
+    return CB_OK;
+}
+
 /* A key of one file's section: "ratings = FILE", "items.delim = tab", ... */
 static int schema_file_key(schema *s, filespec *fs, const char *sub, size_t subn, const char *k, size_t kn,
                            const char *v, size_t vn, size_t line, cb_error *err) {
@@ -235,6 +281,8 @@ static int schema_file_key(schema *s, filespec *fs, const char *sub, size_t subn
         else rc = cb_fail(err, CB_EPARSE, "%s:%zu: encoding must be utf-8 or latin-1", path, line);
     } else if (cb_ieq(sub, subn, "columns")) {
         rc = parse_columns(fs, v, vn, fs == &s->ratings, path, line, err);
+    } else if (fs != &s->ratings && memchr(sub, '.', subn)) {
+        rc = parse_vocab_key(fs, sub, subn, v, vn, path, line, err);
     } else {
         rc = cb_fail(err, CB_EPARSE, "%s:%zu: unknown key '%.*s'", path, line, CLIP(kn), k);
     }
@@ -306,6 +354,18 @@ static int schema_check(const schema *s, size_t n_lines, cb_error *err) {
             return cb_fail(err, CB_EPARSE, "%s:%zu: %s needs a '%s.columns = id,...' line", s->path, fs->file_line,
                            i ? "users" : "items", i ? "users" : "items");
     }
+    for (int i = 0; i < 2; i++) { /* vocabulary keys name a declared categorical, multi or text column */
+        const filespec *fs = i ? &s->users : &s->items;
+        for (size_t v = 0; v < fs->n_vocab; v++) {
+            bool ok = false;
+            for (size_t c = 0; c < fs->n_cols; c++)
+                ok |= !strcmp(fs->cols[c].name, fs->vocab[v].col) &&
+                      (fs->cols[c].kind == K_CATEGORICAL || fs->cols[c].kind == K_MULTI || fs->cols[c].kind == K_TEXT);
+            if (!ok)
+                return cb_fail(err, CB_EPARSE, "%s:%zu: '%s' is not a categorical, multi or text column of %s.columns",
+                               s->path, fs->vocab[v].line, fs->vocab[v].col, i ? "users" : "items");
+        }
+    }
     if (s->ratings.cols && s->implicit >= 0) {
         bool has_rating = false;
         for (size_t i = 0; i < s->ratings.n_cols; i++) has_rating |= s->ratings.cols[i].kind == K_RATING;
@@ -357,6 +417,16 @@ static void csv_opts_from(const filespec *fs, cb_csv_options *o) {
 
 /* ------------------------------------------------------- attribute files */
 
+/* The tokens of a text field as the levels of its row. */
+static int add_text_tokens(cb_tabbuild *tb, int col, uint32_t row, const char *s, size_t n, cb_error *err) {
+    char tok[128];
+    size_t len;
+    const char *p = s;
+    while ((len = cb_text_token(&p, s + n, tok, sizeof tok)))
+        if (cb_tb_add_multi(tb, col, row, tok, len, err)) return err ? err->code : CB_ENOMEM;
+    return CB_OK;
+}
+
 static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_items, cb_error *err) {
     cb_tabbuild *tb = is_items ? &L->items : &L->users;
     cb_vocab *ids = is_items ? L->ds->items : L->ds->users;
@@ -375,12 +445,13 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
         cb_col_kind k = cs->kind == K_NUMERIC ? CB_COL_NUMERIC : cs->kind == K_CATEGORICAL ? CB_COL_CATEGORICAL : CB_COL_MULTI;
         if (cs->kind == K_ID) id_col = (int)i;
         if (cs->kind == K_TITLE) title_col = (int)i;
-        if (cs->kind != K_NUMERIC && cs->kind != K_CATEGORICAL && cs->kind != K_MULTI) continue;
+        if (cs->kind != K_NUMERIC && cs->kind != K_CATEGORICAL && cs->kind != K_MULTI && cs->kind != K_TEXT) continue;
         cs->table_col = cb_tb_add_col(tb, cs->name, k, err);
         if (cs->table_col < 0) {
             rc = cs->table_col;
             goto done;
         }
+        tb->t->cols[cs->table_col].text = cs->kind == K_TEXT;
     }
     if (is_items && !fs->year_from_title) L->ds->no_title_years = true;
     if (is_items && title_col >= 0 && fs->year_from_title && cb_table_find(tb->t, "year") < 0) {
@@ -442,6 +513,8 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
                 if (n) rc = cb_tb_set_cat(tb, cs->table_col, row, s, n, err);
             } else if (cs->kind == K_MULTI) {
                 rc = cb_tb_add_multi_split(tb, cs->table_col, row, s, n, cs->sep, err);
+            } else if (cs->kind == K_TEXT) {
+                rc = add_text_tokens(tb, cs->table_col, row, s, n, err);
             } else if (cs->kind == K_TITLE && is_items) {
                 rc = cb_ld_set_title(L, row, s, n, err);
                 if (!rc && year_col >= 0) rc = cb_tb_set_num(tb, year_col, row, cb_year_from_title(s, n), err);
@@ -517,6 +590,119 @@ static int read_declared_attrs(cb_loader *L, const char *dir, filespec *fs, bool
     return CB_OK;
 }
 
+/* ------------------------------------------------- vocabulary control */
+
+typedef struct lvl_count {
+    uint32_t level, count;
+} lvl_count;
+
+static int cmp_lvl_count(const void *a, const void *b) {
+    const lvl_count *x = a, *y = b;
+    if (x->count != y->count) return x->count > y->count ? -1 : 1;
+    return x->level < y->level ? -1 : x->level > y->level;
+}
+
+/* The new vocabulary of a column: the levels on at least min_count rows, at
+ * most max_values of them (most frequent first, ties by first appearance),
+ * in their old order; with hashing, then the "#k" buckets of the dropped
+ * ones. map[old level] = new level or CB_MISSING. */
+static int vocab_choose(const cb_column *col, uint32_t n_rows, const vocabspec *v, uint32_t *map, cb_vocab *nv,
+                        uint32_t *n_kept, cb_error *err) {
+    uint32_t nl = cb_vocab_size(col->levels);
+    lvl_count *lc = cb_calloc((size_t)nl + 1, sizeof *lc, err);
+    bool *keep = cb_calloc((size_t)nl + 1, sizeof *keep, err);
+    int rc = lc && keep ? CB_OK : CB_ENOMEM;
+    for (uint32_t l = 0; l < nl && !rc; l++) lc[l].level = l;
+    for (uint32_t r = 0; r < n_rows && !rc; r++) {
+        if (col->kind == CB_COL_CATEGORICAL && col->cat[r] < nl) lc[col->cat[r]].count++;
+        if (col->kind == CB_COL_MULTI)
+            for (uint32_t k = col->off[r]; k < col->off[r + 1]; k++) lc[col->val[k]].count++;
+    }
+    if (!rc) qsort(lc, nl, sizeof *lc, cmp_lvl_count);
+    *n_kept = 0;
+    for (uint32_t k = 0; k < nl && !rc; k++)
+        if (lc[k].count >= (v->min_count ? v->min_count : 1) && (!v->max_values || *n_kept < v->max_values))
+            keep[lc[k].level] = true, ++*n_kept;
+    for (uint32_t l = 0; l < nl && !rc; l++) {
+        map[l] = CB_MISSING;
+        if (keep[l]) {
+            const char *name = cb_vocab_name(col->levels, l);
+            rc = cb_vocab_intern(nv, name, strlen(name), &map[l], NULL, err);
+        }
+    }
+    for (uint32_t l = 0; l < nl && !rc && v->hash; l++) {
+        if (keep[l]) continue;
+        const char *name = cb_vocab_name(col->levels, l);
+        char bucket[24];
+        snprintf(bucket, sizeof bucket, "#%u", cb_value_bucket(name, strlen(name), v->hash));
+        rc = cb_vocab_intern(nv, bucket, strlen(bucket), &map[l], NULL, err);
+    }
+    free(lc);
+    free(keep);
+    return rc;
+}
+
+/* Apply one column's vocabulary control in place (levels renumbered, rows remapped). */
+static int vocab_apply(cb_column *col, uint32_t n_rows, const vocabspec *v, cb_error *err) {
+    uint32_t nl = cb_vocab_size(col->levels), n_kept = 0;
+    uint32_t *map = cb_malloc(((size_t)nl + 1) * sizeof *map, err);
+    cb_vocab *nv = cb_vocab_create(err);
+    vocabspec vs = *v;
+    if (col->text) vs.hash = 0; /* a text column's hash is its feature width: tokens are hashed, not levels */
+    int rc = map && nv ? vocab_choose(col, n_rows, &vs, map, nv, &n_kept, err) : CB_ENOMEM;
+    if (!rc && col->kind == CB_COL_CATEGORICAL) {
+        for (uint32_t r = 0; r < n_rows; r++)
+            if (col->cat[r] < nl) col->cat[r] = map[col->cat[r]];
+    } else if (!rc) { /* multi: compact, dropping removed levels and repeated buckets within a row */
+        uint32_t w = 0;
+        for (uint32_t r = 0; r < n_rows; r++) {
+            uint32_t start = w, lo = col->off[r], hi = col->off[r + 1];
+            for (uint32_t k = lo; k < hi; k++) {
+                uint32_t nlv = map[col->val[k]];
+                bool dup = nlv == CB_MISSING;
+                for (uint32_t q = start; q < w && !dup; q++) dup = col->val[q] == nlv;
+                if (!dup) col->val[w++] = nlv;
+            }
+            col->off[r] = start;
+            if (r + 1 == n_rows) col->off[n_rows] = w;
+            else col->off[r + 1] = hi; /* read by the next row before it is rewritten */
+        }
+        if (!n_rows) col->off[0] = 0;
+    }
+    if (!rc) {
+        cb_vocab_free(col->levels);
+        col->levels = nv;
+        nv = NULL;
+        col->n_values_seen = nl;
+        col->n_dropped = nl - n_kept;
+        col->hash_buckets = v->hash;
+    }
+    cb_vocab_free(nv);
+    free(map);
+    return rc;
+}
+
+/* After loading: each declared multi column's separator, and the schema's vocabulary control. */
+static int apply_column_specs(cb_dataset *ds, const char *schema_path, const filespec *fs, bool is_items, cb_error *err) {
+    cb_table *t = is_items ? &ds->item_attr : &ds->user_attr;
+    for (size_t i = 0; i < fs->n_cols; i++) {
+        int c = fs->cols[i].table_col >= 0 ? cb_table_find(t, fs->cols[i].name) : -1;
+        if (c < 0 || t->cols[c].kind == CB_COL_NUMERIC) continue;
+        if (fs->cols[i].kind == K_MULTI) snprintf(t->cols[c].sep, sizeof t->cols[c].sep, "%s", fs->cols[i].sep);
+        /* the schema controls this vocabulary: all values unless it says otherwise */
+        t->cols[c].n_values_seen = cb_vocab_size(t->cols[c].levels);
+    }
+    for (size_t i = 0; i < fs->n_vocab; i++) {
+        int c = cb_table_find(t, fs->vocab[i].col);
+        if (c < 0 || t->cols[c].kind == CB_COL_NUMERIC)
+            return cb_fail(err, CB_EPARSE, "%s:%zu: '%s' is not a categorical or multi column of the %s", schema_path,
+                           fs->vocab[i].line, fs->vocab[i].col, is_items ? "items" : "users");
+        int rc = vocab_apply(&t->cols[c], t->n_rows, &fs->vocab[i], err);
+        if (rc) return rc;
+    }
+    return CB_OK;
+}
+
 static int load_with_schema(cb_dataset **out, const char *dir, schema *s, const cb_load_options *opt,
                             cb_error *err) {
     cb_loader L;
@@ -563,6 +749,11 @@ static int load_with_schema(cb_dataset **out, const char *dir, schema *s, const 
     rc = cb_ld_read_ratings(&L, &sp, err);
     if (rc) goto fail;
     rc = cb_ld_finish(&L, &sp, out, err);
+    if (!rc && ((rc = apply_column_specs(*out, s->path, &s->items, true, err)) ||
+                (rc = apply_column_specs(*out, s->path, &s->users, false, err)))) {
+        cb_dataset_free(*out);
+        *out = NULL;
+    }
     goto done;
 fail:
     cb_ld_abort(&L);

@@ -446,8 +446,8 @@ static bool fast_spec_init(fast_spec *fs, const cb_loader *L, const cb_ratings_s
  * (for the 8-byte loads): an anonymous mapping one page longer than the
  * file, with the file mapped over its start. NULL when that fails. */
 static const char *fast_map(const char *path, size_t *size, size_t *map_len) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return NULL;
+    int fd;
+    if (cb_open_input(&fd, path, NULL, NULL)) return NULL; /* the general path opens it again and says why */
     struct stat st;
     char *map = NULL;
     long page = sysconf(_SC_PAGESIZE);

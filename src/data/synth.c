@@ -424,20 +424,6 @@ int cb_synth_generate(cb_dataset **out, const cb_synth_config *c, cb_error *err)
 
 /* ------------------------------------------------------------------ writing */
 
-/* Append a CSV field, quoted when it holds a comma, quote or line break. */
-static void put_field(FILE *fp, const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, fp);
-        return;
-    }
-    fputc('"', fp);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', fp);
-        fputc(*s, fp);
-    }
-    fputc('"', fp);
-}
-
 static char *put_u32(char *p, uint32_t v) {
     char tmp[10];
     int n = 0;
@@ -459,9 +445,9 @@ static int write_movies(const cb_dataset *ds, const char *dir, cb_error *err) {
     fputs("movieId,title,genres\n", af.fp);
     uint32_t M = cb_dataset_n_items(ds);
     for (uint32_t i = 0; i < M; i++) {
-        put_field(af.fp, cb_vocab_name(ds->items, i));
+        cb_csv_put_field(af.fp, cb_vocab_name(ds->items, i));
         fputc(',', af.fp);
-        put_field(af.fp, ds->titles && ds->titles[i] ? ds->titles[i] : cb_vocab_name(ds->items, i));
+        cb_csv_put_field(af.fp, ds->titles && ds->titles[i] ? ds->titles[i] : cb_vocab_name(ds->items, i));
         fputc(',', af.fp);
         uint32_t a = genres && i < ds->item_attr.n_rows ? genres->off[i] : 0;
         uint32_t b = genres && i < ds->item_attr.n_rows ? genres->off[i + 1] : 0;
@@ -529,12 +515,12 @@ static int write_users(const cb_dataset *ds, const char *dir, cb_error *err) {
     fputs("userId", af.fp);
     for (uint32_t c = 0; c < t->n_cols; c++) {
         fputc(',', af.fp);
-        put_field(af.fp, t->cols[c].name);
+        cb_csv_put_field(af.fp, t->cols[c].name);
     }
     fputc('\n', af.fp);
     uint32_t U = cb_dataset_n_users(ds);
     for (uint32_t u = 0; u < U; u++) {
-        put_field(af.fp, cb_vocab_name(ds->users, u));
+        cb_csv_put_field(af.fp, cb_vocab_name(ds->users, u));
         for (uint32_t c = 0; c < t->n_cols; c++) {
             const cb_column *col = &t->cols[c];
             fputc(',', af.fp);
@@ -542,7 +528,7 @@ static int write_users(const cb_dataset *ds, const char *dir, cb_error *err) {
             if (col->kind == CB_COL_NUMERIC) {
                 if (!isnan(col->num[u])) fprintf(af.fp, "%.9g", col->num[u]);
             } else if (col->kind == CB_COL_CATEGORICAL) {
-                if (col->cat[u] != CB_MISSING) put_field(af.fp, cb_vocab_name(col->levels, col->cat[u]));
+                if (col->cat[u] != CB_MISSING) cb_csv_put_field(af.fp, cb_vocab_name(col->levels, col->cat[u]));
             } else {
                 /* multi-valued: '|'-joined in one (quoted if needed) field */
                 size_t len = 0;
@@ -558,7 +544,7 @@ static int write_users(const cb_dataset *ds, const char *dir, cb_error *err) {
                     if (k > col->off[u]) strcat(s, "|");
                     strcat(s, cb_vocab_name(col->levels, col->val[k]));
                 }
-                put_field(af.fp, s);
+                cb_csv_put_field(af.fp, s);
                 free(s);
             }
         }
@@ -583,7 +569,7 @@ static int write_schema(const cb_dataset *ds, const char *dir, cb_error *err) {
     fprintf(fp, "ratings.columns = userId:user, movieId:item, rating:rating, timestamp:timestamp\n");
     if (ds->y_min < ds->y_max) fprintf(fp, "rating.range = %.9g,%.9g\n", ds->y_min, ds->y_max);
     fprintf(fp, "items = movies.csv\nitems.header = yes\n");
-    fprintf(fp, "items.columns = movieId:id, title:title, genres:multi(|)\n");
+    fprintf(fp, "items.columns = movieId:id, title:title, genres:multi(|)\nitems.year_from_title = yes\n");
     const cb_table *t = &ds->user_attr;
     if (t->n_cols) {
         fprintf(fp, "users = users.csv\nusers.header = yes\nusers.columns = userId:id");

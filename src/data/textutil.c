@@ -71,31 +71,6 @@ bool cb_ieq(const char *s, size_t len, const char *lit) {
     return true;
 }
 
-int cb_read_small_file(const char *path, char **out, size_t *len, size_t max_len, cb_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cb_fail(err, CB_EIO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = cb_malloc(max_len + 1, err);
-    if (!buf) {
-        fclose(f);
-        return CB_ENOMEM;
-    }
-    size_t n = fread(buf, 1, max_len + 1, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return cb_fail(err, CB_EIO, "%s: read error", path);
-    }
-    if (n > max_len) {
-        free(buf);
-        return cb_fail(err, CB_EPARSE, "%s:1: file too large (more than %zu bytes)", path, max_len);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return CB_OK;
-}
-
 const char *cb_zip_region(const char *zip, size_t len) {
     static const char *const regions[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
     /* 5 digits, optionally followed by "-dddd" (ZIP+4). */
@@ -110,3 +85,105 @@ const char *cb_zip_region(const char *zip, size_t len) {
     return regions[zip[0] - '0'];
 }
 
+
+uint32_t cb_value_bucket(const char *s, size_t len, uint32_t buckets) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return buckets ? (uint32_t)(h % buckets) : 0;
+}
+
+void cb_csv_put_field(FILE *fp, const char *s) {
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, fp);
+        return;
+    }
+    fputc('"', fp);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', fp);
+        fputc(*s, fp);
+    }
+    fputc('"', fp);
+}
+
+/* The small letter of code point c (simple folding of the scripts above). */
+static uint32_t fold_cp(uint32_t c) {
+    if (c < 0x80) return c >= 'A' && c <= 'Z' ? c + 32 : c;
+    if (c >= 0xC0 && c <= 0xDE && c != 0xD7) return c + 32;
+    if (c >= 0x100 && c <= 0x17F) {
+        if (c == 0x130) return 'i';
+        if (c == 0x178) return 0xFF;
+        if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) return c & 1 ? c + 1 : c;
+        if (c == 0x131 || c == 0x138 || c == 0x149 || c == 0x17F) return c;
+        return c & 1 ? c : c + 1;
+    }
+    if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) return c + 32;
+    if (c == 0x386) return 0x3AC;
+    if (c >= 0x388 && c <= 0x38A) return c + 37;
+    if (c == 0x38C) return 0x3CC;
+    if (c == 0x38E || c == 0x38F) return c + 63;
+    if (c == 0x3C2) return 0x3C3;
+    if (c >= 0x410 && c <= 0x42F) return c + 32;
+    if (c >= 0x400 && c <= 0x40F) return c + 80;
+    return c;
+}
+
+/* Decode one code point at s (n bytes left): its length, 0 when invalid. */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
+    if (s[0] < 0x80) return *cp = s[0], 1;
+    size_t len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    if (!len || len > n || s[0] > 0xF4) return 0;
+    uint32_t c = s[0] & (0x7F >> len);
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xC0) != 0x80) return 0;
+        c = c << 6 | (s[k] & 0x3F);
+    }
+    *cp = c;
+    return len;
+}
+
+static size_t utf8_encode(uint32_t c, char *out) {
+    if (c < 0x80) return out[0] = (char)c, 1;
+    if (c < 0x800) return out[0] = (char)(0xC0 | c >> 6), out[1] = (char)(0x80 | (c & 0x3F)), 2;
+    out[0] = (char)(0xE0 | c >> 12), out[1] = (char)(0x80 | ((c >> 6) & 0x3F)), out[2] = (char)(0x80 | (c & 0x3F));
+    return 3; /* folded code points are all below U+10000 */
+}
+
+size_t cb_utf8_fold(char *s) {
+    size_t n = strlen(s), r = 0, w = 0;
+    while (r < n) {
+        uint32_t c;
+        size_t len = utf8_decode((const unsigned char *)s + r, n - r, &c);
+        if (!len) { /* invalid byte: kept */
+            s[w++] = s[r++];
+            continue;
+        }
+        uint32_t f = fold_cp(c);
+        if (f == c) memmove(s + w, s + r, len), w += len;
+        else w += utf8_encode(f, s + w); /* never longer than the original */
+        r += len;
+    }
+    s[w] = '\0';
+    return w;
+}
+
+static bool token_byte(unsigned char c) { return c >= 0x80 || (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z'); }
+
+size_t cb_text_token(const char **p, const char *end, char *buf, size_t cap) {
+    for (;;) {
+        const char *s = *p;
+        while (s < end && !token_byte((unsigned char)*s)) s++;
+        const char *t = s;
+        while (t < end && token_byte((unsigned char)*t)) t++;
+        *p = t;
+        if (s == end || cap < 2) return 0;
+        size_t n = (size_t)(t - s);
+        if (n == 1) continue;
+        if (n >= cap) { /* cut at a code point boundary */
+            n = cap - 1;
+            while (n && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+        }
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        return cb_utf8_fold(buf);
+    }
+}

@@ -10,6 +10,16 @@
 #include <stdint.h>
 
 char *cb_path_join(const char *dir, const char *name, cb_error *err);
+/* Simple Unicode case folding of a UTF-8 string in place: ASCII, Latin-1,
+ * Latin Extended-A, Greek (final sigma folds to sigma) and Cyrillic capitals
+ * to their small letters; other code points (and invalid bytes) unchanged.
+ * Never lengthens the string; returns its new length. */
+size_t cb_utf8_fold(char *s);
+/* The next token of a text at *p (before end): a maximal run of letters and
+ * digits (any non-ASCII code point counts as a letter), case-folded into
+ * buf[cap] (NUL-terminated, cut at a code point boundary), tokens of one
+ * ASCII character skipped. Advances *p; returns the token's length, 0 at the end. */
+size_t cb_text_token(const char **p, const char *end, char *buf, size_t cap);
 bool cb_file_exists(const char *path);
 /* Drop leading and trailing spaces, tabs and CRs from [*s, *s + *n). */
 void cb_trim(const char **s, size_t *n);
@@ -69,8 +79,6 @@ slow:;
 }
 /* Case-insensitive ASCII equality of [s, s+len) with the NUL-terminated `lit`. */
 bool cb_ieq(const char *s, size_t len, const char *lit);
-/* Read an entire small text file (schema, header files). *len excludes the added NUL. */
-int cb_read_small_file(const char *path, char **out, size_t *len, size_t max_len, cb_error *err);
 /* US region from a zip code: "0".."9" for a 5-digit (or ZIP+4) US zip, "other" otherwise. */
 const char *cb_zip_region(const char *zip, size_t len);
 

@@ -22,6 +22,7 @@ enum {
     B_ITEM_MEAN,    /* shrunk mean rating */
     B_ITEM_COUNT,   /* log1p(#training ratings) */
     B_RAW,          /* pre-joined: the given numeric column */
+    B_TEXT,         /* text column: TF-IDF of its tokens hashed into `buckets` dims, L2-normalised */
     B_N_TYPES
 };
 
@@ -35,7 +36,10 @@ typedef struct fblock {
     char **levels;
     cb_vocab *vocab;    /* level name -> index in `levels` (rebuilt on load) */
     bool missing_flag;  /* NUM / YEAR: a second dimension saying "was missing" */
-    double fill;        /* NUM / YEAR: raw value used when missing (training mean) */
+    double fill;        /* NUM / YEAR: raw value used when missing (training mean);
+                           TEXT: the idf of a token no item had */
+    double *idf;        /* TEXT: [n_levels] idf of each known token (levels) */
+    uint32_t buckets;   /* TEXT: width */
     uint32_t offset, width;
 } fblock;
 
@@ -67,8 +71,23 @@ struct cb_features {
     char **top_item_ids;      /* [top_k] item id strings (for names) */
     int32_t *top_pos;         /* [n_items]: position in top_items or -1 (derived) */
     bool year_from_title;
+    /* Content columns ("facets"): the genre column and every other
+     * categorical / multi-valued item column are one value list (genres[],
+     * n_genres, item_genre_*); value g belongs to facet value_facet[g].
+     * genre_facet is the facet of the genre-role column (-1: none); its
+     * values are looked up by their plain name, the others by "col\x1fvalue". */
+    uint32_t n_facets;
+    char **facet_cols;        /* [n_facets] item column names */
+    char **facet_seps;        /* [n_facets] the file's separator of a multi column, "" for categorical */
+    uint32_t *facet_hash;     /* [n_facets] hash buckets of the column (0 = none) */
+    uint32_t *value_facet;    /* [n_genres] */
+    int32_t genre_facet;
     fside user, item;
 };
+
+/* Key of a facet value in genre_vocab, written into buf (NULL when too long). */
+const char *cb_feat_value_key(const cb_features *f, uint32_t facet, const char *value, size_t len, char *buf,
+                              size_t size);
 
 /* ---- Helpers of featurize.c used when loading (features_json.c). */
 void cb_feat_free_strv(char **v, uint32_t n);

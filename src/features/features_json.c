@@ -58,7 +58,11 @@ static json_t *side_to_json(const fside *s) {
         json_t *jb = json_object();
         ok = jb && jset(jb, "type", json_string(cb_feat_block_type_name[b->type])) &&
              jset(jb, "col", b->col ? json_string(b->col) : json_null());
-        if (ok && (b->type == B_CAT || b->type == B_MULTI)) ok = jset(jb, "levels", jarr_str(b->levels, b->n_levels));
+        if (ok && (b->type == B_CAT || b->type == B_MULTI || b->type == B_TEXT))
+            ok = jset(jb, "levels", jarr_str(b->levels, b->n_levels));
+        if (ok && b->type == B_TEXT)
+            ok = jset(jb, "idf", jarr_real(b->idf, NULL, b->n_levels)) && jset(jb, "buckets", json_integer(b->buckets)) &&
+                 jset(jb, "fill", json_real(b->fill));
         if (ok && (b->type == B_NUM || b->type == B_YEAR))
             ok = jset(jb, "missing_flag", json_boolean(b->missing_flag)) && jset(jb, "fill", json_real(b->fill));
         /* json_array_append_new takes jb even when it fails */
@@ -77,6 +81,17 @@ static json_t *side_to_json(const fside *s) {
         return NULL;
     }
     return o;
+}
+
+/* The content columns: "facets": {"columns", "seps", "hash", "genre_facet",
+ * "value_facet"}; absent in models without them (every value a genre). */
+static bool facets_to_json(const cb_features *f, json_t *o) {
+    if (!f->value_facet) return true;
+    json_t *fa = json_object();
+    return fa && jset(o, "facets", fa) && jset(fa, "columns", jarr_str(f->facet_cols, f->n_facets)) &&
+           jset(fa, "seps", jarr_str(f->facet_seps, f->n_facets)) && jset(fa, "hash", jarr_u32(f->facet_hash, f->n_facets)) &&
+           jset(fa, "genre_facet", json_integer(f->genre_facet)) &&
+           jset(fa, "value_facet", jarr_u32(f->value_facet, f->n_genres));
 }
 
 json_t *cb_features_to_json(const cb_features *f, cb_error *err) {
@@ -115,6 +130,7 @@ json_t *cb_features_to_json(const cb_features *f, cb_error *err) {
              jset(o, "year_from_title", json_boolean(f->year_from_title)) && jset(o, "user", side_to_json(&f->user)) &&
              jset(o, "item", side_to_json(&f->item));
     }
+    if (ok) ok = facets_to_json(f, o);
     json_decref(cfg);
     if (!ok) {
         json_decref(o);
@@ -264,9 +280,16 @@ static int side_from_json(cb_features *f, fside *s, const json_t *o, bool is_use
             return cb_fail(err, CB_EFORMAT, "features: %s block %u: 'col' is missing", what, bi);
         fblock *b = cb_feat_side_add(s, type, json_is_string(jc) ? json_string_value(jc) : NULL, err);
         if (!b) return CB_ENOMEM;
-        if (type == B_CAT || type == B_MULTI) {
+        if (type == B_CAT || type == B_MULTI || type == B_TEXT) {
             if ((rc = jget_str_array(jb, "levels", UINT32_MAX, &b->levels, &b->n_levels, err))) return rc;
             if ((rc = cb_feat_block_build_vocab(b, err))) return rc;
+        }
+        if (type == B_TEXT) {
+            if ((rc = jget_f64_array(jb, "idf", b->n_levels, &b->idf, err))) return rc;
+            if ((rc = jget_u32(jb, "buckets", &b->buckets, err))) return rc;
+            if ((rc = jget_f64(jb, "fill", &b->fill, err))) return rc;
+            if (b->buckets == 0 || b->buckets > 1000000)
+                return cb_fail(err, CB_EFORMAT, "features: %s block %u: 'buckets' must be 1..1000000", what, bi);
         }
         if (type == B_NUM || type == B_YEAR) {
             if ((rc = jget_bool(jb, "missing_flag", &b->missing_flag, err))) return rc;
@@ -287,6 +310,26 @@ static int side_from_json(cb_features *f, fside *s, const json_t *o, bool is_use
         if (!(s->std[j] > 0)) return cb_fail(err, CB_EFORMAT, "features: %s std[%u] is not positive", what, j);
     if ((rc = jget_str_array(o, "ignored_cols", UINT32_MAX, &s->ignored, &s->n_ignored, err))) return rc;
     return cb_feat_side_finish(f, s, is_user, err);
+}
+
+static int facets_from_json(cb_features *f, const json_t *fa, cb_error *err) {
+    if (!fa) return CB_OK;
+    if (!json_is_object(fa)) return cb_fail(err, CB_EFORMAT, "features: 'facets' is not an object");
+    uint32_t n, n2;
+    int rc;
+    if ((rc = jget_str_array(fa, "columns", UINT32_MAX, &f->facet_cols, &f->n_facets, err))) return rc;
+    if ((rc = jget_str_array(fa, "seps", f->n_facets, &f->facet_seps, &n, err))) return rc;
+    if ((rc = jget_u32_array(fa, "hash", f->n_facets, &f->facet_hash, &n2, err))) return rc;
+    if ((rc = jget_u32_array(fa, "value_facet", f->n_genres, &f->value_facet, &n, err))) return rc;
+    const json_t *g = json_object_get(fa, "genre_facet");
+    if (!json_is_integer(g) || json_integer_value(g) < -1 || json_integer_value(g) >= (json_int_t)f->n_facets)
+        return cb_fail(err, CB_EFORMAT, "features: 'facets.genre_facet' is not -1 or a facet index");
+    f->genre_facet = (int32_t)json_integer_value(g);
+    for (uint32_t k = 0; k < f->n_genres; k++)
+        if (f->value_facet[k] >= f->n_facets)
+            return cb_fail(err, CB_EFORMAT, "features: value %u belongs to facet %u, only %u facets", k, f->value_facet[k],
+                           f->n_facets);
+    return CB_OK;
 }
 
 static int features_from_json(cb_features *f, const json_t *j, cb_error *err) {
@@ -337,6 +380,7 @@ static int features_from_json(cb_features *f, const json_t *j, cb_error *err) {
     if ((rc = jget_u32(j, "n_items", &f->n_items, err))) return rc;
     if (f->n_items == UINT32_MAX) return cb_fail(err, CB_EFORMAT, "features: 'n_items' out of range");
     if ((rc = jget_str_array(j, "genres", UINT32_MAX, &f->genres, &f->n_genres, err))) return rc;
+    if ((rc = facets_from_json(f, json_object_get(j, "facets"), err))) return rc;
     if ((rc = cb_feat_build_genre_vocab(f, err))) return rc == CB_ENOMEM ? rc : CB_EFORMAT;
     uint32_t n, nnz;
     if ((rc = jget_u32_array(j, "item_genre_off", f->n_items + 1, &f->item_genre_off, &n, err))) return rc;

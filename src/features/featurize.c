@@ -11,6 +11,7 @@
  * (dataset rows) and the cold-start path (cb_user_input) share the code that
  * derives features from ratings, so a known user's row is the same both ways. */
 #include "features/features_internal.h"
+#include "data/textutil.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -25,7 +26,7 @@ static const char *const age_bucket_name[N_AGE_BUCKETS] = {"<18",   "18-24", "25
 
 const char *const cb_feat_block_type_name[B_N_TYPES] = {
     NULL, "cat", "num", "age_buckets", "multi", "user_count", "user_mean", "genre_avg",
-    "genre_frac", "top_items", "year", "item_genres", "item_mean", "item_count", "raw"};
+    "genre_frac", "top_items", "year", "item_genres", "item_mean", "item_count", "raw", "text"};
 
 /* ------------------------------------------------------------------ config */
 
@@ -67,6 +68,7 @@ static void side_free(fside *s) {
         free(s->blocks[b].col);
         cb_feat_free_strv(s->blocks[b].levels, s->blocks[b].n_levels);
         cb_vocab_free(s->blocks[b].vocab);
+        free(s->blocks[b].idf);
     }
     free(s->blocks);
     free(s->mean);
@@ -88,6 +90,10 @@ void cb_features_free(cb_features *f) {
     free(f->top_items);
     cb_feat_free_strv(f->top_item_ids, f->top_k);
     free(f->top_pos);
+    cb_feat_free_strv(f->facet_cols, f->n_facets);
+    cb_feat_free_strv(f->facet_seps, f->n_facets);
+    free(f->facet_hash);
+    free(f->value_facet);
     side_free(&f->user);
     side_free(&f->item);
     free(f);
@@ -152,6 +158,7 @@ uint32_t cb_feat_block_width(const cb_features *f, const fblock *b) {
     case B_AGE_BUCKETS: return N_AGE_BUCKETS;
     case B_GENRE_AVG: case B_GENRE_FRAC: case B_ITEM_GENRES: return f->n_genres;
     case B_TOP_ITEMS: return f->top_k;
+    case B_TEXT: return b->buckets;
     default: return 1;
     }
 }
@@ -203,6 +210,26 @@ int cb_feat_block_build_vocab(fblock *b, cb_error *err) {
     return CB_OK;
 }
 
+/* Is value g one of the genre column's (or a model without facets)? */
+static bool is_genre_value(const cb_features *f, uint32_t g) {
+    return !f->value_facet || (int32_t)f->value_facet[g] == f->genre_facet;
+}
+
+/* Name of a per-value feature: genres keep "genre_avg[G](z)", "genre_frac[G]",
+ * "genre[G]"; other content columns "tags_avg[jazz](z)", "tags_frac[jazz]",
+ * "tags[jazz]" (categorical: "brand=Acme"). */
+static char *value_feature_name(const cb_features *f, int type, uint32_t g, cb_error *err) {
+    const char *v = f->genres[g];
+    if (is_genre_value(f, g))
+        return type == B_GENRE_AVG ? str_printf(err, "genre_avg[%s](z)", v)
+               : type == B_GENRE_FRAC ? str_printf(err, "genre_frac[%s]", v) : str_printf(err, "genre[%s]", v);
+    uint32_t k = f->value_facet[g];
+    const char *c = f->facet_cols[k];
+    if (type == B_GENRE_AVG) return str_printf(err, "%s_avg[%s](z)", c, v);
+    if (type == B_GENRE_FRAC) return str_printf(err, "%s_frac[%s]", c, v);
+    return f->facet_seps[k][0] ? str_printf(err, "%s[%s]", c, v) : str_printf(err, "%s=%s", c, v);
+}
+
 /* Offsets, dimension, names; mean/std allocated as the identity when absent. */
 int cb_feat_side_finish(cb_features *f, fside *s, bool is_user, cb_error *err) {
     uint32_t dim = 0;
@@ -235,11 +262,10 @@ int cb_feat_side_finish(cb_features *f, fside *s, bool is_user, cb_error *err) {
             case B_USER_COUNT: case B_ITEM_COUNT: nm = str_printf(err, "rating_count(log1p,z)"); break;
             case B_USER_MEAN: nm = str_printf(err, "rating_mean(z)"); break;
             case B_ITEM_MEAN: nm = str_printf(err, "rating_mean(shrunk,z)"); break;
-            case B_GENRE_AVG: nm = str_printf(err, "genre_avg[%s](z)", f->genres[k]); break;
-            case B_GENRE_FRAC: nm = str_printf(err, "genre_frac[%s]", f->genres[k]); break;
-            case B_ITEM_GENRES: nm = str_printf(err, "genre[%s]", f->genres[k]); break;
+            case B_GENRE_AVG: case B_GENRE_FRAC: case B_ITEM_GENRES: nm = value_feature_name(f, b->type, k, err); break;
             case B_TOP_ITEMS: nm = str_printf(err, "top_item[%s]", f->top_item_ids[k]); break;
             case B_RAW: nm = str_printf(err, "%s", col); break;
+            case B_TEXT: nm = str_printf(err, "%s[#%u]", col, k); break;
             default: return cb_fail(err, CB_EFORMAT, "unknown %s feature block type %d", is_user ? "user" : "item", b->type);
             }
             if (!nm) return CB_ENOMEM;
@@ -261,13 +287,34 @@ int cb_feat_build_top_pos(cb_features *f, cb_error *err) {
     return CB_OK;
 }
 
+const char *cb_feat_value_key(const cb_features *f, uint32_t facet, const char *value, size_t len, char *buf,
+                              size_t size) {
+    if ((int32_t)facet == f->genre_facet || facet >= f->n_facets) {
+        if (len + 1 > size) return NULL;
+        memcpy(buf, value, len);
+        buf[len] = '\0';
+        return buf;
+    }
+    size_t cl = strlen(f->facet_cols[facet]);
+    if (cl + len + 2 > size) return NULL;
+    memcpy(buf, f->facet_cols[facet], cl);
+    buf[cl] = '\x1f';
+    memcpy(buf + cl + 1, value, len);
+    buf[cl + 1 + len] = '\0';
+    return buf;
+}
+
 int cb_feat_build_genre_vocab(cb_features *f, cb_error *err) {
     f->genre_vocab = cb_vocab_create(err);
     if (!f->genre_vocab) return CB_ENOMEM;
+    char buf[1024];
     for (uint32_t g = 0; g < f->n_genres; g++) {
-        uint32_t idx;
+        uint32_t idx, facet = f->value_facet ? f->value_facet[g] : 0;
         bool added;
-        int rc = cb_vocab_intern(f->genre_vocab, f->genres[g], strlen(f->genres[g]), &idx, &added, err);
+        const char *key = is_genre_value(f, g) ? f->genres[g]
+                          : cb_feat_value_key(f, facet, f->genres[g], strlen(f->genres[g]), buf, sizeof buf);
+        if (!key) return cb_fail(err, CB_EFORMAT, "value '%.40s...' of column '%s' is too long", f->genres[g], f->facet_cols[facet]);
+        int rc = cb_vocab_intern(f->genre_vocab, key, strlen(key), &idx, &added, err);
         if (rc) return rc;
         if (!added) return cb_fail(err, CB_EFORMAT, "genre '%s' appears twice", f->genres[g]);
     }
@@ -292,14 +339,14 @@ static void colmaps_free(colmap *m, uint32_t n) {
 static int col_kind_for_block(int type) {
     switch (type) {
     case B_CAT: return CB_COL_CATEGORICAL;
-    case B_MULTI: return CB_COL_MULTI;
+    case B_MULTI: case B_TEXT: return CB_COL_MULTI;
     default: return CB_COL_NUMERIC;
     }
 }
 
 bool cb_feat_block_has_column(int type) {
     return type == B_CAT || type == B_MULTI || type == B_NUM || type == B_AGE_BUCKETS || type == B_YEAR ||
-           type == B_RAW;
+           type == B_RAW || type == B_TEXT;
 }
 
 static int colmaps_make(colmap **out, const fside *s, const cb_table *t, cb_error *err) {
@@ -316,7 +363,7 @@ static int colmaps_make(colmap **out, const fside *s, const cb_table *t, cb_erro
             return cb_fail(err, CB_EINVAL, "column '%s' has another kind than when the features were fitted", b->col);
         }
         m[bi].col = col;
-        if (b->type == B_CAT || b->type == B_MULTI) {
+        if (b->type == B_CAT || b->type == B_MULTI || b->type == B_TEXT) {
             uint32_t nl = cb_vocab_size(col->levels);
             m[bi].n_map = nl;
             m[bi].level_map = cb_malloc((size_t)(nl ? nl : 1) * sizeof(uint32_t), err);
@@ -348,6 +395,32 @@ static void write_age_bucket(const fblock *b, double v, float *x) {
     if (!isnan(v)) x[b->offset + (uint32_t)age_bucket(v)] = 1.0f;
 }
 
+/* Add one token's idf to its hashed bucket (level: its index in b->levels, or
+ * CB_MISSING for a token no training item had: the largest idf). */
+static void text_add_token(const fblock *b, uint32_t level, const char *tok, size_t len, float *x) {
+    double idf = level != CB_MISSING && level < b->n_levels ? b->idf[level] : b->fill;
+    x[b->offset + cb_value_bucket(tok, len, b->buckets)] += (float)idf;
+}
+
+static void text_normalise(const fblock *b, float *x) {
+    double ss = 0;
+    for (uint32_t k = 0; k < b->buckets; k++) ss += (double)x[b->offset + k] * x[b->offset + k];
+    if (ss > 0)
+        for (uint32_t k = 0; k < b->buckets; k++) x[b->offset + k] = (float)(x[b->offset + k] / sqrt(ss));
+}
+
+/* A text given as a string (cold start): tokenised as the loader does. */
+static void text_from_string(const fblock *b, const char *s, float *x) {
+    char tok[128];
+    size_t len;
+    const char *p = s;
+    while ((len = cb_text_token(&p, s + strlen(s), tok, sizeof tok))) {
+        int64_t l = cb_vocab_find(b->vocab, tok, len);
+        text_add_token(b, l < 0 ? CB_MISSING : (uint32_t)l, tok, len, x);
+    }
+    text_normalise(b, x);
+}
+
 /* Attribute block from a dataset row (raw values). */
 static void write_attr_from_table(const cb_dataset *ds, const fblock *b, const colmap *m, uint32_t row,
                                   float *x) {
@@ -376,6 +449,16 @@ static void write_attr_from_table(const cb_dataset *ds, const fblock *b, const c
                 uint32_t l = col->val[k];
                 if (l < m->n_map && m->level_map[l] != CB_MISSING) x[b->offset + m->level_map[l]] = 1.0f;
             }
+        break;
+    case B_TEXT:
+        if (col) {
+            for (uint32_t k = col->off[row]; k < col->off[row + 1]; k++) {
+                uint32_t l = col->val[k];
+                const char *tok = cb_vocab_name(col->levels, l);
+                if (l < m->n_map) text_add_token(b, m->level_map[l], tok, strlen(tok), x);
+            }
+            text_normalise(b, x);
+        }
         break;
     default: break;
     }
@@ -632,6 +715,32 @@ static double column_mean(const float *v, const uint32_t *row_weight, uint32_t n
     return n ? sum / (double)n : 0.0;
 }
 
+#define TEXT_DEFAULT_BUCKETS 128
+
+/* A text column's block: every token some row has, with its idf over the
+ * rows (documents) that have text: log((1 + N) / (1 + df)) + 1. Content,
+ * not ratings: every row counts, rated or not. */
+static int add_text_block(fside *s, const cb_column *col, uint32_t n_rows, cb_error *err) {
+    fblock *b = cb_feat_side_add(s, B_TEXT, col->name, err);
+    if (!b) return CB_ENOMEM;
+    uint32_t nl = cb_vocab_size(col->levels), n_docs = 0;
+    b->buckets = col->hash_buckets ? col->hash_buckets : TEXT_DEFAULT_BUCKETS;
+    b->n_levels = nl;
+    b->levels = cb_calloc((size_t)nl + 1, sizeof *b->levels, err);
+    b->idf = cb_calloc((size_t)nl + 1, sizeof *b->idf, err);
+    if (!b->levels || !b->idf) return CB_ENOMEM;
+    for (uint32_t r = 0; r < n_rows; r++) {
+        n_docs += col->off[r + 1] > col->off[r];
+        for (uint32_t k = col->off[r]; k < col->off[r + 1]; k++) b->idf[col->val[k]] += 1.0;
+    }
+    for (uint32_t l = 0; l < nl; l++) {
+        b->idf[l] = log((1.0 + n_docs) / (1.0 + b->idf[l])) + 1.0;
+        if (!(b->levels[l] = cb_strdup(cb_vocab_name(col->levels, l), err))) return CB_ENOMEM;
+    }
+    b->fill = log(1.0 + n_docs) + 1.0;
+    return cb_feat_block_build_vocab(b, err);
+}
+
 /* Blocks for the attribute columns of table t (engineered datasets). */
 static int add_attr_blocks(cb_features *f, fside *s, const cb_table *t, const uint32_t *row_weight,
                            const int *skip_cols, int n_skip, int age_col, cb_error *err) {
@@ -656,6 +765,8 @@ static int add_attr_blocks(cb_features *f, fside *s, const cb_table *t, const ui
                 b->fill = m;
                 b->missing_flag = any_missing || (int)c == age_col;
             }
+        } else if (col->text) {
+            if ((rc = add_text_block(s, col, t->n_rows, err))) return rc;
         } else {
             fblock *b = cb_feat_side_add(s, col->kind == CB_COL_CATEGORICAL ? B_CAT : B_MULTI, col->name, err);
             if (!b) return CB_ENOMEM;
@@ -689,31 +800,121 @@ static int add_raw_blocks(cb_features *f, fside *s, const cb_table *t, uint32_t 
     return CB_OK;
 }
 
-/* Genres: engineered -> the item genre column; pre-joined -> 0/1 item columns. */
-static int fit_genres(cb_features *f, const cb_dataset *ds, cb_error *err) {
+/* Is item column c a content column (facet) of an engineered dataset? The
+ * genre-role column always; other categorical / multi columns when item
+ * attributes are on and the column is not excluded. */
+static bool is_facet_column(const cb_features *f, const cb_dataset *ds, uint32_t c) {
+    const cb_table *t = &ds->item_attr;
+    if (c >= t->n_cols || t->n_rows != f->n_items) return false;
+    const cb_column *col = &t->cols[c];
+    if (col->text) return false;
+    if ((int)c == ds->roles.item_genres) return col->kind == CB_COL_MULTI;
+    return f->cfg.item_attrs && (col->kind == CB_COL_MULTI || col->kind == CB_COL_CATEGORICAL) &&
+           !in_csv_list(f->exclude_cols, col->name);
+}
+
+static int facet_add(cb_features *f, const cb_column *col, cb_error *err) {
+    uint32_t n = f->n_facets + 1;
+    char **cols = cb_realloc_array(f->facet_cols, n, sizeof *cols, err);
+    if (cols) f->facet_cols = cols;
+    char **seps = cols ? cb_realloc_array(f->facet_seps, n, sizeof *seps, err) : NULL;
+    if (seps) f->facet_seps = seps;
+    uint32_t *hash = seps ? cb_realloc_array(f->facet_hash, n, sizeof *hash, err) : NULL;
+    if (!hash) return CB_ENOMEM;
+    f->facet_hash = hash;
+    cols[n - 1] = seps[n - 1] = NULL;
+    f->n_facets = n;
+    hash[n - 1] = col->hash_buckets;
+    if (!(cols[n - 1] = cb_strdup(col->name, err))) return CB_ENOMEM;
+    const char *sep = col->kind == CB_COL_CATEGORICAL ? "" : col->sep[0] ? col->sep : "|";
+    return (seps[n - 1] = cb_strdup(sep, err)) ? CB_OK : CB_ENOMEM;
+}
+
+/* Values of one facet column: every level of the genre column (as before
+ * facets existed); of the others, the levels some training-rated item has —
+ * all of them when a schema controls the column's vocabulary (generic
+ * layout), else (MovieLens tags) the max_multi_levels / max_cat_levels most
+ * frequent. map[level] receives the value index (CB_MISSING when not kept). */
+static int facet_values(cb_features *f, const cb_column *col, bool all_levels, const uint32_t *item_w,
+                        uint32_t *map, cb_error *err) {
+    uint32_t nl = cb_vocab_size(col->levels);
+    fblock kept = {.col = col->name};
+    uint32_t cap = col->n_values_seen ? UINT32_MAX
+                   : col->kind == CB_COL_CATEGORICAL ? f->cfg.max_cat_levels : f->cfg.max_multi_levels;
+    int rc = all_levels ? CB_OK : choose_levels(&kept, col, item_w, f->n_items, cap, err);
+    uint32_t n_new = all_levels ? nl : kept.n_levels;
+    char **g = rc ? NULL : cb_realloc_array(f->genres, (size_t)f->n_genres + n_new + 1, sizeof *g, err);
+    if (g) f->genres = g;
+    uint32_t *vf = g ? cb_realloc_array(f->value_facet, (size_t)f->n_genres + n_new + 1, sizeof *vf, err) : NULL;
+    if (vf) f->value_facet = vf;
+    rc = rc ? rc : vf ? CB_OK : CB_ENOMEM;
+    for (uint32_t l = 0; l < nl && !rc; l++) {
+        const char *name = cb_vocab_name(col->levels, l);
+        map[l] = CB_MISSING;
+        if (!all_levels && cb_vocab_find(kept.vocab, name, strlen(name)) < 0) continue;
+        map[l] = f->n_genres;
+        vf[f->n_genres] = f->n_facets - 1;
+        if (!(g[f->n_genres] = cb_strdup(name, err))) rc = CB_ENOMEM;
+        else f->n_genres++;
+    }
+    cb_feat_free_strv(kept.levels, kept.n_levels);
+    cb_vocab_free(kept.vocab);
+    return rc;
+}
+
+/* Engineered datasets: the facets and every item's values (CSR over items,
+ * facets in column order). */
+static int fit_facets(cb_features *f, const cb_dataset *ds, const uint32_t *item_w, cb_error *err) {
+    const cb_table *t = &ds->item_attr;
+    uint32_t n_items = f->n_items;
+    f->genre_facet = -1;
+    uint32_t *fcol = cb_malloc((t->n_cols + 1) * sizeof *fcol, err);
+    uint32_t **maps = cb_calloc(t->n_cols + 1, sizeof *maps, err);
+    int rc = fcol && maps ? CB_OK : CB_ENOMEM;
+    int gc = ds->roles.item_genres;
+    uint32_t nf = 0;
+    if (!rc && gc >= 0 && is_facet_column(f, ds, (uint32_t)gc)) fcol[nf++] = (uint32_t)gc;
+    for (uint32_t c = 0; !rc && c < t->n_cols; c++)
+        if ((int)c != gc && (int)c != ds->roles.item_year && is_facet_column(f, ds, c)) fcol[nf++] = c;
+    for (uint32_t k = 0; !rc && k < nf; k++) {
+        const cb_column *col = &t->cols[fcol[k]];
+        if ((int)fcol[k] == gc) f->genre_facet = (int32_t)k;
+        maps[k] = cb_malloc(((size_t)cb_vocab_size(col->levels) + 1) * sizeof **maps, err);
+        if (!maps[k]) rc = CB_ENOMEM;
+        if (!rc) rc = facet_add(f, col, err);
+        if (!rc) rc = facet_values(f, col, (int)fcol[k] == gc, item_w, maps[k], err);
+    }
+    size_t nnz = 0;
+    for (uint32_t k = 0; !rc && k < nf; k++)
+        nnz += t->cols[fcol[k]].kind == CB_COL_MULTI ? t->cols[fcol[k]].off[n_items] : n_items;
+    if (!rc && !(f->item_genre_val = cb_malloc((nnz ? nnz : 1) * sizeof *f->item_genre_val, err))) rc = CB_ENOMEM;
+    size_t p = 0;
+    for (uint32_t i = 0; !rc && i < n_items; i++) {
+        f->item_genre_off[i] = (uint32_t)p;
+        for (uint32_t k = 0; k < nf; k++) {
+            const cb_column *col = &t->cols[fcol[k]];
+            if (col->kind == CB_COL_CATEGORICAL) {
+                if (col->cat[i] != CB_MISSING && maps[k][col->cat[i]] != CB_MISSING) f->item_genre_val[p++] = maps[k][col->cat[i]];
+                continue;
+            }
+            for (uint32_t q = col->off[i]; q < col->off[i + 1]; q++)
+                if (maps[k][col->val[q]] != CB_MISSING) f->item_genre_val[p++] = maps[k][col->val[q]];
+        }
+    }
+    if (!rc) f->item_genre_off[n_items] = (uint32_t)p;
+    for (uint32_t k = 0; maps && k < nf; k++) free(maps[k]);
+    free(maps);
+    free(fcol);
+    return rc;
+}
+
+/* Genres: engineered -> the content columns (fit_facets); pre-joined -> 0/1 item columns. */
+static int fit_genres(cb_features *f, const cb_dataset *ds, const uint32_t *item_w, cb_error *err) {
     const cb_table *t = &ds->item_attr;
     uint32_t n_items = f->n_items;
     f->item_genre_off = cb_calloc((size_t)n_items + 1, sizeof *f->item_genre_off, err);
     if (!f->item_genre_off) return CB_ENOMEM;
-    if (!f->prejoined) {
-        int gc = ds->roles.item_genres;
-        if (gc < 0 || (uint32_t)gc >= t->n_cols || t->cols[gc].kind != CB_COL_MULTI || t->n_rows != n_items) {
-            f->item_genre_val = cb_malloc(sizeof *f->item_genre_val, err);
-            return f->item_genre_val ? CB_OK : CB_ENOMEM;
-        }
-        const cb_column *col = &t->cols[gc];
-        f->n_genres = cb_vocab_size(col->levels);
-        f->genres = cb_calloc(f->n_genres ? f->n_genres : 1, sizeof *f->genres, err);
-        if (!f->genres) return CB_ENOMEM;
-        for (uint32_t g = 0; g < f->n_genres; g++)
-            if (!(f->genres[g] = cb_strdup(cb_vocab_name(col->levels, g), err))) return CB_ENOMEM;
-        uint32_t nnz = col->off[n_items];
-        f->item_genre_val = cb_malloc((size_t)(nnz ? nnz : 1) * sizeof *f->item_genre_val, err);
-        if (!f->item_genre_val) return CB_ENOMEM;
-        memcpy(f->item_genre_off, col->off, ((size_t)n_items + 1) * sizeof *col->off);
-        memcpy(f->item_genre_val, col->val, (size_t)nnz * sizeof *col->val);
-        return CB_OK;
-    }
+    if (!f->prejoined) return fit_facets(f, ds, item_w, err);
     /* pre-joined: columns after the skipped ones that hold only 0 and 1 */
     uint32_t *gcol = cb_malloc((t->n_cols ? t->n_cols : 1) * sizeof *gcol, err);
     if (!gcol) return CB_ENOMEM;
@@ -913,17 +1114,25 @@ static int add_item_blocks(cb_features *f, const cb_dataset *ds, const uint32_t 
     if (f->cfg.item_genres && f->n_genres && !cb_feat_side_add(&f->item, B_ITEM_GENRES, NULL, err)) return CB_ENOMEM;
     if (f->cfg.item_stats && (!cb_feat_side_add(&f->item, B_ITEM_MEAN, NULL, err) || !cb_feat_side_add(&f->item, B_ITEM_COUNT, NULL, err)))
         return CB_ENOMEM;
-    int skip[2] = {ds->roles.item_genres, year_col};
+    /* the year column and the content columns (facets, in the genre block) are not attribute blocks */
+    int *skip = cb_malloc(((size_t)it->n_cols + 2) * sizeof *skip, err);
+    if (!skip) return CB_ENOMEM;
+    int n_skip = 0;
+    skip[n_skip++] = ds->roles.item_genres;
+    skip[n_skip++] = year_col;
+    for (uint32_t c = 0; c < it->n_cols; c++)
+        if ((int)c != ds->roles.item_genres && is_facet_column(f, ds, c)) skip[n_skip++] = (int)c;
+    rc = CB_OK;
     if (f->cfg.item_attrs && item_rows_ok) {
-        if ((rc = add_attr_blocks(f, &f->item, it, item_w, skip, 2, -1, err))) return rc;
+        rc = add_attr_blocks(f, &f->item, it, item_w, skip, n_skip, -1, err);
     } else {
-        for (uint32_t c = 0; c < it->n_cols; c++)
-            if ((int)c != skip[0] && (int)c != skip[1] && (rc = side_ignore(&f->item, it->cols[c].name, err))) return rc;
+        for (uint32_t c = 0; c < it->n_cols && !rc; c++)
+            if ((int)c != skip[0] && (int)c != skip[1]) rc = side_ignore(&f->item, it->cols[c].name, err);
     }
-    for (int k = 0; k < 2; k++) /* the genre / year columns are used, accept their names */
-        if (skip[k] >= 0 && (uint32_t)skip[k] < it->n_cols && (rc = side_ignore(&f->item, it->cols[skip[k]].name, err)))
-            return rc;
-    return CB_OK;
+    for (int k = 0; k < 2 && !rc; k++) /* the genre / year columns are used, accept their names */
+        if (skip[k] >= 0 && (uint32_t)skip[k] < it->n_cols) rc = side_ignore(&f->item, it->cols[skip[k]].name, err);
+    free(skip);
+    return rc;
 }
 
 /* Pre-joined scaler weights: how many scaler rows (ratings) carry each user / item row. */
@@ -959,7 +1168,7 @@ static int fit_body(cb_features *f, const cb_dataset *ds, const uint32_t *train_
         goto out;
     }
     if ((rc = fit_item_stats(f, ds, train_idx, n_train, user_w, item_w, err))) goto out;
-    if ((rc = fit_genres(f, ds, err))) goto out;
+    if ((rc = fit_genres(f, ds, item_w, err))) goto out;
     if ((rc = cb_feat_build_genre_vocab(f, err))) goto out;
     if ((rc = fit_top_items(f, ds, err))) goto out;
     if (f->prejoined) {
@@ -1099,6 +1308,9 @@ static int write_attr_from_input(const fside *s, const cb_attr_value *a, float *
         else if (b->type == B_AGE_BUCKETS) write_age_bucket(b, v, x);
         else write_num(b, v, x);
         return CB_OK;
+    case B_TEXT:
+        if (str) text_from_string(b, str, x);
+        return CB_OK;
     case B_CAT: case B_MULTI:
         if (!str) {
             if (isnan(a->num)) return CB_OK;
@@ -1175,13 +1387,30 @@ int cb_features_new_user(const cb_features *f, const cb_user_input *in, float *x
 }
 
 int cb_features_new_item(const cb_features *f, const cb_item_input *in, float *x, cb_error *err) {
+    return cb_features_new_item_checked(f, in, false, NULL, 0, x, err);
+}
+
+int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, bool strict, char *notes,
+                                 size_t notes_size, float *x, cb_error *err) {
     if (!f || !in || !x) return cb_fail(err, CB_EINVAL, "cb_features_new_item: missing argument");
     const fside *s = &f->item;
     memset(x, 0, (size_t)s->dim * sizeof *x);
     bool *seen = cb_calloc(s->n_blocks ? s->n_blocks : 1, sizeof *seen, err);
-    uint32_t *glist = cb_malloc((in->n_genres ? in->n_genres : 1) * sizeof *glist, err);
+    uint32_t cap = (uint32_t)in->n_genres + f->n_genres + 1;
+    uint32_t *glist = cb_malloc((size_t)cap * sizeof *glist, err);
     int rc = (!seen || !glist) ? CB_ENOMEM : CB_OK;
-    for (size_t k = 0; k < in->n_attrs && !rc; k++) rc = write_attr_from_input(s, &in->attrs[k], x, seen, err);
+    uint32_t ng = 0;
+    for (size_t k = 0; k < in->n_attrs && !rc; k++) {
+        int facet = f->prejoined ? -1 : cb_features_facet_find(f, in->attrs[k].name ? in->attrs[k].name : "");
+        if (facet < 0) {
+            rc = write_attr_from_input(s, &in->attrs[k], x, seen, err);
+        } else if (in->attrs[k].str) { /* a content column: its values join the genre list */
+            uint32_t n = 0;
+            rc = cb_features_facet_values(f, (uint32_t)facet, in->attrs[k].str, glist + ng, cap - (uint32_t)in->n_genres - ng,
+                                          &n, strict, notes, notes_size, err);
+            ng += n;
+        }
+    }
     /* year */
     if (!rc) {
         for (uint32_t bi = 0; bi < s->n_blocks; bi++) {
@@ -1198,7 +1427,6 @@ int cb_features_new_item(const cb_features *f, const cb_item_input *in, float *x
         }
     }
     if (!rc) write_missing_attrs(s, seen, x);
-    uint32_t ng = 0;
     for (size_t k = 0; k < in->n_genres && !rc; k++) {
         const char *name = in->genres[k];
         if (!name) {
@@ -1266,11 +1494,98 @@ void cb_features_scaler(const cb_features *f, bool user, const double **mean, co
     if (std) *std = s->std;
 }
 
+/* ---- content columns (facets) */
+
+uint32_t cb_features_n_facets(const cb_features *f) { return f ? f->n_facets : 0; }
+const char *cb_features_facet_name(const cb_features *f, uint32_t k) { return f && k < f->n_facets ? f->facet_cols[k] : NULL; }
+bool cb_features_facet_is_genre(const cb_features *f, uint32_t k) { return f && (int32_t)k == f->genre_facet; }
+int cb_features_facet_find(const cb_features *f, const char *column) {
+    for (uint32_t k = 0; f && column && k < f->n_facets; k++)
+        if (!strcmp(f->facet_cols[k], column)) return (int)k;
+    return -1;
+}
+const char *cb_features_value_key(const cb_features *f, uint32_t g, char *buf, size_t size) {
+    if (!f || g >= f->n_genres) return NULL;
+    if (is_genre_value(f, g)) return f->genres[g];
+    return cb_feat_value_key(f, f->value_facet[g], f->genres[g], strlen(f->genres[g]), buf, size);
+}
+
+int cb_features_value_facet(const cb_features *f, uint32_t g) {
+    return f && f->value_facet && g < f->n_genres ? (int)f->value_facet[g] : -1;
+}
+
+int64_t cb_features_value_find(const cb_features *f, uint32_t facet, const char *value, size_t len) {
+    if (!f || facet >= f->n_facets) return -1;
+    char buf[1024], bucket[24];
+    const char *key = cb_feat_value_key(f, facet, value, len, buf, sizeof buf);
+    int64_t g = key ? cb_vocab_find(f->genre_vocab, key, strlen(key)) : -1;
+    if (g >= 0 || !f->facet_hash[facet]) return g;
+    snprintf(bucket, sizeof bucket, "#%u", cb_value_bucket(value, len, f->facet_hash[facet]));
+    key = cb_feat_value_key(f, facet, bucket, strlen(bucket), buf, sizeof buf);
+    return key ? cb_vocab_find(f->genre_vocab, key, strlen(key)) : -1;
+}
+
+static void note_append(char *notes, size_t size, const char *col, const char *v, size_t len) {
+    if (!notes || !size) return;
+    size_t l = strnlen(notes, size);
+    if (l + 1 >= size) return;
+    snprintf(notes + l, size - l, "%sunknown value '%.*s' of '%s' ignored", l ? "; " : "", (int)(len > 80 ? 80 : len), v,
+             col);
+}
+
+/* Is c the start of a separator of the facet (its own, or '|')? Its length, else 0. */
+static size_t facet_sep_at(const cb_features *f, uint32_t facet, const char *c) {
+    const char *sep = f->facet_seps[facet];
+    size_t sl = strlen(sep);
+    if (sl && !strncmp(c, sep, sl)) return sl;
+    return *c == '|' && sl ? 1 : 0;
+}
+
+int cb_features_facet_values(const cb_features *f, uint32_t facet, const char *str, uint32_t *out, uint32_t cap,
+                             uint32_t *n_out, bool strict, char *notes, size_t notes_size, cb_error *err) {
+    *n_out = 0;
+    if (!f || facet >= f->n_facets || !str) return cb_fail(err, CB_EINVAL, "cb_features_facet_values: bad argument");
+    const char *p = str;
+    while (*p) {
+        const char *q = p;
+        size_t sl = 0;
+        while (*q && !(sl = facet_sep_at(f, facet, q))) q++;
+        const char *v = p;
+        size_t len = (size_t)(q - p);
+        cb_trim(&v, &len);
+        if (len) {
+            int64_t g = cb_features_value_find(f, facet, v, len);
+            if (g < 0 && strict)
+                return cb_fail(err, CB_ENOTFOUND, "unknown value '%.*s' of '%s'", (int)(len > 80 ? 80 : len), v,
+                               f->facet_cols[facet]);
+            if (g < 0) note_append(notes, notes_size, f->facet_cols[facet], v, len);
+            else if (*n_out < cap) out[(*n_out)++] = (uint32_t)g;
+        }
+        p = *q ? q + sl : q;
+    }
+    return CB_OK;
+}
+
+bool cb_features_item_interaction(const cb_features *f, uint32_t j) {
+    if (!f || j >= f->item.dim) return false;
+    for (uint32_t b = 0; b < f->item.n_blocks; b++) {
+        const fblock *bl = &f->item.blocks[b];
+        if (j >= bl->offset && j < bl->offset + bl->width) return bl->type == B_ITEM_MEAN || bl->type == B_ITEM_COUNT;
+    }
+    return false;
+}
+
 /* ---- cold users: imputing the rating-derived features */
 
-static bool rating_derived(const char *name) {
-    return !strncmp(name, "rating_count", 12) || !strncmp(name, "rating_mean", 11) ||
-           !strncmp(name, "genre_avg[", 10) || !strncmp(name, "genre_frac[", 11) || !strncmp(name, "top_item[", 9);
+/* Is user feature j derived from the user's ratings (not an attribute)? */
+static bool rating_derived(const cb_features *f, uint32_t j) {
+    for (uint32_t b = 0; b < f->user.n_blocks; b++) {
+        const fblock *bl = &f->user.blocks[b];
+        if (j < bl->offset || j >= bl->offset + bl->width) continue;
+        return bl->type == B_USER_COUNT || bl->type == B_USER_MEAN || bl->type == B_GENRE_AVG ||
+               bl->type == B_GENRE_FRAC || bl->type == B_TOP_ITEMS;
+    }
+    return false;
 }
 
 static int cmp_double_asc(const void *a, const void *b) {
@@ -1292,7 +1607,7 @@ int cb_features_impute_cold(const cb_features *f, float *X_u, const uint8_t *has
     int rc = derived && warm && dist && sorted && acc ? CB_OK : CB_ENOMEM;
     uint32_t n_warm = 0;
     if (!rc) {
-        for (uint32_t j = 0; j < du; j++) derived[j] = rating_derived(cb_features_user_name(f, j));
+        for (uint32_t j = 0; j < du; j++) derived[j] = rating_derived(f, j);
         for (uint32_t u = 0; u < n_users; u++)
             if (has[u]) warm[n_warm++] = u;
     }

@@ -131,7 +131,8 @@ typedef struct cb_item_rating {
 } cb_item_rating;
 
 typedef struct cb_genre_pref {
-    const char *genre; /* genre name, e.g. "Adventure" */
+    const char *genre; /* genre name, e.g. "Adventure"; a value of another content
+                          column as cb_features_value_key writes it */
     float y;           /* preferred rating, e.g. 5 */
 } cb_genre_pref;
 
@@ -171,6 +172,22 @@ typedef struct cb_item_input {
  * order they appear in train_idx) gives exactly its cb_features_users row. */
 int cb_features_new_user(const cb_features *f, const cb_user_input *in, float *x, cb_error *err);
 int cb_features_new_item(const cb_features *f, const cb_item_input *in, float *x, cb_error *err);
+/* The same, where values of content columns given as attributes (by column
+ * name; a string split on '|' and on the column's own separator, as in the
+ * file) that the model does not know are an error under `strict`, else a
+ * remark appended to notes[notes_size] (may be NULL) and ignored.
+ * (cb_features_new_item: not strict, no notes.) */
+int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, bool strict, char *notes,
+                                 size_t notes_size, float *x, cb_error *err);
+
+/* The range check of user-given numbers (features_range.c): every numeric
+ * attribute of attrs (and, for an item, `year`; NAN = none) must lie within
+ * 20 fitted standard deviations of the fitted mean (ages: 0..150), else
+ * CB_EINVAL naming the attribute, its value and the accepted range. Callers
+ * that take user input (new-user and add-item JSON) run it before
+ * cb_features_new_user / cb_features_new_item; training rows are not checked. */
+int cb_features_check_input(const cb_features *f, bool user, const cb_attr_value *attrs, size_t n_attrs, double year,
+                            cb_error *err);
 
 /* ---- Cold users (no training ratings): rewrite their rows of X_u
  * [n_users x user_dim] (has[u] = 0 marks them) so that the attribute columns
@@ -188,6 +205,32 @@ int cb_features_impute_cold(const cb_features *f, float *X_u, const uint8_t *has
  * CB_EFORMAT and a message, never a crash. Reals round-trip exactly. */
 json_t *cb_features_to_json(const cb_features *f, cb_error *err);
 int cb_features_from_json(cb_features **out, const json_t *j, cb_error *err);
+
+/* ---- Content columns (facets): the genre column and every categorical /
+ * multi-valued item column are one list of values (the "genres" accessors
+ * below index it; cb_features_genre_find finds genre-column values only). */
+uint32_t cb_features_n_facets(const cb_features *f);
+const char *cb_features_facet_name(const cb_features *f, uint32_t facet);  /* column name */
+int cb_features_facet_find(const cb_features *f, const char *column);      /* facet or -1 */
+bool cb_features_facet_is_genre(const cb_features *f, uint32_t facet);     /* the genre-role column */
+/* Value index of `value` (len bytes) in a facet: the value itself, else its
+ * hashing-trick bucket when the column hashes; -1 when unknown. */
+int64_t cb_features_value_find(const cb_features *f, uint32_t facet, const char *value, size_t len);
+/* The name cb_genre_pref takes for value g: the genre's name, or for other
+ * columns "<column>\x1f<value>" (written into buf; NULL if g is out of range
+ * or buf too small). */
+const char *cb_features_value_key(const cb_features *f, uint32_t g, char *buf, size_t size);
+/* Facet of value g (-1 if out of range or the model has no facets). */
+int cb_features_value_facet(const cb_features *f, uint32_t g);
+/* Values of a facet column written as in its file ("jazz;bebop", or '|'-joined):
+ * the pieces, trimmed, each looked up; known ones into out[cap] (*n_out),
+ * unknown ones an error (CB_ENOTFOUND) under strict, else a remark appended
+ * to notes[notes_size] (may be NULL). */
+int cb_features_facet_values(const cb_features *f, uint32_t facet, const char *str, uint32_t *out, uint32_t cap,
+                             uint32_t *n_out, bool strict, char *notes, size_t notes_size, cb_error *err);
+/* Is item feature j derived from interactions (rating count, mean) rather
+ * than content? (What item-dropout masks so new items are placed by content.) */
+bool cb_features_item_interaction(const cb_features *f, uint32_t j);
 
 /* ---- Accessors for retrieval and explanations. */
 bool cb_features_prejoined(const cb_features *f);

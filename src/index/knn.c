@@ -75,6 +75,12 @@ static float good_to_score(double g, cb_knn_metric m) {
 
 static float pad_score(cb_knn_metric m) { return m == CB_KNN_DOT ? -INFINITY : INFINITY; }
 
+double cb_knn_canonical_good(const float *q, const float *b, size_t d, cb_knn_metric metric) {
+    return canon_good(q, b, d, metric);
+}
+float cb_knn_score_of_good(double g, cb_knn_metric metric) { return good_to_score(g, metric); }
+float cb_knn_pad_score(cb_knn_metric metric) { return pad_score(metric); }
+
 /* (g, idx) ordering: better = larger g, then lower index. */
 typedef struct cand {
     double g;
@@ -105,23 +111,39 @@ static void sort_cands(cand *c, size_t m) {
 /* ---------------------------------------------------------------------------
  * Fast-pass selection, one buffer per query. Rows whose key beats `thr` are
  * appended; when the buffer is full it is sorted (best first, ties to the
- * lower index), cut back to the kcap best, and thr becomes the kcap-th best
- * key. Offers arrive in increasing index order, so a key equal to thr can
- * never make the cut (the kept row with that key has a lower index): the
+ * lower index) and cut back to the kcap best -- plus every row within `band`
+ * of the k-th best key, the rows the rounding bound cannot rule out (see
+ * finalize): near-ties are kept and later rescored in double instead of
+ * forcing a full canonical rescan. thr becomes min(kcap-th best, k-th best -
+ * band), never lower than before, so every row ever left out has a key <= the
+ * final thr. Offers arrive in increasing index order, so a key equal to thr
+ * can never make the cut (the kept row with that key has a lower index): the
  * single test `key > thr` is exact. Appending costs no unpredictable branch;
  * a heap costs several per insertion (measured: ~2x slower in total here),
- * and most insertions happen in the first base tile, before thr has risen. */
+ * and most insertions happen in the first base tile, before thr has risen.
+ * When the band holds more rows than the buffer, the buffer grows (malloc,
+ * up to MAX_CAP); past that it falls back to the kcap best (`overflow`) and
+ * finalize's proof fails, so the query is rescanned canonically. */
+
+#define MAX_CAP 4096u /* a panel of 2048 queries: <= 64 MB of grown buffers per thread */
 
 typedef struct topbuf {
     float *key;   /* [cap] */
     int32_t *idx; /* [cap] */
-    uint32_t n, kcap, cap;
-    bool sorted; /* the first kcap entries are sorted (after a compaction) */
-    float thr;
+    uint32_t n, k, kcap, cap;
+    uint32_t ns; /* the first ns entries are sorted (after a compaction), 0 before */
+    bool owned;  /* key/idx were grown with malloc: topbuf_release frees them */
+    bool overflow;
+    float thr, band;
 } topbuf;
 
-static void topbuf_init(topbuf *b, float *key, int32_t *idx, size_t kcap, size_t cap) {
-    *b = (topbuf){key, idx, 0, (uint32_t)kcap, (uint32_t)cap, false, -INFINITY};
+static void topbuf_init(topbuf *b, float *key, int32_t *idx, size_t k, size_t kcap, size_t cap, float band) {
+    *b = (topbuf){key, idx, 0, (uint32_t)k, (uint32_t)kcap, (uint32_t)cap, 0, false, false, -INFINITY, band};
+}
+
+static void topbuf_release(topbuf *b) {
+    if (b->owned) free(b->key), free(b->idx);
+    b->owned = false;
 }
 
 static inline bool key_before(float ka, int32_t ia, float kb, int32_t ib) { return ka > kb || (ka == kb && ia < ib); }
@@ -142,36 +164,105 @@ static void sort_keys(float *key, int32_t *idx, size_t n) {
     }
 }
 
-/* Keep the kcap best. After the first compaction the first kcap entries are
- * sorted, so only the appended tail is sorted and then merged in place from
- * the back (output slot i + j + 1 never overtakes the unread prefix slot i). */
+typedef struct keyed {
+    float key;
+    int32_t idx;
+} keyed;
+
+static int cmp_keyed(const void *a, const void *b) {
+    const keyed *x = a, *y = b;
+    if (key_before(x->key, x->idx, y->key, y->idx)) return -1;
+    return key_before(y->key, y->idx, x->key, x->idx);
+}
+
+/* Sort all n entries (wide buffers: qsort; insertion sort if out of memory). */
+static void sort_all(float *key, int32_t *idx, size_t n) {
+    keyed *t = n > 64 ? malloc(n * sizeof *t) : NULL;
+    if (!t) {
+        sort_keys(key, idx, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) t[i] = (keyed){key[i], idx[i]};
+    qsort(t, n, sizeof *t, cmp_keyed);
+    for (size_t i = 0; i < n; i++) key[i] = t[i].key, idx[i] = t[i].idx;
+    free(t);
+}
+
+static inline void raise_thr(topbuf *b, float thr) {
+    if (thr > b->thr) b->thr = thr;
+}
+
+/* The near-tie path: sort everything, keep the band, grow if needed. */
+static void topbuf_compact_wide(topbuf *b) {
+    const size_t kcap = b->kcap, n = b->n;
+    sort_all(b->key, b->idx, n);
+    float lim = b->key[b->k - 1] - b->band;
+    size_t keep = kcap;
+    while (!b->overflow && keep < n && b->key[keep] > lim) keep++;
+    if (keep > b->cap / 2) {
+        size_t cap = b->cap;
+        while (keep > cap / 2 && cap * 2 <= MAX_CAP) cap *= 2;
+        float *nk = keep <= cap / 2 ? malloc(cap * sizeof *nk) : NULL;
+        int32_t *ni = nk ? malloc(cap * sizeof *ni) : NULL;
+        if (!ni) {
+            free(nk);
+            b->overflow = true; /* from now on the kcap best only */
+            keep = kcap;
+        } else {
+            memcpy(nk, b->key, keep * sizeof *nk);
+            memcpy(ni, b->idx, keep * sizeof *ni);
+            topbuf_release(b);
+            b->key = nk, b->idx = ni, b->cap = (uint32_t)cap, b->owned = true;
+        }
+    }
+    b->n = b->ns = (uint32_t)keep;
+    float thr = b->key[kcap - 1];
+    raise_thr(b, b->overflow || lim > thr ? thr : lim);
+}
+
+/* Keep the kcap best (and the band). After the first compaction the first
+ * kcap entries are sorted, so only the appended tail is sorted and then
+ * merged in place from the back (output slot i + j + 1 never overtakes the
+ * unread prefix slot i) -- unless the merged (kcap+1)-th key is within the
+ * band of the k-th, or the buffer holds a band already: then the wide path. */
 static void topbuf_compact(topbuf *b) {
-    const size_t kcap = b->kcap, nt = b->n - kcap;
+    const size_t kcap = b->kcap, k = b->k, nt = b->n - kcap;
     float *key = b->key;
     int32_t *idx = b->idx;
-    if (!b->sorted) {
-        sort_keys(key, idx, b->n); /* first time: nothing sorted yet */
-        b->sorted = true;
-    } else {
-        float *tk = key + kcap;
-        int32_t *ti = idx + kcap;
-        sort_keys(tk, ti, nt);
-        size_t a = 0, t = 0; /* the kcap best are prefix[0, a) and tail[0, t) */
-        while (a + t < kcap) {
-            if (t < nt && key_before(tk[t], ti[t], key[a], idx[a])) t++;
-            else a++;
-        }
-        for (size_t o = kcap; t > 0; ) {
-            o--;
-            if (a > 0 && key_before(tk[t - 1], ti[t - 1], key[a - 1], idx[a - 1])) {
-                key[o] = key[a - 1], idx[o] = idx[a - 1], a--;
-            } else {
-                key[o] = tk[t - 1], idx[o] = ti[t - 1], t--;
-            }
+    if (b->ns != kcap) {
+        topbuf_compact_wide(b);
+        return;
+    }
+    float *tk = key + kcap;
+    int32_t *ti = idx + kcap;
+    sort_keys(tk, ti, nt);
+    size_t a = 0, t = 0; /* the kcap best are prefix[0, a) and tail[0, t) */
+    float kth = 0.0f;
+    while (a + t < kcap) {
+        if (t < nt && key_before(tk[t], ti[t], key[a], idx[a])) kth = tk[t++];
+        else kth = key[a++];
+        if (a + t == k) break;
+    }
+    while (a + t < kcap) { /* the same walk, past the k-th */
+        if (t < nt && key_before(tk[t], ti[t], key[a], idx[a])) t++;
+        else a++;
+    }
+    float next = t < nt && (a == kcap || key_before(tk[t], ti[t], key[a], idx[a])) ? tk[t] : a < kcap ? key[a] : -INFINITY;
+    if (!b->overflow && next > kth - b->band) {
+        topbuf_compact_wide(b);
+        return;
+    }
+    for (size_t o = kcap; t > 0;) {
+        o--;
+        if (a > 0 && key_before(tk[t - 1], ti[t - 1], key[a - 1], idx[a - 1])) {
+            key[o] = key[a - 1], idx[o] = idx[a - 1], a--;
+        } else {
+            key[o] = tk[t - 1], idx[o] = ti[t - 1], t--;
         }
     }
     b->n = (uint32_t)kcap;
-    b->thr = key[kcap - 1];
+    float lim = key[k - 1] - b->band;
+    raise_thr(b, b->overflow || lim > key[kcap - 1] ? key[kcap - 1] : lim);
 }
 
 /* The same for canonical (double) keys, used by the fallback and insertion. */
@@ -237,6 +328,13 @@ static qexcl job_excl(const job *jb, size_t q) {
     return e;
 }
 
+static double fast_tolerance(const job *jb, const float *q);
+
+/* The band of near-ties kept around the k-th best fast key of query q: a
+ * little over the 2.5 tol of finalize's proof, so that float rounding of
+ * thr = k-th - band cannot break it. */
+static float band_of(const job *jb, size_t q) { return (float)(2.6 * fast_tolerance(jb, jb->Q + q * jb->ix->d)); }
+
 static inline int is_excluded(const qexcl *e, size_t j) {
     return (int64_t)j == e->self || (e->bits && ((e->bits[j >> 6] >> (j & 63)) & 1u));
 }
@@ -263,7 +361,9 @@ static void seed_threshold(topbuf *b, const float *s, const float *hn, size_t nb
         }
         v = m < v ? m : v;
     }
-    if (v > -INFINITY && v < INFINITY) b->thr = nextafterf(v, -INFINITY);
+    /* at least kcap >= k rows reach v, so the k-th best ends >= v: rows below
+     * v - band are outside the band too */
+    if (v > -INFINITY && v < INFINITY) b->thr = nextafterf(v - b->band, -INFINITY);
 }
 
 /* Offer base rows j0.. of a block whose fast scores are s[0..nb) (minus
@@ -458,29 +558,40 @@ static void finalize_full(const job *jb, size_t q, cand *scratch) {
     write_row(jb, q, h.e, nc);
 }
 
-/* `fk`, `fi`: the m fast candidates of query q (any order). Every row not
- * among them has a fast key <= the kcap-th best of them, or there are fewer
- * than kcap and they are all the eligible rows. `c` is scratch for m cands. */
-static void finalize(job *jb, size_t q, const float *fk, const int32_t *fi, size_t m, cand *c) {
+/* `fk`, `fi`: the m fast candidates of query q (any order); every row not
+ * among them has a fast key <= W (-INFINITY: they are all the eligible
+ * rows). `c` is scratch for ccap >= k cands. */
+static void finalize(job *jb, size_t q, const float *fk, const int32_t *fi, size_t m, float W, cand *c, size_t ccap) {
     const cb_knn_index *ix = jb->ix;
     const float *qv = jb->Q + q * ix->d;
-    for (size_t i = 0; i < m; i++) c[i] = (cand){fk[i], fi[i]};
-    if (m <= 64) sort_cands(c, m);
-    else qsort(c, m, sizeof *c, cmp_cand);
-    size_t nc = m < jb->kcap ? m : jb->kcap;
-    if (nc == jb->kcap && nc > jb->k) {
-        /* Rows outside the first kcap have fast key <= W; the true top k all
-         * have fast key >= T - 2 tol (T = k-th best fast key). */
-        double T = c[jb->k - 1].g, W = c[nc - 1].g, tol = fast_tolerance(jb, qv);
-        if (!(W < T - 2.5 * tol)) {
+    const size_t k = jb->k;
+    cand *cc = m <= ccap ? c : malloc(m * sizeof *cc);
+    if (!cc) { /* out of memory for the wide set: the rescan needs only k */
+        atomic_fetch_add(&jb->n_fallback, 1);
+        finalize_full(jb, q, c);
+        return;
+    }
+    for (size_t i = 0; i < m; i++) cc[i] = (cand){fk[i], fi[i]};
+    if (m <= 64) sort_cands(cc, m);
+    else qsort(cc, m, sizeof *cc, cmp_cand);
+    size_t nc = m;
+    if (m >= k) {
+        /* The true top k all have fast key >= T - 2 tol (T = k-th best fast
+         * key); rows left out have fast key <= W. */
+        double T = cc[k - 1].g, tol = fast_tolerance(jb, qv), lo = T - 2.5 * tol;
+        if (!((double)W < lo)) {
             atomic_fetch_add(&jb->n_fallback, 1);
+            if (cc != c) free(cc);
             finalize_full(jb, q, c);
             return;
         }
+        while (nc > k && !(cc[nc - 1].g >= lo)) nc--;
     }
-    for (size_t i = 0; i < nc; i++) c[i].g = canon_good(qv, ix->B + (size_t)c[i].idx * ix->d, ix->d, jb->metric);
-    sort_cands(c, nc);
-    write_row(jb, q, c, nc < jb->k ? nc : jb->k);
+    for (size_t i = 0; i < nc; i++) cc[i].g = canon_good(qv, ix->B + (size_t)cc[i].idx * ix->d, ix->d, jb->metric);
+    if (nc <= 64) sort_cands(cc, nc);
+    else qsort(cc, nc, sizeof *cc, cmp_cand);
+    write_row(jb, q, cc, nc < k ? nc : k);
+    if (cc != c) free(cc);
 }
 
 /* ---------------------------------------------------------------------------
@@ -527,7 +638,8 @@ static void *batch_run(void *arg) {
     float *bk = malloc(panel * cap * sizeof *bk);
     int32_t *bi = malloc(panel * cap * sizeof *bi);
     topbuf *tb = malloc(panel * sizeof *tb);
-    cand *c = malloc((cap > jb->k ? cap : jb->k) * sizeof *c);
+    const size_t ccap = cap > jb->k ? cap : jb->k;
+    cand *c = malloc(ccap * sizeof *c);
     if (!tile || !bk || !bi || !tb || !c) {
         job_fail(jb, CB_ENOMEM);
         goto done;
@@ -536,7 +648,8 @@ static void *batch_run(void *arg) {
     size_t u;
     while (!atomic_load(&jb->failed) && (u = atomic_fetch_add(&jb->next_unit, 1)) < jb->n_units) {
         size_t q0 = u * panel, pr = jb->nq - q0 < panel ? jb->nq - q0 : panel;
-        for (size_t r = 0; r < pr; r++) topbuf_init(&tb[r], bk + r * cap, bi + r * cap, kcap, cap);
+        for (size_t r = 0; r < pr; r++)
+            topbuf_init(&tb[r], bk + r * cap, bi + r * cap, jb->k, kcap, cap, band_of(jb, q0 + r));
         for (size_t b0 = 0; b0 < ix->n; b0 += jb->base_tile) {
             size_t nb = ix->n - b0 < jb->base_tile ? ix->n - b0 : jb->base_tile;
             for (size_t t0 = 0; t0 < pr; t0 += jb->query_tile) {
@@ -551,8 +664,10 @@ static void *batch_run(void *arg) {
                 }
             }
         }
-        if (!jb->gemm_only)
-            for (size_t r = 0; r < pr; r++) finalize(jb, q0 + r, tb[r].key, tb[r].idx, tb[r].n, c);
+        for (size_t r = 0; r < pr; r++) {
+            if (!jb->gemm_only) finalize(jb, q0 + r, tb[r].key, tb[r].idx, tb[r].n, tb[r].thr, c, ccap);
+            topbuf_release(&tb[r]);
+        }
     }
 done:
     free(tile);
@@ -581,7 +696,8 @@ static void *vec_run(void *arg) {
     const size_t d = ix->d, cap = jb->cap;
     const float *hn = jb->metric == CB_KNN_L2 ? ix->half_sqnorm : NULL;
     float dots[VEC_BLOCK];
-    for (size_t q = 0; q < jb->nq; q++) topbuf_init(&w->tb[q], w->bk + q * cap, w->bi + q * cap, jb->kcap, cap);
+    for (size_t q = 0; q < jb->nq; q++)
+        topbuf_init(&w->tb[q], w->bk + q * cap, w->bi + q * cap, jb->k, jb->kcap, cap, band_of(jb, q));
     size_t u;
     while ((u = atomic_fetch_add(&jb->next_unit, 1)) < jb->n_units) {
         size_t u0 = u * VEC_UNIT, u1 = ix->n - u0 < VEC_UNIT ? ix->n : u0 + VEC_UNIT;
@@ -708,7 +824,8 @@ static int search_job(const cb_knn_index *ix, const float *Q, size_t nq, size_t 
         int32_t *bi = cb_calloc((size_t)nthreads * per, sizeof *bi, err);
         float *mk = cb_calloc(m, sizeof *mk, err);
         int32_t *mi = cb_calloc(m, sizeof *mi, err);
-        cand *c = cb_calloc(m > k ? m : k, sizeof *c, err);
+        const size_t cc = m > k ? m : k;
+        cand *c = cb_calloc(cc, sizeof *c, err);
         if (!w || !tb || !bk || !bi || !mk || !mi || !c) {
             free(w), free(tb), free(bk), free(bi), free(mk), free(mi), free(c);
             return CB_ENOMEM;
@@ -717,14 +834,25 @@ static int search_job(const cb_knn_index *ix, const float *Q, size_t nq, size_t 
             w[t] = (vec_worker){&jb, kern, tb + (size_t)t * nq, bk + (size_t)t * per, bi + (size_t)t * per};
         run_workers(vec_run, w, sizeof *w, nthreads);
         for (size_t q = 0; q < nq; q++) {
-            size_t mm = 0;
-            for (int t = 0; t < nthreads; t++) {
+            size_t mm = 0, total = 0;
+            float W = -INFINITY;
+            for (int t = 0; t < nthreads; t++) total += w[t].tb[q].n;
+            if (total > m) { /* grown buffers (near-ties) */
+                float *nk = realloc(mk, total * sizeof *mk);
+                if (nk) mk = nk;
+                int32_t *ni = nk ? realloc(mi, total * sizeof *mi) : NULL;
+                if (ni) mi = ni, m = total;
+                else atomic_store(&jb.failed, CB_ENOMEM);
+            }
+            for (int t = 0; t < nthreads && total <= m; t++) {
                 const topbuf *b = &w[t].tb[q];
                 memcpy(mk + mm, b->key, b->n * sizeof *mk);
                 memcpy(mi + mm, b->idx, b->n * sizeof *mi);
                 mm += b->n;
+                if (b->thr > W) W = b->thr;
             }
-            finalize(&jb, q, mk, mi, mm, c);
+            if (total <= m) finalize(&jb, q, mk, mi, mm, W, c, cc);
+            for (int t = 0; t < nthreads; t++) topbuf_release(&w[t].tb[q]);
         }
         free(w), free(tb), free(bk), free(bi), free(mk), free(mi), free(c);
     }

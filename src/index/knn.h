@@ -75,6 +75,8 @@ typedef struct cb_knn_params {
     bool bench_gemm_only;
     /* Out (may be NULL): queries that needed the full canonical fallback. */
     size_t *n_fallback;
+    /* Approximate search only (hnsw.h): the beam width; 0 = its default. */
+    size_t ef;
 } cb_knn_params;
 
 /* A base matrix prepared for repeated searches: borrows B (which must stay
@@ -105,6 +107,14 @@ int cb_knn_search(const float *Q, size_t nq, const float *B, size_t n, size_t d,
 int cb_knn_search_naive(const float *Q, size_t nq, const float *B, size_t n, size_t d, size_t k,
                         cb_knn_metric metric, const cb_knn_params *params, int32_t *out_idx, float *out_score,
                         cb_error *err);
+
+/* The canonical score of knn.h (double, fixed order) as a "goodness" g,
+ * larger = better (q.b, or -||q-b||^2 for CB_KNN_L2); the score reported for
+ * g; and the score of a padding slot. Other searches (hnsw.h) rescore with
+ * these so that their answers match the exact search's. */
+double cb_knn_canonical_good(const float *q, const float *b, size_t d, cb_knn_metric metric);
+float cb_knn_score_of_good(double g, cb_knn_metric metric);
+float cb_knn_pad_score(cb_knn_metric metric);
 
 /* ---- Similar-items table: for every item its k nearest other items by
  * squared distance ||v_i - v_j||^2, ascending, ties to the lower index. */

@@ -2,6 +2,7 @@
 #include "model/bundle.h"
 
 #include <cblas.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -273,16 +274,73 @@ static int rank_bias_of(cb_bundle *r, const cb_bundle_train_input *in, cb_error 
     return CB_OK;
 }
 
+/* The item columns derived from interactions, with the value a never-rated
+ * item has in each (NAN elsewhere), for item dropout: the columns that change
+ * between a new item with no ratings and one with many. *out = NULL when the
+ * model trains without item dropout. */
+static int item_cold_of(const cb_bundle *r, float **out, cb_error *err) {
+    *out = NULL;
+    if (!(cb_model_config_of(r->model)->item_dropout > 0.0f)) return CB_OK;
+    uint32_t dm = cb_features_item_dim(r->features);
+    float *cold = cb_malloc(2 * (size_t)dm * sizeof *cold, err);
+    if (!cold) return CB_ENOMEM;
+    cb_item_input none = {.year = NAN}, many = {.year = NAN, .rating_count = 1000,
+                                               .rating_mean = cb_features_global_mean(r->features) + 1.0f};
+    int rc = cb_features_new_item(r->features, &none, cold, err);
+    if (!rc) rc = cb_features_new_item(r->features, &many, cold + dm, err);
+    for (uint32_t j = 0; !rc && j < dm; j++)
+        if (cold[j] == cold[dm + j]) cold[j] = NAN;
+    if (rc) free(cold);
+    else *out = cold;
+    return rc;
+}
+
+/* Each user's training items, CSR (the history bag's input): *off [n_users + 1],
+ * *items; both NULL when the model has no history bag. */
+static int history_of(const cb_bundle *r, const cb_bundle_train_input *in, uint32_t **off, uint32_t **items,
+                      cb_error *err) {
+    *off = *items = NULL;
+    if (!cb_model_has_history(r->model)) return CB_OK;
+    *off = cb_calloc((size_t)r->n_users + 2, sizeof **off, err);
+    *items = cb_malloc((in->n_train + 1) * sizeof **items, err);
+    if (!*off || !*items) {
+        free(*off);
+        free(*items);
+        *off = *items = NULL;
+        return CB_ENOMEM;
+    }
+    const cb_rating *rt = in->ds->ratings;
+    for (size_t j = 0; j < in->n_train; j++) (*off)[rt[in->train_idx[j]].user + 2]++;
+    for (uint32_t u = 0; u < r->n_users; u++) (*off)[u + 2] += (*off)[u + 1];
+    for (size_t j = 0; j < in->n_train; j++) (*items)[(*off)[rt[in->train_idx[j]].user + 1]++] = rt[in->train_idx[j]].item;
+    return CB_OK;
+}
+
+int cb_bundle_user_vector(const cb_bundle *r, const float *x, const uint32_t *items, size_t n_items, float *out,
+                          cb_error *err) {
+    if (n_items > UINT32_MAX) return cb_fail(err, CB_EINVAL, "cb_bundle_user_vector: too many history items");
+    uint32_t off[2] = {0, (uint32_t)n_items};
+    return cb_model_user_vectors_hist(r->model, x, 1, off, items, out, err);
+}
+
 /* Train the towers on the tables and refresh vectors; shared by train and resume. */
 static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
     const cb_dataset *ds = in->ds;
     float *X_u = NULL, *X_m = NULL;
     cb_train_result dummy;
     if (!res) res = &dummy;
+    float *item_cold = NULL;
+    uint32_t *h_off = NULL, *h_item = NULL;
     int rc = cb_bundle_tables(r, ds, in->train_idx, in->n_train, &X_u, &X_m, err);
     if (rc) return rc;
+    if ((rc = item_cold_of(r, &item_cold, err)) || (rc = history_of(r, in, &h_off, &h_item, err))) {
+        free(X_u);
+        free(X_m);
+        free(item_cold);
+        return rc;
+    }
     cb_train_data td = {X_u, r->n_users, X_m, r->n_items, ds->ratings, in->train_idx, in->n_train,
-                        in->valid_idx, in->n_valid};
+                        in->valid_idx, in->n_valid, h_off, h_item, item_cold};
     rc = cb_model_train(r->model, &td, in->on_epoch, in->ctx, res, err);
     res->test_loss = res->test_rmse = NAN;
     if (rc == CB_OK && in->n_test)
@@ -297,7 +355,7 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
         for (uint32_t i = 0; !rc && i < r->n_items; i++) ids[i] = i;
         if (!rc) rc = cb_model_item_vectors_ids(r->model, X_m, ids, r->n_items, iv, err);
         free(ids);
-        if (!rc) rc = cb_model_user_vectors(r->model, X_u, r->n_users, uv, err);
+        if (!rc) rc = cb_model_user_vectors_hist(r->model, X_u, r->n_users, h_off, h_item, uv, err);
         if (!rc) {
             r->item_vecs = iv;
             r->user_vecs = uv;
@@ -308,6 +366,9 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
     }
     free(X_u);
     free(X_m);
+    free(item_cold);
+    free(h_off);
+    free(h_item);
     return rc;
 }
 
@@ -353,6 +414,7 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
     mc->user_in = cb_features_user_dim(r->features);
     mc->item_in = cb_features_item_dim(r->features);
     mc->item_ids = mc->item_id_embedding ? cb_dataset_n_items(ds) : 0;
+    mc->history_items = mc->history_dim ? cb_dataset_n_items(ds) : 0;
     if (mc->objective == CB_OBJECTIVE_RATING && mc->loss == CB_LOSS_BCE &&
         (!labels_binary(ds, in->train_idx, in->n_train) || !labels_binary(ds, in->valid_idx, in->n_valid))) {
         rc = cb_fail(err, CB_EINVAL, "loss bce needs labels 0 or 1, and the training ratings have other values "
@@ -419,6 +481,7 @@ int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_res
     c.patience = t->patience;
     c.seed = t->seed;
     c.threads = t->threads;
+    c.item_dropout = t->item_dropout;
     int rc = cb_model_set_train_config(r->model, &c, err);
     if (rc) return rc;
     return fit_and_embed(r, in, res, err);
@@ -441,6 +504,12 @@ static json_t *model_config_json(const cb_model_config *c) {
                      (json_int_t)c->batch_size, "epochs", (json_int_t)c->epochs, "patience", (json_int_t)c->patience,
                      "seed", (json_int_t)c->seed, "threads", c->threads);
     /* the objective's fields (files before them are rating models) */
+    if (j && (json_object_set_new(j, "item_dropout", json_real((double)c->item_dropout)) ||
+              json_object_set_new(j, "history_dim", json_integer(c->history_dim)) ||
+              json_object_set_new(j, "history_items", json_integer(c->history_items)))) {
+        json_decref(j);
+        return NULL;
+    }
     if (j && json_object_update_new(j, json_pack("{s:s,s:f,s:b,s:f,s:f,s:b,s:I,s:b}", "objective",
                                                  cb_objective_name(c->objective), "temperature",
                                                  (double)c->temperature, "logq", c->logq, "rating_weight",
@@ -505,14 +574,19 @@ static int model_config_from_json(cb_model_config *c, json_t *j) {
     c->seed = (uint64_t)seed;
     c->threads = threads;
     const char *objective = "rating";
-    double temp = c->temperature, rw = c->rating_weight, prior = 0.0;
+    double temp = c->temperature, rw = c->rating_weight, prior = 0.0, drop = 0.0;
     int logq = c->logq, id_emb = 0, split = 0;
-    json_int_t item_ids = 0;
-    if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F,s?b,s?I,s?b}", "objective", &objective, "temperature", &temp, "logq",
-                    &logq, "rating_weight", &rw, "popularity_prior", &prior, "item_id_embedding", &id_emb, "item_ids",
-                    &item_ids, "split_heads", &split) ||
-        cb_objective_parse(objective, &c->objective) || item_ids < 0 || item_ids > INT32_MAX)
+    json_int_t item_ids = 0, hist_dim = 0, hist_items = 0;
+    if (json_unpack(j, "{s?s,s?F,s?b,s?F,s?F,s?b,s?I,s?b,s?F,s?I,s?I}", "objective", &objective, "temperature", &temp,
+                    "logq", &logq, "rating_weight", &rw, "popularity_prior", &prior, "item_id_embedding", &id_emb,
+                    "item_ids", &item_ids, "split_heads", &split, "item_dropout", &drop, "history_dim", &hist_dim,
+                    "history_items", &hist_items) ||
+        cb_objective_parse(objective, &c->objective) || item_ids < 0 || item_ids > INT32_MAX || !(drop >= 0.0) ||
+        drop > 1.0 || hist_dim < 0 || hist_dim > 65536 || hist_items < 0 || hist_items > INT32_MAX)
         return -1;
+    c->history_dim = (uint32_t)hist_dim;
+    c->history_items = (uint32_t)hist_items;
+    c->item_dropout = (float)drop;
     c->item_id_embedding = id_emb;
     c->item_ids = (uint32_t)item_ids;
     c->split_heads = split;
@@ -677,8 +751,115 @@ static int load_towers(cb_bundle *r, cb_model_config *cfg, json_t *mc, cb_error 
     return rc;
 }
 
+/* ---- post-load validation: one table, one row per field of the model file.
+ * The checksum stops accidents; these rows stop a file that is well formed but
+ * whose contents would make garbage (NaN vectors, an empty fingerprint, an
+ * inverted rating range). Each row returns NULL or why the field is bad (into
+ * why[size]); add a row when you add a field. */
+typedef const char *(*bundle_check_fn)(const cb_bundle *r, char *why, size_t size);
+
+/* First non-finite value of a float array, or SIZE_MAX. */
+static size_t first_non_finite(const float *a, size_t n) {
+    for (size_t i = 0; a && i < n; i++)
+        if (!isfinite(a[i])) return i;
+    return SIZE_MAX;
+}
+
+static const char *finite_or_why(const char *name, const float *a, size_t n, size_t row_len, char *why, size_t size) {
+    size_t bad = first_non_finite(a, n);
+    if (bad == SIZE_MAX) return NULL;
+    if (row_len > 1) snprintf(why, size, "tensor '%s' has a non-finite value (%g) in row %zu", name, (double)a[bad], bad / row_len);
+    else snprintf(why, size, "tensor '%s' has a non-finite value (%g) at %zu", name, (double)a[bad], bad);
+    return why;
+}
+
+static const char *check_info(const cb_bundle *r, char *why, size_t size) {
+    if (!isfinite(r->y_min) || !isfinite(r->y_max) || r->y_min > r->y_max)
+        return snprintf(why, size, "info: bad rating range y_min=%g, y_max=%g", (double)r->y_min, (double)r->y_max), why;
+    if (r->binary && (r->y_min < 0.0f || r->y_max > 1.0f))
+        return snprintf(why, size, "info: binary labels but range [%g, %g]", (double)r->y_min, (double)r->y_max), why;
+    if (!r->dataset) return snprintf(why, size, "info: no dataset name"), why;
+    return NULL;
+}
+
+static const char *check_fingerprint(const cb_bundle *r, char *why, size_t size) {
+    if (!r->fingerprint || !r->fingerprint[0]) return snprintf(why, size, "metadata 'fingerprint' is missing or empty"), why;
+    for (const char *c = r->fingerprint; *c; c++)
+        if (!isxdigit((unsigned char)*c)) return snprintf(why, size, "metadata 'fingerprint' is not hexadecimal"), why;
+    return NULL;
+}
+
+static const char *check_sizes(const cb_bundle *r, char *why, size_t size) {
+    if (r->dim == 0) return snprintf(why, size, "the towers have no output units"), why;
+    if (r->n_items == 0) return snprintf(why, size, "the model has no items"), why;
+    return NULL;
+}
+
+static const char *check_vectors(const cb_bundle *r, char *why, size_t size) {
+    const char *w = finite_or_why("item_vectors", r->item_vecs, (size_t)r->n_items * r->dim, r->dim, why, size);
+    if (!w) w = finite_or_why("user_vectors", r->user_vecs, (size_t)r->n_users * r->dim, r->dim, why, size);
+    if (!w) w = finite_or_why("rank_bias", r->rank_bias, r->rank_bias ? r->n_items : 0, 1, why, size);
+    if (!w && r->seen_off) w = finite_or_why("seen.ratings", r->seen_y, (size_t)r->seen_off[r->n_users], 1, why, size);
+    return w;
+}
+
+static const char *check_towers(const cb_bundle *r, char *why, size_t size) {
+    size_t nt = r->model ? cb_model_n_tensors(r->model) : 0;
+    for (size_t i = 0; i < nt; i++) {
+        cb_tensor t;
+        cb_model_tensor(r->model, i, &t);
+        char name[48];
+        snprintf(name, sizeof name, "tower.%s", t.name);
+        size_t n = (size_t)t.shape[0] * (t.ndim > 1 ? t.shape[1] : 1);
+        if (finite_or_why(name, t.data, n, t.ndim > 1 ? t.shape[1] : 1, why, size)) return why;
+    }
+    return NULL;
+}
+
+static const char *check_seen_ratings(const cb_bundle *r, char *why, size_t size) {
+    size_t n = r->seen_off ? (size_t)r->seen_off[r->n_users] : 0;
+    for (size_t j = 0; j < n; j++)
+        if (r->seen_y[j] < r->y_min - 1e-3f || r->seen_y[j] > r->y_max + 1e-3f)
+            return snprintf(why, size, "tensor 'seen.ratings' holds %g, outside the model's range [%g, %g]",
+                            (double)r->seen_y[j], (double)r->y_min, (double)r->y_max), why;
+    return NULL;
+}
+
+static const bundle_check_fn bundle_checks[] = {check_info, check_fingerprint, check_sizes, check_vectors,
+                                                check_towers, check_seen_ratings};
+
+int cb_bundle_validate(const cb_bundle *r, const char *path, cb_error *err) {
+    char why[256];
+    for (size_t i = 0; i < sizeof bundle_checks / sizeof *bundle_checks; i++)
+        if (bundle_checks[i](r, why, sizeof why)) return cb_fail(err, CB_EFORMAT, "%s: %s", path, why);
+    return CB_OK;
+}
+
+int cb_bundle_check_vector(const cb_bundle *r, const float *vec, bool is_user, cb_error *err) {
+    const char *what = is_user ? "user" : "item";
+    double norm = 0;
+    for (uint32_t d = 0; d < r->dim; d++) {
+        if (!isfinite(vec[d])) return cb_fail(err, CB_ENUMERIC, "the %s vector has a non-finite value", what);
+        norm += (double)vec[d] * vec[d];
+    }
+    if (!(norm > 0)) return cb_fail(err, CB_ENUMERIC, "the %s vector is all zero: the model cannot place this %s", what, what);
+    if (!is_user || r->n_items < 2) return CB_OK;
+    float lo = INFINITY, hi = -INFINITY;
+    for (uint32_t i = 0; i < r->n_items; i++) {
+        float s = cb_bundle_rank_score(r, vec, i);
+        if (!isfinite(s)) return cb_fail(err, CB_ENUMERIC, "the user's score of item %u is not finite", i);
+        lo = s < lo ? s : lo;
+        hi = s > hi ? s : hi;
+    }
+    if (hi - lo <= 1e-6f * (fabsf(hi) + fabsf(lo) + 1e-12f))
+        return cb_fail(err, CB_ENUMERIC, "every item scores the same (%g) for this user: the input makes the model degenerate",
+                       (double)hi);
+    return CB_OK;
+}
+
 int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
     *out = NULL;
+    cb_error_clear(err);
     cb_bundle *r = cb_calloc(1, sizeof *r, err);
     if (!r) return CB_ENOMEM;
     json_t *mc = NULL, *feat = NULL, *users = NULL, *items = NULL, *info = NULL, *titles = NULL, *groups = NULL;
@@ -723,7 +904,14 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
     r->y_max = (float)ymax;
     r->binary = binary;
     const char *fp = cb_st_meta(st, "fingerprint");
-    if (!(r->dataset = cb_strdup(ds_name, err)) || !fp || !(r->fingerprint = cb_strdup(fp, err))) goto done;
+    if (!fp) {
+        cb_fail(err, CB_EFORMAT, "%s: metadata 'fingerprint' is missing", path);
+        goto done;
+    }
+    if (!(r->dataset = cb_strdup(ds_name, err)) || !(r->fingerprint = cb_strdup(fp, err))) {
+        rc = CB_ENOMEM;
+        goto done;
+    }
     uint32_t nu = r->n_users, ni = r->n_items;
     r->n_genres = cb_features_n_genres(r->features);
     if (!(r->item_vecs = get(st, "item_vectors", CB_ST_F32, 2, ni, r->dim, err)) ||
@@ -791,7 +979,7 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
             goto done;
         }
     }
-    rc = CB_OK;
+    rc = cb_bundle_validate(r, path, err);
 done:
     json_decref(mc);
     json_decref(feat);

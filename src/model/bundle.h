@@ -20,7 +20,8 @@
 #include "base/st.h"
 
 #define CB_BUNDLE_FORMAT "cbrec-model"
-#define CB_BUNDLE_FORMAT_VERSION 1
+#define CB_BUNDLE_FORMAT_VERSION 2 /* 2: the user tower may take a history bag (older cbrec refuse
+                                      these files by their version; version 1 files still load) */
 #define CB_BUNDLE_TOP_LIST 100 /* length of each precomputed retrieval list */
 
 /* A categorical user attribute kept for "popular among users like you". */
@@ -102,6 +103,14 @@ void cb_bundle_free(cb_bundle *r); /* NULL is a no-op */
 
 int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err);
 int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err);
+/* The post-load validator (cb_bundle_load runs it last): every header field
+ * and every float tensor (finite; ranges), one table row per field. CB_OK or
+ * CB_EFORMAT "path: field: why". */
+int cb_bundle_validate(const cb_bundle *r, const char *path, cb_error *err);
+/* A vector computed from user input (a new user's, a new item's) is never
+ * served when it is degenerate: a non-finite value, all zeros, or (a user)
+ * the same ranking score for every item. CB_OK or CB_ENUMERIC saying which. */
+int cb_bundle_check_vector(const cb_bundle *r, const float *vec, bool is_user, cb_error *err);
 
 /* Index of a user / item id, or -1. */
 int64_t cb_bundle_user(const cb_bundle *r, const char *id);
@@ -128,6 +137,11 @@ float cb_bundle_rank_of_dot(const cb_bundle *r, float dot, float bias);
 void cb_bundle_rank_part(const cb_bundle *r, uint32_t *off, uint32_t *len);
 /* rank scores of every item for one user vector: scores [n_items] (BLAS). */
 void cb_bundle_rank_scores(const cb_bundle *r, const float *user_vec, float *scores);
+
+/* The vector of a user known by a feature row x and a history (the items they
+ * rated, items[0..n_items)); models without a history bag ignore the history. */
+int cb_bundle_user_vector(const cb_bundle *r, const float *x, const uint32_t *items, size_t n_items, float *out,
+                          cb_error *err);
 
 /* Feature rows of the dataset's users/items the recommender was trained on
  * (for evaluation): X_u from the training ratings; caller frees. */

@@ -34,8 +34,12 @@ typedef struct tower {
     float *w[MAXL], *b[MAXL];   /* into params */
     float *dw[MAXL], *db[MAXL]; /* into grads */
     int parts;                  /* output parts normalised apart (split_heads: 2) */
-    uint32_t n_emb;             /* id embedding rows (item tower; 0 = none) */
-    int emb_dim;                /* its width: the ranking part, the output's first columns */
+    uint32_t n_emb;             /* id embedding rows (0 = none) */
+    int emb_dim;                /* its width: the item tower adds it to the ranking part, the
+                                   output's first columns; the user tower's (bag) is averaged
+                                   over the user's history into the input's last columns */
+    bool bag;                   /* the table is the user tower's history bag */
+    int feat_in;                /* input columns from the feature table (in[0] without the bag) */
     float *emb, *demb;          /* into params / grads */
     uint64_t step;              /* optimiser steps taken */
 } tower;
@@ -62,8 +66,13 @@ typedef struct tower_ws {
     float *pred, *dpred, *tgt; /* [cap] */
     float *z, *lq;       /* [cap]: rating-head output, the batch items' log q */
     uint32_t *ids;       /* [cap]: the batch items (retrieval: duplicates are no negatives) */
+    uint32_t *eids;      /* [cap]: the ids whose embedding the item tower adds (item dropout:
+                            UINT32_MAX for an item shown as never rated) */
     float *prob;         /* [cap, cap]: retrieval softmax (NULL for the rating objective) */
     const uint32_t *emb_ids; /* the ids whose embedding the last forward added (or NULL) */
+    uint32_t *hrow, *htgt;   /* [cap] history bag: each row's history row (NULL: none) and the
+                                item left out of its bag (UINT32_MAX: none) */
+    const uint32_t *h_off, *h_item; /* the history the last gather used (or NULL) */
     float *halves;       /* split heads: scratch for one part of both towers' outputs */
     float *block;
 } tower_ws;
@@ -118,6 +127,9 @@ const char *cb_model_config_check(const cb_model_config *c) {
             return "item layer widths must be in 1..65536";
     if (c->dim == 0 || c->dim > WIDTH_MAX) return "dim must be in 1..65536";
     if ((uint64_t)c->item_ids * c->dim > ((uint64_t)1 << 31)) return "item_ids x dim must be <= 2^31";
+    if (c->history_dim > WIDTH_MAX) return "history_dim must be <= 65536";
+    if ((uint64_t)c->history_items * c->history_dim > ((uint64_t)1 << 31))
+        return "history_items x history_dim must be <= 2^31";
     if (!(c->l2norm_eps > 0.0f) || !isfinite(c->l2norm_eps)) return "l2norm_eps must be > 0";
     if (c->loss != CB_LOSS_MSE && c->loss != CB_LOSS_BCE) return "unknown loss";
     if (!cb_objective_name(c->objective)) return "unknown objective";
@@ -142,6 +154,7 @@ const char *cb_model_config_check(const cb_model_config *c) {
     if (!(c->adam_eps > 0.0f) || !isfinite(c->adam_eps)) return "adam_eps must be > 0";
     if (c->batch_size == 0 || c->batch_size > (1u << 20)) return "batch_size must be in 1..1048576";
     if (c->threads < 1) return "threads must be >= 1";
+    if (!(c->item_dropout >= 0.0f && c->item_dropout <= 1.0f)) return "item_dropout must be in [0,1]";
     return NULL;
 }
 
@@ -150,6 +163,7 @@ static bool split(const cb_model_config *c) { return c->split_heads && c->object
 
 static bool same_architecture(const cb_model_config *a, const cb_model_config *b) {
     if (a->user_in != b->user_in || a->item_in != b->item_in || a->dim != b->dim || a->item_ids != b->item_ids ||
+        a->history_dim != b->history_dim || a->history_items != b->history_items ||
         a->n_user_layers != b->n_user_layers || a->n_item_layers != b->n_item_layers ||
         a->l2norm != b->l2norm || a->l2norm_eps != b->l2norm_eps || a->loss != b->loss ||
         a->objective != b->objective || a->temperature != b->temperature || split(a) != split(b) ||
@@ -165,10 +179,12 @@ static bool same_architecture(const cb_model_config *a, const cb_model_config *b
 /* ---------------------------------------------------------------- create */
 
 static int tower_init(tower *t, uint32_t in, uint32_t n_hidden, const uint32_t *hidden,
-                      uint32_t dim, uint32_t n_emb, uint32_t emb_dim, cb_error *err) {
+                      uint32_t dim, uint32_t n_emb, uint32_t emb_dim, bool bag, cb_error *err) {
     memset(t, 0, sizeof *t);
     t->n_layers = (int)n_hidden + 1;
-    int prev = (int)in;
+    t->bag = bag && n_emb;
+    t->feat_in = (int)in;
+    int prev = (int)in + (t->bag ? (int)emb_dim : 0);
     for (int l = 0; l < t->n_layers; l++) {
         t->in[l] = prev;
         t->out[l] = l < (int)n_hidden ? (int)hidden[l] : (int)dim;
@@ -219,9 +235,12 @@ static int model_alloc(cb_model **out, const cb_model_config *c, cb_error *err) 
     if (!m) return CB_ENOMEM;
     m->cfg = *c;
     uint32_t out_w = split(c) ? 2 * c->dim : c->dim;
-    int rc = tower_init(&m->tw[0], c->user_in, c->n_user_layers, c->user_layers, out_w, 0, 0, err);
+    bool bag = c->history_dim && c->history_items;
+    int rc = tower_init(&m->tw[0], c->user_in, c->n_user_layers, c->user_layers, out_w, bag ? c->history_items : 0,
+                        bag ? c->history_dim : 0, true, err);
     if (rc == CB_OK) /* the id embedding joins the ranking part only: per-item rating vectors overfit */
-        rc = tower_init(&m->tw[1], c->item_in, c->n_item_layers, c->item_layers, out_w, c->item_ids, c->dim, err);
+        rc = tower_init(&m->tw[1], c->item_in, c->n_item_layers, c->item_layers, out_w, c->item_ids, c->dim, false,
+                        err);
     m->tw[0].parts = m->tw[1].parts = split(c) ? 2 : 1;
     if (rc != CB_OK) {
         cb_model_free(m);
@@ -269,7 +288,8 @@ size_t cb_model_n_params(const cb_model *m) {
 /* ---------------------------------------------------------------- tensors */
 
 size_t cb_model_n_tensors(const cb_model *m) {
-    return 2 * (size_t)m->tw[0].n_layers + 2 * (size_t)m->tw[1].n_layers + 2 + (m->tw[1].n_emb ? 1 : 0);
+    return 2 * (size_t)m->tw[0].n_layers + 2 * (size_t)m->tw[1].n_layers + 2 + (m->tw[1].n_emb ? 1 : 0) +
+           (m->tw[0].n_emb ? 1 : 0);
 }
 
 /* Tensor i of region r (0 params, 1 grads) with its name and shape. */
@@ -293,12 +313,13 @@ static float *tensor_at(const cb_model *m, size_t i, int region, cb_tensor *t) {
         }
         i -= nt;
     }
-    if (i == HEAD_N) { /* the item-id embedding, after the head */
-        const tower *tw = &m->tw[1];
-        snprintf(t->name, sizeof t->name, "item.id_embedding");
+    if (i == HEAD_N && !m->tw[1].n_emb) i++; /* no item-id embedding: the bag comes next */
+    if (i >= HEAD_N) { /* the item-id embedding, then the history bag, after the head */
+        const tower *tw = &m->tw[i == HEAD_N ? 1 : 0];
+        snprintf(t->name, sizeof t->name, i == HEAD_N ? "item.id_embedding" : "user.history_embedding");
         t->ndim = 2;
         t->shape[0] = tw->n_emb;
-        t->shape[1] = m->cfg.dim;
+        t->shape[1] = (uint32_t)tw->emb_dim;
         return tw->emb + (size_t)region * tw->n_params;
     }
     snprintf(t->name, sizeof t->name, "head.%s", i == 0 ? "scale" : "bias");
@@ -379,7 +400,7 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
 #define PAD(n) ((((size_t)(n)) + 15) & ~(size_t)15)
     size_t total = PAD((size_t)cap * t->in[0]);
     for (int l = 0; l < t->n_layers; l++) total += PAD((size_t)cap * t->out[l]);
-    total += 2 * PAD((size_t)cap * dim) + PAD(2 * (size_t)cap) + 2 * PAD((size_t)cap * widest) + 6 * PAD(cap);
+    total += 2 * PAD((size_t)cap * dim) + PAD(2 * (size_t)cap) + 2 * PAD((size_t)cap * widest) + 9 * PAD(cap);
     if (softmax) total += PAD((size_t)cap * cap);
     if (t->parts > 1) total += PAD((size_t)cap * dim * 3);
     ws->block = cb_calloc(total + 16, sizeof(float), err);
@@ -399,6 +420,9 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
     ws->z = p; p += PAD(cap);
     ws->lq = p; p += PAD(cap);
     ws->ids = (uint32_t *)p; p += PAD(cap);
+    ws->eids = (uint32_t *)p; p += PAD(cap);
+    ws->hrow = (uint32_t *)p; p += PAD(cap);
+    ws->htgt = (uint32_t *)p; p += PAD(cap);
     if (softmax) ws->prob = p, p += PAD((size_t)cap * cap);
     if (t->parts > 1) ws->halves = p; /* [3 x cap x dim]: u, m, gradient halves */
 #undef PAD
@@ -407,15 +431,47 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
 
 /* ---------------------------------------------------------------- passes */
 
+/* Gather B input rows of table x (feat_in columns) into ws->x: rows[r], or
+ * first + r when rows is NULL. With a history bag, the last emb_dim columns
+ * of each row are the mean of the bag's vectors over the history of the same
+ * row index (h_off / h_item; NULL: empty), leaving out the item tgt[r] (the
+ * training example's own item; tgt NULL: none). */
+static void gather_rows(const tower *t, tower_ws *ws, const float *x, const uint32_t *rows, size_t first,
+                        const uint32_t *tgt, const uint32_t *h_off, const uint32_t *h_item, int B) {
+    int in0 = t->in[0], fi = t->feat_in, E = t->bag ? t->emb_dim : 0;
+    ws->h_off = t->bag ? h_off : NULL;
+    ws->h_item = h_item;
+    for (int r = 0; r < B; r++) {
+        size_t row = rows ? rows[r] : first + (size_t)r;
+        float *dst = ws->x + (size_t)r * in0;
+        memcpy(dst, x + row * fi, (size_t)fi * sizeof(float));
+        if (!E) continue;
+        float *bag = dst + fi;
+        memset(bag, 0, (size_t)E * sizeof(float));
+        ws->hrow[r] = (uint32_t)row;
+        ws->htgt[r] = tgt ? tgt[r] : UINT32_MAX;
+        if (!ws->h_off) continue;
+        uint32_t cnt = 0;
+        for (uint32_t k = h_off[row]; k < h_off[row + 1]; k++) {
+            uint32_t it = h_item[k];
+            if (it == ws->htgt[r] || it >= t->n_emb) continue;
+            const float *e = t->emb + (size_t)it * E;
+            for (int d = 0; d < E; d++) bag[d] += e[d];
+            cnt++;
+        }
+        if (cnt)
+            for (int d = 0; d < E; d++) bag[d] /= (float)cnt;
+    }
+}
+
 /* Forward B rows through tower t into ws->y[par]. rows == NULL: x holds B
  * contiguous rows; otherwise the rows rows[0..B) of table x are gathered. */
 static void tower_forward(const tower *t, tower_ws *ws, const float *x, const uint32_t *rows,
                           const uint32_t *ids, int B, int par, bool l2norm, float eps) {
-    int L = t->n_layers, in0 = t->in[0];
+    int L = t->n_layers;
     const float *inp = x;
-    if (rows) {
-        for (int r = 0; r < B; r++)
-            memcpy(ws->x + (size_t)r * in0, x + (size_t)rows[r] * in0, (size_t)in0 * sizeof(float));
+    if (rows || (t->bag && x != ws->x)) { /* rows of x, or x's rows widened by an (empty) bag */
+        gather_rows(t, ws, x, rows, 0, NULL, NULL, NULL, B);
         inp = ws->x;
     }
     for (int l = 0; l < L; l++) {
@@ -544,6 +600,28 @@ static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const f
     return loss;
 }
 
+/* The history bag's gradients: dbag (B, E) = dout (B, out0) · the bag's
+ * columns of W0, spread evenly over each row's bag items (scratch: B·E floats). */
+static void bag_backward(tower *t, const tower_ws *ws, const float *dout, float *scratch, int B) {
+    int E = t->emb_dim, fi = t->feat_in, in0 = t->in[0];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, E, t->out[0], 1.0f, dout, t->out[0], t->w[0] + fi, in0,
+                0.0f, scratch, E);
+    for (int r = 0; r < B; r++) {
+        uint32_t row = ws->hrow[r], cnt = 0;
+        for (uint32_t k = ws->h_off[row]; k < ws->h_off[row + 1]; k++)
+            cnt += ws->h_item[k] != ws->htgt[r] && ws->h_item[k] < t->n_emb;
+        if (!cnt) continue;
+        float inv = 1.0f / (float)cnt;
+        const float *g = scratch + (size_t)r * E;
+        for (uint32_t k = ws->h_off[row]; k < ws->h_off[row + 1]; k++) {
+            uint32_t it = ws->h_item[k];
+            if (it == ws->htgt[r] || it >= t->n_emb) continue;
+            float *de = t->demb + (size_t)it * E;
+            for (int d = 0; d < E; d++) de[d] += inv * g[d];
+        }
+    }
+}
+
 /* Backward through tower t, from dL/dy in ws->g0, ADDING into t->grads. */
 static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, float eps) {
     int L = t->n_layers, dim = t->out[L - 1];
@@ -566,6 +644,7 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
             memset(dinp, 0, (size_t)B * t->in[l] * sizeof(float));
         }
         cb_nn_dense_backward(dinp, t->dw[l], t->db[l], dcur, inp, t->w[l], B, t->in[l], t->out[l]);
+        if (l == 0 && t->bag && ws->h_off) bag_backward(t, ws, dcur, dnext, B);
         if (l > 0) {
             cb_nn_relu_backward_inplace(dinp, ws->act[l - 1], (size_t)B * t->in[l]);
             dnext = dcur;
@@ -618,6 +697,16 @@ static void gather_batch(const cb_model_config *c, tower_ws *ws, const cb_rating
         ws->ids[r] = rt->item;
         ws->lq[r] = log_q ? log_q[rt->item] : 0.0f;
     }
+}
+
+/* The input rows of one side for the examples idx[0..B) into ws->x (after
+ * gather_batch: ws->ids holds their items): the user side with its history
+ * bag, leaving each example's own item out of it. */
+static void gather_side(const cb_model *m, int side, tower_ws *ws, const cb_train_data *d, const uint32_t *idx,
+                        int B) {
+    for (int r = 0; r < B; r++) ws->hrow[r] = side == 0 ? d->ratings[idx[r]].user : d->ratings[idx[r]].item;
+    gather_rows(&m->tw[side], ws, side == 0 ? d->user_x : d->item_x, ws->hrow, 0, ws->ids, d->hist_off,
+                d->hist_item, B);
 }
 
 void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
@@ -683,11 +772,14 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
     memset(m->tw[0].grads, 0, m->tw[0].n_params * sizeof(float));
     memset(m->tw[1].grads, 0, m->tw[1].n_params * sizeof(float));
     memset(m->head + HEAD_N, 0, HEAD_N * sizeof(float));
-    tower_forward(&m->tw[0], &ws[0], d->user_x, rows, NULL, B, 0, c->l2norm, c->l2norm_eps);
-    tower_forward(&m->tw[1], &ws[1], d->item_x, rows + n, rows + n, B, 0, c->l2norm, c->l2norm_eps);
-    double l = 0.0;
     for (int s = 0; s < 2; s++) {
         gather_batch(c, &ws[s], d->ratings, idx, B, log_q);
+        gather_side(m, s, &ws[s], d, idx, B);
+    }
+    tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, c->l2norm, c->l2norm_eps);
+    tower_forward(&m->tw[1], &ws[1], ws[1].x, NULL, rows + n, B, 0, c->l2norm, c->l2norm_eps);
+    double l = 0.0;
+    for (int s = 0; s < 2; s++) {
         l = loss_and_dy(m, s, &ws[s], ws[0].y[0], ws[1].y[0], m->head, B);
         tower_backward(&m->tw[s], &ws[s], B, 0, c->l2norm, c->l2norm_eps);
     }
@@ -732,16 +824,17 @@ float cb_model_score_to_logit(const cb_model *m, float score) {
     return m->cfg.loss == CB_LOSS_BCE ? m->head[HEAD_S] * score + m->head[HEAD_C] : score;
 }
 
-static int vectors(const cb_model *m, int side, const float *x, const uint32_t *ids, size_t n, float *out,
-                   cb_error *err) {
+static int vectors(const cb_model *m, int side, const float *x, const uint32_t *ids, const uint32_t *h_off,
+                   const uint32_t *h_item, size_t n, float *out, cb_error *err) {
     const tower *t = &m->tw[side];
     tower_ws ws;
     int rc = ws_alloc(&ws, t, EVAL_CHUNK, false, err);
     if (rc != CB_OK) return rc;
-    size_t dim = cb_model_out_dim(m), in = (size_t)t->in[0];
+    size_t dim = cb_model_out_dim(m);
     for (size_t s = 0; s < n; s += EVAL_CHUNK) {
         int B = (int)(n - s < EVAL_CHUNK ? n - s : EVAL_CHUNK);
-        tower_forward(t, &ws, x + s * in, NULL, ids ? ids + s : NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
+        gather_rows(t, &ws, x, NULL, s, NULL, h_off, h_item, B);
+        tower_forward(t, &ws, ws.x, NULL, ids ? ids + s : NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         memcpy(out + s * dim, ws.y[0], (size_t)B * dim * sizeof(float));
     }
     ws_free(&ws);
@@ -750,17 +843,24 @@ static int vectors(const cb_model *m, int side, const float *x, const uint32_t *
 
 int cb_model_user_vectors(const cb_model *m, const float *user_x, size_t n, float *out,
                           cb_error *err) {
-    return vectors(m, 0, user_x, NULL, n, out, err);
+    return vectors(m, 0, user_x, NULL, NULL, NULL, n, out, err);
 }
+
+int cb_model_user_vectors_hist(const cb_model *m, const float *user_x, size_t n, const uint32_t *hist_off,
+                               const uint32_t *hist_item, float *out, cb_error *err) {
+    return vectors(m, 0, user_x, NULL, hist_off, hist_item, n, out, err);
+}
+
+bool cb_model_has_history(const cb_model *m) { return m->tw[0].bag; }
 
 int cb_model_item_vectors(const cb_model *m, const float *item_x, size_t n, float *out,
                           cb_error *err) {
-    return vectors(m, 1, item_x, NULL, n, out, err);
+    return vectors(m, 1, item_x, NULL, NULL, NULL, n, out, err);
 }
 
 int cb_model_item_vectors_ids(const cb_model *m, const float *item_x, const uint32_t *ids, size_t n, float *out,
                               cb_error *err) {
-    return vectors(m, 1, item_x, ids, n, out, err);
+    return vectors(m, 1, item_x, ids, NULL, NULL, n, out, err);
 }
 
 /* pred (B) = the rating dots of the B row pairs of yu, ym (cb_model_rating_part). */
@@ -777,7 +877,7 @@ static void rating_dots(const cb_model *m, float *pred, const float *yu, const f
 /* Raw scores v_u·v_m for pairs, in chunks; calls back per chunk. */
 typedef void (*score_sink)(void *ctx, size_t offset, const float *score, int B);
 
-static int score_pairs(const cb_model *m, const float *user_x, const float *item_x,
+static int score_pairs(const cb_model *m, const float *user_x, const float *item_x, const cb_train_data *hist,
                        const uint32_t *users, const uint32_t *items, size_t users_stride,
                        size_t n, score_sink sink, void *ctx, cb_error *err) {
     tower_ws ws[2];
@@ -794,7 +894,9 @@ static int score_pairs(const cb_model *m, const float *user_x, const float *item
             rows[0][r] = users[(s + r) * users_stride];
             rows[1][r] = items[(s + r) * users_stride];
         }
-        tower_forward(&m->tw[0], &ws[0], user_x, rows[0], NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
+        gather_rows(&m->tw[0], &ws[0], user_x, rows[0], 0, rows[1], hist ? hist->hist_off : NULL,
+                    hist ? hist->hist_item : NULL, B);
+        tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         tower_forward(&m->tw[1], &ws[1], item_x, rows[1], rows[1], B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         rating_dots(m, ws[0].pred, ws[0].y[0], ws[1].y[0], B);
         sink(ctx, s, ws[0].pred, B);
@@ -818,7 +920,7 @@ int cb_model_predict(const cb_model *m, const float *user_x, const float *item_x
                      const uint32_t *users, const uint32_t *items, size_t n, float *out,
                      cb_error *err) {
     predict_ctx p = {m, out};
-    return score_pairs(m, user_x, item_x, users, items, 1, n, predict_sink, &p, err);
+    return score_pairs(m, user_x, item_x, NULL, users, items, 1, n, predict_sink, &p, err);
 }
 
 typedef struct eval_ctx {
@@ -866,14 +968,8 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
         int B = (int)(n - off < (size_t)cap ? n - off : (size_t)cap);
         for (int side = 0; side < 2; side++) {
             tower_ws *w = &ws[side];
-            int in0 = m->tw[side].in[0];
-            const float *table = side == 0 ? d->user_x : d->item_x;
-            for (int r = 0; r < B; r++) {
-                const cb_rating *rt = &d->ratings[idx[off + r]];
-                memcpy(w->x + (size_t)r * in0, table + (size_t)(side == 0 ? rt->user : rt->item) * in0,
-                       (size_t)in0 * sizeof(float));
-            }
             gather_batch(c, w, d->ratings, idx + off, B, log_q);
+            gather_side(m, side, w, d, idx + off, B);
             tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
         }
         /* the training loss as the item side computes it: side 1 writes only
@@ -910,7 +1006,7 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
         ui[2 * i + 1] = d->ratings[idx[i]].item;
     }
     eval_ctx e = {m, d->ratings, idx, 0.0, 0.0};
-    rc = score_pairs(m, d->user_x, d->item_x, ui, ui + 1, 2, n, eval_sink, &e, err);
+    rc = score_pairs(m, d->user_x, d->item_x, d, ui, ui + 1, 2, n, eval_sink, &e, err);
     free(ui);
     if (rc != CB_OK) return rc;
     if (loss) *loss = e.loss_sum / (double)n;
@@ -955,6 +1051,7 @@ typedef struct train_ctx {
     uint32_t *perm;          /* shuffled training indices of this epoch */
     float *log_q;            /* [n_items] the logQ correction (retrieval), else NULL */
     size_t n_batches;
+    uint32_t epoch_id;       /* epochs run before this one (counts across resumed runs) */
     tower_ws ws[2];
     float head_snap[2][2];   /* head params as of each step parity */
     spin_barrier bar;
@@ -976,6 +1073,28 @@ typedef struct train_ctx {
     size_t tick_every;
 } train_ctx;
 
+/* Item dropout on the item tower's gathered batch (ws->x, ws->ids): each row,
+ * with probability c->item_dropout, loses its id embedding (ws->eids) and has
+ * the interaction-derived columns (d->item_cold, non-NAN entries) set to a
+ * never-rated item's values. The draw depends on the seed, the epoch, the
+ * step and the row only: the same bits whichever thread runs the tower. */
+static void item_dropout(const cb_model_config *c, const cb_train_data *d, tower_ws *ws, int B,
+                         uint32_t epoch_id, size_t step) {
+    memcpy(ws->eids, ws->ids, (size_t)B * sizeof *ws->eids);
+    if (!(c->item_dropout > 0.0f)) return;
+    uint32_t in = c->item_in;
+    cb_rng rng;
+    cb_rng_seed(&rng, c->seed ^ (0xD1B54A32D192ED03ULL * ((uint64_t)epoch_id + 1)) ^ (0x8CB92BA72F3D8DD7ULL * (step + 1)));
+    for (int r = 0; r < B; r++) {
+        if (cb_rng_uniform(&rng) >= (double)c->item_dropout) continue;
+        ws->eids[r] = UINT32_MAX;
+        if (!d->item_cold) continue;
+        float *row = ws->x + (size_t)r * in;
+        for (uint32_t j = 0; j < in; j++)
+            if (!isnan(d->item_cold[j])) row[j] = d->item_cold[j];
+    }
+}
+
 /* One epoch of steps for the towers owned by thread `tid`. */
 static void run_epoch(train_ctx *x, int tid) {
     cb_model *m = x->m;
@@ -990,20 +1109,14 @@ static void run_epoch(train_ctx *x, int tid) {
         int par = (int)(step & 1);
         for (int s = first; s <= last; s++) {
             tower_ws *ws = &x->ws[s];
-            const float *table = s == 0 ? d->user_x : d->item_x;
-            int in0 = m->tw[s].in[0];
-            /* gather the input rows directly (no index array needed) */
-            for (int r = 0; r < B; r++) {
-                const cb_rating *rt = &d->ratings[idx[r]];
-                uint32_t row = s == 0 ? rt->user : rt->item;
-                memcpy(ws->x + (size_t)r * in0, table + (size_t)row * in0, (size_t)in0 * sizeof(float));
-            }
             gather_batch(c, ws, d->ratings, idx, B, x->log_q);
+            gather_side(m, s, ws, d, idx, B);
+            if (s == 1) item_dropout(c, d, ws, B, x->epoch_id, step);
             if (s == 0) {
                 x->head_snap[par][0] = m->head[HEAD_S];
                 x->head_snap[par][1] = m->head[HEAD_C];
             }
-            tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->ids : NULL, B, par, c->l2norm, c->l2norm_eps);
+            tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->eids : NULL, B, par, c->l2norm, c->l2norm_eps);
         }
         barrier_wait(&x->bar);
         if (step >= atomic_load_explicit(&x->stop_step, memory_order_relaxed)) break;
@@ -1132,6 +1245,7 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     x.tick = &rep;
     for (uint32_t e = 0; e < c->epochs; e++) {
         uint32_t epoch_id = m->epochs_done; /* counts across resumed runs */
+        x.epoch_id = epoch_id;
         cb_rng rng;
         cb_rng_seed(&rng, c->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(epoch_id + 1)));
         memcpy(x.perm, d->train_idx, d->n_train * sizeof(uint32_t));

@@ -69,6 +69,12 @@ typedef struct cb_model_config {
                                                      added to the item tower's output (its
                                                      ranking part, the first dim units) before
                                                      l2norm (starts at 0; 0 = none) */
+    uint32_t history_dim;                         /* the history bag: a learned vector of this width
+                                                     per item (user.history_embedding), averaged over
+                                                     the user's training items and appended to the
+                                                     user tower's input (0 = off) */
+    uint32_t history_items;                       /* its rows (cb_bundle_train sets n_items when
+                                                     history_dim > 0; 0 = no bag) */
     bool l2norm;                                  /* normalise v_u, v_m (default on) */
     float l2norm_eps;                             /* 1e-12, as torch / TF */
     /* objective (see cb_objective). The rating loss is trained on
@@ -85,6 +91,12 @@ typedef struct cb_model_config {
                                                      in the ranking score) */
     float popularity_prior;                       /* ranking (retrieval, both) adds this times
                                                      log q(item) to the logit (cb_bundle_rank_score) */
+    float item_dropout;                           /* training only: the probability, per training
+                                                     example, that its item is shown as never rated:
+                                                     no id embedding and the columns of
+                                                     cb_train_data.item_cold set to their cold values
+                                                     (so items without interactions are placed by
+                                                     content); 0 = off */
     cb_loss_kind loss;
     float target_scale, target_shift;
     float bce_scale_init;                         /* initial s of the BCE head (5) */
@@ -135,6 +147,12 @@ typedef struct cb_train_data {
     size_t n_train;
     const uint32_t *valid_idx;     /* validation examples (may be NULL / 0) */
     size_t n_valid;
+    const uint32_t *hist_off;      /* [n_users + 1] or NULL: each user's history (the history bag), */
+    const uint32_t *hist_item;     /* items hist_item[hist_off[u] .. hist_off[u+1]); in training a
+                                      row's own item is left out of its bag */
+    const float *item_cold;        /* [item_in] or NULL: the value a never-rated item has in each
+                                      interaction-derived item column (rating count / mean), NAN
+                                      for content columns; item_dropout writes these values */
 } cb_train_data;
 
 typedef struct cb_epoch_report {
@@ -192,9 +210,17 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
 int cb_model_predict(const cb_model *m, const float *user_x, const float *item_x,
                      const uint32_t *users, const uint32_t *items, size_t n, float *out,
                      cb_error *err);
-/* out [n x out_dim] = tower output (normalised when l2norm) for every row of x [n x in]. */
+/* out [n x out_dim] = tower output (normalised when l2norm) for every row of x [n x in]
+ * (a model with a history bag sees empty histories: a user known by features only). */
 int cb_model_user_vectors(const cb_model *m, const float *user_x, size_t n, float *out,
                           cb_error *err);
+/* The same with each row's history: items hist_item[hist_off[r] .. hist_off[r+1]) for row r
+ * (hist_off [n + 1]); items past the bag's table are skipped. Without a history bag
+ * the history is ignored. */
+int cb_model_user_vectors_hist(const cb_model *m, const float *user_x, size_t n, const uint32_t *hist_off,
+                               const uint32_t *hist_item, float *out, cb_error *err);
+/* True when the user tower takes the history bag. */
+bool cb_model_has_history(const cb_model *m);
 /* Item vectors from content alone (no id embedding): new items. */
 int cb_model_item_vectors(const cb_model *m, const float *item_x, size_t n, float *out,
                           cb_error *err);
@@ -225,7 +251,9 @@ void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_
 /* ---- named parameter tensors, for model files.
  * Names: "user.<l>.weight" [out,in], "user.<l>.bias" [out], the same for
  * "item.", and "head.scale" [1], "head.bias" [1], then "item.id_embedding"
- * [item_ids, dim] when item_ids > 0. Layer l = 0 .. hidden layers (the last
+ * [item_ids, dim] when item_ids > 0, then "user.history_embedding"
+ * [history_items, history_dim] with a history bag (user.0.weight is then
+ * [out, user_in + history_dim]: the bag's columns last). Layer l = 0 .. hidden layers (the last
  * is the output layer). Row-major, like torch.nn.Linear. */
 typedef struct cb_tensor {
     char name[32];

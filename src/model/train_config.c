@@ -93,6 +93,12 @@ static const cb_config_key_def keys[] = {
     {"id-embedding", "", "true", "a learned vector per item added to the item tower's output (zero for items "
      "without interactions: they are placed by content alone)", "model", CB_KEY_BOOL,
      TC(model.item_id_embedding), 0, 0, 0, 0, NULL},
+    {"history-dim", "N", "0", "the history bag: a learned vector of N numbers per item, averaged over the "
+     "user's training items, as input to the user tower (0 = off)", "model", CB_KEY_U32, TC(model.history_dim), 0, 0,
+     4096, 0, NULL},
+    {"item-dropout", "P", "0", "training: the probability, per training example, that its item is shown as never "
+     "rated (no id embedding; rating count / mean at a never-rated item's values), so items without "
+     "interactions are placed by their content", "training", CB_KEY_F32, TC(model.item_dropout), 0, 0, 1, 0, NULL},
     {"split-heads", "", "true", "both: separate output halves for ranking and rating", "model", CB_KEY_BOOL,
      TC(model.split_heads), 0, 0, 0, 0, NULL},
     {"loss", "mse|bce", "mse", "squared error on ratings, or sigmoid cross-entropy on 0/1 labels", "model",

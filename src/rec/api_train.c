@@ -65,7 +65,7 @@ static json_t *table_json(const cb_table *t) {
     json_t *a = json_array();
     for (uint32_t i = 0; a && i < t->n_cols; i++) {
         const cb_column *c = &t->cols[i];
-        json_t *o = json_pack("{s:s,s:s,s:I}", "name", c->name, "kind", kind_name(c->kind), "missing",
+        json_t *o = json_pack("{s:s,s:s,s:I}", "name", c->name, "kind", c->text ? "text" : kind_name(c->kind), "missing",
                               (json_int_t)n_missing(t, c));
         if (c->kind != CB_COL_NUMERIC && o) {
             uint32_t nl = cb_vocab_size(c->levels);
@@ -73,6 +73,11 @@ static json_t *table_json(const cb_table *t) {
             for (uint32_t k = 0; k < nl && k < 6; k++) json_array_append_new(ex, json_string(cb_vocab_name(c->levels, k)));
             json_object_set_new(o, "levels", json_integer(nl));
             json_object_set_new(o, "examples", ex);
+            if (c->n_values_seen) { /* the schema's vocabulary control ran on it */
+                json_object_set_new(o, "values_seen", json_integer(c->n_values_seen));
+                json_object_set_new(o, "dropped", json_integer(c->n_dropped));
+                json_object_set_new(o, "hash_buckets", json_integer(c->hash_buckets));
+            }
         }
         json_array_append_new(a, o);
     }
@@ -142,8 +147,12 @@ CB_API int cb_synth_write_folder(const char *dir, const cb_config *cfg, cb_error
     const cb_synth_config *sc = rc ? NULL : cb_config_values(cfg ? cfg : def, CB_CONFIG_SYNTH);
     if (!rc && !sc) rc = cb_fail(err, CB_EINVAL, "cb_synth_write_folder: the configuration is not of kind SYNTH");
     cb_dataset *ds = NULL;
-    if (!rc) rc = cb_synth_generate(&ds, sc, err);
-    if (!rc) rc = cb_synth_write(ds, dir, err);
+    if (!rc && sc->layout == CB_SYNTH_GENERIC) {
+        rc = cb_synth_write_generic(sc, dir, err);
+    } else if (!rc) {
+        rc = cb_synth_generate(&ds, sc, err);
+        if (!rc) rc = cb_synth_write(ds, dir, err);
+    }
     cb_dataset_free(ds);
     cb_config_free(def);
     return rc;

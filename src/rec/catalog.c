@@ -3,6 +3,7 @@
  * embedding of a new item described by JSON (with the shared JSON attribute
  * reader used by profiles too). */
 #include "rec/recommend.h"
+#include "data/textutil.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -52,7 +53,7 @@ int cb_rec_with_source(int rc, const char *source, cb_error *err) {
 }
 
 int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *source, float *vec, char **id_out,
-                            char **title_out, cb_error *err) {
+                            char **title_out, char *notes, size_t notes_size, cb_error *err) {
     *id_out = *title_out = NULL;
     if (!json_is_object(j)) return cb_fail(err, CB_EPARSE, "%s: a new item must be a JSON object", source);
     size_t n_keys = json_object_size(j);
@@ -96,6 +97,8 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > UINT32_MAX)
                 rc = cb_fail(err, CB_EPARSE, "%s: \"rating_count\" must be a non-negative integer", source);
             else in.rating_count = (uint32_t)json_integer_value(v);
+        } else if (!strcmp(key, "strict")) {
+            if (!json_is_boolean(v)) rc = cb_fail(err, CB_EPARSE, "%s: \"strict\" must be true or false", source);
         } else if (!strcmp(key, "rating_mean")) {
             if (!json_is_number(v)) rc = cb_fail(err, CB_EPARSE, "%s: \"rating_mean\" must be a number", source);
             else in.rating_mean = (float)json_number_value(v);
@@ -118,8 +121,13 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
     if (!rc && in.rating_count && !(in.rating_mean >= r->y_min && in.rating_mean <= r->y_max))
         rc = cb_fail(err, CB_EINVAL, "%s: \"rating_mean\" must be within the rating scale [%g, %g]", source,
                      (double)r->y_min, (double)r->y_max);
-    if (!rc) rc = cb_rec_with_source(cb_features_new_item(r->features, &in, x, err), source, err);
+    if (!rc) rc = cb_features_check_input(r->features, false, attrs, in.n_attrs, in.year, err);
+    if (!rc)
+        rc = cb_features_new_item_checked(r->features, &in, json_is_true(json_object_get(j, "strict")),
+                                          notes, notes_size, x, err);
+    rc = cb_rec_with_source(rc, source, err);
     if (!rc) rc = cb_model_item_vectors(r->model, x, 1, vec, err);
+    if (!rc) rc = cb_rec_with_source(cb_bundle_check_vector(r, vec, false, err), source, err);
     if (!rc && !(*id_out = cb_strdup(id, err))) rc = CB_ENOMEM;
     if (!rc && title && !(*title_out = cb_strdup(title, err))) rc = CB_ENOMEM;
     if (rc) {
@@ -182,7 +190,7 @@ const float *cb_rec_item_vec(const cb_recommender *rec, uint32_t item) {
  * without that article. */
 static void title_forms(const char *title, char forms[4][512]) {
     snprintf(forms[0], 512, "%s", title);
-    for (char *p = forms[0]; *p; p++) *p = (char)tolower((unsigned char)*p);
+    cb_utf8_fold(forms[0]); /* Unicode-aware: "über" finds "Über" */
     memcpy(forms[1], forms[0], 512);
     size_t n = strlen(forms[1]);
     while (n && forms[1][n - 1] == ' ') forms[1][--n] = 0;

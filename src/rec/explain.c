@@ -49,6 +49,33 @@ void cb_recommend_result_free(cb_recommend_result *res) {
     memset(res, 0, sizeof *res);
 }
 
+/* "top in your favourite genres Action and Drama", and per other content
+ * column "top in your favourite tag 'jazz'" (the column's name, a plural
+ * "s" dropped). */
+static int explain_values(const cb_bundle *r, const cb_rec_cand *c, const uint32_t *genres, cb_list_entry *out,
+                          cb_error *err) {
+    char names[256] = "";
+    int count = 0, rc = CB_OK;
+    for (uint32_t s = 0; s < 32 && !rc; s++) {
+        if (!(c->genre_slots & (1u << s))) continue;
+        int facet = cb_features_value_facet(r->features, genres[s]);
+        const char *value = cb_features_genre_name(r->features, genres[s]);
+        if (facet < 0 || cb_features_facet_is_genre(r->features, (uint32_t)facet)) {
+            size_t l = strlen(names);
+            snprintf(names + l, sizeof names - l, "%s%s", count++ ? " and " : "", value);
+            continue;
+        }
+        const char *col = cb_features_facet_name(r->features, (uint32_t)facet);
+        size_t cl = strlen(col);
+        int shown = cl > 3 && col[cl - 1] == 's' && col[cl - 2] != 's' ? (int)cl - 1 : (int)cl;
+        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "top in your favourite %.*s '%s'", shown, col, value);
+    }
+    if (!rc && count)
+        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "top in your favourite genre%s %s", count > 1 ? "s" : "",
+                             names);
+    return rc;
+}
+
 int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg,
                    const cb_rec_cand *c, const uint32_t *genres, int group, cb_list_entry *out, cb_error *err) {
     const cb_bundle *r = rec->r;
@@ -70,18 +97,7 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
             rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you rated %s", t,
                           fmt_y(yb, sizeof yb, p->ys[c->anchor]));
     }
-    if (!rc && (c->sources & (1u << CB_SRC_GENRE))) {
-        char names[256] = "";
-        int count = 0;
-        for (uint32_t s = 0; s < 32; s++)
-            if (c->genre_slots & (1u << s)) {
-                size_t l = strlen(names);
-                snprintf(names + l, sizeof names - l, "%s%s", count++ ? " and " : "",
-                         cb_features_genre_name(r->features, genres[s]));
-            }
-        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "top in your favourite genre%s %s", count > 1 ? "s" : "",
-                      names);
-    }
+    if (!rc && (c->sources & (1u << CB_SRC_GENRE))) rc = explain_values(r, c, genres, out, err);
     if (!rc && (c->sources & (1u << CB_SRC_GROUP))) {
         const cb_bundle_group *g = &r->groups[group];
         const char *level = g->levels[p->group_level[group]];

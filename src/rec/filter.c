@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void cb_recommend_block_free(cb_blocklist *bl) {
     if (!bl) return;
@@ -38,8 +39,13 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const c
     memset(bl, 0, sizeof *bl);
     const cb_bundle *r = rec->r;
     uint32_t n_all = (uint32_t)cb_recommender_item_count(rec);
-    FILE *f = fopen(path, "rb");
-    if (!f) return cb_fail(err, CB_EIO, "%s: cannot open the block list", path);
+    int fd, rc0 = cb_open_input(&fd, path, "block list", err);
+    if (rc0) return rc0;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return cb_fail(err, CB_ENOMEM, "%s: cannot open the block list", path);
+    }
     uint32_t ng = r->features ? cb_features_n_genres(r->features) : 0;
     bool *genre = cb_calloc(ng + 1, sizeof *genre, err);
     bl->n_items = n_all;

@@ -405,7 +405,7 @@ static int src_embedding(run *x, cb_error *err) {
     for (size_t j = 0; j < k; j++) idx[j] = -1;
     cb_knn_params kp = {.threads = x->cfg->threads > 0 ? x->cfg->threads : 1, .exclude = x->excl};
     int rc = cb_rec_rank_monotone(x->rec, x->cfg->rank_by)
-                 ? cb_knn_index_search(x->rec->index, x->q, 1, k_model, CB_KNN_DOT, &kp, idx, NULL, err)
+                 ? cb_rec_search(x->rec, x->q, 1, k_model, CB_KNN_DOT, &kp, idx, NULL, err)
                  : top_by_score(x, idx, k_model, err);
     if (!rc && dots) merge_added(x->rec, x->q, x->excl, idx, dots, k);
     free(dots);
@@ -493,7 +493,7 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
     if (p->note[0]) rc = cb_rec_push_str(&res->notes, &res->n_notes, err, "%s", p->note);
     if (!rc && stated)
         rc = cb_rec_push_str(&res->notes, &res->n_notes, err,
-                             "candidates from your stated genres only: with no ratings yet, the taste vector "
+                             "candidates from your stated preferences only: with no ratings yet, the taste vector "
                              "alone would return the catalog's most popular items");
     size_t n_all = cb_recommender_item_count(rec);
     if (!rc && n > n_all) {

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CB_PROFILE_MAX_BYTES (16u << 20) /* a new-user file is a few lines of JSON */
+
 void cb_recommend_profile_free(cb_profile *p) {
     if (!p) return;
     free(p->vec);
@@ -59,6 +61,72 @@ int cb_recommend_profile_user(cb_profile *p, const cb_bundle *r, uint32_t user, 
     return CB_OK;
 }
 
+/* The "preferences" form: {"<content column>": {"<value>": rating}} for any
+ * content column (genres, tags, brand...). Each value is split as in the file
+ * ("jazz;bebop"); known values become explicit preferences (gp, p->pref_*,
+ * names kept alive in keys[]); unknown ones a remark in p->note, or an error
+ * when `strict`. Unknown columns are errors. */
+static int profile_preferences(cb_profile *p, const cb_bundle *r, const json_t *prefs, bool strict, cb_genre_pref *gp,
+                               char **keys, size_t cap, const char *source, cb_error *err) {
+    const char *col, *val;
+    json_t *vals, *v;
+    char notes[sizeof p->note] = "";
+    int rc = CB_OK;
+    json_object_foreach((json_t *)prefs, col, vals) {
+        int facet = cb_features_facet_find(r->features, col);
+        if (facet < 0 || !json_is_object(vals)) {
+            char known[240] = "";
+            for (uint32_t k = 0; k < cb_features_n_facets(r->features) && strlen(known) < 200; k++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "",
+                         cb_features_facet_name(r->features, k));
+            return facet < 0 ? cb_fail(err, CB_ENOTFOUND, "%s: \"preferences\": '%s' is not a content column (known: %s)",
+                                       source, col, known)
+                             : cb_fail(err, CB_EPARSE, "%s: \"preferences\": \"%s\" must be an object {\"<value>\": rating}",
+                                       source, col);
+        }
+        json_object_foreach(vals, val, v) {
+            double y = json_is_number(v) ? json_number_value(v) : NAN;
+            if (!(y >= r->y_min && y <= r->y_max))
+                return cb_fail(err, CB_EINVAL, "%s: \"preferences\": the rating of %s '%s' must be a number in [%g, %g]",
+                               source, col, val, (double)r->y_min, (double)r->y_max);
+            uint32_t g[64], n = 0;
+            rc = cb_features_facet_values(r->features, (uint32_t)facet, val, g, 64, &n, strict, notes, sizeof notes, err);
+            if (rc) return cb_rec_with_source(rc, source, err);
+            for (uint32_t k = 0; k < n && p->n_prefs < cap; k++) {
+                char buf[1024];
+                const char *key = cb_features_value_key(r->features, g[k], buf, sizeof buf);
+                if (!key || !(keys[p->n_prefs] = cb_strdup(key, err))) return key ? CB_ENOMEM : cb_fail(err, CB_EINVAL, "%s: value too long", source);
+                gp[p->n_prefs] = (cb_genre_pref){keys[p->n_prefs], (float)y};
+                p->pref_genres[p->n_prefs] = g[k];
+                p->pref_ys[p->n_prefs++] = (float)y;
+            }
+        }
+    }
+    if (notes[0]) snprintf(p->note, sizeof p->note, "%s", notes);
+    return CB_OK;
+}
+
+/* A "genre_ratings" name: a genre, else a value of exactly one other content
+ * column (a catalog without genres: {"genre_ratings": {"jazz": 5}} means its tag). */
+static int genre_or_value(const cb_features *f, const char *name) {
+    int g = cb_features_genre_find(f, name), found = -1;
+    for (uint32_t k = 0; g < 0 && k < cb_features_n_facets(f); k++) {
+        int64_t v = cb_features_facet_is_genre(f, k) ? -1 : cb_features_value_find(f, k, name, strlen(name));
+        if (v >= 0 && found >= 0) return -1; /* ambiguous */
+        if (v >= 0) found = (int)v;
+    }
+    return g >= 0 ? g : found;
+}
+
+/* How many preference entries "preferences" can give (values split on separators, at most 64 each). */
+static size_t count_preferences(const json_t *prefs) {
+    size_t n = 0;
+    const char *col;
+    json_t *vals;
+    json_object_foreach((json_t *)prefs, col, vals) n += json_is_object(vals) ? 64 * json_object_size(vals) : 0;
+    return n;
+}
+
 int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j, const char *source, cb_error *err) {
     memset(p, 0, sizeof *p);
     if (!json_is_object(j))
@@ -69,7 +137,13 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
         return cb_fail(err, CB_EPARSE, "%s: \"ratings\" must be an object {\"<item id>\": rating}", source);
     if (genres && !json_is_object(genres))
         return cb_fail(err, CB_EPARSE, "%s: \"genre_ratings\" must be an object {\"<genre>\": rating}", source);
+    json_t *prefs = json_object_get(j, "preferences"), *strict = json_object_get(j, "strict");
+    if (prefs && !json_is_object(prefs))
+        return cb_fail(err, CB_EPARSE, "%s: \"preferences\" must be an object {\"<column>\": {\"<value>\": rating}}", source);
+    if (strict && !json_is_boolean(strict)) return cb_fail(err, CB_EPARSE, "%s: \"strict\" must be true or false", source);
     size_t nr = ratings ? json_object_size(ratings) : 0, ng = genres ? json_object_size(genres) : 0;
+    size_t n_pref_cap = prefs ? count_preferences(prefs) : 0;
+    ng += n_pref_cap;
     size_t n_keys = json_object_size(j);
     int rc = profile_alloc(p, r, nr, ng, err);
     if (rc) return rc;
@@ -77,14 +151,17 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
     char **joined = cb_calloc(n_keys + 1, sizeof *joined, err);
     cb_item_rating *ir = cb_calloc(nr + 1, sizeof *ir, err);
     cb_genre_pref *gp = cb_calloc(ng + 1, sizeof *gp, err);
+    char **keys = cb_calloc(ng + 1, sizeof *keys, err);
     float *x = cb_calloc(cb_features_user_dim(r->features) + 1, sizeof *x, err);
-    rc = (attrs && joined && ir && gp && x) ? CB_OK : CB_ENOMEM;
+    rc = (attrs && joined && ir && gp && keys && x) ? CB_OK : CB_ENOMEM;
     size_t n_attrs = 0, nj = 0;
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)j, key, v) {
         if (rc) break;
-        if (!strcmp(key, "ratings") || !strcmp(key, "genre_ratings")) continue;
+        if (!strcmp(key, "ratings") || !strcmp(key, "genre_ratings") || !strcmp(key, "preferences") ||
+            !strcmp(key, "strict"))
+            continue;
         rc = cb_rec_json_attr(&attrs[n_attrs], key, v, &joined[nj], source, err);
         if (joined[nj]) nj++;
         if (!rc) n_attrs++;
@@ -105,7 +182,7 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
     }
     json_object_foreach(genres, key, v) {
         if (rc) break;
-        int g = cb_features_genre_find(r->features, key);
+        int g = genre_or_value(r->features, key);
         double y = json_is_number(v) ? json_number_value(v) : NAN;
         if (g < 0) {
             char known[300] = "";
@@ -117,16 +194,27 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
             rc = cb_fail(err, CB_EINVAL, "%s: \"genre_ratings\": the rating of '%s' must be a number in [%g, %g]",
                          source, key, (double)r->y_min, (double)r->y_max);
         } else {
-            gp[p->n_prefs] = (cb_genre_pref){key, (float)y};
+            char buf[1024];
+            const char *vk = cb_features_value_key(r->features, (uint32_t)g, buf, sizeof buf);
+            if (!vk || !(keys[p->n_prefs] = cb_strdup(vk, err))) {
+                rc = vk ? CB_ENOMEM : cb_fail(err, CB_EINVAL, "%s: genre name too long", source);
+                break;
+            }
+            gp[p->n_prefs] = (cb_genre_pref){keys[p->n_prefs], (float)y};
             p->pref_genres[p->n_prefs] = (uint32_t)g;
             p->pref_ys[p->n_prefs++] = (float)y;
         }
     }
+    if (!rc && prefs)
+        rc = profile_preferences(p, r, prefs, json_is_true(strict), gp, keys, p->n_prefs + n_pref_cap, source, err);
     if (!rc) {
         cb_user_input in = {attrs, n_attrs, ir, p->n_ratings, gp, p->n_prefs};
-        rc = cb_rec_with_source(cb_features_new_user(r->features, &in, x, err), source, err);
+        rc = cb_features_check_input(r->features, true, attrs, n_attrs, NAN, err);
+        if (!rc) rc = cb_features_new_user(r->features, &in, x, err);
+        rc = cb_rec_with_source(rc, source, err);
     }
-    if (!rc) rc = cb_model_user_vectors(r->model, x, 1, p->vec, err);
+    if (!rc) rc = cb_bundle_user_vector(r, x, p->items, p->n_ratings, p->vec, err); /* with the history bag */
+    if (!rc) rc = cb_rec_with_source(cb_bundle_check_vector(r, p->vec, true, err), source, err);
     /* the user's level of each categorical attribute, for "popular with users like you" */
     for (size_t a = 0; !rc && a < n_attrs; a++)
         for (uint32_t g = 0; g < r->n_groups; g++)
@@ -139,6 +227,8 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
     free(attrs);
     free(ir);
     free(gp);
+    for (size_t i = 0; keys && i < p->n_prefs; i++) free(keys[i]);
+    free(keys);
     free(x);
     if (rc) cb_recommend_profile_free(p);
     return rc;
@@ -150,15 +240,15 @@ static int json_error_fail(const json_error_t *je, const char *source, cb_error 
 
 int cb_recommend_profile_file(cb_profile *p, const cb_bundle *r, const char *path, cb_error *err) {
     memset(p, 0, sizeof *p);
+    char *text;
+    size_t len;
+    int rc = cb_read_small_file(path, &text, &len, CB_PROFILE_MAX_BYTES, err);
+    if (rc) return rc;
     json_error_t je;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!j) {
-        FILE *f = fopen(path, "rb");
-        if (!f) return cb_fail(err, CB_EIO, "%s: cannot open the new-user file", path);
-        fclose(f);
-        return json_error_fail(&je, path, err);
-    }
-    int rc = cb_recommend_profile_json(p, r, j, path, err);
+    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!j) return json_error_fail(&je, path, err);
+    rc = cb_recommend_profile_json(p, r, j, path, err);
     json_decref(j);
     return rc;
 }

@@ -13,6 +13,7 @@
  *   diversity.c    MMR and the per-genre cap
  *   explain.c      reasons, the cb_list results and their JSON (written once, here)
  *   batch.c        many users at once: blocked sgemm, per-user filters, top-n
+ *   ann.c          the approximate (HNSW) index: attach, search mode, dispatch
  *
  * Pipeline of cb_recommend():
  *   sources   (1) "similar":   for the user's last N liked ratings (time order)
@@ -38,7 +39,7 @@
 #ifndef CB_RECOMMEND_H
 #define CB_RECOMMEND_H
 
-#include "index/knn.h"
+#include "index/hnsw.h"
 #include "model/bundle.h"
 #include "cbrec.h"
 #include "rec/recommender_internal.h"
@@ -89,9 +90,11 @@ void cb_recommend_table_free(cb_recommend_table *t); /* zeroes; NULL is a no-op 
 /* Embed a new item described by JSON: {"id": "x1", "title": "T (2024)",
  * "year": 2024, "genres": ["Adventure", ...], "rating_count": 0,
  * "rating_mean": 4.1, <other item columns>: value}. Only "id" is required.
- * Writes vec[dim]; *id and *title (title may be NULL) are malloc'd for the caller. */
+ * Writes vec[dim]; *id and *title (title may be NULL) are malloc'd for the caller.
+ * Values of content columns the model does not know: a remark in notes
+ * (notes_size bytes, may be NULL), or an error when the JSON says "strict": true. */
 int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *source, float *vec, char **id,
-                            char **title, cb_error *err);
+                            char **title, char *notes, size_t notes_size, cb_error *err);
 
 /* ---- the recommender (the public cb_recommender of include/cbrec.h): one
  * handle owning (or borrowing) the model, the optional similar-items table
@@ -105,7 +108,21 @@ struct cb_recommender {
     bool has_table;
     cb_knn_index *index;     /* over r->item_vecs */
     float added_bias;        /* the ranking bias of added items (cb_rec_rank_prepare) */
+    cb_hnsw *ann;            /* approximate index over r->item_vecs, or NULL (ann.c) */
+    cb_search_mode search_mode;
+    size_t ann_ef;           /* 0 = hnsw's default */
+    char add_note[512];      /* remarks of the last cb_recommender_add_item ("" when none) */
 };
+
+/* ---- ann.c: the one dispatch of catalog searches over the model's items:
+ * the approximate index when the search mode says so (cb_rec_ann != NULL),
+ * else the exact index; same contract as cb_knn_index_search. */
+const cb_hnsw *cb_rec_ann(const cb_recommender *rec);
+int cb_rec_search(const cb_recommender *rec, const float *Q, size_t nq, size_t k, cb_knn_metric metric,
+                  const cb_knn_params *p, int32_t *out_idx, float *out_score, cb_error *err);
+/* The similar-items table from the approximate index (k clamped like
+ * cb_recommend_table_build). */
+int cb_rec_ann_table(cb_recommend_table *t, const cb_recommender *rec, size_t k, int threads, cb_error *err);
 /* A recommender borrowing a model (it must outlive the handle; evaluation).
  * cb_recommender_from_bundle (recommender_internal.h) takes ownership instead. */
 int cb_recommender_wrap(cb_recommender **out, const cb_bundle *r, cb_error *err);
@@ -166,6 +183,11 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
 /* The same from a JSON file or string; parse errors name source:line:column. */
 int cb_recommend_profile_file(cb_profile *p, const cb_bundle *r, const char *path, cb_error *err);
 int cb_recommend_profile_string(cb_profile *p, const cb_bundle *r, const char *text, cb_error *err);
+/* A known user (user_id) plus the ratings and attributes of user_json (live
+ * events: its "ratings" override and extend the training ones), or, when the
+ * model does not know user_id, a new user from user_json with a note (live.c). */
+int cb_rec_profile_live(cb_profile *p, const cb_recommender *h, const char *user_id, const char *user_json,
+                        cb_error *err);
 void cb_recommend_profile_free(cb_profile *p); /* zeroes; NULL is a no-op */
 
 /* ---- filters (filter.c): items never to recommend for one call. */

@@ -4,6 +4,7 @@
  * similar-items table calls, and the similar / recommend calls that hand
  * the pipeline's results to the caller as cb_list. */
 #include "rec/recommend.h"
+#include "index/hnsw.h"
 
 #include <errno.h>
 #include <math.h>
@@ -42,6 +43,8 @@ cb_bundle *cb_recommender_bundle(cb_recommender *h) { return h ? h->owned : NULL
 int cb_recommender_bundle_changed(cb_recommender *h, cb_error *err) {
     cb_knn_index_free(h->index);
     h->index = NULL;
+    cb_hnsw_free(h->ann); /* built over the old vectors */
+    h->ann = NULL;
     cb_recommend_table_free(&h->table); /* built from the old vectors */
     h->has_table = false;
     cb_rec_rank_prepare(h);
@@ -51,6 +54,7 @@ int cb_recommender_bundle_changed(cb_recommender *h, cb_error *err) {
 CB_API void cb_recommender_free(cb_recommender *h) {
     if (!h) return;
     cb_knn_index_free(h->index);
+    cb_hnsw_free(h->ann);
     cb_recommend_table_free(&h->table);
     cb_bundle_free(h->owned);
     free(h);
@@ -254,7 +258,8 @@ static int adopt_table(cb_recommender *h, cb_recommend_table *t, cb_error *err) 
 CB_API int cb_recommender_build_table(cb_recommender *h, size_t k, int threads, cb_error *err) {
     if (!h) return cb_fail(err, CB_EINVAL, "cb_recommender_build_table: NULL recommender");
     cb_recommend_table t;
-    int rc = cb_recommend_table_build(&t, h->r, k, threads, NULL, err);
+    int rc = cb_rec_ann(h) ? cb_rec_ann_table(&t, h, k, threads, err)
+                           : cb_recommend_table_build(&t, h->r, k, threads, NULL, err);
     return rc ? rc : adopt_table(h, &t, err);
 }
 
@@ -283,7 +288,9 @@ CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, siz
     char *id = NULL, *title = NULL, *genres = NULL;
     cb_attr_value a;
     json_t *jg = json_object_get(j, "genres");
-    int rc = vec ? cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, err) : CB_ENOMEM;
+    h->add_note[0] = '\0';
+    int rc = vec ? cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, h->add_note, sizeof h->add_note, err)
+                 : CB_ENOMEM;
     if (!rc && json_array_size(jg)) rc = cb_rec_json_attr(&a, "genres", jg, &genres, "new item JSON", err);
     if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, genres, vec, err);
     if (!rc && item) *item = cb_recommender_item_count(h) - 1;
@@ -294,6 +301,8 @@ CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, siz
     free(genres);
     return rc;
 }
+
+CB_API const char *cb_recommender_add_item_note(const cb_recommender *h) { return h ? h->add_note : ""; }
 
 /* ---- similar and recommend */
 
@@ -342,13 +351,14 @@ CB_API int cb_recommender_recommend(const cb_recommender *h, const char *user_id
                                     const cb_config *opts, cb_list **out, cb_error *err) {
     if (!out) return cb_fail(err, CB_EINVAL, "cb_recommender_recommend: out is NULL");
     *out = NULL;
-    if (!h || !user_id == !user_json)
-        return cb_fail(err, CB_EINVAL, "cb_recommender_recommend: give exactly one of user_id and user_json");
+    if (!h || (!user_id && !user_json))
+        return cb_fail(err, CB_EINVAL, "cb_recommender_recommend: give user_id, user_json or both");
     cb_recommend_config cfg;
     cb_profile p = {0};
     uint32_t u = 0;
     int rc = cb_recommend_config_from(&cfg, opts, err);
-    if (!rc && user_id && !(rc = known_user(h, user_id, &u, err))) rc = cb_recommend_profile_user(&p, h->r, u, err);
+    if (!rc && user_id && user_json) rc = cb_rec_profile_live(&p, h, user_id, user_json, err); /* serving.h block */
+    else if (!rc && user_id && !(rc = known_user(h, user_id, &u, err))) rc = cb_recommend_profile_user(&p, h->r, u, err);
     else if (!rc && user_json) rc = cb_recommend_profile_string(&p, h->r, user_json, err);
     cb_list *l = rc ? NULL : cb_calloc(1, sizeof *l, err);
     if (!rc && !l) rc = CB_ENOMEM;

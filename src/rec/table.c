@@ -310,11 +310,11 @@ int cb_rec_neighbors_of(const cb_recommender *rec, const uint32_t *items, size_t
         size_t k_model = k < r->n_items ? k : r->n_items;
         if (k_model < k) /* the rows are k wide; the index fills k_model */
             for (size_t i = 0; i < nq * k; i++) out_idx[i] = -1, out_dist[i] = INFINITY;
-        if (k_model == k) rc = cb_knn_index_search(rec->index, Q, nq, k, CB_KNN_L2, &p, out_idx, out_dist, err);
+        if (k_model == k) rc = cb_rec_search(rec, Q, nq, k, CB_KNN_L2, &p, out_idx, out_dist, err);
         else {
             int32_t *ti = cb_malloc(nq * k_model * sizeof *ti + 1, err);
             float *td = cb_malloc(nq * k_model * sizeof *td + 1, err);
-            rc = ti && td ? cb_knn_index_search(rec->index, Q, nq, k_model, CB_KNN_L2, &p, ti, td, err) : CB_ENOMEM;
+            rc = ti && td ? cb_rec_search(rec, Q, nq, k_model, CB_KNN_L2, &p, ti, td, err) : CB_ENOMEM;
             for (size_t q = 0; !rc && q < nq; q++) {
                 memcpy(out_idx + q * k, ti + q * k_model, k_model * sizeof *ti);
                 memcpy(out_dist + q * k, td + q * k_model, k_model * sizeof *td);

@@ -1,0 +1,76 @@
+/* hnsw — approximate nearest neighbours for large catalogs: a hierarchical
+ * navigable small-world graph (Malkov & Yashunin, 2016) over row-major float
+ * vectors, behind the same search interface as knn.h's exact search.
+ *
+ * The graph is built on squared Euclidean distance and searched with any
+ * cb_knn_metric (CB_KNN_DOT walks the same graph by -q.b; item vectors of
+ * similar norms keep the graph navigable for it, and the tests measure its
+ * recall too). Results are rescored with knn's canonical double scores, so an
+ * approximate answer that finds the true neighbours is identical to the exact
+ * one, scores included; ties go to the lower index.
+ *
+ * Filters (cb_knn_params.self_index / exclude) are applied inside the walk:
+ * excluded rows are traversed but never enter the result set, so the beam
+ * keeps ef *eligible* rows and recall holds under heavy filtering; if a query
+ * still finds fewer than k eligible rows, ef grows (x4) until it does or the
+ * whole graph was reached, and then the exact search answers that query.
+ *
+ * Building is single-threaded and deterministic for a seed (levels come from
+ * a splitmix64 stream, nodes are inserted in index order): same vectors, M,
+ * ef_construction and seed give the same graph, bit for bit. Searching is
+ * read-only and may run from many threads at once; each call allocates its
+ * own scratch (a visited-tag array of n words per worker).
+ *
+ * Files: the st container (base/st.h) with format "cbrec-hnsw": links are
+ * tensors, checksummed, and memory-mapped at load (not copied). The vectors
+ * are not stored: the index borrows the model's item vectors, and load
+ * refuses a file from another model (fingerprint) or another shape. */
+#ifndef CB_HNSW_H
+#define CB_HNSW_H
+
+#include "index/knn.h"
+
+typedef struct cb_hnsw cb_hnsw;
+
+typedef struct cb_hnsw_build_params {
+    size_t m;               /* links per node on upper layers (2m on layer 0); 0 = 16 */
+    size_t ef_construction; /* beam width while inserting; 0 = 200 */
+    uint64_t seed;          /* level draws; 0 = a fixed default */
+} cb_hnsw_build_params;
+
+#define CB_HNSW_DEFAULT_M 16
+#define CB_HNSW_DEFAULT_EF_CONSTRUCTION 200
+/* The search beam when cb_knn_params.ef is 0: max(k, this); and the
+ * similar-items table's (each walk starts at the item itself). */
+#define CB_HNSW_DEFAULT_EF 64
+#define CB_HNSW_TABLE_EF 32
+
+/* Build over B [n x d] (borrowed: it must stay unchanged and alive until
+ * cb_hnsw_free). Requires 1 <= n < 2^31, d >= 1, finite values. */
+int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hnsw_build_params *params,
+                  cb_error *err);
+void cb_hnsw_free(cb_hnsw *h); /* NULL is a no-op */
+size_t cb_hnsw_rows(const cb_hnsw *h);
+size_t cb_hnsw_m(const cb_hnsw *h);
+size_t cb_hnsw_ef_construction(const cb_hnsw *h);
+
+/* Approximate top-k of each query row, with knn.h's contract for outputs,
+ * padding, exclusions and scores (params->ef sets the beam; tuning fields of
+ * the exact path are ignored; n_fallback counts queries answered exactly). */
+int cb_hnsw_search(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_knn_metric metric,
+                   const cb_knn_params *params, int32_t *out_idx, float *out_score, cb_error *err);
+
+/* The similar-items table (knn.h's cb_knn_table) from the graph: row i = the
+ * approximate k nearest other items of item i by squared distance; ef = 0:
+ * CB_HNSW_TABLE_EF. */
+int cb_hnsw_similar_table(cb_knn_table *table, const cb_hnsw *h, size_t k, size_t ef, int threads, cb_error *err);
+
+/* Save atomically (format "cbrec-hnsw"); `fingerprint` (non-empty) names the
+ * model whose vectors were indexed. Load maps the file and borrows B [n x d]:
+ * CB_EFORMAT when the file is corrupt, from another model, or of another
+ * shape; every link is validated before use. */
+int cb_hnsw_save(const cb_hnsw *h, const char *path, const char *fingerprint, cb_error *err);
+int cb_hnsw_load(cb_hnsw **out, const char *path, const float *B, size_t n, size_t d, const char *fingerprint,
+                 cb_error *err);
+
+#endif /* CB_HNSW_H */

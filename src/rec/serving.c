@@ -1,0 +1,185 @@
+/* serving — what a server (cbrec serve) and the bindings need of a
+ * cb_recommender beyond ranking: item facts (genres, rating counts and
+ * means), the vocabulary a profile form can offer, a known user's history,
+ * a 2-D projection of the item vectors (PCA), and the profile of a known
+ * user plus live events (ratings that arrived after training). */
+#include "rec/recommend.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- items */
+
+CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item, const char **names, size_t max) {
+    if (!rec || item >= cb_recommender_item_count(rec)) return 0;
+    const cb_features *f = rec->r->features;
+    size_t n = 0;
+    if (item < rec->r->n_items) {
+        const uint32_t *list = NULL;
+        uint32_t ng = 0;
+        if (!f || cb_features_item_genres(f, (uint32_t)item, &list, &ng) != CB_OK) return 0;
+        for (uint32_t g = 0; g < ng; g++, n++)
+            if (names && n < max) names[n] = cb_features_genre_name(f, list[g]);
+        return n;
+    }
+    const char *joined = rec->table.extra_genres[item - rec->r->n_items];
+    for (const char *p = joined; p && *p;) { /* map each name onto the model's own string */
+        const char *e = strchr(p, '|');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(len < 255 ? len : 255), p);
+        int g = f ? cb_features_genre_find(f, name) : -1;
+        if (g >= 0) {
+            if (names && n < max) names[n] = cb_features_genre_name(f, (uint32_t)g);
+            n++;
+        }
+        p = e ? e + 1 : p + len;
+    }
+    return n;
+}
+
+CB_API int cb_recommender_item_rating_stats(const cb_recommender *rec, size_t *counts, double *means, cb_error *err) {
+    if (!rec || !counts || !means) return cb_fail(err, CB_EINVAL, "cb_recommender_item_rating_stats: NULL argument");
+    const cb_bundle *r = rec->r;
+    size_t n_all = cb_recommender_item_count(rec);
+    double *sums = cb_calloc(n_all + 1, sizeof *sums, err);
+    if (!sums) return CB_ENOMEM;
+    memset(counts, 0, n_all * sizeof *counts);
+    for (int32_t k = 0; k < r->seen_off[r->n_users]; k++) {
+        uint32_t i = (uint32_t)r->seen_item[k];
+        if (i >= r->n_items) continue;
+        counts[i]++;
+        sums[i] += r->seen_y[k];
+    }
+    for (size_t i = 0; i < n_all; i++) means[i] = counts[i] ? sums[i] / (double)counts[i] : NAN;
+    free(sums);
+    return CB_OK;
+}
+
+/* ---- vocabulary */
+
+/* Split a feature name into column and level: "gender=F" and "tags[funny]"
+ * give a level; "age(z)", "rating_mean" give a numeric column (level NULL). */
+static void add_feature_name(json_t *cols, const char *name) {
+    char col[256];
+    const char *eq = strchr(name, '='), *br = strchr(name, '['), *par = strchr(name, '(');
+    const char *cut = eq ? eq : br ? br : par;
+    if (!cut) return; /* derived columns (rating_count, ...) are not form inputs */
+    snprintf(col, sizeof col, "%.*s", (int)((size_t)(cut - name) < 255 ? (size_t)(cut - name) : 255), name);
+    static const char *const derived[] = {"genre", "genre_avg", "genre_frac", "top_item", "year", "rating_mean",
+                                          "rating_count", "item_id", NULL}; /* not form inputs */
+    for (int k = 0; derived[k]; k++)
+        if (!strcmp(col, derived[k])) return;
+    json_t *levels = json_object_get(cols, col);
+    if (!levels) {
+        levels = json_array();
+        json_object_set_new(cols, col, levels);
+    }
+    if (cut == par) return; /* numeric: [] */
+    size_t len = strlen(cut + 1) - (cut == br ? 1 : 0);
+    json_array_append_new(levels, json_stringn(cut + 1, len));
+}
+
+CB_API int cb_recommender_vocabulary_json(const cb_recommender *rec, char **json_out, cb_error *err) {
+    if (!rec || !json_out) return cb_fail(err, CB_EINVAL, "cb_recommender_vocabulary_json: NULL argument");
+    const cb_features *f = rec->r->features;
+    json_t *genres = json_array(), *items = json_object(), *users = json_object();
+    for (uint32_t g = 0; f && genres && g < cb_features_n_genres(f); g++)
+        json_array_append_new(genres, json_string(cb_features_genre_name(f, g)));
+    for (uint32_t j = 0; f && items && j < cb_features_item_dim(f); j++) add_feature_name(items, cb_features_item_name(f, j));
+    for (uint32_t j = 0; f && users && j < cb_features_user_dim(f); j++) add_feature_name(users, cb_features_user_name(f, j));
+    json_t *doc = (genres && items && users) ? json_pack("{s:o,s:o,s:o}", "genres", genres, "item_columns", items,
+                                                         "user_columns", users)
+                                             : NULL;
+    if (!doc) {
+        json_decref(genres);
+        json_decref(items);
+        json_decref(users);
+    }
+    return cb_rec_json_dump(doc, json_out, err);
+}
+
+/* ---- users */
+
+CB_API size_t cb_recommender_user_n_ratings(const cb_recommender *rec, size_t user) {
+    if (!rec || user >= rec->r->n_users) return 0;
+    return (size_t)(rec->r->seen_off[user + 1] - rec->r->seen_off[user]);
+}
+
+CB_API int cb_recommender_user_rating(const cb_recommender *rec, size_t user, size_t j, size_t *item, float *rating,
+                                      int64_t *time, cb_error *err) {
+    if (!rec || !item || !rating) return cb_fail(err, CB_EINVAL, "cb_recommender_user_rating: NULL argument");
+    if (j >= cb_recommender_user_n_ratings(rec, user))
+        return cb_fail(err, CB_ENOTFOUND, "user %zu has no rating number %zu", user, j);
+    const cb_bundle *r = rec->r;
+    int32_t k = r->seen_off[user] + (int32_t)j;
+    *item = (size_t)r->seen_item[k];
+    *rating = r->seen_y[k];
+    if (time) *time = r->seen_ts ? (int64_t)(uint32_t)r->seen_ts[k] : 0;
+    return CB_OK;
+}
+
+/* ---- a 2-D map of the item vectors */
+
+/* The leading eigenvector of the symmetric d x d matrix c (power iteration
+ * from a fixed start: deterministic), sign fixed so its largest entry is positive. */
+static void leading_eigenvector(const double *c, size_t d, double *v, double *tmp) {
+    for (size_t i = 0; i < d; i++) v[i] = 1.0 + 0.01 * (double)i;
+    for (int it = 0; it < 300; it++) {
+        double norm = 0;
+        for (size_t i = 0; i < d; i++) {
+            double s = 0;
+            for (size_t k = 0; k < d; k++) s += c[i * d + k] * v[k];
+            tmp[i] = s;
+            norm += s * s;
+        }
+        norm = sqrt(norm);
+        if (norm == 0) return;
+        for (size_t i = 0; i < d; i++) v[i] = tmp[i] / norm;
+    }
+    size_t big = 0;
+    for (size_t i = 1; i < d; i++)
+        if (fabs(v[i]) > fabs(v[big])) big = i;
+    if (v[big] < 0)
+        for (size_t i = 0; i < d; i++) v[i] = -v[i];
+}
+
+CB_API int cb_recommender_project_2d(const cb_recommender *rec, float *xy, cb_error *err) {
+    if (!rec || !xy) return cb_fail(err, CB_EINVAL, "cb_recommender_project_2d: NULL argument");
+    size_t n = cb_recommender_item_count(rec), d = rec->r->dim;
+    double *mean = cb_calloc(d, sizeof *mean, err), *cov = cb_calloc(d * d, sizeof *cov, err);
+    double *axis = cb_calloc(2 * d, sizeof *axis, err), *tmp = cb_calloc(d, sizeof *tmp, err);
+    int rc = (mean && cov && axis && tmp) ? CB_OK : CB_ENOMEM;
+    for (size_t i = 0; !rc && i < n; i++) {
+        const float *v = cb_rec_item_vec(rec, (uint32_t)i);
+        for (size_t k = 0; k < d; k++) mean[k] += v[k] / (double)n;
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
+        const float *v = cb_rec_item_vec(rec, (uint32_t)i);
+        for (size_t a = 0; a < d; a++)
+            for (size_t b = 0; b < d; b++) cov[a * d + b] += (v[a] - mean[a]) * (v[b] - mean[b]);
+    }
+    for (int c = 0; !rc && c < 2; c++) {
+        leading_eigenvector(cov, d, axis + c * d, tmp);
+        double lambda = 0; /* deflate: cov -= lambda a a^T */
+        for (size_t a = 0; a < d; a++)
+            for (size_t b = 0; b < d; b++) lambda += axis[c * d + a] * cov[a * d + b] * axis[c * d + b];
+        for (size_t a = 0; a < d; a++)
+            for (size_t b = 0; b < d; b++) cov[a * d + b] -= lambda * axis[c * d + a] * axis[c * d + b];
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
+        const float *v = cb_rec_item_vec(rec, (uint32_t)i);
+        for (int c = 0; c < 2; c++) {
+            double s = 0;
+            for (size_t k = 0; k < d; k++) s += (v[k] - mean[k]) * axis[c * d + k];
+            xy[2 * i + c] = (float)s;
+        }
+    }
+    free(mean);
+    free(cov);
+    free(axis);
+    free(tmp);
+    return rc;
+}

@@ -1,0 +1,258 @@
+/* events — the live events of cbrec serve: a durable store and the events in
+ * memory by user. The store is SQLite in WAL mode with synchronous=FULL:
+ * every event is its own transaction, and the WAL is fsync'd at each commit,
+ * so an event acknowledged (sv_events_append returned 0) survives kill -9 and
+ * a power cut alike (NORMAL would survive kill -9 only: a WAL commit without
+ * fsync can be lost with the OS). One event costs one fsync: at a few hundred
+ * events per second that is fine for a profile-update API. At start the store
+ * is replayed into memory; `cbrec events export` turns it into rating rows. */
+#include "serve/serve.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct live_event {
+    char *item;
+    double rating; /* NAN: a click */
+} live_event;
+
+typedef struct user_events {
+    char *user;
+    live_event *ev;
+    size_t n, cap;
+    struct user_events *next;
+} user_events;
+
+#define N_BUCKETS 65536
+
+struct sv_events {
+    sqlite3 *db;
+    sqlite3_stmt *insert;
+    pthread_mutex_t mu; /* the database handle and the map */
+    user_events *buckets[N_BUCKETS];
+    int64_t total;
+};
+
+static size_t hash(const char *s) {
+    size_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h % N_BUCKETS;
+}
+
+static user_events *find(sv_events *e, const char *user, bool create) {
+    size_t b = hash(user);
+    for (user_events *u = e->buckets[b]; u; u = u->next)
+        if (!strcmp(u->user, user)) return u;
+    if (!create) return NULL;
+    user_events *u = calloc(1, sizeof *u);
+    if (u && !(u->user = strdup(user))) {
+        free(u);
+        return NULL;
+    }
+    if (u) {
+        u->next = e->buckets[b];
+        e->buckets[b] = u;
+    }
+    return u;
+}
+
+/* Add to the in-memory map (under e->mu). */
+static int remember(sv_events *e, const char *user, const char *item, double rating) {
+    user_events *u = find(e, user, true);
+    if (!u) return -1;
+    if (u->n == u->cap) {
+        size_t cap = u->cap ? 2 * u->cap : 8;
+        live_event *g = realloc(u->ev, cap * sizeof *g);
+        if (!g) return -1;
+        u->ev = g;
+        u->cap = cap;
+    }
+    if (!(u->ev[u->n].item = strdup(item))) return -1;
+    u->ev[u->n++].rating = rating;
+    e->total++;
+    return 0;
+}
+
+static int db_fail(sqlite3 *db, const char *what, char *msg, size_t msg_size) {
+    snprintf(msg, msg_size, "event store: %s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+    return -1;
+}
+
+static int exec(sqlite3 *db, const char *sql, char *msg, size_t msg_size) {
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : db_fail(db, sql, msg, msg_size);
+}
+
+static int replay(sv_events *e, char *msg, size_t msg_size) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(e->db, "SELECT user, item, rating FROM events ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+        return db_fail(e->db, "reading the events", msg, msg_size);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *user = (const char *)sqlite3_column_text(st, 0), *item = (const char *)sqlite3_column_text(st, 1);
+        double rating = sqlite3_column_type(st, 2) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2);
+        if (user && item && remember(e, user, item, rating)) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(e->db, "reading the events", msg, msg_size);
+}
+
+int sv_events_open(sv_events **out, const char *path, char *msg, size_t msg_size) {
+    sv_events *e = calloc(1, sizeof *e);
+    *out = NULL;
+    if (!e) return db_fail(NULL, path, msg, msg_size);
+    pthread_mutex_init(&e->mu, NULL);
+    int rc = sqlite3_open_v2(path, &e->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+    if (rc != SQLITE_OK) rc = db_fail(e->db, path, msg, msg_size);
+    sqlite3_stmt *st = NULL;
+    if (!rc && sqlite3_prepare_v2(e->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "wal"))
+        rc = db_fail(e->db, "cannot switch to WAL mode", msg, msg_size);
+    sqlite3_finalize(st);
+    if (!rc) rc = exec(e->db, "PRAGMA synchronous=FULL", msg, msg_size);
+    if (!rc) sqlite3_busy_timeout(e->db, 5000);
+    if (!rc) rc = exec(e->db,
+                       "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, "
+                       "item TEXT NOT NULL, rating REAL, time INTEGER NOT NULL, received INTEGER NOT NULL)",
+                       msg, msg_size);
+    if (!rc && sqlite3_prepare_v2(e->db, "INSERT INTO events (user, item, rating, time, received) VALUES (?, ?, ?, ?, strftime('%s','now'))",
+                                  -1, &e->insert, NULL) != SQLITE_OK)
+        rc = db_fail(e->db, "preparing the insert", msg, msg_size);
+    if (!rc) rc = replay(e, msg, msg_size);
+    if (rc) {
+        sv_events_close(e);
+        return -1;
+    }
+    *out = e;
+    return 0;
+}
+
+void sv_events_close(sv_events *e) {
+    if (!e) return;
+    sqlite3_finalize(e->insert);
+    sqlite3_close(e->db);
+    for (size_t b = 0; b < N_BUCKETS; b++)
+        for (user_events *u = e->buckets[b], *next; u; u = next) {
+            next = u->next;
+            for (size_t i = 0; i < u->n; i++) free(u->ev[i].item);
+            free(u->ev);
+            free(u->user);
+            free(u);
+        }
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+}
+
+int sv_events_append(sv_events *e, const char *user, const char *item, double rating, int64_t time, int64_t *seq,
+                     char *msg, size_t msg_size) {
+    pthread_mutex_lock(&e->mu);
+    sqlite3_reset(e->insert);
+    sqlite3_bind_text(e->insert, 1, user, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(e->insert, 2, item, -1, SQLITE_TRANSIENT);
+    if (isnan(rating)) sqlite3_bind_null(e->insert, 3);
+    else sqlite3_bind_double(e->insert, 3, rating);
+    sqlite3_bind_int64(e->insert, 4, time);
+    int rc = sqlite3_step(e->insert) == SQLITE_DONE ? 0 : db_fail(e->db, "storing an event", msg, msg_size);
+    if (!rc) {
+        *seq = sqlite3_last_insert_rowid(e->db);
+        remember(e, user, item, rating); /* durable already: a failure here only delays it to the next start */
+    }
+    sqlite3_reset(e->insert);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+size_t sv_events_count(sv_events *e, const char *user) {
+    pthread_mutex_lock(&e->mu);
+    user_events *u = find(e, user, false);
+    size_t n = u ? u->n : 0;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+int64_t sv_events_total(sv_events *e) {
+    pthread_mutex_lock(&e->mu);
+    int64_t n = e->total;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+char *sv_events_profile_json(sv_events *e, const char *user, double click_rating,
+                             bool (*keep)(const char *item, void *ctx), void *ctx) {
+    json_t *ratings = json_object();
+    pthread_mutex_lock(&e->mu);
+    user_events *u = find(e, user, false);
+    for (size_t i = 0; ratings && u && i < u->n; i++) {
+        if (!keep(u->ev[i].item, ctx)) continue; /* an item the current model does not know */
+        json_object_del(ratings, u->ev[i].item); /* re-added last: the newest */
+        json_object_set_new(ratings, u->ev[i].item, json_real(isnan(u->ev[i].rating) ? click_rating : u->ev[i].rating));
+    }
+    pthread_mutex_unlock(&e->mu);
+    char *s = NULL;
+    if (json_object_size(ratings)) {
+        json_t *doc = json_pack("{s:O}", "ratings", ratings);
+        s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+    }
+    json_decref(ratings);
+    return s;
+}
+
+/* ---- export */
+
+static void csv_field(FILE *f, const char *s) {
+    if (!strpbrk(s, ",\"\n\r")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+int sv_events_export(const char *events_path, const char *out_path, double click_rating, size_t *n_rows,
+                     size_t *n_skipped) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char tmp[4200], msg[4400] = "";
+    *n_rows = *n_skipped = 0;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid());
+    FILE *f = NULL;
+    int rc = sqlite3_open_v2(events_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK ? 0
+                                                                                        : db_fail(db, events_path, msg, sizeof msg);
+    if (!rc && sqlite3_prepare_v2(db, "SELECT user, item, rating, time FROM events ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+        rc = db_fail(db, "reading the events (is it an event store of cbrec serve?)", msg, sizeof msg);
+    if (!rc && !(f = fopen(tmp, "wb"))) rc = -1, snprintf(msg, sizeof msg, "%s: cannot write", tmp);
+    if (!rc) fputs("userId,movieId,rating,timestamp\n", f);
+    int step = SQLITE_DONE;
+    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        double y = sqlite3_column_type(st, 2) == SQLITE_NULL ? click_rating : sqlite3_column_double(st, 2);
+        if (isnan(y)) {
+            ++*n_skipped;
+            continue;
+        }
+        csv_field(f, (const char *)sqlite3_column_text(st, 0));
+        fputc(',', f);
+        csv_field(f, (const char *)sqlite3_column_text(st, 1));
+        fprintf(f, ",%g,%lld\n", y, (long long)sqlite3_column_int64(st, 3));
+        ++*n_rows;
+    }
+    if (!rc && step != SQLITE_DONE) rc = db_fail(db, "reading the events", msg, sizeof msg);
+    if (f && (ferror(f) | fflush(f) | fsync(fileno(f)) | fclose(f)) && !rc) rc = -1, snprintf(msg, sizeof msg, "%s: write failed", tmp);
+    if (!rc && rename(tmp, out_path)) rc = -1, snprintf(msg, sizeof msg, "%s: cannot rename into place", out_path);
+    if (rc && f) remove(tmp);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    if (rc) fprintf(stderr, "cbrec events: %s\n", msg);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,324 @@
+/* http — the libmicrohttpd glue of cbrec serve: one access handler that
+ * collects the request body within the limit, refuses what is too long or
+ * too many (413, 414, 503), matches the route (404, 405), checks the token
+ * of write and admin routes (401, 403, constant-time), holds a reference on
+ * the model for the request, and queues the handler's reply; every answer
+ * is counted in the metrics. Errors are JSON: {"error": {"status", "message"}}. */
+#include "serve/serve.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct conn_ctx {
+    double t0;
+    char *body;
+    size_t len, cap;
+    int too_large;
+    int overloaded;  /* more requests in flight than --max-inflight when it arrived */
+} conn_ctx;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- replies */
+
+char *sv_utf8_clean(const char *s) {
+    size_t n = strlen(s);
+    unsigned char *o = malloc(n + 1);
+    if (!o) return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, j = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = len && i + len <= n && !(c < 0x20 && c != '\t');
+        for (size_t k = 1; ok && k < len; k++) ok = (p[i + k] & 0xC0) == 0x80;
+        if (ok && len == 2) ok = c >= 0xC2;
+        if (ok && len == 3) ok = !(c == 0xE0 && p[i + 1] < 0xA0) && !(c == 0xED && p[i + 1] >= 0xA0);
+        if (ok && len == 4) ok = c <= 0xF4 && !(c == 0xF0 && p[i + 1] < 0x90) && !(c == 0xF4 && p[i + 1] >= 0x90);
+        if (!ok) {
+            o[j++] = '?';
+            i++;
+            continue;
+        }
+        memcpy(o + j, p + i, len);
+        i += len;
+        j += len;
+    }
+    o[j] = 0;
+    return (char *)o;
+}
+
+int sv_reply_text(sv_reply *rep, int status, char *text, const char *content_type) {
+    free(rep->body);
+    rep->body = text;
+    rep->static_body = NULL;
+    rep->len = text ? strlen(text) : 0;
+    rep->status = text ? status : 500;
+    rep->content_type = content_type;
+    if (!text) {
+        static const char oom[] = "{\"error\": {\"status\": 500, \"message\": \"out of memory\"}}";
+        rep->static_body = oom;
+        rep->len = sizeof oom - 1;
+        rep->content_type = "application/json";
+    }
+    return rep->status;
+}
+
+int sv_reply_json(sv_reply *rep, int status, void *doc) {
+    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7)) : NULL;
+    json_decref(doc);
+    return sv_reply_text(rep, status, s, "application/json");
+}
+
+int sv_reply_error(sv_reply *rep, int status, const char *fmt, ...) {
+    char raw[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    char *msg = sv_utf8_clean(raw);
+    json_t *doc = msg ? json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", msg) : NULL;
+    free(msg);
+    return sv_reply_json(rep, status, doc);
+}
+
+int sv_status_of(int code) {
+    switch (code) {
+    case CB_ENOTFOUND: return 404;
+    case CB_EINVAL:
+    case CB_EPARSE: return 400;
+    case CB_ENOMEM: return 503;
+    default: return 500;
+    }
+}
+
+const char *sv_query(const sv_request *rq, const char *name) {
+    return MHD_lookup_connection_value((struct MHD_Connection *)rq->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+bool sv_query_uint(const sv_request *rq, sv_reply *rep, const char *name, unsigned def, unsigned lo, unsigned hi,
+                   unsigned *v) {
+    const char *s = sv_query(rq, name);
+    *v = def;
+    if (!s) return true;
+    char *end;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (!*s || *end || s[0] == '-' || x < lo || x > hi) {
+        sv_reply_error(rep, 400, "query parameter '%s' must be an integer in [%u, %u]", name, lo, hi);
+        return false;
+    }
+    *v = (unsigned)x;
+    return true;
+}
+
+/* ---- routing */
+
+/* Does path match pattern? A "{id}" segment matches one non-empty segment,
+ * copied into id (id_size bytes). */
+static bool route_match(const char *pattern, const char *path, char *id, size_t id_size) {
+    while (*pattern && *path) {
+        if (!strncmp(pattern, "{id}", 4)) {
+            size_t n = strcspn(path, "/");
+            if (!n || n >= id_size) return false;
+            memcpy(id, path, n);
+            id[n] = 0;
+            pattern += 4;
+            path += n;
+            continue;
+        }
+        if (*pattern++ != *path++) return false;
+    }
+    return !*pattern && !*path;
+}
+
+/* Constant-time comparison of the request's bearer token with the server's. */
+static bool token_ok(const sv_server *s, struct MHD_Connection *c) {
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncmp(h, "Bearer ", 7)) return false;
+    const char *given = h + 7;
+    size_t n = strlen(s->token), m = strlen(given);
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < n; i++) diff |= (unsigned char)(s->token[i] ^ (i < m ? given[i] : 0));
+    return diff == 0;
+}
+
+static enum MHD_Result sum_args(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 2;
+    return MHD_YES;
+}
+
+/* Route and answer one complete request into rep; returns the metrics route index. */
+static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, const char *method, conn_ctx *x,
+                       sv_reply *rep) {
+    size_t other = sv_n_routes;
+    size_t qlen = strlen(url);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, sum_args, &qlen);
+    if (qlen > s->opt.max_url) return sv_reply_error(rep, 414, "the URL is longer than %zu bytes", s->opt.max_url), other;
+    if (x->too_large) return sv_reply_error(rep, 413, "the body is larger than %zu bytes", s->opt.max_body), other;
+    const char *m = !strcmp(method, "HEAD") ? "GET" : method;
+    char id[512];
+    bool path_known = false;
+    char allow[64] = "";
+    for (size_t i = 0; i < sv_n_routes; i++) {
+        const sv_route *r = &sv_routes[i];
+        if (!route_match(r->pattern, url, id, sizeof id)) continue;
+        path_known = true;
+        if (strcmp(r->method, m)) {
+            snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", allow[0] ? ", " : "", r->method);
+            continue;
+        }
+        if (r->needs_token && !s->token[0])
+            return sv_reply_error(rep, 403, "write and admin endpoints are off: start the server with --token-file"), i;
+        if (r->needs_token && !token_ok(s, c))
+            return sv_reply_error(rep, 401, "this endpoint needs the header 'Authorization: Bearer <token>'"), i;
+        sv_request rq = {s, NULL, c, method, url, strstr(r->pattern, "{id}") ? id : NULL, x->body ? x->body : "", x->len};
+        if (r->needs_model) rq.model = sv_acquire(s);
+        r->handler(&rq, rep);
+        if (rq.model) sv_release(s, rq.model);
+        return i;
+    }
+    if (path_known) {
+        sv_reply_error(rep, 405, "method %s is not allowed here (allowed: %s)", method, allow);
+        rep->allow = strstr(allow, "POST") ? (strstr(allow, "GET") ? "GET, POST" : "POST") : "GET";
+        return other;
+    }
+    if (!strcmp(m, "GET")) {
+        sv_request rq = {s, NULL, c, method, url, NULL, "", 0};
+        sv_get_asset(&rq, rep);
+        return other;
+    }
+    sv_reply_error(rep, 404, "no such endpoint: %s %s", method, url);
+    return other;
+}
+
+static enum MHD_Result queue(struct MHD_Connection *c, sv_reply *rep) {
+    struct MHD_Response *r =
+        rep->body ? MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE)
+                  : MHD_create_response_from_buffer(rep->len, (void *)rep->static_body, MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(rep->body);
+        return MHD_NO;
+    }
+    rep->body = NULL; /* the response owns it */
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type ? rep->content_type : "application/json");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (rep->allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, rep->allow);
+    if (rep->status == 503) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)rep->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+    (void)version;
+    sv_server *s = cls;
+    conn_ctx *x = *con_cls;
+    if (!x) {
+        if (!(x = calloc(1, sizeof *x))) return MHD_NO;
+        x->t0 = now_seconds();
+        *con_cls = x;
+        /* in flight from its headers to its answer (a body still arriving holds a place) */
+        unsigned inflight = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (inflight > s->opt.max_inflight) x->overloaded = 1;
+        else if (cl && strtoull(cl, NULL, 10) > s->opt.max_body) x->too_large = 1;
+        else return MHD_YES;
+        /* answer now: the body is never read (the connection then closes) */
+    } else if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (x->too_large) return MHD_YES;
+        if (x->len + n > s->opt.max_body) {
+            x->too_large = 1;
+            return MHD_YES;
+        }
+        if (x->len + n + 1 > x->cap) {
+            size_t cap = (x->len + n + 1) * 2;
+            char *g = realloc(x->body, cap);
+            if (!g) return MHD_NO;
+            x->body = g;
+            x->cap = cap;
+        }
+        memcpy(x->body + x->len, upload_data, n);
+        x->len += n;
+        x->body[x->len] = 0;
+        return MHD_YES;
+    }
+    sv_reply rep = {0};
+    size_t route = sv_n_routes;
+    if (x->overloaded) sv_reply_error(&rep, 503, "overloaded: %u requests in flight; retry in a second", s->opt.max_inflight);
+    else route = dispatch(s, c, url, method, x, &rep);
+    int status = rep.status;
+    enum MHD_Result ret = queue(c, &rep);
+    sv_metrics_observe(s->metrics, route, status, now_seconds() - x->t0);
+    return ret;
+}
+
+static sv_server *s_of(void *cls) { return cls; }
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)c;
+    (void)toe;
+    conn_ctx *x = *con_cls;
+    if (x) {
+        __atomic_sub_fetch(&s_of(cls)->inflight, 1, __ATOMIC_RELAXED);
+        free(x->body);
+    }
+    free(x);
+    *con_cls = NULL;
+}
+
+static bool parse_listen(const char *listen, struct sockaddr_in *sa, char *msg, size_t msg_size) {
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    if (!colon || (size_t)(colon - listen) >= sizeof host) {
+        snprintf(msg, msg_size, "--listen '%s': give HOST:PORT, e.g. 127.0.0.1:8080", listen);
+        return false;
+    }
+    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+    char *end;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (!colon[1] || *end || port > 65535 || inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
+        snprintf(msg, msg_size, "--listen '%s': give an IPv4 address and a port, e.g. 127.0.0.1:8080", listen);
+        return false;
+    }
+    sa->sin_port = htons((uint16_t)port);
+    return true;
+}
+
+void *sv_http_start(sv_server *s, unsigned *port, char *msg, size_t msg_size) {
+    struct sockaddr_in sa;
+    if (!parse_listen(s->opt.listen, &sa, msg, msg_size)) return NULL;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(s->opt.threads > 0 ? s->opt.threads : 1), MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512, MHD_OPTION_END);
+    if (!d) {
+        snprintf(msg, msg_size, "cannot listen on %s (in use, or not an address of this machine?)", s->opt.listen);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    *port = info ? info->port : ntohs(sa.sin_port);
+    return d;
+}
+
+void sv_http_stop(void *daemon) {
+    if (daemon) MHD_stop_daemon(daemon);
+}

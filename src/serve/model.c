@@ -1,0 +1,102 @@
+/* model — one loaded model as the server holds it: the recommender and what
+ * the routes derive from it once at load (item interaction counts and means,
+ * the items by popularity, the 2-D map, the describe and vocabulary JSON).
+ * A reload builds a new one beside the old (server.c swaps them). */
+#include "serve/serve.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void sv_model_free(sv_model *m) {
+    if (!m) return;
+    cb_recommender_free(m->rec);
+    free(m->version);
+    free(m->describe_json);
+    free(m->vocab_json);
+    free(m->counts);
+    free(m->means);
+    free(m->by_popularity);
+    free(m->xy);
+    free(m);
+}
+
+static const size_t *sort_counts; /* qsort has no context; set under sort_mu */
+static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int by_count_desc(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    if (sort_counts[x] != sort_counts[y]) return sort_counts[x] > sort_counts[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* The fields of the describe JSON the routes need. */
+static int read_describe(sv_model *m, char *msg, size_t msg_size) {
+    json_error_t je;
+    json_t *d = json_loads(m->describe_json, 0, &je);
+    json_t *scale = json_object_get(d, "rating_scale");
+    const char *fp = json_string_value(json_object_get(d, "fingerprint"));
+    int rc = d && json_array_size(scale) == 2 ? 0 : -1;
+    if (!rc) {
+        m->y_min = json_number_value(json_array_get(scale, 0));
+        m->y_max = json_number_value(json_array_get(scale, 1));
+        m->n_added = (size_t)json_integer_value(json_object_get(d, "added_items"));
+        m->version = strdup(fp && *fp ? fp : "unknown");
+        if (!m->version) rc = -1;
+    }
+    if (rc) snprintf(msg, msg_size, "cannot read the model's description");
+    json_decref(d);
+    return rc;
+}
+
+sv_model *sv_model_load(const char *model_path, const char *table_path, char *msg, size_t msg_size) {
+    cb_error err = {0};
+    sv_model *m = calloc(1, sizeof *m);
+    if (!m) return snprintf(msg, msg_size, "out of memory"), NULL;
+    int rc = cb_recommender_load(&m->rec, model_path, table_path, &err);
+    if (!rc) rc = cb_recommender_describe(m->rec, &m->describe_json, &err);
+    if (!rc) rc = cb_recommender_vocabulary_json(m->rec, &m->vocab_json, &err);
+    if (rc) {
+        snprintf(msg, msg_size, "%s", err.msg[0] ? err.msg : cb_strstatus(rc));
+        sv_model_free(m);
+        return NULL;
+    }
+    m->n_items = cb_recommender_item_count(m->rec);
+    m->n_users = cb_recommender_user_count(m->rec);
+    m->counts = calloc(m->n_items + 1, sizeof *m->counts);
+    m->means = calloc(m->n_items + 1, sizeof *m->means);
+    m->by_popularity = calloc(m->n_items + 1, sizeof *m->by_popularity);
+    m->xy = calloc(2 * m->n_items + 2, sizeof *m->xy);
+    rc = (m->counts && m->means && m->by_popularity && m->xy) ? CB_OK : CB_ENOMEM;
+    if (!rc) rc = cb_recommender_item_rating_stats(m->rec, m->counts, m->means, &err);
+    if (!rc) rc = cb_recommender_project_2d(m->rec, m->xy, &err);
+    if (!rc && read_describe(m, msg, msg_size)) rc = CB_EFORMAT;
+    else if (rc) snprintf(msg, msg_size, "%s", err.msg[0] ? err.msg : cb_strstatus(rc));
+    if (rc) {
+        sv_model_free(m);
+        return NULL;
+    }
+    for (size_t i = 0; i < m->n_items; i++) m->by_popularity[i] = (uint32_t)i;
+    pthread_mutex_lock(&sort_mu);
+    sort_counts = m->counts;
+    qsort(m->by_popularity, m->n_items, sizeof *m->by_popularity, by_count_desc);
+    sort_counts = NULL;
+    pthread_mutex_unlock(&sort_mu);
+    snprintf(m->criterion, sizeof m->criterion, "predicted rating");
+    cb_list *l = NULL; /* the criterion is the lists' own: ask one */
+    if (m->n_users && cb_recommender_recommend(m->rec, cb_recommender_user_id(m->rec, 0), NULL, NULL, &l, NULL) == CB_OK)
+        snprintf(m->criterion, sizeof m->criterion, "%s", cb_list_criterion(l));
+    cb_list_free(l);
+    m->loaded_at = (double)time(NULL);
+    return m;
+}
+
+int64_t sv_model_item(const sv_model *m, const char *id) {
+    size_t item = 0;
+    if (!id || !*id || cb_recommender_find_item(m->rec, id, &item, NULL, 0, NULL, NULL) != CB_OK) return -1;
+    const char *found = cb_recommender_item_id(m->rec, item);
+    return found && !strcmp(found, id) ? (int64_t)item : -1; /* an id, not a title */
+}

@@ -1,0 +1,412 @@
+/* routes — the route table and the read endpoints of cbrec serve: the
+ * catalog (meta, item search, one item), users (a picker list, one user's
+ * history), similar items, recommendations (GET for a known user, POST for a
+ * known user or a new-user profile, with filters and diversity; a user's live
+ * events are applied at once), and the 2-D map. Shapes: notes/SERVE-API.md. */
+#include "serve/serve.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const sv_route sv_routes[] = {
+    {"GET", "/healthz", sv_get_healthz, false, true},
+    {"GET", "/metrics", sv_get_metrics, false, true},
+    {"GET", "/v1/meta", sv_get_meta, false, true},
+    {"GET", "/v1/items", sv_get_items, false, true},
+    {"GET", "/v1/items/{id}", sv_get_item, false, true},
+    {"GET", "/v1/similar", sv_get_similar, false, true},
+    {"GET", "/v1/users", sv_get_users, false, true},
+    {"GET", "/v1/users/{id}", sv_get_user, false, true},
+    {"POST", "/v1/users/{id}/events", sv_post_events, true, true},
+    {"GET", "/v1/recommend", sv_get_recommend, false, true},
+    {"POST", "/v1/recommend", sv_post_recommend, false, true},
+    {"POST", "/v1/recommend/batch", sv_post_batch, false, true},
+    {"GET", "/v1/map", sv_get_map, false, true},
+    {"POST", "/v1/admin/reload", sv_post_reload, true, false},
+};
+const size_t sv_n_routes = sizeof sv_routes / sizeof sv_routes[0];
+
+/* A JSON string of s, with invalid UTF-8 replaced (data files may hold some). */
+static json_t *jstr(const char *s) {
+    json_t *j = json_string(s ? s : "");
+    if (j) return j;
+    char *c = sv_utf8_clean(s);
+    j = c ? json_string(c) : NULL;
+    free(c);
+    return j;
+}
+
+static json_t *item_genres(const sv_model *m, size_t item) {
+    const char *names[64];
+    size_t n = cb_recommender_item_genres(m->rec, item, names, 64);
+    json_t *a = json_array();
+    for (size_t g = 0; a && g < n && g < 64; g++) json_array_append_new(a, jstr(names[g]));
+    return a;
+}
+
+/* {"item", "title", "genres", "n_ratings"} (+ "mean_rating", "new" when full). */
+static json_t *item_json(const sv_model *m, size_t item, bool full) {
+    json_t *o = json_pack("{s:o,s:o,s:o,s:I}", "item", jstr(cb_recommender_item_id(m->rec, item)), "title",
+                          jstr(cb_recommender_item_title(m->rec, item)), "genres", item_genres(m, item), "n_ratings",
+                          (json_int_t)m->counts[item]);
+    if (o && full) {
+        json_object_set_new(o, "mean_rating", isnan(m->means[item]) ? json_null() : json_real(m->means[item]));
+        json_object_set_new(o, "new", json_boolean(item >= m->n_items - m->n_added));
+    }
+    return o;
+}
+
+/* "{"key": value, " + the rest of an object's text (consumed). */
+static char *splice_field(char *obj, const char *key, json_t *value) {
+    char *v = value ? json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    json_decref(value);
+    size_t n = obj && v ? strlen(obj) + strlen(key) + strlen(v) + 8 : 0;
+    char *out = n ? malloc(n) : NULL;
+    if (out) snprintf(out, n, "{\"%s\":%s,%s", key, v, obj + 1);
+    free(v);
+    free(obj);
+    return out;
+}
+
+int sv_get_meta(sv_request *rq, sv_reply *rep) {
+    sv_model *m = rq->model;
+    json_t *vocab = json_loads(m->vocab_json, 0, NULL);
+    json_t *doc = vocab ? json_pack("{s:I,s:I,s:I,s:s,s:O,s:O,s:O,s:s}", "items", (json_int_t)m->n_items, "users",
+                                    (json_int_t)m->n_users, "dim", (json_int_t)cb_recommender_dim(m->rec), "criterion",
+                                    m->criterion, "genres", json_object_get(vocab, "genres"), "columns",
+                                    json_object_get(vocab, "item_columns"), "user_columns",
+                                    json_object_get(vocab, "user_columns"), "model_version", m->version)
+                        : NULL;
+    json_decref(vocab);
+    return sv_reply_json(rep, 200, doc);
+}
+
+int sv_get_items(sv_request *rq, sv_reply *rep) {
+    sv_model *m = rq->model;
+    unsigned limit;
+    if (!sv_query_uint(rq, rep, "limit", 20, 1, rq->srv->opt.max_n, &limit)) return rep->status;
+    const char *q = sv_query(rq, "q");
+    json_t *items = json_array();
+    for (size_t k = 0; items && k < m->n_items && json_array_size(items) < limit; k++) {
+        size_t i = m->by_popularity[k];
+        if (q && *q && !strcasestr(cb_recommender_item_title(m->rec, i), q) && strcmp(cb_recommender_item_id(m->rec, i), q))
+            continue;
+        json_array_append_new(items, item_json(m, i, false));
+    }
+    return sv_reply_json(rep, 200, items ? json_pack("{s:o}", "items", items) : NULL);
+}
+
+int sv_get_item(sv_request *rq, sv_reply *rep) {
+    int64_t item = sv_model_item(rq->model, rq->id);
+    if (item < 0) return sv_reply_error(rep, 404, "unknown item '%s'", rq->id);
+    return sv_reply_json(rep, 200, item_json(rq->model, (size_t)item, true));
+}
+
+/* A library error as a reply. */
+static int lib_error(sv_reply *rep, int code, const cb_error *err) {
+    return sv_reply_error(rep, sv_status_of(code), "%s", err->msg[0] ? err->msg : cb_strstatus(code));
+}
+
+/* The list's JSON (cb_list_to_json) with "key": value in front and each
+ * entry's "genres", as the reply; l is consumed. */
+static int list_reply(const sv_model *m, sv_reply *rep, cb_list *l, const char *key, const char *value) {
+    cb_error err = {0};
+    char *text = NULL;
+    int rc = cb_list_to_json(l, &text, &err);
+    json_t *doc = rc ? NULL : json_loads(text, 0, NULL);
+    json_t *items = json_object_get(doc, "items");
+    for (size_t i = 0; i < json_array_size(items) && i < cb_list_size(l); i++)
+        json_object_set_new(json_array_get(items, i), "genres", item_genres(m, cb_list_item(l, i)));
+    cb_list_free(l);
+    free(text);
+    if (rc) return lib_error(rep, rc, &err);
+    char *out = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7)) : NULL;
+    json_decref(doc);
+    return sv_reply_text(rep, 200, out ? splice_field(out, key, jstr(value)) : NULL, "application/json");
+}
+
+int sv_get_similar(sv_request *rq, sv_reply *rep) {
+    const char *id = sv_query(rq, "item");
+    unsigned k;
+    if (!id) return sv_reply_error(rep, 400, "give ?item=ID");
+    if (!sv_query_uint(rq, rep, "k", 10, 1, rq->srv->opt.max_n, &k)) return rep->status;
+    int64_t item = sv_model_item(rq->model, id);
+    if (item < 0) return sv_reply_error(rep, 404, "unknown item '%s'", id);
+    cb_error err = {0};
+    cb_list *l = NULL;
+    int rc = cb_recommender_similar(rq->model->rec, (size_t)item, k, &l, &err);
+    return rc ? lib_error(rep, rc, &err) : list_reply(rq->model, rep, l, "item", id);
+}
+
+int sv_get_users(sv_request *rq, sv_reply *rep) {
+    sv_model *m = rq->model;
+    unsigned limit, offset;
+    if (!sv_query_uint(rq, rep, "limit", 50, 1, rq->srv->opt.max_n, &limit) ||
+        !sv_query_uint(rq, rep, "offset", 0, 0, 0x7fffffff, &offset))
+        return rep->status;
+    json_t *users = json_array();
+    for (size_t u = offset; users && u < m->n_users && u < (size_t)offset + limit; u++)
+        json_array_append_new(users, json_pack("{s:o,s:I}", "user", jstr(cb_recommender_user_id(m->rec, u)),
+                                               "n_ratings", (json_int_t)cb_recommender_user_n_ratings(m->rec, u)));
+    return sv_reply_json(rep, 200, users ? json_pack("{s:o,s:I}", "users", users, "total", (json_int_t)m->n_users) : NULL);
+}
+
+int sv_get_user(sv_request *rq, sv_reply *rep) {
+    sv_model *m = rq->model;
+    size_t u = 0, n_live = rq->srv->events ? sv_events_count(rq->srv->events, rq->id) : 0;
+    bool known = cb_recommender_find_user(m->rec, rq->id, &u, NULL) == CB_OK;
+    if (!known && !n_live) return sv_reply_error(rep, 404, "unknown user '%s' (no training ratings, no live events)", rq->id);
+    size_t n = known ? cb_recommender_user_n_ratings(m->rec, u) : 0;
+    json_t *hist = json_array();
+    for (size_t j = 0; hist && j < n; j++) {
+        size_t item = 0;
+        float rating = 0;
+        int64_t t = 0;
+        if (cb_recommender_user_rating(m->rec, u, j, &item, &rating, &t, NULL)) break;
+        json_array_append_new(hist, json_pack("{s:o,s:o,s:f,s:I}", "item", jstr(cb_recommender_item_id(m->rec, item)),
+                                              "title", jstr(cb_recommender_item_title(m->rec, item)), "rating",
+                                              (double)rating, "time", (json_int_t)t));
+    }
+    return sv_reply_json(rep, 200, hist ? json_pack("{s:o,s:b,s:o,s:I,s:I}", "user", jstr(rq->id), "known", known,
+                                                    "history", hist, "n_ratings", (json_int_t)n, "live_events",
+                                                    (json_int_t)n_live)
+                                        : NULL);
+}
+
+/* ---- recommend */
+
+static bool known_item(const char *item, void *ctx) { return sv_model_item(ctx, item) >= 0; }
+
+/* Request options, from the query or the POST body, as RECOMMEND keys. */
+typedef struct rec_params {
+    const char *include_seen, *exclude, *allow, *block, *diversity, *rank_by, *genre_cap;
+    unsigned n;
+} rec_params;
+
+static int set_key(cb_config *c, sv_reply *rep, const char *key, const char *value, const char *param) {
+    cb_error err = {0};
+    if (!value || !cb_config_set(c, key, value, &err)) return 0;
+    return sv_reply_error(rep, 400, "parameter '%s': %s", param, err.msg), -1;
+}
+
+/* *out: a kind RECOMMEND config for p; false after an error reply. */
+static bool make_opts(const rec_params *p, sv_reply *rep, cb_config **out) {
+    cb_error err = {0};
+    char n[32], lambda[32], *excl = NULL;
+    if (cb_config_create(out, CB_CONFIG_RECOMMEND, &err)) return lib_error(rep, err.code, &err), false;
+    snprintf(n, sizeof n, "%u", p->n);
+    if (p->block) { /* blocked items join the excluded ones */
+        size_t len = strlen(p->block) + (p->exclude ? strlen(p->exclude) : 0) + 2;
+        if ((excl = malloc(len))) snprintf(excl, len, "%s%s%s", p->exclude ? p->exclude : "", p->exclude ? "," : "", p->block);
+    }
+    int bad = set_key(*out, rep, "n", n, "n") || set_key(*out, rep, "include-seen", p->include_seen, "include_seen") ||
+              set_key(*out, rep, "exclude", excl ? excl : p->exclude, "exclude") ||
+              set_key(*out, rep, "allow", p->allow, "allow") || set_key(*out, rep, "rank-by", p->rank_by, "rank_by") ||
+              set_key(*out, rep, "genre-cap", p->genre_cap, "genre_cap");
+    free(excl);
+    if (!bad && p->diversity) { /* a number d in [0, 1]: MMR with relevance weight 1 - d; or none|mmr */
+        char *end;
+        double d = strtod(p->diversity, &end);
+        if (*p->diversity && !*end) {
+            if (!(d >= 0 && d <= 1)) bad = sv_reply_error(rep, 400, "parameter 'diversity': a number in [0, 1]");
+            snprintf(lambda, sizeof lambda, "%g", 1 - d);
+            if (!bad && d > 0) bad = set_key(*out, rep, "diversity", "mmr", "diversity") ||
+                                     set_key(*out, rep, "mmr-lambda", lambda, "diversity");
+        } else {
+            bad = set_key(*out, rep, "diversity", p->diversity, "diversity");
+        }
+    }
+    if (bad) {
+        cb_config_free(*out);
+        *out = NULL;
+    }
+    return !bad;
+}
+
+/* Recommend for a known user or a user with live events (user), or a new-user
+ * profile (profile_json), and reply with the list. */
+static int recommend_reply(sv_request *rq, sv_reply *rep, const char *user, const char *profile_json,
+                           const cb_config *opts) {
+    sv_model *m = rq->model;
+    cb_error err = {0};
+    char *live = NULL;
+    if (user && rq->srv->events) live = sv_events_profile_json(rq->srv->events, user, m->y_max, known_item, m);
+    size_t u;
+    if (user && !live && cb_recommender_find_user(m->rec, user, &u, NULL) != CB_OK)
+        return sv_reply_error(rep, 404, "unknown user '%s' (no training ratings, no live events)", user);
+    cb_list *l = NULL;
+    int rc = cb_recommender_recommend(m->rec, user, live ? live : profile_json, opts, &l, &err);
+    free(live);
+    if (rc) return lib_error(rep, rc, &err);
+    return user ? list_reply(m, rep, l, "user", user) : list_reply(m, rep, l, "profile", "new user");
+}
+
+int sv_get_recommend(sv_request *rq, sv_reply *rep) {
+    rec_params p = {sv_query(rq, "include_seen"), sv_query(rq, "exclude"), sv_query(rq, "allow"), sv_query(rq, "block"),
+                    sv_query(rq, "diversity"), sv_query(rq, "rank_by"), sv_query(rq, "genre_cap"), 10};
+    const char *user = sv_query(rq, "user");
+    if (!user || !*user) return sv_reply_error(rep, 400, "give ?user=ID (or POST a profile)");
+    if (p.include_seen && !strcmp(p.include_seen, "1")) p.include_seen = "true";
+    if (p.include_seen && !strcmp(p.include_seen, "0")) p.include_seen = "false";
+    cb_config *opts = NULL;
+    if (!sv_query_uint(rq, rep, "n", 10, 1, rq->srv->opt.max_n, &p.n) || !make_opts(&p, rep, &opts)) return rep->status;
+    recommend_reply(rq, rep, user, NULL, opts);
+    cb_config_free(opts);
+    return rep->status;
+}
+
+/* A JSON value as a RECOMMEND value: strings as they are, numbers, booleans,
+ * lists of strings or integers joined by commas (malloc'd into *owned); NULL
+ * when absent; *bad after an error reply. */
+static const char *param_text(json_t *body, const char *key, char **owned, sv_reply *rep, bool *bad) {
+    json_t *v = json_object_get(body, key);
+    *owned = NULL;
+    if (!v || json_is_null(v)) return NULL;
+    if (json_is_string(v)) return json_string_value(v);
+    char num[64];
+    if (json_is_boolean(v) || json_is_number(v)) {
+        if (json_is_boolean(v)) snprintf(num, sizeof num, "%s", json_is_true(v) ? "true" : "false");
+        else if (json_is_integer(v)) snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
+        else snprintf(num, sizeof num, "%.17g", json_real_value(v));
+        return *owned = strdup(num);
+    }
+    size_t i, len = 1;
+    json_t *x;
+    json_array_foreach(v, i, x) len += (json_is_string(x) ? json_string_length(x) : 24) + 1;
+    char *s = json_is_array(v) ? calloc(len, 1) : NULL;
+    json_array_foreach(v, i, x) {
+        if (!s) break;
+        if (!json_is_string(x) && !json_is_integer(x)) {
+            free(s);
+            s = NULL;
+            break;
+        }
+        if (i) strcat(s, ",");
+        if (json_is_string(x)) strcat(s, json_string_value(x));
+        else snprintf(s + strlen(s), len - strlen(s), "%lld", (long long)json_integer_value(x));
+    }
+    if (!s) {
+        *bad = true;
+        sv_reply_error(rep, 400, "\"%s\" must be a string, a number, a boolean or a list of item ids", key);
+    }
+    return *owned = s;
+}
+
+/* The user id of a body's "user" (string or integer) into buf; NULL when absent. */
+static const char *body_user(json_t *body, char *buf, size_t size, sv_reply *rep, bool *bad) {
+    json_t *u = json_object_get(body, "user");
+    if (!u || json_is_null(u)) return NULL;
+    if (json_is_integer(u)) return snprintf(buf, size, "%lld", (long long)json_integer_value(u)), buf;
+    if (json_is_string(u) && json_string_length(u) && json_string_length(u) < size) return json_string_value(u);
+    *bad = true;
+    sv_reply_error(rep, 400, "\"user\" must be a user id (a non-empty string or an integer)");
+    return NULL;
+}
+
+int sv_post_recommend(sv_request *rq, sv_reply *rep) {
+    json_error_t je;
+    json_t *body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!body) return sv_reply_error(rep, 400, "the body is not valid JSON: line %d, column %d: %s", je.line, je.column, je.text);
+    bool bad = !json_is_object(body);
+    if (bad) sv_reply_error(rep, 400, "the body must be a JSON object {\"user\": ID} or {\"profile\": {...}}");
+    char ubuf[512], *owned[7] = {0};
+    const char *user = bad ? NULL : body_user(body, ubuf, sizeof ubuf, rep, &bad);
+    json_t *profile = json_object_get(body, "profile"), *jn = json_object_get(body, "n");
+    if (!bad && !user == !profile)
+        bad = sv_reply_error(rep, 400, "give exactly one of \"user\" and \"profile\"");
+    if (!bad && profile && !json_is_object(profile))
+        bad = sv_reply_error(rep, 400, "\"profile\" must be an object like {\"ratings\": {\"260\": 5}}");
+    rec_params p = {0};
+    p.n = 10;
+    if (!bad && jn && (!json_is_integer(jn) || json_integer_value(jn) < 1 || json_integer_value(jn) > rq->srv->opt.max_n))
+        bad = sv_reply_error(rep, 400, "\"n\" must be an integer in [1, %u]", rq->srv->opt.max_n);
+    else if (jn) p.n = (unsigned)json_integer_value(jn);
+    const char *keys[7] = {"include_seen", "exclude", "allow", "block", "diversity", "rank_by", "genre_cap"};
+    const char **vals[7] = {&p.include_seen, &p.exclude, &p.allow, &p.block, &p.diversity, &p.rank_by, &p.genre_cap};
+    for (int k = 0; k < 7 && !bad; k++) *vals[k] = param_text(body, keys[k], &owned[k], rep, &bad);
+    cb_config *opts = NULL;
+    char *profile_text = !bad && profile ? json_dumps(profile, JSON_COMPACT) : NULL;
+    if (!bad && make_opts(&p, rep, &opts)) recommend_reply(rq, rep, user, profile_text, opts);
+    cb_config_free(opts);
+    free(profile_text);
+    for (int k = 0; k < 7; k++) free(owned[k]);
+    json_decref(body);
+    return rep->status;
+}
+
+/* ---- the map */
+
+static json_t *point_json(const sv_model *m, size_t item) {
+    return json_pack("{s:o,s:f,s:f,s:o,s:o}", "item", jstr(cb_recommender_item_id(m->rec, item)), "x",
+                     (double)m->xy[2 * item], "y", (double)m->xy[2 * item + 1], "title",
+                     jstr(cb_recommender_item_title(m->rec, item)), "genres", item_genres(m, item));
+}
+
+#define MAP_POINTS 3000
+
+typedef struct map_doc {
+    const sv_model *m;
+    unsigned char *in; /* [n_items] 1: a point already */
+    json_t *points, *highlight, *history;
+} map_doc;
+
+static void map_add(map_doc *d, size_t item, json_t *list) {
+    if (list) json_array_append_new(list, jstr(cb_recommender_item_id(d->m->rec, item)));
+    if (item < d->m->n_items && !d->in[item]++) json_array_append_new(d->points, point_json(d->m, item));
+}
+
+/* The user's history (training, then live events) and top-n (with its live events). */
+static int map_user(sv_request *rq, map_doc *d, const char *user, unsigned n, sv_reply *rep) {
+    const sv_model *m = d->m;
+    size_t u = 0;
+    bool known = cb_recommender_find_user(m->rec, user, &u, NULL) == CB_OK;
+    char *live = rq->srv->events ? sv_events_profile_json(rq->srv->events, user, m->y_max, known_item, (void *)m) : NULL;
+    if (!known && !live) return sv_reply_error(rep, 404, "unknown user '%s' (no training ratings, no live events)", user);
+    for (size_t j = 0; known && j < cb_recommender_user_n_ratings(m->rec, u); j++) {
+        size_t item = 0;
+        float y;
+        if (!cb_recommender_user_rating(m->rec, u, j, &item, &y, NULL, NULL)) map_add(d, item, d->history);
+    }
+    json_t *lj = live ? json_loads(live, 0, NULL) : NULL;
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(lj, "ratings"), key, v) {
+        int64_t item = sv_model_item(m, key);
+        if (item >= 0) map_add(d, (size_t)item, d->history);
+    }
+    json_decref(lj);
+    cb_config *opts = NULL;
+    char nbuf[32];
+    cb_list *l = NULL;
+    snprintf(nbuf, sizeof nbuf, "%u", n);
+    if (n && !cb_config_create(&opts, CB_CONFIG_RECOMMEND, NULL) && !cb_config_set(opts, "n", nbuf, NULL) &&
+        !cb_recommender_recommend(m->rec, user, live, opts, &l, NULL))
+        for (size_t i = 0; i < cb_list_size(l); i++) map_add(d, cb_list_item(l, i), d->highlight);
+    cb_list_free(l);
+    cb_config_free(opts);
+    free(live);
+    return 0;
+}
+
+int sv_get_map(sv_request *rq, sv_reply *rep) {
+    sv_model *m = rq->model;
+    const char *user = sv_query(rq, "user");
+    unsigned n;
+    if (!sv_query_uint(rq, rep, "n", 10, 0, rq->srv->opt.max_n, &n)) return rep->status;
+    map_doc d = {m, calloc(m->n_items + 1, 1), json_array(), json_array(), json_array()};
+    int status = d.in && d.points && d.highlight && d.history ? 0 : sv_reply_error(rep, 503, "out of memory");
+    for (size_t k = 0; !status && k < m->n_items && k < MAP_POINTS; k++) map_add(&d, m->by_popularity[k], NULL);
+    if (!status && user && *user) status = map_user(rq, &d, user, n, rep);
+    free(d.in);
+    if (!status)
+        return sv_reply_json(rep, 200, json_pack("{s:o,s:o,s:o}", "points", d.points, "highlight", d.highlight, "history",
+                                                 d.history));
+    json_decref(d.points);
+    json_decref(d.highlight);
+    json_decref(d.history);
+    return rep->status;
+}

@@ -1,0 +1,152 @@
+/* routes_write — the endpoints that change state or describe the server:
+ * live events (durable before the answer), reload, the batch, health,
+ * metrics, and the static assets (the page and openapi.json). */
+#include "serve/serve.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_ID_BYTES 256
+#define MAX_BATCH_USERS 1000
+
+/* An id from a JSON string or integer into buf; NULL when it is neither. */
+static const char *json_id(json_t *v, char *buf, size_t size) {
+    if (json_is_integer(v)) return snprintf(buf, size, "%lld", (long long)json_integer_value(v)), buf;
+    if (json_is_string(v) && json_string_length(v) && json_string_length(v) < size && !memchr(json_string_value(v), 0, json_string_length(v)))
+        return json_string_value(v);
+    return NULL;
+}
+
+static bool valid_user_id(const char *id) {
+    char *c = sv_utf8_clean(id);
+    bool ok = c && !strcmp(c, id) && *id && strlen(id) < MAX_ID_BYTES && !strpbrk(id, ",\n\r\t");
+    free(c);
+    return ok;
+}
+
+int sv_post_events(sv_request *rq, sv_reply *rep) {
+    sv_server *s = rq->srv;
+    sv_model *m = rq->model;
+    if (!s->events) return sv_reply_error(rep, 503, "live events are off: start the server with --events FILE.sqlite");
+    if (!valid_user_id(rq->id))
+        return sv_reply_error(rep, 400, "the user id must be 1 to %d bytes of UTF-8 without commas or control characters",
+                              MAX_ID_BYTES - 1);
+    json_error_t je;
+    json_t *body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!body) return sv_reply_error(rep, 400, "the body is not valid JSON: line %d, column %d: %s", je.line, je.column, je.text);
+    char ibuf[MAX_ID_BYTES], msg[600];
+    const char *item = json_id(json_object_get(body, "item"), ibuf, sizeof ibuf);
+    json_t *jr = json_object_get(body, "rating"), *je_ = json_object_get(body, "event"), *jt = json_object_get(body, "time");
+    double rating = NAN;
+    int64_t t = (int64_t)time(NULL), seq = 0;
+    if (!json_is_object(body)) sv_reply_error(rep, 400, "the body must be an object {\"item\": ID, \"rating\": 4.5}");
+    else if (!item) sv_reply_error(rep, 400, "\"item\" must be an item id (a string or an integer)");
+    else if (sv_model_item(m, item) < 0) sv_reply_error(rep, 404, "unknown item '%s'", item);
+    else if (!jr == !je_) sv_reply_error(rep, 400, "give exactly one of \"rating\" (a number) and \"event\": \"click\"");
+    else if (jr && !(json_is_number(jr) && json_number_value(jr) >= m->y_min && json_number_value(jr) <= m->y_max))
+        sv_reply_error(rep, 400, "\"rating\" must be a number in [%g, %g]", m->y_min, m->y_max);
+    else if (je_ && !(json_is_string(je_) && !strcmp(json_string_value(je_), "click")))
+        sv_reply_error(rep, 400, "\"event\" must be \"click\"");
+    else if (jt && !(json_is_integer(jt) && json_integer_value(jt) >= 0 && json_integer_value(jt) < ((json_int_t)1 << 40)))
+        sv_reply_error(rep, 400, "\"time\" must be a non-negative integer (unix seconds)");
+    else {
+        if (jr) rating = json_number_value(jr);
+        if (jt) t = json_integer_value(jt);
+        if (sv_events_append(s->events, rq->id, item, rating, t, &seq, msg, sizeof msg))
+            sv_reply_error(rep, 503, "the event was not stored: %s", msg);
+        else
+            sv_reply_json(rep, 200, json_pack("{s:b,s:I,s:s,s:s,s:I}", "stored", 1, "seq", (json_int_t)seq, "user", rq->id,
+                                              "item", item, "live_events", (json_int_t)sv_events_count(s->events, rq->id)));
+    }
+    json_decref(body);
+    return rep->status;
+}
+
+int sv_post_reload(sv_request *rq, sv_reply *rep) {
+    char msg[600];
+    if (sv_reload(rq->srv, msg, sizeof msg)) return sv_reply_error(rep, 500, "reload refused, the old model keeps serving: %s", msg);
+    sv_model *m = sv_acquire(rq->srv);
+    sv_reply_json(rep, 200, json_pack("{s:b,s:s,s:I}", "reloaded", 1, "model_version", m->version, "items",
+                                      (json_int_t)m->n_items));
+    sv_release(rq->srv, m);
+    return rep->status;
+}
+
+static json_t *batch_row(const sv_model *m, const char *user, const int64_t *items, const float *scores, size_t n) {
+    json_t *list = json_array();
+    for (size_t j = 0; list && j < n && items[j] >= 0; j++)
+        json_array_append_new(list, json_pack("{s:s,s:f}", "item", cb_recommender_item_id(m->rec, (size_t)items[j]),
+                                              "score", (double)scores[j]));
+    return list ? json_pack("{s:s,s:o}", "user", user, "items", list) : NULL;
+}
+
+int sv_post_batch(sv_request *rq, sv_reply *rep) {
+    sv_model *m = rq->model;
+    json_error_t je;
+    json_t *body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!body) return sv_reply_error(rep, 400, "the body is not valid JSON: line %d, column %d: %s", je.line, je.column, je.text);
+    json_t *users = json_object_get(body, "users"), *jn = json_object_get(body, "n");
+    size_t n_users = json_array_size(users), n = jn ? (size_t)json_integer_value(jn) : 10;
+    size_t *idx = NULL;
+    int64_t *items = NULL;
+    float *scores = NULL;
+    char buf[MAX_ID_BYTES];
+    if (!json_is_array(users) || !n_users || n_users > MAX_BATCH_USERS)
+        sv_reply_error(rep, 400, "\"users\" must be a list of 1 to %d user ids", MAX_BATCH_USERS);
+    else if (jn && (!json_is_integer(jn) || n < 1 || n > rq->srv->opt.max_n))
+        sv_reply_error(rep, 400, "\"n\" must be an integer in [1, %u]", rq->srv->opt.max_n);
+    else if (!(idx = calloc(n_users, sizeof *idx)) || !(items = calloc(n_users * n, sizeof *items)) ||
+             !(scores = calloc(n_users * n, sizeof *scores)))
+        sv_reply_error(rep, 503, "out of memory");
+    for (size_t i = 0; scores && !rep->status && i < n_users; i++) {
+        const char *id = json_id(json_array_get(users, i), buf, sizeof buf);
+        if (!id) sv_reply_error(rep, 400, "\"users\"[%zu] is not a user id", i);
+        else if (cb_recommender_find_user(m->rec, id, &idx[i], NULL)) sv_reply_error(rep, 404, "unknown user '%s'", id);
+    }
+    cb_error err = {0};
+    int rc = rep->status ? 0 : cb_recommender_recommend_batch(m->rec, idx, n_users, n, NULL, items, scores, &err);
+    if (rc) sv_reply_error(rep, sv_status_of(rc), "%s", err.msg);
+    json_t *results = rep->status ? NULL : json_array();
+    for (size_t i = 0; results && i < n_users; i++)
+        json_array_append_new(results, batch_row(m, cb_recommender_user_id(m->rec, idx[i]), items + i * n, scores + i * n, n));
+    if (!rep->status) sv_reply_json(rep, 200, results ? json_pack("{s:s,s:o}", "criterion", m->criterion, "results", results) : NULL);
+    free(idx);
+    free(items);
+    free(scores);
+    json_decref(body);
+    return rep->status;
+}
+
+int sv_get_healthz(sv_request *rq, sv_reply *rep) {
+    sv_model *m = rq->model;
+    json_t *model = json_loads(m->describe_json, 0, NULL);
+    return sv_reply_json(rep, 200, model ? json_pack("{s:s,s:o,s:s,s:f,s:I,s:I}", "status", "ok", "model", model,
+                                                     "model_version", m->version, "loaded_at", m->loaded_at, "reloads",
+                                                     (json_int_t)rq->srv->reloads, "events",
+                                                     (json_int_t)(rq->srv->events ? sv_events_total(rq->srv->events) : 0))
+                                         : NULL);
+}
+
+int sv_get_metrics(sv_request *rq, sv_reply *rep) {
+    sv_server *s = rq->srv;
+    char *text = sv_metrics_text(s->metrics, rq->model->version, rq->model->loaded_at, s->reloads, s->reload_failures,
+                                 s->events ? sv_events_total(s->events) : 0);
+    return sv_reply_text(rep, 200, text, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+int sv_get_asset(sv_request *rq, sv_reply *rep) {
+    const char *path = !strcmp(rq->path, "/") ? "/index.html" : rq->path;
+    for (size_t i = 0; i < sv_n_assets; i++)
+        if (!strcmp(sv_assets[i].path, path)) {
+            rep->status = 200;
+            rep->static_body = sv_assets[i].data;
+            rep->len = sv_assets[i].len;
+            rep->content_type = sv_assets[i].content_type;
+            return 200;
+        }
+    return sv_reply_error(rep, 404, "no such page or endpoint: %s", rq->path);
+}

@@ -1,0 +1,173 @@
+/* server — `cbrec serve` as a whole: options and their defaults, the token
+ * file, the model slot (a refcounted pointer: a request holds the model it
+ * started on, a reload swaps in a fully loaded new one and the old is freed
+ * by its last request), reload on SIGHUP, and the main loop waiting for
+ * signals while libmicrohttpd's threads serve. */
+#include "serve/serve.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void sv_options_default(sv_options *o) {
+    memset(o, 0, sizeof *o);
+    o->listen = "127.0.0.1:8080";
+    o->threads = 2;
+    o->max_body = 1 << 20;
+    o->max_url = 4096;
+    o->max_n = 1000;
+    o->max_inflight = 256;
+    o->timeout_seconds = 10;
+}
+
+/* ---- the model slot */
+
+sv_model *sv_acquire(sv_server *s) {
+    pthread_mutex_lock(&s->slot_mu);
+    sv_model *m = s->model;
+    m->refs++;
+    pthread_mutex_unlock(&s->slot_mu);
+    return m;
+}
+
+void sv_release(sv_server *s, sv_model *m) {
+    pthread_mutex_lock(&s->slot_mu);
+    int left = --m->refs;
+    pthread_mutex_unlock(&s->slot_mu);
+    if (!left) sv_model_free(m); /* the slot gave up its reference: nobody else can reach it */
+}
+
+int sv_reload(sv_server *s, char *msg, size_t msg_size) {
+    pthread_mutex_lock(&s->reload_mu);
+    sv_model *fresh = sv_model_load(s->opt.model_path, s->opt.table_path, msg, msg_size);
+    if (!fresh) {
+        s->reload_failures++;
+        pthread_mutex_unlock(&s->reload_mu);
+        return -1;
+    }
+    fresh->refs = 1; /* the slot's reference */
+    pthread_mutex_lock(&s->slot_mu);
+    sv_model *old = s->model;
+    s->model = fresh;
+    pthread_mutex_unlock(&s->slot_mu);
+    s->reloads++;
+    pthread_mutex_unlock(&s->reload_mu);
+    sv_release(s, old);
+    return 0;
+}
+
+/* ---- start and stop */
+
+static int read_token(const char *path, char *token, size_t size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return fprintf(stderr, "cbrec serve: %s: cannot open the token file: %s\n", path, strerror(errno)), -1;
+    size_t n = fread(token, 1, size - 1, f);
+    int more = fgetc(f) != EOF;
+    fclose(f);
+    token[n] = 0;
+    while (n && (token[n - 1] == '\n' || token[n - 1] == '\r' || token[n - 1] == ' ')) token[--n] = 0;
+    if (more || n < 16 || strpbrk(token, " \t\r\n"))
+        return fprintf(stderr, "cbrec serve: %s: the token must be one line of 16 to %zu characters without spaces\n",
+                       path, size - 2), -1;
+    return 0;
+}
+
+static const char *const *route_names(void) {
+    static char names[64][64];
+    static const char *ptrs[65];
+    for (size_t i = 0; i < sv_n_routes && i < 64; i++) {
+        snprintf(names[i], sizeof names[i], "%s %s", sv_routes[i].method, sv_routes[i].pattern);
+        ptrs[i] = names[i];
+    }
+    ptrs[sv_n_routes] = "other";
+    return ptrs;
+}
+
+/* Signals reach the main loop through a pipe: a handler (on whichever thread
+ * the kernel picks: libraries such as OpenBLAS start threads of their own, so
+ * blocking the signals in ours is not enough) writes the signal's number. */
+static int signal_pipe[2] = {-1, -1};
+
+static void on_signal(int sig) {
+    int saved = errno;
+    unsigned char c = (unsigned char)sig;
+    if (write(signal_pipe[1], &c, 1) < 0) { /* full: a reload is pending anyway */
+    }
+    errno = saved;
+}
+
+static int install_signals(void) {
+    if (pipe(signal_pipe)) return -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    int sigs[3] = {SIGHUP, SIGINT, SIGTERM};
+    for (int i = 0; i < 3; i++)
+        if (sigaction(sigs[i], &sa, NULL)) return -1;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+/* Wait for signals: SIGHUP reloads, SIGINT / SIGTERM stop. */
+static void signal_loop(sv_server *s) {
+    for (;;) {
+        unsigned char sig = 0;
+        ssize_t n = read(signal_pipe[0], &sig, 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || sig != SIGHUP) return;
+        char msg[600];
+        if (sv_reload(s, msg, sizeof msg))
+            fprintf(stderr, "cbrec serve: reload refused, the old model keeps serving: %s\n", msg);
+        else if (!s->opt.quiet)
+            fprintf(stderr, "cbrec serve: reloaded %s\n", s->opt.model_path);
+    }
+}
+
+int sv_run(const sv_options *o) {
+    static sv_server srv; /* one per process: signals are per process */
+    sv_server *s = &srv;
+    s->opt = *o;
+    pthread_mutex_init(&s->slot_mu, NULL);
+    pthread_mutex_init(&s->reload_mu, NULL);
+    /* from the start: a SIGHUP while loading waits for the loop (then reloads) */
+    if (signal_pipe[0] < 0 && install_signals()) return fprintf(stderr, "cbrec serve: cannot set up signals\n"), 1;
+    char msg[600];
+    if (o->token_file && read_token(o->token_file, s->token, sizeof s->token)) return 1;
+    if (!(s->model = sv_model_load(o->model_path, o->table_path, msg, sizeof msg)))
+        return fprintf(stderr, "cbrec serve: %s\n", msg), 1;
+    s->model->refs = 1;
+    if (o->events_path && sv_events_open(&s->events, o->events_path, msg, sizeof msg)) {
+        fprintf(stderr, "cbrec serve: %s\n", msg);
+        sv_model_free(s->model);
+        return 1;
+    }
+    s->metrics = sv_metrics_create(sv_n_routes + 1, route_names());
+    unsigned port = 0;
+    void *d = s->metrics ? sv_http_start(s, &port, msg, sizeof msg) : NULL;
+    if (!d) {
+        fprintf(stderr, "cbrec serve: %s\n", s->metrics ? msg : "out of memory");
+        sv_events_close(s->events);
+        sv_metrics_free(s->metrics);
+        sv_model_free(s->model);
+        return 1;
+    }
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)(strrchr(o->listen, ':') - o->listen), o->listen);
+    printf("cbrec serve: listening on http://%s:%u/ (model %s, version %s, %zu items, %zu users; events %s; "
+           "write endpoints %s)\n",
+           host, port, o->model_path, s->model->version, s->model->n_items, s->model->n_users,
+           o->events_path ? o->events_path : "off", s->token[0] ? "need the token" : "off");
+    fflush(stdout);
+    signal_loop(s);
+    sv_http_stop(d);
+    sv_events_close(s->events);
+    sv_metrics_free(s->metrics);
+    sv_model_free(s->model);
+    if (!o->quiet) fprintf(stderr, "cbrec serve: stopped\n");
+    return 0;
+}

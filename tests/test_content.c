@@ -1,0 +1,287 @@
+/* test_content — any catalog's content (issue 12), on the planted data of
+ * `cbrec synth --layout generic` written by the test: never-rated items are
+ * placed among their class by content, a new user stating one class's tags
+ * gets that class, known users get their favourite classes; the
+ * "preferences" form, unknown values (remarks, or errors under strict), the
+ * schema's vocabulary control, text columns, and Unicode case folding. */
+#include "testutil.h"
+
+#include "cbrec.h"
+#include "data/dataset.h"
+#include "data/textutil.h"
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+#define MAX_ITEMS 400
+#define MAX_USERS 300
+#define N_CLASSES 5
+
+typedef struct truth {
+    char item_id[MAX_ITEMS][32];
+    int item_class[MAX_ITEMS];
+    size_t n_items;
+    char user_id[MAX_USERS][32];
+    unsigned user_fav[MAX_USERS]; /* bit per favourite class */
+    size_t n_users;
+    char class_tags[N_CLASSES][256]; /* "t0;t1;..." */
+} truth;
+
+typedef struct fixture {
+    char *dir, *data;
+    cb_dataset *ds;
+    cb_recommender *rec;
+    truth t;
+} fixture;
+
+static void read_truth(truth *t, const char *dir) {
+    char *path = tu_path(dir, "truth.csv");
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    char line[512], kind[16], id[32], val[256];
+    memset(t, 0, sizeof *t);
+    while (fgets(line, sizeof line, fp)) {
+        if (sscanf(line, "%15[^,],%31[^,],%255[^\n]", kind, id, val) != 3) continue;
+        if (!strcmp(kind, "class") && atoi(id) < N_CLASSES) memcpy(t->class_tags[atoi(id)], val, sizeof val);
+        if (!strcmp(kind, "item") && t->n_items < MAX_ITEMS) {
+            memcpy(t->item_id[t->n_items], id, sizeof id);
+            t->item_class[t->n_items++] = atoi(val);
+        }
+        if (!strcmp(kind, "user") && t->n_users < MAX_USERS) {
+            memcpy(t->user_id[t->n_users], id, sizeof id);
+            for (char *p = val; *p; p++)
+                if (*p >= '0' && *p <= '9') t->user_fav[t->n_users] |= 1u << (*p - '0');
+            t->n_users++;
+        }
+    }
+    fclose(fp);
+    free(path);
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_tmpdir();
+    f->data = tu_path(f->dir, "data");
+    cb_config *s, *tc;
+    cb_error err = {0};
+    assert_int_equal(cb_config_create(&s, CB_CONFIG_SYNTH, &err), CB_OK);
+    assert_int_equal(cb_config_set(s, "layout", "generic", &err), CB_OK);
+    assert_int_equal(cb_config_set(s, "users", "200", &err), CB_OK);
+    assert_int_equal(cb_config_set(s, "items", "300", &err), CB_OK);
+    assert_int_equal(cb_config_set(s, "ratings", "6000", &err), CB_OK);
+    assert_int_equal(cb_config_set(s, "genres", "5", &err), CB_OK);
+    assert_int_equal(cb_synth_write_folder(f->data, s, &err), CB_OK);
+    cb_config_free(s);
+    read_truth(&f->t, f->data);
+    assert_int_equal(f->t.n_items, 300);
+    assert_int_equal(cb_dataset_open(&f->ds, f->data, NULL, &err), CB_OK);
+    assert_int_equal(cb_config_create(&tc, CB_CONFIG_TRAIN, &err), CB_OK);
+    assert_int_equal(cb_config_set(tc, "user-layers", "64", &err), CB_OK);
+    assert_int_equal(cb_config_set(tc, "item-layers", "64", &err), CB_OK);
+    assert_int_equal(cb_config_set(tc, "threads", "1", &err), CB_OK);
+    assert_int_equal(cb_config_set(tc, "item-dropout", "0.2", &err), CB_OK);
+    if (cb_train(&f->rec, f->ds, tc, NULL, NULL, NULL, &err)) fail_msg("train: %s", err.msg);
+    cb_config_free(tc);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    cb_recommender_free(f->rec);
+    cb_dataset_close(f->ds);
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f->data);
+    free(f);
+    return 0;
+}
+
+static int class_of(const fixture *f, const char *id) {
+    for (size_t i = 0; i < f->t.n_items; i++)
+        if (!strcmp(f->t.item_id[i], id)) return f->t.item_class[i];
+    fail_msg("item %s not in truth.csv", id);
+    return -1;
+}
+
+/* Every 10th item is never rated (synth_generic.c). */
+static void similar_purity(void **state) {
+    fixture *f = *state;
+    cb_error err = {0};
+    double same[2] = {0, 0}, total[2] = {0, 0};
+    for (size_t i = 0; i < f->t.n_items; i += 3) {
+        size_t item;
+        assert_int_equal(cb_recommender_find_item(f->rec, f->t.item_id[i], &item, NULL, 0, NULL, &err), CB_OK);
+        cb_list *l = NULL;
+        assert_int_equal(cb_recommender_similar(f->rec, item, 10, &l, &err), CB_OK);
+        int rated = i % 10 != 9;
+        for (size_t k = 0; k < cb_list_size(l); k++) {
+            same[rated] += class_of(f, cb_list_item_id(l, k)) == f->t.item_class[i];
+            total[rated]++;
+        }
+        cb_list_free(l);
+    }
+    double p_rated = same[1] / total[1], p_never = same[0] / total[0];
+    print_message("similar items sharing the planted class: rated %.3f, never rated %.3f (ratio %.3f)\n", p_rated,
+                  p_never, p_never / p_rated);
+    assert_true(p_rated >= 0.95);
+    assert_true(p_never >= 0.9 * p_rated);
+}
+
+/* A new user stating one class's tags (the "preferences" form) gets that class; reasons name the column. */
+static void new_user_preferences(void **state) {
+    fixture *f = *state;
+    cb_error err = {0};
+    for (int k = 0; k < N_CLASSES; k++) {
+        char json[600], tags[256];
+        snprintf(tags, sizeof tags, "%s", f->t.class_tags[k]);
+        char *t1 = strtok(tags, ";"), *t2 = strtok(NULL, ";"), *t3 = strtok(NULL, ";");
+        snprintf(json, sizeof json, "{\"preferences\": {\"tags\": {\"%s\": 5, \"%s\": 5, \"%s\": 5}}}", t1, t2, t3);
+        cb_list *l = NULL;
+        if (cb_recommender_recommend(f->rec, NULL, json, NULL, &l, &err)) fail_msg("%s", err.msg);
+        size_t hits = 0;
+        for (size_t i = 0; i < cb_list_size(l); i++) hits += class_of(f, cb_list_item_id(l, i)) == k;
+        assert_int_equal(cb_list_size(l), 10);
+        assert_true(hits >= 8);
+        bool named = false;
+        for (size_t j = 0; j < cb_list_n_reasons(l, 0); j++) named |= strstr(cb_list_reason(l, 0, j), "favourite tag '") != NULL;
+        assert_true(named);
+        cb_list_free(l);
+    }
+}
+
+static void known_users_favourites(void **state) {
+    fixture *f = *state;
+    cb_error err = {0};
+    size_t hits = 0, total = 0;
+    for (size_t u = 0; u < f->t.n_users; u += 4) {
+        if (u % 20 == 19) continue; /* never rated */
+        cb_list *l = NULL;
+        if (cb_recommender_recommend(f->rec, f->t.user_id[u], NULL, NULL, &l, &err)) fail_msg("%s", err.msg);
+        for (size_t i = 0; i < cb_list_size(l); i++, total++)
+            hits += (f->t.user_fav[u] >> class_of(f, cb_list_item_id(l, i))) & 1u;
+        cb_list_free(l);
+    }
+    print_message("known users: %.3f of %zu recommendations from their favourite classes\n", (double)hits / total, total);
+    assert_true(total > 100);
+    assert_true(hits >= 0.9 * total);
+}
+
+/* Title lookup folds case beyond ASCII: "product \"été\" ..." finds "Product \"ÉTÉ\" ..." */
+static void title_lookup_folds(void **state) {
+    fixture *f = *state;
+    cb_error err = {0};
+    size_t item, want;
+    assert_int_equal(cb_recommender_find_item(f->rec, f->t.item_id[2], &want, NULL, 0, NULL, &err), CB_OK);
+    char q[128];
+    snprintf(q, sizeof q, "%s", cb_recommender_item_title(f->rec, want));
+    cb_utf8_fold(q);
+    assert_string_not_equal(q, cb_recommender_item_title(f->rec, want)); /* the title has capitals to fold */
+    assert_int_equal(cb_recommender_find_item(f->rec, q, &item, NULL, 0, NULL, &err), CB_OK);
+    assert_int_equal(item, want);
+}
+
+/* Unknown values: a remark (list note / add-item note), an error under strict; unknown columns are errors. */
+static void unknown_values(void **state) {
+    fixture *f = *state;
+    cb_error err = {0};
+    char json[400];
+    char tags[256];
+    snprintf(tags, sizeof tags, "%s", f->t.class_tags[0]);
+    char *t1 = strtok(tags, ";");
+    cb_list *l = NULL;
+    snprintf(json, sizeof json, "{\"preferences\": {\"tags\": {\"%s;no-such-tag\": 5}}}", t1);
+    assert_int_equal(cb_recommender_recommend(f->rec, NULL, json, NULL, &l, &err), CB_OK);
+    bool noted = false;
+    for (size_t j = 0; j < cb_list_n_notes(l); j++) noted |= strstr(cb_list_note(l, j), "no-such-tag") != NULL;
+    assert_true(noted);
+    cb_list_free(l);
+    l = NULL;
+    /* a catalog without genres: genre_ratings names a tag */
+    snprintf(json, sizeof json, "{\"genre_ratings\": {\"%s\": 5}}", t1);
+    if (cb_recommender_recommend(f->rec, NULL, json, NULL, &l, &err)) fail_msg("%s", err.msg);
+    size_t hits = 0;
+    for (size_t i = 0; i < cb_list_size(l); i++) hits += class_of(f, cb_list_item_id(l, i)) == 0;
+    assert_true(hits >= 8);
+    cb_list_free(l);
+    l = NULL;
+    snprintf(json, sizeof json, "{\"strict\": true, \"preferences\": {\"tags\": {\"no-such-tag\": 5}}}");
+    assert_int_not_equal(cb_recommender_recommend(f->rec, NULL, json, NULL, &l, &err), CB_OK);
+    assert_non_null(strstr(err.msg, "no-such-tag"));
+    assert_int_not_equal(cb_recommender_recommend(f->rec, NULL, "{\"preferences\": {\"colour\": {\"red\": 5}}}", NULL,
+                                                  &l, &err),
+                         CB_OK);
+    assert_non_null(strstr(err.msg, "colour"));
+    /* add-item: the file's separator splits, unknown tags are remarks */
+    size_t item;
+    snprintf(json, sizeof json, "{\"id\": \"new-1\", \"tags\": \"%s;mystery-tag\"}", t1);
+    assert_int_equal(cb_recommender_add_item(f->rec, json, &item, &err), CB_OK);
+    assert_non_null(strstr(cb_recommender_add_item_note(f->rec), "mystery-tag"));
+    assert_null(strstr(cb_recommender_add_item_note(f->rec), t1));
+    snprintf(json, sizeof json, "{\"id\": \"new-2\", \"strict\": true, \"tags\": \"%s;mystery-tag\"}", t1);
+    assert_int_not_equal(cb_recommender_add_item(f->rec, json, &item, &err), CB_OK);
+    assert_non_null(strstr(err.msg, "mystery-tag"));
+}
+
+/* items.tags.max_values / min_count / hash, and what describe says. */
+static void vocabulary_control(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    cb_error err = {0};
+    free(tu_write(d, "cbrec.schema",
+                  "ratings = r.csv\nitems = i.csv\nitems.columns = id, tags:multi(;), brand:categorical, t:text\n"
+                  "items.tags.max_values = 2\nitems.tags.hash = 4\nitems.brand.min_count = 2\n"));
+    free(tu_write(d, "r.csv", "user,item,rating\nu1,a,5\nu1,b,3\nu2,c,4\n"));
+    free(tu_write(d, "i.csv", "id,tags,brand,t\na,x;y;z,Acme,\"Großes Über, café\"\nb,x;y,Acme,ÜBER\nc,x;w,Zed,\n"));
+    cb_dataset *ds = NULL;
+    if (cb_dataset_load(&ds, d, NULL, &err)) fail_msg("%s", err.msg);
+    const cb_table *it = &ds->item_attr;
+    const cb_column *tags = &it->cols[cb_table_find(it, "tags")], *brand = &it->cols[cb_table_find(it, "brand")];
+    assert_int_equal(tags->n_values_seen, 4);
+    assert_int_equal(tags->n_dropped, 2);  /* z and w: into hash buckets */
+    assert_int_equal(brand->n_dropped, 1); /* Zed: on one item only */
+    assert_true(cb_vocab_find(tags->levels, "x", 1) >= 0 && cb_vocab_find(tags->levels, "z", 1) < 0);
+    assert_int_equal(cb_vocab_size(brand->levels), 1);
+    const cb_column *t = &it->cols[cb_table_find(it, "t")];
+    assert_true(t->text);
+    assert_true(cb_vocab_find(t->levels, "über", strlen("über")) >= 0); /* folded: Über and ÜBER are one token */
+    assert_true(cb_vocab_find(t->levels, "großes", strlen("großes")) >= 0);
+    char *doc = NULL;
+    assert_int_equal(cb_dataset_describe(ds, NULL, &doc, &err), CB_OK);
+    assert_non_null(strstr(doc, "\"dropped\""));
+    free(doc);
+    cb_dataset_free(ds);
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, tags:multi(;), brand:ignore, t:ignore\nitems.nope.hash = 4\n"));
+    assert_int_equal(cb_dataset_load(&ds, d, NULL, &err), CB_EPARSE);
+    if (!strstr(err.msg, "nope")) fail_msg("message: %s", err.msg);
+    tu_rmrf(d);
+    free(d);
+}
+
+static void unicode_folding(void **state) {
+    (void)state;
+    char s[64] = "Über ÉTÉ ΣΟΦΊΑ Москва İx Ÿ ŁÓDŹ";
+    cb_utf8_fold(s);
+    assert_string_equal(s, "über été σοφία москва ix ÿ łódź");
+    const char *text = "Hello, WORLD-wide; 東京 a 🎸Rock!", *p = text;
+    char tok[32];
+    const char *want[] = {"hello", "world", "wide", "東京", "🎸rock"};
+    for (int k = 0; k < 5; k++) {
+        assert_true(cb_text_token(&p, text + strlen(text), tok, sizeof tok) > 0);
+        assert_string_equal(tok, want[k]);
+    }
+    assert_int_equal(cb_text_token(&p, text + strlen(text), tok, sizeof tok), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest planted[] = {
+        cmocka_unit_test(similar_purity),
+        cmocka_unit_test(new_user_preferences),
+        cmocka_unit_test(known_users_favourites),
+        cmocka_unit_test(title_lookup_folds),
+        cmocka_unit_test(unknown_values),
+    };
+    const struct CMUnitTest units[] = {cmocka_unit_test(vocabulary_control), cmocka_unit_test(unicode_folding)};
+    int failed = cmocka_run_group_tests_name("content-units", units, NULL, NULL);
+    return failed + cmocka_run_group_tests_name("planted-generic", planted, setup, teardown);
+}

@@ -1,0 +1,288 @@
+/* Tests for hnsw: recall@10 against the exact search (knn.c, the reference)
+ * on seeded random and clustered data at the default ef, for distances and
+ * dot products; filtered search (a bitmap excluding most rows, self
+ * exclusion) keeping its recall and never returning an excluded row; scores
+ * equal to the exact ones wherever the rows agree; deterministic builds; the
+ * similar-items table; save / load (mapped) giving the same answers, and
+ * refusing another model, another shape or a corrupted file; and the
+ * recommender's search modes over a tiny trained model (public API). */
+#include "testutil.h"
+#include "index/hnsw.h"
+#include "cbrec.h"
+
+#include <math.h>
+
+/* n x d rows: Gaussian, or around 40 Gaussian centres (spread 3, noise 1). */
+static float *make_data(uint64_t seed, size_t n, size_t d, bool clustered) {
+    cb_rng rng;
+    cb_rng_seed(&rng, seed);
+    float *c = malloc(40 * d * sizeof *c), *m = malloc(n * d * sizeof *m);
+    assert_non_null(c);
+    assert_non_null(m);
+    for (size_t i = 0; i < 40 * d; i++) c[i] = 3.0f * (float)cb_rng_normal(&rng);
+    for (size_t i = 0; i < n; i++) {
+        size_t ci = cb_rng_below(&rng, 40);
+        for (size_t t = 0; t < d; t++) m[i * d + t] = (float)cb_rng_normal(&rng) + (clustered ? c[ci * d + t] : 0.0f);
+    }
+    free(c);
+    return m;
+}
+
+static cb_hnsw *build(const float *B, size_t n, size_t d) {
+    cb_hnsw *h = NULL;
+    cb_error err = {0};
+    int rc = cb_hnsw_build(&h, B, n, d, NULL, &err);
+    if (rc) fprintf(stderr, "build: %s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
+    return h;
+}
+
+/* Fraction of the exact top-k rows the approximate rows contain. */
+static double recall(const int32_t *approx, const int32_t *exact, size_t nq, size_t k) {
+    size_t hit = 0, total = 0;
+    for (size_t q = 0; q < nq; q++)
+        for (size_t a = 0; a < k; a++) {
+            if (exact[q * k + a] < 0) continue;
+            total++;
+            for (size_t b = 0; b < k; b++)
+                if (approx[q * k + b] == exact[q * k + a]) {
+                    hit++;
+                    break;
+                }
+        }
+    return total ? (double)hit / (double)total : 1.0;
+}
+
+/* Search both ways; returns the recall, checks scores of shared rows. */
+static double compare(const cb_hnsw *h, const float *Q, size_t nq, const float *B, size_t n, size_t d, size_t k,
+                      cb_knn_metric metric, const cb_knn_params *p) {
+    int32_t *ai = malloc(nq * k * sizeof *ai), *ei = malloc(nq * k * sizeof *ei);
+    float *as = malloc(nq * k * sizeof *as), *es = malloc(nq * k * sizeof *es);
+    cb_error err = {0};
+    assert_int_equal(cb_hnsw_search(h, Q, nq, k, metric, p, ai, as, &err), CB_OK);
+    assert_int_equal(cb_knn_search(Q, nq, B, n, d, k, metric, p, ei, es, &err), CB_OK);
+    for (size_t q = 0; q < nq; q++)
+        for (size_t r = 0; r < k; r++) {
+            if (ai[q * k + r] != ei[q * k + r]) continue;
+            assert_true(as[q * k + r] == es[q * k + r]); /* canonical rescoring */
+        }
+    double rc = recall(ai, ei, nq, k);
+    free(ai), free(ei), free(as), free(es);
+    return rc;
+}
+
+static void recall_at_default_ef(void **state) {
+    (void)state;
+    const size_t n = 4000, d = 32, nq = 200, k = 10;
+    for (int clustered = 0; clustered <= 1; clustered++) {
+        float *B = make_data(11 + clustered, n, d, clustered), *Q = make_data(99 + clustered, nq, d, clustered);
+        cb_hnsw *h = build(B, n, d);
+        cb_knn_params p = {.threads = 2};
+        double r_l2 = compare(h, Q, nq, B, n, d, k, CB_KNN_L2, &p);
+        p.ef = 2 * CB_HNSW_DEFAULT_EF; /* what the recommender uses for dot products */
+        double r_dot = compare(h, Q, nq, B, n, d, k, CB_KNN_DOT, &p);
+        fprintf(stderr, "  %s: recall@10 l2 %.3f, dot (ef %d) %.3f\n", clustered ? "clustered" : "random", r_l2,
+                2 * CB_HNSW_DEFAULT_EF, r_dot);
+        assert_true(r_l2 >= 0.95);
+        if (clustered) assert_true(r_dot >= 0.95);
+        /* a tiny beam must be worse: the test can fail */
+        p.ef = 1;
+        assert_true(compare(h, Q, nq, B, n, d, k, CB_KNN_L2, &p) < r_l2);
+        cb_hnsw_free(h);
+        free(B), free(Q);
+    }
+}
+
+static void scalar_dims_and_tiny(void **state) {
+    (void)state;
+    /* d not a multiple of 8 (scalar kernels); n smaller than ef; n = 1. */
+    const size_t d = 13, k = 5;
+    float *B = make_data(5, 300, d, true), *Q = make_data(6, 50, d, true);
+    cb_hnsw *h = build(B, 300, d);
+    assert_true(compare(h, Q, 50, B, 300, d, k, CB_KNN_L2, NULL) >= 0.98);
+    cb_hnsw_free(h);
+    h = build(B, 30, d);
+    assert_true(compare(h, Q, 50, B, 30, d, k, CB_KNN_L2, NULL) == 1.0);
+    cb_hnsw_free(h);
+    h = build(B, 1, d);
+    int32_t idx;
+    cb_error err;
+    assert_int_equal(cb_hnsw_search(h, Q, 1, 1, CB_KNN_L2, NULL, &idx, NULL, &err), CB_OK);
+    assert_int_equal(idx, 0);
+    assert_int_equal(cb_hnsw_search(h, Q, 1, 2, CB_KNN_L2, NULL, &idx, NULL, &err), CB_EINVAL);
+    cb_hnsw_free(h);
+    free(B), free(Q);
+}
+
+static void filtered_search_keeps_recall(void **state) {
+    (void)state;
+    const size_t n = 4000, d = 32, nq = 100, k = 10, words = (n + 63) / 64;
+    float *B = make_data(21, n, d, true);
+    cb_hnsw *h = build(B, n, d);
+    cb_rng rng;
+    cb_rng_seed(&rng, 7);
+    /* per query: 90% of rows excluded, and the query is a base row (self) */
+    uint64_t *ex = calloc(nq * words, sizeof *ex);
+    int32_t *self = malloc(nq * sizeof *self);
+    float *Q = malloc(nq * d * sizeof *Q);
+    for (size_t q = 0; q < nq; q++) {
+        self[q] = (int32_t)cb_rng_below(&rng, n);
+        memcpy(Q + q * d, B + (size_t)self[q] * d, d * sizeof *Q);
+        for (size_t j = 0; j < n; j++)
+            if (cb_rng_below(&rng, 10) != 0) ex[q * words + j / 64] |= 1ull << (j % 64);
+    }
+    cb_knn_params p = {.threads = 1, .self_index = self, .exclude = ex, .exclude_stride = words};
+    double r = compare(h, Q, nq, B, n, d, k, CB_KNN_L2, &p);
+    fprintf(stderr, "  90%% excluded: recall@10 %.3f\n", r);
+    assert_true(r >= 0.95);
+    int32_t *idx = malloc(nq * k * sizeof *idx);
+    cb_error err;
+    assert_int_equal(cb_hnsw_search(h, Q, nq, k, CB_KNN_L2, &p, idx, NULL, &err), CB_OK);
+    for (size_t q = 0; q < nq; q++)
+        for (size_t r2 = 0; r2 < k; r2++) {
+            int32_t j = idx[q * k + r2];
+            assert_true(j >= 0 && j != self[q]);
+            assert_false((ex[q * words + (size_t)j / 64] >> (j % 64)) & 1);
+        }
+    /* all but 3 rows excluded: exactly those 3, then padding */
+    memset(ex, 0xff, words * sizeof *ex);
+    ex[0] &= ~0x7ull;
+    cb_knn_params few = {.exclude = ex};
+    size_t n_exact = 0;
+    few.n_fallback = &n_exact;
+    float sc[10];
+    assert_int_equal(cb_hnsw_search(h, Q, 1, k, CB_KNN_L2, &few, idx, sc, &err), CB_OK);
+    for (size_t r2 = 0; r2 < k; r2++) assert_int_equal(idx[r2] >= 0, r2 < 3);
+    assert_true(isinf(sc[9]));
+    assert_int_equal(n_exact, 1);
+    free(idx), free(ex), free(self), free(Q), free(B);
+    cb_hnsw_free(h);
+}
+
+static void deterministic_and_table(void **state) {
+    (void)state;
+    const size_t n = 2000, d = 16, k = 10;
+    float *B = make_data(31, n, d, true);
+    cb_hnsw *a = build(B, n, d), *b = build(B, n, d);
+    cb_knn_table ta, tb, te;
+    cb_error err;
+    assert_int_equal(cb_hnsw_similar_table(&ta, a, k, 0, 2, &err), CB_OK);
+    assert_int_equal(cb_hnsw_similar_table(&tb, b, k, 0, 1, &err), CB_OK);
+    assert_memory_equal(ta.neighbors, tb.neighbors, n * k * sizeof *ta.neighbors);
+    assert_memory_equal(ta.distances, tb.distances, n * k * sizeof *ta.distances);
+    assert_int_equal(cb_knn_similar_table(&te, B, n, d, k, 2, &err), CB_OK);
+    double r = recall(ta.neighbors, te.neighbors, n, k);
+    fprintf(stderr, "  similar table: recall@10 %.3f\n", r);
+    assert_true(r >= 0.95);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < k; j++) {
+            assert_true(ta.neighbors[i * k + j] != (int32_t)i);
+            if (j) assert_true(ta.distances[i * k + j] >= ta.distances[i * k + j - 1]);
+        }
+    assert_int_equal(cb_hnsw_similar_table(&te, a, n, 0, 1, &err), CB_EINVAL);
+    cb_knn_table_free(&ta), cb_knn_table_free(&tb), cb_knn_table_free(&te);
+    cb_hnsw_free(a), cb_hnsw_free(b);
+    free(B);
+}
+
+static void save_load(void **state) {
+    (void)state;
+    const size_t n = 1500, d = 16, nq = 40, k = 10;
+    float *B = make_data(41, n, d, true), *Q = make_data(42, nq, d, true);
+    cb_hnsw *h = build(B, n, d), *g = NULL;
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "m.hnsw");
+    cb_error err;
+    assert_int_equal(cb_hnsw_save(h, path, "model-A", &err), CB_OK);
+    assert_int_equal(cb_hnsw_load(&g, path, B, n, d, "model-A", &err), CB_OK);
+    assert_int_equal(cb_hnsw_m(g), CB_HNSW_DEFAULT_M);
+    int32_t *i1 = malloc(nq * k * sizeof *i1), *i2 = malloc(nq * k * sizeof *i2);
+    assert_int_equal(cb_hnsw_search(h, Q, nq, k, CB_KNN_L2, NULL, i1, NULL, &err), CB_OK);
+    assert_int_equal(cb_hnsw_search(g, Q, nq, k, CB_KNN_L2, NULL, i2, NULL, &err), CB_OK);
+    assert_memory_equal(i1, i2, nq * k * sizeof *i1);
+    cb_hnsw_free(g);
+    /* another model, another shape */
+    assert_int_equal(cb_hnsw_load(&g, path, B, n, d, "model-B", &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "another model"));
+    assert_int_equal(cb_hnsw_load(&g, path, B, n - 1, d, "model-A", &err), CB_EFORMAT);
+    assert_int_equal(cb_hnsw_load(&g, path, B, n, d - 1, "model-A", &err), CB_EFORMAT);
+    assert_null(g);
+    /* one flipped byte near the end (inside the links): the checksum says so */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, -100, SEEK_END), 0);
+    int c = fgetc(f);
+    assert_int_equal(fseek(f, -100, SEEK_END), 0);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+    assert_int_equal(cb_hnsw_load(&g, path, B, n, d, "model-A", &err), CB_EFORMAT);
+    assert_null(g);
+    remove(path);
+    rmdir(dir);
+    free(path), free(dir), free(i1), free(i2), free(B), free(Q);
+    cb_hnsw_free(h);
+}
+
+static cb_config *config(cb_config_kind kind, const char *const kv[][2], size_t n) {
+    cb_config *c = NULL;
+    cb_error err;
+    assert_int_equal(cb_config_create(&c, kind, &err), CB_OK);
+    for (size_t i = 0; i < n; i++) assert_int_equal(cb_config_set(c, kv[i][0], kv[i][1], &err), CB_OK);
+    return c;
+}
+
+/* similar under each mode: approximate lists carry the exact scores */
+static void recommender_modes(void **state) {
+    (void)state;
+    static const char *const synth_kv[][2] = {{"users", "200"}, {"items", "1500"}, {"ratings", "6000"}};
+    static const char *const train_kv[][2] = {{"epochs", "1"}, {"user-layers", "16"}, {"item-layers", "16"},
+                                              {"dim", "8"}, {"threads", "1"}};
+    cb_config *sc = config(CB_CONFIG_SYNTH, synth_kv, 3), *tc = config(CB_CONFIG_TRAIN, train_kv, 5);
+    char *dir = tu_tmpdir(), *index_path = tu_path(dir, "m.hnsw");
+    cb_error err;
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = NULL;
+    assert_int_equal(cb_synth_write_folder(dir, sc, &err), CB_OK);
+    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
+    assert_int_equal(cb_train(&rec, ds, tc, NULL, NULL, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_APPROX, 0, &err), CB_EINVAL);
+    assert_int_equal(cb_recommender_save_index(rec, index_path, &err), CB_EINVAL);
+    assert_int_equal(cb_recommender_build_index(rec, 8, 100, &err), CB_OK);
+    assert_int_equal(cb_recommender_search_is_approximate(rec), 0); /* auto: a small catalog */
+    assert_int_equal(cb_recommender_save_index(rec, index_path, &err), CB_OK);
+    assert_int_equal(cb_recommender_load_index(rec, index_path, &err), CB_OK);
+    const size_t n_items = 60, k = 10;
+    size_t same = 0;
+    for (size_t item = 0; item < n_items; item++) {
+        cb_list *ex = NULL, *ap = NULL;
+        assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_EXACT, 0, &err), CB_OK);
+        assert_int_equal(cb_recommender_similar(rec, item, k, &ex, &err), CB_OK);
+        assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_APPROX, 0, &err), CB_OK);
+        assert_int_equal(cb_recommender_search_is_approximate(rec), 1);
+        assert_int_equal(cb_recommender_similar(rec, item, k, &ap, &err), CB_OK);
+        assert_int_equal(cb_list_size(ap), k);
+        for (size_t r = 0; r < k; r++) same += cb_list_score(ap, r) == cb_list_score(ex, r);
+        cb_list_free(ex), cb_list_free(ap);
+    }
+    fprintf(stderr, "  recommender similar: %zu of %zu approximate scores equal the exact ones\n", same, n_items * k);
+    assert_true(same >= n_items * k * 95 / 100);
+    /* the table from the index */
+    assert_int_equal(cb_recommender_build_table(rec, 10, 1, &err), CB_OK);
+    assert_int_equal(cb_recommender_table_k(rec), 10);
+    cb_recommender_free(rec);
+    cb_dataset_close(ds);
+    cb_config_free(sc), cb_config_free(tc);
+    tu_rmrf(dir);
+    free(index_path), free(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(recall_at_default_ef),
+        cmocka_unit_test(scalar_dims_and_tiny),
+        cmocka_unit_test(filtered_search_keeps_recall),
+        cmocka_unit_test(deterministic_and_table),
+        cmocka_unit_test(save_load),
+        cmocka_unit_test(recommender_modes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

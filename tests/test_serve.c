@@ -1,0 +1,665 @@
+/* test_serve — `cbrec serve` over real sockets on 127.0.0.1 (a free port the
+ * server picks and prints): every endpoint, the errors (400/401/403/404/405/
+ * 413/414), the token, reload good and bad (HTTP and SIGHUP), malformed HTTP
+ * and JSON (truncated bodies, huge headers, slow clients, invalid UTF-8, wrong
+ * types: a clean 4xx and the server keeps serving), live events changing a
+ * user's list at once, and kill -9 during a stream of acknowledged events:
+ * after a restart every acknowledged event is there. The model is trained by
+ * the test on a synthetic dataset; servers are stopped by the test. */
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#define TOKEN "test-token-0123456789abcdef"
+
+static const char *cbrec(void) {
+    const char *c = getenv("CBREC");
+    return c ? c : "./cbrec";
+}
+
+typedef struct server {
+    pid_t pid;
+    unsigned port;
+} server;
+
+typedef struct fixture {
+    char *dir, *data, *model, *model2, *events, *token;
+    server srv;
+} fixture;
+
+static int sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* Start `cbrec serve` with extra arguments; read the port from its first line. */
+static server start_server(const fixture *f, const char *events, const char *extra) {
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        close(fd[0]);
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "exec %s serve --model %s --listen 127.0.0.1:0 --token-file %s --timeout 2 -q %s%s %s",
+                 cbrec(), f->model, f->token, events ? "--events " : "", events ? events : "", extra ? extra : "");
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    FILE *in = fdopen(fd[0], "r");
+    char line[1024] = "";
+    assert_non_null(fgets(line, sizeof line, in));
+    fclose(in);
+    const char *p = strstr(line, "127.0.0.1:");
+    assert_non_null(p);
+    server s = {pid, (unsigned)atoi(p + 10)};
+    assert_true(s.port > 0);
+    return s;
+}
+
+static void stop_server(server *s, int sig) {
+    if (s->pid <= 0) return;
+    kill(s->pid, sig);
+    int st;
+    waitpid(s->pid, &st, 0);
+    if (sig == SIGTERM) assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* a clean stop, no crash */
+    s->pid = 0;
+}
+
+static int connect_to(unsigned port) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(s, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {10, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return s;
+}
+
+/* Send raw bytes, read the answer to EOF; returns the status (0: none), body malloc'd into *body. */
+static int raw(unsigned port, const char *bytes, size_t len, char **body) {
+    int s = connect_to(port);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(s, bytes + off, len - off, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        off += (size_t)n;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    ssize_t got;
+    while ((got = recv(s, buf + n, cap - n - 1, 0)) > 0) {
+        n += (size_t)got;
+        if (cap - n < 4096) buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = 0;
+    close(s);
+    int status = 0;
+    sscanf(buf, "HTTP/1.%*d %d", &status);
+    char *b = strstr(buf, "\r\n\r\n");
+    if (body) *body = strdup(b ? b + 4 : "");
+    free(buf);
+    return status;
+}
+
+/* One HTTP/1.1 request; token: add the bearer header. */
+static int http(const fixture *f, const char *method, const char *path, const char *body, int token, char **out) {
+    size_t blen = body ? strlen(body) : 0, cap = blen + strlen(path) + 512;
+    char *req = malloc(cap);
+    int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%sContent-Length: %zu\r\n\r\n",
+                     method, path, token ? "Authorization: Bearer " : "", token == 2 ? "wrong-token-xxxxxxxxxx" : token ? TOKEN : "",
+                     token ? "\r\n" : "", blen);
+    if (body) memcpy(req + n, body, blen);
+    int st = raw(f->srv.port, req, (size_t)n + blen, out);
+    free(req);
+    return st;
+}
+
+/* GET path, expect status, return the parsed JSON (caller decrefs). */
+static json_t *get_json(const fixture *f, const char *path, int expect) {
+    char *body;
+    int st = http(f, "GET", path, NULL, 0, &body);
+    if (st != expect) fprintf(stderr, "GET %s: %d %s\n", path, st, body);
+    assert_int_equal(st, expect);
+    json_t *j = json_loads(body, 0, NULL);
+    if (!j) fprintf(stderr, "GET %s: not JSON: %.200s\n", path, body);
+    assert_non_null(j);
+    free(body);
+    return j;
+}
+
+static json_t *post_json(const fixture *f, const char *path, const char *body, int token, int expect) {
+    char *out;
+    int st = http(f, "POST", path, body, token, &out);
+    if (st != expect) fprintf(stderr, "POST %s %s: %d %s\n", path, body, st, out);
+    assert_int_equal(st, expect);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    free(out);
+    return j;
+}
+
+/* The error object of a 4xx/5xx answer has the status. */
+static void expect_error(const fixture *f, const char *method, const char *path, const char *body, int token, int status) {
+    char *out;
+    int st = http(f, method, path, body, token, &out);
+    if (st != status) fprintf(stderr, "%s %s: %d %s\n", method, path, st, out);
+    assert_int_equal(st, status);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "error"), "status")), status);
+    assert_true(json_string_length(json_object_get(json_object_get(j, "error"), "message")) > 0);
+    json_decref(j);
+    free(out);
+}
+
+static void still_serving(const fixture *f) {
+    json_t *j = get_json(f, "/healthz", 200);
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "ok");
+    json_decref(j);
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_tmpdir();
+    f->data = tu_path(f->dir, "data");
+    f->model = tu_path(f->dir, "m.cbrec");
+    f->model2 = tu_path(f->dir, "m2.cbrec");
+    f->events = tu_path(f->dir, "events.sqlite");
+    f->token = tu_write(f->dir, "token", TOKEN "\n");
+    assert_int_equal(sh("%s synth --out %s --users 120 --items 150 --ratings 6000 --genres 6 --seed 5 >/dev/null", cbrec(), f->data), 0);
+    const char *train = "--user-layers 16 --item-layers 16 --dim 8 --epochs 2 --batch 64 -q >/dev/null";
+    assert_int_equal(sh("%s train --data %s --model %s %s --seed 1", cbrec(), f->data, f->model, train), 0);
+    assert_int_equal(sh("%s train --data %s --model %s %s --seed 2", cbrec(), f->data, f->model2, train), 0);
+    f->srv = start_server(f, f->events, NULL);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    stop_server(&f->srv, SIGTERM);
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f->data);
+    free(f->model);
+    free(f->model2);
+    free(f->events);
+    free(f->token);
+    free(f);
+    return 0;
+}
+
+/* ---- read endpoints */
+
+static bool in_list(json_t *items, const char *id) {
+    size_t i;
+    json_t *x;
+    json_array_foreach(items, i, x) {
+        const char *v = json_string_value(json_object_get(x, "item"));
+        if (!v) v = json_string_value(x);
+        if (v && !strcmp(v, id)) return true;
+    }
+    return false;
+}
+
+static void read_endpoints(void **state) {
+    fixture *f = *state;
+    json_t *j = get_json(f, "/healthz", 200);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "model"), "items")), 150);
+    assert_true(json_string_length(json_object_get(j, "model_version")) > 0);
+    json_decref(j);
+    j = get_json(f, "/v1/meta", 200);
+    assert_int_equal(json_array_size(json_object_get(j, "genres")), 6);
+    assert_non_null(json_object_get(json_object_get(j, "user_columns"), "gender"));
+    json_decref(j);
+    /* search: substring, case-insensitive, most rated first */
+    j = get_json(f, "/v1/items?q=story&limit=5", 200);
+    json_t *items = json_object_get(j, "items");
+    assert_int_equal(json_array_size(items), 5);
+    for (size_t i = 1; i < 5; i++)
+        assert_true(json_integer_value(json_object_get(json_array_get(items, i - 1), "n_ratings")) >=
+                    json_integer_value(json_object_get(json_array_get(items, i), "n_ratings")));
+    json_decref(j);
+    j = get_json(f, "/v1/items?q=no+such+title+xyz", 200);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 0);
+    json_decref(j);
+    j = get_json(f, "/v1/items/1", 200);
+    assert_string_equal(json_string_value(json_object_get(j, "item")), "1");
+    assert_true(json_array_size(json_object_get(j, "genres")) >= 1);
+    assert_true(json_is_false(json_object_get(j, "new")));
+    assert_true(json_number_value(json_object_get(j, "mean_rating")) > 0);
+    json_decref(j);
+    j = get_json(f, "/v1/similar?item=1&k=4", 200);
+    assert_string_equal(json_string_value(json_object_get(j, "criterion")), "cosine similarity");
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 4);
+    assert_false(in_list(json_object_get(j, "items"), "1"));
+    json_decref(j);
+    j = get_json(f, "/v1/users?limit=3", 200);
+    assert_int_equal(json_array_size(json_object_get(j, "users")), 3);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 120);
+    json_decref(j);
+    j = get_json(f, "/v1/users/2", 200);
+    json_t *hist = json_object_get(j, "history");
+    assert_int_equal(json_array_size(hist), json_integer_value(json_object_get(j, "n_ratings")));
+    assert_true(json_array_size(hist) > 0);
+    /* recommend: n items, reasons on each, none the user rated */
+    json_t *r = get_json(f, "/v1/recommend?user=2&n=5", 200);
+    items = json_object_get(r, "items");
+    assert_int_equal(json_array_size(items), 5);
+    assert_string_equal(json_string_value(json_object_get(r, "user")), "2");
+    size_t i;
+    json_t *x;
+    json_array_foreach(items, i, x) {
+        assert_true(json_array_size(json_object_get(x, "reasons")) > 0);
+        assert_false(in_list(hist, json_string_value(json_object_get(x, "item"))));
+    }
+    /* exclude the first: it is gone; POST with the same user agrees with GET */
+    char path[256], body[256];
+    const char *top = json_string_value(json_object_get(json_array_get(items, 0), "item"));
+    snprintf(path, sizeof path, "/v1/recommend?user=2&n=5&exclude=%s", top);
+    json_t *r2 = get_json(f, path, 200);
+    assert_false(in_list(json_object_get(r2, "items"), top));
+    json_decref(r2);
+    snprintf(body, sizeof body, "{\"user\": \"2\", \"n\": 5}");
+    r2 = post_json(f, "/v1/recommend", body, 0, 200);
+    assert_true(json_equal(json_object_get(r2, "items"), items));
+    json_decref(r2);
+    snprintf(body, sizeof body, "{\"user\": 2, \"n\": 5, \"block\": [\"%s\"], \"diversity\": 0.5, \"include_seen\": false}", top);
+    r2 = post_json(f, "/v1/recommend", body, 0, 200);
+    assert_int_equal(json_array_size(json_object_get(r2, "items")), 5);
+    assert_false(in_list(json_object_get(r2, "items"), top));
+    json_decref(r2);
+    /* the map: points with coordinates, the user's top-n and history highlighted */
+    json_t *m = get_json(f, "/v1/map?user=2&n=5", 200);
+    assert_int_equal(json_array_size(json_object_get(m, "highlight")), 5);
+    assert_int_equal(json_array_size(json_object_get(m, "history")), json_array_size(hist));
+    assert_int_equal(json_array_size(json_object_get(m, "points")), 150);
+    assert_true(json_is_real(json_object_get(json_array_get(json_object_get(m, "points"), 0), "x")));
+    json_decref(m);
+    json_decref(r);
+    json_decref(j);
+}
+
+static void new_profile_and_batch(void **state) {
+    fixture *f = *state;
+    json_t *j = post_json(f, "/v1/recommend", "{\"profile\": {\"ratings\": {\"1\": 5, \"2\": 4}, \"genre_ratings\": {\"Comedy\": 5}}, \"n\": 3}", 0, 200);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 3);
+    assert_false(in_list(json_object_get(j, "items"), "1")); /* rated in the profile */
+    json_decref(j);
+    j = post_json(f, "/v1/recommend/batch", "{\"users\": [\"1\", \"2\", 3], \"n\": 4}", 0, 200);
+    json_t *res = json_object_get(j, "results");
+    assert_int_equal(json_array_size(res), 3);
+    assert_int_equal(json_array_size(json_object_get(json_array_get(res, 2), "items")), 4);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 2), "user")), "3");
+    json_decref(j);
+}
+
+static void static_assets_and_openapi(void **state) {
+    fixture *f = *state;
+    char *body;
+    assert_int_equal(http(f, "GET", "/", NULL, 0, &body), 200);
+    assert_non_null(strstr(body, "<html"));
+    free(body);
+    assert_int_equal(http(f, "GET", "/metrics", NULL, 0, &body), 200);
+    assert_non_null(strstr(body, "cbrec_http_requests_total{route=\"GET /v1/recommend\",status=\"200\"}"));
+    assert_non_null(strstr(body, "cbrec_http_request_duration_seconds_bucket"));
+    assert_non_null(strstr(body, "cbrec_model_info{version=\""));
+    free(body);
+    /* every route of the route table (src/serve/routes.c) is in the OpenAPI document */
+    json_t *doc = get_json(f, "/openapi.json", 200);
+    assert_string_equal(json_string_value(json_object_get(doc, "openapi")), "3.0.3");
+    json_t *paths = json_object_get(doc, "paths");
+    FILE *src = fopen("src/serve/routes.c", "r");
+    assert_non_null(src);
+    char line[512];
+    int n_routes = 0;
+    while (fgets(line, sizeof line, src)) {
+        char method[16], pattern[128], lower[16];
+        if (sscanf(line, " {\"%15[A-Z]\", \"%127[^\"]\"", method, pattern) != 2) continue;
+        for (size_t i = 0; i <= strlen(method); i++) lower[i] = (char)tolower((unsigned char)method[i]);
+        json_t *p = json_object_get(paths, pattern);
+        if (!p || !json_object_get(p, lower)) fprintf(stderr, "openapi.json lacks %s %s\n", method, pattern);
+        assert_non_null(p);
+        assert_non_null(json_object_get(p, lower));
+        n_routes++;
+    }
+    fclose(src);
+    assert_true(n_routes >= 14);
+    json_decref(doc);
+}
+
+/* ---- errors and malformed input: a clean 4xx each, and the server keeps serving */
+
+static void clean_errors(void **state) {
+    fixture *f = *state;
+    expect_error(f, "GET", "/v1/items/no-such-item", NULL, 0, 404);
+    expect_error(f, "GET", "/v1/users/no-such-user", NULL, 0, 404);
+    expect_error(f, "GET", "/v1/recommend?user=no-such-user", NULL, 0, 404);
+    expect_error(f, "GET", "/v1/similar?item=no-such-item", NULL, 0, 404);
+    expect_error(f, "GET", "/v1/nothing-here", NULL, 0, 404);
+    expect_error(f, "DELETE", "/v1/recommend", NULL, 0, 405);
+    expect_error(f, "POST", "/v1/items", "{}", 0, 405);
+    expect_error(f, "GET", "/v1/recommend", NULL, 0, 400);
+    expect_error(f, "GET", "/v1/recommend?user=1&n=0", NULL, 0, 400);
+    expect_error(f, "GET", "/v1/recommend?user=1&n=100000", NULL, 0, 400);
+    expect_error(f, "GET", "/v1/recommend?user=1&n=-3", NULL, 0, 400);
+    expect_error(f, "GET", "/v1/recommend?user=1&diversity=7", NULL, 0, 400);
+    expect_error(f, "GET", "/v1/recommend?user=1&rank_by=nonsense", NULL, 0, 400);
+    expect_error(f, "GET", "/v1/similar?item=1&k=abc", NULL, 0, 400);
+    /* JSON: truncated, not an object, wrong types, invalid UTF-8, duplicate keys */
+    expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\"", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "[1, 2]", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"user\": [1]}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"n\": \"ten\"}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"exclude\": {\"a\": 1}}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"profile\": \"x\"}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"1\": \"five\"}}}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"no-such\": 5}}}", 0, 404);
+    expect_error(f, "POST", "/v1/recommend", "{\"user\": \"\xff\xfe\"}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"user\": \"2\"}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"profile\": {}}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend/batch", "{\"users\": \"1\"}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend/batch", "{\"users\": [\"nobody\"]}", 0, 404);
+    expect_error(f, "GET", "/v1/users/\xff\xfe", NULL, 0, 404); /* invalid UTF-8 echoed cleanly */
+    still_serving(f);
+}
+
+static void malformed_http(void **state) {
+    fixture *f = *state;
+    char *body = NULL;
+    /* a body over the limit: 413 before it is read */
+    const char *big = "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n{";
+    int st = raw(f->srv.port, big, strlen(big), &body);
+    assert_int_equal(st, 413);
+    assert_non_null(strstr(body, "\"status\":413"));
+    free(body);
+    /* a chunked body over the limit, without Content-Length */
+    size_t cap = (1 << 21) + 4096, n;
+    char *req = malloc(cap);
+    n = (size_t)snprintf(req, cap, "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int c = 0; c < 2; c++) {
+        n += (size_t)snprintf(req + n, cap - n, "%x\r\n", 700000);
+        memset(req + n, ' ', 700000);
+        n += 700000;
+        n += (size_t)snprintf(req + n, cap - n, "\r\n");
+    }
+    n += (size_t)snprintf(req + n, cap - n, "0\r\n\r\n");
+    assert_int_equal(raw(f->srv.port, req, n, &body), 413);
+    free(body);
+    /* a huge header: refused (libmicrohttpd answers 431 itself, with an HTML body), never a crash */
+    n = (size_t)snprintf(req, cap, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(req + n, 'a', 200000);
+    n += 200000;
+    n += (size_t)snprintf(req + n, cap - n, "\r\nConnection: close\r\n\r\n");
+    st = raw(f->srv.port, req, n, NULL);
+    assert_int_equal(st, 431);
+    /* a long query: 414 */
+    n = (size_t)snprintf(req, cap, "GET /v1/items?q=");
+    memset(req + n, 'a', 6000);
+    n += 6000;
+    n += (size_t)snprintf(req + n, cap - n, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_int_equal(raw(f->srv.port, req, n, NULL), 414);
+    free(req);
+    /* garbage and a request line without a version */
+    int garbage = raw(f->srv.port, "\x01\x02garbage\r\n\r\n", 13, NULL);
+    assert_true(garbage == 0 || (garbage >= 400 && garbage < 500));
+    /* a truncated body: the client promises 100 bytes, sends 10 and hangs up */
+    const char *trunc = "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"user\": \"";
+    int s = connect_to(f->srv.port);
+    assert_true(send(s, trunc, strlen(trunc), MSG_NOSIGNAL) > 0);
+    close(s);
+    still_serving(f);
+    /* a slow client: while it dribbles, others are served; the server drops it after --timeout 2 */
+    s = connect_to(f->srv.port);
+    assert_true(send(s, "GET /heal", 9, MSG_NOSIGNAL) == 9);
+    still_serving(f);
+    struct pollfd pfd = {s, POLLIN, 0};
+    assert_int_equal(poll(&pfd, 1, 6000), 1); /* closed by the server (EOF) within the timeout */
+    char c;
+    assert_true(recv(s, &c, 1, 0) <= 0);
+    close(s);
+    still_serving(f);
+}
+
+/* ---- token, events */
+
+static void token_and_events(void **state) {
+    fixture *f = *state;
+    expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\", \"rating\": 5}", 0, 401);
+    expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\", \"rating\": 5}", 2, 401);
+    expect_error(f, "POST", "/v1/admin/reload", NULL, 0, 401);
+    expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"no-such\", \"rating\": 5}", 1, 404);
+    expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\", \"rating\": 99}", 1, 400);
+    expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\", \"rating\": \"5\"}", 1, 400);
+    expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\"}", 1, 400);
+    expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\", \"event\": \"purchase\"}", 1, 400);
+    expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\", \"rating\": 5, \"time\": -1}", 1, 400);
+    /* a rating for the user's top item: it leaves the list at once (now rated) */
+    json_t *r = get_json(f, "/v1/recommend?user=4&n=5", 200);
+    char top[64], body[128];
+    snprintf(top, sizeof top, "%s", json_string_value(json_object_get(json_array_get(json_object_get(r, "items"), 0), "item")));
+    json_decref(r);
+    snprintf(body, sizeof body, "{\"item\": \"%s\", \"rating\": 1, \"time\": 1700000000}", top);
+    json_t *ack = post_json(f, "/v1/users/4/events", body, 1, 200);
+    assert_true(json_is_true(json_object_get(ack, "stored")));
+    assert_true(json_integer_value(json_object_get(ack, "seq")) >= 1);
+    json_decref(ack);
+    r = get_json(f, "/v1/recommend?user=4&n=5", 200);
+    assert_false(in_list(json_object_get(r, "items"), top));
+    json_decref(r);
+    r = get_json(f, "/v1/users/4", 200);
+    assert_int_equal(json_integer_value(json_object_get(r, "live_events")), 1);
+    json_decref(r);
+    /* a user the model never saw, known from a click only */
+    expect_error(f, "GET", "/v1/recommend?user=newcomer", NULL, 0, 404);
+    json_decref(post_json(f, "/v1/users/newcomer/events", "{\"item\": 7, \"event\": \"click\"}", 1, 200));
+    r = get_json(f, "/v1/recommend?user=newcomer&n=3", 200);
+    assert_int_equal(json_array_size(json_object_get(r, "items")), 3);
+    assert_false(in_list(json_object_get(r, "items"), "7"));
+    char *notes = json_dumps(json_object_get(r, "notes"), 0);
+    assert_non_null(strstr(notes, "not in the model"));
+    free(notes);
+    json_decref(r);
+    r = get_json(f, "/v1/users/newcomer", 200);
+    assert_true(json_is_false(json_object_get(r, "known")));
+    json_decref(r);
+    /* the map of a user known from events: its history is the clicked item, its top-n highlighted */
+    r = get_json(f, "/v1/map?user=newcomer&n=3", 200);
+    assert_true(in_list(json_object_get(r, "history"), "7"));
+    assert_int_equal(json_array_size(json_object_get(r, "highlight")), 3);
+    json_decref(r);
+    r = get_json(f, "/v1/map", 200);
+    assert_int_equal(json_array_size(json_object_get(r, "highlight")), 0);
+    assert_true(json_array_size(json_object_get(json_array_get(json_object_get(r, "points"), 0), "genres")) >= 1);
+    json_decref(r);
+    expect_error(f, "GET", "/v1/map?user=nobody-at-all", NULL, 0, 404);
+}
+
+/* ---- overload: a request in flight (its body still arriving) holds the only place */
+
+static void overload_is_503(void **state) {
+    fixture *f = *state;
+    fixture g = *f;
+    g.srv = start_server(f, NULL, "--max-inflight 1");
+    const char *part = "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"user\": ";
+    int hold = connect_to(g.srv.port);
+    assert_true(send(hold, part, strlen(part), MSG_NOSIGNAL) > 0);
+    int st = 0;
+    char *out = NULL;
+    for (int tries = 0; tries < 100 && st != 503; tries++) { /* once the server has read its headers */
+        free(out);
+        out = NULL;
+        st = http(&g, "GET", "/v1/meta", NULL, 0, &out);
+        if (st != 503) usleep(20000);
+    }
+    assert_int_equal(st, 503);
+    assert_non_null(strstr(out, "\"status\":503"));
+    free(out);
+    close(hold); /* the place is free again */
+    for (int tries = 0; tries < 100 && st != 200; tries++) {
+        st = http(&g, "GET", "/v1/meta", NULL, 0, NULL);
+        if (st != 200) usleep(20000);
+    }
+    assert_int_equal(st, 200);
+    stop_server(&g.srv, SIGTERM);
+}
+
+/* ---- reload */
+
+static char *version(const fixture *f) {
+    json_t *j = get_json(f, "/healthz", 200);
+    char *v = strdup(json_string_value(json_object_get(j, "model_version")));
+    json_decref(j);
+    return v;
+}
+
+static void reload_good_and_bad(void **state) {
+    fixture *f = *state;
+    char *v1 = version(f), *backup = tu_path(f->dir, "m.backup");
+    assert_int_equal(sh("cp %s %s", f->model, backup), 0);
+    /* a new model file, renamed into place: HTTP reload swaps it in */
+    assert_int_equal(sh("cp %s %s.tmp && mv %s.tmp %s", f->model2, f->model, f->model, f->model), 0);
+    json_t *j = post_json(f, "/v1/admin/reload", NULL, 1, 200);
+    char *v2 = version(f);
+    assert_string_equal(json_string_value(json_object_get(j, "model_version")), v2);
+    assert_string_not_equal(v1, v2);
+    json_decref(j);
+    json_decref(get_json(f, "/v1/recommend?user=2&n=3", 200));
+    /* a bad file: refused, the old model keeps serving */
+    assert_int_equal(sh("printf 'not a model' > %s.tmp && mv %s.tmp %s", f->model, f->model, f->model), 0);
+    expect_error(f, "POST", "/v1/admin/reload", NULL, 1, 500);
+    char *v3 = version(f);
+    assert_string_equal(v3, v2);
+    json_decref(get_json(f, "/v1/recommend?user=2&n=3", 200));
+    /* SIGHUP: the first model back */
+    assert_int_equal(sh("cp %s %s.tmp && mv %s.tmp %s", backup, f->model, f->model, f->model), 0);
+    kill(f->srv.pid, SIGHUP);
+    char *v4 = NULL;
+    for (int tries = 0; tries < 100; tries++) {
+        free(v4);
+        v4 = version(f);
+        if (!strcmp(v4, v1)) break;
+        usleep(50000);
+    }
+    assert_string_equal(v4, v1);
+    /* SIGHUPs in a burst, requests between them: every answer 200, the server alive */
+    for (int k = 0; k < 5; k++) {
+        kill(f->srv.pid, SIGHUP);
+        json_decref(get_json(f, "/v1/recommend?user=3&n=3", 200));
+    }
+    still_serving(f);
+    char *metrics;
+    assert_int_equal(http(f, "GET", "/metrics", NULL, 0, &metrics), 200);
+    assert_non_null(strstr(metrics, "cbrec_model_reloads_total{result=\"failed\"} 1"));
+    free(metrics);
+    free(v1);
+    free(v2);
+    free(v3);
+    free(v4);
+    free(backup);
+}
+
+/* ---- kill -9 during a stream of acknowledged events */
+
+static void kill9_keeps_acknowledged_events(void **state) {
+    fixture *f = *state;
+    char *store = tu_path(f->dir, "crash.sqlite"), *csv = tu_path(f->dir, "crash.csv");
+    fixture g = *f;
+    g.srv = start_server(f, store, NULL);
+    int acks[2];
+    assert_int_equal(pipe(acks), 0);
+    pid_t writer = fork();
+    assert_true(writer >= 0);
+    if (writer == 0) { /* streams events until the server dies; reports each acknowledged item */
+        close(acks[0]);
+        for (int k = 1; k <= 150; k++) {
+            char body[96], *out = NULL;
+            snprintf(body, sizeof body, "{\"item\": \"%d\", \"rating\": 4}", k);
+            int st = http(&g, "POST", "/v1/users/crash-user/events", body, 1, &out);
+            bool stored = st == 200 && out && strstr(out, "\"stored\":true");
+            free(out);
+            if (!stored) break;
+            if (write(acks[1], &k, sizeof k) != sizeof k) break;
+        }
+        _exit(0);
+    }
+    close(acks[1]);
+    int k, n_acked = 0, acked[200];
+    while (read(acks[0], &k, sizeof k) == sizeof k) {
+        acked[n_acked++] = k;
+        if (n_acked == 20) kill(g.srv.pid, SIGKILL); /* mid-stream: more requests are on their way */
+    }
+    close(acks[0]);
+    waitpid(writer, NULL, 0);
+    stop_server(&g.srv, SIGKILL);
+    assert_true(n_acked >= 20);
+    /* restart on the same store: every acknowledged event is there */
+    g.srv = start_server(f, store, NULL);
+    char path[64];
+    snprintf(path, sizeof path, "/v1/users/crash-user");
+    json_t *u = get_json(&g, path, 200);
+    assert_true(json_integer_value(json_object_get(u, "live_events")) >= n_acked);
+    json_decref(u);
+    stop_server(&g.srv, SIGTERM);
+    assert_int_equal(sh("%s events export --events %s --out %s >/dev/null", cbrec(), store, csv), 0);
+    FILE *in = fopen(csv, "r");
+    assert_non_null(in);
+    char line[256];
+    bool seen[200] = {0};
+    while (fgets(line, sizeof line, in)) {
+        int item;
+        if (sscanf(line, "crash-user,%d,4,", &item) == 1 && item > 0 && item < 200) seen[item] = true;
+    }
+    fclose(in);
+    for (int i = 0; i < n_acked; i++) assert_true(seen[acked[i]]);
+    free(store);
+    free(csv);
+}
+
+/* ---- starting: bad options and files are clear errors, no server */
+
+static void bad_start(void **state) {
+    fixture *f = *state;
+    char *bad = tu_write(f->dir, "bad.cbrec", "not a model"), *short_token = tu_write(f->dir, "short", "abc\n");
+    assert_int_equal(sh("%s serve >/dev/null 2>&1", cbrec()), 2);
+    assert_int_equal(sh("%s serve --model %s --threads 0 >/dev/null 2>&1", cbrec(), f->model), 2);
+    assert_int_equal(sh("%s serve --model %s --listen 127.0.0.1:0 >/dev/null 2>&1", cbrec(), bad), 1);
+    assert_int_equal(sh("%s serve --model %s --listen nowhere >/dev/null 2>&1", cbrec(), f->model), 1);
+    assert_int_equal(sh("%s serve --model %s --listen 127.0.0.1:0 --token-file %s >/dev/null 2>&1", cbrec(), f->model,
+                        short_token), 1);
+    assert_int_equal(sh("%s serve --model %s --listen 127.0.0.1:0 --events %s/no/such/dir/e.sqlite >/dev/null 2>&1",
+                        cbrec(), f->model, f->dir), 1);
+    assert_int_equal(sh("%s events export --events %s --out %s/x.csv >/dev/null 2>&1", cbrec(), bad, f->dir), 1);
+    free(bad);
+    free(short_token);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(read_endpoints),         cmocka_unit_test(new_profile_and_batch),
+        cmocka_unit_test(static_assets_and_openapi), cmocka_unit_test(clean_errors),
+        cmocka_unit_test(malformed_http),         cmocka_unit_test(token_and_events),
+        cmocka_unit_test(reload_good_and_bad),    cmocka_unit_test(kill9_keeps_acknowledged_events),
+        cmocka_unit_test(overload_is_503),        cmocka_unit_test(bad_start),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
