@@ -113,7 +113,7 @@ static void tick_stops_training(void **state) {
     assert_int_equal(cb_dataset_open(&ds, data, NULL, &err), CB_OK);
     for (int threads = 1; threads <= 2; threads++) {
         cb_config *cfg = NULL;
-        char tv[8];
+        char tv[16];
         snprintf(tv, sizeof tv, "%d", threads);
         assert_int_equal(cb_config_create(&cfg, CB_CONFIG_TRAIN, &err), CB_OK);
         assert_int_equal(cb_config_set(cfg, "epochs", "20", &err), CB_OK);

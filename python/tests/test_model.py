@@ -248,7 +248,10 @@ def test_no_leaks_over_10000_calls(model):
     rss_growth = rss_kb() - rss0
     assert (sys.getrefcount(model), sys.getrefcount(user), sys.getrefcount(item)) == refs
     assert grown < 64 * 1024, "traced Python memory grew by %d bytes" % grown
-    assert rss_growth < 8 * 1024, "RSS grew by %d kB" % rss_growth
+    # AddressSanitizer (make test SANITIZE=1) keeps freed memory in its
+    # quarantine on purpose: RSS says nothing there; the checks above still hold
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        assert rss_growth < 8 * 1024, "RSS grew by %d kB" % rss_growth
 
 
 def test_evaluate_returns_a_dict(dataset):

@@ -200,6 +200,7 @@ CB_API int cb_dataset_builder_add_column(cb_dataset_builder *b, int users, const
     }
     free(rows);
     if (is_title && !rc) b->has_titles = true;
+    if (!rc && k == CB_COL_MULTI && !is_title) snprintf(tb->t->cols[col].sep, sizeof tb->t->cols[col].sep, "%s", sep);
     return rc;
 }
 
@@ -217,10 +218,20 @@ static int years_from_titles(cb_loader *L, cb_error *err) {
     return CB_OK;
 }
 
+/* Columns given to the builder are declared, as a schema declares them: they
+ * keep all their values (the vocabulary control of data/generic.c, with no
+ * limit), where undeclared content columns keep only the most frequent. */
+static void declare_columns(cb_table *t) {
+    for (uint32_t c = 0; c < t->n_cols; c++)
+        if (t->cols[c].kind != CB_COL_NUMERIC) t->cols[c].n_values_seen = cb_vocab_size(t->cols[c].levels);
+}
+
 CB_API int cb_dataset_builder_finish(cb_dataset_builder *b, cb_dataset **out, cb_error *err) {
     if (!b || !out) return cb_fail(err, CB_EINVAL, "cb_dataset_builder_finish: NULL argument");
     *out = NULL;
     if (!b->L.ds) return finished(err);
+    declare_columns(&b->L.ds->item_attr);
+    declare_columns(&b->L.ds->user_attr);
     int rc = years_from_titles(&b->L, err);
     if (rc) {
         cb_ld_abort(&b->L);
