@@ -276,6 +276,7 @@ static void failed_training_keeps_old_model(void **state) {
     char *bad = tu_path(f->dir, "bad");
     assert_int_equal(mkdir(bad, 0777), 0);
     free(tu_write(bad, "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n2,1,nan,2\n"));
+    free(tu_write(bad, "movies.csv", "movieId,title,genres\n1,A (1999),Drama\n"));
     struct stat before, after;
     assert_int_equal(stat(f->model, &before), 0);
     char *out;

@@ -66,11 +66,11 @@ static void print_feature_names(const char *what, const json_t *names) {
     putchar('\n');
 }
 
-static void print_text(const json_t *o, double load_s) {
+static void print_text(const json_t *o, const char *layout_why, double load_s) {
     size_t nu = I(o, "users"), ni = I(o, "items"), nr = I(o, "ratings");
     struct rusage ru;
     long rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
-    printf("layout: %s (%s)\n", S(o, "layout"), S(o, "path"));
+    printf("layout: %s (%s)%s%s\n", S(o, "layout"), S(o, "path"), layout_why[0] ? ": " : "", layout_why);
     printf("%zu users, %zu items, %zu ratings\n", nu, ni, nr);
     printf("ratings: %s, range %g .. %g, %s, density %.4f%%%s\n", B(o, "implicit") ? (B(o, "binary") ? "implicit events" : "implicit events, weighted")
            : B(o, "binary") ? "binary 0/1 labels" : "explicit",
@@ -115,7 +115,7 @@ static int inspect(const char *data, const cb_config *cfg, bool features, bool a
         if (s) puts(s);
         free(s);
     } else {
-        print_text(o, load_s);
+        print_text(o, cb_dataset_layout_reason(ds), load_s);
     }
     json_decref(o);
     return CLI_OK;
