@@ -75,7 +75,7 @@ $(BUILD)/cbrec: $(CLI_OBJ) $(BUILD)/libcbrec.a
 cbrec: $(BUILD)/cbrec
 	cp -f $< $@
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libcbrec.a
+$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/cliutil.h $(BUILD)/libcbrec.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS) -lcmocka
 

@@ -128,6 +128,16 @@ int cmd_precompute(int argc, char **argv) {
     int status = CLI_ERROR;
     cb_recommender *rec = open_rec(cmd, model, NULL);
     if (!rec) return CLI_ERROR;
+    size_t n_items = cb_recommender_item_count(rec);
+    if (k * 2 >= n_items) /* ids + scores: 8 bytes a neighbour */
+        fprintf(stderr, "warning: -k %zu is near the catalog's %zu items: the table will hold about %zu x %zu neighbours "
+                        "(%.1f MB); similar-items lists rarely need more than 100\n",
+                k, n_items, n_items, k < n_items ? k : n_items - 1,
+                (double)n_items * (double)(k < n_items ? k : n_items - 1) * 8.0 / 1e6);
+    if (cb_file_check_writable(out, &err)) {
+        cli_error(cmd, &err);
+        goto done;
+    }
     double t0 = cli_now();
     if (cb_recommender_build_table(rec, k, (int)threads, &err)) {
         cli_error(cmd, &err);
