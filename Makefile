@@ -113,6 +113,7 @@ report: all
 fuzz:
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 	@scripts/fuzz-model.sh $(FUZZ_SECONDS)
+	@scripts/fuzz-targets.sh $(FUZZ_SECONDS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \
