@@ -2,6 +2,7 @@
 #   make                 libcbrec.a, libcbrec.so, ./cbrec
 #   make test            unit + integration tests (last line: "N passed, N failed")
 #   make test SANITIZE=1 the same tests under AddressSanitizer + UBSan
+#   make test VALGRIND=1 the command-line tests with cbrec under valgrind (memcheck)
 #   make bench           benchmarks (ratios against peers measured in the same run)
 #   make examples        examples/*.c built against include/ alone + the static library
 #   make demo            the main job: train on MovieLens (or synthetic) and recommend
@@ -95,8 +96,17 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libcbrec.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ibench -o $@ $< $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS)
 
+# make test VALGRIND=1: the command-line tests (the ones that run `cbrec`) with
+# every cbrec process under valgrind's memcheck; any error or definite leak
+# makes that command exit 99, which fails its test.
+VALGRIND_CMD := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+ifeq ($(VALGRIND),1)
+test: all $(BUILD)/tests/test_cli $(BUILD)/tests/test_harden
+	@CBREC="$(VALGRIND_CMD) $(CBREC)" BUILD=$(BUILD) scripts/run-tests.sh $(BUILD)/tests/test_cli $(BUILD)/tests/test_harden
+else
 test: all $(TEST_BIN) $(EXAMPLE_BIN)
 	@CBREC=$(CBREC) BUILD=$(BUILD) scripts/run-tests.sh $(TEST_BIN)
+endif
 
 bench: all $(BENCH_BIN)
 	@CBREC=$(CBREC) BUILD=$(BUILD) scripts/run-bench.sh

@@ -8,6 +8,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS="build-essential pkg-config libopenblas-dev libcmocka-dev libjansson-dev
       gnuplot-nox clang time libclang-rt-14-dev"
+PKGS="$PKGS valgrind"  # make test VALGRIND=1
 if [ "${1:-}" != "--minimal" ]; then
   PKGS="$PKGS python3 python3-numpy python3-torch"
 fi
