@@ -29,6 +29,7 @@ static int chosen_layout(cb_dataset **out, const char *path, const cb_load_optio
 
 int cb_dataset_load(cb_dataset **out, const char *path, const cb_load_options *opt, cb_error *err) {
     *out = NULL;
+    cb_error_clear(err);
     cb_load_options defaults;
     if (!opt) {
         cb_load_options_default(&defaults);
