@@ -104,6 +104,8 @@ static int inspect(const char *data, const cb_config *cfg, bool features, bool a
     if (cb_dataset_open(&ds, data, cfg, &err)) return cli_error("inspect", &err);
     double load_s = cli_now() - t0;
     int rc = cb_dataset_describe(ds, features ? cfg : NULL, &doc, &err);
+    char why[256];
+    snprintf(why, sizeof why, "%s", cb_dataset_layout_reason(ds));
     cb_dataset_close(ds);
     if (rc) return cli_error("inspect", &err);
     json_t *o = json_loads(doc, 0, NULL);
@@ -115,7 +117,7 @@ static int inspect(const char *data, const cb_config *cfg, bool features, bool a
         if (s) puts(s);
         free(s);
     } else {
-        print_text(o, cb_dataset_layout_reason(ds), load_s);
+        print_text(o, why, load_s);
     }
     json_decref(o);
     return CLI_OK;
