@@ -477,6 +477,9 @@ CB_API int cb_recommender_project_2d(const cb_recommender *rec, float *xy, cb_er
 /* Read a whole regular file (at most max_len bytes, else CB_EPARSE) into a
  * NUL-terminated buffer the caller frees with free(); *len may be NULL. */
 CB_API int cb_file_read(const char *path, size_t max_len, char **text_out, size_t *len, cb_error *err);
+/* Why cb_dataset_open chose the dataset's layout ("the folder has ratings.csv
+ * and movies.csv (MovieLens latest)"); "" when unknown. */
+CB_API const char *cb_dataset_layout_reason(const cb_dataset *ds);
 /* CB_OK when a file can be written at `path` (checked before long work). */
 CB_API int cb_file_check_writable(const char *path, cb_error *err);
 

@@ -22,7 +22,7 @@ else
   trap 'rm -rf "$work"' EXIT
 fi
 mkdir "$work/corpus"
-cp fuzz/corpus/* "$work/corpus/"
+find fuzz/corpus -maxdepth 1 -type f -exec cp {} "$work/corpus/" \;  # the csv seeds (subfolders: other targets)
 # Tokens that matter to a CSV parser, to help the mutator.
 cat > "$work/csv.dict" <<'DICT'
 "\x22"

@@ -13,6 +13,7 @@ PKGS="$PKGS libmicrohttpd-dev libsqlite3-dev wrk"  # cbrec serve, its tests and 
 PKGS="$PKGS chromium nodejs fonts-dejavu-core"
 # the Python binding (make python, its pytest suite, pip install ./python)
 PKGS="$PKGS python3-dev python3-numpy python3-pytest python3-setuptools python3-pip python3-wheel"
+PKGS="$PKGS valgrind"  # make test VALGRIND=1
 if [ "${1:-}" != "--minimal" ]; then
   PKGS="$PKGS python3 python3-numpy python3-torch"
   PKGS="$PKGS python3-hnswlib" # bench only: bench_ann's peer (bench/bench_ann_hnswlib.py)

@@ -2,37 +2,8 @@
  * the order they run them, on a synthetic dataset written by the test (and on
  * the shared MovieLens data when present): exit statuses, the acceptance
  * outputs of the issues, and files left intact when something fails. */
-#include "testutil.h"
+#include "cliutil.h"
 #include <jansson.h>
-
-static const char *cbrec(void) {
-    const char *c = getenv("CBREC");
-    return c ? c : "./cbrec";
-}
-
-/* Run a shell command; capture stdout+stderr (malloc'd) and return the exit status. */
-static int run(char **out, const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += got;
-        if (cap - n < 4096) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    int st = pclose(p);
-    if (out) *out = buf;
-    else free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 typedef struct {
     char *dir, *data, *model;
@@ -276,6 +247,7 @@ static void failed_training_keeps_old_model(void **state) {
     char *bad = tu_path(f->dir, "bad");
     assert_int_equal(mkdir(bad, 0777), 0);
     free(tu_write(bad, "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n2,1,nan,2\n"));
+    free(tu_write(bad, "movies.csv", "movieId,title,genres\n1,A (1999),Drama\n"));
     struct stat before, after;
     assert_int_equal(stat(f->model, &before), 0);
     char *out;

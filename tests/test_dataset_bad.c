@@ -194,6 +194,7 @@ static void test_duplicates_and_unknown_ids(void **state) {
     for (int k = 0; k < 2; k++) {
         d = tu_tmpdir();
         free(tu_write(d, "ratings.csv", dup_files[k]));
+        free(tu_write(d, "cbrec.schema", "ratings = ratings.csv\n")); /* ratings alone, asked for */
         cb_dataset *ds = expect_ok(d, &opt);
         assert_int_equal(ds->n_ratings, 2);
         assert_int_equal(ds->n_skipped, 1);

@@ -34,7 +34,7 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt
                        {"quiet", 'q', NULL, "no progress output on stderr", NULL, &o->quiet}};
     size_t n = 2;
     for (; extra && extra->name && n < 15; extra++) all[n++] = *extra;
-    cb_error err;
+    cb_error err = {0};
     if (cb_config_create(&o->eval, CB_CONFIG_EVAL, &err) || cb_config_create(&o->train, CB_CONFIG_TRAIN, &err))
         return cli_error(cmd, &err);
     const cli_command c = {cmd, usage, all, CB_CONFIG_EVAL, NULL};

@@ -70,11 +70,11 @@ static void print_feature_names(const char *what, const json_t *names) {
     putchar('\n');
 }
 
-static void print_text(const json_t *o, double load_s) {
+static void print_text(const json_t *o, const char *layout_why, double load_s) {
     size_t nu = I(o, "users"), ni = I(o, "items"), nr = I(o, "ratings");
     struct rusage ru;
     long rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
-    printf("layout: %s (%s)\n", S(o, "layout"), S(o, "path"));
+    printf("layout: %s (%s)%s%s\n", S(o, "layout"), S(o, "path"), layout_why[0] ? ": " : "", layout_why);
     printf("%zu users, %zu items, %zu ratings\n", nu, ni, nr);
     printf("ratings: %s, range %g .. %g, %s, density %.4f%%%s\n", B(o, "implicit") ? (B(o, "binary") ? "implicit events" : "implicit events, weighted")
            : B(o, "binary") ? "binary 0/1 labels" : "explicit",
@@ -115,6 +115,8 @@ static int inspect(const char *data, const cb_config *cfg, bool features, bool a
     if (cb_dataset_open(&ds, data, cfg, &err)) return cli_error("inspect", &err);
     double load_s = cli_now() - t0;
     int rc = cb_dataset_describe(ds, features ? cfg : NULL, &doc, &err);
+    char why[256];
+    snprintf(why, sizeof why, "%s", cb_dataset_layout_reason(ds));
     cb_dataset_close(ds);
     if (rc) return cli_error("inspect", &err);
     json_t *o = json_loads(doc, 0, NULL);
@@ -126,7 +128,7 @@ static int inspect(const char *data, const cb_config *cfg, bool features, bool a
         if (s) puts(s);
         free(s);
     } else {
-        print_text(o, load_s);
+        print_text(o, why, load_s);
     }
     json_decref(o);
     return CLI_OK;

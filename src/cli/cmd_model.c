@@ -24,7 +24,7 @@ int cmd_predict(int argc, char **argv) {
     }
     if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
     if (!model || !user || !n_items) return fputs(usage, stderr), CLI_USAGE;
-    cb_error err;
+    cb_error err = {0};
     cb_recommender *rec;
     if (cb_recommender_load(&rec, model, NULL, &err)) return cli_error(cmd, &err);
     int status = CLI_OK;
@@ -64,7 +64,7 @@ int cmd_embed(int argc, char **argv) {
     if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
     if (!model || !out) return fputs(usage, stderr), CLI_USAGE;
     if (strcmp(format, "npy") && strcmp(format, "st")) return cli_fail(CLI_USAGE, cmd, "--format is npy or st");
-    cb_error err;
+    cb_error err = {0};
     cb_recommender *rec;
     if (cb_recommender_load(&rec, model, NULL, &err)) return cli_error(cmd, &err);
     int rc = cb_recommender_export_vectors(rec, out, format, &err);

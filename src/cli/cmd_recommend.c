@@ -21,7 +21,7 @@ static bool parse_count(const char *s, unsigned long lo, unsigned long hi, size_
 
 /* Load the model and optional table; on failure print and return NULL. */
 static cb_recommender *open_rec(const char *cmd, const char *model, const char *table) {
-    cb_error err;
+    cb_error err = {0};
     cb_recommender *rec = NULL;
     if (cb_recommender_load(&rec, model, table, &err)) cli_error(cmd, &err);
     return rec;
@@ -29,7 +29,7 @@ static cb_recommender *open_rec(const char *cmd, const char *model, const char *
 
 /* --item ID|TITLE: print the candidates of an ambiguous title. */
 static int find_item(const char *cmd, const cb_recommender *rec, const char *query, size_t *item) {
-    cb_error err;
+    cb_error err = {0};
     size_t cands[10], n_cands = 0;
     if (!cb_recommender_find_item(rec, query, item, cands, 10, &n_cands, &err)) return CLI_OK;
     cli_error(cmd, &err);
@@ -45,7 +45,7 @@ static void print_notes(const cb_list *l) {
 
 /* The list as the library's JSON document, one line. */
 static int print_json(const char *cmd, const cb_list *l) {
-    cb_error err;
+    cb_error err = {0};
     char *s = NULL;
     if (cb_list_to_json(l, &s, &err)) return cli_error(cmd, &err);
     puts(s);
@@ -80,7 +80,7 @@ int cmd_similar(int argc, char **argv) {
     if (st >= 0) return st;
     if (!model || !query) return cli_usage_error(&c, "give --model and --item");
     if (!parse_count(k_text, 1, 1u << 30, &k)) return cli_usage_error(&c, "-k must be a positive integer");
-    cb_error err;
+    cb_error err = {0};
     cb_list *l = NULL;
     size_t item;
     int status = CLI_ERROR;
@@ -132,20 +132,30 @@ int cmd_precompute(int argc, char **argv) {
     if (!model || !out) return cli_usage_error(&c, "give --model and --out");
     if (!parse_count(k_text, 1, 1u << 20, &k)) return cli_usage_error(&c, "-k must be 1..2^20");
     if (!parse_count(threads_text, 0, 256, &threads)) return cli_usage_error(&c, "--threads must be 0..256");
-    cb_error err;
+    cb_error err = {0};
     int status = CLI_ERROR;
     cb_recommender *rec = open_rec(cmd, model, NULL);
     if (!rec) return CLI_ERROR;
     if ((status = cli_search_apply(cmd, rec, &search))) goto done;
     status = CLI_ERROR;
+    size_t n_items = cb_recommender_item_count(rec);
+    if (k * 2 >= n_items) /* ids + scores: 8 bytes a neighbour */
+        fprintf(stderr, "warning: -k %zu is near the catalog's %zu items: the table will hold about %zu x %zu neighbours "
+                        "(%.1f MB); similar-items lists rarely need more than 100\n",
+                k, n_items, n_items, k < n_items ? k : n_items - 1,
+                (double)n_items * (double)(k < n_items ? k : n_items - 1) * 8.0 / 1e6);
+    if (cb_file_check_writable(out, &err)) {
+        cli_error(cmd, &err);
+        goto done;
+    }
     double t0 = cli_now();
-    if (!search.exact && !search.index && cb_recommender_item_count(rec) >= CB_ANN_AUTO_MIN_ITEMS) {
+    if (!search.exact && !search.index && n_items >= CB_ANN_AUTO_MIN_ITEMS) {
         if (cb_recommender_build_index(rec, 0, 0, &err)) {
             cli_error(cmd, &err);
             goto done;
         }
         fprintf(stderr, "note: %zu items: built an approximate index (%.2fs); --exact for the exact table\n",
-                cb_recommender_item_count(rec), cli_now() - t0);
+                n_items, cli_now() - t0);
     }
     if (cb_recommender_build_table(rec, k, (int)threads, &err)) {
         cli_error(cmd, &err);
@@ -180,7 +190,7 @@ static const char *add_item_usage =
  * most 16 MB; NULL after printing why. */
 static char *read_json_file(const char *cmd, const char *path) {
     char *text = NULL;
-    cb_error err;
+    cb_error err = {0};
     if (cb_file_read(path, 16u << 20, &text, NULL, &err)) cli_error(cmd, &err);
     return text;
 }
@@ -196,7 +206,7 @@ int cmd_add_item(int argc, char **argv) {
     int st = cli_parse(&c, NULL, argc, argv);
     if (st >= 0) return st;
     if (!model || !item_json || !out) return cli_usage_error(&c, "give --model, --item-json and --out");
-    cb_error err;
+    cb_error err = {0};
     cb_list *l = NULL;
     int status = CLI_ERROR;
     size_t item;
@@ -286,7 +296,7 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
     *n_out = 0;
     if (!strcmp(spec, "all")) return *n_out = cb_recommender_user_count(rec), CLI_OK;
     char *text = NULL, *save = NULL;
-    cb_error err;
+    cb_error err = {0};
     if (cb_file_read(spec, (size_t)64 << 20, &text, NULL, &err)) return cli_error(cmd, &err);
     size_t cap = 64, *users = malloc(cap * sizeof *users);
     int status = users ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
@@ -321,7 +331,7 @@ static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args 
     int64_t *items = malloc((n_users * n + 1) * sizeof *items);
     float *scores = malloc((n_users * n + 1) * sizeof *scores);
     FILE *f = !a->out || !strcmp(a->out, "-") ? stdout : fopen(a->out, "w");
-    cb_error err;
+    cb_error err = {0};
     double t0 = cli_now();
     if (!items || !scores || !f) status = cli_fail(CLI_ERROR, cmd, "%s: cannot write", a->out ? a->out : "stdout");
     else if (cb_recommender_recommend_batch(rec, users, n_users, n, cfg, items, scores, &err)) status = cli_error(cmd, &err);
@@ -343,7 +353,7 @@ static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args 
 }
 
 static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a, const cb_config *cfg) {
-    cb_error err;
+    cb_error err = {0};
     cb_list *l = NULL;
     char *json = NULL;
     int status = CLI_OK;
@@ -386,7 +396,7 @@ int cmd_recommend(int argc, char **argv) {
         {"json", 0, NULL, "the list as one JSON document (cb_list_to_json)", NULL, &a.json},
         {NULL, 0, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, recommend_usage, opts, CB_CONFIG_RECOMMEND, NULL};
-    cb_error err;
+    cb_error err = {0};
     cb_config *cfg = NULL;
     if (cb_config_create(&cfg, CB_CONFIG_RECOMMEND, &err)) return cli_error(cmd, &err);
     int n_args = 0;

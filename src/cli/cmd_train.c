@@ -94,6 +94,18 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc) {
     return rc ? cli_error(cmd, &err) : CLI_OK;
 }
 
+/* What can be known before an hour of training: an unwritable --model or
+ * --curve, or --epochs 0 (it would write an untrained model). -1 = go on. */
+static int check_before_training(const cli_command *c, const train_args *a, const cb_config *cfg) {
+    cb_error err = {0};
+    const char *epochs = cb_config_get(cfg, "epochs");
+    if (epochs && strtoul(epochs, NULL, 10) == 0)
+        return cli_usage_error(c, "--epochs 0 would write an untrained model: give 1 or more");
+    if (cb_file_check_writable(a->model, &err)) return cli_error("train", &err);
+    if (a->curve && cb_file_check_writable(a->curve, &err)) return cli_error("train", &err);
+    return -1;
+}
+
 int cmd_train(int argc, char **argv) {
     train_args a = {0};
     const cli_opt opts[] = {
@@ -114,6 +126,7 @@ int cmd_train(int argc, char **argv) {
     pc.train = calloc(pc.cap, sizeof *pc.train);
     pc.valid = calloc(pc.cap, sizeof *pc.valid);
     if (status < 0 && (!pc.train || !pc.valid)) status = cli_fail(CLI_ERROR, "train", "out of memory");
+    if (status < 0) status = check_before_training(&c, &a, cfg);
     if (status < 0) status = train(&a, cfg, &pc);
     free(pc.train);
     free(pc.valid);

@@ -81,6 +81,7 @@ typedef struct cb_roles {
 typedef struct cb_dataset {
     char *name;            /* e.g. "movielens-100k", "generic", "course-lab", "synthetic" */
     char *path;            /* where it was loaded from */
+    const char *layout_why; /* why cb_dataset_load chose this layout (a static string), or NULL */
     cb_vocab *users;       /* user id strings -> dense indices */
     cb_vocab *items;       /* item id strings -> dense indices */
     cb_rating *ratings;    /* [n_ratings] */

@@ -44,8 +44,17 @@ typedef struct cb_ratings_spec {
     /* Implicit events: no rating column (col_rating = -1); every row is y = 1,
      * or its weight when col_weight >= 0 (a finite number >= 0). */
     int col_weight;
+    /* With a header: the names of the user, item, rating and timestamp
+     * columns (case-insensitive; NULL = by position). The header decides the
+     * positions, whatever its order; a missing name is an error. */
+    const char *names[4];
 } cb_ratings_spec;
 void cb_ratings_spec_init(cb_ratings_spec *sp, const char *path);
+/* *out = *sp with the column positions its header gives for sp->names (any
+ * order; a missing or repeated name is CB_EPARSE naming the file). No names:
+ * a plain copy. cb_ld_read_ratings does it itself; callers that keep the spec
+ * (for cb_ld_finish's messages) resolve first. */
+int cb_ratings_spec_resolve(const cb_ratings_spec *sp, cb_ratings_spec *out, cb_error *err);
 
 /* Read a ratings file, appending to L->ds. Item (user) ids must already be
  * known when L->items_file (L->users_file) is set. Without a rating column

@@ -17,4 +17,9 @@ int cb_load_generic(cb_dataset **out, const char *dir, const char *schema_path,
 /* A folder holding only ratings.csv: generic with default settings. */
 int cb_load_ratings_only(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err);
 
+/* True when the file's first line is a MovieLens ratings header (it names a
+ * movieId column): such a ratings.csv belongs to the MovieLens layout, which
+ * needs its movies.csv. */
+bool cb_ml_ratings_header(const char *path);
+
 #endif /* CB_LOADERS_H */

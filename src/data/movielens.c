@@ -48,7 +48,15 @@ static int ratings_and_finish(cb_loader *L, const char *path, const char *delim,
     }
     spec.header = header;
     spec.n_fields = 4;
-    int rc = cb_ld_read_ratings(L, &spec, err);
+    int rc = CB_OK;
+    if (header) { /* latest-small: userId,movieId,rating,timestamp in any order */
+        static const char *const names[4] = {"userId", "movieId", "rating", "timestamp"};
+        memcpy(spec.names, names, sizeof names);
+        cb_ratings_spec named = spec;
+        rc = cb_ratings_spec_resolve(&named, &spec, err);
+        memset(spec.names, 0, sizeof spec.names);
+    }
+    if (!rc) rc = cb_ld_read_ratings(L, &spec, err);
     if (!rc) return cb_ld_finish(L, &spec, out, err); /* which frees L itself on failure */
     cb_ld_abort(L);
     return rc;
@@ -197,6 +205,21 @@ done:
     free(low);
     cb_csv_close(c);
     return rc;
+}
+
+bool cb_ml_ratings_header(const char *path) {
+    cb_csv *c = NULL;
+    cb_csv_options o;
+    cb_csv_options_default(&o);
+    cb_error e;
+    if (cb_csv_open(&c, path, &o, &e)) return false;
+    char **f;
+    size_t *fl, nf;
+    bool ml = false;
+    if (cb_csv_next(c, &f, &fl, &nf, &e) > 0)
+        for (size_t i = 0; i < nf; i++) ml |= cb_ieq(f[i], fl[i], "movieId");
+    cb_csv_close(c);
+    return ml;
 }
 
 int cb_load_ml_small(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err) {

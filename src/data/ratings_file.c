@@ -722,7 +722,44 @@ static int read_rows(reader *rd, size_t *n_records, cb_error *err) {
 #undef BAD
 #undef LINE
 
-int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *sp, cb_error *err) {
+int cb_ratings_spec_resolve(const cb_ratings_spec *sp, cb_ratings_spec *out, cb_error *err) {
+    *out = *sp;
+    if (!sp->header || !sp->names[0]) return CB_OK;
+    cb_csv *c = NULL;
+    int rc = cb_csv_open(&c, sp->path, &sp->csv, err);
+    if (rc) return rc;
+    char **f;
+    size_t *fl, nf;
+    rc = cb_csv_next(c, &f, &fl, &nf, err);
+    if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header and ratings)", cb_csv_name(c));
+    if (rc > 0 && sp->n_fields && nf != sp->n_fields)
+        rc = cb_fail(err, CB_EPARSE, "%s:1: header has %zu fields, expected %zu", cb_csv_name(c), nf, sp->n_fields);
+    int *cols[4] = {&out->col_user, &out->col_item, &out->col_rating, &out->col_ts};
+    for (int k = 0; rc > 0 && k < 4; k++) {
+        if (!sp->names[k]) continue;
+        int at = -1;
+        for (size_t i = 0; i < nf; i++) {
+            size_t len = fl[i];
+            const char *name = f[i];
+            if (i == 0 && len >= 3 && !memcmp(name, "\xEF\xBB\xBF", 3)) name += 3, len -= 3; /* BOM */
+            if (cb_ieq(name, len, sp->names[k])) at = at < 0 ? (int)i : -2;
+        }
+        if (at < 0) {
+            char shown[CB_CLIP_MAX + 32];
+            rc = cb_fail(err, CB_EPARSE, "%s:1: the header %s column '%s' (it has %zu fields, first '%s')", cb_csv_name(c),
+                         at == -1 ? "has no" : "repeats the", sp->names[k], nf,
+                         nf ? cb_clip(shown, sizeof shown, f[0], fl[0]) : "");
+        } else *cols[k] = at;
+    }
+    cb_csv_close(c);
+    return rc < 0 ? rc : CB_OK;
+}
+
+int cb_ld_read_ratings(cb_loader *L, const cb_ratings_spec *spec, cb_error *err) {
+    cb_ratings_spec by_name;
+    int rc0 = cb_ratings_spec_resolve(spec, &by_name, err);
+    if (rc0) return rc0;
+    const cb_ratings_spec *sp = &by_name;
     if (sp->col_rating >= 0 && sp->col_weight >= 0)
         return cb_fail(err, CB_EINVAL, "%s: a ratings file has a rating or a weight column, not both", sp->path);
     reader rd = {.L = L, .sp = sp, .last_user_len = SIZE_MAX};

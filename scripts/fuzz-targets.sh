@@ -1,0 +1,38 @@
+#!/bin/sh
+# Fuzzes the schema parser (fuzz/fuzz_schema.c) and the new-user / add-item
+# JSON of a loaded model (fuzz/fuzz_json.c) with libFuzzer + ASan + UBSan, each
+# for ${1:-60} seconds from a scratch copy of its seeds in fuzz/corpus/schema
+# and fuzz/corpus/json; a tiny synthetic dataset and model are made here.
+# Crash inputs go to build/fuzz/ and the exit status is non-zero.
+#   scripts/fuzz-targets.sh [seconds]
+set -eu
+cd "$(dirname "$0")/.."
+secs=${1:-60}
+CLANG=${CLANG:-clang}
+make -s cbrec >/dev/null
+mkdir -p build/fuzz
+LIBSRC=$(ls src/*/*.c | grep -v "^src/cli/")
+work=$(mktemp -d /tmp/cbrec-fuzz-targets-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+# the schema target's folder: the files the seed schemas name
+mkdir "$work/data"
+printf 'u1,i1,4,100\nu1,i2,3,101\nu2,i1,5,102\n' > "$work/data/r.csv"
+printf 'id,name,year,genres,notes\ni1,A (1999),1999,Drama|Comedy,x\ni2,B,2001,Action,y\n' > "$work/data/items.csv"
+printf 'id,age,gender,region\nu1,30,F,north\nu2,41,M,south\n' > "$work/data/users.csv"
+./cbrec synth --out "$work/synth" --users 30 --items 40 --ratings 600 --genres 4 --seed 3 >/dev/null
+./cbrec train --data "$work/synth" --model "$work/tiny.cbrec" --user-layers 4 --item-layers 4 --dim 2 \
+    --epochs 1 --top-k-popular 5 -q >/dev/null
+status=0
+for target in schema json; do
+  $CLANG -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
+      -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+      -Iinclude -Isrc $(pkg-config --cflags openblas jansson) fuzz/fuzz_$target.c $LIBSRC \
+      $(pkg-config --libs openblas jansson) -lm -lpthread -o build/fuzz/fuzz_$target
+  mkdir "$work/corpus_$target"
+  cp fuzz/corpus/$target/* "$work/corpus_$target/"
+  echo "fuzz: running build/fuzz/fuzz_$target for ${secs}s"
+  CBREC_FUZZ_DIR="$work/data" CBREC_FUZZ_MODEL="$work/tiny.cbrec" \
+  build/fuzz/fuzz_$target -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=4096 \
+      -artifact_prefix=build/fuzz/ -print_final_stats=1 "$work/corpus_$target" || status=1
+done
+exit $status

@@ -1,0 +1,303 @@
+/* Regression tests of the hardening issue (13): each input a hostile or
+ * careless user could give that once hung, crashed, was read wrongly or was
+ * served as garbage is now refused at once with a message saying why (or read
+ * right). One test per case; the model/dataset fixtures are synthetic. */
+#include "base/st.h"
+#include "cliutil.h"
+#include "model/bundle.h"
+
+#include <math.h>
+#include <signal.h>
+
+typedef struct {
+    char *dir, *data, *model;
+} fixture;
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_tmpdir();
+    f->data = tu_path(f->dir, "data");
+    f->model = tu_path(f->dir, "m.cbrec");
+    char *out;
+    int rc = run(&out, "%s synth --out %s --users 40 --items 50 --ratings 900 --genres 4 --seed 3", cbrec(), f->data);
+    if (rc) fprintf(stderr, "%s\n", out);
+    free(out);
+    assert_int_equal(rc, 0);
+    rc = run(&out, "%s train --data %s --model %s --user-layers 8 --item-layers 8 --dim 4 --epochs 1 --top-k-popular 5 -q",
+             cbrec(), f->data, f->model);
+    if (rc) fprintf(stderr, "%s\n", out);
+    free(out);
+    assert_int_equal(rc, 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    tu_rmrf(f->dir);
+    free(f->dir), free(f->data), free(f->model), free(f);
+    return 0;
+}
+
+/* Run a cbrec command expected to fail with `status` and say `needle`. */
+static void expect_fail(int status, const char *needle, const char *fmt, const char *a, const char *b, const char *c) {
+    char cmd[4096], *out;
+    snprintf(cmd, sizeof cmd, fmt, a, b, c);
+    int rc = run(&out, "timeout 20 %s %s", cbrec(), cmd);
+    if (rc != status || !strstr(out, needle)) fprintf(stderr, "cbrec %s -> %d:\n%s\n", cmd, rc, out);
+    assert_int_equal(rc, status);
+    assert_non_null(strstr(out, needle));
+    free(out);
+}
+
+/* A FIFO (or a folder) given as any input file is refused at once (it used to block for ever). */
+static void fifo_inputs_refused(void **state) {
+    fixture *f = *state;
+    char *fifo = tu_path(f->dir, "pipe");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    expect_fail(1, "FIFO", "predict --model %s --user 1 --item 2%s%s", fifo, "", "");
+    expect_fail(1, "FIFO", "recommend --model %s --table %s --user 1%s", f->model, fifo, "");
+    expect_fail(1, "FIFO", "recommend --model %s --new-user %s%s", f->model, fifo, "");
+    expect_fail(1, "FIFO", "recommend --model %s --users %s%s", f->model, fifo, "");
+    expect_fail(1, "FIFO", "add-item --model %s --item-json %s --out %s.t", f->model, fifo, fifo);
+    expect_fail(1, "a directory", "predict --model %s --user 1 --item 2%s%s", f->dir, "", "");
+    expect_fail(1, "FIFO", "train --data %s --schema %s --model %s.x -q", f->data, fifo, f->model);
+    char *d = tu_path(f->dir, "fifo-data");
+    assert_int_equal(mkdir(d, 0700), 0);
+    char *r = tu_path(d, "ratings.csv");
+    assert_int_equal(mkfifo(r, 0600), 0);
+    free(tu_write(d, "movies.csv", "movieId,title,genres\n1,A (1999),Drama\n"));
+    expect_fail(1, "ratings.csv: the file is a FIFO", "inspect --data %s%s%s", d, "", "");
+    free(r), free(d), free(fifo);
+}
+
+/* Re-save the model with tensor `tensor` (F32) poisoned by `value` at [0] and
+ * metadata `meta` set to `meta_value` (NULL: left out): a valid checksum, bad contents. */
+static char *craft(const fixture *f, const char *name, const char *tensor, float value, const char *meta,
+                   const char *meta_value) {
+    cb_error err;
+    cb_st *st = NULL;
+    assert_int_equal(cb_st_open(&st, f->model, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &err), CB_OK);
+    cb_st_writer *w = cb_st_writer_create(&err);
+    const char *skip[3] = {tensor, meta, NULL};
+    if (!tensor) skip[0] = meta, skip[1] = NULL;
+    assert_int_equal(cb_st_copy(st, w, skip, &err), CB_OK);
+    float *copy = NULL;
+    if (tensor) {
+        int64_t shape[2];
+        const float *t = cb_st_tensor(st, tensor, CB_ST_F32, 2, shape, &err);
+        assert_non_null(t);
+        copy = malloc((size_t)(shape[0] * shape[1]) * sizeof *copy);
+        memcpy(copy, t, (size_t)(shape[0] * shape[1]) * sizeof *copy);
+        copy[0] = value;
+        assert_int_equal(cb_st_add(w, tensor, CB_ST_F32, shape, 2, copy, &err), CB_OK);
+    }
+    if (meta && meta_value) assert_int_equal(cb_st_set_meta(w, meta, meta_value, &err), CB_OK);
+    char *path = tu_path(f->dir, name);
+    assert_int_equal(cb_st_write(w, path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &err), CB_OK);
+    cb_st_writer_free(w);
+    cb_st_close(st);
+    free(copy);
+    return path;
+}
+
+/* A model file with a valid checksum but bad contents: every case says why,
+ * never "unknown error" nor stale text (the error buffer starts poisoned). */
+static void crafted_models_refused(void **state) {
+    fixture *f = *state;
+    struct {
+        const char *tensor;
+        float value;
+        const char *meta, *meta_value, *expect;
+    } cases[] = {
+        {"item_vectors", NAN, NULL, NULL, "tensor 'item_vectors' has a non-finite value (nan) in row 0"},
+        {"user_vectors", INFINITY, NULL, NULL, "tensor 'user_vectors' has a non-finite value"},
+        {"tower.user.0.weight", NAN, NULL, NULL, "user.0.weight holds NaN or Inf"},
+        {NULL, 0, "fingerprint", NULL, "metadata 'fingerprint' is missing"},
+        {NULL, 0, "fingerprint", "", "metadata 'fingerprint' is missing or empty"},
+        {NULL, 0, "info", "{\"dataset\":\"x\",\"y_min\":5,\"y_max\":1,\"binary\":false}", "bad rating range"},
+        {NULL, 0, "titles", NULL, "metadata 'titles' is missing"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char *path = craft(f, "crafted.cbrec", cases[k].tensor, cases[k].value, cases[k].meta, cases[k].meta_value);
+        cb_error err;
+        memset(&err, 'Z', sizeof err); /* stale text must never show */
+        cb_bundle *r = NULL;
+        int rc = cb_bundle_load(&r, path, &err);
+        if (!strstr(err.msg, cases[k].expect)) fprintf(stderr, "case %zu: '%s'\n", k, err.msg);
+        assert_int_equal(rc, CB_EFORMAT);
+        assert_null(r);
+        assert_non_null(strstr(err.msg, cases[k].expect));
+        assert_null(strstr(err.msg, "ZZZ"));
+        /* and the CLI refuses it instead of printing nan */
+        if (k == 0) expect_fail(1, "non-finite", "predict --model %s --user 1 --item 2%s%s", path, "", "");
+        free(path);
+    }
+}
+
+/* User-given numbers far outside the fitted statistics are refused, and a
+ * degenerate vector is never served. */
+static void absurd_attributes_refused(void **state) {
+    fixture *f = *state;
+    char *u = tu_write(f->dir, "u.json", "{\"age\": 1e30}");
+    expect_fail(1, "'age' = 1e+30 is outside what the model was fitted on", "recommend --model %s --new-user %s%s",
+                f->model, u, "");
+    free(tu_write(f->dir, "u.json", "{\"age\": 35}"));
+    char *out;
+    assert_int_equal(run(&out, "%s recommend --model %s --new-user %s -n 3", cbrec(), f->model, u), 0);
+    free(out);
+    char *i = tu_write(f->dir, "i.json", "{\"id\": \"x1\", \"title\": \"T\", \"genres\": [\"Action\"], \"year\": 1e30}");
+    expect_fail(1, "'year' = 1e+30 is outside", "add-item --model %s --item-json %s --out %s.t", f->model, i, i);
+    free(u), free(i);
+    /* degenerate vectors */
+    cb_bundle *r = NULL;
+    cb_error err;
+    assert_int_equal(cb_bundle_load(&r, f->model, &err), CB_OK);
+    float *v = calloc(r->dim, sizeof *v);
+    assert_int_equal(cb_bundle_check_vector(r, v, true, &err), CB_ENUMERIC);
+    assert_non_null(strstr(err.msg, "all zero"));
+    v[0] = NAN;
+    assert_int_equal(cb_bundle_check_vector(r, v, false, &err), CB_ENUMERIC);
+    assert_non_null(strstr(err.msg, "non-finite"));
+    memcpy(v, r->user_vecs, r->dim * sizeof *v);
+    assert_int_equal(cb_bundle_check_vector(r, v, true, &err), CB_OK);
+    free(v);
+    cb_bundle_free(r);
+}
+
+/* CRLF files, a reordered ratings header, a missing catalog, and the layout's reason. */
+static void data_read_right(void **state) {
+    fixture *f = *state;
+    char *d = tu_path(f->dir, "crlf");
+    assert_int_equal(mkdir(d, 0700), 0);
+    free(tu_write(d, "movies.csv", "movieId,title,genres\r\n1,A (1999),Comedy\r\n2,B (2001),Drama|Comedy\r\n"));
+    free(tu_write(d, "ratings.csv", "movieId,rating,timestamp,userId\r\n1,4.0,100,u1\r\n2,3.5,101,u1\r\n1,5,102,u2\r\n"));
+    cb_dataset *ds = NULL;
+    cb_error err;
+    int rc = cb_dataset_load(&ds, d, NULL, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
+    assert_int_equal(cb_dataset_n_users(ds), 2); /* by name: userId is the last column */
+    assert_int_equal(cb_dataset_n_items(ds), 2);
+    assert_string_equal(cb_vocab_name(ds->users, 0), "u1");
+    assert_true(ds->ratings[0].y == 4.0f);
+    const cb_column *g = NULL;
+    for (uint32_t c = 0; c < ds->item_attr.n_cols; c++)
+        if (!strcmp(ds->item_attr.cols[c].name, "genres")) g = &ds->item_attr.cols[c];
+    assert_non_null(g);
+    assert_int_equal(cb_vocab_size(g->levels), 2); /* Comedy, Drama: no "Comedy\r" */
+    for (uint32_t l = 0; l < cb_vocab_size(g->levels); l++) assert_null(strchr(cb_vocab_name(g->levels, l), '\r'));
+    assert_non_null(strstr(ds->layout_why, "movies.csv"));
+    cb_dataset_free(ds);
+    /* the layout is said */
+    char *out;
+    assert_int_equal(run(&out, "%s inspect --data %s", cbrec(), d), 0);
+    assert_non_null(strstr(out, "layout: movielens-latest"));
+    assert_non_null(strstr(out, "the folder has ratings.csv and movies.csv"));
+    free(out);
+    /* a missing catalog is an error, unless a schema asks for ratings alone */
+    char *m = tu_path(d, "movies.csv");
+    assert_int_equal(unlink(m), 0);
+    assert_int_equal(cb_dataset_load(&ds, d, NULL, &err), CB_EIO);
+    assert_non_null(strstr(err.msg, "movies.csv is missing"));
+    free(tu_write(d, "cbrec.schema", "ratings = ratings.csv\n"));
+    assert_int_equal(cb_dataset_load(&ds, d, NULL, &err), CB_OK);
+    cb_dataset_free(ds);
+    /* a header without a user column is an error naming it */
+    free(tu_write(d, "movies.csv", "movieId,title,genres\r\n1,A (1999),Comedy\r\n"));
+    char *s = tu_path(d, "cbrec.schema");
+    unlink(s);
+    free(tu_write(d, "ratings.csv", "movieId,rating,timestamp,user\r\n1,4.0,100,u1\r\n"));
+    assert_int_equal(cb_dataset_load(&ds, d, NULL, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "the header has no column 'userId'"));
+    free(s), free(m), free(d);
+}
+
+/* A pid that is surely dead: a child that has exited and been reaped. */
+static long dead_pid(void) {
+    pid_t p = fork();
+    if (p == 0) _exit(0);
+    int st;
+    waitpid(p, &st, 0);
+    return (long)p;
+}
+
+/* Leftover temporaries of killed runs are removed by the next write of the same file. */
+static void stale_temps_removed(void **state) {
+    fixture *f = *state;
+    char name[64];
+    long pid = dead_pid();
+    snprintf(name, sizeof name, "m.cbrec.tmp.%ld", pid);
+    char *stale = tu_write(f->dir, name, "half a model");
+    char *live_name = NULL;
+    assert_true(asprintf(&live_name, "m.cbrec.tmp.%ld", (long)getpid()) > 0); /* a live process's: kept */
+    char *live = tu_write(f->dir, live_name, "in progress");
+    char *out;
+    assert_int_equal(run(&out, "%s train --data %s --model %s --user-layers 8 --item-layers 8 --dim 4 --epochs 1 -q",
+                         cbrec(), f->data, f->model), 0);
+    free(out);
+    struct stat sb;
+    assert_int_not_equal(stat(stale, &sb), 0);
+    assert_int_equal(stat(live, &sb), 0);
+    unlink(live);
+    free(stale), free(live), free(live_name);
+}
+
+/* Failures that can be known before the work are reported before it. */
+static void early_failures(void **state) {
+    fixture *f = *state;
+    expect_fail(1, "/no/such/dir/m.cbrec", "train --data %s --model /no/such/dir/m.cbrec%s%s -q", f->data, "", "");
+    char *out;
+    assert_int_equal(run(&out, "%s train --data %s --model /no/such/dir/m.cbrec", cbrec(), f->data), 1);
+    assert_null(strstr(out, "epoch")); /* no training happened */
+    free(out);
+    expect_fail(1, "is a directory", "train --data %s --model %s%s -q", f->data, f->dir, "");
+    expect_fail(2, "--epochs 0 would write an untrained model", "train --data %s --model %s.e0 --epochs 0%s", f->data,
+                f->model, "");
+    char *t = tu_path(f->dir, "tab");
+    assert_int_equal(run(&out, "%s precompute --model %s --out %s -k 45", cbrec(), f->model, t), 0);
+    assert_non_null(strstr(out, "warning: -k 45 is near the catalog's 50 items"));
+    assert_non_null(strstr(out, "MB"));
+    free(out);
+    assert_int_equal(run(&out, "%s precompute --model %s --out %s -k 5", cbrec(), f->model, t), 0);
+    assert_null(strstr(out, "warning"));
+    free(out);
+    free(t);
+    /* loss bce on 0.5..5 ratings: a clear error, not NaN */
+    expect_fail(1, "loss bce needs labels 0 or 1", "train --data %s --model %s.bce --loss bce --objective rating%s -q",
+                f->data, f->model, "");
+}
+
+/* A huge user-given string is never echoed whole into an error. */
+static void long_strings_clipped(void **state) {
+    fixture *f = *state;
+    size_t n = 5u << 20;
+    char *big = malloc(n + 64);
+    memcpy(big, "{\"id\": \"", 8);
+    memset(big + 8, 'x', n);
+    strcpy(big + 8 + n, "\", \"genres\": [\"NoSuchGenre\"]}");
+    char *i = tu_write(f->dir, "big.json", big);
+    char *out;
+    assert_int_equal(run(&out, "%s add-item --model %s --item-json %s --out %s.t", cbrec(), f->model, i, i), 1);
+    assert_true(strlen(out) < 1200);
+    free(out);
+    char *u = tu_path(f->dir, "users.txt");
+    big[0] = 'u';
+    big[n] = '\n', big[n + 1] = 0;
+    free(tu_write(f->dir, "users.txt", big + 8));
+    assert_int_equal(run(&out, "%s recommend --model %s --users %s", cbrec(), f->model, u), 1);
+    assert_non_null(strstr(out, "unknown user"));
+    assert_true(strlen(out) < 600);
+    free(out);
+    free(u), free(i), free(big);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fifo_inputs_refused),     cmocka_unit_test(crafted_models_refused),
+        cmocka_unit_test(absurd_attributes_refused), cmocka_unit_test(data_read_right),
+        cmocka_unit_test(stale_temps_removed),     cmocka_unit_test(early_failures),
+        cmocka_unit_test(long_strings_clipped),
+    };
+    return cmocka_run_group_tests_name("harden", tests, setup, teardown);
+}
