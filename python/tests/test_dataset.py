@@ -122,7 +122,8 @@ def test_errors_are_exceptions(tmp_path):
     assert e.value.code == -1 and isinstance(e.value, OSError)
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "ratings.csv").write_text("userId,movieId,rating\n1,2,4\n1,3,oops\n")
+    (bad / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,4,10\n1,3,oops,11\n")
+    (bad / "movies.csv").write_text("movieId,title,genres\n2,Two,Drama\n3,Three,Comedy\n")
     with pytest.raises(cbrec.ParseError, match=r"ratings.csv:3: .*'oops'"):
         cbrec.Dataset.load(str(bad))
     with pytest.raises(TypeError):
