@@ -12,7 +12,7 @@ PKGS="$PKGS libmicrohttpd-dev libsqlite3-dev wrk"  # cbrec serve, its tests and 
 # the web page's test (tests/web): Debian's headless chromium driven by node over CDP pipes (no npm)
 PKGS="$PKGS chromium nodejs fonts-dejavu-core"
 # the Python binding (make python, its pytest suite, pip install ./python)
-PKGS="$PKGS python3-dev python3-numpy python3-pytest python3-setuptools python3-pip python3-wheel"
+PKGS="$PKGS python3-dev python3-numpy python3-pytest python3-setuptools python3-pip python3-wheel python3-pandas"
 PKGS="$PKGS valgrind"  # make test VALGRIND=1
 if [ "${1:-}" != "--minimal" ]; then
   PKGS="$PKGS python3 python3-numpy python3-torch"
