@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -482,6 +483,19 @@ CB_API int cb_file_read(const char *path, size_t max_len, char **text_out, size_
 CB_API const char *cb_dataset_layout_reason(const cb_dataset *ds);
 /* CB_OK when a file can be written at `path` (checked before long work). */
 CB_API int cb_file_check_writable(const char *path, cb_error *err);
+/* Write a file of the front end's own (a report, a batch of lists, exported
+ * rows) the way the library writes models: into "<path>.tmp.<pid>", then
+ * fsync and rename, so `path` holds the old file or the whole new one, never a
+ * torn one; temporaries of dead processes are removed at open. Write through
+ * cb_output_file(), then cb_output_commit (which frees the handle; on failure
+ * the temporary is removed and `path` is untouched) or cb_output_abort. */
+typedef struct cb_output cb_output;
+CB_API int cb_output_open(cb_output **out, const char *path, cb_error *err);
+CB_API FILE *cb_output_file(cb_output *o);
+CB_API int cb_output_commit(cb_output *o, cb_error *err);
+CB_API void cb_output_abort(cb_output *o); /* NULL is a no-op */
+/* The whole of `text` (len bytes) as the file `path`, atomically. */
+CB_API int cb_file_write(const char *path, const char *text, size_t len, cb_error *err);
 
 #ifdef __cplusplus
 }

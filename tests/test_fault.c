@@ -115,6 +115,24 @@ static void disk_full(void **state) {
     free(before), free(after);
 }
 
+/* Batch lists written to --out under a full disk: a clean error, the earlier
+ * complete file intact (it used to be truncated in place), no temporary left. */
+static void batch_out_disk_full(void **state) {
+    fixture *f = *state;
+    char *recs = tu_path(f->dir, "recs.jsonl"), *before = NULL, *after = NULL, *out = NULL;
+    assert_int_equal(run(NULL, "%s recommend --model %s --users all -n 10 --out %s", cbrec(), f->model, recs), 0);
+    assert_int_equal(run(&before, "wc -l < %s; cksum < %s", recs, recs), 0);
+    assert_true(atoi(before) >= 50); /* one line per user: large enough to overflow the limit below */
+    int rc = run(&out, "trap '' XFSZ; ulimit -f 2; %s recommend --model %s --users all -n 10 --out %s", cbrec(),
+                 f->model, recs);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "File too large"));
+    assert_int_equal(run(&after, "wc -l < %s; cksum < %s", recs, recs), 0);
+    assert_string_equal(before, after);
+    assert_int_equal(count_temps(f->dir), 0);
+    free(recs), free(before), free(after), free(out);
+}
+
 /* A folder we may not write: refused before training (as root the permission
  * bits do not stop us, so a path under a regular file stands in). */
 static void unwritable_folder(void **state) {
@@ -154,7 +172,7 @@ static void readers_during_replace(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(kill9_never_tears), cmocka_unit_test(disk_full), cmocka_unit_test(unwritable_folder),
+        cmocka_unit_test(kill9_never_tears), cmocka_unit_test(disk_full), cmocka_unit_test(batch_out_disk_full), cmocka_unit_test(unwritable_folder),
         cmocka_unit_test(readers_during_replace),
     };
     return cmocka_run_group_tests_name("fault", tests, setup, teardown);

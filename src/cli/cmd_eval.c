@@ -76,20 +76,18 @@ static int open_data(cb_dataset **ds, const opts *o, cb_error *err) {
     return rc;
 }
 
-/* Write text to path atomically (a temporary beside it, then rename). */
+/* Write text and a newline to path atomically (the library's writer). */
 static int write_file(const char *path, const char *text, cb_error *err) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    bool ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    if (f && fclose(f)) ok = false;
-    if (!ok || rename(tmp, path)) {
-        if (f) remove(tmp);
+    cb_output *o = NULL;
+    int rc = cb_output_open(&o, path, err);
+    if (rc) return rc;
+    if (fputs(text, cb_output_file(o)) < 0 || fputc('\n', cb_output_file(o)) == EOF) {
+        cb_output_abort(o);
         err->code = CB_EIO;
-        snprintf(err->msg, sizeof err->msg, "%s: %s", path, strerror(errno));
+        snprintf(err->msg, sizeof err->msg, "%s: write error", path);
         return CB_EIO;
     }
-    return CB_OK;
+    return cb_output_commit(o, err);
 }
 
 /* ---- printing the JSON report */
@@ -442,12 +440,12 @@ int cmd_report(int argc, char **argv) {
     if (!rc) rc = cb_plot_retrieval_svg(ret_path, rt_text, &err);
     if (!rc) rc = cb_plot_curve_svg(curve_path, tl, vl, pg.n_curve, "two-tower learning curve (first split)", &err);
     if (!rc) {
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp", o.out);
-        FILE *f = fopen(tmp, "w");
-        if (f) write_report(f, &o, ev, rt, &pg, ret_name, curve_name, seconds);
-        if (!f || ferror(f) | fclose(f) || rename(tmp, o.out))
-            rc = err.code = CB_EIO, snprintf(err.msg, sizeof err.msg, "%s: write error", o.out), remove(tmp);
+        cb_output *out = NULL;
+        rc = cb_output_open(&out, o.out, &err);
+        if (!rc) {
+            write_report(cb_output_file(out), &o, ev, rt, &pg, ret_name, curve_name, seconds);
+            rc = cb_output_commit(out, &err);
+        }
     }
     if (!rc && !o.quiet) fprintf(stderr, "wrote %s, %s, %s\n", o.out, ret_path, curve_path);
     int status = rc ? cli_error(cmd, &err) : CLI_OK;

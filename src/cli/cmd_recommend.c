@@ -330,10 +330,13 @@ static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args 
     if (status) return status;
     int64_t *items = malloc((n_users * n + 1) * sizeof *items);
     float *scores = malloc((n_users * n + 1) * sizeof *scores);
-    FILE *f = !a->out || !strcmp(a->out, "-") ? stdout : fopen(a->out, "w");
     cb_error err = {0};
+    cb_output *o = NULL; /* --out FILE is written atomically: the old file or the whole new one */
+    if (a->out && strcmp(a->out, "-") && cb_output_open(&o, a->out, &err)) status = cli_error(cmd, &err);
+    FILE *f = o ? cb_output_file(o) : stdout;
     double t0 = cli_now();
-    if (!items || !scores || !f) status = cli_fail(CLI_ERROR, cmd, "%s: cannot write", a->out ? a->out : "stdout");
+    if (status) ;
+    else if (!items || !scores) status = cli_fail(CLI_ERROR, cmd, "out of memory");
     else if (cb_recommender_recommend_batch(rec, users, n_users, n, cfg, items, scores, &err)) status = cli_error(cmd, &err);
     double t1 = cli_now();
     for (size_t i = 0; !status && i < n_users; i++) {
@@ -343,7 +346,8 @@ static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args 
         else fprintf(f, "%s\n", line);
         free(line);
     }
-    if (f && f != stdout && fclose(f) && !status) status = cli_fail(CLI_ERROR, cmd, "%s: write error", a->out);
+    if (o && status) cb_output_abort(o);
+    else if (o && cb_output_commit(o, &err)) status = cli_error(cmd, &err);
     if (!status && f != stdout)
         fprintf(stderr, "wrote %s: top %zu for %zu users (ranking %.3fs)\n", a->out, n, n_users, t1 - t0);
     free(users);

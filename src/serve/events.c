@@ -224,15 +224,17 @@ int sv_events_export(const char *events_path, const char *out_path, double click
                      size_t *n_skipped) {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    char tmp[4200], msg[4400] = "";
+    char msg[4400] = "";
     *n_rows = *n_skipped = 0;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid());
+    cb_output *out = NULL; /* the library's atomic writer: the old file or the whole new one */
+    cb_error err = {0};
     FILE *f = NULL;
     int rc = sqlite3_open_v2(events_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK ? 0
                                                                                         : db_fail(db, events_path, msg, sizeof msg);
     if (!rc && sqlite3_prepare_v2(db, "SELECT user, item, rating, time FROM events ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
         rc = db_fail(db, "reading the events (is it an event store of cbrec serve?)", msg, sizeof msg);
-    if (!rc && !(f = fopen(tmp, "wb"))) rc = -1, snprintf(msg, sizeof msg, "%s: cannot write", tmp);
+    if (!rc && cb_output_open(&out, out_path, &err)) rc = -1, snprintf(msg, sizeof msg, "%s", err.msg);
+    if (!rc) f = cb_output_file(out);
     if (!rc) fputs("userId,movieId,rating,timestamp\n", f);
     int step = SQLITE_DONE;
     while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -248,9 +250,8 @@ int sv_events_export(const char *events_path, const char *out_path, double click
         ++*n_rows;
     }
     if (!rc && step != SQLITE_DONE) rc = db_fail(db, "reading the events", msg, sizeof msg);
-    if (f && (ferror(f) | fflush(f) | fsync(fileno(f)) | fclose(f)) && !rc) rc = -1, snprintf(msg, sizeof msg, "%s: write failed", tmp);
-    if (!rc && rename(tmp, out_path)) rc = -1, snprintf(msg, sizeof msg, "%s: cannot rename into place", out_path);
-    if (rc && f) remove(tmp);
+    if (rc) cb_output_abort(out);
+    else if (cb_output_commit(out, &err)) rc = -1, snprintf(msg, sizeof msg, "%s", err.msg);
     sqlite3_finalize(st);
     sqlite3_close(db);
     if (rc) fprintf(stderr, "cbrec events: %s\n", msg);
