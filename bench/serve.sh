@@ -9,6 +9,8 @@
 #      errors; ratio to the loop (goals: 0 errors, p99 < 5 ms, ratio >= 0.5);
 #   2. the same with a reload (SIGHUP: load the model again, swap) every second:
 #      failed requests (goal 0).
+# Both sides use the similar-items table (`cbrec precompute -k 20`), as a
+# deployment would; SERVE_TABLE=0 runs both without it.
 # Skips, saying so, without wrk or the data. $CBREC_BENCH_MODEL: use that model.
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -25,11 +27,16 @@ if [ -z "$model" ]; then
   model=$tmp/ml.cbrec
   ./cbrec train --data "$DATA" --model "$model" --epochs 3 -q >/dev/null || exit 1
 fi
-loop=$("$BUILD"/bench/serve_loop --model "$model" --threads "$THREADS" --seconds 10 --ids-out "$tmp/ids") || exit 1
+tablearg=""
+if [ "${SERVE_TABLE:-1}" != 0 ]; then
+  ./cbrec precompute --model "$model" --out "$tmp/sim.cbrec" -k 20 2>/dev/null || exit 1
+  tablearg="--table $tmp/sim.cbrec"
+fi
+loop=$("$BUILD"/bench/serve_loop --model "$model" $tablearg --threads "$THREADS" --seconds 10 --ids-out "$tmp/ids") || exit 1
 echo "in-process loop: $loop"
 { printf 'ids = {'; sed 's/.*/"&",/' "$tmp/ids"; printf '}\ni = 0\nrequest = function()\n  i = i + 1\n'
   printf '  return wrk.format("GET", "/v1/recommend?user=" .. ids[(i %% #ids) + 1] .. "&n=10")\nend\n'; } > "$tmp/users.lua"
-./cbrec serve --model "$model" --listen 127.0.0.1:0 --threads "$THREADS" > "$tmp/out" 2>"$tmp/err" &
+./cbrec serve --model "$model" $tablearg --listen 127.0.0.1:0 --threads "$THREADS" > "$tmp/out" 2>"$tmp/err" &
 pid=$!
 for _ in $(seq 1 100); do grep -q listening "$tmp/out" 2>/dev/null && break; sleep 0.1; done
 port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "$tmp/out")
@@ -59,7 +66,7 @@ s2=$(summary "$tmp/wrk2")
 reloads=$(grep -c reloaded "$tmp/err")
 echo "wrk with a reload every second: $s2 (reload messages: $reloads)"
 # the loop again after the server's runs: the machine's load drifts, the mean of both is the peer
-loop2=$("$BUILD"/bench/serve_loop --model "$model" --threads "$THREADS" --seconds 10) || exit 1
+loop2=$("$BUILD"/bench/serve_loop --model "$model" $tablearg --threads "$THREADS" --seconds 10) || exit 1
 echo "in-process loop again: $loop2"
 inproc=$(echo "$loop $loop2" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^inproc_rps=/) {split($i, a, "="); s += a[2]; n++}}
                                    END {printf "%.1f", s / n}')

@@ -47,23 +47,24 @@ static void *run(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *ids_out = NULL;
+    const char *model = NULL, *table = NULL, *ids_out = NULL;
     int threads = 2;
     double seconds = 10;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model = argv[i + 1];
+        else if (!strcmp(argv[i], "--table")) table = argv[i + 1];
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--ids-out")) ids_out = argv[i + 1];
     }
     if (!model || threads < 1 || threads > 64 || !(seconds > 0)) {
-        fprintf(stderr, "usage: serve_loop --model M [--threads 2] [--seconds 10] [--ids-out FILE]\n");
+        fprintf(stderr, "usage: serve_loop --model M [--table T] [--threads 2] [--seconds 10] [--ids-out FILE]\n");
         return 2;
     }
     cb_error err = {0};
     cb_recommender *rec = NULL;
     cb_config *opts = NULL;
-    if (cb_recommender_load(&rec, model, NULL, &err) || cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err) ||
+    if (cb_recommender_load(&rec, model, table, &err) || cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err) ||
         cb_config_set(opts, "n", "10", &err)) {
         fprintf(stderr, "serve_loop: %s\n", err.msg);
         return 1;
