@@ -5,6 +5,7 @@
 #include "base/st.h"
 #include "cliutil.h"
 #include "model/bundle.h"
+#include "rec/recommend.h"
 
 #include <math.h>
 #include <signal.h>
@@ -133,6 +134,34 @@ static void crafted_models_refused(void **state) {
         if (k == 0) expect_fail(1, "non-finite", "predict --model %s --user 1 --item 2%s%s", path, "", "");
         free(path);
     }
+}
+
+/* An added-items file with a valid checksum but a NaN vector is refused on
+ * load (it used to be served: every score of that item NaN). */
+static void crafted_added_items_refused(void **state) {
+    fixture *f = *state;
+    char *item = tu_write(f->dir, "item.json", "{\"id\": \"new1\", \"title\": \"N\", \"genres\": [\"Action\"]}");
+    char *added = tu_path(f->dir, "added.cbrec"), *bad = tu_path(f->dir, "added-bad.cbrec");
+    assert_int_equal(run(NULL, "%s add-item --model %s --item-json %s --out %s", cbrec(), f->model, item, added), 0);
+    cb_error err;
+    cb_st *st = NULL;
+    assert_int_equal(cb_st_open(&st, added, CB_RECOMMEND_ADDED_FORMAT, CB_RECOMMEND_TABLE_VERSION, &err), CB_OK);
+    cb_st_writer *w = cb_st_writer_create(&err);
+    const char *skip[] = {"extra.vectors", NULL};
+    assert_int_equal(cb_st_copy(st, w, skip, &err), CB_OK);
+    int64_t shape[2];
+    const float *v = cb_st_tensor(st, "extra.vectors", CB_ST_F32, 2, shape, &err);
+    assert_non_null(v);
+    float *copy = malloc((size_t)(shape[0] * shape[1]) * sizeof *copy);
+    memcpy(copy, v, (size_t)(shape[0] * shape[1]) * sizeof *copy);
+    copy[0] = NAN;
+    assert_int_equal(cb_st_add(w, "extra.vectors", CB_ST_F32, shape, 2, copy, &err), CB_OK);
+    assert_int_equal(cb_st_write(w, bad, CB_RECOMMEND_ADDED_FORMAT, CB_RECOMMEND_TABLE_VERSION, &err), CB_OK);
+    cb_st_writer_free(w);
+    cb_st_close(st);
+    expect_fail(1, "vector of added item 0 is unusable", "recommend --model %s --table %s --user 1%s", f->model, bad, "");
+    assert_int_equal(run(NULL, "%s recommend --model %s --table %s --user 1", cbrec(), f->model, added), 0);
+    free(copy), free(item), free(added), free(bad);
 }
 
 /* User-given numbers far outside the fitted statistics are refused, and a
@@ -294,7 +323,7 @@ static void long_strings_clipped(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(fifo_inputs_refused),     cmocka_unit_test(crafted_models_refused),
+        cmocka_unit_test(fifo_inputs_refused),     cmocka_unit_test(crafted_models_refused), cmocka_unit_test(crafted_added_items_refused),
         cmocka_unit_test(absurd_attributes_refused), cmocka_unit_test(data_read_right),
         cmocka_unit_test(stale_temps_removed),     cmocka_unit_test(early_failures),
         cmocka_unit_test(long_strings_clipped),

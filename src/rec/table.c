@@ -105,6 +105,11 @@ static int load_extras(cb_recommend_table *t, const cb_bundle *r, const cb_st *s
         goto out;
     }
     memcpy(t->extra_vecs, vecs, (size_t)t->n_extra * r->dim * sizeof *vecs);
+    for (uint32_t i = 0; i < t->n_extra; i++) /* a checksum stops accidents; this, a crafted file */
+        if (cb_bundle_check_vector(r, t->extra_vecs + (size_t)i * r->dim, false, err)) {
+            cb_fail(err, CB_EFORMAT, "%s: the vector of added item %u is unusable (non-finite or all zeros)", path, i);
+            goto out;
+        }
     for (uint32_t i = 0; i < t->n_extra; i++) {
         const char *id = NULL;
         json_t *jt = NULL, *row = json_array_get(extra, i), *jg = json_array_get(row, 2);
