@@ -11,7 +11,7 @@ mkdir -p build/fuzz
 # CB_FUZZ_NO_CHECKSUM: mutated files get past the checksum to the contents' validators
 $CLANG -g -O1 -std=c11 -D_GNU_SOURCE -DCB_FUZZ_NO_CHECKSUM -Wall -Wextra -Wshadow -Wno-unused-parameter \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -Iinclude -Isrc $(pkg-config --cflags openblas jansson) fuzz/fuzz_model.c $(ls src/*/*.c | grep -v "^src/cli/") \
+    -Iinclude -Isrc $(pkg-config --cflags openblas jansson) fuzz/fuzz_model.c $(ls src/*/*.c | grep -v -e "^src/cli/" -e "^src/serve/") \
     $(pkg-config --libs openblas jansson) -lm -lpthread -o build/fuzz/fuzz_model
 work=$(mktemp -d /tmp/cbrec-fuzz-model-XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -107,7 +107,13 @@ typedef struct sv_server {
     char token[256];             /* "" without --token-file */
     sv_metrics *metrics;
     unsigned inflight;           /* atomic */
+    void *daemon;                /* the libmicrohttpd daemon (sv_http_start) */
 } sv_server;
+/* Load the model (and events, token), start answering on o->listen (*port: the
+ * port bound); 0, or -1 with the reason in msg (nothing left running). sv_run
+ * = sv_start + the signal loop + sv_stop; the HTTP fuzz target uses the two. */
+int sv_start(sv_server *s, const sv_options *o, unsigned *port, char *msg, size_t msg_size);
+void sv_stop(sv_server *s);
 /* Take a reference on the current model / give it back (the last one frees
  * an old model after a reload). */
 sv_model *sv_acquire(sv_server *s);

@@ -61,17 +61,21 @@ int sv_reload(sv_server *s, char *msg, size_t msg_size) {
 
 /* ---- start and stop */
 
-static int read_token(const char *path, char *token, size_t size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return fprintf(stderr, "cbrec serve: %s: cannot open the token file: %s\n", path, strerror(errno)), -1;
-    size_t n = fread(token, 1, size - 1, f);
-    int more = fgetc(f) != EOF;
-    fclose(f);
-    token[n] = 0;
-    while (n && (token[n - 1] == '\n' || token[n - 1] == '\r' || token[n - 1] == ' ')) token[--n] = 0;
-    if (more || n < 16 || strpbrk(token, " \t\r\n"))
-        return fprintf(stderr, "cbrec serve: %s: the token must be one line of 16 to %zu characters without spaces\n",
-                       path, size - 2), -1;
+/* The token file: one line of 16..size-2 characters without spaces, read
+ * through the library's regular-file reader (a FIFO never blocks). */
+static int read_token(const char *path, char *token, size_t size, char *msg, size_t msg_size) {
+    cb_error err = {0};
+    char *text = NULL;
+    size_t n = 0;
+    if (cb_file_read(path, size - 1, &text, &n, &err))
+        return snprintf(msg, msg_size, "cannot read the token file: %s", err.msg), -1;
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' ')) text[--n] = 0;
+    int bad = n < 16 || n >= size || strpbrk(text, " \t\r\n");
+    if (!bad) memcpy(token, text, n + 1);
+    free(text);
+    if (bad)
+        return snprintf(msg, msg_size, "%s: the token must be one line of 16 to %zu characters without spaces", path,
+                        size - 2), -1;
     return 0;
 }
 
@@ -128,34 +132,46 @@ static void signal_loop(sv_server *s) {
     }
 }
 
-int sv_run(const sv_options *o) {
-    static sv_server srv; /* one per process: signals are per process */
-    sv_server *s = &srv;
+int sv_start(sv_server *s, const sv_options *o, unsigned *port, char *msg, size_t msg_size) {
+    memset(s, 0, sizeof *s);
     s->opt = *o;
     pthread_mutex_init(&s->slot_mu, NULL);
     pthread_mutex_init(&s->reload_mu, NULL);
-    /* from the start: a SIGHUP while loading waits for the loop (then reloads) */
-    if (signal_pipe[0] < 0 && install_signals()) return fprintf(stderr, "cbrec serve: cannot set up signals\n"), 1;
-    char msg[600];
-    if (o->token_file && read_token(o->token_file, s->token, sizeof s->token)) return 1;
-    if (!(s->model = sv_model_load(o->model_path, o->table_path, msg, sizeof msg)))
-        return fprintf(stderr, "cbrec serve: %s\n", msg), 1;
+    if (o->token_file && read_token(o->token_file, s->token, sizeof s->token, msg, msg_size)) return -1;
+    if (!(s->model = sv_model_load(o->model_path, o->table_path, msg, msg_size))) return -1;
     s->model->refs = 1;
-    if (o->events_path && sv_events_open(&s->events, o->events_path, msg, sizeof msg)) {
-        fprintf(stderr, "cbrec serve: %s\n", msg);
+    if (o->events_path && sv_events_open(&s->events, o->events_path, msg, msg_size)) {
         sv_model_free(s->model);
-        return 1;
+        return -1;
     }
     s->metrics = sv_metrics_create(sv_n_routes + 1, route_names());
-    unsigned port = 0;
-    void *d = s->metrics ? sv_http_start(s, &port, msg, sizeof msg) : NULL;
-    if (!d) {
-        fprintf(stderr, "cbrec serve: %s\n", s->metrics ? msg : "out of memory");
+    if (!s->metrics) snprintf(msg, msg_size, "out of memory");
+    s->daemon = s->metrics ? sv_http_start(s, port, msg, msg_size) : NULL;
+    if (!s->daemon) {
         sv_events_close(s->events);
         sv_metrics_free(s->metrics);
         sv_model_free(s->model);
-        return 1;
+        return -1;
     }
+    return 0;
+}
+
+void sv_stop(sv_server *s) {
+    sv_http_stop(s->daemon);
+    sv_events_close(s->events);
+    sv_metrics_free(s->metrics);
+    sv_model_free(s->model);
+    s->daemon = NULL, s->events = NULL, s->metrics = NULL, s->model = NULL;
+}
+
+int sv_run(const sv_options *o) {
+    static sv_server srv; /* one per process: signals are per process */
+    sv_server *s = &srv;
+    /* from the start: a SIGHUP while loading waits for the loop (then reloads) */
+    if (signal_pipe[0] < 0 && install_signals()) return fprintf(stderr, "cbrec serve: cannot set up signals\n"), 1;
+    char msg[600];
+    unsigned port = 0;
+    if (sv_start(s, o, &port, msg, sizeof msg)) return fprintf(stderr, "cbrec serve: %s\n", msg), 1;
     char host[256];
     snprintf(host, sizeof host, "%.*s", (int)(strrchr(o->listen, ':') - o->listen), o->listen);
     printf("cbrec serve: listening on http://%s:%u/ (model %s, version %s, %zu items, %zu users; events %s; "
@@ -164,10 +180,7 @@ int sv_run(const sv_options *o) {
            o->events_path ? o->events_path : "off", s->token[0] ? "need the token" : "off");
     fflush(stdout);
     signal_loop(s);
-    sv_http_stop(d);
-    sv_events_close(s->events);
-    sv_metrics_free(s->metrics);
-    sv_model_free(s->model);
+    sv_stop(s);
     if (!o->quiet) fprintf(stderr, "cbrec serve: stopped\n");
     return 0;
 }
