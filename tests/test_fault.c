@@ -70,33 +70,37 @@ static void kill_after(const char *cmd, long delay_us) {
 static void kill9_never_tears(void **state) {
     fixture *f = *state;
     char *table = tu_path(f->dir, "t.tab"), *added = tu_path(f->dir, "a.tab"), *item = tu_path(f->dir, "i.json");
-    char *vecs = tu_path(f->dir, "vecs");
+    char *recs = tu_path(f->dir, "recs.jsonl"), *syn = tu_path(f->dir, "syn");
     free(tu_write(f->dir, "i.json", "{\"id\": \"new1\", \"title\": \"N (2001)\", \"genres\": [\"Action\"]}"));
-    assert_int_equal(run(NULL, "%s precompute --model %s --out %s -k 5", cbrec(), f->model, table), 0);
-    assert_int_equal(run(NULL, "%s add-item --model %s --table %s --item-json %s --out %s", cbrec(), f->model, table,
-                         item, added), 0);
-    char cmds[3][2048];
+    enum { N_CMDS = 5 };
+    char cmds[N_CMDS][2048];
     snprintf(cmds[0], sizeof cmds[0], "exec %s train --data %s --model %s " TRAIN_ARGS, cbrec(), f->data, f->model);
     snprintf(cmds[1], sizeof cmds[1], "exec %s precompute --model %s --out %s -k 5", cbrec(), f->model, table);
     snprintf(cmds[2], sizeof cmds[2], "exec %s add-item --model %s --table %s --item-json %s --out %s", cbrec(),
              f->model, table, item, added);
+    snprintf(cmds[3], sizeof cmds[3], "exec %s recommend --model %s --users all -n 5 --out %s", cbrec(), f->model, recs);
+    snprintf(cmds[4], sizeof cmds[4], "exec %s synth --out %s --users 50 --items 60 --ratings 1500 --genres 4 --seed 2",
+             cbrec(), syn);
+    for (int c = 1; c < N_CMDS; c++) assert_int_equal(run(NULL, "%s", cmds[c] + 5), 0); /* complete files first */
     srand(7);
     int checked = 0;
-    for (int round = 0; round < 8; round++)
-        for (int c = 0; c < 3; c++) {
+    for (int round = 0; round < 6; round++)
+        for (int c = 0; c < N_CMDS; c++) {
             kill_after(cmds[c], 1000 + rand() % (c == 0 ? 60000 : 15000));
             /* whatever moment it died at, every file is whole: the commands that read them succeed */
             assert_int_equal(run(NULL, "%s predict --model %s --user 1 --item 2", cbrec(), f->model), 0);
             assert_int_equal(run(NULL, "%s similar --model %s --table %s --item 2 -k 3", cbrec(), f->model, table), 0);
             assert_int_equal(run(NULL, "%s similar --model %s --table %s --item new1 -k 3", cbrec(), f->model, added), 0);
+            assert_int_equal(run(NULL, "test $(wc -l < %s) -eq 60", recs), 0); /* a line per user, never fewer */
+            assert_int_equal(run(NULL, "%s inspect --data %s", cbrec(), syn), 0);
             checked++;
         }
     /* the next complete run of each removes what the killed ones left */
-    for (int c = 0; c < 3; c++) assert_int_equal(run(NULL, "%s", cmds[c] + 5), 0);
+    for (int c = 0; c < N_CMDS; c++) assert_int_equal(run(NULL, "%s", cmds[c] + 5), 0);
     assert_int_equal(count_temps(f->dir), 0);
-    assert_int_equal(checked, 24);
-    (void)vecs;
-    free(table), free(added), free(item), free(vecs);
+    assert_int_equal(run(NULL, "test $(ls %s | grep -c '\\.tmp\\.') -eq 0", syn), 0);
+    assert_int_equal(checked, 6 * N_CMDS);
+    free(table), free(added), free(item), free(recs), free(syn);
 }
 
 /* A full disk (a file-size limit): a clean error, the old model intact, no temporary left. */
