@@ -32,8 +32,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     } else {
         json_error_t je;
         json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
-        char *id = NULL, *title = NULL;
-        if (j && cb_recommend_embed_item(rec->r, j, "fuzz", v, &id, &title, &err) == CB_OK) {
+        char *id = NULL, *title = NULL, notes[512];
+        if (j && cb_recommend_embed_item(rec->r, j, "fuzz", v, &id, &title, notes, sizeof notes, &err) == CB_OK) {
             for (size_t d = 0; d < dim; d++)
                 if (!isfinite(v[d])) abort();
         }
