@@ -123,7 +123,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libcbrec.a
 VALGRIND_CMD := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
 ifeq ($(VALGRIND),1)
 test: all $(BUILD)/tests/test_cli $(BUILD)/tests/test_harden
-	@CBREC_NO_SHARED_DATA=1 CBREC="$(VALGRIND_CMD) $(CBREC)" BUILD=$(BUILD) scripts/run-tests.sh $(BUILD)/tests/test_cli $(BUILD)/tests/test_harden
+	@VALGRIND=1 CBREC_NO_SHARED_DATA=1 CBREC="$(VALGRIND_CMD) $(CBREC)" BUILD=$(BUILD) scripts/run-tests.sh $(BUILD)/tests/test_cli $(BUILD)/tests/test_harden
 else
 test: all $(TEST_BIN) $(EXAMPLE_BIN) python
 	@CBREC=$(CBREC) BUILD=$(BUILD) PYTHON=$(PYTHON) PY_BUILD_LIB=$(PY_BUILD_LIB) SANITIZE=$(SANITIZE) \

@@ -27,7 +27,9 @@ for t in "$@"; do
 done
 # The web page in headless chromium against the real `cbrec serve` (tests/web/page_test.js);
 # without node it is reported as skipped, never as passed.
-if command -v node >/dev/null 2>&1; then
+if [ "${VALGRIND:-}" = 1 ]; then
+  out="[  SKIPPED ] web_page: make test VALGRIND=1 runs the command-line tests only"; rc=0
+elif command -v node >/dev/null 2>&1; then
   out=$(node tests/web/page_test.js 2>&1); rc=$?
 else
   out="[  SKIPPED ] web_page: node is not installed (scripts/install-deps.sh installs nodejs)"; rc=0
@@ -41,7 +43,8 @@ tally web_page "$rc" "$out"
 # be loaded before the interpreter (LD_PRELOAD); leaks of the interpreter
 # itself are not ours to report.
 py_skip=""
-if [ -z "${PYTHON:-}" ]; then py_skip="no python3 with numpy (install python3-numpy)"
+if [ "${VALGRIND:-}" = 1 ]; then py_skip="make test VALGRIND=1 runs the command-line tests only"
+elif [ -z "${PYTHON:-}" ]; then py_skip="no python3 with numpy (install python3-numpy)"
 elif ! ls "${PY_BUILD_LIB:-build/python/lib}"/cbrec/_cbrec*.so >/dev/null 2>&1; then
   py_skip="the extension was not built (python3-dev missing? see make python)"
 elif ! "$PYTHON" -c 'import pytest' 2>/dev/null; then py_skip="no pytest for $PYTHON (install python3-pytest)"
