@@ -429,17 +429,6 @@ size_t cb_hnsw_ef_construction(const cb_hnsw *h) { return h ? h->ef_construction
 /* ---------------------------------------------------------------------------
  * Search. */
 
-typedef struct rcand {
-    double g;
-    int32_t idx;
-} rcand;
-
-static int cmp_rcand(const void *a, const void *b) {
-    const rcand *x = a, *y = b;
-    if (x->g != y->g) return x->g > y->g ? -1 : 1;
-    return (x->idx > y->idx) - (x->idx < y->idx);
-}
-
 typedef struct sjob {
     const cb_hnsw *h;
     const float *Q;
@@ -456,7 +445,8 @@ typedef struct sjob {
 
 /* One query: returns the number of eligible rows found (<= ef), written
  * canonically rescored and sorted into rc[0..). */
-static size_t search_query(const sjob *jb, walker *w, const float *q, const filter *f, size_t ef, rcand *rc) {
+static size_t search_query(const sjob *jb, walker *w, const float *q, const filter *f, size_t ef,
+                           cb_knn_cand *rc) {
     const cb_hnsw *h = jb->h;
     dist_fn dist = jb->metric == CB_KNN_DOT ? h->ndot : h->l2;
     int32_t cur = jb->from_self && f->self >= 0 ? (int32_t)f->self : h->entry;
@@ -466,9 +456,9 @@ static size_t search_query(const sjob *jb, walker *w, const float *q, const filt
     size_t m = 0;
     while (w->res.n) {
         hnode x = heap_pop(&w->res);
-        rc[m++] = (rcand){cb_knn_canonical_good(q, h->B + (size_t)x.id * h->d, h->d, jb->metric), x.id};
+        rc[m++] = (cb_knn_cand){cb_knn_canonical_good(q, h->B + (size_t)x.id * h->d, h->d, jb->metric), x.id};
     }
-    qsort(rc, m, sizeof *rc, cmp_rcand);
+    qsort(rc, m, sizeof *rc, cb_knn_cand_cmp);
     return m;
 }
 
@@ -477,7 +467,7 @@ static void *search_worker(void *arg) {
     const cb_hnsw *h = jb->h;
     walker w;
     cb_error e;
-    rcand *rc = malloc(jb->ef * sizeof *rc);
+    cb_knn_cand *rc = malloc(jb->ef * sizeof *rc);
     if (!rc || walker_init(&w, h->n, &e)) {
         free(rc);
         atomic_store(&jb->failed, CB_ENOMEM);
@@ -493,7 +483,7 @@ static void *search_worker(void *arg) {
         /* Too few eligible rows reached: widen the beam, then answer exactly. */
         while (m < jb->k && w.n_visited < h->n && ef < h->n && !w.oom) {
             ef = ef * 4 < h->n ? ef * 4 : h->n;
-            rcand *bigger = realloc(rc, ef * sizeof *rc);
+            cb_knn_cand *bigger = realloc(rc, ef * sizeof *rc);
             if (!bigger) {
                 w.oom = true;
                 break;

@@ -81,13 +81,10 @@ double cb_knn_canonical_good(const float *q, const float *b, size_t d, cb_knn_me
 float cb_knn_score_of_good(double g, cb_knn_metric metric) { return good_to_score(g, metric); }
 float cb_knn_pad_score(cb_knn_metric metric) { return pad_score(metric); }
 
-/* (g, idx) ordering: better = larger g, then lower index. */
-typedef struct cand {
-    double g;
-    int32_t idx;
-} cand;
+/* (g, idx) ordering: better = larger g, then lower index (knn.h). */
+typedef cb_knn_cand cand;
 
-static int cmp_cand(const void *a, const void *b) {
+int cb_knn_cand_cmp(const void *a, const void *b) {
     const cand *x = a, *y = b;
     if (x->g != y->g) return x->g > y->g ? -1 : 1;
     return (x->idx > y->idx) - (x->idx < y->idx);
@@ -573,7 +570,7 @@ static void finalize(job *jb, size_t q, const float *fk, const int32_t *fi, size
     }
     for (size_t i = 0; i < m; i++) cc[i] = (cand){fk[i], fi[i]};
     if (m <= 64) sort_cands(cc, m);
-    else qsort(cc, m, sizeof *cc, cmp_cand);
+    else qsort(cc, m, sizeof *cc, cb_knn_cand_cmp);
     size_t nc = m;
     if (m >= k) {
         /* The true top k all have fast key >= T - 2 tol (T = k-th best fast
@@ -589,7 +586,7 @@ static void finalize(job *jb, size_t q, const float *fk, const int32_t *fi, size
     }
     for (size_t i = 0; i < nc; i++) cc[i].g = canon_good(qv, ix->B + (size_t)cc[i].idx * ix->d, ix->d, jb->metric);
     if (nc <= 64) sort_cands(cc, nc);
-    else qsort(cc, nc, sizeof *cc, cmp_cand);
+    else qsort(cc, nc, sizeof *cc, cb_knn_cand_cmp);
     write_row(jb, q, cc, nc < k ? nc : k);
     if (cc != c) free(cc);
 }
@@ -898,7 +895,7 @@ int cb_knn_search_naive(const float *Q, size_t nq, const float *B, size_t n, siz
             if (isnan(g)) continue;
             all[m++] = (cand){g, (int32_t)j};
         }
-        qsort(all, m, sizeof *all, cmp_cand);
+        qsort(all, m, sizeof *all, cb_knn_cand_cmp);
         for (size_t r = 0; r < k; r++) {
             out_idx[q * k + r] = r < m ? all[r].idx : -1;
             if (out_score) out_score[q * k + r] = r < m ? good_to_score(all[r].g, metric) : pad_score(metric);

@@ -116,6 +116,13 @@ int cb_knn_search_naive(const float *Q, size_t nq, const float *B, size_t n, siz
 double cb_knn_canonical_good(const float *q, const float *b, size_t d, cb_knn_metric metric);
 float cb_knn_score_of_good(double g, cb_knn_metric metric);
 float cb_knn_pad_score(cb_knn_metric metric);
+/* A scored candidate and THE order of results (larger g first, ties to the
+ * lower index), shared by every search so their answers sort alike. */
+typedef struct cb_knn_cand {
+    double g;
+    int32_t idx;
+} cb_knn_cand;
+int cb_knn_cand_cmp(const void *a, const void *b); /* qsort comparator */
 
 /* ---- Similar-items table: for every item its k nearest other items by
  * squared distance ||v_i - v_j||^2, ascending, ties to the lower index. */
