@@ -872,17 +872,19 @@ int cb_bundle_check_vector(const cb_bundle *r, const float *vec, bool is_user, c
     }
     if (!(norm > 0)) return cb_fail(err, CB_ENUMERIC, "the %s vector is all zero: the model cannot place this %s", what, what);
     if (!is_user || r->n_items < 2) return CB_OK;
+    /* Widening [lo, hi] never makes a spread range degenerate again, so the
+     * scan stops at the first items that differ (usually the second): this
+     * runs on every new-user and live-event request, beside the ranking. */
     float lo = INFINITY, hi = -INFINITY;
     for (uint32_t i = 0; i < r->n_items; i++) {
         float s = cb_bundle_rank_score(r, vec, i);
         if (!isfinite(s)) return cb_fail(err, CB_ENUMERIC, "the user's score of item %u is not finite", i);
         lo = s < lo ? s : lo;
         hi = s > hi ? s : hi;
+        if (hi - lo > 1e-6f * (fabsf(hi) + fabsf(lo) + 1e-12f)) return CB_OK;
     }
-    if (hi - lo <= 1e-6f * (fabsf(hi) + fabsf(lo) + 1e-12f))
-        return cb_fail(err, CB_ENUMERIC, "every item scores the same (%g) for this user: the input makes the model degenerate",
-                       (double)hi);
-    return CB_OK;
+    return cb_fail(err, CB_ENUMERIC, "every item scores the same (%g) for this user: the input makes the model degenerate",
+                   (double)hi);
 }
 
 int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
