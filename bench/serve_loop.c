@@ -2,10 +2,12 @@
  * GET /v1/recommend?user=ID&n=10 does inside the server (recommend for a known
  * user with the default sources, then the list as JSON), in a loop over the
  * model's users on T threads for S seconds, with the public API only.
+ * OpenBLAS runs on the calling thread, as in the server.
  * Prints "inproc_rps=X"; with --ids-out FILE also writes the user ids (for wrk).
  * Usage: serve_loop --model M [--threads 2] [--seconds 10] [--ids-out FILE] */
 #include "cbrec.h"
 
+#include <cblas.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +63,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: serve_loop --model M [--table T] [--threads 2] [--seconds 10] [--ids-out FILE]\n");
         return 2;
     }
+    openblas_set_num_threads(1); /* as cbrec serve: the T threads are the parallelism */
     cb_error err = {0};
     cb_recommender *rec = NULL;
     cb_config *opts = NULL;
