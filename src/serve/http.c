@@ -1,9 +1,12 @@
 /* http — the libmicrohttpd glue of cbrec serve: one access handler that
  * collects the request body within the limit, refuses what is too long or
- * too many (413, 414, 503), matches the route (404, 405), checks the token
- * of write and admin routes (401, 403, constant-time), holds a reference on
- * the model for the request, and queues the handler's reply; every answer
- * is counted in the metrics. Errors are JSON: {"error": {"status", "message"}}. */
+ * too many (413, 414, 503), hands the complete request to a worker
+ * (queue.c; the connection is suspended until the answer is ready), which
+ * matches the route (404, 405), checks the token of write and admin routes
+ * (401, 403, constant-time), holds a reference on the model for the
+ * request and runs the handler; libmicrohttpd's thread then sends the
+ * reply. Every answer is counted in the metrics. Errors are JSON:
+ * {"error": {"status", "message"}}. Also the listen address (IPv4 or [IPv6]). */
 #include "serve/serve.h"
 
 #include <arpa/inet.h>
@@ -21,6 +24,13 @@ typedef struct conn_ctx {
     size_t len, cap;
     int too_large;
     int overloaded;  /* more requests in flight than --max-inflight when it arrived */
+    /* the job of a worker: the request in, the reply out */
+    sv_server *srv;
+    struct MHD_Connection *conn;
+    const char *url, *method;  /* libmicrohttpd's, valid while the connection lives */
+    sv_reply rep;
+    size_t route;              /* for the metrics */
+    int answered;              /* rep is ready: send it */
 } conn_ctx;
 
 static double now_seconds(void) {
@@ -257,14 +267,31 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         x->body[x->len] = 0;
         return MHD_YES;
     }
-    sv_reply rep = {0};
-    size_t route = sv_n_routes;
-    if (x->overloaded) sv_reply_error(&rep, 503, "overloaded: %u requests in flight; retry in a second", s->opt.max_inflight);
-    else route = dispatch(s, c, url, method, x, &rep);
-    int status = rep.status;
-    enum MHD_Result ret = queue(c, &rep);
-    sv_metrics_observe(s->metrics, route, status, now_seconds() - x->t0);
+    if (!x->answered && !x->overloaded) { /* to a worker; called again once it has answered */
+        x->srv = s, x->conn = c, x->url = url, x->method = method;
+        MHD_suspend_connection(c);
+        if (sv_queue_push(s->queue, x)) return MHD_YES;
+        x->overloaded = 1; /* stopping */
+        MHD_resume_connection(c);
+        return MHD_YES;
+    }
+    if (!x->answered) {
+        x->route = sv_n_routes;
+        sv_reply_error(&x->rep, 503, "overloaded: %u requests in flight; retry in a second", s->opt.max_inflight);
+    }
+    int status = x->rep.status;
+    enum MHD_Result ret = queue(c, &x->rep);
+    sv_metrics_observe(s->metrics, x->route, status, now_seconds() - x->t0);
     return ret;
+}
+
+/* A worker: answer the request of x, then let libmicrohttpd send it. */
+static void run_request(void *job, void *ctx) {
+    (void)ctx;
+    conn_ctx *x = job;
+    x->route = dispatch(x->srv, x->conn, x->url, x->method, x, &x->rep);
+    x->answered = 1;
+    MHD_resume_connection(x->conn);
 }
 
 static sv_server *s_of(void *cls) { return cls; }
@@ -276,49 +303,78 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     if (x) {
         __atomic_sub_fetch(&s_of(cls)->inflight, 1, __ATOMIC_RELAXED);
         free(x->body);
+        free(x->rep.body); /* an answer never sent (the client left) */
     }
     free(x);
     *con_cls = NULL;
 }
 
-static bool parse_listen(const char *listen, struct sockaddr_in *sa, char *msg, size_t msg_size) {
+/* HOST:PORT with an IPv4 address, or [IPv6]:PORT, into sa. */
+static bool parse_listen(const char *listen, struct sockaddr_storage *sa, char *msg, size_t msg_size) {
     char host[256];
-    const char *colon = strrchr(listen, ':');
+    const char *colon = strrchr(listen, ':'), *h = listen;
+    size_t hlen = colon ? (size_t)(colon - listen) : 0;
     memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    if (!colon || (size_t)(colon - listen) >= sizeof host) {
-        snprintf(msg, msg_size, "--listen '%s': give HOST:PORT, e.g. 127.0.0.1:8080", listen);
+    bool v6 = listen[0] == '[';
+    if (v6 && hlen >= 2 && listen[hlen - 1] == ']') h++, hlen -= 2;
+    else if (v6) colon = NULL;
+    if (!colon || hlen >= sizeof host) {
+        snprintf(msg, msg_size, "--listen '%s': give HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080", listen);
         return false;
     }
-    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+    snprintf(host, sizeof host, "%.*s", (int)hlen, h);
     char *end;
     unsigned long port = strtoul(colon + 1, &end, 10);
-    if (!colon[1] || *end || port > 65535 || inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
-        snprintf(msg, msg_size, "--listen '%s': give an IPv4 address and a port, e.g. 127.0.0.1:8080", listen);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)sa;
+    bool ok = colon[1] && !*end && port <= 65535 &&
+              (v6 ? inet_pton(AF_INET6, host, &a6->sin6_addr) : inet_pton(AF_INET, host, &a4->sin_addr)) == 1;
+    if (!ok) {
+        snprintf(msg, msg_size, "--listen '%s': give an IPv4 address and a port (127.0.0.1:8080) or an IPv6 address "
+                 "in brackets and a port ([::1]:8080)", listen);
         return false;
     }
-    sa->sin_port = htons((uint16_t)port);
+    if (v6) a6->sin6_family = AF_INET6, a6->sin6_port = htons((uint16_t)port);
+    else a4->sin_family = AF_INET, a4->sin_port = htons((uint16_t)port);
     return true;
 }
 
-void *sv_http_start(sv_server *s, unsigned *port, char *msg, size_t msg_size) {
-    struct sockaddr_in sa;
-    if (!parse_listen(s->opt.listen, &sa, msg, msg_size)) return NULL;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+/* One libmicrohttpd thread (epoll) reads and writes; --threads workers answer.
+ * The queue holds every admitted request: --max-inflight bounds it. */
+int sv_http_start(sv_server *s, unsigned *port, char *msg, size_t msg_size) {
+    struct sockaddr_storage sa;
+    if (!parse_listen(s->opt.listen, &sa, msg, msg_size)) return -1;
+    unsigned workers = (unsigned)(s->opt.threads > 0 ? s->opt.threads : 1);
+    if (!(s->queue = sv_queue_start(workers, s->opt.max_inflight, run_request, s))) {
+        snprintf(msg, msg_size, "cannot start %u worker threads", workers);
+        return -1;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)(s->opt.threads > 0 ? s->opt.threads : 1), MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
-        MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_seconds,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512, MHD_OPTION_END);
     if (!d) {
+        sv_queue_free(s->queue);
+        s->queue = NULL;
         snprintf(msg, msg_size, "cannot listen on %s (in use, or not an address of this machine?)", s->opt.listen);
-        return NULL;
+        return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    *port = info ? info->port : ntohs(sa.sin_port);
-    return d;
+    *port = info ? info->port
+                 : ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port : ((struct sockaddr_in *)&sa)->sin_port);
+    s->daemon = d;
+    return 0;
 }
 
-void sv_http_stop(void *daemon) {
-    if (daemon) MHD_stop_daemon(daemon);
+/* The workers first: every queued request is answered (its connection resumed:
+ * libmicrohttpd must not stop with a suspended one; a request read later gets
+ * a 503 at once), then the daemon, then the queue's memory. */
+void sv_http_stop(sv_server *s) {
+    sv_queue_stop(s->queue);
+    if (s->daemon) MHD_stop_daemon(s->daemon);
+    sv_queue_free(s->queue);
+    s->daemon = NULL, s->queue = NULL;
 }

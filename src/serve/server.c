@@ -152,8 +152,7 @@ int sv_start(sv_server *s, const sv_options *o, unsigned *port, char *msg, size_
     }
     s->metrics = sv_metrics_create(sv_n_routes + 1, route_names());
     if (!s->metrics) snprintf(msg, msg_size, "out of memory");
-    s->daemon = s->metrics ? sv_http_start(s, port, msg, msg_size) : NULL;
-    if (!s->daemon) {
+    if (!s->metrics || sv_http_start(s, port, msg, msg_size)) {
         sv_events_close(s->events);
         sv_metrics_free(s->metrics);
         sv_model_free(s->model);
@@ -163,11 +162,11 @@ int sv_start(sv_server *s, const sv_options *o, unsigned *port, char *msg, size_
 }
 
 void sv_stop(sv_server *s) {
-    sv_http_stop(s->daemon);
+    sv_http_stop(s);
     sv_events_close(s->events);
     sv_metrics_free(s->metrics);
     sv_model_free(s->model);
-    s->daemon = NULL, s->events = NULL, s->metrics = NULL, s->model = NULL;
+    s->events = NULL, s->metrics = NULL, s->model = NULL;
 }
 
 int sv_run(const sv_options *o) {
