@@ -33,7 +33,9 @@ typedef struct user_events {
 struct sv_events {
     sqlite3 *db;
     sqlite3_stmt *insert;
-    pthread_mutex_t mu; /* the database handle and the map */
+    pthread_mutex_t db_mu; /* the database handle: one append (one fsync) at a time */
+    pthread_mutex_t mu;    /* the map and total: held for microseconds, never across an fsync,
+                              so a recommend reading a profile never waits for a commit */
     user_events *buckets[N_BUCKETS];
     int64_t total;
 };
@@ -109,6 +111,7 @@ int sv_events_open(sv_events **out, const char *path, char *msg, size_t msg_size
     *out = NULL;
     if (!e) return db_fail(NULL, path, msg, msg_size);
     pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->db_mu, NULL);
     int rc = sqlite3_open_v2(path, &e->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
     if (rc != SQLITE_OK) rc = db_fail(e->db, path, msg, msg_size);
     sqlite3_stmt *st = NULL;
@@ -147,12 +150,13 @@ void sv_events_close(sv_events *e) {
             free(u);
         }
     pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->db_mu);
     free(e);
 }
 
 int sv_events_append(sv_events *e, const char *user, const char *item, double rating, int64_t time, int64_t *seq,
                      char *msg, size_t msg_size) {
-    pthread_mutex_lock(&e->mu);
+    pthread_mutex_lock(&e->db_mu);
     sqlite3_reset(e->insert);
     sqlite3_bind_text(e->insert, 1, user, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(e->insert, 2, item, -1, SQLITE_TRANSIENT);
@@ -162,10 +166,12 @@ int sv_events_append(sv_events *e, const char *user, const char *item, double ra
     int rc = sqlite3_step(e->insert) == SQLITE_DONE ? 0 : db_fail(e->db, "storing an event", msg, msg_size);
     if (!rc) {
         *seq = sqlite3_last_insert_rowid(e->db);
+        pthread_mutex_lock(&e->mu); /* in commit order: db_mu is still held */
         remember(e, user, item, rating); /* durable already: a failure here only delays it to the next start */
+        pthread_mutex_unlock(&e->mu);
     }
     sqlite3_reset(e->insert);
-    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&e->db_mu);
     return rc;
 }
 
