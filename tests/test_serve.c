@@ -445,6 +445,32 @@ static void malformed_http(void **state) {
 
 /* ---- token, events */
 
+/* POST /v1/recommend/batch takes a user's live events at once, as GET does
+ * (run after token_and_events' events: "newcomer" exists only as a click). */
+static void batch_uses_live_events(const fixture *f) {
+    json_t *b = post_json(f, "/v1/recommend/batch", "{\"users\": [\"6\", \"1\"], \"n\": 5}", 0, 200);
+    json_t *row6 = json_object_get(json_array_get(json_object_get(b, "results"), 0), "items");
+    char top[64], other[64], body[128];
+    snprintf(top, sizeof top, "%s", json_string_value(json_object_get(json_array_get(row6, 0), "item")));
+    snprintf(other, sizeof other, "%s",
+             json_string_value(json_object_get(json_array_get(json_object_get(json_array_get(json_object_get(b, "results"), 1), "items"), 0), "item")));
+    json_decref(b);
+    snprintf(body, sizeof body, "{\"item\": \"%s\", \"rating\": 1}", top);
+    json_decref(post_json(f, "/v1/users/6/events", body, 1, 200));
+    b = post_json(f, "/v1/recommend/batch", "{\"users\": [\"6\", \"1\", \"newcomer\"], \"n\": 5}", 0, 200);
+    json_t *res = json_object_get(b, "results");
+    assert_int_equal(json_array_size(res), 3);
+    assert_int_equal(json_array_size(json_object_get(json_array_get(res, 0), "items")), 5);
+    assert_false(in_list(json_object_get(json_array_get(res, 0), "items"), top)); /* now rated: out */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(json_array_get(res, 1), "items"), 0), "item")),
+                        other); /* a user without events: unchanged */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 2), "user")), "newcomer");
+    assert_int_equal(json_array_size(json_object_get(json_array_get(res, 2), "items")), 5);
+    assert_false(in_list(json_object_get(json_array_get(res, 2), "items"), "7")); /* its click */
+    json_decref(b);
+    expect_error(f, "POST", "/v1/recommend/batch", "{\"users\": [\"never-seen\"]}", 0, 404);
+}
+
 static void token_and_events(void **state) {
     fixture *f = *state;
     expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\", \"rating\": 5}", 0, 401);
@@ -495,6 +521,7 @@ static void token_and_events(void **state) {
     assert_true(json_array_size(json_object_get(json_array_get(json_object_get(r, "points"), 0), "genres")) >= 1);
     json_decref(r);
     expect_error(f, "GET", "/v1/map?user=nobody-at-all", NULL, 0, 404);
+    batch_uses_live_events(f);
 }
 
 /* ---- overload: a request in flight (its body still arriving) holds the only place */

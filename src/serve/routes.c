@@ -181,6 +181,11 @@ int sv_get_user(sv_request *rq, sv_reply *rep) {
 
 static bool known_item(const char *item, void *ctx) { return sv_model_item(ctx, item) >= 0; }
 
+char *sv_live_profile(const sv_request *rq, const char *user) {
+    sv_model *m = rq->model;
+    return rq->srv->events && user ? sv_events_profile_json(rq->srv->events, user, m->y_max, known_item, m) : NULL;
+}
+
 /* Request options, from the query or the POST body, as RECOMMEND keys. */
 typedef struct rec_params {
     const char *include_seen, *exclude, *allow, *block, *diversity, *rank_by, *genre_cap;
@@ -234,7 +239,7 @@ static int recommend_reply(sv_request *rq, sv_reply *rep, const char *user, cons
     sv_model *m = rq->model;
     cb_error err = {0};
     char *live = NULL;
-    if (user && rq->srv->events) live = sv_events_profile_json(rq->srv->events, user, m->y_max, known_item, m);
+    if (user) live = sv_live_profile(rq, user);
     size_t u;
     if (user && !live && cb_recommender_find_user(m->rec, user, &u, NULL) != CB_OK)
         return sv_reply_error(rep, 404, "unknown user '%s' (no training ratings, no live events)", user);
@@ -364,7 +369,7 @@ static int map_user(sv_request *rq, map_doc *d, const char *user, unsigned n, sv
     const sv_model *m = d->m;
     size_t u = 0;
     bool known = cb_recommender_find_user(m->rec, user, &u, NULL) == CB_OK;
-    char *live = rq->srv->events ? sv_events_profile_json(rq->srv->events, user, m->y_max, known_item, (void *)m) : NULL;
+    char *live = sv_live_profile(rq, user);
     if (!known && !live) return sv_reply_error(rep, 404, "unknown user '%s' (no training ratings, no live events)", user);
     for (size_t j = 0; known && j < cb_recommender_user_n_ratings(m->rec, u); j++) {
         size_t item = 0;

@@ -84,39 +84,80 @@ static json_t *batch_row(const sv_model *m, const char *user, const int64_t *ite
     return list ? json_pack("{s:s,s:o}", "user", user, "items", list) : NULL;
 }
 
+/* The batch row of a user with live events: the same ranking as the batch
+ * (the whole catalog by the ranking criterion, rated items out, no other
+ * source, no diversity: checked equal to cb_recommender_recommend_batch on
+ * ml-latest-small) through cb_recommender_recommend, which takes the live
+ * ratings. 0, or a library error code with err set. */
+static int live_row(const sv_model *m, const char *user, const char *live, size_t n, int64_t *items, float *scores,
+                    cb_error *err) {
+    cb_config *o = NULL;
+    cb_list *l = NULL;
+    char num[32], all[32];
+    snprintf(num, sizeof num, "%zu", n);
+    snprintf(all, sizeof all, "%zu", cb_recommender_item_count(m->rec));
+    int rc = cb_config_create(&o, CB_CONFIG_RECOMMEND, err);
+    if (!rc) rc = cb_config_set(o, "n", num, err) || cb_config_set(o, "recent", "0", err) ||
+                  cb_config_set(o, "top-genres", "0", err) || cb_config_set(o, "group-items", "0", err) ||
+                  cb_config_set(o, "embedding", all, err) ? err->code : 0;
+    if (!rc) rc = cb_recommender_recommend(m->rec, user, live, o, &l, err);
+    for (size_t j = 0; j < n; j++) {
+        bool have = !rc && j < cb_list_size(l);
+        items[j] = have ? (int64_t)cb_list_item(l, j) : -1;
+        scores[j] = have ? cb_list_score(l, j) : -INFINITY;
+    }
+    cb_list_free(l);
+    cb_config_free(o);
+    return rc;
+}
+
+/* {"users": [...], "n": 10}: known users in one cb_recommender_recommend_batch;
+ * users with live events (known or not) each through live_row. */
 int sv_post_batch(sv_request *rq, sv_reply *rep) {
     sv_model *m = rq->model;
     json_error_t je;
     json_t *body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!body) return sv_reply_error(rep, 400, "the body is not valid JSON: line %d, column %d: %s", je.line, je.column, je.text);
     json_t *users = json_object_get(body, "users"), *jn = json_object_get(body, "n");
-    size_t n_users = json_array_size(users), n = jn ? (size_t)json_integer_value(jn) : 10;
-    size_t *idx = NULL;
-    int64_t *items = NULL;
-    float *scores = NULL;
-    char buf[MAX_ID_BYTES];
+    size_t n_users = json_array_size(users), n = jn ? (size_t)json_integer_value(jn) : 10, n_plain = 0;
+    size_t *idx = NULL, *plain = NULL;
+    int64_t *items = NULL, *plain_items = NULL;
+    float *scores = NULL, *plain_scores = NULL;
+    char **ids = NULL, **live = NULL, buf[MAX_ID_BYTES];
     if (!json_is_array(users) || !n_users || n_users > MAX_BATCH_USERS)
         sv_reply_error(rep, 400, "\"users\" must be a list of 1 to %d user ids", MAX_BATCH_USERS);
     else if (jn && (!json_is_integer(jn) || n < 1 || n > rq->srv->opt.max_n))
         sv_reply_error(rep, 400, "\"n\" must be an integer in [1, %u]", rq->srv->opt.max_n);
-    else if (!(idx = calloc(n_users, sizeof *idx)) || !(items = calloc(n_users * n, sizeof *items)) ||
-             !(scores = calloc(n_users * n, sizeof *scores)))
+    else if (!(idx = calloc(n_users, sizeof *idx)) || !(plain = calloc(n_users, sizeof *plain)) ||
+             !(ids = calloc(n_users, sizeof *ids)) || !(live = calloc(n_users, sizeof *live)) ||
+             !(items = calloc(n_users * n, sizeof *items)) || !(scores = calloc(n_users * n, sizeof *scores)) ||
+             !(plain_items = calloc(n_users * n, sizeof *plain_items)) ||
+             !(plain_scores = calloc(n_users * n, sizeof *plain_scores)))
         sv_reply_error(rep, 503, "out of memory");
-    for (size_t i = 0; scores && !rep->status && i < n_users; i++) {
+    for (size_t i = 0; plain_scores && !rep->status && i < n_users; i++) {
         const char *id = json_id(json_array_get(users, i), buf, sizeof buf);
+        bool known = id && cb_recommender_find_user(m->rec, id, &idx[i], NULL) == CB_OK;
         if (!id) sv_reply_error(rep, 400, "\"users\"[%zu] is not a user id", i);
-        else if (cb_recommender_find_user(m->rec, id, &idx[i], NULL)) sv_reply_error(rep, 404, "unknown user '%s'", id);
+        else if (!(ids[i] = strdup(id))) sv_reply_error(rep, 503, "out of memory");
+        else if (!(live[i] = sv_live_profile(rq, id)) && !known)
+            sv_reply_error(rep, 404, "unknown user '%s' (no training ratings, no live events)", id);
+        else if (!live[i]) plain[n_plain++] = idx[i];
     }
     cb_error err = {0};
-    int rc = rep->status ? 0 : cb_recommender_recommend_batch(m->rec, idx, n_users, n, NULL, items, scores, &err);
+    int rc = rep->status || !n_plain ? 0 : cb_recommender_recommend_batch(m->rec, plain, n_plain, n, NULL, plain_items, plain_scores, &err);
+    for (size_t i = 0, p = 0; !rep->status && !rc && i < n_users; i++) {
+        if (live[i]) rc = live_row(m, ids[i], live[i], n, items + i * n, scores + i * n, &err);
+        else memcpy(items + i * n, plain_items + p * n, n * sizeof *items), memcpy(scores + i * n, plain_scores + p++ * n, n * sizeof *scores);
+    }
     if (rc) sv_reply_error(rep, sv_status_of(rc), "%s", err.msg);
     json_t *results = rep->status ? NULL : json_array();
     for (size_t i = 0; results && i < n_users; i++)
-        json_array_append_new(results, batch_row(m, cb_recommender_user_id(m->rec, idx[i]), items + i * n, scores + i * n, n));
+        json_array_append_new(results, batch_row(m, live[i] ? ids[i] : cb_recommender_user_id(m->rec, idx[i]), items + i * n,
+                                                 scores + i * n, n));
     if (!rep->status) sv_reply_json(rep, 200, results ? json_pack("{s:s,s:o}", "criterion", m->criterion, "results", results) : NULL);
-    free(idx);
-    free(items);
-    free(scores);
+    for (size_t i = 0; ids && live && i < n_users; i++) free(ids[i]), free(live[i]);
+    free(idx), free(plain), free(ids), free(live);
+    free(items), free(scores), free(plain_items), free(plain_scores);
     json_decref(body);
     return rep->status;
 }

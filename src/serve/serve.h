@@ -174,6 +174,9 @@ typedef struct sv_route {
 } sv_route;
 extern const sv_route sv_routes[];
 extern const size_t sv_n_routes;
+/* A user's live events as a new-user JSON for cb_recommender_recommend (with
+ * the user id), NULL when none or without an event store (malloc'd). */
+char *sv_live_profile(const sv_request *rq, const char *user);
 /* handlers (routes.c, routes_write.c) */
 int sv_get_meta(sv_request *rq, sv_reply *rep);
 int sv_get_items(sv_request *rq, sv_reply *rep);
