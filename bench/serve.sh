@@ -1,14 +1,23 @@
 #!/bin/sh
 # bench serve — cbrec serve under wrk (Debian) on ml-latest-small, beside the
 # in-process recommend loop measured in the same run (bench/serve_loop.c: the
-# same recommend + JSON per request, same thread count):
+# same recommend + JSON per request, same thread count, OpenBLAS on the
+# calling thread as in the server):
 #   0. wrk, 1 connection for 10 s on GET /v1/recommend?user=ID&n=10 over every
-#      user: the latency of one request without a queue (with 64 connections wrk
-#      keeps 64 requests queued: latency = 64 / throughput, Little's law);
+#      user: the latency of one request without a queue;
 #   1. wrk, 64 connections, $SERVE_SECONDS s (30): requests/s, p50/p99 latency,
-#      errors; ratio to the loop (goals: 0 errors, p99 < 5 ms, ratio >= 0.5);
+#      errors; ratio to the loop (goals: 0 errors, p99 < 5 ms, ratio >= 0.5).
+#      wrk is closed-loop: 64 requests are always outstanding, so the mean
+#      latency is 64 / throughput (Little's law) whatever the server does;
+#      the line "queue floor" prints it. wrk's own CPU (it shares the cores)
+#      and the server's are printed too, in cores (CPU seconds / wall seconds);
 #   2. the same with a reload (SIGHUP: load the model again, swap) every second:
-#      failed requests (goal 0).
+#      failed requests (goal 0);
+#   3. overload: 256 connections against --max-inflight 32: the excess is
+#      answered 503 at once (non-2xx), so the admitted requests' p99 stays
+#      bounded instead of growing with the queue.
+# CBREC_BEFORE=path/to/old/cbrec: steps 0 and 1 for that binary too, in the
+# same run (A B A B when SERVE_REPEAT=2), for a before/after table.
 # Both sides use the similar-items table (`cbrec precompute -k 20`), as a
 # deployment would; SERVE_TABLE=0 runs both without it.
 # Skips, saying so, without wrk or the data. $CBREC_BENCH_MODEL: use that model.
@@ -16,6 +25,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 SECONDS_RUN=${SERVE_SECONDS:-30}
 THREADS=${SERVE_THREADS:-2}
+REPEAT=${SERVE_REPEAT:-1}
 DATA=${CBREC_DATA:-../shared/data}/ml-latest-small
 if ! command -v wrk >/dev/null 2>&1; then echo "serve: SKIPPED (wrk not installed)"; exit 0; fi
 tmp=$(mktemp -d /tmp/cbrec-bench-serve-XXXXXX)
@@ -32,48 +42,105 @@ if [ "${SERVE_TABLE:-1}" != 0 ]; then
   ./cbrec precompute --model "$model" --out "$tmp/sim.cbrec" -k 20 2>/dev/null || exit 1
   tablearg="--table $tmp/sim.cbrec"
 fi
+echo "load at start: $(uptime | sed 's/.*load average: //') on $(nproc) cores"
 loop=$("$BUILD"/bench/serve_loop --model "$model" $tablearg --threads "$THREADS" --seconds 10 --ids-out "$tmp/ids") || exit 1
 echo "in-process loop: $loop"
 { printf 'ids = {'; sed 's/.*/"&",/' "$tmp/ids"; printf '}\ni = 0\nrequest = function()\n  i = i + 1\n'
   printf '  return wrk.format("GET", "/v1/recommend?user=" .. ids[(i %% #ids) + 1] .. "&n=10")\nend\n'; } > "$tmp/users.lua"
-./cbrec serve --model "$model" $tablearg --listen 127.0.0.1:0 --threads "$THREADS" > "$tmp/out" 2>"$tmp/err" &
-pid=$!
-for _ in $(seq 1 100); do grep -q listening "$tmp/out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "$tmp/out")
-[ -n "$port" ] || { echo "serve: the server did not start"; cat "$tmp/err"; exit 1; }
-# --timeout 10s: a slow answer counts in the latency, a failed one (refused, reset, non-2xx) as an error
-run_wrk() { wrk -t2 -c64 -d"${SECONDS_RUN}s" --timeout 10s --latency -s "$tmp/users.lua" "http://127.0.0.1:$port" > "$1" 2>&1; }
+
+# start BIN [ARGS]: a server in the background ($pid, $port)
+start() {
+  bin=$1; shift
+  "$bin" serve --model "$model" $tablearg --listen 127.0.0.1:0 --threads "$THREADS" "$@" > "$tmp/out" 2>"$tmp/err" &
+  pid=$!
+  for _ in $(seq 1 100); do grep -q listening "$tmp/out" 2>/dev/null && break; sleep 0.1; done
+  port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "$tmp/out")
+  [ -n "$port" ] || { echo "serve: the server did not start"; cat "$tmp/err"; exit 1; }
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null; pid=""; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# wrk_run OUT CONNECTIONS SECONDS: wrk against the server, its CPU and the server's beside
+# (--timeout 10s: a slow answer counts in the latency, a failed one (refused, reset, non-2xx) as an error)
+wrk_run() {
+  t0=$(cpu_ticks "$pid")
+  /usr/bin/time -f "wrk_cpu_s=%U+%S" -o "$1.time" wrk -t"$([ "$2" = 1 ] && echo 1 || echo 2)" -c"$2" -d"$3s" \
+    --timeout 10s --latency -s "$tmp/users.lua" "http://127.0.0.1:$port" > "$1" 2>&1
+  echo "server_ticks=$(( $(cpu_ticks "$pid") - t0 )) seconds=$3 hz=$(getconf CLK_TCK)" >> "$1.time"
+}
 # figures from wrk's output: requests/s, p50 and p99 in ms, non-2xx, socket errors (connect, read,
-# write), timeouts (no answer within 10 s)
+# write), timeouts (no answer within 10 s), wrk's and the server's CPU in cores
 summary() {
-  awk '/Requests\/sec/ {rps=$2}
+  cat "$1" "$1.time" | awk '/Requests\/sec/ {rps=$2}
        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
        $1 == "50%" {p50 = ms($2)} $1 == "99%" {p99 = ms($2)}
        /Non-2xx/ {non2xx = $NF} /Socket errors/ {gsub(",", ""); sock = $4 + $6 + $8; tmo = $10}
-       END {printf "rps=%.1f p50_ms=%.2f p99_ms=%.2f non2xx=%d socket_errors=%d timeouts=%d\n", rps, p50, p99, non2xx, sock, tmo}' "$1"
+       /^wrk_cpu_s=/ {split($0, a, "[=+]"); wcpu = a[2] + a[3]}
+       /^server_ticks=/ {split($1, t, "="); split($2, s, "="); split($3, h, "="); scpu = t[2] / h[2]; secs = s[2]}
+       END {printf "rps=%.1f p50_ms=%.2f p99_ms=%.2f non2xx=%d socket_errors=%d timeouts=%d wrk_cores=%.2f server_cores=%.2f\n",
+                   rps, p50, p99, non2xx, sock, tmo, wcpu / secs, scpu / secs}'
 }
-# the server's own latency, without a queue: 1 connection, 10 s
-wrk -t1 -c1 -d10s --timeout 10s --latency -s "$tmp/users.lua" "http://127.0.0.1:$port" > "$tmp/wrk0" 2>&1
-echo "wrk 1 connection 10s: $(summary "$tmp/wrk0")"
-run_wrk "$tmp/wrk1"
-s1=$(summary "$tmp/wrk1")
-echo "wrk 64 connections ${SECONDS_RUN}s: $s1"
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
+# steps 0 and 1 for BIN, labelled NAME
+measure() {
+  start "$2"
+  wrk_run "$tmp/wrk0" 1 10
+  s0=$(summary "$tmp/wrk0")
+  wrk_run "$tmp/wrk1" 64 "$SECONDS_RUN"
+  s1=$(summary "$tmp/wrk1")
+  stop
+  echo "$1 1 connection 10s: $s0"
+  echo "$1 64 connections ${SECONDS_RUN}s: $s1"
+  echo "$1 $s0 $s1" >> "$tmp/table"
+}
+: > "$tmp/table"
+for r in $(seq 1 "$REPEAT"); do
+  [ -n "${CBREC_BEFORE:-}" ] && measure before "$CBREC_BEFORE"
+  measure after ./cbrec
+done
+
+start ./cbrec
 ( end=$(( $(date +%s) + SECONDS_RUN )); while [ "$(date +%s)" -lt "$end" ]; do sleep 1; kill -HUP "$pid"; done ) &
 reloader=$!
-run_wrk "$tmp/wrk2"
+wrk_run "$tmp/wrk2" 64 "$SECONDS_RUN"
 wait "$reloader" 2>/dev/null
 s2=$(summary "$tmp/wrk2")
 reloads=$(grep -c reloaded "$tmp/err")
-echo "wrk with a reload every second: $s2 (reload messages: $reloads)"
+stop
+echo "after, with a reload every second: $s2 (reload messages: $reloads)"
+
+start ./cbrec --max-inflight 32
+wrk_run "$tmp/wrk3" 256 10
+s3=$(summary "$tmp/wrk3")
+stop
+echo "after, 256 connections against --max-inflight 32 (the excess answered 503): $s3"
+
 # the loop again after the server's runs: the machine's load drifts, the mean of both is the peer
 loop2=$("$BUILD"/bench/serve_loop --model "$model" $tablearg --threads "$THREADS" --seconds 10) || exit 1
 echo "in-process loop again: $loop2"
+echo "load at end: $(uptime | sed 's/.*load average: //')"
 inproc=$(echo "$loop $loop2" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^inproc_rps=/) {split($i, a, "="); s += a[2]; n++}}
                                    END {printf "%.1f", s / n}')
-echo "$s1 $s2" | awk -v inproc="$inproc" '{
+echo
+echo "| binary | 1 conn p50 / p99 ms | 64 conn requests/s | over the loop | p50 / p99 ms | queue floor 64/rps ms | failed | wrk cores | server cores |"
+echo "|---|---|---|---|---|---|---|---|---|"
+while read -r name rest; do
+  set -- $rest
+  a="$1 $2 $3 $4 $5 $6 $7 $8"; b="$9 ${10} ${11} ${12} ${13} ${14} ${15} ${16}"
+  rps=$(field "$b" rps)
+  awk -v n="$name" -v rps="$rps" -v inproc="$inproc" -v a50="$(field "$a" p50_ms)" -v a99="$(field "$a" p99_ms)" \
+      -v b50="$(field "$b" p50_ms)" -v b99="$(field "$b" p99_ms)" \
+      -v fail="$(( $(field "$b" non2xx) + $(field "$b" socket_errors) + $(field "$b" timeouts) ))" \
+      -v wc="$(field "$b" wrk_cores)" -v sc="$(field "$b" server_cores)" 'BEGIN {
+    printf "| %s | %.2f / %.2f | %.0f | %.2f | %.1f / %.1f | %.1f | %d | %.2f | %.2f |\n",
+           n, a50, a99, rps, rps / inproc, b50, b99, 64000 / rps, fail, wc, sc }'
+done < "$tmp/table"
+echo
+last=$(tail -n 1 "$tmp/table" | cut -d' ' -f10-)
+echo "$last $s2" | awk -v inproc="$inproc" '{
   split($1, a, "="); split($3, p, "="); split($4, n1, "="); split($5, e1, "="); split($6, t1, "=")
-  split($7, a2, "="); split($10, n2, "="); split($11, e2, "="); split($12, t2, "=")
+  split($9, a2, "="); split($12, n2, "="); split($13, e2, "="); split($14, t2, "=")
   printf "RATIO serve requests/s over the in-process loop   %.2f (%.0f vs %.0f; goal >= 0.5)\n", a[2] / inproc, a[2], inproc
   printf "RATIO serve requests/s with reloads over without  %.2f (%.0f vs %.0f)\n", a2[2] / a[2], a2[2], a[2]
-  printf "serve p99 latency %.2f ms (goal < 5), failed %d, timeouts %d (goal 0); with a reload every second: failed %d, timeouts %d (goal 0)\n",
-         p[2], n1[2] + e1[2], t1[2], n2[2] + e2[2], t2[2] }'
+  printf "serve p99 latency %.2f ms (goal < 5; the queue floor alone is %.1f ms), failed %d, timeouts %d (goal 0); with a reload every second: failed %d, timeouts %d (goal 0)\n",
+         p[2], 64000 / a[2], n1[2] + e1[2], t1[2], n2[2] + e2[2], t2[2] }'
