@@ -1,6 +1,7 @@
 /* model — one loaded model as the server holds it: the recommender and what
  * the routes derive from it once at load (item interaction counts and means,
- * the items by popularity, the 2-D map, the describe and vocabulary JSON).
+ * the items by popularity, the 2-D map, the describe and vocabulary JSON,
+ * each item's genres as JSON text, spliced into every list answer).
  * A reload builds a new one beside the old (server.c swaps them). */
 #include "serve/serve.h"
 
@@ -21,7 +22,28 @@ void sv_model_free(sv_model *m) {
     free(m->means);
     free(m->by_popularity);
     free(m->xy);
+    for (size_t i = 0; m->genres_json && i < m->n_items; i++) free(m->genres_json[i]);
+    free(m->genres_json);
     free(m);
+}
+
+/* m->genres_json: ["Action","Sci-Fi"] per item (invalid UTF-8 replaced). */
+static int genres_texts(sv_model *m) {
+    if (!(m->genres_json = calloc(m->n_items + 1, sizeof *m->genres_json))) return CB_ENOMEM;
+    for (size_t i = 0; i < m->n_items; i++) {
+        const char *names[64];
+        size_t n = cb_recommender_item_genres(m->rec, i, names, 64);
+        json_t *a = json_array();
+        for (size_t g = 0; a && g < n && g < 64; g++) {
+            char *c = sv_utf8_clean(names[g]);
+            json_array_append_new(a, c ? json_string(c) : NULL);
+            free(c);
+        }
+        m->genres_json[i] = a ? json_dumps(a, JSON_COMPACT) : NULL;
+        json_decref(a);
+        if (!m->genres_json[i]) return CB_ENOMEM;
+    }
+    return CB_OK;
 }
 
 static const size_t *sort_counts; /* qsort has no context; set under sort_mu */
@@ -73,6 +95,7 @@ sv_model *sv_model_load(const char *model_path, const char *table_path, char *ms
     rc = (m->counts && m->means && m->by_popularity && m->xy) ? CB_OK : CB_ENOMEM;
     if (!rc) rc = cb_recommender_item_rating_stats(m->rec, m->counts, m->means, &err);
     if (!rc) rc = cb_recommender_project_2d(m->rec, m->xy, &err);
+    if (!rc && (rc = genres_texts(m))) snprintf(err.msg, sizeof err.msg, "out of memory");
     if (!rc && read_describe(m, msg, msg_size)) rc = CB_EFORMAT;
     else if (rc) snprintf(msg, msg_size, "%s", err.msg[0] ? err.msg : cb_strstatus(rc));
     if (rc) {

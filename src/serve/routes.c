@@ -60,18 +60,6 @@ static json_t *item_json(const sv_model *m, size_t item, bool full) {
     return o;
 }
 
-/* "{"key": value, " + the rest of an object's text (consumed). */
-static char *splice_field(char *obj, const char *key, json_t *value) {
-    char *v = value ? json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    json_decref(value);
-    size_t n = obj && v ? strlen(obj) + strlen(key) + strlen(v) + 8 : 0;
-    char *out = n ? malloc(n) : NULL;
-    if (out) snprintf(out, n, "{\"%s\":%s,%s", key, v, obj + 1);
-    free(v);
-    free(obj);
-    return out;
-}
-
 int sv_get_meta(sv_request *rq, sv_reply *rep) {
     sv_model *m = rq->model;
     json_t *vocab = json_loads(m->vocab_json, 0, NULL);
@@ -111,22 +99,62 @@ static int lib_error(sv_reply *rep, int code, const cb_error *err) {
     return sv_reply_error(rep, sv_status_of(code), "%s", err->msg[0] ? err->msg : cb_strstatus(code));
 }
 
-/* The list's JSON (cb_list_to_json) with "key": value in front and each
- * entry's "genres", as the reply; l is consumed. */
+/* The list's JSON text (cb_list_to_json) with "key": value in front and each
+ * entry's "genres" (the model's texts) added, without parsing it again (a
+ * parse and a dump per answer cost more than the recommendation itself): a
+ * scan that follows strings and depth finds the objects of the top-level
+ * "items" array, in the list's order, and inserts before each one's '}'. */
+static char *splice_list(const sv_model *m, const cb_list *l, const char *text, const char *key, const char *value) {
+    json_t *jv = jstr(value);
+    char *v = jv ? json_dumps(jv, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    json_decref(jv);
+    size_t n = cb_list_size(l), len = strlen(text), cap = len + strlen(key) + (v ? strlen(v) : 0) + 16;
+    for (size_t i = 0; i < n; i++) cap += strlen(m->genres_json[cb_list_item(l, i)]) + 12;
+    char *out = v && text[0] == '{' ? malloc(cap) : NULL;
+    if (!out) return free(v), NULL;
+    size_t o = (size_t)snprintf(out, cap, "{\"%s\":%s%s", key, v, text[1] == '}' ? "" : ",");
+    free(v);
+    int depth = 1;
+    bool in_str = false, esc = false, saw_items = false, in_items = false;
+    size_t str_start = 0, entry = 0;
+    for (size_t i = 1; i < len; i++) {
+        char c = text[i];
+        if (in_str) {
+            if (esc) esc = false;
+            else if (c == '\\') esc = true;
+            else if (c == '"') {
+                in_str = false;
+                if (depth == 1 && i - str_start == 6 && !memcmp(text + str_start, "\"items", 6)) saw_items = true;
+            }
+        } else if (c == '"') {
+            in_str = true, str_start = i;
+        } else if (c == '{' || c == '[') {
+            if (++depth == 2 && c == '[' && saw_items) in_items = true;
+        } else if (c == '}' || c == ']') {
+            if (c == '}' && in_items && depth == 3 && entry < n) {
+                const char *g = m->genres_json[cb_list_item(l, entry++)];
+                o += (size_t)snprintf(out + o, cap - o, "%s\"genres\":%s", out[o - 1] == '{' ? "" : ",", g);
+            }
+            if (--depth == 1) in_items = saw_items = false;
+        } else if (c == ',' && depth == 1) {
+            saw_items = false;
+        }
+        out[o++] = c;
+    }
+    out[o] = 0;
+    return out;
+}
+
+/* The list as the reply, "key": value in front; l is consumed. */
 static int list_reply(const sv_model *m, sv_reply *rep, cb_list *l, const char *key, const char *value) {
     cb_error err = {0};
     char *text = NULL;
     int rc = cb_list_to_json(l, &text, &err);
-    json_t *doc = rc ? NULL : json_loads(text, 0, NULL);
-    json_t *items = json_object_get(doc, "items");
-    for (size_t i = 0; i < json_array_size(items) && i < cb_list_size(l); i++)
-        json_object_set_new(json_array_get(items, i), "genres", item_genres(m, cb_list_item(l, i)));
+    char *out = rc ? NULL : splice_list(m, l, text, key, value);
     cb_list_free(l);
     free(text);
     if (rc) return lib_error(rep, rc, &err);
-    char *out = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7)) : NULL;
-    json_decref(doc);
-    return sv_reply_text(rep, 200, out ? splice_field(out, key, jstr(value)) : NULL, "application/json");
+    return sv_reply_text(rep, 200, out, "application/json");
 }
 
 int sv_get_similar(sv_request *rq, sv_reply *rep) {

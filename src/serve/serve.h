@@ -63,6 +63,7 @@ typedef struct sv_model {
     double *means;               /* [n_items] mean rating, NAN when none */
     uint32_t *by_popularity;     /* [n_items] item numbers, most rated first */
     float *xy;                   /* [n_items x 2] the 2-D map */
+    char **genres_json;          /* [n_items] each item's genres as a JSON array text */
     double y_min, y_max;         /* rating scale */
     size_t n_added;              /* items added after training (the last n_added numbers) */
     char criterion[64];          /* what ranks a recommendation list */
