@@ -223,8 +223,20 @@ static bool in_list(json_t *items, const char *id) {
     return false;
 }
 
+/* A list entry's "genres" (spliced into the list's text) are its item's, in order. */
+static void assert_genres_of_item(const fixture *f, json_t *entry) {
+    char path[256];
+    snprintf(path, sizeof path, "/v1/items/%s", json_string_value(json_object_get(entry, "item")));
+    json_t *it = get_json(f, path, 200);
+    assert_true(json_array_size(json_object_get(entry, "genres")) >= 1);
+    assert_true(json_equal(json_object_get(entry, "genres"), json_object_get(it, "genres")));
+    json_decref(it);
+}
+
 static void read_endpoints(void **state) {
     fixture *f = *state;
+    size_t i;
+    json_t *x;
     json_t *j = get_json(f, "/healthz", 200);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "model"), "items")), 150);
     assert_true(json_string_length(json_object_get(j, "model_version")) > 0);
@@ -237,7 +249,7 @@ static void read_endpoints(void **state) {
     j = get_json(f, "/v1/items?q=story&limit=5", 200);
     json_t *items = json_object_get(j, "items");
     assert_int_equal(json_array_size(items), 5);
-    for (size_t i = 1; i < 5; i++)
+    for (i = 1; i < 5; i++)
         assert_true(json_integer_value(json_object_get(json_array_get(items, i - 1), "n_ratings")) >=
                     json_integer_value(json_object_get(json_array_get(items, i), "n_ratings")));
     json_decref(j);
@@ -254,6 +266,7 @@ static void read_endpoints(void **state) {
     assert_string_equal(json_string_value(json_object_get(j, "criterion")), "cosine similarity");
     assert_int_equal(json_array_size(json_object_get(j, "items")), 4);
     assert_false(in_list(json_object_get(j, "items"), "1"));
+    json_array_foreach(json_object_get(j, "items"), i, x) assert_genres_of_item(f, x);
     json_decref(j);
     j = get_json(f, "/v1/users?limit=3", 200);
     assert_int_equal(json_array_size(json_object_get(j, "users")), 3);
@@ -268,12 +281,12 @@ static void read_endpoints(void **state) {
     items = json_object_get(r, "items");
     assert_int_equal(json_array_size(items), 5);
     assert_string_equal(json_string_value(json_object_get(r, "user")), "2");
-    size_t i;
-    json_t *x;
     json_array_foreach(items, i, x) {
         assert_true(json_array_size(json_object_get(x, "reasons")) > 0);
         assert_false(in_list(hist, json_string_value(json_object_get(x, "item"))));
+        assert_genres_of_item(f, x);
     }
+    assert_non_null(json_object_get(r, "criterion")); /* the list's own fields follow "user" */
     /* exclude the first: it is gone; POST with the same user agrees with GET */
     char path[256], body[256];
     const char *top = json_string_value(json_object_get(json_array_get(items, 0), "item"));
