@@ -218,6 +218,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, sv_reply *rep) {
                   : MHD_create_response_from_buffer(rep->len, (void *)rep->static_body, MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(rep->body);
+        rep->body = NULL;
         return MHD_NO;
     }
     rep->body = NULL; /* the response owns it */
