@@ -121,19 +121,23 @@ echo "in-process loop again: $loop2"
 echo "load at end: $(uptime | sed 's/.*load average: //')"
 inproc=$(echo "$loop $loop2" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^inproc_rps=/) {split($i, a, "="); s += a[2]; n++}}
                                    END {printf "%.1f", s / n}')
+percpu=$(echo "$loop $loop2" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^inproc_per_cpu_s=/) {split($i, a, "="); s += a[2]; n++}}
+                                   END {printf "%.1f", s / n}')
+echo "peer: the loop's mean, $inproc recommends/s, $percpu per CPU-second"
 echo
-echo "| binary | 1 conn p50 / p99 ms | 64 conn requests/s | over the loop | p50 / p99 ms | queue floor 64/rps ms | failed | wrk cores | server cores |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| binary | 1 conn p50 / p99 ms | 64 conn requests/s | over the loop | per server CPU-s | over the loop's per CPU-s | p50 / p99 ms | queue floor 64/rps ms | failed | wrk cores | server cores |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 while read -r name rest; do
   set -- $rest
   a="$1 $2 $3 $4 $5 $6 $7 $8"; b="$9 ${10} ${11} ${12} ${13} ${14} ${15} ${16}"
   rps=$(field "$b" rps)
-  awk -v n="$name" -v rps="$rps" -v inproc="$inproc" -v a50="$(field "$a" p50_ms)" -v a99="$(field "$a" p99_ms)" \
+  awk -v n="$name" -v rps="$rps" -v inproc="$inproc" -v percpu="$percpu" -v a50="$(field "$a" p50_ms)" -v a99="$(field "$a" p99_ms)" \
       -v b50="$(field "$b" p50_ms)" -v b99="$(field "$b" p99_ms)" \
       -v fail="$(( $(field "$b" non2xx) + $(field "$b" socket_errors) + $(field "$b" timeouts) ))" \
       -v wc="$(field "$b" wrk_cores)" -v sc="$(field "$b" server_cores)" 'BEGIN {
-    printf "| %s | %.2f / %.2f | %.0f | %.2f | %.1f / %.1f | %.1f | %d | %.2f | %.2f |\n",
-           n, a50, a99, rps, rps / inproc, b50, b99, 64000 / rps, fail, wc, sc }'
+    pc = sc > 0 ? rps / sc : 0
+    printf "| %s | %.2f / %.2f | %.0f | %.2f | %.0f | %.2f | %.1f / %.1f | %.1f | %d | %.2f | %.2f |\n",
+           n, a50, a99, rps, rps / inproc, pc, pc / percpu, b50, b99, 64000 / rps, fail, wc, sc }'
 done < "$tmp/table"
 echo
 last=$(tail -n 1 "$tmp/table" | cut -d' ' -f10-)

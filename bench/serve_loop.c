@@ -3,7 +3,9 @@
  * user with the default sources, then the list as JSON), in a loop over the
  * model's users on T threads for S seconds, with the public API only.
  * OpenBLAS runs on the calling thread, as in the server.
- * Prints "inproc_rps=X"; with --ids-out FILE also writes the user ids (for wrk).
+ * Prints "inproc_rps=X" and inproc_per_cpu_s (recommends per CPU-second of
+ * the process: on a shared machine the share of the cores it got varies,
+ * this does not); with --ids-out FILE also writes the user ids (for wrk).
  * Usage: serve_loop --model M [--threads 2] [--seconds 10] [--ids-out FILE] */
 #include "cbrec.h"
 
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 typedef struct worker {
@@ -79,6 +82,10 @@ int main(int argc, char **argv) {
     }
     worker w[64];
     pthread_t t[64];
+    struct rusage ru0; /* the CPU of loading is not the loop's */
+    getrusage(RUSAGE_SELF, &ru0);
+    double cpu0 = (double)ru0.ru_utime.tv_sec + 1e-6 * (double)ru0.ru_utime.tv_usec + (double)ru0.ru_stime.tv_sec +
+                  1e-6 * (double)ru0.ru_stime.tv_usec;
     double t0 = now();
     for (int i = 0; i < threads; i++) {
         w[i] = (worker){rec, opts, (size_t)i, (size_t)threads, seconds, 0, 0};
@@ -91,8 +98,12 @@ int main(int argc, char **argv) {
         failed += w[i].failed;
     }
     double elapsed = now() - t0;
-    printf("inproc_rps=%.1f inproc_done=%zu inproc_failed=%zu threads=%d seconds=%.1f\n", (double)done / elapsed, done,
-           failed, threads, elapsed);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+                 1e-6 * (double)ru.ru_stime.tv_usec - cpu0;
+    printf("inproc_rps=%.1f inproc_per_cpu_s=%.1f inproc_done=%zu inproc_failed=%zu threads=%d seconds=%.1f\n",
+           (double)done / elapsed, cpu > 0 ? (double)done / cpu : 0, done, failed, threads, elapsed);
     cb_config_free(opts);
     cb_recommender_free(rec);
     return failed ? 1 : 0;
