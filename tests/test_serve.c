@@ -85,12 +85,17 @@ static void stop_server(server *s, int sig) {
     s->pid = 0;
 }
 
+/* In a forked helper process a failed connect is an answer (-1), not a
+ * failed assertion (cmocka's longjmp would run the rest of the suite there). */
+static bool no_asserts_in_child;
+
 static int connect_to(unsigned port) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(s >= 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(s, (struct sockaddr *)&a, sizeof a), 0);
+    if (no_asserts_in_child && connect(s, (struct sockaddr *)&a, sizeof a)) return close(s), -1;
+    if (!no_asserts_in_child) assert_int_equal(connect(s, (struct sockaddr *)&a, sizeof a), 0);
     struct timeval tv = {10, 0};
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     return s;
@@ -99,6 +104,10 @@ static int connect_to(unsigned port) {
 /* Send raw bytes, read the answer to EOF; returns the status (0: none), body malloc'd into *body. */
 static int raw(unsigned port, const char *bytes, size_t len, char **body) {
     int s = connect_to(port);
+    if (s < 0) {
+        if (body) *body = strdup("");
+        return 0;
+    }
     size_t off = 0;
     while (off < len) {
         ssize_t n = send(s, bytes + off, len - off, MSG_NOSIGNAL);
@@ -722,6 +731,7 @@ static void kill9_keeps_acknowledged_events(void **state) {
     pid_t writer = fork();
     assert_true(writer >= 0);
     if (writer == 0) { /* streams events until the server dies; reports each acknowledged item */
+        no_asserts_in_child = true; /* the server is killed under it: a refused connect ends the stream */
         close(acks[0]);
         for (int k = 1; k <= 150; k++) {
             char body[96], *out = NULL;
