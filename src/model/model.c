@@ -1293,6 +1293,47 @@ static void run_epoch(void *arg, int w) {
     }
 }
 
+static uint64_t hash_words(uint64_t h, const void *p, size_t bytes) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i + 4 <= bytes; i += 4) {
+        uint32_t w;
+        memcpy(&w, b + i, 4);
+        h = (h ^ w) * 0x100000001B3ULL;
+    }
+    return h;
+}
+
+/* Across processes every rank must train on the same examples and feature
+ * tables (each fits them from its own copy of the data): a hash of them,
+ * compared with rank 0's before the first step. */
+static int check_ranks_agree(const train_ctx *x, cb_error *err) {
+    const cb_train_data *d = x->d;
+    const cb_model_config *c = &x->m->cfg;
+    uint64_t h = hash_words(0xCBF29CE484222325ULL, &d->n_train, sizeof d->n_train);
+    for (size_t i = 0; i < d->n_train; i++) {
+        const cb_rating *r = &d->ratings[d->train_idx[i]];
+        uint32_t w[3] = {r->user, r->item, 0};
+        memcpy(&w[2], &r->y, 4);
+        h = hash_words(h, w, sizeof w);
+    }
+    h = hash_words(h, d->user_x, (size_t)d->n_users * c->user_in * sizeof(float));
+    h = hash_words(h, d->item_x, (size_t)d->n_items * c->item_in * sizeof(float));
+    float *all = cb_calloc(4 * (size_t)x->n_ranks, sizeof(float), err);
+    int *count = all ? cb_calloc(2 * (size_t)x->n_ranks, sizeof(int), err) : NULL;
+    if (!count) return free(all), CB_ENOMEM;
+    for (int r = 0; r < x->n_ranks; r++) count[r] = 4, count[x->n_ranks + r] = 4 * r;
+    for (int k = 0; k < 4; k++) all[4 * x->rank + k] = (float)((h >> (16 * k)) & 0xFFFF); /* exact in a float */
+    int rc = x->comm->allgather(x->comm->ctx, all, count, count + x->n_ranks) ? CB_EIO : CB_OK;
+    for (int r = 1; rc == CB_OK && r < x->n_ranks; r++)
+        if (memcmp(all, all + 4 * r, 4 * sizeof(float)))
+            rc = cb_fail(err, CB_EINVAL, "rank %d's training examples or feature tables differ from rank 0's: every rank "
+                                         "must read the same dataset with the same settings", r);
+    if (rc == CB_EIO) cb_fail(err, CB_EIO, "training across processes: the communicator's all-gather failed");
+    free(all);
+    free(count);
+    return rc;
+}
+
 /* Workers, their buffers and the pool for batches of at most B rows. */
 static int train_ctx_open(train_ctx *x, int B, cb_error *err) {
     cb_model *m = x->m;
@@ -1400,6 +1441,7 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     best = last_good ? cb_calloc(np, sizeof(float), err) : NULL;
     rc = best ? CB_OK : CB_ENOMEM;
     if (rc == CB_OK) rc = log_q_for(&x.log_q, m, d, err);
+    if (rc == CB_OK && x.comm) rc = check_ranks_agree(&x, err);
     if (rc == CB_OK) rc = train_ctx_open(&x, B, err); /* the pool holds OpenBLAS at one thread */
     if (rc != CB_OK) goto done;
     params_copy(last_good, m);
