@@ -1019,18 +1019,19 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
  * towers on its share of the batch rows (of this rank's part of the batch,
  * under a cb_train_comm) and writes its rows of the batch's outputs yu, ym.
  * After a barrier (across processes, an all-gather of the other ranks' rows)
- * each worker computes the loss of the whole batch from yu, ym, redundantly:
+ * the loss of the whole batch is computed from yu, ym as one thread would:
  * the in-batch softmax sees every item of the batch, so the loss and dL/dy
- * are those of one thread, and a B x B x dim softmax is small next to the
- * towers. It backpropagates its own rows into its own flat gradient buffer
- * [user tower | item tower | head]. The buffers are summed slice by slice in
- * worker order (deterministic for a given thread count), across ranks (one
- * all-reduce of the flat sum), and each worker applies the optimiser to its
- * slice. Three barriers per step; five across processes. */
+ * are exact. Worker 0 computes dL/dyu, worker 1 dL/dym (each loss_and_dy
+ * call computes the whole loss once more; on one thread, worker 0 does both).
+ * After a barrier each worker backpropagates its own rows into its own flat
+ * gradient buffer [user tower | item tower | head]. The buffers are summed
+ * slice by slice in worker order (deterministic for a given thread count),
+ * across ranks (one all-reduce of the flat sum), and each worker applies the
+ * optimiser to its slice. Four barriers per step; six across processes.
+ * Every rank computes the same whole-batch loss, so all stop at a NaN alike. */
 
 typedef struct worker {
     tower_ws ws[2];          /* its rows; ws[s].y[0] points into the batch's outputs */
-    tower_ws loss;           /* the whole batch: targets, items, log q, softmax, dL/dy */
     cb_model view;           /* the model with this worker's gradient buffer (tw[].grads, head) */
 } worker;
 
@@ -1043,6 +1044,9 @@ typedef struct train_ctx {
     int n_workers;
     worker *wk;              /* [n_workers] */
     float *yu, *ym;          /* [batch x out_dim]: the whole batch's tower outputs */
+    tower_ws loss[2];        /* the whole batch's loss scratch for side s: targets, items, log q,
+                                softmax, dL/dy of that side's outputs in loss[s].g0 */
+    double loss_of[2];       /* the whole batch's loss, as side s's computation gave it */
     float **grad;            /* [n_workers + 1] flat gradient buffers; the last is their sum */
     size_t n_flat;           /* floats in each: user tower, item tower, head (HEAD_N) */
     uint32_t *perm;          /* shuffled training indices of this epoch */
@@ -1155,32 +1159,35 @@ static void forward_rows(train_ctx *x, worker *k, const uint32_t *idx, int lo, i
     }
 }
 
-/* The loss of the whole batch (B rows, from x->yu, x->ym) and worker w's
- * gradients: its rows [lo, hi) backpropagated into its flat buffer. Every
- * worker gets the same loss bits. */
-static double backward_rows(train_ctx *x, int w, const uint32_t *idx, int B, int lo, int hi, double *t_loss) {
-    worker *k = &x->wk[w];
-    cb_model *m = x->m, *v = &k->view;
-    const cb_model_config *c = &m->cfg;
-    size_t W = cb_model_out_dim(m);
+/* The worker that computes dL/dy of side s (0 user, 1 item). */
+static int loss_worker(const train_ctx *x, int side) { return side == 1 && x->n_workers > 1 ? 1 : 0; }
+
+/* Worker w's part of the whole batch's loss (B rows, from x->yu, x->ym):
+ * dL/dy of the side(s) it owns into x->loss[s].g0, and the head's gradient
+ * (side 0) into its buffer, which is zeroed here. */
+static void loss_part(train_ctx *x, int w, const uint32_t *idx, int B) {
+    cb_model *m = x->m, *v = &x->wk[w].view;
     memset(x->grad[w], 0, x->n_flat * sizeof(float));
     memcpy(v->head, m->head, HEAD_N * sizeof(float));
     memset(v->head + HEAD_N, 0, HEAD_N * sizeof(float));
-    gather_batch(c, &k->loss, x->d->ratings, idx, B, x->log_q);
-    double loss = 0.0;
     for (int s = 0; s < 2; s++) {
-        double t0 = cb_now();
-        double l = loss_and_dy(v, s, &k->loss, x->yu, x->ym, v->head, B);
-        *t_loss += cb_now() - t0;
-        if (s == 0) loss = l;
-        if (!isfinite(l)) return l;
-        if (hi == lo) continue;
-        memcpy(k->ws[s].g0, k->loss.g0 + (size_t)lo * W, (size_t)(hi - lo) * W * sizeof(float));
-        tower_backward(&v->tw[s], &k->ws[s], hi - lo, 0, c->l2norm, c->l2norm_eps);
+        if (loss_worker(x, s) != w) continue;
+        gather_batch(&m->cfg, &x->loss[s], x->d->ratings, idx, B, x->log_q);
+        x->loss_of[s] = loss_and_dy(v, s, &x->loss[s], x->yu, x->ym, v->head, B);
     }
-    /* every worker of every rank has the head's gradient of the whole batch: one counts it */
+    /* one rank counts the head's gradient of the whole batch (every rank has it) */
     if (w == 0 && x->rank == 0) memcpy(x->grad[w] + x->n_flat - HEAD_N, v->head + HEAD_N, HEAD_N * sizeof(float));
-    return loss;
+}
+
+/* Worker w's rows [lo, hi) backpropagated from the whole batch's dL/dy into its buffer. */
+static void backward_rows(train_ctx *x, int w, int lo, int hi) {
+    worker *k = &x->wk[w];
+    const cb_model_config *c = &x->m->cfg;
+    size_t W = cb_model_out_dim(x->m);
+    for (int s = 0; s < 2 && hi > lo; s++) {
+        memcpy(k->ws[s].g0, x->loss[s].g0 + (size_t)lo * W, (size_t)(hi - lo) * W * sizeof(float));
+        tower_backward(&k->view.tw[s], &k->ws[s], hi - lo, 0, c->l2norm, c->l2norm_eps);
+    }
 }
 
 /* The optimiser on the flat parameter range [lo, hi) (user tower, item
@@ -1246,7 +1253,7 @@ static void run_epoch(void *arg, int w) {
         size_t off = step * B_full;
         int B = (int)(d->n_train - off < B_full ? d->n_train - off : B_full), lo, hi;
         const uint32_t *idx = x->perm + off;
-        double t = cb_now(), t_loss = 0.0;
+        double t = cb_now();
         worker_rows(x, w, B, &lo, &hi);
         forward_rows(x, &x->wk[w], idx, lo, hi, step);
         lap(x, w, 0, &t);
@@ -1257,12 +1264,17 @@ static void run_epoch(void *arg, int w) {
         }
         lap(x, w, 3, &t);
         if (x->comm_failed || step >= atomic_load_explicit(&x->stop_step, memory_order_relaxed)) break;
-        double loss = backward_rows(x, w, idx, B, lo, hi, &t_loss);
-        if (!isfinite(loss)) { /* every worker has the same loss bits: all stop at this step */
+        loss_part(x, w, idx, B);
+        lap(x, w, 1, &t);
+        cb_pool_barrier(x->pool);
+        lap(x, w, 3, &t);
+        double loss = x->loss_of[0];
+        if (!isfinite(loss) || !isfinite(x->loss_of[1])) { /* read by all after the barrier: all stop here */
             if (w == 0) x->nan_seen = true;
             break;
         }
-        if (w == 0) x->loss_sum += loss * B, x->phase[1] += t_loss, t += t_loss;
+        if (w == 0) x->loss_sum += loss * B;
+        backward_rows(x, w, lo, hi);
         lap(x, w, 0, &t);
         cb_pool_barrier(x->pool);
         lap(x, w, 3, &t);
@@ -1354,11 +1366,11 @@ static int train_ctx_open(train_ctx *x, int B, cb_error *err) {
     for (int w = 0; w <= x->n_workers; w++) x->grad[w] = gbuf + (size_t)w * stride;
     x->yu = gbuf + ((size_t)x->n_workers + 1) * stride;
     x->ym = x->yu + (size_t)B * W;
+    for (int s = 0; s < 2 && rc == CB_OK; s++) rc = ws_alloc(&x->loss[s], &m->tw[1], B, softmax, err);
     for (int w = 0; w < x->n_workers && rc == CB_OK; w++) {
         worker *k = &x->wk[w];
         if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
-            (rc = ws_alloc(&k->ws[1], &m->tw[1], cap, false, err)) ||
-            (rc = ws_alloc(&k->loss, &m->tw[1], B, softmax, err)))
+            (rc = ws_alloc(&k->ws[1], &m->tw[1], cap, false, err)))
             break;
         k->view = *m;
         tower_grad_view(&k->view.tw[0], &m->tw[0], x->grad[w]);
@@ -1372,8 +1384,9 @@ static void train_ctx_close(train_ctx *x) {
     for (int w = 0; x->wk && w < x->n_workers; w++) {
         ws_free(&x->wk[w].ws[0]);
         ws_free(&x->wk[w].ws[1]);
-        ws_free(&x->wk[w].loss);
     }
+    ws_free(&x->loss[0]);
+    ws_free(&x->loss[1]);
     free(x->wk);
     if (x->grad) free(x->grad[0]);
     free(x->grad);
