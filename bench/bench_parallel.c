@@ -3,7 +3,7 @@
  * The default model (objective both, split heads, item ids, dropouts; towers
  * 256-128, dim 32) on the default shape: a 1,052-wide user input, a 40-wide
  * item input, synthetic tables (5,000 users, 10,000 items, 60,000 examples),
- * batch 256. Measured in the same run:
+ * batch 256 (--batch). Measured in the same run:
  *   - examples/s with N threads against 1 thread, in pairs (1, N, 1, N, ...)
  *     so a drifting machine load hits both alike -> the speed-up RATIO;
  *   - where one step's time goes at 1 thread (worker 0's clock: towers, the
@@ -26,7 +26,6 @@
 #include <string.h>
 
 enum { N_USERS = 5000, N_ITEMS = 10000, N_EX = 60000, USER_IN = 1052, ITEM_IN = 40 };
-static int BATCH = 256; /* --batch */
 
 typedef struct run_result {
     double ex_per_s, seconds, phase[4];
@@ -76,7 +75,7 @@ static double reduce16_seconds(size_t n) {
 }
 
 int main(int argc, char **argv) {
-    int threads = 2, pairs = 3, epochs = 1;
+    int threads = 2, pairs = 3, epochs = 1, batch = 256;
     static struct option opts[] = {{"threads", required_argument, 0, 'j'},
                                    {"pairs", required_argument, 0, 'p'},
                                    {"epochs", required_argument, 0, 'e'},
@@ -87,7 +86,7 @@ int main(int argc, char **argv) {
         if (ch == 'j') threads = atoi(optarg);
         else if (ch == 'p') pairs = atoi(optarg);
         else if (ch == 'e') epochs = atoi(optarg);
-        else if (ch == 'b') BATCH = atoi(optarg) >= 16 ? atoi(optarg) : 16;
+        else if (ch == 'b') batch = atoi(optarg) >= 16 ? atoi(optarg) : 16;
         else { fprintf(stderr, "usage: %s [--threads N] [--pairs P] [--epochs E] [--batch B]\n", argv[0]); return 2; }
     }
     float *xu = malloc(sizeof(float) * N_USERS * USER_IN), *xm = malloc(sizeof(float) * N_ITEMS * ITEM_IN);
@@ -110,12 +109,12 @@ int main(int argc, char **argv) {
     run_result one = {0};
     if (pairs > 64) pairs = 64;
     for (int p = 0; p < pairs; p++) {
-        one = train_once(&d, 1, BATCH, epochs);
-        run_result n = train_once(&d, threads, BATCH, epochs);
+        one = train_once(&d, 1, batch, epochs);
+        run_result n = train_once(&d, threads, batch, epochs);
         ratios[p] = n.ex_per_s / one.ex_per_s;
         sum_ratio += ratios[p], r1_sum += one.ex_per_s, rn_sum += n.ex_per_s;
     }
-    run_result shard = train_once(&d, 1, BATCH / 16, epochs); /* a 1/16 share of the batch per step */
+    run_result shard = train_once(&d, 1, batch / 16, epochs); /* a 1/16 share of the batch per step */
     size_t n_flat = one.n_params;
 
     double steps = (double)one.steps, t1_tw = one.phase[0] / steps, t1_loss = one.phase[1] / steps,
@@ -129,14 +128,14 @@ int main(int argc, char **argv) {
     double t16_rows = t16_tw + t1_loss / 16 + t1_upd / 16 + t16_red + barrier;
 
     printf("bench_parallel: default model (1,052-wide user input, 40-wide item input, objective both), %d examples, "
-           "batch %d, %zu parameters\n", N_EX, BATCH, n_flat);
+           "batch %d, %zu parameters\n", N_EX, batch, n_flat);
     printf("  pairs (1 thread, %d threads) examples/s:", threads);
     for (int p = 0; p < pairs; p++) printf(" %.2fx", ratios[p]);
     printf("\n  mean examples/s: 1 thread %.0f, %d threads %.0f\n", r1_sum / pairs, threads, rn_sum / pairs);
     printf("  one step at 1 thread (ms): towers %.3f, whole-batch loss %.3f, gradient sum + optimiser %.3f, barriers %.3f\n",
            1e3 * t1_tw, 1e3 * t1_loss, 1e3 * t1_upd, 1e3 * t1_wait);
     printf("  a 1/16 share (batch %d) towers %.3f ms; zeroing + summing 16 gradient buffers, per worker %.3f ms\n",
-           BATCH / 16, 1e3 * t16_tw, 1e3 * t16_red);
+           batch / 16, 1e3 * t16_tw, 1e3 * t16_red);
     printf("  projected step at 16 threads (ms): towers %.3f + loss/2 %.3f + optimiser/16 %.3f + sum %.3f + barriers %.3f = %.3f\n",
            1e3 * t16_tw, 1e3 * t1_loss / 2, 1e3 * t1_upd / 16, 1e3 * t16_red, 1e3 * barrier, 1e3 * t16);
     printf("RATIO examples/s %d threads / 1 thread (mean of %d pairs)   %.2fx\n", threads, pairs, sum_ratio / pairs);
