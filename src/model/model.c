@@ -1033,6 +1033,9 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
 typedef struct worker {
     tower_ws ws[2];          /* its rows; ws[s].y[0] points into the batch's outputs */
     cb_model view;           /* the model with this worker's gradient buffer (tw[].grads, head) */
+    int rows;                /* its rows this step */
+    uint32_t *touched[2];    /* [rows]: the id-embedding rows its rows' items reached, by step parity */
+    int n_touched[2];
 } worker;
 
 typedef struct train_ctx {
@@ -1049,6 +1052,11 @@ typedef struct train_ctx {
     double loss_of[2];       /* the whole batch's loss, as side s's computation gave it */
     float **grad;            /* [n_workers + 1] flat gradient buffers; the last is their sum */
     size_t n_flat;           /* floats in each: user tower, item tower, head (HEAD_N) */
+    /* the item-id embedding in that layout: rows of emb_dim floats from emb_lo (emb_dim 0: none).
+     * A batch reaches few of its rows, so their gradients are zeroed and summed by the rows
+     * the workers' items touched, not densely. */
+    size_t emb_lo, emb_dim, n_emb;
+    uint64_t n_steps;        /* steps taken in this call: the parity of the touched lists */
     uint32_t *perm;          /* shuffled training indices of this epoch */
     float *log_q;            /* [n_items] the logQ correction (retrieval), else NULL */
     size_t n_batches;
@@ -1148,6 +1156,7 @@ static void forward_rows(train_ctx *x, worker *k, const uint32_t *idx, int lo, i
     const cb_train_data *d = x->d;
     int B = hi - lo;
     size_t W = cb_model_out_dim(m);
+    k->rows = B;
     for (int s = 0; s < 2 && B > 0; s++) {
         tower_ws *ws = &k->ws[s];
         gather_batch(c, ws, d->ratings, idx + lo, B, x->log_q);
@@ -1165,9 +1174,52 @@ static int loss_worker(const train_ctx *x, int side) { return side == 1 && x->n_
 /* Worker w's part of the whole batch's loss (B rows, from x->yu, x->ym):
  * dL/dy of the side(s) it owns into x->loss[s].g0, and the head's gradient
  * (side 0) into its buffer, which is zeroed here. */
+/* Zero worker w's gradient buffer (the id embedding: the rows of its previous
+ * step, whose sum is taken) and list the rows its items reach this step. */
+static void zero_grads(train_ctx *x, int w) {
+    worker *k = &x->wk[w];
+    float *g = x->grad[w];
+    int par = (int)(x->n_steps & 1);
+    if (!x->emb_dim) {
+        memset(g, 0, x->n_flat * sizeof(float));
+        return;
+    }
+    size_t lo = x->emb_lo, hi = lo + x->n_emb * x->emb_dim, D = x->emb_dim;
+    memset(g, 0, lo * sizeof(float));
+    memset(g + hi, 0, (x->n_flat - hi) * sizeof(float));
+    for (int i = 0; i < k->n_touched[par ^ 1]; i++) memset(g + lo + k->touched[par ^ 1][i] * D, 0, D * sizeof(float));
+    const tower_ws *ws = &k->ws[1];
+    int n = 0;
+    for (int r = 0; ws->emb_ids && r < k->rows; r++)
+        if (ws->emb_ids[r] < x->n_emb) k->touched[par][n++] = ws->emb_ids[r];
+    k->n_touched[par] = n;
+}
+
+/* sum[lo, hi) = the workers' gradients summed in worker order; the id
+ * embedding's part only where this step's items reached (zero elsewhere). */
+static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
+    float *sum = x->grad[x->n_workers];
+    size_t elo = x->emb_lo, ehi = elo + x->n_emb * x->emb_dim, D = x->emb_dim;
+    if (!D || hi <= elo || lo >= ehi) {
+        cb_pool_reduce(sum, x->grad, x->n_workers, lo, hi);
+        return;
+    }
+    if (lo < elo) cb_pool_reduce(sum, x->grad, x->n_workers, lo, elo);
+    if (hi > ehi) cb_pool_reduce(sum, x->grad, x->n_workers, ehi, hi);
+    size_t a = lo > elo ? lo : elo, b = hi < ehi ? hi : ehi;
+    memset(sum + a, 0, (b - a) * sizeof(float));
+    int par = (int)(x->n_steps & 1);
+    for (int v = 0; v < x->n_workers; v++) /* a row listed twice is summed twice: the same bits */
+        for (int i = 0; i < x->wk[v].n_touched[par]; i++) {
+            size_t r0 = elo + x->wk[v].touched[par][i] * D, r1 = r0 + D;
+            r0 = r0 > a ? r0 : a, r1 = r1 < b ? r1 : b;
+            if (r0 < r1) cb_pool_reduce(sum, x->grad, x->n_workers, r0, r1);
+        }
+}
+
 static void loss_part(train_ctx *x, int w, const uint32_t *idx, int B) {
     cb_model *m = x->m, *v = &x->wk[w].view;
-    memset(x->grad[w], 0, x->n_flat * sizeof(float));
+    zero_grads(x, w);
     memcpy(v->head, m->head, HEAD_N * sizeof(float));
     memset(v->head + HEAD_N, 0, HEAD_N * sizeof(float));
     for (int s = 0; s < 2; s++) {
@@ -1278,8 +1330,8 @@ static void run_epoch(void *arg, int w) {
         lap(x, w, 0, &t);
         cb_pool_barrier(x->pool);
         lap(x, w, 3, &t);
-        cb_pool_reduce(sum, x->grad, x->n_workers, lo_p, hi_p);
-        if (last) cb_pool_reduce(sum, x->grad, x->n_workers, n_tw, x->n_flat);
+        reduce_range(x, lo_p, hi_p);
+        if (last) reduce_range(x, n_tw, x->n_flat);
         if (x->n_ranks > 1) {
             cb_pool_barrier(x->pool);
             if (w == 0 && x->comm->allreduce_sum(x->comm->ctx, sum, x->n_flat)) x->comm_failed = true;
@@ -1292,6 +1344,7 @@ static void run_epoch(void *arg, int w) {
         lap(x, w, 3, &t);
         if (w) continue;
         m->tw[0].step++, m->tw[1].step++; /* read by the next update, two barriers on */
+        x->n_steps++;
         x->steps_done = step + 1;
         if (x->fn && x->tick_every && (step + 1) % x->tick_every == 0 && step + 1 < x->n_batches) {
             cb_epoch_report *r = x->tick;
@@ -1356,6 +1409,12 @@ static int train_ctx_open(train_ctx *x, int B, cb_error *err) {
     int rc = cb_pool_create(&x->pool, want, err);
     if (rc) return rc;
     x->n_workers = cb_pool_size(x->pool);
+    const tower *it = &m->tw[1];
+    if (it->n_emb) {
+        x->emb_lo = m->tw[0].n_params + (size_t)(it->emb - it->params);
+        x->emb_dim = (size_t)it->emb_dim;
+        x->n_emb = it->n_emb;
+    }
     int cap = (rows + x->n_workers - 1) / x->n_workers;
     bool softmax = c->objective != CB_OBJECTIVE_RATING;
     size_t W = cb_model_out_dim(m), stride = (x->n_flat + 15) & ~(size_t)15;
@@ -1372,6 +1431,8 @@ static int train_ctx_open(train_ctx *x, int B, cb_error *err) {
         if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
             (rc = ws_alloc(&k->ws[1], &m->tw[1], cap, false, err)))
             break;
+        if (!(k->touched[0] = cb_calloc(2 * (size_t)cap, sizeof(uint32_t), err))) return CB_ENOMEM;
+        k->touched[1] = k->touched[0] + cap;
         k->view = *m;
         tower_grad_view(&k->view.tw[0], &m->tw[0], x->grad[w]);
         tower_grad_view(&k->view.tw[1], &m->tw[1], x->grad[w] + m->tw[0].n_params);
@@ -1384,6 +1445,7 @@ static void train_ctx_close(train_ctx *x) {
     for (int w = 0; x->wk && w < x->n_workers; w++) {
         ws_free(&x->wk[w].ws[0]);
         ws_free(&x->wk[w].ws[1]);
+        free(x->wk[w].touched[0]);
     }
     ws_free(&x->loss[0]);
     ws_free(&x->loss[1]);
