@@ -1333,9 +1333,11 @@ static void run_epoch(void *arg, int w) {
         reduce_range(x, lo_p, hi_p);
         if (last) reduce_range(x, n_tw, x->n_flat);
         if (x->n_ranks > 1) {
+            lap(x, w, 2, &t);
             cb_pool_barrier(x->pool);
             if (w == 0 && x->comm->allreduce_sum(x->comm->ctx, sum, x->n_flat)) x->comm_failed = true;
             cb_pool_barrier(x->pool);
+            lap(x, w, 3, &t);
             if (x->comm_failed) break;
         }
         update_range(m, sum, lo_p, hi_p, last);
