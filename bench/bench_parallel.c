@@ -52,7 +52,9 @@ static run_result train_once(const cb_train_data *d, int threads, int batch, int
     return r;
 }
 
-/* Seconds to zero 16 gradient buffers of n floats and sum them (one slice per worker, run here one after another). */
+/* Seconds to zero 16 gradient buffers of n floats and sum them (one slice per
+ * worker, run here one after another): n is the dense part, since the id
+ * embedding's rows are zeroed and summed only where the batch's items reach. */
 static double reduce16_seconds(size_t n) {
     enum { W = 16 };
     float *buf = calloc((W + 1) * n, sizeof(float));
@@ -115,11 +117,11 @@ int main(int argc, char **argv) {
         sum_ratio += ratios[p], r1_sum += one.ex_per_s, rn_sum += n.ex_per_s;
     }
     run_result shard = train_once(&d, 1, batch / 16, epochs); /* a 1/16 share of the batch per step */
-    size_t n_flat = one.n_params;
+    size_t n_flat = one.n_params, n_dense = n_flat - (size_t)N_ITEMS * 32; /* dim 32: the id embedding */
 
     double steps = (double)one.steps, t1_tw = one.phase[0] / steps, t1_loss = one.phase[1] / steps,
            t1_upd = one.phase[2] / steps, t1_wait = one.phase[3] / steps;
-    double t16_tw = shard.phase[0] / (double)shard.steps, t16_red = reduce16_seconds(n_flat);
+    double t16_tw = shard.phase[0] / (double)shard.steps, t16_red = reduce16_seconds(n_dense);
     double t1 = t1_tw + t1_loss + t1_upd + t1_wait;
     double barrier = 4 * 10e-6; /* four barriers a step; ~10 us each on a many-core machine (assumed) */
     /* from 2 threads on, two workers share the whole-batch loss (one side each) */
