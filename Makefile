@@ -26,6 +26,15 @@ SERVE_PKGS   := libmicrohttpd sqlite3
 SERVE_CFLAGS := $(shell pkg-config --cflags $(SERVE_PKGS))
 SERVE_LIBS   := $(shell pkg-config --libs $(SERVE_PKGS))
 
+# MPI (`mpirun -np K cbrec train`): compiled into the cbrec binary's driver
+# (src/cli/mpi.c) when Open MPI's mpicc is there; libcbrec never links it.
+# Without it cbrec builds and works, and says so when started by mpirun.
+MPICC     := $(shell command -v mpicc 2>/dev/null)
+ifneq ($(MPICC),)
+  MPI_CFLAGS := -DCBREC_MPI $(shell $(MPICC) --showme:compile 2>/dev/null)
+  MPI_LIBS   := $(shell $(MPICC) --showme:link 2>/dev/null)
+endif
+
 ifeq ($(SANITIZE),1)
   BUILD   := build-san
   ALL_CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -66,6 +75,10 @@ $(BUILD)/cli/%.o: src/cli/%.c $(LIB_HDR) $(wildcard src/cli/*.h) include/cbrec.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+$(BUILD)/cli/mpi.o: src/cli/mpi.c src/cli/cli.h include/cbrec.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) -c $< -o $@
+
 $(BUILD)/serve/%.o: src/serve/%.c src/serve/serve.h src/cli/cli.h include/cbrec.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SERVE_CFLAGS) -c $< -o $@
@@ -91,7 +104,7 @@ libcbrec.so: $(LIB_OBJ)
 	ln -sf libcbrec.so libcbrec.so.0
 
 $(BUILD)/cbrec: $(CLI_OBJ) $(SERVE_OBJ) $(BUILD)/libcbrec.a
-	$(CC) -o $@ $(CLI_OBJ) $(SERVE_OBJ) $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS) $(SERVE_LIBS)
+	$(CC) -o $@ $(CLI_OBJ) $(SERVE_OBJ) $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS) $(SERVE_LIBS) $(MPI_LIBS)
 
 cbrec: $(BUILD)/cbrec
 	cp -f $< $@

@@ -209,6 +209,27 @@ typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) be
  * good parameters (free it, or save it); on any other error *out is NULL. */
 CB_API int cb_train(cb_recommender **out, const cb_dataset *ds, const cb_config *cfg, cb_progress_fn progress,
                     void *progress_ctx, cb_train_report *report, cb_error *err);
+/* Training across processes (data-parallel; `cbrec train` under mpirun fills
+ * it with MPI calls: the library itself has no MPI). Every rank calls cb_train
+ * with the same dataset and configuration; each step's batch (the "batch"
+ * key: the global batch) is split into n_ranks consecutive parts, each rank
+ * runs the towers on its part, and the two calls below join the ranks: the
+ * tower outputs of the whole batch (the in-batch softmax needs them) and the
+ * gradients (one call per step on one flat buffer). The trained parameters
+ * are the same on every rank. Both calls return 0, or non-zero to stop
+ * training with CB_EIO. */
+typedef struct cb_train_comm {
+    int rank, n_ranks;
+    void *ctx;                    /* passed to the calls */
+    /* buf holds n_ranks blocks of floats, block r at buf + offset[r] with
+     * count[r] floats; this rank's block is filled: fill the others. */
+    int (*allgather)(void *ctx, float *buf, const int *count, const int *offset);
+    /* buf[0..n) = its sum over the ranks, the same bits on every rank. */
+    int (*allreduce_sum)(void *ctx, float *buf, size_t n);
+} cb_train_comm;
+/* Train with `comm` (NULL: one process, the default). The pointer is kept:
+ * comm must outlive the cb_train / cb_train_resume calls made with cfg. */
+CB_API int cb_config_set_train_comm(cb_config *cfg, const cb_train_comm *comm, cb_error *err);
 /* Continue training `rec` on the same data (same user and item ids; the
  * architecture of rec is kept, the training keys of cfg apply) [exclusive]. */
 CB_API int cb_train_resume(cb_recommender *rec, const cb_dataset *ds, const cb_config *cfg,

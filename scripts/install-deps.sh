@@ -14,6 +14,7 @@ PKGS="$PKGS chromium nodejs fonts-dejavu-core"
 # the Python binding (make python, its pytest suite, pip install ./python)
 PKGS="$PKGS python3-dev python3-numpy python3-pytest python3-setuptools python3-pip python3-wheel python3-pandas"
 PKGS="$PKGS valgrind"  # make test VALGRIND=1
+PKGS="$PKGS libopenmpi-dev openmpi-bin"  # mpirun -np K cbrec train (the Makefile builds MPI in when mpicc is there)
 if [ "${1:-}" != "--minimal" ]; then
   PKGS="$PKGS python3 python3-numpy python3-torch"
   PKGS="$PKGS python3-hnswlib" # bench only: bench_ann's peer (bench/bench_ann_hnswlib.py)

@@ -75,6 +75,20 @@ typedef struct cli_search {
  * CLI_ERROR / CLI_USAGE on failure, CLI_OK otherwise. */
 int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s);
 
+/* ---- mpirun (mpi.c): training across processes. cli_mpi_begin starts MPI
+ * when mpirun launched this process and hands the library its hook (cfg's
+ * train comm; threads 0 becomes this rank's share of its machine's cores);
+ * -1 to go on, or an exit status (e.g. a cbrec built without MPI). Rank 0
+ * alone prints and writes. cli_mpi_end returns status, after stopping every
+ * rank when this one failed. */
+typedef struct cli_mpi {
+    int rank, size;
+    bool active;
+    cb_train_comm comm;
+} cli_mpi;
+int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg);
+int cli_mpi_end(cli_mpi *mp, const char *cmd, int status);
+
 /* Commands: int cmd_<name>(int argc, char **argv), argv[0] is the command name. */
 int cmd_inspect(int argc, char **argv);
 int cmd_synth(int argc, char **argv);

@@ -51,6 +51,7 @@ static void print_result(const cb_train_report *r) {
 typedef struct train_args {
     const char *data, *model, *curve;
     bool quiet, resume;
+    bool follower;           /* an MPI rank other than 0: trains its part, prints and writes nothing */
 } train_args;
 
 /* Train (or resume), save, plot; returns the exit status. */
@@ -73,7 +74,7 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc) {
     else if (!rc && !a->resume)
         rc = cb_train(&rec, ds, cfg, on_progress, pc, &rep, &err);
     if (rc == CB_ENUMERIC && rec) fprintf(stderr, "cbrec train: %s — saving the last good parameters\n", err.msg);
-    if (rec && (rc == CB_OK || rc == CB_ENUMERIC)) {
+    if (rec && (rc == CB_OK || rc == CB_ENUMERIC) && !a->follower) {
         int rc_save = cb_recommender_save(rec, a->model, &err);
         if (rc_save) rc = rc_save;
     }
@@ -82,13 +83,13 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc) {
                         "%zu parameters) in %.1fs total\n",
                 rep.n_train, rep.n_valid, rep.n_test, a->model, rep.n_user_features, rep.n_item_features,
                 rep.n_params, cli_now() - t0);
-    if (!rc && a->curve && pc->n_epochs) {
+    if (!rc && a->curve && pc->n_epochs && !a->follower) {
         char title[256];
         snprintf(title, sizeof title, "cbrec train: %s", cb_dataset_layout(ds));
         rc = cb_plot_curve_svg(a->curve, pc->train, rep.n_valid ? pc->valid : NULL, pc->n_epochs, title, &err);
         if (!rc && !a->quiet) fprintf(stderr, "wrote the learning curve to %s\n", a->curve);
     }
-    if (!rc) print_result(&rep);
+    if (!rc && !a->follower) print_result(&rep);
     cb_recommender_free(rec);
     cb_dataset_close(ds);
     return rc ? cli_error(cmd, &err) : CLI_OK;
@@ -115,7 +116,8 @@ int cmd_train(int argc, char **argv) {
         {"curve", 0, "FILE.svg", "plot the learning curve (train and validation loss per epoch)", &a.curve, NULL},
         {"quiet", 'q', NULL, "no progress output", NULL, &a.quiet},
         {NULL, 0, NULL, NULL, NULL, NULL}};
-    const cli_command c = {"train", "usage: cbrec train --data PATH --model FILE [options]\n", opts, CB_CONFIG_TRAIN,
+    const cli_command c = {"train", "usage: cbrec train --data PATH --model FILE [options]\n"
+                                    "       mpirun -np K cbrec train ...   (K processes, data-parallel)\n", opts, CB_CONFIG_TRAIN,
                            NULL};
     cb_error err = {0};
     cb_config *cfg = NULL;
@@ -127,7 +129,11 @@ int cmd_train(int argc, char **argv) {
     pc.valid = calloc(pc.cap, sizeof *pc.valid);
     if (status < 0 && (!pc.train || !pc.valid)) status = cli_fail(CLI_ERROR, "train", "out of memory");
     if (status < 0) status = check_before_training(&c, &a, cfg);
+    cli_mpi mp = {.size = 1};
+    if (status < 0) status = cli_mpi_begin(&mp, "train", cfg);
+    if (mp.rank > 0) a.follower = true, a.quiet = pc.quiet = true;
     if (status < 0) status = train(&a, cfg, &pc);
+    status = cli_mpi_end(&mp, "train", status);
     free(pc.train);
     free(pc.valid);
     cb_config_free(cfg);

@@ -81,6 +81,7 @@ typedef struct cb_bundle_train_input {
     void *ctx;
     const uint32_t *test_idx; size_t n_test;    /* optional: evaluated after training, into
                                                    res->test_loss / res->test_rmse */
+    const cb_train_comm *comm;                  /* NULL, or training across processes */
 } cb_bundle_train_input;
 
 /* The one place the data decides the objective: an events file without

@@ -1,21 +1,18 @@
-/* model — the two-tower model: parameters, the training loop (one thread per
- * tower, meeting at the dot product), prediction, and named tensors for
- * model files. See model.h for the contracts and the threading rule. */
+/* model — the two-tower model: parameters, the training loop (data-parallel
+ * steps: workers split the batch rows, on the pool of parallel.c),
+ * prediction, and named tensors for model files. See model.h for the
+ * contracts and the threading rule. */
 #include "model/model.h"
 #include "model/train_config.h"
 
 #include "model/nn.h"
+#include "model/parallel.h"
 
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #define MAXL (CB_MODEL_MAX_LAYERS + 1) /* dense layers per tower */
 #define EVAL_CHUNK 512                 /* rows per forward pass in predict/evaluate */
@@ -153,7 +150,7 @@ const char *cb_model_config_check(const cb_model_config *c) {
     if (!(c->adam_beta2 >= 0.0f && c->adam_beta2 < 1.0f)) return "adam_beta2 must be in [0,1)";
     if (!(c->adam_eps > 0.0f) || !isfinite(c->adam_eps)) return "adam_eps must be > 0";
     if (c->batch_size == 0 || c->batch_size > (1u << 20)) return "batch_size must be in 1..1048576";
-    if (c->threads < 1) return "threads must be >= 1";
+    if (c->threads < 0 || c->threads > 256) return "threads must be in 0..256 (0 = every core)";
     if (!(c->item_dropout >= 0.0f && c->item_dropout <= 1.0f)) return "item_dropout must be in [0,1]";
     if (!(c->user_dropout >= 0.0f && c->user_dropout <= 1.0f)) return "user_dropout must be in [0,1]";
     return NULL;
@@ -1018,55 +1015,62 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
 
 /* ---------------------------------------------------------------- training */
 
-/* A sense-free spin barrier for the two tower threads: a step is ~100 µs, so
- * futex sleeps (tens of µs to wake) would cost more than they save. After a
- * while spinning it yields, for oversubscribed machines. */
-typedef struct spin_barrier {
-    atomic_uint count;
-    atomic_uint gen;
-    unsigned n;
-} spin_barrier;
+/* Data-parallel steps (the worker pool of parallel.c). Every worker runs BOTH
+ * towers on its share of the batch rows (of this rank's part of the batch,
+ * under a cb_train_comm) and writes its rows of the batch's outputs yu, ym.
+ * After a barrier (across processes, an all-gather of the other ranks' rows)
+ * the loss of the whole batch is computed from yu, ym as one thread would:
+ * the in-batch softmax sees every item of the batch, so the loss and dL/dy
+ * are exact. Worker 0 computes dL/dyu, worker 1 dL/dym (each loss_and_dy
+ * call computes the whole loss once more; on one thread, worker 0 does both).
+ * After a barrier each worker backpropagates its own rows into its own flat
+ * gradient buffer [user tower | item tower | head]. The buffers are summed
+ * slice by slice in worker order (deterministic for a given thread count),
+ * across ranks (one all-reduce of the flat sum), and each worker applies the
+ * optimiser to its slice. Four barriers per step; six across processes.
+ * Every rank computes the same whole-batch loss, so all stop at a NaN alike. */
 
-static void barrier_wait(spin_barrier *b) {
-    if (b->n <= 1) return;
-    unsigned g = atomic_load_explicit(&b->gen, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
-        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&b->gen, 1, memory_order_acq_rel);
-        return;
-    }
-    unsigned spins = 0;
-    while (atomic_load_explicit(&b->gen, memory_order_acquire) == g) {
-        if (++spins < 20000) {
-#if defined(__SSE2__)
-            _mm_pause();
-#endif
-        } else {
-            sched_yield();
-        }
-    }
-}
+typedef struct worker {
+    tower_ws ws[2];          /* its rows; ws[s].y[0] points into the batch's outputs */
+    cb_model view;           /* the model with this worker's gradient buffer (tw[].grads, head) */
+    int rows;                /* its rows this step */
+    uint32_t *touched[2];    /* [rows]: the id-embedding rows its rows' items reached, by step parity */
+    int n_touched[2];
+} worker;
 
 typedef struct train_ctx {
     cb_model *m;
     const cb_train_data *d;
+    const cb_train_comm *comm; /* several processes, or NULL */
+    int rank, n_ranks;
+    cb_pool *pool;
+    int n_workers;
+    worker *wk;              /* [n_workers] */
+    float *yu, *ym;          /* [batch x out_dim]: the whole batch's tower outputs */
+    tower_ws loss[2];        /* the whole batch's loss scratch for side s: targets, items, log q,
+                                softmax, dL/dy of that side's outputs in loss[s].g0 */
+    double loss_of[2];       /* the whole batch's loss, as side s's computation gave it */
+    float **grad;            /* [n_workers + 1] flat gradient buffers; the last is their sum */
+    size_t n_flat;           /* floats in each: user tower, item tower, head (HEAD_N) */
+    /* the item-id embedding in that layout: rows of emb_dim floats from emb_lo (emb_dim 0: none).
+     * A batch reaches few of its rows, so their gradients are zeroed and summed by the rows
+     * the workers' items touched, not densely. */
+    size_t emb_lo, emb_dim, n_emb;
+    uint64_t n_steps;        /* steps taken in this call: the parity of the touched lists */
     uint32_t *perm;          /* shuffled training indices of this epoch */
     float *log_q;            /* [n_items] the logQ correction (retrieval), else NULL */
     size_t n_batches;
     uint32_t epoch_id;       /* epochs run before this one (counts across resumed runs) */
-    tower_ws ws[2];
-    float head_snap[2][2];   /* head params as of each step parity */
-    spin_barrier bar;
-    int n_threads;
-    /* written by thread 0 between barriers */
-    bool quit;
-    /* a progress tick returned non-zero: the step both threads stop at
-     * (SIZE_MAX: none). Thread 0 sets it a step ahead, so both see it at
-     * that step's barrier, whichever way they run before it. */
-    atomic_size_t stop_step;
+    /* written by worker 0 before a barrier, read by all after it */
     bool nan_seen;           /* a step produced a non-finite loss */
+    bool comm_failed;        /* a call of comm returned non-zero */
+    /* a progress tick returned non-zero: the step every worker stops at
+     * (SIZE_MAX: none). Worker 0 sets it a step ahead, so all see it after
+     * that step's first barrier. */
+    atomic_size_t stop_step;
     size_t steps_done;       /* steps completed this epoch */
     double loss_sum;         /* Σ batch loss · batch size, this epoch */
+    double phase[4];         /* worker 0's seconds: towers, loss, reduce + update, barriers */
     /* progress ticks */
     cb_epoch_fn fn;
     void *fn_ctx;
@@ -1075,18 +1079,20 @@ typedef struct train_ctx {
     size_t tick_every;
 } train_ctx;
 
-/* Item dropout on the item tower's gathered batch (ws->x, ws->ids): each row,
- * with probability c->item_dropout, loses its id embedding (ws->eids) and has
- * the interaction-derived columns (d->item_cold, non-NAN entries) set to a
- * never-rated item's values. The draw depends on the seed, the epoch, the
- * step and the row only: the same bits whichever thread runs the tower. */
-static void item_dropout(const cb_model_config *c, const cb_train_data *d, tower_ws *ws, int B,
+/* Item dropout on the item tower's gathered rows (ws->x, ws->ids), rows
+ * row0 .. row0 + B of the batch: each row, with probability c->item_dropout,
+ * loses its id embedding (ws->eids) and has the interaction-derived columns
+ * (d->item_cold, non-NAN entries) set to a never-rated item's values. The
+ * draw depends on the seed, the epoch, the step and the batch row only: the
+ * same bits whichever worker runs the row. */
+static void item_dropout(const cb_model_config *c, const cb_train_data *d, tower_ws *ws, int B, int row0,
                          uint32_t epoch_id, size_t step) {
     memcpy(ws->eids, ws->ids, (size_t)B * sizeof *ws->eids);
     if (!(c->item_dropout > 0.0f)) return;
     uint32_t in = c->item_in;
     cb_rng rng;
     cb_rng_seed(&rng, c->seed ^ (0xD1B54A32D192ED03ULL * ((uint64_t)epoch_id + 1)) ^ (0x8CB92BA72F3D8DD7ULL * (step + 1)));
+    for (int r = 0; r < row0; r++) cb_rng_uniform(&rng); /* one draw per batch row */
     for (int r = 0; r < B; r++) {
         if (cb_rng_uniform(&rng) >= (double)c->item_dropout) continue;
         ws->eids[r] = UINT32_MAX;
@@ -1097,10 +1103,10 @@ static void item_dropout(const cb_model_config *c, const cb_train_data *d, tower
     }
 }
 
-/* User dropout on the user tower's gathered batch, as item_dropout: the
+/* User dropout on the user tower's gathered rows, as item_dropout: the
  * columns of d->user_cold at their cold values and an empty history bag
  * (hrow UINT32_MAX: bag_backward skips the row). */
-static void user_dropout(const cb_model *m, const cb_train_data *d, tower_ws *ws, int B, uint32_t epoch_id,
+static void user_dropout(const cb_model *m, const cb_train_data *d, tower_ws *ws, int B, int row0, uint32_t epoch_id,
                          size_t step) {
     const cb_model_config *c = &m->cfg;
     if (!(c->user_dropout > 0.0f)) return;
@@ -1108,6 +1114,7 @@ static void user_dropout(const cb_model *m, const cb_train_data *d, tower_ws *ws
     int in0 = t->in[0], fi = t->feat_in;
     cb_rng rng;
     cb_rng_seed(&rng, c->seed ^ (0xA0761D6478BD642FULL * ((uint64_t)epoch_id + 1)) ^ (0xE7037ED1A0B428DBULL * (step + 1)));
+    for (int r = 0; r < row0; r++) cb_rng_uniform(&rng);
     for (int r = 0; r < B; r++) {
         if (cb_rng_uniform(&rng) >= (double)c->user_dropout) continue;
         float *row = ws->x + (size_t)r * in0;
@@ -1120,76 +1127,339 @@ static void user_dropout(const cb_model *m, const cb_train_data *d, tower_ws *ws
     }
 }
 
-/* One epoch of steps for the towers owned by thread `tid`. */
-static void run_epoch(train_ctx *x, int tid) {
+/* v = t with its gradients in `grads` (a region of t's layout); the
+ * parameters stay t's. */
+static void tower_grad_view(tower *v, const tower *t, float *grads) {
+    *v = *t;
+    v->grads = grads;
+    for (int l = 0; l < t->n_layers; l++) {
+        v->dw[l] = grads + (t->dw[l] - t->grads);
+        v->db[l] = grads + (t->db[l] - t->grads);
+    }
+    if (t->demb) v->demb = grads + (t->demb - t->grads);
+}
+
+/* Worker w's rows [*lo, *hi) of a batch of B rows: its share of this rank's part. */
+static void worker_rows(const train_ctx *x, int w, int B, int *lo, int *hi) {
+    size_t rlo, rhi, a, b;
+    cb_pool_split((size_t)B, x->n_ranks, x->rank, 1, &rlo, &rhi);
+    cb_pool_split(rhi - rlo, x->n_workers, w, 1, &a, &b);
+    *lo = (int)(rlo + a);
+    *hi = (int)(rlo + b);
+}
+
+/* Both towers forward on the batch rows [lo, hi) (examples idx[lo..hi)),
+ * into those rows of x->yu, x->ym. */
+static void forward_rows(train_ctx *x, worker *k, const uint32_t *idx, int lo, int hi, size_t step) {
     cb_model *m = x->m;
     const cb_model_config *c = &m->cfg;
     const cb_train_data *d = x->d;
-    int B_full = (int)c->batch_size;
-    int first = x->n_threads == 1 ? 0 : tid, last = x->n_threads == 1 ? 1 : tid;
+    int B = hi - lo;
+    size_t W = cb_model_out_dim(m);
+    k->rows = B;
+    for (int s = 0; s < 2 && B > 0; s++) {
+        tower_ws *ws = &k->ws[s];
+        gather_batch(c, ws, d->ratings, idx + lo, B, x->log_q);
+        gather_side(m, s, ws, d, idx + lo, B);
+        if (s == 1) item_dropout(c, d, ws, B, lo, x->epoch_id, step);
+        else user_dropout(m, d, ws, B, lo, x->epoch_id, step);
+        ws->y[0] = (s == 0 ? x->yu : x->ym) + (size_t)lo * W;
+        tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->eids : NULL, B, 0, c->l2norm, c->l2norm_eps);
+    }
+}
+
+/* The worker that computes dL/dy of side s (0 user, 1 item). */
+static int loss_worker(const train_ctx *x, int side) { return side == 1 && x->n_workers > 1 ? 1 : 0; }
+
+/* Worker w's part of the whole batch's loss (B rows, from x->yu, x->ym):
+ * dL/dy of the side(s) it owns into x->loss[s].g0, and the head's gradient
+ * (side 0) into its buffer, which is zeroed here. */
+/* Zero worker w's gradient buffer (the id embedding: the rows of its previous
+ * step, whose sum is taken) and list the rows its items reach this step. */
+static void zero_grads(train_ctx *x, int w) {
+    worker *k = &x->wk[w];
+    float *g = x->grad[w];
+    int par = (int)(x->n_steps & 1);
+    if (!x->emb_dim) {
+        memset(g, 0, x->n_flat * sizeof(float));
+        return;
+    }
+    size_t lo = x->emb_lo, hi = lo + x->n_emb * x->emb_dim, D = x->emb_dim;
+    memset(g, 0, lo * sizeof(float));
+    memset(g + hi, 0, (x->n_flat - hi) * sizeof(float));
+    for (int i = 0; i < k->n_touched[par ^ 1]; i++) memset(g + lo + k->touched[par ^ 1][i] * D, 0, D * sizeof(float));
+    const tower_ws *ws = &k->ws[1];
+    int n = 0;
+    for (int r = 0; ws->emb_ids && r < k->rows; r++)
+        if (ws->emb_ids[r] < x->n_emb) k->touched[par][n++] = ws->emb_ids[r];
+    k->n_touched[par] = n;
+}
+
+/* sum[lo, hi) = the workers' gradients summed in worker order; the id
+ * embedding's part only where this step's items reached (zero elsewhere). */
+static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
+    float *sum = x->grad[x->n_workers];
+    size_t elo = x->emb_lo, ehi = elo + x->n_emb * x->emb_dim, D = x->emb_dim;
+    if (!D || hi <= elo || lo >= ehi) {
+        cb_pool_reduce(sum, x->grad, x->n_workers, lo, hi);
+        return;
+    }
+    if (lo < elo) cb_pool_reduce(sum, x->grad, x->n_workers, lo, elo);
+    if (hi > ehi) cb_pool_reduce(sum, x->grad, x->n_workers, ehi, hi);
+    size_t a = lo > elo ? lo : elo, b = hi < ehi ? hi : ehi;
+    memset(sum + a, 0, (b - a) * sizeof(float));
+    int par = (int)(x->n_steps & 1);
+    for (int v = 0; v < x->n_workers; v++) /* a row listed twice is summed twice: the same bits */
+        for (int i = 0; i < x->wk[v].n_touched[par]; i++) {
+            size_t r0 = elo + x->wk[v].touched[par][i] * D, r1 = r0 + D;
+            r0 = r0 > a ? r0 : a, r1 = r1 < b ? r1 : b;
+            if (r0 < r1) cb_pool_reduce(sum, x->grad, x->n_workers, r0, r1);
+        }
+}
+
+static void loss_part(train_ctx *x, int w, const uint32_t *idx, int B) {
+    cb_model *m = x->m, *v = &x->wk[w].view;
+    zero_grads(x, w);
+    memcpy(v->head, m->head, HEAD_N * sizeof(float));
+    memset(v->head + HEAD_N, 0, HEAD_N * sizeof(float));
+    for (int s = 0; s < 2; s++) {
+        if (loss_worker(x, s) != w) continue;
+        gather_batch(&m->cfg, &x->loss[s], x->d->ratings, idx, B, x->log_q);
+        x->loss_of[s] = loss_and_dy(v, s, &x->loss[s], x->yu, x->ym, v->head, B);
+    }
+    /* one rank counts the head's gradient of the whole batch (every rank has it) */
+    if (w == 0 && x->rank == 0) memcpy(x->grad[w] + x->n_flat - HEAD_N, v->head + HEAD_N, HEAD_N * sizeof(float));
+}
+
+/* Worker w's rows [lo, hi) backpropagated from the whole batch's dL/dy into its buffer. */
+static void backward_rows(train_ctx *x, int w, int lo, int hi) {
+    worker *k = &x->wk[w];
+    const cb_model_config *c = &x->m->cfg;
+    size_t W = cb_model_out_dim(x->m);
+    for (int s = 0; s < 2 && hi > lo; s++) {
+        memcpy(k->ws[s].g0, x->loss[s].g0 + (size_t)lo * W, (size_t)(hi - lo) * W * sizeof(float));
+        tower_backward(&k->view.tw[s], &k->ws[s], hi - lo, 0, c->l2norm, c->l2norm_eps);
+    }
+}
+
+/* The optimiser on the flat parameter range [lo, hi) (user tower, item
+ * tower; the head with `head`) from the summed gradients g. Elementwise, so
+ * slices give the bits of one pass. */
+static void update_range(cb_model *m, const float *g, size_t lo, size_t hi, bool head) {
+    const cb_model_config *c = &m->cfg;
+    size_t off = 0;
+    for (int s = 0; s < 2; s++) {
+        tower *t = &m->tw[s];
+        size_t a = lo > off ? lo - off : 0, b = hi - off < t->n_params ? hi - off : t->n_params;
+        if (hi > off && a < b) {
+            size_t n = b - a, n_decay = a < t->n_weights ? (t->n_weights - a < n ? t->n_weights - a : n) : 0;
+            if (c->optimizer == CB_OPT_ADAM) {
+                cb_nn_adam h = {c->lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
+                cb_nn_adam_update(t->params + a, g + off + a, t->adam_m + a, t->adam_v + a, n, n_decay, &h,
+                                  t->step + 1);
+            } else {
+                cb_nn_sgd_update(t->params + a, g + off + a, n, n_decay, c->lr, c->weight_decay);
+            }
+        }
+        off += t->n_params;
+    }
+    if (head) {
+        memcpy(m->head + HEAD_N, g + off, HEAD_N * sizeof(float));
+        head_update(m);
+    }
+}
+
+/* The other ranks' rows of the batch's outputs (comm's all-gather). */
+static int gather_outputs(train_ctx *x, int B) {
+    int count[x->n_ranks], offset[x->n_ranks];
+    size_t W = cb_model_out_dim(x->m);
+    for (int r = 0; r < x->n_ranks; r++) {
+        size_t lo, hi;
+        cb_pool_split((size_t)B, x->n_ranks, r, 1, &lo, &hi);
+        offset[r] = (int)(lo * W);
+        count[r] = (int)((hi - lo) * W);
+    }
+    const cb_train_comm *cm = x->comm;
+    return cm->allgather(cm->ctx, x->yu, count, offset) || cm->allgather(cm->ctx, x->ym, count, offset);
+}
+
+/* Worker 0's clock: adds the seconds since *t to phase[i]. */
+static void lap(train_ctx *x, int w, int i, double *t) {
+    if (w) return;
+    double now = cb_now();
+    x->phase[i] += now - *t;
+    *t = now;
+}
+
+/* One epoch of steps, on worker w (cb_pool_run). */
+static void run_epoch(void *arg, int w) {
+    train_ctx *x = arg;
+    cb_model *m = x->m;
+    const cb_train_data *d = x->d;
+    size_t B_full = m->cfg.batch_size;
+    float *sum = x->grad[x->n_workers];
+    size_t n_tw = x->n_flat - HEAD_N, lo_p, hi_p; /* this worker's slice of the towers' parameters */
+    cb_pool_split(n_tw, x->n_workers, w, 16, &lo_p, &hi_p);
+    bool last = w == x->n_workers - 1;
     for (size_t step = 0; step < x->n_batches; step++) {
-        size_t off = step * (size_t)B_full;
-        int B = (int)(d->n_train - off < (size_t)B_full ? d->n_train - off : (size_t)B_full);
+        size_t off = step * B_full;
+        int B = (int)(d->n_train - off < B_full ? d->n_train - off : B_full), lo, hi;
         const uint32_t *idx = x->perm + off;
-        int par = (int)(step & 1);
-        for (int s = first; s <= last; s++) {
-            tower_ws *ws = &x->ws[s];
-            gather_batch(c, ws, d->ratings, idx, B, x->log_q);
-            gather_side(m, s, ws, d, idx, B);
-            if (s == 1) item_dropout(c, d, ws, B, x->epoch_id, step);
-            else user_dropout(m, d, ws, B, x->epoch_id, step);
-            if (s == 0) {
-                x->head_snap[par][0] = m->head[HEAD_S];
-                x->head_snap[par][1] = m->head[HEAD_C];
-            }
-            tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->eids : NULL, B, par, c->l2norm, c->l2norm_eps);
+        double t = cb_now();
+        worker_rows(x, w, B, &lo, &hi);
+        forward_rows(x, &x->wk[w], idx, lo, hi, step);
+        lap(x, w, 0, &t);
+        cb_pool_barrier(x->pool);
+        if (x->n_ranks > 1) {
+            if (w == 0 && gather_outputs(x, B)) x->comm_failed = true;
+            cb_pool_barrier(x->pool);
         }
-        barrier_wait(&x->bar);
-        if (step >= atomic_load_explicit(&x->stop_step, memory_order_relaxed)) break;
-        bool stop = false;
-        for (int s = first; s <= last; s++) {
-            tower *t = &m->tw[s];
-            tower_ws *ws = &x->ws[s];
-            memset(t->grads, 0, t->n_params * sizeof(float));
-            if (s == 0) memset(m->head + HEAD_N, 0, HEAD_N * sizeof(float));
-            double loss = loss_and_dy(m, s, ws, x->ws[0].y[par], x->ws[1].y[par], x->head_snap[par], B);
-            if (!isfinite(loss)) {
-                /* every thread computes the same loss bits, so all stop at this step */
-                if (tid == 0) x->nan_seen = true;
-                stop = true;
-                break;
-            }
-            if (s == 0) x->loss_sum += loss * B;
-            tower_backward(t, ws, B, par, c->l2norm, c->l2norm_eps);
-            tower_update(t, c);
-            if (s == 0) head_update(m);
+        lap(x, w, 3, &t);
+        if (x->comm_failed || step >= atomic_load_explicit(&x->stop_step, memory_order_relaxed)) break;
+        loss_part(x, w, idx, B);
+        lap(x, w, 1, &t);
+        cb_pool_barrier(x->pool);
+        lap(x, w, 3, &t);
+        double loss = x->loss_of[0];
+        if (!isfinite(loss) || !isfinite(x->loss_of[1])) { /* read by all after the barrier: all stop here */
+            if (w == 0) x->nan_seen = true;
+            break;
         }
-        if (stop) break;
-        if (tid == 0) {
-            x->steps_done = step + 1;
-            if (x->fn && x->tick_every && (step + 1) % x->tick_every == 0 && step + 1 < x->n_batches) {
-                cb_epoch_report *r = x->tick;
-                r->batch = step + 1;
-                r->end_of_epoch = false;
-                r->train_loss = x->loss_sum / (double)((step + 1) * (size_t)B_full);
-                r->seconds = cb_now() - x->epoch_t0;
-                r->examples_per_sec = r->seconds > 0 ? (double)(step + 1) * B_full / r->seconds : 0.0;
-                if (x->fn(r, x->fn_ctx)) atomic_store_explicit(&x->stop_step, step + 1, memory_order_relaxed);
-            }
+        if (w == 0) x->loss_sum += loss * B;
+        backward_rows(x, w, lo, hi);
+        lap(x, w, 0, &t);
+        cb_pool_barrier(x->pool);
+        lap(x, w, 3, &t);
+        reduce_range(x, lo_p, hi_p);
+        if (last) reduce_range(x, n_tw, x->n_flat);
+        if (x->n_ranks > 1) {
+            lap(x, w, 2, &t);
+            cb_pool_barrier(x->pool);
+            if (w == 0 && x->comm->allreduce_sum(x->comm->ctx, sum, x->n_flat)) x->comm_failed = true;
+            cb_pool_barrier(x->pool);
+            lap(x, w, 3, &t);
+            if (x->comm_failed) break;
+        }
+        update_range(m, sum, lo_p, hi_p, last);
+        lap(x, w, 2, &t);
+        cb_pool_barrier(x->pool); /* the parameters are updated */
+        lap(x, w, 3, &t);
+        if (w) continue;
+        m->tw[0].step++, m->tw[1].step++; /* read by the next update, two barriers on */
+        x->n_steps++;
+        x->steps_done = step + 1;
+        if (x->fn && x->tick_every && (step + 1) % x->tick_every == 0 && step + 1 < x->n_batches) {
+            cb_epoch_report *r = x->tick;
+            r->batch = step + 1;
+            r->end_of_epoch = false;
+            r->train_loss = x->loss_sum / (double)((step + 1) * B_full);
+            r->seconds = cb_now() - x->epoch_t0;
+            r->examples_per_sec = r->seconds > 0 ? (double)(step + 1) * B_full / r->seconds : 0.0;
+            if (x->fn(r, x->fn_ctx)) atomic_store_explicit(&x->stop_step, step + 1, memory_order_relaxed);
         }
     }
 }
 
-static void *tower_thread(void *arg) {
-    train_ctx *x = arg;
-    for (;;) {
-        barrier_wait(&x->bar); /* epoch start: thread 0 has prepared perm or set quit */
-        if (x->quit) break;
-        run_epoch(x, 1);
-        barrier_wait(&x->bar); /* epoch end */
+static uint64_t hash_words(uint64_t h, const void *p, size_t bytes) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i + 4 <= bytes; i += 4) {
+        uint32_t w;
+        memcpy(&w, b + i, 4);
+        h = (h ^ w) * 0x100000001B3ULL;
     }
-    return NULL;
+    return h;
 }
+
+/* Across processes every rank must train on the same examples and feature
+ * tables (each fits them from its own copy of the data): a hash of them,
+ * compared with rank 0's before the first step. */
+static int check_ranks_agree(const train_ctx *x, cb_error *err) {
+    const cb_train_data *d = x->d;
+    const cb_model_config *c = &x->m->cfg;
+    uint64_t h = hash_words(0xCBF29CE484222325ULL, &d->n_train, sizeof d->n_train);
+    for (size_t i = 0; i < d->n_train; i++) {
+        const cb_rating *r = &d->ratings[d->train_idx[i]];
+        uint32_t w[3] = {r->user, r->item, 0};
+        memcpy(&w[2], &r->y, 4);
+        h = hash_words(h, w, sizeof w);
+    }
+    h = hash_words(h, d->user_x, (size_t)d->n_users * c->user_in * sizeof(float));
+    h = hash_words(h, d->item_x, (size_t)d->n_items * c->item_in * sizeof(float));
+    float *all = cb_calloc(4 * (size_t)x->n_ranks, sizeof(float), err);
+    int *count = all ? cb_calloc(2 * (size_t)x->n_ranks, sizeof(int), err) : NULL;
+    if (!count) return free(all), CB_ENOMEM;
+    for (int r = 0; r < x->n_ranks; r++) count[r] = 4, count[x->n_ranks + r] = 4 * r;
+    for (int k = 0; k < 4; k++) all[4 * x->rank + k] = (float)((h >> (16 * k)) & 0xFFFF); /* exact in a float */
+    int rc = x->comm->allgather(x->comm->ctx, all, count, count + x->n_ranks) ? CB_EIO : CB_OK;
+    for (int r = 1; rc == CB_OK && r < x->n_ranks; r++)
+        if (memcmp(all, all + 4 * r, 4 * sizeof(float)))
+            rc = cb_fail(err, CB_EINVAL, "rank %d's training examples or feature tables differ from rank 0's: every rank "
+                                         "must read the same dataset with the same settings", r);
+    if (rc == CB_EIO) cb_fail(err, CB_EIO, "training across processes: the communicator's all-gather failed");
+    free(all);
+    free(count);
+    return rc;
+}
+
+/* Workers, their buffers and the pool for batches of at most B rows. */
+static int train_ctx_open(train_ctx *x, int B, cb_error *err) {
+    cb_model *m = x->m;
+    const cb_model_config *c = &m->cfg;
+    int rows = (B + x->n_ranks - 1) / x->n_ranks; /* this rank's part, at most */
+    int want = c->threads > 0 ? c->threads : cb_pool_default_threads();
+    if (want > rows) want = rows > 0 ? rows : 1; /* a worker without rows would only wait */
+    int rc = cb_pool_create(&x->pool, want, err);
+    if (rc) return rc;
+    x->n_workers = cb_pool_size(x->pool);
+    const tower *it = &m->tw[1];
+    if (it->n_emb) {
+        x->emb_lo = m->tw[0].n_params + (size_t)(it->emb - it->params);
+        x->emb_dim = (size_t)it->emb_dim;
+        x->n_emb = it->n_emb;
+    }
+    int cap = (rows + x->n_workers - 1) / x->n_workers;
+    bool softmax = c->objective != CB_OBJECTIVE_RATING;
+    size_t W = cb_model_out_dim(m), stride = (x->n_flat + 15) & ~(size_t)15;
+    x->wk = cb_calloc((size_t)x->n_workers, sizeof *x->wk, err);
+    x->grad = x->wk ? cb_calloc((size_t)x->n_workers + 1, sizeof *x->grad, err) : NULL;
+    float *gbuf = x->grad ? cb_calloc(((size_t)x->n_workers + 1) * stride + 2 * (size_t)B * W, sizeof(float), err) : NULL;
+    if (!gbuf) return CB_ENOMEM;
+    for (int w = 0; w <= x->n_workers; w++) x->grad[w] = gbuf + (size_t)w * stride;
+    x->yu = gbuf + ((size_t)x->n_workers + 1) * stride;
+    x->ym = x->yu + (size_t)B * W;
+    for (int s = 0; s < 2 && rc == CB_OK; s++) rc = ws_alloc(&x->loss[s], &m->tw[1], B, softmax, err);
+    for (int w = 0; w < x->n_workers && rc == CB_OK; w++) {
+        worker *k = &x->wk[w];
+        if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
+            (rc = ws_alloc(&k->ws[1], &m->tw[1], cap, false, err)))
+            break;
+        if (!(k->touched[0] = cb_calloc(2 * (size_t)cap, sizeof(uint32_t), err))) return CB_ENOMEM;
+        k->touched[1] = k->touched[0] + cap;
+        k->view = *m;
+        tower_grad_view(&k->view.tw[0], &m->tw[0], x->grad[w]);
+        tower_grad_view(&k->view.tw[1], &m->tw[1], x->grad[w] + m->tw[0].n_params);
+    }
+    return rc;
+}
+
+static void train_ctx_close(train_ctx *x) {
+    cb_pool_free(x->pool); /* restores OpenBLAS's thread count */
+    for (int w = 0; x->wk && w < x->n_workers; w++) {
+        ws_free(&x->wk[w].ws[0]);
+        ws_free(&x->wk[w].ws[1]);
+        free(x->wk[w].touched[0]);
+    }
+    ws_free(&x->loss[0]);
+    ws_free(&x->loss[1]);
+    free(x->wk);
+    if (x->grad) free(x->grad[0]);
+    free(x->grad);
+    free(x->perm);
+    free(x->log_q);
+}
+
+/* Floats of the flat parameter layout: user tower, item tower, head. */
+static size_t np_of(const cb_model *m) { return m->tw[0].n_params + m->tw[1].n_params + HEAD_N; }
 
 static void params_copy(float *dst, const cb_model *m) {
     memcpy(dst, m->tw[0].params, m->tw[0].n_params * sizeof(float));
@@ -1232,36 +1502,27 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     atomic_init(&x.stop_step, SIZE_MAX);
     x.m = m;
     x.d = d;
-    x.n_threads = c->threads >= 2 ? 2 : 1;
+    x.comm = d->comm && d->comm->n_ranks > 1 ? d->comm : NULL;
+    x.rank = x.comm ? x.comm->rank : 0;
+    x.n_ranks = x.comm ? x.comm->n_ranks : 1;
+    x.n_flat = np_of(m);
     x.n_batches = (d->n_train + c->batch_size - 1) / c->batch_size;
     x.fn = fn;
     x.fn_ctx = ctx;
     x.tick_every = x.n_batches >= 100 ? x.n_batches / 50 : 0;
-    size_t np = cb_model_n_params(m);
+    size_t np = x.n_flat;
     float *last_good = NULL, *best = NULL;
     int B = (int)(c->batch_size < d->n_train ? c->batch_size : d->n_train);
     x.perm = cb_calloc(d->n_train, sizeof(uint32_t), err);
     last_good = x.perm ? cb_calloc(np, sizeof(float), err) : NULL;
     best = last_good ? cb_calloc(np, sizeof(float), err) : NULL;
     rc = best ? CB_OK : CB_ENOMEM;
-    bool softmax = c->objective != CB_OBJECTIVE_RATING;
-    if (rc == CB_OK) rc = ws_alloc(&x.ws[0], &m->tw[0], B, softmax, err);
-    if (rc == CB_OK) rc = ws_alloc(&x.ws[1], &m->tw[1], B, softmax, err);
     if (rc == CB_OK) rc = log_q_for(&x.log_q, m, d, err);
+    if (rc == CB_OK && x.comm) rc = check_ranks_agree(&x, err);
+    if (rc == CB_OK) rc = train_ctx_open(&x, B, err); /* the pool holds OpenBLAS at one thread */
     if (rc != CB_OK) goto done;
     params_copy(last_good, m);
     params_copy(best, m);
-
-    /* Both tower threads call sgemm at once: OpenBLAS must not fan out on
-     * its own (it would oversubscribe the cores and, worse, serialise on
-     * its server lock). Restored before returning. */
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-
-    x.bar.n = (unsigned)x.n_threads;
-    pthread_t th;
-    if (x.n_threads == 2 && pthread_create(&th, NULL, tower_thread, &x) != 0)
-        x.n_threads = 1, x.bar.n = 1; /* same arithmetic, one thread: the result is unchanged */
 
     double t_start = cb_now();
     double best_valid = INFINITY;
@@ -1285,10 +1546,12 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
         rep.n_batches = x.n_batches;
         rep.valid_loss = rep.valid_rmse = NAN;
         x.epoch_t0 = cb_now();
-        barrier_wait(&x.bar); /* start */
-        run_epoch(&x, 0);
-        barrier_wait(&x.bar); /* end: all updates are done */
+        cb_pool_run(x.pool, run_epoch, &x);
         double secs = cb_now() - x.epoch_t0;
+        if (x.comm_failed) {
+            rc = cb_fail(err, CB_EIO, "training across processes: a call of the communicator failed in epoch %u", e + 1);
+            break;
+        }
         if (x.nan_seen || !params_finite(m)) {
             params_restore(m, last_good);
             rc = cb_fail(err, CB_ENUMERIC,
@@ -1338,19 +1601,12 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     }
     /* with early stopping the model keeps its best validation epoch */
     if (rc == CB_OK && c->patience > 0 && d->n_valid && isfinite(best_valid)) params_restore(m, best);
-    x.quit = true;
-    if (x.n_threads == 2) {
-        barrier_wait(&x.bar); /* releases the tower thread, which sees quit */
-        pthread_join(th, NULL);
-    }
-    openblas_set_num_threads(blas_threads);
     res->seconds = cb_now() - t_start;
+    res->threads = x.n_workers;
+    memcpy(res->phase_seconds, x.phase, sizeof x.phase);
 
 done:
-    ws_free(&x.ws[0]);
-    ws_free(&x.ws[1]);
-    free(x.perm);
-    free(x.log_q);
+    train_ctx_close(&x);
     free(last_good);
     free(best);
     return rc;

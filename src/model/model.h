@@ -17,13 +17,16 @@
  * s·v_u·v_m + c; a third buffer. The item tower may carry an id embedding
  * (item_ids). The tensors are enumerable by name for saving.
  *
- * Threading: training uses up to two threads, one per tower (the towers only
- * meet at the dot product, so one spin barrier per step suffices, and each
- * tower's arithmetic is the same whichever thread runs it: the trained model
- * is bit-identical for threads = 1 and 2, and across runs with the same seed).
- * While cb_model_train runs it sets OpenBLAS to one thread (process-wide) and
- * restores the previous setting before returning: the tower threads call
- * sgemm concurrently. A trained model may be shared read-only by any number of
+ * Threading: training splits each batch's rows across `threads` workers
+ * (model/parallel.c); each runs both towers on its rows, every worker
+ * computes the loss of the whole batch (the in-batch softmax sees all of it),
+ * and the per-worker gradients are summed in worker order. The same seed and
+ * thread count give the same bits; other thread counts the same model within
+ * float tolerance (the sums run in another order). Across processes
+ * (cb_train_data.comm) the batch is split across ranks first. While
+ * cb_model_train runs it sets OpenBLAS to one thread (process-wide) and
+ * restores the previous setting before returning: the workers call sgemm
+ * concurrently. A trained model may be shared read-only by any number of
  * threads for predict / vectors; training needs exclusive access. */
 #ifndef CB_MODEL_H
 #define CB_MODEL_H
@@ -111,7 +114,7 @@ typedef struct cb_model_config {
     uint32_t batch_size, epochs;
     uint32_t patience;                            /* early stopping on validation loss; 0 = off */
     uint64_t seed;                                /* init and shuffling */
-    int threads;                                  /* 1 or 2 (more are treated as 2) */
+    int threads;                                  /* training threads (0 = every online core) */
 } cb_model_config;
 
 /* The fields no configuration key reaches (l2norm eps, Adam's betas and eps,
@@ -123,7 +126,7 @@ void cb_model_config_base(cb_model_config *c);
  * dim 32, l2norm on, objective both with split heads, temperature 0.2, logQ
  * on, rating weight 2, popularity prior 1, item-id embedding on, item dropout
  * 0.25, user dropout 0.1, no history bag, MSE, Adam lr
- * 0.002, no decay, batch 256, 10 epochs, patience 0, seed 1, threads 2.
+ * 0.002, no decay, batch 256, 10 epochs, patience 0, seed 1, threads 0 (every core).
  * user_in / item_in are left 0: the caller must set them. */
 void cb_model_config_default(cb_model_config *c);
 /* NULL when the configuration is usable, else a static message naming the field. */
@@ -160,6 +163,8 @@ typedef struct cb_train_data {
                                       for content columns; item_dropout writes these values */
     const float *user_cold;        /* [user_in] or NULL: the same for a user without ratings (the
                                       rating-derived user columns), for user_dropout */
+    const cb_train_comm *comm;     /* NULL, or this process is one rank of several (cbrec.h): every
+                                      rank passes the same data and runs its part of each batch */
 } cb_train_data;
 
 typedef struct cb_epoch_report {
@@ -174,9 +179,9 @@ typedef struct cb_epoch_report {
     bool best;                     /* this epoch has the best validation loss so far */
 } cb_epoch_report;
 
-/* Called on thread 0: at the end of every epoch, and ~every 1/50 epoch with
+/* Called on the calling thread (worker 0): at the end of every epoch, and ~every 1/50 epoch with
  * end_of_epoch = false (for progress bars). Returning non-zero stops training:
- * at the end of an epoch, or at a tick (both threads stop at the next step;
+ * at the end of an epoch, or at a tick (every worker stops at the next step;
  * the partial epoch counts as run). */
 typedef int (*cb_epoch_fn)(const cb_epoch_report *r, void *ctx);
 
@@ -186,6 +191,10 @@ typedef struct cb_train_result {
     double train_loss, valid_loss, valid_rmse; /* of the final epoch */
     double seconds;
     bool early_stopped;
+    int threads;                   /* training workers used (threads resolved, capped by the batch) */
+    double phase_seconds[4];       /* worker 0's seconds in each part of the steps: towers (forward,
+                                      backward), the whole batch's loss, gradient sum + optimiser,
+                                      barriers and the communicator (waiting for the others) */
     /* filled by cb_bundle_train when it is given test examples, else NAN:
      * the loss as in training and the RMSE (rating / both only) */
     double test_loss, test_rmse;

@@ -133,8 +133,8 @@ static const cb_config_key_def keys[] = {
      0, NULL},
     {"patience", "N", "0", "stop after N epochs without validation improvement (0 = off)", "training", CB_KEY_U32,
      TC(model.patience), 0, 0, 1e6, 0, NULL},
-    {"threads", "N", "2", "training threads (one per tower; more count as 2)", "training", CB_KEY_INT,
-     TC(model.threads), 0, 1, 64, 0, NULL},
+    {"threads", "N", "0", "training threads, each runs both towers on a share of the batch (0 = every core)",
+     "training", CB_KEY_INT, TC(model.threads), 0, 0, 256, 0, NULL},
 };
 
 /* Fields no key reaches: the lower layers' own defaults. */

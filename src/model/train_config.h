@@ -33,6 +33,7 @@ typedef struct cb_train_config {
     cb_feature_config features;
     cb_model_config model;       /* seed is the split's seed too; user_in / item_in unset */
     bool scale_targets;
+    const cb_train_comm *comm;   /* no key: cb_config_set_train_comm (NULL: one process) */
 } cb_train_config;
 
 extern const cb_config_table cb_train_config_table;

@@ -206,7 +206,8 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
                                 .valid_idx = carve.n_test ? carve.test : NULL, .n_valid = carve.n_test,
                                 .features = &tc->features, .model = tc->model, .scale_targets = tc->scale_targets,
                                 .seen_all_ratings = seen_all_ratings, .on_epoch = epoch_fn, .ctx = ctx,
-                                .test_idx = sp->n_test ? sp->test : NULL, .n_test = sp->n_test};
+                                .test_idx = sp->n_test ? sp->test : NULL, .n_test = sp->n_test,
+                                .comm = tc->comm};
     if (!resume) cb_bundle_objective_for_data(&in.model, ds);
     rc = resume ? cb_bundle_resume(resume, &in, &o->res, err) : cb_bundle_train(out, &in, &o->res, err);
     o->n_train = carve.n_train;
@@ -270,6 +271,17 @@ CB_API int cb_train(cb_recommender **out, const cb_dataset *ds, const cb_config 
     int wrc = cb_recommender_from_bundle(out, b, &werr);
     if (wrc && err) *err = werr;
     return wrc ? wrc : rc;
+}
+
+CB_API int cb_config_set_train_comm(cb_config *cfg, const cb_train_comm *comm, cb_error *err) {
+    cb_train_config *tc = (cb_train_config *)cb_config_values(cfg, CB_CONFIG_TRAIN); /* the config's own values */
+    if (!tc) return cb_fail(err, CB_EINVAL, "cb_config_set_train_comm: the configuration is not of kind TRAIN");
+    if (comm && (comm->n_ranks < 1 || comm->rank < 0 || comm->rank >= comm->n_ranks ||
+                 (comm->n_ranks > 1 && (!comm->allgather || !comm->allreduce_sum))))
+        return cb_fail(err, CB_EINVAL, "cb_config_set_train_comm: rank %d of %d, or a call missing", comm->rank,
+                       comm->n_ranks);
+    tc->comm = comm;
+    return CB_OK;
 }
 
 CB_API int cb_train_resume(cb_recommender *rec, const cb_dataset *ds, const cb_config *cfg, cb_progress_fn progress,
