@@ -245,6 +245,7 @@ typedef struct impute_ctx {
     float *X_u;
     uint32_t du, n_attr, n_derived;
     const uint32_t *attr, *derived; /* column lists */
+    uint32_t span_lo, span_hi;      /* the derived columns lie in [span_lo, span_hi) */
     groups warm;
     size_t n_warm, k;               /* k: neighbours wanted, 1 <= k <= n_warm */
     double max_warm_norm;
@@ -253,20 +254,25 @@ typedef struct impute_ctx {
     wheap heap;                     /* idx [k + 1] */
     cand *cands;                    /* [warm.n] */
     uint32_t *near;                 /* [n_warm] */
-    double *acc;                    /* [n_derived] */
+    double *acc;                    /* [du] */
 } impute_ctx;
 
 /* Write the mean of the derived columns over the users near[0..n) (sorted
- * ascending) into the derived columns of every user of cold group c. */
+ * ascending) into the derived columns of every user of cold group c. The
+ * sums run over the whole span of columns holding derived ones (a plain
+ * loop the compiler vectorises; attribute columns inside it are summed and
+ * not used), user by user in ascending order, as the reference adds. */
 static void write_mean(impute_ctx *x, const groups *cold, uint32_t c, size_t n) {
-    memset(x->acc, 0, x->n_derived * sizeof *x->acc);
+    uint32_t lo = x->span_lo, hi = x->span_hi;
+    double *acc = x->acc;
+    memset(acc + lo, 0, (hi - lo) * sizeof *acc);
     for (size_t i = 0; i < n; i++) {
         const float *xw = x->X_u + (size_t)x->near[i] * x->du;
-        for (uint32_t j = 0; j < x->n_derived; j++) x->acc[j] += xw[x->derived[j]];
+        for (uint32_t j = lo; j < hi; j++) acc[j] += xw[j];
     }
     for (uint32_t m = cold->start[c]; m < cold->start[c + 1]; m++) {
         float *out = x->X_u + (size_t)cold->member[m] * x->du;
-        for (uint32_t j = 0; j < x->n_derived; j++) out[x->derived[j]] = (float)(x->acc[j] / (double)n);
+        for (uint32_t j = 0; j < x->n_derived; j++) out[x->derived[j]] = (float)(acc[x->derived[j]] / (double)n);
     }
 }
 
@@ -340,7 +346,7 @@ static int impute_run(impute_ctx *x, const uint32_t *warm_users, const uint32_t 
         x->heap.idx = cb_malloc((x->k + 2) * sizeof *x->heap.idx, err);
         x->cands = cb_malloc(((size_t)x->warm.n + 1) * sizeof *x->cands, err);
         x->near = cb_malloc((x->n_warm + 1) * sizeof *x->near, err);
-        x->acc = cb_malloc(((size_t)x->n_derived + 1) * sizeof *x->acc, err);
+        x->acc = cb_malloc(((size_t)x->du + 1) * sizeof *x->acc, err);
         if (!x->dist || !x->heap.idx || !x->cands || !x->near || !x->acc) rc = CB_ENOMEM;
     }
     for (uint32_t w = 0; !rc && w < x->warm.n; w++)
@@ -374,6 +380,8 @@ int cb_features_impute_cold(const cb_features *f, float *X_u, const uint8_t *has
             if (rating_derived(f, j)) cols[x.n_attr + x.n_derived++] = j;
         x.attr = cols;
         x.derived = cols + x.n_attr;
+        x.span_lo = x.n_derived ? x.derived[0] : 0;
+        x.span_hi = x.n_derived ? x.derived[x.n_derived - 1] + 1 : 0;
         /* warm users first, cold users after them, each ascending */
         x.n_warm = n_users - *n_cold;
         size_t w = 0, c = x.n_warm;
