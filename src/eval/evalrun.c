@@ -123,13 +123,21 @@ static int cold_user_vecs(float **out, const cb_bundle *rec, const cb_evalrun_co
     size_t n_cold = 0;
     int rc = cb_bundle_tables(rec, ds, sp->train, sp->n_train, &X_u, &X_m, err);
     if (!rc) rc = cb_features_impute_cold(rec->features, X_u, has, rec->n_users, c->cold_neighbours, &n_cold, err);
-    if (!rc && n_cold) {
-        uv = cb_malloc((size_t)rec->n_users * rec->dim * sizeof *uv, err);
-        if (!uv) rc = CB_ENOMEM;
-        else rc = cb_model_user_vectors(rec->model, X_u, rec->n_users, uv, err);
-        if (!rc) /* warm users keep exactly the recommender's vectors */
+    if (!rc && n_cold) { /* only the cold rows go through the tower: warm users keep the recommender's vectors */
+        size_t du = cb_features_user_dim(rec->features), dim = rec->dim, row = 0;
+        for (uint32_t u = 0; u < rec->n_users; u++) /* the cold rows to the front of X_u, in order */
+            if (!has[u]) memmove(X_u + row++ * du, X_u + (size_t)u * du, du * sizeof *X_u);
+        uv = cb_malloc((size_t)rec->n_users * dim * sizeof *uv, err);
+        float *cold_vecs = uv ? cb_malloc(n_cold * dim * sizeof *cold_vecs, err) : NULL;
+        if (!cold_vecs) rc = CB_ENOMEM;
+        else rc = cb_model_user_vectors(rec->model, X_u, n_cold, cold_vecs, err);
+        if (!rc) {
+            memcpy(uv, rec->user_vecs, (size_t)rec->n_users * dim * sizeof *uv);
+            row = 0;
             for (uint32_t u = 0; u < rec->n_users; u++)
-                if (has[u]) memcpy(uv + (size_t)u * rec->dim, rec->user_vecs + (size_t)u * rec->dim, rec->dim * sizeof *uv);
+                if (!has[u]) memcpy(uv + (size_t)u * dim, cold_vecs + row++ * dim, dim * sizeof *uv);
+        }
+        free(cold_vecs);
     }
     if (rc) free(uv);
     else *out = uv;

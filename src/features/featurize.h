@@ -196,9 +196,15 @@ int cb_features_check_input(const cb_features *f, bool user, const cb_attr_value
  * nearest in the attribute columns (ties at the k-th distance included; all
  * training users when k is 0 or there are no attribute columns). Without it
  * the row says "0 ratings", a value no training user has, and the tower
- * extrapolates. *n_cold receives how many rows were rewritten. */
+ * extrapolates. *n_cold receives how many rows were rewritten (impute.c:
+ * float sgemm over distinct attribute rows + a partial selection, rescored
+ * in double, so the rows are bit-identical to the reference's). */
 int cb_features_impute_cold(const cb_features *f, float *X_u, const uint8_t *has, uint32_t n_users, uint32_t k,
                             size_t *n_cold, cb_error *err);
+/* The same, the plain way (every training user scanned in double, the whole
+ * distance list sorted, per cold user): kept for the tests and the benchmark. */
+int cb_features_impute_cold_reference(const cb_features *f, float *X_u, const uint8_t *has, uint32_t n_users,
+                                      uint32_t k, size_t *n_cold, cb_error *err);
 
 /* ---- Serialisation (jansson; features_json.c). to_json returns a new reference (NULL + err on
  * failure). from_json validates types and sizes; a malformed object gives
