@@ -3,10 +3,12 @@
 
 #include <cblas.h>
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- owned allocations */
 
@@ -39,6 +41,8 @@ void cb_bundle_free(cb_bundle *r) {
     for (size_t i = 0; i < r->n_owned; i++) free(r->owned[i]);
     free(r->owned);
     cb_st_close(r->file);
+    cb_st_close(r->history_file);
+    free(r->history_path);
     free(r);
 }
 
@@ -169,6 +173,7 @@ static int build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train
     r->seen_item = items;
     r->seen_y = ys;
     r->seen_ts = ts;
+    r->has_history = true;
 
     /* overall popularity */
     int32_t *pop = rec_alloc(r, CB_BUNDLE_TOP_LIST, sizeof *pop, err);
@@ -652,7 +657,46 @@ static int set_meta_json(cb_st_writer *w, const char *key, json_t *j, cb_error *
         if (!rc) rc = cb_st_add(w, name, dt, shape_, nd, data, err);                       \
     } while (0)
 
-int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err) {
+/* The history file: the seen.* tensors and the model's fingerprint. */
+static int save_history(const cb_bundle *r, const char *path, cb_error *err) {
+    cb_st_writer *w = cb_st_writer_create(err);
+    if (!w) return CB_ENOMEM;
+    int rc = CB_OK;
+    uint32_t nu = r->n_users, nseen = (uint32_t)r->seen_off[nu];
+    ADD("seen.offsets", CB_ST_I32, 1, r->seen_off, nu + 1);
+    ADD("seen.items", CB_ST_I32, 1, r->seen_item, nseen);
+    ADD("seen.ratings", CB_ST_F32, 1, r->seen_y, nseen);
+    ADD("seen.timestamps", CB_ST_I32, 1, r->seen_ts, nseen);
+    if (!rc) rc = cb_st_set_meta(w, "fingerprint", r->fingerprint, err);
+    if (!rc) rc = cb_st_write(w, path, CB_BUNDLE_HISTORY_FORMAT, CB_BUNDLE_HISTORY_VERSION, err);
+    cb_st_writer_free(w);
+    return rc;
+}
+
+bool cb_bundle_history_path(const char *model_path, char *buf, size_t size) {
+    return (size_t)snprintf(buf, size, "%s%s", model_path, CB_BUNDLE_HISTORY_SUFFIX) < size;
+}
+
+int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err) { return cb_bundle_save_files(r, path, NULL, err); }
+
+static int save_model(const cb_bundle *r, const char *path, cb_error *err);
+
+int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err) {
+    char beside[4096];
+    if (!history_path) {
+        if (!cb_bundle_history_path(path, beside, sizeof beside)) return cb_fail(err, CB_EINVAL, "%s: path too long", path);
+        history_path = beside;
+    }
+    /* the history first: a model is never left beside a history that is
+     * missing its new ratings (a crash between the two renames leaves the
+     * old model with the new history, refused by fingerprint, not misread) */
+    int rc = r->has_history ? save_history(r, history_path, err) : CB_OK;
+    if (!rc && !r->has_history && remove(history_path) != 0 && errno != ENOENT)
+        rc = cb_fail(err, CB_EIO, "%s: cannot remove the stale history file: %s", history_path, strerror(errno));
+    return rc ? rc : save_model(r, path, err);
+}
+
+static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
     cb_st_writer *w = cb_st_writer_create(err);
     if (!w) return CB_ENOMEM;
     int rc = CB_OK;
@@ -665,14 +709,10 @@ int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err) {
         int64_t shape[2] = {t.shape[0], t.shape[1]};
         rc = cb_st_add(w, names[i], CB_ST_F32, shape, (int)t.ndim, t.data, err);
     }
-    uint32_t nu = r->n_users, ni = r->n_items, nseen = (uint32_t)r->seen_off[nu];
+    uint32_t nu = r->n_users, ni = r->n_items;
     ADD("item_vectors", CB_ST_F32, 2, r->item_vecs, ni, r->dim);
     ADD("user_vectors", CB_ST_F32, 2, r->user_vecs, nu, r->dim);
     if (r->rank_bias) ADD("rank_bias", CB_ST_F32, 1, r->rank_bias, ni);
-    ADD("seen.offsets", CB_ST_I32, 1, r->seen_off, nu + 1);
-    ADD("seen.items", CB_ST_I32, 1, r->seen_item, nseen);
-    ADD("seen.ratings", CB_ST_F32, 1, r->seen_y, nseen);
-    ADD("seen.timestamps", CB_ST_I32, 1, r->seen_ts, nseen);
     ADD("lists.popular", CB_ST_I32, 1, r->popular, CB_BUNDLE_TOP_LIST);
     ADD("lists.genre_top", CB_ST_I32, 2, r->genre_top, r->n_genres, CB_BUNDLE_TOP_LIST);
     char gname[2][300];
@@ -827,7 +867,6 @@ static const char *check_vectors(const cb_bundle *r, char *why, size_t size) {
     const char *w = finite_or_why("item_vectors", r->item_vecs, (size_t)r->n_items * r->dim, r->dim, why, size);
     if (!w) w = finite_or_why("user_vectors", r->user_vecs, (size_t)r->n_users * r->dim, r->dim, why, size);
     if (!w) w = finite_or_why("rank_bias", r->rank_bias, r->rank_bias ? r->n_items : 0, 1, why, size);
-    if (!w && r->seen_off) w = finite_or_why("seen.ratings", r->seen_y, (size_t)r->seen_off[r->n_users], 1, why, size);
     return w;
 }
 
@@ -844,17 +883,8 @@ static const char *check_towers(const cb_bundle *r, char *why, size_t size) {
     return NULL;
 }
 
-static const char *check_seen_ratings(const cb_bundle *r, char *why, size_t size) {
-    size_t n = r->seen_off ? (size_t)r->seen_off[r->n_users] : 0;
-    for (size_t j = 0; j < n; j++)
-        if (r->seen_y[j] < r->y_min - 1e-3f || r->seen_y[j] > r->y_max + 1e-3f)
-            return snprintf(why, size, "tensor 'seen.ratings' holds %g, outside the model's range [%g, %g]",
-                            (double)r->seen_y[j], (double)r->y_min, (double)r->y_max), why;
-    return NULL;
-}
-
 static const bundle_check_fn bundle_checks[] = {check_info, check_fingerprint, check_sizes, check_vectors,
-                                                check_towers, check_seen_ratings};
+                                                check_towers};
 
 int cb_bundle_validate(const cb_bundle *r, const char *path, cb_error *err) {
     char why[256];
@@ -887,7 +917,73 @@ int cb_bundle_check_vector(const cb_bundle *r, const float *vec, bool is_user, c
                    (double)hi);
 }
 
-int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
+/* The seen.* tensors of st (the history file, or an old model file), checked
+ * in one pass: monotone offsets, items in range, finite ratings in the
+ * model's range. */
+static int history_from(cb_bundle *r, const cb_st *st, cb_error *err) {
+    const char *path = cb_st_path(st);
+    uint32_t nu = r->n_users;
+    const int32_t *off = get(st, "seen.offsets", CB_ST_I32, 1, (int64_t)nu + 1, 0, err);
+    if (!off) return CB_EFORMAT;
+    for (uint32_t u = 0; u < nu; u++)
+        if (off[u] > off[u + 1] || off[0] != 0)
+            return cb_fail(err, CB_EFORMAT, "%s: seen.offsets is not monotone", path);
+    int32_t nseen = off[nu];
+    if (nseen < 0) return cb_fail(err, CB_EFORMAT, "%s: seen.offsets is not monotone", path);
+    if (!(r->seen_item = get(st, "seen.items", CB_ST_I32, 1, nseen, 0, err)) ||
+        !(r->seen_y = get(st, "seen.ratings", CB_ST_F32, 1, nseen, 0, err)) ||
+        !(r->seen_ts = get(st, "seen.timestamps", CB_ST_I32, 1, nseen, 0, err)))
+        return CB_EFORMAT;
+    float lo = r->y_min - 1e-3f, hi = r->y_max + 1e-3f;
+    for (int32_t k = 0; k < nseen; k++) {
+        if (r->seen_item[k] < 0 || (uint32_t)r->seen_item[k] >= r->n_items)
+            return cb_fail(err, CB_EFORMAT, "%s: seen.items[%d] = %d is not an item of the model", path, k, r->seen_item[k]);
+        if (!(r->seen_y[k] >= lo && r->seen_y[k] <= hi))
+            return cb_fail(err, CB_EFORMAT, "%s: tensor 'seen.ratings' holds %g, outside the model's range [%g, %g]", path,
+                           (double)r->seen_y[k], (double)r->y_min, (double)r->y_max);
+    }
+    r->seen_off = off;
+    r->has_history = true;
+    return CB_OK;
+}
+
+/* No history: every user's is empty (see bundle.h for what that costs). */
+static int no_history(cb_bundle *r, cb_error *err) {
+    int32_t *off = rec_alloc(r, (size_t)r->n_users + 1, sizeof *off, err);
+    if (!off) return CB_ENOMEM;
+    r->seen_off = off;
+    r->seen_item = NULL;
+    r->seen_y = NULL;
+    r->seen_ts = NULL;
+    r->has_history = false;
+    return CB_OK;
+}
+
+/* The history of the model loaded from model_path (see cb_bundle_load_files). */
+static int load_history(cb_bundle *r, const char *model_path, const char *history_path, cb_error *err) {
+    if (!history_path && cb_st_format_version(r->file) < 3) return history_from(r, r->file, err); /* it holds it */
+    char beside[4096];
+    if (!history_path) {
+        if (!cb_bundle_history_path(model_path, beside, sizeof beside))
+            return cb_fail(err, CB_EINVAL, "%s: path too long", model_path);
+        if (access(beside, F_OK) != 0 && errno == ENOENT) return no_history(r, err);
+        history_path = beside;
+    }
+    int rc = cb_st_open(&r->history_file, history_path, CB_BUNDLE_HISTORY_FORMAT, CB_BUNDLE_HISTORY_VERSION, err);
+    if (rc) return rc;
+    const char *fp = cb_st_meta(r->history_file, "fingerprint");
+    if (!fp || strcmp(fp, r->fingerprint) != 0)
+        return cb_fail(err, CB_EFORMAT, "%s: the history of another model (fingerprint %s; %s is %s): give the "
+                                        "history file written with this model", history_path, fp ? fp : "missing",
+                       model_path, r->fingerprint);
+    if ((rc = history_from(r, r->history_file, err))) return rc;
+    if (!(r->history_path = cb_strdup(history_path, err))) return CB_ENOMEM;
+    return CB_OK;
+}
+
+int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) { return cb_bundle_load_files(out, path, NULL, err); }
+
+int cb_bundle_load_files(cb_bundle **out, const char *path, const char *history_path, cb_error *err) {
     *out = NULL;
     cb_error_clear(err);
     cb_bundle *r = cb_calloc(1, sizeof *r, err);
@@ -946,7 +1042,6 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
     r->n_genres = cb_features_n_genres(r->features);
     if (!(r->item_vecs = get(st, "item_vectors", CB_ST_F32, 2, ni, r->dim, err)) ||
         !(r->user_vecs = get(st, "user_vectors", CB_ST_F32, 2, nu, r->dim, err)) ||
-        !(r->seen_off = get(st, "seen.offsets", CB_ST_I32, 1, (int64_t)nu + 1, 0, err)) ||
         !(r->popular = get(st, "lists.popular", CB_ST_I32, 1, CB_BUNDLE_TOP_LIST, 0, err)) ||
         !(r->genre_top = get(st, "lists.genre_top", CB_ST_I32, 2, r->n_genres, CB_BUNDLE_TOP_LIST, err)))
         goto done;
@@ -954,17 +1049,7 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
     if (cfg.objective != CB_OBJECTIVE_RATING && cfg.popularity_prior != 0.0f &&
         !(r->rank_bias = get(st, "rank_bias", CB_ST_F32, 1, ni, 0, err)))
         goto done;
-    int32_t nseen = r->seen_off[nu];
-    for (uint32_t u = 0; u < nu; u++)
-        if (r->seen_off[u] > r->seen_off[u + 1] || r->seen_off[0] != 0 || nseen < 0) {
-            cb_fail(err, CB_EFORMAT, "%s: seen.offsets is not monotone", path);
-            goto done;
-        }
-    if (!(r->seen_item = get(st, "seen.items", CB_ST_I32, 1, nseen, 0, err)) ||
-        !(r->seen_y = get(st, "seen.ratings", CB_ST_F32, 1, nseen, 0, err)) ||
-        !(r->seen_ts = get(st, "seen.timestamps", CB_ST_I32, 1, nseen, 0, err)))
-        goto done;
-    if (!indices_ok(r->seen_item, (size_t)nseen, 0, (int32_t)ni) || !indices_ok(r->popular, CB_BUNDLE_TOP_LIST, -1, (int32_t)ni) ||
+    if (!indices_ok(r->popular, CB_BUNDLE_TOP_LIST, -1, (int32_t)ni) ||
         !indices_ok(r->genre_top, (size_t)r->n_genres * CB_BUNDLE_TOP_LIST, -1, (int32_t)ni)) {
         cb_fail(err, CB_EFORMAT, "%s: an item index is out of range", path);
         goto done;
@@ -1010,6 +1095,7 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
         }
     }
     rc = cb_bundle_validate(r, path, err);
+    if (!rc) rc = load_history(r, path, history_path, err);
 done:
     json_decref(mc);
     json_decref(feat);
