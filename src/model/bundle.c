@@ -129,51 +129,76 @@ static void top_list(int32_t *out, const double *score, uint32_t n_items, scored
 }
 
 typedef struct {
-    uint32_t user, ts, order;
+    uint32_t ts, order;
 } seen_key;
 
 static int cmp_seen(const void *a, const void *b) {
     const seen_key *x = a, *y = b;
-    if (x->user != y->user) return x->user < y->user ? -1 : 1;
     if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
     return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* The history CSR from the ratings train_idx[0..n_train) (all when NULL):
+ * grouped by user with a counting sort straight into the output arrays,
+ * then each user's run ordered by (time, rating index) through a scratch of
+ * the longest run, so no temporary grows with the number of ratings. */
+static int build_history(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train,
+                         uint32_t *count, cb_error *err) {
+    uint32_t nu = r->n_users;
+    int32_t *off = rec_alloc(r, (size_t)nu + 1, sizeof *off, err);
+    int32_t *items = rec_alloc(r, n_train, sizeof *items, err);
+    float *ys = rec_alloc(r, n_train, sizeof *ys, err);
+    int32_t *ts = rec_alloc(r, n_train, sizeof *ts, err);
+    int32_t *order = (int32_t *)ts; /* the rating index, until the times are written below */
+    if (!off || !items || !ys || !ts) return CB_ENOMEM;
+    for (size_t i = 0; i < n_train; i++) off[ds->ratings[train_idx ? train_idx[i] : i].user + 1]++;
+    int32_t longest = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        longest = off[u + 1] > longest ? off[u + 1] : longest;
+        off[u + 1] += off[u];
+    }
+    for (size_t i = 0; i < n_train; i++) { /* off[u] walks to the end of u's run, then is restored */
+        uint32_t k = train_idx ? train_idx[i] : (uint32_t)i;
+        order[off[ds->ratings[k].user]++] = (int32_t)k;
+    }
+    for (uint32_t u = nu; u > 0; u--) off[u] = off[u - 1];
+    off[0] = 0;
+    seen_key *keys = cb_calloc((size_t)longest + 1, sizeof *keys, err);
+    if (!keys) return CB_ENOMEM;
+    for (uint32_t u = 0; u < nu; u++) {
+        int32_t lo = off[u], n = off[u + 1] - lo;
+        for (int32_t j = 0; j < n; j++) keys[j] = (seen_key){ds->ratings[order[lo + j]].ts, (uint32_t)order[lo + j]};
+        qsort(keys, (size_t)n, sizeof *keys, cmp_seen);
+        for (int32_t j = 0; j < n; j++) {
+            const cb_rating *x = &ds->ratings[keys[j].order];
+            items[lo + j] = (int32_t)x->item;
+            ys[lo + j] = x->y;
+            ts[lo + j] = (int32_t)x->ts;
+            count[x->item]++;
+        }
+    }
+    free(keys);
+    r->seen_off = off;
+    r->seen_item = items;
+    r->seen_y = ys;
+    r->seen_ts = ts;
+    r->has_history = true;
+    return CB_OK;
 }
 
 /* Lists from the ratings train_idx[0..n_train), or from every rating of the
  * dataset when train_idx is NULL. */
 static int build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err) {
     uint32_t nu = r->n_users, ni = r->n_items;
-    /* seen: training ratings grouped by user, in time order */
-    seen_key *keys = cb_calloc(n_train ? n_train : 1, sizeof *keys, err);
-    int32_t *off = rec_alloc(r, nu + 1, sizeof *off, err);
-    int32_t *items = rec_alloc(r, n_train, sizeof *items, err);
-    float *ys = rec_alloc(r, n_train, sizeof *ys, err);
-    int32_t *ts = rec_alloc(r, n_train, sizeof *ts, err);
     double *score = cb_calloc(ni, sizeof *score, err);
     scored *scratch = cb_calloc(ni, sizeof *scratch, err);
     uint32_t *count = cb_calloc(ni, sizeof *count, err);
     int rc = CB_ENOMEM;
-    if (!keys || !off || !items || !ys || !ts || !score || !scratch || !count) goto out;
-    for (size_t i = 0; i < n_train; i++) {
-        uint32_t k = train_idx ? train_idx[i] : (uint32_t)i;
-        const cb_rating *x = &ds->ratings[k];
-        keys[i] = (seen_key){x->user, x->ts, k};
-    }
-    qsort(keys, n_train, sizeof *keys, cmp_seen);
-    for (size_t i = 0; i < n_train; i++) {
-        const cb_rating *x = &ds->ratings[keys[i].order];
-        off[x->user + 1]++;
-        items[i] = (int32_t)x->item;
-        ys[i] = x->y;
-        ts[i] = (int32_t)x->ts;
-        count[x->item]++;
-    }
-    for (uint32_t u = 0; u < nu; u++) off[u + 1] += off[u];
-    r->seen_off = off;
-    r->seen_item = items;
-    r->seen_y = ys;
-    r->seen_ts = ts;
-    r->has_history = true;
+    if (!score || !scratch || !count) goto out;
+    /* seen: training ratings grouped by user, in time order */
+    if ((rc = build_history(r, ds, train_idx, n_train, count, err))) goto out;
+    rc = CB_ENOMEM;
+    const int32_t *off = r->seen_off, *items = r->seen_item;
 
     /* overall popularity */
     int32_t *pop = rec_alloc(r, CB_BUNDLE_TOP_LIST, sizeof *pop, err);
@@ -235,7 +260,6 @@ static int build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train
     }
     rc = CB_OK;
 out:
-    free(keys);
     free(score);
     free(scratch);
     free(count);
@@ -474,11 +498,16 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
             rc = CB_ENOMEM;
             goto fail;
         }
-    if (in->seen_all_ratings) rc = build_lists(r, ds, NULL, ds->n_ratings, err);
-    else rc = build_lists(r, ds, in->train_idx, in->n_train, err);
-    if (rc) goto fail;
     /* A numerical failure keeps the last good parameters: still a usable model. */
     if ((rc = fit_and_embed(r, in, res, err)) && rc != CB_ENUMERIC) goto fail;
+    /* the lists after training: the history (12 B per rating) is not held
+     * beside the training tables (peak memory) */
+    int rc_lists = in->seen_all_ratings ? build_lists(r, ds, NULL, ds->n_ratings, err)
+                                        : build_lists(r, ds, in->train_idx, in->n_train, err);
+    if (rc_lists) {
+        rc = rc_lists;
+        goto fail;
+    }
     *out = r;
     return rc;
 fail:
