@@ -373,26 +373,47 @@ int cb_bundle_user_vector(const cb_bundle *r, const float *x, const uint32_t *it
     return cb_model_user_vectors_hist(r->model, x, 1, off, items, out, err);
 }
 
+/* The vectors of every user from the user table X_u (densified a chunk at a
+ * time) and the history bag's CSR (NULL: none) into uv [n_users x dim]. */
+static int user_vectors_of(const cb_bundle *r, const cb_rows *X_u, const uint32_t *h_off, const uint32_t *h_item,
+                           float *uv, cb_error *err) {
+    enum { CHUNK = 1024 };
+    uint32_t du = X_u->width;
+    float *x = cb_malloc((size_t)CHUNK * (du ? du : 1) * sizeof *x, err);
+    int rc = x ? CB_OK : CB_ENOMEM;
+    for (uint32_t s = 0; !rc && s < r->n_users; s += CHUNK) {
+        uint32_t n = r->n_users - s < CHUNK ? r->n_users - s : CHUNK;
+        for (uint32_t k = 0; k < n; k++) cb_rows_get(X_u, s + k, x + (size_t)k * du);
+        rc = cb_model_user_vectors_hist(r->model, x, n, h_off ? h_off + s : NULL, h_item, uv + (size_t)s * r->dim, err);
+    }
+    free(x);
+    return rc;
+}
+
 /* Train the towers on the tables and refresh vectors; shared by train and resume. */
 static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
     const cb_dataset *ds = in->ds;
-    float *X_u = NULL, *X_m = NULL;
+    cb_rows X_u = {0};
+    float *X_m = cb_calloc((size_t)r->n_items * cb_features_item_dim(r->features) + 1, sizeof *X_m, err);
     cb_train_result dummy;
     if (!res) res = &dummy;
     float *item_cold = NULL, *user_cold = NULL;
     uint32_t *h_off = NULL, *h_item = NULL;
-    int rc = cb_bundle_tables(r, ds, in->train_idx, in->n_train, &X_u, &X_m, err);
-    if (rc) return rc;
-    if ((rc = item_cold_of(r, &item_cold, err)) || (rc = user_cold_of(r, &user_cold, err)) ||
-        (rc = history_of(r, in, &h_off, &h_item, err))) {
-        free(X_u);
+    /* the user table as rows (dense head, multi-hot tail as column lists): at
+     * 20M ratings 580 MB dense, ~65 MB so */
+    int rc = X_m ? cb_features_items(r->features, ds, X_m, err) : CB_ENOMEM;
+    if (!rc) rc = cb_features_user_rows(r->features, ds, in->train_idx, in->n_train, &X_u, err);
+    if (!rc && !(rc = item_cold_of(r, &item_cold, err)) && !(rc = user_cold_of(r, &user_cold, err)))
+        rc = history_of(r, in, &h_off, &h_item, err);
+    if (rc) {
+        cb_rows_free(&X_u);
         free(X_m);
         free(item_cold);
         free(user_cold);
         return rc;
     }
-    cb_train_data td = {X_u, r->n_users, X_m, r->n_items, ds->ratings, in->train_idx, in->n_train,
-                        in->valid_idx, in->n_valid, h_off, h_item, item_cold, user_cold};
+    cb_train_data td = {NULL, r->n_users, X_m, r->n_items, ds->ratings, in->train_idx, in->n_train,
+                        in->valid_idx, in->n_valid, h_off, h_item, item_cold, user_cold, &X_u};
     rc = cb_model_train(r->model, &td, in->on_epoch, in->ctx, res, err);
     res->test_loss = res->test_rmse = NAN;
     if (rc == CB_OK && in->n_test)
@@ -407,7 +428,7 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
         for (uint32_t i = 0; !rc && i < r->n_items; i++) ids[i] = i;
         if (!rc) rc = cb_model_item_vectors_ids(r->model, X_m, ids, r->n_items, iv, err);
         free(ids);
-        if (!rc) rc = cb_model_user_vectors_hist(r->model, X_u, r->n_users, h_off, h_item, uv, err);
+        if (!rc) rc = user_vectors_of(r, &X_u, h_off, h_item, uv, err);
         if (!rc) {
             r->item_vecs = iv;
             r->user_vecs = uv;
@@ -416,7 +437,7 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
             if (!r->fingerprint) rc = CB_ENOMEM;
         }
     }
-    free(X_u);
+    cb_rows_free(&X_u);
     free(X_m);
     free(item_cold);
     free(user_cold);

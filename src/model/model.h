@@ -29,6 +29,7 @@
 #define CB_MODEL_H
 
 #include "data/dataset.h"
+#include "base/rows.h"
 #include "base/util.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -160,6 +161,9 @@ typedef struct cb_train_data {
                                       for content columns; item_dropout writes these values */
     const float *user_cold;        /* [user_in] or NULL: the same for a user without ratings (the
                                       rating-derived user columns), for user_dropout */
+    const cb_rows *user_rows;      /* or NULL: the user table as dense head + 0/1 tail (base/rows.h),
+                                      used instead of user_x (then NULL); each batch's rows are
+                                      densified into the workspace */
 } cb_train_data;
 
 typedef struct cb_epoch_report {
