@@ -12,17 +12,15 @@
 
 #include <stdint.h>
 
-/* The tail columns of w (OC,C) transposed: wt ((C-H),OC), wt[c][o] = w[o][H + c].
- * Forward reads wt: refresh it after every update of w. */
-void cb_nn_sparse_transpose_tail(float *wt, const float *w, int C, int H, int OC);
 /* out (B,OC) = [head | tail] · wᵀ + b: head (B,H) dense, row r's ones at
- * tail columns cols[off[r] .. off[r+1]); w (OC,C), wt its transposed tail, b (OC) or NULL. */
-void cb_nn_sparse_forward(float *out, const float *head, const uint64_t *off, const uint16_t *cols, const float *w,
-                          const float *wt, const float *b, int B, int C, int H, int OC);
-/* dw (OC,C) += doutᵀ · [head | tail]; db (OC) += column sums of dout (NULL: skipped).
- * dwt ((C-H),OC) is scratch, all zero on entry and left all zero; touched
- * (C-H bytes) likewise. No dinp: the first layer. */
-void cb_nn_sparse_backward(float *dw, float *db, float *dwt, uint8_t *touched, const float *dout, const float *head,
+ * tail columns cols[off[r] .. off[r+1]) (i.e. columns H + cols[j]); w (OC,C),
+ * b (OC) or NULL; out_t (OC,B) is scratch. */
+void cb_nn_sparse_forward(float *out, float *out_t, const float *head, const uint64_t *off, const uint16_t *cols,
+                          const float *w, const float *b, int B, int C, int H, int OC);
+/* dw (OC,C) += doutᵀ · [head | tail], touching only the tail columns present;
+ * db (OC) += column sums of dout (NULL: skipped); dout_t (OC,B) is scratch.
+ * No dinp: the first layer. */
+void cb_nn_sparse_backward(float *dw, float *db, float *dout_t, const float *dout, const float *head,
                            const uint64_t *off, const uint16_t *cols, int B, int C, int H, int OC);
 
 #endif
