@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- owned allocations */
@@ -1009,8 +1010,10 @@ static int no_history(cb_bundle *r, cb_error *err) {
     return CB_OK;
 }
 
-/* The history of the model loaded from model_path (see cb_bundle_load_files). */
-static int load_history(cb_bundle *r, const char *model_path, const char *history_path, cb_error *err) {
+/* The history of the model loaded from model_path (see cb_bundle_load_files);
+ * *mismatch tells a history of another model. */
+static int load_history(cb_bundle *r, const char *model_path, const char *history_path, bool *mismatch,
+                        cb_error *err) {
     if (!history_path && cb_st_format_version(r->file) < 3) return history_from(r, r->file, err); /* it holds it */
     char beside[4096];
     if (!history_path) {
@@ -1022,7 +1025,8 @@ static int load_history(cb_bundle *r, const char *model_path, const char *histor
     int rc = cb_st_open(&r->history_file, history_path, CB_BUNDLE_HISTORY_FORMAT, CB_BUNDLE_HISTORY_VERSION, err);
     if (rc) return rc;
     const char *fp = cb_st_meta(r->history_file, "fingerprint");
-    if (!fp || strcmp(fp, r->fingerprint) != 0)
+    *mismatch = !fp || strcmp(fp, r->fingerprint) != 0;
+    if (*mismatch)
         return cb_fail(err, CB_EFORMAT, "%s: the history of another model (fingerprint %s; %s is %s): give the "
                                         "history file written with this model", history_path, fp ? fp : "missing",
                        model_path, r->fingerprint);
@@ -1033,7 +1037,24 @@ static int load_history(cb_bundle *r, const char *model_path, const char *histor
 
 int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) { return cb_bundle_load_files(out, path, NULL, err); }
 
+static int load_once(cb_bundle **out, const char *path, const char *history_path, bool *mismatch, cb_error *err);
+
 int cb_bundle_load_files(cb_bundle **out, const char *path, const char *history_path, cb_error *err) {
+    /* A writer replaces the history, then the model (cb_bundle_save_files): a
+     * reader between the two renames finds the new history beside the old
+     * model. It tries again (both files afresh) for up to ~2 s before saying
+     * the history is of another model. */
+    bool mismatch = false;
+    int rc = load_once(out, path, history_path, &mismatch, err);
+    for (int tries = 0; rc == CB_EFORMAT && mismatch && !history_path && tries < 200; tries++) {
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        mismatch = false;
+        rc = load_once(out, path, history_path, &mismatch, err);
+    }
+    return rc;
+}
+
+static int load_once(cb_bundle **out, const char *path, const char *history_path, bool *mismatch, cb_error *err) {
     *out = NULL;
     cb_error_clear(err);
     cb_bundle *r = cb_calloc(1, sizeof *r, err);
@@ -1145,7 +1166,7 @@ int cb_bundle_load_files(cb_bundle **out, const char *path, const char *history_
         }
     }
     rc = cb_bundle_validate(r, path, err);
-    if (!rc) rc = load_history(r, path, history_path, err);
+    if (!rc) rc = load_history(r, path, history_path, mismatch, err);
 done:
     json_decref(mc);
     json_decref(feat);
