@@ -296,11 +296,25 @@ typedef struct cb_recommender cb_recommender;
  * search then). A table built from another model is refused (CB_EFORMAT). On
  * failure *out is NULL. */
 CB_API int  cb_recommender_load(cb_recommender **out, const char *model_path, const char *table_path, cb_error *err);
-/* Write the model file (atomically: a failure leaves an existing file intact) [shared]. */
+/* Write the model file (atomically: a failure leaves an existing file intact)
+ * and, when the model holds its users' histories, the history file beside it
+ * (path + ".history", also atomic) [shared]. */
 CB_API int  cb_recommender_save(const cb_recommender *rec, const char *path, cb_error *err);
+/* The same with the history file named (history_path NULL: beside the model).
+ * Loading: history_path NULL takes path + ".history" when it exists; a model
+ * without its history still recommends, but known users' rated items are not
+ * filtered out and nothing is "because you rated" (cb_recommender_describe's
+ * "history" says which). A history file of another model, corrupt or
+ * truncated is refused (CB_EFORMAT naming it). */
+CB_API int  cb_recommender_save_files(const cb_recommender *rec, const char *path, const char *history_path,
+                                      cb_error *err);
+CB_API int  cb_recommender_load_files(cb_recommender **out, const char *model_path, const char *history_path,
+                                      const char *table_path, cb_error *err);
 CB_API void cb_recommender_free(cb_recommender *rec);
 /* A JSON document describing the model: dataset, fingerprint, counts, vector
- * width, rating scale, whether it predicts ratings, the table (malloc'd, caller frees). */
+ * width, rating scale, whether it predicts ratings, the table, and "history":
+ * the history file's path, "model file" (an old model holding it), "memory"
+ * (trained, not yet saved) or "absent" (malloc'd, caller frees). */
 CB_API int cb_recommender_describe(const cb_recommender *rec, char **json_out, cb_error *err);
 
 /* Items and users are numbered 0..count-1; ids are the data's string ids [shared]. */

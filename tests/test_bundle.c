@@ -5,11 +5,19 @@
  * item-id embedding is saved and zero for items without training ratings,
  * the input struct is left untouched, and a configuration that cannot work
  * (loss bce on 1..5 ratings) is CB_EINVAL; item dropout places never-rated
- * items by their genres; the history bag follows the history. */
+ * items by their genres; the history bag follows the history. The history
+ * file: it round-trips beside the model, a model without it loads and
+ * recommends, an old model file holding its history (format 2, FNV-1a
+ * checksum: tests/data/model-v2.cbrec, written by cbrec 0.x before the
+ * split) loads, and a truncated, corrupted or foreign history is refused
+ * naming the file. */
 #include "model/bundle.h"
+#include "rec/recommender_internal.h"
 #include "testutil.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <unistd.h>
 
 static cb_dataset *synth(uint32_t n_users, uint32_t n_items, uint32_t n_genres, size_t n_ratings, uint64_t seed) {
     cb_synth_config sc;
@@ -229,7 +237,164 @@ static void dropout_and_history(void **state) {
     cb_dataset_free(ds);
 }
 
+/* A copy of file `from` at `to`: its first `len` bytes (SIZE_MAX: all), with
+ * byte `flip` (SIZE_MAX: none) inverted. */
+static void copy_file(const char *from, const char *to, size_t len, size_t flip) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    int c;
+    for (size_t i = 0; i < len && (c = fgetc(in)) != EOF; i++) fputc(i == flip ? c ^ 0xff : c, out);
+    fclose(in);
+    fclose(out);
+}
+
+static long file_size(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* A known user's recommendations from a recommender over b (owned). */
+static cb_list *recommend_known(cb_bundle *b, const char *user, size_t n) {
+    cb_error err;
+    cb_recommender *h = NULL;
+    cb_config *opts = NULL;
+    cb_list *l = NULL;
+    char num[16];
+    snprintf(num, sizeof num, "%zu", n);
+    assert_int_equal(cb_recommender_from_bundle(&h, b, &err), CB_OK);
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "n", num, &err), CB_OK);
+    int rc = cb_recommender_recommend(h, user, NULL, opts, &l, &err);
+    if (rc) fprintf(stderr, "recommend: %s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
+    cb_config_free(opts);
+    cb_recommender_free(h);
+    return l;
+}
+
+static void history_file(void **state) {
+    (void)state;
+    cb_dataset *ds = synth(60, 80, 5, 2400, 7);
+    cb_split sp;
+    cb_error err;
+    assert_int_equal(cb_split_make(&sp, ds, CB_SPLIT_RANDOM, 0.2, 1, &err), CB_OK);
+    cb_bundle_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .scale_targets = true};
+    tiny_model(&in.model, CB_OBJECTIVE_BOTH);
+    cb_bundle *r = train(ds, &sp, &in, NULL);
+    assert_true(r->has_history);
+    uint32_t nu = r->n_users, nseen = (uint32_t)r->seen_off[nu];
+    assert_true(nseen == sp.n_train);
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "m.cbrec"), *hist = tu_path(dir, "m.cbrec.history"),
+         *bad = tu_path(dir, "bad.history"), *other = tu_path(dir, "o.cbrec");
+    assert_int_equal(cb_bundle_save(r, path, &err), CB_OK);
+    /* the model file no longer carries 12 B per rating */
+    assert_true(file_size(hist) > 12 * (long)nseen && file_size(path) > 0);
+
+    /* round trip: the history comes back from the file beside the model */
+    cb_bundle *l = NULL;
+    assert_int_equal(cb_bundle_load(&l, path, &err), CB_OK);
+    assert_true(l->has_history);
+    assert_string_equal(l->history_path, hist);
+    assert_memory_equal(l->seen_off, r->seen_off, (nu + 1) * sizeof *r->seen_off);
+    assert_memory_equal(l->seen_item, r->seen_item, nseen * sizeof *r->seen_item);
+    assert_memory_equal(l->seen_y, r->seen_y, nseen * sizeof *r->seen_y);
+    assert_memory_equal(l->seen_ts, r->seen_ts, nseen * sizeof *r->seen_ts);
+    /* a known user with ratings: none of them is recommended */
+    uint32_t u = 0;
+    while (r->seen_off[u + 1] - r->seen_off[u] < 5) u++;
+    const char *uid = cb_vocab_name(r->users, u);
+    cb_list *with = recommend_known(l, uid, r->n_items);
+    size_t n_with = cb_list_size(with);
+    assert_true(n_with > 0 && n_with <= r->n_items - (size_t)(r->seen_off[u + 1] - r->seen_off[u]));
+    for (size_t i = 0; i < n_with; i++)
+        for (int32_t k = r->seen_off[u]; k < r->seen_off[u + 1]; k++) assert_true(cb_list_item(with, i) != (size_t)r->seen_item[k]);
+
+    /* without its history file the model loads and still recommends, from
+     * the same vector, rated items included, and says so */
+    assert_int_equal(rename(hist, bad), 0);
+    assert_int_equal(cb_bundle_load(&l, path, &err), CB_OK);
+    assert_false(l->has_history);
+    for (uint32_t v = 0; v <= nu; v++) assert_int_equal(l->seen_off[v], 0);
+    assert_memory_equal(l->user_vecs, r->user_vecs, (size_t)nu * r->dim * sizeof(float));
+    cb_list *without = recommend_known(l, uid, r->n_items);
+    assert_true(cb_list_size(without) > n_with);
+    bool noted = false;
+    for (size_t i = 0; i < cb_list_n_notes(without); i++) noted |= strstr(cb_list_note(without, i), "history file is absent") != NULL;
+    assert_true(noted);
+    cb_list_free(with);
+    cb_list_free(without);
+    /* ... and with the history named explicitly */
+    assert_int_equal(cb_bundle_load_files(&l, path, bad, &err), CB_OK);
+    assert_true(l->has_history && l->seen_off[nu] == (int32_t)nseen);
+    cb_bundle_free(l);
+
+    /* a truncated or corrupted history is refused, naming the file */
+    long size = file_size(bad);
+    const char *hist_errors[] = {"truncated", "checksum mismatch"};
+    for (int k = 0; k < 2; k++) {
+        copy_file(bad, hist, k == 0 ? (size_t)size - 7 : SIZE_MAX, k == 0 ? SIZE_MAX : (size_t)size - 5);
+        assert_int_equal(cb_bundle_load(&l, path, &err), CB_EFORMAT);
+        assert_null(l);
+        assert_non_null(strstr(err.msg, hist));
+        assert_non_null(strstr(err.msg, hist_errors[k]));
+    }
+    /* a named history that does not exist is an error, not "no history" */
+    unlink(hist);
+    assert_int_not_equal(cb_bundle_load_files(&l, path, hist, &err), CB_OK);
+    assert_non_null(strstr(err.msg, hist));
+    /* the history of another model is refused */
+    in.model.seed = 2;
+    cb_bundle *r2 = train(ds, &sp, &in, NULL);
+    assert_int_equal(cb_bundle_save(r2, other, &err), CB_OK);
+    char *other_hist = tu_path(dir, "o.cbrec.history");
+    assert_int_equal(cb_bundle_load_files(&l, path, other_hist, &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "another model"));
+    /* a model saved without its history removes the stale one beside it */
+    assert_int_equal(cb_bundle_load(&l, path, &err), CB_OK); /* beside: absent */
+    assert_false(l->has_history);
+    assert_int_equal(cb_bundle_save(l, other, &err), CB_OK);
+    assert_int_equal(access(other_hist, F_OK), -1);
+    cb_bundle_free(l);
+    cb_bundle_free(r2);
+    cb_bundle_free(r);
+    tu_rmrf(dir);
+    free(path), free(hist), free(bad), free(other), free(other_hist), free(dir);
+    cb_split_free(&sp);
+    cb_dataset_free(ds);
+}
+
+/* A model file written before the history moved out (format 2, its seen.*
+ * inside, an FNV-1a checksum) still loads, with its history, and recommends. */
+static void old_format_loads(void **state) {
+    (void)state;
+    const char *path = "tests/data/model-v2.cbrec";
+    cb_error err;
+    cb_bundle *r = NULL;
+    int rc = cb_bundle_load(&r, path, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
+    assert_int_equal(cb_st_format_version(r->file), 2);
+    assert_true(r->has_history && r->seen_off[r->n_users] > 0);
+    assert_null(r->history_path);
+    cb_list *l = recommend_known(r, cb_vocab_name(r->users, 0), 5);
+    assert_true(cb_list_size(l) > 0);
+    cb_list_free(l);
+    /* one flipped bit anywhere in it is still caught by the old checksum */
+    char *dir = tu_tmpdir(), *bad = tu_path(dir, "bad.cbrec");
+    copy_file(path, bad, SIZE_MAX, (size_t)file_size(path) - 9);
+    assert_int_equal(cb_bundle_load(&r, bad, &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "checksum mismatch"));
+    tu_rmrf(dir);
+    free(bad), free(dir);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(retrieval_and_both), cmocka_unit_test(dropout_and_history)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(retrieval_and_both), cmocka_unit_test(dropout_and_history),
+                                       cmocka_unit_test(history_file), cmocka_unit_test(old_format_loads)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -676,8 +676,9 @@ static char *version(const fixture *f) {
 static void reload_good_and_bad(void **state) {
     fixture *f = *state;
     char *v1 = version(f), *backup = tu_path(f->dir, "m.backup");
-    assert_int_equal(sh("cp %s %s", f->model, backup), 0);
-    /* a new model file, renamed into place: HTTP reload swaps it in */
+    assert_int_equal(sh("cp %s %s && cp %s.history %s.history", f->model, backup, f->model, backup), 0);
+    /* a new model file (its history first), renamed into place: HTTP reload swaps it in */
+    assert_int_equal(sh("cp %s.history %s.history.tmp && mv %s.history.tmp %s.history", f->model2, f->model, f->model, f->model), 0);
     assert_int_equal(sh("cp %s %s.tmp && mv %s.tmp %s", f->model2, f->model, f->model, f->model), 0);
     json_t *j = post_json(f, "/v1/admin/reload", NULL, 1, 200);
     char *v2 = version(f);
@@ -692,6 +693,7 @@ static void reload_good_and_bad(void **state) {
     assert_string_equal(v3, v2);
     json_decref(get_json(f, "/v1/recommend?user=2&n=3", 200));
     /* SIGHUP: the first model back */
+    assert_int_equal(sh("cp %s.history %s.history.tmp && mv %s.history.tmp %s.history", backup, f->model, f->model, f->model), 0);
     assert_int_equal(sh("cp %s %s.tmp && mv %s.tmp %s", backup, f->model, f->model, f->model), 0);
     kill(f->srv.pid, SIGHUP);
     char *v4 = NULL;

@@ -72,6 +72,19 @@ static void utf8_validation(void **state) {
     assert_true(cb_utf8_valid("\xf0\x9f\x8e\xac", 4)); /* emoji */
 }
 
+/* cb_hash64 is XXH64: the reference values of xxHash, at every tail length
+ * path (32-byte lanes, 8-, 4- and 1-byte tails); seeds chain. */
+static void xxh64_reference(void **state) {
+    (void)state;
+    const char *s = "Nobody inspects the spammish repetition";
+    assert_true(cb_hash64("", 0, 0) == 0xef46db3751d8e999ULL);
+    assert_true(cb_hash64("a", 1, 0) == 0xd24ec4f1a98c6e5bULL);
+    assert_true(cb_hash64(s, strlen(s), 0) == 0xfbcea83c8a378bf1ULL);
+    assert_true(cb_hash64(s, strlen(s), 1) != cb_hash64(s, strlen(s), 0));
+    char buf[64] = {0};
+    assert_true(cb_hash64(buf, 64, 0) != cb_hash64(buf, 63, 0));
+}
+
 static void atomic_write_keeps_old_file(void **state) {
     (void)state;
     char *dir = tu_tmpdir();
@@ -109,7 +122,7 @@ int main(void) {
         cmocka_unit_test(rng_deterministic),
         cmocka_unit_test(strict_parsing),
         cmocka_unit_test(utf8_validation),
-        cmocka_unit_test(atomic_write_keeps_old_file),
+        cmocka_unit_test(atomic_write_keeps_old_file), cmocka_unit_test(xxh64_reference),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }

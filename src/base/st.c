@@ -61,21 +61,35 @@ static int cmp_meta(const void *a, const void *b) {
 }
 
 /* Checksum over sorted tensors (name, dtype, shape, bytes) and sorted metadata
- * other than "checksum". Both arrays must already be sorted. */
-static uint64_t checksum(const st_tensor *t, size_t n, const st_meta *m, size_t n_meta) {
+ * other than "checksum", with `hash` chained through every piece. Both
+ * arrays must already be sorted. */
+typedef uint64_t (*st_hash_fn)(const void *data, size_t len, uint64_t h);
+
+static uint64_t checksum(st_hash_fn hash, const st_tensor *t, size_t n, const st_meta *m, size_t n_meta) {
     uint64_t h = CB_FNV1A64_INIT;
     for (size_t i = 0; i < n; i++) {
-        h = cb_fnv1a64(t[i].name, strlen(t[i].name) + 1, h);
-        h = cb_fnv1a64(dtype_names[t[i].dtype], strlen(dtype_names[t[i].dtype]), h);
-        for (int d = 0; d < t[i].ndim; d++) h = cb_fnv1a64(&t[i].shape[d], sizeof t[i].shape[d], h);
-        h = cb_fnv1a64(t[i].data, (size_t)t[i].nbytes, h);
+        h = hash(t[i].name, strlen(t[i].name) + 1, h);
+        h = hash(dtype_names[t[i].dtype], strlen(dtype_names[t[i].dtype]), h);
+        for (int d = 0; d < t[i].ndim; d++) h = hash(&t[i].shape[d], sizeof t[i].shape[d], h);
+        h = hash(t[i].data, (size_t)t[i].nbytes, h);
     }
     for (size_t i = 0; i < n_meta; i++) {
         if (!strcmp(m[i].key, "checksum")) continue;
-        h = cb_fnv1a64(m[i].key, strlen(m[i].key) + 1, h);
-        h = cb_fnv1a64(m[i].value, strlen(m[i].value) + 1, h);
+        h = hash(m[i].key, strlen(m[i].key) + 1, h);
+        h = hash(m[i].value, strlen(m[i].value) + 1, h);
     }
     return h;
+}
+
+/* The "checksum" value names its hash: "xxh64:<hex>" (written since the
+ * model format 3), or bare hex for FNV-1a (older files, still verified). */
+#define ST_SUM_PREFIX "xxh64:"
+
+static void checksum_text(char *buf, size_t size, const st_tensor *t, size_t n, const st_meta *m, size_t n_meta,
+                          const char *like) {
+    bool fnv = like && strncmp(like, ST_SUM_PREFIX, strlen(ST_SUM_PREFIX)) != 0;
+    uint64_t h = checksum(fnv ? cb_fnv1a64 : cb_hash64, t, n, m, n_meta);
+    snprintf(buf, size, "%s%016" PRIx64, fnv ? "" : ST_SUM_PREFIX, h);
 }
 
 static bool shape_bytes(const int64_t *shape, int ndim, cb_st_dtype dtype, uint64_t *out) {
@@ -163,7 +177,7 @@ int cb_st_write(cb_st_writer *w, const char *path, const char *format, int forma
         return rc;
     qsort(w->t, w->n, sizeof *w->t, cmp_tensor);
     qsort(w->m, w->n_meta, sizeof *w->m, cmp_meta);
-    snprintf(buf, sizeof buf, "%016" PRIx64, checksum(w->t, w->n, w->m, w->n_meta));
+    checksum_text(buf, sizeof buf, w->t, w->n, w->m, w->n_meta, NULL);
     if ((rc = cb_st_set_meta(w, "checksum", buf, err))) return rc;
 
     json_t *root = json_object(), *meta = json_object();
@@ -401,7 +415,7 @@ int cb_st_open(cb_st **out, const char *path, const char *format, int max_versio
     st->version = (int)v;
     if (sum) {
         char buf[32];
-        snprintf(buf, sizeof buf, "%016" PRIx64, checksum(st->t, st->n, st->m, st->n_meta));
+        checksum_text(buf, sizeof buf, st->t, st->n, st->m, st->n_meta, sum);
 #ifdef CB_FUZZ_NO_CHECKSUM /* the fuzz build: let mutated files reach the contents' validators */
         if (0) {
 #else

@@ -7,9 +7,10 @@
  * cbrec adds, inside the standard "__metadata__" string map:
  *   "format"         e.g. "cbrec-model" (who wrote it and what it holds)
  *   "format_version" integer as a string
- *   "checksum"       FNV-1a 64 (hex) over every tensor's name, dtype, shape and
- *                    bytes and every other metadata key and value, so any
- *                    corruption of header or data is detected on load.
+ *   "checksum"       "xxh64:" + XXH64 (hex) over every tensor's name, dtype,
+ *                    shape and bytes and every other metadata key and value,
+ *                    so any corruption of header or data is detected on load
+ *                    (files before it carry bare-hex FNV-1a 64, still verified).
  * Files are written atomically (temporary file, fsync, rename) and read with
  * mmap (read-only, shared between processes). A reader validates everything
  * before handing out a pointer: truncation, offsets, shapes, dtypes, checksum. */

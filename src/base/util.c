@@ -160,6 +160,53 @@ uint64_t cb_fnv1a64(const void *data, size_t len, uint64_t h) {
     return h;
 }
 
+#define H64_P1 0x9E3779B185EBCA87ULL
+#define H64_P2 0xC2B2AE3D27D4EB4FULL
+#define H64_P3 0x165667B19E3779F9ULL
+#define H64_P4 0x85EBCA77C2B2AE63ULL
+#define H64_P5 0x27D4EB2F165667C5ULL
+
+static uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static uint64_t h64_round(uint64_t acc, uint64_t w) { return rotl64(acc + w * H64_P2, 31) * H64_P1; }
+static uint64_t h64_merge(uint64_t h, uint64_t lane) { return (h ^ h64_round(0, lane)) * H64_P1 + H64_P4; }
+static uint64_t load64(const unsigned char *p) { /* little-endian hosts (st.c refuses others) */
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+uint64_t cb_hash64(const void *data, size_t len, uint64_t h) {
+    const unsigned char *p = data, *end = p + len;
+    uint64_t acc;
+    if (len >= 32) {
+        uint64_t v0 = h + H64_P1 + H64_P2, v1 = h + H64_P2, v2 = h, v3 = h - H64_P1;
+        for (; end - p >= 32; p += 32) {
+            v0 = h64_round(v0, load64(p));
+            v1 = h64_round(v1, load64(p + 8));
+            v2 = h64_round(v2, load64(p + 16));
+            v3 = h64_round(v3, load64(p + 24));
+        }
+        acc = rotl64(v0, 1) + rotl64(v1, 7) + rotl64(v2, 12) + rotl64(v3, 18);
+        acc = h64_merge(h64_merge(h64_merge(h64_merge(acc, v0), v1), v2), v3);
+    } else {
+        acc = h + H64_P5;
+    }
+    acc += (uint64_t)len;
+    for (; end - p >= 8; p += 8) acc = rotl64(acc ^ h64_round(0, load64(p)), 27) * H64_P1 + H64_P4;
+    if (end - p >= 4) {
+        uint32_t w;
+        memcpy(&w, p, 4);
+        acc = rotl64(acc ^ (w * H64_P1), 23) * H64_P2 + H64_P3;
+        p += 4;
+    }
+    for (; p < end; p++) acc = rotl64(acc ^ (*p * H64_P5), 11) * H64_P1;
+    acc ^= acc >> 33;
+    acc *= H64_P2;
+    acc ^= acc >> 29;
+    acc *= H64_P3;
+    return acc ^ (acc >> 32);
+}
+
 cb_vocab *cb_vocab_create(cb_error *err) {
     cb_vocab *v = cb_calloc(1, sizeof *v, err);
     if (!v) return NULL;

@@ -19,12 +19,17 @@ static bool parse_count(const char *s, unsigned long lo, unsigned long hi, size_
     return true;
 }
 
-/* Load the model and optional table; on failure print and return NULL. */
-static cb_recommender *open_rec(const char *cmd, const char *model, const char *table) {
+/* Load the model, its history (NULL: beside the model) and optional table;
+ * on failure print and return NULL. */
+static cb_recommender *open_rec_files(const char *cmd, const char *model, const char *history, const char *table) {
     cb_error err = {0};
     cb_recommender *rec = NULL;
-    if (cb_recommender_load(&rec, model, table, &err)) cli_error(cmd, &err);
+    if (cb_recommender_load_files(&rec, model, history, table, &err)) cli_error(cmd, &err);
     return rec;
+}
+
+static cb_recommender *open_rec(const char *cmd, const char *model, const char *table) {
+    return open_rec_files(cmd, model, NULL, table);
 }
 
 /* --item ID|TITLE: print the candidates of an ambiguous title. */
@@ -259,7 +264,7 @@ static const char *recommend_usage =
     "--diversity mmr:LAMBDA = --diversity mmr --mmr-lambda LAMBDA.\n";
 
 typedef struct rec_args {
-    const char *model, *user, *new_user, *users, *out, *table;
+    const char *model, *user, *new_user, *users, *out, *table, *history;
     bool json, explain;
 } rec_args;
 
@@ -395,6 +400,7 @@ int cmd_recommend(int argc, char **argv) {
         {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL},
         {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL},
         {"table", 0, "TABLE", "table from `cbrec precompute` or `cbrec add-item` (its added items are recommended too)", &a.table, NULL},
+        {"history", 0, "FILE", "the users' histories (default: the model's path + .history, when present)", &a.history, NULL},
         CLI_SEARCH_OPTS(search),
         {"explain", 0, NULL, "print the reasons (for people)", NULL, &a.explain},
         {"json", 0, NULL, "the list as one JSON document (cb_list_to_json)", NULL, &a.json},
@@ -408,7 +414,7 @@ int cmd_recommend(int argc, char **argv) {
     int status = args ? cli_parse(&c, cfg, n_args, args) : cli_fail(CLI_ERROR, cmd, "out of memory");
     if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
         status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
-    cb_recommender *rec = status < 0 ? open_rec(cmd, a.model, a.table) : NULL;
+    cb_recommender *rec = status < 0 ? open_rec_files(cmd, a.model, a.history, a.table) : NULL;
     if (status < 0 && rec && cli_search_apply(cmd, rec, &search)) status = CLI_ERROR;
     if (status < 0) status = !rec ? CLI_ERROR : a.users ? run_batch(cmd, rec, &a, cfg) : run_one(cmd, rec, &a, cfg);
     cb_recommender_free(rec);

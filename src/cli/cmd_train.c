@@ -49,7 +49,7 @@ static void print_result(const cb_train_report *r) {
 }
 
 typedef struct train_args {
-    const char *data, *model, *curve;
+    const char *data, *model, *curve, *history;
     bool quiet, resume;
     bool follower;           /* an MPI rank other than 0: trains its part, prints and writes nothing */
 } train_args;
@@ -69,13 +69,13 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc) {
                 cb_dataset_user_count(ds), cb_dataset_item_count(ds), cb_dataset_rating_count(ds),
                 cb_config_get(cfg, "split"));
     }
-    if (!rc && a->resume && !(rc = cb_recommender_load(&rec, a->model, NULL, &err)))
+    if (!rc && a->resume && !(rc = cb_recommender_load_files(&rec, a->model, a->history, NULL, &err)))
         rc = cb_train_resume(rec, ds, cfg, on_progress, pc, &rep, &err);
     else if (!rc && !a->resume)
         rc = cb_train(&rec, ds, cfg, on_progress, pc, &rep, &err);
     if (rc == CB_ENUMERIC && rec) fprintf(stderr, "cbrec train: %s — saving the last good parameters\n", err.msg);
     if (rec && (rc == CB_OK || rc == CB_ENUMERIC) && !a->follower) {
-        int rc_save = cb_recommender_save(rec, a->model, &err);
+        int rc_save = cb_recommender_save_files(rec, a->model, a->history, &err);
         if (rc_save) rc = rc_save;
     }
     if (!rc && !a->quiet)
@@ -104,6 +104,7 @@ static int check_before_training(const cli_command *c, const train_args *a, cons
         return cli_usage_error(c, "--epochs 0 would write an untrained model: give 1 or more");
     if (cb_file_check_writable(a->model, &err)) return cli_error("train", &err);
     if (a->curve && cb_file_check_writable(a->curve, &err)) return cli_error("train", &err);
+    if (a->history && cb_file_check_writable(a->history, &err)) return cli_error("train", &err);
     return -1;
 }
 
@@ -112,6 +113,7 @@ int cmd_train(int argc, char **argv) {
     const cli_opt opts[] = {
         {"data", 'd', "PATH", "dataset folder (MovieLens, course-lab rows, or generic with cbrec.schema)", &a.data, NULL},
         {"model", 'm', "FILE", "the model file to write (replaced atomically)", &a.model, NULL},
+        {"history", 0, "FILE", "where the users' histories go (default: the model's path + .history)", &a.history, NULL},
         {"resume", 0, NULL, "continue training the model in --model on the same data", NULL, &a.resume},
         {"curve", 0, "FILE.svg", "plot the learning curve (train and validation loss per epoch)", &a.curve, NULL},
         {"quiet", 'q', NULL, "no progress output", NULL, &a.quiet},

@@ -1243,6 +1243,60 @@ int cb_features_users(const cb_features *f, const cb_dataset *ds, const uint32_t
     return rc;
 }
 
+/* The first column of the user rows' 0/1 tail: the top-items block when it
+ * ends the row (it is added last, unscaled), else the width (no tail). */
+static uint32_t user_tail_start(const cb_features *f) {
+    for (uint32_t bi = 0; bi < f->user.n_blocks; bi++) {
+        const fblock *b = &f->user.blocks[bi];
+        if (b->type == B_TOP_ITEMS && b->offset + b->width == f->user.dim && b->width <= CB_ROWS_MAX_TAIL &&
+            !block_scaled(b, 0))
+            return b->offset;
+    }
+    return f->user.dim;
+}
+
+int cb_features_user_rows(const cb_features *f, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train,
+                          cb_rows *out, cb_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!f || !ds || (n_train && !train_idx)) return cb_fail(err, CB_EINVAL, "cb_features_user_rows: missing argument");
+    uint32_t dim = f->user.dim, head = user_tail_start(f);
+    table_ctx c;
+    int rc = table_ctx_init(&c, f, ds, train_idx, n_train, true, err);
+    float *x = rc ? NULL : cb_malloc((size_t)(dim ? dim : 1) * sizeof *x, err);
+    if (!rc && !x) rc = CB_ENOMEM;
+    out->n_rows = c.n_users, out->width = dim, out->head = head;
+    if (!rc) {
+        out->dense = cb_malloc(((size_t)c.n_users * head + 1) * sizeof *out->dense, err);
+        out->hot_off = cb_calloc((size_t)c.n_users + 1, sizeof *out->hot_off, err);
+        if (!out->dense || !out->hot_off) rc = CB_ENOMEM;
+    }
+    /* two passes over the rows: count the ones, then fill (no growing buffer) */
+    for (int pass = 0; !rc && pass < 2; pass++) {
+        if (pass == 1 && !(out->hot_col = cb_malloc((out->hot_off[c.n_users] + 1) * sizeof *out->hot_col, err))) {
+            rc = CB_ENOMEM;
+            break;
+        }
+        for (uint32_t u = 0; u < c.n_users && !rc; u++) {
+            table_user_row(&c, u, x);
+            apply_scaler(&f->user, x);
+            uint64_t k = out->hot_off[u];
+            for (uint32_t j = head; j < dim; j++) {
+                if (x[j] == 0.0f) continue;
+                if (x[j] != 1.0f) rc = cb_fail(err, CB_EINVAL, "user %u: tail column %u holds %g, not 0 or 1", u, j, (double)x[j]);
+                if (pass == 0) out->hot_off[u + 1]++;
+                else out->hot_col[k++] = (uint16_t)(j - head);
+            }
+            if (pass == 0) continue;
+            memcpy(out->dense + (size_t)u * head, x, (size_t)head * sizeof *x);
+        }
+        for (uint32_t u = 0; pass == 0 && u < c.n_users; u++) out->hot_off[u + 1] += out->hot_off[u];
+    }
+    free(x);
+    table_ctx_free(&c);
+    if (rc) cb_rows_free(out);
+    return rc;
+}
+
 int cb_features_items(const cb_features *f, const cb_dataset *ds, float *X_m, cb_error *err) {
     if (!f || !ds || !X_m) return cb_fail(err, CB_EINVAL, "cb_features_items: missing argument");
     table_ctx c;

@@ -48,6 +48,7 @@
 #define CB_FEATURIZE_H
 
 #include "data/dataset.h"
+#include "base/rows.h"
 #include <jansson.h>
 
 typedef enum cb_age_mode {
@@ -112,6 +113,11 @@ const char *cb_features_item_name(const cb_features *f, uint32_t j);
 int cb_features_users(const cb_features *f, const cb_dataset *ds, const uint32_t *train_idx,
                       size_t n_train, float *X_u, cb_error *err);
 int cb_features_items(const cb_features *f, const cb_dataset *ds, float *X_m, cb_error *err);
+/* The user table of cb_features_users, the same values, as cb_rows: the
+ * top-items multi-hot (0/1, the last block) as column lists, the rest dense.
+ * *out is owned by the caller (cb_rows_free), zeroed on failure. */
+int cb_features_user_rows(const cb_features *f, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train,
+                          cb_rows *out, cb_error *err);
 
 /* ---- Cold start: featurise a new user / item without any dataset. */
 

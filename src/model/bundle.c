@@ -3,10 +3,13 @@
 
 #include <cblas.h>
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ---- owned allocations */
 
@@ -39,6 +42,8 @@ void cb_bundle_free(cb_bundle *r) {
     for (size_t i = 0; i < r->n_owned; i++) free(r->owned[i]);
     free(r->owned);
     cb_st_close(r->file);
+    cb_st_close(r->history_file);
+    free(r->history_path);
     free(r);
 }
 
@@ -125,50 +130,76 @@ static void top_list(int32_t *out, const double *score, uint32_t n_items, scored
 }
 
 typedef struct {
-    uint32_t user, ts, order;
+    uint32_t ts, order;
 } seen_key;
 
 static int cmp_seen(const void *a, const void *b) {
     const seen_key *x = a, *y = b;
-    if (x->user != y->user) return x->user < y->user ? -1 : 1;
     if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
     return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* The history CSR from the ratings train_idx[0..n_train) (all when NULL):
+ * grouped by user with a counting sort straight into the output arrays,
+ * then each user's run ordered by (time, rating index) through a scratch of
+ * the longest run, so no temporary grows with the number of ratings. */
+static int build_history(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train,
+                         uint32_t *count, cb_error *err) {
+    uint32_t nu = r->n_users;
+    int32_t *off = rec_alloc(r, (size_t)nu + 1, sizeof *off, err);
+    int32_t *items = rec_alloc(r, n_train, sizeof *items, err);
+    float *ys = rec_alloc(r, n_train, sizeof *ys, err);
+    int32_t *ts = rec_alloc(r, n_train, sizeof *ts, err);
+    int32_t *order = (int32_t *)ts; /* the rating index, until the times are written below */
+    if (!off || !items || !ys || !ts) return CB_ENOMEM;
+    for (size_t i = 0; i < n_train; i++) off[ds->ratings[train_idx ? train_idx[i] : i].user + 1]++;
+    int32_t longest = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        longest = off[u + 1] > longest ? off[u + 1] : longest;
+        off[u + 1] += off[u];
+    }
+    for (size_t i = 0; i < n_train; i++) { /* off[u] walks to the end of u's run, then is restored */
+        uint32_t k = train_idx ? train_idx[i] : (uint32_t)i;
+        order[off[ds->ratings[k].user]++] = (int32_t)k;
+    }
+    for (uint32_t u = nu; u > 0; u--) off[u] = off[u - 1];
+    off[0] = 0;
+    seen_key *keys = cb_calloc((size_t)longest + 1, sizeof *keys, err);
+    if (!keys) return CB_ENOMEM;
+    for (uint32_t u = 0; u < nu; u++) {
+        int32_t lo = off[u], n = off[u + 1] - lo;
+        for (int32_t j = 0; j < n; j++) keys[j] = (seen_key){ds->ratings[order[lo + j]].ts, (uint32_t)order[lo + j]};
+        qsort(keys, (size_t)n, sizeof *keys, cmp_seen);
+        for (int32_t j = 0; j < n; j++) {
+            const cb_rating *x = &ds->ratings[keys[j].order];
+            items[lo + j] = (int32_t)x->item;
+            ys[lo + j] = x->y;
+            ts[lo + j] = (int32_t)x->ts;
+            count[x->item]++;
+        }
+    }
+    free(keys);
+    r->seen_off = off;
+    r->seen_item = items;
+    r->seen_y = ys;
+    r->seen_ts = ts;
+    r->has_history = true;
+    return CB_OK;
 }
 
 /* Lists from the ratings train_idx[0..n_train), or from every rating of the
  * dataset when train_idx is NULL. */
 static int build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err) {
     uint32_t nu = r->n_users, ni = r->n_items;
-    /* seen: training ratings grouped by user, in time order */
-    seen_key *keys = cb_calloc(n_train ? n_train : 1, sizeof *keys, err);
-    int32_t *off = rec_alloc(r, nu + 1, sizeof *off, err);
-    int32_t *items = rec_alloc(r, n_train, sizeof *items, err);
-    float *ys = rec_alloc(r, n_train, sizeof *ys, err);
-    int32_t *ts = rec_alloc(r, n_train, sizeof *ts, err);
     double *score = cb_calloc(ni, sizeof *score, err);
     scored *scratch = cb_calloc(ni, sizeof *scratch, err);
     uint32_t *count = cb_calloc(ni, sizeof *count, err);
     int rc = CB_ENOMEM;
-    if (!keys || !off || !items || !ys || !ts || !score || !scratch || !count) goto out;
-    for (size_t i = 0; i < n_train; i++) {
-        uint32_t k = train_idx ? train_idx[i] : (uint32_t)i;
-        const cb_rating *x = &ds->ratings[k];
-        keys[i] = (seen_key){x->user, x->ts, k};
-    }
-    qsort(keys, n_train, sizeof *keys, cmp_seen);
-    for (size_t i = 0; i < n_train; i++) {
-        const cb_rating *x = &ds->ratings[keys[i].order];
-        off[x->user + 1]++;
-        items[i] = (int32_t)x->item;
-        ys[i] = x->y;
-        ts[i] = (int32_t)x->ts;
-        count[x->item]++;
-    }
-    for (uint32_t u = 0; u < nu; u++) off[u + 1] += off[u];
-    r->seen_off = off;
-    r->seen_item = items;
-    r->seen_y = ys;
-    r->seen_ts = ts;
+    if (!score || !scratch || !count) goto out;
+    /* seen: training ratings grouped by user, in time order */
+    if ((rc = build_history(r, ds, train_idx, n_train, count, err))) goto out;
+    rc = CB_ENOMEM;
+    const int32_t *off = r->seen_off, *items = r->seen_item;
 
     /* overall popularity */
     int32_t *pop = rec_alloc(r, CB_BUNDLE_TOP_LIST, sizeof *pop, err);
@@ -230,7 +261,6 @@ static int build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train
     }
     rc = CB_OK;
 out:
-    free(keys);
     free(score);
     free(scratch);
     free(count);
@@ -344,26 +374,47 @@ int cb_bundle_user_vector(const cb_bundle *r, const float *x, const uint32_t *it
     return cb_model_user_vectors_hist(r->model, x, 1, off, items, out, err);
 }
 
+/* The vectors of every user from the user table X_u (densified a chunk at a
+ * time) and the history bag's CSR (NULL: none) into uv [n_users x dim]. */
+static int user_vectors_of(const cb_bundle *r, const cb_rows *X_u, const uint32_t *h_off, const uint32_t *h_item,
+                           float *uv, cb_error *err) {
+    enum { CHUNK = 1024 };
+    uint32_t du = X_u->width;
+    float *x = cb_malloc((size_t)CHUNK * (du ? du : 1) * sizeof *x, err);
+    int rc = x ? CB_OK : CB_ENOMEM;
+    for (uint32_t s = 0; !rc && s < r->n_users; s += CHUNK) {
+        uint32_t n = r->n_users - s < CHUNK ? r->n_users - s : CHUNK;
+        for (uint32_t k = 0; k < n; k++) cb_rows_get(X_u, s + k, x + (size_t)k * du);
+        rc = cb_model_user_vectors_hist(r->model, x, n, h_off ? h_off + s : NULL, h_item, uv + (size_t)s * r->dim, err);
+    }
+    free(x);
+    return rc;
+}
+
 /* Train the towers on the tables and refresh vectors; shared by train and resume. */
 static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
     const cb_dataset *ds = in->ds;
-    float *X_u = NULL, *X_m = NULL;
+    cb_rows X_u = {0};
+    float *X_m = cb_calloc((size_t)r->n_items * cb_features_item_dim(r->features) + 1, sizeof *X_m, err);
     cb_train_result dummy;
     if (!res) res = &dummy;
     float *item_cold = NULL, *user_cold = NULL;
     uint32_t *h_off = NULL, *h_item = NULL;
-    int rc = cb_bundle_tables(r, ds, in->train_idx, in->n_train, &X_u, &X_m, err);
-    if (rc) return rc;
-    if ((rc = item_cold_of(r, &item_cold, err)) || (rc = user_cold_of(r, &user_cold, err)) ||
-        (rc = history_of(r, in, &h_off, &h_item, err))) {
-        free(X_u);
+    /* the user table as rows (dense head, multi-hot tail as column lists): at
+     * 20M ratings 580 MB dense, ~65 MB so */
+    int rc = X_m ? cb_features_items(r->features, ds, X_m, err) : CB_ENOMEM;
+    if (!rc) rc = cb_features_user_rows(r->features, ds, in->train_idx, in->n_train, &X_u, err);
+    if (!rc && !(rc = item_cold_of(r, &item_cold, err)) && !(rc = user_cold_of(r, &user_cold, err)))
+        rc = history_of(r, in, &h_off, &h_item, err);
+    if (rc) {
+        cb_rows_free(&X_u);
         free(X_m);
         free(item_cold);
         free(user_cold);
         return rc;
     }
-    cb_train_data td = {X_u, r->n_users, X_m, r->n_items, ds->ratings, in->train_idx, in->n_train,
-                        in->valid_idx, in->n_valid, h_off, h_item, item_cold, user_cold, in->comm};
+    cb_train_data td = {NULL, r->n_users, X_m, r->n_items, ds->ratings, in->train_idx, in->n_train,
+                        in->valid_idx, in->n_valid, h_off, h_item, item_cold, user_cold, in->comm, &X_u};
     rc = cb_model_train(r->model, &td, in->on_epoch, in->ctx, res, err);
     res->test_loss = res->test_rmse = NAN;
     if (rc == CB_OK && in->n_test)
@@ -378,7 +429,7 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
         for (uint32_t i = 0; !rc && i < r->n_items; i++) ids[i] = i;
         if (!rc) rc = cb_model_item_vectors_ids(r->model, X_m, ids, r->n_items, iv, err);
         free(ids);
-        if (!rc) rc = cb_model_user_vectors_hist(r->model, X_u, r->n_users, h_off, h_item, uv, err);
+        if (!rc) rc = user_vectors_of(r, &X_u, h_off, h_item, uv, err);
         if (!rc) {
             r->item_vecs = iv;
             r->user_vecs = uv;
@@ -387,7 +438,7 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
             if (!r->fingerprint) rc = CB_ENOMEM;
         }
     }
-    free(X_u);
+    cb_rows_free(&X_u);
     free(X_m);
     free(item_cold);
     free(user_cold);
@@ -469,11 +520,16 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
             rc = CB_ENOMEM;
             goto fail;
         }
-    if (in->seen_all_ratings) rc = build_lists(r, ds, NULL, ds->n_ratings, err);
-    else rc = build_lists(r, ds, in->train_idx, in->n_train, err);
-    if (rc) goto fail;
     /* A numerical failure keeps the last good parameters: still a usable model. */
     if ((rc = fit_and_embed(r, in, res, err)) && rc != CB_ENUMERIC) goto fail;
+    /* the lists after training: the history (12 B per rating) is not held
+     * beside the training tables (peak memory) */
+    int rc_lists = in->seen_all_ratings ? build_lists(r, ds, NULL, ds->n_ratings, err)
+                                        : build_lists(r, ds, in->train_idx, in->n_train, err);
+    if (rc_lists) {
+        rc = rc_lists;
+        goto fail;
+    }
     *out = r;
     return rc;
 fail:
@@ -652,7 +708,46 @@ static int set_meta_json(cb_st_writer *w, const char *key, json_t *j, cb_error *
         if (!rc) rc = cb_st_add(w, name, dt, shape_, nd, data, err);                       \
     } while (0)
 
-int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err) {
+/* The history file: the seen.* tensors and the model's fingerprint. */
+static int save_history(const cb_bundle *r, const char *path, cb_error *err) {
+    cb_st_writer *w = cb_st_writer_create(err);
+    if (!w) return CB_ENOMEM;
+    int rc = CB_OK;
+    uint32_t nu = r->n_users, nseen = (uint32_t)r->seen_off[nu];
+    ADD("seen.offsets", CB_ST_I32, 1, r->seen_off, nu + 1);
+    ADD("seen.items", CB_ST_I32, 1, r->seen_item, nseen);
+    ADD("seen.ratings", CB_ST_F32, 1, r->seen_y, nseen);
+    ADD("seen.timestamps", CB_ST_I32, 1, r->seen_ts, nseen);
+    if (!rc) rc = cb_st_set_meta(w, "fingerprint", r->fingerprint, err);
+    if (!rc) rc = cb_st_write(w, path, CB_BUNDLE_HISTORY_FORMAT, CB_BUNDLE_HISTORY_VERSION, err);
+    cb_st_writer_free(w);
+    return rc;
+}
+
+bool cb_bundle_history_path(const char *model_path, char *buf, size_t size) {
+    return (size_t)snprintf(buf, size, "%s%s", model_path, CB_BUNDLE_HISTORY_SUFFIX) < size;
+}
+
+int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err) { return cb_bundle_save_files(r, path, NULL, err); }
+
+static int save_model(const cb_bundle *r, const char *path, cb_error *err);
+
+int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err) {
+    char beside[4096];
+    if (!history_path) {
+        if (!cb_bundle_history_path(path, beside, sizeof beside)) return cb_fail(err, CB_EINVAL, "%s: path too long", path);
+        history_path = beside;
+    }
+    /* the history first: a model is never left beside a history that is
+     * missing its new ratings (a crash between the two renames leaves the
+     * old model with the new history, refused by fingerprint, not misread) */
+    int rc = r->has_history ? save_history(r, history_path, err) : CB_OK;
+    if (!rc && !r->has_history && remove(history_path) != 0 && errno != ENOENT)
+        rc = cb_fail(err, CB_EIO, "%s: cannot remove the stale history file: %s", history_path, strerror(errno));
+    return rc ? rc : save_model(r, path, err);
+}
+
+static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
     cb_st_writer *w = cb_st_writer_create(err);
     if (!w) return CB_ENOMEM;
     int rc = CB_OK;
@@ -665,14 +760,10 @@ int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err) {
         int64_t shape[2] = {t.shape[0], t.shape[1]};
         rc = cb_st_add(w, names[i], CB_ST_F32, shape, (int)t.ndim, t.data, err);
     }
-    uint32_t nu = r->n_users, ni = r->n_items, nseen = (uint32_t)r->seen_off[nu];
+    uint32_t nu = r->n_users, ni = r->n_items;
     ADD("item_vectors", CB_ST_F32, 2, r->item_vecs, ni, r->dim);
     ADD("user_vectors", CB_ST_F32, 2, r->user_vecs, nu, r->dim);
     if (r->rank_bias) ADD("rank_bias", CB_ST_F32, 1, r->rank_bias, ni);
-    ADD("seen.offsets", CB_ST_I32, 1, r->seen_off, nu + 1);
-    ADD("seen.items", CB_ST_I32, 1, r->seen_item, nseen);
-    ADD("seen.ratings", CB_ST_F32, 1, r->seen_y, nseen);
-    ADD("seen.timestamps", CB_ST_I32, 1, r->seen_ts, nseen);
     ADD("lists.popular", CB_ST_I32, 1, r->popular, CB_BUNDLE_TOP_LIST);
     ADD("lists.genre_top", CB_ST_I32, 2, r->genre_top, r->n_genres, CB_BUNDLE_TOP_LIST);
     char gname[2][300];
@@ -827,7 +918,6 @@ static const char *check_vectors(const cb_bundle *r, char *why, size_t size) {
     const char *w = finite_or_why("item_vectors", r->item_vecs, (size_t)r->n_items * r->dim, r->dim, why, size);
     if (!w) w = finite_or_why("user_vectors", r->user_vecs, (size_t)r->n_users * r->dim, r->dim, why, size);
     if (!w) w = finite_or_why("rank_bias", r->rank_bias, r->rank_bias ? r->n_items : 0, 1, why, size);
-    if (!w && r->seen_off) w = finite_or_why("seen.ratings", r->seen_y, (size_t)r->seen_off[r->n_users], 1, why, size);
     return w;
 }
 
@@ -844,17 +934,8 @@ static const char *check_towers(const cb_bundle *r, char *why, size_t size) {
     return NULL;
 }
 
-static const char *check_seen_ratings(const cb_bundle *r, char *why, size_t size) {
-    size_t n = r->seen_off ? (size_t)r->seen_off[r->n_users] : 0;
-    for (size_t j = 0; j < n; j++)
-        if (r->seen_y[j] < r->y_min - 1e-3f || r->seen_y[j] > r->y_max + 1e-3f)
-            return snprintf(why, size, "tensor 'seen.ratings' holds %g, outside the model's range [%g, %g]",
-                            (double)r->seen_y[j], (double)r->y_min, (double)r->y_max), why;
-    return NULL;
-}
-
 static const bundle_check_fn bundle_checks[] = {check_info, check_fingerprint, check_sizes, check_vectors,
-                                                check_towers, check_seen_ratings};
+                                                check_towers};
 
 int cb_bundle_validate(const cb_bundle *r, const char *path, cb_error *err) {
     char why[256];
@@ -887,7 +968,93 @@ int cb_bundle_check_vector(const cb_bundle *r, const float *vec, bool is_user, c
                    (double)hi);
 }
 
-int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
+/* The seen.* tensors of st (the history file, or an old model file), checked
+ * in one pass: monotone offsets, items in range, finite ratings in the
+ * model's range. */
+static int history_from(cb_bundle *r, const cb_st *st, cb_error *err) {
+    const char *path = cb_st_path(st);
+    uint32_t nu = r->n_users;
+    const int32_t *off = get(st, "seen.offsets", CB_ST_I32, 1, (int64_t)nu + 1, 0, err);
+    if (!off) return CB_EFORMAT;
+    for (uint32_t u = 0; u < nu; u++)
+        if (off[u] > off[u + 1] || off[0] != 0)
+            return cb_fail(err, CB_EFORMAT, "%s: seen.offsets is not monotone", path);
+    int32_t nseen = off[nu];
+    if (nseen < 0) return cb_fail(err, CB_EFORMAT, "%s: seen.offsets is not monotone", path);
+    if (!(r->seen_item = get(st, "seen.items", CB_ST_I32, 1, nseen, 0, err)) ||
+        !(r->seen_y = get(st, "seen.ratings", CB_ST_F32, 1, nseen, 0, err)) ||
+        !(r->seen_ts = get(st, "seen.timestamps", CB_ST_I32, 1, nseen, 0, err)))
+        return CB_EFORMAT;
+    float lo = r->y_min - 1e-3f, hi = r->y_max + 1e-3f;
+    for (int32_t k = 0; k < nseen; k++) {
+        if (r->seen_item[k] < 0 || (uint32_t)r->seen_item[k] >= r->n_items)
+            return cb_fail(err, CB_EFORMAT, "%s: seen.items[%d] = %d is not an item of the model", path, k, r->seen_item[k]);
+        if (!(r->seen_y[k] >= lo && r->seen_y[k] <= hi))
+            return cb_fail(err, CB_EFORMAT, "%s: tensor 'seen.ratings' holds %g, outside the model's range [%g, %g]", path,
+                           (double)r->seen_y[k], (double)r->y_min, (double)r->y_max);
+    }
+    r->seen_off = off;
+    r->has_history = true;
+    return CB_OK;
+}
+
+/* No history: every user's is empty (see bundle.h for what that costs). */
+static int no_history(cb_bundle *r, cb_error *err) {
+    int32_t *off = rec_alloc(r, (size_t)r->n_users + 1, sizeof *off, err);
+    if (!off) return CB_ENOMEM;
+    r->seen_off = off;
+    r->seen_item = NULL;
+    r->seen_y = NULL;
+    r->seen_ts = NULL;
+    r->has_history = false;
+    return CB_OK;
+}
+
+/* The history of the model loaded from model_path (see cb_bundle_load_files);
+ * *mismatch tells a history of another model. */
+static int load_history(cb_bundle *r, const char *model_path, const char *history_path, bool *mismatch,
+                        cb_error *err) {
+    if (!history_path && cb_st_format_version(r->file) < 3) return history_from(r, r->file, err); /* it holds it */
+    char beside[4096];
+    if (!history_path) {
+        if (!cb_bundle_history_path(model_path, beside, sizeof beside))
+            return cb_fail(err, CB_EINVAL, "%s: path too long", model_path);
+        if (access(beside, F_OK) != 0 && errno == ENOENT) return no_history(r, err);
+        history_path = beside;
+    }
+    int rc = cb_st_open(&r->history_file, history_path, CB_BUNDLE_HISTORY_FORMAT, CB_BUNDLE_HISTORY_VERSION, err);
+    if (rc) return rc;
+    const char *fp = cb_st_meta(r->history_file, "fingerprint");
+    *mismatch = !fp || strcmp(fp, r->fingerprint) != 0;
+    if (*mismatch)
+        return cb_fail(err, CB_EFORMAT, "%s: the history of another model (fingerprint %s; %s is %s): give the "
+                                        "history file written with this model", history_path, fp ? fp : "missing",
+                       model_path, r->fingerprint);
+    if ((rc = history_from(r, r->history_file, err))) return rc;
+    if (!(r->history_path = cb_strdup(history_path, err))) return CB_ENOMEM;
+    return CB_OK;
+}
+
+int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) { return cb_bundle_load_files(out, path, NULL, err); }
+
+static int load_once(cb_bundle **out, const char *path, const char *history_path, bool *mismatch, cb_error *err);
+
+int cb_bundle_load_files(cb_bundle **out, const char *path, const char *history_path, cb_error *err) {
+    /* A writer replaces the history, then the model (cb_bundle_save_files): a
+     * reader between the two renames finds the new history beside the old
+     * model. It tries again (both files afresh) for up to ~2 s before saying
+     * the history is of another model. */
+    bool mismatch = false;
+    int rc = load_once(out, path, history_path, &mismatch, err);
+    for (int tries = 0; rc == CB_EFORMAT && mismatch && !history_path && tries < 200; tries++) {
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        mismatch = false;
+        rc = load_once(out, path, history_path, &mismatch, err);
+    }
+    return rc;
+}
+
+static int load_once(cb_bundle **out, const char *path, const char *history_path, bool *mismatch, cb_error *err) {
     *out = NULL;
     cb_error_clear(err);
     cb_bundle *r = cb_calloc(1, sizeof *r, err);
@@ -946,7 +1113,6 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
     r->n_genres = cb_features_n_genres(r->features);
     if (!(r->item_vecs = get(st, "item_vectors", CB_ST_F32, 2, ni, r->dim, err)) ||
         !(r->user_vecs = get(st, "user_vectors", CB_ST_F32, 2, nu, r->dim, err)) ||
-        !(r->seen_off = get(st, "seen.offsets", CB_ST_I32, 1, (int64_t)nu + 1, 0, err)) ||
         !(r->popular = get(st, "lists.popular", CB_ST_I32, 1, CB_BUNDLE_TOP_LIST, 0, err)) ||
         !(r->genre_top = get(st, "lists.genre_top", CB_ST_I32, 2, r->n_genres, CB_BUNDLE_TOP_LIST, err)))
         goto done;
@@ -954,17 +1120,7 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
     if (cfg.objective != CB_OBJECTIVE_RATING && cfg.popularity_prior != 0.0f &&
         !(r->rank_bias = get(st, "rank_bias", CB_ST_F32, 1, ni, 0, err)))
         goto done;
-    int32_t nseen = r->seen_off[nu];
-    for (uint32_t u = 0; u < nu; u++)
-        if (r->seen_off[u] > r->seen_off[u + 1] || r->seen_off[0] != 0 || nseen < 0) {
-            cb_fail(err, CB_EFORMAT, "%s: seen.offsets is not monotone", path);
-            goto done;
-        }
-    if (!(r->seen_item = get(st, "seen.items", CB_ST_I32, 1, nseen, 0, err)) ||
-        !(r->seen_y = get(st, "seen.ratings", CB_ST_F32, 1, nseen, 0, err)) ||
-        !(r->seen_ts = get(st, "seen.timestamps", CB_ST_I32, 1, nseen, 0, err)))
-        goto done;
-    if (!indices_ok(r->seen_item, (size_t)nseen, 0, (int32_t)ni) || !indices_ok(r->popular, CB_BUNDLE_TOP_LIST, -1, (int32_t)ni) ||
+    if (!indices_ok(r->popular, CB_BUNDLE_TOP_LIST, -1, (int32_t)ni) ||
         !indices_ok(r->genre_top, (size_t)r->n_genres * CB_BUNDLE_TOP_LIST, -1, (int32_t)ni)) {
         cb_fail(err, CB_EFORMAT, "%s: an item index is out of range", path);
         goto done;
@@ -1010,6 +1166,7 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) {
         }
     }
     rc = cb_bundle_validate(r, path, err);
+    if (!rc) rc = load_history(r, path, history_path, mismatch, err);
 done:
     json_decref(mc);
     json_decref(feat);

@@ -8,7 +8,16 @@
  *
  * cb_bundle_train() is the whole training pipeline on a dataset and a split;
  * cb_bundle_save() / cb_bundle_load() write and read the model file: the st
- * container (safetensors layout, see st.h) with format "cbrec-model".
+ * container (safetensors layout, see st.h) with format "cbrec-model", and
+ * the training interactions (the history: 12 B per rating, ~90 % of a large
+ * model) in a second st file beside it, "MODEL.history" (format
+ * "cbrec-history", tied to the model by its fingerprint), so copies of the
+ * model that serve no known users need not carry it. A model loaded without
+ * its history still recommends: known users keep their trained vectors and
+ * attribute levels, but nothing is filtered as already rated, there are no
+ * "because you rated" sources or reasons, live events replace rather than
+ * extend a known user's ratings, and item rating counts / means come from
+ * the feature transform (training ratings, shrunk mean).
  * A loaded recommender is read-only and may be shared between threads; it
  * keeps the file mapped and points into it. */
 #ifndef CB_BUNDLE_H
@@ -20,8 +29,13 @@
 #include "base/st.h"
 
 #define CB_BUNDLE_FORMAT "cbrec-model"
-#define CB_BUNDLE_FORMAT_VERSION 2 /* 2: the user tower may take a history bag (older cbrec refuse
-                                      these files by their version; version 1 files still load) */
+#define CB_BUNDLE_FORMAT_VERSION 3 /* 2: the user tower may take a history bag (older cbrec refuse
+                                      these files by their version; version 1 files still load);
+                                      3: the history lives in its own file (version 1 and 2 files,
+                                      which hold it, still load) */
+#define CB_BUNDLE_HISTORY_FORMAT "cbrec-history"
+#define CB_BUNDLE_HISTORY_VERSION 1
+#define CB_BUNDLE_HISTORY_SUFFIX ".history" /* the default history path: the model's + this */
 #define CB_BUNDLE_TOP_LIST 100 /* length of each precomputed retrieval list */
 
 /* A categorical user attribute kept for "popular among users like you". */
@@ -46,7 +60,11 @@ typedef struct cb_bundle {
     const float *item_vecs;  /* [n_items x dim] */
     const float *user_vecs;  /* [n_users x dim], from the training ratings */
     const float *rank_bias;  /* [n_items] added to the logit for ranking (retrieval/both), or NULL */
-    /* training interactions, CSR by user, each user's in time order */
+    /* training interactions (the history), CSR by user, each user's in time
+     * order. Without a history (has_history false) seen_off is all zeros and
+     * the other three are NULL: every user has an empty history. */
+    bool has_history;
+    char *history_path;        /* the file it was loaded from (NULL: trained, or inside the model file) */
     const int32_t *seen_off;   /* [n_users + 1] */
     const int32_t *seen_item;  /* [n_seen] */
     const float *seen_y;       /* [n_seen] */
@@ -60,7 +78,7 @@ typedef struct cb_bundle {
      * `owned`) or point into the mapped model file (after loading) */
     void **owned;
     size_t n_owned;
-    cb_st *file;
+    cb_st *file, *history_file;
 } cb_bundle;
 
 /* What to train on. cb_bundle_train reads it and never writes it. */
@@ -102,8 +120,20 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
 int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
 void cb_bundle_free(cb_bundle *r); /* NULL is a no-op */
 
-int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err);
-int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err);
+/* Write the model file `path` and, when r has a history, the history file
+ * (history_path; NULL: path + CB_BUNDLE_HISTORY_SUFFIX), each atomically;
+ * without a history a stale history file at that path is removed. */
+int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err);
+int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err); /* history beside */
+/* Load the model file `path` and its history: history_path, or (NULL)
+ * path + CB_BUNDLE_HISTORY_SUFFIX when that file exists (none: no history;
+ * an old model file holding its history uses that). A history file that is
+ * missing (when named), corrupt, truncated, of another model or inconsistent
+ * is CB_EFORMAT / CB_EIO naming it. */
+int cb_bundle_load_files(cb_bundle **out, const char *path, const char *history_path, cb_error *err);
+int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err); /* history beside, if any */
+/* The default history path of a model path into buf; false if it does not fit. */
+bool cb_bundle_history_path(const char *model_path, char *buf, size_t size);
 /* The post-load validator (cb_bundle_load runs it last): every header field
  * and every float tensor (finite; ranges), one table row per field. CB_OK or
  * CB_EFORMAT "path: field: why". */

@@ -429,20 +429,21 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
 
 /* ---------------------------------------------------------------- passes */
 
-/* Gather B input rows of table x (feat_in columns) into ws->x: rows[r], or
- * first + r when rows is NULL. With a history bag, the last emb_dim columns
+/* Gather B input rows of table x (feat_in columns; or of xr when not NULL,
+ * densified) into ws->x: rows[r], or first + r when rows is NULL. With a history bag, the last emb_dim columns
  * of each row are the mean of the bag's vectors over the history of the same
  * row index (h_off / h_item; NULL: empty), leaving out the item tgt[r] (the
  * training example's own item; tgt NULL: none). */
-static void gather_rows(const tower *t, tower_ws *ws, const float *x, const uint32_t *rows, size_t first,
-                        const uint32_t *tgt, const uint32_t *h_off, const uint32_t *h_item, int B) {
+static void gather_rows(const tower *t, tower_ws *ws, const float *x, const cb_rows *xr, const uint32_t *rows,
+                        size_t first, const uint32_t *tgt, const uint32_t *h_off, const uint32_t *h_item, int B) {
     int in0 = t->in[0], fi = t->feat_in, E = t->bag ? t->emb_dim : 0;
     ws->h_off = t->bag ? h_off : NULL;
     ws->h_item = h_item;
     for (int r = 0; r < B; r++) {
         size_t row = rows ? rows[r] : first + (size_t)r;
         float *dst = ws->x + (size_t)r * in0;
-        memcpy(dst, x + row * fi, (size_t)fi * sizeof(float));
+        if (xr) cb_rows_get(xr, (uint32_t)row, dst);
+        else memcpy(dst, x + row * fi, (size_t)fi * sizeof(float));
         if (!E) continue;
         float *bag = dst + fi;
         memset(bag, 0, (size_t)E * sizeof(float));
@@ -469,7 +470,7 @@ static void tower_forward(const tower *t, tower_ws *ws, const float *x, const ui
     int L = t->n_layers;
     const float *inp = x;
     if (rows || (t->bag && x != ws->x)) { /* rows of x, or x's rows widened by an (empty) bag */
-        gather_rows(t, ws, x, rows, 0, NULL, NULL, NULL, B);
+        gather_rows(t, ws, x, NULL, rows, 0, NULL, NULL, NULL, B);
         inp = ws->x;
     }
     for (int l = 0; l < L; l++) {
@@ -704,8 +705,8 @@ static void gather_batch(const cb_model_config *c, tower_ws *ws, const cb_rating
 static void gather_side(const cb_model *m, int side, tower_ws *ws, const cb_train_data *d, const uint32_t *idx,
                         int B) {
     for (int r = 0; r < B; r++) ws->hrow[r] = side == 0 ? d->ratings[idx[r]].user : d->ratings[idx[r]].item;
-    gather_rows(&m->tw[side], ws, side == 0 ? d->user_x : d->item_x, ws->hrow, 0, ws->ids, d->hist_off,
-                d->hist_item, B);
+    gather_rows(&m->tw[side], ws, side == 0 ? d->user_x : d->item_x, side == 0 ? d->user_rows : NULL, ws->hrow, 0,
+                ws->ids, d->hist_off, d->hist_item, B);
 }
 
 void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
@@ -729,7 +730,7 @@ static int log_q_for(float **out, const cb_model *m, const cb_train_data *d, cb_
 
 /* Every example must index inside the tables and have a finite target. */
 static int check_data(const cb_train_data *d, const uint32_t *idx, size_t n, cb_error *err) {
-    if (!d || !d->user_x || !d->item_x || !d->ratings)
+    if (!d || !(d->user_x || d->user_rows) || !d->item_x || !d->ratings)
         return cb_fail(err, CB_EINVAL, "training data: feature tables and ratings are required");
     for (size_t i = 0; i < n; i++) {
         const cb_rating *r = &d->ratings[idx[i]];
@@ -832,7 +833,7 @@ static int vectors(const cb_model *m, int side, const float *x, const uint32_t *
     size_t dim = cb_model_out_dim(m);
     for (size_t s = 0; s < n; s += EVAL_CHUNK) {
         int B = (int)(n - s < EVAL_CHUNK ? n - s : EVAL_CHUNK);
-        gather_rows(t, &ws, x, NULL, s, NULL, h_off, h_item, B);
+        gather_rows(t, &ws, x, NULL, NULL, s, NULL, h_off, h_item, B);
         tower_forward(t, &ws, ws.x, NULL, ids ? ids + s : NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         memcpy(out + s * dim, ws.y[0], (size_t)B * dim * sizeof(float));
     }
@@ -893,7 +894,7 @@ static int score_pairs(const cb_model *m, const float *user_x, const float *item
             rows[0][r] = users[(s + r) * users_stride];
             rows[1][r] = items[(s + r) * users_stride];
         }
-        gather_rows(&m->tw[0], &ws[0], user_x, rows[0], 0, rows[1], hist ? hist->hist_off : NULL,
+        gather_rows(&m->tw[0], &ws[0], user_x, hist ? hist->user_rows : NULL, rows[0], 0, rows[1], hist ? hist->hist_off : NULL,
                     hist ? hist->hist_item : NULL, B);
         tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         tower_forward(&m->tw[1], &ws[1], item_x, rows[1], rows[1], B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
@@ -1383,7 +1384,13 @@ static int check_ranks_agree(const train_ctx *x, cb_error *err) {
         memcpy(&w[2], &r->y, 4);
         h = hash_words(h, w, sizeof w);
     }
-    h = hash_words(h, d->user_x, (size_t)d->n_users * c->user_in * sizeof(float));
+    if (d->user_x) h = hash_words(h, d->user_x, (size_t)d->n_users * c->user_in * sizeof(float));
+    if (d->user_rows) { /* the rows form: its dense head and the lists of ones */
+        const cb_rows *t = d->user_rows;
+        h = hash_words(h, t->dense, (size_t)t->n_rows * t->head * sizeof(float));
+        h = hash_words(h, t->hot_off, ((size_t)t->n_rows + 1) * sizeof(uint64_t));
+        h = hash_words(h, t->hot_col, t->hot_off[t->n_rows] * sizeof(uint16_t));
+    }
     h = hash_words(h, d->item_x, (size_t)d->n_items * c->item_in * sizeof(float));
     float *all = cb_calloc(4 * (size_t)x->n_ranks, sizeof(float), err);
     int *count = all ? cb_calloc(2 * (size_t)x->n_ranks, sizeof(int), err) : NULL;

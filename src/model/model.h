@@ -32,6 +32,7 @@
 #define CB_MODEL_H
 
 #include "data/dataset.h"
+#include "base/rows.h"
 #include "base/util.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -165,6 +166,9 @@ typedef struct cb_train_data {
                                       rating-derived user columns), for user_dropout */
     const cb_train_comm *comm;     /* NULL, or this process is one rank of several (cbrec.h): every
                                       rank passes the same data and runs its part of each batch */
+    const cb_rows *user_rows;      /* or NULL: the user table as dense head + 0/1 tail (base/rows.h),
+                                      used instead of user_x (then NULL); each batch's rows are
+                                      densified into the workspace */
 } cb_train_data;
 
 typedef struct cb_epoch_report {

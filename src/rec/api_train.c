@@ -199,10 +199,15 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
     o->test_loss = o->test_rmse = NAN;
     const char *why = cb_feature_config_check(&tc->features);
     if (why) return cb_fail(err, CB_EINVAL, "features: %s", why);
-    cb_split carve; /* the seeded validation carve, made here for every caller */
-    int rc = cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_RANDOM, tc->valid_frac, tc->model.seed, err);
+    cb_split carve = {0}; /* the seeded validation carve, made here for every caller; none (and
+                             no copy of sp->train: 4 B per rating) when valid_frac is 0 */
+    bool carved = tc->valid_frac != 0.0;
+    int rc = carved ? cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_RANDOM, tc->valid_frac,
+                                     tc->model.seed, err)
+                    : CB_OK;
     if (rc) return rc;
-    cb_bundle_train_input in = {.ds = ds, .train_idx = carve.train, .n_train = carve.n_train,
+    if (!carved) carve.n_train = sp->n_train;
+    cb_bundle_train_input in = {.ds = ds, .train_idx = carved ? carve.train : sp->train, .n_train = carve.n_train,
                                 .valid_idx = carve.n_test ? carve.test : NULL, .n_valid = carve.n_test,
                                 .features = &tc->features, .model = tc->model, .scale_targets = tc->scale_targets,
                                 .seen_all_ratings = seen_all_ratings, .on_epoch = epoch_fn, .ctx = ctx,

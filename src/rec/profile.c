@@ -52,7 +52,10 @@ int cb_recommend_profile_user(cb_profile *p, const cb_bundle *r, uint32_t user, 
         p->ys[p->n_ratings++] = r->seen_y[k];
     }
     for (uint32_t g = 0; g < r->n_groups; g++) p->group_level[g] = r->groups[g].user_level[user];
-    if (!p->n_ratings) {
+    if (!r->has_history) /* the user is known and has a trained vector: not cold */
+        snprintf(p->note, sizeof p->note, "the model's history file is absent: items user %s rated are not filtered "
+                 "out and no recommendation is \"because you rated\"", cb_vocab_name(r->users, user));
+    else if (!p->n_ratings) {
         p->cold = true;
         snprintf(p->note, sizeof p->note,
                  "user %s has no training ratings: cold-start recommendations from the user's attributes only",

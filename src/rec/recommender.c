@@ -61,12 +61,17 @@ CB_API void cb_recommender_free(cb_recommender *h) {
 }
 
 CB_API int cb_recommender_load(cb_recommender **out, const char *model_path, const char *table_path, cb_error *err) {
+    return cb_recommender_load_files(out, model_path, NULL, table_path, err);
+}
+
+CB_API int cb_recommender_load_files(cb_recommender **out, const char *model_path, const char *history_path,
+                                     const char *table_path, cb_error *err) {
     if (!out) return cb_fail(err, CB_EINVAL, "cb_recommender_load: out is NULL");
     *out = NULL;
     if (!model_path) return cb_fail(err, CB_EINVAL, "cb_recommender_load: no model path");
     cb_bundle *b = NULL;
     cb_recommender *h = NULL;
-    int rc = cb_bundle_load(&b, model_path, err);
+    int rc = cb_bundle_load_files(&b, model_path, history_path, err);
     if (!rc) rc = cb_recommender_from_bundle(&h, b, err);
     if (!rc && table_path) rc = cb_recommender_load_table(h, table_path, err);
     if (rc) {
@@ -80,6 +85,19 @@ CB_API int cb_recommender_load(cb_recommender **out, const char *model_path, con
 CB_API int cb_recommender_save(const cb_recommender *h, const char *path, cb_error *err) {
     if (!h || !path) return cb_fail(err, CB_EINVAL, "cb_recommender_save: NULL argument");
     return cb_bundle_save(h->r, path, err);
+}
+
+CB_API int cb_recommender_save_files(const cb_recommender *h, const char *path, const char *history_path,
+                                     cb_error *err) {
+    if (!h || !path) return cb_fail(err, CB_EINVAL, "cb_recommender_save_files: NULL argument");
+    return cb_bundle_save_files(h->r, path, history_path, err);
+}
+
+/* Where the known users' histories come from (cb_recommender_describe). */
+static const char *history_source(const cb_bundle *r) {
+    if (!r->has_history) return "absent";
+    if (r->history_path) return r->history_path;
+    return r->file ? "model file" : "memory";
 }
 
 CB_API int cb_recommender_describe(const cb_recommender *h, char **json_out, cb_error *err) {
@@ -98,6 +116,7 @@ CB_API int cb_recommender_describe(const cb_recommender *h, char **json_out, cb_
                                      "table_k", (json_int_t)(h->has_table ? h->table.knn.k : 0), "added_items",
                                      (json_int_t)h->table.n_extra)
                         : NULL;
+    if (doc) json_object_set_new(doc, "history", json_string(history_source(r)));
     char *s = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
     if (!s) return cb_fail(err, CB_ENOMEM, "out of memory");

@@ -47,6 +47,12 @@ CB_API int cb_recommender_item_rating_stats(const cb_recommender *rec, size_t *c
     double *sums = cb_calloc(n_all + 1, sizeof *sums, err);
     if (!sums) return CB_ENOMEM;
     memset(counts, 0, n_all * sizeof *counts);
+    if (!r->has_history) { /* the feature transform's: training ratings, shrunk mean */
+        for (uint32_t i = 0; i < r->n_items; i++) {
+            counts[i] = cb_features_item_count(r->features, i);
+            sums[i] = counts[i] ? (double)cb_features_item_mean(r->features, i) * (double)counts[i] : 0.0;
+        }
+    }
     for (int32_t k = 0; k < r->seen_off[r->n_users]; k++) {
         uint32_t i = (uint32_t)r->seen_item[k];
         if (i >= r->n_items) continue;

@@ -1,0 +1,103 @@
+/* Tests of the sparse first layer (model/nn_sparse.h) and of cb_rows
+ * (base/rows.h): on random rows with a dense head and a 0/1 tail, the sparse
+ * forward gives the dense layer's outputs, and the sparse backward its weight
+ * and bias gradients (added into what was there), within float tolerance,
+ * the user table as rows equals the dense table. */
+#include "testutil.h"
+#include "features/featurize.h"
+#include "model/nn.h"
+#include "model/nn_sparse.h"
+
+#include <math.h>
+
+static void assert_close(const float *a, const float *b, size_t n, double rtol, double atol) {
+    for (size_t i = 0; i < n; i++) {
+        double tol = atol + rtol * fmax(fabs(a[i]), fabs(b[i]));
+        if (fabs((double)a[i] - b[i]) > tol) fail_msg("element %zu: %.9g vs %.9g (tol %.3g)", i, a[i], b[i], tol);
+    }
+}
+
+static float *randn(size_t n, cb_rng *rng, double scale) {
+    float *x = malloc((n + 1) * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = (float)(scale * cb_rng_normal(rng));
+    return x;
+}
+
+static void sparse_matches_dense(void **state) {
+    (void)state;
+    cb_rng rng;
+    cb_rng_seed(&rng, 3);
+    /* B, C, H, OC; the last is the default user tower's shape at 20M ratings */
+    int shapes[][4] = {{1, 3, 0, 2}, {5, 9, 4, 7}, {17, 40, 40, 8}, {64, 1052, 52, 256}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int B = shapes[s][0], C = shapes[s][1], H = shapes[s][2], OC = shapes[s][3], T = C - H;
+        cb_rows rows = {.n_rows = (uint32_t)B, .width = (uint32_t)C, .head = (uint32_t)H};
+        rows.dense = randn((size_t)B * H, &rng, 1);
+        rows.hot_off = calloc((size_t)B + 1, sizeof *rows.hot_off);
+        rows.hot_col = malloc(((size_t)B * T + 1) * sizeof *rows.hot_col);
+        for (int r = 0; r < B; r++) { /* ~13 % ones, as the top-items multi-hot */
+            rows.hot_off[r + 1] = rows.hot_off[r];
+            for (int c = 0; c < T; c++)
+                if (cb_rng_uniform(&rng) < 0.13) rows.hot_col[rows.hot_off[r + 1]++] = (uint16_t)c;
+        }
+        float *x = malloc(((size_t)B * C + 1) * sizeof *x);
+        for (int r = 0; r < B; r++) cb_rows_get(&rows, (uint32_t)r, x + (size_t)r * C);
+        float *w = randn((size_t)OC * C, &rng, 0.1), *b = randn((size_t)OC, &rng, 1), *dout = randn((size_t)B * OC, &rng, 1);
+        float *wt = malloc(((size_t)B * OC + 1) * sizeof *wt), *y1 = malloc((size_t)B * OC * sizeof *y1),
+              *y2 = malloc((size_t)B * OC * sizeof *y2);
+        cb_nn_dense_forward(y1, x, w, b, B, C, OC);
+        cb_nn_sparse_forward(y2, wt, rows.dense, rows.hot_off, rows.hot_col, w, b, B, C, H, OC);
+        assert_close(y1, y2, (size_t)B * OC, 1e-5, 1e-5);
+        /* gradients add into what is there */
+        float *dw1 = randn((size_t)OC * C, &rng, 1), *db1 = randn((size_t)OC, &rng, 1);
+        float *dw2 = malloc((size_t)OC * C * sizeof *dw2), *db2 = malloc((size_t)OC * sizeof *db2);
+        memcpy(dw2, dw1, (size_t)OC * C * sizeof *dw2);
+        memcpy(db2, db1, (size_t)OC * sizeof *db2);
+        cb_nn_dense_backward(NULL, dw1, db1, dout, x, w, B, C, OC);
+        cb_nn_sparse_backward(dw2, db2, wt, dout, rows.dense, rows.hot_off, rows.hot_col, B, C, H, OC);
+        assert_close(dw1, dw2, (size_t)OC * C, 1e-5, 1e-5);
+        assert_close(db1, db2, (size_t)OC, 1e-5, 1e-5);
+        cb_rows_free(&rows);
+        free(x), free(w), free(b), free(dout), free(wt), free(y1), free(y2), free(dw1), free(db1), free(dw2), free(db2);
+    }
+}
+
+/* The user table as rows holds exactly cb_features_users' values. */
+static void user_rows_match_table(void **state) {
+    (void)state;
+    cb_synth_config sc;
+    cb_synth_config_default(&sc);
+    sc.n_users = 90, sc.n_items = 70, sc.n_ratings = 2500, sc.seed = 4;
+    cb_dataset *ds = NULL;
+    cb_error err;
+    assert_int_equal(cb_synth_generate(&ds, &sc, &err), CB_OK);
+    uint32_t *idx = malloc(ds->n_ratings * sizeof *idx);
+    size_t n = 0;
+    for (size_t j = 0; j < ds->n_ratings; j += 1 + (j % 3 == 0)) idx[n++] = (uint32_t)j;
+    cb_feature_config fc;
+    cb_feature_config_default(&fc);
+    fc.top_k_popular = 25;
+    cb_features *f = NULL;
+    assert_int_equal(cb_features_fit(&f, ds, idx, n, &fc, &err), CB_OK);
+    uint32_t du = cb_features_user_dim(f), nu = cb_dataset_n_users(ds);
+    float *X = malloc((size_t)nu * du * sizeof *X), *row = malloc(du * sizeof *row);
+    assert_int_equal(cb_features_users(f, ds, idx, n, X, &err), CB_OK);
+    cb_rows rows;
+    assert_int_equal(cb_features_user_rows(f, ds, idx, n, &rows, &err), CB_OK);
+    assert_int_equal(rows.width, du);
+    assert_int_equal(rows.head, du - 25); /* the multi-hot is the tail */
+    assert_true(rows.hot_off[nu] > 0);
+    for (uint32_t u = 0; u < nu; u++) {
+        cb_rows_get(&rows, u, row);
+        assert_memory_equal(row, X + (size_t)u * du, du * sizeof *row);
+    }
+    cb_rows_free(&rows);
+    cb_features_free(f);
+    free(X), free(row), free(idx);
+    cb_dataset_free(ds);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(sparse_matches_dense), cmocka_unit_test(user_rows_match_table)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
