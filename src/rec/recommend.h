@@ -240,6 +240,7 @@ typedef struct cb_recommend_config {
     const char *allow;          /* comma-separated item ids: only these may be returned (NULL = all) */
     const char *block_file;     /* a block list file (NULL) */
     cb_rank_by rank_by;
+    bool neighbours;            /* add the model's neighbour component to the ranking (true) */
 } cb_recommend_config;
 void cb_recommend_config_default(cb_recommend_config *c);
 const char *cb_recommend_config_check(const cb_recommend_config *c); /* NULL or a message */
@@ -285,6 +286,14 @@ void cb_rec_rank_prepare(cb_recommender *rec);
  * for every item): ranking by (dot, lower item) is then the same ranking, which
  * the batch uses to skip scoring every item. */
 bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by);
+/* The neighbour component applies to this call: the model has one with a
+ * weight > 0, the call ranks by the model's retrieval score (rank-by auto)
+ * and cfg->neighbours is on. Its score is then added to every item's
+ * ranking score (pipeline.c, batch.c), so no shortcut on the dot applies. */
+bool cb_rec_neighbours_on(const cb_recommender *rec, const cb_recommend_config *cfg);
+/* The neighbour term of a history for every model item: raw[n_items] and its
+ * maximum (model/neighbours.h); the term of item i is w * raw[i] / max. */
+float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, float *raw);
 /* The name of that criterion ("predicted rating", ...), for lists and JSON. */
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by);
 
@@ -333,6 +342,7 @@ typedef struct cb_rec_cand {
     uint32_t genre_slots;  /* bit per top-genre slot */
     uint32_t emb_rank;
     float dist, dot, score;
+    float neighbour;       /* the neighbour component's part of score (0 when off) */
 } cb_rec_cand;
 /* Pick n of the sorted candidates c[0..m) into sel; returns how many (diversity.c). */
 size_t cb_rec_diversify(const cb_recommender *rec, const cb_recommend_config *cfg, const cb_rec_cand *c, size_t m,
