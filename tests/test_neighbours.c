@@ -92,7 +92,7 @@ static void lists_match_reference(void **state) {
     cb_dataset *ds = planted(&err);
     uint32_t *all = all_ratings(ds), ni = cb_dataset_n_items(ds);
     cb_neighbours *nb = NULL;
-    assert_int_equal(cb_neighbours_fit(&nb, ds, all, ds->n_ratings, 5, 3.0f, &err), CB_OK);
+    assert_int_equal(cb_neighbours_fit(&nb, ds, all, ds->n_ratings, CB_NEIGHBOURS_COSINE, 5, 3.0f, &err), CB_OK);
     float *ref = malloc(ni * sizeof *ref);
     size_t partners_first = 0;
     for (uint32_t i = 0; i < ni; i++) {
@@ -116,6 +116,16 @@ static void lists_match_reference(void **state) {
         partners_first += (a ^ 1) == p;
     }
     assert_int_equal(partners_first, ni);
+    /* EASE's lists find the same pairs (the user form: fewer users than items? here the item form) */
+    cb_neighbours *ease = NULL;
+    assert_int_equal(cb_neighbours_fit(&ease, ds, all, ds->n_ratings, CB_NEIGHBOURS_EASE, 5, 50.0f, &err), CB_OK);
+    for (uint32_t i = 0; i < ni; i++) {
+        assert_true(ease->off[i + 1] - ease->off[i] <= 5 && ease->off[i + 1] > ease->off[i]);
+        const char *id = cb_vocab_name(ds->items, i), *pid = cb_vocab_name(ds->items, (uint32_t)ease->item[ease->off[i]]);
+        assert_int_equal(atoi(id + 1) ^ 1, atoi(pid + 1));
+    }
+    assert_int_equal(ease->kind, CB_NEIGHBOURS_EASE);
+    cb_neighbours_free(ease);
     /* the score of a history: the sum of the lists; the top contributor */
     uint32_t hist[2] = {0, 1};
     float *row = malloc(ni * sizeof *row);
@@ -139,7 +149,8 @@ static cb_config *train_config(const char *neighbours, const char *weight) {
     assert_int_equal(cb_config_create(&cfg, CB_CONFIG_TRAIN, &err), CB_OK);
     const char *kv[][2] = {{"epochs", "1"},       {"user-layers", "16"}, {"item-layers", "16"}, {"dim", "8"},
                            {"threads", "1"},       {"split", "none"},     {"top-k-popular", "0"},
-                           {"neighbours", neighbours}, {"neighbour-shrink", "0"}, {"neighbour-weight", weight}};
+                           {"neighbours", neighbours}, {"neighbour-kind", "cosine"}, {"neighbour-shrink", "0"},
+                           {"neighbour-weight", weight}};
     for (size_t i = 0; i < sizeof kv / sizeof *kv; i++) assert_int_equal(cb_config_set(cfg, kv[i][0], kv[i][1], &err), CB_OK);
     return cfg;
 }
@@ -261,7 +272,7 @@ static void recommender_uses_and_saves_it(void **state) {
         {"negative", NULL, "similarity", -1, 0, -0.5f},
         {"offsets", NULL, "monotone", -1, 1 << 20, 1},
         {"weight", "{\"kind\":\"cosine\",\"k\":5,\"shrink\":0,\"weight\":-1}", "out of range", -1, 0, 1},
-        {"kind", "{\"kind\":\"ease\",\"k\":5,\"shrink\":0,\"weight\":1}", "kind 'ease'", -1, 0, 1},
+        {"kind", "{\"kind\":\"svd\",\"k\":5,\"shrink\":0,\"weight\":1}", "kind 'svd'", -1, 0, 1},
         {"meta", "[1,2]", "not {kind", -1, 0, 1},
     };
     for (size_t c = 0; c < sizeof bad / sizeof *bad; c++) {
@@ -324,6 +335,7 @@ static void tuned_on_the_carve(void **state) {
     cb_dataset *ds = planted(&err);
     cb_config *cfg = train_config("auto", "auto");
     assert_int_equal(cb_config_set(cfg, "neighbour-shrink", "auto", &err), CB_OK);
+    assert_int_equal(cb_config_set(cfg, "neighbour-kind", "auto", &err), CB_OK);
     cb_recommender *rec = NULL;
     assert_int_equal(cb_train(&rec, ds, cfg, NULL, NULL, NULL, &err), CB_OK);
     char *dir = tu_tmpdir(), *path = tu_path(dir, "m.cbrec");

@@ -82,72 +82,179 @@ static int cmp_cand_best_first(const void *a, const void *b) {
     return better(x, y) ? -1 : better(y, x);
 }
 
-/* Item i's co-occurrence counts with every other item (through its users),
- * turned into shrunk cosines, the k best kept best first into out; returns
- * how many. count/touched are n_items scratch (count zeroed on return). */
-static uint32_t item_list(uint32_t i, const size_t *uoff, const uint32_t *uitems, const size_t *ioff,
-                          const uint32_t *iusers, uint32_t k, float shrink, uint32_t *count, uint32_t *touched,
-                          nb_cand *heap) {
-    size_t n_touched = 0;
-    for (size_t a = ioff[i]; a < ioff[i + 1]; a++) {
-        uint32_t u = iusers[a];
-        for (size_t b = uoff[u]; b < uoff[u + 1]; b++) {
-            uint32_t j = uitems[b];
-            if (!count[j]++) touched[n_touched++] = j;
-        }
+/* Keep c among the k best in the heap h[0..*n). */
+static void heap_push(nb_cand *h, size_t *n, uint32_t k, nb_cand c) {
+    if (*n < k) {
+        h[(*n)++] = c;
+        if (*n == k)
+            for (size_t s = k / 2; s-- > 0;) heap_down(h, k, s);
+    } else if (better(c, h[0])) {
+        h[0] = c;
+        heap_down(h, k, 0);
     }
-    size_t h = 0;
-    double n_i = (double)(ioff[i + 1] - ioff[i]);
-    for (size_t t = 0; t < n_touched; t++) {
-        uint32_t j = touched[t];
-        double n_j = (double)(ioff[j + 1] - ioff[j]);
-        nb_cand c = {(float)(count[j] / (sqrt(n_i * n_j) + shrink)), j};
-        count[j] = 0;
-        if (j == i || !(c.sim > 0)) continue;
-        if (h < k) {
-            heap[h++] = c;
-            if (h == k)
-                for (size_t s = k / 2; s-- > 0;) heap_down(heap, k, s);
-        } else if (better(c, heap[0])) {
-            heap[0] = c;
-            heap_down(heap, k, 0);
-        }
-    }
-    qsort(heap, h, sizeof *heap, cmp_cand_best_first);
-    return (uint32_t)h;
 }
 
-int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train, uint32_t k,
-                      float shrink, cb_error *err) {
+/* LAPACK's Cholesky factorisation and inverse (libopenblas has them; Debian
+ * ships no lapack.h beside its cblas.h). Fortran convention: arguments by
+ * reference, the hidden length of the character argument last. */
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
+extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
+
+/* What fitting needs: the interactions both ways and per-kind state. */
+typedef struct fit_ctx {
+    cb_neighbours_kind kind;
+    uint32_t k, n_users, n_items;
+    double param;                 /* shrinkage (cosine) or lambda (EASE) */
+    size_t *uoff, *ioff;          /* CSR: users' items, items' users */
+    uint32_t *uitems, *iusers;
+    uint32_t *count, *touched;    /* cosine: co-counts scratch [n_items] */
+    bool user_form;               /* EASE: Woodbury over the users (fewer users than items) */
+    double *inv;                  /* EASE: (X X^T + lambda I)^-1 [n_users^2] or (X^T X + lambda I)^-1 [n_items^2] */
+    double *pdiag;                /* EASE: diag of P = (X^T X + lambda I)^-1 [n_items] */
+    double *v, *z;                /* EASE user form scratch: [n_users], [n_items] */
+} fit_ctx;
+
+/* Cosine: item i's co-occurrence counts with every other item (through its
+ * users), shrunk cosines, into the heap. */
+static size_t cosine_list(fit_ctx *f, uint32_t i, nb_cand *heap) {
+    size_t n_touched = 0, h = 0;
+    for (size_t a = f->ioff[i]; a < f->ioff[i + 1]; a++)
+        for (size_t b = f->uoff[f->iusers[a]]; b < f->uoff[f->iusers[a] + 1]; b++) {
+            uint32_t j = f->uitems[b];
+            if (!f->count[j]++) f->touched[n_touched++] = j;
+        }
+    double n_i = (double)(f->ioff[i + 1] - f->ioff[i]);
+    for (size_t t = 0; t < n_touched; t++) {
+        uint32_t j = f->touched[t];
+        double n_j = (double)(f->ioff[j + 1] - f->ioff[j]);
+        nb_cand c = {(float)(f->count[j] / (sqrt(n_i * n_j) + f->param)), j};
+        f->count[j] = 0;
+        if (j != i && c.sim > 0) heap_push(heap, &h, f->k, c);
+    }
+    return h;
+}
+
+/* EASE (Steck 2019): B = I - P diag(1/diag P) with the diagonal zeroed,
+ * P = (X^T X + lambda I)^-1; row i of B gives item i's neighbours, B_ij =
+ * -P_ij / P_jj. In the user form P = (I - X^T M X) / lambda with
+ * M = (X X^T + lambda I)^-1, an n_users^2 inverse instead of n_items^2. */
+static int ease_prepare(fit_ctx *f, cb_error *err) {
+    size_t n = f->user_form ? f->n_users : f->n_items;
+    if (n > CB_NEIGHBOURS_MAX_DENSE)
+        return cb_fail(err, CB_EINVAL, "neighbours: EASE needs a dense %zu x %zu inverse (at most %u)", n, n,
+                       CB_NEIGHBOURS_MAX_DENSE);
+    f->inv = cb_calloc(n * n + 1, sizeof *f->inv, err);
+    f->pdiag = cb_malloc(((size_t)f->n_items + 1) * sizeof *f->pdiag, err);
+    f->v = cb_malloc(((size_t)f->n_users + 1) * sizeof *f->v, err);
+    f->z = cb_malloc(((size_t)f->n_items + 1) * sizeof *f->z, err);
+    if (!f->inv || !f->pdiag || !f->v || !f->z) return CB_ENOMEM;
+    const size_t *off = f->user_form ? f->ioff : f->uoff; /* the Gram matrix over the other side */
+    const uint32_t *col = f->user_form ? f->iusers : f->uitems;
+    size_t n_rows = f->user_form ? f->n_items : f->n_users;
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t a = off[r]; a < off[r + 1]; a++)
+            for (size_t b = off[r]; b < off[r + 1]; b++) f->inv[(size_t)col[a] * n + col[b]] += 1.0;
+    for (size_t a = 0; a < n; a++) f->inv[a * n + a] += f->param;
+    int dim = (int)n, info = 0;
+    dpotrf_("L", &dim, f->inv, &dim, &info, 1);
+    if (info == 0) dpotri_("L", &dim, f->inv, &dim, &info, 1);
+    if (info != 0) return cb_fail(err, CB_ENUMERIC, "neighbours: EASE's Cholesky inverse failed (LAPACK info %d)", info);
+    for (size_t r = 0; r < n; r++)
+        for (size_t c = r + 1; c < n; c++) f->inv[c * n + r] = f->inv[r * n + c];
+    for (uint32_t j = 0; j < f->n_items; j++) {
+        if (!f->user_form) {
+            f->pdiag[j] = f->inv[(size_t)j * n + j];
+            continue;
+        }
+        double q = 0; /* x_j^T M x_j */
+        for (size_t a = f->ioff[j]; a < f->ioff[j + 1]; a++)
+            for (size_t b = f->ioff[j]; b < f->ioff[j + 1]; b++) q += f->inv[(size_t)f->iusers[a] * n + f->iusers[b]];
+        f->pdiag[j] = (1.0 - q) / f->param;
+    }
+    return CB_OK;
+}
+
+static size_t ease_list(fit_ctx *f, uint32_t i, nb_cand *heap) {
+    size_t h = 0;
+    if (f->ioff[i + 1] == f->ioff[i]) return 0; /* no interactions: no neighbours */
+    const double *p = f->z;
+    if (f->user_form) { /* z = X^T (M x_i); P_ij = (delta_ij - z_j) / lambda */
+        size_t nu = f->n_users;
+        memset(f->v, 0, nu * sizeof *f->v);
+        for (size_t a = f->ioff[i]; a < f->ioff[i + 1]; a++) {
+            const double *m = f->inv + (size_t)f->iusers[a] * nu;
+            for (size_t u = 0; u < nu; u++) f->v[u] += m[u];
+        }
+        memset(f->z, 0, (size_t)f->n_items * sizeof *f->z);
+        for (size_t u = 0; u < nu; u++)
+            for (size_t b = f->uoff[u]; b < f->uoff[u + 1]; b++) f->z[f->uitems[b]] -= f->v[u] / f->param;
+    } else {
+        p = f->inv + (size_t)i * f->n_items;
+    }
+    for (uint32_t j = 0; j < f->n_items; j++) {
+        if (j == i || f->ioff[j + 1] == f->ioff[j]) continue;
+        nb_cand c = {(float)(-p[j] / f->pdiag[j]), j};
+        if (c.sim > 0 && isfinite(c.sim)) heap_push(heap, &h, f->k, c);
+    }
+    return h;
+}
+
+static void fit_ctx_free(fit_ctx *f) {
+    free(f->uoff);
+    free(f->uitems);
+    free(f->ioff);
+    free(f->iusers);
+    free(f->count);
+    free(f->touched);
+    free(f->inv);
+    free(f->pdiag);
+    free(f->v);
+    free(f->z);
+}
+
+const char *cb_neighbours_kind_name(cb_neighbours_kind kind) { return kind == CB_NEIGHBOURS_EASE ? "ease" : "cosine"; }
+
+bool cb_neighbours_ease_fits(const cb_dataset *ds) {
+    uint32_t nu = cb_dataset_n_users(ds), ni = cb_dataset_n_items(ds);
+    return (nu < ni ? nu : ni) <= CB_NEIGHBOURS_MAX_DENSE;
+}
+
+int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                      cb_neighbours_kind kind, uint32_t k, float param, cb_error *err) {
     *out = NULL;
     uint32_t ni = cb_dataset_n_items(ds);
-    if (k == 0 || !(shrink >= 0) || !isfinite(shrink))
-        return cb_fail(err, CB_EINVAL, "neighbours: k must be >= 1 and the shrinkage a finite number >= 0");
+    if (k == 0 || !(param >= 0) || !isfinite(param) || (kind == CB_NEIGHBOURS_EASE && !(param > 0)))
+        return cb_fail(err, CB_EINVAL, "neighbours: k must be >= 1, the shrinkage finite and >= 0, lambda > 0");
     if ((size_t)ni * k > INT32_MAX)
         return cb_fail(err, CB_EINVAL, "neighbours: %u items x %u neighbours exceed the model file's int32 offsets", ni, k);
     for (size_t j = 0; j < n_train; j++)
         if (train[j] >= ds->n_ratings) return cb_fail(err, CB_EINVAL, "neighbours: training index out of range");
     cb_neighbours *nb = cb_calloc(1, sizeof *nb, err);
     if (!nb) return CB_ENOMEM;
-    nb->n_items = ni;
-    nb->k = k;
-    nb->shrink = shrink;
-    size_t *uoff = NULL, *ioff = NULL;
-    uint32_t *uitems = NULL, *iusers = NULL;
-    int rc = interactions(ds, train, n_train, false, &uoff, &uitems, err);
-    if (!rc) rc = interactions(ds, train, n_train, true, &ioff, &iusers, err);
-    uint32_t *count = rc ? NULL : cb_calloc((size_t)ni + 1, sizeof *count, err);
-    uint32_t *touched = rc ? NULL : cb_malloc(((size_t)ni + 1) * sizeof *touched, err);
+    *nb = (cb_neighbours){.kind = kind, .n_items = ni, .k = k};
+    if (kind == CB_NEIGHBOURS_EASE) nb->lambda = param;
+    else nb->shrink = param;
+    fit_ctx f = {.kind = kind, .k = k, .n_users = cb_dataset_n_users(ds), .n_items = ni, .param = param};
+    f.user_form = f.n_users < ni;
+    int rc = interactions(ds, train, n_train, false, &f.uoff, &f.uitems, err);
+    if (!rc) rc = interactions(ds, train, n_train, true, &f.ioff, &f.iusers, err);
+    if (!rc && kind == CB_NEIGHBOURS_COSINE) {
+        f.count = cb_calloc((size_t)ni + 1, sizeof *f.count, err);
+        f.touched = cb_malloc(((size_t)ni + 1) * sizeof *f.touched, err);
+        if (!f.count || !f.touched) rc = CB_ENOMEM;
+    }
+    if (!rc && kind == CB_NEIGHBOURS_EASE) rc = ease_prepare(&f, err);
     nb_cand *heap = rc ? NULL : cb_malloc(((size_t)k + 1) * sizeof *heap, err);
     int32_t *off = rc ? NULL : cb_calloc((size_t)ni + 1, sizeof *off, err);
-    if (!rc && (!count || !touched || !heap || !off)) rc = CB_ENOMEM;
+    if (!rc && (!heap || !off)) rc = CB_ENOMEM;
     /* the lists grow item by item; capacity doubles from the first estimate */
     size_t cap = ni ? (size_t)ni * (k < 16 ? k : 16) : 1, n_nb = 0;
     int32_t *items = rc ? NULL : cb_malloc(cap * sizeof *items, err);
     float *sims = rc ? NULL : cb_malloc(cap * sizeof *sims, err);
     if (!rc && (!items || !sims)) rc = CB_ENOMEM;
     for (uint32_t i = 0; !rc && i < ni; i++) {
-        uint32_t got = item_list(i, uoff, uitems, ioff, iusers, k, shrink, count, touched, heap);
+        size_t got = kind == CB_NEIGHBOURS_EASE ? ease_list(&f, i, heap) : cosine_list(&f, i, heap);
+        qsort(heap, got, sizeof *heap, cmp_cand_best_first);
         if (n_nb + got > cap) {
             while (n_nb + got > cap) cap *= 2;
             int32_t *pi = cb_realloc_array(items, cap, sizeof *items, err);
@@ -156,18 +263,13 @@ int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t 
             if (ps) sims = ps;
             if (!pi || !ps) rc = CB_ENOMEM;
         }
-        for (uint32_t t = 0; !rc && t < got; t++) {
+        for (size_t t = 0; !rc && t < got; t++) {
             items[n_nb] = (int32_t)heap[t].item;
             sims[n_nb++] = heap[t].sim;
         }
         off[i + 1] = (int32_t)n_nb;
     }
-    free(uoff);
-    free(uitems);
-    free(ioff);
-    free(iusers);
-    free(count);
-    free(touched);
+    fit_ctx_free(&f);
     free(heap);
     nb->off = nb->owned[0] = off;
     nb->item = nb->owned[1] = items;
@@ -224,8 +326,9 @@ int cb_neighbours_save(const cb_neighbours *nb, cb_st_writer *w, cb_error *err) 
         json_error_t je;
         tuning = json_loads(nb->tuning, 0, &je);
     }
-    json_t *meta = json_pack("{s:s,s:I,s:f,s:f,s:o*}", "kind", "cosine", "k", (json_int_t)nb->k, "shrink",
-                             (double)nb->shrink, "weight", (double)nb->weight, "tuning", tuning);
+    json_t *meta = json_pack("{s:s,s:I,s:f,s:f,s:f,s:o*}", "kind", cb_neighbours_kind_name(nb->kind), "k",
+                             (json_int_t)nb->k, "shrink", (double)nb->shrink, "lambda", (double)nb->lambda, "weight",
+                             (double)nb->weight, "tuning", tuning);
     char *s = meta ? json_dumps(meta, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
     json_decref(meta);
     if (!s) return cb_fail(err, CB_ENOMEM, "out of memory serialising the neighbours");
@@ -264,23 +367,27 @@ int cb_neighbours_load(cb_neighbours **out, const cb_st *st, uint32_t n_items, c
     json_t *j = json_loads(meta, 0, &je), *tuning = NULL;
     const char *kind = NULL;
     json_int_t k = 0;
-    double shrink = NAN, weight = NAN;
-    if (!j || json_unpack(j, "{s:s,s:I,s:F,s:F,s?o}", "kind", &kind, "k", &k, "shrink", &shrink, "weight", &weight,
-                          "tuning", &tuning)) {
+    double shrink = NAN, lambda = 0, weight = NAN;
+    if (!j || json_unpack(j, "{s:s,s:I,s:F,s?F,s:F,s?o}", "kind", &kind, "k", &k, "shrink", &shrink, "lambda", &lambda,
+                          "weight", &weight, "tuning", &tuning)) {
         json_decref(j);
-        return cb_fail(err, CB_EFORMAT, "%s: metadata '%s' is not {kind, k, shrink, weight}", path, CB_NEIGHBOURS_META);
+        return cb_fail(err, CB_EFORMAT, "%s: metadata '%s' is not {kind, k, shrink, lambda, weight}", path,
+                       CB_NEIGHBOURS_META);
     }
     int rc = CB_OK;
-    if (strcmp(kind, "cosine"))
-        rc = cb_fail(err, CB_EFORMAT, "%s: neighbours of kind '%s' (this cbrec reads 'cosine')", path, kind);
+    bool ease = !strcmp(kind, "ease");
+    if (!ease && strcmp(kind, "cosine"))
+        rc = cb_fail(err, CB_EFORMAT, "%s: neighbours of kind '%s' (this cbrec reads 'cosine' and 'ease')", path, kind);
     else if (k < 1 || k > INT32_MAX || !isfinite(shrink) || shrink < 0 || !isfinite(weight) || weight < 0 ||
-             weight > 1e6)
-        rc = cb_fail(err, CB_EFORMAT, "%s: neighbours: k %lld, shrink %g, weight %g out of range", path, (long long)k,
-                     shrink, weight);
+             weight > 1e6 || !isfinite(lambda) || lambda < 0 || (ease && !(lambda > 0)))
+        rc = cb_fail(err, CB_EFORMAT, "%s: neighbours: k %lld, shrink %g, lambda %g, weight %g out of range", path,
+                     (long long)k, shrink, lambda, weight);
     cb_neighbours *nb = rc ? NULL : cb_calloc(1, sizeof *nb, err);
     if (!rc && !nb) rc = CB_ENOMEM;
     if (!rc) {
-        *nb = (cb_neighbours){.n_items = n_items, .k = (uint32_t)k, .shrink = (float)shrink, .weight = (float)weight};
+        *nb = (cb_neighbours){.kind = ease ? CB_NEIGHBOURS_EASE : CB_NEIGHBOURS_COSINE, .n_items = n_items,
+                              .k = (uint32_t)k, .shrink = (float)shrink, .lambda = (float)lambda,
+                              .weight = (float)weight};
         if (tuning && !(nb->tuning = json_dumps(tuning, JSON_COMPACT | JSON_ENSURE_ASCII))) rc = CB_ENOMEM;
     }
     int64_t shape[1] = {0};
@@ -306,13 +413,15 @@ int cb_neighbours_load(cb_neighbours **out, const cb_st *st, uint32_t n_items, c
 
 /* ---- choosing the settings on a validation carve */
 
-/* The grid. Small catalogs try every combination; large ones (more than
- * LARGE_CATALOG items) one shrinkage and two K, as each shrinkage is one more
- * fit and each K one more scatter per user. */
+/* The grid: per kind its parameter (the cosine's shrinkage, EASE's lambda;
+ * EASE only where its dense inverse fits), K and w. Large catalogs (more
+ * than LARGE_CATALOG items) try one shrinkage and two K, as each parameter
+ * is one more fit and each K one more scatter per user. */
 static const float grid_shrink[] = {0, 10, 50};
+static const float grid_lambda[] = {100, 300, 1000};
 static const uint32_t grid_k[] = {20, 50, 100, 200};
-static const float grid_w[] = {0, 0.5f, 1, 2, 3, 4, 6, 8, 12};
-#define N_SHRINK (sizeof grid_shrink / sizeof *grid_shrink)
+static const float grid_w[] = {0, 0.5f, 1, 2, 3, 4, 6, 8, 12, 16};
+#define N_PARAM 3
 #define N_K (sizeof grid_k / sizeof *grid_k)
 #define N_W (sizeof grid_w / sizeof *grid_w)
 #define LARGE_CATALOG 100000u
@@ -423,10 +532,13 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     if (tuning_json) *tuning_json = NULL;
     uint32_t ni = cb_dataset_n_items(ds);
     bool large = ni > LARGE_CATALOG;
-    axis shrinks = axis_of(fixed->shrink, grid_shrink, NULL, large ? 2 : N_SHRINK);
+    axis params[2] = {axis_of(fixed->param, grid_shrink, NULL, large ? 1 : N_PARAM),
+                      axis_of(fixed->param, grid_lambda, NULL, N_PARAM)};
+    if (large && fixed->param < 0) params[0].v[0] = grid_shrink[1];
+    bool try_kind[2] = {fixed->kind != CB_NEIGHBOURS_EASE,
+                        fixed->kind != CB_NEIGHBOURS_COSINE && cb_neighbours_ease_fits(ds)};
     axis ks = axis_of(fixed->k ? (float)fixed->k : -1, NULL, grid_k, large ? 2 : N_K);
     axis ws = axis_of(fixed->weight, grid_w, NULL, N_W);
-    if (large && fixed->shrink < 0) shrinks.v[0] = grid_shrink[1], shrinks.n = 1;
     uint32_t k_max = 0;
     for (size_t a = 0; a < ks.n; a++) k_max = (uint32_t)ks.v[a] > k_max ? (uint32_t)ks.v[a] : k_max;
     tune_users t;
@@ -438,24 +550,31 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     double *sums = cb_calloc(N_K * N_W, sizeof *sums, err);
     json_t *grid = json_array();
     if (!tower || !raw || !row || !sums || !grid) rc = CB_ENOMEM;
-    *best = (cb_neighbours_choice){(uint32_t)ks.v[ks.n - 1], shrinks.v[0], 0, -1, NAN, t.n_list};
-    for (size_t a = 0; !rc && a < shrinks.n && t.n_list; a++) {
-        cb_neighbours *nb = NULL;
-        if ((rc = cb_neighbours_fit(&nb, ds, carve->train, carve->n_train, k_max, shrinks.v[a], err))) break;
-        memset(sums, 0, N_K * N_W * sizeof *sums);
-        tune_one_shrink(nb, &t, tower_row, ctx, &ks, &ws, tower, raw, row, sums);
-        cb_neighbours_free(nb);
-        for (size_t b = 0; b < ks.n; b++)
-            for (size_t c = 0; c < ws.n; c++) {
-                double v = sums[b * N_W + c] / (double)t.n_list;
-                json_array_append_new(grid, json_pack("{s:f,s:i,s:f,s:f}", "shrink", (double)shrinks.v[a], "k",
-                                                      (int)ks.v[b], "weight", (double)ws.v[c], "ndcg10", v));
-                if (ws.v[c] == 0) best->ndcg_towers = v;
-                if (v > best->ndcg)
-                    *best = (cb_neighbours_choice){(uint32_t)ks.v[b], shrinks.v[a], ws.v[c], v, best->ndcg_towers,
-                                                   t.n_list};
-            }
-    }
+    cb_neighbours_kind first = try_kind[0] ? CB_NEIGHBOURS_COSINE : CB_NEIGHBOURS_EASE;
+    *best = (cb_neighbours_choice){first, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, t.n_list};
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t a = 0; !rc && try_kind[kind] && a < params[kind].n && t.n_list; a++) {
+            cb_neighbours *nb = NULL;
+            float param = params[kind].v[a];
+            if ((rc = cb_neighbours_fit(&nb, ds, carve->train, carve->n_train, (cb_neighbours_kind)kind, k_max, param,
+                                        err)))
+                break;
+            memset(sums, 0, N_K * N_W * sizeof *sums);
+            tune_one_shrink(nb, &t, tower_row, ctx, &ks, &ws, tower, raw, row, sums);
+            cb_neighbours_free(nb);
+            for (size_t b = 0; b < ks.n; b++)
+                for (size_t c = 0; c < ws.n; c++) {
+                    double v = sums[b * N_W + c] / (double)t.n_list;
+                    json_array_append_new(grid, json_pack("{s:s,s:f,s:i,s:f,s:f}", "kind",
+                                                          cb_neighbours_kind_name((cb_neighbours_kind)kind), "param",
+                                                          (double)param, "k", (int)ks.v[b], "weight", (double)ws.v[c],
+                                                          "ndcg10", v));
+                    if (ws.v[c] == 0) best->ndcg_towers = v;
+                    if (v > best->ndcg)
+                        *best = (cb_neighbours_choice){(cb_neighbours_kind)kind, (uint32_t)ks.v[b], param, ws.v[c], v,
+                                                       best->ndcg_towers, t.n_list};
+                }
+        }
     if (!rc && tuning_json) {
         json_t *doc = json_pack("{s:s,s:f,s:I,s:f,s:O}", "carve", "per-user validation carve of the training ratings",
                                 "threshold", (double)threshold, "users", (json_int_t)t.n_list, "towers_ndcg10",

@@ -28,11 +28,20 @@
 #include <stdint.h>
 
 #define CB_NEIGHBOURS_META "neighbours"
+#define CB_NEIGHBOURS_MAX_DENSE 8000u /* EASE: the dense inverse's side (the fewer of users and items) */
+
+/* How the item-item weights are learned. */
+typedef enum cb_neighbours_kind {
+    CB_NEIGHBOURS_COSINE = 0, /* co-counts / (sqrt(n_i n_j) + shrink): any size */
+    CB_NEIGHBOURS_EASE = 1    /* EASE's closed form, top K of each row: min(users, items) <= MAX_DENSE */
+} cb_neighbours_kind;
 
 typedef struct cb_neighbours {
+    cb_neighbours_kind kind;
     uint32_t n_items;     /* catalog size the lists index */
     uint32_t k;           /* at most k neighbours per item */
     float shrink;         /* the cosine's shrinkage */
+    float lambda;         /* EASE's L2 weight */
     float weight;         /* w: the ranking adds w * (normalised neighbour score) */
     const int32_t *off;   /* [n_items + 1] CSR offsets */
     const int32_t *item;  /* [off[n_items]] neighbours, most similar first */
@@ -41,11 +50,15 @@ typedef struct cb_neighbours {
     void *owned[3];       /* fitted: off, item, sim; loaded: NULL (they point into the file) */
 } cb_neighbours;
 
-/* Fit the lists (k most similar, shrink) from the training ratings
+/* Fit the lists (the k largest positive weights of each item; param = the
+ * cosine's shrinkage or EASE's lambda) from the training ratings
  * ds->ratings[train[0..n_train)] (each user-item pair counts once, whatever
  * its rating). weight starts at 0. k >= 1. */
-int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train, uint32_t k,
-                      float shrink, cb_error *err);
+int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                      cb_neighbours_kind kind, uint32_t k, float param, cb_error *err);
+/* "cosine" / "ease"; whether EASE's dense inverse fits this dataset. */
+const char *cb_neighbours_kind_name(cb_neighbours_kind kind);
+bool cb_neighbours_ease_fits(const cb_dataset *ds);
 void cb_neighbours_free(cb_neighbours *nb); /* NULL is a no-op */
 
 /* The raw neighbour scores of a history: row[0..n_items) = sum over the
@@ -73,14 +86,16 @@ int cb_neighbours_load(cb_neighbours **out, const cb_st *st, uint32_t n_items, c
 typedef void (*cb_tower_row_fn)(void *ctx, uint32_t user, float *row);
 
 typedef struct cb_neighbours_choice {
+    int kind;                 /* cb_neighbours_kind; -1 in `fixed`: try both */
     uint32_t k;
-    float shrink, weight;
+    float param, weight;      /* param: the shrinkage (cosine) or lambda (EASE); < 0 in `fixed`: tune */
     double ndcg, ndcg_towers; /* validation NDCG@10 with the choice, and with w = 0 */
     size_t n_users;           /* carve users measured */
 } cb_neighbours_choice;
 
-/* Try every (shrink, K, w) of a small grid (a setting given in `fixed`:
- * k > 0, shrink >= 0, weight >= 0, replaces its row of the grid): lists fitted on carve->train,
+/* Try every (kind, param, K, w) of a small grid (a setting given in `fixed`:
+ * kind >= 0, k > 0, param >= 0, weight >= 0, replaces its row of the grid;
+ * EASE only where cb_neighbours_ease_fits): lists fitted on carve->train,
  * per carve user with a relevant validation item (rating >= threshold) the
  * tower row plus w times the neighbour row, training items removed, NDCG@10
  * against the validation items. At most max_users users (evenly spread over the user indices).

@@ -37,7 +37,8 @@ typedef struct cb_train_config {
      * shrinkage and the blend weight; CB_NEIGHBOURS_AUTO: chosen on a
      * per-user validation carve of the training ratings */
     uint32_t neighbours;
-    float neighbour_shrink, neighbour_weight;
+    int neighbour_kind;          /* cb_neighbours_kind, or -1: auto */
+    float neighbour_shrink, neighbour_lambda, neighbour_weight;
 } cb_train_config;
 
 #define CB_NEIGHBOURS_AUTO UINT32_MAX      /* "auto" of the key neighbours */

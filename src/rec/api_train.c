@@ -198,6 +198,13 @@ static void tower_row(void *ctx, uint32_t user, float *row) {
     cb_bundle_rank_scores(b, b->user_vecs + (size_t)user * b->dim, row);
 }
 
+/* The parameter of the kind tc fixes (the shrinkage or lambda), -1 when tuned. */
+static float neighbour_param(const cb_train_config *tc) {
+    if (tc->neighbour_kind == CB_NEIGHBOURS_COSINE) return tc->neighbour_shrink;
+    if (tc->neighbour_kind == CB_NEIGHBOURS_EASE) return tc->neighbour_lambda;
+    return -1;
+}
+
 /* Choose K, shrink and w where tc says "auto": towers trained like `in` on a
  * per-user carve (20 %) of in's training ratings, the neighbour lists fitted
  * on the same part, NDCG@10 on the carved-out ratings (relevant: the top
@@ -218,8 +225,8 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
     cb_bundle *tb = NULL;
     rc = cb_bundle_train(&tb, &ti, NULL, err);
     if (rc == CB_ENUMERIC && tb && tb->item_vecs) rc = CB_OK;
-    cb_neighbours_choice fixed = {tc->neighbours == CB_NEIGHBOURS_AUTO ? 0 : tc->neighbours, tc->neighbour_shrink,
-                                  tc->neighbour_weight, 0, 0, 0};
+    cb_neighbours_choice fixed = {tc->neighbour_kind, tc->neighbours == CB_NEIGHBOURS_AUTO ? 0 : tc->neighbours,
+                                  neighbour_param(tc), tc->neighbour_weight, 0, 0, 0};
     float threshold = ds->y_min + 0.75f * (ds->y_max - ds->y_min);
     if (!rc) rc = cb_neighbours_tune(ch, tuning, &fixed, ds, &carve, threshold, 2000, tower_row, tb, err);
     cb_bundle_free(tb);
@@ -228,16 +235,19 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
 }
 
 /* Fit the neighbour lists on in's training ratings with tc's settings (tuned
- * where "auto") and attach them to b; nothing when tc turns them off, the
+ * where "auto"; "auto" tries EASE only where it fits, an explicit EASE that
+ * does not fit is CB_EINVAL) and attach them to b; nothing when tc turns them off, the
  * model does not rank by retrieval, or the carve chose weight 0. */
 static int fit_neighbours(cb_bundle *b, const cb_bundle_train_input *in, const cb_train_config *tc, cb_error *err) {
     if (tc->neighbours == 0 || !cb_bundle_has_retrieval(b)) return CB_OK;
-    bool tuned = tc->neighbours == CB_NEIGHBOURS_AUTO || tc->neighbour_shrink < 0 || tc->neighbour_weight < 0;
-    cb_neighbours_choice ch = {tc->neighbours, tc->neighbour_shrink, tc->neighbour_weight, 0, 0, 0};
+    bool tuned = tc->neighbours == CB_NEIGHBOURS_AUTO || neighbour_param(tc) < 0 || tc->neighbour_weight < 0;
+    cb_neighbours_choice ch = {tc->neighbour_kind, tc->neighbours, neighbour_param(tc), tc->neighbour_weight, 0, 0, 0};
     char *tuning = NULL;
     int rc = tuned ? tune_neighbours(&ch, &tuning, in, tc, err) : CB_OK;
     cb_neighbours *nb = NULL;
-    if (!rc && ch.weight > 0) rc = cb_neighbours_fit(&nb, in->ds, in->train_idx, in->n_train, ch.k, ch.shrink, err);
+    if (!rc && ch.weight > 0)
+        rc = cb_neighbours_fit(&nb, in->ds, in->train_idx, in->n_train, (cb_neighbours_kind)ch.kind, ch.k, ch.param,
+                               err);
     if (nb) {
         nb->weight = ch.weight;
         nb->tuning = tuning;
