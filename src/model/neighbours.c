@@ -295,6 +295,8 @@ float cb_neighbours_row(const cb_neighbours *nb, const uint32_t *hist, size_t n_
     return max;
 }
 
+float cb_neighbours_divisor(const cb_neighbours *nb, float max) { return !(max > 0) ? 0 : nb->raw ? 1 : max; }
+
 void cb_neighbours_blend(float *row, const float *raw, size_t n, float max, float w) {
     if (!(max > 0) || w == 0) return;
     float scale = w / max;
@@ -326,9 +328,9 @@ int cb_neighbours_save(const cb_neighbours *nb, cb_st_writer *w, cb_error *err) 
         json_error_t je;
         tuning = json_loads(nb->tuning, 0, &je);
     }
-    json_t *meta = json_pack("{s:s,s:I,s:f,s:f,s:f,s:o*}", "kind", cb_neighbours_kind_name(nb->kind), "k",
+    json_t *meta = json_pack("{s:s,s:I,s:f,s:f,s:f,s:s,s:o*}", "kind", cb_neighbours_kind_name(nb->kind), "k",
                              (json_int_t)nb->k, "shrink", (double)nb->shrink, "lambda", (double)nb->lambda, "weight",
-                             (double)nb->weight, "tuning", tuning);
+                             (double)nb->weight, "divisor", nb->raw ? "one" : "max", "tuning", tuning);
     char *s = meta ? json_dumps(meta, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
     json_decref(meta);
     if (!s) return cb_fail(err, CB_ENOMEM, "out of memory serialising the neighbours");
@@ -365,11 +367,11 @@ int cb_neighbours_load(cb_neighbours **out, const cb_st *st, uint32_t n_items, c
     const char *path = cb_st_path(st);
     json_error_t je;
     json_t *j = json_loads(meta, 0, &je), *tuning = NULL;
-    const char *kind = NULL;
+    const char *kind = NULL, *divisor = "max";
     json_int_t k = 0;
     double shrink = NAN, lambda = 0, weight = NAN;
-    if (!j || json_unpack(j, "{s:s,s:I,s:F,s?F,s:F,s?o}", "kind", &kind, "k", &k, "shrink", &shrink, "lambda", &lambda,
-                          "weight", &weight, "tuning", &tuning)) {
+    if (!j || json_unpack(j, "{s:s,s:I,s:F,s?F,s:F,s?s,s?o}", "kind", &kind, "k", &k, "shrink", &shrink, "lambda",
+                          &lambda, "weight", &weight, "divisor", &divisor, "tuning", &tuning)) {
         json_decref(j);
         return cb_fail(err, CB_EFORMAT, "%s: metadata '%s' is not {kind, k, shrink, lambda, weight}", path,
                        CB_NEIGHBOURS_META);
@@ -379,15 +381,16 @@ int cb_neighbours_load(cb_neighbours **out, const cb_st *st, uint32_t n_items, c
     if (!ease && strcmp(kind, "cosine"))
         rc = cb_fail(err, CB_EFORMAT, "%s: neighbours of kind '%s' (this cbrec reads 'cosine' and 'ease')", path, kind);
     else if (k < 1 || k > INT32_MAX || !isfinite(shrink) || shrink < 0 || !isfinite(weight) || weight < 0 ||
-             weight > 1e6 || !isfinite(lambda) || lambda < 0 || (ease && !(lambda > 0)))
-        rc = cb_fail(err, CB_EFORMAT, "%s: neighbours: k %lld, shrink %g, lambda %g, weight %g out of range", path,
-                     (long long)k, shrink, lambda, weight);
+             weight > 1e6 || !isfinite(lambda) || lambda < 0 || (ease && !(lambda > 0)) ||
+             (strcmp(divisor, "max") && strcmp(divisor, "one")))
+        rc = cb_fail(err, CB_EFORMAT, "%s: neighbours: k %lld, shrink %g, lambda %g, weight %g, divisor '%s' out of range",
+                     path, (long long)k, shrink, lambda, weight, divisor);
     cb_neighbours *nb = rc ? NULL : cb_calloc(1, sizeof *nb, err);
     if (!rc && !nb) rc = CB_ENOMEM;
     if (!rc) {
         *nb = (cb_neighbours){.kind = ease ? CB_NEIGHBOURS_EASE : CB_NEIGHBOURS_COSINE, .n_items = n_items,
                               .k = (uint32_t)k, .shrink = (float)shrink, .lambda = (float)lambda,
-                              .weight = (float)weight};
+                              .weight = (float)weight, .raw = !strcmp(divisor, "one")};
         if (tuning && !(nb->tuning = json_dumps(tuning, JSON_COMPACT | JSON_ENSURE_ASCII))) rc = CB_ENOMEM;
     }
     int64_t shape[1] = {0};
@@ -504,7 +507,8 @@ static int tune_users_make(tune_users *t, const cb_dataset *ds, const cb_split *
     return rc;
 }
 
-/* Accumulate NDCG sums[k][w] for one fitted shrinkage over every measured user. */
+/* Accumulate NDCG sums[divisor][k][w] for one fitted list over every measured
+ * user (divisor 0: the user's maximum, 1: one). */
 static void tune_one_shrink(const cb_neighbours *nb, const tune_users *t, cb_tower_row_fn tower_row, void *ctx,
                             const axis *ks, const axis *ws, float *tower, float *raw, float *row, double *sums) {
     uint32_t ni = nb->n_items;
@@ -516,11 +520,13 @@ static void tune_one_shrink(const cb_neighbours *nb, const tune_users *t, cb_tow
         for (size_t h = 0; h < n_hist; h++) tower[hist[h]] = -INFINITY;
         for (size_t a = 0; a < ks->n; a++) {
             float max = cb_neighbours_row(nb, hist, n_hist, (uint32_t)ks->v[a], raw);
-            for (size_t b = 0; b < ws->n; b++) {
-                memcpy(row, tower, (size_t)ni * sizeof *row);
-                cb_neighbours_blend(row, raw, ni, max, ws->v[b]);
-                sums[a * N_W + b] += ndcg_at_10(row, ni, t->ritem + t->roff[u], t->roff[u + 1] - t->roff[u]);
-            }
+            for (size_t d = 0; d < 2; d++)
+                for (size_t b = 0; b < ws->n; b++) {
+                    memcpy(row, tower, (size_t)ni * sizeof *row);
+                    cb_neighbours_blend(row, raw, ni, d && max > 0 ? 1.0f : max, ws->v[b]);
+                    sums[(d * N_K + a) * N_W + b] +=
+                        ndcg_at_10(row, ni, t->ritem + t->roff[u], t->roff[u + 1] - t->roff[u]);
+                }
         }
     }
 }
@@ -547,11 +553,11 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     float *tower = cb_malloc(((size_t)ni + 1) * sizeof *tower, err);
     float *raw = cb_malloc(((size_t)ni + 1) * sizeof *raw, err);
     float *row = cb_malloc(((size_t)ni + 1) * sizeof *row, err);
-    double *sums = cb_calloc(N_K * N_W, sizeof *sums, err);
+    double *sums = cb_calloc(2 * N_K * N_W, sizeof *sums, err);
     json_t *grid = json_array();
     if (!tower || !raw || !row || !sums || !grid) rc = CB_ENOMEM;
     cb_neighbours_kind first = try_kind[0] ? CB_NEIGHBOURS_COSINE : CB_NEIGHBOURS_EASE;
-    *best = (cb_neighbours_choice){first, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, t.n_list};
+    *best = (cb_neighbours_choice){first, false, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, t.n_list};
     for (int kind = 0; kind < 2; kind++)
         for (size_t a = 0; !rc && try_kind[kind] && a < params[kind].n && t.n_list; a++) {
             cb_neighbours *nb = NULL;
@@ -559,21 +565,23 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
             if ((rc = cb_neighbours_fit(&nb, ds, carve->train, carve->n_train, (cb_neighbours_kind)kind, k_max, param,
                                         err)))
                 break;
-            memset(sums, 0, N_K * N_W * sizeof *sums);
+            memset(sums, 0, 2 * N_K * N_W * sizeof *sums);
             tune_one_shrink(nb, &t, tower_row, ctx, &ks, &ws, tower, raw, row, sums);
             cb_neighbours_free(nb);
-            for (size_t b = 0; b < ks.n; b++)
-                for (size_t c = 0; c < ws.n; c++) {
-                    double v = sums[b * N_W + c] / (double)t.n_list;
-                    json_array_append_new(grid, json_pack("{s:s,s:f,s:i,s:f,s:f}", "kind",
-                                                          cb_neighbours_kind_name((cb_neighbours_kind)kind), "param",
-                                                          (double)param, "k", (int)ks.v[b], "weight", (double)ws.v[c],
-                                                          "ndcg10", v));
-                    if (ws.v[c] == 0) best->ndcg_towers = v;
-                    if (v > best->ndcg)
-                        *best = (cb_neighbours_choice){(cb_neighbours_kind)kind, (uint32_t)ks.v[b], param, ws.v[c], v,
-                                                       best->ndcg_towers, t.n_list};
-                }
+            for (size_t d = 0; d < 2; d++)
+                for (size_t b = 0; b < ks.n; b++)
+                    for (size_t c = 0; c < ws.n; c++) {
+                        double v = sums[(d * N_K + b) * N_W + c] / (double)t.n_list;
+                        json_array_append_new(
+                            grid, json_pack("{s:s,s:f,s:i,s:s,s:f,s:f}", "kind",
+                                            cb_neighbours_kind_name((cb_neighbours_kind)kind), "param", (double)param,
+                                            "k", (int)ks.v[b], "divisor", d ? "one" : "max", "weight",
+                                            (double)ws.v[c], "ndcg10", v));
+                        if (ws.v[c] == 0) best->ndcg_towers = v;
+                        if (v > best->ndcg)
+                            *best = (cb_neighbours_choice){(cb_neighbours_kind)kind, d == 1, (uint32_t)ks.v[b], param,
+                                                           ws.v[c], v, best->ndcg_towers, t.n_list};
+                    }
         }
     if (!rc && tuning_json) {
         json_t *doc = json_pack("{s:s,s:f,s:I,s:f,s:O}", "carve", "per-user validation carve of the training ratings",

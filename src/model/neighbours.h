@@ -5,7 +5,8 @@
  * matrix), and the blend weight w. At ranking time an item's neighbour score
  * for a history H is sum_{j in H} sim(j, item) over the lists of H's items,
  * divided by the user's largest such score (so it lies in [0, 1] and w is in
- * the units of the towers' retrieval score); the ranking adds w times it
+ * the units of the towers' retrieval score) or taken as it is (the carve
+ * chooses); the ranking adds w times it
  * (src/rec/pipeline.c). Items without interactions have no lists and score 0.
  *
  * w, K and the shrinkage are chosen by cb_neighbours_tune on a per-user
@@ -42,7 +43,8 @@ typedef struct cb_neighbours {
     uint32_t k;           /* at most k neighbours per item */
     float shrink;         /* the cosine's shrinkage */
     float lambda;         /* EASE's L2 weight */
-    float weight;         /* w: the ranking adds w * (normalised neighbour score) */
+    float weight;         /* w: the ranking adds w * (neighbour score / divisor) */
+    bool raw;             /* divisor 1 (the raw sum); false: the user's largest neighbour score */
     const int32_t *off;   /* [n_items + 1] CSR offsets */
     const int32_t *item;  /* [off[n_items]] neighbours, most similar first */
     const float *sim;     /* [off[n_items]] their similarity, > 0 */
@@ -66,6 +68,9 @@ void cb_neighbours_free(cb_neighbours *nb); /* NULL is a no-op */
  * `k` neighbours of each (0 = all kept). Returns the row's maximum (0 when
  * nothing scored). */
 float cb_neighbours_row(const cb_neighbours *nb, const uint32_t *hist, size_t n_hist, uint32_t k, float *row);
+/* The divisor of a row whose maximum is max: max, or 1 for nb->raw; 0
+ * when nothing scored (max <= 0). */
+float cb_neighbours_divisor(const cb_neighbours *nb, float max);
 /* row[i] += w * raw[i] / max for i < n (nothing when max <= 0 or w == 0). */
 void cb_neighbours_blend(float *row, const float *raw, size_t n, float max, float w);
 /* Which history item contributes most to `item`'s neighbour score: its
@@ -87,6 +92,7 @@ typedef void (*cb_tower_row_fn)(void *ctx, uint32_t user, float *row);
 
 typedef struct cb_neighbours_choice {
     int kind;                 /* cb_neighbours_kind; -1 in `fixed`: try both */
+    bool raw;                 /* the divisor (cb_neighbours_divisor): 1, else the user's maximum */
     uint32_t k;
     float param, weight;      /* param: the shrinkage (cosine) or lambda (EASE); < 0 in `fixed`: tune */
     double ndcg, ndcg_towers; /* validation NDCG@10 with the choice, and with w = 0 */

@@ -126,7 +126,7 @@ static const cb_config_key_def keys[] = {
      * training run); the grid and what each setting measured are kept in the
      * model file (metadata "neighbours"). Fixing every setting skips that run. */
     {"neighbours", "auto|K", "auto", "rank by the towers plus an item-item neighbour score from the user's history: "
-     "K neighbours per item by cosine over the training interactions (0 = off; models trained for retrieval)",
+     "K neighbours per item, learned from the training interactions (0 = off; models trained for retrieval)",
      "neighbours", CB_KEY_U32, TC(neighbours), 0, 0, 100000, 0, nb_auto},
     {"neighbour-kind", "auto|cosine|ease", "auto", "the item-item weights: cosine (any size) or EASE's closed "
      "form, top K per item (when the fewer of users and items is at most 8000)", "neighbours", CB_KEY_ENUM,

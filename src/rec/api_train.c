@@ -225,7 +225,7 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
     cb_bundle *tb = NULL;
     rc = cb_bundle_train(&tb, &ti, NULL, err);
     if (rc == CB_ENUMERIC && tb && tb->item_vecs) rc = CB_OK;
-    cb_neighbours_choice fixed = {tc->neighbour_kind, tc->neighbours == CB_NEIGHBOURS_AUTO ? 0 : tc->neighbours,
+    cb_neighbours_choice fixed = {tc->neighbour_kind, false, tc->neighbours == CB_NEIGHBOURS_AUTO ? 0 : tc->neighbours,
                                   neighbour_param(tc), tc->neighbour_weight, 0, 0, 0};
     float threshold = ds->y_min + 0.75f * (ds->y_max - ds->y_min);
     if (!rc) rc = cb_neighbours_tune(ch, tuning, &fixed, ds, &carve, threshold, 2000, tower_row, tb, err);
@@ -241,7 +241,8 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
 static int fit_neighbours(cb_bundle *b, const cb_bundle_train_input *in, const cb_train_config *tc, cb_error *err) {
     if (tc->neighbours == 0 || !cb_bundle_has_retrieval(b)) return CB_OK;
     bool tuned = tc->neighbours == CB_NEIGHBOURS_AUTO || neighbour_param(tc) < 0 || tc->neighbour_weight < 0;
-    cb_neighbours_choice ch = {tc->neighbour_kind, tc->neighbours, neighbour_param(tc), tc->neighbour_weight, 0, 0, 0};
+    cb_neighbours_choice ch = {tc->neighbour_kind, false, tc->neighbours, neighbour_param(tc), tc->neighbour_weight,
+                               0, 0, 0};
     char *tuning = NULL;
     int rc = tuned ? tune_neighbours(&ch, &tuning, in, tc, err) : CB_OK;
     cb_neighbours *nb = NULL;
@@ -250,6 +251,7 @@ static int fit_neighbours(cb_bundle *b, const cb_bundle_train_input *in, const c
                                err);
     if (nb) {
         nb->weight = ch.weight;
+        nb->raw = ch.raw;
         nb->tuning = tuning;
         tuning = NULL;
         cb_neighbours_free(b->neighbours);

@@ -242,7 +242,8 @@ bool cb_rec_neighbours_on(const cb_recommender *rec, const cb_recommend_config *
 }
 
 float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, float *raw) {
-    return cb_neighbours_row(rec->r->neighbours, hist, n_hist, 0, raw);
+    const cb_neighbours *nb = rec->r->neighbours;
+    return cb_neighbours_divisor(nb, cb_neighbours_row(nb, hist, n_hist, 0, raw));
 }
 
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by) {
@@ -260,7 +261,7 @@ typedef struct run {
     const uint64_t *excl;   /* per-call exclusions over model items */
     const float *q;         /* the ranking query: v_u on the criterion's part (cb_rec_query) */
     float *nb_raw;          /* the neighbour scores of the profile's history [n_items], or NULL (off) */
-    float nb_max;           /* their maximum (> 0 when nb_raw is set) */
+    float nb_max;           /* their divisor (cb_rec_neighbour_row; > 0 when nb_raw is set) */
     hits hs;
     uint32_t genres[32], n_genres;
     int group;

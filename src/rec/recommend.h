@@ -292,7 +292,8 @@ bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by);
  * ranking score (pipeline.c, batch.c), so no shortcut on the dot applies. */
 bool cb_rec_neighbours_on(const cb_recommender *rec, const cb_recommend_config *cfg);
 /* The neighbour term of a history for every model item: raw[n_items] and its
- * maximum (model/neighbours.h); the term of item i is w * raw[i] / max. */
+ * divisor (model/neighbours.h; 0: nothing scored); the term of item i is
+ * w * raw[i] / divisor. */
 float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, float *raw);
 /* The name of that criterion ("predicted rating", ...), for lists and JSON. */
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by);
