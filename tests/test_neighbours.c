@@ -22,7 +22,7 @@
 static cb_dataset *planted(cb_error *err) {
     cb_dataset_builder *b = NULL;
     assert_int_equal(cb_dataset_builder_create(&b, "planted", NULL, err), CB_OK);
-    char ubuf[N_USERS * 10][8], ibuf[N_USERS * 10][8];
+    char ubuf[N_USERS * 10][16], ibuf[N_USERS * 10][16];
     const char *users[N_USERS * 10], *items[N_USERS * 10];
     float ys[N_USERS * 10];
     size_t n = 0;
@@ -45,13 +45,12 @@ static cb_dataset *planted(cb_error *err) {
     }
     assert_int_equal(cb_dataset_builder_add_ratings(b, users, items, ys, NULL, n, err), CB_OK);
     const char *ids[N_ITEMS], *genres[N_ITEMS], *titles[N_ITEMS];
-    char tbuf[N_ITEMS][24];
+    char tbuf[N_ITEMS][24], idb[N_ITEMS][16];
     for (int i = 0; i < N_ITEMS; i++) {
         snprintf(tbuf[i], sizeof tbuf[i], "Film %d", i);
-        ids[i] = ibuf[0], genres[i] = "Drama", titles[i] = tbuf[i];
+        snprintf(idb[i], sizeof idb[i], "i%d", i);
+        ids[i] = idb[i], genres[i] = "Drama", titles[i] = tbuf[i];
     }
-    char idb[N_ITEMS][8];
-    for (int i = 0; i < N_ITEMS; i++) snprintf(idb[i], sizeof idb[i], "i%d", i), ids[i] = idb[i];
     assert_int_equal(cb_dataset_builder_add_column(b, 0, "title", "title", ids, titles, NULL, N_ITEMS, NULL, err),
                      CB_OK);
     assert_int_equal(cb_dataset_builder_add_column(b, 0, "genres", "multi", ids, genres, NULL, N_ITEMS, "|", err),
