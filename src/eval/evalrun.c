@@ -420,8 +420,10 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
     r->eval_seconds = cb_now() - t0;
     const cb_neighbours *nb = b ? b->neighbours : NULL;
     if (nb)
-        snprintf(r->settings, sizeof r->settings, "neighbours: k %u, shrink %g, weight %g (chosen on the carve)", nb->k,
-                 (double)nb->shrink, (double)nb->weight);
+        snprintf(r->settings, sizeof r->settings, "neighbours: %s %s %g, k %u, weight %g%s (chosen on the carve)",
+                 cb_neighbours_kind_name(nb->kind), nb->kind == CB_NEIGHBOURS_EASE ? "lambda" : "shrink",
+                 (double)(nb->kind == CB_NEIGHBOURS_EASE ? nb->lambda : nb->shrink), nb->k, (double)nb->weight,
+                 nb->raw ? " (raw)" : "");
     /* the same model ranking by its towers alone: what the neighbour component adds */
     if (!rc && nb && c->topn_enabled && (c->models & (1u << CB_EVALRUN_CBREC_TOWERS)) &&
         !(rc = cb_config_set(opts, "neighbours", "false", err)) &&

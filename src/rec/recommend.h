@@ -27,8 +27,10 @@
  *                              into the index's answer by their dot).
  *   filter    dedupe; drop items the user rated (unless include-seen), blocked,
  *             excluded or not allowed items.
- *   rank      v_u computed once; score = cb_rec_rank_score (the predicted rating
- *             by default); ties to the higher v_u . v_m, then the lower index; top n.
+ *   rank      v_u computed once; score = cb_rec_rank_score (the retrieval score
+ *             by default) + w x the neighbour score of the user's history
+ *             (model/neighbours.h); ties to the higher v_u . v_m, then the lower
+ *             index; top n.
  *   diversify optional MMR re-rank or per-genre cap.
  *   explain   every item lists the sources that retrieved it and the criterion.
  * The result is a pure function of the model, table, profile and config.
@@ -258,7 +260,8 @@ static inline void cb_bit_set(uint64_t *b, size_t i) { b[i >> 6] |= 1ULL << (i &
 static inline bool cb_bit_get(const uint64_t *b, size_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
 
 /* THE ranking score (pipeline.c): every list cbrec ranks, single or batch,
- * orders items by this value (ties: higher dot, then lower item). `dot` is
+ * orders items by this value (ties: higher dot, then lower item), plus the
+ * neighbour term of the user's history where cb_rec_neighbours_on. `dot` is
  * v_u . v_m of the item. */
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item);
 /* The same score for a whole row of dots, row[j] = the dot of item j (model
