@@ -198,6 +198,11 @@ static void tower_row(void *ctx, uint32_t user, float *row) {
     cb_bundle_rank_scores(b, b->user_vecs + (size_t)user * b->dim, row);
 }
 
+/* The progress function stopped the training before its last epoch (not early stopping). */
+static bool stopped_by_caller(const cb_train_result *res, const cb_model_config *mc) {
+    return res->epochs_run < mc->epochs && !res->early_stopped;
+}
+
 /* The parameter of the kind tc fixes (the shrinkage or lambda), -1 when tuned. */
 static float neighbour_param(const cb_train_config *tc) {
     if (tc->neighbour_kind == CB_NEIGHBOURS_COSINE) return tc->neighbour_shrink;
@@ -221,10 +226,16 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
     ti.valid_idx = ti.test_idx = NULL;
     ti.n_valid = ti.n_test = 0;
     ti.seen_all_ratings = false;
-    ti.on_epoch = NULL;
     cb_bundle *tb = NULL;
-    rc = cb_bundle_train(&tb, &ti, NULL, err);
+    cb_train_result tres = {0};
+    rc = cb_bundle_train(&tb, &ti, &tres, err); /* the caller's progress function sees it and can stop it */
     if (rc == CB_ENUMERIC && tb && tb->item_vecs) rc = CB_OK;
+    if (!rc && stopped_by_caller(&tres, &ti.model)) { /* stopped: no component (weight 0) */
+        ch->weight = 0;
+        cb_bundle_free(tb);
+        cb_split_free(&carve);
+        return CB_OK;
+    }
     cb_neighbours_choice fixed = {tc->neighbour_kind, false, tc->neighbours == CB_NEIGHBOURS_AUTO ? 0 : tc->neighbours,
                                   neighbour_param(tc), tc->neighbour_weight, 0, 0, 0};
     float threshold = ds->y_min + 0.75f * (ds->y_max - ds->y_min);
@@ -279,7 +290,8 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
                                 .test_idx = sp->n_test ? sp->test : NULL, .n_test = sp->n_test};
     if (!resume) cb_bundle_objective_for_data(&in.model, ds);
     rc = resume ? cb_bundle_resume(resume, &in, &o->res, err) : cb_bundle_train(out, &in, &o->res, err);
-    if (!resume && *out && (rc == CB_OK || rc == CB_ENUMERIC) && (*out)->item_vecs) {
+    if (!resume && *out && (rc == CB_OK || rc == CB_ENUMERIC) && (*out)->item_vecs &&
+        !stopped_by_caller(&o->res, &in.model)) {
         int nrc = fit_neighbours(*out, &in, tc, err);
         if (nrc) {
             cb_bundle_free(*out);
