@@ -198,6 +198,14 @@ static void tower_row(void *ctx, uint32_t user, float *row) {
     cb_bundle_rank_scores(b, b->user_vecs + (size_t)user * b->dim, row);
 }
 
+/* The carve's tower training passes its mid-epoch ticks to the caller's
+ * progress function, so the caller can stop it (Ctrl-C in Python), but not
+ * its epoch ends: the epochs the caller counts are those of its model. */
+static int tuning_tick(const cb_epoch_report *r, void *ctx) {
+    const cb_bundle_train_input *in = ctx;
+    return r->end_of_epoch ? 0 : in->on_epoch(r, in->ctx);
+}
+
 /* The progress function stopped the training before its last epoch (not early stopping). */
 static bool stopped_by_caller(const cb_train_result *res, const cb_model_config *mc) {
     return res->epochs_run < mc->epochs && !res->early_stopped;
@@ -226,9 +234,11 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
     ti.valid_idx = ti.test_idx = NULL;
     ti.n_valid = ti.n_test = 0;
     ti.seen_all_ratings = false;
+    ti.on_epoch = in->on_epoch ? tuning_tick : NULL;
+    ti.ctx = (void *)in;
     cb_bundle *tb = NULL;
     cb_train_result tres = {0};
-    rc = cb_bundle_train(&tb, &ti, &tres, err); /* the caller's progress function sees it and can stop it */
+    rc = cb_bundle_train(&tb, &ti, &tres, err);
     if (rc == CB_ENUMERIC && tb && tb->item_vecs) rc = CB_OK;
     if (!rc && stopped_by_caller(&tres, &ti.model)) { /* stopped: no component (weight 0) */
         ch->weight = 0;
