@@ -84,12 +84,13 @@ static void end_to_end(void **state) {
             if (!strcmp(res[i].model, cb_evalrun_model_name((cb_evalrun_model)k))) m = k;
         assert_true(m >= 0);
         rmse[m] = res[i].rating.rmse;
-        /* the implicit ranker, EASE, item-kNN and content-kNN predict no rating */
+        /* the implicit ranker, EASE, item-kNN, content-kNN and the towers-only list of cbrec predict no rating */
         bool ranks_only = m == CB_EVALRUN_IMPLICIT || m == CB_EVALRUN_EASE || m == CB_EVALRUN_ITEM_KNN ||
-                          m == CB_EVALRUN_CONTENT_KNN;
+                          m == CB_EVALRUN_CONTENT_KNN || m == CB_EVALRUN_CBREC_TOWERS;
         assert_true(ranks_only ? isnan(rmse[m]) : isfinite(rmse[m]));
-        /* EASE and item-kNN say which setting the validation carve chose */
-        assert_int_equal(res[i].settings[0] != 0, m == CB_EVALRUN_EASE || m == CB_EVALRUN_ITEM_KNN);
+        /* EASE, item-kNN and cbrec (its neighbour component) say which setting the validation carve chose */
+        assert_int_equal(res[i].settings[0] != 0,
+                         m == CB_EVALRUN_EASE || m == CB_EVALRUN_ITEM_KNN || m == CB_EVALRUN_CBREC);
         assert_int_equal(res[i].n_test, sp.n_test);
         /* the global mean has no top-N (all items tie); everything else has */
         assert_int_equal(res[i].has_topn, m != CB_EVALRUN_GLOBAL);

@@ -178,7 +178,13 @@ static void format(const cb_config_key_def *k, const void *values, char *buf, si
     int64_t i = 0;
     switch (k->type) {
     case CB_KEY_F64: snprintf(buf, size, "%.15g", *(const double *)src); return;
-    case CB_KEY_F32: snprintf(buf, size, "%.7g", (double)*(const float *)src); return;
+    case CB_KEY_F32: /* a named value ("auto" = -1) reads back as its name */
+        if (k->choices && (name = choice_name(k->choices, (int64_t)*(const float *)src)) &&
+            (float)(int64_t)*(const float *)src == *(const float *)src)
+            snprintf(buf, size, "%s", name);
+        else
+            snprintf(buf, size, "%.7g", (double)*(const float *)src);
+        return;
     case CB_KEY_STRING: snprintf(buf, size, "%s", *(const char *const *)src ? *(const char *const *)src : ""); return;
     case CB_KEY_BOOL:
         if (k->choices) snprintf(buf, size, "%s", *(const int *)src == k->choices[1].value ? "true" : "false");

@@ -13,7 +13,7 @@
 
 static const char *const model_names[CB_EVALRUN_N_MODELS] = {
     "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd", "two-tower/implicit",
-    "ease", "item-knn", "cbrec", "content-knn"};
+    "ease", "item-knn", "cbrec", "content-knn", "cbrec-towers"};
 
 const char *cb_evalrun_model_name(cb_evalrun_model m) {
     return (unsigned)m < CB_EVALRUN_N_MODELS ? model_names[m] : "?";
@@ -31,7 +31,7 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
                  {"two-tower/implicit", CB_EVALRUN_IMPLICIT}, {"implicit", CB_EVALRUN_IMPLICIT},
                  {"ease", CB_EVALRUN_EASE}, {"item-knn", CB_EVALRUN_ITEM_KNN}, {"knn", CB_EVALRUN_ITEM_KNN},
                  {"cbrec", CB_EVALRUN_CBREC}, {"content-knn", CB_EVALRUN_CONTENT_KNN},
-                 {"content", CB_EVALRUN_CONTENT_KNN}};
+                 {"content", CB_EVALRUN_CONTENT_KNN}, {"cbrec-towers", CB_EVALRUN_CBREC_TOWERS}};
     *mask = 0;
     const char *p = list;
     while (*p) {
@@ -426,6 +426,22 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
     if (!rc && !ds->binary && cb_model_config_of(b->model)->loss == CB_LOSS_MSE)
         rc = cb_eval_rating(&r->rating, ds, sp->test, sp->n_test, tt_predict, &tc, err);
     r->eval_seconds = cb_now() - t0;
+    const cb_neighbours *nb = b ? b->neighbours : NULL;
+    if (nb)
+        snprintf(r->settings, sizeof r->settings, "neighbours: %s %s %g, k %u, weight %g%s (chosen on the carve)",
+                 cb_neighbours_kind_name(nb->kind), nb->kind == CB_NEIGHBOURS_EASE ? "lambda" : "shrink",
+                 (double)(nb->kind == CB_NEIGHBOURS_EASE ? nb->lambda : nb->shrink), nb->k, (double)nb->weight,
+                 nb->raw ? " (raw)" : "");
+    /* the same model ranking by its towers alone: what the neighbour component adds */
+    if (!rc && nb && c->topn_enabled && (c->models & (1u << CB_EVALRUN_CBREC_TOWERS)) &&
+        !(rc = cb_config_set(opts, "neighbours", "false", err)) &&
+        !(rc = push_result(results, n_results, CB_EVALRUN_CBREC_TOWERS, fold, sp, err))) {
+        r = &(*results)[*n_results - 1];
+        t0 = cb_now();
+        rc = cb_eval_topn_lists(&r->topn, &c->topn, ds, sp, cbrec_list, &x, err);
+        r->has_topn = rc == CB_OK;
+        r->eval_seconds = cb_now() - t0;
+    }
     cb_config_free(opts);
     cb_recommender_free(rec);
     return rc;
@@ -480,7 +496,8 @@ int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalr
     }
     if (c->topn_enabled && (c->models & ((1u << CB_EVALRUN_EASE) | (1u << CB_EVALRUN_ITEM_KNN))))
         rc = eval_itemrec(results, n_results, c, ds, sp, fold, err);
-    if (!rc && (c->models & (1u << CB_EVALRUN_CBREC))) rc = eval_cbrec(results, n_results, c, ds, sp, fold, err);
+    if (!rc && (c->models & ((1u << CB_EVALRUN_CBREC) | (1u << CB_EVALRUN_CBREC_TOWERS))))
+        rc = eval_cbrec(results, n_results, c, ds, sp, fold, err);
     if (!rc && c->topn_enabled && (c->models & (1u << CB_EVALRUN_CONTENT_KNN)))
         rc = eval_content_knn(results, n_results, c, ds, sp, fold, err);
     return rc;

@@ -70,7 +70,9 @@ typedef enum cb_evalrun_model {
     CB_EVALRUN_ITEM_KNN = 8,  /* "item-knn": itemrec.h, k and shrink chosen on the carve */
     CB_EVALRUN_CBREC = 9,     /* "cbrec": `cbrec train` + `cbrec recommend` with c->train (see below) */
     CB_EVALRUN_CONTENT_KNN = 10, /* "content-knn": itemrec.h, content rows only (no tuning) */
-    CB_EVALRUN_N_MODELS = 11
+    CB_EVALRUN_CBREC_TOWERS = 11, /* "cbrec-towers": the cbrec row's model ranking by its towers alone
+                                     (recommend --neighbours false); only when it has the neighbour component */
+    CB_EVALRUN_N_MODELS = 12
 } cb_evalrun_model;
 
 /* "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd",

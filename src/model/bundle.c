@@ -39,6 +39,7 @@ void cb_bundle_free(cb_bundle *r) {
         free(r->groups[g].levels);
     }
     free(r->groups);
+    cb_neighbours_free(r->neighbours);
     for (size_t i = 0; i < r->n_owned; i++) free(r->owned[i]);
     free(r->owned);
     cb_st_close(r->file);
@@ -794,6 +795,7 @@ static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
                                                      (double)r->y_min, "y_max", (double)r->y_max, "binary",
                                                      r->binary, "cbrec_version", CB_VERSION_STRING), err);
     if (!rc) rc = cb_st_set_meta(w, "fingerprint", r->fingerprint, err);
+    if (!rc && r->neighbours) rc = cb_neighbours_save(r->neighbours, w, err); /* optional section */
     if (!rc) rc = cb_st_write(w, path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, err);
     cb_st_writer_free(w);
     return rc;
@@ -1165,6 +1167,8 @@ static int load_once(cb_bundle **out, const char *path, const char *history_path
             goto done;
         }
     }
+    /* optional section: absent in older files and models trained without it */
+    if ((rc = cb_neighbours_load(&r->neighbours, st, ni, err))) goto done;
     rc = cb_bundle_validate(r, path, err);
     if (!rc) rc = load_history(r, path, history_path, mismatch, err);
 done:

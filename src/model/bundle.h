@@ -26,6 +26,7 @@
 #include "data/dataset.h"
 #include "features/featurize.h"
 #include "model/model.h"
+#include "model/neighbours.h"
 #include "base/st.h"
 
 #define CB_BUNDLE_FORMAT "cbrec-model"
@@ -74,6 +75,7 @@ typedef struct cb_bundle {
     uint32_t n_genres;
     cb_bundle_group *groups;
     uint32_t n_groups;
+    cb_neighbours *neighbours; /* the ranking's neighbour component (neighbours.h), or NULL; owned */
     /* storage: the arrays above are either owned (after training: listed in
      * `owned`) or point into the mapped model file (after loading) */
     void **owned;

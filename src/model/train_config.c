@@ -25,6 +25,9 @@ static const cb_config_choice skip_auto[] = {{"auto", CB_SKIP_FROM_DATASET}, {NU
 static const cb_config_choice losses[] = {{"mse", CB_LOSS_MSE}, {"bce", CB_LOSS_BCE}, {NULL, 0}};
 static const cb_config_choice objectives[] = {
     {"rating", CB_OBJECTIVE_RATING}, {"retrieval", CB_OBJECTIVE_RETRIEVAL}, {"both", CB_OBJECTIVE_BOTH}, {NULL, 0}};
+static const cb_config_choice nb_auto[] = {{"auto", CB_NEIGHBOURS_AUTO}, {NULL, 0}};
+static const cb_config_choice nb_auto_f[] = {{"auto", -1}, {NULL, 0}};
+static const cb_config_choice nb_kinds[] = {{"auto", -1}, {"cosine", 0}, {"ease", 1}, {NULL, 0}};
 static const cb_config_choice optimizers[] = {{"adam", CB_OPT_ADAM}, {"sgd", CB_OPT_SGD}, {NULL, 0}};
 
 static const cb_config_key_def keys[] = {
@@ -116,6 +119,24 @@ static const cb_config_key_def keys[] = {
     {"user-dropout", "P", "0.1", "training: the probability, per training example, that its user is shown as known "
      "by features alone (rating-derived columns at a new user's values, empty history bag): cold-start users",
      "training", CB_KEY_F32, TC(model.user_dropout), 0, 0, 1, 0, NULL},
+    /* The neighbour component: "auto" tries cosine (shrinkage 0/10/50) and,
+     * where the dense inverse fits, EASE (lambda 100/300/1000), K
+     * 20/50/100/200 and weight 0..16 on a per-user carve (20 %) of the
+     * training ratings, with towers trained on the rest of it (one more
+     * training run); the grid and what each setting measured are kept in the
+     * model file (metadata "neighbours"). Fixing every setting skips that run. */
+    {"neighbours", "auto|K", "auto", "rank by the towers plus an item-item neighbour score from the user's history: "
+     "K neighbours per item, learned from the training interactions (0 = off; models trained for retrieval)",
+     "neighbours", CB_KEY_U32, TC(neighbours), 0, 0, 100000, 0, nb_auto},
+    {"neighbour-kind", "auto|cosine|ease", "auto", "the item-item weights: cosine (any size) or EASE's closed "
+     "form, top K per item (when the fewer of users and items is at most 8000)", "neighbours", CB_KEY_ENUM,
+     TC(neighbour_kind), 0, 0, 0, 0, nb_kinds},
+    {"neighbour-shrink", "auto|S", "auto", "the cosine's shrinkage: co-counts / (sqrt(n_i n_j) + S)", "neighbours",
+     CB_KEY_F32, TC(neighbour_shrink), 0, 0, 1e6, 0, nb_auto_f},
+    {"neighbour-lambda", "auto|L", "auto", "EASE's L2 weight", "neighbours", CB_KEY_F32, TC(neighbour_lambda), 0,
+     1e-3, 1e9, 0, nb_auto_f},
+    {"neighbour-weight", "auto|W", "auto", "the ranking adds W x the neighbour score (scaled to [0, 1] per user) "
+     "to the retrieval score", "neighbours", CB_KEY_F32, TC(neighbour_weight), 0, 0, 1e4, 0, nb_auto_f},
     {"split-heads", "", "true", "both: separate output halves for ranking and rating", "model", CB_KEY_BOOL,
      TC(model.split_heads), 0, 0, 0, 0, NULL},
     {"loss", "mse|bce", "mse", "squared error on ratings, or sigmoid cross-entropy on 0/1 labels", "model",

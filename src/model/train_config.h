@@ -34,7 +34,16 @@ typedef struct cb_train_config {
     cb_model_config model;       /* seed is the split's seed too; user_in / item_in unset */
     bool scale_targets;
     const cb_train_comm *comm;   /* no key: cb_config_set_train_comm (NULL: one process) */
+    /* the neighbour component (model/neighbours.h): K (0 = off), the
+     * shrinkage and the blend weight; CB_NEIGHBOURS_AUTO: chosen on a
+     * per-user validation carve of the training ratings */
+    uint32_t neighbours;
+    int neighbour_kind;          /* cb_neighbours_kind, or -1: auto */
+    float neighbour_shrink, neighbour_lambda, neighbour_weight;
 } cb_train_config;
+
+#define CB_NEIGHBOURS_AUTO UINT32_MAX      /* "auto" of the key neighbours */
+#define CB_NEIGHBOURS_AUTO_F (-1.0f)       /* "auto" of neighbour-shrink / neighbour-weight */
 
 extern const cb_config_table cb_train_config_table;
 

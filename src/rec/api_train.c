@@ -191,6 +191,97 @@ int cb_progress_adapt(const cb_epoch_report *r, void *vctx) {
     return a->fn(&p, a->ctx);
 }
 
+/* ---- the neighbour component (model/neighbours.h), fitted after the towers */
+
+static void tower_row(void *ctx, uint32_t user, float *row) {
+    const cb_bundle *b = ctx;
+    cb_bundle_rank_scores(b, b->user_vecs + (size_t)user * b->dim, row);
+}
+
+/* The carve's tower training passes its mid-epoch ticks to the caller's
+ * progress function, so the caller can stop it (Ctrl-C in Python), but not
+ * its epoch ends: the epochs the caller counts are those of its model. */
+static int tuning_tick(const cb_epoch_report *r, void *ctx) {
+    const cb_bundle_train_input *in = ctx;
+    return r->end_of_epoch ? 0 : in->on_epoch(r, in->ctx);
+}
+
+/* The progress function stopped the training before its last epoch (not early stopping). */
+static bool stopped_by_caller(const cb_train_result *res, const cb_model_config *mc) {
+    return res->epochs_run < mc->epochs && !res->early_stopped;
+}
+
+/* The parameter of the kind tc fixes (the shrinkage or lambda), -1 when tuned. */
+static float neighbour_param(const cb_train_config *tc) {
+    if (tc->neighbour_kind == CB_NEIGHBOURS_COSINE) return tc->neighbour_shrink;
+    if (tc->neighbour_kind == CB_NEIGHBOURS_EASE) return tc->neighbour_lambda;
+    return -1;
+}
+
+/* Choose K, shrink and w where tc says "auto": towers trained like `in` on a
+ * per-user carve (20 %) of in's training ratings, the neighbour lists fitted
+ * on the same part, NDCG@10 on the carved-out ratings (relevant: the top
+ * quarter of the rating scale, every event for implicit data). */
+static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bundle_train_input *in,
+                           const cb_train_config *tc, cb_error *err) {
+    const cb_dataset *ds = in->ds;
+    cb_split carve;
+    int rc = cb_split_carve(&carve, ds, in->train_idx, in->n_train, CB_SPLIT_PER_USER, 0.2, tc->model.seed, err);
+    if (rc) return rc;
+    cb_bundle_train_input ti = *in;
+    ti.train_idx = carve.train;
+    ti.n_train = carve.n_train;
+    ti.valid_idx = ti.test_idx = NULL;
+    ti.n_valid = ti.n_test = 0;
+    ti.seen_all_ratings = false;
+    ti.on_epoch = in->on_epoch ? tuning_tick : NULL;
+    ti.ctx = (void *)in;
+    cb_bundle *tb = NULL;
+    cb_train_result tres = {0};
+    rc = cb_bundle_train(&tb, &ti, &tres, err);
+    if (rc == CB_ENUMERIC && tb && tb->item_vecs) rc = CB_OK;
+    if (!rc && stopped_by_caller(&tres, &ti.model)) { /* stopped: no component (weight 0) */
+        ch->weight = 0;
+        cb_bundle_free(tb);
+        cb_split_free(&carve);
+        return CB_OK;
+    }
+    cb_neighbours_choice fixed = {tc->neighbour_kind, false, tc->neighbours == CB_NEIGHBOURS_AUTO ? 0 : tc->neighbours,
+                                  neighbour_param(tc), tc->neighbour_weight, 0, 0, 0};
+    float threshold = ds->y_min + 0.75f * (ds->y_max - ds->y_min);
+    if (!rc) rc = cb_neighbours_tune(ch, tuning, &fixed, ds, &carve, threshold, 2000, tower_row, tb, err);
+    cb_bundle_free(tb);
+    cb_split_free(&carve);
+    return rc;
+}
+
+/* Fit the neighbour lists on in's training ratings with tc's settings (tuned
+ * where "auto"; "auto" tries EASE only where it fits, an explicit EASE that
+ * does not fit is CB_EINVAL) and attach them to b; nothing when tc turns them off, the
+ * model does not rank by retrieval, or the carve chose weight 0. */
+static int fit_neighbours(cb_bundle *b, const cb_bundle_train_input *in, const cb_train_config *tc, cb_error *err) {
+    if (tc->neighbours == 0 || !cb_bundle_has_retrieval(b)) return CB_OK;
+    bool tuned = tc->neighbours == CB_NEIGHBOURS_AUTO || neighbour_param(tc) < 0 || tc->neighbour_weight < 0;
+    cb_neighbours_choice ch = {tc->neighbour_kind, false, tc->neighbours, neighbour_param(tc), tc->neighbour_weight,
+                               0, 0, 0};
+    char *tuning = NULL;
+    int rc = tuned ? tune_neighbours(&ch, &tuning, in, tc, err) : CB_OK;
+    cb_neighbours *nb = NULL;
+    if (!rc && ch.weight > 0)
+        rc = cb_neighbours_fit(&nb, in->ds, in->train_idx, in->n_train, (cb_neighbours_kind)ch.kind, ch.k, ch.param,
+                               err);
+    if (nb) {
+        nb->weight = ch.weight;
+        nb->raw = ch.raw;
+        nb->tuning = tuning;
+        tuning = NULL;
+        cb_neighbours_free(b->neighbours);
+        b->neighbours = nb;
+    }
+    free(tuning);
+    return rc;
+}
+
 int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, const cb_train_config *tc,
                       const cb_split *sp, bool seen_all_ratings, cb_epoch_fn epoch_fn, void *ctx,
                       cb_train_outcome *o, cb_error *err) {
@@ -215,6 +306,15 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
                                 .comm = tc->comm};
     if (!resume) cb_bundle_objective_for_data(&in.model, ds);
     rc = resume ? cb_bundle_resume(resume, &in, &o->res, err) : cb_bundle_train(out, &in, &o->res, err);
+    if (!resume && *out && (rc == CB_OK || rc == CB_ENUMERIC) && (*out)->item_vecs &&
+        !stopped_by_caller(&o->res, &in.model)) {
+        int nrc = fit_neighbours(*out, &in, tc, err);
+        if (nrc) {
+            cb_bundle_free(*out);
+            *out = NULL;
+            rc = nrc;
+        }
+    }
     o->n_train = carve.n_train;
     o->n_valid = carve.n_test;
     o->test_loss = o->res.test_loss;

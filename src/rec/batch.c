@@ -92,9 +92,17 @@ static void mask_row(const cb_recommender *rec, const cb_recommend_config *cfg, 
 
 /* Scores of a block: the ranking score of every dot product (the dot itself
  * when the criterion is monotone in it and the same for every item). */
-static void block_scores(const cb_recommender *rec, cb_rank_by by, float *S, size_t rows, size_t ni) {
-    if (by == CB_RANK_DOT || cb_rec_rank_monotone(rec, by)) return;
+static void block_scores(const cb_recommender *rec, cb_rank_by by, bool monotone, float *S, size_t rows, size_t ni) {
+    if (monotone) return;
     for (size_t i = 0; i < rows; i++) cb_rec_rank_row(rec, by, S + i * ni, ni);
+}
+
+/* Add user u's neighbour term (its training history's, cb_rec_neighbours_on) to its row. */
+static void neighbour_scores(const cb_recommender *rec, uint32_t u, float *row, float *raw) {
+    const cb_bundle *r = rec->r;
+    const uint32_t *hist = (const uint32_t *)(r->seen_item + r->seen_off[u]); /* validated >= 0 at load */
+    float max = cb_rec_neighbour_row(rec, hist, (size_t)(r->seen_off[u + 1] - r->seen_off[u]), raw);
+    cb_neighbours_blend(row, raw, r->n_items, max, r->neighbours->weight);
 }
 
 static int check_users(const cb_recommender *rec, const size_t *users, size_t n_users, cb_error *err) {
@@ -124,11 +132,13 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
     size_t block = BATCH_BLOCK_FLOATS / ni;
     if (block < 1) block = 1;
     if (block > n_users) block = n_users;
-    bool monotone = cfg.rank_by == CB_RANK_DOT || cb_rec_rank_monotone(rec, cfg.rank_by);
+    bool nb_on = cb_rec_neighbours_on(rec, &cfg);
+    bool monotone = !nb_on && (cfg.rank_by == CB_RANK_DOT || cb_rec_rank_monotone(rec, cfg.rank_by));
     size_t n_excluded = 0, keep = n < ni ? n : ni;
     uint32_t *excluded = cb_malloc((ni + 1) * sizeof *excluded, err);
     float *U = cb_malloc(block * d * sizeof *U, err), *S = cb_malloc(block * ni * sizeof *S, err);
-    if (!excluded || !U || !S) rc = CB_ENOMEM;
+    float *raw = nb_on ? cb_malloc((nm + 1) * sizeof *raw, err) : NULL;
+    if (!excluded || !U || !S || (nb_on && !raw)) rc = CB_ENOMEM;
     for (size_t j = 0; !rc && j < ni; j++)
         if (cb_bit_get(excl, j)) excluded[n_excluded++] = (uint32_t)j;
     for (size_t b0 = 0; !rc && b0 < n_users; b0 += block) {
@@ -142,9 +152,10 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
         if (ni > nm) /* the added items: the last columns */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)(ni - nm), (int)d, 1.0f, U, (int)d,
                         rec->table.extra_vecs, (int)d, 0.0f, S + nm, (int)ni);
-        block_scores(rec, cfg.rank_by, S, rows, ni);
+        block_scores(rec, cfg.rank_by, monotone, S, rows, ni);
         for (size_t i = 0; i < rows; i++) {
             size_t u = users ? users[b0 + i] : b0 + i;
+            if (nb_on) neighbour_scores(rec, (uint32_t)u, S + i * ni, raw);
             int64_t *it = items + (b0 + i) * n;
             float *sc = scores + (b0 + i) * n;
             mask_row(rec, &cfg, excluded, n_excluded, (uint32_t)u, S + i * ni);
@@ -158,6 +169,7 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
     free(excluded);
     free(U);
     free(S);
+    free(raw);
     return rc;
 }
 

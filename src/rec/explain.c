@@ -76,6 +76,29 @@ static int explain_values(const cb_bundle *r, const cb_rec_cand *c, const uint32
     return rc;
 }
 
+/* The neighbour component's reason, only where it lifted the item by at
+ * least a tenth of its weight (a tenth of the user's strongest neighbour
+ * score): the history item that contributes most, and what it added. */
+static int explain_neighbours(const cb_recommender *rec, const cb_profile *p, const cb_rec_cand *c,
+                              cb_list_entry *out, cb_error *err) {
+    const cb_neighbours *nb = rec->r->neighbours;
+    if (!nb || !(c->neighbour >= 0.1f * nb->weight) || c->neighbour <= 0) return CB_OK;
+    float sim;
+    int64_t at = cb_neighbours_top_contributor(nb, p->items, p->n_ratings, c->item, &sim);
+    if (at < 0) return CB_OK;
+    uint32_t a = p->items[at];
+    const char *t = cb_recommender_item_title(rec, a);
+    if (!*t) t = cb_recommender_item_id(rec, a);
+    char yb[32];
+    if (rec->r->binary)
+        return cb_rec_push_str(&out->reasons, &out->n_reasons, err,
+                               "because you picked %s: users who picked it also picked this (+%.2f to its score)", t,
+                               (double)c->neighbour);
+    return cb_rec_push_str(&out->reasons, &out->n_reasons, err,
+                           "because you rated %s %s: users who picked it also picked this (+%.2f to its score)", t,
+                           fmt_y(yb, sizeof yb, p->ys[at]), (double)c->neighbour);
+}
+
 int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg,
                    const cb_rec_cand *c, const uint32_t *genres, int group, cb_list_entry *out, cb_error *err) {
     const cb_bundle *r = rec->r;
@@ -97,6 +120,7 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
             rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you rated %s", t,
                           fmt_y(yb, sizeof yb, p->ys[c->anchor]));
     }
+    if (!rc) rc = explain_neighbours(rec, p, c, out, err);
     if (!rc && (c->sources & (1u << CB_SRC_GENRE))) rc = explain_values(r, c, genres, out, err);
     if (!rc && (c->sources & (1u << CB_SRC_GROUP))) {
         const cb_bundle_group *g = &r->groups[group];
@@ -130,9 +154,15 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
             rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "ranked by v_u.v_m %.3f%s%s", (double)c->dot,
                                  rating, div);
         else if (!strcmp(cb_rec_criterion(rec, cfg->rank_by), "retrieval score"))
-            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err,
-                                 "ranked by how likely you are to pick it (retrieval score %.2f)%s%s", (double)c->score,
-                                 rating, div);
+            rc = c->neighbour > 0
+                     ? cb_rec_push_str(&out->reasons, &out->n_reasons, err,
+                                       "ranked by how likely you are to pick it (retrieval score %.2f: towers %.2f + "
+                                       "neighbours %.2f)%s%s",
+                                       (double)c->score, (double)(c->score - c->neighbour), (double)c->neighbour,
+                                       rating, div)
+                     : cb_rec_push_str(&out->reasons, &out->n_reasons, err,
+                                       "ranked by how likely you are to pick it (retrieval score %.2f)%s%s",
+                                       (double)c->score, rating, div);
         else
             rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "%s %.*f%s", what, digits, (double)out->rating,
                                  div);

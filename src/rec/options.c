@@ -53,6 +53,9 @@ static const cb_config_key_def keys[] = {
     {"rank-by", "auto|rating|dot", "auto",
      "the ranking criterion: auto = the model's (the predicted rating today), rating, or dot = v_u . v_m", "ranking",
      CB_KEY_ENUM, RC(rank_by), 0, 0, 0, 0, rank_bys},
+    {"neighbours", "", "true", "rank with the model's neighbour component (items picked with those in the user's "
+     "history) when it has one; false: by the towers alone", "ranking", CB_KEY_BOOL, RC(neighbours), 0, 0, 0, 0,
+     NULL},
     {"threads", "N", "1", "threads of the exact searches (never changes the result)", "recommend", CB_KEY_INT,
      RC(threads), 0, 1, 256, 0, NULL},
 };

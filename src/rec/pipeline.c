@@ -236,6 +236,16 @@ bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by) {
     return by == CB_RANK_DOT || !by_retrieval(rec, by) || !cb_bundle_rank_bias(rec->r);
 }
 
+bool cb_rec_neighbours_on(const cb_recommender *rec, const cb_recommend_config *cfg) {
+    const cb_neighbours *nb = rec->r->neighbours;
+    return nb && nb->weight > 0 && cfg->neighbours && cfg->rank_by == CB_RANK_AUTO && by_retrieval(rec, cfg->rank_by);
+}
+
+float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, float *raw) {
+    const cb_neighbours *nb = rec->r->neighbours;
+    return cb_neighbours_divisor(nb, cb_neighbours_row(nb, hist, n_hist, 0, raw));
+}
+
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by) {
     if (by == CB_RANK_DOT) return "dot product";
     if (by_retrieval(rec, by)) return "retrieval score";
@@ -250,6 +260,8 @@ typedef struct run {
     const cb_recommend_config *cfg;
     const uint64_t *excl;   /* per-call exclusions over model items */
     const float *q;         /* the ranking query: v_u on the criterion's part (cb_rec_query) */
+    float *nb_raw;          /* the neighbour scores of the profile's history [n_items], or NULL (off) */
+    float nb_max;           /* their divisor (cb_rec_neighbour_row; > 0 when nb_raw is set) */
     hits hs;
     uint32_t genres[32], n_genres;
     int group;
@@ -379,6 +391,7 @@ static int top_by_score(run *x, int32_t *idx, size_t k, cb_error *err) {
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r->n_items, (int)r->dim, 1.0f, r->item_vecs, (int)r->dim, x->q,
                     1, 0.0f, S, 1);
         cb_rec_rank_row(x->rec, x->cfg->rank_by, S, r->n_items);
+        if (x->nb_raw) cb_neighbours_blend(S, x->nb_raw, r->n_items, x->nb_max, r->neighbours->weight);
         for (uint32_t i = 0; i < r->n_items; i++)
             if (cb_bit_get(x->excl, i)) S[i] = -INFINITY;
         cb_rec_top_n(S, r->n_items, k, it, sc);
@@ -404,7 +417,7 @@ static int src_embedding(run *x, cb_error *err) {
     }
     for (size_t j = 0; j < k; j++) idx[j] = -1;
     cb_knn_params kp = {.threads = x->cfg->threads > 0 ? x->cfg->threads : 1, .exclude = x->excl};
-    int rc = cb_rec_rank_monotone(x->rec, x->cfg->rank_by)
+    int rc = cb_rec_rank_monotone(x->rec, x->cfg->rank_by) && !x->nb_raw
                  ? cb_rec_search(x->rec, x->q, 1, k_model, CB_KNN_DOT, &kp, idx, NULL, err)
                  : top_by_score(x, idx, k_model, err);
     if (!rc && dots) merge_added(x->rec, x->q, x->excl, idx, dots, k);
@@ -443,6 +456,10 @@ static int merge_rank(run *x, cb_rec_cand **out, size_t *n_out, cb_error *err) {
         float dot = dot_of(x->rec, x->q, cs[i].item);
         cs[i].dot = dot;
         cs[i].score = cb_rec_rank_score(x->rec, x->cfg->rank_by, dot, cs[i].item);
+        if (x->nb_raw && cs[i].item < x->rec->r->n_items) {
+            cs[i].neighbour = x->rec->r->neighbours->weight * x->nb_raw[cs[i].item] / x->nb_max;
+            cs[i].score += cs[i].neighbour;
+        }
     }
     qsort(cs, m, sizeof *cs, cmp_cand_score);
     *out = cs;
@@ -501,6 +518,13 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
                              n, n_all, n_all);
         n = n_all;
     }
+    if (!rc && p->n_ratings && cb_rec_neighbours_on(rec, cfg)) {
+        if (!(x.nb_raw = cb_malloc(((size_t)rec->r->n_items + 1) * sizeof *x.nb_raw, err))) rc = CB_ENOMEM;
+        else if (!((x.nb_max = cb_rec_neighbour_row(rec, p->items, p->n_ratings, x.nb_raw)) > 0)) {
+            free(x.nb_raw); /* nothing in the history has neighbours: the towers alone */
+            x.nb_raw = NULL;
+        }
+    }
     if (!rc) rc = src_similar(&x, err);
     if (!rc) rc = src_lists(&x, err);
     if (!rc) rc = src_embedding(&x, err);
@@ -523,6 +547,7 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
     }
     free(excl);
     free(q);
+    free(x.nb_raw);
     free(x.hs.h);
     free(cs);
     free(sel);

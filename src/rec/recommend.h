@@ -27,8 +27,10 @@
  *                              into the index's answer by their dot).
  *   filter    dedupe; drop items the user rated (unless include-seen), blocked,
  *             excluded or not allowed items.
- *   rank      v_u computed once; score = cb_rec_rank_score (the predicted rating
- *             by default); ties to the higher v_u . v_m, then the lower index; top n.
+ *   rank      v_u computed once; score = cb_rec_rank_score (the retrieval score
+ *             by default) + w x the neighbour score of the user's history
+ *             (model/neighbours.h); ties to the higher v_u . v_m, then the lower
+ *             index; top n.
  *   diversify optional MMR re-rank or per-genre cap.
  *   explain   every item lists the sources that retrieved it and the criterion.
  * The result is a pure function of the model, table, profile and config.
@@ -240,6 +242,7 @@ typedef struct cb_recommend_config {
     const char *allow;          /* comma-separated item ids: only these may be returned (NULL = all) */
     const char *block_file;     /* a block list file (NULL) */
     cb_rank_by rank_by;
+    bool neighbours;            /* add the model's neighbour component to the ranking (true) */
 } cb_recommend_config;
 void cb_recommend_config_default(cb_recommend_config *c);
 const char *cb_recommend_config_check(const cb_recommend_config *c); /* NULL or a message */
@@ -257,7 +260,8 @@ static inline void cb_bit_set(uint64_t *b, size_t i) { b[i >> 6] |= 1ULL << (i &
 static inline bool cb_bit_get(const uint64_t *b, size_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
 
 /* THE ranking score (pipeline.c): every list cbrec ranks, single or batch,
- * orders items by this value (ties: higher dot, then lower item). `dot` is
+ * orders items by this value (ties: higher dot, then lower item), plus the
+ * neighbour term of the user's history where cb_rec_neighbours_on. `dot` is
  * v_u . v_m of the item. */
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item);
 /* The same score for a whole row of dots, row[j] = the dot of item j (model
@@ -285,6 +289,15 @@ void cb_rec_rank_prepare(cb_recommender *rec);
  * for every item): ranking by (dot, lower item) is then the same ranking, which
  * the batch uses to skip scoring every item. */
 bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by);
+/* The neighbour component applies to this call: the model has one with a
+ * weight > 0, the call ranks by the model's retrieval score (rank-by auto)
+ * and cfg->neighbours is on. Its score is then added to every item's
+ * ranking score (pipeline.c, batch.c), so no shortcut on the dot applies. */
+bool cb_rec_neighbours_on(const cb_recommender *rec, const cb_recommend_config *cfg);
+/* The neighbour term of a history for every model item: raw[n_items] and its
+ * divisor (model/neighbours.h; 0: nothing scored); the term of item i is
+ * w * raw[i] / divisor. */
+float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, float *raw);
 /* The name of that criterion ("predicted rating", ...), for lists and JSON. */
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by);
 
@@ -333,6 +346,7 @@ typedef struct cb_rec_cand {
     uint32_t genre_slots;  /* bit per top-genre slot */
     uint32_t emb_rank;
     float dist, dot, score;
+    float neighbour;       /* the neighbour component's part of score (0 when off) */
 } cb_rec_cand;
 /* Pick n of the sorted candidates c[0..m) into sel; returns how many (diversity.c). */
 size_t cb_rec_diversify(const cb_recommender *rec, const cb_recommend_config *cfg, const cb_rec_cand *c, size_t m,

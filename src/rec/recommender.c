@@ -117,6 +117,13 @@ CB_API int cb_recommender_describe(const cb_recommender *h, char **json_out, cb_
                                      (json_int_t)h->table.n_extra)
                         : NULL;
     if (doc) json_object_set_new(doc, "history", json_string(history_source(r)));
+    const cb_neighbours *nb = r->neighbours; /* the ranking's neighbour component, null when none */
+    if (doc)
+        json_object_set_new(doc, "neighbours",
+                            nb ? json_pack("{s:s,s:I,s:f,s:f,s:f}", "kind", cb_neighbours_kind_name(nb->kind), "k",
+                                           (json_int_t)nb->k, "shrink", (double)nb->shrink, "lambda",
+                                           (double)nb->lambda, "weight", (double)nb->weight)
+                               : json_null());
     char *s = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
     if (!s) return cb_fail(err, CB_ENOMEM, "out of memory");

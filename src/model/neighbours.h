@@ -1,0 +1,112 @@
+/* neighbours — the neighbourhood component of the ranking, learned from the
+ * training interactions: for every item its K most similar items by cosine
+ * similarity over who picked them (binary user-item matrix, with shrinkage:
+ * c_ij / (sqrt(n_i n_j) + shrink)), kept sparse (K per item, never an n x n
+ * matrix), and the blend weight w. At ranking time an item's neighbour score
+ * for a history H is sum_{j in H} sim(j, item) over the lists of H's items,
+ * divided by the user's largest such score (so it lies in [0, 1] and w is in
+ * the units of the towers' retrieval score) or taken as it is (the carve
+ * chooses); the ranking adds w times it
+ * (src/rec/pipeline.c). Items without interactions have no lists and score 0.
+ *
+ * w, K and the shrinkage are chosen by cb_neighbours_tune on a per-user
+ * validation carve of the training data (src/rec/api_train.c runs it), never
+ * on a test part. The fitted lists are an optional section of the model file
+ * (tensors "neighbours.offsets", "neighbours.items", "neighbours.weights" and
+ * metadata "neighbours"): written and validated here, hooked into bundle.c.
+ *
+ * Cost: fitting visits, per user, every pair of that user's items
+ * (sum over users of |H_u|^2), with one n_items scratch row; memory is
+ * O(n_items * K + interactions). A neighbours object is read-only after
+ * fitting or loading and may be shared between threads. */
+#ifndef CB_NEIGHBOURS_H
+#define CB_NEIGHBOURS_H
+
+#include "base/st.h"
+#include "data/dataset.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CB_NEIGHBOURS_META "neighbours"
+#define CB_NEIGHBOURS_MAX_DENSE 8000u /* EASE: the dense inverse's side (the fewer of users and items) */
+
+/* How the item-item weights are learned. */
+typedef enum cb_neighbours_kind {
+    CB_NEIGHBOURS_COSINE = 0, /* co-counts / (sqrt(n_i n_j) + shrink): any size */
+    CB_NEIGHBOURS_EASE = 1    /* EASE's closed form, top K of each row: min(users, items) <= MAX_DENSE */
+} cb_neighbours_kind;
+
+typedef struct cb_neighbours {
+    cb_neighbours_kind kind;
+    uint32_t n_items;     /* catalog size the lists index */
+    uint32_t k;           /* at most k neighbours per item */
+    float shrink;         /* the cosine's shrinkage */
+    float lambda;         /* EASE's L2 weight */
+    float weight;         /* w: the ranking adds w * (neighbour score / divisor) */
+    bool raw;             /* divisor 1 (the raw sum); false: the user's largest neighbour score */
+    const int32_t *off;   /* [n_items + 1] CSR offsets */
+    const int32_t *item;  /* [off[n_items]] neighbours, most similar first */
+    const float *sim;     /* [off[n_items]] their similarity, > 0 */
+    char *tuning;         /* JSON of what the carve measured (may be NULL), kept in the file */
+    void *owned[3];       /* fitted: off, item, sim; loaded: NULL (they point into the file) */
+} cb_neighbours;
+
+/* Fit the lists (the k largest positive weights of each item; param = the
+ * cosine's shrinkage or EASE's lambda) from the training ratings
+ * ds->ratings[train[0..n_train)] (each user-item pair counts once, whatever
+ * its rating). weight starts at 0. k >= 1. */
+int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                      cb_neighbours_kind kind, uint32_t k, float param, cb_error *err);
+/* "cosine" / "ease"; whether EASE's dense inverse fits this dataset. */
+const char *cb_neighbours_kind_name(cb_neighbours_kind kind);
+bool cb_neighbours_ease_fits(const cb_dataset *ds);
+void cb_neighbours_free(cb_neighbours *nb); /* NULL is a no-op */
+
+/* The raw neighbour scores of a history: row[0..n_items) = sum over the
+ * history's items j (< n_items; others ignored) of sim(j, .), using at most
+ * `k` neighbours of each (0 = all kept). Returns the row's maximum (0 when
+ * nothing scored). */
+float cb_neighbours_row(const cb_neighbours *nb, const uint32_t *hist, size_t n_hist, uint32_t k, float *row);
+/* The divisor of a row whose maximum is max: max, or 1 for nb->raw; 0
+ * when nothing scored (max <= 0). */
+float cb_neighbours_divisor(const cb_neighbours *nb, float max);
+/* row[i] += w * raw[i] / max for i < n (nothing when max <= 0 or w == 0). */
+void cb_neighbours_blend(float *row, const float *raw, size_t n, float max, float w);
+/* Which history item contributes most to `item`'s neighbour score: its
+ * position in hist, or -1 when none does; *sim gets its similarity. */
+int64_t cb_neighbours_top_contributor(const cb_neighbours *nb, const uint32_t *hist, size_t n_hist, uint32_t item,
+                                      float *sim);
+
+/* The model file section: add the tensors and the metadata to w (the data
+ * is referenced until cb_st_write); read them back (absent: *out = NULL and
+ * CB_OK; present but bad: CB_EFORMAT naming the file and the field). */
+int cb_neighbours_save(const cb_neighbours *nb, cb_st_writer *w, cb_error *err);
+int cb_neighbours_load(cb_neighbours **out, const cb_st *st, uint32_t n_items, cb_error *err);
+
+/* ---- choosing w, K and shrink on a validation carve */
+
+/* The towers' ranking scores of every item for a user of the carve (the
+ * retrieval score of towers trained on carve->train only). */
+typedef void (*cb_tower_row_fn)(void *ctx, uint32_t user, float *row);
+
+typedef struct cb_neighbours_choice {
+    int kind;                 /* cb_neighbours_kind; -1 in `fixed`: try both */
+    bool raw;                 /* the divisor (cb_neighbours_divisor): 1, else the user's maximum */
+    uint32_t k;
+    float param, weight;      /* param: the shrinkage (cosine) or lambda (EASE); < 0 in `fixed`: tune */
+    double ndcg, ndcg_towers; /* validation NDCG@10 with the choice, and with w = 0 */
+    size_t n_users;           /* carve users measured */
+} cb_neighbours_choice;
+
+/* Try every (kind, param, K, w) of a small grid (a setting given in `fixed`:
+ * kind >= 0, k > 0, param >= 0, weight >= 0, replaces its row of the grid;
+ * EASE only where cb_neighbours_ease_fits): lists fitted on carve->train,
+ * per carve user with a relevant validation item (rating >= threshold) the
+ * tower row plus w times the neighbour row, training items removed, NDCG@10
+ * against the validation items. At most max_users users (evenly spread over the user indices).
+ * *tuning_json (malloc'd, may be NULL) receives the whole grid as JSON. */
+int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_neighbours_choice *fixed,
+                       const cb_dataset *ds, const cb_split *carve, float threshold, size_t max_users, cb_tower_row_fn tower_row, void *ctx, cb_error *err);
+
+#endif /* CB_NEIGHBOURS_H */

@@ -1,0 +1,370 @@
+/* Tests of the ranking's neighbour component (model/neighbours.h and its
+ * use in rec/): the lists equal a slow dense reference (cosine with
+ * shrinkage, top K), a planted pair structure is found, the tuning on a
+ * carve prefers the component when the towers cannot see the structure, a
+ * trained recommender ranks an item's partner first for a new user who
+ * picked the item and says why (and does not with the component off), the
+ * section round-trips through the model file, a model without it still
+ * loads and recommends, and a corrupt section is refused. */
+#include "model/bundle.h"
+#include "cbrec.h"
+#include "testutil.h"
+
+#include <math.h>
+
+#define N_PAIRS 30
+#define N_ITEMS (2 * N_PAIRS)
+#define N_USERS 240
+
+/* Planted pairs: every user picks 3 random pairs (both items of each: 2a
+ * and 2a+1) and 2 random single items. Every item has the same content
+ * (one genre, no year), so only the interactions tell the pairs apart. */
+static cb_dataset *planted(cb_error *err) {
+    cb_dataset_builder *b = NULL;
+    assert_int_equal(cb_dataset_builder_create(&b, "planted", NULL, err), CB_OK);
+    char ubuf[N_USERS * 10][16], ibuf[N_USERS * 10][16];
+    const char *users[N_USERS * 10], *items[N_USERS * 10];
+    float ys[N_USERS * 10];
+    size_t n = 0;
+    uint64_t s = 12345;
+    for (int u = 0; u < N_USERS; u++) {
+        bool taken[N_ITEMS] = {false};
+        for (int k = 0; k < 5;) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            int a = (int)((s >> 33) % N_PAIRS), item = k < 3 ? 2 * a : (int)((s >> 40) % N_ITEMS);
+            if (taken[item] || (k < 3 && taken[item + 1])) continue;
+            for (int t = 0; t < (k < 3 ? 2 : 1); t++) {
+                taken[item + t] = true;
+                snprintf(ubuf[n], sizeof ubuf[n], "u%d", u);
+                snprintf(ibuf[n], sizeof ibuf[n], "i%d", item + t);
+                users[n] = ubuf[n], items[n] = ibuf[n], ys[n] = 4 + (float)((s >> 50) & 1);
+                n++;
+            }
+            k++;
+        }
+    }
+    assert_int_equal(cb_dataset_builder_add_ratings(b, users, items, ys, NULL, n, err), CB_OK);
+    const char *ids[N_ITEMS], *genres[N_ITEMS], *titles[N_ITEMS];
+    char tbuf[N_ITEMS][24], idb[N_ITEMS][16];
+    for (int i = 0; i < N_ITEMS; i++) {
+        snprintf(tbuf[i], sizeof tbuf[i], "Film %d", i);
+        snprintf(idb[i], sizeof idb[i], "i%d", i);
+        ids[i] = idb[i], genres[i] = "Drama", titles[i] = tbuf[i];
+    }
+    assert_int_equal(cb_dataset_builder_add_column(b, 0, "title", "title", ids, titles, NULL, N_ITEMS, NULL, err),
+                     CB_OK);
+    assert_int_equal(cb_dataset_builder_add_column(b, 0, "genres", "multi", ids, genres, NULL, N_ITEMS, "|", err),
+                     CB_OK);
+    cb_dataset *ds = NULL;
+    assert_int_equal(cb_dataset_builder_finish(b, &ds, err), CB_OK);
+    cb_dataset_builder_free(b);
+    return ds;
+}
+
+static uint32_t *all_ratings(const cb_dataset *ds) {
+    uint32_t *all = malloc(ds->n_ratings * sizeof *all);
+    for (size_t j = 0; j < ds->n_ratings; j++) all[j] = (uint32_t)j;
+    return all;
+}
+
+/* The slow reference: dense co-occurrence, every cosine, sorted. */
+static void reference_list(const cb_dataset *ds, uint32_t item, float shrink, float *sim) {
+    uint32_t ni = cb_dataset_n_items(ds), nu = cb_dataset_n_users(ds);
+    uint8_t *x = calloc((size_t)nu * ni, 1);
+    for (size_t j = 0; j < ds->n_ratings; j++) x[(size_t)ds->ratings[j].user * ni + ds->ratings[j].item] = 1;
+    double n_i = 0;
+    for (uint32_t u = 0; u < nu; u++) n_i += x[(size_t)u * ni + item];
+    for (uint32_t j = 0; j < ni; j++) {
+        double c = 0, n_j = 0;
+        for (uint32_t u = 0; u < nu; u++) {
+            c += x[(size_t)u * ni + item] && x[(size_t)u * ni + j];
+            n_j += x[(size_t)u * ni + j];
+        }
+        sim[j] = j == item || c == 0 ? 0.0f : (float)(c / (sqrt(n_i * n_j) + shrink));
+    }
+    free(x);
+}
+
+static void lists_match_reference(void **state) {
+    (void)state;
+    cb_error err;
+    cb_dataset *ds = planted(&err);
+    uint32_t *all = all_ratings(ds), ni = cb_dataset_n_items(ds);
+    cb_neighbours *nb = NULL;
+    assert_int_equal(cb_neighbours_fit(&nb, ds, all, ds->n_ratings, CB_NEIGHBOURS_COSINE, 5, 3.0f, &err), CB_OK);
+    float *ref = malloc(ni * sizeof *ref);
+    size_t partners_first = 0;
+    for (uint32_t i = 0; i < ni; i++) {
+        reference_list(ds, i, 3.0f, ref);
+        int32_t b = nb->off[i], e = nb->off[i + 1];
+        assert_true(e - b <= 5);
+        for (int32_t t = b; t < e; t++) {
+            uint32_t j = (uint32_t)nb->item[t];
+            assert_true(fabsf(nb->sim[t] - ref[j]) < 1e-5f);
+            /* nothing better left out: every item not listed scores at most the last kept */
+            if (t + 1 < e) assert_true(nb->sim[t] >= nb->sim[t + 1]);
+        }
+        for (uint32_t j = 0; j < ni && e - b == 5; j++) {
+            bool listed = false;
+            for (int32_t t = b; t < e; t++) listed |= (uint32_t)nb->item[t] == j;
+            if (!listed) assert_true(ref[j] <= nb->sim[e - 1] + 1e-6f);
+        }
+        /* the planted partner (2a <-> 2a+1) is every item's nearest */
+        const char *id = cb_vocab_name(ds->items, i), *pid = cb_vocab_name(ds->items, (uint32_t)nb->item[b]);
+        int a = atoi(id + 1), p = atoi(pid + 1);
+        partners_first += (a ^ 1) == p;
+    }
+    assert_int_equal(partners_first, ni);
+    /* EASE's lists find the same pairs (the user form: fewer users than items? here the item form) */
+    cb_neighbours *ease = NULL;
+    assert_int_equal(cb_neighbours_fit(&ease, ds, all, ds->n_ratings, CB_NEIGHBOURS_EASE, 5, 50.0f, &err), CB_OK);
+    for (uint32_t i = 0; i < ni; i++) {
+        assert_true(ease->off[i + 1] - ease->off[i] <= 5 && ease->off[i + 1] > ease->off[i]);
+        const char *id = cb_vocab_name(ds->items, i), *pid = cb_vocab_name(ds->items, (uint32_t)ease->item[ease->off[i]]);
+        assert_int_equal(atoi(id + 1) ^ 1, atoi(pid + 1));
+    }
+    assert_int_equal(ease->kind, CB_NEIGHBOURS_EASE);
+    cb_neighbours_free(ease);
+    /* the score of a history: the sum of the lists; the top contributor */
+    uint32_t hist[2] = {0, 1};
+    float *row = malloc(ni * sizeof *row);
+    float max = cb_neighbours_row(nb, hist, 2, 0, row);
+    assert_true(max > 0);
+    for (int32_t t = nb->off[0]; t < nb->off[1]; t++) {
+        float sim;
+        int64_t at = cb_neighbours_top_contributor(nb, hist, 2, (uint32_t)nb->item[t], &sim);
+        assert_true(at >= 0 && sim > 0 && row[nb->item[t]] >= sim - 1e-6f);
+    }
+    free(row);
+    free(ref);
+    free(all);
+    cb_neighbours_free(nb);
+    cb_dataset_free(ds);
+}
+
+static cb_config *train_config(const char *neighbours, const char *weight) {
+    cb_error err;
+    cb_config *cfg = NULL;
+    assert_int_equal(cb_config_create(&cfg, CB_CONFIG_TRAIN, &err), CB_OK);
+    const char *kv[][2] = {{"epochs", "1"},       {"user-layers", "16"}, {"item-layers", "16"}, {"dim", "8"},
+                           {"threads", "1"},       {"split", "none"},     {"top-k-popular", "0"},
+                           {"neighbours", neighbours}, {"neighbour-kind", "cosine"}, {"neighbour-shrink", "0"},
+                           {"neighbour-weight", weight}};
+    for (size_t i = 0; i < sizeof kv / sizeof *kv; i++) assert_int_equal(cb_config_set(cfg, kv[i][0], kv[i][1], &err), CB_OK);
+    return cfg;
+}
+
+/* A new user who picked items 2a (a = 0, 5, 10): with the component, the
+ * partners 2a+1 are the top three, each explained by its partner. */
+static void check_partners_first(const cb_recommender *rec, bool on) {
+    cb_error err;
+    cb_config *opts = NULL;
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "neighbours", on ? "true" : "false", &err), CB_OK);
+    cb_list *l = NULL;
+    int rc = cb_recommender_recommend(rec, NULL, "{\"ratings\": {\"i0\": 5, \"i10\": 5, \"i20\": 4}}", opts, &l, &err);
+    if (rc) fprintf(stderr, "recommend: %s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
+    size_t partners = 0, explained = 0;
+    for (size_t k = 0; k < 3 && k < cb_list_size(l); k++) {
+        const char *id = cb_list_item_id(l, k);
+        bool partner = !strcmp(id, "i1") || !strcmp(id, "i11") || !strcmp(id, "i21");
+        partners += partner;
+        for (size_t j = 0; j < cb_list_n_reasons(l, k); j++) {
+            const char *why = cb_list_reason(l, k, j);
+            if (strstr(why, "users who picked it also picked this")) {
+                int partner_of = atoi(id + 1) - 1; /* the reason names the anchor 2a of item 2a+1 */
+                char want[32];
+                snprintf(want, sizeof want, "Film %d", partner_of);
+                assert_non_null(strstr(why, want));
+                explained++;
+            }
+        }
+    }
+    if (on) {
+        assert_int_equal(partners, 3);
+        assert_int_equal(explained, 3);
+    } else {
+        assert_int_equal(explained, 0); /* off: no neighbour reason, the towers alone */
+        assert_true(partners < 3);      /* one epoch of 8-wide towers cannot see the pairs */
+    }
+    cb_list_free(l);
+    cb_config_free(opts);
+}
+
+static void recommender_uses_and_saves_it(void **state) {
+    (void)state;
+    cb_error err;
+    cb_dataset *ds = planted(&err);
+    cb_config *cfg = train_config("5", "4");
+    cb_recommender *rec = NULL;
+    int rc = cb_train(&rec, ds, cfg, NULL, NULL, NULL, &err);
+    if (rc) fprintf(stderr, "train: %s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
+    check_partners_first(rec, true);
+    check_partners_first(rec, false);
+    /* batch: a known user's row changes with the component */
+    int64_t it_on[10], it_off[10];
+    float sc_on[10], sc_off[10];
+    size_t user = 0;
+    cb_config *off = NULL;
+    assert_int_equal(cb_config_create(&off, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(off, "neighbours", "false", &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend_batch(rec, &user, 1, 10, NULL, it_on, sc_on, &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend_batch(rec, &user, 1, 10, off, it_off, sc_off, &err), CB_OK);
+    assert_true(memcmp(sc_on, sc_off, sizeof sc_on) != 0);
+    /* the single call and the batch rank alike */
+    cb_list *l = NULL;
+    assert_int_equal(cb_recommender_recommend(rec, cb_recommender_user_id(rec, 0), NULL, NULL, &l, &err), CB_OK);
+    assert_int_equal(cb_list_item(l, 0), (size_t)it_on[0]);
+    assert_true(fabsf(cb_list_score(l, 0) - sc_on[0]) < 1e-4f);
+    cb_list_free(l);
+
+    /* round trip through the file: the same lists, weight and recommendations */
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "m.cbrec");
+    assert_int_equal(cb_recommender_save(rec, path, &err), CB_OK);
+    cb_recommender *back = NULL;
+    assert_int_equal(cb_recommender_load(&back, path, NULL, &err), CB_OK);
+    cb_bundle *a = NULL, *b = NULL;
+    assert_int_equal(cb_bundle_load(&a, path, &err), CB_OK);
+    cb_neighbours *na = a->neighbours;
+    assert_non_null(na);
+    assert_true(na->weight == 4.0f && na->k == 5 && na->shrink == 0.0f && na->n_items == a->n_items);
+    check_partners_first(back, true);
+    int64_t it_back[10];
+    float sc_back[10];
+    assert_int_equal(cb_recommender_recommend_batch(back, &user, 1, 10, NULL, it_back, sc_back, &err), CB_OK);
+    assert_memory_equal(it_back, it_on, sizeof it_on);
+
+    /* a model without the section (older files, --neighbours 0) still loads and recommends */
+    cb_st *st = NULL;
+    assert_int_equal(cb_st_open(&st, path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &err), CB_OK);
+    const char *skip[] = {"neighbours.offsets", "neighbours.items", "neighbours.weights", CB_NEIGHBOURS_META, NULL};
+    char *bare = tu_path(dir, "bare.cbrec");
+    cb_st_writer *w = cb_st_writer_create(&err);
+    assert_int_equal(cb_st_copy(st, w, skip, &err), CB_OK);
+    assert_int_equal(cb_st_write(w, bare, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &err), CB_OK);
+    cb_st_writer_free(w);
+    assert_int_equal(cb_bundle_load(&b, bare, &err), CB_OK);
+    assert_null(b->neighbours);
+    cb_bundle_free(b);
+    cb_recommender *old = NULL; /* with the model's history file: the same "already rated" filter */
+    char *hist = tu_path(dir, "m.cbrec.history");
+    assert_int_equal(cb_recommender_load_files(&old, bare, hist, NULL, &err), CB_OK);
+    free(hist);
+    int64_t it_old[10];
+    float sc_old[10];
+    assert_int_equal(cb_recommender_recommend_batch(old, &user, 1, 10, NULL, it_old, sc_old, &err), CB_OK);
+    assert_memory_equal(it_old, it_off, sizeof it_off); /* = the towers alone */
+    cb_recommender_free(old);
+
+    /* a corrupt section is refused, naming the field */
+    int32_t nnz = na->off[na->n_items];
+    int32_t *items = malloc((size_t)nnz * sizeof *items), *offs = malloc((a->n_items + 1) * sizeof *offs);
+    float *sims = malloc((size_t)nnz * sizeof *sims);
+    const struct {
+        const char *what, *meta, *expect;
+        int32_t item0, off1;
+        float sim0;
+    } bad[] = {
+        {"self", NULL, "itself", -2, 0, 1},
+        {"out of range", NULL, "out of range", 1 << 20, 0, 1},
+        {"nan", NULL, "similarity", -1, 0, NAN},
+        {"negative", NULL, "similarity", -1, 0, -0.5f},
+        {"offsets", NULL, "monotone", -1, 1 << 20, 1},
+        {"weight", "{\"kind\":\"cosine\",\"k\":5,\"shrink\":0,\"weight\":-1}", "out of range", -1, 0, 1},
+        {"kind", "{\"kind\":\"svd\",\"k\":5,\"shrink\":0,\"weight\":1}", "kind 'svd'", -1, 0, 1},
+        {"meta", "[1,2]", "not {kind", -1, 0, 1},
+    };
+    for (size_t c = 0; c < sizeof bad / sizeof *bad; c++) {
+        memcpy(items, na->item, (size_t)nnz * sizeof *items);
+        memcpy(offs, na->off, (a->n_items + 1) * sizeof *offs);
+        memcpy(sims, na->sim, (size_t)nnz * sizeof *sims);
+        if (bad[c].item0 == -2) items[0] = 0; /* item 0's first neighbour: item 0 itself */
+        else if (bad[c].item0 >= 0) items[0] = bad[c].item0;
+        if (bad[c].off1) offs[1] = bad[c].off1;
+        if (!isnan(bad[c].sim0) && bad[c].sim0 != 1) sims[0] = bad[c].sim0;
+        if (isnan(bad[c].sim0)) sims[0] = NAN;
+        w = cb_st_writer_create(&err);
+        const char *skip_all[] = {"neighbours.offsets", "neighbours.items", "neighbours.weights",
+                                  bad[c].meta ? CB_NEIGHBOURS_META : NULL, NULL};
+        assert_int_equal(cb_st_copy(st, w, skip_all, &err), CB_OK);
+        int64_t n_off = a->n_items + 1, n_nb = nnz;
+        assert_int_equal(cb_st_add(w, "neighbours.offsets", CB_ST_I32, &n_off, 1, offs, &err), CB_OK);
+        assert_int_equal(cb_st_add(w, "neighbours.items", CB_ST_I32, &n_nb, 1, items, &err), CB_OK);
+        assert_int_equal(cb_st_add(w, "neighbours.weights", CB_ST_F32, &n_nb, 1, sims, &err), CB_OK);
+        if (bad[c].meta) assert_int_equal(cb_st_set_meta(w, CB_NEIGHBOURS_META, bad[c].meta, &err), CB_OK);
+        char *p = tu_path(dir, "bad.cbrec");
+        assert_int_equal(cb_st_write(w, p, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &err), CB_OK);
+        cb_st_writer_free(w);
+        cb_recommender *r = NULL;
+        rc = cb_recommender_load(&r, p, NULL, &err);
+        if (rc != CB_EFORMAT || !strstr(err.msg, bad[c].expect))
+            fprintf(stderr, "case %s: rc %d, '%s'\n", bad[c].what, rc, err.msg);
+        assert_int_equal(rc, CB_EFORMAT);
+        assert_non_null(strstr(err.msg, bad[c].expect));
+        assert_null(r);
+        free(p);
+    }
+    /* a missing tensor while the metadata is there */
+    w = cb_st_writer_create(&err);
+    const char *skip_items[] = {"neighbours.items", NULL};
+    assert_int_equal(cb_st_copy(st, w, skip_items, &err), CB_OK);
+    char *p = tu_path(dir, "missing.cbrec");
+    assert_int_equal(cb_st_write(w, p, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &err), CB_OK);
+    cb_st_writer_free(w);
+    assert_int_equal(cb_bundle_load(&b, p, &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "neighbours.items"));
+    free(p);
+    cb_st_close(st);
+    free(items), free(offs), free(sims);
+    cb_bundle_free(a);
+    cb_recommender_free(back);
+    cb_recommender_free(rec);
+    cb_config_free(off);
+    cb_config_free(cfg);
+    tu_rmrf(dir);
+    free(dir), free(path), free(bare);
+    cb_dataset_free(ds);
+}
+
+/* "auto": the carve prefers the component here (the towers cannot see the
+ * pairs), and the model file keeps what the carve measured. "0": none. */
+static void tuned_on_the_carve(void **state) {
+    (void)state;
+    cb_error err;
+    cb_dataset *ds = planted(&err);
+    cb_config *cfg = train_config("auto", "auto");
+    assert_int_equal(cb_config_set(cfg, "neighbour-shrink", "auto", &err), CB_OK);
+    assert_int_equal(cb_config_set(cfg, "neighbour-kind", "auto", &err), CB_OK);
+    cb_recommender *rec = NULL;
+    assert_int_equal(cb_train(&rec, ds, cfg, NULL, NULL, NULL, &err), CB_OK);
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "m.cbrec");
+    assert_int_equal(cb_recommender_save(rec, path, &err), CB_OK);
+    cb_bundle *b = NULL;
+    assert_int_equal(cb_bundle_load(&b, path, &err), CB_OK);
+    assert_non_null(b->neighbours);
+    assert_true(b->neighbours->weight > 0);
+    assert_non_null(b->neighbours->tuning);
+    assert_non_null(strstr(b->neighbours->tuning, "\"grid\""));
+    cb_bundle_free(b);
+    cb_recommender_free(rec);
+    assert_int_equal(cb_config_set(cfg, "neighbours", "0", &err), CB_OK);
+    assert_int_equal(cb_train(&rec, ds, cfg, NULL, NULL, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommender_save(rec, path, &err), CB_OK);
+    assert_int_equal(cb_bundle_load(&b, path, &err), CB_OK);
+    assert_null(b->neighbours);
+    cb_bundle_free(b);
+    cb_recommender_free(rec);
+    cb_config_free(cfg);
+    tu_rmrf(dir);
+    free(dir), free(path);
+    cb_dataset_free(ds);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(lists_match_reference),
+                                       cmocka_unit_test(recommender_uses_and_saves_it),
+                                       cmocka_unit_test(tuned_on_the_carve)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
