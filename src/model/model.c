@@ -4,6 +4,7 @@
 #include "model/model.h"
 #include "model/train_config.h"
 
+#include "model/negatives.h"
 #include "model/nn.h"
 
 #include <cblas.h>
@@ -65,7 +66,10 @@ typedef struct tower_ws {
     float *g0, *g1;      /* [cap, widest] backward scratch */
     float *pred, *dpred, *tgt; /* [cap] */
     float *z, *lq;       /* [cap]: rating-head output, the batch items' log q */
-    uint32_t *ids;       /* [cap]: the batch items (retrieval: duplicates are no negatives) */
+    float *wt;           /* [cap]: the softmax rows' weights (positive_threshold) */
+    uint32_t *ids;       /* [cap]: the batch items (retrieval: duplicates are no negatives), then
+                            the sampled negatives (n_cols in all) */
+    int n_cols;          /* retrieval: softmax columns, the batch's items and the negatives */
     uint32_t *eids;      /* [cap]: the ids whose embedding the item tower adds (item dropout:
                             UINT32_MAX for an item shown as never rated) */
     float *prob;         /* [cap, cap]: retrieval softmax (NULL for the rating objective) */
@@ -76,6 +80,10 @@ typedef struct tower_ws {
     float *halves;       /* split heads: scratch for one part of both towers' outputs */
     float *block;
 } tower_ws;
+
+/* The rows tower `side` runs for a batch of B examples: the item side also
+ * runs the sampled negatives. */
+static int side_rows(const tower_ws *ws, int side, int B) { return side == 1 ? ws->n_cols : B; }
 
 /* ---------------------------------------------------------------- config */
 
@@ -142,6 +150,10 @@ const char *cb_model_config_check(const cb_model_config *c) {
     if (!isfinite(c->popularity_prior)) return "popularity_prior must be finite";
     if (c->objective != CB_OBJECTIVE_RATING && c->batch_size > 8192)
         return "batch_size must be <= 8192 for the retrieval objective (a batch x batch softmax)";
+    if (c->negatives > 8192) return "negatives must be <= 8192";
+    if (!(c->below_weight >= 0.0f && c->below_weight <= 1e6f)) return "below_weight must be in [0, 1e6]";
+    if (!isfinite(c->positive_threshold)) return "positive_threshold must be finite";
+    if (!(c->negatives_power >= -4.0f && c->negatives_power <= 4.0f)) return "negatives_power must be in [-4, 4]";
     if (!isfinite(c->target_scale) || c->target_scale == 0.0f)
         return "target_scale must be finite and non-zero";
     if (!isfinite(c->target_shift)) return "target_shift must be finite";
@@ -401,7 +413,7 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
 #define PAD(n) ((((size_t)(n)) + 15) & ~(size_t)15)
     size_t total = PAD((size_t)cap * t->in[0]);
     for (int l = 0; l < t->n_layers; l++) total += PAD((size_t)cap * t->out[l]);
-    total += 2 * PAD((size_t)cap * dim) + PAD(2 * (size_t)cap) + 2 * PAD((size_t)cap * widest) + 9 * PAD(cap);
+    total += 2 * PAD((size_t)cap * dim) + PAD(2 * (size_t)cap) + 2 * PAD((size_t)cap * widest) + 10 * PAD(cap);
     if (softmax) total += PAD((size_t)cap * cap);
     if (t->parts > 1) total += PAD((size_t)cap * dim * 3);
     ws->block = cb_calloc(total + 16, sizeof(float), err);
@@ -420,6 +432,7 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
     ws->tgt = p; p += PAD(cap);
     ws->z = p; p += PAD(cap);
     ws->lq = p; p += PAD(cap);
+    ws->wt = p; p += PAD(cap);
     ws->ids = (uint32_t *)p; p += PAD(cap);
     ws->eids = (uint32_t *)p; p += PAD(cap);
     ws->hrow = (uint32_t *)p; p += PAD(cap);
@@ -538,33 +551,37 @@ static void add_part(float *dst, const float *src, int B, int W, int off, int le
         for (int d = 0; d < len; d++) dst[(size_t)r * W + off + d] += src[(size_t)r * len + d];
 }
 
-/* dy (B, len) += dL/d(part) of the loss term f(u_part, m_part): the gradient
- * of one tower's output part, through the caller's term. Split heads gather
- * the part into ws->halves; otherwise the part is the whole output. */
+/* dy += dL/d(part) of the loss term f(u_part, m_part): the gradient of one
+ * tower's output part, through the caller's term (B user rows, N item rows:
+ * the softmax's columns, or the batch's own B). Split heads gather the part
+ * into ws->halves; otherwise the part is the whole output. */
 typedef double (*part_term)(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
                             const float *head_snap, int B, int D);
 
 static double on_part(part_term f, cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
-                      const float *head_snap, int B, int part) {
-    int D = (int)m->cfg.dim, W = (int)cb_model_out_dim(m);
+                      const float *head_snap, int B, int N, int part) {
+    int D = (int)m->cfg.dim, W = (int)cb_model_out_dim(m), G = side == 0 ? B : N;
     if (W == D) return f(m, side, ws, yu, ym, ws->g0, head_snap, B, D);
-    float *u = ws->halves, *v = u + (size_t)B * D, *g = v + (size_t)B * D;
+    float *u = ws->halves, *v = u + (size_t)B * D, *g = v + (size_t)N * D;
     take_part(u, yu, B, W, part * D, D);
-    take_part(v, ym, B, W, part * D, D);
-    memset(g, 0, (size_t)B * D * sizeof(float));
+    take_part(v, ym, N, W, part * D, D);
+    memset(g, 0, (size_t)G * D * sizeof(float));
     double loss = f(m, side, ws, u, v, g, head_snap, B, D);
-    add_part(ws->g0, g, B, W, part * D, D);
+    add_part(ws->g0, g, G, W, part * D, D);
     return loss;
 }
 
-/* The in-batch softmax over the batch's items (ws->ids, ws->lq from gather_batch). */
+/* The softmax over the batch's items and the sampled negatives (ws->n_cols
+ * columns: ws->ids, ws->lq from gather_batch). */
 static double softmax_term(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
                            const float *head_snap, int B, int D) {
     (void)head_snap;
     const cb_model_config *c = &m->cfg;
     float inv_t = 1.0f / c->temperature;
-    double loss = cb_nn_softmax_xent_forward(ws->prob, u, v, c->logq ? ws->lq : NULL, ws->ids, inv_t, B, B, D);
-    cb_nn_softmax_xent_backward(side == 0 ? dy : NULL, side == 1 ? dy : NULL, ws->prob, u, v, inv_t, B, B, D);
+    int N = ws->n_cols;
+    const float *w = c->positive_threshold > 0.0f ? ws->wt : NULL;
+    double loss = cb_nn_softmax_xent_forward(ws->prob, u, v, c->logq ? ws->lq : NULL, ws->ids, w, inv_t, B, N, D);
+    cb_nn_softmax_xent_backward(side == 0 ? dy : NULL, side == 1 ? dy : NULL, ws->prob, u, v, w, inv_t, B, N, D);
     return loss;
 }
 
@@ -594,10 +611,10 @@ static double rating_term(cb_model *m, int side, tower_ws *ws, const float *u, c
  * half of the outputs with split heads, else on the same vectors). */
 static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
                                     const float *head_snap, int B) {
-    memset(ws->g0, 0, (size_t)B * cb_model_out_dim(m) * sizeof(float));
-    double loss = on_part(softmax_term, m, side, ws, yu, ym, head_snap, B, 0);
+    memset(ws->g0, 0, (size_t)side_rows(ws, side, B) * cb_model_out_dim(m) * sizeof(float));
+    double loss = on_part(softmax_term, m, side, ws, yu, ym, head_snap, B, ws->n_cols, 0);
     if (m->cfg.objective == CB_OBJECTIVE_BOTH)
-        loss += on_part(rating_term, m, side, ws, yu, ym, head_snap, B, split(&m->cfg) ? 1 : 0);
+        loss += on_part(rating_term, m, side, ws, yu, ym, head_snap, B, B, split(&m->cfg) ? 1 : 0);
     return loss;
 }
 
@@ -690,25 +707,34 @@ void cb_model_optimizer_step(cb_model *m) {
     head_update(m);
 }
 
-/* The batch's scaled targets, items and their log q (log_q may be NULL). */
+/* The batch's scaled targets, items and their log q (log_q may be NULL),
+ * then the M sampled negatives neg[0..M) (NULL: none) as further columns. */
 static void gather_batch(const cb_model_config *c, tower_ws *ws, const cb_rating *ratings, const uint32_t *idx,
-                         int B, const float *log_q) {
+                         int B, const float *log_q, const uint32_t *neg, int M) {
     for (int r = 0; r < B; r++) {
         const cb_rating *rt = &ratings[idx[r]];
         ws->tgt[r] = c->target_scale * rt->y + c->target_shift;
         ws->ids[r] = rt->item;
         ws->lq[r] = log_q ? log_q[rt->item] : 0.0f;
+        ws->wt[r] = rt->y < c->positive_threshold ? c->below_weight : 1.0f;
+    }
+    ws->n_cols = B + (neg ? M : 0);
+    for (int k = 0; neg && k < M; k++) {
+        ws->ids[B + k] = neg[k];
+        ws->lq[B + k] = log_q ? log_q[neg[k]] : 0.0f;
     }
 }
+
 
 /* The input rows of one side for the examples idx[0..B) into ws->x (after
  * gather_batch: ws->ids holds their items): the user side with its history
  * bag, leaving each example's own item out of it. */
 static void gather_side(const cb_model *m, int side, tower_ws *ws, const cb_train_data *d, const uint32_t *idx,
                         int B) {
-    for (int r = 0; r < B; r++) ws->hrow[r] = side == 0 ? d->ratings[idx[r]].user : d->ratings[idx[r]].item;
+    int rows = side_rows(ws, side, B);
+    for (int r = 0; r < rows; r++) ws->hrow[r] = side == 0 ? d->ratings[idx[r]].user : ws->ids[r];
     gather_rows(&m->tw[side], ws, side == 0 ? d->user_x : d->item_x, ws->hrow, 0, ws->ids, d->hist_off,
-                d->hist_item, B);
+                d->hist_item, rows);
 }
 
 void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
@@ -750,47 +776,51 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
     if (n == 0 || n > (1u << 24)) return cb_fail(err, CB_EINVAL, "loss_and_grad: bad batch size %zu", n);
     int rc = check_data(d, idx, n, err);
     if (rc != CB_OK) return rc;
-    tower_ws ws[2];
-    int B = (int)n;
-    bool softmax = m->cfg.objective != CB_OBJECTIVE_RATING;
-    if ((rc = ws_alloc(&ws[0], &m->tw[0], B, softmax, err)) != CB_OK) return rc;
-    if ((rc = ws_alloc(&ws[1], &m->tw[1], B, softmax, err)) != CB_OK) {
-        ws_free(&ws[0]);
-        return rc;
-    }
-    float *log_q = NULL;
-    uint32_t *rows = cb_calloc(2 * n, sizeof(uint32_t), err);
-    if (!rows || log_q_for(&log_q, m, d, err)) {
-        free(rows);
-        ws_free(&ws[0]);
-        ws_free(&ws[1]);
-        return CB_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        rows[i] = d->ratings[idx[i]].user;
-        rows[n + i] = d->ratings[idx[i]].item;
-    }
     const cb_model_config *c = &m->cfg;
+    tower_ws ws[2];
+    memset(ws, 0, sizeof ws);
+    int B = (int)n;
+    bool softmax = c->objective != CB_OBJECTIVE_RATING;
+    int M = softmax ? (int)c->negatives : 0;
+    float *log_q = NULL;
+    uint32_t *neg = NULL;
+    cb_negatives sampler;
+    memset(&sampler, 0, sizeof sampler);
+    if ((rc = ws_alloc(&ws[0], &m->tw[0], B + M, softmax, err)) || (rc = ws_alloc(&ws[1], &m->tw[1], B + M, softmax, err)) ||
+        (rc = log_q_for(&log_q, m, d, err)))
+        goto done;
+    if (M) { /* one draw of the sampled negatives, from the seed */
+        rc = cb_negatives_init(&sampler, d->ratings, d->train_idx ? d->train_idx : idx, d->train_idx ? d->n_train : n,
+                               d->n_items, (uint32_t)M, c->negatives_power, err);
+        if (rc || !(neg = cb_malloc((size_t)M * sizeof *neg, err))) {
+            rc = rc ? rc : CB_ENOMEM;
+            goto done;
+        }
+        cb_negatives_draw(&sampler, neg, (size_t)M, c->seed);
+        if (log_q) cb_negatives_log_q(&sampler, log_q, (uint32_t)B);
+    }
     memset(m->tw[0].grads, 0, m->tw[0].n_params * sizeof(float));
     memset(m->tw[1].grads, 0, m->tw[1].n_params * sizeof(float));
     memset(m->head + HEAD_N, 0, HEAD_N * sizeof(float));
     for (int s = 0; s < 2; s++) {
-        gather_batch(c, &ws[s], d->ratings, idx, B, log_q);
+        gather_batch(c, &ws[s], d->ratings, idx, B, log_q, neg, M);
         gather_side(m, s, &ws[s], d, idx, B);
     }
     tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, c->l2norm, c->l2norm_eps);
-    tower_forward(&m->tw[1], &ws[1], ws[1].x, NULL, rows + n, B, 0, c->l2norm, c->l2norm_eps);
+    tower_forward(&m->tw[1], &ws[1], ws[1].x, NULL, ws[1].ids, side_rows(&ws[1], 1, B), 0, c->l2norm, c->l2norm_eps);
     double l = 0.0;
     for (int s = 0; s < 2; s++) {
         l = loss_and_dy(m, s, &ws[s], ws[0].y[0], ws[1].y[0], m->head, B);
-        tower_backward(&m->tw[s], &ws[s], B, 0, c->l2norm, c->l2norm_eps);
+        tower_backward(&m->tw[s], &ws[s], side_rows(&ws[s], s, B), 0, c->l2norm, c->l2norm_eps);
     }
     if (loss) *loss = l;
-    free(rows);
+done:
+    free(neg);
+    cb_negatives_free(&sampler);
     free(log_q);
     ws_free(&ws[0]);
     ws_free(&ws[1]);
-    return CB_OK;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- inference */
@@ -970,7 +1000,7 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
         int B = (int)(n - off < (size_t)cap ? n - off : (size_t)cap);
         for (int side = 0; side < 2; side++) {
             tower_ws *w = &ws[side];
-            gather_batch(c, w, d->ratings, idx + off, B, log_q);
+            gather_batch(c, w, d->ratings, idx + off, B, log_q, NULL, 0);
             gather_side(m, side, w, d, idx + off, B);
             tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
         }
@@ -1052,6 +1082,8 @@ typedef struct train_ctx {
     const cb_train_data *d;
     uint32_t *perm;          /* shuffled training indices of this epoch */
     float *log_q;            /* [n_items] the logQ correction (retrieval), else NULL */
+    cb_negatives neg;        /* the sampled negatives' distribution (neg.m = 0: none) */
+    uint32_t *neg_ids;       /* [n_batches x neg.m] this epoch's draws, or NULL */
     size_t n_batches;
     uint32_t epoch_id;       /* epochs run before this one (counts across resumed runs) */
     tower_ws ws[2];
@@ -1134,15 +1166,17 @@ static void run_epoch(train_ctx *x, int tid) {
         int par = (int)(step & 1);
         for (int s = first; s <= last; s++) {
             tower_ws *ws = &x->ws[s];
-            gather_batch(c, ws, d->ratings, idx, B, x->log_q);
+            gather_batch(c, ws, d->ratings, idx, B, x->log_q, x->neg_ids ? x->neg_ids + step * x->neg.m : NULL,
+                         (int)x->neg.m);
             gather_side(m, s, ws, d, idx, B);
-            if (s == 1) item_dropout(c, d, ws, B, x->epoch_id, step);
+            if (s == 1) item_dropout(c, d, ws, side_rows(ws, s, B), x->epoch_id, step);
             else user_dropout(m, d, ws, B, x->epoch_id, step);
             if (s == 0) {
                 x->head_snap[par][0] = m->head[HEAD_S];
                 x->head_snap[par][1] = m->head[HEAD_C];
             }
-            tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->eids : NULL, B, par, c->l2norm, c->l2norm_eps);
+            tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->eids : NULL, side_rows(ws, s, B), par, c->l2norm,
+                          c->l2norm_eps);
         }
         barrier_wait(&x->bar);
         if (step >= atomic_load_explicit(&x->stop_step, memory_order_relaxed)) break;
@@ -1160,7 +1194,7 @@ static void run_epoch(train_ctx *x, int tid) {
                 break;
             }
             if (s == 0) x->loss_sum += loss * B;
-            tower_backward(t, ws, B, par, c->l2norm, c->l2norm_eps);
+            tower_backward(t, ws, side_rows(ws, s, B), par, c->l2norm, c->l2norm_eps);
             tower_update(t, c);
             if (s == 0) head_update(m);
         }
@@ -1189,6 +1223,23 @@ static void *tower_thread(void *arg) {
         barrier_wait(&x->bar); /* epoch end */
     }
     return NULL;
+}
+
+/* The sampled negatives of a training run (retrieval, c->negatives > 0):
+ * their distribution, room for an epoch of draws, and the logQ of the
+ * mixed columns in x->log_q (B: the batch size). */
+static int negatives_setup(train_ctx *x, int B, cb_error *err) {
+    const cb_model_config *c = &x->m->cfg;
+    const cb_train_data *d = x->d;
+    memset(&x->neg, 0, sizeof x->neg);
+    if (c->objective == CB_OBJECTIVE_RATING || !c->negatives) return CB_OK;
+    int rc = cb_negatives_init(&x->neg, d->ratings, d->train_idx, d->n_train, d->n_items, c->negatives,
+                               c->negatives_power, err);
+    if (rc) return rc;
+    x->neg_ids = cb_malloc(x->n_batches * c->negatives * sizeof *x->neg_ids, err);
+    if (!x->neg_ids) return CB_ENOMEM;
+    if (x->log_q) cb_negatives_log_q(&x->neg, x->log_q, (uint32_t)B);
+    return CB_OK;
 }
 
 static void params_copy(float *dst, const cb_model *m) {
@@ -1245,9 +1296,11 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     best = last_good ? cb_calloc(np, sizeof(float), err) : NULL;
     rc = best ? CB_OK : CB_ENOMEM;
     bool softmax = c->objective != CB_OBJECTIVE_RATING;
-    if (rc == CB_OK) rc = ws_alloc(&x.ws[0], &m->tw[0], B, softmax, err);
-    if (rc == CB_OK) rc = ws_alloc(&x.ws[1], &m->tw[1], B, softmax, err);
+    int M = softmax ? (int)c->negatives : 0; /* the item side also runs the sampled negatives */
+    if (rc == CB_OK) rc = ws_alloc(&x.ws[0], &m->tw[0], B + M, softmax, err);
+    if (rc == CB_OK) rc = ws_alloc(&x.ws[1], &m->tw[1], B + M, softmax, err);
     if (rc == CB_OK) rc = log_q_for(&x.log_q, m, d, err);
+    if (rc == CB_OK) rc = negatives_setup(&x, B, err);
     if (rc != CB_OK) goto done;
     params_copy(last_good, m);
     params_copy(best, m);
@@ -1276,6 +1329,8 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
         cb_rng_seed(&rng, c->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(epoch_id + 1)));
         memcpy(x.perm, d->train_idx, d->n_train * sizeof(uint32_t));
         cb_rng_shuffle_u32(&rng, x.perm, d->n_train);
+        if (x.neg_ids)
+            cb_negatives_draw(&x.neg, x.neg_ids, x.n_batches * x.neg.m, c->seed ^ (0x94D049BB133111EBULL * (epoch_id + 1)));
         x.loss_sum = 0.0;
         x.steps_done = 0;
         x.nan_seen = false;
@@ -1351,6 +1406,8 @@ done:
     ws_free(&x.ws[1]);
     free(x.perm);
     free(x.log_q);
+    free(x.neg_ids);
+    cb_negatives_free(&x.neg);
     free(last_good);
     free(best);
     return rc;

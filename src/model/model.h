@@ -97,6 +97,14 @@ typedef struct cb_model_config {
                                                      cb_train_data.item_cold set to their cold values
                                                      (so items without interactions are placed by
                                                      content); 0 = off */
+    uint32_t negatives;                           /* training only (retrieval, both): items drawn from
+                                                     the catalog per batch as extra softmax columns
+                                                     beside the batch's own (negatives.c); 0 = in-batch only */
+    float negatives_power;                        /* ... drawn with probability ∝ (training count + 1)^this
+                                                     (0: uniform) */
+    float positive_threshold, below_weight;       /* training only (retrieval, both): a training rating
+                                                     below positive_threshold weighs below_weight in
+                                                     the softmax (the others 1); threshold 0 = off */
     float user_dropout;                           /* training only: the same for the user, shown as
                                                      known by features alone: the columns of
                                                      cb_train_data.user_cold at their cold values and
@@ -282,7 +290,8 @@ int cb_model_create_from_tensors(cb_model **out, const cb_model_config *c,
 /* ---- internals exposed for tests (gradient checks, PyTorch parity) */
 /* Zero the gradients, then one forward + backward over examples idx[0..n) with
  * targets already scaled; returns the loss in *loss. Gradients of tensor i are
- * reached with cb_model_tensor_grad. */
+ * reached with cb_model_tensor_grad. With c->negatives the softmax also has
+ * that many sampled negatives (one draw from c->seed). */
 int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
                            double *loss, cb_error *err);
 /* Pointer to the gradient of tensor i (same shape as the tensor). */

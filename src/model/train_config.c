@@ -86,6 +86,17 @@ static const cb_config_key_def keys[] = {
      100, 0, NULL},
     {"logq", "", "true", "retrieval: subtract log of each item's in-batch sampling probability", "model",
      CB_KEY_BOOL, TC(model.logq), 0, 0, 0, 0, NULL},
+    {"negatives", "N", "0", "retrieval: N items drawn from the catalog per batch as further softmax columns "
+     "beside the batch's own items (mixed negative sampling; the logQ correction covers the mix; 0 = in-batch "
+     "only)", "training", CB_KEY_U32, TC(model.negatives), 0, 0, 8192, 0, NULL},
+    {"negatives-power", "A", "0", "the sampled negatives are drawn with probability proportional to (training "
+     "count + 1)^A (0: uniform over the catalog; 1: by popularity)", "training", CB_KEY_F32,
+     TC(model.negatives_power), 0, -4, 4, 0, NULL},
+    {"positive-threshold", "Y", "0", "retrieval: training ratings below Y weigh --below-weight in the softmax "
+     "(0 = every rating is a pick of weight 1)", "training", CB_KEY_F32, TC(model.positive_threshold), 0, -1e9, 1e9, 0,
+     NULL},
+    {"below-weight", "W", "1", "retrieval: the weight of a pick rated below --positive-threshold", "training",
+     CB_KEY_F32, TC(model.below_weight), 0, 0, 1e6, 0, NULL},
     {"rating-weight", "F", "2", "both: weight of the rating loss", "model", CB_KEY_F32, TC(model.rating_weight), 0,
      0, 1e6, 0, NULL},
     {"popularity-prior", "F", "1", "ranking adds F x log(item's training share) to the retrieval score", "model",
