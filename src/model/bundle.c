@@ -268,7 +268,8 @@ static int rank_bias_of(cb_bundle *r, const cb_bundle_train_input *in, cb_error 
     if (c->objective == CB_OBJECTIVE_RATING || c->popularity_prior == 0.0f) return CB_OK;
     float *b = rec_alloc(r, r->n_items, sizeof *b, err);
     if (!b) return CB_ENOMEM;
-    cb_model_log_q(b, in->ds->ratings, in->train_idx, in->n_train, r->n_items);
+    int rc = cb_model_train_log_q(r->model, b, in->ds->ratings, in->train_idx, in->n_train, r->n_items, err);
+    if (rc) return rc;
     for (uint32_t i = 0; i < r->n_items; i++) b[i] *= c->popularity_prior;
     r->rank_bias = b;
     return CB_OK;

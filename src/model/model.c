@@ -43,6 +43,7 @@ typedef struct tower {
     int feat_in;                /* input columns from the feature table (in[0] without the bag) */
     float *emb, *demb;          /* into params / grads */
     uint64_t step;              /* optimiser steps taken */
+    uint32_t epoch;             /* the epoch these steps belong to (epochs done before it): lr_at */
 } tower;
 
 /* The BCE head: p = sigmoid(s·score + c). Same four-region layout. */
@@ -111,6 +112,7 @@ void cb_model_config_base(cb_model_config *c) {
     c->adam_beta1 = 0.9f;
     c->adam_beta2 = 0.999f;
     c->adam_eps = 1e-7f;
+    c->lr_decay = 1.0f;
 }
 
 void cb_model_config_default(cb_model_config *c) {
@@ -160,6 +162,7 @@ const char *cb_model_config_check(const cb_model_config *c) {
     if (!isfinite(c->bce_scale_init)) return "bce_scale_init must be finite";
     if (c->optimizer != CB_OPT_ADAM && c->optimizer != CB_OPT_SGD) return "unknown optimizer";
     if (!(c->lr > 0.0f) || !isfinite(c->lr)) return "lr must be > 0";
+    if (!(c->lr_decay > 0.0f && c->lr_decay <= 1.0f)) return "lr_decay must be in (0, 1]";
     if (!(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay)) return "weight_decay must be >= 0";
     if (!(c->adam_beta1 >= 0.0f && c->adam_beta1 < 1.0f)) return "adam_beta1 must be in [0,1)";
     if (!(c->adam_beta2 >= 0.0f && c->adam_beta2 < 1.0f)) return "adam_beta2 must be in [0,1)";
@@ -672,14 +675,21 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
     }
 }
 
+/* The learning rate of a step in epoch `epoch` (counted across resumed runs):
+ * lr · lr_decay^epoch. */
+static float lr_at(const cb_model_config *c, uint32_t epoch) {
+    return c->lr_decay == 1.0f ? c->lr : (float)((double)c->lr * pow((double)c->lr_decay, (double)epoch));
+}
+
 static void tower_update(tower *t, const cb_model_config *c) {
     t->step++;
+    float lr = lr_at(c, t->epoch);
     if (c->optimizer == CB_OPT_ADAM) {
-        cb_nn_adam h = {c->lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
+        cb_nn_adam h = {lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
         cb_nn_adam_update(t->params, t->grads, t->adam_m, t->adam_v, t->n_params, t->n_weights, &h,
                           t->step);
     } else {
-        cb_nn_sgd_update(t->params, t->grads, t->n_params, t->n_weights, c->lr, c->weight_decay);
+        cb_nn_sgd_update(t->params, t->grads, t->n_params, t->n_weights, lr, c->weight_decay);
     }
 }
 
@@ -694,10 +704,10 @@ static void head_update(cb_model *m) {
     m->head_step++;
     float *p = m->head, *g = m->head + HEAD_N, *mm = m->head + 2 * HEAD_N, *v = m->head + 3 * HEAD_N;
     if (c->optimizer == CB_OPT_ADAM) {
-        cb_nn_adam h = {c->lr, c->adam_beta1, c->adam_beta2, c->adam_eps, 0.0f};
+        cb_nn_adam h = {lr_at(c, m->epochs_done), c->adam_beta1, c->adam_beta2, c->adam_eps, 0.0f};
         cb_nn_adam_update_naive(p, g, mm, v, HEAD_N, 0, &h, m->head_step);
     } else {
-        cb_nn_sgd_update(p, g, HEAD_N, 0, c->lr, 0.0f);
+        cb_nn_sgd_update(p, g, HEAD_N, 0, lr_at(c, m->epochs_done), 0.0f);
     }
 }
 
@@ -743,6 +753,22 @@ void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_
     for (size_t j = 0; j < n; j++) out[ratings[train_idx[j]].item] += 1.0f;
     double total = (double)n + n_items;
     for (uint32_t i = 0; i < n_items; i++) out[i] = (float)log(out[i] / total);
+}
+
+int cb_model_train_log_q(const cb_model *m, float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
+                         uint32_t n_items, cb_error *err) {
+    const cb_model_config *c = &m->cfg;
+    cb_model_log_q(out, ratings, train_idx, n, n_items);
+    if (c->objective == CB_OBJECTIVE_RATING || !c->negatives || !n) return CB_OK;
+    cb_negatives s;
+    int rc = cb_negatives_init(&s, ratings, train_idx, n, n_items, c->negatives, c->negatives_power, err);
+    if (rc) return rc;
+    uint32_t B = c->batch_size < n ? c->batch_size : (uint32_t)n;
+    cb_negatives_log_q(&s, out, B);
+    float norm = (float)log((double)B + c->negatives);
+    for (uint32_t i = 0; i < n_items; i++) out[i] -= norm;
+    cb_negatives_free(&s);
+    return CB_OK;
 }
 
 /* log q of d's items from its training examples, for the retrieval
@@ -1325,6 +1351,7 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     for (uint32_t e = 0; e < c->epochs; e++) {
         uint32_t epoch_id = m->epochs_done; /* counts across resumed runs */
         x.epoch_id = epoch_id;
+        m->tw[0].epoch = m->tw[1].epoch = epoch_id; /* the learning-rate schedule */
         cb_rng rng;
         cb_rng_seed(&rng, c->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(epoch_id + 1)));
         memcpy(x.perm, d->train_idx, d->n_train * sizeof(uint32_t));

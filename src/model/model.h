@@ -115,6 +115,8 @@ typedef struct cb_model_config {
     /* optimisation */
     cb_opt_kind optimizer;
     float lr, weight_decay;                       /* L2 on weights only: grad += wd·w */
+    float lr_decay;                               /* epoch e (counted across resumed runs) steps
+                                                     with lr · lr_decay^e (1 = constant) */
     float adam_beta1, adam_beta2, adam_eps;       /* 0.9, 0.999, 1e-7 (Keras' eps) */
     uint32_t batch_size, epochs;
     uint32_t patience;                            /* early stopping on validation loss; 0 = off */
@@ -262,6 +264,12 @@ float cb_model_score_to_logit(const cb_model *m, float score);
  * (counts + 1, so unseen items stay finite). out [n_items]. */
 void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
                     uint32_t n_items);
+/* The log of the distribution m's training drew its softmax columns from:
+ * cb_model_log_q, or with sampled negatives (c->negatives) the mixture
+ * (B·q_batch + M·q_neg) / (B + M) — what the logQ correction subtracted,
+ * so what the popularity prior adds back at ranking. */
+int cb_model_train_log_q(const cb_model *m, float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
+                         uint32_t n_items, cb_error *err);
 
 /* ---- named parameter tensors, for model files.
  * Names: "user.<l>.weight" [out,in], "user.<l>.bias" [out], the same for

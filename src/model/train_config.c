@@ -137,6 +137,8 @@ static const cb_config_key_def keys[] = {
      optimizers},
     {"lr", "F", "0.002", "learning rate (the lab's protocol: 0.01 with batch 32, 30 epochs)", "training",
      CB_KEY_F32, TC(model.lr), 0, 1e-9, 100, 0, NULL},
+    {"lr-decay", "G", "1", "epoch e trains with lr x G^e (1 = a constant learning rate)", "training", CB_KEY_F32,
+     TC(model.lr_decay), 0, 1e-6, 1, 0, NULL},
     {"weight-decay", "F", "0", "L2 on the weights", "training", CB_KEY_F32, TC(model.weight_decay), 0, 0, 100, 0,
      NULL},
     {"batch", "N", "256", "mini-batch size", "training", CB_KEY_U32, TC(model.batch_size), 0, 1, 1 << 20, 0, NULL},
