@@ -111,7 +111,7 @@ static void gradcheck_case_n(cb_loss_kind loss, bool l2norm, cb_objective object
     c.split_heads = split;
     c.history_dim = hist, c.history_items = hist ? 4 : 0;
     c.negatives = negatives, c.negatives_power = negatives_power;
-    c.positive_threshold = below_weight != 1.0f ? 0.2f : 0.0f, c.below_weight = below_weight;
+    c.positive_threshold = 0.2f, c.below_weight = below_weight;
     uint32_t h_off[6], h_item[15];
     for (uint32_t u = 0; u <= 5; u++) h_off[u] = 3 * u;
     for (uint32_t u = 0; u < 5; u++) h_item[3 * u] = u % 4, h_item[3 * u + 1] = (u + 1) % 4, h_item[3 * u + 2] = 7;

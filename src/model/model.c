@@ -154,7 +154,8 @@ const char *cb_model_config_check(const cb_model_config *c) {
         return "batch_size must be <= 8192 for the retrieval objective (a batch x batch softmax)";
     if (c->negatives > 8192) return "negatives must be <= 8192";
     if (!(c->below_weight >= 0.0f && c->below_weight <= 1e6f)) return "below_weight must be in [0, 1e6]";
-    if (!isfinite(c->positive_threshold)) return "positive_threshold must be finite";
+    if (!(c->relevant_from >= 0.0f && c->relevant_from <= 1.0f)) return "relevant_from must be in [0, 1]";
+    if (isnan(c->positive_threshold)) return "positive_threshold must be a number";
     if (!(c->negatives_power >= -4.0f && c->negatives_power <= 4.0f)) return "negatives_power must be in [-4, 4]";
     if (!isfinite(c->target_scale) || c->target_scale == 0.0f)
         return "target_scale must be finite and non-zero";
@@ -582,7 +583,7 @@ static double softmax_term(cb_model *m, int side, tower_ws *ws, const float *u, 
     const cb_model_config *c = &m->cfg;
     float inv_t = 1.0f / c->temperature;
     int N = ws->n_cols;
-    const float *w = c->positive_threshold > 0.0f ? ws->wt : NULL;
+    const float *w = c->below_weight != 1.0f ? ws->wt : NULL;
     double loss = cb_nn_softmax_xent_forward(ws->prob, u, v, c->logq ? ws->lq : NULL, ws->ids, w, inv_t, B, N, D);
     cb_nn_softmax_xent_backward(side == 0 ? dy : NULL, side == 1 ? dy : NULL, ws->prob, u, v, w, inv_t, B, N, D);
     return loss;

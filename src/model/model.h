@@ -102,9 +102,11 @@ typedef struct cb_model_config {
                                                      beside the batch's own (negatives.c); 0 = in-batch only */
     float negatives_power;                        /* ... drawn with probability ∝ (training count + 1)^this
                                                      (0: uniform) */
-    float positive_threshold, below_weight;       /* training only (retrieval, both): a training rating
-                                                     below positive_threshold weighs below_weight in
-                                                     the softmax (the others 1); threshold 0 = off */
+    float below_weight;                           /* training only (retrieval, both): the softmax weight
+                                                     of a pick rated below positive_threshold (1 = off) */
+    float relevant_from;                          /* ... which cb_bundle_train sets at this fraction of
+                                                     the rating range (explicit ratings only) */
+    float positive_threshold;                     /* the rating itself (-INFINITY: every pick weighs 1) */
     float user_dropout;                           /* training only: the same for the user, shown as
                                                      known by features alone: the columns of
                                                      cb_train_data.user_cold at their cold values and
