@@ -1085,10 +1085,15 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
  * slice by slice in worker order (deterministic for a given thread count),
  * across ranks (one all-reduce of the flat sum), and each worker applies the
  * optimiser to its slice. Four barriers per step; six across processes.
- * Every rank computes the same whole-batch loss, so all stop at a NaN alike. */
+ * Every rank computes the same whole-batch loss, so all stop at a NaN alike.
+ * Sampled negatives (c->negatives = M): every rank draws the same M items a
+ * step; they are split across ranks and workers like the batch rows, each
+ * worker runs the item tower on its batch rows then its negatives, and the
+ * outputs follow the batch's B rows in ym (all-gathered apart), so the loss
+ * sees B + M columns; whoever forwarded a negative backpropagates it. */
 
 typedef struct worker {
-    tower_ws ws[2];          /* its rows; ws[s].y[0] points into the batch's outputs */
+    tower_ws ws[2];          /* its rows (ws[1]: then its negatives); outputs copied to the batch's */
     cb_model view;           /* the model with this worker's gradient buffer (tw[].grads, head) */
     int rows;                /* its rows this step */
     int neg_lo, n_neg;       /* its sampled negatives this step: [neg_lo, neg_lo + n_neg) of the step's M,

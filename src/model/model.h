@@ -18,8 +18,9 @@
  * (item_ids). The tensors are enumerable by name for saving.
  *
  * Threading: training splits each batch's rows across `threads` workers
- * (model/parallel.c); each runs both towers on its rows, every worker
- * computes the loss of the whole batch (the in-batch softmax sees all of it),
+ * (model/parallel.c); each runs both towers on its rows (and the item tower
+ * on its share of the sampled negatives), the loss of the whole batch is
+ * computed once per side (the in-batch softmax sees all of it),
  * and the per-worker gradients are summed in worker order. The same seed and
  * thread count give the same bits; other thread counts the same model within
  * float tolerance (the sums run in another order). Across processes
