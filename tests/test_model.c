@@ -5,6 +5,7 @@
  * (tests/ref/torch_parity.py, skipped when /usr/bin/python3 lacks torch). */
 #include "testutil.h"
 #include "model/model.h"
+#include "model/negatives.h"
 
 #include <math.h>
 
@@ -99,8 +100,8 @@ static void n_params_and_tensors(void **state) {
 /* hist > 0: a history bag of that width; user u's history is items u % 4,
  * (u + 1) % 4 and 7 (past the table: skipped), so examples' own items are
  * left out of some bags and not others. */
-static void gradcheck_case_h(cb_loss_kind loss, bool l2norm, cb_objective objective, uint32_t item_ids, bool split,
-                             uint32_t hist) {
+static void gradcheck_case_n(cb_loss_kind loss, bool l2norm, cb_objective objective, uint32_t item_ids, bool split,
+                             uint32_t hist, uint32_t negatives, float negatives_power, float below_weight) {
     fixture f;
     fixture_make(&f, 9, 5, 4, 3, 4, loss == CB_LOSS_BCE, 11);
     cb_model_config c;
@@ -109,6 +110,8 @@ static void gradcheck_case_h(cb_loss_kind loss, bool l2norm, cb_objective object
     c.objective = objective, c.temperature = 0.5f, c.rating_weight = 0.7f, c.item_ids = item_ids;
     c.split_heads = split;
     c.history_dim = hist, c.history_items = hist ? 4 : 0;
+    c.negatives = negatives, c.negatives_power = negatives_power;
+    c.positive_threshold = 0.2f, c.below_weight = below_weight;
     uint32_t h_off[6], h_item[15];
     for (uint32_t u = 0; u <= 5; u++) h_off[u] = 3 * u;
     for (uint32_t u = 0; u < 5; u++) h_item[3 * u] = u % 4, h_item[3 * u + 1] = (u + 1) % 4, h_item[3 * u + 2] = 7;
@@ -158,6 +161,11 @@ static void gradcheck_case_h(cb_loss_kind loss, bool l2norm, cb_objective object
     fixture_free(&f);
 }
 
+static void gradcheck_case_h(cb_loss_kind loss, bool l2norm, cb_objective objective, uint32_t item_ids, bool split,
+                             uint32_t hist) {
+    gradcheck_case_n(loss, l2norm, objective, item_ids, split, hist, 0, 0.0f, 1.0f);
+}
+
 static void gradcheck_case(cb_loss_kind loss, bool l2norm, cb_objective objective, uint32_t item_ids, bool split) {
     gradcheck_case_h(loss, l2norm, objective, item_ids, split, 0);
 }
@@ -181,6 +189,12 @@ static void gradcheck_model(void **state) {
     /* the history bag (user.history_embedding and the bag's columns of user.0.weight) */
     gradcheck_case_h(CB_LOSS_MSE, true, CB_OBJECTIVE_BOTH, 3, true, 3);
     gradcheck_case_h(CB_LOSS_MSE, true, CB_OBJECTIVE_RATING, 0, false, 2);
+    /* sampled negatives: 6 more item rows in the softmax (4 items: some are
+     * the batch's own, masked for their rows), uniform and by popularity */
+    gradcheck_case_n(CB_LOSS_MSE, true, CB_OBJECTIVE_BOTH, 3, true, 0, 6, 0.0f, 1.0f);
+    gradcheck_case_n(CB_LOSS_MSE, false, CB_OBJECTIVE_RETRIEVAL, 3, false, 0, 6, 1.0f, 1.0f);
+    /* picks rated below the threshold (targets < 0.2 here) weigh 0.25 in the softmax */
+    gradcheck_case_n(CB_LOSS_MSE, true, CB_OBJECTIVE_BOTH, 3, true, 0, 6, 0.0f, 0.25f);
 }
 
 static cb_model *trained(fixture *f, cb_model_config *c, int rc_want) {
@@ -229,6 +243,51 @@ static void deterministic(void **state) {
     c.dim = 5;
     assert_int_equal(cb_model_set_train_config(r, &c, &err), CB_EINVAL);
     cb_model_free(a), cb_model_free(b), cb_model_free(d1), cb_model_free(e), cb_model_free(r);
+    fixture_free(&f);
+}
+
+/* Sampled negatives: the draws follow q_neg ∝ (count + 1)^power, the mixed
+ * logQ is log(B·q_batch + m·q_neg), and training with them is deterministic
+ * (a fixed thread count: the same bits; 1 vs 2 threads agree within float
+ * tolerance: test_parallel.c) and differs from in-batch only. */
+static void sampled_negatives(void **state) {
+    (void)state;
+    cb_rating r[12];
+    uint32_t idx[12];
+    for (int i = 0; i < 12; i++) r[i] = (cb_rating){0, i < 9 ? 0u : 2u, 1.0f, 0}, idx[i] = (uint32_t)i;
+    cb_negatives s;
+    cb_error err;
+    for (int pw = 0; pw < 2; pw++) {
+        assert_int_equal(cb_negatives_init(&s, r, idx, 12, 3, 4, (float)pw, &err), CB_OK);
+        enum { N = 60000 };
+        uint32_t *out = malloc(N * sizeof *out);
+        cb_negatives_draw(&s, out, N, 7);
+        double cnt[3] = {0}, want[2][3] = {{1 / 3.0, 1 / 3.0, 1 / 3.0}, {10 / 15.0, 1 / 15.0, 4 / 15.0}};
+        for (int k = 0; k < N; k++) cnt[out[k]] += 1.0 / N;
+        for (int i = 0; i < 3; i++) assert_true(fabs(cnt[i] - want[pw][i]) < 0.01);
+        float lq[3] = {logf(0.5f), logf(0.25f), logf(0.25f)};
+        cb_negatives_log_q(&s, lq, 16);
+        for (int i = 0; i < 3; i++) {
+            double qb = i == 0 ? 0.5 : 0.25;
+            assert_true(fabs(lq[i] - log(16 * qb + 4 * want[pw][i])) < 1e-5);
+        }
+        free(out);
+        cb_negatives_free(&s);
+    }
+    fixture f;
+    fixture_make(&f, 300, 40, 30, 5, 6, 0, 3);
+    cb_model_config c;
+    small_config(&c, 5, 6);
+    c.objective = CB_OBJECTIVE_BOTH, c.split_heads = true, c.temperature = 0.2f, c.rating_weight = 1.0f;
+    c.negatives = 8, c.threads = 2;
+    cb_model *a = trained(&f, &c, CB_OK);
+    cb_model *b = trained(&f, &c, CB_OK);
+    assert_true(same_params(a, b));
+    c.threads = 1;
+    c.negatives = 0;
+    cb_model *d = trained(&f, &c, CB_OK);
+    assert_false(same_params(a, d));
+    cb_model_free(a), cb_model_free(b), cb_model_free(d);
     fixture_free(&f);
 }
 
@@ -513,7 +572,7 @@ int main(void) {
         cmocka_unit_test(gradcheck_model),   cmocka_unit_test(deterministic),
         cmocka_unit_test(learns_and_reports), cmocka_unit_test(early_stopping),
         cmocka_unit_test(nan_stops),         cmocka_unit_test(tensors_roundtrip),
-        cmocka_unit_test(torch_parity),
+        cmocka_unit_test(torch_parity),      cmocka_unit_test(sampled_negatives),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }

@@ -124,6 +124,27 @@ static void two_ranks_match_one_process(void **state) {
     cb_recommender_free(r_s2), cb_recommender_free(r_s1), cb_recommender_free(r_seed);
 }
 
+/* Sampled negatives, half-weight low ratings and lr decay: every rank draws
+ * the same negatives and forwards its part of them, as one process's two
+ * workers do: the same bits. */
+static void negatives_two_ranks_match_two_threads(void **state) {
+    (void)state;
+    if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
+    const char *opts = "--epochs 2 --batch 128 --split random --seed 3 -q --negatives 40 --below-weight 0.5 --lr-decay 0.5";
+    char o1[320], o2[320];
+    snprintf(o1, sizeof o1, "%s --threads 1", opts);
+    snprintf(o2, sizeof o2, "%s --threads 2", opts);
+    char *mpi = train(2, "neg2.model", o1);
+    if (!mpi) TU_SKIP("this cbrec was built without MPI (no mpicc at build time); it said so under mpirun");
+    char *t2 = train(1, "negt2.model", o2);
+    cb_recommender *r_mpi, *r_t2;
+    cb_model *m_mpi = load_model("neg2.model", &r_mpi), *m_t2 = load_model("negt2.model", &r_t2);
+    print_message("negatives: mpirun -np 2 vs 2 threads: worst parameter difference %.2e\n", param_diff(m_t2, m_mpi));
+    assert_true(param_diff(m_t2, m_mpi) == 0.0);
+    free(mpi), free(t2);
+    cb_recommender_free(r_mpi), cb_recommender_free(r_t2);
+}
+
 /* Ranks that split the data differently (another seed) must not train apart. */
 static void ranks_with_different_data_stop(void **state) {
     (void)state;
@@ -147,6 +168,7 @@ static void ranks_with_different_data_stop(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(two_ranks_match_one_process),
+        cmocka_unit_test(negatives_two_ranks_match_two_threads),
         cmocka_unit_test(ranks_with_different_data_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -222,18 +222,18 @@ static void grad_losses(void **state) {
     assert_true(p == 0.0f);
 }
 
-typedef struct xent_ctx { const float *u, *v, *log_q; const uint32_t *ids; float inv_temp; int B, N, D, wrt; } xent_ctx;
+typedef struct xent_ctx { const float *u, *v, *log_q, *w; const uint32_t *ids; float inv_temp; int B, N, D, wrt; } xent_ctx;
 static void xent_fn(float *out, const float *p, void *q) {
     xent_ctx *c = q;
     float prob[6 * 9];
     out[0] = (float)cb_nn_softmax_xent_forward_naive(prob, c->wrt == 0 ? p : c->u, c->wrt == 1 ? p : c->v, c->log_q,
-                                                     c->ids, c->inv_temp, c->B, c->N, c->D);
+                                                     c->ids, c->w, c->inv_temp, c->B, c->N, c->D);
 }
 
 /* Sampled softmax: fast vs naive, probabilities, left-out duplicates, and
- * finite differences with respect to both towers' outputs. */
-static void softmax_xent(void **state) {
-    (void)state;
+ * finite differences with respect to both towers' outputs; unweighted and
+ * with row weights (w = 0 drops a row). */
+static void softmax_xent_case(const float *w) {
     cb_rng rng;
     cb_rng_seed(&rng, 11);
     enum { B = 6, N = 9, D = 5 };
@@ -241,29 +241,40 @@ static void softmax_xent(void **state) {
     float du1[B * D] = {0}, du2[B * D] = {0}, dv1[N * D] = {0}, dv2[N * D] = {0};
     uint32_t ids[N] = {0, 1, 2, 3, 2, 5, 6, 7, 1}; /* item 2 twice in the batch, item 1 also sampled */
     fill(u, B * D, &rng, 1), fill(v, N * D, &rng, 1), fill(log_q, N, &rng, 1);
-    double l1 = cb_nn_softmax_xent_forward(p1, u, v, log_q, ids, 4.0f, B, N, D);
-    double l2 = cb_nn_softmax_xent_forward_naive(p2, u, v, log_q, ids, 4.0f, B, N, D);
+    double l1 = cb_nn_softmax_xent_forward(p1, u, v, log_q, ids, w, 4.0f, B, N, D);
+    double l2 = cb_nn_softmax_xent_forward_naive(p2, u, v, log_q, ids, w, 4.0f, B, N, D);
     assert_true(fabs(l1 - l2) < 1e-5 * fmax(1.0, fabs(l2)));
     assert_close(p1, p2, B * N, 1e-5, 1e-6);
     for (int i = 0; i < B; i++) {
         double s = 0;
         for (int j = 0; j < N; j++) s += p1[i * N + j];
-        assert_true(fabs(s - 1.0) < 1e-5);
+        assert_true(fabs(s - (w ? w[i] : 1.0)) < 1e-5);
     }
     assert_true(p1[2 * N + 4] == 0.0f && p1[4 * N + 2] == 0.0f && p1[1 * N + 8] == 0.0f);
     assert_true(p1[2 * N + 2] > 0.0f && p1[0 * N + 8] > 0.0f);
-    cb_nn_softmax_xent_backward(du1, dv1, p1, u, v, 4.0f, B, N, D);
-    cb_nn_softmax_xent_backward_naive(du2, dv2, p2, u, v, 4.0f, B, N, D);
+    cb_nn_softmax_xent_backward(du1, dv1, p1, u, v, w, 4.0f, B, N, D);
+    cb_nn_softmax_xent_backward_naive(du2, dv2, p2, u, v, w, 4.0f, B, N, D);
     assert_close(du1, du2, B * D, 1e-4, 1e-6);
     assert_close(dv1, dv2, N * D, 1e-4, 1e-6);
-    xent_ctx c = {u, v, log_q, ids, 4.0f, B, N, D, 0};
+    xent_ctx c = {u, v, log_q, w, ids, 4.0f, B, N, D, 0};
     fd_check(xent_fn, u, B * D, 1, &one, du1, &c, "softmax xent du");
     c.wrt = 1;
     fd_check(xent_fn, v, N * D, 1, &one, dv1, &c, "softmax xent dv");
+}
+
+static void softmax_xent(void **state) {
+    (void)state;
+    softmax_xent_case(NULL);
+    const float w[6] = {1.0f, 0.5f, 2.0f, 0.0f, 1.0f, 0.25f};
+    softmax_xent_case(w);
     /* without log_q and ids: a perfectly separated batch has loss near 0 */
     float eu[2 * 2] = {1, 0, 0, 1}, pe[4];
-    assert_true(cb_nn_softmax_xent_forward(pe, eu, eu, NULL, NULL, 50.0f, 2, 2, 2) < 1e-6);
-    assert_true(fabs(cb_nn_softmax_xent_forward(pe, eu, eu, NULL, NULL, 0.0f, 2, 2, 2) - log(2.0)) < 1e-6);
+    assert_true(cb_nn_softmax_xent_forward(pe, eu, eu, NULL, NULL, NULL, 50.0f, 2, 2, 2) < 1e-6);
+    assert_true(fabs(cb_nn_softmax_xent_forward(pe, eu, eu, NULL, NULL, NULL, 0.0f, 2, 2, 2) - log(2.0)) < 1e-6);
+    /* a row of weight 0 adds nothing to the loss */
+    float w0[2] = {1.0f, 0.0f};
+    double l1 = cb_nn_softmax_xent_forward(pe, eu, eu, NULL, NULL, w0, 0.0f, 2, 2, 2);
+    assert_true(fabs(l1 - log(2.0) / 2) < 1e-6);
 }
 
 static void adam_and_sgd(void **state) {

@@ -4,7 +4,9 @@
  * (the objective `both`: in-batch softmax over the whole batch, rating head,
  * item ids, history bag, item and user dropout); and two ranks joined by an
  * in-process cb_train_comm (threads standing in for MPI processes) end with
- * identical parameters that match one process with the same global batch. */
+ * identical parameters that match one process with the same global batch.
+ * The same with sampled negatives, row weights and a learning-rate decay
+ * (the negatives split across workers and ranks like the batch rows). */
 #include "testutil.h"
 #include "model/model.h"
 #include "model/parallel.h"
@@ -155,21 +157,18 @@ static void pool_barrier(void **state) {
     cb_pool_free(NULL);
 }
 
-static void threads_same_model(void **state) {
-    (void)state;
-    fixture f;
-    fixture_make(&f);
-    cb_model_config c;
-    config(&c);
+/* 1, 2 and 3 threads train the same model within float tolerance; a fixed
+ * count the same bits twice; seed 2 differs (the tolerance could fail). */
+static void threads_agree(const fixture *f, cb_model_config c) {
     cb_model *by_n[4] = {0};
     for (int n = 1; n <= 3; n++) {
         c.threads = n;
         cb_train_result res;
-        by_n[n] = trained(&f, &c, &res);
+        by_n[n] = trained(f, &c, &res);
         assert_int_equal(res.threads, n);
         if (n == 2) { /* a fixed thread count: the same bits on a second run */
             int same;
-            cb_model *again = trained(&f, &c, NULL);
+            cb_model *again = trained(f, &c, NULL);
             param_diff(by_n[2], again, &same);
             assert_true(same);
             cb_model_free(again);
@@ -183,11 +182,54 @@ static void threads_same_model(void **state) {
     }
     /* a different seed is a different model: the tolerance above could fail */
     c.threads = 1, c.seed = 2;
-    cb_model *other = trained(&f, &c, NULL);
+    cb_model *other = trained(f, &c, NULL);
     int same;
     assert_true(param_diff(by_n[1], other, &same) > 1e-2);
     cb_model_free(other);
     for (int n = 1; n <= 3; n++) cb_model_free(by_n[n]);
+}
+
+static void threads_same_model(void **state) {
+    (void)state;
+    fixture f;
+    fixture_make(&f);
+    cb_model_config c;
+    config(&c);
+    threads_agree(&f, c);
+    fixture_free(&f);
+}
+
+/* Sampled negatives (forwarded by the workers that own them, their id rows
+ * in the touched lists), half-weight picks below 0 and lr decay. */
+static void negatives_config(cb_model_config *c) {
+    config(c);
+    c->negatives = 24, c->negatives_power = 0.5f;
+    c->positive_threshold = 0.0f, c->below_weight = 0.5f;
+    c->lr_decay = 0.5f, c->epochs = 3;
+}
+
+static void threads_same_model_negatives(void **state) {
+    (void)state;
+    fixture f;
+    fixture_make(&f);
+    cb_model_config c;
+    negatives_config(&c);
+    threads_agree(&f, c);
+    /* the options change the model: the agreement above is not in-batch training's */
+    cb_model *a = trained(&f, &c, NULL);
+    for (int k = 0; k < 3; k++) {
+        cb_model_config o = c;
+        if (k == 0) o.negatives = 0;
+        if (k == 1) o.below_weight = 1.0f;
+        if (k == 2) o.lr_decay = 1.0f;
+        cb_model *b = trained(&f, &o, NULL);
+        int same;
+        double d = param_diff(a, b, &same);
+        print_message("negatives: option %d off changes the parameters by %.2e\n", k, d);
+        assert_true(d > 1e-3);
+        cb_model_free(b);
+    }
+    cb_model_free(a);
     fixture_free(&f);
 }
 
@@ -240,21 +282,16 @@ static void *fake_main(void *arg) {
     return NULL;
 }
 
-static void two_ranks_match_one(void **state) {
-    (void)state;
-    fixture f;
-    fixture_make(&f);
-    cb_model_config c;
-    config(&c);
+static void two_ranks_vs_one(const fixture *f, cb_model_config c) {
     c.threads = 1;
-    cb_model *one = trained(&f, &c, NULL);
+    cb_model *one = trained(f, &c, NULL);
     for (int threads = 1; threads <= 2; threads++) {
         fake_world w;
         pthread_barrier_init(&w.bar, NULL, 2);
         fake_rank r[2];
         pthread_t th[2];
         for (int k = 0; k < 2; k++) {
-            r[k] = (fake_rank){.w = &w, .f = &f, .c = c};
+            r[k] = (fake_rank){.w = &w, .f = f, .c = c};
             r[k].c.threads = threads;
             r[k].comm = (cb_train_comm){k, 2, &r[k], fake_allgather, fake_allreduce};
             assert_int_equal(pthread_create(&th[k], NULL, fake_main, &r[k]), 0);
@@ -272,6 +309,17 @@ static void two_ranks_match_one(void **state) {
         pthread_barrier_destroy(&w.bar);
     }
     cb_model_free(one);
+}
+
+static void two_ranks_match_one(void **state) {
+    (void)state;
+    fixture f;
+    fixture_make(&f);
+    cb_model_config c;
+    config(&c);
+    two_ranks_vs_one(&f, c);
+    negatives_config(&c); /* every rank draws the same negatives; each forwards its part */
+    two_ranks_vs_one(&f, c);
     fixture_free(&f);
 }
 
@@ -280,6 +328,7 @@ int main(void) {
         cmocka_unit_test(split_and_reduce),
         cmocka_unit_test(pool_barrier),
         cmocka_unit_test(threads_same_model),
+        cmocka_unit_test(threads_same_model_negatives),
         cmocka_unit_test(two_ranks_match_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

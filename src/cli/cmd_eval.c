@@ -193,7 +193,7 @@ static void print_settings(FILE *f, const opts *o) {
     static const char *const tk[] = {"user-layers", "item-layers", "dim", "l2norm", "optimizer", "lr", "batch",
                                      "epochs", "weight-decay", "top-k-popular", "scale-targets", "valid-frac", "seed",
                                      "objective", "temperature", "logq", "rating-weight", "popularity-prior",
-                                     "id-embedding", "split-heads"};
+                                     "id-embedding", "split-heads", "below-weight", "negatives", "lr-decay"};
     static const char *const ek[] = {"twotower-valid-frac", "implicit-epochs", "cold-impute", "cold-neighbours"};
     fprintf(f, "training:");
     for (size_t i = 0; i < sizeof tk / sizeof *tk; i++) fprintf(f, "%s %s %s", i ? "," : "", tk[i], cb_config_get(o->train, tk[i]));

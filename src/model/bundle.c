@@ -65,6 +65,13 @@ float cb_bundle_predict_vec(const cb_bundle *r, const float *user_vec, uint32_t 
     return cb_model_score_to_prediction(r->model, dot_part(r, user_vec, item, off, len));
 }
 
+/* The rating below which a pick weighs mc->below_weight in the softmax:
+ * relevant_from of the way up the rating range (explicit ratings only). */
+static float positive_threshold_of(const cb_model_config *mc, const cb_dataset *ds) {
+    if (ds->implicit || ds->binary || !(ds->y_max > ds->y_min)) return -INFINITY;
+    return ds->y_min + mc->relevant_from * (ds->y_max - ds->y_min);
+}
+
 void cb_bundle_objective_for_data(cb_model_config *mc, const cb_dataset *ds) {
     if (ds->implicit && !ds->binary) return; /* weighted events: the weight is the target */
     if (ds->implicit) mc->objective = CB_OBJECTIVE_RETRIEVAL; /* events: nothing to predict but the pick */
@@ -299,7 +306,8 @@ static int rank_bias_of(cb_bundle *r, const cb_bundle_train_input *in, cb_error 
     if (c->objective == CB_OBJECTIVE_RATING || c->popularity_prior == 0.0f) return CB_OK;
     float *b = rec_alloc(r, r->n_items, sizeof *b, err);
     if (!b) return CB_ENOMEM;
-    cb_model_log_q(b, in->ds->ratings, in->train_idx, in->n_train, r->n_items);
+    int rc = cb_model_train_log_q(r->model, b, in->ds->ratings, in->train_idx, in->n_train, r->n_items, err);
+    if (rc) return rc;
     for (uint32_t i = 0; i < r->n_items; i++) b[i] *= c->popularity_prior;
     r->rank_bias = b;
     return CB_OK;
@@ -491,6 +499,7 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
     mc->item_in = cb_features_item_dim(r->features);
     mc->item_ids = mc->item_id_embedding ? cb_dataset_n_items(ds) : 0;
     mc->history_items = mc->history_dim ? cb_dataset_n_items(ds) : 0;
+    mc->positive_threshold = positive_threshold_of(mc, ds);
     if (mc->objective == CB_OBJECTIVE_RATING && mc->loss == CB_LOSS_BCE &&
         (!labels_binary(ds, in->train_idx, in->n_train) || !labels_binary(ds, in->valid_idx, in->n_valid))) {
         rc = cb_fail(err, CB_EINVAL, "loss bce needs labels 0 or 1, and the training ratings have other values "
@@ -564,6 +573,12 @@ int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_res
     c.threads = t->threads;
     c.item_dropout = t->item_dropout;
     c.user_dropout = t->user_dropout;
+    c.lr_decay = t->lr_decay;
+    c.negatives = t->negatives;
+    c.negatives_power = t->negatives_power;
+    c.below_weight = t->below_weight;
+    c.relevant_from = t->relevant_from;
+    c.positive_threshold = positive_threshold_of(&c, ds);
     int rc = cb_model_set_train_config(r->model, &c, err);
     if (rc) return rc;
     return fit_and_embed(r, in, res, err);

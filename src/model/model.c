@@ -5,6 +5,7 @@
 #include "model/model.h"
 #include "model/train_config.h"
 
+#include "model/negatives.h"
 #include "model/nn.h"
 #include "model/parallel.h"
 
@@ -39,6 +40,7 @@ typedef struct tower {
     int feat_in;                /* input columns from the feature table (in[0] without the bag) */
     float *emb, *demb;          /* into params / grads */
     uint64_t step;              /* optimiser steps taken */
+    uint32_t epoch;             /* the epoch these steps belong to (epochs done before it): lr_at */
 } tower;
 
 /* The BCE head: p = sigmoid(s·score + c). Same four-region layout. */
@@ -62,7 +64,10 @@ typedef struct tower_ws {
     float *g0, *g1;      /* [cap, widest] backward scratch */
     float *pred, *dpred, *tgt; /* [cap] */
     float *z, *lq;       /* [cap]: rating-head output, the batch items' log q */
-    uint32_t *ids;       /* [cap]: the batch items (retrieval: duplicates are no negatives) */
+    float *wt;           /* [cap]: the softmax rows' weights (positive_threshold) */
+    uint32_t *ids;       /* [cap]: the batch items (retrieval: duplicates are no negatives), then
+                            the sampled negatives (n_cols in all) */
+    int n_cols;          /* retrieval: softmax columns, the batch's items and the negatives */
     uint32_t *eids;      /* [cap]: the ids whose embedding the item tower adds (item dropout:
                             UINT32_MAX for an item shown as never rated) */
     float *prob;         /* [cap, cap]: retrieval softmax (NULL for the rating objective) */
@@ -73,6 +78,10 @@ typedef struct tower_ws {
     float *halves;       /* split heads: scratch for one part of both towers' outputs */
     float *block;
 } tower_ws;
+
+/* The rows tower `side` runs for a batch of B examples: the item side also
+ * runs the sampled negatives. */
+static int side_rows(const tower_ws *ws, int side, int B) { return side == 1 ? ws->n_cols : B; }
 
 /* ---------------------------------------------------------------- config */
 
@@ -100,6 +109,7 @@ void cb_model_config_base(cb_model_config *c) {
     c->adam_beta1 = 0.9f;
     c->adam_beta2 = 0.999f;
     c->adam_eps = 1e-7f;
+    c->lr_decay = 1.0f;
 }
 
 void cb_model_config_default(cb_model_config *c) {
@@ -139,12 +149,18 @@ const char *cb_model_config_check(const cb_model_config *c) {
     if (!isfinite(c->popularity_prior)) return "popularity_prior must be finite";
     if (c->objective != CB_OBJECTIVE_RATING && c->batch_size > 8192)
         return "batch_size must be <= 8192 for the retrieval objective (a batch x batch softmax)";
+    if (c->negatives > 8192) return "negatives must be <= 8192";
+    if (!(c->below_weight >= 0.0f && c->below_weight <= 1e6f)) return "below_weight must be in [0, 1e6]";
+    if (!(c->relevant_from >= 0.0f && c->relevant_from <= 1.0f)) return "relevant_from must be in [0, 1]";
+    if (isnan(c->positive_threshold)) return "positive_threshold must be a number";
+    if (!(c->negatives_power >= -4.0f && c->negatives_power <= 4.0f)) return "negatives_power must be in [-4, 4]";
     if (!isfinite(c->target_scale) || c->target_scale == 0.0f)
         return "target_scale must be finite and non-zero";
     if (!isfinite(c->target_shift)) return "target_shift must be finite";
     if (!isfinite(c->bce_scale_init)) return "bce_scale_init must be finite";
     if (c->optimizer != CB_OPT_ADAM && c->optimizer != CB_OPT_SGD) return "unknown optimizer";
     if (!(c->lr > 0.0f) || !isfinite(c->lr)) return "lr must be > 0";
+    if (!(c->lr_decay > 0.0f && c->lr_decay <= 1.0f)) return "lr_decay must be in (0, 1]";
     if (!(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay)) return "weight_decay must be >= 0";
     if (!(c->adam_beta1 >= 0.0f && c->adam_beta1 < 1.0f)) return "adam_beta1 must be in [0,1)";
     if (!(c->adam_beta2 >= 0.0f && c->adam_beta2 < 1.0f)) return "adam_beta2 must be in [0,1)";
@@ -398,7 +414,7 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
 #define PAD(n) ((((size_t)(n)) + 15) & ~(size_t)15)
     size_t total = PAD((size_t)cap * t->in[0]);
     for (int l = 0; l < t->n_layers; l++) total += PAD((size_t)cap * t->out[l]);
-    total += 2 * PAD((size_t)cap * dim) + PAD(2 * (size_t)cap) + 2 * PAD((size_t)cap * widest) + 9 * PAD(cap);
+    total += 2 * PAD((size_t)cap * dim) + PAD(2 * (size_t)cap) + 2 * PAD((size_t)cap * widest) + 10 * PAD(cap);
     if (softmax) total += PAD((size_t)cap * cap);
     if (t->parts > 1) total += PAD((size_t)cap * dim * 3);
     ws->block = cb_calloc(total + 16, sizeof(float), err);
@@ -417,6 +433,7 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
     ws->tgt = p; p += PAD(cap);
     ws->z = p; p += PAD(cap);
     ws->lq = p; p += PAD(cap);
+    ws->wt = p; p += PAD(cap);
     ws->ids = (uint32_t *)p; p += PAD(cap);
     ws->eids = (uint32_t *)p; p += PAD(cap);
     ws->hrow = (uint32_t *)p; p += PAD(cap);
@@ -536,33 +553,37 @@ static void add_part(float *dst, const float *src, int B, int W, int off, int le
         for (int d = 0; d < len; d++) dst[(size_t)r * W + off + d] += src[(size_t)r * len + d];
 }
 
-/* dy (B, len) += dL/d(part) of the loss term f(u_part, m_part): the gradient
- * of one tower's output part, through the caller's term. Split heads gather
- * the part into ws->halves; otherwise the part is the whole output. */
+/* dy += dL/d(part) of the loss term f(u_part, m_part): the gradient of one
+ * tower's output part, through the caller's term (B user rows, N item rows:
+ * the softmax's columns, or the batch's own B). Split heads gather the part
+ * into ws->halves; otherwise the part is the whole output. */
 typedef double (*part_term)(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
                             const float *head_snap, int B, int D);
 
 static double on_part(part_term f, cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
-                      const float *head_snap, int B, int part) {
-    int D = (int)m->cfg.dim, W = (int)cb_model_out_dim(m);
+                      const float *head_snap, int B, int N, int part) {
+    int D = (int)m->cfg.dim, W = (int)cb_model_out_dim(m), G = side == 0 ? B : N;
     if (W == D) return f(m, side, ws, yu, ym, ws->g0, head_snap, B, D);
-    float *u = ws->halves, *v = u + (size_t)B * D, *g = v + (size_t)B * D;
+    float *u = ws->halves, *v = u + (size_t)B * D, *g = v + (size_t)N * D;
     take_part(u, yu, B, W, part * D, D);
-    take_part(v, ym, B, W, part * D, D);
-    memset(g, 0, (size_t)B * D * sizeof(float));
+    take_part(v, ym, N, W, part * D, D);
+    memset(g, 0, (size_t)G * D * sizeof(float));
     double loss = f(m, side, ws, u, v, g, head_snap, B, D);
-    add_part(ws->g0, g, B, W, part * D, D);
+    add_part(ws->g0, g, G, W, part * D, D);
     return loss;
 }
 
-/* The in-batch softmax over the batch's items (ws->ids, ws->lq from gather_batch). */
+/* The softmax over the batch's items and the sampled negatives (ws->n_cols
+ * columns: ws->ids, ws->lq from gather_batch). */
 static double softmax_term(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
                            const float *head_snap, int B, int D) {
     (void)head_snap;
     const cb_model_config *c = &m->cfg;
     float inv_t = 1.0f / c->temperature;
-    double loss = cb_nn_softmax_xent_forward(ws->prob, u, v, c->logq ? ws->lq : NULL, ws->ids, inv_t, B, B, D);
-    cb_nn_softmax_xent_backward(side == 0 ? dy : NULL, side == 1 ? dy : NULL, ws->prob, u, v, inv_t, B, B, D);
+    int N = ws->n_cols;
+    const float *w = c->below_weight != 1.0f ? ws->wt : NULL;
+    double loss = cb_nn_softmax_xent_forward(ws->prob, u, v, c->logq ? ws->lq : NULL, ws->ids, w, inv_t, B, N, D);
+    cb_nn_softmax_xent_backward(side == 0 ? dy : NULL, side == 1 ? dy : NULL, ws->prob, u, v, w, inv_t, B, N, D);
     return loss;
 }
 
@@ -592,10 +613,10 @@ static double rating_term(cb_model *m, int side, tower_ws *ws, const float *u, c
  * half of the outputs with split heads, else on the same vectors). */
 static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
                                     const float *head_snap, int B) {
-    memset(ws->g0, 0, (size_t)B * cb_model_out_dim(m) * sizeof(float));
-    double loss = on_part(softmax_term, m, side, ws, yu, ym, head_snap, B, 0);
+    memset(ws->g0, 0, (size_t)side_rows(ws, side, B) * cb_model_out_dim(m) * sizeof(float));
+    double loss = on_part(softmax_term, m, side, ws, yu, ym, head_snap, B, ws->n_cols, 0);
     if (m->cfg.objective == CB_OBJECTIVE_BOTH)
-        loss += on_part(rating_term, m, side, ws, yu, ym, head_snap, B, split(&m->cfg) ? 1 : 0);
+        loss += on_part(rating_term, m, side, ws, yu, ym, head_snap, B, B, split(&m->cfg) ? 1 : 0);
     return loss;
 }
 
@@ -653,14 +674,21 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
     }
 }
 
+/* The learning rate of a step in epoch `epoch` (counted across resumed runs):
+ * lr · lr_decay^epoch. */
+static float lr_at(const cb_model_config *c, uint32_t epoch) {
+    return c->lr_decay == 1.0f ? c->lr : (float)((double)c->lr * pow((double)c->lr_decay, (double)epoch));
+}
+
 static void tower_update(tower *t, const cb_model_config *c) {
     t->step++;
+    float lr = lr_at(c, t->epoch);
     if (c->optimizer == CB_OPT_ADAM) {
-        cb_nn_adam h = {c->lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
+        cb_nn_adam h = {lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
         cb_nn_adam_update(t->params, t->grads, t->adam_m, t->adam_v, t->n_params, t->n_weights, &h,
                           t->step);
     } else {
-        cb_nn_sgd_update(t->params, t->grads, t->n_params, t->n_weights, c->lr, c->weight_decay);
+        cb_nn_sgd_update(t->params, t->grads, t->n_params, t->n_weights, lr, c->weight_decay);
     }
 }
 
@@ -675,10 +703,10 @@ static void head_update(cb_model *m) {
     m->head_step++;
     float *p = m->head, *g = m->head + HEAD_N, *mm = m->head + 2 * HEAD_N, *v = m->head + 3 * HEAD_N;
     if (c->optimizer == CB_OPT_ADAM) {
-        cb_nn_adam h = {c->lr, c->adam_beta1, c->adam_beta2, c->adam_eps, 0.0f};
+        cb_nn_adam h = {lr_at(c, m->epochs_done), c->adam_beta1, c->adam_beta2, c->adam_eps, 0.0f};
         cb_nn_adam_update_naive(p, g, mm, v, HEAD_N, 0, &h, m->head_step);
     } else {
-        cb_nn_sgd_update(p, g, HEAD_N, 0, c->lr, 0.0f);
+        cb_nn_sgd_update(p, g, HEAD_N, 0, lr_at(c, m->epochs_done), 0.0f);
     }
 }
 
@@ -688,25 +716,34 @@ void cb_model_optimizer_step(cb_model *m) {
     head_update(m);
 }
 
-/* The batch's scaled targets, items and their log q (log_q may be NULL). */
+/* The batch's scaled targets, items and their log q (log_q may be NULL),
+ * then the M sampled negatives neg[0..M) (NULL: none) as further columns. */
 static void gather_batch(const cb_model_config *c, tower_ws *ws, const cb_rating *ratings, const uint32_t *idx,
-                         int B, const float *log_q) {
+                         int B, const float *log_q, const uint32_t *neg, int M) {
     for (int r = 0; r < B; r++) {
         const cb_rating *rt = &ratings[idx[r]];
         ws->tgt[r] = c->target_scale * rt->y + c->target_shift;
         ws->ids[r] = rt->item;
         ws->lq[r] = log_q ? log_q[rt->item] : 0.0f;
+        ws->wt[r] = rt->y < c->positive_threshold ? c->below_weight : 1.0f;
+    }
+    ws->n_cols = B + (neg ? M : 0);
+    for (int k = 0; neg && k < M; k++) {
+        ws->ids[B + k] = neg[k];
+        ws->lq[B + k] = log_q ? log_q[neg[k]] : 0.0f;
     }
 }
+
 
 /* The input rows of one side for the examples idx[0..B) into ws->x (after
  * gather_batch: ws->ids holds their items): the user side with its history
  * bag, leaving each example's own item out of it. */
 static void gather_side(const cb_model *m, int side, tower_ws *ws, const cb_train_data *d, const uint32_t *idx,
                         int B) {
-    for (int r = 0; r < B; r++) ws->hrow[r] = side == 0 ? d->ratings[idx[r]].user : d->ratings[idx[r]].item;
+    int rows = side_rows(ws, side, B);
+    for (int r = 0; r < rows; r++) ws->hrow[r] = side == 0 ? d->ratings[idx[r]].user : ws->ids[r];
     gather_rows(&m->tw[side], ws, side == 0 ? d->user_x : d->item_x, side == 0 ? d->user_rows : NULL, ws->hrow, 0,
-                ws->ids, d->hist_off, d->hist_item, B);
+                ws->ids, d->hist_off, d->hist_item, rows);
 }
 
 void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
@@ -715,6 +752,22 @@ void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_
     for (size_t j = 0; j < n; j++) out[ratings[train_idx[j]].item] += 1.0f;
     double total = (double)n + n_items;
     for (uint32_t i = 0; i < n_items; i++) out[i] = (float)log(out[i] / total);
+}
+
+int cb_model_train_log_q(const cb_model *m, float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
+                         uint32_t n_items, cb_error *err) {
+    const cb_model_config *c = &m->cfg;
+    cb_model_log_q(out, ratings, train_idx, n, n_items);
+    if (c->objective == CB_OBJECTIVE_RATING || !c->negatives || !n) return CB_OK;
+    cb_negatives s;
+    int rc = cb_negatives_init(&s, ratings, train_idx, n, n_items, c->negatives, c->negatives_power, err);
+    if (rc) return rc;
+    uint32_t B = c->batch_size < n ? c->batch_size : (uint32_t)n;
+    cb_negatives_log_q(&s, out, B);
+    float norm = (float)log((double)B + c->negatives);
+    for (uint32_t i = 0; i < n_items; i++) out[i] -= norm;
+    cb_negatives_free(&s);
+    return CB_OK;
 }
 
 /* log q of d's items from its training examples, for the retrieval
@@ -748,47 +801,51 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
     if (n == 0 || n > (1u << 24)) return cb_fail(err, CB_EINVAL, "loss_and_grad: bad batch size %zu", n);
     int rc = check_data(d, idx, n, err);
     if (rc != CB_OK) return rc;
-    tower_ws ws[2];
-    int B = (int)n;
-    bool softmax = m->cfg.objective != CB_OBJECTIVE_RATING;
-    if ((rc = ws_alloc(&ws[0], &m->tw[0], B, softmax, err)) != CB_OK) return rc;
-    if ((rc = ws_alloc(&ws[1], &m->tw[1], B, softmax, err)) != CB_OK) {
-        ws_free(&ws[0]);
-        return rc;
-    }
-    float *log_q = NULL;
-    uint32_t *rows = cb_calloc(2 * n, sizeof(uint32_t), err);
-    if (!rows || log_q_for(&log_q, m, d, err)) {
-        free(rows);
-        ws_free(&ws[0]);
-        ws_free(&ws[1]);
-        return CB_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        rows[i] = d->ratings[idx[i]].user;
-        rows[n + i] = d->ratings[idx[i]].item;
-    }
     const cb_model_config *c = &m->cfg;
+    tower_ws ws[2];
+    memset(ws, 0, sizeof ws);
+    int B = (int)n;
+    bool softmax = c->objective != CB_OBJECTIVE_RATING;
+    int M = softmax ? (int)c->negatives : 0;
+    float *log_q = NULL;
+    uint32_t *neg = NULL;
+    cb_negatives sampler;
+    memset(&sampler, 0, sizeof sampler);
+    if ((rc = ws_alloc(&ws[0], &m->tw[0], B + M, softmax, err)) || (rc = ws_alloc(&ws[1], &m->tw[1], B + M, softmax, err)) ||
+        (rc = log_q_for(&log_q, m, d, err)))
+        goto done;
+    if (M) { /* one draw of the sampled negatives, from the seed */
+        rc = cb_negatives_init(&sampler, d->ratings, d->train_idx ? d->train_idx : idx, d->train_idx ? d->n_train : n,
+                               d->n_items, (uint32_t)M, c->negatives_power, err);
+        if (rc || !(neg = cb_malloc((size_t)M * sizeof *neg, err))) {
+            rc = rc ? rc : CB_ENOMEM;
+            goto done;
+        }
+        cb_negatives_draw(&sampler, neg, (size_t)M, c->seed);
+        if (log_q) cb_negatives_log_q(&sampler, log_q, (uint32_t)B);
+    }
     memset(m->tw[0].grads, 0, m->tw[0].n_params * sizeof(float));
     memset(m->tw[1].grads, 0, m->tw[1].n_params * sizeof(float));
     memset(m->head + HEAD_N, 0, HEAD_N * sizeof(float));
     for (int s = 0; s < 2; s++) {
-        gather_batch(c, &ws[s], d->ratings, idx, B, log_q);
+        gather_batch(c, &ws[s], d->ratings, idx, B, log_q, neg, M);
         gather_side(m, s, &ws[s], d, idx, B);
     }
     tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, c->l2norm, c->l2norm_eps);
-    tower_forward(&m->tw[1], &ws[1], ws[1].x, NULL, rows + n, B, 0, c->l2norm, c->l2norm_eps);
+    tower_forward(&m->tw[1], &ws[1], ws[1].x, NULL, ws[1].ids, side_rows(&ws[1], 1, B), 0, c->l2norm, c->l2norm_eps);
     double l = 0.0;
     for (int s = 0; s < 2; s++) {
         l = loss_and_dy(m, s, &ws[s], ws[0].y[0], ws[1].y[0], m->head, B);
-        tower_backward(&m->tw[s], &ws[s], B, 0, c->l2norm, c->l2norm_eps);
+        tower_backward(&m->tw[s], &ws[s], side_rows(&ws[s], s, B), 0, c->l2norm, c->l2norm_eps);
     }
     if (loss) *loss = l;
-    free(rows);
+done:
+    free(neg);
+    cb_negatives_free(&sampler);
     free(log_q);
     ws_free(&ws[0]);
     ws_free(&ws[1]);
-    return CB_OK;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- inference */
@@ -968,7 +1025,7 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
         int B = (int)(n - off < (size_t)cap ? n - off : (size_t)cap);
         for (int side = 0; side < 2; side++) {
             tower_ws *w = &ws[side];
-            gather_batch(c, w, d->ratings, idx + off, B, log_q);
+            gather_batch(c, w, d->ratings, idx + off, B, log_q, NULL, 0);
             gather_side(m, side, w, d, idx + off, B);
             tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
         }
@@ -1029,13 +1086,20 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
  * slice by slice in worker order (deterministic for a given thread count),
  * across ranks (one all-reduce of the flat sum), and each worker applies the
  * optimiser to its slice. Four barriers per step; six across processes.
- * Every rank computes the same whole-batch loss, so all stop at a NaN alike. */
+ * Every rank computes the same whole-batch loss, so all stop at a NaN alike.
+ * Sampled negatives (c->negatives = M): every rank draws the same M items a
+ * step; they are split across ranks and workers like the batch rows, each
+ * worker runs the item tower on its batch rows then its negatives, and the
+ * outputs follow the batch's B rows in ym (all-gathered apart), so the loss
+ * sees B + M columns; whoever forwarded a negative backpropagates it. */
 
 typedef struct worker {
-    tower_ws ws[2];          /* its rows; ws[s].y[0] points into the batch's outputs */
+    tower_ws ws[2];          /* its rows (ws[1]: then its negatives); outputs copied to the batch's */
     cb_model view;           /* the model with this worker's gradient buffer (tw[].grads, head) */
     int rows;                /* its rows this step */
-    uint32_t *touched[2];    /* [rows]: the id-embedding rows its rows' items reached, by step parity */
+    int neg_lo, n_neg;       /* its sampled negatives this step: [neg_lo, neg_lo + n_neg) of the step's M,
+                                item-tower rows after its batch rows (ws[1]), outputs at x->ym row B + neg_lo */
+    uint32_t *touched[2];    /* [rows + n_neg]: the id-embedding rows its items reached, by step parity */
     int n_touched[2];
 } worker;
 
@@ -1047,7 +1111,8 @@ typedef struct train_ctx {
     cb_pool *pool;
     int n_workers;
     worker *wk;              /* [n_workers] */
-    float *yu, *ym;          /* [batch x out_dim]: the whole batch's tower outputs */
+    float *yu, *ym;          /* the whole batch's tower outputs [batch x out_dim]; ym then has the
+                                step's sampled negatives [negatives x out_dim] */
     tower_ws loss[2];        /* the whole batch's loss scratch for side s: targets, items, log q,
                                 softmax, dL/dy of that side's outputs in loss[s].g0 */
     double loss_of[2];       /* the whole batch's loss, as side s's computation gave it */
@@ -1060,6 +1125,8 @@ typedef struct train_ctx {
     uint64_t n_steps;        /* steps taken in this call: the parity of the touched lists */
     uint32_t *perm;          /* shuffled training indices of this epoch */
     float *log_q;            /* [n_items] the logQ correction (retrieval), else NULL */
+    cb_negatives neg;        /* the sampled negatives' distribution (neg.m = 0: none) */
+    uint32_t *neg_ids;       /* [n_batches x neg.m] this epoch's draws, or NULL */
     size_t n_batches;
     uint32_t epoch_id;       /* epochs run before this one (counts across resumed runs) */
     /* written by worker 0 before a barrier, read by all after it */
@@ -1080,21 +1147,22 @@ typedef struct train_ctx {
     size_t tick_every;
 } train_ctx;
 
-/* Item dropout on the item tower's gathered rows (ws->x, ws->ids), rows
- * row0 .. row0 + B of the batch: each row, with probability c->item_dropout,
+/* Item dropout on the item tower's gathered rows first .. first + B (ws->x,
+ * ws->ids), rows row0 .. row0 + B of the batch's item side (its B items,
+ * then the sampled negatives): each row, with probability c->item_dropout,
  * loses its id embedding (ws->eids) and has the interaction-derived columns
  * (d->item_cold, non-NAN entries) set to a never-rated item's values. The
  * draw depends on the seed, the epoch, the step and the batch row only: the
  * same bits whichever worker runs the row. */
-static void item_dropout(const cb_model_config *c, const cb_train_data *d, tower_ws *ws, int B, int row0,
+static void item_dropout(const cb_model_config *c, const cb_train_data *d, tower_ws *ws, int first, int B, int row0,
                          uint32_t epoch_id, size_t step) {
-    memcpy(ws->eids, ws->ids, (size_t)B * sizeof *ws->eids);
+    memcpy(ws->eids + first, ws->ids + first, (size_t)B * sizeof *ws->eids);
     if (!(c->item_dropout > 0.0f)) return;
     uint32_t in = c->item_in;
     cb_rng rng;
     cb_rng_seed(&rng, c->seed ^ (0xD1B54A32D192ED03ULL * ((uint64_t)epoch_id + 1)) ^ (0x8CB92BA72F3D8DD7ULL * (step + 1)));
     for (int r = 0; r < row0; r++) cb_rng_uniform(&rng); /* one draw per batch row */
-    for (int r = 0; r < B; r++) {
+    for (int r = first; r < first + B; r++) {
         if (cb_rng_uniform(&rng) >= (double)c->item_dropout) continue;
         ws->eids[r] = UINT32_MAX;
         if (!d->item_cold) continue;
@@ -1149,23 +1217,33 @@ static void worker_rows(const train_ctx *x, int w, int B, int *lo, int *hi) {
     *hi = (int)(rlo + b);
 }
 
-/* Both towers forward on the batch rows [lo, hi) (examples idx[lo..hi)),
- * into those rows of x->yu, x->ym. */
-static void forward_rows(train_ctx *x, worker *k, const uint32_t *idx, int lo, int hi, size_t step) {
+/* Both towers forward on the batch rows [lo, hi) of B (examples idx[lo..hi)),
+ * the item tower also on the sampled negatives [nlo, nhi) of the step's
+ * neg[] (NULL: none), which follow the batch rows in k->ws[1]; the outputs go
+ * to those rows of x->yu, x->ym (the negatives at rows B + nlo ..). */
+static void forward_rows(train_ctx *x, worker *k, const uint32_t *idx, int B, int lo, int hi, const uint32_t *neg,
+                         int nlo, int nhi, size_t step) {
     cb_model *m = x->m;
     const cb_model_config *c = &m->cfg;
     const cb_train_data *d = x->d;
-    int B = hi - lo;
+    int b = hi - lo, nb = neg ? nhi - nlo : 0;
     size_t W = cb_model_out_dim(m);
-    k->rows = B;
-    for (int s = 0; s < 2 && B > 0; s++) {
+    k->rows = b;
+    k->neg_lo = nlo;
+    k->n_neg = nb;
+    for (int s = 0; s < 2; s++) {
         tower_ws *ws = &k->ws[s];
-        gather_batch(c, ws, d->ratings, idx + lo, B, x->log_q);
-        gather_side(m, s, ws, d, idx + lo, B);
-        if (s == 1) item_dropout(c, d, ws, B, lo, x->epoch_id, step);
-        else user_dropout(m, d, ws, B, lo, x->epoch_id, step);
-        ws->y[0] = (s == 0 ? x->yu : x->ym) + (size_t)lo * W;
-        tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->eids : NULL, B, 0, c->l2norm, c->l2norm_eps);
+        int rows = s == 1 ? b + nb : b;
+        if (rows == 0) continue;
+        gather_batch(c, ws, d->ratings, idx + lo, b, x->log_q, s == 1 && nb ? neg + nlo : NULL, nb);
+        gather_side(m, s, ws, d, idx + lo, b);
+        if (s == 0) user_dropout(m, d, ws, b, lo, x->epoch_id, step);
+        if (s == 1) item_dropout(c, d, ws, 0, b, lo, x->epoch_id, step);
+        if (s == 1 && nb) item_dropout(c, d, ws, b, nb, B + nlo, x->epoch_id, step);
+        tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->eids : NULL, rows, 0, c->l2norm, c->l2norm_eps);
+        float *y = s == 0 ? x->yu : x->ym;
+        memcpy(y + (size_t)lo * W, ws->y[0], (size_t)b * W * sizeof(float));
+        if (nb && s == 1) memcpy(y + (size_t)(B + nlo) * W, ws->y[0] + (size_t)b * W, (size_t)nb * W * sizeof(float));
     }
 }
 
@@ -1191,7 +1269,7 @@ static void zero_grads(train_ctx *x, int w) {
     for (int i = 0; i < k->n_touched[par ^ 1]; i++) memset(g + lo + k->touched[par ^ 1][i] * D, 0, D * sizeof(float));
     const tower_ws *ws = &k->ws[1];
     int n = 0;
-    for (int r = 0; ws->emb_ids && r < k->rows; r++)
+    for (int r = 0; ws->emb_ids && r < k->rows + k->n_neg; r++)
         if (ws->emb_ids[r] < x->n_emb) k->touched[par][n++] = ws->emb_ids[r];
     k->n_touched[par] = n;
 }
@@ -1218,28 +1296,35 @@ static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
         }
 }
 
-static void loss_part(train_ctx *x, int w, const uint32_t *idx, int B) {
+static void loss_part(train_ctx *x, int w, const uint32_t *idx, int B, const uint32_t *neg, int M) {
     cb_model *m = x->m, *v = &x->wk[w].view;
     zero_grads(x, w);
     memcpy(v->head, m->head, HEAD_N * sizeof(float));
     memset(v->head + HEAD_N, 0, HEAD_N * sizeof(float));
     for (int s = 0; s < 2; s++) {
         if (loss_worker(x, s) != w) continue;
-        gather_batch(&m->cfg, &x->loss[s], x->d->ratings, idx, B, x->log_q);
+        gather_batch(&m->cfg, &x->loss[s], x->d->ratings, idx, B, x->log_q, neg, M);
         x->loss_of[s] = loss_and_dy(v, s, &x->loss[s], x->yu, x->ym, v->head, B);
     }
     /* one rank counts the head's gradient of the whole batch (every rank has it) */
     if (w == 0 && x->rank == 0) memcpy(x->grad[w] + x->n_flat - HEAD_N, v->head + HEAD_N, HEAD_N * sizeof(float));
 }
 
-/* Worker w's rows [lo, hi) backpropagated from the whole batch's dL/dy into its buffer. */
-static void backward_rows(train_ctx *x, int w, int lo, int hi) {
+/* Worker w's rows [lo, hi) of B, and its sampled negatives, backpropagated
+ * from the whole batch's dL/dy into its buffer. */
+static void backward_rows(train_ctx *x, int w, int B, int lo, int hi) {
     worker *k = &x->wk[w];
     const cb_model_config *c = &x->m->cfg;
     size_t W = cb_model_out_dim(x->m);
-    for (int s = 0; s < 2 && hi > lo; s++) {
-        memcpy(k->ws[s].g0, x->loss[s].g0 + (size_t)lo * W, (size_t)(hi - lo) * W * sizeof(float));
-        tower_backward(&k->view.tw[s], &k->ws[s], hi - lo, 0, c->l2norm, c->l2norm_eps);
+    int b = hi - lo, nb = k->n_neg;
+    for (int s = 0; s < 2; s++) {
+        int rows = s == 1 ? b + nb : b;
+        if (rows == 0) continue;
+        memcpy(k->ws[s].g0, x->loss[s].g0 + (size_t)lo * W, (size_t)b * W * sizeof(float));
+        if (s == 1 && nb)
+            memcpy(k->ws[1].g0 + (size_t)b * W, x->loss[1].g0 + (size_t)(B + k->neg_lo) * W,
+                   (size_t)nb * W * sizeof(float));
+        tower_backward(&k->view.tw[s], &k->ws[s], rows, 0, c->l2norm, c->l2norm_eps);
     }
 }
 
@@ -1254,12 +1339,13 @@ static void update_range(cb_model *m, const float *g, size_t lo, size_t hi, bool
         size_t a = lo > off ? lo - off : 0, b = hi - off < t->n_params ? hi - off : t->n_params;
         if (hi > off && a < b) {
             size_t n = b - a, n_decay = a < t->n_weights ? (t->n_weights - a < n ? t->n_weights - a : n) : 0;
+            float lr = lr_at(c, t->epoch);
             if (c->optimizer == CB_OPT_ADAM) {
-                cb_nn_adam h = {c->lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
+                cb_nn_adam h = {lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
                 cb_nn_adam_update(t->params + a, g + off + a, t->adam_m + a, t->adam_v + a, n, n_decay, &h,
                                   t->step + 1);
             } else {
-                cb_nn_sgd_update(t->params + a, g + off + a, n, n_decay, c->lr, c->weight_decay);
+                cb_nn_sgd_update(t->params + a, g + off + a, n, n_decay, lr, c->weight_decay);
             }
         }
         off += t->n_params;
@@ -1270,18 +1356,21 @@ static void update_range(cb_model *m, const float *g, size_t lo, size_t hi, bool
     }
 }
 
-/* The other ranks' rows of the batch's outputs (comm's all-gather). */
-static int gather_outputs(train_ctx *x, int B) {
-    int count[x->n_ranks], offset[x->n_ranks];
+/* The other ranks' rows of the batch's outputs (comm's all-gather): the
+ * B batch rows of both sides, then the item side's M sampled negatives. */
+static int gather_outputs(train_ctx *x, int B, int M) {
+    int count[2][x->n_ranks], offset[2][x->n_ranks];
     size_t W = cb_model_out_dim(x->m);
-    for (int r = 0; r < x->n_ranks; r++) {
-        size_t lo, hi;
-        cb_pool_split((size_t)B, x->n_ranks, r, 1, &lo, &hi);
-        offset[r] = (int)(lo * W);
-        count[r] = (int)((hi - lo) * W);
-    }
+    for (int part = 0; part < 2; part++)
+        for (int r = 0; r < x->n_ranks; r++) {
+            size_t lo, hi;
+            cb_pool_split((size_t)(part ? M : B), x->n_ranks, r, 1, &lo, &hi);
+            offset[part][r] = (int)(lo * W);
+            count[part][r] = (int)((hi - lo) * W);
+        }
     const cb_train_comm *cm = x->comm;
-    return cm->allgather(cm->ctx, x->yu, count, offset) || cm->allgather(cm->ctx, x->ym, count, offset);
+    return cm->allgather(cm->ctx, x->yu, count[0], offset[0]) || cm->allgather(cm->ctx, x->ym, count[0], offset[0]) ||
+           (M && cm->allgather(cm->ctx, x->ym + (size_t)B * W, count[1], offset[1]));
 }
 
 /* Worker 0's clock: adds the seconds since *t to phase[i]. */
@@ -1304,20 +1393,23 @@ static void run_epoch(void *arg, int w) {
     bool last = w == x->n_workers - 1;
     for (size_t step = 0; step < x->n_batches; step++) {
         size_t off = step * B_full;
-        int B = (int)(d->n_train - off < B_full ? d->n_train - off : B_full), lo, hi;
+        int B = (int)(d->n_train - off < B_full ? d->n_train - off : B_full), lo, hi, nlo = 0, nhi = 0;
         const uint32_t *idx = x->perm + off;
+        const uint32_t *neg = x->neg_ids ? x->neg_ids + step * x->neg.m : NULL; /* the same on every rank */
+        int M = neg ? (int)x->neg.m : 0;
         double t = cb_now();
         worker_rows(x, w, B, &lo, &hi);
-        forward_rows(x, &x->wk[w], idx, lo, hi, step);
+        if (M) worker_rows(x, w, M, &nlo, &nhi); /* the negatives are split like the batch rows */
+        forward_rows(x, &x->wk[w], idx, B, lo, hi, neg, nlo, nhi, step);
         lap(x, w, 0, &t);
         cb_pool_barrier(x->pool);
         if (x->n_ranks > 1) {
-            if (w == 0 && gather_outputs(x, B)) x->comm_failed = true;
+            if (w == 0 && gather_outputs(x, B, M)) x->comm_failed = true;
             cb_pool_barrier(x->pool);
         }
         lap(x, w, 3, &t);
         if (x->comm_failed || step >= atomic_load_explicit(&x->stop_step, memory_order_relaxed)) break;
-        loss_part(x, w, idx, B);
+        loss_part(x, w, idx, B, neg, M);
         lap(x, w, 1, &t);
         cb_pool_barrier(x->pool);
         lap(x, w, 3, &t);
@@ -1327,7 +1419,7 @@ static void run_epoch(void *arg, int w) {
             break;
         }
         if (w == 0) x->loss_sum += loss * B;
-        backward_rows(x, w, lo, hi);
+        backward_rows(x, w, B, lo, hi);
         lap(x, w, 0, &t);
         cb_pool_barrier(x->pool);
         lap(x, w, 3, &t);
@@ -1408,8 +1500,9 @@ static int check_ranks_agree(const train_ctx *x, cb_error *err) {
     return rc;
 }
 
-/* Workers, their buffers and the pool for batches of at most B rows. */
-static int train_ctx_open(train_ctx *x, int B, cb_error *err) {
+/* Workers, their buffers and the pool for batches of at most B rows and M
+ * sampled negatives. */
+static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
     cb_model *m = x->m;
     const cb_model_config *c = &m->cfg;
     int rows = (B + x->n_ranks - 1) / x->n_ranks; /* this rank's part, at most */
@@ -1425,23 +1518,24 @@ static int train_ctx_open(train_ctx *x, int B, cb_error *err) {
         x->n_emb = it->n_emb;
     }
     int cap = (rows + x->n_workers - 1) / x->n_workers;
+    int ncap = ((M + x->n_ranks - 1) / x->n_ranks + x->n_workers - 1) / x->n_workers; /* negatives, at most */
     bool softmax = c->objective != CB_OBJECTIVE_RATING;
     size_t W = cb_model_out_dim(m), stride = (x->n_flat + 15) & ~(size_t)15;
     x->wk = cb_calloc((size_t)x->n_workers, sizeof *x->wk, err);
     x->grad = x->wk ? cb_calloc((size_t)x->n_workers + 1, sizeof *x->grad, err) : NULL;
-    float *gbuf = x->grad ? cb_calloc(((size_t)x->n_workers + 1) * stride + 2 * (size_t)B * W, sizeof(float), err) : NULL;
+    float *gbuf = x->grad ? cb_calloc(((size_t)x->n_workers + 1) * stride + (2 * (size_t)B + M) * W, sizeof(float), err) : NULL;
     if (!gbuf) return CB_ENOMEM;
     for (int w = 0; w <= x->n_workers; w++) x->grad[w] = gbuf + (size_t)w * stride;
     x->yu = gbuf + ((size_t)x->n_workers + 1) * stride;
     x->ym = x->yu + (size_t)B * W;
-    for (int s = 0; s < 2 && rc == CB_OK; s++) rc = ws_alloc(&x->loss[s], &m->tw[1], B, softmax, err);
+    for (int s = 0; s < 2 && rc == CB_OK; s++) rc = ws_alloc(&x->loss[s], &m->tw[1], B + M, softmax, err);
     for (int w = 0; w < x->n_workers && rc == CB_OK; w++) {
         worker *k = &x->wk[w];
         if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
-            (rc = ws_alloc(&k->ws[1], &m->tw[1], cap, false, err)))
+            (rc = ws_alloc(&k->ws[1], &m->tw[1], cap + ncap, false, err)))
             break;
-        if (!(k->touched[0] = cb_calloc(2 * (size_t)cap, sizeof(uint32_t), err))) return CB_ENOMEM;
-        k->touched[1] = k->touched[0] + cap;
+        if (!(k->touched[0] = cb_calloc(2 * (size_t)(cap + ncap), sizeof(uint32_t), err))) return CB_ENOMEM;
+        k->touched[1] = k->touched[0] + cap + ncap;
         k->view = *m;
         tower_grad_view(&k->view.tw[0], &m->tw[0], x->grad[w]);
         tower_grad_view(&k->view.tw[1], &m->tw[1], x->grad[w] + m->tw[0].n_params);
@@ -1463,6 +1557,26 @@ static void train_ctx_close(train_ctx *x) {
     free(x->grad);
     free(x->perm);
     free(x->log_q);
+    free(x->neg_ids);
+    cb_negatives_free(&x->neg);
+}
+
+/* The sampled negatives of a training run (retrieval, c->negatives > 0):
+ * their distribution, room for an epoch of draws, and the logQ of the
+ * mixed columns in x->log_q (B: the batch size). Every rank computes the
+ * same (its examples are checked to agree, the draws come from the seed). */
+static int negatives_setup(train_ctx *x, int B, cb_error *err) {
+    const cb_model_config *c = &x->m->cfg;
+    const cb_train_data *d = x->d;
+    memset(&x->neg, 0, sizeof x->neg);
+    if (c->objective == CB_OBJECTIVE_RATING || !c->negatives) return CB_OK;
+    int rc = cb_negatives_init(&x->neg, d->ratings, d->train_idx, d->n_train, d->n_items, c->negatives,
+                               c->negatives_power, err);
+    if (rc) return rc;
+    x->neg_ids = cb_malloc(x->n_batches * c->negatives * sizeof *x->neg_ids, err);
+    if (!x->neg_ids) return CB_ENOMEM;
+    if (x->log_q) cb_negatives_log_q(&x->neg, x->log_q, (uint32_t)B);
+    return CB_OK;
 }
 
 /* Floats of the flat parameter layout: user tower, item tower, head. */
@@ -1525,8 +1639,9 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     best = last_good ? cb_calloc(np, sizeof(float), err) : NULL;
     rc = best ? CB_OK : CB_ENOMEM;
     if (rc == CB_OK) rc = log_q_for(&x.log_q, m, d, err);
+    if (rc == CB_OK) rc = negatives_setup(&x, B, err);
     if (rc == CB_OK && x.comm) rc = check_ranks_agree(&x, err);
-    if (rc == CB_OK) rc = train_ctx_open(&x, B, err); /* the pool holds OpenBLAS at one thread */
+    if (rc == CB_OK) rc = train_ctx_open(&x, B, (int)x.neg.m, err); /* the pool holds OpenBLAS at one thread */
     if (rc != CB_OK) goto done;
     params_copy(last_good, m);
     params_copy(best, m);
@@ -1540,10 +1655,13 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     for (uint32_t e = 0; e < c->epochs; e++) {
         uint32_t epoch_id = m->epochs_done; /* counts across resumed runs */
         x.epoch_id = epoch_id;
+        m->tw[0].epoch = m->tw[1].epoch = epoch_id; /* the learning-rate schedule */
         cb_rng rng;
         cb_rng_seed(&rng, c->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(epoch_id + 1)));
         memcpy(x.perm, d->train_idx, d->n_train * sizeof(uint32_t));
         cb_rng_shuffle_u32(&rng, x.perm, d->n_train);
+        if (x.neg_ids)
+            cb_negatives_draw(&x.neg, x.neg_ids, x.n_batches * x.neg.m, c->seed ^ (0x94D049BB133111EBULL * (epoch_id + 1)));
         x.loss_sum = 0.0;
         x.steps_done = 0;
         x.nan_seen = false;

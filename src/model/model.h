@@ -18,8 +18,9 @@
  * (item_ids). The tensors are enumerable by name for saving.
  *
  * Threading: training splits each batch's rows across `threads` workers
- * (model/parallel.c); each runs both towers on its rows, every worker
- * computes the loss of the whole batch (the in-batch softmax sees all of it),
+ * (model/parallel.c); each runs both towers on its rows (and the item tower
+ * on its share of the sampled negatives), the loss of the whole batch is
+ * computed once per side (the in-batch softmax sees all of it),
  * and the per-worker gradients are summed in worker order. The same seed and
  * thread count give the same bits; other thread counts the same model within
  * float tolerance (the sums run in another order). Across processes
@@ -101,6 +102,16 @@ typedef struct cb_model_config {
                                                      cb_train_data.item_cold set to their cold values
                                                      (so items without interactions are placed by
                                                      content); 0 = off */
+    uint32_t negatives;                           /* training only (retrieval, both): items drawn from
+                                                     the catalog per batch as extra softmax columns
+                                                     beside the batch's own (negatives.c); 0 = in-batch only */
+    float negatives_power;                        /* ... drawn with probability ∝ (training count + 1)^this
+                                                     (0: uniform) */
+    float below_weight;                           /* training only (retrieval, both): the softmax weight
+                                                     of a pick rated below positive_threshold (1 = off) */
+    float relevant_from;                          /* ... which cb_bundle_train sets at this fraction of
+                                                     the rating range (explicit ratings only) */
+    float positive_threshold;                     /* the rating itself (-INFINITY: every pick weighs 1) */
     float user_dropout;                           /* training only: the same for the user, shown as
                                                      known by features alone: the columns of
                                                      cb_train_data.user_cold at their cold values and
@@ -111,6 +122,8 @@ typedef struct cb_model_config {
     /* optimisation */
     cb_opt_kind optimizer;
     float lr, weight_decay;                       /* L2 on weights only: grad += wd·w */
+    float lr_decay;                               /* epoch e (counted across resumed runs) steps
+                                                     with lr · lr_decay^e (1 = constant) */
     float adam_beta1, adam_beta2, adam_eps;       /* 0.9, 0.999, 1e-7 (Keras' eps) */
     uint32_t batch_size, epochs;
     uint32_t patience;                            /* early stopping on validation loss; 0 = off */
@@ -267,6 +280,12 @@ float cb_model_score_to_logit(const cb_model *m, float score);
  * (counts + 1, so unseen items stay finite). out [n_items]. */
 void cb_model_log_q(float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
                     uint32_t n_items);
+/* The log of the distribution m's training drew its softmax columns from:
+ * cb_model_log_q, or with sampled negatives (c->negatives) the mixture
+ * (B·q_batch + M·q_neg) / (B + M) — what the logQ correction subtracted,
+ * so what the popularity prior adds back at ranking. */
+int cb_model_train_log_q(const cb_model *m, float *out, const cb_rating *ratings, const uint32_t *train_idx, size_t n,
+                         uint32_t n_items, cb_error *err);
 
 /* ---- named parameter tensors, for model files.
  * Names: "user.<l>.weight" [out,in], "user.<l>.bias" [out], the same for
@@ -295,7 +314,8 @@ int cb_model_create_from_tensors(cb_model **out, const cb_model_config *c,
 /* ---- internals exposed for tests (gradient checks, PyTorch parity) */
 /* Zero the gradients, then one forward + backward over examples idx[0..n) with
  * targets already scaled; returns the loss in *loss. Gradients of tensor i are
- * reached with cb_model_tensor_grad. */
+ * reached with cb_model_tensor_grad. With c->negatives the softmax also has
+ * that many sampled negatives (one draw from c->seed). */
 int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
                            double *loss, cb_error *err);
 /* Pointer to the gradient of tensor i (same shape as the tensor). */

@@ -224,10 +224,10 @@ void cb_nn_bce_backward(float *dv, float *dscale, float *dbias, const float *v, 
 
 /* ---- sampled softmax cross-entropy */
 
-/* Row i of z (N logits) -> softmax in place with left-out columns at 0;
- * returns logsumexp - z_ii. Shared by the fast and naive forward passes. */
-static double softmax_row(float *z, const float *log_q, const uint32_t *ids, int i, int N) {
-    double zmax = -INFINITY;
+/* Row i of z (N logits) -> w·softmax in place with left-out columns at 0;
+ * returns w·(logsumexp - z_ii). Shared by the fast and naive forward passes. */
+static double softmax_row(float *z, const float *log_q, const uint32_t *ids, const float *w, int i, int N) {
+    double zmax = -INFINITY, wi = w ? w[i] : 1.0;
     for (int j = 0; j < N; j++) {
         if (log_q) z[j] -= log_q[j];
         if (ids && j != i && ids[j] == ids[i]) z[j] = -INFINITY;
@@ -235,23 +235,23 @@ static double softmax_row(float *z, const float *log_q, const uint32_t *ids, int
     }
     double zi = z[i], sum = 0.0;
     for (int j = 0; j < N; j++) sum += exp((double)z[j] - zmax);
-    for (int j = 0; j < N; j++) z[j] = (float)(exp((double)z[j] - zmax) / sum);
-    return zmax + log(sum) - zi;
+    for (int j = 0; j < N; j++) z[j] = (float)(wi * exp((double)z[j] - zmax) / sum);
+    return wi * (zmax + log(sum) - zi);
 }
 
 double cb_nn_softmax_xent_forward(float *prob, const float *u, const float *v, const float *log_q,
-                                  const uint32_t *ids, float inv_temp, int B, int N, int D) {
+                                  const uint32_t *ids, const float *w, float inv_temp, int B, int N, int D) {
     // u (B,D), v (N,D), prob (B,N)
     if (B <= 0) return 0.0;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, N, D, inv_temp, u, D, v, D, 0.0f, prob, N);
     double loss = 0.0;
-    for (int i = 0; i < B; i++) loss += softmax_row(prob + (size_t)i * N, log_q, ids, i, N);
+    for (int i = 0; i < B; i++) loss += softmax_row(prob + (size_t)i * N, log_q, ids, w, i, N);
     return loss / B;
 }
 
 double cb_nn_softmax_xent_forward_naive(float *prob, const float *u, const float *v,
-                                        const float *log_q, const uint32_t *ids, float inv_temp,
-                                        int B, int N, int D) {
+                                        const float *log_q, const uint32_t *ids, const float *w,
+                                        float inv_temp, int B, int N, int D) {
     double loss = 0.0;
     for (int i = 0; i < B; i++) {
         float *z = prob + (size_t)i * N;
@@ -260,33 +260,37 @@ double cb_nn_softmax_xent_forward_naive(float *prob, const float *u, const float
             for (int d = 0; d < D; d++) acc += (double)u[(size_t)i * D + d] * v[(size_t)j * D + d];
             z[j] = (float)(inv_temp * acc);
         }
-        loss += softmax_row(z, log_q, ids, i, N);
+        loss += softmax_row(z, log_q, ids, w, i, N);
     }
     return B > 0 ? loss / B : 0.0;
 }
 
 void cb_nn_softmax_xent_backward(float *du, float *dv, const float *prob, const float *u,
-                                 const float *v, float inv_temp, int B, int N, int D) {
+                                 const float *v, const float *w, float inv_temp, int B, int N, int D) {
     if (B <= 0) return;
     float k = inv_temp / (float)B;
-    /* g = (prob - I)/B: the product with prob by sgemm, the identity part by hand */
+    /* g = (prob - diag(w))/B: the product with prob by sgemm, the diagonal part by hand */
     if (du) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, N, k, prob, N, v, D, 1.0f, du, D);
-        for (int i = 0; i < B; i++)
-            for (int d = 0; d < D; d++) du[(size_t)i * D + d] -= k * v[(size_t)i * D + d];
+        for (int i = 0; i < B; i++) {
+            float ki = w ? k * w[i] : k;
+            for (int d = 0; d < D; d++) du[(size_t)i * D + d] -= ki * v[(size_t)i * D + d];
+        }
     }
     if (dv) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, B, k, prob, N, u, D, 1.0f, dv, D);
-        for (int i = 0; i < B; i++)
-            for (int d = 0; d < D; d++) dv[(size_t)i * D + d] -= k * u[(size_t)i * D + d];
+        for (int i = 0; i < B; i++) {
+            float ki = w ? k * w[i] : k;
+            for (int d = 0; d < D; d++) dv[(size_t)i * D + d] -= ki * u[(size_t)i * D + d];
+        }
     }
 }
 
 void cb_nn_softmax_xent_backward_naive(float *du, float *dv, const float *prob, const float *u,
-                                       const float *v, float inv_temp, int B, int N, int D) {
+                                       const float *v, const float *w, float inv_temp, int B, int N, int D) {
     for (int i = 0; i < B; i++)
         for (int j = 0; j < N; j++) {
-            double g = ((double)prob[(size_t)i * N + j] - (i == j)) * inv_temp / B;
+            double g = ((double)prob[(size_t)i * N + j] - (i == j) * (w ? (double)w[i] : 1.0)) * inv_temp / B;
             for (int d = 0; d < D; d++) {
                 if (du) du[(size_t)i * D + d] += (float)(g * v[(size_t)j * D + d]);
                 if (dv) dv[(size_t)j * D + d] += (float)(g * u[(size_t)i * D + d]);

@@ -71,20 +71,21 @@ void cb_nn_bce_backward(float *dv, float *dscale, float *dbias, const float *v, 
  * sampled items in rows B..N). Logits z_ij = inv_temp·<u_i,v_j> - log_q[j]
  * (log_q (N) may be NULL: the logQ correction for how often item j appears as
  * a negative); column j is left out of row i when j != i and ids[j] == ids[i]
- * (ids (N) may be NULL): the same item twice is not its own negative.
- * Returns Σ_i [logsumexp_j z_ij - z_ii] / B; prob (B,N) receives softmax_j z_ij
- * (0 in left-out columns), which the backward pass reads. */
+ * (ids (N) may be NULL): the same item twice is not its own negative. Row i
+ * weighs w[i] (w (B) may be NULL: all 1).
+ * Returns Σ_i w_i [logsumexp_j z_ij - z_ii] / B; prob (B,N) receives
+ * w_i·softmax_j z_ij (0 in left-out columns), which the backward pass reads. */
 double cb_nn_softmax_xent_forward(float *prob, const float *u, const float *v, const float *log_q,
-                                  const uint32_t *ids, float inv_temp, int B, int N, int D);
+                                  const uint32_t *ids, const float *w, float inv_temp, int B, int N, int D);
 double cb_nn_softmax_xent_forward_naive(float *prob, const float *u, const float *v,
-                                        const float *log_q, const uint32_t *ids, float inv_temp,
-                                        int B, int N, int D);
-/* With g_ij = (prob_ij - [i == j]) / B:
+                                        const float *log_q, const uint32_t *ids, const float *w,
+                                        float inv_temp, int B, int N, int D);
+/* With g_ij = (prob_ij - w_i·[i == j]) / B (w as given to the forward pass):
  * du (B,D) += inv_temp · g · v;  dv (N,D) += inv_temp · gᵀ · u (either may be NULL). */
 void cb_nn_softmax_xent_backward(float *du, float *dv, const float *prob, const float *u,
-                                 const float *v, float inv_temp, int B, int N, int D);
+                                 const float *v, const float *w, float inv_temp, int B, int N, int D);
 void cb_nn_softmax_xent_backward_naive(float *du, float *dv, const float *prob, const float *u,
-                                       const float *v, float inv_temp, int B, int N, int D);
+                                       const float *v, const float *w, float inv_temp, int B, int N, int D);
 
 /* ---- optimisers over a flat parameter buffer of n floats whose first
  * n_decay entries are weights (they receive the L2 term weight_decay·p in
