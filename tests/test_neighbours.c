@@ -257,6 +257,22 @@ static void recommender_uses_and_saves_it(void **state) {
     assert_int_equal(cb_recommender_recommend_batch(old, &user, 1, 10, NULL, it_old, sc_old, &err), CB_OK);
     assert_memory_equal(it_old, it_off, sizeof it_off); /* = the towers alone */
     cb_recommender_free(old);
+    /* the model without its history file (seen_item NULL): the batch's
+     * neighbour term is empty, the towers alone (UBSan: no NULL + 0) */
+    char *lone = tu_path(dir, "lone.cbrec");
+    w = cb_st_writer_create(&err);
+    const char *skip_none[] = {NULL};
+    assert_int_equal(cb_st_copy(st, w, skip_none, &err), CB_OK);
+    assert_int_equal(cb_st_write(w, lone, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &err), CB_OK);
+    cb_st_writer_free(w);
+    assert_int_equal(cb_recommender_load(&old, lone, NULL, &err), CB_OK);
+    int64_t it_lone[10], it_lone_off[10];
+    float sc_lone[10], sc_lone_off[10];
+    assert_int_equal(cb_recommender_recommend_batch(old, &user, 1, 10, NULL, it_lone, sc_lone, &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend_batch(old, &user, 1, 10, off, it_lone_off, sc_lone_off, &err), CB_OK);
+    assert_memory_equal(it_lone, it_lone_off, sizeof it_lone);
+    cb_recommender_free(old);
+    free(lone);
 
     /* a corrupt section is refused, naming the field */
     int32_t nnz = na->off[na->n_items];
