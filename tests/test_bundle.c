@@ -358,6 +358,15 @@ static void history_file(void **state) {
     char *other_hist = tu_path(dir, "o.cbrec.history");
     assert_int_equal(cb_bundle_load_files(&l, path, other_hist, &err), CB_EFORMAT);
     assert_non_null(strstr(err.msg, "another model"));
+    /* the history named as the model file itself (however spelt) is refused
+     * before anything is written */
+    char *other_dot = tu_path(dir, "./o.cbrec");
+    assert_int_equal(cb_bundle_save_files(r, other, other_dot, &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "the model file"));
+    assert_int_equal(cb_bundle_load(&l, other, &err), CB_OK); /* r2's pair, untouched */
+    assert_true(l->has_history && !strcmp(l->fingerprint, r2->fingerprint));
+    cb_bundle_free(l);
+    free(other_dot);
     /* a model saved without its history removes the stale one beside it */
     assert_int_equal(cb_bundle_load(&l, path, &err), CB_OK); /* beside: absent */
     assert_false(l->has_history);

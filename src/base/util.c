@@ -415,6 +415,16 @@ int cb_atomic_check_writable(const char *path, cb_error *err) {
     return rc;
 }
 
+bool cb_atomic_same_target(const char *a, const char *b) {
+    const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+    char da[4096], db[4096];
+    struct stat fa, fb;
+    if (strcmp(sa ? sa + 1 : a, sb ? sb + 1 : b) != 0) return false;
+    if (!folder_of(a, da, sizeof da) || !folder_of(b, db, sizeof db)) return !strcmp(a, b);
+    if (stat(da, &fa) != 0 || stat(db, &fb) != 0) return !strcmp(da, db);
+    return fa.st_dev == fb.st_dev && fa.st_ino == fb.st_ino;
+}
+
 int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
     memset(af, 0, sizeof *af);
     size_t n = strlen(path) + 32;

@@ -748,16 +748,25 @@ int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err) { return
 
 static int save_model(const cb_bundle *r, const char *path, cb_error *err);
 
+int cb_bundle_check_paths(const char *path, const char *history_path, cb_error *err) {
+    if (history_path && cb_atomic_same_target(path, history_path))
+        return cb_fail(err, CB_EINVAL, "%s: the history file would be the model file %s (the model would overwrite "
+                       "the history): give the history another path", history_path, path);
+    return CB_OK;
+}
+
 int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err) {
     char beside[4096];
     if (!history_path) {
         if (!cb_bundle_history_path(path, beside, sizeof beside)) return cb_fail(err, CB_EINVAL, "%s: path too long", path);
         history_path = beside;
     }
+    int rc = cb_bundle_check_paths(path, history_path, err);
+    if (rc) return rc;
     /* the history first: a model is never left beside a history that is
      * missing its new ratings (a crash between the two renames leaves the
      * old model with the new history, refused by fingerprint, not misread) */
-    int rc = r->has_history ? save_history(r, history_path, err) : CB_OK;
+    rc = r->has_history ? save_history(r, history_path, err) : CB_OK;
     if (!rc && !r->has_history && remove(history_path) != 0 && errno != ENOENT)
         rc = cb_fail(err, CB_EIO, "%s: cannot remove the stale history file: %s", history_path, strerror(errno));
     return rc ? rc : save_model(r, path, err);
