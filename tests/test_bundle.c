@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static cb_dataset *synth(uint32_t n_users, uint32_t n_items, uint32_t n_genres, size_t n_ratings, uint64_t seed) {
@@ -364,6 +365,16 @@ static void history_file(void **state) {
     assert_int_equal(cb_bundle_save_files(r, other, other_dot, &err), CB_EINVAL);
     assert_non_null(strstr(err.msg, "the model file"));
     assert_int_equal(cb_bundle_load(&l, other, &err), CB_OK); /* r2's pair, untouched */
+    assert_true(l->has_history && !strcmp(l->fingerprint, r2->fingerprint));
+    cb_bundle_free(l);
+    /* a model write that fails leaves the old pair whole (not the new
+     * history beside the old model): its staging name is a folder here */
+    char staged[4200];
+    snprintf(staged, sizeof staged, "%s.tmp.%ld", other, (long)getpid());
+    assert_int_equal(mkdir(staged, 0700), 0);
+    assert_int_not_equal(cb_bundle_save_files(r, other, NULL, &err), CB_OK);
+    rmdir(staged);
+    assert_int_equal(cb_bundle_load(&l, other, &err), CB_OK);
     assert_true(l->has_history && !strcmp(l->fingerprint, r2->fingerprint));
     cb_bundle_free(l);
     free(other_dot);

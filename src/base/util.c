@@ -477,6 +477,12 @@ int cb_atomic_commit(cb_atomic_file *af, cb_error *err) {
     return rc;
 }
 
+int cb_atomic_rename(const char *from, const char *to, cb_error *err) {
+    if (rename(from, to) != 0) return cb_fail(err, CB_EIO, "%s: cannot rename into place: %s", to, strerror(errno));
+    fsync_parent_dir(to);
+    return CB_OK;
+}
+
 void cb_atomic_abort(cb_atomic_file *af) {
     if (af->fp) {
         fclose(af->fp);

@@ -755,21 +755,41 @@ int cb_bundle_check_paths(const char *path, const char *history_path, cb_error *
     return CB_OK;
 }
 
+/* "<path>.tmp.<pid>": where a part is staged (cb_atomic_sweep removes it
+ * if the process dies before the rename); false if it does not fit. */
+static bool staging_path(const char *path, char *buf, size_t size) {
+    return (size_t)snprintf(buf, size, "%s.tmp.%ld", path, (long)getpid()) < size;
+}
+
 int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err) {
-    char beside[4096];
+    char beside[4096], tmp_h[4200], tmp_m[4200];
     if (!history_path) {
         if (!cb_bundle_history_path(path, beside, sizeof beside)) return cb_fail(err, CB_EINVAL, "%s: path too long", path);
         history_path = beside;
     }
     int rc = cb_bundle_check_paths(path, history_path, err);
     if (rc) return rc;
-    /* the history first: a model is never left beside a history that is
-     * missing its new ratings (a crash between the two renames leaves the
-     * old model with the new history, refused by fingerprint, not misread) */
-    rc = r->has_history ? save_history(r, history_path, err) : CB_OK;
-    if (!rc && !r->has_history && remove(history_path) != 0 && errno != ENOENT)
+    if (!staging_path(path, tmp_m, sizeof tmp_m) || !staging_path(history_path, tmp_h, sizeof tmp_h))
+        return cb_fail(err, CB_EINVAL, "%s: path too long", path);
+    (void)cb_atomic_sweep(path);
+    (void)cb_atomic_sweep(history_path);
+    /* both parts staged first, then renamed back to back, the history first:
+     * a failed write leaves the old pair intact, and a reader between the two
+     * renames sees the old model with the new history, refused by
+     * fingerprint and retried (cb_bundle_load_files), never misread */
+    rc = r->has_history ? save_history(r, tmp_h, err) : CB_OK;
+    if (!rc) rc = save_model(r, tmp_m, err);
+    if (!rc && r->has_history) rc = cb_atomic_rename(tmp_h, history_path, err);
+    if (!rc) rc = cb_atomic_rename(tmp_m, path, err);
+    if (rc) {
+        unlink(tmp_h);
+        unlink(tmp_m);
+        return rc;
+    }
+    /* a stale history of an older model: removed only once the model is in */
+    if (!r->has_history && remove(history_path) != 0 && errno != ENOENT)
         rc = cb_fail(err, CB_EIO, "%s: cannot remove the stale history file: %s", history_path, strerror(errno));
-    return rc ? rc : save_model(r, path, err);
+    return rc;
 }
 
 static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
