@@ -308,6 +308,10 @@ CB_API int  cb_recommender_save(const cb_recommender *rec, const char *path, cb_
  * truncated is refused (CB_EFORMAT naming it). */
 CB_API int  cb_recommender_save_files(const cb_recommender *rec, const char *path, const char *history_path,
                                       cb_error *err);
+/* CB_EINVAL when history_path names the model file `path` itself (the model
+ * would overwrite the history): cb_recommender_save_files refuses it; front
+ * ends check it before long work. NULL history_path is always fine. */
+CB_API int  cb_recommender_check_files(const char *path, const char *history_path, cb_error *err);
 CB_API int  cb_recommender_load_files(cb_recommender **out, const char *model_path, const char *history_path,
                                       const char *table_path, cb_error *err);
 CB_API void cb_recommender_free(cb_recommender *rec);

@@ -283,6 +283,12 @@ static void early_failures(void **state) {
     expect_fail(1, "is a directory", "train --data %s --model %s%s -q", f->data, f->dir, "");
     expect_fail(2, "--epochs 0 would write an untrained model", "train --data %s --model %s.e0 --epochs 0%s", f->data,
                 f->model, "");
+    /* --history naming the model file (the model would overwrite it): refused before training */
+    assert_int_equal(run(&out, "%s train --data %s --model %s.same --history %s/./m.cbrec.same", cbrec(), f->data,
+                         f->model, f->dir), 1);
+    assert_non_null(strstr(out, "would be the model file"));
+    assert_null(strstr(out, "epoch"));
+    free(out);
     char *t = tu_path(f->dir, "tab");
     assert_int_equal(run(&out, "%s precompute --model %s --out %s -k 45", cbrec(), f->model, t), 0);
     assert_non_null(strstr(out, "warning: -k 45 is near the catalog's 50 items"));

@@ -7,6 +7,7 @@
  * section round-trips through the model file, a model without it still
  * loads and recommends, and a corrupt section is refused. */
 #include "model/bundle.h"
+#include "rec/recommend.h"
 #include "cbrec.h"
 #include "testutil.h"
 
@@ -257,6 +258,22 @@ static void recommender_uses_and_saves_it(void **state) {
     assert_int_equal(cb_recommender_recommend_batch(old, &user, 1, 10, NULL, it_old, sc_old, &err), CB_OK);
     assert_memory_equal(it_old, it_off, sizeof it_off); /* = the towers alone */
     cb_recommender_free(old);
+    /* the model without its history file (seen_item NULL): the batch's
+     * neighbour term is empty, the towers alone (UBSan: no NULL + 0) */
+    char *lone = tu_path(dir, "lone.cbrec");
+    w = cb_st_writer_create(&err);
+    const char *skip_none[] = {NULL};
+    assert_int_equal(cb_st_copy(st, w, skip_none, &err), CB_OK);
+    assert_int_equal(cb_st_write(w, lone, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &err), CB_OK);
+    cb_st_writer_free(w);
+    assert_int_equal(cb_recommender_load(&old, lone, NULL, &err), CB_OK);
+    int64_t it_lone[10], it_lone_off[10];
+    float sc_lone[10], sc_lone_off[10];
+    assert_int_equal(cb_recommender_recommend_batch(old, &user, 1, 10, NULL, it_lone, sc_lone, &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend_batch(old, &user, 1, 10, off, it_lone_off, sc_lone_off, &err), CB_OK);
+    assert_memory_equal(it_lone, it_lone_off, sizeof it_lone);
+    cb_recommender_free(old);
+    free(lone);
 
     /* a corrupt section is refused, naming the field */
     int32_t nnz = na->off[na->n_items];
@@ -362,9 +379,62 @@ static void tuned_on_the_carve(void **state) {
     cb_dataset_free(ds);
 }
 
+static int count_calls(const cb_progress *p, void *ctx) {
+    (void)p;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* K of at least the catalog: no list can be longer than n_items - 1, so K is
+ * clamped to it (the model keeps that K); a K whose lists would overflow the
+ * model file's int32 offsets is refused before training, not after it. */
+static void k_beyond_the_catalog(void **state) {
+    (void)state;
+    cb_error err;
+    cb_dataset *ds = planted(&err);
+    cb_config *cfg = train_config("1000", "4");
+    cb_recommender *rec = NULL;
+    assert_int_equal(cb_train(&rec, ds, cfg, NULL, NULL, NULL, &err), CB_OK);
+    const cb_neighbours *nb = rec->r->neighbours;
+    assert_non_null(nb);
+    assert_int_equal(nb->k, N_ITEMS - 1);
+    check_partners_first(rec, true);
+    cb_recommender_free(rec);
+    cb_config_free(cfg);
+    cb_dataset_free(ds);
+
+    /* 46400 items x 46399 neighbours > INT32_MAX: refused with no epoch run */
+    enum { NI = 46400, NU = 400 };
+    cb_dataset_builder *b = NULL;
+    assert_int_equal(cb_dataset_builder_create(&b, "wide", NULL, &err), CB_OK);
+    char (*ub)[16] = malloc(NI * sizeof *ub), (*ib)[16] = malloc(NI * sizeof *ib);
+    const char **users = malloc(NI * sizeof *users), **items = malloc(NI * sizeof *items);
+    float *ys = malloc(NI * sizeof *ys);
+    for (int i = 0; i < NI; i++) {
+        snprintf(ub[i], sizeof ub[i], "u%d", i % NU);
+        snprintf(ib[i], sizeof ib[i], "i%d", i);
+        users[i] = ub[i], items[i] = ib[i], ys[i] = (float)(1 + i % 5);
+    }
+    assert_int_equal(cb_dataset_builder_add_ratings(b, users, items, ys, NULL, NI, &err), CB_OK);
+    assert_int_equal(cb_dataset_builder_finish(b, &ds, &err), CB_OK);
+    cb_dataset_builder_free(b);
+    cfg = train_config("50000", "4");
+    int calls = 0;
+    int rc = cb_train(&rec, ds, cfg, count_calls, &calls, NULL, &err);
+    if (rc != CB_EINVAL) fprintf(stderr, "train: rc %d, '%s'\n", rc, err.msg);
+    assert_int_equal(rc, CB_EINVAL);
+    assert_null(rec);
+    assert_non_null(strstr(err.msg, "int32"));
+    assert_int_equal(calls, 0); /* before training */
+    free(ub), free(ib), free(users), free(items), free(ys);
+    cb_config_free(cfg);
+    cb_dataset_free(ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(lists_match_reference),
                                        cmocka_unit_test(recommender_uses_and_saves_it),
-                                       cmocka_unit_test(tuned_on_the_carve)};
+                                       cmocka_unit_test(tuned_on_the_carve),
+                                       cmocka_unit_test(k_beyond_the_catalog)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -415,6 +415,16 @@ int cb_atomic_check_writable(const char *path, cb_error *err) {
     return rc;
 }
 
+bool cb_atomic_same_target(const char *a, const char *b) {
+    const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+    char da[4096], db[4096];
+    struct stat fa, fb;
+    if (strcmp(sa ? sa + 1 : a, sb ? sb + 1 : b) != 0) return false;
+    if (!folder_of(a, da, sizeof da) || !folder_of(b, db, sizeof db)) return !strcmp(a, b);
+    if (stat(da, &fa) != 0 || stat(db, &fb) != 0) return !strcmp(da, db);
+    return fa.st_dev == fb.st_dev && fa.st_ino == fb.st_ino;
+}
+
 int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
     memset(af, 0, sizeof *af);
     size_t n = strlen(path) + 32;
@@ -465,6 +475,12 @@ int cb_atomic_commit(cb_atomic_file *af, cb_error *err) {
     free(af->tmp_path);
     memset(af, 0, sizeof *af);
     return rc;
+}
+
+int cb_atomic_rename(const char *from, const char *to, cb_error *err) {
+    if (rename(from, to) != 0) return cb_fail(err, CB_EIO, "%s: cannot rename into place: %s", to, strerror(errno));
+    fsync_parent_dir(to);
+    return CB_OK;
 }
 
 void cb_atomic_abort(cb_atomic_file *af) {

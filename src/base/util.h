@@ -100,6 +100,12 @@ int cb_atomic_sweep(const char *path);
  * unwritable output fails in a second, not after an hour. Creates and removes
  * a probe temporary. */
 int cb_atomic_check_writable(const char *path, cb_error *err);
+/* Do the paths a and b name one directory entry (the same base name in the
+ * same folder, however spelt: "m", "./m", a symlinked folder)? Then a
+ * rename into one replaces the other. */
+bool cb_atomic_same_target(const char *a, const char *b);
+/* rename(from, to), then fsync the folder of `to`; CB_EIO naming `to`. */
+int cb_atomic_rename(const char *from, const char *to, cb_error *err);
 
 /* ---- Misc. */
 /* Monotonic wall time in seconds. */

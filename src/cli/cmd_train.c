@@ -96,7 +96,7 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc) {
 }
 
 /* What can be known before an hour of training: an unwritable --model or
- * --curve, or --epochs 0 (it would write an untrained model). -1 = go on. */
+ * --curve, --history naming the model file, or --epochs 0 (it would write an untrained model). -1 = go on. */
 static int check_before_training(const cli_command *c, const train_args *a, const cb_config *cfg) {
     cb_error err = {0};
     const char *epochs = cb_config_get(cfg, "epochs");
@@ -105,6 +105,7 @@ static int check_before_training(const cli_command *c, const train_args *a, cons
     if (cb_file_check_writable(a->model, &err)) return cli_error("train", &err);
     if (a->curve && cb_file_check_writable(a->curve, &err)) return cli_error("train", &err);
     if (a->history && cb_file_check_writable(a->history, &err)) return cli_error("train", &err);
+    if (cb_recommender_check_files(a->model, a->history, &err)) return cli_error("train", &err);
     return -1;
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- owned allocations */
@@ -748,19 +749,48 @@ int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err) { return
 
 static int save_model(const cb_bundle *r, const char *path, cb_error *err);
 
+int cb_bundle_check_paths(const char *path, const char *history_path, cb_error *err) {
+    if (history_path && cb_atomic_same_target(path, history_path))
+        return cb_fail(err, CB_EINVAL, "%s: the history file would be the model file %s (the model would overwrite "
+                       "the history): give the history another path", history_path, path);
+    return CB_OK;
+}
+
+/* "<path>.tmp.<pid>": where a part is staged (cb_atomic_sweep removes it
+ * if the process dies before the rename); false if it does not fit. */
+static bool staging_path(const char *path, char *buf, size_t size) {
+    return (size_t)snprintf(buf, size, "%s.tmp.%ld", path, (long)getpid()) < size;
+}
+
 int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err) {
-    char beside[4096];
+    char beside[4096], tmp_h[4200], tmp_m[4200];
     if (!history_path) {
         if (!cb_bundle_history_path(path, beside, sizeof beside)) return cb_fail(err, CB_EINVAL, "%s: path too long", path);
         history_path = beside;
     }
-    /* the history first: a model is never left beside a history that is
-     * missing its new ratings (a crash between the two renames leaves the
-     * old model with the new history, refused by fingerprint, not misread) */
-    int rc = r->has_history ? save_history(r, history_path, err) : CB_OK;
-    if (!rc && !r->has_history && remove(history_path) != 0 && errno != ENOENT)
+    int rc = cb_bundle_check_paths(path, history_path, err);
+    if (rc) return rc;
+    if (!staging_path(path, tmp_m, sizeof tmp_m) || !staging_path(history_path, tmp_h, sizeof tmp_h))
+        return cb_fail(err, CB_EINVAL, "%s: path too long", path);
+    (void)cb_atomic_sweep(path);
+    (void)cb_atomic_sweep(history_path);
+    /* both parts staged first, then renamed back to back, the history first:
+     * a failed write leaves the old pair intact, and a reader between the two
+     * renames sees the old model with the new history, refused by
+     * fingerprint and retried (cb_bundle_load_files), never misread */
+    rc = r->has_history ? save_history(r, tmp_h, err) : CB_OK;
+    if (!rc) rc = save_model(r, tmp_m, err);
+    if (!rc && r->has_history) rc = cb_atomic_rename(tmp_h, history_path, err);
+    if (!rc) rc = cb_atomic_rename(tmp_m, path, err);
+    if (rc) {
+        unlink(tmp_h);
+        unlink(tmp_m);
+        return rc;
+    }
+    /* a stale history of an older model: removed only once the model is in */
+    if (!r->has_history && remove(history_path) != 0 && errno != ENOENT)
         rc = cb_fail(err, CB_EIO, "%s: cannot remove the stale history file: %s", history_path, strerror(errno));
-    return rc ? rc : save_model(r, path, err);
+    return rc;
 }
 
 static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
@@ -1056,15 +1086,35 @@ int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) { return cb
 
 static int load_once(cb_bundle **out, const char *path, const char *history_path, bool *mismatch, cb_error *err);
 
+/* Has the file at `path` been replaced since *seen (another inode, size or
+ * modification time)? Polled for up to ~50 ms: a writer renames the model
+ * right after the history (cb_bundle_save_files). *seen becomes the new one. */
+static bool model_replaced(const char *path, struct stat *seen) {
+    for (int i = 0; i < 10; i++) {
+        struct stat now;
+        if (stat(path, &now) == 0 &&
+            (now.st_dev != seen->st_dev || now.st_ino != seen->st_ino || now.st_size != seen->st_size ||
+             now.st_mtim.tv_sec != seen->st_mtim.tv_sec || now.st_mtim.tv_nsec != seen->st_mtim.tv_nsec)) {
+            *seen = now;
+            return true;
+        }
+        nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+    }
+    return false;
+}
+
 int cb_bundle_load_files(cb_bundle **out, const char *path, const char *history_path, cb_error *err) {
     /* A writer replaces the history, then the model (cb_bundle_save_files): a
      * reader between the two renames finds the new history beside the old
-     * model. It tries again (both files afresh) for up to ~2 s before saying
-     * the history is of another model. */
+     * model. It loads again only while the model file is being replaced; a
+     * history of another model beside a model left alone fails at once
+     * (after a ~50 ms look), not after reloading the model 200 times. */
     bool mismatch = false;
+    struct stat seen = {0};
+    if (stat(path, &seen) != 0) memset(&seen, 0, sizeof seen);
     int rc = load_once(out, path, history_path, &mismatch, err);
     for (int tries = 0; rc == CB_EFORMAT && mismatch && !history_path && tries < 200; tries++) {
-        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        if (!model_replaced(path, &seen)) break;
         mismatch = false;
         rc = load_once(out, path, history_path, &mismatch, err);
     }

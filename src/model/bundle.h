@@ -126,6 +126,9 @@ void cb_bundle_free(cb_bundle *r); /* NULL is a no-op */
  * (history_path; NULL: path + CB_BUNDLE_HISTORY_SUFFIX), each atomically;
  * without a history a stale history file at that path is removed. */
 int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err);
+/* CB_EINVAL when history_path names the model file itself (NULL: the default
+ * path, never the model's). Checked by cb_bundle_save_files and before training. */
+int cb_bundle_check_paths(const char *path, const char *history_path, cb_error *err);
 int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err); /* history beside */
 /* Load the model file `path` and its history: history_path, or (NULL)
  * path + CB_BUNDLE_HISTORY_SUFFIX when that file exists (none: no history;

@@ -219,14 +219,22 @@ bool cb_neighbours_ease_fits(const cb_dataset *ds) {
     return (nu < ni ? nu : ni) <= CB_NEIGHBOURS_MAX_DENSE;
 }
 
+int cb_neighbours_check_k(uint32_t n_items, uint32_t *k, cb_error *err) {
+    if (*k >= n_items) *k = n_items > 1 ? n_items - 1 : 1;
+    if ((size_t)n_items * *k > INT32_MAX)
+        return cb_fail(err, CB_EINVAL, "neighbours: %u items x %u neighbours exceed the model file's int32 offsets: "
+                       "give at most %u neighbours per item", n_items, *k, (unsigned)(INT32_MAX / n_items));
+    return CB_OK;
+}
+
 int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                       cb_neighbours_kind kind, uint32_t k, float param, cb_error *err) {
     *out = NULL;
     uint32_t ni = cb_dataset_n_items(ds);
     if (k == 0 || !(param >= 0) || !isfinite(param) || (kind == CB_NEIGHBOURS_EASE && !(param > 0)))
         return cb_fail(err, CB_EINVAL, "neighbours: k must be >= 1, the shrinkage finite and >= 0, lambda > 0");
-    if ((size_t)ni * k > INT32_MAX)
-        return cb_fail(err, CB_EINVAL, "neighbours: %u items x %u neighbours exceed the model file's int32 offsets", ni, k);
+    int rc = cb_neighbours_check_k(ni, &k, err);
+    if (rc) return rc;
     for (size_t j = 0; j < n_train; j++)
         if (train[j] >= ds->n_ratings) return cb_fail(err, CB_EINVAL, "neighbours: training index out of range");
     cb_neighbours *nb = cb_calloc(1, sizeof *nb, err);
@@ -236,7 +244,7 @@ int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t 
     else nb->shrink = param;
     fit_ctx f = {.kind = kind, .k = k, .n_users = cb_dataset_n_users(ds), .n_items = ni, .param = param};
     f.user_form = f.n_users < ni;
-    int rc = interactions(ds, train, n_train, false, &f.uoff, &f.uitems, err);
+    rc = interactions(ds, train, n_train, false, &f.uoff, &f.uitems, err);
     if (!rc) rc = interactions(ds, train, n_train, true, &f.ioff, &f.iusers, err);
     if (!rc && kind == CB_NEIGHBOURS_COSINE) {
         f.count = cb_calloc((size_t)ni + 1, sizeof *f.count, err);

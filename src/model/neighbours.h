@@ -52,10 +52,14 @@ typedef struct cb_neighbours {
     void *owned[3];       /* fitted: off, item, sim; loaded: NULL (they point into the file) */
 } cb_neighbours;
 
+/* k neighbours per item among n_items: clamped to n_items - 1 (no list is
+ * longer); CB_EINVAL when the lists could overflow the model file's int32
+ * offsets (checked by cb_neighbours_fit, and before training). */
+int cb_neighbours_check_k(uint32_t n_items, uint32_t *k, cb_error *err);
 /* Fit the lists (the k largest positive weights of each item; param = the
  * cosine's shrinkage or EASE's lambda) from the training ratings
  * ds->ratings[train[0..n_train)] (each user-item pair counts once, whatever
- * its rating). weight starts at 0. k >= 1. */
+ * its rating). weight starts at 0. k >= 1 (clamped as above). */
 int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                       cb_neighbours_kind kind, uint32_t k, float param, cb_error *err);
 /* "cosine" / "ease"; whether EASE's dense inverse fits this dataset. */

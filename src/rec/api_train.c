@@ -282,6 +282,16 @@ static int fit_neighbours(cb_bundle *b, const cb_bundle_train_input *in, const c
     return rc;
 }
 
+/* What fit_neighbours would refuse only after training (K neighbours that
+ * overflow the lists' int32 offsets), refused before it. */
+static int neighbours_fit_check(const cb_dataset *ds, const cb_train_config *tc, const cb_model_config *mc,
+                                cb_error *err) {
+    if (tc->neighbours == 0 || tc->neighbours == CB_NEIGHBOURS_AUTO || mc->objective == CB_OBJECTIVE_RATING)
+        return CB_OK;
+    uint32_t k = tc->neighbours;
+    return cb_neighbours_check_k(cb_dataset_n_items(ds), &k, err);
+}
+
 int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, const cb_train_config *tc,
                       const cb_split *sp, bool seen_all_ratings, cb_epoch_fn epoch_fn, void *ctx,
                       cb_train_outcome *o, cb_error *err) {
@@ -305,6 +315,10 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
                                 .test_idx = sp->n_test ? sp->test : NULL, .n_test = sp->n_test,
                                 .comm = tc->comm};
     if (!resume) cb_bundle_objective_for_data(&in.model, ds);
+    if (!resume && (rc = neighbours_fit_check(ds, tc, &in.model, err))) {
+        cb_split_free(&carve);
+        return rc;
+    }
     rc = resume ? cb_bundle_resume(resume, &in, &o->res, err) : cb_bundle_train(out, &in, &o->res, err);
     if (!resume && *out && (rc == CB_OK || rc == CB_ENUMERIC) && (*out)->item_vecs &&
         !stopped_by_caller(&o->res, &in.model)) {

@@ -97,9 +97,12 @@ static void block_scores(const cb_recommender *rec, cb_rank_by by, bool monotone
     for (size_t i = 0; i < rows; i++) cb_rec_rank_row(rec, by, S + i * ni, ni);
 }
 
-/* Add user u's neighbour term (its training history's, cb_rec_neighbours_on) to its row. */
+/* Add user u's neighbour term (its training history's, cb_rec_neighbours_on)
+ * to its row; none without a history (a model loaded without its history
+ * file has seen_item NULL: no pointer arithmetic on it). */
 static void neighbour_scores(const cb_recommender *rec, uint32_t u, float *row, float *raw) {
     const cb_bundle *r = rec->r;
+    if (!r->has_history || !r->seen_item || r->seen_off[u + 1] <= r->seen_off[u]) return;
     const uint32_t *hist = (const uint32_t *)(r->seen_item + r->seen_off[u]); /* validated >= 0 at load */
     float max = cb_rec_neighbour_row(rec, hist, (size_t)(r->seen_off[u + 1] - r->seen_off[u]), raw);
     cb_neighbours_blend(row, raw, r->n_items, max, r->neighbours->weight);

@@ -93,6 +93,12 @@ CB_API int cb_recommender_save_files(const cb_recommender *h, const char *path, 
     return cb_bundle_save_files(h->r, path, history_path, err);
 }
 
+CB_API int cb_recommender_check_files(const char *path, const char *history_path, cb_error *err) {
+    cb_error_clear(err);
+    if (!path) return cb_fail(err, CB_EINVAL, "cb_recommender_check_files: NULL path");
+    return cb_bundle_check_paths(path, history_path, err);
+}
+
 /* Where the known users' histories come from (cb_recommender_describe). */
 static const char *history_source(const cb_bundle *r) {
     if (!r->has_history) return "absent";
