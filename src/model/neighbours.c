@@ -216,7 +216,10 @@ const char *cb_neighbours_kind_name(cb_neighbours_kind kind) { return kind == CB
 
 bool cb_neighbours_ease_fits(const cb_dataset *ds) {
     uint32_t nu = cb_dataset_n_users(ds), ni = cb_dataset_n_items(ds);
-    return (nu < ni ? nu : ni) <= CB_NEIGHBOURS_MAX_DENSE;
+    if ((nu < ni ? nu : ni) > CB_NEIGHBOURS_MAX_DENSE) return false;
+    /* the user form (fewer users than items) rebuilds z over every
+     * interaction for each item: items x interactions steps, per lambda */
+    return nu >= ni || (double)ni * (double)ds->n_ratings <= CB_NEIGHBOURS_MAX_USER_FORM;
 }
 
 int cb_neighbours_check_k(uint32_t n_items, uint32_t *k, cb_error *err) {

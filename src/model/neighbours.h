@@ -30,6 +30,7 @@
 
 #define CB_NEIGHBOURS_META "neighbours"
 #define CB_NEIGHBOURS_MAX_DENSE 8000u /* EASE: the dense inverse's side (the fewer of users and items) */
+#define CB_NEIGHBOURS_MAX_USER_FORM 2e10 /* EASE's user form: items x interactions (ml-latest-small: 1e9) */
 
 /* How the item-item weights are learned. */
 typedef enum cb_neighbours_kind {
