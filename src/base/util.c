@@ -567,3 +567,20 @@ bool cb_utf8_valid(const char *str, size_t len) {
     }
     return true;
 }
+
+int cb_cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+void cb_csr_sort_unique(size_t *off, uint32_t *col, uint32_t n_rows) {
+    size_t w = 0;
+    for (uint32_t r = 0; r < n_rows; r++) {
+        size_t b = off[r], e = off[r + 1];
+        qsort(col + b, e - b, sizeof *col, cb_cmp_u32);
+        off[r] = w;
+        for (size_t j = b; j < e; j++)
+            if (j == b || col[j] != col[j - 1]) col[w++] = col[j];
+    }
+    off[n_rows] = w;
+}

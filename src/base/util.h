@@ -44,6 +44,12 @@ double cb_rng_normal(cb_rng *rng);
 /* Fisher-Yates shuffle of an index array. */
 void cb_rng_shuffle_u32(cb_rng *rng, uint32_t *a, size_t n);
 
+/* qsort comparator of uint32_t, ascending. */
+int cb_cmp_u32(const void *a, const void *b);
+/* Sorts and de-duplicates each row col[off[r] .. off[r+1]) of a CSR of
+ * n_rows rows in place, compacting it (off[n_rows] = the new total). */
+void cb_csr_sort_unique(size_t *off, uint32_t *col, uint32_t n_rows);
+
 /* ---- Vocabulary: arbitrary byte-string ids <-> dense indices 0..n-1.
  * Open-addressing hash table; the vocabulary owns copies of the strings. */
 typedef struct cb_vocab cb_vocab;

@@ -161,11 +161,6 @@ typedef struct genre_sets {
     uint32_t *off, *val;
 } genre_sets;
 
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
@@ -192,7 +187,7 @@ static int genre_sets_build(genre_sets *g, const cb_dataset *ds, uint32_t n_item
     for (uint32_t i = 0; i < n_items; i++) {
         uint32_t start = n;
         for (uint32_t j = c->off[i]; j < c->off[i + 1]; j++) g->val[n++] = c->val[j];
-        qsort(g->val + start, n - start, sizeof *g->val, cmp_u32);
+        qsort(g->val + start, n - start, sizeof *g->val, cb_cmp_u32);
         uint32_t w = start;
         for (uint32_t j = start; j < n; j++)
             if (j == start || g->val[j] != g->val[w - 1]) g->val[w++] = g->val[j];

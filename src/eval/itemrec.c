@@ -84,11 +84,6 @@ void cb_itemrec_free(cb_itemrec *m) {
     free(m);
 }
 
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* The active items and every user's distinct training items (CSR). */
 static int build_interactions(cb_itemrec *m, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                               cb_error *err) {
@@ -119,16 +114,7 @@ static int build_interactions(cb_itemrec *m, const cb_dataset *ds, const uint32_
         const cb_rating *r = &ds->ratings[train[j]];
         m->user_items[m->user_off[r->user + 1]++] = m->active[r->item];
     }
-    /* sort and de-duplicate each user's items, compacting the CSR */
-    size_t w = 0;
-    for (uint32_t u = 0; u < m->n_users; u++) {
-        size_t b = m->user_off[u], e = m->user_off[u + 1];
-        qsort(m->user_items + b, e - b, sizeof *m->user_items, cmp_u32);
-        m->user_off[u] = w;
-        for (size_t j = b; j < e; j++)
-            if (j == b || m->user_items[j] != m->user_items[j - 1]) m->user_items[w++] = m->user_items[j];
-    }
-    m->user_off[m->n_users] = w;
+    cb_csr_sort_unique(m->user_off, m->user_items, m->n_users);
     return CB_OK;
 }
 

@@ -234,11 +234,6 @@ static int cmp_cand(const void *a, const void *b) {
     return (x->group > y->group) - (x->group < y->group);
 }
 
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* ------------------------------------------------------------------ fast path */
 
 typedef struct impute_ctx {
@@ -305,7 +300,7 @@ static void impute_group(impute_ctx *x, const groups *cold, uint32_t c, const fl
         memcpy(x->near + n_near, x->warm.member + x->warm.start[w], group_size(&x->warm, w) * sizeof *x->near);
         n_near += group_size(&x->warm, w);
     }
-    qsort(x->near, n_near, sizeof *x->near, cmp_u32);
+    qsort(x->near, n_near, sizeof *x->near, cb_cmp_u32);
     write_mean(x, cold, c, n_near);
 }
 
@@ -332,7 +327,7 @@ static int impute_groups(impute_ctx *x, const groups *cold, cb_error *err) {
  * the mean over all training users. */
 static void impute_all_warm(impute_ctx *x, const groups *cold) {
     memcpy(x->near, x->warm.member, x->n_warm * sizeof *x->near);
-    qsort(x->near, x->n_warm, sizeof *x->near, cmp_u32);
+    qsort(x->near, x->n_warm, sizeof *x->near, cb_cmp_u32);
     for (uint32_t c = 0; c < cold->n; c++) write_mean(x, cold, c, x->n_warm);
 }
 

@@ -15,11 +15,6 @@ void cb_neighbours_free(cb_neighbours *nb) {
     free(nb);
 }
 
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* CSR of each row's distinct columns from the training ratings: by user
  * (row = user, col = item) or by item. off[n_rows + 1], col[...]. */
 static int interactions(const cb_dataset *ds, const uint32_t *train, size_t n_train, bool by_item, size_t **off_out,
@@ -41,15 +36,7 @@ static int interactions(const cb_dataset *ds, const uint32_t *train, size_t n_tr
         const cb_rating *r = &ds->ratings[train[j]];
         col[off[(by_item ? r->item : r->user) + 1]++] = by_item ? r->user : r->item;
     }
-    size_t w = 0; /* sort and de-duplicate each row, compacting */
-    for (uint32_t u = 0; u < n_rows; u++) {
-        size_t b = off[u], e = off[u + 1];
-        qsort(col + b, e - b, sizeof *col, cmp_u32);
-        off[u] = w;
-        for (size_t j = b; j < e; j++)
-            if (j == b || col[j] != col[j - 1]) col[w++] = col[j];
-    }
-    off[n_rows] = w;
+    cb_csr_sort_unique(off, col, n_rows);
     *off_out = off;
     *col_out = col;
     return CB_OK;
@@ -473,7 +460,7 @@ static double ndcg_at_10(const float *row, uint32_t n_items, const uint32_t *rel
     }
     double dcg = 0, idcg = 0;
     for (size_t r = 0; r < n; r++)
-        if (bsearch(&top[r], rel, n_rel, sizeof *rel, cmp_u32)) dcg += 1.0 / log2((double)r + 2);
+        if (bsearch(&top[r], rel, n_rel, sizeof *rel, cb_cmp_u32)) dcg += 1.0 / log2((double)r + 2);
     for (size_t r = 0; r < n_rel && r < TOP; r++) idcg += 1.0 / log2((double)r + 2);
     return idcg > 0 ? dcg / idcg : 0;
 }
