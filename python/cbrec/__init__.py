@@ -271,7 +271,7 @@ class Model(_cbrec._Model):
     Then: ``recommend(user)``, ``new_user(profile)``,
     ``recommend_batch(users)``, ``similar(item)``, ``predict(user, item)``,
     ``item_vectors()`` / ``user_vectors()`` (zero-copy numpy views),
-    ``save(path)``. Properties: n_users, n_items, dim, item_ids, user_ids,
+    ``save(path, history=None)``. Properties: n_users, n_items, dim, item_ids, user_ids,
     titles, table_k, train_report.
 
     Threads: recommend, new_user, recommend_batch, similar, predict and the
@@ -297,11 +297,14 @@ class Model(_cbrec._Model):
         return cls._train(dataset, progress, settings)
 
     @classmethod
-    def load(cls, path, table=None):
+    def load(cls, path, table=None, history=None):
         """Load a model file (from save() or ``cbrec train``), and optionally
-        a similar-items table (``cbrec precompute``, save_table()). Raises
-        FileError, FormatError (corrupt, foreign, other version)."""
-        return cls._load(path) if table is None else cls._load(path, table)
+        a similar-items table (``cbrec precompute``, save_table()) and the
+        history file of its users' ratings (default: path + ".history" when
+        it exists; without one, known users' rated items are not filtered and
+        nothing is "because you rated"). Raises FileError, FormatError
+        (corrupt, foreign, other version, a history of another model)."""
+        return cls._load(path, table, history)
 
     def describe(self):
         """The model as a dict: dataset, fingerprint, counts (users, items,

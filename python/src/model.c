@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -103,40 +104,61 @@ static PyObject *Model_train(PyTypeObject *type, PyObject *args) {
     return (PyObject *)self;
 }
 
+/* An O& converter: None leaves *out NULL, anything else is a file system path. */
+static int fs_or_none(PyObject *obj, void *out) {
+    if (obj == Py_None) {
+        *(PyObject **)out = NULL;
+        return 1;
+    }
+    return PyUnicode_FSConverter(obj, out);
+}
+
+/* _load(path, table=None, history=None): NULL table = exact search, NULL
+ * history = path + ".history" when it exists (cb_recommender_load_files). */
 static PyObject *Model_load(PyTypeObject *type, PyObject *args) {
-    PyObject *path, *table = NULL;
-    if (!PyArg_ParseTuple(args, "O&|O&:_load", PyUnicode_FSConverter, &path, PyUnicode_FSConverter, &table)) return NULL;
+    PyObject *path, *table = NULL, *history = NULL;
+    if (!PyArg_ParseTuple(args, "O&|O&O&:_load", PyUnicode_FSConverter, &path, fs_or_none, &table, fs_or_none,
+                          &history))
+        return NULL;
     cb_recommender *rec = NULL;
     cb_error err;
     int rc;
     const char *p = PyBytes_AS_STRING(path), *t = table ? PyBytes_AS_STRING(table) : NULL;
+    const char *h = history ? PyBytes_AS_STRING(history) : NULL;
     Py_BEGIN_ALLOW_THREADS
-    rc = cb_recommender_load(&rec, p, t, &err);
+    rc = cb_recommender_load_files(&rec, p, h, t, &err);
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
     Py_XDECREF(table);
+    Py_XDECREF(history);
     return rc ? raise_cb(&err) : wrap(type, rec);
 }
 
-/* save / save_table: one path, a [shared] call. */
-static PyObject *save_with(ModelObject *self, PyObject *args, int (*fn)(const cb_recommender *, const char *, cb_error *)) {
-    PyObject *path;
-    if (!ready(self) || !PyArg_ParseTuple(args, "O&", PyUnicode_FSConverter, &path)) return NULL;
+/* save(path, history=None) and save_table(path): [shared] calls, atomic. */
+static PyObject *save_with(ModelObject *self, PyObject *args, PyObject *kw, bool table) {
+    static char *names[] = {"path", "history", NULL};
+    PyObject *path, *history = NULL;
+    if (!ready(self) || !PyArg_ParseTupleAndKeywords(args, kw, table ? "O&:save_table" : "O&|O&:save", names,
+                                                     PyUnicode_FSConverter, &path, fs_or_none, &history))
+        return NULL;
     cb_error err;
     int rc;
-    const char *p = PyBytes_AS_STRING(path);
+    const char *p = PyBytes_AS_STRING(path), *h = history ? PyBytes_AS_STRING(history) : NULL;
     Py_BEGIN_ALLOW_THREADS
     pthread_rwlock_rdlock(&self->lock);
-    rc = fn(self->rec, p, &err);
+    rc = table ? cb_recommender_save_table(self->rec, p, &err) : cb_recommender_save_files(self->rec, p, h, &err);
     pthread_rwlock_unlock(&self->lock);
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
+    Py_XDECREF(history);
     return rc ? raise_cb(&err) : Py_NewRef(Py_None);
 }
 
-static PyObject *Model_save(ModelObject *self, PyObject *args) { return save_with(self, args, cb_recommender_save); }
-static PyObject *Model_save_table(ModelObject *self, PyObject *args) {
-    return save_with(self, args, cb_recommender_save_table);
+static PyObject *Model_save(ModelObject *self, PyObject *args, PyObject *kw) {
+    return save_with(self, args, kw, false);
+}
+static PyObject *Model_save_table(ModelObject *self, PyObject *args, PyObject *kw) {
+    return save_with(self, args, kw, true);
 }
 
 static PyObject *Model_load_table(ModelObject *self, PyObject *args) {
@@ -575,8 +597,10 @@ static PyObject *Model_get_report(ModelObject *self, void *unused) { return Py_N
 static PyMethodDef Model_methods[] = {
     M("_train", Model_train, METH_VARARGS | METH_CLASS, "_train(dataset, progress, settings): see Model.train."),
     M("_load", Model_load, METH_VARARGS | METH_CLASS, "_load(path, table=None): see Model.load."),
-    M("save", Model_save, METH_VARARGS, "save(path)\n\nWrite the model file (atomically: a failure leaves an existing file intact)."),
-    M("save_table", Model_save_table, METH_VARARGS,
+    M("save", Model_save, METH_VARARGS | METH_KEYWORDS,
+      "save(path, history=None)\n\nWrite the model file and its history file (history: its path, default path + '.history'),\n"
+      "atomically: a failure leaves existing files intact."),
+    M("save_table", Model_save_table, METH_VARARGS | METH_KEYWORDS,
       "save_table(path)\n\nWrite the similar-items table (with any added items), atomically."),
     M("load_table", Model_load_table, METH_VARARGS,
       "load_table(path)\n\nLoad a similar-items table made from this model (cbrec precompute, save_table)."),

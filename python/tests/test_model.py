@@ -118,6 +118,26 @@ def test_same_as_cli(model, cli, tmp_path):
     assert [e["item"] for e in json.loads(out)["items"]] == model.similar(model.item_ids[3], 5).ids
 
 
+def test_history_file_named(model, tmp_path):
+    path, hist = str(tmp_path / "m.cbrec"), str(tmp_path / "elsewhere.hist")
+    model.save(path, history=hist)
+    assert not os.path.exists(path + ".history") and os.path.exists(hist)
+    seen = set(model.recommend("9", n=50).ids)
+    # Without its history the model cannot filter out user 9's rated items,
+    # so the two lists differ; with it named, they are the same.
+    alone = cbrec.Model.load(path)
+    assert alone.describe()["history"] == "absent"
+    named = cbrec.Model.load(path, history=hist)
+    assert set(named.recommend("9", n=50).ids) == seen
+    assert named.recommend("9", include_seen=True).ids != named.recommend("9").ids
+    other = tmp_path / "other.hist"
+    other.write_bytes(b"not a history" * 10)
+    with pytest.raises(cbrec.FormatError, match="other.hist"):
+        cbrec.Model.load(path, history=str(other))
+    with pytest.raises(cbrec.InvalidArgument):
+        model.save(path, history=path)
+
+
 def test_model_errors(model, tmp_path):
     with pytest.raises(cbrec.NotFound, match="unknown user 'nobody'") as e:
         model.recommend("nobody")
