@@ -7,6 +7,7 @@
  *   queue.c    the request workers and their bounded queue (admission)
  *   routes.c   the read endpoints (items, users, similar, recommend, map, meta)
  *   routes_write.c  events, reload, batch, healthz, metrics, static assets
+ *   listjson.c the text of a list answer, written in one pass
  *   model.c    a loaded model with what the routes derive from it once
  *              (item stats, popularity order, 2-D map), refcounted for reload
  *   events.c   the durable event store (SQLite, WAL) and the live events in memory
@@ -178,6 +179,9 @@ extern const size_t sv_n_routes;
 /* A user's live events as a new-user JSON for cb_recommender_recommend (with
  * the user id), NULL when none or without an event store (malloc'd). */
 char *sv_live_profile(const sv_request *rq, const char *user);
+/* A list answer's JSON: cb_list_to_json's document with "key": value in front
+ * and each entry's genres (malloc'd; NULL: out of memory). */
+char *sv_list_json(const sv_model *m, const cb_list *l, const char *key, const char *value);
 /* handlers (routes.c, routes_write.c) */
 int sv_get_meta(sv_request *rq, sv_reply *rep);
 int sv_get_items(sv_request *rq, sv_reply *rep);
