@@ -10,13 +10,17 @@
 #include "serve/serve.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct conn_ctx {
     double t0;
@@ -24,13 +28,8 @@ typedef struct conn_ctx {
     size_t len, cap;
     int too_large;
     int overloaded;  /* more requests in flight than --max-inflight when it arrived */
-    /* the job of a worker: the request in, the reply out */
-    sv_server *srv;
-    struct MHD_Connection *conn;
-    const char *url, *method;  /* libmicrohttpd's, valid while the connection lives */
     sv_reply rep;
-    size_t route;              /* for the metrics */
-    int answered;              /* rep is ready: send it */
+    size_t route;    /* for the metrics */
 } conn_ctx;
 
 static double now_seconds(void) {
@@ -231,6 +230,11 @@ static enum MHD_Result queue(struct MHD_Connection *c, sv_reply *rep) {
     return ret;
 }
 
+/* Requests this thread has read in its event loop's current round (one
+ * epoll wake-up of the loop, loop_main): they were all waiting in the
+ * socket buffers together, so the k-th of them had k - 1 ahead of it. */
+static _Thread_local unsigned round_reads;
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
@@ -241,8 +245,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!(x = calloc(1, sizeof *x))) return MHD_NO;
         x->t0 = now_seconds();
         *con_cls = x;
-        /* in flight from its headers to its answer (a body still arriving holds a place) */
-        unsigned inflight = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
+        /* in flight from its headers to its answer (a body still arriving holds a place),
+         * plus the requests read before it in this round (answered by now, but they were
+         * queued ahead of it) */
+        unsigned inflight = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED) + round_reads++;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (inflight > s->opt.max_inflight) x->overloaded = 1;
         else if (cl && strtoull(cl, NULL, 10) > s->opt.max_body) x->too_large = 1;
@@ -268,31 +274,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         x->body[x->len] = 0;
         return MHD_YES;
     }
-    if (!x->answered && !x->overloaded) { /* to a worker; called again once it has answered */
-        x->srv = s, x->conn = c, x->url = url, x->method = method;
-        MHD_suspend_connection(c);
-        if (sv_queue_push(s->queue, x)) return MHD_YES;
-        x->overloaded = 1; /* stopping */
-        MHD_resume_connection(c);
-        return MHD_YES;
-    }
-    if (!x->answered) {
+    if (x->overloaded) {
         x->route = sv_n_routes;
         sv_reply_error(&x->rep, 503, "overloaded: %u requests in flight; retry in a second", s->opt.max_inflight);
+    } else {
+        x->route = dispatch(s, c, url, method, x, &x->rep);
     }
     int status = x->rep.status;
     enum MHD_Result ret = queue(c, &x->rep);
     sv_metrics_observe(s->metrics, x->route, status, now_seconds() - x->t0);
     return ret;
-}
-
-/* A worker: answer the request of x, then let libmicrohttpd send it. */
-static void run_request(void *job, void *ctx) {
-    (void)ctx;
-    conn_ctx *x = job;
-    x->route = dispatch(x->srv, x->conn, x->url, x->method, x, &x->rep);
-    x->answered = 1;
-    MHD_resume_connection(x->conn);
 }
 
 static sv_server *s_of(void *cls) { return cls; }
@@ -340,42 +331,122 @@ static bool parse_listen(const char *listen, struct sockaddr_storage *sa, char *
     return true;
 }
 
-/* One libmicrohttpd thread (epoll) reads and writes; --threads workers answer.
- * The queue holds every admitted request: --max-inflight bounds it. */
+/* One event loop per --threads, each its own libmicrohttpd daemon (external
+ * polling, epoll) on a dup of the one listening socket: a loop accepts
+ * connections and answers their requests itself, in the order they became
+ * ready. No hand-off between threads (the earlier design, one reading thread
+ * and a queue of workers, cost a suspend and a resume per request: two
+ * epoll_ctl, an eventfd write and read, a futex wake and two more thread
+ * wake-ups), and a connection stays on the loop that accepted it. */
+struct sv_loop {
+    sv_server *srv;
+    struct MHD_Daemon *d;
+    int listen_fd;   /* this daemon's dup of the listening socket (MHD_quiesce_daemon gives it back) */
+    int epfd;        /* the daemon's epoll fd and the server's stop eventfd */
+    pthread_t thread;
+    bool running;
+};
+
+static void *loop_main(void *arg) {
+    struct sv_loop *l = arg;
+    for (;;) {
+        MHD_UNSIGNED_LONG_LONG to = 0;
+        int timeout = MHD_get_timeout(l->d, &to) == MHD_YES ? (to > 60000 ? 60000 : (int)to) : -1;
+        struct epoll_event ev[2];
+        int n = epoll_wait(l->epfd, ev, 2, timeout);
+        for (int i = 0; i < n; i++)
+            if (ev[i].data.fd == l->srv->stop_fd) return NULL;
+        round_reads = 0;
+        MHD_run(l->d);
+    }
+}
+
+static void loops_free(sv_server *s) {
+    for (unsigned i = 0; s->loops && i < s->n_loops; i++) {
+        struct sv_loop *l = &s->loops[i];
+        if (l->d) {
+            MHD_socket fd = MHD_quiesce_daemon(l->d); /* the dup: ours to close, after the daemon */
+            MHD_stop_daemon(l->d);
+            if (fd != MHD_INVALID_SOCKET) l->listen_fd = fd;
+        }
+        if (l->listen_fd >= 0) close(l->listen_fd);
+        if (l->epfd >= 0) close(l->epfd);
+    }
+    free(s->loops);
+    if (s->stop_fd >= 0) close(s->stop_fd);
+    s->loops = NULL, s->n_loops = 0, s->stop_fd = -1;
+}
+
+/* The listening socket on sa (non-blocking: the loops share it); -1 + message. */
+static int listen_on(const struct sockaddr_storage *sa, const char *listen_text, char *msg, size_t msg_size) {
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1;
+    socklen_t len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (fd >= 0 && sa->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (fd < 0 || bind(fd, (const struct sockaddr *)sa, len) || listen(fd, 512)) {
+        if (fd >= 0) close(fd);
+        snprintf(msg, msg_size, "cannot listen on %s (in use, or not an address of this machine?)", listen_text);
+        return -1;
+    }
+    return fd;
+}
+
+/* One loop's daemon on a dup of fd, and its epoll set; false when it fails. */
+static bool loop_start(sv_server *s, struct sv_loop *l, int fd, unsigned conn_limit, bool v6) {
+    l->srv = s;
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->listen_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (l->epfd < 0 || l->listen_fd < 0) return false;
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_TURBO | (v6 ? MHD_USE_IPv6 : 0);
+    l->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, l->listen_fd,
+                            MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+                            s->opt.timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    const union MHD_DaemonInfo *info = l->d ? MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+    if (!info) return false;
+    struct epoll_event in = {.events = EPOLLIN}, stop = {.events = EPOLLIN};
+    in.data.fd = info->epoll_fd;
+    stop.data.fd = s->stop_fd;
+    return !epoll_ctl(l->epfd, EPOLL_CTL_ADD, info->epoll_fd, &in) && !epoll_ctl(l->epfd, EPOLL_CTL_ADD, s->stop_fd, &stop);
+}
+
 int sv_http_start(sv_server *s, unsigned *port, char *msg, size_t msg_size) {
     struct sockaddr_storage sa;
     if (!parse_listen(s->opt.listen, &sa, msg, msg_size)) return -1;
-    unsigned workers = (unsigned)(s->opt.threads > 0 ? s->opt.threads : 1);
-    if (!(s->queue = sv_queue_start(workers, s->opt.max_inflight, run_request, s))) {
-        snprintf(msg, msg_size, "cannot start %u worker threads", workers);
+    int fd = listen_on(&sa, s->opt.listen, msg, msg_size);
+    if (fd < 0) return -1;
+    unsigned n = (unsigned)(s->opt.threads > 0 ? s->opt.threads : 1);
+    s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    s->loops = calloc(n, sizeof *s->loops);
+    for (unsigned i = 0; s->loops && i < n; i++) s->loops[i].listen_fd = s->loops[i].epfd = -1;
+    bool ok = s->stop_fd >= 0 && s->loops;
+    for (unsigned i = 0; ok && i < n; i++, s->n_loops = i)
+        ok = loop_start(s, &s->loops[i], fd, (1000 + n - 1) / n, sa.ss_family == AF_INET6);
+    for (unsigned i = 0; ok && i < n; i++)
+        ok = !pthread_create(&s->loops[i].thread, NULL, loop_main, &s->loops[i]) && (s->loops[i].running = true);
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    if (ok && !getsockname(fd, (struct sockaddr *)&bound, &blen))
+        *port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    close(fd); /* each daemon holds its own dup */
+    if (!ok) {
+        sv_http_stop(s);
+        snprintf(msg, msg_size, "cannot start %u HTTP event loops", n);
         return -1;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_seconds,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512, MHD_OPTION_END);
-    if (!d) {
-        sv_queue_free(s->queue);
-        s->queue = NULL;
-        snprintf(msg, msg_size, "cannot listen on %s (in use, or not an address of this machine?)", s->opt.listen);
-        return -1;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    *port = info ? info->port
-                 : ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port : ((struct sockaddr_in *)&sa)->sin_port);
-    s->daemon = d;
     return 0;
 }
 
-/* The workers first: every queued request is answered (its connection resumed:
- * libmicrohttpd must not stop with a suspended one; a request read later gets
- * a 503 at once), then the daemon, then the queue's memory. */
+/* The loops finish the round they are in (every request read is answered),
+ * then each daemon closes its connections. */
 void sv_http_stop(sv_server *s) {
-    sv_queue_stop(s->queue);
-    if (s->daemon) MHD_stop_daemon(s->daemon);
-    sv_queue_free(s->queue);
-    s->daemon = NULL, s->queue = NULL;
+    if (s->stop_fd >= 0) {
+        uint64_t one = 1;
+        if (write(s->stop_fd, &one, sizeof one) < 0) { /* cannot fail on a fresh eventfd */
+        }
+    }
+    for (unsigned i = 0; s->loops && i < s->n_loops; i++)
+        if (s->loops[i].running) pthread_join(s->loops[i].thread, NULL);
+    loops_free(s);
 }
