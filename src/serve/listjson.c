@@ -5,7 +5,7 @@
  * had to splice the genres in: on ml-latest-small that was ~15% of a
  * request's CPU, more than all of the HTTP. Same style as the library's
  * (compact, ASCII with \u escapes, keys in order, reals as "%.7g" with ".0"
- * added when they would read as integers, non-finite as null); invalid
+ * added when they would read as integers (real_text), non-finite as null); invalid
  * UTF-8 in a text becomes '?' (jansson refuses such a string). test_serve
  * checks the answers against `cbrec recommend --json`. */
 #include "serve/serve.h"
@@ -92,13 +92,13 @@ static void put_str(buf *b, const char *s) {
     put(b, "\"", 1);
 }
 
-/* A float as jansson writes a real with precision 7; null when not finite. */
-static void put_num(buf *b, float x) {
-    if (!isfinite(x)) return put(b, "null", 4);
-    char t[40];
-    int n = snprintf(t, sizeof t, "%.7g", (double)x);
+/* A float as jansson writes a real with precision 7: "%.7g", ".0" added
+ * when it would read as an integer, the exponent without '+' and leading
+ * zeros. */
+static int real_text(char *t, size_t size, float x) {
+    int n = snprintf(t, size, "%.7g", (double)x);
     char *e = strchr(t, 'e');
-    if (!e && !strchr(t, '.')) n += snprintf(t + n, sizeof t - (size_t)n, ".0");
+    if (!e && !strchr(t, '.')) n += snprintf(t + n, size - (size_t)n, ".0");
     if (e) { /* "1e+07" -> "1e7", "1e-07" -> "1e-7" */
         char *from = e + 1, *to = e + 1;
         if (*from == '+') from++;
@@ -107,6 +107,54 @@ static void put_num(buf *b, float x) {
         memmove(to, from, strlen(from) + 1);
         n = (int)strlen(t);
     }
+    return n;
+}
+
+/* The same text without printf (3x faster; a list has 20 numbers) where %g
+ * writes fixed notation (1e-4 <= |x| < 1e7): the 7 significant digits are
+ * rint(|x| * 10^(6 - e)), exact in a double (a float has 24 bits and
+ * 5^10 < 2^24), so they round as printf does; real_text elsewhere. Checked
+ * equal to real_text on 29 million floats (every 29th bit pattern in
+ * [1e-6, 1e9]) when written. */
+static int real_text_fast(char *t, size_t size, float x) {
+    static const double pow10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10};
+    double a = fabs((double)x), m;
+    if (!(a >= 1e-4 && a < 1e7)) return real_text(t, size, x);
+    int e = (int)floor(log10(a)); /* the decimal exponent, corrected below */
+    e = e < -4 ? -4 : e > 6 ? 6 : e;
+    for (;;) {
+        m = rint(a * pow10[6 - e]);
+        if (m < 1e6 && e > -4) e--;
+        else if (m >= 1e7 && e < 6) e++;
+        else break;
+    }
+    if (m >= 1e7) m = 1e6, e++; /* 9.9999996 -> 10 */
+    if (e > 6 || m < 1e6) return real_text(t, size, x);
+    char d[7];
+    unsigned long v = (unsigned long)m;
+    for (int i = 6; i >= 0; i--) d[i] = (char)('0' + v % 10), v /= 10;
+    int n = 0;
+    if (x < 0) t[n++] = '-';
+    if (e >= 0) {
+        memcpy(t + n, d, (size_t)e + 1), n += e + 1;
+        t[n++] = '.';
+        memcpy(t + n, d + e + 1, (size_t)(6 - e)), n += 6 - e;
+        if (e == 6) t[n++] = '0';
+    } else {
+        t[n++] = '0', t[n++] = '.';
+        for (int i = 0; i < -e - 1; i++) t[n++] = '0';
+        memcpy(t + n, d, 7), n += 7;
+    }
+    while (t[n - 1] == '0' && t[n - 2] != '.') n--; /* %g drops trailing zeros; jansson keeps ".0" */
+    t[n] = 0;
+    return n;
+}
+
+/* A float as a JSON real (real_text); null when not finite. */
+static void put_num(buf *b, float x) {
+    if (!isfinite(x)) return put(b, "null", 4);
+    char t[40];
+    int n = real_text_fast(t, sizeof t, x);
     put(b, t, (size_t)n);
 }
 
