@@ -332,30 +332,106 @@ static bool parse_listen(const char *listen, struct sockaddr_storage *sa, char *
 }
 
 /* One event loop per --threads, each its own libmicrohttpd daemon (external
- * polling, epoll) on a dup of the one listening socket: a loop accepts
- * connections and answers their requests itself, in the order they became
- * ready. No hand-off between threads (the earlier design, one reading thread
- * and a queue of workers, cost a suspend and a resume per request: two
- * epoll_ctl, an eventfd write and read, a futex wake and two more thread
- * wake-ups), and a connection stays on the loop that accepted it. */
+ * polling, epoll, no listening socket of its own): a loop answers the
+ * requests of its connections itself, in the order they became ready. No
+ * hand-off between threads per request (the earlier design, one reading
+ * thread and a queue of workers, cost a suspend and a resume per request:
+ * two epoll_ctl, an eventfd write and read, a futex wake and two more thread
+ * wake-ups). The loops share the listening socket (EPOLLEXCLUSIVE: one is
+ * woken); the one that accepts a connection gives it to the loop with the
+ * fewest (through that loop's inbox when it is another), so a burst of new
+ * connections is spread evenly (left to libmicrohttpd, the first loop awake
+ * accepted all 64 of wrk's). */
+#define INBOX 64
+
 struct sv_loop {
     sv_server *srv;
     struct MHD_Daemon *d;
-    int listen_fd;   /* this daemon's dup of the listening socket (MHD_quiesce_daemon gives it back) */
-    int epfd;        /* the daemon's epoll fd and the server's stop eventfd */
+    int epfd;                /* the daemon's epoll fd, the listening socket, the inbox, the stop eventfd */
+    int inbox_fd;            /* eventfd: connections were put in the inbox */
+    pthread_mutex_t inbox_mu;
+    struct inbox_conn {
+        int fd;
+        struct sockaddr_storage addr;
+        socklen_t len;
+    } inbox[INBOX];
+    size_t n_inbox;
+    unsigned conns;          /* atomic: connections open on this loop (given to it, not yet closed) */
     pthread_t thread;
     bool running;
 };
 
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    (void)c, (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) __atomic_sub_fetch(&((struct sv_loop *)cls)->conns, 1, __ATOMIC_RELAXED);
+}
+
+/* Hand an accepted connection to the daemon of l (l's own thread only). */
+static void add_connection(struct sv_loop *l, const struct inbox_conn *ic) {
+    if (MHD_add_connection(l->d, ic->fd, (const struct sockaddr *)&ic->addr, ic->len) != MHD_YES)
+        __atomic_sub_fetch(&l->conns, 1, __ATOMIC_RELAXED); /* refused (over the limit): MHD closed it */
+}
+
+/* Accept what is waiting on the listening socket; each connection goes to
+ * the loop with the fewest (this one on a tie). */
+static void accept_all(struct sv_loop *self) {
+    sv_server *s = self->srv;
+    for (int k = 0; k < 64; k++) {
+        struct inbox_conn ic = {.len = sizeof ic.addr};
+        ic.fd = accept4(s->listen_fd, (struct sockaddr *)&ic.addr, &ic.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (ic.fd < 0) return; /* EAGAIN: another loop took it, or none left */
+        struct sv_loop *to = self;
+        for (unsigned i = 0; i < s->n_loops; i++)
+            if (__atomic_load_n(&s->loops[i].conns, __ATOMIC_RELAXED) < __atomic_load_n(&to->conns, __ATOMIC_RELAXED))
+                to = &s->loops[i];
+        __atomic_add_fetch(&to->conns, 1, __ATOMIC_RELAXED);
+        bool queued = false;
+        if (to != self) {
+            pthread_mutex_lock(&to->inbox_mu);
+            if ((queued = to->n_inbox < INBOX)) to->inbox[to->n_inbox++] = ic;
+            pthread_mutex_unlock(&to->inbox_mu);
+            uint64_t one = 1;
+            if (queued && write(to->inbox_fd, &one, sizeof one) < 0) { /* the eventfd is already readable */
+            }
+        }
+        if (!queued) {
+            if (to != self) {
+                __atomic_sub_fetch(&to->conns, 1, __ATOMIC_RELAXED);
+                __atomic_add_fetch(&self->conns, 1, __ATOMIC_RELAXED);
+            }
+            add_connection(self, &ic);
+        }
+    }
+}
+
+/* The connections other loops gave this one. */
+static void drain_inbox(struct sv_loop *l) {
+    uint64_t n;
+    if (read(l->inbox_fd, &n, sizeof n) < 0) { /* EAGAIN: drained already */
+    }
+    pthread_mutex_lock(&l->inbox_mu);
+    struct inbox_conn got[INBOX];
+    size_t k = l->n_inbox;
+    memcpy(got, l->inbox, k * sizeof *got);
+    l->n_inbox = 0;
+    pthread_mutex_unlock(&l->inbox_mu);
+    for (size_t i = 0; i < k; i++) add_connection(l, &got[i]);
+}
+
 static void *loop_main(void *arg) {
     struct sv_loop *l = arg;
+    sv_server *s = l->srv;
     for (;;) {
         MHD_UNSIGNED_LONG_LONG to = 0;
         int timeout = MHD_get_timeout(l->d, &to) == MHD_YES ? (to > 60000 ? 60000 : (int)to) : -1;
-        struct epoll_event ev[2];
-        int n = epoll_wait(l->epfd, ev, 2, timeout);
-        for (int i = 0; i < n; i++)
-            if (ev[i].data.fd == l->srv->stop_fd) return NULL;
+        struct epoll_event ev[4];
+        int n = epoll_wait(l->epfd, ev, 4, timeout);
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.fd == s->stop_fd) return NULL;
+            if (ev[i].data.fd == s->listen_fd) accept_all(l);
+            if (ev[i].data.fd == l->inbox_fd) drain_inbox(l);
+        }
         round_reads = 0;
         MHD_run(l->d);
     }
@@ -364,17 +440,16 @@ static void *loop_main(void *arg) {
 static void loops_free(sv_server *s) {
     for (unsigned i = 0; s->loops && i < s->n_loops; i++) {
         struct sv_loop *l = &s->loops[i];
-        if (l->d) {
-            MHD_socket fd = MHD_quiesce_daemon(l->d); /* the dup: ours to close, after the daemon */
-            MHD_stop_daemon(l->d);
-            if (fd != MHD_INVALID_SOCKET) l->listen_fd = fd;
-        }
-        if (l->listen_fd >= 0) close(l->listen_fd);
+        for (size_t k = 0; k < l->n_inbox; k++) close(l->inbox[k].fd);
+        if (l->d) MHD_stop_daemon(l->d);
         if (l->epfd >= 0) close(l->epfd);
+        if (l->inbox_fd >= 0) close(l->inbox_fd);
+        pthread_mutex_destroy(&l->inbox_mu);
     }
     free(s->loops);
     if (s->stop_fd >= 0) close(s->stop_fd);
-    s->loops = NULL, s->n_loops = 0, s->stop_fd = -1;
+    if (s->listen_fd >= 0) close(s->listen_fd);
+    s->loops = NULL, s->n_loops = 0, s->stop_fd = s->listen_fd = -1;
 }
 
 /* The listening socket on sa (non-blocking: the loops share it); -1 + message. */
@@ -391,45 +466,49 @@ static int listen_on(const struct sockaddr_storage *sa, const char *listen_text,
     return fd;
 }
 
-/* One loop's daemon on a dup of fd, and its epoll set; false when it fails. */
-static bool loop_start(sv_server *s, struct sv_loop *l, int fd, unsigned conn_limit, bool v6) {
+static bool watch(int epfd, int fd, uint32_t events) {
+    struct epoll_event ev = {.events = events};
+    ev.data.fd = fd;
+    return !epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* One loop's daemon and its epoll set; false when it fails. */
+static bool loop_start(sv_server *s, struct sv_loop *l, unsigned conn_limit, bool v6) {
     l->srv = s;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
-    l->listen_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (l->epfd < 0 || l->listen_fd < 0) return false;
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_TURBO | (v6 ? MHD_USE_IPv6 : 0);
-    l->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, l->listen_fd,
-                            MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-                            s->opt.timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    l->inbox_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (l->epfd < 0 || l->inbox_fd < 0) return false;
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET | (v6 ? MHD_USE_IPv6 : 0);
+    l->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
+                            MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            (size_t)65536, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, l, MHD_OPTION_END);
     const union MHD_DaemonInfo *info = l->d ? MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
-    if (!info) return false;
-    struct epoll_event in = {.events = EPOLLIN}, stop = {.events = EPOLLIN};
-    in.data.fd = info->epoll_fd;
-    stop.data.fd = s->stop_fd;
-    return !epoll_ctl(l->epfd, EPOLL_CTL_ADD, info->epoll_fd, &in) && !epoll_ctl(l->epfd, EPOLL_CTL_ADD, s->stop_fd, &stop);
+    return info && watch(l->epfd, info->epoll_fd, EPOLLIN) && watch(l->epfd, s->stop_fd, EPOLLIN) &&
+           watch(l->epfd, l->inbox_fd, EPOLLIN) && watch(l->epfd, s->listen_fd, EPOLLIN | EPOLLEXCLUSIVE);
 }
 
 int sv_http_start(sv_server *s, unsigned *port, char *msg, size_t msg_size) {
     struct sockaddr_storage sa;
     if (!parse_listen(s->opt.listen, &sa, msg, msg_size)) return -1;
-    int fd = listen_on(&sa, s->opt.listen, msg, msg_size);
-    if (fd < 0) return -1;
+    if ((s->listen_fd = listen_on(&sa, s->opt.listen, msg, msg_size)) < 0) return -1;
     unsigned n = (unsigned)(s->opt.threads > 0 ? s->opt.threads : 1);
     s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->loops = calloc(n, sizeof *s->loops);
-    for (unsigned i = 0; s->loops && i < n; i++) s->loops[i].listen_fd = s->loops[i].epfd = -1;
+    for (unsigned i = 0; s->loops && i < n; i++) {
+        s->loops[i].epfd = s->loops[i].inbox_fd = -1;
+        pthread_mutex_init(&s->loops[i].inbox_mu, NULL);
+    }
     bool ok = s->stop_fd >= 0 && s->loops;
-    for (unsigned i = 0; ok && i < n; i++, s->n_loops = i)
-        ok = loop_start(s, &s->loops[i], fd, (1000 + n - 1) / n, sa.ss_family == AF_INET6);
+    if (s->loops) s->n_loops = n;
+    for (unsigned i = 0; ok && i < n; i++) ok = loop_start(s, &s->loops[i], (1000 + n - 1) / n, sa.ss_family == AF_INET6);
     for (unsigned i = 0; ok && i < n; i++)
         ok = !pthread_create(&s->loops[i].thread, NULL, loop_main, &s->loops[i]) && (s->loops[i].running = true);
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
-    if (ok && !getsockname(fd, (struct sockaddr *)&bound, &blen))
+    if (ok && !getsockname(s->listen_fd, (struct sockaddr *)&bound, &blen))
         *port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                   : ((struct sockaddr_in *)&bound)->sin_port);
-    close(fd); /* each daemon holds its own dup */
     if (!ok) {
         sv_http_stop(s);
         snprintf(msg, msg_size, "cannot start %u HTTP event loops", n);

@@ -115,6 +115,7 @@ typedef struct sv_server {
     unsigned inflight;           /* atomic: requests read and not yet answered */
     struct sv_loop *loops;       /* [n_loops] the event loops (sv_http_start) */
     unsigned n_loops;
+    int listen_fd;               /* the listening socket the loops share */
     int stop_fd;                 /* an eventfd: written once, every loop returns */
 } sv_server;
 /* Load the model (and events, token), start answering on o->listen (*port: the

@@ -135,7 +135,7 @@ static void signal_loop(sv_server *s) {
 
 int sv_start(sv_server *s, const sv_options *o, unsigned *port, char *msg, size_t msg_size) {
     memset(s, 0, sizeof *s);
-    s->stop_fd = -1;
+    s->stop_fd = s->listen_fd = -1;
     s->opt = *o;
     /* The request threads are the parallelism: a request's one sgemv must not
      * fan out to OpenBLAS's own threads, which spin (sched_yield) between
