@@ -141,7 +141,7 @@ while read -r name rest; do
       -v wc="$(field "$b" wrk_cores)" -v sc="$(field "$b" server_cores)" 'BEGIN {
     pc = sc > 0 ? rps / sc : 0
     printf "| %s | %.2f / %.2f | %.0f | %.2f | %.0f | %.2f | %.3f | %.1f / %.1f | %.1f | %d | %.2f | %.2f |\n",
-           n, a50, a99, rps, rps / inproc, pc, pc / percpu, pc > 0 ? 1000 / pc - 1000 / percpu : 0, b50, b99,
+           n, a50, a99, rps, rps / inproc, pc, pc / percpu, (pc > 0 ? 1000 / pc - 1000 / percpu : 0), b50, b99,
            64000 / rps, fail, wc, sc }'
 done < "$tmp/table"
 echo

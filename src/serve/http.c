@@ -250,10 +250,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * queued ahead of it) */
         unsigned inflight = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED) + round_reads++;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        bool no_body = (!cl || !strcmp(cl, "0")) &&
+                       !MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
         if (inflight > s->opt.max_inflight) x->overloaded = 1;
         else if (cl && strtoull(cl, NULL, 10) > s->opt.max_body) x->too_large = 1;
-        else return MHD_YES;
-        /* answer now: the body is never read (the connection then closes) */
+        if (!x->overloaded && !x->too_large) return MHD_YES;
+        /* A request without a body is answered at the next call (at once: nothing to
+         * read), which keeps the connection open; one with a body is answered now,
+         * without reading it, and the connection then closes (a client that is told
+         * 503 on every request would otherwise reconnect every time). */
+        if (no_body) return MHD_YES;
     } else if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
