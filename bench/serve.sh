@@ -20,6 +20,10 @@
 # same run (A B A B when SERVE_REPEAT=2), for a before/after table.
 # Both sides use the similar-items table (`cbrec precompute -k 20`), as a
 # deployment would; SERVE_TABLE=0 runs both without it.
+# The table's "overhead ms" is the server's CPU per request minus the loop's
+# CPU per recommend + JSON: what HTTP, routing and the answer's text cost.
+# SERVE_QUERY='&neighbours=false': appended to every wrk request (the loop
+# does not follow it: compare the latencies, not the overhead, then).
 # Skips, saying so, without wrk or the data. $CBREC_BENCH_MODEL: use that model.
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -46,7 +50,7 @@ echo "load at start: $(uptime | sed 's/.*load average: //') on $(nproc) cores"
 loop=$("$BUILD"/bench/serve_loop --model "$model" $tablearg --threads "$THREADS" --seconds 10 --ids-out "$tmp/ids") || exit 1
 echo "in-process loop: $loop"
 { printf 'ids = {'; sed 's/.*/"&",/' "$tmp/ids"; printf '}\ni = 0\nrequest = function()\n  i = i + 1\n'
-  printf '  return wrk.format("GET", "/v1/recommend?user=" .. ids[(i %% #ids) + 1] .. "&n=10")\nend\n'; } > "$tmp/users.lua"
+  printf '  return wrk.format("GET", "/v1/recommend?user=" .. ids[(i %% #ids) + 1] .. "&n=10%s")\nend\n' "${SERVE_QUERY:-}"; } > "$tmp/users.lua"
 
 # start BIN [ARGS]: a server in the background ($pid, $port)
 start() {
@@ -125,8 +129,8 @@ percpu=$(echo "$loop $loop2" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^inproc
                                    END {printf "%.1f", s / n}')
 echo "peer: the loop's mean, $inproc recommends/s, $percpu per CPU-second"
 echo
-echo "| binary | 1 conn p50 / p99 ms | 64 conn requests/s | over the loop | per server CPU-s | over the loop's per CPU-s | p50 / p99 ms | queue floor 64/rps ms | failed | wrk cores | server cores |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| binary | 1 conn p50 / p99 ms | 64 conn requests/s | over the loop | per server CPU-s | over the loop's per CPU-s | overhead ms | p50 / p99 ms | queue floor 64/rps ms | failed | wrk cores | server cores |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 while read -r name rest; do
   set -- $rest
   a="$1 $2 $3 $4 $5 $6 $7 $8"; b="$9 ${10} ${11} ${12} ${13} ${14} ${15} ${16}"
@@ -136,8 +140,9 @@ while read -r name rest; do
       -v fail="$(( $(field "$b" non2xx) + $(field "$b" socket_errors) + $(field "$b" timeouts) ))" \
       -v wc="$(field "$b" wrk_cores)" -v sc="$(field "$b" server_cores)" 'BEGIN {
     pc = sc > 0 ? rps / sc : 0
-    printf "| %s | %.2f / %.2f | %.0f | %.2f | %.0f | %.2f | %.1f / %.1f | %.1f | %d | %.2f | %.2f |\n",
-           n, a50, a99, rps, rps / inproc, pc, pc / percpu, b50, b99, 64000 / rps, fail, wc, sc }'
+    printf "| %s | %.2f / %.2f | %.0f | %.2f | %.0f | %.2f | %.3f | %.1f / %.1f | %.1f | %d | %.2f | %.2f |\n",
+           n, a50, a99, rps, rps / inproc, pc, pc / percpu, (pc > 0 ? 1000 / pc - 1000 / percpu : 0), b50, b99,
+           64000 / rps, fail, wc, sc }'
 done < "$tmp/table"
 echo
 last=$(tail -n 1 "$tmp/table" | cut -d' ' -f10-)

@@ -242,6 +242,30 @@ static void assert_genres_of_item(const fixture *f, json_t *entry) {
     json_decref(it);
 }
 
+/* A list answer is the library's list (cb_list_to_json, through `cbrec
+ * recommend ARGS --json`) with "user" in front and each item's genres: the
+ * server writes that text itself (listjson.c), so every field is compared. */
+static void same_as_cli(const fixture *f, json_t *answer, const char *args) {
+    char cmd[8192], *text = calloc(1, 1 << 20);
+    snprintf(cmd, sizeof cmd, "%s recommend --model %s %s --json", cbrec(), f->model, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(text, 1, (1 << 20) - 1, p);
+    assert_int_equal(pclose(p), 0);
+    text[n] = 0;
+    json_t *cli = json_loads(text, 0, NULL), *ours = json_deep_copy(answer), *x;
+    assert_non_null(cli);
+    free(text);
+    size_t i;
+    assert_int_equal(json_object_del(ours, "user"), 0);
+    json_array_foreach(json_object_get(ours, "items"), i, x) assert_int_equal(json_object_del(x, "genres"), 0);
+    assert_true(json_array_size(json_object_get(cli, "items")) > 0);
+    if (!json_equal(ours, cli)) fprintf(stderr, "server: %s\ncli:    %s\n", json_dumps(ours, 0), json_dumps(cli, 0));
+    assert_true(json_equal(ours, cli));
+    json_decref(cli);
+    json_decref(ours);
+}
+
 static void read_endpoints(void **state) {
     fixture *f = *state;
     size_t i;
@@ -296,6 +320,16 @@ static void read_endpoints(void **state) {
         assert_genres_of_item(f, x);
     }
     assert_non_null(json_object_get(r, "criterion")); /* the list's own fields follow "user" */
+    same_as_cli(f, r, "--user 2 -n 5");
+    /* neighbours=false: ranked by the towers alone, as the CLI's --no-neighbours */
+    json_t *towers = get_json(f, "/v1/recommend?user=2&n=5&neighbours=false", 200);
+    same_as_cli(f, towers, "--user 2 -n 5 --no-neighbours");
+    assert_false(json_equal(json_object_get(towers, "items"), items)); /* the test model has the component */
+    json_decref(towers);
+    towers = post_json(f, "/v1/recommend", "{\"user\": 2, \"n\": 5, \"neighbours\": false}", 0, 200);
+    same_as_cli(f, towers, "--user 2 -n 5 --no-neighbours");
+    json_decref(towers);
+    expect_error(f, "GET", "/v1/recommend?user=2&neighbours=maybe", NULL, 0, 400);
     /* exclude the first: it is gone; POST with the same user agrees with GET */
     char path[256], body[256];
     const char *top = json_string_value(json_object_get(json_array_get(items, 0), "item"));

@@ -99,61 +99,10 @@ static int lib_error(sv_reply *rep, int code, const cb_error *err) {
     return sv_reply_error(rep, sv_status_of(code), "%s", err->msg[0] ? err->msg : cb_strstatus(code));
 }
 
-/* The list's JSON text (cb_list_to_json) with "key": value in front and each
- * entry's "genres" (the model's texts) added, without parsing it again (a
- * parse and a dump per answer cost more than the recommendation itself): a
- * scan that follows strings and depth finds the objects of the top-level
- * "items" array, in the list's order, and inserts before each one's '}'. */
-static char *splice_list(const sv_model *m, const cb_list *l, const char *text, const char *key, const char *value) {
-    json_t *jv = jstr(value);
-    char *v = jv ? json_dumps(jv, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    json_decref(jv);
-    size_t n = cb_list_size(l), len = strlen(text), cap = len + strlen(key) + (v ? strlen(v) : 0) + 16;
-    for (size_t i = 0; i < n; i++) cap += strlen(m->genres_json[cb_list_item(l, i)]) + 12;
-    char *out = v && text[0] == '{' ? malloc(cap) : NULL;
-    if (!out) return free(v), NULL;
-    size_t o = (size_t)snprintf(out, cap, "{\"%s\":%s%s", key, v, text[1] == '}' ? "" : ",");
-    free(v);
-    int depth = 1;
-    bool in_str = false, esc = false, saw_items = false, in_items = false;
-    size_t str_start = 0, entry = 0;
-    for (size_t i = 1; i < len; i++) {
-        char c = text[i];
-        if (in_str) {
-            if (esc) esc = false;
-            else if (c == '\\') esc = true;
-            else if (c == '"') {
-                in_str = false;
-                if (depth == 1 && i - str_start == 6 && !memcmp(text + str_start, "\"items", 6)) saw_items = true;
-            }
-        } else if (c == '"') {
-            in_str = true, str_start = i;
-        } else if (c == '{' || c == '[') {
-            if (++depth == 2 && c == '[' && saw_items) in_items = true;
-        } else if (c == '}' || c == ']') {
-            if (c == '}' && in_items && depth == 3 && entry < n) {
-                const char *g = m->genres_json[cb_list_item(l, entry++)];
-                o += (size_t)snprintf(out + o, cap - o, "%s\"genres\":%s", out[o - 1] == '{' ? "" : ",", g);
-            }
-            if (--depth == 1) in_items = saw_items = false;
-        } else if (c == ',' && depth == 1) {
-            saw_items = false;
-        }
-        out[o++] = c;
-    }
-    out[o] = 0;
-    return out;
-}
-
-/* The list as the reply, "key": value in front; l is consumed. */
+/* The list as the reply, "key": value in front (listjson.c); l is consumed. */
 static int list_reply(const sv_model *m, sv_reply *rep, cb_list *l, const char *key, const char *value) {
-    cb_error err = {0};
-    char *text = NULL;
-    int rc = cb_list_to_json(l, &text, &err);
-    char *out = rc ? NULL : splice_list(m, l, text, key, value);
+    char *out = sv_list_json(m, l, key, value);
     cb_list_free(l);
-    free(text);
-    if (rc) return lib_error(rep, rc, &err);
     return sv_reply_text(rep, 200, out, "application/json");
 }
 
@@ -216,7 +165,7 @@ char *sv_live_profile(const sv_request *rq, const char *user) {
 
 /* Request options, from the query or the POST body, as RECOMMEND keys. */
 typedef struct rec_params {
-    const char *include_seen, *exclude, *allow, *block, *diversity, *rank_by, *genre_cap;
+    const char *include_seen, *exclude, *allow, *block, *diversity, *rank_by, *genre_cap, *neighbours;
     unsigned n;
 } rec_params;
 
@@ -239,7 +188,8 @@ static bool make_opts(const rec_params *p, sv_reply *rep, cb_config **out) {
     int bad = set_key(*out, rep, "n", n, "n") || set_key(*out, rep, "include-seen", p->include_seen, "include_seen") ||
               set_key(*out, rep, "exclude", excl ? excl : p->exclude, "exclude") ||
               set_key(*out, rep, "allow", p->allow, "allow") || set_key(*out, rep, "rank-by", p->rank_by, "rank_by") ||
-              set_key(*out, rep, "genre-cap", p->genre_cap, "genre_cap");
+              set_key(*out, rep, "genre-cap", p->genre_cap, "genre_cap") ||
+              set_key(*out, rep, "neighbours", p->neighbours, "neighbours");
     free(excl);
     if (!bad && p->diversity) { /* a number d in [0, 1]: MMR with relevance weight 1 - d; or none|mmr */
         char *end;
@@ -280,11 +230,15 @@ static int recommend_reply(sv_request *rq, sv_reply *rep, const char *user, cons
 
 int sv_get_recommend(sv_request *rq, sv_reply *rep) {
     rec_params p = {sv_query(rq, "include_seen"), sv_query(rq, "exclude"), sv_query(rq, "allow"), sv_query(rq, "block"),
-                    sv_query(rq, "diversity"), sv_query(rq, "rank_by"), sv_query(rq, "genre_cap"), 10};
+                    sv_query(rq, "diversity"), sv_query(rq, "rank_by"), sv_query(rq, "genre_cap"),
+                    sv_query(rq, "neighbours"), 10};
     const char *user = sv_query(rq, "user");
     if (!user || !*user) return sv_reply_error(rep, 400, "give ?user=ID (or POST a profile)");
-    if (p.include_seen && !strcmp(p.include_seen, "1")) p.include_seen = "true";
-    if (p.include_seen && !strcmp(p.include_seen, "0")) p.include_seen = "false";
+    const char **flags[2] = {&p.include_seen, &p.neighbours}; /* 1 and 0 as well as true and false */
+    for (int k = 0; k < 2; k++) {
+        if (*flags[k] && !strcmp(*flags[k], "1")) *flags[k] = "true";
+        if (*flags[k] && !strcmp(*flags[k], "0")) *flags[k] = "false";
+    }
     cb_config *opts = NULL;
     if (!sv_query_uint(rq, rep, "n", 10, 1, rq->srv->opt.max_n, &p.n) || !make_opts(&p, rep, &opts)) return rep->status;
     recommend_reply(rq, rep, user, NULL, opts);
@@ -346,7 +300,7 @@ int sv_post_recommend(sv_request *rq, sv_reply *rep) {
     if (!body) return sv_reply_error(rep, 400, "the body is not valid JSON: line %d, column %d: %s", je.line, je.column, je.text);
     bool bad = !json_is_object(body);
     if (bad) sv_reply_error(rep, 400, "the body must be a JSON object {\"user\": ID} or {\"profile\": {...}}");
-    char ubuf[512], *owned[7] = {0};
+    char ubuf[512], *owned[8] = {0};
     const char *user = bad ? NULL : body_user(body, ubuf, sizeof ubuf, rep, &bad);
     json_t *profile = json_object_get(body, "profile"), *jn = json_object_get(body, "n");
     if (!bad && !user == !profile)
@@ -358,15 +312,16 @@ int sv_post_recommend(sv_request *rq, sv_reply *rep) {
     if (!bad && jn && (!json_is_integer(jn) || json_integer_value(jn) < 1 || json_integer_value(jn) > rq->srv->opt.max_n))
         bad = sv_reply_error(rep, 400, "\"n\" must be an integer in [1, %u]", rq->srv->opt.max_n);
     else if (jn) p.n = (unsigned)json_integer_value(jn);
-    const char *keys[7] = {"include_seen", "exclude", "allow", "block", "diversity", "rank_by", "genre_cap"};
-    const char **vals[7] = {&p.include_seen, &p.exclude, &p.allow, &p.block, &p.diversity, &p.rank_by, &p.genre_cap};
-    for (int k = 0; k < 7 && !bad; k++) *vals[k] = param_text(body, keys[k], &owned[k], rep, &bad);
+    const char *keys[8] = {"include_seen", "exclude", "allow", "block", "diversity", "rank_by", "genre_cap", "neighbours"};
+    const char **vals[8] = {&p.include_seen, &p.exclude, &p.allow, &p.block, &p.diversity, &p.rank_by, &p.genre_cap,
+                            &p.neighbours};
+    for (int k = 0; k < 8 && !bad; k++) *vals[k] = param_text(body, keys[k], &owned[k], rep, &bad);
     cb_config *opts = NULL;
     char *profile_text = !bad && profile ? json_dumps(profile, JSON_COMPACT) : NULL;
     if (!bad && make_opts(&p, rep, &opts)) recommend_reply(rq, rep, user, profile_text, opts);
     cb_config_free(opts);
     free(profile_text);
-    for (int k = 0; k < 7; k++) free(owned[k]);
+    for (int k = 0; k < 8; k++) free(owned[k]);
     json_decref(body);
     return rep->status;
 }

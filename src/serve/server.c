@@ -1,8 +1,8 @@
 /* server — `cbrec serve` as a whole: options and their defaults, the token
  * file, the model slot (a refcounted pointer: a request holds the model it
- * started on, a reload swaps in a fully loaded new one and the old is freed
- * by its last request), reload on SIGHUP, and the main loop waiting for
- * signals while libmicrohttpd's threads serve. */
+ * started on, a reload swaps in a fully loaded new one and frees the old
+ * once its last request is through), reload on SIGHUP, and the main loop
+ * waiting for signals while the event loops (http.c) serve. */
 #include "serve/serve.h"
 
 #include <cblas.h>
@@ -56,6 +56,16 @@ int sv_reload(sv_server *s, char *msg, size_t msg_size) {
     pthread_mutex_unlock(&s->slot_mu);
     s->reloads++;
     pthread_mutex_unlock(&s->reload_mu);
+    /* The requests still on the old model finish on it; it is freed here, once
+     * they have, not by the last of them (freeing a whole model in an event
+     * loop would hold up that loop's other connections). */
+    for (;;) {
+        pthread_mutex_lock(&s->slot_mu);
+        int refs = old->refs;
+        pthread_mutex_unlock(&s->slot_mu);
+        if (refs == 1) break;
+        usleep(1000);
+    }
     sv_release(s, old);
     return 0;
 }
@@ -135,6 +145,7 @@ static void signal_loop(sv_server *s) {
 
 int sv_start(sv_server *s, const sv_options *o, unsigned *port, char *msg, size_t msg_size) {
     memset(s, 0, sizeof *s);
+    s->stop_fd = s->listen_fd = -1;
     s->opt = *o;
     /* The request threads are the parallelism: a request's one sgemv must not
      * fan out to OpenBLAS's own threads, which spin (sched_yield) between
