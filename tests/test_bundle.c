@@ -312,7 +312,7 @@ static void history_file(void **state) {
     /* a known user with ratings: none of them is recommended */
     uint32_t u = 0;
     while (r->seen_off[u + 1] - r->seen_off[u] < 5) u++;
-    const char *uid = cb_vocab_name(r->users, u);
+    const char *uid = cb_bundle_user_id(r, u);
     cb_list *with = recommend_known(l, uid, r->n_items);
     size_t n_with = cb_list_size(with);
     assert_true(n_with > 0 && n_with <= r->n_items - (size_t)(r->seen_off[u + 1] - r->seen_off[u]));
@@ -416,7 +416,7 @@ static void old_format_loads(void **state) {
     assert_int_equal(cb_st_format_version(r->file), 2);
     assert_true(r->has_history && r->seen_off[r->n_users] > 0);
     assert_null(r->history_path);
-    cb_list *l = recommend_known(r, cb_vocab_name(r->users, 0), 5);
+    cb_list *l = recommend_known(r, cb_bundle_user_id(r, 0), 5);
     assert_true(cb_list_size(l) > 0);
     cb_list_free(l);
     /* one flipped bit anywhere in it is still caught by the old checksum */
