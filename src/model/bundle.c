@@ -200,9 +200,7 @@ static int build_history(cb_bundle *r, const cb_dataset *ds, const uint32_t *tra
     return CB_OK;
 }
 
-/* Lists from the ratings train_idx[0..n_train), or from every rating of the
- * dataset when train_idx is NULL. */
-static int build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err) {
+int cb_bundle_build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err) {
     uint32_t nu = r->n_users, ni = r->n_items;
     double *score = cb_calloc(ni, sizeof *score, err);
     scored *scratch = cb_calloc(ni, sizeof *scratch, err);
@@ -522,8 +520,9 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
     if ((rc = fit_and_embed(r, in, res, err)) && rc != CB_ENUMERIC) goto fail;
     /* the lists after training: the history (12 B per rating) is not held
      * beside the training tables (peak memory) */
-    int rc_lists = in->seen_all_ratings ? build_lists(r, ds, NULL, ds->n_ratings, err)
-                                        : build_lists(r, ds, in->train_idx, in->n_train, err);
+    int rc_lists = in->lists_later        ? CB_OK
+                   : in->seen_all_ratings ? cb_bundle_build_lists(r, ds, NULL, ds->n_ratings, err)
+                                          : cb_bundle_build_lists(r, ds, in->train_idx, in->n_train, err);
     if (rc_lists) {
         rc = rc_lists;
         goto fail;
@@ -811,7 +810,7 @@ static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
     if (!rc) rc = cb_idtab_save(r->items, w, "items", err);
     if (!rc) rc = cb_idtab_save(r->titles, w, "titles", err);
     if (!rc) rc = set_meta_json(w, "model_config", model_config_json(cb_model_config_of(r->model)), err);
-    if (!rc) rc = set_meta_json(w, "features", cb_features_to_json(r->features, err), err);
+    if (!rc) rc = set_meta_json(w, "features", cb_features_to_json_st(r->features, w, err), err);
     if (!rc) rc = set_meta_json(w, "info", json_pack("{s:s,s:f,s:f,s:b,s:s}", "dataset", r->dataset, "y_min",
                                                      (double)r->y_min, "y_max", (double)r->y_max, "binary",
                                                      r->binary, "cbrec_version", CB_VERSION_STRING), err);
@@ -1182,7 +1181,7 @@ static int load_once(cb_bundle **out, const char *path, const char *history_path
         goto done;
     cb_model_config cfg;
     if ((rc = load_towers(r, &cfg, mc, err))) goto done;
-    if ((rc = cb_features_from_json(&r->features, feat, err))) goto done;
+    if ((rc = cb_features_from_json_st(&r->features, feat, cb_st_format_version(st) >= 4 ? st : NULL, err))) goto done;
     r->dim = cb_model_out_dim(r->model);
     if ((rc = load_ids(r, err))) goto done;
     rc = CB_EFORMAT;

@@ -107,6 +107,10 @@ typedef struct cb_bundle_train_input {
      * ratings are still ratings they gave) instead of the training ratings
      * only (evaluation). Features and towers always see training ratings only. */
     bool seen_all_ratings;
+    /* The caller builds the lists itself (cb_bundle_build_lists), after
+     * freeing what it holds for training (the split's indices: 4 B per
+     * rating), so they are not held beside the history at the peak. */
+    bool lists_later;
     cb_epoch_fn on_epoch;
     void *ctx;
     const uint32_t *test_idx; size_t n_test;    /* optional: evaluated after training, into
@@ -127,6 +131,9 @@ void cb_bundle_objective_for_data(cb_model_config *mc, const cb_dataset *ds);
  * cannot work is CB_EINVAL before any training: e.g. loss bce with labels
  * other than 0/1 under the rating objective. */
 int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
+/* The history and the retrieval lists of a trained bundle, from the ratings
+ * train_idx[0..n_train) of ds, or (train_idx NULL) every rating of ds. */
+int cb_bundle_build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err);
 /* Continue training a recommender (--resume): same dataset ids required.
  * Only the training fields of in->model are used. */
 int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
