@@ -50,10 +50,11 @@ static void built_from_names(void **state) {
     assert_int_equal(cb_idtab_from_st(&m, st, "items", N, true, &err), CB_OK);
     for (int i = 0; i < N; i++) assert_int_equal(cb_idtab_find(m, ids[i], strlen(ids[i])), i);
     assert_string_equal(cb_idtab_name(m, N - 1), ids[N - 1]);
+    cb_idtab_free(m);
     assert_int_equal(cb_idtab_from_st(&m, st, "items", N + 1, true, &err), CB_EFORMAT); /* another count */
     assert_non_null(strstr(err.msg, "items.offsets"));
+    assert_null(m);
     cb_st_close(st);
-    cb_idtab_free(m);
     cb_idtab_free(t);
     for (int i = 0; i < N; i++) free(ids[i]);
     free(ids);
