@@ -10,11 +10,17 @@
  * recommends, an old model file holding its history (format 2, FNV-1a
  * checksum: tests/data/model-v2.cbrec, written by cbrec 0.x before the
  * split) loads, and a truncated, corrupted or foreign history is refused
- * naming the file. */
+ * naming the file. Format 4 (ids and titles as binary tables): a format 3
+ * file (tests/data/model-v3.cbrec + .history, written by cbrec before it)
+ * loads and re-saves as format 4 with the same ids, titles, vectors, history
+ * and recommendations; the sectioned history (format 2) loads without
+ * reading its rows, and a flipped byte in them is refused when that user's
+ * rows (or all rows) are read, naming the file. */
 #include "model/bundle.h"
 #include "rec/recommender_internal.h"
 #include "testutil.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -312,7 +318,7 @@ static void history_file(void **state) {
     /* a known user with ratings: none of them is recommended */
     uint32_t u = 0;
     while (r->seen_off[u + 1] - r->seen_off[u] < 5) u++;
-    const char *uid = cb_vocab_name(r->users, u);
+    const char *uid = cb_bundle_user_id(r, u);
     cb_list *with = recommend_known(l, uid, r->n_items);
     size_t n_with = cb_list_size(with);
     assert_true(n_with > 0 && n_with <= r->n_items - (size_t)(r->seen_off[u + 1] - r->seen_off[u]));
@@ -416,7 +422,7 @@ static void old_format_loads(void **state) {
     assert_int_equal(cb_st_format_version(r->file), 2);
     assert_true(r->has_history && r->seen_off[r->n_users] > 0);
     assert_null(r->history_path);
-    cb_list *l = recommend_known(r, cb_vocab_name(r->users, 0), 5);
+    cb_list *l = recommend_known(r, cb_bundle_user_id(r, 0), 5);
     assert_true(cb_list_size(l) > 0);
     cb_list_free(l);
     /* one flipped bit anywhere in it is still caught by the old checksum */
@@ -428,8 +434,133 @@ static void old_format_loads(void **state) {
     free(bad), free(dir);
 }
 
+/* Everything a reader sees of two bundles is the same. */
+static void assert_same_bundle(const cb_bundle *a, const cb_bundle *b) {
+    assert_int_equal(a->n_users, b->n_users);
+    assert_int_equal(a->n_items, b->n_items);
+    assert_string_equal(a->fingerprint, b->fingerprint);
+    for (uint32_t u = 0; u < a->n_users; u++) {
+        assert_string_equal(cb_bundle_user_id(a, u), cb_bundle_user_id(b, u));
+        assert_int_equal(cb_bundle_user(b, cb_bundle_user_id(a, u)), u);
+    }
+    for (uint32_t i = 0; i < a->n_items; i++) {
+        assert_string_equal(cb_bundle_item_id(a, i), cb_bundle_item_id(b, i));
+        assert_string_equal(cb_bundle_item_title(a, i), cb_bundle_item_title(b, i));
+        assert_int_equal(cb_bundle_item(b, cb_bundle_item_id(a, i)), i);
+    }
+    assert_int_equal(cb_bundle_item(b, "no such item"), -1);
+    assert_memory_equal(a->user_vecs, b->user_vecs, (size_t)a->n_users * a->dim * sizeof(float));
+    assert_memory_equal(a->item_vecs, b->item_vecs, (size_t)a->n_items * a->dim * sizeof(float));
+    int32_t n = a->seen_off[a->n_users];
+    assert_memory_equal(a->seen_off, b->seen_off, (a->n_users + 1) * sizeof *a->seen_off);
+    assert_memory_equal(a->seen_item, b->seen_item, (size_t)n * sizeof *a->seen_item);
+    assert_memory_equal(a->seen_y, b->seen_y, (size_t)n * sizeof *a->seen_y);
+}
+
+static void format3_loads_and_resaves(void **state) {
+    (void)state;
+    const char *path = "tests/data/model-v3.cbrec";
+    cb_error err;
+    cb_bundle *v3 = NULL, *v4 = NULL, *again = NULL;
+    int rc = cb_bundle_load(&v3, path, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, CB_OK);
+    assert_int_equal(cb_st_format_version(v3->file), 3);
+    assert_true(v3->has_history && v3->seen_off[v3->n_users] > 0 && v3->n_users > 10);
+    bool titled = false;
+    for (uint32_t i = 0; i < v3->n_items; i++) titled |= cb_bundle_item_title(v3, i)[0] != 0;
+    assert_true(titled);
+    char *dir = tu_tmpdir(), *out = tu_path(dir, "m4.cbrec");
+    assert_int_equal(cb_bundle_save(v3, out, &err), CB_OK);
+    assert_int_equal(cb_bundle_load(&v4, out, &err), CB_OK);
+    assert_int_equal(cb_st_format_version(v4->file), CB_BUNDLE_FORMAT_VERSION);
+    assert_null(cb_st_meta(v4->file, "users")); /* ids are tensors now */
+    assert_int_equal(cb_bundle_history_check(v4, &err), CB_OK);
+    assert_same_bundle(v3, v4);
+    /* the same recommendations from both */
+    assert_int_equal(cb_bundle_load(&again, path, &err), CB_OK);
+    const char *uid = cb_bundle_user_id(v3, 3);
+    cb_list *l3 = recommend_known(again, uid, 10), *l4 = recommend_known(v4, uid, 10);
+    assert_int_equal(cb_list_size(l3), cb_list_size(l4));
+    for (size_t i = 0; i < cb_list_size(l3); i++) assert_int_equal(cb_list_item(l3, i), cb_list_item(l4, i));
+    cb_list_free(l3), cb_list_free(l4);
+    cb_bundle_free(v3);
+    tu_rmrf(dir);
+    free(out), free(dir);
+}
+
+/* The byte range of tensor `name` in the st file at path. */
+static long tensor_begin(const char *path, const char *name) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    unsigned char len8[8];
+    assert_int_equal(fread(len8, 1, 8, f), 8);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++) hlen |= (uint64_t)len8[i] << (8 * i);
+    char *h = malloc(hlen + 1);
+    assert_int_equal(fread(h, 1, hlen, f), hlen);
+    fclose(f);
+    json_t *root = json_loadb(h, hlen, 0, NULL);
+    assert_non_null(root);
+    long begin = (long)json_integer_value(json_array_get(json_object_get(json_object_get(root, name), "data_offsets"), 0));
+    json_decref(root);
+    free(h);
+    return 8 + (long)hlen + begin;
+}
+
+static void history_sections(void **state) {
+    (void)state;
+    cb_dataset *ds = synth(300, 400, 5, 40000, 11); /* seen.items: 128 KB, two sections and more */
+    cb_error err;
+    cb_bundle_train_input in = {.ds = ds, .train_idx = NULL, .n_train = 0, .scale_targets = true};
+    uint32_t *all = malloc(ds->n_ratings * sizeof *all);
+    for (size_t k = 0; k < ds->n_ratings; k++) all[k] = (uint32_t)k;
+    in.train_idx = all, in.n_train = ds->n_ratings;
+    tiny_model(&in.model, CB_OBJECTIVE_RATING);
+    in.model.epochs = 1;
+    cb_bundle *r = train(ds, NULL, &in, NULL);
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "m.cbrec"), *hist = tu_path(dir, "m.cbrec.history"),
+         *good = tu_path(dir, "good.history");
+    assert_int_equal(cb_bundle_save(r, path, &err), CB_OK);
+    cb_bundle *l = NULL;
+    assert_int_equal(cb_bundle_load(&l, path, &err), CB_OK);
+    assert_true(l->history_lazy && l->has_history);
+    assert_int_equal(cb_bundle_history_check(l, &err), CB_OK);
+    assert_same_bundle(r, l);
+    cb_bundle_free(l);
+    /* one byte of seen.items flipped past the first section: the load
+     * succeeds (it reads no rows); the users whose rows hold it are refused
+     * when read, the others are served */
+    assert_int_equal(rename(hist, good), 0);
+    long at = tensor_begin(good, "seen.items") + (long)CB_ST_SECTION_BYTES + 1000;
+    copy_file(good, hist, SIZE_MAX, (size_t)at);
+    assert_int_equal(cb_bundle_load(&l, path, &err), CB_OK);
+    int32_t row = (int32_t)(((long)CB_ST_SECTION_BYTES + 1000) / 4);
+    uint32_t bad_user = 0;
+    while (l->seen_off[bad_user + 1] <= row) bad_user++;
+    assert_int_equal(cb_bundle_history_rows(l, 0, &err), CB_OK); /* first section: intact */
+    assert_int_equal(cb_bundle_history_rows(l, bad_user, &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "checksum mismatch in tensor 'seen.items'"));
+    assert_non_null(strstr(err.msg, hist));
+    assert_int_equal(cb_bundle_history_check(l, &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, hist));
+    /* through the public API: recommending for that user fails, clearly */
+    cb_recommender *h = NULL;
+    assert_int_equal(cb_recommender_from_bundle(&h, l, &err), CB_OK);
+    cb_list *list = NULL;
+    assert_int_equal(cb_recommender_recommend(h, cb_bundle_user_id(r, bad_user), NULL, NULL, &list, &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "checksum mismatch"));
+    assert_null(list);
+    cb_recommender_free(h);
+    cb_bundle_free(r);
+    tu_rmrf(dir);
+    free(path), free(hist), free(good), free(dir), free(all);
+    cb_dataset_free(ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(retrieval_and_both), cmocka_unit_test(dropout_and_history),
-                                       cmocka_unit_test(history_file), cmocka_unit_test(old_format_loads)};
+                                       cmocka_unit_test(history_file), cmocka_unit_test(old_format_loads),
+                                       cmocka_unit_test(format3_loads_and_resaves), cmocka_unit_test(history_sections)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -117,7 +117,8 @@ static void crafted_models_refused(void **state) {
         {NULL, 0, "fingerprint", NULL, "metadata 'fingerprint' is missing"},
         {NULL, 0, "fingerprint", "", "metadata 'fingerprint' is missing or empty"},
         {NULL, 0, "info", "{\"dataset\":\"x\",\"y_min\":5,\"y_max\":1,\"binary\":false}", "bad rating range"},
-        {NULL, 0, "titles", NULL, "metadata 'titles' is missing"},
+        {NULL, 0, "titles.offsets", NULL, "tensor 'titles.offsets' is missing"},
+        {NULL, 0, "users.index", NULL, "tensor 'users.index' is missing"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         char *path = craft(f, "crafted.cbrec", cases[k].tensor, cases[k].value, cases[k].meta, cases[k].meta_value);

@@ -146,12 +146,12 @@ static void find_item_by_id_and_title(void **state) {
     cb_error err;
     size_t item, cands[5];
     size_t nc;
-    const char *id = cb_vocab_name(f->rec->items, 17);
+    const char *id = cb_bundle_item_id(f->rec, 17);
     assert_int_equal(cb_recommender_find_item(f->exact, id, &item, cands, 5, &nc, &err), CB_OK);
     assert_int_equal(item, 17);
     /* exact title, in another case */
     char title[512];
-    snprintf(title, sizeof title, "%s", f->rec->titles[42]);
+    snprintf(title, sizeof title, "%s", cb_bundle_item_title(f->rec, 42));
     for (char *p = title; *p; p++) *p = (char)toupper((unsigned char)*p);
     assert_int_equal(cb_recommender_find_item(f->exact, title, &item, cands, 5, &nc, &err), CB_OK);
     assert_int_equal(item, 42);
@@ -274,7 +274,7 @@ static void new_user_from_json(void **state) {
     const char *genre = cb_features_genre_name(f->rec->features, 2);
     char json[512];
     snprintf(json, sizeof json, "{\"genre_ratings\": {\"%s\": 5}, \"ratings\": {\"%s\": 4.5}, \"gender\": \"F\"}", genre,
-             cb_vocab_name(f->rec->items, 5));
+             cb_bundle_item_id(f->rec, 5));
     cb_profile p;
     cb_recommend_result res;
     assert_int_equal(cb_recommend_profile_string(&p, f->rec, json, &err), CB_OK);
@@ -352,8 +352,8 @@ static void block_list_filters(void **state) {
     cb_error err;
     const char *genre = cb_features_genre_name(f->rec->features, 0);
     char text[256];
-    snprintf(text, sizeof text, "# comment\ngenre %s\nitem %s\n%s\n", genre, cb_vocab_name(f->rec->items, 1),
-             cb_vocab_name(f->rec->items, 2));
+    snprintf(text, sizeof text, "# comment\ngenre %s\nitem %s\n%s\n", genre, cb_bundle_item_id(f->rec, 1),
+             cb_bundle_item_id(f->rec, 2));
     char *path = tu_write(f->dir, "block.txt", text);
     cb_blocklist bl;
     assert_int_equal(cb_recommend_block_load(&bl, f->exact, path, &err), CB_OK);
@@ -522,7 +522,7 @@ static void public_api(void **state) {
     assert_int_equal(cb_config_set(opts, "n", "0", &err), CB_EINVAL);
     assert_int_equal(cb_config_set(opts, "rank-by", "nonsense", &err), CB_EINVAL);
     cb_list *l;
-    const char *user = cb_vocab_name(f->rec->users, 0);
+    const char *user = cb_bundle_user_id(f->rec, 0);
     assert_int_equal(cb_recommender_recommend(h, user, NULL, opts, &l, &err), CB_OK);
     assert_int_equal(cb_list_size(l), 7);
     assert_string_equal(cb_list_criterion(l), "predicted rating");
@@ -532,7 +532,7 @@ static void public_api(void **state) {
         assert_non_null(cb_list_source(l, i, 0));
         assert_null(cb_list_source(l, i, cb_list_n_sources(l, i)));
         assert_false(rated(f->rec, 0, (uint32_t)cb_list_item(l, i)));
-        assert_string_equal(cb_list_item_id(l, i), cb_vocab_name(f->rec->items, (uint32_t)cb_list_item(l, i)));
+        assert_string_equal(cb_list_item_id(l, i), cb_bundle_item_id(f->rec, (uint32_t)cb_list_item(l, i)));
         assert_true(cb_list_score(l, i) == cb_list_rating(l, i)); /* ranked by the predicted rating */
         if (i) assert_true(cb_list_score(l, i - 1) >= cb_list_score(l, i));
     }
@@ -562,7 +562,7 @@ static void public_api(void **state) {
     /* (user and JSON together: a known user plus live events, tests/test_serve_api.c) */
     /* similar: cosine similarity, descending, same order as the distances */
     size_t item0;
-    assert_int_equal(cb_recommender_find_item(h, cb_vocab_name(f->rec->items, 0), &item0, NULL, 0, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommender_find_item(h, cb_bundle_item_id(f->rec, 0), &item0, NULL, 0, NULL, &err), CB_OK);
     assert_int_equal(cb_recommender_similar(h, item0, 100000, &l, &err), CB_OK);
     assert_int_equal(cb_list_size(l), f->rec->n_items - 1);
     assert_int_equal(cb_list_n_notes(l), 1);
@@ -583,7 +583,7 @@ static void public_api(void **state) {
     assert_int_equal(un, 0);
     assert_int_equal(cb_recommender_find_user(h, "no-such-user", &un, &err), CB_ENOTFOUND);
     float p;
-    assert_int_equal(cb_recommender_predict(h, user, cb_vocab_name(f->rec->items, 3), &p, &err), CB_OK);
+    assert_int_equal(cb_recommender_predict(h, user, cb_bundle_item_id(f->rec, 3), &p, &err), CB_OK);
     assert_true(p == cb_bundle_predict_vec(f->rec, f->rec->user_vecs, 3));
     assert_int_equal(cb_recommender_predict(h, user, "no-such-item", &p, &err), CB_ENOTFOUND);
     char *desc;
@@ -595,7 +595,7 @@ static void public_api(void **state) {
     /* the example program, which sees only include/cbrec.h */
     char new_user[128];
     snprintf(new_user, sizeof new_user, "{\"genre_ratings\": {\"%s\": 5}}", cb_features_genre_name(f->rec->features, 0));
-    char *argv[] = {"embed", f->model_path, (char *)user, (char *)cb_vocab_name(f->rec->items, 3), new_user, NULL};
+    char *argv[] = {"embed", f->model_path, (char *)user, (char *)cb_bundle_item_id(f->rec, 3), new_user, NULL};
     assert_int_equal(embed_main(5, argv), 0);
     char *bad_argv[] = {"embed", f->model_path, "no-such-user", "1", NULL};
     assert_int_equal(embed_main(4, bad_argv), 1);
@@ -608,7 +608,7 @@ static void per_call_filters(void **state) {
     cb_config *opts;
     cb_list *l;
     uint32_t u = 2;
-    const char *user = cb_vocab_name(f->rec->users, u);
+    const char *user = cb_bundle_user_id(f->rec, u);
     assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
     assert_int_equal(cb_config_set(opts, "n", "150", &err), CB_OK);
     assert_int_equal(cb_config_set(opts, "embedding", "150", &err), CB_OK);
@@ -620,7 +620,7 @@ static void per_call_filters(void **state) {
     assert_int_equal(cb_config_set(opts, "include-seen", "false", &err), CB_OK);
     /* exclude two ids: never returned */
     char list[128];
-    snprintf(list, sizeof list, "%s, %s", cb_vocab_name(f->rec->items, 10), cb_vocab_name(f->rec->items, 11));
+    snprintf(list, sizeof list, "%s, %s", cb_bundle_item_id(f->rec, 10), cb_bundle_item_id(f->rec, 11));
     assert_int_equal(cb_config_set(opts, "exclude", list, &err), CB_OK);
     assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, opts, &l, &err), CB_OK);
     for (size_t i = 0; i < cb_list_size(l); i++) {
@@ -633,8 +633,8 @@ static void per_call_filters(void **state) {
     uint32_t allowed[3], na = 0;
     for (uint32_t i = 0; i < f->rec->n_items && na < 3; i++)
         if (!rated(f->rec, u, i)) allowed[na++] = i;
-    snprintf(list, sizeof list, "%s,%s,%s", cb_vocab_name(f->rec->items, allowed[0]),
-             cb_vocab_name(f->rec->items, allowed[1]), cb_vocab_name(f->rec->items, allowed[2]));
+    snprintf(list, sizeof list, "%s,%s,%s", cb_bundle_item_id(f->rec, allowed[0]),
+             cb_bundle_item_id(f->rec, allowed[1]), cb_bundle_item_id(f->rec, allowed[2]));
     assert_int_equal(cb_config_set(opts, "allow", list, &err), CB_OK);
     assert_int_equal(cb_recommender_recommend(f->exact, user, NULL, opts, &l, &err), CB_OK);
     assert_int_equal(cb_list_size(l), 3);
@@ -716,7 +716,7 @@ static void batch_matches_brute_force(void **state) {
     char *line;
     assert_int_equal(cb_recommender_batch_row_json(f->exact, 5, bi, bs, 3, opts, &line, &err), CB_OK);
     assert_non_null(strstr(line, "\"criterion\":\"predicted rating\""));
-    assert_non_null(strstr(line, cb_vocab_name(f->rec->users, 5)));
+    assert_non_null(strstr(line, cb_bundle_user_id(f->rec, 5)));
     free(line);
     users[0] = nu; /* out of range */
     assert_int_equal(cb_recommender_recommend_batch(f->exact, users, 2, 3, opts, bi, bs, &err), CB_ENOTFOUND);
@@ -758,7 +758,7 @@ static void added_items_are_recommended(void **state) {
     cb_error err;
     const cb_bundle *r = f->rec;
     uint32_t d = r->dim, u = 3;
-    const char *uid = cb_vocab_name(r->users, u);
+    const char *uid = cb_bundle_user_id(r, u);
     const float *vu = r->user_vecs + (size_t)u * d;
     float max_norm = 0;
     for (uint32_t i = 0; i < r->n_items; i++) {
@@ -818,7 +818,7 @@ static void added_items_are_recommended(void **state) {
     snprintf(gline, sizeof gline, "genre %s\n", genre);
     char *block_genre = tu_write(f->dir, "block-new-genre.txt", gline);
     const char *keys[4] = {"exclude", "allow", "block-file", "block-file"};
-    const char *vals[4] = {"fresh", cb_vocab_name(r->items, 0), block_id, block_genre};
+    const char *vals[4] = {"fresh", cb_bundle_item_id(r, 0), block_id, block_genre};
     for (int t = 0; t < 4; t++) {
         cb_config_free(opts);
         assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);

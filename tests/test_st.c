@@ -1,5 +1,8 @@
 /* Tests for st: the safetensors-layout container — round trip, layout that
- * Python can read, and every kind of damaged file refused with a clear error. */
+ * Python can read, and every kind of damaged file refused with a clear error;
+ * a sectioned file opens without reading its large tensors, and a flipped
+ * byte in one is refused when that range is read (cb_st_check, or
+ * cb_st_tensor for the whole), in the header's hashes at open. */
 #include "testutil.h"
 #include "base/st.h"
 
@@ -133,11 +136,78 @@ static void python_can_read_it(void **state) {
     free(path);
 }
 
+/* Flip byte `at` of the file at path. */
+static void flip(const char *path, long at) {
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, at, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, at, SEEK_SET);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+}
+
+static void sectioned_files(void **state) {
+    (void)state;
+    enum { N = 3 * CB_ST_SECTION_BYTES / 4 + 100 }; /* four sections, the last partial */
+    int32_t *big = malloc(N * sizeof *big);
+    for (int i = 0; i < N; i++) big[i] = i * 3;
+    static float small[4] = {1, 2, 3, 4};
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "s.st");
+    cb_error err;
+    cb_st_writer *w = cb_st_writer_create(&err);
+    int64_t nb = N, ns = 4;
+    assert_int_equal(cb_st_add(w, "big", CB_ST_I32, &nb, 1, big, &err), CB_OK);
+    assert_int_equal(cb_st_add(w, "small", CB_ST_F32, &ns, 1, small, &err), CB_OK);
+    cb_st_writer_sectioned(w);
+    assert_int_equal(cb_st_write(w, path, "cbrec-test", 1, &err), CB_OK);
+    cb_st_writer_free(w);
+    cb_st *st = NULL;
+    int64_t shape[1];
+    assert_int_equal(cb_st_open(&st, path, "cbrec-test", 1, &err), CB_OK);
+    assert_non_null(strstr(cb_st_meta(st, "checksum"), "xxh64s:"));
+    const int32_t *b = cb_st_tensor(st, "big", CB_ST_I32, 1, shape, &err);
+    assert_non_null(b);
+    assert_memory_equal(b, big, N * sizeof *big);
+    cb_st_close(st);
+    /* one byte in the third section flipped: opens, the first sections read,
+     * the third refused, the whole tensor refused */
+    FILE *f = fopen(path, "rb");
+    unsigned char len8[8];
+    assert_int_equal(fread(len8, 1, 8, f), 8);
+    fclose(f);
+    long hlen = 0;
+    for (int i = 0; i < 8; i++) hlen |= (long)len8[i] << (8 * i);
+    /* "big" sorts first: its bytes start the data */
+    flip(path, 8 + hlen + 2 * (long)CB_ST_SECTION_BYTES + 10);
+    assert_int_equal(cb_st_open(&st, path, "cbrec-test", 1, &err), CB_OK);
+    const int32_t *lazy = cb_st_tensor_lazy(st, "big", CB_ST_I32, 1, shape, &err);
+    assert_non_null(lazy);
+    assert_int_equal(cb_st_check(st, lazy, 2 * CB_ST_SECTION_BYTES, &err), CB_OK);
+    assert_int_equal(cb_st_check(st, lazy + 100, 4, &err), CB_OK);
+    assert_int_equal(cb_st_check(st, lazy + 2 * CB_ST_SECTION_BYTES / 4 + 1, 8, &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "checksum mismatch in tensor 'big'"));
+    assert_non_null(strstr(err.msg, path));
+    assert_null(cb_st_tensor(st, "big", CB_ST_I32, 1, shape, &err));
+    assert_non_null(strstr(err.msg, "checksum mismatch"));
+    assert_non_null(cb_st_tensor(st, "small", CB_ST_F32, 1, shape, &err));
+    assert_int_equal(cb_st_check(st, small, 4, &err), CB_EINVAL); /* not inside the file */
+    cb_st_close(st);
+    /* a flipped byte in the section hashes (the last bytes): refused at open */
+    flip(path, 8 + hlen + 2 * (long)CB_ST_SECTION_BYTES + 10); /* undo */
+    flip(path, file_size(path) - 3);
+    assert_int_equal(cb_st_open(&st, path, "cbrec-test", 1, &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "checksum mismatch"));
+    tu_rmrf(dir);
+    free(path), free(dir), free(big);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(roundtrip),
         cmocka_unit_test(damaged_files_refused),
         cmocka_unit_test(python_can_read_it),
+        cmocka_unit_test(sectioned_files),
     };
     return cmocka_run_group_tests_name("st", tests, NULL, NULL);
 }

@@ -40,6 +40,8 @@ struct cb_st_writer {
     size_t n, cap;
     st_meta *m;
     size_t n_meta, cap_meta;
+    bool sectioned;   /* cb_st_writer_sectioned */
+    uint64_t *sums;   /* while writing: the section hashes (the "__sections__" tensor) */
 };
 
 struct cb_st {
@@ -51,7 +53,21 @@ struct cb_st {
     st_meta *m;
     size_t n_meta;
     int version;
+    /* a sectioned file (ST_SECTIONED_PREFIX): tensors of at least
+     * section_bytes are checked a section at a time (cb_st_check) */
+    uint64_t section_bytes;
+    const unsigned char *sums; /* [n_sections] uint64 into the mapping (maybe unaligned) */
+    size_t n_sections;
+    size_t *first_section;  /* [n] the tensor's first section, SIZE_MAX: not sectioned */
+    unsigned char *checked; /* [n_sections] 1 once verified (atomic: readers share st) */
 };
+
+#ifdef CB_FUZZ_NO_CHECKSUM /* the fuzz build: let mutated files reach the contents' validators */
+#define ST_VERIFY 0
+#else
+#define ST_VERIFY 1
+#endif
+#define ST_SECTIONS "__sections__" /* the tensor of section hashes in a sectioned file */
 
 static int cmp_tensor(const void *a, const void *b) {
     return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
@@ -65,13 +81,20 @@ static int cmp_meta(const void *a, const void *b) {
  * arrays must already be sorted. */
 typedef uint64_t (*st_hash_fn)(const void *data, size_t len, uint64_t h);
 
-static uint64_t checksum(st_hash_fn hash, const st_tensor *t, size_t n, const st_meta *m, size_t n_meta) {
+static bool is_sectioned(const st_tensor *t, uint64_t section_bytes) {
+    return section_bytes && t->nbytes >= section_bytes && strcmp(t->name, ST_SECTIONS) != 0;
+}
+
+/* section_bytes 0: every tensor's bytes; else the bytes of the tensors below
+ * that size and of "__sections__", which holds the others' section hashes. */
+static uint64_t checksum(st_hash_fn hash, const st_tensor *t, size_t n, const st_meta *m, size_t n_meta,
+                         uint64_t section_bytes) {
     uint64_t h = CB_FNV1A64_INIT;
     for (size_t i = 0; i < n; i++) {
         h = hash(t[i].name, strlen(t[i].name) + 1, h);
         h = hash(dtype_names[t[i].dtype], strlen(dtype_names[t[i].dtype]), h);
         for (int d = 0; d < t[i].ndim; d++) h = hash(&t[i].shape[d], sizeof t[i].shape[d], h);
-        h = hash(t[i].data, (size_t)t[i].nbytes, h);
+        if (!is_sectioned(&t[i], section_bytes)) h = hash(t[i].data, (size_t)t[i].nbytes, h);
     }
     for (size_t i = 0; i < n_meta; i++) {
         if (!strcmp(m[i].key, "checksum")) continue;
@@ -82,14 +105,27 @@ static uint64_t checksum(st_hash_fn hash, const st_tensor *t, size_t n, const st
 }
 
 /* The "checksum" value names its hash: "xxh64:<hex>" (written since the
- * model format 3), or bare hex for FNV-1a (older files, still verified). */
+ * model format 3), "xxh64s:<hex>" (sectioned: cb_st_writer_sectioned), or
+ * bare hex for FNV-1a (older files, still verified). */
 #define ST_SUM_PREFIX "xxh64:"
+#define ST_SECTIONED_PREFIX "xxh64s:"
 
 static void checksum_text(char *buf, size_t size, const st_tensor *t, size_t n, const st_meta *m, size_t n_meta,
-                          const char *like) {
-    bool fnv = like && strncmp(like, ST_SUM_PREFIX, strlen(ST_SUM_PREFIX)) != 0;
-    uint64_t h = checksum(fnv ? cb_fnv1a64 : cb_hash64, t, n, m, n_meta);
-    snprintf(buf, size, "%s%016" PRIx64, fnv ? "" : ST_SUM_PREFIX, h);
+                          const char *like, uint64_t section_bytes) {
+    bool fnv = like && strncmp(like, ST_SUM_PREFIX, strlen(ST_SUM_PREFIX)) != 0 &&
+               strncmp(like, ST_SECTIONED_PREFIX, strlen(ST_SECTIONED_PREFIX)) != 0;
+    uint64_t h = checksum(fnv ? cb_fnv1a64 : cb_hash64, t, n, m, n_meta, section_bytes);
+    snprintf(buf, size, "%s%016" PRIx64, fnv ? "" : section_bytes ? ST_SECTIONED_PREFIX : ST_SUM_PREFIX, h);
+}
+
+/* The hash of section k of a tensor: its bytes [k * section_bytes, ...). */
+static uint64_t section_sum(const st_tensor *t, size_t k, uint64_t section_bytes) {
+    uint64_t lo = (uint64_t)k * section_bytes, len = t->nbytes - lo < section_bytes ? t->nbytes - lo : section_bytes;
+    return cb_hash64((const unsigned char *)t->data + lo, (size_t)len, 0);
+}
+
+static size_t n_sections_of(const st_tensor *t, uint64_t section_bytes) {
+    return (size_t)((t->nbytes + section_bytes - 1) / section_bytes);
 }
 
 static bool shape_bytes(const int64_t *shape, int ndim, cb_st_dtype dtype, uint64_t *out) {
@@ -113,7 +149,29 @@ void cb_st_writer_free(cb_st_writer *w) {
     for (size_t i = 0; i < w->n_meta; i++) free(w->m[i].key), free(w->m[i].value);
     free(w->t);
     free(w->m);
+    free(w->sums);
     free(w);
+}
+
+void cb_st_writer_sectioned(cb_st_writer *w) { w->sectioned = true; }
+
+/* The "__sections__" tensor: the hash of every CB_ST_SECTION_BYTES section of
+ * every tensor that large, in name order (w->t sorted). */
+static int add_sections(cb_st_writer *w, cb_error *err) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%u", (unsigned)CB_ST_SECTION_BYTES);
+    int rc = cb_st_set_meta(w, "section_bytes", buf, err);
+    size_t n_sums = 0;
+    for (size_t i = 0; i < w->n; i++)
+        if (is_sectioned(&w->t[i], CB_ST_SECTION_BYTES)) n_sums += n_sections_of(&w->t[i], CB_ST_SECTION_BYTES);
+    if (!rc && !(w->sums = cb_calloc(n_sums + 1, sizeof *w->sums, err))) rc = CB_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; !rc && i < w->n; i++)
+        for (size_t s = 0; is_sectioned(&w->t[i], CB_ST_SECTION_BYTES) && s < n_sections_of(&w->t[i], CB_ST_SECTION_BYTES); s++)
+            w->sums[k++] = section_sum(&w->t[i], s, CB_ST_SECTION_BYTES);
+    int64_t shape = (int64_t)(n_sums * sizeof *w->sums);
+    if (!rc) rc = cb_st_add(w, ST_SECTIONS, CB_ST_U8, &shape, 1, w->sums, err);
+    return rc;
 }
 
 int cb_st_add(cb_st_writer *w, const char *name, cb_st_dtype dtype, const int64_t *shape, int ndim,
@@ -176,8 +234,12 @@ int cb_st_write(cb_st_writer *w, const char *path, const char *format, int forma
     if ((rc = cb_st_set_meta(w, "format", format, err)) || (rc = cb_st_set_meta(w, "format_version", buf, err)))
         return rc;
     qsort(w->t, w->n, sizeof *w->t, cmp_tensor);
+    if (w->sectioned && !w->sums) {
+        if ((rc = add_sections(w, err))) return rc;
+        qsort(w->t, w->n, sizeof *w->t, cmp_tensor);
+    }
     qsort(w->m, w->n_meta, sizeof *w->m, cmp_meta);
-    checksum_text(buf, sizeof buf, w->t, w->n, w->m, w->n_meta, NULL);
+    checksum_text(buf, sizeof buf, w->t, w->n, w->m, w->n_meta, NULL, w->sectioned ? CB_ST_SECTION_BYTES : 0);
     if ((rc = cb_st_set_meta(w, "checksum", buf, err))) return rc;
 
     json_t *root = json_object(), *meta = json_object();
@@ -250,6 +312,8 @@ void cb_st_close(cb_st *st) {
     free(st->t);
     free(st->m);
     free(st->path);
+    free(st->first_section);
+    free(st->checked);
     free(st);
 }
 
@@ -343,6 +407,30 @@ out:
     return rc;
 }
 
+/* A sectioned file: its section size, the "__sections__" tensor (one hash per
+ * section of each large tensor) and the table of which are verified. */
+static int open_sections(cb_st *st, cb_error *err) {
+    const char *sb = cb_st_meta(st, "section_bytes");
+    int64_t bytes = 0;
+    if (!sb || !cb_parse_i64(sb, strlen(sb), &bytes) || bytes < 64 || bytes > (1 << 30))
+        return cb_fail(err, CB_EFORMAT, "%s: sectioned checksum without a valid 'section_bytes'", st->path);
+    st->section_bytes = (uint64_t)bytes;
+    if (!(st->first_section = cb_calloc(st->n + 1, sizeof *st->first_section, err))) return CB_ENOMEM;
+    size_t n_sections = 0;
+    const st_tensor *sums = NULL;
+    for (size_t i = 0; i < st->n; i++) {
+        if (!strcmp(st->t[i].name, ST_SECTIONS)) sums = &st->t[i];
+        st->first_section[i] = is_sectioned(&st->t[i], st->section_bytes) ? n_sections : SIZE_MAX;
+        if (is_sectioned(&st->t[i], st->section_bytes)) n_sections += n_sections_of(&st->t[i], st->section_bytes);
+    }
+    if (!sums || sums->dtype != CB_ST_U8 || sums->nbytes != n_sections * sizeof(uint64_t))
+        return cb_fail(err, CB_EFORMAT, "%s: the section hashes are missing or do not fit the tensors", st->path);
+    st->sums = sums->data;
+    st->n_sections = n_sections;
+    if (!(st->checked = cb_calloc(n_sections + 1, 1, err))) return CB_ENOMEM;
+    return CB_OK;
+}
+
 int cb_st_open(cb_st **out, const char *path, const char *format, int max_version, cb_error *err) {
     *out = NULL;
     cb_st *st = cb_calloc(1, sizeof *st, err);
@@ -413,9 +501,11 @@ int cb_st_open(cb_st **out, const char *path, const char *format, int max_versio
         goto fail;
     }
     st->version = (int)v;
+    if (sum && !strncmp(sum, ST_SECTIONED_PREFIX, strlen(ST_SECTIONED_PREFIX)) && (rc = open_sections(st, err)))
+        goto fail;
     if (sum) {
         char buf[32];
-        checksum_text(buf, sizeof buf, st->t, st->n, st->m, st->n_meta, sum);
+        checksum_text(buf, sizeof buf, st->t, st->n, st->m, st->n_meta, sum, st->section_bytes);
 #ifdef CB_FUZZ_NO_CHECKSUM /* the fuzz build: let mutated files reach the contents' validators */
         if (0) {
 #else
@@ -435,8 +525,57 @@ fail:
     return rc;
 }
 
+/* Verify sections [lo, hi) of tensor i, each once. */
+static int check_sections(const cb_st *st, size_t i, size_t lo, size_t hi, cb_error *err) {
+    const st_tensor *t = &st->t[i];
+    for (size_t s = lo; s < hi; s++) {
+        size_t k = st->first_section[i] + s;
+        if (__atomic_load_n(&st->checked[k], __ATOMIC_ACQUIRE)) continue;
+        uint64_t want;
+        memcpy(&want, st->sums + k * sizeof want, sizeof want);
+        if (ST_VERIFY && section_sum(t, s, st->section_bytes) != want)
+            return cb_fail(err, CB_EFORMAT, "%s: checksum mismatch in tensor '%s' (bytes %" PRIu64 "..%" PRIu64
+                           "; file is corrupted)", st->path, t->name, (uint64_t)s * st->section_bytes,
+                           (uint64_t)(s + 1) * st->section_bytes);
+        __atomic_store_n(&st->checked[k], 1, __ATOMIC_RELEASE);
+    }
+    return CB_OK;
+}
+
+int cb_st_check(const cb_st *st, const void *p, size_t len, cb_error *err) {
+    if (!st->section_bytes || len == 0) return CB_OK;
+    const unsigned char *q = p;
+    for (size_t i = 0; i < st->n; i++) {
+        const unsigned char *d = st->t[i].data;
+        if (q < d || q + len > d + st->t[i].nbytes) continue;
+        if (st->first_section[i] == SIZE_MAX) return CB_OK; /* covered by the file's checksum */
+        size_t lo = (size_t)((uint64_t)(q - d) / st->section_bytes);
+        size_t hi = (size_t)(((uint64_t)(q - d) + len - 1) / st->section_bytes) + 1;
+        return check_sections(st, i, lo, hi, err);
+    }
+    return cb_fail(err, CB_EINVAL, "%s: cb_st_check: the range is not inside one tensor", st->path);
+}
+
+static const st_tensor *find_tensor(const cb_st *st, const char *name, cb_st_dtype dtype, int ndim, int64_t *shape,
+                                    cb_error *err);
+
 const void *cb_st_tensor(const cb_st *st, const char *name, cb_st_dtype dtype, int ndim, int64_t *shape,
                          cb_error *err) {
+    const st_tensor *t = find_tensor(st, name, dtype, ndim, shape, err);
+    if (t && st->section_bytes && st->first_section[t - st->t] != SIZE_MAX &&
+        check_sections(st, (size_t)(t - st->t), 0, n_sections_of(t, st->section_bytes), err))
+        return NULL;
+    return t ? t->data : NULL;
+}
+
+const void *cb_st_tensor_lazy(const cb_st *st, const char *name, cb_st_dtype dtype, int ndim, int64_t *shape,
+                              cb_error *err) {
+    const st_tensor *t = find_tensor(st, name, dtype, ndim, shape, err);
+    return t ? t->data : NULL;
+}
+
+static const st_tensor *find_tensor(const cb_st *st, const char *name, cb_st_dtype dtype, int ndim, int64_t *shape,
+                                    cb_error *err) {
     st_tensor key = {.name = (char *)name};
     const st_tensor *t = bsearch(&key, st->t, st->n, sizeof *st->t, cmp_tensor);
     if (!t) {
@@ -456,20 +595,21 @@ const void *cb_st_tensor(const cb_st *st, const char *name, cb_st_dtype dtype, i
         return NULL;
     }
     for (int d = 0; d < ndim; d++) shape[d] = t->shape[d];
-    return t->data;
+    return t;
 }
 
 int cb_st_copy(const cb_st *st, cb_st_writer *w, const char *const *skip, cb_error *err) {
-    static const char *const own[] = {"checksum", "format", "format_version"};
+    static const char *const own[] = {"checksum", "format", "format_version", "section_bytes"};
     int rc = CB_OK;
     for (size_t i = 0; i < st->n && !rc; i++) {
         bool skipped = false;
         for (size_t k = 0; skip && skip[k]; k++) skipped |= !strcmp(skip[k], st->t[i].name);
+        skipped |= !strcmp(st->t[i].name, ST_SECTIONS); /* the writer makes its own */
         if (!skipped) rc = cb_st_add(w, st->t[i].name, st->t[i].dtype, st->t[i].shape, st->t[i].ndim, st->t[i].data, err);
     }
     for (size_t i = 0; i < st->n_meta && !rc; i++) {
         bool skipped = false;
-        for (size_t k = 0; k < 3; k++) skipped |= !strcmp(own[k], st->m[i].key);
+        for (size_t k = 0; k < 4; k++) skipped |= !strcmp(own[k], st->m[i].key);
         for (size_t k = 0; skip && skip[k]; k++) skipped |= !strcmp(skip[k], st->m[i].key);
         if (!skipped) rc = cb_st_set_meta(w, st->m[i].key, st->m[i].value, err);
     }

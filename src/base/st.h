@@ -11,6 +11,14 @@
  *                    shape and bytes and every other metadata key and value,
  *                    so any corruption of header or data is detected on load
  *                    (files before it carry bare-hex FNV-1a 64, still verified).
+ * A sectioned file (cb_st_writer_sectioned; "checksum" = "xxh64s:" + hex)
+ * covers each tensor of at least CB_ST_SECTION_BYTES by one XXH64 per
+ * section of that size, kept in a tensor "__sections__" (and the size in
+ * "section_bytes"), and the checksum covers those hashes instead of those
+ * tensors' bytes: opening it reads only the header and the small tensors,
+ * and a large tensor is verified a section at a time when it is read
+ * (cb_st_tensor: all of it; cb_st_tensor_lazy + cb_st_check: the bytes
+ * asked for), so one user's rows of a 240 MB history cost a few sections.
  * Files are written atomically (temporary file, fsync, rename) and read with
  * mmap (read-only, shared between processes). A reader validates everything
  * before handing out a pointer: truncation, offsets, shapes, dtypes, checksum. */
@@ -33,6 +41,9 @@ int cb_st_add(cb_st_writer *w, const char *name, cb_st_dtype dtype, const int64_
 int cb_st_set_meta(cb_st_writer *w, const char *key, const char *value, cb_error *err);
 /* Write atomically to `path`, with "format" = `format` and "format_version". */
 int cb_st_write(cb_st_writer *w, const char *path, const char *format, int format_version, cb_error *err);
+/* Make w write a sectioned file (see above). */
+void cb_st_writer_sectioned(cb_st_writer *w);
+#define CB_ST_SECTION_BYTES (64u << 10)
 void cb_st_writer_free(cb_st_writer *w);
 
 /* ---- Reading. */
@@ -46,6 +57,15 @@ void cb_st_close(cb_st *st); /* NULL is a no-op; invalidates every pointer it ga
  * when it is missing or of another dtype or rank. */
 const void *cb_st_tensor(const cb_st *st, const char *name, cb_st_dtype dtype, int ndim, int64_t *shape,
                          cb_error *err);
+/* The same, without verifying a sectioned tensor's bytes: read none of them
+ * before cb_st_check has said CB_OK for them. */
+const void *cb_st_tensor_lazy(const cb_st *st, const char *name, cb_st_dtype dtype, int ndim, int64_t *shape,
+                              cb_error *err);
+/* Verify the bytes [p, p + len) of one tensor of st (each section once, safe
+ * from several threads): CB_OK, or CB_EFORMAT "checksum mismatch in tensor
+ * ..." naming the file. A no-op in files that are not sectioned and for
+ * tensors the file's checksum covers. */
+int cb_st_check(const cb_st *st, const void *p, size_t len, cb_error *err);
 /* Add every tensor and metadata entry of `st` to `w` (tensor data still
  * points into `st`: keep it open until cb_st_write), except the names listed
  * in `skip` (NULL-terminated; may be NULL) and the container's own keys

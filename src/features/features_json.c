@@ -212,6 +212,30 @@ static int jget_u32_array(const json_t *o, const char *key, uint32_t want, uint3
     return CB_OK;
 }
 
+/* A per-item array from the tensor "features.<key>" of st (4-byte elements,
+ * `want` of them, UINT32_MAX: any number), copied (the features own it). */
+static int st_get_array(const cb_st *st, const char *key, cb_st_dtype dt, uint32_t want, void **out, uint32_t *n,
+                        cb_error *err) {
+    char name[64];
+    snprintf(name, sizeof name, "features.%s", key);
+    int64_t shape[1];
+    const void *p = cb_st_tensor(st, name, dt, 1, shape, err);
+    if (!p) return CB_EFORMAT;
+    if (shape[0] >= UINT32_MAX || (want != UINT32_MAX && shape[0] != want))
+        return cb_fail(err, CB_EFORMAT, "features: tensor '%s' has %lld entries, expected %u", name, (long long)shape[0], want);
+    *n = (uint32_t)shape[0];
+    if (!(*out = cb_malloc((size_t)(*n ? *n : 1) * 4, err))) return CB_ENOMEM;
+    memcpy(*out, p, (size_t)*n * 4);
+    return CB_OK;
+}
+
+/* A uint32 per-item array from the JSON, or from st when it is given. */
+static int items_u32(const json_t *j, const cb_st *st, const char *key, uint32_t want, uint32_t **out, uint32_t *n,
+                     cb_error *err) {
+    if (!st) return jget_u32_array(j, key, want, out, n, err);
+    return st_get_array(st, key, CB_ST_I32, want, (void **)out, n, err);
+}
+
 static int jget_f64_array(const json_t *o, const char *key, uint32_t want, double **out, cb_error *err) {
     const json_t *a = NULL;
     uint32_t n;
@@ -332,7 +356,7 @@ static int facets_from_json(cb_features *f, const json_t *fa, cb_error *err) {
     return CB_OK;
 }
 
-static int features_from_json(cb_features *f, const json_t *j, cb_error *err) {
+static int features_from_json(cb_features *f, const json_t *j, const cb_st *st, cb_error *err) {
     const json_t *v = NULL, *cfg = NULL;
     int rc;
     if (!json_is_object(j)) return cb_fail(err, CB_EFORMAT, "features: not a JSON object");
@@ -383,8 +407,8 @@ static int features_from_json(cb_features *f, const json_t *j, cb_error *err) {
     if ((rc = facets_from_json(f, json_object_get(j, "facets"), err))) return rc;
     if ((rc = cb_feat_build_genre_vocab(f, err))) return rc == CB_ENOMEM ? rc : CB_EFORMAT;
     uint32_t n, nnz;
-    if ((rc = jget_u32_array(j, "item_genre_off", f->n_items + 1, &f->item_genre_off, &n, err))) return rc;
-    if ((rc = jget_u32_array(j, "item_genre_val", UINT32_MAX, &f->item_genre_val, &nnz, err))) return rc;
+    if ((rc = items_u32(j, st, "item_genre_off", f->n_items + 1, &f->item_genre_off, &n, err))) return rc;
+    if ((rc = items_u32(j, st, "item_genre_val", UINT32_MAX, &f->item_genre_val, &nnz, err))) return rc;
     if (f->item_genre_off[0] != 0 || f->item_genre_off[f->n_items] != nnz)
         return cb_fail(err, CB_EFORMAT, "features: item genre offsets do not match the %u genre entries", nnz);
     for (uint32_t i = 0; i < f->n_items; i++)
@@ -394,15 +418,18 @@ static int features_from_json(cb_features *f, const json_t *j, cb_error *err) {
         if (f->item_genre_val[k] >= f->n_genres)
             return cb_fail(err, CB_EFORMAT, "features: item genre entry %u is %u, only %u genres", k, f->item_genre_val[k],
                            f->n_genres);
-    if ((rc = jget_u32_array(j, "item_count", f->n_items, &f->item_count, &n, err))) return rc;
+    if ((rc = items_u32(j, st, "item_count", f->n_items, &f->item_count, &n, err))) return rc;
+    if (st && (rc = st_get_array(st, "item_mean", CB_ST_F32, f->n_items, (void **)&f->item_mean, &n, err))) return rc;
+    for (uint32_t i = 0; st && i < f->n_items; i++)
+        if (!isfinite(f->item_mean[i])) return cb_fail(err, CB_EFORMAT, "features: item_mean[%u] is not finite", i);
     double *means = NULL;
-    if ((rc = jget_f64_array(j, "item_mean", f->n_items, &means, err))) return rc;
-    f->item_mean = cb_malloc((size_t)(f->n_items ? f->n_items : 1) * sizeof *f->item_mean, err);
+    if (!st && (rc = jget_f64_array(j, "item_mean", f->n_items, &means, err))) return rc;
+    if (!st) f->item_mean = cb_malloc((size_t)(f->n_items ? f->n_items : 1) * sizeof *f->item_mean, err);
     if (!f->item_mean) {
         free(means);
         return CB_ENOMEM;
     }
-    for (uint32_t i = 0; i < f->n_items; i++) f->item_mean[i] = (float)means[i];
+    for (uint32_t i = 0; means && i < f->n_items; i++) f->item_mean[i] = (float)means[i];
     free(means);
     if ((rc = jget_u32_array(j, "top_items", UINT32_MAX, &f->top_items, &f->top_k, err))) return rc;
     uint32_t n_ids;
@@ -418,10 +445,33 @@ static int features_from_json(cb_features *f, const json_t *j, cb_error *err) {
 }
 
 int cb_features_from_json(cb_features **out, const json_t *j, cb_error *err) {
+    return cb_features_from_json_st(out, j, NULL, err);
+}
+
+static const char *const item_arrays[] = {"item_genre_off", "item_genre_val", "item_count", "item_mean"};
+
+json_t *cb_features_to_json_st(const cb_features *f, cb_st_writer *w, cb_error *err) {
+    json_t *j = cb_features_to_json(f, err);
+    if (!j) return NULL;
+    int64_t n[4] = {(int64_t)f->n_items + 1, f->item_genre_off[f->n_items], f->n_items, f->n_items};
+    const void *data[4] = {f->item_genre_off, f->item_genre_val, f->item_count, f->item_mean};
+    for (int k = 0; k < 4; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "features.%s", item_arrays[k]);
+        if (cb_st_add(w, name, k == 3 ? CB_ST_F32 : CB_ST_I32, &n[k], 1, data[k], err)) {
+            json_decref(j);
+            return NULL;
+        }
+        json_object_del(j, item_arrays[k]);
+    }
+    return j;
+}
+
+int cb_features_from_json_st(cb_features **out, const json_t *j, const cb_st *st, cb_error *err) {
     *out = NULL;
     cb_features *f = cb_calloc(1, sizeof *f, err);
     if (!f) return CB_ENOMEM;
-    int rc = features_from_json(f, j, err);
+    int rc = features_from_json(f, j, st, err);
     if (rc) {
         cb_features_free(f);
         return rc;

@@ -49,6 +49,7 @@
 
 #include "data/dataset.h"
 #include "base/rows.h"
+#include "base/st.h"
 #include <jansson.h>
 
 typedef enum cb_age_mode {
@@ -217,6 +218,13 @@ int cb_features_impute_cold_reference(const cb_features *f, float *X_u, const ui
  * CB_EFORMAT and a message, never a crash. Reals round-trip exactly. */
 json_t *cb_features_to_json(const cb_features *f, cb_error *err);
 int cb_features_from_json(cb_features **out, const json_t *j, cb_error *err);
+/* The same with the per-item arrays (item_genre_off, item_genre_val,
+ * item_count, item_mean) as tensors "features.<name>" of w / st instead of
+ * JSON arrays (model format 4: at 27k items they were ~900 KB of the JSON,
+ * parsed number by number at every load). The tensors reference f's arrays:
+ * keep f until cb_st_write. */
+json_t *cb_features_to_json_st(const cb_features *f, cb_st_writer *w, cb_error *err);
+int cb_features_from_json_st(cb_features **out, const json_t *j, const cb_st *st, cb_error *err);
 
 /* ---- Content columns (facets): the genre column and every categorical /
  * multi-valued item column are one list of values (the "genres" accessors

@@ -29,11 +29,9 @@ void cb_bundle_free(cb_bundle *r) {
     free(r->fingerprint);
     cb_model_free(r->model);
     cb_features_free(r->features);
-    cb_vocab_free(r->users);
-    cb_vocab_free(r->items);
-    if (r->titles)
-        for (uint32_t i = 0; i < r->n_items; i++) free(r->titles[i]);
-    free(r->titles);
+    cb_idtab_free(r->users);
+    cb_idtab_free(r->items);
+    cb_idtab_free(r->titles);
     for (uint32_t g = 0; g < r->n_groups; g++) {
         free(r->groups[g].column);
         for (uint32_t l = 0; r->groups[g].levels && l < r->groups[g].n_levels; l++) free(r->groups[g].levels[l]);
@@ -49,8 +47,14 @@ void cb_bundle_free(cb_bundle *r) {
     free(r);
 }
 
-int64_t cb_bundle_user(const cb_bundle *r, const char *id) { return cb_vocab_find(r->users, id, strlen(id)); }
-int64_t cb_bundle_item(const cb_bundle *r, const char *id) { return cb_vocab_find(r->items, id, strlen(id)); }
+int64_t cb_bundle_user(const cb_bundle *r, const char *id) { return cb_idtab_find(r->users, id, strlen(id)); }
+int64_t cb_bundle_item(const cb_bundle *r, const char *id) { return cb_idtab_find(r->items, id, strlen(id)); }
+const char *cb_bundle_user_id(const cb_bundle *r, uint32_t user) { return cb_idtab_name(r->users, user); }
+const char *cb_bundle_item_id(const cb_bundle *r, uint32_t item) { return cb_idtab_name(r->items, item); }
+const char *cb_bundle_item_title(const cb_bundle *r, uint32_t item) {
+    const char *t = cb_idtab_name(r->titles, item);
+    return t ? t : "";
+}
 
 /* The dot product of the columns [off, off + len) of the user and item vectors. */
 static float dot_part(const cb_bundle *r, const float *user_vec, uint32_t item, uint32_t off, uint32_t len) {
@@ -196,9 +200,7 @@ static int build_history(cb_bundle *r, const cb_dataset *ds, const uint32_t *tra
     return CB_OK;
 }
 
-/* Lists from the ratings train_idx[0..n_train), or from every rating of the
- * dataset when train_idx is NULL. */
-static int build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err) {
+int cb_bundle_build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err) {
     uint32_t nu = r->n_users, ni = r->n_items;
     double *score = cb_calloc(ni, sizeof *score, err);
     scored *scratch = cb_calloc(ni, sizeof *scratch, err);
@@ -457,18 +459,6 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
     return rc;
 }
 
-static int copy_vocab(cb_vocab **out, const cb_vocab *src, cb_error *err) {
-    *out = cb_vocab_create(err);
-    if (!*out) return CB_ENOMEM;
-    for (uint32_t i = 0; i < cb_vocab_size(src); i++) {
-        const char *s = cb_vocab_name(src, i);
-        uint32_t idx;
-        int rc = cb_vocab_intern(*out, s, strlen(s), &idx, NULL, err);
-        if (rc) return rc;
-    }
-    return CB_OK;
-}
-
 /* Labels 0/1 only (loss bce under the rating objective). */
 static bool labels_binary(const cb_dataset *ds, const uint32_t *idx, size_t n) {
     for (size_t j = 0; j < n; j++) {
@@ -519,24 +509,20 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
     }
     if ((rc = cb_model_create(&r->model, mc, err))) goto fail;
     r->dim = cb_model_out_dim(r->model);
-    if ((rc = copy_vocab(&r->users, ds->users, err)) || (rc = copy_vocab(&r->items, ds->items, err))) goto fail;
-    r->dataset = cb_strdup(ds->name ? ds->name : "unnamed", err);
-    r->titles = cb_calloc(r->n_items, sizeof *r->titles, err);
-    if (!r->dataset || !r->titles) {
+    if ((rc = cb_idtab_from_vocab(&r->users, ds->users, err)) || (rc = cb_idtab_from_vocab(&r->items, ds->items, err)) ||
+        (rc = cb_idtab_from_names(&r->titles, (const char *const *)ds->titles, r->n_items, false, "title", err)))
+        goto fail;
+    if (!(r->dataset = cb_strdup(ds->name ? ds->name : "unnamed", err))) {
         rc = CB_ENOMEM;
         goto fail;
     }
-    for (uint32_t i = 0; ds->titles && i < r->n_items; i++)
-        if (ds->titles[i] && !(r->titles[i] = cb_strdup(ds->titles[i], err))) {
-            rc = CB_ENOMEM;
-            goto fail;
-        }
     /* A numerical failure keeps the last good parameters: still a usable model. */
     if ((rc = fit_and_embed(r, in, res, err)) && rc != CB_ENUMERIC) goto fail;
     /* the lists after training: the history (12 B per rating) is not held
      * beside the training tables (peak memory) */
-    int rc_lists = in->seen_all_ratings ? build_lists(r, ds, NULL, ds->n_ratings, err)
-                                        : build_lists(r, ds, in->train_idx, in->n_train, err);
+    int rc_lists = in->lists_later        ? CB_OK
+                   : in->seen_all_ratings ? cb_bundle_build_lists(r, ds, NULL, ds->n_ratings, err)
+                                          : cb_bundle_build_lists(r, ds, in->train_idx, in->n_train, err);
     if (rc_lists) {
         rc = rc_lists;
         goto fail;
@@ -554,9 +540,9 @@ int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_res
         return cb_fail(err, CB_EINVAL, "--resume: the data has %u users and %u items, the model %u and %u",
                        cb_dataset_n_users(ds), cb_dataset_n_items(ds), r->n_users, r->n_items);
     for (uint32_t i = 0; i < r->n_items; i++)
-        if (strcmp(cb_vocab_name(ds->items, i), cb_vocab_name(r->items, i)))
+        if (strcmp(cb_vocab_name(ds->items, i), cb_bundle_item_id(r, i)))
             return cb_fail(err, CB_EINVAL, "--resume: item %u is '%s' in the data but '%s' in the model", i,
-                           cb_vocab_name(ds->items, i), cb_vocab_name(r->items, i));
+                           cb_vocab_name(ds->items, i), cb_bundle_item_id(r, i));
     /* Only the training fields come from the caller; the architecture and
      * objective are the model's own. */
     cb_model_config c = *cb_model_config_of(r->model);
@@ -698,16 +684,6 @@ static int model_config_from_json(cb_model_config *c, json_t *j) {
     return 0;
 }
 
-static json_t *vocab_json(const cb_vocab *v) {
-    json_t *a = json_array();
-    for (uint32_t i = 0; a && i < cb_vocab_size(v); i++)
-        if (json_array_append_new(a, json_string(cb_vocab_name(v, i)))) {
-            json_decref(a);
-            return NULL;
-        }
-    return a;
-}
-
 /* Metadata entries are JSON documents stored as strings. */
 static int set_meta_json(cb_st_writer *w, const char *key, json_t *j, cb_error *err) {
     if (!j) return cb_fail(err, CB_ENOMEM, "out of memory serialising %s", key);
@@ -735,6 +711,7 @@ static int save_history(const cb_bundle *r, const char *path, cb_error *err) {
     ADD("seen.items", CB_ST_I32, 1, r->seen_item, nseen);
     ADD("seen.ratings", CB_ST_F32, 1, r->seen_y, nseen);
     ADD("seen.timestamps", CB_ST_I32, 1, r->seen_ts, nseen);
+    cb_st_writer_sectioned(w); /* read a user's rows without reading the file (format 2) */
     if (!rc) rc = cb_st_set_meta(w, "fingerprint", r->fingerprint, err);
     if (!rc) rc = cb_st_write(w, path, CB_BUNDLE_HISTORY_FORMAT, CB_BUNDLE_HISTORY_VERSION, err);
     cb_st_writer_free(w);
@@ -778,7 +755,8 @@ int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *histo
      * a failed write leaves the old pair intact, and a reader between the two
      * renames sees the old model with the new history, refused by
      * fingerprint and retried (cb_bundle_load_files), never misread */
-    rc = r->has_history ? save_history(r, tmp_h, err) : CB_OK;
+    rc = r->has_history ? cb_bundle_history_check(r, err) : CB_OK; /* never copy unverified rows */
+    if (!rc && r->has_history) rc = save_history(r, tmp_h, err);
     if (!rc) rc = save_model(r, tmp_m, err);
     if (!rc && r->has_history) rc = cb_atomic_rename(tmp_h, history_path, err);
     if (!rc) rc = cb_atomic_rename(tmp_m, path, err);
@@ -825,17 +803,14 @@ static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
         ADD(gname[0], CB_ST_I32, 1, gr->user_level, nu);
         ADD(gname[1], CB_ST_I32, 2, gr->top, gr->n_levels, CB_BUNDLE_TOP_LIST);
     }
-    json_t *titles = json_array();
-    for (uint32_t i = 0; titles && i < ni; i++)
-        json_array_append_new(titles, r->titles[i] ? json_string(r->titles[i]) : json_null());
     if (!rc) rc = set_meta_json(w, "groups", groups, err);
     else json_decref(groups);
-    if (!rc) rc = set_meta_json(w, "titles", titles, err);
-    else json_decref(titles);
+    /* ids and titles as binary tables (format 4): loaded without parsing */
+    if (!rc) rc = cb_idtab_save(r->users, w, "users", err);
+    if (!rc) rc = cb_idtab_save(r->items, w, "items", err);
+    if (!rc) rc = cb_idtab_save(r->titles, w, "titles", err);
     if (!rc) rc = set_meta_json(w, "model_config", model_config_json(cb_model_config_of(r->model)), err);
-    if (!rc) rc = set_meta_json(w, "features", cb_features_to_json(r->features, err), err);
-    if (!rc) rc = set_meta_json(w, "users", vocab_json(r->users), err);
-    if (!rc) rc = set_meta_json(w, "items", vocab_json(r->items), err);
+    if (!rc) rc = set_meta_json(w, "features", cb_features_to_json_st(r->features, w, err), err);
     if (!rc) rc = set_meta_json(w, "info", json_pack("{s:s,s:f,s:f,s:b,s:s}", "dataset", r->dataset, "y_min",
                                                      (double)r->y_min, "y_max", (double)r->y_max, "binary",
                                                      r->binary, "cbrec_version", CB_VERSION_STRING), err);
@@ -856,21 +831,54 @@ static json_t *meta_json(const cb_st *st, const char *key, cb_error *err) {
     return j;
 }
 
-static int vocab_from_json(cb_vocab **out, const json_t *a, uint32_t expect, const char *what, const cb_st *st,
+/* A string table from the JSON list `key` of a format 1-3 file: ids
+ * (indexed; strings, unique) or titles (strings or null). */
+static int idtab_from_json(cb_idtab **out, const cb_st *st, const char *key, bool indexed, uint32_t expect,
                            cb_error *err) {
-    if (!json_is_array(a) || json_array_size(a) != expect)
-        return cb_fail(err, CB_EFORMAT, "%s: %s list has the wrong length", cb_st_path(st), what);
-    if (!(*out = cb_vocab_create(err))) return CB_ENOMEM;
-    for (uint32_t i = 0; i < expect; i++) {
+    json_t *a = meta_json(st, key, err);
+    if (!a) return CB_EFORMAT;
+    int rc = CB_OK;
+    if (!json_is_array(a) || (expect != UINT32_MAX && json_array_size(a) != expect) || json_array_size(a) >= UINT32_MAX)
+        rc = cb_fail(err, CB_EFORMAT, "%s: %s list has the wrong length", cb_st_path(st), key);
+    uint32_t n = rc ? 0 : (uint32_t)json_array_size(a);
+    const char **names = rc ? NULL : cb_calloc((size_t)n + 1, sizeof *names, err);
+    if (!rc && !names) rc = CB_ENOMEM;
+    for (uint32_t i = 0; !rc && i < n; i++) {
         json_t *x = json_array_get(a, i);
-        uint32_t idx;
-        bool added;
-        if (!json_is_string(x)) return cb_fail(err, CB_EFORMAT, "%s: %s id %u is not a string", cb_st_path(st), what, i);
-        int rc = cb_vocab_intern(*out, json_string_value(x), json_string_length(x), &idx, &added, err);
-        if (rc) return rc;
-        if (!added) return cb_fail(err, CB_EFORMAT, "%s: duplicate %s id '%s'", cb_st_path(st), what, json_string_value(x));
+        if (json_is_string(x) && strlen(json_string_value(x)) == json_string_length(x)) names[i] = json_string_value(x);
+        else if (indexed || !json_is_null(x))
+            rc = cb_fail(err, CB_EFORMAT, "%s: %s entry %u is not a string", cb_st_path(st), key, i);
     }
-    return CB_OK;
+    cb_error dup;
+    if (!rc && (rc = cb_idtab_from_names(out, names, n, indexed, key, &dup)) != CB_OK)
+        cb_fail(err, rc, "%s: %s", cb_st_path(st), dup.msg);
+    free(names);
+    json_decref(a);
+    return rc;
+}
+
+/* The id and title tables, binary (format 4) or JSON (1-3); sets n_users, n_items. */
+static int load_ids(cb_bundle *r, cb_error *err) {
+    const cb_st *st = r->file;
+    if (cb_st_format_version(st) < 4) {
+        int rc = idtab_from_json(&r->users, st, "users", true, UINT32_MAX, err);
+        if (!rc) rc = idtab_from_json(&r->items, st, "items", true, UINT32_MAX, err);
+        if (!rc) rc = idtab_from_json(&r->titles, st, "titles", false, cb_idtab_size(r->items), err);
+        r->n_users = cb_idtab_size(r->users);
+        r->n_items = cb_idtab_size(r->items);
+        return rc;
+    }
+    int64_t shape[1];
+    const void *uo = cb_st_tensor(st, "users.offsets", CB_ST_I32, 1, shape, err);
+    if (!uo || shape[0] < 1 || shape[0] - 1 > INT32_MAX) return uo ? cb_fail(err, CB_EFORMAT, "%s: bad users.offsets", cb_st_path(st)) : CB_EFORMAT;
+    r->n_users = (uint32_t)(shape[0] - 1);
+    const void *io = cb_st_tensor(st, "items.offsets", CB_ST_I32, 1, shape, err);
+    if (!io || shape[0] < 1 || shape[0] - 1 > INT32_MAX) return io ? cb_fail(err, CB_EFORMAT, "%s: bad items.offsets", cb_st_path(st)) : CB_EFORMAT;
+    r->n_items = (uint32_t)(shape[0] - 1);
+    int rc = cb_idtab_from_st(&r->users, st, "users", r->n_users, true, err);
+    if (!rc) rc = cb_idtab_from_st(&r->items, st, "items", r->n_items, true, err);
+    if (!rc) rc = cb_idtab_from_st(&r->titles, st, "titles", r->n_items, false, err);
+    return rc;
 }
 
 /* Fetch a tensor and check its shape; NULL + error otherwise. */
@@ -1015,9 +1023,23 @@ int cb_bundle_check_vector(const cb_bundle *r, const float *vec, bool is_user, c
                    (double)hi);
 }
 
-/* The seen.* tensors of st (the history file, or an old model file), checked
- * in one pass: monotone offsets, items in range, finite ratings in the
- * model's range. */
+/* Rows [lo, hi) of the history: items of the model, ratings in its range. */
+static int history_rows_valid(const cb_bundle *r, const char *path, int32_t lo, int32_t hi, cb_error *err) {
+    float ylo = r->y_min - 1e-3f, yhi = r->y_max + 1e-3f;
+    for (int32_t k = lo; k < hi; k++) {
+        if (r->seen_item[k] < 0 || (uint32_t)r->seen_item[k] >= r->n_items)
+            return cb_fail(err, CB_EFORMAT, "%s: seen.items[%d] = %d is not an item of the model", path, k, r->seen_item[k]);
+        if (!(r->seen_y[k] >= ylo && r->seen_y[k] <= yhi))
+            return cb_fail(err, CB_EFORMAT, "%s: tensor 'seen.ratings' holds %g, outside the model's range [%g, %g]", path,
+                           (double)r->seen_y[k], (double)r->y_min, (double)r->y_max);
+    }
+    return CB_OK;
+}
+
+/* The seen.* tensors of st (the history file, or an old model file): the
+ * offsets checked monotone at once; the rows too, unless the file is
+ * sectioned (history format 2), where each user's rows are verified and
+ * checked when first read (cb_bundle_history_rows). */
 static int history_from(cb_bundle *r, const cb_st *st, cb_error *err) {
     const char *path = cb_st_path(st);
     uint32_t nu = r->n_users;
@@ -1028,21 +1050,44 @@ static int history_from(cb_bundle *r, const cb_st *st, cb_error *err) {
             return cb_fail(err, CB_EFORMAT, "%s: seen.offsets is not monotone", path);
     int32_t nseen = off[nu];
     if (nseen < 0) return cb_fail(err, CB_EFORMAT, "%s: seen.offsets is not monotone", path);
-    if (!(r->seen_item = get(st, "seen.items", CB_ST_I32, 1, nseen, 0, err)) ||
-        !(r->seen_y = get(st, "seen.ratings", CB_ST_F32, 1, nseen, 0, err)) ||
-        !(r->seen_ts = get(st, "seen.timestamps", CB_ST_I32, 1, nseen, 0, err)))
+    bool lazy = st == r->history_file && cb_st_format_version(st) >= 2;
+    const void *(*tensor)(const cb_st *, const char *, cb_st_dtype, int, int64_t *, cb_error *) =
+        lazy ? cb_st_tensor_lazy : cb_st_tensor;
+    int64_t shape[3][1];
+    if (!(r->seen_item = tensor(st, "seen.items", CB_ST_I32, 1, shape[0], err)) ||
+        !(r->seen_y = tensor(st, "seen.ratings", CB_ST_F32, 1, shape[1], err)) ||
+        !(r->seen_ts = tensor(st, "seen.timestamps", CB_ST_I32, 1, shape[2], err)))
         return CB_EFORMAT;
-    float lo = r->y_min - 1e-3f, hi = r->y_max + 1e-3f;
-    for (int32_t k = 0; k < nseen; k++) {
-        if (r->seen_item[k] < 0 || (uint32_t)r->seen_item[k] >= r->n_items)
-            return cb_fail(err, CB_EFORMAT, "%s: seen.items[%d] = %d is not an item of the model", path, k, r->seen_item[k]);
-        if (!(r->seen_y[k] >= lo && r->seen_y[k] <= hi))
-            return cb_fail(err, CB_EFORMAT, "%s: tensor 'seen.ratings' holds %g, outside the model's range [%g, %g]", path,
-                           (double)r->seen_y[k], (double)r->y_min, (double)r->y_max);
-    }
+    if (shape[0][0] != nseen || shape[1][0] != nseen || shape[2][0] != nseen)
+        return cb_fail(err, CB_EFORMAT, "%s: the seen.* tensors do not hold the %d rows seen.offsets says", path, nseen);
     r->seen_off = off;
-    r->has_history = true;
-    return CB_OK;
+    r->history_lazy = lazy;
+    int rc = lazy ? CB_OK : history_rows_valid(r, path, 0, nseen, err);
+    if (!rc) r->has_history = true;
+    return rc;
+}
+
+int cb_bundle_history_rows(const cb_bundle *r, uint32_t user, cb_error *err) {
+    if (!r->history_lazy || user >= r->n_users) return CB_OK;
+    int32_t lo = r->seen_off[user], n = r->seen_off[user + 1] - lo;
+    if (n == 0) return CB_OK;
+    const cb_st *st = r->history_file;
+    int rc = cb_st_check(st, r->seen_item + lo, (size_t)n * sizeof *r->seen_item, err);
+    if (!rc) rc = cb_st_check(st, r->seen_y + lo, (size_t)n * sizeof *r->seen_y, err);
+    if (!rc) rc = cb_st_check(st, r->seen_ts + lo, (size_t)n * sizeof *r->seen_ts, err);
+    return rc ? rc : history_rows_valid(r, cb_st_path(st), lo, lo + n, err);
+}
+
+int cb_bundle_history_check(const cb_bundle *r, cb_error *err) {
+    if (!r->history_lazy || __atomic_load_n(&r->history_checked, __ATOMIC_ACQUIRE)) return CB_OK;
+    const cb_st *st = r->history_file;
+    int32_t n = r->seen_off[r->n_users];
+    int rc = n ? cb_st_check(st, r->seen_item, (size_t)n * sizeof *r->seen_item, err) : CB_OK;
+    if (!rc && n) rc = cb_st_check(st, r->seen_y, (size_t)n * sizeof *r->seen_y, err);
+    if (!rc && n) rc = cb_st_check(st, r->seen_ts, (size_t)n * sizeof *r->seen_ts, err);
+    if (!rc) rc = history_rows_valid(r, cb_st_path(st), 0, n, err);
+    if (!rc) __atomic_store_n(&((cb_bundle *)r)->history_checked, 1, __ATOMIC_RELEASE);
+    return rc;
 }
 
 /* No history: every user's is empty (see bundle.h for what that costs). */
@@ -1126,26 +1171,19 @@ static int load_once(cb_bundle **out, const char *path, const char *history_path
     cb_error_clear(err);
     cb_bundle *r = cb_calloc(1, sizeof *r, err);
     if (!r) return CB_ENOMEM;
-    json_t *mc = NULL, *feat = NULL, *users = NULL, *items = NULL, *info = NULL, *titles = NULL, *groups = NULL;
+    json_t *mc = NULL, *feat = NULL, *info = NULL, *groups = NULL;
     int rc = cb_st_open(&r->file, path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, err);
     if (rc) goto done;
     const cb_st *st = r->file;
     rc = CB_EFORMAT;
     if (!(mc = meta_json(st, "model_config", err)) || !(feat = meta_json(st, "features", err)) ||
-        !(users = meta_json(st, "users", err)) || !(items = meta_json(st, "items", err)) ||
-        !(info = meta_json(st, "info", err)) || !(titles = meta_json(st, "titles", err)) ||
-        !(groups = meta_json(st, "groups", err)))
+        !(info = meta_json(st, "info", err)) || !(groups = meta_json(st, "groups", err)))
         goto done;
     cb_model_config cfg;
     if ((rc = load_towers(r, &cfg, mc, err))) goto done;
-    if ((rc = cb_features_from_json(&r->features, feat, err))) goto done;
-    rc = CB_EFORMAT;
-    r->n_users = (uint32_t)json_array_size(users);
-    r->n_items = (uint32_t)json_array_size(items);
+    if ((rc = cb_features_from_json_st(&r->features, feat, cb_st_format_version(st) >= 4 ? st : NULL, err))) goto done;
     r->dim = cb_model_out_dim(r->model);
-    if ((rc = vocab_from_json(&r->users, users, r->n_users, "user", st, err)) ||
-        (rc = vocab_from_json(&r->items, items, r->n_items, "item", st, err)))
-        goto done;
+    if ((rc = load_ids(r, err))) goto done;
     rc = CB_EFORMAT;
     if (cb_features_n_items(r->features) != r->n_items) {
         cb_fail(err, CB_EFORMAT, "%s: feature transform and item list disagree", path);
@@ -1192,14 +1230,9 @@ static int load_once(cb_bundle **out, const char *path, const char *history_path
         cb_fail(err, CB_EFORMAT, "%s: an item index is out of range", path);
         goto done;
     }
-    if (!json_is_array(titles) || json_array_size(titles) != ni || !json_is_array(groups)) {
-        cb_fail(err, CB_EFORMAT, "%s: bad titles or groups metadata", path);
+    if (!json_is_array(groups)) {
+        cb_fail(err, CB_EFORMAT, "%s: bad groups metadata", path);
         goto done;
-    }
-    if (!(r->titles = cb_calloc(ni, sizeof *r->titles, err))) goto done;
-    for (uint32_t i = 0; i < ni; i++) {
-        json_t *t = json_array_get(titles, i);
-        if (json_is_string(t) && !(r->titles[i] = cb_strdup(json_string_value(t), err))) goto done;
     }
     r->groups = cb_calloc(json_array_size(groups) + 1, sizeof *r->groups, err);
     if (!r->groups) goto done;
@@ -1239,10 +1272,7 @@ static int load_once(cb_bundle **out, const char *path, const char *history_path
 done:
     json_decref(mc);
     json_decref(feat);
-    json_decref(users);
-    json_decref(items);
     json_decref(info);
-    json_decref(titles);
     json_decref(groups);
     if (rc) cb_bundle_free(r);
     else *out = r;

@@ -27,15 +27,20 @@
 #include "features/featurize.h"
 #include "model/model.h"
 #include "model/neighbours.h"
+#include "base/idtab.h"
 #include "base/st.h"
 
 #define CB_BUNDLE_FORMAT "cbrec-model"
-#define CB_BUNDLE_FORMAT_VERSION 3 /* 2: the user tower may take a history bag (older cbrec refuse
+#define CB_BUNDLE_FORMAT_VERSION 4 /* 2: the user tower may take a history bag (older cbrec refuse
                                       these files by their version; version 1 files still load);
                                       3: the history lives in its own file (version 1 and 2 files,
-                                      which hold it, still load) */
+                                      which hold it, still load);
+                                      4: user ids, item ids and titles are binary tables (idtab.h:
+                                      tensors users.*, items.*, titles.*) instead of JSON metadata
+                                      (files of versions 1-3 still load) */
 #define CB_BUNDLE_HISTORY_FORMAT "cbrec-history"
-#define CB_BUNDLE_HISTORY_VERSION 1
+#define CB_BUNDLE_HISTORY_VERSION 2 /* 2: sectioned checksum (st.h), each user's rows verified when
+                                       first read (version 1 files, verified whole at load, still load) */
 #define CB_BUNDLE_HISTORY_SUFFIX ".history" /* the default history path: the model's + this */
 #define CB_BUNDLE_TOP_LIST 100 /* length of each precomputed retrieval list */
 
@@ -53,8 +58,8 @@ typedef struct cb_bundle {
     char *fingerprint;       /* identifies this model (tables built from it carry it) */
     cb_model *model;
     cb_features *features;
-    cb_vocab *users, *items;
-    char **titles;           /* [n_items], entries may be NULL */
+    cb_idtab *users, *items; /* ids <-> indices (indexed tables) */
+    cb_idtab *titles;        /* [n_items], "" when the item has none */
     uint32_t n_users, n_items, dim;
     float y_min, y_max;
     bool binary;
@@ -70,6 +75,11 @@ typedef struct cb_bundle {
     const int32_t *seen_item;  /* [n_seen] */
     const float *seen_y;       /* [n_seen] */
     const int32_t *seen_ts;    /* [n_seen] seconds (as uint32 bits) */
+    /* rows of a sectioned history file are verified when first read: call
+     * cb_bundle_history_rows (one user) or cb_bundle_history_check (all)
+     * before reading seen_item / seen_y / seen_ts; seen_off is checked */
+    bool history_lazy;
+    int history_checked;       /* every row verified (atomic) */
     const int32_t *popular;    /* [CB_BUNDLE_TOP_LIST] by training count, -1 padded */
     const int32_t *genre_top;  /* [n_genres x CB_BUNDLE_TOP_LIST] by shrunk mean, -1 padded */
     uint32_t n_genres;
@@ -97,6 +107,10 @@ typedef struct cb_bundle_train_input {
      * ratings are still ratings they gave) instead of the training ratings
      * only (evaluation). Features and towers always see training ratings only. */
     bool seen_all_ratings;
+    /* The caller builds the lists itself (cb_bundle_build_lists), after
+     * freeing what it holds for training (the split's indices: 4 B per
+     * rating), so they are not held beside the history at the peak. */
+    bool lists_later;
     cb_epoch_fn on_epoch;
     void *ctx;
     const uint32_t *test_idx; size_t n_test;    /* optional: evaluated after training, into
@@ -117,6 +131,9 @@ void cb_bundle_objective_for_data(cb_model_config *mc, const cb_dataset *ds);
  * cannot work is CB_EINVAL before any training: e.g. loss bce with labels
  * other than 0/1 under the rating objective. */
 int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
+/* The history and the retrieval lists of a trained bundle, from the ratings
+ * train_idx[0..n_train) of ds, or (train_idx NULL) every rating of ds. */
+int cb_bundle_build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err);
 /* Continue training a recommender (--resume): same dataset ids required.
  * Only the training fields of in->model are used. */
 int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
@@ -148,9 +165,21 @@ int cb_bundle_validate(const cb_bundle *r, const char *path, cb_error *err);
  * the same ranking score for every item. CB_OK or CB_ENUMERIC saying which. */
 int cb_bundle_check_vector(const cb_bundle *r, const float *vec, bool is_user, cb_error *err);
 
+/* Before reading user's rows of the history (seen_item, seen_y, seen_ts
+ * [seen_off[user], seen_off[user + 1])) or all of them: CB_OK once their
+ * bytes match the history file's checksum and their items and ratings are
+ * the model's, else CB_EFORMAT naming the file ("checksum mismatch ...").
+ * Cheap and CB_OK for a history verified at load (trained, older files). */
+int cb_bundle_history_rows(const cb_bundle *r, uint32_t user, cb_error *err);
+int cb_bundle_history_check(const cb_bundle *r, cb_error *err);
+
 /* Index of a user / item id, or -1. */
 int64_t cb_bundle_user(const cb_bundle *r, const char *id);
 int64_t cb_bundle_item(const cb_bundle *r, const char *id);
+/* The id of user / item i (i < n_users / n_items), its title ("" if none). */
+const char *cb_bundle_user_id(const cb_bundle *r, uint32_t user);
+const char *cb_bundle_item_id(const cb_bundle *r, uint32_t item);
+const char *cb_bundle_item_title(const cb_bundle *r, uint32_t item);
 /* Prediction (rating scale, or probability for binary labels) from two
  * vectors; NAN when the model has no rating head (objective retrieval). */
 float cb_bundle_predict_vec(const cb_bundle *r, const float *user_vec, uint32_t item);

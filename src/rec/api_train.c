@@ -233,7 +233,7 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
     ti.n_train = carve.n_train;
     ti.valid_idx = ti.test_idx = NULL;
     ti.n_valid = ti.n_test = 0;
-    ti.seen_all_ratings = false;
+    ti.seen_all_ratings = ti.lists_later = false;
     ti.on_epoch = in->on_epoch ? tuning_tick : NULL;
     ti.ctx = (void *)in;
     cb_bundle *tb = NULL;
@@ -311,7 +311,8 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
     cb_bundle_train_input in = {.ds = ds, .train_idx = carved ? carve.train : sp->train, .n_train = carve.n_train,
                                 .valid_idx = carve.n_test ? carve.test : NULL, .n_valid = carve.n_test,
                                 .features = &tc->features, .model = tc->model, .scale_targets = tc->scale_targets,
-                                .seen_all_ratings = seen_all_ratings, .on_epoch = epoch_fn, .ctx = ctx,
+                                .seen_all_ratings = seen_all_ratings, .lists_later = seen_all_ratings,
+                                .on_epoch = epoch_fn, .ctx = ctx,
                                 .test_idx = sp->n_test ? sp->test : NULL, .n_test = sp->n_test,
                                 .comm = tc->comm};
     if (!resume) cb_bundle_objective_for_data(&in.model, ds);
@@ -356,6 +357,18 @@ static int run(cb_bundle **out, cb_bundle *b, const cb_dataset *ds, const cb_con
     cb_train_outcome o;
     double t0 = cb_now();
     rc = cb_train_on_split(out, b, ds, tc, &sp, true, progress ? cb_progress_adapt : NULL, &pa, &o, err);
+    /* the lists (the history: 12 B per rating) once the split (4 B per
+     * rating) is freed: the two are never held together at the peak */
+    size_t n_test = sp.n_test;
+    cb_split_free(&sp);
+    if (!b && out && *out && (*out)->item_vecs && (rc == CB_OK || rc == CB_ENUMERIC)) {
+        int lrc = cb_bundle_build_lists(*out, ds, NULL, ds->n_ratings, err);
+        if (lrc) {
+            cb_bundle_free(*out);
+            *out = NULL;
+            rc = lrc;
+        }
+    }
     const cb_bundle *trained = b ? b : out ? *out : NULL;
     if (report && trained && (rc == CB_OK || rc == CB_ENUMERIC)) {
         const cb_train_result *res = &o.res;
@@ -363,13 +376,12 @@ static int run(cb_bundle **out, cb_bundle *b, const cb_dataset *ds, const cb_con
         cb_train_report full = {sizeof full, res->epochs_run, res->best_epoch, res->train_loss, res->valid_loss,
                                 res->valid_rmse, o.test_rmse, o.test_loss,
                                 cb_model_config_of(trained->model)->loss == CB_LOSS_BCE, o.n_train, o.n_valid,
-                                sp.n_test, cb_features_user_dim(trained->features),
+                                n_test, cb_features_user_dim(trained->features),
                                 cb_features_item_dim(trained->features), cb_model_n_params(trained->model),
                                 cb_now() - t0, rc == CB_ENUMERIC};
         size_t size = report->size < sizeof full ? report->size : sizeof full;
         memcpy((char *)report + sizeof full.size, (char *)&full + sizeof full.size, size - sizeof full.size);
     }
-    cb_split_free(&sp);
     return rc;
 }
 

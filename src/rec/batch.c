@@ -111,6 +111,10 @@ static void neighbour_scores(const cb_recommender *rec, uint32_t u, float *row, 
 static int check_users(const cb_recommender *rec, const size_t *users, size_t n_users, cb_error *err) {
     for (size_t i = 0; i < n_users; i++) {
         size_t u = users ? users[i] : i;
+        if (u < rec->r->n_users) {
+            int rc = cb_bundle_history_rows(rec->r, (uint32_t)u, err); /* verified when first read */
+            if (rc) return rc;
+        }
         if (u >= rec->r->n_users)
             return cb_fail(err, CB_ENOTFOUND, "user number %zu is out of range (the model has %u users)", u,
                            rec->r->n_users);

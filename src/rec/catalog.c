@@ -150,7 +150,7 @@ CB_API size_t cb_recommender_item_count(const cb_recommender *rec) {
 
 CB_API const char *cb_recommender_item_id(const cb_recommender *rec, size_t item) {
     if (!rec) return NULL;
-    if (item < rec->r->n_items) return rec->r->items ? cb_vocab_name(rec->r->items, (uint32_t)item) : "";
+    if (item < rec->r->n_items) return cb_bundle_item_id(rec->r, (uint32_t)item);
     if (item - rec->r->n_items < rec->table.n_extra) return rec->table.extra_ids[item - rec->r->n_items];
     return NULL;
 }
@@ -158,7 +158,7 @@ CB_API const char *cb_recommender_item_id(const cb_recommender *rec, size_t item
 CB_API const char *cb_recommender_item_title(const cb_recommender *rec, size_t item) {
     const char *t = NULL;
     if (!rec) return "";
-    if (item < rec->r->n_items) t = rec->r->titles ? rec->r->titles[item] : NULL;
+    if (item < rec->r->n_items) t = cb_bundle_item_title(rec->r, (uint32_t)item);
     else if (item - rec->r->n_items < rec->table.n_extra) t = rec->table.extra_titles[item - rec->r->n_items];
     return t ? t : "";
 }

@@ -15,10 +15,12 @@ static int merge_known_user(json_t *j, const cb_bundle *r, uint32_t u, cb_error 
     json_t *extra = json_object_get(j, "ratings");
     if (extra && !json_is_object(extra))
         return cb_fail(err, CB_EPARSE, "live events: \"ratings\" must be an object {\"<item id>\": rating}");
+    int rc = cb_bundle_history_rows(r, u, err);
+    if (rc) return rc;
     json_t *merged = json_object();
     if (!merged) return cb_fail(err, CB_ENOMEM, "out of memory");
     for (int32_t k = r->seen_off[u]; k < r->seen_off[u + 1]; k++)
-        json_object_set_new(merged, cb_vocab_name(r->items, (uint32_t)r->seen_item[k]), json_real(r->seen_y[k]));
+        json_object_set_new(merged, cb_bundle_item_id(r, (uint32_t)r->seen_item[k]), json_real(r->seen_y[k]));
     const char *key;
     json_t *v;
     json_object_foreach(extra, key, v) {

@@ -42,8 +42,10 @@ static int profile_alloc(cb_profile *p, const cb_bundle *r, size_t n_ratings, si
 int cb_recommend_profile_user(cb_profile *p, const cb_bundle *r, uint32_t user, cb_error *err) {
     memset(p, 0, sizeof *p);
     if (user >= r->n_users) return cb_fail(err, CB_ENOTFOUND, "user index %u is out of range", user);
+    int rc = cb_bundle_history_rows(r, user, err); /* verified when first read */
+    if (rc) return rc;
     int32_t lo = r->seen_off[user], hi = r->seen_off[user + 1];
-    int rc = profile_alloc(p, r, (size_t)(hi - lo), 0, err);
+    rc = profile_alloc(p, r, (size_t)(hi - lo), 0, err);
     if (rc) return rc;
     p->user = user;
     memcpy(p->vec, r->user_vecs + (size_t)user * r->dim, r->dim * sizeof *p->vec);
@@ -54,12 +56,12 @@ int cb_recommend_profile_user(cb_profile *p, const cb_bundle *r, uint32_t user, 
     for (uint32_t g = 0; g < r->n_groups; g++) p->group_level[g] = r->groups[g].user_level[user];
     if (!r->has_history) /* the user is known and has a trained vector: not cold */
         snprintf(p->note, sizeof p->note, "the model's history file is absent: items user %s rated are not filtered "
-                 "out and no recommendation is \"because you rated\"", cb_vocab_name(r->users, user));
+                 "out and no recommendation is \"because you rated\"", cb_bundle_user_id(r, user));
     else if (!p->n_ratings) {
         p->cold = true;
         snprintf(p->note, sizeof p->note,
                  "user %s has no training ratings: cold-start recommendations from the user's attributes only",
-                 cb_vocab_name(r->users, user));
+                 cb_bundle_user_id(r, user));
     }
     return CB_OK;
 }

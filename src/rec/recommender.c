@@ -142,7 +142,7 @@ CB_API int cb_recommender_describe(const cb_recommender *h, char **json_out, cb_
 CB_API size_t cb_recommender_dim(const cb_recommender *h) { return h ? h->r->dim : 0; }
 CB_API size_t cb_recommender_user_count(const cb_recommender *h) { return h ? h->r->n_users : 0; }
 CB_API const char *cb_recommender_user_id(const cb_recommender *h, size_t user) {
-    return h && user < h->r->n_users ? cb_vocab_name(h->r->users, (uint32_t)user) : NULL;
+    return h && user < h->r->n_users ? cb_bundle_user_id(h->r, (uint32_t)user) : NULL;
 }
 CB_API const float *cb_recommender_item_vectors(const cb_recommender *h) { return h ? h->r->item_vecs : NULL; }
 CB_API const float *cb_recommender_user_vectors(const cb_recommender *h) { return h ? h->r->user_vecs : NULL; }
@@ -196,17 +196,17 @@ CB_API int cb_recommender_predict(const cb_recommender *h, const char *user_id, 
     return CB_OK;
 }
 
-static int write_ids(const char *path, const cb_vocab *v, cb_error *err) {
+static int write_ids(const char *path, const cb_idtab *v, cb_error *err) {
     cb_atomic_file af;
     int rc = cb_atomic_open(&af, path, err);
     if (rc) return rc;
-    for (uint32_t i = 0; i < cb_vocab_size(v); i++) fprintf(af.fp, "%s\n", cb_vocab_name(v, i));
+    for (uint32_t i = 0; i < cb_idtab_size(v); i++) fprintf(af.fp, "%s\n", cb_idtab_name(v, i));
     return cb_atomic_commit(&af, err);
 }
 
-static char *ids_json(const cb_vocab *v) {
+static char *ids_json(const cb_idtab *v) {
     json_t *a = json_array();
-    for (uint32_t i = 0; a && i < cb_vocab_size(v); i++) json_array_append_new(a, json_string(cb_vocab_name(v, i)));
+    for (uint32_t i = 0; a && i < cb_idtab_size(v); i++) json_array_append_new(a, json_string(cb_idtab_name(v, i)));
     char *s = a ? json_dumps(a, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
     json_decref(a);
     return s;

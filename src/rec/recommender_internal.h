@@ -33,8 +33,9 @@ int cb_progress_adapt(const cb_epoch_report *r, void *adapter);
  * measure sp->test after training (skipped when empty). resume == NULL: a new
  * bundle into *out; else resume trains `resume` in place. seen_all_ratings:
  * the "already rated" lists from every rating (a model to serve, cb_train) or
- * from sp->train only (evaluation: eval/evalrun.c's "cbrec" row). sp is not
- * changed. On CB_ENUMERIC *out may hold the last good parameters. */
+ * from sp->train only (evaluation: eval/evalrun.c's "cbrec" row); with
+ * seen_all_ratings the lists are left to the caller (cb_bundle_build_lists
+ * from every rating), to build once it has freed sp. sp is not changed. On CB_ENUMERIC *out may hold the last good parameters. */
 typedef struct cb_train_outcome {
     cb_train_result res;
     size_t n_train, n_valid;     /* after the carve */

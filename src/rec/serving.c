@@ -43,6 +43,8 @@ CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item,
 CB_API int cb_recommender_item_rating_stats(const cb_recommender *rec, size_t *counts, double *means, cb_error *err) {
     if (!rec || !counts || !means) return cb_fail(err, CB_EINVAL, "cb_recommender_item_rating_stats: NULL argument");
     const cb_bundle *r = rec->r;
+    int rc = cb_bundle_history_check(r, err); /* every row: verified when first read */
+    if (rc) return rc;
     size_t n_all = cb_recommender_item_count(rec);
     double *sums = cb_calloc(n_all + 1, sizeof *sums, err);
     if (!sums) return CB_ENOMEM;
@@ -120,6 +122,8 @@ CB_API int cb_recommender_user_rating(const cb_recommender *rec, size_t user, si
     if (j >= cb_recommender_user_n_ratings(rec, user))
         return cb_fail(err, CB_ENOTFOUND, "user %zu has no rating number %zu", user, j);
     const cb_bundle *r = rec->r;
+    int rc = cb_bundle_history_rows(r, (uint32_t)user, err);
+    if (rc) return rc;
     int32_t k = r->seen_off[user] + (int32_t)j;
     *item = (size_t)r->seen_item[k];
     *rating = r->seen_y[k];
