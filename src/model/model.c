@@ -75,7 +75,6 @@ typedef struct tower_ws {
     uint32_t *hrow, *htgt;   /* [cap] history bag: each row's history row (NULL: none) and the
                                 item left out of its bag (UINT32_MAX: none) */
     const uint32_t *h_off, *h_item; /* the history the last gather used (or NULL) */
-    float *halves;       /* split heads: scratch for one part of both towers' outputs */
     float *block;
 } tower_ws;
 
@@ -416,7 +415,6 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
     for (int l = 0; l < t->n_layers; l++) total += PAD((size_t)cap * t->out[l]);
     total += 2 * PAD((size_t)cap * dim) + PAD(2 * (size_t)cap) + 2 * PAD((size_t)cap * widest) + 10 * PAD(cap);
     if (softmax) total += PAD((size_t)cap * cap);
-    if (t->parts > 1) total += PAD((size_t)cap * dim * 3);
     ws->block = cb_calloc(total + 16, sizeof(float), err);
     if (!ws->block) return CB_ENOMEM;
     float *p = ws->block + (16 - ((uintptr_t)ws->block / sizeof(float)) % 16) % 16;
@@ -439,7 +437,6 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
     ws->hrow = (uint32_t *)p; p += PAD(cap);
     ws->htgt = (uint32_t *)p; p += PAD(cap);
     if (softmax) ws->prob = p, p += PAD((size_t)cap * cap);
-    if (t->parts > 1) ws->halves = p; /* [3 x cap x dim]: u, m, gradient halves */
 #undef PAD
     return CB_OK;
 }
@@ -509,115 +506,6 @@ static void tower_forward(const tower *t, tower_ws *ws, const float *x, const ui
     /* split heads: each row's halves are normalised apart, as 2B rows of dim */
     if (l2norm)
         cb_nn_l2norm_forward(ws->y[par], ws->norm, ws->act[L - 1], B * t->parts, t->out[L - 1] / t->parts, eps);
-}
-
-/* Loss of the batch from both towers' outputs (always in the order user,
- * item, so every thread computes the same bits), and the gradient of the
- * loss with respect to tower `side`'s output into ws->g0. Side 0 also
- * accumulates the BCE head's gradients. */
-static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
-                                    const float *head_snap, int B);
-
-static double loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
-                          const float *head_snap, int B) {
-    const cb_model_config *c = &m->cfg;
-    if (c->objective != CB_OBJECTIVE_RATING) return retrieval_loss_and_dy(m, side, ws, yu, ym, head_snap, B);
-    int dim = (int)c->dim;
-    double loss;
-    cb_nn_rowdot_forward(ws->pred, yu, ym, B, dim);
-    memset(ws->dpred, 0, (size_t)B * sizeof(float));
-    if (c->loss == CB_LOSS_MSE) {
-        loss = cb_nn_mse_forward(ws->pred, ws->tgt, B);
-        cb_nn_mse_backward(ws->dpred, ws->pred, ws->tgt, B);
-    } else {
-        float *hg = m->head + HEAD_N;
-        loss = cb_nn_bce_forward(NULL, ws->pred, ws->tgt, head_snap[0], head_snap[1], B);
-        cb_nn_bce_backward(ws->dpred, side == 0 ? &hg[HEAD_S] : NULL,
-                           side == 0 ? &hg[HEAD_C] : NULL, ws->pred, ws->tgt, head_snap[0],
-                           head_snap[1], B);
-    }
-    memset(ws->g0, 0, (size_t)B * dim * sizeof(float));
-    cb_nn_rowdot_backward(side == 0 ? ws->g0 : NULL, side == 1 ? ws->g0 : NULL, ws->dpred, yu, ym,
-                          B, dim);
-    return loss;
-}
-
-/* Columns [off, off + len) of the B rows of width W in src, into dst (B, len). */
-static void take_part(float *dst, const float *src, int B, int W, int off, int len) {
-    for (int r = 0; r < B; r++) memcpy(dst + (size_t)r * len, src + (size_t)r * W + off, (size_t)len * sizeof(float));
-}
-
-/* dst[:, off:off+len] (rows of width W) += src (B, len). */
-static void add_part(float *dst, const float *src, int B, int W, int off, int len) {
-    for (int r = 0; r < B; r++)
-        for (int d = 0; d < len; d++) dst[(size_t)r * W + off + d] += src[(size_t)r * len + d];
-}
-
-/* dy += dL/d(part) of the loss term f(u_part, m_part): the gradient of one
- * tower's output part, through the caller's term (B user rows, N item rows:
- * the softmax's columns, or the batch's own B). Split heads gather the part
- * into ws->halves; otherwise the part is the whole output. */
-typedef double (*part_term)(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
-                            const float *head_snap, int B, int D);
-
-static double on_part(part_term f, cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
-                      const float *head_snap, int B, int N, int part) {
-    int D = (int)m->cfg.dim, W = (int)cb_model_out_dim(m), G = side == 0 ? B : N;
-    if (W == D) return f(m, side, ws, yu, ym, ws->g0, head_snap, B, D);
-    float *u = ws->halves, *v = u + (size_t)B * D, *g = v + (size_t)N * D;
-    take_part(u, yu, B, W, part * D, D);
-    take_part(v, ym, N, W, part * D, D);
-    memset(g, 0, (size_t)G * D * sizeof(float));
-    double loss = f(m, side, ws, u, v, g, head_snap, B, D);
-    add_part(ws->g0, g, G, W, part * D, D);
-    return loss;
-}
-
-/* The softmax over the batch's items and the sampled negatives (ws->n_cols
- * columns: ws->ids, ws->lq from gather_batch). */
-static double softmax_term(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
-                           const float *head_snap, int B, int D) {
-    (void)head_snap;
-    const cb_model_config *c = &m->cfg;
-    float inv_t = 1.0f / c->temperature;
-    int N = ws->n_cols;
-    const float *w = c->below_weight != 1.0f ? ws->wt : NULL;
-    double loss = cb_nn_softmax_xent_forward(ws->prob, u, v, c->logq ? ws->lq : NULL, ws->ids, w, inv_t, B, N, D);
-    cb_nn_softmax_xent_backward(side == 0 ? dy : NULL, side == 1 ? dy : NULL, ws->prob, u, v, w, inv_t, B, N, D);
-    return loss;
-}
-
-/* rating_weight · MSE of the rating head z = s·<u,v> + c on the batch's own
- * pairs; side 0 also accumulates the head's gradients. */
-static double rating_term(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
-                          const float *head_snap, int B, int D) {
-    float s = head_snap[0], w = m->cfg.rating_weight;
-    cb_nn_rowdot_forward(ws->pred, u, v, B, D);
-    for (int r = 0; r < B; r++) ws->z[r] = s * ws->pred[r] + head_snap[1];
-    double loss = w * cb_nn_mse_forward(ws->z, ws->tgt, B);
-    memset(ws->dpred, 0, (size_t)B * sizeof(float));
-    cb_nn_mse_backward(ws->dpred, ws->z, ws->tgt, B); /* dL/dz */
-    if (side == 0) {
-        float *hg = m->head + HEAD_N;
-        double ds = 0.0, dc = 0.0;
-        for (int r = 0; r < B; r++) ds += (double)ws->dpred[r] * ws->pred[r], dc += ws->dpred[r];
-        hg[HEAD_S] += (float)(w * ds);
-        hg[HEAD_C] += (float)(w * dc);
-    }
-    for (int r = 0; r < B; r++) ws->dpred[r] *= w * s; /* dL/d<u,v> */
-    cb_nn_rowdot_backward(side == 0 ? dy : NULL, side == 1 ? dy : NULL, ws->dpred, u, v, B, D);
-    return loss;
-}
-
-/* The retrieval objective, and under `both` the rating term (on the second
- * half of the outputs with split heads, else on the same vectors). */
-static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
-                                    const float *head_snap, int B) {
-    memset(ws->g0, 0, (size_t)side_rows(ws, side, B) * cb_model_out_dim(m) * sizeof(float));
-    double loss = on_part(softmax_term, m, side, ws, yu, ym, head_snap, B, ws->n_cols, 0);
-    if (m->cfg.objective == CB_OBJECTIVE_BOTH)
-        loss += on_part(rating_term, m, side, ws, yu, ym, head_snap, B, B, split(&m->cfg) ? 1 : 0);
-    return loss;
 }
 
 /* The history bag's gradients: dbag (B, E) = dout (B, out0) · the bag's
@@ -695,6 +583,84 @@ static void tower_update(tower *t, const cb_model_config *c) {
 /* Whether the 2-float head is trained: the BCE rating head or the rating head of `both`. */
 static bool head_trained(const cb_model_config *c) {
     return c->objective == CB_OBJECTIVE_BOTH || (c->objective == CB_OBJECTIVE_RATING && c->loss == CB_LOSS_BCE);
+}
+
+/* ---------------------------------------------------------------- loss */
+
+/* Where the loss of a block of batch rows writes (see loss_rows). */
+typedef struct loss_out {
+    float *du;        /* (rows, W): dL/dyu of the block's rows */
+    float *dv;        /* (N, W): the block's part of dL/dym */
+    float *head_grad; /* [HEAD_N]: the head's gradient is added here, or NULL */
+    float *prob;      /* scratch (rows, N): the softmax */
+    float *pred;      /* (rows): the rating dots <u, v>, or NULL */
+} loss_out;
+
+/* The rating part of the rows [lo, hi) on output part [off, off + dim) of
+ * rows of width W: the rating objective (MSE of <u,v>, or BCE of z = s·<u,v>
+ * + c) or, under `both`, rating_weight · MSE of z = s·<u,v> + c. Each row's
+ * term touches only its own user and item, so dv gets rows lo..hi. */
+static double rating_rows(const cb_model *m, const tower_ws *cols, const float *yu, const float *ym, int B, int lo,
+                          int hi, int off, const loss_out *o) {
+    const cb_model_config *c = &m->cfg;
+    int D = (int)c->dim, W = (int)cb_model_out_dim(m);
+    bool head = head_trained(c), bce = c->objective == CB_OBJECTIVE_RATING && c->loss == CB_LOSS_BCE;
+    float s = head ? m->head[HEAD_S] : 1.0f, c0 = head ? m->head[HEAD_C] : 0.0f;
+    double weight = c->objective == CB_OBJECTIVE_BOTH ? c->rating_weight : 1.0, loss = 0.0, ds = 0.0, dc = 0.0;
+    for (int i = lo; i < hi; i++) {
+        const float *u = yu + (size_t)i * W + off, *v = ym + (size_t)i * W + off;
+        float p = 0.0f, t = cols->tgt[i];
+        for (int d = 0; d < D; d++) p += u[d] * v[d];
+        if (o->pred) o->pred[i - lo] = p;
+        double e; /* B · dL/dz */
+        if (bce) {
+            float prob;
+            loss += cb_nn_bce_forward(&prob, &p, &t, s, c0, 1);
+            e = (double)prob - t;
+        } else {
+            double z = (double)s * p + c0 - t;
+            loss += weight * z * z;
+            e = weight * 2.0 * z;
+        }
+        double dz = e / B;
+        ds += dz * p, dc += dz;
+        float dp = (float)(s * dz);
+        float *gu = o->du + (size_t)(i - lo) * W + off, *gv = o->dv + (size_t)i * W + off;
+        for (int d = 0; d < D; d++) gu[d] += dp * v[d], gv[d] += dp * u[d];
+    }
+    if (head && o->head_grad) {
+        o->head_grad[HEAD_S] += (float)ds;
+        o->head_grad[HEAD_C] += (float)dc;
+    }
+    return loss / B;
+}
+
+/* The loss of the block of batch rows [lo, hi) of B examples, from both
+ * towers' outputs yu (B, W) and ym (N, W): the softmax's columns (the batch's
+ * items, then its sampled negatives; N = cols->n_cols) or, for the rating
+ * objective, the batch's own B items. cols holds the whole batch's gathered
+ * targets, weights, items and log q (gather_batch). Overwrites o->du with
+ * dL/d(the block's rows of yu) and o->dv with the block's part of dL/dym:
+ * every column under the softmax (the blocks' dv sum to the item side's
+ * gradient), rows lo..hi otherwise. Returns the block's part of the batch
+ * loss (the blocks' parts add up to it). The retrieval softmax is on output
+ * part 0, the rating term on part 1 with split heads, else on part 0. */
+static double loss_rows(const cb_model *m, const tower_ws *cols, const float *yu, const float *ym, int B, int lo,
+                        int hi, const loss_out *o) {
+    const cb_model_config *c = &m->cfg;
+    int W = (int)cb_model_out_dim(m), N = c->objective == CB_OBJECTIVE_RATING ? B : cols->n_cols;
+    memset(o->du, 0, (size_t)(hi - lo) * W * sizeof(float));
+    memset(o->dv, 0, (size_t)N * W * sizeof(float));
+    double loss = 0.0;
+    if (c->objective != CB_OBJECTIVE_RATING) {
+        cb_nn_softmax sm = {c->logq ? cols->lq : NULL, cols->ids, c->below_weight != 1.0f ? cols->wt : NULL,
+                            1.0f / c->temperature, B, N, (int)c->dim, W};
+        const float *u = yu + (size_t)lo * W;
+        loss += cb_nn_softmax_xent_forward(o->prob, u, ym, &sm, lo, hi - lo);
+    }
+    if (c->objective != CB_OBJECTIVE_RETRIEVAL)
+        loss += rating_rows(m, cols, yu, ym, B, lo, hi, split(c) ? (int)c->dim : 0, o);
+    return loss;
 }
 
 static void head_update(cb_model *m) {
@@ -833,11 +799,10 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
     }
     tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, c->l2norm, c->l2norm_eps);
     tower_forward(&m->tw[1], &ws[1], ws[1].x, NULL, ws[1].ids, side_rows(&ws[1], 1, B), 0, c->l2norm, c->l2norm_eps);
-    double l = 0.0;
-    for (int s = 0; s < 2; s++) {
-        l = loss_and_dy(m, s, &ws[s], ws[0].y[0], ws[1].y[0], m->head, B);
+    loss_out o = {ws[0].g0, ws[1].g0, m->head + HEAD_N, ws[0].prob, NULL};
+    double l = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, &o);
+    for (int s = 0; s < 2; s++)
         tower_backward(&m->tw[s], &ws[s], side_rows(&ws[s], s, B), 0, c->l2norm, c->l2norm_eps);
-    }
     if (loss) *loss = l;
 done:
     free(neg);
@@ -1029,13 +994,13 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
             gather_side(m, side, w, d, idx + off, B);
             tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
         }
-        /* the training loss as the item side computes it: side 1 writes only
-         * into its workspace (the head's gradients belong to side 0) */
-        double l = retrieval_loss_and_dy((cb_model *)m, 1, &ws[1], ws[0].y[0], ws[1].y[0], m->head, B);
+        /* the training loss; its gradients go to the workspaces' scratch */
+        loss_out o = {ws[0].g0, ws[1].g0, NULL, ws[0].prob, ws[1].pred};
+        double l = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, &o);
         if (c->objective == CB_OBJECTIVE_BOTH)
             for (int r = 0; r < B; r++) { /* ws[1].pred: the rating dots of the rating term */
-                double o = (double)cb_model_score_to_prediction(m, ws[1].pred[r]) - d->ratings[idx[off + r]].y;
-                sq_sum += o * o;
+                double o_r = (double)cb_model_score_to_prediction(m, ws[1].pred[r]) - d->ratings[idx[off + r]].y;
+                sq_sum += o_r * o_r;
             }
         loss_sum += l * B;
     }
@@ -1077,16 +1042,18 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
  * towers on its share of the batch rows (of this rank's part of the batch,
  * under a cb_train_comm) and writes its rows of the batch's outputs yu, ym.
  * After a barrier (across processes, an all-gather of the other ranks' rows)
- * the loss of the whole batch is computed from yu, ym as one thread would:
- * the in-batch softmax sees every item of the batch, so the loss and dL/dy
- * are exact. Worker 0 computes dL/dyu, worker 1 dL/dym (each loss_and_dy
- * call computes the whole loss once more; on one thread, worker 0 does both).
- * After a barrier each worker backpropagates its own rows into its own flat
+ * each worker computes the loss of its own rows (loss_rows): its users'
+ * rows of the in-batch softmax over every item of the batch, so dL/dyu of
+ * its rows is exact and local, and its part of dL/dym (all columns). After a
+ * barrier each worker sums, in worker order, the parts of dL/dym for the
+ * items it forwarded (across processes: the ranks' sums are all-reduced
+ * first, with the loss) and backpropagates its own rows into its own flat
  * gradient buffer [user tower | item tower | head]. The buffers are summed
  * slice by slice in worker order (deterministic for a given thread count),
  * across ranks (one all-reduce of the flat sum), and each worker applies the
- * optimiser to its slice. Four barriers per step; six across processes.
- * Every rank computes the same whole-batch loss, so all stop at a NaN alike.
+ * optimiser to its slice. Four barriers per step; eight across processes.
+ * The batch loss is the sum of the workers' (and ranks') parts, the same on
+ * every worker and rank, so all stop at a NaN alike.
  * Sampled negatives (c->negatives = M): every rank draws the same M items a
  * step; they are split across ranks and workers like the batch rows, each
  * worker runs the item tower on its batch rows then its negatives, and the
@@ -1101,6 +1068,9 @@ typedef struct worker {
                                 item-tower rows after its batch rows (ws[1]), outputs at x->ym row B + neg_lo */
     uint32_t *touched[2];    /* [rows + n_neg]: the id-embedding rows its items reached, by step parity */
     int n_touched[2];
+    float *prob;             /* [rows x columns]: its rows of the softmax */
+    float *dv;               /* [columns x out_dim]: its rows' part of dL/dym */
+    double loss;             /* its rows' part of the batch loss */
 } worker;
 
 typedef struct train_ctx {
@@ -1113,9 +1083,11 @@ typedef struct train_ctx {
     worker *wk;              /* [n_workers] */
     float *yu, *ym;          /* the whole batch's tower outputs [batch x out_dim]; ym then has the
                                 step's sampled negatives [negatives x out_dim] */
-    tower_ws loss[2];        /* the whole batch's loss scratch for side s: targets, items, log q,
-                                softmax, dL/dy of that side's outputs in loss[s].g0 */
-    double loss_of[2];       /* the whole batch's loss, as side s's computation gave it */
+    tower_ws cols;           /* the whole batch's targets, weights, items and log q (gather_batch) */
+    bool cross;              /* the loss couples rows (a softmax): dL/dym sums the workers' parts */
+    float *dv_sum;           /* across ranks: [columns x out_dim] this rank's sum of dL/dym, then
+                                the loss (2 floats); all-reduced */
+    double loss;             /* the batch loss, after the loss barrier (across ranks: the second) */
     float **grad;            /* [n_workers + 1] flat gradient buffers; the last is their sum */
     size_t n_flat;           /* floats in each: user tower, item tower, head (HEAD_N) */
     /* the item-id embedding in that layout: rows of emb_dim floats from emb_lo (emb_dim 0: none).
@@ -1247,12 +1219,6 @@ static void forward_rows(train_ctx *x, worker *k, const uint32_t *idx, int B, in
     }
 }
 
-/* The worker that computes dL/dy of side s (0 user, 1 item). */
-static int loss_worker(const train_ctx *x, int side) { return side == 1 && x->n_workers > 1 ? 1 : 0; }
-
-/* Worker w's part of the whole batch's loss (B rows, from x->yu, x->ym):
- * dL/dy of the side(s) it owns into x->loss[s].g0, and the head's gradient
- * (side 0) into its buffer, which is zeroed here. */
 /* Zero worker w's gradient buffer (the id embedding: the rows of its previous
  * step, whose sum is taken) and list the rows its items reach this step. */
 static void zero_grads(train_ctx *x, int w) {
@@ -1296,35 +1262,73 @@ static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
         }
 }
 
-static void loss_part(train_ctx *x, int w, const uint32_t *idx, int B, const uint32_t *neg, int M) {
-    cb_model *m = x->m, *v = &x->wk[w].view;
+/* Worker w's rows [lo, hi) of the batch's loss: dL/dyu of its rows into
+ * its user workspace's g0, its part of dL/dym into k->dv, its part of the
+ * loss into k->loss and of the head's gradient into its buffer (zeroed here). */
+static void loss_block(train_ctx *x, int w, int B, int lo, int hi) {
+    worker *k = &x->wk[w];
     zero_grads(x, w);
-    memcpy(v->head, m->head, HEAD_N * sizeof(float));
-    memset(v->head + HEAD_N, 0, HEAD_N * sizeof(float));
-    for (int s = 0; s < 2; s++) {
-        if (loss_worker(x, s) != w) continue;
-        gather_batch(&m->cfg, &x->loss[s], x->d->ratings, idx, B, x->log_q, neg, M);
-        x->loss_of[s] = loss_and_dy(v, s, &x->loss[s], x->yu, x->ym, v->head, B);
+    float *hg = x->grad[w] + x->n_flat - HEAD_N;
+    loss_out o = {k->ws[0].g0, k->dv, hg, k->prob, NULL};
+    k->loss = loss_rows(x->m, &x->cols, x->yu, x->ym, B, lo, hi, &o);
+}
+
+/* This rank's part of the batch loss: the workers' parts in worker order. */
+static double workers_loss(const train_ctx *x) {
+    double loss = 0.0;
+    for (int v = 0; v < x->n_workers; v++) loss += x->wk[v].loss;
+    return loss;
+}
+
+/* Floats of x->dv_sum that go through the all-reduce: dL/dym (when the loss
+ * couples rows), then the loss. */
+static size_t rank_sum_len(const train_ctx *x, int N) {
+    return (x->cross ? (size_t)N * cb_model_out_dim(x->m) : 0) + 2;
+}
+
+/* Across ranks: this rank's sum of dL/dym into x->dv_sum (worker w sums its
+ * slice of it), and (worker 0) its loss as two floats whose sum keeps ~48 bits. */
+static void rank_sum(train_ctx *x, int w, int N, double loss) {
+    size_t n = rank_sum_len(x, N) - 2, lo, hi;
+    float *src[x->n_workers];
+    for (int v = 0; v < x->n_workers; v++) src[v] = x->wk[v].dv;
+    cb_pool_split(n, x->n_workers, w, 16, &lo, &hi);
+    cb_pool_reduce(x->dv_sum, src, x->n_workers, lo, hi);
+    if (w) return;
+    float big = (float)loss;
+    x->dv_sum[n] = big;
+    x->dv_sum[n + 1] = (float)(loss - big);
+}
+
+/* Rows [lo, lo + n) of dL/dym (rows of W floats) into dst: the batch's sum
+ * (across ranks, x->dv_sum), or the workers' parts summed in worker order
+ * (worker w's own part when the loss does not couple rows). */
+static void item_grad_rows(train_ctx *x, int w, float *dst, size_t lo, size_t n) {
+    size_t W = cb_model_out_dim(x->m);
+    if (!x->cross || x->n_ranks > 1) {
+        memcpy(dst, (x->cross ? x->dv_sum : x->wk[w].dv) + lo * W, n * W * sizeof(float));
+        return;
     }
-    /* one rank counts the head's gradient of the whole batch (every rank has it) */
-    if (w == 0 && x->rank == 0) memcpy(x->grad[w] + x->n_flat - HEAD_N, v->head + HEAD_N, HEAD_N * sizeof(float));
+    float *src[x->n_workers];
+    for (int v = 0; v < x->n_workers; v++) src[v] = x->wk[v].dv + lo * W;
+    cb_pool_reduce(dst, src, x->n_workers, 0, n * W);
 }
 
 /* Worker w's rows [lo, hi) of B, and its sampled negatives, backpropagated
- * from the whole batch's dL/dy into its buffer. */
+ * from dL/dy into its buffer: the user side's from loss_block, the item
+ * side's summed over the blocks. */
 static void backward_rows(train_ctx *x, int w, int B, int lo, int hi) {
     worker *k = &x->wk[w];
     const cb_model_config *c = &x->m->cfg;
     size_t W = cb_model_out_dim(x->m);
     int b = hi - lo, nb = k->n_neg;
+    if (b + nb) {
+        item_grad_rows(x, w, k->ws[1].g0, (size_t)lo, (size_t)b);
+        if (nb) item_grad_rows(x, w, k->ws[1].g0 + (size_t)b * W, (size_t)(B + k->neg_lo), (size_t)nb);
+    }
     for (int s = 0; s < 2; s++) {
         int rows = s == 1 ? b + nb : b;
-        if (rows == 0) continue;
-        memcpy(k->ws[s].g0, x->loss[s].g0 + (size_t)lo * W, (size_t)b * W * sizeof(float));
-        if (s == 1 && nb)
-            memcpy(k->ws[1].g0 + (size_t)b * W, x->loss[1].g0 + (size_t)(B + k->neg_lo) * W,
-                   (size_t)nb * W * sizeof(float));
-        tower_backward(&k->view.tw[s], &k->ws[s], rows, 0, c->l2norm, c->l2norm_eps);
+        if (rows) tower_backward(&k->view.tw[s], &k->ws[s], rows, 0, c->l2norm, c->l2norm_eps);
     }
 }
 
@@ -1401,6 +1405,7 @@ static void run_epoch(void *arg, int w) {
         worker_rows(x, w, B, &lo, &hi);
         if (M) worker_rows(x, w, M, &nlo, &nhi); /* the negatives are split like the batch rows */
         forward_rows(x, &x->wk[w], idx, B, lo, hi, neg, nlo, nhi, step);
+        if (w == 0) gather_batch(&m->cfg, &x->cols, d->ratings, idx, B, x->log_q, neg, M);
         lap(x, w, 0, &t);
         cb_pool_barrier(x->pool);
         if (x->n_ranks > 1) {
@@ -1409,12 +1414,24 @@ static void run_epoch(void *arg, int w) {
         }
         lap(x, w, 3, &t);
         if (x->comm_failed || step >= atomic_load_explicit(&x->stop_step, memory_order_relaxed)) break;
-        loss_part(x, w, idx, B, neg, M);
+        loss_block(x, w, B, lo, hi);
         lap(x, w, 1, &t);
         cb_pool_barrier(x->pool);
         lap(x, w, 3, &t);
-        double loss = x->loss_of[0];
-        if (!isfinite(loss) || !isfinite(x->loss_of[1])) { /* read by all after the barrier: all stop here */
+        double loss = workers_loss(x); /* the same bits on every worker */
+        if (x->n_ranks > 1) {
+            int N = B + M;
+            rank_sum(x, w, N, loss);
+            lap(x, w, 1, &t);
+            cb_pool_barrier(x->pool);
+            if (w == 0 && x->comm->allreduce_sum(x->comm->ctx, x->dv_sum, rank_sum_len(x, N))) x->comm_failed = true;
+            cb_pool_barrier(x->pool);
+            lap(x, w, 3, &t);
+            if (x->comm_failed) break;
+            size_t n = rank_sum_len(x, N) - 2;
+            loss = (double)x->dv_sum[n] + x->dv_sum[n + 1];
+        }
+        if (!isfinite(loss)) { /* every worker and rank has the same loss: all stop here */
             if (w == 0) x->nan_seen = true;
             break;
         }
@@ -1528,13 +1545,19 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
     for (int w = 0; w <= x->n_workers; w++) x->grad[w] = gbuf + (size_t)w * stride;
     x->yu = gbuf + ((size_t)x->n_workers + 1) * stride;
     x->ym = x->yu + (size_t)B * W;
-    for (int s = 0; s < 2 && rc == CB_OK; s++) rc = ws_alloc(&x->loss[s], &m->tw[1], B + M, softmax, err);
+    x->cross = softmax;
+    if ((rc = ws_alloc(&x->cols, &m->tw[1], B + M, false, err))) return rc;
+    if (x->n_ranks > 1 && !(x->dv_sum = cb_calloc((size_t)(B + M) * W + 2, sizeof(float), err))) return CB_ENOMEM;
     for (int w = 0; w < x->n_workers && rc == CB_OK; w++) {
         worker *k = &x->wk[w];
         if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
             (rc = ws_alloc(&k->ws[1], &m->tw[1], cap + ncap, false, err)))
             break;
         if (!(k->touched[0] = cb_calloc(2 * (size_t)(cap + ncap), sizeof(uint32_t), err))) return CB_ENOMEM;
+        /* its rows of the softmax, and its part of dL/dym */
+        if (!(k->prob = cb_calloc((size_t)cap * (softmax ? B + M : 0) + (size_t)(B + M) * W, sizeof(float), err)))
+            return CB_ENOMEM;
+        k->dv = k->prob + (size_t)cap * (softmax ? B + M : 0);
         k->touched[1] = k->touched[0] + cap + ncap;
         k->view = *m;
         tower_grad_view(&k->view.tw[0], &m->tw[0], x->grad[w]);
@@ -1549,9 +1572,10 @@ static void train_ctx_close(train_ctx *x) {
         ws_free(&x->wk[w].ws[0]);
         ws_free(&x->wk[w].ws[1]);
         free(x->wk[w].touched[0]);
+        free(x->wk[w].prob);
     }
-    ws_free(&x->loss[0]);
-    ws_free(&x->loss[1]);
+    ws_free(&x->cols);
+    free(x->dv_sum);
     free(x->wk);
     if (x->grad) free(x->grad[0]);
     free(x->grad);
