@@ -272,6 +272,16 @@ static void softmax_xent_case(const float *w) {
     for (int i = 0; i < N * LD; i++) dva[i] += dvb[i];
     assert_close(du3, du1, B * LD, 1e-5, 1e-6);
     assert_close(dva, dv1, N * LD, 1e-5, 1e-6);
+    /* the item side by columns [0, 4) and [4, 9) over all rows: the naive
+     * twin's values, and the bits of one call over all columns */
+    float dc1[N * LD] = {0}, dc2[N * LD] = {0}, dcn[N * LD] = {0};
+    cb_nn_softmax_xent_backward_cols(dc1, p1, u, &s, 0, N);
+    cb_nn_softmax_xent_backward_cols(dc2, p1, u, &s, 0, 4);
+    cb_nn_softmax_xent_backward_cols(dc2 + 4 * LD, p1, u, &s, 4, N - 4);
+    cb_nn_softmax_xent_backward_cols_naive(dcn, p1, u, &s, 0, N);
+    assert_memory_equal(dc1, dc2, sizeof dc1);
+    assert_close(dc1, dv1, N * LD, 1e-5, 1e-6);
+    assert_close(dcn, dv1, N * LD, 1e-5, 1e-6);
     /* finite differences on the contiguous vectors */
     float uc[B * D], vc[N * D], duc[B * D] = {0}, dvc[N * D] = {0};
     for (int i = 0; i < B; i++) memcpy(uc + i * D, u + i * LD, D * sizeof(float));

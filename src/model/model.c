@@ -590,16 +590,27 @@ static bool head_trained(const cb_model_config *c) {
 /* Where the loss of a block of batch rows writes (see loss_rows). */
 typedef struct loss_out {
     float *du;        /* (rows, W): dL/dyu of the block's rows */
-    float *dv;        /* (N, W): the block's part of dL/dym */
+    float *dv;        /* (rows, W): dL/dym of the block's own items' rows, by the rating term */
+    float *dv_all;    /* (N, W): the block's part of dL/dym of every column, softmax and rating
+                         terms (dv then points into it), or NULL: the softmax's item side is
+                         left to cb_nn_softmax_xent_backward_cols */
     float *head_grad; /* [HEAD_N]: the head's gradient is added here, or NULL */
-    float *prob;      /* scratch (rows, N): the softmax */
+    float *prob;      /* (rows, N): the block's rows of the softmax */
     float *pred;      /* (rows): the rating dots <u, v>, or NULL */
 } loss_out;
+
+/* The softmax of a batch of B examples on output part 0 (rows of width W),
+ * from its gathered columns (gather_batch). */
+static cb_nn_softmax softmax_of(const cb_model *m, const tower_ws *cols, int B) {
+    const cb_model_config *c = &m->cfg;
+    return (cb_nn_softmax){c->logq ? cols->lq : NULL, cols->ids, c->below_weight != 1.0f ? cols->wt : NULL,
+                           1.0f / c->temperature, B, cols->n_cols, (int)c->dim, (int)cb_model_out_dim(m)};
+}
 
 /* The rating part of the rows [lo, hi) on output part [off, off + dim) of
  * rows of width W: the rating objective (MSE of <u,v>, or BCE of z = s·<u,v>
  * + c) or, under `both`, rating_weight · MSE of z = s·<u,v> + c. Each row's
- * term touches only its own user and item, so dv gets rows lo..hi. */
+ * term touches only its own user and item: o->dv's rows. */
 static double rating_rows(const cb_model *m, const tower_ws *cols, const float *yu, const float *ym, int B, int lo,
                           int hi, int off, const loss_out *o) {
     const cb_model_config *c = &m->cfg;
@@ -625,7 +636,7 @@ static double rating_rows(const cb_model *m, const tower_ws *cols, const float *
         double dz = e / B;
         ds += dz * p, dc += dz;
         float dp = (float)(s * dz);
-        float *gu = o->du + (size_t)(i - lo) * W + off, *gv = o->dv + (size_t)i * W + off;
+        float *gu = o->du + (size_t)(i - lo) * W + off, *gv = o->dv + (size_t)(i - lo) * W + off;
         for (int d = 0; d < D; d++) gu[d] += dp * v[d], gv[d] += dp * u[d];
     }
     if (head && o->head_grad) {
@@ -640,26 +651,31 @@ static double rating_rows(const cb_model *m, const tower_ws *cols, const float *
  * items, then its sampled negatives; N = cols->n_cols) or, for the rating
  * objective, the batch's own B items. cols holds the whole batch's gathered
  * targets, weights, items and log q (gather_batch). Overwrites o->du with
- * dL/d(the block's rows of yu) and o->dv with the block's part of dL/dym:
- * every column under the softmax (the blocks' dv sum to the item side's
- * gradient), rows lo..hi otherwise. Returns the block's part of the batch
- * loss (the blocks' parts add up to it). The retrieval softmax is on output
- * part 0, the rating term on part 1 with split heads, else on part 0. */
+ * dL/d(the block's rows of yu), and o->dv_all with the block's part of dL/dym
+ * (the blocks' parts sum to it), or else o->dv with the rating term's part
+ * for the block's own items. Returns the block's part of the batch loss (the
+ * blocks' parts add up to it). The retrieval softmax is on output part 0,
+ * the rating term on part 1 with split heads, else on part 0. */
 static double loss_rows(const cb_model *m, const tower_ws *cols, const float *yu, const float *ym, int B, int lo,
-                        int hi, const loss_out *o) {
+                        int hi, loss_out o) {
     const cb_model_config *c = &m->cfg;
-    int W = (int)cb_model_out_dim(m), N = c->objective == CB_OBJECTIVE_RATING ? B : cols->n_cols;
-    memset(o->du, 0, (size_t)(hi - lo) * W * sizeof(float));
-    memset(o->dv, 0, (size_t)N * W * sizeof(float));
+    size_t W = cb_model_out_dim(m);
+    memset(o.du, 0, (size_t)(hi - lo) * W * sizeof(float));
+    if (o.dv_all) {
+        memset(o.dv_all, 0, (size_t)(c->objective == CB_OBJECTIVE_RATING ? B : cols->n_cols) * W * sizeof(float));
+        o.dv = o.dv_all + (size_t)lo * W;
+    } else {
+        memset(o.dv, 0, (size_t)(hi - lo) * W * sizeof(float));
+    }
     double loss = 0.0;
     if (c->objective != CB_OBJECTIVE_RATING) {
-        cb_nn_softmax sm = {c->logq ? cols->lq : NULL, cols->ids, c->below_weight != 1.0f ? cols->wt : NULL,
-                            1.0f / c->temperature, B, N, (int)c->dim, W};
+        cb_nn_softmax sm = softmax_of(m, cols, B);
         const float *u = yu + (size_t)lo * W;
-        loss += cb_nn_softmax_xent_forward(o->prob, u, ym, &sm, lo, hi - lo);
+        loss += cb_nn_softmax_xent_forward(o.prob, u, ym, &sm, lo, hi - lo);
+        cb_nn_softmax_xent_backward(o.du, o.dv_all, o.prob, u, ym, &sm, lo, hi - lo);
     }
     if (c->objective != CB_OBJECTIVE_RETRIEVAL)
-        loss += rating_rows(m, cols, yu, ym, B, lo, hi, split(c) ? (int)c->dim : 0, o);
+        loss += rating_rows(m, cols, yu, ym, B, lo, hi, split(c) ? (int)c->dim : 0, &o);
     return loss;
 }
 
@@ -799,8 +815,8 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
     }
     tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, c->l2norm, c->l2norm_eps);
     tower_forward(&m->tw[1], &ws[1], ws[1].x, NULL, ws[1].ids, side_rows(&ws[1], 1, B), 0, c->l2norm, c->l2norm_eps);
-    loss_out o = {ws[0].g0, ws[1].g0, m->head + HEAD_N, ws[0].prob, NULL};
-    double l = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, &o);
+    loss_out o = {.du = ws[0].g0, .dv_all = ws[1].g0, .head_grad = m->head + HEAD_N, .prob = ws[0].prob};
+    double l = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o);
     for (int s = 0; s < 2; s++)
         tower_backward(&m->tw[s], &ws[s], side_rows(&ws[s], s, B), 0, c->l2norm, c->l2norm_eps);
     if (loss) *loss = l;
@@ -995,8 +1011,8 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
             tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
         }
         /* the training loss; its gradients go to the workspaces' scratch */
-        loss_out o = {ws[0].g0, ws[1].g0, NULL, ws[0].prob, ws[1].pred};
-        double l = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, &o);
+        loss_out o = {.du = ws[0].g0, .dv_all = ws[1].g0, .prob = ws[0].prob, .pred = ws[1].pred};
+        double l = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o);
         if (c->objective == CB_OBJECTIVE_BOTH)
             for (int r = 0; r < B; r++) { /* ws[1].pred: the rating dots of the rating term */
                 double o_r = (double)cb_model_score_to_prediction(m, ws[1].pred[r]) - d->ratings[idx[off + r]].y;
@@ -1042,13 +1058,17 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
  * towers on its share of the batch rows (of this rank's part of the batch,
  * under a cb_train_comm) and writes its rows of the batch's outputs yu, ym.
  * After a barrier (across processes, an all-gather of the other ranks' rows)
- * each worker computes the loss of its own rows (loss_rows): its users'
- * rows of the in-batch softmax over every item of the batch, so dL/dyu of
- * its rows is exact and local, and its part of dL/dym (all columns). After a
- * barrier each worker sums, in worker order, the parts of dL/dym for the
- * items it forwarded (across processes: the ranks' sums are all-reduced
- * first, with the loss) and backpropagates its own rows into its own flat
- * gradient buffer [user tower | item tower | head]. The buffers are summed
+ * the loss is computed by chunks of LOSS_CHUNK batch rows (loss_rows), the
+ * chunks split across the workers of every rank: a chunk's rows of the
+ * in-batch softmax over every item of the batch, dL/dyu of its rows, the
+ * rating term's dL/dym of its items, its loss and head gradient, into
+ * batch-wide buffers. A chunk's bits depend only on the chunk (sgemm's
+ * rounding depends on its row count), so 1, 2 or N workers, or ranks,
+ * compute the same loss. After a barrier (across processes, an all-gather
+ * of those buffers) each worker computes dL/dym of the items it forwarded,
+ * its columns of the softmax over all rows (one sgemm over the rows: the
+ * same bits whoever computes a column), and backpropagates its own rows
+ * into its own flat gradient buffer [user tower | item tower | head]. The buffers are summed
  * slice by slice in worker order (deterministic for a given thread count),
  * across ranks (one all-reduce of the flat sum), and each worker applies the
  * optimiser to its slice. Four barriers per step; eight across processes.
@@ -1060,6 +1080,10 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
  * outputs follow the batch's B rows in ym (all-gathered apart), so the loss
  * sees B + M columns; whoever forwarded a negative backpropagates it. */
 
+/* Rows of the batch per loss chunk: small enough to share a batch of 256 among
+ * 16 workers, large enough for sgemm's blocking. */
+#define LOSS_CHUNK 16
+
 typedef struct worker {
     tower_ws ws[2];          /* its rows (ws[1]: then its negatives); outputs copied to the batch's */
     cb_model view;           /* the model with this worker's gradient buffer (tw[].grads, head) */
@@ -1068,9 +1092,6 @@ typedef struct worker {
                                 item-tower rows after its batch rows (ws[1]), outputs at x->ym row B + neg_lo */
     uint32_t *touched[2];    /* [rows + n_neg]: the id-embedding rows its items reached, by step parity */
     int n_touched[2];
-    float *prob;             /* [rows x columns]: its rows of the softmax */
-    float *dv;               /* [columns x out_dim]: its rows' part of dL/dym */
-    double loss;             /* its rows' part of the batch loss */
 } worker;
 
 typedef struct train_ctx {
@@ -1084,10 +1105,10 @@ typedef struct train_ctx {
     float *yu, *ym;          /* the whole batch's tower outputs [batch x out_dim]; ym then has the
                                 step's sampled negatives [negatives x out_dim] */
     tower_ws cols;           /* the whole batch's targets, weights, items and log q (gather_batch) */
-    bool cross;              /* the loss couples rows (a softmax): dL/dym sums the workers' parts */
-    float *dv_sum;           /* across ranks: [columns x out_dim] this rank's sum of dL/dym, then
-                                the loss (2 floats); all-reduced */
-    double loss;             /* the batch loss, after the loss barrier (across ranks: the second) */
+    float *prob;             /* [batch x columns]: the batch's softmax (retrieval) */
+    float *du, *dvr;         /* [batch x out_dim]: dL/dyu, and the rating term's dL/dym of the batch's items */
+    float *chunk;            /* [chunks x 4]: each loss chunk's loss (as two floats whose sum keeps
+                                ~48 bits) and head gradient */
     float **grad;            /* [n_workers + 1] flat gradient buffers; the last is their sum */
     size_t n_flat;           /* floats in each: user tower, item tower, head (HEAD_N) */
     /* the item-id embedding in that layout: rows of emb_dim floats from emb_lo (emb_dim 0: none).
@@ -1262,69 +1283,95 @@ static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
         }
 }
 
-/* Worker w's rows [lo, hi) of the batch's loss: dL/dyu of its rows into
- * its user workspace's g0, its part of dL/dym into k->dv, its part of the
- * loss into k->loss and of the head's gradient into its buffer (zeroed here). */
-static void loss_block(train_ctx *x, int w, int B, int lo, int hi) {
-    worker *k = &x->wk[w];
-    zero_grads(x, w);
-    float *hg = x->grad[w] + x->n_flat - HEAD_N;
-    loss_out o = {k->ws[0].g0, k->dv, hg, k->prob, NULL};
-    k->loss = loss_rows(x->m, &x->cols, x->yu, x->ym, B, lo, hi, &o);
+/* The loss chunks [*lo, *hi) of global worker (rank, w) for a batch of B rows. */
+static void loss_chunks(const train_ctx *x, int w, int B, int rank, int *lo, int *hi) {
+    size_t n = ((size_t)B + LOSS_CHUNK - 1) / LOSS_CHUNK, a, b;
+    cb_pool_split(n, x->n_ranks * x->n_workers, rank * x->n_workers + w, 1, &a, &b);
+    *lo = (int)a, *hi = (int)b;
 }
 
-/* This rank's part of the batch loss: the workers' parts in worker order. */
-static double workers_loss(const train_ctx *x) {
+/* Worker w's chunks of the batch's loss, into x->prob, x->du, x->dvr and
+ * x->chunk; zeroes its gradient buffer. */
+static void loss_block(train_ctx *x, int w, int B) {
+    size_t W = cb_model_out_dim(x->m), N = (size_t)x->cols.n_cols;
+    int c_lo, c_hi;
+    zero_grads(x, w);
+    loss_chunks(x, w, B, x->rank, &c_lo, &c_hi);
+    for (int ch = c_lo; ch < c_hi; ch++) {
+        int lo = ch * LOSS_CHUNK, hi = lo + LOSS_CHUNK < B ? lo + LOSS_CHUNK : B;
+        float *st = x->chunk + 4 * (size_t)ch;
+        st[2] = st[3] = 0.0f;
+        loss_out o = {.du = x->du + lo * W, .dv = x->dvr + lo * W, .head_grad = st + 2,
+                      .prob = x->prob ? x->prob + lo * N : NULL};
+        double loss = loss_rows(x->m, &x->cols, x->yu, x->ym, B, lo, hi, o);
+        st[0] = (float)loss;
+        st[1] = (float)(loss - st[0]);
+    }
+}
+
+/* The batch loss: the chunks' in chunk order (the same bits on every worker and rank). */
+static double batch_loss(const train_ctx *x, int B) {
     double loss = 0.0;
-    for (int v = 0; v < x->n_workers; v++) loss += x->wk[v].loss;
+    for (int ch = 0; ch < (B + LOSS_CHUNK - 1) / LOSS_CHUNK; ch++)
+        loss += (double)x->chunk[4 * ch] + x->chunk[4 * ch + 1];
     return loss;
 }
 
-/* Floats of x->dv_sum that go through the all-reduce: dL/dym (when the loss
- * couples rows), then the loss. */
-static size_t rank_sum_len(const train_ctx *x, int N) {
-    return (x->cross ? (size_t)N * cb_model_out_dim(x->m) : 0) + 2;
-}
-
-/* Across ranks: this rank's sum of dL/dym into x->dv_sum (worker w sums its
- * slice of it), and (worker 0) its loss as two floats whose sum keeps ~48 bits. */
-static void rank_sum(train_ctx *x, int w, int N, double loss) {
-    size_t n = rank_sum_len(x, N) - 2, lo, hi;
-    float *src[x->n_workers];
-    for (int v = 0; v < x->n_workers; v++) src[v] = x->wk[v].dv;
-    cb_pool_split(n, x->n_workers, w, 16, &lo, &hi);
-    cb_pool_reduce(x->dv_sum, src, x->n_workers, lo, hi);
-    if (w) return;
-    float big = (float)loss;
-    x->dv_sum[n] = big;
-    x->dv_sum[n + 1] = (float)(loss - big);
-}
-
-/* Rows [lo, lo + n) of dL/dym (rows of W floats) into dst: the batch's sum
- * (across ranks, x->dv_sum), or the workers' parts summed in worker order
- * (worker w's own part when the loss does not couple rows). */
-static void item_grad_rows(train_ctx *x, int w, float *dst, size_t lo, size_t n) {
-    size_t W = cb_model_out_dim(x->m);
-    if (!x->cross || x->n_ranks > 1) {
-        memcpy(dst, (x->cross ? x->dv_sum : x->wk[w].dv) + lo * W, n * W * sizeof(float));
-        return;
+/* Across ranks (worker 0): the other ranks' chunks of the loss buffers, by
+ * comm's all-gather (rank r's chunks are contiguous). */
+static int gather_loss(train_ctx *x, int B) {
+    int count[x->n_ranks], offset[x->n_ranks], rows[x->n_ranks + 1], N = x->cols.n_cols, W = (int)cb_model_out_dim(x->m);
+    for (int r = 0; r < x->n_ranks; r++) {
+        int a, b, unused;
+        loss_chunks(x, 0, B, r, &a, &unused);
+        loss_chunks(x, x->n_workers - 1, B, r, &unused, &b);
+        rows[r] = a, rows[r + 1] = b; /* chunks, for now */
     }
-    float *src[x->n_workers];
-    for (int v = 0; v < x->n_workers; v++) src[v] = x->wk[v].dv + lo * W;
-    cb_pool_reduce(dst, src, x->n_workers, 0, n * W);
+    const cb_train_comm *cm = x->comm;
+    float *bufs[4] = {x->chunk, x->prob, x->du, x->dvr};
+    int width[4] = {4, N, W, W}; /* floats per chunk, then per row */
+    for (int k = 0; k < 4; k++) {
+        if (!bufs[k]) continue;
+        for (int r = 0; r < x->n_ranks; r++) {
+            int a = rows[r], b = rows[r + 1];
+            if (k) { /* chunks to rows */
+                a = a * LOSS_CHUNK < B ? a * LOSS_CHUNK : B;
+                b = b * LOSS_CHUNK < B ? b * LOSS_CHUNK : B;
+            }
+            offset[r] = a * width[k], count[r] = (b - a) * width[k];
+        }
+        if (cm->allgather(cm->ctx, bufs[k], count, offset)) return 1;
+    }
+    return 0;
+}
+
+/* The head's gradient of the batch: the chunks' in chunk order, into worker
+ * 0's buffer on rank 0 (the all-reduce adds the other ranks' zeros). */
+static void head_grad(train_ctx *x, int w, int B) {
+    if (w != 0 || x->rank != 0) return;
+    float *hg = x->grad[0] + x->n_flat - HEAD_N;
+    for (int ch = 0; ch < (B + LOSS_CHUNK - 1) / LOSS_CHUNK; ch++)
+        hg[HEAD_S] += x->chunk[4 * ch + 2], hg[HEAD_C] += x->chunk[4 * ch + 3];
 }
 
 /* Worker w's rows [lo, hi) of B, and its sampled negatives, backpropagated
- * from dL/dy into its buffer: the user side's from loss_block, the item
- * side's summed over the blocks. */
+ * into its buffer: the user side from the loss chunks' dL/dyu; the item
+ * side from the rating term's (the chunks) and the softmax's columns of its
+ * items, over the whole batch's rows. */
 static void backward_rows(train_ctx *x, int w, int B, int lo, int hi) {
     worker *k = &x->wk[w];
     const cb_model_config *c = &x->m->cfg;
     size_t W = cb_model_out_dim(x->m);
     int b = hi - lo, nb = k->n_neg;
-    if (b + nb) {
-        item_grad_rows(x, w, k->ws[1].g0, (size_t)lo, (size_t)b);
-        if (nb) item_grad_rows(x, w, k->ws[1].g0 + (size_t)b * W, (size_t)(B + k->neg_lo), (size_t)nb);
+    float *dv = k->ws[1].g0;
+    memcpy(k->ws[0].g0, x->du + (size_t)lo * W, (size_t)b * W * sizeof(float));
+    memcpy(dv, x->dvr + (size_t)lo * W, (size_t)b * W * sizeof(float));
+    memset(dv + (size_t)b * W, 0, (size_t)nb * W * sizeof(float));
+    head_grad(x, w, B);
+    if (x->prob) {
+        cb_nn_softmax sm = softmax_of(x->m, &x->cols, B);
+        cb_nn_softmax_xent_backward_cols(dv, x->prob, x->yu, &sm, lo, b);
+        cb_nn_softmax_xent_backward_cols(dv + (size_t)b * W, x->prob, x->yu, &sm, B + k->neg_lo, nb);
     }
     for (int s = 0; s < 2; s++) {
         int rows = s == 1 ? b + nb : b;
@@ -1414,23 +1461,17 @@ static void run_epoch(void *arg, int w) {
         }
         lap(x, w, 3, &t);
         if (x->comm_failed || step >= atomic_load_explicit(&x->stop_step, memory_order_relaxed)) break;
-        loss_block(x, w, B, lo, hi);
+        loss_block(x, w, B);
         lap(x, w, 1, &t);
         cb_pool_barrier(x->pool);
         lap(x, w, 3, &t);
-        double loss = workers_loss(x); /* the same bits on every worker */
         if (x->n_ranks > 1) {
-            int N = B + M;
-            rank_sum(x, w, N, loss);
-            lap(x, w, 1, &t);
-            cb_pool_barrier(x->pool);
-            if (w == 0 && x->comm->allreduce_sum(x->comm->ctx, x->dv_sum, rank_sum_len(x, N))) x->comm_failed = true;
+            if (w == 0 && gather_loss(x, B)) x->comm_failed = true;
             cb_pool_barrier(x->pool);
             lap(x, w, 3, &t);
             if (x->comm_failed) break;
-            size_t n = rank_sum_len(x, N) - 2;
-            loss = (double)x->dv_sum[n] + x->dv_sum[n + 1];
         }
+        double loss = batch_loss(x, B); /* the same bits on every worker and rank */
         if (!isfinite(loss)) { /* every worker and rank has the same loss: all stop here */
             if (w == 0) x->nan_seen = true;
             break;
@@ -1545,19 +1586,17 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
     for (int w = 0; w <= x->n_workers; w++) x->grad[w] = gbuf + (size_t)w * stride;
     x->yu = gbuf + ((size_t)x->n_workers + 1) * stride;
     x->ym = x->yu + (size_t)B * W;
-    x->cross = softmax;
     if ((rc = ws_alloc(&x->cols, &m->tw[1], B + M, false, err))) return rc;
-    if (x->n_ranks > 1 && !(x->dv_sum = cb_calloc((size_t)(B + M) * W + 2, sizeof(float), err))) return CB_ENOMEM;
+    if (softmax && !(x->prob = cb_calloc((size_t)B * (B + M), sizeof(float), err))) return CB_ENOMEM;
+    if (!(x->du = cb_calloc(2 * (size_t)B * W + 4 * ((size_t)B / LOSS_CHUNK + 1), sizeof(float), err))) return CB_ENOMEM;
+    x->dvr = x->du + (size_t)B * W;
+    x->chunk = x->dvr + (size_t)B * W;
     for (int w = 0; w < x->n_workers && rc == CB_OK; w++) {
         worker *k = &x->wk[w];
         if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
             (rc = ws_alloc(&k->ws[1], &m->tw[1], cap + ncap, false, err)))
             break;
         if (!(k->touched[0] = cb_calloc(2 * (size_t)(cap + ncap), sizeof(uint32_t), err))) return CB_ENOMEM;
-        /* its rows of the softmax, and its part of dL/dym */
-        if (!(k->prob = cb_calloc((size_t)cap * (softmax ? B + M : 0) + (size_t)(B + M) * W, sizeof(float), err)))
-            return CB_ENOMEM;
-        k->dv = k->prob + (size_t)cap * (softmax ? B + M : 0);
         k->touched[1] = k->touched[0] + cap + ncap;
         k->view = *m;
         tower_grad_view(&k->view.tw[0], &m->tw[0], x->grad[w]);
@@ -1572,10 +1611,10 @@ static void train_ctx_close(train_ctx *x) {
         ws_free(&x->wk[w].ws[0]);
         ws_free(&x->wk[w].ws[1]);
         free(x->wk[w].touched[0]);
-        free(x->wk[w].prob);
     }
     ws_free(&x->cols);
-    free(x->dv_sum);
+    free(x->prob);
+    free(x->du);
     free(x->wk);
     if (x->grad) free(x->grad[0]);
     free(x->grad);

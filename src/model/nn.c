@@ -411,6 +411,33 @@ void cb_nn_softmax_xent_backward_naive(float *du, float *dv, const float *prob, 
     }
 }
 
+void cb_nn_softmax_xent_backward_cols(float *dv, const float *prob, const float *u, const cb_nn_softmax *s, int col0,
+                                      int ncols) {
+    if (ncols <= 0) return;
+    const int ld = s->ld;
+    float k = s->inv_temp / (float)s->B;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncols, s->D, s->B, k, prob + col0, s->N, u, ld, 1.0f, dv, ld);
+    for (int j = col0; j < col0 + ncols && j < s->B; j++) { /* the diagonal: column j is row j's positive */
+        float kj = s->w ? k * s->w[j] : k;
+        for (int d = 0; d < s->D; d++) dv[(size_t)(j - col0) * ld + d] -= kj * u[(size_t)j * ld + d];
+    }
+}
+
+void cb_nn_softmax_xent_backward_cols_naive(float *dv, const float *prob, const float *u, const cb_nn_softmax *s,
+                                            int col0, int ncols) {
+    const int ld = s->ld;
+    for (int c = 0; c < ncols; c++) {
+        int j = col0 + c;
+        for (int d = 0; d < s->D; d++) {
+            double acc = 0.0;
+            for (int i = 0; i < s->B; i++)
+                acc += ((double)prob[(size_t)i * s->N + j] - (i == j) * (s->w ? (double)s->w[i] : 1.0)) *
+                       u[(size_t)i * ld + d];
+            dv[(size_t)c * ld + d] += (float)(acc * s->inv_temp / s->B);
+        }
+    }
+}
+
 /* ---- optimisers
  * The SIMD and naive Adam perform the same IEEE operations in the same order
  * (no FMA contraction in ISO C mode, sqrt and division correctly rounded), so

@@ -106,6 +106,15 @@ void cb_nn_softmax_xent_backward(float *du, float *dv, const float *prob, const 
                                  const cb_nn_softmax *s, int row0, int rows);
 void cb_nn_softmax_xent_backward_naive(float *du, float *dv, const float *prob, const float *u, const float *v,
                                        const cb_nn_softmax *s, int row0, int rows);
+/* The item side of the whole batch by columns: dv (ncols, ld) += inv_temp ·
+ * g[:, col0 .. col0 + ncols)ᵀ · u, from the whole batch's prob (B, N) and
+ * users u (B, ld). One sgemm over all B rows per call: OpenBLAS sums each
+ * element over the rows in the same order whatever the block of columns, so
+ * workers that split the columns get the bits of one that does them all. */
+void cb_nn_softmax_xent_backward_cols(float *dv, const float *prob, const float *u, const cb_nn_softmax *s, int col0,
+                                      int ncols);
+void cb_nn_softmax_xent_backward_cols_naive(float *dv, const float *prob, const float *u, const cb_nn_softmax *s,
+                                            int col0, int ncols);
 
 /* ---- optimisers over a flat parameter buffer of n floats whose first
  * n_decay entries are weights (they receive the L2 term weight_decay·p in
