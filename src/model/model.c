@@ -1318,29 +1318,24 @@ static double batch_loss(const train_ctx *x, int B) {
 }
 
 /* Across ranks (worker 0): the other ranks' chunks of the loss buffers, by
- * comm's all-gather (rank r's chunks are contiguous). */
+ * comm's all-gather (rank r's chunks are contiguous: its workers'). */
 static int gather_loss(train_ctx *x, int B) {
-    int count[x->n_ranks], offset[x->n_ranks], rows[x->n_ranks + 1], N = x->cols.n_cols, W = (int)cb_model_out_dim(x->m);
+    int n_chunks = (B + LOSS_CHUNK - 1) / LOSS_CHUNK, first[x->n_ranks + 1], count[x->n_ranks], offset[x->n_ranks];
     for (int r = 0; r < x->n_ranks; r++) {
-        int a, b, unused;
-        loss_chunks(x, 0, B, r, &a, &unused);
-        loss_chunks(x, x->n_workers - 1, B, r, &unused, &b);
-        rows[r] = a, rows[r + 1] = b; /* chunks, for now */
+        int unused;
+        loss_chunks(x, 0, B, r, &first[r], &unused);
     }
-    const cb_train_comm *cm = x->comm;
+    first[x->n_ranks] = n_chunks;
     float *bufs[4] = {x->chunk, x->prob, x->du, x->dvr};
-    int width[4] = {4, N, W, W}; /* floats per chunk, then per row */
-    for (int k = 0; k < 4; k++) {
+    int width[4] = {4, x->cols.n_cols, (int)cb_model_out_dim(x->m), (int)cb_model_out_dim(x->m)};
+    for (int k = 0; k < 4; k++) { /* x->chunk: 4 floats a chunk; the others: a row of width[k] a batch row */
         if (!bufs[k]) continue;
         for (int r = 0; r < x->n_ranks; r++) {
-            int a = rows[r], b = rows[r + 1];
-            if (k) { /* chunks to rows */
-                a = a * LOSS_CHUNK < B ? a * LOSS_CHUNK : B;
-                b = b * LOSS_CHUNK < B ? b * LOSS_CHUNK : B;
-            }
+            int a = first[r], b = first[r + 1];
+            if (k) a = a * LOSS_CHUNK < B ? a * LOSS_CHUNK : B, b = b * LOSS_CHUNK < B ? b * LOSS_CHUNK : B;
             offset[r] = a * width[k], count[r] = (b - a) * width[k];
         }
-        if (cm->allgather(cm->ctx, bufs[k], count, offset)) return 1;
+        if (x->comm->allgather(x->comm->ctx, bufs[k], count, offset)) return 1;
     }
     return 0;
 }
