@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAXL (CB_MODEL_MAX_LAYERS + 1) /* dense layers per tower */
 #define EVAL_CHUNK 512                 /* rows per forward pass in predict/evaluate */
@@ -1419,10 +1420,18 @@ static int gather_outputs(train_ctx *x, int B, int M) {
            (M && cm->allgather(cm->ctx, x->ym + (size_t)B * W, count[1], offset[1]));
 }
 
-/* Worker 0's clock: adds the seconds since *t to phase[i]. */
+/* Worker 0's CPU clock (its thread's CPU seconds: on a loaded machine the
+ * wall clock would count the time spent waiting for a core). */
+static double worker_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Adds worker 0's CPU seconds since *t to phase[i]. */
 static void lap(train_ctx *x, int w, int i, double *t) {
     if (w) return;
-    double now = cb_now();
+    double now = worker_clock();
     x->phase[i] += now - *t;
     *t = now;
 }
@@ -1443,7 +1452,7 @@ static void run_epoch(void *arg, int w) {
         const uint32_t *idx = x->perm + off;
         const uint32_t *neg = x->neg_ids ? x->neg_ids + step * x->neg.m : NULL; /* the same on every rank */
         int M = neg ? (int)x->neg.m : 0;
-        double t = cb_now();
+        double t = worker_clock();
         worker_rows(x, w, B, &lo, &hi);
         if (M) worker_rows(x, w, M, &nlo, &nhi); /* the negatives are split like the batch rows */
         forward_rows(x, &x->wk[w], idx, B, lo, hi, neg, nlo, nhi, step);
