@@ -222,44 +222,76 @@ static void grad_losses(void **state) {
     assert_true(p == 0.0f);
 }
 
-typedef struct xent_ctx { const float *u, *v, *log_q, *w; const uint32_t *ids; float inv_temp; int B, N, D, wrt; } xent_ctx;
+typedef struct xent_ctx { const float *u, *v; cb_nn_softmax s; int wrt; } xent_ctx;
 static void xent_fn(float *out, const float *p, void *q) {
     xent_ctx *c = q;
     float prob[6 * 9];
-    out[0] = (float)cb_nn_softmax_xent_forward_naive(prob, c->wrt == 0 ? p : c->u, c->wrt == 1 ? p : c->v, c->log_q,
-                                                     c->ids, c->w, c->inv_temp, c->B, c->N, c->D);
+    out[0] = (float)cb_nn_softmax_xent_forward_naive(prob, c->wrt == 0 ? p : c->u, c->wrt == 1 ? p : c->v, &c->s, 0,
+                                                     c->s.B);
 }
 
 /* Sampled softmax: fast vs naive, probabilities, left-out duplicates, and
  * finite differences with respect to both towers' outputs; unweighted and
- * with row weights (w = 0 drops a row). */
+ * with row weights (w = 0 drops a row). The vectors are the first D of
+ * rows of width ld (a part of wider rows). Blocks of rows give the whole
+ * batch's loss and gradients. */
 static void softmax_xent_case(const float *w) {
     cb_rng rng;
     cb_rng_seed(&rng, 11);
-    enum { B = 6, N = 9, D = 5 };
-    float u[B * D], v[N * D], log_q[N], p1[B * N], p2[B * N], one = 1.0f;
-    float du1[B * D] = {0}, du2[B * D] = {0}, dv1[N * D] = {0}, dv2[N * D] = {0};
+    enum { B = 6, N = 9, D = 5, LD = 7 };
+    float u[B * LD], v[N * LD], log_q[N], p1[B * N], p2[B * N], one = 1.0f;
+    float du1[B * LD] = {0}, du2[B * LD] = {0}, dv1[N * LD] = {0}, dv2[N * LD] = {0};
     uint32_t ids[N] = {0, 1, 2, 3, 2, 5, 6, 7, 1}; /* item 2 twice in the batch, item 1 also sampled */
-    fill(u, B * D, &rng, 1), fill(v, N * D, &rng, 1), fill(log_q, N, &rng, 1);
-    double l1 = cb_nn_softmax_xent_forward(p1, u, v, log_q, ids, w, 4.0f, B, N, D);
-    double l2 = cb_nn_softmax_xent_forward_naive(p2, u, v, log_q, ids, w, 4.0f, B, N, D);
+    fill(u, B * LD, &rng, 1), fill(v, N * LD, &rng, 1), fill(log_q, N, &rng, 1);
+    cb_nn_softmax s = {log_q, ids, w, 4.0f, B, N, D, LD};
+    double l1 = cb_nn_softmax_xent_forward(p1, u, v, &s, 0, B);
+    double l2 = cb_nn_softmax_xent_forward_naive(p2, u, v, &s, 0, B);
     assert_true(fabs(l1 - l2) < 1e-5 * fmax(1.0, fabs(l2)));
     assert_close(p1, p2, B * N, 1e-5, 1e-6);
     for (int i = 0; i < B; i++) {
-        double s = 0;
-        for (int j = 0; j < N; j++) s += p1[i * N + j];
-        assert_true(fabs(s - (w ? w[i] : 1.0)) < 1e-5);
+        double sum = 0;
+        for (int j = 0; j < N; j++) sum += p1[i * N + j];
+        assert_true(fabs(sum - (w ? w[i] : 1.0)) < 1e-5);
     }
     assert_true(p1[2 * N + 4] == 0.0f && p1[4 * N + 2] == 0.0f && p1[1 * N + 8] == 0.0f);
     assert_true(p1[2 * N + 2] > 0.0f && p1[0 * N + 8] > 0.0f);
-    cb_nn_softmax_xent_backward(du1, dv1, p1, u, v, w, 4.0f, B, N, D);
-    cb_nn_softmax_xent_backward_naive(du2, dv2, p2, u, v, w, 4.0f, B, N, D);
-    assert_close(du1, du2, B * D, 1e-4, 1e-6);
-    assert_close(dv1, dv2, N * D, 1e-4, 1e-6);
-    xent_ctx c = {u, v, log_q, w, ids, 4.0f, B, N, D, 0};
-    fd_check(xent_fn, u, B * D, 1, &one, du1, &c, "softmax xent du");
+    cb_nn_softmax_xent_backward(du1, dv1, p1, u, v, &s, 0, B);
+    cb_nn_softmax_xent_backward_naive(du2, dv2, p2, u, v, &s, 0, B);
+    assert_close(du1, du2, B * LD, 1e-4, 1e-6);
+    assert_close(dv1, dv2, N * LD, 1e-4, 1e-6);
+    for (int i = 0; i < B; i++) /* the columns past D are not the vectors': untouched */
+        for (int d = D; d < LD; d++) assert_true(du1[i * LD + d] == 0.0f);
+    /* two blocks of rows [0, 2) and [2, 6): the loss and du add up, dv sums */
+    float pb[B * N], du3[B * LD] = {0}, dva[N * LD] = {0}, dvb[N * LD] = {0};
+    double la = cb_nn_softmax_xent_forward(pb, u, v, &s, 0, 2);
+    double lb = cb_nn_softmax_xent_forward(pb + 2 * N, u + 2 * LD, v, &s, 2, B - 2);
+    assert_true(fabs(la + lb - l1) < 1e-6 * fmax(1.0, fabs(l1)));
+    assert_close(pb, p1, B * N, 1e-6, 1e-7);
+    cb_nn_softmax_xent_backward(du3, dva, pb, u, v, &s, 0, 2);
+    cb_nn_softmax_xent_backward(du3 + 2 * LD, dvb, pb + 2 * N, u + 2 * LD, v, &s, 2, B - 2);
+    for (int i = 0; i < N * LD; i++) dva[i] += dvb[i];
+    assert_close(du3, du1, B * LD, 1e-5, 1e-6);
+    assert_close(dva, dv1, N * LD, 1e-5, 1e-6);
+    /* the item side by columns [0, 4) and [4, 9) over all rows: the naive
+     * twin's values, and the bits of one call over all columns */
+    float dc1[N * LD] = {0}, dc2[N * LD] = {0}, dcn[N * LD] = {0};
+    cb_nn_softmax_xent_backward_cols(dc1, p1, u, &s, 0, N);
+    cb_nn_softmax_xent_backward_cols(dc2, p1, u, &s, 0, 4);
+    cb_nn_softmax_xent_backward_cols(dc2 + 4 * LD, p1, u, &s, 4, N - 4);
+    cb_nn_softmax_xent_backward_cols_naive(dcn, p1, u, &s, 0, N);
+    assert_memory_equal(dc1, dc2, sizeof dc1);
+    assert_close(dc1, dv1, N * LD, 1e-5, 1e-6);
+    assert_close(dcn, dv1, N * LD, 1e-5, 1e-6);
+    /* finite differences on the contiguous vectors */
+    float uc[B * D], vc[N * D], duc[B * D] = {0}, dvc[N * D] = {0};
+    for (int i = 0; i < B; i++) memcpy(uc + i * D, u + i * LD, D * sizeof(float));
+    for (int j = 0; j < N; j++) memcpy(vc + j * D, v + j * LD, D * sizeof(float));
+    xent_ctx c = {uc, vc, {log_q, ids, w, 4.0f, B, N, D, D}, 0};
+    cb_nn_softmax_xent_forward(p1, uc, vc, &c.s, 0, B);
+    cb_nn_softmax_xent_backward(duc, dvc, p1, uc, vc, &c.s, 0, B);
+    fd_check(xent_fn, uc, B * D, 1, &one, duc, &c, "softmax xent du");
     c.wrt = 1;
-    fd_check(xent_fn, v, N * D, 1, &one, dv1, &c, "softmax xent dv");
+    fd_check(xent_fn, vc, N * D, 1, &one, dvc, &c, "softmax xent dv");
 }
 
 static void softmax_xent(void **state) {
@@ -269,12 +301,49 @@ static void softmax_xent(void **state) {
     softmax_xent_case(w);
     /* without log_q and ids: a perfectly separated batch has loss near 0 */
     float eu[2 * 2] = {1, 0, 0, 1}, pe[4];
-    assert_true(cb_nn_softmax_xent_forward(pe, eu, eu, NULL, NULL, NULL, 50.0f, 2, 2, 2) < 1e-6);
-    assert_true(fabs(cb_nn_softmax_xent_forward(pe, eu, eu, NULL, NULL, NULL, 0.0f, 2, 2, 2) - log(2.0)) < 1e-6);
+    cb_nn_softmax s = {NULL, NULL, NULL, 50.0f, 2, 2, 2, 2};
+    assert_true(cb_nn_softmax_xent_forward(pe, eu, eu, &s, 0, 2) < 1e-6);
+    s.inv_temp = 0.0f;
+    assert_true(fabs(cb_nn_softmax_xent_forward(pe, eu, eu, &s, 0, 2) - log(2.0)) < 1e-6);
     /* a row of weight 0 adds nothing to the loss */
     float w0[2] = {1.0f, 0.0f};
-    double l1 = cb_nn_softmax_xent_forward(pe, eu, eu, NULL, NULL, w0, 0.0f, 2, 2, 2);
+    s.w = w0;
+    double l1 = cb_nn_softmax_xent_forward(pe, eu, eu, &s, 0, 2);
     assert_true(fabs(l1 - log(2.0) / 2) < 1e-6);
+    /* an overflowed logit makes the loss non-finite (training stops) */
+    float big[2 * 2] = {INFINITY, 0, 0, 1};
+    s.w = NULL, s.inv_temp = 1.0f;
+    assert_false(isfinite(cb_nn_softmax_xent_forward(pe, big, eu, &s, 0, 2)));
+}
+
+/* cb_nn_exp against expf: within 3 ulp-ish (4e-7 relative) on the range the
+ * softmax uses; exact 1 at 0; 0 at -INFINITY and far below; NaN stays NaN;
+ * the SIMD body and the scalar tail give the same bits for the same input. */
+static void exp_float(void **state) {
+    (void)state;
+    enum { N = 20001 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) x[i] = -87.0f + 175.0f * (float)i / (N - 1);
+    memcpy(y, x, N * sizeof(float));
+    cb_nn_exp(y, N);
+    double worst = 0.0;
+    for (int i = 0; i < N; i++) {
+        double want = exp((double)x[i]);
+        worst = fmax(worst, fabs(y[i] - want) / want);
+    }
+    print_message("cb_nn_exp: worst relative error %.2e on [-87, 88]\n", worst);
+    assert_true(worst < 4e-7);
+    float sp[7] = {0.0f, -INFINITY, -100.0f, -1e30f, NAN, 1.0f, -0.5f};
+    cb_nn_exp(sp, 7);
+    assert_true(sp[0] == 1.0f && sp[1] == 0.0f && sp[2] == 0.0f && sp[3] == 0.0f && isnan(sp[4]));
+    for (int off = 0; off < 4; off++) { /* x[k] at every lane and in the tail */
+        float a[7], b[7];
+        for (int i = 0; i < 7; i++) a[i] = b[i] = -3.7f + 0.61f * (float)((i + off) % 7);
+        cb_nn_exp(a, 7);
+        for (int i = 0; i < 7; i++) cb_nn_exp(&b[i], 1);
+        assert_memory_equal(a, b, sizeof a);
+    }
+    free(x), free(y);
 }
 
 static void adam_and_sgd(void **state) {
@@ -336,7 +405,8 @@ int main(void) {
         cmocka_unit_test(dense_matches_naive), cmocka_unit_test(grad_dense),
         cmocka_unit_test(grad_relu),           cmocka_unit_test(grad_l2norm),
         cmocka_unit_test(grad_rowdot),         cmocka_unit_test(grad_losses),
-        cmocka_unit_test(softmax_xent), cmocka_unit_test(adam_and_sgd),        cmocka_unit_test(init_ranges),
+        cmocka_unit_test(softmax_xent),        cmocka_unit_test(exp_float),
+        cmocka_unit_test(adam_and_sgd),        cmocka_unit_test(init_ranges),
     };
     return cmocka_run_group_tests_name("nn", tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAXL (CB_MODEL_MAX_LAYERS + 1) /* dense layers per tower */
 #define EVAL_CHUNK 512                 /* rows per forward pass in predict/evaluate */
@@ -75,7 +76,6 @@ typedef struct tower_ws {
     uint32_t *hrow, *htgt;   /* [cap] history bag: each row's history row (NULL: none) and the
                                 item left out of its bag (UINT32_MAX: none) */
     const uint32_t *h_off, *h_item; /* the history the last gather used (or NULL) */
-    float *halves;       /* split heads: scratch for one part of both towers' outputs */
     float *block;
 } tower_ws;
 
@@ -416,7 +416,6 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
     for (int l = 0; l < t->n_layers; l++) total += PAD((size_t)cap * t->out[l]);
     total += 2 * PAD((size_t)cap * dim) + PAD(2 * (size_t)cap) + 2 * PAD((size_t)cap * widest) + 10 * PAD(cap);
     if (softmax) total += PAD((size_t)cap * cap);
-    if (t->parts > 1) total += PAD((size_t)cap * dim * 3);
     ws->block = cb_calloc(total + 16, sizeof(float), err);
     if (!ws->block) return CB_ENOMEM;
     float *p = ws->block + (16 - ((uintptr_t)ws->block / sizeof(float)) % 16) % 16;
@@ -439,7 +438,6 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
     ws->hrow = (uint32_t *)p; p += PAD(cap);
     ws->htgt = (uint32_t *)p; p += PAD(cap);
     if (softmax) ws->prob = p, p += PAD((size_t)cap * cap);
-    if (t->parts > 1) ws->halves = p; /* [3 x cap x dim]: u, m, gradient halves */
 #undef PAD
     return CB_OK;
 }
@@ -509,115 +507,6 @@ static void tower_forward(const tower *t, tower_ws *ws, const float *x, const ui
     /* split heads: each row's halves are normalised apart, as 2B rows of dim */
     if (l2norm)
         cb_nn_l2norm_forward(ws->y[par], ws->norm, ws->act[L - 1], B * t->parts, t->out[L - 1] / t->parts, eps);
-}
-
-/* Loss of the batch from both towers' outputs (always in the order user,
- * item, so every thread computes the same bits), and the gradient of the
- * loss with respect to tower `side`'s output into ws->g0. Side 0 also
- * accumulates the BCE head's gradients. */
-static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
-                                    const float *head_snap, int B);
-
-static double loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
-                          const float *head_snap, int B) {
-    const cb_model_config *c = &m->cfg;
-    if (c->objective != CB_OBJECTIVE_RATING) return retrieval_loss_and_dy(m, side, ws, yu, ym, head_snap, B);
-    int dim = (int)c->dim;
-    double loss;
-    cb_nn_rowdot_forward(ws->pred, yu, ym, B, dim);
-    memset(ws->dpred, 0, (size_t)B * sizeof(float));
-    if (c->loss == CB_LOSS_MSE) {
-        loss = cb_nn_mse_forward(ws->pred, ws->tgt, B);
-        cb_nn_mse_backward(ws->dpred, ws->pred, ws->tgt, B);
-    } else {
-        float *hg = m->head + HEAD_N;
-        loss = cb_nn_bce_forward(NULL, ws->pred, ws->tgt, head_snap[0], head_snap[1], B);
-        cb_nn_bce_backward(ws->dpred, side == 0 ? &hg[HEAD_S] : NULL,
-                           side == 0 ? &hg[HEAD_C] : NULL, ws->pred, ws->tgt, head_snap[0],
-                           head_snap[1], B);
-    }
-    memset(ws->g0, 0, (size_t)B * dim * sizeof(float));
-    cb_nn_rowdot_backward(side == 0 ? ws->g0 : NULL, side == 1 ? ws->g0 : NULL, ws->dpred, yu, ym,
-                          B, dim);
-    return loss;
-}
-
-/* Columns [off, off + len) of the B rows of width W in src, into dst (B, len). */
-static void take_part(float *dst, const float *src, int B, int W, int off, int len) {
-    for (int r = 0; r < B; r++) memcpy(dst + (size_t)r * len, src + (size_t)r * W + off, (size_t)len * sizeof(float));
-}
-
-/* dst[:, off:off+len] (rows of width W) += src (B, len). */
-static void add_part(float *dst, const float *src, int B, int W, int off, int len) {
-    for (int r = 0; r < B; r++)
-        for (int d = 0; d < len; d++) dst[(size_t)r * W + off + d] += src[(size_t)r * len + d];
-}
-
-/* dy += dL/d(part) of the loss term f(u_part, m_part): the gradient of one
- * tower's output part, through the caller's term (B user rows, N item rows:
- * the softmax's columns, or the batch's own B). Split heads gather the part
- * into ws->halves; otherwise the part is the whole output. */
-typedef double (*part_term)(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
-                            const float *head_snap, int B, int D);
-
-static double on_part(part_term f, cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
-                      const float *head_snap, int B, int N, int part) {
-    int D = (int)m->cfg.dim, W = (int)cb_model_out_dim(m), G = side == 0 ? B : N;
-    if (W == D) return f(m, side, ws, yu, ym, ws->g0, head_snap, B, D);
-    float *u = ws->halves, *v = u + (size_t)B * D, *g = v + (size_t)N * D;
-    take_part(u, yu, B, W, part * D, D);
-    take_part(v, ym, N, W, part * D, D);
-    memset(g, 0, (size_t)G * D * sizeof(float));
-    double loss = f(m, side, ws, u, v, g, head_snap, B, D);
-    add_part(ws->g0, g, G, W, part * D, D);
-    return loss;
-}
-
-/* The softmax over the batch's items and the sampled negatives (ws->n_cols
- * columns: ws->ids, ws->lq from gather_batch). */
-static double softmax_term(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
-                           const float *head_snap, int B, int D) {
-    (void)head_snap;
-    const cb_model_config *c = &m->cfg;
-    float inv_t = 1.0f / c->temperature;
-    int N = ws->n_cols;
-    const float *w = c->below_weight != 1.0f ? ws->wt : NULL;
-    double loss = cb_nn_softmax_xent_forward(ws->prob, u, v, c->logq ? ws->lq : NULL, ws->ids, w, inv_t, B, N, D);
-    cb_nn_softmax_xent_backward(side == 0 ? dy : NULL, side == 1 ? dy : NULL, ws->prob, u, v, w, inv_t, B, N, D);
-    return loss;
-}
-
-/* rating_weight · MSE of the rating head z = s·<u,v> + c on the batch's own
- * pairs; side 0 also accumulates the head's gradients. */
-static double rating_term(cb_model *m, int side, tower_ws *ws, const float *u, const float *v, float *dy,
-                          const float *head_snap, int B, int D) {
-    float s = head_snap[0], w = m->cfg.rating_weight;
-    cb_nn_rowdot_forward(ws->pred, u, v, B, D);
-    for (int r = 0; r < B; r++) ws->z[r] = s * ws->pred[r] + head_snap[1];
-    double loss = w * cb_nn_mse_forward(ws->z, ws->tgt, B);
-    memset(ws->dpred, 0, (size_t)B * sizeof(float));
-    cb_nn_mse_backward(ws->dpred, ws->z, ws->tgt, B); /* dL/dz */
-    if (side == 0) {
-        float *hg = m->head + HEAD_N;
-        double ds = 0.0, dc = 0.0;
-        for (int r = 0; r < B; r++) ds += (double)ws->dpred[r] * ws->pred[r], dc += ws->dpred[r];
-        hg[HEAD_S] += (float)(w * ds);
-        hg[HEAD_C] += (float)(w * dc);
-    }
-    for (int r = 0; r < B; r++) ws->dpred[r] *= w * s; /* dL/d<u,v> */
-    cb_nn_rowdot_backward(side == 0 ? dy : NULL, side == 1 ? dy : NULL, ws->dpred, u, v, B, D);
-    return loss;
-}
-
-/* The retrieval objective, and under `both` the rating term (on the second
- * half of the outputs with split heads, else on the same vectors). */
-static double retrieval_loss_and_dy(cb_model *m, int side, tower_ws *ws, const float *yu, const float *ym,
-                                    const float *head_snap, int B) {
-    memset(ws->g0, 0, (size_t)side_rows(ws, side, B) * cb_model_out_dim(m) * sizeof(float));
-    double loss = on_part(softmax_term, m, side, ws, yu, ym, head_snap, B, ws->n_cols, 0);
-    if (m->cfg.objective == CB_OBJECTIVE_BOTH)
-        loss += on_part(rating_term, m, side, ws, yu, ym, head_snap, B, B, split(&m->cfg) ? 1 : 0);
-    return loss;
 }
 
 /* The history bag's gradients: dbag (B, E) = dout (B, out0) · the bag's
@@ -695,6 +584,100 @@ static void tower_update(tower *t, const cb_model_config *c) {
 /* Whether the 2-float head is trained: the BCE rating head or the rating head of `both`. */
 static bool head_trained(const cb_model_config *c) {
     return c->objective == CB_OBJECTIVE_BOTH || (c->objective == CB_OBJECTIVE_RATING && c->loss == CB_LOSS_BCE);
+}
+
+/* ---------------------------------------------------------------- loss */
+
+/* Where the loss of a block of batch rows writes (see loss_rows). */
+typedef struct loss_out {
+    float *du;        /* (rows, W): dL/dyu of the block's rows */
+    float *dv;        /* (rows, W): dL/dym of the block's own items' rows, by the rating term */
+    float *dv_all;    /* (N, W): the block's part of dL/dym of every column, softmax and rating
+                         terms (dv then points into it), or NULL: the softmax's item side is
+                         left to cb_nn_softmax_xent_backward_cols */
+    float *head_grad; /* [HEAD_N]: the head's gradient is added here, or NULL */
+    float *prob;      /* (rows, N): the block's rows of the softmax */
+    float *pred;      /* (rows): the rating dots <u, v>, or NULL */
+} loss_out;
+
+/* The softmax of a batch of B examples on output part 0 (rows of width W),
+ * from its gathered columns (gather_batch). */
+static cb_nn_softmax softmax_of(const cb_model *m, const tower_ws *cols, int B) {
+    const cb_model_config *c = &m->cfg;
+    return (cb_nn_softmax){c->logq ? cols->lq : NULL, cols->ids, c->below_weight != 1.0f ? cols->wt : NULL,
+                           1.0f / c->temperature, B, cols->n_cols, (int)c->dim, (int)cb_model_out_dim(m)};
+}
+
+/* The rating part of the rows [lo, hi) on output part [off, off + dim) of
+ * rows of width W: the rating objective (MSE of <u,v>, or BCE of z = s·<u,v>
+ * + c) or, under `both`, rating_weight · MSE of z = s·<u,v> + c. Each row's
+ * term touches only its own user and item: o->dv's rows. */
+static double rating_rows(const cb_model *m, const tower_ws *cols, const float *yu, const float *ym, int B, int lo,
+                          int hi, int off, const loss_out *o) {
+    const cb_model_config *c = &m->cfg;
+    int D = (int)c->dim, W = (int)cb_model_out_dim(m);
+    bool head = head_trained(c), bce = c->objective == CB_OBJECTIVE_RATING && c->loss == CB_LOSS_BCE;
+    float s = head ? m->head[HEAD_S] : 1.0f, c0 = head ? m->head[HEAD_C] : 0.0f;
+    double weight = c->objective == CB_OBJECTIVE_BOTH ? c->rating_weight : 1.0, loss = 0.0, ds = 0.0, dc = 0.0;
+    for (int i = lo; i < hi; i++) {
+        const float *u = yu + (size_t)i * W + off, *v = ym + (size_t)i * W + off;
+        float p = 0.0f, t = cols->tgt[i];
+        for (int d = 0; d < D; d++) p += u[d] * v[d];
+        if (o->pred) o->pred[i - lo] = p;
+        double e; /* B · dL/dz */
+        if (bce) {
+            float prob;
+            loss += cb_nn_bce_forward(&prob, &p, &t, s, c0, 1);
+            e = (double)prob - t;
+        } else {
+            double z = (double)s * p + c0 - t;
+            loss += weight * z * z;
+            e = weight * 2.0 * z;
+        }
+        double dz = e / B;
+        ds += dz * p, dc += dz;
+        float dp = (float)(s * dz);
+        float *gu = o->du + (size_t)(i - lo) * W + off, *gv = o->dv + (size_t)(i - lo) * W + off;
+        for (int d = 0; d < D; d++) gu[d] += dp * v[d], gv[d] += dp * u[d];
+    }
+    if (head && o->head_grad) {
+        o->head_grad[HEAD_S] += (float)ds;
+        o->head_grad[HEAD_C] += (float)dc;
+    }
+    return loss / B;
+}
+
+/* The loss of the block of batch rows [lo, hi) of B examples, from both
+ * towers' outputs yu (B, W) and ym (N, W): the softmax's columns (the batch's
+ * items, then its sampled negatives; N = cols->n_cols) or, for the rating
+ * objective, the batch's own B items. cols holds the whole batch's gathered
+ * targets, weights, items and log q (gather_batch). Overwrites o->du with
+ * dL/d(the block's rows of yu), and o->dv_all with the block's part of dL/dym
+ * (the blocks' parts sum to it), or else o->dv with the rating term's part
+ * for the block's own items. Returns the block's part of the batch loss (the
+ * blocks' parts add up to it). The retrieval softmax is on output part 0,
+ * the rating term on part 1 with split heads, else on part 0. */
+static double loss_rows(const cb_model *m, const tower_ws *cols, const float *yu, const float *ym, int B, int lo,
+                        int hi, loss_out o) {
+    const cb_model_config *c = &m->cfg;
+    size_t W = cb_model_out_dim(m);
+    memset(o.du, 0, (size_t)(hi - lo) * W * sizeof(float));
+    if (o.dv_all) {
+        memset(o.dv_all, 0, (size_t)(c->objective == CB_OBJECTIVE_RATING ? B : cols->n_cols) * W * sizeof(float));
+        o.dv = o.dv_all + (size_t)lo * W;
+    } else {
+        memset(o.dv, 0, (size_t)(hi - lo) * W * sizeof(float));
+    }
+    double loss = 0.0;
+    if (c->objective != CB_OBJECTIVE_RATING) {
+        cb_nn_softmax sm = softmax_of(m, cols, B);
+        const float *u = yu + (size_t)lo * W;
+        loss += cb_nn_softmax_xent_forward(o.prob, u, ym, &sm, lo, hi - lo);
+        cb_nn_softmax_xent_backward(o.du, o.dv_all, o.prob, u, ym, &sm, lo, hi - lo);
+    }
+    if (c->objective != CB_OBJECTIVE_RETRIEVAL)
+        loss += rating_rows(m, cols, yu, ym, B, lo, hi, split(c) ? (int)c->dim : 0, &o);
+    return loss;
 }
 
 static void head_update(cb_model *m) {
@@ -833,11 +816,10 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
     }
     tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, c->l2norm, c->l2norm_eps);
     tower_forward(&m->tw[1], &ws[1], ws[1].x, NULL, ws[1].ids, side_rows(&ws[1], 1, B), 0, c->l2norm, c->l2norm_eps);
-    double l = 0.0;
-    for (int s = 0; s < 2; s++) {
-        l = loss_and_dy(m, s, &ws[s], ws[0].y[0], ws[1].y[0], m->head, B);
+    loss_out o = {.du = ws[0].g0, .dv_all = ws[1].g0, .head_grad = m->head + HEAD_N, .prob = ws[0].prob};
+    double l = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o);
+    for (int s = 0; s < 2; s++)
         tower_backward(&m->tw[s], &ws[s], side_rows(&ws[s], s, B), 0, c->l2norm, c->l2norm_eps);
-    }
     if (loss) *loss = l;
 done:
     free(neg);
@@ -1029,13 +1011,13 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
             gather_side(m, side, w, d, idx + off, B);
             tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
         }
-        /* the training loss as the item side computes it: side 1 writes only
-         * into its workspace (the head's gradients belong to side 0) */
-        double l = retrieval_loss_and_dy((cb_model *)m, 1, &ws[1], ws[0].y[0], ws[1].y[0], m->head, B);
+        /* the training loss; its gradients go to the workspaces' scratch */
+        loss_out o = {.du = ws[0].g0, .dv_all = ws[1].g0, .prob = ws[0].prob, .pred = ws[1].pred};
+        double l = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o);
         if (c->objective == CB_OBJECTIVE_BOTH)
             for (int r = 0; r < B; r++) { /* ws[1].pred: the rating dots of the rating term */
-                double o = (double)cb_model_score_to_prediction(m, ws[1].pred[r]) - d->ratings[idx[off + r]].y;
-                sq_sum += o * o;
+                double o_r = (double)cb_model_score_to_prediction(m, ws[1].pred[r]) - d->ratings[idx[off + r]].y;
+                sq_sum += o_r * o_r;
             }
         loss_sum += l * B;
     }
@@ -1077,21 +1059,31 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
  * towers on its share of the batch rows (of this rank's part of the batch,
  * under a cb_train_comm) and writes its rows of the batch's outputs yu, ym.
  * After a barrier (across processes, an all-gather of the other ranks' rows)
- * the loss of the whole batch is computed from yu, ym as one thread would:
- * the in-batch softmax sees every item of the batch, so the loss and dL/dy
- * are exact. Worker 0 computes dL/dyu, worker 1 dL/dym (each loss_and_dy
- * call computes the whole loss once more; on one thread, worker 0 does both).
- * After a barrier each worker backpropagates its own rows into its own flat
- * gradient buffer [user tower | item tower | head]. The buffers are summed
+ * the loss is computed by chunks of LOSS_CHUNK batch rows (loss_rows), the
+ * chunks split across the workers of every rank: a chunk's rows of the
+ * in-batch softmax over every item of the batch, dL/dyu of its rows, the
+ * rating term's dL/dym of its items, its loss and head gradient, into
+ * batch-wide buffers. A chunk's bits depend only on the chunk (sgemm's
+ * rounding depends on its row count), so 1, 2 or N workers, or ranks,
+ * compute the same loss. After a barrier (across processes, an all-gather
+ * of those buffers) each worker computes dL/dym of the items it forwarded,
+ * its columns of the softmax over all rows (one sgemm over the rows: the
+ * same bits whoever computes a column), and backpropagates its own rows
+ * into its own flat gradient buffer [user tower | item tower | head]. The buffers are summed
  * slice by slice in worker order (deterministic for a given thread count),
  * across ranks (one all-reduce of the flat sum), and each worker applies the
- * optimiser to its slice. Four barriers per step; six across processes.
- * Every rank computes the same whole-batch loss, so all stop at a NaN alike.
+ * optimiser to its slice. Four barriers per step; eight across processes.
+ * The batch loss is the sum of the workers' (and ranks') parts, the same on
+ * every worker and rank, so all stop at a NaN alike.
  * Sampled negatives (c->negatives = M): every rank draws the same M items a
  * step; they are split across ranks and workers like the batch rows, each
  * worker runs the item tower on its batch rows then its negatives, and the
  * outputs follow the batch's B rows in ym (all-gathered apart), so the loss
  * sees B + M columns; whoever forwarded a negative backpropagates it. */
+
+/* Rows of the batch per loss chunk: small enough to share a batch of 256 among
+ * 16 workers, large enough for sgemm's blocking. */
+#define LOSS_CHUNK 16
 
 typedef struct worker {
     tower_ws ws[2];          /* its rows (ws[1]: then its negatives); outputs copied to the batch's */
@@ -1113,9 +1105,11 @@ typedef struct train_ctx {
     worker *wk;              /* [n_workers] */
     float *yu, *ym;          /* the whole batch's tower outputs [batch x out_dim]; ym then has the
                                 step's sampled negatives [negatives x out_dim] */
-    tower_ws loss[2];        /* the whole batch's loss scratch for side s: targets, items, log q,
-                                softmax, dL/dy of that side's outputs in loss[s].g0 */
-    double loss_of[2];       /* the whole batch's loss, as side s's computation gave it */
+    tower_ws cols;           /* the whole batch's targets, weights, items and log q (gather_batch) */
+    float *prob;             /* [batch x columns]: the batch's softmax (retrieval) */
+    float *du, *dvr;         /* [batch x out_dim]: dL/dyu, and the rating term's dL/dym of the batch's items */
+    float *chunk;            /* [chunks x 4]: each loss chunk's loss (as two floats whose sum keeps
+                                ~48 bits) and head gradient */
     float **grad;            /* [n_workers + 1] flat gradient buffers; the last is their sum */
     size_t n_flat;           /* floats in each: user tower, item tower, head (HEAD_N) */
     /* the item-id embedding in that layout: rows of emb_dim floats from emb_lo (emb_dim 0: none).
@@ -1247,12 +1241,6 @@ static void forward_rows(train_ctx *x, worker *k, const uint32_t *idx, int B, in
     }
 }
 
-/* The worker that computes dL/dy of side s (0 user, 1 item). */
-static int loss_worker(const train_ctx *x, int side) { return side == 1 && x->n_workers > 1 ? 1 : 0; }
-
-/* Worker w's part of the whole batch's loss (B rows, from x->yu, x->ym):
- * dL/dy of the side(s) it owns into x->loss[s].g0, and the head's gradient
- * (side 0) into its buffer, which is zeroed here. */
 /* Zero worker w's gradient buffer (the id embedding: the rows of its previous
  * step, whose sum is taken) and list the rows its items reach this step. */
 static void zero_grads(train_ctx *x, int w) {
@@ -1296,35 +1284,94 @@ static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
         }
 }
 
-static void loss_part(train_ctx *x, int w, const uint32_t *idx, int B, const uint32_t *neg, int M) {
-    cb_model *m = x->m, *v = &x->wk[w].view;
+/* The loss chunks [*lo, *hi) of global worker (rank, w) for a batch of B rows. */
+static void loss_chunks(const train_ctx *x, int w, int B, int rank, int *lo, int *hi) {
+    size_t n = ((size_t)B + LOSS_CHUNK - 1) / LOSS_CHUNK, a, b;
+    cb_pool_split(n, x->n_ranks * x->n_workers, rank * x->n_workers + w, 1, &a, &b);
+    *lo = (int)a, *hi = (int)b;
+}
+
+/* Worker w's chunks of the batch's loss, into x->prob, x->du, x->dvr and
+ * x->chunk; zeroes its gradient buffer. */
+static void loss_block(train_ctx *x, int w, int B) {
+    size_t W = cb_model_out_dim(x->m), N = (size_t)x->cols.n_cols;
+    int c_lo, c_hi;
     zero_grads(x, w);
-    memcpy(v->head, m->head, HEAD_N * sizeof(float));
-    memset(v->head + HEAD_N, 0, HEAD_N * sizeof(float));
-    for (int s = 0; s < 2; s++) {
-        if (loss_worker(x, s) != w) continue;
-        gather_batch(&m->cfg, &x->loss[s], x->d->ratings, idx, B, x->log_q, neg, M);
-        x->loss_of[s] = loss_and_dy(v, s, &x->loss[s], x->yu, x->ym, v->head, B);
+    loss_chunks(x, w, B, x->rank, &c_lo, &c_hi);
+    for (int ch = c_lo; ch < c_hi; ch++) {
+        int lo = ch * LOSS_CHUNK, hi = lo + LOSS_CHUNK < B ? lo + LOSS_CHUNK : B;
+        float *st = x->chunk + 4 * (size_t)ch;
+        st[2] = st[3] = 0.0f;
+        loss_out o = {.du = x->du + lo * W, .dv = x->dvr + lo * W, .head_grad = st + 2,
+                      .prob = x->prob ? x->prob + lo * N : NULL};
+        double loss = loss_rows(x->m, &x->cols, x->yu, x->ym, B, lo, hi, o);
+        st[0] = (float)loss;
+        st[1] = (float)(loss - st[0]);
     }
-    /* one rank counts the head's gradient of the whole batch (every rank has it) */
-    if (w == 0 && x->rank == 0) memcpy(x->grad[w] + x->n_flat - HEAD_N, v->head + HEAD_N, HEAD_N * sizeof(float));
+}
+
+/* The batch loss: the chunks' in chunk order (the same bits on every worker and rank). */
+static double batch_loss(const train_ctx *x, int B) {
+    double loss = 0.0;
+    for (int ch = 0; ch < (B + LOSS_CHUNK - 1) / LOSS_CHUNK; ch++)
+        loss += (double)x->chunk[4 * ch] + x->chunk[4 * ch + 1];
+    return loss;
+}
+
+/* Across ranks (worker 0): the other ranks' chunks of the loss buffers, by
+ * comm's all-gather (rank r's chunks are contiguous: its workers'). */
+static int gather_loss(train_ctx *x, int B) {
+    int n_chunks = (B + LOSS_CHUNK - 1) / LOSS_CHUNK, first[x->n_ranks + 1], count[x->n_ranks], offset[x->n_ranks];
+    for (int r = 0; r < x->n_ranks; r++) {
+        int unused;
+        loss_chunks(x, 0, B, r, &first[r], &unused);
+    }
+    first[x->n_ranks] = n_chunks;
+    float *bufs[4] = {x->chunk, x->prob, x->du, x->dvr};
+    int width[4] = {4, x->cols.n_cols, (int)cb_model_out_dim(x->m), (int)cb_model_out_dim(x->m)};
+    for (int k = 0; k < 4; k++) { /* x->chunk: 4 floats a chunk; the others: a row of width[k] a batch row */
+        if (!bufs[k]) continue;
+        for (int r = 0; r < x->n_ranks; r++) {
+            int a = first[r], b = first[r + 1];
+            if (k) a = a * LOSS_CHUNK < B ? a * LOSS_CHUNK : B, b = b * LOSS_CHUNK < B ? b * LOSS_CHUNK : B;
+            offset[r] = a * width[k], count[r] = (b - a) * width[k];
+        }
+        if (x->comm->allgather(x->comm->ctx, bufs[k], count, offset)) return 1;
+    }
+    return 0;
+}
+
+/* The head's gradient of the batch: the chunks' in chunk order, into worker
+ * 0's buffer on rank 0 (the all-reduce adds the other ranks' zeros). */
+static void head_grad(train_ctx *x, int w, int B) {
+    if (w != 0 || x->rank != 0) return;
+    float *hg = x->grad[0] + x->n_flat - HEAD_N;
+    for (int ch = 0; ch < (B + LOSS_CHUNK - 1) / LOSS_CHUNK; ch++)
+        hg[HEAD_S] += x->chunk[4 * ch + 2], hg[HEAD_C] += x->chunk[4 * ch + 3];
 }
 
 /* Worker w's rows [lo, hi) of B, and its sampled negatives, backpropagated
- * from the whole batch's dL/dy into its buffer. */
+ * into its buffer: the user side from the loss chunks' dL/dyu; the item
+ * side from the rating term's (the chunks) and the softmax's columns of its
+ * items, over the whole batch's rows. */
 static void backward_rows(train_ctx *x, int w, int B, int lo, int hi) {
     worker *k = &x->wk[w];
     const cb_model_config *c = &x->m->cfg;
     size_t W = cb_model_out_dim(x->m);
     int b = hi - lo, nb = k->n_neg;
+    float *dv = k->ws[1].g0;
+    memcpy(k->ws[0].g0, x->du + (size_t)lo * W, (size_t)b * W * sizeof(float));
+    memcpy(dv, x->dvr + (size_t)lo * W, (size_t)b * W * sizeof(float));
+    memset(dv + (size_t)b * W, 0, (size_t)nb * W * sizeof(float));
+    head_grad(x, w, B);
+    if (x->prob) {
+        cb_nn_softmax sm = softmax_of(x->m, &x->cols, B);
+        cb_nn_softmax_xent_backward_cols(dv, x->prob, x->yu, &sm, lo, b);
+        cb_nn_softmax_xent_backward_cols(dv + (size_t)b * W, x->prob, x->yu, &sm, B + k->neg_lo, nb);
+    }
     for (int s = 0; s < 2; s++) {
         int rows = s == 1 ? b + nb : b;
-        if (rows == 0) continue;
-        memcpy(k->ws[s].g0, x->loss[s].g0 + (size_t)lo * W, (size_t)b * W * sizeof(float));
-        if (s == 1 && nb)
-            memcpy(k->ws[1].g0 + (size_t)b * W, x->loss[1].g0 + (size_t)(B + k->neg_lo) * W,
-                   (size_t)nb * W * sizeof(float));
-        tower_backward(&k->view.tw[s], &k->ws[s], rows, 0, c->l2norm, c->l2norm_eps);
+        if (rows) tower_backward(&k->view.tw[s], &k->ws[s], rows, 0, c->l2norm, c->l2norm_eps);
     }
 }
 
@@ -1373,10 +1420,18 @@ static int gather_outputs(train_ctx *x, int B, int M) {
            (M && cm->allgather(cm->ctx, x->ym + (size_t)B * W, count[1], offset[1]));
 }
 
-/* Worker 0's clock: adds the seconds since *t to phase[i]. */
+/* Worker 0's CPU clock (its thread's CPU seconds: on a loaded machine the
+ * wall clock would count the time spent waiting for a core). */
+static double worker_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Adds worker 0's CPU seconds since *t to phase[i]. */
 static void lap(train_ctx *x, int w, int i, double *t) {
     if (w) return;
-    double now = cb_now();
+    double now = worker_clock();
     x->phase[i] += now - *t;
     *t = now;
 }
@@ -1397,10 +1452,11 @@ static void run_epoch(void *arg, int w) {
         const uint32_t *idx = x->perm + off;
         const uint32_t *neg = x->neg_ids ? x->neg_ids + step * x->neg.m : NULL; /* the same on every rank */
         int M = neg ? (int)x->neg.m : 0;
-        double t = cb_now();
+        double t = worker_clock();
         worker_rows(x, w, B, &lo, &hi);
         if (M) worker_rows(x, w, M, &nlo, &nhi); /* the negatives are split like the batch rows */
         forward_rows(x, &x->wk[w], idx, B, lo, hi, neg, nlo, nhi, step);
+        if (w == 0) gather_batch(&m->cfg, &x->cols, d->ratings, idx, B, x->log_q, neg, M);
         lap(x, w, 0, &t);
         cb_pool_barrier(x->pool);
         if (x->n_ranks > 1) {
@@ -1409,12 +1465,18 @@ static void run_epoch(void *arg, int w) {
         }
         lap(x, w, 3, &t);
         if (x->comm_failed || step >= atomic_load_explicit(&x->stop_step, memory_order_relaxed)) break;
-        loss_part(x, w, idx, B, neg, M);
+        loss_block(x, w, B);
         lap(x, w, 1, &t);
         cb_pool_barrier(x->pool);
         lap(x, w, 3, &t);
-        double loss = x->loss_of[0];
-        if (!isfinite(loss) || !isfinite(x->loss_of[1])) { /* read by all after the barrier: all stop here */
+        if (x->n_ranks > 1) {
+            if (w == 0 && gather_loss(x, B)) x->comm_failed = true;
+            cb_pool_barrier(x->pool);
+            lap(x, w, 3, &t);
+            if (x->comm_failed) break;
+        }
+        double loss = batch_loss(x, B); /* the same bits on every worker and rank */
+        if (!isfinite(loss)) { /* every worker and rank has the same loss: all stop here */
             if (w == 0) x->nan_seen = true;
             break;
         }
@@ -1528,7 +1590,11 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
     for (int w = 0; w <= x->n_workers; w++) x->grad[w] = gbuf + (size_t)w * stride;
     x->yu = gbuf + ((size_t)x->n_workers + 1) * stride;
     x->ym = x->yu + (size_t)B * W;
-    for (int s = 0; s < 2 && rc == CB_OK; s++) rc = ws_alloc(&x->loss[s], &m->tw[1], B + M, softmax, err);
+    if ((rc = ws_alloc(&x->cols, &m->tw[1], B + M, false, err))) return rc;
+    if (softmax && !(x->prob = cb_calloc((size_t)B * (B + M), sizeof(float), err))) return CB_ENOMEM;
+    if (!(x->du = cb_calloc(2 * (size_t)B * W + 4 * ((size_t)B / LOSS_CHUNK + 1), sizeof(float), err))) return CB_ENOMEM;
+    x->dvr = x->du + (size_t)B * W;
+    x->chunk = x->dvr + (size_t)B * W;
     for (int w = 0; w < x->n_workers && rc == CB_OK; w++) {
         worker *k = &x->wk[w];
         if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
@@ -1550,8 +1616,9 @@ static void train_ctx_close(train_ctx *x) {
         ws_free(&x->wk[w].ws[1]);
         free(x->wk[w].touched[0]);
     }
-    ws_free(&x->loss[0]);
-    ws_free(&x->loss[1]);
+    ws_free(&x->cols);
+    free(x->prob);
+    free(x->du);
     free(x->wk);
     if (x->grad) free(x->grad[0]);
     free(x->grad);

@@ -209,9 +209,10 @@ typedef struct cb_train_result {
     double seconds;
     bool early_stopped;
     int threads;                   /* training workers used (threads resolved, capped by the batch) */
-    double phase_seconds[4];       /* worker 0's seconds in each part of the steps: towers (forward,
-                                      backward), the whole batch's loss, gradient sum + optimiser,
-                                      barriers and the communicator (waiting for the others) */
+    double phase_seconds[4];       /* worker 0's CPU seconds in each part of the steps: towers
+                                      (forward, backward), its chunks of the loss, gradient sum +
+                                      optimiser, barriers and the communicator (spinning; a sleep
+                                      while waiting for the others costs none) */
     /* filled by cb_bundle_train when it is given test examples, else NAN:
      * the loss as in training and the RMSE (rating / both only) */
     double test_loss, test_rmse;

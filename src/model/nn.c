@@ -222,80 +222,220 @@ void cb_nn_bce_backward(float *dv, float *dscale, float *dbias, const float *v, 
     if (dbias) *dbias += (float)dc;
 }
 
+/* ---- exp in float
+ * x = n·ln2 + r with |r| <= ln2/2 (n rounded by the 1.5·2^23 trick, ln2 in
+ * two parts so n·ln2 is exact enough), e^r by Cephes' degree-6 polynomial,
+ * 2^n built in the exponent bits. The clamp keeps n in [-127, 127]: 2^-127
+ * is encoded as 0, so inputs below ~-87.3 (and -INFINITY) give 0. The clamp
+ * is written `lo > x ? lo : x` (max_ps(lo, x)), which keeps a NaN. */
+#define EXP_HI 88.3762626647949f
+#define EXP_LO (-88.0f)
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_MAGIC 12582912.0f /* 1.5·2^23: adding it rounds to an integer in the low mantissa bits */
+#define EXP_C1 0.693359375f
+#define EXP_C2 (-2.12194440e-4f)
+#define EXP_P0 1.9875691500e-4f
+#define EXP_P1 1.3981999507e-3f
+#define EXP_P2 8.3334519073e-3f
+#define EXP_P3 4.1665795894e-2f
+#define EXP_P4 1.6666665459e-1f
+#define EXP_P5 5.0000001201e-1f
+
+static inline float exp_one(float x) {
+    x = EXP_HI < x ? EXP_HI : x;
+    x = EXP_LO > x ? EXP_LO : x;
+    float t = x * EXP_LOG2E + EXP_MAGIC;
+    float n = t - EXP_MAGIC;
+    float r = x - n * EXP_C1;
+    r = r - n * EXP_C2;
+    float y = EXP_P0;
+    y = y * r + EXP_P1;
+    y = y * r + EXP_P2;
+    y = y * r + EXP_P3;
+    y = y * r + EXP_P4;
+    y = y * r + EXP_P5;
+    y = y * (r * r) + r + 1.0f;
+    int32_t ti, mi;
+    memcpy(&ti, &t, 4);
+    float magic = EXP_MAGIC;
+    memcpy(&mi, &magic, 4);
+    int32_t bits = (int32_t)((uint32_t)(ti - mi + 127) << 23);
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return y * scale;
+}
+
+void cb_nn_exp(float *x, size_t n) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128 hi = _mm_set1_ps(EXP_HI), lo = _mm_set1_ps(EXP_LO), log2e = _mm_set1_ps(EXP_LOG2E);
+    const __m128 magic = _mm_set1_ps(EXP_MAGIC), c1 = _mm_set1_ps(EXP_C1), c2 = _mm_set1_ps(EXP_C2);
+    const __m128 one = _mm_set1_ps(1.0f);
+    const __m128i bias = _mm_set1_epi32(127), magic_i = _mm_castps_si128(magic);
+    for (; i + 4 <= n; i += 4) {
+        __m128 v = _mm_loadu_ps(x + i);
+        v = _mm_min_ps(hi, v);
+        v = _mm_max_ps(lo, v);
+        __m128 t = _mm_add_ps(_mm_mul_ps(v, log2e), magic);
+        __m128 k = _mm_sub_ps(t, magic);
+        __m128 r = _mm_sub_ps(v, _mm_mul_ps(k, c1));
+        r = _mm_sub_ps(r, _mm_mul_ps(k, c2));
+        __m128 y = _mm_set1_ps(EXP_P0);
+        y = _mm_add_ps(_mm_mul_ps(y, r), _mm_set1_ps(EXP_P1));
+        y = _mm_add_ps(_mm_mul_ps(y, r), _mm_set1_ps(EXP_P2));
+        y = _mm_add_ps(_mm_mul_ps(y, r), _mm_set1_ps(EXP_P3));
+        y = _mm_add_ps(_mm_mul_ps(y, r), _mm_set1_ps(EXP_P4));
+        y = _mm_add_ps(_mm_mul_ps(y, r), _mm_set1_ps(EXP_P5));
+        y = _mm_add_ps(_mm_add_ps(_mm_mul_ps(y, _mm_mul_ps(r, r)), r), one);
+        __m128i e = _mm_slli_epi32(_mm_add_epi32(_mm_sub_epi32(_mm_castps_si128(t), magic_i), bias), 23);
+        _mm_storeu_ps(x + i, _mm_mul_ps(y, _mm_castsi128_ps(e)));
+    }
+#endif
+    for (; i < n; i++) x[i] = exp_one(x[i]);
+}
+
 /* ---- sampled softmax cross-entropy */
 
-/* Row i of z (N logits) -> w·softmax in place with left-out columns at 0;
- * returns w·(logsumexp - z_ii). Shared by the fast and naive forward passes. */
-static double softmax_row(float *z, const float *log_q, const uint32_t *ids, const float *w, int i, int N) {
-    double zmax = -INFINITY, wi = w ? w[i] : 1.0;
-    for (int j = 0; j < N; j++) {
+/* Row i's logits z (N) -> w·softmax in place with left-out columns at 0;
+ * returns w·(logsumexp - z_ii), in double from the double-precision
+ * reference. */
+static double softmax_row_naive(float *z, const cb_nn_softmax *s, int i) {
+    const float *log_q = s->log_q;
+    const uint32_t *ids = s->ids;
+    double zmax = -INFINITY, wi = s->w ? s->w[i] : 1.0;
+    for (int j = 0; j < s->N; j++) {
         if (log_q) z[j] -= log_q[j];
         if (ids && j != i && ids[j] == ids[i]) z[j] = -INFINITY;
         if (z[j] > zmax) zmax = z[j];
     }
     double zi = z[i], sum = 0.0;
-    for (int j = 0; j < N; j++) sum += exp((double)z[j] - zmax);
-    for (int j = 0; j < N; j++) z[j] = (float)(wi * exp((double)z[j] - zmax) / sum);
+    for (int j = 0; j < s->N; j++) sum += exp((double)z[j] - zmax);
+    for (int j = 0; j < s->N; j++) z[j] = (float)(wi * exp((double)z[j] - zmax) / sum);
     return wi * (zmax + log(sum) - zi);
 }
 
-double cb_nn_softmax_xent_forward(float *prob, const float *u, const float *v, const float *log_q,
-                                  const uint32_t *ids, const float *w, float inv_temp, int B, int N, int D) {
-    // u (B,D), v (N,D), prob (B,N)
-    if (B <= 0) return 0.0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, N, D, inv_temp, u, D, v, D, 0.0f, prob, N);
-    double loss = 0.0;
-    for (int i = 0; i < B; i++) loss += softmax_row(prob + (size_t)i * N, log_q, ids, w, i, N);
-    return loss / B;
-}
-
-double cb_nn_softmax_xent_forward_naive(float *prob, const float *u, const float *v,
-                                        const float *log_q, const uint32_t *ids, const float *w,
-                                        float inv_temp, int B, int N, int D) {
-    double loss = 0.0;
-    for (int i = 0; i < B; i++) {
-        float *z = prob + (size_t)i * N;
-        for (int j = 0; j < N; j++) {
-            double acc = 0.0;
-            for (int d = 0; d < D; d++) acc += (double)u[(size_t)i * D + d] * v[(size_t)j * D + d];
-            z[j] = (float)(inv_temp * acc);
-        }
-        loss += softmax_row(z, log_q, ids, w, i, N);
+/* The same in float: plain loops gcc vectorises, cb_nn_exp, the sum of the
+ * exponentials in double (N terms of float would lose ~N·eps). */
+static double softmax_row(float *z, const cb_nn_softmax *s, int i) {
+    const int N = s->N;
+    if (s->log_q)
+        for (int j = 0; j < N; j++) z[j] -= s->log_q[j];
+    float zi = z[i];
+    if (s->ids) {
+        const uint32_t me = s->ids[i];
+        for (int j = 0; j < N; j++) z[j] = s->ids[j] == me ? -INFINITY : z[j];
+        z[i] = zi;
     }
-    return B > 0 ? loss / B : 0.0;
+    float zmax = zi;
+    for (int j = 0; j < N; j++) zmax = z[j] > zmax ? z[j] : zmax;
+    if (!isfinite(zmax)) { /* an overflowed logit: a non-finite loss stops training */
+        for (int j = 0; j < N; j++) z[j] = NAN;
+        return NAN;
+    }
+    for (int j = 0; j < N; j++) z[j] -= zmax;
+    cb_nn_exp(z, (size_t)N);
+    double part[4] = {0.0, 0.0, 0.0, 0.0}; /* four chains: the adds overlap */
+    int col = 0;
+    for (; col + 4 <= N; col += 4)
+        for (int l = 0; l < 4; l++) part[l] += z[col + l];
+    for (; col < N; col++) part[0] += z[col];
+    double sum = (part[0] + part[1]) + (part[2] + part[3]);
+    double wi = s->w ? s->w[i] : 1.0;
+    float scale = (float)(wi / sum);
+    for (int j = 0; j < N; j++) z[j] *= scale;
+    return wi * ((double)zmax + log(sum) - zi);
 }
 
-void cb_nn_softmax_xent_backward(float *du, float *dv, const float *prob, const float *u,
-                                 const float *v, const float *w, float inv_temp, int B, int N, int D) {
-    if (B <= 0) return;
-    float k = inv_temp / (float)B;
+double cb_nn_softmax_xent_forward(float *prob, const float *u, const float *v, const cb_nn_softmax *s, int row0,
+                                  int rows) {
+    // u (rows, ld), v (N, ld), prob (rows, N)
+    if (rows <= 0) return 0.0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, s->N, s->D, s->inv_temp, u, s->ld, v, s->ld, 0.0f,
+                prob, s->N);
+    double loss = 0.0;
+    for (int r = 0; r < rows; r++) loss += softmax_row(prob + (size_t)r * s->N, s, row0 + r);
+    return loss / s->B;
+}
+
+double cb_nn_softmax_xent_forward_naive(float *prob, const float *u, const float *v, const cb_nn_softmax *s,
+                                        int row0, int rows) {
+    double loss = 0.0;
+    for (int r = 0; r < rows; r++) {
+        float *z = prob + (size_t)r * s->N;
+        for (int j = 0; j < s->N; j++) {
+            double acc = 0.0;
+            for (int d = 0; d < s->D; d++) acc += (double)u[(size_t)r * s->ld + d] * v[(size_t)j * s->ld + d];
+            z[j] = (float)(s->inv_temp * acc);
+        }
+        loss += softmax_row_naive(z, s, row0 + r);
+    }
+    return s->B > 0 ? loss / s->B : 0.0;
+}
+
+void cb_nn_softmax_xent_backward(float *du, float *dv, const float *prob, const float *u, const float *v,
+                                 const cb_nn_softmax *s, int row0, int rows) {
+    if (rows <= 0) return;
+    const int N = s->N, D = s->D, ld = s->ld;
+    float k = s->inv_temp / (float)s->B;
     /* g = (prob - diag(w))/B: the product with prob by sgemm, the diagonal part by hand */
     if (du) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, N, k, prob, N, v, D, 1.0f, du, D);
-        for (int i = 0; i < B; i++) {
-            float ki = w ? k * w[i] : k;
-            for (int d = 0; d < D; d++) du[(size_t)i * D + d] -= ki * v[(size_t)i * D + d];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, N, k, prob, N, v, ld, 1.0f, du, ld);
+        for (int r = 0; r < rows; r++) {
+            int i = row0 + r;
+            float ki = s->w ? k * s->w[i] : k;
+            for (int d = 0; d < D; d++) du[(size_t)r * ld + d] -= ki * v[(size_t)i * ld + d];
         }
     }
     if (dv) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, B, k, prob, N, u, D, 1.0f, dv, D);
-        for (int i = 0; i < B; i++) {
-            float ki = w ? k * w[i] : k;
-            for (int d = 0; d < D; d++) dv[(size_t)i * D + d] -= ki * u[(size_t)i * D + d];
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, rows, k, prob, N, u, ld, 1.0f, dv, ld);
+        for (int r = 0; r < rows; r++) {
+            int i = row0 + r;
+            float ki = s->w ? k * s->w[i] : k;
+            for (int d = 0; d < D; d++) dv[(size_t)i * ld + d] -= ki * u[(size_t)r * ld + d];
         }
     }
 }
 
-void cb_nn_softmax_xent_backward_naive(float *du, float *dv, const float *prob, const float *u,
-                                       const float *v, const float *w, float inv_temp, int B, int N, int D) {
-    for (int i = 0; i < B; i++)
+void cb_nn_softmax_xent_backward_naive(float *du, float *dv, const float *prob, const float *u, const float *v,
+                                       const cb_nn_softmax *s, int row0, int rows) {
+    const int N = s->N, D = s->D, ld = s->ld;
+    for (int r = 0; r < rows; r++) {
+        int i = row0 + r;
         for (int j = 0; j < N; j++) {
-            double g = ((double)prob[(size_t)i * N + j] - (i == j) * (w ? (double)w[i] : 1.0)) * inv_temp / B;
+            double g = ((double)prob[(size_t)r * N + j] - (i == j) * (s->w ? (double)s->w[i] : 1.0)) * s->inv_temp / s->B;
             for (int d = 0; d < D; d++) {
-                if (du) du[(size_t)i * D + d] += (float)(g * v[(size_t)j * D + d]);
-                if (dv) dv[(size_t)j * D + d] += (float)(g * u[(size_t)i * D + d]);
+                if (du) du[(size_t)r * ld + d] += (float)(g * v[(size_t)j * ld + d]);
+                if (dv) dv[(size_t)j * ld + d] += (float)(g * u[(size_t)r * ld + d]);
             }
         }
+    }
+}
+
+void cb_nn_softmax_xent_backward_cols(float *dv, const float *prob, const float *u, const cb_nn_softmax *s, int col0,
+                                      int ncols) {
+    if (ncols <= 0) return;
+    const int ld = s->ld;
+    float k = s->inv_temp / (float)s->B;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncols, s->D, s->B, k, prob + col0, s->N, u, ld, 1.0f, dv, ld);
+    for (int j = col0; j < col0 + ncols && j < s->B; j++) { /* the diagonal: column j is row j's positive */
+        float kj = s->w ? k * s->w[j] : k;
+        for (int d = 0; d < s->D; d++) dv[(size_t)(j - col0) * ld + d] -= kj * u[(size_t)j * ld + d];
+    }
+}
+
+void cb_nn_softmax_xent_backward_cols_naive(float *dv, const float *prob, const float *u, const cb_nn_softmax *s,
+                                            int col0, int ncols) {
+    const int ld = s->ld;
+    for (int c = 0; c < ncols; c++) {
+        int j = col0 + c;
+        for (int d = 0; d < s->D; d++) {
+            double acc = 0.0;
+            for (int i = 0; i < s->B; i++)
+                acc += ((double)prob[(size_t)i * s->N + j] - (i == j) * (s->w ? (double)s->w[i] : 1.0)) *
+                       u[(size_t)i * ld + d];
+            dv[(size_t)c * ld + d] += (float)(acc * s->inv_temp / s->B);
+        }
+    }
 }
 
 /* ---- optimisers

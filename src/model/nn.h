@@ -65,27 +65,56 @@ double cb_nn_bce_forward(float *prob, const float *v, const float *y, float scal
 void cb_nn_bce_backward(float *dv, float *dscale, float *dbias, const float *v, const float *y,
                         float scale, float bias, int B);
 
-/* ---- sampled softmax cross-entropy (the retrieval objective).
- * Row i of u (B,D) is a user whose positive item is row i of v (N,D), N >= B;
- * every other row of v is a negative for it (in-batch negatives, and extra
- * sampled items in rows B..N). Logits z_ij = inv_temp·<u_i,v_j> - log_q[j]
- * (log_q (N) may be NULL: the logQ correction for how often item j appears as
- * a negative); column j is left out of row i when j != i and ids[j] == ids[i]
- * (ids (N) may be NULL): the same item twice is not its own negative. Row i
- * weighs w[i] (w (B) may be NULL: all 1).
- * Returns Σ_i w_i [logsumexp_j z_ij - z_ii] / B; prob (B,N) receives
- * w_i·softmax_j z_ij (0 in left-out columns), which the backward pass reads. */
-double cb_nn_softmax_xent_forward(float *prob, const float *u, const float *v, const float *log_q,
-                                  const uint32_t *ids, const float *w, float inv_temp, int B, int N, int D);
-double cb_nn_softmax_xent_forward_naive(float *prob, const float *u, const float *v,
-                                        const float *log_q, const uint32_t *ids, const float *w,
-                                        float inv_temp, int B, int N, int D);
-/* With g_ij = (prob_ij - w_i·[i == j]) / B (w as given to the forward pass):
- * du (B,D) += inv_temp · g · v;  dv (N,D) += inv_temp · gᵀ · u (either may be NULL). */
-void cb_nn_softmax_xent_backward(float *du, float *dv, const float *prob, const float *u,
-                                 const float *v, const float *w, float inv_temp, int B, int N, int D);
-void cb_nn_softmax_xent_backward_naive(float *du, float *dv, const float *prob, const float *u,
-                                       const float *v, const float *w, float inv_temp, int B, int N, int D);
+/* ---- exp over n floats in place, in single precision (a Cephes-style
+ * polynomial, within 2 ulp of expf on [-87, 88]; below -87.3 it flushes to
+ * 0 and -INFINITY gives 0, NaN stays NaN). SIMD with a scalar tail doing the
+ * same IEEE operations: every element gets the same bits wherever it sits. */
+void cb_nn_exp(float *x, size_t n);
+
+/* ---- sampled softmax cross-entropy (the retrieval objective) on a block of
+ * rows of a batch.
+ * The batch has B users; user i's positive item is column i of N >= B
+ * columns (in-batch items, then extra sampled items in columns B..N). Logits
+ * z_ij = inv_temp·<u_i,v_j> - log_q[j] (log_q (N) may be NULL: the logQ
+ * correction for how often item j appears as a negative); column j is left
+ * out of row i when j != i and ids[j] == ids[i] (ids (N) may be NULL): the
+ * same item twice is not its own negative. Row i weighs w[i] (w (B) may be
+ * NULL: all 1). The vectors are D floats at a row stride of ld >= D (a part
+ * of wider rows). */
+typedef struct cb_nn_softmax {
+    const float *log_q;     /* (N) or NULL */
+    const uint32_t *ids;    /* (N) or NULL */
+    const float *w;         /* (B), by batch row, or NULL */
+    float inv_temp;
+    int B, N, D, ld;
+} cb_nn_softmax;
+/* The block is batch rows [row0, row0 + rows): u (rows, ld) holds those
+ * users, v (N, ld) every column's item. Returns Σ_{i in block} w_i
+ * [logsumexp_j z_ij - z_ii] / B (so the blocks of a batch add up to its
+ * loss); prob (rows, N) receives w_i·softmax_j z_ij (0 in left-out columns),
+ * which the backward pass reads. The fast version works in float (max
+ * subtracted, cb_nn_exp, the row's sum in double); the naive one in double. */
+double cb_nn_softmax_xent_forward(float *prob, const float *u, const float *v, const cb_nn_softmax *s, int row0,
+                                  int rows);
+double cb_nn_softmax_xent_forward_naive(float *prob, const float *u, const float *v, const cb_nn_softmax *s,
+                                        int row0, int rows);
+/* With g_rj = (prob_rj - w_i·[j == i]) / B, i = row0 + r (w as given to the
+ * forward pass): du (rows, ld) += inv_temp · g · v; dv (N, ld) += inv_temp ·
+ * gᵀ · u, the block's part of the item side's gradient (either may be NULL).
+ * The item side of a batch is the sum of its blocks' dv. */
+void cb_nn_softmax_xent_backward(float *du, float *dv, const float *prob, const float *u, const float *v,
+                                 const cb_nn_softmax *s, int row0, int rows);
+void cb_nn_softmax_xent_backward_naive(float *du, float *dv, const float *prob, const float *u, const float *v,
+                                       const cb_nn_softmax *s, int row0, int rows);
+/* The item side of the whole batch by columns: dv (ncols, ld) += inv_temp ·
+ * g[:, col0 .. col0 + ncols)ᵀ · u, from the whole batch's prob (B, N) and
+ * users u (B, ld). One sgemm over all B rows per call: OpenBLAS sums each
+ * element over the rows in the same order whatever the block of columns, so
+ * workers that split the columns get the bits of one that does them all. */
+void cb_nn_softmax_xent_backward_cols(float *dv, const float *prob, const float *u, const cb_nn_softmax *s, int col0,
+                                      int ncols);
+void cb_nn_softmax_xent_backward_cols_naive(float *dv, const float *prob, const float *u, const cb_nn_softmax *s,
+                                            int col0, int ncols);
 
 /* ---- optimisers over a flat parameter buffer of n floats whose first
  * n_decay entries are weights (they receive the L2 term weight_decay·p in
