@@ -914,6 +914,127 @@ static int check_finite(const float *V, size_t n, size_t d, const char *what, cb
     return CB_OK;
 }
 
+/* Identical rows of V, grouped: rows i with the same bytes share group
+ * group_of[i]; groups are numbered by their lowest row, and members[
+ * first[u] .. first[u + 1]) lists group u's rows ascending. */
+typedef struct groups {
+    size_t n_groups;
+    uint32_t *group_of; /* [n] */
+    uint32_t *first;    /* [n_groups + 1] */
+    uint32_t *members;  /* [n] */
+} groups;
+
+static void groups_free(groups *g) { free(g->group_of), free(g->first), free(g->members); }
+
+static int groups_find(groups *g, const float *V, size_t n, size_t d, cb_error *err) {
+    memset(g, 0, sizeof *g);
+    size_t slots = 2;
+    while (slots < 2 * n) slots <<= 1;
+    uint32_t *slot = cb_malloc(slots * sizeof *slot, err); /* a group's lowest row + 1, 0 = empty */
+    g->group_of = cb_malloc(n * sizeof *g->group_of, err);
+    g->first = cb_calloc(n + 1, sizeof *g->first, err);
+    g->members = cb_malloc(n * sizeof *g->members, err);
+    if (!slot || !g->group_of || !g->first || !g->members) {
+        free(slot), groups_free(g);
+        return CB_ENOMEM;
+    }
+    memset(slot, 0, slots * sizeof *slot);
+    const size_t row = d * sizeof(float);
+    for (size_t i = 0; i < n; i++) {
+        size_t s = (size_t)cb_hash64(V + i * d, row, 0) & (slots - 1);
+        while (slot[s] && memcmp(V + (size_t)(slot[s] - 1) * d, V + i * d, row) != 0) s = (s + 1) & (slots - 1);
+        if (!slot[s]) slot[s] = (uint32_t)i + 1, g->group_of[i] = (uint32_t)g->n_groups++;
+        else g->group_of[i] = g->group_of[slot[s] - 1];
+        g->first[g->group_of[i] + 1]++;
+    }
+    free(slot);
+    for (size_t u = 0; u < g->n_groups; u++) g->first[u + 1] += g->first[u];
+    uint32_t *fill = cb_malloc(g->n_groups * sizeof *fill, err);
+    if (!fill) {
+        groups_free(g);
+        return CB_ENOMEM;
+    }
+    memcpy(fill, g->first, g->n_groups * sizeof *fill);
+    for (size_t i = 0; i < n; i++) g->members[fill[g->group_of[i]]++] = (uint32_t)i;
+    free(fill);
+    return CB_OK;
+}
+
+/* Rows of group u's table from its distinct-vector neighbours nb[0..m) (U's
+ * indices, canonical order): the k + 1 best rows of V (ranked by canonical g,
+ * ties to the lower row; at most k + 1 per group are needed), then each
+ * member's k best without itself. Returns false when the m groups may not
+ * hold every row tied with the last one needed (a canonical tie between two
+ * distinct vectors at the cut): the caller searches those members directly. */
+static bool group_rows(const groups *g, const float *U, size_t n_groups, size_t d, size_t u, const int32_t *nb,
+                       size_t m, size_t k, cand *c, cb_knn_table *t) {
+    size_t nc = 0, j = 0;
+    double last = 0.0;
+    for (; j < m; j++) {
+        double gv = canon_good(U + u * d, U + (size_t)nb[j] * d, d, CB_KNN_L2);
+        if (nc >= k + 1 && gv < last) break;
+        last = gv;
+        size_t f = g->first[nb[j]], e = g->first[nb[j] + 1];
+        if (e - f > k + 1) e = f + k + 1;
+        for (; f < e; f++) c[nc++] = (cand){gv, (int32_t)g->members[f]};
+    }
+    if (j == m && m < n_groups) return false; /* the next group might tie */
+    sort_cands(c, nc);
+    for (size_t f = g->first[u]; f < g->first[u + 1]; f++) {
+        uint32_t i = g->members[f];
+        for (size_t r = 0, o = 0; o < k && r < nc; r++) {
+            if (c[r].idx == (int32_t)i) continue;
+            t->neighbors[i * k + o] = c[r].idx;
+            t->distances[i * k + o++] = good_to_score(c[r].g, CB_KNN_L2);
+        }
+    }
+    return true;
+}
+
+/* The table through distinct vectors: items sharing a vector (same
+ * features) are searched once, as one row of U, and their lists expanded
+ * from U's; near-ties between identical rows never reach the fast pass. */
+static int similar_table_grouped(cb_knn_table *t, const float *V, size_t n, size_t d, size_t k, const groups *g,
+                                 int threads, cb_error *err) {
+    const size_t nu = g->n_groups, m = k + 2 < nu ? k + 2 : nu;
+    float *U = cb_malloc(nu * d * sizeof *U, err);
+    int32_t *nb = cb_malloc(nu * m * sizeof *nb, err), *redo = cb_malloc(n * sizeof *redo, err);
+    cand *c = cb_malloc(m * (k + 1) * sizeof *c, err);
+    cb_knn_index *ix = NULL;
+    int rc = U && nb && redo && c ? CB_OK : CB_ENOMEM;
+    if (!rc) {
+        for (size_t u = 0; u < nu; u++) memcpy(U + u * d, V + (size_t)g->members[g->first[u]] * d, d * sizeof *U);
+        cb_knn_params p = {.threads = threads};
+        if (!(rc = cb_knn_index_create(&ix, U, nu, d, err)))
+            rc = search_job(ix, U, nu, m, CB_KNN_L2, &p, false, nb, NULL, err);
+    }
+    size_t n_redo = 0;
+    for (size_t u = 0; !rc && u < nu; u++)
+        if (!group_rows(g, U, nu, d, u, nb + u * m, m, k, c, t))
+            for (size_t f = g->first[u]; f < g->first[u + 1]; f++) redo[n_redo++] = (int32_t)g->members[f];
+    cb_knn_index_free(ix);
+    ix = NULL;
+    if (!rc && n_redo) { /* rare: canonical ties between distinct vectors at the cut */
+        float *Q = cb_malloc(n_redo * d * sizeof *Q, err);
+        int32_t *oi = cb_malloc(n_redo * k * sizeof *oi, err);
+        float *os = cb_malloc(n_redo * k * sizeof *os, err);
+        rc = Q && oi && os ? cb_knn_index_create(&ix, V, n, d, err) : CB_ENOMEM;
+        if (!rc) {
+            for (size_t r = 0; r < n_redo; r++) memcpy(Q + r * d, V + (size_t)redo[r] * d, d * sizeof *Q);
+            cb_knn_params p = {.threads = threads, .self_index = redo};
+            rc = search_job(ix, Q, n_redo, k, CB_KNN_L2, &p, false, oi, os, err);
+        }
+        for (size_t r = 0; !rc && r < n_redo; r++) {
+            memcpy(t->neighbors + (size_t)redo[r] * k, oi + r * k, k * sizeof *oi);
+            memcpy(t->distances + (size_t)redo[r] * k, os + r * k, k * sizeof *os);
+        }
+        cb_knn_index_free(ix);
+        free(Q), free(oi), free(os);
+    }
+    free(U), free(nb), free(redo), free(c);
+    return rc;
+}
+
 int cb_knn_similar_table(cb_knn_table *table, const float *V, size_t n, size_t d, size_t k, int threads,
                          cb_error *err) {
     memset(table, 0, sizeof *table);
@@ -923,17 +1044,25 @@ int cb_knn_similar_table(cb_knn_table *table, const float *V, size_t n, size_t d
                        n - 1);
     int rc = check_finite(V, n, d, "item", err);
     if (rc) return rc;
-    cb_knn_index *ix;
-    if ((rc = cb_knn_index_create(&ix, V, n, d, err))) return rc;
+    if (n >= (size_t)INT32_MAX || d > (size_t)INT32_MAX / 2)
+        return cb_fail(err, CB_EINVAL, "knn: catalog too large (%zu x %zu)", n, d);
+    groups g;
+    if ((rc = groups_find(&g, V, n, d, err))) return rc;
     table->neighbors = cb_calloc(n * k, sizeof *table->neighbors, err);
     table->distances = cb_calloc(n * k, sizeof *table->distances, err);
     if (!table->neighbors || !table->distances) {
         rc = CB_ENOMEM;
+    } else if (g.n_groups < n) {
+        rc = similar_table_grouped(table, V, n, d, k, &g, threads, err);
     } else {
-        cb_knn_params p = {.threads = threads};
-        rc = search_job(ix, V, n, k, CB_KNN_L2, &p, true, table->neighbors, table->distances, err);
+        cb_knn_index *ix;
+        if (!(rc = cb_knn_index_create(&ix, V, n, d, err))) {
+            cb_knn_params p = {.threads = threads};
+            rc = search_job(ix, V, n, k, CB_KNN_L2, &p, true, table->neighbors, table->distances, err);
+            cb_knn_index_free(ix);
+        }
     }
-    cb_knn_index_free(ix);
+    groups_free(&g);
     if (rc) {
         cb_knn_table_free(table);
         return rc;
