@@ -270,7 +270,11 @@ static void search_layer(const cb_hnsw *h, walker *w, const float *q, dist_fn di
         if (w->res.n >= ef && -c.key > w->res.e[0].key) break;
         const int32_t *lk = links_read(h, (size_t)c.id, level, w->lbuf);
         int32_t cnt = lk[0];
-        for (int32_t r = 1; r <= cnt; r++) prefetch(h->B + (size_t)lk[r] * d);
+        for (int32_t r = 1; r <= cnt; r++) { /* a row of 32 floats spans two cache lines */
+            const float *v = h->B + (size_t)lk[r] * d;
+            prefetch(v);
+            if (d > 16) prefetch(v + 16);
+        }
         for (int32_t r = 1; r <= cnt && ok; r++) {
             int32_t j = lk[r];
             if (w->tag[j] == w->epoch) continue;

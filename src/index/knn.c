@@ -1052,7 +1052,7 @@ int cb_knn_similar_table(cb_knn_table *table, const float *V, size_t n, size_t d
     table->distances = cb_calloc(n * k, sizeof *table->distances, err);
     if (!table->neighbors || !table->distances) {
         rc = CB_ENOMEM;
-    } else if (g.n_groups < n) {
+    } else if (g.n_groups <= n - n / 8) { /* enough shared vectors to repay the second pass */
         rc = similar_table_grouped(table, V, n, d, k, &g, threads, err);
     } else {
         cb_knn_index *ix;
