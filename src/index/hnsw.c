@@ -575,10 +575,8 @@ static size_t search_query(const sjob *jb, walker *w, const float *q, const filt
     if (cur == h->entry) descend(h, w->lbuf, q, dist, &cur, &cur_d, h->max_level, 0);
     search_layer(h, w, q, dist, cur, cur_d, ef, 0, f);
     size_t m = 0;
-    while (w->res.n) {
-        hnode x = heap_pop(&w->res);
-        rc[m++] = (cb_knn_cand){cb_knn_canonical_good(q, h->B + (size_t)x.id * h->d, h->d, jb->metric), x.id};
-    }
+    while (w->res.n) rc[m++] = (cb_knn_cand){0.0, heap_pop(&w->res).id};
+    cb_knn_canonical_rescore(q, h->B, h->d, jb->metric, rc, m);
     qsort(rc, m, sizeof *rc, cb_knn_cand_cmp);
     return m;
 }

@@ -123,6 +123,10 @@ typedef struct cb_knn_cand {
     int32_t idx;
 } cb_knn_cand;
 int cb_knn_cand_cmp(const void *a, const void *b); /* qsort comparator */
+/* c[i].g = cb_knn_canonical_good(q, B + c[i].idx * d, ...) for i < nc, the
+ * same bits, several rows at a time where the CPU allows. */
+void cb_knn_canonical_rescore(const float *q, const float *B, size_t d, cb_knn_metric metric, cb_knn_cand *c,
+                              size_t nc);
 
 /* ---- Similar-items table: for every item its k nearest other items by
  * squared distance ||v_i - v_j||^2, ascending, ties to the lower index. */
