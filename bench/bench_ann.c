@@ -17,6 +17,7 @@
  *   --efc: ef_construction of both (default 200) */
 #include "index/hnsw.h"
 #include "base/st.h"
+#include "bench_npy.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -68,34 +69,6 @@ static float *clustered(size_t n, size_t d, uint64_t seed, uint64_t centre_seed)
         for (size_t t = 0; t < d; t++) v[i * d + t] = c[ci * d + t] + (float)cb_rng_normal(&rng);
     }
     free(c);
-    return v;
-}
-
-/* A float32 C-order 2-D .npy (version 1.0), as cb_npy_write_f32 writes it. */
-static float *read_npy(const char *path, size_t *n, size_t *d) {
-    FILE *f = fopen(path, "rb");
-    unsigned char head[10];
-    if (!f || fread(head, 1, 10, f) != 10 || memcmp(head, "\x93NUMPY", 6) != 0) {
-        fprintf(stderr, "bench_ann: %s is not an .npy file\n", path);
-        exit(1);
-    }
-    size_t hl = head[8] | (size_t)head[9] << 8;
-    char *h = xmalloc(hl + 1);
-    unsigned long long a = 0, b = 0;
-    const char *shape;
-    if (fread(h, 1, hl, f) != hl || (h[hl] = 0, !strstr(h, "'<f4'")) || strstr(h, "'fortran_order': True") ||
-        !(shape = strstr(h, "'shape': (")) || sscanf(shape, "'shape': (%llu, %llu)", &a, &b) != 2 || !a || !b) {
-        fprintf(stderr, "bench_ann: %s: expected a 2-D little-endian float32 array\n", path);
-        exit(1);
-    }
-    free(h);
-    float *v = xmalloc(a * b * sizeof *v);
-    if (fread(v, sizeof *v, a * b, f) != a * b) {
-        fprintf(stderr, "bench_ann: %s is truncated\n", path);
-        exit(1);
-    }
-    fclose(f);
-    *n = a, *d = b;
     return v;
 }
 
@@ -186,7 +159,7 @@ int main(int argc, char **argv) {
         else return 2;
     }
     float *B = NULL, *Q = NULL;
-    if (vectors) B = read_npy(vectors, &n, &d);
+    if (vectors) B = bench_read_npy("bench_ann", vectors, &n, &d);
     if (n < 1000 || nq == 0 || nq > n || slice == 0 || slice > n || threads < 1 || efc < 1) {
         fprintf(stderr, "usage: bench_ann [--n N>=1000] [--vectors FILE.npy] [--queries Q] [--slice ROWS<=N] "
                         "[--threads T>=1] [--efc EF] [--no-hnswlib] [--no-table]\n");

@@ -12,6 +12,7 @@
  * Usage: bench_ann_exact [--vectors FILE.npy] [--k 20] [--threads 2] [--reps 3]
  * (--reps: alternating table / sgemm passes, the best of each kept) */
 #include "index/knn.h"
+#include "bench_npy.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -34,34 +35,6 @@ static void *xmalloc(size_t n) {
         exit(1);
     }
     return p;
-}
-
-/* A float32 C-order 2-D .npy (version 1.0), as cb_npy_write_f32 writes it. */
-static float *read_npy(const char *path, size_t *n, size_t *d) {
-    FILE *f = fopen(path, "rb");
-    unsigned char head[10];
-    if (!f || fread(head, 1, 10, f) != 10 || memcmp(head, "\x93NUMPY", 6) != 0) {
-        fprintf(stderr, "bench_ann_exact: %s is not an .npy file\n", path);
-        exit(1);
-    }
-    size_t hl = head[8] | (size_t)head[9] << 8;
-    char *h = xmalloc(hl + 1);
-    unsigned long long a = 0, b = 0;
-    const char *shape;
-    if (fread(h, 1, hl, f) != hl || (h[hl] = 0, !strstr(h, "'<f4'")) || strstr(h, "'fortran_order': True") ||
-        !(shape = strstr(h, "'shape': (")) || sscanf(shape, "'shape': (%llu, %llu)", &a, &b) != 2 || !a || !b) {
-        fprintf(stderr, "bench_ann_exact: %s: expected a 2-D little-endian float32 array\n", path);
-        exit(1);
-    }
-    free(h);
-    float *v = xmalloc(a * b * sizeof *v);
-    if (fread(v, sizeof *v, a * b, f) != a * b) {
-        fprintf(stderr, "bench_ann_exact: %s is truncated\n", path);
-        exit(1);
-    }
-    fclose(f);
-    *n = a, *d = b;
-    return v;
 }
 
 static float *near_ties(size_t n, size_t d) {
@@ -100,7 +73,7 @@ int main(int argc, char **argv) {
         else if (c == 'r') reps = atoi(optarg);
         else return 2;
     }
-    float *V = path ? read_npy(path, &n, &d) : near_ties(n, d);
+    float *V = path ? bench_read_npy("bench_ann_exact", path, &n, &d) : near_ties(n, d);
     if (k == 0 || k >= n || reps < 1) return 2;
     printf("exact similar-items table: %zu x %zu (%s), k = %zu, %d threads\n", n, d,
            path ? path : "synthetic near-ties", k, threads);

@@ -141,7 +141,8 @@ typedef struct cb_knn_table {
  * 1 <= k <= n - 1 (else CB_EINVAL). `threads` <= 0: all CPUs. On success the
  * table owns its arrays (free with cb_knn_table_free); on failure *table is
  * zeroed. Row i equals cb_knn_search(V+i*d, 1, V, n, d, k, CB_KNN_L2) with
- * self_index {i}, bit for bit. */
+ * self_index {i}, bit for bit. When many items share a vector (same
+ * features), each distinct vector is searched once and its list expanded. */
 int cb_knn_similar_table(cb_knn_table *table, const float *V, size_t n, size_t d, size_t k, int threads,
                          cb_error *err);
 
