@@ -397,11 +397,6 @@ CB_API int cb_recommender_add_item(cb_recommender *rec, const char *item_json, s
  * checksummed, memory-mapped at load, and refused for another model. */
 typedef enum cb_search_mode { CB_SEARCH_AUTO = 0, CB_SEARCH_EXACT = 1, CB_SEARCH_APPROX = 2 } cb_search_mode;
 #define CB_ANN_AUTO_MIN_ITEMS 100000
-/* The build beam of an index made only for the similar-items table (what
- * `cbrec precompute` builds when given no index): each table walk starts at
- * the item itself, so a cheaper graph keeps the table's recall (bench_ann:
- * recall@10 >= 0.99 against the exact table at 1M items). */
-#define CB_ANN_TABLE_EF_CONSTRUCTION 48
 /* Build over the model's items: m links per node (0 = 16), ef_construction
  * the build beam (0 = 200), threads inserting at once (0 = every core).
  * threads = 1 is deterministic (the same graph bit for bit); more threads
