@@ -7,11 +7,17 @@
  *   ef_construction and vectors, 1 thread each; goal <= hnswlib's), and
  *   hnswlib's recall / throughput at the same beams;
  *   the similar-items table of all n items from the index (2 threads) vs
- *   the exact table (2 threads) timed on a slice of rows and extrapolated.
- * Usage: bench_ann [--n N] [--queries Q] [--slice ROWS] [--no-hnswlib] [--no-table]
- *   default n = 200000 (the 1M build takes ~10 min on 2 shared cores: --n 1000000) */
+ *   the exact table (2 threads) timed on a slice of rows and extrapolated,
+ *   and the table's recall@10 against the exact rows of that slice.
+ * Vectors: synthetic clustered rows, or --vectors FILE.npy (`cbrec embed`'s
+ * item_vectors.npy: a trained catalog; the queries are then rows of it).
+ * Usage: bench_ann [--n N] [--vectors FILE.npy] [--queries Q] [--slice ROWS] [--threads T]
+ *                  [--efc EF] [--no-hnswlib] [--no-table]
+ *   default n = 200000; --threads: build threads, cbrec's and hnswlib's (default 1);
+ *   --efc: ef_construction of both (default 200) */
 #include "index/hnsw.h"
 #include "base/st.h"
+#include "bench_npy.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -66,6 +72,13 @@ static float *clustered(size_t n, size_t d, uint64_t seed, uint64_t centre_seed)
     return v;
 }
 
+/* nq rows of B spread evenly (queries on a trained catalog). */
+static float *rows_of(const float *B, size_t n, size_t d, size_t nq) {
+    float *Q = xmalloc(nq * d * sizeof *Q);
+    for (size_t q = 0; q < nq; q++) memcpy(Q + q * d, B + (q * (n / nq)) * d, d * sizeof *Q);
+    return Q;
+}
+
 static double recall(const int32_t *a, const int32_t *e, size_t nq, size_t k) {
     size_t hit = 0;
     for (size_t q = 0; q < nq; q++)
@@ -85,7 +98,7 @@ typedef struct peer {
 
 /* Run the hnswlib script on the same vectors; parse its lines. */
 static peer run_hnswlib(const float *B, size_t n, const float *Q, size_t nq, const int32_t *exact, size_t d,
-                        size_t k, const size_t *efs, size_t n_ef) {
+                        size_t k, const size_t *efs, size_t n_ef, size_t efc, int threads) {
     peer p = {0};
     char dir[] = "/tmp/cbrec-bench-ann-XXXXXX";
     if (!mkdtemp(dir)) return p;
@@ -104,8 +117,8 @@ static peer run_hnswlib(const float *B, size_t n, const float *Q, size_t nq, con
     /* Debian's python3 has the hnswlib module; another python3 first on PATH may not. */
     const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
     const char *script = getenv("BENCH_DIR") ? getenv("BENCH_DIR") : "bench";
-    snprintf(cmd, sizeof cmd, "nice %s %s/bench_ann_hnswlib.py %s %s %s %d %d %zu %s", py, script, fb, fq, fe,
-             CB_HNSW_DEFAULT_M, CB_HNSW_DEFAULT_EF_CONSTRUCTION, k, efl);
+    snprintf(cmd, sizeof cmd, "nice %s %s/bench_ann_hnswlib.py %s %s %s %d %zu %zu %s %d", py, script, fb, fq, fe,
+             CB_HNSW_DEFAULT_M, efc, k, efl, threads);
     FILE *f = popen(cmd, "r");
     char line[256];
     size_t got = 0;
@@ -124,12 +137,15 @@ static peer run_hnswlib(const float *B, size_t n, const float *Q, size_t nq, con
 }
 
 int main(int argc, char **argv) {
-    size_t n = 200000, nq = 1000, slice = 2000, k = 10;
-    const size_t d = 32, efs[] = {16, 32, CB_HNSW_DEFAULT_EF, 128}, n_ef = 4;
+    size_t n = 200000, nq = 1000, slice = 2000, k = 10, d = 32, efc = CB_HNSW_DEFAULT_EF_CONSTRUCTION;
+    const size_t efs[] = {16, 32, CB_HNSW_DEFAULT_EF, 128}, n_ef = 4;
     bool with_peer = true, with_table = true;
+    int threads = 1;
+    const char *vectors = NULL;
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines when redirected */
     static const struct option lo[] = {{"n", 1, 0, 'n'}, {"queries", 1, 0, 'q'}, {"slice", 1, 0, 's'},
                                        {"no-hnswlib", 0, 0, 'x'}, {"no-table", 0, 0, 't'},
+                                       {"threads", 1, 0, 'T'}, {"efc", 1, 0, 'e'}, {"vectors", 1, 0, 'v'},
                                        {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
         if (c == 'n') n = strtoull(optarg, NULL, 10);
@@ -137,21 +153,30 @@ int main(int argc, char **argv) {
         else if (c == 's') slice = strtoull(optarg, NULL, 10);
         else if (c == 'x') with_peer = false;
         else if (c == 't') with_table = false;
+        else if (c == 'T') threads = atoi(optarg);
+        else if (c == 'e') efc = strtoull(optarg, NULL, 10);
+        else if (c == 'v') vectors = optarg;
         else return 2;
     }
-    if (n < 1000 || nq == 0 || slice == 0 || slice > n) {
-        fprintf(stderr, "usage: bench_ann [--n N>=1000] [--queries Q] [--slice ROWS<=N] [--no-hnswlib]\n");
+    float *B = NULL, *Q = NULL;
+    if (vectors) B = bench_read_npy("bench_ann", vectors, &n, &d);
+    if (n < 1000 || nq == 0 || nq > n || slice == 0 || slice > n || threads < 1 || efc < 1) {
+        fprintf(stderr, "usage: bench_ann [--n N>=1000] [--vectors FILE.npy] [--queries Q] [--slice ROWS<=N] "
+                        "[--threads T>=1] [--efc EF] [--no-hnswlib] [--no-table]\n");
         return 2;
     }
     cb_error err;
-    float *B = clustered(n, d, 1, 7), *Q = clustered(nq, d, 2, 7);
-    printf("catalog %zu x %zu (clustered), %zu queries, k = %zu, M = %d, ef_construction = %d\n", n, d, nq, k,
-           CB_HNSW_DEFAULT_M, CB_HNSW_DEFAULT_EF_CONSTRUCTION);
+    if (vectors) Q = rows_of(B, n, d, nq);
+    else B = clustered(n, d, 1, 7), Q = clustered(nq, d, 2, 7);
+    printf("catalog %zu x %zu (%s), %zu queries, k = %zu, M = %d, ef_construction = %zu, build threads %d\n", n, d,
+           vectors ? vectors : "clustered", nq, k, CB_HNSW_DEFAULT_M, efc, threads);
 
     cb_hnsw *h;
     span t = span_start();
-    check(cb_hnsw_build(&h, B, n, d, NULL, &err), &err);
+    cb_hnsw_build_params bp = {.ef_construction = efc, .threads = threads};
+    check(cb_hnsw_build(&h, B, n, d, &bp, &err), &err);
     span build = span_end(t);
+    printf("cbrec build: %.1f s CPU (%.1f s wall)\n", build.cpu, build.wall);
 
     /* exact: the truth (batch, 2 threads), and one-query scans (1 thread) */
     cb_knn_index *ix;
@@ -165,8 +190,9 @@ int main(int argc, char **argv) {
     span scan = span_end(t);
     double exact_qps = (double)n_scan / scan.cpu;
 
-    peer hl = with_peer ? run_hnswlib(B, n, Q, nq, exact, d, k, efs, n_ef) : (peer){0};
-    printf("\nbuild (1 thread each): cbrec %.1f s CPU (%.1f s wall)", build.cpu, build.wall);
+    peer hl = with_peer ? run_hnswlib(B, n, Q, nq, exact, d, k, efs, n_ef, efc, threads) : (peer){0};
+    printf("\nbuild (%d thread%s each): cbrec %.1f s CPU (%.1f s wall)", threads, threads > 1 ? "s" : "", build.cpu,
+           build.wall);
     if (hl.ok)
         printf(", hnswlib %.1f s CPU (%.1f s wall) -> cbrec/hnswlib %.2fx CPU time\n", hl.build_cpu, hl.build,
                build.cpu / hl.build_cpu);

@@ -398,8 +398,11 @@ CB_API int cb_recommender_add_item(cb_recommender *rec, const char *item_json, s
 typedef enum cb_search_mode { CB_SEARCH_AUTO = 0, CB_SEARCH_EXACT = 1, CB_SEARCH_APPROX = 2 } cb_search_mode;
 #define CB_ANN_AUTO_MIN_ITEMS 100000
 /* Build over the model's items: m links per node (0 = 16), ef_construction
- * the build beam (0 = 200). Deterministic; single-threaded [exclusive]. */
-CB_API int cb_recommender_build_index(cb_recommender *rec, size_t m, size_t ef_construction, cb_error *err);
+ * the build beam (0 = 200), threads inserting at once (0 = every core).
+ * threads = 1 is deterministic (the same graph bit for bit); more threads
+ * give an equally good graph whose links depend on timing [exclusive]. */
+CB_API int cb_recommender_build_index(cb_recommender *rec, size_t m, size_t ef_construction, int threads,
+                                      cb_error *err);
 CB_API int cb_recommender_save_index(const cb_recommender *rec, const char *path, cb_error *err);
 CB_API int cb_recommender_load_index(cb_recommender *rec, const char *path, cb_error *err); /* [exclusive] */
 /* The mode, and the search beam ef (0 = the default: 64, 128 for dot

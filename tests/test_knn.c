@@ -351,6 +351,40 @@ static void table_matches_search(void **state) {
     }
 }
 
+/* Items sharing vectors (the table searches each distinct vector once and
+ * expands its list): groups of 1 to 60 copies of small-integer prototypes,
+ * so distinct vectors also tie exactly at the cut; every row equals the
+ * naive search with the item excluded, for k below, near and above the
+ * group sizes. */
+static void table_with_shared_vectors(void **state) {
+    (void)state;
+    const size_t n = 900, d = 6, n_proto = 120;
+    float *P = make_data(61, n_proto, d, DATA_INT), *V = malloc(n * d * sizeof *V);
+    assert_non_null(V);
+    cb_rng rng;
+    cb_rng_seed(&rng, 62);
+    for (size_t i = 0; i < n; i++) {
+        size_t p = cb_rng_below(&rng, 4) ? cb_rng_below(&rng, 10) : cb_rng_below(&rng, n_proto); /* big groups */
+        memcpy(V + i * d, P + p * d, d * sizeof *V);
+    }
+    const size_t ks[] = {1, 7, 70};
+    for (size_t a = 0; a < 3; a++) {
+        size_t k = ks[a];
+        cb_knn_table t;
+        cb_error err = {0};
+        assert_int_equal(cb_knn_similar_table(&t, V, n, d, k, 2, &err), CB_OK);
+        int32_t *self = malloc(n * sizeof *self);
+        for (size_t i = 0; i < n; i++) self[i] = (int32_t)i;
+        cb_knn_params p = {.self_index = self};
+        result ref = run_search(true, V, n, V, n, d, k, CB_KNN_L2, &p);
+        assert_same((result){t.neighbors, t.distances}, ref, n, k, "grouped table vs naive");
+        result_free(ref);
+        free(self);
+        cb_knn_table_free(&t);
+    }
+    free(P), free(V);
+}
+
 /* Inserting items one by one equals rebuilding with them appended,
  * including exact duplicates of existing items (ties at every distance). */
 static void insert_equals_rebuild(void **state) {
@@ -462,6 +496,7 @@ int main(void) {
         cmocka_unit_test(exclusion_pads_short_rows),
         cmocka_unit_test(bad_arguments),
         cmocka_unit_test(table_matches_search),
+        cmocka_unit_test(table_with_shared_vectors),
         cmocka_unit_test(insert_equals_rebuild),
         cmocka_unit_test(save_load_fingerprint),
         cmocka_unit_test(index_reuse),

@@ -26,20 +26,22 @@ int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s) 
 }
 
 static const char *index_usage =
-    "usage: cbrec index --model FILE --out INDEX [--m 16] [--ef-construction 200]\n"
+    "usage: cbrec index --model FILE --out INDEX [--m 16] [--ef-construction 200] [--threads N]\n"
     "the approximate nearest-neighbour index (an HNSW graph) of the model's item vectors,\n"
     "written atomically (checksummed, memory-mapped when loaded). Pass it to `cbrec similar`,\n"
     "`cbrec recommend` and `cbrec precompute` with --index INDEX: catalogs of " CLI_STR(CB_ANN_AUTO_MIN_ITEMS)
     " items or more\nare then searched approximately (recall@10 >= 0.95 at the default --ef), smaller ones exactly;\n"
-    "--exact always searches exactly. Larger --m / --ef-construction: better graph, slower build.\n";
+    "--exact always searches exactly. Larger --m / --ef-construction: better graph, slower build.\n"
+    "The build uses every core (--threads 0); --threads 1 gives the same file on every run.\n";
 
 int cmd_index(int argc, char **argv) {
-    const char *cmd = "index", *model = NULL, *out = NULL, *m_text = "16", *efc_text = "200";
-    size_t m, efc;
+    const char *cmd = "index", *model = NULL, *out = NULL, *m_text = "16", *efc_text = "200", *threads_text = "0";
+    size_t m, efc, threads;
     const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
                             {"out", 'o', "INDEX", "the index file to write", &out, NULL},
                             {"m", 0, "M", "links per node (16; 2M on the bottom layer)", &m_text, NULL},
                             {"ef-construction", 0, "EF", "build beam width (200)", &efc_text, NULL},
+                            {"threads", 0, "N", "threads inserting at once (0 = all CPUs)", &threads_text, NULL},
                             {NULL, 0, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, index_usage, opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);
@@ -47,12 +49,13 @@ int cmd_index(int argc, char **argv) {
     if (!model || !out) return cli_usage_error(&c, "give --model and --out");
     if (!parse_size(m_text, 2, 256, &m)) return cli_usage_error(&c, "--m must be an integer in 2..256");
     if (!parse_size(efc_text, 1, 100000, &efc)) return cli_usage_error(&c, "--ef-construction must be in 1..100000");
+    if (!parse_size(threads_text, 0, 256, &threads)) return cli_usage_error(&c, "--threads must be 0..256");
     cb_error err;
     cb_recommender *rec = NULL;
     if (cb_recommender_load(&rec, model, NULL, &err)) return cli_error(cmd, &err);
     int status = CLI_ERROR;
     double t0 = cli_now();
-    if (cb_recommender_build_index(rec, m, efc, &err) || cb_recommender_save_index(rec, out, &err)) {
+    if (cb_recommender_build_index(rec, m, efc, (int)threads, &err) || cb_recommender_save_index(rec, out, &err)) {
         cli_error(cmd, &err);
     } else {
         fprintf(stderr, "wrote %s: %zu items, M = %zu, ef_construction = %zu (%.2fs)\n", out,

@@ -155,7 +155,7 @@ int cmd_precompute(int argc, char **argv) {
     }
     double t0 = cli_now();
     if (!search.exact && !search.index && n_items >= CB_ANN_AUTO_MIN_ITEMS) {
-        if (cb_recommender_build_index(rec, 0, 0, &err)) {
+        if (cb_recommender_build_index(rec, 0, 0, (int)threads, &err)) {
             cli_error(cmd, &err);
             goto done;
         }

@@ -43,6 +43,11 @@ struct cb_hnsw {
     uint8_t *own_levels;
     cb_st *st; /* loaded: the mapping the link pointers point into */
     dist_fn l2, ndot;
+    /* While a parallel build runs: node i's link lists are guarded by
+     * locks[i & lock_mask]; entry / max_level by top_lock. NULL otherwise
+     * (single-threaded builds and every search after the build). */
+    pthread_mutex_t *locks, top_lock;
+    size_t lock_mask;
 };
 
 /* ---------------------------------------------------------------------------
@@ -120,6 +125,18 @@ static inline int32_t *links_mut(cb_hnsw *h, size_t i, int level) {
     return h->own_upper + h->up_off[i] + (size_t)(level - 1) * (h->m + 1);
 }
 
+/* Node i's links on `level` for a walk: the list itself, or during a parallel
+ * build a copy taken under the node's lock into buf [m0 + 1]. */
+static inline const int32_t *links_read(const cb_hnsw *h, size_t i, int level, int32_t *buf) {
+    const int32_t *lk = links_of(h, i, level);
+    if (!h->locks) return lk;
+    pthread_mutex_t *mu = &h->locks[i & h->lock_mask];
+    pthread_mutex_lock(mu);
+    memcpy(buf, lk, (size_t)(lk[0] + 1) * sizeof *buf);
+    pthread_mutex_unlock(mu);
+    return buf;
+}
+
 /* Per-node offsets of the upper layers from the levels; returns the total. */
 static size_t layout_upper(size_t *up_off, const uint8_t *levels, size_t n, size_t m) {
     size_t off = 0;
@@ -192,20 +209,23 @@ static inline bool eligible(const filter *f, size_t j) {
 
 typedef struct walker {
     uint32_t *tag; /* [n] visited when tag == epoch */
+    int32_t *lbuf; /* [m0 + 1]: a link list copied under its lock (parallel build) */
     uint32_t epoch;
     heap cand, res;
     size_t n_visited;
     bool oom;
 } walker;
 
-static int walker_init(walker *w, size_t n, cb_error *err) {
+static int walker_init(walker *w, size_t n, size_t m0, cb_error *err) {
     memset(w, 0, sizeof *w);
     w->tag = cb_calloc(n, sizeof *w->tag, err);
-    return w->tag ? CB_OK : CB_ENOMEM;
+    w->lbuf = w->tag ? cb_calloc(m0 + 1, sizeof *w->lbuf, err) : NULL;
+    return w->lbuf ? CB_OK : CB_ENOMEM;
 }
 
 static void walker_free(walker *w) {
     free(w->tag);
+    free(w->lbuf);
     free(w->cand.e);
     free(w->res.e);
 }
@@ -220,12 +240,13 @@ static void walker_reset(walker *w, size_t n) {
 }
 
 /* Greedy descent from `*cur` through layers top .. stop+1 (unfiltered). */
-static void descend(const cb_hnsw *h, const float *q, dist_fn dist, int32_t *cur, float *cur_d, int top, int stop) {
+static void descend(const cb_hnsw *h, int32_t *lbuf, const float *q, dist_fn dist, int32_t *cur, float *cur_d,
+                    int top, int stop) {
     for (int l = top; l > stop; l--) {
         bool moved = true;
         while (moved) {
             moved = false;
-            const int32_t *lk = links_of(h, (size_t)*cur, l);
+            const int32_t *lk = links_read(h, (size_t)*cur, l, lbuf);
             for (int32_t r = 1; r <= lk[0]; r++) {
                 float dd = dist(q, h->B + (size_t)lk[r] * h->d, h->d);
                 if (dd < *cur_d) *cur_d = dd, *cur = lk[r], moved = true;
@@ -247,9 +268,13 @@ static void search_layer(const cb_hnsw *h, walker *w, const float *q, dist_fn di
     while (ok && w->cand.n) {
         hnode c = heap_pop(&w->cand);
         if (w->res.n >= ef && -c.key > w->res.e[0].key) break;
-        const int32_t *lk = links_of(h, (size_t)c.id, level);
+        const int32_t *lk = links_read(h, (size_t)c.id, level, w->lbuf);
         int32_t cnt = lk[0];
-        for (int32_t r = 1; r <= cnt; r++) prefetch(h->B + (size_t)lk[r] * d);
+        for (int32_t r = 1; r <= cnt; r++) { /* a row of 32 floats spans two cache lines */
+            const float *v = h->B + (size_t)lk[r] * d;
+            prefetch(v);
+            if (d > 16) prefetch(v + 16);
+        }
         for (int32_t r = 1; r <= cnt && ok; r++) {
             int32_t j = lk[r];
             if (w->tag[j] == w->epoch) continue;
@@ -293,43 +318,146 @@ static size_t select_neighbors(const cb_hnsw *h, hnode *c, size_t nc, size_t lim
     return kept;
 }
 
+/* Ascending by (key, id), in place: lists are at most m0 + 1 long. */
+static void sort_hnodes(hnode *c, size_t nc) {
+    for (size_t i = 1; i < nc; i++) {
+        hnode x = c[i];
+        size_t j = i;
+        while (j > 0 && cmp_hnode_asc(&x, &c[j - 1]) < 0) c[j] = c[j - 1], j--;
+        c[j] = x;
+    }
+}
+
+static inline void node_lock(const cb_hnsw *h, size_t i) {
+    if (h->locks) pthread_mutex_lock(&h->locks[i & h->lock_mask]);
+}
+static inline void node_unlock(const cb_hnsw *h, size_t i) {
+    if (h->locks) pthread_mutex_unlock(&h->locks[i & h->lock_mask]);
+}
+
 /* Add a link s -> i on `level`; a full list is re-selected by the heuristic. */
 static void connect(cb_hnsw *h, int32_t s, int32_t i, int level, hnode *scratch) {
+    node_lock(h, (size_t)s);
     int32_t *lk = links_mut(h, (size_t)s, level);
     size_t mmax = level ? h->m : h->m0;
     if ((size_t)lk[0] < mmax) {
         lk[++lk[0]] = i;
-        return;
+    } else {
+        const float *sv = h->B + (size_t)s * h->d;
+        size_t nc = 0;
+        for (int32_t r = 1; r <= lk[0]; r++)
+            scratch[nc++] = (hnode){h->l2(sv, h->B + (size_t)lk[r] * h->d, h->d), lk[r]};
+        scratch[nc++] = (hnode){h->l2(sv, h->B + (size_t)i * h->d, h->d), i};
+        sort_hnodes(scratch, nc);
+        size_t kept = select_neighbors(h, scratch, nc, mmax);
+        lk[0] = (int32_t)kept;
+        for (size_t r = 0; r < kept; r++) lk[r + 1] = scratch[r].id;
     }
-    const float *sv = h->B + (size_t)s * h->d;
-    size_t nc = 0;
-    for (int32_t r = 1; r <= lk[0]; r++)
-        scratch[nc++] = (hnode){h->l2(sv, h->B + (size_t)lk[r] * h->d, h->d), lk[r]};
-    scratch[nc++] = (hnode){h->l2(sv, h->B + (size_t)i * h->d, h->d), i};
-    qsort(scratch, nc, sizeof *scratch, cmp_hnode_asc);
-    size_t kept = select_neighbors(h, scratch, nc, mmax);
-    lk[0] = (int32_t)kept;
-    for (size_t r = 0; r < kept; r++) lk[r + 1] = scratch[r].id;
+    node_unlock(h, (size_t)s);
 }
 
-static void insert(cb_hnsw *h, walker *w, int32_t i, hnode *sel, hnode *scratch) {
+/* One builder thread's scratch. */
+typedef struct bscratch {
+    walker w;
+    hnode *sel;     /* [ef_construction + 1] */
+    hnode *scratch; /* [m0 + 2] */
+} bscratch;
+
+/* Insert node i. In a parallel build, a node that raises the top layer holds
+ * top_lock through its insertion (as hnswlib does), so the entry point only
+ * ever names a fully linked node. */
+static void insert(cb_hnsw *h, bscratch *bs, int32_t i) {
+    walker *w = &bs->w;
+    hnode *sel = bs->sel;
     const float *q = h->B + (size_t)i * h->d;
     int level = h->levels[i];
+    if (h->locks) pthread_mutex_lock(&h->top_lock);
     int32_t cur = h->entry;
+    int top = h->max_level;
+    bool raises = level > top;
+    if (h->locks && !raises) pthread_mutex_unlock(&h->top_lock);
     float cur_d = h->l2(q, h->B + (size_t)cur * h->d, h->d);
-    descend(h, q, h->l2, &cur, &cur_d, h->max_level, level);
-    for (int l = level < h->max_level ? level : h->max_level; l >= 0; l--) {
+    descend(h, w->lbuf, q, h->l2, &cur, &cur_d, top, level);
+    for (int l = level < top ? level : top; l >= 0 && !w->oom; l--) {
         search_layer(h, w, q, h->l2, cur, cur_d, h->ef_construction, l, NULL);
         size_t nc = w->res.n;
+        if (nc == 0) break; /* out of memory in the walk */
         for (size_t r = nc; r > 0; r--) sel[r - 1] = heap_pop(&w->res); /* ascending */
         cur = sel[0].id, cur_d = sel[0].key;
         size_t kept = select_neighbors(h, sel, nc, h->m);
+        node_lock(h, (size_t)i);
         int32_t *lk = links_mut(h, (size_t)i, l);
         lk[0] = (int32_t)kept;
         for (size_t r = 0; r < kept; r++) lk[r + 1] = sel[r].id;
-        for (size_t r = 0; r < kept; r++) connect(h, sel[r].id, i, l, scratch);
+        node_unlock(h, (size_t)i);
+        for (size_t r = 0; r < kept; r++) connect(h, sel[r].id, i, l, bs->scratch);
     }
-    if (level > h->max_level) h->max_level = level, h->entry = i;
+    if (raises) {
+        h->max_level = level, h->entry = i;
+        if (h->locks) pthread_mutex_unlock(&h->top_lock);
+    }
+}
+
+typedef struct bjob {
+    cb_hnsw *h;
+    atomic_size_t next;
+    atomic_int failed;
+} bjob;
+
+static void *build_worker(void *arg) {
+    bjob *jb = arg;
+    cb_hnsw *h = jb->h;
+    cb_error e;
+    bscratch bs = {0};
+    bs.sel = cb_calloc(h->ef_construction + 1, sizeof *bs.sel, &e);
+    bs.scratch = cb_calloc(h->m0 + 2, sizeof *bs.scratch, &e);
+    bool ok = bs.sel && bs.scratch && walker_init(&bs.w, h->n, h->m0, &e) == CB_OK;
+    size_t i;
+    while (ok && !atomic_load(&jb->failed) && (i = atomic_fetch_add(&jb->next, 1)) < h->n) {
+        insert(h, &bs, (int32_t)i);
+        ok = !bs.w.oom;
+    }
+    if (!ok) atomic_store(&jb->failed, CB_ENOMEM);
+    if (bs.w.tag) walker_free(&bs.w);
+    free(bs.sel), free(bs.scratch);
+    return NULL;
+}
+
+static int resolve_threads(int threads) {
+    if (threads > 0) return threads > 64 ? 64 : threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)(n > 64 ? 64 : n) : 1;
+}
+
+/* Insert nodes 1..n-1 from `threads` threads pulling the next index; one
+ * thread inserts in index order without locks (the deterministic build). */
+static int build_links(cb_hnsw *h, int threads, cb_error *err) {
+    bjob jb = {.h = h};
+    atomic_init(&jb.next, 1);
+    atomic_init(&jb.failed, 0);
+    if ((size_t)threads > h->n / 64 + 1) threads = (int)(h->n / 64 + 1); /* tiny graphs: not worth it */
+    if (threads > 1) {
+        size_t n_locks = 1;
+        while (n_locks < h->n && n_locks < ((size_t)1 << 16)) n_locks <<= 1;
+        h->locks = cb_calloc(n_locks, sizeof *h->locks, err);
+        if (!h->locks) return CB_ENOMEM;
+        for (size_t i = 0; i < n_locks; i++) pthread_mutex_init(&h->locks[i], NULL);
+        pthread_mutex_init(&h->top_lock, NULL);
+        h->lock_mask = n_locks - 1;
+    }
+    pthread_t tid[64];
+    bool started[64] = {false};
+    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], NULL, build_worker, &jb) == 0;
+    build_worker(&jb);
+    for (int t = 1; t < threads; t++)
+        if (started[t]) pthread_join(tid[t], NULL);
+    if (h->locks) {
+        for (size_t i = 0; i <= h->lock_mask; i++) pthread_mutex_destroy(&h->locks[i]);
+        pthread_mutex_destroy(&h->top_lock);
+        free(h->locks);
+        h->locks = NULL;
+    }
+    return atomic_load(&jb.failed) ? cb_fail(err, CB_ENOMEM, "hnsw: out of memory while building") : CB_OK;
 }
 
 static uint64_t splitmix64(uint64_t *s) {
@@ -377,11 +505,8 @@ int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hn
     if (!h) return CB_ENOMEM;
     h->ef_construction = efc;
     h->own_levels = cb_calloc(n, 1, err);
-    h->own_links0 = cb_calloc(n, (h->m0 + 1) * sizeof(int32_t), err);
-    walker w;
-    hnode *sel = cb_calloc(efc + 1, sizeof *sel, err), *scratch = cb_calloc(h->m0 + 2, sizeof *scratch, err);
-    if (!h->own_levels || !h->own_links0 || !sel || !scratch || walker_init(&w, n, err)) {
-        free(sel), free(scratch);
+    h->own_links0 = h->own_levels ? cb_calloc(n, (h->m0 + 1) * sizeof(int32_t), err) : NULL;
+    if (!h->own_links0) {
         cb_hnsw_free(h);
         return CB_ENOMEM;
     }
@@ -394,16 +519,12 @@ int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hn
     }
     h->n_upper = layout_upper(h->up_off, h->own_levels, n, m);
     h->own_upper = cb_calloc(h->n_upper + 1, sizeof *h->own_upper, err);
-    if (!h->own_upper) {
-        rc = CB_ENOMEM;
-    } else {
+    rc = h->own_upper ? CB_OK : CB_ENOMEM;
+    if (!rc) {
         h->links0 = h->own_links0, h->levels = h->own_levels, h->upper = h->own_upper;
         h->entry = 0, h->max_level = h->levels[0];
-        for (size_t i = 1; i < n && !w.oom; i++) insert(h, &w, (int32_t)i, sel, scratch);
-        if (w.oom) rc = cb_fail(err, CB_ENOMEM, "hnsw: out of memory while building");
+        rc = build_links(h, resolve_threads(p->threads), err);
     }
-    walker_free(&w);
-    free(sel), free(scratch);
     if (rc) {
         cb_hnsw_free(h);
         return rc;
@@ -451,13 +572,11 @@ static size_t search_query(const sjob *jb, walker *w, const float *q, const filt
     dist_fn dist = jb->metric == CB_KNN_DOT ? h->ndot : h->l2;
     int32_t cur = jb->from_self && f->self >= 0 ? (int32_t)f->self : h->entry;
     float cur_d = dist(q, h->B + (size_t)cur * h->d, h->d);
-    if (cur == h->entry) descend(h, q, dist, &cur, &cur_d, h->max_level, 0);
+    if (cur == h->entry) descend(h, w->lbuf, q, dist, &cur, &cur_d, h->max_level, 0);
     search_layer(h, w, q, dist, cur, cur_d, ef, 0, f);
     size_t m = 0;
-    while (w->res.n) {
-        hnode x = heap_pop(&w->res);
-        rc[m++] = (cb_knn_cand){cb_knn_canonical_good(q, h->B + (size_t)x.id * h->d, h->d, jb->metric), x.id};
-    }
+    while (w->res.n) rc[m++] = (cb_knn_cand){0.0, heap_pop(&w->res).id};
+    cb_knn_canonical_rescore(q, h->B, h->d, jb->metric, rc, m);
     qsort(rc, m, sizeof *rc, cb_knn_cand_cmp);
     return m;
 }
@@ -468,7 +587,7 @@ static void *search_worker(void *arg) {
     walker w;
     cb_error e;
     cb_knn_cand *rc = malloc(jb->ef * sizeof *rc);
-    if (!rc || walker_init(&w, h->n, &e)) {
+    if (!rc || walker_init(&w, h->n, h->m0, &e)) {
         free(rc);
         atomic_store(&jb->failed, CB_ENOMEM);
         return NULL;
@@ -505,12 +624,6 @@ static void *search_worker(void *arg) {
     walker_free(&w);
     free(rc);
     return NULL;
-}
-
-static int resolve_threads(int threads) {
-    if (threads > 0) return threads > 64 ? 64 : threads;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)(n > 64 ? 64 : n) : 1;
 }
 
 /* Queries that need the exact answer, one at a time through knn.h. */

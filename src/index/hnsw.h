@@ -15,11 +15,15 @@
  * still finds fewer than k eligible rows, ef grows (x4) until it does or the
  * whole graph was reached, and then the exact search answers that query.
  *
- * Building is single-threaded and deterministic for a seed (levels come from
- * a splitmix64 stream, nodes are inserted in index order): same vectors, M,
- * ef_construction and seed give the same graph, bit for bit. Searching is
- * read-only and may run from many threads at once; each call allocates its
- * own scratch (a visited-tag array of n words per worker).
+ * Building uses every core by default: threads take the next node to insert
+ * and lock one node's link lists at a time (striped mutexes; a node raising
+ * the top layer holds the entry-point lock through its insertion). Levels
+ * come from a splitmix64 stream, so they never depend on the threads; the
+ * links do (which node a thread reaches first varies), so only a build with
+ * threads = 1 — nodes inserted in index order, no locks — is deterministic:
+ * same vectors, M, ef_construction and seed give the same graph, bit for bit.
+ * Searching is read-only and may run from many threads at once; each call
+ * allocates its own scratch (a visited-tag array of n words per worker).
  *
  * Files: the st container (base/st.h) with format "cbrec-hnsw": links are
  * tensors, checksummed, and memory-mapped at load (not copied). The vectors
@@ -36,6 +40,7 @@ typedef struct cb_hnsw_build_params {
     size_t m;               /* links per node on upper layers (2m on layer 0); 0 = 16 */
     size_t ef_construction; /* beam width while inserting; 0 = 200 */
     uint64_t seed;          /* level draws; 0 = a fixed default */
+    int threads;            /* inserting threads; 0 = the machine's cores */
 } cb_hnsw_build_params;
 
 #define CB_HNSW_DEFAULT_M 16

@@ -123,6 +123,10 @@ typedef struct cb_knn_cand {
     int32_t idx;
 } cb_knn_cand;
 int cb_knn_cand_cmp(const void *a, const void *b); /* qsort comparator */
+/* c[i].g = cb_knn_canonical_good(q, B + c[i].idx * d, ...) for i < nc, the
+ * same bits, several rows at a time where the CPU allows. */
+void cb_knn_canonical_rescore(const float *q, const float *B, size_t d, cb_knn_metric metric, cb_knn_cand *c,
+                              size_t nc);
 
 /* ---- Similar-items table: for every item its k nearest other items by
  * squared distance ||v_i - v_j||^2, ascending, ties to the lower index. */
@@ -137,7 +141,8 @@ typedef struct cb_knn_table {
  * 1 <= k <= n - 1 (else CB_EINVAL). `threads` <= 0: all CPUs. On success the
  * table owns its arrays (free with cb_knn_table_free); on failure *table is
  * zeroed. Row i equals cb_knn_search(V+i*d, 1, V, n, d, k, CB_KNN_L2) with
- * self_index {i}, bit for bit. */
+ * self_index {i}, bit for bit. When many items share a vector (same
+ * features), each distinct vector is searched once and its list expanded. */
 int cb_knn_similar_table(cb_knn_table *table, const float *V, size_t n, size_t d, size_t k, int threads,
                          cb_error *err);
 

@@ -39,9 +39,11 @@ int cb_rec_ann_table(cb_recommend_table *t, const cb_recommender *rec, size_t k,
     return CB_OK;
 }
 
-CB_API int cb_recommender_build_index(cb_recommender *rec, size_t m, size_t ef_construction, cb_error *err) {
+CB_API int cb_recommender_build_index(cb_recommender *rec, size_t m, size_t ef_construction, int threads,
+                                      cb_error *err) {
     if (!rec) return cb_fail(err, CB_EINVAL, "cb_recommender_build_index: NULL recommender");
-    cb_hnsw_build_params bp = {.m = m, .ef_construction = ef_construction};
+    if (threads < 0) return cb_fail(err, CB_EINVAL, "cb_recommender_build_index: threads = %d", threads);
+    cb_hnsw_build_params bp = {.m = m, .ef_construction = ef_construction, .threads = threads};
     cb_hnsw *h;
     int rc = cb_hnsw_build(&h, rec->r->item_vecs, rec->r->n_items, rec->r->dim, &bp, err);
     if (rc) return rc;
