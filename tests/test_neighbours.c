@@ -133,9 +133,34 @@ static void lists_match_reference(void **state) {
     assert_true(max > 0);
     for (int32_t t = nb->off[0]; t < nb->off[1]; t++) {
         float sim;
-        int64_t at = cb_neighbours_top_contributor(nb, hist, 2, (uint32_t)nb->item[t], &sim);
+        int64_t at;
+        uint32_t item = (uint32_t)nb->item[t];
+        assert_int_equal(cb_neighbours_top_contributors(nb, hist, 2, &item, 1, &at, &sim, &err), CB_OK);
         assert_true(at >= 0 && sim > 0 && row[nb->item[t]] >= sim - 1e-6f);
     }
+    /* all items at once (one pass, an item asked twice, one out of range)
+     * against a scan of the history's lists per item */
+    uint32_t long_hist[6] = {3, 0, 7, 1, 3, ni + 4}, asked[64];
+    size_t n_asked = 0;
+    for (uint32_t i = 0; i < ni && n_asked < 60; i++) asked[n_asked++] = i;
+    asked[n_asked++] = 2;
+    asked[n_asked++] = ni + 9;
+    int64_t pos[64];
+    float sims[64];
+    assert_int_equal(cb_neighbours_top_contributors(nb, long_hist, 6, asked, n_asked, pos, sims, &err), CB_OK);
+    size_t found = 0;
+    for (size_t q = 0; q < n_asked; q++) {
+        int64_t want = -1;
+        float best = 0;
+        for (size_t h = 0; h < 6; h++)
+            for (int32_t t = long_hist[h] < ni ? nb->off[long_hist[h]] : 0;
+                 long_hist[h] < ni && t < nb->off[long_hist[h] + 1]; t++)
+                if ((uint32_t)nb->item[t] == asked[q] && nb->sim[t] > best) best = nb->sim[t], want = (int64_t)h;
+        assert_int_equal(pos[q], want);
+        assert_true(sims[q] == best);
+        found += want >= 0;
+    }
+    assert_true(found >= 4); /* the scan found something to compare */
     free(row);
     free(ref);
     free(all);

@@ -273,6 +273,8 @@ int cb_rec_rank_check(const cb_recommender *rec, cb_rank_by by, cb_error *err);
  * elsewhere (models with split heads rank with one half and predict the
  * rating with the other): every full-width dot with q is that part's dot. */
 void cb_rec_query(const cb_recommender *rec, cb_rank_by by, const float *user_vec, float *q);
+/* That part: q is zero outside [*off, *off + *len). */
+void cb_rec_query_part(const cb_recommender *rec, cb_rank_by by, uint32_t *off, uint32_t *len);
 /* The predicted rating (the rating head's part) of an item, NAN when the model has none. */
 float cb_rec_rating(const cb_recommender *rec, const float *user_vec, uint32_t item);
 /* The n best of row[0..ni) (-INFINITY and NaN never picked), best first, into
@@ -347,12 +349,17 @@ typedef struct cb_rec_cand {
     uint32_t emb_rank;
     float dist, dot, score;
     float neighbour;       /* the neighbour component's part of score (0 when off) */
+    int32_t nb_anchor;     /* the history item (profile index) contributing most to it, -1: none or not asked */
 } cb_rec_cand;
 /* Pick n of the sorted candidates c[0..m) into sel; returns how many (diversity.c). */
 size_t cb_rec_diversify(const cb_recommender *rec, const cb_recommend_config *cfg, const cb_rec_cand *c, size_t m,
                         size_t n, uint32_t *sel, cb_error *err, int *rc);
 /* Cosine similarity of two vectors (0 when one is zero). */
 float cb_rec_cosine(const float *a, const float *b, uint32_t d);
+/* Whether c's reasons name the history item behind its neighbour score:
+ * where the neighbours lifted it by at least a tenth of their weight (the
+ * pipeline finds that item, c->nb_anchor, for those only). */
+bool cb_rec_neighbour_reason_due(const cb_recommender *rec, const cb_rec_cand *c);
 /* The reasons of one picked candidate into out (explain.c). */
 int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg,
                    const cb_rec_cand *c, const uint32_t *genres, int group, cb_list_entry *out, cb_error *err);
