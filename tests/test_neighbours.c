@@ -135,7 +135,7 @@ static void lists_match_reference(void **state) {
         float sim;
         int64_t at;
         uint32_t item = (uint32_t)nb->item[t];
-        assert_int_equal(cb_neighbours_top_contributors(nb, hist, 2, &item, 1, &at, &sim, &err), CB_OK);
+        assert_int_equal(cb_neighbours_top_contributors(nb, hist, 2, 0, &item, 1, &at, &sim, &err), CB_OK);
         assert_true(at >= 0 && sim > 0 && row[nb->item[t]] >= sim - 1e-6f);
     }
     /* all items at once (one pass, an item asked twice, one out of range)
@@ -147,7 +147,7 @@ static void lists_match_reference(void **state) {
     asked[n_asked++] = ni + 9;
     int64_t pos[64];
     float sims[64];
-    assert_int_equal(cb_neighbours_top_contributors(nb, long_hist, 6, asked, n_asked, pos, sims, &err), CB_OK);
+    assert_int_equal(cb_neighbours_top_contributors(nb, long_hist, 6, 0, asked, n_asked, pos, sims, &err), CB_OK);
     size_t found = 0;
     for (size_t q = 0; q < n_asked; q++) {
         int64_t want = -1;

@@ -314,7 +314,7 @@ static int cmp_target(const void *a, const void *b) {
     return x->item < y->item ? -1 : x->item > y->item;
 }
 
-int cb_neighbours_top_contributors(const cb_neighbours *nb, const uint32_t *hist, size_t n_hist,
+int cb_neighbours_top_contributors(const cb_neighbours *nb, const uint32_t *hist, size_t n_hist, uint32_t k,
                                    const uint32_t *items, size_t n, int64_t *pos, float *sim, cb_error *err) {
     for (size_t i = 0; i < n; i++) pos[i] = -1, sim[i] = 0;
     if (!n) return CB_OK;
@@ -336,7 +336,9 @@ int cb_neighbours_top_contributors(const cb_neighbours *nb, const uint32_t *hist
     for (size_t h = 0; h < n_hist; h++) {
         uint32_t j = hist[h];
         if (j >= nb->n_items) continue;
-        for (int32_t t = nb->off[j]; t < nb->off[j + 1]; t++) {
+        int32_t end = nb->off[j + 1];
+        if (k && nb->off[j] + (int32_t)k < end) end = nb->off[j] + (int32_t)k;
+        for (int32_t t = nb->off[j]; t < end; t++) {
             uint32_t it = (uint32_t)nb->item[t];
             if (!(asked[it >> 6] >> (it & 63) & 1)) continue;
             target key = {it, 0};

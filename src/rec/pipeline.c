@@ -245,9 +245,16 @@ bool cb_rec_neighbours_on(const cb_recommender *rec, const cb_recommend_config *
     return nb && nb->weight > 0 && cfg->neighbours && cfg->rank_by == CB_RANK_AUTO && by_retrieval(rec, cfg->rank_by);
 }
 
-float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, float *raw) {
+uint32_t cb_rec_neighbour_k(const cb_recommender *rec, const cb_recommend_config *cfg, size_t n_hist) {
+    uint32_t k = rec->r->neighbours->k;
+    if (!cfg->neighbour_budget || !n_hist || (double)n_hist * k <= cfg->neighbour_budget) return 0;
+    size_t per = cfg->neighbour_budget / n_hist;
+    return per < CB_REC_NEIGHBOUR_K_MIN ? CB_REC_NEIGHBOUR_K_MIN : (uint32_t)per;
+}
+
+float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, uint32_t k, float *raw) {
     const cb_neighbours *nb = rec->r->neighbours;
-    return cb_neighbours_divisor(nb, cb_neighbours_row(nb, hist, n_hist, 0, raw));
+    return cb_neighbours_divisor(nb, cb_neighbours_row(nb, hist, n_hist, k, raw));
 }
 
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by) {
@@ -267,6 +274,7 @@ typedef struct run {
     uint32_t q_off, q_len;  /* that part: q is zero outside [q_off, q_off + q_len) */
     float *nb_raw;          /* the neighbour scores of the profile's history [n_items], or NULL (off) */
     float nb_max;           /* their divisor (cb_rec_neighbour_row; > 0 when nb_raw is set) */
+    uint32_t nb_k;          /* neighbours read per history item (cb_rec_neighbour_k; 0: all) */
     hits hs;
     uint32_t genres[32], n_genres;
     int group;
@@ -491,7 +499,7 @@ static int neighbour_anchors(run *x, cb_rec_cand *cs, const uint32_t *sel, size_
         const cb_rec_cand *c = &cs[sel[i]];
         if (cb_rec_neighbour_reason_due(x->rec, c)) which[m] = sel[i], items[m++] = c->item;
     }
-    if (!rc) rc = cb_neighbours_top_contributors(nb, x->p->items, x->p->n_ratings, items, m, pos, sim, err);
+    if (!rc) rc = cb_neighbours_top_contributors(nb, x->p->items, x->p->n_ratings, x->nb_k, items, m, pos, sim, err);
     for (size_t i = 0; !rc && i < m; i++) cs[which[i]].nb_anchor = (int32_t)pos[i];
     free(items);
     free(which);
@@ -554,7 +562,8 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
     }
     if (!rc && p->n_ratings && cb_rec_neighbours_on(rec, cfg)) {
         if (!(x.nb_raw = cb_malloc(((size_t)rec->r->n_items + 1) * sizeof *x.nb_raw, err))) rc = CB_ENOMEM;
-        else if (!((x.nb_max = cb_rec_neighbour_row(rec, p->items, p->n_ratings, x.nb_raw)) > 0)) {
+        else if (!((x.nb_max = cb_rec_neighbour_row(rec, p->items, p->n_ratings,
+                                                     x.nb_k = cb_rec_neighbour_k(rec, cfg, p->n_ratings), x.nb_raw)) > 0)) {
             free(x.nb_raw); /* nothing in the history has neighbours: the towers alone */
             x.nb_raw = NULL;
         }

@@ -243,6 +243,7 @@ typedef struct cb_recommend_config {
     const char *block_file;     /* a block list file (NULL) */
     cb_rank_by rank_by;
     bool neighbours;            /* add the model's neighbour component to the ranking (true) */
+    uint32_t neighbour_budget;  /* ... reading at most about this many neighbour weights (cb_rec_neighbour_k; 0: all) */
 } cb_recommend_config;
 void cb_recommend_config_default(cb_recommend_config *c);
 const char *cb_recommend_config_check(const cb_recommend_config *c); /* NULL or a message */
@@ -296,10 +297,18 @@ bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by);
  * and cfg->neighbours is on. Its score is then added to every item's
  * ranking score (pipeline.c, batch.c), so no shortcut on the dot applies. */
 bool cb_rec_neighbours_on(const cb_recommender *rec, const cb_recommend_config *cfg);
-/* The neighbour term of a history for every model item: raw[n_items] and its
+/* How many neighbours of each history item the term reads for a history of
+ * n_hist items: all (0) while n_hist x K stays within cfg->neighbour_budget
+ * (or the budget is 0), else the budget / n_hist most similar of each (at
+ * least CB_REC_NEIGHBOUR_K_MIN): the cost of a call is bounded by the budget,
+ * not by the history's length. */
+#define CB_REC_NEIGHBOUR_K_MIN 10u
+uint32_t cb_rec_neighbour_k(const cb_recommender *rec, const cb_recommend_config *cfg, size_t n_hist);
+/* The neighbour term of a history for every model item, reading k
+ * neighbours of each history item (cb_rec_neighbour_k): raw[n_items] and its
  * divisor (model/neighbours.h; 0: nothing scored); the term of item i is
  * w * raw[i] / divisor. */
-float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, float *raw);
+float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, uint32_t k, float *raw);
 /* The name of that criterion ("predicted rating", ...), for lists and JSON. */
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by);
 
