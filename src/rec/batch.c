@@ -91,24 +91,15 @@ static void mask_row(const cb_recommender *rec, const cb_recommend_config *cfg, 
     for (int32_t k = r->seen_off[u]; k < r->seen_off[u + 1]; k++) row[r->seen_item[k]] = -INFINITY;
 }
 
-/* Scores of a block: the ranking score of every dot product (the dot itself
- * when the criterion is monotone in it and the same for every item). */
-static void block_scores(const cb_recommender *rec, cb_rank_by by, bool monotone, float *S, size_t rows, size_t ni) {
-    if (monotone) return;
-    for (size_t i = 0; i < rows; i++) cb_rec_rank_row(rec, by, S + i * ni, ni);
-}
-
-/* Add user u's neighbour term (its training history's, cb_rec_neighbours_on)
- * to its row; none without a history (a model loaded without its history
- * file has seen_item NULL: no pointer arithmetic on it). */
-static void neighbour_scores(const cb_recommender *rec, const cb_recommend_config *cfg, uint32_t u, float *row,
-                             float *raw) {
+/* User u's neighbour term (its training history's, cb_rec_neighbours_on)
+ * into raw; returns its divisor, 0 without a history (a model loaded without
+ * its history file has seen_item NULL: no pointer arithmetic on it). */
+static float neighbour_scores(const cb_recommender *rec, const cb_recommend_config *cfg, uint32_t u, float *raw) {
     const cb_bundle *r = rec->r;
-    if (!r->has_history || !r->seen_item || r->seen_off[u + 1] <= r->seen_off[u]) return;
+    if (!r->has_history || !r->seen_item || r->seen_off[u + 1] <= r->seen_off[u]) return 0.0f;
     const uint32_t *hist = (const uint32_t *)(r->seen_item + r->seen_off[u]); /* validated >= 0 at load */
     size_t n_hist = (size_t)(r->seen_off[u + 1] - r->seen_off[u]);
-    float max = cb_rec_neighbour_row(rec, hist, n_hist, cb_rec_neighbour_k(rec, cfg, n_hist), raw);
-    cb_neighbours_blend(row, raw, r->n_items, max, r->neighbours->weight);
+    return cb_rec_neighbour_row(rec, hist, n_hist, cb_rec_neighbour_k(rec, cfg, n_hist), raw);
 }
 
 static int check_users(const cb_recommender *rec, const size_t *users, size_t n_users, cb_error *err) {
@@ -160,10 +151,11 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
         if (ni > nm) /* the added items: the last columns */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)(ni - nm), (int)q_len, 1.0f, U,
                         (int)q_len, rec->table.extra_vecs + q_off, (int)d, 0.0f, S + nm, (int)ni);
-        block_scores(rec, cfg.rank_by, monotone, S, rows, ni);
         for (size_t i = 0; i < rows; i++) {
             size_t u = users ? users[b0 + i] : b0 + i;
-            if (nb_on) neighbour_scores(rec, &cfg, (uint32_t)u, S + i * ni, raw);
+            /* the ranking score of every dot (the dot itself when the criterion is monotone in it) */
+            float nb_max = nb_on ? neighbour_scores(rec, &cfg, (uint32_t)u, raw) : 0.0f;
+            if (!monotone) cb_rec_rank_row(rec, cfg.rank_by, S + i * ni, ni, nb_max > 0 ? raw : NULL, nb_max);
             int64_t *it = items + (b0 + i) * n;
             float *sc = scores + (b0 + i) * n;
             mask_row(rec, &cfg, excluded, n_excluded, (uint32_t)u, S + i * ni);

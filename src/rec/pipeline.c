@@ -193,20 +193,28 @@ float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uin
     return a * dot + c0 + item_bias(rec, cb_bundle_rank_bias(r), item);
 }
 
-void cb_rec_rank_row(const cb_recommender *rec, cb_rank_by by, float *row, size_t n) {
-    if (by == CB_RANK_DOT) return;
+void cb_rec_rank_row(const cb_recommender *rec, cb_rank_by by, float *row, size_t n, const float *nb_raw, float nb_max) {
     const cb_bundle *r = rec->r;
-    if (!by_retrieval(rec, by)) {
-        for (size_t j = 0; j < n; j++) row[j] = cb_model_score_to_prediction(r->model, row[j]);
+    size_t nm = r->n_items < n ? r->n_items : n, j = 0;
+    float w = nb_raw && r->neighbours ? r->neighbours->weight : 0.0f;
+    if (!(nb_max > 0) || w == 0) nb_raw = NULL; /* as cb_neighbours_blend: nothing to add */
+    if (by == CB_RANK_DOT || !by_retrieval(rec, by)) {
+        for (; by != CB_RANK_DOT && j < n; j++) row[j] = cb_model_score_to_prediction(r->model, row[j]);
+        if (nb_raw) cb_neighbours_blend(row, nb_raw, nm, nb_max, w);
         return;
     }
-    float a, c0;
+    float a, c0, scale = nb_raw ? w / nb_max : 0.0f;
     rank_affine(r, &a, &c0);
     const float *bias = cb_bundle_rank_bias(r);
-    size_t nm = r->n_items < n ? r->n_items : n, j = 0;
+    if (bias && nb_raw) /* the blend's own arithmetic, in the same pass */
+        for (; j < nm; j++) {
+            row[j] = a * row[j] + c0 + bias[j];
+            row[j] += scale * nb_raw[j];
+        }
     if (bias)
         for (; j < nm; j++) row[j] = a * row[j] + c0 + bias[j];
     for (; j < n; j++) row[j] = a * row[j] + c0 + item_bias(rec, bias, (uint32_t)j);
+    if (nb_raw && !bias) cb_neighbours_blend(row, nb_raw, nm, nb_max, w);
 }
 
 float cb_rec_rating(const cb_recommender *rec, const float *user_vec, uint32_t item) {
@@ -407,10 +415,13 @@ static int top_by_score(run *x, int32_t *idx, size_t k, cb_error *err) {
     if (!rc) {
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r->n_items, (int)x->q_len, 1.0f, r->item_vecs + x->q_off,
                     (int)r->dim, x->q + x->q_off, 1, 0.0f, S, 1);
-        cb_rec_rank_row(x->rec, x->cfg->rank_by, S, r->n_items);
-        if (x->nb_raw) cb_neighbours_blend(S, x->nb_raw, r->n_items, x->nb_max, r->neighbours->weight);
-        for (uint32_t i = 0; i < r->n_items; i++)
-            if (cb_bit_get(x->excl, i)) S[i] = -INFINITY;
+        cb_rec_rank_row(x->rec, x->cfg->rank_by, S, r->n_items, x->nb_raw, x->nb_max);
+        size_t words = ((size_t)r->n_items + 63) / 64; /* the excluded: by set bit, not a test per item */
+        for (size_t w = 0; w < words; w++)
+            for (uint64_t bits = x->excl[w]; bits; bits &= bits - 1) {
+                size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
+                if (i < r->n_items) S[i] = -INFINITY;
+            }
         cb_rec_top_n(S, r->n_items, k, it, sc);
         for (size_t j = 0; j < k; j++) idx[j] = (int32_t)it[j];
     }

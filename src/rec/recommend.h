@@ -266,8 +266,11 @@ static inline bool cb_bit_get(const uint64_t *b, size_t i) { return (b[i >> 6] >
  * v_u . v_m of the item. */
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item);
 /* The same score for a whole row of dots, row[j] = the dot of item j (model
- * items, then added ones), in place: the batch's and the full scan's loop. */
-void cb_rec_rank_row(const cb_recommender *rec, cb_rank_by by, float *row, size_t n);
+ * items, then added ones), in place: the batch's and the full scan's loop.
+ * With nb_raw (a cb_rec_neighbour_row and its divisor nb_max; NULL: none) the
+ * neighbour term is added to the model items in the same pass, exactly as
+ * cb_neighbours_blend would add it after. */
+void cb_rec_rank_row(const cb_recommender *rec, cb_rank_by by, float *row, size_t n, const float *nb_raw, float nb_max);
 /* CB_EINVAL when the model cannot rank by `by` (rating without a rating head). */
 int cb_rec_rank_check(const cb_recommender *rec, cb_rank_by by, cb_error *err);
 /* q[dim] = user_vec on the part of the vectors the criterion ranks by, zero
