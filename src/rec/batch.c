@@ -99,7 +99,7 @@ static float neighbour_scores(const cb_recommender *rec, const cb_recommend_conf
     if (!r->has_history || !r->seen_item || r->seen_off[u + 1] <= r->seen_off[u]) return 0.0f;
     const uint32_t *hist = (const uint32_t *)(r->seen_item + r->seen_off[u]); /* validated >= 0 at load */
     size_t n_hist = (size_t)(r->seen_off[u + 1] - r->seen_off[u]);
-    return cb_rec_neighbour_row(rec, hist, n_hist, cb_rec_neighbour_k(rec, cfg, n_hist), raw);
+    return cb_rec_neighbour_row(rec, hist, n_hist, cb_rec_neighbour_k(r->neighbours->k, cfg->neighbour_budget, n_hist), raw);
 }
 
 static int check_users(const cb_recommender *rec, const size_t *users, size_t n_users, cb_error *err) {

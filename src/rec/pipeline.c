@@ -253,11 +253,11 @@ bool cb_rec_neighbours_on(const cb_recommender *rec, const cb_recommend_config *
     return nb && nb->weight > 0 && cfg->neighbours && cfg->rank_by == CB_RANK_AUTO && by_retrieval(rec, cfg->rank_by);
 }
 
-uint32_t cb_rec_neighbour_k(const cb_recommender *rec, const cb_recommend_config *cfg, size_t n_hist) {
-    uint32_t k = rec->r->neighbours->k;
-    if (!cfg->neighbour_budget || !n_hist || (double)n_hist * k <= cfg->neighbour_budget) return 0;
-    size_t per = cfg->neighbour_budget / n_hist;
-    return per < CB_REC_NEIGHBOUR_K_MIN ? CB_REC_NEIGHBOUR_K_MIN : (uint32_t)per;
+uint32_t cb_rec_neighbour_k(uint32_t list_k, uint32_t budget, size_t n_hist) {
+    if (!budget || !n_hist || (double)n_hist * list_k <= budget) return 0;
+    size_t per = budget / n_hist;
+    if (per < CB_REC_NEIGHBOUR_K_MIN) per = CB_REC_NEIGHBOUR_K_MIN;
+    return per >= list_k ? 0 : (uint32_t)per;
 }
 
 float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, uint32_t k, float *raw) {
@@ -574,7 +574,8 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
     if (!rc && p->n_ratings && cb_rec_neighbours_on(rec, cfg)) {
         if (!(x.nb_raw = cb_malloc(((size_t)rec->r->n_items + 1) * sizeof *x.nb_raw, err))) rc = CB_ENOMEM;
         else if (!((x.nb_max = cb_rec_neighbour_row(rec, p->items, p->n_ratings,
-                                                     x.nb_k = cb_rec_neighbour_k(rec, cfg, p->n_ratings), x.nb_raw)) > 0)) {
+                                                     x.nb_k = cb_rec_neighbour_k(rec->r->neighbours->k, cfg->neighbour_budget,
+                                                                                p->n_ratings), x.nb_raw)) > 0)) {
             free(x.nb_raw); /* nothing in the history has neighbours: the towers alone */
             x.nb_raw = NULL;
         }

@@ -301,12 +301,13 @@ bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by);
  * ranking score (pipeline.c, batch.c), so no shortcut on the dot applies. */
 bool cb_rec_neighbours_on(const cb_recommender *rec, const cb_recommend_config *cfg);
 /* How many neighbours of each history item the term reads for a history of
- * n_hist items: all (0) while n_hist x K stays within cfg->neighbour_budget
- * (or the budget is 0), else the budget / n_hist most similar of each (at
- * least CB_REC_NEIGHBOUR_K_MIN): the cost of a call is bounded by the budget,
- * not by the history's length. */
+ * n_hist items and lists of list_k: all (0) while n_hist x list_k stays
+ * within the budget (cfg->neighbour_budget; 0: no budget), else the
+ * budget / n_hist most similar of each (at least CB_REC_NEIGHBOUR_K_MIN;
+ * 0 again when that is the whole list): the cost of a call is bounded by the
+ * budget, not by the history's length. */
 #define CB_REC_NEIGHBOUR_K_MIN 10u
-uint32_t cb_rec_neighbour_k(const cb_recommender *rec, const cb_recommend_config *cfg, size_t n_hist);
+uint32_t cb_rec_neighbour_k(uint32_t list_k, uint32_t budget, size_t n_hist);
 /* The neighbour term of a history for every model item, reading k
  * neighbours of each history item (cb_rec_neighbour_k): raw[n_items] and its
  * divisor (model/neighbours.h; 0: nothing scored); the term of item i is
