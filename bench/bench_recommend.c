@@ -5,11 +5,12 @@
  *    user gets recommendations with the default sources (similar items from
  *    the precomputed table, genres, popularity, embedding retrieval over the
  *    whole catalog): p50 and p99 latency (goal: p99 < 1 ms), with the table
- *    and with exact similar-item search instead. Then the batch
+ *    and with exact similar-item search instead, and with the table and a
+ *    neighbour budget of 20000 weights (cb_rec_neighbour_k). Then the batch
  *    (cb_recommender_recommend_batch, top 10 for every user, rated items
  *    filtered) against its peer, one sgemm of all user x item vectors plus a
  *    top-k scan of each row (goal: ratio <= 2), and against the loop of single
- *    recommend calls just measured.
+ *    recommend calls just measured; without and with the budget.
  * 2. A synthetic catalog of 1,000,000 random unit vectors x 32 with full
  *    embedding retrieval: p50 latency against the time to stream the item
  *    vectors from memory once (a plain sum over the matrix), measured in the
@@ -45,10 +46,12 @@ static double pct(double *t, size_t n, double p) {
     return t[i];
 }
 
-static int run_users(const cb_recommender *ctx, const cb_bundle *r, const char *label, double *total) {
+static int run_users(const cb_recommender *ctx, const cb_bundle *r, const char *label, uint32_t budget,
+                     double *total) {
     cb_error err;
     cb_recommend_config cfg;
     cb_recommend_config_default(&cfg);
+    cfg.neighbour_budget = budget;
     double *t = malloc(r->n_users * sizeof *t), *tc = malloc(r->n_users * sizeof *tc);
     size_t n = 0;
     for (int pass = 0; pass < 2; pass++) { /* pass 0 warms caches and pages */
@@ -75,7 +78,7 @@ static int run_users(const cb_recommender *ctx, const cb_bundle *r, const char *
     for (size_t i = 0; i < n; i++) *total += t[i];
     double p50 = pct(t, n, 0.5), p99 = pct(t, n, 0.99), mx = t[n - 1];
     double c50 = pct(tc, n, 0.5), c99 = pct(tc, n, 0.99);
-    printf("recommend ml-latest-small %-16s users=%zu wall p50=%.3f ms p99=%.3f ms max=%.3f ms | thread-cpu p50=%.3f ms "
+    printf("recommend ml-latest-small %-24s users=%zu wall p50=%.3f ms p99=%.3f ms max=%.3f ms | thread-cpu p50=%.3f ms "
            "p99=%.3f ms | p99/1ms wall=%.2f cpu=%.2f\n",
            label, n, p50 * 1e3, p99 * 1e3, mx * 1e3, c50 * 1e3, c99 * 1e3, p99 / 1e-3, c99 / 1e-3);
     free(t);
@@ -119,10 +122,15 @@ static void gemm_topk(const cb_bundle *r, size_t k, float *S, int32_t *best, flo
 
 /* Batch recommend for every user (filters: rated items) against the peer and
  * against the loop of single recommend calls measured before (loop_total). */
-static int bench_batch(const cb_recommender *rec, const cb_bundle *r, double loop_total) {
+static int bench_batch(const cb_recommender *rec, const cb_bundle *r, const char *budget, double loop_total) {
     enum { K = 10, RUNS = 7 };
     size_t nu = r->n_users, ni = r->n_items;
     cb_error err;
+    cb_config *opts = NULL;
+    if (cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err) || cb_config_set(opts, "neighbour-budget", budget, &err)) {
+        fprintf(stderr, "bench_recommend: %s\n", err.msg);
+        return 1;
+    }
     int64_t *items = malloc(nu * K * sizeof *items);
     float *scores = malloc(nu * K * sizeof *scores), *S = malloc(nu * ni * sizeof *S), *bs = malloc(nu * K * sizeof *bs);
     int32_t *best = malloc(nu * K * sizeof *best);
@@ -130,7 +138,7 @@ static int bench_batch(const cb_recommender *rec, const cb_bundle *r, double loo
     int rc = items && scores && S && bs && best ? CB_OK : CB_ENOMEM;
     for (int run = 0; !rc && run < RUNS; run++) {
         double t0 = cb_now(), c0 = process_cpu();
-        rc = cb_recommender_recommend_batch(rec, NULL, nu, K, NULL, items, scores, &err);
+        rc = cb_recommender_recommend_batch(rec, NULL, nu, K, opts, items, scores, &err);
         tb[run] = cb_now() - t0;
         cb[run] = process_cpu() - c0;
         t0 = cb_now();
@@ -143,12 +151,13 @@ static int bench_batch(const cb_recommender *rec, const cb_bundle *r, double loo
         fprintf(stderr, "bench_recommend: batch: %s\n", rc == CB_ENOMEM ? "out of memory" : err.msg);
     } else {
         double b50 = pct(tb, RUNS, 0.5), g50 = pct(tg, RUNS, 0.5), cb50 = pct(cb, RUNS, 0.5), cg50 = pct(cg, RUNS, 0.5);
-        printf("recommend batch ml-latest-small users=%zu items=%zu top-%d: batch wall p50=%.1f ms cpu p50=%.1f ms | "
+        printf("recommend batch ml-latest-small neighbour-budget=%s users=%zu items=%zu top-%d: batch wall p50=%.1f ms cpu p50=%.1f ms | "
                "one sgemm + top-k scan wall p50=%.1f ms cpu p50=%.1f ms | ratio wall=%.2f cpu=%.2f (goal <= 2) | "
                "loop of %zu single recommend calls=%.1f ms wall (%.1fx the batch)\n",
-               nu, ni, K, b50 * 1e3, cb50 * 1e3, g50 * 1e3, cg50 * 1e3, b50 / g50, cb50 / cg50, nu, loop_total * 1e3,
+               budget, nu, ni, K, b50 * 1e3, cb50 * 1e3, g50 * 1e3, cg50 * 1e3, b50 / g50, cb50 / cg50, nu, loop_total * 1e3,
                loop_total / b50);
     }
+    cb_config_free(opts);
     free(items);
     free(scores);
     free(S);
@@ -198,9 +207,12 @@ static int bench_movielens(void) {
     if (rc) {
         fprintf(stderr, "bench_recommend: %s\n", err.msg);
     } else {
-        rc = run_users(with_table, r, "(table)", &loop_table);
-        if (!rc) rc = run_users(exact, r, "(exact similar)", &loop_exact);
-        if (!rc) rc = bench_batch(exact, r, loop_table);
+        double loop_budget = 0;
+        rc = run_users(with_table, r, "(table)", 0, &loop_table);
+        if (!rc) rc = run_users(with_table, r, "(table, budget 20000)", 20000, &loop_budget);
+        if (!rc) rc = run_users(exact, r, "(exact similar)", 0, &loop_exact);
+        if (!rc) rc = bench_batch(exact, r, "0", loop_table);
+        if (!rc) rc = bench_batch(exact, r, "20000", loop_budget);
     }
     cb_recommender_free(with_table);
     cb_recommender_free(exact);

@@ -133,8 +133,37 @@ static void lists_match_reference(void **state) {
     assert_true(max > 0);
     for (int32_t t = nb->off[0]; t < nb->off[1]; t++) {
         float sim;
-        int64_t at = cb_neighbours_top_contributor(nb, hist, 2, (uint32_t)nb->item[t], &sim);
+        int64_t at;
+        uint32_t item = (uint32_t)nb->item[t];
+        assert_int_equal(cb_neighbours_top_contributors(nb, hist, 2, 0, &item, 1, &at, &sim, &err), CB_OK);
         assert_true(at >= 0 && sim > 0 && row[nb->item[t]] >= sim - 1e-6f);
+    }
+    /* all items at once (one pass, an item asked twice, one out of range)
+     * against a scan of the history's lists per item */
+    uint32_t long_hist[6] = {3, 0, 7, 1, 3, ni + 4}, asked[64];
+    size_t n_asked = 0;
+    for (uint32_t i = 0; i < ni && n_asked < 60; i++) asked[n_asked++] = i;
+    asked[n_asked++] = 2;
+    asked[n_asked++] = ni + 9;
+    int64_t pos[64];
+    float sims[64];
+    for (uint32_t k = 0; k < 3; k += 2) { /* every neighbour, then the 2 most similar of each list */
+        assert_int_equal(cb_neighbours_top_contributors(nb, long_hist, 6, k, asked, n_asked, pos, sims, &err), CB_OK);
+        size_t found = 0;
+        for (size_t q = 0; q < n_asked; q++) {
+            int64_t want = -1;
+            float best = 0;
+            for (size_t h = 0; h < 6; h++) {
+                if (long_hist[h] >= ni) continue;
+                int32_t lo = nb->off[long_hist[h]], end = nb->off[long_hist[h] + 1];
+                for (int32_t t = lo; t < end && (!k || t < lo + (int32_t)k); t++)
+                    if ((uint32_t)nb->item[t] == asked[q] && nb->sim[t] > best) best = nb->sim[t], want = (int64_t)h;
+            }
+            assert_int_equal(pos[q], want);
+            assert_true(sims[q] == best);
+            found += want >= 0;
+        }
+        assert_true(found >= 4); /* the scan found something to compare */
     }
     free(row);
     free(ref);
@@ -214,6 +243,24 @@ static void recommender_uses_and_saves_it(void **state) {
     assert_int_equal(cb_recommender_recommend_batch(rec, &user, 1, 10, NULL, it_on, sc_on, &err), CB_OK);
     assert_int_equal(cb_recommender_recommend_batch(rec, &user, 1, 10, off, it_off, sc_off, &err), CB_OK);
     assert_true(memcmp(sc_on, sc_off, sizeof sc_on) != 0);
+    /* the neighbour budget: all of each list while the history fits, then
+     * budget / n_hist of each, never fewer than the floor, never the whole list */
+    assert_int_equal(cb_rec_neighbour_k(200, 0, 5000), 0);
+    assert_int_equal(cb_rec_neighbour_k(200, 20000, 100), 0);
+    assert_int_equal(cb_rec_neighbour_k(200, 20000, 101), 198);
+    assert_int_equal(cb_rec_neighbour_k(200, 20000, 400), 50);
+    assert_int_equal(cb_rec_neighbour_k(200, 20000, 5000), CB_REC_NEIGHBOUR_K_MIN);
+    assert_int_equal(cb_rec_neighbour_k(5, 1, 100), 0);
+    /* with a budget the single call and the batch still rank alike (the
+     * lists here are shorter than the floor: the same as without) */
+    cb_config *budget = NULL;
+    int64_t it_b[10];
+    float sc_b[10];
+    assert_int_equal(cb_config_create(&budget, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(budget, "neighbour-budget", "3", &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend_batch(rec, &user, 1, 10, budget, it_b, sc_b, &err), CB_OK);
+    assert_memory_equal(it_b, it_on, sizeof it_on);
+    cb_config_free(budget);
     /* the single call and the batch rank alike */
     cb_list *l = NULL;
     assert_int_equal(cb_recommender_recommend(rec, cb_recommender_user_id(rec, 0), NULL, NULL, &l, &err), CB_OK);

@@ -277,19 +277,23 @@ int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t 
     return rc;
 }
 
+/* The scatter is the cost of a recommendation with neighbours (|H| x K
+ * read-modify-writes), so its loop carries nothing else: the maximum is taken
+ * afterwards over the row, which is the same value (every similarity is
+ * > 0, so each sum only grows and the largest partial sum is a final one). */
 float cb_neighbours_row(const cb_neighbours *nb, const uint32_t *hist, size_t n_hist, uint32_t k, float *row) {
     memset(row, 0, (size_t)nb->n_items * sizeof *row);
-    float max = 0;
     for (size_t h = 0; h < n_hist; h++) {
         uint32_t j = hist[h];
         if (j >= nb->n_items) continue;
-        int32_t end = nb->off[j + 1];
-        if (k && nb->off[j] + (int32_t)k < end) end = nb->off[j] + (int32_t)k;
-        for (int32_t t = nb->off[j]; t < end; t++) {
-            float v = row[nb->item[t]] += nb->sim[t];
-            if (v > max) max = v;
-        }
+        int32_t lo = nb->off[j], end = nb->off[j + 1];
+        if (k && lo + (int32_t)k < end) end = lo + (int32_t)k;
+        const int32_t *it = nb->item + lo;
+        const float *sim = nb->sim + lo;
+        for (int32_t t = 0; t < end - lo; t++) row[it[t]] += sim[t];
     }
+    float max = 0;
+    for (uint32_t i = 0; i < nb->n_items; i++) max = row[i] > max ? row[i] : max;
     return max;
 }
 
@@ -301,20 +305,52 @@ void cb_neighbours_blend(float *row, const float *raw, size_t n, float max, floa
     for (size_t i = 0; i < n; i++) row[i] += scale * raw[i];
 }
 
-int64_t cb_neighbours_top_contributor(const cb_neighbours *nb, const uint32_t *hist, size_t n_hist, uint32_t item,
-                                      float *sim) {
-    int64_t best = -1;
-    *sim = 0;
+typedef struct target {
+    uint32_t item, at; /* an item asked about, its index in the caller's list */
+} target;
+
+static int cmp_target(const void *a, const void *b) {
+    const target *x = a, *y = b;
+    return x->item < y->item ? -1 : x->item > y->item;
+}
+
+int cb_neighbours_top_contributors(const cb_neighbours *nb, const uint32_t *hist, size_t n_hist, uint32_t k,
+                                   const uint32_t *items, size_t n, int64_t *pos, float *sim, cb_error *err) {
+    for (size_t i = 0; i < n; i++) pos[i] = -1, sim[i] = 0;
+    if (!n) return CB_OK;
+    target *tg = cb_malloc(n * sizeof *tg, err);
+    uint64_t *asked = tg ? cb_calloc(((size_t)nb->n_items + 63) / 64 + 1, sizeof *asked, err) : NULL;
+    if (!asked) {
+        free(tg);
+        return CB_ENOMEM;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (items[i] < nb->n_items) {
+            tg[m++] = (target){items[i], (uint32_t)i};
+            asked[items[i] >> 6] |= 1ull << (items[i] & 63);
+        }
+    qsort(tg, m, sizeof *tg, cmp_target);
+    /* one pass over the history's lists in history order: the first of the
+     * largest similarities wins, as in a separate scan per item */
     for (size_t h = 0; h < n_hist; h++) {
         uint32_t j = hist[h];
         if (j >= nb->n_items) continue;
-        for (int32_t t = nb->off[j]; t < nb->off[j + 1]; t++)
-            if ((uint32_t)nb->item[t] == item) {
-                if (nb->sim[t] > *sim) *sim = nb->sim[t], best = (int64_t)h;
-                break;
-            }
+        int32_t end = nb->off[j + 1];
+        if (k && nb->off[j] + (int32_t)k < end) end = nb->off[j] + (int32_t)k;
+        for (int32_t t = nb->off[j]; t < end; t++) {
+            uint32_t it = (uint32_t)nb->item[t];
+            if (!(asked[it >> 6] >> (it & 63) & 1)) continue;
+            target key = {it, 0};
+            const target *f = bsearch(&key, tg, m, sizeof *tg, cmp_target);
+            while (f > tg && f[-1].item == it) f--; /* an item asked twice: every copy */
+            for (; f < tg + m && f->item == it; f++)
+                if (nb->sim[t] > sim[f->at]) sim[f->at] = nb->sim[t], pos[f->at] = (int64_t)h;
+        }
     }
-    return best;
+    free(tg);
+    free(asked);
+    return CB_OK;
 }
 
 /* ---- the model file section */

@@ -78,10 +78,14 @@ float cb_neighbours_row(const cb_neighbours *nb, const uint32_t *hist, size_t n_
 float cb_neighbours_divisor(const cb_neighbours *nb, float max);
 /* row[i] += w * raw[i] / max for i < n (nothing when max <= 0 or w == 0). */
 void cb_neighbours_blend(float *row, const float *raw, size_t n, float max, float w);
-/* Which history item contributes most to `item`'s neighbour score: its
- * position in hist, or -1 when none does; *sim gets its similarity. */
-int64_t cb_neighbours_top_contributor(const cb_neighbours *nb, const uint32_t *hist, size_t n_hist, uint32_t item,
-                                      float *sim);
+/* For each of items[0..n): which history item contributes most to its
+ * neighbour score as cb_neighbours_row computes it with the same k: pos[i]
+ * its position in hist (the first of equal similarities), or -1 when none
+ * does, and sim[i] that similarity (0 when none). One pass over the
+ * history's lists for all n items (an explanation per recommended item).
+ * CB_ENOMEM is the only failure. */
+int cb_neighbours_top_contributors(const cb_neighbours *nb, const uint32_t *hist, size_t n_hist, uint32_t k,
+                                   const uint32_t *items, size_t n, int64_t *pos, float *sim, cb_error *err);
 
 /* The model file section: add the tensors and the metadata to w (the data
  * is referenced until cb_st_write); read them back (absent: *out = NULL and

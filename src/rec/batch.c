@@ -1,6 +1,7 @@
 /* batch — top-n for many known users at once over the whole catalog: blocks
- * of user vectors against all item vectors as one sgemm each (OpenBLAS), the
- * per-call exclusions (block file, exclude, allow) and each user's rated
+ * of user vectors against all item vectors as one sgemm each (OpenBLAS; over
+ * the criterion's part of the vectors only, cb_rec_query_part), the user's
+ * neighbour term where it applies, the per-call exclusions (block file, exclude, allow) and each user's rated
  * items (unless include-seen) masked out, then a partial selection of the
  * best n per user (a small heap; ties to the lower item). Ranks by the same
  * cb_rec_rank_score as cb_recommend; the retrieval sources and diversity are
@@ -90,22 +91,15 @@ static void mask_row(const cb_recommender *rec, const cb_recommend_config *cfg, 
     for (int32_t k = r->seen_off[u]; k < r->seen_off[u + 1]; k++) row[r->seen_item[k]] = -INFINITY;
 }
 
-/* Scores of a block: the ranking score of every dot product (the dot itself
- * when the criterion is monotone in it and the same for every item). */
-static void block_scores(const cb_recommender *rec, cb_rank_by by, bool monotone, float *S, size_t rows, size_t ni) {
-    if (monotone) return;
-    for (size_t i = 0; i < rows; i++) cb_rec_rank_row(rec, by, S + i * ni, ni);
-}
-
-/* Add user u's neighbour term (its training history's, cb_rec_neighbours_on)
- * to its row; none without a history (a model loaded without its history
- * file has seen_item NULL: no pointer arithmetic on it). */
-static void neighbour_scores(const cb_recommender *rec, uint32_t u, float *row, float *raw) {
+/* User u's neighbour term (its training history's, cb_rec_neighbours_on)
+ * into raw; returns its divisor, 0 without a history (a model loaded without
+ * its history file has seen_item NULL: no pointer arithmetic on it). */
+static float neighbour_scores(const cb_recommender *rec, const cb_recommend_config *cfg, uint32_t u, float *raw) {
     const cb_bundle *r = rec->r;
-    if (!r->has_history || !r->seen_item || r->seen_off[u + 1] <= r->seen_off[u]) return;
+    if (!r->has_history || !r->seen_item || r->seen_off[u + 1] <= r->seen_off[u]) return 0.0f;
     const uint32_t *hist = (const uint32_t *)(r->seen_item + r->seen_off[u]); /* validated >= 0 at load */
-    float max = cb_rec_neighbour_row(rec, hist, (size_t)(r->seen_off[u + 1] - r->seen_off[u]), raw);
-    cb_neighbours_blend(row, raw, r->n_items, max, r->neighbours->weight);
+    size_t n_hist = (size_t)(r->seen_off[u + 1] - r->seen_off[u]);
+    return cb_rec_neighbour_row(rec, hist, n_hist, cb_rec_neighbour_k(r->neighbours->k, cfg->neighbour_budget, n_hist), raw);
 }
 
 static int check_users(const cb_recommender *rec, const size_t *users, size_t n_users, cb_error *err) {
@@ -129,6 +123,7 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
     if (n == 0) return cb_fail(err, CB_EINVAL, "n must be at least 1");
     const cb_bundle *r = rec->r;
     size_t nm = r->n_items, ni = cb_recommender_item_count(rec), d = r->dim;
+    uint32_t q_off, q_len; /* the criterion's part of the vectors (cb_rec_query_part): the only columns read */
     cb_recommend_config cfg;
     int rc = cb_recommend_config_from(&cfg, opts, err);
     if (!rc) rc = check_users(rec, users, n_users, err);
@@ -136,6 +131,7 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
     if (rc || !n_users) return rc;
     uint64_t *excl = NULL;
     if ((rc = cb_recommend_exclusions(rec, &cfg, NULL, NULL, 0, &excl, err))) return rc;
+    cb_rec_query_part(rec, cfg.rank_by, &q_off, &q_len);
     size_t block = BATCH_BLOCK_FLOATS / ni;
     if (block < 1) block = 1;
     if (block > n_users) block = n_users;
@@ -143,7 +139,7 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
     bool monotone = !nb_on && (cfg.rank_by == CB_RANK_DOT || cb_rec_rank_monotone(rec, cfg.rank_by));
     size_t n_excluded = 0, keep = n < ni ? n : ni;
     uint32_t *excluded = cb_malloc((ni + 1) * sizeof *excluded, err);
-    float *U = cb_malloc(block * d * sizeof *U, err), *S = cb_malloc(block * ni * sizeof *S, err);
+    float *U = cb_malloc(block * q_len * sizeof *U + 1, err), *S = cb_malloc(block * ni * sizeof *S, err);
     float *raw = nb_on ? cb_malloc((nm + 1) * sizeof *raw, err) : NULL;
     if (!excluded || !U || !S || (nb_on && !raw)) rc = CB_ENOMEM;
     for (size_t j = 0; !rc && j < ni; j++)
@@ -152,17 +148,18 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
         size_t rows = n_users - b0 < block ? n_users - b0 : block;
         for (size_t i = 0; i < rows; i++) {
             size_t u = users ? users[b0 + i] : b0 + i;
-            cb_rec_query(rec, cfg.rank_by, r->user_vecs + u * d, U + i * d);
+            memcpy(U + i * q_len, r->user_vecs + u * d + q_off, q_len * sizeof *U);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)nm, (int)d, 1.0f, U, (int)d, r->item_vecs,
-                    (int)d, 0.0f, S, (int)ni);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)nm, (int)q_len, 1.0f, U, (int)q_len,
+                    r->item_vecs + q_off, (int)d, 0.0f, S, (int)ni);
         if (ni > nm) /* the added items: the last columns */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)(ni - nm), (int)d, 1.0f, U, (int)d,
-                        rec->table.extra_vecs, (int)d, 0.0f, S + nm, (int)ni);
-        block_scores(rec, cfg.rank_by, monotone, S, rows, ni);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)(ni - nm), (int)q_len, 1.0f, U,
+                        (int)q_len, rec->table.extra_vecs + q_off, (int)d, 0.0f, S + nm, (int)ni);
         for (size_t i = 0; i < rows; i++) {
             size_t u = users ? users[b0 + i] : b0 + i;
-            if (nb_on) neighbour_scores(rec, (uint32_t)u, S + i * ni, raw);
+            /* the ranking score of every dot (the dot itself when the criterion is monotone in it) */
+            float nb_max = nb_on ? neighbour_scores(rec, &cfg, (uint32_t)u, raw) : 0.0f;
+            if (!monotone) cb_rec_rank_row(rec, cfg.rank_by, S + i * ni, ni, nb_max > 0 ? raw : NULL, nb_max);
             int64_t *it = items + (b0 + i) * n;
             float *sc = scores + (b0 + i) * n;
             mask_row(rec, &cfg, excluded, n_excluded, (uint32_t)u, S + i * ni);

@@ -78,13 +78,17 @@ static int explain_values(const cb_bundle *r, const cb_rec_cand *c, const uint32
 
 /* The neighbour component's reason, only where it lifted the item by at
  * least a tenth of its weight (a tenth of the user's strongest neighbour
- * score): the history item that contributes most, and what it added. */
+ * score): the history item that contributes most (c->nb_anchor), and what
+ * it added. */
+bool cb_rec_neighbour_reason_due(const cb_recommender *rec, const cb_rec_cand *c) {
+    const cb_neighbours *nb = rec->r->neighbours;
+    return nb && c->neighbour >= 0.1f * nb->weight && c->neighbour > 0;
+}
+
 static int explain_neighbours(const cb_recommender *rec, const cb_profile *p, const cb_rec_cand *c,
                               cb_list_entry *out, cb_error *err) {
-    const cb_neighbours *nb = rec->r->neighbours;
-    if (!nb || !(c->neighbour >= 0.1f * nb->weight) || c->neighbour <= 0) return CB_OK;
-    float sim;
-    int64_t at = cb_neighbours_top_contributor(nb, p->items, p->n_ratings, c->item, &sim);
+    if (!cb_rec_neighbour_reason_due(rec, c)) return CB_OK;
+    int32_t at = c->nb_anchor; /* found for the picked items by the pipeline (neighbour_anchors) */
     if (at < 0) return CB_OK;
     uint32_t a = p->items[at];
     const char *t = cb_recommender_item_title(rec, a);

@@ -56,6 +56,9 @@ static const cb_config_key_def keys[] = {
     {"neighbours", "", "true", "rank with the model's neighbour component (items picked with those in the user's "
      "history) when it has one; false: by the towers alone", "ranking", CB_KEY_BOOL, RC(neighbours), 0, 0, 0, 0,
      NULL},
+    {"neighbour-budget", "N", "0", "... reading at most about N neighbour weights: a longer history uses fewer "
+     "(the most similar) neighbours of each of its items; 0 = all of them", "ranking", CB_KEY_U32,
+     RC(neighbour_budget), 0, 0, 1e9, 0, NULL},
     {"threads", "N", "1", "threads of the exact searches (never changes the result)", "recommend", CB_KEY_INT,
      RC(threads), 0, 1, 256, 0, NULL},
 };

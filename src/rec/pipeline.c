@@ -157,10 +157,14 @@ int cb_rec_rank_check(const cb_recommender *rec, cb_rank_by by, cb_error *err) {
     return CB_OK;
 }
 
+void cb_rec_query_part(const cb_recommender *rec, cb_rank_by by, uint32_t *off, uint32_t *len) {
+    if (by_retrieval(rec, by)) cb_bundle_rank_part(rec->r, off, len);
+    else cb_model_rating_part(rec->r->model, off, len);
+}
+
 void cb_rec_query(const cb_recommender *rec, cb_rank_by by, const float *user_vec, float *q) {
     uint32_t off, len, dim = rec->r->dim;
-    if (by_retrieval(rec, by)) cb_bundle_rank_part(rec->r, &off, &len);
-    else cb_model_rating_part(rec->r->model, &off, &len);
+    cb_rec_query_part(rec, by, &off, &len);
     for (uint32_t k = 0; k < dim; k++) q[k] = k >= off && k < off + len ? user_vec[k] : 0.0f;
 }
 
@@ -189,20 +193,28 @@ float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uin
     return a * dot + c0 + item_bias(rec, cb_bundle_rank_bias(r), item);
 }
 
-void cb_rec_rank_row(const cb_recommender *rec, cb_rank_by by, float *row, size_t n) {
-    if (by == CB_RANK_DOT) return;
+void cb_rec_rank_row(const cb_recommender *rec, cb_rank_by by, float *row, size_t n, const float *nb_raw, float nb_max) {
     const cb_bundle *r = rec->r;
-    if (!by_retrieval(rec, by)) {
-        for (size_t j = 0; j < n; j++) row[j] = cb_model_score_to_prediction(r->model, row[j]);
+    size_t nm = r->n_items < n ? r->n_items : n, j = 0;
+    float w = nb_raw && r->neighbours ? r->neighbours->weight : 0.0f;
+    if (!(nb_max > 0) || w == 0) nb_raw = NULL; /* as cb_neighbours_blend: nothing to add */
+    if (by == CB_RANK_DOT || !by_retrieval(rec, by)) {
+        for (; by != CB_RANK_DOT && j < n; j++) row[j] = cb_model_score_to_prediction(r->model, row[j]);
+        if (nb_raw) cb_neighbours_blend(row, nb_raw, nm, nb_max, w);
         return;
     }
-    float a, c0;
+    float a, c0, scale = nb_raw ? w / nb_max : 0.0f;
     rank_affine(r, &a, &c0);
     const float *bias = cb_bundle_rank_bias(r);
-    size_t nm = r->n_items < n ? r->n_items : n, j = 0;
+    if (bias && nb_raw) /* the blend's own arithmetic, in the same pass */
+        for (; j < nm; j++) {
+            row[j] = a * row[j] + c0 + bias[j];
+            row[j] += scale * nb_raw[j];
+        }
     if (bias)
         for (; j < nm; j++) row[j] = a * row[j] + c0 + bias[j];
     for (; j < n; j++) row[j] = a * row[j] + c0 + item_bias(rec, bias, (uint32_t)j);
+    if (nb_raw && !bias) cb_neighbours_blend(row, nb_raw, nm, nb_max, w);
 }
 
 float cb_rec_rating(const cb_recommender *rec, const float *user_vec, uint32_t item) {
@@ -241,9 +253,16 @@ bool cb_rec_neighbours_on(const cb_recommender *rec, const cb_recommend_config *
     return nb && nb->weight > 0 && cfg->neighbours && cfg->rank_by == CB_RANK_AUTO && by_retrieval(rec, cfg->rank_by);
 }
 
-float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, float *raw) {
+uint32_t cb_rec_neighbour_k(uint32_t list_k, uint32_t budget, size_t n_hist) {
+    if (!budget || !n_hist || (double)n_hist * list_k <= budget) return 0;
+    size_t per = budget / n_hist;
+    if (per < CB_REC_NEIGHBOUR_K_MIN) per = CB_REC_NEIGHBOUR_K_MIN;
+    return per >= list_k ? 0 : (uint32_t)per;
+}
+
+float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, uint32_t k, float *raw) {
     const cb_neighbours *nb = rec->r->neighbours;
-    return cb_neighbours_divisor(nb, cb_neighbours_row(nb, hist, n_hist, 0, raw));
+    return cb_neighbours_divisor(nb, cb_neighbours_row(nb, hist, n_hist, k, raw));
 }
 
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by) {
@@ -260,8 +279,10 @@ typedef struct run {
     const cb_recommend_config *cfg;
     const uint64_t *excl;   /* per-call exclusions over model items */
     const float *q;         /* the ranking query: v_u on the criterion's part (cb_rec_query) */
+    uint32_t q_off, q_len;  /* that part: q is zero outside [q_off, q_off + q_len) */
     float *nb_raw;          /* the neighbour scores of the profile's history [n_items], or NULL (off) */
     float nb_max;           /* their divisor (cb_rec_neighbour_row; > 0 when nb_raw is set) */
+    uint32_t nb_k;          /* neighbours read per history item (cb_rec_neighbour_k; 0: all) */
     hits hs;
     uint32_t genres[32], n_genres;
     int group;
@@ -351,10 +372,12 @@ static int src_lists(run *x, cb_error *err) {
     return rc ? rc : take_list(x, list, cfg->group_items, src, 0, err);
 }
 
-static float dot_of(const cb_recommender *rec, const float *u, uint32_t item) {
+/* u . v_item over the query's part [off, off + len) (u is zero elsewhere:
+ * the same sum without its zero terms) */
+static float dot_of(const cb_recommender *rec, const float *u, uint32_t off, uint32_t len, uint32_t item) {
     const float *v = cb_rec_item_vec(rec, item);
     float dot = 0;
-    for (uint32_t k = 0; k < rec->r->dim; k++) dot += u[k] * v[k];
+    for (uint32_t k = off; k < off + len; k++) dot += u[k] * v[k];
     return dot;
 }
 
@@ -363,11 +386,11 @@ static float dot_of(const cb_recommender *rec, const float *u, uint32_t item) {
  * entry of a lower v_u . v_m; the list stays at most k long. dots[k] is scratch. */
 static void merge_added(const cb_recommender *rec, const float *u, const uint64_t *excl, int32_t *idx, float *dots,
                         size_t k) {
-    uint32_t ni = rec->r->n_items;
-    for (size_t j = 0; j < k && idx[j] >= 0; j++) dots[j] = dot_of(rec, u, (uint32_t)idx[j]);
+    uint32_t ni = rec->r->n_items, dim = rec->r->dim;
+    for (size_t j = 0; j < k && idx[j] >= 0; j++) dots[j] = dot_of(rec, u, 0, dim, (uint32_t)idx[j]);
     for (uint32_t a = 0; a < rec->table.n_extra; a++) {
         if (cb_bit_get(excl, (size_t)ni + a)) continue;
-        float d = dot_of(rec, u, ni + a);
+        float d = dot_of(rec, u, 0, dim, ni + a);
         size_t pos = 0;
         while (pos < k && idx[pos] >= 0 && dots[pos] >= d) pos++;
         if (pos == k) continue;
@@ -380,7 +403,9 @@ static void merge_added(const cb_recommender *rec, const float *u, const uint64_
 
 /* The k model items of highest ranking score (not excluded), best first:
  * one pass over the catalog when the score is not a function of the dot
- * alone (a per-item prior), so no exact-search shortcut applies. */
+ * alone (a per-item prior), so no exact-search shortcut applies. The
+ * product reads only the query's part of the item vectors (half of them
+ * for a model with a rating head beside the retrieval one). */
 static int top_by_score(run *x, int32_t *idx, size_t k, cb_error *err) {
     const cb_bundle *r = x->rec->r;
     float *S = cb_malloc(((size_t)r->n_items + 1) * sizeof *S, err);
@@ -388,12 +413,15 @@ static int top_by_score(run *x, int32_t *idx, size_t k, cb_error *err) {
     float *sc = cb_malloc((k + 1) * sizeof *sc, err);
     int rc = S && it && sc ? CB_OK : CB_ENOMEM;
     if (!rc) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r->n_items, (int)r->dim, 1.0f, r->item_vecs, (int)r->dim, x->q,
-                    1, 0.0f, S, 1);
-        cb_rec_rank_row(x->rec, x->cfg->rank_by, S, r->n_items);
-        if (x->nb_raw) cb_neighbours_blend(S, x->nb_raw, r->n_items, x->nb_max, r->neighbours->weight);
-        for (uint32_t i = 0; i < r->n_items; i++)
-            if (cb_bit_get(x->excl, i)) S[i] = -INFINITY;
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r->n_items, (int)x->q_len, 1.0f, r->item_vecs + x->q_off,
+                    (int)r->dim, x->q + x->q_off, 1, 0.0f, S, 1);
+        cb_rec_rank_row(x->rec, x->cfg->rank_by, S, r->n_items, x->nb_raw, x->nb_max);
+        size_t words = ((size_t)r->n_items + 63) / 64; /* the excluded: by set bit, not a test per item */
+        for (size_t w = 0; w < words; w++)
+            for (uint64_t bits = x->excl[w]; bits; bits &= bits - 1) {
+                size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
+                if (i < r->n_items) S[i] = -INFINITY;
+            }
         cb_rec_top_n(S, r->n_items, k, it, sc);
         for (size_t j = 0; j < k; j++) idx[j] = (int32_t)it[j];
     }
@@ -440,7 +468,7 @@ static int merge_rank(run *x, cb_rec_cand **out, size_t *n_out, cb_error *err) {
     size_t m = 0;
     for (size_t i = 0; i < x->hs.n; i++) {
         const hit *h = &x->hs.h[i];
-        if (!m || cs[m - 1].item != h->item) cs[m++] = (cb_rec_cand){.item = h->item, .anchor = -1};
+        if (!m || cs[m - 1].item != h->item) cs[m++] = (cb_rec_cand){.item = h->item, .anchor = -1, .nb_anchor = -1};
         cb_rec_cand *c = &cs[m - 1];
         c->sources |= 1u << h->source;
         if (h->source == CB_SRC_GENRE) c->genre_slots |= 1u << h->slot;
@@ -453,7 +481,7 @@ static int merge_rank(run *x, cb_rec_cand **out, size_t *n_out, cb_error *err) {
         }
     }
     for (size_t i = 0; i < m; i++) {
-        float dot = dot_of(x->rec, x->q, cs[i].item);
+        float dot = dot_of(x->rec, x->q, x->q_off, x->q_len, cs[i].item);
         cs[i].dot = dot;
         cs[i].score = cb_rec_rank_score(x->rec, x->cfg->rank_by, dot, cs[i].item);
         if (x->nb_raw && cs[i].item < x->rec->r->n_items) {
@@ -465,6 +493,30 @@ static int merge_rank(run *x, cb_rec_cand **out, size_t *n_out, cb_error *err) {
     *out = cs;
     *n_out = m;
     return CB_OK;
+}
+
+/* The history item behind each picked candidate's neighbour reason (where
+ * explain.c gives one): one pass over the history's lists for the k picks,
+ * not one per pick. */
+static int neighbour_anchors(run *x, cb_rec_cand *cs, const uint32_t *sel, size_t k, cb_error *err) {
+    const cb_neighbours *nb = x->rec->r->neighbours;
+    uint32_t *items = cb_malloc((k + 1) * sizeof *items, err);
+    size_t *which = cb_malloc((k + 1) * sizeof *which, err);
+    int64_t *pos = cb_malloc((k + 1) * sizeof *pos, err);
+    float *sim = cb_malloc((k + 1) * sizeof *sim, err);
+    int rc = items && which && pos && sim ? CB_OK : CB_ENOMEM;
+    size_t m = 0;
+    for (size_t i = 0; !rc && i < k; i++) {
+        const cb_rec_cand *c = &cs[sel[i]];
+        if (cb_rec_neighbour_reason_due(x->rec, c)) which[m] = sel[i], items[m++] = c->item;
+    }
+    if (!rc) rc = cb_neighbours_top_contributors(nb, x->p->items, x->p->n_ratings, x->nb_k, items, m, pos, sim, err);
+    for (size_t i = 0; !rc && i < m; i++) cs[which[i]].nb_anchor = (int32_t)pos[i];
+    free(items);
+    free(which);
+    free(pos);
+    free(sim);
+    return rc;
 }
 
 /* A new profile that states its taste only as genre preferences (no
@@ -504,6 +556,7 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
     }
     cb_rec_query(rec, cfg->rank_by, p->vec, q);
     run x = {.rec = rec, .p = p, .cfg = cfg, .excl = excl, .q = q, .group = -1, .res = res};
+    cb_rec_query_part(rec, cfg->rank_by, &x.q_off, &x.q_len);
     cb_rec_cand *cs = NULL;
     uint32_t *sel = NULL;
     size_t m = 0, k = 0, n = cfg->n;
@@ -520,7 +573,9 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
     }
     if (!rc && p->n_ratings && cb_rec_neighbours_on(rec, cfg)) {
         if (!(x.nb_raw = cb_malloc(((size_t)rec->r->n_items + 1) * sizeof *x.nb_raw, err))) rc = CB_ENOMEM;
-        else if (!((x.nb_max = cb_rec_neighbour_row(rec, p->items, p->n_ratings, x.nb_raw)) > 0)) {
+        else if (!((x.nb_max = cb_rec_neighbour_row(rec, p->items, p->n_ratings,
+                                                     x.nb_k = cb_rec_neighbour_k(rec->r->neighbours->k, cfg->neighbour_budget,
+                                                                                p->n_ratings), x.nb_raw)) > 0)) {
             free(x.nb_raw); /* nothing in the history has neighbours: the towers alone */
             x.nb_raw = NULL;
         }
@@ -541,6 +596,7 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
                              "sources",
                              k, k == 1 ? "" : "s", n);
     if (!rc && k && !(res->items = cb_calloc(k, sizeof *res->items, err))) rc = CB_ENOMEM;
+    if (!rc && x.nb_raw) rc = neighbour_anchors(&x, cs, sel, k, err);
     for (size_t i = 0; !rc && i < k; i++) {
         rc = cb_rec_explain(rec, p, cfg, &cs[sel[i]], x.genres, x.group, &res->items[i], err);
         res->n = i + 1;

@@ -243,6 +243,7 @@ typedef struct cb_recommend_config {
     const char *block_file;     /* a block list file (NULL) */
     cb_rank_by rank_by;
     bool neighbours;            /* add the model's neighbour component to the ranking (true) */
+    uint32_t neighbour_budget;  /* ... reading at most about this many neighbour weights (cb_rec_neighbour_k; 0: all) */
 } cb_recommend_config;
 void cb_recommend_config_default(cb_recommend_config *c);
 const char *cb_recommend_config_check(const cb_recommend_config *c); /* NULL or a message */
@@ -265,14 +266,19 @@ static inline bool cb_bit_get(const uint64_t *b, size_t i) { return (b[i >> 6] >
  * v_u . v_m of the item. */
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item);
 /* The same score for a whole row of dots, row[j] = the dot of item j (model
- * items, then added ones), in place: the batch's and the full scan's loop. */
-void cb_rec_rank_row(const cb_recommender *rec, cb_rank_by by, float *row, size_t n);
+ * items, then added ones), in place: the batch's and the full scan's loop.
+ * With nb_raw (a cb_rec_neighbour_row and its divisor nb_max; NULL: none) the
+ * neighbour term is added to the model items in the same pass, exactly as
+ * cb_neighbours_blend would add it after. */
+void cb_rec_rank_row(const cb_recommender *rec, cb_rank_by by, float *row, size_t n, const float *nb_raw, float nb_max);
 /* CB_EINVAL when the model cannot rank by `by` (rating without a rating head). */
 int cb_rec_rank_check(const cb_recommender *rec, cb_rank_by by, cb_error *err);
 /* q[dim] = user_vec on the part of the vectors the criterion ranks by, zero
  * elsewhere (models with split heads rank with one half and predict the
  * rating with the other): every full-width dot with q is that part's dot. */
 void cb_rec_query(const cb_recommender *rec, cb_rank_by by, const float *user_vec, float *q);
+/* That part: q is zero outside [*off, *off + *len). */
+void cb_rec_query_part(const cb_recommender *rec, cb_rank_by by, uint32_t *off, uint32_t *len);
 /* The predicted rating (the rating head's part) of an item, NAN when the model has none. */
 float cb_rec_rating(const cb_recommender *rec, const float *user_vec, uint32_t item);
 /* The n best of row[0..ni) (-INFINITY and NaN never picked), best first, into
@@ -294,10 +300,19 @@ bool cb_rec_rank_monotone(const cb_recommender *rec, cb_rank_by by);
  * and cfg->neighbours is on. Its score is then added to every item's
  * ranking score (pipeline.c, batch.c), so no shortcut on the dot applies. */
 bool cb_rec_neighbours_on(const cb_recommender *rec, const cb_recommend_config *cfg);
-/* The neighbour term of a history for every model item: raw[n_items] and its
+/* How many neighbours of each history item the term reads for a history of
+ * n_hist items and lists of list_k: all (0) while n_hist x list_k stays
+ * within the budget (cfg->neighbour_budget; 0: no budget), else the
+ * budget / n_hist most similar of each (at least CB_REC_NEIGHBOUR_K_MIN;
+ * 0 again when that is the whole list): the cost of a call is bounded by the
+ * budget, not by the history's length. */
+#define CB_REC_NEIGHBOUR_K_MIN 10u
+uint32_t cb_rec_neighbour_k(uint32_t list_k, uint32_t budget, size_t n_hist);
+/* The neighbour term of a history for every model item, reading k
+ * neighbours of each history item (cb_rec_neighbour_k): raw[n_items] and its
  * divisor (model/neighbours.h; 0: nothing scored); the term of item i is
  * w * raw[i] / divisor. */
-float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, float *raw);
+float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, uint32_t k, float *raw);
 /* The name of that criterion ("predicted rating", ...), for lists and JSON. */
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by);
 
@@ -347,12 +362,17 @@ typedef struct cb_rec_cand {
     uint32_t emb_rank;
     float dist, dot, score;
     float neighbour;       /* the neighbour component's part of score (0 when off) */
+    int32_t nb_anchor;     /* the history item (profile index) contributing most to it, -1: none or not asked */
 } cb_rec_cand;
 /* Pick n of the sorted candidates c[0..m) into sel; returns how many (diversity.c). */
 size_t cb_rec_diversify(const cb_recommender *rec, const cb_recommend_config *cfg, const cb_rec_cand *c, size_t m,
                         size_t n, uint32_t *sel, cb_error *err, int *rc);
 /* Cosine similarity of two vectors (0 when one is zero). */
 float cb_rec_cosine(const float *a, const float *b, uint32_t d);
+/* Whether c's reasons name the history item behind its neighbour score:
+ * where the neighbours lifted it by at least a tenth of their weight (the
+ * pipeline finds that item, c->nb_anchor, for those only). */
+bool cb_rec_neighbour_reason_due(const cb_recommender *rec, const cb_rec_cand *c);
 /* The reasons of one picked candidate into out (explain.c). */
 int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg,
                    const cb_rec_cand *c, const uint32_t *genres, int group, cb_list_entry *out, cb_error *err);
