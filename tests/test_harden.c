@@ -259,6 +259,12 @@ static void stale_temps_removed(void **state) {
     long pid = dead_pid();
     snprintf(name, sizeof name, "m.cbrec.tmp.%ld", pid);
     char *stale = tu_write(f->dir, name, "half a model");
+    /* a part's own staging copy (the model is staged at m.cbrec.tmp.PID, and
+     * that file is itself written through m.cbrec.tmp.PID.tmp.PID) and the history's */
+    snprintf(name, sizeof name, "m.cbrec.tmp.%ld.tmp.%ld", pid, pid);
+    char *stale2 = tu_write(f->dir, name, "half a staged model");
+    snprintf(name, sizeof name, "m.cbrec.history.tmp.%ld.tmp.%ld", pid, pid);
+    char *stale3 = tu_write(f->dir, name, "half a staged history");
     char *live_name = NULL;
     assert_true(asprintf(&live_name, "m.cbrec.tmp.%ld", (long)getpid()) > 0); /* a live process's: kept */
     char *live = tu_write(f->dir, live_name, "in progress");
@@ -268,9 +274,11 @@ static void stale_temps_removed(void **state) {
     free(out);
     struct stat sb;
     assert_int_not_equal(stat(stale, &sb), 0);
+    assert_int_not_equal(stat(stale2, &sb), 0);
+    assert_int_not_equal(stat(stale3, &sb), 0);
     assert_int_equal(stat(live, &sb), 0);
     unlink(live);
-    free(stale), free(live), free(live_name);
+    free(stale), free(stale2), free(stale3), free(live), free(live_name);
 }
 
 /* Failures that can be known before the work are reported before it. */

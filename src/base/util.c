@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "base/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -396,6 +397,12 @@ int cb_atomic_sweep(const char *path) {
         char *end;
         errno = 0;
         long pid = strtol(digits, &end, 10);
+        /* a staged part's own staging copy: "<path>.tmp.<pid>.tmp.<pid>" */
+        while (end != digits && !strncmp(end, ".tmp.", 5) && isdigit((unsigned char)end[5])) {
+            char *next;
+            if (strtol(end + 5, &next, 10) != pid) break;
+            end = next;
+        }
         if (end == digits || *end || errno || pid <= 0 || pid == (long)getpid()) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to judge) */
         char full[8192];

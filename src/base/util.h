@@ -88,7 +88,9 @@ const char *cb_clip(char *buf, size_t size, const char *s, size_t len);
  * `path`, and the old file stays intact until the rename. A process killed
  * before the rename leaves its temporary behind: the next cb_atomic_open of
  * the same path removes every "<path>.tmp.<pid>" whose pid is no
- * longer a live process (cb_atomic_sweep), so leftovers never pile up. */
+ * longer a live process (cb_atomic_sweep; also "<path>.tmp.<pid>.tmp.<pid>",
+ * the staging copy of a part staged at "<path>.tmp.<pid>"), so leftovers
+ * never pile up. */
 typedef struct cb_atomic_file {
     FILE *fp;
     char *final_path;
