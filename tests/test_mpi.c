@@ -1,8 +1,9 @@
 /* Tests for `mpirun -np 2 cbrec train` (src/cli/mpi.c over the library's
  * cb_train_comm): on a synthetic dataset, two processes with one thread each
  * train the model one process trains with the same global batch, within
- * float tolerance (compared tensor by tensor from the two model files);
- * ranks given different data stop with an error naming the rank instead of
+ * float tolerance (compared tensor by tensor from the two model files), and
+ * the neighbour component the ranks tune and fit together is the bits of one
+ * process's (its lists with 2 and 3 ranks, its tuning grid with 2); ranks given different data stop with an error naming the rank instead of
  * training apart; a cbrec built without MPI says so under mpirun. Skipped,
  * saying why, when mpirun is not installed. */
 #include "cliutil.h"
@@ -58,6 +59,25 @@ static double param_diff(const cb_model *a, const cb_model *b) {
     return worst / (scale > 0 ? scale : 1.0);
 }
 
+/* The neighbour components of a and b are the same bits: kind, settings,
+ * lists and the tuning grid's JSON. */
+static void assert_same_neighbours(const cb_recommender *a, const cb_recommender *b) {
+    const cb_neighbours *x = cb_recommender_bundle((cb_recommender *)a)->neighbours,
+                        *y = cb_recommender_bundle((cb_recommender *)b)->neighbours;
+    assert_non_null(x);
+    assert_non_null(y);
+    assert_int_equal(x->kind, y->kind);
+    assert_int_equal(x->k, y->k);
+    assert_true(x->weight == y->weight && x->shrink == y->shrink && x->lambda == y->lambda && x->raw == y->raw);
+    assert_int_equal(x->n_items, y->n_items);
+    assert_memory_equal(x->off, y->off, ((size_t)x->n_items + 1) * sizeof *x->off);
+    assert_true(x->off[x->n_items] > 0);
+    assert_memory_equal(x->item, y->item, (size_t)x->off[x->n_items] * sizeof *x->item);
+    assert_memory_equal(x->sim, y->sim, (size_t)x->off[x->n_items] * sizeof *x->sim);
+    assert_true(!x->tuning == !y->tuning);
+    if (x->tuning) assert_string_equal(x->tuning, y->tuning);
+}
+
 /* The train_loss=... figure of a `cbrec train` output (NAN when absent). */
 static double train_loss_of(const char *out) {
     const char *p = strstr(out, "train_loss=");
@@ -101,6 +121,7 @@ static void two_ranks_match_one_process(void **state) {
     cb_model *m_mpi = load_model("two.model", &r_mpi), *m_t2 = load_model("t2.model", &r_t2),
              *m_t1 = load_model("t1.model", &r_t1);
     assert_true(param_diff(m_t2, m_mpi) == 0.0);
+    assert_same_neighbours(r_mpi, r_t2); /* the tuning grid split across the ranks: the same choice and lists */
     double l1 = train_loss_of(t1), l_mpi = train_loss_of(mpi);
     print_message("Adam: mpirun -np 2 vs 1 thread: train_loss %.6f vs %.6f, worst parameter difference %.2e\n", l_mpi, l1,
                   param_diff(m_t1, m_mpi));
@@ -145,6 +166,33 @@ static void negatives_two_ranks_match_two_threads(void **state) {
     cb_recommender_free(r_mpi), cb_recommender_free(r_t2);
 }
 
+/* With the neighbour settings given (no tuning), the lists depend on the
+ * ratings alone: three ranks, each fitting a third of the items' lists,
+ * give the lists of one process, for both kinds. */
+static void neighbour_lists_split_across_ranks(void **state) {
+    (void)state;
+    if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
+    const char *kinds[] = {"--neighbour-kind cosine --neighbour-shrink 10", "--neighbour-kind ease --neighbour-lambda 300"};
+    for (size_t i = 0; i < 2; i++) {
+        char opts[320];
+        snprintf(opts, sizeof opts, "--epochs 1 --batch 128 --seed 3 -q --threads 1 --neighbours 30 --neighbour-weight 1 %s",
+                 kinds[i]);
+        char *out = NULL;
+        int rc = run(&out, "%s 3 %s train --data %s/data --model %s/nb3.model %s", MPIRUN, cbrec(), dir, dir, opts);
+        if (strstr(out, "built without MPI")) {
+            free(out);
+            TU_SKIP("this cbrec was built without MPI");
+        }
+        if (rc) fail_msg("mpirun -np 3: exit %d\n%s", rc, out);
+        free(out);
+        free(train(1, "nb1.model", opts));
+        cb_recommender *r3, *r1;
+        load_model("nb3.model", &r3), load_model("nb1.model", &r1);
+        assert_same_neighbours(r3, r1);
+        cb_recommender_free(r3), cb_recommender_free(r1);
+    }
+}
+
 /* Ranks that split the data differently (another seed) must not train apart. */
 static void ranks_with_different_data_stop(void **state) {
     (void)state;
@@ -169,6 +217,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(two_ranks_match_one_process),
         cmocka_unit_test(negatives_two_ranks_match_two_threads),
+        cmocka_unit_test(neighbour_lists_split_across_ranks),
         cmocka_unit_test(ranks_with_different_data_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
