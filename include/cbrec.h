@@ -373,6 +373,19 @@ CB_API int cb_recommender_save_table(const cb_recommender *rec, const char *path
 CB_API int cb_recommender_load_table(cb_recommender *rec, const char *path, cb_error *err);
 /* Neighbours per item in the table, 0 when there is none (also with added items only). */
 CB_API size_t cb_recommender_table_k(const cb_recommender *rec);
+/* Sharding the exact table's build (e.g. across processes: `mpirun cbrec
+ * precompute`): rows first..first+count-1 of the table cb_recommender_build_table
+ * builds without an index, the same bits (a row depends on its item alone),
+ * into caller-allocated neighbours and distances [count x k] (squared
+ * distances, ascending). 1 <= k <= model items - 1; CB_EINVAL with an index
+ * attached (its table is built whole) [shared]. */
+CB_API int cb_recommender_table_rows(const cb_recommender *rec, size_t k, int threads, size_t first, size_t count,
+                                     int32_t *neighbours, float *distances, cb_error *err);
+/* Install a table from all its rows ([model items x k] each, copied; checked
+ * as a loaded table is: neighbours in range, not the item itself, distances
+ * finite and ascending), as cb_recommender_build_table would [exclusive]. */
+CB_API int cb_recommender_set_table(cb_recommender *rec, size_t k, const int32_t *neighbours, const float *distances,
+                                    cb_error *err);
 /* Embed a new item from JSON ({"id": ..., "title": ..., "genres": [...], <item
  * column>: value}; only "id" is required) with the item tower and add it to the
  * catalog, in memory (a server can add items live; no table is needed; with a
@@ -471,6 +484,10 @@ CB_API int cb_recommender_recommend(const cb_recommender *rec, const char *user_
  * -INFINITY padding when fewer). users == NULL means every user 0..n_users-1. */
 CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_t *users, size_t n_users, size_t n,
                                           const cb_config *opts, int64_t *items, float *scores, cb_error *err);
+/* Users per block of cb_recommender_recommend_batch (one sgemm each): calls
+ * on consecutive users split at multiples of it give the bits of one call
+ * (with the same BLAS thread count), e.g. a batch sharded across processes [shared]. */
+CB_API size_t cb_recommender_batch_block(const cb_recommender *rec);
 /* One user's batch row as a JSON line (malloc'd; caller frees):
  * {"user": id, "criterion": ..., "items": [{"item": id, "score": s}, ...]}
  * (added items also carry "new": true). */

@@ -3,7 +3,9 @@
  * train the model one process trains with the same global batch, within
  * float tolerance (compared tensor by tensor from the two model files), and
  * the neighbour component the ranks tune and fit together is the bits of one
- * process's (its lists with 2 and 3 ranks, its tuning grid with 2); ranks given different data stop with an error naming the rank instead of
+ * process's (its lists with 2 and 3 ranks, its tuning grid with 2); batch
+ * recommend and precompute under mpirun write the bytes one process writes;
+ * ranks given different data stop with an error naming the rank instead of
  * training apart; a cbrec built without MPI says so under mpirun. Skipped,
  * saying why, when mpirun is not installed. */
 #include "cliutil.h"
@@ -193,6 +195,57 @@ static void neighbour_lists_split_across_ranks(void **state) {
     }
 }
 
+/* `cmp A B` succeeds and A has `lines` lines. */
+static void assert_same_file(const char *a, const char *b, long lines) {
+    if (run(NULL, "cmp %s %s", a, b)) fail_msg("%s and %s differ", a, b);
+    if (lines >= 0) {
+        char *out = NULL;
+        run(&out, "wc -l < %s", a);
+        assert_int_equal(atol(out), lines);
+        free(out);
+    }
+}
+
+/* Batch recommend and precompute under mpirun: each rank its share of the
+ * users (at the batch's block boundaries) or of the items' rows, rank 0
+ * writes; the output is the bytes of one process with the same BLAS thread
+ * count (one here: mpirun -x OPENBLAS_NUM_THREADS). 4,000 items make the
+ * batch's blocks 262 users, so 600 users are split across blocks. */
+static void batch_and_precompute_shard_across_ranks(void **state) {
+    (void)state;
+    if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
+    char *out = NULL;
+    if (run(&out, "%s synth --out %s/wide --users 600 --items 4000 --ratings 12000 --seed 6 && %s train --data %s/wide "
+                  "--model %s/wide.model --epochs 1 --threads 1 -q",
+            cbrec(), dir, cbrec(), dir, dir))
+        fail_msg("synth + train failed:\n%s", out);
+    free(out);
+    const char *one = "OPENBLAS_NUM_THREADS=1", *ranks = "OPENBLAS_NUM_THREADS=1 " MPIRUN;
+    const char *blas = "-x OPENBLAS_NUM_THREADS";
+    out = NULL;
+    int rc = run(&out, "%s 2 %s %s recommend --model %s/wide.model --users all -n 7 --out %s/b2.jsonl", ranks, blas, cbrec(),
+                 dir, dir);
+    if (strstr(out, "built without MPI")) {
+        free(out);
+        TU_SKIP("this cbrec was built without MPI");
+    }
+    if (rc) fail_msg("mpirun recommend: exit %d\n%s", rc, out);
+    free(out);
+    assert_int_equal(run(NULL, "%s %s recommend --model %s/wide.model --users all -n 7 --out %s/b1.jsonl", one, cbrec(), dir,
+                         dir), 0);
+    assert_int_equal(run(NULL, "%s 3 %s %s recommend --model %s/wide.model --users all -n 7 --out %s/b3.jsonl", ranks, blas,
+                         cbrec(), dir, dir), 0);
+    char *b1 = tu_path(dir, "b1.jsonl"), *b2 = tu_path(dir, "b2.jsonl"), *b3 = tu_path(dir, "b3.jsonl");
+    assert_same_file(b1, b2, 600);
+    assert_same_file(b1, b3, 600);
+    assert_int_equal(run(NULL, "%s 3 %s %s precompute --model %s/wide.model -k 12 --out %s/t3.table", ranks, blas, cbrec(),
+                         dir, dir), 0);
+    assert_int_equal(run(NULL, "%s %s precompute --model %s/wide.model -k 12 --out %s/t1.table", one, cbrec(), dir, dir), 0);
+    char *t1 = tu_path(dir, "t1.table"), *t3 = tu_path(dir, "t3.table");
+    assert_same_file(t1, t3, -1);
+    free(b1), free(b2), free(b3), free(t1), free(t3);
+}
+
 /* Ranks that split the data differently (another seed) must not train apart. */
 static void ranks_with_different_data_stop(void **state) {
     (void)state;
@@ -218,6 +271,7 @@ int main(void) {
         cmocka_unit_test(two_ranks_match_one_process),
         cmocka_unit_test(negatives_two_ranks_match_two_threads),
         cmocka_unit_test(neighbour_lists_split_across_ranks),
+        cmocka_unit_test(batch_and_precompute_shard_across_ranks),
         cmocka_unit_test(ranks_with_different_data_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

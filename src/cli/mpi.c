@@ -79,15 +79,15 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
     (void)cfg;
     return cli_fail(CLI_ERROR, cmd,
                     "started by mpirun as one of %d processes, but this cbrec was built without MPI: each would "
-                    "train alone. Install libopenmpi-dev (scripts/install-deps.sh) and rebuild (make finds mpicc), "
-                    "or run without mpirun",
+                    "do all the work alone. Install libopenmpi-dev (scripts/install-deps.sh) and rebuild (make finds "
+                    "mpicc), or run without mpirun",
                     launched);
 #else
     if (MPI_Init(NULL, NULL) != MPI_SUCCESS) return cli_fail(CLI_ERROR, cmd, "MPI_Init failed");
     mp->active = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &mp->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mp->size);
-    if (mp->size <= 1) return -1;
+    if (mp->size <= 1 || !cfg) return -1;
     /* threads 0 (every core) means this rank's share of its machine's cores */
     const char *threads = cb_config_get(cfg, "threads");
     if (threads && !strcmp(threads, "0")) {
@@ -105,6 +105,53 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
     cb_error err = {0};
     if (cb_config_set_train_comm(cfg, &mp->comm, &err)) return cli_error(cmd, &err);
     return -1;
+#endif
+}
+
+void cli_mpi_share(const cli_mpi *mp, size_t n, size_t align, size_t *lo, size_t *hi) {
+    size_t size = mp->size > 1 ? (size_t)mp->size : 1, rank = mp->size > 1 ? (size_t)mp->rank : 0;
+    size_t blocks = (n + align - 1) / align;
+    *lo = blocks * rank / size * align;
+    *hi = rank + 1 == size ? n : blocks * (rank + 1) / size * align;
+    if (*lo > n) *lo = n;
+    if (*hi > n) *hi = n;
+}
+
+int cli_mpi_gather(const cli_mpi *mp, const char *cmd, const void *mine, size_t bytes, char **all, size_t *all_bytes) {
+    *all = NULL;
+    *all_bytes = 0;
+    if (mp->size <= 1) {
+        if (!(*all = malloc(bytes + 1))) return cli_fail(CLI_ERROR, cmd, "out of memory");
+        if (bytes) memcpy(*all, mine, bytes);
+        *all_bytes = bytes;
+        return CLI_OK;
+    }
+#ifdef CBREC_MPI
+    if (bytes > INT_MAX) return cli_fail(CLI_ERROR, cmd, "rank %d's part is %zu bytes: at most 2 GB a rank", mp->rank, bytes);
+    int n = (int)bytes, *count = mp->rank ? NULL : calloc(2 * (size_t)mp->size, sizeof *count);
+    if (!mp->rank && !count) return cli_fail(CLI_ERROR, cmd, "out of memory");
+    int status = MPI_Gather(&n, 1, MPI_INT, count, 1, MPI_INT, 0, MPI_COMM_WORLD) == MPI_SUCCESS
+                     ? CLI_OK
+                     : cli_fail(CLI_ERROR, cmd, "MPI_Gather failed");
+    size_t total = 0;
+    for (int r = 0; !mp->rank && r < mp->size; r++) {
+        count[mp->size + r] = (int)total;
+        total += (size_t)count[r];
+        if (total > INT_MAX) status = cli_fail(CLI_ERROR, cmd, "the gathered parts exceed 2 GB");
+    }
+    if (!status && !mp->rank && !(*all = malloc(total + 1))) status = cli_fail(CLI_ERROR, cmd, "out of memory");
+    if (status) { /* the other ranks wait in the gather: cli_mpi_end stops them */
+        free(count);
+        return status;
+    }
+    if (MPI_Gatherv(mine, n, MPI_BYTE, *all, count, count ? count + mp->size : NULL, MPI_BYTE, 0, MPI_COMM_WORLD) !=
+        MPI_SUCCESS)
+        status = cli_fail(CLI_ERROR, cmd, "MPI_Gatherv failed");
+    *all_bytes = total;
+    free(count);
+    return status;
+#else
+    return cli_fail(CLI_ERROR, cmd, "several ranks without MPI");
 #endif
 }
 
