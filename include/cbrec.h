@@ -260,7 +260,11 @@ CB_API int cb_plot_curve_svg(const char *path, const double *train_loss, const d
  * "mean_hit_rate<K>", "mean_coverage", "mean_pop<K>", "mean_long_tail<K>",
  * "precision", "recall", "ndcg", "map", "hit_rate", "coverage", "diversity",
  * "pop_ratio", "fit_seconds", "eval_seconds", "rmse": [per split], "mae",
- * "folds": [{...per split...}], "settings"}], "two_tower": {settings}}. */
+ * "folds": [{...per split...}], "settings"}], "two_tower": {settings}}.
+ * With a train comm on train_cfg (cb_config_set_train_comm; `mpirun cbrec
+ * eval`) the splits are shared among the ranks (split f on rank f mod K, each
+ * training alone) and every rank returns the whole report: one process's,
+ * timings aside. Every rank must call it with the same arguments. */
 CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb_config *train_cfg,
                        cb_progress_fn progress, void *progress_ctx, char **json_report, cb_error *err);
 

@@ -4,7 +4,8 @@
  * float tolerance (compared tensor by tensor from the two model files), and
  * the neighbour component the ranks tune and fit together is the bits of one
  * process's (its lists with 2 and 3 ranks, its tuning grid with 2); batch
- * recommend and precompute under mpirun write the bytes one process writes;
+ * recommend, precompute and eval's folds under mpirun write what one process
+ * writes (byte for byte; eval's timings aside);
  * ranks given different data stop with an error naming the rank instead of
  * training apart; a cbrec built without MPI says so under mpirun. Skipped,
  * saying why, when mpirun is not installed. */
@@ -246,6 +247,39 @@ static void batch_and_precompute_shard_across_ranks(void **state) {
     free(b1), free(b2), free(b3), free(t1), free(t3);
 }
 
+/* `cbrec eval` over three folds under mpirun -np 2: rank 0 runs folds 1 and
+ * 3, rank 1 fold 2, rank 0 prints the report of one process (timings aside). */
+static void eval_folds_shard_across_ranks(void **state) {
+    (void)state;
+    if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
+    /* the folds: every third rating of the synthetic set held out, as u1..u5 files are */
+    for (int k = 1; k <= 3; k++)
+        assert_int_equal(run(NULL, "awk -F, 'NR > 1 { l = $1 \"\\t\" $2 \"\\t\" $3 \"\\t\" $4; "
+                                   "if (NR %% 3 == %d) print l > \"%s/data/f%d.test\"; else print l > \"%s/data/f%d.base\" }' "
+                                   "%s/data/ratings.csv",
+                             k - 1, dir, k, dir, k, dir),
+                         0);
+    const char *opts = "--folds f1,f2,f3 --models bias,popularity,twotower --epochs 1 --threads 1 -q --json";
+    char *out = NULL;
+    int rc = run(&out, "OPENBLAS_NUM_THREADS=1 %s 2 -x OPENBLAS_NUM_THREADS %s eval --data %s/data %s > %s/e2.json", MPIRUN,
+                 cbrec(), dir, opts, dir);
+    if (strstr(out, "built without MPI")) {
+        free(out);
+        TU_SKIP("this cbrec was built without MPI");
+    }
+    if (rc) fail_msg("mpirun eval: exit %d\n%s", rc, out);
+    free(out);
+    assert_int_equal(run(NULL, "OPENBLAS_NUM_THREADS=1 %s eval --data %s/data %s > %s/e1.json", cbrec(), dir, opts, dir), 0);
+    const char *timings = "grep -v '\"\\(fit_\\|eval_\\)\\?seconds\"'";
+    assert_int_equal(run(NULL, "%s %s/e1.json > %s/e1.txt && %s %s/e2.json > %s/e2.txt", timings, dir, dir, timings, dir, dir), 0);
+    char *e1 = tu_path(dir, "e1.txt"), *e2 = tu_path(dir, "e2.txt");
+    assert_same_file(e1, e2, -1);
+    out = NULL;
+    run(&out, "grep -c '\"fold\": [123]' %s", e2);
+    assert_int_equal(atol(out), 9); /* three models x three folds */
+    free(out), free(e1), free(e2);
+}
+
 /* Ranks that split the data differently (another seed) must not train apart. */
 static void ranks_with_different_data_stop(void **state) {
     (void)state;
@@ -272,6 +306,7 @@ int main(void) {
         cmocka_unit_test(negatives_two_ranks_match_two_threads),
         cmocka_unit_test(neighbour_lists_split_across_ranks),
         cmocka_unit_test(batch_and_precompute_shard_across_ranks),
+        cmocka_unit_test(eval_folds_shard_across_ranks),
         cmocka_unit_test(ranks_with_different_data_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
