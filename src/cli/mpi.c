@@ -1,5 +1,7 @@
-/* mpi — `cbrec train` under mpirun: the driver's MPI, joined to the library
- * through its hook (cb_train_comm, include/cbrec.h); libcbrec has no MPI.
+/* mpi — cbrec under mpirun: the driver's MPI, joined to the library through
+ * its hook (cb_train_comm, include/cbrec.h; train and eval), and the share
+ * and gather of the commands that split rows (batch recommend, precompute);
+ * libcbrec has no MPI.
  * Built with MPI when the Makefile finds mpicc (CBREC_MPI); without it, a
  * cbrec started by mpirun says so instead of training K separate models.
  *
@@ -9,7 +11,8 @@
  * step's batch is split across ranks: a rank runs the towers on its part, the
  * ranks all-gather the tower outputs (the in-batch softmax) and all-reduce
  * the gradients (MPI_Allreduce, one call on one flat buffer). Rank 0 prints
- * and writes the model; a rank that fails stops every rank (MPI_Abort). */
+ * and writes the model (or the batch lists, table, report); a rank that
+ * fails stops every rank (MPI_Abort). */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -19,13 +22,16 @@
 #ifdef CBREC_MPI
 #include <limits.h>
 #include <mpi.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 /* Wait for a non-blocking collective by testing it, sleeping between tests
  * once it is not done at once: Open MPI's blocking calls poll the shared
  * memory without sleeping, so a rank waiting for a slower one burns a core
  * the others need (measured: 3.5x the CPU of one process on a loaded
- * machine). A wake-up costs at most the 100 us sleep per collective stage. */
+ * machine). A wake-up costs at most the 100 us sleep per collective stage;
+ * the thread's timer slack is cut to 1 us (cli_mpi_begin), or each 5 us nap
+ * would last the default 50 us slack more. */
 static int wait_for(MPI_Request *req) {
     struct timespec nap = {0, 0};
     for (int tests = 0;; tests++) {
@@ -85,6 +91,7 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
 #else
     if (MPI_Init(NULL, NULL) != MPI_SUCCESS) return cli_fail(CLI_ERROR, cmd, "MPI_Init failed");
     mp->active = true;
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* wait_for's naps: this thread waits in the collectives */
     MPI_Comm_rank(MPI_COMM_WORLD, &mp->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mp->size);
     if (mp->size <= 1 || !cfg) return -1;
