@@ -217,7 +217,11 @@ CB_API int cb_train(cb_recommender **out, const cb_dataset *ds, const cb_config 
  * tower outputs of the whole batch (the in-batch softmax needs them) and the
  * gradients (one call per step on one flat buffer). The trained parameters
  * are the same on every rank. Both calls return 0, or non-zero to stop
- * training with CB_EIO. */
+ * training with CB_EIO. The library also shares the neighbour component's
+ * tuning and lists across the ranks (and cb_evaluate its splits): those
+ * results travel through allgather as bit patterns (integers, doubles), so
+ * it must copy the floats bit for bit (MPI_FLOAT between machines of one
+ * architecture does). */
 typedef struct cb_train_comm {
     int rank, n_ranks;
     void *ctx;                    /* passed to the calls */
