@@ -217,7 +217,11 @@ CB_API int cb_train(cb_recommender **out, const cb_dataset *ds, const cb_config 
  * tower outputs of the whole batch (the in-batch softmax needs them) and the
  * gradients (one call per step on one flat buffer). The trained parameters
  * are the same on every rank. Both calls return 0, or non-zero to stop
- * training with CB_EIO. */
+ * training with CB_EIO. The library also shares the neighbour component's
+ * tuning and lists across the ranks (and cb_evaluate its splits): those
+ * results travel through allgather as bit patterns (integers, doubles), so
+ * it must copy the floats bit for bit (MPI_FLOAT between machines of one
+ * architecture does). */
 typedef struct cb_train_comm {
     int rank, n_ranks;
     void *ctx;                    /* passed to the calls */
@@ -260,7 +264,11 @@ CB_API int cb_plot_curve_svg(const char *path, const double *train_loss, const d
  * "mean_hit_rate<K>", "mean_coverage", "mean_pop<K>", "mean_long_tail<K>",
  * "precision", "recall", "ndcg", "map", "hit_rate", "coverage", "diversity",
  * "pop_ratio", "fit_seconds", "eval_seconds", "rmse": [per split], "mae",
- * "folds": [{...per split...}], "settings"}], "two_tower": {settings}}. */
+ * "folds": [{...per split...}], "settings"}], "two_tower": {settings}}.
+ * With a train comm on train_cfg (cb_config_set_train_comm; `mpirun cbrec
+ * eval`) the splits are shared among the ranks (split f on rank f mod K, each
+ * training alone) and every rank returns the whole report: one process's,
+ * timings aside. Every rank must call it with the same arguments. */
 CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb_config *train_cfg,
                        cb_progress_fn progress, void *progress_ctx, char **json_report, cb_error *err);
 
@@ -373,6 +381,19 @@ CB_API int cb_recommender_save_table(const cb_recommender *rec, const char *path
 CB_API int cb_recommender_load_table(cb_recommender *rec, const char *path, cb_error *err);
 /* Neighbours per item in the table, 0 when there is none (also with added items only). */
 CB_API size_t cb_recommender_table_k(const cb_recommender *rec);
+/* Sharding the exact table's build (e.g. across processes: `mpirun cbrec
+ * precompute`): rows first..first+count-1 of the table cb_recommender_build_table
+ * builds without an index, the same bits (a row depends on its item alone),
+ * into caller-allocated neighbours and distances [count x k] (squared
+ * distances, ascending). 1 <= k <= model items - 1; CB_EINVAL with an index
+ * attached (its table is built whole) [shared]. */
+CB_API int cb_recommender_table_rows(const cb_recommender *rec, size_t k, int threads, size_t first, size_t count,
+                                     int32_t *neighbours, float *distances, cb_error *err);
+/* Install a table from all its rows ([model items x k] each, copied; checked
+ * as a loaded table is: neighbours in range, not the item itself, distances
+ * finite and ascending), as cb_recommender_build_table would [exclusive]. */
+CB_API int cb_recommender_set_table(cb_recommender *rec, size_t k, const int32_t *neighbours, const float *distances,
+                                    cb_error *err);
 /* Embed a new item from JSON ({"id": ..., "title": ..., "genres": [...], <item
  * column>: value}; only "id" is required) with the item tower and add it to the
  * catalog, in memory (a server can add items live; no table is needed; with a
@@ -474,6 +495,10 @@ CB_API int cb_recommender_recommend(const cb_recommender *rec, const char *user_
  * -INFINITY padding when fewer). users == NULL means every user 0..n_users-1. */
 CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_t *users, size_t n_users, size_t n,
                                           const cb_config *opts, int64_t *items, float *scores, cb_error *err);
+/* Users per block of cb_recommender_recommend_batch (one sgemm each): calls
+ * on consecutive users split at multiples of it give the bits of one call
+ * (with the same BLAS thread count), e.g. a batch sharded across processes [shared]. */
+CB_API size_t cb_recommender_batch_block(const cb_recommender *rec);
 /* One user's batch row as a JSON line (malloc'd; caller frees):
  * {"user": id, "criterion": ..., "items": [{"item": id, "score": s}, ...]}
  * (added items also carry "new": true). */

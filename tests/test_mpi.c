@@ -1,7 +1,11 @@
 /* Tests for `mpirun -np 2 cbrec train` (src/cli/mpi.c over the library's
  * cb_train_comm): on a synthetic dataset, two processes with one thread each
  * train the model one process trains with the same global batch, within
- * float tolerance (compared tensor by tensor from the two model files);
+ * float tolerance (compared tensor by tensor from the two model files), and
+ * the neighbour component the ranks tune and fit together is the bits of one
+ * process's (its lists with 2 and 3 ranks, its tuning grid with 2); batch
+ * recommend, precompute and eval's folds under mpirun write what one process
+ * writes (byte for byte; eval's timings aside);
  * ranks given different data stop with an error naming the rank instead of
  * training apart; a cbrec built without MPI says so under mpirun. Skipped,
  * saying why, when mpirun is not installed. */
@@ -58,6 +62,25 @@ static double param_diff(const cb_model *a, const cb_model *b) {
     return worst / (scale > 0 ? scale : 1.0);
 }
 
+/* The neighbour components of a and b are the same bits: kind, settings,
+ * lists and the tuning grid's JSON. */
+static void assert_same_neighbours(const cb_recommender *a, const cb_recommender *b) {
+    const cb_neighbours *x = cb_recommender_bundle((cb_recommender *)a)->neighbours,
+                        *y = cb_recommender_bundle((cb_recommender *)b)->neighbours;
+    assert_non_null(x);
+    assert_non_null(y);
+    assert_int_equal(x->kind, y->kind);
+    assert_int_equal(x->k, y->k);
+    assert_true(x->weight == y->weight && x->shrink == y->shrink && x->lambda == y->lambda && x->raw == y->raw);
+    assert_int_equal(x->n_items, y->n_items);
+    assert_memory_equal(x->off, y->off, ((size_t)x->n_items + 1) * sizeof *x->off);
+    assert_true(x->off[x->n_items] > 0);
+    assert_memory_equal(x->item, y->item, (size_t)x->off[x->n_items] * sizeof *x->item);
+    assert_memory_equal(x->sim, y->sim, (size_t)x->off[x->n_items] * sizeof *x->sim);
+    assert_true(!x->tuning == !y->tuning);
+    if (x->tuning) assert_string_equal(x->tuning, y->tuning);
+}
+
 /* The train_loss=... figure of a `cbrec train` output (NAN when absent). */
 static double train_loss_of(const char *out) {
     const char *p = strstr(out, "train_loss=");
@@ -101,6 +124,7 @@ static void two_ranks_match_one_process(void **state) {
     cb_model *m_mpi = load_model("two.model", &r_mpi), *m_t2 = load_model("t2.model", &r_t2),
              *m_t1 = load_model("t1.model", &r_t1);
     assert_true(param_diff(m_t2, m_mpi) == 0.0);
+    assert_same_neighbours(r_mpi, r_t2); /* the tuning grid split across the ranks: the same choice and lists */
     double l1 = train_loss_of(t1), l_mpi = train_loss_of(mpi);
     print_message("Adam: mpirun -np 2 vs 1 thread: train_loss %.6f vs %.6f, worst parameter difference %.2e\n", l_mpi, l1,
                   param_diff(m_t1, m_mpi));
@@ -145,6 +169,117 @@ static void negatives_two_ranks_match_two_threads(void **state) {
     cb_recommender_free(r_mpi), cb_recommender_free(r_t2);
 }
 
+/* With the neighbour settings given (no tuning), the lists depend on the
+ * ratings alone: three ranks, each fitting a third of the items' lists,
+ * give the lists of one process, for both kinds. */
+static void neighbour_lists_split_across_ranks(void **state) {
+    (void)state;
+    if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
+    const char *kinds[] = {"--neighbour-kind cosine --neighbour-shrink 10", "--neighbour-kind ease --neighbour-lambda 300"};
+    for (size_t i = 0; i < 2; i++) {
+        char opts[320];
+        snprintf(opts, sizeof opts, "--epochs 1 --batch 128 --seed 3 -q --threads 1 --neighbours 30 --neighbour-weight 1 %s",
+                 kinds[i]);
+        char *out = NULL;
+        int rc = run(&out, "%s 3 %s train --data %s/data --model %s/nb3.model %s", MPIRUN, cbrec(), dir, dir, opts);
+        if (strstr(out, "built without MPI")) {
+            free(out);
+            TU_SKIP("this cbrec was built without MPI");
+        }
+        if (rc) fail_msg("mpirun -np 3: exit %d\n%s", rc, out);
+        free(out);
+        free(train(1, "nb1.model", opts));
+        cb_recommender *r3, *r1;
+        load_model("nb3.model", &r3), load_model("nb1.model", &r1);
+        assert_same_neighbours(r3, r1);
+        cb_recommender_free(r3), cb_recommender_free(r1);
+    }
+}
+
+/* `cmp A B` succeeds and A has `lines` lines. */
+static void assert_same_file(const char *a, const char *b, long lines) {
+    if (run(NULL, "cmp %s %s", a, b)) fail_msg("%s and %s differ", a, b);
+    if (lines >= 0) {
+        char *out = NULL;
+        run(&out, "wc -l < %s", a);
+        assert_int_equal(atol(out), lines);
+        free(out);
+    }
+}
+
+/* Batch recommend and precompute under mpirun: each rank its share of the
+ * users (at the batch's block boundaries) or of the items' rows, rank 0
+ * writes; the output is the bytes of one process with the same BLAS thread
+ * count (one here: mpirun -x OPENBLAS_NUM_THREADS). 4,000 items make the
+ * batch's blocks 262 users, so 600 users are split across blocks. */
+static void batch_and_precompute_shard_across_ranks(void **state) {
+    (void)state;
+    if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
+    char *out = NULL;
+    if (run(&out, "%s synth --out %s/wide --users 600 --items 4000 --ratings 12000 --seed 6 && %s train --data %s/wide "
+                  "--model %s/wide.model --epochs 1 --threads 1 -q",
+            cbrec(), dir, cbrec(), dir, dir))
+        fail_msg("synth + train failed:\n%s", out);
+    free(out);
+    const char *one = "OPENBLAS_NUM_THREADS=1", *ranks = "OPENBLAS_NUM_THREADS=1 " MPIRUN;
+    const char *blas = "-x OPENBLAS_NUM_THREADS";
+    out = NULL;
+    int rc = run(&out, "%s 2 %s %s recommend --model %s/wide.model --users all -n 7 --out %s/b2.jsonl", ranks, blas, cbrec(),
+                 dir, dir);
+    if (strstr(out, "built without MPI")) {
+        free(out);
+        TU_SKIP("this cbrec was built without MPI");
+    }
+    if (rc) fail_msg("mpirun recommend: exit %d\n%s", rc, out);
+    free(out);
+    assert_int_equal(run(NULL, "%s %s recommend --model %s/wide.model --users all -n 7 --out %s/b1.jsonl", one, cbrec(), dir,
+                         dir), 0);
+    assert_int_equal(run(NULL, "%s 3 %s %s recommend --model %s/wide.model --users all -n 7 --out %s/b3.jsonl", ranks, blas,
+                         cbrec(), dir, dir), 0);
+    char *b1 = tu_path(dir, "b1.jsonl"), *b2 = tu_path(dir, "b2.jsonl"), *b3 = tu_path(dir, "b3.jsonl");
+    assert_same_file(b1, b2, 600);
+    assert_same_file(b1, b3, 600);
+    assert_int_equal(run(NULL, "%s 3 %s %s precompute --model %s/wide.model -k 12 --out %s/t3.table", ranks, blas, cbrec(),
+                         dir, dir), 0);
+    assert_int_equal(run(NULL, "%s %s precompute --model %s/wide.model -k 12 --out %s/t1.table", one, cbrec(), dir, dir), 0);
+    char *t1 = tu_path(dir, "t1.table"), *t3 = tu_path(dir, "t3.table");
+    assert_same_file(t1, t3, -1);
+    free(b1), free(b2), free(b3), free(t1), free(t3);
+}
+
+/* `cbrec eval` over three folds under mpirun -np 2: rank 0 runs folds 1 and
+ * 3, rank 1 fold 2, rank 0 prints the report of one process (timings aside). */
+static void eval_folds_shard_across_ranks(void **state) {
+    (void)state;
+    if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
+    /* the folds: every third rating of the synthetic set held out, as u1..u5 files are */
+    for (int k = 1; k <= 3; k++)
+        assert_int_equal(run(NULL, "awk -F, 'NR > 1 { l = $1 \"\\t\" $2 \"\\t\" $3 \"\\t\" $4; "
+                                   "if (NR %% 3 == %d) print l > \"%s/data/f%d.test\"; else print l > \"%s/data/f%d.base\" }' "
+                                   "%s/data/ratings.csv",
+                             k - 1, dir, k, dir, k, dir),
+                         0);
+    const char *opts = "--folds f1,f2,f3 --models bias,popularity,twotower --epochs 1 --threads 1 -q --json";
+    char *out = NULL;
+    int rc = run(&out, "OPENBLAS_NUM_THREADS=1 %s 2 -x OPENBLAS_NUM_THREADS %s eval --data %s/data %s > %s/e2.json", MPIRUN,
+                 cbrec(), dir, opts, dir);
+    if (strstr(out, "built without MPI")) {
+        free(out);
+        TU_SKIP("this cbrec was built without MPI");
+    }
+    if (rc) fail_msg("mpirun eval: exit %d\n%s", rc, out);
+    free(out);
+    assert_int_equal(run(NULL, "OPENBLAS_NUM_THREADS=1 %s eval --data %s/data %s > %s/e1.json", cbrec(), dir, opts, dir), 0);
+    const char *timings = "grep -v '\"\\(fit_\\|eval_\\)\\?seconds\"'";
+    assert_int_equal(run(NULL, "%s %s/e1.json > %s/e1.txt && %s %s/e2.json > %s/e2.txt", timings, dir, dir, timings, dir, dir), 0);
+    char *e1 = tu_path(dir, "e1.txt"), *e2 = tu_path(dir, "e2.txt");
+    assert_same_file(e1, e2, -1);
+    out = NULL;
+    run(&out, "grep -c '\"fold\": [123]' %s", e2);
+    assert_int_equal(atol(out), 9); /* three models x three folds */
+    free(out), free(e1), free(e2);
+}
+
 /* Ranks that split the data differently (another seed) must not train apart. */
 static void ranks_with_different_data_stop(void **state) {
     (void)state;
@@ -169,6 +304,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(two_ranks_match_one_process),
         cmocka_unit_test(negatives_two_ranks_match_two_threads),
+        cmocka_unit_test(neighbour_lists_split_across_ranks),
+        cmocka_unit_test(batch_and_precompute_shard_across_ranks),
+        cmocka_unit_test(eval_folds_shard_across_ranks),
         cmocka_unit_test(ranks_with_different_data_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

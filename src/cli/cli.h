@@ -75,7 +75,7 @@ typedef struct cli_search {
  * CLI_ERROR / CLI_USAGE on failure, CLI_OK otherwise. */
 int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s);
 
-/* ---- mpirun (mpi.c): training across processes. cli_mpi_begin starts MPI
+/* ---- mpirun (mpi.c): work across processes. cli_mpi_begin starts MPI
  * when mpirun launched this process and hands the library its hook (cfg's
  * train comm; threads 0 becomes this rank's share of its machine's cores);
  * -1 to go on, or an exit status (e.g. a cbrec built without MPI). Rank 0
@@ -88,6 +88,15 @@ typedef struct cli_mpi {
 } cli_mpi;
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg);
 int cli_mpi_end(cli_mpi *mp, const char *cmd, int status);
+/* Commands other than train shard their rows (batch recommend: users;
+ * precompute: items) with cli_mpi_begin(mp, cmd, NULL): this rank's share
+ * [*lo, *hi) of n rows (consecutive, in rank order, starting at multiples of
+ * align >= 1; everything for one process), and the ranks' parts gathered to rank 0 in rank order (*all
+ * malloc'd on rank 0, NULL elsewhere; one process: a copy). Every rank must
+ * call cli_mpi_gather; on failure the caller returns through cli_mpi_end,
+ * which stops the others. */
+void cli_mpi_share(const cli_mpi *mp, size_t n, size_t align, size_t *lo, size_t *hi);
+int cli_mpi_gather(const cli_mpi *mp, const char *cmd, const void *mine, size_t bytes, char **all, size_t *all_bytes);
 
 /* Commands: int cmd_<name>(int argc, char **argv), argv[0] is the command name. */
 int cmd_inspect(int argc, char **argv);

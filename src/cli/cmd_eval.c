@@ -237,18 +237,23 @@ int cmd_eval(int argc, char **argv) {
     char *report = NULL;
     progress pg = {.quiet = o.quiet};
     double t0 = cli_now();
-    int rc = open_data(&ds, &o, &err);
-    if (!rc) rc = cb_evaluate(ds, o.eval, o.train, on_progress, &pg, &report, &err);
+    cli_mpi mp = {.size = 1}; /* under mpirun the ranks share the splits; rank 0 prints and writes */
+    int status = cli_mpi_begin(&mp, cmd, o.train);
+    if (mp.rank) pg.quiet = true;
+    int rc = status >= 0 ? CB_OK : open_data(&ds, &o, &err);
+    if (!rc && status < 0) rc = cb_evaluate(ds, o.eval, o.train, on_progress, &pg, &report, &err);
     json_error_t je;
-    json_t *root = rc ? NULL : json_loads(report, 0, &je);
-    if (!rc && o.json_out) rc = write_file(o.json_out, report, &err);
-    int status = CLI_OK;
-    if (rc) status = cli_error(cmd, &err);
-    else if (o.json) puts(report);
-    else if (root) {
-        print_evaluation(stdout, root, &o, false);
-        printf("total %.1fs\n", cli_now() - t0);
+    json_t *root = rc || mp.rank || status >= 0 ? NULL : json_loads(report, 0, &je);
+    if (!rc && o.json_out && !mp.rank && status < 0) rc = write_file(o.json_out, report, &err);
+    if (status >= 0) ;
+    else if (rc) status = cli_error(cmd, &err);
+    else if (mp.rank) status = CLI_OK;
+    else if (o.json) puts(report), status = CLI_OK;
+    else {
+        status = CLI_OK;
+        if (root) print_evaluation(stdout, root, &o, false), printf("total %.1fs\n", cli_now() - t0);
     }
+    status = cli_mpi_end(&mp, cmd, status);
     json_decref(root);
     free(report);
     cb_dataset_close(ds);

@@ -121,6 +121,26 @@ static const char *precompute_usage =
     CLI_STR(CB_ANN_AUTO_MIN_ITEMS) " items\nor more are searched approximately: with --index, or an index built on the spot\n"
     "(`cbrec index`; recall@10 >= 0.95); --exact always computes the exact table.\n";
 
+/* The exact table across the ranks: each computes its share of the rows,
+ * rank 0 gathers them (in order: the bits of one process) and installs them. */
+static int build_shared(const char *cmd, cb_recommender *rec, size_t k, int threads, const cli_mpi *mp) {
+    size_t n = cb_recommender_item_count(rec), lo, hi, got[2] = {0, 0};
+    if (k > n - 1) k = n - 1;
+    cli_mpi_share(mp, n, 1, &lo, &hi);
+    int32_t *nb = malloc(((hi - lo) * k + 1) * sizeof *nb);
+    float *dist = malloc(((hi - lo) * k + 1) * sizeof *dist);
+    char *all[2] = {NULL, NULL};
+    cb_error err = {0};
+    int status = nb && dist ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
+    if (!status && cb_recommender_table_rows(rec, k, threads, lo, hi - lo, nb, dist, &err)) status = cli_error(cmd, &err);
+    if (!status) status = cli_mpi_gather(mp, cmd, nb, (hi - lo) * k * sizeof *nb, &all[0], &got[0]);
+    if (!status) status = cli_mpi_gather(mp, cmd, dist, (hi - lo) * k * sizeof *dist, &all[1], &got[1]);
+    if (!status && !mp->rank && cb_recommender_set_table(rec, k, (int32_t *)(void *)all[0], (float *)(void *)all[1], &err))
+        status = cli_error(cmd, &err);
+    free(nb), free(dist), free(all[0]), free(all[1]);
+    return status;
+}
+
 int cmd_precompute(int argc, char **argv) {
     const char *cmd = "precompute", *model = NULL, *out = NULL, *k_text = "20", *threads_text = "0";
     size_t k, threads;
@@ -141,7 +161,8 @@ int cmd_precompute(int argc, char **argv) {
     int status = CLI_ERROR;
     cb_recommender *rec = open_rec(cmd, model, NULL);
     if (!rec) return CLI_ERROR;
-    if ((status = cli_search_apply(cmd, rec, &search))) goto done;
+    cli_mpi mp = {.size = 1}; /* under mpirun the ranks share the exact table's rows */
+    if ((status = cli_search_apply(cmd, rec, &search)) || (status = cli_mpi_begin(&mp, cmd, NULL)) >= 0) goto done;
     status = CLI_ERROR;
     size_t n_items = cb_recommender_item_count(rec);
     if (k * 2 >= n_items) /* ids + scores: 8 bytes a neighbour */
@@ -154,6 +175,14 @@ int cmd_precompute(int argc, char **argv) {
         goto done;
     }
     double t0 = cli_now();
+    if (mp.size > 1 && !search.exact && (search.index || n_items >= CB_ANN_AUTO_MIN_ITEMS)) {
+        if (!mp.rank) fprintf(stderr, "note: the approximate table is built by rank 0 alone (--exact shares the exact one)\n");
+        else {
+            status = CLI_OK;
+            goto done;
+        }
+        mp.size = 1;
+    }
     if (!search.exact && !search.index && n_items >= CB_ANN_AUTO_MIN_ITEMS) {
         if (cb_recommender_build_index(rec, 0, 0, (int)threads, &err)) {
             cli_error(cmd, &err);
@@ -162,8 +191,10 @@ int cmd_precompute(int argc, char **argv) {
         fprintf(stderr, "note: %zu items: built an approximate index (%.2fs); --exact for the exact table\n",
                 n_items, cli_now() - t0);
     }
-    if (cb_recommender_build_table(rec, k, (int)threads, &err)) {
-        cli_error(cmd, &err);
+    if (mp.size > 1 ? build_shared(cmd, rec, k, (int)threads, &mp) : cb_recommender_build_table(rec, k, (int)threads, &err) ? cli_error(cmd, &err) : CLI_OK)
+        goto done;
+    if (mp.rank) { /* the table is rank 0's to write */
+        status = CLI_OK;
         goto done;
     }
     size_t kk = cb_recommender_table_k(rec);
@@ -177,6 +208,7 @@ int cmd_precompute(int argc, char **argv) {
             t1 - t0);
     status = CLI_OK;
 done:
+    status = cli_mpi_end(&mp, cmd, status);
     cb_recommender_free(rec);
     return status;
 }
@@ -329,35 +361,62 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
     return status;
 }
 
-static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args *a, const cb_config *cfg) {
-    size_t *users = NULL, n_users = 0, n = (size_t)atol(cb_config_get(cfg, "n"));
-    int status = batch_users(cmd, rec, a->users, &users, &n_users);
-    if (status) return status;
+/* The JSON lines of users[0..n_users) (NULL: users first..) into f. */
+static int batch_lines(const char *cmd, const cb_recommender *rec, const size_t *users, size_t first, size_t n_users,
+                       size_t n, const cb_config *cfg, FILE *f) {
     int64_t *items = malloc((n_users * n + 1) * sizeof *items);
     float *scores = malloc((n_users * n + 1) * sizeof *scores);
+    size_t *ids = users ? NULL : malloc((n_users + 1) * sizeof *ids); /* every user: this share's numbers */
     cb_error err = {0};
-    cb_output *o = NULL; /* --out FILE is written atomically: the old file or the whole new one */
-    if (a->out && strcmp(a->out, "-") && cb_output_open(&o, a->out, &err)) status = cli_error(cmd, &err);
-    FILE *f = o ? cb_output_file(o) : stdout;
-    double t0 = cli_now();
-    if (status) ;
-    else if (!items || !scores) status = cli_fail(CLI_ERROR, cmd, "out of memory");
-    else if (cb_recommender_recommend_batch(rec, users, n_users, n, cfg, items, scores, &err)) status = cli_error(cmd, &err);
-    double t1 = cli_now();
+    int status = items && scores && (users || ids) ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
+    for (size_t i = 0; ids && i < n_users; i++) ids[i] = first + i;
+    if (!status && cb_recommender_recommend_batch(rec, users ? users : ids, n_users, n, cfg, items, scores, &err))
+        status = cli_error(cmd, &err);
     for (size_t i = 0; !status && i < n_users; i++) {
         char *line = NULL;
-        if (cb_recommender_batch_row_json(rec, users ? users[i] : i, items + i * n, scores + i * n, n, cfg, &line, &err))
+        if (cb_recommender_batch_row_json(rec, users ? users[i] : first + i, items + i * n, scores + i * n, n, cfg,
+                                          &line, &err))
             status = cli_error(cmd, &err);
         else fprintf(f, "%s\n", line);
         free(line);
     }
-    if (o && status) cb_output_abort(o);
-    else if (o && cb_output_commit(o, &err)) status = cli_error(cmd, &err);
-    if (!status && f != stdout)
-        fprintf(stderr, "wrote %s: top %zu for %zu users (ranking %.3fs)\n", a->out, n, n_users, t1 - t0);
-    free(users);
     free(items);
     free(scores);
+    free(ids);
+    return status;
+}
+
+/* --users: under mpirun each rank ranks its share of the users and rank 0
+ * writes every rank's lines, in order (the bytes one process writes). */
+static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args *a, const cb_config *cfg,
+                     const cli_mpi *mp) {
+    size_t *users = NULL, n_users = 0, n = (size_t)atol(cb_config_get(cfg, "n")), lo, hi;
+    int status = batch_users(cmd, rec, a->users, &users, &n_users);
+    if (status) return status;
+    cli_mpi_share(mp, n_users, cb_recommender_batch_block(rec), &lo, &hi); /* the bits of one process */
+    cb_error err = {0};
+    cb_output *o = NULL; /* --out FILE is written atomically: the old file or the whole new one */
+    if (!mp->rank && a->out && strcmp(a->out, "-") && cb_output_open(&o, a->out, &err)) status = cli_error(cmd, &err);
+    FILE *f = o ? cb_output_file(o) : stdout;
+    char *part = NULL, *all = NULL;
+    size_t part_bytes = 0, all_bytes = 0;
+    FILE *mem = mp->size > 1 ? open_memstream(&part, &part_bytes) : NULL;
+    if (mp->size > 1 && !mem) status = cli_fail(CLI_ERROR, cmd, "out of memory");
+    double t0 = cli_now();
+    if (!status) status = batch_lines(cmd, rec, users ? users + lo : NULL, lo, hi - lo, n, cfg, mem ? mem : f);
+    if (mem && fclose(mem) && !status) status = cli_fail(CLI_ERROR, cmd, "out of memory");
+    if (mem && !status && !(status = cli_mpi_gather(mp, cmd, part, part_bytes, &all, &all_bytes)) && all &&
+        fwrite(all, 1, all_bytes, f) != all_bytes)
+        status = cli_fail(CLI_ERROR, cmd, "writing the lines failed");
+    double t1 = cli_now();
+    if (o && status) cb_output_abort(o);
+    else if (o && cb_output_commit(o, &err)) status = cli_error(cmd, &err);
+    if (!status && o)
+        fprintf(stderr, "wrote %s: top %zu for %zu users (ranking %.3fs%s)\n", a->out, n, n_users, t1 - t0,
+                mp->size > 1 ? ", across the ranks" : "");
+    free(users);
+    free(part);
+    free(all);
     return status;
 }
 
@@ -416,7 +475,11 @@ int cmd_recommend(int argc, char **argv) {
         status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
     cb_recommender *rec = status < 0 ? open_rec_files(cmd, a.model, a.history, a.table) : NULL;
     if (status < 0 && rec && cli_search_apply(cmd, rec, &search)) status = CLI_ERROR;
-    if (status < 0) status = !rec ? CLI_ERROR : a.users ? run_batch(cmd, rec, &a, cfg) : run_one(cmd, rec, &a, cfg);
+    cli_mpi mp = {.size = 1}; /* under mpirun a batch is shared by the ranks; one user is rank 0's alone */
+    if (status < 0 && rec) status = cli_mpi_begin(&mp, cmd, NULL);
+    if (status < 0 && !a.users && mp.rank) status = CLI_OK;
+    if (status < 0) status = !rec ? CLI_ERROR : a.users ? run_batch(cmd, rec, &a, cfg, &mp) : run_one(cmd, rec, &a, cfg);
+    status = cli_mpi_end(&mp, cmd, status);
     cb_recommender_free(rec);
     cb_config_free(cfg);
     free(args);

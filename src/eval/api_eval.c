@@ -6,6 +6,7 @@
  * recommender). */
 #include "base/svg.h"
 #include "eval/eval_config.h"
+#include "model/comm.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -185,6 +186,45 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
 }
 
 
+/* Across a communicator (train_cfg's: `mpirun cbrec eval`): every rank's
+ * results handed to every rank, ordered by split as one process orders them
+ * (each rank ran its splits in order; results are plain data). */
+static int gather_results(run *R, const cb_train_comm *comm, cb_error *err) {
+    int n = cb_comm_ranks(comm), me = cb_comm_rank(comm);
+    size_t *bytes = cb_calloc(2 * (size_t)n, sizeof *bytes, err), *offset = bytes ? bytes + n : NULL;
+    int32_t *counts = bytes ? cb_calloc((size_t)n, sizeof *counts, err) : NULL;
+    if (!counts) return free(bytes), CB_ENOMEM;
+    counts[me] = (int32_t)R->n_results;
+    for (int r = 0; r < n; r++) bytes[r] = sizeof *counts, offset[r] = (size_t)r * sizeof *counts;
+    int rc = cb_comm_allgather_bytes(comm, counts, bytes, offset, err);
+    size_t total = 0;
+    for (int r = 0; !rc && r < n; r++) {
+        bytes[r] = (size_t)counts[r] * sizeof(cb_eval_result);
+        offset[r] = total * sizeof(cb_eval_result);
+        total += (size_t)counts[r];
+    }
+    cb_eval_result *all = rc ? NULL : cb_calloc(total + 1, sizeof *all, err), *sorted = all ? cb_calloc(total + 1, sizeof *all, err) : NULL;
+    if (!rc && !sorted) rc = CB_ENOMEM;
+    if (!rc) {
+        memcpy((char *)all + offset[me], R->results, R->n_results * sizeof *all);
+        rc = cb_comm_allgather_bytes(comm, all, bytes, offset, err);
+    }
+    size_t at = 0;
+    for (size_t f = 0; !rc && f <= R->proto.n; f++) /* folds are numbered 1.., a lone split 0 */
+        for (size_t i = 0; i < total; i++)
+            if (all[i].fold == (int)f) sorted[at++] = all[i];
+    if (!rc) {
+        free(R->results);
+        R->results = sorted, R->n_results = at;
+        sorted = NULL;
+    }
+    free(sorted);
+    free(all);
+    free(counts);
+    free(bytes);
+    return rc;
+}
+
 CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb_config *train_cfg,
                        cb_progress_fn progress, void *progress_ctx, char **json_report, cb_error *err) {
     if (!ds || !json_report) return cb_fail(err, CB_EINVAL, "cb_evaluate: NULL argument");
@@ -202,9 +242,15 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
      * them a user picks, so the lists rank the new items only */
     ec.topn.new_items_only = !(e && e->folds && *e->folds) && ec.train.split == CB_TRAIN_SPLIT_COLD_ITEMS;
     double t0 = cb_now();
+    /* across processes each rank takes every K-th split and trains on it alone */
+    const cb_train_comm *comm = ec.train.comm;
+    int ranks = cb_comm_ranks(comm), rank = cb_comm_rank(comm);
+    ec.train.comm = NULL;
     for (size_t f = 0; f < R.proto.n && !rc; f++)
-        rc = cb_evalrun_split(&R.results, &R.n_results, &ec, ds, &R.proto.splits[f],
-                              R.proto.n > 1 || (e && e->folds && *e->folds) ? (int)f + 1 : 0, NULL, NULL, err);
+        if ((int)(f % (size_t)ranks) == rank)
+            rc = cb_evalrun_split(&R.results, &R.n_results, &ec, ds, &R.proto.splits[f],
+                                  R.proto.n > 1 || (e && e->folds && *e->folds) ? (int)f + 1 : 0, NULL, NULL, err);
+    if (!rc && ranks > 1) rc = gather_results(&R, comm, err);
     R.seconds = cb_now() - t0;
     if (rc) goto out;
     json_t *j = results_json(&R, &ec);

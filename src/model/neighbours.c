@@ -3,6 +3,8 @@
  * of their settings on a validation carve. See neighbours.h. */
 #include "model/neighbours.h"
 
+#include "model/comm.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -217,8 +219,57 @@ int cb_neighbours_check_k(uint32_t n_items, uint32_t *k, cb_error *err) {
     return CB_OK;
 }
 
+/* The other ranks' lists (comm): each rank fitted the items [lo, hi) of its
+ * share, their lengths in off[lo + 1 .. hi + 1) and their n_mine entries at
+ * the front of *items, *sims; afterwards off holds every item's offsets and
+ * *items, *sims (reallocated) every list. */
+static int gather_lists(int32_t *off, int32_t **items, float **sims, size_t n_mine, uint32_t ni,
+                        const cb_train_comm *comm, cb_error *err) {
+    int n = cb_comm_ranks(comm), me = cb_comm_rank(comm);
+    size_t *bytes = cb_calloc(2 * (size_t)n, sizeof *bytes, err), *offset = bytes ? bytes + n : NULL;
+    if (!bytes) return CB_ENOMEM;
+    for (int r = 0; r < n; r++) {
+        size_t lo, hi;
+        cb_split_range(ni, n, r, &lo, &hi);
+        bytes[r] = (hi - lo) * sizeof *off;
+        offset[r] = (lo + 1) * sizeof *off;
+    }
+    int rc = cb_comm_allgather_bytes(comm, off, bytes, offset, err);
+    for (uint32_t i = 0; !rc && i < ni; i++) off[i + 1] += off[i];
+    size_t total = rc ? 0 : (size_t)off[ni];
+    int32_t *all_items = rc ? NULL : cb_malloc((total + 1) * sizeof *all_items, err);
+    float *all_sims = all_items ? cb_malloc((total + 1) * sizeof *all_sims, err) : NULL;
+    if (!rc && !all_sims) rc = CB_ENOMEM;
+    for (int r = 0; !rc && r < n; r++) {
+        size_t lo, hi;
+        cb_split_range(ni, n, r, &lo, &hi);
+        bytes[r] = (size_t)(off[hi] - off[lo]) * 4;
+        offset[r] = (size_t)off[lo] * 4;
+        if (r == me) {
+            memcpy(all_items + off[lo], *items, n_mine * sizeof *all_items);
+            memcpy(all_sims + off[lo], *sims, n_mine * sizeof *all_sims);
+        }
+    }
+    if (!rc && !(rc = cb_comm_allgather_bytes(comm, all_items, bytes, offset, err)))
+        rc = cb_comm_allgather_bytes(comm, all_sims, bytes, offset, err);
+    if (!rc) {
+        free(*items), free(*sims);
+        *items = all_items, *sims = all_sims;
+    } else {
+        free(all_items), free(all_sims);
+    }
+    free(bytes);
+    return rc;
+}
+
 int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                       cb_neighbours_kind kind, uint32_t k, float param, cb_error *err) {
+    return cb_neighbours_fit_shared(out, ds, train, n_train, kind, k, param, NULL, err);
+}
+
+int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                             cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm,
+                             cb_error *err) {
     *out = NULL;
     uint32_t ni = cb_dataset_n_items(ds);
     if (k == 0 || !(param >= 0) || !isfinite(param) || (kind == CB_NEIGHBOURS_EASE && !(param > 0)))
@@ -250,7 +301,9 @@ int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t 
     int32_t *items = rc ? NULL : cb_malloc(cap * sizeof *items, err);
     float *sims = rc ? NULL : cb_malloc(cap * sizeof *sims, err);
     if (!rc && (!items || !sims)) rc = CB_ENOMEM;
-    for (uint32_t i = 0; !rc && i < ni; i++) {
+    size_t lo, hi; /* this rank's items */
+    cb_split_range(ni, cb_comm_ranks(comm), cb_comm_rank(comm), &lo, &hi);
+    for (uint32_t i = (uint32_t)lo; !rc && i < hi; i++) {
         size_t got = kind == CB_NEIGHBOURS_EASE ? ease_list(&f, i, heap) : cosine_list(&f, i, heap);
         qsort(heap, got, sizeof *heap, cmp_cand_best_first);
         if (n_nb + got > cap) {
@@ -265,8 +318,11 @@ int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t 
             items[n_nb] = (int32_t)heap[t].item;
             sims[n_nb++] = heap[t].sim;
         }
-        off[i + 1] = (int32_t)n_nb;
+        off[i + 1] = (int32_t)got; /* lengths; offsets below */
     }
+    if (!rc && cb_comm_ranks(comm) > 1) rc = gather_lists(off, &items, &sims, n_nb, ni, comm, err);
+    else
+        for (uint32_t i = 0; !rc && i < ni; i++) off[i + 1] += off[i];
     fit_ctx_free(&f);
     free(heap);
     nb->off = nb->owned[0] = off;
@@ -541,12 +597,12 @@ static int tune_users_make(tune_users *t, const cb_dataset *ds, const cb_split *
     return rc;
 }
 
-/* Accumulate NDCG sums[divisor][k][w] for one fitted list over every measured
- * user (divisor 0: the user's maximum, 1: one). */
-static void tune_one_shrink(const cb_neighbours *nb, const tune_users *t, cb_tower_row_fn tower_row, void *ctx,
-                            const axis *ks, const axis *ws, float *tower, float *raw, float *row, double *sums) {
+/* Accumulate NDCG sums[divisor][k][w] for one fitted list over the measured
+ * users t->list[lo..hi) (divisor 0: the user's maximum, 1: one). */
+static void tune_block(const cb_neighbours *nb, const tune_users *t, size_t lo, size_t hi, cb_tower_row_fn tower_row,
+                       void *ctx, const axis *ks, const axis *ws, float *tower, float *raw, float *row, double *sums) {
     uint32_t ni = nb->n_items;
-    for (size_t s = 0; s < t->n_list; s++) {
+    for (size_t s = lo; s < hi; s++) {
         uint32_t u = t->list[s];
         const uint32_t *hist = t->titem + t->toff[u];
         size_t n_hist = t->toff[u + 1] - t->toff[u];
@@ -565,9 +621,123 @@ static void tune_one_shrink(const cb_neighbours *nb, const tune_users *t, cb_tow
     }
 }
 
+/* ---- the tuning grid's work across a communicator's ranks
+ *
+ * The work is (point, user block) units: a point is a kind and its parameter
+ * (one fit each), a block TUNE_BLOCK measured users (sums of their NDCG,
+ * added up in block order afterwards, whatever the ranks: the same bits for
+ * any number of processes). With no more ranks than points each point goes
+ * whole to one rank (the costliest first, to the least loaded: longest
+ * processing time first, costs estimated from the sizes); with more ranks,
+ * each point's blocks are split across its group of ranks (rank r serves
+ * point r mod P), each of which fits it. */
+#define TUNE_BLOCK 64
+
+typedef struct tune_point {
+    int kind;
+    float param;
+    double cost; /* estimated: the fit, then scoring every block */
+} tune_point;
+
+/* Rough costs in one unit ~ one scored item of one user and one (K, w): a
+ * cosine fit visits every pair of a user's items (~30 units a pair); EASE
+ * inverts a dense matrix of the fewer side (n^3 / 12) and, in its user form,
+ * rebuilds a row over every interaction per item. Only the balance depends on them. */
+static double fit_cost(int kind, const cb_dataset *ds, const tune_users *t, size_t n_train) {
+    uint32_t nu = cb_dataset_n_users(ds), ni = cb_dataset_n_items(ds);
+    if (kind == CB_NEIGHBOURS_EASE) {
+        double n = nu < ni ? nu : ni;
+        return n * n * n / 12 + (nu < ni ? (double)ni * (double)n_train : 0);
+    }
+    double pairs = 0;
+    for (uint32_t u = 0; u < nu; u++) pairs += (double)(t->toff[u + 1] - t->toff[u]) * (double)(t->toff[u + 1] - t->toff[u]);
+    return 30 * pairs;
+}
+
+/* owner[p * n_blocks + b]: the rank that scores block b of point p. */
+static void tune_assign(int *owner, const tune_point *pt, size_t n_pt, size_t n_blocks, int n_ranks) {
+    if ((size_t)n_ranks <= n_pt) {
+        double load[n_ranks];
+        bool done[n_pt];
+        memset(load, 0, sizeof load);
+        memset(done, 0, sizeof done);
+        for (size_t step = 0; step < n_pt; step++) {
+            size_t p = n_pt;
+            for (size_t q = 0; q < n_pt; q++)
+                if (!done[q] && (p == n_pt || pt[q].cost > pt[p].cost)) p = q;
+            int r = 0;
+            for (int s = 1; s < n_ranks; s++)
+                if (load[s] < load[r]) r = s;
+            done[p] = true;
+            load[r] += pt[p].cost;
+            for (size_t b = 0; b < n_blocks; b++) owner[p * n_blocks + b] = r;
+        }
+        return;
+    }
+    for (size_t p = 0; p < n_pt; p++) {
+        int group = (int)((size_t)(n_ranks - 1 - (int)p) / n_pt) + 1; /* ranks p, p + P, p + 2P, ... */
+        for (size_t b = 0; b < n_blocks; b++) owner[p * n_blocks + b] = (int)p + (int)n_pt * (int)(b * group / n_blocks);
+    }
+}
+
+/* Every unit's sums in part[(p * n_blocks + b) * n_cells ..]: this rank's
+ * computed, the others' gathered (packed by rank, in unit order). */
+static int tune_gather(double *part, const int *owner, size_t n_units, size_t n_cells, const cb_train_comm *comm,
+                       cb_error *err) {
+    int n = cb_comm_ranks(comm);
+    if (n == 1) return CB_OK;
+    size_t *bytes = cb_calloc(2 * (size_t)n, sizeof *bytes, err);
+    double *packed = bytes ? cb_malloc((n_units * n_cells + 1) * sizeof *packed, err) : NULL;
+    if (!packed) return free(bytes), CB_ENOMEM;
+    size_t *offset = bytes + n, cell = n_cells * sizeof(double);
+    for (size_t u = 0; u < n_units; u++) bytes[owner[u]] += cell;
+    for (int r = 1; r < n; r++) offset[r] = offset[r - 1] + bytes[r - 1];
+    size_t at = offset[cb_comm_rank(comm)] / sizeof(double);
+    for (size_t u = 0; u < n_units; u++)
+        if (owner[u] == cb_comm_rank(comm)) memcpy(packed + at, part + u * n_cells, cell), at += n_cells;
+    int rc = cb_comm_allgather_bytes(comm, packed, bytes, offset, err);
+    for (size_t u = 0; !rc && u < n_units; u++) {
+        memcpy(part + u * n_cells, packed + offset[owner[u]] / sizeof(double), cell);
+        offset[owner[u]] += cell;
+    }
+    free(packed);
+    free(bytes);
+    return rc;
+}
+
+/* This rank's units of the grid: fit each point it has blocks of, score them. */
+static int tune_units(double *part, const int *owner, const tune_point *pt, size_t n_pt, size_t n_blocks,
+                      uint32_t k_max, const cb_dataset *ds, const cb_split *carve, const tune_users *t,
+                      cb_tower_row_fn tower_row, void *ctx, const axis *ks, const axis *ws, int rank, cb_error *err) {
+    uint32_t ni = cb_dataset_n_items(ds);
+    float *tower = cb_malloc(((size_t)ni + 1) * sizeof *tower, err);
+    float *raw = cb_malloc(((size_t)ni + 1) * sizeof *raw, err);
+    float *row = cb_malloc(((size_t)ni + 1) * sizeof *row, err);
+    int rc = tower && raw && row ? CB_OK : CB_ENOMEM;
+    for (size_t p = 0; !rc && p < n_pt; p++) {
+        bool mine = false;
+        for (size_t b = 0; b < n_blocks; b++) mine |= owner[p * n_blocks + b] == rank;
+        cb_neighbours *nb = NULL;
+        if (!mine || (rc = cb_neighbours_fit(&nb, ds, carve->train, carve->n_train, (cb_neighbours_kind)pt[p].kind,
+                                             k_max, pt[p].param, err)))
+            continue;
+        for (size_t b = 0; b < n_blocks; b++) {
+            size_t lo = b * TUNE_BLOCK, hi = lo + TUNE_BLOCK < t->n_list ? lo + TUNE_BLOCK : t->n_list;
+            if (owner[p * n_blocks + b] == rank)
+                tune_block(nb, t, lo, hi, tower_row, ctx, ks, ws, tower, raw, row,
+                           part + (p * n_blocks + b) * 2 * N_K * N_W);
+        }
+        cb_neighbours_free(nb);
+    }
+    free(tower);
+    free(raw);
+    free(row);
+    return rc;
+}
+
 int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_neighbours_choice *fixed,
                        const cb_dataset *ds, const cb_split *carve, float threshold, size_t max_users,
-                       cb_tower_row_fn tower_row, void *ctx, cb_error *err) {
+                       cb_tower_row_fn tower_row, void *ctx, const cb_train_comm *comm, cb_error *err) {
     memset(best, 0, sizeof *best);
     if (tuning_json) *tuning_json = NULL;
     uint32_t ni = cb_dataset_n_items(ds);
@@ -584,39 +754,40 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     tune_users t;
     int rc = tune_users_make(&t, ds, carve, threshold, max_users, err);
     if (rc) return rc;
-    float *tower = cb_malloc(((size_t)ni + 1) * sizeof *tower, err);
-    float *raw = cb_malloc(((size_t)ni + 1) * sizeof *raw, err);
-    float *row = cb_malloc(((size_t)ni + 1) * sizeof *row, err);
-    double *sums = cb_calloc(2 * N_K * N_W, sizeof *sums, err);
+    tune_point pt[2 * N_PARAM];
+    size_t n_pt = 0, n_blocks = (t.n_list + TUNE_BLOCK - 1) / TUNE_BLOCK, n_cells = 2 * N_K * N_W;
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t a = 0; try_kind[kind] && a < params[kind].n && t.n_list; a++)
+            pt[n_pt++] = (tune_point){kind, params[kind].v[a],
+                                      fit_cost(kind, ds, &t, carve->n_train) +
+                                          (double)t.n_list * (double)(ks.n * 2 * ws.n) * ni};
+    int *owner = cb_malloc((n_pt * n_blocks + 1) * sizeof *owner, err);
+    double *part = cb_calloc(n_pt * n_blocks * n_cells + 1, sizeof *part, err);
     json_t *grid = json_array();
-    if (!tower || !raw || !row || !sums || !grid) rc = CB_ENOMEM;
+    if (!owner || !part || !grid) rc = CB_ENOMEM;
+    if (!rc) tune_assign(owner, pt, n_pt, n_blocks, cb_comm_ranks(comm));
+    if (!rc)
+        rc = tune_units(part, owner, pt, n_pt, n_blocks, k_max, ds, carve, &t, tower_row, ctx, &ks, &ws,
+                        cb_comm_rank(comm), err);
+    if (!rc) rc = tune_gather(part, owner, n_pt * n_blocks, n_cells, comm, err);
     cb_neighbours_kind first = try_kind[0] ? CB_NEIGHBOURS_COSINE : CB_NEIGHBOURS_EASE;
     *best = (cb_neighbours_choice){first, false, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, t.n_list};
-    for (int kind = 0; kind < 2; kind++)
-        for (size_t a = 0; !rc && try_kind[kind] && a < params[kind].n && t.n_list; a++) {
-            cb_neighbours *nb = NULL;
-            float param = params[kind].v[a];
-            if ((rc = cb_neighbours_fit(&nb, ds, carve->train, carve->n_train, (cb_neighbours_kind)kind, k_max, param,
-                                        err)))
-                break;
-            memset(sums, 0, 2 * N_K * N_W * sizeof *sums);
-            tune_one_shrink(nb, &t, tower_row, ctx, &ks, &ws, tower, raw, row, sums);
-            cb_neighbours_free(nb);
-            for (size_t d = 0; d < 2; d++)
-                for (size_t b = 0; b < ks.n; b++)
-                    for (size_t c = 0; c < ws.n; c++) {
-                        double v = sums[(d * N_K + b) * N_W + c] / (double)t.n_list;
-                        json_array_append_new(
-                            grid, json_pack("{s:s,s:f,s:i,s:s,s:f,s:f}", "kind",
-                                            cb_neighbours_kind_name((cb_neighbours_kind)kind), "param", (double)param,
-                                            "k", (int)ks.v[b], "divisor", d ? "one" : "max", "weight",
-                                            (double)ws.v[c], "ndcg10", v));
-                        if (ws.v[c] == 0) best->ndcg_towers = v;
-                        if (v > best->ndcg)
-                            *best = (cb_neighbours_choice){(cb_neighbours_kind)kind, d == 1, (uint32_t)ks.v[b], param,
-                                                           ws.v[c], v, best->ndcg_towers, t.n_list};
-                    }
-        }
+    for (size_t p = 0; !rc && p < n_pt; p++)
+        for (size_t d = 0; d < 2; d++)
+            for (size_t b = 0; b < ks.n; b++)
+                for (size_t c = 0; c < ws.n; c++) {
+                    double sum = 0;
+                    for (size_t blk = 0; blk < n_blocks; blk++) sum += part[(p * n_blocks + blk) * n_cells + (d * N_K + b) * N_W + c];
+                    double v = sum / (double)t.n_list;
+                    json_array_append_new(grid, json_pack("{s:s,s:f,s:i,s:s,s:f,s:f}", "kind",
+                                                          cb_neighbours_kind_name((cb_neighbours_kind)pt[p].kind),
+                                                          "param", (double)pt[p].param, "k", (int)ks.v[b], "divisor",
+                                                          d ? "one" : "max", "weight", (double)ws.v[c], "ndcg10", v));
+                    if (ws.v[c] == 0) best->ndcg_towers = v;
+                    if (v > best->ndcg)
+                        *best = (cb_neighbours_choice){(cb_neighbours_kind)pt[p].kind, d == 1, (uint32_t)ks.v[b],
+                                                       pt[p].param, ws.v[c], v, best->ndcg_towers, t.n_list};
+                }
     if (!rc && tuning_json) {
         json_t *doc = json_pack("{s:s,s:f,s:I,s:f,s:O}", "carve", "per-user validation carve of the training ratings",
                                 "threshold", (double)threshold, "users", (json_int_t)t.n_list, "towers_ndcg10",
@@ -626,10 +797,8 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
         json_decref(doc);
     }
     json_decref(grid);
-    free(tower);
-    free(raw);
-    free(row);
-    free(sums);
+    free(owner);
+    free(part);
     tune_users_free(&t);
     return rc;
 }

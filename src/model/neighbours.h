@@ -63,6 +63,12 @@ int cb_neighbours_check_k(uint32_t n_items, uint32_t *k, cb_error *err);
  * its rating). weight starts at 0. k >= 1 (clamped as above). */
 int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                       cb_neighbours_kind kind, uint32_t k, float param, cb_error *err);
+/* The same across a communicator's ranks (comm NULL: one process): each rank
+ * fits its share of the items' lists and every rank receives all of them, the
+ * bits one process fits. Every rank must call it with the same arguments. */
+int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                             cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm,
+                             cb_error *err);
 /* "cosine" / "ease"; whether EASE's dense inverse fits this dataset. */
 const char *cb_neighbours_kind_name(cb_neighbours_kind kind);
 bool cb_neighbours_ease_fits(const cb_dataset *ds);
@@ -114,8 +120,12 @@ typedef struct cb_neighbours_choice {
  * per carve user with a relevant validation item (rating >= threshold) the
  * tower row plus w times the neighbour row, training items removed, NDCG@10
  * against the validation items. At most max_users users (evenly spread over the user indices).
- * *tuning_json (malloc'd, may be NULL) receives the whole grid as JSON. */
+ * *tuning_json (malloc'd, may be NULL) receives the whole grid as JSON.
+ * comm (NULL: one process): the ranks share the grid's fits and users (see
+ * neighbours.c) and every rank returns the same choice and JSON, the bits one
+ * process gets; tower_row must give the same rows on every rank. */
 int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_neighbours_choice *fixed,
-                       const cb_dataset *ds, const cb_split *carve, float threshold, size_t max_users, cb_tower_row_fn tower_row, void *ctx, cb_error *err);
+                       const cb_dataset *ds, const cb_split *carve, float threshold, size_t max_users,
+                       cb_tower_row_fn tower_row, void *ctx, const cb_train_comm *comm, cb_error *err);
 
 #endif /* CB_NEIGHBOURS_H */

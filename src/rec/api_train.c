@@ -249,7 +249,7 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
     cb_neighbours_choice fixed = {tc->neighbour_kind, false, tc->neighbours == CB_NEIGHBOURS_AUTO ? 0 : tc->neighbours,
                                   neighbour_param(tc), tc->neighbour_weight, 0, 0, 0};
     float threshold = ds->y_min + 0.75f * (ds->y_max - ds->y_min);
-    if (!rc) rc = cb_neighbours_tune(ch, tuning, &fixed, ds, &carve, threshold, 2000, tower_row, tb, err);
+    if (!rc) rc = cb_neighbours_tune(ch, tuning, &fixed, ds, &carve, threshold, 2000, tower_row, tb, tc->comm, err);
     cb_bundle_free(tb);
     cb_split_free(&carve);
     return rc;
@@ -268,8 +268,8 @@ static int fit_neighbours(cb_bundle *b, const cb_bundle_train_input *in, const c
     int rc = tuned ? tune_neighbours(&ch, &tuning, in, tc, err) : CB_OK;
     cb_neighbours *nb = NULL;
     if (!rc && ch.weight > 0)
-        rc = cb_neighbours_fit(&nb, in->ds, in->train_idx, in->n_train, (cb_neighbours_kind)ch.kind, ch.k, ch.param,
-                               err);
+        rc = cb_neighbours_fit_shared(&nb, in->ds, in->train_idx, in->n_train, (cb_neighbours_kind)ch.kind, ch.k,
+                                      ch.param, tc->comm, err);
     if (nb) {
         nb->weight = ch.weight;
         nb->raw = ch.raw;

@@ -116,6 +116,11 @@ static int check_users(const cb_recommender *rec, const size_t *users, size_t n_
     return CB_OK;
 }
 
+CB_API size_t cb_recommender_batch_block(const cb_recommender *rec) {
+    size_t ni = rec ? cb_recommender_item_count(rec) : 0, block = ni ? BATCH_BLOCK_FLOATS / ni : 1;
+    return block ? block : 1;
+}
+
 CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_t *users, size_t n_users, size_t n,
                                           const cb_config *opts, int64_t *items, float *scores, cb_error *err) {
     if (!rec || (n_users && (!items || !scores)))
@@ -132,8 +137,7 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
     uint64_t *excl = NULL;
     if ((rc = cb_recommend_exclusions(rec, &cfg, NULL, NULL, 0, &excl, err))) return rc;
     cb_rec_query_part(rec, cfg.rank_by, &q_off, &q_len);
-    size_t block = BATCH_BLOCK_FLOATS / ni;
-    if (block < 1) block = 1;
+    size_t block = cb_recommender_batch_block(rec);
     if (block > n_users) block = n_users;
     bool nb_on = cb_rec_neighbours_on(rec, &cfg);
     bool monotone = !nb_on && (cfg.rank_by == CB_RANK_DOT || cb_rec_rank_monotone(rec, cfg.rank_by));

@@ -295,6 +295,62 @@ CB_API int cb_recommender_build_table(cb_recommender *h, size_t k, int threads, 
     return rc ? rc : adopt_table(h, &t, err);
 }
 
+CB_API int cb_recommender_table_rows(const cb_recommender *h, size_t k, int threads, size_t first, size_t count,
+                                     int32_t *neighbours, float *distances, cb_error *err) {
+    if (!h || (count && (!neighbours || !distances)))
+        return cb_fail(err, CB_EINVAL, "cb_recommender_table_rows: NULL argument");
+    const cb_bundle *r = h->r;
+    if (r->n_items < 2 || k == 0 || k > r->n_items - 1)
+        return cb_fail(err, CB_EINVAL, "k = %zu must be between 1 and the model's other items (%u)", k,
+                       r->n_items ? r->n_items - 1 : 0);
+    if (first > r->n_items || count > r->n_items - first)
+        return cb_fail(err, CB_EINVAL, "rows %zu..%zu are outside the model's %u items", first, first + count,
+                       r->n_items);
+    if (cb_rec_ann(h)) return cb_fail(err, CB_EINVAL, "cb_recommender_table_rows: the exact table only (no index)");
+    if (!count) return CB_OK;
+    int32_t *self = cb_malloc(count * sizeof *self, err);
+    if (!self) return CB_ENOMEM;
+    for (size_t i = 0; i < count; i++) self[i] = (int32_t)(first + i);
+    /* row i of the table is the search of item i with itself excluded, bit for bit (knn.h) */
+    cb_knn_params p = {.threads = threads, .self_index = self};
+    int rc = cb_knn_search(r->item_vecs + first * r->dim, count, r->item_vecs, r->n_items, r->dim, k, CB_KNN_L2, &p,
+                           neighbours, distances, err);
+    free(self);
+    return rc;
+}
+
+CB_API int cb_recommender_set_table(cb_recommender *h, size_t k, const int32_t *neighbours, const float *distances,
+                                    cb_error *err) {
+    if (!h || !neighbours || !distances) return cb_fail(err, CB_EINVAL, "cb_recommender_set_table: NULL argument");
+    const cb_bundle *r = h->r;
+    if (r->n_items < 2 || k == 0 || k > r->n_items - 1)
+        return cb_fail(err, CB_EINVAL, "k = %zu must be between 1 and the model's other items (%u)", k,
+                       r->n_items ? r->n_items - 1 : 0);
+    for (size_t i = 0; i < r->n_items; i++) /* what a loaded table must satisfy */
+        for (size_t j = 0; j < k; j++) {
+            int32_t nb = neighbours[i * k + j];
+            float dist = distances[i * k + j];
+            if (nb < 0 || (uint32_t)nb >= r->n_items || (size_t)nb == i || !isfinite(dist) ||
+                (j && dist < distances[i * k + j - 1]))
+                return cb_fail(err, CB_EINVAL, "cb_recommender_set_table: row %zu, neighbour %zu (%d, %g) is out of "
+                                               "range, the item itself or out of order", i, j, nb, (double)dist);
+        }
+    cb_recommend_table t = {0};
+    t.knn.neighbors = cb_malloc((size_t)r->n_items * k * sizeof *t.knn.neighbors, err);
+    t.knn.distances = t.knn.neighbors ? cb_malloc((size_t)r->n_items * k * sizeof *t.knn.distances, err) : NULL;
+    if (!t.knn.distances) {
+        cb_recommend_table_free(&t);
+        return CB_ENOMEM;
+    }
+    memcpy(t.knn.neighbors, neighbours, (size_t)r->n_items * k * sizeof *t.knn.neighbors);
+    memcpy(t.knn.distances, distances, (size_t)r->n_items * k * sizeof *t.knn.distances);
+    t.knn.n_items = r->n_items;
+    t.knn.k = k;
+    t.n_model_items = r->n_items;
+    t.dim = r->dim;
+    return adopt_table(h, &t, err);
+}
+
 CB_API int cb_recommender_save_table(const cb_recommender *h, const char *path, cb_error *err) {
     if (!h || !path) return cb_fail(err, CB_EINVAL, "cb_recommender_save_table: NULL argument");
     if (!h->has_table && !h->table.n_extra)
