@@ -420,13 +420,14 @@ int cb_neighbours_load(cb_neighbours **out, const cb_st *st, uint32_t n_items, c
  * is one more fit and each K one more scatter per user. */
 static const float grid_shrink[] = {0, 10, 50};
 static const float grid_lambda[] = {100, 300, 1000};
-static const uint32_t grid_k[] = {20, 50, 100, 200};
+static const uint32_t grid_k[] = {20, 50, 100, 200, 500};
 static const float grid_w[] = {0, 0.5f, 1, 2, 3, 4, 6, 8, 12, 16};
 #define N_PARAM 3
 #define N_K (sizeof grid_k / sizeof *grid_k)
 #define N_W (sizeof grid_w / sizeof *grid_w)
 #define LARGE_CATALOG 100000u
 #define TOP 10
+#define RECALL_AT 20
 
 /* One axis of the grid: the given value alone, or the grid's (the first n). */
 typedef struct axis {
@@ -440,16 +441,18 @@ static axis axis_of(float given, const float *grid_f, const uint32_t *grid_u, si
     return a;
 }
 
-/* NDCG@10 of row (training items already -INFINITY) against the sorted
- * relevant items rel[0..n_rel). */
-static double ndcg_at_10(const float *row, uint32_t n_items, const uint32_t *rel, size_t n_rel) {
-    uint32_t top[TOP];
-    float sc[TOP];
+/* NDCG@10 and recall@20 of row (training items already -INFINITY) against
+ * the sorted relevant items rel[0..n_rel), n_rel > 0, as cb_eval_topn
+ * counts them: recall = hits in the top 20 / n_rel. */
+static void list_metrics(const float *row, uint32_t n_items, const uint32_t *rel, size_t n_rel, double *ndcg,
+                         double *recall) {
+    uint32_t top[RECALL_AT];
+    float sc[RECALL_AT];
     size_t n = 0;
     for (uint32_t i = 0; i < n_items; i++) {
         float v = row[i];
-        if (v == -INFINITY || (n == TOP && !(v > sc[TOP - 1]))) continue;
-        size_t p = n < TOP ? n++ : TOP - 1;
+        if (v == -INFINITY || (n == RECALL_AT && !(v > sc[RECALL_AT - 1]))) continue;
+        size_t p = n < RECALL_AT ? n++ : RECALL_AT - 1;
         while (p > 0 && v > sc[p - 1]) {
             sc[p] = sc[p - 1];
             top[p] = top[p - 1];
@@ -459,10 +462,15 @@ static double ndcg_at_10(const float *row, uint32_t n_items, const uint32_t *rel
         top[p] = i;
     }
     double dcg = 0, idcg = 0;
+    size_t hits = 0;
     for (size_t r = 0; r < n; r++)
-        if (bsearch(&top[r], rel, n_rel, sizeof *rel, cb_cmp_u32)) dcg += 1.0 / log2((double)r + 2);
+        if (bsearch(&top[r], rel, n_rel, sizeof *rel, cb_cmp_u32)) {
+            hits++;
+            if (r < TOP) dcg += 1.0 / log2((double)r + 2);
+        }
     for (size_t r = 0; r < n_rel && r < TOP; r++) idcg += 1.0 / log2((double)r + 2);
-    return idcg > 0 ? dcg / idcg : 0;
+    *ndcg = idcg > 0 ? dcg / idcg : 0;
+    *recall = (double)hits / (double)n_rel;
 }
 
 typedef struct tune_users {
@@ -505,8 +513,10 @@ static int tune_users_make(tune_users *t, const cb_dataset *ds, const cb_split *
     return rc;
 }
 
-/* Accumulate NDCG sums[divisor][k][w] for one fitted list over every measured
- * user (divisor 0: the user's maximum, 1: one). */
+/* Accumulate sums[metric][divisor][k][w] for one fitted list over every
+ * measured user (metric 0: NDCG@10, 1: recall@20; divisor 0: the user's
+ * maximum, 1: one). */
+#define SUM(m, d, a, b) (((((m) * 2 + (d)) * N_K + (a)) * N_W) + (b))
 static void tune_one_shrink(const cb_neighbours *nb, const tune_users *t, cb_tower_row_fn tower_row, void *ctx,
                             const axis *ks, const axis *ws, float *tower, float *raw, float *row, double *sums) {
     uint32_t ni = nb->n_items;
@@ -520,10 +530,12 @@ static void tune_one_shrink(const cb_neighbours *nb, const tune_users *t, cb_tow
             float max = cb_neighbours_row(nb, hist, n_hist, (uint32_t)ks->v[a], raw);
             for (size_t d = 0; d < 2; d++)
                 for (size_t b = 0; b < ws->n; b++) {
+                    double ndcg, recall;
                     memcpy(row, tower, (size_t)ni * sizeof *row);
                     cb_neighbours_blend(row, raw, ni, d && max > 0 ? 1.0f : max, ws->v[b]);
-                    sums[(d * N_K + a) * N_W + b] +=
-                        ndcg_at_10(row, ni, t->ritem + t->roff[u], t->roff[u + 1] - t->roff[u]);
+                    list_metrics(row, ni, t->ritem + t->roff[u], t->roff[u + 1] - t->roff[u], &ndcg, &recall);
+                    sums[SUM(0, d, a, b)] += ndcg;
+                    sums[SUM(1, d, a, b)] += recall;
                 }
         }
     }
@@ -539,8 +551,11 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     axis params[2] = {axis_of(fixed->param, grid_shrink, NULL, large ? 1 : N_PARAM),
                       axis_of(fixed->param, grid_lambda, NULL, N_PARAM)};
     if (large && fixed->param < 0) params[0].v[0] = grid_shrink[1];
-    bool try_kind[2] = {fixed->kind != CB_NEIGHBOURS_EASE,
-                        fixed->kind != CB_NEIGHBOURS_COSINE && cb_neighbours_ease_fits(ds)};
+    /* "auto": EASE where its inverse fits, the cosine elsewhere (choosing
+     * between them on the carve picked the cosine on noise: train_config.c) */
+    bool fits = cb_neighbours_ease_fits(ds), any = fixed->kind < 0;
+    bool try_kind[2] = {fixed->kind == CB_NEIGHBOURS_COSINE || (any && !fits),
+                        (fixed->kind == CB_NEIGHBOURS_EASE || any) && fits};
     axis ks = axis_of(fixed->k ? (float)fixed->k : -1, NULL, grid_k, large ? 2 : N_K);
     axis ws = axis_of(fixed->weight, grid_w, NULL, N_W);
     uint32_t k_max = 0;
@@ -551,11 +566,12 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     float *tower = cb_malloc(((size_t)ni + 1) * sizeof *tower, err);
     float *raw = cb_malloc(((size_t)ni + 1) * sizeof *raw, err);
     float *row = cb_malloc(((size_t)ni + 1) * sizeof *row, err);
-    double *sums = cb_calloc(2 * N_K * N_W, sizeof *sums, err);
+    double *sums = cb_calloc(2 * 2 * N_K * N_W, sizeof *sums, err);
     json_t *grid = json_array();
     if (!tower || !raw || !row || !sums || !grid) rc = CB_ENOMEM;
     cb_neighbours_kind first = try_kind[0] ? CB_NEIGHBOURS_COSINE : CB_NEIGHBOURS_EASE;
-    *best = (cb_neighbours_choice){first, false, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, t.n_list};
+    *best = (cb_neighbours_choice){first, false, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, NAN, NAN,
+                                   t.n_list};
     for (int kind = 0; kind < 2; kind++)
         for (size_t a = 0; !rc && try_kind[kind] && a < params[kind].n && t.n_list; a++) {
             cb_neighbours *nb = NULL;
@@ -563,28 +579,33 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
             if ((rc = cb_neighbours_fit(&nb, ds, carve->train, carve->n_train, (cb_neighbours_kind)kind, k_max, param,
                                         err)))
                 break;
-            memset(sums, 0, 2 * N_K * N_W * sizeof *sums);
+            memset(sums, 0, 2 * 2 * N_K * N_W * sizeof *sums);
             tune_one_shrink(nb, &t, tower_row, ctx, &ks, &ws, tower, raw, row, sums);
             cb_neighbours_free(nb);
             for (size_t d = 0; d < 2; d++)
                 for (size_t b = 0; b < ks.n; b++)
                     for (size_t c = 0; c < ws.n; c++) {
-                        double v = sums[(d * N_K + b) * N_W + c] / (double)t.n_list;
+                        double v = sums[SUM(0, d, b, c)] / (double)t.n_list;
+                        double r = sums[SUM(1, d, b, c)] / (double)t.n_list;
                         json_array_append_new(
-                            grid, json_pack("{s:s,s:f,s:i,s:s,s:f,s:f}", "kind",
+                            grid, json_pack("{s:s,s:f,s:i,s:s,s:f,s:f,s:f}", "kind",
                                             cb_neighbours_kind_name((cb_neighbours_kind)kind), "param", (double)param,
                                             "k", (int)ks.v[b], "divisor", d ? "one" : "max", "weight",
-                                            (double)ws.v[c], "ndcg10", v));
-                        if (ws.v[c] == 0) best->ndcg_towers = v;
-                        if (v > best->ndcg)
+                                            (double)ws.v[c], "ndcg10", v, "recall20", r));
+                        if (ws.v[c] == 0) best->ndcg_towers = v, best->recall_towers = r;
+                        if (v > best->ndcg) { /* recall@20 as the criterion: train_config.c */
                             *best = (cb_neighbours_choice){(cb_neighbours_kind)kind, d == 1, (uint32_t)ks.v[b], param,
-                                                           ws.v[c], v, best->ndcg_towers, t.n_list};
+                                                           ws.v[c], v, best->ndcg_towers, r, best->recall_towers,
+                                                           t.n_list};
+                        }
                     }
         }
     if (!rc && tuning_json) {
-        json_t *doc = json_pack("{s:s,s:f,s:I,s:f,s:O}", "carve", "per-user validation carve of the training ratings",
-                                "threshold", (double)threshold, "users", (json_int_t)t.n_list, "towers_ndcg10",
-                                isnan(best->ndcg_towers) ? -1.0 : best->ndcg_towers, "grid", grid);
+        json_t *doc = json_pack("{s:s,s:f,s:I,s:f,s:f,s:O}", "carve",
+                                "per-user validation carve of the training ratings", "threshold", (double)threshold,
+                                "users", (json_int_t)t.n_list, "towers_ndcg10",
+                                isnan(best->ndcg_towers) ? -1.0 : best->ndcg_towers, "towers_recall20",
+                                isnan(best->recall_towers) ? -1.0 : best->recall_towers, "grid", grid);
         if (!doc || !(*tuning_json = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(5))))
             rc = cb_fail(err, CB_ENOMEM, "out of memory");
         json_decref(doc);
