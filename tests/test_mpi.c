@@ -138,7 +138,13 @@ static void two_ranks_match_one_process(void **state) {
     cb_model *s2 = load_model("sgd2.model", &r_s2), *s1 = load_model("sgd1.model", &r_s1);
     double d = param_diff(s1, s2);
     print_message("SGD: mpirun -np 2 vs 1 thread: worst parameter difference %.2e of the largest\n", d);
-    assert_true(d < 1e-5);
+    /* Float tolerance, not bits: the loss is summed in fixed chunks, but the
+     * towers' sgemm rounds differently for 128 rows than for 64, and a ReLU
+     * unit that flips on a rounding-level difference moves its weights by a
+     * step: 1.6e-6 to 7.3e-4 of the largest weight across seeds and defaults
+     * (also between 1 and 2 threads in one process), against > 1e-2 for
+     * another seed below. */
+    assert_true(d < 2e-3);
     /* the comparison can fail: another seed's model is far off */
     char seed_opts[320];
     snprintf(seed_opts, sizeof seed_opts, "%s --seed 4", sgd1);

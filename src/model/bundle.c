@@ -543,8 +543,9 @@ int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_res
         if (strcmp(cb_vocab_name(ds->items, i), cb_bundle_item_id(r, i)))
             return cb_fail(err, CB_EINVAL, "--resume: item %u is '%s' in the data but '%s' in the model", i,
                            cb_vocab_name(ds->items, i), cb_bundle_item_id(r, i));
-    /* Only the training fields come from the caller; the architecture and
-     * objective are the model's own. */
+    /* Only the optimiser's fields come from the caller; the architecture,
+     * the objective and the settings of its loss (temperature, below-weight,
+     * relevant-from, the sampled negatives, the lr decay) are the model's own. */
     cb_model_config c = *cb_model_config_of(r->model);
     const cb_model_config *t = &in->model;
     c.optimizer = t->optimizer;
@@ -560,11 +561,13 @@ int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_res
     c.threads = t->threads;
     c.item_dropout = t->item_dropout;
     c.user_dropout = t->user_dropout;
-    c.lr_decay = t->lr_decay;
-    c.negatives = t->negatives;
-    c.negatives_power = t->negatives_power;
-    c.below_weight = t->below_weight;
-    c.relevant_from = t->relevant_from;
+    if (r->caller_train_settings) { /* a file from before they were stored: the caller's, as then */
+        c.lr_decay = t->lr_decay;
+        c.negatives = t->negatives;
+        c.negatives_power = t->negatives_power;
+        c.below_weight = t->below_weight;
+        c.relevant_from = t->relevant_from;
+    }
     c.positive_threshold = positive_threshold_of(&c, ds);
     int rc = cb_model_set_train_config(r->model, &c, err);
     if (rc) return rc;
@@ -595,6 +598,14 @@ static json_t *model_config_json(const cb_model_config *c) {
         json_decref(j);
         return NULL;
     }
+    /* the loss's training settings (files before them: the caller's on resume) */
+    if (j && json_object_update_new(j, json_pack("{s:I,s:f,s:f,s:f,s:f}", "negatives", (json_int_t)c->negatives,
+                                                 "negatives_power", (double)c->negatives_power, "below_weight",
+                                                 (double)c->below_weight, "relevant_from", (double)c->relevant_from,
+                                                 "lr_decay", (double)c->lr_decay))) {
+        json_decref(j);
+        return NULL;
+    }
     if (j && json_object_update_new(j, json_pack("{s:s,s:f,s:b,s:f,s:f,s:b,s:I,s:b}", "objective",
                                                  cb_objective_name(c->objective), "temperature",
                                                  (double)c->temperature, "logq", c->logq, "rating_weight",
@@ -619,7 +630,25 @@ static int layers_from_json(const json_t *a, uint32_t *n, uint32_t *sizes) {
     return 0;
 }
 
-static int model_config_from_json(cb_model_config *c, json_t *j) {
+/* The loss's training settings stored since they were added to the file: *stored
+ * false (and c's defaults kept) for an older file; -1 when present but bad. */
+static int train_settings_from_json(cb_model_config *c, json_t *j, bool *stored) {
+    json_int_t negatives = c->negatives;
+    double power = c->negatives_power, below = c->below_weight, from = c->relevant_from, decay = c->lr_decay;
+    *stored = json_object_get(j, "below_weight") != NULL;
+    if (json_unpack(j, "{s?I,s?F,s?F,s?F,s?F}", "negatives", &negatives, "negatives_power", &power, "below_weight",
+                    &below, "relevant_from", &from, "lr_decay", &decay) ||
+        negatives < 0 || negatives > UINT32_MAX)
+        return -1;
+    c->negatives = (uint32_t)negatives;
+    c->negatives_power = (float)power;
+    c->below_weight = (float)below;
+    c->relevant_from = (float)from;
+    c->lr_decay = (float)decay;
+    return 0; /* ranges: cb_model_config_check */
+}
+
+static int model_config_from_json(cb_model_config *c, json_t *j, bool *train_settings) {
     json_t *ul, *il;
     const char *loss, *opt;
     json_int_t user_in, item_in, dim, batch, epochs, patience, seed;
@@ -681,7 +710,7 @@ static int model_config_from_json(cb_model_config *c, json_t *j) {
     c->logq = logq;
     c->rating_weight = (float)rw;
     c->popularity_prior = (float)prior;
-    return 0;
+    return train_settings_from_json(c, j, train_settings);
 }
 
 /* Metadata entries are JSON documents stored as strings. */
@@ -902,7 +931,9 @@ static bool indices_ok(const int32_t *a, size_t n, int32_t lo, int32_t hi) {
 /* The model configuration from its JSON and the towers from the file's tensors. */
 static int load_towers(cb_bundle *r, cb_model_config *cfg, json_t *mc, cb_error *err) {
     const cb_st *st = r->file;
-    if (model_config_from_json(cfg, mc)) return cb_fail(err, CB_EFORMAT, "%s: bad model_config", cb_st_path(st));
+    bool stored = false;
+    if (model_config_from_json(cfg, mc, &stored)) return cb_fail(err, CB_EFORMAT, "%s: bad model_config", cb_st_path(st));
+    r->caller_train_settings = !stored;
     const char *why = cb_model_config_check(cfg);
     if (why) return cb_fail(err, CB_EFORMAT, "%s: bad model_config: %s", cb_st_path(st), why);
     cb_model *probe;

@@ -86,6 +86,8 @@ typedef struct cb_bundle {
     cb_bundle_group *groups;
     uint32_t n_groups;
     cb_neighbours *neighbours; /* the ranking's neighbour component (neighbours.h), or NULL; owned */
+    bool caller_train_settings; /* loaded from a file older than its stored negatives, below-weight,
+                                   relevant-from and lr-decay: cb_bundle_resume takes the caller's */
     /* storage: the arrays above are either owned (after training: listed in
      * `owned`) or point into the mapped model file (after loading) */
     void **owned;
@@ -135,7 +137,10 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
  * train_idx[0..n_train) of ds, or (train_idx NULL) every rating of ds. */
 int cb_bundle_build_lists(cb_bundle *r, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train, cb_error *err);
 /* Continue training a recommender (--resume): same dataset ids required.
- * Only the training fields of in->model are used. */
+ * Only the optimiser's fields of in->model are used (lr, batch, epochs,
+ * seed, threads, dropout, ...); the objective's settings, the sampled
+ * negatives, below-weight, relevant-from and lr-decay stay the model's own
+ * (in->model's for a file older than their storing). */
 int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err);
 void cb_bundle_free(cb_bundle *r); /* NULL is a no-op */
 

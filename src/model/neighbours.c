@@ -512,13 +512,14 @@ int cb_neighbours_load(cb_neighbours **out, const cb_st *st, uint32_t n_items, c
  * is one more fit and each K one more scatter per user. */
 static const float grid_shrink[] = {0, 10, 50};
 static const float grid_lambda[] = {100, 300, 1000};
-static const uint32_t grid_k[] = {20, 50, 100, 200};
+static const uint32_t grid_k[] = {20, 50, 100, 200, 500};
 static const float grid_w[] = {0, 0.5f, 1, 2, 3, 4, 6, 8, 12, 16};
 #define N_PARAM 3
 #define N_K (sizeof grid_k / sizeof *grid_k)
 #define N_W (sizeof grid_w / sizeof *grid_w)
 #define LARGE_CATALOG 100000u
 #define TOP 10
+#define RECALL_AT 20
 
 /* One axis of the grid: the given value alone, or the grid's (the first n). */
 typedef struct axis {
@@ -532,16 +533,18 @@ static axis axis_of(float given, const float *grid_f, const uint32_t *grid_u, si
     return a;
 }
 
-/* NDCG@10 of row (training items already -INFINITY) against the sorted
- * relevant items rel[0..n_rel). */
-static double ndcg_at_10(const float *row, uint32_t n_items, const uint32_t *rel, size_t n_rel) {
-    uint32_t top[TOP];
-    float sc[TOP];
+/* NDCG@10 and recall@20 of row (training items already -INFINITY) against
+ * the sorted relevant items rel[0..n_rel), n_rel > 0, as cb_eval_topn
+ * counts them: recall = hits in the top 20 / n_rel. */
+static void list_metrics(const float *row, uint32_t n_items, const uint32_t *rel, size_t n_rel, double *ndcg,
+                         double *recall) {
+    uint32_t top[RECALL_AT];
+    float sc[RECALL_AT];
     size_t n = 0;
     for (uint32_t i = 0; i < n_items; i++) {
         float v = row[i];
-        if (v == -INFINITY || (n == TOP && !(v > sc[TOP - 1]))) continue;
-        size_t p = n < TOP ? n++ : TOP - 1;
+        if (v == -INFINITY || (n == RECALL_AT && !(v > sc[RECALL_AT - 1]))) continue;
+        size_t p = n < RECALL_AT ? n++ : RECALL_AT - 1;
         while (p > 0 && v > sc[p - 1]) {
             sc[p] = sc[p - 1];
             top[p] = top[p - 1];
@@ -551,10 +554,15 @@ static double ndcg_at_10(const float *row, uint32_t n_items, const uint32_t *rel
         top[p] = i;
     }
     double dcg = 0, idcg = 0;
+    size_t hits = 0;
     for (size_t r = 0; r < n; r++)
-        if (bsearch(&top[r], rel, n_rel, sizeof *rel, cb_cmp_u32)) dcg += 1.0 / log2((double)r + 2);
+        if (bsearch(&top[r], rel, n_rel, sizeof *rel, cb_cmp_u32)) {
+            hits++;
+            if (r < TOP) dcg += 1.0 / log2((double)r + 2);
+        }
     for (size_t r = 0; r < n_rel && r < TOP; r++) idcg += 1.0 / log2((double)r + 2);
-    return idcg > 0 ? dcg / idcg : 0;
+    *ndcg = idcg > 0 ? dcg / idcg : 0;
+    *recall = (double)hits / (double)n_rel;
 }
 
 typedef struct tune_users {
@@ -597,8 +605,11 @@ static int tune_users_make(tune_users *t, const cb_dataset *ds, const cb_split *
     return rc;
 }
 
-/* Accumulate NDCG sums[divisor][k][w] for one fitted list over the measured
- * users t->list[lo..hi) (divisor 0: the user's maximum, 1: one). */
+/* Accumulate sums[metric][divisor][k][w] for one fitted list over the
+ * measured users t->list[lo..hi) (metric 0: NDCG@10, 1: recall@20; divisor 0:
+ * the user's maximum, 1: one). */
+#define N_CELLS (2 * 2 * N_K * N_W)
+#define SUM(m, d, a, b) (((((m) * 2 + (d)) * N_K + (a)) * N_W) + (b))
 static void tune_block(const cb_neighbours *nb, const tune_users *t, size_t lo, size_t hi, cb_tower_row_fn tower_row,
                        void *ctx, const axis *ks, const axis *ws, float *tower, float *raw, float *row, double *sums) {
     uint32_t ni = nb->n_items;
@@ -612,10 +623,12 @@ static void tune_block(const cb_neighbours *nb, const tune_users *t, size_t lo, 
             float max = cb_neighbours_row(nb, hist, n_hist, (uint32_t)ks->v[a], raw);
             for (size_t d = 0; d < 2; d++)
                 for (size_t b = 0; b < ws->n; b++) {
+                    double ndcg, recall;
                     memcpy(row, tower, (size_t)ni * sizeof *row);
                     cb_neighbours_blend(row, raw, ni, d && max > 0 ? 1.0f : max, ws->v[b]);
-                    sums[(d * N_K + a) * N_W + b] +=
-                        ndcg_at_10(row, ni, t->ritem + t->roff[u], t->roff[u + 1] - t->roff[u]);
+                    list_metrics(row, ni, t->ritem + t->roff[u], t->roff[u + 1] - t->roff[u], &ndcg, &recall);
+                    sums[SUM(0, d, a, b)] += ndcg;
+                    sums[SUM(1, d, a, b)] += recall;
                 }
         }
     }
@@ -725,7 +738,7 @@ static int tune_units(double *part, const int *owner, const tune_point *pt, size
             size_t lo = b * TUNE_BLOCK, hi = lo + TUNE_BLOCK < t->n_list ? lo + TUNE_BLOCK : t->n_list;
             if (owner[p * n_blocks + b] == rank)
                 tune_block(nb, t, lo, hi, tower_row, ctx, ks, ws, tower, raw, row,
-                           part + (p * n_blocks + b) * 2 * N_K * N_W);
+                           part + (p * n_blocks + b) * N_CELLS);
         }
         cb_neighbours_free(nb);
     }
@@ -745,8 +758,11 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     axis params[2] = {axis_of(fixed->param, grid_shrink, NULL, large ? 1 : N_PARAM),
                       axis_of(fixed->param, grid_lambda, NULL, N_PARAM)};
     if (large && fixed->param < 0) params[0].v[0] = grid_shrink[1];
-    bool try_kind[2] = {fixed->kind != CB_NEIGHBOURS_EASE,
-                        fixed->kind != CB_NEIGHBOURS_COSINE && cb_neighbours_ease_fits(ds)};
+    /* "auto": EASE where its inverse fits, the cosine elsewhere (choosing
+     * between them on the carve picked the cosine on noise: train_config.c) */
+    bool fits = cb_neighbours_ease_fits(ds), any = fixed->kind < 0;
+    bool try_kind[2] = {fixed->kind == CB_NEIGHBOURS_COSINE || (any && !fits),
+                        (fixed->kind == CB_NEIGHBOURS_EASE || any) && fits};
     axis ks = axis_of(fixed->k ? (float)fixed->k : -1, NULL, grid_k, large ? 2 : N_K);
     axis ws = axis_of(fixed->weight, grid_w, NULL, N_W);
     uint32_t k_max = 0;
@@ -755,7 +771,7 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     int rc = tune_users_make(&t, ds, carve, threshold, max_users, err);
     if (rc) return rc;
     tune_point pt[2 * N_PARAM];
-    size_t n_pt = 0, n_blocks = (t.n_list + TUNE_BLOCK - 1) / TUNE_BLOCK, n_cells = 2 * N_K * N_W;
+    size_t n_pt = 0, n_blocks = (t.n_list + TUNE_BLOCK - 1) / TUNE_BLOCK, n_cells = N_CELLS;
     for (int kind = 0; kind < 2; kind++)
         for (size_t a = 0; try_kind[kind] && a < params[kind].n && t.n_list; a++)
             pt[n_pt++] = (tune_point){kind, params[kind].v[a],
@@ -771,27 +787,33 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
                         cb_comm_rank(comm), err);
     if (!rc) rc = tune_gather(part, owner, n_pt * n_blocks, n_cells, comm, err);
     cb_neighbours_kind first = try_kind[0] ? CB_NEIGHBOURS_COSINE : CB_NEIGHBOURS_EASE;
-    *best = (cb_neighbours_choice){first, false, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, t.n_list};
+    *best = (cb_neighbours_choice){first, false, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, NAN, NAN,
+                                   t.n_list};
     for (size_t p = 0; !rc && p < n_pt; p++)
         for (size_t d = 0; d < 2; d++)
             for (size_t b = 0; b < ks.n; b++)
                 for (size_t c = 0; c < ws.n; c++) {
-                    double sum = 0;
-                    for (size_t blk = 0; blk < n_blocks; blk++) sum += part[(p * n_blocks + blk) * n_cells + (d * N_K + b) * N_W + c];
-                    double v = sum / (double)t.n_list;
-                    json_array_append_new(grid, json_pack("{s:s,s:f,s:i,s:s,s:f,s:f}", "kind",
-                                                          cb_neighbours_kind_name((cb_neighbours_kind)pt[p].kind),
-                                                          "param", (double)pt[p].param, "k", (int)ks.v[b], "divisor",
-                                                          d ? "one" : "max", "weight", (double)ws.v[c], "ndcg10", v));
-                    if (ws.v[c] == 0) best->ndcg_towers = v;
-                    if (v > best->ndcg)
+                    double sum[2] = {0, 0};
+                    for (size_t blk = 0; blk < n_blocks; blk++)
+                        for (int m = 0; m < 2; m++) sum[m] += part[(p * n_blocks + blk) * n_cells + SUM(m, d, b, c)];
+                    double v = sum[0] / (double)t.n_list, r = sum[1] / (double)t.n_list;
+                    json_array_append_new(
+                        grid, json_pack("{s:s,s:f,s:i,s:s,s:f,s:f,s:f}", "kind",
+                                        cb_neighbours_kind_name((cb_neighbours_kind)pt[p].kind), "param",
+                                        (double)pt[p].param, "k", (int)ks.v[b], "divisor", d ? "one" : "max",
+                                        "weight", (double)ws.v[c], "ndcg10", v, "recall20", r));
+                    if (ws.v[c] == 0) best->ndcg_towers = v, best->recall_towers = r;
+                    if (v > best->ndcg) /* recall@20 as the criterion: train_config.c */
                         *best = (cb_neighbours_choice){(cb_neighbours_kind)pt[p].kind, d == 1, (uint32_t)ks.v[b],
-                                                       pt[p].param, ws.v[c], v, best->ndcg_towers, t.n_list};
+                                                       pt[p].param, ws.v[c], v, best->ndcg_towers, r,
+                                                       best->recall_towers, t.n_list};
                 }
     if (!rc && tuning_json) {
-        json_t *doc = json_pack("{s:s,s:f,s:I,s:f,s:O}", "carve", "per-user validation carve of the training ratings",
-                                "threshold", (double)threshold, "users", (json_int_t)t.n_list, "towers_ndcg10",
-                                isnan(best->ndcg_towers) ? -1.0 : best->ndcg_towers, "grid", grid);
+        json_t *doc = json_pack("{s:s,s:f,s:I,s:f,s:f,s:O}", "carve",
+                                "per-user validation carve of the training ratings", "threshold", (double)threshold,
+                                "users", (json_int_t)t.n_list, "towers_ndcg10",
+                                isnan(best->ndcg_towers) ? -1.0 : best->ndcg_towers, "towers_recall20",
+                                isnan(best->recall_towers) ? -1.0 : best->recall_towers, "grid", grid);
         if (!doc || !(*tuning_json = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(5))))
             rc = cb_fail(err, CB_ENOMEM, "out of memory");
         json_decref(doc);

@@ -106,19 +106,21 @@ int cb_neighbours_load(cb_neighbours **out, const cb_st *st, uint32_t n_items, c
 typedef void (*cb_tower_row_fn)(void *ctx, uint32_t user, float *row);
 
 typedef struct cb_neighbours_choice {
-    int kind;                 /* cb_neighbours_kind; -1 in `fixed`: try both */
+    int kind;                 /* cb_neighbours_kind; -1 in `fixed`: EASE where it fits, else cosine */
     bool raw;                 /* the divisor (cb_neighbours_divisor): 1, else the user's maximum */
     uint32_t k;
     float param, weight;      /* param: the shrinkage (cosine) or lambda (EASE); < 0 in `fixed`: tune */
     double ndcg, ndcg_towers; /* validation NDCG@10 with the choice, and with w = 0 */
+    double recall, recall_towers; /* validation recall@20 likewise */
     size_t n_users;           /* carve users measured */
 } cb_neighbours_choice;
 
-/* Try every (kind, param, K, w) of a small grid (a setting given in `fixed`:
- * kind >= 0, k > 0, param >= 0, weight >= 0, replaces its row of the grid;
- * EASE only where cb_neighbours_ease_fits): lists fitted on carve->train,
- * per carve user with a relevant validation item (rating >= threshold) the
- * tower row plus w times the neighbour row, training items removed, NDCG@10
+/* Try every (param, K, divisor, w) of a small grid (a setting given in
+ * `fixed`: kind >= 0, k > 0, param >= 0, weight >= 0, replaces its row of
+ * the grid; kind -1: EASE where cb_neighbours_ease_fits, else the cosine):
+ * lists fitted on carve->train, per carve user with a relevant validation
+ * item (rating >= threshold) the tower row plus w times the neighbour row,
+ * training items removed, NDCG@10 (chosen on) and recall@20 (recorded)
  * against the validation items. At most max_users users (evenly spread over the user indices).
  * *tuning_json (malloc'd, may be NULL) receives the whole grid as JSON.
  * comm (NULL: one process): the ranks share the grid's fits and users (see

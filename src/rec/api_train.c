@@ -246,8 +246,9 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
         cb_split_free(&carve);
         return CB_OK;
     }
-    cb_neighbours_choice fixed = {tc->neighbour_kind, false, tc->neighbours == CB_NEIGHBOURS_AUTO ? 0 : tc->neighbours,
-                                  neighbour_param(tc), tc->neighbour_weight, 0, 0, 0};
+    cb_neighbours_choice fixed = {.kind = tc->neighbour_kind,
+                                  .k = tc->neighbours == CB_NEIGHBOURS_AUTO ? 0 : tc->neighbours,
+                                  .param = neighbour_param(tc), .weight = tc->neighbour_weight};
     float threshold = ds->y_min + 0.75f * (ds->y_max - ds->y_min);
     if (!rc) rc = cb_neighbours_tune(ch, tuning, &fixed, ds, &carve, threshold, 2000, tower_row, tb, tc->comm, err);
     cb_bundle_free(tb);
@@ -262,8 +263,8 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
 static int fit_neighbours(cb_bundle *b, const cb_bundle_train_input *in, const cb_train_config *tc, cb_error *err) {
     if (tc->neighbours == 0 || !cb_bundle_has_retrieval(b)) return CB_OK;
     bool tuned = tc->neighbours == CB_NEIGHBOURS_AUTO || neighbour_param(tc) < 0 || tc->neighbour_weight < 0;
-    cb_neighbours_choice ch = {tc->neighbour_kind, false, tc->neighbours, neighbour_param(tc), tc->neighbour_weight,
-                               0, 0, 0};
+    cb_neighbours_choice ch = {.kind = tc->neighbour_kind, .k = tc->neighbours, .param = neighbour_param(tc),
+                               .weight = tc->neighbour_weight};
     char *tuning = NULL;
     int rc = tuned ? tune_neighbours(&ch, &tuning, in, tc, err) : CB_OK;
     cb_neighbours *nb = NULL;
