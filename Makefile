@@ -97,11 +97,11 @@ $(BUILD)/libcbrec.a: $(LIB_OBJ)
 libcbrec.a: $(BUILD)/libcbrec.a
 	cp -f $< $@
 
-# libcbrec.so.0 (the soname programs ask for) beside it, so a program linked
+# libcbrec.so.1 (the soname programs ask for) beside it, so a program linked
 # here with -L. -lcbrec -Wl,-rpath,<this folder> runs without `make install`.
 libcbrec.so: $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libcbrec.so.0 -o $@ $^ $(LDFLAGS) $(LDLIBS)
-	ln -sf libcbrec.so libcbrec.so.0
+	$(CC) -shared -Wl,-soname,libcbrec.so.1 -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	ln -sf libcbrec.so libcbrec.so.1
 
 $(BUILD)/cbrec: $(CLI_OBJ) $(SERVE_OBJ) $(BUILD)/libcbrec.a
 	$(CC) -o $@ $(CLI_OBJ) $(SERVE_OBJ) $(BUILD)/libcbrec.a $(LDFLAGS) $(LDLIBS) $(SERVE_LIBS) $(MPI_LIBS)
@@ -179,8 +179,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \
 	           $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 libcbrec.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 libcbrec.so $(DESTDIR)$(PREFIX)/lib/libcbrec.so.0
-	ln -sf libcbrec.so.0 $(DESTDIR)$(PREFIX)/lib/libcbrec.so
+	install -m 755 libcbrec.so $(DESTDIR)$(PREFIX)/lib/libcbrec.so.1
+	ln -sf libcbrec.so.1 $(DESTDIR)$(PREFIX)/lib/libcbrec.so
 	install -m 644 include/cbrec.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 cbrec $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 man/cbrec.1 $(DESTDIR)$(PREFIX)/share/man/man1/
@@ -188,6 +188,6 @@ install: all
 	    cbrec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cbrec.pc
 
 clean:
-	rm -rf build build-san libcbrec.a libcbrec.so libcbrec.so.0 cbrec
+	rm -rf build build-san libcbrec.a libcbrec.so libcbrec.so.1 cbrec
 
 .PHONY: all examples test bench demo report fuzz install clean python

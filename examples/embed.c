@@ -8,7 +8,7 @@
  *   build/examples/embed MODEL USER_ID ITEM_ID ['{"genre_ratings": {"Adventure": 5}}']
  *
  * Against the shared library of the build tree (make puts the soname link
- * libcbrec.so.0 beside libcbrec.so):
+ * libcbrec.so.1 beside libcbrec.so):
  *   cc -Iinclude -o embed examples/embed.c -L. -lcbrec -Wl,-rpath,"$PWD"
  * or after `make install`: cc -o embed examples/embed.c $(pkg-config --cflags --libs cbrec)
  *

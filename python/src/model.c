@@ -136,10 +136,11 @@ static PyObject *Model_load(PyTypeObject *type, PyObject *args) {
 
 /* save(path, history=None) and save_table(path): [shared] calls, atomic. */
 static PyObject *save_with(ModelObject *self, PyObject *args, PyObject *kw, bool table) {
-    static char *names[] = {"path", "history", NULL};
+    static char *names[] = {"path", "history", NULL}, *table_names[] = {"path", NULL};
     PyObject *path, *history = NULL;
-    if (!ready(self) || !PyArg_ParseTupleAndKeywords(args, kw, table ? "O&:save_table" : "O&|O&:save", names,
-                                                     PyUnicode_FSConverter, &path, fs_or_none, &history))
+    if (!ready(self) || !PyArg_ParseTupleAndKeywords(args, kw, table ? "O&:save_table" : "O&|O&:save",
+                                                     table ? table_names : names, PyUnicode_FSConverter, &path,
+                                                     fs_or_none, &history))
         return NULL;
     cb_error err;
     int rc;
@@ -596,7 +597,7 @@ static PyObject *Model_get_report(ModelObject *self, void *unused) { return Py_N
 #define M(name, fn, flags, doc) {name, (PyCFunction)(void (*)(void))fn, flags, doc}
 static PyMethodDef Model_methods[] = {
     M("_train", Model_train, METH_VARARGS | METH_CLASS, "_train(dataset, progress, settings): see Model.train."),
-    M("_load", Model_load, METH_VARARGS | METH_CLASS, "_load(path, table=None): see Model.load."),
+    M("_load", Model_load, METH_VARARGS | METH_CLASS, "_load(path, table=None, history=None): see Model.load."),
     M("save", Model_save, METH_VARARGS | METH_KEYWORDS,
       "save(path, history=None)\n\nWrite the model file and its history file (history: its path, default path + '.history'),\n"
       "atomically: a failure leaves existing files intact."),

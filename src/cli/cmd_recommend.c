@@ -135,6 +135,9 @@ static int build_shared(const char *cmd, cb_recommender *rec, size_t k, int thre
     if (!status && cb_recommender_table_rows(rec, k, threads, lo, hi - lo, nb, dist, &err)) status = cli_error(cmd, &err);
     if (!status) status = cli_mpi_gather(mp, cmd, nb, (hi - lo) * k * sizeof *nb, &all[0], &got[0]);
     if (!status) status = cli_mpi_gather(mp, cmd, dist, (hi - lo) * k * sizeof *dist, &all[1], &got[1]);
+    if (!status && !mp->rank && (got[0] != n * k * sizeof *nb || got[1] != n * k * sizeof *dist))
+        status = cli_fail(CLI_ERROR, cmd, "the ranks' table rows add up to %zu and %zu bytes, not %zu", got[0], got[1],
+                          n * k * sizeof *nb);
     if (!status && !mp->rank && cb_recommender_set_table(rec, k, (int32_t *)(void *)all[0], (float *)(void *)all[1], &err))
         status = cli_error(cmd, &err);
     free(nb), free(dist), free(all[0]), free(all[1]);

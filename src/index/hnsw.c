@@ -337,9 +337,15 @@ static inline void node_unlock(const cb_hnsw *h, size_t i) {
 
 /* Add a link s -> i on `level`; a full list is re-selected by the heuristic. */
 static void connect(cb_hnsw *h, int32_t s, int32_t i, int level, hnode *scratch) {
+    if (s == i) return;
     node_lock(h, (size_t)s);
     int32_t *lk = links_mut(h, (size_t)s, level);
     size_t mmax = level ? h->m : h->m0;
+    for (int32_t r = 1; r <= lk[0]; r++)
+        if (lk[r] == i) { /* two nodes that picked each other at once: linked already */
+            node_unlock(h, (size_t)s);
+            return;
+        }
     if ((size_t)lk[0] < mmax) {
         lk[++lk[0]] = i;
     } else {
@@ -383,6 +389,12 @@ static void insert(cb_hnsw *h, bscratch *bs, int32_t i) {
         size_t nc = w->res.n;
         if (nc == 0) break; /* out of memory in the walk */
         for (size_t r = nc; r > 0; r--) sel[r - 1] = heap_pop(&w->res); /* ascending */
+        /* a parallel build can reach i itself through a node that linked to
+         * it before i wrote this layer's list: never a link to itself */
+        size_t kept_c = 0;
+        for (size_t r = 0; r < nc; r++)
+            if (sel[r].id != i) sel[kept_c++] = sel[r];
+        if (!(nc = kept_c)) continue;
         cur = sel[0].id, cur_d = sel[0].key;
         size_t kept = select_neighbors(h, sel, nc, h->m);
         node_lock(h, (size_t)i);

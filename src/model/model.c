@@ -1284,11 +1284,14 @@ static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
         }
 }
 
-/* The loss chunks [*lo, *hi) of global worker (rank, w) for a batch of B rows. */
+/* The loss chunks [*lo, *hi) of worker w of `rank` for a batch of B rows:
+ * the rank's share first, then its workers' (as worker_rows), so a rank's
+ * range never depends on how many workers the other ranks run. */
 static void loss_chunks(const train_ctx *x, int w, int B, int rank, int *lo, int *hi) {
-    size_t n = ((size_t)B + LOSS_CHUNK - 1) / LOSS_CHUNK, a, b;
-    cb_pool_split(n, x->n_ranks * x->n_workers, rank * x->n_workers + w, 1, &a, &b);
-    *lo = (int)a, *hi = (int)b;
+    size_t n = ((size_t)B + LOSS_CHUNK - 1) / LOSS_CHUNK, rlo, rhi, a, b;
+    cb_pool_split(n, x->n_ranks, rank, 1, &rlo, &rhi);
+    cb_pool_split(rhi - rlo, x->n_workers, w, 1, &a, &b);
+    *lo = (int)(rlo + a), *hi = (int)(rlo + b);
 }
 
 /* Worker w's chunks of the batch's loss, into x->prob, x->du, x->dvr and

@@ -518,6 +518,7 @@ static const float grid_w[] = {0, 0.5f, 1, 2, 3, 4, 6, 8, 12, 16};
 #define N_K (sizeof grid_k / sizeof *grid_k)
 #define N_W (sizeof grid_w / sizeof *grid_w)
 #define LARGE_CATALOG 100000u
+#define K500_CATALOG 20000u /* K 500 only below: 500 neighbours x 8 B an item per fit */
 #define TOP 10
 #define RECALL_AT 20
 
@@ -637,7 +638,7 @@ static void tune_block(const cb_neighbours *nb, const tune_users *t, size_t lo, 
 /* ---- the tuning grid's work across a communicator's ranks
  *
  * The work is (point, user block) units: a point is a kind and its parameter
- * (one fit each), a block TUNE_BLOCK measured users (sums of their NDCG,
+ * (one fit each), a block TUNE_BLOCK measured users (sums of their NDCG@10 and recall@20,
  * added up in block order afterwards, whatever the ranks: the same bits for
  * any number of processes). With no more ranks than points each point goes
  * whole to one rank (the costliest first, to the least loaded: longest
@@ -763,7 +764,7 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     bool fits = cb_neighbours_ease_fits(ds), any = fixed->kind < 0;
     bool try_kind[2] = {fixed->kind == CB_NEIGHBOURS_COSINE || (any && !fits),
                         (fixed->kind == CB_NEIGHBOURS_EASE || any) && fits};
-    axis ks = axis_of(fixed->k ? (float)fixed->k : -1, NULL, grid_k, large ? 2 : N_K);
+    axis ks = axis_of(fixed->k ? (float)fixed->k : -1, NULL, grid_k, large ? 2 : ni > K500_CATALOG ? N_K - 1 : N_K);
     axis ws = axis_of(fixed->weight, grid_w, NULL, N_W);
     uint32_t k_max = 0;
     for (size_t a = 0; a < ks.n; a++) k_max = (uint32_t)ks.v[a] > k_max ? (uint32_t)ks.v[a] : k_max;
@@ -803,7 +804,7 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
                                         (double)pt[p].param, "k", (int)ks.v[b], "divisor", d ? "one" : "max",
                                         "weight", (double)ws.v[c], "ndcg10", v, "recall20", r));
                     if (ws.v[c] == 0) best->ndcg_towers = v, best->recall_towers = r;
-                    if (v > best->ndcg) /* recall@20 as the criterion: train_config.c */
+                    if (v > best->ndcg) /* chosen on NDCG@10; recall@20 lost on the carves: train_config.c */
                         *best = (cb_neighbours_choice){(cb_neighbours_kind)pt[p].kind, d == 1, (uint32_t)ks.v[b],
                                                        pt[p].param, ws.v[c], v, best->ndcg_towers, r,
                                                        best->recall_towers, t.n_list};
