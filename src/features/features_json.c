@@ -222,7 +222,8 @@ static int st_get_array(const cb_st *st, const char *key, cb_st_dtype dt, uint32
     const void *p = cb_st_tensor(st, name, dt, 1, shape, err);
     if (!p) return CB_EFORMAT;
     if (shape[0] >= UINT32_MAX || (want != UINT32_MAX && shape[0] != want))
-        return cb_fail(err, CB_EFORMAT, "features: tensor '%s' has %lld entries, expected %u", name, (long long)shape[0], want);
+        return cb_fail(err, CB_EFORMAT, "%s: features: tensor '%s' has %lld entries, expected %u", cb_st_path(st), name,
+                       (long long)shape[0], want);
     *n = (uint32_t)shape[0];
     if (!(*out = cb_malloc((size_t)(*n ? *n : 1) * 4, err))) return CB_ENOMEM;
     memcpy(*out, p, (size_t)*n * 4);
@@ -421,7 +422,8 @@ static int features_from_json(cb_features *f, const json_t *j, const cb_st *st, 
     if ((rc = items_u32(j, st, "item_count", f->n_items, &f->item_count, &n, err))) return rc;
     if (st && (rc = st_get_array(st, "item_mean", CB_ST_F32, f->n_items, (void **)&f->item_mean, &n, err))) return rc;
     for (uint32_t i = 0; st && i < f->n_items; i++)
-        if (!isfinite(f->item_mean[i])) return cb_fail(err, CB_EFORMAT, "features: item_mean[%u] is not finite", i);
+        if (!isfinite(f->item_mean[i]))
+            return cb_fail(err, CB_EFORMAT, "%s: features: item_mean[%u] is not finite", cb_st_path(st), i);
     double *means = NULL;
     if (!st && (rc = jget_f64_array(j, "item_mean", f->n_items, &means, err))) return rc;
     if (!st) f->item_mean = cb_malloc((size_t)(f->n_items ? f->n_items : 1) * sizeof *f->item_mean, err);

@@ -899,10 +899,16 @@ static int load_ids(cb_bundle *r, cb_error *err) {
     }
     int64_t shape[1];
     const void *uo = cb_st_tensor(st, "users.offsets", CB_ST_I32, 1, shape, err);
-    if (!uo || shape[0] < 1 || shape[0] - 1 > INT32_MAX) return uo ? cb_fail(err, CB_EFORMAT, "%s: bad users.offsets", cb_st_path(st)) : CB_EFORMAT;
+    if (!uo || shape[0] < 1 || shape[0] - 1 > INT32_MAX)
+        return uo ? cb_fail(err, CB_EFORMAT, "%s: tensor 'users.offsets' has %lld entries: it must hold n + 1 >= 1, n < 2^31",
+                          cb_st_path(st), (long long)shape[0])
+                  : CB_EFORMAT;
     r->n_users = (uint32_t)(shape[0] - 1);
     const void *io = cb_st_tensor(st, "items.offsets", CB_ST_I32, 1, shape, err);
-    if (!io || shape[0] < 1 || shape[0] - 1 > INT32_MAX) return io ? cb_fail(err, CB_EFORMAT, "%s: bad items.offsets", cb_st_path(st)) : CB_EFORMAT;
+    if (!io || shape[0] < 1 || shape[0] - 1 > INT32_MAX)
+        return io ? cb_fail(err, CB_EFORMAT, "%s: tensor 'items.offsets' has %lld entries: it must hold n + 1 >= 1, n < 2^31",
+                          cb_st_path(st), (long long)shape[0])
+                  : CB_EFORMAT;
     r->n_items = (uint32_t)(shape[0] - 1);
     int rc = cb_idtab_from_st(&r->users, st, "users", r->n_users, true, err);
     if (!rc) rc = cb_idtab_from_st(&r->items, st, "items", r->n_items, true, err);
