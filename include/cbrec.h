@@ -221,7 +221,9 @@ CB_API int cb_train(cb_recommender **out, const cb_dataset *ds, const cb_config 
  * tuning and lists across the ranks (and cb_evaluate its splits): those
  * results travel through allgather as bit patterns (integers, doubles), so
  * it must copy the floats bit for bit (MPI_FLOAT between machines of one
- * architecture does). */
+ * architecture does). A rank whose cb_train fails (out of memory, a bad
+ * setting) returns without joining the next call, so the other ranks would
+ * wait in it: the caller must then stop them (`cbrec` calls MPI_Abort). */
 typedef struct cb_train_comm {
     int rank, n_ranks;
     void *ctx;                    /* passed to the calls */

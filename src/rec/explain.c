@@ -235,6 +235,9 @@ int cb_rec_json_dump(json_t *doc, char **json_out, cb_error *err) {
     return CB_OK;
 }
 
+/* `cbrec serve` writes the same document without jansson (src/serve/listjson.c,
+ * from the cb_list accessors): a field added here must be added there too
+ * (test_serve compares the two answers field by field). */
 CB_API int cb_list_to_json(const cb_list *l, char **json_out, cb_error *err) {
     if (!json_out) return cb_fail(err, CB_EINVAL, "cb_list_to_json: json_out is NULL");
     *json_out = NULL;
