@@ -21,10 +21,15 @@ tally() {
   fi
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
 }
+# Each binary's output goes through a file, not a pipe: a process it leaves
+# behind (a server of a failed test) cannot hold the runner waiting for EOF.
+outfile=$(mktemp /tmp/cbrec-test-out-XXXXXX)
 for t in "$@"; do
-  out=$("$t" 2>&1); rc=$?
+  "$t" > "$outfile" 2>&1; rc=$?
+  out=$(cat "$outfile")
   tally "$(basename "$t")" "$rc" "$out"
 done
+rm -f "$outfile"
 # The web page in headless chromium against the real `cbrec serve` (tests/web/page_test.js);
 # without node it is reported as skipped, never as passed.
 if [ "${VALGRIND:-}" = 1 ]; then
