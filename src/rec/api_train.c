@@ -198,12 +198,16 @@ static void tower_row(void *ctx, uint32_t user, float *row) {
     cb_bundle_rank_scores(b, b->user_vecs + (size_t)user * b->dim, row);
 }
 
-/* The carve's tower training passes its mid-epoch ticks to the caller's
- * progress function, so the caller can stop it (Ctrl-C in Python), but not
- * its epoch ends: the epochs the caller counts are those of its model. */
+/* The carve's tower training passes its ticks to the caller's progress
+ * function, so the caller can stop it (Ctrl-C in Python), its epoch ends as
+ * mid-epoch ticks: the epochs the caller counts are those of its model, and
+ * a small data set has no ticks within an epoch (its Ctrl-C went unseen for
+ * the whole carve training). */
 static int tuning_tick(const cb_epoch_report *r, void *ctx) {
     const cb_bundle_train_input *in = ctx;
-    return r->end_of_epoch ? 0 : in->on_epoch(r, in->ctx);
+    cb_epoch_report t = *r;
+    t.end_of_epoch = false;
+    return in->on_epoch(&t, in->ctx);
 }
 
 /* The progress function stopped the training before its last epoch (not early stopping). */
