@@ -886,6 +886,17 @@ static int idtab_from_json(cb_idtab **out, const cb_st *st, const char *key, boo
     return rc;
 }
 
+/* The entries n of a binary id table from its offsets tensor `name` (n + 1 of them). */
+static int table_count(const cb_st *st, const char *name, uint32_t *n, cb_error *err) {
+    int64_t shape[1];
+    if (!cb_st_tensor(st, name, CB_ST_I32, 1, shape, err)) return CB_EFORMAT;
+    if (shape[0] < 1 || shape[0] - 1 > INT32_MAX)
+        return cb_fail(err, CB_EFORMAT, "%s: tensor '%s' has %lld entries: it must hold n + 1 >= 1, n < 2^31",
+                       cb_st_path(st), name, (long long)shape[0]);
+    *n = (uint32_t)(shape[0] - 1);
+    return CB_OK;
+}
+
 /* The id and title tables, binary (format 4) or JSON (1-3); sets n_users, n_items. */
 static int load_ids(cb_bundle *r, cb_error *err) {
     const cb_st *st = r->file;
@@ -897,20 +908,10 @@ static int load_ids(cb_bundle *r, cb_error *err) {
         r->n_items = cb_idtab_size(r->items);
         return rc;
     }
-    int64_t shape[1];
-    const void *uo = cb_st_tensor(st, "users.offsets", CB_ST_I32, 1, shape, err);
-    if (!uo || shape[0] < 1 || shape[0] - 1 > INT32_MAX)
-        return uo ? cb_fail(err, CB_EFORMAT, "%s: tensor 'users.offsets' has %lld entries: it must hold n + 1 >= 1, n < 2^31",
-                          cb_st_path(st), (long long)shape[0])
-                  : CB_EFORMAT;
-    r->n_users = (uint32_t)(shape[0] - 1);
-    const void *io = cb_st_tensor(st, "items.offsets", CB_ST_I32, 1, shape, err);
-    if (!io || shape[0] < 1 || shape[0] - 1 > INT32_MAX)
-        return io ? cb_fail(err, CB_EFORMAT, "%s: tensor 'items.offsets' has %lld entries: it must hold n + 1 >= 1, n < 2^31",
-                          cb_st_path(st), (long long)shape[0])
-                  : CB_EFORMAT;
-    r->n_items = (uint32_t)(shape[0] - 1);
-    int rc = cb_idtab_from_st(&r->users, st, "users", r->n_users, true, err);
+    int rc = table_count(st, "users.offsets", &r->n_users, err);
+    if (!rc) rc = table_count(st, "items.offsets", &r->n_items, err);
+    if (rc) return rc;
+    rc = cb_idtab_from_st(&r->users, st, "users", r->n_users, true, err);
     if (!rc) rc = cb_idtab_from_st(&r->items, st, "items", r->n_items, true, err);
     if (!rc) rc = cb_idtab_from_st(&r->titles, st, "titles", r->n_items, false, err);
     return rc;
