@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -590,4 +591,20 @@ void cb_csr_sort_unique(size_t *off, uint32_t *col, uint32_t n_rows) {
             if (j == b || col[j] != col[j - 1]) col[w++] = col[j];
     }
     off[n_rows] = w;
+}
+
+bool cb_cpu_avx2(void) {
+#if CB_HAVE_AVX2_PATH
+    static _Atomic int cached = -1; /* every thread computes the same value */
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        const char *off = getenv("CBREC_NO_AVX2");
+        v = !(off && *off && strcmp(off, "0") != 0) && __builtin_cpu_supports("avx2") &&
+            __builtin_cpu_supports("fma");
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v != 0;
+#else
+    return false;
+#endif
 }
