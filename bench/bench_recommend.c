@@ -17,6 +17,7 @@
  *    same run (goal: ratio <= 2).
  * Usage: bench_recommend [n_items_synthetic]   (run by `make bench`). */
 #include "rec/recommend.h"
+#include "base/idtab.h"
 
 #include <cblas.h>
 
@@ -248,11 +249,22 @@ static int bench_synthetic(size_t n_items) {
     cb_bundle r = {.n_items = (uint32_t)n_items, .n_users = 1, .dim = dim, .item_vecs = V, .seen_off = seen_off,
                 .popular = popular, .y_min = 0.5f, .y_max = 5.0f};
     cb_recommender *ctx = NULL;
-    int rc = cb_model_create(&r.model, &mc, &err);
+    /* item ids "0".."n-1" (the lists name their items) */
+    char *id_bytes = malloc(n_items * 24), **ids = malloc(n_items * sizeof *ids);
+    int rc = id_bytes && ids ? CB_OK : cb_fail(&err, CB_ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < n_items; i++) {
+        ids[i] = id_bytes + i * 24;
+        snprintf(ids[i], 24, "%zu", i);
+    }
+    if (!rc) rc = cb_idtab_from_names(&r.items, (const char *const *)ids, (uint32_t)n_items, true, "item", &err);
+    if (!rc) rc = cb_model_create(&r.model, &mc, &err);
     if (!rc) rc = cb_recommender_wrap(&ctx, &r, &err);
     if (rc) {
         fprintf(stderr, "bench_recommend: %s\n", err.msg);
         free(V);
+        free(ids);
+        free(id_bytes);
+        cb_idtab_free(r.items);
         cb_model_free(r.model);
         return 1;
     }
@@ -292,6 +304,9 @@ static int bench_synthetic(size_t n_items) {
     }
     cb_recommender_free(ctx);
     cb_model_free(r.model);
+    cb_idtab_free(r.items);
+    free(ids);
+    free(id_bytes);
     free(V);
     return rc;
 }
