@@ -137,6 +137,59 @@ static void crafted_models_refused(void **state) {
     }
 }
 
+/* A model file whose item table holds one id twice (re-saved with a valid
+ * checksum and an index built by linear probing without a duplicate check):
+ * load and the CLI refuse it, naming the file and the id. */
+static void duplicate_item_id_refused(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_st *st = NULL;
+    assert_int_equal(cb_st_open(&st, f->model, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &err), CB_OK);
+    int64_t n_off, n_bytes, n_slots;
+    const int32_t *off = cb_st_tensor(st, "items.offsets", CB_ST_I32, 1, &n_off, &err);
+    const char *bytes = cb_st_tensor(st, "items.bytes", CB_ST_U8, 1, &n_bytes, &err);
+    assert_non_null(cb_st_tensor(st, "items.index", CB_ST_I32, 1, &n_slots, &err));
+    assert_non_null(off), assert_non_null(bytes);
+    const uint32_t n = (uint32_t)(n_off - 1), dup = n - 2; /* item n - 2 takes item 3's id */
+    char *nb = malloc((size_t)n_bytes + 64);
+    int32_t *noff = malloc((size_t)n_off * sizeof *noff), *index = calloc((size_t)n_slots, sizeof *index);
+    int32_t pos = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *s = bytes + off[i == dup ? 3 : i];
+        noff[i] = pos;
+        memcpy(nb + pos, s, strlen(s) + 1);
+        pos += (int32_t)strlen(s) + 1;
+        uint32_t slot = (uint32_t)cb_hash64(s, strlen(s), 0) & (uint32_t)(n_slots - 1);
+        while (index[slot]) slot = (slot + 1) & (uint32_t)(n_slots - 1);
+        index[slot] = (int32_t)i + 1;
+    }
+    noff[n] = pos;
+    char id3[32];
+    snprintf(id3, sizeof id3, "%s", bytes + off[3]);
+    cb_st_writer *w = cb_st_writer_create(&err);
+    const char *skip[] = {"items.offsets", "items.bytes", "items.index", NULL};
+    assert_int_equal(cb_st_copy(st, w, skip, &err), CB_OK);
+    int64_t nbl = pos;
+    assert_int_equal(cb_st_add(w, "items.offsets", CB_ST_I32, &n_off, 1, noff, &err), CB_OK);
+    assert_int_equal(cb_st_add(w, "items.bytes", CB_ST_U8, &nbl, 1, nb, &err), CB_OK);
+    assert_int_equal(cb_st_add(w, "items.index", CB_ST_I32, &n_slots, 1, index, &err), CB_OK);
+    char *path = tu_path(f->dir, "dup-ids.cbrec");
+    assert_int_equal(cb_st_write(w, path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &err), CB_OK);
+    cb_st_writer_free(w);
+    cb_st_close(st);
+    char expect[128];
+    snprintf(expect, sizeof expect, "duplicate id '%s' in table 'items' (entries 3 and %u)", id3, dup);
+    cb_bundle *r = NULL;
+    memset(&err, 'Z', sizeof err);
+    assert_int_equal(cb_bundle_load(&r, path, &err), CB_EFORMAT);
+    assert_null(r);
+    if (!strstr(err.msg, expect)) fprintf(stderr, "'%s'\n", err.msg);
+    assert_non_null(strstr(err.msg, expect));
+    assert_non_null(strstr(err.msg, path));
+    expect_fail(1, expect, "recommend --model %s --user 1%s%s", path, "", "");
+    free(nb), free(noff), free(index), free(path);
+}
+
 /* An added-items file with a valid checksum but a NaN vector is refused on
  * load (it used to be served: every score of that item NaN). */
 static void crafted_added_items_refused(void **state) {
@@ -339,6 +392,7 @@ static void long_strings_clipped(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fifo_inputs_refused),     cmocka_unit_test(crafted_models_refused), cmocka_unit_test(crafted_added_items_refused),
+        cmocka_unit_test(duplicate_item_id_refused),
         cmocka_unit_test(absurd_attributes_refused), cmocka_unit_test(data_read_right),
         cmocka_unit_test(stale_temps_removed),     cmocka_unit_test(early_failures),
         cmocka_unit_test(long_strings_clipped),

@@ -2,9 +2,10 @@
  * they find every id and nothing else, keep NULL names as "", refuse
  * duplicate ids; saved and mapped back from an st file they answer the same;
  * a table in a file with non-monotone or unterminated offsets or an index of
- * the wrong size is refused naming the file and tensor, and an index whose
- * entries point outside the table (which only a checksum would stop) gives
- * "not found", never a read out of bounds. */
+ * the wrong size is refused naming the file and tensor, and so is an index
+ * that is not the one a writer builds for its ids (entries outside the table,
+ * repeated, missing or away from their home slot) and a file that holds the
+ * same id twice (naming the id). */
 #include "base/idtab.h"
 #include "testutil.h"
 
@@ -104,22 +105,99 @@ static void bad_tables_refused(void **state) {
         assert_null(t);
         cb_st_close(st);
     }
-    /* index entries beyond the table, or a full index: "not found", no overrun */
-    int32_t off[3] = {0, 3, 6}, wild[4] = {7, 3, 3, 3};
-    cb_st *st = write_table(path, off, 3, bytes, 6, wild, 4);
+    /* an index that is not the one a writer builds for these ids (entries
+     * beyond the table, repeated, missing, or away from their home slot):
+     * refused, naming the file and the table */
+    int32_t off[3] = {0, 3, 6}, good[4] = {0};
+    for (uint32_t i = 0; i < 2; i++) {
+        uint32_t slot = (uint32_t)cb_hash64(bytes + off[i], 2, 0) & 3;
+        while (good[slot]) slot = (slot + 1) & 3;
+        good[slot] = (int32_t)i + 1;
+    }
+    int32_t wild[4] = {7, 3, 3, 3}, twice[4], none[4] = {0};
+    memcpy(twice, good, sizeof twice);
+    for (int s = 0; s < 4; s++)
+        if (!twice[s]) twice[s] = 1; /* an extra copy of entry 1 */
+    int32_t moved[4]; /* both entries one slot past a hole after their home */
+    for (int s = 0; s < 4; s++) moved[s] = good[(s + 2) & 3];
+    struct {
+        const int32_t *index;
+        const char *expect;
+    } bad[] = {{wild, "ids.index"}, {twice, "holds 4 entries for 2 ids"}, {none, "does not find id 0 ('ab')"},
+               {moved, "does not find id"}};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        cb_st *st = write_table(path, off, 3, bytes, 6, bad[k].index, 4);
+        cb_idtab *t = NULL;
+        cb_error err;
+        assert_int_equal(cb_idtab_from_st(&t, st, "ids", 2, true, &err), CB_EFORMAT);
+        if (!strstr(err.msg, bad[k].expect)) fprintf(stderr, "index case %zu: %s\n", k, err.msg);
+        assert_non_null(strstr(err.msg, bad[k].expect));
+        assert_non_null(strstr(err.msg, path));
+        assert_null(t);
+        cb_st_close(st);
+    }
+    cb_st *st = write_table(path, off, 3, bytes, 6, good, 4);
     cb_idtab *t = NULL;
     cb_error err;
     assert_int_equal(cb_idtab_from_st(&t, st, "ids", 2, true, &err), CB_OK);
-    assert_int_equal(cb_idtab_find(t, "ab", 2), -1);
-    assert_int_equal(cb_idtab_find(t, "zz", 2), -1);
-    assert_string_equal(cb_idtab_name(t, 1), "cd");
+    assert_int_equal(cb_idtab_find(t, "cd", 2), 1);
     cb_idtab_free(t);
     cb_st_close(st);
     tu_rmrf(dir);
     free(path), free(dir);
 }
 
+/* The same id twice in a file (a writer that built the index by linear
+ * probing without checking): refused at load, naming the file and the id,
+ * wherever the two entries sit and however long the probe chain between them. */
+static void duplicate_ids_in_file_refused(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "dup.st");
+    enum { N = 3000 };
+    static const uint32_t pairs[][2] = {{0, 1}, {5, 2999}, {2998, 17}};
+    for (size_t p = 0; p < sizeof pairs / sizeof *pairs; p++) {
+        char **ids = malloc(N * sizeof *ids);
+        for (int i = 0; i < N; i++) {
+            ids[i] = malloc(16);
+            snprintf(ids[i], 16, "m%d", i);
+        }
+        snprintf(ids[pairs[p][1]], 16, "%s", ids[pairs[p][0]]);
+        cb_error err;
+        enum { SLOTS = 8192 };
+        int32_t *index = calloc(SLOTS, sizeof *index), off[N + 1];
+        for (uint32_t i = 0; i < N; i++) {
+            uint32_t slot = (uint32_t)cb_hash64(ids[i], strlen(ids[i]), 0) & (SLOTS - 1);
+            while (index[slot]) slot = (slot + 1) & (SLOTS - 1);
+            index[slot] = (int32_t)i + 1;
+        }
+        char *bytes = malloc(N * 16);
+        int32_t pos = 0;
+        for (uint32_t i = 0; i < N; i++) {
+            off[i] = pos;
+            memcpy(bytes + pos, ids[i], strlen(ids[i]) + 1);
+            pos += (int32_t)strlen(ids[i]) + 1;
+        }
+        off[N] = pos;
+        cb_st *st = write_table(path, off, N + 1, bytes, pos, index, SLOTS);
+        cb_idtab *m = NULL;
+        assert_int_equal(cb_idtab_from_st(&m, st, "ids", N, true, &err), CB_EFORMAT);
+        char expect[96];
+        snprintf(expect, sizeof expect, "duplicate id '%s' in table 'ids' (entries %u and %u)", ids[pairs[p][0]],
+                 pairs[p][0] < pairs[p][1] ? pairs[p][0] : pairs[p][1], pairs[p][0] < pairs[p][1] ? pairs[p][1] : pairs[p][0]);
+        if (!strstr(err.msg, expect)) fprintf(stderr, "pair %zu: %s\n", p, err.msg);
+        assert_non_null(strstr(err.msg, expect));
+        assert_non_null(strstr(err.msg, path));
+        assert_null(m);
+        cb_st_close(st);
+        for (int i = 0; i < N; i++) free(ids[i]);
+        free(ids), free(index), free(bytes);
+    }
+    tu_rmrf(dir);
+    free(path), free(dir);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(built_from_names), cmocka_unit_test(bad_tables_refused)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(built_from_names), cmocka_unit_test(bad_tables_refused),
+                                       cmocka_unit_test(duplicate_ids_in_file_refused)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

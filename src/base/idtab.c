@@ -119,6 +119,49 @@ static const void *tensor_1d(const cb_st *st, const char *prefix, const char *pa
     return cb_st_tensor(st, name, dt, 1, len, err);
 }
 
+/* Does the stored index find every string of t, each from its own home slot,
+ * and hold no two equal strings? Each string is hashed and its probe walked
+ * from its home slot to its entry: the slots passed on the way must be full,
+ * and any equal string (a duplicate shares the home slot, so one of the two
+ * walks passes the other) is CB_EFORMAT naming it; a last pass over the slots
+ * shows that they hold n entries, so each entry exactly once. One hash per
+ * string and a short walk (the index is at most half full). */
+static int check_index(const cb_idtab *t, const char *path, const char *prefix, cb_error *err) {
+    const uint32_t mask = t->n_slots - 1;
+    char clip[CB_CLIP_MAX + 32];
+    enum { AHEAD = 32 }; /* home slots hashed and prefetched ahead: the index is larger than L2 */
+    uint32_t home[AHEAD];
+    for (uint32_t i = 0; i < t->n; i++) {
+        if (i % AHEAD == 0)
+            for (uint32_t a = 0; a < AHEAD && i + a < t->n; a++) {
+                home[a] = slot_of(t->bytes + t->off[i + a], (size_t)(t->off[i + a + 1] - t->off[i + a]) - 1, t->n_slots);
+                __builtin_prefetch(t->slots + home[a]);
+            }
+        const char *s = t->bytes + t->off[i];
+        const int32_t size = t->off[i + 1] - t->off[i];
+        uint32_t slot = home[i % AHEAD], probe = 0, e;
+        for (; probe < t->n_slots && (e = (uint32_t)t->slots[slot]) != i + 1; probe++, slot = (slot + 1) & mask) {
+            if (e == 0 || e > t->n) break;
+            if (t->off[e] - t->off[e - 1] == size && memcmp(t->bytes + t->off[e - 1], s, (size_t)size) == 0)
+                return cb_fail(err, CB_EFORMAT, "%s: duplicate id '%s' in table '%s' (entries %u and %u)", path,
+                               cb_clip(clip, sizeof clip, s, (size_t)size - 1), prefix, e < i + 1 ? e - 1 : i,
+                               e < i + 1 ? i : e - 1);
+        }
+        if (probe == t->n_slots || (uint32_t)t->slots[slot] != i + 1)
+            return cb_fail(err, CB_EFORMAT, "%s: tensor '%s.index' does not find id %u ('%s')", path, prefix, i,
+                           cb_clip(clip, sizeof clip, s, (size_t)size - 1));
+    }
+    uint32_t full = 0;
+    for (uint32_t slot = 0; slot < t->n_slots; slot++) {
+        uint32_t e = (uint32_t)t->slots[slot];
+        if (e > t->n) return cb_fail(err, CB_EFORMAT, "%s: tensor '%s.index' holds entry %u of %u", path, prefix, e, t->n);
+        full += e != 0;
+    }
+    if (full != t->n)
+        return cb_fail(err, CB_EFORMAT, "%s: tensor '%s.index' holds %u entries for %u ids", path, prefix, full, t->n);
+    return CB_OK;
+}
+
 int cb_idtab_from_st(cb_idtab **out, const cb_st *st, const char *prefix, uint32_t n, bool indexed, cb_error *err) {
     *out = NULL;
     const char *path = cb_st_path(st);
@@ -140,6 +183,11 @@ int cb_idtab_from_st(cb_idtab **out, const cb_st *st, const char *prefix, uint32
     cb_idtab *t = cb_calloc(1, sizeof *t, err);
     if (!t) return CB_ENOMEM;
     *t = (cb_idtab){.n = n, .n_slots = (uint32_t)n_slots, .off = off, .bytes = bytes, .slots = slots};
+    int rc = indexed ? check_index(t, path, prefix, err) : CB_OK;
+    if (rc) {
+        cb_idtab_free(t);
+        return rc;
+    }
     *out = t;
     return CB_OK;
 }

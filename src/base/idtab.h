@@ -7,9 +7,11 @@
  *
  * A table either owns its arrays (built from a vocabulary or a list of
  * names) or points into a mapped st file (cb_idtab_from_st): loading one
- * is three pointer look-ups and one pass over the offsets, with no
- * allocation per string and no hashing; a look-up hashes only the string
- * asked for. Read-only after creation: may be shared between threads. */
+ * is three pointer look-ups, one pass over the offsets and, for ids, one
+ * check of the stored index (each string hashed once and found from its home
+ * slot: this is what refuses a file holding the same id twice), with no
+ * allocation per string; a look-up hashes only the string asked for.
+ * Read-only after creation: may be shared between threads. */
 #ifndef CB_IDTAB_H
 #define CB_IDTAB_H
 
@@ -26,9 +28,10 @@ int cb_idtab_from_names(cb_idtab **out, const char *const *names, uint32_t n, bo
                         cb_error *err);
 /* The tensors `<prefix>.offsets`, `<prefix>.bytes` and (indexed)
  * `<prefix>.index` of st, which must hold n strings: checked (shapes,
- * monotone offsets inside the bytes, every string NUL-terminated, index size)
- * and pointed into, not copied: st must outlive the table. CB_EFORMAT naming
- * the file and tensor otherwise. */
+ * monotone offsets inside the bytes, every string NUL-terminated, index size;
+ * indexed: the index finds every string, holds each entry once, and no id is
+ * there twice) and pointed into, not copied: st must outlive the table.
+ * CB_EFORMAT naming the file and tensor (or the duplicate id) otherwise. */
 int cb_idtab_from_st(cb_idtab **out, const cb_st *st, const char *prefix, uint32_t n, bool indexed, cb_error *err);
 /* Add the table's tensors to w under `prefix` (its arrays must stay alive
  * until cb_st_write). */
