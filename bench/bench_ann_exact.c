@@ -63,14 +63,18 @@ static void check(int rc, const cb_error *err) {
 int main(int argc, char **argv) {
     const char *path = NULL;
     size_t k = 20, n = 27000, d = 32;
+    size_t qtile = 0, btile = 0;
     int threads = 2, reps = 3;
     static const struct option lo[] = {{"vectors", 1, 0, 'v'}, {"k", 1, 0, 'k'}, {"threads", 1, 0, 't'},
-                                        {"reps", 1, 0, 'r'}, {0, 0, 0, 0}};
+                                        {"reps", 1, 0, 'r'}, {"query-tile", 1, 0, 'q'}, {"base-tile", 1, 0, 'b'},
+                                        {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
         if (c == 'v') path = optarg;
         else if (c == 'k') k = strtoull(optarg, NULL, 10);
         else if (c == 't') threads = atoi(optarg);
         else if (c == 'r') reps = atoi(optarg);
+        else if (c == 'q') qtile = strtoull(optarg, NULL, 10);
+        else if (c == 'b') btile = strtoull(optarg, NULL, 10);
         else return 2;
     }
     float *V = path ? bench_read_npy("bench_ann_exact", path, &n, &d) : near_ties(n, d);
@@ -86,7 +90,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n; i++) self[i] = (int32_t)i;
     size_t fallbacks = 0;
     cb_knn_params pg = {.threads = threads, .self_index = self, .bench_gemm_only = true};
-    cb_knn_params pt = {.threads = threads, .self_index = self, .n_fallback = &fallbacks};
+    cb_knn_params pt = {.threads = threads, .self_index = self, .n_fallback = &fallbacks, .query_tile = qtile,
+                        .base_tile = btile};
     double best_gemm = 1e30, best_table = 1e30, cpu_gemm = 1e30, cpu_table = 1e30, best_grp = 1e30, cpu_grp = 1e30;
     cb_knn_table tab;
     for (int rep = 0; rep < reps; rep++) { /* alternate, keep the best of each: the machine is shared */

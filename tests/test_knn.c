@@ -1,7 +1,8 @@
 /* Tests for knn: the fast search equals the naive reference bit for bit
  * (indices and scores) over metrics, shapes, tile sizes that do not divide n,
  * thread counts, duplicates and ties, exclusions; the similar-items table,
- * cold-start insertion (equal to a rebuild), and save/load. */
+ * cold-start insertion (equal to a rebuild), and save/load; the selection
+ * tests once more on the plain (no AVX2) path. */
 #include "testutil.h"
 #include "index/knn.h"
 #include "base/st.h"
@@ -485,8 +486,66 @@ static void index_reuse(void **state) {
     free(Q);
 }
 
-int main(void) {
+/* Rows ever closer to the queries (and farther, and in a zigzag): every row
+ * or every other row beats the current k-th, so each one goes through the
+ * candidate buffer's insertion, at every position; k = 37 spans five of the
+ * AVX2 insertion's vectors. */
+static void every_row_a_new_best(void **state) {
+    (void)state;
+    const size_t n = 3000, d = 16, nq = 9;
+    float *Q = make_data(41, nq, d, DATA_GAUSS), *B = malloc(n * d * sizeof *B);
+    for (int order = 0; order < 3; order++) {
+        for (size_t j = 0; j < n; j++) {
+            size_t r = order == 0 ? j : order == 1 ? n - 1 - j : (j % 2 ? j : n - 1 - j);
+            float f = 3.0f * (float)(n - r) / (float)n; /* rank r: distance ~ f */
+            for (size_t t = 0; t < d; t++) B[j * d + t] = Q[t] + f * (t % 2 ? 0.5f : -0.25f);
+        }
+        for (int m = 0; m < 3; m++)
+            for (size_t k = 1; k <= 37; k += 12) {
+                cb_knn_params p = {.threads = 2, .query_tile = 4, .base_tile = 512};
+                result want = run_search(true, Q, nq, B, n, d, k, (cb_knn_metric)m, NULL);
+                result got = run_search(false, Q, nq, B, n, d, k, (cb_knn_metric)m, &p);
+                assert_same(got, want, nq, k, "every row a new best");
+                result_free(got);
+                p.batch_min = 100; /* the few-queries path */
+                got = run_search(false, Q, nq, B, n, d, k, (cb_knn_metric)m, &p);
+                assert_same(got, want, nq, k, "every row a new best, fused path");
+                result_free(got);
+                result_free(want);
+            }
+    }
+    free(Q);
+    free(B);
+}
+
+static const char *self_path;
+
+/* The selection tests again with CBREC_NO_AVX2=1 (the plain x86-64-v2
+ * insertion and scan): both paths must equal the reference. */
+static void plain_path_agrees(void **state) {
+    (void)state;
+    if (!cb_cpu_avx2()) {
+        fprintf(stderr, "skipped: this run already takes the plain path (no AVX2, or CBREC_NO_AVX2 set)\n");
+        return;
+    }
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "CBREC_NO_AVX2=1 '%s' --plain >/dev/null 2>&1", self_path);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(int argc, char **argv) {
+    self_path = argv[0];
+    if (argc == 2 && strcmp(argv[1], "--plain") == 0) {
+        const struct CMUnitTest plain[] = {
+            cmocka_unit_test(fast_equals_naive),         cmocka_unit_test(ties_duplicates_deterministic),
+            cmocka_unit_test(ties_beyond_the_band_fall_back), cmocka_unit_test(self_and_bitmap_exclusion),
+            cmocka_unit_test(every_row_a_new_best),      cmocka_unit_test(table_with_shared_vectors),
+        };
+        return cmocka_run_group_tests_name("knn, plain path", plain, NULL, NULL);
+    }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(every_row_a_new_best),
+        cmocka_unit_test(plain_path_agrees),
         cmocka_unit_test(fast_equals_naive),
         cmocka_unit_test(large_paths_and_threads),
         cmocka_unit_test(ties_duplicates_deterministic),

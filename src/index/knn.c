@@ -108,7 +108,7 @@ void cb_knn_canonical_rescore(const float *q, const float *B, size_t d, cb_knn_m
                               size_t nc) {
     size_t i = 0;
 #if KNN_X86
-    if (nc >= 4 && __builtin_cpu_supports("avx2"))
+    if (nc >= 4 && cb_cpu_avx2())
         for (; i + 4 <= nc; i += 4) canon_good4(q, B, d, metric, c + i);
 #endif
     for (; i < nc; i++) c[i].g = canon_good(q, B + (size_t)c[i].idx * d, d, metric);
@@ -141,161 +141,128 @@ static void sort_cands(cand *c, size_t m) {
 }
 
 /* ---------------------------------------------------------------------------
- * Fast-pass selection, one buffer per query. Rows whose key beats `thr` are
- * appended; when the buffer is full it is sorted (best first, ties to the
- * lower index) and cut back to the kcap best -- plus every row within `band`
- * of the k-th best key, the rows the rounding bound cannot rule out (see
- * finalize): near-ties are kept and later rescored in double instead of
- * forcing a full canonical rescan. thr becomes min(kcap-th best, k-th best -
- * band), never lower than before, so every row ever left out has a key <= the
- * final thr. Offers arrive in increasing index order, so a key equal to thr
- * can never make the cut (the kept row with that key has a lower index): the
- * single test `key > thr` is exact. Appending costs no unpredictable branch;
- * a heap costs several per insertion (measured: ~2x slower in total here),
- * and most insertions happen in the first base tile, before thr has risen.
- * When the band holds more rows than the buffer, the buffer grows (malloc,
- * up to MAX_CAP); past that it falls back to the kcap best (`overflow`) and
- * finalize's proof fails, so the query is rescanned canonically. */
+ * Fast-pass selection, one buffer per query, kept sorted (best first, ties
+ * to the lower index): every row whose key beats `thr` is inserted in place
+ * (moved up from the back: a handful of moves, one unpredictable branch), and
+ * thr rises at once to min(kcap-th best, k-th best - band), never lower than
+ * before; rows at or below it drop off the back. So the buffer holds the kcap
+ * best and every row within `band` of the k-th best key -- the rows the
+ * rounding bound cannot rule out (see finalize): near-ties are kept and later
+ * rescored in double instead of forcing a full canonical rescan -- and every
+ * row ever left out has a key <= the final thr. Offers arrive in increasing
+ * index order, so a key equal to thr can never make the cut (the kept row
+ * with that key has a lower index): the single test `key > thr` is exact,
+ * and an equal key goes after the rows already kept. Trained vectors make a
+ * scan of 10k rows insert ~140 of them per query (k ln(n/k) ~ 124 is the
+ * floor without a seed): inserting each at once keeps thr exact, which the
+ * append-then-sort-and-merge buffer this replaced did not (it appended ~185
+ * per query and spent more sorting them than scanning). When the band holds
+ * more rows than the buffer, the buffer grows (malloc, up to MAX_CAP); past
+ * that it keeps the kcap best only (`overflow`) and finalize's proof fails,
+ * so the query is rescanned canonically. */
 
 #define MAX_CAP 4096u /* a panel of 2048 queries: <= 64 MB of grown buffers per thread */
+/* A buffer of cap entries takes cap + TB_PAD floats (and ints): key[-1] is a
+ * +INFINITY sentinel and 7 more after the last entry let the AVX2 insertion
+ * work in whole vectors. */
+#define TB_PAD 8
 
 typedef struct topbuf {
-    float *key;   /* [cap] */
+    float *key;   /* [cap], sorted best first; key[-1] = +INFINITY */
     int32_t *idx; /* [cap] */
     uint32_t n, k, kcap, cap;
-    uint32_t ns; /* the first ns entries are sorted (after a compaction), 0 before */
     bool owned;  /* key/idx were grown with malloc: topbuf_release frees them */
     bool overflow;
     float thr, band;
 } topbuf;
 
+/* key and idx point at cap + TB_PAD free slots. */
 static void topbuf_init(topbuf *b, float *key, int32_t *idx, size_t k, size_t kcap, size_t cap, float band) {
-    *b = (topbuf){key, idx, 0, (uint32_t)k, (uint32_t)kcap, (uint32_t)cap, 0, false, false, -INFINITY, band};
+    *b = (topbuf){key + 1, idx + 1, 0, (uint32_t)k, (uint32_t)kcap, (uint32_t)cap, false, false, -INFINITY, band};
+    key[0] = INFINITY;
+    idx[0] = -1;
 }
 
 static void topbuf_release(topbuf *b) {
-    if (b->owned) free(b->key), free(b->idx);
+    if (b->owned) free(b->key - 1), free(b->idx - 1);
     b->owned = false;
 }
 
-static inline bool key_before(float ka, int32_t ia, float kb, int32_t ib) { return ka > kb || (ka == kb && ia < ib); }
-
-/* Insertion sort, best first; cheap on the already sorted prefix. */
-static void sort_keys(float *key, int32_t *idx, size_t n) {
-    for (size_t i = 1; i < n; i++) {
-        float k = key[i];
-        int32_t x = idx[i];
-        size_t j = i;
-        while (j > 0 && key_before(k, x, key[j - 1], idx[j - 1])) {
-            key[j] = key[j - 1];
-            idx[j] = idx[j - 1];
-            j--;
-        }
-        key[j] = k;
-        idx[j] = x;
-    }
-}
-
-typedef struct keyed {
-    float key;
-    int32_t idx;
-} keyed;
-
-static int cmp_keyed(const void *a, const void *b) {
-    const keyed *x = a, *y = b;
-    if (key_before(x->key, x->idx, y->key, y->idx)) return -1;
-    return key_before(y->key, y->idx, x->key, x->idx);
-}
-
-/* Sort all n entries (wide buffers: qsort; insertion sort if out of memory). */
-static void sort_all(float *key, int32_t *idx, size_t n) {
-    keyed *t = n > 64 ? malloc(n * sizeof *t) : NULL;
-    if (!t) {
-        sort_keys(key, idx, n);
+/* Full buffer (a wide band of near-ties): double it, or keep the kcap best
+ * from now on when it cannot grow. */
+static void topbuf_grow(topbuf *b) {
+    size_t cap = (size_t)b->cap * 2;
+    float *nk = cap <= MAX_CAP ? malloc((cap + TB_PAD) * sizeof *nk) : NULL;
+    int32_t *ni = nk ? malloc((cap + TB_PAD) * sizeof *ni) : NULL;
+    if (!ni) {
+        free(nk);
+        b->overflow = true;
+        b->thr = b->key[b->kcap - 1]; /* >= the old thr: every kept row beat it */
+        b->n = b->kcap;
         return;
     }
-    for (size_t i = 0; i < n; i++) t[i] = (keyed){key[i], idx[i]};
-    qsort(t, n, sizeof *t, cmp_keyed);
-    for (size_t i = 0; i < n; i++) key[i] = t[i].key, idx[i] = t[i].idx;
-    free(t);
+    memcpy(nk, b->key - 1, (b->n + 1) * sizeof *nk);
+    memcpy(ni, b->idx - 1, (b->n + 1) * sizeof *ni);
+    topbuf_release(b);
+    b->key = nk + 1, b->idx = ni + 1, b->cap = (uint32_t)cap, b->owned = true;
 }
 
-static inline void raise_thr(topbuf *b, float thr) {
+/* After an insertion: raise thr, drop the rows at or below it. */
+static inline void topbuf_settle(topbuf *b) {
+    if (b->n < b->kcap) return;
+    float best = b->key[b->kcap - 1], lim = b->key[b->k - 1] - b->band;
+    float thr = b->overflow || lim > best ? best : lim;
     if (thr > b->thr) b->thr = thr;
+    while (b->n > b->kcap && !(b->key[b->n - 1] > b->thr)) b->n--;
 }
 
-/* The near-tie path: sort everything, keep the band, grow if needed. */
-static void topbuf_compact_wide(topbuf *b) {
-    const size_t kcap = b->kcap, n = b->n;
-    sort_all(b->key, b->idx, n);
-    float lim = b->key[b->k - 1] - b->band;
-    size_t keep = kcap;
-    while (!b->overflow && keep < n && b->key[keep] > lim) keep++;
-    if (keep > b->cap / 2) {
-        size_t cap = b->cap;
-        while (keep > cap / 2 && cap * 2 <= MAX_CAP) cap *= 2;
-        float *nk = keep <= cap / 2 ? malloc(cap * sizeof *nk) : NULL;
-        int32_t *ni = nk ? malloc(cap * sizeof *ni) : NULL;
-        if (!ni) {
-            free(nk);
-            b->overflow = true; /* from now on the kcap best only */
-            keep = kcap;
-        } else {
-            memcpy(nk, b->key, keep * sizeof *nk);
-            memcpy(ni, b->idx, keep * sizeof *ni);
-            topbuf_release(b);
-            b->key = nk, b->idx = ni, b->cap = (uint32_t)cap, b->owned = true;
-        }
+/* Insert row j with key > thr (the plain path). */
+static inline void topbuf_insert(topbuf *b, float key, int32_t j) {
+    if (b->n == b->cap) {
+        topbuf_grow(b);
+        if (!(key > b->thr)) return;
     }
-    b->n = b->ns = (uint32_t)keep;
-    float thr = b->key[kcap - 1];
-    raise_thr(b, b->overflow || lim > thr ? thr : lim);
+    uint32_t i = b->n++;
+    for (; i > 0 && b->key[i - 1] < key; i--) b->key[i] = b->key[i - 1], b->idx[i] = b->idx[i - 1];
+    b->key[i] = key;
+    b->idx[i] = j;
+    topbuf_settle(b);
 }
 
-/* Keep the kcap best (and the band). After the first compaction the first
- * kcap entries are sorted, so only the appended tail is sorted and then
- * merged in place from the back (output slot i + j + 1 never overtakes the
- * unread prefix slot i) -- unless the merged (kcap+1)-th key is within the
- * band of the k-th, or the buffer holds a band already: then the wide path. */
-static void topbuf_compact(topbuf *b) {
-    const size_t kcap = b->kcap, k = b->k, nt = b->n - kcap;
-    float *key = b->key;
-    int32_t *idx = b->idx;
-    if (b->ns != kcap) {
-        topbuf_compact_wide(b);
-        return;
+#if KNN_X86
+/* The same without a data-dependent branch: every slot i <= n becomes
+ * key[i] if it stays before the new row (key[i] >= key: ties keep the lower
+ * index, offered first), else the new row if slot i - 1 stays, else key[i - 1]
+ * -- eight slots at a time, from the back, so that each vector reads slots
+ * not yet written. The insertion loop's exit, a branch at a random place,
+ * cost more than the moves (perf: 40 % of the selection). */
+CB_TARGET_AVX2 static inline void topbuf_insert_avx2(topbuf *b, float key, int32_t j) {
+    if (b->n == b->cap) {
+        topbuf_grow(b);
+        if (!(key > b->thr)) return;
     }
-    float *tk = key + kcap;
-    int32_t *ti = idx + kcap;
-    sort_keys(tk, ti, nt);
-    size_t a = 0, t = 0; /* the kcap best are prefix[0, a) and tail[0, t) */
-    float kth = 0.0f;
-    while (a + t < kcap) {
-        if (t < nt && key_before(tk[t], ti[t], key[a], idx[a])) kth = tk[t++];
-        else kth = key[a++];
-        if (a + t == k) break;
+    const __m256 x = _mm256_set1_ps(key);
+    const __m256i xi = _mm256_set1_epi32(j);
+    float *k = b->key;
+    int32_t *ix = b->idx;
+    const __m256i n = _mm256_set1_epi32((int32_t)b->n), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int32_t i = (int32_t)(b->n & ~7u); i >= 0; i -= 8) {
+        __m256 a = _mm256_loadu_ps(k + i), p = _mm256_loadu_ps(k + i - 1);
+        __m256 held = _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, _mm256_add_epi32(_mm256_set1_epi32(i), lane)));
+        __m256i ai = _mm256_loadu_si256((const __m256i *)(ix + i)),
+                pi = _mm256_loadu_si256((const __m256i *)(ix + i - 1));
+        __m256 stay = _mm256_and_ps(held, _mm256_cmp_ps(a, x, _CMP_GE_OQ)), prev_stays = _mm256_cmp_ps(p, x, _CMP_GE_OQ);
+        __m256 rk = _mm256_blendv_ps(_mm256_blendv_ps(p, x, prev_stays), a, stay);
+        __m256i ri = _mm256_castps_si256(_mm256_blendv_ps(
+            _mm256_blendv_ps(_mm256_castsi256_ps(pi), _mm256_castsi256_ps(xi), prev_stays), _mm256_castsi256_ps(ai),
+            stay));
+        _mm256_storeu_ps(k + i, rk);
+        _mm256_storeu_si256((__m256i *)(ix + i), ri);
     }
-    while (a + t < kcap) { /* the same walk, past the k-th */
-        if (t < nt && key_before(tk[t], ti[t], key[a], idx[a])) t++;
-        else a++;
-    }
-    float next = t < nt && (a == kcap || key_before(tk[t], ti[t], key[a], idx[a])) ? tk[t] : a < kcap ? key[a] : -INFINITY;
-    if (!b->overflow && next > kth - b->band) {
-        topbuf_compact_wide(b);
-        return;
-    }
-    for (size_t o = kcap; t > 0;) {
-        o--;
-        if (a > 0 && key_before(tk[t - 1], ti[t - 1], key[a - 1], idx[a - 1])) {
-            key[o] = key[a - 1], idx[o] = idx[a - 1], a--;
-        } else {
-            key[o] = tk[t - 1], idx[o] = ti[t - 1], t--;
-        }
-    }
-    b->n = (uint32_t)kcap;
-    float lim = key[k - 1] - b->band;
-    raise_thr(b, b->overflow || lim > key[kcap - 1] ? key[kcap - 1] : lim);
+    b->n++;
+    topbuf_settle(b);
 }
+#endif
 
 /* The same for canonical (double) keys, used by the fallback and insertion. */
 typedef struct dheap {
@@ -403,11 +370,7 @@ static void seed_threshold(topbuf *b, const float *s, const float *hn, size_t nb
  * worst are looked at individually. */
 
 static inline void offer_one(topbuf *h, const qexcl *e, float key, size_t j) {
-    if (key > h->thr && !is_excluded(e, j)) {
-        h->key[h->n] = key;
-        h->idx[h->n] = (int32_t)j;
-        if (++h->n == h->cap) topbuf_compact(h);
-    }
+    if (key > h->thr && !is_excluded(e, j)) topbuf_insert(h, key, (int32_t)j);
 }
 
 static void scan_scalar(const float *s, const float *hn, size_t nb, size_t j0, topbuf *h, const qexcl *e) {
@@ -416,12 +379,22 @@ static void scan_scalar(const float *s, const float *hn, size_t nb, size_t j0, t
 
 #if KNN_X86
 /* Offer only the lanes whose bit is set (they beat the threshold as it was
- * when the block was loaded; offer_one re-tests against the current one). */
+ * when the block was loaded; each is re-tested against the current one). */
 static inline void offer_bits(const float *s, const float *hn, unsigned bits, size_t j0, topbuf *h, const qexcl *e) {
     while (bits) {
         unsigned l = (unsigned)__builtin_ctz(bits);
         bits &= bits - 1;
         offer_one(h, e, hn ? s[l] - hn[l] : s[l], j0 + l);
+    }
+}
+
+CB_TARGET_AVX2 static inline void offer_bits_avx2(const float *s, const float *hn, unsigned bits, size_t j0,
+                                                  topbuf *h, const qexcl *e) {
+    while (bits) {
+        unsigned l = (unsigned)__builtin_ctz(bits);
+        bits &= bits - 1;
+        float key = hn ? s[l] - hn[l] : s[l];
+        if (key > h->thr && !is_excluded(e, j0 + l)) topbuf_insert_avx2(h, key, (int32_t)(j0 + l));
     }
 }
 
@@ -451,7 +424,7 @@ static void scan_sse(const float *s, const float *hn, size_t nb, size_t j0, topb
     scan_scalar(s + j, hn ? hn + j : NULL, nb - j, j0 + j, h, e);
 }
 
-__attribute__((target("avx2"))) static void scan_avx2(const float *s, const float *hn, size_t nb, size_t j0,
+CB_TARGET_AVX2 static void scan_avx2(const float *s, const float *hn, size_t nb, size_t j0,
                                                        topbuf *h, const qexcl *e) {
     size_t j = 0;
     __m256 thr = _mm256_set1_ps(h->thr);
@@ -471,7 +444,7 @@ __attribute__((target("avx2"))) static void scan_avx2(const float *s, const floa
                             (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(b, thr, _CMP_GT_OQ)) << 8 |
                             (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(c, thr, _CMP_GT_OQ)) << 16 |
                             (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(d, thr, _CMP_GT_OQ)) << 24;
-            offer_bits(s + j, hn ? hn + j : NULL, bits, j0 + j, h, e);
+            offer_bits_avx2(s + j, hn ? hn + j : NULL, bits, j0 + j, h, e);
             thr = _mm256_set1_ps(h->thr);
         }
     }
@@ -537,8 +510,8 @@ static kernels pick_kernels(size_t d) {
 #if KNN_X86
     __builtin_cpu_init();
     k.scan = scan_sse;
-    if (__builtin_cpu_supports("avx2")) k.scan = scan_avx2;
-    if (d % 8 == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k.dots = dots_avx2;
+    if (cb_cpu_avx2()) k.scan = scan_avx2;
+    if (d % 8 == 0 && cb_cpu_avx2()) k.dots = dots_avx2;
 #else
     (void)d;
 #endif
@@ -668,8 +641,8 @@ static void *batch_run(void *arg) {
     const cb_knn_index *ix = jb->ix;
     const size_t d = ix->d, kcap = jb->kcap, cap = jb->cap, panel = jb->query_panel;
     float *tile = malloc(jb->query_tile * jb->base_tile * sizeof *tile);
-    float *bk = malloc(panel * cap * sizeof *bk);
-    int32_t *bi = malloc(panel * cap * sizeof *bi);
+    float *bk = malloc(panel * (cap + TB_PAD) * sizeof *bk);
+    int32_t *bi = malloc(panel * (cap + TB_PAD) * sizeof *bi);
     topbuf *tb = malloc(panel * sizeof *tb);
     const size_t ccap = cap > jb->k ? cap : jb->k;
     cand *c = malloc(ccap * sizeof *c);
@@ -682,7 +655,7 @@ static void *batch_run(void *arg) {
     while (!atomic_load(&jb->failed) && (u = atomic_fetch_add(&jb->next_unit, 1)) < jb->n_units) {
         size_t q0 = u * panel, pr = jb->nq - q0 < panel ? jb->nq - q0 : panel;
         for (size_t r = 0; r < pr; r++)
-            topbuf_init(&tb[r], bk + r * cap, bi + r * cap, jb->k, kcap, cap, band_of(jb, q0 + r));
+            topbuf_init(&tb[r], bk + r * (cap + TB_PAD), bi + r * (cap + TB_PAD), jb->k, kcap, cap, band_of(jb, q0 + r));
         for (size_t b0 = 0; b0 < ix->n; b0 += jb->base_tile) {
             size_t nb = ix->n - b0 < jb->base_tile ? ix->n - b0 : jb->base_tile;
             for (size_t t0 = 0; t0 < pr; t0 += jb->query_tile) {
@@ -730,7 +703,7 @@ static void *vec_run(void *arg) {
     const float *hn = jb->metric == CB_KNN_L2 ? ix->half_sqnorm : NULL;
     float dots[VEC_BLOCK];
     for (size_t q = 0; q < jb->nq; q++)
-        topbuf_init(&w->tb[q], w->bk + q * cap, w->bi + q * cap, jb->k, jb->kcap, cap, band_of(jb, q));
+        topbuf_init(&w->tb[q], w->bk + q * (cap + TB_PAD), w->bi + q * (cap + TB_PAD), jb->k, jb->kcap, cap, band_of(jb, q));
     size_t u;
     while ((u = atomic_fetch_add(&jb->next_unit, 1)) < jb->n_units) {
         size_t u0 = u * VEC_UNIT, u1 = ix->n - u0 < VEC_UNIT ? ix->n : u0 + VEC_UNIT;
@@ -850,7 +823,7 @@ static int search_job(const cb_knn_index *ix, const float *Q, size_t nq, size_t 
         /* Threads cost ~50 us to start: not worth it for small catalogs. */
         if (ix->n * ix->d * nq < ((size_t)1 << 20)) nthreads = 1;
         if ((size_t)nthreads > jb.n_units) nthreads = (int)jb.n_units;
-        size_t cap = jb.cap, per = nq * cap, m = (size_t)nthreads * cap;
+        size_t cap = jb.cap, per = nq * (cap + TB_PAD), m = (size_t)nthreads * cap;
         vec_worker *w = cb_calloc((size_t)nthreads, sizeof *w, err);
         topbuf *tb = cb_calloc((size_t)nthreads * nq, sizeof *tb, err);
         float *bk = cb_calloc((size_t)nthreads * per, sizeof *bk, err);

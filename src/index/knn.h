@@ -6,8 +6,9 @@
  * search) or by squared Euclidean distance. Batches run as blocked
  * cblas_sgemm (a query tile against a base tile) followed by a SIMD
  * threshold scan of the scores (most fail the test against the current k-th
- * best and are never touched again; the few that pass go to a small
- * per-query buffer, cut back to the best when full); fewer than
+ * best and are never touched again; the few that pass are inserted in order
+ * into a small sorted per-query buffer, which raises the threshold at once);
+ * fewer than
  * params.batch_min queries run a fused dot+scan loop over B instead, which
  * streams the matrix once. Memory is O(tile + nq * k), never O(nq * n).
  *
