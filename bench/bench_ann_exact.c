@@ -10,7 +10,10 @@
  * rows drawn from 2,000 prototypes, a third exact copies, the rest moved by a
  * relative 1e-6 (below the rounding bound of a 32-long float dot).
  * Usage: bench_ann_exact [--vectors FILE.npy] [--k 20] [--threads 2] [--reps 3]
- * (--reps: alternating table / sgemm passes, the best of each kept) */
+ *                        [--query-tile Q --base-tile B]
+ * (--reps: alternating table / sgemm passes, the best of each kept; the tile
+ * options change the one-search-per-item table's tiles, never the sgemm's,
+ * which stays at the default tiles) */
 #include "index/knn.h"
 #include "bench_npy.h"
 
