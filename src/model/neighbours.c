@@ -5,6 +5,7 @@
 
 #include "model/comm.h"
 
+#include <cblas.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -144,9 +145,14 @@ static int ease_prepare(fit_ctx *f, cb_error *err) {
         for (size_t a = off[r]; a < off[r + 1]; a++)
             for (size_t b = off[r]; b < off[r + 1]; b++) f->inv[(size_t)col[a] * n + col[b]] += 1.0;
     for (size_t a = 0; a < n; a++) f->inv[a * n + a] += f->param;
-    int dim = (int)n, info = 0;
+    /* One OpenBLAS thread: a threaded Cholesky sums in a thread-dependent
+     * order, and the chosen neighbours must not depend on the caller's BLAS
+     * thread count (mpirun ranks and a single process must agree). */
+    int dim = (int)n, info = 0, blas = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     dpotrf_("L", &dim, f->inv, &dim, &info, 1);
     if (info == 0) dpotri_("L", &dim, f->inv, &dim, &info, 1);
+    openblas_set_num_threads(blas);
     if (info != 0) return cb_fail(err, CB_ENUMERIC, "neighbours: EASE's Cholesky inverse failed (LAPACK info %d)", info);
     for (size_t r = 0; r < n; r++)
         for (size_t c = r + 1; c < n; c++) f->inv[c * n + r] = f->inv[r * n + c];
