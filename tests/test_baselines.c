@@ -651,7 +651,7 @@ static void item_knn_matches_brute_force(void **state) {
     cb_dataset *ds = tu_ds_new();
     cb_rng rng;
     cb_rng_seed(&rng, 11);
-    char u[8], it[8];
+    char u[16], it[16];
     for (int i = 0; i < NI; i++) snprintf(it, sizeof it, "i%d", i), tu_ds_intern(ds->items, it);
     for (int a = 0; a < NU; a++)
         for (int i = 0; i < NI; i++)
