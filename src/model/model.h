@@ -137,9 +137,9 @@ void cb_model_config_base(cb_model_config *c);
 /* The training defaults (`cbrec train`, `cbrec eval` and the C API start
  * from here): the base above plus the default of every TRAIN key
  * (model/train_config.c, their one home; measured there): layers {256,128},
- * dim 32, l2norm on, objective both with split heads, temperature 0.2, logQ
- * on, rating weight 2, popularity prior 1, item-id embedding on, item dropout
- * 0.25, user dropout 0.1, no history bag, MSE, Adam lr
+ * dim 32, l2norm on, objective both with split heads, temperature 0.1, logQ
+ * on, below-weight 0.5, rating weight 3, popularity prior 0.5, item-id
+ * embedding on, item dropout 0.25, user dropout 0.1, no history bag, MSE, Adam lr
  * 0.002, no decay, batch 256, 10 epochs, patience 0, seed 1, threads 0 (every core).
  * user_in / item_in are left 0: the caller must set them. */
 void cb_model_config_default(cb_model_config *c);
