@@ -11,6 +11,7 @@
 #include "cbrec.h"
 #include "testutil.h"
 
+#include <jansson.h>
 #include <math.h>
 
 #define N_PAIRS 30
@@ -392,6 +393,38 @@ static void recommender_uses_and_saves_it(void **state) {
     cb_dataset_free(ds);
 }
 
+/* K's tie-break as the tuning JSON shows it: the chosen K is the smallest
+ * with a cell within 0.001 (neighbours.c's K_MARGIN) of the grid's best
+ * NDCG@10 (K clamped to the lists' length), and the chosen (divisor, w) is
+ * that K's best cell. The JSON keeps
+ * 5 significant digits, hence the 2e-5 slack. */
+static void check_k_tie_break(const cb_neighbours *nb) {
+    json_error_t jerr;
+    json_t *doc = json_loads(nb->tuning, 0, &jerr), *grid = json_object_get(doc, "grid"), *cell;
+    assert_true(json_array_size(grid) > 0);
+    double top = -1, at_k = -1, chosen = -1, below = -1; /* below: best at a smaller K */
+    size_t i, n_k = 0;
+    json_array_foreach(grid, i, cell) {
+        double v = json_real_value(json_object_get(cell, "ndcg10"));
+        uint32_t k = (uint32_t)json_integer_value(json_object_get(cell, "k"));
+        k = k < N_ITEMS - 1 ? k : N_ITEMS - 1; /* the lists' length clamps K */
+        top = v > top ? v : top;
+        if (k < nb->k) below = v > below ? v : below;
+        if (k != nb->k) continue;
+        n_k++;
+        at_k = v > at_k ? v : at_k;
+        bool one = !strcmp(json_string_value(json_object_get(cell, "divisor")), "one");
+        if (one == nb->raw && fabs(json_real_value(json_object_get(cell, "weight")) - nb->weight) < 1e-6 &&
+            fabs(json_real_value(json_object_get(cell, "param")) - nb->lambda) < 1e-3)
+            chosen = v > chosen ? v : chosen;
+    }
+    assert_true(n_k > 0 && n_k < json_array_size(grid)); /* several K tried */
+    assert_true(at_k >= top - 0.001 - 2e-5);
+    assert_true(below < top - 0.001 + 2e-5);
+    assert_true(chosen >= at_k - 2e-5);
+    json_decref(doc);
+}
+
 /* "auto": the carve prefers the component here (the towers cannot see the
  * pairs), EASE as its inverse fits, and the model file keeps what the carve
  * measured (NDCG@10 and recall@20 per setting). "0": none. */
@@ -416,6 +449,7 @@ static void tuned_on_the_carve(void **state) {
     /* auto kind: EASE where its inverse fits (it does here), never the cosine */
     assert_int_equal(b->neighbours->kind, CB_NEIGHBOURS_EASE);
     assert_null(strstr(b->neighbours->tuning, "\"cosine\""));
+    check_k_tie_break(b->neighbours);
     cb_bundle_free(b);
     cb_recommender_free(rec);
     assert_int_equal(cb_config_set(cfg, "neighbours", "0", &err), CB_OK);
