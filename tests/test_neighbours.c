@@ -393,6 +393,87 @@ static void recommender_uses_and_saves_it(void **state) {
     cb_dataset_free(ds);
 }
 
+/* Random lists (NI items, up to 60 neighbours each, similarities on a
+ * coarse grid so that ties are common, strongest first) against plain
+ * loops: the row is the same floats as the sums in list order, and the
+ * contributors are the largest similarity, the first in the history of
+ * equals, for few asked items (AVX2's compare) and many (the bitset), some
+ * asked twice, some out of any list, some out of range. Run again with
+ * CBREC_NO_AVX2=1 (main). */
+static void fast_paths_match_plain_loops(void **state) {
+    (void)state;
+    enum { NI = 700, KMAX = 60, NH = 300 };
+    int32_t *off = malloc((NI + 1) * sizeof *off), *item = malloc(NI * KMAX * sizeof *item);
+    float *sim = malloc(NI * KMAX * sizeof *sim);
+    cb_rng r;
+    cb_rng_seed(&r, 99);
+    off[0] = 0;
+    for (uint32_t i = 0; i < NI; i++) {
+        int32_t len = i % 50 == 7 ? 0 : (int32_t)(cb_rng_next(&r) % KMAX) + 1, o = off[i];
+        float s = 1.0f;
+        for (int32_t t = 0; t < len; t++) {
+            int32_t j;
+            bool dup;
+            do { /* distinct, never the last 20 items (asked but out of every list) */
+                j = (int32_t)(cb_rng_next(&r) % (NI - 20));
+                dup = false;
+                for (int32_t u = o; u < o + t; u++) dup |= item[u] == j;
+            } while (dup);
+            if (cb_rng_next(&r) % 3 == 0) s -= 1.0f / 128; /* else a tie with the previous */
+            item[o + t] = j, sim[o + t] = s > 0 ? s : 1.0f / 1024;
+        }
+        off[i + 1] = o + len;
+    }
+    cb_neighbours nb = {.n_items = NI, .k = KMAX, .off = off, .item = item, .sim = sim};
+    uint32_t hist[NH];
+    for (size_t h = 0; h < NH; h++) hist[h] = h % 97 == 5 ? NI + 3 : (uint32_t)(cb_rng_next(&r) % NI);
+    hist[10] = hist[3]; /* a history item twice */
+    float *row = malloc(NI * sizeof *row), *ref = malloc(NI * sizeof *ref);
+    for (uint32_t k = 0; k <= 40; k += 40) {
+        memset(ref, 0, NI * sizeof *ref);
+        float max = 0;
+        for (size_t h = 0; h < NH; h++)
+            for (int32_t t = 0; hist[h] < NI && t < off[hist[h] + 1] - off[hist[h]] && (!k || t < (int32_t)k); t++)
+                ref[item[off[hist[h]] + t]] += sim[off[hist[h]] + t];
+        for (uint32_t i = 0; i < NI; i++) max = ref[i] > max ? ref[i] : max;
+        assert_true(cb_neighbours_row(&nb, hist, NH, k, row) == max);
+        assert_memory_equal(row, ref, NI * sizeof *row);
+        for (size_t n_asked = 1; n_asked <= 100; n_asked = n_asked * 3 + 1) {
+            uint32_t asked[100];
+            int64_t pos[100];
+            float got[100];
+            for (size_t q = 0; q < n_asked; q++) asked[q] = (uint32_t)(cb_rng_next(&r) % (NI + 5));
+            if (n_asked > 2) asked[1] = asked[0];
+            cb_error err;
+            assert_int_equal(cb_neighbours_top_contributors(&nb, hist, NH, k, asked, n_asked, pos, got, &err), CB_OK);
+            for (size_t q = 0; q < n_asked; q++) {
+                int64_t want = -1;
+                float best = 0;
+                for (size_t h = 0; h < NH; h++)
+                    for (int32_t t = 0; hist[h] < NI && t < off[hist[h] + 1] - off[hist[h]] && (!k || t < (int32_t)k); t++)
+                        if ((uint32_t)item[off[hist[h]] + t] == asked[q] && sim[off[hist[h]] + t] > best)
+                            best = sim[off[hist[h]] + t], want = (int64_t)h;
+                assert_int_equal(pos[q], want);
+                assert_true(got[q] == best);
+            }
+        }
+    }
+    free(row), free(ref), free(off), free(item), free(sim);
+}
+
+static const char *self_path;
+
+static void plain_path_agrees(void **state) {
+    (void)state;
+    if (!cb_cpu_avx2()) {
+        fprintf(stderr, "skipped: this run already takes the plain path (no AVX2, or CBREC_NO_AVX2 set)\n");
+        return;
+    }
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "CBREC_NO_AVX2=1 '%s' --plain >/dev/null 2>&1", self_path);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* K's tie-break as the tuning JSON shows it: the chosen K is the smallest
  * with a cell within 0.001 (neighbours.c's K_MARGIN) of the grid's best
  * NDCG@10 (K clamped to the lists' length), and the chosen (divisor, w) is
@@ -517,8 +598,16 @@ static void k_beyond_the_catalog(void **state) {
     cb_dataset_free(ds);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(lists_match_reference),
+int main(int argc, char **argv) {
+    self_path = argv[0];
+    if (argc == 2 && strcmp(argv[1], "--plain") == 0) {
+        const struct CMUnitTest plain[] = {cmocka_unit_test(fast_paths_match_plain_loops),
+                                           cmocka_unit_test(lists_match_reference)};
+        return cmocka_run_group_tests_name("neighbours, plain path", plain, NULL, NULL);
+    }
+    const struct CMUnitTest tests[] = {cmocka_unit_test(fast_paths_match_plain_loops),
+                                       cmocka_unit_test(plain_path_agrees),
+                                       cmocka_unit_test(lists_match_reference),
                                        cmocka_unit_test(recommender_uses_and_saves_it),
                                        cmocka_unit_test(tuned_on_the_carve),
                                        cmocka_unit_test(k_beyond_the_catalog)};

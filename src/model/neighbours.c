@@ -6,7 +6,9 @@
 #include "model/comm.h"
 
 #include <cblas.h>
+#if CB_HAVE_AVX2_PATH
 #include <immintrin.h>
+#endif
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -361,12 +363,15 @@ static inline void prefetch_list(const cb_neighbours *nb, const uint32_t *hist, 
 /* The largest of row[0..n) and 0 (SSE, four lanes; max is exact, so the
  * order does not matter). */
 static float row_max(const float *row, size_t n) {
-    __m128 m = _mm_setzero_ps();
+    float max = 0;
     size_t i = 0;
+#if CB_HAVE_AVX2_PATH
+    __m128 m = _mm_setzero_ps();
     for (; i + 4 <= n; i += 4) m = _mm_max_ps(m, _mm_loadu_ps(row + i));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-    float max = _mm_cvtss_f32(m);
+    max = _mm_cvtss_f32(m);
+#endif
     for (; i < n; i++) max = row[i] > max ? row[i] : max;
     return max;
 }
@@ -405,51 +410,102 @@ void cb_neighbours_blend(float *row, const float *raw, size_t n, float max, floa
     for (size_t i = 0; i < n; i++) row[i] += scale * raw[i];
 }
 
-typedef struct target {
-    uint32_t item, at; /* an item asked about, its index in the caller's list */
-} target;
+/* The contributors' search: the distinct items asked about (sorted), the
+ * best similarity and its history position found so far for each, and
+ * `bound`, the least of those bests (0 while one has none): an entry weaker
+ * than bound replaces nothing, and neither does the rest of its list (lists
+ * are sorted strongest first). */
+typedef struct contrib {
+    uint32_t *item;
+    float *best;
+    int64_t *pos;
+    size_t m;
+    float bound;
+    uint64_t *asked; /* bitset of item[] over the catalog */
+} contrib;
 
-static int cmp_target(const void *a, const void *b) {
-    const target *x = a, *y = b;
-    return x->item < y->item ? -1 : x->item > y->item;
+static void contrib_offer(contrib *c, uint32_t it, float s, int64_t h) {
+    size_t lo = 0, hi = c->m; /* it is asked: find it */
+    while (lo + 1 < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c->item[mid] <= it) lo = mid;
+        else hi = mid;
+    }
+    if (!(s > c->best[lo] || (s == c->best[lo] && h < c->pos[lo]))) return; /* ties: the first in the history */
+    bool was_bound = c->best[lo] == c->bound;
+    c->best[lo] = s, c->pos[lo] = h;
+    if (!was_bound) return;
+    float b = c->best[0];
+    for (size_t i = 1; i < c->m; i++) b = c->best[i] < b ? c->best[i] : b;
+    c->bound = b;
 }
 
+/* Offer the entries [t, end) of a list (position h in the history) that are
+ * asked about, eight at a time, stopping at the first eight that start below
+ * the bound. AVX2: the eight ids against every asked item at once (the
+ * matches are rare); plain: the bitset per entry. */
+CB_TARGET_AVX2 static void contrib_scan_avx2(contrib *c, const int32_t *id, const float *sim, int32_t t,
+                                             int32_t end, int64_t h) {
+#if CB_HAVE_AVX2_PATH
+    for (; t + 8 <= end && !(sim[t] < c->bound); t += 8) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(id + t)), hit = _mm256_setzero_si256();
+        for (size_t i = 0; i < c->m; i++)
+            hit = _mm256_or_si256(hit, _mm256_cmpeq_epi32(v, _mm256_set1_epi32((int32_t)c->item[i])));
+        if (_mm256_testz_si256(hit, hit)) continue;
+        for (int32_t u = t; u < t + 8; u++)
+            if (c->asked[(uint32_t)id[u] >> 6] >> (id[u] & 63) & 1) contrib_offer(c, (uint32_t)id[u], sim[u], h);
+    }
+#endif
+    for (; t < end && !(sim[t] < c->bound); t++)
+        if (c->asked[(uint32_t)id[t] >> 6] >> (id[t] & 63) & 1) contrib_offer(c, (uint32_t)id[t], sim[t], h);
+}
+
+static void contrib_scan(contrib *c, const int32_t *id, const float *sim, int32_t t, int32_t end, int64_t h) {
+    for (; t < end && !(sim[t] < c->bound); t++)
+        if (c->asked[(uint32_t)id[t] >> 6] >> (id[t] & 63) & 1) contrib_offer(c, (uint32_t)id[t], sim[t], h);
+}
+
+#define CONTRIB_HEAD 8   /* the first pass: each list's strongest entries */
+#define CONTRIB_AVX2_MAX 16 /* more asked items: the bitset per entry */
+
+/* Strongest first: each list's first CONTRIB_HEAD entries, then the rest of
+ * each while it is not below the bound. The result is the plain rule's (the
+ * largest similarity, the first in the history of equals), as the ties are
+ * compared by position and only entries that replace nothing are skipped. */
 int cb_neighbours_top_contributors(const cb_neighbours *nb, const uint32_t *hist, size_t n_hist, uint32_t k,
                                    const uint32_t *items, size_t n, int64_t *pos, float *sim, cb_error *err) {
     for (size_t i = 0; i < n; i++) pos[i] = -1, sim[i] = 0;
     if (!n) return CB_OK;
-    target *tg = cb_malloc(n * sizeof *tg, err);
-    uint64_t *asked = tg ? cb_calloc(((size_t)nb->n_items + 63) / 64 + 1, sizeof *asked, err) : NULL;
-    if (!asked) {
-        free(tg);
+    contrib c = {.item = cb_malloc(n * sizeof *c.item, err)};
+    c.best = c.item ? cb_calloc(n, sizeof *c.best, err) : NULL;
+    c.pos = c.best ? cb_malloc(n * sizeof *c.pos, err) : NULL;
+    c.asked = c.pos ? cb_calloc(((size_t)nb->n_items + 63) / 64 + 1, sizeof *c.asked, err) : NULL;
+    if (!c.asked) {
+        free(c.item), free(c.best), free(c.pos);
         return CB_ENOMEM;
     }
-    size_t m = 0;
     for (size_t i = 0; i < n; i++)
-        if (items[i] < nb->n_items) {
-            tg[m++] = (target){items[i], (uint32_t)i};
-            asked[items[i] >> 6] |= 1ull << (items[i] & 63);
+        if (items[i] < nb->n_items && !(c.asked[items[i] >> 6] >> (items[i] & 63) & 1)) {
+            c.item[c.m++] = items[i];
+            c.asked[items[i] >> 6] |= 1ull << (items[i] & 63);
         }
-    qsort(tg, m, sizeof *tg, cmp_target);
-    /* one pass over the history's lists in history order: the first of the
-     * largest similarities wins, as in a separate scan per item */
-    for (size_t h = 0; h < n_hist; h++) {
-        uint32_t j = hist[h];
-        if (j >= nb->n_items) continue;
-        int32_t end = nb->off[j + 1];
-        if (k && nb->off[j] + (int32_t)k < end) end = nb->off[j] + (int32_t)k;
-        for (int32_t t = nb->off[j]; t < end; t++) {
-            uint32_t it = (uint32_t)nb->item[t];
-            if (!(asked[it >> 6] >> (it & 63) & 1)) continue;
-            target key = {it, 0};
-            const target *f = bsearch(&key, tg, m, sizeof *tg, cmp_target);
-            while (f > tg && f[-1].item == it) f--; /* an item asked twice: every copy */
-            for (; f < tg + m && f->item == it; f++)
-                if (nb->sim[t] > sim[f->at]) sim[f->at] = nb->sim[t], pos[f->at] = (int64_t)h;
+    qsort(c.item, c.m, sizeof *c.item, cb_cmp_u32);
+    for (size_t i = 0; i < c.m; i++) c.pos[i] = -1;
+    bool avx2 = c.m <= CONTRIB_AVX2_MAX && cb_cpu_avx2();
+    for (int pass = 0; c.m && pass < 2; pass++)
+        for (size_t h = 0; h < n_hist; h++) {
+            if (hist[h] >= nb->n_items) continue;
+            int32_t lo, end = list_span(nb, hist[h], k, &lo), mid = end - lo > CONTRIB_HEAD ? lo + CONTRIB_HEAD : end;
+            int32_t a = pass ? mid : lo, b = pass ? end : mid;
+            if (avx2) contrib_scan_avx2(&c, nb->item, nb->sim, a, b, (int64_t)h);
+            else contrib_scan(&c, nb->item, nb->sim, a, b, (int64_t)h);
         }
+    for (size_t i = 0; i < n; i++) {
+        if (items[i] >= nb->n_items) continue;
+        const uint32_t *f = bsearch(&items[i], c.item, c.m, sizeof *c.item, cb_cmp_u32);
+        pos[i] = c.pos[f - c.item], sim[i] = c.pos[f - c.item] < 0 ? 0 : c.best[f - c.item];
     }
-    free(tg);
-    free(asked);
+    free(c.item), free(c.best), free(c.pos), free(c.asked);
     return CB_OK;
 }
 
