@@ -127,6 +127,22 @@ static size_t cosine_list(fit_ctx *f, uint32_t i, nb_cand *heap) {
     return h;
 }
 
+/* One OpenBLAS thread: a threaded Cholesky sums in a thread-dependent
+ * order, and the chosen neighbours must not depend on the caller's BLAS
+ * thread count (mpirun ranks and a single process must agree). */
+int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, cb_error *err) {
+    for (size_t i = 0; i < n; i++) a[i * n + i] += ridge;
+    int dim = (int)n, info = 0, blas = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    dpotrf_("L", &dim, a, &dim, &info, 1); /* column-major 'L' = row-major upper: the matrix is symmetric */
+    if (info == 0) dpotri_("L", &dim, a, &dim, &info, 1);
+    openblas_set_num_threads(blas);
+    if (info != 0) return cb_fail(err, CB_ENUMERIC, "EASE's Cholesky inverse failed (LAPACK info %d)", info);
+    for (size_t r = 0; r < n; r++)
+        for (size_t c = r + 1; c < n; c++) a[c * n + r] = a[r * n + c];
+    return CB_OK;
+}
+
 /* EASE (Steck 2019): B = I - P diag(1/diag P) with the diagonal zeroed,
  * P = (X^T X + lambda I)^-1; row i of B gives item i's neighbours, B_ij =
  * -P_ij / P_jj. In the user form P = (I - X^T M X) / lambda with
@@ -147,18 +163,8 @@ static int ease_prepare(fit_ctx *f, cb_error *err) {
     for (size_t r = 0; r < n_rows; r++)
         for (size_t a = off[r]; a < off[r + 1]; a++)
             for (size_t b = off[r]; b < off[r + 1]; b++) f->inv[(size_t)col[a] * n + col[b]] += 1.0;
-    for (size_t a = 0; a < n; a++) f->inv[a * n + a] += f->param;
-    /* One OpenBLAS thread: a threaded Cholesky sums in a thread-dependent
-     * order, and the chosen neighbours must not depend on the caller's BLAS
-     * thread count (mpirun ranks and a single process must agree). */
-    int dim = (int)n, info = 0, blas = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-    dpotrf_("L", &dim, f->inv, &dim, &info, 1);
-    if (info == 0) dpotri_("L", &dim, f->inv, &dim, &info, 1);
-    openblas_set_num_threads(blas);
-    if (info != 0) return cb_fail(err, CB_ENUMERIC, "neighbours: EASE's Cholesky inverse failed (LAPACK info %d)", info);
-    for (size_t r = 0; r < n; r++)
-        for (size_t c = r + 1; c < n; c++) f->inv[c * n + r] = f->inv[r * n + c];
+    int rc = cb_neighbours_ridge_inverse(f->inv, n, f->param, err);
+    if (rc) return rc;
     for (uint32_t j = 0; j < f->n_items; j++) {
         if (!f->user_form) {
             f->pdiag[j] = f->inv[(size_t)j * n + j];
