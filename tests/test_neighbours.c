@@ -463,15 +463,13 @@ static void fast_paths_match_plain_loops(void **state) {
 
 static const char *self_path;
 
+/* The same tests on the plain path: this binary again, CBREC_NO_AVX2=1
+ * (nothing to do when this run is already plain). */
 static void plain_path_agrees(void **state) {
     (void)state;
-    if (!cb_cpu_avx2()) {
-        fprintf(stderr, "skipped: this run already takes the plain path (no AVX2, or CBREC_NO_AVX2 set)\n");
-        return;
-    }
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "CBREC_NO_AVX2=1 '%s' --plain >/dev/null 2>&1", self_path);
-    assert_int_equal(system(cmd), 0);
+    if (cb_cpu_avx2()) assert_int_equal(system(cmd), 0);
 }
 
 /* K's tie-break as the tuning JSON shows it: the chosen K is the smallest
