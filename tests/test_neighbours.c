@@ -11,6 +11,7 @@
 #include "cbrec.h"
 #include "testutil.h"
 
+#include <jansson.h>
 #include <math.h>
 
 #define N_PAIRS 30
@@ -392,6 +393,117 @@ static void recommender_uses_and_saves_it(void **state) {
     cb_dataset_free(ds);
 }
 
+/* Random lists (NI items, up to 60 neighbours each, similarities on a
+ * coarse grid so that ties are common, strongest first) against plain
+ * loops: the row is the same floats as the sums in list order, and the
+ * contributors are the largest similarity, the first in the history of
+ * equals, for few asked items (AVX2's compare) and many (the bitset), some
+ * asked twice, some out of any list, some out of range. Run again with
+ * CBREC_NO_AVX2=1 (main). */
+static void fast_paths_match_plain_loops(void **state) {
+    (void)state;
+    enum { NI = 700, KMAX = 60, NH = 300 };
+    int32_t *off = malloc((NI + 1) * sizeof *off), *item = malloc(NI * KMAX * sizeof *item);
+    float *sim = malloc(NI * KMAX * sizeof *sim);
+    cb_rng r;
+    cb_rng_seed(&r, 99);
+    off[0] = 0;
+    for (uint32_t i = 0; i < NI; i++) {
+        int32_t len = i % 50 == 7 ? 0 : (int32_t)(cb_rng_next(&r) % KMAX) + 1, o = off[i];
+        float s = 1.0f;
+        for (int32_t t = 0; t < len; t++) {
+            int32_t j;
+            bool dup;
+            do { /* distinct, never the last 20 items (asked but out of every list) */
+                j = (int32_t)(cb_rng_next(&r) % (NI - 20));
+                dup = false;
+                for (int32_t u = o; u < o + t; u++) dup |= item[u] == j;
+            } while (dup);
+            if (cb_rng_next(&r) % 3 == 0) s -= 1.0f / 128; /* else a tie with the previous */
+            item[o + t] = j, sim[o + t] = s > 0 ? s : 1.0f / 1024;
+        }
+        off[i + 1] = o + len;
+    }
+    cb_neighbours nb = {.n_items = NI, .k = KMAX, .off = off, .item = item, .sim = sim};
+    uint32_t hist[NH];
+    for (size_t h = 0; h < NH; h++) hist[h] = h % 97 == 5 ? NI + 3 : (uint32_t)(cb_rng_next(&r) % NI);
+    hist[10] = hist[3]; /* a history item twice */
+    float *row = malloc(NI * sizeof *row), *ref = malloc(NI * sizeof *ref);
+    for (uint32_t k = 0; k <= 40; k += 40) {
+        memset(ref, 0, NI * sizeof *ref);
+        float max = 0;
+        for (size_t h = 0; h < NH; h++)
+            for (int32_t t = 0; hist[h] < NI && t < off[hist[h] + 1] - off[hist[h]] && (!k || t < (int32_t)k); t++)
+                ref[item[off[hist[h]] + t]] += sim[off[hist[h]] + t];
+        for (uint32_t i = 0; i < NI; i++) max = ref[i] > max ? ref[i] : max;
+        assert_true(cb_neighbours_row(&nb, hist, NH, k, row) == max);
+        assert_memory_equal(row, ref, NI * sizeof *row);
+        for (size_t n_asked = 1; n_asked <= 100; n_asked = n_asked * 3 + 1) {
+            uint32_t asked[100];
+            int64_t pos[100];
+            float got[100];
+            for (size_t q = 0; q < n_asked; q++) asked[q] = (uint32_t)(cb_rng_next(&r) % (NI + 5));
+            if (n_asked > 2) asked[1] = asked[0];
+            cb_error err;
+            assert_int_equal(cb_neighbours_top_contributors(&nb, hist, NH, k, asked, n_asked, pos, got, &err), CB_OK);
+            for (size_t q = 0; q < n_asked; q++) {
+                int64_t want = -1;
+                float best = 0;
+                for (size_t h = 0; h < NH; h++)
+                    for (int32_t t = 0; hist[h] < NI && t < off[hist[h] + 1] - off[hist[h]] && (!k || t < (int32_t)k); t++)
+                        if ((uint32_t)item[off[hist[h]] + t] == asked[q] && sim[off[hist[h]] + t] > best)
+                            best = sim[off[hist[h]] + t], want = (int64_t)h;
+                assert_int_equal(pos[q], want);
+                assert_true(got[q] == best);
+            }
+        }
+    }
+    free(row), free(ref), free(off), free(item), free(sim);
+}
+
+static const char *self_path;
+
+/* The same tests on the plain path: this binary again, CBREC_NO_AVX2=1
+ * (nothing to do when this run is already plain). */
+static void plain_path_agrees(void **state) {
+    (void)state;
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "CBREC_NO_AVX2=1 '%s' --plain >/dev/null 2>&1", self_path);
+    if (cb_cpu_avx2()) assert_int_equal(system(cmd), 0);
+}
+
+/* K's tie-break as the tuning JSON shows it: the chosen K is the smallest
+ * with a cell within 0.001 (neighbours.c's K_MARGIN) of the grid's best
+ * NDCG@10 (K clamped to the lists' length), and the chosen (divisor, w) is
+ * that K's best cell. The JSON keeps
+ * 5 significant digits, hence the 2e-5 slack. */
+static void check_k_tie_break(const cb_neighbours *nb) {
+    json_error_t jerr;
+    json_t *doc = json_loads(nb->tuning, 0, &jerr), *grid = json_object_get(doc, "grid"), *cell;
+    assert_true(json_array_size(grid) > 0);
+    double top = -1, at_k = -1, chosen = -1, below = -1; /* below: best at a smaller K */
+    size_t i, n_k = 0;
+    json_array_foreach(grid, i, cell) {
+        double v = json_real_value(json_object_get(cell, "ndcg10"));
+        uint32_t k = (uint32_t)json_integer_value(json_object_get(cell, "k"));
+        k = k < N_ITEMS - 1 ? k : N_ITEMS - 1; /* the lists' length clamps K */
+        top = v > top ? v : top;
+        if (k < nb->k) below = v > below ? v : below;
+        if (k != nb->k) continue;
+        n_k++;
+        at_k = v > at_k ? v : at_k;
+        bool one = !strcmp(json_string_value(json_object_get(cell, "divisor")), "one");
+        if (one == nb->raw && fabs(json_real_value(json_object_get(cell, "weight")) - nb->weight) < 1e-6 &&
+            fabs(json_real_value(json_object_get(cell, "param")) - nb->lambda) < 1e-3)
+            chosen = v > chosen ? v : chosen;
+    }
+    assert_true(n_k > 0 && n_k < json_array_size(grid)); /* several K tried */
+    assert_true(at_k >= top - 0.001 - 2e-5);
+    assert_true(below < top - 0.001 + 2e-5);
+    assert_true(chosen >= at_k - 2e-5);
+    json_decref(doc);
+}
+
 /* "auto": the carve prefers the component here (the towers cannot see the
  * pairs), EASE as its inverse fits, and the model file keeps what the carve
  * measured (NDCG@10 and recall@20 per setting). "0": none. */
@@ -416,6 +528,7 @@ static void tuned_on_the_carve(void **state) {
     /* auto kind: EASE where its inverse fits (it does here), never the cosine */
     assert_int_equal(b->neighbours->kind, CB_NEIGHBOURS_EASE);
     assert_null(strstr(b->neighbours->tuning, "\"cosine\""));
+    check_k_tie_break(b->neighbours);
     cb_bundle_free(b);
     cb_recommender_free(rec);
     assert_int_equal(cb_config_set(cfg, "neighbours", "0", &err), CB_OK);
@@ -483,8 +596,16 @@ static void k_beyond_the_catalog(void **state) {
     cb_dataset_free(ds);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(lists_match_reference),
+int main(int argc, char **argv) {
+    self_path = argv[0];
+    if (argc == 2 && strcmp(argv[1], "--plain") == 0) {
+        const struct CMUnitTest plain[] = {cmocka_unit_test(fast_paths_match_plain_loops),
+                                           cmocka_unit_test(lists_match_reference)};
+        return cmocka_run_group_tests_name("neighbours, plain path", plain, NULL, NULL);
+    }
+    const struct CMUnitTest tests[] = {cmocka_unit_test(fast_paths_match_plain_loops),
+                                       cmocka_unit_test(plain_path_agrees),
+                                       cmocka_unit_test(lists_match_reference),
                                        cmocka_unit_test(recommender_uses_and_saves_it),
                                        cmocka_unit_test(tuned_on_the_carve),
                                        cmocka_unit_test(k_beyond_the_catalog)};

@@ -1,6 +1,7 @@
 /* itemrec — EASE and item-kNN over the binary training matrix, and the
  * choice of their settings on a validation carve. See itemrec.h. */
 #include "eval/itemrec.h"
+#include "model/neighbours.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -15,8 +16,6 @@
  * character argument last (ignored by OpenBLAS's own C implementations). */
 extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t uplo_len);
 extern void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t uplo_len);
-extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
-extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
 
 #define NO_ITEM UINT32_MAX
 
@@ -184,13 +183,8 @@ static int fit_ease_users(cb_itemrec *m, cb_error *err) {
             double *row = m->M + (size_t)m->iu_user[a] * n;
             for (size_t b = m->iu_off[i]; b < m->iu_off[i + 1]; b++) row[m->iu_user[b]] += 1.0;
         }
-    for (int a = 0; a < n; a++) m->M[(size_t)a * n + a] += lambda;
-    int info = 0;
-    dpotrf_("L", &n, m->M, &n, &info, 1);
-    if (info == 0) dpotri_("L", &n, m->M, &n, &info, 1);
-    if (info != 0) return cb_fail(err, CB_ENUMERIC, "ease: Cholesky inverse failed (LAPACK info %d)", info);
-    for (int r = 0; r < n; r++)
-        for (int c = r + 1; c < n; c++) m->M[(size_t)c * n + r] = m->M[(size_t)r * n + c];
+    int rc = cb_neighbours_ridge_inverse(m->M, (size_t)n, lambda, err);
+    if (rc) return rc;
     for (uint32_t j = 0; j < m->n_active; j++) { /* P_jj = (1 - x_j^T M x_j) / lambda */
         double q = 0;
         for (size_t a = m->iu_off[j]; a < m->iu_off[j + 1]; a++) {
