@@ -679,6 +679,10 @@ size_t cb_hnsw_rows(const cb_hnsw *h) { return h ? h->n : 0; }
 size_t cb_hnsw_m(const cb_hnsw *h) { return h ? h->m : 0; }
 size_t cb_hnsw_ef_construction(const cb_hnsw *h) { return h ? h->ef_construction : 0; }
 
+float cb_hnsw_distance(const cb_hnsw *h, const float *q, size_t j, cb_knn_metric metric) {
+    return (metric == CB_KNN_DOT ? h->ndot : h->l2).one(q, h->B + j * h->d, h->d);
+}
+
 /* ---------------------------------------------------------------------------
  * Search. */
 

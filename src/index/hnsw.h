@@ -70,6 +70,11 @@ int cb_hnsw_search(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_knn
  * CB_HNSW_TABLE_EF. */
 int cb_hnsw_similar_table(cb_knn_table *table, const cb_hnsw *h, size_t k, size_t ef, int threads, cb_error *err);
 
+/* The walk's float distance from q [d] to row j: squared Euclidean, or -q.b
+ * for CB_KNN_DOT (its ranking; answers are rescored canonically). The plain
+ * and AVX2 paths give the same floats (tests compare them). */
+float cb_hnsw_distance(const cb_hnsw *h, const float *q, size_t j, cb_knn_metric metric);
+
 /* Save atomically (format "cbrec-hnsw"); `fingerprint` (non-empty) names the
  * model whose vectors were indexed. Load maps the file and borrows B [n x d]:
  * CB_EFORMAT when the file is corrupt, from another model, or of another
