@@ -15,15 +15,18 @@
  * still finds fewer than k eligible rows, ef grows (x4) until it does or the
  * whole graph was reached, and then the exact search answers that query.
  *
- * Building uses every core by default: threads take the next node to insert
+ * Nodes are inserted in a locality order drawn from the seed (hnsw.c: every
+ * 16th row first, then pivot splits, so consecutive insertions are near each
+ * other). Building uses every core by default: threads take the next node to insert
  * and lock one node's link lists at a time (striped mutexes; a node raising
  * the top layer holds the entry-point lock through its insertion). Levels
  * come from a splitmix64 stream, so they never depend on the threads; the
  * links do (which node a thread reaches first varies), so only a build with
- * threads = 1 — nodes inserted in index order, no locks — is deterministic:
+ * threads = 1 — nodes inserted in that order, no locks — is deterministic:
  * same vectors, M, ef_construction and seed give the same graph, bit for bit.
  * Searching is read-only and may run from many threads at once; each call
- * allocates its own scratch (a visited-tag array of n words per worker).
+ * allocates its own scratch (a visited bitset of n bits per worker). The walk's
+ * float distances are the same bits on the plain and AVX2 paths.
  *
  * Files: the st container (base/st.h) with format "cbrec-hnsw": links are
  * tensors, checksummed, and memory-mapped at load (not copied). The vectors
