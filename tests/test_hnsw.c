@@ -3,7 +3,9 @@
  * dot products; filtered search (a bitmap excluding most rows, self
  * exclusion) keeping its recall and never returning an excluded row; scores
  * equal to the exact ones wherever the rows agree; deterministic builds; the
- * similar-items table; save / load (mapped) giving the same answers, and
+ * similar-items table (also from a graph built with precompute's
+ * ef_construction 64); the plain and AVX2 distance paths giving the same
+ * graph and answers bit for bit; save / load (mapped) giving the same answers, and
  * refusing another model, another shape or a corrupted file; and the
  * recommender's search modes over a tiny trained model (public API). */
 #include "testutil.h"
@@ -220,7 +222,16 @@ static void deterministic_and_table(void **state) {
             assert_true(tc.neighbors[i * k + j] != (int32_t)i);
             if (j) assert_true(ta.distances[i * k + j] >= ta.distances[i * k + j - 1]);
         }
-    cb_knn_table_free(&ta), cb_knn_table_free(&tb), cb_knn_table_free(&tc), cb_knn_table_free(&te);
+    cb_knn_table_free(&ta), cb_knn_table_free(&tb), cb_knn_table_free(&tc);
+    cb_hnsw *e = NULL; /* precompute's graph: ef_construction 64 */
+    cb_hnsw_build_params bp = {.ef_construction = 64, .threads = 2};
+    assert_int_equal(cb_hnsw_build(&e, B, n, d, &bp, &err), CB_OK);
+    assert_int_equal(cb_hnsw_similar_table(&ta, e, k, 0, 2, &err), CB_OK);
+    r = recall(ta.neighbors, te.neighbors, n, k);
+    fprintf(stderr, "  similar table, ef_construction 64: recall@10 %.4f\n", r);
+    assert_true(r >= 0.95);
+    cb_hnsw_free(e);
+    cb_knn_table_free(&ta), cb_knn_table_free(&te);
     assert_int_equal(cb_hnsw_similar_table(&te, a, n, 0, 1, &err), CB_EINVAL); /* k must be < n */
     cb_hnsw_free(a), cb_hnsw_free(b), cb_hnsw_free(c);
     free(B);
@@ -261,6 +272,76 @@ static void save_load(void **state) {
     rmdir(dir);
     free(path), free(dir), free(i1), free(i2), free(B), free(Q);
     cb_hnsw_free(h);
+}
+
+static const char *self_path;
+
+/* Build (1 thread) on seeded data of d = 32 and d = 13 (a tail beside the
+ * 8-lane blocks), save the graph and the answers by distance and by dot
+ * product and the walk's distances from the queries to every 7th row to
+ * DIR/TAG-d.{hnsw,ans}. */
+static void write_answers(const char *dir, const char *tag) {
+    const size_t n = 2000, nq = 100, k = 10, dims[] = {32, 13};
+    for (size_t t = 0; t < 2; t++) {
+        size_t d = dims[t];
+        float *B = make_data(51, n, d, true), *Q = make_data(52, nq, d, true);
+        cb_hnsw *h = build_threads(B, n, d, 1);
+        char name[64];
+        snprintf(name, sizeof name, "%s-%zu.hnsw", tag, d);
+        char *path = tu_path(dir, name);
+        cb_error err;
+        assert_int_equal(cb_hnsw_save(h, path, "m", &err), CB_OK);
+        snprintf(name, sizeof name, "%s-%zu.ans", tag, d);
+        char *apath = tu_path(dir, name);
+        FILE *f = fopen(apath, "wb");
+        assert_non_null(f);
+        int32_t idx[100 * 10];
+        float sc[100 * 10];
+        for (int m = 0; m < 2; m++) {
+            cb_knn_params p = {.threads = 1, .ef = 2 * CB_HNSW_DEFAULT_EF};
+            assert_int_equal(cb_hnsw_search(h, Q, nq, k, m ? CB_KNN_DOT : CB_KNN_L2, &p, idx, sc, &err), CB_OK);
+            assert_int_equal(fwrite(idx, sizeof idx, 1, f), 1);
+            assert_int_equal(fwrite(sc, sizeof sc, 1, f), 1);
+        }
+        for (size_t q = 0; q < nq; q++) /* the walk's own distances, each metric */
+            for (size_t j = 0; j < n; j += 7) {
+                float dd[2] = {cb_hnsw_distance(h, Q + q * d, j, CB_KNN_L2), cb_hnsw_distance(h, Q + q * d, j, CB_KNN_DOT)};
+                assert_int_equal(fwrite(dd, sizeof dd, 1, f), 1);
+            }
+        assert_int_equal(fclose(f), 0);
+        free(path), free(apath), free(B), free(Q);
+        cb_hnsw_free(h);
+    }
+}
+
+static void same_file(const char *dir, const char *a, const char *b) {
+    char *pa = tu_path(dir, a), *pb = tu_path(dir, b);
+    size_t la, lb;
+    char *fa = slurp(pa, &la), *fb = slurp(pb, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(fa, fb, la);
+    free(fa), free(fb), free(pa), free(pb);
+}
+
+/* The walk's distances in AVX2 and, in a child run with CBREC_NO_AVX2=1, on
+ * the plain path: the same floats, so the same graph and answers, byte for
+ * byte. */
+static void plain_path_agrees(void **state) {
+    (void)state;
+    if (!cb_cpu_avx2()) {
+        fprintf(stderr, "skipped: this run already takes the plain path (no AVX2, or CBREC_NO_AVX2 set)\n");
+        return;
+    }
+    char *dir = tu_tmpdir(), cmd[4200];
+    write_answers(dir, "avx2");
+    snprintf(cmd, sizeof cmd, "CBREC_NO_AVX2=1 '%s' --plain '%s' >/dev/null 2>&1", self_path, dir);
+    assert_int_equal(system(cmd), 0);
+    same_file(dir, "avx2-32.hnsw", "plain-32.hnsw");
+    same_file(dir, "avx2-32.ans", "plain-32.ans");
+    same_file(dir, "avx2-13.hnsw", "plain-13.hnsw");
+    same_file(dir, "avx2-13.ans", "plain-13.ans");
+    tu_rmrf(dir);
+    free(dir);
 }
 
 static cb_config *config(cb_config_kind kind, const char *const kv[][2], size_t n) {
@@ -316,8 +397,14 @@ static void recommender_modes(void **state) {
     free(index_path), free(dir);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    self_path = argv[0];
+    if (argc == 3 && strcmp(argv[1], "--plain") == 0) {
+        write_answers(argv[2], "plain");
+        return 0;
+    }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(plain_path_agrees),
         cmocka_unit_test(recall_at_default_ef),
         cmocka_unit_test(scalar_dims_and_tiny),
         cmocka_unit_test(filtered_search_keeps_recall),

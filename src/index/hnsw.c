@@ -14,18 +14,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define HNSW_X86 1
-#else
-#define HNSW_X86 0
-#endif
-
 #define FORMAT "cbrec-hnsw"
 #define FORMAT_VERSION 1
 #define MAX_LEVEL 30
 
+/* A walk's distance: one pair, or a batch of rows of B (see below). */
 typedef float (*dist_fn)(const float *, const float *, size_t);
+typedef void (*batch_fn)(const float *q, const float *B, size_t d, const int32_t *ids, size_t cnt, float *out);
+typedef struct dists {
+    dist_fn one;
+    batch_fn many;
+} dists;
 
 struct cb_hnsw {
     const float *B;
@@ -42,7 +41,7 @@ struct cb_hnsw {
     int32_t *own_links0, *own_upper; /* built in memory (NULL when loaded) */
     uint8_t *own_levels;
     cb_st *st; /* loaded: the mapping the link pointers point into */
-    dist_fn l2, ndot;
+    dists l2, ndot;
     /* While a parallel build runs: node i's link lists are guarded by
      * locks[i & lock_mask]; entry / max_level by top_lock. NULL otherwise
      * (single-threaded builds and every search after the build). */
@@ -51,64 +50,108 @@ struct cb_hnsw {
 };
 
 /* ---------------------------------------------------------------------------
- * Float distances of the walk (ranking only; results are rescored canonically). */
+ * Float distances of the walk (ranking only; results are rescored canonically).
+ * Eight lane sums added in one fixed order, plain or AVX2 (multiply then add,
+ * no FMA): both paths give the same floats bit for bit, so a graph and its
+ * answers do not depend on the CPU (tests/test_hnsw.c checks it). A batch
+ * call scores one neighbour list's unvisited rows. */
 
-static float l2_scalar(const float *a, const float *b, size_t d) {
-    float s = 0.0f;
-    for (size_t t = 0; t < d; t++) {
-        float x = a[t] - b[t];
-        s += x * x;
+/* The lanes' total in hsum's order: (l0+l4 + l2+l6) + (l1+l5 + l3+l7). */
+static inline float lanes_sum(const float *s) {
+    float a0 = s[0] + s[4], a1 = s[1] + s[5], a2 = s[2] + s[6], a3 = s[3] + s[7];
+    return (a0 + a2) + (a1 + a3);
+}
+
+/* A tail of d % 8 values goes to lanes 0.. in both paths. */
+static inline float l2_plain(const float *a, const float *b, size_t d) {
+    float s[8] = {0};
+    size_t t = 0;
+    for (; t + 8 <= d; t += 8)
+        for (size_t j = 0; j < 8; j++) {
+            float x = a[t + j] - b[t + j];
+            s[j] += x * x;
+        }
+    for (size_t j = 0; t + j < d; j++) {
+        float x = a[t + j] - b[t + j];
+        s[j] += x * x;
     }
-    return s;
+    return lanes_sum(s);
 }
 
-static float ndot_scalar(const float *a, const float *b, size_t d) {
-    float s = 0.0f;
-    for (size_t t = 0; t < d; t++) s += a[t] * b[t];
-    return -s;
+static inline float ndot_plain(const float *a, const float *b, size_t d) {
+    float s[8] = {0};
+    size_t t = 0;
+    for (; t + 8 <= d; t += 8)
+        for (size_t j = 0; j < 8; j++) s[j] += a[t + j] * b[t + j];
+    for (size_t j = 0; t + j < d; j++) s[j] += a[t + j] * b[t + j];
+    return -lanes_sum(s);
 }
 
-#if HNSW_X86
-__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+#if CB_HAVE_AVX2_PATH
+#include <immintrin.h>
 
-__attribute__((target("avx2,fma"))) static float l2_avx2(const float *a, const float *b, size_t d) {
+CB_TARGET_AVX2 static inline float l2_avx2(const float *a, const float *b, size_t d) {
     __m256 acc = _mm256_setzero_ps();
-    for (size_t t = 0; t < d; t += 8) {
+    size_t t = 0;
+    for (; t + 8 <= d; t += 8) {
         __m256 x = _mm256_sub_ps(_mm256_loadu_ps(a + t), _mm256_loadu_ps(b + t));
-        acc = _mm256_fmadd_ps(x, x, acc);
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(x, x));
     }
-    return hsum256(acc);
+    float s[8];
+    _mm256_storeu_ps(s, acc);
+    for (size_t j = 0; t + j < d; j++) {
+        float x = a[t + j] - b[t + j];
+        s[j] += x * x;
+    }
+    return lanes_sum(s);
 }
 
-__attribute__((target("avx2,fma"))) static float ndot_avx2(const float *a, const float *b, size_t d) {
+CB_TARGET_AVX2 static inline float ndot_avx2(const float *a, const float *b, size_t d) {
     __m256 acc = _mm256_setzero_ps();
-    for (size_t t = 0; t < d; t += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + t), _mm256_loadu_ps(b + t), acc);
-    return -hsum256(acc);
+    size_t t = 0;
+    for (; t + 8 <= d; t += 8) acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a + t), _mm256_loadu_ps(b + t)));
+    float s[8];
+    _mm256_storeu_ps(s, acc);
+    for (size_t j = 0; t + j < d; j++) s[j] += a[t + j] * b[t + j];
+    return -lanes_sum(s);
 }
 #endif
+
+static inline void prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
+/* The first (up to) four cache lines of a row. */
+static inline void prefetch_row(const float *v, size_t d) {
+    for (size_t t = 0; t < d && t < 64; t += 16) prefetch(v + t);
+}
+
+/* One batch kernel per distance: the next row is fetched while one is scored. */
+#define BATCH_FN(name, attr, kernel)                                                                        \
+    attr static void name(const float *q, const float *B, size_t d, const int32_t *ids, size_t cnt,        \
+                          float *out) {                                                                     \
+        for (size_t r = 0; r < cnt; r++) {                                                                  \
+            if (r + 1 < cnt) prefetch_row(B + (size_t)ids[r + 1] * d, d);                                   \
+            out[r] = kernel(q, B + (size_t)ids[r] * d, d);                                                  \
+        }                                                                                                   \
+    }
+BATCH_FN(l2_batch_plain, , l2_plain)
+BATCH_FN(ndot_batch_plain, , ndot_plain)
+#if CB_HAVE_AVX2_PATH
+BATCH_FN(l2_batch_avx2, CB_TARGET_AVX2, l2_avx2)
+BATCH_FN(ndot_batch_avx2, CB_TARGET_AVX2, ndot_avx2)
+CB_TARGET_AVX2 static float l2_one_avx2(const float *a, const float *b, size_t d) { return l2_avx2(a, b, d); }
+CB_TARGET_AVX2 static float ndot_one_avx2(const float *a, const float *b, size_t d) { return ndot_avx2(a, b, d); }
+#endif
+static float l2_one_plain(const float *a, const float *b, size_t d) { return l2_plain(a, b, d); }
+static float ndot_one_plain(const float *a, const float *b, size_t d) { return ndot_plain(a, b, d); }
 
 static void pick_dists(cb_hnsw *h) {
-    h->l2 = l2_scalar;
-    h->ndot = ndot_scalar;
-#if HNSW_X86
-    __builtin_cpu_init();
-    if (h->d % 8 == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        h->l2 = l2_avx2;
-        h->ndot = ndot_avx2;
+    h->l2 = (dists){l2_one_plain, l2_batch_plain};
+    h->ndot = (dists){ndot_one_plain, ndot_batch_plain};
+#if CB_HAVE_AVX2_PATH
+    if (cb_cpu_avx2()) {
+        h->l2 = (dists){l2_one_avx2, l2_batch_avx2};
+        h->ndot = (dists){ndot_one_avx2, ndot_batch_avx2};
     }
-#endif
-}
-
-static inline void prefetch(const void *p) {
-#if defined(__GNUC__)
-    __builtin_prefetch(p, 0, 3);
-#else
-    (void)p;
 #endif
 }
 
@@ -148,50 +191,22 @@ static size_t layout_upper(size_t *up_off, const uint8_t *levels, size_t n, size
 }
 
 /* ---------------------------------------------------------------------------
- * A binary max-heap of (key, id); the candidate queue stores -distance so
- * that its top is the nearest. */
+ * Sorted lists of (distance, id), nearest first: the beam and its results.
+ * An insertion goes after equal keys, so the order is deterministic. */
 
 typedef struct hnode {
     float key;
     int32_t id;
 } hnode;
 
-typedef struct heap {
-    hnode *e;
-    size_t n, cap;
-} heap;
-
-static bool heap_push(heap *hp, float key, int32_t id) {
-    if (hp->n == hp->cap) {
-        size_t cap = hp->cap ? 2 * hp->cap : 256;
-        hnode *e = realloc(hp->e, cap * sizeof *e);
-        if (!e) return false;
-        hp->e = e, hp->cap = cap;
+/* Where `key` goes in e[lo..n): after every entry <= key. */
+static inline size_t upper_bound(const hnode *e, size_t lo, size_t n, float key) {
+    while (lo < n) {
+        size_t mid = lo + (n - lo) / 2;
+        if (e[mid].key <= key) lo = mid + 1;
+        else n = mid;
     }
-    size_t i = hp->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (hp->e[p].key >= key) break;
-        hp->e[i] = hp->e[p];
-        i = p;
-    }
-    hp->e[i] = (hnode){key, id};
-    return true;
-}
-
-static hnode heap_pop(heap *hp) {
-    hnode top = hp->e[0], last = hp->e[--hp->n];
-    size_t i = 0, n = hp->n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && hp->e[c + 1].key > hp->e[c].key) c++;
-        if (hp->e[c].key <= last.key) break;
-        hp->e[i] = hp->e[c];
-        i = c;
-    }
-    if (n) hp->e[i] = last;
-    return top;
+    return lo;
 }
 
 /* ---------------------------------------------------------------------------
@@ -208,89 +223,139 @@ static inline bool eligible(const filter *f, size_t j) {
 }
 
 typedef struct walker {
-    uint32_t *tag; /* [n] visited when tag == epoch */
-    int32_t *lbuf; /* [m0 + 1]: a link list copied under its lock (parallel build) */
-    uint32_t epoch;
-    heap cand, res;
-    size_t n_visited;
+    uint64_t *vis;     /* [n / 64] visited bits */
+    size_t *touched;   /* [n / 64] the words set since the last reset */
+    size_t n_touched;
+    int32_t *lbuf;     /* [m0 + 1]: a link list copied under its lock (parallel build) */
+    int32_t *ids;      /* [m0]: one list's unvisited rows ... */
+    float *dd;         /* ... and their distances */
+    hnode *res;        /* [cap_res] the eligible rows kept, nearest first (<= ef) */
+    hnode *cand;       /* [cap_cand] rows to expand: cand[head..n_cand), nearest first */
+    size_t cap_res, cap_cand, n_res, head, n_cand, n_visited;
     bool oom;
 } walker;
 
 static int walker_init(walker *w, size_t n, size_t m0, cb_error *err) {
     memset(w, 0, sizeof *w);
-    w->tag = cb_calloc(n, sizeof *w->tag, err);
-    w->lbuf = w->tag ? cb_calloc(m0 + 1, sizeof *w->lbuf, err) : NULL;
-    return w->lbuf ? CB_OK : CB_ENOMEM;
+    size_t words = (n + 63) / 64;
+    w->vis = cb_calloc(words, sizeof *w->vis, err);
+    w->touched = w->vis ? cb_calloc(words, sizeof *w->touched, err) : NULL;
+    w->lbuf = w->touched ? cb_calloc(m0 + 1, sizeof *w->lbuf, err) : NULL;
+    w->ids = w->lbuf ? cb_calloc(m0 + 1, sizeof *w->ids, err) : NULL;
+    w->dd = w->ids ? cb_calloc(m0 + 1, sizeof *w->dd, err) : NULL;
+    return w->dd ? CB_OK : CB_ENOMEM;
 }
 
 static void walker_free(walker *w) {
-    free(w->tag);
-    free(w->lbuf);
-    free(w->cand.e);
-    free(w->res.e);
+    free(w->vis), free(w->touched), free(w->lbuf), free(w->ids), free(w->dd);
+    free(w->res), free(w->cand);
 }
 
-static void walker_reset(walker *w, size_t n) {
-    if (++w->epoch == 0) {
-        memset(w->tag, 0, n * sizeof *w->tag);
-        w->epoch = 1;
+static bool grow(hnode **e, size_t *cap, size_t need) {
+    if (need <= *cap) return true;
+    size_t cap2 = *cap ? *cap : 64;
+    while (cap2 < need) cap2 *= 2;
+    hnode *p = realloc(*e, cap2 * sizeof *p);
+    if (!p) return false;
+    *e = p, *cap = cap2;
+    return true;
+}
+
+/* Empty lists and no row visited; room for ef results. */
+static bool walker_reset(walker *w, size_t ef) {
+    for (size_t i = 0; i < w->n_touched; i++) w->vis[w->touched[i]] = 0;
+    w->n_touched = w->n_res = w->head = w->n_cand = w->n_visited = 0;
+    return grow(&w->res, &w->cap_res, ef) && grow(&w->cand, &w->cap_cand, ef);
+}
+
+/* Mark row j visited; false if it was already. */
+static inline bool visit(walker *w, int32_t j) {
+    uint64_t *word = &w->vis[(size_t)j / 64], bit = 1ull << ((size_t)j % 64);
+    if (*word & bit) return false;
+    if (!*word) w->touched[w->n_touched++] = (size_t)j / 64;
+    *word |= bit;
+    w->n_visited++;
+    return true;
+}
+
+static bool cand_insert(walker *w, float key, int32_t id) {
+    if (w->n_cand == w->cap_cand) {
+        if (w->head) { /* drop the expanded prefix */
+            memmove(w->cand, w->cand + w->head, (w->n_cand - w->head) * sizeof *w->cand);
+            w->n_cand -= w->head, w->head = 0;
+        } else if (!grow(&w->cand, &w->cap_cand, w->n_cand + 1)) {
+            return false;
+        }
     }
-    w->cand.n = w->res.n = 0;
-    w->n_visited = 0;
+    size_t at = upper_bound(w->cand, w->head, w->n_cand, key);
+    memmove(w->cand + at + 1, w->cand + at, (w->n_cand - at) * sizeof *w->cand);
+    w->cand[at] = (hnode){key, id};
+    w->n_cand++;
+    return true;
+}
+
+/* Keep the ef nearest (cap_res >= ef). */
+static void res_insert(walker *w, size_t ef, float key, int32_t id) {
+    size_t at = upper_bound(w->res, 0, w->n_res, key);
+    if (at >= ef) return;
+    size_t keep = w->n_res < ef ? w->n_res : ef - 1;
+    memmove(w->res + at + 1, w->res + at, (keep - at) * sizeof *w->res);
+    w->res[at] = (hnode){key, id};
+    w->n_res = keep + 1;
 }
 
 /* Greedy descent from `*cur` through layers top .. stop+1 (unfiltered). */
-static void descend(const cb_hnsw *h, int32_t *lbuf, const float *q, dist_fn dist, int32_t *cur, float *cur_d,
+static void descend(const cb_hnsw *h, walker *w, const float *q, const dists *dist, int32_t *cur, float *cur_d,
                     int top, int stop) {
     for (int l = top; l > stop; l--) {
         bool moved = true;
         while (moved) {
             moved = false;
-            const int32_t *lk = links_read(h, (size_t)*cur, l, lbuf);
-            for (int32_t r = 1; r <= lk[0]; r++) {
-                float dd = dist(q, h->B + (size_t)lk[r] * h->d, h->d);
-                if (dd < *cur_d) *cur_d = dd, *cur = lk[r], moved = true;
-            }
+            const int32_t *lk = links_read(h, (size_t)*cur, l, w->lbuf);
+            int32_t cnt = lk[0];
+            memcpy(w->ids, lk + 1, (size_t)cnt * sizeof *w->ids);
+            dist->many(q, h->B, h->d, w->ids, (size_t)cnt, w->dd);
+            for (int32_t r = 0; r < cnt; r++)
+                if (w->dd[r] < *cur_d) *cur_d = w->dd[r], *cur = w->ids[r], moved = true;
         }
     }
 }
 
-/* The ef best eligible rows reachable from `ep` on `level`, left in w->res
- * (a max-heap by distance: its top is the worst kept). */
-static void search_layer(const cb_hnsw *h, walker *w, const float *q, dist_fn dist, int32_t ep, float ep_d,
+/* The ef best eligible rows reachable from `ep` on `level`, left in
+ * w->res[0..n_res), nearest first. Each expansion scores the node's
+ * unvisited neighbours in one batch (their rows fetched ahead). */
+static void search_layer(const cb_hnsw *h, walker *w, const float *q, const dists *dist, int32_t ep, float ep_d,
                          size_t ef, int level, const filter *f) {
-    const size_t d = h->d;
-    walker_reset(w, h->n);
-    w->tag[ep] = w->epoch;
-    w->n_visited = 1;
-    bool ok = heap_push(&w->cand, -ep_d, ep);
-    if (eligible(f, (size_t)ep)) ok = ok && heap_push(&w->res, ep_d, ep);
-    while (ok && w->cand.n) {
-        hnode c = heap_pop(&w->cand);
-        if (w->res.n >= ef && -c.key > w->res.e[0].key) break;
-        const int32_t *lk = links_read(h, (size_t)c.id, level, w->lbuf);
-        int32_t cnt = lk[0];
-        for (int32_t r = 1; r <= cnt; r++) { /* a row of 32 floats spans two cache lines */
-            const float *v = h->B + (size_t)lk[r] * d;
-            prefetch(v);
-            if (d > 16) prefetch(v + 16);
-        }
-        for (int32_t r = 1; r <= cnt && ok; r++) {
-            int32_t j = lk[r];
-            if (w->tag[j] == w->epoch) continue;
-            w->tag[j] = w->epoch;
-            w->n_visited++;
-            float dd = dist(q, h->B + (size_t)j * d, d);
-            if (w->res.n < ef || dd < w->res.e[0].key) {
-                ok = heap_push(&w->cand, -dd, j);
-                if (ok && eligible(f, (size_t)j)) {
-                    ok = heap_push(&w->res, dd, j);
-                    if (w->res.n > ef) heap_pop(&w->res);
-                }
-            }
-        }
+    if (!walker_reset(w, ef)) {
+        w->oom = true;
+        return;
     }
-    if (!ok) w->oom = true;
+    visit(w, ep);
+    w->cand[w->n_cand++] = (hnode){ep_d, ep};
+    if (eligible(f, (size_t)ep)) w->res[w->n_res++] = (hnode){ep_d, ep};
+    while (w->head < w->n_cand) {
+        hnode c = w->cand[w->head++];
+        if (w->n_res >= ef && c.key > w->res[ef - 1].key) break;
+        const int32_t *lk = links_read(h, (size_t)c.id, level, w->lbuf);
+        size_t nb = 0;
+        for (int32_t r = 1; r <= lk[0]; r++)
+            if (visit(w, lk[r])) w->ids[nb++] = lk[r];
+        if (nb) prefetch_row(h->B + (size_t)w->ids[0] * h->d, h->d);
+        dist->many(q, h->B, h->d, w->ids, nb, w->dd);
+        for (size_t r = 0; r < nb; r++) {
+            float dd = w->dd[r];
+            int32_t j = w->ids[r];
+            if (w->n_res >= ef && dd >= w->res[ef - 1].key) continue;
+            if (!cand_insert(w, dd, j)) {
+                w->oom = true;
+                return;
+            }
+            if (eligible(f, (size_t)j)) res_insert(w, ef, dd, j);
+        }
+        if (w->n_res >= ef) /* rows beyond the worst kept are never expanded */
+            while (w->n_cand > w->head && w->cand[w->n_cand - 1].key > w->res[ef - 1].key) w->n_cand--;
+        if (w->head < w->n_cand) prefetch(links_of(h, (size_t)w->cand[w->head].id, level));
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -312,7 +377,7 @@ static size_t select_neighbors(const cb_hnsw *h, hnode *c, size_t nc, size_t lim
         const float *v = h->B + (size_t)c[i].id * h->d;
         bool good = true;
         for (size_t r = 0; r < kept && good; r++)
-            if (h->l2(v, h->B + (size_t)c[r].id * h->d, h->d) < c[i].key) good = false;
+            if (h->l2.one(v, h->B + (size_t)c[r].id * h->d, h->d) < c[i].key) good = false;
         if (good) c[kept++] = c[i];
     }
     return kept;
@@ -336,7 +401,7 @@ static inline void node_unlock(const cb_hnsw *h, size_t i) {
 }
 
 /* Add a link s -> i on `level`; a full list is re-selected by the heuristic. */
-static void connect(cb_hnsw *h, int32_t s, int32_t i, int level, hnode *scratch) {
+static void connect(cb_hnsw *h, int32_t s, int32_t i, int level, walker *w, hnode *scratch) {
     if (s == i) return;
     node_lock(h, (size_t)s);
     int32_t *lk = links_mut(h, (size_t)s, level);
@@ -349,11 +414,11 @@ static void connect(cb_hnsw *h, int32_t s, int32_t i, int level, hnode *scratch)
     if ((size_t)lk[0] < mmax) {
         lk[++lk[0]] = i;
     } else {
-        const float *sv = h->B + (size_t)s * h->d;
-        size_t nc = 0;
-        for (int32_t r = 1; r <= lk[0]; r++)
-            scratch[nc++] = (hnode){h->l2(sv, h->B + (size_t)lk[r] * h->d, h->d), lk[r]};
-        scratch[nc++] = (hnode){h->l2(sv, h->B + (size_t)i * h->d, h->d), i};
+        size_t nc = (size_t)lk[0];
+        memcpy(w->ids, lk + 1, nc * sizeof *w->ids);
+        w->ids[nc++] = i;
+        h->l2.many(h->B + (size_t)s * h->d, h->B, h->d, w->ids, nc, w->dd);
+        for (size_t r = 0; r < nc; r++) scratch[r] = (hnode){w->dd[r], w->ids[r]};
         sort_hnodes(scratch, nc);
         size_t kept = select_neighbors(h, scratch, nc, mmax);
         lk[0] = (int32_t)kept;
@@ -382,13 +447,13 @@ static void insert(cb_hnsw *h, bscratch *bs, int32_t i) {
     int top = h->max_level;
     bool raises = level > top;
     if (h->locks && !raises) pthread_mutex_unlock(&h->top_lock);
-    float cur_d = h->l2(q, h->B + (size_t)cur * h->d, h->d);
-    descend(h, w->lbuf, q, h->l2, &cur, &cur_d, top, level);
+    float cur_d = h->l2.one(q, h->B + (size_t)cur * h->d, h->d);
+    descend(h, w, q, &h->l2, &cur, &cur_d, top, level);
     for (int l = level < top ? level : top; l >= 0 && !w->oom; l--) {
-        search_layer(h, w, q, h->l2, cur, cur_d, h->ef_construction, l, NULL);
-        size_t nc = w->res.n;
+        search_layer(h, w, q, &h->l2, cur, cur_d, h->ef_construction, l, NULL);
+        size_t nc = w->n_res;
         if (nc == 0) break; /* out of memory in the walk */
-        for (size_t r = nc; r > 0; r--) sel[r - 1] = heap_pop(&w->res); /* ascending */
+        memcpy(sel, w->res, nc * sizeof *sel); /* ascending */
         /* a parallel build can reach i itself through a node that linked to
          * it before i wrote this layer's list: never a link to itself */
         size_t kept_c = 0;
@@ -402,7 +467,7 @@ static void insert(cb_hnsw *h, bscratch *bs, int32_t i) {
         lk[0] = (int32_t)kept;
         for (size_t r = 0; r < kept; r++) lk[r + 1] = sel[r].id;
         node_unlock(h, (size_t)i);
-        for (size_t r = 0; r < kept; r++) connect(h, sel[r].id, i, l, bs->scratch);
+        for (size_t r = 0; r < kept; r++) connect(h, sel[r].id, i, l, w, bs->scratch);
     }
     if (raises) {
         h->max_level = level, h->entry = i;
@@ -412,6 +477,7 @@ static void insert(cb_hnsw *h, bscratch *bs, int32_t i) {
 
 typedef struct bjob {
     cb_hnsw *h;
+    const int32_t *order; /* [n] insertion order; order[0] = 0, the first entry point */
     atomic_size_t next;
     atomic_int failed;
 } bjob;
@@ -426,11 +492,11 @@ static void *build_worker(void *arg) {
     bool ok = bs.sel && bs.scratch && walker_init(&bs.w, h->n, h->m0, &e) == CB_OK;
     size_t i;
     while (ok && !atomic_load(&jb->failed) && (i = atomic_fetch_add(&jb->next, 1)) < h->n) {
-        insert(h, &bs, (int32_t)i);
+        insert(h, &bs, jb->order[i]);
         ok = !bs.w.oom;
     }
     if (!ok) atomic_store(&jb->failed, CB_ENOMEM);
-    if (bs.w.tag) walker_free(&bs.w);
+    walker_free(&bs.w);
     free(bs.sel), free(bs.scratch);
     return NULL;
 }
@@ -441,10 +507,10 @@ static int resolve_threads(int threads) {
     return n > 0 ? (int)(n > 64 ? 64 : n) : 1;
 }
 
-/* Insert nodes 1..n-1 from `threads` threads pulling the next index; one
- * thread inserts in index order without locks (the deterministic build). */
-static int build_links(cb_hnsw *h, int threads, cb_error *err) {
-    bjob jb = {.h = h};
+/* Insert nodes order[1..n) from `threads` threads pulling the next one; one
+ * thread inserts in that order without locks (the deterministic build). */
+static int build_links(cb_hnsw *h, const int32_t *order, int threads, cb_error *err) {
+    bjob jb = {.h = h, .order = order};
     atomic_init(&jb.next, 1);
     atomic_init(&jb.failed, 0);
     if ((size_t)threads > h->n / 64 + 1) threads = (int)(h->n / 64 + 1); /* tiny graphs: not worth it */
@@ -477,6 +543,58 @@ static uint64_t splitmix64(uint64_t *s) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
+}
+
+/* ---------------------------------------------------------------------------
+ * Insertion order. Node 0 first (the first entry point), then every SEED_STEP-th
+ * row in index order (a coarse graph over the whole catalog, which the upper
+ * layers and long links come from), then the rest in pivot-split order:
+ * consecutive insertions are near each other, so their walks find the same
+ * rows and links still in cache (at 1M x 32 the vectors and links are
+ * ~260 MB). The splits draw from the seed: a build stays deterministic. */
+
+#define SEED_STEP 16
+#define SPLIT_LEAF 64
+
+/* Order rows[0..len) (ids; keys is scratch of len) by recursive halving:
+ * the projection on b - a, a = a random row, b = the row farthest from it. */
+static void pivot_split(const cb_hnsw *h, int32_t *rows, hnode *keys, size_t len, uint64_t *rng) {
+    if (len <= SPLIT_LEAF) return;
+    const size_t d = h->d;
+    const float *a = h->B + (size_t)rows[splitmix64(rng) % len] * d, *b = a;
+    float far = -1.0f;
+    for (size_t r = 0; r < len; r++) {
+        const float *v = h->B + (size_t)rows[r] * d;
+        float dd = h->l2.one(a, v, d);
+        if (dd > far) far = dd, b = v;
+    }
+    for (size_t r = 0; r < len; r++) {
+        const float *v = h->B + (size_t)rows[r] * d;
+        keys[r] = (hnode){h->l2.one(v, a, d) - h->l2.one(v, b, d), rows[r]}; /* grows towards b */
+    }
+    qsort(keys, len, sizeof *keys, cmp_hnode_asc);
+    for (size_t r = 0; r < len; r++) rows[r] = keys[r].id;
+    pivot_split(h, rows, keys, len / 2, rng);
+    pivot_split(h, rows + len / 2, keys, len - len / 2, rng);
+}
+
+static int32_t *insertion_order(const cb_hnsw *h, uint64_t seed, cb_error *err) {
+    const size_t n = h->n;
+    int32_t *order = cb_malloc(n * sizeof *order, err);
+    hnode *keys = order ? cb_malloc(n * sizeof *keys, err) : NULL;
+    if (!keys) {
+        free(order);
+        return NULL;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < n; i += SEED_STEP) order[at++] = (int32_t)i;
+    size_t first_rest = at;
+    for (size_t i = 0; i < n; i++)
+        if (i % SEED_STEP) order[at++] = (int32_t)i;
+    uint64_t rng = seed ^ 0x0DE5C0DEull;
+    pivot_split(h, order + first_rest, keys, n - first_rest, &rng);
+    free(keys);
+    return order;
 }
 
 static cb_hnsw *hnsw_alloc(const float *B, size_t n, size_t d, size_t m, cb_error *err) {
@@ -535,7 +653,9 @@ int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hn
     if (!rc) {
         h->links0 = h->own_links0, h->levels = h->own_levels, h->upper = h->own_upper;
         h->entry = 0, h->max_level = h->levels[0];
-        rc = build_links(h, resolve_threads(p->threads), err);
+        int32_t *order = insertion_order(h, rng, err);
+        rc = order ? build_links(h, order, resolve_threads(p->threads), err) : CB_ENOMEM;
+        free(order);
     }
     if (rc) {
         cb_hnsw_free(h);
@@ -559,6 +679,10 @@ size_t cb_hnsw_rows(const cb_hnsw *h) { return h ? h->n : 0; }
 size_t cb_hnsw_m(const cb_hnsw *h) { return h ? h->m : 0; }
 size_t cb_hnsw_ef_construction(const cb_hnsw *h) { return h ? h->ef_construction : 0; }
 
+float cb_hnsw_distance(const cb_hnsw *h, const float *q, size_t j, cb_knn_metric metric) {
+    return (metric == CB_KNN_DOT ? h->ndot : h->l2).one(q, h->B + j * h->d, h->d);
+}
+
 /* ---------------------------------------------------------------------------
  * Search. */
 
@@ -581,13 +705,13 @@ typedef struct sjob {
 static size_t search_query(const sjob *jb, walker *w, const float *q, const filter *f, size_t ef,
                            cb_knn_cand *rc) {
     const cb_hnsw *h = jb->h;
-    dist_fn dist = jb->metric == CB_KNN_DOT ? h->ndot : h->l2;
+    const dists *dist = jb->metric == CB_KNN_DOT ? &h->ndot : &h->l2;
     int32_t cur = jb->from_self && f->self >= 0 ? (int32_t)f->self : h->entry;
-    float cur_d = dist(q, h->B + (size_t)cur * h->d, h->d);
-    if (cur == h->entry) descend(h, w->lbuf, q, dist, &cur, &cur_d, h->max_level, 0);
+    float cur_d = dist->one(q, h->B + (size_t)cur * h->d, h->d);
+    if (cur == h->entry) descend(h, w, q, dist, &cur, &cur_d, h->max_level, 0);
     search_layer(h, w, q, dist, cur, cur_d, ef, 0, f);
     size_t m = 0;
-    while (w->res.n) rc[m++] = (cb_knn_cand){0.0, heap_pop(&w->res).id};
+    for (; m < w->n_res; m++) rc[m] = (cb_knn_cand){0.0, w->res[m].id};
     cb_knn_canonical_rescore(q, h->B, h->d, jb->metric, rc, m);
     qsort(rc, m, sizeof *rc, cb_knn_cand_cmp);
     return m;

@@ -15,15 +15,18 @@
  * still finds fewer than k eligible rows, ef grows (x4) until it does or the
  * whole graph was reached, and then the exact search answers that query.
  *
- * Building uses every core by default: threads take the next node to insert
+ * Nodes are inserted in a locality order drawn from the seed (hnsw.c: every
+ * 16th row first, then pivot splits, so consecutive insertions are near each
+ * other). Building uses every core by default: threads take the next node to insert
  * and lock one node's link lists at a time (striped mutexes; a node raising
  * the top layer holds the entry-point lock through its insertion). Levels
  * come from a splitmix64 stream, so they never depend on the threads; the
  * links do (which node a thread reaches first varies), so only a build with
- * threads = 1 — nodes inserted in index order, no locks — is deterministic:
+ * threads = 1 — nodes inserted in that order, no locks — is deterministic:
  * same vectors, M, ef_construction and seed give the same graph, bit for bit.
  * Searching is read-only and may run from many threads at once; each call
- * allocates its own scratch (a visited-tag array of n words per worker).
+ * allocates its own scratch (a visited bitset of n bits per worker). The walk's
+ * float distances are the same bits on the plain and AVX2 paths.
  *
  * Files: the st container (base/st.h) with format "cbrec-hnsw": links are
  * tensors, checksummed, and memory-mapped at load (not copied). The vectors
@@ -69,6 +72,11 @@ int cb_hnsw_search(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_knn
  * approximate k nearest other items of item i by squared distance; ef = 0:
  * CB_HNSW_TABLE_EF. */
 int cb_hnsw_similar_table(cb_knn_table *table, const cb_hnsw *h, size_t k, size_t ef, int threads, cb_error *err);
+
+/* The walk's float distance from q [d] to row j: squared Euclidean, or -q.b
+ * for CB_KNN_DOT (its ranking; answers are rescored canonically). The plain
+ * and AVX2 paths give the same floats (tests compare them). */
+float cb_hnsw_distance(const cb_hnsw *h, const float *q, size_t j, cb_knn_metric metric);
 
 /* Save atomically (format "cbrec-hnsw"); `fingerprint` (non-empty) names the
  * model whose vectors were indexed. Load maps the file and borrows B [n x d]:
