@@ -236,10 +236,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         x->t0 = now_seconds();
         *con_cls = x;
         /* in flight from its headers to its answer (a body still arriving holds a place),
-         * plus the requests admitted since its shard was found ready (answered by now,
-         * but they were ahead of it: shards.c) */
-        unsigned inflight = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED) +
-                            (unsigned)(__atomic_load_n(&s->admitted, __ATOMIC_RELAXED) - sv_shard_ready_at());
+         * plus the requests admitted ahead of it since its shard was found ready
+         * (answered by now, but it waited for them: shards.c) */
+        unsigned inflight = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED) + sv_shard_ahead(s);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         bool no_body = (!cl || !strcmp(cl, "0")) &&
                        !MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);

@@ -223,8 +223,8 @@ struct MHD_Daemon;
  * socket; a closed connection calls sv_shard_closed). */
 struct MHD_Daemon *sv_http_daemon(sv_server *s, unsigned conn_limit, bool v6, struct sv_shard *shard);
 void sv_shard_closed(struct sv_shard *shard);
-/* s->admitted when the shard this thread runs was found ready: the requests
- * admitted since were ahead of the ones it reads now. */
-uint64_t sv_shard_ready_at(void);
+/* The requests admitted ahead of the one this thread reads now: since its
+ * shard was found ready, at most the connections queued before it. */
+unsigned sv_shard_ahead(const sv_server *s);
 
 #endif /* CB_SERVE_H */

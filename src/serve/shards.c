@@ -12,8 +12,11 @@
  * EPOLLONESHOT, so a ready shard is reported once and nobody else touches it
  * until its holder re-arms it. A worker with nothing to run either polls that
  * set (one at a time) and queues what is ready, keeping one shard for itself,
- * or waits for the queue. Admission (http.c): the requests admitted since a
- * shard was queued were ahead of the requests it holds. */
+ * or waits for the queue. Admission (http.c, sv_shard_ahead): the requests
+ * admitted since a shard was queued were ahead of the requests it holds, but
+ * no more than the connections of the shards queued or running before it (a
+ * worker that lost its core while the others went on was overtaken, not
+ * queued behind). */
 #include "serve/serve.h"
 
 #include <arpa/inet.h>
@@ -47,6 +50,8 @@ struct sv_shard {
     size_t n_inbox;
     unsigned conns;          /* atomic: connections given to it, not yet closed */
     uint64_t ready_at;       /* the server's admitted count when it was queued */
+    unsigned ahead_cap;      /* the connections of the shards queued or running before it, and its own */
+    unsigned queued_conns;   /* its connections when queued */
 };
 
 struct sv_pool {
@@ -61,12 +66,18 @@ struct sv_pool {
     pthread_cond_t cv;       /* the queue has a shard, nobody polls, or stopping */
     struct sv_shard **ready; /* [n_shards] a ring */
     unsigned head, n_ready;
+    unsigned busy_conns;     /* the connections of the shards queued or running */
     bool polling, stopping;
 };
 
-/* ready_at of the shard this thread is running (http.c's admission). */
-static _Thread_local uint64_t running_ready_at;
-uint64_t sv_shard_ready_at(void) { return running_ready_at; }
+/* The shard this thread is running (for sv_shard_ahead). */
+static _Thread_local struct sv_shard *running;
+
+unsigned sv_shard_ahead(const sv_server *s) {
+    if (!running) return 0;
+    uint64_t since = __atomic_load_n(&s->admitted, __ATOMIC_RELAXED) - running->ready_at;
+    return since < running->ahead_cap ? (unsigned)since : running->ahead_cap;
+}
 
 void sv_shard_closed(struct sv_shard *sh) { __atomic_sub_fetch(&sh->conns, 1, __ATOMIC_RELAXED); }
 
@@ -102,8 +113,9 @@ static void run_shard(struct sv_shard *sh) {
             if (MHD_add_connection(sh->d, got[i].fd, (const struct sockaddr *)&got[i].addr, got[i].len) != MHD_YES)
                 sv_shard_closed(sh); /* refused (over the limit): MHD closed it */
     }
-    running_ready_at = sh->ready_at;
+    running = sh;
     MHD_run(sh->d);
+    running = NULL;
     arm_timer(sh);
 }
 
@@ -152,6 +164,9 @@ static void poll_ready(struct sv_pool *p) {
         if (x == (void *)p || x == (void *)&p->stop_fd) continue;
         struct sv_shard *sh = x;
         sh->ready_at = admitted;
+        sh->queued_conns = __atomic_load_n(&sh->conns, __ATOMIC_RELAXED);
+        p->busy_conns += sh->queued_conns;
+        sh->ahead_cap = p->busy_conns;
         p->ready[(p->head + p->n_ready++) % p->n_shards] = sh;
     }
     pthread_cond_broadcast(&p->cv); /* another may poll now, or take a shard */
@@ -167,8 +182,9 @@ static void *worker_main(void *arg) {
             p->n_ready--;
             pthread_mutex_unlock(&p->mu);
             run_shard(sh);
-            watch(p->epfd, EPOLL_CTL_MOD, sh->epfd, EPOLLIN | EPOLLONESHOT, sh);
             pthread_mutex_lock(&p->mu);
+            p->busy_conns -= sh->queued_conns;
+            watch(p->epfd, EPOLL_CTL_MOD, sh->epfd, EPOLLIN | EPOLLONESHOT, sh);
         } else if (!p->polling) {
             p->polling = true;
             pthread_mutex_unlock(&p->mu);
