@@ -45,6 +45,7 @@ struct sv_shard {
     int inbox_fd;            /* eventfd: connections were put in the inbox */
     int timer_fd;            /* the daemon's next idle timeout */
     bool timer_armed;
+    double timer_due;        /* monotonic seconds, when armed */
     pthread_mutex_t inbox_mu;
     inbox_conn inbox[INBOX];
     size_t n_inbox;
@@ -91,23 +92,33 @@ static bool watch(int epfd, int op, int fd, uint32_t events, void *ptr) {
 /* Arm the timer for the daemon's next timeout when it is not armed (a
  * connection's timeout only moves later with activity), or now when the
  * daemon has work left over (timeout 0). */
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void arm_timer(struct sv_shard *sh) {
     MHD_UNSIGNED_LONG_LONG ms = 0;
     if (MHD_get_timeout(sh->d, &ms) != MHD_YES || (sh->timer_armed && ms)) return;
     struct itimerspec t = {.it_value = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L}};
     if (!ms) t.it_value.tv_nsec = 1;
-    if (!timerfd_settime(sh->timer_fd, 0, &t, NULL)) sh->timer_armed = true;
+    double due = now_seconds() + 1e-3 * (double)ms; /* not after the timer fires */
+    if (!timerfd_settime(sh->timer_fd, 0, &t, NULL)) sh->timer_armed = true, sh->timer_due = due;
 }
 
+/* The timer and the inbox are read only when they have something (no system
+ * call per run otherwise); a fired one left unread keeps the shard ready. */
 static void run_shard(struct sv_shard *sh) {
     uint64_t n;
-    if (read(sh->timer_fd, &n, sizeof n) == sizeof n) sh->timer_armed = false;
-    if (read(sh->inbox_fd, &n, sizeof n) == sizeof n) {
+    if (sh->timer_armed && now_seconds() >= sh->timer_due && read(sh->timer_fd, &n, sizeof n) == sizeof n)
+        sh->timer_armed = false;
+    if (__atomic_load_n(&sh->n_inbox, __ATOMIC_RELAXED) && read(sh->inbox_fd, &n, sizeof n) == sizeof n) {
         pthread_mutex_lock(&sh->inbox_mu);
         inbox_conn got[INBOX];
         size_t k = sh->n_inbox;
         memcpy(got, sh->inbox, k * sizeof *got);
-        sh->n_inbox = 0;
+        __atomic_store_n(&sh->n_inbox, 0, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&sh->inbox_mu);
         for (size_t i = 0; i < k; i++)
             if (MHD_add_connection(sh->d, got[i].fd, (const struct sockaddr *)&got[i].addr, got[i].len) != MHD_YES)
@@ -134,7 +145,11 @@ static void accept_all(struct sv_pool *p) {
                 to = &p->shards[i];
         pthread_mutex_lock(&to->inbox_mu);
         bool queued = to->n_inbox < INBOX;
-        if (queued) to->inbox[to->n_inbox++] = ic, __atomic_add_fetch(&to->conns, 1, __ATOMIC_RELAXED);
+        if (queued) {
+            to->inbox[to->n_inbox] = ic;
+            __atomic_store_n(&to->n_inbox, to->n_inbox + 1, __ATOMIC_RELEASE);
+            __atomic_add_fetch(&to->conns, 1, __ATOMIC_RELAXED);
+        }
         pthread_mutex_unlock(&to->inbox_mu);
         uint64_t one = 1;
         if (!queued) close(ic.fd); /* INBOX connections arrived at once on the emptiest shard */
