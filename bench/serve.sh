@@ -9,7 +9,11 @@
 #      errors; ratio to the loop (goals: 0 errors, p99 < 5 ms, ratio >= 0.5).
 #      wrk is closed-loop: 64 requests are always outstanding, so the mean
 #      latency is 64 / throughput (Little's law) whatever the server does;
-#      the line "queue floor" prints it. wrk's own CPU (it shares the cores)
+#      the line "queue floor" prints it. The call floor: the loop times the
+#      recommend call alone (its CPU); 64 outstanding requests on the machine's
+#      cores cannot be answered in a mean below call x 64 / cores, whatever
+#      the server does ("p99 / call floor": how far above it the tail is).
+#      wrk's own CPU (it shares the cores)
 #      and the server's are printed too, in cores (CPU seconds / wall seconds);
 #   2. the same with a reload (SIGHUP: load the model again, swap) every second:
 #      failed requests (goal 0);
@@ -127,29 +131,34 @@ inproc=$(echo "$loop $loop2" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^inproc
                                    END {printf "%.1f", s / n}')
 percpu=$(echo "$loop $loop2" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^inproc_per_cpu_s=/) {split($i, a, "="); s += a[2]; n++}}
                                    END {printf "%.1f", s / n}')
-echo "peer: the loop's mean, $inproc recommends/s, $percpu per CPU-second"
+callms=$(echo "$loop $loop2" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^call_cpu_ms=/) {split($i, a, "="); s += a[2]; n++}}
+                                   END {printf "%.3f", s / n}')
+# the floor: 64 requests always outstanding, each needing the call's CPU, on the machine's cores
+floor=$(awk -v c="$callms" -v n="$(nproc)" 'BEGIN {printf "%.1f", c * 64 / n}')
+echo "peer: the loop's mean, $inproc recommends/s, $percpu per CPU-second; the recommend call alone $callms ms CPU"
+echo "floor of the 64-connection mean latency: $callms ms x 64 connections / $(nproc) cores = $floor ms"
 echo
-echo "| binary | 1 conn p50 / p99 ms | 64 conn requests/s | over the loop | per server CPU-s | over the loop's per CPU-s | overhead ms | p50 / p99 ms | queue floor 64/rps ms | failed | wrk cores | server cores |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| binary | 1 conn p50 / p99 ms | 64 conn requests/s | over the loop | per server CPU-s | over the loop's per CPU-s | overhead ms | p50 / p99 ms | queue floor 64/rps ms | p99 / call floor | failed | wrk cores | server cores |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 while read -r name rest; do
   set -- $rest
   a="$1 $2 $3 $4 $5 $6 $7 $8"; b="$9 ${10} ${11} ${12} ${13} ${14} ${15} ${16}"
   rps=$(field "$b" rps)
-  awk -v n="$name" -v rps="$rps" -v inproc="$inproc" -v percpu="$percpu" -v a50="$(field "$a" p50_ms)" -v a99="$(field "$a" p99_ms)" \
+  awk -v n="$name" -v rps="$rps" -v inproc="$inproc" -v percpu="$percpu" -v floor="$floor" -v a50="$(field "$a" p50_ms)" -v a99="$(field "$a" p99_ms)" \
       -v b50="$(field "$b" p50_ms)" -v b99="$(field "$b" p99_ms)" \
       -v fail="$(( $(field "$b" non2xx) + $(field "$b" socket_errors) + $(field "$b" timeouts) ))" \
       -v wc="$(field "$b" wrk_cores)" -v sc="$(field "$b" server_cores)" 'BEGIN {
     pc = sc > 0 ? rps / sc : 0
-    printf "| %s | %.2f / %.2f | %.0f | %.2f | %.0f | %.2f | %.3f | %.1f / %.1f | %.1f | %d | %.2f | %.2f |\n",
+    printf "| %s | %.2f / %.2f | %.0f | %.2f | %.0f | %.2f | %.3f | %.1f / %.1f | %.1f | %.1f | %d | %.2f | %.2f |\n",
            n, a50, a99, rps, rps / inproc, pc, pc / percpu, (pc > 0 ? 1000 / pc - 1000 / percpu : 0), b50, b99,
-           64000 / rps, fail, wc, sc }'
+           64000 / rps, b99 / floor, fail, wc, sc }'
 done < "$tmp/table"
 echo
 last=$(tail -n 1 "$tmp/table" | cut -d' ' -f10-)
-echo "$last $s2" | awk -v inproc="$inproc" '{
+echo "$last $s2" | awk -v inproc="$inproc" -v floor="$floor" '{
   split($1, a, "="); split($3, p, "="); split($4, n1, "="); split($5, e1, "="); split($6, t1, "=")
   split($9, a2, "="); split($12, n2, "="); split($13, e2, "="); split($14, t2, "=")
   printf "RATIO serve requests/s over the in-process loop   %.2f (%.0f vs %.0f; goal >= 0.5)\n", a[2] / inproc, a[2], inproc
   printf "RATIO serve requests/s with reloads over without  %.2f (%.0f vs %.0f)\n", a2[2] / a[2], a2[2], a[2]
-  printf "serve p99 latency %.2f ms (goal < 5; the queue floor alone is %.1f ms), failed %d, timeouts %d (goal 0); with a reload every second: failed %d, timeouts %d (goal 0)\n",
-         p[2], 64000 / a[2], n1[2] + e1[2], t1[2], n2[2] + e2[2], t2[2] }'
+  printf "serve p99 latency %.2f ms (goal < 5; the queue floor alone is %.1f ms, the call floor %.1f ms), failed %d, timeouts %d (goal 0); with a reload every second: failed %d, timeouts %d (goal 0)\n",
+         p[2], 64000 / a[2], floor, n1[2] + e1[2], t1[2], n2[2] + e2[2], t2[2] }'

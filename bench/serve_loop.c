@@ -5,7 +5,8 @@
  * OpenBLAS runs on the calling thread, as in the server.
  * Prints "inproc_rps=X" and inproc_per_cpu_s (recommends per CPU-second of
  * the process: on a shared machine the share of the cores it got varies,
- * this does not); with --ids-out FILE also writes the user ids (for wrk).
+ * this does not), call_cpu_ms (the mean CPU time of the recommend call
+ * alone, timed on its thread: the floor of a request's cost); with --ids-out FILE also writes the user ids (for wrk).
  * Usage: serve_loop --model M [--threads 2] [--seconds 10] [--ids-out FILE] */
 #include "cbrec.h"
 
@@ -23,11 +24,18 @@ typedef struct worker {
     size_t first, step;
     double seconds;
     size_t done, failed;
+    double call_cpu;         /* CPU seconds of this thread inside cb_recommender_recommend */
 } worker;
 
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -39,8 +47,10 @@ static void *run(void *arg) {
         cb_error err;
         cb_list *l = NULL;
         char *json = NULL;
-        if (cb_recommender_recommend(w->rec, cb_recommender_user_id(w->rec, u), NULL, w->opts, &l, &err) ||
-            cb_list_to_json(l, &json, &err))
+        double c0 = thread_cpu();
+        int rc = cb_recommender_recommend(w->rec, cb_recommender_user_id(w->rec, u), NULL, w->opts, &l, &err);
+        w->call_cpu += thread_cpu() - c0;
+        if (rc || cb_list_to_json(l, &json, &err))
             w->failed++;
         else
             w->done++;
@@ -88,22 +98,25 @@ int main(int argc, char **argv) {
                   1e-6 * (double)ru0.ru_stime.tv_usec;
     double t0 = now();
     for (int i = 0; i < threads; i++) {
-        w[i] = (worker){rec, opts, (size_t)i, (size_t)threads, seconds, 0, 0};
+        w[i] = (worker){rec, opts, (size_t)i, (size_t)threads, seconds, 0, 0, 0};
         pthread_create(&t[i], NULL, run, &w[i]);
     }
     size_t done = 0, failed = 0;
+    double call_cpu = 0;
     for (int i = 0; i < threads; i++) {
         pthread_join(t[i], NULL);
         done += w[i].done;
         failed += w[i].failed;
+        call_cpu += w[i].call_cpu;
     }
     double elapsed = now() - t0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
                  1e-6 * (double)ru.ru_stime.tv_usec - cpu0;
-    printf("inproc_rps=%.1f inproc_per_cpu_s=%.1f inproc_done=%zu inproc_failed=%zu threads=%d seconds=%.1f\n",
-           (double)done / elapsed, cpu > 0 ? (double)done / cpu : 0, done, failed, threads, elapsed);
+    printf("inproc_rps=%.1f inproc_per_cpu_s=%.1f call_cpu_ms=%.3f inproc_done=%zu inproc_failed=%zu threads=%d "
+           "seconds=%.1f\n", (double)done / elapsed, cpu > 0 ? (double)done / cpu : 0,
+           done ? 1000 * call_cpu / (double)done : 0, done, failed, threads, elapsed);
     cb_config_free(opts);
     cb_recommender_free(rec);
     return failed ? 1 : 0;

@@ -3,7 +3,8 @@
  * 413/414), the token, reload good and bad (HTTP and SIGHUP), malformed HTTP
  * and JSON (truncated bodies, huge headers, slow clients, invalid UTF-8, wrong
  * types: a clean 4xx and the server keeps serving), live events changing a
- * user's list at once, and kill -9 during a stream of acknowledged events:
+ * user's list at once, a long request holding up no other connection, and
+ * kill -9 during a stream of acknowledged events:
  * after a restart every acknowledged event is there. The model is trained by
  * the test on a synthetic dataset; servers are stopped by the test. */
 #include "testutil.h"
@@ -681,6 +682,65 @@ static void overload_burst_is_503(void **state) {
     stop_server(&g.srv, SIGTERM);
 }
 
+/* ---- a long request holds up no other connection: the workers take any
+ * ready shard, and each connection has its shard (the emptiest) */
+
+/* GET path on an open keep-alive connection; its status (0: no answer). */
+static int keepalive_get(int fd, const char *path) {
+    char req[256], buf[1 << 14];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) return 0;
+    size_t len = 0, need = 0;
+    char *end = NULL;
+    for (ssize_t got; (!end || len < need) && len < sizeof buf - 1 && (got = recv(fd, buf + len, sizeof buf - 1 - len, 0)) > 0;) {
+        buf[len += (size_t)got] = 0;
+        if (!end && (end = strstr(buf, "\r\n\r\n"))) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            need = (size_t)(end + 4 - buf) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
+        }
+    }
+    int st = 0;
+    return end && len >= need && sscanf(buf, "HTTP/1.%*d %d", &st) == 1 ? st : 0;
+}
+
+static void long_request_holds_up_no_other(void **state) {
+    fixture *f = *state;
+    fixture g = *f;
+    g.srv = start_server(f, NULL, "--threads 2");
+    /* a batch of 1000 users x 150 items: 0.4-1 s on this model, against a few ms for /healthz */
+    size_t cap = 16384, off = 0;
+    char *body = malloc(cap);
+    off += (size_t)snprintf(body, cap, "{\"n\": 150, \"users\": [");
+    for (int i = 0; i < 1000; i++) off += (size_t)snprintf(body + off, cap - off, "%s\"%d\"", i ? "," : "", 1 + i % 120);
+    snprintf(body + off, cap - off, "]}");
+    char req[17000];
+    int rlen = snprintf(req, sizeof req, "POST /v1/recommend/batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                        "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+    free(body);
+    bool before = false;
+    for (int round = 0; round < 3 && !before; round++) { /* a loaded machine may finish the batch first */
+        int slow = connect_to(g.srv.port), quick[7];
+        for (int i = 0; i < 7; i++) { /* open before the long request, each on its own shard */
+            quick[i] = connect_to(g.srv.port);
+            assert_int_equal(keepalive_get(quick[i], "/healthz"), 200);
+        }
+        assert_int_equal(send(slow, req, (size_t)rlen, MSG_NOSIGNAL), rlen);
+        usleep(100000); /* a worker is on it */
+        for (int i = 0; i < 7; i++) assert_int_equal(keepalive_get(quick[i], "/healthz"), 200);
+        struct pollfd pf = {.fd = slow, .events = POLLIN};
+        before = poll(&pf, 1, 0) == 0; /* every quick answer came while the batch was still running */
+        int st = 0;
+        char buf[1 << 16];
+        ssize_t got = recv(slow, buf, sizeof buf - 1, 0);
+        if (got > 0) buf[got] = 0, sscanf(buf, "HTTP/1.%*d %d", &st);
+        assert_int_equal(st, 200);
+        close(slow);
+        for (int i = 0; i < 7; i++) close(quick[i]);
+    }
+    assert_true(before);
+    stop_server(&g.srv, SIGTERM);
+}
+
 /* ---- listening on IPv6 */
 
 static void listen_ipv6(void **state) {
@@ -854,6 +914,7 @@ int main(void) {
         cmocka_unit_test(malformed_http),         cmocka_unit_test(token_and_events),
         cmocka_unit_test(reload_good_and_bad),    cmocka_unit_test(kill9_keeps_acknowledged_events),
         cmocka_unit_test(overload_is_503),        cmocka_unit_test(overload_burst_is_503),
+        cmocka_unit_test(long_request_holds_up_no_other),
         cmocka_unit_test(listen_ipv6),            cmocka_unit_test(bad_start),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -36,7 +36,7 @@ int cmd_serve(int argc, char **argv) {
         "  --listen HOST:PORT  address (default 127.0.0.1:8080; IPv6: [::1]:8080; port 0 = any free port, printed)\n"
         "  --events FILE       durable live events (SQLite, WAL); without it POST /v1/users/ID/events is refused\n"
         "  --token-file FILE   bearer token for write and admin endpoints (without it they are refused)\n"
-        "  --threads N         event loops, each accepting connections and answering them (default 2)\n"
+        "  --threads N         workers answering the connections' requests (default 2)\n"
         "  --max-body BYTES    largest request body (default 1048576; larger: 413)\n"
         "  --timeout S         idle connection timeout in seconds (default 10)\n"
         "  --max-inflight N    requests waiting or running at once before 503 (default 256)\n"

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +229,36 @@ static int recommend_reply(sv_request *rq, sv_reply *rep, const char *user, cons
     return user ? list_reply(m, rep, l, "user", user) : list_reply(m, rep, l, "profile", "new user");
 }
 
+/* The last GET options each thread made, reused while requests ask for the
+ * same (most ask for the defaults): comparing the parameters costs less
+ * than making the config again. Keyed by the parameters' lengths and texts. */
+typedef struct opts_cache {
+    char key[512];
+    cb_config *opts;
+} opts_cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static void cache_free(void *c) { cb_config_free(((opts_cache *)c)->opts), free(c); }
+static void cache_init(void) {
+    if (pthread_key_create(&cache_key, cache_free)) abort();
+}
+
+static opts_cache *thread_cache(void) {
+    pthread_once(&cache_once, cache_init);
+    opts_cache *c = pthread_getspecific(cache_key);
+    if (!c && (c = calloc(1, sizeof *c)) && pthread_setspecific(cache_key, c)) free(c), c = NULL;
+    return c;
+}
+
+/* p as a cache key; false when it does not fit. */
+static bool params_key(const rec_params *p, char *key, size_t size) {
+    const char *v[8] = {p->include_seen, p->exclude, p->allow, p->block, p->diversity, p->rank_by, p->genre_cap, p->neighbours};
+    size_t off = (size_t)snprintf(key, size, "%u", p->n);
+    for (int k = 0; k < 8 && off < size; k++)
+        off += (size_t)(v[k] ? snprintf(key + off, size - off, "|%zu:%s", strlen(v[k]), v[k]) : snprintf(key + off, size - off, "|-"));
+    return off < size;
+}
+
 int sv_get_recommend(sv_request *rq, sv_reply *rep) {
     rec_params p = {sv_query(rq, "include_seen"), sv_query(rq, "exclude"), sv_query(rq, "allow"), sv_query(rq, "block"),
                     sv_query(rq, "diversity"), sv_query(rq, "rank_by"), sv_query(rq, "genre_cap"),
@@ -239,10 +270,23 @@ int sv_get_recommend(sv_request *rq, sv_reply *rep) {
         if (*flags[k] && !strcmp(*flags[k], "1")) *flags[k] = "true";
         if (*flags[k] && !strcmp(*flags[k], "0")) *flags[k] = "false";
     }
-    cb_config *opts = NULL;
-    if (!sv_query_uint(rq, rep, "n", 10, 1, rq->srv->opt.max_n, &p.n) || !make_opts(&p, rep, &opts)) return rep->status;
+    if (!sv_query_uint(rq, rep, "n", 10, 1, rq->srv->opt.max_n, &p.n)) return rep->status;
+    opts_cache *c = thread_cache();
+    char key[sizeof c->key];
+    bool keyed = c && params_key(&p, key, sizeof key);
+    cb_config *own = NULL;
+    const cb_config *opts = keyed && c->opts && !strcmp(c->key, key) ? c->opts : NULL;
+    if (!opts) {
+        if (!make_opts(&p, rep, &own)) return rep->status;
+        opts = own;
+        if (keyed) { /* the cache owns it now */
+            cb_config_free(c->opts);
+            c->opts = own, own = NULL;
+            memcpy(c->key, key, sizeof key);
+        }
+    }
     recommend_reply(rq, rep, user, NULL, opts);
-    cb_config_free(opts);
+    cb_config_free(own);
     return rep->status;
 }
 

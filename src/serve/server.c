@@ -2,7 +2,7 @@
  * file, the model slot (a refcounted pointer: a request holds the model it
  * started on, a reload swaps in a fully loaded new one and frees the old
  * once its last request is through), reload on SIGHUP, and the main loop
- * waiting for signals while the event loops (http.c) serve. */
+ * waiting for signals while the workers (shards.c) serve. */
 #include "serve/serve.h"
 
 #include <cblas.h>
@@ -145,7 +145,6 @@ static void signal_loop(sv_server *s) {
 
 int sv_start(sv_server *s, const sv_options *o, unsigned *port, char *msg, size_t msg_size) {
     memset(s, 0, sizeof *s);
-    s->stop_fd = s->listen_fd = -1;
     s->opt = *o;
     /* The request threads are the parallelism: a request's one sgemv must not
      * fan out to OpenBLAS's own threads, which spin (sched_yield) between
