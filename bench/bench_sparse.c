@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
     qsort(ts, reps, sizeof *ts, cmp_double);
     printf("first layer %d inputs (head %d, %.0f %% ones in the tail) -> %d outputs, batch %d, 1 thread, median of %d x %d steps:\n",
            C, H, 100 * density, OC, B, reps, STEPS);
-    printf("  dense (densify + sgemm fwd/bwd):   %.3f ms/step\n  sparse (fwd/bwd):                %.3f ms/step\n"
+    printf("  dense (densify + sgemm fwd/bwd):   %.3f ms/step\n  sparse (densify + list + fwd/bwd): %.3f ms/step\n"
            "  ratio dense/sparse: %.2fx\n", td[reps / 2] * 1e3, ts[reps / 2] * 1e3, td[reps / 2] / ts[reps / 2]);
     cb_rows_free(&rows);
     free(csr.off), free(csr.col), free(csr.val);

@@ -3,10 +3,13 @@
  * forward (AVX2 where the CPU has it, and the plain loops) gives the dense
  * layer's outputs, and the sparse backward its weight and bias gradients
  * (added into what was there), within float tolerance, leaving its scratch
- * zeroed; a batch with more non-zeros than the list holds is refused; the
- * user table as rows equals the dense table. */
+ * zeroed; a batch with more non-zeros than the list holds is refused;
+ * training with the sparse first layer gives the dense layer's model within
+ * float tolerance, by another path (not the same bits); the user table as
+ * rows equals the dense table. */
 #include "testutil.h"
 #include "features/featurize.h"
+#include "model/model.h"
 #include "model/nn.h"
 #include "model/nn_sparse.h"
 
@@ -81,6 +84,68 @@ static void sparse_matches_dense(void **state) {
     assert_true(off[0] == 0 && off[1] == 2 && off[2] == 4 && col4[1] == 2 && col4[2] == 0 && val4[3] == 4.0f);
 }
 
+/* A model trained with the user tower's first layer sparse and dense. */
+static float *train_params(const float *xu, uint32_t nu, uint32_t in, const float *xm, const cb_rating *rt, size_t n,
+                           int sparse, cb_opt_kind opt, size_t *np) {
+    cb_model_config c;
+    cb_model_config_default(&c);
+    c.objective = CB_OBJECTIVE_RATING, c.loss = CB_LOSS_MSE, c.item_id_embedding = false, c.item_ids = 0;
+    c.history_dim = c.history_items = 0, c.item_dropout = c.user_dropout = 0;
+    c.n_user_layers = c.n_item_layers = 1, c.user_layers[0] = c.item_layers[0] = 40, c.dim = 8;
+    c.user_in = in, c.item_in = 6, c.batch_size = 64, c.epochs = 2, c.threads = 2, c.optimizer = opt;
+    c.lr = opt == CB_OPT_SGD ? 0.05f : 0.001f;
+    uint32_t *idx = malloc(n * sizeof *idx);
+    for (size_t i = 0; i < n; i++) idx[i] = (uint32_t)i;
+    cb_train_data d = {.user_x = xu, .n_users = nu, .item_x = xm, .n_items = 50, .ratings = rt, .train_idx = idx,
+                       .n_train = n};
+    cb_model *m;
+    cb_error err;
+    assert_int_equal(cb_model_create(&m, &c, &err), CB_OK);
+    cb_model_set_sparse_input(m, sparse);
+    assert_int_equal(cb_model_train(m, &d, NULL, NULL, NULL, &err), CB_OK);
+    *np = 0;
+    float *p = malloc(cb_model_n_params(m) * sizeof *p);
+    for (size_t i = 0; i < cb_model_n_tensors(m); i++) {
+        cb_tensor t;
+        cb_model_tensor(m, i, &t);
+        size_t k = (size_t)t.shape[0] * (t.ndim > 1 ? t.shape[1] : 1);
+        memcpy(p + *np, t.data, k * sizeof *p);
+        *np += k;
+    }
+    cb_model_free(m);
+    free(idx);
+    return p;
+}
+
+static void training_sparse_matches_dense(void **state) {
+    (void)state;
+    cb_rng rng;
+    cb_rng_seed(&rng, 9);
+    uint32_t nu = 80, in = 300;
+    size_t n = 1500;
+    float *xu = calloc((size_t)nu * in, sizeof *xu), *xm = malloc(50 * 6 * sizeof *xm);
+    for (uint32_t u = 0; u < nu; u++) /* 4 dense columns, then ~12 % ones */
+        for (uint32_t c = 0; c < in; c++)
+            xu[(size_t)u * in + c] = c < 4 ? (float)cb_rng_normal(&rng) : cb_rng_uniform(&rng) < 0.12 ? 1.0f : 0.0f;
+    for (int i = 0; i < 50 * 6; i++) xm[i] = (float)cb_rng_normal(&rng);
+    cb_rating *rt = malloc(n * sizeof *rt);
+    for (size_t i = 0; i < n; i++)
+        rt[i] = (cb_rating){.user = (uint32_t)(i % nu), .item = (uint32_t)(cb_rng_uniform(&rng) * 50),
+                            .y = (float)(2 * cb_rng_uniform(&rng) - 1)};
+    for (int opt = 0; opt < 2; opt++) {
+        size_t n1, n2;
+        float *p1 = train_params(xu, nu, in, xm, rt, n, 0, (cb_opt_kind)opt, &n1);
+        float *p2 = train_params(xu, nu, in, xm, rt, n, 1, (cb_opt_kind)opt, &n2);
+        assert_int_equal(n1, n2);
+        double big = 0;
+        for (size_t i = 0; i < n1; i++) big = fmax(big, fabs(p1[i]));
+        assert_close(p1, p2, n1, 0, 1e-4 * big);
+        assert_true(memcmp(p1, p2, n1 * sizeof *p1) != 0); /* the sparse path did run */
+        free(p1), free(p2);
+    }
+    free(xu), free(xm), free(rt);
+}
+
 /* The user table as rows holds exactly cb_features_users' values. */
 static void user_rows_match_table(void **state) {
     (void)state;
@@ -117,6 +182,7 @@ static void user_rows_match_table(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(sparse_matches_dense), cmocka_unit_test(user_rows_match_table)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(sparse_matches_dense), cmocka_unit_test(training_sparse_matches_dense),
+                                       cmocka_unit_test(user_rows_match_table)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
