@@ -4,7 +4,9 @@
  * ways in the same run, paired A B A B:
  *   dense:  densify the batch's rows (cb_rows_get) + cb_nn_dense_forward/_backward
  *           (what training does today);
- *   sparse: cb_nn_sparse_forward/_backward on the rows as they are stored.
+ *   sparse: the same densify, then what training does with it: list the
+ *           non-zeros (cb_nn_csr_from_dense), transpose w, and
+ *           cb_nn_sparse_forward/_backward (AVX2 unless CBREC_NO_AVX2=1).
  * Prints the median of each and the ratio dense / sparse (> 1: sparse faster).
  * Usage: bench_sparse [--batch B] [--density D] [--reps N]. Exit status 0. */
 #include "base/rows.h"
@@ -50,7 +52,10 @@ int main(int argc, char **argv) {
     }
     float *x = malloc((size_t)B * C * sizeof *x), *w = malloc((size_t)OC * C * sizeof *w), *b = calloc(OC, sizeof *b);
     float *out = malloc((size_t)B * OC * sizeof *out), *dout = malloc((size_t)B * OC * sizeof *dout);
-    float *dw = calloc((size_t)OC * C, sizeof *dw), *db = calloc(OC, sizeof *db), *wt = malloc((size_t)B * OC * sizeof *wt);
+    float *dw = calloc((size_t)OC * C, sizeof *dw), *db = calloc(OC, sizeof *db), *wt = malloc((size_t)OC * C * sizeof *wt);
+    float *dwt = calloc((size_t)OC * C, sizeof *dwt);
+    cb_nn_csr csr = {malloc(((size_t)B + 1) * sizeof(uint32_t)), malloc((size_t)B * C * sizeof(uint32_t)),
+                     malloc((size_t)B * C * sizeof(float)), (size_t)B * C};
     for (size_t i = 0; i < (size_t)OC * C; i++) w[i] = (float)(0.05 * cb_rng_normal(&rng));
     for (size_t i = 0; i < (size_t)B * OC; i++) dout[i] = (float)cb_rng_normal(&rng);
     double *td = malloc(reps * sizeof *td), *ts = malloc(reps * sizeof *ts);
@@ -63,8 +68,11 @@ int main(int argc, char **argv) {
         }
         double t1 = cb_now();
         for (int s = 0; s < STEPS; s++) {
-            cb_nn_sparse_forward(out, wt, rows.dense, rows.hot_off, rows.hot_col, w, b, B, C, H, OC);
-            cb_nn_sparse_backward(dw, db, wt, dout, rows.dense, rows.hot_off, rows.hot_col, B, C, H, OC);
+            for (int r = 0; r < B; r++) cb_rows_get(&rows, (uint32_t)r, x + (size_t)r * C);
+            cb_nn_csr_from_dense(&csr, x, B, C);
+            cb_nn_transpose(wt, w, OC, C);
+            cb_nn_sparse_forward(out, &csr, wt, b, B, OC);
+            cb_nn_sparse_backward(dw, db, dwt, dout, &csr, B, C, OC);
         }
         td[k] = (t1 - t0) / STEPS;
         ts[k] = (cb_now() - t1) / STEPS;
@@ -73,9 +81,10 @@ int main(int argc, char **argv) {
     qsort(ts, reps, sizeof *ts, cmp_double);
     printf("first layer %d inputs (head %d, %.0f %% ones in the tail) -> %d outputs, batch %d, 1 thread, median of %d x %d steps:\n",
            C, H, 100 * density, OC, B, reps, STEPS);
-    printf("  dense (densify + sgemm fwd/bwd): %.3f ms/step\n  sparse (fwd/bwd):                %.3f ms/step\n"
+    printf("  dense (densify + sgemm fwd/bwd):   %.3f ms/step\n  sparse (densify + list + fwd/bwd): %.3f ms/step\n"
            "  ratio dense/sparse: %.2fx\n", td[reps / 2] * 1e3, ts[reps / 2] * 1e3, td[reps / 2] / ts[reps / 2]);
     cb_rows_free(&rows);
-    free(x), free(w), free(b), free(out), free(dout), free(dw), free(db), free(wt), free(td), free(ts);
+    free(csr.off), free(csr.col), free(csr.val);
+    free(x), free(w), free(b), free(out), free(dout), free(dw), free(db), free(wt), free(dwt), free(td), free(ts);
     return 0;
 }

@@ -16,7 +16,11 @@
  * The sgemm peak (1536³, 1 and 2 threads) is measured in the same run: the
  * dense part's FLOP rate (forward + backward of the layers) at cbrec's best
  * thread count is given as a share of the peak at that thread count.
+ * --vs-dense: each cbrec run is paired (A B) with one whose user tower's first
+ * layer is forced dense (cb_model_set_sparse_input 0: sgemm, as before the
+ * sparse layer), and the ratio sparse / dense is printed per batch and thread count.
  * Usage: bench_train [--ratings N] [--lab-epochs N] [--torch-examples N] [--no-torch] [--shape default|lab]
+ *                    [--vs-dense]
  * Exit status 0 whatever the figures (a benchmark reports, it does not judge). */
 #include "data/dataset.h"
 #include "features/featurize.h"
@@ -47,6 +51,7 @@ typedef struct shape {
     size_t n;
     int epochs;  /* cbrec epochs per run */
     double eps[N_BATCHES][N_THREADS], loss[N_BATCHES][N_THREADS];        /* cbrec */
+    double dense_eps[N_BATCHES][N_THREADS];                               /* --vs-dense: first layer dense */
     double torch_eps[N_BATCHES][N_THREADS];                               /* PyTorch, NAN = not run */
 } shape;
 
@@ -105,7 +110,7 @@ static double sgemm_peak(int threads) {
     return best;
 }
 
-static void train_once(shape *s, int bi, int ti) {
+static void train_once(shape *s, int bi, int ti, bool dense) {
     cb_model_config c;
     model_config(&c, s, batches[bi], s->epochs, ti + 1);
     cb_train_data d = {.user_x = s->xu, .n_users = s->n_users, .item_x = s->xm, .n_items = s->n_items,
@@ -113,9 +118,18 @@ static void train_once(shape *s, int bi, int ti) {
     cb_model *m;
     cb_error err;
     cb_train_result res;
-    if (cb_model_create(&m, &c, &err) != CB_OK || cb_model_train(m, &d, NULL, NULL, &res, &err) != CB_OK) {
+    if (cb_model_create(&m, &c, &err) != CB_OK) {
         fprintf(stderr, "bench_train: %s\n", err.msg);
         exit(1);
+    }
+    cb_model_set_sparse_input(m, dense ? 0 : -1);
+    if (cb_model_train(m, &d, NULL, NULL, &res, &err) != CB_OK) {
+        fprintf(stderr, "bench_train: %s\n", err.msg);
+        exit(1);
+    }
+    if (dense) {
+        s->dense_eps[bi][ti] = (double)s->n * res.epochs_run / res.seconds;
+        return cb_model_free(m);
     }
     s->eps[bi][ti] = (double)s->n * res.epochs_run / res.seconds;
     s->loss[bi][ti] = res.train_loss;
@@ -241,7 +255,7 @@ static const char *run_torch(shape *s, size_t examples, double *rss_mb) {
 
 static int best_of(const double *v) { return v[1] > v[0] ? 1 : 0; }
 
-static void report(const shape *s, const double peak[N_THREADS], bool torch) {
+static void report(const shape *s, const double peak[N_THREADS], bool torch, bool vs_dense) {
     cb_model_config c;
     model_config(&c, s, 256, 1, 1);
     double fpe = model_flops_per_example(&c);
@@ -256,6 +270,11 @@ static void report(const shape *s, const double peak[N_THREADS], bool torch) {
                s->eps[b][1], s->torch_eps[b][0], s->torch_eps[b][1],
                torch ? s->eps[b][cb] / s->torch_eps[b][tb] : NAN, 100 * gflops / peak[cb], gflops);
     }
+    for (int b = 0; b < N_BATCHES; b++)
+        for (int t = 0; vs_dense && t < N_THREADS; t++)
+            printf("RATIO %s batch %d, %d thread%s: sparse first layer / dense (paired runs)  %.2fx (%.0f vs %.0f)\n",
+                   s->name, batches[b], t + 1, t ? "s" : "", s->eps[b][t] / s->dense_eps[b][t], s->eps[b][t],
+                   s->dense_eps[b][t]);
     for (int b = 0; b < N_BATCHES; b++) {
         int cb = best_of(s->eps[b]), tb = best_of(s->torch_eps[b]);
         if (torch)
@@ -268,13 +287,14 @@ static void report(const shape *s, const double peak[N_THREADS], bool torch) {
 
 int main(int argc, char **argv) {
     size_t n_ratings = 200000, torch_examples = 50000;
-    int lab_epochs = 3, want_torch = 1;
+    int lab_epochs = 3, want_torch = 1, vs_dense = 0;
     const char *only = NULL; /* --shape: one shape only (e.g. under perf) */
     static struct option opts[] = {{"ratings", required_argument, 0, 'r'},
                                    {"lab-epochs", required_argument, 0, 'e'},
                                    {"torch-examples", required_argument, 0, 't'},
                                    {"no-torch", no_argument, 0, 'n'},
                                    {"shape", required_argument, 0, 's'},
+                                   {"vs-dense", no_argument, 0, 'd'},
                                    {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -283,8 +303,9 @@ int main(int argc, char **argv) {
         else if (ch == 't') torch_examples = strtoull(optarg, NULL, 10);
         else if (ch == 'n') want_torch = 0;
         else if (ch == 's') only = optarg;
+        else if (ch == 'd') vs_dense = 1;
         else {
-            fprintf(stderr, "usage: %s [--ratings N] [--lab-epochs N] [--torch-examples N] [--no-torch] [--shape default|lab]\n",
+            fprintf(stderr, "usage: %s [--ratings N] [--lab-epochs N] [--torch-examples N] [--no-torch] [--shape default|lab] [--vs-dense]\n",
                     argv[0]);
             return 2;
         }
@@ -311,7 +332,10 @@ int main(int argc, char **argv) {
         shape *s = &shapes[k];
         if (only && strcmp(only, s->name)) continue;
         for (int b = 0; b < N_BATCHES; b++)
-            for (int t = 0; t < N_THREADS; t++) train_once(s, b, t);
+            for (int t = 0; t < N_THREADS; t++) {
+                train_once(s, b, t, false);
+                if (vs_dense) train_once(s, b, t, true);
+            }
         const char *why = skip ? skip : run_torch(s, torch_examples, &torch_rss);
         if (why && !skip) skip = why;
     }
@@ -323,7 +347,7 @@ int main(int argc, char **argv) {
     printf("sgemm peak 1536^3 (best of the start and the end of the run): 1 thread %.1f GFLOP/s, 2 threads %.1f "
            "GFLOP/s\n", peak[0], peak[1]);
     for (int k = 0; k < 2; k++)
-        if (!only || !strcmp(only, shapes[k].name)) report(&shapes[k], peak, !skip);
+        if (!only || !strcmp(only, shapes[k].name)) report(&shapes[k], peak, !skip, vs_dense);
     if (skip) printf("torch skipped: %s\n", skip);
     else printf("torch peak RSS %.1f MB\n", torch_rss);
     for (int k = 0; k < 2; k++) shape_free(&shapes[k]);

@@ -112,7 +112,10 @@ static char *train(int ranks, const char *name, const char *opts) {
 static void two_ranks_match_one_process(void **state) {
     (void)state;
     if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
-    const char *opts = "--epochs 2 --batch 128 --split random --seed 3 -q";
+    /* a fixed neighbour weight: the kind and K are still tuned across the ranks, but on
+     * this small set the weight's choice (towers alone vs with neighbours) is a near tie
+     * that float rounding of the towers (sparse vs dense first layer) tips either way */
+    const char *opts = "--epochs 2 --batch 128 --split random --seed 3 --neighbour-weight 0.5 -q";
     char o1[256], o2[256], sgd1[256];
     snprintf(o1, sizeof o1, "%s --threads 1", opts);
     snprintf(o2, sizeof o2, "%s --threads 2", opts);
@@ -142,9 +145,9 @@ static void two_ranks_match_one_process(void **state) {
      * towers' sgemm rounds differently for 128 rows than for 64, and a ReLU
      * unit that flips on a rounding-level difference moves its weights by a
      * step: 1.6e-6 to 7.3e-4 of the largest weight across seeds and defaults
-     * (also between 1 and 2 threads in one process), against > 1e-2 for
-     * another seed below. */
-    assert_true(d < 2e-3);
+     * (also between 1 and 2 threads in one process), 2.0e-3 with the sparse
+     * first layer (nn_sparse.h), against > 1e-2 for another seed below. */
+    assert_true(d < 5e-3);
     /* the comparison can fail: another seed's model is far off */
     char seed_opts[320];
     snprintf(seed_opts, sizeof seed_opts, "%s --seed 4", sgd1);

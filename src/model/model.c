@@ -7,6 +7,7 @@
 
 #include "model/negatives.h"
 #include "model/nn.h"
+#include "model/nn_sparse.h"
 #include "model/parallel.h"
 
 #include <cblas.h>
@@ -53,6 +54,8 @@ struct cb_model {
     float head[4 * HEAD_N];     /* params | grads | m | v */
     uint64_t head_step;
     uint32_t epochs_done;
+    int sparse_mode;            /* the user tower's first layer in training: 0 auto, 1 dense, 2 sparse
+                                   (cb_model_set_sparse_input) */
 };
 
 /* Per-tower scratch for a batch of at most `cap` rows. */
@@ -77,6 +80,12 @@ typedef struct tower_ws {
                                 item left out of its bag (UINT32_MAX: none) */
     const uint32_t *h_off, *h_item; /* the history the last gather used (or NULL) */
     float *block;
+    /* the sparse first layer (training, user tower; csr.off NULL: dense): the batch's non-zeros
+     * (at most a quarter of the inputs: a denser batch goes dense), W0 transposed [in0, out0] and
+     * its gradient's scratch (zeros between steps); sparse_used: the last forward took it */
+    cb_nn_csr csr;
+    float *wt0, *dwt0;
+    bool sparse_used;
 } tower_ws;
 
 /* The rows tower `side` runs for a batch of B examples: the item side also
@@ -401,6 +410,7 @@ int cb_model_create_from_tensors(cb_model **out, const cb_model_config *c,
 
 static void ws_free(tower_ws *ws) {
     free(ws->block);
+    free(ws->csr.off), free(ws->csr.col), free(ws->csr.val), free(ws->wt0), free(ws->dwt0);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -439,6 +449,26 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
     ws->htgt = (uint32_t *)p; p += PAD(cap);
     if (softmax) ws->prob = p, p += PAD((size_t)cap * cap);
 #undef PAD
+    return CB_OK;
+}
+
+/* Whether training runs tower t's first layer sparse (tower_ws.csr): when
+ * asked to (cb_model_set_sparse_input), else for an input of 256 columns or
+ * more when the CPU has AVX2 (the plain loops lose to sgemm). */
+static bool sparse_first_layer(const cb_model *m, const tower *t) {
+    return m->sparse_mode == 2 || (m->sparse_mode == 0 && t->in[0] >= 256 && cb_cpu_avx2());
+}
+
+void cb_model_set_sparse_input(cb_model *m, int on) { m->sparse_mode = on < 0 ? 0 : on == 0 ? 1 : 2; }
+
+static int ws_sparse_alloc(tower_ws *ws, const tower *t, int cap, cb_error *err) {
+    size_t in = (size_t)t->in[0], n = (size_t)cap * in / 4 + 1;
+    cb_nn_csr *s = &ws->csr;
+    s->cap = n;
+    if (!(s->off = cb_malloc(((size_t)cap + 1) * sizeof *s->off, err)) || !(s->col = cb_malloc(n * sizeof *s->col, err)) ||
+        !(s->val = cb_malloc(n * sizeof *s->val, err)) || !(ws->wt0 = cb_malloc(in * t->out[0] * sizeof(float), err)) ||
+        !(ws->dwt0 = cb_calloc(in * t->out[0], sizeof(float), err)))
+        return CB_ENOMEM;
     return CB_OK;
 }
 
@@ -490,7 +520,13 @@ static void tower_forward(const tower *t, tower_ws *ws, const float *x, const ui
     }
     for (int l = 0; l < L; l++) {
         float *out = (l == L - 1 && !l2norm) ? ws->y[par] : ws->act[l];
-        cb_nn_dense_forward(out, inp, t->w[l], t->b[l], B, t->in[l], t->out[l]);
+        if (l == 0) ws->sparse_used = ws->csr.off && !cb_nn_csr_from_dense(&ws->csr, inp, B, t->in[0]);
+        if (l == 0 && ws->sparse_used) {
+            cb_nn_transpose(ws->wt0, t->w[0], t->out[0], t->in[0]);
+            cb_nn_sparse_forward(out, &ws->csr, ws->wt0, t->b[0], B, t->out[0]);
+        } else {
+            cb_nn_dense_forward(out, inp, t->w[l], t->b[l], B, t->in[l], t->out[l]);
+        }
         if (l < L - 1) cb_nn_relu_forward(out, out, (size_t)B * t->out[l]);
         inp = out;
     }
@@ -553,7 +589,10 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
             dinp = dnext;
             memset(dinp, 0, (size_t)B * t->in[l] * sizeof(float));
         }
-        cb_nn_dense_backward(dinp, t->dw[l], t->db[l], dcur, inp, t->w[l], B, t->in[l], t->out[l]);
+        if (l == 0 && ws->sparse_used)
+            cb_nn_sparse_backward(t->dw[0], t->db[0], ws->dwt0, dcur, &ws->csr, B, t->in[0], t->out[0]);
+        else
+            cb_nn_dense_backward(dinp, t->dw[l], t->db[l], dcur, inp, t->w[l], B, t->in[l], t->out[l]);
         if (l == 0 && t->bag && ws->h_off) bag_backward(t, ws, dcur, dnext, B);
         if (l > 0) {
             cb_nn_relu_backward_inplace(dinp, ws->act[l - 1], (size_t)B * t->in[l]);
@@ -1601,7 +1640,8 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
     for (int w = 0; w < x->n_workers && rc == CB_OK; w++) {
         worker *k = &x->wk[w];
         if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
-            (rc = ws_alloc(&k->ws[1], &m->tw[1], cap + ncap, false, err)))
+            (rc = ws_alloc(&k->ws[1], &m->tw[1], cap + ncap, false, err)) ||
+            (sparse_first_layer(m, &m->tw[0]) && (rc = ws_sparse_alloc(&k->ws[0], &m->tw[0], cap, err))))
             break;
         if (!(k->touched[0] = cb_calloc(2 * (size_t)(cap + ncap), sizeof(uint32_t), err))) return CB_ENOMEM;
         k->touched[1] = k->touched[0] + cap + ncap;

@@ -157,6 +157,12 @@ const cb_model_config *cb_model_config_of(const cb_model *m);
  * patience, seed, threads) before a further cb_model_train; the architecture
  * and objective fields must equal the model's. */
 int cb_model_set_train_config(cb_model *m, const cb_model_config *c, cb_error *err);
+/* How training runs the user tower's first layer: on < 0 (the default)
+ * sparse (model/nn_sparse.h: the batch's non-zeros) for an input of 256
+ * columns or more when the CPU has AVX2, else dense (sgemm); 0 always dense;
+ * > 0 always sparse. A batch with more than a quarter non-zeros goes dense
+ * anyway. The two agree within float rounding. */
+void cb_model_set_sparse_input(cb_model *m, int on);
 
 /* ---- training */
 typedef struct cb_train_data {

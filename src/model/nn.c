@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 #if defined(__SSE2__)
-#include <emmintrin.h>
+#include <immintrin.h>
 #endif
 
 /* ---- dense */
@@ -503,10 +503,40 @@ static void adam_sse(float *p, const float *g, float *m, float *v, size_t n, flo
 }
 #endif
 
+#if CB_HAVE_AVX2_PATH
+/* adam_sse 8 wide: the same operations (no FMA), so the same bits. */
+CB_TARGET_AVX2 static void adam_avx2(float *p, const float *g, float *m, float *v, size_t n, float wd,
+                                     const adam_consts *k) {
+    const __m256 b1 = _mm256_set1_ps(k->b1), omb1 = _mm256_set1_ps(k->omb1);
+    const __m256 b2 = _mm256_set1_ps(k->b2), omb2 = _mm256_set1_ps(k->omb2);
+    const __m256 eps = _mm256_set1_ps(k->eps), step = _mm256_set1_ps(k->step);
+    const __m256 bc2 = _mm256_set1_ps(k->bc2_sqrt), vwd = _mm256_set1_ps(wd);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 pi = _mm256_loadu_ps(p + i), gi = _mm256_loadu_ps(g + i);
+        if (wd != 0.0f) gi = _mm256_add_ps(gi, _mm256_mul_ps(vwd, pi));
+        __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(omb1, gi));
+        __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(omb2, _mm256_mul_ps(gi, gi)));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2), eps);
+        _mm256_storeu_ps(p + i, _mm256_sub_ps(pi, _mm256_mul_ps(step, _mm256_div_ps(mi, denom))));
+    }
+    adam_sse(p + i, g + i, m + i, v + i, n - i, wd, k);
+}
+#endif
+
 void cb_nn_adam_update(float *p, const float *g, float *m, float *v, size_t n, size_t n_decay,
                        const cb_nn_adam *h, uint64_t t) {
 #if defined(__SSE2__)
     adam_consts k = adam_prepare(h, t);
+#if CB_HAVE_AVX2_PATH
+    if (cb_cpu_avx2()) {
+        adam_avx2(p, g, m, v, n_decay, k.wd, &k);
+        adam_avx2(p + n_decay, g + n_decay, m + n_decay, v + n_decay, n - n_decay, 0.0f, &k);
+        return;
+    }
+#endif
     adam_sse(p, g, m, v, n_decay, k.wd, &k);
     adam_sse(p + n_decay, g + n_decay, m + n_decay, v + n_decay, n - n_decay, 0.0f, &k);
 #else

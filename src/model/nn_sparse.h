@@ -1,26 +1,48 @@
-/* nn_sparse — the user tower's first layer over a sparse input: each row is
- * a dense head (B,H) followed by C - H columns that are 0 except the listed
- * ones, which are 1 (the top-items multi-hot, base/rows.h). Same contract as
- * cb_nn_dense_forward / _backward on the densified rows (nn.h), with the
- * arithmetic of the tail cut to the ones present: forward adds one row of a
- * transposed copy of the tail weights per one; backward adds dout's row into
- * the transposed gradient rows of the columns present only, then folds those
- * into dw. The dense kernels on densified rows are the reference
- * (tests/test_nn.c compares them). */
+/* nn_sparse — a dense layer whose input is mostly zeros: the user tower's
+ * first layer over the top-items multi-hot (~13 % non-zero over ~1,000
+ * columns). The batch's input rows are listed as their non-zeros (CSR, built
+ * from the densified rows); the layer works on a transposed copy of the
+ * weights, wt (C,OC), so each non-zero adds one contiguous row:
+ *   forward   out[r] = b + Σ_j val_j · wt[col_j]          (axpy per non-zero)
+ *   backward  dwt[col_j] += val_j · dout[r], then dw += dwtᵀ (scatter of the
+ *             outer products on the columns present only)
+ * Same contract as cb_nn_dense_forward / _backward on the dense rows (nn.h)
+ * within float tolerance; no dinp (a first layer). AVX2 + FMA 8-wide kernels
+ * are chosen at run time (cb_cpu_avx2); the `_naive` twins are plain loops
+ * (tests/test_nn_sparse.c compares both with the dense layer). Nothing here
+ * allocates. */
 #ifndef CB_NN_SPARSE_H
 #define CB_NN_SPARSE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-/* out (B,OC) = [head | tail] · wᵀ + b: head (B,H) dense, row r's ones at
- * tail columns cols[off[r] .. off[r+1]) (i.e. columns H + cols[j]); w (OC,C),
- * b (OC) or NULL; out_t (OC,B) is scratch. */
-void cb_nn_sparse_forward(float *out, float *out_t, const float *head, const uint64_t *off, const uint16_t *cols,
-                          const float *w, const float *b, int B, int C, int H, int OC);
-/* dw (OC,C) += doutᵀ · [head | tail], touching only the tail columns present;
- * db (OC) += column sums of dout (NULL: skipped); dout_t (OC,B) is scratch.
- * No dinp: the first layer. */
-void cb_nn_sparse_backward(float *dw, float *db, float *dout_t, const float *dout, const float *head,
-                           const uint64_t *off, const uint16_t *cols, int B, int C, int H, int OC);
+/* A batch of rows as non-zeros: row r's are col/val[off[r] .. off[r+1]). */
+typedef struct cb_nn_csr {
+    uint32_t *off; /* [B + 1] */
+    uint32_t *col; /* [cap] */
+    float *val;    /* [cap] */
+    size_t cap;
+} cb_nn_csr;
+
+/* List the non-zeros of x (B,C) into s. Returns 0, or -1 when there are more
+ * than s->cap of them (s is then not usable). */
+int cb_nn_csr_from_dense(cb_nn_csr *s, const float *x, int B, int C);
+
+/* wt (C,OC) = w (OC,C) transposed. */
+void cb_nn_transpose(float *wt, const float *w, int OC, int C);
+
+/* out (B,OC) = x · wᵀ + b for the rows x listed in s; wt (C,OC) is w
+ * transposed (cb_nn_transpose); b may be NULL. */
+void cb_nn_sparse_forward(float *out, const cb_nn_csr *s, const float *wt, const float *b, int B, int OC);
+void cb_nn_sparse_forward_naive(float *out, const cb_nn_csr *s, const float *wt, const float *b, int B, int OC);
+
+/* dw (OC,C) += doutᵀ · x, db (OC) += column sums of dout (NULL: skipped).
+ * dwt (C,OC) is scratch that must hold zeros on entry, and holds zeros again
+ * on return. */
+void cb_nn_sparse_backward(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B, int C,
+                           int OC);
+void cb_nn_sparse_backward_naive(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B,
+                                 int C, int OC);
 
 #endif
