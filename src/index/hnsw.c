@@ -4,6 +4,7 @@
  * st-container save / memory-mapped load. See hnsw.h for the contract. */
 #include "index/hnsw.h"
 #include "base/st.h"
+#include "base/threads.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -501,12 +502,6 @@ static void *build_worker(void *arg) {
     return NULL;
 }
 
-static int resolve_threads(int threads) {
-    if (threads > 0) return threads > 64 ? 64 : threads;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)(n > 64 ? 64 : n) : 1;
-}
-
 /* Insert nodes order[1..n) from `threads` threads pulling the next one; one
  * thread inserts in that order without locks (the deterministic build). */
 static int build_links(cb_hnsw *h, const int32_t *order, int threads, cb_error *err) {
@@ -523,12 +518,7 @@ static int build_links(cb_hnsw *h, const int32_t *order, int threads, cb_error *
         pthread_mutex_init(&h->top_lock, NULL);
         h->lock_mask = n_locks - 1;
     }
-    pthread_t tid[64];
-    bool started[64] = {false};
-    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], NULL, build_worker, &jb) == 0;
-    build_worker(&jb);
-    for (int t = 1; t < threads; t++)
-        if (started[t]) pthread_join(tid[t], NULL);
+    cb_threads_run(build_worker, &jb, 0, threads);
     if (h->locks) {
         for (size_t i = 0; i <= h->lock_mask; i++) pthread_mutex_destroy(&h->locks[i]);
         pthread_mutex_destroy(&h->top_lock);
@@ -654,7 +644,7 @@ int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hn
         h->links0 = h->own_links0, h->levels = h->own_levels, h->upper = h->own_upper;
         h->entry = 0, h->max_level = h->levels[0];
         int32_t *order = insertion_order(h, rng, err);
-        rc = order ? build_links(h, order, resolve_threads(p->threads), err) : CB_ENOMEM;
+        rc = order ? build_links(h, order, cb_threads_resolve(p->threads, 64), err) : CB_ENOMEM;
         free(order);
     }
     if (rc) {
@@ -809,14 +799,9 @@ static int search_job(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_
     atomic_init(&jb.next, 0);
     atomic_init(&jb.n_exact, 0);
     atomic_init(&jb.failed, 0);
-    int nthreads = resolve_threads(p->threads);
+    int nthreads = cb_threads_resolve(p->threads, 64);
     if ((size_t)nthreads > nq) nthreads = (int)nq;
-    pthread_t tid[64];
-    bool started[64] = {false};
-    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tid[t], NULL, search_worker, &jb) == 0;
-    search_worker(&jb);
-    for (int t = 1; t < nthreads; t++)
-        if (started[t]) pthread_join(tid[t], NULL);
+    cb_threads_run(search_worker, &jb, 0, nthreads);
     int rc = atomic_load(&jb.failed) ? cb_fail(err, CB_ENOMEM, "hnsw: out of memory for search scratch") : CB_OK;
     if (!rc && atomic_load(&jb.n_exact)) rc = answer_exactly(&jb, err);
     if (p->n_fallback) *p->n_fallback = atomic_load(&jb.n_exact);

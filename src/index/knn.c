@@ -4,12 +4,12 @@
  * the contract and why rescoring makes the answer independent of threads. */
 #include "index/knn.h"
 #include "base/st.h"
+#include "base/threads.h"
 
 #include <cblas.h>
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -627,28 +627,8 @@ static void finalize(job *jb, size_t q, const float *fk, const int32_t *fi, size
     if (cc != c) free(cc);
 }
 
-/* ---------------------------------------------------------------------------
- * Threads: the caller's thread is worker 0; workers pull units from an
- * atomic counter. If a thread cannot be created the others do its share. */
-
-typedef void *(*worker_fn)(void *);
-
-static int resolve_threads(int threads) {
-    if (threads > 0) return threads;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)(n > 256 ? 256 : n) : 1;
-}
-
-static void run_workers(worker_fn fn, void *args, size_t arg_size, int nthreads) {
-    pthread_t tid[256];
-    bool started[256] = {false};
-    if (nthreads > 256) nthreads = 256;
-    for (int t = 1; t < nthreads; t++)
-        started[t] = pthread_create(&tid[t], NULL, fn, (char *)args + (size_t)t * arg_size) == 0;
-    fn(args);
-    for (int t = 1; t < nthreads; t++)
-        if (started[t]) pthread_join(tid[t], NULL);
-}
+/* Threads (base/threads.h): the caller's thread is worker 0; workers pull
+ * units from an atomic counter. */
 
 static void job_fail(job *jb, int code) {
     int zero = 0;
@@ -831,7 +811,7 @@ static int search_job(const cb_knn_index *ix, const float *Q, size_t nq, size_t 
     atomic_init(&jb.n_fallback, 0);
     atomic_init(&jb.failed, 0);
     size_t batch_min = p->batch_min ? p->batch_min : DEFAULT_BATCH_MIN;
-    int nthreads = resolve_threads(p->threads);
+    int nthreads = cb_threads_resolve(p->threads, CB_THREADS_MAX);
     kernels kern = pick_kernels(ix->d);
 
     if (nq >= batch_min || p->bench_gemm_only) {
@@ -842,7 +822,7 @@ static int search_job(const cb_knn_index *ix, const float *Q, size_t nq, size_t 
         for (int t = 0; t < nthreads; t++) w[t] = (batch_worker){&jb, kern};
         int saved = openblas_get_num_threads(), want = p->blas_threads > 0 ? p->blas_threads : 1;
         if (saved != want) openblas_set_num_threads(want);
-        run_workers(batch_run, w, sizeof *w, nthreads);
+        cb_threads_run(batch_run, w, sizeof *w, nthreads);
         if (saved != want) openblas_set_num_threads(saved);
         free(w);
     } else {
@@ -865,7 +845,7 @@ static int search_job(const cb_knn_index *ix, const float *Q, size_t nq, size_t 
         }
         for (int t = 0; t < nthreads; t++)
             w[t] = (vec_worker){&jb, kern, tb + (size_t)t * nq, bk + (size_t)t * per, bi + (size_t)t * per};
-        run_workers(vec_run, w, sizeof *w, nthreads);
+        cb_threads_run(vec_run, w, sizeof *w, nthreads);
         for (size_t q = 0; q < nq; q++) {
             size_t mm = 0, total = 0;
             float W = -INFINITY;

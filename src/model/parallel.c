@@ -3,6 +3,7 @@
  * a range, the ordered reduction of gradient buffers, and OpenBLAS's thread
  * count while a pool lives. See parallel.h. */
 #include "model/parallel.h"
+#include "base/threads.h"
 
 #include <cblas.h>
 #include <pthread.h>
@@ -129,10 +130,7 @@ void cb_pool_free(cb_pool *p) {
     free(p);
 }
 
-int cb_pool_default_threads(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n >= 1 ? (n > 256 ? 256 : (int)n) : 1;
-}
+int cb_pool_default_threads(void) { return cb_threads_resolve(0, CB_THREADS_MAX); }
 
 void cb_pool_split(size_t n, int parts, int i, size_t align, size_t *lo, size_t *hi) {
     if (align < 1) align = 1;

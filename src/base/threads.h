@@ -1,0 +1,23 @@
+/* threads — the one way libcbrec runs work on its own threads: how many
+ * (cb_threads_resolve: 0 = every online core) and a fork-join of N workers
+ * (cb_threads_run: the caller's thread is worker 0; a thread that cannot be
+ * created leaves its share to the others, so workers must pull units of work
+ * from a shared counter rather than own a fixed slice). Internal. */
+#ifndef CB_THREADS_H
+#define CB_THREADS_H
+
+#include <stddef.h>
+
+#define CB_THREADS_MAX 256
+
+typedef void *(*cb_thread_fn)(void *);
+
+/* threads > 0: that many (at most cap); 0 or less: the online cores (at most cap). */
+int cb_threads_resolve(int threads, int cap);
+
+/* fn(args + t * arg_size) for t in [0, n) on n threads (at most CB_THREADS_MAX),
+ * t = 0 on the caller's; returns once all have returned. arg_size 0 gives every
+ * worker the same argument. */
+void cb_threads_run(cb_thread_fn fn, void *args, size_t arg_size, int n);
+
+#endif
