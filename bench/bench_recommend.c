@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* CPU time of this thread: unlike wall time, it excludes preemption by other
  * processes, which dominates the tail on a busy machine. */
@@ -121,44 +122,73 @@ static void gemm_topk(const cb_bundle *r, size_t k, float *S, int32_t *best, flo
     }
 }
 
+/* One batch call's wall and CPU time (every thread of the process). */
+static int time_batch(const cb_recommender *rec, size_t nu, const cb_config *opts, int64_t *items, float *scores,
+                      double *wall, double *cpu, cb_error *err) {
+    double t0 = cb_now(), c0 = process_cpu();
+    int rc = cb_recommender_recommend_batch(rec, NULL, nu, 10, opts, items, scores, err);
+    *wall = cb_now() - t0, *cpu = process_cpu() - c0;
+    return rc;
+}
+
+static void time_peer(const cb_bundle *r, int blas, float *S, int32_t *best, float *bs, double *wall, double *cpu) {
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(blas);
+    double t0 = cb_now(), c0 = process_cpu();
+    gemm_topk(r, 10, S, best, bs);
+    *wall = cb_now() - t0, *cpu = process_cpu() - c0;
+    openblas_set_num_threads(saved);
+    struct timespec idle = {0, 300000000}; /* OpenBLAS's threads spin ~0.1 s after a product: not in the next timing */
+    nanosleep(&idle, NULL);
+}
+
 /* Batch recommend for every user (filters: rated items) against the peer and
- * against the loop of single recommend calls measured before (loop_total). */
+ * against the loop of single recommend calls measured before (loop_total).
+ * Each at its best, A B A B: CPU time of the batch on one thread against the
+ * peer with OpenBLAS at one thread (its least CPU; at two, its threads spin
+ * between products); wall time of the batch on every core against the
+ * peer's better wall of OpenBLAS at one thread and at every core. */
 static int bench_batch(const cb_recommender *rec, const cb_bundle *r, const char *budget, double loop_total) {
     enum { K = 10, RUNS = 7 };
     size_t nu = r->n_users, ni = r->n_items;
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    char cores_text[16];
+    snprintf(cores_text, sizeof cores_text, "%d", cores > 0 ? cores : 1);
     cb_error err;
-    cb_config *opts = NULL;
-    if (cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err) || cb_config_set(opts, "neighbour-budget", budget, &err)) {
+    cb_config *one = NULL, *all = NULL;
+    if (cb_config_create(&one, CB_CONFIG_RECOMMEND, &err) || cb_config_set(one, "neighbour-budget", budget, &err) ||
+        cb_config_create(&all, CB_CONFIG_RECOMMEND, &err) || cb_config_set(all, "neighbour-budget", budget, &err) ||
+        cb_config_set(all, "threads", cores_text, &err)) {
         fprintf(stderr, "bench_recommend: %s\n", err.msg);
         return 1;
     }
     int64_t *items = malloc(nu * K * sizeof *items);
     float *scores = malloc(nu * K * sizeof *scores), *S = malloc(nu * ni * sizeof *S), *bs = malloc(nu * K * sizeof *bs);
     int32_t *best = malloc(nu * K * sizeof *best);
-    double tb[RUNS], tg[RUNS], cb[RUNS], cg[RUNS];
+    double w1[RUNS], c1[RUNS], wa[RUNS], ca[RUNS], pw1[RUNS], pc1[RUNS], pwa[RUNS], pca[RUNS];
     int rc = items && scores && S && bs && best ? CB_OK : CB_ENOMEM;
     for (int run = 0; !rc && run < RUNS; run++) {
-        double t0 = cb_now(), c0 = process_cpu();
-        rc = cb_recommender_recommend_batch(rec, NULL, nu, K, opts, items, scores, &err);
-        tb[run] = cb_now() - t0;
-        cb[run] = process_cpu() - c0;
-        t0 = cb_now();
-        c0 = process_cpu();
-        gemm_topk(r, K, S, best, bs);
-        tg[run] = cb_now() - t0;
-        cg[run] = process_cpu() - c0;
+        rc = time_batch(rec, nu, one, items, scores, &w1[run], &c1[run], &err);
+        time_peer(r, 1, S, best, bs, &pw1[run], &pc1[run]);
+        if (!rc) rc = time_batch(rec, nu, all, items, scores, &wa[run], &ca[run], &err);
+        time_peer(r, cores, S, best, bs, &pwa[run], &pca[run]);
     }
     if (rc) {
         fprintf(stderr, "bench_recommend: batch: %s\n", rc == CB_ENOMEM ? "out of memory" : err.msg);
     } else {
-        double b50 = pct(tb, RUNS, 0.5), g50 = pct(tg, RUNS, 0.5), cb50 = pct(cb, RUNS, 0.5), cg50 = pct(cg, RUNS, 0.5);
-        printf("recommend batch ml-latest-small neighbour-budget=%s users=%zu items=%zu top-%d: batch wall p50=%.1f ms cpu p50=%.1f ms | "
-               "one sgemm + top-k scan wall p50=%.1f ms cpu p50=%.1f ms | ratio wall=%.2f cpu=%.2f (goal <= 2) | "
-               "loop of %zu single recommend calls=%.1f ms wall (%.1fx the batch)\n",
-               budget, nu, ni, K, b50 * 1e3, cb50 * 1e3, g50 * 1e3, cg50 * 1e3, b50 / g50, cb50 / cg50, nu, loop_total * 1e3,
-               loop_total / b50);
+        double b1 = pct(c1, RUNS, 0.5), p1 = pct(pc1, RUNS, 0.5), bw = pct(wa, RUNS, 0.5), bw1 = pct(w1, RUNS, 0.5);
+        double pw = pct(pw1, RUNS, 0.5), pwall = pct(pwa, RUNS, 0.5), pbest = pw < pwall ? pw : pwall;
+        printf("recommend batch ml-latest-small neighbour-budget=%s users=%zu items=%zu top-%d: "
+               "cpu, 1 thread: batch p50=%.1f ms, one sgemm + top-k scan (OpenBLAS 1 thread) p50=%.1f ms, ratio=%.2f "
+               "(goal <= 2) | wall, %s threads: batch p50=%.1f ms (1 thread %.1f ms), peer's best p50=%.1f ms "
+               "(OpenBLAS 1 thread %.1f, %s threads %.1f ms; its cpu %.1f ms), ratio=%.2f (goal <= 2) | "
+               "loop of %zu single recommend calls=%.1f ms wall (%.1fx the 1-thread batch)\n",
+               budget, nu, ni, K, b1 * 1e3, p1 * 1e3, b1 / p1, cores_text, bw * 1e3, bw1 * 1e3, pbest * 1e3,
+               pw * 1e3, cores_text, pwall * 1e3, pct(pca, RUNS, 0.5) * 1e3, bw / pbest, nu, loop_total * 1e3,
+               loop_total / bw1);
     }
-    cb_config_free(opts);
+    cb_config_free(one);
+    cb_config_free(all);
     free(items);
     free(scores);
     free(S);

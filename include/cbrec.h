@@ -499,7 +499,7 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
                                           const cb_config *opts, int64_t *items, float *scores, cb_error *err);
 /* Users per block of cb_recommender_recommend_batch (one sgemm each): calls
  * on consecutive users split at multiples of it give the bits of one call
- * (with the same BLAS thread count), e.g. a batch sharded across processes [shared]. */
+ * (whatever the threads), e.g. a batch sharded across processes [shared]. */
 CB_API size_t cb_recommender_batch_block(const cb_recommender *rec);
 /* One user's batch row as a JSON line (malloc'd; caller frees):
  * {"user": id, "criterion": ..., "items": [{"item": id, "score": s}, ...]}

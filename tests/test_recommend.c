@@ -701,8 +701,18 @@ static void batch_matches_brute_force(void **state) {
             if (!in) assert_true(cb_bundle_predict_vec(f->rec, vu, (uint32_t)i) <= kth + 1e-4f);
         }
     }
-    /* a list of users, include-seen and n beyond the catalog (padded) */
+    /* the same rows from 3 threads (blocks of 64 users: two of them work here) */
     cb_config *opts;
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "threads", "3", &err), CB_OK);
+    int64_t *ti = malloc(nu * n * sizeof *ti);
+    float *ts = malloc(nu * n * sizeof *ts);
+    assert_int_equal(cb_recommender_recommend_batch(f->exact, NULL, nu, n, opts, ti, ts, &err), CB_OK);
+    assert_memory_equal(ti, items, nu * n * sizeof *ti);
+    assert_memory_equal(ts, scores, nu * n * sizeof *ts);
+    free(ti), free(ts);
+    cb_config_free(opts);
+    /* a list of users, include-seen and n beyond the catalog (padded) */
     assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
     assert_int_equal(cb_config_set(opts, "include-seen", "true", &err), CB_OK);
     size_t users[2] = {5, 1}, big = ni + 3;
