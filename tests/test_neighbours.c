@@ -244,6 +244,22 @@ static void recommender_uses_and_saves_it(void **state) {
     assert_int_equal(cb_recommender_recommend_batch(rec, &user, 1, 10, NULL, it_on, sc_on, &err), CB_OK);
     assert_int_equal(cb_recommender_recommend_batch(rec, &user, 1, 10, off, it_off, sc_off, &err), CB_OK);
     assert_true(memcmp(sc_on, sc_off, sizeof sc_on) != 0);
+    /* every user, listed backwards, from 3 threads (4 blocks of 64 users):
+     * the same rows, with the component, as from one */
+    size_t nu = cb_recommender_user_count(rec), *all = malloc(nu * sizeof *all);
+    for (size_t u = 0; u < nu; u++) all[u] = nu - 1 - u;
+    int64_t *i1 = malloc(nu * 10 * sizeof *i1), *i3 = malloc(nu * 10 * sizeof *i3);
+    float *s1 = malloc(nu * 10 * sizeof *s1), *s3 = malloc(nu * 10 * sizeof *s3);
+    cb_config *three = NULL;
+    assert_int_equal(cb_config_create(&three, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(three, "threads", "3", &err), CB_OK);
+    assert_true(nu > 2 * cb_recommender_batch_block(rec));
+    assert_int_equal(cb_recommender_recommend_batch(rec, all, nu, 10, NULL, i1, s1, &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend_batch(rec, all, nu, 10, three, i3, s3, &err), CB_OK);
+    assert_memory_equal(i1, i3, nu * 10 * sizeof *i1);
+    assert_memory_equal(s1, s3, nu * 10 * sizeof *s1);
+    cb_config_free(three);
+    free(all), free(i1), free(i3), free(s1), free(s3);
     /* the neighbour budget: all of each list while the history fits, then
      * budget / n_hist of each, never fewer than the floor, never the whole list */
     assert_int_equal(cb_rec_neighbour_k(200, 0, 5000), 0);

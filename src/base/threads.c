@@ -1,7 +1,8 @@
-/* threads — thread counts and the fork-join used by every parallel module
- * (see threads.h). */
+/* threads — thread counts, the fork-join used by every parallel module and
+ * the OpenBLAS hold (see threads.h). */
 #include "base/threads.h"
 
+#include <cblas.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <unistd.h>
@@ -21,4 +22,22 @@ void cb_threads_run(cb_thread_fn fn, void *args, size_t arg_size, int n) {
     fn(args);
     for (int t = 1; t < n; t++)
         if (started[t]) pthread_join(tid[t], NULL);
+}
+
+static pthread_mutex_t blas_mu = PTHREAD_MUTEX_INITIALIZER;
+static int blas_depth, blas_saved;
+
+void cb_blas_hold_one(void) {
+    pthread_mutex_lock(&blas_mu);
+    if (blas_depth++ == 0) {
+        blas_saved = openblas_get_num_threads();
+        if (blas_saved != 1) openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&blas_mu);
+}
+
+void cb_blas_release(void) {
+    pthread_mutex_lock(&blas_mu);
+    if (blas_depth > 0 && --blas_depth == 0 && blas_saved != 1) openblas_set_num_threads(blas_saved);
+    pthread_mutex_unlock(&blas_mu);
 }

@@ -2,7 +2,8 @@
  * (cb_threads_resolve: 0 = every online core) and a fork-join of N workers
  * (cb_threads_run: the caller's thread is worker 0; a thread that cannot be
  * created leaves its share to the others, so workers must pull units of work
- * from a shared counter rather than own a fixed slice). Internal. */
+ * from a shared counter rather than own a fixed slice), and OpenBLAS held
+ * at one thread while our own threads run (cb_blas_hold_one). Internal. */
 #ifndef CB_THREADS_H
 #define CB_THREADS_H
 
@@ -19,5 +20,13 @@ int cb_threads_resolve(int threads, int cap);
  * t = 0 on the caller's; returns once all have returned. arg_size 0 gives every
  * worker the same argument. */
 void cb_threads_run(cb_thread_fn fn, void *args, size_t arg_size, int n);
+
+/* OpenBLAS at one thread until the matching cb_blas_release: the first hold
+ * saves its thread count and sets 1, the last release restores it. Holds may
+ * overlap, from any threads (a mutex and a depth count): two calls running
+ * at once never restore the count under each other, and a release never
+ * restores a count some other holder had set. */
+void cb_blas_hold_one(void);
+void cb_blas_release(void);
 
 #endif

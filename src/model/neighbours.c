@@ -2,6 +2,7 @@
  * interactions, their scores, their section of the model file and the choice
  * of their settings on a validation carve. See neighbours.h. */
 #include "model/neighbours.h"
+#include "base/threads.h"
 
 #include "model/comm.h"
 
@@ -132,11 +133,11 @@ static size_t cosine_list(fit_ctx *f, uint32_t i, nb_cand *heap) {
  * thread count (mpirun ranks and a single process must agree). */
 int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, cb_error *err) {
     for (size_t i = 0; i < n; i++) a[i * n + i] += ridge;
-    int dim = (int)n, info = 0, blas = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int dim = (int)n, info = 0;
+    cb_blas_hold_one();
     dpotrf_("L", &dim, a, &dim, &info, 1); /* column-major 'L' = row-major upper: the matrix is symmetric */
     if (info == 0) dpotri_("L", &dim, a, &dim, &info, 1);
-    openblas_set_num_threads(blas);
+    cb_blas_release();
     if (info != 0) return cb_fail(err, CB_ENUMERIC, "EASE's Cholesky inverse failed (LAPACK info %d)", info);
     for (size_t r = 0; r < n; r++)
         for (size_t c = r + 1; c < n; c++) a[c * n + r] = a[r * n + c];

@@ -5,7 +5,6 @@
 #include "model/parallel.h"
 #include "base/threads.h"
 
-#include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -31,7 +30,6 @@ struct cb_pool {
     cb_pool_fn fn;
     void *ctx;
     bool quit;
-    int blas_threads;         /* OpenBLAS's count before the pool */
 };
 
 typedef struct worker_arg {
@@ -89,8 +87,7 @@ int cb_pool_create(cb_pool **out, int n_workers, cb_error *err) {
     pthread_cond_init(&p->cv, NULL);
     atomic_init(&p->arrived, 0);
     atomic_init(&p->gen, 0);
-    p->blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    cb_blas_hold_one(); /* released by cb_pool_free */
     /* a thread that cannot start leaves a smaller pool: the caller shards by cb_pool_size */
     atomic_init(&p->n, 1);
     for (int i = 1; i < n_workers; i++) {
@@ -123,7 +120,7 @@ void cb_pool_free(cb_pool *p) {
     p->quit = true;
     cb_pool_barrier(p);
     for (int i = 1; i < cb_pool_size(p); i++) pthread_join(p->threads[i - 1], NULL);
-    openblas_set_num_threads(p->blas_threads);
+    cb_blas_release();
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p->threads);

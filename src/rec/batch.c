@@ -142,7 +142,6 @@ typedef struct batch_job {
     int64_t *items;
     float *scores;
     atomic_size_t next; /* the next block's first position in users */
-    atomic_bool oom;
 } batch_job;
 
 /* Users [b0, b0 + rows) of the call: one sgemm of their vectors against
@@ -177,18 +176,38 @@ static void batch_block(const batch_job *jb, size_t b0, size_t rows, float *U, f
     }
 }
 
-static void *batch_worker(void *arg) {
-    batch_job *jb = arg;
-    const cb_bundle *r = jb->rec->r;
-    size_t ni = cb_recommender_item_count(jb->rec);
-    float *U = malloc(jb->block * jb->q_len * sizeof *U + 1), *S = malloc(jb->block * ni * sizeof *S);
-    float *raw = jb->nb_on ? malloc(((size_t)r->n_items + 1) * sizeof *raw) : NULL;
-    if (!U || !S || (jb->nb_on && !raw)) atomic_store(&jb->oom, true);
+/* One worker: its scratch (allocated by the caller before any row is
+ * written, so running out of memory leaves the outputs untouched). */
+typedef struct batch_worker {
+    batch_job *jb;
+    float *U, *S, *raw;
+} batch_worker;
+
+static void *batch_run(void *arg) {
+    batch_worker *w = arg;
+    batch_job *jb = w->jb;
     size_t b0;
-    while (!atomic_load(&jb->oom) && (b0 = atomic_fetch_add(&jb->next, jb->block)) < jb->n_users)
-        batch_block(jb, b0, jb->n_users - b0 < jb->block ? jb->n_users - b0 : jb->block, U, S, raw);
-    free(U), free(S), free(raw);
+    while ((b0 = atomic_fetch_add(&jb->next, jb->block)) < jb->n_users)
+        batch_block(jb, b0, jb->n_users - b0 < jb->block ? jb->n_users - b0 : jb->block, w->U, w->S, w->raw);
     return NULL;
+}
+
+/* The workers' scratch, or NULL (err set) when it does not fit. */
+static batch_worker *workers_alloc(batch_job *jb, int threads, cb_error *err) {
+    size_t ni = cb_recommender_item_count(jb->rec), nm = jb->rec->r->n_items;
+    batch_worker *w = cb_calloc((size_t)threads, sizeof *w, err);
+    for (int t = 0; w && t < threads; t++) {
+        w[t].jb = jb;
+        w[t].U = cb_malloc(jb->block * jb->q_len * sizeof *w[t].U + 1, err);
+        w[t].S = w[t].U ? cb_malloc(jb->block * ni * sizeof *w[t].S, err) : NULL;
+        w[t].raw = w[t].S && jb->nb_on ? cb_malloc((nm + 1) * sizeof *w[t].raw, err) : NULL;
+        if (!w[t].S || (jb->nb_on && !w[t].raw)) {
+            for (int u = 0; u <= t; u++) free(w[u].U), free(w[u].S), free(w[u].raw);
+            free(w);
+            return NULL;
+        }
+    }
+    return w;
 }
 
 /* Threads: cfg->threads workers (at most one per block), each with its own
@@ -227,13 +246,14 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
         if (cb_bit_get(excl, j)) excluded[jb.n_excluded++] = (uint32_t)j;
     jb.excluded = excluded;
     atomic_init(&jb.next, 0);
-    atomic_init(&jb.oom, false);
+    batch_worker *w = rc ? NULL : workers_alloc(&jb, threads, err);
+    if (!rc && !w) rc = CB_ENOMEM;
     if (!rc) {
-        int blas = openblas_get_num_threads();
-        if (blas != 1) openblas_set_num_threads(1);
-        cb_threads_run(batch_worker, &jb, 0, threads);
-        if (blas != 1) openblas_set_num_threads(blas);
-        if (atomic_load(&jb.oom)) rc = cb_fail(err, CB_ENOMEM, "batch recommend: out of memory for a block's scores");
+        cb_blas_hold_one();
+        cb_threads_run(batch_run, w, sizeof *w, threads);
+        cb_blas_release();
+        for (int t = 0; t < threads; t++) free(w[t].U), free(w[t].S), free(w[t].raw);
+        free(w);
     }
     free(excl);
     free(excluded);
