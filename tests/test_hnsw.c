@@ -182,8 +182,9 @@ static void filtered_search_keeps_recall(void **state) {
 }
 
 /* threads = 1 builds the same graph every time (the saved files are equal
- * byte for byte); a parallel build (4 threads on any machine: contended
- * locks) is as good a graph: the table's recall holds from both. */
+ * byte for byte); a parallel build (4 threads asked, 3 used at 3,000
+ * nodes, on any machine: contended locks) is as good a graph: the table's
+ * recall holds from both. */
 static void deterministic_and_table(void **state) {
     (void)state;
     const size_t n = 3000, d = 16, k = 10;
