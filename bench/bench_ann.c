@@ -26,18 +26,14 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench_clock.h"
 
 typedef struct span {
     double wall, cpu;
 } span;
 
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-static span span_start(void) { return (span){cb_now(), cpu_now()}; }
-static span span_end(span s) { return (span){cb_now() - s.wall, cpu_now() - s.cpu}; }
+static span span_start(void) { return (span){cb_now(), bench_process_cpu()}; }
+static span span_end(span s) { return (span){cb_now() - s.wall, bench_process_cpu() - s.cpu}; }
 
 static void check(int rc, const cb_error *err) {
     if (rc) {

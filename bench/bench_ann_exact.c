@@ -22,14 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* CPU seconds of the process (every thread): the machine is shared, so
- * wall time includes waiting for a core. */
-static double cpu_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
+#include "bench_clock.h"
 
 static void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
@@ -98,13 +91,13 @@ int main(int argc, char **argv) {
     double best_gemm = 1e30, best_table = 1e30, cpu_gemm = 1e30, cpu_table = 1e30, best_grp = 1e30, cpu_grp = 1e30;
     cb_knn_table tab;
     for (int rep = 0; rep < reps; rep++) { /* alternate, keep the best of each: the machine is shared */
-        double t0 = cb_now(), c0 = cpu_now();
+        double t0 = cb_now(), c0 = bench_process_cpu();
         check(cb_knn_index_search(ix, V, n, k, CB_KNN_L2, &pg, idx, sc, &err), &err);
-        double t1 = cb_now(), c1 = cpu_now();
+        double t1 = cb_now(), c1 = bench_process_cpu();
         check(cb_knn_index_search(ix, V, n, k, CB_KNN_L2, &pt, idx, sc, &err), &err);
-        double t2 = cb_now(), c2 = cpu_now();
+        double t2 = cb_now(), c2 = bench_process_cpu();
         check(cb_knn_similar_table(&tab, V, n, d, k, threads, &err), &err);
-        double t3 = cb_now(), c3 = cpu_now();
+        double t3 = cb_now(), c3 = bench_process_cpu();
         if (memcmp(tab.neighbors, idx, n * k * sizeof *idx) || memcmp(tab.distances, sc, n * k * sizeof *sc)) {
             fprintf(stderr, "bench_ann_exact: the two tables differ\n");
             return 1;

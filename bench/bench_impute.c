@@ -20,12 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double cpu_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
+#include "bench_clock.h"
 
 typedef int (*impute_fn)(const cb_features *, float *, const uint8_t *, uint32_t, uint32_t, size_t *, cb_error *);
 
@@ -37,9 +32,9 @@ static void time_one(impute_fn fn, const cb_features *f, const float *X, size_t 
     memcpy(Y, X, bytes);
     size_t n_cold;
     cb_error err;
-    double c0 = cpu_now(), w0 = cb_now();
+    double c0 = bench_process_cpu(), w0 = cb_now();
     if (fn(f, Y, has, n_users, 200, &n_cold, &err)) { fprintf(stderr, "bench_impute: %s\n", err.msg); exit(1); }
-    *cpu = cpu_now() - c0, *wall = cb_now() - w0;
+    *cpu = bench_process_cpu() - c0, *wall = cb_now() - w0;
     *out = Y;
 }
 

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench_clock.h"
 
 /* Wall and CPU (all threads of the process) seconds of one measurement. The
  * machine may be shared: CPU time is the work done, wall time includes
@@ -29,14 +30,8 @@ typedef struct span {
     double wall, cpu;
 } span;
 
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static span span_start(void) { return (span){cb_now(), cpu_now()}; }
-static span span_end(span s) { return (span){cb_now() - s.wall, cpu_now() - s.cpu}; }
+static span span_start(void) { return (span){cb_now(), bench_process_cpu()}; }
+static span span_end(span s) { return (span){cb_now() - s.wall, bench_process_cpu() - s.cpu}; }
 
 static float *unit_rows(size_t n, size_t d, uint64_t seed) {
     float *v = malloc(n * d * sizeof *v);

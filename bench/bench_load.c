@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench_clock.h"
 
 static char *fmt_u(char *p, uint64_t v) {
     char tmp[24];
@@ -102,12 +103,6 @@ typedef struct timing {
     double wall, cpu;
 } timing;
 
-static double cpu_self(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double cpu_children(void) {
     struct rusage ru;
     getrusage(RUSAGE_CHILDREN, &ru);
@@ -134,7 +129,7 @@ static timing time_cmd(const char *cmd) {
 static timing time_csv(const char *file) {
     timing best = {1e30, 1e30};
     for (int r = 0; r < 3; r++) {
-        double c0 = cpu_self(), t0 = cb_now();
+        double c0 = bench_process_cpu(), t0 = cb_now();
         cb_csv_options o;
         cb_csv_options_default(&o);
         cb_csv *c;
@@ -144,7 +139,7 @@ static timing time_csv(const char *file) {
         size_t *fl, nf, n = 0;
         while (cb_csv_next(c, &f, &fl, &nf, &err) > 0) n += nf;
         cb_csv_close(c);
-        keep_best(&best, cb_now() - t0, cpu_self() - c0);
+        keep_best(&best, cb_now() - t0, bench_process_cpu() - c0);
         if (n == 0) return (timing){-1, -1};
     }
     return best;
@@ -255,12 +250,12 @@ int main(int argc, char **argv) {
     uint32_t nu = 0, ni = 0;
     for (int r = 0; r < 3; r++) {
         cb_dataset *ds;
-        double a = cb_now(), c0 = cpu_self();
+        double a = cb_now(), c0 = bench_process_cpu();
         if (cb_dataset_load(&ds, dir, NULL, &err)) {
             fprintf(stderr, "bench_load: %s\n", err.msg);
             return 1;
         }
-        keep_best(&t_load, cb_now() - a, cpu_self() - c0);
+        keep_best(&t_load, cb_now() - a, bench_process_cpu() - c0);
         n = ds->n_ratings;
         bytes = cb_dataset_bytes(ds);
         nu = cb_dataset_n_users(ds);

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "bench_clock.h"
 
 enum { N_USERS = 5000, N_ITEMS = 10000, N_EX = 60000, USER_IN = 1052, ITEM_IN = 40 };
 
@@ -57,12 +58,6 @@ static run_result train_once(const cb_train_data *d, int threads, int batch, int
     return r;
 }
 
-static double cpu_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* CPU seconds to zero 16 gradient buffers of n floats and sum them (one slice
  * per worker, run here one after another): n is the dense part, since the id
  * embedding's rows are zeroed and summed only where the batch's items reach. */
@@ -73,14 +68,14 @@ static double reduce16_seconds(size_t n) {
     for (int w = 0; w < W; w++) src[w] = buf + (size_t)w * n;
     double best = INFINITY;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = cpu_seconds();
+        double t0 = bench_thread_cpu();
         for (int w = 0; w < W; w++) {
             memset(src[w], 0, n * sizeof(float));
             size_t lo, hi;
             cb_pool_split(n, W, w, 16, &lo, &hi);
             cb_pool_reduce(buf + W * n, src, W, lo, hi);
         }
-        double t = cpu_seconds() - t0;
+        double t = bench_thread_cpu() - t0;
         if (t < best) best = t;
     }
     free(buf);

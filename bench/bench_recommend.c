@@ -28,14 +28,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-/* CPU time of this thread: unlike wall time, it excludes preemption by other
- * processes, which dominates the tail on a busy machine. */
-static double thread_cpu(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench_clock.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -61,14 +54,14 @@ static int run_users(const cb_recommender *ctx, const cb_bundle *r, const char *
         for (uint32_t u = 0; u < r->n_users; u++) {
             cb_profile p;
             cb_recommend_result res;
-            double t0 = cb_now(), c0 = thread_cpu();
+            double t0 = cb_now(), c0 = bench_thread_cpu();
             if (cb_recommend_profile_user(&p, r, u, &err) || cb_recommend(ctx, &p, &cfg, NULL, &res, &err)) {
                 fprintf(stderr, "bench_recommend: %s\n", err.msg);
                 free(t);
                 free(tc);
                 return 1;
             }
-            tc[n] = thread_cpu() - c0;
+            tc[n] = bench_thread_cpu() - c0;
             t[n++] = cb_now() - t0;
             if (getenv("BENCH_DEBUG") && pass && t[n - 1] > 2e-3)
                 fprintf(stderr, "slow user %u: %.2f ms, %d ratings\n", u, t[n - 1] * 1e3, r->seen_off[u + 1] - r->seen_off[u]);
@@ -90,14 +83,6 @@ static int run_users(const cb_recommender *ctx, const cb_bundle *r, const char *
 
 /* The peer of the batch: one sgemm of every user vector against every item
  * vector, then a top-k scan of each row (no filtering). */
-/* CPU time of the whole process (every BLAS thread): unlike wall time, it
- * excludes waiting for the other processes of a busy machine. */
-static double process_cpu(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void gemm_topk(const cb_bundle *r, size_t k, float *S, int32_t *best, float *bs) {
     size_t nu = r->n_users, ni = r->n_items, d = r->dim;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nu, (int)ni, (int)d, 1.0f, r->user_vecs, (int)d,
@@ -125,18 +110,18 @@ static void gemm_topk(const cb_bundle *r, size_t k, float *S, int32_t *best, flo
 /* One batch call's wall and CPU time (every thread of the process). */
 static int time_batch(const cb_recommender *rec, size_t nu, const cb_config *opts, int64_t *items, float *scores,
                       double *wall, double *cpu, cb_error *err) {
-    double t0 = cb_now(), c0 = process_cpu();
+    double t0 = cb_now(), c0 = bench_process_cpu();
     int rc = cb_recommender_recommend_batch(rec, NULL, nu, 10, opts, items, scores, err);
-    *wall = cb_now() - t0, *cpu = process_cpu() - c0;
+    *wall = cb_now() - t0, *cpu = bench_process_cpu() - c0;
     return rc;
 }
 
 static void time_peer(const cb_bundle *r, int blas, float *S, int32_t *best, float *bs, double *wall, double *cpu) {
     int saved = openblas_get_num_threads();
     openblas_set_num_threads(blas);
-    double t0 = cb_now(), c0 = process_cpu();
+    double t0 = cb_now(), c0 = bench_process_cpu();
     gemm_topk(r, 10, S, best, bs);
-    *wall = cb_now() - t0, *cpu = process_cpu() - c0;
+    *wall = cb_now() - t0, *cpu = bench_process_cpu() - c0;
     openblas_set_num_threads(saved);
     struct timespec idle = {0, 300000000}; /* OpenBLAS's threads spin ~0.1 s after a product: not in the next timing */
     nanosleep(&idle, NULL);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include "bench_clock.h"
 
 typedef struct worker {
     const cb_recommender *rec;
@@ -33,12 +34,6 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static double thread_cpu(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void *run(void *arg) {
     worker *w = arg;
     size_t n_users = cb_recommender_user_count(w->rec), u = w->first;
@@ -47,9 +42,9 @@ static void *run(void *arg) {
         cb_error err;
         cb_list *l = NULL;
         char *json = NULL;
-        double c0 = thread_cpu();
+        double c0 = bench_thread_cpu();
         int rc = cb_recommender_recommend(w->rec, cb_recommender_user_id(w->rec, u), NULL, w->opts, &l, &err);
-        w->call_cpu += thread_cpu() - c0;
+        w->call_cpu += bench_thread_cpu() - c0;
         if (rc || cb_list_to_json(l, &json, &err))
             w->failed++;
         else

@@ -494,7 +494,6 @@ typedef struct bjob {
  * exist and miss each other (4 threads on 2 busy cores dropped the table's
  * recall to 0.94 that way). One region (one thread): the order itself. */
 #define BUILD_CHUNK 64
-#define SEED_STEP 16 /* every SEED_STEP-th row is a seed (insertion_order) */
 
 static size_t seed_chunks(const bjob *jb) { return (jb->first_rest - 1 + BUILD_CHUNK - 1) / BUILD_CHUNK; }
 
@@ -540,12 +539,12 @@ static void *build_worker(void *arg) {
 
 /* Insert nodes order[1..n) from `threads` threads pulling chunks (bjob); one
  * thread inserts in that order without locks (the deterministic build). */
-static int build_links(cb_hnsw *h, const int32_t *order, int threads, cb_error *err) {
+static int build_links(cb_hnsw *h, const int32_t *order, size_t first_rest, int threads, cb_error *err) {
     /* A thread per 1,024 nodes at most: a small graph builds in milliseconds
      * on one thread, deterministically, while concurrent inserts into a few
      * hundred nodes cost recall (a 300-node test graph fell below 0.98). */
     if ((size_t)threads > h->n / 1024 + 1) threads = (int)(h->n / 1024 + 1);
-    bjob jb = {.h = h, .order = order, .first_rest = (h->n + SEED_STEP - 1) / SEED_STEP, .regions = (size_t)threads};
+    bjob jb = {.h = h, .order = order, .first_rest = first_rest, .regions = (size_t)threads};
     jb.n_chunks = seed_chunks(&jb) + jb.regions * ((region_len(&jb) + BUILD_CHUNK - 1) / BUILD_CHUNK);
     atomic_init(&jb.next, 0);
     atomic_init(&jb.failed, 0);
@@ -583,6 +582,7 @@ static uint64_t splitmix64(uint64_t *s) {
  * rows and links still in cache (at 1M x 32 the vectors and links are
  * ~260 MB). The splits draw from the seed: a build stays deterministic. */
 
+#define SEED_STEP 16
 #define SPLIT_LEAF 64
 
 /* Order rows[0..len) (ids; keys is scratch of len) by recursive halving:
@@ -607,7 +607,8 @@ static void pivot_split(const cb_hnsw *h, int32_t *rows, hnode *keys, size_t len
     pivot_split(h, rows + len / 2, keys, len - len / 2, rng);
 }
 
-static int32_t *insertion_order(const cb_hnsw *h, uint64_t seed, cb_error *err) {
+/* The order; *first_rest: where the pivot-split rest starts (after the seeds). */
+static int32_t *insertion_order(const cb_hnsw *h, uint64_t seed, size_t *first_rest, cb_error *err) {
     const size_t n = h->n;
     int32_t *order = cb_malloc(n * sizeof *order, err);
     hnode *keys = order ? cb_malloc(n * sizeof *keys, err) : NULL;
@@ -617,11 +618,11 @@ static int32_t *insertion_order(const cb_hnsw *h, uint64_t seed, cb_error *err) 
     }
     size_t at = 0;
     for (size_t i = 0; i < n; i += SEED_STEP) order[at++] = (int32_t)i;
-    size_t first_rest = at;
+    *first_rest = at;
     for (size_t i = 0; i < n; i++)
         if (i % SEED_STEP) order[at++] = (int32_t)i;
     uint64_t rng = seed ^ 0x0DE5C0DEull;
-    pivot_split(h, order + first_rest, keys, n - first_rest, &rng);
+    pivot_split(h, order + *first_rest, keys, n - *first_rest, &rng);
     free(keys);
     return order;
 }
@@ -682,8 +683,9 @@ int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hn
     if (!rc) {
         h->links0 = h->own_links0, h->levels = h->own_levels, h->upper = h->own_upper;
         h->entry = 0, h->max_level = h->levels[0];
-        int32_t *order = insertion_order(h, rng, err);
-        rc = order ? build_links(h, order, cb_threads_resolve(p->threads, 64), err) : CB_ENOMEM;
+        size_t first_rest;
+        int32_t *order = insertion_order(h, rng, &first_rest, err);
+        rc = order ? build_links(h, order, first_rest, cb_threads_resolve(p->threads, 64), err) : CB_ENOMEM;
         free(order);
     }
     if (rc) {

@@ -820,12 +820,13 @@ static int search_job(const cb_knn_index *ix, const float *Q, size_t nq, size_t 
         batch_worker *w = cb_calloc((size_t)nthreads, sizeof *w, err);
         if (!w) return CB_ENOMEM;
         for (int t = 0; t < nthreads; t++) w[t] = (batch_worker){&jb, kern};
-        int want = p->blas_threads > 0 ? p->blas_threads : 1, saved = want == 1 ? 1 : openblas_get_num_threads();
-        if (want == 1) cb_blas_hold_one();
-        else if (saved != want) openblas_set_num_threads(want); /* a benchmark's setting: not shared */
+        /* one OpenBLAS thread (the shared hold), or a benchmark's count (set and restored, not shared) */
+        int want = p->blas_threads > 1 ? p->blas_threads : 1, saved = want > 1 ? openblas_get_num_threads() : 1;
+        if (want > 1) openblas_set_num_threads(want);
+        else cb_blas_hold_one();
         cb_threads_run(batch_run, w, sizeof *w, nthreads);
-        if (want == 1) cb_blas_release();
-        else if (saved != want) openblas_set_num_threads(saved);
+        if (want > 1) openblas_set_num_threads(saved);
+        else cb_blas_release();
         free(w);
     } else {
         jb.n_units = (ix->n + VEC_UNIT - 1) / VEC_UNIT;

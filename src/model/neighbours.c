@@ -447,6 +447,11 @@ static void contrib_offer(contrib *c, uint32_t it, float s, int64_t h) {
     c->bound = b;
 }
 
+static void contrib_scan(contrib *c, const int32_t *id, const float *sim, int32_t t, int32_t end, int64_t h) {
+    for (; t < end && !(sim[t] < c->bound); t++)
+        if (c->asked[(uint32_t)id[t] >> 6] >> (id[t] & 63) & 1) contrib_offer(c, (uint32_t)id[t], sim[t], h);
+}
+
 /* Offer the entries [t, end) of a list (position h in the history) that are
  * asked about, eight at a time, stopping at the first eight that start below
  * the bound. AVX2: the eight ids against every asked item at once (the
@@ -463,13 +468,7 @@ CB_TARGET_AVX2 static void contrib_scan_avx2(contrib *c, const int32_t *id, cons
             if (c->asked[(uint32_t)id[u] >> 6] >> (id[u] & 63) & 1) contrib_offer(c, (uint32_t)id[u], sim[u], h);
     }
 #endif
-    for (; t < end && !(sim[t] < c->bound); t++)
-        if (c->asked[(uint32_t)id[t] >> 6] >> (id[t] & 63) & 1) contrib_offer(c, (uint32_t)id[t], sim[t], h);
-}
-
-static void contrib_scan(contrib *c, const int32_t *id, const float *sim, int32_t t, int32_t end, int64_t h) {
-    for (; t < end && !(sim[t] < c->bound); t++)
-        if (c->asked[(uint32_t)id[t] >> 6] >> (id[t] & 63) & 1) contrib_offer(c, (uint32_t)id[t], sim[t], h);
+    contrib_scan(c, id, sim, t, end, h); /* the tail */
 }
 
 #define CONTRIB_HEAD 8   /* the first pass: each list's strongest entries */

@@ -192,6 +192,11 @@ static void *batch_run(void *arg) {
     return NULL;
 }
 
+static void workers_free(batch_worker *w, int threads) {
+    for (int t = 0; w && t < threads; t++) free(w[t].U), free(w[t].S), free(w[t].raw);
+    free(w);
+}
+
 /* The workers' scratch, or NULL (err set) when it does not fit. */
 static batch_worker *workers_alloc(batch_job *jb, int threads, cb_error *err) {
     size_t ni = cb_recommender_item_count(jb->rec), nm = jb->rec->r->n_items;
@@ -202,8 +207,7 @@ static batch_worker *workers_alloc(batch_job *jb, int threads, cb_error *err) {
         w[t].S = w[t].U ? cb_malloc(jb->block * ni * sizeof *w[t].S, err) : NULL;
         w[t].raw = w[t].S && jb->nb_on ? cb_malloc((nm + 1) * sizeof *w[t].raw, err) : NULL;
         if (!w[t].S || (jb->nb_on && !w[t].raw)) {
-            for (int u = 0; u <= t; u++) free(w[u].U), free(w[u].S), free(w[u].raw);
-            free(w);
+            workers_free(w, threads); /* calloc'd: the rest are NULL */
             return NULL;
         }
     }
@@ -212,8 +216,8 @@ static batch_worker *workers_alloc(batch_job *jb, int threads, cb_error *err) {
 
 /* Threads: cfg->threads workers (at most one per block), each with its own
  * scratch and its own single-threaded sgemm: OpenBLAS is held at one thread
- * for the call (process-wide, restored after; a server sets it to one for
- * good, so its concurrent batches never touch it). OpenBLAS's own threads
+ * for the call (cb_blas_hold_one: calls running at once share the hold).
+ * OpenBLAS's own threads
  * spin in sched_yield between the blocks' products while the rows are
  * ranked: that doubled the call's CPU time on 2 cores. The rows are the same
  * for any thread count. */
@@ -252,8 +256,7 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
         cb_blas_hold_one();
         cb_threads_run(batch_run, w, sizeof *w, threads);
         cb_blas_release();
-        for (int t = 0; t < threads; t++) free(w[t].U), free(w[t].S), free(w[t].raw);
-        free(w);
+        workers_free(w, threads);
     }
     free(excl);
     free(excluded);

@@ -27,7 +27,7 @@ typedef struct conn_ctx {
     size_t route;    /* for the metrics */
 } conn_ctx;
 
-static double now_seconds(void) {
+double sv_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -233,7 +233,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     conn_ctx *x = *con_cls;
     if (!x) {
         if (!(x = calloc(1, sizeof *x))) return MHD_NO;
-        x->t0 = now_seconds();
+        x->t0 = sv_now();
         *con_cls = x;
         /* in flight from its headers to its answer (a body still arriving holds a place),
          * plus the requests admitted ahead of it since its shard was found ready
@@ -281,7 +281,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     int status = x->rep.status;
     enum MHD_Result ret = queue(c, &x->rep);
-    sv_metrics_observe(s->metrics, x->route, status, now_seconds() - x->t0);
+    sv_metrics_observe(s->metrics, x->route, status, sv_now() - x->t0);
     return ret;
 }
 

@@ -222,6 +222,8 @@ struct MHD_Daemon;
 /* A shard's libmicrohttpd daemon (http.c: external epoll, no listening
  * socket; a closed connection calls sv_shard_closed). */
 struct MHD_Daemon *sv_http_daemon(sv_server *s, unsigned conn_limit, bool v6, struct sv_shard *shard);
+/* Monotonic seconds (http.c): request latencies, shard timers. */
+double sv_now(void);
 void sv_shard_closed(struct sv_shard *shard);
 /* The requests admitted ahead of the one this thread reads now: since its
  * shard was found ready, at most the connections queued before it. */

@@ -92,18 +92,12 @@ static bool watch(int epfd, int op, int fd, uint32_t events, void *ptr) {
 /* Arm the timer for the daemon's next timeout when it is not armed (a
  * connection's timeout only moves later with activity), or now when the
  * daemon has work left over (timeout 0). */
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void arm_timer(struct sv_shard *sh) {
     MHD_UNSIGNED_LONG_LONG ms = 0;
     if (MHD_get_timeout(sh->d, &ms) != MHD_YES || (sh->timer_armed && ms)) return;
     struct itimerspec t = {.it_value = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L}};
     if (!ms) t.it_value.tv_nsec = 1;
-    double due = now_seconds() + 1e-3 * (double)ms; /* not after the timer fires */
+    double due = sv_now() + 1e-3 * (double)ms; /* not after the timer fires */
     if (!timerfd_settime(sh->timer_fd, 0, &t, NULL)) sh->timer_armed = true, sh->timer_due = due;
 }
 
@@ -111,7 +105,7 @@ static void arm_timer(struct sv_shard *sh) {
  * call per run otherwise); a fired one left unread keeps the shard ready. */
 static void run_shard(struct sv_shard *sh) {
     uint64_t n;
-    if (sh->timer_armed && now_seconds() >= sh->timer_due && read(sh->timer_fd, &n, sizeof n) == sizeof n)
+    if (sh->timer_armed && sv_now() >= sh->timer_due && read(sh->timer_fd, &n, sizeof n) == sizeof n)
         sh->timer_armed = false;
     if (__atomic_load_n(&sh->n_inbox, __ATOMIC_RELAXED) && read(sh->inbox_fd, &n, sizeof n) == sizeof n) {
         pthread_mutex_lock(&sh->inbox_mu);
