@@ -11,7 +11,7 @@ EPOCHS=${LAB_EPOCHS:-30}
 model=$(mktemp /tmp/cbrec-lab-XXXXXX.cbrec)
 trap 'rm -f "$model"' EXIT
 c=$( { /usr/bin/time -f "peak_rss_kb=%M" ./cbrec train --data "$DIR" --model "$model" --split sklearn --test-frac 0.2 \
-      --seed 1 --valid-frac 0 --user-layers 256,128 --item-layers 256,128 --dim 32 --lr 0.01 --batch 32 \
+      --seed 1 --valid-frac 0 --user-layers 256,128 --item-layers 256,128 --dim 32 --lr 0.01 --lr-decay 1 --batch 32 \
       --epochs "$EPOCHS" -q; } 2>&1)
 echo "cbrec: $c" | tr '\n' ' '; echo
 if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then echo "course_lab: torch SKIPPED (python3-torch not installed)"; exit 0; fi

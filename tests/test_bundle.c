@@ -229,7 +229,7 @@ static void dropout_and_history(void **state) {
     cb_bundle_train_input in = {.ds = ds, .train_idx = tr, .n_train = n_train, .features = &fc,
                                 .scale_targets = true};
     tiny_model(&in.model, CB_OBJECTIVE_BOTH);
-    in.model.epochs = 20, in.model.lr = 0.01f, in.model.item_dropout = 0.5f, in.model.user_dropout = 0.2f, in.model.history_dim = 4;
+    in.model.epochs = 20, in.model.lr = 0.01f, in.model.lr_decay = 1.0f, in.model.item_dropout = 0.5f, in.model.user_dropout = 0.2f, in.model.history_dim = 4;
     /* at the default temperature 0.1 this toy's margin is 0.07 (0.04 with
      * below-weight 1); ml-100k's cold items rank as well at 0.1 as at 0.2
      * (NDCG@10 0.183 / 0.184, README) */

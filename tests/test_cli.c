@@ -321,7 +321,7 @@ static void options_from_key_tables(void **state) {
     assert_int_equal(run(&out, "%s train --help", cbrec()), 0);
     assert_non_null(strstr(out, "training:\n"));
     assert_non_null(strstr(out, "--lr F"));
-    assert_non_null(strstr(out, "(default 0.002)"));
+    assert_non_null(strstr(out, "(default 0.003)"));
     assert_non_null(strstr(out, "--[no-]l2norm"));
     free(out);
     assert_int_equal(run(&out, "%s train --data %s --model %s --epoch 3", cbrec(), f->data, f->model), 2);

@@ -14,7 +14,7 @@ static void train_defaults(void **state) {
     cb_config *c;
     cb_error err = {0};
     assert_int_equal(cb_config_create(&c, CB_CONFIG_TRAIN, &err), CB_OK);
-    assert_string_equal(cb_config_get(c, "lr"), "0.002");
+    assert_string_equal(cb_config_get(c, "lr"), "0.003");
     assert_string_equal(cb_config_get(c, "batch"), "256");
     assert_string_equal(cb_config_get(c, "epochs"), "10");
     assert_string_equal(cb_config_get(c, "user-layers"), "256,128");
@@ -25,7 +25,7 @@ static void train_defaults(void **state) {
     const cb_train_config *v = train_values(c);
     assert_non_null(v);
     assert_null(cb_config_values(c, CB_CONFIG_SYNTH));
-    assert_true(v->model.lr == 0.002f && v->model.batch_size == 256 && v->model.epochs == 10);
+    assert_true(v->model.lr == 0.003f && v->model.batch_size == 256 && v->model.epochs == 10);
     assert_int_equal(v->model.n_user_layers, 2);
     assert_int_equal(v->features.user_skip_cols, CB_SKIP_FROM_DATASET);
     assert_int_equal(v->split, CB_TRAIN_SPLIT_RANDOM);
@@ -180,7 +180,7 @@ static void shared_parsers(void **state) {
     assert_non_null(strstr(err.msg, "item-layers"));
     cb_train_config tc;
     cb_train_config_default(&tc);
-    assert_true(tc.model.lr == 0.002f && tc.valid_frac == 0 && tc.model.n_item_layers == 2);
+    assert_true(tc.model.lr == 0.003f && tc.valid_frac == 0 && tc.model.n_item_layers == 2);
     assert_null(tc.features.exclude_cols);
 }
 

@@ -20,7 +20,7 @@ CBREC=${CBREC:-$HERE/../../cbrec}
 out=$("$CBREC" train --data "$DIR" --model "$MODEL" --split sklearn --test-frac 0.2 --seed 1 \
       --valid-frac 0 --user-skip-cols 3 --item-skip-cols 1 --scaler-rows all \
       --user-layers 256,128 --item-layers 256,128 --dim 32 \
-      --loss mse --optimizer adam --lr 0.01 --epochs 30 --batch 32 ${CBREC_TRAIN_FLAGS:-})
+      --loss mse --optimizer adam --lr 0.01 --lr-decay 1 --epochs 30 --batch 32 ${CBREC_TRAIN_FLAGS:-})
 echo "$out"
 
 echo

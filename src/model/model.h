@@ -140,7 +140,7 @@ void cb_model_config_base(cb_model_config *c);
  * dim 32, l2norm on, objective both with split heads, temperature 0.1, logQ
  * on, below-weight 0.5, rating weight 3, popularity prior 0.5, item-id
  * embedding on, item dropout 0.25, user dropout 0.1, no history bag, MSE, Adam lr
- * 0.002, no decay, batch 256, 10 epochs, patience 0, seed 1, threads 0 (every core).
+ * 0.003, decay 0.8 per epoch, batch 256, 10 epochs, patience 0, seed 1, threads 0 (every core).
  * user_in / item_in are left 0: the caller must set them. */
 void cb_model_config_default(cb_model_config *c);
 /* NULL when the configuration is usable, else a static message naming the field. */

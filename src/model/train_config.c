@@ -79,7 +79,8 @@ static const cb_config_key_def keys[] = {
      *   (top_k_popular all items, lr 0.005, batch 1024: no gain; 20 epochs +0.008)
      * So: both with split heads, ranking and explaining with one model. The
      * optimiser (lr 0.002, batch 256, 10 epochs) was chosen on ml-100k u1 for
-     * the rating objective: the lectures' lr 0.01, batch 32, 30 epochs overfit. */
+     * the rating objective: the lectures' lr 0.01, batch 32, 30 epochs overfit
+     * (the rate and its decay later: see "lr" below). */
     {"objective", "rating|retrieval|both", "both",
      "what the towers learn: rating = the lectures' squared error on ratings; retrieval = which items a user "
      "picks (in-batch softmax, logQ-corrected); both = the two, on separate output halves (ranks by retrieval, "
@@ -241,9 +242,25 @@ static const cb_config_key_def keys[] = {
      TC(scale_targets), 0, 0, 0, 0, NULL},
     {"optimizer", "adam|sgd", "adam", "optimiser", "training", CB_KEY_ENUM, TC(model.optimizer), 0, 0, 0, 0,
      optimizers},
-    {"lr", "F", "0.002", "learning rate (the lab's protocol: 0.01 with batch 32, 30 epochs)", "training",
-     CB_KEY_F32, TC(model.lr), 0, 1e-9, 100, 0, NULL},
-    {"lr-decay", "G", "1", "epoch e trains with lr x G^e (1 = a constant learning rate)", "training", CB_KEY_F32,
+    /* The learning rate and its decay, on the four validation carves of the
+     * rating weight's table (ml-100k u1.base and ml-latest-small's training
+     * part, each carved per-user 80/20 at seeds 1 and 2); the means over the
+     * four of NDCG@10 / recall@20, and the mean RMSE per data set:
+     *                       NDCG@10  recall@20  RMSE u1.base  ml-latest-small
+     *   lr 0.002, no decay  .2286    .3147      .9130         .8493   (before)
+     *   decay 0.9           .2310    .3178      .9116         .8461
+     *   decay 0.85          .2315    .3204      .9108         .8459
+     *   decay 0.8           .2330    .3197      .9112         .8464
+     *   decay 0.7           .2334    .3204      .9127         .8470
+     *   lr 0.003, decay 0.8 .2319    .3222      .9095         .8458
+     *   lr 0.003, decay 0.75 .2307   .3210      .9106         .8470
+     *   lr 0.004, decay 0.7 .2357    .3198      .9121         .8510
+     * Every decay lifts all four figures over a constant rate; among them
+     * NDCG@10 differs by less than a seed moves it (±0.005). lr 0.003 with
+     * decay 0.8: the best RMSE on both data sets and the best recall@20. */
+    {"lr", "F", "0.003", "learning rate of the first epoch (the lab's protocol: 0.01 with batch 32, 30 epochs, "
+     "--lr-decay 1)", "training", CB_KEY_F32, TC(model.lr), 0, 1e-9, 100, 0, NULL},
+    {"lr-decay", "G", "0.8", "epoch e trains with lr x G^e (1 = a constant learning rate)", "training", CB_KEY_F32,
      TC(model.lr_decay), 0, 1e-6, 1, 0, NULL},
     {"weight-decay", "F", "0", "L2 on the weights", "training", CB_KEY_F32, TC(model.weight_decay), 0, 0, 100, 0,
      NULL},

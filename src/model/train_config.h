@@ -1,7 +1,7 @@
 /* train_config — the TRAIN kind of cb_config: every setting of training a
  * model, from loading the data to the optimiser, as one plain struct and its
  * key table (config.h). The table is the one home of the product's training
- * defaults (lr 0.002, batch 256, 10 epochs: the settings `cbrec eval`
+ * defaults (lr 0.003 decaying 0.8 per epoch, batch 256, 10 epochs: the settings `cbrec eval`
  * measured best on MovieLens; model.c keeps the lectures' lower-level
  * defaults for fields no key reaches) and of the split names and the layer
  * list syntax: `cbrec train`, `cbrec eval` and cb_train all parse through it. */
