@@ -210,6 +210,13 @@ static int tuning_tick(const cb_epoch_report *r, void *ctx) {
     return in->on_epoch(&t, in->ctx);
 }
 
+/* The progress function of a run stopped in the neighbours' tuning: the
+ * model stops at its first tick too (the model so far, cb_progress_fn). */
+static int stop_at_once(const cb_epoch_report *r, void *ctx) {
+    (void)r, (void)ctx;
+    return 1;
+}
+
 /* The progress function stopped the training before its last epoch (not early stopping). */
 static bool stopped_by_caller(const cb_train_result *res, const cb_model_config *mc) {
     return res->epochs_run < mc->epochs && !res->early_stopped;
@@ -226,7 +233,7 @@ static float neighbour_param(const cb_train_config *tc) {
  * per-user carve (20 %) of in's training ratings, the neighbour lists fitted
  * on the same part, NDCG@10 on the carved-out ratings (relevant: the top
  * quarter of the rating scale, every event for implicit data). */
-static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bundle_train_input *in,
+static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, bool *stopped, const cb_bundle_train_input *in,
                            const cb_train_config *tc, cb_error *err) {
     const cb_dataset *ds = in->ds;
     cb_split carve;
@@ -243,9 +250,11 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
     cb_bundle *tb = NULL;
     cb_train_result tres = {0};
     rc = cb_bundle_train(&tb, &ti, &tres, err);
-    if (rc == CB_ENUMERIC && tb && tb->item_vecs) rc = CB_OK;
-    if (!rc && stopped_by_caller(&tres, &ti.model)) { /* stopped: no component (weight 0) */
+    bool diverged = rc == CB_ENUMERIC; /* the model's own training will say so; the carve tells nothing */
+    if (diverged) rc = CB_OK;
+    if (!rc && (diverged || stopped_by_caller(&tres, &ti.model))) { /* no component (weight 0) */
         ch->weight = 0;
+        *stopped = !diverged;
         cb_bundle_free(tb);
         cb_split_free(&carve);
         return CB_OK;
@@ -260,30 +269,42 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, const cb_bun
     return rc;
 }
 
-/* Fit the neighbour lists on in's training ratings with tc's settings (tuned
- * where "auto"; "auto" tries EASE only where it fits, an explicit EASE that
- * does not fit is CB_EINVAL) and attach them to b; nothing when tc turns them off, the
- * model does not rank by retrieval, or the carve chose weight 0. */
-static int fit_neighbours(cb_bundle *b, const cb_bundle_train_input *in, const cb_train_config *tc, cb_error *err) {
-    if (tc->neighbours == 0 || !cb_bundle_has_retrieval(b)) return CB_OK;
+/* The neighbour settings tc gives, tuned where "auto" (tune_neighbours;
+ * "auto" tries EASE only where it fits, an explicit EASE that does not fit
+ * is CB_EINVAL at the fit): chosen before the model itself is trained, so
+ * the carve's towers and the model's are never held together (the peak
+ * memory of a large training run). ch->weight 0: no component (turned off,
+ * a model that does not rank by retrieval, or the carve's choice). *stopped:
+ * the caller's progress function stopped the carve's training. */
+static int choose_neighbours(cb_neighbours_choice *ch, char **tuning, bool *stopped, const cb_bundle_train_input *in,
+                             const cb_train_config *tc, cb_error *err) {
+    *ch = (cb_neighbours_choice){.kind = tc->neighbour_kind, .k = tc->neighbours, .param = neighbour_param(tc),
+                                 .weight = tc->neighbour_weight};
+    *tuning = NULL;
+    if (tc->neighbours == 0 || in->model.objective == CB_OBJECTIVE_RATING) {
+        ch->weight = 0;
+        return CB_OK;
+    }
     bool tuned = tc->neighbours == CB_NEIGHBOURS_AUTO || neighbour_param(tc) < 0 || tc->neighbour_weight < 0;
-    cb_neighbours_choice ch = {.kind = tc->neighbour_kind, .k = tc->neighbours, .param = neighbour_param(tc),
-                               .weight = tc->neighbour_weight};
-    char *tuning = NULL;
-    int rc = tuned ? tune_neighbours(&ch, &tuning, in, tc, err) : CB_OK;
+    return tuned ? tune_neighbours(ch, tuning, stopped, in, tc, err) : CB_OK;
+}
+
+/* Fit the neighbour lists of choice ch on in's training ratings and attach
+ * them to b (taking *tuning); nothing when ch's weight is 0. */
+static int fit_neighbours(cb_bundle *b, const cb_bundle_train_input *in, const cb_train_config *tc,
+                          const cb_neighbours_choice *ch, char **tuning, cb_error *err) {
+    if (!(ch->weight > 0)) return CB_OK;
     cb_neighbours *nb = NULL;
-    if (!rc && ch.weight > 0)
-        rc = cb_neighbours_fit_shared(&nb, in->ds, in->train_idx, in->n_train, (cb_neighbours_kind)ch.kind, ch.k,
-                                      ch.param, tc->comm, err);
+    int rc = cb_neighbours_fit_shared(&nb, in->ds, in->train_idx, in->n_train, (cb_neighbours_kind)ch->kind, ch->k,
+                                      ch->param, tc->comm, err);
     if (nb) {
-        nb->weight = ch.weight;
-        nb->raw = ch.raw;
-        nb->tuning = tuning;
-        tuning = NULL;
+        nb->weight = ch->weight;
+        nb->raw = ch->raw;
+        nb->tuning = *tuning;
+        *tuning = NULL;
         cb_neighbours_free(b->neighbours);
         b->neighbours = nb;
     }
-    free(tuning);
     return rc;
 }
 
@@ -325,16 +346,25 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
         cb_split_free(&carve);
         return rc;
     }
+    cb_neighbours_choice ch = {.weight = 0};
+    char *tuning = NULL;
+    bool stopped = false;
+    if (!resume && (rc = choose_neighbours(&ch, &tuning, &stopped, &in, tc, err))) {
+        cb_split_free(&carve);
+        return rc;
+    }
+    if (stopped) in.on_epoch = stop_at_once;
     rc = resume ? cb_bundle_resume(resume, &in, &o->res, err) : cb_bundle_train(out, &in, &o->res, err);
     if (!resume && *out && (rc == CB_OK || rc == CB_ENUMERIC) && (*out)->item_vecs &&
         !stopped_by_caller(&o->res, &in.model)) {
-        int nrc = fit_neighbours(*out, &in, tc, err);
+        int nrc = fit_neighbours(*out, &in, tc, &ch, &tuning, err);
         if (nrc) {
             cb_bundle_free(*out);
             *out = NULL;
             rc = nrc;
         }
     }
+    free(tuning);
     o->n_train = carve.n_train;
     o->n_valid = carve.n_test;
     o->test_loss = o->res.test_loss;
