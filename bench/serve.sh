@@ -102,9 +102,12 @@ measure() {
   s0=$(summary "$tmp/wrk0")
   wrk_run "$tmp/wrk1" 64 "$SECONDS_RUN"
   s1=$(summary "$tmp/wrk1")
+  # how many requests the precomputed answers took (an older binary has no such lines)
+  answers=$(curl -s "http://127.0.0.1:$port/metrics" 2>/dev/null | awk '/^cbrec_answers_total/ {sub(/.*result="/, ""); sub(/"}/, ""); printf "%s=%s ", $1, $2}')
   stop
   echo "$name 1 connection 10s: $s0"
   echo "$name 64 connections ${SECONDS_RUN}s: $s1"
+  [ -n "$answers" ] && echo "$name answers (both steps): ${answers% }"
   echo "$name $s0 $s1" >> "$tmp/table"
 }
 : > "$tmp/table"
