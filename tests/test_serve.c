@@ -857,7 +857,8 @@ static long long metric(const fixture *f, const char *name) {
 
 /* Every user's default answer from the precomputed ones is byte for byte
  * the computed one: the server without them, the same server asked with an
- * equivalent non-default query (computed), and n=10 given (precomputed). */
+ * equivalent non-default query (computed), and n=10 given (precomputed);
+ * so is every n below 10 (the precomputed answer cut at n). */
 static void answers_equal_computed_ones(void **state) {
     fixture *f = *state, on = *f, off = *f;
     on.srv = start_server(f, NULL, NULL);
@@ -881,8 +882,16 @@ static void answers_equal_computed_ones(void **state) {
         assert_string_equal(a, c);
         assert_string_equal(a, d);
         free(a), free(b), free(c), free(d);
+        for (int k = 1; k < 10; k++) {
+            snprintf(path + n, sizeof path - (size_t)n, "&n=%d", k);
+            a = get_text(&on, path);
+            snprintf(path + n, sizeof path - (size_t)n, "&n=%d&include_seen=false", k);
+            b = get_text(&on, path);
+            assert_string_equal(a, b);
+            free(a), free(b);
+        }
     }
-    assert_int_equal(metric(&on, HITS) - hits, 2 * 120); /* a and d; c bypassed them */
+    assert_int_equal(metric(&on, HITS) - hits, 11 * 120); /* a, d and n < 10; c bypassed them */
     assert_int_equal(metric(&on, MISSES) - misses, 0);
     assert_int_equal(metric(&off, HITS), 0);
     assert_int_equal(metric(&on, "cbrec_answers_users "), 120);

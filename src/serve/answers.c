@@ -4,9 +4,10 @@
  * the text routes.c would write (it is made by the same sv_recommend_text),
  * computed on --threads threads when the model is loaded, before it serves
  * (at a reload, before the swap: the new model arrives with its answers).
- * A default request for a known user is then a copy of its text; any other
- * parameter, a larger or smaller n, a POST, a user the model does not know
- * go the usual way.
+ * A default request for a known user is then a copy of its text, and one
+ * with a smaller n and no other parameter a copy of its first n items and
+ * its notes (a full list's only); any other parameter, a larger n, a POST, a
+ * user the model does not know go the usual way.
  * Why not cb_recommender_recommend_batch: it ranks the whole catalog by the
  * score alone and returns items and scores, while the answer is the
  * retrieval sources' candidates with sources and reasons; the batch call
@@ -22,7 +23,7 @@
  * model may be freed before the reply is sent.
  * Memory: the bodies (5.5 KB per user for n = 10 on ml-latest-small: the
  * reasons are most of it; 3.2 MiB for its 610 users, built in ~0.2 s on 2
- * threads) and 24 bytes per user, at most opt.answers_max_bytes (256 MiB:
+ * threads) and 72 bytes per user (the entry and its offsets), at most opt.answers_max_bytes (256 MiB:
  * ~48,000 such users); a reload holds the old and the new answers until the
  * old model's last request is through. Past the cap the build stops
  * (users left are computed per request, stderr says so) and nothing more is
@@ -39,7 +40,38 @@
 typedef struct answer {
     char *body; /* NULL: none */
     size_t len, events;
+    uint32_t item_end[SV_DEFAULT_N]; /* where the text of item i ends */
+    uint32_t notes_at;               /* where "],\"notes\":[" starts */
+    uint32_t n_items;                /* items in the list (SV_DEFAULT_N: a prefix answers a smaller n) */
 } answer;
+
+/* e's offsets in its body (sv_list_json's text: an unescaped quote only
+ * ever stands for the structure, so these marks cannot occur in a string). */
+static void find_items(answer *e) {
+    const char *items = strstr(e->body, "\"items\":[{\"rank\":"), *notes = strstr(e->body, "],\"notes\":[");
+    e->n_items = 0;
+    if (!items || !notes || e->len > UINT32_MAX) return;
+    for (const char *p = items; (p = strstr(p + 1, ",{\"rank\":")) && p < notes && e->n_items < SV_DEFAULT_N;)
+        e->item_end[e->n_items++] = (uint32_t)(p - e->body);
+    if (e->n_items < SV_DEFAULT_N) e->item_end[e->n_items++] = (uint32_t)(notes - e->body);
+    e->notes_at = (uint32_t)(notes - e->body);
+}
+
+/* The answer for n items (malloc'd): the whole body, or for n below a full
+ * list's, its first n items and the notes (the list for n is the same
+ * ranking cut at n, the same reasons and notes: test_serve compares them for
+ * every user and n). NULL: out of memory, or a short list (its note says
+ * how many it asked for). */
+static char *answer_text(const answer *e, unsigned n) {
+    size_t head = n >= e->n_items ? e->len : e->item_end[n - 1], tail = n >= e->n_items ? 0 : e->len - e->notes_at;
+    if (n < SV_DEFAULT_N && e->n_items < SV_DEFAULT_N) return NULL;
+    char *t = malloc(head + tail + 1);
+    if (!t) return NULL;
+    memcpy(t, e->body, head);
+    memcpy(t + head, e->body + e->notes_at, tail);
+    t[head + tail] = 0;
+    return t;
+}
 
 struct sv_answers {
     size_t n_users, max_bytes;
@@ -84,7 +116,10 @@ static bool put(sv_answers *a, size_t user, size_t events, char *body, size_t le
     bool keep_old = e->body && e->events > events;
     char *old = keep_old ? body : e->body;
     size_t old_len = keep_old ? len : e->len;
-    if (!keep_old) *e = (answer){body, len, events};
+    if (!keep_old) {
+        *e = (answer){.body = body, .len = len, .events = events};
+        find_items(e);
+    }
     pthread_mutex_unlock(&a->mu[user % STRIPES]);
     if (!old) atomic_fetch_add(&a->stored, 1);
     atomic_fetch_sub(&a->bytes, old ? old_len : 0);
@@ -175,7 +210,7 @@ int sv_answers_build(sv_server *s, sv_model *m, char *msg, size_t msg_size) {
 
 /* ---- requests */
 
-bool sv_answers_reply(sv_request *rq, const char *user, sv_reply *rep, sv_answer_ticket *t) {
+bool sv_answers_reply(sv_request *rq, const char *user, unsigned n, sv_reply *rep, sv_answer_ticket *t) {
     sv_answers *a = rq->model->answers;
     const cb_recommender *rec = rq->model->rec;
     size_t u;
@@ -183,11 +218,11 @@ bool sv_answers_reply(sv_request *rq, const char *user, sv_reply *rep, sv_answer
     /* the model's own spelling only: the answer's text holds the id as asked */
     if (!a || cb_recommender_find_user(rec, user, &u, NULL) != CB_OK || strcmp(cb_recommender_user_id(rec, u), user))
         return false;
-    *t = (sv_answer_ticket){u, events_of(rq->srv, user)};
+    size_t events = events_of(rq->srv, user);
+    if (n == SV_DEFAULT_N) *t = (sv_answer_ticket){u, events}; /* the whole answer is stored, never a cut one */
     answer *e = &a->a[u];
     pthread_mutex_lock(&a->mu[u % STRIPES]);
-    char *copy = e->body && e->events == t->events ? malloc(e->len + 1) : NULL;
-    if (copy) memcpy(copy, e->body, e->len + 1);
+    char *copy = e->body && e->events == events ? answer_text(e, n) : NULL;
     pthread_mutex_unlock(&a->mu[u % STRIPES]);
     __atomic_add_fetch(copy ? &rq->srv->answer_hits : &rq->srv->answer_misses, 1, __ATOMIC_RELAXED);
     if (copy) sv_reply_text(rep, 200, copy, "application/json");
@@ -206,8 +241,8 @@ char *sv_answers_metrics(const sv_server *s, const sv_model *m) {
     sv_answers *a = m->answers;
     char *text = NULL;
     int n = asprintf(&text,
-                     "# HELP cbrec_answers_total GET /v1/recommend default requests of known users: from the "
-                     "precomputed answers (hit) or computed (miss)\n"
+                     "# HELP cbrec_answers_total GET /v1/recommend requests of known users without parameters "
+                     "but n <= 10: from the precomputed answers (hit) or computed (miss)\n"
                      "# TYPE cbrec_answers_total counter\n"
                      "cbrec_answers_total{result=\"hit\"} %llu\n"
                      "cbrec_answers_total{result=\"miss\"} %llu\n"

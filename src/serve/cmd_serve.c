@@ -43,7 +43,8 @@ int cmd_serve(int argc, char **argv) {
         "  --timeout S         idle connection timeout in seconds (default 10)\n"
         "  --max-inflight N    requests waiting or running at once before 503 (default 256)\n"
         "  --precompute-answers on|off  compute every known user's GET /v1/recommend?user=ID answer (default n,\n"
-        "                      no other parameter) when the model loads, and answer those requests from it (default on)\n"
+        "                      no other parameter) when the model loads, and answer those requests, and those with\n"
+        "                      a smaller n, from it (default on)\n"
         "  --answers-memory MIB  the precomputed answers' memory at most (default 256; past it: computed per request)\n"
         "SIGHUP or POST /v1/admin/reload reloads the model and table files; a bad file is refused.\n";
     int c;

@@ -301,10 +301,10 @@ int sv_get_recommend(sv_request *rq, sv_reply *rep) {
     if (!sv_query_uint(rq, rep, "n", SV_DEFAULT_N, 1, rq->srv->opt.max_n, &p.n)) return rep->status;
     const char *v[8];
     param_values(&p, v);
-    bool plain = p.n == SV_DEFAULT_N; /* the default request: precomputed (answers.c) */
+    bool plain = p.n <= SV_DEFAULT_N; /* the default request, or fewer: precomputed (answers.c) */
     for (int k = 0; k < 8; k++) plain = plain && !v[k];
     sv_answer_ticket ticket = {SIZE_MAX, 0};
-    if (plain && sv_answers_reply(rq, user, rep, &ticket)) return rep->status;
+    if (plain && sv_answers_reply(rq, user, p.n, rep, &ticket)) return rep->status;
     opts_cache *c = thread_cache();
     char key[sizeof c->key];
     bool keyed = c && params_key(&p, key, sizeof key);

@@ -229,10 +229,10 @@ void sv_answers_free(sv_answers *a);
 typedef struct sv_answer_ticket {
     size_t user, events;
 } sv_answer_ticket;
-/* The default request of a known user (n = SV_DEFAULT_N, no other parameter):
- * true after replying with a copy of its precomputed answer; false on a miss,
- * with *t for sv_answers_store. */
-bool sv_answers_reply(sv_request *rq, const char *user, sv_reply *rep, sv_answer_ticket *t);
+/* A known user's request without parameters but n (<= SV_DEFAULT_N): true
+ * after replying with a copy of its precomputed answer (cut at n); false on a
+ * miss, with *t for sv_answers_store (nowhere unless n = SV_DEFAULT_N). */
+bool sv_answers_reply(sv_request *rq, const char *user, unsigned n, sv_reply *rep, sv_answer_ticket *t);
 /* Keep the answer of a missed default request for the next (a copy of a 200's body). */
 void sv_answers_store(sv_request *rq, const sv_answer_ticket *t, const sv_reply *rep);
 /* The answers' Prometheus lines (malloc'd; NULL: out of memory). */
