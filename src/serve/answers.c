@@ -63,8 +63,9 @@ static void find_items(answer *e) {
  * every user and n). NULL: out of memory, or a short list (its note says
  * how many it asked for). */
 static char *answer_text(const answer *e, unsigned n) {
-    size_t head = n >= e->n_items ? e->len : e->item_end[n - 1], tail = n >= e->n_items ? 0 : e->len - e->notes_at;
-    if (n < SV_DEFAULT_N && e->n_items < SV_DEFAULT_N) return NULL;
+    bool whole = n >= SV_DEFAULT_N;
+    if (!whole && e->n_items < SV_DEFAULT_N) return NULL;
+    size_t head = whole ? e->len : e->item_end[n - 1], tail = whole ? 0 : e->len - e->notes_at;
     char *t = malloc(head + tail + 1);
     if (!t) return NULL;
     memcpy(t, e->body, head);
