@@ -22,6 +22,11 @@
 #      bounded instead of growing with the queue.
 # CBREC_BEFORE=path/to/old/cbrec: steps 0 and 1 for that binary too, in the
 # same run (A B A B when SERVE_REPEAT=2), for a before/after table.
+# Precomputed answers (src/serve/answers.c, on by default): every request of
+# this bench is a known user's default request (n=10, no other parameter),
+# so all of them are answered from the precomputed answers. SERVE_ANSWERS=both
+# (default) also runs steps 0 and 1 with --precompute-answers off (row
+# after_answers_off: every answer computed); on or off: only that one.
 # Both sides use the similar-items table (`cbrec precompute -k 20`), as a
 # deployment would; SERVE_TABLE=0 runs both without it.
 # The table's "overhead ms" is the server's CPU per request minus the loop's
@@ -89,25 +94,32 @@ summary() {
 }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-# steps 0 and 1 for BIN, labelled NAME
+# steps 0 and 1 for BIN [ARGS], labelled NAME
 measure() {
-  start "$2"
+  name=$1; shift
+  start "$@"
   wrk_run "$tmp/wrk0" 1 10
   s0=$(summary "$tmp/wrk0")
   wrk_run "$tmp/wrk1" 64 "$SECONDS_RUN"
   s1=$(summary "$tmp/wrk1")
+  # how many requests the precomputed answers took (an older binary has no such lines)
+  answers=$(curl -s "http://127.0.0.1:$port/metrics" 2>/dev/null | awk '/^cbrec_answers_total/ {sub(/.*result="/, ""); sub(/"}/, ""); printf "%s=%s ", $1, $2}')
   stop
-  echo "$1 1 connection 10s: $s0"
-  echo "$1 64 connections ${SECONDS_RUN}s: $s1"
-  echo "$1 $s0 $s1" >> "$tmp/table"
+  echo "$name 1 connection 10s: $s0"
+  echo "$name 64 connections ${SECONDS_RUN}s: $s1"
+  [ -n "$answers" ] && echo "$name answers (both steps): ${answers% }"
+  echo "$name $s0 $s1" >> "$tmp/table"
 }
 : > "$tmp/table"
 for r in $(seq 1 "$REPEAT"); do
   [ -n "${CBREC_BEFORE:-}" ] && measure before "$CBREC_BEFORE"
-  measure after ./cbrec
+  [ "${SERVE_ANSWERS:-both}" != on ] && measure after_answers_off ./cbrec --precompute-answers off
+  [ "${SERVE_ANSWERS:-both}" != off ] && measure after ./cbrec
 done
 
-start ./cbrec
+answers_arg=""
+[ "${SERVE_ANSWERS:-both}" = off ] && answers_arg="--precompute-answers off"
+start ./cbrec $answers_arg
 ( end=$(( $(date +%s) + SECONDS_RUN )); while [ "$(date +%s)" -lt "$end" ]; do sleep 1; kill -HUP "$pid"; done ) &
 reloader=$!
 wrk_run "$tmp/wrk2" 64 "$SECONDS_RUN"
@@ -117,7 +129,7 @@ reloads=$(grep -c reloaded "$tmp/err")
 stop
 echo "after, with a reload every second: $s2 (reload messages: $reloads)"
 
-start ./cbrec --max-inflight 32
+start ./cbrec --max-inflight 32 $answers_arg
 wrk_run "$tmp/wrk3" 256 10
 s3=$(summary "$tmp/wrk3")
 stop
@@ -154,6 +166,13 @@ while read -r name rest; do
            64000 / rps, b99 / floor, fail, wc, sc }'
 done < "$tmp/table"
 echo
+if [ "${SERVE_ANSWERS:-both}" = both ]; then
+  on=$(grep '^after ' "$tmp/table" | tail -n 1 | cut -d' ' -f10-)
+  off=$(grep '^after_answers_off ' "$tmp/table" | tail -n 1 | cut -d' ' -f10-)
+  echo "$on $off" | awk '{split($1, a, "="); split($3, p, "="); split($9, b, "="); split($11, q, "=")
+    printf "RATIO serve requests/s with precomputed answers over without  %.2f (%.0f vs %.0f; p99 %.2f vs %.2f ms)\n",
+           a[2] / b[2], a[2], b[2], p[2], q[2] }'
+fi
 last=$(tail -n 1 "$tmp/table" | cut -d' ' -f10-)
 echo "$last $s2" | awk -v inproc="$inproc" -v floor="$floor" '{
   split($1, a, "="); split($3, p, "="); split($4, n1, "="); split($5, e1, "="); split($6, t1, "=")

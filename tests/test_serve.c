@@ -831,6 +831,127 @@ static void reload_good_and_bad(void **state) {
     free(backup);
 }
 
+/* ---- precomputed answers (answers.c) */
+
+/* The body of a 200 to GET path (malloc'd). */
+static char *get_text(const fixture *f, const char *path) {
+    char *body;
+    int st = http(f, "GET", path, NULL, 0, &body);
+    if (st != 200) fprintf(stderr, "GET %s: %d %s\n", path, st, body);
+    assert_int_equal(st, 200);
+    return body;
+}
+
+/* A line "NAME VALUE" of /metrics (name ends with its space), its value. */
+static long long metric(const fixture *f, const char *name) {
+    char *text = get_text(f, "/metrics"), needle[128];
+    snprintf(needle, sizeof needle, "\n%s", name);
+    char *line = strstr(text, needle);
+    assert_non_null(line);
+    long long v = atoll(line + strlen(needle));
+    free(text);
+    return v;
+}
+#define HITS "cbrec_answers_total{result=\"hit\"} "
+#define MISSES "cbrec_answers_total{result=\"miss\"} "
+
+/* Every user's default answer from the precomputed ones is byte for byte
+ * the computed one: the server without them, the same server asked with an
+ * equivalent non-default query (computed), and n=10 given (precomputed);
+ * so is every n below 10 (the precomputed answer cut at n). */
+static void answers_equal_computed_ones(void **state) {
+    fixture *f = *state, on = *f, off = *f;
+    on.srv = start_server(f, NULL, NULL);
+    off.srv = start_server(f, NULL, "--precompute-answers off");
+    json_t *doc = get_json(&on, "/v1/users?limit=1000", 200), *users = json_object_get(doc, "users");
+    assert_int_equal(json_array_size(users), 120);
+    long long hits = metric(&on, HITS), misses = metric(&on, MISSES);
+    size_t i;
+    json_t *x;
+    json_array_foreach(users, i, x) {
+        char path[256], *a, *b, *c, *d;
+        int n = snprintf(path, sizeof path, "/v1/recommend?user=%s", json_string_value(json_object_get(x, "user")));
+        a = get_text(&on, path);
+        b = get_text(&off, path);
+        snprintf(path + n, sizeof path - (size_t)n, "&include_seen=false");
+        c = get_text(&on, path);
+        snprintf(path + n, sizeof path - (size_t)n, "&n=10");
+        d = get_text(&on, path);
+        assert_non_null(strstr(a, "\"reasons\":[\""));
+        assert_string_equal(a, b);
+        assert_string_equal(a, c);
+        assert_string_equal(a, d);
+        free(a), free(b), free(c), free(d);
+        for (int k = 1; k < 10; k++) {
+            snprintf(path + n, sizeof path - (size_t)n, "&n=%d", k);
+            a = get_text(&on, path);
+            snprintf(path + n, sizeof path - (size_t)n, "&n=%d&include_seen=false", k);
+            b = get_text(&on, path);
+            assert_string_equal(a, b);
+            free(a), free(b);
+        }
+    }
+    assert_int_equal(metric(&on, HITS) - hits, 11 * 120); /* a, d and n < 10; c bypassed them */
+    assert_int_equal(metric(&on, MISSES) - misses, 0);
+    assert_int_equal(metric(&off, HITS), 0);
+    assert_int_equal(metric(&on, "cbrec_answers_users "), 120);
+    assert_int_equal(metric(&off, "cbrec_answers_users "), 0);
+    json_decref(doc);
+    stop_server(&on.srv, SIGTERM);
+    stop_server(&off.srv, SIGTERM);
+    expect_error(f, "GET", "/v1/recommend?user=no-such-user", NULL, 0, 404); /* unknown: not from the answers */
+    assert_int_equal(sh("%s serve --model %s --precompute-answers maybe >/dev/null 2>&1", cbrec(), f->model), 2);
+}
+
+/* A live event makes the next default answer computed again, with the event;
+ * the one after is precomputed again and the same. */
+static void answers_follow_events(void **state) {
+    fixture *f = *state;
+    char *before = get_text(f, "/v1/recommend?user=5"), body[128], top[64];
+    json_t *j = json_loads(before, 0, NULL);
+    snprintf(top, sizeof top, "%s", json_string_value(json_object_get(json_array_get(json_object_get(j, "items"), 0), "item")));
+    json_decref(j);
+    snprintf(body, sizeof body, "{\"item\": \"%s\", \"rating\": 1}", top);
+    json_decref(post_json(f, "/v1/users/5/events", body, 1, 200));
+    long long hits = metric(f, HITS), misses = metric(f, MISSES);
+    char *after = get_text(f, "/v1/recommend?user=5"), *computed = get_text(f, "/v1/recommend?user=5&include_seen=false");
+    assert_string_not_equal(before, after);
+    j = json_loads(after, 0, NULL);
+    assert_false(in_list(json_object_get(j, "items"), top)); /* now rated */
+    json_decref(j);
+    assert_string_equal(after, computed);
+    assert_int_equal(metric(f, MISSES) - misses, 1);
+    char *again = get_text(f, "/v1/recommend?user=5"); /* stored by the miss */
+    assert_string_equal(after, again);
+    assert_int_equal(metric(f, HITS) - hits, 1);
+    free(before), free(after), free(computed), free(again);
+}
+
+/* A reload swaps the answers with the model; a refused one keeps the old. */
+static void answers_swap_on_reload(void **state) {
+    fixture *f = *state, g = *f;
+    g.model = tu_path(f->dir, "answers.cbrec");
+    assert_int_equal(sh("cp %s.history %s.history && cp %s %s", f->model, g.model, f->model, g.model), 0);
+    g.srv = start_server(&g, NULL, NULL);
+    char *first = get_text(&g, "/v1/recommend?user=2");
+    assert_int_equal(sh("cp %s.history %s.history && cp %s %s.tmp && mv %s.tmp %s", f->model2, g.model, f->model2,
+                        g.model, g.model, g.model), 0);
+    json_decref(post_json(&g, "/v1/admin/reload", NULL, 1, 200));
+    long long hits = metric(&g, HITS);
+    char *second = get_text(&g, "/v1/recommend?user=2"), *computed = get_text(&g, "/v1/recommend?user=2&include_seen=false");
+    assert_string_not_equal(first, second);
+    assert_string_equal(second, computed);
+    assert_int_equal(metric(&g, HITS) - hits, 1);
+    assert_int_equal(metric(&g, "cbrec_answers_users "), 120);
+    assert_int_equal(sh("printf 'not a model' > %s.tmp && mv %s.tmp %s", g.model, g.model, g.model), 0);
+    expect_error(&g, "POST", "/v1/admin/reload", NULL, 1, 500);
+    char *third = get_text(&g, "/v1/recommend?user=2");
+    assert_string_equal(second, third);
+    stop_server(&g.srv, SIGTERM);
+    free(first), free(second), free(computed), free(third);
+    free(g.model);
+}
+
 /* ---- kill -9 during a stream of acknowledged events */
 
 static void kill9_keeps_acknowledged_events(void **state) {
@@ -913,6 +1034,8 @@ int main(void) {
         cmocka_unit_test(static_assets_and_openapi), cmocka_unit_test(clean_errors),
         cmocka_unit_test(malformed_http),         cmocka_unit_test(token_and_events),
         cmocka_unit_test(reload_good_and_bad),    cmocka_unit_test(kill9_keeps_acknowledged_events),
+        cmocka_unit_test(answers_equal_computed_ones), cmocka_unit_test(answers_follow_events),
+        cmocka_unit_test(answers_swap_on_reload),
         cmocka_unit_test(overload_is_503),        cmocka_unit_test(overload_burst_is_503),
         cmocka_unit_test(long_request_holds_up_no_other),
         cmocka_unit_test(listen_ipv6),            cmocka_unit_test(bad_start),

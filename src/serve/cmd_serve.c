@@ -28,10 +28,12 @@ int cmd_serve(int argc, char **argv) {
         {"token-file", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
         {"max-body", required_argument, 0, 'b'},  {"timeout", required_argument, 0, 'T'},
         {"max-inflight", required_argument, 0, 'I'}, {"quiet", no_argument, 0, 'q'},
+        {"precompute-answers", required_argument, 0, 'P'}, {"answers-memory", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     const char *usage =
         "usage: cbrec serve --model FILE [--table FILE] [--listen 127.0.0.1:8080] [--events FILE.sqlite]\n"
-        "                   [--token-file FILE] [--threads N] [--max-body BYTES] [--timeout S] [--max-inflight N] [-q]\n"
+        "                   [--token-file FILE] [--threads N] [--max-body BYTES] [--timeout S] [--max-inflight N]\n"
+        "                   [--precompute-answers on|off] [--answers-memory MIB] [-q]\n"
         "Serves the JSON API (/v1/..., /healthz, /metrics, /openapi.json) and the web page (/).\n"
         "  --listen HOST:PORT  address (default 127.0.0.1:8080; IPv6: [::1]:8080; port 0 = any free port, printed)\n"
         "  --events FILE       durable live events (SQLite, WAL); without it POST /v1/users/ID/events is refused\n"
@@ -40,11 +42,15 @@ int cmd_serve(int argc, char **argv) {
         "  --max-body BYTES    largest request body (default 1048576; larger: 413)\n"
         "  --timeout S         idle connection timeout in seconds (default 10)\n"
         "  --max-inflight N    requests waiting or running at once before 503 (default 256)\n"
+        "  --precompute-answers on|off  compute every known user's GET /v1/recommend?user=ID answer (default n,\n"
+        "                      no other parameter) when the model loads, and answer those requests, and those with\n"
+        "                      a smaller n, from it (default on)\n"
+        "  --answers-memory MIB  the precomputed answers' memory at most (default 256; past it: computed per request)\n"
         "SIGHUP or POST /v1/admin/reload reloads the model and table files; a bad file is refused.\n";
     int c;
     long v = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:t:l:e:k:j:b:T:I:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:t:l:e:k:j:b:T:I:P:M:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'm': o.model_path = optarg; break;
         case 't': o.table_path = optarg; break;
@@ -52,12 +58,19 @@ int cmd_serve(int argc, char **argv) {
         case 'e': o.events_path = optarg; break;
         case 'k': o.token_file = optarg; break;
         case 'q': o.quiet = true; break;
+        case 'P':
+            if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+                return cli_fail(CLI_USAGE, cmd, "--precompute-answers takes on or off, not '%s'", optarg);
+            o.precompute_answers = !strcmp(optarg, "on");
+            break;
         case 'h': return fputs(usage, stdout), CLI_OK;
-        case 'j': case 'b': case 'T': case 'I':
-            if ((v = positive(optarg, c == 'b' ? (1L << 30) : 100000)) < 0)
+        case 'j': case 'b': case 'T': case 'I': case 'M':
+            if ((v = positive(optarg, c == 'b' ? (1L << 30) : c == 'M' ? (1L << 20) : 100000)) < 0)
                 return cli_fail(CLI_USAGE, cmd, "--%s takes a positive integer, not '%s'",
-                                c == 'j' ? "threads" : c == 'b' ? "max-body" : c == 'T' ? "timeout" : "max-inflight", optarg);
+                                c == 'j' ? "threads" : c == 'b' ? "max-body" : c == 'T' ? "timeout" :
+                                c == 'M' ? "answers-memory" : "max-inflight", optarg);
             if (c == 'j') o.threads = (int)v;
+            else if (c == 'M') o.answers_max_bytes = (size_t)v << 20;
             else if (c == 'b') o.max_body = (size_t)v;
             else if (c == 'T') o.timeout_seconds = (unsigned)v;
             else o.max_inflight = (unsigned)v;

@@ -14,6 +14,7 @@
 
 void sv_model_free(sv_model *m) {
     if (!m) return;
+    sv_answers_free(m->answers);
     cb_recommender_free(m->rec);
     free(m->version);
     free(m->describe_json);

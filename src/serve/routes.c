@@ -2,7 +2,9 @@
  * catalog (meta, item search, one item), users (a picker list, one user's
  * history), similar items, recommendations (GET for a known user, POST for a
  * known user or a new-user profile, with filters and diversity; a user's live
- * events are applied at once), and the 2-D map. Shapes: notes/SERVE-API.md. */
+ * events are applied at once; a known user's default request is answered
+ * from the model's precomputed answers, answers.c), and the 2-D map.
+ * Shapes: notes/SERVE-API.md. */
 #include "serve/serve.h"
 
 #include <jansson.h>
@@ -159,10 +161,11 @@ int sv_get_user(sv_request *rq, sv_reply *rep) {
 
 static bool known_item(const char *item, void *ctx) { return sv_model_item(ctx, item) >= 0; }
 
-char *sv_live_profile(const sv_request *rq, const char *user) {
-    sv_model *m = rq->model;
-    return rq->srv->events && user ? sv_events_profile_json(rq->srv->events, user, m->y_max, known_item, m) : NULL;
+static char *live_profile(const sv_server *s, const sv_model *m, const char *user) {
+    return s->events && user ? sv_events_profile_json(s->events, user, m->y_max, known_item, (void *)m) : NULL;
 }
+
+char *sv_live_profile(const sv_request *rq, const char *user) { return live_profile(rq->srv, rq->model, user); }
 
 /* Request options, from the query or the POST body, as RECOMMEND keys. */
 typedef struct rec_params {
@@ -211,22 +214,40 @@ static bool make_opts(const rec_params *p, sv_reply *rep, cb_config **out) {
     return !bad;
 }
 
-/* Recommend for a known user or a user with live events (user), or a new-user
- * profile (profile_json), and reply with the list. */
+int sv_recommend_text(const sv_server *s, const sv_model *m, const char *user, const char *profile_json,
+                      const cb_config *opts, char **text, cb_error *err) {
+    char *live = live_profile(s, m, user);
+    size_t u;
+    *text = NULL;
+    if (user && !live && cb_recommender_find_user(m->rec, user, &u, NULL) != CB_OK)
+        return snprintf(err->msg, sizeof err->msg, "unknown user '%s' (no training ratings, no live events)", user), 404;
+    cb_list *l = NULL;
+    int rc = cb_recommender_recommend(m->rec, user, live ? live : profile_json, opts, &l, err);
+    free(live);
+    if (rc) {
+        if (!err->msg[0]) snprintf(err->msg, sizeof err->msg, "%s", cb_strstatus(rc));
+        return sv_status_of(rc);
+    }
+    *text = user ? sv_list_json(m, l, "user", user) : sv_list_json(m, l, "profile", "new user");
+    cb_list_free(l);
+    return *text ? 0 : (snprintf(err->msg, sizeof err->msg, "out of memory"), 500);
+}
+
+/* sv_recommend_text as the reply. */
 static int recommend_reply(sv_request *rq, sv_reply *rep, const char *user, const char *profile_json,
                            const cb_config *opts) {
-    sv_model *m = rq->model;
     cb_error err = {0};
-    char *live = NULL;
-    if (user) live = sv_live_profile(rq, user);
-    size_t u;
-    if (user && !live && cb_recommender_find_user(m->rec, user, &u, NULL) != CB_OK)
-        return sv_reply_error(rep, 404, "unknown user '%s' (no training ratings, no live events)", user);
-    cb_list *l = NULL;
-    int rc = cb_recommender_recommend(m->rec, user, live ? live : profile_json, opts, &l, &err);
-    free(live);
-    if (rc) return lib_error(rep, rc, &err);
-    return user ? list_reply(m, rep, l, "user", user) : list_reply(m, rep, l, "profile", "new user");
+    char *text = NULL;
+    int status = sv_recommend_text(rq->srv, rq->model, user, profile_json, opts, &text, &err);
+    return status ? sv_reply_error(rep, status, "%s", err.msg) : sv_reply_text(rep, 200, text, "application/json");
+}
+
+cb_config *sv_recommend_default_opts(void) {
+    rec_params p = {.n = SV_DEFAULT_N};
+    sv_reply rep = {0};
+    cb_config *opts = NULL;
+    if (!make_opts(&p, &rep, &opts)) free(rep.body);
+    return opts;
 }
 
 /* The last GET options each thread made, reused while requests ask for the
@@ -250,9 +271,16 @@ static opts_cache *thread_cache(void) {
     return c;
 }
 
+/* The texts of p's options (NULL: absent) into v[8]. */
+static void param_values(const rec_params *p, const char **v) {
+    const char *all[8] = {p->include_seen, p->exclude, p->allow, p->block, p->diversity, p->rank_by, p->genre_cap, p->neighbours};
+    memcpy(v, all, sizeof all);
+}
+
 /* p as a cache key; false when it does not fit. */
 static bool params_key(const rec_params *p, char *key, size_t size) {
-    const char *v[8] = {p->include_seen, p->exclude, p->allow, p->block, p->diversity, p->rank_by, p->genre_cap, p->neighbours};
+    const char *v[8];
+    param_values(p, v);
     size_t off = (size_t)snprintf(key, size, "%u", p->n);
     for (int k = 0; k < 8 && off < size; k++)
         off += (size_t)(v[k] ? snprintf(key + off, size - off, "|%zu:%s", strlen(v[k]), v[k]) : snprintf(key + off, size - off, "|-"));
@@ -262,7 +290,7 @@ static bool params_key(const rec_params *p, char *key, size_t size) {
 int sv_get_recommend(sv_request *rq, sv_reply *rep) {
     rec_params p = {sv_query(rq, "include_seen"), sv_query(rq, "exclude"), sv_query(rq, "allow"), sv_query(rq, "block"),
                     sv_query(rq, "diversity"), sv_query(rq, "rank_by"), sv_query(rq, "genre_cap"),
-                    sv_query(rq, "neighbours"), 10};
+                    sv_query(rq, "neighbours"), SV_DEFAULT_N};
     const char *user = sv_query(rq, "user");
     if (!user || !*user) return sv_reply_error(rep, 400, "give ?user=ID (or POST a profile)");
     const char **flags[2] = {&p.include_seen, &p.neighbours}; /* 1 and 0 as well as true and false */
@@ -270,7 +298,13 @@ int sv_get_recommend(sv_request *rq, sv_reply *rep) {
         if (*flags[k] && !strcmp(*flags[k], "1")) *flags[k] = "true";
         if (*flags[k] && !strcmp(*flags[k], "0")) *flags[k] = "false";
     }
-    if (!sv_query_uint(rq, rep, "n", 10, 1, rq->srv->opt.max_n, &p.n)) return rep->status;
+    if (!sv_query_uint(rq, rep, "n", SV_DEFAULT_N, 1, rq->srv->opt.max_n, &p.n)) return rep->status;
+    const char *v[8];
+    param_values(&p, v);
+    bool plain = p.n <= SV_DEFAULT_N; /* the default request, or fewer: precomputed (answers.c) */
+    for (int k = 0; k < 8; k++) plain = plain && !v[k];
+    sv_answer_ticket ticket = {SIZE_MAX, 0};
+    if (plain && sv_answers_reply(rq, user, p.n, rep, &ticket)) return rep->status;
     opts_cache *c = thread_cache();
     char key[sizeof c->key];
     bool keyed = c && params_key(&p, key, sizeof key);
@@ -287,6 +321,7 @@ int sv_get_recommend(sv_request *rq, sv_reply *rep) {
     }
     recommend_reply(rq, rep, user, NULL, opts);
     cb_config_free(own);
+    if (plain) sv_answers_store(rq, &ticket, rep);
     return rep->status;
 }
 
@@ -352,7 +387,7 @@ int sv_post_recommend(sv_request *rq, sv_reply *rep) {
     if (!bad && profile && !json_is_object(profile))
         bad = sv_reply_error(rep, 400, "\"profile\" must be an object like {\"ratings\": {\"260\": 5}}");
     rec_params p = {0};
-    p.n = 10;
+    p.n = SV_DEFAULT_N;
     if (!bad && jn && (!json_is_integer(jn) || json_integer_value(jn) < 1 || json_integer_value(jn) > rq->srv->opt.max_n))
         bad = sv_reply_error(rep, 400, "\"n\" must be an integer in [1, %u]", rq->srv->opt.max_n);
     else if (jn) p.n = (unsigned)json_integer_value(jn);

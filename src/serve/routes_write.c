@@ -176,7 +176,11 @@ int sv_get_metrics(sv_request *rq, sv_reply *rep) {
     sv_server *s = rq->srv;
     char *text = sv_metrics_text(s->metrics, rq->model->version, rq->model->loaded_at, s->reloads, s->reload_failures,
                                  s->events ? sv_events_total(s->events) : 0);
-    return sv_reply_text(rep, 200, text, "text/plain; version=0.0.4; charset=utf-8");
+    char *answers = sv_answers_metrics(s, rq->model), *both = NULL;
+    if (text && answers && asprintf(&both, "%s%s", text, answers) < 0) both = NULL;
+    free(text);
+    free(answers);
+    return sv_reply_text(rep, 200, both, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 int sv_get_asset(sv_request *rq, sv_reply *rep) {

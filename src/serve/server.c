@@ -22,6 +22,8 @@ void sv_options_default(sv_options *o) {
     o->max_n = 1000;
     o->max_inflight = 256;
     o->timeout_seconds = 10;
+    o->precompute_answers = true;
+    o->answers_max_bytes = (size_t)256 << 20;
 }
 
 /* ---- the model slot */
@@ -44,6 +46,10 @@ void sv_release(sv_server *s, sv_model *m) {
 int sv_reload(sv_server *s, char *msg, size_t msg_size) {
     pthread_mutex_lock(&s->reload_mu);
     sv_model *fresh = sv_model_load(s->opt.model_path, s->opt.table_path, msg, msg_size);
+    if (fresh && sv_answers_build(s, fresh, msg, msg_size)) { /* before the swap: it arrives with its answers */
+        sv_model_free(fresh);
+        fresh = NULL;
+    }
     if (!fresh) {
         s->reload_failures++;
         pthread_mutex_unlock(&s->reload_mu);
@@ -156,7 +162,9 @@ int sv_start(sv_server *s, const sv_options *o, unsigned *port, char *msg, size_
     if (o->token_file && read_token(o->token_file, s->token, sizeof s->token, msg, msg_size)) return -1;
     if (!(s->model = sv_model_load(o->model_path, o->table_path, msg, msg_size))) return -1;
     s->model->refs = 1;
-    if (o->events_path && sv_events_open(&s->events, o->events_path, msg, msg_size)) {
+    if ((o->events_path && sv_events_open(&s->events, o->events_path, msg, msg_size)) ||
+        sv_answers_build(s, s->model, msg, msg_size)) { /* after the events: the answers apply them */
+        sv_events_close(s->events);
         sv_model_free(s->model);
         return -1;
     }
