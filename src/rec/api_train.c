@@ -244,7 +244,8 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, bool *stoppe
     ti.n_train = carve.n_train;
     ti.valid_idx = ti.test_idx = NULL;
     ti.n_valid = ti.n_test = 0;
-    ti.seen_all_ratings = ti.lists_later = false;
+    ti.seen_all_ratings = false;
+    ti.lists_later = true; /* the carve's towers only rank (tower_row): no history, no lists */
     ti.on_epoch = in->on_epoch ? tuning_tick : NULL;
     ti.ctx = (void *)in;
     cb_bundle *tb = NULL;
