@@ -39,12 +39,12 @@ int cb_nn_csr_from_dense(cb_nn_csr *s, const float *x, int B, int C) {
     return 0;
 }
 
-/* dst (cols,rows) = src (rows,cols) transposed, or with `add` dst += it and
- * src zeroed as it is read. */
-static void transpose(float *dst, float *src, int rows, int cols, bool add) {
-    for (int i0 = 0; i0 < rows; i0 += TILE)
+/* dst (cols,rows) = the rows [r0, r1) of src (rows,cols) transposed, or
+ * with `add` dst += them and src zeroed as it is read. */
+static void transpose(float *dst, float *src, int rows, int cols, int r0, int r1, bool add) {
+    for (int i0 = r0; i0 < r1; i0 += TILE)
         for (int j0 = 0; j0 < cols; j0 += TILE) {
-            int i1 = i0 + TILE < rows ? i0 + TILE : rows, j1 = j0 + TILE < cols ? j0 + TILE : cols;
+            int i1 = i0 + TILE < r1 ? i0 + TILE : r1, j1 = j0 + TILE < cols ? j0 + TILE : cols;
             for (int j = j0; j < j1; j++) {
                 float *d = dst + (size_t)j * rows;
                 const float *sp = src + j;
@@ -56,7 +56,13 @@ static void transpose(float *dst, float *src, int rows, int cols, bool add) {
         }
 }
 
-void cb_nn_transpose(float *wt, const float *w, int OC, int C) { transpose(wt, (float *)w, OC, C, false); }
+void cb_nn_transpose(float *wt, const float *w, int OC, int C) { transpose(wt, (float *)w, OC, C, 0, OC, false); }
+
+void cb_nn_transpose_rows(float *dst, const float *src, int rows, int cols, int r0, int r1) {
+    transpose(dst, (float *)src, rows, cols, r0, r1, false);
+}
+
+void cb_nn_transpose_add(float *dwt, float *dw, int OC, int C) { transpose(dwt, dw, OC, C, 0, OC, true); }
 
 /* y[0..n) += a · x[0..n) */
 static void axpy_plain(float *y, float a, const float *x, int n) {
@@ -171,11 +177,11 @@ void cb_nn_sparse_backward(float *dw, float *db, float *dwt, const float *dout, 
     else
 #endif
         scatter(dwt, db, dout, s, B, OC);
-    transpose(dw, dwt, C, OC, true);
+    if (dw) transpose(dw, dwt, C, OC, 0, C, true);
 }
 
 void cb_nn_sparse_backward_naive(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B,
                                  int C, int OC) {
     scatter(dwt, db, dout, s, B, OC);
-    transpose(dw, dwt, C, OC, true);
+    if (dw) transpose(dw, dwt, C, OC, 0, C, true);
 }

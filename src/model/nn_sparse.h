@@ -31,6 +31,11 @@ int cb_nn_csr_from_dense(cb_nn_csr *s, const float *x, int B, int C);
 
 /* wt (C,OC) = w (OC,C) transposed. */
 void cb_nn_transpose(float *wt, const float *w, int OC, int C);
+/* dst (cols,rows) gets the rows [r0, r1) of src (rows,cols), transposed: a
+ * worker's share of a transpose. */
+void cb_nn_transpose_rows(float *dst, const float *src, int rows, int cols, int r0, int r1);
+/* dwt (C,OC) += dw (OC,C) transposed, and dw zeroed. */
+void cb_nn_transpose_add(float *dwt, float *dw, int OC, int C);
 
 /* out (B,OC) = x · wᵀ + b for the rows x listed in s; wt (C,OC) is w
  * transposed (cb_nn_transpose); b may be NULL. */
@@ -39,7 +44,8 @@ void cb_nn_sparse_forward_naive(float *out, const cb_nn_csr *s, const float *wt,
 
 /* dw (OC,C) += doutᵀ · x, db (OC) += column sums of dout (NULL: skipped).
  * dwt (C,OC) is scratch that must hold zeros on entry, and holds zeros again
- * on return. */
+ * on return. dw NULL: the gradient is added into dwt (transposed) and left
+ * there, for a caller that keeps W0 transposed. */
 void cb_nn_sparse_backward(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B, int C,
                            int OC);
 void cb_nn_sparse_backward_naive(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B,
