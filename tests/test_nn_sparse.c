@@ -50,6 +50,17 @@ static void check_layer(const float *x, int B, int C, int OC, bool naive, cb_rng
     assert_close(dw1, dw2, (size_t)OC * C, 1e-5, 1e-5);
     assert_close(db1, db2, (size_t)OC, 1e-5, 1e-5);
     for (size_t i = 0; i < (size_t)OC * C; i++) assert_true(dwt[i] == 0.0f);
+    /* by columns: the same bits, left transposed (dw3: what the row scatter folds into zeros) */
+    cb_nn_csr cols = {malloc(((size_t)C + 1) * sizeof(uint32_t)), malloc(s.cap * sizeof(uint32_t)),
+                      malloc(s.cap * sizeof(float)), s.cap};
+    float *dw3 = calloc((size_t)OC * C, sizeof *dw3), *db3 = calloc((size_t)OC, sizeof *db3);
+    float *db4 = calloc((size_t)OC, sizeof *db4), *dw4 = malloc((size_t)OC * C * sizeof *dw4);
+    cb_nn_sparse_backward(dw3, db3, dwt, dout, &s, B, C, OC);
+    cb_nn_sparse_backward_cols(dwt, db4, &cols, dout, &s, B, C, OC);
+    cb_nn_transpose(dw4, dwt, C, OC);
+    for (size_t i = 0; i < (size_t)OC * C; i++) assert_true(dw3[i] == dw4[i]);
+    assert_memory_equal(db3, db4, (size_t)OC * sizeof *db3);
+    free(cols.off), free(cols.col), free(cols.val), free(dw3), free(db3), free(dw4), free(db4);
     free(s.off), free(s.col), free(s.val);
     free(w), free(b), free(dout), free(wt), free(y1), free(y2), free(dwt), free(dw1), free(db1), free(dw2), free(db2);
 }

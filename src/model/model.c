@@ -84,8 +84,9 @@ typedef struct tower_ws {
      * non-zeros (at most a quarter of the inputs: a denser batch goes dense); wt0 is the pool's
      * W0, which training keeps transposed [in0, out0] (train_ctx.wt0: t->w[0] is stale until the
      * epoch ends); dwt0 holds this worker's W0 gradient, transposed, until the reduction sums
-     * and zeroes it; sparse_used: the last forward took the sparse layer */
-    cb_nn_csr csr;
+     * and zeroes it; sparse_used: the last forward took the sparse layer; csc: scratch for the
+     * non-zeros by column (the backward's) */
+    cb_nn_csr csr, csc;
     const float *wt0;
     float *dwt0;
     bool sparse_used;
@@ -414,6 +415,7 @@ int cb_model_create_from_tensors(cb_model **out, const cb_model_config *c,
 static void ws_free(tower_ws *ws) {
     free(ws->block);
     free(ws->csr.off), free(ws->csr.col), free(ws->csr.val), free(ws->dwt0);
+    free(ws->csc.off), free(ws->csc.col), free(ws->csc.val);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -467,11 +469,12 @@ void cb_model_set_sparse_input(cb_model *m, int on) { m->sparse_mode = on < 0 ? 
 /* wt0: the pool's transposed W0 (tower_ws.wt0). */
 static int ws_sparse_alloc(tower_ws *ws, const tower *t, int cap, const float *wt0, cb_error *err) {
     size_t in = (size_t)t->in[0], n = (size_t)cap * in / 4 + 1;
-    cb_nn_csr *s = &ws->csr;
-    s->cap = n;
+    cb_nn_csr *s = &ws->csr, *t_s = &ws->csc;
+    s->cap = t_s->cap = n;
     ws->wt0 = wt0;
     if (!(s->off = cb_malloc(((size_t)cap + 1) * sizeof *s->off, err)) || !(s->col = cb_malloc(n * sizeof *s->col, err)) ||
-        !(s->val = cb_malloc(n * sizeof *s->val, err)) ||
+        !(s->val = cb_malloc(n * sizeof *s->val, err)) || !(t_s->off = cb_malloc((in + 1) * sizeof *t_s->off, err)) ||
+        !(t_s->col = cb_malloc(n * sizeof *t_s->col, err)) || !(t_s->val = cb_malloc(n * sizeof *t_s->val, err)) ||
         !(ws->dwt0 = cb_calloc(in * t->out[0], sizeof(float), err)))
         return CB_ENOMEM;
     return CB_OK;
@@ -600,7 +603,7 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
             memset(dinp, 0, (size_t)B * t->in[l] * sizeof(float));
         }
         if (l == 0 && ws->sparse_used) {
-            cb_nn_sparse_backward(NULL, t->db[0], ws->dwt0, dcur, &ws->csr, B, t->in[0], t->out[0]);
+            cb_nn_sparse_backward_cols(ws->dwt0, t->db[0], &ws->csc, dcur, &ws->csr, B, t->in[0], t->out[0]);
         } else {
             cb_nn_dense_backward(dinp, t->dw[l], t->db[l], dcur, inp, t->w[l], B, t->in[l], t->out[l]);
             if (l == 0 && ws->dwt0) cb_nn_transpose_add(ws->dwt0, t->dw[0], t->out[0], t->in[0]); /* a dense batch */

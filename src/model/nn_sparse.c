@@ -177,11 +177,42 @@ void cb_nn_sparse_backward(float *dw, float *db, float *dwt, const float *dout, 
     else
 #endif
         scatter(dwt, db, dout, s, B, OC);
-    if (dw) transpose(dw, dwt, C, OC, 0, C, true);
+    transpose(dw, dwt, C, OC, 0, C, true);
+}
+
+/* cols = s's non-zeros listed by column, (row, value) pairs, rows ascending. */
+static void by_columns(cb_nn_csr *cols, const cb_nn_csr *s, int B, int C) {
+    uint32_t *off = cols->off, n = s->off[B];
+    memset(off, 0, ((size_t)C + 1) * sizeof *off);
+    for (uint32_t j = 0; j < n; j++) off[s->col[j] + 1]++;
+    for (int c = 0; c < C; c++) off[c + 1] += off[c];
+    for (int r = 0; r < B; r++) /* off[c] runs ahead as column c fills, then is shifted back */
+        for (uint32_t j = s->off[r]; j < s->off[r + 1]; j++) {
+            uint32_t k = off[s->col[j]]++;
+            cols->col[k] = (uint32_t)r;
+            cols->val[k] = s->val[j];
+        }
+    memmove(off + 1, off, (size_t)C * sizeof *off);
+    off[0] = 0;
+}
+
+void cb_nn_sparse_backward_cols(float *dwt, float *db, cb_nn_csr *cols, const float *dout, const cb_nn_csr *s, int B,
+                                int C, int OC) {
+#if CB_HAVE_AVX2_PATH
+    if (cb_cpu_avx2()) {
+        by_columns(cols, s, B, C);
+        forward_avx2(dwt, cols, dout, NULL, C, OC); /* dwt's row c = Σ val · dout[row]: the scatter's FMAs, in its order */
+        for (int r = 0; db && r < B; r++)
+            for (int o = 0; o < OC; o++) db[o] += dout[(size_t)r * OC + o];
+        return;
+    }
+#endif
+    (void)cols;
+    scatter(dwt, db, dout, s, B, OC);
 }
 
 void cb_nn_sparse_backward_naive(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B,
                                  int C, int OC) {
     scatter(dwt, db, dout, s, B, OC);
-    if (dw) transpose(dw, dwt, C, OC, 0, C, true);
+    transpose(dw, dwt, C, OC, 0, C, true);
 }

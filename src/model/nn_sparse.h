@@ -44,11 +44,18 @@ void cb_nn_sparse_forward_naive(float *out, const cb_nn_csr *s, const float *wt,
 
 /* dw (OC,C) += doutᵀ · x, db (OC) += column sums of dout (NULL: skipped).
  * dwt (C,OC) is scratch that must hold zeros on entry, and holds zeros again
- * on return. dw NULL: the gradient is added into dwt (transposed) and left
- * there, for a caller that keeps W0 transposed. */
+ * on return. */
 void cb_nn_sparse_backward(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B, int C,
                            int OC);
 void cb_nn_sparse_backward_naive(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B,
                                  int C, int OC);
+/* The same gradient left transposed: dwt (C,OC), which must hold zeros on
+ * entry, = (doutᵀ · x)ᵀ, the bits cb_nn_sparse_backward folds into dw; db as
+ * there. By columns: each row of dwt is summed in registers over its
+ * column's non-zeros and stored once (the scatter by rows reads and writes
+ * it once per non-zero). cols is scratch for s's non-zeros by column: off
+ * [C + 1], col and val s->cap. For a caller that keeps W0 transposed. */
+void cb_nn_sparse_backward_cols(float *dwt, float *db, cb_nn_csr *cols, const float *dout, const cb_nn_csr *s, int B,
+                                int C, int OC);
 
 #endif
