@@ -1537,13 +1537,15 @@ static void w0_copy(train_ctx *x, int w, bool into_copy) {
 }
 
 /* Worker w's slices of the towers' flat parameters, for the gradient sum
- * and the optimiser: its share of the W0 part and of the rest apart, so the
- * W0 part's costlier sum splits evenly too. */
-static void worker_slices(const train_ctx *x, int w, size_t sl[2][2]) {
-    size_t n_tw = x->n_flat - HEAD_N;
-    cb_pool_split(x->w0_n, x->n_workers, w, 16, &sl[0][0], &sl[0][1]);
-    cb_pool_split(n_tw - x->w0_n, x->n_workers, w, 16, &sl[1][0], &sl[1][1]);
-    sl[1][0] += x->w0_n, sl[1][1] += x->w0_n;
+ * and the optimiser: its share of each of the W0 part, the id embedding
+ * (the towers' last floats) and the rest between them, which cost the sum
+ * differently, so each splits evenly. */
+static void worker_slices(const train_ctx *x, int w, size_t sl[3][2]) {
+    size_t n_tw = x->n_flat - HEAD_N, cut[4] = {0, x->w0_n, x->emb_dim ? x->emb_lo : n_tw, n_tw};
+    for (int i = 0; i < 3; i++) {
+        cb_pool_split(cut[i + 1] - cut[i], x->n_workers, w, 16, &sl[i][0], &sl[i][1]);
+        sl[i][0] += cut[i], sl[i][1] += cut[i];
+    }
 }
 
 /* One epoch of steps, on worker w (cb_pool_run). */
@@ -1553,7 +1555,7 @@ static void run_epoch(void *arg, int w) {
     const cb_train_data *d = x->d;
     size_t B_full = m->cfg.batch_size;
     float *sum = x->grad[x->n_workers];
-    size_t n_tw = x->n_flat - HEAD_N, sl[2][2]; /* this worker's slices of the towers' parameters */
+    size_t n_tw = x->n_flat - HEAD_N, sl[3][2]; /* this worker's slices of the towers' parameters */
     worker_slices(x, w, sl);
     bool last = w == x->n_workers - 1;
     w0_copy(x, w, true); /* the model may have changed between epochs */
@@ -1597,7 +1599,7 @@ static void run_epoch(void *arg, int w) {
         lap(x, w, 0, &t);
         cb_pool_barrier(x->pool);
         lap(x, w, 3, &t);
-        for (int i = 0; i < 2; i++) reduce_range(x, sl[i][0], sl[i][1]);
+        for (int i = 0; i < 3; i++) reduce_range(x, sl[i][0], sl[i][1]);
         if (last) reduce_range(x, n_tw, x->n_flat);
         if (x->n_ranks > 1) {
             lap(x, w, 2, &t);
@@ -1607,7 +1609,7 @@ static void run_epoch(void *arg, int w) {
             lap(x, w, 3, &t);
             if (x->comm_failed) break;
         }
-        for (int i = 0; i < 2; i++) update_range(x, sum, sl[i][0], sl[i][1], last && i == 1);
+        for (int i = 0; i < 3; i++) update_range(x, sum, sl[i][0], sl[i][1], last && i == 2);
         lap(x, w, 2, &t);
         cb_pool_barrier(x->pool); /* the parameters are updated */
         lap(x, w, 3, &t);
