@@ -1303,16 +1303,14 @@ static void forward_rows(train_ctx *x, worker *k, const uint32_t *idx, int B, in
     }
 }
 
-/* Zero worker w's gradient buffer (the id embedding: the rows of its previous
- * step, whose sum is taken; W0 kept transposed: nothing, the reduction zeroes
- * the worker's dwt0) and list the rows its items reach this step. */
+/* Zero the id-embedding rows of worker w's gradient buffer that its previous
+ * step reached (the reduction zeroes the rest of the buffers as it reads
+ * them) and list the rows its items reach this step. */
 static void zero_grads(train_ctx *x, int w) {
     worker *k = &x->wk[w];
     float *g = x->grad[w];
     int par = (int)(x->n_steps & 1);
-    size_t D = x->emb_dim, lo = D ? x->emb_lo : x->n_flat, hi = D ? lo + x->n_emb * D : x->n_flat;
-    memset(g + x->w0_n, 0, (lo - x->w0_n) * sizeof(float));
-    memset(g + hi, 0, (x->n_flat - hi) * sizeof(float));
+    size_t D = x->emb_dim, lo = x->emb_lo;
     if (!D) return;
     for (int i = 0; i < k->n_touched[par ^ 1]; i++) memset(g + lo + k->touched[par ^ 1][i] * D, 0, D * sizeof(float));
     const tower_ws *ws = &k->ws[1];
@@ -1336,8 +1334,10 @@ static void reduce_emb_rows(train_ctx *x, float *sum, size_t a, size_t b) {
 }
 
 /* sum[lo, hi) = the workers' gradients summed in worker order: W0's
- * (transposed) from the workers' dwt0, zeroed as read; the id embedding's
- * only where this step's items reached; the rest from the flat buffers. */
+ * (transposed) from the workers' dwt0; the id embedding's only where this
+ * step's items reached; the rest from the flat buffers. Read, they are
+ * zeroed (but the id embedding's: zero_grads), so the next step's backward
+ * adds into zeros. */
 static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
     float *sum = x->grad[x->n_workers];
     size_t elo = x->emb_lo, ehi = elo + x->n_emb * x->emb_dim;
@@ -1350,7 +1350,7 @@ static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
             reduce_emb_rows(x, sum, a, b);
         } else {
             b = a < elo && elo < hi ? elo : hi;
-            cb_pool_reduce(sum, x->grad, x->n_workers, a, b);
+            cb_pool_reduce_clear(sum, x->grad, x->n_workers, a, b);
         }
     }
 }
