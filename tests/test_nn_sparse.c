@@ -3,7 +3,9 @@
  * forward (AVX2 where the CPU has it, and the plain loops) gives the dense
  * layer's outputs, and the sparse backward its weight and bias gradients
  * (added into what was there), within float tolerance, leaving its scratch
- * zeroed; a batch with more non-zeros than the list holds is refused;
+ * zeroed, and by columns the row scatter's bits; the non-zero list holds
+ * exactly a plain loop's non-zeros (NaN in, -0 out), and a batch with more
+ * than the list holds is refused;
  * training with the sparse first layer gives the dense layer's model within
  * float tolerance, by another path (not the same bits); the user table as
  * rows equals the dense table. */
@@ -93,6 +95,31 @@ static void sparse_matches_dense(void **state) {
     s = (cb_nn_csr){off, col4, val4, 4};
     assert_int_equal(cb_nn_csr_from_dense(&s, x, 2, 3), 0);
     assert_true(off[0] == 0 && off[1] == 2 && off[2] == 4 && col4[1] == 2 && col4[2] == 0 && val4[3] == 4.0f);
+    /* the list (4 lanes at a time, then the tail) holds exactly a plain loop's non-zeros, NaN in, -0 out;
+     * a list just too short for whole vectors takes the careful path */
+    for (int C = 1; C <= 11; C++)
+        for (size_t cap = (size_t)3 * C; cap <= (size_t)3 * C + 8; cap += 4) {
+            float xs[33], vs[41];
+            uint32_t offs[4], cs[41];
+            for (int i = 0; i < 3 * C; i++) {
+                double u = cb_rng_uniform(&rng);
+                xs[i] = u < 0.5 ? 0.0f : u < 0.6 ? -0.0f : u < 0.65 ? NAN : (float)cb_rng_normal(&rng);
+            }
+            cb_nn_csr t = {offs, cs, vs, cap};
+            assert_int_equal(cb_nn_csr_from_dense(&t, xs, 3, C), 0);
+            size_t k = 0;
+            for (int r = 0; r < 3; r++) {
+                assert_int_equal(offs[r], k);
+                for (int c = 0; c < C; c++) {
+                    float v = xs[r * C + c];
+                    if (v == 0.0f) continue;
+                    assert_int_equal(cs[k], c);
+                    assert_memory_equal(&vs[k], &v, sizeof v);
+                    k++;
+                }
+            }
+            assert_int_equal(offs[3], k);
+        }
 }
 
 /* A model trained with the user tower's first layer sparse and dense. */

@@ -10,23 +10,57 @@
 #include "base/util.h"
 
 #include <string.h>
-#if CB_HAVE_AVX2_PATH
+#if CB_HAVE_AVX2_PATH || defined(__SSSE3__)
 #include <immintrin.h>
 #endif
 
 #define TILE 16 /* transposes go by TILE x TILE blocks */
+
+#if defined(__SSSE3__) && defined(__POPCNT__)
+/* For the mask of the non-zero lanes of 4 floats: the byte shuffle that
+ * packs those lanes first, in order (-1: a byte zeroed). */
+static const int8_t PACK[16][16] = {
+    {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+    {4, 5, 6, 7, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 4, 5, 6, 7, -1, -1, -1, -1, -1, -1, -1, -1},
+    {8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1},
+    {4, 5, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1},
+    {12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1},
+    {4, 5, 6, 7, 12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15, -1, -1, -1, -1},
+    {8, 9, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1},
+    {4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}};
+#endif
+
+/* row's non-zeros (NaN included, -0 not) as (column, value) pairs at col,
+ * val + n, which have room for C + 4 (whole vectors are stored); returns the
+ * new n. Branch-free: ~13 % non-zero is unpredictable. */
+static size_t list_row(uint32_t *col, float *val, size_t n, const float *row, int C) {
+    int c = 0;
+#if defined(__SSSE3__) && defined(__POPCNT__)
+    __m128i idx = _mm_setr_epi32(0, 1, 2, 3);
+    for (; c + 4 <= C; c += 4, idx = _mm_add_epi32(idx, _mm_set1_epi32(4))) {
+        __m128 v = _mm_loadu_ps(row + c);
+        int mask = _mm_movemask_ps(_mm_cmpneq_ps(v, _mm_setzero_ps()));
+        __m128i pack = _mm_loadu_si128((const __m128i *)PACK[mask]);
+        _mm_storeu_ps(val + n, _mm_castsi128_ps(_mm_shuffle_epi8(_mm_castps_si128(v), pack)));
+        _mm_storeu_si128((__m128i *)(col + n), _mm_shuffle_epi8(idx, pack));
+        n += (size_t)__builtin_popcount((unsigned)mask);
+    }
+#endif
+    for (; c < C; c++) {
+        col[n] = (uint32_t)c;
+        val[n] = row[c];
+        n += row[c] != 0.0f;
+    }
+    return n;
+}
 
 int cb_nn_csr_from_dense(cb_nn_csr *s, const float *x, int B, int C) {
     size_t n = 0;
     s->off[0] = 0;
     for (int r = 0; r < B; r++) {
         const float *row = x + (size_t)r * C;
-        if (s->cap - n >= (size_t)C) /* room for the whole row: branch-free (~13 % non-zero is unpredictable) */
-            for (int c = 0; c < C; c++) {
-                s->col[n] = (uint32_t)c;
-                s->val[n] = row[c];
-                n += row[c] != 0.0f;
-            }
+        if (s->cap - n >= (size_t)C + 4) /* room for the whole row */
+            n = list_row(s->col, s->val, n, row, C);
         else
             for (int c = 0; c < C; c++) {
                 if (row[c] == 0.0f) continue;
