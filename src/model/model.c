@@ -1123,7 +1123,8 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
  * of those buffers) each worker computes dL/dym of the items it forwarded,
  * its columns of the softmax over all rows (one sgemm over the rows: the
  * same bits whoever computes a column), and backpropagates its own rows
- * into its own flat gradient buffer [user tower | item tower | head]. The buffers are summed
+ * into its own flat gradient buffer [user tower | item tower | head] (the sparse first
+ * layer's W0: its transposed buffer, see train_ctx.w0_n). The buffers are summed (and zeroed)
  * slice by slice in worker order (deterministic for a given thread count),
  * across ranks (one all-reduce of the flat sum), and each worker applies the
  * optimiser to its slice. Four barriers per step; eight across processes.
@@ -1172,7 +1173,7 @@ typedef struct train_ctx {
     size_t emb_lo, emb_dim, n_emb;
     /* the sparse first layer (wt0 NULL: none). Training keeps the user tower's W0 and its Adam
      * moments transposed, [in0, out0] each (wt0, mt0, vt0; back in the model at the end of an
-     * epoch and before a progress tick): the layer reads rows of W0ᵀ, its gradient comes out
+     * epoch): the layer reads rows of W0ᵀ, its gradient comes out
      * transposed (the workers' dwt0), and no step transposes. The flat layout's W0 part,
      * [0, w0_n), then holds the gradient transposed too. */
     size_t w0_n;
