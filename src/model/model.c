@@ -1356,6 +1356,16 @@ static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
     }
 }
 
+/* A lone worker's buffers zeroed once the optimiser has read them as the
+ * sum (reduce_range's zeroing; the id embedding's rows: zero_grads). */
+static void clear_lone(train_ctx *x) {
+    float *g = x->grad[0];
+    size_t elo = x->emb_dim ? x->emb_lo : x->n_flat, ehi = x->emb_dim ? elo + x->n_emb * x->emb_dim : x->n_flat;
+    memset(g + x->w0_n, 0, (elo - x->w0_n) * sizeof *g);
+    memset(g + ehi, 0, (x->n_flat - ehi) * sizeof *g);
+    if (x->dwt0) memset(x->dwt0[0], 0, x->w0_n * sizeof *g);
+}
+
 /* The loss chunks [*lo, *hi) of worker w of `rank` for a batch of B rows:
  * the rank's share first, then its workers' (as worker_rows), so a rank's
  * range never depends on how many workers the other ranks run. */
@@ -1465,9 +1475,10 @@ static void optimise(const cb_model_config *c, const tower *t, float *p, const f
 
 /* The optimiser on the flat parameter range [lo, hi) (user tower, item
  * tower; the head with `head`) from the summed gradients g; W0's part on
- * its transposed copy (x->wt0), whose gradient g holds transposed alike.
- * Elementwise, so slices give the bits of one pass. */
-static void update_range(train_ctx *x, const float *g, size_t lo, size_t hi, bool head) {
+ * its transposed copy (x->wt0), from g_w0 (transposed alike, at the same
+ * offsets: g, or a lone worker's dwt0). Elementwise, so slices give the
+ * bits of one pass. */
+static void update_range(train_ctx *x, const float *g, const float *g_w0, size_t lo, size_t hi, bool head) {
     cb_model *m = x->m;
     size_t off = 0;
     for (int s = 0; s < 2; s++) {
@@ -1478,7 +1489,7 @@ static void update_range(train_ctx *x, const float *g, size_t lo, size_t hi, boo
             b = hi < end ? hi : end;
             b = w0 && x->w0_n < b ? x->w0_n : b;
             size_t i = a - off, n = b - a, n_decay = i < t->n_weights ? (t->n_weights - i < n ? t->n_weights - i : n) : 0;
-            if (w0) optimise(&m->cfg, t, x->wt0 + i, g + a, x->mt0 + i, x->vt0 + i, n, n_decay);
+            if (w0) optimise(&m->cfg, t, x->wt0 + i, g_w0 + a, x->mt0 + i, x->vt0 + i, n, n_decay);
             else optimise(&m->cfg, t, t->params + i, g + a, t->adam_m + i, t->adam_v + i, n, n_decay);
         }
         off = end;
@@ -1600,17 +1611,22 @@ static void run_epoch(void *arg, int w) {
         lap(x, w, 0, &t);
         cb_pool_barrier(x->pool);
         lap(x, w, 3, &t);
-        for (int i = 0; i < 3; i++) reduce_range(x, sl[i][0], sl[i][1]);
-        if (last) reduce_range(x, n_tw, x->n_flat);
-        if (x->n_ranks > 1) {
-            lap(x, w, 2, &t);
-            cb_pool_barrier(x->pool);
-            if (w == 0 && x->comm->allreduce_sum(x->comm->ctx, sum, x->n_flat)) x->comm_failed = true;
-            cb_pool_barrier(x->pool);
-            lap(x, w, 3, &t);
-            if (x->comm_failed) break;
+        if (x->n_workers == 1 && x->n_ranks == 1) { /* a lone worker's buffers are the sum: no copy */
+            update_range(x, x->grad[0], x->dwt0 ? x->dwt0[0] : NULL, 0, x->n_flat, true);
+            clear_lone(x);
+        } else {
+            for (int i = 0; i < 3; i++) reduce_range(x, sl[i][0], sl[i][1]);
+            if (last) reduce_range(x, n_tw, x->n_flat);
+            if (x->n_ranks > 1) {
+                lap(x, w, 2, &t);
+                cb_pool_barrier(x->pool);
+                if (w == 0 && x->comm->allreduce_sum(x->comm->ctx, sum, x->n_flat)) x->comm_failed = true;
+                cb_pool_barrier(x->pool);
+                lap(x, w, 3, &t);
+                if (x->comm_failed) break;
+            }
+            for (int i = 0; i < 3; i++) update_range(x, sum, sum, sl[i][0], sl[i][1], last && i == 2);
         }
-        for (int i = 0; i < 3; i++) update_range(x, sum, sl[i][0], sl[i][1], last && i == 2);
         lap(x, w, 2, &t);
         cb_pool_barrier(x->pool); /* the parameters are updated */
         lap(x, w, 3, &t);
