@@ -3,7 +3,9 @@
  * forward (AVX2 where the CPU has it, and the plain loops) gives the dense
  * layer's outputs, and the sparse backward its weight and bias gradients
  * (added into what was there), within float tolerance, leaving its scratch
- * zeroed; a batch with more non-zeros than the list holds is refused;
+ * zeroed, and by columns the row scatter's bits; the non-zero list holds
+ * exactly a plain loop's non-zeros (NaN in, -0 out), and a batch with more
+ * than the list holds is refused;
  * training with the sparse first layer gives the dense layer's model within
  * float tolerance, by another path (not the same bits); the user table as
  * rows equals the dense table. */
@@ -50,6 +52,17 @@ static void check_layer(const float *x, int B, int C, int OC, bool naive, cb_rng
     assert_close(dw1, dw2, (size_t)OC * C, 1e-5, 1e-5);
     assert_close(db1, db2, (size_t)OC, 1e-5, 1e-5);
     for (size_t i = 0; i < (size_t)OC * C; i++) assert_true(dwt[i] == 0.0f);
+    /* by columns: the same bits, left transposed (dw3: what the row scatter folds into zeros) */
+    cb_nn_csr cols = {malloc(((size_t)C + 1) * sizeof(uint32_t)), malloc(s.cap * sizeof(uint32_t)),
+                      malloc(s.cap * sizeof(float)), s.cap};
+    float *dw3 = calloc((size_t)OC * C, sizeof *dw3), *db3 = calloc((size_t)OC, sizeof *db3);
+    float *db4 = calloc((size_t)OC, sizeof *db4), *dw4 = malloc((size_t)OC * C * sizeof *dw4);
+    cb_nn_sparse_backward(dw3, db3, dwt, dout, &s, B, C, OC);
+    cb_nn_sparse_backward_cols(dwt, db4, &cols, dout, &s, B, C, OC);
+    cb_nn_transpose(dw4, dwt, C, OC);
+    for (size_t i = 0; i < (size_t)OC * C; i++) assert_true(dw3[i] == dw4[i]);
+    assert_memory_equal(db3, db4, (size_t)OC * sizeof *db3);
+    free(cols.off), free(cols.col), free(cols.val), free(dw3), free(db3), free(dw4), free(db4);
     free(s.off), free(s.col), free(s.val);
     free(w), free(b), free(dout), free(wt), free(y1), free(y2), free(dwt), free(dw1), free(db1), free(dw2), free(db2);
 }
@@ -82,6 +95,31 @@ static void sparse_matches_dense(void **state) {
     s = (cb_nn_csr){off, col4, val4, 4};
     assert_int_equal(cb_nn_csr_from_dense(&s, x, 2, 3), 0);
     assert_true(off[0] == 0 && off[1] == 2 && off[2] == 4 && col4[1] == 2 && col4[2] == 0 && val4[3] == 4.0f);
+    /* the list (4 lanes at a time, then the tail) holds exactly a plain loop's non-zeros, NaN in, -0 out;
+     * a list just too short for whole vectors takes the careful path */
+    for (int C = 1; C <= 11; C++)
+        for (size_t cap = (size_t)3 * C; cap <= (size_t)3 * C + 8; cap += 4) {
+            float xs[33], vs[41];
+            uint32_t offs[4], cs[41];
+            for (int i = 0; i < 3 * C; i++) {
+                double u = cb_rng_uniform(&rng);
+                xs[i] = u < 0.5 ? 0.0f : u < 0.6 ? -0.0f : u < 0.65 ? NAN : (float)cb_rng_normal(&rng);
+            }
+            cb_nn_csr t = {offs, cs, vs, cap};
+            assert_int_equal(cb_nn_csr_from_dense(&t, xs, 3, C), 0);
+            size_t k = 0;
+            for (int r = 0; r < 3; r++) {
+                assert_int_equal(offs[r], k);
+                for (int c = 0; c < C; c++) {
+                    float v = xs[r * C + c];
+                    if (v == 0.0f) continue;
+                    assert_int_equal(cs[k], c);
+                    assert_memory_equal(&vs[k], &v, sizeof v);
+                    k++;
+                }
+            }
+            assert_int_equal(offs[3], k);
+        }
 }
 
 /* A model trained with the user tower's first layer sparse and dense. */

@@ -80,11 +80,15 @@ typedef struct tower_ws {
                                 item left out of its bag (UINT32_MAX: none) */
     const uint32_t *h_off, *h_item; /* the history the last gather used (or NULL) */
     float *block;
-    /* the sparse first layer (training, user tower; csr.off NULL: dense): the batch's non-zeros
-     * (at most a quarter of the inputs: a denser batch goes dense), W0 transposed [in0, out0] and
-     * its gradient's scratch (zeros between steps); sparse_used: the last forward took it */
-    cb_nn_csr csr;
-    float *wt0, *dwt0;
+    /* the sparse first layer (training's workers, user tower; csr.off NULL: dense): the batch's
+     * non-zeros (at most a quarter of the inputs: a denser batch goes dense); wt0 is the pool's
+     * W0, which training keeps transposed [in0, out0] (train_ctx.wt0: t->w[0] is stale until the
+     * epoch ends); dwt0 holds this worker's W0 gradient, transposed, until the reduction sums
+     * and zeroes it; sparse_used: the last forward took the sparse layer; csc: scratch for the
+     * non-zeros by column (the backward's) */
+    cb_nn_csr csr, csc;
+    const float *wt0;
+    float *dwt0;
     bool sparse_used;
 } tower_ws;
 
@@ -410,7 +414,8 @@ int cb_model_create_from_tensors(cb_model **out, const cb_model_config *c,
 
 static void ws_free(tower_ws *ws) {
     free(ws->block);
-    free(ws->csr.off), free(ws->csr.col), free(ws->csr.val), free(ws->wt0), free(ws->dwt0);
+    free(ws->csr.off), free(ws->csr.col), free(ws->csr.val), free(ws->dwt0);
+    free(ws->csc.off), free(ws->csc.col), free(ws->csc.val);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -461,12 +466,15 @@ static bool sparse_first_layer(const cb_model *m, const tower *t) {
 
 void cb_model_set_sparse_input(cb_model *m, int on) { m->sparse_mode = on < 0 ? 0 : on == 0 ? 1 : 2; }
 
-static int ws_sparse_alloc(tower_ws *ws, const tower *t, int cap, cb_error *err) {
+/* wt0: the pool's transposed W0 (tower_ws.wt0). */
+static int ws_sparse_alloc(tower_ws *ws, const tower *t, int cap, const float *wt0, cb_error *err) {
     size_t in = (size_t)t->in[0], n = (size_t)cap * in / 4 + 1;
-    cb_nn_csr *s = &ws->csr;
-    s->cap = n;
+    cb_nn_csr *s = &ws->csr, *t_s = &ws->csc;
+    s->cap = t_s->cap = n;
+    ws->wt0 = wt0;
     if (!(s->off = cb_malloc(((size_t)cap + 1) * sizeof *s->off, err)) || !(s->col = cb_malloc(n * sizeof *s->col, err)) ||
-        !(s->val = cb_malloc(n * sizeof *s->val, err)) || !(ws->wt0 = cb_malloc(in * t->out[0] * sizeof(float), err)) ||
+        !(s->val = cb_malloc(n * sizeof *s->val, err)) || !(t_s->off = cb_malloc((in + 1) * sizeof *t_s->off, err)) ||
+        !(t_s->col = cb_malloc(n * sizeof *t_s->col, err)) || !(t_s->val = cb_malloc(n * sizeof *t_s->val, err)) ||
         !(ws->dwt0 = cb_calloc(in * t->out[0], sizeof(float), err)))
         return CB_ENOMEM;
     return CB_OK;
@@ -522,8 +530,9 @@ static void tower_forward(const tower *t, tower_ws *ws, const float *x, const ui
         float *out = (l == L - 1 && !l2norm) ? ws->y[par] : ws->act[l];
         if (l == 0) ws->sparse_used = ws->csr.off && !cb_nn_csr_from_dense(&ws->csr, inp, B, t->in[0]);
         if (l == 0 && ws->sparse_used) {
-            cb_nn_transpose(ws->wt0, t->w[0], t->out[0], t->in[0]);
             cb_nn_sparse_forward(out, &ws->csr, ws->wt0, t->b[0], B, t->out[0]);
+        } else if (l == 0 && ws->wt0) {
+            cb_nn_dense_forward_t(out, inp, ws->wt0, t->b[0], B, t->in[0], t->out[0]);
         } else {
             cb_nn_dense_forward(out, inp, t->w[l], t->b[l], B, t->in[l], t->out[l]);
         }
@@ -548,9 +557,13 @@ static void tower_forward(const tower *t, tower_ws *ws, const float *x, const ui
 /* The history bag's gradients: dbag (B, E) = dout (B, out0) · the bag's
  * columns of W0, spread evenly over each row's bag items (scratch: B·E floats). */
 static void bag_backward(tower *t, const tower_ws *ws, const float *dout, float *scratch, int B) {
-    int E = t->emb_dim, fi = t->feat_in, in0 = t->in[0];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, E, t->out[0], 1.0f, dout, t->out[0], t->w[0] + fi, in0,
-                0.0f, scratch, E);
+    int E = t->emb_dim, fi = t->feat_in, in0 = t->in[0], OC = t->out[0];
+    if (ws->wt0) /* training keeps W0 transposed: its bag columns are rows of wt0 */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, E, OC, 1.0f, dout, OC, ws->wt0 + (size_t)fi * OC, OC,
+                    0.0f, scratch, E);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, E, OC, 1.0f, dout, OC, t->w[0] + fi, in0, 0.0f,
+                    scratch, E);
     for (int r = 0; r < B; r++) {
         uint32_t row = ws->hrow[r], cnt = 0;
         if (row == UINT32_MAX) continue; /* user dropout: an empty bag */
@@ -589,10 +602,12 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
             dinp = dnext;
             memset(dinp, 0, (size_t)B * t->in[l] * sizeof(float));
         }
-        if (l == 0 && ws->sparse_used)
-            cb_nn_sparse_backward(t->dw[0], t->db[0], ws->dwt0, dcur, &ws->csr, B, t->in[0], t->out[0]);
-        else
+        if (l == 0 && ws->sparse_used) {
+            cb_nn_sparse_backward_cols(ws->dwt0, t->db[0], &ws->csc, dcur, &ws->csr, B, t->in[0], t->out[0]);
+        } else {
             cb_nn_dense_backward(dinp, t->dw[l], t->db[l], dcur, inp, t->w[l], B, t->in[l], t->out[l]);
+            if (l == 0 && ws->dwt0) cb_nn_transpose_add(ws->dwt0, t->dw[0], t->out[0], t->in[0]); /* a dense batch */
+        }
         if (l == 0 && t->bag && ws->h_off) bag_backward(t, ws, dcur, dnext, B);
         if (l > 0) {
             cb_nn_relu_backward_inplace(dinp, ws->act[l - 1], (size_t)B * t->in[l]);
@@ -1108,7 +1123,8 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
  * of those buffers) each worker computes dL/dym of the items it forwarded,
  * its columns of the softmax over all rows (one sgemm over the rows: the
  * same bits whoever computes a column), and backpropagates its own rows
- * into its own flat gradient buffer [user tower | item tower | head]. The buffers are summed
+ * into its own flat gradient buffer [user tower | item tower | head] (the sparse first
+ * layer's W0: its transposed buffer, see train_ctx.w0_n). The buffers are summed (and zeroed)
  * slice by slice in worker order (deterministic for a given thread count),
  * across ranks (one all-reduce of the flat sum), and each worker applies the
  * optimiser to its slice. Four barriers per step; eight across processes.
@@ -1155,6 +1171,14 @@ typedef struct train_ctx {
      * A batch reaches few of its rows, so their gradients are zeroed and summed by the rows
      * the workers' items touched, not densely. */
     size_t emb_lo, emb_dim, n_emb;
+    /* the sparse first layer (wt0 NULL: none). Training keeps the user tower's W0 and its Adam
+     * moments transposed, [in0, out0] each (wt0, mt0, vt0; back in the model at the end of an
+     * epoch): the layer reads rows of W0ᵀ, its gradient comes out
+     * transposed (the workers' dwt0), and no step transposes. The flat layout's W0 part,
+     * [0, w0_n), then holds the gradient transposed too. */
+    size_t w0_n;
+    float *wt0, *mt0, *vt0;
+    float **dwt0;            /* [n_workers] */
     uint64_t n_steps;        /* steps taken in this call: the parity of the touched lists */
     uint32_t *perm;          /* shuffled training indices of this epoch */
     float *log_q;            /* [n_items] the logQ correction (retrieval), else NULL */
@@ -1280,19 +1304,15 @@ static void forward_rows(train_ctx *x, worker *k, const uint32_t *idx, int B, in
     }
 }
 
-/* Zero worker w's gradient buffer (the id embedding: the rows of its previous
- * step, whose sum is taken) and list the rows its items reach this step. */
+/* Zero the id-embedding rows of worker w's gradient buffer that its previous
+ * step reached (the reduction zeroes the rest of the buffers as it reads
+ * them) and list the rows its items reach this step. */
 static void zero_grads(train_ctx *x, int w) {
     worker *k = &x->wk[w];
     float *g = x->grad[w];
     int par = (int)(x->n_steps & 1);
-    if (!x->emb_dim) {
-        memset(g, 0, x->n_flat * sizeof(float));
-        return;
-    }
-    size_t lo = x->emb_lo, hi = lo + x->n_emb * x->emb_dim, D = x->emb_dim;
-    memset(g, 0, lo * sizeof(float));
-    memset(g + hi, 0, (x->n_flat - hi) * sizeof(float));
+    size_t D = x->emb_dim, lo = x->emb_lo;
+    if (!D) return;
     for (int i = 0; i < k->n_touched[par ^ 1]; i++) memset(g + lo + k->touched[par ^ 1][i] * D, 0, D * sizeof(float));
     const tower_ws *ws = &k->ws[1];
     int n = 0;
@@ -1301,18 +1321,9 @@ static void zero_grads(train_ctx *x, int w) {
     k->n_touched[par] = n;
 }
 
-/* sum[lo, hi) = the workers' gradients summed in worker order; the id
- * embedding's part only where this step's items reached (zero elsewhere). */
-static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
-    float *sum = x->grad[x->n_workers];
-    size_t elo = x->emb_lo, ehi = elo + x->n_emb * x->emb_dim, D = x->emb_dim;
-    if (!D || hi <= elo || lo >= ehi) {
-        cb_pool_reduce(sum, x->grad, x->n_workers, lo, hi);
-        return;
-    }
-    if (lo < elo) cb_pool_reduce(sum, x->grad, x->n_workers, lo, elo);
-    if (hi > ehi) cb_pool_reduce(sum, x->grad, x->n_workers, ehi, hi);
-    size_t a = lo > elo ? lo : elo, b = hi < ehi ? hi : ehi;
+/* sum[a, b) inside the id embedding: the rows this step's items reached, zero elsewhere. */
+static void reduce_emb_rows(train_ctx *x, float *sum, size_t a, size_t b) {
+    size_t elo = x->emb_lo, D = x->emb_dim;
     memset(sum + a, 0, (b - a) * sizeof(float));
     int par = (int)(x->n_steps & 1);
     for (int v = 0; v < x->n_workers; v++) /* a row listed twice is summed twice: the same bits */
@@ -1321,6 +1332,38 @@ static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
             r0 = r0 > a ? r0 : a, r1 = r1 < b ? r1 : b;
             if (r0 < r1) cb_pool_reduce(sum, x->grad, x->n_workers, r0, r1);
         }
+}
+
+/* sum[lo, hi) = the workers' gradients summed in worker order: W0's
+ * (transposed) from the workers' dwt0; the id embedding's only where this
+ * step's items reached; the rest from the flat buffers. Read, they are
+ * zeroed (but the id embedding's: zero_grads), so the next step's backward
+ * adds into zeros. */
+static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
+    float *sum = x->grad[x->n_workers];
+    size_t elo = x->emb_lo, ehi = elo + x->n_emb * x->emb_dim;
+    for (size_t a = lo, b; a < hi; a = b) {
+        if (a < x->w0_n) {
+            b = hi < x->w0_n ? hi : x->w0_n;
+            cb_pool_reduce_clear(sum, x->dwt0, x->n_workers, a, b);
+        } else if (a >= elo && a < ehi) {
+            b = hi < ehi ? hi : ehi;
+            reduce_emb_rows(x, sum, a, b);
+        } else {
+            b = a < elo && elo < hi ? elo : hi;
+            cb_pool_reduce_clear(sum, x->grad, x->n_workers, a, b);
+        }
+    }
+}
+
+/* A lone worker's buffers zeroed once the optimiser has read them as the
+ * sum (reduce_range's zeroing; the id embedding's rows: zero_grads). */
+static void clear_lone(train_ctx *x) {
+    float *g = x->grad[0];
+    size_t elo = x->emb_dim ? x->emb_lo : x->n_flat, ehi = x->emb_dim ? elo + x->n_emb * x->emb_dim : x->n_flat;
+    memset(g + x->w0_n, 0, (elo - x->w0_n) * sizeof *g);
+    memset(g + ehi, 0, (x->n_flat - ehi) * sizeof *g);
+    if (x->dwt0) memset(x->dwt0[0], 0, x->w0_n * sizeof *g);
 }
 
 /* The loss chunks [*lo, *hi) of worker w of `rank` for a batch of B rows:
@@ -1417,27 +1460,39 @@ static void backward_rows(train_ctx *x, int w, int B, int lo, int hi) {
     }
 }
 
+/* The optimiser on n parameters p of tower t (the first n_decay decayed),
+ * from their gradients g, with their Adam moments mo, v. */
+static void optimise(const cb_model_config *c, const tower *t, float *p, const float *g, float *mo, float *v, size_t n,
+                     size_t n_decay) {
+    float lr = lr_at(c, t->epoch);
+    if (c->optimizer == CB_OPT_ADAM) {
+        cb_nn_adam h = {lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
+        cb_nn_adam_update(p, g, mo, v, n, n_decay, &h, t->step + 1);
+    } else {
+        cb_nn_sgd_update(p, g, n, n_decay, lr, c->weight_decay);
+    }
+}
+
 /* The optimiser on the flat parameter range [lo, hi) (user tower, item
- * tower; the head with `head`) from the summed gradients g. Elementwise, so
- * slices give the bits of one pass. */
-static void update_range(cb_model *m, const float *g, size_t lo, size_t hi, bool head) {
-    const cb_model_config *c = &m->cfg;
+ * tower; the head with `head`) from the summed gradients g; W0's part on
+ * its transposed copy (x->wt0), from g_w0 (transposed alike, at the same
+ * offsets: g, or a lone worker's dwt0). Elementwise, so slices give the
+ * bits of one pass. */
+static void update_range(train_ctx *x, const float *g, const float *g_w0, size_t lo, size_t hi, bool head) {
+    cb_model *m = x->m;
     size_t off = 0;
     for (int s = 0; s < 2; s++) {
         tower *t = &m->tw[s];
-        size_t a = lo > off ? lo - off : 0, b = hi - off < t->n_params ? hi - off : t->n_params;
-        if (hi > off && a < b) {
-            size_t n = b - a, n_decay = a < t->n_weights ? (t->n_weights - a < n ? t->n_weights - a : n) : 0;
-            float lr = lr_at(c, t->epoch);
-            if (c->optimizer == CB_OPT_ADAM) {
-                cb_nn_adam h = {lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
-                cb_nn_adam_update(t->params + a, g + off + a, t->adam_m + a, t->adam_v + a, n, n_decay, &h,
-                                  t->step + 1);
-            } else {
-                cb_nn_sgd_update(t->params + a, g + off + a, n, n_decay, lr, c->weight_decay);
-            }
+        size_t end = off + t->n_params;
+        for (size_t a = lo > off ? lo : off, b; a < hi && a < end; a = b) {
+            bool w0 = a < x->w0_n; /* the W0 part is the user tower's first floats */
+            b = hi < end ? hi : end;
+            b = w0 && x->w0_n < b ? x->w0_n : b;
+            size_t i = a - off, n = b - a, n_decay = i < t->n_weights ? (t->n_weights - i < n ? t->n_weights - i : n) : 0;
+            if (w0) optimise(&m->cfg, t, x->wt0 + i, g_w0 + a, x->mt0 + i, x->vt0 + i, n, n_decay);
+            else optimise(&m->cfg, t, t->params + i, g + a, t->adam_m + i, t->adam_v + i, n, n_decay);
         }
-        off += t->n_params;
+        off = end;
     }
     if (head) {
         memcpy(m->head + HEAD_N, g + off, HEAD_N * sizeof(float));
@@ -1478,6 +1533,33 @@ static void lap(train_ctx *x, int w, int i, double *t) {
     *t = now;
 }
 
+/* The user tower's W0 and its Adam moments into their transposed training
+ * copies (x->wt0, mt0, vt0), or back into the model: worker w's share of
+ * the rows. */
+static void w0_copy(train_ctx *x, int w, bool into_copy) {
+    if (!x->wt0) return;
+    tower *t = &x->m->tw[0];
+    int OC = t->out[0], C = t->in[0], rows = into_copy ? OC : C;
+    size_t r0, r1;
+    cb_pool_split((size_t)rows, x->n_workers, w, 1, &r0, &r1);
+    float *model[3] = {t->params, t->adam_m, t->adam_v}, *copy[3] = {x->wt0, x->mt0, x->vt0}; /* W0 is first */
+    for (int i = 0; i < 3; i++)
+        if (into_copy) cb_nn_transpose_rows(copy[i], model[i], OC, C, (int)r0, (int)r1);
+        else cb_nn_transpose_rows(model[i], copy[i], C, OC, (int)r0, (int)r1);
+}
+
+/* Worker w's slices of the towers' flat parameters, for the gradient sum
+ * and the optimiser: its share of each of the W0 part, the id embedding
+ * (the towers' last floats) and the rest between them, which cost the sum
+ * differently, so each splits evenly. */
+static void worker_slices(const train_ctx *x, int w, size_t sl[3][2]) {
+    size_t n_tw = x->n_flat - HEAD_N, cut[4] = {0, x->w0_n, x->emb_dim ? x->emb_lo : n_tw, n_tw};
+    for (int i = 0; i < 3; i++) {
+        cb_pool_split(cut[i + 1] - cut[i], x->n_workers, w, 16, &sl[i][0], &sl[i][1]);
+        sl[i][0] += cut[i], sl[i][1] += cut[i];
+    }
+}
+
 /* One epoch of steps, on worker w (cb_pool_run). */
 static void run_epoch(void *arg, int w) {
     train_ctx *x = arg;
@@ -1485,9 +1567,11 @@ static void run_epoch(void *arg, int w) {
     const cb_train_data *d = x->d;
     size_t B_full = m->cfg.batch_size;
     float *sum = x->grad[x->n_workers];
-    size_t n_tw = x->n_flat - HEAD_N, lo_p, hi_p; /* this worker's slice of the towers' parameters */
-    cb_pool_split(n_tw, x->n_workers, w, 16, &lo_p, &hi_p);
+    size_t n_tw = x->n_flat - HEAD_N, sl[3][2]; /* this worker's slices of the towers' parameters */
+    worker_slices(x, w, sl);
     bool last = w == x->n_workers - 1;
+    w0_copy(x, w, true); /* the model may have changed between epochs */
+    cb_pool_barrier(x->pool);
     for (size_t step = 0; step < x->n_batches; step++) {
         size_t off = step * B_full;
         int B = (int)(d->n_train - off < B_full ? d->n_train - off : B_full), lo, hi, nlo = 0, nhi = 0;
@@ -1527,17 +1611,22 @@ static void run_epoch(void *arg, int w) {
         lap(x, w, 0, &t);
         cb_pool_barrier(x->pool);
         lap(x, w, 3, &t);
-        reduce_range(x, lo_p, hi_p);
-        if (last) reduce_range(x, n_tw, x->n_flat);
-        if (x->n_ranks > 1) {
-            lap(x, w, 2, &t);
-            cb_pool_barrier(x->pool);
-            if (w == 0 && x->comm->allreduce_sum(x->comm->ctx, sum, x->n_flat)) x->comm_failed = true;
-            cb_pool_barrier(x->pool);
-            lap(x, w, 3, &t);
-            if (x->comm_failed) break;
+        if (x->n_workers == 1 && x->n_ranks == 1) { /* a lone worker's buffers are the sum: no copy */
+            update_range(x, x->grad[0], x->dwt0 ? x->dwt0[0] : NULL, 0, x->n_flat, true);
+            clear_lone(x);
+        } else {
+            for (int i = 0; i < 3; i++) reduce_range(x, sl[i][0], sl[i][1]);
+            if (last) reduce_range(x, n_tw, x->n_flat);
+            if (x->n_ranks > 1) {
+                lap(x, w, 2, &t);
+                cb_pool_barrier(x->pool);
+                if (w == 0 && x->comm->allreduce_sum(x->comm->ctx, sum, x->n_flat)) x->comm_failed = true;
+                cb_pool_barrier(x->pool);
+                lap(x, w, 3, &t);
+                if (x->comm_failed) break;
+            }
+            for (int i = 0; i < 3; i++) update_range(x, sum, sum, sl[i][0], sl[i][1], last && i == 2);
         }
-        update_range(m, sum, lo_p, hi_p, last);
         lap(x, w, 2, &t);
         cb_pool_barrier(x->pool); /* the parameters are updated */
         lap(x, w, 3, &t);
@@ -1555,6 +1644,7 @@ static void run_epoch(void *arg, int w) {
             if (x->fn(r, x->fn_ctx)) atomic_store_explicit(&x->stop_step, step + 1, memory_order_relaxed);
         }
     }
+    w0_copy(x, w, false); /* every worker has left the loop at the same step, past its updates */
 }
 
 static uint64_t hash_words(uint64_t h, const void *p, size_t bytes) {
@@ -1568,8 +1658,9 @@ static uint64_t hash_words(uint64_t h, const void *p, size_t bytes) {
 }
 
 /* Across processes every rank must train on the same examples and feature
- * tables (each fits them from its own copy of the data): a hash of them,
- * compared with rank 0's before the first step. */
+ * tables (each fits them from its own copy of the data), and with the same
+ * first layer (the sparse one sums W0's gradient transposed): a hash of
+ * them, compared with rank 0's before the first step. */
 static int check_ranks_agree(const train_ctx *x, cb_error *err) {
     const cb_train_data *d = x->d;
     const cb_model_config *c = &x->m->cfg;
@@ -1588,6 +1679,8 @@ static int check_ranks_agree(const train_ctx *x, cb_error *err) {
         h = hash_words(h, t->hot_col, t->hot_off[t->n_rows] * sizeof(uint16_t));
     }
     h = hash_words(h, d->item_x, (size_t)d->n_items * c->item_in * sizeof(float));
+    uint32_t sparse = sparse_first_layer(x->m, &x->m->tw[0]);
+    h = hash_words(h, &sparse, sizeof sparse);
     float *all = cb_calloc(4 * (size_t)x->n_ranks, sizeof(float), err);
     int *count = all ? cb_calloc(2 * (size_t)x->n_ranks, sizeof(int), err) : NULL;
     if (!count) return free(all), CB_ENOMEM;
@@ -1596,7 +1689,8 @@ static int check_ranks_agree(const train_ctx *x, cb_error *err) {
     int rc = x->comm->allgather(x->comm->ctx, all, count, count + x->n_ranks) ? CB_EIO : CB_OK;
     for (int r = 1; rc == CB_OK && r < x->n_ranks; r++)
         if (memcmp(all, all + 4 * r, 4 * sizeof(float)))
-            rc = cb_fail(err, CB_EINVAL, "rank %d's training examples or feature tables differ from rank 0's: every rank "
+            rc = cb_fail(err, CB_EINVAL, "rank %d's training examples, feature tables or first layer (sparse: "
+                                         "CPUs with AVX2, or CBREC_NO_AVX2) differ from rank 0's: every rank "
                                          "must read the same dataset with the same settings", r);
     if (rc == CB_EIO) cb_fail(err, CB_EIO, "training across processes: the communicator's all-gather failed");
     free(all);
@@ -1621,6 +1715,15 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
         x->emb_dim = (size_t)it->emb_dim;
         x->n_emb = it->n_emb;
     }
+    const tower *ut = &m->tw[0];
+    if (sparse_first_layer(m, ut)) {
+        x->w0_n = (size_t)ut->out[0] * ut->in[0];
+        if (!(x->wt0 = cb_malloc(3 * x->w0_n * sizeof(float), err)) ||
+            !(x->dwt0 = cb_calloc((size_t)x->n_workers, sizeof *x->dwt0, err)))
+            return CB_ENOMEM;
+        x->mt0 = x->wt0 + x->w0_n;
+        x->vt0 = x->mt0 + x->w0_n;
+    }
     int cap = (rows + x->n_workers - 1) / x->n_workers;
     int ncap = ((M + x->n_ranks - 1) / x->n_ranks + x->n_workers - 1) / x->n_workers; /* negatives, at most */
     bool softmax = c->objective != CB_OBJECTIVE_RATING;
@@ -1641,8 +1744,9 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
         worker *k = &x->wk[w];
         if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
             (rc = ws_alloc(&k->ws[1], &m->tw[1], cap + ncap, false, err)) ||
-            (sparse_first_layer(m, &m->tw[0]) && (rc = ws_sparse_alloc(&k->ws[0], &m->tw[0], cap, err))))
+            (x->wt0 && (rc = ws_sparse_alloc(&k->ws[0], ut, cap, x->wt0, err))))
             break;
+        if (x->wt0) x->dwt0[w] = k->ws[0].dwt0;
         if (!(k->touched[0] = cb_calloc(2 * (size_t)(cap + ncap), sizeof(uint32_t), err))) return CB_ENOMEM;
         k->touched[1] = k->touched[0] + cap + ncap;
         k->view = *m;
@@ -1663,6 +1767,8 @@ static void train_ctx_close(train_ctx *x) {
     free(x->prob);
     free(x->du);
     free(x->wk);
+    free(x->wt0);
+    free(x->dwt0);
     if (x->grad) free(x->grad[0]);
     free(x->grad);
     free(x->perm);

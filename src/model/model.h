@@ -205,7 +205,8 @@ typedef struct cb_epoch_report {
 /* Called on the calling thread (worker 0): at the end of every epoch, and ~every 1/50 epoch with
  * end_of_epoch = false (for progress bars). Returning non-zero stops training:
  * at the end of an epoch, or at a tick (every worker stops at the next step;
- * the partial epoch counts as run). */
+ * the partial epoch counts as run). At a tick the model's parameters are not all current (the
+ * sparse first layer's W0 is trained in a copy): read the model at the end of an epoch. */
 typedef int (*cb_epoch_fn)(const cb_epoch_report *r, void *ctx);
 
 typedef struct cb_train_result {

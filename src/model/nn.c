@@ -13,17 +13,26 @@
 
 /* ---- dense */
 
-void cb_nn_dense_forward(float *out, const float *inp, const float *w, const float *b,
-                         int B, int C, int OC) {
-    // inp (B,C), w (OC,C), b (OC), out (B,OC)
+static void dense_forward(float *out, const float *inp, const float *w, bool transposed, const float *b, int B, int C,
+                          int OC) {
+    // inp (B,C), w (OC,C) or transposed (C,OC), b (OC), out (B,OC)
     if (B <= 0 || OC <= 0) return;
     float beta = 0.0f;
     if (b) {
         for (int r = 0; r < B; r++) memcpy(out + (size_t)r * OC, b, (size_t)OC * sizeof(float));
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, inp, C, w, C, beta,
-                out, OC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, transposed ? CblasNoTrans : CblasTrans, B, OC, C, 1.0f, inp, C, w,
+                transposed ? OC : C, beta, out, OC);
+}
+
+void cb_nn_dense_forward(float *out, const float *inp, const float *w, const float *b,
+                         int B, int C, int OC) {
+    dense_forward(out, inp, w, false, b, B, C, OC);
+}
+
+void cb_nn_dense_forward_t(float *out, const float *inp, const float *wt, const float *b, int B, int C, int OC) {
+    dense_forward(out, inp, wt, true, b, B, C, OC);
 }
 
 void cb_nn_dense_forward_naive(float *out, const float *inp, const float *w, const float *b,

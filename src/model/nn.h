@@ -23,6 +23,8 @@ void cb_nn_dense_forward(float *out, const float *inp, const float *w, const flo
                          int B, int C, int OC);
 void cb_nn_dense_forward_naive(float *out, const float *inp, const float *w, const float *b,
                                int B, int C, int OC);
+/* The same with w given transposed, wt (C,OC). */
+void cb_nn_dense_forward_t(float *out, const float *inp, const float *wt, const float *b, int B, int C, int OC);
 /* dinp (B,C) += dout · w      (skipped when dinp is NULL: the first layer)
  * dw  (OC,C) += doutᵀ · inp
  * db  (OC)   += column sums of dout (skipped when db is NULL) */

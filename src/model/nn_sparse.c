@@ -10,23 +10,57 @@
 #include "base/util.h"
 
 #include <string.h>
-#if CB_HAVE_AVX2_PATH
+#if CB_HAVE_AVX2_PATH || defined(__SSSE3__)
 #include <immintrin.h>
 #endif
 
 #define TILE 16 /* transposes go by TILE x TILE blocks */
+
+#if defined(__SSSE3__) && defined(__POPCNT__)
+/* For the mask of the non-zero lanes of 4 floats: the byte shuffle that
+ * packs those lanes first, in order (-1: a byte zeroed). */
+static const int8_t PACK[16][16] = {
+    {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+    {4, 5, 6, 7, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 4, 5, 6, 7, -1, -1, -1, -1, -1, -1, -1, -1},
+    {8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1},
+    {4, 5, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1},
+    {12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1},
+    {4, 5, 6, 7, 12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15, -1, -1, -1, -1},
+    {8, 9, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1}, {0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1},
+    {4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}};
+#endif
+
+/* row's non-zeros (NaN included, -0 not) as (column, value) pairs at col,
+ * val + n, which have room for C + 4 (whole vectors are stored); returns the
+ * new n. Branch-free: ~13 % non-zero is unpredictable. */
+static size_t list_row(uint32_t *col, float *val, size_t n, const float *row, int C) {
+    int c = 0;
+#if defined(__SSSE3__) && defined(__POPCNT__)
+    __m128i idx = _mm_setr_epi32(0, 1, 2, 3);
+    for (; c + 4 <= C; c += 4, idx = _mm_add_epi32(idx, _mm_set1_epi32(4))) {
+        __m128 v = _mm_loadu_ps(row + c);
+        int mask = _mm_movemask_ps(_mm_cmpneq_ps(v, _mm_setzero_ps()));
+        __m128i pack = _mm_loadu_si128((const __m128i *)PACK[mask]);
+        _mm_storeu_ps(val + n, _mm_castsi128_ps(_mm_shuffle_epi8(_mm_castps_si128(v), pack)));
+        _mm_storeu_si128((__m128i *)(col + n), _mm_shuffle_epi8(idx, pack));
+        n += (size_t)__builtin_popcount((unsigned)mask);
+    }
+#endif
+    for (; c < C; c++) {
+        col[n] = (uint32_t)c;
+        val[n] = row[c];
+        n += row[c] != 0.0f;
+    }
+    return n;
+}
 
 int cb_nn_csr_from_dense(cb_nn_csr *s, const float *x, int B, int C) {
     size_t n = 0;
     s->off[0] = 0;
     for (int r = 0; r < B; r++) {
         const float *row = x + (size_t)r * C;
-        if (s->cap - n >= (size_t)C) /* room for the whole row: branch-free (~13 % non-zero is unpredictable) */
-            for (int c = 0; c < C; c++) {
-                s->col[n] = (uint32_t)c;
-                s->val[n] = row[c];
-                n += row[c] != 0.0f;
-            }
+        if (s->cap - n >= (size_t)C + 4) /* room for the whole row */
+            n = list_row(s->col, s->val, n, row, C);
         else
             for (int c = 0; c < C; c++) {
                 if (row[c] == 0.0f) continue;
@@ -39,12 +73,12 @@ int cb_nn_csr_from_dense(cb_nn_csr *s, const float *x, int B, int C) {
     return 0;
 }
 
-/* dst (cols,rows) = src (rows,cols) transposed, or with `add` dst += it and
- * src zeroed as it is read. */
-static void transpose(float *dst, float *src, int rows, int cols, bool add) {
-    for (int i0 = 0; i0 < rows; i0 += TILE)
+/* dst (cols,rows) = the rows [r0, r1) of src (rows,cols) transposed, or
+ * with `add` dst += them and src zeroed as it is read. */
+static void transpose(float *dst, float *src, int rows, int cols, int r0, int r1, bool add) {
+    for (int i0 = r0; i0 < r1; i0 += TILE)
         for (int j0 = 0; j0 < cols; j0 += TILE) {
-            int i1 = i0 + TILE < rows ? i0 + TILE : rows, j1 = j0 + TILE < cols ? j0 + TILE : cols;
+            int i1 = i0 + TILE < r1 ? i0 + TILE : r1, j1 = j0 + TILE < cols ? j0 + TILE : cols;
             for (int j = j0; j < j1; j++) {
                 float *d = dst + (size_t)j * rows;
                 const float *sp = src + j;
@@ -56,7 +90,13 @@ static void transpose(float *dst, float *src, int rows, int cols, bool add) {
         }
 }
 
-void cb_nn_transpose(float *wt, const float *w, int OC, int C) { transpose(wt, (float *)w, OC, C, false); }
+void cb_nn_transpose(float *wt, const float *w, int OC, int C) { transpose(wt, (float *)w, OC, C, 0, OC, false); }
+
+void cb_nn_transpose_rows(float *dst, const float *src, int rows, int cols, int r0, int r1) {
+    transpose(dst, (float *)src, rows, cols, r0, r1, false);
+}
+
+void cb_nn_transpose_add(float *dwt, float *dw, int OC, int C) { transpose(dwt, dw, OC, C, 0, OC, true); }
 
 /* y[0..n) += a · x[0..n) */
 static void axpy_plain(float *y, float a, const float *x, int n) {
@@ -171,11 +211,42 @@ void cb_nn_sparse_backward(float *dw, float *db, float *dwt, const float *dout, 
     else
 #endif
         scatter(dwt, db, dout, s, B, OC);
-    transpose(dw, dwt, C, OC, true);
+    transpose(dw, dwt, C, OC, 0, C, true);
+}
+
+/* cols = s's non-zeros listed by column, (row, value) pairs, rows ascending. */
+static void by_columns(cb_nn_csr *cols, const cb_nn_csr *s, int B, int C) {
+    uint32_t *off = cols->off, n = s->off[B];
+    memset(off, 0, ((size_t)C + 1) * sizeof *off);
+    for (uint32_t j = 0; j < n; j++) off[s->col[j] + 1]++;
+    for (int c = 0; c < C; c++) off[c + 1] += off[c];
+    for (int r = 0; r < B; r++) /* off[c] runs ahead as column c fills, then is shifted back */
+        for (uint32_t j = s->off[r]; j < s->off[r + 1]; j++) {
+            uint32_t k = off[s->col[j]]++;
+            cols->col[k] = (uint32_t)r;
+            cols->val[k] = s->val[j];
+        }
+    memmove(off + 1, off, (size_t)C * sizeof *off);
+    off[0] = 0;
+}
+
+void cb_nn_sparse_backward_cols(float *dwt, float *db, cb_nn_csr *cols, const float *dout, const cb_nn_csr *s, int B,
+                                int C, int OC) {
+#if CB_HAVE_AVX2_PATH
+    if (cb_cpu_avx2()) {
+        by_columns(cols, s, B, C);
+        forward_avx2(dwt, cols, dout, NULL, C, OC); /* dwt's row c = Σ val · dout[row]: the scatter's FMAs, in its order */
+        for (int r = 0; db && r < B; r++)
+            for (int o = 0; o < OC; o++) db[o] += dout[(size_t)r * OC + o];
+        return;
+    }
+#endif
+    (void)cols;
+    scatter(dwt, db, dout, s, B, OC);
 }
 
 void cb_nn_sparse_backward_naive(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B,
                                  int C, int OC) {
     scatter(dwt, db, dout, s, B, OC);
-    transpose(dw, dwt, C, OC, true);
+    transpose(dw, dwt, C, OC, 0, C, true);
 }

@@ -31,6 +31,11 @@ int cb_nn_csr_from_dense(cb_nn_csr *s, const float *x, int B, int C);
 
 /* wt (C,OC) = w (OC,C) transposed. */
 void cb_nn_transpose(float *wt, const float *w, int OC, int C);
+/* dst (cols,rows) gets the rows [r0, r1) of src (rows,cols), transposed: a
+ * worker's share of a transpose. */
+void cb_nn_transpose_rows(float *dst, const float *src, int rows, int cols, int r0, int r1);
+/* dwt (C,OC) += dw (OC,C) transposed, and dw zeroed. */
+void cb_nn_transpose_add(float *dwt, float *dw, int OC, int C);
 
 /* out (B,OC) = x · wᵀ + b for the rows x listed in s; wt (C,OC) is w
  * transposed (cb_nn_transpose); b may be NULL. */
@@ -44,5 +49,13 @@ void cb_nn_sparse_backward(float *dw, float *db, float *dwt, const float *dout, 
                            int OC);
 void cb_nn_sparse_backward_naive(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B,
                                  int C, int OC);
+/* The same gradient left transposed: dwt (C,OC), which must hold zeros on
+ * entry, = (doutᵀ · x)ᵀ, the bits cb_nn_sparse_backward folds into dw; db as
+ * there. By columns: each row of dwt is summed in registers over its
+ * column's non-zeros and stored once (the scatter by rows reads and writes
+ * it once per non-zero). cols is scratch for s's non-zeros by column: off
+ * [C + 1], col and val s->cap. For a caller that keeps W0 transposed. */
+void cb_nn_sparse_backward_cols(float *dwt, float *db, cb_nn_csr *cols, const float *dout, const cb_nn_csr *s, int B,
+                                int C, int OC);
 
 #endif
