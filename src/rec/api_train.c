@@ -198,23 +198,33 @@ static void tower_row(void *ctx, uint32_t user, float *row) {
     cb_bundle_rank_scores(b, b->user_vecs + (size_t)user * b->dim, row);
 }
 
-/* The carve's tower training passes its ticks to the caller's progress
- * function, so the caller can stop it (Ctrl-C in Python), its epoch ends as
- * mid-epoch ticks: the epochs the caller counts are those of its model, and
- * a small data set has no ticks within an epoch (its Ctrl-C went unseen for
- * the whole carve training). */
+/* The carve's tower training (the neighbour component's tuning, before the
+ * model trains) passes its ticks to the caller's progress function, so the
+ * caller can stop it (Ctrl-C in Python): each as a tick of the model's
+ * first epoch before its first batch (epoch 1, batch 0; the carve's own
+ * loss), so the epochs the caller counts are those of its model, and a small
+ * data set's carve, whose epochs have no ticks within them, still reports
+ * (its Ctrl-C went unseen for the whole carve training). */
+typedef struct tuning_progress {
+    const cb_bundle_train_input *in; /* the caller's */
+    bool stopped;                    /* the caller stopped: no further report */
+} tuning_progress;
+
 static int tuning_tick(const cb_epoch_report *r, void *ctx) {
-    const cb_bundle_train_input *in = ctx;
+    tuning_progress *tp = ctx;
     cb_epoch_report t = *r;
     t.end_of_epoch = false;
-    return in->on_epoch(&t, in->ctx);
+    t.epoch = 1, t.epochs = tp->in->model.epochs, t.batch = 0;
+    if (!tp->stopped && tp->in->on_epoch(&t, tp->in->ctx)) tp->stopped = true;
+    return tp->stopped;
 }
 
-/* The progress function of a run stopped in the neighbours' tuning: the
- * model stops at its first tick too (the model so far, cb_progress_fn). */
-static int stop_at_once(const cb_epoch_report *r, void *ctx) {
-    (void)r, (void)ctx;
-    return 1;
+/* The progress function of a run the caller stopped in the tuning (ctx: the
+ * caller's cb_bundle_train_input): the model stops at its first tick, and
+ * the caller gets that stopped epoch's end (as for a stop inside an epoch). */
+static int stopped_in_tuning(const cb_epoch_report *r, void *ctx) {
+    const cb_bundle_train_input *in = ctx;
+    return r->end_of_epoch ? in->on_epoch(r, in->ctx) : 1;
 }
 
 /* The progress function stopped the training before its last epoch (not early stopping). */
@@ -246,16 +256,17 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, bool *stoppe
     ti.n_valid = ti.n_test = 0;
     ti.seen_all_ratings = false;
     ti.lists_later = true; /* the carve's towers only rank (tower_row): no history, no lists */
+    tuning_progress tp = {in, false};
     ti.on_epoch = in->on_epoch ? tuning_tick : NULL;
-    ti.ctx = (void *)in;
+    ti.ctx = &tp;
     cb_bundle *tb = NULL;
     cb_train_result tres = {0};
     rc = cb_bundle_train(&tb, &ti, &tres, err);
     bool diverged = rc == CB_ENUMERIC; /* the model's own training will say so; the carve tells nothing */
     if (diverged) rc = CB_OK;
-    if (!rc && (diverged || stopped_by_caller(&tres, &ti.model))) { /* no component (weight 0) */
+    if (!rc && (diverged || tp.stopped)) { /* no component (weight 0) */
         ch->weight = 0;
-        *stopped = !diverged;
+        *stopped = tp.stopped;
         cb_bundle_free(tb);
         cb_split_free(&carve);
         return CB_OK;
@@ -354,7 +365,8 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
         cb_split_free(&carve);
         return rc;
     }
-    if (stopped) in.on_epoch = stop_at_once;
+    cb_bundle_train_input caller = in;
+    if (stopped) in.on_epoch = stopped_in_tuning, in.ctx = &caller;
     rc = resume ? cb_bundle_resume(resume, &in, &o->res, err) : cb_bundle_train(out, &in, &o->res, err);
     if (!resume && *out && (rc == CB_OK || rc == CB_ENUMERIC) && (*out)->item_vecs &&
         !stopped_by_caller(&o->res, &in.model)) {
