@@ -51,6 +51,9 @@ static void models_parse(void **state) {
     assert_int_equal(cb_evalrun_models_parse("content-knn,content", &mask, &err), CB_OK);
     assert_int_equal(mask, 1u << CB_EVALRUN_CONTENT_KNN);
     assert_string_equal(cb_evalrun_model_name(CB_EVALRUN_CONTENT_KNN), "content-knn");
+    assert_int_equal(cb_evalrun_models_parse("random", &mask, &err), CB_OK);
+    assert_int_equal(mask, 1u << CB_EVALRUN_RANDOM);
+    assert_string_equal(cb_evalrun_model_name(CB_EVALRUN_RANDOM), "random");
     assert_int_equal(cb_evalrun_models_parse("bias,nope", &mask, &err), CB_ENOTFOUND);
     assert_non_null(strstr(err.msg, "nope"));
     assert_int_equal(cb_evalrun_models_parse("", &mask, &err), CB_EINVAL);
@@ -77,16 +80,17 @@ static void end_to_end(void **state) {
     assert_int_equal(n, CB_EVALRUN_N_MODELS);
     assert_non_null(rec);
     assert_int_equal(tr.epochs_run, 8);
-    double rmse[CB_EVALRUN_N_MODELS];
+    double rmse[CB_EVALRUN_N_MODELS], ndcg[CB_EVALRUN_N_MODELS];
     for (size_t i = 0; i < n; i++) {
         int m = -1;
         for (int k = 0; k < CB_EVALRUN_N_MODELS; k++)
             if (!strcmp(res[i].model, cb_evalrun_model_name((cb_evalrun_model)k))) m = k;
         assert_true(m >= 0);
         rmse[m] = res[i].rating.rmse;
+        ndcg[m] = res[i].topn.ndcg;
         /* the implicit ranker, EASE, item-kNN, content-kNN and the towers-only list of cbrec predict no rating */
         bool ranks_only = m == CB_EVALRUN_IMPLICIT || m == CB_EVALRUN_EASE || m == CB_EVALRUN_ITEM_KNN ||
-                          m == CB_EVALRUN_CONTENT_KNN || m == CB_EVALRUN_CBREC_TOWERS;
+                          m == CB_EVALRUN_CONTENT_KNN || m == CB_EVALRUN_CBREC_TOWERS || m == CB_EVALRUN_RANDOM;
         assert_true(ranks_only ? isnan(rmse[m]) : isfinite(rmse[m]));
         /* EASE, item-kNN and cbrec (its neighbour component) say which setting the validation carve chose */
         assert_int_equal(res[i].settings[0] != 0,
@@ -105,6 +109,9 @@ static void end_to_end(void **state) {
     }
     /* planted structure: the towers must do clearly better than the mean */
     assert_true(rmse[CB_EVALRUN_TWOTOWER] < 0.9 * rmse[CB_EVALRUN_GLOBAL]);
+    /* random order is the floor: popularity and cbrec's list well above it, and it is above 0 */
+    assert_true(ndcg[CB_EVALRUN_RANDOM] > 0 && ndcg[CB_EVALRUN_POPULARITY] > 1.5 * ndcg[CB_EVALRUN_RANDOM]);
+    assert_true(ndcg[CB_EVALRUN_CBREC] > 1.5 * ndcg[CB_EVALRUN_RANDOM]);
     cb_eval_summary s;
     assert_int_equal(cb_eval_summarize(&s, res, n, "two-tower", &err), CB_OK);
     assert_int_equal(s.n_folds, 1);

@@ -10,7 +10,7 @@
 
 static const cb_config_key_def keys[] = {
     {"models", "LIST", "",
-     "cbrec,twotower,pipeline,implicit,global,bias,popularity,svd,ease,item-knn,content-knn (empty: all); cbrec = `cbrec "
+     "cbrec,twotower,pipeline,implicit,global,bias,popularity,svd,ease,item-knn,content-knn,random (empty: all); cbrec = `cbrec "
      "train` + `cbrec recommend` with the TRAIN settings; pipeline = the two-tower's top-N through the cheap "
      "retrieval sources; implicit = the two-tower rows' settings with objective retrieval",
      "evaluation", CB_KEY_STRING, EC(models), 0, 0, 0, 0, NULL},

@@ -13,7 +13,7 @@
 
 static const char *const model_names[CB_EVALRUN_N_MODELS] = {
     "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd", "two-tower/implicit",
-    "ease", "item-knn", "cbrec", "content-knn", "cbrec-towers"};
+    "ease", "item-knn", "cbrec", "content-knn", "cbrec-towers", "random"};
 
 const char *cb_evalrun_model_name(cb_evalrun_model m) {
     return (unsigned)m < CB_EVALRUN_N_MODELS ? model_names[m] : "?";
@@ -31,7 +31,8 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
                  {"two-tower/implicit", CB_EVALRUN_IMPLICIT}, {"implicit", CB_EVALRUN_IMPLICIT},
                  {"ease", CB_EVALRUN_EASE}, {"item-knn", CB_EVALRUN_ITEM_KNN}, {"knn", CB_EVALRUN_ITEM_KNN},
                  {"cbrec", CB_EVALRUN_CBREC}, {"content-knn", CB_EVALRUN_CONTENT_KNN},
-                 {"content", CB_EVALRUN_CONTENT_KNN}, {"cbrec-towers", CB_EVALRUN_CBREC_TOWERS}};
+                 {"content", CB_EVALRUN_CONTENT_KNN}, {"cbrec-towers", CB_EVALRUN_CBREC_TOWERS},
+                 {"random", CB_EVALRUN_RANDOM}};
     *mask = 0;
     const char *p = list;
     while (*p) {
@@ -45,7 +46,7 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
         if (!found && len)
             return cb_fail(err, CB_ENOTFOUND,
                            "unknown model '%.*s' (known: twotower, pipeline, implicit, global, bias, popularity, svd, "
-                           "ease, item-knn, cbrec, content-knn)",
+                           "ease, item-knn, cbrec, content-knn, random)",
                            (int)len, p);
         p += len;
         if (*p == ',') p++;
@@ -377,6 +378,37 @@ static int eval_content_knn(cb_eval_result **results, size_t *n_results, const c
     return rc;
 }
 
+/* ---- random: the floor every list must be well above */
+
+typedef struct random_ctx {
+    uint64_t seed;
+} random_ctx;
+
+/* Item i's score for user u: a hash of (seed, u, i) in [0, 1), so a user's
+ * order is the same whatever else is asked. */
+static int random_score_cb(void *vctx, uint32_t user, float *scores, uint32_t n_items, cb_error *err) {
+    (void)err;
+    const random_ctx *x = vctx;
+    for (uint32_t i = 0; i < n_items; i++) {
+        uint64_t key[2] = {x->seed, ((uint64_t)user << 32) | i};
+        scores[i] = (float)((double)(cb_hash64(key, sizeof key, 0) >> 11) * 0x1.0p-53);
+    }
+    return CB_OK;
+}
+
+static int eval_random(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
+                       const cb_dataset *ds, const cb_split *sp, int fold, cb_error *err) {
+    int rc = push_result(results, n_results, CB_EVALRUN_RANDOM, fold, sp, err);
+    if (rc) return rc;
+    cb_eval_result *r = &(*results)[*n_results - 1];
+    random_ctx x = {c->model.seed ^ (uint64_t)fold};
+    double t0 = cb_now();
+    rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, random_score_cb, &x, err);
+    r->has_topn = rc == CB_OK;
+    r->eval_seconds = cb_now() - t0;
+    return rc;
+}
+
 /* ---- "cbrec": the product's train + recommend, defaults and code path (see evalrun.h) */
 
 typedef struct cbrec_ctx {
@@ -500,6 +532,8 @@ int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalr
         rc = eval_cbrec(results, n_results, c, ds, sp, fold, err);
     if (!rc && c->topn_enabled && (c->models & (1u << CB_EVALRUN_CONTENT_KNN)))
         rc = eval_content_knn(results, n_results, c, ds, sp, fold, err);
+    if (!rc && c->topn_enabled && (c->models & (1u << CB_EVALRUN_RANDOM)))
+        rc = eval_random(results, n_results, c, ds, sp, fold, err);
     return rc;
 }
 

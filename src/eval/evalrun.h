@@ -36,6 +36,8 @@
  * EASE lambda in {50, 100, 200, 500, 1000, 2000}; item-kNN k in {25, 50, 100,
  * 200, 400, 800} x shrink in {0, 20}. "content-knn" (itemrec.h, ranks only)
  * has no settings: the content-only baseline for the cold-start protocols.
+ * "random" ranks the catalog in a random order per user (seeded by the
+ * run's seed): what a list is worth that knows nothing (ranks only).
  *
  * "cbrec" is what a user gets from `cbrec train` + `cbrec recommend` with
  * their settings (c->train, the TRAIN defaults unless told otherwise), through
@@ -72,7 +74,8 @@ typedef enum cb_evalrun_model {
     CB_EVALRUN_CONTENT_KNN = 10, /* "content-knn": itemrec.h, content rows only (no tuning) */
     CB_EVALRUN_CBREC_TOWERS = 11, /* "cbrec-towers": the cbrec row's model ranking by its towers alone
                                      (recommend --neighbours false); only when it has the neighbour component */
-    CB_EVALRUN_N_MODELS = 12
+    CB_EVALRUN_RANDOM = 12,   /* "random": every user's list in a seeded random order (the floor) */
+    CB_EVALRUN_N_MODELS = 13
 } cb_evalrun_model;
 
 /* "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd",
