@@ -359,38 +359,44 @@ static int allow_new_items(cb_config *opts, const cb_dataset *ds, const cb_split
     return rc;
 }
 
-/* ---- content-kNN: the content-only baseline (itemrec.h) */
+/* ---- rank-only rows scored per user by a callback: content-kNN, random */
 
-static int eval_content_knn(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
-                            const cb_dataset *ds, const cb_split *sp, int fold, cb_error *err) {
-    int rc = push_result(results, n_results, CB_EVALRUN_CONTENT_KNN, fold, sp, err);
+/* A row of model m's top-N metrics from score(ctx), its fit time given. */
+static int score_row(cb_eval_result **results, size_t *n_results, cb_evalrun_model m, const cb_evalrun_config *c,
+                     const cb_dataset *ds, const cb_split *sp, int fold, double fit_seconds, cb_score_fn score,
+                     void *ctx, cb_error *err) {
+    int rc = push_result(results, n_results, m, fold, sp, err);
     if (rc) return rc;
     cb_eval_result *r = &(*results)[*n_results - 1];
-    cb_contentknn *m = NULL;
+    r->fit_seconds = fit_seconds;
     double t0 = cb_now();
-    rc = cb_contentknn_fit(&m, ds, sp->train, sp->n_train, &c->features, err);
-    r->fit_seconds = cb_now() - t0;
-    t0 = cb_now();
-    if (!rc) rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, cb_contentknn_score_cb, m, err);
+    rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, score, ctx, err);
     r->has_topn = rc == CB_OK;
     r->eval_seconds = cb_now() - t0;
+    return rc;
+}
+
+/* content-kNN: the content-only baseline (itemrec.h) */
+static int eval_content_knn(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
+                            const cb_dataset *ds, const cb_split *sp, int fold, cb_error *err) {
+    cb_contentknn *m = NULL;
+    double t0 = cb_now();
+    int rc = cb_contentknn_fit(&m, ds, sp->train, sp->n_train, &c->features, err);
+    if (!rc)
+        rc = score_row(results, n_results, CB_EVALRUN_CONTENT_KNN, c, ds, sp, fold, cb_now() - t0,
+                       cb_contentknn_score_cb, m, err);
     cb_contentknn_free(m);
     return rc;
 }
 
-/* ---- random: the floor every list must be well above */
-
-typedef struct random_ctx {
-    uint64_t seed;
-} random_ctx;
-
-/* Item i's score for user u: a hash of (seed, u, i) in [0, 1), so a user's
- * order is the same whatever else is asked. */
+/* random: the floor every list must be well above. Item i's score for user
+ * u is a hash of (seed, u, i) in [0, 1), so a user's order is the same
+ * whatever else is asked. */
 static int random_score_cb(void *vctx, uint32_t user, float *scores, uint32_t n_items, cb_error *err) {
     (void)err;
-    const random_ctx *x = vctx;
+    const uint64_t *seed = vctx;
     for (uint32_t i = 0; i < n_items; i++) {
-        uint64_t key[2] = {x->seed, ((uint64_t)user << 32) | i};
+        uint64_t key[2] = {*seed, ((uint64_t)user << 32) | i};
         scores[i] = (float)((double)(cb_hash64(key, sizeof key, 0) >> 11) * 0x1.0p-53);
     }
     return CB_OK;
@@ -398,15 +404,8 @@ static int random_score_cb(void *vctx, uint32_t user, float *scores, uint32_t n_
 
 static int eval_random(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
                        const cb_dataset *ds, const cb_split *sp, int fold, cb_error *err) {
-    int rc = push_result(results, n_results, CB_EVALRUN_RANDOM, fold, sp, err);
-    if (rc) return rc;
-    cb_eval_result *r = &(*results)[*n_results - 1];
-    random_ctx x = {c->model.seed ^ (uint64_t)fold};
-    double t0 = cb_now();
-    rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, random_score_cb, &x, err);
-    r->has_topn = rc == CB_OK;
-    r->eval_seconds = cb_now() - t0;
-    return rc;
+    uint64_t seed = c->model.seed ^ (uint64_t)fold;
+    return score_row(results, n_results, CB_EVALRUN_RANDOM, c, ds, sp, fold, 0, random_score_cb, &seed, err);
 }
 
 /* ---- "cbrec": the product's train + recommend, defaults and code path (see evalrun.h) */
