@@ -64,11 +64,13 @@ int cb_neighbours_check_k(uint32_t n_items, uint32_t *k, cb_error *err);
 int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                       cb_neighbours_kind kind, uint32_t k, float param, cb_error *err);
 /* The same across a communicator's ranks (comm NULL: one process): each rank
- * fits its share of the items' lists and every rank receives all of them, the
- * bits one process fits. Every rank must call it with the same arguments. */
+ * fits its share of the items' lists on `threads` threads (as
+ * cb_threads_resolve: 0 = every core) and every rank receives all of them,
+ * the bits one process on one thread fits. Every rank must call it with the
+ * same arguments (threads may differ). */
 int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                              cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm,
-                             cb_error *err);
+                             int threads, cb_error *err);
 /* (a + ridge I)^-1 in place for a symmetric positive-definite n x n
  * double matrix a (row-major; both triangles on return), by LAPACK's
  * Cholesky on one OpenBLAS thread (the same bits whatever the caller's

@@ -308,7 +308,7 @@ static int fit_neighbours(cb_bundle *b, const cb_bundle_train_input *in, const c
     if (!(ch->weight > 0)) return CB_OK;
     cb_neighbours *nb = NULL;
     int rc = cb_neighbours_fit_shared(&nb, in->ds, in->train_idx, in->n_train, (cb_neighbours_kind)ch->kind, ch->k,
-                                      ch->param, tc->comm, err);
+                                      ch->param, tc->comm, tc->model.threads, err);
     if (nb) {
         nb->weight = ch->weight;
         nb->raw = ch->raw;
