@@ -950,33 +950,70 @@ static int tune_gather(double *part, const int *owner, size_t n_units, size_t n_
     return rc;
 }
 
-/* This rank's units of the grid: fit each point it has blocks of, score them. */
-static int tune_units(double *part, const int *owner, const tune_point *pt, size_t n_pt, size_t n_blocks,
-                      uint32_t k_max, const cb_dataset *ds, const cb_split *carve, const tune_users *t,
-                      cb_tower_row_fn tower_row, void *ctx, const axis *ks, const axis *ws, int rank, cb_error *err) {
-    uint32_t ni = cb_dataset_n_items(ds);
-    float *tower = cb_malloc(((size_t)ni + 1) * sizeof *tower, err);
-    float *raw = cb_malloc(((size_t)ni + 1) * sizeof *raw, err);
-    float *row = cb_malloc(((size_t)ni + 1) * sizeof *row, err);
-    int rc = tower && raw && row ? CB_OK : CB_ENOMEM;
+/* One point's blocks on threads: workers take blocks from a shared counter
+ * and score those this rank owns into their own cells of part (each block's
+ * sums exactly as on one thread). */
+typedef struct tune_job {
+    const cb_neighbours *nb; /* the point's fit */
+    const int *owner;        /* the point's row of owners */
+    double *part;            /* the point's cells */
+    const tune_users *t;
+    size_t n_blocks;
+    int rank;
+    atomic_size_t next;
+    cb_tower_row_fn tower_row;
+    void *ctx;
+    const axis *ks, *ws;
+} tune_job;
+
+typedef struct tune_worker {
+    tune_job *job;
+    float *tower, *raw, *row; /* [n_items] each */
+} tune_worker;
+
+static void *tune_worker_main(void *arg) {
+    tune_worker *w = arg;
+    tune_job *j = w->job;
+    for (size_t b; (b = atomic_fetch_add(&j->next, 1)) < j->n_blocks;) {
+        size_t lo = b * TUNE_BLOCK, hi = lo + TUNE_BLOCK < j->t->n_list ? lo + TUNE_BLOCK : j->t->n_list;
+        if (j->owner[b] == j->rank)
+            tune_block(j->nb, j->t, lo, hi, j->tower_row, j->ctx, j->ks, j->ws, w->tower, w->raw, w->row,
+                       j->part + b * N_CELLS);
+    }
+    return NULL;
+}
+
+/* This rank's units of the grid: fit each point it has blocks of (one fit
+ * held at a time, on every thread), score its blocks on the threads
+ * (OpenBLAS held at one for the towers' rows, whatever the count: the same
+ * bits). */
+static int tune_units(double *part, const int *owner, const tune_point *pt, size_t n_pt, uint32_t k_max,
+                      const cb_dataset *ds, const cb_split *carve, tune_job *job, int threads, cb_error *err) {
+    size_t ni = cb_dataset_n_items(ds), n_blocks = job->n_blocks;
+    int n_w = n_blocks && (size_t)threads > n_blocks ? (int)n_blocks : threads;
+    tune_worker *w = cb_calloc((size_t)n_w, sizeof *w, err);
+    float *scratch = w ? cb_malloc((3 * ni * (size_t)n_w + 1) * sizeof *scratch, err) : NULL;
+    int rc = scratch ? CB_OK : CB_ENOMEM;
+    for (int t = 0; !rc && t < n_w; t++)
+        w[t] = (tune_worker){job, scratch + 3 * ni * (size_t)t, scratch + 3 * ni * (size_t)t + ni,
+                             scratch + 3 * ni * (size_t)t + 2 * ni};
+    cb_blas_hold_one();
     for (size_t p = 0; !rc && p < n_pt; p++) {
         bool mine = false;
-        for (size_t b = 0; b < n_blocks; b++) mine |= owner[p * n_blocks + b] == rank;
+        for (size_t b = 0; b < n_blocks; b++) mine |= owner[p * n_blocks + b] == job->rank;
         cb_neighbours *nb = NULL;
-        if (!mine || (rc = cb_neighbours_fit(&nb, ds, carve->train, carve->n_train, (cb_neighbours_kind)pt[p].kind,
-                                             k_max, pt[p].param, err)))
+        if (!mine || (rc = cb_neighbours_fit_shared(&nb, ds, carve->train, carve->n_train,
+                                                    (cb_neighbours_kind)pt[p].kind, k_max, pt[p].param, NULL,
+                                                    threads, err)))
             continue;
-        for (size_t b = 0; b < n_blocks; b++) {
-            size_t lo = b * TUNE_BLOCK, hi = lo + TUNE_BLOCK < t->n_list ? lo + TUNE_BLOCK : t->n_list;
-            if (owner[p * n_blocks + b] == rank)
-                tune_block(nb, t, lo, hi, tower_row, ctx, ks, ws, tower, raw, row,
-                           part + (p * n_blocks + b) * N_CELLS);
-        }
+        job->nb = nb, job->owner = owner + p * n_blocks, job->part = part + p * n_blocks * N_CELLS;
+        atomic_store(&job->next, 0);
+        cb_threads_run(tune_worker_main, w, sizeof *w, n_w);
         cb_neighbours_free(nb);
     }
-    free(tower);
-    free(raw);
-    free(row);
+    cb_blas_release();
+    free(scratch);
+    free(w);
     return rc;
 }
 
@@ -992,7 +1029,8 @@ static void grid_cell(const double *part, size_t p, size_t n_blocks, size_t n_ce
 
 int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_neighbours_choice *fixed,
                        const cb_dataset *ds, const cb_split *carve, float threshold, size_t max_users,
-                       cb_tower_row_fn tower_row, void *ctx, const cb_train_comm *comm, cb_error *err) {
+                       cb_tower_row_fn tower_row, void *ctx, const cb_train_comm *comm, int threads,
+                       cb_error *err) {
     memset(best, 0, sizeof *best);
     if (tuning_json) *tuning_json = NULL;
     uint32_t ni = cb_dataset_n_items(ds);
@@ -1024,9 +1062,10 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     json_t *grid = json_array();
     if (!owner || !part || !grid) rc = CB_ENOMEM;
     if (!rc) tune_assign(owner, pt, n_pt, n_blocks, cb_comm_ranks(comm));
-    if (!rc)
-        rc = tune_units(part, owner, pt, n_pt, n_blocks, k_max, ds, carve, &t, tower_row, ctx, &ks, &ws,
-                        cb_comm_rank(comm), err);
+    tune_job job = {.t = &t, .n_blocks = n_blocks, .rank = cb_comm_rank(comm), .tower_row = tower_row,
+                    .ctx = ctx, .ks = &ks, .ws = &ws};
+    if (!rc) rc = tune_units(part, owner, pt, n_pt, k_max, ds, carve, &job, cb_threads_resolve(threads, CB_THREADS_MAX),
+                             err);
     if (!rc) rc = tune_gather(part, owner, n_pt * n_blocks, n_cells, comm, err);
     cb_neighbours_kind first = try_kind[0] ? CB_NEIGHBOURS_COSINE : CB_NEIGHBOURS_EASE;
     *best = (cb_neighbours_choice){first, false, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, NAN, NAN,
