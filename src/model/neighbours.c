@@ -105,6 +105,7 @@ typedef struct fit_ctx {
     bool user_form;               /* EASE: Woodbury over the users (fewer users than items) */
     double *inv;                  /* EASE: (X X^T + lambda I)^-1 [n_users^2] or (X^T X + lambda I)^-1 [n_items^2] */
     double *pdiag;                /* EASE: diag of P = (X^T X + lambda I)^-1 [n_items] */
+    int threads;                  /* workers (resolved, >= 1) */
 } fit_ctx;
 
 /* One worker's scratch for the per-item lists (read-only fit_ctx shared). */
@@ -150,10 +151,64 @@ int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, cb_error *err
     return CB_OK;
 }
 
+/* The Gram matrix's rows [lo, hi) (of n) over the other side: each pair
+ * of a row's columns adds 1.0 (whole counts: exact in any order). */
+static void gram_rows(fit_ctx *f, size_t n, size_t lo, size_t hi) {
+    const size_t *off = f->user_form ? f->ioff : f->uoff;
+    const uint32_t *col = f->user_form ? f->iusers : f->uitems;
+    size_t n_rows = f->user_form ? f->n_items : f->n_users;
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t a = off[r]; a < off[r + 1]; a++)
+            if (col[a] >= lo && col[a] < hi)
+                for (size_t b = off[r]; b < off[r + 1]; b++) f->inv[(size_t)col[a] * n + col[b]] += 1.0;
+}
+
+/* diag P for the items [lo, hi) from the inverse (n x n). */
+static void pdiag_items(fit_ctx *f, size_t n, size_t lo, size_t hi) {
+    for (size_t j = lo; j < hi; j++) {
+        if (!f->user_form) {
+            f->pdiag[j] = f->inv[j * n + j];
+            continue;
+        }
+        double q = 0; /* x_j^T M x_j */
+        for (size_t a = f->ioff[j]; a < f->ioff[j + 1]; a++)
+            for (size_t b = f->ioff[j]; b < f->ioff[j + 1]; b++) q += f->inv[(size_t)f->iusers[a] * n + f->iusers[b]];
+        f->pdiag[j] = (1.0 - q) / f->param;
+    }
+}
+
+/* ease_prepare's loops on threads: ranges of the Gram matrix's rows (each
+ * worker adds to its own rows only) or of the items' diag P (each an
+ * independent sum in a fixed order): the same bits for any count. */
+typedef struct ease_job {
+    fit_ctx *f;
+    bool diag; /* pdiag_items, else gram_rows */
+    size_t n, n_parts;
+    atomic_size_t next;
+} ease_job;
+
+static void *ease_worker(void *arg) {
+    ease_job *e = arg;
+    size_t total = e->diag ? e->f->n_items : e->n;
+    for (size_t c; (c = atomic_fetch_add(&e->next, 1)) < e->n_parts;) {
+        size_t lo = total * c / e->n_parts, hi = total * (c + 1) / e->n_parts;
+        if (e->diag) pdiag_items(e->f, e->n, lo, hi);
+        else gram_rows(e->f, e->n, lo, hi);
+    }
+    return NULL;
+}
+
+static void ease_run(fit_ctx *f, size_t n, bool diag) {
+    ease_job e = {.f = f, .diag = diag, .n = n, .n_parts = f->threads > 1 ? 4 * (size_t)f->threads : 1};
+    atomic_init(&e.next, 0);
+    cb_threads_run(ease_worker, &e, 0, f->threads);
+}
+
 /* EASE (Steck 2019): B = I - P diag(1/diag P) with the diagonal zeroed,
  * P = (X^T X + lambda I)^-1; row i of B gives item i's neighbours, B_ij =
  * -P_ij / P_jj. In the user form P = (I - X^T M X) / lambda with
- * M = (X X^T + lambda I)^-1, an n_users^2 inverse instead of n_items^2. */
+ * M = (X X^T + lambda I)^-1, an n_users^2 inverse instead of n_items^2.
+ * The Gram matrix and diag P on f->threads, the inverse on one. */
 static int ease_prepare(fit_ctx *f, cb_error *err) {
     size_t n = f->user_form ? f->n_users : f->n_items;
     if (n > CB_NEIGHBOURS_MAX_DENSE)
@@ -162,25 +217,10 @@ static int ease_prepare(fit_ctx *f, cb_error *err) {
     f->inv = cb_calloc(n * n + 1, sizeof *f->inv, err);
     f->pdiag = cb_malloc(((size_t)f->n_items + 1) * sizeof *f->pdiag, err);
     if (!f->inv || !f->pdiag) return CB_ENOMEM;
-    const size_t *off = f->user_form ? f->ioff : f->uoff; /* the Gram matrix over the other side */
-    const uint32_t *col = f->user_form ? f->iusers : f->uitems;
-    size_t n_rows = f->user_form ? f->n_items : f->n_users;
-    for (size_t r = 0; r < n_rows; r++)
-        for (size_t a = off[r]; a < off[r + 1]; a++)
-            for (size_t b = off[r]; b < off[r + 1]; b++) f->inv[(size_t)col[a] * n + col[b]] += 1.0;
+    ease_run(f, n, false);
     int rc = cb_neighbours_ridge_inverse(f->inv, n, f->param, err);
-    if (rc) return rc;
-    for (uint32_t j = 0; j < f->n_items; j++) {
-        if (!f->user_form) {
-            f->pdiag[j] = f->inv[(size_t)j * n + j];
-            continue;
-        }
-        double q = 0; /* x_j^T M x_j */
-        for (size_t a = f->ioff[j]; a < f->ioff[j + 1]; a++)
-            for (size_t b = f->ioff[j]; b < f->ioff[j + 1]; b++) q += f->inv[(size_t)f->iusers[a] * n + f->iusers[b]];
-        f->pdiag[j] = (1.0 - q) / f->param;
-    }
-    return CB_OK;
+    if (!rc) ease_run(f, n, true);
+    return rc;
 }
 
 static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
@@ -440,7 +480,8 @@ int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const ui
     *nb = (cb_neighbours){.kind = kind, .n_items = ni, .k = k};
     if (kind == CB_NEIGHBOURS_EASE) nb->lambda = param;
     else nb->shrink = param;
-    fit_ctx f = {.kind = kind, .k = k, .n_users = cb_dataset_n_users(ds), .n_items = ni, .param = param};
+    fit_ctx f = {.kind = kind, .k = k, .n_users = cb_dataset_n_users(ds), .n_items = ni, .param = param,
+                 .threads = cb_threads_resolve(threads, CB_THREADS_MAX)};
     f.user_form = f.n_users < ni;
     rc = interactions(ds, train, n_train, false, &f.uoff, &f.uitems, err);
     if (!rc) rc = interactions(ds, train, n_train, true, &f.ioff, &f.iusers, err);
@@ -450,9 +491,7 @@ int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const ui
     size_t lo, hi, n_nb = 0; /* this rank's items */
     if (!rc && !off) rc = CB_ENOMEM;
     cb_split_range(ni, cb_comm_ranks(comm), cb_comm_rank(comm), &lo, &hi);
-    if (!rc)
-        rc = fit_lists(&f, (uint32_t)lo, (uint32_t)hi, cb_threads_resolve(threads, CB_THREADS_MAX), off, &items,
-                       &sims, &n_nb, err);
+    if (!rc) rc = fit_lists(&f, (uint32_t)lo, (uint32_t)hi, f.threads, off, &items, &sims, &n_nb, err);
     if (!rc && cb_comm_ranks(comm) > 1) rc = gather_lists(off, &items, &sims, n_nb, ni, comm, err);
     else
         for (uint32_t i = 0; !rc && i < ni; i++) off[i + 1] += off[i];
