@@ -4,7 +4,8 @@
  * carve prefers the component when the towers cannot see the structure, a
  * trained recommender ranks an item's partner first for a new user who
  * picked the item and says why (and does not with the component off), the
- * section round-trips through the model file, a model without it still
+ * section round-trips through the model file, the lists and the tuning are
+ * the same bits on any number of threads, a model without it still
  * loads and recommends, and a corrupt section is refused. */
 #include "model/bundle.h"
 #include "rec/recommend.h"
@@ -520,6 +521,112 @@ static void check_k_tie_break(const cb_neighbours *nb) {
     json_decref(doc);
 }
 
+/* Random picks: nu users, each with per_user distinct items of ni. */
+static cb_dataset *random_picks(int nu, int ni, int per_user, cb_error *err) {
+    size_t n = (size_t)nu * (size_t)per_user;
+    char (*ub)[16] = malloc(n * sizeof *ub), (*ib)[16] = malloc(n * sizeof *ib);
+    const char **users = malloc(n * sizeof *users), **items = malloc(n * sizeof *items);
+    float *ys = malloc(n * sizeof *ys);
+    bool *taken = malloc((size_t)ni);
+    uint64_t s = 777;
+    for (int u = 0, at = 0; u < nu; u++) {
+        memset(taken, 0, (size_t)ni);
+        for (int k = 0; k < per_user;) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            int item = (int)((s >> 33) % (uint64_t)ni);
+            if (taken[item]) continue;
+            taken[item] = true, k++;
+            snprintf(ub[at], sizeof ub[at], "u%d", u);
+            snprintf(ib[at], sizeof ib[at], "i%d", item);
+            users[at] = ub[at], items[at] = ib[at], ys[at] = (float)(1 + (s >> 50) % 5), at++;
+        }
+    }
+    cb_dataset_builder *b = NULL;
+    assert_int_equal(cb_dataset_builder_create(&b, "random", NULL, err), CB_OK);
+    assert_int_equal(cb_dataset_builder_add_ratings(b, users, items, ys, NULL, n, err), CB_OK);
+    cb_dataset *ds = NULL;
+    assert_int_equal(cb_dataset_builder_finish(b, &ds, err), CB_OK);
+    cb_dataset_builder_free(b);
+    free(ub), free(ib), free(users), free(items), free(ys), free(taken);
+    return ds;
+}
+
+/* The lists of every kind (the cosine, EASE's item and user forms) are the
+ * same bits on 1, 2 and 3 threads (items in chunks taken by whichever thread
+ * is free: a list written for the wrong item or in the wrong order differs). */
+static void lists_same_on_threads(void **state) {
+    (void)state;
+    cb_error err;
+    cb_dataset *sets[2] = {random_picks(400, 300, 12, &err), random_picks(60, 500, 25, &err)}; /* item, user form */
+    for (int d = 0; d < 2; d++) {
+        uint32_t *all = all_ratings(sets[d]), ni = cb_dataset_n_items(sets[d]);
+        for (int kind = 0; kind < 2; kind++) {
+            cb_neighbours *one = NULL;
+            float param = kind == CB_NEIGHBOURS_EASE ? 20.0f : 2.0f;
+            assert_int_equal(cb_neighbours_fit_shared(&one, sets[d], all, sets[d]->n_ratings, (cb_neighbours_kind)kind,
+                                                      7, param, NULL, 1, &err), CB_OK);
+            assert_true(one->off[ni] > (int32_t)ni); /* lists to compare */
+            for (int threads = 2; threads <= 3; threads++) {
+                cb_neighbours *nb = NULL;
+                assert_int_equal(cb_neighbours_fit_shared(&nb, sets[d], all, sets[d]->n_ratings,
+                                                          (cb_neighbours_kind)kind, 7, param, NULL, threads, &err),
+                                 CB_OK);
+                assert_memory_equal(nb->off, one->off, ((size_t)ni + 1) * sizeof *nb->off);
+                assert_memory_equal(nb->item, one->item, (size_t)one->off[ni] * sizeof *nb->item);
+                assert_memory_equal(nb->sim, one->sim, (size_t)one->off[ni] * sizeof *nb->sim);
+                cb_neighbours_free(nb);
+            }
+            cb_neighbours_free(one);
+        }
+        free(all);
+        cb_dataset_free(sets[d]);
+    }
+}
+
+/* A fixed tower row per user: a hash of (user, item) in [0, 1). */
+static void hashed_row(void *ctx, uint32_t user, float *row) {
+    uint32_t ni = *(const uint32_t *)ctx;
+    for (uint32_t i = 0; i < ni; i++) {
+        uint64_t h = ((uint64_t)user * 2654435761u + i) * 0x9E3779B97F4A7C15ull;
+        row[i] = (float)(h >> 40) / (float)(1u << 24);
+    }
+}
+
+/* The tuning's choice and JSON are the same bits on 1, 2 and 3 threads (the
+ * blocks of users scored on several threads, the fits too), for the cosine
+ * and EASE. */
+static void tuning_same_on_threads(void **state) {
+    (void)state;
+    cb_error err;
+    cb_dataset *ds = random_picks(700, 300, 14, &err);
+    uint32_t *all = all_ratings(ds), ni = cb_dataset_n_items(ds);
+    cb_split carve;
+    assert_int_equal(cb_split_carve(&carve, ds, all, ds->n_ratings, CB_SPLIT_PER_USER, 0.2, 1, &err), CB_OK);
+    for (int kind = 0; kind < 2; kind++) {
+        cb_neighbours_choice fixed = {.kind = kind, .param = -1, .weight = -1}, first;
+        char *json1 = NULL;
+        for (int threads = 1; threads <= 3; threads++) {
+            cb_neighbours_choice ch;
+            char *json = NULL;
+            assert_int_equal(cb_neighbours_tune(&ch, &json, &fixed, ds, &carve, 3.0f, 0, hashed_row, &ni, NULL,
+                                                threads, &err), CB_OK);
+            assert_non_null(json);
+            assert_true(ch.n_users > 3 * 64); /* several blocks of users */
+            if (threads == 1) {
+                first = ch, json1 = json;
+                continue;
+            }
+            assert_memory_equal(&ch, &first, sizeof ch);
+            assert_string_equal(json, json1);
+            free(json);
+        }
+        free(json1);
+    }
+    cb_split_free(&carve);
+    free(all);
+    cb_dataset_free(ds);
+}
+
 /* "auto": the carve prefers the component here (the towers cannot see the
  * pairs), EASE as its inverse fits, and the model file keeps what the carve
  * measured (NDCG@10 and recall@20 per setting). "0": none. */
@@ -623,6 +730,8 @@ int main(int argc, char **argv) {
                                        cmocka_unit_test(plain_path_agrees),
                                        cmocka_unit_test(lists_match_reference),
                                        cmocka_unit_test(recommender_uses_and_saves_it),
+                                       cmocka_unit_test(lists_same_on_threads),
+                                       cmocka_unit_test(tuning_same_on_threads),
                                        cmocka_unit_test(tuned_on_the_carve),
                                        cmocka_unit_test(k_beyond_the_catalog)};
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,7 @@
 #endif
 #include <jansson.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,29 +102,35 @@ typedef struct fit_ctx {
     double param;                 /* shrinkage (cosine) or lambda (EASE) */
     size_t *uoff, *ioff;          /* CSR: users' items, items' users */
     uint32_t *uitems, *iusers;
-    uint32_t *count, *touched;    /* cosine: co-counts scratch [n_items] */
     bool user_form;               /* EASE: Woodbury over the users (fewer users than items) */
     double *inv;                  /* EASE: (X X^T + lambda I)^-1 [n_users^2] or (X^T X + lambda I)^-1 [n_items^2] */
     double *pdiag;                /* EASE: diag of P = (X^T X + lambda I)^-1 [n_items] */
-    double *v, *z;                /* EASE user form scratch: [n_users], [n_items] */
+    int threads;                  /* workers (resolved, >= 1) */
 } fit_ctx;
+
+/* One worker's scratch for the per-item lists (read-only fit_ctx shared). */
+typedef struct fit_scratch {
+    uint32_t *count, *touched; /* cosine: co-counts [n_items], zero between items */
+    double *v, *z;             /* EASE user form: [n_users], [n_items] */
+    nb_cand *heap;             /* [k] */
+} fit_scratch;
 
 /* Cosine: item i's co-occurrence counts with every other item (through its
  * users), shrunk cosines, into the heap. */
-static size_t cosine_list(fit_ctx *f, uint32_t i, nb_cand *heap) {
+static size_t cosine_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
     size_t n_touched = 0, h = 0;
     for (size_t a = f->ioff[i]; a < f->ioff[i + 1]; a++)
         for (size_t b = f->uoff[f->iusers[a]]; b < f->uoff[f->iusers[a] + 1]; b++) {
             uint32_t j = f->uitems[b];
-            if (!f->count[j]++) f->touched[n_touched++] = j;
+            if (!s->count[j]++) s->touched[n_touched++] = j;
         }
     double n_i = (double)(f->ioff[i + 1] - f->ioff[i]);
     for (size_t t = 0; t < n_touched; t++) {
-        uint32_t j = f->touched[t];
+        uint32_t j = s->touched[t];
         double n_j = (double)(f->ioff[j + 1] - f->ioff[j]);
-        nb_cand c = {(float)(f->count[j] / (sqrt(n_i * n_j) + f->param)), j};
-        f->count[j] = 0;
-        if (j != i && c.sim > 0) heap_push(heap, &h, f->k, c);
+        nb_cand c = {(float)(s->count[j] / (sqrt(n_i * n_j) + f->param)), j};
+        s->count[j] = 0;
+        if (j != i && c.sim > 0) heap_push(s->heap, &h, f->k, c);
     }
     return h;
 }
@@ -144,31 +151,23 @@ int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, cb_error *err
     return CB_OK;
 }
 
-/* EASE (Steck 2019): B = I - P diag(1/diag P) with the diagonal zeroed,
- * P = (X^T X + lambda I)^-1; row i of B gives item i's neighbours, B_ij =
- * -P_ij / P_jj. In the user form P = (I - X^T M X) / lambda with
- * M = (X X^T + lambda I)^-1, an n_users^2 inverse instead of n_items^2. */
-static int ease_prepare(fit_ctx *f, cb_error *err) {
-    size_t n = f->user_form ? f->n_users : f->n_items;
-    if (n > CB_NEIGHBOURS_MAX_DENSE)
-        return cb_fail(err, CB_EINVAL, "neighbours: EASE needs a dense %zu x %zu inverse (at most %u)", n, n,
-                       CB_NEIGHBOURS_MAX_DENSE);
-    f->inv = cb_calloc(n * n + 1, sizeof *f->inv, err);
-    f->pdiag = cb_malloc(((size_t)f->n_items + 1) * sizeof *f->pdiag, err);
-    f->v = cb_malloc(((size_t)f->n_users + 1) * sizeof *f->v, err);
-    f->z = cb_malloc(((size_t)f->n_items + 1) * sizeof *f->z, err);
-    if (!f->inv || !f->pdiag || !f->v || !f->z) return CB_ENOMEM;
-    const size_t *off = f->user_form ? f->ioff : f->uoff; /* the Gram matrix over the other side */
+/* The Gram matrix's rows [lo, hi) (of n) over the other side: each pair
+ * of a row's columns adds 1.0 (whole counts: exact in any order). */
+static void gram_rows(fit_ctx *f, size_t n, size_t lo, size_t hi) {
+    const size_t *off = f->user_form ? f->ioff : f->uoff;
     const uint32_t *col = f->user_form ? f->iusers : f->uitems;
     size_t n_rows = f->user_form ? f->n_items : f->n_users;
     for (size_t r = 0; r < n_rows; r++)
         for (size_t a = off[r]; a < off[r + 1]; a++)
-            for (size_t b = off[r]; b < off[r + 1]; b++) f->inv[(size_t)col[a] * n + col[b]] += 1.0;
-    int rc = cb_neighbours_ridge_inverse(f->inv, n, f->param, err);
-    if (rc) return rc;
-    for (uint32_t j = 0; j < f->n_items; j++) {
+            if (col[a] >= lo && col[a] < hi)
+                for (size_t b = off[r]; b < off[r + 1]; b++) f->inv[(size_t)col[a] * n + col[b]] += 1.0;
+}
+
+/* diag P for the items [lo, hi) from the inverse (n x n). */
+static void pdiag_items(fit_ctx *f, size_t n, size_t lo, size_t hi) {
+    for (size_t j = lo; j < hi; j++) {
         if (!f->user_form) {
-            f->pdiag[j] = f->inv[(size_t)j * n + j];
+            f->pdiag[j] = f->inv[j * n + j];
             continue;
         }
         double q = 0; /* x_j^T M x_j */
@@ -176,30 +175,75 @@ static int ease_prepare(fit_ctx *f, cb_error *err) {
             for (size_t b = f->ioff[j]; b < f->ioff[j + 1]; b++) q += f->inv[(size_t)f->iusers[a] * n + f->iusers[b]];
         f->pdiag[j] = (1.0 - q) / f->param;
     }
-    return CB_OK;
 }
 
-static size_t ease_list(fit_ctx *f, uint32_t i, nb_cand *heap) {
+/* ease_prepare's loops on threads: ranges of the Gram matrix's rows (each
+ * worker adds to its own rows only) or of the items' diag P (each an
+ * independent sum in a fixed order): the same bits for any count. */
+typedef struct ease_job {
+    fit_ctx *f;
+    bool diag; /* pdiag_items, else gram_rows */
+    size_t n, n_parts;
+    atomic_size_t next;
+} ease_job;
+
+static void *ease_worker(void *arg) {
+    ease_job *e = arg;
+    size_t total = e->diag ? e->f->n_items : e->n;
+    for (size_t c; (c = atomic_fetch_add(&e->next, 1)) < e->n_parts;) {
+        size_t lo = total * c / e->n_parts, hi = total * (c + 1) / e->n_parts;
+        if (e->diag) pdiag_items(e->f, e->n, lo, hi);
+        else gram_rows(e->f, e->n, lo, hi);
+    }
+    return NULL;
+}
+
+static void ease_run(fit_ctx *f, size_t n, bool diag) {
+    ease_job e = {.f = f, .diag = diag, .n = n, .n_parts = f->threads > 1 ? 4 * (size_t)f->threads : 1};
+    atomic_init(&e.next, 0);
+    cb_threads_run(ease_worker, &e, 0, f->threads);
+}
+
+/* EASE (Steck 2019): B = I - P diag(1/diag P) with the diagonal zeroed,
+ * P = (X^T X + lambda I)^-1; row i of B gives item i's neighbours, B_ij =
+ * -P_ij / P_jj. In the user form P = (I - X^T M X) / lambda with
+ * M = (X X^T + lambda I)^-1, an n_users^2 inverse instead of n_items^2.
+ * The Gram matrix and diag P on f->threads, the inverse on one. */
+static int ease_prepare(fit_ctx *f, cb_error *err) {
+    size_t n = f->user_form ? f->n_users : f->n_items;
+    if (n > CB_NEIGHBOURS_MAX_DENSE)
+        return cb_fail(err, CB_EINVAL, "neighbours: EASE needs a dense %zu x %zu inverse (at most %u)", n, n,
+                       CB_NEIGHBOURS_MAX_DENSE);
+    f->inv = cb_calloc(n * n + 1, sizeof *f->inv, err);
+    f->pdiag = cb_malloc(((size_t)f->n_items + 1) * sizeof *f->pdiag, err);
+    if (!f->inv || !f->pdiag) return CB_ENOMEM;
+    ease_run(f, n, false);
+    int rc = cb_neighbours_ridge_inverse(f->inv, n, f->param, err);
+    if (!rc) ease_run(f, n, true);
+    return rc;
+}
+
+static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
     size_t h = 0;
     if (f->ioff[i + 1] == f->ioff[i]) return 0; /* no interactions: no neighbours */
-    const double *p = f->z;
+    const double *p = s->z;
     if (f->user_form) { /* z = X^T (M x_i); P_ij = (delta_ij - z_j) / lambda */
         size_t nu = f->n_users;
-        memset(f->v, 0, nu * sizeof *f->v);
+        memset(s->v, 0, nu * sizeof *s->v);
         for (size_t a = f->ioff[i]; a < f->ioff[i + 1]; a++) {
             const double *m = f->inv + (size_t)f->iusers[a] * nu;
-            for (size_t u = 0; u < nu; u++) f->v[u] += m[u];
+            for (size_t u = 0; u < nu; u++) s->v[u] += m[u];
         }
-        memset(f->z, 0, (size_t)f->n_items * sizeof *f->z);
+        memset(s->z, 0, (size_t)f->n_items * sizeof *s->z);
         for (size_t u = 0; u < nu; u++)
-            for (size_t b = f->uoff[u]; b < f->uoff[u + 1]; b++) f->z[f->uitems[b]] -= f->v[u] / f->param;
+            for (size_t b = f->uoff[u]; b < f->uoff[u + 1]; b++) s->z[f->uitems[b]] -= s->v[u] / f->param;
     } else {
         p = f->inv + (size_t)i * f->n_items;
     }
     for (uint32_t j = 0; j < f->n_items; j++) {
         if (j == i || f->ioff[j + 1] == f->ioff[j]) continue;
         nb_cand c = {(float)(-p[j] / f->pdiag[j]), j};
-        if (c.sim > 0 && isfinite(c.sim)) heap_push(heap, &h, f->k, c);
+        if (c.sim > 0 && isfinite(c.sim)) heap_push(s->heap, &h, f->k, c);
     }
     return h;
 }
@@ -209,12 +253,8 @@ static void fit_ctx_free(fit_ctx *f) {
     free(f->uitems);
     free(f->ioff);
     free(f->iusers);
-    free(f->count);
-    free(f->touched);
     free(f->inv);
     free(f->pdiag);
-    free(f->v);
-    free(f->z);
 }
 
 const char *cb_neighbours_kind_name(cb_neighbours_kind kind) { return kind == CB_NEIGHBOURS_EASE ? "ease" : "cosine"; }
@@ -278,14 +318,155 @@ static int gather_lists(int32_t *off, int32_t **items, float **sims, size_t n_mi
     return rc;
 }
 
+/* ---- the per-item lists on threads: workers take chunks of FIT_CHUNK items
+ * from a shared counter, each list computed exactly as on one thread into
+ * the worker's own buffer, then copied out in item order (the same bits for
+ * any number of threads). */
+#define FIT_CHUNK 16
+
+typedef struct fit_run {
+    const fit_ctx *f;
+    uint32_t lo, hi, n_chunks; /* this rank's items [lo, hi) */
+    atomic_uint next;          /* the next chunk to take */
+    atomic_int failed;
+    int32_t *off;              /* off[i + 1] = item i's list length */
+    int *chunk_worker;         /* per chunk: the worker that fitted it */
+    size_t *chunk_at;          /* and where its lists start in that worker's buffer */
+} fit_run;
+
+typedef struct fit_worker {
+    fit_run *run;
+    int id;
+    fit_scratch s;
+    int32_t *items;
+    float *sims;
+    size_t n, cap;
+    cb_error err;
+} fit_worker;
+
+static void fit_worker_free(fit_worker *w) {
+    free(w->s.count), free(w->s.touched), free(w->s.v), free(w->s.z), free(w->s.heap);
+    free(w->items), free(w->sims);
+}
+
+static int fit_worker_init(fit_worker *w, fit_run *run, int id, size_t cap) {
+    const fit_ctx *f = run->f;
+    size_t ni = (size_t)f->n_items + 1;
+    *w = (fit_worker){.run = run, .id = id, .cap = cap ? cap : 1};
+    bool cos = f->kind == CB_NEIGHBOURS_COSINE, user = !cos && f->user_form;
+    w->s.heap = cb_malloc(((size_t)f->k + 1) * sizeof *w->s.heap, &w->err);
+    w->items = cb_malloc(w->cap * sizeof *w->items, &w->err);
+    w->sims = cb_malloc(w->cap * sizeof *w->sims, &w->err);
+    if (cos) {
+        w->s.count = cb_calloc(ni, sizeof *w->s.count, &w->err);
+        w->s.touched = cb_malloc(ni * sizeof *w->s.touched, &w->err);
+    }
+    if (user) {
+        w->s.v = cb_malloc(((size_t)f->n_users + 1) * sizeof *w->s.v, &w->err);
+        w->s.z = cb_malloc(ni * sizeof *w->s.z, &w->err);
+    }
+    bool ok = w->s.heap && w->items && w->sims && (!cos || (w->s.count && w->s.touched)) &&
+              (!user || (w->s.v && w->s.z));
+    return ok ? CB_OK : CB_ENOMEM;
+}
+
+/* Item i's list, best first, appended to the worker's buffer; its length in off. */
+static int fit_one(fit_worker *w, uint32_t i) {
+    const fit_ctx *f = w->run->f;
+    size_t got = f->kind == CB_NEIGHBOURS_EASE ? ease_list(f, &w->s, i) : cosine_list(f, &w->s, i);
+    qsort(w->s.heap, got, sizeof *w->s.heap, cmp_cand_best_first);
+    if (w->n + got > w->cap) { /* capacity doubles from the first estimate */
+        while (w->n + got > w->cap) w->cap *= 2;
+        int32_t *pi = cb_realloc_array(w->items, w->cap, sizeof *w->items, &w->err);
+        if (pi) w->items = pi;
+        float *ps = pi ? cb_realloc_array(w->sims, w->cap, sizeof *w->sims, &w->err) : NULL;
+        if (ps) w->sims = ps;
+        if (!pi || !ps) return CB_ENOMEM;
+    }
+    for (size_t t = 0; t < got; t++) {
+        w->items[w->n] = (int32_t)w->s.heap[t].item;
+        w->sims[w->n++] = w->s.heap[t].sim;
+    }
+    w->run->off[i + 1] = (int32_t)got;
+    return CB_OK;
+}
+
+static void *fit_worker_main(void *arg) {
+    fit_worker *w = arg;
+    fit_run *r = w->run;
+    for (unsigned c; !atomic_load(&r->failed) && (c = atomic_fetch_add(&r->next, 1)) < r->n_chunks;) {
+        r->chunk_worker[c] = w->id, r->chunk_at[c] = w->n;
+        uint32_t lo = r->lo + c * FIT_CHUNK, hi = r->hi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->hi;
+        for (uint32_t i = lo; i < hi; i++)
+            if (fit_one(w, i)) {
+                atomic_store(&r->failed, 1);
+                return NULL;
+            }
+    }
+    return NULL;
+}
+
+/* The workers' lists in item order into *items, *sims (*n entries): one
+ * worker's buffer is taken as it is (its chunks are in order), several are
+ * copied chunk by chunk. */
+static int fit_collect(fit_worker *w, int n_w, fit_run *r, int32_t **items, float **sims, size_t *n, cb_error *err) {
+    if (n_w == 1) {
+        *items = w[0].items, *sims = w[0].sims, *n = w[0].n;
+        w[0].items = NULL, w[0].sims = NULL;
+        return CB_OK;
+    }
+    *n = 0;
+    for (int t = 0; t < n_w; t++) *n += w[t].n;
+    *items = cb_malloc((*n + 1) * sizeof **items, err);
+    *sims = *items ? cb_malloc((*n + 1) * sizeof **sims, err) : NULL;
+    if (!*sims) return free(*items), *items = NULL, CB_ENOMEM;
+    size_t at = 0;
+    for (uint32_t c = 0; c < r->n_chunks; c++) {
+        uint32_t lo = r->lo + c * FIT_CHUNK, hi = r->hi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->hi;
+        size_t len = 0;
+        for (uint32_t i = lo; i < hi; i++) len += (size_t)r->off[i + 1];
+        const fit_worker *src = &w[r->chunk_worker[c]];
+        memcpy(*items + at, src->items + r->chunk_at[c], len * sizeof **items);
+        memcpy(*sims + at, src->sims + r->chunk_at[c], len * sizeof **sims);
+        at += len;
+    }
+    return CB_OK;
+}
+
+/* Items [lo, hi)'s lists on n_threads workers: lengths in off[lo + 1 ..
+ * hi + 1), the lists in item order in *items, *sims (*n entries). */
+static int fit_lists(const fit_ctx *f, uint32_t lo, uint32_t hi, int n_threads, int32_t *off, int32_t **items,
+                     float **sims, size_t *n, cb_error *err) {
+    uint32_t n_chunks = (hi - lo + FIT_CHUNK - 1) / FIT_CHUNK;
+    int n_w = n_threads < 1 || n_chunks < 2 ? 1 : (uint32_t)n_threads > n_chunks ? (int)n_chunks : n_threads;
+    fit_run r = {.f = f, .lo = lo, .hi = hi, .n_chunks = n_chunks, .off = off};
+    atomic_init(&r.next, 0);
+    atomic_init(&r.failed, 0);
+    r.chunk_worker = cb_malloc(((size_t)n_chunks + 1) * sizeof *r.chunk_worker, err);
+    r.chunk_at = cb_malloc(((size_t)n_chunks + 1) * sizeof *r.chunk_at, err);
+    fit_worker *w = cb_calloc((size_t)n_w, sizeof *w, err);
+    int rc = r.chunk_worker && r.chunk_at && w ? CB_OK : CB_ENOMEM;
+    size_t cap = ((size_t)(hi - lo) / (size_t)n_w + 1) * (f->k < 16 ? f->k : 16);
+    for (int t = 0; !rc && t < n_w; t++)
+        if ((rc = fit_worker_init(&w[t], &r, t, cap))) *err = w[t].err;
+    if (!rc) cb_threads_run(fit_worker_main, w, sizeof *w, n_w);
+    for (int t = 0; !rc && t < n_w; t++)
+        if (w[t].err.code) rc = w[t].err.code, *err = w[t].err;
+    if (!rc && atomic_load(&r.failed)) rc = cb_fail(err, CB_ENOMEM, "out of memory");
+    if (!rc) rc = fit_collect(w, n_w, &r, items, sims, n, err);
+    for (int t = 0; w && t < n_w; t++) fit_worker_free(&w[t]);
+    free(w), free(r.chunk_worker), free(r.chunk_at);
+    return rc;
+}
+
 int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                       cb_neighbours_kind kind, uint32_t k, float param, cb_error *err) {
-    return cb_neighbours_fit_shared(out, ds, train, n_train, kind, k, param, NULL, err);
+    return cb_neighbours_fit_shared(out, ds, train, n_train, kind, k, param, NULL, 1, err);
 }
 
 int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                              cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm,
-                             cb_error *err) {
+                             int threads, cb_error *err) {
     *out = NULL;
     uint32_t ni = cb_dataset_n_items(ds);
     if (k == 0 || !(param >= 0) || !isfinite(param) || (kind == CB_NEIGHBOURS_EASE && !(param > 0)))
@@ -299,48 +480,22 @@ int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const ui
     *nb = (cb_neighbours){.kind = kind, .n_items = ni, .k = k};
     if (kind == CB_NEIGHBOURS_EASE) nb->lambda = param;
     else nb->shrink = param;
-    fit_ctx f = {.kind = kind, .k = k, .n_users = cb_dataset_n_users(ds), .n_items = ni, .param = param};
+    fit_ctx f = {.kind = kind, .k = k, .n_users = cb_dataset_n_users(ds), .n_items = ni, .param = param,
+                 .threads = cb_threads_resolve(threads, CB_THREADS_MAX)};
     f.user_form = f.n_users < ni;
     rc = interactions(ds, train, n_train, false, &f.uoff, &f.uitems, err);
     if (!rc) rc = interactions(ds, train, n_train, true, &f.ioff, &f.iusers, err);
-    if (!rc && kind == CB_NEIGHBOURS_COSINE) {
-        f.count = cb_calloc((size_t)ni + 1, sizeof *f.count, err);
-        f.touched = cb_malloc(((size_t)ni + 1) * sizeof *f.touched, err);
-        if (!f.count || !f.touched) rc = CB_ENOMEM;
-    }
     if (!rc && kind == CB_NEIGHBOURS_EASE) rc = ease_prepare(&f, err);
-    nb_cand *heap = rc ? NULL : cb_malloc(((size_t)k + 1) * sizeof *heap, err);
-    int32_t *off = rc ? NULL : cb_calloc((size_t)ni + 1, sizeof *off, err);
-    if (!rc && (!heap || !off)) rc = CB_ENOMEM;
-    /* the lists grow item by item; capacity doubles from the first estimate */
-    size_t cap = ni ? (size_t)ni * (k < 16 ? k : 16) : 1, n_nb = 0;
-    int32_t *items = rc ? NULL : cb_malloc(cap * sizeof *items, err);
-    float *sims = rc ? NULL : cb_malloc(cap * sizeof *sims, err);
-    if (!rc && (!items || !sims)) rc = CB_ENOMEM;
-    size_t lo, hi; /* this rank's items */
+    int32_t *off = rc ? NULL : cb_calloc((size_t)ni + 1, sizeof *off, err), *items = NULL;
+    float *sims = NULL;
+    size_t lo, hi, n_nb = 0; /* this rank's items */
+    if (!rc && !off) rc = CB_ENOMEM;
     cb_split_range(ni, cb_comm_ranks(comm), cb_comm_rank(comm), &lo, &hi);
-    for (uint32_t i = (uint32_t)lo; !rc && i < hi; i++) {
-        size_t got = kind == CB_NEIGHBOURS_EASE ? ease_list(&f, i, heap) : cosine_list(&f, i, heap);
-        qsort(heap, got, sizeof *heap, cmp_cand_best_first);
-        if (n_nb + got > cap) {
-            while (n_nb + got > cap) cap *= 2;
-            int32_t *pi = cb_realloc_array(items, cap, sizeof *items, err);
-            if (pi) items = pi;
-            float *ps = pi ? cb_realloc_array(sims, cap, sizeof *sims, err) : NULL;
-            if (ps) sims = ps;
-            if (!pi || !ps) rc = CB_ENOMEM;
-        }
-        for (size_t t = 0; !rc && t < got; t++) {
-            items[n_nb] = (int32_t)heap[t].item;
-            sims[n_nb++] = heap[t].sim;
-        }
-        off[i + 1] = (int32_t)got; /* lengths; offsets below */
-    }
+    if (!rc) rc = fit_lists(&f, (uint32_t)lo, (uint32_t)hi, f.threads, off, &items, &sims, &n_nb, err);
     if (!rc && cb_comm_ranks(comm) > 1) rc = gather_lists(off, &items, &sims, n_nb, ni, comm, err);
     else
         for (uint32_t i = 0; !rc && i < ni; i++) off[i + 1] += off[i];
     fit_ctx_free(&f);
-    free(heap);
     nb->off = nb->owned[0] = off;
     nb->item = nb->owned[1] = items;
     nb->sim = nb->owned[2] = sims;
@@ -834,33 +989,70 @@ static int tune_gather(double *part, const int *owner, size_t n_units, size_t n_
     return rc;
 }
 
-/* This rank's units of the grid: fit each point it has blocks of, score them. */
-static int tune_units(double *part, const int *owner, const tune_point *pt, size_t n_pt, size_t n_blocks,
-                      uint32_t k_max, const cb_dataset *ds, const cb_split *carve, const tune_users *t,
-                      cb_tower_row_fn tower_row, void *ctx, const axis *ks, const axis *ws, int rank, cb_error *err) {
-    uint32_t ni = cb_dataset_n_items(ds);
-    float *tower = cb_malloc(((size_t)ni + 1) * sizeof *tower, err);
-    float *raw = cb_malloc(((size_t)ni + 1) * sizeof *raw, err);
-    float *row = cb_malloc(((size_t)ni + 1) * sizeof *row, err);
-    int rc = tower && raw && row ? CB_OK : CB_ENOMEM;
+/* One point's blocks on threads: workers take blocks from a shared counter
+ * and score those this rank owns into their own cells of part (each block's
+ * sums exactly as on one thread). */
+typedef struct tune_job {
+    const cb_neighbours *nb; /* the point's fit */
+    const int *owner;        /* the point's row of owners */
+    double *part;            /* the point's cells */
+    const tune_users *t;
+    size_t n_blocks;
+    int rank;
+    atomic_size_t next;
+    cb_tower_row_fn tower_row;
+    void *ctx;
+    const axis *ks, *ws;
+} tune_job;
+
+typedef struct tune_worker {
+    tune_job *job;
+    float *tower, *raw, *row; /* [n_items] each */
+} tune_worker;
+
+static void *tune_worker_main(void *arg) {
+    tune_worker *w = arg;
+    tune_job *j = w->job;
+    for (size_t b; (b = atomic_fetch_add(&j->next, 1)) < j->n_blocks;) {
+        size_t lo = b * TUNE_BLOCK, hi = lo + TUNE_BLOCK < j->t->n_list ? lo + TUNE_BLOCK : j->t->n_list;
+        if (j->owner[b] == j->rank)
+            tune_block(j->nb, j->t, lo, hi, j->tower_row, j->ctx, j->ks, j->ws, w->tower, w->raw, w->row,
+                       j->part + b * N_CELLS);
+    }
+    return NULL;
+}
+
+/* This rank's units of the grid: fit each point it has blocks of (one fit
+ * held at a time, on every thread), score its blocks on the threads
+ * (OpenBLAS held at one for the towers' rows, whatever the count: the same
+ * bits). */
+static int tune_units(double *part, const int *owner, const tune_point *pt, size_t n_pt, uint32_t k_max,
+                      const cb_dataset *ds, const cb_split *carve, tune_job *job, int threads, cb_error *err) {
+    size_t ni = cb_dataset_n_items(ds), n_blocks = job->n_blocks;
+    int n_w = n_blocks && (size_t)threads > n_blocks ? (int)n_blocks : threads;
+    tune_worker *w = cb_calloc((size_t)n_w, sizeof *w, err);
+    float *scratch = w ? cb_malloc((3 * ni * (size_t)n_w + 1) * sizeof *scratch, err) : NULL;
+    int rc = scratch ? CB_OK : CB_ENOMEM;
+    for (int t = 0; !rc && t < n_w; t++)
+        w[t] = (tune_worker){job, scratch + 3 * ni * (size_t)t, scratch + 3 * ni * (size_t)t + ni,
+                             scratch + 3 * ni * (size_t)t + 2 * ni};
+    cb_blas_hold_one();
     for (size_t p = 0; !rc && p < n_pt; p++) {
         bool mine = false;
-        for (size_t b = 0; b < n_blocks; b++) mine |= owner[p * n_blocks + b] == rank;
+        for (size_t b = 0; b < n_blocks; b++) mine |= owner[p * n_blocks + b] == job->rank;
         cb_neighbours *nb = NULL;
-        if (!mine || (rc = cb_neighbours_fit(&nb, ds, carve->train, carve->n_train, (cb_neighbours_kind)pt[p].kind,
-                                             k_max, pt[p].param, err)))
+        if (!mine || (rc = cb_neighbours_fit_shared(&nb, ds, carve->train, carve->n_train,
+                                                    (cb_neighbours_kind)pt[p].kind, k_max, pt[p].param, NULL,
+                                                    threads, err)))
             continue;
-        for (size_t b = 0; b < n_blocks; b++) {
-            size_t lo = b * TUNE_BLOCK, hi = lo + TUNE_BLOCK < t->n_list ? lo + TUNE_BLOCK : t->n_list;
-            if (owner[p * n_blocks + b] == rank)
-                tune_block(nb, t, lo, hi, tower_row, ctx, ks, ws, tower, raw, row,
-                           part + (p * n_blocks + b) * N_CELLS);
-        }
+        job->nb = nb, job->owner = owner + p * n_blocks, job->part = part + p * n_blocks * N_CELLS;
+        atomic_store(&job->next, 0);
+        cb_threads_run(tune_worker_main, w, sizeof *w, n_w);
         cb_neighbours_free(nb);
     }
-    free(tower);
-    free(raw);
-    free(row);
+    cb_blas_release();
+    free(scratch);
+    free(w);
     return rc;
 }
 
@@ -876,7 +1068,8 @@ static void grid_cell(const double *part, size_t p, size_t n_blocks, size_t n_ce
 
 int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_neighbours_choice *fixed,
                        const cb_dataset *ds, const cb_split *carve, float threshold, size_t max_users,
-                       cb_tower_row_fn tower_row, void *ctx, const cb_train_comm *comm, cb_error *err) {
+                       cb_tower_row_fn tower_row, void *ctx, const cb_train_comm *comm, int threads,
+                       cb_error *err) {
     memset(best, 0, sizeof *best);
     if (tuning_json) *tuning_json = NULL;
     uint32_t ni = cb_dataset_n_items(ds);
@@ -908,9 +1101,10 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     json_t *grid = json_array();
     if (!owner || !part || !grid) rc = CB_ENOMEM;
     if (!rc) tune_assign(owner, pt, n_pt, n_blocks, cb_comm_ranks(comm));
-    if (!rc)
-        rc = tune_units(part, owner, pt, n_pt, n_blocks, k_max, ds, carve, &t, tower_row, ctx, &ks, &ws,
-                        cb_comm_rank(comm), err);
+    tune_job job = {.t = &t, .n_blocks = n_blocks, .rank = cb_comm_rank(comm), .tower_row = tower_row,
+                    .ctx = ctx, .ks = &ks, .ws = &ws};
+    if (!rc) rc = tune_units(part, owner, pt, n_pt, k_max, ds, carve, &job, cb_threads_resolve(threads, CB_THREADS_MAX),
+                             err);
     if (!rc) rc = tune_gather(part, owner, n_pt * n_blocks, n_cells, comm, err);
     cb_neighbours_kind first = try_kind[0] ? CB_NEIGHBOURS_COSINE : CB_NEIGHBOURS_EASE;
     *best = (cb_neighbours_choice){first, false, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, NAN, NAN,

@@ -64,11 +64,13 @@ int cb_neighbours_check_k(uint32_t n_items, uint32_t *k, cb_error *err);
 int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                       cb_neighbours_kind kind, uint32_t k, float param, cb_error *err);
 /* The same across a communicator's ranks (comm NULL: one process): each rank
- * fits its share of the items' lists and every rank receives all of them, the
- * bits one process fits. Every rank must call it with the same arguments. */
+ * fits its share of the items' lists on `threads` threads (as
+ * cb_threads_resolve: 0 = every core) and every rank receives all of them,
+ * the bits one process on one thread fits. Every rank must call it with the
+ * same arguments (threads may differ). */
 int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                              cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm,
-                             cb_error *err);
+                             int threads, cb_error *err);
 /* (a + ridge I)^-1 in place for a symmetric positive-definite n x n
  * double matrix a (row-major; both triangles on return), by LAPACK's
  * Cholesky on one OpenBLAS thread (the same bits whatever the caller's
@@ -131,9 +133,14 @@ typedef struct cb_neighbours_choice {
  * *tuning_json (malloc'd, may be NULL) receives the whole grid as JSON.
  * comm (NULL: one process): the ranks share the grid's fits and users (see
  * neighbours.c) and every rank returns the same choice and JSON, the bits one
- * process gets; tower_row must give the same rows on every rank. */
+ * process gets; tower_row must give the same rows on every rank. threads (as
+ * cb_threads_resolve: 0 = every core): each rank fits on them and scores its
+ * blocks of users on them, so tower_row is called from several threads at
+ * once (with OpenBLAS held at one thread); the result is the same for any
+ * count. */
 int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_neighbours_choice *fixed,
                        const cb_dataset *ds, const cb_split *carve, float threshold, size_t max_users,
-                       cb_tower_row_fn tower_row, void *ctx, const cb_train_comm *comm, cb_error *err);
+                       cb_tower_row_fn tower_row, void *ctx, const cb_train_comm *comm, int threads,
+                       cb_error *err);
 
 #endif /* CB_NEIGHBOURS_H */

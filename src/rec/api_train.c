@@ -275,7 +275,8 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, bool *stoppe
                                   .k = tc->neighbours == CB_NEIGHBOURS_AUTO ? 0 : tc->neighbours,
                                   .param = neighbour_param(tc), .weight = tc->neighbour_weight};
     float threshold = ds->y_min + 0.75f * (ds->y_max - ds->y_min);
-    if (!rc) rc = cb_neighbours_tune(ch, tuning, &fixed, ds, &carve, threshold, 2000, tower_row, tb, tc->comm, err);
+    if (!rc) rc = cb_neighbours_tune(ch, tuning, &fixed, ds, &carve, threshold, 2000, tower_row, tb, tc->comm,
+                                           tc->model.threads, err);
     cb_bundle_free(tb);
     cb_split_free(&carve);
     return rc;
@@ -308,7 +309,7 @@ static int fit_neighbours(cb_bundle *b, const cb_bundle_train_input *in, const c
     if (!(ch->weight > 0)) return CB_OK;
     cb_neighbours *nb = NULL;
     int rc = cb_neighbours_fit_shared(&nb, in->ds, in->train_idx, in->n_train, (cb_neighbours_kind)ch->kind, ch->k,
-                                      ch->param, tc->comm, err);
+                                      ch->param, tc->comm, tc->model.threads, err);
     if (nb) {
         nb->weight = ch->weight;
         nb->raw = ch->raw;
