@@ -21,6 +21,7 @@
  * Usage: bench_parallel [--threads N] [--pairs P] [--epochs E] [--batch B]
  * Exit status 0 whatever the figures (a benchmark reports, it does not judge). */
 #include "model/model.h"
+#include "model/nn_sparse.h"
 #include "model/parallel.h"
 
 #include <getopt.h>
@@ -59,8 +60,7 @@ static run_result train_once(const cb_train_data *d, int threads, int batch, int
 }
 
 /* CPU seconds to zero 16 gradient buffers of n floats and sum them (one slice
- * per worker, run here one after another): n is the dense part, since the id
- * embedding's rows are zeroed and summed only where the batch's items reach. */
+ * per worker, run here one after another): n is the dense part (see main). */
 static double reduce16_seconds(size_t n) {
     enum { W = 16 };
     float *buf = calloc((W + 1) * n, sizeof(float));
@@ -80,6 +80,28 @@ static double reduce16_seconds(size_t n) {
     }
     free(buf);
     return best / W; /* per worker: its memset and its slice, as on 16 cores */
+}
+
+/* CPU seconds a worker of 16 spends beyond the arithmetic of its rows on
+ * its share of W0's gradient (model.c, w0_rows): for each of its 1/16 of
+ * W0's rows, the 16 workers' sums added in order (here with no non-zeros,
+ * so only those adds and stores are timed). */
+static double w0_parts16_seconds(int C, int OC) {
+    enum { W = 16 };
+    uint32_t *off = calloc((size_t)C + 1, sizeof *off);
+    cb_nn_csr empty = {off, NULL, NULL, 0};
+    float *dwt = calloc((size_t)C * OC, sizeof *dwt);
+    cb_nn_grad_part parts[W];
+    for (int w = 0; w < W; w++) parts[w] = (cb_nn_grad_part){.cols = &empty, .dout = NULL};
+    double best = INFINITY;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = bench_thread_cpu();
+        cb_nn_sparse_grad_rows(dwt, parts, W, 0, C, OC); /* all 16 shares, one after another */
+        double t = bench_thread_cpu() - t0;
+        if (t < best) best = t;
+    }
+    free(off), free(dwt);
+    return best / W;
 }
 
 int main(int argc, char **argv) {
@@ -123,11 +145,17 @@ int main(int argc, char **argv) {
         sum_ratio += ratios[p], r1_sum += one.ex_per_s, rn_sum += n.ex_per_s;
     }
     run_result shard = train_once(&d, 1, batch / 16, epochs); /* a 1/16 share of the batch per step */
-    size_t n_flat = one.n_params, n_dense = n_flat - (size_t)N_ITEMS * 32; /* dim 32: the id embedding */
+    /* the sum covers the dense part only: not the id embedding (dim 32: its rows where the batch reaches), and not
+     * the sparse first layer's W0, whose rows each worker sums over every worker's batch rows in the backward's
+     * stead (model.c, w0_rows: the same arithmetic as a 1/16 share of the rows, counted in the towers' time) */
+    cb_model_config dc;
+    cb_model_config_default(&dc);
+    size_t n_flat = one.n_params, n_dense = n_flat - (size_t)N_ITEMS * 32 - (size_t)USER_IN * dc.user_layers[0];
 
     double steps = (double)one.steps, t1_tw = one.phase[0] / steps, t1_loss = one.phase[1] / steps,
            t1_upd = one.phase[2] / steps, t1_wait = one.phase[3] / steps;
-    double t16_tw = shard.phase[0] / (double)shard.steps, t16_red = reduce16_seconds(n_dense);
+    double t16_tw = shard.phase[0] / (double)shard.steps,
+           t16_red = reduce16_seconds(n_dense) + w0_parts16_seconds(USER_IN, (int)dc.user_layers[0]);
     double t1 = t1_tw + t1_loss + t1_upd + t1_wait;
     double barrier = 4 * 10e-6; /* four barriers a step; ~10 us each on a many-core machine (assumed) */
     int chunks = (batch + 15) / 16, per_worker = (chunks + 15) / 16; /* LOSS_CHUNK rows each */
@@ -141,7 +169,7 @@ int main(int argc, char **argv) {
     printf("\n  mean examples/s: 1 thread %.0f, %d threads %.0f\n", r1_sum / pairs, threads, rn_sum / pairs);
     printf("  one step at 1 thread (ms): towers %.3f, the batch's loss %.3f, gradient sum + optimiser %.3f, barriers %.3f\n",
            1e3 * t1_tw, 1e3 * t1_loss, 1e3 * t1_upd, 1e3 * t1_wait);
-    printf("  a 1/16 share (batch %d) towers %.3f ms; zeroing + summing 16 gradient buffers, per worker %.3f ms\n",
+    printf("  a 1/16 share (batch %d) towers %.3f ms; zeroing + summing 16 gradient buffers (W0: adding 16 workers' sums), per worker %.3f ms\n",
            batch / 16, 1e3 * t16_tw, 1e3 * t16_red);
     printf("  projected step at 16 threads (ms): towers %.3f + loss %d/%d chunks %.3f + optimiser/16 %.3f + sum %.3f + barriers %.3f = %.3f\n",
            1e3 * t16_tw, per_worker, chunks, 1e3 * t16_loss, 1e3 * t1_upd / 16, 1e3 * t16_red, 1e3 * barrier, 1e3 * t16);

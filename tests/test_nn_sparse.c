@@ -3,7 +3,9 @@
  * forward (AVX2 where the CPU has it, and the plain loops) gives the dense
  * layer's outputs, and the sparse backward its weight and bias gradients
  * (added into what was there), within float tolerance, leaving its scratch
- * zeroed, and by columns the row scatter's bits; the non-zero list holds
+ * zeroed, and by columns the row scatter's bits, also when split in two
+ * halves over three workers' rows (cb_nn_sparse_grad_rows: the bits of the
+ * workers' own gradients summed in order); the non-zero list holds
  * exactly a plain loop's non-zeros (NaN in, -0 out), and a batch with more
  * than the list holds is refused;
  * training with the sparse first layer gives the dense layer's model within
@@ -28,6 +30,52 @@ static float *randn(size_t n, cb_rng *rng, double scale) {
     float *x = malloc((n + 1) * sizeof *x);
     for (size_t i = 0; i < n; i++) x[i] = (float)(scale * cb_rng_normal(rng));
     return x;
+}
+
+/* The gradient in two halves (cb_nn_sparse_backward_start on three workers'
+ * consecutive rows, cb_nn_sparse_grad_rows on two ranges of dwt's rows):
+ * the bits of the workers' own gradients by columns summed in worker order
+ * (what the reduction of their buffers gave), the whole batch's (want,
+ * want_db) within tolerance; with the middle worker's part given as its own
+ * dwt (a dense batch), the same bits and that dwt zeroed. */
+static void check_split(const float *x, int B, int C, int OC, const float *dout, const float *want,
+                        const float *want_db) {
+    enum { P = 3 };
+    cb_nn_csr s[P], cols[P];
+    cb_nn_grad_part parts[P];
+    size_t n_w = (size_t)OC * C;
+    float *dwt = calloc(n_w + 1, sizeof *dwt), *db = calloc((size_t)OC + 1, sizeof *db);
+    float *own = calloc(n_w + 1, sizeof *own), *ref = calloc(n_w + 1, sizeof *ref);
+    float *scratch = calloc((size_t)OC + 1, sizeof *scratch), *own1 = calloc(n_w + 1, sizeof *own1);
+    for (int p = 0; p < P; p++) {
+        int lo = B * p / P, hi = B * (p + 1) / P, n = hi - lo;
+        size_t cap = (size_t)n * C + 4;
+        s[p] = (cb_nn_csr){malloc(((size_t)n + 1) * sizeof(uint32_t)), malloc(cap * sizeof(uint32_t)),
+                           malloc(cap * sizeof(float)), cap};
+        cols[p] = (cb_nn_csr){malloc(((size_t)C + 1) * sizeof(uint32_t)), malloc(cap * sizeof(uint32_t)),
+                              malloc(cap * sizeof(float)), cap};
+        assert_int_equal(cb_nn_csr_from_dense(&s[p], x + (size_t)lo * C, n, C), 0);
+        /* the reference: the worker's own dwt, summed in worker order */
+        memset(own, 0, n_w * sizeof *own);
+        cb_nn_sparse_backward_cols(own, scratch, &cols[p], dout + (size_t)lo * OC, &s[p], n, C, OC);
+        for (size_t i = 0; i < n_w; i++) ref[i] = p ? ref[i] + own[i] : own[i];
+        if (p == 1) memcpy(own1, own, n_w * sizeof *own);
+        cb_nn_sparse_backward_start(db, &cols[p], dout + (size_t)lo * OC, &s[p], n, C, OC);
+        parts[p] = (cb_nn_grad_part){.cols = &cols[p], .dout = dout + (size_t)lo * OC};
+    }
+    cb_nn_sparse_grad_rows(dwt, parts, P, 0, C / 2, OC);
+    cb_nn_sparse_grad_rows(dwt, parts, P, C / 2, C, OC);
+    assert_memory_equal(dwt, ref, n_w * sizeof *dwt);
+    assert_close(dwt, want, n_w, 1e-5, 1e-5);
+    assert_close(db, want_db, (size_t)OC, 1e-5, 1e-5);
+    /* the middle worker's part as a dense dwt of its own: the same bits, and it is zeroed */
+    parts[1] = (cb_nn_grad_part){.dwt = own1};
+    memset(dwt, 0, n_w * sizeof *dwt);
+    cb_nn_sparse_grad_rows(dwt, parts, P, 0, C, OC);
+    assert_memory_equal(dwt, ref, n_w * sizeof *dwt);
+    for (size_t i = 0; i < n_w; i++) assert_true(own1[i] == 0.0f);
+    for (int p = 0; p < P; p++) free(s[p].off), free(s[p].col), free(s[p].val), free(cols[p].off), free(cols[p].col), free(cols[p].val);
+    free(dwt), free(db), free(own), free(ref), free(scratch), free(own1);
 }
 
 /* The sparse layer (naive: the plain loops) against the dense one on x (B,C). */
@@ -62,6 +110,7 @@ static void check_layer(const float *x, int B, int C, int OC, bool naive, cb_rng
     cb_nn_transpose(dw4, dwt, C, OC);
     for (size_t i = 0; i < (size_t)OC * C; i++) assert_true(dw3[i] == dw4[i]);
     assert_memory_equal(db3, db4, (size_t)OC * sizeof *db3);
+    check_split(x, B, C, OC, dout, dwt, db4);
     free(cols.off), free(cols.col), free(cols.val), free(dw3), free(db3), free(dw4), free(db4);
     free(s.off), free(s.col), free(s.val);
     free(w), free(b), free(dout), free(wt), free(y1), free(y2), free(dwt), free(dw1), free(db1), free(dw2), free(db2);

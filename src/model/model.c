@@ -9,6 +9,7 @@
 #include "model/nn.h"
 #include "model/nn_sparse.h"
 #include "model/parallel.h"
+#include "base/threads.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -85,11 +86,16 @@ typedef struct tower_ws {
      * W0, which training keeps transposed [in0, out0] (train_ctx.wt0: t->w[0] is stale until the
      * epoch ends); dwt0 holds this worker's W0 gradient, transposed, until the reduction sums
      * and zeroes it; sparse_used: the last forward took the sparse layer; csc: scratch for the
-     * non-zeros by column (the backward's) */
+     * non-zeros by column (the backward's).
+     * split_w0 (several workers): the backward leaves W0's gradient to the reduction, which
+     * sums each worker's share of W0's rows over every worker's rows (cb_nn_sparse_grad_rows):
+     * w0_part is what this step left for it (csc and dout0, the layer's dL/dout for its rows,
+     * or dwt0 after a dense batch). */
     cb_nn_csr csr, csc;
     const float *wt0;
     float *dwt0;
-    bool sparse_used;
+    bool sparse_used, split_w0;
+    cb_nn_grad_part w0_part;
 } tower_ws;
 
 /* The rows tower `side` runs for a batch of B examples: the item side also
@@ -602,11 +608,17 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
             dinp = dnext;
             memset(dinp, 0, (size_t)B * t->in[l] * sizeof(float));
         }
-        if (l == 0 && ws->sparse_used) {
+        if (l == 0 && ws->sparse_used && ws->split_w0) {
+            cb_nn_sparse_backward_start(t->db[0], &ws->csc, dcur, &ws->csr, B, t->in[0], t->out[0]);
+            ws->w0_part = (cb_nn_grad_part){.cols = &ws->csc, .dout = dcur}; /* dcur outlives the call */
+        } else if (l == 0 && ws->sparse_used) {
             cb_nn_sparse_backward_cols(ws->dwt0, t->db[0], &ws->csc, dcur, &ws->csr, B, t->in[0], t->out[0]);
         } else {
             cb_nn_dense_backward(dinp, t->dw[l], t->db[l], dcur, inp, t->w[l], B, t->in[l], t->out[l]);
-            if (l == 0 && ws->dwt0) cb_nn_transpose_add(ws->dwt0, t->dw[0], t->out[0], t->in[0]); /* a dense batch */
+            if (l == 0 && ws->dwt0) { /* a dense batch */
+                cb_nn_transpose_add(ws->dwt0, t->dw[0], t->out[0], t->in[0]);
+                ws->w0_part = (cb_nn_grad_part){.dwt = ws->dwt0};
+            }
         }
         if (l == 0 && t->bag && ws->h_off) bag_backward(t, ws, dcur, dnext, B);
         if (l > 0) {
@@ -1334,18 +1346,28 @@ static void reduce_emb_rows(train_ctx *x, float *sum, size_t a, size_t b) {
         }
 }
 
+/* sum[a, b) in W0's part (whole rows of W0ᵀ): computed here from every
+ * worker's rows, in worker order (tower_ws.split_w0): the workers' rows are
+ * consecutive rows of the batch, so a batch whose shards all took the sparse
+ * layer gets the bits of one worker over the whole batch. */
+static void w0_rows(train_ctx *x, float *sum, size_t a, size_t b) {
+    int OC = x->m->tw[0].out[0];
+    cb_nn_grad_part parts[CB_THREADS_MAX];
+    for (int v = 0; v < x->n_workers; v++) parts[v] = x->wk[v].ws[0].w0_part;
+    cb_nn_sparse_grad_rows(sum, parts, x->n_workers, (int)(a / (size_t)OC), (int)(b / (size_t)OC), OC);
+}
+
 /* sum[lo, hi) = the workers' gradients summed in worker order: W0's
- * (transposed) from the workers' dwt0; the id embedding's only where this
- * step's items reached; the rest from the flat buffers. Read, they are
- * zeroed (but the id embedding's: zero_grads), so the next step's backward
- * adds into zeros. */
+ * (transposed) by w0_rows; the id embedding's only where this step's items
+ * reached; the rest from the flat buffers. Read, they are zeroed (but the
+ * id embedding's: zero_grads), so the next step's backward adds into zeros. */
 static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
     float *sum = x->grad[x->n_workers];
     size_t elo = x->emb_lo, ehi = elo + x->n_emb * x->emb_dim;
     for (size_t a = lo, b; a < hi; a = b) {
         if (a < x->w0_n) {
             b = hi < x->w0_n ? hi : x->w0_n;
-            cb_pool_reduce_clear(sum, x->dwt0, x->n_workers, a, b);
+            w0_rows(x, sum, a, b);
         } else if (a >= elo && a < ehi) {
             b = hi < ehi ? hi : ehi;
             reduce_emb_rows(x, sum, a, b);
@@ -1454,6 +1476,7 @@ static void backward_rows(train_ctx *x, int w, int B, int lo, int hi) {
         cb_nn_softmax_xent_backward_cols(dv, x->prob, x->yu, &sm, lo, b);
         cb_nn_softmax_xent_backward_cols(dv + (size_t)b * W, x->prob, x->yu, &sm, B + k->neg_lo, nb);
     }
+    k->ws[0].w0_part = (cb_nn_grad_part){0}; /* no rows: nothing for W0's gradient */
     for (int s = 0; s < 2; s++) {
         int rows = s == 1 ? b + nb : b;
         if (rows) tower_backward(&k->view.tw[s], &k->ws[s], rows, 0, c->l2norm, c->l2norm_eps);
@@ -1554,8 +1577,9 @@ static void w0_copy(train_ctx *x, int w, bool into_copy) {
  * differently, so each splits evenly. */
 static void worker_slices(const train_ctx *x, int w, size_t sl[3][2]) {
     size_t n_tw = x->n_flat - HEAD_N, cut[4] = {0, x->w0_n, x->emb_dim ? x->emb_lo : n_tw, n_tw};
-    for (int i = 0; i < 3; i++) {
-        cb_pool_split(cut[i + 1] - cut[i], x->n_workers, w, 16, &sl[i][0], &sl[i][1]);
+    for (int i = 0; i < 3; i++) { /* W0's part by whole rows of W0ᵀ (w0_rows) */
+        cb_pool_split(cut[i + 1] - cut[i], x->n_workers, w, i == 0 ? (size_t)x->m->tw[0].out[0] : 16, &sl[i][0],
+                      &sl[i][1]);
         sl[i][0] += cut[i], sl[i][1] += cut[i];
     }
 }
@@ -1747,6 +1771,7 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
             (x->wt0 && (rc = ws_sparse_alloc(&k->ws[0], ut, cap, x->wt0, err))))
             break;
         if (x->wt0) x->dwt0[w] = k->ws[0].dwt0;
+        k->ws[0].split_w0 = x->wt0 && (x->n_workers > 1 || x->n_ranks > 1); /* a lone worker's dwt0 is the sum */
         if (!(k->touched[0] = cb_calloc(2 * (size_t)(cap + ncap), sizeof(uint32_t), err))) return CB_ENOMEM;
         k->touched[1] = k->touched[0] + cap + ncap;
         k->view = *m;

@@ -250,3 +250,82 @@ void cb_nn_sparse_backward_naive(float *dw, float *db, float *dwt, const float *
     scatter(dwt, db, dout, s, B, OC);
     transpose(dw, dwt, C, OC, 0, C, true);
 }
+
+void cb_nn_sparse_backward_start(float *db, cb_nn_csr *cols, const float *dout, const cb_nn_csr *s, int B, int C,
+                                 int OC) {
+    by_columns(cols, s, B, C);
+    for (int r = 0; db && r < B; r++)
+        for (int o = 0; o < OC; o++) db[o] += dout[(size_t)r * OC + o];
+}
+
+/* Row c, columns [k0, k0 + 8 * nv) of the parts' sum (nv 1..NV vectors):
+ * each part's sum in registers from zero (a sparse part's FMAs in its
+ * order, as cb_nn_sparse_backward_cols), the first stored, the next ones
+ * added to it in part order, as summing each part's own dwt would. */
+#if CB_HAVE_AVX2_PATH
+CB_TARGET_AVX2 static void grad_row_avx2(float *out, cb_nn_grad_part *parts, int n_parts, int c, int k0, int nv,
+                                         int OC) {
+    for (int p = 0; p < n_parts; p++) {
+        __m256 acc[NV];
+        UNROLL for (int i = 0; i < NV; i++) acc[i] = _mm256_setzero_ps();
+        const cb_nn_csr *cs = parts[p].cols;
+        if (cs) {
+            for (uint32_t j = cs->off[c]; j < cs->off[c + 1]; j++) {
+                const float *d = parts[p].dout + (size_t)cs->col[j] * OC + k0;
+                __m256 v = _mm256_set1_ps(cs->val[j]);
+                if (nv == NV) {
+                    UNROLL for (int i = 0; i < NV; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(d + 8 * i), acc[i]);
+                } else {
+                    for (int i = 0; i < nv; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(d + 8 * i), acc[i]);
+                }
+            }
+        } else if (parts[p].dwt) {
+            float *g = parts[p].dwt + (size_t)c * OC + k0;
+            for (int i = 0; i < nv; i++) {
+                acc[i] = _mm256_loadu_ps(g + 8 * i);
+                _mm256_storeu_ps(g + 8 * i, _mm256_setzero_ps());
+            }
+        }
+        for (int i = 0; i < nv; i++)
+            _mm256_storeu_ps(out + 8 * i, p ? _mm256_add_ps(_mm256_loadu_ps(out + 8 * i), acc[i]) : acc[i]);
+    }
+}
+#endif
+
+/* The same for columns [k0, k1) in plain loops (a sparse part's sum as the
+ * row scatter's: its rows in order). */
+static void grad_row_plain(float *out, cb_nn_grad_part *parts, int n_parts, int c, int k0, int k1, int OC) {
+    float part[64];
+    for (int p = 0; p < n_parts; p++)
+        for (int a = k0; a < k1; a += 64) {
+            int n = k1 - a < 64 ? k1 - a : 64;
+            memset(part, 0, sizeof part);
+            const cb_nn_csr *cs = parts[p].cols;
+            if (cs) {
+                for (uint32_t j = cs->off[c]; j < cs->off[c + 1]; j++)
+                    axpy_plain(part, cs->val[j], parts[p].dout + (size_t)cs->col[j] * OC + a, n);
+            } else if (parts[p].dwt) {
+                float *g = parts[p].dwt + (size_t)c * OC + a;
+                memcpy(part, g, (size_t)n * sizeof *g);
+                memset(g, 0, (size_t)n * sizeof *g);
+            }
+            float *o = out + (a - k0);
+            for (int k = 0; k < n; k++) o[k] = p ? o[k] + part[k] : part[k];
+        }
+}
+
+void cb_nn_sparse_grad_rows(float *dwt, cb_nn_grad_part *parts, int n_parts, int c0, int c1, int OC) {
+    int k0 = 0;
+#if CB_HAVE_AVX2_PATH
+    if (cb_cpu_avx2()) { /* forward_avx2's blocks: 64 columns, then 8, then one at a time */
+        for (; k0 + 8 * NV <= OC; k0 += 8 * NV)
+            for (int c = c0; c < c1; c++) grad_row_avx2(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, NV, OC);
+        for (; k0 + 8 <= OC; k0 += 8)
+            for (int c = c0; c < c1; c++) grad_row_avx2(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, 1, OC);
+        for (; k0 < OC; k0++)
+            for (int c = c0; c < c1; c++) grad_row_plain(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, k0 + 1, OC);
+        return;
+    }
+#endif
+    for (int c = c0; c < c1; c++) grad_row_plain(dwt + (size_t)c * OC, parts, n_parts, c, 0, OC, OC);
+}

@@ -58,4 +58,25 @@ void cb_nn_sparse_backward_naive(float *dw, float *db, float *dwt, const float *
 void cb_nn_sparse_backward_cols(float *dwt, float *db, cb_nn_csr *cols, const float *dout, const cb_nn_csr *s, int B,
                                 int C, int OC);
 
+/* The same gradient in two halves, for workers that each hold a share of the
+ * batch's rows and each sum a share of dwt's rows (no worker then holds, or
+ * sums, a whole dwt of its own). _start, on a worker's rows: db as above,
+ * and cols its non-zeros by column (kept, with dout, for the second half). */
+void cb_nn_sparse_backward_start(float *db, cb_nn_csr *cols, const float *dout, const cb_nn_csr *s, int B, int C,
+                                 int OC);
+/* One worker's part of dwt: its non-zeros by column and their dout rows
+ * (cols, dout), or a dwt (C,OC) of its own (a worker whose batch took the
+ * dense layer; zeroed as it is read), or neither (nothing). */
+typedef struct cb_nn_grad_part {
+    const cb_nn_csr *cols;
+    const float *dout;
+    float *dwt;
+} cb_nn_grad_part;
+/* _rows: dwt's rows [c0, c1) = the parts' sum: each part's sum as
+ * cb_nn_sparse_backward_cols gives it (its rows' non-zeros in registers),
+ * the first stored and the others added in part order, with the bits of
+ * summing the parts' own dwt that way (what a reduction of per-worker
+ * buffers gives), without those buffers. */
+void cb_nn_sparse_grad_rows(float *dwt, cb_nn_grad_part *parts, int n_parts, int c0, int c1, int OC);
+
 #endif
