@@ -136,11 +136,11 @@ int main(int argc, char **argv) {
                        .train_idx = idx, .n_train = N_EX};
 
     double sum_ratio = 0, r1_sum = 0, rn_sum = 0, ratios[64];
-    run_result one = {0};
+    run_result one = {0}, last_n = {0};
     if (pairs > 64) pairs = 64;
     for (int p = 0; p < pairs; p++) {
         one = train_once(&d, 1, batch, epochs);
-        run_result n = train_once(&d, threads, batch, epochs);
+        run_result n = last_n = train_once(&d, threads, batch, epochs);
         ratios[p] = n.ex_per_s / one.ex_per_s;
         sum_ratio += ratios[p], r1_sum += one.ex_per_s, rn_sum += n.ex_per_s;
     }
@@ -169,6 +169,10 @@ int main(int argc, char **argv) {
     printf("\n  mean examples/s: 1 thread %.0f, %d threads %.0f\n", r1_sum / pairs, threads, rn_sum / pairs);
     printf("  one step at 1 thread (ms): towers %.3f, the batch's loss %.3f, gradient sum + optimiser %.3f, barriers %.3f\n",
            1e3 * t1_tw, 1e3 * t1_loss, 1e3 * t1_upd, 1e3 * t1_wait);
+    double sn = (double)last_n.steps;
+    printf("  one step at %d threads (ms, worker 0's CPU clock): towers %.3f, the batch's loss %.3f, gradient sum + "
+           "optimiser %.3f, barriers %.3f\n", threads, 1e3 * last_n.phase[0] / sn, 1e3 * last_n.phase[1] / sn,
+           1e3 * last_n.phase[2] / sn, 1e3 * last_n.phase[3] / sn);
     printf("  a 1/16 share (batch %d) towers %.3f ms; zeroing + summing 16 gradient buffers (W0: adding 16 workers' sums), per worker %.3f ms\n",
            batch / 16, 1e3 * t16_tw, 1e3 * t16_red);
     printf("  projected step at 16 threads (ms): towers %.3f + loss %d/%d chunks %.3f + optimiser/16 %.3f + sum %.3f + barriers %.3f = %.3f\n",

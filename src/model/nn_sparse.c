@@ -258,37 +258,44 @@ void cb_nn_sparse_backward_start(float *db, cb_nn_csr *cols, const float *dout, 
         for (int o = 0; o < OC; o++) db[o] += dout[(size_t)r * OC + o];
 }
 
-/* Row c, columns [k0, k0 + 8 * nv) of the parts' sum (nv 1..NV vectors):
- * each part's sum in registers from zero (a sparse part's FMAs in its
- * order, as cb_nn_sparse_backward_cols), the first stored, the next ones
- * added to it in part order, as summing each part's own dwt would. */
 #if CB_HAVE_AVX2_PATH
-CB_TARGET_AVX2 static void grad_row_avx2(float *out, cb_nn_grad_part *parts, int n_parts, int c, int k0, int nv,
-                                         int OC) {
+/* Row c, columns [k0, k0 + 8 * W) of the parts' sum: each part's sum in
+ * registers from zero (a sparse part's FMAs in its order, as
+ * cb_nn_sparse_backward_cols), the first stored, the next ones added to it
+ * in part order, as summing each part's own dwt would. W is a constant at
+ * each call (always inlined), so acc[] lives in registers. */
+CB_TARGET_AVX2 static inline __attribute__((always_inline)) void
+grad_row(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, int OC, const int W) {
     for (int p = 0; p < n_parts; p++) {
         __m256 acc[NV];
-        UNROLL for (int i = 0; i < NV; i++) acc[i] = _mm256_setzero_ps();
+        UNROLL for (int i = 0; i < W; i++) acc[i] = _mm256_setzero_ps();
         const cb_nn_csr *cs = parts[p].cols;
         if (cs) {
+            const uint32_t *row = cs->col;
+            const float *val = cs->val, *dout = parts[p].dout + k0;
             for (uint32_t j = cs->off[c]; j < cs->off[c + 1]; j++) {
-                const float *d = parts[p].dout + (size_t)cs->col[j] * OC + k0;
-                __m256 v = _mm256_set1_ps(cs->val[j]);
-                if (nv == NV) {
-                    UNROLL for (int i = 0; i < NV; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(d + 8 * i), acc[i]);
-                } else {
-                    for (int i = 0; i < nv; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(d + 8 * i), acc[i]);
-                }
+                const float *d = dout + (size_t)row[j] * OC;
+                __m256 v = _mm256_set1_ps(val[j]);
+                UNROLL for (int i = 0; i < W; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(d + 8 * i), acc[i]);
             }
         } else if (parts[p].dwt) {
             float *g = parts[p].dwt + (size_t)c * OC + k0;
-            for (int i = 0; i < nv; i++) {
+            UNROLL for (int i = 0; i < W; i++) {
                 acc[i] = _mm256_loadu_ps(g + 8 * i);
                 _mm256_storeu_ps(g + 8 * i, _mm256_setzero_ps());
             }
         }
-        for (int i = 0; i < nv; i++)
+        UNROLL for (int i = 0; i < W; i++)
             _mm256_storeu_ps(out + 8 * i, p ? _mm256_add_ps(_mm256_loadu_ps(out + 8 * i), acc[i]) : acc[i]);
     }
+}
+
+CB_TARGET_AVX2 static void grad_row_block(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, int OC) {
+    grad_row(out, parts, n_parts, c, k0, OC, NV);
+}
+
+CB_TARGET_AVX2 static void grad_row_vec(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, int OC) {
+    grad_row(out, parts, n_parts, c, k0, OC, 1);
 }
 #endif
 
@@ -319,9 +326,9 @@ void cb_nn_sparse_grad_rows(float *dwt, cb_nn_grad_part *parts, int n_parts, int
 #if CB_HAVE_AVX2_PATH
     if (cb_cpu_avx2()) { /* forward_avx2's blocks: 64 columns, then 8, then one at a time */
         for (; k0 + 8 * NV <= OC; k0 += 8 * NV)
-            for (int c = c0; c < c1; c++) grad_row_avx2(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, NV, OC);
+            for (int c = c0; c < c1; c++) grad_row_block(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, OC);
         for (; k0 + 8 <= OC; k0 += 8)
-            for (int c = c0; c < c1; c++) grad_row_avx2(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, 1, OC);
+            for (int c = c0; c < c1; c++) grad_row_vec(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, OC);
         for (; k0 < OC; k0++)
             for (int c = c0; c < c1; c++) grad_row_plain(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, k0 + 1, OC);
         return;
