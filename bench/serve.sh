@@ -15,6 +15,10 @@
 #      the server does ("p99 / call floor": how far above it the tail is).
 #      wrk's own CPU (it shares the cores)
 #      and the server's are printed too, in cores (CPU seconds / wall seconds);
+#      Beside wrk's p99, the server's own (its /metrics histogram over the
+#      same seconds, from a request's arrival to its answer, as the bound of
+#      the bucket holding the 99th percentile): what wrk measures beyond it
+#      is time in the sockets' queues and in wrk, waiting for a core;
 #   2. the same with a reload (SIGHUP: load the model again, swap) every second:
 #      failed requests (goal 0);
 #   3. overload: 256 connections against --max-inflight 32: the excess is
@@ -96,6 +100,20 @@ summary() {
                    rps, p50, p99, non2xx, sock, tmo, wcpu / secs, scpu / secs}'
 }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+# the server's own latency histogram of GET /v1/recommend (/metrics: from the
+# request's arrival to its answer), as "le count" lines
+buckets() {
+  curl -s "http://127.0.0.1:$port/metrics" 2>/dev/null |
+    sed -n 's/^cbrec_http_request_duration_seconds_bucket{route="GET \/v1\/recommend",le="\([^"]*\)"} \([0-9]*\)$/\1 \2/p'
+}
+# server_p99 BEFORE AFTER: the bucket bound under which 99 % of the requests
+# between the two snapshots were answered, inside the server (what wrk's p99
+# adds beyond it is the time in the sockets' queues and in wrk itself)
+server_p99() {
+  paste -d' ' "$1" "$2" | awk '{le[NR] = $1; n[NR] = $4 - $2} END {
+    if (!NR || !n[NR]) {print "?"; exit}
+    for (i = 1; i <= NR; i++) if (n[i] >= 0.99 * n[NR]) {printf "%s", (le[i] == "+Inf" ? "+Inf" : le[i] * 1000); exit} }'
+}
 
 # steps 0 and 1 for BIN [ARGS], labelled NAME
 measure() {
@@ -103,13 +121,16 @@ measure() {
   start "$@"
   wrk_run "$tmp/wrk0" 1 10
   s0=$(summary "$tmp/wrk0")
+  buckets > "$tmp/b0"
   wrk_run "$tmp/wrk1" 64 "$SECONDS_RUN"
+  buckets > "$tmp/b1"
   s1=$(summary "$tmp/wrk1")
+  sp99=$(server_p99 "$tmp/b0" "$tmp/b1")
   # how many requests the precomputed answers took (an older binary has no such lines)
   answers=$(curl -s "http://127.0.0.1:$port/metrics" 2>/dev/null | awk '/^cbrec_answers_total/ {sub(/.*result="/, ""); sub(/"}/, ""); printf "%s=%s ", $1, $2}')
   stop
   echo "$name 1 connection 10s: $s0"
-  echo "$name 64 connections ${SECONDS_RUN}s: $s1"
+  echo "$name 64 connections ${SECONDS_RUN}s: $s1 (inside the server: p99 <= $sp99 ms)"
   [ -n "$answers" ] && echo "$name answers (both steps): ${answers% }"
   echo "$name $s0 $s1" >> "$tmp/table"
 }
