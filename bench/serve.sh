@@ -37,12 +37,14 @@
 # CPU per recommend + JSON: what HTTP, routing and the answer's text cost.
 # SERVE_QUERY='&neighbours=false': appended to every wrk request (the loop
 # does not follow it: compare the latencies, not the overhead, then).
+# SERVE_WRK_THREADS (2): wrk's threads for the runs of many connections.
 # Skips, saying so, without wrk or the data. $CBREC_BENCH_MODEL: use that model.
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 SECONDS_RUN=${SERVE_SECONDS:-30}
 THREADS=${SERVE_THREADS:-2}
 REPEAT=${SERVE_REPEAT:-1}
+WRK_THREADS=${SERVE_WRK_THREADS:-2} # wrk's threads for the runs of many connections
 DATA=${CBREC_DATA:-../shared/data}/ml-latest-small
 if ! command -v wrk >/dev/null 2>&1; then echo "serve: SKIPPED (wrk not installed)"; exit 0; fi
 tmp=$(mktemp -d /tmp/cbrec-bench-serve-XXXXXX)
@@ -83,7 +85,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # (--timeout 10s: a slow answer counts in the latency, a failed one (refused, reset, non-2xx) as an error)
 wrk_run() {
   t0=$(cpu_ticks "$pid")
-  /usr/bin/time -f "wrk_cpu_s=%U+%S" -o "$1.time" wrk -t"$([ "$2" = 1 ] && echo 1 || echo 2)" -c"$2" -d"$3s" \
+  /usr/bin/time -f "wrk_cpu_s=%U+%S" -o "$1.time" wrk -t"$([ "$2" = 1 ] && echo 1 || echo "$WRK_THREADS")" -c"$2" -d"$3s" \
     --timeout 10s --latency -s "$tmp/users.lua" "http://127.0.0.1:$port" > "$1" 2>&1
   echo "server_ticks=$(( $(cpu_ticks "$pid") - t0 )) seconds=$3 hz=$(getconf CLK_TCK)" >> "$1.time"
 }
