@@ -38,6 +38,9 @@
 # SERVE_QUERY='&neighbours=false': appended to every wrk request (the loop
 # does not follow it: compare the latencies, not the overhead, then).
 # SERVE_WRK_THREADS (2): wrk's threads for the runs of many connections.
+# SERVE_PIN=1: the server on the last core and wrk on the others (taskset),
+# as with the load generator on another machine: they do not take each
+# other's time slices (give the server as many --threads as its cores).
 # Skips, saying so, without wrk or the data. $CBREC_BENCH_MODEL: use that model.
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -45,6 +48,11 @@ SECONDS_RUN=${SERVE_SECONDS:-30}
 THREADS=${SERVE_THREADS:-2}
 REPEAT=${SERVE_REPEAT:-1}
 WRK_THREADS=${SERVE_WRK_THREADS:-2} # wrk's threads for the runs of many connections
+PIN_SERVER=""; PIN_WRK=""
+if [ -n "${SERVE_PIN:-}" ]; then # the server on the last core, wrk on the others
+  last=$(( $(nproc) - 1 ))
+  PIN_SERVER="taskset -c $last"; PIN_WRK="taskset -c 0-$(( last > 0 ? last - 1 : 0 ))"
+fi
 DATA=${CBREC_DATA:-../shared/data}/ml-latest-small
 if ! command -v wrk >/dev/null 2>&1; then echo "serve: SKIPPED (wrk not installed)"; exit 0; fi
 tmp=$(mktemp -d /tmp/cbrec-bench-serve-XXXXXX)
@@ -73,7 +81,7 @@ echo "in-process loop: $loop"
 # start BIN [ARGS]: a server in the background ($pid, $port)
 start() {
   bin=$1; shift
-  "$bin" serve --model "$model" $tablearg --listen 127.0.0.1:0 --threads "$THREADS" "$@" > "$tmp/out" 2>"$tmp/err" &
+  $PIN_SERVER "$bin" serve --model "$model" $tablearg --listen 127.0.0.1:0 --threads "$THREADS" "$@" > "$tmp/out" 2>"$tmp/err" &
   pid=$!
   for _ in $(seq 1 100); do grep -q listening "$tmp/out" 2>/dev/null && break; sleep 0.1; done
   port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "$tmp/out")
@@ -85,7 +93,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # (--timeout 10s: a slow answer counts in the latency, a failed one (refused, reset, non-2xx) as an error)
 wrk_run() {
   t0=$(cpu_ticks "$pid")
-  /usr/bin/time -f "wrk_cpu_s=%U+%S" -o "$1.time" wrk -t"$([ "$2" = 1 ] && echo 1 || echo "$WRK_THREADS")" -c"$2" -d"$3s" \
+  /usr/bin/time -f "wrk_cpu_s=%U+%S" -o "$1.time" $PIN_WRK wrk -t"$([ "$2" = 1 ] && echo 1 || echo "$WRK_THREADS")" -c"$2" -d"$3s" \
     --timeout 10s --latency -s "$tmp/users.lua" "http://127.0.0.1:$port" > "$1" 2>&1
   echo "server_ticks=$(( $(cpu_ticks "$pid") - t0 )) seconds=$3 hz=$(getconf CLK_TCK)" >> "$1.time"
 }
