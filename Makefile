@@ -18,7 +18,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 OPT       ?= -O2 -march=x86-64-v2
 CFLAGS    ?= $(OPT) -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden \
+ALL_CFLAGS := -std=c11 -ffp-contract=off -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden \
               -Iinclude -Isrc $(PKG_CFLAGS)
 LDLIBS    := $(PKG_LIBS) -lm -lpthread
 # cbrec serve (src/serve): linked into the cbrec binary only, never into libcbrec

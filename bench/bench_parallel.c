@@ -90,9 +90,9 @@ static double w0_parts16_seconds(int C, int OC) {
     enum { W = 16 };
     uint32_t *off = calloc((size_t)C + 1, sizeof *off);
     cb_nn_csr empty = {off, NULL, NULL, 0};
-    float *dwt = calloc((size_t)C * OC, sizeof *dwt);
+    float *dwt = calloc((size_t)C * OC, sizeof *dwt), *dout = calloc((size_t)OC, sizeof *dout);
     cb_nn_grad_part parts[W];
-    for (int w = 0; w < W; w++) parts[w] = (cb_nn_grad_part){.cols = &empty, .dout = NULL};
+    for (int w = 0; w < W; w++) parts[w] = (cb_nn_grad_part){.cols = &empty, .dout = dout};
     double best = INFINITY;
     for (int rep = 0; rep < 5; rep++) {
         double t0 = bench_thread_cpu();
@@ -100,7 +100,7 @@ static double w0_parts16_seconds(int C, int OC) {
         double t = bench_thread_cpu() - t0;
         if (t < best) best = t;
     }
-    free(off), free(dwt);
+    free(off), free(dwt), free(dout);
     return best / W;
 }
 

@@ -335,11 +335,13 @@ static void two_ranks_match_one(void **state) {
 }
 
 /* The sparse first layer: W0 and its moments trained transposed, its
- * gradient summed from the workers' transposed buffers, the history bag's
- * columns read from the transposed copy. The user rows are the fixture's
- * six columns and 90 mostly-zero ones (~20 % non-zero with the bag), but
- * one user in twenty is dense, so some shards exceed the sparse layer's
- * quarter of non-zeros and take the dense path in the same epochs. */
+ * gradient summed by rows over the workers' parts (model.c w0_rows), the
+ * history bag's columns read from the transposed copy. The user rows are
+ * the fixture's six columns and 90 mostly-zero ones (~20 % non-zero with
+ * the bag), but one user in twenty is dense, so some shards exceed the
+ * sparse layer's quarter of non-zeros and take the dense path in the same
+ * epochs; 12 batches of 64 and one of a single row, so some workers have
+ * no rows in a step (and leave nothing for W0's sum). */
 static void sparse_first_layer(void **state) {
     (void)state;
     enum { WIDE = UIN + 90 };
@@ -354,6 +356,7 @@ static void sparse_first_layer(void **state) {
                                                          : cb_rng_uniform(&rng) < 0.08 ? 1.0f : 0.0f;
     free(f.xu);
     f.xu = xu, f.d.user_x = xu;
+    f.d.n_train = 12 * 64 + 1;
     cb_model_config c;
     config(&c);
     c.user_in = WIDE, c.threads = 1;

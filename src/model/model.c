@@ -84,13 +84,13 @@ typedef struct tower_ws {
     /* the sparse first layer (training's workers, user tower; csr.off NULL: dense): the batch's
      * non-zeros (at most a quarter of the inputs: a denser batch goes dense); wt0 is the pool's
      * W0, which training keeps transposed [in0, out0] (train_ctx.wt0: t->w[0] is stale until the
-     * epoch ends); dwt0 holds this worker's W0 gradient, transposed, until the reduction sums
-     * and zeroes it; sparse_used: the last forward took the sparse layer; csc: scratch for the
+     * epoch ends); dwt0 holds a lone worker's W0 gradient, transposed (or, with split_w0, one
+     * after a dense batch), until the optimiser or the reduction reads and zeroes it; sparse_used: the last forward took the sparse layer; csc: scratch for the
      * non-zeros by column (the backward's).
      * split_w0 (several workers): the backward leaves W0's gradient to the reduction, which
      * sums each worker's share of W0's rows over every worker's rows (cb_nn_sparse_grad_rows):
-     * w0_part is what this step left for it (csc and dout0, the layer's dL/dout for its rows,
-     * or dwt0 after a dense batch). */
+     * w0_part is what this step left for it (csc and .dout, the layer's dL/dout for its rows,
+     * or dwt0 after a dense batch; nothing when the worker had no rows). */
     cb_nn_csr csr, csc;
     const float *wt0;
     float *dwt0;
@@ -1136,7 +1136,7 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
  * its columns of the softmax over all rows (one sgemm over the rows: the
  * same bits whoever computes a column), and backpropagates its own rows
  * into its own flat gradient buffer [user tower | item tower | head] (the sparse first
- * layer's W0: its transposed buffer, see train_ctx.w0_n). The buffers are summed (and zeroed)
+ * layer's W0 aside: see w0_rows). The buffers are summed (and zeroed)
  * slice by slice in worker order (deterministic for a given thread count),
  * across ranks (one all-reduce of the flat sum), and each worker applies the
  * optimiser to its slice. Four barriers per step; eight across processes.
@@ -1186,11 +1186,10 @@ typedef struct train_ctx {
     /* the sparse first layer (wt0 NULL: none). Training keeps the user tower's W0 and its Adam
      * moments transposed, [in0, out0] each (wt0, mt0, vt0; back in the model at the end of an
      * epoch): the layer reads rows of W0ᵀ, its gradient comes out
-     * transposed (the workers' dwt0), and no step transposes. The flat layout's W0 part,
-     * [0, w0_n), then holds the gradient transposed too. */
+     * transposed (a lone worker's dwt0; several workers': w0_rows), and no step transposes.
+     * The flat layout's W0 part, [0, w0_n), then holds the gradient transposed too. */
     size_t w0_n;
     float *wt0, *mt0, *vt0;
-    float **dwt0;            /* [n_workers] */
     uint64_t n_steps;        /* steps taken in this call: the parity of the touched lists */
     uint32_t *perm;          /* shuffled training indices of this epoch */
     float *log_q;            /* [n_items] the logQ correction (retrieval), else NULL */
@@ -1347,9 +1346,9 @@ static void reduce_emb_rows(train_ctx *x, float *sum, size_t a, size_t b) {
 }
 
 /* sum[a, b) in W0's part (whole rows of W0ᵀ): computed here from every
- * worker's rows, in worker order (tower_ws.split_w0): the workers' rows are
- * consecutive rows of the batch, so a batch whose shards all took the sparse
- * layer gets the bits of one worker over the whole batch. */
+ * worker's part (tower_ws.split_w0), each summed on its own and added in
+ * worker order: the bits of the workers' own transposed W0 gradients summed
+ * in worker order, as the reduction of their buffers gave. */
 static void w0_rows(train_ctx *x, float *sum, size_t a, size_t b) {
     int OC = x->m->tw[0].out[0];
     cb_nn_grad_part parts[CB_THREADS_MAX];
@@ -1385,7 +1384,7 @@ static void clear_lone(train_ctx *x) {
     size_t elo = x->emb_dim ? x->emb_lo : x->n_flat, ehi = x->emb_dim ? elo + x->n_emb * x->emb_dim : x->n_flat;
     memset(g + x->w0_n, 0, (elo - x->w0_n) * sizeof *g);
     memset(g + ehi, 0, (x->n_flat - ehi) * sizeof *g);
-    if (x->dwt0) memset(x->dwt0[0], 0, x->w0_n * sizeof *g);
+    if (x->wt0) memset(x->wk[0].ws[0].dwt0, 0, x->w0_n * sizeof *g);
 }
 
 /* The loss chunks [*lo, *hi) of worker w of `rank` for a batch of B rows:
@@ -1636,7 +1635,7 @@ static void run_epoch(void *arg, int w) {
         cb_pool_barrier(x->pool);
         lap(x, w, 3, &t);
         if (x->n_workers == 1 && x->n_ranks == 1) { /* a lone worker's buffers are the sum: no copy */
-            update_range(x, x->grad[0], x->dwt0 ? x->dwt0[0] : NULL, 0, x->n_flat, true);
+            update_range(x, x->grad[0], x->wt0 ? x->wk[0].ws[0].dwt0 : NULL, 0, x->n_flat, true);
             clear_lone(x);
         } else {
             for (int i = 0; i < 3; i++) reduce_range(x, sl[i][0], sl[i][1]);
@@ -1742,9 +1741,7 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
     const tower *ut = &m->tw[0];
     if (sparse_first_layer(m, ut)) {
         x->w0_n = (size_t)ut->out[0] * ut->in[0];
-        if (!(x->wt0 = cb_malloc(3 * x->w0_n * sizeof(float), err)) ||
-            !(x->dwt0 = cb_calloc((size_t)x->n_workers, sizeof *x->dwt0, err)))
-            return CB_ENOMEM;
+        if (!(x->wt0 = cb_malloc(3 * x->w0_n * sizeof(float), err))) return CB_ENOMEM;
         x->mt0 = x->wt0 + x->w0_n;
         x->vt0 = x->mt0 + x->w0_n;
     }
@@ -1770,7 +1767,6 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
             (rc = ws_alloc(&k->ws[1], &m->tw[1], cap + ncap, false, err)) ||
             (x->wt0 && (rc = ws_sparse_alloc(&k->ws[0], ut, cap, x->wt0, err))))
             break;
-        if (x->wt0) x->dwt0[w] = k->ws[0].dwt0;
         k->ws[0].split_w0 = x->wt0 && (x->n_workers > 1 || x->n_ranks > 1); /* a lone worker's dwt0 is the sum */
         if (!(k->touched[0] = cb_calloc(2 * (size_t)(cap + ncap), sizeof(uint32_t), err))) return CB_ENOMEM;
         k->touched[1] = k->touched[0] + cap + ncap;
@@ -1793,7 +1789,6 @@ static void train_ctx_close(train_ctx *x) {
     free(x->du);
     free(x->wk);
     free(x->wt0);
-    free(x->dwt0);
     if (x->grad) free(x->grad[0]);
     free(x->grad);
     free(x->perm);

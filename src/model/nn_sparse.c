@@ -272,9 +272,9 @@ grad_row(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, i
         const cb_nn_csr *cs = parts[p].cols;
         if (cs) {
             const uint32_t *row = cs->col;
-            const float *val = cs->val, *dout = parts[p].dout + k0;
+            const float *val = cs->val, *dout = parts[p].dout;
             for (uint32_t j = cs->off[c]; j < cs->off[c + 1]; j++) {
-                const float *d = dout + (size_t)row[j] * OC;
+                const float *d = dout + (size_t)row[j] * OC + k0;
                 __m256 v = _mm256_set1_ps(val[j]);
                 UNROLL for (int i = 0; i < W; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(d + 8 * i), acc[i]);
             }
@@ -306,7 +306,7 @@ static void grad_row_plain(float *out, cb_nn_grad_part *parts, int n_parts, int 
     for (int p = 0; p < n_parts; p++)
         for (int a = k0; a < k1; a += 64) {
             int n = k1 - a < 64 ? k1 - a : 64;
-            memset(part, 0, sizeof part);
+            memset(part, 0, (size_t)n * sizeof *part);
             const cb_nn_csr *cs = parts[p].cols;
             if (cs) {
                 for (uint32_t j = cs->off[c]; j < cs->off[c + 1]; j++)
