@@ -134,11 +134,10 @@ typedef struct cb_neighbours_choice {
  * comm (NULL: one process): the ranks share the grid's fits and users (see
  * neighbours.c) and every rank returns the same choice and JSON, the bits one
  * process gets; tower_row must give the same rows on every rank. threads (as
- * cb_threads_resolve: 0 = every core): each rank fits on them (several
- * points side by side on shares of them when their fits take at most 256 MB
- * together) and scores its blocks of users on them, so tower_row is called
- * from several threads at once (with OpenBLAS held at one thread); the
- * result is the same for any count. */
+ * cb_threads_resolve: 0 = every core): each rank fits on them and scores its
+ * blocks of users on them, so tower_row is called from several threads at
+ * once (with OpenBLAS held at one thread); the result is the same for any
+ * count. */
 int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_neighbours_choice *fixed,
                        const cb_dataset *ds, const cb_split *carve, float threshold, size_t max_users,
                        cb_tower_row_fn tower_row, void *ctx, const cb_train_comm *comm, int threads,
