@@ -1030,123 +1030,38 @@ static void *tune_worker_main(void *arg) {
     return NULL;
 }
 
-/* A run of points on `threads` threads: each point fitted on them (alone,
- * or with the other ranks when shared), then the blocks of it this rank
- * owns scored on them. Points are pulled from *next over pts[0..n_pts): a
- * lane that runs alone takes them all, in order. */
-typedef struct tune_lane {
-    const tune_point *pt;
-    const int *owner;
-    double *part;
-    const size_t *pts;
-    size_t n_pts;
-    atomic_size_t *next;
-    tune_job job; /* this lane's: nb, owner, part and the block counter */
-    const cb_dataset *ds;
-    const cb_split *carve;
-    const cb_train_comm *comm;
-    uint32_t k_max;
-    int threads, rc;
-    cb_error err;
-} tune_lane;
-
-static void *tune_lane_main(void *arg) {
-    tune_lane *l = arg;
-    size_t ni = cb_dataset_n_items(l->ds), n_blocks = l->job.n_blocks;
-    int n_w = n_blocks && (size_t)l->threads > n_blocks ? (int)n_blocks : l->threads;
-    tune_worker *w = cb_calloc((size_t)n_w, sizeof *w, &l->err);
-    float *scratch = w ? cb_malloc((3 * ni * (size_t)n_w + 1) * sizeof *scratch, &l->err) : NULL;
-    l->rc = scratch ? CB_OK : CB_ENOMEM;
-    for (int t = 0; !l->rc && t < n_w; t++)
-        w[t] = (tune_worker){&l->job, scratch + 3 * ni * (size_t)t, scratch + 3 * ni * (size_t)t + ni,
+/* This rank's units of the grid: fit each point it has blocks of (one fit
+ * held at a time, on every thread), score its blocks on the threads
+ * (OpenBLAS held at one for the towers' rows, whatever the count: the same
+ * bits). */
+static int tune_units(double *part, const int *owner, const tune_point *pt, size_t n_pt, uint32_t k_max,
+                      const cb_dataset *ds, const cb_split *carve, tune_job *job, const cb_train_comm *comm,
+                      int threads, cb_error *err) {
+    size_t ni = cb_dataset_n_items(ds), n_blocks = job->n_blocks;
+    int n_w = n_blocks && (size_t)threads > n_blocks ? (int)n_blocks : threads;
+    tune_worker *w = cb_calloc((size_t)n_w, sizeof *w, err);
+    float *scratch = w ? cb_malloc((3 * ni * (size_t)n_w + 1) * sizeof *scratch, err) : NULL;
+    int rc = scratch ? CB_OK : CB_ENOMEM;
+    for (int t = 0; !rc && t < n_w; t++)
+        w[t] = (tune_worker){job, scratch + 3 * ni * (size_t)t, scratch + 3 * ni * (size_t)t + ni,
                              scratch + 3 * ni * (size_t)t + 2 * ni};
-    for (size_t i; !l->rc && (i = atomic_fetch_add(l->next, 1)) < l->n_pts;) {
-        size_t p = l->pts[i];
+    cb_blas_hold_one();
+    for (size_t p = 0; !rc && p < n_pt; p++) {
+        bool mine = pt[p].shared; /* a shared fit is collective: every rank joins it */
+        for (size_t b = 0; b < n_blocks; b++) mine |= owner[p * n_blocks + b] == job->rank;
         cb_neighbours *nb = NULL;
-        if ((l->rc = cb_neighbours_fit_shared(&nb, l->ds, l->carve->train, l->carve->n_train,
-                                              (cb_neighbours_kind)l->pt[p].kind, l->k_max, l->pt[p].param,
-                                              l->pt[p].shared ? l->comm : NULL, l->threads, &l->err)))
-            break;
-        l->job.nb = nb, l->job.owner = l->owner + p * n_blocks, l->job.part = l->part + p * n_blocks * N_CELLS;
-        atomic_store(&l->job.next, 0);
+        if (!mine || (rc = cb_neighbours_fit_shared(&nb, ds, carve->train, carve->n_train,
+                                                    (cb_neighbours_kind)pt[p].kind, k_max, pt[p].param,
+                                                    pt[p].shared ? comm : NULL, threads, err)))
+            continue;
+        job->nb = nb, job->owner = owner + p * n_blocks, job->part = part + p * n_blocks * N_CELLS;
+        atomic_store(&job->next, 0);
         cb_threads_run(tune_worker_main, w, sizeof *w, n_w);
         cb_neighbours_free(nb);
     }
+    cb_blas_release();
     free(scratch);
     free(w);
-    return NULL;
-}
-
-/* Lanes for n_local points fitted on this rank alone (at most one a
- * thread): as many as keep their fits' dense inverses and lists within
- * TUNE_LANES_BYTES, so that one point's serial part (EASE's inverse) runs
- * beside another's. */
-#define TUNE_LANES_BYTES (256u << 20)
-static int tune_lanes(const tune_point *pt, const size_t *local, size_t n_local, const cb_dataset *ds,
-                      uint32_t k_max, int threads) {
-    double nu = cb_dataset_n_users(ds), ni = cb_dataset_n_items(ds), n = nu < ni ? nu : ni, most = 0;
-    for (size_t i = 0; i < n_local; i++) {
-        double bytes = ni * k_max * 8 + (pt[local[i]].kind == CB_NEIGHBOURS_EASE ? n * n * 8 : 0);
-        most = bytes > most ? bytes : most;
-    }
-    int lanes = (size_t)threads < n_local ? threads : (int)n_local;
-    while (lanes > 1 && lanes * most > TUNE_LANES_BYTES) lanes--;
-    return lanes > 1 ? lanes : 1;
-}
-
-/* This rank's units of the grid (OpenBLAS held at one for the towers' rows,
- * whatever the count: the same bits). With several threads and points
- * fitted here alone, those points go to lanes that run side by side (each
- * point whole on its lane's share of the threads, taken costliest first;
- * lane 0 is the caller's thread, so a lane that cannot start leaves its
- * points to the others), as many as divide evenly; the rest, and the points
- * shared with the other ranks (in grid order, as every rank), one at a time
- * on every thread. */
-static int tune_units(double *part, const int *owner, const tune_point *pt, size_t n_pt, uint32_t k_max,
-                      const cb_dataset *ds, const cb_split *carve, const tune_job *job, const cb_train_comm *comm,
-                      int threads, cb_error *err) {
-    size_t local[2 * N_PARAM], rest[2 * N_PARAM], n_local = 0, n_rest = 0, n_blocks = job->n_blocks;
-    for (size_t p = 0; p < n_pt; p++) {
-        bool mine = false;
-        for (size_t b = 0; b < n_blocks; b++) mine |= owner[p * n_blocks + b] == job->rank;
-        if (pt[p].shared) rest[n_rest++] = p;
-        else if (mine) local[n_local++] = p;
-    }
-    for (size_t i = 1; i < n_local; i++) /* costliest first (stable) */
-        for (size_t j = i; j > 0 && pt[local[j]].cost > pt[local[j - 1]].cost; j--) {
-            size_t t = local[j];
-            local[j] = local[j - 1], local[j - 1] = t;
-        }
-    int lanes = tune_lanes(pt, local, n_local, ds, k_max, threads);
-    size_t n_laned = lanes > 1 ? n_local - n_local % (size_t)lanes : 0;
-    for (size_t i = n_laned; i < n_local; i++) rest[n_rest++] = local[i];
-    for (size_t i = 1; i < n_rest; i++) /* grid order: the shared fits are collective */
-        for (size_t j = i; j > 0 && rest[j] < rest[j - 1]; j--) {
-            size_t t = rest[j];
-            rest[j] = rest[j - 1], rest[j - 1] = t;
-        }
-    tune_lane lane[2 * N_PARAM + 1]; /* lanes <= n_local */
-    atomic_size_t next_laned, next_rest;
-    atomic_init(&next_laned, 0);
-    atomic_init(&next_rest, 0);
-    int n_lanes = n_laned ? lanes : 0;
-    for (int i = 0; i <= n_lanes; i++) { /* lane[n_lanes]: the rest, on every thread */
-        bool last = i == n_lanes;
-        lane[i] = (tune_lane){pt, owner, part, last ? rest : local, last ? n_rest : n_laned,
-                              last ? &next_rest : &next_laned, *job, ds, carve, comm, k_max,
-                              last ? threads : threads / lanes + (i < threads % lanes), CB_OK, {0}};
-        atomic_init(&lane[i].job.next, 0);
-    }
-    cb_blas_hold_one();
-    if (n_lanes) cb_threads_run(tune_lane_main, lane, sizeof *lane, n_lanes);
-    int rc = CB_OK;
-    for (int i = 0; !rc && i < n_lanes; i++)
-        if ((rc = lane[i].rc)) *err = lane[i].err;
-    if (!rc) {
-        tune_lane_main(&lane[n_lanes]);
-        if ((rc = lane[n_lanes].rc)) *err = lane[n_lanes].err;
-    }
-    cb_blas_release();
     return rc;
 }
 
