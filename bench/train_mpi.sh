@@ -3,8 +3,9 @@
 # one run: `cbrec train` on a synthetic dataset (cbrec synth, 100k ratings,
 # the default model, 2 epochs), whole processes timed from outside, taken in
 # turns (one thread, 2 threads, mpirun -np 2 with one thread each; 3 rounds)
-# so a drifting machine load hits all alike. Prints each round's ratios and
-# their medians. Skips the MPI part, saying why, without mpirun or when this
+# so a drifting machine load hits all alike. Prints each round's wall and
+# CPU seconds (user + system, the ranks' included), the ratios' medians and
+# the CPU seconds' medians. Skips the MPI part, saying why, without mpirun or when this
 # cbrec was built without MPI.
 CBREC=${CBREC:-./cbrec}
 ROUNDS=${ROUNDS:-3}
@@ -21,26 +22,39 @@ elif mpirun --allow-run-as-root --oversubscribe -np 2 "$CBREC" train $opts --mod
 else
   mpi=1
 fi
-# seconds CMD...: wall seconds of one run
-seconds() {
-  t0=$(date +%s.%N); "$@" >/dev/null 2>&1 || echo "train_mpi: failed: $*" >&2; t1=$(date +%s.%N)
-  echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}'
+# cpu_now: sets cpu_s, this shell's children's user + system seconds so far
+# (the builtin `times` run in this shell, not in a $(...) subshell: its
+# second line; mpirun's ranks count as its children)
+cpu_now() {
+  times >"$dir/times"
+  cpu_s=$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); s += p[1] * 60 + p[2] }; printf "%.3f", s }' "$dir/times")
+}
+# run CMD...: sets wall and cpu, the seconds of one run
+run() {
+  cpu_now; c0=$cpu_s; w0=$(date +%s.%N); "$@" >/dev/null 2>&1 || echo "train_mpi: failed: $*" >&2; w1=$(date +%s.%N)
+  cpu_now
+  wall=$(echo "$w0 $w1" | awk '{printf "%.3f", $2 - $1}'); cpu=$(echo "$c0 $cpu_s" | awk '{printf "%.1f", $2 - $1}')
 }
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 echo "train_mpi: synthetic 100k ratings, default model, 2 epochs; load $(cut -d' ' -f1-3 /proc/loadavg)"
-r_thr=""; r_mpi=""
+r_thr=""; r_mpi=""; c_one=""; c_two=""; c_mpi=""
 for i in $(seq "$ROUNDS"); do
-  t1=$(seconds "$CBREC" train $opts --model "$dir/one.cbrec" --threads 1)
-  t2=$(seconds "$CBREC" train $opts --model "$dir/two.cbrec" --threads 2)
-  line="round $i: 1 thread ${t1}s, 2 threads ${t2}s"
+  run "$CBREC" train $opts --model "$dir/one.cbrec" --threads 1; t1=$wall; c_one="$c_one $cpu"
+  line="round $i: 1 thread ${t1}s (cpu ${cpu}s)"
+  run "$CBREC" train $opts --model "$dir/two.cbrec" --threads 2; t2=$wall; c_two="$c_two $cpu"
+  line="$line, 2 threads ${t2}s (cpu ${cpu}s)"
   r_thr="$r_thr $(echo "$t1 $t2" | awk '{printf "%.3f", $1 / $2}')"
   if [ -n "$mpi" ]; then
-    tm=$(seconds mpirun --allow-run-as-root --oversubscribe -np 2 "$CBREC" train $opts --model "$dir/mpi.cbrec" --threads 1)
-    line="$line, mpirun -np 2 ${tm}s"
+    run mpirun --allow-run-as-root --oversubscribe -np 2 "$CBREC" train $opts --model "$dir/mpi.cbrec" --threads 1
+    tm=$wall; c_mpi="$c_mpi $cpu"
+    line="$line, mpirun -np 2 ${tm}s (cpu ${cpu}s)"
     r_mpi="$r_mpi $(echo "$t1 $tm" | awk '{printf "%.3f", $1 / $2}')"
   fi
   echo "  $line"
 done
 echo "RATIO speed 2 threads / 1 thread (median of $ROUNDS rounds)        $(echo $r_thr | tr ' ' '\n' | median)x"
 [ -n "$mpi" ] && echo "RATIO speed mpirun -np 2 / 1 process (median of $ROUNDS rounds)  $(echo $r_mpi | tr ' ' '\n' | median)x"
+line="CPU seconds (user + system, median): 1 thread $(echo $c_one | tr ' ' '\n' | median), 2 threads $(echo $c_two | tr ' ' '\n' | median)"
+[ -n "$mpi" ] && line="$line, mpirun -np 2 $(echo $c_mpi | tr ' ' '\n' | median)"
+echo "$line; load at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 exit 0

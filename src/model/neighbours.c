@@ -910,17 +910,22 @@ static void tune_block(const cb_neighbours *nb, const tune_users *t, size_t lo, 
  * The work is (point, user block) units: a point is a kind and its parameter
  * (one fit each), a block TUNE_BLOCK measured users (sums of their NDCG@10 and recall@20,
  * added up in block order afterwards, whatever the ranks: the same bits for
- * any number of processes). With no more ranks than points each point goes
- * whole to one rank (the costliest first, to the least loaded: longest
- * processing time first, costs estimated from the sizes); with more ranks,
- * each point's blocks are split across its group of ranks (rank r serves
- * point r mod P), each of which fits it. */
+ * any number of processes). With R ranks and P >= R points, the P - P mod R
+ * costliest go whole to one rank each (the costliest first, to the least
+ * loaded: longest processing time first, costs estimated from the sizes),
+ * and the P mod R left are shared: every rank fits its share of the point's
+ * lists (cb_neighbours_fit_shared; EASE's inverse on each) and scores its
+ * share of the blocks (3 EASE points on 2 ranks: one whole each, the third
+ * halved, against 2:1 whole). One point is shared too. With 1 < P < R, each
+ * point's blocks are split across its group of ranks (rank r serves point r
+ * mod P), each of which fits it whole. */
 #define TUNE_BLOCK 64
 
 typedef struct tune_point {
     int kind;
     float param;
     double cost; /* estimated: the fit, then scoring every block */
+    bool shared; /* fitted by every rank together (tune_assign) */
 } tune_point;
 
 /* Rough costs in one unit ~ one scored item of one user and one (K, w): a
@@ -938,29 +943,32 @@ static double fit_cost(int kind, const cb_dataset *ds, const tune_users *t, size
     return 30 * pairs;
 }
 
-/* owner[p * n_blocks + b]: the rank that scores block b of point p. */
-static void tune_assign(int *owner, const tune_point *pt, size_t n_pt, size_t n_blocks, int n_ranks) {
-    if ((size_t)n_ranks <= n_pt) {
-        double load[n_ranks];
-        bool done[n_pt];
-        memset(load, 0, sizeof load);
-        memset(done, 0, sizeof done);
-        for (size_t step = 0; step < n_pt; step++) {
-            size_t p = n_pt;
-            for (size_t q = 0; q < n_pt; q++)
-                if (!done[q] && (p == n_pt || pt[q].cost > pt[p].cost)) p = q;
-            int r = 0;
-            for (int s = 1; s < n_ranks; s++)
-                if (load[s] < load[r]) r = s;
-            done[p] = true;
-            load[r] += pt[p].cost;
-            for (size_t b = 0; b < n_blocks; b++) owner[p * n_blocks + b] = r;
+/* owner[p * n_blocks + b]: the rank that scores block b of point p; pt[p].shared
+ * for the points every rank fits. */
+static void tune_assign(int *owner, tune_point *pt, size_t n_pt, size_t n_blocks, int n_ranks) {
+    size_t R = (size_t)n_ranks;
+    if (R > n_pt && n_pt > 1) {
+        for (size_t p = 0; p < n_pt; p++) {
+            size_t group = (R - 1 - p) / n_pt + 1; /* ranks p, p + P, p + 2P, ... */
+            for (size_t b = 0; b < n_blocks; b++) owner[p * n_blocks + b] = (int)(p + n_pt * (b * group / n_blocks));
         }
         return;
     }
-    for (size_t p = 0; p < n_pt; p++) {
-        int group = (int)((size_t)(n_ranks - 1 - (int)p) / n_pt) + 1; /* ranks p, p + P, p + 2P, ... */
-        for (size_t b = 0; b < n_blocks; b++) owner[p * n_blocks + b] = (int)p + (int)n_pt * (int)(b * group / n_blocks);
+    size_t n_whole = R <= n_pt ? n_pt - n_pt % R : 0;
+    double load[R];
+    bool done[n_pt];
+    memset(load, 0, sizeof load);
+    memset(done, 0, sizeof done);
+    for (size_t step = 0; step < n_pt; step++) {
+        size_t p = n_pt, r = 0;
+        for (size_t q = 0; q < n_pt; q++)
+            if (!done[q] && (p == n_pt || pt[q].cost > pt[p].cost)) p = q;
+        for (size_t s = 1; s < R; s++)
+            if (load[s] < load[r]) r = s;
+        done[p] = true;
+        pt[p].shared = step >= n_whole;
+        if (!pt[p].shared) load[r] += pt[p].cost;
+        for (size_t b = 0; b < n_blocks; b++) owner[p * n_blocks + b] = (int)(pt[p].shared ? b * R / n_blocks : r);
     }
 }
 
@@ -1027,7 +1035,8 @@ static void *tune_worker_main(void *arg) {
  * (OpenBLAS held at one for the towers' rows, whatever the count: the same
  * bits). */
 static int tune_units(double *part, const int *owner, const tune_point *pt, size_t n_pt, uint32_t k_max,
-                      const cb_dataset *ds, const cb_split *carve, tune_job *job, int threads, cb_error *err) {
+                      const cb_dataset *ds, const cb_split *carve, tune_job *job, const cb_train_comm *comm,
+                      int threads, cb_error *err) {
     size_t ni = cb_dataset_n_items(ds), n_blocks = job->n_blocks;
     int n_w = n_blocks && (size_t)threads > n_blocks ? (int)n_blocks : threads;
     tune_worker *w = cb_calloc((size_t)n_w, sizeof *w, err);
@@ -1038,12 +1047,12 @@ static int tune_units(double *part, const int *owner, const tune_point *pt, size
                              scratch + 3 * ni * (size_t)t + 2 * ni};
     cb_blas_hold_one();
     for (size_t p = 0; !rc && p < n_pt; p++) {
-        bool mine = false;
+        bool mine = pt[p].shared; /* a shared fit is collective: every rank joins it */
         for (size_t b = 0; b < n_blocks; b++) mine |= owner[p * n_blocks + b] == job->rank;
         cb_neighbours *nb = NULL;
         if (!mine || (rc = cb_neighbours_fit_shared(&nb, ds, carve->train, carve->n_train,
-                                                    (cb_neighbours_kind)pt[p].kind, k_max, pt[p].param, NULL,
-                                                    threads, err)))
+                                                    (cb_neighbours_kind)pt[p].kind, k_max, pt[p].param,
+                                                    pt[p].shared ? comm : NULL, threads, err)))
             continue;
         job->nb = nb, job->owner = owner + p * n_blocks, job->part = part + p * n_blocks * N_CELLS;
         atomic_store(&job->next, 0);
@@ -1095,7 +1104,7 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
         for (size_t a = 0; try_kind[kind] && a < params[kind].n && t.n_list; a++)
             pt[n_pt++] = (tune_point){kind, params[kind].v[a],
                                       fit_cost(kind, ds, &t, carve->n_train) +
-                                          (double)t.n_list * (double)(ks.n * 2 * ws.n) * ni};
+                                          (double)t.n_list * (double)(ks.n * 2 * ws.n) * ni, false};
     int *owner = cb_malloc((n_pt * n_blocks + 1) * sizeof *owner, err);
     double *part = cb_calloc(n_pt * n_blocks * n_cells + 1, sizeof *part, err);
     json_t *grid = json_array();
@@ -1103,8 +1112,8 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     if (!rc) tune_assign(owner, pt, n_pt, n_blocks, cb_comm_ranks(comm));
     tune_job job = {.t = &t, .n_blocks = n_blocks, .rank = cb_comm_rank(comm), .tower_row = tower_row,
                     .ctx = ctx, .ks = &ks, .ws = &ws};
-    if (!rc) rc = tune_units(part, owner, pt, n_pt, k_max, ds, carve, &job, cb_threads_resolve(threads, CB_THREADS_MAX),
-                             err);
+    if (!rc) rc = tune_units(part, owner, pt, n_pt, k_max, ds, carve, &job, comm,
+                             cb_threads_resolve(threads, CB_THREADS_MAX), err);
     if (!rc) rc = tune_gather(part, owner, n_pt * n_blocks, n_cells, comm, err);
     cb_neighbours_kind first = try_kind[0] ? CB_NEIGHBOURS_COSINE : CB_NEIGHBOURS_EASE;
     *best = (cb_neighbours_choice){first, false, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, NAN, NAN,
