@@ -319,44 +319,38 @@ static int gather_lists(int32_t *off, int32_t **items, float **sims, size_t n_mi
 }
 
 /* ---- the per-item lists on threads: workers take chunks of FIT_CHUNK items
- * from a shared counter, each list computed exactly as on one thread into
- * the worker's own buffer, then copied out in item order (the same bits for
- * any number of threads). */
+ * from a shared counter and write item i's list, computed exactly as on one
+ * thread, into its own slot of k entries, (i - lo) * k, of one allocation
+ * for every worker (pages no list reaches are never resident); the lists are
+ * then moved up in item order and the rest given back (the same bits for
+ * any number of threads, and no second copy of them). */
 #define FIT_CHUNK 16
 
 typedef struct fit_run {
     const fit_ctx *f;
     uint32_t lo, hi, n_chunks; /* this rank's items [lo, hi) */
     atomic_uint next;          /* the next chunk to take */
-    atomic_int failed;
     int32_t *off;              /* off[i + 1] = item i's list length */
-    int *chunk_worker;         /* per chunk: the worker that fitted it */
-    size_t *chunk_at;          /* and where its lists start in that worker's buffer */
+    int32_t *items;            /* item i's list at (i - lo) * k */
+    float *sims;
 } fit_run;
 
 typedef struct fit_worker {
     fit_run *run;
-    int id;
     fit_scratch s;
-    int32_t *items;
-    float *sims;
-    size_t n, cap;
     cb_error err;
 } fit_worker;
 
 static void fit_worker_free(fit_worker *w) {
     free(w->s.count), free(w->s.touched), free(w->s.v), free(w->s.z), free(w->s.heap);
-    free(w->items), free(w->sims);
 }
 
-static int fit_worker_init(fit_worker *w, fit_run *run, int id, size_t cap) {
+static int fit_worker_init(fit_worker *w, fit_run *run) {
     const fit_ctx *f = run->f;
     size_t ni = (size_t)f->n_items + 1;
-    *w = (fit_worker){.run = run, .id = id, .cap = cap ? cap : 1};
+    *w = (fit_worker){.run = run};
     bool cos = f->kind == CB_NEIGHBOURS_COSINE, user = !cos && f->user_form;
     w->s.heap = cb_malloc(((size_t)f->k + 1) * sizeof *w->s.heap, &w->err);
-    w->items = cb_malloc(w->cap * sizeof *w->items, &w->err);
-    w->sims = cb_malloc(w->cap * sizeof *w->sims, &w->err);
     if (cos) {
         w->s.count = cb_calloc(ni, sizeof *w->s.count, &w->err);
         w->s.touched = cb_malloc(ni * sizeof *w->s.touched, &w->err);
@@ -365,72 +359,52 @@ static int fit_worker_init(fit_worker *w, fit_run *run, int id, size_t cap) {
         w->s.v = cb_malloc(((size_t)f->n_users + 1) * sizeof *w->s.v, &w->err);
         w->s.z = cb_malloc(ni * sizeof *w->s.z, &w->err);
     }
-    bool ok = w->s.heap && w->items && w->sims && (!cos || (w->s.count && w->s.touched)) &&
-              (!user || (w->s.v && w->s.z));
+    bool ok = w->s.heap && (!cos || (w->s.count && w->s.touched)) && (!user || (w->s.v && w->s.z));
     return ok ? CB_OK : CB_ENOMEM;
 }
 
-/* Item i's list, best first, appended to the worker's buffer; its length in off. */
-static int fit_one(fit_worker *w, uint32_t i) {
-    const fit_ctx *f = w->run->f;
+/* Item i's list, best first, into its slot; its length in off. */
+static void fit_one(fit_worker *w, uint32_t i) {
+    fit_run *r = w->run;
+    const fit_ctx *f = r->f;
     size_t got = f->kind == CB_NEIGHBOURS_EASE ? ease_list(f, &w->s, i) : cosine_list(f, &w->s, i);
     qsort(w->s.heap, got, sizeof *w->s.heap, cmp_cand_best_first);
-    if (w->n + got > w->cap) { /* capacity doubles from the first estimate */
-        while (w->n + got > w->cap) w->cap *= 2;
-        int32_t *pi = cb_realloc_array(w->items, w->cap, sizeof *w->items, &w->err);
-        if (pi) w->items = pi;
-        float *ps = pi ? cb_realloc_array(w->sims, w->cap, sizeof *w->sims, &w->err) : NULL;
-        if (ps) w->sims = ps;
-        if (!pi || !ps) return CB_ENOMEM;
-    }
+    size_t at = (size_t)(i - r->lo) * f->k;
     for (size_t t = 0; t < got; t++) {
-        w->items[w->n] = (int32_t)w->s.heap[t].item;
-        w->sims[w->n++] = w->s.heap[t].sim;
+        r->items[at + t] = (int32_t)w->s.heap[t].item;
+        r->sims[at + t] = w->s.heap[t].sim;
     }
-    w->run->off[i + 1] = (int32_t)got;
-    return CB_OK;
+    r->off[i + 1] = (int32_t)got;
 }
 
 static void *fit_worker_main(void *arg) {
     fit_worker *w = arg;
     fit_run *r = w->run;
-    for (unsigned c; !atomic_load(&r->failed) && (c = atomic_fetch_add(&r->next, 1)) < r->n_chunks;) {
-        r->chunk_worker[c] = w->id, r->chunk_at[c] = w->n;
+    for (unsigned c; (c = atomic_fetch_add(&r->next, 1)) < r->n_chunks;) {
         uint32_t lo = r->lo + c * FIT_CHUNK, hi = r->hi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->hi;
-        for (uint32_t i = lo; i < hi; i++)
-            if (fit_one(w, i)) {
-                atomic_store(&r->failed, 1);
-                return NULL;
-            }
+        for (uint32_t i = lo; i < hi; i++) fit_one(w, i);
     }
     return NULL;
 }
 
-/* The workers' lists in item order into *items, *sims (*n entries): one
- * worker's buffer is taken as it is (its chunks are in order), several are
- * copied chunk by chunk. */
-static int fit_collect(fit_worker *w, int n_w, fit_run *r, int32_t **items, float **sims, size_t *n, cb_error *err) {
-    if (n_w == 1) {
-        *items = w[0].items, *sims = w[0].sims, *n = w[0].n;
-        w[0].items = NULL, w[0].sims = NULL;
-        return CB_OK;
-    }
-    *n = 0;
-    for (int t = 0; t < n_w; t++) *n += w[t].n;
-    *items = cb_malloc((*n + 1) * sizeof **items, err);
-    *sims = *items ? cb_malloc((*n + 1) * sizeof **sims, err) : NULL;
-    if (!*sims) return free(*items), *items = NULL, CB_ENOMEM;
-    size_t at = 0;
-    for (uint32_t c = 0; c < r->n_chunks; c++) {
-        uint32_t lo = r->lo + c * FIT_CHUNK, hi = r->hi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->hi;
-        size_t len = 0;
-        for (uint32_t i = lo; i < hi; i++) len += (size_t)r->off[i + 1];
-        const fit_worker *src = &w[r->chunk_worker[c]];
-        memcpy(*items + at, src->items + r->chunk_at[c], len * sizeof **items);
-        memcpy(*sims + at, src->sims + r->chunk_at[c], len * sizeof **sims);
+/* The slots' lists moved up to the front in item order (each move forward:
+ * a list never lands past its slot's start), the rest given back; *n their
+ * entries. */
+static void fit_compact(fit_run *r, size_t *n) {
+    size_t at = 0, k = r->f->k;
+    for (uint32_t i = r->lo; i < r->hi; i++) {
+        size_t len = (size_t)r->off[i + 1], slot = (size_t)(i - r->lo) * k;
+        if (at != slot) {
+            memmove(r->items + at, r->items + slot, len * sizeof *r->items);
+            memmove(r->sims + at, r->sims + slot, len * sizeof *r->sims);
+        }
         at += len;
     }
-    return CB_OK;
+    int32_t *pi = realloc(r->items, (at + 1) * sizeof *r->items); /* shrinking: on failure the old block stays */
+    float *ps = realloc(r->sims, (at + 1) * sizeof *r->sims);
+    if (pi) r->items = pi;
+    if (ps) r->sims = ps;
+    *n = at;
 }
 
 /* Items [lo, hi)'s lists on n_threads workers: lengths in off[lo + 1 ..
@@ -439,23 +413,24 @@ static int fit_lists(const fit_ctx *f, uint32_t lo, uint32_t hi, int n_threads, 
                      float **sims, size_t *n, cb_error *err) {
     uint32_t n_chunks = (hi - lo + FIT_CHUNK - 1) / FIT_CHUNK;
     int n_w = n_threads < 1 || n_chunks < 2 ? 1 : (uint32_t)n_threads > n_chunks ? (int)n_chunks : n_threads;
+    size_t slots = (size_t)(hi - lo) * f->k + 1;
     fit_run r = {.f = f, .lo = lo, .hi = hi, .n_chunks = n_chunks, .off = off};
     atomic_init(&r.next, 0);
-    atomic_init(&r.failed, 0);
-    r.chunk_worker = cb_malloc(((size_t)n_chunks + 1) * sizeof *r.chunk_worker, err);
-    r.chunk_at = cb_malloc(((size_t)n_chunks + 1) * sizeof *r.chunk_at, err);
-    fit_worker *w = cb_calloc((size_t)n_w, sizeof *w, err);
-    int rc = r.chunk_worker && r.chunk_at && w ? CB_OK : CB_ENOMEM;
-    size_t cap = ((size_t)(hi - lo) / (size_t)n_w + 1) * (f->k < 16 ? f->k : 16);
+    r.items = cb_malloc(slots * sizeof *r.items, err);
+    r.sims = r.items ? cb_malloc(slots * sizeof *r.sims, err) : NULL;
+    fit_worker *w = r.sims ? cb_calloc((size_t)n_w, sizeof *w, err) : NULL;
+    int rc = w ? CB_OK : CB_ENOMEM;
     for (int t = 0; !rc && t < n_w; t++)
-        if ((rc = fit_worker_init(&w[t], &r, t, cap))) *err = w[t].err;
-    if (!rc) cb_threads_run(fit_worker_main, w, sizeof *w, n_w);
-    for (int t = 0; !rc && t < n_w; t++)
-        if (w[t].err.code) rc = w[t].err.code, *err = w[t].err;
-    if (!rc && atomic_load(&r.failed)) rc = cb_fail(err, CB_ENOMEM, "out of memory");
-    if (!rc) rc = fit_collect(w, n_w, &r, items, sims, n, err);
+        if ((rc = fit_worker_init(&w[t], &r))) *err = w[t].err;
+    if (!rc) {
+        cb_threads_run(fit_worker_main, w, sizeof *w, n_w);
+        fit_compact(&r, n);
+        *items = r.items, *sims = r.sims;
+    } else {
+        free(r.items), free(r.sims);
+    }
     for (int t = 0; w && t < n_w; t++) fit_worker_free(&w[t]);
-    free(w), free(r.chunk_worker), free(r.chunk_at);
+    free(w);
     return rc;
 }
 
