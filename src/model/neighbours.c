@@ -95,13 +95,19 @@ static void heap_push(nb_cand *h, size_t *n, uint32_t k, nb_cand c) {
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
 extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
 
-/* What fitting needs: the interactions both ways and per-kind state. */
+/* What fitting needs: the interactions both ways and per-kind state. The
+ * cosine holds the items' users for one block of items at a time (ioff over
+ * every item, empty outside the block): blocks of about an eighth of the
+ * interactions (or one item's), each rebuilt from the users' items. */
+#define FIT_BLOCKS 8
 typedef struct fit_ctx {
     cb_neighbours_kind kind;
     uint32_t k, n_users, n_items;
     double param;                 /* shrinkage (cosine) or lambda (EASE) */
-    size_t *uoff, *ioff;          /* CSR: users' items, items' users */
+    size_t *uoff, *ioff;          /* CSR: users' items, items' users (cosine: the block's items) */
     uint32_t *uitems, *iusers;
+    uint32_t *deg;                /* cosine: each item's users [n_items] */
+    size_t block;                 /* cosine: a block's users at most, unless one item has more */
     bool user_form;               /* EASE: Woodbury over the users (fewer users than items) */
     double *inv;                  /* EASE: (X X^T + lambda I)^-1 [n_users^2] or (X^T X + lambda I)^-1 [n_items^2] */
     double *pdiag;                /* EASE: diag of P = (X^T X + lambda I)^-1 [n_items] */
@@ -124,10 +130,10 @@ static size_t cosine_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
             uint32_t j = f->uitems[b];
             if (!s->count[j]++) s->touched[n_touched++] = j;
         }
-    double n_i = (double)(f->ioff[i + 1] - f->ioff[i]);
+    double n_i = (double)f->deg[i];
     for (size_t t = 0; t < n_touched; t++) {
         uint32_t j = s->touched[t];
-        double n_j = (double)(f->ioff[j + 1] - f->ioff[j]);
+        double n_j = (double)f->deg[j];
         nb_cand c = {(float)(s->count[j] / (sqrt(n_i * n_j) + f->param)), j};
         s->count[j] = 0;
         if (j != i && c.sim > 0) heap_push(s->heap, &h, f->k, c);
@@ -248,11 +254,50 @@ static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
     return h;
 }
 
+/* The end of the cosine's block of items that starts at lo (of [lo, hi)):
+ * at most f->block users, at least one item. */
+static uint32_t block_end(const fit_ctx *f, uint32_t lo, uint32_t hi) {
+    size_t sum = f->deg[lo];
+    while (++lo < hi && sum + f->deg[lo] <= f->block) sum += f->deg[lo];
+    return lo;
+}
+
+/* The cosine's items' users for the block [lo, hi) from the users' items
+ * (users ascending, as interactions() orders them). */
+static void block_users(fit_ctx *f, uint32_t lo, uint32_t hi) {
+    size_t *off = f->ioff;
+    memset(off, 0, ((size_t)f->n_items + 2) * sizeof *off);
+    for (uint32_t i = lo; i < hi; i++) off[i + 2] = f->deg[i];
+    for (uint32_t i = 0; i < f->n_items; i++) off[i + 2] += off[i + 1];
+    for (uint32_t u = 0; u < f->n_users; u++)
+        for (size_t b = f->uoff[u]; b < f->uoff[u + 1]; b++)
+            if (f->uitems[b] >= lo && f->uitems[b] < hi) f->iusers[off[f->uitems[b] + 1]++] = u;
+}
+
+/* The cosine's degrees, its block size for the items [lo, hi) (an eighth of
+ * their users) and room for the largest block's users. */
+static int cosine_prepare(fit_ctx *f, uint32_t lo, uint32_t hi, cb_error *err) {
+    f->deg = cb_calloc((size_t)f->n_items + 1, sizeof *f->deg, err);
+    f->ioff = f->deg ? cb_malloc(((size_t)f->n_items + 2) * sizeof *f->ioff, err) : NULL;
+    if (!f->ioff) return CB_ENOMEM;
+    for (size_t b = 0; b < f->uoff[f->n_users]; b++) f->deg[f->uitems[b]]++;
+    size_t total = 0, most = 1;
+    for (uint32_t i = lo; i < hi; i++) total += f->deg[i];
+    f->block = total / FIT_BLOCKS + 1;
+    for (uint32_t b = lo, e; b < hi; b = e) {
+        size_t sum = 0;
+        for (e = block_end(f, b, hi); b < e; b++) sum += f->deg[b];
+        most = sum > most ? sum : most;
+    }
+    return (f->iusers = cb_malloc(most * sizeof *f->iusers, err)) ? CB_OK : CB_ENOMEM;
+}
+
 static void fit_ctx_free(fit_ctx *f) {
     free(f->uoff);
     free(f->uitems);
     free(f->ioff);
     free(f->iusers);
+    free(f->deg);
     free(f->inv);
     free(f->pdiag);
 }
@@ -328,7 +373,8 @@ static int gather_lists(int32_t *off, int32_t **items, float **sims, size_t n_mi
 
 typedef struct fit_run {
     const fit_ctx *f;
-    uint32_t lo, hi, n_chunks; /* this rank's items [lo, hi) */
+    uint32_t lo, hi;           /* this rank's items */
+    uint32_t blo, bhi, n_chunks; /* the block of them fitted now */
     atomic_uint next;          /* the next chunk to take */
     int32_t *off;              /* off[i + 1] = item i's list length */
     int32_t *items;            /* item i's list at (i - lo) * k */
@@ -381,7 +427,7 @@ static void *fit_worker_main(void *arg) {
     fit_worker *w = arg;
     fit_run *r = w->run;
     for (unsigned c; (c = atomic_fetch_add(&r->next, 1)) < r->n_chunks;) {
-        uint32_t lo = r->lo + c * FIT_CHUNK, hi = r->hi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->hi;
+        uint32_t lo = r->blo + c * FIT_CHUNK, hi = r->bhi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->bhi;
         for (uint32_t i = lo; i < hi; i++) fit_one(w, i);
     }
     return NULL;
@@ -407,14 +453,15 @@ static void fit_compact(fit_run *r, size_t *n) {
     *n = at;
 }
 
-/* Items [lo, hi)'s lists on n_threads workers: lengths in off[lo + 1 ..
- * hi + 1), the lists in item order in *items, *sims (*n entries). */
-static int fit_lists(const fit_ctx *f, uint32_t lo, uint32_t hi, int n_threads, int32_t *off, int32_t **items,
+/* Items [lo, hi)'s lists on n_threads workers (the cosine's block by
+ * block): lengths in off[lo + 1 .. hi + 1), the lists in item order in
+ * *items, *sims (*n entries). */
+static int fit_lists(fit_ctx *f, uint32_t lo, uint32_t hi, int n_threads, int32_t *off, int32_t **items,
                      float **sims, size_t *n, cb_error *err) {
     uint32_t n_chunks = (hi - lo + FIT_CHUNK - 1) / FIT_CHUNK;
     int n_w = n_threads < 1 || n_chunks < 2 ? 1 : (uint32_t)n_threads > n_chunks ? (int)n_chunks : n_threads;
     size_t slots = (size_t)(hi - lo) * f->k + 1;
-    fit_run r = {.f = f, .lo = lo, .hi = hi, .n_chunks = n_chunks, .off = off};
+    fit_run r = {.f = f, .lo = lo, .hi = hi, .off = off};
     atomic_init(&r.next, 0);
     r.items = cb_malloc(slots * sizeof *r.items, err);
     r.sims = r.items ? cb_malloc(slots * sizeof *r.sims, err) : NULL;
@@ -422,8 +469,15 @@ static int fit_lists(const fit_ctx *f, uint32_t lo, uint32_t hi, int n_threads, 
     int rc = w ? CB_OK : CB_ENOMEM;
     for (int t = 0; !rc && t < n_w; t++)
         if ((rc = fit_worker_init(&w[t], &r))) *err = w[t].err;
-    if (!rc) {
+    for (r.blo = lo; !rc && r.blo < hi; r.blo = r.bhi) {
+        bool cos = f->kind == CB_NEIGHBOURS_COSINE;
+        r.bhi = cos ? block_end(f, r.blo, hi) : hi;
+        if (cos) block_users(f, r.blo, r.bhi);
+        r.n_chunks = (r.bhi - r.blo + FIT_CHUNK - 1) / FIT_CHUNK;
+        atomic_store(&r.next, 0);
         cb_threads_run(fit_worker_main, w, sizeof *w, n_w);
+    }
+    if (!rc) {
         fit_compact(&r, n);
         *items = r.items, *sims = r.sims;
     } else {
@@ -458,14 +512,15 @@ int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const ui
     fit_ctx f = {.kind = kind, .k = k, .n_users = cb_dataset_n_users(ds), .n_items = ni, .param = param,
                  .threads = cb_threads_resolve(threads, CB_THREADS_MAX)};
     f.user_form = f.n_users < ni;
+    size_t lo, hi, n_nb = 0; /* this rank's items */
+    cb_split_range(ni, cb_comm_ranks(comm), cb_comm_rank(comm), &lo, &hi);
     rc = interactions(ds, train, n_train, false, &f.uoff, &f.uitems, err);
-    if (!rc) rc = interactions(ds, train, n_train, true, &f.ioff, &f.iusers, err);
+    if (!rc && kind == CB_NEIGHBOURS_COSINE) rc = cosine_prepare(&f, (uint32_t)lo, (uint32_t)hi, err);
+    else if (!rc) rc = interactions(ds, train, n_train, true, &f.ioff, &f.iusers, err);
     if (!rc && kind == CB_NEIGHBOURS_EASE) rc = ease_prepare(&f, err);
     int32_t *off = rc ? NULL : cb_calloc((size_t)ni + 1, sizeof *off, err), *items = NULL;
     float *sims = NULL;
-    size_t lo, hi, n_nb = 0; /* this rank's items */
     if (!rc && !off) rc = CB_ENOMEM;
-    cb_split_range(ni, cb_comm_ranks(comm), cb_comm_rank(comm), &lo, &hi);
     if (!rc) rc = fit_lists(&f, (uint32_t)lo, (uint32_t)hi, f.threads, off, &items, &sims, &n_nb, err);
     if (!rc && cb_comm_ranks(comm) > 1) rc = gather_lists(off, &items, &sims, n_nb, ni, comm, err);
     else
