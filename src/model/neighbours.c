@@ -104,8 +104,10 @@ typedef struct fit_ctx {
     cb_neighbours_kind kind;
     uint32_t k, n_users, n_items;
     double param;                 /* shrinkage (cosine) or lambda (EASE) */
-    size_t *uoff, *ioff;          /* CSR: users' items, items' users (cosine: the block's items) */
-    uint32_t *uitems, *iusers;
+    const size_t *uoff;           /* CSR: users' items (the caller's) */
+    const uint32_t *uitems;
+    size_t *ioff;                 /* CSR: items' users (cosine: the block's items) */
+    uint32_t *iusers;
     uint32_t *deg;                /* cosine: each item's users [n_items] */
     size_t block;                 /* cosine: a block's users at most, unless one item has more */
     bool user_form;               /* EASE: Woodbury over the users (fewer users than items) */
@@ -274,27 +276,31 @@ static void block_users(fit_ctx *f, uint32_t lo, uint32_t hi) {
             if (f->uitems[b] >= lo && f->uitems[b] < hi) f->iusers[off[f->uitems[b] + 1]++] = u;
 }
 
-/* The cosine's degrees, its block size for the items [lo, hi) (an eighth of
- * their users) and room for the largest block's users. */
-static int cosine_prepare(fit_ctx *f, uint32_t lo, uint32_t hi, cb_error *err) {
+/* The items' degrees and users from the users' items: EASE's for every
+ * item; for the cosine a block size for the items [lo, hi) (an eighth of
+ * their users) and room for the largest block's users (filled later). */
+static int items_prepare(fit_ctx *f, uint32_t lo, uint32_t hi, cb_error *err) {
     f->deg = cb_calloc((size_t)f->n_items + 1, sizeof *f->deg, err);
     f->ioff = f->deg ? cb_malloc(((size_t)f->n_items + 2) * sizeof *f->ioff, err) : NULL;
     if (!f->ioff) return CB_ENOMEM;
-    for (size_t b = 0; b < f->uoff[f->n_users]; b++) f->deg[f->uitems[b]]++;
-    size_t total = 0, most = 1;
-    for (uint32_t i = lo; i < hi; i++) total += f->deg[i];
-    f->block = total / FIT_BLOCKS + 1;
-    for (uint32_t b = lo, e; b < hi; b = e) {
+    size_t n = f->uoff[f->n_users], most = n + 1, total = 0;
+    for (size_t b = 0; b < n; b++) f->deg[f->uitems[b]]++;
+    bool cos = f->kind == CB_NEIGHBOURS_COSINE;
+    if (cos) {
+        for (uint32_t i = lo; i < hi; i++) total += f->deg[i];
+        f->block = total / FIT_BLOCKS + 1, most = 1;
+    }
+    for (uint32_t b = lo, e; cos && b < hi; b = e) {
         size_t sum = 0;
         for (e = block_end(f, b, hi); b < e; b++) sum += f->deg[b];
         most = sum > most ? sum : most;
     }
-    return (f->iusers = cb_malloc(most * sizeof *f->iusers, err)) ? CB_OK : CB_ENOMEM;
+    if (!(f->iusers = cb_malloc(most * sizeof *f->iusers, err))) return CB_ENOMEM;
+    if (!cos) block_users(f, 0, f->n_items);
+    return CB_OK;
 }
 
 static void fit_ctx_free(fit_ctx *f) {
-    free(f->uoff);
-    free(f->uitems);
     free(f->ioff);
     free(f->iusers);
     free(f->deg);
@@ -493,30 +499,28 @@ int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t 
     return cb_neighbours_fit_shared(out, ds, train, n_train, kind, k, param, NULL, 1, err);
 }
 
-int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
-                             cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm,
-                             int threads, cb_error *err) {
+/* The lists on the users' items uoff, uitems (interactions() by user of
+ * the training ratings; the caller's): cb_neighbours_fit_shared's work. */
+static int fit_on_users(cb_neighbours **out, const cb_dataset *ds, const size_t *uoff, const uint32_t *uitems,
+                        cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm, int threads,
+                        cb_error *err) {
     *out = NULL;
     uint32_t ni = cb_dataset_n_items(ds);
     if (k == 0 || !(param >= 0) || !isfinite(param) || (kind == CB_NEIGHBOURS_EASE && !(param > 0)))
         return cb_fail(err, CB_EINVAL, "neighbours: k must be >= 1, the shrinkage finite and >= 0, lambda > 0");
     int rc = cb_neighbours_check_k(ni, &k, err);
     if (rc) return rc;
-    for (size_t j = 0; j < n_train; j++)
-        if (train[j] >= ds->n_ratings) return cb_fail(err, CB_EINVAL, "neighbours: training index out of range");
     cb_neighbours *nb = cb_calloc(1, sizeof *nb, err);
     if (!nb) return CB_ENOMEM;
     *nb = (cb_neighbours){.kind = kind, .n_items = ni, .k = k};
     if (kind == CB_NEIGHBOURS_EASE) nb->lambda = param;
     else nb->shrink = param;
     fit_ctx f = {.kind = kind, .k = k, .n_users = cb_dataset_n_users(ds), .n_items = ni, .param = param,
-                 .threads = cb_threads_resolve(threads, CB_THREADS_MAX)};
+                 .uoff = uoff, .uitems = uitems, .threads = cb_threads_resolve(threads, CB_THREADS_MAX)};
     f.user_form = f.n_users < ni;
     size_t lo, hi, n_nb = 0; /* this rank's items */
     cb_split_range(ni, cb_comm_ranks(comm), cb_comm_rank(comm), &lo, &hi);
-    rc = interactions(ds, train, n_train, false, &f.uoff, &f.uitems, err);
-    if (!rc && kind == CB_NEIGHBOURS_COSINE) rc = cosine_prepare(&f, (uint32_t)lo, (uint32_t)hi, err);
-    else if (!rc) rc = interactions(ds, train, n_train, true, &f.ioff, &f.iusers, err);
+    rc = items_prepare(&f, (uint32_t)lo, (uint32_t)hi, err);
     if (!rc && kind == CB_NEIGHBOURS_EASE) rc = ease_prepare(&f, err);
     int32_t *off = rc ? NULL : cb_calloc((size_t)ni + 1, sizeof *off, err), *items = NULL;
     float *sims = NULL;
@@ -531,6 +535,21 @@ int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const ui
     nb->sim = nb->owned[2] = sims;
     if (rc) cb_neighbours_free(nb);
     else *out = nb;
+    return rc;
+}
+
+int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                             cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm,
+                             int threads, cb_error *err) {
+    *out = NULL;
+    for (size_t j = 0; j < n_train; j++)
+        if (train[j] >= ds->n_ratings) return cb_fail(err, CB_EINVAL, "neighbours: training index out of range");
+    size_t *uoff = NULL;
+    uint32_t *uitems = NULL;
+    int rc = interactions(ds, train, n_train, false, &uoff, &uitems, err);
+    if (!rc) rc = fit_on_users(out, ds, uoff, uitems, kind, k, param, comm, threads, err);
+    free(uoff);
+    free(uitems);
     return rc;
 }
 
