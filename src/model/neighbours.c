@@ -1090,9 +1090,8 @@ static int tune_units(double *part, const int *owner, const tune_point *pt, size
         bool mine = false;
         for (size_t b = 0; b < n_blocks; b++) mine |= owner[p * n_blocks + b] == job->rank;
         cb_neighbours *nb = NULL;
-        if (!mine || (rc = cb_neighbours_fit_shared(&nb, ds, carve->train, carve->n_train,
-                                                    (cb_neighbours_kind)pt[p].kind, k_max, pt[p].param, NULL,
-                                                    threads, err)))
+        if (!mine || (rc = fit_on_users(&nb, ds, job->t->toff, job->t->titem, (cb_neighbours_kind)pt[p].kind, k_max,
+                                        pt[p].param, NULL, threads, err))) /* the carve's users' items, once */
             continue;
         job->nb = nb, job->owner = owner + p * n_blocks, job->part = part + p * n_blocks * N_CELLS;
         atomic_store(&job->next, 0);
