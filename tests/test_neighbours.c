@@ -1,12 +1,13 @@
 /* Tests of the ranking's neighbour component (model/neighbours.h and its
  * use in rec/): the lists equal a slow dense reference (cosine with
- * shrinkage, top K; also with an item bigger than a fit block), a planted pair structure is found, the tuning on a
- * carve prefers the component when the towers cannot see the structure, a
- * trained recommender ranks an item's partner first for a new user who
- * picked the item and says why (and does not with the component off), the
- * section round-trips through the model file, the lists and the tuning are
- * the same bits on any number of threads, a model without it still
- * loads and recommends, and a corrupt section is refused. */
+ * shrinkage, top K; also with an item bigger than a fit block), a planted
+ * pair structure is found, the tuning on a carve prefers the component when
+ * the towers cannot see the structure, a trained recommender ranks an
+ * item's partner first for a new user who picked the item and says why (and
+ * does not with the component off), the section round-trips through the
+ * model file, the lists and the tuning are the same bits on any number of
+ * threads, a model without it still loads and recommends, and a corrupt
+ * section is refused. */
 #include "model/bundle.h"
 #include "rec/recommend.h"
 #include "cbrec.h"
