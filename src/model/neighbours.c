@@ -108,7 +108,7 @@ typedef struct fit_ctx {
     const uint32_t *uitems;
     size_t *ioff;                 /* CSR: items' users (cosine: the block's items) */
     uint32_t *iusers;
-    uint32_t *deg;                /* cosine: each item's users [n_items] */
+    uint32_t *deg;                /* each item's number of users [n_items] */
     size_t block;                 /* cosine: a block's users at most, unless one item has more */
     bool user_form;               /* EASE: Woodbury over the users (fewer users than items) */
     double *inv;                  /* EASE: (X X^T + lambda I)^-1 [n_users^2] or (X^T X + lambda I)^-1 [n_items^2] */
