@@ -1,12 +1,13 @@
 /* Tests of the ranking's neighbour component (model/neighbours.h and its
  * use in rec/): the lists equal a slow dense reference (cosine with
- * shrinkage, top K), a planted pair structure is found, the tuning on a
- * carve prefers the component when the towers cannot see the structure, a
- * trained recommender ranks an item's partner first for a new user who
- * picked the item and says why (and does not with the component off), the
- * section round-trips through the model file, the lists and the tuning are
- * the same bits on any number of threads, a model without it still
- * loads and recommends, and a corrupt section is refused. */
+ * shrinkage, top K; also with an item bigger than a fit block), a planted
+ * pair structure is found, the tuning on a carve prefers the component when
+ * the towers cannot see the structure, a trained recommender ranks an
+ * item's partner first for a new user who picked the item and says why (and
+ * does not with the component off), the section round-trips through the
+ * model file, the lists and the tuning are the same bits on any number of
+ * threads, a model without it still loads and recommends, and a corrupt
+ * section is refused. */
 #include "model/bundle.h"
 #include "rec/recommend.h"
 #include "cbrec.h"
@@ -88,6 +89,33 @@ static void reference_list(const cb_dataset *ds, uint32_t item, float shrink, fl
     free(x);
 }
 
+/* Every cosine list of nb (k neighbours, fitted on every rating of ds) is
+ * the reference's best: similarities equal, best first, nothing better
+ * left out, as long as the reference has items to list. */
+static void check_cosine_lists(const cb_dataset *ds, const cb_neighbours *nb, int32_t k, float shrink) {
+    uint32_t ni = cb_dataset_n_items(ds);
+    float *ref = malloc(ni * sizeof *ref);
+    for (uint32_t i = 0; i < ni; i++) {
+        reference_list(ds, i, shrink, ref);
+        int32_t b = nb->off[i], e = nb->off[i + 1], positive = 0;
+        assert_true(e - b <= k);
+        for (int32_t t = b; t < e; t++) {
+            uint32_t j = (uint32_t)nb->item[t];
+            assert_true(fabsf(nb->sim[t] - ref[j]) < 1e-5f);
+            /* nothing better left out: every item not listed scores at most the last kept */
+            if (t + 1 < e) assert_true(nb->sim[t] >= nb->sim[t + 1]);
+        }
+        for (uint32_t j = 0; j < ni; j++) {
+            bool listed = false;
+            for (int32_t t = b; t < e; t++) listed |= (uint32_t)nb->item[t] == j;
+            positive += ref[j] > 0;
+            if (!listed) assert_true(ref[j] <= (e - b == k ? nb->sim[e - 1] + 1e-6f : 0));
+        }
+        assert_int_equal(e - b, positive < k ? positive : k);
+    }
+    free(ref);
+}
+
 static void lists_match_reference(void **state) {
     (void)state;
     cb_error err;
@@ -95,23 +123,10 @@ static void lists_match_reference(void **state) {
     uint32_t *all = all_ratings(ds), ni = cb_dataset_n_items(ds);
     cb_neighbours *nb = NULL;
     assert_int_equal(cb_neighbours_fit(&nb, ds, all, ds->n_ratings, CB_NEIGHBOURS_COSINE, 5, 3.0f, &err), CB_OK);
-    float *ref = malloc(ni * sizeof *ref);
+    check_cosine_lists(ds, nb, 5, 3.0f);
     size_t partners_first = 0;
     for (uint32_t i = 0; i < ni; i++) {
-        reference_list(ds, i, 3.0f, ref);
-        int32_t b = nb->off[i], e = nb->off[i + 1];
-        assert_true(e - b <= 5);
-        for (int32_t t = b; t < e; t++) {
-            uint32_t j = (uint32_t)nb->item[t];
-            assert_true(fabsf(nb->sim[t] - ref[j]) < 1e-5f);
-            /* nothing better left out: every item not listed scores at most the last kept */
-            if (t + 1 < e) assert_true(nb->sim[t] >= nb->sim[t + 1]);
-        }
-        for (uint32_t j = 0; j < ni && e - b == 5; j++) {
-            bool listed = false;
-            for (int32_t t = b; t < e; t++) listed |= (uint32_t)nb->item[t] == j;
-            if (!listed) assert_true(ref[j] <= nb->sim[e - 1] + 1e-6f);
-        }
+        int32_t b = nb->off[i];
         /* the planted partner (2a <-> 2a+1) is every item's nearest */
         const char *id = cb_vocab_name(ds->items, i), *pid = cb_vocab_name(ds->items, (uint32_t)nb->item[b]);
         int a = atoi(id + 1), p = atoi(pid + 1);
@@ -168,9 +183,51 @@ static void lists_match_reference(void **state) {
         assert_true(found >= 4); /* the scan found something to compare */
     }
     free(row);
-    free(ref);
     free(all);
     cb_neighbours_free(nb);
+    cb_dataset_free(ds);
+}
+
+/* The cosine fits the items' users a block of items at a time (about an
+ * eighth of the interactions each): an item every user picked, more than a
+ * block alone, still gives the reference's lists, on 1 and 3 threads. */
+static void lists_match_reference_skewed(void **state) {
+    (void)state;
+    enum { NU = 50, NI = 40, PER = 4 };
+    char ub[NU * PER][16], ib[NU * PER][16];
+    const char *users[NU * PER], *items[NU * PER];
+    float ys[NU * PER];
+    uint64_t s = 99;
+    for (int u = 0, at = 0; u < NU; u++) {
+        bool taken[NI] = {true}; /* item 0, then three other distinct items */
+        for (int k = 0; k < PER; at++, k++) {
+            int item = 0;
+            while (k && taken[item]) {
+                s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+                item = (int)((s >> 33) % NI);
+            }
+            taken[item] = true;
+            snprintf(ub[at], sizeof ub[at], "u%d", u);
+            snprintf(ib[at], sizeof ib[at], "i%d", item);
+            users[at] = ub[at], items[at] = ib[at], ys[at] = 4;
+        }
+    }
+    cb_error err;
+    cb_dataset_builder *b = NULL;
+    cb_dataset *ds = NULL;
+    assert_int_equal(cb_dataset_builder_create(&b, "skewed", NULL, &err), CB_OK);
+    assert_int_equal(cb_dataset_builder_add_ratings(b, users, items, ys, NULL, NU * PER, &err), CB_OK);
+    assert_int_equal(cb_dataset_builder_finish(b, &ds, &err), CB_OK);
+    cb_dataset_builder_free(b);
+    uint32_t *all = all_ratings(ds);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        cb_neighbours *nb = NULL;
+        assert_int_equal(cb_neighbours_fit_shared(&nb, ds, all, ds->n_ratings, CB_NEIGHBOURS_COSINE, 6, 2.0f, NULL,
+                                                  threads, &err), CB_OK);
+        check_cosine_lists(ds, nb, 6, 2.0f);
+        cb_neighbours_free(nb);
+    }
+    free(all);
     cb_dataset_free(ds);
 }
 
@@ -729,6 +786,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(fast_paths_match_plain_loops),
                                        cmocka_unit_test(plain_path_agrees),
                                        cmocka_unit_test(lists_match_reference),
+                                       cmocka_unit_test(lists_match_reference_skewed),
                                        cmocka_unit_test(recommender_uses_and_saves_it),
                                        cmocka_unit_test(lists_same_on_threads),
                                        cmocka_unit_test(tuning_same_on_threads),

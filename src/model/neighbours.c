@@ -95,13 +95,21 @@ static void heap_push(nb_cand *h, size_t *n, uint32_t k, nb_cand c) {
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
 extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
 
-/* What fitting needs: the interactions both ways and per-kind state. */
+/* What fitting needs: the interactions both ways and per-kind state. The
+ * cosine holds the items' users for one block of items at a time (ioff over
+ * every item, empty outside the block): blocks of about an eighth of the
+ * interactions (or one item's), each rebuilt from the users' items. */
+#define FIT_BLOCKS 8
 typedef struct fit_ctx {
     cb_neighbours_kind kind;
     uint32_t k, n_users, n_items;
     double param;                 /* shrinkage (cosine) or lambda (EASE) */
-    size_t *uoff, *ioff;          /* CSR: users' items, items' users */
-    uint32_t *uitems, *iusers;
+    const size_t *uoff;           /* CSR: users' items (the caller's) */
+    const uint32_t *uitems;
+    size_t *ioff;                 /* CSR: items' users (cosine: the block's items) */
+    uint32_t *iusers;
+    uint32_t *deg;                /* each item's number of users [n_items] */
+    size_t block;                 /* cosine: a block's users at most, unless one item has more */
     bool user_form;               /* EASE: Woodbury over the users (fewer users than items) */
     double *inv;                  /* EASE: (X X^T + lambda I)^-1 [n_users^2] or (X^T X + lambda I)^-1 [n_items^2] */
     double *pdiag;                /* EASE: diag of P = (X^T X + lambda I)^-1 [n_items] */
@@ -124,10 +132,10 @@ static size_t cosine_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
             uint32_t j = f->uitems[b];
             if (!s->count[j]++) s->touched[n_touched++] = j;
         }
-    double n_i = (double)(f->ioff[i + 1] - f->ioff[i]);
+    double n_i = (double)f->deg[i];
     for (size_t t = 0; t < n_touched; t++) {
         uint32_t j = s->touched[t];
-        double n_j = (double)(f->ioff[j + 1] - f->ioff[j]);
+        double n_j = (double)f->deg[j];
         nb_cand c = {(float)(s->count[j] / (sqrt(n_i * n_j) + f->param)), j};
         s->count[j] = 0;
         if (j != i && c.sim > 0) heap_push(s->heap, &h, f->k, c);
@@ -248,11 +256,54 @@ static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
     return h;
 }
 
+/* The end of the cosine's block of items that starts at lo (of [lo, hi)):
+ * at most f->block users, at least one item. */
+static uint32_t block_end(const fit_ctx *f, uint32_t lo, uint32_t hi) {
+    size_t sum = f->deg[lo];
+    while (++lo < hi && sum + f->deg[lo] <= f->block) sum += f->deg[lo];
+    return lo;
+}
+
+/* The cosine's items' users for the block [lo, hi) from the users' items
+ * (users ascending, as interactions() orders them). */
+static void block_users(fit_ctx *f, uint32_t lo, uint32_t hi) {
+    size_t *off = f->ioff;
+    memset(off, 0, ((size_t)f->n_items + 2) * sizeof *off);
+    for (uint32_t i = lo; i < hi; i++) off[i + 2] = f->deg[i];
+    for (uint32_t i = 0; i < f->n_items; i++) off[i + 2] += off[i + 1];
+    for (uint32_t u = 0; u < f->n_users; u++)
+        for (size_t b = f->uoff[u]; b < f->uoff[u + 1]; b++)
+            if (f->uitems[b] >= lo && f->uitems[b] < hi) f->iusers[off[f->uitems[b] + 1]++] = u;
+}
+
+/* The items' degrees and users from the users' items: EASE's for every
+ * item; for the cosine a block size for the items [lo, hi) (an eighth of
+ * their users) and room for the largest block's users (filled later). */
+static int items_prepare(fit_ctx *f, uint32_t lo, uint32_t hi, cb_error *err) {
+    f->deg = cb_calloc((size_t)f->n_items + 1, sizeof *f->deg, err);
+    f->ioff = f->deg ? cb_malloc(((size_t)f->n_items + 2) * sizeof *f->ioff, err) : NULL;
+    if (!f->ioff) return CB_ENOMEM;
+    size_t n = f->uoff[f->n_users], most = n + 1, total = 0;
+    for (size_t b = 0; b < n; b++) f->deg[f->uitems[b]]++;
+    bool cos = f->kind == CB_NEIGHBOURS_COSINE;
+    if (cos) {
+        for (uint32_t i = lo; i < hi; i++) total += f->deg[i];
+        f->block = total / FIT_BLOCKS + 1, most = 1;
+    }
+    for (uint32_t b = lo, e; cos && b < hi; b = e) {
+        size_t sum = 0;
+        for (e = block_end(f, b, hi); b < e; b++) sum += f->deg[b];
+        most = sum > most ? sum : most;
+    }
+    if (!(f->iusers = cb_malloc(most * sizeof *f->iusers, err))) return CB_ENOMEM;
+    if (!cos) block_users(f, 0, f->n_items);
+    return CB_OK;
+}
+
 static void fit_ctx_free(fit_ctx *f) {
-    free(f->uoff);
-    free(f->uitems);
     free(f->ioff);
     free(f->iusers);
+    free(f->deg);
     free(f->inv);
     free(f->pdiag);
 }
@@ -319,44 +370,39 @@ static int gather_lists(int32_t *off, int32_t **items, float **sims, size_t n_mi
 }
 
 /* ---- the per-item lists on threads: workers take chunks of FIT_CHUNK items
- * from a shared counter, each list computed exactly as on one thread into
- * the worker's own buffer, then copied out in item order (the same bits for
- * any number of threads). */
+ * from a shared counter and write item i's list, computed exactly as on one
+ * thread, into its own slot of k entries, (i - lo) * k, of one allocation
+ * for every worker (pages no list reaches are never resident); the lists are
+ * then moved up in item order and the rest given back (the same bits for
+ * any number of threads, and no second copy of them). */
 #define FIT_CHUNK 16
 
 typedef struct fit_run {
     const fit_ctx *f;
-    uint32_t lo, hi, n_chunks; /* this rank's items [lo, hi) */
+    uint32_t lo, hi;           /* this rank's items */
+    uint32_t blo, bhi, n_chunks; /* the block of them fitted now */
     atomic_uint next;          /* the next chunk to take */
-    atomic_int failed;
     int32_t *off;              /* off[i + 1] = item i's list length */
-    int *chunk_worker;         /* per chunk: the worker that fitted it */
-    size_t *chunk_at;          /* and where its lists start in that worker's buffer */
+    int32_t *items;            /* item i's list at (i - lo) * k */
+    float *sims;
 } fit_run;
 
 typedef struct fit_worker {
     fit_run *run;
-    int id;
     fit_scratch s;
-    int32_t *items;
-    float *sims;
-    size_t n, cap;
     cb_error err;
 } fit_worker;
 
 static void fit_worker_free(fit_worker *w) {
     free(w->s.count), free(w->s.touched), free(w->s.v), free(w->s.z), free(w->s.heap);
-    free(w->items), free(w->sims);
 }
 
-static int fit_worker_init(fit_worker *w, fit_run *run, int id, size_t cap) {
+static int fit_worker_init(fit_worker *w, fit_run *run) {
     const fit_ctx *f = run->f;
     size_t ni = (size_t)f->n_items + 1;
-    *w = (fit_worker){.run = run, .id = id, .cap = cap ? cap : 1};
+    *w = (fit_worker){.run = run};
     bool cos = f->kind == CB_NEIGHBOURS_COSINE, user = !cos && f->user_form;
     w->s.heap = cb_malloc(((size_t)f->k + 1) * sizeof *w->s.heap, &w->err);
-    w->items = cb_malloc(w->cap * sizeof *w->items, &w->err);
-    w->sims = cb_malloc(w->cap * sizeof *w->sims, &w->err);
     if (cos) {
         w->s.count = cb_calloc(ni, sizeof *w->s.count, &w->err);
         w->s.touched = cb_malloc(ni * sizeof *w->s.touched, &w->err);
@@ -365,97 +411,86 @@ static int fit_worker_init(fit_worker *w, fit_run *run, int id, size_t cap) {
         w->s.v = cb_malloc(((size_t)f->n_users + 1) * sizeof *w->s.v, &w->err);
         w->s.z = cb_malloc(ni * sizeof *w->s.z, &w->err);
     }
-    bool ok = w->s.heap && w->items && w->sims && (!cos || (w->s.count && w->s.touched)) &&
-              (!user || (w->s.v && w->s.z));
+    bool ok = w->s.heap && (!cos || (w->s.count && w->s.touched)) && (!user || (w->s.v && w->s.z));
     return ok ? CB_OK : CB_ENOMEM;
 }
 
-/* Item i's list, best first, appended to the worker's buffer; its length in off. */
-static int fit_one(fit_worker *w, uint32_t i) {
-    const fit_ctx *f = w->run->f;
+/* Item i's list, best first, into its slot; its length in off. */
+static void fit_one(fit_worker *w, uint32_t i) {
+    fit_run *r = w->run;
+    const fit_ctx *f = r->f;
     size_t got = f->kind == CB_NEIGHBOURS_EASE ? ease_list(f, &w->s, i) : cosine_list(f, &w->s, i);
     qsort(w->s.heap, got, sizeof *w->s.heap, cmp_cand_best_first);
-    if (w->n + got > w->cap) { /* capacity doubles from the first estimate */
-        while (w->n + got > w->cap) w->cap *= 2;
-        int32_t *pi = cb_realloc_array(w->items, w->cap, sizeof *w->items, &w->err);
-        if (pi) w->items = pi;
-        float *ps = pi ? cb_realloc_array(w->sims, w->cap, sizeof *w->sims, &w->err) : NULL;
-        if (ps) w->sims = ps;
-        if (!pi || !ps) return CB_ENOMEM;
-    }
+    size_t at = (size_t)(i - r->lo) * f->k;
     for (size_t t = 0; t < got; t++) {
-        w->items[w->n] = (int32_t)w->s.heap[t].item;
-        w->sims[w->n++] = w->s.heap[t].sim;
+        r->items[at + t] = (int32_t)w->s.heap[t].item;
+        r->sims[at + t] = w->s.heap[t].sim;
     }
-    w->run->off[i + 1] = (int32_t)got;
-    return CB_OK;
+    r->off[i + 1] = (int32_t)got;
 }
 
 static void *fit_worker_main(void *arg) {
     fit_worker *w = arg;
     fit_run *r = w->run;
-    for (unsigned c; !atomic_load(&r->failed) && (c = atomic_fetch_add(&r->next, 1)) < r->n_chunks;) {
-        r->chunk_worker[c] = w->id, r->chunk_at[c] = w->n;
-        uint32_t lo = r->lo + c * FIT_CHUNK, hi = r->hi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->hi;
-        for (uint32_t i = lo; i < hi; i++)
-            if (fit_one(w, i)) {
-                atomic_store(&r->failed, 1);
-                return NULL;
-            }
+    for (unsigned c; (c = atomic_fetch_add(&r->next, 1)) < r->n_chunks;) {
+        uint32_t lo = r->blo + c * FIT_CHUNK, hi = r->bhi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->bhi;
+        for (uint32_t i = lo; i < hi; i++) fit_one(w, i);
     }
     return NULL;
 }
 
-/* The workers' lists in item order into *items, *sims (*n entries): one
- * worker's buffer is taken as it is (its chunks are in order), several are
- * copied chunk by chunk. */
-static int fit_collect(fit_worker *w, int n_w, fit_run *r, int32_t **items, float **sims, size_t *n, cb_error *err) {
-    if (n_w == 1) {
-        *items = w[0].items, *sims = w[0].sims, *n = w[0].n;
-        w[0].items = NULL, w[0].sims = NULL;
-        return CB_OK;
-    }
-    *n = 0;
-    for (int t = 0; t < n_w; t++) *n += w[t].n;
-    *items = cb_malloc((*n + 1) * sizeof **items, err);
-    *sims = *items ? cb_malloc((*n + 1) * sizeof **sims, err) : NULL;
-    if (!*sims) return free(*items), *items = NULL, CB_ENOMEM;
-    size_t at = 0;
-    for (uint32_t c = 0; c < r->n_chunks; c++) {
-        uint32_t lo = r->lo + c * FIT_CHUNK, hi = r->hi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->hi;
-        size_t len = 0;
-        for (uint32_t i = lo; i < hi; i++) len += (size_t)r->off[i + 1];
-        const fit_worker *src = &w[r->chunk_worker[c]];
-        memcpy(*items + at, src->items + r->chunk_at[c], len * sizeof **items);
-        memcpy(*sims + at, src->sims + r->chunk_at[c], len * sizeof **sims);
+/* The slots' lists moved up to the front in item order (each move forward:
+ * a list never lands past its slot's start), the rest given back; *n their
+ * entries. */
+static void fit_compact(fit_run *r, size_t *n) {
+    size_t at = 0, k = r->f->k;
+    for (uint32_t i = r->lo; i < r->hi; i++) {
+        size_t len = (size_t)r->off[i + 1], slot = (size_t)(i - r->lo) * k;
+        if (at != slot) {
+            memmove(r->items + at, r->items + slot, len * sizeof *r->items);
+            memmove(r->sims + at, r->sims + slot, len * sizeof *r->sims);
+        }
         at += len;
     }
-    return CB_OK;
+    int32_t *pi = realloc(r->items, (at + 1) * sizeof *r->items); /* shrinking: on failure the old block stays */
+    float *ps = realloc(r->sims, (at + 1) * sizeof *r->sims);
+    if (pi) r->items = pi;
+    if (ps) r->sims = ps;
+    *n = at;
 }
 
-/* Items [lo, hi)'s lists on n_threads workers: lengths in off[lo + 1 ..
- * hi + 1), the lists in item order in *items, *sims (*n entries). */
-static int fit_lists(const fit_ctx *f, uint32_t lo, uint32_t hi, int n_threads, int32_t *off, int32_t **items,
+/* Items [lo, hi)'s lists on n_threads workers (the cosine's block by
+ * block): lengths in off[lo + 1 .. hi + 1), the lists in item order in
+ * *items, *sims (*n entries). */
+static int fit_lists(fit_ctx *f, uint32_t lo, uint32_t hi, int n_threads, int32_t *off, int32_t **items,
                      float **sims, size_t *n, cb_error *err) {
     uint32_t n_chunks = (hi - lo + FIT_CHUNK - 1) / FIT_CHUNK;
     int n_w = n_threads < 1 || n_chunks < 2 ? 1 : (uint32_t)n_threads > n_chunks ? (int)n_chunks : n_threads;
-    fit_run r = {.f = f, .lo = lo, .hi = hi, .n_chunks = n_chunks, .off = off};
+    size_t slots = (size_t)(hi - lo) * f->k + 1;
+    fit_run r = {.f = f, .lo = lo, .hi = hi, .off = off};
     atomic_init(&r.next, 0);
-    atomic_init(&r.failed, 0);
-    r.chunk_worker = cb_malloc(((size_t)n_chunks + 1) * sizeof *r.chunk_worker, err);
-    r.chunk_at = cb_malloc(((size_t)n_chunks + 1) * sizeof *r.chunk_at, err);
-    fit_worker *w = cb_calloc((size_t)n_w, sizeof *w, err);
-    int rc = r.chunk_worker && r.chunk_at && w ? CB_OK : CB_ENOMEM;
-    size_t cap = ((size_t)(hi - lo) / (size_t)n_w + 1) * (f->k < 16 ? f->k : 16);
+    r.items = cb_malloc(slots * sizeof *r.items, err);
+    r.sims = r.items ? cb_malloc(slots * sizeof *r.sims, err) : NULL;
+    fit_worker *w = r.sims ? cb_calloc((size_t)n_w, sizeof *w, err) : NULL;
+    int rc = w ? CB_OK : CB_ENOMEM;
     for (int t = 0; !rc && t < n_w; t++)
-        if ((rc = fit_worker_init(&w[t], &r, t, cap))) *err = w[t].err;
-    if (!rc) cb_threads_run(fit_worker_main, w, sizeof *w, n_w);
-    for (int t = 0; !rc && t < n_w; t++)
-        if (w[t].err.code) rc = w[t].err.code, *err = w[t].err;
-    if (!rc && atomic_load(&r.failed)) rc = cb_fail(err, CB_ENOMEM, "out of memory");
-    if (!rc) rc = fit_collect(w, n_w, &r, items, sims, n, err);
+        if ((rc = fit_worker_init(&w[t], &r))) *err = w[t].err;
+    for (r.blo = lo; !rc && r.blo < hi; r.blo = r.bhi) {
+        bool cos = f->kind == CB_NEIGHBOURS_COSINE;
+        r.bhi = cos ? block_end(f, r.blo, hi) : hi;
+        if (cos) block_users(f, r.blo, r.bhi);
+        r.n_chunks = (r.bhi - r.blo + FIT_CHUNK - 1) / FIT_CHUNK;
+        atomic_store(&r.next, 0);
+        cb_threads_run(fit_worker_main, w, sizeof *w, n_w);
+    }
+    if (!rc) {
+        fit_compact(&r, n);
+        *items = r.items, *sims = r.sims;
+    } else {
+        free(r.items), free(r.sims);
+    }
     for (int t = 0; w && t < n_w; t++) fit_worker_free(&w[t]);
-    free(w), free(r.chunk_worker), free(r.chunk_at);
+    free(w);
     return rc;
 }
 
@@ -464,33 +499,32 @@ int cb_neighbours_fit(cb_neighbours **out, const cb_dataset *ds, const uint32_t 
     return cb_neighbours_fit_shared(out, ds, train, n_train, kind, k, param, NULL, 1, err);
 }
 
-int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
-                             cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm,
-                             int threads, cb_error *err) {
+/* The lists on the users' items uoff, uitems (interactions() by user of
+ * the training ratings; the caller's): cb_neighbours_fit_shared's work. */
+static int fit_on_users(cb_neighbours **out, const cb_dataset *ds, const size_t *uoff, const uint32_t *uitems,
+                        cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm, int threads,
+                        cb_error *err) {
     *out = NULL;
     uint32_t ni = cb_dataset_n_items(ds);
     if (k == 0 || !(param >= 0) || !isfinite(param) || (kind == CB_NEIGHBOURS_EASE && !(param > 0)))
         return cb_fail(err, CB_EINVAL, "neighbours: k must be >= 1, the shrinkage finite and >= 0, lambda > 0");
     int rc = cb_neighbours_check_k(ni, &k, err);
     if (rc) return rc;
-    for (size_t j = 0; j < n_train; j++)
-        if (train[j] >= ds->n_ratings) return cb_fail(err, CB_EINVAL, "neighbours: training index out of range");
     cb_neighbours *nb = cb_calloc(1, sizeof *nb, err);
     if (!nb) return CB_ENOMEM;
     *nb = (cb_neighbours){.kind = kind, .n_items = ni, .k = k};
     if (kind == CB_NEIGHBOURS_EASE) nb->lambda = param;
     else nb->shrink = param;
     fit_ctx f = {.kind = kind, .k = k, .n_users = cb_dataset_n_users(ds), .n_items = ni, .param = param,
-                 .threads = cb_threads_resolve(threads, CB_THREADS_MAX)};
+                 .uoff = uoff, .uitems = uitems, .threads = cb_threads_resolve(threads, CB_THREADS_MAX)};
     f.user_form = f.n_users < ni;
-    rc = interactions(ds, train, n_train, false, &f.uoff, &f.uitems, err);
-    if (!rc) rc = interactions(ds, train, n_train, true, &f.ioff, &f.iusers, err);
+    size_t lo, hi, n_nb = 0; /* this rank's items */
+    cb_split_range(ni, cb_comm_ranks(comm), cb_comm_rank(comm), &lo, &hi);
+    rc = items_prepare(&f, (uint32_t)lo, (uint32_t)hi, err);
     if (!rc && kind == CB_NEIGHBOURS_EASE) rc = ease_prepare(&f, err);
     int32_t *off = rc ? NULL : cb_calloc((size_t)ni + 1, sizeof *off, err), *items = NULL;
     float *sims = NULL;
-    size_t lo, hi, n_nb = 0; /* this rank's items */
     if (!rc && !off) rc = CB_ENOMEM;
-    cb_split_range(ni, cb_comm_ranks(comm), cb_comm_rank(comm), &lo, &hi);
     if (!rc) rc = fit_lists(&f, (uint32_t)lo, (uint32_t)hi, f.threads, off, &items, &sims, &n_nb, err);
     if (!rc && cb_comm_ranks(comm) > 1) rc = gather_lists(off, &items, &sims, n_nb, ni, comm, err);
     else
@@ -501,6 +535,21 @@ int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const ui
     nb->sim = nb->owned[2] = sims;
     if (rc) cb_neighbours_free(nb);
     else *out = nb;
+    return rc;
+}
+
+int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
+                             cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm,
+                             int threads, cb_error *err) {
+    *out = NULL;
+    for (size_t j = 0; j < n_train; j++)
+        if (train[j] >= ds->n_ratings) return cb_fail(err, CB_EINVAL, "neighbours: training index out of range");
+    size_t *uoff = NULL;
+    uint32_t *uitems = NULL;
+    int rc = interactions(ds, train, n_train, false, &uoff, &uitems, err);
+    if (!rc) rc = fit_on_users(out, ds, uoff, uitems, kind, k, param, comm, threads, err);
+    free(uoff);
+    free(uitems);
     return rc;
 }
 
@@ -1050,9 +1099,8 @@ static int tune_units(double *part, const int *owner, const tune_point *pt, size
         bool mine = pt[p].shared; /* a shared fit is collective: every rank joins it */
         for (size_t b = 0; b < n_blocks; b++) mine |= owner[p * n_blocks + b] == job->rank;
         cb_neighbours *nb = NULL;
-        if (!mine || (rc = cb_neighbours_fit_shared(&nb, ds, carve->train, carve->n_train,
-                                                    (cb_neighbours_kind)pt[p].kind, k_max, pt[p].param,
-                                                    pt[p].shared ? comm : NULL, threads, err)))
+        if (!mine || (rc = fit_on_users(&nb, ds, job->t->toff, job->t->titem, (cb_neighbours_kind)pt[p].kind, k_max,
+                                        pt[p].param, pt[p].shared ? comm : NULL, threads, err))) /* the carve's users' items, once */
             continue;
         job->nb = nb, job->owner = owner + p * n_blocks, job->part = part + p * n_blocks * N_CELLS;
         atomic_store(&job->next, 0);
