@@ -1084,7 +1084,7 @@ static void *tune_worker_main(void *arg) {
  * (OpenBLAS held at one for the towers' rows, whatever the count: the same
  * bits). */
 static int tune_units(double *part, const int *owner, const tune_point *pt, size_t n_pt, uint32_t k_max,
-                      const cb_dataset *ds, const cb_split *carve, tune_job *job, const cb_train_comm *comm,
+                      const cb_dataset *ds, tune_job *job, const cb_train_comm *comm,
                       int threads, cb_error *err) {
     size_t ni = cb_dataset_n_items(ds), n_blocks = job->n_blocks;
     int n_w = n_blocks && (size_t)threads > n_blocks ? (int)n_blocks : threads;
@@ -1160,7 +1160,7 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     if (!rc) tune_assign(owner, pt, n_pt, n_blocks, cb_comm_ranks(comm));
     tune_job job = {.t = &t, .n_blocks = n_blocks, .rank = cb_comm_rank(comm), .tower_row = tower_row,
                     .ctx = ctx, .ks = &ks, .ws = &ws};
-    if (!rc) rc = tune_units(part, owner, pt, n_pt, k_max, ds, carve, &job, comm,
+    if (!rc) rc = tune_units(part, owner, pt, n_pt, k_max, ds, &job, comm,
                              cb_threads_resolve(threads, CB_THREADS_MAX), err);
     if (!rc) rc = tune_gather(part, owner, n_pt * n_blocks, n_cells, comm, err);
     cb_neighbours_kind first = try_kind[0] ? CB_NEIGHBOURS_COSINE : CB_NEIGHBOURS_EASE;
