@@ -232,17 +232,9 @@ static void by_columns(cb_nn_csr *cols, const cb_nn_csr *s, int B, int C) {
 
 void cb_nn_sparse_backward_cols(float *dwt, float *db, cb_nn_csr *cols, const float *dout, const cb_nn_csr *s, int B,
                                 int C, int OC) {
-#if CB_HAVE_AVX2_PATH
-    if (cb_cpu_avx2()) {
-        by_columns(cols, s, B, C);
-        forward_avx2(dwt, cols, dout, NULL, C, OC); /* dwt's row c = Σ val · dout[row]: the scatter's FMAs, in its order */
-        for (int r = 0; db && r < B; r++)
-            for (int o = 0; o < OC; o++) db[o] += dout[(size_t)r * OC + o];
-        return;
-    }
-#endif
-    (void)cols;
-    scatter(dwt, db, dout, s, B, OC);
+    cb_nn_sparse_backward_start(db, cols, dout, s, B, C, OC);
+    cb_nn_grad_part whole = {.cols = cols, .dout = dout}; /* one part: its sum stored as it is */
+    cb_nn_sparse_grad_rows(dwt, &whole, 1, 0, C, OC);
 }
 
 void cb_nn_sparse_backward_naive(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B,
