@@ -199,6 +199,37 @@ static void threads_agree(const fixture *f, cb_model_config c) {
     for (int n = 1; n <= 3; n++) cb_model_free(by_n[n]);
 }
 
+/* The held-out loss and RMSE (cb_model_evaluate: its batches on the
+ * model's threads) are the same bits on 1, 2 and 3 threads, and a second
+ * model's differ. */
+static void threads_same_evaluation(void **state) {
+    (void)state;
+    fixture f;
+    fixture_make(&f);
+    cb_model_config c;
+    config(&c);
+    c.threads = 1;
+    cb_model *m = trained(&f, &c, NULL);
+    cb_error err;
+    double loss[4], rmse[4];
+    for (int n = 1; n <= 3; n++) {
+        c.threads = n;
+        assert_int_equal(cb_model_set_train_config(m, &c, &err), CB_OK);
+        assert_int_equal(cb_model_evaluate(m, &f.d, f.idx, N_EX, &loss[n], &rmse[n], &err), CB_OK);
+        assert_true(isfinite(loss[n]) && rmse[n] > 0);
+    }
+    assert_memory_equal(&loss[1], &loss[2], sizeof(double));
+    assert_memory_equal(&loss[1], &loss[3], sizeof(double));
+    assert_memory_equal(&rmse[1], &rmse[3], sizeof(double));
+    c.seed = 2;
+    cb_model *other = trained(&f, &c, NULL);
+    assert_int_equal(cb_model_evaluate(other, &f.d, f.idx, N_EX, &loss[0], &rmse[0], &err), CB_OK);
+    assert_true(loss[0] != loss[1]);
+    cb_model_free(other);
+    cb_model_free(m);
+    fixture_free(&f);
+}
+
 static void threads_same_model(void **state) {
     (void)state;
     fixture f;
@@ -381,6 +412,7 @@ int main(void) {
         cmocka_unit_test(split_and_reduce),
         cmocka_unit_test(pool_barrier),
         cmocka_unit_test(threads_same_model),
+        cmocka_unit_test(threads_same_evaluation),
         cmocka_unit_test(threads_same_model_negatives),
         cmocka_unit_test(two_ranks_match_one),
         cmocka_unit_test(sparse_first_layer),

@@ -1053,46 +1053,84 @@ static void eval_sink(void *ctx, size_t off, const float *score, int B) {
     }
 }
 
-/* cb_model_evaluate for retrieval / both: the training loss over consecutive
- * batches of idx, and the rating head's squared error (both). */
-static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
-                              double *loss, double *rmse, cb_error *err) {
+/* retrieval_evaluate's work: batches of `cap` consecutive ratings of idx
+ * taken from a shared counter, each worker on its own workspaces; a batch's
+ * loss x B and squared error into its own slot (summed in batch order: the
+ * same bits on any thread count). */
+typedef struct eval_job {
+    const cb_model *m;
+    const cb_train_data *d;
+    const uint32_t *idx;
+    size_t n;
+    int cap;
+    float *log_q;
+    double *loss, *sq; /* per batch */
+    atomic_size_t next;
+    atomic_int failed;
+} eval_job;
+
+static void *eval_worker(void *arg) {
+    eval_job *j = arg;
+    const cb_model *m = j->m;
     const cb_model_config *c = &m->cfg;
-    int cap = (int)(c->batch_size < n ? c->batch_size : n);
     tower_ws ws[2];
-    float *log_q = NULL;
-    int rc = ws_alloc(&ws[0], &m->tw[0], cap, true, err);
-    if (rc) return rc;
-    if ((rc = ws_alloc(&ws[1], &m->tw[1], cap, true, err)) || (rc = log_q_for(&log_q, m, d, err))) {
+    cb_error err = {0};
+    if (ws_alloc(&ws[0], &m->tw[0], j->cap, true, &err)) return atomic_store(&j->failed, CB_ENOMEM), NULL;
+    if (ws_alloc(&ws[1], &m->tw[1], j->cap, true, &err)) {
         ws_free(&ws[0]);
-        ws_free(&ws[1]);
-        return rc;
+        return atomic_store(&j->failed, CB_ENOMEM), NULL;
     }
-    double loss_sum = 0.0, sq_sum = 0.0;
-    for (size_t off = 0; off < n; off += (size_t)cap) {
-        int B = (int)(n - off < (size_t)cap ? n - off : (size_t)cap);
+    for (size_t b; (b = atomic_fetch_add(&j->next, 1)) * (size_t)j->cap < j->n;) {
+        size_t off = b * (size_t)j->cap;
+        int B = (int)(j->n - off < (size_t)j->cap ? j->n - off : (size_t)j->cap);
         for (int side = 0; side < 2; side++) {
             tower_ws *w = &ws[side];
-            gather_batch(c, w, d->ratings, idx + off, B, log_q, NULL, 0);
-            gather_side(m, side, w, d, idx + off, B);
+            gather_batch(c, w, j->d->ratings, j->idx + off, B, j->log_q, NULL, 0);
+            gather_side(m, side, w, j->d, j->idx + off, B);
             tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
         }
         /* the training loss; its gradients go to the workspaces' scratch */
         loss_out o = {.du = ws[0].g0, .dv_all = ws[1].g0, .prob = ws[0].prob, .pred = ws[1].pred};
-        double l = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o);
+        j->loss[b] = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o) * B;
+        double sq = 0.0;
         if (c->objective == CB_OBJECTIVE_BOTH)
             for (int r = 0; r < B; r++) { /* ws[1].pred: the rating dots of the rating term */
-                double o_r = (double)cb_model_score_to_prediction(m, ws[1].pred[r]) - d->ratings[idx[off + r]].y;
-                sq_sum += o_r * o_r;
+                double o_r = (double)cb_model_score_to_prediction(m, ws[1].pred[r]) - j->d->ratings[j->idx[off + r]].y;
+                sq += o_r * o_r;
             }
-        loss_sum += l * B;
+        j->sq[b] = sq;
     }
-    if (loss) *loss = loss_sum / (double)n;
-    if (rmse && c->objective == CB_OBJECTIVE_BOTH) *rmse = sqrt(sq_sum / (double)n);
-    free(log_q);
     ws_free(&ws[0]);
     ws_free(&ws[1]);
-    return CB_OK;
+    return NULL;
+}
+
+/* cb_model_evaluate for retrieval / both: the training loss over consecutive
+ * batches of idx, and the rating head's squared error (both), the batches
+ * on the model's training threads. */
+static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
+                              double *loss, double *rmse, cb_error *err) {
+    const cb_model_config *c = &m->cfg;
+    eval_job j = {.m = m, .d = d, .idx = idx, .n = n, .cap = (int)(c->batch_size < n ? c->batch_size : n)};
+    size_t n_b = (n + (size_t)j.cap - 1) / (size_t)j.cap;
+    int rc = log_q_for(&j.log_q, m, d, err);
+    if (rc) return rc;
+    j.loss = cb_calloc(2 * n_b, sizeof *j.loss, err);
+    if (!j.loss) return free(j.log_q), CB_ENOMEM;
+    j.sq = j.loss + n_b;
+    int threads = cb_threads_resolve(c->threads, CB_THREADS_MAX);
+    threads = (size_t)threads < n_b ? threads : (int)n_b;
+    cb_blas_hold_one();
+    cb_threads_run(eval_worker, &j, 0, threads);
+    cb_blas_release();
+    double loss_sum = 0.0, sq_sum = 0.0;
+    for (size_t b = 0; b < n_b; b++) loss_sum += j.loss[b], sq_sum += j.sq[b];
+    rc = atomic_load(&j.failed) ? cb_fail(err, CB_ENOMEM, "out of memory") : CB_OK;
+    if (!rc && loss) *loss = loss_sum / (double)n;
+    if (!rc && rmse && c->objective == CB_OBJECTIVE_BOTH) *rmse = sqrt(sq_sum / (double)n);
+    free(j.log_q);
+    free(j.loss);
+    return rc;
 }
 
 int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
