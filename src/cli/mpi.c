@@ -25,21 +25,30 @@
 #include <sys/prctl.h>
 #include <time.h>
 
-/* Wait for a non-blocking collective by testing it, sleeping between tests
- * once it is not done at once: Open MPI's blocking calls poll the shared
- * memory without sleeping, so a rank waiting for a slower one burns a core
- * the others need (measured: 3.5x the CPU of one process on a loaded
- * machine). Each nap is a quarter of the time waited so far (5 us to 1 ms):
- * a wake-up comes at most ~25 % after the collective is done, and a long
- * wait (the other rank descheduled on a loaded machine) costs a test a
- * millisecond (measured at load 42, two mpirun -np 2 trainings side by
- * side: 0.79x the CPU seconds of naps capped at 100 us). The thread's timer slack is cut to 1 us
- * (cli_mpi_begin), or each short nap would last the default 50 us more. */
-static int wait_for(MPI_Request *req) {
+/* Wait for every rank to arrive (a non-blocking barrier, tested, sleeping
+ * between tests once it is not done at once), then run the collective
+ * itself blocking. Open MPI's blocking calls poll the shared memory without
+ * sleeping, so a rank waiting there for a slower one burns a core the others
+ * need (measured: 3.5x the CPU of one process on a loaded machine); its
+ * non-blocking collectives (libnbc) are slow instead: an MPI_Iallreduce of
+ * the default model's 452,226 floats on 2 ranks took 430 us tested with
+ * naps and 325 us with MPI_Wait, against 170 us for MPI_Allreduce, which
+ * after the barrier costs the same 170 us; a 256 KB all-gather 20 us
+ * against 8 (bench: a 2-rank loop of each, 500 calls, quiet cores). Each
+ * nap is a quarter of the time waited so far (5 us to 1 ms): a wake-up
+ * comes at most ~25 % after the last rank arrives, and a long wait (the
+ * other rank descheduled on a loaded machine) costs a test a millisecond
+ * (measured at load 42, two mpirun -np 2 trainings side by side: 0.79x the
+ * CPU seconds of naps capped at 100 us). The thread's timer slack is cut to
+ * 1 us (cli_mpi_begin), or each short nap would last the default 50 us
+ * more. */
+static int arrived(void) {
+    MPI_Request req;
+    if (MPI_Ibarrier(MPI_COMM_WORLD, &req) != MPI_SUCCESS) return 1;
     struct timespec t0 = {0, 0}, now;
     for (int tests = 0;; tests++) {
         int done = 0;
-        if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return 1;
+        if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return 1;
         if (done) return 0;
         if (tests < 64) continue;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -53,20 +62,15 @@ static int wait_for(MPI_Request *req) {
 
 static int allgather(void *ctx, float *buf, const int *count, const int *offset) {
     (void)ctx;
-    MPI_Request req;
-    if (MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, count, offset, MPI_FLOAT, MPI_COMM_WORLD, &req) !=
-        MPI_SUCCESS)
-        return 1;
-    return wait_for(&req);
+    return arrived() || MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, count, offset, MPI_FLOAT,
+                                       MPI_COMM_WORLD) != MPI_SUCCESS;
 }
 
 static int allreduce_sum(void *ctx, float *buf, size_t n) {
     (void)ctx;
     for (size_t off = 0; off < n; off += INT_MAX / 2) { /* MPI counts are int */
         int part = (int)(n - off < INT_MAX / 2 ? n - off : INT_MAX / 2);
-        MPI_Request req;
-        if (MPI_Iallreduce(MPI_IN_PLACE, buf + off, part, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req) != MPI_SUCCESS ||
-            wait_for(&req))
+        if (arrived() || MPI_Allreduce(MPI_IN_PLACE, buf + off, part, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
             return 1;
     }
     return 0;
@@ -98,7 +102,7 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
 #else
     if (MPI_Init(NULL, NULL) != MPI_SUCCESS) return cli_fail(CLI_ERROR, cmd, "MPI_Init failed");
     mp->active = true;
-    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* wait_for's naps: this thread waits in the collectives */
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* arrived()'s naps: this thread waits in the collectives */
     MPI_Comm_rank(MPI_COMM_WORLD, &mp->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mp->size);
     if (mp->size <= 1 || !cfg) return -1;
