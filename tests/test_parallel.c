@@ -288,6 +288,7 @@ typedef struct fake_rank {
     cb_model_config c;
     cb_model *m;
     int rc;
+    double loss, rmse; /* the held-out loss of all N_EX examples, evaluated across the ranks */
 } fake_rank;
 
 static int fake_allgather(void *ctx, float *buf, const int *count, const int *offset) {
@@ -321,6 +322,7 @@ static void *fake_main(void *arg) {
     cb_train_data d = r->f->d;
     d.comm = &r->comm;
     if (!r->rc) r->rc = cb_model_train(r->m, &d, NULL, NULL, NULL, &err);
+    if (!r->rc) r->rc = cb_model_evaluate(r->m, &d, r->f->idx, N_EX, &r->loss, &r->rmse, &err);
     return NULL;
 }
 
@@ -344,6 +346,14 @@ static void two_ranks_vs_one(const fixture *f, cb_model_config c) {
         int same;
         param_diff(r[0].m, r[1].m, &same);
         assert_true(same); /* every rank holds the same parameters */
+        double loss, rmse; /* the ranks' evaluation (half the batches each): one process's bits */
+        cb_error err;
+        assert_int_equal(cb_model_evaluate(r[0].m, &f->d, f->idx, N_EX, &loss, &rmse, &err), CB_OK);
+        assert_true(isfinite(loss));
+        for (int k = 0; k < 2; k++) {
+            assert_memory_equal(&r[k].loss, &loss, sizeof loss);
+            assert_memory_equal(&r[k].rmse, &rmse, sizeof rmse);
+        }
         double d = param_diff(one, r[0].m, &same);
         print_message("2 ranks x %d thread(s) vs one process: worst parameter difference %.2e\n", threads, d);
         assert_true(d < 1e-5);

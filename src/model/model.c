@@ -3,6 +3,7 @@
  * prediction, and named tensors for model files. See model.h for the
  * contracts and the threading rule. */
 #include "model/model.h"
+#include "model/comm.h"
 #include "model/train_config.h"
 
 #include "model/negatives.h"
@@ -1054,17 +1055,18 @@ static void eval_sink(void *ctx, size_t off, const float *score, int B) {
 }
 
 /* retrieval_evaluate's work: batches of `cap` consecutive ratings of idx
- * taken from a shared counter, each worker on its own workspaces; a batch's
- * loss x B and squared error into its own slot (summed in batch order: the
- * same bits on any thread count). */
+ * ([next, end) of them: this rank's) taken from a shared counter, each
+ * worker on its own workspaces; a batch's loss x B and squared error into
+ * its own slot of `out` (summed in batch order: the same bits on any thread
+ * or rank count). */
 typedef struct eval_job {
     const cb_model *m;
     const cb_train_data *d;
     const uint32_t *idx;
-    size_t n;
+    size_t n, end;
     int cap;
     float *log_q;
-    double *loss, *sq; /* per batch */
+    double *out; /* per batch: loss x B, squared error */
     atomic_size_t next;
     atomic_int failed;
 } eval_job;
@@ -1080,7 +1082,7 @@ static void *eval_worker(void *arg) {
         ws_free(&ws[0]);
         return atomic_store(&j->failed, CB_ENOMEM), NULL;
     }
-    for (size_t b; (b = atomic_fetch_add(&j->next, 1)) * (size_t)j->cap < j->n;) {
+    for (size_t b; (b = atomic_fetch_add(&j->next, 1)) < j->end;) {
         size_t off = b * (size_t)j->cap;
         int B = (int)(j->n - off < (size_t)j->cap ? j->n - off : (size_t)j->cap);
         for (int side = 0; side < 2; side++) {
@@ -1091,14 +1093,14 @@ static void *eval_worker(void *arg) {
         }
         /* the training loss; its gradients go to the workspaces' scratch */
         loss_out o = {.du = ws[0].g0, .dv_all = ws[1].g0, .prob = ws[0].prob, .pred = ws[1].pred};
-        j->loss[b] = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o) * B;
+        j->out[2 * b] = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o) * B;
         double sq = 0.0;
         if (c->objective == CB_OBJECTIVE_BOTH)
             for (int r = 0; r < B; r++) { /* ws[1].pred: the rating dots of the rating term */
                 double o_r = (double)cb_model_score_to_prediction(m, ws[1].pred[r]) - j->d->ratings[j->idx[off + r]].y;
                 sq += o_r * o_r;
             }
-        j->sq[b] = sq;
+        j->out[2 * b + 1] = sq;
     }
     ws_free(&ws[0]);
     ws_free(&ws[1]);
@@ -1107,29 +1109,40 @@ static void *eval_worker(void *arg) {
 
 /* cb_model_evaluate for retrieval / both: the training loss over consecutive
  * batches of idx, and the rating head's squared error (both), the batches
- * on the model's training threads. */
+ * on the model's training threads (under d->comm, split across the ranks
+ * and all-gathered). */
 static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
                               double *loss, double *rmse, cb_error *err) {
     const cb_model_config *c = &m->cfg;
     eval_job j = {.m = m, .d = d, .idx = idx, .n = n, .cap = (int)(c->batch_size < n ? c->batch_size : n)};
-    size_t n_b = (n + (size_t)j.cap - 1) / (size_t)j.cap;
+    size_t n_b = (n + (size_t)j.cap - 1) / (size_t)j.cap, lo, hi;
+    int ranks = cb_comm_ranks(d->comm), rank = cb_comm_rank(d->comm);
+    cb_split_range(n_b, ranks, rank, &lo, &hi);
+    atomic_init(&j.next, lo);
+    j.end = hi;
     int rc = log_q_for(&j.log_q, m, d, err);
     if (rc) return rc;
-    j.loss = cb_calloc(2 * n_b, sizeof *j.loss, err);
-    if (!j.loss) return free(j.log_q), CB_ENOMEM;
-    j.sq = j.loss + n_b;
+    j.out = cb_calloc(2 * n_b, sizeof *j.out, err);
+    if (!j.out) return free(j.log_q), CB_ENOMEM;
     int threads = cb_threads_resolve(c->threads, CB_THREADS_MAX);
-    threads = (size_t)threads < n_b ? threads : (int)n_b;
+    threads = (size_t)threads < hi - lo ? threads : hi - lo > 0 ? (int)(hi - lo) : 1;
     cb_blas_hold_one();
     cb_threads_run(eval_worker, &j, 0, threads);
     cb_blas_release();
-    double loss_sum = 0.0, sq_sum = 0.0;
-    for (size_t b = 0; b < n_b; b++) loss_sum += j.loss[b], sq_sum += j.sq[b];
     rc = atomic_load(&j.failed) ? cb_fail(err, CB_ENOMEM, "out of memory") : CB_OK;
+    size_t bytes[ranks], offset[ranks]; /* every rank's batches, as bits */
+    for (int r = 0; r < ranks; r++) {
+        size_t a, b;
+        cb_split_range(n_b, ranks, r, &a, &b);
+        offset[r] = a * 2 * sizeof *j.out, bytes[r] = (b - a) * 2 * sizeof *j.out;
+    }
+    if (!rc) rc = cb_comm_allgather_bytes(d->comm, j.out, bytes, offset, err);
+    double loss_sum = 0.0, sq_sum = 0.0;
+    for (size_t b = 0; b < n_b; b++) loss_sum += j.out[2 * b], sq_sum += j.out[2 * b + 1];
     if (!rc && loss) *loss = loss_sum / (double)n;
     if (!rc && rmse && c->objective == CB_OBJECTIVE_BOTH) *rmse = sqrt(sq_sum / (double)n);
     free(j.log_q);
-    free(j.loss);
+    free(j.out);
     return rc;
 }
 
