@@ -776,6 +776,66 @@ static void k_beyond_the_catalog(void **state) {
     cb_dataset_free(ds);
 }
 
+/* LAPACK's own (libopenblas), the reference for the tiled inverse */
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
+extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
+
+/* The tiled inverse (model/ridge_inverse.c) of a random Gram matrix plus a
+ * ridge, on sides around its tile (128): the same bits on 1, 2 and 3
+ * threads, symmetric, within 1e-10 (relative to the largest entry) of
+ * LAPACK's dpotrf + dpotri, and its product with the matrix within 1e-9 of
+ * the identity; a matrix that is not positive definite is CB_ENUMERIC. */
+static void ridge_inverse_matches_lapack(void **state) {
+    (void)state;
+    const size_t sides[] = {1, 5, 127, 128, 129, 300, 520};
+    uint64_t s = 99;
+    for (size_t t = 0; t < sizeof sides / sizeof *sides; t++) {
+        size_t n = sides[t], m = n + 3;
+        double *x = malloc(m * n * sizeof *x), *g = calloc(n * n, sizeof *g), *by[4], *ref = malloc(n * n * sizeof *ref);
+        for (size_t i = 0; i < m * n; i++) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            x[i] = (double)((s >> 40) % 3 == 0); /* 0/1 interactions, as EASE's */
+        }
+        for (size_t r = 0; r < m; r++) /* G = X^T X */
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < n; j++) g[i * n + j] += x[r * n + i] * x[r * n + j];
+        cb_error err;
+        for (int th = 1; th <= 3; th++) {
+            by[th] = malloc(n * n * sizeof *by[th]);
+            memcpy(by[th], g, n * n * sizeof *g);
+            assert_int_equal(cb_neighbours_ridge_inverse(by[th], n, 10.0, th, &err), CB_OK);
+        }
+        assert_memory_equal(by[1], by[2], n * n * sizeof(double));
+        assert_memory_equal(by[1], by[3], n * n * sizeof(double));
+        memcpy(ref, g, n * n * sizeof *g);
+        for (size_t i = 0; i < n; i++) ref[i * n + i] += 10.0;
+        int dim = (int)n, info = 0;
+        dpotrf_("L", &dim, ref, &dim, &info, 1);
+        assert_int_equal(info, 0);
+        dpotri_("L", &dim, ref, &dim, &info, 1);
+        assert_int_equal(info, 0);
+        double worst = 0, big = 0, eye = 0;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < n; j++) {
+                assert_memory_equal(&by[1][i * n + j], &by[1][j * n + i], sizeof(double));
+                if (j >= i) /* LAPACK's result: column-major lower = row-major upper */
+                    worst = fmax(worst, fabs(by[1][i * n + j] - ref[i * n + j])), big = fmax(big, fabs(ref[i * n + j]));
+                double p = 0; /* (G + 10 I) times the inverse, entry (i, j) */
+                for (size_t k = 0; k < n; k++) p += (g[i * n + k] + (i == k ? 10.0 : 0.0)) * by[1][k * n + j];
+                eye = fmax(eye, fabs(p - (i == j)));
+            }
+        print_message("ridge inverse, side %zu: %.1e of the largest entry from LAPACK's, %.1e from the identity\n", n,
+                      worst / big, eye);
+        assert_true(worst <= 1e-10 * big);
+        assert_true(eye <= 1e-9);
+        for (int th = 1; th <= 3; th++) free(by[th]);
+        free(x), free(g), free(ref);
+    }
+    double bad[4] = {1, 2, 2, 1}; /* eigenvalues 3 and -1 */
+    cb_error err;
+    assert_int_equal(cb_neighbours_ridge_inverse(bad, 2, 0.0, 2, &err), CB_ENUMERIC);
+}
+
 int main(int argc, char **argv) {
     self_path = argv[0];
     if (argc == 2 && strcmp(argv[1], "--plain") == 0) {
@@ -789,6 +849,7 @@ int main(int argc, char **argv) {
                                        cmocka_unit_test(lists_match_reference_skewed),
                                        cmocka_unit_test(recommender_uses_and_saves_it),
                                        cmocka_unit_test(lists_same_on_threads),
+                                       cmocka_unit_test(ridge_inverse_matches_lapack),
                                        cmocka_unit_test(tuning_same_on_threads),
                                        cmocka_unit_test(tuned_on_the_carve),
                                        cmocka_unit_test(k_beyond_the_catalog)};

@@ -89,12 +89,6 @@ static void heap_push(nb_cand *h, size_t *n, uint32_t k, nb_cand c) {
     }
 }
 
-/* LAPACK's Cholesky factorisation and inverse (libopenblas has them; Debian
- * ships no lapack.h beside its cblas.h). Fortran convention: arguments by
- * reference, the hidden length of the character argument last. */
-extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
-extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
-
 /* What fitting needs: the interactions both ways and per-kind state. The
  * cosine holds the items' users for one block of items at a time (ioff over
  * every item, empty outside the block): blocks of about an eighth of the
@@ -141,22 +135,6 @@ static size_t cosine_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
         if (j != i && c.sim > 0) heap_push(s->heap, &h, f->k, c);
     }
     return h;
-}
-
-/* One OpenBLAS thread: a threaded Cholesky sums in a thread-dependent
- * order, and the chosen neighbours must not depend on the caller's BLAS
- * thread count (mpirun ranks and a single process must agree). */
-int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, cb_error *err) {
-    for (size_t i = 0; i < n; i++) a[i * n + i] += ridge;
-    int dim = (int)n, info = 0;
-    cb_blas_hold_one();
-    dpotrf_("L", &dim, a, &dim, &info, 1); /* column-major 'L' = row-major upper: the matrix is symmetric */
-    if (info == 0) dpotri_("L", &dim, a, &dim, &info, 1);
-    cb_blas_release();
-    if (info != 0) return cb_fail(err, CB_ENUMERIC, "EASE's Cholesky inverse failed (LAPACK info %d)", info);
-    for (size_t r = 0; r < n; r++)
-        for (size_t c = r + 1; c < n; c++) a[c * n + r] = a[r * n + c];
-    return CB_OK;
 }
 
 /* The Gram matrix's rows [lo, hi) (of n) over the other side: each pair
@@ -216,7 +194,7 @@ static void ease_run(fit_ctx *f, size_t n, bool diag) {
  * P = (X^T X + lambda I)^-1; row i of B gives item i's neighbours, B_ij =
  * -P_ij / P_jj. In the user form P = (I - X^T M X) / lambda with
  * M = (X X^T + lambda I)^-1, an n_users^2 inverse instead of n_items^2.
- * The Gram matrix and diag P on f->threads, the inverse on one. */
+ * The Gram matrix, the inverse and diag P on f->threads. */
 static int ease_prepare(fit_ctx *f, cb_error *err) {
     size_t n = f->user_form ? f->n_users : f->n_items;
     if (n > CB_NEIGHBOURS_MAX_DENSE)
@@ -226,7 +204,7 @@ static int ease_prepare(fit_ctx *f, cb_error *err) {
     f->pdiag = cb_malloc(((size_t)f->n_items + 1) * sizeof *f->pdiag, err);
     if (!f->inv || !f->pdiag) return CB_ENOMEM;
     ease_run(f, n, false);
-    int rc = cb_neighbours_ridge_inverse(f->inv, n, f->param, err);
+    int rc = cb_neighbours_ridge_inverse(f->inv, n, f->param, f->threads, err);
     if (!rc) ease_run(f, n, true);
     return rc;
 }

@@ -72,11 +72,12 @@ int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const ui
                              cb_neighbours_kind kind, uint32_t k, float param, const cb_train_comm *comm,
                              int threads, cb_error *err);
 /* (a + ridge I)^-1 in place for a symmetric positive-definite n x n
- * double matrix a (row-major; both triangles on return), by LAPACK's
- * Cholesky on one OpenBLAS thread (the same bits whatever the caller's
- * thread count); CB_ENUMERIC when it fails. EASE's dense inverse, for these
- * lists and for eval's EASE baseline (src/eval/itemrec.c). */
-int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, cb_error *err);
+ * double matrix a (row-major; both triangles on return), by a tiled
+ * Cholesky on `threads` threads (as cb_threads_resolve; OpenBLAS held at
+ * one): the same bits for any thread count (ridge_inverse.c); CB_ENUMERIC
+ * when it fails. EASE's dense inverse, for these lists and for eval's EASE
+ * baseline (src/eval/itemrec.c). */
+int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, int threads, cb_error *err);
 /* "cosine" / "ease"; whether EASE's dense inverse fits this dataset. */
 const char *cb_neighbours_kind_name(cb_neighbours_kind kind);
 bool cb_neighbours_ease_fits(const cb_dataset *ds);

@@ -1,0 +1,170 @@
+/* ridge_inverse — cb_neighbours_ridge_inverse (neighbours.h): EASE's dense
+ * (G + ridge I)^-1 on the caller's threads, by square tiles of TILE rows:
+ * Cholesky G + ridge I = L L^T (right-looking), X = L^-1 column of tiles by
+ * column of tiles, then the inverse X^T X tile by tile. Every tile is one
+ * fixed sequence of one-thread BLAS / LAPACK calls on fixed shapes, and the
+ * tiles of a stage are independent, so the bits do not depend on how many
+ * threads share them out (the chosen neighbours must not: mpirun ranks and
+ * one process agree, and 1 or N threads).
+ *
+ * Storage, column-major (the matrix is symmetric, so row-major is the same
+ * buffer): L in the lower triangle; X's off-diagonal tiles transposed in the
+ * upper triangle (tile (J, I) holds X_IJ^T, I > J), its diagonal tiles in a
+ * side buffer; the inverse into the lower triangle, then mirrored. */
+#include "model/neighbours.h"
+#include "base/threads.h"
+
+#include <cblas.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* LAPACK's (libopenblas has them; Debian ships no lapack.h beside its
+ * cblas.h). Fortran convention: arguments by reference, the hidden lengths
+ * of the character arguments last. */
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
+extern void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info,
+                    size_t uplo_len, size_t diag_len);
+
+#define TILE 128
+
+typedef struct inv_job {
+    double *a, *diag; /* the matrix; X's diagonal tiles (nt of TILE x TILE) */
+    double *scratch;  /* a TILE x TILE tile per worker */
+    int n, nt, k;     /* side, tiles per side, the Cholesky's current column of tiles */
+    int stage;        /* 0: the panel below (k, k); 1: the trailing update; 2: X's columns; 3: X^T X */
+    int n_tasks;
+    atomic_int next, failed;
+} inv_job;
+
+static int side_of(const inv_job *j, int t) { return t + 1 < j->nt ? TILE : j->n - t * TILE; }
+static double *tile(const inv_job *j, int r, int c) { return j->a + (size_t)r * TILE + (size_t)c * TILE * j->n; }
+static double *dtile(const inv_job *j, int t) { return j->diag + (size_t)t * TILE * TILE; }
+
+/* The task-th pair (i, c) with c <= i of the triangle whose first row and column is `first`. */
+static void pair_of(int task, int first, int *i, int *c) {
+    int r = 0;
+    while ((r + 1) * (r + 2) / 2 <= task) r++;
+    *i = first + r, *c = first + task - r * (r + 1) / 2;
+}
+
+/* Cholesky, column k of tiles: tile (i, k) below the diagonal times L_kk^-T. */
+static void panel(inv_job *j, int task) {
+    int i = j->k + 1 + task, mk = side_of(j, j->k);
+    cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, side_of(j, i), mk, 1.0,
+                tile(j, j->k, j->k), j->n, tile(j, i, j->k), j->n);
+}
+
+/* Cholesky, after column k: tile (i, c) of the trailing part -= L_ik L_ck^T. */
+static void trailing(inv_job *j, int task) {
+    int i, c, mk = side_of(j, j->k);
+    pair_of(task, j->k + 1, &i, &c);
+    if (i == c)
+        cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, side_of(j, i), mk, -1.0, tile(j, i, j->k), j->n, 1.0,
+                    tile(j, i, i), j->n);
+    else
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, side_of(j, i), side_of(j, c), mk, -1.0, tile(j, i, j->k),
+                    j->n, tile(j, c, j->k), j->n, 1.0, tile(j, i, c), j->n);
+}
+
+/* X = L^-1, column c of tiles: X_cc = L_cc^-1; below it, row by row,
+ * X_ic = -L_ii^-1 (L_ic X_cc + sum over c < k < i of L_ik X_kc). */
+static void x_column(inv_job *j, int c, double *s) {
+    int mc = side_of(j, c), info = 0;
+    double *d = dtile(j, c);
+    for (int q = 0; q < mc; q++) /* L_cc's lower triangle, zeros above */
+        for (int p = 0; p < mc; p++) d[p + (size_t)q * TILE] = p >= q ? tile(j, c, c)[p + (size_t)q * j->n] : 0.0;
+    dtrtri_("L", "N", &mc, d, &(int){TILE}, &info, 1, 1);
+    if (info) atomic_store(&j->failed, 1);
+    for (int i = c + 1; !info && i < j->nt; i++) {
+        int mi = side_of(j, i);
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, mi, mc, mc, 1.0, tile(j, i, c), j->n, d, TILE, 0.0, s,
+                    mi);
+        for (int k = c + 1; k < i; k++) /* X_kc is tile (c, k) transposed */
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, mi, mc, side_of(j, k), 1.0, tile(j, i, k), j->n,
+                        tile(j, c, k), j->n, 1.0, s, mi);
+        cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, mi, mc, -1.0, tile(j, i, i),
+                    j->n, s, mi);
+        double *t = tile(j, c, i); /* X_ic^T */
+        for (int q = 0; q < mc; q++)
+            for (int p = 0; p < mi; p++) t[q + (size_t)p * j->n] = s[p + (size_t)q * mi];
+    }
+}
+
+/* The inverse's tile (i, c), c <= i: sum over k >= i of X_ki^T X_kc. */
+static void product(inv_job *j, int task, double *s) {
+    int i, c;
+    pair_of(task, 0, &i, &c);
+    int mi = side_of(j, i), mc = side_of(j, c);
+    if (i == c) /* X_ii^T X_ii: X_ii lower triangular */
+        cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, mi, mc, mi, 1.0, dtile(j, i), TILE, dtile(j, i), TILE, 0.0,
+                    s, mi);
+    else /* X_ii^T X_ic, X_ic = tile (c, i)^T */
+        cblas_dgemm(CblasColMajor, CblasTrans, CblasTrans, mi, mc, mi, 1.0, dtile(j, i), TILE, tile(j, c, i), j->n,
+                    0.0, s, mi);
+    for (int k = i + 1; k < j->nt; k++) /* X_ki^T X_kc = tile (i, k) tile (c, k)^T */
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, mi, mc, side_of(j, k), 1.0, tile(j, i, k), j->n,
+                    tile(j, c, k), j->n, 1.0, s, mi);
+    double *t = tile(j, i, c);
+    for (int q = 0; q < mc; q++) memcpy(t + (size_t)q * j->n, s + (size_t)q * mi, (size_t)mi * sizeof *s);
+}
+
+typedef struct inv_arg {
+    inv_job *j;
+    int w;
+} inv_arg;
+
+static void *inv_worker(void *arg) {
+    inv_job *j = ((inv_arg *)arg)->j;
+    double *s = j->scratch + (size_t)((inv_arg *)arg)->w * TILE * TILE;
+    for (int t; (t = atomic_fetch_add(&j->next, 1)) < j->n_tasks;) {
+        if (j->stage == 0) panel(j, t);
+        else if (j->stage == 1) trailing(j, t);
+        else if (j->stage == 2) x_column(j, t, s);
+        else product(j, t, s);
+    }
+    return NULL;
+}
+
+/* Stage `stage` of n_tasks tasks on the job's threads. */
+static void run_stage(inv_job *j, int stage, int n_tasks, int threads) {
+    j->stage = stage, j->n_tasks = n_tasks;
+    atomic_store(&j->next, 0);
+    if (n_tasks <= 0) return;
+    inv_arg args[CB_THREADS_MAX];
+    int n = threads < n_tasks ? threads : n_tasks;
+    for (int w = 0; w < n; w++) args[w] = (inv_arg){j, w};
+    cb_threads_run(inv_worker, args, sizeof args[0], n);
+}
+
+int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, int threads, cb_error *err) {
+    if (n == 0) return CB_OK;
+    if (n > 2000000000u) return cb_fail(err, CB_EINVAL, "EASE's inverse: a side of %zu is too large", n);
+    threads = cb_threads_resolve(threads, CB_THREADS_MAX);
+    inv_job j = {.a = a, .n = (int)n, .nt = (int)((n + TILE - 1) / TILE)};
+    j.diag = cb_malloc((size_t)j.nt * TILE * TILE * sizeof *j.diag, err);
+    j.scratch = j.diag ? cb_malloc((size_t)threads * TILE * TILE * sizeof *j.scratch, err) : NULL;
+    if (!j.scratch) return free(j.diag), CB_ENOMEM;
+    for (size_t i = 0; i < n; i++) a[i * n + i] += ridge;
+    int info = 0;
+    cb_blas_hold_one();
+    for (j.k = 0; j.k < j.nt && !info; j.k++) {
+        int mk = side_of(&j, j.k), rest = j.nt - j.k - 1;
+        dpotrf_("L", &mk, tile(&j, j.k, j.k), &j.n, &info, 1);
+        if (info) break;
+        run_stage(&j, 0, rest, threads);
+        run_stage(&j, 1, rest * (rest + 1) / 2, threads);
+    }
+    if (!info) run_stage(&j, 2, j.nt, threads);
+    if (!info && !atomic_load(&j.failed)) run_stage(&j, 3, j.nt * (j.nt + 1) / 2, threads);
+    cb_blas_release();
+    int failed = info || atomic_load(&j.failed);
+    free(j.diag);
+    free(j.scratch);
+    if (failed)
+        return cb_fail(err, CB_ENUMERIC, "EASE's Cholesky inverse failed (the matrix is not positive definite%s)",
+                       info ? "" : ": a singular factor");
+    for (size_t c = 0; c < n; c++) /* the lower triangle (column-major) into the upper */
+        for (size_t r = c + 1; r < n; r++) a[r * n + c] = a[c * n + r];
+    return CB_OK;
+}
