@@ -1,17 +1,23 @@
 #!/bin/sh
 # train_mpi — training across processes and threads against one thread, in
-# one run: `cbrec train` on a synthetic dataset (cbrec synth, 100k ratings,
+# one run: `cbrec train` on a synthetic dataset (cbrec synth, 100k ratings by default,
 # the default model, 2 epochs), whole processes timed from outside, taken in
 # turns (one thread, 2 threads, mpirun -np 2 with one thread each; 3 rounds)
 # so a drifting machine load hits all alike. Prints each round's wall and
 # CPU seconds (user + system, the ranks' included), the ratios' medians and
 # the CPU seconds' medians. Skips the MPI part, saying why, without mpirun or when this
-# cbrec was built without MPI.
+# cbrec was built without MPI. RATINGS (and USERS, ITEMS) size the set;
+# MPIRUN_OPTS go to mpirun (e.g. "--mca pml ob1": shared memory only, which
+# skips UCX's start-up, ~0.2 s of MPI_Init on this machine).
 CBREC=${CBREC:-./cbrec}
 ROUNDS=${ROUNDS:-3}
+RATINGS=${RATINGS:-100000}
+USERS=${USERS:-2000}
+ITEMS=${ITEMS:-3000}
+MPIRUN_OPTS=${MPIRUN_OPTS:-}
 dir=$(mktemp -d /tmp/cbrec-bench-mpi-XXXXXX) || exit 1
 trap 'rm -rf "$dir"' EXIT
-"$CBREC" synth --out "$dir/data" --users 2000 --items 3000 --ratings 100000 >/dev/null || exit 1
+"$CBREC" synth --out "$dir/data" --users "$USERS" --items "$ITEMS" --ratings "$RATINGS" >/dev/null || exit 1
 opts="--data $dir/data --epochs 2 --seed 1 -q"
 mpi=""
 if ! command -v mpirun >/dev/null 2>&1; then
@@ -36,7 +42,7 @@ run() {
   wall=$(echo "$w0 $w1" | awk '{printf "%.3f", $2 - $1}'); cpu=$(echo "$c0 $cpu_s" | awk '{printf "%.1f", $2 - $1}')
 }
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-echo "train_mpi: synthetic 100k ratings, default model, 2 epochs; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "train_mpi: synthetic $RATINGS ratings ($USERS users, $ITEMS items), default model, 2 epochs${MPIRUN_OPTS:+, mpirun $MPIRUN_OPTS}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 r_thr=""; r_mpi=""; c_one=""; c_two=""; c_mpi=""
 for i in $(seq "$ROUNDS"); do
   run "$CBREC" train $opts --model "$dir/one.cbrec" --threads 1; t1=$wall; c_one="$c_one $cpu"
@@ -45,7 +51,7 @@ for i in $(seq "$ROUNDS"); do
   line="$line, 2 threads ${t2}s (cpu ${cpu}s)"
   r_thr="$r_thr $(echo "$t1 $t2" | awk '{printf "%.3f", $1 / $2}')"
   if [ -n "$mpi" ]; then
-    run mpirun --allow-run-as-root --oversubscribe -np 2 "$CBREC" train $opts --model "$dir/mpi.cbrec" --threads 1
+    run mpirun --allow-run-as-root --oversubscribe $MPIRUN_OPTS -np 2 "$CBREC" train $opts --model "$dir/mpi.cbrec" --threads 1
     tm=$wall; c_mpi="$c_mpi $cpu"
     line="$line, mpirun -np 2 ${tm}s (cpu ${cpu}s)"
     r_mpi="$r_mpi $(echo "$t1 $tm" | awk '{printf "%.3f", $1 / $2}')"
