@@ -1664,6 +1664,44 @@ static void worker_slices(const train_ctx *x, int w, size_t sl[3][2]) {
     }
 }
 
+/* A row of W0ᵀ's optimiser update, in the gradient's cost units (one
+ * non-zero of a batch row: OC multiply-adds); Adam reads and writes four
+ * floats a weight (estimated, not tuned). */
+#define W0_ROW_COST 12
+
+/* Worker w's rows of W0ᵀ this step, as floats of the flat layout [*lo,
+ * *hi): cut where the running cost (a row: its non-zeros in every worker's
+ * batch rows, plus W0_ROW_COST) passes w/N and (w+1)/N of the whole. The
+ * first layer's columns are skewed (the most popular items' multi-hot
+ * columns are the densest), and equal row counts gave worker 0 twice the
+ * other's gradient work at 2 threads. Every worker computes the same cuts;
+ * the sums are the same bits whoever computes a row. */
+static void w0_slice(const train_ctx *x, int w, size_t *lo, size_t *hi) {
+    int C = x->m->tw[0].in[0], N = x->n_workers;
+    size_t OC = (size_t)x->m->tw[0].out[0];
+    uint64_t total = 0, run = 0, want_lo, want_hi;
+    for (int pass = 0; pass < 2; pass++) {
+        want_lo = total * (uint64_t)w, want_hi = total * (uint64_t)(w + 1);
+        int r_lo = w == 0 ? 0 : -1, r_hi = w + 1 == N ? C : -1;
+        run = 0;
+        for (int r = 0; r < C; r++) {
+            if (pass && r_lo < 0 && run * (uint64_t)N >= want_lo) r_lo = r;
+            if (pass && r_hi < 0 && run * (uint64_t)N >= want_hi) r_hi = r;
+            uint64_t cost = W0_ROW_COST;
+            for (int v = 0; v < N; v++) {
+                const cb_nn_csr *cs = x->wk[v].ws[0].w0_part.cols;
+                if (cs) cost += cs->off[r + 1] - cs->off[r];
+            }
+            run += cost;
+        }
+        total = run;
+        if (pass) {
+            *lo = (size_t)(r_lo < 0 ? C : r_lo) * OC;
+            *hi = (size_t)(r_hi < 0 ? C : r_hi) * OC;
+        }
+    }
+}
+
 /* One epoch of steps, on worker w (cb_pool_run). */
 static void run_epoch(void *arg, int w) {
     train_ctx *x = arg;
@@ -1719,6 +1757,7 @@ static void run_epoch(void *arg, int w) {
             update_range(x, x->grad[0], x->wt0 ? x->wk[0].ws[0].dwt0 : NULL, 0, x->n_flat, true);
             clear_lone(x);
         } else {
+            if (x->wt0 && x->n_workers > 1) w0_slice(x, w, &sl[0][0], &sl[0][1]);
             for (int i = 0; i < 3; i++) reduce_range(x, sl[i][0], sl[i][1]);
             if (last) reduce_range(x, n_tw, x->n_flat);
             if (x->n_ranks > 1) {
