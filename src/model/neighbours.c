@@ -835,27 +835,58 @@ static axis axis_of(float given, const float *grid_f, const uint32_t *grid_u, si
 /* NDCG@10 and recall@20 of row (training items already -INFINITY) against
  * the sorted relevant items rel[0..n_rel), n_rel > 0, as cb_eval_topn
  * counts them: recall = hits in the top 20 / n_rel. */
-static void list_metrics(const float *row, uint32_t n_items, const uint32_t *rel, size_t n_rel, double *ndcg,
-                         double *recall) {
-    uint32_t top[RECALL_AT];
+/* A user's best RECALL_AT items by (score descending, index ascending),
+ * whatever order they are offered in; -inf never enters. */
+typedef struct top_list {
+    uint32_t id[RECALL_AT];
     float sc[RECALL_AT];
-    size_t n = 0;
-    for (uint32_t i = 0; i < n_items; i++) {
-        float v = row[i];
-        if (v == -INFINITY || (n == RECALL_AT && !(v > sc[RECALL_AT - 1]))) continue;
-        size_t p = n < RECALL_AT ? n++ : RECALL_AT - 1;
-        while (p > 0 && v > sc[p - 1]) {
-            sc[p] = sc[p - 1];
-            top[p] = top[p - 1];
-            p--;
-        }
-        sc[p] = v;
-        top[p] = i;
+    size_t n;
+} top_list;
+
+static inline void top_offer(top_list *t, uint32_t i, float v) {
+    if (v == -INFINITY) return;
+    if (t->n == RECALL_AT && !(v > t->sc[RECALL_AT - 1] || (v == t->sc[RECALL_AT - 1] && i < t->id[RECALL_AT - 1])))
+        return;
+    size_t p = t->n < RECALL_AT ? t->n++ : RECALL_AT - 1;
+    while (p > 0 && (v > t->sc[p - 1] || (v == t->sc[p - 1] && i < t->id[p - 1]))) {
+        t->sc[p] = t->sc[p - 1];
+        t->id[p] = t->id[p - 1];
+        p--;
     }
+    t->sc[p] = v;
+    t->id[p] = i;
+}
+
+/* The best of tower + scale x raw over n items: the row
+ * cb_neighbours_blend makes from the tower's (scale w / divisor; 0: the
+ * tower's own), without writing it; a value is offered only where it
+ * reaches the list's last score (SSE: four at a time), so the list is the
+ * one a scan of the whole row gives. */
+static void blended_top(top_list *t, const float *tower, const float *raw, uint32_t n, float scale) {
+    t->n = 0;
+    uint32_t i = 0;
+#if CB_HAVE_AVX2_PATH
+    __m128 s = _mm_set1_ps(scale);
+    for (; i + 4 <= n; i += 4) {
+        __m128 v = _mm_add_ps(_mm_loadu_ps(tower + i), _mm_mul_ps(s, _mm_loadu_ps(raw + i)));
+        __m128 last = _mm_set1_ps(t->n == RECALL_AT ? t->sc[RECALL_AT - 1] : -INFINITY);
+        int m = _mm_movemask_ps(_mm_cmpge_ps(v, last));
+        if (!m) continue;
+        float lane[4];
+        _mm_storeu_ps(lane, v);
+        for (int q = 0; q < 4; q++)
+            if (m >> q & 1) top_offer(t, i + (uint32_t)q, lane[q]);
+    }
+#endif
+    for (; i < n; i++) top_offer(t, i, tower[i] + scale * raw[i]);
+}
+
+/* NDCG@TOP and recall@RECALL_AT of a top list against the relevant items rel (sorted). */
+static void list_metrics(const top_list *t, const uint32_t *rel, size_t n_rel, double *ndcg, double *recall) {
     double dcg = 0, idcg = 0;
     size_t hits = 0;
-    for (size_t r = 0; r < n; r++)
-        if (bsearch(&top[r], rel, n_rel, sizeof *rel, cb_cmp_u32)) {
+    for (size_t r = 0; r < t->n; r++)
+        if (bsearch(&t->id[r], rel, n_rel, sizeof *rel, cb_cmp_u32)) {
             hits++;
             if (r < TOP) dcg += 1.0 / log2((double)r + 2);
         }
@@ -910,22 +941,23 @@ static int tune_users_make(tune_users *t, const cb_dataset *ds, const cb_split *
 #define N_CELLS (2 * 2 * N_K * N_W)
 #define SUM(m, d, a, b) (((((m) * 2 + (d)) * N_K + (a)) * N_W) + (b))
 static void tune_block(const cb_neighbours *nb, const tune_users *t, size_t lo, size_t hi, cb_tower_row_fn tower_row,
-                       void *ctx, const axis *ks, const axis *ws, float *tower, float *raw, float *row, double *sums) {
+                       void *ctx, const axis *ks, const axis *ws, float *tower, float *raw, double *sums) {
     uint32_t ni = nb->n_items;
     for (size_t s = lo; s < hi; s++) {
         uint32_t u = t->list[s];
-        const uint32_t *hist = t->titem + t->toff[u];
-        size_t n_hist = t->toff[u + 1] - t->toff[u];
+        const uint32_t *hist = t->titem + t->toff[u], *rel = t->ritem + t->roff[u];
+        size_t n_hist = t->toff[u + 1] - t->toff[u], n_rel = t->roff[u + 1] - t->roff[u];
         tower_row(ctx, u, tower);
         for (size_t h = 0; h < n_hist; h++) tower[hist[h]] = -INFINITY;
         for (size_t a = 0; a < ks->n; a++) {
             float max = cb_neighbours_row(nb, hist, n_hist, (uint32_t)ks->v[a], raw);
             for (size_t d = 0; d < 2; d++)
                 for (size_t b = 0; b < ws->n; b++) {
+                    float div = d && max > 0 ? 1.0f : max, w = ws->v[b];
+                    top_list top;
+                    blended_top(&top, tower, raw, ni, div > 0 && w != 0 ? w / div : 0.0f);
                     double ndcg, recall;
-                    memcpy(row, tower, (size_t)ni * sizeof *row);
-                    cb_neighbours_blend(row, raw, ni, d && max > 0 ? 1.0f : max, ws->v[b]);
-                    list_metrics(row, ni, t->ritem + t->roff[u], t->roff[u + 1] - t->roff[u], &ndcg, &recall);
+                    list_metrics(&top, rel, n_rel, &ndcg, &recall);
                     sums[SUM(0, d, a, b)] += ndcg;
                     sums[SUM(1, d, a, b)] += recall;
                 }
@@ -1043,7 +1075,7 @@ typedef struct tune_job {
 
 typedef struct tune_worker {
     tune_job *job;
-    float *tower, *raw, *row; /* [n_items] each */
+    float *tower, *raw; /* [n_items] each */
 } tune_worker;
 
 static void *tune_worker_main(void *arg) {
@@ -1052,7 +1084,7 @@ static void *tune_worker_main(void *arg) {
     for (size_t b; (b = atomic_fetch_add(&j->next, 1)) < j->n_blocks;) {
         size_t lo = b * TUNE_BLOCK, hi = lo + TUNE_BLOCK < j->t->n_list ? lo + TUNE_BLOCK : j->t->n_list;
         if (j->owner[b] == j->rank)
-            tune_block(j->nb, j->t, lo, hi, j->tower_row, j->ctx, j->ks, j->ws, w->tower, w->raw, w->row,
+            tune_block(j->nb, j->t, lo, hi, j->tower_row, j->ctx, j->ks, j->ws, w->tower, w->raw,
                        j->part + b * N_CELLS);
     }
     return NULL;
@@ -1068,11 +1100,10 @@ static int tune_units(double *part, const int *owner, const tune_point *pt, size
     size_t ni = cb_dataset_n_items(ds), n_blocks = job->n_blocks;
     int n_w = n_blocks && (size_t)threads > n_blocks ? (int)n_blocks : threads;
     tune_worker *w = cb_calloc((size_t)n_w, sizeof *w, err);
-    float *scratch = w ? cb_malloc((3 * ni * (size_t)n_w + 1) * sizeof *scratch, err) : NULL;
+    float *scratch = w ? cb_malloc((2 * ni * (size_t)n_w + 1) * sizeof *scratch, err) : NULL;
     int rc = scratch ? CB_OK : CB_ENOMEM;
     for (int t = 0; !rc && t < n_w; t++)
-        w[t] = (tune_worker){job, scratch + 3 * ni * (size_t)t, scratch + 3 * ni * (size_t)t + ni,
-                             scratch + 3 * ni * (size_t)t + 2 * ni};
+        w[t] = (tune_worker){job, scratch + 2 * ni * (size_t)t, scratch + 2 * ni * (size_t)t + ni};
     cb_blas_hold_one();
     for (size_t p = 0; !rc && p < n_pt; p++) {
         bool mine = pt[p].shared; /* a shared fit is collective: every rank joins it */
