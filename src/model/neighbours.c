@@ -221,8 +221,10 @@ static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
             for (size_t u = 0; u < nu; u++) s->v[u] += m[u];
         }
         memset(s->z, 0, (size_t)f->n_items * sizeof *s->z);
-        for (size_t u = 0; u < nu; u++)
-            for (size_t b = f->uoff[u]; b < f->uoff[u + 1]; b++) s->z[f->uitems[b]] -= s->v[u] / f->param;
+        for (size_t u = 0; u < nu; u++) { /* once a user: unable to rule out z aliasing v, the compiler divided per interaction */
+            double vu = s->v[u] / f->param;
+            for (size_t b = f->uoff[u]; b < f->uoff[u + 1]; b++) s->z[f->uitems[b]] -= vu;
+        }
     } else {
         p = f->inv + (size_t)i * f->n_items;
     }
