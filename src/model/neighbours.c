@@ -215,10 +215,15 @@ static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
     const double *p = s->z;
     if (f->user_form) { /* z = X^T (M x_i); P_ij = (delta_ij - z_j) / lambda */
         size_t nu = f->n_users;
-        memset(s->v, 0, nu * sizeof *s->v);
+        double *v = s->v;
+        memset(v, 0, nu * sizeof *v);
         for (size_t a = f->ioff[i]; a < f->ioff[i + 1]; a++) {
             const double *m = f->inv + (size_t)f->iusers[a] * nu;
-            for (size_t u = 0; u < nu; u++) s->v[u] += m[u];
+            size_t u = 0;
+#if CB_HAVE_AVX2_PATH /* two at a time (each sum elementwise: the same bits) */
+            for (; u + 2 <= nu; u += 2) _mm_storeu_pd(v + u, _mm_add_pd(_mm_loadu_pd(v + u), _mm_loadu_pd(m + u)));
+#endif
+            for (; u < nu; u++) v[u] += m[u];
         }
         memset(s->z, 0, (size_t)f->n_items * sizeof *s->z);
         for (size_t u = 0; u < nu; u++) { /* once a user: unable to rule out z aliasing v, the compiler divided per interaction */
