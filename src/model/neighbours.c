@@ -72,9 +72,17 @@ static void heap_down(nb_cand *h, size_t n, size_t i) {
     }
 }
 
-static int cmp_cand_best_first(const void *a, const void *b) {
-    nb_cand x = *(const nb_cand *)a, y = *(const nb_cand *)b;
-    return better(x, y) ? -1 : better(y, x);
+/* h[0..n) best first: heapified (a heap_push below k never was), then the
+ * worst moved to the end one by one. "better" is a total order (the items
+ * differ), so this is the order any sort gives, without qsort's calls. */
+static void heap_sort_best_first(nb_cand *h, size_t n) {
+    for (size_t s = n / 2; s-- > 0;) heap_down(h, n, s);
+    for (size_t m = n; m > 1; m--) {
+        nb_cand t = h[0];
+        h[0] = h[m - 1];
+        h[m - 1] = t;
+        heap_down(h, m - 1, 0);
+    }
 }
 
 /* Keep c among the k best in the heap h[0..*n). */
@@ -405,7 +413,7 @@ static void fit_one(fit_worker *w, uint32_t i) {
     fit_run *r = w->run;
     const fit_ctx *f = r->f;
     size_t got = f->kind == CB_NEIGHBOURS_EASE ? ease_list(f, &w->s, i) : cosine_list(f, &w->s, i);
-    qsort(w->s.heap, got, sizeof *w->s.heap, cmp_cand_best_first);
+    heap_sort_best_first(w->s.heap, got);
     size_t at = (size_t)(i - r->lo) * f->k;
     for (size_t t = 0; t < got; t++) {
         r->items[at + t] = (int32_t)w->s.heap[t].item;
