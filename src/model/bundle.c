@@ -1,11 +1,13 @@
 /* bundle — the training pipeline and the model file; see bundle.h. */
 #include "model/bundle.h"
+#include "base/threads.h"
 
 #include <cblas.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -388,19 +390,63 @@ int cb_bundle_user_vector(const cb_bundle *r, const float *x, const uint32_t *it
 
 /* The vectors of every user from the user table X_u (densified a chunk at a
  * time) and the history bag's CSR (NULL: none) into uv [n_users x dim]. */
-static int user_vectors_of(const cb_bundle *r, const cb_rows *X_u, const uint32_t *h_off, const uint32_t *h_item,
-                           float *uv, cb_error *err) {
-    enum { CHUNK = 1024 };
-    uint32_t du = X_u->width;
-    float *x = cb_malloc((size_t)CHUNK * (du ? du : 1) * sizeof *x, err);
-    int rc = x ? CB_OK : CB_ENOMEM;
-    for (uint32_t s = 0; !rc && s < r->n_users; s += CHUNK) {
-        uint32_t n = r->n_users - s < CHUNK ? r->n_users - s : CHUNK;
-        for (uint32_t k = 0; k < n; k++) cb_rows_get(X_u, s + k, x + (size_t)k * du);
-        rc = cb_model_user_vectors_hist(r->model, x, n, h_off ? h_off + s : NULL, h_item, uv + (size_t)s * r->dim, err);
+/* The item and user vectors after training, by chunks of EMBED_CHUNK rows
+ * (a multiple of the model's forward blocks, EVAL_CHUNK in model.c, so a
+ * chunk's rows are the bits one pass over all the rows gives) taken from a
+ * shared counter on the model's threads. Each forward holds OpenBLAS at one
+ * thread (cb_model_*_vectors), so the vectors depend on neither thread count. */
+#define EMBED_CHUNK 1024
+typedef struct embed_job {
+    const cb_bundle *r;
+    const float *X_m;
+    const cb_rows *X_u;
+    const uint32_t *h_off, *h_item;
+    float *iv, *uv;
+    size_t n_item_chunks, n_chunks;
+    atomic_size_t next;
+    atomic_int rc;
+} embed_job;
+
+static void *embed_worker(void *arg) {
+    embed_job *j = arg;
+    const cb_bundle *r = j->r;
+    size_t du = j->X_u->width, di = cb_features_item_dim(r->features);
+    cb_error err = {0};
+    float *x = cb_malloc((size_t)EMBED_CHUNK * (du ? du : 1) * sizeof *x, &err);
+    uint32_t *ids = cb_malloc(EMBED_CHUNK * sizeof *ids, &err);
+    if (!x || !ids) atomic_store(&j->rc, CB_ENOMEM);
+    for (size_t c; !atomic_load(&j->rc) && (c = atomic_fetch_add(&j->next, 1)) < j->n_chunks;) {
+        bool item = c < j->n_item_chunks;
+        uint32_t total = item ? r->n_items : r->n_users, s = (uint32_t)((item ? c : c - j->n_item_chunks) * EMBED_CHUNK);
+        uint32_t n = total - s < EMBED_CHUNK ? total - s : EMBED_CHUNK;
+        int rc;
+        if (item) {
+            for (uint32_t k = 0; k < n; k++) ids[k] = s + k;
+            rc = cb_model_item_vectors_ids(r->model, j->X_m + (size_t)s * di, ids, n, j->iv + (size_t)s * r->dim, &err);
+        } else {
+            for (uint32_t k = 0; k < n; k++) cb_rows_get(j->X_u, s + k, x + (size_t)k * du);
+            rc = cb_model_user_vectors_hist(r->model, x, n, j->h_off ? j->h_off + s : NULL, j->h_item,
+                                            j->uv + (size_t)s * r->dim, &err);
+        }
+        if (rc) atomic_store(&j->rc, rc);
     }
     free(x);
-    return rc;
+    free(ids);
+    return NULL;
+}
+
+static int embed(const cb_bundle *r, const float *X_m, const cb_rows *X_u, const uint32_t *h_off,
+                 const uint32_t *h_item, int threads, float *iv, float *uv, cb_error *err) {
+    embed_job j = {.r = r, .X_m = X_m, .X_u = X_u, .h_off = h_off, .h_item = h_item, .iv = iv, .uv = uv,
+                   .n_item_chunks = ((size_t)r->n_items + EMBED_CHUNK - 1) / EMBED_CHUNK};
+    j.n_chunks = j.n_item_chunks + ((size_t)r->n_users + EMBED_CHUNK - 1) / EMBED_CHUNK;
+    atomic_init(&j.next, 0);
+    atomic_init(&j.rc, CB_OK);
+    int n = cb_threads_resolve(threads, CB_THREADS_MAX);
+    n = j.n_chunks < (size_t)n ? (int)j.n_chunks : n;
+    cb_threads_run(embed_worker, &j, 0, n > 0 ? n : 1);
+    int rc = atomic_load(&j.rc);
+    return rc ? cb_fail(err, rc, "the vectors after training: out of memory") : CB_OK;
 }
 
 /* Train the towers on the tables and refresh vectors; shared by train and resume. */
@@ -436,12 +482,7 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
         float *iv = rec_alloc(r, (size_t)r->n_items * r->dim, sizeof(float), err);
         float *uv = rec_alloc(r, (size_t)r->n_users * r->dim, sizeof(float), err);
         rc = (iv && uv) ? CB_OK : CB_ENOMEM;
-        uint32_t *ids = rc ? NULL : cb_malloc(((size_t)r->n_items + 1) * sizeof *ids, err);
-        if (!rc && !ids) rc = CB_ENOMEM;
-        for (uint32_t i = 0; !rc && i < r->n_items; i++) ids[i] = i;
-        if (!rc) rc = cb_model_item_vectors_ids(r->model, X_m, ids, r->n_items, iv, err);
-        free(ids);
-        if (!rc) rc = user_vectors_of(r, &X_u, h_off, h_item, uv, err);
+        if (!rc) rc = embed(r, X_m, &X_u, h_off, h_item, in->model.threads, iv, uv, err);
         if (!rc) {
             r->item_vecs = iv;
             r->user_vecs = uv;

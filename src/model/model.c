@@ -937,12 +937,14 @@ static int vectors(const cb_model *m, int side, const float *x, const uint32_t *
     int rc = ws_alloc(&ws, t, EVAL_CHUNK, false, err);
     if (rc != CB_OK) return rc;
     size_t dim = cb_model_out_dim(m);
+    cb_blas_hold_one(); /* a block's bits never depend on OpenBLAS's thread count (the model file's vectors) */
     for (size_t s = 0; s < n; s += EVAL_CHUNK) {
         int B = (int)(n - s < EVAL_CHUNK ? n - s : EVAL_CHUNK);
         gather_rows(t, &ws, x, NULL, NULL, s, NULL, h_off, h_item, B);
         tower_forward(t, &ws, ws.x, NULL, ids ? ids + s : NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         memcpy(out + s * dim, ws.y[0], (size_t)B * dim * sizeof(float));
     }
+    cb_blas_release();
     ws_free(&ws);
     return CB_OK;
 }
