@@ -7,8 +7,8 @@
 # CPU seconds (user + system, the ranks' included), the ratios' medians and
 # the CPU seconds' medians. Skips the MPI part, saying why, without mpirun or when this
 # cbrec was built without MPI. RATINGS (and USERS, ITEMS) size the set;
-# MPIRUN_OPTS go to mpirun (e.g. "--mca pml ob1": shared memory only, which
-# skips UCX's start-up, ~0.2 s of MPI_Init on this machine).
+# MPIRUN_OPTS go to mpirun (e.g. "-x OMPI_MCA_pml=ucx": Open MPI's UCX layer,
+# which cbrec otherwise replaces by ob1 when every rank is on one machine).
 CBREC=${CBREC:-./cbrec}
 ROUNDS=${ROUNDS:-3}
 RATINGS=${RATINGS:-100000}
