@@ -834,6 +834,11 @@ static void ridge_inverse_matches_lapack(void **state) {
     double bad[4] = {1, 2, 2, 1}; /* eigenvalues 3 and -1 */
     cb_error err;
     assert_int_equal(cb_neighbours_ridge_inverse(bad, 2, 0.0, 2, &err), CB_ENUMERIC);
+    size_t n = 300; /* a negative pivot in the second tile, on 2 threads */
+    double *late = calloc(n * n, sizeof *late);
+    for (size_t i = 0; i < n; i++) late[i * n + i] = i == 200 ? -1.0 : 1.0;
+    assert_int_equal(cb_neighbours_ridge_inverse(late, n, 0.0, 2, &err), CB_ENUMERIC);
+    free(late);
 }
 
 int main(int argc, char **argv) {

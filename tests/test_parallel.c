@@ -220,6 +220,7 @@ static void threads_same_evaluation(void **state) {
     }
     assert_memory_equal(&loss[1], &loss[2], sizeof(double));
     assert_memory_equal(&loss[1], &loss[3], sizeof(double));
+    assert_memory_equal(&rmse[1], &rmse[2], sizeof(double));
     assert_memory_equal(&rmse[1], &rmse[3], sizeof(double));
     c.seed = 2;
     cb_model *other = trained(&f, &c, NULL);
@@ -279,6 +280,7 @@ static void threads_same_model_negatives(void **state) {
 typedef struct fake_world {
     pthread_barrier_t bar;
     float *slot[2];   /* each rank's buffer, while a call runs */
+    size_t n[2];      /* each rank's all-reduce length: the ranks must agree */
 } fake_world;
 
 typedef struct fake_rank {
@@ -307,7 +309,13 @@ static int fake_allreduce(void *ctx, float *buf, size_t n) {
     float *mine = malloc(n * sizeof(float));
     memcpy(mine, buf, n * sizeof(float));
     r->w->slot[me] = mine;
+    r->w->n[me] = n;
     pthread_barrier_wait(&r->w->bar);
+    if (r->w->n[0] != r->w->n[1]) { /* the other rank's buffer has another length: fail, not read past it */
+        pthread_barrier_wait(&r->w->bar);
+        free(mine);
+        return 1;
+    }
     for (size_t i = 0; i < n; i++) buf[i] = r->w->slot[0][i] + r->w->slot[1][i]; /* rank order on both */
     pthread_barrier_wait(&r->w->bar);
     free(mine);

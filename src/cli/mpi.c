@@ -10,7 +10,8 @@
  * library checks that the ranks' tables agree before the first step). Each
  * step's batch is split across ranks: a rank runs the towers on its part, the
  * ranks all-gather the tower outputs (the in-batch softmax) and all-reduce
- * the gradients (MPI_Allreduce, one call on one flat buffer). Rank 0 prints
+ * the gradients (MPI_Allreduce: the dense part in place, then the item-id
+ * embedding rows the step reached, packed with the head). Rank 0 prints
  * and writes the model (or the batch lists, table, report); a rank that
  * fails stops every rank (MPI_Abort). */
 #include "cli.h"
@@ -104,7 +105,8 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
      * memory is the only transport, and Open MPI's default UCX layer spends
      * ~0.2 s of MPI_Init probing devices (0.41 -> 0.21 s for mpirun -np 2
      * of an empty program here). Its own ob1 layer then, unless the caller
-     * chose one (OMPI_MCA_pml set: kept). */
+     * chose one in the environment (OMPI_MCA_pml set: kept; a pml named only
+     * in an MCA parameter file is overridden, as the environment wins). */
     const char *on_node = getenv("OMPI_COMM_WORLD_LOCAL_SIZE"), *world = getenv("OMPI_COMM_WORLD_SIZE");
     if (on_node && world && !strcmp(on_node, world)) setenv("OMPI_MCA_pml", "ob1", 0);
     if (MPI_Init(NULL, NULL) != MPI_SUCCESS) return cli_fail(CLI_ERROR, cmd, "MPI_Init failed");

@@ -391,10 +391,10 @@ int cb_bundle_user_vector(const cb_bundle *r, const float *x, const uint32_t *it
 /* The vectors of every user from the user table X_u (densified a chunk at a
  * time) and the history bag's CSR (NULL: none) into uv [n_users x dim]. */
 /* The item and user vectors after training, by chunks of EMBED_CHUNK rows
- * (a multiple of the model's forward blocks, EVAL_CHUNK in model.c, so a
- * chunk's rows are the bits one pass over all the rows gives) taken from a
- * shared counter on the model's threads. Each forward holds OpenBLAS at one
- * thread (cb_model_*_vectors), so the vectors depend on neither thread count. */
+ * (a multiple of the model's forward blocks, EVAL_CHUNK (512) in model.c,
+ * so a chunk's rows are the bits one pass over all the rows gives) taken
+ * from a shared counter on the model's threads, OpenBLAS held at one thread
+ * meanwhile: the vectors depend on neither thread count. */
 #define EMBED_CHUNK 1024
 typedef struct embed_job {
     const cb_bundle *r;
@@ -444,7 +444,9 @@ static int embed(const cb_bundle *r, const float *X_m, const cb_rows *X_u, const
     atomic_init(&j.rc, CB_OK);
     int n = cb_threads_resolve(threads, CB_THREADS_MAX);
     n = j.n_chunks < (size_t)n ? (int)j.n_chunks : n;
+    cb_blas_hold_one();
     cb_threads_run(embed_worker, &j, 0, n > 0 ? n : 1);
+    cb_blas_release();
     int rc = atomic_load(&j.rc);
     return rc ? cb_fail(err, rc, "the vectors after training: out of memory") : CB_OK;
 }

@@ -937,14 +937,12 @@ static int vectors(const cb_model *m, int side, const float *x, const uint32_t *
     int rc = ws_alloc(&ws, t, EVAL_CHUNK, false, err);
     if (rc != CB_OK) return rc;
     size_t dim = cb_model_out_dim(m);
-    cb_blas_hold_one(); /* a block's bits never depend on OpenBLAS's thread count (the model file's vectors) */
     for (size_t s = 0; s < n; s += EVAL_CHUNK) {
         int B = (int)(n - s < EVAL_CHUNK ? n - s : EVAL_CHUNK);
         gather_rows(t, &ws, x, NULL, NULL, s, NULL, h_off, h_item, B);
         tower_forward(t, &ws, ws.x, NULL, ids ? ids + s : NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         memcpy(out + s * dim, ws.y[0], (size_t)B * dim * sizeof(float));
     }
-    cb_blas_release();
     ws_free(&ws);
     return CB_OK;
 }
@@ -1080,7 +1078,7 @@ static void *eval_worker(void *arg) {
     tower_ws ws[2];
     cb_error err = {0};
     if (ws_alloc(&ws[0], &m->tw[0], j->cap, true, &err)) return atomic_store(&j->failed, CB_ENOMEM), NULL;
-    if (ws_alloc(&ws[1], &m->tw[1], j->cap, true, &err)) {
+    if (ws_alloc(&ws[1], &m->tw[1], j->cap, false, &err)) { /* the batch's columns: as training's x->cols */
         ws_free(&ws[0]);
         return atomic_store(&j->failed, CB_ENOMEM), NULL;
     }

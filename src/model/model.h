@@ -240,7 +240,10 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
 /* Mean loss (scaled targets) and RMSE (original scale, MSE rating or both;
  * else NAN) over the examples idx[0..n). Retrieval and both: the loss of
  * training (softmax over batches of batch_size examples in the given order,
- * log q from d->train_idx). Either output may be NULL. */
+ * log q from d->train_idx), its batches on the model's threads; under
+ * d->comm a collective: every rank calls it with the same idx and n, takes
+ * its share of the batches and gets the whole result. Either output may be
+ * NULL. */
 int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
                       double *loss, double *rmse, cb_error *err);
 

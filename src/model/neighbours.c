@@ -847,9 +847,6 @@ static axis axis_of(float given, const float *grid_f, const uint32_t *grid_u, si
     return a;
 }
 
-/* NDCG@10 and recall@20 of row (training items already -INFINITY) against
- * the sorted relevant items rel[0..n_rel), n_rel > 0, as cb_eval_topn
- * counts them: recall = hits in the top 20 / n_rel. */
 /* A user's best RECALL_AT items by (score descending, index ascending),
  * whatever order they are offered in; -inf never enters. */
 typedef struct top_list {
@@ -896,7 +893,9 @@ static void blended_top(top_list *t, const float *tower, const float *raw, uint3
     for (; i < n; i++) top_offer(t, i, tower[i] + scale * raw[i]);
 }
 
-/* NDCG@TOP and recall@RECALL_AT of a top list against the relevant items rel (sorted). */
+/* NDCG@TOP and recall@RECALL_AT of a top list against the sorted relevant
+ * items rel[0..n_rel), n_rel > 0, as cb_eval_topn counts them: recall = hits
+ * in the top 20 / n_rel. */
 static void list_metrics(const top_list *t, const uint32_t *rel, size_t n_rel, double *ndcg, double *recall) {
     double dcg = 0, idcg = 0;
     size_t hits = 0;

@@ -139,7 +139,8 @@ static void run_stage(inv_job *j, int stage, int n_tasks, int threads) {
 
 int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, int threads, cb_error *err) {
     if (n == 0) return CB_OK;
-    if (n > 2000000000u) return cb_fail(err, CB_EINVAL, "EASE's inverse: a side of %zu is too large", n);
+    if (n > 1000000u) /* the stages' task counts (about (n / TILE)^2 / 2) are ints */
+        return cb_fail(err, CB_EINVAL, "EASE's inverse: a side of %zu is too large (at most 1,000,000)", n);
     threads = cb_threads_resolve(threads, CB_THREADS_MAX);
     inv_job j = {.a = a, .n = (int)n, .nt = (int)((n + TILE - 1) / TILE)};
     j.diag = cb_malloc((size_t)j.nt * TILE * TILE * sizeof *j.diag, err);
