@@ -21,6 +21,13 @@ int cb_threads_resolve(int threads, int cap);
  * worker the same argument. */
 void cb_threads_run(cb_thread_fn fn, void *args, size_t arg_size, int n);
 
+/* fn(ctx, unit, worker) for every unit in [lo, hi): the units taken in turn
+ * from a shared counter by min(threads, hi - lo) workers on cb_threads_run
+ * (worker 0 on the caller's thread); `worker` < that count indexes the
+ * caller's per-worker scratch. threads as resolved (>= 1). */
+typedef void (*cb_unit_fn)(void *ctx, size_t unit, int worker);
+void cb_threads_for(size_t lo, size_t hi, int threads, cb_unit_fn fn, void *ctx);
+
 /* OpenBLAS at one thread until the matching cb_blas_release: the first hold
  * saves its thread count and sets 1, the last release restores it. Holds may
  * overlap, from any threads (a mutex and a depth count): two calls running

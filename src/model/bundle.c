@@ -402,53 +402,54 @@ typedef struct embed_job {
     const cb_rows *X_u;
     const uint32_t *h_off, *h_item;
     float *iv, *uv;
-    size_t n_item_chunks, n_chunks;
-    atomic_size_t next;
+    size_t n_item_chunks;
+    float *x;      /* per worker: EMBED_CHUNK users' dense rows */
+    uint32_t *ids; /* per worker: EMBED_CHUNK item ids */
     atomic_int rc;
 } embed_job;
 
-static void *embed_worker(void *arg) {
-    embed_job *j = arg;
+static void embed_chunk(void *ctx, size_t c, int worker) {
+    embed_job *j = ctx;
     const cb_bundle *r = j->r;
+    if (atomic_load(&j->rc)) return;
     size_t du = j->X_u->width, di = cb_features_item_dim(r->features);
+    bool item = c < j->n_item_chunks;
+    uint32_t total = item ? r->n_items : r->n_users, s = (uint32_t)((item ? c : c - j->n_item_chunks) * EMBED_CHUNK);
+    uint32_t n = total - s < EMBED_CHUNK ? total - s : EMBED_CHUNK, *ids = j->ids + (size_t)worker * EMBED_CHUNK;
+    float *x = j->x + (size_t)worker * EMBED_CHUNK * (du ? du : 1);
     cb_error err = {0};
-    float *x = cb_malloc((size_t)EMBED_CHUNK * (du ? du : 1) * sizeof *x, &err);
-    uint32_t *ids = cb_malloc(EMBED_CHUNK * sizeof *ids, &err);
-    if (!x || !ids) atomic_store(&j->rc, CB_ENOMEM);
-    for (size_t c; !atomic_load(&j->rc) && (c = atomic_fetch_add(&j->next, 1)) < j->n_chunks;) {
-        bool item = c < j->n_item_chunks;
-        uint32_t total = item ? r->n_items : r->n_users, s = (uint32_t)((item ? c : c - j->n_item_chunks) * EMBED_CHUNK);
-        uint32_t n = total - s < EMBED_CHUNK ? total - s : EMBED_CHUNK;
-        int rc;
-        if (item) {
-            for (uint32_t k = 0; k < n; k++) ids[k] = s + k;
-            rc = cb_model_item_vectors_ids(r->model, j->X_m + (size_t)s * di, ids, n, j->iv + (size_t)s * r->dim, &err);
-        } else {
-            for (uint32_t k = 0; k < n; k++) cb_rows_get(j->X_u, s + k, x + (size_t)k * du);
-            rc = cb_model_user_vectors_hist(r->model, x, n, j->h_off ? j->h_off + s : NULL, j->h_item,
-                                            j->uv + (size_t)s * r->dim, &err);
-        }
-        if (rc) atomic_store(&j->rc, rc);
+    int rc;
+    if (item) {
+        for (uint32_t k = 0; k < n; k++) ids[k] = s + k;
+        rc = cb_model_item_vectors_ids(r->model, j->X_m + (size_t)s * di, ids, n, j->iv + (size_t)s * r->dim, &err);
+    } else {
+        for (uint32_t k = 0; k < n; k++) cb_rows_get(j->X_u, s + k, x + (size_t)k * du);
+        rc = cb_model_user_vectors_hist(r->model, x, n, j->h_off ? j->h_off + s : NULL, j->h_item,
+                                        j->uv + (size_t)s * r->dim, &err);
     }
-    free(x);
-    free(ids);
-    return NULL;
+    if (rc) atomic_store(&j->rc, rc);
 }
 
 static int embed(const cb_bundle *r, const float *X_m, const cb_rows *X_u, const uint32_t *h_off,
                  const uint32_t *h_item, int threads, float *iv, float *uv, cb_error *err) {
     embed_job j = {.r = r, .X_m = X_m, .X_u = X_u, .h_off = h_off, .h_item = h_item, .iv = iv, .uv = uv,
                    .n_item_chunks = ((size_t)r->n_items + EMBED_CHUNK - 1) / EMBED_CHUNK};
-    j.n_chunks = j.n_item_chunks + ((size_t)r->n_users + EMBED_CHUNK - 1) / EMBED_CHUNK;
-    atomic_init(&j.next, 0);
-    atomic_init(&j.rc, CB_OK);
+    size_t n_chunks = j.n_item_chunks + ((size_t)r->n_users + EMBED_CHUNK - 1) / EMBED_CHUNK;
     int n = cb_threads_resolve(threads, CB_THREADS_MAX);
-    n = j.n_chunks < (size_t)n ? (int)j.n_chunks : n;
-    cb_blas_hold_one();
-    cb_threads_run(embed_worker, &j, 0, n > 0 ? n : 1);
-    cb_blas_release();
-    int rc = atomic_load(&j.rc);
-    return rc ? cb_fail(err, rc, "the vectors after training: out of memory") : CB_OK;
+    n = n_chunks < (size_t)n ? (n_chunks ? (int)n_chunks : 1) : n;
+    size_t du = X_u->width ? X_u->width : 1;
+    atomic_init(&j.rc, CB_OK);
+    j.x = cb_malloc((size_t)n * EMBED_CHUNK * du * sizeof *j.x, err);
+    j.ids = j.x ? cb_malloc((size_t)n * EMBED_CHUNK * sizeof *j.ids, err) : NULL;
+    if (j.ids) {
+        cb_blas_hold_one();
+        cb_threads_for(0, n_chunks, n, embed_chunk, &j);
+        cb_blas_release();
+    }
+    int rc = j.ids ? atomic_load(&j.rc) : CB_ENOMEM;
+    free(j.x);
+    free(j.ids);
+    return rc && j.ids ? cb_fail(err, rc, "the vectors after training: out of memory") : rc;
 }
 
 /* Train the towers on the tables and refresh vectors; shared by train and resume. */

@@ -1054,57 +1054,44 @@ static void eval_sink(void *ctx, size_t off, const float *score, int B) {
     }
 }
 
-/* retrieval_evaluate's work: batches of `cap` consecutive ratings of idx
- * ([next, end) of them: this rank's) taken from a shared counter, each
- * worker on its own workspaces; a batch's loss x B and squared error into
- * its own slot of `out` (summed in batch order: the same bits on any thread
- * or rank count). */
+/* retrieval_evaluate's work: batches of `cap` consecutive ratings of idx,
+ * each worker on its own pair of workspaces; a batch's loss x B and squared
+ * error into its own slot of `out` (summed in batch order: the same bits on
+ * any thread or rank count). */
 typedef struct eval_job {
     const cb_model *m;
     const cb_train_data *d;
     const uint32_t *idx;
-    size_t n, end;
+    size_t n;
     int cap;
     float *log_q;
-    double *out; /* per batch: loss x B, squared error */
-    atomic_size_t next;
-    atomic_int failed;
+    tower_ws (*ws)[2]; /* per worker */
+    double *out;       /* per batch: loss x B, squared error */
 } eval_job;
 
-static void *eval_worker(void *arg) {
-    eval_job *j = arg;
+static void eval_batch(void *ctx, size_t b, int worker) {
+    eval_job *j = ctx;
     const cb_model *m = j->m;
     const cb_model_config *c = &m->cfg;
-    tower_ws ws[2];
-    cb_error err = {0};
-    if (ws_alloc(&ws[0], &m->tw[0], j->cap, true, &err)) return atomic_store(&j->failed, CB_ENOMEM), NULL;
-    if (ws_alloc(&ws[1], &m->tw[1], j->cap, false, &err)) { /* the batch's columns: as training's x->cols */
-        ws_free(&ws[0]);
-        return atomic_store(&j->failed, CB_ENOMEM), NULL;
+    tower_ws *ws = j->ws[worker];
+    size_t off = b * (size_t)j->cap;
+    int B = (int)(j->n - off < (size_t)j->cap ? j->n - off : (size_t)j->cap);
+    for (int side = 0; side < 2; side++) {
+        tower_ws *w = &ws[side];
+        gather_batch(c, w, j->d->ratings, j->idx + off, B, j->log_q, NULL, 0);
+        gather_side(m, side, w, j->d, j->idx + off, B);
+        tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
     }
-    for (size_t b; (b = atomic_fetch_add(&j->next, 1)) < j->end;) {
-        size_t off = b * (size_t)j->cap;
-        int B = (int)(j->n - off < (size_t)j->cap ? j->n - off : (size_t)j->cap);
-        for (int side = 0; side < 2; side++) {
-            tower_ws *w = &ws[side];
-            gather_batch(c, w, j->d->ratings, j->idx + off, B, j->log_q, NULL, 0);
-            gather_side(m, side, w, j->d, j->idx + off, B);
-            tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
+    /* the training loss; its gradients go to the workspaces' scratch */
+    loss_out o = {.du = ws[0].g0, .dv_all = ws[1].g0, .prob = ws[0].prob, .pred = ws[1].pred};
+    j->out[2 * b] = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o) * B;
+    double sq = 0.0;
+    if (c->objective == CB_OBJECTIVE_BOTH)
+        for (int r = 0; r < B; r++) { /* ws[1].pred: the rating dots of the rating term */
+            double o_r = (double)cb_model_score_to_prediction(m, ws[1].pred[r]) - j->d->ratings[j->idx[off + r]].y;
+            sq += o_r * o_r;
         }
-        /* the training loss; its gradients go to the workspaces' scratch */
-        loss_out o = {.du = ws[0].g0, .dv_all = ws[1].g0, .prob = ws[0].prob, .pred = ws[1].pred};
-        j->out[2 * b] = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o) * B;
-        double sq = 0.0;
-        if (c->objective == CB_OBJECTIVE_BOTH)
-            for (int r = 0; r < B; r++) { /* ws[1].pred: the rating dots of the rating term */
-                double o_r = (double)cb_model_score_to_prediction(m, ws[1].pred[r]) - j->d->ratings[j->idx[off + r]].y;
-                sq += o_r * o_r;
-            }
-        j->out[2 * b + 1] = sq;
-    }
-    ws_free(&ws[0]);
-    ws_free(&ws[1]);
-    return NULL;
+    j->out[2 * b + 1] = sq;
 }
 
 /* cb_model_evaluate for retrieval / both: the training loss over consecutive
@@ -1118,18 +1105,23 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
     size_t n_b = (n + (size_t)j.cap - 1) / (size_t)j.cap, lo, hi;
     int ranks = cb_comm_ranks(d->comm), rank = cb_comm_rank(d->comm);
     cb_split_range(n_b, ranks, rank, &lo, &hi);
-    atomic_init(&j.next, lo);
-    j.end = hi;
+    int threads = cb_threads_resolve(c->threads, CB_THREADS_MAX), made = 0;
+    threads = hi - lo < (size_t)threads ? (hi > lo ? (int)(hi - lo) : 1) : threads;
     int rc = log_q_for(&j.log_q, m, d, err);
-    if (rc) return rc;
-    j.out = cb_calloc(2 * n_b, sizeof *j.out, err);
-    if (!j.out) return free(j.log_q), CB_ENOMEM;
-    int threads = cb_threads_resolve(c->threads, CB_THREADS_MAX);
-    threads = (size_t)threads < hi - lo ? threads : hi - lo > 0 ? (int)(hi - lo) : 1;
-    cb_blas_hold_one();
-    cb_threads_run(eval_worker, &j, 0, threads);
-    cb_blas_release();
-    rc = atomic_load(&j.failed) ? cb_fail(err, CB_ENOMEM, "out of memory") : CB_OK;
+    j.out = rc ? NULL : cb_calloc(2 * n_b, sizeof *j.out, err);
+    j.ws = j.out ? cb_calloc((size_t)threads, sizeof *j.ws, err) : NULL;
+    if (!rc && !j.ws) rc = CB_ENOMEM;
+    for (; !rc && made < threads; made++) /* the items' side: the batch's columns, as training's x->cols */
+        if ((rc = ws_alloc(&j.ws[made][0], &m->tw[0], j.cap, true, err)) ||
+            (rc = ws_alloc(&j.ws[made][1], &m->tw[1], j.cap, false, err))) {
+            ws_free(&j.ws[made][0]);
+            break;
+        }
+    if (!rc) {
+        cb_blas_hold_one();
+        cb_threads_for(lo, hi, threads, eval_batch, &j);
+        cb_blas_release();
+    }
     size_t bytes[ranks], offset[ranks]; /* every rank's batches, as bits */
     for (int r = 0; r < ranks; r++) {
         size_t a, b;
@@ -1138,9 +1130,11 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
     }
     if (!rc) rc = cb_comm_allgather_bytes(d->comm, j.out, bytes, offset, err);
     double loss_sum = 0.0, sq_sum = 0.0;
-    for (size_t b = 0; b < n_b; b++) loss_sum += j.out[2 * b], sq_sum += j.out[2 * b + 1];
+    for (size_t b = 0; !rc && b < n_b; b++) loss_sum += j.out[2 * b], sq_sum += j.out[2 * b + 1];
     if (!rc && loss) *loss = loss_sum / (double)n;
     if (!rc && rmse && c->objective == CB_OBJECTIVE_BOTH) *rmse = sqrt(sq_sum / (double)n);
+    for (int w = 0; j.ws && w < made; w++) ws_free(&j.ws[w][0]), ws_free(&j.ws[w][1]);
+    free(j.ws);
     free(j.log_q);
     free(j.out);
     return rc;

@@ -608,9 +608,12 @@ float cb_neighbours_row(const cb_neighbours *nb, const uint32_t *hist, size_t n_
 
 float cb_neighbours_divisor(const cb_neighbours *nb, float max) { return !(max > 0) ? 0 : nb->raw ? 1 : max; }
 
+/* What cb_neighbours_blend multiplies the raw row by (0: it adds nothing). */
+static inline float blend_scale(float max, float w) { return max > 0 && w != 0 ? w / max : 0.0f; }
+
 void cb_neighbours_blend(float *row, const float *raw, size_t n, float max, float w) {
-    if (!(max > 0) || w == 0) return;
-    float scale = w / max;
+    float scale = blend_scale(max, w);
+    if (scale == 0) return;
     for (size_t i = 0; i < n; i++) row[i] += scale * raw[i];
 }
 
@@ -967,9 +970,8 @@ static void tune_block(const cb_neighbours *nb, const tune_users *t, size_t lo, 
             float max = cb_neighbours_row(nb, hist, n_hist, (uint32_t)ks->v[a], raw);
             for (size_t d = 0; d < 2; d++)
                 for (size_t b = 0; b < ws->n; b++) {
-                    float div = d && max > 0 ? 1.0f : max, w = ws->v[b];
                     top_list top;
-                    blended_top(&top, tower, raw, ni, div > 0 && w != 0 ? w / div : 0.0f);
+                    blended_top(&top, tower, raw, ni, blend_scale(d && max > 0 ? 1.0f : max, ws->v[b]));
                     double ndcg, recall;
                     list_metrics(&top, rel, n_rel, &ndcg, &recall);
                     sums[SUM(0, d, a, b)] += ndcg;

@@ -33,8 +33,7 @@ typedef struct inv_job {
     double *scratch;  /* a TILE x TILE tile per worker */
     int n, nt, k;     /* side, tiles per side, the Cholesky's current column of tiles */
     int stage;        /* 0: the panel below (k, k); 1: the trailing update; 2: X's columns; 3: X^T X */
-    int n_tasks;
-    atomic_int next, failed;
+    atomic_int failed;
 } inv_job;
 
 static int side_of(const inv_job *j, int t) { return t + 1 < j->nt ? TILE : j->n - t * TILE; }
@@ -109,32 +108,19 @@ static void product(inv_job *j, int task, double *s) {
     for (int q = 0; q < mc; q++) memcpy(t + (size_t)q * j->n, s + (size_t)q * mi, (size_t)mi * sizeof *s);
 }
 
-typedef struct inv_arg {
-    inv_job *j;
-    int w;
-} inv_arg;
-
-static void *inv_worker(void *arg) {
-    inv_job *j = ((inv_arg *)arg)->j;
-    double *s = j->scratch + (size_t)((inv_arg *)arg)->w * TILE * TILE;
-    for (int t; (t = atomic_fetch_add(&j->next, 1)) < j->n_tasks;) {
-        if (j->stage == 0) panel(j, t);
-        else if (j->stage == 1) trailing(j, t);
-        else if (j->stage == 2) x_column(j, t, s);
-        else product(j, t, s);
-    }
-    return NULL;
+static void inv_task(void *ctx, size_t t, int worker) {
+    inv_job *j = ctx;
+    double *s = j->scratch + (size_t)worker * TILE * TILE;
+    if (j->stage == 0) panel(j, (int)t);
+    else if (j->stage == 1) trailing(j, (int)t);
+    else if (j->stage == 2) x_column(j, (int)t, s);
+    else product(j, (int)t, s);
 }
 
 /* Stage `stage` of n_tasks tasks on the job's threads. */
 static void run_stage(inv_job *j, int stage, int n_tasks, int threads) {
-    j->stage = stage, j->n_tasks = n_tasks;
-    atomic_store(&j->next, 0);
-    if (n_tasks <= 0) return;
-    inv_arg args[CB_THREADS_MAX];
-    int n = threads < n_tasks ? threads : n_tasks;
-    for (int w = 0; w < n; w++) args[w] = (inv_arg){j, w};
-    cb_threads_run(inv_worker, args, sizeof args[0], n);
+    j->stage = stage;
+    cb_threads_for(0, n_tasks > 0 ? (size_t)n_tasks : 0, threads, inv_task, j);
 }
 
 int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, int threads, cb_error *err) {
