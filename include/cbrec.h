@@ -180,7 +180,13 @@ typedef struct cb_progress {      /* passed to the progress callback; read-only 
     double examples_per_sec;      /* this epoch */
     double seconds;               /* since the epoch started */
     int best;                     /* this epoch has the best validation loss so far */
+    int stage;                    /* CB_STAGE_TRAIN: the model's epochs (all of the above). Before them,
+                                     when the neighbour component is tuned ("auto" settings), ticks only
+                                     (end_of_epoch 0): CB_STAGE_TUNE_TOWERS, towers trained on a carve of
+                                     the training ratings (epoch, epochs, batch, n_batches, train_loss,
+                                     seconds: theirs), then one CB_STAGE_TUNE_GRID as its grid starts */
 } cb_progress;
+enum { CB_STAGE_TRAIN = 0, CB_STAGE_TUNE_TOWERS = 1, CB_STAGE_TUNE_GRID = 2 };
 /* Called on the training thread. Returning non-zero stops training and keeps
  * the model so far: at the end of an epoch, or at a tick inside one (training
  * stops within the next batch; the partial epoch counts as run). A binding
@@ -199,6 +205,18 @@ typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) be
     double seconds;               /* training wall time */
     int diverged;                 /* 1: stopped on a non-finite loss (CB_ENUMERIC returned,
                                      *out still holds the last good parameters) */
+    /* the ranking's neighbour component (cb_recommender_describe's "neighbours") */
+    const char *neighbours;       /* "cosine", "ease" (static), or NULL: none (turned off, a rating
+                                     model, or the towers alone ranked best when tuned) */
+    unsigned neighbours_k;
+    double neighbours_param;      /* the cosine's shrinkage or EASE's lambda */
+    double neighbours_weight;
+    /* the tuning that chose them ("auto" settings): NDCG@10 on the carve's held-out ratings
+     * with the choice and with the towers alone (NAN when a weight was given: not in the
+     * grid), users measured, wall seconds; NAN, 0 when nothing was tuned */
+    double tune_ndcg, tune_ndcg_towers;
+    size_t tune_users;
+    double tune_seconds;
 } cb_train_report;
 
 /* Split `ds` as cfg says ("split", "test-frac", "valid-frac", "seed"), fit the

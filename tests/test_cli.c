@@ -262,6 +262,34 @@ static void failed_training_keeps_old_model(void **state) {
     free(bad);
 }
 
+/* Without -q, train says what it does before the model's epochs (the
+ * neighbour component's tuning: the carve's towers, then the grid) and what
+ * the tuning chose; -q says none of it. */
+static void train_tells_the_tuning(void **state) {
+    fixture *f = *state;
+    char *out, *m2 = tu_path(f->dir, "m2.cbrec");
+    assert_int_equal(run(&out, "%s train --data %s --model %s --user-layers 16 --item-layers 16 --dim 8 --epochs 2 "
+                               "--batch 64 --top-k-popular 20",
+                         cbrec(), f->data, m2),
+                     0);
+    const char *towers = strstr(out, "tuning the neighbour component: towers on a carve"),
+               *grid = strstr(out, "tuning the neighbour component: its grid"), *epoch = strstr(out, "epoch   1/2"),
+               *chosen = strstr(out, "\nneighbours: ");
+    assert_true(towers && grid && epoch && chosen);
+    assert_true(towers < grid && grid < epoch && epoch < chosen);
+    assert_non_null(strstr(chosen, "tuned in "));
+    assert_non_null(strstr(chosen, "NDCG@10 "));
+    free(out);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --user-layers 16 --item-layers 16 --dim 8 --epochs 2 "
+                               "--batch 64 --top-k-popular 20 -q",
+                         cbrec(), f->data, m2),
+                     0);
+    assert_null(strstr(out, "tuning"));
+    assert_null(strstr(out, "neighbours:"));
+    free(out);
+    free(m2);
+}
+
 static void resume_continues(void **state) {
     fixture *f = *state;
     char *out;
@@ -436,6 +464,7 @@ int main(void) {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
         cmocka_unit_test(recommend_batch),         cmocka_unit_test(add_item_then_recommend),
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
+        cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),

@@ -132,6 +132,99 @@ static void train_report_resume(void **state) {
     cb_config_free(c);
 }
 
+/* The stages a training reports, in order, and what was counted. */
+typedef struct stages {
+    int seen[3];       /* ticks per stage */
+    int order_broken;  /* a stage came after a later one */
+    int last;          /* the last stage seen */
+    int epoch_ends;    /* end_of_epoch reports (of the model only) */
+    unsigned tower_epochs;
+    int stop_at_grid;  /* return 1 at the grid's tick, and from then on (as a Ctrl-C) */
+    int stopped;
+} stages;
+
+static int record_stages(const cb_progress *p, void *ctx) {
+    stages *st = ctx;
+    assert_true(p->stage >= CB_STAGE_TRAIN && p->stage <= CB_STAGE_TUNE_GRID);
+    int rank = p->stage == CB_STAGE_TRAIN ? 2 : p->stage - 1, last = st->last == CB_STAGE_TRAIN ? 2 : st->last - 1;
+    if (st->seen[0] + st->seen[1] + st->seen[2] && rank < last) st->order_broken = 1;
+    st->seen[rank]++;
+    st->last = p->stage;
+    if (p->end_of_epoch) {
+        assert_int_equal(p->stage, CB_STAGE_TRAIN); /* only the model's epochs end */
+        st->epoch_ends++;
+    }
+    if (p->stage == CB_STAGE_TUNE_TOWERS) {
+        assert_true(p->epoch >= 1 && p->epoch <= p->epochs && p->batch <= p->n_batches);
+        st->tower_epochs = p->epochs;
+    }
+    st->stopped |= p->stage == CB_STAGE_TUNE_GRID && st->stop_at_grid;
+    return st->stopped;
+}
+
+/* With the neighbour component tuned (objective both, "auto"), the progress
+ * function sees the carve's towers, then the grid, then the model's epochs;
+ * the report says what was chosen, as the description does, and what the
+ * tuning measured. A stop at the grid's tick stops the training, with no
+ * component. A rating model tunes nothing. */
+static void tuning_reported(void **state) {
+    fixture *f = *state;
+    cb_config *c = small_config();
+    cb_error err = {0};
+    assert_int_equal(cb_config_set(c, "neighbour-weight", "0.5", &err), CB_OK); /* a component whatever the grid says */
+    cb_recommender *rec = NULL;
+    cb_train_report rep = {.size = sizeof rep};
+    stages st = {.last = CB_STAGE_TUNE_TOWERS};
+    assert_int_equal(cb_train(&rec, f->ds, c, record_stages, &st, &rep, &err), CB_OK);
+    assert_true(st.seen[0] >= 2 && st.seen[1] == 1 && st.seen[2] >= 2); /* an epoch's end each at least */
+    assert_false(st.order_broken);
+    assert_int_equal(st.epoch_ends, 2);
+    assert_int_equal(st.tower_epochs, 2);
+    assert_non_null(rep.neighbours);
+    assert_true(rep.neighbours_k > 0 && rep.neighbours_weight == 0.5);
+    assert_true(rep.tune_users > 0 && rep.tune_seconds > 0);
+    assert_true(rep.tune_ndcg >= 0 && rep.tune_ndcg <= 1);
+    assert_true(isnan(rep.tune_ndcg_towers)); /* a weight given: the towers alone are not in the grid */
+    char *doc = NULL;
+    assert_int_equal(cb_recommender_describe(rec, &doc, &err), CB_OK);
+    json_t *o = json_loads(doc, 0, NULL), *nb = json_object_get(o, "neighbours");
+    assert_string_equal(json_string_value(json_object_get(nb, "kind")), rep.neighbours);
+    assert_int_equal(json_integer_value(json_object_get(nb, "k")), rep.neighbours_k);
+    const char *param = strcmp(rep.neighbours, "ease") ? "shrink" : "lambda";
+    assert_true(fabs(json_real_value(json_object_get(nb, param)) - rep.neighbours_param) < 1e-6);
+    json_decref(o);
+    free(doc);
+    cb_recommender_free(rec);
+
+    /* every setting tuned: the towers alone are measured, and the choice is never worse */
+    assert_int_equal(cb_config_set(c, "neighbour-weight", "auto", &err), CB_OK);
+    cb_train_report rep1 = {.size = sizeof rep1};
+    assert_int_equal(cb_train(&rec, f->ds, c, NULL, NULL, &rep1, &err), CB_OK);
+    assert_true(rep1.tune_users > 0 && rep1.tune_ndcg_towers >= 0 && rep1.tune_ndcg_towers <= 1);
+    assert_true(rep1.tune_ndcg >= rep1.tune_ndcg_towers);
+    assert_true(rep1.neighbours ? rep1.neighbours_weight > 0 : rep1.tune_ndcg == rep1.tune_ndcg_towers);
+    cb_recommender_free(rec);
+
+    stages stop = {.last = CB_STAGE_TUNE_TOWERS, .stop_at_grid = 1};
+    cb_train_report rep2 = {.size = sizeof rep2};
+    assert_int_equal(cb_train(&rec, f->ds, c, record_stages, &stop, &rep2, &err), CB_OK);
+    assert_int_equal(stop.seen[1], 1);
+    assert_true(rep2.epochs_run <= 1);
+    assert_null(rep2.neighbours);
+    assert_int_equal(rep2.tune_users, 0);
+    cb_recommender_free(rec);
+
+    assert_int_equal(cb_config_set(c, "objective", "rating", &err), CB_OK);
+    stages rating = {.last = CB_STAGE_TUNE_TOWERS};
+    cb_train_report rep3 = {.size = sizeof rep3};
+    assert_int_equal(cb_train(&rec, f->ds, c, record_stages, &rating, &rep3, &err), CB_OK);
+    assert_true(rating.seen[0] == 0 && rating.seen[1] == 0 && rating.epoch_ends == 2);
+    assert_null(rep3.neighbours);
+    assert_true(isnan(rep3.tune_ndcg) && rep3.tune_users == 0 && rep3.tune_seconds == 0);
+    cb_recommender_free(rec);
+    cb_config_free(c);
+}
+
 static void refusals(void **state) {
     fixture *f = *state;
     cb_recommender *rec = (cb_recommender *)1;
@@ -225,6 +318,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(counts_and_describe),
         cmocka_unit_test(train_report_resume),
+        cmocka_unit_test(tuning_reported),
         cmocka_unit_test(refusals),
         cmocka_unit_test(divergence_reported),
         cmocka_unit_test(implicit_events_train_retrieval),

@@ -285,13 +285,19 @@ class Model(_cbrec._Model):
         progress: False (silent), True (a line per epoch on stderr), or a
             callable given a dict per progress tick (~50 per epoch) and epoch
             end: epoch, epochs, batch, n_batches, end_of_epoch, train_loss,
-            valid_loss, valid_rmse, examples_per_sec, seconds, best. An
+            valid_loss, valid_rmse, examples_per_sec, seconds, best, stage
+            ("train": the model's epochs; before them, when the neighbour
+            component is tuned, ticks of "tune-towers", towers trained on a
+            carve, their epochs, and one "tune-grid" as its grid starts). An
             exception raised by the callable stops training and propagates.
         Ctrl-C stops training within a batch and raises KeyboardInterrupt.
         settings: any TRAIN key, '_' for '-' (lists for layer sizes):
 %s
         Returns the Model; ``model.train_report`` holds the losses,
-        test RMSE, epochs run, parameter count and seconds. Raises
+        test RMSE, epochs run, parameter count and seconds, the neighbour
+        component (neighbours: "ease", "cosine" or None; neighbours_k,
+        neighbours_param, neighbours_weight) and its tuning (tune_ndcg,
+        tune_ndcg_towers, tune_users, tune_seconds; NaN and 0 untuned). Raises
         NumericError if training diverged, InvalidArgument / NotFound for a
         bad or unknown setting."""
         return cls._train(dataset, progress, settings)

@@ -396,11 +396,14 @@ int progress_init(py_progress *p, PyObject *progress) {
 }
 
 static PyObject *progress_dict(const cb_progress *p) {
-    return Py_BuildValue("{s:I,s:I,s:n,s:n,s:O,s:d,s:d,s:d,s:d,s:d,s:O}", "epoch", p->epoch, "epochs", p->epochs,
+    const char *stage = p->stage == CB_STAGE_TUNE_TOWERS ? "tune-towers"
+                        : p->stage == CB_STAGE_TUNE_GRID ? "tune-grid"
+                                                         : "train";
+    return Py_BuildValue("{s:I,s:I,s:n,s:n,s:O,s:d,s:d,s:d,s:d,s:d,s:O,s:s}", "epoch", p->epoch, "epochs", p->epochs,
                          "batch", (Py_ssize_t)p->batch, "n_batches", (Py_ssize_t)p->n_batches, "end_of_epoch",
                          p->end_of_epoch ? Py_True : Py_False, "train_loss", p->train_loss, "valid_loss",
                          p->valid_loss, "valid_rmse", p->valid_rmse, "examples_per_sec", p->examples_per_sec,
-                         "seconds", p->seconds, "best", p->best ? Py_True : Py_False);
+                         "seconds", p->seconds, "best", p->best ? Py_True : Py_False, "stage", stage);
 }
 
 /* Runs on the library's training thread with the GIL released: take it

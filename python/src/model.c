@@ -65,12 +65,21 @@ static PyObject *wrap(PyTypeObject *type, cb_recommender *rec) {
 /* ---------------------------------------------------------- train, load, save */
 
 static PyObject *report_dict(const cb_train_report *r) {
-    return Py_BuildValue("{s:I,s:I,s:d,s:d,s:d,s:d,s:d,s:n,s:n,s:n,s:n,s:n,s:n,s:d}", "epochs_run", r->epochs_run,
+    PyObject *d = Py_BuildValue("{s:I,s:I,s:d,s:d,s:d,s:d,s:d,s:n,s:n,s:n,s:n,s:n,s:n,s:d}", "epochs_run", r->epochs_run,
                          "best_epoch", r->best_epoch, "train_loss", r->train_loss, "valid_loss", r->valid_loss,
                          "valid_rmse", r->valid_rmse, "test_rmse", r->test_rmse, "test_loss", r->test_loss, "n_train",
                          (Py_ssize_t)r->n_train, "n_valid", (Py_ssize_t)r->n_valid, "n_test", (Py_ssize_t)r->n_test,
                          "n_user_features", (Py_ssize_t)r->n_user_features, "n_item_features",
                          (Py_ssize_t)r->n_item_features, "n_params", (Py_ssize_t)r->n_params, "seconds", r->seconds);
+    PyObject *nb = d ? Py_BuildValue("{s:z,s:I,s:d,s:d,s:d,s:d,s:n,s:d}", "neighbours", r->neighbours, "neighbours_k",
+                                     r->neighbours_k, "neighbours_param", r->neighbours_param, "neighbours_weight",
+                                     r->neighbours_weight, "tune_ndcg", r->tune_ndcg, "tune_ndcg_towers",
+                                     r->tune_ndcg_towers, "tune_users", (Py_ssize_t)r->tune_users, "tune_seconds",
+                                     r->tune_seconds)
+                     : NULL;
+    if (!nb || PyDict_Update(d, nb)) Py_CLEAR(d);
+    Py_XDECREF(nb);
+    return d;
 }
 
 static PyObject *Model_train(PyTypeObject *type, PyObject *args) {

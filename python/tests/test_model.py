@@ -211,6 +211,20 @@ def test_progress_callback(dataset):
     ends = [p for p in seen if p["end_of_epoch"]]
     assert [p["epoch"] for p in ends] == [1, 2] and len(seen) > len(ends), "ticks inside epochs too"
     assert all(np.isfinite(p["train_loss"]) for p in ends)
+    stages = [p["stage"] for p in seen]
+    first_train = stages.index("train")
+    assert set(stages[:first_train]) == {"tune-towers", "tune-grid"}, "the neighbour tuning comes first"
+    assert stages[first_train - 1] == "tune-grid" and stages.count("tune-grid") == 1
+    assert all(p["stage"] == "train" for p in ends)
+
+
+def test_train_report_tells_the_neighbours(model):
+    r = model.train_report
+    nb = model.describe()["neighbours"]
+    assert r["neighbours"] == (nb["kind"] if nb else None)
+    if nb:
+        assert r["neighbours_k"] == nb["k"] and r["neighbours_weight"] == pytest.approx(nb["weight"])
+    assert r["tune_users"] > 0 and 0 <= r["tune_ndcg"] <= 1 and r["tune_ndcg"] >= r["tune_ndcg_towers"]
 
 
 def test_callback_exception_stops_training(dataset):
@@ -224,7 +238,7 @@ def test_callback_exception_stops_training(dataset):
     with pytest.raises(RuntimeError, match="enough"):
         cbrec.Model.train(dataset, epochs=50, batch=32, progress=stop)
     assert len(ticks) == 3, "a tick's non-zero return stops training at once"
-    assert not ticks[-1]["end_of_epoch"] and ticks[-1]["epoch"] == 1, "stopped inside the first epoch"
+    assert not any(p["end_of_epoch"] for p in ticks), "stopped before any epoch of the model ended"
 
 
 def test_ctrl_c_interrupts_training(dataset):

@@ -10,12 +10,37 @@
 
 typedef struct progress_ctx {
     bool quiet, tty;
+    int stage;             /* the stage of the last report (CB_STAGE_*) */
     double *train, *valid; /* learning curve, per epoch */
     size_t n_epochs, cap;
 } progress_ctx;
 
+/* The neighbour component's tuning, before the model's epochs: a line as
+ * each of its parts starts, and on a terminal a bar through the carve's
+ * epochs. */
+static void tuning_progress(const cb_progress *p, progress_ctx *ctx) {
+    bool starts = p->stage != ctx->stage;
+    ctx->stage = p->stage;
+    if (ctx->tty && starts) fprintf(stderr, "\r%*s\r", 100, "");
+    if (starts && p->stage == CB_STAGE_TUNE_TOWERS)
+        fprintf(stderr, "tuning the neighbour component: towers on a carve of the training ratings (%u epochs)\n",
+                p->epochs);
+    if (starts && p->stage == CB_STAGE_TUNE_GRID)
+        fprintf(stderr, "tuning the neighbour component: its grid of settings, on the carve's held-out ratings\n");
+    if (!ctx->tty || p->stage != CB_STAGE_TUNE_TOWERS || !p->n_batches) return;
+    int width = 30, done = (int)(width * p->batch / p->n_batches);
+    fprintf(stderr, "\rtuning: carve epoch %u/%u [%.*s%*s] loss %.4f ", p->epoch, p->epochs, done,
+            "##############################", width - done, "", p->train_loss);
+    fflush(stderr);
+}
+
 static int on_progress(const cb_progress *p, void *vctx) {
     progress_ctx *ctx = vctx;
+    if (p->stage != CB_STAGE_TRAIN) {
+        if (!ctx->quiet) tuning_progress(p, ctx);
+        return 0;
+    }
+    ctx->stage = p->stage;
     if (p->end_of_epoch && ctx->n_epochs < ctx->cap) {
         ctx->train[ctx->n_epochs] = p->train_loss;
         ctx->valid[ctx->n_epochs++] = p->valid_loss;
@@ -37,6 +62,21 @@ static int on_progress(const cb_progress *p, void *vctx) {
     fprintf(stderr, "  %.0f ex/s  %.1fs  eta %.0fs%s\n", p->examples_per_sec, p->seconds,
             p->seconds * (double)(p->epochs - p->epoch), p->best ? "  *" : "");
     return 0;
+}
+
+/* The ranking's neighbour component, and what its tuning measured. */
+static void print_neighbours(const cb_train_report *r) {
+    if (!r->neighbours && !r->tune_users) return; /* none to tell of (a rating model, or turned off) */
+    if (r->neighbours)
+        fprintf(stderr, "neighbours: %s, K %u, %s %g, weight %g", r->neighbours, r->neighbours_k,
+                strcmp(r->neighbours, "ease") ? "shrink" : "lambda", r->neighbours_param, r->neighbours_weight);
+    else
+        fprintf(stderr, "neighbours: none (the towers alone ranked best)");
+    if (r->tune_users)
+        fprintf(stderr, "; tuned in %.1fs on %zu users of a carve: NDCG@10 %.4f", r->tune_seconds, r->tune_users,
+                r->tune_ndcg);
+    if (r->tune_users && !isnan(r->tune_ndcg_towers)) fprintf(stderr, ", the towers alone %.4f", r->tune_ndcg_towers);
+    fputc('\n', stderr);
 }
 
 static void print_result(const cb_train_report *r) {
@@ -83,6 +123,7 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc) {
                         "%zu parameters) in %.1fs total\n",
                 rep.n_train, rep.n_valid, rep.n_test, a->model, rep.n_user_features, rep.n_item_features,
                 rep.n_params, cli_now() - t0);
+    if (!rc && !a->quiet) print_neighbours(&rep);
     if (!rc && a->curve && pc->n_epochs && !a->follower) {
         char title[256];
         snprintf(title, sizeof title, "cbrec train: %s", cb_dataset_layout(ds));
@@ -127,7 +168,7 @@ int cmd_train(int argc, char **argv) {
     if (cb_config_create(&cfg, CB_CONFIG_TRAIN, &err)) return cli_error("train", &err);
     int status = cli_parse(&c, cfg, argc, argv);
     if (status < 0 && (!a.data || !a.model)) status = cli_usage_error(&c, "--data PATH and --model FILE are required");
-    progress_ctx pc = {.quiet = a.quiet, .tty = isatty(2), .cap = 4096};
+    progress_ctx pc = {.quiet = a.quiet, .tty = isatty(2), .stage = CB_STAGE_TRAIN, .cap = 4096};
     pc.train = calloc(pc.cap, sizeof *pc.train);
     pc.valid = calloc(pc.cap, sizeof *pc.valid);
     if (status < 0 && (!pc.train || !pc.valid)) status = cli_fail(CLI_ERROR, "train", "out of memory");

@@ -189,8 +189,9 @@ static int make_split(cb_split *sp, const cb_dataset *ds, const cb_train_config 
 
 int cb_progress_adapt(const cb_epoch_report *r, void *vctx) {
     const cb_progress_adapter *a = vctx;
-    cb_progress p = {sizeof p, r->epoch, r->epochs, r->batch, r->n_batches, r->end_of_epoch, r->train_loss,
-                     r->valid_loss, r->valid_rmse, r->examples_per_sec, r->seconds, r->best};
+    cb_progress p = {sizeof p,         r->epoch,      r->epochs,     r->batch,
+                     r->n_batches,     r->end_of_epoch, r->train_loss, r->valid_loss,
+                     r->valid_rmse,    r->examples_per_sec, r->seconds, r->best, r->stage};
     return a->fn(&p, a->ctx);
 }
 
@@ -212,12 +213,13 @@ static void tower_row(void *ctx, uint32_t user, float *row) {
 }
 
 /* The carve's tower training (the neighbour component's tuning, before the
- * model trains) passes its ticks to the caller's progress function, so the
- * caller can stop it (Ctrl-C in Python): each as a tick of the model's
- * first epoch before its first batch (epoch 1, batch 0; the carve's own
- * loss), so the epochs the caller counts are those of its model, and a small
- * data set's carve, whose epochs have no ticks within them, still reports
- * (its Ctrl-C went unseen for the whole carve training). */
+ * model trains) passes its ticks and epoch ends to the caller's progress
+ * function, so the caller can show it and stop it (Ctrl-C in Python): each
+ * as a tick (end_of_epoch 0, so the epochs the caller counts are those of
+ * its model) of stage CB_STAGE_TUNE_TOWERS with the carve's epoch, batch and
+ * loss (an epoch's end: all its batches), and a small data set's carve,
+ * whose epochs have no ticks within them, still reports (its Ctrl-C went
+ * unseen for the whole carve training). */
 typedef struct tuning_progress {
     const cb_bundle_train_input *in; /* the caller's */
     bool stopped;                    /* the caller stopped: no further report */
@@ -226,10 +228,21 @@ typedef struct tuning_progress {
 static int tuning_tick(const cb_epoch_report *r, void *ctx) {
     tuning_progress *tp = ctx;
     cb_epoch_report t = *r;
+    if (r->end_of_epoch) t.batch = t.n_batches;
     t.end_of_epoch = false;
-    t.epoch = 1, t.epochs = tp->in->model.epochs, t.batch = 0;
+    t.stage = CB_STAGE_TUNE_TOWERS;
     if (!tp->stopped && tp->in->on_epoch(&t, tp->in->ctx)) tp->stopped = true;
     return tp->stopped;
+}
+
+/* The tick that says the tuning's grid starts (the carve's towers are
+ * trained); non-zero: the caller stops here (no component, as a stop in the
+ * carve's training). */
+static int grid_tick(const cb_bundle_train_input *in, const cb_train_result *carve) {
+    if (!in->on_epoch) return 0;
+    cb_epoch_report t = {.epoch = carve->epochs_run, .epochs = carve->epochs_run, .train_loss = carve->train_loss,
+                         .valid_loss = NAN, .valid_rmse = NAN, .stage = CB_STAGE_TUNE_GRID};
+    return in->on_epoch(&t, in->ctx);
 }
 
 /* The progress function of a run the caller stopped in the tuning (ctx: the
@@ -277,6 +290,7 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, bool *stoppe
     rc = cb_bundle_train(&tb, &ti, &tres, err);
     bool diverged = rc == CB_ENUMERIC; /* the model's own training will say so; the carve tells nothing */
     if (diverged) rc = CB_OK;
+    if (!rc && !diverged && !tp.stopped) tp.stopped = grid_tick(in, &tres) != 0;
     if (!rc && (diverged || tp.stopped)) { /* no component (weight 0) */
         ch->weight = 0;
         *stopped = tp.stopped;
@@ -306,7 +320,8 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, bool *stoppe
 static int choose_neighbours(cb_neighbours_choice *ch, char **tuning, bool *stopped, const cb_bundle_train_input *in,
                              const cb_train_config *tc, cb_error *err) {
     *ch = (cb_neighbours_choice){.kind = tc->neighbour_kind, .k = tc->neighbours, .param = neighbour_param(tc),
-                                 .weight = tc->neighbour_weight};
+                                 .weight = tc->neighbour_weight, .ndcg = NAN, .ndcg_towers = NAN,
+                                 .recall = NAN, .recall_towers = NAN};
     *tuning = NULL;
     if (tc->neighbours == 0 || in->model.objective == CB_OBJECTIVE_RATING) {
         ch->weight = 0;
@@ -376,10 +391,13 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
     cb_neighbours_choice ch = {.weight = 0};
     char *tuning = NULL;
     bool stopped = false;
+    double t_tune = cb_now();
     if (!resume && (rc = choose_neighbours(&ch, &tuning, &stopped, &in, tc, err))) {
         cb_split_free(&carve);
         return rc;
     }
+    o->tuned = ch;
+    o->tune_seconds = ch.n_users ? cb_now() - t_tune : 0;
     cb_bundle_train_input caller = in;
     if (stopped) in.on_epoch = stopped_in_tuning, in.ctx = &caller;
     rc = resume ? cb_bundle_resume(resume, &in, &o->res, err) : cb_bundle_train(out, &in, &o->res, err);
@@ -399,6 +417,19 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
     o->test_rmse = o->res.test_rmse;
     cb_split_free(&carve);
     return rc;
+}
+
+/* The report's neighbour component (nb NULL: none) and its tuning (o). */
+static void report_neighbours(cb_train_report *r, const cb_neighbours *nb, const cb_train_outcome *o) {
+    bool on = nb && nb->weight > 0, tuned = o->tuned.n_users > 0;
+    r->neighbours = on ? cb_neighbours_kind_name(nb->kind) : NULL;
+    r->neighbours_k = on ? nb->k : 0;
+    r->neighbours_param = !on ? 0 : nb->kind == CB_NEIGHBOURS_EASE ? nb->lambda : nb->shrink;
+    r->neighbours_weight = on ? nb->weight : 0;
+    r->tune_ndcg = tuned ? o->tuned.ndcg : NAN;
+    r->tune_ndcg_towers = tuned ? o->tuned.ndcg_towers : NAN;
+    r->tune_users = tuned ? o->tuned.n_users : 0;
+    r->tune_seconds = o->tune_seconds;
 }
 
 /* One training run: split, then cb_train_on_split (b == NULL: a new bundle
@@ -442,7 +473,8 @@ static int run(cb_bundle **out, cb_bundle *b, const cb_dataset *ds, const cb_con
                                 cb_model_config_of(trained->model)->loss == CB_LOSS_BCE, o.n_train, o.n_valid,
                                 n_test, cb_features_user_dim(trained->features),
                                 cb_features_item_dim(trained->features), cb_model_n_params(trained->model),
-                                cb_now() - t0, rc == CB_ENUMERIC};
+                                cb_now() - t0, rc == CB_ENUMERIC, .neighbours = NULL};
+        report_neighbours(&full, trained->neighbours, &o);
         size_t size = report->size < sizeof full ? report->size : sizeof full;
         memcpy((char *)report + sizeof full.size, (char *)&full + sizeof full.size, size - sizeof full.size);
     }

@@ -40,6 +40,8 @@ typedef struct cb_train_outcome {
     cb_train_result res;
     size_t n_train, n_valid;     /* after the carve */
     double test_loss, test_rmse; /* NAN without a test part */
+    cb_neighbours_choice tuned;  /* what the tuning chose and measured (tuned.n_users 0: not tuned) */
+    double tune_seconds;
 } cb_train_outcome;
 int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, const cb_train_config *tc,
                       const cb_split *sp, bool seen_all_ratings, cb_epoch_fn on_epoch, void *ctx,
