@@ -12,7 +12,6 @@
 #endif
 #include <jansson.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -178,24 +177,19 @@ typedef struct ease_job {
     fit_ctx *f;
     bool diag; /* pdiag_items, else gram_rows */
     size_t n, n_parts;
-    atomic_size_t next;
 } ease_job;
 
-static void *ease_worker(void *arg) {
-    ease_job *e = arg;
-    size_t total = e->diag ? e->f->n_items : e->n;
-    for (size_t c; (c = atomic_fetch_add(&e->next, 1)) < e->n_parts;) {
-        size_t lo = total * c / e->n_parts, hi = total * (c + 1) / e->n_parts;
-        if (e->diag) pdiag_items(e->f, e->n, lo, hi);
-        else gram_rows(e->f, e->n, lo, hi);
-    }
-    return NULL;
+static void ease_part(void *ctx, size_t c, int worker) {
+    (void)worker;
+    const ease_job *e = ctx;
+    size_t total = e->diag ? e->f->n_items : e->n, lo = total * c / e->n_parts, hi = total * (c + 1) / e->n_parts;
+    if (e->diag) pdiag_items(e->f, e->n, lo, hi);
+    else gram_rows(e->f, e->n, lo, hi);
 }
 
 static void ease_run(fit_ctx *f, size_t n, bool diag) {
     ease_job e = {.f = f, .diag = diag, .n = n, .n_parts = f->threads > 1 ? 4 * (size_t)f->threads : 1};
-    atomic_init(&e.next, 0);
-    cb_threads_run(ease_worker, &e, 0, f->threads);
+    cb_threads_for(0, e.n_parts, f->threads, ease_part, &e);
 }
 
 /* EASE (Steck 2019): B = I - P diag(1/diag P) with the diagonal zeroed,
@@ -373,8 +367,7 @@ static int gather_lists(int32_t *off, int32_t **items, float **sims, size_t n_mi
 typedef struct fit_run {
     const fit_ctx *f;
     uint32_t lo, hi;           /* this rank's items */
-    uint32_t blo, bhi, n_chunks; /* the block of them fitted now */
-    atomic_uint next;          /* the next chunk to take */
+    uint32_t blo, bhi;         /* the block of them fitted now */
     int32_t *off;              /* off[i + 1] = item i's list length */
     int32_t *items;            /* item i's list at (i - lo) * k */
     float *sims;
@@ -385,6 +378,11 @@ typedef struct fit_worker {
     fit_scratch s;
     cb_error err;
 } fit_worker;
+
+typedef struct fit_pass { /* cb_threads_for's context: the run, and each worker's scratch */
+    fit_run *run;
+    fit_worker *w;
+} fit_pass;
 
 static void fit_worker_free(fit_worker *w) {
     free(w->s.count), free(w->s.touched), free(w->s.v), free(w->s.z), free(w->s.heap);
@@ -422,14 +420,12 @@ static void fit_one(fit_worker *w, uint32_t i) {
     r->off[i + 1] = (int32_t)got;
 }
 
-static void *fit_worker_main(void *arg) {
-    fit_worker *w = arg;
-    fit_run *r = w->run;
-    for (unsigned c; (c = atomic_fetch_add(&r->next, 1)) < r->n_chunks;) {
-        uint32_t lo = r->blo + c * FIT_CHUNK, hi = r->bhi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->bhi;
-        for (uint32_t i = lo; i < hi; i++) fit_one(w, i);
-    }
-    return NULL;
+/* Chunk c of the block's items, on worker `worker`'s scratch. */
+static void fit_chunk(void *ctx, size_t c, int worker) {
+    const fit_pass *p = ctx;
+    const fit_run *r = p->run;
+    uint32_t lo = r->blo + (uint32_t)c * FIT_CHUNK, hi = r->bhi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->bhi;
+    for (uint32_t i = lo; i < hi; i++) fit_one(&p->w[worker], i);
 }
 
 /* The slots' lists moved up to the front in item order (each move forward:
@@ -461,7 +457,6 @@ static int fit_lists(fit_ctx *f, uint32_t lo, uint32_t hi, int n_threads, int32_
     int n_w = n_threads < 1 || n_chunks < 2 ? 1 : (uint32_t)n_threads > n_chunks ? (int)n_chunks : n_threads;
     size_t slots = (size_t)(hi - lo) * f->k + 1;
     fit_run r = {.f = f, .lo = lo, .hi = hi, .off = off};
-    atomic_init(&r.next, 0);
     r.items = cb_malloc(slots * sizeof *r.items, err);
     r.sims = r.items ? cb_malloc(slots * sizeof *r.sims, err) : NULL;
     fit_worker *w = r.sims ? cb_calloc((size_t)n_w, sizeof *w, err) : NULL;
@@ -472,9 +467,8 @@ static int fit_lists(fit_ctx *f, uint32_t lo, uint32_t hi, int n_threads, int32_
         bool cos = f->kind == CB_NEIGHBOURS_COSINE;
         r.bhi = cos ? block_end(f, r.blo, hi) : hi;
         if (cos) block_users(f, r.blo, r.bhi);
-        r.n_chunks = (r.bhi - r.blo + FIT_CHUNK - 1) / FIT_CHUNK;
-        atomic_store(&r.next, 0);
-        cb_threads_run(fit_worker_main, w, sizeof *w, n_w);
+        fit_pass pass = {&r, w};
+        cb_threads_for(0, (r.bhi - r.blo + FIT_CHUNK - 1) / FIT_CHUNK, n_w, fit_chunk, &pass);
     }
     if (!rc) {
         fit_compact(&r, n);
@@ -1073,9 +1067,9 @@ static int tune_gather(double *part, const int *owner, size_t n_units, size_t n_
     return rc;
 }
 
-/* One point's blocks on threads: workers take blocks from a shared counter
- * and score those this rank owns into their own cells of part (each block's
- * sums exactly as on one thread). */
+/* One point's blocks on threads (cb_threads_for): the workers score those
+ * this rank owns into their own cells of part (each block's sums exactly as
+ * on one thread). */
 typedef struct tune_job {
     const cb_neighbours *nb; /* the point's fit */
     const int *owner;        /* the point's row of owners */
@@ -1083,27 +1077,21 @@ typedef struct tune_job {
     const tune_users *t;
     size_t n_blocks;
     int rank;
-    atomic_size_t next;
     cb_tower_row_fn tower_row;
     void *ctx;
     const axis *ks, *ws;
+    size_t n_items;
+    float *scratch;          /* [workers x 2 x n_items]: each worker's tower row, then its raw row */
 } tune_job;
 
-typedef struct tune_worker {
-    tune_job *job;
-    float *tower, *raw; /* [n_items] each */
-} tune_worker;
-
-static void *tune_worker_main(void *arg) {
-    tune_worker *w = arg;
-    tune_job *j = w->job;
-    for (size_t b; (b = atomic_fetch_add(&j->next, 1)) < j->n_blocks;) {
-        size_t lo = b * TUNE_BLOCK, hi = lo + TUNE_BLOCK < j->t->n_list ? lo + TUNE_BLOCK : j->t->n_list;
-        if (j->owner[b] == j->rank)
-            tune_block(j->nb, j->t, lo, hi, j->tower_row, j->ctx, j->ks, j->ws, w->tower, w->raw,
-                       j->part + b * N_CELLS);
-    }
-    return NULL;
+/* Block b of the point, when this rank owns it, on worker `worker`'s rows. */
+static void tune_unit(void *ctx, size_t b, int worker) {
+    const tune_job *j = ctx;
+    if (j->owner[b] != j->rank) return;
+    size_t lo = b * TUNE_BLOCK, hi = lo + TUNE_BLOCK < j->t->n_list ? lo + TUNE_BLOCK : j->t->n_list;
+    float *tower = j->scratch + 2 * j->n_items * (size_t)worker;
+    tune_block(j->nb, j->t, lo, hi, j->tower_row, j->ctx, j->ks, j->ws, tower, tower + j->n_items,
+               j->part + b * N_CELLS);
 }
 
 /* This rank's units of the grid: fit each point it has blocks of (one fit
@@ -1115,11 +1103,9 @@ static int tune_units(double *part, const int *owner, const tune_point *pt, size
                       int threads, cb_error *err) {
     size_t ni = cb_dataset_n_items(ds), n_blocks = job->n_blocks;
     int n_w = n_blocks && (size_t)threads > n_blocks ? (int)n_blocks : threads;
-    tune_worker *w = cb_calloc((size_t)n_w, sizeof *w, err);
-    float *scratch = w ? cb_malloc((2 * ni * (size_t)n_w + 1) * sizeof *scratch, err) : NULL;
-    int rc = scratch ? CB_OK : CB_ENOMEM;
-    for (int t = 0; !rc && t < n_w; t++)
-        w[t] = (tune_worker){job, scratch + 2 * ni * (size_t)t, scratch + 2 * ni * (size_t)t + ni};
+    job->n_items = ni;
+    job->scratch = cb_malloc((2 * ni * (size_t)n_w + 1) * sizeof *job->scratch, err);
+    int rc = job->scratch ? CB_OK : CB_ENOMEM;
     cb_blas_hold_one();
     for (size_t p = 0; !rc && p < n_pt; p++) {
         bool mine = pt[p].shared; /* a shared fit is collective: every rank joins it */
@@ -1129,13 +1115,12 @@ static int tune_units(double *part, const int *owner, const tune_point *pt, size
                                         pt[p].param, pt[p].shared ? comm : NULL, threads, err))) /* the carve's users' items, once */
             continue;
         job->nb = nb, job->owner = owner + p * n_blocks, job->part = part + p * n_blocks * N_CELLS;
-        atomic_store(&job->next, 0);
-        cb_threads_run(tune_worker_main, w, sizeof *w, n_w);
+        cb_threads_for(0, n_blocks, n_w, tune_unit, job);
         cb_neighbours_free(nb);
     }
     cb_blas_release();
-    free(scratch);
-    free(w);
+    free(job->scratch);
+    job->scratch = NULL;
     return rc;
 }
 
