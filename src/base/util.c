@@ -594,7 +594,7 @@ void cb_csr_sort_unique(size_t *off, uint32_t *col, uint32_t n_rows) {
 }
 
 bool cb_cpu_avx2(void) {
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
     static _Atomic int cached = -1; /* every thread computes the same value */
     int v = atomic_load_explicit(&cached, memory_order_relaxed);
     if (v < 0) {

@@ -137,16 +137,17 @@ bool cb_parse_i64(const char *s, size_t len, int64_t *out);
 bool cb_utf8_valid(const char *s, size_t len);
 
 /* ---- Wider vectors where the CPU has them. The build targets x86-64-v2
- * (SSE4.2) so the binary runs anywhere; a hot loop may add an AVX2 + FMA
- * version written with intrinsics in a function marked CB_TARGET_AVX2 and
- * pick it at run time when cb_cpu_avx2() is true, keeping the plain path
+ * (SSE4.2) so the binary runs anywhere; CB_X86_SIMD says x86-64 intrinsics
+ * are there (SSE2 always, with GCC or clang). A hot loop may add an AVX2 +
+ * FMA version written with intrinsics in a function marked CB_TARGET_AVX2
+ * and pick it at run time when cb_cpu_avx2() is true, keeping the plain path
  * (and a test that both agree within float tolerance). */
 #if defined(__GNUC__) && defined(__x86_64__)
 #define CB_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define CB_HAVE_AVX2_PATH 1
+#define CB_X86_SIMD 1
 #else
 #define CB_TARGET_AVX2
-#define CB_HAVE_AVX2_PATH 0
+#define CB_X86_SIMD 0
 #endif
 /* True when the CPU runs AVX2 and FMA and the environment does not say
  * CBREC_NO_AVX2=1 (so tests and benchmarks can compare both paths). */

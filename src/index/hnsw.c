@@ -88,7 +88,7 @@ static inline float ndot_plain(const float *a, const float *b, size_t d) {
     return -lanes_sum(s);
 }
 
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
 #include <immintrin.h>
 
 CB_TARGET_AVX2 static inline float l2_avx2(const float *a, const float *b, size_t d) {
@@ -136,7 +136,7 @@ static inline void prefetch_row(const float *v, size_t d) {
     }
 BATCH_FN(l2_batch_plain, , l2_plain)
 BATCH_FN(ndot_batch_plain, , ndot_plain)
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
 BATCH_FN(l2_batch_avx2, CB_TARGET_AVX2, l2_avx2)
 BATCH_FN(ndot_batch_avx2, CB_TARGET_AVX2, ndot_avx2)
 CB_TARGET_AVX2 static float l2_one_avx2(const float *a, const float *b, size_t d) { return l2_avx2(a, b, d); }
@@ -148,7 +148,7 @@ static float ndot_one_plain(const float *a, const float *b, size_t d) { return n
 static void pick_dists(cb_hnsw *h) {
     h->l2 = (dists){l2_one_plain, l2_batch_plain};
     h->ndot = (dists){ndot_one_plain, ndot_batch_plain};
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
     if (cb_cpu_avx2()) {
         h->l2 = (dists){l2_one_avx2, l2_batch_avx2};
         h->ndot = (dists){ndot_one_avx2, ndot_batch_avx2};

@@ -7,7 +7,7 @@
 #include "model/comm.h"
 
 #include <cblas.h>
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
 #include <immintrin.h>
 #endif
 #include <jansson.h>
@@ -222,7 +222,7 @@ static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
         for (size_t a = f->ioff[i]; a < f->ioff[i + 1]; a++) {
             const double *m = f->inv + (size_t)f->iusers[a] * nu;
             size_t u = 0;
-#if CB_HAVE_AVX2_PATH /* two at a time (each sum elementwise: the same bits) */
+#if CB_X86_SIMD /* two at a time (each sum elementwise: the same bits) */
             for (; u + 2 <= nu; u += 2) _mm_storeu_pd(v + u, _mm_add_pd(_mm_loadu_pd(v + u), _mm_loadu_pd(m + u)));
 #endif
             for (; u < nu; u++) v[u] += m[u];
@@ -563,7 +563,7 @@ static inline void prefetch_list(const cb_neighbours *nb, const uint32_t *hist, 
 static float row_max(const float *row, size_t n) {
     float max = 0;
     size_t i = 0;
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
     __m128 m = _mm_setzero_ps();
     for (; i + 4 <= n; i += 4) m = _mm_max_ps(m, _mm_loadu_ps(row + i));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -652,7 +652,7 @@ static void contrib_scan(contrib *c, const int32_t *id, const float *sim, int32_
  * matches are rare); plain: the bitset per entry. */
 CB_TARGET_AVX2 static void contrib_scan_avx2(contrib *c, const int32_t *id, const float *sim, int32_t t,
                                              int32_t end, int64_t h) {
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
     for (; t + 8 <= end && !(sim[t] < c->bound); t += 8) {
         __m256i v = _mm256_loadu_si256((const __m256i *)(id + t)), hit = _mm256_setzero_si256();
         for (size_t i = 0; i < c->m; i++)
@@ -874,7 +874,7 @@ static inline void top_offer(top_list *t, uint32_t i, float v) {
 static void blended_top(top_list *t, const float *tower, const float *raw, uint32_t n, float scale) {
     t->n = 0;
     uint32_t i = 0;
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
     __m128 s = _mm_set1_ps(scale);
     for (; i + 4 <= n; i += 4) {
         __m128 v = _mm_add_ps(_mm_loadu_ps(tower + i), _mm_mul_ps(s, _mm_loadu_ps(raw + i)));

@@ -512,7 +512,7 @@ static void adam_sse(float *p, const float *g, float *m, float *v, size_t n, flo
 }
 #endif
 
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
 /* adam_sse 8 wide: the same operations (no FMA), so the same bits. */
 CB_TARGET_AVX2 static void adam_avx2(float *p, const float *g, float *m, float *v, size_t n, float wd,
                                      const adam_consts *k) {
@@ -539,7 +539,7 @@ void cb_nn_adam_update(float *p, const float *g, float *m, float *v, size_t n, s
                        const cb_nn_adam *h, uint64_t t) {
 #if defined(__SSE2__)
     adam_consts k = adam_prepare(h, t);
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
     if (cb_cpu_avx2()) {
         adam_avx2(p, g, m, v, n_decay, k.wd, &k);
         adam_avx2(p + n_decay, g + n_decay, m + n_decay, v + n_decay, n - n_decay, 0.0f, &k);

@@ -10,7 +10,7 @@
 #include "base/util.h"
 
 #include <string.h>
-#if CB_HAVE_AVX2_PATH || defined(__SSSE3__)
+#if CB_X86_SIMD || defined(__SSSE3__)
 #include <immintrin.h>
 #endif
 
@@ -122,7 +122,7 @@ static void scatter(float *dwt, float *db, const float *dout, const cb_nn_csr *s
     }
 }
 
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
 /* The AVX2 kernels go by blocks of 64 output columns (8 registers): wt's or
  * dwt's block (C x 256 B, ~270 KB at the default shape) stays in L2 while
  * every row of the batch passes; the forward sums stay in registers. Output
@@ -194,7 +194,7 @@ CB_TARGET_AVX2 static void scatter_avx2(float *dwt, float *db, const float *dout
 #endif
 
 void cb_nn_sparse_forward(float *out, const cb_nn_csr *s, const float *wt, const float *b, int B, int OC) {
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
     if (cb_cpu_avx2()) return forward_avx2(out, s, wt, b, B, OC);
 #endif
     forward(out, s, wt, b, B, OC);
@@ -206,7 +206,7 @@ void cb_nn_sparse_forward_naive(float *out, const cb_nn_csr *s, const float *wt,
 
 void cb_nn_sparse_backward(float *dw, float *db, float *dwt, const float *dout, const cb_nn_csr *s, int B, int C,
                            int OC) {
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
     if (cb_cpu_avx2()) scatter_avx2(dwt, db, dout, s, B, OC);
     else
 #endif
@@ -250,7 +250,7 @@ void cb_nn_sparse_backward_start(float *db, cb_nn_csr *cols, const float *dout, 
         for (int o = 0; o < OC; o++) db[o] += dout[(size_t)r * OC + o];
 }
 
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
 /* Row c, columns [k0, k0 + 8 * W) of the parts' sum: each part's sum in
  * registers from zero (a sparse part's FMAs in its order, as
  * cb_nn_sparse_backward_cols), the first stored, the next ones added to it
@@ -315,7 +315,7 @@ static void grad_row_plain(float *out, cb_nn_grad_part *parts, int n_parts, int 
 
 void cb_nn_sparse_grad_rows(float *dwt, cb_nn_grad_part *parts, int n_parts, int c0, int c1, int OC) {
     int k0 = 0;
-#if CB_HAVE_AVX2_PATH
+#if CB_X86_SIMD
     if (cb_cpu_avx2()) { /* forward_avx2's blocks: 64 columns, then 8, then one at a time */
         for (; k0 + 8 * NV <= OC; k0 += 8 * NV)
             for (int c = c0; c < c1; c++) grad_row_block(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, OC);
