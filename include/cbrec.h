@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define CB_VERSION_MAJOR 0
-#define CB_VERSION_MINOR 1
+#define CB_VERSION_MINOR 2
 #define CB_VERSION_PATCH 0
 #define CB_VERSION_STRING "0.1.0"
 
@@ -184,13 +184,20 @@ typedef struct cb_progress {      /* passed to the progress callback; read-only 
                                      when the neighbour component is tuned ("auto" settings), ticks only
                                      (end_of_epoch 0): CB_STAGE_TUNE_TOWERS, towers trained on a carve of
                                      the training ratings (epoch, epochs, batch, n_batches, train_loss,
-                                     seconds: theirs), then one CB_STAGE_TUNE_GRID as its grid starts */
+                                     seconds: theirs), then at most one CB_STAGE_TUNE_GRID as its grid
+                                     starts (epoch = epochs = the carve's epochs run, train_loss theirs;
+                                     batch, n_batches, seconds 0). Since 0.2 (size >= 96). */
+    double elapsed;               /* wall seconds since the call (cb_train, cb_evaluate, ...) began */
 } cb_progress;
 enum { CB_STAGE_TRAIN = 0, CB_STAGE_TUNE_TOWERS = 1, CB_STAGE_TUNE_GRID = 2 };
 /* Called on the training thread. Returning non-zero stops training and keeps
  * the model so far: at the end of an epoch, or at a tick inside one (training
- * stops within the next batch; the partial epoch counts as run). A binding
- * uses the ticks to stop on Ctrl-C. */
+ * stops within the next batch; the partial epoch counts as run); during the
+ * neighbour component's tuning, with no component, the model stopping at its
+ * first tick (the end of epoch 1 on a set too small for ticks inside an
+ * epoch). A binding uses the ticks to stop on Ctrl-C. Under a cb_train_comm
+ * every rank must return the same value at the same report (a rank that
+ * stops alone leaves the others waiting in a collective call). */
 typedef int (*cb_progress_fn)(const cb_progress *p, void *ctx);
 
 typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) before the call */
@@ -207,7 +214,8 @@ typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) be
                                      *out still holds the last good parameters) */
     /* the ranking's neighbour component (cb_recommender_describe's "neighbours") */
     const char *neighbours;       /* "cosine", "ease" (static), or NULL: none (turned off, a rating
-                                     model, or the towers alone ranked best when tuned) */
+                                     model, the towers alone ranked best when tuned, or the training
+                                     stopped by the progress function before its end: no lists) */
     unsigned neighbours_k;
     double neighbours_param;      /* the cosine's shrinkage or EASE's lambda */
     double neighbours_weight;

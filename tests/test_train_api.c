@@ -7,6 +7,7 @@
 #include "cbrec.h"
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <sys/stat.h>
 
 typedef struct fixture {
@@ -119,6 +120,14 @@ static void train_report_resume(void **state) {
     assert_int_equal(cb_config_set(c, "epochs", "1", &err), CB_OK);
     assert_int_equal(cb_train_resume(rec, f->ds, c, NULL, NULL, &rep, &err), CB_OK);
     assert_int_equal(rep.epochs_run, 1);
+    assert_true(rep.tune_users == 0 && isnan(rep.tune_ndcg) && rep.tune_seconds == 0); /* nothing tuned */
+    char *doc = NULL;
+    assert_int_equal(cb_recommender_describe(rec, &doc, &err), CB_OK);
+    json_t *o = json_loads(doc, 0, NULL), *nb = json_object_get(o, "neighbours");
+    if (json_is_null(nb)) assert_null(rep.neighbours); /* the component the model carries, resumed or not */
+    else assert_string_equal(rep.neighbours, json_string_value(json_object_get(nb, "kind")));
+    json_decref(o);
+    free(doc);
     cb_list *l = NULL;
     cb_config *opts = NULL;
     assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
@@ -141,6 +150,7 @@ typedef struct stages {
     unsigned tower_epochs;
     int stop_at_grid;  /* return 1 at the grid's tick, and from then on (as a Ctrl-C) */
     int stopped;
+    double elapsed;    /* the last report's */
 } stages;
 
 static int record_stages(const cb_progress *p, void *ctx) {
@@ -150,6 +160,8 @@ static int record_stages(const cb_progress *p, void *ctx) {
     if (st->seen[0] + st->seen[1] + st->seen[2] && rank < last) st->order_broken = 1;
     st->seen[rank]++;
     st->last = p->stage;
+    assert_true(p->elapsed >= st->elapsed); /* seconds since cb_train began: never back */
+    st->elapsed = p->elapsed;
     if (p->end_of_epoch) {
         assert_int_equal(p->stage, CB_STAGE_TRAIN); /* only the model's epochs end */
         st->epoch_ends++;
@@ -221,6 +233,27 @@ static void tuning_reported(void **state) {
     assert_true(rating.seen[0] == 0 && rating.seen[1] == 0 && rating.epoch_ends == 2);
     assert_null(rep3.neighbours);
     assert_true(isnan(rep3.tune_ndcg) && rep3.tune_users == 0 && rep3.tune_seconds == 0);
+    cb_recommender_free(rec);
+    cb_config_free(c);
+}
+
+/* A caller built against an older header (a smaller report) gets the
+ * fields it knows and nothing written past them. */
+static void old_report_size(void **state) {
+    fixture *f = *state;
+    cb_config *c = small_config();
+    cb_error err = {0};
+    union {
+        cb_train_report r;
+        unsigned char bytes[sizeof(cb_train_report) + 16];
+    } u;
+    memset(&u, 0xAB, sizeof u);
+    size_t old = offsetof(cb_train_report, neighbours);
+    u.r.size = old;
+    cb_recommender *rec = NULL;
+    assert_int_equal(cb_train(&rec, f->ds, c, NULL, NULL, &u.r, &err), CB_OK);
+    assert_int_equal(u.r.epochs_run, 2);
+    for (size_t i = old; i < sizeof u; i++) assert_int_equal(u.bytes[i], 0xAB);
     cb_recommender_free(rec);
     cb_config_free(c);
 }
@@ -319,6 +352,7 @@ int main(void) {
         cmocka_unit_test(counts_and_describe),
         cmocka_unit_test(train_report_resume),
         cmocka_unit_test(tuning_reported),
+        cmocka_unit_test(old_report_size),
         cmocka_unit_test(refusals),
         cmocka_unit_test(divergence_reported),
         cmocka_unit_test(implicit_events_train_retrieval),

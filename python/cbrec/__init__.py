@@ -288,8 +288,9 @@ class Model(_cbrec._Model):
             valid_loss, valid_rmse, examples_per_sec, seconds, best, stage
             ("train": the model's epochs; before them, when the neighbour
             component is tuned, ticks of "tune-towers", towers trained on a
-            carve, their epochs, and one "tune-grid" as its grid starts). An
-            exception raised by the callable stops training and propagates.
+            carve, their epochs, and one "tune-grid" as its grid starts),
+            elapsed (seconds since the call began). An exception raised by
+            the callable stops training and propagates.
         Ctrl-C stops training within a batch and raises KeyboardInterrupt.
         settings: any TRAIN key, '_' for '-' (lists for layer sizes):
 %s

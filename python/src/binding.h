@@ -35,7 +35,8 @@ PyObject *id_text(PyObject *x);
  * which it keeps (saved) for the caller to raise once the call returns. */
 typedef struct py_progress {
     PyObject *callback;   /* a callable(dict), or NULL */
-    int print;            /* print a line per epoch to sys.stderr */
+    int print;            /* print a line per epoch to sys.stderr (and one as the tuning starts) */
+    int stage;            /* the stage of the last report (CB_STAGE_*) */
     PyObject *saved[3];   /* the exception that stopped training (type, value, traceback) */
 } py_progress;
 /* 0 when `progress` (None/False, True or a callable) is understood, else -1 (raised). */

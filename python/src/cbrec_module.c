@@ -399,11 +399,12 @@ static PyObject *progress_dict(const cb_progress *p) {
     const char *stage = p->stage == CB_STAGE_TUNE_TOWERS ? "tune-towers"
                         : p->stage == CB_STAGE_TUNE_GRID ? "tune-grid"
                                                          : "train";
-    return Py_BuildValue("{s:I,s:I,s:n,s:n,s:O,s:d,s:d,s:d,s:d,s:d,s:O,s:s}", "epoch", p->epoch, "epochs", p->epochs,
+    return Py_BuildValue("{s:I,s:I,s:n,s:n,s:O,s:d,s:d,s:d,s:d,s:d,s:O,s:s,s:d}", "epoch", p->epoch, "epochs", p->epochs,
                          "batch", (Py_ssize_t)p->batch, "n_batches", (Py_ssize_t)p->n_batches, "end_of_epoch",
                          p->end_of_epoch ? Py_True : Py_False, "train_loss", p->train_loss, "valid_loss",
                          p->valid_loss, "valid_rmse", p->valid_rmse, "examples_per_sec", p->examples_per_sec,
-                         "seconds", p->seconds, "best", p->best ? Py_True : Py_False, "stage", stage);
+                         "seconds", p->seconds, "best", p->best ? Py_True : Py_False, "stage", stage, "elapsed",
+                         p->elapsed);
 }
 
 /* Runs on the library's training thread with the GIL released: take it
@@ -420,6 +421,9 @@ int progress_fn(const cb_progress *p, void *ctx) {
         Py_XDECREF(d);
         stop = r == NULL;
         Py_XDECREF(r);
+    } else if (!stop && pp->print && p->stage == CB_STAGE_TUNE_TOWERS && pp->stage != p->stage) {
+        PySys_WriteStderr("tuning the neighbour component: towers on a carve of the training ratings (%u epochs)\n",
+                          p->epochs);
     } else if (!stop && pp->print && p->end_of_epoch) {
         char line[256];
         int n = snprintf(line, sizeof line, "epoch %u/%u  train_loss %.5f", p->epoch, p->epochs, p->train_loss);
@@ -429,6 +433,7 @@ int progress_fn(const cb_progress *p, void *ctx) {
             snprintf(line + n, sizeof line - (size_t)n, "  %.0f ex/s  %.1fs\n", p->examples_per_sec, p->seconds);
         PySys_WriteStderr("%s", line);
     }
+    pp->stage = p->stage;
     if (stop && !pp->saved[0]) PyErr_Fetch(&pp->saved[0], &pp->saved[1], &pp->saved[2]);
     else if (stop) PyErr_Clear();
     PyGILState_Release(g);

@@ -216,6 +216,14 @@ def test_progress_callback(dataset):
     assert set(stages[:first_train]) == {"tune-towers", "tune-grid"}, "the neighbour tuning comes first"
     assert stages[first_train - 1] == "tune-grid" and stages.count("tune-grid") == 1
     assert all(p["stage"] == "train" for p in ends)
+    elapsed = [p["elapsed"] for p in seen]
+    assert elapsed == sorted(elapsed) and elapsed[0] >= 0, "seconds since the call began"
+
+
+def test_progress_true_prints_the_tuning(dataset, capsys):
+    cbrec.Model.train(dataset, epochs=1, batch=32, progress=True)
+    err = capsys.readouterr().err
+    assert err.index("tuning the neighbour component") < err.index("epoch 1/1")
 
 
 def test_train_report_tells_the_neighbours(model):

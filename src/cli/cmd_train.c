@@ -18,7 +18,7 @@ typedef struct progress_ctx {
 /* The neighbour component's tuning, before the model's epochs: a line as
  * each of its parts starts, and on a terminal a bar through the carve's
  * epochs. */
-static void tuning_progress(const cb_progress *p, progress_ctx *ctx) {
+static void print_tuning(const cb_progress *p, progress_ctx *ctx) {
     bool starts = p->stage != ctx->stage;
     ctx->stage = p->stage;
     if (ctx->tty && starts) fprintf(stderr, "\r%*s\r", 100, "");
@@ -37,7 +37,7 @@ static void tuning_progress(const cb_progress *p, progress_ctx *ctx) {
 static int on_progress(const cb_progress *p, void *vctx) {
     progress_ctx *ctx = vctx;
     if (p->stage != CB_STAGE_TRAIN) {
-        if (!ctx->quiet) tuning_progress(p, ctx);
+        if (!ctx->quiet) print_tuning(p, ctx);
         return 0;
     }
     ctx->stage = p->stage;
@@ -70,8 +70,10 @@ static void print_neighbours(const cb_train_report *r) {
     if (r->neighbours)
         fprintf(stderr, "neighbours: %s, K %u, %s %g, weight %g", r->neighbours, r->neighbours_k,
                 strcmp(r->neighbours, "ease") ? "shrink" : "lambda", r->neighbours_param, r->neighbours_weight);
-    else
+    else if (r->tune_users && r->tune_ndcg == r->tune_ndcg_towers)
         fprintf(stderr, "neighbours: none (the towers alone ranked best)");
+    else
+        fprintf(stderr, "neighbours: none (the training stopped before the lists were fitted)");
     if (r->tune_users)
         fprintf(stderr, "; tuned in %.1fs on %zu users of a carve: NDCG@10 %.4f", r->tune_seconds, r->tune_users,
                 r->tune_ndcg);

@@ -105,7 +105,8 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
      * memory is the only transport, and Open MPI's default UCX layer spends
      * ~0.2 s of MPI_Init probing devices (0.41 -> 0.21 s for mpirun -np 2
      * of an empty program here). Its own ob1 layer then, with its shared
-     * memory transport (vader) copying large messages through its buffers
+     * memory transport (vader, Open MPI 4.x's names; 5.x calls it sm and
+     * may ignore these) copying large messages through its buffers
      * in 128 KB pieces rather than by a process_vm_readv system call per
      * piece: the gradient all-reduce (350k floats, 2 ranks) took 230 us a
      * step instead of 450 in training (a loop of it alone: 125 against 185

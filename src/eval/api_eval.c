@@ -233,7 +233,7 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
     int rc = cb_eval_config_resolve(&ec, eval_cfg, train_cfg, err);
     if (rc) return rc;
     const cb_eval_config *e = eval_cfg ? cb_config_values(eval_cfg, CB_CONFIG_EVAL) : NULL;
-    cb_progress_adapter pa = {progress, progress_ctx};
+    cb_progress_adapter pa = {progress, progress_ctx, cb_now()};
     ec.on_epoch = progress ? cb_progress_adapt : NULL;
     ec.epoch_ctx = &pa;
     run R = {.ds = ds};
@@ -315,7 +315,7 @@ CB_API int cb_evaluate_retrieval(const cb_dataset *ds, const cb_config *eval_cfg
     uint32_t sizes[MAX_SIZES];
     size_t n_sizes;
     if ((rc = parse_sizes(e.sizes, sizes, &n_sizes, err))) return rc;
-    cb_progress_adapter pa = {progress, progress_ctx};
+    cb_progress_adapter pa = {progress, progress_ctx, cb_now()};
     ec.on_epoch = progress ? cb_progress_adapt : NULL;
     ec.epoch_ctx = &pa;
     ec.monitor_test = ec.valid_frac == 0; /* the curve shows the held-out loss; it selects nothing */

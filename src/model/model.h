@@ -200,7 +200,8 @@ typedef struct cb_epoch_report {
     double examples_per_sec;       /* training examples / wall second, this epoch */
     double seconds;                /* wall seconds since the epoch started */
     bool best;                     /* this epoch has the best validation loss so far */
-    int stage;                     /* CB_STAGE_* (include/cbrec.h): 0, the model's epochs, here */
+    int stage;                     /* CB_STAGE_* (include/cbrec.h): 0 from the model, the model's epochs; the
+                                      tuning (rec/api_train.c) marks the reports it passes on */
 } cb_epoch_report;
 
 /* Called on the calling thread (worker 0): at the end of every epoch, and ~every 1/50 epoch with

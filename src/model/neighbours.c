@@ -379,11 +379,6 @@ typedef struct fit_worker {
     cb_error err;
 } fit_worker;
 
-typedef struct fit_pass { /* cb_threads_for's context: the run, and each worker's scratch */
-    fit_run *run;
-    fit_worker *w;
-} fit_pass;
-
 static void fit_worker_free(fit_worker *w) {
     free(w->s.count), free(w->s.touched), free(w->s.v), free(w->s.z), free(w->s.heap);
 }
@@ -420,12 +415,12 @@ static void fit_one(fit_worker *w, uint32_t i) {
     r->off[i + 1] = (int32_t)got;
 }
 
-/* Chunk c of the block's items, on worker `worker`'s scratch. */
+/* Chunk c of the block's items, on worker `worker`'s scratch (ctx: the workers). */
 static void fit_chunk(void *ctx, size_t c, int worker) {
-    const fit_pass *p = ctx;
-    const fit_run *r = p->run;
+    fit_worker *w = (fit_worker *)ctx + worker;
+    const fit_run *r = w->run;
     uint32_t lo = r->blo + (uint32_t)c * FIT_CHUNK, hi = r->bhi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->bhi;
-    for (uint32_t i = lo; i < hi; i++) fit_one(&p->w[worker], i);
+    for (uint32_t i = lo; i < hi; i++) fit_one(w, i);
 }
 
 /* The slots' lists moved up to the front in item order (each move forward:
@@ -467,8 +462,7 @@ static int fit_lists(fit_ctx *f, uint32_t lo, uint32_t hi, int n_threads, int32_
         bool cos = f->kind == CB_NEIGHBOURS_COSINE;
         r.bhi = cos ? block_end(f, r.blo, hi) : hi;
         if (cos) block_users(f, r.blo, r.bhi);
-        fit_pass pass = {&r, w};
-        cb_threads_for(0, (r.bhi - r.blo + FIT_CHUNK - 1) / FIT_CHUNK, n_w, fit_chunk, &pass);
+        cb_threads_for(0, (r.bhi - r.blo + FIT_CHUNK - 1) / FIT_CHUNK, n_w, fit_chunk, w);
     }
     if (!rc) {
         fit_compact(&r, n);

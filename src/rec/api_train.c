@@ -191,7 +191,7 @@ int cb_progress_adapt(const cb_epoch_report *r, void *vctx) {
     const cb_progress_adapter *a = vctx;
     cb_progress p = {sizeof p,         r->epoch,      r->epochs,     r->batch,
                      r->n_batches,     r->end_of_epoch, r->train_loss, r->valid_loss,
-                     r->valid_rmse,    r->examples_per_sec, r->seconds, r->best, r->stage};
+                     r->valid_rmse,    r->examples_per_sec, r->seconds, r->best, r->stage, cb_now() - a->t0};
     return a->fn(&p, a->ctx);
 }
 
@@ -227,8 +227,7 @@ typedef struct tuning_progress {
 
 static int tuning_tick(const cb_epoch_report *r, void *ctx) {
     tuning_progress *tp = ctx;
-    cb_epoch_report t = *r;
-    if (r->end_of_epoch) t.batch = t.n_batches;
+    cb_epoch_report t = *r; /* an epoch's end has batch = n_batches */
     t.end_of_epoch = false;
     t.stage = CB_STAGE_TUNE_TOWERS;
     if (!tp->stopped && tp->in->on_epoch(&t, tp->in->ctx)) tp->stopped = true;
@@ -443,7 +442,7 @@ static int run(cb_bundle **out, cb_bundle *b, const cb_dataset *ds, const cb_con
     int rc = train_values(cfg, &def, &tc, err);
     if (rc) return rc;
     cb_split sp = {0};
-    cb_progress_adapter pa = {progress, progress_ctx};
+    cb_progress_adapter pa = {progress, progress_ctx, cb_now()};
     if ((rc = make_split(&sp, ds, tc, err))) {
         cb_split_free(&sp);
         return rc;

@@ -24,6 +24,7 @@ int cb_recommender_bundle_changed(cb_recommender *rec, cb_error *err);
 typedef struct cb_progress_adapter {
     cb_progress_fn fn;
     void *ctx;
+    double t0;            /* cb_now() when the call began (cb_progress.elapsed) */
 } cb_progress_adapter;
 int cb_progress_adapt(const cb_epoch_report *r, void *adapter);
 
