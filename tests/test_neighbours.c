@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 
 #define N_PAIRS 30
 #define N_ITEMS (2 * N_PAIRS)
@@ -684,6 +685,93 @@ static void tuning_same_on_threads(void **state) {
     cb_dataset_free(ds);
 }
 
+/* ---- R ranks in one process: threads and a barrier stand in for MPI (the
+ * grid's work split across ranks needs only the all-gather) */
+
+enum { MAX_RANKS = 5 };
+
+typedef struct fake_world {
+    pthread_barrier_t bar;
+    float *slot[MAX_RANKS]; /* each rank's buffer while a call runs */
+} fake_world;
+
+typedef struct fake_rank {
+    fake_world *w;
+    cb_train_comm comm;
+    const cb_dataset *ds;
+    const cb_split *carve;
+    cb_neighbours_choice fixed, choice;
+    uint32_t ni;
+    char *json;
+    int rc;
+} fake_rank;
+
+static int fake_allgather(void *ctx, float *buf, const int *count, const int *offset) {
+    fake_rank *r = ctx;
+    r->w->slot[r->comm.rank] = buf;
+    pthread_barrier_wait(&r->w->bar);
+    for (int o = 0; o < r->comm.n_ranks; o++)
+        if (o != r->comm.rank)
+            memcpy(buf + offset[o], r->w->slot[o] + offset[o], (size_t)count[o] * sizeof(float));
+    pthread_barrier_wait(&r->w->bar);
+    return 0;
+}
+
+static int fake_allreduce(void *ctx, float *buf, size_t n) { /* not called by the tuning */
+    (void)ctx, (void)buf, (void)n;
+    return 1;
+}
+
+static void *tune_rank(void *arg) {
+    fake_rank *r = arg;
+    cb_error err;
+    r->rc = cb_neighbours_tune(&r->choice, &r->json, &r->fixed, r->ds, r->carve, 3.0f, 0, hashed_row, &r->ni,
+                               &r->comm, 1, &err);
+    return NULL;
+}
+
+/* The tuning's choice and JSON are the same bits on 2 to 5 ranks as in one
+ * process: fewer ranks than EASE's three points (one point shared: its lists
+ * fitted in parts, its user blocks dealt in turn), as many, and more (each
+ * point's blocks dealt across its group of ranks), and the cosine's. */
+static void tuning_same_across_ranks(void **state) {
+    (void)state;
+    cb_error err;
+    cb_dataset *ds = random_picks(700, 300, 14, &err);
+    uint32_t *all = all_ratings(ds), ni = cb_dataset_n_items(ds);
+    cb_split carve;
+    assert_int_equal(cb_split_carve(&carve, ds, all, ds->n_ratings, CB_SPLIT_PER_USER, 0.2, 1, &err), CB_OK);
+    for (int kind = 0; kind < 2; kind++) {
+        cb_neighbours_choice fixed = {.kind = kind, .param = -1, .weight = -1}, one;
+        char *json1 = NULL;
+        assert_int_equal(cb_neighbours_tune(&one, &json1, &fixed, ds, &carve, 3.0f, 0, hashed_row, &ni, NULL, 1, &err),
+                         CB_OK);
+        for (int R = 2; R <= MAX_RANKS; R++) {
+            fake_world w;
+            pthread_barrier_init(&w.bar, NULL, (unsigned)R);
+            fake_rank r[MAX_RANKS];
+            pthread_t t[MAX_RANKS];
+            for (int k = 0; k < R; k++) {
+                r[k] = (fake_rank){.w = &w, .ds = ds, .carve = &carve, .fixed = fixed, .ni = ni};
+                r[k].comm = (cb_train_comm){k, R, &r[k], fake_allgather, fake_allreduce};
+                assert_int_equal(pthread_create(&t[k], NULL, tune_rank, &r[k]), 0);
+            }
+            for (int k = 0; k < R; k++) pthread_join(t[k], NULL);
+            pthread_barrier_destroy(&w.bar);
+            for (int k = 0; k < R; k++) {
+                assert_int_equal(r[k].rc, CB_OK);
+                assert_memory_equal(&r[k].choice, &one, sizeof one);
+                assert_string_equal(r[k].json, json1);
+                free(r[k].json);
+            }
+        }
+        free(json1);
+    }
+    cb_split_free(&carve);
+    free(all);
+    cb_dataset_free(ds);
+}
+
 /* "auto": the carve prefers the component here (the towers cannot see the
  * pairs), EASE as its inverse fits, and the model file keeps what the carve
  * measured (NDCG@10 and recall@20 per setting). "0": none. */
@@ -856,6 +944,7 @@ int main(int argc, char **argv) {
                                        cmocka_unit_test(lists_same_on_threads),
                                        cmocka_unit_test(ridge_inverse_matches_lapack),
                                        cmocka_unit_test(tuning_same_on_threads),
+                                       cmocka_unit_test(tuning_same_across_ranks),
                                        cmocka_unit_test(tuned_on_the_carve),
                                        cmocka_unit_test(k_beyond_the_catalog)};
     return cmocka_run_group_tests(tests, NULL, NULL);
