@@ -650,16 +650,39 @@ static void hashed_row(void *ctx, uint32_t user, float *row) {
     }
 }
 
+/* The data the tuning tests share: 700 users' random picks of 300 items and
+ * a per-user carve of them. */
+typedef struct tune_case {
+    cb_dataset *ds;
+    uint32_t *all, ni;
+    cb_split carve;
+} tune_case;
+
+static void tune_case_open(tune_case *t) {
+    cb_error err;
+    t->ds = random_picks(700, 300, 14, &err);
+    t->all = all_ratings(t->ds);
+    t->ni = cb_dataset_n_items(t->ds);
+    assert_int_equal(cb_split_carve(&t->carve, t->ds, t->all, t->ds->n_ratings, CB_SPLIT_PER_USER, 0.2, 1, &err), CB_OK);
+}
+
+static void tune_case_close(tune_case *t) {
+    cb_split_free(&t->carve);
+    free(t->all);
+    cb_dataset_free(t->ds);
+}
+
 /* The tuning's choice and JSON are the same bits on 1, 2 and 3 threads (the
  * blocks of users scored on several threads, the fits too), for the cosine
  * and EASE. */
 static void tuning_same_on_threads(void **state) {
     (void)state;
     cb_error err;
-    cb_dataset *ds = random_picks(700, 300, 14, &err);
-    uint32_t *all = all_ratings(ds), ni = cb_dataset_n_items(ds);
-    cb_split carve;
-    assert_int_equal(cb_split_carve(&carve, ds, all, ds->n_ratings, CB_SPLIT_PER_USER, 0.2, 1, &err), CB_OK);
+    tune_case tc;
+    tune_case_open(&tc);
+    cb_dataset *ds = tc.ds;
+    cb_split carve = tc.carve;
+    uint32_t ni = tc.ni;
     for (int kind = 0; kind < 2; kind++) {
         cb_neighbours_choice fixed = {.kind = kind, .param = -1, .weight = -1}, first;
         char *json1 = NULL;
@@ -680,9 +703,7 @@ static void tuning_same_on_threads(void **state) {
         }
         free(json1);
     }
-    cb_split_free(&carve);
-    free(all);
-    cb_dataset_free(ds);
+    tune_case_close(&tc);
 }
 
 /* ---- R ranks in one process: threads and a barrier stand in for MPI (the
@@ -737,10 +758,11 @@ static void *tune_rank(void *arg) {
 static void tuning_same_across_ranks(void **state) {
     (void)state;
     cb_error err;
-    cb_dataset *ds = random_picks(700, 300, 14, &err);
-    uint32_t *all = all_ratings(ds), ni = cb_dataset_n_items(ds);
-    cb_split carve;
-    assert_int_equal(cb_split_carve(&carve, ds, all, ds->n_ratings, CB_SPLIT_PER_USER, 0.2, 1, &err), CB_OK);
+    tune_case tc;
+    tune_case_open(&tc);
+    cb_dataset *ds = tc.ds;
+    cb_split carve = tc.carve;
+    uint32_t ni = tc.ni;
     for (int kind = 0; kind < 2; kind++) {
         cb_neighbours_choice fixed = {.kind = kind, .param = -1, .weight = -1}, one;
         char *json1 = NULL;
@@ -767,9 +789,7 @@ static void tuning_same_across_ranks(void **state) {
         }
         free(json1);
     }
-    cb_split_free(&carve);
-    free(all);
-    cb_dataset_free(ds);
+    tune_case_close(&tc);
 }
 
 /* "auto": the carve prefers the component here (the towers cannot see the
