@@ -680,16 +680,13 @@ static void tuning_same_on_threads(void **state) {
     cb_error err;
     tune_case tc;
     tune_case_open(&tc);
-    cb_dataset *ds = tc.ds;
-    cb_split carve = tc.carve;
-    uint32_t ni = tc.ni;
     for (int kind = 0; kind < 2; kind++) {
         cb_neighbours_choice fixed = {.kind = kind, .param = -1, .weight = -1}, first;
         char *json1 = NULL;
         for (int threads = 1; threads <= 3; threads++) {
             cb_neighbours_choice ch;
             char *json = NULL;
-            assert_int_equal(cb_neighbours_tune(&ch, &json, &fixed, ds, &carve, 3.0f, 0, hashed_row, &ni, NULL,
+            assert_int_equal(cb_neighbours_tune(&ch, &json, &fixed, tc.ds, &tc.carve, 3.0f, 0, hashed_row, &tc.ni, NULL,
                                                 threads, &err), CB_OK);
             assert_non_null(json);
             assert_true(ch.n_users > 3 * 64); /* several blocks of users */
@@ -760,21 +757,19 @@ static void tuning_same_across_ranks(void **state) {
     cb_error err;
     tune_case tc;
     tune_case_open(&tc);
-    cb_dataset *ds = tc.ds;
-    cb_split carve = tc.carve;
-    uint32_t ni = tc.ni;
     for (int kind = 0; kind < 2; kind++) {
         cb_neighbours_choice fixed = {.kind = kind, .param = -1, .weight = -1}, one;
         char *json1 = NULL;
-        assert_int_equal(cb_neighbours_tune(&one, &json1, &fixed, ds, &carve, 3.0f, 0, hashed_row, &ni, NULL, 1, &err),
-                         CB_OK);
+        assert_int_equal(
+            cb_neighbours_tune(&one, &json1, &fixed, tc.ds, &tc.carve, 3.0f, 0, hashed_row, &tc.ni, NULL, 1, &err),
+            CB_OK);
         for (int R = 2; R <= MAX_RANKS; R++) {
             fake_world w;
             pthread_barrier_init(&w.bar, NULL, (unsigned)R);
             fake_rank r[MAX_RANKS];
             pthread_t t[MAX_RANKS];
             for (int k = 0; k < R; k++) {
-                r[k] = (fake_rank){.w = &w, .ds = ds, .carve = &carve, .fixed = fixed, .ni = ni};
+                r[k] = (fake_rank){.w = &w, .ds = tc.ds, .carve = &tc.carve, .fixed = fixed, .ni = tc.ni};
                 r[k].comm = (cb_train_comm){k, R, &r[k], fake_allgather, fake_allreduce};
                 assert_int_equal(pthread_create(&t[k], NULL, tune_rank, &r[k]), 0);
             }

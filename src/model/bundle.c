@@ -405,7 +405,8 @@ typedef struct embed_job {
     size_t n_item_chunks;
     float *x;      /* per worker: EMBED_CHUNK users' dense rows */
     uint32_t *ids; /* per worker: EMBED_CHUNK item ids */
-    atomic_int rc;
+    atomic_int rc; /* the first failure's status, its message in err */
+    cb_error err;
 } embed_job;
 
 static void embed_chunk(void *ctx, size_t c, int worker) {
@@ -427,7 +428,8 @@ static void embed_chunk(void *ctx, size_t c, int worker) {
         rc = cb_model_user_vectors_hist(r->model, x, n, j->h_off ? j->h_off + s : NULL, j->h_item,
                                         j->uv + (size_t)s * r->dim, &err);
     }
-    if (rc) atomic_store(&j->rc, rc);
+    int ok = CB_OK;
+    if (rc && atomic_compare_exchange_strong(&j->rc, &ok, rc)) j->err = err; /* read after the threads join */
 }
 
 static int embed(const cb_bundle *r, const float *X_m, const cb_rows *X_u, const uint32_t *h_off,
@@ -447,9 +449,10 @@ static int embed(const cb_bundle *r, const float *X_m, const cb_rows *X_u, const
         cb_blas_release();
     }
     int rc = j.ids ? atomic_load(&j.rc) : CB_ENOMEM;
+    if (rc && j.ids && err) *err = j.err;
     free(j.x);
     free(j.ids);
-    return rc && j.ids ? cb_fail(err, rc, "the vectors after training: out of memory") : rc;
+    return rc;
 }
 
 /* Train the towers on the tables and refresh vectors; shared by train and resume. */

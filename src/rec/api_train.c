@@ -189,9 +189,9 @@ static int make_split(cb_split *sp, const cb_dataset *ds, const cb_train_config 
 
 int cb_progress_adapt(const cb_epoch_report *r, void *vctx) {
     const cb_progress_adapter *a = vctx;
-    cb_progress p = {sizeof p,         r->epoch,      r->epochs,     r->batch,
-                     r->n_batches,     r->end_of_epoch, r->train_loss, r->valid_loss,
-                     r->valid_rmse,    r->examples_per_sec, r->seconds, r->best, r->stage, cb_now() - a->t0};
+    cb_progress p = {sizeof p,     r->epoch,        r->epochs,           r->batch,   r->n_batches,
+                     r->end_of_epoch, r->train_loss, r->valid_loss,    r->valid_rmse, r->examples_per_sec,
+                     r->seconds,   r->best,         r->stage,            cb_now() - a->t0};
     return a->fn(&p, a->ctx);
 }
 
