@@ -1381,10 +1381,11 @@ static void zero_grads(train_ctx *x, int w) {
     k->n_touched[par] = n;
 }
 
-/* sum[a, b) inside the id embedding: the rows this step's items reached, zero elsewhere. */
+/* sum[a, b) inside the id embedding: the rows this step's items reached.
+ * The sum's other rows are zero: each step's rows are zeroed once updated
+ * (emb_rows_clear), so no step passes over the whole. */
 static void reduce_emb_rows(train_ctx *x, float *sum, size_t a, size_t b) {
     size_t elo = x->emb_lo, D = x->emb_dim;
-    memset(sum + a, 0, (b - a) * sizeof(float));
     int par = (int)(x->n_steps & 1);
     for (int v = 0; v < x->n_workers; v++) /* a row listed twice is summed twice: the same bits */
         for (int i = 0; i < x->wk[v].n_touched[par]; i++) {
@@ -1392,6 +1393,20 @@ static void reduce_emb_rows(train_ctx *x, float *sum, size_t a, size_t b) {
             r0 = r0 > a ? r0 : a, r1 = r1 < b ? r1 : b;
             if (r0 < r1) cb_pool_reduce(sum, x->grad, x->n_workers, r0, r1);
         }
+}
+
+/* The rows of sum[a, b) inside the id embedding that this step's items
+ * reach (x->cols: the batch's and the negatives', on every rank: every row
+ * reduce_emb_rows or the all-reduce wrote) zeroed, once updated. */
+static void emb_rows_clear(train_ctx *x, float *sum, size_t a, size_t b) {
+    size_t elo = x->emb_lo, D = x->emb_dim, ehi = elo + x->n_emb * D;
+    a = a > elo ? a : elo, b = b < ehi ? b : ehi;
+    for (int r = 0; a < b && r < x->cols.n_cols; r++) {
+        if (x->cols.ids[r] >= x->n_emb) continue;
+        size_t r0 = elo + x->cols.ids[r] * D, r1 = r0 + D;
+        r0 = r0 > a ? r0 : a, r1 = r1 < b ? r1 : b;
+        if (r0 < r1) memset(sum + r0, 0, (r1 - r0) * sizeof(float));
+    }
 }
 
 /* sum[a, b) in W0's part (whole rows of W0ᵀ): computed here from every
@@ -1763,6 +1778,7 @@ static void run_epoch(void *arg, int w) {
                 if (x->comm_failed) break;
             }
             for (int i = 0; i < 3; i++) update_range(x, sum, sum, sl[i][0], sl[i][1], last && i == 2);
+            if (x->emb_dim) emb_rows_clear(x, sum, sl[2][0], sl[2][1]);
         }
         lap(x, w, 2, &t);
         cb_pool_barrier(x->pool); /* the parameters are updated */
