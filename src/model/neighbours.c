@@ -96,6 +96,46 @@ static void heap_push(nb_cand *h, size_t *n, uint32_t k, nb_cand c) {
     }
 }
 
+/* One stable counting pass of sort_best_first: src by byte `shift` of its
+ * key (the item, or the similarity's bits inverted: ascending = best
+ * first) into dst; false, and nothing moved, when every key has the same
+ * byte there. */
+static bool radix_pass(nb_cand *dst, const nb_cand *src, size_t n, int shift, bool by_item) {
+    size_t count[257] = {0};
+    for (size_t t = 0; t < n; t++) {
+        uint32_t key = src[t].item;
+        if (!by_item) memcpy(&key, &src[t].sim, sizeof key), key = ~key;
+        count[(key >> shift & 255) + 1]++;
+    }
+    for (int b = 0; b < 256; b++)
+        if (count[b + 1] == n) return false;
+    for (int b = 0; b < 256; b++) count[b + 1] += count[b];
+    for (size_t t = 0; t < n; t++) {
+        uint32_t key = src[t].item;
+        if (!by_item) memcpy(&key, &src[t].sim, sizeof key), key = ~key;
+        dst[count[key >> shift & 255]++] = src[t];
+    }
+    return true;
+}
+
+/* c[0..n) (similarities > 0 and finite: their bits order as they do) best
+ * first, by stable radix passes: the items' bytes unless `in_item_order`,
+ * then the similarities'; the result in c or tmp (returned). "better" is a
+ * total order, so this is the order any sort by it gives. */
+static nb_cand *sort_best_first(nb_cand *c, nb_cand *tmp, size_t n, bool in_item_order, uint32_t n_items) {
+    for (int by_item = in_item_order ? 0 : 1; by_item >= 0; by_item--)
+        for (int shift = 0; shift < 32 && (!by_item || (uint64_t)n_items > (uint64_t)1 << shift); shift += 8)
+            if (radix_pass(tmp, c, n, shift, by_item)) {
+                nb_cand *t = c;
+                c = tmp, tmp = t;
+            }
+    return c;
+}
+
+/* A list's candidates: kept whole and sorted (sort_best_first) while they are
+ * at most SORT_ALL x k, else through the heap of the k best. */
+#define SORT_ALL 8
+
 /* What fitting needs: the interactions both ways and per-kind state. The
  * cosine holds the items' users for one block of items at a time (ioff over
  * every item, empty outside the block): blocks of about an eighth of the
@@ -121,7 +161,7 @@ typedef struct fit_ctx {
 typedef struct fit_scratch {
     uint32_t *count, *touched; /* cosine: co-counts [n_items], zero between items */
     double *v, *z;             /* EASE user form: [n_users], [n_items] */
-    nb_cand *heap;             /* [k] */
+    nb_cand *cand, *heap;      /* [n_items] an item's candidates (then sorted, or through the heap), [n_items] */
 } fit_scratch;
 
 /* Cosine: item i's co-occurrence counts with every other item (through its
@@ -139,7 +179,7 @@ static size_t cosine_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
         double n_j = (double)f->deg[j];
         nb_cand c = {(float)(s->count[j] / (sqrt(n_i * n_j) + f->param)), j};
         s->count[j] = 0;
-        if (j != i && c.sim > 0) heap_push(s->heap, &h, f->k, c);
+        if (j != i && c.sim > 0) s->cand[h++] = c;
     }
     return h;
 }
@@ -238,7 +278,7 @@ static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
     for (uint32_t j = 0; j < f->n_items; j++) {
         if (j == i || f->ioff[j + 1] == f->ioff[j]) continue;
         nb_cand c = {(float)(-p[j] / f->pdiag[j]), j};
-        if (c.sim > 0 && isfinite(c.sim)) heap_push(s->heap, &h, f->k, c);
+        if (c.sim > 0 && isfinite(c.sim)) s->cand[h++] = c;
     }
     return h;
 }
@@ -380,7 +420,7 @@ typedef struct fit_worker {
 } fit_worker;
 
 static void fit_worker_free(fit_worker *w) {
-    free(w->s.count), free(w->s.touched), free(w->s.v), free(w->s.z), free(w->s.heap);
+    free(w->s.count), free(w->s.touched), free(w->s.v), free(w->s.z), free(w->s.cand);
 }
 
 static int fit_worker_init(fit_worker *w, fit_run *run) {
@@ -388,7 +428,8 @@ static int fit_worker_init(fit_worker *w, fit_run *run) {
     size_t ni = (size_t)f->n_items + 1;
     *w = (fit_worker){.run = run};
     bool cos = f->kind == CB_NEIGHBOURS_COSINE, user = !cos && f->user_form;
-    w->s.heap = cb_malloc(((size_t)f->k + 1) * sizeof *w->s.heap, &w->err);
+    w->s.cand = cb_malloc(2 * ni * sizeof *w->s.cand, &w->err);
+    w->s.heap = w->s.cand ? w->s.cand + ni : NULL;
     if (cos) {
         w->s.count = cb_calloc(ni, sizeof *w->s.count, &w->err);
         w->s.touched = cb_malloc(ni * sizeof *w->s.touched, &w->err);
@@ -405,12 +446,20 @@ static int fit_worker_init(fit_worker *w, fit_run *run) {
 static void fit_one(fit_worker *w, uint32_t i) {
     fit_run *r = w->run;
     const fit_ctx *f = r->f;
-    size_t got = f->kind == CB_NEIGHBOURS_EASE ? ease_list(f, &w->s, i) : cosine_list(f, &w->s, i);
-    heap_sort_best_first(w->s.heap, got);
+    bool ease = f->kind == CB_NEIGHBOURS_EASE; /* EASE offers its candidates in item order */
+    size_t n = ease ? ease_list(f, &w->s, i) : cosine_list(f, &w->s, i), got = 0;
+    const nb_cand *best = w->s.heap;
+    if (n <= (size_t)SORT_ALL * f->k) {
+        best = sort_best_first(w->s.cand, w->s.heap, n, ease, f->n_items);
+        got = n < f->k ? n : f->k;
+    } else {
+        for (size_t t = 0; t < n; t++) heap_push(w->s.heap, &got, f->k, w->s.cand[t]);
+        heap_sort_best_first(w->s.heap, got);
+    }
     size_t at = (size_t)(i - r->lo) * f->k;
     for (size_t t = 0; t < got; t++) {
-        r->items[at + t] = (int32_t)w->s.heap[t].item;
-        r->sims[at + t] = w->s.heap[t].sim;
+        r->items[at + t] = (int32_t)best[t].item;
+        r->sims[at + t] = best[t].sim;
     }
     r->off[i + 1] = (int32_t)got;
 }
@@ -860,19 +909,51 @@ static inline void top_offer(top_list *t, uint32_t i, float v) {
     t->id[p] = i;
 }
 
+#if CB_X86_SIMD
+/* blended_top's scan eight at a time, from item 0; returns where it stopped
+ * (the same operations per item as the SSE and plain loops: the same list). */
+CB_TARGET_AVX2 static uint32_t blended_top_avx2(top_list *t, const float *tower, const float *raw, uint32_t n,
+                                                float scale, float floor) {
+    __m256 s = _mm256_set1_ps(scale);
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_add_ps(_mm256_loadu_ps(tower + i), _mm256_mul_ps(s, _mm256_loadu_ps(raw + i)));
+        __m256 last = _mm256_set1_ps(t->n == RECALL_AT ? t->sc[RECALL_AT - 1] : floor);
+        int m = _mm256_movemask_ps(_mm256_cmp_ps(v, last, _CMP_GE_OQ));
+        if (!m) continue;
+        float lane[8];
+        _mm256_storeu_ps(lane, v);
+        for (int q = 0; q < 8; q++)
+            if (m >> q & 1) top_offer(t, i + (uint32_t)q, lane[q]);
+    }
+    return i;
+}
+#endif
+
 /* The best of tower + scale x raw over n items: the row
  * cb_neighbours_blend makes from the tower's (scale w / divisor; 0: the
- * tower's own), without writing it; a value is offered only where it
- * reaches the list's last score (SSE: four at a time), so the list is the
- * one a scan of the whole row gives. */
-static void blended_top(top_list *t, const float *tower, const float *raw, uint32_t n, float scale) {
+ * tower's own), without writing it. `seed` (or NULL): a full list of any
+ * items, whose least blended value bounds the RECALL_AT-th best from below
+ * (there are RECALL_AT items at least that good); a value is offered only
+ * where it reaches that bound and the list's last score (AVX2: eight at a
+ * time; SSE: four), so the list is the one a scan of the whole row gives,
+ * with few offers: a neighbouring grid cell's list is a close bound. */
+static void blended_top(top_list *t, const float *tower, const float *raw, uint32_t n, float scale,
+                        const top_list *seed) {
+    float floor = -INFINITY;
+    for (size_t r = 0; seed && seed->n == RECALL_AT && r < RECALL_AT; r++) {
+        float v = tower[seed->id[r]] + scale * raw[seed->id[r]];
+        floor = r == 0 || v < floor ? v : floor;
+    }
+    if (!(floor == floor)) floor = -INFINITY; /* no bound from a NaN */
     t->n = 0;
     uint32_t i = 0;
 #if CB_X86_SIMD
+    if (cb_cpu_avx2()) i = blended_top_avx2(t, tower, raw, n, scale, floor);
     __m128 s = _mm_set1_ps(scale);
     for (; i + 4 <= n; i += 4) {
         __m128 v = _mm_add_ps(_mm_loadu_ps(tower + i), _mm_mul_ps(s, _mm_loadu_ps(raw + i)));
-        __m128 last = _mm_set1_ps(t->n == RECALL_AT ? t->sc[RECALL_AT - 1] : -INFINITY);
+        __m128 last = _mm_set1_ps(t->n == RECALL_AT ? t->sc[RECALL_AT - 1] : floor);
         int m = _mm_movemask_ps(_mm_cmpge_ps(v, last));
         if (!m) continue;
         float lane[4];
@@ -881,7 +962,10 @@ static void blended_top(top_list *t, const float *tower, const float *raw, uint3
             if (m >> q & 1) top_offer(t, i + (uint32_t)q, lane[q]);
     }
 #endif
-    for (; i < n; i++) top_offer(t, i, tower[i] + scale * raw[i]);
+    for (; i < n; i++) {
+        float v = tower[i] + scale * raw[i];
+        if (v >= floor) top_offer(t, i, v);
+    }
 }
 
 /* NDCG@TOP and recall@RECALL_AT of a top list against the sorted relevant
@@ -954,12 +1038,21 @@ static void tune_block(const cb_neighbours *nb, const tune_users *t, size_t lo, 
         size_t n_hist = t->toff[u + 1] - t->toff[u], n_rel = t->roff[u + 1] - t->roff[u];
         tower_row(ctx, u, tower);
         for (size_t h = 0; h < n_hist; h++) tower[hist[h]] = -INFINITY;
+        top_list alone, top, prev; /* the tower's own list (scale 0: the same for every K), the last cell's */
+        alone.n = RECALL_AT + 1;   /* not yet made */
+        prev.n = 0;
         for (size_t a = 0; a < ks->n; a++) {
             float max = cb_neighbours_row(nb, hist, n_hist, (uint32_t)ks->v[a], raw);
             for (size_t d = 0; d < 2; d++)
                 for (size_t b = 0; b < ws->n; b++) {
-                    top_list top;
-                    blended_top(&top, tower, raw, ni, blend_scale(d && max > 0 ? 1.0f : max, ws->v[b]));
+                    float scale = blend_scale(d && max > 0 ? 1.0f : max, ws->v[b]);
+                    if (scale == 0 && alone.n <= RECALL_AT) {
+                        top = alone;
+                    } else {
+                        blended_top(&top, tower, raw, ni, scale, &prev);
+                        if (scale == 0) alone = top;
+                    }
+                    prev = top;
                     double ndcg, recall;
                     list_metrics(&top, rel, n_rel, &ndcg, &recall);
                     sums[SUM(0, d, a, b)] += ndcg;
