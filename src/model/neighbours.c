@@ -141,6 +141,9 @@ static nb_cand *sort_best_first(nb_cand *c, nb_cand *tmp, size_t n, bool in_item
  * every item, empty outside the block): blocks of about an eighth of the
  * interactions (or one item's), each rebuilt from the users' items. */
 #define FIT_BLOCKS 8
+/* Items a worker takes at a time (fit_lists); EASE's user form makes up to
+ * this many columns at once (ease_user_block). */
+#define FIT_CHUNK 16
 typedef struct fit_ctx {
     cb_neighbours_kind kind;
     uint32_t k, n_users, n_items;
@@ -160,7 +163,8 @@ typedef struct fit_ctx {
 /* One worker's scratch for the per-item lists (read-only fit_ctx shared). */
 typedef struct fit_scratch {
     uint32_t *count, *touched; /* cosine: co-counts [n_items], zero between items */
-    double *v, *z;             /* EASE user form: [n_users], [n_items] */
+    double *v, *z;             /* EASE user form: [width x n_users], [n_items x width] (ease_user_block) */
+    size_t width;              /* EASE user form: the columns of a block, a power of two <= FIT_CHUNK */
     nb_cand *cand, *heap;      /* [n_items] an item's candidates (then sorted, or through the heap), [n_items] */
 } fit_scratch;
 
@@ -251,15 +255,19 @@ static int ease_prepare(fit_ctx *f, cb_error *err) {
     return rc;
 }
 
-static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
-    size_t h = 0;
-    if (f->ioff[i + 1] == f->ioff[i]) return 0; /* no interactions: no neighbours */
-    const double *p = s->z;
-    if (f->user_form) { /* z = X^T (M x_i); P_ij = (delta_ij - z_j) / lambda */
-        size_t nu = f->n_users;
-        double *v = s->v;
+/* EASE's user form: z = -X^T (M x_i) / lambda for the items i of [lo, lo +
+ * s->width) at once (those past f->n_items: zero), into s->z interleaved
+ * (item j's values at j * width): for each, v = M x_i (the rows of M of its
+ * users added in their order), then z_j -= v_u / lambda over every
+ * interaction (u, j) in user order, each column exactly as alone; one pass
+ * over the interactions serves them all. */
+static void ease_user_block(const fit_ctx *f, fit_scratch *s, uint32_t lo) {
+    size_t nu = f->n_users, W = s->width;
+    for (size_t c = 0; c < W; c++) {
+        double *v = s->v + c * nu;
         memset(v, 0, nu * sizeof *v);
-        for (size_t a = f->ioff[i]; a < f->ioff[i + 1]; a++) {
+        if (lo + c >= f->n_items) continue;
+        for (size_t a = f->ioff[lo + c]; a < f->ioff[lo + c + 1]; a++) {
             const double *m = f->inv + (size_t)f->iusers[a] * nu;
             size_t u = 0;
 #if CB_X86_SIMD /* two at a time (each sum elementwise: the same bits) */
@@ -267,17 +275,32 @@ static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
 #endif
             for (; u < nu; u++) v[u] += m[u];
         }
-        memset(s->z, 0, (size_t)f->n_items * sizeof *s->z);
-        for (size_t u = 0; u < nu; u++) { /* once a user: unable to rule out z aliasing v, the compiler divided per interaction */
-            double vu = s->v[u] / f->param;
-            for (size_t b = f->uoff[u]; b < f->uoff[u + 1]; b++) s->z[f->uitems[b]] -= vu;
-        }
-    } else {
-        p = f->inv + (size_t)i * f->n_items;
     }
+    memset(s->z, 0, (size_t)f->n_items * W * sizeof *s->z);
+    double vu[FIT_CHUNK];
+    for (size_t u = 0; u < nu; u++) {
+        for (size_t c = 0; c < W; c++) vu[c] = s->v[c * nu + u] / f->param;
+        for (size_t b = f->uoff[u]; b < f->uoff[u + 1]; b++) {
+            double *z = s->z + (size_t)f->uitems[b] * W;
+            size_t c = 0;
+#if CB_X86_SIMD
+            for (; c + 2 <= W; c += 2) _mm_storeu_pd(z + c, _mm_sub_pd(_mm_loadu_pd(z + c), _mm_loadu_pd(vu + c)));
+#endif
+            for (; c < W; c++) z[c] -= vu[c];
+        }
+    }
+}
+
+/* Item i's candidates; in the user form, ease_user_block has made its
+ * column (i - lo of the block at lo). */
+static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i, uint32_t lo) {
+    size_t h = 0, stride = 1;
+    if (f->ioff[i + 1] == f->ioff[i]) return 0; /* no interactions: no neighbours */
+    const double *p = f->inv + (size_t)i * f->n_items;
+    if (f->user_form) p = s->z + (i - lo), stride = s->width; /* P_ij = (delta_ij - z_j) / lambda: z_j off the diagonal */
     for (uint32_t j = 0; j < f->n_items; j++) {
         if (j == i || f->ioff[j + 1] == f->ioff[j]) continue;
-        nb_cand c = {(float)(-p[j] / f->pdiag[j]), j};
+        nb_cand c = {(float)(-p[j * stride] / f->pdiag[j]), j};
         if (c.sim > 0 && isfinite(c.sim)) s->cand[h++] = c;
     }
     return h;
@@ -402,8 +425,6 @@ static int gather_lists(int32_t *off, int32_t **items, float **sims, size_t n_mi
  * for every worker (pages no list reaches are never resident); the lists are
  * then moved up in item order and the rest given back (the same bits for
  * any number of threads, and no second copy of them). */
-#define FIT_CHUNK 16
-
 typedef struct fit_run {
     const fit_ctx *f;
     uint32_t lo, hi;           /* this rank's items */
@@ -435,19 +456,23 @@ static int fit_worker_init(fit_worker *w, fit_run *run) {
         w->s.touched = cb_malloc(ni * sizeof *w->s.touched, &w->err);
     }
     if (user) {
-        w->s.v = cb_malloc(((size_t)f->n_users + 1) * sizeof *w->s.v, &w->err);
-        w->s.z = cb_malloc(ni * sizeof *w->s.z, &w->err);
+        size_t width = FIT_CHUNK; /* the block's columns: z at most ~1M doubles */
+        while (width > 1 && width * ni > ((size_t)1 << 20)) width /= 2;
+        w->s.width = width;
+        w->s.v = cb_malloc(((size_t)f->n_users + 1) * width * sizeof *w->s.v, &w->err);
+        w->s.z = cb_malloc(ni * width * sizeof *w->s.z, &w->err);
     }
     bool ok = w->s.heap && (!cos || (w->s.count && w->s.touched)) && (!user || (w->s.v && w->s.z));
     return ok ? CB_OK : CB_ENOMEM;
 }
 
-/* Item i's list, best first, into its slot; its length in off. */
-static void fit_one(fit_worker *w, uint32_t i) {
+/* Item i's list, best first, into its slot; its length in off (lo: the
+ * first item of ease_user_block's block). */
+static void fit_one(fit_worker *w, uint32_t i, uint32_t lo) {
     fit_run *r = w->run;
     const fit_ctx *f = r->f;
     bool ease = f->kind == CB_NEIGHBOURS_EASE; /* EASE offers its candidates in item order */
-    size_t n = ease ? ease_list(f, &w->s, i) : cosine_list(f, &w->s, i), got = 0;
+    size_t n = ease ? ease_list(f, &w->s, i, lo) : cosine_list(f, &w->s, i), got = 0;
     const nb_cand *best = w->s.heap;
     if (n <= (size_t)SORT_ALL * f->k) {
         best = sort_best_first(w->s.cand, w->s.heap, n, ease, f->n_items);
@@ -469,7 +494,13 @@ static void fit_chunk(void *ctx, size_t c, int worker) {
     fit_worker *w = (fit_worker *)ctx + worker;
     const fit_run *r = w->run;
     uint32_t lo = r->blo + (uint32_t)c * FIT_CHUNK, hi = r->bhi - lo > FIT_CHUNK ? lo + FIT_CHUNK : r->bhi;
-    for (uint32_t i = lo; i < hi; i++) fit_one(w, i);
+    const fit_ctx *f = r->f;
+    bool block = f->kind == CB_NEIGHBOURS_EASE && f->user_form;
+    for (uint32_t i = lo; i < hi; i++) {
+        uint32_t b = block ? lo + (i - lo) / (uint32_t)w->s.width * (uint32_t)w->s.width : i;
+        if (block && b == i) ease_user_block(f, &w->s, b);
+        fit_one(w, i, b);
+    }
 }
 
 /* The slots' lists moved up to the front in item order (each move forward:
