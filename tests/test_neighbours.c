@@ -703,6 +703,119 @@ static void tuning_same_on_threads(void **state) {
     tune_case_close(&tc);
 }
 
+/* Sorted distinct items per user of the ratings idx[0..n) (those with y >=
+ * min_y): CSR off[nu + 1], items. */
+static uint32_t *user_items(const cb_dataset *ds, const uint32_t *idx, size_t n, float min_y, size_t **off) {
+    uint32_t nu = cb_dataset_n_users(ds);
+    *off = calloc((size_t)nu + 2, sizeof **off);
+    uint32_t *items = malloc((n + 1) * sizeof *items);
+    for (size_t j = 0; j < n; j++)
+        if (ds->ratings[idx[j]].y >= min_y) (*off)[ds->ratings[idx[j]].user + 2]++;
+    for (uint32_t u = 0; u < nu; u++) (*off)[u + 2] += (*off)[u + 1];
+    for (size_t j = 0; j < n; j++)
+        if (ds->ratings[idx[j]].y >= min_y) items[(*off)[ds->ratings[idx[j]].user + 1]++] = ds->ratings[idx[j]].item;
+    for (uint32_t u = 0; u < nu; u++) { /* insertion sort, then duplicates dropped in place */
+        uint32_t *a = items + (*off)[u];
+        size_t m = (*off)[u + 1] - (*off)[u], w = 0;
+        for (size_t i = 1; i < m; i++)
+            for (size_t k = i; k > 0 && a[k - 1] > a[k]; k--) {
+                uint32_t t = a[k];
+                a[k] = a[k - 1], a[k - 1] = t;
+            }
+        for (size_t i = 0; i < m; i++)
+            if (!w || a[w - 1] != a[i]) a[w++] = a[i];
+        for (size_t i = w; i < m; i++) a[i] = UINT32_MAX; /* never an item, never relevant */
+    }
+    return items;
+}
+
+/* One grid cell's NDCG@10 the slow way: every measured user's blended row
+ * (tower + scale x the neighbour row, as cb_neighbours_blend makes it),
+ * its top 10 by a full pass per rank (score descending, item ascending,
+ * -inf never listed), the hits against the relevant items. */
+static double reference_ndcg(const tune_case *tc, const cb_neighbours *nb, uint32_t k, bool one, float w,
+                             const size_t *hoff, const uint32_t *hist, const size_t *roff, const uint32_t *rel) {
+    uint32_t ni = tc->ni, nu = cb_dataset_n_users(tc->ds);
+    float *tower = malloc(ni * sizeof *tower), *raw = malloc(ni * sizeof *raw);
+    double sum = 0;
+    size_t n_users = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        size_t n_hist = 0, n_rel = 0;
+        while (hoff[u] + n_hist < hoff[u + 1] && hist[hoff[u] + n_hist] != UINT32_MAX) n_hist++;
+        while (roff[u] + n_rel < roff[u + 1] && rel[roff[u] + n_rel] != UINT32_MAX) n_rel++;
+        if (!n_hist || !n_rel) continue;
+        n_users++;
+        hashed_row((void *)&tc->ni, u, tower);
+        for (size_t h = 0; h < n_hist; h++) tower[hist[hoff[u] + h]] = -INFINITY;
+        float max = cb_neighbours_row(nb, hist + hoff[u], n_hist, k, raw);
+        cb_neighbours_blend(tower, raw, ni, one && max > 0 ? 1.0f : max, w);
+        double dcg = 0, idcg = 0;
+        for (int r = 0; r < 10; r++) {
+            uint32_t best = UINT32_MAX;
+            for (uint32_t i = 0; i < ni; i++)
+                if (tower[i] > -INFINITY && (best == UINT32_MAX || tower[i] > tower[best])) best = i;
+            if (best == UINT32_MAX) break;
+            for (size_t q = 0; q < n_rel; q++)
+                if (rel[roff[u] + q] == best) dcg += 1.0 / log2(r + 2.0);
+            tower[best] = -INFINITY;
+        }
+        for (size_t r = 0; r < n_rel && r < 10; r++) idcg += 1.0 / log2(r + 2.0);
+        sum += dcg / idcg;
+    }
+    free(tower), free(raw);
+    return sum / (double)n_users;
+}
+
+/* The grid's cells (every 7th, both kinds, both divisors, every K and
+ * weight among them) equal the slow way's NDCG@10: the scan's shortcuts
+ * (each cell's top list bounded from below by the last cell's, the tower's
+ * own list made once a user, eight items at a time) list what a full sort
+ * lists. The JSON keeps 5 significant digits. */
+static void grid_cells_match_a_full_sort(void **state) {
+    (void)state;
+    cb_error err;
+    tune_case tc;
+    tune_case_open(&tc);
+    size_t *hoff, *roff;
+    uint32_t *hist = user_items(tc.ds, tc.carve.train, tc.carve.n_train, -INFINITY, &hoff);
+    uint32_t *rel = user_items(tc.ds, tc.carve.test, tc.carve.n_test, 3.0f, &roff);
+    for (int kind = 0; kind < 2; kind++) {
+        cb_neighbours_choice fixed = {.kind = kind, .param = -1, .weight = -1}, ch;
+        char *json = NULL;
+        assert_int_equal(cb_neighbours_tune(&ch, &json, &fixed, tc.ds, &tc.carve, 3.0f, 0, hashed_row, &tc.ni, NULL, 1,
+                                            &err), CB_OK);
+        json_error_t jerr;
+        json_t *doc = json_loads(json, 0, &jerr), *grid = json_object_get(doc, "grid"), *cell;
+        assert_true(json_array_size(grid) > 100);
+        size_t i, checked = 0;
+        cb_neighbours *nb = NULL;
+        double nb_param = -1;
+        json_array_foreach(grid, i, cell) {
+            if (i % 7) continue;
+            double param = json_real_value(json_object_get(cell, "param"));
+            if (param != nb_param) { /* the grid's fits: on the carve's training ratings, K 500 */
+                cb_neighbours_free(nb);
+                assert_int_equal(cb_neighbours_fit(&nb, tc.ds, tc.carve.train, tc.carve.n_train,
+                                                   (cb_neighbours_kind)kind, 500, (float)param, &err), CB_OK);
+                nb_param = param;
+            }
+            uint32_t k = (uint32_t)json_integer_value(json_object_get(cell, "k"));
+            bool one = !strcmp(json_string_value(json_object_get(cell, "divisor")), "one");
+            float w = (float)json_real_value(json_object_get(cell, "weight"));
+            double want = reference_ndcg(&tc, nb, k, one, w, hoff, hist, roff, rel);
+            double got = json_real_value(json_object_get(cell, "ndcg10"));
+            assert_true(fabs(got - want) <= 1e-5 * (want > 1 ? want : 1));
+            checked++;
+        }
+        assert_true(checked > 20);
+        cb_neighbours_free(nb);
+        json_decref(doc);
+        free(json);
+    }
+    free(hist), free(hoff), free(rel), free(roff);
+    tune_case_close(&tc);
+}
+
 /* ---- R ranks in one process: threads and a barrier stand in for MPI (the
  * grid's work split across ranks needs only the all-gather) */
 
@@ -961,6 +1074,7 @@ int main(int argc, char **argv) {
                                        cmocka_unit_test(tuning_same_on_threads),
                                        cmocka_unit_test(tuning_same_across_ranks),
                                        cmocka_unit_test(tuned_on_the_carve),
+                                       cmocka_unit_test(grid_cells_match_a_full_sort),
                                        cmocka_unit_test(k_beyond_the_catalog)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

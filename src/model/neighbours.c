@@ -971,12 +971,11 @@ CB_TARGET_AVX2 static uint32_t blended_top_avx2(top_list *t, const float *tower,
  * with few offers: a neighbouring grid cell's list is a close bound. */
 static void blended_top(top_list *t, const float *tower, const float *raw, uint32_t n, float scale,
                         const top_list *seed) {
-    float floor = -INFINITY;
-    for (size_t r = 0; seed && seed->n == RECALL_AT && r < RECALL_AT; r++) {
+    float floor = seed && seed->n == RECALL_AT ? INFINITY : -INFINITY;
+    for (size_t r = 0; floor > -INFINITY && r < RECALL_AT; r++) {
         float v = tower[seed->id[r]] + scale * raw[seed->id[r]];
-        floor = r == 0 || v < floor ? v : floor;
+        floor = v != v ? -INFINITY : v < floor ? v : floor; /* a NaN is not "at least as good": no bound */
     }
-    if (!(floor == floor)) floor = -INFINITY; /* no bound from a NaN */
     t->n = 0;
     uint32_t i = 0;
 #if CB_X86_SIMD
