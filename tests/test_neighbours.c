@@ -103,8 +103,9 @@ static void check_cosine_lists(const cb_dataset *ds, const cb_neighbours *nb, in
         for (int32_t t = b; t < e; t++) {
             uint32_t j = (uint32_t)nb->item[t];
             assert_true(fabsf(nb->sim[t] - ref[j]) < 1e-5f);
-            /* nothing better left out: every item not listed scores at most the last kept */
-            if (t + 1 < e) assert_true(nb->sim[t] >= nb->sim[t + 1]);
+            /* best first, equals by item (the order any sort by (similarity, item) gives) */
+            if (t + 1 < e)
+                assert_true(nb->sim[t] > nb->sim[t + 1] || (nb->sim[t] == nb->sim[t + 1] && nb->item[t] < nb->item[t + 1]));
         }
         for (uint32_t j = 0; j < ni; j++) {
             bool listed = false;
@@ -125,6 +126,10 @@ static void lists_match_reference(void **state) {
     cb_neighbours *nb = NULL;
     assert_int_equal(cb_neighbours_fit(&nb, ds, all, ds->n_ratings, CB_NEIGHBOURS_COSINE, 5, 3.0f, &err), CB_OK);
     check_cosine_lists(ds, nb, 5, 3.0f);
+    cb_neighbours *wide = NULL; /* K 200: every candidate kept and sorted, not through the heap */
+    assert_int_equal(cb_neighbours_fit(&wide, ds, all, ds->n_ratings, CB_NEIGHBOURS_COSINE, 200, 0.0f, &err), CB_OK);
+    check_cosine_lists(ds, wide, 200, 0.0f);
+    cb_neighbours_free(wide);
     size_t partners_first = 0;
     for (uint32_t i = 0; i < ni; i++) {
         int32_t b = nb->off[i];
