@@ -118,6 +118,8 @@ static void check_cosine_lists(const cb_dataset *ds, const cb_neighbours *nb, in
     free(ref);
 }
 
+static cb_dataset *random_picks(int nu, int ni, int per_user, cb_error *err);
+
 static void lists_match_reference(void **state) {
     (void)state;
     cb_error err;
@@ -130,6 +132,14 @@ static void lists_match_reference(void **state) {
     assert_int_equal(cb_neighbours_fit(&wide, ds, all, ds->n_ratings, CB_NEIGHBOURS_COSINE, 200, 0.0f, &err), CB_OK);
     check_cosine_lists(ds, wide, 200, 0.0f);
     cb_neighbours_free(wide);
+    cb_dataset *many = random_picks(400, 300, 12, &err); /* 300 items: two bytes of item for the radix passes */
+    uint32_t *many_all = all_ratings(many);
+    assert_int_equal(cb_neighbours_fit(&wide, many, many_all, many->n_ratings, CB_NEIGHBOURS_COSINE, 200, 0.0f, &err),
+                     CB_OK);
+    check_cosine_lists(many, wide, 200, 0.0f);
+    cb_neighbours_free(wide);
+    free(many_all);
+    cb_dataset_free(many);
     size_t partners_first = 0;
     for (uint32_t i = 0; i < ni; i++) {
         int32_t b = nb->off[i];
@@ -734,15 +744,16 @@ static uint32_t *user_items(const cb_dataset *ds, const uint32_t *idx, size_t n,
     return items;
 }
 
-/* One grid cell's NDCG@10 the slow way: every measured user's blended row
- * (tower + scale x the neighbour row, as cb_neighbours_blend makes it),
- * its top 10 by a full pass per rank (score descending, item ascending,
+/* One grid cell's NDCG@10 (and *recall20) the slow way: every measured
+ * user's blended row (tower + scale x the neighbour row, as
+ * cb_neighbours_blend makes it), its top 20 by a full pass per rank (score descending, item ascending,
  * -inf never listed), the hits against the relevant items. */
 static double reference_ndcg(const tune_case *tc, const cb_neighbours *nb, uint32_t k, bool one, float w,
-                             const size_t *hoff, const uint32_t *hist, const size_t *roff, const uint32_t *rel) {
+                             const size_t *hoff, const uint32_t *hist, const size_t *roff, const uint32_t *rel,
+                             double *recall20) {
     uint32_t ni = tc->ni, nu = cb_dataset_n_users(tc->ds);
     float *tower = malloc(ni * sizeof *tower), *raw = malloc(ni * sizeof *raw);
-    double sum = 0;
+    double sum = 0, rsum = 0;
     size_t n_users = 0;
     for (uint32_t u = 0; u < nu; u++) {
         size_t n_hist = 0, n_rel = 0;
@@ -754,20 +765,22 @@ static double reference_ndcg(const tune_case *tc, const cb_neighbours *nb, uint3
         for (size_t h = 0; h < n_hist; h++) tower[hist[hoff[u] + h]] = -INFINITY;
         float max = cb_neighbours_row(nb, hist + hoff[u], n_hist, k, raw);
         cb_neighbours_blend(tower, raw, ni, one && max > 0 ? 1.0f : max, w);
-        double dcg = 0, idcg = 0;
-        for (int r = 0; r < 10; r++) {
+        double dcg = 0, idcg = 0, hits = 0;
+        for (int r = 0; r < 20; r++) {
             uint32_t best = UINT32_MAX;
             for (uint32_t i = 0; i < ni; i++)
                 if (tower[i] > -INFINITY && (best == UINT32_MAX || tower[i] > tower[best])) best = i;
             if (best == UINT32_MAX) break;
             for (size_t q = 0; q < n_rel; q++)
-                if (rel[roff[u] + q] == best) dcg += 1.0 / log2(r + 2.0);
+                if (rel[roff[u] + q] == best) dcg += r < 10 ? 1.0 / log2(r + 2.0) : 0, hits++;
             tower[best] = -INFINITY;
         }
         for (size_t r = 0; r < n_rel && r < 10; r++) idcg += 1.0 / log2(r + 2.0);
         sum += dcg / idcg;
+        rsum += hits / (double)n_rel;
     }
     free(tower), free(raw);
+    *recall20 = rsum / (double)n_users;
     return sum / (double)n_users;
 }
 
@@ -807,9 +820,11 @@ static void grid_cells_match_a_full_sort(void **state) {
             uint32_t k = (uint32_t)json_integer_value(json_object_get(cell, "k"));
             bool one = !strcmp(json_string_value(json_object_get(cell, "divisor")), "one");
             float w = (float)json_real_value(json_object_get(cell, "weight"));
-            double want = reference_ndcg(&tc, nb, k, one, w, hoff, hist, roff, rel);
+            double want_recall, want = reference_ndcg(&tc, nb, k, one, w, hoff, hist, roff, rel, &want_recall);
             double got = json_real_value(json_object_get(cell, "ndcg10"));
+            double got_recall = json_real_value(json_object_get(cell, "recall20"));
             assert_true(fabs(got - want) <= 1e-5 * (want > 1 ? want : 1));
+            assert_true(fabs(got_recall - want_recall) <= 1e-5 * (want_recall > 1 ? want_recall : 1));
             checked++;
         }
         assert_true(checked > 20);

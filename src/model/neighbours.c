@@ -297,7 +297,7 @@ static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i, uint32_t l
     size_t h = 0, stride = 1;
     if (f->ioff[i + 1] == f->ioff[i]) return 0; /* no interactions: no neighbours */
     const double *p = f->inv + (size_t)i * f->n_items;
-    if (f->user_form) p = s->z + (i - lo), stride = s->width; /* P_ij = (delta_ij - z_j) / lambda: z_j off the diagonal */
+    if (f->user_form) p = s->z + (i - lo), stride = s->width; /* off the diagonal P_ij = z_j (ease_user_block) */
     for (uint32_t j = 0; j < f->n_items; j++) {
         if (j == i || f->ioff[j + 1] == f->ioff[j]) continue;
         nb_cand c = {(float)(-p[j * stride] / f->pdiag[j]), j};
@@ -919,7 +919,8 @@ static axis axis_of(float given, const float *grid_f, const uint32_t *grid_u, si
 }
 
 /* A user's best RECALL_AT items by (score descending, index ascending),
- * whatever order they are offered in; -inf never enters. */
+ * whatever order they are offered in; -inf never enters (nor does NaN:
+ * blended_top offers only values that compare >= its bound). */
 typedef struct top_list {
     uint32_t id[RECALL_AT];
     float sc[RECALL_AT];
@@ -944,12 +945,12 @@ static inline void top_offer(top_list *t, uint32_t i, float v) {
 /* blended_top's scan eight at a time, from item 0; returns where it stopped
  * (the same operations per item as the SSE and plain loops: the same list). */
 CB_TARGET_AVX2 static uint32_t blended_top_avx2(top_list *t, const float *tower, const float *raw, uint32_t n,
-                                                float scale, float floor) {
+                                                float scale, float bound) {
     __m256 s = _mm256_set1_ps(scale);
     uint32_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_add_ps(_mm256_loadu_ps(tower + i), _mm256_mul_ps(s, _mm256_loadu_ps(raw + i)));
-        __m256 last = _mm256_set1_ps(t->n == RECALL_AT ? t->sc[RECALL_AT - 1] : floor);
+        __m256 last = _mm256_set1_ps(t->n == RECALL_AT ? t->sc[RECALL_AT - 1] : bound);
         int m = _mm256_movemask_ps(_mm256_cmp_ps(v, last, _CMP_GE_OQ));
         if (!m) continue;
         float lane[8];
@@ -971,19 +972,19 @@ CB_TARGET_AVX2 static uint32_t blended_top_avx2(top_list *t, const float *tower,
  * with few offers: a neighbouring grid cell's list is a close bound. */
 static void blended_top(top_list *t, const float *tower, const float *raw, uint32_t n, float scale,
                         const top_list *seed) {
-    float floor = seed && seed->n == RECALL_AT ? INFINITY : -INFINITY;
-    for (size_t r = 0; floor > -INFINITY && r < RECALL_AT; r++) {
+    float bound = seed && seed->n == RECALL_AT ? INFINITY : -INFINITY;
+    for (size_t r = 0; bound > -INFINITY && r < RECALL_AT; r++) {
         float v = tower[seed->id[r]] + scale * raw[seed->id[r]];
-        floor = v != v ? -INFINITY : v < floor ? v : floor; /* a NaN is not "at least as good": no bound */
+        bound = v != v ? -INFINITY : v < bound ? v : bound; /* a NaN is not "at least as good": no bound */
     }
     t->n = 0;
     uint32_t i = 0;
 #if CB_X86_SIMD
-    if (cb_cpu_avx2()) i = blended_top_avx2(t, tower, raw, n, scale, floor);
+    if (cb_cpu_avx2()) i = blended_top_avx2(t, tower, raw, n, scale, bound);
     __m128 s = _mm_set1_ps(scale);
     for (; i + 4 <= n; i += 4) {
         __m128 v = _mm_add_ps(_mm_loadu_ps(tower + i), _mm_mul_ps(s, _mm_loadu_ps(raw + i)));
-        __m128 last = _mm_set1_ps(t->n == RECALL_AT ? t->sc[RECALL_AT - 1] : floor);
+        __m128 last = _mm_set1_ps(t->n == RECALL_AT ? t->sc[RECALL_AT - 1] : bound);
         int m = _mm_movemask_ps(_mm_cmpge_ps(v, last));
         if (!m) continue;
         float lane[4];
@@ -994,7 +995,7 @@ static void blended_top(top_list *t, const float *tower, const float *raw, uint3
 #endif
     for (; i < n; i++) {
         float v = tower[i] + scale * raw[i];
-        if (v >= floor) top_offer(t, i, v);
+        if (v >= bound) top_offer(t, i, v);
     }
 }
 

@@ -16,8 +16,9 @@
  * metadata "neighbours"): written and validated here, hooked into bundle.c.
  *
  * Cost: fitting visits, per user, every pair of that user's items
- * (sum over users of |H_u|^2), with one n_items scratch row; memory is
- * O(n_items * K + interactions). A neighbours object is read-only after
+ * (sum over users of |H_u|^2), with per worker a few n_items scratch rows
+ * (the cosine's counts, and two rows of candidates, 16 B an item, to sort
+ * an item's list); memory is O(n_items * K + interactions). A neighbours object is read-only after
  * fitting or loading and may be shared between threads. */
 #ifndef CB_NEIGHBOURS_H
 #define CB_NEIGHBOURS_H
