@@ -100,21 +100,19 @@ static void heap_push(nb_cand *h, size_t *n, uint32_t k, nb_cand c) {
  * key (the item, or the similarity's bits inverted: ascending = best
  * first) into dst; false, and nothing moved, when every key has the same
  * byte there. */
+static inline uint32_t radix_key(const nb_cand *c, bool by_item) {
+    uint32_t key = c->item;
+    if (!by_item) memcpy(&key, &c->sim, sizeof key), key = ~key;
+    return key;
+}
+
 static bool radix_pass(nb_cand *dst, const nb_cand *src, size_t n, int shift, bool by_item) {
     size_t count[257] = {0};
-    for (size_t t = 0; t < n; t++) {
-        uint32_t key = src[t].item;
-        if (!by_item) memcpy(&key, &src[t].sim, sizeof key), key = ~key;
-        count[(key >> shift & 255) + 1]++;
-    }
+    for (size_t t = 0; t < n; t++) count[(radix_key(&src[t], by_item) >> shift & 255) + 1]++;
     for (int b = 0; b < 256; b++)
         if (count[b + 1] == n) return false;
     for (int b = 0; b < 256; b++) count[b + 1] += count[b];
-    for (size_t t = 0; t < n; t++) {
-        uint32_t key = src[t].item;
-        if (!by_item) memcpy(&key, &src[t].sim, sizeof key), key = ~key;
-        dst[count[key >> shift & 255]++] = src[t];
-    }
+    for (size_t t = 0; t < n; t++) dst[count[radix_key(&src[t], by_item) >> shift & 255]++] = src[t];
     return true;
 }
 
@@ -1070,18 +1068,18 @@ static void tune_block(const cb_neighbours *nb, const tune_users *t, size_t lo, 
         tower_row(ctx, u, tower);
         for (size_t h = 0; h < n_hist; h++) tower[hist[h]] = -INFINITY;
         top_list alone, top, prev; /* the tower's own list (scale 0: the same for every K), the last cell's */
-        alone.n = RECALL_AT + 1;   /* not yet made */
+        bool have_alone = false;
         prev.n = 0;
         for (size_t a = 0; a < ks->n; a++) {
             float max = cb_neighbours_row(nb, hist, n_hist, (uint32_t)ks->v[a], raw);
             for (size_t d = 0; d < 2; d++)
                 for (size_t b = 0; b < ws->n; b++) {
                     float scale = blend_scale(d && max > 0 ? 1.0f : max, ws->v[b]);
-                    if (scale == 0 && alone.n <= RECALL_AT) {
+                    if (scale == 0 && have_alone) {
                         top = alone;
                     } else {
                         blended_top(&top, tower, raw, ni, scale, &prev);
-                        if (scale == 0) alone = top;
+                        if (scale == 0) alone = top, have_alone = true;
                     }
                     prev = top;
                     double ndcg, recall;
