@@ -563,34 +563,46 @@ static void plain_path_agrees(void **state) {
 }
 
 /* K's tie-break as the tuning JSON shows it: the chosen K is the smallest
- * with a cell within 0.001 (neighbours.c's K_MARGIN) of the grid's best
- * NDCG@10 (K clamped to the lists' length), and the chosen (divisor, w) is
- * that K's best cell. The JSON keeps
- * 5 significant digits, hence the 2e-5 slack. */
+ * whose best cell is within that cell's margin (one paired standard error of
+ * its difference from the grid's best, at least 0.001: neighbours.c's
+ * k_margin) of the grid's best NDCG@10 (K clamped to the lists' length), and
+ * the chosen (divisor, w) is that K's best cell. The JSON keeps 5
+ * significant digits, hence the 2e-5 slack. */
 static void check_k_tie_break(const cb_neighbours *nb) {
     json_error_t jerr;
     json_t *doc = json_loads(nb->tuning, 0, &jerr), *grid = json_object_get(doc, "grid"), *cell;
     assert_true(json_array_size(grid) > 0);
-    double top = -1, at_k = -1, chosen = -1, below = -1; /* below: best at a smaller K */
+    enum { MAX_K = 600 };
+    double top = -1, best[MAX_K], margin[MAX_K], chosen = -1; /* best and its margin per K */
+    for (int k = 0; k < MAX_K; k++) best[k] = -1, margin[k] = 0;
     size_t i, n_k = 0;
     json_array_foreach(grid, i, cell) {
         double v = json_real_value(json_object_get(cell, "ndcg10"));
+        double m = json_real_value(json_object_get(cell, "margin"));
         uint32_t k = (uint32_t)json_integer_value(json_object_get(cell, "k"));
-        k = k < N_ITEMS - 1 ? k : N_ITEMS - 1; /* the lists' length clamps K */
+        assert_true(k < MAX_K && m >= 0.001 - 1e-9);
         top = v > top ? v : top;
-        if (k < nb->k) below = v > below ? v : below;
-        if (k != nb->k) continue;
+        if (v > best[k]) best[k] = v, margin[k] = m;
+        if ((k < N_ITEMS - 1 ? k : N_ITEMS - 1) != nb->k) continue; /* the lists' length clamps K */
         n_k++;
-        at_k = v > at_k ? v : at_k;
         bool one = !strcmp(json_string_value(json_object_get(cell, "divisor")), "one");
         if (one == nb->raw && fabs(json_real_value(json_object_get(cell, "weight")) - nb->weight) < 1e-6 &&
             fabs(json_real_value(json_object_get(cell, "param")) - nb->lambda) < 1e-3)
             chosen = v > chosen ? v : chosen;
     }
     assert_true(n_k > 0 && n_k < json_array_size(grid)); /* several K tried */
-    assert_true(at_k >= top - 0.001 - 2e-5);
-    assert_true(below < top - 0.001 + 2e-5);
-    assert_true(chosen >= at_k - 2e-5);
+    bool found = false;
+    for (uint32_t k = 1; k < MAX_K && !found; k++) {
+        if (best[k] < 0) continue;
+        if ((k < N_ITEMS - 1 ? k : N_ITEMS - 1) < nb->k) { /* a smaller K: not the best's equal */
+            assert_true(best[k] < top - margin[k] + 2e-5);
+            continue;
+        }
+        assert_true(best[k] >= top - margin[k] - 2e-5);
+        assert_true(chosen >= best[k] - 2e-5);
+        found = true;
+    }
+    assert_true(found);
     json_decref(doc);
 }
 
@@ -671,10 +683,13 @@ typedef struct tune_case {
     cb_dataset *ds;
     uint32_t *all, ni;
     cb_split carve;
+    size_t *hoff, *roff; /* tune_case_lists: each user's carve training items and relevant items */
+    uint32_t *hist, *rel;
 } tune_case;
 
 static void tune_case_open(tune_case *t) {
     cb_error err;
+    memset(t, 0, sizeof *t);
     t->ds = random_picks(700, 300, 14, &err);
     t->all = all_ratings(t->ds);
     t->ni = cb_dataset_n_items(t->ds);
@@ -682,6 +697,7 @@ static void tune_case_open(tune_case *t) {
 }
 
 static void tune_case_close(tune_case *t) {
+    free(t->hist), free(t->hoff), free(t->rel), free(t->roff);
     cb_split_free(&t->carve);
     free(t->all);
     cb_dataset_free(t->ds);
@@ -704,7 +720,7 @@ static void tuning_same_on_threads(void **state) {
             assert_int_equal(cb_neighbours_tune(&ch, &json, &fixed, tc.ds, &tc.carve, 3.0f, 0, hashed_row, &tc.ni, NULL,
                                                 threads, &err), CB_OK);
             assert_non_null(json);
-            assert_true(ch.n_users > 3 * 64); /* several blocks of users */
+            assert_true(ch.n_users > 3 * 16); /* several blocks of users */
             if (threads == 1) {
                 first = ch, json1 = json;
                 continue;
@@ -744,14 +760,22 @@ static uint32_t *user_items(const cb_dataset *ds, const uint32_t *idx, size_t n,
     return items;
 }
 
-/* One grid cell's NDCG@10 (and *recall20) the slow way: every measured
+/* The case's per-user lists the slow way measures with (reference_ndcg). */
+static void tune_case_lists(tune_case *t) {
+    t->hist = user_items(t->ds, t->carve.train, t->carve.n_train, -INFINITY, &t->hoff);
+    t->rel = user_items(t->ds, t->carve.test, t->carve.n_test, 3.0f, &t->roff);
+}
+
+/* One grid cell's NDCG@10 (and *recall20; each measured user's in
+ * per_user, when not NULL) the slow way: every measured
  * user's blended row (tower + scale x the neighbour row, as
  * cb_neighbours_blend makes it), its top 20 by a full pass per rank (score descending, item ascending,
  * -inf never listed), the hits against the relevant items. */
 static double reference_ndcg(const tune_case *tc, const cb_neighbours *nb, uint32_t k, bool one, float w,
-                             const size_t *hoff, const uint32_t *hist, const size_t *roff, const uint32_t *rel,
-                             double *recall20) {
+                             double *recall20, double *per_user) {
     uint32_t ni = tc->ni, nu = cb_dataset_n_users(tc->ds);
+    const size_t *hoff = tc->hoff, *roff = tc->roff;
+    const uint32_t *hist = tc->hist, *rel = tc->rel;
     float *tower = malloc(ni * sizeof *tower), *raw = malloc(ni * sizeof *raw);
     double sum = 0, rsum = 0;
     size_t n_users = 0;
@@ -778,6 +802,7 @@ static double reference_ndcg(const tune_case *tc, const cb_neighbours *nb, uint3
         for (size_t r = 0; r < n_rel && r < 10; r++) idcg += 1.0 / log2(r + 2.0);
         sum += dcg / idcg;
         rsum += hits / (double)n_rel;
+        if (per_user) per_user[n_users - 1] = dcg / idcg;
     }
     free(tower), free(raw);
     *recall20 = rsum / (double)n_users;
@@ -794,9 +819,7 @@ static void grid_cells_match_a_full_sort(void **state) {
     cb_error err;
     tune_case tc;
     tune_case_open(&tc);
-    size_t *hoff, *roff;
-    uint32_t *hist = user_items(tc.ds, tc.carve.train, tc.carve.n_train, -INFINITY, &hoff);
-    uint32_t *rel = user_items(tc.ds, tc.carve.test, tc.carve.n_test, 3.0f, &roff);
+    tune_case_lists(&tc);
     for (int kind = 0; kind < 2; kind++) {
         cb_neighbours_choice fixed = {.kind = kind, .param = -1, .weight = -1}, ch;
         char *json = NULL;
@@ -820,7 +843,7 @@ static void grid_cells_match_a_full_sort(void **state) {
             uint32_t k = (uint32_t)json_integer_value(json_object_get(cell, "k"));
             bool one = !strcmp(json_string_value(json_object_get(cell, "divisor")), "one");
             float w = (float)json_real_value(json_object_get(cell, "weight"));
-            double want_recall, want = reference_ndcg(&tc, nb, k, one, w, hoff, hist, roff, rel, &want_recall);
+            double want_recall, want = reference_ndcg(&tc, nb, k, one, w, &want_recall, NULL);
             double got = json_real_value(json_object_get(cell, "ndcg10"));
             double got_recall = json_real_value(json_object_get(cell, "recall20"));
             assert_true(fabs(got - want) <= 1e-5 * (want > 1 ? want : 1));
@@ -832,7 +855,66 @@ static void grid_cells_match_a_full_sort(void **state) {
         json_decref(doc);
         free(json);
     }
-    free(hist), free(hoff), free(rel), free(roff);
+    tune_case_close(&tc);
+}
+
+/* Each cell's margin in the tuning JSON is one standard error of its mean
+ * NDCG@10 difference from the grid's best cell, by batch means over blocks
+ * of 16 measured users (neighbours.c's TUNE_BLOCK; or 0.001, whichever is more), made here from the slow
+ * way's per-user values; and the blocks' estimate is within a factor 2 of
+ * the one from the per-user differences themselves (the users independent). */
+static void margins_are_paired_standard_errors(void **state) {
+    (void)state;
+    cb_error err;
+    tune_case tc;
+    tune_case_open(&tc);
+    tune_case_lists(&tc);
+    cb_neighbours_choice fixed = {.kind = CB_NEIGHBOURS_COSINE, .param = 10, .weight = -1}, ch;
+    char *json = NULL;
+    assert_int_equal(cb_neighbours_tune(&ch, &json, &fixed, tc.ds, &tc.carve, 3.0f, 0, hashed_row, &tc.ni, NULL, 1, &err),
+                     CB_OK);
+    json_error_t jerr;
+    json_t *doc = json_loads(json, 0, &jerr), *grid = json_object_get(doc, "grid"), *cell, *top = NULL;
+    size_t i, n = ch.n_users, wide = 0;
+    json_array_foreach(grid, i, cell) /* the best: the first of equals */
+        if (!top || json_real_value(json_object_get(cell, "ndcg10")) > json_real_value(json_object_get(top, "ndcg10")))
+            top = cell;
+    cb_neighbours *nb = NULL;
+    assert_int_equal(cb_neighbours_fit(&nb, tc.ds, tc.carve.train, tc.carve.n_train, CB_NEIGHBOURS_COSINE, 500, 10, &err),
+                     CB_OK);
+    double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), r;
+#define CELL_NDCG(c, out)                                                                                             \
+    reference_ndcg(&tc, nb, (uint32_t)json_integer_value(json_object_get(c, "k")),                                   \
+                   !strcmp(json_string_value(json_object_get(c, "divisor")), "one"),                                   \
+                   (float)json_real_value(json_object_get(c, "weight")), &r, out)
+    CELL_NDCG(top, a);
+    json_array_foreach(grid, i, cell) {
+        if (i % 5) continue;
+        CELL_NDCG(cell, b);
+        double mean = 0, ss_block = 0, ss_user = 0, nb_blocks = (double)((n + 15) / 16);
+        for (size_t u = 0; u < n; u++) mean += a[u] - b[u];
+        mean /= (double)n;
+        for (size_t lo = 0; lo < n; lo += 16) {
+            double s = 0, m = 0;
+            for (size_t u = lo; u < n && u < lo + 16; u++) s += a[u] - b[u], m++;
+            ss_block += (s - m * mean) * (s - m * mean);
+        }
+        for (size_t u = 0; u < n; u++) ss_user += (a[u] - b[u] - mean) * (a[u] - b[u] - mean);
+        double se_block = sqrt(ss_block * nb_blocks / (nb_blocks - 1)) / (double)n;
+        double se_user = sqrt(ss_user / (double)(n - 1) / (double)n);
+        double got = json_real_value(json_object_get(cell, "margin"));
+        assert_true(fabs(got - (se_block > 0.001 ? se_block : 0.001)) <= 1e-4 * got); /* 5 digits */
+        if (se_user > 0.002) {
+            assert_true(se_block > se_user / 2 && se_block < se_user * 2);
+            wide++;
+        }
+    }
+#undef CELL_NDCG
+    assert_true(n > 5 * 16 && wide > 5); /* several blocks; several margins above the floor */
+    free(a), free(b);
+    cb_neighbours_free(nb);
+    json_decref(doc);
+    free(json);
     tune_case_close(&tc);
 }
 
@@ -1092,6 +1174,7 @@ int main(int argc, char **argv) {
                                        cmocka_unit_test(lists_same_on_threads),
                                        cmocka_unit_test(ridge_inverse_matches_lapack),
                                        cmocka_unit_test(tuning_same_on_threads),
+                                       cmocka_unit_test(margins_are_paired_standard_errors),
                                        cmocka_unit_test(tuning_same_across_ranks),
                                        cmocka_unit_test(tuned_on_the_carve),
                                        cmocka_unit_test(grid_cells_match_a_full_sort),

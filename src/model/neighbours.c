@@ -893,15 +893,19 @@ static const float grid_w[] = {0, 0.5f, 1, 2, 3, 4, 6, 8, 12, 16};
 #define K500_CATALOG 20000u /* K 500 only below: 500 neighbours x 8 B an item per fit */
 #define TOP 10
 #define RECALL_AT 20
-/* K's cost-aware tie-break (cb_neighbours_tune): the smallest K whose carve
- * NDCG@10 is within K_MARGIN of the grid's best. A recommendation's cost is
- * |history| x K scattered weights, and the carve barely tells large K apart.
- * ml-latest-small (the default training, 594 carve users), each K's best
- * NDCG@10: K 500 0.2014 (EASE lambda 100, w 3), K 200 0.2011 (-0.0003),
- * K 100 -0.0016, K 50 -0.0034, K 20 -0.0018: K 200 is chosen, 2.5x fewer
- * weights per history item. The margin is about the carve's noise between
- * neighbouring grid points. The same margin keeps the towers alone (w = 0,
- * no lists at all) when no cell beats them by more. */
+/* K's cost-aware tie-break (cb_neighbours_tune): the smallest K whose best
+ * carve NDCG@10 is the grid best's equal: within one standard error of their
+ * paired difference (k_margin), and never closer than K_MARGIN. A
+ * recommendation's cost is |history| x K scattered weights, and the carve
+ * barely tells large K apart: a fixed margin of 0.001 sat inside the carve's
+ * own noise (ml-latest-small's 594 carve users: each K's best 0.0007-0.0031
+ * below the best, one standard error of those differences 0.0020-0.0029), so
+ * any change of rounding could move K between 20 and 500 (docs/scale.md).
+ * K_MARGIN alone keeps the towers alone (w = 0, no lists at all) when no cell
+ * beats them by more: whether the lists are blended in at all changes the
+ * list a user gets, not only its cost, so that margin is not widened to the
+ * error (it would drop the lists on ml-100k, whose carve has them +0.0026,
+ * 0.7 standard errors). */
 #define K_MARGIN 0.001
 
 /* One axis of the grid: the given value alone, or the grid's (the first n). */
@@ -1106,8 +1110,11 @@ static void tune_block(const cb_neighbours *nb, const tune_users *t, size_t lo, 
  * point's blocks are split across its group of ranks (rank r serves point r
  * mod P), each of which fits it whole. A point's blocks are dealt to its
  * ranks in turn, not in runs: the measured users are in user order, and on
- * a synthetic set the first half of them cost 1.7x the second to score. */
-#define TUNE_BLOCK 64
+ * a synthetic set the first half of them cost 1.7x the second to score.
+ * The blocks' sums are also what k_margin's spread is estimated from: 16
+ * users a block gives ml-latest-small's 594 carve users 38 blocks (and a
+ * small carve of 107 users 7), where 64 gave 10 (and 2). */
+#define TUNE_BLOCK 16
 
 typedef struct tune_point {
     int kind;
@@ -1252,6 +1259,40 @@ static void grid_cell(const double *part, size_t p, size_t n_blocks, size_t n_ce
     *ndcg = sum[0] / n_users, *recall = sum[1] / n_users;
 }
 
+/* A cell of the summed grid: point p, divisor d, K index b, w index c; its
+ * NDCG@10 and recall@20. */
+typedef struct grid_at {
+    size_t p, d, b, c;
+    double v, r;
+} grid_at;
+
+/* The grid's per-block sums, for the spread of a difference between cells. */
+typedef struct grid_se {
+    const double *part;
+    size_t n_blocks, n_cells, n_users;
+} grid_se;
+
+/* How far below the best cell `g` may be and still count as its equal:
+ * K_MARGIN, or one standard error of the mean NDCG@10 difference between
+ * the two (paired by user; by batch means over the user blocks: the users
+ * are independent, so the blocks' summed differences spread around their
+ * share of the mean as the mean's error says), whichever is more. */
+static double k_margin(const grid_se *s, const grid_at *best, const grid_at *g) {
+    size_t nb = s->n_blocks, i = SUM(0, best->d, best->b, best->c), j = SUM(0, g->d, g->b, g->c);
+    if (nb < 2) return K_MARGIN;
+#define DIFF(b) (s->part[(best->p * nb + (b)) * s->n_cells + i] - s->part[(g->p * nb + (b)) * s->n_cells + j])
+    double mean = 0, ss = 0;
+    for (size_t b = 0; b < nb; b++) mean += DIFF(b);
+    mean /= (double)s->n_users;
+    for (size_t b = 0; b < nb; b++) {
+        double e = DIFF(b) - mean * (double)(b + 1 < nb ? TUNE_BLOCK : s->n_users - b * TUNE_BLOCK);
+        ss += e * e;
+    }
+#undef DIFF
+    double se = sqrt(ss * (double)nb / (double)(nb - 1)) / (double)s->n_users;
+    return se > K_MARGIN ? se : K_MARGIN;
+}
+
 int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_neighbours_choice *fixed,
                        const cb_dataset *ds, const cb_split *carve, float threshold, size_t max_users,
                        cb_tower_row_fn tower_row, void *ctx, const cb_train_comm *comm, int threads,
@@ -1295,41 +1336,51 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     cb_neighbours_kind first = try_kind[0] ? CB_NEIGHBOURS_COSINE : CB_NEIGHBOURS_EASE;
     *best = (cb_neighbours_choice){first, false, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, NAN, NAN,
                                    t.n_list};
-    /* Two passes over the summed grid: the best NDCG@10, then the choice:
-     * the smallest K whose cell comes within K_MARGIN of it (the best cell
-     * at that K; the first of equals in grid order). */
-    double top = -1;
-    for (int pass = 0; pass < 2; pass++)
-        for (size_t p = 0; !rc && p < n_pt; p++)
-            for (size_t d = 0; d < 2; d++)
-                for (size_t b = 0; b < ks.n; b++)
-                    for (size_t c = 0; c < ws.n; c++) {
-                        double v, r;
-                        grid_cell(part, p, n_blocks, n_cells, d, b, c, (double)t.n_list, &v, &r);
-                        if (!pass) {
-                            top = v > top ? v : top;
-                            json_array_append_new(
-                                grid, json_pack("{s:s,s:f,s:i,s:s,s:f,s:f,s:f}", "kind",
-                                                cb_neighbours_kind_name((cb_neighbours_kind)pt[p].kind), "param",
-                                                (double)pt[p].param, "k", (int)ks.v[b], "divisor", d ? "one" : "max",
-                                                "weight", (double)ws.v[c], "ndcg10", v, "recall20", r));
-                            if (ws.v[c] == 0) best->ndcg_towers = v, best->recall_towers = r;
-                            continue;
-                        }
-                        uint32_t k = (uint32_t)ks.v[b];
-                        if (!(v >= top - K_MARGIN) || (best->ndcg >= 0 && k > best->k) ||
-                            (best->ndcg >= 0 && k == best->k && !(v > best->ndcg)))
-                            continue; /* chosen on NDCG@10; recall@20 lost on the carves: train_config.c */
-                        *best = (cb_neighbours_choice){(cb_neighbours_kind)pt[p].kind, d == 1, k, pt[p].param,
-                                                       ws.v[c], v, best->ndcg_towers, r, best->recall_towers,
-                                                       t.n_list};
-                    }
+    /* The best cell (the first of equals in grid order) and each K's best
+     * with lists (w > 0, unless w is given as 0), then the choice: the
+     * smallest K whose best cell comes within its margin of the best
+     * (k_margin), that cell's divisor and w; the towers alone below. */
+    grid_at top = {.v = -1}, at_k[N_K];
+    for (size_t b = 0; b < ks.n; b++) at_k[b] = (grid_at){.v = -1};
+    for (size_t p = 0; !rc && p < n_pt; p++)
+        for (size_t d = 0; d < 2; d++)
+            for (size_t b = 0; b < ks.n; b++)
+                for (size_t c = 0; c < ws.n; c++) {
+                    grid_at g = {p, d, b, c, 0, 0};
+                    grid_cell(part, p, n_blocks, n_cells, d, b, c, (double)t.n_list, &g.v, &g.r);
+                    if (ws.v[c] == 0) best->ndcg_towers = g.v, best->recall_towers = g.r;
+                    if (g.v > top.v) top = g;
+                    if (g.v > at_k[b].v && (ws.v[c] > 0 || ws.n == 1)) at_k[b] = g; /* w = 0: no K at all */
+                }
+    grid_se se = {part, n_blocks, n_cells, t.n_list};
+    for (size_t b = 0; !rc && b < ks.n; b++) {
+        const grid_at *g = &at_k[b];
+        if (!(g->v >= top.v - k_margin(&se, &top, g)))
+            continue; /* chosen on NDCG@10; recall@20 lost on the carves: train_config.c */
+        *best = (cb_neighbours_choice){(cb_neighbours_kind)pt[g->p].kind, g->d == 1, (uint32_t)ks.v[b],
+                                       pt[g->p].param, ws.v[g->c], g->v, best->ndcg_towers, g->r,
+                                       best->recall_towers, t.n_list};
+        break;
+    }
+    for (size_t p = 0; !rc && p < n_pt; p++) /* the grid as JSON, each cell's margin beside it */
+        for (size_t d = 0; d < 2; d++)
+            for (size_t b = 0; b < ks.n; b++)
+                for (size_t c = 0; c < ws.n; c++) {
+                    grid_at g = {p, d, b, c, 0, 0};
+                    grid_cell(part, p, n_blocks, n_cells, d, b, c, (double)t.n_list, &g.v, &g.r);
+                    json_array_append_new(
+                        grid, json_pack("{s:s,s:f,s:i,s:s,s:f,s:f,s:f,s:f}", "kind",
+                                        cb_neighbours_kind_name((cb_neighbours_kind)pt[p].kind), "param",
+                                        (double)pt[p].param, "k", (int)ks.v[b], "divisor", d ? "one" : "max",
+                                        "weight", (double)ws.v[c], "ndcg10", g.v, "recall20", g.r, "margin",
+                                        k_margin(&se, &top, &g)));
+                }
     /* No component is cheaper still than the smallest K: w = 0 where the
      * towers alone come within K_MARGIN of the best (a 100k synthetic set:
      * towers 0.1595, the best w 0.5 cell 0.1599 at one thread and below the
      * towers at two, whose towers differ in the last bits: the choice
      * followed the noise, and with it a fit of the lists) */
-    if (!rc && best->weight > 0 && best->ndcg_towers >= top - K_MARGIN)
+    if (!rc && best->weight > 0 && best->ndcg_towers >= top.v - K_MARGIN)
         best->weight = 0, best->ndcg = best->ndcg_towers, best->recall = best->recall_towers;
     if (!rc && tuning_json) {
         json_t *doc = json_pack("{s:s,s:f,s:I,s:f,s:f,s:O}", "carve",

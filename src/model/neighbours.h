@@ -131,8 +131,9 @@ typedef struct cb_neighbours_choice {
  * lists fitted on carve->train, per carve user with a relevant validation
  * item (rating >= threshold) the tower row plus w times the neighbour row,
  * training items removed, NDCG@10 (chosen on) and recall@20 (recorded)
- * against the validation items; the cheapest cell near the best (w = 0, else
- * the smallest K: K_MARGIN in neighbours.c). At most max_users users (evenly spread over the user indices).
+ * against the validation items; the cheapest cell near the best (w = 0 within
+ * K_MARGIN, else the smallest K within a paired standard error: k_margin in
+ * neighbours.c; each cell's margin is in the JSON). At most max_users users (evenly spread over the user indices).
  * *tuning_json (malloc'd, may be NULL) receives the whole grid as JSON.
  * comm (NULL: one process): the ranks share the grid's fits and users (see
  * neighbours.c) and every rank returns the same choice and JSON, the bits one
