@@ -52,6 +52,18 @@ static void dense_matches_naive(void **state) {
         cb_nn_dense_backward(NULL, dw1, NULL, dy, x, w, B, C, OC);
         cb_nn_dense_backward_naive(NULL, dw2, NULL, dy, x, w, B, C, OC);
         assert_close(dw1, dw2, (size_t)OC * C, 1e-5, 1e-5);
+        /* the first layer's gradient made transposed: dwt (C,OC) += the same, db too */
+        float *dwt = malloc(sizeof(float) * OC * C);
+        for (int o = 0; o < OC; o++)
+            for (int c = 0; c < C; c++) dwt[(size_t)c * OC + o] = dw1[(size_t)o * C + c];
+        memcpy(db1, db2, sizeof(float) * OC);
+        cb_nn_dense_backward_wt(dwt, db1, dy, x, B, C, OC);
+        cb_nn_dense_backward_naive(NULL, dw2, db2, dy, x, w, B, C, OC);
+        for (int o = 0; o < OC; o++)
+            for (int c = 0; c < C; c++) dw1[(size_t)o * C + c] = dwt[(size_t)c * OC + o];
+        assert_close(dw1, dw2, (size_t)OC * C, 1e-5, 1e-5);
+        assert_close(db1, db2, OC, 1e-5, 1e-5);
+        free(dwt);
         free(x), free(w), free(b), free(y1), free(y2), free(dy), free(dx1), free(dx2);
         free(dw1), free(dw2), free(db1), free(db2);
     }

@@ -614,12 +614,11 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
             ws->w0_part = (cb_nn_grad_part){.cols = &ws->csc, .dout = dcur}; /* dcur outlives the call */
         } else if (l == 0 && ws->sparse_used) {
             cb_nn_sparse_backward_cols(ws->dwt0, t->db[0], &ws->csc, dcur, &ws->csr, B, t->in[0], t->out[0]);
+        } else if (l == 0 && ws->dwt0) { /* a dense batch: W0's gradient made transposed */
+            cb_nn_dense_backward_wt(ws->dwt0, t->db[0], dcur, inp, B, t->in[0], t->out[0]);
+            ws->w0_part = (cb_nn_grad_part){.dwt = ws->dwt0};
         } else {
             cb_nn_dense_backward(dinp, t->dw[l], t->db[l], dcur, inp, t->w[l], B, t->in[l], t->out[l]);
-            if (l == 0 && ws->dwt0) { /* a dense batch */
-                cb_nn_transpose_add(ws->dwt0, t->dw[0], t->out[0], t->in[0]);
-                ws->w0_part = (cb_nn_grad_part){.dwt = ws->dwt0};
-            }
         }
         if (l == 0 && t->bag && ws->h_off) bag_backward(t, ws, dcur, dnext, B);
         if (l > 0) {

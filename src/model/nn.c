@@ -64,6 +64,12 @@ void cb_nn_dense_backward(float *dinp, float *dw, float *db, const float *dout,
     if (db) column_sums_add(db, dout, B, OC);
 }
 
+void cb_nn_dense_backward_wt(float *dwt, float *db, const float *dout, const float *inp, int B, int C, int OC) {
+    if (B <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, B, 1.0f, inp, C, dout, OC, 1.0f, dwt, OC);
+    if (db) column_sums_add(db, dout, B, OC);
+}
+
 void cb_nn_dense_backward_naive(float *dinp, float *dw, float *db, const float *dout,
                                 const float *inp, const float *w, int B, int C, int OC) {
     if (dinp) {

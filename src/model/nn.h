@@ -30,6 +30,9 @@ void cb_nn_dense_forward_t(float *out, const float *inp, const float *wt, const 
  * db  (OC)   += column sums of dout (skipped when db is NULL) */
 void cb_nn_dense_backward(float *dinp, float *dw, float *db, const float *dout,
                           const float *inp, const float *w, int B, int C, int OC);
+/* The first layer's weight gradient transposed: dwt [C, OC] += inp^T dout,
+ * db += dout's column sums (no input gradient: nothing is before it). */
+void cb_nn_dense_backward_wt(float *dwt, float *db, const float *dout, const float *inp, int B, int C, int OC);
 void cb_nn_dense_backward_naive(float *dinp, float *dw, float *db, const float *dout,
                                 const float *inp, const float *w, int B, int C, int OC);
 

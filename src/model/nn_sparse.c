@@ -96,7 +96,6 @@ void cb_nn_transpose_rows(float *dst, const float *src, int rows, int cols, int 
     transpose(dst, (float *)src, rows, cols, r0, r1, false);
 }
 
-void cb_nn_transpose_add(float *dwt, float *dw, int OC, int C) { transpose(dwt, dw, OC, C, 0, OC, true); }
 
 /* y[0..n) += a · x[0..n) */
 static void axpy_plain(float *y, float a, const float *x, int n) {

@@ -34,8 +34,6 @@ void cb_nn_transpose(float *wt, const float *w, int OC, int C);
 /* dst (cols,rows) gets the rows [r0, r1) of src (rows,cols), transposed: a
  * worker's share of a transpose. */
 void cb_nn_transpose_rows(float *dst, const float *src, int rows, int cols, int r0, int r1);
-/* dwt (C,OC) += dw (OC,C) transposed, and dw zeroed. */
-void cb_nn_transpose_add(float *dwt, float *dw, int OC, int C);
 
 /* out (B,OC) = x · wᵀ + b for the rows x listed in s; wt (C,OC) is w
  * transposed (cb_nn_transpose); b may be NULL. */
