@@ -636,6 +636,57 @@ static cb_dataset *random_picks(int nu, int ni, int per_user, cb_error *err) {
     return ds;
 }
 
+/* EASE's lists in both forms (item form: 400 users of 300 items; user form:
+ * 60 users of 500) against the dense reference: B = I - P / diag(P), P =
+ * (X^T X + lambda I)^-1 over every item, item i's list the K largest
+ * positive B_ij (j != i), best first. Weights within 1e-4 of the row's
+ * largest; the items too, but where two weights are that close. */
+static void ease_lists_match_a_dense_reference(void **state) {
+    (void)state;
+    cb_error err;
+    cb_dataset *sets[2] = {random_picks(400, 300, 12, &err), random_picks(60, 500, 25, &err)};
+    for (int d = 0; d < 2; d++) {
+        cb_dataset *ds = sets[d];
+        uint32_t *all = all_ratings(ds), ni = cb_dataset_n_items(ds), nu = cb_dataset_n_users(ds), K = 9;
+        double *x = calloc((size_t)nu * ni, sizeof *x), *p = calloc((size_t)ni * ni, sizeof *p), lambda = 20;
+        for (size_t j = 0; j < ds->n_ratings; j++) x[(size_t)ds->ratings[j].user * ni + ds->ratings[j].item] = 1;
+        for (uint32_t u = 0; u < nu; u++) /* the Gram matrix X^T X */
+            for (uint32_t a = 0; a < ni; a++)
+                if (x[(size_t)u * ni + a])
+                    for (uint32_t b = 0; b < ni; b++) p[(size_t)a * ni + b] += x[(size_t)u * ni + b];
+        assert_int_equal(cb_neighbours_ridge_inverse(p, ni, lambda, 1, &err), CB_OK);
+        cb_neighbours *nb = NULL;
+        assert_int_equal(cb_neighbours_fit(&nb, ds, all, ds->n_ratings, CB_NEIGHBOURS_EASE, K, (float)lambda, &err),
+                         CB_OK);
+        size_t listed = 0;
+        for (uint32_t i = 0; i < ni; i++) {
+            double w[K + 1], top = 0; /* the reference's K + 1 best of row i (the last: for ties) */
+            uint32_t id[K + 1], n = 0;
+            for (uint32_t j = 0; j < ni; j++) {
+                double b = -p[(size_t)i * ni + j] / p[(size_t)j * ni + j];
+                if (j == i || !(b > 0) || (n == K + 1 && !(b > w[K]))) continue;
+                uint32_t q = n < K + 1 ? n++ : K;
+                for (; q > 0 && b > w[q - 1]; q--) w[q] = w[q - 1], id[q] = id[q - 1];
+                w[q] = b, id[q] = j;
+            }
+            top = n ? w[0] : 0;
+            uint32_t m = n < K ? n : K;
+            assert_int_equal(nb->off[i + 1] - nb->off[i], m);
+            for (uint32_t r = 0; r < m; r++) {
+                double got = nb->sim[nb->off[i] + r];
+                assert_true(fabs(got - w[r]) <= 1e-4 * top);
+                bool tie = (r > 0 && w[r - 1] - w[r] <= 1e-4 * top) || (r + 1 < n && w[r] - w[r + 1] <= 1e-4 * top);
+                if (!tie) assert_int_equal(nb->item[nb->off[i] + r], id[r]);
+            }
+            listed += m;
+        }
+        assert_true(listed > (size_t)ni * K / 2); /* lists to compare */
+        cb_neighbours_free(nb);
+        free(x), free(p), free(all);
+        cb_dataset_free(ds);
+    }
+}
+
 /* The lists of every kind (the cosine, EASE's item and user forms) are the
  * same bits on 1, 2 and 3 threads (items in chunks taken by whichever thread
  * is free: a list written for the wrong item or in the wrong order differs). */
@@ -1172,6 +1223,7 @@ int main(int argc, char **argv) {
                                        cmocka_unit_test(lists_match_reference_skewed),
                                        cmocka_unit_test(recommender_uses_and_saves_it),
                                        cmocka_unit_test(lists_same_on_threads),
+                                       cmocka_unit_test(ease_lists_match_a_dense_reference),
                                        cmocka_unit_test(ridge_inverse_matches_lapack),
                                        cmocka_unit_test(tuning_same_on_threads),
                                        cmocka_unit_test(margins_are_paired_standard_errors),
