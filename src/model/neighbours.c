@@ -131,7 +131,8 @@ static nb_cand *sort_best_first(nb_cand *c, nb_cand *tmp, size_t n, bool in_item
 }
 
 /* A list's candidates: kept whole and sorted (sort_best_first) while they are
- * at most SORT_ALL x k, else through the heap of the k best. */
+ * at most SORT_ALL x k, else through the heap of the k best (cand_add): a
+ * worker's scratch is 2 x SORT_ALL x k candidates, whatever the catalog. */
 #define SORT_ALL 8
 
 /* What fitting needs: the interactions both ways and per-kind state. The
@@ -163,8 +164,23 @@ typedef struct fit_scratch {
     uint32_t *count, *touched; /* cosine: co-counts [n_items], zero between items */
     double *v, *z;             /* EASE user form: [width x n_users], [n_items x width] (ease_user_block) */
     size_t width;              /* EASE user form: the columns of a block, a power of two <= FIT_CHUNK */
-    nb_cand *cand, *heap;      /* [n_items] an item's candidates (then sorted, or through the heap), [n_items] */
+    nb_cand *cand, *heap;      /* [cap] an item's candidates, then [cap]: the sort's other half, or the heap */
+    size_t cap, got;           /* cap: SORT_ALL x k (at most the catalog); got: the heap's size */
+    bool spilled;              /* more than cap candidates: every one went through the heap of the k best */
 } fit_scratch;
+
+/* Offer candidate c of an item (h offered so far): kept while there are at
+ * most cap, else all of them, in offer order, through the heap. */
+static inline void cand_add(fit_scratch *s, uint32_t k, size_t *h, nb_cand c) {
+    if (*h < s->cap) {
+        s->cand[(*h)++] = c;
+        return;
+    }
+    if (!s->spilled)
+        for (size_t t = 0; t < s->cap; t++) heap_push(s->heap, &s->got, k, s->cand[t]);
+    s->spilled = true;
+    heap_push(s->heap, &s->got, k, c);
+}
 
 /* Cosine: item i's co-occurrence counts with every other item (through its
  * users), shrunk cosines, into the heap. */
@@ -181,7 +197,7 @@ static size_t cosine_list(const fit_ctx *f, fit_scratch *s, uint32_t i) {
         double n_j = (double)f->deg[j];
         nb_cand c = {(float)(s->count[j] / (sqrt(n_i * n_j) + f->param)), j};
         s->count[j] = 0;
-        if (j != i && c.sim > 0) s->cand[h++] = c;
+        if (j != i && c.sim > 0) cand_add(s, f->k, &h, c);
     }
     return h;
 }
@@ -299,7 +315,7 @@ static size_t ease_list(const fit_ctx *f, fit_scratch *s, uint32_t i, uint32_t l
     for (uint32_t j = 0; j < f->n_items; j++) {
         if (j == i || f->ioff[j + 1] == f->ioff[j]) continue;
         nb_cand c = {(float)(-p[j * stride] / f->pdiag[j]), j};
-        if (c.sim > 0 && isfinite(c.sim)) s->cand[h++] = c;
+        if (c.sim > 0 && isfinite(c.sim)) cand_add(s, f->k, &h, c);
     }
     return h;
 }
@@ -447,8 +463,10 @@ static int fit_worker_init(fit_worker *w, fit_run *run) {
     size_t ni = (size_t)f->n_items + 1;
     *w = (fit_worker){.run = run};
     bool cos = f->kind == CB_NEIGHBOURS_COSINE, user = !cos && f->user_form;
-    w->s.cand = cb_malloc(2 * ni * sizeof *w->s.cand, &w->err);
-    w->s.heap = w->s.cand ? w->s.cand + ni : NULL;
+    size_t cap = (size_t)SORT_ALL * f->k < ni ? (size_t)SORT_ALL * f->k : ni;
+    w->s.cap = cap;
+    w->s.cand = cb_malloc(2 * (cap + 1) * sizeof *w->s.cand, &w->err);
+    w->s.heap = w->s.cand ? w->s.cand + cap + 1 : NULL;
     if (cos) {
         w->s.count = cb_calloc(ni, sizeof *w->s.count, &w->err);
         w->s.touched = cb_malloc(ni * sizeof *w->s.touched, &w->err);
@@ -470,13 +488,13 @@ static void fit_one(fit_worker *w, uint32_t i, uint32_t lo) {
     fit_run *r = w->run;
     const fit_ctx *f = r->f;
     bool ease = f->kind == CB_NEIGHBOURS_EASE; /* EASE offers its candidates in item order */
-    size_t n = ease ? ease_list(f, &w->s, i, lo) : cosine_list(f, &w->s, i), got = 0;
+    w->s.got = 0, w->s.spilled = false;
+    size_t n = ease ? ease_list(f, &w->s, i, lo) : cosine_list(f, &w->s, i), got = w->s.got;
     const nb_cand *best = w->s.heap;
-    if (n <= (size_t)SORT_ALL * f->k) {
+    if (!w->s.spilled) {
         best = sort_best_first(w->s.cand, w->s.heap, n, ease, f->n_items);
         got = n < f->k ? n : f->k;
     } else {
-        for (size_t t = 0; t < n; t++) heap_push(w->s.heap, &got, f->k, w->s.cand[t]);
         heap_sort_best_first(w->s.heap, got);
     }
     size_t at = (size_t)(i - r->lo) * f->k;
