@@ -138,6 +138,12 @@ static void lists_match_reference(void **state) {
                      CB_OK);
     check_cosine_lists(many, wide, 200, 0.0f);
     cb_neighbours_free(wide);
+    for (uint32_t k = 1; k <= 5; k += 4) { /* ~150 candidates an item, past 8 x K: spilled into the heap */
+        assert_int_equal(cb_neighbours_fit(&wide, many, many_all, many->n_ratings, CB_NEIGHBOURS_COSINE, k, 0.0f, &err),
+                         CB_OK);
+        check_cosine_lists(many, wide, (int32_t)k, 0.0f);
+        cb_neighbours_free(wide);
+    }
     free(many_all);
     cb_dataset_free(many);
     size_t partners_first = 0;
@@ -563,7 +569,7 @@ static void plain_path_agrees(void **state) {
 }
 
 /* K's tie-break as the tuning JSON shows it: the chosen K is the smallest
- * whose best cell is within that cell's margin (one paired standard error of
+ * whose best cell with lists (w > 0) is within that cell's margin (one paired standard error of
  * its difference from the grid's best, at least 0.001: neighbours.c's
  * k_margin) of the grid's best NDCG@10 (K clamped to the lists' length), and
  * the chosen (divisor, w) is that K's best cell. The JSON keeps 5
@@ -582,7 +588,8 @@ static void check_k_tie_break(const cb_neighbours *nb) {
         uint32_t k = (uint32_t)json_integer_value(json_object_get(cell, "k"));
         assert_true(k < MAX_K && m >= 0.001 - 1e-9);
         top = v > top ? v : top;
-        if (v > best[k]) best[k] = v, margin[k] = m;
+        if (v > best[k] && json_real_value(json_object_get(cell, "weight")) > 0) /* w = 0 has no K */
+            best[k] = v, margin[k] = m;
         if ((k < N_ITEMS - 1 ? k : N_ITEMS - 1) != nb->k) continue; /* the lists' length clamps K */
         n_k++;
         bool one = !strcmp(json_string_value(json_object_get(cell, "divisor")), "one");
@@ -969,6 +976,37 @@ static void margins_are_paired_standard_errors(void **state) {
     tune_case_close(&tc);
 }
 
+/* A tower that knows each user's relevant items (ctx: the tune_case, its
+ * lists made), by a hair: every list blended in at w >= 0.5 outweighs it. */
+static void oracle_row(void *ctx, uint32_t user, float *row) {
+    const tune_case *tc = ctx;
+    memset(row, 0, tc->ni * sizeof *row);
+    for (size_t a = tc->roff[user]; a < tc->roff[user + 1] && tc->rel[a] != UINT32_MAX; a++) row[tc->rel[a]] = 1e-4f;
+}
+
+/* The grid's corners: no measured users (every rating below the threshold)
+ * with a fixed weight, and towers that beat every cell with lists by far:
+ * both choose the towers alone (w 0) with a real kind, and the second
+ * reports the towers' NDCG@10 as the choice's. */
+static void tuning_falls_back_to_the_towers(void **state) {
+    (void)state;
+    cb_error err;
+    tune_case tc;
+    tune_case_open(&tc);
+    tune_case_lists(&tc);
+    cb_neighbours_choice fixed = {.kind = CB_NEIGHBOURS_EASE, .param = -1, .weight = 2}, ch;
+    assert_int_equal(cb_neighbours_tune(&ch, NULL, &fixed, tc.ds, &tc.carve, 99.0f, 0, hashed_row, &tc.ni, NULL, 1, &err),
+                     CB_OK);
+    assert_true(ch.n_users == 0 && ch.weight == 0);
+    assert_true(ch.kind == CB_NEIGHBOURS_COSINE || ch.kind == CB_NEIGHBOURS_EASE);
+    fixed = (cb_neighbours_choice){.kind = CB_NEIGHBOURS_COSINE, .param = 10, .weight = -1};
+    assert_int_equal(cb_neighbours_tune(&ch, NULL, &fixed, tc.ds, &tc.carve, 3.0f, 0, oracle_row, &tc, NULL, 1, &err),
+                     CB_OK);
+    assert_true(ch.weight == 0 && ch.ndcg_towers > 0.99);
+    assert_true(ch.ndcg == ch.ndcg_towers && ch.recall == ch.recall_towers);
+    tune_case_close(&tc);
+}
+
 /* ---- R ranks in one process: threads and a barrier stand in for MPI (the
  * grid's work split across ranks needs only the all-gather) */
 
@@ -1227,6 +1265,7 @@ int main(int argc, char **argv) {
                                        cmocka_unit_test(ridge_inverse_matches_lapack),
                                        cmocka_unit_test(tuning_same_on_threads),
                                        cmocka_unit_test(margins_are_paired_standard_errors),
+                                       cmocka_unit_test(tuning_falls_back_to_the_towers),
                                        cmocka_unit_test(tuning_same_across_ranks),
                                        cmocka_unit_test(tuned_on_the_carve),
                                        cmocka_unit_test(grid_cells_match_a_full_sort),

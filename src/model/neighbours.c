@@ -1294,10 +1294,12 @@ typedef struct grid_se {
  * K_MARGIN, or one standard error of the mean NDCG@10 difference between
  * the two (paired by user; by batch means over the user blocks: the users
  * are independent, so the blocks' summed differences spread around their
- * share of the mean as the mean's error says), whichever is more. */
+ * share of the mean as the mean's error says), whichever is more. Fewer
+ * than MARGIN_BLOCKS blocks (80 users) make too rough an error: K_MARGIN. */
+#define MARGIN_BLOCKS 5
 static double k_margin(const grid_se *s, const grid_at *best, const grid_at *g) {
     size_t nb = s->n_blocks, i = SUM(0, best->d, best->b, best->c), j = SUM(0, g->d, g->b, g->c);
-    if (nb < 2) return K_MARGIN;
+    if (nb < MARGIN_BLOCKS) return K_MARGIN;
 #define DIFF(b) (s->part[(best->p * nb + (b)) * s->n_cells + i] - s->part[(g->p * nb + (b)) * s->n_cells + j])
     double mean = 0, ss = 0;
     for (size_t b = 0; b < nb; b++) mean += DIFF(b);
@@ -1371,15 +1373,20 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
                     if (g.v > at_k[b].v && (ws.v[c] > 0 || ws.n == 1)) at_k[b] = g; /* w = 0: no K at all */
                 }
     grid_se se = {part, n_blocks, n_cells, t.n_list};
-    for (size_t b = 0; !rc && b < ks.n; b++) {
-        const grid_at *g = &at_k[b];
-        if (!(g->v >= top.v - k_margin(&se, &top, g)))
+    bool chosen = false;
+    for (size_t b = 0; !rc && !chosen && b < ks.n; b++) {
+        const grid_at *g = &at_k[b]; /* v < 0: no cell (no points, no users) */
+        if (!(g->v >= 0) || !(g->v >= top.v - k_margin(&se, &top, g)))
             continue; /* chosen on NDCG@10; recall@20 lost on the carves: train_config.c */
         *best = (cb_neighbours_choice){(cb_neighbours_kind)pt[g->p].kind, g->d == 1, (uint32_t)ks.v[b],
                                        pt[g->p].param, ws.v[g->c], g->v, best->ndcg_towers, g->r,
                                        best->recall_towers, t.n_list};
-        break;
+        chosen = true;
     }
+    if (!rc && !chosen && top.v >= 0) /* the best is the towers alone, and every K's lists fall short of it */
+        *best = (cb_neighbours_choice){(cb_neighbours_kind)pt[top.p].kind, top.d == 1, (uint32_t)ks.v[0],
+                                       pt[top.p].param, 0, top.v, best->ndcg_towers, top.r, best->recall_towers,
+                                       t.n_list};
     for (size_t p = 0; !rc && p < n_pt; p++) /* the grid as JSON, each cell's margin beside it */
         for (size_t d = 0; d < 2; d++)
             for (size_t b = 0; b < ks.n; b++)
