@@ -204,9 +204,10 @@ typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) be
     size_t size;
     unsigned epochs_run, best_epoch;
     double train_loss, valid_loss, valid_rmse; /* last epoch; NAN when absent */
-    double test_rmse, test_loss;  /* on the held-out split (rating scale; scaled-target loss);
-                                     NAN when there is none */
-    int test_loss_is_logloss;     /* 1: test_loss is the BCE log-loss, 0: the scaled MSE */
+    double test_rmse, test_loss;  /* on the held-out split (rating scale; the training objective's
+                                     loss: see objective); NAN when there is none */
+    int test_loss_is_logloss;     /* 1: test_loss is the BCE log-loss; 0: objective "rating": the
+                                     scaled-target MSE, else the objective's own loss */
     size_t n_train, n_valid, n_test;
     size_t n_user_features, n_item_features, n_params; /* input widths, trainable floats */
     double seconds;               /* training wall time */
@@ -225,6 +226,7 @@ typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) be
     double tune_ndcg, tune_ndcg_towers;
     size_t tune_users;
     double tune_seconds;
+    const char *objective;        /* what the towers learned: "rating", "retrieval" or "both" (static) */
 } cb_train_report;
 
 /* Split `ds` as cfg says ("split", "test-frac", "valid-frac", "seed"), fit the

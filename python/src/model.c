@@ -71,11 +71,12 @@ static PyObject *report_dict(const cb_train_report *r) {
                          (Py_ssize_t)r->n_train, "n_valid", (Py_ssize_t)r->n_valid, "n_test", (Py_ssize_t)r->n_test,
                          "n_user_features", (Py_ssize_t)r->n_user_features, "n_item_features",
                          (Py_ssize_t)r->n_item_features, "n_params", (Py_ssize_t)r->n_params, "seconds", r->seconds);
-    PyObject *nb = d ? Py_BuildValue("{s:z,s:I,s:d,s:d,s:d,s:d,s:n,s:d}", "neighbours", r->neighbours, "neighbours_k",
-                                     r->neighbours_k, "neighbours_param", r->neighbours_param, "neighbours_weight",
-                                     r->neighbours_weight, "tune_ndcg", r->tune_ndcg, "tune_ndcg_towers",
-                                     r->tune_ndcg_towers, "tune_users", (Py_ssize_t)r->tune_users, "tune_seconds",
-                                     r->tune_seconds)
+    PyObject *nb = d ? Py_BuildValue("{s:z,s:I,s:d,s:d,s:d,s:d,s:n,s:d,s:z}", "neighbours", r->neighbours,
+                                     "neighbours_k", r->neighbours_k, "neighbours_param", r->neighbours_param,
+                                     "neighbours_weight", r->neighbours_weight, "tune_ndcg", r->tune_ndcg,
+                                     "tune_ndcg_towers", r->tune_ndcg_towers, "tune_users",
+                                     (Py_ssize_t)r->tune_users, "tune_seconds", r->tune_seconds, "objective",
+                                     r->objective)
                      : NULL;
     if (!nb || PyDict_Update(d, nb)) Py_CLEAR(d);
     Py_XDECREF(nb);

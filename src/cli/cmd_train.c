@@ -85,7 +85,10 @@ static void print_result(const cb_train_report *r) {
     printf("epochs=%u best_epoch=%u train_loss=%.6f", r->epochs_run, r->best_epoch, r->train_loss);
     if (r->n_valid) printf(" valid_loss=%.6f valid_rmse=%.4f", r->valid_loss, r->valid_rmse);
     if (r->n_test)
-        printf(" test_rmse=%.4f %s=%.4f", r->test_rmse, r->test_loss_is_logloss ? "test_logloss" : isnan(r->test_rmse) ? "test_loss" : "test_mse_scaled",
+        printf(" test_rmse=%.4f %s=%.4f", r->test_rmse,
+               r->test_loss_is_logloss                             ? "test_logloss"
+               : r->objective && !strcmp(r->objective, "rating") ? "test_mse_scaled"
+                                                                   : "test_loss",
                r->test_loss);
     printf(" train_seconds=%.2f\n", r->seconds);
 }

@@ -1160,6 +1160,7 @@ static double fit_cost(int kind, const cb_dataset *ds, const tune_users *t, size
  * for the points every rank fits. */
 static void tune_assign(int *owner, tune_point *pt, size_t n_pt, size_t n_blocks, int n_ranks) {
     size_t R = (size_t)n_ranks;
+    if (!n_pt) return; /* no points (no measured users): nothing to own */
     if (R > n_pt && n_pt > 1) {
         for (size_t p = 0; p < n_pt; p++) {
             size_t group = (R - 1 - p) / n_pt + 1; /* ranks p, p + P, p + 2P, ... */

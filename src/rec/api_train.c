@@ -474,6 +474,7 @@ static int run(cb_bundle **out, cb_bundle *b, const cb_dataset *ds, const cb_con
                                 cb_features_item_dim(trained->features), cb_model_n_params(trained->model),
                                 cb_now() - t0, rc == CB_ENUMERIC, .neighbours = NULL};
         report_neighbours(&full, trained->neighbours, &o);
+        full.objective = cb_objective_name(cb_model_config_of(trained->model)->objective);
         size_t size = report->size < sizeof full ? report->size : sizeof full;
         memcpy((char *)report + sizeof full.size, (char *)&full + sizeof full.size, size - sizeof full.size);
     }
