@@ -1357,11 +1357,12 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
     cb_neighbours_kind first = try_kind[0] ? CB_NEIGHBOURS_COSINE : CB_NEIGHBOURS_EASE;
     *best = (cb_neighbours_choice){first, false, (uint32_t)ks.v[ks.n - 1], params[first].v[0], 0, -1, NAN, NAN, NAN,
                                    t.n_list};
-    /* The best cell (the first of equals in grid order) and each K's best
-     * with lists (w > 0, unless w is given as 0), then the choice: the
+    /* Every cell in grid order; the best (the first of equals) and each K's
+     * best with lists (w > 0, unless w is given as 0); then the choice: the
      * smallest K whose best cell comes within its margin of the best
      * (k_margin), that cell's divisor and w; the towers alone below. */
-    grid_at top = {.v = -1}, at_k[N_K];
+    grid_at cells[2 * N_PARAM * 2 * N_K * N_W], top = {.v = -1}, at_k[N_K];
+    size_t n_grid = 0;
     for (size_t b = 0; b < ks.n; b++) at_k[b] = (grid_at){.v = -1};
     for (size_t p = 0; !rc && p < n_pt; p++)
         for (size_t d = 0; d < 2; d++)
@@ -1369,38 +1370,29 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
                 for (size_t c = 0; c < ws.n; c++) {
                     grid_at g = {p, d, b, c, 0, 0};
                     grid_cell(part, p, n_blocks, n_cells, d, b, c, (double)t.n_list, &g.v, &g.r);
+                    cells[n_grid++] = g;
                     if (ws.v[c] == 0) best->ndcg_towers = g.v, best->recall_towers = g.r;
                     if (g.v > top.v) top = g;
                     if (g.v > at_k[b].v && (ws.v[c] > 0 || ws.n == 1)) at_k[b] = g; /* w = 0: no K at all */
                 }
     grid_se se = {part, n_blocks, n_cells, t.n_list};
-    bool chosen = false;
-    for (size_t b = 0; !rc && !chosen && b < ks.n; b++) {
-        const grid_at *g = &at_k[b]; /* v < 0: no cell (no points, no users) */
-        if (!(g->v >= 0) || !(g->v >= top.v - k_margin(&se, &top, g)))
-            continue; /* chosen on NDCG@10; recall@20 lost on the carves: train_config.c */
-        *best = (cb_neighbours_choice){(cb_neighbours_kind)pt[g->p].kind, g->d == 1, (uint32_t)ks.v[b],
-                                       pt[g->p].param, ws.v[g->c], g->v, best->ndcg_towers, g->r,
-                                       best->recall_towers, t.n_list};
-        chosen = true;
-    }
-    if (!rc && !chosen && top.v >= 0) /* the best is the towers alone, and every K's lists fall short of it */
-        *best = (cb_neighbours_choice){(cb_neighbours_kind)pt[top.p].kind, top.d == 1, (uint32_t)ks.v[0],
-                                       pt[top.p].param, 0, top.v, best->ndcg_towers, top.r, best->recall_towers,
+    const grid_at *pick = NULL;
+    for (size_t b = 0; !pick && b < ks.n; b++) /* at_k's v < 0: no cell (no points, no users) */
+        if (at_k[b].v >= 0 && at_k[b].v >= top.v - k_margin(&se, &top, &at_k[b])) pick = &at_k[b];
+    if (!pick && top.v >= 0) pick = &top; /* the towers alone are the best, every K's lists short of them */
+    if (!rc && pick) /* chosen on NDCG@10; recall@20 lost on the carves: train_config.c */
+        *best = (cb_neighbours_choice){(cb_neighbours_kind)pt[pick->p].kind, pick->d == 1,
+                                       (uint32_t)ks.v[pick == &top ? 0 : pick->b], pt[pick->p].param,
+                                       ws.v[pick->c], pick->v, best->ndcg_towers, pick->r, best->recall_towers,
                                        t.n_list};
-    for (size_t p = 0; !rc && p < n_pt; p++) /* the grid as JSON, each cell's margin beside it */
-        for (size_t d = 0; d < 2; d++)
-            for (size_t b = 0; b < ks.n; b++)
-                for (size_t c = 0; c < ws.n; c++) {
-                    grid_at g = {p, d, b, c, 0, 0};
-                    grid_cell(part, p, n_blocks, n_cells, d, b, c, (double)t.n_list, &g.v, &g.r);
-                    json_array_append_new(
-                        grid, json_pack("{s:s,s:f,s:i,s:s,s:f,s:f,s:f,s:f}", "kind",
-                                        cb_neighbours_kind_name((cb_neighbours_kind)pt[p].kind), "param",
-                                        (double)pt[p].param, "k", (int)ks.v[b], "divisor", d ? "one" : "max",
-                                        "weight", (double)ws.v[c], "ndcg10", g.v, "recall20", g.r, "margin",
-                                        k_margin(&se, &top, &g)));
-                }
+    for (size_t i = 0; i < n_grid; i++) { /* the grid as JSON, each cell's margin beside it */
+        const grid_at *g = &cells[i];
+        json_array_append_new(grid, json_pack("{s:s,s:f,s:i,s:s,s:f,s:f,s:f,s:f}", "kind",
+                                              cb_neighbours_kind_name((cb_neighbours_kind)pt[g->p].kind), "param",
+                                              (double)pt[g->p].param, "k", (int)ks.v[g->b], "divisor",
+                                              g->d ? "one" : "max", "weight", (double)ws.v[g->c], "ndcg10", g->v,
+                                              "recall20", g->r, "margin", k_margin(&se, &top, g)));
+    }
     /* No component is cheaper still than the smallest K: w = 0 where the
      * towers alone come within K_MARGIN of the best (a 100k synthetic set:
      * towers 0.1595, the best w 0.5 cell 0.1599 at one thread and below the
