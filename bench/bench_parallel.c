@@ -19,12 +19,17 @@
  *     ceil(chunks / 16) of them, the measured one-thread loss time times
  *     that share (the chunks cost the same);
  *   - the same for the all-reduce across processes is a calculation in the
- *     README ("Many machines").
+ *     README ("Many machines");
+ *   - before and after the pairs, the machine's own cost of handing data
+ *     between cores (handoff: a W0-sized array updated by shares and read
+ *     whole, and read by shares only), which tells a slow pair of the
+ *     host's making from the code's (docs/scale.md).
  * Usage: bench_parallel [--threads N] [--pairs P] [--epochs E] [--batch B]
  * Exit status 0 whatever the figures (a benchmark reports, it does not judge). */
 #include "model/model.h"
 #include "model/nn_sparse.h"
 #include "model/parallel.h"
+#include "base/threads.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -127,6 +132,68 @@ static double w0_pass_seconds(int C, int OC) {
     return best;
 }
 
+
+/* The machine's own cost of handing data between cores: a step in which each
+ * of N workers updates its share of a W0-sized array (1,052 x 256 floats: a
+ * momentum pass, as Adam's) and then reads all of it (as the next forward
+ * reads W0), against one worker doing the same alone; `own`: each reads
+ * only its share (nothing crosses cores). Seen on this VM: the ratio moves
+ * between ~1.9x and ~1.0x from one minute to the next (the host places the
+ * two vCPUs), and the training's ratio moves with it. */
+typedef struct probe {
+    cb_pool *pool;
+    float *p, *m, *g;
+    size_t n;
+    int steps;
+    bool own;
+    float sink[CB_THREADS_MAX * 16];
+} probe;
+
+static void probe_fn(void *ctx, int w) {
+    probe *q = ctx;
+    size_t lo, hi;
+    cb_pool_split(q->n, cb_pool_size(q->pool), w, 16, &lo, &hi);
+    float acc = 0;
+    for (int s = 0; s < q->steps; s++) {
+        for (size_t i = lo; i < hi; i++) q->m[i] = 0.9f * q->m[i] + 0.1f * q->g[i], q->p[i] -= 1e-3f * q->m[i];
+        cb_pool_barrier(q->pool);
+        for (size_t i = q->own ? lo : 0; i < (q->own ? hi : q->n); i++) acc += q->p[i];
+        cb_pool_barrier(q->pool);
+    }
+    q->sink[w * 16] = acc;
+}
+
+/* Seconds for the probe's steps on n workers. */
+static double probe_seconds(int n, bool own) {
+    static probe q;
+    cb_error err;
+    q.n = (size_t)USER_IN * 256, q.steps = 1000, q.own = own;
+    q.p = calloc(3 * q.n, sizeof(float)), q.m = q.p + q.n, q.g = q.m + q.n;
+    if (!q.p || cb_pool_create(&q.pool, n, &err)) {
+        fprintf(stderr, "bench_parallel: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < q.n; i++) q.g[i] = (float)(i % 13) * 0.01f;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    cb_pool_run(q.pool, probe_fn, &q);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double t = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+    cb_pool_free(q.pool);
+    free(q.p);
+    return t;
+}
+
+/* The probe's N-worker / 1-worker speed-ups: [0] reading all, [1] own
+ * shares; [2], [3]: the N-worker steps' microseconds, likewise. */
+static void handoff(int n, double out[4]) {
+    for (int own = 0; own < 2; own++) {
+        double tn = probe_seconds(n, own);
+        out[own] = probe_seconds(1, own) / tn;
+        out[2 + own] = 1e6 * tn / 1000;
+    }
+}
+
 int main(int argc, char **argv) {
     int threads = 2, pairs = 3, epochs = 1, batch = 256;
     static struct option opts[] = {{"threads", required_argument, 0, 'j'},
@@ -158,6 +225,8 @@ int main(int argc, char **argv) {
     cb_train_data d = {.user_x = xu, .n_users = N_USERS, .item_x = xm, .n_items = N_ITEMS, .ratings = ratings,
                        .train_idx = idx, .n_train = N_EX};
 
+    double hand[2][4];
+    handoff(threads, hand[0]);
     double sum_ratio = 0, r1_sum = 0, rn_sum = 0, ratios[64];
     run_result one = {0}, last_n = {0};
     if (pairs > 64) pairs = 64;
@@ -167,6 +236,7 @@ int main(int argc, char **argv) {
         ratios[p] = n.ex_per_s / one.ex_per_s;
         sum_ratio += ratios[p], r1_sum += one.ex_per_s, rn_sum += n.ex_per_s;
     }
+    handoff(threads, hand[1]);
     run_result shard = train_once(&d, 1, batch / 16, epochs); /* a 1/16 share of the batch per step */
     /* the sum covers the dense part only: not the id embedding (dim 32: its rows where the batch reaches), and not
      * the sparse first layer's W0, whose rows each worker sums over every worker's batch rows in the backward's
@@ -202,6 +272,9 @@ int main(int argc, char **argv) {
            batch / 16, 1e3 * t16_tw, 1e3 * shard.phase[0] / (double)shard.steps, 1e3 * w0_pass, 1e3 * t16_red);
     printf("  projected step at 16 threads (ms): towers %.3f + loss %d/%d chunks %.3f + optimiser/16 %.3f + sum %.3f + barriers %.3f = %.3f\n",
            1e3 * t16_tw, per_worker, chunks, 1e3 * t16_loss, 1e3 * t1_upd / 16, 1e3 * t16_red, 1e3 * barrier, 1e3 * t16);
+    printf("  the machine's core-to-core handoff (%d workers / 1, a W0-sized array updated by shares, then read whole; "
+           "own shares only), before the pairs: %.2fx (%.2fx), after: %.2fx (%.2fx); a step %.0f us (%.0f us)\n", threads,
+           hand[0][0], hand[0][1], hand[1][0], hand[1][1], hand[1][2], hand[1][3]);
     printf("RATIO examples/s %d threads / 1 thread (mean of %d pairs)   %.2fx\n", threads, pairs, sum_ratio / pairs);
     printf("RATIO projected speed-up at 16 threads (measured per-step costs)   %.1fx = %.2f x N\n", t1 / t16, t1 / t16 / 16);
     free(xu), free(xm), free(ratings), free(idx);
