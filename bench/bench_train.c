@@ -15,7 +15,8 @@
  * (torch.set_num_threads); the RATIO is cbrec's best over PyTorch's best.
  * The sgemm peak (1536³, 1 and 2 threads) is measured in the same run: the
  * dense part's FLOP rate (forward + backward of the layers) at cbrec's best
- * thread count is given as a share of the peak at that thread count.
+ * thread count is given as a share of the peak at that thread count, and
+ * the same at the other thread count.
  * --vs-dense: each cbrec run is paired (A B) with one whose user tower's first
  * layer is forced dense (cb_model_set_sparse_input 0: sgemm, as before the
  * sparse layer), and the ratio sparse / dense is printed per batch and thread count.
@@ -282,6 +283,9 @@ static void report(const shape *s, const double peak[N_THREADS], bool torch, boo
                    batches[b], cb + 1, cb ? "s" : "", tb + 1, tb ? "s" : "", s->eps[b][cb] / s->torch_eps[b][tb]);
         printf("RATIO %s batch %d: cbrec dense FLOP rate / sgemm peak (%d thread%s)  %.1f%%\n", s->name, batches[b],
                cb + 1, cb ? "s" : "", 100 * fpe * s->eps[b][cb] / 1e9 / peak[cb]);
+        /* the same at the other thread count: the kernels' share apart from what splitting the batch costs */
+        printf("  (at %d thread%s: %.1f%% of that thread count's peak)\n", 2 - cb, cb ? "" : "s",
+               100 * fpe * s->eps[b][1 - cb] / 1e9 / peak[1 - cb]);
     }
 }
 
