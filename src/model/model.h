@@ -221,7 +221,8 @@ typedef struct cb_train_result {
     double phase_seconds[4];       /* worker 0's CPU seconds in each part of the steps: towers
                                       (forward, backward), its chunks of the loss, gradient sum +
                                       optimiser, barriers and the communicator (spinning; a sleep
-                                      while waiting for the others costs none) */
+                                      while waiting for the others costs none); read on one
+                                      step in 8 and scaled to every step */
     /* filled by cb_bundle_train when it is given test examples, else NAN:
      * the loss as in training and the RMSE (rating / both only) */
     double test_loss, test_rmse;
