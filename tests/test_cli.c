@@ -479,6 +479,26 @@ static void movielens_acceptance(void **state) {
     free(m);
 }
 
+
+/* --threads beyond the machine's cores trains, with a note saying what it
+ * costs; at the cores, no note. */
+static void threads_beyond_the_cores_noted(void **state) {
+    fixture *f = *state;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_true(cores > 0);
+    for (long extra = 0; extra <= 1; extra++) {
+        char *out;
+        char *model = tu_path(f->dir, "threads.cbrec");
+        int rc = run(&out, "%s train --data %s --model %s --user-layers 16 --item-layers 16 --dim 8 --epochs 1 "
+                           "--batch 64 --neighbours 0 --threads %ld", cbrec(), f->data, model, cores + extra);
+        if (rc) fail_msg("train --threads %ld: exit %d\n%s", cores + extra, rc, out);
+        if (extra) assert_non_null(strstr(out, "note: --threads"));
+        else assert_null(strstr(out, "note: --threads"));
+        free(out);
+        free(model);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
@@ -489,6 +509,7 @@ int main(void) {
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
         cmocka_unit_test(course_lab_reaches_the_labs_mse),
+        cmocka_unit_test(threads_beyond_the_cores_noted),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -99,6 +99,16 @@ typedef struct train_args {
     bool follower;           /* an MPI rank other than 0: trains its part, prints and writes nothing */
 } train_args;
 
+/* A note when --threads asks for more workers than the machine has cores:
+ * they take turns on the cores, and every step waits for the last of them. */
+static void note_threads(const cb_config *cfg) {
+    const char *t = cb_config_get(cfg, "threads");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN), n = t ? strtol(t, NULL, 10) : 0;
+    if (cores > 0 && n > cores)
+        fprintf(stderr, "note: --threads %ld is more than the %ld cores here: the workers will take turns on them, and "
+                        "each step waits for the last (--threads 0: one per core)\n", n, cores);
+}
+
 /* Train (or resume), save, plot; returns the exit status. */
 static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc) {
     const char *cmd = "train";
@@ -113,6 +123,7 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc) {
         fprintf(stderr, "%s: %zu users, %zu items, %zu ratings; split %s\n", cb_dataset_layout(ds),
                 cb_dataset_user_count(ds), cb_dataset_item_count(ds), cb_dataset_rating_count(ds),
                 cb_config_get(cfg, "split"));
+        note_threads(cfg);
     }
     if (!rc && a->resume && !(rc = cb_recommender_load_files(&rec, a->model, a->history, NULL, &err)))
         rc = cb_train_resume(rec, ds, cfg, on_progress, pc, &rep, &err);
