@@ -1641,7 +1641,8 @@ static double worker_clock(void) {
 /* Steps a phase clock is read on: one in PHASE_EVERY, on worker 0 (the
  * thread CPU clock is a system call, ~1.3 us on a VM, and eleven a step cost
  * 1.7 % of a small model's 2-thread step, on the path the other workers wait
- * for). The phases are scaled to every step at the end (cb_train_result). */
+ * for). The phases are scaled to every step at the end (cb_train_result);
+ * an epoch's first step, which first touches its buffers, is never timed. */
 #define PHASE_EVERY 8
 
 /* Adds worker 0's CPU seconds since *t to phase[i], on a timed step. */
@@ -1736,7 +1737,7 @@ static void run_epoch(void *arg, int w) {
         const uint32_t *idx = x->perm + off;
         const uint32_t *neg = x->neg_ids ? x->neg_ids + step * x->neg.m : NULL; /* the same on every rank */
         int M = neg ? (int)x->neg.m : 0;
-        bool timed = w == 0 && step % PHASE_EVERY == 0;
+        bool timed = w == 0 && step % PHASE_EVERY == PHASE_EVERY - 1; /* never an epoch's first: its first touches */
         double t = timed ? worker_clock() : 0.0;
         worker_rows(x, w, B, &lo, &hi);
         if (M) worker_rows(x, w, M, &nlo, &nhi); /* the negatives are split like the batch rows */

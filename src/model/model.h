@@ -222,7 +222,8 @@ typedef struct cb_train_result {
                                       (forward, backward), its chunks of the loss, gradient sum +
                                       optimiser, barriers and the communicator (spinning; a sleep
                                       while waiting for the others costs none); read on one
-                                      step in 8 and scaled to every step */
+                                      step in 8 (an epoch's 8th, 16th, ...) and scaled to
+                                      every step (0 with fewer than 8 steps an epoch) */
     /* filled by cb_bundle_train when it is given test examples, else NAN:
      * the loss as in training and the RMSE (rating / both only) */
     double test_loss, test_rmse;
