@@ -10,13 +10,16 @@
  * than the list holds is refused;
  * training with the sparse first layer gives the dense layer's model within
  * float tolerance, by another path (not the same bits); the user table as
- * rows equals the dense table. */
+ * rows equals the dense table; a dense head taken by sgemm beside the
+ * listed tail gives the same layer, and split over workers the bits of
+ * their own gradients summed in order. */
 #include "testutil.h"
 #include "features/featurize.h"
 #include "model/model.h"
 #include "model/nn.h"
 #include "model/nn_sparse.h"
 
+#include <cblas.h>
 #include <math.h>
 
 static void assert_close(const float *a, const float *b, size_t n, double rtol, double atol) {
@@ -78,8 +81,66 @@ static void check_split(const float *x, int B, int C, int OC, const float *dout,
     free(dwt), free(db), free(own), free(ref), free(scratch), free(own1);
 }
 
+/* A dense head of H columns taken by sgemm and only the tail listed
+ * (cb_nn_csr_from_dense_tail, parts split at row `head`), as training does
+ * for the rows form: the tail's non-zeros exactly, with their columns as in
+ * the whole row; the forward and the transposed weight gradient the dense
+ * layer's within tolerance (want_dwt: the whole batch's, transposed); split
+ * over three workers' rows, the bits of each worker's own gradient (its
+ * tail by columns, its head by sgemm) summed in worker order, and the head
+ * rows of the workers' own buffers zeroed as read. */
+static void check_head(const float *x, int B, int C, int H, int OC, const float *wt, const float *b, const float *y_want,
+                       const float *dout, const float *want_dwt) {
+    enum { P = 3 };
+    size_t n_w = (size_t)OC * C, cap = (size_t)B * C + 4;
+    cb_nn_csr s = {malloc(((size_t)B + 1) * sizeof(uint32_t)), malloc(cap * sizeof(uint32_t)), malloc(cap * sizeof(float)), cap};
+    assert_int_equal(cb_nn_csr_from_dense_tail(&s, x, B, C, H), 0);
+    size_t n = 0;
+    for (int r = 0; r < B; r++) {
+        for (int c = H; c < C; c++) {
+            if (x[(size_t)r * C + c] == 0.0f) continue;
+            assert_int_equal(s.col[n], c);
+            assert_true(s.val[n++] == x[(size_t)r * C + c]);
+        }
+        assert_int_equal(s.off[r + 1], n);
+    }
+    float *y = malloc((size_t)B * OC * sizeof *y);
+    cb_nn_sparse_forward(y, &s, wt, b, B, OC);
+    if (H) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, OC, H, 1.0f, x, C, wt, OC, 1.0f, y, OC);
+    assert_close(y, y_want, (size_t)B * OC, 1e-5, 1e-5);
+    float *ref = calloc(n_w + 1, sizeof *ref), *dwt = calloc(n_w + 1, sizeof *dwt), *own[P];
+    cb_nn_csr ps[P], cols[P], lone = {malloc(((size_t)C + 1) * sizeof(uint32_t)), malloc(cap * sizeof(uint32_t)),
+                                      malloc(cap * sizeof(float)), cap};
+    cb_nn_grad_part parts[P];
+    for (int p = 0; p < P; p++) {
+        int lo = B * p / P, hi = B * (p + 1) / P, m = hi - lo;
+        const float *xp = x + (size_t)lo * C, *dp = dout + (size_t)lo * OC;
+        ps[p] = (cb_nn_csr){malloc(((size_t)m + 1) * sizeof(uint32_t)), malloc(cap * sizeof(uint32_t)), malloc(cap * sizeof(float)), cap};
+        cols[p] = (cb_nn_csr){malloc(((size_t)C + 1) * sizeof(uint32_t)), malloc(cap * sizeof(uint32_t)), malloc(cap * sizeof(float)), cap};
+        assert_int_equal(cb_nn_csr_from_dense_tail(&ps[p], xp, m, C, H), 0);
+        /* the worker alone: its tail by columns, then its head, into zeros */
+        own[p] = calloc(n_w + 1, sizeof *own[p]);
+        cb_nn_sparse_backward_cols(own[p], NULL, &lone, dp, &ps[p], m, C, OC);
+        if (H && m) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, OC, m, 1.0f, xp, C, dp, OC, 1.0f, own[p], OC);
+        for (size_t i = 0; i < n_w; i++) ref[i] = p ? ref[i] + own[p][i] : own[p][i];
+        /* the split: its head into its own buffer (zeros), its tail left by columns */
+        memset(own[p], 0, n_w * sizeof *own[p]);
+        cb_nn_sparse_backward_start(NULL, &cols[p], dp, &ps[p], m, C, OC);
+        if (H && m) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, OC, m, 1.0f, xp, C, dp, OC, 1.0f, own[p], OC);
+        parts[p] = (cb_nn_grad_part){.cols = &cols[p], .dout = dp, .dwt = own[p], .head = H};
+    }
+    assert_close(ref, want_dwt, n_w, 1e-5, 1e-5);
+    cb_nn_sparse_grad_rows(dwt, parts, P, 0, C / 2, OC);
+    cb_nn_sparse_grad_rows(dwt, parts, P, C / 2, C, OC);
+    assert_memory_equal(dwt, ref, n_w * sizeof *dwt);
+    for (int p = 0; p < P; p++)
+        for (size_t i = 0; i < n_w; i++) assert_true(own[p][i] == 0.0f);
+    for (int p = 0; p < P; p++) free(ps[p].off), free(ps[p].col), free(ps[p].val), free(cols[p].off), free(cols[p].col), free(cols[p].val), free(own[p]);
+    free(s.off), free(s.col), free(s.val), free(lone.off), free(lone.col), free(lone.val), free(y), free(ref), free(dwt);
+}
+
 /* The sparse layer (naive: the plain loops) against the dense one on x (B,C). */
-static void check_layer(const float *x, int B, int C, int OC, bool naive, cb_rng *rng) {
+static void check_layer(const float *x, int B, int C, int H, int OC, bool naive, cb_rng *rng) {
     cb_nn_csr s = {malloc(((size_t)B + 1) * sizeof(uint32_t)), malloc(((size_t)B * C + 1) * sizeof(uint32_t)),
                    malloc(((size_t)B * C + 1) * sizeof(float)), (size_t)B * C};
     assert_int_equal(cb_nn_csr_from_dense(&s, x, B, C), 0);
@@ -111,6 +172,7 @@ static void check_layer(const float *x, int B, int C, int OC, bool naive, cb_rng
     for (size_t i = 0; i < (size_t)OC * C; i++) assert_true(dw3[i] == dw4[i]);
     assert_memory_equal(db3, db4, (size_t)OC * sizeof *db3);
     check_split(x, B, C, OC, dout, dwt, db4);
+    if (!naive) check_head(x, B, C, H, OC, wt, b, y1, dout, dwt);
     free(cols.off), free(cols.col), free(cols.val), free(dw3), free(db3), free(dw4), free(db4);
     free(s.off), free(s.col), free(s.val);
     free(w), free(b), free(dout), free(wt), free(y1), free(y2), free(dwt), free(dw1), free(db1), free(dw2), free(db2);
@@ -129,8 +191,8 @@ static void sparse_matches_dense(void **state) {
         for (int r = 0; r < B; r++) /* a dense head, then ~13 % ones, as the top-items multi-hot */
             for (int c = 0; c < C; c++)
                 x[(size_t)r * C + c] = c < H ? (float)cb_rng_normal(&rng) : cb_rng_uniform(&rng) < 0.13 ? 1.0f : 0.0f;
-        check_layer(x, B, C, OC, false, &rng);
-        check_layer(x, B, C, OC, true, &rng);
+        check_layer(x, B, C, H, OC, false, &rng);
+        check_layer(x, B, C, H, OC, true, &rng);
         free(x);
     }
     /* more non-zeros than the list holds: refused */

@@ -478,7 +478,7 @@ static int fit_and_embed(cb_bundle *r, const cb_bundle_train_input *in, cb_train
         return rc;
     }
     cb_train_data td = {NULL, r->n_users, X_m, r->n_items, ds->ratings, in->train_idx, in->n_train,
-                        in->valid_idx, in->n_valid, h_off, h_item, item_cold, user_cold, in->comm, &X_u};
+                        in->valid_idx, in->n_valid, h_off, h_item, item_cold, user_cold, in->comm, &X_u, 0};
     rc = cb_model_train(r->model, &td, in->on_epoch, in->ctx, res, err);
     res->test_loss = res->test_rmse = NAN;
     if (rc == CB_OK && in->n_test)

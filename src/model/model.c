@@ -97,6 +97,8 @@ typedef struct tower_ws {
     float *dwt0;
     bool sparse_used, split_w0;
     cb_nn_grad_part w0_part;
+    int dense_head;      /* the first layer's leading inputs that are dense (the rows form's head):
+                            a sparse batch takes them by sgemm and lists only the rest */
 } tower_ws;
 
 /* The rows tower `side` runs for a batch of B examples: the item side also
@@ -535,9 +537,13 @@ static void tower_forward(const tower *t, tower_ws *ws, const float *x, const ui
     }
     for (int l = 0; l < L; l++) {
         float *out = (l == L - 1 && !l2norm) ? ws->y[par] : ws->act[l];
-        if (l == 0) ws->sparse_used = ws->csr.off && !cb_nn_csr_from_dense(&ws->csr, inp, B, t->in[0]);
+        if (l == 0)
+            ws->sparse_used = ws->csr.off && !cb_nn_csr_from_dense_tail(&ws->csr, inp, B, t->in[0], ws->dense_head);
         if (l == 0 && ws->sparse_used) {
             cb_nn_sparse_forward(out, &ws->csr, ws->wt0, t->b[0], B, t->out[0]);
+            if (ws->dense_head) /* the dense head's inputs by sgemm, added */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, t->out[0], ws->dense_head, 1.0f, inp,
+                            t->in[0], ws->wt0, t->out[0], 1.0f, out, t->out[0]);
         } else if (l == 0 && ws->wt0) {
             cb_nn_dense_forward_t(out, inp, ws->wt0, t->b[0], B, t->in[0], t->out[0]);
         } else {
@@ -588,6 +594,14 @@ static void bag_backward(tower *t, const tower_ws *ws, const float *dout, float 
     }
 }
 
+/* A sparse batch's dense head: dwt0's rows [0, dense_head) += inp's head
+ * columns transposed · dout (the rows the non-zeros' gradient leaves zero). */
+static void dense_head_grad(tower_ws *ws, const float *inp, const float *dout, int B, int C, int OC) {
+    if (ws->dense_head && B > 0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ws->dense_head, OC, B, 1.0f, inp, C, dout, OC, 1.0f,
+                    ws->dwt0, OC);
+}
+
 /* Backward through tower t, from dL/dy in ws->g0, ADDING into t->grads. */
 static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, float eps) {
     int L = t->n_layers, dim = t->out[L - 1];
@@ -611,9 +625,12 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
         }
         if (l == 0 && ws->sparse_used && ws->split_w0) {
             cb_nn_sparse_backward_start(t->db[0], &ws->csc, dcur, &ws->csr, B, t->in[0], t->out[0]);
-            ws->w0_part = (cb_nn_grad_part){.cols = &ws->csc, .dout = dcur}; /* dcur outlives the call */
+            dense_head_grad(ws, inp, dcur, B, t->in[0], t->out[0]);
+            ws->w0_part = (cb_nn_grad_part){.cols = &ws->csc, .dout = dcur, /* dcur outlives the call */
+                                            .dwt = ws->dense_head ? ws->dwt0 : NULL, .head = ws->dense_head};
         } else if (l == 0 && ws->sparse_used) {
             cb_nn_sparse_backward_cols(ws->dwt0, t->db[0], &ws->csc, dcur, &ws->csr, B, t->in[0], t->out[0]);
+            dense_head_grad(ws, inp, dcur, B, t->in[0], t->out[0]);
         } else if (l == 0 && ws->dwt0) { /* a dense batch: W0's gradient made transposed */
             cb_nn_dense_backward_wt(ws->dwt0, t->db[0], dcur, inp, B, t->in[0], t->out[0]);
             ws->w0_part = (cb_nn_grad_part){.dwt = ws->dwt0};
@@ -1861,6 +1878,13 @@ static int check_ranks_agree(const train_ctx *x, cb_error *err) {
     return rc;
 }
 
+/* The user table's leading dense columns (the rows form's head, or what
+ * the caller declares of a dense table), within the feature columns. */
+static int dense_head(const cb_train_data *d, const tower *t) {
+    uint32_t h = d->user_rows ? d->user_rows->head : d->user_dense_head;
+    return (int)(h < (uint32_t)t->feat_in ? h : (uint32_t)t->feat_in);
+}
+
 /* Workers, their buffers and the pool for batches of at most B rows and M
  * sampled negatives. */
 static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
@@ -1912,6 +1936,7 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
             (x->wt0 && (rc = ws_sparse_alloc(&k->ws[0], ut, cap, x->wt0, err))))
             break;
         k->ws[0].split_w0 = x->wt0 && (x->n_workers > 1 || x->n_ranks > 1); /* a lone worker's dwt0 is the sum */
+        k->ws[0].dense_head = x->wt0 ? dense_head(x->d, ut) : 0;
         if (!(k->touched[0] = cb_calloc(2 * (size_t)(cap + ncap), sizeof(uint32_t), err))) return CB_ENOMEM;
         k->touched[1] = k->touched[0] + cap + ncap;
         k->view = *m;

@@ -188,6 +188,9 @@ typedef struct cb_train_data {
     const cb_rows *user_rows;      /* or NULL: the user table as dense head + 0/1 tail (base/rows.h),
                                       used instead of user_x (then NULL); each batch's rows are
                                       densified into the workspace */
+    uint32_t user_dense_head;      /* with user_x: its first columns are dense and the rest mostly
+                                      zeros, as the rows form's head and tail (0: no such head);
+                                      the sparse first layer then takes those columns by sgemm */
 } cb_train_data;
 
 typedef struct cb_epoch_report {

@@ -30,13 +30,14 @@ static const int8_t PACK[16][16] = {
     {4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}};
 #endif
 
-/* row's non-zeros (NaN included, -0 not) as (column, value) pairs at col,
- * val + n, which have room for C + 4 (whole vectors are stored); returns the
- * new n. Branch-free: ~13 % non-zero is unpredictable. */
-static size_t list_row(uint32_t *col, float *val, size_t n, const float *row, int C) {
-    int c = 0;
+/* row's non-zeros in columns [c0, C) (NaN included, -0 not) as (column,
+ * value) pairs at col, val + n, which have room for C - c0 + 4 (whole
+ * vectors are stored); returns the new n. Branch-free: ~13 % non-zero is
+ * unpredictable. */
+static size_t list_row(uint32_t *col, float *val, size_t n, const float *row, int c0, int C) {
+    int c = c0;
 #if defined(__SSSE3__) && defined(__POPCNT__)
-    __m128i idx = _mm_setr_epi32(0, 1, 2, 3);
+    __m128i idx = _mm_setr_epi32(c0, c0 + 1, c0 + 2, c0 + 3);
     for (; c + 4 <= C; c += 4, idx = _mm_add_epi32(idx, _mm_set1_epi32(4))) {
         __m128 v = _mm_loadu_ps(row + c);
         int mask = _mm_movemask_ps(_mm_cmpneq_ps(v, _mm_setzero_ps()));
@@ -54,15 +55,17 @@ static size_t list_row(uint32_t *col, float *val, size_t n, const float *row, in
     return n;
 }
 
-int cb_nn_csr_from_dense(cb_nn_csr *s, const float *x, int B, int C) {
+int cb_nn_csr_from_dense(cb_nn_csr *s, const float *x, int B, int C) { return cb_nn_csr_from_dense_tail(s, x, B, C, 0); }
+
+int cb_nn_csr_from_dense_tail(cb_nn_csr *s, const float *x, int B, int C, int c0) {
     size_t n = 0;
     s->off[0] = 0;
     for (int r = 0; r < B; r++) {
         const float *row = x + (size_t)r * C;
-        if (s->cap - n >= (size_t)C + 4) /* room for the whole row */
-            n = list_row(s->col, s->val, n, row, C);
+        if (s->cap - n >= (size_t)(C - c0) + 4) /* room for the whole row */
+            n = list_row(s->col, s->val, n, row, c0, C);
         else
-            for (int c = 0; c < C; c++) {
+            for (int c = c0; c < C; c++) {
                 if (row[c] == 0.0f) continue;
                 if (n == s->cap) return -1;
                 s->col[n] = (uint32_t)c;
@@ -260,7 +263,7 @@ grad_row(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, i
     for (int p = 0; p < n_parts; p++) {
         __m256 acc[NV];
         UNROLL for (int i = 0; i < W; i++) acc[i] = _mm256_setzero_ps();
-        const cb_nn_csr *cs = parts[p].cols;
+        const cb_nn_csr *cs = c >= parts[p].head ? parts[p].cols : NULL;
         if (cs) {
             const uint32_t *row = cs->col;
             const float *val = cs->val, *dout = parts[p].dout;
@@ -298,7 +301,7 @@ static void grad_row_plain(float *out, cb_nn_grad_part *parts, int n_parts, int 
         for (int a = k0; a < k1; a += 64) {
             int n = k1 - a < 64 ? k1 - a : 64;
             memset(part, 0, (size_t)n * sizeof *part);
-            const cb_nn_csr *cs = parts[p].cols;
+            const cb_nn_csr *cs = c >= parts[p].head ? parts[p].cols : NULL;
             if (cs) {
                 for (uint32_t j = cs->off[c]; j < cs->off[c + 1]; j++)
                     axpy_plain(part, cs->val[j], parts[p].dout + (size_t)cs->col[j] * OC + a, n);

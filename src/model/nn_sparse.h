@@ -28,6 +28,11 @@ typedef struct cb_nn_csr {
 /* List the non-zeros of x (B,C) into s. Returns 0, or -1 when there are more
  * than s->cap of them (s is then not usable). */
 int cb_nn_csr_from_dense(cb_nn_csr *s, const float *x, int B, int C);
+/* The same for the columns [c0, C) of each row only (the column numbers as
+ * in the whole row): a layer whose first c0 inputs are dense takes those by
+ * sgemm and the rest as non-zeros (the user tower's dense head, then its
+ * 0/1 tail). */
+int cb_nn_csr_from_dense_tail(cb_nn_csr *s, const float *x, int B, int C, int c0);
 
 /* wt (C,OC) = w (OC,C) transposed. */
 void cb_nn_transpose(float *wt, const float *w, int OC, int C);
@@ -64,11 +69,14 @@ void cb_nn_sparse_backward_start(float *db, cb_nn_csr *cols, const float *dout, 
                                  int OC);
 /* One worker's part of dwt: its non-zeros by column and their dout rows
  * (cols, dout), or a dwt (C,OC) of its own (a worker whose batch took the
- * dense layer; zeroed as it is read), or neither (nothing). */
+ * dense layer; zeroed as it is read), or neither (nothing); or both, split
+ * at row `head`: dwt's rows [0, head) (a dense head's gradient, made by
+ * sgemm) and the non-zeros' from there on. */
 typedef struct cb_nn_grad_part {
     const cb_nn_csr *cols;
     const float *dout;
     float *dwt;
+    int head;
 } cb_nn_grad_part;
 /* _rows: dwt's rows [c0, c1) = the parts' sum: each part's sum as
  * cb_nn_sparse_backward_cols gives it (its rows' non-zeros in registers),
