@@ -6,7 +6,9 @@
  * embedding, no history bag), Adam lr 0.01. Two shapes:
  *   default  the feature tables `cbrec train` builds (default features) for a
  *            synthetic MovieLens-like set (6,040 users, 3,700 items, 12
- *            genres): user input 1,052 wide (~13 % non-zero), item input 16;
+ *            genres): user input 1,052 wide (~13 % non-zero; its dense head
+ *            declared, so the sparse first layer takes it by sgemm, as
+ *            `cbrec train` does with the rows form), item input 16;
  *            examples are its ratings, rescaled to [-1, 1];
  *   lab      the course lab's shape: 40,707 pre-joined rows, 14 user and 16
  *            item inputs (Gaussian), a learnable target in [-1, 1].
@@ -47,6 +49,7 @@ typedef struct shape {
     const char *name;
     float *xu, *xm;
     uint32_t n_users, user_in, n_items, item_in;
+    uint32_t user_head;  /* the user table's dense head (the rows form's, as `cbrec train` has it) */
     cb_rating *ratings;
     uint32_t *idx;
     size_t n;
@@ -115,7 +118,7 @@ static void train_once(shape *s, int bi, int ti, bool dense) {
     cb_model_config c;
     model_config(&c, s, batches[bi], s->epochs, ti + 1);
     cb_train_data d = {.user_x = s->xu, .n_users = s->n_users, .item_x = s->xm, .n_items = s->n_items,
-                       .ratings = s->ratings, .train_idx = s->idx, .n_train = s->n};
+                       .ratings = s->ratings, .train_idx = s->idx, .n_train = s->n, .user_dense_head = s->user_head};
     cb_model *m;
     cb_error err;
     cb_train_result res;
@@ -183,10 +186,14 @@ static void shape_default(shape *s, size_t n_ratings) {
     *s = (shape){.name = "default", .n_users = cb_dataset_n_users(ds), .user_in = cb_features_user_dim(f),
                  .n_items = cb_dataset_n_items(ds), .item_in = cb_features_item_dim(f), .epochs = 1};
     shape_alloc(s, ds->n_ratings);
-    if (cb_features_users(f, ds, all, ds->n_ratings, s->xu, &err) || cb_features_items(f, ds, s->xm, &err)) {
+    cb_rows rows = {0};
+    if (cb_features_users(f, ds, all, ds->n_ratings, s->xu, &err) || cb_features_items(f, ds, s->xm, &err) ||
+        cb_features_user_rows(f, ds, all, ds->n_ratings, &rows, &err)) {
         fprintf(stderr, "bench_train: %s\n", err.msg);
         exit(1);
     }
+    s->user_head = rows.head;
+    cb_rows_free(&rows);
     for (size_t i = 0; i < s->n; i++) { /* ratings 0.5..5 -> [-1, 1] */
         cb_rating r = ds->ratings[i];
         r.y = (r.y - 2.75f) / 2.25f;
