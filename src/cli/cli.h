@@ -87,6 +87,16 @@ typedef struct cli_mpi {
     cb_train_comm comm;
 } cli_mpi;
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg);
+/* The command line cli_mpi_begin checks every rank shares (main sets it). */
+void cli_mpi_args(int argc, char **argv);
+/* Whether every rank holds the same bytes (what: named in the error): -1
+ * when they do (or one process), else CLI_ERROR on every rank, rank 0
+ * saying which rank differs first. Every rank must call it. */
+int cli_mpi_agree(const cli_mpi *mp, const char *cmd, const char *what, const void *bytes, size_t n);
+/* The same for the model every rank loaded (cb_recommender_describe). */
+int cli_mpi_agree_model(const cli_mpi *mp, const char *cmd, const cb_recommender *rec);
+/* Every rank waits here (nothing under one process). */
+void cli_mpi_barrier(const cli_mpi *mp);
 int cli_mpi_end(cli_mpi *mp, const char *cmd, int status);
 /* Commands other than train shard their rows (batch recommend: users;
  * precompute: items) with cli_mpi_begin(mp, cmd, NULL): this rank's share

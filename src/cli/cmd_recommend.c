@@ -165,7 +165,9 @@ int cmd_precompute(int argc, char **argv) {
     cb_recommender *rec = open_rec(cmd, model, NULL);
     if (!rec) return CLI_ERROR;
     cli_mpi mp = {.size = 1}; /* under mpirun the ranks share the exact table's rows */
-    if ((status = cli_search_apply(cmd, rec, &search)) || (status = cli_mpi_begin(&mp, cmd, NULL)) >= 0) goto done;
+    if ((status = cli_search_apply(cmd, rec, &search)) || (status = cli_mpi_begin(&mp, cmd, NULL)) >= 0 ||
+        (status = cli_mpi_agree_model(&mp, cmd, rec)) >= 0)
+        goto done;
     status = CLI_ERROR;
     size_t n_items = cb_recommender_item_count(rec);
     if (k * 2 >= n_items) /* ids + scores: 8 bytes a neighbour */
@@ -482,6 +484,7 @@ int cmd_recommend(int argc, char **argv) {
     if (status < 0 && rec && cli_search_apply(cmd, rec, &search)) status = CLI_ERROR;
     cli_mpi mp = {.size = 1}; /* under mpirun a batch is shared by the ranks; one user is rank 0's alone */
     if (status < 0 && rec) status = cli_mpi_begin(&mp, cmd, NULL);
+    if (status < 0 && rec) status = cli_mpi_agree_model(&mp, cmd, rec);
     if (status < 0 && !a.users && mp.rank) status = CLI_OK;
     if (status < 0) status = !rec ? CLI_ERROR : a.users ? run_batch(cmd, rec, &a, cfg, &mp) : run_one(cmd, rec, &a, cfg);
     status = cli_mpi_end(&mp, cmd, status);

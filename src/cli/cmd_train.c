@@ -110,7 +110,7 @@ static void note_threads(const cb_config *cfg) {
 }
 
 /* Train (or resume), save, plot; returns the exit status. */
-static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc) {
+static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, const cli_mpi *mp) {
     const char *cmd = "train";
     cb_error err = {0};
     cb_dataset *ds = NULL;
@@ -129,11 +129,13 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc) {
         rc = cb_train_resume(rec, ds, cfg, on_progress, pc, &rep, &err);
     else if (!rc && !a->resume)
         rc = cb_train(&rec, ds, cfg, on_progress, pc, &rep, &err);
-    if (rc == CB_ENUMERIC && rec) fprintf(stderr, "cbrec train: %s — saving the last good parameters\n", err.msg);
-    if (rec && (rc == CB_OK || rc == CB_ENUMERIC) && !a->follower) {
+    bool diverged = rc == CB_ENUMERIC; /* every rank's loss is the same: all diverge at the same step */
+    if (diverged && rec && !a->follower) fprintf(stderr, "cbrec train: %s — saving the last good parameters\n", err.msg);
+    if (rec && (rc == CB_OK || diverged) && !a->follower) {
         int rc_save = cb_recommender_save_files(rec, a->model, a->history, &err);
         if (rc_save) rc = rc_save;
     }
+    if (diverged) cli_mpi_barrier(mp); /* the other ranks stop every rank (cli_mpi_end) once rank 0 has saved */
     if (!rc && !a->quiet)
         fprintf(stderr, "split: %zu train, %zu validation, %zu test\nwrote %s (user features %zu, item features %zu, "
                         "%zu parameters) in %.1fs total\n",
@@ -192,7 +194,7 @@ int cmd_train(int argc, char **argv) {
     cli_mpi mp = {.size = 1};
     if (status < 0) status = cli_mpi_begin(&mp, "train", cfg);
     if (mp.rank > 0) a.follower = true, a.quiet = pc.quiet = true;
-    if (status < 0) status = train(&a, cfg, &pc);
+    if (status < 0) status = train(&a, cfg, &pc, &mp);
     status = cli_mpi_end(&mp, "train", status);
     free(pc.train);
     free(pc.valid);

@@ -67,6 +67,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    cli_mpi_args(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return CLI_USAGE;

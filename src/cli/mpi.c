@@ -16,6 +16,7 @@
  * fails stops every rank (MPI_Abort). */
 #include "cli.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,6 +79,61 @@ static int allreduce_sum(void *ctx, float *buf, size_t n) {
 }
 #endif
 
+static int g_argc;      /* the command line (cli_mpi_args), which every rank must share */
+static char **g_argv;
+
+void cli_mpi_args(int argc, char **argv) { g_argc = argc, g_argv = argv; }
+
+/* FNV-1a over n bytes, from h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001B3ULL;
+    return h;
+}
+
+int cli_mpi_agree(const cli_mpi *mp, const char *cmd, const char *what, const void *bytes, size_t n) {
+    if (mp->size <= 1) return -1;
+#ifdef CBREC_MPI
+    uint64_t mine = fnv(0xCBF29CE484222325ULL, bytes, n), *all = malloc((size_t)mp->size * sizeof *all);
+    if (!all) return cli_fail(CLI_ERROR, cmd, "out of memory");
+    if (MPI_Allgather(&mine, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD) != MPI_SUCCESS) {
+        free(all);
+        return cli_fail(CLI_ERROR, cmd, "MPI_Allgather failed");
+    }
+    int differs = -1;
+    for (int r = 1; r < mp->size && differs < 0; r++)
+        if (all[r] != all[0]) differs = r;
+    free(all);
+    if (differs < 0) return -1;
+    if (mp->rank == 0)
+        cli_fail(CLI_ERROR, cmd, "rank %d's %s differs from rank 0's: every rank must run the same command on the "
+                                 "same files", differs, what);
+    return CLI_ERROR; /* on every rank: none goes on alone */
+#else
+    (void)cmd, (void)what, (void)bytes, (void)n;
+    return -1;
+#endif
+}
+
+int cli_mpi_agree_model(const cli_mpi *mp, const char *cmd, const cb_recommender *rec) {
+    if (mp->size <= 1) return -1;
+    char *json = NULL;
+    cb_error err = {0};
+    int failed = cb_recommender_describe(rec, &json, &err) != CB_OK; /* a rank that fails still joins the check */
+    int status = cli_mpi_agree(mp, cmd, "model (its fingerprint, counts or table)", failed ? "" : json,
+                               failed ? 0 : strlen(json));
+    free(json);
+    return failed ? cli_error(cmd, &err) : status;
+}
+
+void cli_mpi_barrier(const cli_mpi *mp) {
+#ifdef CBREC_MPI
+    if (mp->active && mp->size > 1) MPI_Barrier(MPI_COMM_WORLD);
+#else
+    (void)mp;
+#endif
+}
+
 /* The world size mpirun (Open MPI, or a PMI launcher) gave this process: 1 when not under mpirun. */
 static int launched_size(void) {
     const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
@@ -124,6 +180,10 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* arrived()'s naps: this thread waits in the collectives */
     MPI_Comm_rank(MPI_COMM_WORLD, &mp->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mp->size);
+    uint64_t line = 0xCBF29CE484222325ULL; /* the command line, each argument ended by a zero byte */
+    for (int i = 0; i < g_argc; i++) line = fnv(line, g_argv[i], strlen(g_argv[i]) + 1);
+    int agreed = cli_mpi_agree(mp, cmd, "command line (its options)", &line, sizeof line);
+    if (agreed >= 0) return agreed;
     if (mp->size <= 1 || !cfg) return -1;
     /* threads 0 (every core) means this rank's share of its machine's cores */
     const char *threads = cb_config_get(cfg, "threads");

@@ -1861,6 +1861,13 @@ static int check_ranks_agree(const train_ctx *x, cb_error *err) {
     h = hash_words(h, d->item_x, (size_t)d->n_items * c->item_in * sizeof(float));
     uint32_t sparse = sparse_first_layer(x->m, &x->m->tw[0]);
     h = hash_words(h, &sparse, sizeof sparse);
+    for (int s = 0; s < 2; s++) { /* the starting parameters and moments (--resume: every rank's model file) */
+        const tower *t = &x->m->tw[s];
+        h = hash_words(h, t->params, t->n_params * sizeof(float));
+        h = hash_words(h, t->adam_m, t->n_params * sizeof(float));
+        h = hash_words(h, t->adam_v, t->n_params * sizeof(float));
+    }
+    h = hash_words(h, x->m->head, sizeof x->m->head);
     float *all = cb_calloc(4 * (size_t)x->n_ranks, sizeof(float), err);
     int *count = all ? cb_calloc(2 * (size_t)x->n_ranks, sizeof(int), err) : NULL;
     if (!count) return free(all), CB_ENOMEM;
@@ -1869,9 +1876,10 @@ static int check_ranks_agree(const train_ctx *x, cb_error *err) {
     int rc = x->comm->allgather(x->comm->ctx, all, count, count + x->n_ranks) ? CB_EIO : CB_OK;
     for (int r = 1; rc == CB_OK && r < x->n_ranks; r++)
         if (memcmp(all, all + 4 * r, 4 * sizeof(float)))
-            rc = cb_fail(err, CB_EINVAL, "rank %d's training examples, feature tables or first layer (sparse: "
-                                         "CPUs with AVX2, or CBREC_NO_AVX2) differ from rank 0's: every rank "
-                                         "must read the same dataset with the same settings", r);
+            rc = cb_fail(err, CB_EINVAL, "rank %d's training examples, feature tables, first layer (sparse: "
+                                         "CPUs with AVX2, or CBREC_NO_AVX2) or starting parameters (--resume: "
+                                         "its model file) differ from rank 0's: every rank must read the same "
+                                         "dataset and model with the same settings", r);
     if (rc == CB_EIO) cb_fail(err, CB_EIO, "training across processes: the communicator's all-gather failed");
     free(all);
     free(count);
