@@ -580,6 +580,9 @@ CB_API int cb_file_read(const char *path, size_t max_len, char **text_out, size_
 CB_API const char *cb_dataset_layout_reason(const cb_dataset *ds);
 /* CB_OK when a file can be written at `path` (checked before long work). */
 CB_API int cb_file_check_writable(const char *path, cb_error *err);
+/* CB_EINVAL when writing `out` would replace the file `input` (the same
+ * directory entry, however spelt), so an output can never destroy an input. */
+CB_API int cb_file_check_not_input(const char *out, const char *input, cb_error *err);
 /* Write a file of the front end's own (a report, a batch of lists, exported
  * rows) the way the library writes models: into "<path>.tmp.<pid>", then
  * fsync and rename, so `path` holds the old file or the whole new one, never a

@@ -499,6 +499,30 @@ static void threads_beyond_the_cores_noted(void **state) {
     }
 }
 
+
+/* An index or table written over the model file, its history or a FIFO is
+ * refused before the work, and the model and the FIFO stay as they were
+ * (the rename had replaced them: a typo lost the trained model; as root,
+ * --out /dev/null replaced the device). */
+static void outputs_never_replace_inputs(void **state) {
+    fixture *f = *state;
+    char *out = NULL, *fifo = tu_path(f->dir, "fifo"), *hist = NULL;
+    assert_int_equal(run(NULL, "cp %s %s.keep", f->model, f->model), 0);
+    assert_int_equal(run(&out, "%s index --model %s --out %s", cbrec(), f->model, f->model), 1);
+    assert_non_null(strstr(out, "would replace the input"));
+    free(out);
+    assert_int_equal(run(&out, "%s precompute --model %s --out %s.history", cbrec(), f->model, f->model), 1);
+    assert_non_null(strstr(out, "would replace the input"));
+    free(out);
+    assert_int_equal(run(NULL, "cmp %s %s.keep", f->model, f->model), 0);
+    assert_int_equal(run(NULL, "mkfifo %s", fifo), 0);
+    assert_int_equal(run(&out, "%s index --model %s --out %s", cbrec(), f->model, fifo), 1);
+    assert_non_null(strstr(out, "FIFO"));
+    free(out);
+    assert_int_equal(run(NULL, "test -p %s", fifo), 0);
+    free(fifo), free(hist);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
@@ -510,6 +534,7 @@ int main(void) {
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
         cmocka_unit_test(course_lab_reaches_the_labs_mse),
         cmocka_unit_test(threads_beyond_the_cores_noted),
+        cmocka_unit_test(outputs_never_replace_inputs),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -443,6 +443,13 @@ int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
         return CB_ENOMEM;
     }
     snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    struct stat sb; /* the rename would replace a device or FIFO (as root: /dev/null) by a regular file */
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        int rc = cb_fail(err, CB_EIO, "%s: is %s, not a file: cbrec writes a file by replacing it; give a file path",
+                         path, S_ISDIR(sb.st_mode) ? "a directory" : "a device, FIFO or socket");
+        cb_atomic_abort(af);
+        return rc;
+    }
     (void)cb_atomic_sweep(path);
     af->fp = fopen(af->tmp_path, "wb");
     if (!af->fp) {

@@ -52,6 +52,8 @@ int cmd_index(int argc, char **argv) {
     if (!parse_size(threads_text, 0, 256, &threads)) return cli_usage_error(&c, "--threads must be 0..256");
     cb_error err;
     cb_recommender *rec = NULL;
+    int checked = cli_check_output(cmd, out, model);
+    if (checked >= 0) return checked;
     if (cb_recommender_load(&rec, model, NULL, &err)) return cli_error(cmd, &err);
     int status = CLI_ERROR;
     double t0 = cli_now();

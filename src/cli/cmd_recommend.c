@@ -161,7 +161,8 @@ int cmd_precompute(int argc, char **argv) {
     if (!parse_count(k_text, 1, 1u << 20, &k)) return cli_usage_error(&c, "-k must be 1..2^20");
     if (!parse_count(threads_text, 0, 256, &threads)) return cli_usage_error(&c, "--threads must be 0..256");
     cb_error err = {0};
-    int status = CLI_ERROR;
+    int status = cli_check_output(cmd, out, model);
+    if (status >= 0) return status;
     cb_recommender *rec = open_rec(cmd, model, NULL);
     if (!rec) return CLI_ERROR;
     cli_mpi mp = {.size = 1}; /* under mpirun the ranks share the exact table's rows */

@@ -184,3 +184,13 @@ static int parse(const cli_command *c, const second_kind *x, cb_config *cfg, cb_
     }
     return -1;
 }
+
+int cli_check_output(const char *cmd, const char *out, const char *model) {
+    cb_error err = {0};
+    char history[4096];
+    snprintf(history, sizeof history, "%s.history", model);
+    if (cb_file_check_not_input(out, model, &err) || cb_file_check_not_input(out, history, &err) ||
+        cb_file_check_writable(out, &err))
+        return cli_error(cmd, &err);
+    return -1;
+}

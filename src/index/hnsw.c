@@ -923,10 +923,13 @@ static bool meta_u64(const cb_st *st, const char *key, uint64_t max, uint64_t *o
 }
 
 /* Every count within its layer's bound, every id a valid other node. */
-static bool links_valid(const int32_t *lk, size_t mmax, size_t self, size_t n) {
+/* Node self's list on layer l: at most mmax links, each to another node
+ * that exists on layer l (a link to a node below it would be read as that
+ * node's list on l, outside its region). */
+static bool links_valid(const cb_hnsw *h, const int32_t *lk, size_t mmax, size_t self, int l) {
     if (lk[0] < 0 || (size_t)lk[0] > mmax) return false;
     for (int32_t r = 1; r <= lk[0]; r++)
-        if (lk[r] < 0 || (size_t)lk[r] >= n || (size_t)lk[r] == self) return false;
+        if (lk[r] < 0 || (size_t)lk[r] >= h->n || (size_t)lk[r] == self || h->levels[lk[r]] < l) return false;
     return true;
 }
 
@@ -943,7 +946,7 @@ static int load_check(cb_hnsw *h, const char *path, int64_t upper_len, cb_error 
         return cb_fail(err, CB_EFORMAT, "%s: invalid entry point", path);
     for (size_t i = 0; i < n; i++)
         for (int l = 0; l <= h->levels[i]; l++)
-            if (!links_valid(links_of(h, i, l), l ? h->m : h->m0, i, n))
+            if (!links_valid(h, links_of(h, i, l), l ? h->m : h->m0, i, l))
                 return cb_fail(err, CB_EFORMAT, "%s: node %zu has invalid links on layer %d", path, i, l);
     return CB_OK;
 }

@@ -18,6 +18,14 @@ CB_API int cb_file_check_writable(const char *path, cb_error *err) {
     return cb_atomic_check_writable(path, err);
 }
 
+CB_API int cb_file_check_not_input(const char *out, const char *input, cb_error *err) {
+    cb_error_clear(err);
+    if (!out || !input) return cb_fail(err, CB_EINVAL, "cb_file_check_not_input: NULL path");
+    if (cb_atomic_same_target(out, input))
+        return cb_fail(err, CB_EINVAL, "%s: writing there would replace the input %s: give another path", out, input);
+    return CB_OK;
+}
+
 CB_API const char *cb_dataset_layout_reason(const cb_dataset *ds) {
     return ds && ds->layout_why ? ds->layout_why : "";
 }
