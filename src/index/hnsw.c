@@ -647,6 +647,107 @@ static int check_shape(const float *B, size_t n, size_t d, cb_error *err) {
     return CB_OK;
 }
 
+/* Layer 0's nodes reachable from the entry point (a breadth-first walk):
+ * seen[i] = 1 for each; returns how many. queue: [n] scratch. */
+static size_t reach0(const cb_hnsw *h, uint8_t *seen, int32_t *queue) {
+    memset(seen, 0, h->n);
+    size_t head = 0, tail = 0;
+    seen[h->entry] = 1, queue[tail++] = h->entry;
+    while (head < tail) {
+        const int32_t *lk = links_of(h, (size_t)queue[head++], 0);
+        for (int32_t r = 1; r <= lk[0]; r++)
+            if (!seen[lk[r]]) seen[lk[r]] = 1, queue[tail++] = lk[r];
+    }
+    return tail;
+}
+
+/* Every node reachable on layer 0. Pruning a full list by the heuristic
+ * (connect) can drop a node's last in-link, and then no search ever returns
+ * it, whatever its ef: ~5 % of a 100k catalog with many equal or outlying
+ * vectors (the most rated items among them). Each unreachable node u gets a
+ * link from the nearest reachable node among its own links: appended to a
+ * list with room, else in place of the link whose target has the most
+ * in-links from reached nodes (it stays reachable through the others); when none of its links
+ * is reached, from the nearest reached node a search for it finds. Rounds
+ * until every node is reached (a link replaced may strand its target: the
+ * next round links it), at most 8; sequential: the graph stays deterministic.
+ * A link goes first to a reached node with room in its list. On that 100k
+ * catalog 94.7 % -> 99.5 % of the nodes are reached: a few hundred in
+ * clusters of equal vectors stay behind, each fix there stranding another. */
+static int repair_reach(cb_hnsw *h, cb_error *err) {
+    size_t n = h->n;
+    uint8_t *seen = cb_malloc(n, err);
+    int32_t *queue = seen ? cb_malloc(n * sizeof *queue, err) : NULL;
+    uint32_t *in = queue ? cb_calloc(n, sizeof *in, err) : NULL; /* in-links from reached nodes */
+    walker w;
+    if (!in || walker_init(&w, n, h->m0, err)) {
+        if (in) walker_free(&w);
+        free(seen), free(queue), free(in);
+        return CB_ENOMEM;
+    }
+    for (int round = 0; round < 8 && reach0(h, seen, queue) < n; round++) {
+        memset(in, 0, n * sizeof *in);
+        for (size_t i = 0; i < n; i++) {
+            const int32_t *lk = links_of(h, i, 0);
+            for (int32_t r = 1; seen[i] && r <= lk[0]; r++) in[lk[r]]++;
+        }
+        for (size_t u = 0; u < n; u++) {
+            if (seen[u]) continue;
+            const float *q = h->B + u * h->d;
+            /* the nearest reached node with room in its list among u's links and what a search for u
+             * finds; without one, the nearest reached node (a link of it replaced) */
+            const int32_t *ul = links_of(h, u, 0);
+            int32_t cur = h->entry, v = -1, v_room = -1;
+            float cur_d = h->l2.one(q, h->B + (size_t)cur * h->d, h->d), best = INFINITY, best_room = INFINITY;
+            descend(h, &w, q, &h->l2, &cur, &cur_d, h->max_level, 0);
+            search_layer(h, &w, q, &h->l2, cur, cur_d, h->ef_construction, 0, NULL);
+            for (size_t r = 0; r < w.n_res + (size_t)ul[0]; r++) {
+                int32_t c = r < w.n_res ? w.res[r].id : ul[r - w.n_res + 1];
+                if (!seen[c] || (size_t)c == u) continue;
+                float dc = h->l2.one(q, h->B + (size_t)c * h->d, h->d);
+                if (dc < best || (dc == best && c < v)) best = dc, v = c;
+                if ((size_t)links_of(h, (size_t)c, 0)[0] < h->m0 && (dc < best_room || (dc == best_room && c < v_room)))
+                    best_room = dc, v_room = c;
+            }
+            if (v_room >= 0) v = v_room;
+            if (v < 0) v = h->entry;
+            int32_t *lk = links_mut(h, (size_t)v, 0);
+            if ((size_t)lk[0] < h->m0) {
+                lk[++lk[0]] = (int32_t)u;
+            } else { /* in place of the target most reached nodes link to */
+                int32_t at = 1;
+                for (int32_t r = 2; r <= lk[0]; r++)
+                    if (in[lk[r]] > in[lk[at]]) at = r;
+                in[lk[at]]--;
+                lk[at] = (int32_t)u;
+            }
+            /* u and what it reaches are reached from now on */
+            size_t head = 0, tail = 0;
+            seen[u] = 1, queue[tail++] = (int32_t)u;
+            while (head < tail) {
+                const int32_t *l2 = links_of(h, (size_t)queue[head++], 0);
+                for (int32_t r = 1; r <= l2[0]; r++) {
+                    in[l2[r]]++;
+                    if (!seen[l2[r]]) seen[l2[r]] = 1, queue[tail++] = l2[r];
+                }
+            }
+            in[u]++;
+        }
+    }
+    int rc = w.oom ? cb_fail(err, CB_ENOMEM, "hnsw: out of memory linking unreached nodes") : CB_OK;
+    walker_free(&w);
+    free(seen), free(queue), free(in);
+    return rc;
+}
+
+size_t cb_hnsw_reachable(const cb_hnsw *h) {
+    uint8_t *seen = malloc(h->n);
+    int32_t *queue = malloc(h->n * sizeof *queue);
+    size_t r = seen && queue ? reach0(h, seen, queue) : 0;
+    free(seen), free(queue);
+    return r;
+}
+
 int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hnsw_build_params *params,
                   cb_error *err) {
     *out = NULL;
@@ -687,6 +788,7 @@ int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hn
         int32_t *order = insertion_order(h, rng, &first_rest, err);
         rc = order ? build_links(h, order, first_rest, cb_threads_resolve(p->threads, 64), err) : CB_ENOMEM;
         free(order);
+        if (!rc) rc = repair_reach(h, err);
     }
     if (rc) {
         cb_hnsw_free(h);
