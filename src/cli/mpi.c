@@ -181,7 +181,7 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
     MPI_Comm_rank(MPI_COMM_WORLD, &mp->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mp->size);
     uint64_t line = 0xCBF29CE484222325ULL; /* the command line, each argument ended by a zero byte */
-    for (int i = 0; i < g_argc; i++) line = fnv(line, g_argv[i], strlen(g_argv[i]) + 1);
+    for (int i = 1; i < g_argc; i++) line = fnv(line, g_argv[i], strlen(g_argv[i]) + 1); /* not argv[0]: ./cbrec or a full path */
     int agreed = cli_mpi_agree(mp, cmd, "command line (its options)", &line, sizeof line);
     if (agreed >= 0) return agreed;
     if (mp->size <= 1 || !cfg) return -1;

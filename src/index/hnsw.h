@@ -59,8 +59,9 @@ int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hn
                   cb_error *err);
 void cb_hnsw_free(cb_hnsw *h); /* NULL is a no-op */
 size_t cb_hnsw_rows(const cb_hnsw *h);
-/* Nodes a search can reach on layer 0 from the entry point (every one, for a
- * graph cb_hnsw_build made); 0 when out of memory. */
+/* Nodes a search can reach on layer 0 from the entry point (cb_hnsw_build
+ * links the unreached ones in up to 8 rounds: all, or nearly all where many
+ * vectors are equal); 0 when out of memory. */
 size_t cb_hnsw_reachable(const cb_hnsw *h);
 size_t cb_hnsw_m(const cb_hnsw *h);
 size_t cb_hnsw_ef_construction(const cb_hnsw *h);

@@ -1809,7 +1809,7 @@ static void run_epoch(void *arg, int w) {
         lap(x, timed, 2, &t);
         cb_pool_barrier(x->pool); /* the parameters are updated */
         lap(x, timed, 3, &t);
-        x->phase_steps += timed;
+        if (timed) x->phase_steps++; /* worker 0's: no other worker touches it */
         if (w) continue;
         m->tw[0].step++, m->tw[1].step++; /* read by the next update, two barriers on */
         x->n_steps++;
