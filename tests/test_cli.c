@@ -506,7 +506,7 @@ static void threads_beyond_the_cores_noted(void **state) {
  * --out /dev/null replaced the device). */
 static void outputs_never_replace_inputs(void **state) {
     fixture *f = *state;
-    char *out = NULL, *fifo = tu_path(f->dir, "fifo"), *hist = NULL;
+    char *out = NULL, *fifo = tu_path(f->dir, "fifo");
     assert_int_equal(run(NULL, "cp %s %s.keep", f->model, f->model), 0);
     assert_int_equal(run(&out, "%s index --model %s --out %s", cbrec(), f->model, f->model), 1);
     assert_non_null(strstr(out, "would replace the input"));
@@ -520,7 +520,7 @@ static void outputs_never_replace_inputs(void **state) {
     assert_non_null(strstr(out, "FIFO"));
     free(out);
     assert_int_equal(run(NULL, "test -p %s", fifo), 0);
-    free(fifo), free(hist);
+    free(fifo);
 }
 
 int main(void) {

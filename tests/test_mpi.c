@@ -305,6 +305,13 @@ static char *run_fails(const char *want, const char *fmt, const char *a1, const 
     return out;
 }
 
+/* cmd = mpirun of `cbrec line` on two ranks, rank 0 in dir/r0 and rank 1 in
+ * dir/r1: the same command line, other files (cbrec: an absolute path). */
+static void in_two_folders(char *cmd, size_t size, const char *cbrec_abs, const char *line) {
+    snprintf(cmd, size, "%s 1 sh -c 'cd %s/r0 && %s %s' : -np 1 sh -c 'cd %s/r1 && %s %s'", MPIRUN, dir, cbrec_abs,
+             line, dir, cbrec_abs, line);
+}
+
 /* Ranks given other options stop before any work with a message naming the
  * rank (an option that sizes the buffers had crashed in MPI_Allgatherv, the
  * others trained apart silently; a precompute with --exact on one rank only
@@ -326,8 +333,7 @@ static void ranks_with_different_data_stop(void **state) {
     char abs[4096];
     if (!realpath(cbrec(), abs)) fail_msg("realpath %s", cbrec());
     const char *line = "train --data data --model ../bad.model --threads 1 --epochs 1 -q";
-    snprintf(cmd, sizeof cmd, "%s 1 sh -c 'cd %s/r0 && %s %s' : -np 1 sh -c 'cd %s/r1 && %s %s'", MPIRUN, dir,
-             abs, line, dir, abs, line);
+    in_two_folders(cmd, sizeof cmd, abs, line);
     free(run_fails("differ from rank 0's", "%s%s", cmd, ""));
     assert_int_not_equal(access(bad, F_OK), 0);
     /* --resume from two model files of the same name and other contents */
@@ -335,8 +341,7 @@ static void ranks_with_different_data_stop(void **state) {
                                " && cp r0/m.cbrec r0/m.cbrec.history r1/ && %s train --data r0/data --model r1/m.cbrec "
                                "--epochs 1 -q --neighbours 0 --seed 9 >/dev/null", dir, abs, abs), 0);
     line = "train --data ../r0/data --model m.cbrec --resume --threads 1 --epochs 1 -q";
-    snprintf(cmd, sizeof cmd, "%s 1 sh -c 'cd %s/r0 && %s %s' : -np 1 sh -c 'cd %s/r1 && %s %s'", MPIRUN, dir,
-             abs, line, dir, abs, line);
+    in_two_folders(cmd, sizeof cmd, abs, line);
     free(run_fails("starting parameters", "%s%s", cmd, ""));
     /* precompute with --exact on one rank only (on a large catalog the other took the approximate path: it hung) */
     snprintf(cmd, sizeof cmd, "timeout 120 env %s 1 %s precompute --model %s/r0/m.cbrec --out %s/t.tab : -np 1 "
