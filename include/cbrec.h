@@ -32,9 +32,9 @@ extern "C" {
 #endif
 
 #define CB_VERSION_MAJOR 0
-#define CB_VERSION_MINOR 2
+#define CB_VERSION_MINOR 3
 #define CB_VERSION_PATCH 0
-#define CB_VERSION_STRING "0.1.0"
+#define CB_VERSION_STRING "0.3.0" /* the three above, joined (tests/test_api.c checks) */
 
 /* Status codes. */
 enum {
@@ -227,6 +227,12 @@ typedef struct cb_train_report {  /* out; set .size = sizeof(cb_train_report) be
     size_t tune_users;
     double tune_seconds;
     const char *objective;        /* what the towers learned: "rating", "retrieval" or "both" (static) */
+    /* where the training's steps went (since 0.3): the workers used, and the first worker's
+     * CPU seconds in its towers (forward, backward), its share of the loss, the gradient sum
+     * + optimiser, and waiting at barriers and in the process communicator; sampled on one
+     * step in 8 and scaled to every step (0 with fewer than 8 steps an epoch) */
+    int threads;
+    double step_towers, step_loss, step_update, step_waits;
 } cb_train_report;
 
 /* Split `ds` as cfg says ("split", "test-frac", "valid-frac", "seed"), fit the

@@ -76,6 +76,15 @@ static void counts_and_describe(void **state) {
     cb_config_free(c);
 }
 
+/* the version string is the three numbers joined */
+static void version_string(void **state) {
+    (void)state;
+    char v[32];
+    snprintf(v, sizeof v, "%d.%d.%d", CB_VERSION_MAJOR, CB_VERSION_MINOR, CB_VERSION_PATCH);
+    assert_string_equal(cb_version(), v);
+    assert_string_equal(CB_VERSION_STRING, v);
+}
+
 static int count_epochs(const cb_progress *p, void *ctx) {
     if (p->end_of_epoch) ++*(int *)ctx;
     assert_true(p->size == sizeof *p);
@@ -104,6 +113,10 @@ static void train_report_resume(void **state) {
     assert_true(rep.n_valid > 0 && rep.n_test > 0);
     assert_true(isfinite(rep.test_rmse) && rep.test_rmse > 0 && rep.test_rmse < 3);
     assert_int_equal(rep.n_params > 0, 1);
+    /* where the steps went: the towers take time, nothing is negative (9 steps an epoch: one sampled) */
+    assert_true(rep.threads >= 1);
+    assert_true(rep.step_towers > 0 && rep.step_loss > 0 && rep.step_update > 0 && rep.step_waits >= 0);
+    assert_true(rep.step_towers + rep.step_loss + rep.step_update + rep.step_waits < 60);
     assert_string_equal(cb_config_get(c, "epochs"), before); /* never modified */
     /* the same seed gives the same model */
     cb_recommender *again = NULL;
@@ -349,6 +362,7 @@ static void implicit_events_train_retrieval(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(version_string),
         cmocka_unit_test(counts_and_describe),
         cmocka_unit_test(train_report_resume),
         cmocka_unit_test(tuning_reported),

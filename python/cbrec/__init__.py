@@ -298,7 +298,9 @@ class Model(_cbrec._Model):
         test RMSE, epochs run, parameter count and seconds, the neighbour
         component (neighbours: "ease", "cosine" or None; neighbours_k,
         neighbours_param, neighbours_weight) and its tuning (tune_ndcg,
-        tune_ndcg_towers, tune_users, tune_seconds; NaN and 0 untuned). Raises
+        tune_ndcg_towers, tune_users, tune_seconds; NaN and 0 untuned) and
+        where the steps went (threads; step_towers, step_loss, step_update,
+        step_waits: the first worker's CPU seconds, sampled). Raises
         NumericError if training diverged, InvalidArgument / NotFound for a
         bad or unknown setting."""
         return cls._train(dataset, progress, settings)

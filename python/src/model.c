@@ -80,6 +80,12 @@ static PyObject *report_dict(const cb_train_report *r) {
                      : NULL;
     if (!nb || PyDict_Update(d, nb)) Py_CLEAR(d);
     Py_XDECREF(nb);
+    PyObject *st = d ? Py_BuildValue("{s:i,s:d,s:d,s:d,s:d}", "threads", r->threads, "step_towers", r->step_towers,
+                                     "step_loss", r->step_loss, "step_update", r->step_update, "step_waits",
+                                     r->step_waits)
+                     : NULL;
+    if (!st || PyDict_Update(d, st)) Py_CLEAR(d);
+    Py_XDECREF(st);
     return d;
 }
 

@@ -82,6 +82,8 @@ def test_numpy_round_trips(model, tmp_path):
     a, b = model.recommend("9"), loaded.recommend("9")
     assert a.ids == b.ids and np.array_equal(a.scores, b.scores)
     assert loaded.train_report is None and model.train_report["epochs_run"] == 2
+    r = model.train_report  # where the steps went: worker 0's CPU, never negative
+    assert r["threads"] >= 1 and min(r["step_towers"], r["step_loss"], r["step_update"], r["step_waits"]) >= 0
 
 
 def test_batch_agrees_with_recommend(model):

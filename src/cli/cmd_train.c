@@ -81,6 +81,17 @@ static void print_neighbours(const cb_train_report *r) {
     fputc('\n', stderr);
 }
 
+/* Where the steps' time went: the first worker's CPU, sampled (nothing with
+ * fewer than 8 steps an epoch). */
+static void print_steps(const cb_train_report *r) {
+    double all = r->step_towers + r->step_loss + r->step_update + r->step_waits;
+    if (!(all > 0)) return;
+    fprintf(stderr,
+            "steps on %d thread%s (the first worker's CPU): towers %.2fs, loss %.2fs, gradient sum + update "
+            "%.2fs, waits %.2fs\n",
+            r->threads, r->threads == 1 ? "" : "s", r->step_towers, r->step_loss, r->step_update, r->step_waits);
+}
+
 static void print_result(const cb_train_report *r) {
     printf("epochs=%u best_epoch=%u train_loss=%.6f", r->epochs_run, r->best_epoch, r->train_loss);
     if (r->n_valid) printf(" valid_loss=%.6f valid_rmse=%.4f", r->valid_loss, r->valid_rmse);
@@ -141,7 +152,7 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, co
                         "%zu parameters) in %.1fs total\n",
                 rep.n_train, rep.n_valid, rep.n_test, a->model, rep.n_user_features, rep.n_item_features,
                 rep.n_params, cli_now() - t0);
-    if (!rc && !a->quiet) print_neighbours(&rep);
+    if (!rc && !a->quiet) print_neighbours(&rep), print_steps(&rep);
     if (!rc && a->curve && pc->n_epochs && !a->follower) {
         char title[256];
         snprintf(title, sizeof title, "cbrec train: %s", cb_dataset_layout(ds));

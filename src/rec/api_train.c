@@ -475,6 +475,9 @@ static int run(cb_bundle **out, cb_bundle *b, const cb_dataset *ds, const cb_con
                                 cb_now() - t0, rc == CB_ENUMERIC, .neighbours = NULL};
         report_neighbours(&full, trained->neighbours, &o);
         full.objective = cb_objective_name(cb_model_config_of(trained->model)->objective);
+        full.threads = res->threads;
+        full.step_towers = res->phase_seconds[0], full.step_loss = res->phase_seconds[1];
+        full.step_update = res->phase_seconds[2], full.step_waits = res->phase_seconds[3];
         size_t size = report->size < sizeof full ? report->size : sizeof full;
         memcpy((char *)report + sizeof full.size, (char *)&full + sizeof full.size, size - sizeof full.size);
     }
