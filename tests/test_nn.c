@@ -22,7 +22,7 @@ static void dense_matches_naive(void **state) {
     (void)state;
     cb_rng rng;
     cb_rng_seed(&rng, 1);
-    int shapes[][3] = {{1, 1, 1}, {7, 13, 9}, {32, 14, 256}, {33, 128, 32}};
+    int shapes[][3] = {{1, 1, 1}, {7, 13, 9}, {32, 14, 256}, {33, 128, 32}, {5, 3, 20}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int B = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
         float *x = malloc(sizeof(float) * B * C), *w = malloc(sizeof(float) * OC * C),
@@ -43,8 +43,14 @@ static void dense_matches_naive(void **state) {
         fill(dx1, (size_t)B * C, &rng, 1), fill(dw1, (size_t)OC * C, &rng, 1), fill(db1, OC, &rng, 1);
         memcpy(dx2, dx1, sizeof(float) * B * C), memcpy(dw2, dw1, sizeof(float) * OC * C);
         memcpy(db2, db1, sizeof(float) * OC);
+        float *db_rows = malloc(sizeof(float) * OC); /* the bias gradient: float sums row after row, bit for bit */
+        memcpy(db_rows, db1, sizeof(float) * OC);
+        for (int r = 0; r < B; r++)
+            for (int o = 0; o < OC; o++) db_rows[o] += dy[(size_t)r * OC + o];
         cb_nn_dense_backward(dx1, dw1, db1, dy, x, w, B, C, OC);
         cb_nn_dense_backward_naive(dx2, dw2, db2, dy, x, w, B, C, OC);
+        assert_memory_equal(db1, db_rows, sizeof(float) * OC);
+        free(db_rows);
         assert_close(dx1, dx2, (size_t)B * C, 1e-5, 1e-5);
         assert_close(dw1, dw2, (size_t)OC * C, 1e-5, 1e-5);
         assert_close(db1, db2, OC, 1e-5, 1e-5);
