@@ -468,6 +468,13 @@ CB_API int cb_recommender_load_index(cb_recommender *rec, const char *path, cb_e
 CB_API int cb_recommender_set_search(cb_recommender *rec, cb_search_mode mode, size_t ef, cb_error *err);
 /* 1 when catalog searches currently use the index, else 0. */
 CB_API int cb_recommender_search_is_approximate(const cb_recommender *rec);
+/* Items of the attached index's graph that no walk reaches, so approximate
+ * searches never return them (exact search does); 0 without an index. The
+ * build links unreached items, leaving a few only where many vectors are
+ * equal; *repaired (may be NULL) is 0 for an index file written before that
+ * repair (cbrec < 0.3, often ~5 % of a large catalog unreached): rebuild it
+ * with `cbrec index`. Since 0.3. */
+CB_API size_t cb_recommender_index_unreached(const cb_recommender *rec, int *repaired);
 
 /* ---- content columns (issue 12): every categorical / multi-valued item
  * column (genres, tags, brand...) is first-class: per-value user preferences,

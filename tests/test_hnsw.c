@@ -10,6 +10,7 @@
  * recommender's search modes over a tiny trained model (public API). */
 #include "testutil.h"
 #include "index/hnsw.h"
+#include "base/st.h"
 #include "cbrec.h"
 
 #include <math.h>
@@ -130,8 +131,75 @@ static void every_node_reachable(void **state) {
     size_t r = cb_hnsw_reachable(h);
     fprintf(stderr, "  reachable on layer 0: %zu of %zu\n", r, n);
     assert_true(r >= n - n / 200);
+    bool repaired = false;
+    assert_int_equal(cb_hnsw_unreached(h, &repaired), n - r); /* the count kept, saved and loaded */
+    assert_true(repaired);
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "r.hnsw");
+    cb_error err;
+    cb_hnsw *g = NULL;
+    assert_int_equal(cb_hnsw_save(h, path, "m", &err), CB_OK);
+    assert_int_equal(cb_hnsw_load(&g, path, B, n, d, "m", &err), CB_OK);
+    repaired = false;
+    assert_int_equal(cb_hnsw_unreached(g, &repaired), n - r);
+    assert_true(repaired);
+    cb_hnsw_free(g);
+    remove(path);
+    rmdir(dir);
+    free(path), free(dir);
     cb_hnsw_free(h);
     free(B);
+}
+
+/* A four-node graph written as a file by hand (format 1): layer-0 lists
+ * links0 (a count, then ids; m = 2, so 2m = 4 slots), levels, the upper
+ * layers' lists; with or without the "unreached" count. */
+static int write_graph(const char *path, const int32_t links0[4][5], const uint8_t levels[4], const int32_t *upper,
+                       int64_t n_upper, int max_level, bool counted) {
+    cb_error err;
+    cb_st_writer *w = cb_st_writer_create(&err);
+    int64_t s0[2] = {4, 5}, sl[1] = {4}, su[1] = {n_upper};
+    const char *meta[][2] = {{"fingerprint", "m"}, {"m", "2"}, {"ef_construction", "10"}, {"dim", "2"},
+                             {"entry", "0"}, {"max_level", max_level ? "1" : "0"}, {"unreached", "0"}};
+    int rc = cb_st_add(w, "links0", CB_ST_I32, s0, 2, links0, &err) ||
+             cb_st_add(w, "levels", CB_ST_U8, sl, 1, levels, &err) ||
+             cb_st_add(w, "upper", CB_ST_I32, su, 1, upper, &err);
+    for (size_t i = 0; !rc && i < (counted ? 7u : 6u); i++) rc = cb_st_set_meta(w, meta[i][0], meta[i][1], &err);
+    if (!rc) rc = cb_st_write(w, path, "cbrec-hnsw", 1, &err);
+    cb_st_writer_free(w);
+    return rc;
+}
+
+/* An index file from before the reachability repair (no "unreached"): its
+ * unreached nodes counted at load, the file said to be unrepaired; and a
+ * crafted file whose upper layer links to a node below it: refused, not a
+ * read outside the node's lists. */
+static void old_and_crafted_files(void **state) {
+    (void)state;
+    const float B[8] = {0, 0, 1, 0, 0, 1, 5, 5};
+    const int32_t links0[4][5] = {{2, 1, 2, 0, 0}, {1, 0, 0, 0, 0}, {1, 0, 0, 0, 0}, {1, 0, 0, 0, 0}}; /* none to 3 */
+    const uint8_t flat[4] = {0, 0, 0, 0}, tall[4] = {1, 0, 0, 0};
+    const int32_t none[1] = {0}, up_bad[4] = {1, 2, 0, 0}; /* node 0's layer-1 list: node 2, which is on layer 0 only */
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "old.hnsw");
+    cb_hnsw *g = NULL;
+    cb_error err;
+    bool repaired = true;
+    assert_int_equal(write_graph(path, links0, flat, none, 1, 0, false), CB_OK);
+    assert_int_equal(cb_hnsw_load(&g, path, B, 4, 2, "m", &err), CB_OK);
+    assert_int_equal(cb_hnsw_unreached(g, &repaired), 1);
+    assert_false(repaired);
+    cb_hnsw_free(g);
+    assert_int_equal(write_graph(path, links0, flat, none, 1, 0, true), CB_OK); /* the count as written */
+    assert_int_equal(cb_hnsw_load(&g, path, B, 4, 2, "m", &err), CB_OK);
+    assert_int_equal(cb_hnsw_unreached(g, &repaired), 0);
+    assert_true(repaired);
+    cb_hnsw_free(g);
+    assert_int_equal(write_graph(path, links0, tall, up_bad, 4, 1, true), CB_OK);
+    assert_int_equal(cb_hnsw_load(&g, path, B, 4, 2, "m", &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "node 0 has invalid links on layer 1"));
+    assert_null(g);
+    remove(path);
+    rmdir(dir);
+    free(path), free(dir);
 }
 
 static void scalar_dims_and_tiny(void **state) {
@@ -427,6 +495,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(plain_path_agrees),
         cmocka_unit_test(recall_at_default_ef),
         cmocka_unit_test(every_node_reachable),
+        cmocka_unit_test(old_and_crafted_files),
         cmocka_unit_test(scalar_dims_and_tiny),
         cmocka_unit_test(filtered_search_keeps_recall),
         cmocka_unit_test(deterministic_and_table),

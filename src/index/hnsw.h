@@ -63,6 +63,11 @@ size_t cb_hnsw_rows(const cb_hnsw *h);
  * links the unreached ones in up to 8 rounds: all, or nearly all where many
  * vectors are equal); 0 when out of memory. */
 size_t cb_hnsw_reachable(const cb_hnsw *h);
+/* Nodes no search reaches, as counted when the index was built (a loaded
+ * file carries the count); *repaired (may be NULL) is false for a file
+ * written before cb_hnsw_build linked unreached nodes (format 1 without
+ * "unreached": counted at load, and often ~5 % of a large catalog). */
+size_t cb_hnsw_unreached(const cb_hnsw *h, bool *repaired);
 size_t cb_hnsw_m(const cb_hnsw *h);
 size_t cb_hnsw_ef_construction(const cb_hnsw *h);
 
