@@ -141,10 +141,14 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, co
     else if (!rc && !a->resume)
         rc = cb_train(&rec, ds, cfg, on_progress, pc, &rep, &err);
     bool diverged = rc == CB_ENUMERIC; /* every rank's loss is the same: all diverge at the same step */
-    if (diverged && rec && !a->follower) fprintf(stderr, "cbrec train: %s — saving the last good parameters\n", err.msg);
     if (rec && (rc == CB_OK || diverged) && !a->follower) {
+        char why[sizeof err.msg];
+        snprintf(why, sizeof why, "%s", err.msg);
         int rc_save = cb_recommender_save_files(rec, a->model, a->history, &err);
-        if (rc_save) rc = rc_save;
+        if (rc_save) rc = rc_save, diverged = false; /* the save's error is the one to tell */
+        else if (diverged) fprintf(stderr, "cbrec train: %s; wrote the last good parameters to %s\n", why, a->model);
+    } else if (diverged && !a->follower) {
+        diverged = false; /* no model to save: told as an error below */
     }
     if (diverged) cli_mpi_barrier(mp); /* the other ranks stop every rank (cli_mpi_end) once rank 0 has saved */
     if (!rc && !a->quiet)
@@ -162,6 +166,7 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, co
     if (!rc && !a->follower) print_result(&rep);
     cb_recommender_free(rec);
     cb_dataset_close(ds);
+    if (diverged) return CLI_ERROR; /* told once, by rank 0 (above): every rank diverged at the same step */
     return rc ? cli_error(cmd, &err) : CLI_OK;
 }
 
