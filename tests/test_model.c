@@ -246,6 +246,65 @@ static void deterministic(void **state) {
     fixture_free(&f);
 }
 
+/* The item-id embedding's rows (a copy). */
+static float *emb_copy(const cb_model *m, size_t *n) {
+    for (size_t i = 0; i < cb_model_n_tensors(m); i++) {
+        cb_tensor t;
+        cb_model_tensor(m, i, &t);
+        if (strcmp(t.name, "item.id_embedding")) continue;
+        *n = (size_t)t.shape[0] * t.shape[1];
+        float *p = malloc(*n * sizeof *p);
+        memcpy(p, t.data, *n * sizeof *p);
+        return p;
+    }
+    fail_msg("no item.id_embedding tensor");
+    return NULL;
+}
+
+/* Lazy Adam on the id embedding: a row of an item no batch holds stays as
+ * it was (its moments too: a later step moves it as if no time had passed);
+ * with lazy-embedding off, its momentum still moves it. Trained first on
+ * examples of items 0..19, then resumed on those of items 0..9 only. */
+static void lazy_embedding(void **state) {
+    (void)state;
+    fixture f;
+    fixture_make(&f, 600, 40, 30, 5, 6, 0, 4);
+    cb_model_config c;
+    small_config(&c, 5, 6);
+    c.objective = CB_OBJECTIVE_BOTH, c.item_ids = 30, c.epochs = 1, c.threads = 2;
+    uint32_t *first = malloc(f.n * sizeof *first), *later = malloc(f.n * sizeof *later);
+    size_t n1 = 0, n2 = 0;
+    for (size_t i = 0; i < f.n; i++) {
+        if (f.r[i].item < 20) first[n1++] = (uint32_t)i;
+        if (f.r[i].item < 10) later[n2++] = (uint32_t)i;
+    }
+    for (int lazy = 0; lazy < 2; lazy++) {
+        c.lazy_embedding = lazy;
+        f.d.train_idx = first, f.d.n_train = n1;
+        cb_model *m = trained(&f, &c, CB_OK);
+        size_t n;
+        float *before = emb_copy(m, &n);
+        f.d.train_idx = later, f.d.n_train = n2;
+        cb_error err;
+        assert_int_equal(cb_model_train(m, &f.d, NULL, NULL, NULL, &err), CB_OK);
+        float *after = emb_copy(m, &n);
+        size_t D = n / 30, moved_rest = 0, moved_held = 0;
+        for (size_t j = 0; j < n; j++) {
+            if (after[j] == before[j]) continue;
+            if (j / D < 10) moved_held++;
+            else moved_rest++;
+        }
+        assert_true(moved_held > 0);          /* the rows of the batches' items trained */
+        if (lazy) assert_int_equal(moved_rest, 0); /* items 10..19 (and 20..29, never seen) stayed */
+        else assert_true(moved_rest > 0);     /* Adam's momentum moved items 10..19 on */
+        free(before), free(after);
+        cb_model_free(m);
+    }
+    free(first), free(later);
+    f.d.train_idx = f.idx, f.d.n_train = f.n;
+    fixture_free(&f);
+}
+
 /* Sampled negatives: the draws follow q_neg ∝ (count + 1)^power, the mixed
  * logQ is log(B·q_batch + m·q_neg), and training with them is deterministic
  * (a fixed thread count: the same bits; 1 vs 2 threads agree within float
@@ -573,6 +632,7 @@ int main(void) {
         cmocka_unit_test(learns_and_reports), cmocka_unit_test(early_stopping),
         cmocka_unit_test(nan_stops),         cmocka_unit_test(tensors_roundtrip),
         cmocka_unit_test(torch_parity),      cmocka_unit_test(sampled_negatives),
+        cmocka_unit_test(lazy_embedding),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }

@@ -1248,6 +1248,11 @@ typedef struct train_ctx {
      * head's packed for the all-reduce ([B + M] and [(B + M) x emb_dim + HEAD_N]; see reduce_ranks) */
     uint32_t *emb_rows;
     float *emb_pack;
+    /* lazy: the id embedding's rows this step's items reach, ascending, each once (worker 0
+     * before the forward's barrier); only they are updated */
+    uint32_t *emb_live;
+    size_t n_emb_live;
+    bool lazy_emb;
     /* the sparse first layer (wt0 NULL: none). Training keeps the user tower's W0 and its Adam
      * moments transposed, [in0, out0] each (wt0, mt0, vt0; back in the model at the end of an
      * epoch): the layer reads rows of W0ᵀ, its gradient comes out
@@ -1577,6 +1582,31 @@ static void optimise(const cb_model_config *c, const tower *t, float *p, const f
     }
 }
 
+/* The optimiser on the live rows of the id embedding within the flat
+ * range [a, b) of tower t (whose first float is at flat offset off). */
+static void lazy_rows(train_ctx *x, const tower *t, const float *g, size_t a, size_t b, size_t off) {
+    size_t D = x->emb_dim;
+    for (size_t k = 0; k < x->n_emb_live; k++) {
+        size_t r0 = x->emb_lo + x->emb_live[k] * D, r1 = r0 + D;
+        r0 = r0 > a ? r0 : a, r1 = r1 < b ? r1 : b;
+        if (r0 >= r1) continue;
+        size_t i = r0 - off;
+        optimise(&x->m->cfg, t, t->params + i, g + r0, t->adam_m + i, t->adam_v + i, r1 - r0, 0);
+    }
+}
+
+/* The id embedding's rows this step's items reach, ascending, each once. */
+static void live_rows(train_ctx *x) {
+    size_t n = 0;
+    for (int r = 0; r < x->cols.n_cols; r++)
+        if (x->cols.ids[r] < x->n_emb) x->emb_live[n++] = x->cols.ids[r];
+    qsort(x->emb_live, n, sizeof *x->emb_live, cb_cmp_u32);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!u || x->emb_live[u - 1] != x->emb_live[i]) x->emb_live[u++] = x->emb_live[i];
+    x->n_emb_live = u;
+}
+
 /* The optimiser on the flat parameter range [lo, hi) (user tower, item
  * tower; the head with `head`) from the summed gradients g; W0's part on
  * its transposed copy (x->wt0), from g_w0 (transposed alike, at the same
@@ -1592,8 +1622,10 @@ static void update_range(train_ctx *x, const float *g, const float *g_w0, size_t
             bool w0 = a < x->w0_n; /* the W0 part is the user tower's first floats */
             b = hi < end ? hi : end;
             b = w0 && x->w0_n < b ? x->w0_n : b;
+            b = x->lazy_emb && a < x->emb_lo && x->emb_lo < b ? x->emb_lo : b; /* the id embedding on its own */
             size_t i = a - off, n = b - a, n_decay = i < t->n_weights ? (t->n_weights - i < n ? t->n_weights - i : n) : 0;
             if (w0) optimise(&m->cfg, t, x->wt0 + i, g_w0 + a, x->mt0 + i, x->vt0 + i, n, n_decay);
+            else if (x->lazy_emb && a >= x->emb_lo) lazy_rows(x, t, g, a, b, off);
             else optimise(&m->cfg, t, t->params + i, g + a, t->adam_m + i, t->adam_v + i, n, n_decay);
         }
         off = end;
@@ -1759,7 +1791,10 @@ static void run_epoch(void *arg, int w) {
         worker_rows(x, w, B, &lo, &hi);
         if (M) worker_rows(x, w, M, &nlo, &nhi); /* the negatives are split like the batch rows */
         forward_rows(x, &x->wk[w], idx, B, lo, hi, neg, nlo, nhi, step);
-        if (w == 0) gather_batch(&m->cfg, &x->cols, d->ratings, idx, B, x->log_q, neg, M);
+        if (w == 0) {
+            gather_batch(&m->cfg, &x->cols, d->ratings, idx, B, x->log_q, neg, M);
+            if (x->lazy_emb) live_rows(x);
+        }
         lap(x, timed, 0, &t);
         cb_pool_barrier(x->pool);
         if (x->n_ranks > 1) {
@@ -1930,6 +1965,7 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
     x->ym = x->yu + (size_t)B * W;
     if ((rc = ws_alloc(&x->cols, &m->tw[1], B + M, false, err))) return rc;
     if (softmax && !(x->prob = cb_calloc((size_t)B * (B + M), sizeof(float), err))) return CB_ENOMEM;
+    if (x->lazy_emb && !(x->emb_live = cb_malloc(((size_t)B + M) * sizeof *x->emb_live, err))) return CB_ENOMEM;
     if (x->n_ranks > 1 && x->emb_dim &&
         (!(x->emb_rows = cb_malloc(((size_t)B + M) * sizeof *x->emb_rows, err)) ||
          !(x->emb_pack = cb_malloc((((size_t)B + M) * x->emb_dim + HEAD_N) * sizeof *x->emb_pack, err))))
@@ -1965,6 +2001,7 @@ static void train_ctx_close(train_ctx *x) {
     free(x->prob);
     free(x->emb_rows);
     free(x->emb_pack);
+    free(x->emb_live);
     free(x->du);
     free(x->wk);
     free(x->wt0);
@@ -2042,6 +2079,7 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     x.rank = x.comm ? x.comm->rank : 0;
     x.n_ranks = x.comm ? x.comm->n_ranks : 1;
     x.n_flat = np_of(m);
+    x.lazy_emb = c->lazy_embedding && c->optimizer == CB_OPT_ADAM && m->tw[1].n_emb; /* SGD: the same either way */
     x.n_batches = (d->n_train + c->batch_size - 1) / c->batch_size;
     x.fn = fn;
     x.fn_ctx = ctx;

@@ -125,6 +125,8 @@ typedef struct cb_model_config {
     float lr_decay;                               /* epoch e (counted across resumed runs) steps
                                                      with lr · lr_decay^e (1 = constant) */
     float adam_beta1, adam_beta2, adam_eps;       /* 0.9, 0.999, 1e-7 (Keras' eps) */
+    bool lazy_embedding;                          /* Adam moves an item's id-embedding row only in
+                                                     the steps whose batch holds the item */
     uint32_t batch_size, epochs;
     uint32_t patience;                            /* early stopping on validation loss; 0 = off */
     uint64_t seed;                                /* init and shuffling */
