@@ -34,7 +34,7 @@ extern "C" {
 #define CB_VERSION_MAJOR 0
 #define CB_VERSION_MINOR 3
 #define CB_VERSION_PATCH 0
-#define CB_VERSION_STRING "0.3.0" /* the three above, joined (tests/test_api.c checks) */
+#define CB_VERSION_STRING "0.3.0" /* the three above, joined (tests/test_train_api.c checks) */
 
 /* Status codes. */
 enum {
@@ -469,12 +469,13 @@ CB_API int cb_recommender_set_search(cb_recommender *rec, cb_search_mode mode, s
 /* 1 when catalog searches currently use the index, else 0. */
 CB_API int cb_recommender_search_is_approximate(const cb_recommender *rec);
 /* Items of the attached index's graph that no walk reaches, so approximate
- * searches never return them (exact search does); 0 without an index. The
- * build links unreached items, leaving a few only where many vectors are
- * equal; *repaired (may be NULL) is 0 for an index file written before that
- * repair (cbrec < 0.3, often ~5 % of a large catalog unreached): rebuild it
- * with `cbrec index`. Since 0.3. */
-CB_API size_t cb_recommender_index_unreached(const cb_recommender *rec, int *repaired);
+ * searches never return them (exact search does); 0 without an index.
+ * *indexed (may be NULL): the items the index holds. The build links
+ * unreached items (since 0.2; a few stay only where many vectors are equal)
+ * and saves the count (since 0.3); *counted (may be NULL) is 0 for an index
+ * file without it, counted at load: one from before 0.2 often leaves ~5 % of
+ * a large catalog unreached, which `cbrec index` rebuilds. Since 0.3. */
+CB_API size_t cb_recommender_index_unreached(const cb_recommender *rec, size_t *indexed, int *counted);
 
 /* ---- content columns (issue 12): every categorical / multi-valued item
  * column (genres, tags, brand...) is first-class: per-value user preferences,

@@ -154,16 +154,16 @@ static void every_node_reachable(void **state) {
  * links0 (a count, then ids; m = 2, so 2m = 4 slots), levels, the upper
  * layers' lists; with or without the "unreached" count. */
 static int write_graph(const char *path, const int32_t links0[4][5], const uint8_t levels[4], const int32_t *upper,
-                       int64_t n_upper, int max_level, bool counted) {
+                       int64_t n_upper, int max_level, const char *unreached) {
     cb_error err;
     cb_st_writer *w = cb_st_writer_create(&err);
     int64_t s0[2] = {4, 5}, sl[1] = {4}, su[1] = {n_upper};
     const char *meta[][2] = {{"fingerprint", "m"}, {"m", "2"}, {"ef_construction", "10"}, {"dim", "2"},
-                             {"entry", "0"}, {"max_level", max_level ? "1" : "0"}, {"unreached", "0"}};
+                             {"entry", "0"}, {"max_level", max_level ? "1" : "0"}, {"unreached", unreached}};
     int rc = cb_st_add(w, "links0", CB_ST_I32, s0, 2, links0, &err) ||
              cb_st_add(w, "levels", CB_ST_U8, sl, 1, levels, &err) ||
              cb_st_add(w, "upper", CB_ST_I32, su, 1, upper, &err);
-    for (size_t i = 0; !rc && i < (counted ? 7u : 6u); i++) rc = cb_st_set_meta(w, meta[i][0], meta[i][1], &err);
+    for (size_t i = 0; !rc && i < (unreached ? 7u : 6u); i++) rc = cb_st_set_meta(w, meta[i][0], meta[i][1], &err);
     if (!rc) rc = cb_st_write(w, path, "cbrec-hnsw", 1, &err);
     cb_st_writer_free(w);
     return rc;
@@ -183,17 +183,20 @@ static void old_and_crafted_files(void **state) {
     cb_hnsw *g = NULL;
     cb_error err;
     bool repaired = true;
-    assert_int_equal(write_graph(path, links0, flat, none, 1, 0, false), CB_OK);
+    assert_int_equal(write_graph(path, links0, flat, none, 1, 0, NULL), CB_OK);
     assert_int_equal(cb_hnsw_load(&g, path, B, 4, 2, "m", &err), CB_OK);
     assert_int_equal(cb_hnsw_unreached(g, &repaired), 1);
     assert_false(repaired);
     cb_hnsw_free(g);
-    assert_int_equal(write_graph(path, links0, flat, none, 1, 0, true), CB_OK); /* the count as written */
+    assert_int_equal(write_graph(path, links0, flat, none, 1, 0, "4"), CB_OK); /* more than can be: the entry is reached */
+    assert_int_equal(cb_hnsw_load(&g, path, B, 4, 2, "m", &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "unreached"));
+    assert_int_equal(write_graph(path, links0, flat, none, 1, 0, "0"), CB_OK); /* the count as written */
     assert_int_equal(cb_hnsw_load(&g, path, B, 4, 2, "m", &err), CB_OK);
     assert_int_equal(cb_hnsw_unreached(g, &repaired), 0);
     assert_true(repaired);
     cb_hnsw_free(g);
-    assert_int_equal(write_graph(path, links0, tall, up_bad, 4, 1, true), CB_OK);
+    assert_int_equal(write_graph(path, links0, tall, up_bad, 4, 1, "0"), CB_OK);
     assert_int_equal(cb_hnsw_load(&g, path, B, 4, 2, "m", &err), CB_EFORMAT);
     assert_non_null(strstr(err.msg, "node 0 has invalid links on layer 1"));
     assert_null(g);

@@ -91,6 +91,9 @@ typedef struct cli_mpi {
     cb_train_comm comm;
 } cli_mpi;
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg);
+/* This process's rank as mpirun's environment says, before cli_mpi_begin
+ * (0 when not started by mpirun): for messages rank 0 alone prints. */
+int cli_mpi_launched_rank(void);
 /* The command line cli_mpi_begin checks every rank shares (main sets it). */
 void cli_mpi_args(int argc, char **argv);
 /* Whether every rank holds the same bytes (what: named in the error): -1

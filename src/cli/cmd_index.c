@@ -20,15 +20,16 @@ int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s) 
     if (s->ef && !parse_size(s->ef, 1, 1000000, &ef))
         return cli_fail(CLI_USAGE, cmd, "--ef must be an integer in 1..1000000");
     if (s->index && cb_recommender_load_index(rec, s->index, &err)) return cli_error(cmd, &err);
-    int repaired = 1;
-    size_t unreached = s->index ? cb_recommender_index_unreached(rec, &repaired) : 0;
-    if (unreached && !repaired)
-        fprintf(stderr,
-                "%s: note: %s was built by an older cbrec: %zu of its %zu items are out of the graph's reach, so "
-                "approximate searches never return them; rebuild it with cbrec index\n",
-                cmd, s->index, unreached, cb_recommender_item_count(rec));
     if (cb_recommender_set_search(rec, s->exact ? CB_SEARCH_EXACT : CB_SEARCH_AUTO, ef, &err))
         return cli_error(cmd, &err);
+    int counted = 1;
+    size_t indexed = 0, unreached = cb_recommender_index_unreached(rec, &indexed, &counted);
+    if (unreached && !counted && cb_recommender_search_is_approximate(rec) && cli_mpi_launched_rank() == 0)
+        fprintf(stderr,
+                "cbrec %s: note: %s, an index from an older cbrec, leaves %zu of its %zu items out of the graph's "
+                "reach: approximate searches never return them (cbrec index rebuilds it with the repair that "
+                "links them; --exact searches without it)\n",
+                cmd, s->index, unreached, indexed);
     return CLI_OK;
 }
 
@@ -67,7 +68,7 @@ int cmd_index(int argc, char **argv) {
     if (cb_recommender_build_index(rec, m, efc, (int)threads, &err) || cb_recommender_save_index(rec, out, &err)) {
         cli_error(cmd, &err);
     } else {
-        size_t unreached = cb_recommender_index_unreached(rec, NULL);
+        size_t unreached = cb_recommender_index_unreached(rec, NULL, NULL);
         fprintf(stderr, "wrote %s: %zu items, M = %zu, ef_construction = %zu (%.2fs)", out,
                 cb_recommender_item_count(rec), m, efc, cli_now() - t0);
         if (unreached) /* where many vectors are equal (docs/scale.md) */

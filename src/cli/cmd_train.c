@@ -145,7 +145,10 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, co
         char why[sizeof err.msg];
         snprintf(why, sizeof why, "%s", err.msg);
         int rc_save = cb_recommender_save_files(rec, a->model, a->history, &err);
-        if (rc_save) rc = rc_save, diverged = false; /* the save's error is the one to tell */
+        if (rc_save) { /* both told: why it stopped, then why the save failed */
+            fprintf(stderr, "cbrec train: %s; the last good parameters could not be saved:\n", why);
+            rc = rc_save, diverged = false;
+        }
         else if (diverged) fprintf(stderr, "cbrec train: %s; wrote the last good parameters to %s\n", why, a->model);
     } else if (diverged && !a->follower) {
         diverged = false; /* no model to save: told as an error below */

@@ -144,6 +144,15 @@ static int launched_size(void) {
     return 1;
 }
 
+int cli_mpi_launched_rank(void) {
+    const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"};
+    for (size_t i = 0; launched_size() > 1 && i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v);
+    }
+    return 0;
+}
+
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
     memset(mp, 0, sizeof *mp);
     mp->size = 1;

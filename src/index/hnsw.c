@@ -42,11 +42,11 @@ struct cb_hnsw {
     int32_t *own_links0, *own_upper; /* built in memory (NULL when loaded) */
     uint8_t *own_levels;
     cb_st *st; /* loaded: the mapping the link pointers point into */
-    /* nodes no walk reaches on layer 0 (counted at the build's end, saved
-     * as "unreached"); repaired: the build ran repair_reach (a file without
-     * "unreached" predates it: counted at load) */
+    /* nodes no walk reaches on layer 0, counted at the build's end and
+     * saved as "unreached" (counted); a file without that key (cbrec < 0.3)
+     * is counted at load (counted false) */
     size_t unreached;
-    bool repaired;
+    bool counted;
     dists l2, ndot;
     /* While a parallel build runs: node i's link lists are guarded by
      * locks[i & lock_mask]; entry / max_level by top_lock. NULL otherwise
@@ -736,8 +736,8 @@ static int repair_reach(cb_hnsw *h, cb_error *err) {
     return rc;
 }
 
-size_t cb_hnsw_unreached(const cb_hnsw *h, bool *repaired) {
-    if (repaired) *repaired = h->repaired;
+size_t cb_hnsw_unreached(const cb_hnsw *h, bool *counted) {
+    if (counted) *counted = h->counted;
     return h->unreached;
 }
 
@@ -792,7 +792,7 @@ int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hn
         if (!rc) rc = repair_reach(h, err);
         size_t reached = rc ? 0 : cb_hnsw_reachable(h); /* the entry at least: 0 is out of memory */
         if (!rc && !reached) rc = cb_fail(err, CB_ENOMEM, "hnsw: out of memory");
-        if (!rc) h->unreached = n - reached, h->repaired = true;
+        if (!rc) h->unreached = n - reached, h->counted = true;
     }
     if (rc) {
         cb_hnsw_free(h);
@@ -1013,7 +1013,7 @@ int cb_hnsw_save(const cb_hnsw *h, const char *path, const char *fingerprint, cb
         !(rc = set_meta_u64(w, "ef_construction", h->ef_construction, err)) &&
         !(rc = set_meta_u64(w, "dim", h->d, err)) && !(rc = set_meta_u64(w, "entry", (uint64_t)h->entry, err)) &&
         !(rc = set_meta_u64(w, "max_level", (uint64_t)h->max_level, err)) &&
-        (!h->repaired || !(rc = set_meta_u64(w, "unreached", h->unreached, err))))
+        (!h->counted || !(rc = set_meta_u64(w, "unreached", h->unreached, err))))
         rc = cb_st_write(w, path, FORMAT, FORMAT_VERSION, err);
     cb_st_writer_free(w);
     return rc;
@@ -1092,12 +1092,12 @@ int cb_hnsw_load(cb_hnsw **out, const char *path, const float *B, size_t n, size
         h->links0 = links0, h->levels = levels, h->upper = upper, h->st = st;
         rc = load_check(h, path, su[0], err);
     }
-    if (!rc) { /* a file from before the reachability repair: its unreached nodes counted now */
+    if (!rc) { /* a file without the saved count (cbrec < 0.3): its unreached nodes counted now */
         uint64_t unreached = 0;
-        h->repaired = cb_st_meta(st, "unreached") != NULL;
-        if (h->repaired && !meta_u64(st, "unreached", n, &unreached))
+        h->counted = cb_st_meta(st, "unreached") != NULL;
+        if (h->counted && !meta_u64(st, "unreached", n - 1, &unreached)) /* the entry is always reached */
             rc = cb_fail(err, CB_EFORMAT, "%s: invalid index settings (unreached)", path);
-        size_t reached = rc || h->repaired ? n - (size_t)unreached : cb_hnsw_reachable(h);
+        size_t reached = rc || h->counted ? n - (size_t)unreached : cb_hnsw_reachable(h);
         if (!rc && !reached) rc = cb_fail(err, CB_ENOMEM, "hnsw: out of memory");
         h->unreached = n - reached;
     }

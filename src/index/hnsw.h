@@ -64,10 +64,10 @@ size_t cb_hnsw_rows(const cb_hnsw *h);
  * vectors are equal); 0 when out of memory. */
 size_t cb_hnsw_reachable(const cb_hnsw *h);
 /* Nodes no search reaches, as counted when the index was built (a loaded
- * file carries the count); *repaired (may be NULL) is false for a file
- * written before cb_hnsw_build linked unreached nodes (format 1 without
- * "unreached": counted at load, and often ~5 % of a large catalog). */
-size_t cb_hnsw_unreached(const cb_hnsw *h, bool *repaired);
+ * file carries the count); *counted (may be NULL) is false for a file
+ * without it (cbrec < 0.3: counted at load; one from before the build's
+ * repair of unreached nodes, < 0.2, often leaves ~5 % of a large catalog). */
+size_t cb_hnsw_unreached(const cb_hnsw *h, bool *counted);
 size_t cb_hnsw_m(const cb_hnsw *h);
 size_t cb_hnsw_ef_construction(const cb_hnsw *h);
 

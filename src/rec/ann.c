@@ -82,9 +82,10 @@ CB_API int cb_recommender_set_search(cb_recommender *rec, cb_search_mode mode, s
 
 CB_API int cb_recommender_search_is_approximate(const cb_recommender *rec) { return rec && cb_rec_ann(rec) ? 1 : 0; }
 
-CB_API size_t cb_recommender_index_unreached(const cb_recommender *rec, int *repaired) {
-    bool rep = true;
-    size_t n = rec && rec->ann ? cb_hnsw_unreached(rec->ann, &rep) : 0;
-    if (repaired) *repaired = rep ? 1 : 0;
+CB_API size_t cb_recommender_index_unreached(const cb_recommender *rec, size_t *indexed, int *counted) {
+    bool saved = true;
+    size_t n = rec && rec->ann ? cb_hnsw_unreached(rec->ann, &saved) : 0;
+    if (indexed) *indexed = rec && rec->ann ? cb_hnsw_rows(rec->ann) : 0;
+    if (counted) *counted = saved ? 1 : 0;
     return n;
 }
