@@ -83,22 +83,29 @@ static void print_neighbours(const cb_train_report *r) {
 
 /* Where the steps' time went: the first worker's CPU, sampled (nothing with
  * fewer than 8 steps an epoch). */
-static void print_steps(const cb_train_report *r) {
+static void print_steps(const cb_train_report *r, const cli_mpi *mp) {
     double all = r->step_towers + r->step_loss + r->step_update + r->step_waits;
     if (!(all > 0)) return;
+    char ranks[48] = "";
+    if (mp->size > 1) snprintf(ranks, sizeof ranks, " of each of %d ranks", mp->size);
     fprintf(stderr,
-            "steps on %d thread%s (the first worker's CPU): towers %.2fs, loss %.2fs, gradient sum + update "
+            "steps on %d thread%s%s (the first worker's CPU): towers %.2fs, loss %.2fs, gradient sum + update "
             "%.2fs, waits %.2fs\n",
-            r->threads, r->threads == 1 ? "" : "s", r->step_towers, r->step_loss, r->step_update, r->step_waits);
+            r->threads, r->threads == 1 ? "" : "s", ranks, r->step_towers, r->step_loss, r->step_update,
+            r->step_waits);
 }
 
-static void print_result(const cb_train_report *r) {
+/* The one line on stdout; the rating objective's held-out loss is the MSE on
+ * the targets as trained (mapped to [-1, 1] unless --no-scale-targets). */
+static void print_result(const cb_train_report *r, const cb_config *cfg) {
+    const char *scaled = cb_config_get(cfg, "scale-targets");
+    bool raw = scaled && !strcmp(scaled, "false");
     printf("epochs=%u best_epoch=%u train_loss=%.6f", r->epochs_run, r->best_epoch, r->train_loss);
     if (r->n_valid) printf(" valid_loss=%.6f valid_rmse=%.4f", r->valid_loss, r->valid_rmse);
     if (r->n_test)
         printf(" test_rmse=%.4f %s=%.4f", r->test_rmse,
                r->test_loss_is_logloss                             ? "test_logloss"
-               : r->objective && !strcmp(r->objective, "rating") ? "test_mse_scaled"
+               : r->objective && !strcmp(r->objective, "rating") ? (raw ? "test_mse" : "test_mse_scaled")
                                                                    : "test_loss",
                r->test_loss);
     printf(" train_seconds=%.2f\n", r->seconds);
@@ -159,14 +166,14 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, co
                         "%zu parameters) in %.1fs total\n",
                 rep.n_train, rep.n_valid, rep.n_test, a->model, rep.n_user_features, rep.n_item_features,
                 rep.n_params, cli_now() - t0);
-    if (!rc && !a->quiet) print_neighbours(&rep), print_steps(&rep);
+    if (!rc && !a->quiet) print_neighbours(&rep), print_steps(&rep, mp);
     if (!rc && a->curve && pc->n_epochs && !a->follower) {
         char title[256];
         snprintf(title, sizeof title, "cbrec train: %s", cb_dataset_layout(ds));
         rc = cb_plot_curve_svg(a->curve, pc->train, rep.n_valid ? pc->valid : NULL, pc->n_epochs, title, &err);
         if (!rc && !a->quiet) fprintf(stderr, "wrote the learning curve to %s\n", a->curve);
     }
-    if (!rc && !a->follower) print_result(&rep);
+    if (!rc && !a->follower) print_result(&rep, cfg);
     cb_recommender_free(rec);
     cb_dataset_close(ds);
     if (diverged) return CLI_ERROR; /* told once, by rank 0 (above): every rank diverged at the same step */
