@@ -471,8 +471,9 @@ CB_API int cb_recommender_search_is_approximate(const cb_recommender *rec);
 /* Items of the attached index's graph that no walk reaches, so approximate
  * searches never return them (exact search does); 0 without an index.
  * *indexed (may be NULL): the items the index holds. The build links
- * unreached items (since 0.2; a few stay only where many vectors are equal)
- * and saves the count (since 0.3); *counted (may be NULL) is 0 for an index
+ * unreached items (since 0.2), keeps rows equal to an earlier row out of
+ * the graph, found through their group's first row, and saves the count
+ * (since 0.3); *counted (may be NULL) is 0 for an index
  * file without it, counted at load: one from before 0.2 often leaves ~5 % of
  * a large catalog unreached, which `cbrec index` rebuilds. Since 0.3. */
 CB_API size_t cb_recommender_index_unreached(const cb_recommender *rec, size_t *indexed, int *counted);

@@ -150,6 +150,48 @@ static void every_node_reachable(void **state) {
     free(B);
 }
 
+/* Rows equal to an earlier row stay out of the graph and come back with
+ * their group: 90 % of 20,000 rows copies of 50 (the clusters of equal
+ * vectors had trapped walks: a popular item's true neighbours missed), every
+ * row reached, recall against the exact search, a filter leaving one row of
+ * a group, and the groups saved and loaded. */
+static void equal_rows_grouped(void **state) {
+    (void)state;
+    const size_t n = 20000, d = 16, k = 10, nq = 300;
+    float *B = make_data(7, n, d, true), *Q = make_data(8, nq, d, true);
+    for (size_t i = 2000; i < n; i++) memcpy(B + i * d, B + (i % 50) * d, d * sizeof *B);
+    for (size_t q = 0; q < 100; q++) memcpy(Q + q * d, B + (q * 17 % 2000) * d, d * sizeof *Q); /* at rows */
+    cb_hnsw *h = build(B, n, d), *g = NULL;
+    bool counted = false;
+    assert_int_equal(cb_hnsw_reachable(h), n);
+    assert_int_equal(cb_hnsw_unreached(h, &counted), 0);
+    double r = compare(h, Q, nq, B, n, d, k, CB_KNN_L2, NULL);
+    fprintf(stderr, "  90 %% equal rows: recall@10 %.3f\n", r);
+    assert_true(r >= 0.95);
+    uint64_t *ex = calloc((n + 63) / 64, sizeof *ex);
+    size_t last = 0;
+    for (size_t i = 0; i < n; i += 50) ex[i / 64] |= 1ull << (i % 64), last = i; /* row 0's group (50, 100, ...
+                                                                                       are copies of it from 2000 on) */
+    for (size_t i = 50; i < 2000; i += 50) ex[i / 64] &= ~(1ull << (i % 64)); /* distinct rows below 2000 */
+    ex[last / 64] &= ~(1ull << (last % 64));                                   /* one copy of row 0 left */
+    cb_knn_params p = {.exclude = ex};
+    int32_t got[1];
+    float sc[1];
+    cb_error err;
+    assert_int_equal(cb_hnsw_search(h, B, 1, 1, CB_KNN_L2, &p, got, sc, &err), CB_OK);
+    assert_int_equal(got[0], (int32_t)last);
+    assert_true(compare(h, Q, nq, B, n, d, k, CB_KNN_L2, &p) >= 0.95);
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "eq.hnsw");
+    assert_int_equal(cb_hnsw_save(h, path, "m", &err), CB_OK);
+    assert_int_equal(cb_hnsw_load(&g, path, B, n, d, "m", &err), CB_OK);
+    assert_true(compare(g, Q, nq, B, n, d, k, CB_KNN_L2, NULL) == r); /* the same answers from the file */
+    cb_hnsw_free(g);
+    remove(path);
+    rmdir(dir);
+    free(path), free(dir), free(ex), free(B), free(Q);
+    cb_hnsw_free(h);
+}
+
 /* A four-node graph written as a file by hand (format 1): layer-0 lists
  * links0 (a count, then ids; m = 2, so 2m = 4 slots), levels, the upper
  * layers' lists; with or without the "unreached" count. */
@@ -499,6 +541,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(recall_at_default_ef),
         cmocka_unit_test(every_node_reachable),
         cmocka_unit_test(old_and_crafted_files),
+        cmocka_unit_test(equal_rows_grouped),
         cmocka_unit_test(scalar_dims_and_tiny),
         cmocka_unit_test(filtered_search_keeps_recall),
         cmocka_unit_test(deterministic_and_table),

@@ -71,8 +71,8 @@ int cmd_index(int argc, char **argv) {
         size_t unreached = cb_recommender_index_unreached(rec, NULL, NULL);
         fprintf(stderr, "wrote %s: %zu items, M = %zu, ef_construction = %zu (%.2fs)", out,
                 cb_recommender_item_count(rec), m, efc, cli_now() - t0);
-        if (unreached) /* where many vectors are equal (docs/scale.md) */
-            fprintf(stderr, "; %zu items out of the graph's reach (equal vectors?): exact search finds them", unreached);
+        if (unreached) /* none seen since equal rows are grouped (docs/scale.md) */
+            fprintf(stderr, "; %zu items out of the graph's reach: exact search finds them", unreached);
         fputc('\n', stderr);
         status = CLI_OK;
     }

@@ -47,6 +47,17 @@ struct cb_hnsw {
      * is counted at load (counted false) */
     size_t unreached;
     bool counted;
+    /* Rows equal to an earlier row (every float's bits) are left out of the
+     * graph: dup_of[i] = the first row equal to i, or -1 for a row the graph
+     * holds; dup_next chains a group's rows in index order from the first
+     * (-1 ends it). A walk reaches the first row, and a search returns its
+     * group's eligible rows at its distance. NULL: no equal rows. Equal rows
+     * had trapped walks in their clusters (a synthetic 100k catalog whose
+     * unrated items share a few content vectors: the popular items' own
+     * neighbours missed by 11 of 60 searches at recall 0). */
+    const int32_t *dup_of, *dup_next;
+    int32_t *own_dups; /* built: [2n], dup_of then dup_next */
+    size_t n_dups;     /* rows left out as copies */
     dists l2, ndot;
     /* While a parallel build runs: node i's link lists are guarded by
      * locks[i & lock_mask]; entry / max_level by top_lock. NULL otherwise
@@ -228,6 +239,14 @@ static inline bool eligible(const filter *f, size_t j) {
     return (int64_t)j != f->self && !(f->bits && ((f->bits[j / 64] >> (j % 64)) & 1));
 }
 
+/* A node stands for its group of equal rows: eligible when one of them is. */
+static inline bool group_eligible(const struct cb_hnsw *h, const filter *f, int32_t j) {
+    if (!f || !h->dup_next) return eligible(f, (size_t)j);
+    for (int32_t k = j; k >= 0; k = h->dup_next[k])
+        if (eligible(f, (size_t)k)) return true;
+    return false;
+}
+
 typedef struct walker {
     uint64_t *vis;     /* [n / 64] visited bits */
     size_t *touched;   /* [n / 64] the words set since the last reset */
@@ -338,7 +357,7 @@ static void search_layer(const cb_hnsw *h, walker *w, const float *q, const dist
     }
     visit(w, ep);
     w->cand[w->n_cand++] = (hnode){ep_d, ep};
-    if (eligible(f, (size_t)ep)) w->res[w->n_res++] = (hnode){ep_d, ep};
+    if (group_eligible(h, f, ep)) w->res[w->n_res++] = (hnode){ep_d, ep};
     while (w->head < w->n_cand) {
         hnode c = w->cand[w->head++];
         if (w->n_res >= ef && c.key > w->res[ef - 1].key) break;
@@ -356,7 +375,7 @@ static void search_layer(const cb_hnsw *h, walker *w, const float *q, const dist
                 w->oom = true;
                 return;
             }
-            if (eligible(f, (size_t)j)) res_insert(w, ef, dd, j);
+            if (group_eligible(h, f, j)) res_insert(w, ef, dd, j);
         }
         if (w->n_res >= ef) /* rows beyond the worst kept are never expanded */
             while (w->n_cand > w->head && w->cand[w->n_cand - 1].key > w->res[ef - 1].key) w->n_cand--;
@@ -483,7 +502,8 @@ static void insert(cb_hnsw *h, bscratch *bs, int32_t i) {
 
 typedef struct bjob {
     cb_hnsw *h;
-    const int32_t *order; /* [n] insertion order; order[0] = 0, the first entry point */
+    const int32_t *order; /* [n_order] insertion order; order[0] = 0, the first entry point */
+    size_t n_order;       /* the nodes the graph holds (copies of an earlier row left out) */
     size_t first_rest;    /* order[1..first_rest): the seed rows; the pivot-split rest after */
     size_t regions;       /* the rest's interleaved regions (the thread count; 1: in order) */
     size_t n_chunks;
@@ -502,7 +522,7 @@ typedef struct bjob {
 
 static size_t seed_chunks(const bjob *jb) { return (jb->first_rest - 1 + BUILD_CHUNK - 1) / BUILD_CHUNK; }
 
-static size_t region_len(const bjob *jb) { return (jb->h->n - jb->first_rest + jb->regions - 1) / jb->regions; }
+static size_t region_len(const bjob *jb) { return (jb->n_order - jb->first_rest + jb->regions - 1) / jb->regions; }
 
 /* The positions [*lo, *hi) of chunk c (possibly empty: the last region is shorter). */
 static void chunk_span(const bjob *jb, size_t c, size_t *lo, size_t *hi) {
@@ -514,7 +534,7 @@ static void chunk_span(const bjob *jb, size_t c, size_t *lo, size_t *hi) {
     }
     c -= sc;
     size_t per = region_len(jb), start = jb->first_rest + (c % jb->regions) * per;
-    size_t end = start + per < jb->h->n ? start + per : jb->h->n;
+    size_t end = start + per < jb->n_order ? start + per : jb->n_order;
     *lo = start + (c / jb->regions) * BUILD_CHUNK;
     *hi = *lo + BUILD_CHUNK < end ? *lo + BUILD_CHUNK : end;
     if (*lo > *hi) *lo = *hi;
@@ -544,12 +564,13 @@ static void *build_worker(void *arg) {
 
 /* Insert nodes order[1..n) from `threads` threads pulling chunks (bjob); one
  * thread inserts in that order without locks (the deterministic build). */
-static int build_links(cb_hnsw *h, const int32_t *order, size_t first_rest, int threads, cb_error *err) {
+static int build_links(cb_hnsw *h, const int32_t *order, size_t n_order, size_t first_rest, int threads,
+                       cb_error *err) {
     /* A thread per 1,024 nodes at most: a small graph builds in milliseconds
      * on one thread, deterministically, while concurrent inserts into a few
      * hundred nodes cost recall (a 300-node test graph fell below 0.98). */
     if ((size_t)threads > h->n / 1024 + 1) threads = (int)(h->n / 1024 + 1);
-    bjob jb = {.h = h, .order = order, .first_rest = first_rest, .regions = (size_t)threads};
+    bjob jb = {.h = h, .order = order, .n_order = n_order, .first_rest = first_rest, .regions = (size_t)threads};
     jb.n_chunks = seed_chunks(&jb) + jb.regions * ((region_len(&jb) + BUILD_CHUNK - 1) / BUILD_CHUNK);
     atomic_init(&jb.next, 0);
     atomic_init(&jb.failed, 0);
@@ -632,6 +653,62 @@ static int32_t *insertion_order(const cb_hnsw *h, uint64_t seed, size_t *first_r
     return order;
 }
 
+/* The rows equal to an earlier one (dup_of, dup_next; see struct cb_hnsw):
+ * rows sorted by a hash of their bytes (ties by index), each compared with
+ * the groups' first rows of its run of equal hashes. No copies: both stay
+ * NULL. */
+typedef struct hashed {
+    uint64_t hash;
+    int32_t id;
+} hashed;
+
+static int cmp_hashed(const void *a, const void *b) {
+    const hashed *x = a, *y = b;
+    if (x->hash != y->hash) return x->hash < y->hash ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int find_dups(cb_hnsw *h, cb_error *err) {
+    const size_t n = h->n, d = h->d;
+    hashed *key = cb_malloc(n * sizeof *key, err);
+    int32_t *tail = key ? cb_malloc(n * sizeof *tail, err) : NULL;
+    h->own_dups = tail ? cb_malloc(2 * n * sizeof *h->own_dups, err) : NULL;
+    if (!h->own_dups) {
+        free(key), free(tail);
+        return CB_ENOMEM;
+    }
+    int32_t *of = h->own_dups, *next = of + n;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = 0xCBF29CE484222325ULL; /* FNV-1a of the row's bytes */
+        const unsigned char *b = (const unsigned char *)(h->B + i * d);
+        for (size_t j = 0; j < d * sizeof(float); j++) x = (x ^ b[j]) * 0x100000001B3ULL;
+        key[i] = (hashed){x, (int32_t)i};
+        of[i] = next[i] = -1, tail[i] = (int32_t)i;
+    }
+    qsort(key, n, sizeof *key, cmp_hashed);
+    size_t copies = 0;
+    for (size_t a = 0, b; a < n; a = b) {
+        for (b = a + 1; b < n && key[b].hash == key[a].hash;) b++;
+        for (size_t r = a + 1; r < b; r++) { /* ascending index within the run */
+            int32_t i = key[r].id;
+            for (size_t t = a; t < r; t++) {
+                int32_t f = key[t].id;
+                if (of[f] >= 0 || memcmp(h->B + (size_t)i * d, h->B + (size_t)f * d, d * sizeof(float))) continue;
+                of[i] = f, next[tail[f]] = i, tail[f] = i, copies++;
+                break;
+            }
+        }
+    }
+    free(key), free(tail);
+    if (!copies) {
+        free(h->own_dups);
+        h->own_dups = NULL;
+        return CB_OK;
+    }
+    h->dup_of = of, h->dup_next = next, h->n_dups = copies;
+    return CB_OK;
+}
+
 static cb_hnsw *hnsw_alloc(const float *B, size_t n, size_t d, size_t m, cb_error *err) {
     cb_hnsw *h = cb_calloc(1, sizeof *h, err);
     if (!h) return NULL;
@@ -685,9 +762,9 @@ static size_t reach0(const cb_hnsw *h, uint8_t *seen, int32_t *queue, uint32_t *
  * place of its link whose target most reached nodes link to (it stays
  * reached through the others). In rounds until every node is reached (a
  * replaced link may strand its target), at most 8; sequential, so the graph
- * stays deterministic. That catalog: 94.7 % -> 99.5 % reached; a few
- * hundred in clusters of equal vectors stay behind, each fix there
- * stranding another. */
+ * stays deterministic. That catalog: 94.7 % -> 99.5 % reached; the few
+ * hundred left were in clusters of equal vectors, which the graph no longer
+ * holds (find_dups): 100 %. Copies are not in the graph and are skipped. */
 static int repair_reach(cb_hnsw *h, cb_error *err) {
     size_t n = h->n;
     uint8_t *seen = cb_malloc(n, err);
@@ -699,9 +776,9 @@ static int repair_reach(cb_hnsw *h, cb_error *err) {
         free(seen), free(queue), free(in);
         return CB_ENOMEM;
     }
-    for (int round = 0; round < 8 && reach0(h, seen, queue, in) < n; round++)
+    for (int round = 0; round < 8 && reach0(h, seen, queue, in) < n - h->n_dups; round++)
         for (size_t u = 0; u < n; u++) {
-            if (seen[u]) continue;
+            if (seen[u] || (h->dup_of && h->dup_of[u] >= 0)) continue; /* reached, or a copy (not in the graph) */
             const float *q = h->B + u * h->d;
             const int32_t *ul = links_of(h, u, 0);
             int32_t cur = h->entry, v = -1, v_room = -1;
@@ -745,6 +822,8 @@ size_t cb_hnsw_reachable(const cb_hnsw *h) {
     uint8_t *seen = malloc(h->n);
     int32_t *queue = malloc(h->n * sizeof *queue);
     size_t r = seen && queue ? reach0(h, seen, queue, NULL) : 0;
+    for (size_t i = 0; r && h->dup_of && i < h->n; i++) /* a copy is found where its group's first row is */
+        if (h->dup_of[i] >= 0 && seen[h->dup_of[i]]) r++;
     free(seen), free(queue);
     return r;
 }
@@ -779,15 +858,27 @@ int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hn
         double lv = floor(-log(u) * ml);
         h->own_levels[i] = (uint8_t)(lv > MAX_LEVEL ? MAX_LEVEL : lv);
     }
+    rc = find_dups(h, err);
+    for (size_t i = 0; !rc && h->dup_of && i < n; i++)
+        if (h->dup_of[i] >= 0) h->own_levels[i] = 0; /* a copy: no links, no layer above */
     h->n_upper = layout_upper(h->up_off, h->own_levels, n, m);
-    h->own_upper = cb_calloc(h->n_upper + 1, sizeof *h->own_upper, err);
-    rc = h->own_upper ? CB_OK : CB_ENOMEM;
+    h->own_upper = rc ? NULL : cb_calloc(h->n_upper + 1, sizeof *h->own_upper, err);
+    rc = rc ? rc : h->own_upper ? CB_OK : CB_ENOMEM;
     if (!rc) {
         h->links0 = h->own_links0, h->levels = h->own_levels, h->upper = h->own_upper;
         h->entry = 0, h->max_level = h->levels[0];
-        size_t first_rest;
+        size_t first_rest, n_order = n;
         int32_t *order = insertion_order(h, rng, &first_rest, err);
-        rc = order ? build_links(h, order, first_rest, cb_threads_resolve(p->threads, 64), err) : CB_ENOMEM;
+        if (order && h->dup_of) { /* the graph holds each group's first row alone */
+            size_t at = 0, seeds = 0;
+            for (size_t r = 0; r < n; r++) {
+                if (h->dup_of[order[r]] >= 0) continue;
+                seeds += r < first_rest;
+                order[at++] = order[r];
+            }
+            n_order = at, first_rest = seeds;
+        }
+        rc = order ? build_links(h, order, n_order, first_rest, cb_threads_resolve(p->threads, 64), err) : CB_ENOMEM;
         free(order);
         if (!rc) rc = repair_reach(h, err);
         size_t reached = rc ? 0 : cb_hnsw_reachable(h); /* the entry at least: 0 is out of memory */
@@ -808,6 +899,7 @@ void cb_hnsw_free(cb_hnsw *h) {
     free(h->own_links0);
     free(h->own_upper);
     free(h->own_levels);
+    free(h->own_dups);
     cb_st_close(h->st);
     free(h);
 }
@@ -844,11 +936,14 @@ static size_t search_query(const sjob *jb, walker *w, const float *q, const filt
     const cb_hnsw *h = jb->h;
     const dists *dist = jb->metric == CB_KNN_DOT ? &h->ndot : &h->l2;
     int32_t cur = jb->from_self && f->self >= 0 ? (int32_t)f->self : h->entry;
+    if (h->dup_of && h->dup_of[cur] >= 0) cur = h->dup_of[cur]; /* a copy: its group's first row is in the graph */
     float cur_d = dist->one(q, h->B + (size_t)cur * h->d, h->d);
     if (cur == h->entry) descend(h, w, q, dist, &cur, &cur_d, h->max_level, 0);
     search_layer(h, w, q, dist, cur, cur_d, ef, 0, f);
     size_t m = 0;
-    for (; m < w->n_res; m++) rc[m] = (cb_knn_cand){0.0, w->res[m].id};
+    for (size_t r = 0; r < w->n_res && m < ef; r++) /* each node's eligible rows of its group, in index order */
+        for (int32_t k = w->res[r].id; k >= 0 && m < ef; k = h->dup_next ? h->dup_next[k] : -1)
+            if (eligible(f, (size_t)k)) rc[m++] = (cb_knn_cand){0.0, k};
     cb_knn_canonical_rescore(q, h->B, h->d, jb->metric, rc, m);
     qsort(rc, m, sizeof *rc, cb_knn_cand_cmp);
     return m;
@@ -1013,7 +1108,10 @@ int cb_hnsw_save(const cb_hnsw *h, const char *path, const char *fingerprint, cb
         !(rc = set_meta_u64(w, "ef_construction", h->ef_construction, err)) &&
         !(rc = set_meta_u64(w, "dim", h->d, err)) && !(rc = set_meta_u64(w, "entry", (uint64_t)h->entry, err)) &&
         !(rc = set_meta_u64(w, "max_level", (uint64_t)h->max_level, err)) &&
-        (!h->counted || !(rc = set_meta_u64(w, "unreached", h->unreached, err))))
+        (!h->counted || !(rc = set_meta_u64(w, "unreached", h->unreached, err))) &&
+        (!h->dup_of || (!(rc = set_meta_u64(w, "copies", h->n_dups, err)) &&
+                        !(rc = cb_st_add(w, "dup_of", CB_ST_I32, sl, 1, h->dup_of, err)) &&
+                        !(rc = cb_st_add(w, "dup_next", CB_ST_I32, sl, 1, h->dup_next, err)))))
         rc = cb_st_write(w, path, FORMAT, FORMAT_VERSION, err);
     cb_st_writer_free(w);
     return rc;
@@ -1035,12 +1133,34 @@ static bool meta_u64(const cb_st *st, const char *key, uint64_t max, uint64_t *o
 static bool links_valid(const cb_hnsw *h, const int32_t *lk, size_t mmax, size_t self, int l) {
     if (lk[0] < 0 || (size_t)lk[0] > mmax) return false;
     for (int32_t r = 1; r <= lk[0]; r++)
-        if (lk[r] < 0 || (size_t)lk[r] >= h->n || (size_t)lk[r] == self || h->levels[lk[r]] < l) return false;
+        if (lk[r] < 0 || (size_t)lk[r] >= h->n || (size_t)lk[r] == self || h->levels[lk[r]] < l ||
+            (h->dup_of && h->dup_of[lk[r]] >= 0))
+            return false;
     return true;
+}
+
+/* The groups of equal rows: a copy follows its group's first row, has no
+ * links and no upper layer, and each chain runs upwards through its group. */
+static int dups_check(const cb_hnsw *h, const char *path, cb_error *err) {
+    const size_t n = h->n;
+    size_t copies = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t f = h->dup_of[i], nx = h->dup_next[i], head = f >= 0 ? f : (int32_t)i;
+        bool ok = f < (int32_t)i && (f < 0 || (f >= 0 && h->dup_of[f] < 0 && h->levels[i] == 0 &&
+                                               links_of(h, i, 0)[0] == 0 && (int32_t)i != h->entry));
+        ok = ok && (nx < 0 || ((size_t)nx < n && nx > (int32_t)i && h->dup_of[nx] == head));
+        if (!ok) return cb_fail(err, CB_EFORMAT, "%s: row %zu's group of equal rows is invalid", path, i);
+        copies += f >= 0;
+    }
+    return copies == h->n_dups ? CB_OK : cb_fail(err, CB_EFORMAT, "%s: the copies do not add up", path);
 }
 
 static int load_check(cb_hnsw *h, const char *path, int64_t upper_len, cb_error *err) {
     const size_t n = h->n;
+    if (h->dup_of) {
+        int rc = dups_check(h, path, err);
+        if (rc) return rc;
+    }
     for (size_t i = 0; i < n; i++)
         if (h->levels[i] > h->max_level)
             return cb_fail(err, CB_EFORMAT, "%s: node %zu is above the top layer", path, i);
@@ -1090,7 +1210,19 @@ int cb_hnsw_load(cb_hnsw **out, const char *path, const float *B, size_t n, size
     if (!rc) {
         h->ef_construction = (size_t)efc, h->entry = (int32_t)entry, h->max_level = (int)top;
         h->links0 = links0, h->levels = levels, h->upper = upper, h->st = st;
-        rc = load_check(h, path, su[0], err);
+        uint64_t copies = 0;
+        int64_t sd[1], sn[1];
+        if (cb_st_meta(st, "copies") && (!meta_u64(st, "copies", n - 1, &copies) || !copies)) {
+            rc = cb_fail(err, CB_EFORMAT, "%s: invalid index settings (copies)", path);
+        } else if (copies) {
+            h->dup_of = cb_st_tensor(st, "dup_of", CB_ST_I32, 1, sd, err);
+            h->dup_next = h->dup_of ? cb_st_tensor(st, "dup_next", CB_ST_I32, 1, sn, err) : NULL;
+            h->n_dups = (size_t)copies;
+            if (!h->dup_next) rc = CB_EFORMAT;
+            else if ((uint64_t)sd[0] != n || (uint64_t)sn[0] != n)
+                rc = cb_fail(err, CB_EFORMAT, "%s: the groups of equal rows are not for %zu rows", path, n);
+        }
+        if (!rc) rc = load_check(h, path, su[0], err);
     }
     if (!rc) { /* a file without the saved count (cbrec < 0.3): its unreached nodes counted now */
         uint64_t unreached = 0;

@@ -60,8 +60,9 @@ int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hn
 void cb_hnsw_free(cb_hnsw *h); /* NULL is a no-op */
 size_t cb_hnsw_rows(const cb_hnsw *h);
 /* Nodes a search can reach on layer 0 from the entry point (cb_hnsw_build
- * links the unreached ones in up to 8 rounds: all, or nearly all where many
- * vectors are equal); 0 when out of memory. */
+ * links the unreached ones in up to 8 rounds; a row equal to an earlier row
+ * is not in the graph and counts as reached with its group's first row);
+ * 0 when out of memory. */
 size_t cb_hnsw_reachable(const cb_hnsw *h);
 /* Nodes no search reaches, as counted when the index was built (a loaded
  * file carries the count); *counted (may be NULL) is false for a file
