@@ -548,6 +548,12 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
         /* MinMax to [-1, 1], as the lab: unit vectors' dot products live there. */
         mc->target_scale = 2.0f / (ds->y_max - ds->y_min);
         mc->target_shift = -1.0f - ds->y_min * mc->target_scale;
+    } else if (mc->loss == CB_LOSS_MSE && in->scale_targets && ds->y_max == ds->y_min) {
+        /* every rating the same value: targets 0, so the head has nothing to
+         * learn and predictions come back as that value (unshifted, the
+         * towers' [-1, 1] could not reach a 5 and training diverged) */
+        mc->target_scale = 1.0f;
+        mc->target_shift = -ds->y_min;
     }
     const char *why = cb_model_config_check(mc);
     if (why) {

@@ -51,7 +51,8 @@ static const cb_config_key_def keys[] = {
     {"genre-cap", "N", "0", "at most N items per genre (0 = no cap; not with diversity mmr)", "ranking", CB_KEY_U32, RC(genre_cap), 0, 0, 1e9,
      0, NULL},
     {"rank-by", "auto|rating|dot", "auto",
-     "the ranking criterion: auto = the model's (the predicted rating today), rating, or dot = v_u . v_m", "ranking",
+     "the ranking criterion: auto = the model's (a retrieval or both model: its retrieval score with the "
+     "popularity prior; a rating model: the predicted rating), rating, or dot = v_u . v_m", "ranking",
      CB_KEY_ENUM, RC(rank_by), 0, 0, 0, 0, rank_bys},
     {"neighbours", "", "true", "rank with the model's neighbour component (items picked with those in the user's "
      "history) when it has one; false: by the towers alone", "ranking", CB_KEY_BOOL, RC(neighbours), 0, 0, 0, 0,
