@@ -16,14 +16,17 @@ static void eval_table_defaults_and_bad_values(void **state) {
     cb_error err = {0};
     assert_int_equal(cb_config_create(&c, CB_CONFIG_EVAL, &err), CB_OK);
     assert_string_equal(cb_config_get(c, "k"), "10");
-    assert_string_equal(cb_config_get(c, "threshold"), "4");
+    assert_string_equal(cb_config_get(c, "threshold"), "auto");
     assert_string_equal(cb_config_get(c, "recall-k"), "20");
     assert_string_equal(cb_config_get(c, "tune-frac"), "0.2");
     assert_null(cb_config_get(c, "implicit-cold")); /* gone with the separate implicit pipeline */
     assert_string_equal(cb_config_get(c, "topn"), "true");
     const cb_eval_config *v = cb_config_values(c, CB_CONFIG_EVAL);
     assert_non_null(v);
-    assert_true(v->run.topn.k == 10 && v->run.topn.threshold == 4.0f && v->run.topn.recall_k == 20);
+    assert_true(v->run.topn.k == 10 && v->run.topn.threshold == (float)CB_THRESHOLD_AUTO && v->run.topn.recall_k == 20);
+    assert_int_equal(cb_config_set(c, "threshold", "3.5", &err), CB_OK);
+    assert_string_equal(cb_config_get(c, "threshold"), "3.5");
+    assert_int_equal(cb_config_set(c, "threshold", "auto", &err), CB_OK);
     assert_true(v->run.topn_enabled && v->run.tune_frac == 0.2 && v->run.valid_frac == 0);
     /* a bad value is refused, naming the key, and leaves the config as it was */
     assert_int_equal(cb_config_set(c, "k", "0", &err), CB_EINVAL);
@@ -136,6 +139,48 @@ static void evaluate_reports_cbrec_and_baselines(void **state) {
     free(dir);
 }
 
+/* Implicit events (user, item, time; no rating column): with the default
+ * threshold every held-out event is relevant, so the lists get top-N
+ * figures (a threshold of 4 had made every event irrelevant: no metric at
+ * all); on 1-5 ratings "auto" is 4, as before. */
+static void implicit_events_get_topn(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir();
+    size_t cap = 160 * 30 * 24 + 64, len = 0;
+    char *text = malloc(cap);
+    len += (size_t)snprintf(text + len, cap - len, "user_id,item_id,timestamp\n");
+    for (int u = 0; u < 160; u++)
+        for (int j = 0; j < 30; j++) /* each user: items near its group's, so there is something to learn */
+            len += (size_t)snprintf(text + len, cap - len, "u%d,t%d,%d\n", u, (u % 8) * 20 + (j * 7 + u) % 40,
+                                    1000 + j);
+    free(tu_write(dir, "ratings.csv", text));
+    free(text);
+    cb_error err = {0};
+    cb_dataset *ds;
+    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
+    cb_config *ev, *tr;
+    assert_int_equal(cb_config_create(&ev, CB_CONFIG_EVAL, &err), CB_OK);
+    assert_int_equal(cb_config_create(&tr, CB_CONFIG_TRAIN, &err), CB_OK);
+    assert_int_equal(cb_config_set(ev, "models", "popularity,ease", &err), CB_OK);
+    char *report = NULL;
+    assert_int_equal(cb_evaluate(ds, ev, tr, NULL, NULL, &report, &err), CB_OK);
+    json_t *root = json_loads(report, 0, NULL);
+    assert_non_null(root);
+    print_message("implicit events: threshold %g\n", json_number_value(json_object_get(root, "threshold")));
+    assert_true(json_number_value(json_object_get(root, "threshold")) <= 1.0); /* every event (y = 1) */
+    for (const char *const *m = (const char *const[]){"popularity", "ease", NULL}; *m; m++) {
+        double ndcg = json_number_value(json_object_get(model_row(root, *m), "mean_ndcg10"));
+        assert_true(ndcg > 0 && ndcg <= 1);
+    }
+    json_decref(root);
+    free(report);
+    cb_config_free(ev);
+    cb_config_free(tr);
+    cb_dataset_close(ds);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 /* Every CLI command (cmd_eval.c among them) compiles against include/ alone. */
 static void cli_uses_public_header_only(void **state) {
     (void)state;
@@ -158,6 +203,7 @@ int main(void) {
         cmocka_unit_test(eval_table_defaults_and_bad_values),
         cmocka_unit_test(evalrun_defaults_come_from_train),
         cmocka_unit_test(evaluate_reports_cbrec_and_baselines),
+        cmocka_unit_test(implicit_events_get_topn),
         cmocka_unit_test(cli_uses_public_header_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

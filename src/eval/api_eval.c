@@ -231,6 +231,7 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
     *json_report = NULL;
     cb_evalrun_config ec;
     int rc = cb_eval_config_resolve(&ec, eval_cfg, train_cfg, err);
+    cb_topn_threshold_resolve(&ec.topn, ds);
     if (rc) return rc;
     const cb_eval_config *e = eval_cfg ? cb_config_values(eval_cfg, CB_CONFIG_EVAL) : NULL;
     cb_progress_adapter pa = {progress, progress_ctx, cb_now()};
@@ -308,6 +309,7 @@ CB_API int cb_evaluate_retrieval(const cb_dataset *ds, const cb_config *eval_cfg
     *json_report = NULL;
     cb_evalrun_config ec;
     int rc = cb_eval_config_resolve(&ec, eval_cfg, train_cfg, err);
+    cb_topn_threshold_resolve(&ec.topn, ds);
     if (rc) return rc;
     cb_eval_config e;
     if (eval_cfg) e = *(const cb_eval_config *)cb_config_values(eval_cfg, CB_CONFIG_EVAL);

@@ -56,6 +56,11 @@ void cb_topn_config_default(cb_topn_config *c) {
     c->new_items_only = false;
 }
 
+void cb_topn_threshold_resolve(cb_topn_config *c, const cb_dataset *ds) {
+    if (c->threshold != (float)CB_THRESHOLD_AUTO || !ds) return;
+    c->threshold = ds->implicit ? ds->y_min : ds->y_min + 0.75f * (ds->y_max - ds->y_min);
+}
+
 /* a ranks strictly before b: higher score, NaN last, ties to the lower index. */
 static inline bool ranks_before(float sa, uint32_t a, float sb, uint32_t b) {
     bool na = isnan(sa), nb = isnan(sb);

@@ -84,12 +84,19 @@ int cb_eval_rating_batch(cb_rating_metrics *out, const cb_dataset *ds, const uin
 /* ---- Top-N. */
 typedef struct cb_topn_config {
     uint32_t k;              /* list length (10) */
-    float threshold;         /* relevant = held-out rating >= threshold (4) */
+    float threshold;         /* relevant = held-out rating >= threshold (4); CB_THRESHOLD_AUTO:
+                                cb_topn_threshold_resolve sets it from the data */
     uint32_t recall_k;       /* also recall@recall_k (20); 0 = not measured */
     bool new_items_only;     /* rank only the items without training interactions (the
                                 cold-items protocol: which new item will the user pick) */
 } cb_topn_config;
 void cb_topn_config_default(cb_topn_config *c);
+/* The EVAL key "threshold auto" (the default): every held-out event of
+ * implicit data (events: y = 1 or summed weights); on ratings the top
+ * quarter of the range, y_min + 0.75 (y_max - y_min): 4 on a 1-5 scale, and
+ * on 0.5-5 the same ratings as 4 (4, 4.5, 5). */
+#define CB_THRESHOLD_AUTO (-2000000000)
+void cb_topn_threshold_resolve(cb_topn_config *c, const cb_dataset *ds);
 
 typedef struct cb_topn_metrics {
     uint32_t k;

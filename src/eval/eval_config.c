@@ -8,6 +8,8 @@
 #define EC(field) offsetof(cb_eval_config, field)
 #define RUN(field) offsetof(cb_eval_config, run.field)
 
+static const cb_config_choice threshold_auto[] = {{"auto", CB_THRESHOLD_AUTO}, {NULL, 0}};
+
 static const cb_config_key_def keys[] = {
     {"models", "LIST", "",
      "cbrec,twotower,pipeline,implicit,global,bias,popularity,svd,ease,item-knn,content-knn,random (empty: all); cbrec = `cbrec "
@@ -17,8 +19,9 @@ static const cb_config_key_def keys[] = {
     {"folds", "LIST", "", "fixed folds, e.g. u1,u2,u3,u4,u5 (reads DATA/u1.base + DATA/u1.test; the split is "
      "then ignored)", "evaluation", CB_KEY_STRING, EC(folds), 0, 0, 0, 0, NULL},
     {"k", "N", "10", "list length K", "evaluation", CB_KEY_U32, RUN(topn.k), 0, 1, 1000, 0, NULL},
-    {"threshold", "Y", "4", "relevant = held-out rating >= Y", "evaluation", CB_KEY_F32, RUN(topn.threshold), 0,
-     -1e9, 1e9, 0, NULL},
+    {"threshold", "auto|Y", "auto", "relevant = held-out rating >= Y (auto: every held-out event of implicit data; "
+     "on ratings the top quarter of the range, min + 0.75 (max - min): 4 on 1-5)", "evaluation", CB_KEY_F32,
+     RUN(topn.threshold), 0, -1e9, 1e9, 0, threshold_auto},
     {"recall-k", "N", "20", "also recall@N (0 = off)", "evaluation", CB_KEY_U32, RUN(topn.recall_k), 0, 0, 1000, 0,
      NULL},
     {"topn", "", "true", "top-N metrics (--no-topn: rating metrics only)", "evaluation", CB_KEY_BOOL,
