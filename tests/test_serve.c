@@ -204,7 +204,8 @@ static int setup(void **state) {
     f->events = tu_path(f->dir, "events.sqlite");
     f->token = tu_write(f->dir, "token", TOKEN "\n");
     assert_int_equal(sh("%s synth --out %s --users 120 --items 150 --ratings 6000 --genres 6 --seed 5 >/dev/null", cbrec(), f->data), 0);
-    const char *train = "--user-layers 16 --item-layers 16 --dim 8 --epochs 2 --batch 64 -q >/dev/null";
+    /* the neighbour component pinned by its weight: the tests compare lists with and without it */
+    const char *train = "--user-layers 16 --item-layers 16 --dim 8 --epochs 2 --batch 64 --neighbour-weight 1 -q >/dev/null";
     assert_int_equal(sh("%s train --data %s --model %s %s --seed 1", cbrec(), f->data, f->model, train), 0);
     assert_int_equal(sh("%s train --data %s --model %s %s --seed 2", cbrec(), f->data, f->model2, train), 0);
     f->srv = start_server(f, f->events, NULL);
@@ -573,6 +574,12 @@ static void token_and_events(void **state) {
     json_decref(r);
     r = get_json(f, "/v1/users/newcomer", 200);
     assert_true(json_is_false(json_object_get(r, "known")));
+    json_decref(r);
+    /* a user id with a comma and UTF-8 (training reads such ids from quoted fields) */
+    json_decref(post_json(f, "/v1/users/Zo%C3%AB%2C%20tester/events", "{\"item\": 7, \"event\": \"click\"}", 1, 200));
+    r = get_json(f, "/v1/users/Zo%C3%AB%2C%20tester", 200);
+    assert_int_equal(json_integer_value(json_object_get(r, "live_events")), 1);
+    expect_error(f, "POST", "/v1/users/a%0Ab/events", "{\"item\": 7, \"event\": \"click\"}", 1, 400);
     json_decref(r);
     /* the map of a user known from events: its history is the clicked item, its top-n highlighted */
     r = get_json(f, "/v1/map?user=newcomer&n=3", 200);

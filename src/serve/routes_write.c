@@ -23,7 +23,8 @@ static const char *json_id(json_t *v, char *buf, size_t size) {
 
 static bool valid_user_id(const char *id) {
     char *c = sv_utf8_clean(id);
-    bool ok = c && !strcmp(c, id) && *id && strlen(id) < MAX_ID_BYTES && !strpbrk(id, ",\n\r\t");
+    /* commas are fine (the export quotes them, as training reads them) */
+    bool ok = c && !strcmp(c, id) && *id && strlen(id) < MAX_ID_BYTES && !strpbrk(id, "\n\r\t");
     free(c);
     return ok;
 }
@@ -33,7 +34,7 @@ int sv_post_events(sv_request *rq, sv_reply *rep) {
     sv_model *m = rq->model;
     if (!s->events) return sv_reply_error(rep, 503, "live events are off: start the server with --events FILE.sqlite");
     if (!valid_user_id(rq->id))
-        return sv_reply_error(rep, 400, "the user id must be 1 to %d bytes of UTF-8 without commas or control characters",
+        return sv_reply_error(rep, 400, "the user id must be 1 to %d bytes of UTF-8 without control characters",
                               MAX_ID_BYTES - 1);
     json_error_t je;
     json_t *body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
