@@ -231,6 +231,22 @@ static void add_item_then_recommend(void **state) {
     assert_string_equal(plain, excl);
     free(plain);
     free(excl);
+    /* an id with a comma: named in a list in CSV quotes */
+    char *x3 = tu_write(f->dir, "x3.json", "{\"id\": \"x,3\", \"title\": \"Comma Item (2033)\"}");
+    char *added3 = tu_path(f->dir, "added3.cbrec");
+    assert_int_equal(
+        run(&out, "%s add-item --model %s --table %s --item-json %s --out %s", cbrec(), f->model, added2, x3, added3), 0);
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --table %s --user 3 -n 5 --allow '\"x,3\", x1' --json",
+                         cbrec(), f->model, added3),
+                     0);
+    assert_non_null(strstr(out, "\"item\":\"x,3\""));
+    assert_non_null(strstr(out, "\"item\":\"x1\""));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --table %s --user 3 --allow x,3", cbrec(), f->model, added3), 1);
+    assert_non_null(strstr(out, "unknown item id 'x'")); /* unquoted, two ids */
+    free(out);
+    free(x3), free(added3);
     /* the same id twice is refused */
     assert_int_equal(
         run(&out, "%s add-item --model %s --table %s --item-json %s --out %s", cbrec(), f->model, added2, x1, added), 1);

@@ -3,6 +3,7 @@
  * user already rated (unless include-seen); all as one bitmap over the
  * recommender's items, model items then items added after training. */
 #include "rec/recommend.h"
+#include "base/csv.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -93,28 +94,39 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const c
 }
 
 
-/* Set the bit of every item of a comma-separated id list; `what` names the
- * option in messages. */
+/* Set the bit of every item of a comma-separated id list, read as one CSV
+ * record (an id with a comma in quotes: "sku,5"; spaces around an id
+ * trimmed); `what` names the option in messages. */
 static int id_list_bits(const cb_recommender *rec, const char *list, uint64_t *bits, const char *what, cb_error *err) {
-    const char *s = list;
-    while (*s) {
-        const char *e = strchr(s, ',');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
+    cb_csv_options o;
+    cb_csv_options_default(&o);
+    cb_csv *c = NULL;
+    char **fields;
+    size_t *lens, n = 0;
+    int rc = cb_csv_open_mem(&c, what, list, strlen(list), &o, err);
+    int got = rc ? rc : cb_csv_next(c, &fields, &lens, &n, err);
+    if (got < 0) rc = got;
+    for (size_t k = 0; !rc && got == 1 && k < n; k++) {
+        const char *s = fields[k];
+        size_t len = lens[k];
         while (len && isspace((unsigned char)*s)) s++, len--;
         while (len && isspace((unsigned char)s[len - 1])) len--;
-        if (len) {
-            char id[256];
-            if (len >= sizeof id) return cb_fail(err, CB_EINVAL, "%s: item id '%.40s...' is too long", what, s);
-            memcpy(id, s, len);
-            id[len] = 0;
-            uint32_t item;
-            if (!cb_rec_item_index(rec, id, &item)) return cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", what, id);
-            cb_bit_set(bits, item);
+        if (!len) continue;
+        char id[256];
+        if (len >= sizeof id) {
+            rc = cb_fail(err, CB_EINVAL, "%s: item id '%.40s...' is too long", what, s);
+            break;
         }
-        if (!e) break;
-        s = e + 1;
+        memcpy(id, s, len);
+        id[len] = 0;
+        uint32_t item;
+        if (!cb_rec_item_index(rec, id, &item)) rc = cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", what, id);
+        else cb_bit_set(bits, item);
     }
-    return CB_OK;
+    if (!rc && got == 1 && cb_csv_next(c, &fields, &lens, &n, err) != 0) /* a second record: a newline in the list */
+        rc = cb_fail(err, CB_EINVAL, "%s: one line of comma-separated ids expected", what);
+    cb_csv_close(c);
+    return rc;
 }
 
 int cb_recommend_exclusions(const cb_recommender *rec, const cb_recommend_config *cfg, const cb_blocklist *bl,
