@@ -394,8 +394,9 @@ CB_API int cb_recommender_user_vector(const cb_recommender *rec, const char *use
 CB_API int cb_recommender_new_user_vector(const cb_recommender *rec, const char *user_json, float *out,
                                           cb_error *err);
 /* Write item and user vectors and ids to the folder dir (created) as "npy"
- * (item_vectors.npy, user_vectors.npy, item_ids.txt, user_ids.txt) or "st"
- * (embeddings.safetensors) [shared]. */
+ * (item_vectors.npy, user_vectors.npy, item_ids.txt, user_ids.txt: line i
+ * the id of row i, a backslash, CR or LF in it written as \\, \r, \n) or
+ * "st" (embeddings.safetensors) [shared]. */
 CB_API int cb_recommender_export_vectors(const cb_recommender *rec, const char *dir, const char *format, cb_error *err);
 /* The model's prediction for a known user and a model item: the rating (or the
  * probability for 0/1 labels) [shared]. */

@@ -118,6 +118,17 @@ static void predict_embed_similar(void **state) {
     free(out);
     free(npy);
     free(emb);
+    /* ids with a newline or a backslash: one line per row of the vectors, escaped */
+    char *d = tu_path(f->dir, "nl"), *m = tu_path(f->dir, "nl.cbrec"), *e = tu_path(f->dir, "nl-emb");
+    assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item,rating\\n\"a\\nb\",x,5\\n\"a\\nb\",y,3\\n"
+                               "c\\\\d,x,4\\nc\\\\d,y,2\\ne,y,1\\ne,x,3\\n' > %s/ratings.csv", d, d), 0);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --epochs 1 --neighbours 0 -q", cbrec(), d, m), 0);
+    free(out);
+    assert_int_equal(run(NULL, "%s embed --model %s --out %s", cbrec(), m, e), 0);
+    assert_int_equal(run(&out, "cat %s/user_ids.txt", e), 0);
+    assert_string_equal(out, "a\\nb\nc\\\\d\ne\n"); /* 3 users, 3 lines */
+    free(out);
+    free(d), free(m), free(e);
 }
 
 typedef struct {

@@ -52,6 +52,7 @@ int cmd_embed(int argc, char **argv) {
         "usage: cbrec embed --model FILE --out DIR [--format npy|st]\n"
         "writes the item and user vectors of the model:\n"
         "  npy: DIR/item_vectors.npy, DIR/user_vectors.npy (float32 [n x dim]), DIR/item_ids.txt, DIR/user_ids.txt\n"
+        "       (line i: the id of row i, a backslash, CR or LF in it written as \\\\, \\r, \\n)\n"
         "  st:  DIR/embeddings.safetensors (tensors item_vectors, user_vectors; ids in the metadata)\n";
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:o:f:h", opts, NULL)) != -1) {

@@ -200,7 +200,15 @@ static int write_ids(const char *path, const cb_idtab *v, cb_error *err) {
     cb_atomic_file af;
     int rc = cb_atomic_open(&af, path, err);
     if (rc) return rc;
-    for (uint32_t i = 0; i < cb_idtab_size(v); i++) fprintf(af.fp, "%s\n", cb_idtab_name(v, i));
+    for (uint32_t i = 0; i < cb_idtab_size(v); i++) { /* line i: id i, a backslash, CR or LF escaped */
+        for (const char *c = cb_idtab_name(v, i); *c; c++) {
+            if (*c == '\\') fputs("\\\\", af.fp);
+            else if (*c == '\n') fputs("\\n", af.fp);
+            else if (*c == '\r') fputs("\\r", af.fp);
+            else fputc(*c, af.fp);
+        }
+        fputc('\n', af.fp);
+    }
     return cb_atomic_commit(&af, err);
 }
 
