@@ -15,6 +15,10 @@ void cb_load_options_default(cb_load_options *o) {
 uint32_t cb_dataset_n_users(const cb_dataset *ds) { return cb_vocab_size(ds->users); }
 uint32_t cb_dataset_n_items(const cb_dataset *ds) { return cb_vocab_size(ds->items); }
 
+float cb_dataset_relevant_from(const cb_dataset *ds) {
+    return ds->implicit ? ds->y_min : ds->y_min + 0.75f * (ds->y_max - ds->y_min);
+}
+
 int cb_table_find(const cb_table *t, const char *name) {
     for (uint32_t i = 0; i < t->n_cols; i++)
         if (t->cols[i].name && strcmp(t->cols[i].name, name) == 0) return (int)i;

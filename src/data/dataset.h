@@ -132,6 +132,11 @@ void cb_dataset_free(cb_dataset *ds); /* NULL is a no-op */
 
 uint32_t cb_dataset_n_users(const cb_dataset *ds);
 uint32_t cb_dataset_n_items(const cb_dataset *ds);
+/* The value from which a held-out rating counts as relevant (top-N metrics,
+ * the neighbour component's tuning): every event of implicit data (events or
+ * summed weights: y_min), else the top quarter of the rating range, y_min +
+ * 0.75 (y_max - y_min): 4 on 1-5, and on 0.5-5 the same ratings as 4. */
+float cb_dataset_relevant_from(const cb_dataset *ds);
 /* Year from a trailing "(1995)" (or "(2006-2007)") in a title, in 1800..2200;
  * NAN when there is none. The one rule every module uses. */
 float cb_year_from_title(const char *s, size_t len);

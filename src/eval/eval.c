@@ -58,7 +58,7 @@ void cb_topn_config_default(cb_topn_config *c) {
 
 void cb_topn_threshold_resolve(cb_topn_config *c, const cb_dataset *ds) {
     if (c->threshold != (float)CB_THRESHOLD_AUTO || !ds) return;
-    c->threshold = ds->implicit ? ds->y_min : ds->y_min + 0.75f * (ds->y_max - ds->y_min);
+    c->threshold = cb_dataset_relevant_from(ds);
 }
 
 /* a ranks strictly before b: higher score, NaN last, ties to the lower index. */

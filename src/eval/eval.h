@@ -91,10 +91,7 @@ typedef struct cb_topn_config {
                                 cold-items protocol: which new item will the user pick) */
 } cb_topn_config;
 void cb_topn_config_default(cb_topn_config *c);
-/* The EVAL key "threshold auto" (the default): every held-out event of
- * implicit data (events: y = 1 or summed weights); on ratings the top
- * quarter of the range, y_min + 0.75 (y_max - y_min): 4 on a 1-5 scale, and
- * on 0.5-5 the same ratings as 4 (4, 4.5, 5). */
+/* The EVAL key "threshold auto" (the default): cb_dataset_relevant_from. */
 #define CB_THRESHOLD_AUTO (-2000000000)
 void cb_topn_threshold_resolve(cb_topn_config *c, const cb_dataset *ds);
 

@@ -300,7 +300,8 @@ static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, bool *stoppe
     cb_neighbours_choice fixed = {.kind = tc->neighbour_kind,
                                   .k = tc->neighbours == CB_NEIGHBOURS_AUTO ? 0 : tc->neighbours,
                                   .param = neighbour_param(tc), .weight = tc->neighbour_weight};
-    float threshold = ds->y_min + 0.75f * (ds->y_max - ds->y_min);
+    float threshold = cb_dataset_relevant_from(ds); /* weighted events: every event (a quarter of the weights' range
+                                                       had left almost no user with a relevant pick) */
     if (!rc) rc = cb_neighbours_tune(ch, tuning, &fixed, ds, &carve, threshold, 2000, tower_row, tb, tc->comm,
                                            tc->model.threads, err);
     cb_bundle_free(tb);

@@ -117,7 +117,12 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
         uint32_t a = p->items[c->anchor];
         const char *t = cb_recommender_item_title(rec, a);
         if (!*t) t = cb_recommender_item_id(rec, a);
-        if (c->n_anchors > 1)
+        if (r->binary && c->n_anchors > 1) /* picks, clicks, 0/1 labels: no rating to quote */
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err,
+                                 "similar to %s, which you picked (and to %u more of your picks)", t, c->n_anchors - 1);
+        else if (r->binary)
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you picked", t);
+        else if (c->n_anchors > 1)
             rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you rated %s (and to %u more of your ratings)",
                           t, fmt_y(yb, sizeof yb, p->ys[c->anchor]), c->n_anchors - 1);
         else
