@@ -2132,9 +2132,12 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
         }
         if (x.nan_seen || !params_finite(m)) {
             params_restore(m, last_good);
-            rc = cb_fail(err, CB_ENUMERIC,
-                         "training diverged (NaN or Inf) in epoch %u; kept the parameters of the last finite epoch (try a lower learning rate)",
-                         e + 1);
+            rc = m->epochs_done ? cb_fail(err, CB_ENUMERIC,
+                                          "training diverged (NaN or Inf) in epoch %u; kept the parameters of the last "
+                                          "finite epoch (try a lower learning rate)", e + 1)
+                                : cb_fail(err, CB_ENUMERIC,
+                                          "training diverged (NaN or Inf) in epoch 1, before any epoch finished: no "
+                                          "model (try a lower learning rate)");
             break;
         }
         m->epochs_done++;

@@ -194,7 +194,10 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
             for (uint32_t k = 0; k < cb_features_n_genres(r->features) && strlen(known) < 240; k++)
                 snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "",
                          cb_features_genre_name(r->features, k));
-            rc = cb_fail(err, CB_ENOTFOUND, "%s: \"genre_ratings\": unknown genre '%s' (known: %s)", source, key, known);
+            rc = *known ? cb_fail(err, CB_ENOTFOUND, "%s: \"genre_ratings\": unknown genre '%s' (known: %s)", source,
+                                  key, known)
+                        : cb_fail(err, CB_ENOTFOUND, "%s: \"genre_ratings\": this model has no genres ('%s' given)",
+                                  source, key);
         } else if (!(y >= r->y_min && y <= r->y_max)) {
             rc = cb_fail(err, CB_EINVAL, "%s: \"genre_ratings\": the rating of '%s' must be a number in [%g, %g]",
                          source, key, (double)r->y_min, (double)r->y_max);

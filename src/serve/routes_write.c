@@ -166,8 +166,10 @@ int sv_post_batch(sv_request *rq, sv_reply *rep) {
 int sv_get_healthz(sv_request *rq, sv_reply *rep) {
     sv_model *m = rq->model;
     json_t *model = json_loads(m->describe_json, 0, NULL);
-    return sv_reply_json(rep, 200, model ? json_pack("{s:s,s:o,s:s,s:f,s:I,s:I}", "status", "ok", "model", model,
-                                                     "model_version", m->version, "loaded_at", m->loaded_at, "reloads",
+    /* loaded_at in whole seconds: the replies' 7-digit reals would round it by minutes */
+    return sv_reply_json(rep, 200, model ? json_pack("{s:s,s:o,s:s,s:I,s:I,s:I}", "status", "ok", "model", model,
+                                                     "model_version", m->version, "loaded_at",
+                                                     (json_int_t)m->loaded_at, "reloads",
                                                      (json_int_t)rq->srv->reloads, "events",
                                                      (json_int_t)(rq->srv->events ? sv_events_total(rq->srv->events) : 0))
                                          : NULL);
