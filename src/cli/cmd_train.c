@@ -120,9 +120,14 @@ typedef struct train_args {
 /* A note when --threads asks for more workers than the machine has cores:
  * they take turns on the cores, and every step waits for the last of them. */
 static void note_threads(const cb_config *cfg) {
-    const char *t = cb_config_get(cfg, "threads");
-    long cores = sysconf(_SC_NPROCESSORS_ONLN), n = t ? strtol(t, NULL, 10) : 0;
-    if (cores > 0 && n > cores)
+    const char *t = cb_config_get(cfg, "threads"), *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN), n = t ? strtol(t, NULL, 10) : 0, ranks = local ? atol(local) : 1;
+    if (ranks < 1) ranks = 1;
+    if (cores > 0 && n * ranks > cores && ranks > 1)
+        fprintf(stderr, "note: %ld ranks here x --threads %ld is more than the %ld cores: the workers will take turns "
+                        "on them, and each step waits for the last (--threads 0: the cores shared out)\n",
+                ranks, n, cores);
+    else if (cores > 0 && n > cores)
         fprintf(stderr, "note: --threads %ld is more than the %ld cores here: the workers will take turns on them, and "
                         "each step waits for the last (--threads 0: one per core)\n", n, cores);
 }
