@@ -102,8 +102,9 @@ static void print_result(const cb_train_report *r, const cb_config *cfg) {
     bool raw = scaled && !strcmp(scaled, "false");
     printf("epochs=%u best_epoch=%u train_loss=%.6f", r->epochs_run, r->best_epoch, r->train_loss);
     if (r->n_valid) printf(" valid_loss=%.6f valid_rmse=%.4f", r->valid_loss, r->valid_rmse);
+    if (r->n_test && !isnan(r->test_rmse)) printf(" test_rmse=%.4f", r->test_rmse); /* none: a retrieval model */
     if (r->n_test)
-        printf(" test_rmse=%.4f %s=%.4f", r->test_rmse,
+        printf(" %s=%.4f",
                r->test_loss_is_logloss                             ? "test_logloss"
                : r->objective && !strcmp(r->objective, "rating") ? (raw ? "test_mse" : "test_mse_scaled")
                                                                    : "test_loss",
