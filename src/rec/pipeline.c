@@ -590,11 +590,16 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
         if (!sel) rc = CB_ENOMEM;
         else k = cb_rec_diversify(rec, cfg, cs, m, n, sel, err, &rc);
     }
-    if (!rc && k < n)
-        rc = cb_rec_push_str(&res->notes, &res->n_notes, err,
-                             "only %zu item%s left after retrieval and filtering (asked for %zu); enable or widen the "
-                             "sources",
-                             k, k == 1 ? "" : "s", n);
+    if (!rc && k < n) { /* the catalog itself short (all else rated or excluded), or the sources too narrow */
+        size_t open = n_all;
+        for (size_t i = 0; i < n_all; i++) open -= cb_bit_get(excl, i) ? 1 : 0;
+        rc = open <= k ? cb_rec_push_str(&res->notes, &res->n_notes, err,
+                                         "only %zu item%s of the catalog left that the user has not rated and no "
+                                         "filter excludes (asked for %zu)", k, k == 1 ? "" : "s", n)
+                       : cb_rec_push_str(&res->notes, &res->n_notes, err,
+                                         "only %zu item%s left after retrieval and filtering (asked for %zu); enable "
+                                         "or widen the sources", k, k == 1 ? "" : "s", n);
+    }
     if (!rc && k && !(res->items = cb_calloc(k, sizeof *res->items, err))) rc = CB_ENOMEM;
     if (!rc && x.nb_raw) rc = neighbour_anchors(&x, cs, sel, k, err);
     for (size_t i = 0; !rc && i < k; i++) {
