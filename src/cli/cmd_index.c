@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static bool parse_size(const char *s, size_t lo, size_t hi, size_t *out) {
     char *end;
@@ -22,6 +23,8 @@ int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s) 
     if (s->index && cb_recommender_load_index(rec, s->index, &err)) return cli_error(cmd, &err);
     if (cb_recommender_set_search(rec, s->exact ? CB_SEARCH_EXACT : CB_SEARCH_AUTO, ef, &err))
         return cli_error(cmd, &err);
+    if (s->ef && !s->index && strcmp(cmd, "precompute") && cli_mpi_launched_rank() == 0) /* precompute builds one */
+        fprintf(stderr, "cbrec %s: note: --ef has no effect without --index: the search is exact\n", cmd);
     int counted = 1;
     size_t indexed = 0, unreached = cb_recommender_index_unreached(rec, &indexed, &counted);
     if (unreached && !counted && cb_recommender_search_is_approximate(rec) && cli_mpi_launched_rank() == 0)
