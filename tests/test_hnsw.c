@@ -190,6 +190,19 @@ static void equal_rows_grouped(void **state) {
     rmdir(dir);
     free(path), free(dir), free(ex), free(B), free(Q);
     cb_hnsw_free(h);
+    /* ties across groups larger than the beam: the lowest indices, as the exact search gives */
+    const size_t n2 = 1000, d2 = 2;
+    float *T = calloc(n2 * d2, sizeof *T), origin[2] = {0, 0};
+    const float dirs[4][2] = {{1, 0}, {-1, 0}, {0, 1}, {0, -1}};
+    T[0] = 7, T[1] = 7;
+    for (size_t i = 1; i < n2; i++) T[i * d2] = dirs[i % 4][0], T[i * d2 + 1] = dirs[i % 4][1];
+    h = build(T, n2, d2);
+    int32_t ai[10], ei[10];
+    assert_int_equal(cb_hnsw_search(h, origin, 1, 10, CB_KNN_L2, NULL, ai, NULL, &err), CB_OK);
+    assert_int_equal(cb_knn_search(origin, 1, T, n2, d2, 10, CB_KNN_L2, NULL, ei, NULL, &err), CB_OK);
+    assert_memory_equal(ai, ei, sizeof ai); /* rows 1..10 */
+    cb_hnsw_free(h);
+    free(T);
 }
 
 /* A four-node graph written as a file by hand (format 1): layer-0 lists

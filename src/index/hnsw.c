@@ -569,7 +569,7 @@ static int build_links(cb_hnsw *h, const int32_t *order, size_t n_order, size_t 
     /* A thread per 1,024 nodes at most: a small graph builds in milliseconds
      * on one thread, deterministically, while concurrent inserts into a few
      * hundred nodes cost recall (a 300-node test graph fell below 0.98). */
-    if ((size_t)threads > h->n / 1024 + 1) threads = (int)(h->n / 1024 + 1);
+    if ((size_t)threads > n_order / 1024 + 1) threads = (int)(n_order / 1024 + 1);
     bjob jb = {.h = h, .order = order, .n_order = n_order, .first_rest = first_rest, .regions = (size_t)threads};
     jb.n_chunks = seed_chunks(&jb) + jb.regions * ((region_len(&jb) + BUILD_CHUNK - 1) / BUILD_CHUNK);
     atomic_init(&jb.next, 0);
@@ -932,7 +932,7 @@ typedef struct sjob {
 /* One query: returns the number of eligible rows found (<= ef), written
  * canonically rescored and sorted into rc[0..). */
 static size_t search_query(const sjob *jb, walker *w, const float *q, const filter *f, size_t ef,
-                           cb_knn_cand *rc) {
+                           cb_knn_cand **rcp, size_t *cap) {
     const cb_hnsw *h = jb->h;
     const dists *dist = jb->metric == CB_KNN_DOT ? &h->ndot : &h->l2;
     int32_t cur = jb->from_self && f->self >= 0 ? (int32_t)f->self : h->entry;
@@ -940,10 +940,26 @@ static size_t search_query(const sjob *jb, walker *w, const float *q, const filt
     float cur_d = dist->one(q, h->B + (size_t)cur * h->d, h->d);
     if (cur == h->entry) descend(h, w, q, dist, &cur, &cur_d, h->max_level, 0);
     search_layer(h, w, q, dist, cur, cur_d, ef, 0, f);
+    /* each node's first k eligible rows of its group (in index order): every
+     * group tied at the k-th distance offers its lowest rows, so the sort
+     * below breaks the ties by index as the exact search does */
     size_t m = 0;
-    for (size_t r = 0; r < w->n_res && m < ef; r++) /* each node's eligible rows of its group, in index order */
-        for (int32_t k = w->res[r].id; k >= 0 && m < ef; k = h->dup_next ? h->dup_next[k] : -1)
-            if (eligible(f, (size_t)k)) rc[m++] = (cb_knn_cand){0.0, k};
+    for (size_t r = 0; r < w->n_res; r++) {
+        size_t taken = 0;
+        for (int32_t k = w->res[r].id; k >= 0 && taken < jb->k; k = h->dup_next ? h->dup_next[k] : -1) {
+            if (!eligible(f, (size_t)k)) continue;
+            if (m == *cap) {
+                cb_knn_cand *bigger = realloc(*rcp, 2 * *cap * sizeof *bigger);
+                if (!bigger) {
+                    w->oom = true;
+                    return 0;
+                }
+                *rcp = bigger, *cap *= 2;
+            }
+            (*rcp)[m++] = (cb_knn_cand){0.0, k}, taken++;
+        }
+    }
+    cb_knn_cand *rc = *rcp;
     cb_knn_canonical_rescore(q, h->B, h->d, jb->metric, rc, m);
     qsort(rc, m, sizeof *rc, cb_knn_cand_cmp);
     return m;
@@ -954,7 +970,8 @@ static void *search_worker(void *arg) {
     const cb_hnsw *h = jb->h;
     walker w;
     cb_error e;
-    cb_knn_cand *rc = malloc(jb->ef * sizeof *rc);
+    size_t cap = jb->ef; /* search_query grows it */
+    cb_knn_cand *rc = malloc(cap * sizeof *rc);
     if (!rc || walker_init(&w, h->n, h->m0, &e)) {
         free(rc);
         atomic_store(&jb->failed, CB_ENOMEM);
@@ -966,17 +983,13 @@ static void *search_worker(void *arg) {
         filter f = {p->self_index ? p->self_index[i] : -1,
                     p->exclude ? p->exclude + (p->exclude_stride ? i * p->exclude_stride : 0) : NULL};
         const float *q = jb->Q + i * h->d;
-        size_t ef = jb->ef, m = search_query(jb, &w, q, &f, ef, rc);
-        /* Too few eligible rows reached: widen the beam, then answer exactly. */
-        while (m < jb->k && w.n_visited < h->n && ef < h->n && !w.oom) {
-            ef = ef * 4 < h->n ? ef * 4 : h->n;
-            cb_knn_cand *bigger = realloc(rc, ef * sizeof *rc);
-            if (!bigger) {
-                w.oom = true;
-                break;
-            }
-            rc = bigger;
-            m = search_query(jb, &w, q, &f, ef, rc);
+        size_t ef = jb->ef, m = search_query(jb, &w, q, &f, ef, &rc, &cap);
+        /* Too few eligible rows reached: widen the beam (up to the graph's
+         * nodes: copies are not walked), then answer exactly. */
+        size_t nodes = h->n - h->n_dups;
+        while (m < jb->k && w.n_visited < nodes && ef < nodes && !w.oom) {
+            ef = ef * 4 < nodes ? ef * 4 : nodes;
+            m = search_query(jb, &w, q, &f, ef, &rc, &cap);
         }
         if (m < jb->k) {
             jb->need_exact[i] = 1;
@@ -1149,10 +1162,17 @@ static int dups_check(const cb_hnsw *h, const char *path, cb_error *err) {
         bool ok = f < (int32_t)i && (f < 0 || (f >= 0 && h->dup_of[f] < 0 && h->levels[i] == 0 &&
                                                links_of(h, i, 0)[0] == 0 && (int32_t)i != h->entry));
         ok = ok && (nx < 0 || ((size_t)nx < n && nx > (int32_t)i && h->dup_of[nx] == head));
+        ok = ok && (f < 0 || !memcmp(h->B + i * h->d, h->B + (size_t)f * h->d, h->d * sizeof *h->B)); /* equal rows */
         if (!ok) return cb_fail(err, CB_EFORMAT, "%s: row %zu's group of equal rows is invalid", path, i);
         copies += f >= 0;
     }
-    return copies == h->n_dups ? CB_OK : cb_fail(err, CB_EFORMAT, "%s: the copies do not add up", path);
+    /* every copy on its group's chain once: the chains from the heads */
+    size_t walked = 0;
+    for (size_t i = 0; i < n; i++)
+        if (h->dup_of[i] < 0)
+            for (int32_t k = h->dup_next[i]; k >= 0; k = h->dup_next[k]) walked++; /* ascending: ends */
+    return copies == h->n_dups && walked == copies ? CB_OK
+                                                   : cb_fail(err, CB_EFORMAT, "%s: the copies do not add up", path);
 }
 
 static int load_check(cb_hnsw *h, const char *path, int64_t upper_len, cb_error *err) {

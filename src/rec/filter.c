@@ -94,23 +94,48 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const c
 }
 
 
+/* The list without the blanks around its ids (outside quotes: a quoted id
+ * keeps its own), so that `a, "sku,5" ` reads as two ids; malloc'd. */
+static char *list_tidy(const char *list, cb_error *err) {
+    size_t n = strlen(list), m = 0;
+    char *o = cb_malloc(n + 1, err);
+    if (!o) return NULL;
+    bool quoted = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = list[i];
+        if (!quoted && isspace((unsigned char)c)) {
+            size_t j = i;
+            while (j < n && isspace((unsigned char)list[j])) j++;
+            char before = m ? o[m - 1] : ',', after = j < n ? list[j] : ',';
+            if (before == ',' || before == '"' || after == ',' || after == '"') { /* at an id's edge */
+                i = j - 1;
+                continue;
+            }
+        }
+        if (c == '"') quoted = !quoted; /* "" inside quotes toggles twice */
+        o[m++] = c;
+    }
+    o[m] = 0;
+    return o;
+}
+
 /* Set the bit of every item of a comma-separated id list, read as one CSV
- * record (an id with a comma in quotes: "sku,5"; spaces around an id
- * trimmed); `what` names the option in messages. */
+ * record (an id with a comma in quotes: "sku,5"; blanks around an id
+ * dropped); `what` names the option in messages. */
 static int id_list_bits(const cb_recommender *rec, const char *list, uint64_t *bits, const char *what, cb_error *err) {
     cb_csv_options o;
     cb_csv_options_default(&o);
     cb_csv *c = NULL;
     char **fields;
     size_t *lens, n = 0;
-    int rc = cb_csv_open_mem(&c, what, list, strlen(list), &o, err);
+    char *tidy = list_tidy(list, err);
+    if (!tidy) return CB_ENOMEM;
+    int rc = cb_csv_open_mem(&c, what, tidy, strlen(tidy), &o, err);
     int got = rc ? rc : cb_csv_next(c, &fields, &lens, &n, err);
     if (got < 0) rc = got;
     for (size_t k = 0; !rc && got == 1 && k < n; k++) {
         const char *s = fields[k];
         size_t len = lens[k];
-        while (len && isspace((unsigned char)*s)) s++, len--;
-        while (len && isspace((unsigned char)s[len - 1])) len--;
         if (!len) continue;
         char id[256];
         if (len >= sizeof id) {
@@ -126,6 +151,7 @@ static int id_list_bits(const cb_recommender *rec, const char *list, uint64_t *b
     if (!rc && got == 1 && cb_csv_next(c, &fields, &lens, &n, err) != 0) /* a second record: a newline in the list */
         rc = cb_fail(err, CB_EINVAL, "%s: one line of comma-separated ids expected", what);
     cb_csv_close(c);
+    free(tidy);
     return rc;
 }
 
