@@ -3,6 +3,8 @@
  * this file adds only the paths, progress output and the learning curve. */
 #include "cli.h"
 
+#include <jansson.h>
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +135,20 @@ static void note_threads(const cb_config *cfg) {
                         "each step waits for the last (--threads 0: one per core)\n", n, cores);
 }
 
+/* A note when --split temporal meets data without timestamps: each user's
+ * last ratings in file order are held out then. */
+static void note_untimed_split(const cb_dataset *ds, const cb_config *cfg) {
+    const char *split = cb_config_get(cfg, "split");
+    char *doc = NULL;
+    if (!split || strcmp(split, "temporal") || cb_dataset_describe(ds, NULL, &doc, NULL)) return;
+    json_t *o = json_loads(doc, 0, NULL);
+    if (o && json_is_false(json_object_get(o, "timestamps")))
+        fprintf(stderr, "note: the data has no timestamps: --split temporal holds out each user's last ratings in "
+                        "file order\n");
+    json_decref(o);
+    free(doc);
+}
+
 /* Train (or resume), save, plot; returns the exit status. */
 static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, const cli_mpi *mp) {
     const char *cmd = "train";
@@ -148,6 +164,7 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, co
                 cb_dataset_user_count(ds), cb_dataset_item_count(ds), cb_dataset_rating_count(ds),
                 cb_config_get(cfg, "split"));
         note_threads(cfg);
+        note_untimed_split(ds, cfg);
     }
     if (!rc && a->resume && !(rc = cb_recommender_load_files(&rec, a->model, a->history, NULL, &err)))
         rc = cb_train_resume(rec, ds, cfg, on_progress, pc, &rep, &err);
