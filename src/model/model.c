@@ -1244,15 +1244,14 @@ typedef struct train_ctx {
      * A batch reaches few of its rows, so their gradients are zeroed and summed by the rows
      * the workers' items touched, not densely. */
     size_t emb_lo, emb_dim, n_emb;
-    /* across ranks: the rows of the embedding a step's items reach, and those rows' sums and the
-     * head's packed for the all-reduce ([B + M] and [(B + M) x emb_dim + HEAD_N]; see reduce_ranks) */
-    uint32_t *emb_rows;
-    float *emb_pack;
-    /* lazy: the id embedding's rows this step's items reach, ascending, each once (worker 0
-     * before the forward's barrier); only they are updated */
+    /* the id embedding's rows this step's items reach, ascending, each once ([B + M]; worker 0
+     * before the forward's barrier; kept for the lazy update and across ranks, else NULL), and
+     * across ranks those rows' sums and the head's packed for the all-reduce
+     * ([(B + M) x emb_dim + HEAD_N]; see reduce_ranks) */
     uint32_t *emb_live;
     size_t n_emb_live;
-    bool lazy_emb;
+    float *emb_pack;
+    bool lazy_emb;            /* only the live rows are updated (lazy Adam) */
     /* the sparse first layer (wt0 NULL: none). Training keeps the user tower's W0 and its Adam
      * moments transposed, [in0, out0] each (wt0, mt0, vt0; back in the model at the end of an
      * epoch): the layer reads rows of W0ᵀ, its gradient comes out
@@ -1655,26 +1654,21 @@ static int gather_outputs(train_ctx *x, int B, int M) {
 
 /* The ranks' gradient sums added into every rank's `sum` (comm's
  * all-reduce, worker 0): the towers' dense part in place; then, packed with
- * the head, only the item-id embedding's rows this step's items reach (the
- * batch's and the negatives', in x->cols: the same on every rank), which
- * at 27k items are 71 % of the floats. Every other row is zero on every
- * rank, so each float is the sum the whole buffer's all-reduce gives. */
-static int reduce_ranks(train_ctx *x, float *sum, int N) {
+ * the head, only the item-id embedding's rows this step's items reach
+ * (x->emb_live: the same on every rank), which at 27k items are 71 % of the
+ * floats. Every other row is zero on every rank, so each float is the sum
+ * the whole buffer's all-reduce gives. */
+static int reduce_ranks(train_ctx *x, float *sum) {
     const cb_train_comm *cm = x->comm;
     if (!x->emb_dim) return cm->allreduce_sum(cm->ctx, sum, x->n_flat);
     if (cm->allreduce_sum(cm->ctx, sum, x->emb_lo)) return 1;
-    size_t D = x->emb_dim, n = 0;
-    for (int r = 0; r < N; r++)
-        if (x->cols.ids[r] < x->n_emb) x->emb_rows[n++] = x->cols.ids[r];
-    qsort(x->emb_rows, n, sizeof *x->emb_rows, cb_cmp_u32);
-    size_t u = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!u || x->emb_rows[u - 1] != x->emb_rows[i]) x->emb_rows[u++] = x->emb_rows[i];
+    size_t D = x->emb_dim, u = x->n_emb_live;
+    const uint32_t *rows = x->emb_live;
     float *pk = x->emb_pack, *emb = sum + x->emb_lo, *head = sum + x->n_flat - HEAD_N;
-    for (size_t i = 0; i < u; i++) memcpy(pk + i * D, emb + x->emb_rows[i] * D, D * sizeof *pk);
+    for (size_t i = 0; i < u; i++) memcpy(pk + i * D, emb + rows[i] * D, D * sizeof *pk);
     memcpy(pk + u * D, head, HEAD_N * sizeof *pk);
     if (cm->allreduce_sum(cm->ctx, pk, u * D + HEAD_N)) return 1;
-    for (size_t i = 0; i < u; i++) memcpy(emb + x->emb_rows[i] * D, pk + i * D, D * sizeof *pk);
+    for (size_t i = 0; i < u; i++) memcpy(emb + rows[i] * D, pk + i * D, D * sizeof *pk);
     memcpy(head, pk + u * D, HEAD_N * sizeof *pk);
     return 0;
 }
@@ -1793,7 +1787,7 @@ static void run_epoch(void *arg, int w) {
         forward_rows(x, &x->wk[w], idx, B, lo, hi, neg, nlo, nhi, step);
         if (w == 0) {
             gather_batch(&m->cfg, &x->cols, d->ratings, idx, B, x->log_q, neg, M);
-            if (x->lazy_emb) live_rows(x);
+            if (x->emb_live) live_rows(x);
         }
         lap(x, timed, 0, &t);
         cb_pool_barrier(x->pool);
@@ -1833,7 +1827,7 @@ static void run_epoch(void *arg, int w) {
             if (x->n_ranks > 1) {
                 lap(x, timed, 2, &t);
                 cb_pool_barrier(x->pool);
-                if (w == 0 && reduce_ranks(x, sum, B + M)) x->comm_failed = true;
+                if (w == 0 && reduce_ranks(x, sum)) x->comm_failed = true;
                 cb_pool_barrier(x->pool);
                 lap(x, timed, 3, &t);
                 if (x->comm_failed) break;
@@ -1965,10 +1959,11 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
     x->ym = x->yu + (size_t)B * W;
     if ((rc = ws_alloc(&x->cols, &m->tw[1], B + M, false, err))) return rc;
     if (softmax && !(x->prob = cb_calloc((size_t)B * (B + M), sizeof(float), err))) return CB_ENOMEM;
-    if (x->lazy_emb && !(x->emb_live = cb_malloc(((size_t)B + M) * sizeof *x->emb_live, err))) return CB_ENOMEM;
+    if (x->emb_dim && (x->lazy_emb || x->n_ranks > 1) &&
+        !(x->emb_live = cb_malloc(((size_t)B + M) * sizeof *x->emb_live, err)))
+        return CB_ENOMEM;
     if (x->n_ranks > 1 && x->emb_dim &&
-        (!(x->emb_rows = cb_malloc(((size_t)B + M) * sizeof *x->emb_rows, err)) ||
-         !(x->emb_pack = cb_malloc((((size_t)B + M) * x->emb_dim + HEAD_N) * sizeof *x->emb_pack, err))))
+        !(x->emb_pack = cb_malloc((((size_t)B + M) * x->emb_dim + HEAD_N) * sizeof *x->emb_pack, err)))
         return CB_ENOMEM;
     if (!(x->du = cb_calloc(2 * (size_t)B * W + 4 * ((size_t)B / LOSS_CHUNK + 1), sizeof(float), err))) return CB_ENOMEM;
     x->dvr = x->du + (size_t)B * W;
@@ -1999,7 +1994,6 @@ static void train_ctx_close(train_ctx *x) {
     }
     ws_free(&x->cols);
     free(x->prob);
-    free(x->emb_rows);
     free(x->emb_pack);
     free(x->emb_live);
     free(x->du);
