@@ -1197,7 +1197,7 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
  * its columns of the softmax over all rows (one sgemm over the rows: the
  * same bits whoever computes a column), and backpropagates its own rows
  * into its own flat gradient buffer [user tower | item tower | head] (the sparse first
- * layer's W0 aside: see w0_rows). The buffers are summed (and zeroed)
+ * layer's W0 aside: see w0_rows; the worker zeroes it first). The buffers are summed
  * slice by slice in worker order (deterministic for a given thread count),
  * across ranks (one all-reduce of the flat sum), and each worker applies the
  * optimiser to its slice. Four barriers per step; eight across processes.
@@ -1386,14 +1386,19 @@ static void forward_rows(train_ctx *x, worker *k, const uint32_t *idx, int B, in
     }
 }
 
-/* Zero the id-embedding rows of worker w's gradient buffer that its previous
- * step reached (the reduction zeroes the rest of the buffers as it reads
- * them) and list the rows its items reach this step. */
+/* Zero worker w's gradient buffer before its backward adds into it, by the
+ * worker itself (the reduction only reads the buffers: zeroing them there
+ * wrote every other worker's lines, which each owner's next backward then
+ * fetched back): the dense parts whole; of the id embedding, the rows its
+ * previous step reached. Lists the rows its items reach this step. W0's
+ * part is not in the buffer (w0_rows; a lone worker's dwt0: clear_lone). */
 static void zero_grads(train_ctx *x, int w) {
     worker *k = &x->wk[w];
     float *g = x->grad[w];
     int par = (int)(x->n_steps & 1);
-    size_t D = x->emb_dim, lo = x->emb_lo;
+    size_t D = x->emb_dim, lo = x->emb_lo, ehi = D ? lo + x->n_emb * D : x->n_flat;
+    memset(g + x->w0_n, 0, ((D ? lo : x->n_flat) - x->w0_n) * sizeof *g);
+    memset(g + ehi, 0, (x->n_flat - ehi) * sizeof *g);
     if (!D) return;
     for (int i = 0; i < k->n_touched[par ^ 1]; i++) memset(g + lo + k->touched[par ^ 1][i] * D, 0, D * sizeof(float));
     const tower_ws *ws = &k->ws[1];
@@ -1444,8 +1449,8 @@ static void w0_rows(train_ctx *x, float *sum, size_t a, size_t b) {
 
 /* sum[lo, hi) = the workers' gradients summed in worker order: W0's
  * (transposed) by w0_rows; the id embedding's only where this step's items
- * reached; the rest from the flat buffers. Read, they are zeroed (but the
- * id embedding's: zero_grads), so the next step's backward adds into zeros. */
+ * reached; the rest from the flat buffers, which their owners zero before
+ * the next backward (zero_grads). */
 static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
     float *sum = x->grad[x->n_workers];
     size_t elo = x->emb_lo, ehi = elo + x->n_emb * x->emb_dim;
@@ -1458,19 +1463,15 @@ static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
             reduce_emb_rows(x, sum, a, b);
         } else {
             b = a < elo && elo < hi ? elo : hi;
-            cb_pool_reduce_clear(sum, x->grad, x->n_workers, a, b);
+            cb_pool_reduce(sum, x->grad, x->n_workers, a, b);
         }
     }
 }
 
-/* A lone worker's buffers zeroed once the optimiser has read them as the
- * sum (reduce_range's zeroing; the id embedding's rows: zero_grads). */
+/* A lone worker's W0 gradient (dwt0) zeroed once the optimiser has read
+ * it (its flat buffer: zero_grads). */
 static void clear_lone(train_ctx *x) {
-    float *g = x->grad[0];
-    size_t elo = x->emb_dim ? x->emb_lo : x->n_flat, ehi = x->emb_dim ? elo + x->n_emb * x->emb_dim : x->n_flat;
-    memset(g + x->w0_n, 0, (elo - x->w0_n) * sizeof *g);
-    memset(g + ehi, 0, (x->n_flat - ehi) * sizeof *g);
-    if (x->wt0) memset(x->wk[0].ws[0].dwt0, 0, x->w0_n * sizeof *g);
+    if (x->wt0) memset(x->wk[0].ws[0].dwt0, 0, x->w0_n * sizeof(float));
 }
 
 /* The loss chunks [*lo, *hi) of worker w of `rank` for a batch of B rows:

@@ -138,7 +138,7 @@ void cb_pool_split(size_t n, int parts, int i, size_t align, size_t *lo, size_t 
     *hi = b < a ? a : b;
 }
 
-static void reduce(float *dst, float *const *src, int n_src, size_t lo, size_t hi, bool clear) {
+void cb_pool_reduce(float *dst, float *const *src, int n_src, size_t lo, size_t hi) {
     enum { CHUNK = 2048 }; /* a block of dst stays in L1 while every source is added */
     for (size_t c = lo; c < hi; c += CHUNK) {
         size_t e = hi - c < CHUNK ? hi : c + CHUNK;
@@ -147,14 +147,6 @@ static void reduce(float *dst, float *const *src, int n_src, size_t lo, size_t h
             const float *s = src[w];
             for (size_t i = c; i < e; i++) dst[i] += s[i];
         }
-        for (int w = 0; clear && w < n_src; w++) memset(src[w] + c, 0, (e - c) * sizeof *dst);
     }
 }
 
-void cb_pool_reduce(float *dst, float *const *src, int n_src, size_t lo, size_t hi) {
-    reduce(dst, src, n_src, lo, hi, false);
-}
-
-void cb_pool_reduce_clear(float *dst, float *const *src, int n_src, size_t lo, size_t hi) {
-    reduce(dst, src, n_src, lo, hi, true);
-}

@@ -39,7 +39,5 @@ void cb_pool_split(size_t n, int parts, int i, size_t align, size_t *lo, size_t 
 /* dst[lo..hi) = src[0][lo..hi) + src[1][lo..hi) + ... + src[n_src-1][lo..hi),
  * always added in that order: the same bits whoever calls it. */
 void cb_pool_reduce(float *dst, float *const *src, int n_src, size_t lo, size_t hi);
-/* The same, and src[..][lo..hi) zeroed once read (buffers that accumulate from zero). */
-void cb_pool_reduce_clear(float *dst, float *const *src, int n_src, size_t lo, size_t hi);
 
 #endif /* CB_PARALLEL_H */
