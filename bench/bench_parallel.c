@@ -24,7 +24,9 @@
  *     between cores (handoff: a W0-sized array updated by shares and read
  *     whole, and read by shares only), which tells a slow pair of the
  *     host's making from the code's (docs/scale.md).
- * Usage: bench_parallel [--threads N] [--pairs P] [--epochs E] [--batch B]
+ *   - the same projection at 2 and 4 times the batch (--no-sweep: not), where
+ *     a worker of 16 gets 32 and 64 rows a step.
+ * Usage: bench_parallel [--threads N] [--pairs P] [--epochs E] [--batch B] [--no-sweep]
  * Exit status 0 whatever the figures (a benchmark reports, it does not judge). */
 #include "model/model.h"
 #include "model/nn_sparse.h"
@@ -133,6 +135,47 @@ static double w0_pass_seconds(int C, int OC) {
 }
 
 
+/* The projection of a step at 16 threads from measured one-thread costs at
+ * batch B (`one`) and at a 1/16 share of it (measured here). */
+typedef struct projection {
+    int batch, chunks, per_worker;
+    double t1[4];            /* one thread: towers, loss, sum + optimiser, barriers (s a step) */
+    double shard_tw, w0_pass; /* a 1/16 share's towers as measured; the first layer's pass over all rows */
+    double tw, loss, upd, red, barrier, t16, speedup;
+} projection;
+
+static projection project16(const cb_train_data *d, const run_result *one, int batch, int epochs) {
+    projection p = {.batch = batch};
+    run_result shard = train_once(d, 1, batch / 16, epochs); /* a 1/16 share of the batch per step */
+    /* the sum covers the dense part only: not the id embedding (dim 32: its rows where the batch reaches), and not
+     * the sparse first layer's W0, whose rows each worker sums over every worker's batch rows in the backward's
+     * stead (model.c, w0_rows: the same arithmetic as a 1/16 share of the rows, counted in the towers' time) */
+    cb_model_config dc;
+    cb_model_config_default(&dc);
+    size_t n_dense = one->n_params - (size_t)N_ITEMS * 32 - (size_t)USER_IN * dc.user_layers[0];
+    for (int i = 0; i < 4; i++) p.t1[i] = one->phase[i] / (double)one->steps;
+    p.w0_pass = w0_pass_seconds(USER_IN, (int)dc.user_layers[0]);
+    p.shard_tw = shard.phase[0] / (double)shard.steps;
+    p.tw = p.shard_tw - p.w0_pass * 15 / 16;
+    p.red = reduce16_seconds(n_dense) + w0_parts16_seconds(USER_IN, (int)dc.user_layers[0]);
+    p.barrier = 4 * 10e-6; /* four barriers a step; ~10 us each on a many-core machine (assumed) */
+    p.chunks = (batch + 15) / 16, p.per_worker = (p.chunks + 15) / 16; /* LOSS_CHUNK rows each */
+    p.loss = p.t1[1] * p.per_worker / p.chunks;
+    p.upd = p.t1[2] / 16;
+    p.t16 = p.tw + p.loss + p.upd + p.red + p.barrier;
+    p.speedup = (p.t1[0] + p.t1[1] + p.t1[2] + p.t1[3]) / p.t16;
+    return p;
+}
+
+static void print_projection(const projection *p) {
+    printf("  batch %d: a 1/16 share (batch %d) towers %.3f ms (measured %.3f, less 15/16 of the first layer's gradient "
+           "pass over all its rows, %.3f); zeroing + summing 16 gradient buffers (W0: adding 16 workers' sums), per "
+           "worker %.3f ms\n", p->batch, p->batch / 16, 1e3 * p->tw, 1e3 * p->shard_tw, 1e3 * p->w0_pass, 1e3 * p->red);
+    printf("  projected step at 16 threads (ms): towers %.3f + loss %d/%d chunks %.3f + optimiser/16 %.3f + sum %.3f + "
+           "barriers %.3f = %.3f (1 thread: %.3f)\n", 1e3 * p->tw, p->per_worker, p->chunks, 1e3 * p->loss,
+           1e3 * p->upd, 1e3 * p->red, 1e3 * p->barrier, 1e3 * p->t16, 1e3 * p->t16 * p->speedup);
+}
+
 /* The machine's own cost of handing data between cores: a step in which each
  * of N workers updates its share of a W0-sized array (1,052 x 256 floats: a
  * momentum pass, as Adam's) and then reads all of it (as the next forward
@@ -195,11 +238,12 @@ static void handoff(int n, double out[4]) {
 }
 
 int main(int argc, char **argv) {
-    int threads = 2, pairs = 3, epochs = 1, batch = 256;
+    int threads = 2, pairs = 3, epochs = 1, batch = 256, sweep = 1;
     static struct option opts[] = {{"threads", required_argument, 0, 'j'},
                                    {"pairs", required_argument, 0, 'p'},
                                    {"epochs", required_argument, 0, 'e'},
                                    {"batch", required_argument, 0, 'b'},
+                                   {"no-sweep", no_argument, 0, 'n'},
                                    {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -207,7 +251,8 @@ int main(int argc, char **argv) {
         else if (ch == 'p') pairs = atoi(optarg);
         else if (ch == 'e') epochs = atoi(optarg);
         else if (ch == 'b') batch = atoi(optarg) >= 16 ? atoi(optarg) : 16;
-        else { fprintf(stderr, "usage: %s [--threads N] [--pairs P] [--epochs E] [--batch B]\n", argv[0]); return 2; }
+        else if (ch == 'n') sweep = 0;
+        else { fprintf(stderr, "usage: %s [--threads N] [--pairs P] [--epochs E] [--batch B] [--no-sweep]\n", argv[0]); return 2; }
     }
     float *xu = malloc(sizeof(float) * N_USERS * USER_IN), *xm = malloc(sizeof(float) * N_ITEMS * ITEM_IN);
     cb_rating *ratings = malloc(sizeof(cb_rating) * N_EX);
@@ -237,46 +282,34 @@ int main(int argc, char **argv) {
         sum_ratio += ratios[p], r1_sum += one.ex_per_s, rn_sum += n.ex_per_s;
     }
     handoff(threads, hand[1]);
-    run_result shard = train_once(&d, 1, batch / 16, epochs); /* a 1/16 share of the batch per step */
-    /* the sum covers the dense part only: not the id embedding (dim 32: its rows where the batch reaches), and not
-     * the sparse first layer's W0, whose rows each worker sums over every worker's batch rows in the backward's
-     * stead (model.c, w0_rows: the same arithmetic as a 1/16 share of the rows, counted in the towers' time) */
-    cb_model_config dc;
-    cb_model_config_default(&dc);
-    size_t n_flat = one.n_params, n_dense = n_flat - (size_t)N_ITEMS * 32 - (size_t)USER_IN * dc.user_layers[0];
-
-    double steps = (double)one.steps, t1_tw = one.phase[0] / steps, t1_loss = one.phase[1] / steps,
-           t1_upd = one.phase[2] / steps, t1_wait = one.phase[3] / steps;
-    double w0_pass = w0_pass_seconds(USER_IN, (int)dc.user_layers[0]);
-    double t16_tw = shard.phase[0] / (double)shard.steps - w0_pass * 15 / 16,
-           t16_red = reduce16_seconds(n_dense) + w0_parts16_seconds(USER_IN, (int)dc.user_layers[0]);
-    double t1 = t1_tw + t1_loss + t1_upd + t1_wait;
-    double barrier = 4 * 10e-6; /* four barriers a step; ~10 us each on a many-core machine (assumed) */
-    int chunks = (batch + 15) / 16, per_worker = (chunks + 15) / 16; /* LOSS_CHUNK rows each */
-    double t16_loss = t1_loss * per_worker / chunks;
-    double t16 = t16_tw + t16_loss + t1_upd / 16 + t16_red + barrier;
-
+    projection pj = project16(&d, &one, batch, epochs);
+    size_t n_flat = one.n_params;
     printf("bench_parallel: default model (1,052-wide user input, 40-wide item input, objective both), %d examples, "
            "batch %d, %zu parameters\n", N_EX, batch, n_flat);
     printf("  pairs (1 thread, %d threads) examples/s:", threads);
     for (int p = 0; p < pairs; p++) printf(" %.2fx", ratios[p]);
     printf("\n  mean examples/s: 1 thread %.0f, %d threads %.0f\n", r1_sum / pairs, threads, rn_sum / pairs);
     printf("  one step at 1 thread (ms): towers %.3f, the batch's loss %.3f, gradient sum + optimiser %.3f, barriers %.3f\n",
-           1e3 * t1_tw, 1e3 * t1_loss, 1e3 * t1_upd, 1e3 * t1_wait);
+           1e3 * pj.t1[0], 1e3 * pj.t1[1], 1e3 * pj.t1[2], 1e3 * pj.t1[3]);
     double sn = (double)last_n.steps;
     printf("  one step at %d threads (ms, worker 0's CPU clock): towers %.3f, the batch's loss %.3f, gradient sum + "
            "optimiser %.3f, barriers %.3f\n", threads, 1e3 * last_n.phase[0] / sn, 1e3 * last_n.phase[1] / sn,
            1e3 * last_n.phase[2] / sn, 1e3 * last_n.phase[3] / sn);
-    printf("  a 1/16 share (batch %d) towers %.3f ms (measured %.3f, less 15/16 of the first layer's gradient pass over all "
-           "its rows, %.3f); zeroing + summing 16 gradient buffers (W0: adding 16 workers' sums), per worker %.3f ms\n",
-           batch / 16, 1e3 * t16_tw, 1e3 * shard.phase[0] / (double)shard.steps, 1e3 * w0_pass, 1e3 * t16_red);
-    printf("  projected step at 16 threads (ms): towers %.3f + loss %d/%d chunks %.3f + optimiser/16 %.3f + sum %.3f + barriers %.3f = %.3f\n",
-           1e3 * t16_tw, per_worker, chunks, 1e3 * t16_loss, 1e3 * t1_upd / 16, 1e3 * t16_red, 1e3 * barrier, 1e3 * t16);
+    print_projection(&pj);
     printf("  the machine's core-to-core handoff (%d workers / 1, a W0-sized array updated by shares, then read whole; "
            "own shares only), before the pairs: %.2fx (%.2fx), after: %.2fx (%.2fx); a step %.0f us (%.0f us)\n", threads,
            hand[0][0], hand[0][1], hand[1][0], hand[1][1], hand[1][2], hand[1][3]);
     printf("RATIO examples/s %d threads / 1 thread (mean of %d pairs)   %.2fx\n", threads, pairs, sum_ratio / pairs);
-    printf("RATIO projected speed-up at 16 threads (measured per-step costs)   %.1fx = %.2f x N\n", t1 / t16, t1 / t16 / 16);
+    printf("RATIO projected speed-up at 16 threads (measured per-step costs)   %.1fx = %.2f x N\n", pj.speedup,
+           pj.speedup / 16);
+    /* the same projection at larger batches: a worker of 16 gets 32 and 64 rows a step */
+    for (int k = 2; k <= 4 && sweep; k *= 2) {
+        run_result big = train_once(&d, 1, batch * k, epochs);
+        projection q = project16(&d, &big, batch * k, epochs);
+        print_projection(&q);
+        printf("RATIO projected speed-up at 16 threads, batch %d   %.1fx = %.2f x N\n", batch * k, q.speedup,
+               q.speedup / 16);
+    }
     free(xu), free(xm), free(ratings), free(idx);
     return 0;
 }
