@@ -293,7 +293,13 @@ static void new_user_from_json(void **state) {
     /* bad inputs: clear errors */
     assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"genre_ratings\": {\"X\": 5}", &err), CB_EPARSE);
     assert_non_null(strstr(err.msg, ":1:"));
-    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"genre_ratings\": {\"NoSuchGenre\": 5}}", &err),
+    /* an unknown genre is a note, as an unknown value of "preferences" is; an error under strict */
+    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"genre_ratings\": {\"NoSuchGenre\": 5}}", &err), CB_OK);
+    assert_int_equal(p.n_prefs, 0);
+    assert_non_null(strstr(p.note, "'NoSuchGenre' ignored: not a genre"));
+    cb_recommend_profile_free(&p);
+    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"strict\": true, \"genre_ratings\": {\"NoSuchGenre\": 5}}",
+                                                 &err),
                      CB_ENOTFOUND);
     assert_non_null(strstr(err.msg, "NoSuchGenre"));
     assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"ratings\": {\"nope\": 5}}", &err), CB_ENOTFOUND);
