@@ -3,8 +3,8 @@
  * placed among their class by content, a new user stating one class's tags
  * gets that class, known users get their favourite classes; the
  * "preferences" form, unknown values (remarks, or errors under strict),
- * "genre_ratings" taking genres only, the schema's vocabulary control, text
- * columns, and Unicode case folding. */
+ * "genre_ratings" taking genres only, a brand given to add-item as a list,
+ * the schema's vocabulary control, text columns, and Unicode case folding. */
 #include "testutil.h"
 
 #include "cbrec.h"
@@ -237,13 +237,10 @@ static bool list_says(const cb_list *l, const char *text, bool in_notes) {
     return false;
 }
 
-/* "genre_ratings" takes the genre column's values only: a brand is not a
- * genre (a note pointing to "preferences"), an unknown name is a note as in
- * "preferences" (an error under strict), and the vocabulary's genres are the
- * genres alone. */
-static void genre_ratings_takes_genres_only(void **state) {
-    (void)state;
-    char *d = tu_tmpdir(), items[2048] = "id,name,genres,brand\n", ratings[8192] = "user,item,rating\n";
+/* A tiny model of 30 items with genres (Action, Comedy, Drama) and a brand
+ * (Acme, Zed), 40 users, trained for one epoch in dir d. */
+static cb_recommender *train_genres_brand(const char *d, cb_dataset **ds) {
+    char items[2048] = "id,name,genres,brand\n", ratings[8192] = "user,item,rating\n";
     cb_error err = {0};
     const char *genres[3] = {"Action", "Comedy", "Drama"};
     for (int i = 0; i < 30; i++)
@@ -257,17 +254,29 @@ static void genre_ratings_takes_genres_only(void **state) {
                                      "items.columns = id, name:title, genres:multi(|), brand:categorical\n"));
     free(tu_write(d, "i.csv", items));
     free(tu_write(d, "r.csv", ratings));
-    cb_dataset *ds = NULL;
     cb_recommender *rec = NULL;
     cb_config *tc;
-    if (cb_dataset_open(&ds, d, NULL, &err)) fail_msg("%s", err.msg);
+    if (cb_dataset_open(ds, d, NULL, &err)) fail_msg("%s", err.msg);
     assert_int_equal(cb_config_create(&tc, CB_CONFIG_TRAIN, &err), CB_OK);
     assert_int_equal(cb_config_set(tc, "user-layers", "16", &err), CB_OK);
     assert_int_equal(cb_config_set(tc, "item-layers", "16", &err), CB_OK);
     assert_int_equal(cb_config_set(tc, "epochs", "1", &err), CB_OK);
     assert_int_equal(cb_config_set(tc, "threads", "1", &err), CB_OK);
-    if (cb_train(&rec, ds, tc, NULL, NULL, NULL, &err)) fail_msg("train: %s", err.msg);
+    if (cb_train(&rec, *ds, tc, NULL, NULL, NULL, &err)) fail_msg("train: %s", err.msg);
     cb_config_free(tc);
+    return rec;
+}
+
+/* "genre_ratings" takes the genre column's values only: a brand is not a
+ * genre (a note pointing to "preferences"), an unknown name is a note as in
+ * "preferences" (an error under strict), and the vocabulary's genres are the
+ * genres alone. */
+static void genre_ratings_takes_genres_only(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    cb_error err = {0};
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = train_genres_brand(d, &ds);
     cb_list *l = NULL;
     if (cb_recommender_recommend(rec, NULL, "{\"genre_ratings\": {\"Acme\": 5}}", NULL, &l, &err)) fail_msg("%s", err.msg);
     assert_true(list_says(l, "'Acme' ignored: not a genre but a value of 'brand'", true));
@@ -296,6 +305,43 @@ static void genre_ratings_takes_genres_only(void **state) {
     free(names);
     json_decref(v);
     free(vocab);
+    cb_recommender_free(rec);
+    cb_dataset_close(ds);
+    tu_rmrf(d);
+    free(d);
+}
+
+/* add-item: a single-valued column (brand) given as a list takes its one
+ * element as the value (the same vector as the string); a longer list is an
+ * error naming the column, not a value joined, dropped and warned about. */
+static void add_item_brand_list(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    cb_error err = {0};
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = train_genres_brand(d, &ds);
+    size_t as_string, as_list, none;
+    const char *items[3] = {"{\"id\": \"s\", \"genres\": [\"Drama\"], \"brand\": \"Zed\"}",
+                            "{\"id\": \"l\", \"genres\": [\"Drama\"], \"brand\": [\"Zed\"]}",
+                            "{\"id\": \"n\", \"genres\": [\"Drama\"]}"};
+    size_t *added[3] = {&as_string, &as_list, &none};
+    for (int k = 0; k < 3; k++) {
+        if (cb_recommender_add_item(rec, items[k], added[k], &err)) fail_msg("%s", err.msg);
+        assert_string_equal(cb_recommender_add_item_note(rec), "");
+    }
+    cb_list *l = NULL;
+    if (cb_recommender_similar(rec, as_string, 3, &l, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(cb_list_item(l, 0), as_list); /* the same vector: cosine 1 */
+    assert_true(cb_list_score(l, 0) > 0.99999f);
+    for (size_t i = 0; i < cb_list_size(l); i++)
+        if (cb_list_item(l, i) == none) assert_true(cb_list_score(l, i) < cb_list_score(l, 0));
+    cb_list_free(l);
+    size_t before = cb_recommender_item_count(rec), item;
+    assert_int_equal(cb_recommender_add_item(rec, "{\"id\": \"two\", \"brand\": [\"Acme\", \"Zed\"]}", &item, &err),
+                     CB_EPARSE);
+    assert_non_null(strstr(err.msg, "\"brand\" takes one value"));
+    assert_null(strstr(err.msg, "new item JSON: new item JSON")); /* the source once */
+    assert_int_equal(cb_recommender_item_count(rec), before);
     cb_recommender_free(rec);
     cb_dataset_close(ds);
     tu_rmrf(d);
@@ -377,7 +423,8 @@ int main(void) {
         cmocka_unit_test(unknown_values),
     };
     const struct CMUnitTest units[] = {cmocka_unit_test(vocabulary_control), cmocka_unit_test(unicode_folding),
-                                       cmocka_unit_test(genre_ratings_takes_genres_only)};
+                                       cmocka_unit_test(genre_ratings_takes_genres_only),
+                                       cmocka_unit_test(add_item_brand_list)};
     int failed = cmocka_run_group_tests_name("content-units", units, NULL, NULL);
     return failed + cmocka_run_group_tests_name("planted-generic", planted, setup, teardown);
 }
