@@ -69,6 +69,9 @@ typedef struct cb_recommend_table {
     char **extra_genres;   /* [n_extra] genre names joined by '|', entries may be NULL */
 } cb_recommend_table;
 
+/* A similar-items table needs 2 items at least: CB_OK, else CB_EINVAL saying
+ * so (one message for every way a table is built: exact, approximate, ranks). */
+int cb_recommend_table_check_items(const cb_bundle *r, cb_error *err);
 /* The whole-catalog table (k nearest by squared distance, self excluded).
  * k is clamped to n_items - 1 (*clamped set when it was; may be NULL). */
 int cb_recommend_table_build(cb_recommend_table *t, const cb_bundle *r, size_t k, int threads, bool *clamped,
