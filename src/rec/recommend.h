@@ -318,6 +318,9 @@ uint32_t cb_rec_neighbour_k(uint32_t list_k, uint32_t budget, size_t n_hist);
 float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, uint32_t k, float *raw);
 /* The name of that criterion ("predicted rating", ...), for lists and JSON. */
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by);
+/* What the rating half predicts: "predicted rating", "predicted probability"
+ * (0/1 labels) or "predicted weight" (weighted events: a summed weight). */
+const char *cb_rec_prediction_name(const cb_bundle *r);
 
 /* ---- results (explain.c): the public cb_list. */
 /* Serialise doc (consumed; NULL means out of memory) into *json_out (malloc'd). */
