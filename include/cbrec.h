@@ -571,7 +571,8 @@ CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item,
  * the number of interactions in the model (every rating of the training data;
  * 0 for added items) and their mean rating (NAN when none). */
 CB_API int cb_recommender_item_rating_stats(const cb_recommender *rec, size_t *counts, double *means, cb_error *err);
-/* What a profile form can offer, as JSON (malloc'd): {"genres": [names],
+/* What a profile form can offer, as JSON (malloc'd): {"genres": [the genre
+ * column's names, what "genre_ratings" takes; no brand or tag values],
  * "item_columns": {"<col>": [levels]}, "user_columns": {"<col>": [levels]}}
  * (a numeric column has an empty list). */
 CB_API int cb_recommender_vocabulary_json(const cb_recommender *rec, char **json_out, cb_error *err);

@@ -359,7 +359,17 @@ static void early_failures(void **state) {
     assert_int_equal(run(&out, "%s precompute --model %s --out %s -k 5", cbrec(), f->model, t), 0);
     assert_null(strstr(out, "warning"));
     free(out);
-    free(t);
+    /* a catalog of 1 item: the error alone, no warning about -k before it */
+    char *one = tu_path(f->dir, "one"), *one_model = tu_path(f->dir, "one.cbrec");
+    assert_int_equal(mkdir(one, 0755), 0);
+    free(tu_write(one, "cbrec.schema", "ratings = r.csv\n"));
+    free(tu_write(one, "r.csv", "user,item,rating\nu1,a,5\nu2,a,3\nu3,a,4\n"));
+    assert_int_equal(run(NULL, "%s train --data %s --model %s --epochs 1 -q", cbrec(), one, one_model), 0);
+    assert_int_equal(run(&out, "%s precompute --model %s --out %s", cbrec(), one_model, t), 1);
+    const char *alone = "cbrec precompute: the catalog has 1 item: a similar-items table needs at least 2\n";
+    if (strcmp(out, alone)) fail_msg("output: %s", out);
+    free(out);
+    free(one), free(one_model), free(t);
     /* loss bce on 0.5..5 ratings: a clear error, not NaN */
     expect_fail(1, "loss bce needs labels 0 or 1", "train --data %s --model %s.bce --loss bce --objective rating%s -q",
                 f->data, f->model, "");

@@ -1,5 +1,6 @@
 /* Tests of the recommend module and the public recommending API, on tiny
- * models trained here on synthetic data (1 epoch, small towers), so they run
+ * models trained here on synthetic data and on events files written here
+ * (1 epoch, small towers), so they run
  * in seconds, also under ASan. The API part runs examples/embed.c, which
  * includes nothing but include/cbrec.h (it is included first, before any
  * internal header, so it cannot see internal declarations). */
@@ -293,7 +294,13 @@ static void new_user_from_json(void **state) {
     /* bad inputs: clear errors */
     assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"genre_ratings\": {\"X\": 5}", &err), CB_EPARSE);
     assert_non_null(strstr(err.msg, ":1:"));
-    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"genre_ratings\": {\"NoSuchGenre\": 5}}", &err),
+    /* an unknown genre is a note, as an unknown value of "preferences" is; an error under strict */
+    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"genre_ratings\": {\"NoSuchGenre\": 5}}", &err), CB_OK);
+    assert_int_equal(p.n_prefs, 0);
+    assert_non_null(strstr(p.note, "'NoSuchGenre' ignored: not a genre"));
+    cb_recommend_profile_free(&p);
+    assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"strict\": true, \"genre_ratings\": {\"NoSuchGenre\": 5}}",
+                                                 &err),
                      CB_ENOTFOUND);
     assert_non_null(strstr(err.msg, "NoSuchGenre"));
     assert_int_equal(cb_recommend_profile_string(&p, f->rec, "{\"ratings\": {\"nope\": 5}}", &err), CB_ENOTFOUND);
@@ -892,6 +899,90 @@ static void added_item_bias_is_the_mean(void **state) {
     assert_true(cb_rec_added_item_bias(NULL, 0) == 0.0f);
 }
 
+/* A model trained on the events in dir d (30 items of 3 genres, 40 users,
+ * each event with weight column n when `weighted`), saved and loaded back. */
+static cb_recommender *train_events(const char *d, bool weighted) {
+    char events[16384] = "user,item,time,n\n", *path = tu_path(d, "m.cbrec");
+    for (int u = 0, t = 1000; u < 40; u++)
+        for (int k = 0; k < 8; k++)
+            for (int rep = 0; rep <= (u + k) % 3; rep++) /* repeats: summed weights */
+                snprintf(events + strlen(events), sizeof events - strlen(events), "u%d,i%d,%d,%d\n", u,
+                         (u * 7 + k * 3) % 30, t++, 1 + (u * k + rep) % 3);
+    char items[1024] = "id,name,genres\n";
+    for (int i = 0; i < 30; i++)
+        snprintf(items + strlen(items), sizeof items - strlen(items), "i%d,Item %d,%s\n", i, i,
+                 (const char *[]){"Action", "Comedy", "Drama"}[i % 3]);
+    free(tu_write(d, "cbrec.schema", weighted ? "ratings = e.csv\nratings.columns = user, item, time:timestamp, n:weight\n"
+                                               "items = i.csv\nitems.columns = id, name:title, genres:multi(|)\n"
+                                             : "ratings = e.csv\nratings.columns = user, item, time:timestamp, n:ignore\n"
+                                               "items = i.csv\nitems.columns = id, name:title, genres:multi(|)\n"));
+    free(tu_write(d, "e.csv", events));
+    free(tu_write(d, "i.csv", items));
+    cb_error err = {0};
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = NULL, *loaded = NULL;
+    cb_config *tc;
+    if (cb_dataset_open(&ds, d, NULL, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(cb_config_create(&tc, CB_CONFIG_TRAIN, &err), CB_OK);
+    assert_int_equal(cb_config_set(tc, "user-layers", "16", &err), CB_OK);
+    assert_int_equal(cb_config_set(tc, "item-layers", "16", &err), CB_OK);
+    assert_int_equal(cb_config_set(tc, "epochs", "1", &err), CB_OK);
+    assert_int_equal(cb_config_set(tc, "threads", "1", &err), CB_OK);
+    if (cb_train(&rec, ds, tc, NULL, NULL, NULL, &err)) fail_msg("train: %s", err.msg);
+    if (cb_recommender_save(rec, path, &err) || cb_recommender_load(&loaded, path, NULL, &err)) fail_msg("%s", err.msg);
+    cb_recommender_free(rec);
+    cb_config_free(tc);
+    cb_dataset_close(ds);
+    free(path);
+    return loaded;
+}
+
+/* Every reason of the lists of users u0..u9 (also ranked by rating when
+ * `by_rating`: a model with a rating half), one per line. */
+static char *events_reasons(const cb_recommender *rec, bool by_rating) {
+    size_t cap = 1 << 16, len = 0;
+    char *all = calloc(cap, 1), user[16];
+    cb_error err = {0};
+    cb_config *opts;
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "rank-by", "rating", &err), CB_OK);
+    for (int u = 0; u < (by_rating ? 20 : 10); u++) {
+        cb_list *l = NULL;
+        snprintf(user, sizeof user, "u%d", u % 10);
+        if (cb_recommender_recommend(rec, user, NULL, u < 10 ? NULL : opts, &l, &err)) fail_msg("%s", err.msg);
+        for (size_t i = 0; i < cb_list_size(l); i++)
+            for (size_t j = 0; j < cb_list_n_reasons(l, i) && len + 512 < cap; j++)
+                len += (size_t)snprintf(all + len, cap - len, "%.500s\n", cb_list_reason(l, i, j));
+        cb_list_free(l);
+    }
+    cb_config_free(opts);
+    return all;
+}
+
+/* Events quote no rating: weighted events (the summed weight) say "which you
+ * picked (weight 6)", 0/1 events "which you picked", as do the neighbour and
+ * popularity reasons; what the rating half of a weighted-events model
+ * predicts is a weight (0/1 events train no rating half). The flag survives
+ * the model file. */
+static void event_reasons_quote_no_rating(void **state) {
+    (void)state;
+    for (int weighted = 1; weighted >= 0; weighted--) {
+        char *d = tu_tmpdir();
+        cb_recommender *rec = train_events(d, weighted);
+        char *all = events_reasons(rec, weighted);
+        if (strstr(all, "rated") || strstr(all, "of your ratings") || strstr(all, "predicted rating"))
+            fail_msg("reasons quote a rating:\n%s", all);
+        assert_non_null(strstr(all, weighted ? "which you picked (weight " : "which you picked"));
+        assert_true(weighted ? strstr(all, "predicted weight ") != NULL : strstr(all, "predicted") == NULL);
+        assert_non_null(strstr(all, "among the most picked items overall"));
+        if (!weighted) assert_null(strstr(all, "(weight "));
+        free(all);
+        cb_recommender_free(rec);
+        tu_rmrf(d);
+        free(d);
+    }
+}
+
 /* The RECOMMEND keys: defaults from the table, help for every key. */
 static void recommend_keys(void **state) {
     (void)state;
@@ -934,6 +1025,7 @@ int main(void) {
         cmocka_unit_test(added_items_are_recommended),
         cmocka_unit_test(added_item_bias_is_the_mean),
         cmocka_unit_test(recommend_keys),
+        cmocka_unit_test(event_reasons_quote_no_rating),
     };
     return cmocka_run_group_tests_name("recommend", tests, setup, teardown);
 }

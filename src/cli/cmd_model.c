@@ -13,7 +13,8 @@ int cmd_predict(int argc, char **argv) {
                                          {"item", required_argument, 0, 'i'}, {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *usage = "usage: cbrec predict --model FILE --user ID --item ID [--item ID ...]\n"
-                        "prints one line per item: user, item, predicted rating (or probability), title\n";
+                        "prints one line per item: user, item, predicted rating (or probability for 0/1\n"
+                        "labels, summed weight for weighted events), title\n";
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:u:i:h", opts, NULL)) != -1) {
         if (c == 'm') model = optarg;

@@ -172,7 +172,8 @@ int cmd_precompute(int argc, char **argv) {
         goto done;
     status = CLI_ERROR;
     size_t n_items = cb_recommender_item_count(rec);
-    if (!mp.rank && k * 2 >= n_items) /* ids + scores: 8 bytes a neighbour (rank 0 says it) */
+    /* ids + scores: 8 bytes a neighbour (rank 0 says it); below 2 items the build's error says all */
+    if (!mp.rank && n_items >= 2 && k * 2 >= n_items)
         fprintf(stderr, "warning: -k %zu is near the catalog's %zu items: the table will hold about %zu x %zu neighbours "
                         "(%.1f MB); similar-items lists rarely need more than 100\n",
                 k, n_items, n_items, k < n_items ? k : n_items - 1,

@@ -1553,6 +1553,7 @@ void cb_features_scaler(const cb_features *f, bool user, const double **mean, co
 uint32_t cb_features_n_facets(const cb_features *f) { return f ? f->n_facets : 0; }
 const char *cb_features_facet_name(const cb_features *f, uint32_t k) { return f && k < f->n_facets ? f->facet_cols[k] : NULL; }
 bool cb_features_facet_is_genre(const cb_features *f, uint32_t k) { return f && (int32_t)k == f->genre_facet; }
+bool cb_features_facet_is_multi(const cb_features *f, uint32_t k) { return f && k < f->n_facets && f->facet_seps[k][0]; }
 int cb_features_facet_find(const cb_features *f, const char *column) {
     for (uint32_t k = 0; f && column && k < f->n_facets; k++)
         if (!strcmp(f->facet_cols[k], column)) return (int)k;

@@ -233,6 +233,7 @@ uint32_t cb_features_n_facets(const cb_features *f);
 const char *cb_features_facet_name(const cb_features *f, uint32_t facet);  /* column name */
 int cb_features_facet_find(const cb_features *f, const char *column);      /* facet or -1 */
 bool cb_features_facet_is_genre(const cb_features *f, uint32_t facet);     /* the genre-role column */
+bool cb_features_facet_is_multi(const cb_features *f, uint32_t facet);     /* several values an item (tags), not one (a brand) */
 /* Value index of `value` (len bytes) in a facet: the value itself, else its
  * hashing-trick bucket when the column hashes; -1 when unknown. */
 int64_t cb_features_value_find(const cb_features *f, uint32_t facet, const char *value, size_t len);

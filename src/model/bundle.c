@@ -532,6 +532,7 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
     r->y_min = ds->y_min;
     r->y_max = ds->y_max;
     r->binary = ds->binary;
+    r->weighted = ds->implicit && !ds->binary;
     cb_model_config model = in->model, *mc = &model;
     mc->user_in = cb_features_user_dim(r->features);
     mc->item_in = cb_features_item_dim(r->features);
@@ -893,9 +894,10 @@ static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
     if (!rc) rc = cb_idtab_save(r->titles, w, "titles", err);
     if (!rc) rc = set_meta_json(w, "model_config", model_config_json(cb_model_config_of(r->model)), err);
     if (!rc) rc = set_meta_json(w, "features", cb_features_to_json_st(r->features, w, err), err);
-    if (!rc) rc = set_meta_json(w, "info", json_pack("{s:s,s:f,s:f,s:b,s:s}", "dataset", r->dataset, "y_min",
-                                                     (double)r->y_min, "y_max", (double)r->y_max, "binary",
-                                                     r->binary, "cbrec_version", CB_VERSION_STRING), err);
+    if (!rc) rc = set_meta_json(w, "info", json_pack("{s:s,s:f,s:f,s:b,s:b,s:s}", "dataset", r->dataset, "y_min",
+                                                     (double)r->y_min, "y_max", (double)r->y_max, "binary", r->binary,
+                                                     "weighted", r->weighted, "cbrec_version", CB_VERSION_STRING),
+                                err);
     if (!rc) rc = cb_st_set_meta(w, "fingerprint", r->fingerprint, err);
     if (!rc && r->neighbours) rc = cb_neighbours_save(r->neighbours, w, err); /* optional section */
     if (!rc) rc = cb_st_write(w, path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, err);
@@ -1043,6 +1045,7 @@ static const char *check_info(const cb_bundle *r, char *why, size_t size) {
         return snprintf(why, size, "info: bad rating range y_min=%g, y_max=%g", (double)r->y_min, (double)r->y_max), why;
     if (r->binary && (r->y_min < 0.0f || r->y_max > 1.0f))
         return snprintf(why, size, "info: binary labels but range [%g, %g]", (double)r->y_min, (double)r->y_max), why;
+    if (r->binary && r->weighted) return snprintf(why, size, "info: both binary labels and weighted events"), why;
     if (!r->dataset) return snprintf(why, size, "info: no dataset name"), why;
     return NULL;
 }
@@ -1296,6 +1299,7 @@ static int load_once(cb_bundle **out, const char *path, const char *history_path
     r->y_min = (float)ymin;
     r->y_max = (float)ymax;
     r->binary = binary;
+    r->weighted = json_is_true(json_object_get(info, "weighted")); /* absent from older files */
     const char *fp = cb_st_meta(st, "fingerprint");
     if (!fp) {
         cb_fail(err, CB_EFORMAT, "%s: metadata 'fingerprint' is missing", path);

@@ -63,6 +63,7 @@ typedef struct cb_bundle {
     uint32_t n_users, n_items, dim;
     float y_min, y_max;
     bool binary;
+    bool weighted;           /* weighted implicit events: y is a user's summed weight of the item, not a rating */
     const float *item_vecs;  /* [n_items x dim] */
     const float *user_vecs;  /* [n_users x dim], from the training ratings */
     const float *rank_bias;  /* [n_items] added to the logit for ranking (retrieval/both), or NULL */

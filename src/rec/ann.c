@@ -29,7 +29,7 @@ int cb_rec_search(const cb_recommender *rec, const float *Q, size_t nq, size_t k
 int cb_rec_ann_table(cb_recommend_table *t, const cb_recommender *rec, size_t k, int threads, cb_error *err) {
     memset(t, 0, sizeof *t);
     const cb_bundle *r = rec->r;
-    if (r->n_items < 2) return cb_fail(err, CB_EINVAL, "the catalog has %u items: a similar-items table needs at least 2", r->n_items);
+    if (cb_recommend_table_check_items(r, err)) return CB_EINVAL;
     if (k == 0) return cb_fail(err, CB_EINVAL, "k must be at least 1");
     if (k > r->n_items - 1) k = r->n_items - 1;
     int rc = cb_hnsw_similar_table(&t->knn, cb_rec_ann(rec), k, rec->ann_ef, threads, err);

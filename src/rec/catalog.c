@@ -52,6 +52,19 @@ int cb_rec_with_source(int rc, const char *source, cb_error *err) {
     return rc;
 }
 
+/* A list given for a single-valued content column (a brand): one element is
+ * that value (*v becomes it); more are an error naming the column, rather than
+ * joined into one value no item has and dropped. Other columns: unchanged. */
+static int one_value_of_list(const cb_features *f, const char *key, json_t **v, const char *source, cb_error *err) {
+    int facet = json_is_array(*v) ? cb_features_facet_find(f, key) : -1;
+    if (facet < 0 || cb_features_facet_is_multi(f, (uint32_t)facet) || json_array_size(*v) == 0) return CB_OK;
+    if (json_array_size(*v) > 1)
+        return cb_fail(err, CB_EPARSE, "%s: \"%s\" takes one value (a single-valued column), not a list of %zu",
+                       source, key, json_array_size(*v));
+    *v = json_array_get(*v, 0);
+    return CB_OK;
+}
+
 int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *source, float *vec, char **id_out,
                             char **title_out, char *notes, size_t notes_size, cb_error *err) {
     *id_out = *title_out = NULL;
@@ -103,7 +116,8 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
             if (!json_is_number(v)) rc = cb_fail(err, CB_EPARSE, "%s: \"rating_mean\" must be a number", source);
             else in.rating_mean = (float)json_number_value(v);
         } else {
-            rc = cb_rec_json_attr(&attrs[in.n_attrs], key, v, &joined[nj], source, err);
+            rc = one_value_of_list(r->features, key, &v, source, err);
+            if (!rc) rc = cb_rec_json_attr(&attrs[in.n_attrs], key, v, &joined[nj], source, err);
             if (joined[nj]) nj++;
             if (!rc) in.n_attrs++;
         }
@@ -121,11 +135,10 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
     if (!rc && in.rating_count && !(in.rating_mean >= r->y_min && in.rating_mean <= r->y_max))
         rc = cb_fail(err, CB_EINVAL, "%s: \"rating_mean\" must be within the rating scale [%g, %g]", source,
                      (double)r->y_min, (double)r->y_max);
+    bool named = rc != CB_OK, strict = json_is_true(json_object_get(j, "strict")); /* our messages name the source */
     if (!rc) rc = cb_features_check_input(r->features, false, attrs, in.n_attrs, in.year, err);
-    if (!rc)
-        rc = cb_features_new_item_checked(r->features, &in, json_is_true(json_object_get(j, "strict")),
-                                          notes, notes_size, x, err);
-    rc = cb_rec_with_source(rc, source, err);
+    if (!rc) rc = cb_features_new_item_checked(r->features, &in, strict, notes, notes_size, x, err);
+    if (!named) rc = cb_rec_with_source(rc, source, err);
     if (!rc) rc = cb_model_item_vectors(r->model, x, 1, vec, err);
     if (!rc) rc = cb_rec_with_source(cb_bundle_check_vector(r, vec, false, err), source, err);
     if (!rc && !(*id_out = cb_strdup(id, err))) rc = CB_ENOMEM;

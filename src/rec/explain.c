@@ -85,50 +85,66 @@ bool cb_rec_neighbour_reason_due(const cb_recommender *rec, const cb_rec_cand *c
     return nb && c->neighbour >= 0.1f * nb->weight && c->neighbour > 0;
 }
 
+/* An item of the user's history as reasons name it: its title, else its id. */
+static const char *history_name(const cb_recommender *rec, uint32_t item) {
+    const char *t = cb_recommender_item_title(rec, item);
+    return *t ? t : cb_recommender_item_id(rec, item);
+}
+
 static int explain_neighbours(const cb_recommender *rec, const cb_profile *p, const cb_rec_cand *c,
                               cb_list_entry *out, cb_error *err) {
     if (!cb_rec_neighbour_reason_due(rec, c)) return CB_OK;
     int32_t at = c->nb_anchor; /* found for the picked items by the pipeline (neighbour_anchors) */
     if (at < 0) return CB_OK;
-    uint32_t a = p->items[at];
-    const char *t = cb_recommender_item_title(rec, a);
-    if (!*t) t = cb_recommender_item_id(rec, a);
+    const char *t = history_name(rec, p->items[at]);
     char yb[32];
+    const char *y = fmt_y(yb, sizeof yb, p->ys[at]);
     if (rec->r->binary)
         return cb_rec_push_str(&out->reasons, &out->n_reasons, err,
                                "because you picked %s: users who picked it also picked this (+%.2f to its score)", t,
                                (double)c->neighbour);
+    if (rec->r->weighted) /* a summed weight is no rating */
+        return cb_rec_push_str(&out->reasons, &out->n_reasons, err,
+                               "because you picked %s (weight %s): users who picked it also picked this (+%.2f to its "
+                               "score)", t, y, (double)c->neighbour);
     return cb_rec_push_str(&out->reasons, &out->n_reasons, err,
-                           "because you rated %s %s: users who picked it also picked this (+%.2f to its score)", t,
-                           fmt_y(yb, sizeof yb, p->ys[at]), (double)c->neighbour);
+                           "because you rated %s %s: users who picked it also picked this (+%.2f to its score)", t, y,
+                           (double)c->neighbour);
+}
+
+/* "similar to Heat, which you rated 5 (and to 2 more of your ratings)"; events
+ * quote no rating: "which you picked (and to 2 more of your picks)", with
+ * weights "which you picked (weight 6; and to 2 more of your picks)". */
+static int explain_similar(const cb_recommender *rec, const cb_profile *p, const cb_rec_cand *c, cb_list_entry *out,
+                           cb_error *err) {
+    const cb_bundle *r = rec->r;
+    const char *t = history_name(rec, p->items[c->anchor]);
+    char yb[32], more[64] = "";
+    const char *y = fmt_y(yb, sizeof yb, p->ys[c->anchor]);
+    if (c->n_anchors > 1)
+        snprintf(more, sizeof more, "and to %u more of your %s", c->n_anchors - 1,
+                 r->binary || r->weighted ? "picks" : "ratings");
+    const char *open = *more ? " (" : "", *close = *more ? ")" : "";
+    if (r->binary)
+        return cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you picked%s%s%s", t, open,
+                               more, close);
+    if (r->weighted)
+        return cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you picked (weight %s%s%s)", t,
+                               y, *more ? "; " : "", more);
+    return cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you rated %s%s%s%s", t, y, open,
+                           more, close);
 }
 
 int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg,
                    const cb_rec_cand *c, const uint32_t *genres, int group, cb_list_entry *out, cb_error *err) {
     const cb_bundle *r = rec->r;
-    char yb[32];
     int rc = CB_OK;
     *out = (cb_list_entry){.item = c->item, .score = c->score, .dot = c->dot, .sources = c->sources,
                            .rating = cb_rec_rating(rec, p->vec, c->item),
                            .added = cb_rec_is_added(rec, c->item)};
     int rc0 = cb_rec_entry_names(out, rec, err);
     if (rc0) return rc0;
-    if (c->sources & (1u << CB_SRC_SIMILAR)) {
-        uint32_t a = p->items[c->anchor];
-        const char *t = cb_recommender_item_title(rec, a);
-        if (!*t) t = cb_recommender_item_id(rec, a);
-        if (r->binary && c->n_anchors > 1) /* picks, clicks, 0/1 labels: no rating to quote */
-            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err,
-                                 "similar to %s, which you picked (and to %u more of your picks)", t, c->n_anchors - 1);
-        else if (r->binary)
-            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you picked", t);
-        else if (c->n_anchors > 1)
-            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you rated %s (and to %u more of your ratings)",
-                          t, fmt_y(yb, sizeof yb, p->ys[c->anchor]), c->n_anchors - 1);
-        else
-            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you rated %s", t,
-                          fmt_y(yb, sizeof yb, p->ys[c->anchor]));
-    }
+    if (c->sources & (1u << CB_SRC_SIMILAR)) rc = explain_similar(rec, p, c, out, err);
     if (!rc) rc = explain_neighbours(rec, p, c, out, err);
     if (!rc && (c->sources & (1u << CB_SRC_GENRE))) rc = explain_values(r, c, genres, out, err);
     if (!rc && (c->sources & (1u << CB_SRC_GROUP))) {
@@ -141,7 +157,8 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
                           level);
     }
     if (!rc && (c->sources & (1u << CB_SRC_POPULAR)))
-        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "among the most rated items overall");
+        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "among the most %s items overall",
+                             r->binary || r->weighted ? "picked" : "rated");
     if (!rc && out->added && (c->sources & (1u << CB_SRC_EMBEDDING)))
         rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err,
                              "new in the catalog: close to your taste vector (#%u of the catalog by v_u.v_m)",
@@ -155,7 +172,7 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
         const char *div = cfg->diversity == CB_DIV_MMR ? "; picked for diversity by MMR"
                           : cfg->diversity == CB_DIV_GENRE_CAP || cfg->genre_cap ? "; within the per-genre cap"
                                                                : "";
-        const char *what = r->binary ? "predicted probability" : "predicted rating";
+        const char *what = cb_rec_prediction_name(r);
         int digits = r->binary ? 2 : 1;
         char rating[64] = "";
         if (!isnan(out->rating)) snprintf(rating, sizeof rating, "; %s %.*f", what, digits, (double)out->rating);

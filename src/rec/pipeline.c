@@ -268,7 +268,11 @@ float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by) {
     if (by == CB_RANK_DOT) return "dot product";
     if (by_retrieval(rec, by)) return "retrieval score";
-    return rec->r->binary ? "predicted probability" : "predicted rating";
+    return cb_rec_prediction_name(rec->r);
+}
+
+const char *cb_rec_prediction_name(const cb_bundle *r) {
+    return r->binary ? "predicted probability" : r->weighted ? "predicted weight" : "predicted rating";
 }
 
 /* ---- one call's state */

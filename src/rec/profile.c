@@ -69,13 +69,12 @@ int cb_recommend_profile_user(cb_profile *p, const cb_bundle *r, uint32_t user, 
 /* The "preferences" form: {"<content column>": {"<value>": rating}} for any
  * content column (genres, tags, brand...). Each value is split as in the file
  * ("jazz;bebop"); known values become explicit preferences (gp, p->pref_*,
- * names kept alive in keys[]); unknown ones a remark in p->note, or an error
- * when `strict`. Unknown columns are errors. */
+ * names kept alive in keys[]); unknown ones a remark appended to notes, or an
+ * error when `strict`. Unknown columns are errors. */
 static int profile_preferences(cb_profile *p, const cb_bundle *r, const json_t *prefs, bool strict, cb_genre_pref *gp,
-                               char **keys, size_t cap, const char *source, cb_error *err) {
+                               char **keys, size_t cap, char *notes, size_t notes_size, const char *source, cb_error *err) {
     const char *col, *val;
     json_t *vals, *v;
-    char notes[sizeof p->note] = "";
     int rc = CB_OK;
     json_object_foreach((json_t *)prefs, col, vals) {
         int facet = cb_features_facet_find(r->features, col);
@@ -95,7 +94,7 @@ static int profile_preferences(cb_profile *p, const cb_bundle *r, const json_t *
                 return cb_fail(err, CB_EINVAL, "%s: \"preferences\": the rating of %s '%s' must be a number in [%g, %g]",
                                source, col, val, (double)r->y_min, (double)r->y_max);
             uint32_t g[64], n = 0;
-            rc = cb_features_facet_values(r->features, (uint32_t)facet, val, g, 64, &n, strict, notes, sizeof notes, err);
+            rc = cb_features_facet_values(r->features, (uint32_t)facet, val, g, 64, &n, strict, notes, notes_size, err);
             if (rc) return cb_rec_with_source(rc, source, err);
             for (uint32_t k = 0; k < n && p->n_prefs < cap; k++) {
                 char buf[1024];
@@ -107,20 +106,74 @@ static int profile_preferences(cb_profile *p, const cb_bundle *r, const json_t *
             }
         }
     }
-    if (notes[0]) snprintf(p->note, sizeof p->note, "%s", notes);
     return CB_OK;
 }
 
-/* A "genre_ratings" name: a genre, else a value of exactly one other content
- * column (a catalog without genres: {"genre_ratings": {"jazz": 5}} means its tag). */
-static int genre_or_value(const cb_features *f, const char *name) {
-    int g = cb_features_genre_find(f, name), found = -1;
-    for (uint32_t k = 0; g < 0 && k < cb_features_n_facets(f); k++) {
-        int64_t v = cb_features_facet_is_genre(f, k) ? -1 : cb_features_value_find(f, k, name, strlen(name));
-        if (v >= 0 && found >= 0) return -1; /* ambiguous */
-        if (v >= 0) found = (int)v;
+/* The content column other than genres that has the value `name`, or NULL:
+ * what a "genre_ratings" name that is no genre was meant as (a brand, a tag). */
+static const char *other_column_of(const cb_features *f, const char *name) {
+    for (uint32_t k = 0; k < cb_features_n_facets(f); k++)
+        if (!cb_features_facet_is_genre(f, k) && cb_features_value_find(f, k, name, strlen(name)) >= 0)
+            return cb_features_facet_name(f, k);
+    return NULL;
+}
+
+/* A "genre_ratings" name that is none of the model's genres: a remark
+ * appended to notes (as "preferences" does with unknown values), pointing to
+ * the "preferences" form when another content column has the value; an
+ * error under `strict`, listing the genres. */
+static int unknown_genre(const cb_features *f, const char *name, bool strict, char *notes, size_t notes_size,
+                         const char *source, cb_error *err) {
+    const char *col = other_column_of(f, name);
+    char hint[160] = "";
+    if (col) snprintf(hint, sizeof hint, " but a value of '%.40s' (state it as \"preferences\": {\"%.40s\": {...}})",
+                      col, col);
+    if (!strict) { /* appended whole or cut at the end of notes */
+        char line[320];
+        size_t l = strnlen(notes, notes_size), n;
+        n = (size_t)snprintf(line, sizeof line, "%s\"genre_ratings\": '%.80s' ignored: not a genre%s", l ? "; " : "",
+                             name, hint);
+        if (l + 1 >= notes_size) return CB_OK;
+        if (n >= sizeof line) n = sizeof line - 1;
+        if (n > notes_size - l - 1) n = notes_size - l - 1;
+        memcpy(notes + l, line, n);
+        notes[l + n] = '\0';
+        return CB_OK;
     }
-    return g >= 0 ? g : found;
+    char known[200] = "";
+    for (uint32_t g = 0; g < cb_features_n_genres(f) && strlen(known) < 160; g++)
+        if (cb_features_value_is_genre(f, g))
+            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", *known ? ", " : "",
+                     cb_features_genre_name(f, g));
+    return cb_fail(err, CB_ENOTFOUND, "%s: \"genre_ratings\": '%.80s' is not a genre%s; %s%s", source, name, hint,
+                   *known ? "genres: " : "this model has no genres", known);
+}
+
+/* The "genre_ratings" form: {"<genre>": rating}, the genre column's values
+ * only (other content columns go in "preferences"). Known genres become
+ * explicit preferences like profile_preferences' (gp, p->pref_*, keys[]);
+ * unknown names are unknown_genre's remarks or errors. */
+static int profile_genre_ratings(cb_profile *p, const cb_bundle *r, const json_t *genres, bool strict, cb_genre_pref *gp,
+                                 char **keys, char *notes, size_t notes_size, const char *source, cb_error *err) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)genres, key, v) {
+        int g = cb_features_genre_find(r->features, key);
+        double y = json_is_number(v) ? json_number_value(v) : NAN;
+        if (!(y >= r->y_min && y <= r->y_max))
+            return cb_fail(err, CB_EINVAL, "%s: \"genre_ratings\": the rating of '%s' must be a number in [%g, %g]",
+                           source, key, (double)r->y_min, (double)r->y_max);
+        if (g < 0 || !cb_features_value_is_genre(r->features, (uint32_t)g)) {
+            int rc = unknown_genre(r->features, key, strict, notes, notes_size, source, err);
+            if (rc) return rc;
+            continue;
+        }
+        if (!(keys[p->n_prefs] = cb_strdup(cb_features_genre_name(r->features, (uint32_t)g), err))) return CB_ENOMEM;
+        gp[p->n_prefs] = (cb_genre_pref){keys[p->n_prefs], (float)y};
+        p->pref_genres[p->n_prefs] = (uint32_t)g;
+        p->pref_ys[p->n_prefs++] = (float)y;
+    }
+    return CB_OK;
 }
 
 /* How many preference entries "preferences" can give (values split on separators, at most 64 each). */
@@ -185,36 +238,13 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
             p->ys[p->n_ratings++] = (float)y;
         }
     }
-    json_object_foreach(genres, key, v) {
-        if (rc) break;
-        int g = genre_or_value(r->features, key);
-        double y = json_is_number(v) ? json_number_value(v) : NAN;
-        if (g < 0) {
-            char known[300] = "";
-            for (uint32_t k = 0; k < cb_features_n_genres(r->features) && strlen(known) < 240; k++)
-                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "",
-                         cb_features_genre_name(r->features, k));
-            rc = *known ? cb_fail(err, CB_ENOTFOUND, "%s: \"genre_ratings\": unknown genre '%s' (known: %s)", source,
-                                  key, known)
-                        : cb_fail(err, CB_ENOTFOUND, "%s: \"genre_ratings\": this model has no genres ('%s' given)",
-                                  source, key);
-        } else if (!(y >= r->y_min && y <= r->y_max)) {
-            rc = cb_fail(err, CB_EINVAL, "%s: \"genre_ratings\": the rating of '%s' must be a number in [%g, %g]",
-                         source, key, (double)r->y_min, (double)r->y_max);
-        } else {
-            char buf[1024];
-            const char *vk = cb_features_value_key(r->features, (uint32_t)g, buf, sizeof buf);
-            if (!vk || !(keys[p->n_prefs] = cb_strdup(vk, err))) {
-                rc = vk ? CB_ENOMEM : cb_fail(err, CB_EINVAL, "%s: genre name too long", source);
-                break;
-            }
-            gp[p->n_prefs] = (cb_genre_pref){keys[p->n_prefs], (float)y};
-            p->pref_genres[p->n_prefs] = (uint32_t)g;
-            p->pref_ys[p->n_prefs++] = (float)y;
-        }
-    }
+    char notes[sizeof p->note] = "";
+    if (!rc && genres)
+        rc = profile_genre_ratings(p, r, genres, json_is_true(strict), gp, keys, notes, sizeof notes, source, err);
     if (!rc && prefs)
-        rc = profile_preferences(p, r, prefs, json_is_true(strict), gp, keys, p->n_prefs + n_pref_cap, source, err);
+        rc = profile_preferences(p, r, prefs, json_is_true(strict), gp, keys, p->n_prefs + n_pref_cap, notes,
+                                 sizeof notes, source, err);
+    if (!rc && notes[0]) snprintf(p->note, sizeof p->note, "%s", notes);
     if (!rc) {
         cb_user_input in = {attrs, n_attrs, ir, p->n_ratings, gp, p->n_prefs};
         rc = cb_features_check_input(r->features, true, attrs, n_attrs, NAN, err);

@@ -69,6 +69,9 @@ typedef struct cb_recommend_table {
     char **extra_genres;   /* [n_extra] genre names joined by '|', entries may be NULL */
 } cb_recommend_table;
 
+/* A similar-items table needs 2 items at least: CB_OK, else CB_EINVAL saying
+ * so (one message for every way a table is built: exact, approximate, ranks). */
+int cb_recommend_table_check_items(const cb_bundle *r, cb_error *err);
 /* The whole-catalog table (k nearest by squared distance, self excluded).
  * k is clamped to n_items - 1 (*clamped set when it was; may be NULL). */
 int cb_recommend_table_build(cb_recommend_table *t, const cb_bundle *r, size_t k, int threads, bool *clamped,
@@ -315,6 +318,9 @@ uint32_t cb_rec_neighbour_k(uint32_t list_k, uint32_t budget, size_t n_hist);
 float cb_rec_neighbour_row(const cb_recommender *rec, const uint32_t *hist, size_t n_hist, uint32_t k, float *raw);
 /* The name of that criterion ("predicted rating", ...), for lists and JSON. */
 const char *cb_rec_criterion(const cb_recommender *rec, cb_rank_by by);
+/* What the rating half predicts: "predicted rating", "predicted probability"
+ * (0/1 labels) or "predicted weight" (weighted events: a summed weight). */
+const char *cb_rec_prediction_name(const cb_bundle *r);
 
 /* ---- results (explain.c): the public cb_list. */
 /* Serialise doc (consumed; NULL means out of memory) into *json_out (malloc'd). */

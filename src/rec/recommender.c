@@ -303,14 +303,22 @@ CB_API int cb_recommender_build_table(cb_recommender *h, size_t k, int threads, 
     return rc ? rc : adopt_table(h, &t, err);
 }
 
+/* A table of k neighbours per item of r: 2 items at least (said as the
+ * other builds say it, so mpirun precompute does too), k of 1 to the other items. */
+static int table_k_check(const cb_bundle *r, size_t k, cb_error *err) {
+    if (cb_recommend_table_check_items(r, err)) return CB_EINVAL;
+    if (k == 0 || k > r->n_items - 1)
+        return cb_fail(err, CB_EINVAL, "k = %zu must be between 1 and the model's other items (%u)", k, r->n_items - 1);
+    return CB_OK;
+}
+
 CB_API int cb_recommender_table_rows(const cb_recommender *h, size_t k, int threads, size_t first, size_t count,
                                      int32_t *neighbours, float *distances, cb_error *err) {
     if (!h || (count && (!neighbours || !distances)))
         return cb_fail(err, CB_EINVAL, "cb_recommender_table_rows: NULL argument");
     const cb_bundle *r = h->r;
-    if (r->n_items < 2 || k == 0 || k > r->n_items - 1)
-        return cb_fail(err, CB_EINVAL, "k = %zu must be between 1 and the model's other items (%u)", k,
-                       r->n_items ? r->n_items - 1 : 0);
+    int rc = table_k_check(r, k, err);
+    if (rc) return rc;
     if (first > r->n_items || count > r->n_items - first)
         return cb_fail(err, CB_EINVAL, "rows %zu..%zu are outside the model's %u items", first, first + count,
                        r->n_items);
@@ -321,7 +329,7 @@ CB_API int cb_recommender_table_rows(const cb_recommender *h, size_t k, int thre
     for (size_t i = 0; i < count; i++) self[i] = (int32_t)(first + i);
     /* row i of the table is the search of item i with itself excluded, bit for bit (knn.h) */
     cb_knn_params p = {.threads = threads, .self_index = self};
-    int rc = cb_knn_search(r->item_vecs + first * r->dim, count, r->item_vecs, r->n_items, r->dim, k, CB_KNN_L2, &p,
+    rc = cb_knn_search(r->item_vecs + first * r->dim, count, r->item_vecs, r->n_items, r->dim, k, CB_KNN_L2, &p,
                            neighbours, distances, err);
     free(self);
     return rc;
@@ -331,9 +339,7 @@ CB_API int cb_recommender_set_table(cb_recommender *h, size_t k, const int32_t *
                                     cb_error *err) {
     if (!h || !neighbours || !distances) return cb_fail(err, CB_EINVAL, "cb_recommender_set_table: NULL argument");
     const cb_bundle *r = h->r;
-    if (r->n_items < 2 || k == 0 || k > r->n_items - 1)
-        return cb_fail(err, CB_EINVAL, "k = %zu must be between 1 and the model's other items (%u)", k,
-                       r->n_items ? r->n_items - 1 : 0);
+    if (table_k_check(r, k, err)) return CB_EINVAL;
     for (size_t i = 0; i < r->n_items; i++) /* what a loaded table must satisfy */
         for (size_t j = 0; j < k; j++) {
             int32_t nb = neighbours[i * k + j];

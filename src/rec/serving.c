@@ -94,8 +94,8 @@ CB_API int cb_recommender_vocabulary_json(const cb_recommender *rec, char **json
     if (!rec || !json_out) return cb_fail(err, CB_EINVAL, "cb_recommender_vocabulary_json: NULL argument");
     const cb_features *f = rec->r->features;
     json_t *genres = json_array(), *items = json_object(), *users = json_object();
-    for (uint32_t g = 0; f && genres && g < cb_features_n_genres(f); g++)
-        json_array_append_new(genres, json_string(cb_features_genre_name(f, g)));
+    for (uint32_t g = 0; f && genres && g < cb_features_n_genres(f); g++) /* what "genre_ratings" takes */
+        if (cb_features_value_is_genre(f, g)) json_array_append_new(genres, json_string(cb_features_genre_name(f, g)));
     for (uint32_t j = 0; f && items && j < cb_features_item_dim(f); j++) add_feature_name(items, cb_features_item_name(f, j));
     for (uint32_t j = 0; f && users && j < cb_features_user_dim(f); j++) add_feature_name(users, cb_features_user_name(f, j));
     json_t *doc = (genres && items && users) ? json_pack("{s:o,s:o,s:o}", "genres", genres, "item_columns", items,

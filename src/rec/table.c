@@ -28,13 +28,17 @@ void cb_recommend_table_free(cb_recommend_table *t) {
     memset(t, 0, sizeof *t);
 }
 
+int cb_recommend_table_check_items(const cb_bundle *r, cb_error *err) {
+    if (r->n_items >= 2) return CB_OK;
+    return cb_fail(err, CB_EINVAL, "the catalog has %u item%s: a similar-items table needs at least 2", r->n_items,
+                   r->n_items == 1 ? "" : "s");
+}
+
 int cb_recommend_table_build(cb_recommend_table *t, const cb_bundle *r, size_t k, int threads, bool *clamped,
                              cb_error *err) {
     memset(t, 0, sizeof *t);
     if (clamped) *clamped = false;
-    if (r->n_items < 2)
-        return cb_fail(err, CB_EINVAL, "the catalog has %u item%s: a similar-items table needs at least 2", r->n_items,
-                       r->n_items == 1 ? "" : "s");
+    if (cb_recommend_table_check_items(r, err)) return CB_EINVAL;
     if (k == 0) return cb_fail(err, CB_EINVAL, "k must be at least 1");
     if (k > r->n_items - 1) {
         k = r->n_items - 1;
