@@ -149,8 +149,24 @@ static int unknown_genre(const cb_features *f, const char *name, bool strict, ch
                    *known ? "genres: " : "this model has no genres", known);
 }
 
+/* What a "genre_ratings" name stands for: a genre; in a catalog without
+ * genres, a value of exactly one content column ({"jazz": 5} means the tag
+ * jazz); -1: neither (a brand beside genres goes in "preferences"). */
+static int genre_ratings_value(const cb_features *f, const char *name) {
+    int g = cb_features_genre_find(f, name), found = -1;
+    if (g >= 0 && cb_features_value_is_genre(f, (uint32_t)g)) return g;
+    for (uint32_t k = 0; k < cb_features_n_genres(f); k++)
+        if (cb_features_value_is_genre(f, k)) return -1; /* the catalog has genres */
+    for (uint32_t k = 0; k < cb_features_n_facets(f); k++) {
+        int64_t v = cb_features_facet_is_genre(f, k) ? -1 : cb_features_value_find(f, k, name, strlen(name));
+        if (v >= 0 && found >= 0) return -1; /* ambiguous */
+        if (v >= 0) found = (int)v;
+    }
+    return found;
+}
+
 /* The "genre_ratings" form: {"<genre>": rating}, the genre column's values
- * only (other content columns go in "preferences"). Known genres become
+ * (genre_ratings_value; other content columns go in "preferences"). Known genres become
  * explicit preferences like profile_preferences' (gp, p->pref_*, keys[]);
  * unknown names are unknown_genre's remarks or errors. */
 static int profile_genre_ratings(cb_profile *p, const cb_bundle *r, const json_t *genres, bool strict, cb_genre_pref *gp,
@@ -158,17 +174,20 @@ static int profile_genre_ratings(cb_profile *p, const cb_bundle *r, const json_t
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)genres, key, v) {
-        int g = cb_features_genre_find(r->features, key);
+        int g = genre_ratings_value(r->features, key);
         double y = json_is_number(v) ? json_number_value(v) : NAN;
         if (!(y >= r->y_min && y <= r->y_max))
             return cb_fail(err, CB_EINVAL, "%s: \"genre_ratings\": the rating of '%s' must be a number in [%g, %g]",
                            source, key, (double)r->y_min, (double)r->y_max);
-        if (g < 0 || !cb_features_value_is_genre(r->features, (uint32_t)g)) {
+        if (g < 0) {
             int rc = unknown_genre(r->features, key, strict, notes, notes_size, source, err);
             if (rc) return rc;
             continue;
         }
-        if (!(keys[p->n_prefs] = cb_strdup(cb_features_genre_name(r->features, (uint32_t)g), err))) return CB_ENOMEM;
+        char buf[1024];
+        const char *name = cb_features_value_key(r->features, (uint32_t)g, buf, sizeof buf); /* a tag: its key */
+        if (!name) return cb_fail(err, CB_EINVAL, "%s: \"genre_ratings\": '%.80s' too long", source, key);
+        if (!(keys[p->n_prefs] = cb_strdup(name, err))) return CB_ENOMEM;
         gp[p->n_prefs] = (cb_genre_pref){keys[p->n_prefs], (float)y};
         p->pref_genres[p->n_prefs] = (uint32_t)g;
         p->pref_ys[p->n_prefs++] = (float)y;
