@@ -119,9 +119,13 @@ CB_API size_t cb_dataset_rating_count(const cb_dataset *ds);
 CB_API const char *cb_dataset_layout(const cb_dataset *ds);
 /* Rows skipped as malformed (only with "skip-bad-rows"). */
 CB_API size_t cb_dataset_skipped_count(const cb_dataset *ds);
+/* A user's repeated ratings of an item folded into one under "duplicates":
+ * first (the later rows dropped) or last (replacing the earlier). */
+CB_API size_t cb_dataset_folded_count(const cb_dataset *ds);
 /* What was loaded and the features `cfg` would build (fitted on every rating;
  * cfg NULL: no features), as a JSON object (malloc'd, caller frees): "layout",
- * "path", counts ("users", "items", "ratings", "titles", "skipped_rows"),
+ * "path", counts ("users", "items", "ratings", "titles", "skipped_rows",
+ * "merged_rows" (implicit events), "folded_rows" (ratings under "duplicates")),
  * "rating_min"/"rating_max", "binary", "timestamps", "prejoined",
  * "user_lead_cols"/"item_lead_cols", "user_columns"/"item_columns" (name, kind,
  * levels, missing, examples), "bytes", "bytes_per_rating", "bytes_per_rating_record",

@@ -203,6 +203,25 @@ static void test_duplicates_and_unknown_ids(void **state) {
         cb_dataset_free(ds);
         done(d);
     }
+    /* duplicates first / last: the later row dropped / replacing the earlier's rating and time in its
+     * place (a re-rating), grouped or not, the range that of the ratings kept, no row counted as bad */
+    for (int mode = CB_DUPLICATES_FIRST; mode <= CB_DUPLICATES_LAST; mode++)
+        for (int k = 0; k < 2; k++) {
+            cb_load_options_default(&opt);
+            opt.duplicates = (cb_duplicates)mode;
+            d = tu_tmpdir();
+            free(tu_write(d, "ratings.csv", dup_files[k]));
+            free(tu_write(d, "cbrec.schema", "ratings = ratings.csv\n"));
+            cb_dataset *ds = expect_ok(d, &opt);
+            bool last = mode == CB_DUPLICATES_LAST;
+            assert_int_equal(ds->n_ratings, 2);
+            assert_int_equal(ds->n_skipped, 0);
+            assert_int_equal(ds->n_folded, 1);
+            assert_true(ds->ratings[0].y == (last ? 5.0f : 4.0f) && ds->ratings[0].ts == (last ? 6 : 5));
+            assert_true(ds->y_min == 0.5f && ds->y_max == (last ? 5.0f : 4.0f));
+            cb_dataset_free(ds);
+            done(d);
+        }
     d = ml_dir("userId,movieId,rating,timestamp\n1,1,4,5\n1,99,4,5\n");
     expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 3, "unknown item id '99' (not in movies.csv)");
     done(d);

@@ -1017,6 +1017,55 @@ static void kill9_keeps_acknowledged_events(void **state) {
     free(csv);
 }
 
+/* ---- the README's recipe: live events exported, appended to the data, trained on */
+
+/* The rating csv gives user u for item it ("" when no row), from its last such row. */
+static void csv_rating(const char *csv, const char *u, const char *it, char *out, size_t size) {
+    FILE *in = fopen(csv, "r");
+    assert_non_null(in);
+    char line[256], want[96];
+    int n = snprintf(want, sizeof want, "%s,%s,", u, it);
+    out[0] = 0;
+    while (fgets(line, sizeof line, in))
+        if (!strncmp(line, want, (size_t)n)) snprintf(out, size, "%.*s", (int)strcspn(line + n, ","), line + n);
+    fclose(in);
+}
+
+static void export_then_retrain(void **state) {
+    fixture *f = *state;
+    char *store = tu_path(f->dir, "retrain.sqlite"), *csv = tu_path(f->dir, "live.csv"),
+         *copy = tu_path(f->dir, "data_live"), *model = tu_path(f->dir, "live.cbrec"), item[64] = "", got[32];
+    char *ratings = tu_path(f->data, "ratings.csv");
+    FILE *in = fopen(ratings, "r");
+    assert_non_null(in);
+    char line[256];
+    while (fgets(line, sizeof line, in)) /* an item user 1 rated in the data */
+        if (sscanf(line, "1,%63[^,],", item) == 1) break;
+    fclose(in);
+    assert_true(item[0]);
+    fixture g = *f;
+    g.srv = start_server(f, store, NULL);
+    const char *ratings_posted[] = {"1", "2", NULL}; /* a re-rating of a rated item, then another */
+    for (int k = 0; ratings_posted[k]; k++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"item\": \"%s\", \"rating\": %s}", item, ratings_posted[k]);
+        assert_int_equal(http(&g, "POST", "/v1/users/1/events", body, 1, NULL), 200);
+    }
+    stop_server(&g.srv, SIGTERM);
+    assert_int_equal(sh("%s events export --events %s --out %s >/dev/null", cbrec(), store, csv), 0);
+    csv_rating(csv, "1", item, got, sizeof got);
+    assert_string_equal(got, "2"); /* one row for the pair: the newest */
+    assert_int_equal(sh("grep -c '^1,%s,' %s | grep -qx 1", item, csv), 0);
+    assert_int_equal(sh("cp -r %s %s && tail -n +2 %s >> %s/ratings.csv", f->data, copy, csv, copy), 0);
+    const char *train = "--user-layers 8 --item-layers 8 --dim 4 --epochs 1 --neighbours 0 -q";
+    assert_int_equal(sh("%s train --data %s --model %s %s >/dev/null 2>&1", cbrec(), copy, model, train), 1);
+    assert_int_equal(sh("%s train --data %s --model %s %s 2>&1 | grep -q 'duplicate rating'", cbrec(), copy, model,
+                        train), 0);
+    assert_int_equal(sh("%s train --data %s --model %s %s --duplicates last >/dev/null 2>&1", cbrec(), copy, model,
+                        train), 0);
+    free(store), free(csv), free(copy), free(model), free(ratings);
+}
+
 /* ---- starting: bad options and files are clear errors, no server */
 
 static void bad_start(void **state) {
@@ -1038,6 +1087,7 @@ static void bad_start(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(read_endpoints),         cmocka_unit_test(new_profile_and_batch),
+        cmocka_unit_test(export_then_retrain),
         cmocka_unit_test(static_assets_and_openapi), cmocka_unit_test(clean_errors),
         cmocka_unit_test(malformed_http),         cmocka_unit_test(token_and_events),
         cmocka_unit_test(reload_good_and_bad),    cmocka_unit_test(kill9_keeps_acknowledged_events),

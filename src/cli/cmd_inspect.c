@@ -82,6 +82,7 @@ static void print_text(const json_t *o, const char *layout_why, double load_s) {
            nu && ni ? 100.0 * (double)nr / ((double)nu * (double)ni) : 0.0,
            B(o, "prejoined") ? ", pre-joined rows (duplicates allowed)" : "");
     if (I(o, "merged_rows")) printf("repeated (user, item) events merged: %zu rows\n", I(o, "merged_rows"));
+    if (I(o, "folded_rows")) printf("repeated (user, item) ratings folded (--duplicates): %zu rows\n", I(o, "folded_rows"));
     if (B(o, "prejoined"))
         printf("leading columns that are not model inputs: user %zu, item %zu\n", I(o, "user_lead_cols"),
                I(o, "item_lead_cols"));

@@ -160,6 +160,10 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, co
     int rc = cb_dataset_open(&ds, a->data, cfg, &err);
     if (!rc && !a->quiet) {
         if (cb_dataset_skipped_count(ds)) fprintf(stderr, "skipped %zu bad rows\n", cb_dataset_skipped_count(ds));
+        if (cb_dataset_folded_count(ds))
+            fprintf(stderr, "a user's repeated rating of an item: %zu later rows %s (--duplicates %s)\n",
+                    cb_dataset_folded_count(ds), strcmp(cb_config_get(cfg, "duplicates"), "last") ? "dropped" : "replaced the earlier",
+                    cb_config_get(cfg, "duplicates"));
         fprintf(stderr, "%s: %zu users, %zu items, %zu ratings; split %s\n", cb_dataset_layout(ds),
                 cb_dataset_user_count(ds), cb_dataset_item_count(ds), cb_dataset_rating_count(ds),
                 cb_config_get(cfg, "split"));

@@ -102,14 +102,23 @@ typedef struct cb_dataset {
     cb_roles roles;
     size_t n_skipped;      /* bad rows skipped under skip_bad_rows */
     size_t n_merged;       /* implicit: repeated (user, item) events merged into the first */
+    size_t n_folded;       /* ratings under duplicates first / last: later rows dropped / replacing */
     /* Pre-joined data: how many leading columns of user_attr / item_attr are ids
      * or bookkeeping rather than model inputs (course lab: 3 and 1). 0 otherwise. */
     uint32_t user_lead_cols, item_lead_cols;
 } cb_dataset;
 
 /* Options for every loader. */
+/* A user's second rating of an item (ratings; implicit events are merged). */
+typedef enum cb_duplicates {
+    CB_DUPLICATES_ERROR, /* the loader's error, naming both lines (skip_bad_rows: the later dropped) */
+    CB_DUPLICATES_FIRST, /* the earlier row kept, the later dropped and counted */
+    CB_DUPLICATES_LAST   /* the later row's rating and time replace the earlier's (a re-rating) */
+} cb_duplicates;
+
 typedef struct cb_load_options {
     bool skip_bad_rows;    /* skip malformed rows (counted in n_skipped) instead of failing */
+    cb_duplicates duplicates;
     float y_min, y_max;    /* declared rating range; both 0 = no check */
     const char *schema;    /* generic layout: path of a schema file (see README) */
     /* For tests: read ratings files with the general (reference) path only, or

@@ -137,6 +137,7 @@ typedef struct dup_scan {
     uint8_t *drop;    /* [n] later duplicates to drop (skipping or merging); else NULL */
     size_t n_dup, first_dup;
     bool weighted;    /* merging: sum the weights (else keep the first event's 1) */
+    bool last;        /* merging ratings: the later row's rating and time replace the first's */
 } dup_scan;
 
 static void dup_scan_reset(dup_scan *d, uint32_t n_items, size_t n) {
@@ -148,7 +149,8 @@ static void dup_scan_reset(dup_scan *d, uint32_t n_items, size_t n) {
 
 /* Rating i in user order: a new (user, item) pair, or a duplicate to count,
  * mark for dropping and, when merging, fold into the pair's first event
- * (weights summed, the earliest timestamp kept). */
+ * (weights summed, the earliest timestamp kept; a re-rating under `last`:
+ * its rating and time, the pair keeping the first row's place). */
 static inline void dup_visit(dup_scan *d, size_t i) {
     cb_rating *r = d->r;
     uint32_t u = r[i].user, it = r[i].item;
@@ -162,8 +164,9 @@ static inline void dup_visit(dup_scan *d, size_t i) {
     d->n_dup++;
     if (d->first) {
         cb_rating *keep = &r[d->first[it]];
-        if (d->weighted) keep->y += r[i].y;
-        if (r[i].ts < keep->ts) keep->ts = r[i].ts;
+        if (d->last) keep->y = r[i].y, keep->ts = r[i].ts;
+        else if (d->weighted) keep->y += r[i].y;
+        if (!d->last && r[i].ts < keep->ts) keep->ts = r[i].ts;
     }
 }
 
@@ -209,18 +212,22 @@ static int user_order(const cb_dataset *ds, uint32_t **order, cb_error *err) {
 }
 
 /* Duplicate (user, item) pairs. Ratings: the first met is reported, or
- * under skip_bad_rows later duplicates are dropped as bad rows. Implicit
- * events: later duplicates are merged into the first (see dup_visit) and
- * counted in n_merged. Files not grouped by user are visited through a
- * counting sort of rating indices. */
+ * under skip_bad_rows (or duplicates first) later duplicates are dropped;
+ * under duplicates last each is folded into the pair's first row as a
+ * re-rating. Implicit events: later duplicates are merged into the first
+ * (see dup_visit), counted in n_merged; ratings folded by choice, in n_folded.
+ * Files not grouped by user are visited through a counting sort of rating
+ * indices (stable: a pair's rows in file order). */
 static int check_duplicates(cb_loader *L, const cb_ratings_spec *sp, y_range *range, cb_error *err) {
     cb_dataset *ds = L->ds;
     uint32_t n_items = cb_vocab_size(ds->items);
     size_t n = ds->n_ratings;
-    const bool skip = L->opt.skip_bad_rows, merge = L->implicit;
+    const bool last = !L->implicit && L->opt.duplicates == CB_DUPLICATES_LAST,
+               chosen = L->implicit || L->opt.duplicates != CB_DUPLICATES_ERROR, /* not bad rows */
+               skip = L->opt.skip_bad_rows || chosen, merge = L->implicit || last;
     int rc = CB_OK;
     uint32_t *order = NULL;
-    dup_scan d = {.r = ds->ratings, .weighted = L->weighted};
+    dup_scan d = {.r = ds->ratings, .weighted = L->weighted, .last = last};
     d.drop = skip || merge ? cb_calloc(n ? n : 1, 1, err) : NULL;
     d.mark = cb_malloc(((size_t)n_items + 1) * sizeof *d.mark, err);
     if (!d.mark || ((skip || merge) && !d.drop)) {
@@ -242,7 +249,7 @@ static int check_duplicates(cb_loader *L, const cb_ratings_spec *sp, y_range *ra
         }
         dup_scan_reset(&d, n_items, n);
         for (size_t k = 0; k < n; k++) dup_visit(&d, order ? order[k] : k);
-        range->valid = false; /* merged weights: gathered again by the caller */
+        range->valid = false; /* merged weights, replaced ratings: gathered again by the caller */
     }
     if (d.n_dup && !skip && !merge) {
         const cb_rating *r = ds->ratings;
@@ -263,7 +270,8 @@ static int check_duplicates(cb_loader *L, const cb_ratings_spec *sp, y_range *ra
         for (size_t i = 0; i < n; i++)
             if (!d.drop[i]) ds->ratings[w++] = ds->ratings[i];
         ds->n_ratings = w;
-        if (merge) ds->n_merged += d.n_dup;
+        if (L->implicit) ds->n_merged += d.n_dup;
+        else if (chosen) ds->n_folded += d.n_dup;
         else ds->n_skipped += d.n_dup;
     }
 done:

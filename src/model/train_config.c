@@ -9,7 +9,7 @@
 /* BOOL-as-enum and ENUM keys store an int into these enum fields */
 _Static_assert(sizeof(cb_age_mode) == sizeof(int) && sizeof(cb_scaler_rows) == sizeof(int) &&
                    sizeof(cb_loss_kind) == sizeof(int) && sizeof(cb_objective) == sizeof(int) && sizeof(cb_opt_kind) == sizeof(int) &&
-                   sizeof(cb_train_split) == sizeof(int),
+                   sizeof(cb_train_split) == sizeof(int) && sizeof(cb_duplicates) == sizeof(int),
                "enum fields must be int-sized");
 
 #define TC(field) offsetof(cb_train_config, field)
@@ -28,6 +28,8 @@ static const cb_config_choice objectives[] = {
 static const cb_config_choice nb_auto[] = {{"auto", CB_NEIGHBOURS_AUTO}, {NULL, 0}};
 static const cb_config_choice nb_auto_f[] = {{"auto", -1}, {NULL, 0}};
 static const cb_config_choice nb_kinds[] = {{"auto", -1}, {"cosine", 0}, {"ease", 1}, {NULL, 0}};
+static const cb_config_choice duplicates[] = {
+    {"error", CB_DUPLICATES_ERROR}, {"first", CB_DUPLICATES_FIRST}, {"last", CB_DUPLICATES_LAST}, {NULL, 0}};
 static const cb_config_choice optimizers[] = {{"adam", CB_OPT_ADAM}, {"sgd", CB_OPT_SGD}, {NULL, 0}};
 
 static const cb_config_key_def keys[] = {
@@ -35,6 +37,10 @@ static const cb_config_key_def keys[] = {
      TC(load.schema), 0, 0, 0, 0, NULL},
     {"skip-bad-rows", "", "false", "skip malformed rows (and count them) instead of failing", "data", CB_KEY_BOOL,
      TC(load.skip_bad_rows), 0, 0, 0, 0, NULL},
+    {"duplicates", "error|first|last", "error",
+     "a user's second rating of an item: an error naming both lines; first: the later row dropped; last: the "
+     "later row replaces the earlier, a re-rating (`events export` rows appended to a dataset). Implicit events "
+     "are merged whatever this says", "data", CB_KEY_ENUM, TC(load.duplicates), 0, 0, 0, 0, duplicates},
     {"range", "MIN,MAX", "none", "declared rating range; ratings outside it are errors", "data", CB_KEY_F32_RANGE,
      TC(load.y_min), TC(load.y_max), 0, 0, 0, NULL},
     {"split", "KIND", "random",

@@ -92,9 +92,11 @@ int cmd_events(int argc, char **argv) {
     const char *usage =
         "usage: cbrec events export --events FILE.sqlite --out ratings.csv [--click-rating R]\n"
         "Writes the live events stored by cbrec serve as rating rows \"userId,movieId,rating,timestamp\"\n"
-        "(the MovieLens latest-small ratings.csv layout; clicks are left out unless --click-rating R).\n"
-        "To train on them: copy the dataset folder and append the rows to its ratings file\n"
-        "(tail -n +2 ratings.csv >> COPY/ratings.csv), then cbrec train --data COPY.\n";
+        "(the MovieLens latest-small ratings.csv layout), one per user and item: its newest event\n"
+        "(clicks are left out unless --click-rating R). To train on them: copy the dataset folder,\n"
+        "append the rows to its ratings file (tail -n +2 ratings.csv >> COPY/ratings.csv), then\n"
+        "cbrec train --data COPY --duplicates last (a live rating of an item the user had rated\n"
+        "in the data replaces that rating).\n";
     if (argc < 2 || strcmp(argv[1], "export")) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) return fputs(usage, stdout), CLI_OK;
         return fputs(usage, stderr), CLI_USAGE;
@@ -111,9 +113,11 @@ int cmd_events(int argc, char **argv) {
     }
     if (optind < argc - 1) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind + 1]);
     if (!events || !out) return fputs(usage, stderr), CLI_USAGE;
-    size_t rows = 0, skipped = 0;
-    if (sv_events_export(events, out, click, &rows, &skipped)) return CLI_ERROR;
-    printf("wrote %s: %zu rating rows%s", out, rows, skipped ? "" : "\n");
-    if (skipped) printf(" (%zu clicks left out: give --click-rating R to keep them)\n", skipped);
+    sv_export_counts n;
+    if (sv_events_export(events, out, click, &n)) return CLI_ERROR;
+    printf("wrote %s: %zu rating rows, one per user and item", out, n.rows);
+    if (n.older) printf("; %zu older events of a pair replaced by its newest", n.older);
+    if (n.clicks) printf("; %zu clicks left out (give --click-rating R to keep them)", n.clicks);
+    printf("\n");
     return CLI_OK;
 }

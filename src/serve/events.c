@@ -226,18 +226,39 @@ static void csv_field(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-int sv_events_export(const char *events_path, const char *out_path, double click_rating, size_t *n_rows,
-                     size_t *n_skipped) {
+/* One row per (user, item): its newest event that has a rating (a click
+ * counts as click_rating; NAN: clicks left out), as a profile takes the newest
+ * (sv_events_profile). SQLite gives an aggregate's bare columns from the row
+ * MAX() picks. Rows in the order of those newest events. */
+static const char *const EXPORT_SQL[2] = {
+    "SELECT user, item, rating, time, MAX(seq) FROM events WHERE rating IS NOT NULL GROUP BY user, item ORDER BY 5",
+    "SELECT user, item, rating, time, MAX(seq) FROM events GROUP BY user, item ORDER BY 5"};
+
+/* The events counted by `sql` (a one-number query) into *n. */
+static int count_events(sqlite3 *db, const char *sql, size_t *n, char *msg, size_t size) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW ? 0 : -1;
+    if (!rc) *n = (size_t)sqlite3_column_int64(st, 0);
+    else db_fail(db, "reading the events (is it an event store of cbrec serve?)", msg, size);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int sv_events_export(const char *events_path, const char *out_path, double click_rating, sv_export_counts *n) {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     char msg[4400] = "";
-    *n_rows = *n_skipped = 0;
+    *n = (sv_export_counts){0};
     cb_output *out = NULL; /* the library's atomic writer: the old file or the whole new one */
     cb_error err = {0};
     FILE *f = NULL;
+    size_t total = 0;
+    bool clicks = !isnan(click_rating);
     int rc = sqlite3_open_v2(events_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK ? 0
                                                                                         : db_fail(db, events_path, msg, sizeof msg);
-    if (!rc && sqlite3_prepare_v2(db, "SELECT user, item, rating, time FROM events ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+    if (!rc) rc = count_events(db, "SELECT COUNT(*) FROM events", &total, msg, sizeof msg);
+    if (!rc && !clicks) rc = count_events(db, "SELECT COUNT(*) FROM events WHERE rating IS NULL", &n->clicks, msg, sizeof msg);
+    if (!rc && sqlite3_prepare_v2(db, EXPORT_SQL[clicks], -1, &st, NULL) != SQLITE_OK)
         rc = db_fail(db, "reading the events (is it an event store of cbrec serve?)", msg, sizeof msg);
     if (!rc && cb_output_open(&out, out_path, &err)) rc = -1, snprintf(msg, sizeof msg, "%s", err.msg);
     if (!rc) f = cb_output_file(out);
@@ -245,19 +266,16 @@ int sv_events_export(const char *events_path, const char *out_path, double click
     int step = SQLITE_DONE;
     while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
         double y = sqlite3_column_type(st, 2) == SQLITE_NULL ? click_rating : sqlite3_column_double(st, 2);
-        if (isnan(y)) {
-            ++*n_skipped;
-            continue;
-        }
         csv_field(f, (const char *)sqlite3_column_text(st, 0));
         fputc(',', f);
         csv_field(f, (const char *)sqlite3_column_text(st, 1));
         fprintf(f, ",%g,%lld\n", y, (long long)sqlite3_column_int64(st, 3));
-        ++*n_rows;
+        ++n->rows;
     }
     if (!rc && step != SQLITE_DONE) rc = db_fail(db, "reading the events", msg, sizeof msg);
     if (rc) cb_output_abort(out);
     else if (cb_output_commit(out, &err)) rc = -1, snprintf(msg, sizeof msg, "%s", err.msg);
+    n->older = rc ? 0 : total - n->clicks - n->rows; /* events of a pair before its newest kept one */
     sqlite3_finalize(st);
     sqlite3_close(db);
     if (rc) fprintf(stderr, "cbrec events: %s\n", msg);

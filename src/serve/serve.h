@@ -51,11 +51,17 @@ void sv_options_default(sv_options *o);
 /* Run until SIGINT/SIGTERM; SIGHUP reloads. Returns an exit status (0 ok);
  * prints its own errors to stderr. */
 int sv_run(const sv_options *o);
+/* What an export wrote and left out. */
+typedef struct sv_export_counts {
+    size_t rows;   /* rating rows: one per (user, item) */
+    size_t older;  /* events of a pair before its newest (a re-rating replaces a rating) */
+    size_t clicks; /* clicks left out (no click rating) */
+} sv_export_counts;
 /* `cbrec events export`: the stored events as rating rows
- * "userId,movieId,rating,timestamp" (clicks as click_rating; NAN: left out),
- * written atomically. Returns 0 or prints why and returns 1. */
-int sv_events_export(const char *events_path, const char *out_path, double click_rating, size_t *n_rows,
-                     size_t *n_skipped);
+ * "userId,movieId,rating,timestamp", each (user, item) once, from its newest
+ * event (clicks as click_rating; NAN: left out), written atomically. Returns
+ * 0 or prints why and returns 1. */
+int sv_events_export(const char *events_path, const char *out_path, double click_rating, sv_export_counts *n);
 
 /* The n of a recommend request that does not give one. */
 #define SV_DEFAULT_N 10
