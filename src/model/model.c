@@ -85,13 +85,15 @@ typedef struct tower_ws {
     /* the sparse first layer (training's workers, user tower; csr.off NULL: dense): the batch's
      * non-zeros (at most a quarter of the inputs: a denser batch goes dense); wt0 is the pool's
      * W0, which training keeps transposed [in0, out0] (train_ctx.wt0: t->w[0] is stale until the
-     * epoch ends); dwt0 holds a lone worker's W0 gradient, transposed (or, with split_w0, one
-     * after a dense batch), until the optimiser or the reduction reads and zeroes it; sparse_used: the last forward took the sparse layer; csc: scratch for the
-     * non-zeros by column (the backward's).
+     * epoch ends); dwt0 holds a lone worker's W0 gradient, transposed, until the optimiser
+     * reads it (clear_lone zeroes it); sparse_used: the last forward took the sparse layer;
+     * csc: scratch for the non-zeros by column (the backward's).
      * split_w0 (several workers): the backward leaves W0's gradient to the reduction, which
      * sums each worker's share of W0's rows over every worker's rows (cb_nn_sparse_grad_rows):
      * w0_part is what this step left for it (csc and .dout, the layer's dL/dout for its rows,
-     * or dwt0 after a dense batch; nothing when the worker had no rows). */
+     * and for the dense head's rows, or every row after a dense batch, its input rows x, which
+     * the reduction multiplies by sgemm for its share: no worker makes a dwt0 of its own, and
+     * no reduction reads and zeroes another's; nothing when the worker had no rows). */
     cb_nn_csr csr, csc;
     const float *wt0;
     float *dwt0;
@@ -623,17 +625,18 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
             dinp = dnext;
             memset(dinp, 0, (size_t)B * t->in[l] * sizeof(float));
         }
-        if (l == 0 && ws->sparse_used && ws->split_w0) {
+        if (l == 0 && ws->sparse_used && ws->split_w0) { /* dcur and inp outlive the call */
             cb_nn_sparse_backward_start(t->db[0], &ws->csc, dcur, &ws->csr, B, t->in[0], t->out[0]);
-            dense_head_grad(ws, inp, dcur, B, t->in[0], t->out[0]);
-            ws->w0_part = (cb_nn_grad_part){.cols = &ws->csc, .dout = dcur, /* dcur outlives the call */
-                                            .dwt = ws->dense_head ? ws->dwt0 : NULL, .head = ws->dense_head};
+            ws->w0_part = (cb_nn_grad_part){.cols = &ws->csc, .dout = dcur, .head = ws->dense_head,
+                                            .x = ws->dense_head ? inp : NULL, .ldx = t->in[0], .rows = B};
         } else if (l == 0 && ws->sparse_used) {
             cb_nn_sparse_backward_cols(ws->dwt0, t->db[0], &ws->csc, dcur, &ws->csr, B, t->in[0], t->out[0]);
             dense_head_grad(ws, inp, dcur, B, t->in[0], t->out[0]);
+        } else if (l == 0 && ws->split_w0) { /* a dense batch: its rows for the reduction's sgemm (w0_rows) */
+            cb_nn_bias_backward(t->db[0], dcur, B, t->out[0]);
+            ws->w0_part = (cb_nn_grad_part){.x = inp, .ldx = t->in[0], .rows = B, .dout = dcur};
         } else if (l == 0 && ws->dwt0) { /* a dense batch: W0's gradient made transposed */
             cb_nn_dense_backward_wt(ws->dwt0, t->db[0], dcur, inp, B, t->in[0], t->out[0]);
-            ws->w0_part = (cb_nn_grad_part){.dwt = ws->dwt0};
         } else {
             cb_nn_dense_backward(dinp, t->dw[l], t->db[l], dcur, inp, t->w[l], B, t->in[l], t->out[l]);
         }
@@ -1735,8 +1738,10 @@ static void worker_slices(const train_ctx *x, int w, size_t sl[3][2]) {
  * batch rows, plus W0_ROW_COST) passes w/N and (w+1)/N of the whole. The
  * first layer's columns are skewed (the most popular items' multi-hot
  * columns are the densest), and equal row counts gave worker 0 twice the
- * other's gradient work at 2 threads. Every worker computes the same cuts;
- * the sums are the same bits whoever computes a row. */
+ * other's gradient work at 2 threads; a dense row (a dense head's, or any
+ * after a dense batch) costs a worker's every batch row. Every worker
+ * computes the same cuts, at whole blocks of CB_NN_GRAD_ROWS_ALIGN rows: the
+ * sums are the same bits whoever computes a row. */
 static void w0_slice(const train_ctx *x, int w, size_t *lo, size_t *hi) {
     int C = x->m->tw[0].in[0], N = x->n_workers;
     size_t OC = (size_t)x->m->tw[0].out[0];
@@ -1750,15 +1755,17 @@ static void w0_slice(const train_ctx *x, int w, size_t *lo, size_t *hi) {
             if (pass && r_hi < 0 && run * (uint64_t)N >= want_hi) r_hi = r;
             uint64_t cost = W0_ROW_COST;
             for (int v = 0; v < N; v++) {
-                const cb_nn_csr *cs = x->wk[v].ws[0].w0_part.cols;
-                if (cs) cost += cs->off[r + 1] - cs->off[r];
+                const cb_nn_grad_part *q = &x->wk[v].ws[0].w0_part;
+                if (q->x && (!q->cols || r < q->head)) cost += (uint64_t)q->rows; /* a dense row: every batch row */
+                else if (q->cols) cost += q->cols->off[r + 1] - q->cols->off[r];
             }
             run += cost;
         }
         total = run;
-        if (pass) {
-            *lo = (size_t)(r_lo < 0 ? C : r_lo) * OC;
-            *hi = (size_t)(r_hi < 0 ? C : r_hi) * OC;
+        if (pass) { /* cut at whole blocks of rows: the dense rows' sgemm gives the bits whoever makes them */
+            int a = r_lo < 0 ? C : r_lo - r_lo % CB_NN_GRAD_ROWS_ALIGN, b = r_hi < 0 ? C : r_hi - r_hi % CB_NN_GRAD_ROWS_ALIGN;
+            *lo = (size_t)(w == 0 ? 0 : a) * OC;
+            *hi = (size_t)(w + 1 == N ? C : b) * OC;
         }
     }
 }

@@ -83,6 +83,10 @@ void cb_nn_dense_backward(float *dinp, float *dw, float *db, const float *dout,
     if (db) column_sums_add(db, dout, B, OC);
 }
 
+void cb_nn_bias_backward(float *db, const float *dout, int B, int OC) {
+    if (B > 0) column_sums_add(db, dout, B, OC);
+}
+
 void cb_nn_dense_backward_wt(float *dwt, float *db, const float *dout, const float *inp, int B, int C, int OC) {
     if (B <= 0) return;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, B, 1.0f, inp, C, dout, OC, 1.0f, dwt, OC);

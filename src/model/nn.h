@@ -32,6 +32,9 @@ void cb_nn_dense_backward(float *dinp, float *dw, float *db, const float *dout,
                           const float *inp, const float *w, int B, int C, int OC);
 /* The first layer's weight gradient transposed: dwt [C, OC] += inp^T dout,
  * db += dout's column sums (no input gradient: nothing is before it). */
+/* db (OC) += the column sums of dout (B,OC): the bias gradient alone (the
+ * same bits as the dense backwards' db). */
+void cb_nn_bias_backward(float *db, const float *dout, int B, int OC);
 void cb_nn_dense_backward_wt(float *dwt, float *db, const float *dout, const float *inp, int B, int C, int OC);
 void cb_nn_dense_backward_naive(float *dinp, float *dw, float *db, const float *dout,
                                 const float *inp, const float *w, int B, int C, int OC);

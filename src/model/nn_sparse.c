@@ -9,6 +9,7 @@
 
 #include "base/util.h"
 
+#include <cblas.h>
 #include <string.h>
 #if CB_X86_SIMD || defined(__SSSE3__)
 #include <immintrin.h>
@@ -259,7 +260,7 @@ void cb_nn_sparse_backward_start(float *db, cb_nn_csr *cols, const float *dout, 
  * in part order, as summing each part's own dwt would. W is a constant at
  * each call (always inlined), so acc[] lives in registers. */
 CB_TARGET_AVX2 static inline __attribute__((always_inline)) void
-grad_row(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, int OC, const int W) {
+grad_row(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, int OC, const int W, bool add) {
     for (int p = 0; p < n_parts; p++) {
         __m256 acc[NV];
         UNROLL for (int i = 0; i < W; i++) acc[i] = _mm256_setzero_ps();
@@ -272,30 +273,26 @@ grad_row(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, i
                 __m256 v = _mm256_set1_ps(val[j]);
                 UNROLL for (int i = 0; i < W; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(d + 8 * i), acc[i]);
             }
-        } else if (parts[p].dwt) {
-            float *g = parts[p].dwt + (size_t)c * OC + k0;
-            UNROLL for (int i = 0; i < W; i++) {
-                acc[i] = _mm256_loadu_ps(g + 8 * i);
-                _mm256_storeu_ps(g + 8 * i, _mm256_setzero_ps());
-            }
         }
         UNROLL for (int i = 0; i < W; i++)
-            _mm256_storeu_ps(out + 8 * i, p ? _mm256_add_ps(_mm256_loadu_ps(out + 8 * i), acc[i]) : acc[i]);
+            _mm256_storeu_ps(out + 8 * i, p || add ? _mm256_add_ps(_mm256_loadu_ps(out + 8 * i), acc[i]) : acc[i]);
     }
 }
 
-CB_TARGET_AVX2 static void grad_row_block(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, int OC) {
-    grad_row(out, parts, n_parts, c, k0, OC, NV);
+CB_TARGET_AVX2 static void grad_row_block(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, int OC,
+                                          bool add) {
+    grad_row(out, parts, n_parts, c, k0, OC, NV, add);
 }
 
-CB_TARGET_AVX2 static void grad_row_vec(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, int OC) {
-    grad_row(out, parts, n_parts, c, k0, OC, 1);
+CB_TARGET_AVX2 static void grad_row_vec(float *out, const cb_nn_grad_part *parts, int n_parts, int c, int k0, int OC,
+                                        bool add) {
+    grad_row(out, parts, n_parts, c, k0, OC, 1, add);
 }
 #endif
 
 /* The same for columns [k0, k1) in plain loops (a sparse part's sum as the
  * row scatter's: its rows in order). */
-static void grad_row_plain(float *out, cb_nn_grad_part *parts, int n_parts, int c, int k0, int k1, int OC) {
+static void grad_row_plain(float *out, cb_nn_grad_part *parts, int n_parts, int c, int k0, int k1, int OC, bool add) {
     float part[64];
     for (int p = 0; p < n_parts; p++)
         for (int a = k0; a < k1; a += 64) {
@@ -305,28 +302,53 @@ static void grad_row_plain(float *out, cb_nn_grad_part *parts, int n_parts, int 
             if (cs) {
                 for (uint32_t j = cs->off[c]; j < cs->off[c + 1]; j++)
                     axpy_plain(part, cs->val[j], parts[p].dout + (size_t)cs->col[j] * OC + a, n);
-            } else if (parts[p].dwt) {
-                float *g = parts[p].dwt + (size_t)c * OC + a;
-                memcpy(part, g, (size_t)n * sizeof *g);
-                memset(g, 0, (size_t)n * sizeof *g);
             }
             float *o = out + (a - k0);
-            for (int k = 0; k < n; k++) o[k] = p ? o[k] + part[k] : part[k];
+            for (int k = 0; k < n; k++) o[k] = p || add ? o[k] + part[k] : part[k];
         }
 }
 
-void cb_nn_sparse_grad_rows(float *dwt, cb_nn_grad_part *parts, int n_parts, int c0, int c1, int OC) {
+/* Rows [c0, c1) of parts' sum (no dense part among them), stored, or with
+ * `add` added to what dwt holds. */
+static void grad_rows(float *dwt, cb_nn_grad_part *parts, int n_parts, int c0, int c1, int OC, bool add) {
     int k0 = 0;
 #if CB_X86_SIMD
     if (cb_cpu_avx2()) { /* forward_avx2's blocks: 64 columns, then 8, then one at a time */
         for (; k0 + 8 * NV <= OC; k0 += 8 * NV)
-            for (int c = c0; c < c1; c++) grad_row_block(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, OC);
+            for (int c = c0; c < c1; c++) grad_row_block(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, OC, add);
         for (; k0 + 8 <= OC; k0 += 8)
-            for (int c = c0; c < c1; c++) grad_row_vec(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, OC);
+            for (int c = c0; c < c1; c++) grad_row_vec(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, OC, add);
         for (; k0 < OC; k0++)
-            for (int c = c0; c < c1; c++) grad_row_plain(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, k0 + 1, OC);
+            for (int c = c0; c < c1; c++)
+                grad_row_plain(dwt + (size_t)c * OC + k0, parts, n_parts, c, k0, k0 + 1, OC, add);
         return;
     }
 #endif
-    for (int c = c0; c < c1; c++) grad_row_plain(dwt + (size_t)c * OC, parts, n_parts, c, 0, OC, OC);
+    for (int c = c0; c < c1; c++) grad_row_plain(dwt + (size_t)c * OC, parts, n_parts, c, 0, OC, OC, add);
+}
+
+/* Rows [a, b) of part q's sum by sgemm from its input rows, stored (p 0)
+ * or added (C += the product). */
+static void dense_rows(float *dwt, const cb_nn_grad_part *q, bool add, int a, int b, int OC) {
+    if (a >= b) return;
+    if (q->rows > 0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, b - a, OC, q->rows, 1.0f, q->x + a, q->ldx, q->dout, OC,
+                    add ? 1.0f : 0.0f, dwt + (size_t)a * OC, OC);
+    else if (!add)
+        memset(dwt + (size_t)a * OC, 0, (size_t)(b - a) * OC * sizeof *dwt);
+}
+
+void cb_nn_sparse_grad_rows(float *dwt, cb_nn_grad_part *parts, int n_parts, int c0, int c1, int OC) {
+    bool dense = false;
+    for (int p = 0; p < n_parts; p++) dense |= parts[p].x && c0 < (parts[p].cols ? parts[p].head : c1);
+    if (!dense) { /* every part's rows here are non-zeros: all parts at once, a row's block in registers */
+        grad_rows(dwt, parts, n_parts, c0, c1, OC, false);
+        return;
+    }
+    for (int p = 0; p < n_parts; p++) { /* part after part, each added to the sum so far */
+        const cb_nn_grad_part *q = &parts[p];
+        int cut = !q->x ? c0 : q->cols ? (q->head < c1 ? (q->head > c0 ? q->head : c0) : c1) : c1;
+        dense_rows(dwt, q, p > 0, c0, cut, OC);
+        if (q->cols || !q->x) grad_rows(dwt, parts + p, 1, cut, c1, OC, p > 0);
+    }
 }

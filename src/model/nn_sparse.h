@@ -68,21 +68,32 @@ void cb_nn_sparse_backward_cols(float *dwt, float *db, cb_nn_csr *cols, const fl
 void cb_nn_sparse_backward_start(float *db, cb_nn_csr *cols, const float *dout, const cb_nn_csr *s, int B, int C,
                                  int OC);
 /* One worker's part of dwt: its non-zeros by column and their dout rows
- * (cols, dout), or a dwt (C,OC) of its own (a worker whose batch took the
- * dense layer; zeroed as it is read), or neither (nothing); or both, split
- * at row `head`: dwt's rows [0, head) (a dense head's gradient, made by
- * sgemm) and the non-zeros' from there on. */
+ * (cols, dout), for dwt's rows from `head` on; its input rows x (`rows`
+ * rows of ldx floats) for dwt's rows [0, head), or for every row when cols
+ * is NULL (a batch that took the dense layer): those rows of its part are
+ * one sgemm, x's columns transposed · dout; or neither (no rows: nothing).
+ * The reduction reads the workers' inputs and dout, so no worker makes, and
+ * no reduction reads and zeroes, a dwt of another's. */
 typedef struct cb_nn_grad_part {
     const cb_nn_csr *cols;
     const float *dout;
-    float *dwt;
     int head;
+    const float *x;
+    int ldx, rows;
 } cb_nn_grad_part;
 /* _rows: dwt's rows [c0, c1) = the parts' sum: each part's sum as
- * cb_nn_sparse_backward_cols gives it (its rows' non-zeros in registers),
- * the first stored and the others added in part order, with the bits of
- * summing the parts' own dwt that way (what a reduction of per-worker
- * buffers gives), without those buffers. */
+ * cb_nn_sparse_backward_cols gives it (its rows' non-zeros in registers; its
+ * dense rows by sgemm, as cb_nn_dense_backward_wt), the first stored and the
+ * others added in part order: the bits of summing the parts' own dwt that
+ * way (what a reduction of per-worker buffers gives) while a part's rows fit
+ * one of sgemm's K blocks, without those buffers. */
 void cb_nn_sparse_grad_rows(float *dwt, cb_nn_grad_part *parts, int n_parts, int c0, int c1, int OC);
+/* Calls whose c0 is a multiple of this (and whose c1 is too, or ends the
+ * dense rows) give the bits one call over all the rows gives: an sgemm's
+ * rows are computed alike but for a last partial block of its kernel's
+ * unroll, which such cuts never move (measured: OpenBLAS's Haswell kernel
+ * takes these rows 12 at a time, a cut at 16 changed rows' bits; 48 is a
+ * multiple of 12 and 16 and their divisors). */
+#define CB_NN_GRAD_ROWS_ALIGN 48
 
 #endif
