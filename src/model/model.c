@@ -1733,6 +1733,20 @@ static void worker_slices(const train_ctx *x, int w, size_t sl[3][2]) {
  * floats a weight (estimated, not tuned). */
 #define W0_ROW_COST 12
 
+/* A cut between workers' rows of W0ᵀ at row r, moved down to a multiple
+ * of CB_NN_GRAD_ROWS_ALIGN where it falls among rows some part makes by
+ * sgemm (a dense head's, every row after a dense batch): those rows' bits
+ * then do not depend on where the cut falls. */
+static int w0_cut(const train_ctx *x, int r) {
+    int dense_end = 0, C = x->m->tw[0].in[0];
+    for (int v = 0; v < x->n_workers; v++) {
+        const cb_nn_grad_part *q = &x->wk[v].ws[0].w0_part;
+        int end = !q->x ? 0 : q->cols ? q->head : C;
+        dense_end = end > dense_end ? end : dense_end;
+    }
+    return r < dense_end ? r - r % CB_NN_GRAD_ROWS_ALIGN : r;
+}
+
 /* Worker w's rows of W0ᵀ this step, as floats of the flat layout [*lo,
  * *hi): cut where the running cost (a row: its non-zeros in every worker's
  * batch rows, plus W0_ROW_COST) passes w/N and (w+1)/N of the whole. The
@@ -1740,8 +1754,8 @@ static void worker_slices(const train_ctx *x, int w, size_t sl[3][2]) {
  * columns are the densest), and equal row counts gave worker 0 twice the
  * other's gradient work at 2 threads; a dense row (a dense head's, or any
  * after a dense batch) costs a worker's every batch row. Every worker
- * computes the same cuts, at whole blocks of CB_NN_GRAD_ROWS_ALIGN rows: the
- * sums are the same bits whoever computes a row. */
+ * computes the same cuts (w0_cut): the sums are the same bits whoever
+ * computes a row. */
 static void w0_slice(const train_ctx *x, int w, size_t *lo, size_t *hi) {
     int C = x->m->tw[0].in[0], N = x->n_workers;
     size_t OC = (size_t)x->m->tw[0].out[0];
@@ -1762,10 +1776,9 @@ static void w0_slice(const train_ctx *x, int w, size_t *lo, size_t *hi) {
             run += cost;
         }
         total = run;
-        if (pass) { /* cut at whole blocks of rows: the dense rows' sgemm gives the bits whoever makes them */
-            int a = r_lo < 0 ? C : r_lo - r_lo % CB_NN_GRAD_ROWS_ALIGN, b = r_hi < 0 ? C : r_hi - r_hi % CB_NN_GRAD_ROWS_ALIGN;
-            *lo = (size_t)(w == 0 ? 0 : a) * OC;
-            *hi = (size_t)(w + 1 == N ? C : b) * OC;
+        if (pass) {
+            *lo = (size_t)(w == 0 ? 0 : w0_cut(x, r_lo < 0 ? C : r_lo)) * OC;
+            *hi = (size_t)(w + 1 == N ? C : w0_cut(x, r_hi < 0 ? C : r_hi)) * OC;
         }
     }
 }
