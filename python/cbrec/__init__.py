@@ -159,7 +159,9 @@ class Dataset(_cbrec._Dataset):
     def load(cls, path, **settings):
         """Load a dataset folder; the layout is detected. Settings (TRAIN
         keys): schema="file" (a schema elsewhere), skip_bad_rows=True (count
-        and skip malformed rows instead of raising ParseError), range="1,5".
+        and skip malformed rows instead of raising ParseError), range="1,5",
+        duplicates="last" (a user's later rating of an item replaces the
+        earlier; "first" keeps the earlier; default "error").
         Raises FileError / ParseError naming the file and line."""
         return cls._load(path, **settings)
 
