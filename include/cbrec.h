@@ -112,6 +112,11 @@ typedef struct cb_dataset cb_dataset;
  * be NULL = defaults) supplies "schema", "skip-bad-rows" and "range". */
 CB_API int cb_dataset_open(cb_dataset **out, const char *path, const cb_config *cfg, cb_error *err);
 CB_API void cb_dataset_close(cb_dataset *ds); /* NULL is a no-op */
+/* CB_EINVAL, naming both, when writing `out` would replace a file the dataset
+ * at `path` is read from (cfg's schema, or the folder's, and the files it
+ * names; any file a folder layout reads), however spelt or linked; loads
+ * nothing, so front ends check their outputs before the work. */
+CB_API int cb_dataset_check_not_input(const char *path, const cb_config *cfg, const char *out, cb_error *err);
 CB_API size_t cb_dataset_user_count(const cb_dataset *ds);
 CB_API size_t cb_dataset_item_count(const cb_dataset *ds);
 CB_API size_t cb_dataset_rating_count(const cb_dataset *ds);

@@ -550,6 +550,41 @@ static void outputs_never_replace_inputs(void **state) {
     free(fifo);
 }
 
+/* Run `command` (a cbrec command line after the binary, where %1$s is the
+ * test's folder): exit 1 before any work, naming `victim` (a path below the
+ * folder) as the input it would replace, and victim unchanged. */
+static void refused_over(const fixture *f, const char *victim, const char *command) {
+    char *out = NULL, line[2048];
+    snprintf(line, sizeof line, command, f->dir);
+    assert_int_equal(run(NULL, "cp %s/%s %s/keep", f->dir, victim, f->dir), 0);
+    int rc = run(&out, "%s %s", cbrec(), line);
+    if (rc != 1 || !strstr(out, "would replace the input") || !strstr(out, victim))
+        fail_msg("cbrec %s: exit %d, not a refusal naming %s:\n%s", line, rc, victim, out);
+    free(out);
+    assert_int_equal(run(NULL, "cmp %s/%s %s/keep", f->dir, victim, f->dir), 0);
+}
+
+/* Every command that writes a file refuses an output over one of its inputs
+ * (the model, its history, the data's files, the users list, the item JSON,
+ * the event store): before this, recommend --out over the model exited 0
+ * with the model gone, and train --model over ratings.csv replaced the data. */
+static void no_output_over_an_input(void **state) {
+    fixture *f = *state;
+    assert_int_equal(run(NULL, "printf '1\\n2\\n' > %s/ids.txt && echo '{\"id\": \"new1\"}' > %s/new.json && "
+                               "echo events > %s/ev.sqlite", f->dir, f->dir, f->dir), 0);
+    refused_over(f, "m.cbrec", "recommend --model %1$s/m.cbrec --users all --out %1$s/m.cbrec");
+    refused_over(f, "m.cbrec.history", "recommend --model %1$s/m.cbrec --users all --out %1$s/m.cbrec.history");
+    refused_over(f, "ids.txt", "recommend --model %1$s/m.cbrec --users %1$s/ids.txt --out %1$s/./ids.txt");
+    refused_over(f, "m.cbrec", "add-item --model %1$s/m.cbrec --item-json %1$s/new.json --out %1$s/m.cbrec");
+    refused_over(f, "new.json", "add-item --model %1$s/m.cbrec --item-json %1$s/new.json --out %1$s/new.json");
+    refused_over(f, "data/ratings.csv", "train --data %1$s/data --model %1$s/data/ratings.csv -q");
+    refused_over(f, "data/movies.csv", "train --data %1$s/data --model %1$s/t.cbrec --history %1$s/data/movies.csv -q");
+    refused_over(f, "data/cbrec.schema", "train --data %1$s/data --model %1$s/t.cbrec --curve %1$s/data/cbrec.schema");
+    refused_over(f, "m.cbrec", "train --data %1$s/data --model %1$s/t.cbrec --curve %1$s/m.cbrec --history %1$s/m.cbrec");
+    refused_over(f, "data/users.csv", "eval --data %1$s/data --json-out %1$s/data/users.csv -q");
+    refused_over(f, "ev.sqlite", "events export --events %1$s/ev.sqlite --out %1$s/ev.sqlite");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
@@ -561,7 +596,7 @@ int main(void) {
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
         cmocka_unit_test(course_lab_reaches_the_labs_mse),
         cmocka_unit_test(threads_beyond_the_cores_noted),
-        cmocka_unit_test(outputs_never_replace_inputs),
+        cmocka_unit_test(outputs_never_replace_inputs), cmocka_unit_test(no_output_over_an_input),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

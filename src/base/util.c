@@ -433,6 +433,14 @@ bool cb_atomic_same_target(const char *a, const char *b) {
     return fa.st_dev == fb.st_dev && fa.st_ino == fb.st_ino;
 }
 
+int cb_check_not_input(const char *out, const char *input, cb_error *err) {
+    struct stat a, b;
+    if (cb_atomic_same_target(out, input) ||
+        (stat(out, &a) == 0 && stat(input, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino))
+        return cb_fail(err, CB_EINVAL, "%s: writing there would replace the input %s: give another path", out, input);
+    return CB_OK;
+}
+
 int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
     memset(af, 0, sizeof *af);
     size_t n = strlen(path) + 32;

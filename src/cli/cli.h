@@ -56,10 +56,13 @@ int cli_parse2(const cli_command *c, cb_config *cfg, cb_config_kind kind2, const
 void cli_help(FILE *f, const cli_command *c);
 /* Print the message, then the usage line; returns CLI_USAGE. */
 int cli_usage_error(const cli_command *c, const char *msg);
-/* An output path (index, table) checked before the work: not the model file
- * or its history (it would replace them), and writable. -1 = go on, else
- * the exit status (the error printed). */
-int cli_check_output(const char *cmd, const char *out, const char *model);
+/* An output path checked before the work, so that an output never replaces
+ * an input: not the model file, its default history (MODEL.history; model
+ * may be NULL) or any of inputs[0..n_inputs) (NULL entries skipped), and
+ * writable. -1 = go on, else the exit status (the error printed, naming both
+ * paths). CLI_INPUTS(a, b, ...) spells inputs and n_inputs. */
+int cli_check_output(const char *cmd, const char *out, const char *model, const char *const *inputs, size_t n_inputs);
+#define CLI_INPUTS(...) (const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *)
 
 /* ---- approximate search options, shared by similar, recommend and
  * precompute (cmd_index.c): --index FILE attaches an index from `cbrec

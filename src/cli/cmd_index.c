@@ -64,7 +64,7 @@ int cmd_index(int argc, char **argv) {
     if (cli_mpi_launched_rank() > 0) return CLI_OK; /* under mpirun rank 0 builds it alone (on its --threads) */
     cb_error err;
     cb_recommender *rec = NULL;
-    int checked = cli_check_output(cmd, out, model);
+    int checked = cli_check_output(cmd, out, model, NULL, 0);
     if (checked >= 0) return checked;
     if (cb_recommender_load(&rec, model, NULL, &err)) return cli_error(cmd, &err);
     int status = CLI_ERROR;

@@ -162,7 +162,7 @@ int cmd_precompute(int argc, char **argv) {
     if (!parse_count(k_text, 1, 1u << 20, &k)) return cli_usage_error(&c, "-k must be 1..2^20");
     if (!parse_count(threads_text, 0, 256, &threads)) return cli_usage_error(&c, "--threads must be 0..256");
     cb_error err = {0};
-    int status = cli_check_output(cmd, out, model);
+    int status = cli_check_output(cmd, out, model, CLI_INPUTS(search.index));
     if (status >= 0) return status;
     cb_recommender *rec = open_rec(cmd, model, NULL);
     if (!rec) return CLI_ERROR;
@@ -250,10 +250,12 @@ int cmd_add_item(int argc, char **argv) {
     if (st >= 0) return st;
     if (!model || !item_json || !out) return cli_usage_error(&c, "give --model, --item-json and --out");
     if (cli_mpi_launched_rank() > 0) return CLI_OK; /* under mpirun rank 0 adds and writes it alone */
+    int status = cli_check_output(cmd, out, model, CLI_INPUTS(table, item_json));
+    if (status >= 0) return status;
     cb_error err = {0};
     cb_list *l = NULL;
-    int status = CLI_ERROR;
     size_t item;
+    status = CLI_ERROR;
     char *text = read_json_file(cmd, item_json);
     if (!text) return CLI_ERROR;
     cb_recommender *rec = open_rec(cmd, model, table);
@@ -453,6 +455,13 @@ static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a
     return status;
 }
 
+/* --out FILE before the model is loaded: writable, and none of the inputs. */
+static int check_out(const char *cmd, const rec_args *a, const cli_search *search, const cb_config *cfg) {
+    const char *block = cb_config_get(cfg, "block-file"), *users = a->users && strcmp(a->users, "all") ? a->users : NULL;
+    return cli_check_output(cmd, a->out, a->model,
+                            CLI_INPUTS(a->history, a->table, a->new_user, search->index, users, block && *block ? block : NULL));
+}
+
 int cmd_recommend(int argc, char **argv) {
     const char *cmd = "recommend";
     rec_args a = {0};
@@ -480,6 +489,7 @@ int cmd_recommend(int argc, char **argv) {
     int status = args ? cli_parse(&c, cfg, n_args, args) : cli_fail(CLI_ERROR, cmd, "out of memory");
     if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
         status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
+    if (status < 0 && a.out && strcmp(a.out, "-")) status = check_out(cmd, &a, &search, cfg);
     cb_recommender *rec = status < 0 ? open_rec_files(cmd, a.model, a.history, a.table) : NULL;
     if (status < 0 && rec && cli_search_apply(cmd, rec, &search)) status = CLI_ERROR;
     cli_mpi mp = {.size = 1}; /* under mpirun a batch is shared by the ranks; one user is rank 0's alone */

@@ -208,14 +208,23 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, co
 }
 
 /* What can be known before an hour of training: an unwritable --model or
- * --curve, --history naming the model file, or --epochs 0 (it would write an untrained model). -1 = go on. */
+ * --curve, --history naming the model file, an output (the model, its
+ * history, the curve) over a file of the data or over another output, or
+ * --epochs 0 (it would write an untrained model). -1 = go on. */
 static int check_before_training(const cli_command *c, const train_args *a, const cb_config *cfg) {
     cb_error err = {0};
     const char *epochs = cb_config_get(cfg, "epochs");
     if (epochs && strtoul(epochs, NULL, 10) == 0)
         return cli_usage_error(c, "--epochs 0 would write an untrained model: give 1 or more");
+    char beside[4096];
+    const char *history = a->history ? a->history : beside;
+    if (!a->history && (size_t)snprintf(beside, sizeof beside, "%s.history", a->model) >= sizeof beside)
+        return cli_fail(CLI_ERROR, "train", "%s: path too long", a->model);
+    const char *outputs[] = {a->model, history, a->curve};
+    for (size_t i = 0; i < 3; i++)
+        if (outputs[i] && cb_dataset_check_not_input(a->data, cfg, outputs[i], &err)) return cli_error("train", &err);
     if (cb_file_check_writable(a->model, &err)) return cli_error("train", &err);
-    if (a->curve && cb_file_check_writable(a->curve, &err)) return cli_error("train", &err);
+    if (a->curve && cli_check_output("train", a->curve, a->model, CLI_INPUTS(a->history)) >= 0) return CLI_ERROR;
     if (a->history && cb_file_check_writable(a->history, &err)) return cli_error("train", &err);
     if (cb_recommender_check_files(a->model, a->history, &err)) return cli_error("train", &err);
     return -1;

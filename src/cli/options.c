@@ -185,12 +185,13 @@ static int parse(const cli_command *c, const second_kind *x, cb_config *cfg, cb_
     return -1;
 }
 
-int cli_check_output(const char *cmd, const char *out, const char *model) {
+int cli_check_output(const char *cmd, const char *out, const char *model, const char *const *inputs, size_t n_inputs) {
     cb_error err = {0};
     char history[4096];
-    snprintf(history, sizeof history, "%s.history", model);
-    if (cb_file_check_not_input(out, model, &err) || cb_file_check_not_input(out, history, &err) ||
-        cb_file_check_writable(out, &err))
-        return cli_error(cmd, &err);
+    if (model && (size_t)snprintf(history, sizeof history, "%s.history", model) >= sizeof history)
+        return cli_fail(CLI_ERROR, cmd, "%s: path too long", model);
+    int rc = model ? cb_file_check_not_input(out, model, &err) || cb_file_check_not_input(out, history, &err) : CB_OK;
+    for (size_t i = 0; !rc && i < n_inputs; i++) rc = inputs[i] && cb_file_check_not_input(out, inputs[i], &err);
+    if (rc || cb_file_check_writable(out, &err)) return cli_error(cmd, &err);
     return -1;
 }
