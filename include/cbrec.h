@@ -367,6 +367,15 @@ CB_API int  cb_recommender_save_files(const cb_recommender *rec, const char *pat
 CB_API int  cb_recommender_check_files(const char *path, const char *history_path, cb_error *err);
 CB_API int  cb_recommender_load_files(cb_recommender **out, const char *model_path, const char *history_path,
                                       const char *table_path, cb_error *err);
+/* cb_recommender_load for callers that do without the known users'
+ * histories (similar items, tables, indexes, vectors, predictions): a
+ * history file beside the model that is another model's (a save interrupted
+ * between its two renames, a copy gone wrong) is left out, as if absent, and
+ * cb_recommender_history_note says why ("" when nothing was left out). The
+ * other loads refuse it, saying how to recover. */
+CB_API int  cb_recommender_load_model(cb_recommender **out, const char *model_path, const char *table_path,
+                                      cb_error *err);
+CB_API const char *cb_recommender_history_note(const cb_recommender *rec);
 CB_API void cb_recommender_free(cb_recommender *rec);
 /* A JSON document describing the model: dataset, fingerprint, counts, vector
  * width, rating scale, whether it predicts ratings, the table, and "history":

@@ -585,6 +585,42 @@ static void no_output_over_an_input(void **state) {
     refused_over(f, "ev.sqlite", "events export --events %1$s/ev.sqlite --out %1$s/ev.sqlite");
 }
 
+/* A save killed between its two renames (the history is moved first) leaves
+ * the old model, the new history and the new model staged as NAME.tmp.PID:
+ * the commands that do without the history work with a note, as without
+ * one; recommend refuses, naming the staged model and the rename that
+ * finishes the save; after that rename everything works. Before, every
+ * command refused ("the history of another model"). */
+static void interrupted_save_recoverable(void **state) {
+    fixture *f = *state;
+    char *out = NULL, *k = tu_path(f->dir, "k"), *m = tu_path(k, "m.cbrec");
+    assert_int_equal(run(&out, "mkdir -p %s && cp %s %s && %s train --data %s --model %s/new.cbrec --user-layers 16 "
+                               "--item-layers 16 --dim 8 --epochs 1 --batch 64 --top-k-popular 20 --seed 9 -q && "
+                               "mv %s/new.cbrec.history %s.history && mv %s/new.cbrec %s.tmp.4194399",
+                         k, f->model, m, cbrec(), f->data, k, k, m, k, m), 0);
+    free(out);
+    const char *without[] = {"similar --model %s --item 1 -k 3", "index --model %s --out %s.hnsw",
+                             "predict --model %s --user 1 --item 2"};
+    for (size_t i = 0; i < 3; i++) {
+        char line[1024];
+        snprintf(line, sizeof line, without[i], m, m);
+        int rc = run(&out, "%s %s", cbrec(), line);
+        if (rc || !strstr(out, "note: ") || !strstr(out, "m.cbrec.tmp.4194399"))
+            fail_msg("cbrec %s: exit %d, no note naming the staged model:\n%s", line, rc, out);
+        free(out);
+    }
+    assert_int_equal(run(&out, "%s recommend --model %s --user 1", cbrec(), m), 1);
+    assert_non_null(strstr(out, "interrupted save"));
+    assert_non_null(strstr(out, "rename"));
+    assert_non_null(strstr(out, "m.cbrec.tmp.4194399"));
+    free(out);
+    assert_int_equal(run(NULL, "mv %s.tmp.4194399 %s", m, m), 0);
+    assert_int_equal(run(&out, "%s recommend --model %s --user 1", cbrec(), m), 0);
+    assert_null(strstr(out, "note: "));
+    free(out);
+    free(m), free(k);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
@@ -597,6 +633,7 @@ int main(void) {
         cmocka_unit_test(course_lab_reaches_the_labs_mse),
         cmocka_unit_test(threads_beyond_the_cores_noted),
         cmocka_unit_test(outputs_never_replace_inputs), cmocka_unit_test(no_output_over_an_input),
+        cmocka_unit_test(interrupted_save_recoverable),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -20,6 +20,12 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...)
 #endif
     ;
 
+/* The model (and table, may be NULL) of a command that does without the
+ * known users' histories (similar, precompute, index, add-item, predict,
+ * embed): a history file of another model beside it (an interrupted save)
+ * is left out with a note, as an absent one is. NULL after printing why. */
+cb_recommender *cli_load_model(const char *cmd, const char *model, const char *table);
+
 /* Wall-clock seconds (monotonic), for the timings commands print. */
 double cli_now(void);
 

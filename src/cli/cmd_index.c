@@ -66,7 +66,7 @@ int cmd_index(int argc, char **argv) {
     cb_recommender *rec = NULL;
     int checked = cli_check_output(cmd, out, model, NULL, 0);
     if (checked >= 0) return checked;
-    if (cb_recommender_load(&rec, model, NULL, &err)) return cli_error(cmd, &err);
+    if (!(rec = cli_load_model(cmd, model, NULL))) return CLI_ERROR;
     int status = CLI_ERROR;
     double t0 = cli_now();
     if (cb_recommender_build_index(rec, m, efc, (int)threads, &err) || cb_recommender_save_index(rec, out, &err)) {

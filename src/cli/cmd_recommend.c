@@ -28,10 +28,6 @@ static cb_recommender *open_rec_files(const char *cmd, const char *model, const 
     return rec;
 }
 
-static cb_recommender *open_rec(const char *cmd, const char *model, const char *table) {
-    return open_rec_files(cmd, model, NULL, table);
-}
-
 /* --item ID|TITLE: print the candidates of an ambiguous title. */
 static int find_item(const char *cmd, const cb_recommender *rec, const char *query, size_t *item) {
     cb_error err = {0};
@@ -90,7 +86,7 @@ int cmd_similar(int argc, char **argv) {
     cb_list *l = NULL;
     size_t item;
     int status = CLI_ERROR;
-    cb_recommender *rec = open_rec(cmd, model, table);
+    cb_recommender *rec = cli_load_model(cmd, model, table);
     if (!rec || (status = cli_search_apply(cmd, rec, &search)) || (status = CLI_ERROR, find_item(cmd, rec, query, &item)))
         goto done;
     if (cb_recommender_similar(rec, item, k, &l, &err)) {
@@ -164,7 +160,7 @@ int cmd_precompute(int argc, char **argv) {
     cb_error err = {0};
     int status = cli_check_output(cmd, out, model, CLI_INPUTS(search.index));
     if (status >= 0) return status;
-    cb_recommender *rec = open_rec(cmd, model, NULL);
+    cb_recommender *rec = cli_load_model(cmd, model, NULL);
     if (!rec) return CLI_ERROR;
     cli_mpi mp = {.size = 1}; /* under mpirun the ranks share the exact table's rows */
     if ((status = cli_search_apply(cmd, rec, &search)) || (status = cli_mpi_begin(&mp, cmd, NULL)) >= 0 ||
@@ -258,7 +254,7 @@ int cmd_add_item(int argc, char **argv) {
     status = CLI_ERROR;
     char *text = read_json_file(cmd, item_json);
     if (!text) return CLI_ERROR;
-    cb_recommender *rec = open_rec(cmd, model, table);
+    cb_recommender *rec = cli_load_model(cmd, model, table);
     if (!rec) goto done;
     if (cb_recommender_add_item(rec, text, &item, &err) || cb_recommender_save_table(rec, out, &err)) {
         fprintf(stderr, "cbrec %s: %s: %s\n", cmd, item_json, err.msg);
