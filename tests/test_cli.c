@@ -621,6 +621,32 @@ static void interrupted_save_recoverable(void **state) {
     free(m), free(k);
 }
 
+/* Retrained with --history elsewhere, a model leaves no history of its
+ * predecessor at the default path (a plain load took it and refused it as
+ * another model's: recommend --model M failed until it was deleted by hand);
+ * a file there that is not a cbrec history is not touched. */
+static void stale_default_history_removed(void **state) {
+    fixture *f = *state;
+    char *out = NULL, *m = tu_path(f->dir, "k2.cbrec");
+    const char *train = "%s train --data %s --model %s --user-layers 16 --item-layers 16 --dim 8 --epochs 1 --batch 64 "
+                        "--top-k-popular 20 --neighbours 0 -q %s";
+    assert_int_equal(run(NULL, train, cbrec(), f->data, m, ""), 0);
+    char elsewhere[512];
+    snprintf(elsewhere, sizeof elsewhere, "--seed 7 --history %s/k2-elsewhere.history", f->dir);
+    assert_int_equal(run(NULL, train, cbrec(), f->data, m, elsewhere), 0);
+    assert_int_equal(run(NULL, "test -e %s.history", m), 1);
+    assert_int_equal(run(&out, "%s recommend --model %s --user 1", cbrec(), m), 0);
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --history %s/k2-elsewhere.history --user 1", cbrec(), m, f->dir), 0);
+    free(out);
+    assert_int_equal(run(NULL, "echo notes > %s.history", m), 0);
+    assert_int_equal(run(NULL, train, cbrec(), f->data, m, elsewhere), 0);
+    assert_int_equal(run(&out, "cat %s.history", m), 0);
+    assert_string_equal(out, "notes\n");
+    free(out);
+    free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
@@ -633,7 +659,7 @@ int main(void) {
         cmocka_unit_test(course_lab_reaches_the_labs_mse),
         cmocka_unit_test(threads_beyond_the_cores_noted),
         cmocka_unit_test(outputs_never_replace_inputs), cmocka_unit_test(no_output_over_an_input),
-        cmocka_unit_test(interrupted_save_recoverable),
+        cmocka_unit_test(interrupted_save_recoverable), cmocka_unit_test(stale_default_history_removed),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -824,6 +824,24 @@ static bool staging_path(const char *path, char *buf, size_t size) {
     return (size_t)snprintf(buf, size, "%s.tmp.%ld", path, (long)getpid()) < size;
 }
 
+/* After a save with the history elsewhere (--history): a history of an older
+ * model left at the default path, which a load of the model without
+ * --history would take and refuse as another model's. Only a cbrec history
+ * of another fingerprint is removed: a file of any other kind is not ours. */
+static int remove_stale_default(const cb_bundle *r, const char *path, const char *history_path, cb_error *err) {
+    char beside[4096];
+    if (!cb_bundle_history_path(path, beside, sizeof beside) || cb_atomic_same_target(beside, history_path)) return CB_OK;
+    cb_st *st = NULL;
+    cb_error ignored;
+    bool stale = !cb_st_open(&st, beside, CB_BUNDLE_HISTORY_FORMAT, CB_BUNDLE_HISTORY_VERSION, &ignored) &&
+                 (!cb_st_meta(st, "fingerprint") || strcmp(cb_st_meta(st, "fingerprint"), r->fingerprint));
+    cb_st_close(st);
+    if (stale && remove(beside) != 0 && errno != ENOENT)
+        return cb_fail(err, CB_EIO, "%s: cannot remove the stale history file (of the model %s replaced): %s", beside,
+                       path, strerror(errno));
+    return CB_OK;
+}
+
 int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err) {
     char beside[4096], tmp_h[4200], tmp_m[4200];
     if (!history_path) {
@@ -859,7 +877,7 @@ int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *histo
     /* a stale history of an older model: removed only once the model is in */
     if (!r->has_history && remove(history_path) != 0 && errno != ENOENT)
         rc = cb_fail(err, CB_EIO, "%s: cannot remove the stale history file: %s", history_path, strerror(errno));
-    return rc;
+    return rc ? rc : remove_stale_default(r, path, history_path, err);
 }
 
 static int save_model(const cb_bundle *r, const char *path, cb_error *err) {

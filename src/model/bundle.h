@@ -148,7 +148,8 @@ void cb_bundle_free(cb_bundle *r); /* NULL is a no-op */
 
 /* Write the model file `path` and, when r has a history, the history file
  * (history_path; NULL: path + CB_BUNDLE_HISTORY_SUFFIX), each atomically;
- * without a history a stale history file at that path is removed. */
+ * without a history a stale history file at that path is removed, and with
+ * the history elsewhere, an older model's history at the default path. */
 int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err);
 /* CB_EINVAL when history_path names the model file itself (NULL: the default
  * path, never the model's). Checked by cb_bundle_save_files and before training. */
