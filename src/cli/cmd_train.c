@@ -179,11 +179,10 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, co
         char why[sizeof err.msg];
         snprintf(why, sizeof why, "%s", err.msg);
         int rc_save = cb_recommender_save_files(rec, a->model, a->history, &err);
-        if (rc_save) { /* both told: why it stopped, then why the save failed */
-            fprintf(stderr, "cbrec train: %s; the last good parameters could not be saved:\n", why);
-            rc = rc_save, diverged = false;
-        }
+        if (rc_save && diverged) /* both told, on one line: why it stopped, and why the save failed */
+            fprintf(stderr, "cbrec train: %s; the last good parameters could not be saved: %s\n", why, err.msg);
         else if (diverged) fprintf(stderr, "cbrec train: %s; wrote the last good parameters to %s\n", why, a->model);
+        if (rc_save) rc = rc_save; /* trained, not saved: the save's error alone, below */
     } else if (diverged && !a->follower) {
         diverged = false; /* no model to save: told as an error below */
     }
