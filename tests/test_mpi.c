@@ -376,6 +376,27 @@ static void diverging_ranks_save_first(void **state) {
     free(out);
 }
 
+/* A batch's lines onto a full disk under mpirun (a file-size limit on the
+ * ranks, not on mpirun): the error names the file and the reason (it said
+ * "writing the lines failed" alone), and no file is left. */
+static void batch_out_disk_full_named(void **state) {
+    (void)state;
+    if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
+    char *out = NULL;
+    assert_int_equal(run(NULL, "%s train --data %s/data --model %s/full.cbrec --epochs 1 --neighbours 0 -q", cbrec(), dir,
+                         dir), 0);
+    int rc = run(&out, "%s 2 sh -c \"trap '' XFSZ; ulimit -f 4; exec %s recommend --model %s/full.cbrec --users all "
+                       "-n 50 --out %s/full.jsonl\"", MPIRUN, cbrec(), dir, dir);
+    if (strstr(out, "built without MPI")) {
+        free(out);
+        TU_SKIP("this cbrec was built without MPI");
+    }
+    assert_int_not_equal(rc, 0);
+    if (!strstr(out, "full.jsonl: writing the lines failed: File too large")) fail_msg("no file or reason:\n%s", out);
+    free(out);
+    assert_int_not_equal(run(NULL, "ls %s | grep -q full.jsonl", dir), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(two_ranks_match_one_process),
@@ -385,6 +406,7 @@ int main(void) {
         cmocka_unit_test(eval_folds_shard_across_ranks),
         cmocka_unit_test(ranks_with_different_data_stop),
         cmocka_unit_test(diverging_ranks_save_first),
+        cmocka_unit_test(batch_out_disk_full_named),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,6 +4,7 @@
  * library's JSON. */
 #include "cli.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -391,6 +392,12 @@ static int batch_lines(const char *cmd, const cb_recommender *rec, const size_t 
     return status;
 }
 
+/* The batch's lines could not be written: where, and why (errnum). */
+static int write_failed(const char *cmd, const rec_args *a, int errnum) {
+    return cli_fail(CLI_ERROR, cmd, "%s: writing the lines failed: %s",
+                    a->out && strcmp(a->out, "-") ? a->out : "standard output", strerror(errnum));
+}
+
 /* --users: under mpirun each rank ranks its share of the users and rank 0
  * writes every rank's lines, in order (the bytes one process writes). */
 static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args *a, const cb_config *cfg,
@@ -412,7 +419,9 @@ static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args 
     if (mem && fclose(mem) && !status) status = cli_fail(CLI_ERROR, cmd, "out of memory");
     if (mem && !status && !(status = cli_mpi_gather(mp, cmd, part, part_bytes, &all, &all_bytes)) && all &&
         fwrite(all, 1, all_bytes, f) != all_bytes)
-        status = cli_fail(CLI_ERROR, cmd, "writing the lines failed");
+        status = write_failed(cmd, a, errno);
+    if (!status && !mp->rank && !o && (fflush(stdout) || ferror(stdout))) /* errno: the failed write's */
+        status = write_failed(cmd, a, errno ? errno : EIO);
     double t1 = cli_now();
     if (o && status) cb_output_abort(o);
     else if (o && cb_output_commit(o, &err)) status = cli_error(cmd, &err);
