@@ -29,6 +29,7 @@ static void opts_free(opts *o) {
 /* An output (NULL: none) over a file of the data, the model or its history
  * would destroy it: refused before the work (-1: go on). */
 static int check_output(const char *cmd, const opts *o, const char *path) {
+    if (cli_mpi_launched_rank() > 0) return -1; /* under mpirun rank 0 alone writes: it alone checks */
     cb_error err = {0};
     char history[4200] = "";
     if (o->model_path) snprintf(history, sizeof history, "%s.history", o->model_path);
@@ -257,6 +258,7 @@ int cmd_eval(int argc, char **argv) {
     int status = cli_mpi_begin(&mp, cmd, o.train);
     if (mp.rank) pg.quiet = true;
     int rc = status >= 0 ? CB_OK : open_data(&ds, &o, &err);
+    if (status < 0) status = cli_mpi_told(&mp, cmd, rc, &err); /* the same data on every rank: told once */
     if (!rc && status < 0) rc = cb_evaluate(ds, o.eval, o.train, on_progress, &pg, &report, &err);
     json_error_t je;
     json_t *root = rc || mp.rank || status >= 0 ? NULL : json_loads(report, 0, &je);

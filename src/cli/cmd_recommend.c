@@ -20,15 +20,6 @@ static bool parse_count(const char *s, unsigned long lo, unsigned long hi, size_
     return true;
 }
 
-/* Load the model, its history (NULL: beside the model) and optional table;
- * on failure print and return NULL. */
-static cb_recommender *open_rec_files(const char *cmd, const char *model, const char *history, const char *table) {
-    cb_error err = {0};
-    cb_recommender *rec = NULL;
-    if (cb_recommender_load_files(&rec, model, history, table, &err)) cli_error(cmd, &err);
-    return rec;
-}
-
 /* --item ID|TITLE: print the candidates of an ambiguous title. */
 static int find_item(const char *cmd, const cb_recommender *rec, const char *query, size_t *item) {
     cb_error err = {0};
@@ -161,10 +152,11 @@ int cmd_precompute(int argc, char **argv) {
     cb_error err = {0};
     int status = cli_check_output(cmd, out, model, CLI_INPUTS(search.index));
     if (status >= 0) return status;
-    cb_recommender *rec = cli_load_model(cmd, model, NULL);
-    if (!rec) return CLI_ERROR;
+    cb_recommender *rec = NULL;
     cli_mpi mp = {.size = 1}; /* under mpirun the ranks share the exact table's rows */
-    if ((status = cli_search_apply(cmd, rec, &search)) || (status = cli_mpi_begin(&mp, cmd, NULL)) >= 0 ||
+    if ((status = cli_mpi_begin(&mp, cmd, NULL)) >= 0 ||
+        (status = cli_mpi_told(&mp, cmd, cb_recommender_load_model(&rec, model, NULL, &err), &err)) >= 0 ||
+        (cli_history_note(cmd, rec), status = cli_search_apply(cmd, rec, &search)) ||
         (status = cli_mpi_agree_model(&mp, cmd, rec)) >= 0)
         goto done;
     status = CLI_ERROR;
@@ -495,13 +487,15 @@ int cmd_recommend(int argc, char **argv) {
     if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
         status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
     if (status < 0 && a.out && strcmp(a.out, "-")) status = check_out(cmd, &a, &search, cfg);
-    cb_recommender *rec = status < 0 ? open_rec_files(cmd, a.model, a.history, a.table) : NULL;
-    if (status < 0 && rec && cli_search_apply(cmd, rec, &search)) status = CLI_ERROR;
+    cb_recommender *rec = NULL;
     cli_mpi mp = {.size = 1}; /* under mpirun a batch is shared by the ranks; one user is rank 0's alone */
-    if (status < 0 && rec) status = cli_mpi_begin(&mp, cmd, NULL);
-    if (status < 0 && rec) status = cli_mpi_agree_model(&mp, cmd, rec);
+    if (status < 0) status = cli_mpi_begin(&mp, cmd, NULL);
+    if (status < 0) /* every rank loads the same files: a bad one told once */
+        status = cli_mpi_told(&mp, cmd, cb_recommender_load_files(&rec, a.model, a.history, a.table, &err), &err);
+    if (status < 0 && cli_search_apply(cmd, rec, &search)) status = CLI_ERROR;
+    if (status < 0) status = cli_mpi_agree_model(&mp, cmd, rec);
     if (status < 0 && !a.users && mp.rank) status = CLI_OK;
-    if (status < 0) status = !rec ? CLI_ERROR : a.users ? run_batch(cmd, rec, &a, cfg, &mp) : run_one(cmd, rec, &a, cfg);
+    if (status < 0) status = a.users ? run_batch(cmd, rec, &a, cfg, &mp) : run_one(cmd, rec, &a, cfg);
     status = cli_mpi_end(&mp, cmd, status);
     cb_recommender_free(rec);
     cb_config_free(cfg);

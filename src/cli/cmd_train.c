@@ -150,14 +150,15 @@ static void note_untimed_split(const cb_dataset *ds, const cb_config *cfg) {
 }
 
 /* Train (or resume), save, plot; returns the exit status. */
-static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, const cli_mpi *mp) {
+static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, cli_mpi *mp) {
     const char *cmd = "train";
     cb_error err = {0};
     cb_dataset *ds = NULL;
     cb_recommender *rec = NULL;
     cb_train_report rep = {.size = sizeof rep};
     double t0 = cli_now();
-    int rc = cb_dataset_open(&ds, a->data, cfg, &err);
+    int rc = cb_dataset_open(&ds, a->data, cfg, &err), told = cli_mpi_told(mp, cmd, rc, &err);
+    if (told >= 0) return told; /* every rank reads the same data: a bad file told once */
     if (!rc && !a->quiet) {
         if (cb_dataset_skipped_count(ds)) fprintf(stderr, "skipped %zu bad rows\n", cb_dataset_skipped_count(ds));
         if (cb_dataset_folded_count(ds))
@@ -215,6 +216,7 @@ static int check_before_training(const cli_command *c, const train_args *a, cons
     const char *epochs = cb_config_get(cfg, "epochs");
     if (epochs && strtoul(epochs, NULL, 10) == 0)
         return cli_usage_error(c, "--epochs 0 would write an untrained model: give 1 or more");
+    if (cli_mpi_launched_rank() > 0) return -1; /* under mpirun rank 0 alone writes: it alone checks */
     char beside[4096];
     const char *history = a->history ? a->history : beside;
     if (!a->history && (size_t)snprintf(beside, sizeof beside, "%s.history", a->model) >= sizeof beside)
