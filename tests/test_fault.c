@@ -141,6 +141,24 @@ static void batch_out_disk_full(void **state) {
     free(recs), free(before), free(after), free(out);
 }
 
+/* synth over an existing set onto a full disk (a file-size limit that
+ * movies.csv fits and ratings.csv does not): the old set stays whole, none
+ * of the new files beside it, no temporary left (it renamed the new
+ * movies.csv in, then failed on ratings.csv: a mixed set). */
+static void synth_set_whole_or_old(void **state) {
+    fixture *f = *state;
+    char *syn = tu_path(f->dir, "synfull"), *before = NULL, *after = NULL, *out = NULL;
+    assert_int_equal(run(NULL, "%s synth --out %s --users 50 --items 60 --ratings 1500 --genres 4 --seed 2", cbrec(), syn), 0);
+    assert_int_equal(run(&before, "cd %s && cksum *", syn), 0);
+    int rc = run(&out, "trap '' XFSZ; ulimit -f 64; %s synth --out %s --users 400 --items 300 --ratings 40000 --genres 4 "
+                       "--seed 3", cbrec(), syn);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "File too large"));
+    assert_int_equal(run(&after, "cd %s && cksum *", syn), 0);
+    assert_string_equal(before, after);
+    free(syn), free(before), free(after), free(out);
+}
+
 /* A folder we may not write: refused before training (as root the permission
  * bits do not stop us, so a path under a regular file stands in). */
 static void unwritable_folder(void **state) {
@@ -180,7 +198,8 @@ static void readers_during_replace(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(kill9_never_tears), cmocka_unit_test(disk_full), cmocka_unit_test(batch_out_disk_full), cmocka_unit_test(unwritable_folder),
+        cmocka_unit_test(kill9_never_tears), cmocka_unit_test(disk_full), cmocka_unit_test(synth_set_whole_or_old),
+        cmocka_unit_test(batch_out_disk_full), cmocka_unit_test(unwritable_folder),
         cmocka_unit_test(readers_during_replace),
     };
     return cmocka_run_group_tests_name("fault", tests, setup, teardown);
