@@ -112,6 +112,11 @@ typedef struct cb_dataset cb_dataset;
  * be NULL = defaults) supplies "schema", "skip-bad-rows" and "range". */
 CB_API int cb_dataset_open(cb_dataset **out, const char *path, const cb_config *cfg, cb_error *err);
 CB_API void cb_dataset_close(cb_dataset *ds); /* NULL is a no-op */
+/* CB_EINVAL, naming both, when writing `out` would replace a file the dataset
+ * at `path` is read from (cfg's schema, or the folder's, and the files it
+ * names; any file a folder layout reads), however spelt or linked; loads
+ * nothing, so front ends check their outputs before the work. */
+CB_API int cb_dataset_check_not_input(const char *path, const cb_config *cfg, const char *out, cb_error *err);
 CB_API size_t cb_dataset_user_count(const cb_dataset *ds);
 CB_API size_t cb_dataset_item_count(const cb_dataset *ds);
 CB_API size_t cb_dataset_rating_count(const cb_dataset *ds);
@@ -362,6 +367,15 @@ CB_API int  cb_recommender_save_files(const cb_recommender *rec, const char *pat
 CB_API int  cb_recommender_check_files(const char *path, const char *history_path, cb_error *err);
 CB_API int  cb_recommender_load_files(cb_recommender **out, const char *model_path, const char *history_path,
                                       const char *table_path, cb_error *err);
+/* cb_recommender_load for callers that do without the known users'
+ * histories (similar items, tables, indexes, vectors, predictions): a
+ * history file beside the model that is another model's (a save interrupted
+ * between its two renames, a copy gone wrong) is left out, as if absent, and
+ * cb_recommender_history_note says why ("" when nothing was left out). The
+ * other loads refuse it, saying how to recover. */
+CB_API int  cb_recommender_load_model(cb_recommender **out, const char *model_path, const char *table_path,
+                                      cb_error *err);
+CB_API const char *cb_recommender_history_note(const cb_recommender *rec);
 CB_API void cb_recommender_free(cb_recommender *rec);
 /* A JSON document describing the model: dataset, fingerprint, counts, vector
  * width, rating scale, whether it predicts ratings, the table, and "history":

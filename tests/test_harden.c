@@ -369,6 +369,12 @@ static void early_failures(void **state) {
     const char *alone = "cbrec precompute: the catalog has 1 item: a similar-items table needs at least 2\n";
     if (strcmp(out, alone)) fail_msg("output: %s", out);
     free(out);
+    /* and cbrec index alike (it wrote a 1-node index, without a word) */
+    assert_int_equal(run(&out, "%s index --model %s --out %s.hnsw", cbrec(), one_model, t), 1);
+    if (strcmp(out, "cbrec index: the catalog has 1 item: an approximate index needs at least 2\n"))
+        fail_msg("output: %s", out);
+    free(out);
+    assert_int_equal(run(NULL, "test -e %s.hnsw", t), 1);
     free(one), free(one_model), free(t);
     /* loss bce on 0.5..5 ratings: a clear error, not NaN */
     expect_fail(1, "loss bce needs labels 0 or 1", "train --data %s --model %s.bce --loss bce --objective rating%s -q",

@@ -376,6 +376,63 @@ static void diverging_ranks_save_first(void **state) {
     free(out);
 }
 
+/* A batch's lines onto a full disk under mpirun (a file-size limit on the
+ * ranks, not on mpirun): the error names the file and the reason (it said
+ * "writing the lines failed" alone), and no file is left. */
+static void batch_out_disk_full_named(void **state) {
+    (void)state;
+    if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
+    char *out = NULL;
+    assert_int_equal(run(NULL, "%s train --data %s/data --model %s/full.cbrec --epochs 1 --neighbours 0 -q", cbrec(), dir,
+                         dir), 0);
+    int rc = run(&out, "%s 2 sh -c \"trap '' XFSZ; ulimit -f 4; exec %s recommend --model %s/full.cbrec --users all "
+                       "-n 50 --out %s/full.jsonl\"", MPIRUN, cbrec(), dir, dir);
+    if (strstr(out, "built without MPI")) {
+        free(out);
+        TU_SKIP("this cbrec was built without MPI");
+    }
+    assert_int_not_equal(rc, 0);
+    if (!strstr(out, "full.jsonl: writing the lines failed: File too large")) fail_msg("no file or reason:\n%s", out);
+    free(out);
+    assert_int_not_equal(run(NULL, "ls %s | grep -q full.jsonl", dir), 0);
+}
+
+/* How many times `needle` occurs in `hay`. */
+static int occurrences(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+/* Errors every rank has alike (a bad option, the same missing model or
+ * data) are printed once, by rank 0 (each rank printed its own copy); an
+ * error one rank alone has is still printed, by that rank. */
+static void errors_told_once(void **state) {
+    (void)state;
+    if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
+    char *out = NULL, cmd[16384], abs[4096];
+    const char *alike[][2] = {{"recommend --model %s/none.cbrec --users all -n abc", "'abc' is not accepted"},
+                              {"recommend --model %s/none.cbrec --users all", "none.cbrec: cannot open"},
+                              {"train --data %s/none --model %s/none.cbrec -q", "none: cannot open"}};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd, alike[i][0], dir, dir);
+        int rc = run(&out, "%s 2 %s %s", MPIRUN, cbrec(), cmd);
+        if (strstr(out, "built without MPI")) {
+            free(out);
+            TU_SKIP("this cbrec was built without MPI");
+        }
+        if (!rc || occurrences(out, alike[i][1]) != 1) fail_msg("cbrec %s: exit %d, not told once:\n%s", cmd, rc, out);
+        free(out);
+    }
+    if (!realpath(cbrec(), abs)) fail_msg("realpath %s", cbrec());
+    assert_int_equal(run(NULL, "mkdir -p %s/r0 %s/r1 && %s train --data %s/data --model %s/r0/once.cbrec --epochs 1 "
+                               "--neighbours 0 -q && rm -f %s/r1/once.cbrec*", dir, dir, cbrec(), dir, dir, dir), 0);
+    in_two_folders(cmd, sizeof cmd, abs, "recommend --model once.cbrec --users all -n 3 --out ../once.jsonl");
+    assert_int_not_equal(run(&out, "%s", cmd), 0);
+    if (occurrences(out, "once.cbrec: cannot open") != 1) fail_msg("rank 1's own error not told:\n%s", out);
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(two_ranks_match_one_process),
@@ -385,6 +442,8 @@ int main(void) {
         cmocka_unit_test(eval_folds_shard_across_ranks),
         cmocka_unit_test(ranks_with_different_data_stop),
         cmocka_unit_test(diverging_ranks_save_first),
+        cmocka_unit_test(batch_out_disk_full_named),
+        cmocka_unit_test(errors_told_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

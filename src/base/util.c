@@ -433,6 +433,14 @@ bool cb_atomic_same_target(const char *a, const char *b) {
     return fa.st_dev == fb.st_dev && fa.st_ino == fb.st_ino;
 }
 
+int cb_check_not_input(const char *out, const char *input, cb_error *err) {
+    struct stat a, b;
+    if (cb_atomic_same_target(out, input) ||
+        (stat(out, &a) == 0 && stat(input, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino))
+        return cb_fail(err, CB_EINVAL, "%s: writing there would replace the input %s: give another path", out, input);
+    return CB_OK;
+}
+
 int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
     memset(af, 0, sizeof *af);
     size_t n = strlen(path) + 32;
@@ -474,6 +482,11 @@ static void fsync_parent_dir(const char *path) {
 }
 
 int cb_atomic_commit(cb_atomic_file *af, cb_error *err) {
+    int rc = cb_atomic_stage(af, err);
+    return rc ? rc : cb_atomic_publish(af, 1, CB_OK, err);
+}
+
+int cb_atomic_stage(cb_atomic_file *af, cb_error *err) {
     int rc = CB_OK;
     if (fflush(af->fp) != 0 || ferror(af->fp))
         rc = cb_fail(err, CB_EIO, "%s: write failed: %s", af->tmp_path, strerror(errno));
@@ -482,13 +495,20 @@ int cb_atomic_commit(cb_atomic_file *af, cb_error *err) {
     if (fclose(af->fp) != 0 && rc == CB_OK)
         rc = cb_fail(err, CB_EIO, "%s: close failed: %s", af->tmp_path, strerror(errno));
     af->fp = NULL;
-    if (rc == CB_OK && rename(af->tmp_path, af->final_path) != 0)
-        rc = cb_fail(err, CB_EIO, "%s: cannot rename into place: %s", af->final_path, strerror(errno));
-    if (rc != CB_OK) remove(af->tmp_path);
-    else fsync_parent_dir(af->final_path);
-    free(af->final_path);
-    free(af->tmp_path);
-    memset(af, 0, sizeof *af);
+    if (rc != CB_OK) cb_atomic_abort(af);
+    return rc;
+}
+
+int cb_atomic_publish(cb_atomic_file *files, size_t n, int rc, cb_error *err) {
+    for (size_t i = 0; i < n && rc == CB_OK; i++) {
+        if (!files[i].tmp_path) continue; /* a file the set did not write */
+        if (rename(files[i].tmp_path, files[i].final_path) != 0)
+            rc = cb_fail(err, CB_EIO, "%s: cannot rename into place: %s", files[i].final_path, strerror(errno));
+        else fsync_parent_dir(files[i].final_path);
+        free(files[i].tmp_path); /* renamed: nothing for the abort below to remove */
+        files[i].tmp_path = NULL;
+    }
+    for (size_t i = 0; i < n; i++) cb_atomic_abort(&files[i]);
     return rc;
 }
 
@@ -499,10 +519,8 @@ int cb_atomic_rename(const char *from, const char *to, cb_error *err) {
 }
 
 void cb_atomic_abort(cb_atomic_file *af) {
-    if (af->fp) {
-        fclose(af->fp);
-        remove(af->tmp_path);
-    }
+    if (af->fp) fclose(af->fp);
+    if (af->tmp_path) remove(af->tmp_path); /* open or staged */
     free(af->final_path);
     free(af->tmp_path);
     memset(af, 0, sizeof *af);

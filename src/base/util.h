@@ -99,8 +99,16 @@ typedef struct cb_atomic_file {
 int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err);
 /* Flush, fsync, close and rename; on any failure remove the temporary file. */
 int cb_atomic_commit(cb_atomic_file *af, cb_error *err);
-/* Close and remove the temporary file (after an error). */
+/* Close and remove the temporary file (after an error, or a staged one). */
 void cb_atomic_abort(cb_atomic_file *af);
+/* Files written as one set (a dataset folder): each flushed, fsynced and
+ * closed by cb_atomic_stage (on failure removed), then cb_atomic_publish
+ * renames every staged one of files[0..n) into place when rc is CB_OK, or
+ * removes them all when not, so a failure half-way through the set leaves
+ * the old files, never some new ones beside old ones. Zeroed entries (files
+ * not written) are skipped. Returns rc, or the first rename's error. */
+int cb_atomic_stage(cb_atomic_file *af, cb_error *err);
+int cb_atomic_publish(cb_atomic_file *files, size_t n, int rc, cb_error *err);
 /* Remove the temporaries of `path` left by dead processes; returns how many. */
 int cb_atomic_sweep(const char *path);
 /* Can a file be created at `path` (its folder exists and is writable, and
@@ -112,6 +120,9 @@ int cb_atomic_check_writable(const char *path, cb_error *err);
  * same folder, however spelt: "m", "./m", a symlinked folder)? Then a
  * rename into one replaces the other. */
 bool cb_atomic_same_target(const char *a, const char *b);
+/* CB_EINVAL naming both paths when writing `out` would replace the file
+ * `input` (the same entry however spelt, or the same file through a link). */
+int cb_check_not_input(const char *out, const char *input, cb_error *err);
 /* rename(from, to), then fsync the folder of `to`; CB_EIO naming `to`. */
 int cb_atomic_rename(const char *from, const char *to, cb_error *err);
 

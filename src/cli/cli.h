@@ -20,6 +20,14 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...)
 #endif
     ;
 
+/* The model (and table, may be NULL) of a command that does without the
+ * known users' histories (similar, precompute, index, add-item, predict,
+ * embed): a history file of another model beside it (an interrupted save)
+ * is left out with a note, as an absent one is. NULL after printing why. */
+cb_recommender *cli_load_model(const char *cmd, const char *model, const char *table);
+/* Its note, when a history was left out (rank 0 under mpirun). */
+void cli_history_note(const char *cmd, const cb_recommender *rec);
+
 /* Wall-clock seconds (monotonic), for the timings commands print. */
 double cli_now(void);
 
@@ -56,10 +64,14 @@ int cli_parse2(const cli_command *c, cb_config *cfg, cb_config_kind kind2, const
 void cli_help(FILE *f, const cli_command *c);
 /* Print the message, then the usage line; returns CLI_USAGE. */
 int cli_usage_error(const cli_command *c, const char *msg);
-/* An output path (index, table) checked before the work: not the model file
- * or its history (it would replace them), and writable. -1 = go on, else
- * the exit status (the error printed). */
-int cli_check_output(const char *cmd, const char *out, const char *model);
+/* An output path checked before the work, so that an output never replaces
+ * an input: not the model file, its default history (MODEL.history; model
+ * may be NULL) or any of inputs[0..n_inputs) (NULL entries skipped), and
+ * writable. -1 = go on, else the exit status (the error printed, naming both
+ * paths). CLI_INPUTS(a, b, ...) spells inputs and n_inputs. Under mpirun
+ * rank 0 alone checks (it alone writes; the others go on to stop with it). */
+int cli_check_output(const char *cmd, const char *out, const char *model, const char *const *inputs, size_t n_inputs);
+#define CLI_INPUTS(...) (const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *)
 
 /* ---- approximate search options, shared by similar, recommend and
  * precompute (cmd_index.c): --index FILE attaches an index from `cbrec
@@ -88,6 +100,7 @@ int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s);
 typedef struct cli_mpi {
     int rank, size;
     bool active;
+    bool settled; /* every rank stopped together at cli_mpi_told: cli_mpi_end need not stop them */
     cb_train_comm comm;
 } cli_mpi;
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg);
@@ -100,6 +113,12 @@ void cli_mpi_args(int argc, char **argv);
  * when they do (or one process), else CLI_ERROR on every rank, rank 0
  * saying which rank differs first. Every rank must call it. */
 int cli_mpi_agree(const cli_mpi *mp, const char *cmd, const char *what, const void *bytes, size_t n);
+/* After a step every rank takes alike (loading the same model or data), rc
+ * and err its outcome: -1 when it succeeded on every rank, else CLI_ERROR
+ * on every rank, the error printed once (by rank 0) when every rank failed
+ * with the same message, else by each rank that failed. Every rank must
+ * call it; one process: prints err when rc != 0. */
+int cli_mpi_told(cli_mpi *mp, const char *cmd, int rc, const cb_error *err);
 /* The same for the model every rank loaded (cb_recommender_describe). */
 int cli_mpi_agree_model(const cli_mpi *mp, const char *cmd, const cb_recommender *rec);
 /* Every rank waits here (nothing under one process). */

@@ -26,6 +26,20 @@ static void opts_free(opts *o) {
     cb_config_free(o->train);
 }
 
+/* An output (NULL: none) over a file of the data, the model or its history
+ * would destroy it: refused before the work (-1: go on). */
+static int check_output(const char *cmd, const opts *o, const char *path) {
+    if (cli_mpi_launched_rank() > 0) return -1; /* under mpirun rank 0 alone writes: it alone checks */
+    cb_error err = {0};
+    char history[4200] = "";
+    if (o->model_path) snprintf(history, sizeof history, "%s.history", o->model_path);
+    if (path && (cb_dataset_check_not_input(o->data, o->train, path, &err) ||
+                 (o->model_path && (cb_file_check_not_input(path, o->model_path, &err) ||
+                                    cb_file_check_not_input(path, history, &err)))))
+        return cli_error(cmd, &err);
+    return -1;
+}
+
 /* Parse argv into o (extra: the command's own options after the shared ones).
  * Returns -1 to continue, else an exit status. */
 static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt *extra, int argc, char **argv) {
@@ -42,6 +56,9 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt
     if (st >= 0) return st;
     if (!o->data) return cli_usage_error(&c, "--data PATH is required");
     if (cb_config_check(o->eval, &err) || cb_config_check(o->train, &err)) return cli_usage_error(&c, err.msg);
+    const char *outputs[] = {o->out, o->plot, o->tsv, o->json_out};
+    for (size_t i = 0; i < sizeof outputs / sizeof *outputs; i++)
+        if ((st = check_output(cmd, o, outputs[i])) >= 0) return st;
     return -1;
 }
 
@@ -241,6 +258,7 @@ int cmd_eval(int argc, char **argv) {
     int status = cli_mpi_begin(&mp, cmd, o.train);
     if (mp.rank) pg.quiet = true;
     int rc = status >= 0 ? CB_OK : open_data(&ds, &o, &err);
+    if (status < 0) status = cli_mpi_told(&mp, cmd, rc, &err); /* the same data on every rank: told once */
     if (!rc && status < 0) rc = cb_evaluate(ds, o.eval, o.train, on_progress, &pg, &report, &err);
     json_error_t je;
     json_t *root = rc || mp.rank || status >= 0 ? NULL : json_loads(report, 0, &je);
@@ -417,20 +435,23 @@ int cmd_report(int argc, char **argv) {
     int st = parse_opts(&o, cmd, report_usage, ex, argc, argv);
     if (st >= 0) return opts_free(&o), st;
     if (!o.out) return opts_free(&o), cli_fail(CLI_USAGE, cmd, "--out FILE.md is required");
+    char base[4096], curve_path[4200], ret_path[4200]; /* the plots beside the page */
+    snprintf(base, sizeof base, "%s", o.out);
+    char *dot = strrchr(base, '.');
+    if (dot && !strchr(dot, '/')) *dot = 0;
+    snprintf(curve_path, sizeof curve_path, "%s-curve.svg", base);
+    snprintf(ret_path, sizeof ret_path, "%s-retrieval.svg", base);
+    if ((st = check_output(cmd, &o, curve_path)) >= 0 || (st = check_output(cmd, &o, ret_path)) >= 0)
+        return opts_free(&o), st;
     if (make_parent(o.out)) return opts_free(&o), cli_fail(CLI_ERROR, cmd, "cannot create the folder of %s: %s", o.out, strerror(errno));
     size_t cap = (size_t)strtoul(cb_config_get(o.train, "epochs"), NULL, 10) + 1;
     double *tl = calloc(cap, sizeof *tl), *vl = calloc(cap, sizeof *vl);
     progress pg = {.quiet = o.quiet, .train_loss = tl, .valid_loss = vl, .cap_curve = cap};
     cb_error err = {0};
     cb_dataset *ds = NULL;
-    char *ev_text = NULL, *rt_text = NULL, base[4096], curve_path[4200], ret_path[4200];
+    char *ev_text = NULL, *rt_text = NULL;
     json_t *ev = NULL, *rt = NULL;
     json_error_t je;
-    snprintf(base, sizeof base, "%s", o.out);
-    char *dot = strrchr(base, '.');
-    if (dot && !strchr(dot, '/')) *dot = 0;
-    snprintf(curve_path, sizeof curve_path, "%s-curve.svg", base);
-    snprintf(ret_path, sizeof ret_path, "%s-retrieval.svg", base);
     const char *curve_name = strrchr(curve_path, '/') ? strrchr(curve_path, '/') + 1 : curve_path;
     const char *ret_name = strrchr(ret_path, '/') ? strrchr(ret_path, '/') + 1 : ret_path;
     double t0 = cli_now();

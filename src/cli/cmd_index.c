@@ -64,9 +64,9 @@ int cmd_index(int argc, char **argv) {
     if (cli_mpi_launched_rank() > 0) return CLI_OK; /* under mpirun rank 0 builds it alone (on its --threads) */
     cb_error err;
     cb_recommender *rec = NULL;
-    int checked = cli_check_output(cmd, out, model);
+    int checked = cli_check_output(cmd, out, model, NULL, 0);
     if (checked >= 0) return checked;
-    if (cb_recommender_load(&rec, model, NULL, &err)) return cli_error(cmd, &err);
+    if (!(rec = cli_load_model(cmd, model, NULL))) return CLI_ERROR;
     int status = CLI_ERROR;
     double t0 = cli_now();
     if (cb_recommender_build_index(rec, m, efc, (int)threads, &err) || cb_recommender_save_index(rec, out, &err)) {

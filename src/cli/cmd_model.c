@@ -26,8 +26,8 @@ int cmd_predict(int argc, char **argv) {
     if (optind < argc) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind]);
     if (!model || !user || !n_items) return fputs(usage, stderr), CLI_USAGE;
     cb_error err = {0};
-    cb_recommender *rec;
-    if (cb_recommender_load(&rec, model, NULL, &err)) return cli_error(cmd, &err);
+    cb_recommender *rec = cli_load_model(cmd, model, NULL);
+    if (!rec) return CLI_ERROR;
     int status = CLI_OK;
     for (int k = 0; k < n_items && status == CLI_OK; k++) {
         float p;
@@ -67,8 +67,8 @@ int cmd_embed(int argc, char **argv) {
     if (!model || !out) return fputs(usage, stderr), CLI_USAGE;
     if (strcmp(format, "npy") && strcmp(format, "st")) return cli_fail(CLI_USAGE, cmd, "--format is npy or st");
     cb_error err = {0};
-    cb_recommender *rec;
-    if (cb_recommender_load(&rec, model, NULL, &err)) return cli_error(cmd, &err);
+    cb_recommender *rec = cli_load_model(cmd, model, NULL);
+    if (!rec) return CLI_ERROR;
     int rc = cb_recommender_export_vectors(rec, out, format, &err);
     if (!rc)
         fprintf(stderr, "wrote %zu item and %zu user vectors of dimension %zu to %s\n", cb_recommender_item_count(rec),

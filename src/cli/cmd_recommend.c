@@ -4,6 +4,7 @@
  * library's JSON. */
 #include "cli.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,19 +18,6 @@ static bool parse_count(const char *s, unsigned long lo, unsigned long hi, size_
     if (*end || v < lo || v > hi) return false;
     *out = (size_t)v;
     return true;
-}
-
-/* Load the model, its history (NULL: beside the model) and optional table;
- * on failure print and return NULL. */
-static cb_recommender *open_rec_files(const char *cmd, const char *model, const char *history, const char *table) {
-    cb_error err = {0};
-    cb_recommender *rec = NULL;
-    if (cb_recommender_load_files(&rec, model, history, table, &err)) cli_error(cmd, &err);
-    return rec;
-}
-
-static cb_recommender *open_rec(const char *cmd, const char *model, const char *table) {
-    return open_rec_files(cmd, model, NULL, table);
 }
 
 /* --item ID|TITLE: print the candidates of an ambiguous title. */
@@ -90,7 +78,7 @@ int cmd_similar(int argc, char **argv) {
     cb_list *l = NULL;
     size_t item;
     int status = CLI_ERROR;
-    cb_recommender *rec = open_rec(cmd, model, table);
+    cb_recommender *rec = cli_load_model(cmd, model, table);
     if (!rec || (status = cli_search_apply(cmd, rec, &search)) || (status = CLI_ERROR, find_item(cmd, rec, query, &item)))
         goto done;
     if (cb_recommender_similar(rec, item, k, &l, &err)) {
@@ -162,12 +150,13 @@ int cmd_precompute(int argc, char **argv) {
     if (!parse_count(k_text, 1, 1u << 20, &k)) return cli_usage_error(&c, "-k must be 1..2^20");
     if (!parse_count(threads_text, 0, 256, &threads)) return cli_usage_error(&c, "--threads must be 0..256");
     cb_error err = {0};
-    int status = cli_check_output(cmd, out, model);
+    int status = cli_check_output(cmd, out, model, CLI_INPUTS(search.index));
     if (status >= 0) return status;
-    cb_recommender *rec = open_rec(cmd, model, NULL);
-    if (!rec) return CLI_ERROR;
+    cb_recommender *rec = NULL;
     cli_mpi mp = {.size = 1}; /* under mpirun the ranks share the exact table's rows */
-    if ((status = cli_search_apply(cmd, rec, &search)) || (status = cli_mpi_begin(&mp, cmd, NULL)) >= 0 ||
+    if ((status = cli_mpi_begin(&mp, cmd, NULL)) >= 0 ||
+        (status = cli_mpi_told(&mp, cmd, cb_recommender_load_model(&rec, model, NULL, &err), &err)) >= 0 ||
+        (cli_history_note(cmd, rec), status = cli_search_apply(cmd, rec, &search)) ||
         (status = cli_mpi_agree_model(&mp, cmd, rec)) >= 0)
         goto done;
     status = CLI_ERROR;
@@ -250,13 +239,15 @@ int cmd_add_item(int argc, char **argv) {
     if (st >= 0) return st;
     if (!model || !item_json || !out) return cli_usage_error(&c, "give --model, --item-json and --out");
     if (cli_mpi_launched_rank() > 0) return CLI_OK; /* under mpirun rank 0 adds and writes it alone */
+    int status = cli_check_output(cmd, out, model, CLI_INPUTS(table, item_json));
+    if (status >= 0) return status;
     cb_error err = {0};
     cb_list *l = NULL;
-    int status = CLI_ERROR;
     size_t item;
+    status = CLI_ERROR;
     char *text = read_json_file(cmd, item_json);
     if (!text) return CLI_ERROR;
-    cb_recommender *rec = open_rec(cmd, model, table);
+    cb_recommender *rec = cli_load_model(cmd, model, table);
     if (!rec) goto done;
     if (cb_recommender_add_item(rec, text, &item, &err) || cb_recommender_save_table(rec, out, &err)) {
         fprintf(stderr, "cbrec %s: %s: %s\n", cmd, item_json, err.msg);
@@ -393,6 +384,12 @@ static int batch_lines(const char *cmd, const cb_recommender *rec, const size_t 
     return status;
 }
 
+/* The batch's lines could not be written: where, and why (errnum). */
+static int write_failed(const char *cmd, const rec_args *a, int errnum) {
+    return cli_fail(CLI_ERROR, cmd, "%s: writing the lines failed: %s",
+                    a->out && strcmp(a->out, "-") ? a->out : "standard output", strerror(errnum));
+}
+
 /* --users: under mpirun each rank ranks its share of the users and rank 0
  * writes every rank's lines, in order (the bytes one process writes). */
 static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args *a, const cb_config *cfg,
@@ -414,7 +411,9 @@ static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args 
     if (mem && fclose(mem) && !status) status = cli_fail(CLI_ERROR, cmd, "out of memory");
     if (mem && !status && !(status = cli_mpi_gather(mp, cmd, part, part_bytes, &all, &all_bytes)) && all &&
         fwrite(all, 1, all_bytes, f) != all_bytes)
-        status = cli_fail(CLI_ERROR, cmd, "writing the lines failed");
+        status = write_failed(cmd, a, errno);
+    if (!status && !mp->rank && !o && (fflush(stdout) || ferror(stdout))) /* errno: the failed write's */
+        status = write_failed(cmd, a, errno ? errno : EIO);
     double t1 = cli_now();
     if (o && status) cb_output_abort(o);
     else if (o && cb_output_commit(o, &err)) status = cli_error(cmd, &err);
@@ -453,6 +452,13 @@ static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a
     return status;
 }
 
+/* --out FILE before the model is loaded: writable, and none of the inputs. */
+static int check_out(const char *cmd, const rec_args *a, const cli_search *search, const cb_config *cfg) {
+    const char *block = cb_config_get(cfg, "block-file"), *users = a->users && strcmp(a->users, "all") ? a->users : NULL;
+    return cli_check_output(cmd, a->out, a->model,
+                            CLI_INPUTS(a->history, a->table, a->new_user, search->index, users, block && *block ? block : NULL));
+}
+
 int cmd_recommend(int argc, char **argv) {
     const char *cmd = "recommend";
     rec_args a = {0};
@@ -480,13 +486,16 @@ int cmd_recommend(int argc, char **argv) {
     int status = args ? cli_parse(&c, cfg, n_args, args) : cli_fail(CLI_ERROR, cmd, "out of memory");
     if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
         status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
-    cb_recommender *rec = status < 0 ? open_rec_files(cmd, a.model, a.history, a.table) : NULL;
-    if (status < 0 && rec && cli_search_apply(cmd, rec, &search)) status = CLI_ERROR;
+    if (status < 0 && a.out && strcmp(a.out, "-")) status = check_out(cmd, &a, &search, cfg);
+    cb_recommender *rec = NULL;
     cli_mpi mp = {.size = 1}; /* under mpirun a batch is shared by the ranks; one user is rank 0's alone */
-    if (status < 0 && rec) status = cli_mpi_begin(&mp, cmd, NULL);
-    if (status < 0 && rec) status = cli_mpi_agree_model(&mp, cmd, rec);
+    if (status < 0) status = cli_mpi_begin(&mp, cmd, NULL);
+    if (status < 0) /* every rank loads the same files: a bad one told once */
+        status = cli_mpi_told(&mp, cmd, cb_recommender_load_files(&rec, a.model, a.history, a.table, &err), &err);
+    if (status < 0 && cli_search_apply(cmd, rec, &search)) status = CLI_ERROR;
+    if (status < 0) status = cli_mpi_agree_model(&mp, cmd, rec);
     if (status < 0 && !a.users && mp.rank) status = CLI_OK;
-    if (status < 0) status = !rec ? CLI_ERROR : a.users ? run_batch(cmd, rec, &a, cfg, &mp) : run_one(cmd, rec, &a, cfg);
+    if (status < 0) status = a.users ? run_batch(cmd, rec, &a, cfg, &mp) : run_one(cmd, rec, &a, cfg);
     status = cli_mpi_end(&mp, cmd, status);
     cb_recommender_free(rec);
     cb_config_free(cfg);

@@ -150,14 +150,15 @@ static void note_untimed_split(const cb_dataset *ds, const cb_config *cfg) {
 }
 
 /* Train (or resume), save, plot; returns the exit status. */
-static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, const cli_mpi *mp) {
+static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, cli_mpi *mp) {
     const char *cmd = "train";
     cb_error err = {0};
     cb_dataset *ds = NULL;
     cb_recommender *rec = NULL;
     cb_train_report rep = {.size = sizeof rep};
     double t0 = cli_now();
-    int rc = cb_dataset_open(&ds, a->data, cfg, &err);
+    int rc = cb_dataset_open(&ds, a->data, cfg, &err), told = cli_mpi_told(mp, cmd, rc, &err);
+    if (told >= 0) return told; /* every rank reads the same data: a bad file told once */
     if (!rc && !a->quiet) {
         if (cb_dataset_skipped_count(ds)) fprintf(stderr, "skipped %zu bad rows\n", cb_dataset_skipped_count(ds));
         if (cb_dataset_folded_count(ds))
@@ -179,11 +180,10 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, co
         char why[sizeof err.msg];
         snprintf(why, sizeof why, "%s", err.msg);
         int rc_save = cb_recommender_save_files(rec, a->model, a->history, &err);
-        if (rc_save) { /* both told: why it stopped, then why the save failed */
-            fprintf(stderr, "cbrec train: %s; the last good parameters could not be saved:\n", why);
-            rc = rc_save, diverged = false;
-        }
+        if (rc_save && diverged) /* both told, on one line: why it stopped, and why the save failed */
+            fprintf(stderr, "cbrec train: %s; the last good parameters could not be saved: %s\n", why, err.msg);
         else if (diverged) fprintf(stderr, "cbrec train: %s; wrote the last good parameters to %s\n", why, a->model);
+        if (rc_save) rc = rc_save; /* trained, not saved: the save's error alone, below */
     } else if (diverged && !a->follower) {
         diverged = false; /* no model to save: told as an error below */
     }
@@ -208,14 +208,24 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, co
 }
 
 /* What can be known before an hour of training: an unwritable --model or
- * --curve, --history naming the model file, or --epochs 0 (it would write an untrained model). -1 = go on. */
+ * --curve, --history naming the model file, an output (the model, its
+ * history, the curve) over a file of the data or over another output, or
+ * --epochs 0 (it would write an untrained model). -1 = go on. */
 static int check_before_training(const cli_command *c, const train_args *a, const cb_config *cfg) {
     cb_error err = {0};
     const char *epochs = cb_config_get(cfg, "epochs");
     if (epochs && strtoul(epochs, NULL, 10) == 0)
         return cli_usage_error(c, "--epochs 0 would write an untrained model: give 1 or more");
+    if (cli_mpi_launched_rank() > 0) return -1; /* under mpirun rank 0 alone writes: it alone checks */
+    char beside[4096];
+    const char *history = a->history ? a->history : beside;
+    if (!a->history && (size_t)snprintf(beside, sizeof beside, "%s.history", a->model) >= sizeof beside)
+        return cli_fail(CLI_ERROR, "train", "%s: path too long", a->model);
+    const char *outputs[] = {a->model, history, a->curve};
+    for (size_t i = 0; i < 3; i++)
+        if (outputs[i] && cb_dataset_check_not_input(a->data, cfg, outputs[i], &err)) return cli_error("train", &err);
     if (cb_file_check_writable(a->model, &err)) return cli_error("train", &err);
-    if (a->curve && cb_file_check_writable(a->curve, &err)) return cli_error("train", &err);
+    if (a->curve && cli_check_output("train", a->curve, a->model, CLI_INPUTS(a->history)) >= 0) return CLI_ERROR;
     if (a->history && cb_file_check_writable(a->history, &err)) return cli_error("train", &err);
     if (cb_recommender_check_files(a->model, a->history, &err)) return cli_error("train", &err);
     return -1;

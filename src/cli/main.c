@@ -54,6 +54,19 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...) {
     return status;
 }
 
+cb_recommender *cli_load_model(const char *cmd, const char *model, const char *table) {
+    cb_error err = {0};
+    cb_recommender *rec = NULL;
+    if (cb_recommender_load_model(&rec, model, table, &err)) cli_error(cmd, &err);
+    else cli_history_note(cmd, rec);
+    return rec;
+}
+
+void cli_history_note(const char *cmd, const cb_recommender *rec) {
+    if (*cb_recommender_history_note(rec) && cli_mpi_launched_rank() == 0)
+        fprintf(stderr, "cbrec %s: note: %s\n", cmd, cb_recommender_history_note(rec));
+}
+
 double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

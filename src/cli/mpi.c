@@ -115,6 +115,36 @@ int cli_mpi_agree(const cli_mpi *mp, const char *cmd, const char *what, const vo
 #endif
 }
 
+/* How a rank's step went, for cli_mpi_told: failed, and the hash of its error. */
+typedef struct told_state {
+    uint64_t failed, message;
+} told_state;
+
+int cli_mpi_told(cli_mpi *mp, const char *cmd, int rc, const cb_error *err) {
+    if (mp->size <= 1) return rc ? cli_error(cmd, err) : -1;
+#ifdef CBREC_MPI
+    told_state mine = {rc != 0, rc ? fnv(0xCBF29CE484222325ULL, err->msg, strlen(err->msg)) : 0};
+    told_state *all = malloc((size_t)mp->size * sizeof *all);
+    if (!all || MPI_Allgather(&mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, MPI_COMM_WORLD) != MPI_SUCCESS) {
+        free(all);
+        return rc ? cli_error(cmd, err) : cli_fail(CLI_ERROR, cmd, "out of memory");
+    }
+    bool any = false, alike = true;
+    for (int r = 0; r < mp->size; r++) {
+        any |= all[r].failed != 0;
+        alike &= all[r].failed && all[r].message == all[0].message;
+    }
+    free(all);
+    if (!any) return -1;
+    mp->settled = true; /* every rank is here and stops: no rank waits in a collective */
+    if (rc && (!alike || mp->rank == 0)) cli_error(cmd, err); /* the same on every rank: told once, by rank 0 */
+    return CLI_ERROR;
+#else
+    (void)cmd;
+    return rc ? cli_error(cmd, err) : -1;
+#endif
+}
+
 int cli_mpi_agree_model(const cli_mpi *mp, const char *cmd, const cb_recommender *rec) {
     if (mp->size <= 1) return -1;
     char *json = NULL;
@@ -264,7 +294,7 @@ int cli_mpi_gather(const cli_mpi *mp, const char *cmd, const void *mine, size_t 
 int cli_mpi_end(cli_mpi *mp, const char *cmd, int status) {
 #ifdef CBREC_MPI
     if (!mp->active) return status;
-    if (status != CLI_OK && mp->size > 1) { /* the other ranks may wait in a collective call */
+    if (status != CLI_OK && mp->size > 1 && !mp->settled) { /* the other ranks may wait in a collective call */
         fprintf(stderr, "cbrec %s: rank %d of %d failed; stopping every rank\n", cmd, mp->rank, mp->size);
         MPI_Abort(MPI_COMM_WORLD, status);
     }

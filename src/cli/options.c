@@ -100,6 +100,7 @@ static void help2(FILE *f, const cli_command *c, const second_kind *x) {
 void cli_help(FILE *f, const cli_command *c) { help2(f, c, NULL); }
 
 int cli_usage_error(const cli_command *c, const char *msg) {
+    if (cli_mpi_launched_rank() > 0) return CLI_USAGE; /* every rank parses the same command line: rank 0 tells */
     fprintf(stderr, "cbrec %s: %s\n", c->name, msg);
     size_t line = strcspn(c->usage, "\n");
     fprintf(stderr, "%.*s   (cbrec %s --help for details)\n", (int)line, c->usage, c->name);
@@ -185,12 +186,14 @@ static int parse(const cli_command *c, const second_kind *x, cb_config *cfg, cb_
     return -1;
 }
 
-int cli_check_output(const char *cmd, const char *out, const char *model) {
+int cli_check_output(const char *cmd, const char *out, const char *model, const char *const *inputs, size_t n_inputs) {
+    if (cli_mpi_launched_rank() > 0) return -1; /* under mpirun rank 0 alone writes: it alone checks */
     cb_error err = {0};
     char history[4096];
-    snprintf(history, sizeof history, "%s.history", model);
-    if (cb_file_check_not_input(out, model, &err) || cb_file_check_not_input(out, history, &err) ||
-        cb_file_check_writable(out, &err))
-        return cli_error(cmd, &err);
+    if (model && (size_t)snprintf(history, sizeof history, "%s.history", model) >= sizeof history)
+        return cli_fail(CLI_ERROR, cmd, "%s: path too long", model);
+    int rc = model ? cb_file_check_not_input(out, model, &err) || cb_file_check_not_input(out, history, &err) : CB_OK;
+    for (size_t i = 0; !rc && i < n_inputs; i++) rc = inputs[i] && cb_file_check_not_input(out, inputs[i], &err);
+    if (rc || cb_file_check_writable(out, &err)) return cli_error(cmd, &err);
     return -1;
 }

@@ -138,6 +138,10 @@ void cb_load_options_default(cb_load_options *o);
  * Returns CB_OK and a new dataset in *out (free with cb_dataset_free). */
 int cb_dataset_load(cb_dataset **out, const char *path, const cb_load_options *opt, cb_error *err);
 void cb_dataset_free(cb_dataset *ds); /* NULL is a no-op */
+/* CB_EINVAL naming both when writing `out` would replace a file the dataset
+ * at `path` is read from (the schema and the files it names, or any file a
+ * folder's layout reads); checked before the work, nothing loaded. */
+int cb_dataset_load_check_output(const char *path, const cb_load_options *opt, const char *out, cb_error *err);
 
 uint32_t cb_dataset_n_users(const cb_dataset *ds);
 uint32_t cb_dataset_n_items(const cb_dataset *ds);

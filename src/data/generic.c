@@ -771,6 +771,18 @@ int cb_load_generic(cb_dataset **out, const char *dir, const char *schema_path, 
     return rc;
 }
 
+int cb_schema_files(const char *schema_path, const char *dir, char *files[3], cb_error *err) {
+    schema s;
+    int rc = parse_schema(&s, schema_path, err);
+    const filespec *fs[3] = {&s.ratings, &s.items, &s.users};
+    for (int i = 0; i < 3; i++) files[i] = NULL;
+    for (int i = 0; i < 3 && !rc; i++)
+        if (fs[i]->file && !(files[i] = cb_path_join(dir, fs[i]->file, err))) rc = CB_ENOMEM;
+    schema_free(&s);
+    for (int i = 0; i < 3 && rc; i++) free(files[i]), files[i] = NULL;
+    return rc;
+}
+
 int cb_load_ratings_only(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err) {
     schema s;
     schema_init(&s, dir);

@@ -102,4 +102,46 @@ static int chosen_layout(cb_dataset **out, const char *path, const cb_load_optio
                    path);
 }
 
+/* ------------------------------------------------------ outputs vs inputs */
 
+/* Every file name a folder's layout may read (of every layout: an output
+ * over any of them would destroy data, whichever layout is chosen). */
+static const char *const LAYOUT_FILES[] = {
+    "ratings.csv", "movies.csv", "tags.csv", "links.csv", "u.data", "u.item", "u.user", "u.genre", "u.occupation",
+    "ratings.dat", "movies.dat", "users.dat", "content_user_train.csv", "content_user_train_header.txt",
+    "content_item_train.csv", "content_item_train_header.txt", "content_y_train.csv", "content_movie_list.csv"};
+
+/* `out` against the schema file and the files it names (dir: where they resolve). */
+static int check_schema_files(const char *schema, const char *dir, const char *out, cb_error *err) {
+    char *files[3];
+    int rc = cb_check_not_input(out, schema, err);
+    if (rc) return rc;
+    if (cb_schema_files(schema, dir, files, err)) return cb_error_clear(err), CB_OK; /* a bad schema: the load says so */
+    for (int i = 0; i < 3 && !rc; i++) rc = files[i] ? cb_check_not_input(out, files[i], err) : CB_OK;
+    for (int i = 0; i < 3; i++) free(files[i]);
+    return rc;
+}
+
+int cb_dataset_load_check_output(const char *path, const cb_load_options *opt, const char *out, cb_error *err) {
+    struct stat st;
+    if (!path || !out || stat(path, &st) != 0) return CB_OK; /* no data: the load will say so */
+    if (!S_ISDIR(st.st_mode)) {
+        char *dir = cb_strdup(path, err), *slash = dir ? strrchr(dir, '/') : NULL;
+        if (!dir) return CB_ENOMEM;
+        if (slash) *slash = '\0';
+        int rc = check_schema_files(path, slash ? dir : ".", out, err);
+        free(dir);
+        return rc;
+    }
+    char *schema = opt && opt->schema ? cb_strdup(opt->schema, err) : cb_path_join(path, "cbrec.schema", err);
+    if (!schema) return CB_ENOMEM;
+    int rc = opt && opt->schema ? check_schema_files(schema, path, out, err)
+             : has(path, "cbrec.schema") ? check_schema_files(schema, path, out, err) : CB_OK;
+    free(schema);
+    for (size_t i = 0; !rc && i < sizeof LAYOUT_FILES / sizeof *LAYOUT_FILES; i++) {
+        char *file = cb_path_join(path, LAYOUT_FILES[i], err);
+        rc = file ? cb_check_not_input(out, file, err) : CB_ENOMEM;
+        free(file);
+    }
+    return rc;
+}

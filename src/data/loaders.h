@@ -14,6 +14,9 @@ int cb_load_course_lab(cb_dataset **out, const char *dir, const cb_load_options 
 /* schema_path: the schema file; dir: where relative file names resolve. */
 int cb_load_generic(cb_dataset **out, const char *dir, const char *schema_path,
                     const cb_load_options *opt, cb_error *err);
+/* The files a schema names (ratings, items, users; NULL where it names
+ * none), resolved against dir; each malloc'd, the caller frees them. */
+int cb_schema_files(const char *schema_path, const char *dir, char *files[3], cb_error *err);
 /* A folder holding only ratings.csv: generic with default settings. */
 int cb_load_ratings_only(cb_dataset **out, const char *dir, const cb_load_options *opt, cb_error *err);
 

@@ -433,42 +433,40 @@ static char *put_u32(char *p, uint32_t v) {
     return p;
 }
 
-static int write_movies(const cb_dataset *ds, const char *dir, cb_error *err) {
+static int write_movies(const cb_dataset *ds, const char *dir, cb_atomic_file *af, cb_error *err) {
     char *path = cb_path_join(dir, "movies.csv", err);
     if (!path) return CB_ENOMEM;
-    cb_atomic_file af;
-    int rc = cb_atomic_open(&af, path, err);
+    int rc = cb_atomic_open(af, path, err);
     free(path);
     if (rc) return rc;
     int gc = ds->roles.item_genres;
     const cb_column *genres = gc >= 0 && (uint32_t)gc < ds->item_attr.n_cols ? &ds->item_attr.cols[gc] : NULL;
-    fputs("movieId,title,genres\n", af.fp);
+    fputs("movieId,title,genres\n", af->fp);
     uint32_t M = cb_dataset_n_items(ds);
     for (uint32_t i = 0; i < M; i++) {
-        cb_csv_put_field(af.fp, cb_vocab_name(ds->items, i));
-        fputc(',', af.fp);
-        cb_csv_put_field(af.fp, ds->titles && ds->titles[i] ? ds->titles[i] : cb_vocab_name(ds->items, i));
-        fputc(',', af.fp);
+        cb_csv_put_field(af->fp, cb_vocab_name(ds->items, i));
+        fputc(',', af->fp);
+        cb_csv_put_field(af->fp, ds->titles && ds->titles[i] ? ds->titles[i] : cb_vocab_name(ds->items, i));
+        fputc(',', af->fp);
         uint32_t a = genres && i < ds->item_attr.n_rows ? genres->off[i] : 0;
         uint32_t b = genres && i < ds->item_attr.n_rows ? genres->off[i + 1] : 0;
-        if (a == b) fputs("(no genres listed)", af.fp);
+        if (a == b) fputs("(no genres listed)", af->fp);
         for (uint32_t k = a; k < b; k++) {
-            if (k > a) fputc('|', af.fp);
-            fputs(cb_vocab_name(genres->levels, genres->val[k]), af.fp);
+            if (k > a) fputc('|', af->fp);
+            fputs(cb_vocab_name(genres->levels, genres->val[k]), af->fp);
         }
-        fputc('\n', af.fp);
+        fputc('\n', af->fp);
     }
-    return cb_atomic_commit(&af, err);
+    return cb_atomic_stage(af, err);
 }
 
-static int write_ratings(const cb_dataset *ds, const char *dir, cb_error *err) {
+static int write_ratings(const cb_dataset *ds, const char *dir, cb_atomic_file *af, cb_error *err) {
     char *path = cb_path_join(dir, "ratings.csv", err);
     if (!path) return CB_ENOMEM;
-    cb_atomic_file af;
-    int rc = cb_atomic_open(&af, path, err);
+    int rc = cb_atomic_open(af, path, err);
     free(path);
     if (rc) return rc;
-    fputs("userId,movieId,rating,timestamp\n", af.fp);
+    fputs("userId,movieId,rating,timestamp\n", af->fp);
     enum { BUF = 1 << 16 };
     char buf[BUF];
     size_t used = 0;
@@ -477,11 +475,11 @@ static int write_ratings(const cb_dataset *ds, const char *dir, cb_error *err) {
         const char *u = cb_vocab_name(ds->users, r->user), *it = cb_vocab_name(ds->items, r->item);
         size_t lu = strlen(u), li = strlen(it);
         if (used + lu + li + 64 > BUF) {
-            fwrite(buf, 1, used, af.fp);
+            fwrite(buf, 1, used, af->fp);
             used = 0;
         }
         if (lu + li + 64 > BUF) { /* absurdly long ids: slow path */
-            fprintf(af.fp, "%s,%s,%.9g,%u\n", u, it, r->y, r->ts);
+            fprintf(af->fp, "%s,%s,%.9g,%u\n", u, it, r->y, r->ts);
             continue;
         }
         char *p = buf + used;
@@ -500,35 +498,34 @@ static int write_ratings(const cb_dataset *ds, const char *dir, cb_error *err) {
         *p++ = '\n';
         used = (size_t)(p - buf);
     }
-    fwrite(buf, 1, used, af.fp);
-    return cb_atomic_commit(&af, err);
+    fwrite(buf, 1, used, af->fp);
+    return cb_atomic_stage(af, err);
 }
 
-static int write_users(const cb_dataset *ds, const char *dir, cb_error *err) {
+static int write_users(const cb_dataset *ds, const char *dir, cb_atomic_file *af, cb_error *err) {
     const cb_table *t = &ds->user_attr;
     char *path = cb_path_join(dir, "users.csv", err);
     if (!path) return CB_ENOMEM;
-    cb_atomic_file af;
-    int rc = cb_atomic_open(&af, path, err);
+    int rc = cb_atomic_open(af, path, err);
     free(path);
     if (rc) return rc;
-    fputs("userId", af.fp);
+    fputs("userId", af->fp);
     for (uint32_t c = 0; c < t->n_cols; c++) {
-        fputc(',', af.fp);
-        cb_csv_put_field(af.fp, t->cols[c].name);
+        fputc(',', af->fp);
+        cb_csv_put_field(af->fp, t->cols[c].name);
     }
-    fputc('\n', af.fp);
+    fputc('\n', af->fp);
     uint32_t U = cb_dataset_n_users(ds);
     for (uint32_t u = 0; u < U; u++) {
-        cb_csv_put_field(af.fp, cb_vocab_name(ds->users, u));
+        cb_csv_put_field(af->fp, cb_vocab_name(ds->users, u));
         for (uint32_t c = 0; c < t->n_cols; c++) {
             const cb_column *col = &t->cols[c];
-            fputc(',', af.fp);
+            fputc(',', af->fp);
             if (u >= t->n_rows) continue;
             if (col->kind == CB_COL_NUMERIC) {
-                if (!isnan(col->num[u])) fprintf(af.fp, "%.9g", col->num[u]);
+                if (!isnan(col->num[u])) fprintf(af->fp, "%.9g", col->num[u]);
             } else if (col->kind == CB_COL_CATEGORICAL) {
-                if (col->cat[u] != CB_MISSING) cb_csv_put_field(af.fp, cb_vocab_name(col->levels, col->cat[u]));
+                if (col->cat[u] != CB_MISSING) cb_csv_put_field(af->fp, cb_vocab_name(col->levels, col->cat[u]));
             } else {
                 /* multi-valued: '|'-joined in one (quoted if needed) field */
                 size_t len = 0;
@@ -536,7 +533,7 @@ static int write_users(const cb_dataset *ds, const char *dir, cb_error *err) {
                     len += strlen(cb_vocab_name(col->levels, col->val[k])) + 1;
                 char *s = cb_malloc(len + 1, err);
                 if (!s) {
-                    cb_atomic_abort(&af);
+                    cb_atomic_abort(af);
                     return CB_ENOMEM;
                 }
                 s[0] = '\0';
@@ -544,25 +541,24 @@ static int write_users(const cb_dataset *ds, const char *dir, cb_error *err) {
                     if (k > col->off[u]) strcat(s, "|");
                     strcat(s, cb_vocab_name(col->levels, col->val[k]));
                 }
-                cb_csv_put_field(af.fp, s);
+                cb_csv_put_field(af->fp, s);
                 free(s);
             }
         }
-        fputc('\n', af.fp);
+        fputc('\n', af->fp);
     }
-    return cb_atomic_commit(&af, err);
+    return cb_atomic_stage(af, err);
 }
 
 /* cbrec.schema for the generic loader (syntax: docs/data-formats.md), so the
  * folder loads with its users.csv demographics. */
-static int write_schema(const cb_dataset *ds, const char *dir, cb_error *err) {
+static int write_schema(const cb_dataset *ds, const char *dir, cb_atomic_file *af, cb_error *err) {
     char *path = cb_path_join(dir, "cbrec.schema", err);
     if (!path) return CB_ENOMEM;
-    cb_atomic_file af;
-    int rc = cb_atomic_open(&af, path, err);
+    int rc = cb_atomic_open(af, path, err);
     free(path);
     if (rc) return rc;
-    FILE *fp = af.fp;
+    FILE *fp = af->fp;
     fprintf(fp, "# written by cbrec synth: MovieLens-latest-style files plus users.csv\n");
     fprintf(fp, "name = %s\n", ds->name && !strpbrk(ds->name, "\r\n#") ? ds->name : "synthetic");
     fprintf(fp, "ratings = ratings.csv\nratings.header = yes\n");
@@ -578,7 +574,7 @@ static int write_schema(const cb_dataset *ds, const char *dir, cb_error *err) {
                     t->cols[c].kind == CB_COL_NUMERIC ? "numeric" : t->cols[c].kind == CB_COL_CATEGORICAL ? "categorical" : "multi(|)");
         fputc('\n', fp);
     }
-    return cb_atomic_commit(&af, err);
+    return cb_atomic_stage(af, err);
 }
 
 int cb_synth_write(const cb_dataset *ds, const char *dir, cb_error *err) {
@@ -587,9 +583,10 @@ int cb_synth_write(const cb_dataset *ds, const char *dir, cb_error *err) {
         return cb_fail(err, CB_EIO, "%s: cannot create folder: %s", dir, strerror(errno));
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return cb_fail(err, CB_EIO, "%s: not a folder", dir);
-    int rc = write_movies(ds, dir, err);
-    if (!rc) rc = write_ratings(ds, dir, err);
-    if (!rc && ds->user_attr.n_cols) rc = write_users(ds, dir, err);
-    if (!rc) rc = write_schema(ds, dir, err);
-    return rc;
+    cb_atomic_file files[4] = {{0}}; /* renamed into place together: the old set or the new one */
+    int rc = write_movies(ds, dir, &files[0], err);
+    if (!rc) rc = write_ratings(ds, dir, &files[1], err);
+    if (!rc && ds->user_attr.n_cols) rc = write_users(ds, dir, &files[2], err);
+    if (!rc) rc = write_schema(ds, dir, &files[3], err);
+    return cb_atomic_publish(files, 4, rc, err);
 }

@@ -55,9 +55,8 @@ static FILE *open_out(cb_atomic_file *af, const char *dir, const char *name, cb_
     return rc ? NULL : af->fp;
 }
 
-static int write_items(gen *g, const char *dir, cb_error *err) {
-    cb_atomic_file af;
-    FILE *fp = open_out(&af, dir, "items.csv", err);
+static int write_items(gen *g, const char *dir, cb_atomic_file *af, cb_error *err) {
+    FILE *fp = open_out(af, dir, "items.csv", err);
     if (!fp) return err ? err->code : CB_EIO;
     fputs("item_id,title,tags,brand,description\n", fp);
     char id[32], buf[512], tags[256];
@@ -85,12 +84,11 @@ static int write_items(gen *g, const char *dir, cb_error *err) {
         cb_csv_put_field(fp, buf);
         fputc('\n', fp);
     }
-    return cb_atomic_commit(&af, err);
+    return cb_atomic_stage(af, err);
 }
 
-static int write_users(gen *g, const char *dir, cb_error *err) {
-    cb_atomic_file af;
-    FILE *fp = open_out(&af, dir, "users.csv", err);
+static int write_users(gen *g, const char *dir, cb_atomic_file *af, cb_error *err) {
+    FILE *fp = open_out(af, dir, "users.csv", err);
     if (!fp) return err ? err->code : CB_EIO;
     fputs("user_id,country\n", fp);
     char id[32];
@@ -98,7 +96,7 @@ static int write_users(gen *g, const char *dir, cb_error *err) {
         user_id(id, sizeof id, u);
         fprintf(fp, "%s,%s\n", id, countries[cb_rng_below(&g->rng, 5)]);
     }
-    return cb_atomic_commit(&af, err);
+    return cb_atomic_stage(af, err);
 }
 
 /* One rating of user u: an unrated item of a favourite class (high) or of any class (low). */
@@ -113,9 +111,8 @@ static void draw_rating(gen *g, uint32_t u, uint32_t *item, int *stars) {
     *stars = s < 1 ? 1 : s > 5 ? 5 : s;
 }
 
-static int write_ratings(gen *g, const char *dir, cb_error *err) {
-    cb_atomic_file af;
-    FILE *fp = open_out(&af, dir, "ratings.csv", err);
+static int write_ratings(gen *g, const char *dir, cb_atomic_file *af, cb_error *err) {
+    FILE *fp = open_out(af, dir, "ratings.csv", err);
     if (!fp) return err ? err->code : CB_EIO;
     fputs("user_id,item_id,stars,ts\n", fp);
     uint32_t n_rated_users = 0;
@@ -124,7 +121,7 @@ static int write_ratings(gen *g, const char *dir, cb_error *err) {
     if (per_user < 1) per_user = 1;
     uint32_t *seen = cb_malloc((per_user + 1) * sizeof *seen, err);
     if (!seen) {
-        cb_atomic_abort(&af);
+        cb_atomic_abort(af);
         return CB_ENOMEM;
     }
     char uid[32], iid[32];
@@ -145,12 +142,11 @@ static int write_ratings(gen *g, const char *dir, cb_error *err) {
         }
     }
     free(seen);
-    return cb_atomic_commit(&af, err);
+    return cb_atomic_stage(af, err);
 }
 
-static int write_truth(gen *g, const char *dir, cb_error *err) {
-    cb_atomic_file af;
-    FILE *fp = open_out(&af, dir, "truth.csv", err);
+static int write_truth(gen *g, const char *dir, cb_atomic_file *af, cb_error *err) {
+    FILE *fp = open_out(af, dir, "truth.csv", err);
     if (!fp) return err ? err->code : CB_EIO;
     fputs("kind,id,class\n", fp);
     char id[32];
@@ -168,12 +164,11 @@ static int write_truth(gen *g, const char *dir, cb_error *err) {
         if (g->fav[2 * u] == g->fav[2 * u + 1]) fprintf(fp, "user,%s,%u\n", id, g->fav[2 * u]);
         else fprintf(fp, "user,%s,%u;%u\n", id, g->fav[2 * u], g->fav[2 * u + 1]);
     }
-    return cb_atomic_commit(&af, err);
+    return cb_atomic_stage(af, err);
 }
 
-static int write_schema(const char *dir, cb_error *err) {
-    cb_atomic_file af;
-    FILE *fp = open_out(&af, dir, "cbrec.schema", err);
+static int write_schema(const char *dir, cb_atomic_file *af, cb_error *err) {
+    FILE *fp = open_out(af, dir, "cbrec.schema", err);
     if (!fp) return err ? err->code : CB_EIO;
     fputs("# written by cbrec synth --layout generic (planted classes in truth.csv)\n"
           "name = synthetic-generic\n"
@@ -186,7 +181,7 @@ static int write_schema(const char *dir, cb_error *err) {
           "users = users.csv\n"
           "users.columns = user_id:id, country:categorical\n",
           fp);
-    return cb_atomic_commit(&af, err);
+    return cb_atomic_stage(af, err);
 }
 
 static int plant(gen *g, cb_error *err) {
@@ -218,11 +213,13 @@ int cb_synth_write_generic(const cb_synth_config *c, const char *dir, cb_error *
     gen g = {.c = c, .K = c->n_genres < MAX_CLASSES ? c->n_genres : (uint32_t)MAX_CLASSES};
     cb_rng_seed(&g.rng, c->seed);
     int rc = plant(&g, err);
-    if (!rc) rc = write_items(&g, dir, err);
-    if (!rc) rc = write_users(&g, dir, err);
-    if (!rc) rc = write_ratings(&g, dir, err);
-    if (!rc) rc = write_truth(&g, dir, err);
-    if (!rc) rc = write_schema(dir, err);
+    cb_atomic_file files[5] = {{0}}; /* renamed into place together: the old set or the new one */
+    if (!rc) rc = write_items(&g, dir, &files[0], err);
+    if (!rc) rc = write_users(&g, dir, &files[1], err);
+    if (!rc) rc = write_ratings(&g, dir, &files[2], err);
+    if (!rc) rc = write_truth(&g, dir, &files[3], err);
+    if (!rc) rc = write_schema(dir, &files[4], err);
+    rc = cb_atomic_publish(files, 5, rc, err);
     for (uint32_t k = 0; g.class_items && k < g.K; k++) free(g.class_items[k]);
     free(g.class_items);
     free(g.n_class_items);

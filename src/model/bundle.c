@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +47,7 @@ void cb_bundle_free(cb_bundle *r) {
     cb_st_close(r->file);
     cb_st_close(r->history_file);
     free(r->history_path);
+    free(r->history_note);
     free(r);
 }
 
@@ -822,6 +824,24 @@ static bool staging_path(const char *path, char *buf, size_t size) {
     return (size_t)snprintf(buf, size, "%s.tmp.%ld", path, (long)getpid()) < size;
 }
 
+/* After a save with the history elsewhere (--history): a history of an older
+ * model left at the default path, which a load of the model without
+ * --history would take and refuse as another model's. Only a cbrec history
+ * of another fingerprint is removed: a file of any other kind is not ours. */
+static int remove_stale_default(const cb_bundle *r, const char *path, const char *history_path, cb_error *err) {
+    char beside[4096];
+    if (!cb_bundle_history_path(path, beside, sizeof beside) || cb_atomic_same_target(beside, history_path)) return CB_OK;
+    cb_st *st = NULL;
+    cb_error ignored;
+    bool stale = !cb_st_open(&st, beside, CB_BUNDLE_HISTORY_FORMAT, CB_BUNDLE_HISTORY_VERSION, &ignored) &&
+                 (!cb_st_meta(st, "fingerprint") || strcmp(cb_st_meta(st, "fingerprint"), r->fingerprint));
+    cb_st_close(st);
+    if (stale && remove(beside) != 0 && errno != ENOENT)
+        return cb_fail(err, CB_EIO, "%s: cannot remove the stale history file (of the model %s replaced): %s", beside,
+                       path, strerror(errno));
+    return CB_OK;
+}
+
 int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err) {
     char beside[4096], tmp_h[4200], tmp_m[4200];
     if (!history_path) {
@@ -834,10 +854,16 @@ int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *histo
         return cb_fail(err, CB_EINVAL, "%s: path too long", path);
     (void)cb_atomic_sweep(path);
     (void)cb_atomic_sweep(history_path);
-    /* both parts staged first, then renamed back to back, the history first:
-     * a failed write leaves the old pair intact, and a reader between the two
-     * renames sees the old model with the new history, refused by
-     * fingerprint and retried (cb_bundle_load_files), never misread */
+    /* Both parts staged first, then renamed back to back, the history first,
+     * so the model's rename commits the save: a failed write leaves the old
+     * pair intact; the model file is what readers, a server's reload and
+     * cb_bundle_load_files's retry watch, so once it changes the pair is
+     * whole; a reader between the renames sees the old model with the new
+     * history, refused by fingerprint and retried, never misread. A crash
+     * between them leaves the old model working for everything but its
+     * users' histories (cb_bundle_load_model leaves the new history out
+     * with a note; the other loads refuse it naming the staged model) and
+     * one rename of the staged NAME.tmp.PID to finish the save. */
     rc = r->has_history ? cb_bundle_history_check(r, err) : CB_OK; /* never copy unverified rows */
     if (!rc && r->has_history) rc = save_history(r, tmp_h, err);
     if (!rc) rc = save_model(r, tmp_m, err);
@@ -851,7 +877,7 @@ int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *histo
     /* a stale history of an older model: removed only once the model is in */
     if (!r->has_history && remove(history_path) != 0 && errno != ENOENT)
         rc = cb_fail(err, CB_EIO, "%s: cannot remove the stale history file: %s", history_path, strerror(errno));
-    return rc;
+    return rc ? rc : remove_stale_default(r, path, history_path, err);
 }
 
 static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
@@ -1196,10 +1222,63 @@ static int no_history(cb_bundle *r, cb_error *err) {
     return CB_OK;
 }
 
+/* A model staged by an interrupted save beside model_path ("NAME.tmp.PID",
+ * cb_bundle_save_files) whose fingerprint is fp, into buf; false: none. */
+static bool staged_model_of(const char *model_path, const char *fp, char *buf, size_t size) {
+    const char *slash = strrchr(model_path, '/'), *base = slash ? slash + 1 : model_path;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - model_path) + 1 : 2, slash ? model_path : "./");
+    DIR *d = opendir(dir);
+    bool found = false;
+    size_t n = strlen(base);
+    for (struct dirent *e; d && !found && (e = readdir(d));) {
+        const char *pid = e->d_name + n + 5;
+        if (strncmp(e->d_name, base, n) || strncmp(e->d_name + n, ".tmp.", 5) || !*pid || pid[strspn(pid, "0123456789")])
+            continue;
+        cb_st *st = NULL;
+        cb_error ignored;
+        if ((size_t)snprintf(buf, size, "%s%s", dir, e->d_name) < size &&
+            !cb_st_open(&st, buf, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &ignored))
+            found = cb_st_meta(st, "fingerprint") && !strcmp(cb_st_meta(st, "fingerprint"), fp);
+        cb_st_close(st);
+    }
+    if (d) closedir(d);
+    return found;
+}
+
+/* The refusal of a history of another model, with what happened and the way
+ * out: a save interrupted between its two renames leaves the new history
+ * beside the model it was replacing, and the new model staged beside it. */
+static int other_models_history(const cb_bundle *r, const char *model_path, const char *history_path,
+                                const char *fp, cb_error *err) {
+    char staged[4400];
+    if (fp && staged_model_of(model_path, fp, staged, sizeof staged))
+        return cb_fail(err, CB_EFORMAT, "%s: the history of another model, the one an interrupted save left staged "
+                                        "in %s (its history was moved into place, its model not): rename %s to %s to "
+                                        "finish that save, or train again", history_path, staged, staged, model_path);
+    return cb_fail(err, CB_EFORMAT, "%s: the history of another model (fingerprint %s; %s is %s): give the history "
+                                    "file written with this model (--history FILE), or train again",
+                   history_path, fp ? fp : "missing", model_path, r->fingerprint);
+}
+
+/* The history of model_path is another model's, and the caller can do
+ * without one: loaded as if absent, with a note saying why. */
+static int history_left_out(cb_bundle *r, const char *model_path, const char *history_path, const char *fp,
+                            cb_error *err) {
+    cb_error why;
+    other_models_history(r, model_path, history_path, fp, &why);
+    cb_st_close(r->history_file);
+    r->history_file = NULL;
+    size_t n = strlen(why.msg) + 64;
+    if (!(r->history_note = cb_malloc(n, err))) return CB_ENOMEM;
+    snprintf(r->history_note, n, "%s; left out, as if absent", why.msg);
+    return no_history(r, err);
+}
+
 /* The history of the model loaded from model_path (see cb_bundle_load_files);
- * *mismatch tells a history of another model. */
-static int load_history(cb_bundle *r, const char *model_path, const char *history_path, bool *mismatch,
-                        cb_error *err) {
+ * *mismatch tells a history of another model, refused unless `optional`. */
+static int load_history(cb_bundle *r, const char *model_path, const char *history_path, bool optional,
+                        bool *mismatch, cb_error *err) {
     if (!history_path && cb_st_format_version(r->file) < 3) return history_from(r, r->file, err); /* it holds it */
     char beside[4096];
     if (!history_path) {
@@ -1212,10 +1291,8 @@ static int load_history(cb_bundle *r, const char *model_path, const char *histor
     if (rc) return rc;
     const char *fp = cb_st_meta(r->history_file, "fingerprint");
     *mismatch = !fp || strcmp(fp, r->fingerprint) != 0;
-    if (*mismatch)
-        return cb_fail(err, CB_EFORMAT, "%s: the history of another model (fingerprint %s; %s is %s): give the "
-                                        "history file written with this model", history_path, fp ? fp : "missing",
-                       model_path, r->fingerprint);
+    if (*mismatch && optional) return history_left_out(r, model_path, history_path, fp, err);
+    if (*mismatch) return other_models_history(r, model_path, history_path, fp, err);
     if ((rc = history_from(r, r->history_file, err))) return rc;
     if (!(r->history_path = cb_strdup(history_path, err))) return CB_ENOMEM;
     return CB_OK;
@@ -1223,7 +1300,8 @@ static int load_history(cb_bundle *r, const char *model_path, const char *histor
 
 int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err) { return cb_bundle_load_files(out, path, NULL, err); }
 
-static int load_once(cb_bundle **out, const char *path, const char *history_path, bool *mismatch, cb_error *err);
+static int load_once(cb_bundle **out, const char *path, const char *history_path, bool optional, bool *mismatch,
+                     cb_error *err);
 
 /* Has the file at `path` been replaced since *seen (another inode, size or
  * modification time)? Polled for up to ~50 ms: a writer renames the model
@@ -1242,25 +1320,37 @@ static bool model_replaced(const char *path, struct stat *seen) {
     return false;
 }
 
-int cb_bundle_load_files(cb_bundle **out, const char *path, const char *history_path, cb_error *err) {
+/* cb_bundle_load_files, and with `optional` cb_bundle_load_model. */
+static int load_files(cb_bundle **out, const char *path, const char *history_path, bool optional, cb_error *err) {
     /* A writer replaces the history, then the model (cb_bundle_save_files): a
      * reader between the two renames finds the new history beside the old
      * model. It loads again only while the model file is being replaced; a
      * history of another model beside a model left alone fails at once
-     * (after a ~50 ms look), not after reloading the model 200 times. */
+     * (after a ~50 ms look), not after reloading the model 200 times, or,
+     * when the caller can do without, loads without it. */
     bool mismatch = false;
     struct stat seen = {0};
     if (stat(path, &seen) != 0) memset(&seen, 0, sizeof seen);
-    int rc = load_once(out, path, history_path, &mismatch, err);
+    int rc = load_once(out, path, history_path, false, &mismatch, err);
     for (int tries = 0; rc == CB_EFORMAT && mismatch && !history_path && tries < 200; tries++) {
         if (!model_replaced(path, &seen)) break;
         mismatch = false;
-        rc = load_once(out, path, history_path, &mismatch, err);
+        rc = load_once(out, path, history_path, false, &mismatch, err);
     }
+    if (rc == CB_EFORMAT && mismatch && optional) rc = load_once(out, path, history_path, true, &mismatch, err);
     return rc;
 }
 
-static int load_once(cb_bundle **out, const char *path, const char *history_path, bool *mismatch, cb_error *err) {
+int cb_bundle_load_files(cb_bundle **out, const char *path, const char *history_path, cb_error *err) {
+    return load_files(out, path, history_path, false, err);
+}
+
+int cb_bundle_load_model(cb_bundle **out, const char *path, cb_error *err) {
+    return load_files(out, path, NULL, true, err);
+}
+
+static int load_once(cb_bundle **out, const char *path, const char *history_path, bool optional, bool *mismatch,
+                     cb_error *err) {
     *out = NULL;
     cb_error_clear(err);
     cb_bundle *r = cb_calloc(1, sizeof *r, err);
@@ -1363,7 +1453,7 @@ static int load_once(cb_bundle **out, const char *path, const char *history_path
     /* optional section: absent in older files and models trained without it */
     if ((rc = cb_neighbours_load(&r->neighbours, st, ni, err))) goto done;
     rc = cb_bundle_validate(r, path, err);
-    if (!rc) rc = load_history(r, path, history_path, mismatch, err);
+    if (!rc) rc = load_history(r, path, history_path, optional, mismatch, err);
 done:
     json_decref(mc);
     json_decref(feat);

@@ -72,6 +72,7 @@ typedef struct cb_bundle {
      * the other three are NULL: every user has an empty history. */
     bool has_history;
     char *history_path;        /* the file it was loaded from (NULL: trained, or inside the model file) */
+    char *history_note;        /* why a history file was left out (cb_bundle_load_model), or NULL */
     const int32_t *seen_off;   /* [n_users + 1] */
     const int32_t *seen_item;  /* [n_seen] */
     const float *seen_y;       /* [n_seen] */
@@ -147,7 +148,8 @@ void cb_bundle_free(cb_bundle *r); /* NULL is a no-op */
 
 /* Write the model file `path` and, when r has a history, the history file
  * (history_path; NULL: path + CB_BUNDLE_HISTORY_SUFFIX), each atomically;
- * without a history a stale history file at that path is removed. */
+ * without a history a stale history file at that path is removed, and with
+ * the history elsewhere, an older model's history at the default path. */
 int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err);
 /* CB_EINVAL when history_path names the model file itself (NULL: the default
  * path, never the model's). Checked by cb_bundle_save_files and before training. */
@@ -160,6 +162,11 @@ int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err); /* hist
  * is CB_EFORMAT / CB_EIO naming it. */
 int cb_bundle_load_files(cb_bundle **out, const char *path, const char *history_path, cb_error *err);
 int cb_bundle_load(cb_bundle **out, const char *path, cb_error *err); /* history beside, if any */
+/* cb_bundle_load for callers that do without the users' histories: a
+ * history beside the model that is another model's (a save interrupted
+ * between its renames, a copy gone wrong) is left out, as if absent, and
+ * history_note says why. */
+int cb_bundle_load_model(cb_bundle **out, const char *path, cb_error *err);
 /* The default history path of a model path into buf; false if it does not fit. */
 bool cb_bundle_history_path(const char *model_path, char *buf, size_t size);
 /* The post-load validator (cb_bundle_load runs it last): every header field

@@ -43,6 +43,9 @@ CB_API int cb_recommender_build_index(cb_recommender *rec, size_t m, size_t ef_c
                                       cb_error *err) {
     if (!rec) return cb_fail(err, CB_EINVAL, "cb_recommender_build_index: NULL recommender");
     if (threads < 0) return cb_fail(err, CB_EINVAL, "cb_recommender_build_index: threads = %d", threads);
+    if (rec->r->n_items < 2) /* as the similar-items table (cb_recommend_table_check_items): nothing to search among */
+        return cb_fail(err, CB_EINVAL, "the catalog has %u item%s: an approximate index needs at least 2",
+                       rec->r->n_items, rec->r->n_items == 1 ? "" : "s");
     cb_hnsw_build_params bp = {.m = m, .ef_construction = ef_construction, .threads = threads};
     cb_hnsw *h;
     int rc = cb_hnsw_build(&h, rec->r->item_vecs, rec->r->n_items, rec->r->dim, &bp, err);

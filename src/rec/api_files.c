@@ -22,11 +22,7 @@ CB_API int cb_file_check_writable(const char *path, cb_error *err) {
 CB_API int cb_file_check_not_input(const char *out, const char *input, cb_error *err) {
     cb_error_clear(err);
     if (!out || !input) return cb_fail(err, CB_EINVAL, "cb_file_check_not_input: NULL path");
-    struct stat a, b; /* the same entry, or the same file through a link */
-    if (cb_atomic_same_target(out, input) ||
-        (stat(out, &a) == 0 && stat(input, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino))
-        return cb_fail(err, CB_EINVAL, "%s: writing there would replace the input %s: give another path", out, input);
-    return CB_OK;
+    return cb_check_not_input(out, input, err);
 }
 
 CB_API const char *cb_dataset_layout_reason(const cb_dataset *ds) {

@@ -42,6 +42,15 @@ CB_API int cb_dataset_open(cb_dataset **out, const char *path, const cb_config *
     return rc ? rc : cb_dataset_load(out, path, &tc->load, err);
 }
 
+CB_API int cb_dataset_check_not_input(const char *path, const cb_config *cfg, const char *out, cb_error *err) {
+    cb_error_clear(err);
+    if (!path || !out) return cb_fail(err, CB_EINVAL, "cb_dataset_check_not_input: NULL path");
+    cb_train_config def;
+    const cb_train_config *tc;
+    int rc = train_values(cfg, &def, &tc, err);
+    return rc ? rc : cb_dataset_load_check_output(path, &tc->load, out, err);
+}
+
 CB_API void cb_dataset_close(cb_dataset *ds) { cb_dataset_free(ds); }
 CB_API size_t cb_dataset_user_count(const cb_dataset *ds) { return ds ? cb_dataset_n_users(ds) : 0; }
 CB_API size_t cb_dataset_item_count(const cb_dataset *ds) { return ds ? cb_dataset_n_items(ds) : 0; }

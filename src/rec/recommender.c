@@ -64,14 +64,16 @@ CB_API int cb_recommender_load(cb_recommender **out, const char *model_path, con
     return cb_recommender_load_files(out, model_path, NULL, table_path, err);
 }
 
-CB_API int cb_recommender_load_files(cb_recommender **out, const char *model_path, const char *history_path,
-                                     const char *table_path, cb_error *err) {
+/* The loads below: the history required to match (history_optional false), or not. */
+static int load_files(cb_recommender **out, const char *model_path, const char *history_path, bool history_optional,
+                      const char *table_path, cb_error *err) {
     if (!out) return cb_fail(err, CB_EINVAL, "cb_recommender_load: out is NULL");
     *out = NULL;
     if (!model_path) return cb_fail(err, CB_EINVAL, "cb_recommender_load: no model path");
     cb_bundle *b = NULL;
     cb_recommender *h = NULL;
-    int rc = cb_bundle_load_files(&b, model_path, history_path, err);
+    int rc = history_optional ? cb_bundle_load_model(&b, model_path, err)
+                              : cb_bundle_load_files(&b, model_path, history_path, err);
     if (!rc) rc = cb_recommender_from_bundle(&h, b, err);
     if (!rc && table_path) rc = cb_recommender_load_table(h, table_path, err);
     if (rc) {
@@ -80,6 +82,20 @@ CB_API int cb_recommender_load_files(cb_recommender **out, const char *model_pat
     }
     *out = h;
     return CB_OK;
+}
+
+CB_API int cb_recommender_load_files(cb_recommender **out, const char *model_path, const char *history_path,
+                                     const char *table_path, cb_error *err) {
+    return load_files(out, model_path, history_path, false, table_path, err);
+}
+
+CB_API int cb_recommender_load_model(cb_recommender **out, const char *model_path, const char *table_path,
+                                     cb_error *err) {
+    return load_files(out, model_path, NULL, true, table_path, err);
+}
+
+CB_API const char *cb_recommender_history_note(const cb_recommender *h) {
+    return h && h->r->history_note ? h->r->history_note : "";
 }
 
 CB_API int cb_recommender_save(const cb_recommender *h, const char *path, cb_error *err) {

@@ -113,6 +113,11 @@ int cmd_events(int argc, char **argv) {
     }
     if (optind < argc - 1) return cli_fail(CLI_USAGE, cmd, "unexpected argument '%s'", argv[optind + 1]);
     if (!events || !out) return fputs(usage, stderr), CLI_USAGE;
+    char wal[4200], shm[4200]; /* the store's companions: SQLite's write-ahead log and its index */
+    snprintf(wal, sizeof wal, "%s-wal", events);
+    snprintf(shm, sizeof shm, "%s-shm", events);
+    int checked = cli_check_output(cmd, out, NULL, CLI_INPUTS(events, wal, shm));
+    if (checked >= 0) return checked;
     sv_export_counts n;
     if (sv_events_export(events, out, click, &n)) return CLI_ERROR;
     printf("wrote %s: %zu rating rows, one per user and item", out, n.rows);
