@@ -12,9 +12,11 @@ static const cb_config_choice threshold_auto[] = {{"auto", CB_THRESHOLD_AUTO}, {
 
 static const cb_config_key_def keys[] = {
     {"models", "LIST", "",
-     "cbrec,twotower,pipeline,implicit,global,bias,popularity,svd,ease,item-knn,content-knn,random (empty: all); cbrec = `cbrec "
-     "train` + `cbrec recommend` with the TRAIN settings; pipeline = the two-tower's top-N through the cheap "
-     "retrieval sources; implicit = the two-tower rows' settings with objective retrieval",
+     "cbrec,cbrec-towers,twotower,pipeline,implicit,global,bias,popularity,svd,ease,item-knn,content-knn,random "
+     "(empty: all); cbrec = `cbrec train` + `cbrec recommend` with the TRAIN settings; cbrec-towers = the same "
+     "model ranking by its towers alone (`recommend --no-neighbours`; only when it has the neighbour component); "
+     "pipeline = the two-tower's top-N through the cheap retrieval sources; implicit = the two-tower rows' "
+     "settings with objective retrieval",
      "evaluation", CB_KEY_STRING, EC(models), 0, 0, 0, 0, NULL},
     {"folds", "LIST", "", "fixed folds, e.g. u1,u2,u3,u4,u5 (reads DATA/u1.base + DATA/u1.test; the split is "
      "then ignored)", "evaluation", CB_KEY_STRING, EC(folds), 0, 0, 0, 0, NULL},
