@@ -440,7 +440,9 @@ static void clean_errors(void **state) {
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"exclude\": {\"a\": 1}}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"profile\": \"x\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"1\": \"five\"}}}", 0, 400);
-    expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"no-such\": 5}}}", 0, 404);
+    /* a profile the model cannot read is bad input (400), not an unknown resource */
+    expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"no-such\": 5}}}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"1\": 5}, \"shoe_size\": 30}}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"\xff\xfe\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"user\": \"2\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"profile\": {}}", 0, 400);

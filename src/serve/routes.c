@@ -226,7 +226,9 @@ int sv_recommend_text(const sv_server *s, const sv_model *m, const char *user, c
     free(live);
     if (rc) {
         if (!err->msg[0]) snprintf(err->msg, sizeof err->msg, "%s", cb_strstatus(rc));
-        return sv_status_of(rc);
+        /* what the model does not know in the client's own profile (an attribute,
+         * a genre, an item) is bad input, not a missing resource */
+        return rc == CB_ENOTFOUND && !user ? 400 : sv_status_of(rc);
     }
     *text = user ? sv_list_json(m, l, "user", user) : sv_list_json(m, l, "profile", "new user");
     cb_list_free(l);
