@@ -200,6 +200,8 @@ async function openItem(id) {
   const facts = [`item ${id}`, `${item.n_ratings ?? 0} ratings`];
   if (typeof item.mean_rating === 'number') facts.push(`mean ★ ${fmt(item.mean_rating, 2)}`);
   if (item.new) facts.push('new item (placed by its content alone)');
+  // the other content columns (tags, brand, ...): the chips are the genres alone
+  for (const [column, values] of Object.entries(item.content || {})) facts.push(`${column}: ${values.join(', ')}`);
   $('item-facts').textContent = facts.join(' · ');
   $('item-genres').replaceChildren(genreChips(item.genres) || '');
   $('item-rate').replaceChildren(starButtons(id, item.title));

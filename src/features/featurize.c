@@ -1623,6 +1623,28 @@ int cb_features_facet_values(const cb_features *f, uint32_t facet, const char *s
     return CB_OK;
 }
 
+const char *cb_features_input_column(const cb_features *f, bool user, uint32_t j, const char **level) {
+    *level = NULL;
+    const fside *s = f ? (user ? &f->user : &f->item) : NULL;
+    if (!s || j >= s->dim) return NULL;
+    for (uint32_t bi = 0; bi < s->n_blocks; bi++) {
+        const fblock *b = &s->blocks[bi];
+        if (j < b->offset || j >= b->offset + b->width) continue;
+        uint32_t k = j - b->offset;
+        switch (b->type) {
+        case B_CAT: case B_MULTI: *level = b->levels[k]; return b->col;
+        case B_AGE_BUCKETS: *level = age_bucket_name[k]; return b->col;
+        case B_NUM: case B_TEXT: return b->col;
+        case B_ITEM_GENRES: /* another content column's value (tags, brand) */
+            if (is_genre_value(f, k)) return NULL;
+            *level = f->genres[k];
+            return f->facet_cols[f->value_facet[k]];
+        default: return NULL;
+        }
+    }
+    return NULL;
+}
+
 bool cb_features_item_interaction(const cb_features *f, uint32_t j) {
     if (!f || j >= f->item.dim) return false;
     for (uint32_t b = 0; b < f->item.n_blocks; b++) {

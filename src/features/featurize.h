@@ -254,6 +254,14 @@ int cb_features_facet_values(const cb_features *f, uint32_t facet, const char *s
 /* Is item feature j derived from interactions (rating count, mean) rather
  * than content? (What item-dropout masks so new items are placed by content.) */
 bool cb_features_item_interaction(const cb_features *f, uint32_t j);
+/* The column a new user's (user) or item's JSON gives feature j of that side
+ * from, or NULL when the feature is no such input: derived from interactions
+ * (rating count and mean, per-value tastes, popular items), the year, the
+ * genre column (which has its own list), a pre-joined raw column. *level: the
+ * feature's level of a categorical or multi-valued column, content column or
+ * age bucket ("F", "jazz", "25-34"); NULL for a number or a text column.
+ * Strings belong to f. */
+const char *cb_features_input_column(const cb_features *f, bool user, uint32_t j, const char **level);
 
 /* ---- Accessors for retrieval and explanations. */
 bool cb_features_prejoined(const cb_features *f);

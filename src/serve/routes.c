@@ -51,11 +51,12 @@ static json_t *item_genres(const sv_model *m, size_t item) {
     return a;
 }
 
-/* {"item", "title", "genres", "n_ratings"} (+ "mean_rating", "new" when full). */
+/* {"item", "title", "genres", ["content",] "n_ratings"} (+ "mean_rating", "new" when full). */
 static json_t *item_json(const sv_model *m, size_t item, bool full) {
-    json_t *o = json_pack("{s:o,s:o,s:o,s:I}", "item", jstr(cb_recommender_item_id(m->rec, item)), "title",
-                          jstr(cb_recommender_item_title(m->rec, item)), "genres", item_genres(m, item), "n_ratings",
-                          (json_int_t)m->counts[item]);
+    json_t *o = json_pack("{s:o,s:o}", "item", jstr(cb_recommender_item_id(m->rec, item)), "title",
+                          jstr(cb_recommender_item_title(m->rec, item)));
+    if (o && json_object_update_new(o, sv_item_content(m, item))) o = (json_decref(o), NULL);
+    if (o) json_object_set_new(o, "n_ratings", json_integer((json_int_t)m->counts[item]));
     if (o && full) {
         json_object_set_new(o, "mean_rating", isnan(m->means[item]) ? json_null() : json_real(m->means[item]));
         json_object_set_new(o, "new", json_boolean(item >= m->n_items - m->n_added));
