@@ -175,6 +175,9 @@ fuzz:
 	@scripts/fuzz-model.sh $(FUZZ_SECONDS)
 	@scripts/fuzz-targets.sh $(FUZZ_SECONDS)
 
+# the version string alone (the header's line also carries a comment)
+CB_VERSION := $(shell sed -n 's/^\#define CB_VERSION_STRING "\([^"]*\)".*/\1/p' include/cbrec.h)
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \
 	           $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
@@ -184,10 +187,10 @@ install: all
 	install -m 644 include/cbrec.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 cbrec $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 man/cbrec.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define CB_VERSION_STRING "\(.*\)"/\1/p' include/cbrec.h)|' \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(CB_VERSION)|' \
 	    cbrec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cbrec.pc
 
 clean:
-	rm -rf build build-san libcbrec.a libcbrec.so libcbrec.so.1 cbrec
+	rm -rf build build-san libcbrec.a libcbrec.so libcbrec.so.* cbrec
 
 .PHONY: all examples test bench demo report fuzz install clean python
