@@ -6,7 +6,7 @@
 #   make bench           benchmarks (ratios against peers measured in the same run)
 #   make python          the Python binding, importable from build/python/lib (python/)
 #   make examples        examples/*.c built against include/ alone + the static library
-#   make demo            the main job: train on MovieLens (or synthetic) and recommend
+#   make demo [DATA=PATH] the main job: train on MovieLens (or synthetic) and recommend
 #   make install PREFIX=/usr/local
 
 PREFIX    ?= /usr/local
@@ -161,8 +161,9 @@ python: $(BUILD)/libcbrec.a
 	else cd python && CBREC_LIB=../$(BUILD)/libcbrec.a $(PY_ENV) $(PYTHON) setup.py -q build \
 	  --build-base ../$(BUILD)/python/build --build-lib ../$(PY_BUILD_LIB); fi
 
+# make demo DATA=PATH: MovieLens latest-small from PATH (else scripts/demo.sh looks for it)
 demo: all
-	@scripts/demo.sh
+	@scripts/demo.sh $(if $(DATA),--data "$(DATA)")
 
 # One Markdown page with the evaluation table, the retrieval experiment and the
 # learning curves (about 9 minutes for five folds on 2 cores).
