@@ -63,11 +63,10 @@ int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, co
     const cb_train_config *tc = train_cfg ? cb_config_values(train_cfg, CB_CONFIG_TRAIN) : &tdef;
     if (!tc) return cb_fail(err, CB_EINVAL, "the training configuration is not of kind TRAIN");
     if (!train_cfg) cb_train_config_default(&tdef);
+    int rc = cb_train_config_check(tc, err);
+    if (rc) return rc;
     *out = ec->run;
-    if (ec->models && *ec->models) {
-        int rc = cb_evalrun_models_parse(ec->models, &out->models, err);
-        if (rc) return rc;
-    }
+    if (ec->models && *ec->models && (rc = cb_evalrun_models_parse(ec->models, &out->models, err))) return rc;
     out->train = *tc;
     out->features = tc->features;
     out->model = tc->model;

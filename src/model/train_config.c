@@ -306,6 +306,13 @@ void cb_train_config_default(cb_train_config *c) {
     (void)cb_config_table_defaults(&cb_train_config_table, c, NULL);
 }
 
+int cb_train_config_check(const cb_train_config *c, cb_error *err) {
+    const char *why = cb_feature_config_check(&c->features);
+    if (why) return cb_fail(err, CB_EINVAL, "features: %s", why);
+    if (c->model.epochs == 0) return cb_fail(err, CB_EINVAL, "epochs 0 would give an untrained model: give 1 or more");
+    return CB_OK;
+}
+
 int cb_train_parse_split(const char *name, cb_train_split *out, cb_error *err) {
     cb_train_config tmp;
     int rc = cb_config_key_parse(cb_config_table_find(&cb_train_config_table, "split"), name, &tmp, err);
