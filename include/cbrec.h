@@ -365,7 +365,10 @@ CB_API int  cb_recommender_load_files(cb_recommender **out, const char *model_pa
                                       const char *table_path, cb_error *err);
 CB_API void cb_recommender_free(cb_recommender *rec);
 /* A JSON document describing the model: dataset, fingerprint, counts, vector
- * width, rating scale, whether it predicts ratings, the table, and "history":
+ * width, rating scale, whether it was trained on 0/1 labels ("binary") or
+ * weighted events ("weighted"), what its rating half predicts ("prediction":
+ * "predicted rating", "predicted probability" or "predicted weight", as the
+ * reasons say it), the table, and "history":
  * the history file's path, "model file" (an old model holding it), "memory"
  * (trained, not yet saved) or "absent" (malloc'd, caller frees). */
 CB_API int cb_recommender_describe(const cb_recommender *rec, char **json_out, cb_error *err);

@@ -785,6 +785,8 @@ static void content_columns_apart(void **state) {
     free(text);
     assert_true(has_string(json_object_get(json_object_get(j, "columns"), "tags"), "sci-fi"));
     assert_int_equal(json_object_size(json_object_get(j, "user_columns")), 0); /* the data has no user attributes */
+    assert_string_equal(json_string_value(json_object_get(j, "prediction")), "predicted rating"); /* the page's stars */
+    assert_true(json_is_false(json_object_get(j, "binary")) && json_is_false(json_object_get(j, "weighted")));
     json_decref(j);
     j = get_json(&g, "/v1/items/i0", 200);
     text = json_dumps(j, JSON_COMPACT);
