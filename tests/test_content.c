@@ -340,6 +340,14 @@ static void add_item_brand_list(void **state) {
     for (size_t i = 0; i < cb_list_size(l); i++)
         if (cb_list_item(l, i) == none) assert_true(cb_list_score(l, i) < cb_list_score(l, 0));
     cb_list_free(l);
+    /* an unknown genre is a remark like an unknown tag or brand; an error under strict */
+    if (cb_recommender_add_item(rec, "{\"id\": \"g\", \"genres\": [\"Nope\", \"Drama\"]}", NULL, &err))
+        fail_msg("%s", err.msg);
+    assert_string_equal(cb_recommender_add_item_note(rec), "unknown value 'Nope' of 'genres' ignored");
+    assert_int_equal(cb_recommender_add_item(rec, "{\"id\": \"g2\", \"strict\": true, \"genres\": [\"Nope\"]}", NULL,
+                                             &err),
+                     CB_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "unknown genre 'Nope'"));
     size_t before = cb_recommender_item_count(rec), item;
     assert_int_equal(cb_recommender_add_item(rec, "{\"id\": \"two\", \"brand\": [\"Acme\", \"Zed\"]}", &item, &err),
                      CB_EPARSE);
