@@ -6,7 +6,7 @@
 #   make bench           benchmarks (ratios against peers measured in the same run)
 #   make python          the Python binding, importable from build/python/lib (python/)
 #   make examples        examples/*.c built against include/ alone + the static library
-#   make demo            the main job: train on MovieLens (or synthetic) and recommend
+#   make demo [DATA=PATH] the main job: train on MovieLens (or synthetic) and recommend
 #   make install PREFIX=/usr/local
 
 PREFIX    ?= /usr/local
@@ -161,8 +161,9 @@ python: $(BUILD)/libcbrec.a
 	else cd python && CBREC_LIB=../$(BUILD)/libcbrec.a $(PY_ENV) $(PYTHON) setup.py -q build \
 	  --build-base ../$(BUILD)/python/build --build-lib ../$(PY_BUILD_LIB); fi
 
+# make demo DATA=PATH: MovieLens latest-small from PATH (else scripts/demo.sh looks for it)
 demo: all
-	@scripts/demo.sh
+	@scripts/demo.sh $(if $(DATA),--data "$(DATA)")
 
 # One Markdown page with the evaluation table, the retrieval experiment and the
 # learning curves (about 9 minutes for five folds on 2 cores).
@@ -175,6 +176,9 @@ fuzz:
 	@scripts/fuzz-model.sh $(FUZZ_SECONDS)
 	@scripts/fuzz-targets.sh $(FUZZ_SECONDS)
 
+# the version string alone (the header's line also carries a comment)
+CB_VERSION := $(shell sed -n 's/^\#define CB_VERSION_STRING "\([^"]*\)".*/\1/p' include/cbrec.h)
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \
 	           $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
@@ -184,10 +188,10 @@ install: all
 	install -m 644 include/cbrec.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 cbrec $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 man/cbrec.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define CB_VERSION_STRING "\(.*\)"/\1/p' include/cbrec.h)|' \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(CB_VERSION)|' \
 	    cbrec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cbrec.pc
 
 clean:
-	rm -rf build build-san libcbrec.a libcbrec.so libcbrec.so.1 cbrec
+	rm -rf build build-san libcbrec.a libcbrec.so libcbrec.so.* cbrec
 
 .PHONY: all examples test bench demo report fuzz install clean python

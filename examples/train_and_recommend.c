@@ -4,15 +4,19 @@
  *
  *   make examples      (builds build/examples/train_and_recommend against
  *                       include/ and the static libcbrec.a; no install needed)
- *   build/examples/train_and_recommend WORKDIR [DATA_DIR]
+ *   build/examples/train_and_recommend WORKDIR [DATA_DIR]     (WORKDIR is created if missing)
  *
  * Elsewhere: cc -Iinclude examples/train_and_recommend.c libcbrec.a \
  *   $(pkg-config --libs openblas jansson) -lm -lpthread
  * `make test` runs it (tests/test_examples.c). */
+#define _POSIX_C_SOURCE 200809L /* mkdir */
 #include "cbrec.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 
 static int on_progress(const cb_progress *p, void *ctx) {
     (void)ctx;
@@ -35,8 +39,13 @@ static int configure(cb_config *cfg, const char *const *kv, cb_error *err) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s WORKDIR [DATA_DIR]\n", argv[0]);
+        fprintf(stderr, "usage: %s WORKDIR [DATA_DIR]   (WORKDIR: created if missing; gets data/ and model.cbrec)\n",
+                argv[0]);
         return 2;
+    }
+    if (mkdir(argv[1], 0777) && errno != EEXIST) {
+        fprintf(stderr, "%s: cannot create %s: %s\n", argv[0], argv[1], strerror(errno));
+        return 1;
     }
     char data[4096], model[4096];
     snprintf(data, sizeof data, "%s/data", argv[1]);

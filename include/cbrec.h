@@ -87,7 +87,8 @@ CB_API void cb_config_free(cb_config *c); /* NULL is a no-op */
  * parsed and range-checked here, once; the config is unchanged on error. */
 CB_API int cb_config_set(cb_config *c, const char *key, const char *value, cb_error *err);
 /* The checks across keys and of lists that name things (an EVAL "models" entry
- * that is no model, TRAIN feature settings that contradict each other):
+ * that is no model, TRAIN feature settings that contradict each other,
+ * TRAIN epochs 0, which would give an untrained model):
  * CB_OK, or CB_EINVAL / CB_ENOTFOUND with the reason. The calls that take a
  * config make the same checks; this one lets a front end report them first. */
 CB_API int cb_config_check(const cb_config *c, cb_error *err);
@@ -378,7 +379,10 @@ CB_API int  cb_recommender_load_model(cb_recommender **out, const char *model_pa
 CB_API const char *cb_recommender_history_note(const cb_recommender *rec);
 CB_API void cb_recommender_free(cb_recommender *rec);
 /* A JSON document describing the model: dataset, fingerprint, counts, vector
- * width, rating scale, whether it predicts ratings, the table, and "history":
+ * width, rating scale, whether it was trained on 0/1 labels ("binary") or
+ * weighted events ("weighted"), what its rating half predicts ("prediction":
+ * "predicted rating", "predicted probability" or "predicted weight", as the
+ * reasons say it), the table, and "history":
  * the history file's path, "model file" (an old model holding it), "memory"
  * (trained, not yet saved) or "absent" (malloc'd, caller frees). */
 CB_API int cb_recommender_describe(const cb_recommender *rec, char **json_out, cb_error *err);
@@ -582,17 +586,26 @@ CB_API int cb_recommender_batch_row_json(const cb_recommender *rec, size_t user,
  * user_json). A user_id the model does not know is a new user described by
  * user_json alone (a note says so). */
 
-/* Item `item`'s genre names, up to max of them into names (may be NULL);
- * returns how many it has (0 out of range). */
+/* Item `item`'s genre names (the genre column's values only), up to max of
+ * them into names (may be NULL); returns how many it has (0 out of range). */
 CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item, const char **names, size_t max);
+/* Item `item`'s values of its other content columns (tags, brand, ...: every
+ * categorical and multi-valued item column but the genre column), up to max
+ * of them into columns[k] (the column's name) and values[k] (either may be
+ * NULL); returns how many it has (0 out of range, and for added items, whose
+ * model keeps their genres only). */
+CB_API size_t cb_recommender_item_content(const cb_recommender *rec, size_t item, const char **columns,
+                                          const char **values, size_t max);
 /* Per item (model items, then added ones; arrays [cb_recommender_item_count]):
  * the number of interactions in the model (every rating of the training data;
  * 0 for added items) and their mean rating (NAN when none). */
 CB_API int cb_recommender_item_rating_stats(const cb_recommender *rec, size_t *counts, double *means, cb_error *err);
 /* What a profile form can offer, as JSON (malloc'd): {"genres": [the genre
  * column's names, what "genre_ratings" takes; no brand or tag values],
- * "item_columns": {"<col>": [levels]}, "user_columns": {"<col>": [levels]}}
- * (a numeric column has an empty list). */
+ * "item_columns": {"<col>": [levels]} (the other content columns, what
+ * "preferences" takes, and the items' other columns), "user_columns":
+ * {"<col>": [levels]} (the user attributes a profile gives; nothing learnt
+ * from ratings)} (a numeric or text column has an empty list). */
 CB_API int cb_recommender_vocabulary_json(const cb_recommender *rec, char **json_out, cb_error *err);
 /* A known user's interactions in the model, oldest first: count (0 out of
  * range), then the j-th: item number, rating, time (seconds; 0 when the data had

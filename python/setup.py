@@ -4,8 +4,10 @@ the pure-Python cbrec package around it.
 
 Debian's setuptools only; nothing is downloaded:
 
-    pip install --no-build-isolation ./python     # from the repository root
     make python                                    # the build-tree copy the tests import
+    PYTHONPATH=build/python/lib /usr/bin/python3   # ... which any script can use
+    python3 -m venv --system-site-packages VENV    # or install it: into a venv, since
+    VENV/bin/pip install --no-build-isolation ./python   # Debian 12's python3 refuses (PEP 668)
 
 The library is built by the repository's Makefile (``make libcbrec.a``), so
 its compiler flags have one home. Environment:

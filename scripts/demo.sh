@@ -2,7 +2,7 @@
 # The main job: train cbrec on MovieLens latest-small (or, offline without it,
 # on a synthetic catalog — and say so), then show recommendations with their
 # reasons for a sample user and the movies most similar to a well-known one.
-#   usage: scripts/demo.sh [--data PATH]     (make demo)
+#   usage: scripts/demo.sh [--data PATH]     (make demo [DATA=PATH])
 set -eu
 cd "$(dirname "$0")/.."
 DATA=""

@@ -11,8 +11,8 @@ PKGS="build-essential pkg-config libopenblas-dev libcmocka-dev libjansson-dev
 PKGS="$PKGS libmicrohttpd-dev libsqlite3-dev wrk"  # cbrec serve, its tests and bench
 # the web page's test (tests/web): Debian's headless chromium driven by node over CDP pipes (no npm)
 PKGS="$PKGS chromium nodejs fonts-dejavu-core"
-# the Python binding (make python, its pytest suite, pip install ./python)
-PKGS="$PKGS python3-dev python3-numpy python3-pytest python3-setuptools python3-pip python3-wheel python3-pandas"
+# the Python binding (make python, its pytest suite, pip install ./python in a venv)
+PKGS="$PKGS python3-dev python3-numpy python3-pytest python3-setuptools python3-pip python3-wheel python3-pandas python3-venv"
 PKGS="$PKGS valgrind"  # make test VALGRIND=1
 PKGS="$PKGS libopenmpi-dev openmpi-bin"  # mpirun -np K cbrec train (the Makefile builds MPI in when mpicc is there)
 if [ "${1:-}" != "--minimal" ]; then

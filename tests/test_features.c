@@ -394,9 +394,15 @@ static void test_new_item(void **state) {
     assert_true(x[find_name(f, false, "year_missing")] == 1.0f);
     assert_float_equal(raw_value(f, false, x, find_name(f, false, "rating_mean(shrunk,z)")), cb_features_global_mean(f), 1e-5);
     assert_true(x[find_name(f, false, "genre[Drama]")] == 1.0f && x[find_name(f, false, "genre[Action]")] == 0.0f);
-    const char *bad[1] = {"Musical"};
-    cb_item_input in3 = {2000, bad, 1, NULL, 0, 0, 0};
-    assert_int_equal(cb_features_new_item(f, &in3, x, &err), CB_ENOTFOUND);
+    /* an unknown genre is a remark, as an unknown tag is; an error under strict */
+    const char *bad[2] = {"Musical", "Drama"};
+    cb_item_input in3 = {2000, bad, 2, NULL, 0, 0, 0};
+    char notes[256] = "";
+    assert_int_equal(cb_features_new_item_checked(f, &in3, false, notes, sizeof notes, x, &err), CB_OK);
+    assert_string_equal(notes, "unknown value 'Musical' of 'genres' ignored");
+    assert_true(x[find_name(f, false, "genre[Drama]")] == 1.0f);
+    assert_int_equal(cb_features_new_item_checked(f, &in3, true, notes, sizeof notes, x, &err), CB_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "unknown genre 'Musical'"));
     free(x);
     free(X);
     cb_features_free(f);

@@ -388,7 +388,7 @@ static void long_strings_clipped(void **state) {
     char *big = malloc(n + 64);
     memcpy(big, "{\"id\": \"", 8);
     memset(big + 8, 'x', n);
-    strcpy(big + 8 + n, "\", \"genres\": [\"NoSuchGenre\"]}");
+    strcpy(big + 8 + n, "\", \"strict\": true, \"genres\": [\"NoSuchGenre\"]}"); /* strict: an error */
     char *i = tu_write(f->dir, "big.json", big);
     char *out;
     assert_int_equal(run(&out, "%s add-item --model %s --item-json %s --out %s.t", cbrec(), f->model, i, i), 1);

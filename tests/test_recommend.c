@@ -977,6 +977,14 @@ static void event_reasons_quote_no_rating(void **state) {
         assert_non_null(strstr(all, "among the most picked items overall"));
         if (!weighted) assert_null(strstr(all, "(weight "));
         free(all);
+        /* what a page needs to word its values the same way (cbrec serve's /v1/meta) */
+        char *about = NULL;
+        cb_error err = {0};
+        assert_int_equal(cb_recommender_describe(rec, &about, &err), CB_OK);
+        assert_non_null(strstr(about, weighted ? "\"prediction\": \"predicted weight\""
+                                               : "\"prediction\": \"predicted probability\""));
+        assert_non_null(strstr(about, weighted ? "\"weighted\": true" : "\"binary\": true"));
+        free(about);
         cb_recommender_free(rec);
         tu_rmrf(d);
         free(d);

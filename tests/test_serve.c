@@ -240,13 +240,15 @@ static bool in_list(json_t *items, const char *id) {
     return false;
 }
 
-/* A list entry's "genres" (spliced into the list's text) are its item's, in order. */
+/* A list entry's "genres" and "content" (spliced into the list's text) are its item's, in order. */
 static void assert_genres_of_item(const fixture *f, json_t *entry) {
     char path[256];
     snprintf(path, sizeof path, "/v1/items/%s", json_string_value(json_object_get(entry, "item")));
     json_t *it = get_json(f, path, 200);
     assert_true(json_array_size(json_object_get(entry, "genres")) >= 1);
     assert_true(json_equal(json_object_get(entry, "genres"), json_object_get(it, "genres")));
+    assert_true(json_object_get(entry, "content") == json_object_get(it, "content") || /* both absent */
+                json_equal(json_object_get(entry, "content"), json_object_get(it, "content")));
     json_decref(it);
 }
 
@@ -266,7 +268,10 @@ static void same_as_cli(const fixture *f, json_t *answer, const char *args) {
     free(text);
     size_t i;
     assert_int_equal(json_object_del(ours, "user"), 0);
-    json_array_foreach(json_object_get(ours, "items"), i, x) assert_int_equal(json_object_del(x, "genres"), 0);
+    json_array_foreach(json_object_get(ours, "items"), i, x) {
+        assert_int_equal(json_object_del(x, "genres"), 0);
+        json_object_del(x, "content"); /* present when the item has values of other content columns */
+    }
     assert_true(json_array_size(json_object_get(cli, "items")) > 0);
     if (!json_equal(ours, cli)) fprintf(stderr, "server: %s\ncli:    %s\n", json_dumps(ours, 0), json_dumps(cli, 0));
     assert_true(json_equal(ours, cli));
@@ -440,7 +445,9 @@ static void clean_errors(void **state) {
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"exclude\": {\"a\": 1}}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"profile\": \"x\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"1\": \"five\"}}}", 0, 400);
-    expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"no-such\": 5}}}", 0, 404);
+    /* a profile the model cannot read is bad input (400), not an unknown resource */
+    expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"no-such\": 5}}}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"1\": 5}, \"shoe_size\": 30}}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"\xff\xfe\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"user\": \"2\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"profile\": {}}", 0, 400);
@@ -746,6 +753,58 @@ static void long_request_holds_up_no_other(void **state) {
     }
     assert_true(before);
     stop_server(&g.srv, SIGTERM);
+}
+
+/* ---- content columns beside genres */
+
+/* Does the JSON array a hold the string s? */
+static bool has_string(json_t *a, const char *s) {
+    size_t i;
+    json_t *x;
+    json_array_foreach(a, i, x) if (!strcmp(json_string_value(x), s)) return true;
+    return false;
+}
+
+/* A catalog with genres, tags (one spelt like a genre) and a brand: "genres"
+ * everywhere (meta, items, lists) holds the genre column's values only, the
+ * other columns' values come under "content" by column, and the meta's user
+ * columns are what a profile gives (no "brand_avg": ["Acme](z"]). */
+static void content_columns_apart(void **state) {
+    fixture g = *(fixture *)*state;
+    char *d = tu_path(g.dir, "content");
+    assert_int_equal(mkdir(d, 0700), 0);
+    const char *const genres[3] = {"Sci-Fi", "Comedy", "Drama|Sci-Fi"}, *const tags[2] = {"sci-fi;aliens", "funny"};
+    tu_write_content_catalog(d, genres, tags);
+    g.model = tu_path(d, "m.cbrec");
+    assert_int_equal(sh("%s train --data %s --model %s --user-layers 8 --item-layers 8 --dim 4 --epochs 1 --neighbours 0 "
+                        "-q >/dev/null", cbrec(), d, g.model), 0);
+    g.srv = start_server(&g, NULL, NULL);
+    json_t *j = get_json(&g, "/v1/meta", 200), *x;
+    char *text = json_dumps(json_object_get(j, "genres"), JSON_COMPACT);
+    assert_string_equal(text, "[\"Sci-Fi\",\"Comedy\",\"Drama\"]");
+    free(text);
+    assert_true(has_string(json_object_get(json_object_get(j, "columns"), "tags"), "sci-fi"));
+    assert_int_equal(json_object_size(json_object_get(j, "user_columns")), 0); /* the data has no user attributes */
+    assert_string_equal(json_string_value(json_object_get(j, "prediction")), "predicted rating"); /* the page's stars */
+    assert_true(json_is_false(json_object_get(j, "binary")) && json_is_false(json_object_get(j, "weighted")));
+    json_decref(j);
+    j = get_json(&g, "/v1/items/i0", 200);
+    text = json_dumps(j, JSON_COMPACT);
+    assert_non_null(strstr(text, "\"genres\":[\"Sci-Fi\"],\"content\":{\"tags\":[\"sci-fi\",\"aliens\"],\"brand\":[\"Acme\"]}"));
+    free(text);
+    json_decref(j);
+    j = get_json(&g, "/v1/recommend?user=u0&n=5", 200);
+    size_t i;
+    json_array_foreach(json_object_get(j, "items"), i, x) {
+        assert_false(has_string(json_object_get(x, "genres"), "sci-fi"));
+        assert_false(has_string(json_object_get(x, "genres"), "Acme") || has_string(json_object_get(x, "genres"), "Zed"));
+        assert_int_equal(json_array_size(json_object_get(json_object_get(x, "content"), "brand")), 1);
+        assert_genres_of_item(&g, x);
+    }
+    json_decref(j);
+    stop_server(&g.srv, SIGTERM);
+    free(g.model);
+    free(d);
 }
 
 /* ---- listening on IPv6 */
@@ -1095,7 +1154,7 @@ int main(void) {
         cmocka_unit_test(answers_swap_on_reload),
         cmocka_unit_test(overload_is_503),        cmocka_unit_test(overload_burst_is_503),
         cmocka_unit_test(long_request_holds_up_no_other),
-        cmocka_unit_test(listen_ipv6),            cmocka_unit_test(bad_start),
+        cmocka_unit_test(content_columns_apart),  cmocka_unit_test(listen_ipv6),            cmocka_unit_test(bad_start),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

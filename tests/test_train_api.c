@@ -288,6 +288,23 @@ static void refusals(void **state) {
     assert_non_null(strstr(err.msg, "/nonexistent/place"));
     cb_train_report bad = {0}; /* size not set */
     assert_int_equal(cb_train(&rec, f->ds, NULL, NULL, NULL, &bad, &err), CB_EINVAL);
+    /* epochs 0 cannot make a model: refused by the config check and by every
+     * call that trains (it once returned an untrained model and CB_OK) */
+    cb_config *t, *e;
+    assert_int_equal(cb_config_create(&t, CB_CONFIG_TRAIN, &err), CB_OK);
+    assert_int_equal(cb_config_set(t, "epochs", "0", &err), CB_OK);
+    assert_int_equal(cb_config_check(t, &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "epochs 0"));
+    err.msg[0] = '\0';
+    assert_int_equal(cb_train(&rec, f->ds, t, NULL, NULL, NULL, &err), CB_EINVAL);
+    assert_null(rec);
+    assert_non_null(strstr(err.msg, "epochs 0"));
+    char *report = NULL;
+    assert_int_equal(cb_config_create(&e, CB_CONFIG_EVAL, &err), CB_OK);
+    assert_int_equal(cb_evaluate(f->ds, e, t, NULL, NULL, &report, &err), CB_EINVAL);
+    assert_null(report);
+    cb_config_free(e);
+    cb_config_free(t);
     cb_dataset_close(NULL);
     cb_config_free(NULL);
 }

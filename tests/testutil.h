@@ -44,6 +44,28 @@ static inline char *tu_path(const char *dir, const char *name) {
     return p;
 }
 
+/* A tiny catalog in dir for content-column tests: cbrec.schema, i.csv with 30
+ * items "i0".."i29" ("Item N") of genres genres[i % 3] ('|'-joined), tags
+ * tags[i % 2] (';'-joined; no tags column when tags is NULL) and brand Acme
+ * (even i) or Zed (odd), and r.csv with 8 ratings of each of 40 users. */
+static inline void tu_write_content_catalog(const char *dir, const char *const genres[3], const char *const tags[2]) {
+    char items[4096], ratings[8192] = "user,item,rating\n";
+    snprintf(items, sizeof items, "id,name,genres,%sbrand\n", tags ? "tags," : "");
+    for (int i = 0; i < 30; i++)
+        snprintf(items + strlen(items), sizeof items - strlen(items), "i%d,Item %d,%s,%s%s%s\n", i, i, genres[i % 3],
+                 tags ? tags[i % 2] : "", tags ? "," : "", i % 2 ? "Zed" : "Acme");
+    for (int u = 0; u < 40; u++)
+        for (int k = 0; k < 8; k++)
+            snprintf(ratings + strlen(ratings), sizeof ratings - strlen(ratings), "u%d,i%d,%d\n", u, (u * 7 + k * 3) % 30,
+                     1 + (u + k) % 5);
+    free(tu_write(dir, "cbrec.schema", tags ? "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, "
+                                              "genres:multi(|), tags:multi(;), brand:categorical\n"
+                                            : "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, "
+                                              "genres:multi(|), brand:categorical\n"));
+    free(tu_write(dir, "i.csv", items));
+    free(tu_write(dir, "r.csv", ratings));
+}
+
 /* Remove a directory tree made by tu_tmpdir. */
 static inline void tu_rmrf(const char *dir) {
     char cmd[4200];

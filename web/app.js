@@ -79,6 +79,25 @@ function fmt(x, digits) {
   return typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '–';
 }
 
+// What the model learnt from (/v1/meta): 'rating' (stars), 'binary' (0/1 picks) or
+// 'weighted' (summed event weights); the reasons word it the same way ("which you picked").
+function dataKind() {
+  const m = state.meta || {};
+  return m.binary ? 'binary' : m.weighted ? 'weighted' : 'rating';
+}
+
+// A predicted value as the model means it: a star rating only where it learnt ratings.
+function predictionText(value) {
+  const kind = dataKind();
+  return kind === 'rating' ? `★ ${fmt(value, 1)}` : kind === 'binary' ? `p ${fmt(value, 2)}` : `weight ${fmt(value, 1)}`;
+}
+
+// An observed value (a history entry, a mean): a rating, a pick or a weight.
+function observedText(value, digits) {
+  const kind = dataKind();
+  return kind === 'rating' ? `★ ${fmt(value, digits)}` : kind === 'binary' ? 'picked' : `weight ${fmt(value, digits)}`;
+}
+
 function genreChips(genres) {
   if (!genres || !genres.length) return null;
   return el('span', { class: 'chips inline' }, genres.map((g) => el('span', {
@@ -115,7 +134,8 @@ function listEntry(entry, opts) {
   if (opts.extraReasons) reasons.push(...opts.extraReasons(entry, genres));
   const stats = [el('span', { class: 'score', title: opts.scoreTitle }, `${opts.scoreName} ${fmt(entry.score, 2)}`)];
   if (typeof entry.rating === 'number') {
-    stats.push(el('span', { class: 'rating', title: 'predicted rating' }, `★ ${fmt(entry.rating, 1)}`));
+    stats.push(el('span', { class: 'rating', title: (state.meta && state.meta.prediction) || 'predicted rating' },
+      predictionText(entry.rating)));
   }
   return el('li', { class: 'entry', 'data-item': id },
     el('span', { class: 'rank', 'aria-hidden': 'true' }, entry.rank || ''),
@@ -198,8 +218,10 @@ async function openItem(id) {
   $('item-view').hidden = false;
   $('item-title').textContent = item.title;
   const facts = [`item ${id}`, `${item.n_ratings ?? 0} ratings`];
-  if (typeof item.mean_rating === 'number') facts.push(`mean ★ ${fmt(item.mean_rating, 2)}`);
+  if (typeof item.mean_rating === 'number' && dataKind() !== 'binary') facts.push(`mean ${observedText(item.mean_rating, 2)}`);
   if (item.new) facts.push('new item (placed by its content alone)');
+  // the other content columns (tags, brand, ...): the chips are the genres alone
+  for (const [column, values] of Object.entries(item.content || {})) facts.push(`${column}: ${values.join(', ')}`);
   $('item-facts').textContent = facts.join(' · ');
   $('item-genres').replaceChildren(genreChips(item.genres) || '');
   $('item-rate').replaceChildren(starButtons(id, item.title));
@@ -261,7 +283,7 @@ async function openUser(id) {
   history.forEach(learnItem);
   const ratings = history.map((h) => h.rating).filter((r) => typeof r === 'number');
   const mean = ratings.length ? ratings.reduce((a, b) => a + b, 0) / ratings.length : null;
-  $('user-facts').textContent = [mean === null ? null : `mean ★ ${fmt(mean, 2)}`,
+  $('user-facts').textContent = [mean === null || dataKind() === 'binary' ? null : `mean ${observedText(mean, 2)}`,
     user.live_events ? `${user.live_events} live events` : null].filter(Boolean).join(' · ');
   $('user-view').hidden = false;
   $('user-criterion').textContent = recs.criterion ? `(by ${recs.criterion})` : '';
@@ -269,7 +291,7 @@ async function openUser(id) {
   renderHistory(history);
   state.userShown = { list: (recs.items || []).map((e) => String(e.item)),
     history: history.map((h) => String(h.item)), focus: null,
-    label: `user ${id}'s ${(recs.items || []).length} recommendations and their ${history.length} rated items` };
+    label: `user ${id}'s ${(recs.items || []).length} recommendations and their ${history.length} ${dataKind() === 'rating' ? 'rated' : 'picked'} items` };
   highlight(state.userShown);
 }
 
@@ -279,7 +301,8 @@ const HISTORY_SHOWN = 15;
 function renderHistory(history) {
   const list = $('user-history');
   list.replaceChildren(...history.map((h, i) => el('li', { 'data-item': String(h.item), hidden: i >= HISTORY_SHOWN },
-    el('span', { class: 'rating-pill', 'aria-label': `rated ${h.rating}` }, `★ ${h.rating}`),
+    el('span', { class: 'rating-pill', 'aria-label': dataKind() === 'rating' ? `rated ${h.rating}` : observedText(h.rating, 1) },
+      dataKind() === 'rating' ? `★ ${h.rating}` : observedText(h.rating, 1)),
     openButton(String(h.item), h.title))));
   if (history.length > HISTORY_SHOWN) {
     const more = el('button', { type: 'button', class: 'link', id: 'history-more', 'aria-expanded': 'false' },

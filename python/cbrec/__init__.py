@@ -433,7 +433,8 @@ Model.recommend.__doc__ %= _settings_doc("recommend")
 def evaluate(dataset, models=None, *, progress=False, train=None, **settings):
     """Evaluate models on the same splits of `dataset` (``cbrec eval``):
     baselines (global-mean, bias, popularity, svd, ease, item-knn,
-    content-knn, random), the two-tower rows and "cbrec" (train + recommend).
+    content-knn, random), the two-tower rows, "cbrec" (train + recommend)
+    and "cbrec-towers" (the same model ranking by its towers alone).
 
     models: a list of names (or "a,b"); None: all. settings: EVAL keys
     (k, folds, threshold, protocol, ...), and TRAIN keys for the two-tower

@@ -153,6 +153,14 @@ def test_save_table_round_trip(dataset, tmp_path):
     assert loaded.similar("1", 5).ids == m.similar("1", 5).ids
 
 
+def test_epochs_zero_refused(dataset, model):
+    # an untrained model is no model: refused before the work, by every way to train
+    with pytest.raises(cbrec.InvalidArgument, match="epochs 0"):
+        cbrec.Model.train(dataset, epochs=0)
+    with pytest.raises(cbrec.InvalidArgument, match="epochs 0"):
+        cbrec.evaluate(dataset, models=["popularity"], epochs=0)
+
+
 def test_model_errors(model, tmp_path):
     with pytest.raises(cbrec.NotFound, match="unknown user 'nobody'") as e:
         model.recommend("nobody")

@@ -285,8 +285,9 @@ done:
 
 static const char *recommend_usage =
     "usage: cbrec recommend --model FILE (--user ID | --new-user FILE.json | --users all|FILE) [-n 10] [options]\n"
-    "retrieval from several sources, filtering, ranking by the model's ranking score (the predicted\n"
-    "rating today: v_u . v_m mapped to the rating scale), with the reasons for every item. --users ranks\n"
+    "retrieval from several sources, filtering, ranking by one criterion (--rank-by auto: a model trained\n"
+    "for retrieval, the default, ranks by its retrieval score plus the neighbour component; a rating\n"
+    "model by the predicted rating), with the reasons for every item. --users ranks\n"
     "many users over the whole catalog at once (one GEMM per block; the sources are not used) and writes\n"
     "one JSON line per user to --out: {\"user\", \"criterion\", \"items\": [{\"item\", \"score\"}]}.\n"
     "Aliases: -n N = --n N; --block FILE = --block-file FILE; --no-similar, --no-genre, --no-group,\n"

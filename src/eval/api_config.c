@@ -38,8 +38,8 @@ CB_API int cb_config_key(cb_config_kind kind, size_t i, cb_config_key_info *out)
 CB_API int cb_config_check(const cb_config *c, cb_error *err) {
     if (!c) return cb_fail(err, CB_EINVAL, "cb_config_check: no configuration");
     const cb_train_config *tc = cb_config_values(c, CB_CONFIG_TRAIN);
-    const char *why = tc ? cb_feature_config_check(&tc->features) : NULL;
-    if (why) return cb_fail(err, CB_EINVAL, "features: %s", why);
+    int rc = tc ? cb_train_config_check(tc, err) : CB_OK;
+    if (rc) return rc;
     cb_evalrun_config ec;
     return cb_config_values(c, CB_CONFIG_EVAL) ? cb_eval_config_resolve(&ec, c, NULL, err) : CB_OK;
 }

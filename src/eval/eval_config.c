@@ -12,9 +12,11 @@ static const cb_config_choice threshold_auto[] = {{"auto", CB_THRESHOLD_AUTO}, {
 
 static const cb_config_key_def keys[] = {
     {"models", "LIST", "",
-     "cbrec,twotower,pipeline,implicit,global,bias,popularity,svd,ease,item-knn,content-knn,random (empty: all); cbrec = `cbrec "
-     "train` + `cbrec recommend` with the TRAIN settings; pipeline = the two-tower's top-N through the cheap "
-     "retrieval sources; implicit = the two-tower rows' settings with objective retrieval",
+     "cbrec,cbrec-towers,twotower,pipeline,implicit,global,bias,popularity,svd,ease,item-knn,content-knn,random "
+     "(empty: all); cbrec = `cbrec train` + `cbrec recommend` with the TRAIN settings; cbrec-towers = the same "
+     "model ranking by its towers alone (`recommend --no-neighbours`; only when it has the neighbour component); "
+     "pipeline = the two-tower's top-N through the cheap retrieval sources; implicit = the two-tower rows' "
+     "settings with objective retrieval",
      "evaluation", CB_KEY_STRING, EC(models), 0, 0, 0, 0, NULL},
     {"folds", "LIST", "", "fixed folds, e.g. u1,u2,u3,u4,u5 (reads DATA/u1.base + DATA/u1.test; the split is "
      "then ignored)", "evaluation", CB_KEY_STRING, EC(folds), 0, 0, 0, 0, NULL},
@@ -61,11 +63,10 @@ int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, co
     const cb_train_config *tc = train_cfg ? cb_config_values(train_cfg, CB_CONFIG_TRAIN) : &tdef;
     if (!tc) return cb_fail(err, CB_EINVAL, "the training configuration is not of kind TRAIN");
     if (!train_cfg) cb_train_config_default(&tdef);
+    int rc = cb_train_config_check(tc, err);
+    if (rc) return rc;
     *out = ec->run;
-    if (ec->models && *ec->models) {
-        int rc = cb_evalrun_models_parse(ec->models, &out->models, err);
-        if (rc) return rc;
-    }
+    if (ec->models && *ec->models && (rc = cb_evalrun_models_parse(ec->models, &out->models, err))) return rc;
     out->train = *tc;
     out->features = tc->features;
     out->model = tc->model;

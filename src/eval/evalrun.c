@@ -46,7 +46,7 @@ int cb_evalrun_models_parse(const char *list, unsigned *mask, cb_error *err) {
         if (!found && len)
             return cb_fail(err, CB_ENOTFOUND,
                            "unknown model '%.*s' (known: twotower, pipeline, implicit, global, bias, popularity, svd, "
-                           "ease, item-knn, cbrec, content-knn, random)",
+                           "ease, item-knn, cbrec, cbrec-towers, content-knn, random)",
                            (int)len, p);
         p += len;
         if (*p == ',') p++;

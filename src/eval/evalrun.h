@@ -79,7 +79,7 @@ typedef enum cb_evalrun_model {
 } cb_evalrun_model;
 
 /* "two-tower", "two-tower/pipeline", "global-mean", "bias", "popularity", "svd",
- * "two-tower/implicit", "ease", "item-knn", "cbrec", "content-knn". */
+ * "two-tower/implicit", "ease", "item-knn", "cbrec", "content-knn", "cbrec-towers", "random". */
 const char *cb_evalrun_model_name(cb_evalrun_model m);
 /* Bit mask (1u << model) from a comma-separated list. Accepted names: the
  * names above and the short forms "twotower", "tt", "pipeline", "global",

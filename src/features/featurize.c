@@ -1444,6 +1444,8 @@ int cb_features_new_item(const cb_features *f, const cb_item_input *in, float *x
     return cb_features_new_item_checked(f, in, false, NULL, 0, x, err);
 }
 
+static void note_append(char *notes, size_t size, const char *col, const char *v, size_t len);
+
 int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, bool strict, char *notes,
                                  size_t notes_size, float *x, cb_error *err) {
     if (!f || !in || !x) return cb_fail(err, CB_EINVAL, "cb_features_new_item: missing argument");
@@ -1487,15 +1489,12 @@ int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, 
             rc = cb_fail(err, CB_EINVAL, "genre without a name");
             break;
         }
-        if (f->prejoined) {
-            int b = raw_block(s, name);
-            if (b < 0) rc = cb_fail(err, CB_ENOTFOUND, "unknown genre '%s'", name);
-            else x[s->blocks[b].offset] = 1.0f;
-        } else {
-            int64_t g = cb_vocab_find(f->genre_vocab, name, strlen(name));
-            if (g < 0) rc = cb_fail(err, CB_ENOTFOUND, "unknown genre '%s'", name);
-            else glist[ng++] = (uint32_t)g;
-        }
+        /* an unknown genre is a note, as an unknown tag or brand is (an error under strict) */
+        int64_t found = f->prejoined ? raw_block(s, name) : cb_vocab_find(f->genre_vocab, name, strlen(name));
+        if (found < 0 && strict) rc = cb_fail(err, CB_ENOTFOUND, "unknown genre '%s'", name);
+        else if (found < 0) note_append(notes, notes_size, "genres", name, strlen(name));
+        else if (f->prejoined) x[s->blocks[found].offset] = 1.0f;
+        else glist[ng++] = (uint32_t)found;
     }
     if (!rc && in->rating_count && !isfinite(in->rating_mean))
         rc = cb_fail(err, CB_EINVAL, "item rating mean is not finite");
@@ -1621,6 +1620,28 @@ int cb_features_facet_values(const cb_features *f, uint32_t facet, const char *s
         p = *q ? q + sl : q;
     }
     return CB_OK;
+}
+
+const char *cb_features_input_column(const cb_features *f, bool user, uint32_t j, const char **level) {
+    *level = NULL;
+    const fside *s = f ? (user ? &f->user : &f->item) : NULL;
+    if (!s || j >= s->dim) return NULL;
+    for (uint32_t bi = 0; bi < s->n_blocks; bi++) {
+        const fblock *b = &s->blocks[bi];
+        if (j < b->offset || j >= b->offset + b->width) continue;
+        uint32_t k = j - b->offset;
+        switch (b->type) {
+        case B_CAT: case B_MULTI: *level = b->levels[k]; return b->col;
+        case B_AGE_BUCKETS: *level = age_bucket_name[k]; return b->col;
+        case B_NUM: case B_TEXT: return b->col;
+        case B_ITEM_GENRES: /* another content column's value (tags, brand) */
+            if (is_genre_value(f, k)) return NULL;
+            *level = f->genres[k];
+            return f->facet_cols[f->value_facet[k]];
+        default: return NULL;
+        }
+    }
+    return NULL;
 }
 
 bool cb_features_item_interaction(const cb_features *f, uint32_t j) {

@@ -172,17 +172,18 @@ typedef struct cb_item_input {
     float rating_mean;
 } cb_item_input;
 
-/* Write one row x[user_dim] / x[item_dim]. Unknown column or genre names,
- * unknown item indices and unparsable numbers -> CB_ENOTFOUND / CB_EINVAL with
- * the name in the message; unseen categorical levels are not errors (all 0).
+/* Write one row x[user_dim] / x[item_dim]. Unknown column or genre names
+ * (an item's unknown genres: see below), unknown item indices and unparsable
+ * numbers -> CB_ENOTFOUND / CB_EINVAL with the name in the message; unseen
+ * categorical levels are not errors (all 0).
  * For a known user, passing its attributes and its training ratings (in the
  * order they appear in train_idx) gives exactly its cb_features_users row. */
 int cb_features_new_user(const cb_features *f, const cb_user_input *in, float *x, cb_error *err);
 int cb_features_new_item(const cb_features *f, const cb_item_input *in, float *x, cb_error *err);
-/* The same, where values of content columns given as attributes (by column
- * name; a string split on '|' and on the column's own separator, as in the
- * file) that the model does not know are an error under `strict`, else a
- * remark appended to notes[notes_size] (may be NULL) and ignored.
+/* The same, where genres and values of content columns given as attributes
+ * (by column name; a string split on '|' and on the column's own separator,
+ * as in the file) that the model does not know are an error under `strict`,
+ * else a remark appended to notes[notes_size] (may be NULL) and ignored.
  * (cb_features_new_item: not strict, no notes.) */
 int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, bool strict, char *notes,
                                  size_t notes_size, float *x, cb_error *err);
@@ -254,6 +255,14 @@ int cb_features_facet_values(const cb_features *f, uint32_t facet, const char *s
 /* Is item feature j derived from interactions (rating count, mean) rather
  * than content? (What item-dropout masks so new items are placed by content.) */
 bool cb_features_item_interaction(const cb_features *f, uint32_t j);
+/* The column a new user's (user) or item's JSON gives feature j of that side
+ * from, or NULL when the feature is no such input: derived from interactions
+ * (rating count and mean, per-value tastes, popular items), the year, the
+ * genre column (which has its own list), a pre-joined raw column. *level: the
+ * feature's level of a categorical or multi-valued column, content column or
+ * age bucket ("F", "jazz", "25-34"); NULL for a number or a text column.
+ * Strings belong to f. */
+const char *cb_features_input_column(const cb_features *f, bool user, uint32_t j, const char **level);
 
 /* ---- Accessors for retrieval and explanations. */
 bool cb_features_prejoined(const cb_features *f);

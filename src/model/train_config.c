@@ -70,7 +70,7 @@ static const cb_config_key_def keys[] = {
      CB_KEY_U32_LIST, TC(model.user_layers), TC(model.n_user_layers), 1, 65536, CB_MODEL_MAX_LAYERS, NULL},
     {"item-layers", "LIST", "256,128", "hidden ReLU widths of the item tower (none: linear)", "model",
      CB_KEY_U32_LIST, TC(model.item_layers), TC(model.n_item_layers), 1, 65536, CB_MODEL_MAX_LAYERS, NULL},
-    {"dim", "N", "32", "output units of both towers", "model", CB_KEY_U32, TC(model.dim), 0, 1, 4096, 0, NULL},
+    {"dim", "N", "32", "output units of both towers (objective both with split heads: of each half, so the vectors are 2 N wide)", "model", CB_KEY_U32, TC(model.dim), 0, 1, 4096, 0, NULL},
     {"l2norm", "", "true", "l2-normalise the tower outputs", "model", CB_KEY_BOOL, TC(model.l2norm), 0, 0, 0, 0,
      NULL},
     /* The objective and its settings, chosen on a validation carve of ml-100k
@@ -240,7 +240,7 @@ static const cb_config_key_def keys[] = {
      1e-3, 1e9, 0, nb_auto_f},
     {"neighbour-weight", "auto|W", "auto", "the ranking adds W x the neighbour score (scaled to [0, 1] per user) "
      "to the retrieval score", "neighbours", CB_KEY_F32, TC(neighbour_weight), 0, 0, 1e4, 0, nb_auto_f},
-    {"split-heads", "", "true", "both: separate output halves for ranking and rating", "model", CB_KEY_BOOL,
+    {"split-heads", "", "true", "both: separate output halves for ranking and rating (each --dim wide)", "model", CB_KEY_BOOL,
      TC(model.split_heads), 0, 0, 0, 0, NULL},
     {"loss", "mse|bce", "mse", "squared error on ratings, or sigmoid cross-entropy on 0/1 labels", "model",
      CB_KEY_ENUM, TC(model.loss), 0, 0, 0, 0, losses},
@@ -304,6 +304,13 @@ const cb_config_table cb_train_config_table = {CB_CONFIG_TRAIN, "train", keys, s
 void cb_train_config_default(cb_train_config *c) {
     /* the defaults parse: tests/test_config.c creates every table's config */
     (void)cb_config_table_defaults(&cb_train_config_table, c, NULL);
+}
+
+int cb_train_config_check(const cb_train_config *c, cb_error *err) {
+    const char *why = cb_feature_config_check(&c->features);
+    if (why) return cb_fail(err, CB_EINVAL, "features: %s", why);
+    if (c->model.epochs == 0) return cb_fail(err, CB_EINVAL, "epochs 0 would give an untrained model: give 1 or more");
+    return CB_OK;
 }
 
 int cb_train_parse_split(const char *name, cb_train_split *out, cb_error *err) {

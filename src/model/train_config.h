@@ -51,6 +51,11 @@ extern const cb_config_table cb_train_config_table;
  * structs (the evaluation harness should take its model and feature defaults
  * from here). */
 void cb_train_config_default(cb_train_config *c);
+/* The checks of TRAIN settings that cannot work, before any work: CB_OK, or
+ * CB_EINVAL saying why (the feature settings' reasons prefixed "features: ";
+ * epochs 0, which would give an untrained model). Every way to train
+ * (cb_train, cb_train_resume, cb_evaluate) and cb_config_check ask it. */
+int cb_train_config_check(const cb_train_config *c, cb_error *err);
 /* The shared parsers of the "split" key and the layer lists (key
  * "user-layers" or "item-layers"), for callers with their own option structs
  * (cmd_eval): CB_EINVAL naming the key and the accepted values. */

@@ -377,14 +377,14 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
     if (out) *out = NULL;
     memset(o, 0, sizeof *o);
     o->test_loss = o->test_rmse = NAN;
-    const char *why = cb_feature_config_check(&tc->features);
-    if (why) return cb_fail(err, CB_EINVAL, "features: %s", why);
+    int rc = cb_train_config_check(tc, err);
+    if (rc) return rc;
     cb_split carve = {0}; /* the seeded validation carve, made here for every caller; none (and
                              no copy of sp->train: 4 B per rating) when valid_frac is 0 */
     bool carved = tc->valid_frac != 0.0;
-    int rc = carved ? cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_RANDOM, tc->valid_frac,
-                                     tc->model.seed, err)
-                    : CB_OK;
+    rc = carved ? cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_RANDOM, tc->valid_frac, tc->model.seed,
+                                 err)
+                : CB_OK;
     if (rc) return rc;
     if (!carved) carve.n_train = sp->n_train;
     cb_bundle_train_input in = {.ds = ds, .train_idx = carved ? carve.train : sp->train, .n_train = carve.n_train,

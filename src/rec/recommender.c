@@ -139,6 +139,8 @@ CB_API int cb_recommender_describe(const cb_recommender *h, char **json_out, cb_
                                      (json_int_t)h->table.n_extra)
                         : NULL;
     if (doc) json_object_set_new(doc, "history", json_string(history_source(r)));
+    if (doc) json_object_set_new(doc, "weighted", json_boolean(r->weighted));
+    if (doc) json_object_set_new(doc, "prediction", json_string(cb_rec_prediction_name(r)));
     const cb_neighbours *nb = r->neighbours; /* the ranking's neighbour component, null when none */
     if (doc)
         json_object_set_new(doc, "neighbours",

@@ -20,8 +20,11 @@ CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item,
         const uint32_t *list = NULL;
         uint32_t ng = 0;
         if (!f || cb_features_item_genres(f, (uint32_t)item, &list, &ng) != CB_OK) return 0;
-        for (uint32_t g = 0; g < ng; g++, n++)
-            if (names && n < max) names[n] = cb_features_genre_name(f, list[g]);
+        for (uint32_t g = 0; g < ng; g++) /* the values of every content column: the genre column's */
+            if (cb_features_value_is_genre(f, list[g])) {
+                if (names && n < max) names[n] = cb_features_genre_name(f, list[g]);
+                n++;
+            }
         return n;
     }
     const char *joined = rec->table.extra_genres[item - rec->r->n_items];
@@ -36,6 +39,25 @@ CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item,
             n++;
         }
         p = e ? e + 1 : p + len;
+    }
+    return n;
+}
+
+CB_API size_t cb_recommender_item_content(const cb_recommender *rec, size_t item, const char **columns,
+                                          const char **values, size_t max) {
+    const cb_features *f = rec ? rec->r->features : NULL;
+    const uint32_t *list = NULL;
+    uint32_t ng = 0;
+    if (!f || item >= rec->r->n_items || cb_features_item_genres(f, (uint32_t)item, &list, &ng) != CB_OK) return 0;
+    size_t n = 0;
+    for (uint32_t g = 0; g < ng; g++) {
+        int facet = cb_features_value_facet(f, list[g]);
+        if (facet < 0 || cb_features_value_is_genre(f, list[g])) continue;
+        if (n < max) {
+            if (columns) columns[n] = cb_features_facet_name(f, (uint32_t)facet);
+            if (values) values[n] = cb_features_genre_name(f, list[g]);
+        }
+        n++;
     }
     return n;
 }
@@ -68,26 +90,17 @@ CB_API int cb_recommender_item_rating_stats(const cb_recommender *rec, size_t *c
 
 /* ---- vocabulary */
 
-/* Split a feature name into column and level: "gender=F" and "tags[funny]"
- * give a level; "age(z)", "rating_mean" give a numeric column (level NULL). */
-static void add_feature_name(json_t *cols, const char *name) {
-    char col[256];
-    const char *eq = strchr(name, '='), *br = strchr(name, '['), *par = strchr(name, '(');
-    const char *cut = eq ? eq : br ? br : par;
-    if (!cut) return; /* derived columns (rating_count, ...) are not form inputs */
-    snprintf(col, sizeof col, "%.*s", (int)((size_t)(cut - name) < 255 ? (size_t)(cut - name) : 255), name);
-    static const char *const derived[] = {"genre", "genre_avg", "genre_frac", "top_item", "year", "rating_mean",
-                                          "rating_count", "item_id", NULL}; /* not form inputs */
-    for (int k = 0; derived[k]; k++)
-        if (!strcmp(col, derived[k])) return;
+/* Feature j of one side into cols as its input column and level (a number or
+ * a text column: the column with no levels); derived features are not inputs. */
+static void add_input_feature(json_t *cols, const cb_features *f, bool user, uint32_t j) {
+    const char *level, *col = cb_features_input_column(f, user, j, &level);
+    if (!col) return;
     json_t *levels = json_object_get(cols, col);
     if (!levels) {
         levels = json_array();
         json_object_set_new(cols, col, levels);
     }
-    if (cut == par) return; /* numeric: [] */
-    size_t len = strlen(cut + 1) - (cut == br ? 1 : 0);
-    json_array_append_new(levels, json_stringn(cut + 1, len));
+    if (level) json_array_append_new(levels, json_string(level));
 }
 
 CB_API int cb_recommender_vocabulary_json(const cb_recommender *rec, char **json_out, cb_error *err) {
@@ -96,8 +109,8 @@ CB_API int cb_recommender_vocabulary_json(const cb_recommender *rec, char **json
     json_t *genres = json_array(), *items = json_object(), *users = json_object();
     for (uint32_t g = 0; f && genres && g < cb_features_n_genres(f); g++) /* what "genre_ratings" takes */
         if (cb_features_value_is_genre(f, g)) json_array_append_new(genres, json_string(cb_features_genre_name(f, g)));
-    for (uint32_t j = 0; f && items && j < cb_features_item_dim(f); j++) add_feature_name(items, cb_features_item_name(f, j));
-    for (uint32_t j = 0; f && users && j < cb_features_user_dim(f); j++) add_feature_name(users, cb_features_user_name(f, j));
+    for (uint32_t j = 0; f && items && j < cb_features_item_dim(f); j++) add_input_feature(items, f, false, j);
+    for (uint32_t j = 0; f && users && j < cb_features_user_dim(f); j++) add_input_feature(users, f, true, j);
     json_t *doc = (genres && items && users) ? json_pack("{s:o,s:o,s:o}", "genres", genres, "item_columns", items,
                                                          "user_columns", users)
                                              : NULL;

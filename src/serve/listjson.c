@@ -197,8 +197,8 @@ char *sv_list_json(const sv_model *m, const cb_list *l, const char *key, const c
         }
         put(&b, "]", 1);
         if (item < m->n_items && item >= m->n_items - m->n_added) put(&b, ",\"new\":true", 11);
-        put(&b, ",\"genres\":", 10);
-        puts_(&b, item < m->n_items ? m->genres_json[item] : "[]");
+        put(&b, ",", 1);
+        puts_(&b, item < m->n_items ? m->content_json[item] : "\"genres\":[]");
         put(&b, "}", 1);
     }
     put(&b, "],\"notes\":[", 11);

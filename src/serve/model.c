@@ -1,7 +1,8 @@
 /* model — one loaded model as the server holds it: the recommender and what
  * the routes derive from it once at load (item interaction counts and means,
  * the items by popularity, the 2-D map, the describe and vocabulary JSON,
- * each item's genres as JSON text, spliced into every list answer).
+ * each item's genres and other content values as JSON text, spliced into
+ * every list answer).
  * A reload builds a new one beside the old (server.c swaps them). */
 #include "serve/serve.h"
 
@@ -23,26 +24,56 @@ void sv_model_free(sv_model *m) {
     free(m->means);
     free(m->by_popularity);
     free(m->xy);
-    for (size_t i = 0; m->genres_json && i < m->n_items; i++) free(m->genres_json[i]);
-    free(m->genres_json);
+    for (size_t i = 0; m->content_json && i < m->n_items; i++) free(m->content_json[i]);
+    free(m->content_json);
     free(m);
 }
 
-/* m->genres_json: ["Action","Sci-Fi"] per item (invalid UTF-8 replaced). */
-static int genres_texts(sv_model *m) {
-    if (!(m->genres_json = calloc(m->n_items + 1, sizeof *m->genres_json))) return CB_ENOMEM;
+static json_t *clean_string(const char *s) {
+    char *c = sv_utf8_clean(s);
+    json_t *j = c ? json_string(c) : NULL;
+    free(c);
+    return j;
+}
+
+json_t *sv_item_content(const sv_model *m, size_t item) {
+    size_t n_genres = cb_recommender_item_genres(m->rec, item, NULL, 0);
+    size_t n_other = cb_recommender_item_content(m->rec, item, NULL, NULL, 0);
+    const char **names = calloc(n_genres + 2 * n_other + 1, sizeof *names), **values = names + n_genres + n_other;
+    json_t *o = json_object(), *genres = json_array(), *content = n_other ? json_object() : NULL;
+    bool ok = names && o && !json_object_set(o, "genres", genres) && (!n_other || !json_object_set(o, "content", content));
+    json_decref(genres); /* o holds them */
+    json_decref(content);
+    if (!ok) {
+        json_decref(o);
+        free(names);
+        return NULL;
+    }
+    cb_recommender_item_genres(m->rec, item, names, n_genres);
+    for (size_t g = 0; g < n_genres; g++) json_array_append_new(genres, clean_string(names[g]));
+    cb_recommender_item_content(m->rec, item, names, values, n_other);
+    for (size_t k = 0; k < n_other; k++) { /* a column's values in the item's order */
+        json_t *list = json_object_get(content, names[k]);
+        if (!list) json_object_set_new(content, names[k], list = json_array());
+        json_array_append_new(list, clean_string(values[k]));
+    }
+    free(names);
+    return o;
+}
+
+/* m->content_json: sv_item_content's members as text per item,
+ * "genres":[...],"content":{...} (no braces). */
+static int content_texts(sv_model *m) {
+    if (!(m->content_json = calloc(m->n_items + 1, sizeof *m->content_json))) return CB_ENOMEM;
     for (size_t i = 0; i < m->n_items; i++) {
-        const char *names[64];
-        size_t n = cb_recommender_item_genres(m->rec, i, names, 64);
-        json_t *a = json_array();
-        for (size_t g = 0; a && g < n && g < 64; g++) {
-            char *c = sv_utf8_clean(names[g]);
-            json_array_append_new(a, c ? json_string(c) : NULL);
-            free(c);
-        }
-        m->genres_json[i] = a ? json_dumps(a, JSON_COMPACT) : NULL;
-        json_decref(a);
-        if (!m->genres_json[i]) return CB_ENOMEM;
+        json_t *o = sv_item_content(m, i);
+        char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!text) return CB_ENOMEM;
+        size_t len = strlen(text); /* "{...}": the members between the braces */
+        memmove(text, text + 1, len - 2);
+        text[len - 2] = '\0';
+        m->content_json[i] = text;
     }
     return CB_OK;
 }
@@ -96,7 +127,7 @@ sv_model *sv_model_load(const char *model_path, const char *table_path, char *ms
     rc = (m->counts && m->means && m->by_popularity && m->xy) ? CB_OK : CB_ENOMEM;
     if (!rc) rc = cb_recommender_item_rating_stats(m->rec, m->counts, m->means, &err);
     if (!rc) rc = cb_recommender_project_2d(m->rec, m->xy, &err);
-    if (!rc && (rc = genres_texts(m))) snprintf(err.msg, sizeof err.msg, "out of memory");
+    if (!rc && (rc = content_texts(m))) snprintf(err.msg, sizeof err.msg, "out of memory");
     if (!rc && read_describe(m, msg, msg_size)) rc = CB_EFORMAT;
     else if (rc) snprintf(msg, msg_size, "%s", err.msg[0] ? err.msg : cb_strstatus(rc));
     if (rc) {

@@ -51,11 +51,12 @@ static json_t *item_genres(const sv_model *m, size_t item) {
     return a;
 }
 
-/* {"item", "title", "genres", "n_ratings"} (+ "mean_rating", "new" when full). */
+/* {"item", "title", "genres", ["content",] "n_ratings"} (+ "mean_rating", "new" when full). */
 static json_t *item_json(const sv_model *m, size_t item, bool full) {
-    json_t *o = json_pack("{s:o,s:o,s:o,s:I}", "item", jstr(cb_recommender_item_id(m->rec, item)), "title",
-                          jstr(cb_recommender_item_title(m->rec, item)), "genres", item_genres(m, item), "n_ratings",
-                          (json_int_t)m->counts[item]);
+    json_t *o = json_pack("{s:o,s:o}", "item", jstr(cb_recommender_item_id(m->rec, item)), "title",
+                          jstr(cb_recommender_item_title(m->rec, item)));
+    if (o && json_object_update_new(o, sv_item_content(m, item))) o = (json_decref(o), NULL);
+    if (o) json_object_set_new(o, "n_ratings", json_integer((json_int_t)m->counts[item]));
     if (o && full) {
         json_object_set_new(o, "mean_rating", isnan(m->means[item]) ? json_null() : json_real(m->means[item]));
         json_object_set_new(o, "new", json_boolean(item >= m->n_items - m->n_added));
@@ -65,14 +66,19 @@ static json_t *item_json(const sv_model *m, size_t item, bool full) {
 
 int sv_get_meta(sv_request *rq, sv_reply *rep) {
     sv_model *m = rq->model;
-    json_t *vocab = json_loads(m->vocab_json, 0, NULL);
-    json_t *doc = vocab ? json_pack("{s:I,s:I,s:I,s:s,s:O,s:O,s:O,s:s}", "items", (json_int_t)m->n_items, "users",
-                                    (json_int_t)m->n_users, "dim", (json_int_t)cb_recommender_dim(m->rec), "criterion",
-                                    m->criterion, "genres", json_object_get(vocab, "genres"), "columns",
-                                    json_object_get(vocab, "item_columns"), "user_columns",
-                                    json_object_get(vocab, "user_columns"), "model_version", m->version)
-                        : NULL;
+    json_t *vocab = json_loads(m->vocab_json, 0, NULL), *about = json_loads(m->describe_json, 0, NULL);
+    json_t *doc = vocab && about ? json_pack("{s:I,s:I,s:I,s:s,s:O,s:O,s:O,s:O,s:O,s:O,s:s}", "items",
+                                             (json_int_t)m->n_items, "users", (json_int_t)m->n_users, "dim",
+                                             (json_int_t)cb_recommender_dim(m->rec), "criterion", m->criterion,
+                                             "prediction", json_object_get(about, "prediction"), "binary",
+                                             json_object_get(about, "binary"), "weighted",
+                                             json_object_get(about, "weighted"), "genres",
+                                             json_object_get(vocab, "genres"), "columns",
+                                             json_object_get(vocab, "item_columns"), "user_columns",
+                                             json_object_get(vocab, "user_columns"), "model_version", m->version)
+                                 : NULL;
     json_decref(vocab);
+    json_decref(about);
     return sv_reply_json(rep, 200, doc);
 }
 
@@ -226,7 +232,9 @@ int sv_recommend_text(const sv_server *s, const sv_model *m, const char *user, c
     free(live);
     if (rc) {
         if (!err->msg[0]) snprintf(err->msg, sizeof err->msg, "%s", cb_strstatus(rc));
-        return sv_status_of(rc);
+        /* what the model does not know in the client's own profile (an attribute,
+         * a genre, an item) is bad input, not a missing resource */
+        return rc == CB_ENOTFOUND && !user ? 400 : sv_status_of(rc);
     }
     *text = user ? sv_list_json(m, l, "user", user) : sv_list_json(m, l, "profile", "new user");
     cb_list_free(l);

@@ -25,6 +25,7 @@
 
 #include "cbrec.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -79,7 +80,7 @@ typedef struct sv_model {
     double *means;               /* [n_items] mean rating, NAN when none */
     uint32_t *by_popularity;     /* [n_items] item numbers, most rated first */
     float *xy;                   /* [n_items x 2] the 2-D map */
-    char **genres_json;          /* [n_items] each item's genres as a JSON array text */
+    char **content_json;         /* [n_items] each item's "genres":[...] (+ ,"content":{...}), sv_item_content's text */
     double y_min, y_max;         /* rating scale */
     size_t n_added;              /* items added after training (the last n_added numbers) */
     char criterion[64];          /* what ranks a recommendation list */
@@ -90,6 +91,10 @@ sv_model *sv_model_load(const char *model_path, const char *table_path, char *ms
 void sv_model_free(sv_model *m);
 /* Item number of an exact item id (not a title), or -1. */
 int64_t sv_model_item(const sv_model *m, const char *id);
+/* An item's content (new reference; NULL: out of memory): {"genres": [the
+ * genre column's values]} plus, when it has values of other content columns,
+ * "content": {"tags": [...], "brand": ["Acme"]} (invalid UTF-8 replaced). */
+json_t *sv_item_content(const sv_model *m, size_t item);
 
 /* ---- the event store */
 typedef struct sv_events sv_events;
