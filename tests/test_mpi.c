@@ -433,6 +433,33 @@ static void errors_told_once(void **state) {
     free(out);
 }
 
+/* Commands that do not share their work (predict, similar, synth, ...) run
+ * on rank 0 alone under mpirun: what they print is printed once and what
+ * they write is written by one process (every rank ran the whole command,
+ * so a prediction came twice and a server bound its port twice). */
+static void other_commands_on_rank_0_alone(void **state) {
+    (void)state;
+    if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
+    char *out = NULL;
+    assert_int_equal(run(NULL, "%s train --data %s/data --model %s/alone.cbrec --epochs 1 --neighbours 0 -q", cbrec(), dir,
+                         dir), 0);
+    assert_int_equal(run(&out, "%s 2 %s predict --model %s/alone.cbrec --user 1 --item 1", MPIRUN, cbrec(), dir), 0);
+    if (occurrences(out, "1\t1\t") != 1) fail_msg("predict not printed once:\n%s", out);
+    free(out);
+    assert_int_equal(run(&out, "%s 2 %s similar --model %s/alone.cbrec --item 1 -k 3", MPIRUN, cbrec(), dir), 0);
+    if (occurrences(out, "similar to") != 1) fail_msg("similar not printed once:\n%s", out);
+    free(out);
+    assert_int_equal(run(&out, "%s 2 %s synth --out %s/alone-data --users 50 --items 60 --ratings 500", MPIRUN, cbrec(),
+                         dir), 0);
+    if (occurrences(out, "wrote") > 1) fail_msg("synth told twice:\n%s", out);
+    free(out);
+    assert_int_equal(run(NULL, "test -s %s/alone-data/ratings.csv", dir), 0);
+    /* an option error is told by rank 0, once, with a non-zero exit */
+    assert_int_not_equal(run(&out, "%s 2 %s predict --model %s/alone.cbrec --user 1", MPIRUN, cbrec(), dir), 0);
+    if (occurrences(out, "usage: cbrec predict") != 1) fail_msg("usage error not told once:\n%s", out);
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(two_ranks_match_one_process),
@@ -444,6 +471,7 @@ int main(void) {
         cmocka_unit_test(diverging_ranks_save_first),
         cmocka_unit_test(batch_out_disk_full_named),
         cmocka_unit_test(errors_told_once),
+        cmocka_unit_test(other_commands_on_rank_0_alone),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -61,7 +61,6 @@ int cmd_index(int argc, char **argv) {
     if (!parse_size(m_text, 2, 256, &m)) return cli_usage_error(&c, "--m must be an integer in 2..256");
     if (!parse_size(efc_text, 1, 100000, &efc)) return cli_usage_error(&c, "--ef-construction must be in 1..100000");
     if (!parse_size(threads_text, 0, 256, &threads)) return cli_usage_error(&c, "--threads must be 0..256");
-    if (cli_mpi_launched_rank() > 0) return CLI_OK; /* under mpirun rank 0 builds it alone (on its --threads) */
     cb_error err;
     cb_recommender *rec = NULL;
     int checked = cli_check_output(cmd, out, model, NULL, 0);

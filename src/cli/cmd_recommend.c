@@ -72,7 +72,6 @@ int cmd_similar(int argc, char **argv) {
     int st = cli_parse(&c, NULL, argc, argv);
     if (st >= 0) return st;
     if (!model || !query) return cli_usage_error(&c, "give --model and --item");
-    if (cli_mpi_launched_rank() > 0) return CLI_OK; /* under mpirun rank 0 answers alone: nothing to share out */
     if (!parse_count(k_text, 1, 1u << 30, &k)) return cli_usage_error(&c, "-k must be a positive integer");
     cb_error err = {0};
     cb_list *l = NULL;
@@ -238,7 +237,6 @@ int cmd_add_item(int argc, char **argv) {
     int st = cli_parse(&c, NULL, argc, argv);
     if (st >= 0) return st;
     if (!model || !item_json || !out) return cli_usage_error(&c, "give --model, --item-json and --out");
-    if (cli_mpi_launched_rank() > 0) return CLI_OK; /* under mpirun rank 0 adds and writes it alone */
     int status = cli_check_output(cmd, out, model, CLI_INPUTS(table, item_json));
     if (status >= 0) return status;
     cb_error err = {0};

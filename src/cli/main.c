@@ -12,29 +12,34 @@ static int cmd_version(int argc, char **argv) {
     return CLI_OK;
 }
 
+/* Under mpirun a command either shares its work across the ranks (train,
+ * eval, batch recommend, precompute: cli_mpi_begin in its file) or is rank
+ * 0's alone: the other ranks leave at once, so a prediction is printed
+ * once, a server binds its port once and a file is written by one process. */
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
     const char *help;
+    bool shared; /* under mpirun: the ranks share the work (else rank 0 alone) */
 } command;
 
 static const command commands[] = {
-    {"version", cmd_version, "print the version"},
-    {"train", cmd_train, "train the two towers on a dataset and write a model file"},
-    {"predict", cmd_predict, "predict the rating of a user for an item"},
-    {"embed", cmd_embed, "export the item and user vectors of a model"},
-    {"inspect", cmd_inspect, "load a dataset and print what was loaded and its features"},
-    {"synth", cmd_synth, "generate a synthetic dataset with planted structure"},
-    {"similar", cmd_similar, "the items most similar to an item (by id or title)"},
-    {"precompute", cmd_precompute, "build the similar-items table of the whole catalog"},
-    {"index", cmd_index, "build the approximate nearest-neighbour index (HNSW) of a large catalog"},
-    {"recommend", cmd_recommend, "recommend items for a known or new user, with reasons"},
-    {"add-item", cmd_add_item, "embed a new item and insert it into a similar-items table"},
-    {"eval", cmd_eval, "measure the two-tower model beside the baselines (RMSE, top-N, coverage)"},
-    {"experiment", cmd_experiment, "experiment retrieval: how the retrieval size changes the final top-N"},
-    {"report", cmd_report, "write a Markdown report: evaluation, retrieval experiment, learning curve"},
-    {"serve", cmd_serve, "serve the HTTP API and web page over a model (live events, hot reload)"},
-    {"events", cmd_events, "events export: the server's stored live events as rating rows"},
+    {"version", cmd_version, "print the version", false},
+    {"train", cmd_train, "train the two towers on a dataset and write a model file", true},
+    {"predict", cmd_predict, "predict the rating of a user for an item", false},
+    {"embed", cmd_embed, "export the item and user vectors of a model", false},
+    {"inspect", cmd_inspect, "load a dataset and print what was loaded and its features", false},
+    {"synth", cmd_synth, "generate a synthetic dataset with planted structure", false},
+    {"similar", cmd_similar, "the items most similar to an item (by id or title)", false},
+    {"precompute", cmd_precompute, "build the similar-items table of the whole catalog", true},
+    {"index", cmd_index, "build the approximate nearest-neighbour index (HNSW) of a large catalog", false},
+    {"recommend", cmd_recommend, "recommend items for a known or new user, with reasons", true},
+    {"add-item", cmd_add_item, "embed a new item and insert it into a similar-items table", false},
+    {"eval", cmd_eval, "measure the two-tower model beside the baselines (RMSE, top-N, coverage)", true},
+    {"experiment", cmd_experiment, "experiment retrieval: how the retrieval size changes the final top-N", false},
+    {"report", cmd_report, "write a Markdown report: evaluation, retrieval experiment, learning curve", false},
+    {"serve", cmd_serve, "serve the HTTP API and web page over a model (live events, hot reload)", false},
+    {"events", cmd_events, "events export: the server's stored live events as rating rows", false},
     
     
 };
@@ -94,7 +99,8 @@ int main(int argc, char **argv) {
         return CLI_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name))
+            return !commands[i].shared && cli_mpi_launched_rank() > 0 ? CLI_OK : commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "cbrec: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return CLI_USAGE;
