@@ -58,6 +58,7 @@ struct cb_model {
     uint32_t epochs_done;
     int sparse_mode;            /* the user tower's first layer in training: 0 auto, 1 dense, 2 sparse
                                    (cb_model_set_sparse_input) */
+    uint64_t w0_jitter;         /* W0's rows dealt at random (tests: cb_model_jitter_w0_shares), else 0 */
 };
 
 /* Per-tower scratch for a batch of at most `cap` rows. */
@@ -476,6 +477,8 @@ static bool sparse_first_layer(const cb_model *m, const tower *t) {
 }
 
 void cb_model_set_sparse_input(cb_model *m, int on) { m->sparse_mode = on < 0 ? 0 : on == 0 ? 1 : 2; }
+
+void cb_model_jitter_w0_shares(cb_model *m, uint64_t seed) { m->w0_jitter = seed; }
 
 /* wt0: the pool's transposed W0 (tower_ws.wt0). */
 static int ws_sparse_alloc(tower_ws *ws, const tower *t, int cap, const float *wt0, cb_error *err) {
@@ -1224,6 +1227,11 @@ typedef struct worker {
                                 item-tower rows after its batch rows (ws[1]), outputs at x->ym row B + neg_lo */
     uint32_t *touched[2];    /* [rows + n_neg]: the id-embedding rows its items reached, by step parity */
     int n_touched[2];
+    /* its part of W0's gradient sum and update (w0_slice, balance_w0): the first and its
+     * share of the rows' cost (w0_from, w0_share; written by worker 0 between a step's last
+     * barrier and the next step's first), and the wall seconds of its last step's sum +
+     * update (written by itself before the last barrier) and their running mean */
+    double w0_from, w0_share, upd_seconds, upd_mean;
 } worker;
 
 typedef struct train_ctx {
@@ -1749,24 +1757,27 @@ static int w0_cut(const train_ctx *x, int r) {
 
 /* Worker w's rows of W0ᵀ this step, as floats of the flat layout [*lo,
  * *hi): cut where the running cost (a row: its non-zeros in every worker's
- * batch rows, plus W0_ROW_COST) passes w/N and (w+1)/N of the whole. The
- * first layer's columns are skewed (the most popular items' multi-hot
- * columns are the densest), and equal row counts gave worker 0 twice the
- * other's gradient work at 2 threads; a dense row (a dense head's, or any
- * after a dense batch) costs a worker's every batch row. Every worker
- * computes the same cuts (w0_cut): the sums are the same bits whoever
- * computes a row. */
+ * batch rows, plus W0_ROW_COST) passes the workers' shares before w and up
+ * to w (balance_w0: 1/N each at first). The first layer's columns are
+ * skewed (the most popular items' multi-hot columns are the densest), and
+ * equal row counts gave worker 0 twice the other's gradient work at 2
+ * threads; a dense row (a dense head's, or any after a dense batch) costs a
+ * worker's every batch row. Every worker computes the same cuts (the shares
+ * are read alike, w0_cut): the sums are the same bits whoever computes a
+ * row, so the shares move the work, never the model. */
 static void w0_slice(const train_ctx *x, int w, size_t *lo, size_t *hi) {
     int C = x->m->tw[0].in[0], N = x->n_workers;
     size_t OC = (size_t)x->m->tw[0].out[0];
-    uint64_t total = 0, run = 0, want_lo, want_hi;
+    uint64_t total = 0, run = 0;
+    double want_lo = 0, want_hi = 0;
     for (int pass = 0; pass < 2; pass++) {
-        want_lo = total * (uint64_t)w, want_hi = total * (uint64_t)(w + 1);
+        want_lo = (double)total * x->wk[w].w0_from;
+        want_hi = w + 1 == N ? (double)total : (double)total * x->wk[w + 1].w0_from;
         int r_lo = w == 0 ? 0 : -1, r_hi = w + 1 == N ? C : -1;
         run = 0;
         for (int r = 0; r < C; r++) {
-            if (pass && r_lo < 0 && run * (uint64_t)N >= want_lo) r_lo = r;
-            if (pass && r_hi < 0 && run * (uint64_t)N >= want_hi) r_hi = r;
+            if (pass && r_lo < 0 && (double)run >= want_lo) r_lo = r;
+            if (pass && r_hi < 0 && (double)run >= want_hi) r_hi = r;
             uint64_t cost = W0_ROW_COST;
             for (int v = 0; v < N; v++) {
                 const cb_nn_grad_part *q = &x->wk[v].ws[0].w0_part;
@@ -1780,6 +1791,45 @@ static void w0_slice(const train_ctx *x, int w, size_t *lo, size_t *hi) {
             *lo = (size_t)(w == 0 ? 0 : w0_cut(x, r_lo < 0 ? C : r_lo)) * OC;
             *hi = (size_t)(w + 1 == N ? C : w0_cut(x, r_hi < 0 ? C : r_hi)) * OC;
         }
+    }
+}
+
+/* The workers' shares of W0's rows moved toward equal sum + update times
+ * (worker 0, after a step's last barrier; no worker reads them before the
+ * next step's third). The cost w0_slice gives a row is a fixed guess
+ * (W0_ROW_COST for its optimiser, a dense row as its batch rows' non-zeros,
+ * made by one sgemm), and the guess was wrong by a factor that depends on
+ * the data: at 27,000 items the second of 2 workers got 992 of 1,052 rows,
+ * and its update took twice the first's, which waited. Each step, every
+ * share is scaled by (mean time / its time)^(1/4) of the running means
+ * (1/8 a step), at least 1/(8N), and the shares renormalised. The times
+ * are wall seconds, so a worker whose core is taken by another process
+ * gets fewer rows too. The shares move only the work (w0_slice). */
+static void balance_w0(train_ctx *x) {
+    int N = x->n_workers;
+    double mean = 0.0, total = 0.0;
+    uint64_t *jitter = &x->m->w0_jitter;
+    for (int v = 0; *jitter && v < N; v++) { /* tests: shares at random (xorshift64) */
+        *jitter ^= *jitter << 13, *jitter ^= *jitter >> 7, *jitter ^= *jitter << 17;
+        x->wk[v].upd_seconds = x->wk[v].upd_mean = 0;
+        x->wk[v].w0_share = (double)(*jitter >> 11) / 9007199254740992.0;
+    }
+    for (int v = 0; v < N; v++) {
+        worker *k = &x->wk[v];
+        k->upd_mean = k->upd_mean > 0 ? k->upd_mean + (k->upd_seconds - k->upd_mean) / 8 : k->upd_seconds;
+        mean += k->upd_mean / N;
+    }
+    for (int v = 0; v < N; v++) {
+        worker *k = &x->wk[v];
+        if (k->upd_mean > 0 && mean > 0) k->w0_share *= pow(mean / k->upd_mean, 0.25);
+        k->w0_share = k->w0_share > 1.0 / (8 * N) ? k->w0_share : 1.0 / (8 * N);
+        total += k->w0_share;
+    }
+    double from = 0.0;
+    for (int v = 0; v < N; v++) {
+        x->wk[v].w0_share /= total;
+        x->wk[v].w0_from = from;
+        from += x->wk[v].w0_share;
     }
 }
 
@@ -1842,25 +1892,30 @@ static void run_epoch(void *arg, int w) {
             update_range(x, x->grad[0], x->wt0 ? x->wk[0].ws[0].dwt0 : NULL, 0, x->n_flat, true);
             clear_lone(x);
         } else {
+            double t_upd = cb_now();
             if (x->wt0 && x->n_workers > 1) w0_slice(x, w, &sl[0][0], &sl[0][1]);
             for (int i = 0; i < 3; i++) reduce_range(x, sl[i][0], sl[i][1]);
             if (last) reduce_range(x, n_tw, x->n_flat);
             if (x->n_ranks > 1) {
+                x->wk[w].upd_seconds = cb_now() - t_upd;
                 lap(x, timed, 2, &t);
                 cb_pool_barrier(x->pool);
                 if (w == 0 && reduce_ranks(x, sum)) x->comm_failed = true;
                 cb_pool_barrier(x->pool);
                 lap(x, timed, 3, &t);
                 if (x->comm_failed) break;
+                t_upd = cb_now() - x->wk[w].upd_seconds; /* the ranks' sum not counted */
             }
             for (int i = 0; i < 3; i++) update_range(x, sum, sum, sl[i][0], sl[i][1], last && i == 2);
             if (x->emb_dim) emb_rows_clear(x, sum, sl[2][0], sl[2][1]);
+            x->wk[w].upd_seconds = cb_now() - t_upd;
         }
         lap(x, timed, 2, &t);
         cb_pool_barrier(x->pool); /* the parameters are updated */
         lap(x, timed, 3, &t);
         if (timed) x->phase_steps++; /* worker 0's: no other worker touches it */
         if (w) continue;
+        if (x->wt0 && x->n_workers > 1) balance_w0(x);
         m->tw[0].step++, m->tw[1].step++; /* read by the next update, two barriers on */
         x->n_steps++;
         x->steps_done = step + 1;
@@ -1991,6 +2046,8 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
     x->chunk = x->dvr + (size_t)B * W;
     for (int w = 0; w < x->n_workers && rc == CB_OK; w++) {
         worker *k = &x->wk[w];
+        k->w0_share = 1.0 / x->n_workers;
+        k->w0_from = (double)w / x->n_workers;
         if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
             (rc = ws_alloc(&k->ws[1], &m->tw[1], cap + ncap, false, err)) ||
             (x->wt0 && (rc = ws_sparse_alloc(&k->ws[0], ut, cap, x->wt0, err))))

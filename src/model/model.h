@@ -342,5 +342,9 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
 float *cb_model_tensor_grad(cb_model *m, size_t i);
 /* One optimiser step with the current gradients (adds weight decay). */
 void cb_model_optimizer_step(cb_model *m);
+/* Training with several workers then deals W0's rows among them at random
+ * each step (seeded; 0: by their measured times, the default), to show that
+ * where the cuts fall moves the work and never the model's bits. */
+void cb_model_jitter_w0_shares(cb_model *m, uint64_t seed);
 
 #endif /* CB_MODEL_H */
