@@ -480,7 +480,9 @@ void cb_model_set_sparse_input(cb_model *m, int on) { m->sparse_mode = on < 0 ? 
 
 void cb_model_jitter_w0_shares(cb_model *m, uint64_t seed) { m->w0_jitter = seed; }
 
-/* wt0: the pool's transposed W0 (tower_ws.wt0). */
+/* wt0: the pool's transposed W0 (tower_ws.wt0). A W0-sized gradient
+ * (dwt0) for a lone worker only: split workers leave theirs to the
+ * reduction (ws->split_w0, set before). */
 static int ws_sparse_alloc(tower_ws *ws, const tower *t, int cap, const float *wt0, cb_error *err) {
     size_t in = (size_t)t->in[0], n = (size_t)cap * in / 4 + 1;
     cb_nn_csr *s = &ws->csr, *t_s = &ws->csc;
@@ -489,7 +491,7 @@ static int ws_sparse_alloc(tower_ws *ws, const tower *t, int cap, const float *w
     if (!(s->off = cb_malloc(((size_t)cap + 1) * sizeof *s->off, err)) || !(s->col = cb_malloc(n * sizeof *s->col, err)) ||
         !(s->val = cb_malloc(n * sizeof *s->val, err)) || !(t_s->off = cb_malloc((in + 1) * sizeof *t_s->off, err)) ||
         !(t_s->col = cb_malloc(n * sizeof *t_s->col, err)) || !(t_s->val = cb_malloc(n * sizeof *t_s->val, err)) ||
-        !(ws->dwt0 = cb_calloc(in * t->out[0], sizeof(float), err)))
+        (!ws->split_w0 && !(ws->dwt0 = cb_calloc(in * t->out[0], sizeof(float), err))))
         return CB_ENOMEM;
     return CB_OK;
 }
@@ -2049,10 +2051,10 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
         k->w0_share = 1.0 / x->n_workers;
         k->w0_from = (double)w / x->n_workers;
         if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
-            (rc = ws_alloc(&k->ws[1], &m->tw[1], cap + ncap, false, err)) ||
-            (x->wt0 && (rc = ws_sparse_alloc(&k->ws[0], ut, cap, x->wt0, err))))
+            (rc = ws_alloc(&k->ws[1], &m->tw[1], cap + ncap, false, err)))
             break;
         k->ws[0].split_w0 = x->wt0 && (x->n_workers > 1 || x->n_ranks > 1); /* a lone worker's dwt0 is the sum */
+        if (x->wt0 && (rc = ws_sparse_alloc(&k->ws[0], ut, cap, x->wt0, err))) break;
         k->ws[0].dense_head = x->wt0 ? dense_head(x->d, ut) : 0;
         if (!(k->touched[0] = cb_calloc(2 * (size_t)(cap + ncap), sizeof(uint32_t), err))) return CB_ENOMEM;
         k->touched[1] = k->touched[0] + cap + ncap;
