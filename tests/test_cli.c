@@ -365,6 +365,16 @@ static void usage_errors(void **state) {
     free(out);
     assert_int_equal(run(&out, "%s train --data x --model y --lr abc", cbrec()), 2);
     free(out);
+    /* a typo'd option: the suggestions are options the command takes, its own included */
+    assert_int_equal(run(&out, "%s inspect --dat x", cbrec()), 2);
+    assert_non_null(strstr(out, "(did you mean --data?)"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --modle x --user 1", cbrec()), 2);
+    assert_non_null(strstr(out, "(did you mean --model?)"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model x --user 1 --dim 3", cbrec()), 2);
+    assert_null(strstr(out, "did you mean"));
+    free(out);
 }
 
 /* Options come from the key tables: --help lists them by section with their
