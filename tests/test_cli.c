@@ -375,6 +375,20 @@ static void usage_errors(void **state) {
     assert_int_equal(run(&out, "%s recommend --model x --user 1 --dim 3", cbrec()), 2);
     assert_null(strstr(out, "did you mean"));
     free(out);
+    /* serve and events parse as every command does: the reason, then the usage line */
+    assert_int_equal(run(&out, "%s serve --modle x", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec serve: unknown option '--modle' (did you mean --model?)"));
+    free(out);
+    assert_int_equal(run(&out, "%s serve", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec serve: give --model"));
+    free(out);
+    assert_int_equal(run(&out, "%s events export --events x --out y --click-rating abc", cbrec()), 2);
+    assert_non_null(strstr(out, "--click-rating takes a finite number, not 'abc'"));
+    free(out);
+    assert_int_equal(run(&out, "%s serve --help", cbrec()), 0);
+    assert_non_null(strstr(out, "--model, -m FILE")); /* every option described */
+    assert_non_null(strstr(out, "--quiet, -q"));
+    free(out);
 }
 
 /* Options come from the key tables: --help lists them by section with their
