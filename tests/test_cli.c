@@ -353,6 +353,25 @@ static void corrupt_model_refused(void **state) {
     free(m3);
 }
 
+/* The report's "Reproduce" line gives every setting the run was given away
+ * from its defaults (it gave the split and seed alone: --epochs 1 reproduced
+ * a 10-epoch page). */
+static void report_reproduce_line(void **state) {
+    fixture *f = *state;
+    char *out, *md = tu_path(f->dir, "report/r.md");
+    assert_int_equal(run(&out, "%s report --data %s --out %s --models popularity --epochs 1 --user-layers 16 "
+                               "--no-l2norm --users 20 -q",
+                         cbrec(), f->data, md),
+                     0);
+    free(out);
+    assert_int_equal(run(&out, "grep Reproduce %s", md), 0);
+    assert_non_null(strstr(out, "--split random --seed 1 --user-layers 16 --no-l2norm --epochs 1"));
+    assert_non_null(strstr(out, "--models popularity --users 20 --out "));
+    assert_null(strstr(out, "--lr ")); /* a default is not repeated */
+    free(out);
+    free(md);
+}
+
 static void usage_errors(void **state) {
     (void)state;
     char *out;
@@ -678,6 +697,7 @@ int main(void) {
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
+        cmocka_unit_test(report_reproduce_line),
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
         cmocka_unit_test(course_lab_reaches_the_labs_mse),
