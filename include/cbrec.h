@@ -88,7 +88,8 @@ CB_API void cb_config_free(cb_config *c); /* NULL is a no-op */
 CB_API int cb_config_set(cb_config *c, const char *key, const char *value, cb_error *err);
 /* The checks across keys and of lists that name things (an EVAL "models" entry
  * that is no model, TRAIN feature settings that contradict each other,
- * TRAIN epochs 0, which would give an untrained model):
+ * TRAIN epochs 0, which would give an untrained model, RECOMMEND keys that
+ * contradict, such as a genre cap with MMR diversity):
  * CB_OK, or CB_EINVAL / CB_ENOTFOUND with the reason. The calls that take a
  * config make the same checks; this one lets a front end report them first. */
 CB_API int cb_config_check(const cb_config *c, cb_error *err);
