@@ -397,6 +397,9 @@ static void usage_errors(void **state) {
     assert_int_equal(run(&out, "%s recommend --model x --user 1 --diversity mmr --genre-cap 2", cbrec()), 2);
     assert_non_null(strstr(out, "a genre cap does not combine with MMR diversity")); /* before loading anything */
     free(out);
+    assert_int_equal(run(&out, "%s experiment retrieva --data x", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec experiment: unknown experiment 'retrieva'"));
+    free(out);
     /* serve and events parse as every command does: the reason, then the usage line */
     assert_int_equal(run(&out, "%s serve --modle x", cbrec()), 2);
     assert_non_null(strstr(out, "cbrec serve: unknown option '--modle' (did you mean --model?)"));

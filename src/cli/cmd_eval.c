@@ -333,8 +333,11 @@ static const char *experiment_usage =
 int cmd_experiment(int argc, char **argv) {
     const char *cmd = "experiment";
     if (argc < 2 || (strcmp(argv[1], "retrieval") && strcmp(argv[1], "--help") && strcmp(argv[1], "-h"))) {
-        fputs(experiment_usage, stderr);
-        return CLI_USAGE;
+        const cli_command c = {cmd, experiment_usage, NULL, 0, NULL};
+        if (argc < 2) return cli_usage_error(&c, "give the experiment: retrieval");
+        char msg[200];
+        snprintf(msg, sizeof msg, "unknown experiment '%.80s' (the one experiment is retrieval)", argv[1]);
+        return cli_usage_error(&c, msg);
     }
     opts o;
     const cli_opt ex[] = {{"model", 'm', "FILE", "a model made by cbrec train on the same split", &o.model_path, NULL},
