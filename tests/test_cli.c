@@ -407,6 +407,10 @@ static void usage_errors(void **state) {
     assert_int_equal(run(&out, "%s serve", cbrec()), 2);
     assert_non_null(strstr(out, "cbrec serve: give --model"));
     free(out);
+    assert_int_equal(run(&out, "%s serve --model /nonexistent/m.cbrec --listen 127.0.0.1:99999", cbrec()), 2);
+    assert_non_null(strstr(out, "--listen '127.0.0.1:99999'")); /* told before loading the model */
+    assert_null(strstr(out, "nonexistent"));
+    free(out);
     assert_int_equal(run(&out, "%s events export --events x --out y --click-rating abc", cbrec()), 2);
     assert_non_null(strstr(out, "--click-rating takes a finite number, not 'abc'"));
     free(out);

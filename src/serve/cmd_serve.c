@@ -55,6 +55,8 @@ int cmd_serve(int argc, char **argv) {
     int st = cli_parse(&c, NULL, argc, argv);
     if (st >= 0) return st;
     if (!o.model_path) return cli_usage_error(&c, "give --model");
+    char msg[600];
+    if (!sv_listen_valid(o.listen, msg, sizeof msg)) return cli_usage_error(&c, msg); /* before the model loads */
     if (strcmp(precompute, "on") && strcmp(precompute, "off"))
         return cli_fail(CLI_USAGE, cmd, "--precompute-answers takes on or off, not '%s'", precompute);
     o.precompute_answers = !strcmp(precompute, "on");
