@@ -314,6 +314,12 @@ static void train_tells_the_tuning(void **state) {
     assert_null(strstr(out, "tuning"));
     assert_null(strstr(out, "neighbours:"));
     free(out);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --user-layers 16 --item-layers 16 --dim 8 --epochs 1 "
+                               "--batch 64 --top-k-popular 20",
+                         cbrec(), f->data, m2),
+                     0);
+    assert_non_null(strstr(out, "carve of the training ratings (1 epoch)\n")); /* not "1 epochs" */
+    free(out);
     free(m2);
 }
 
