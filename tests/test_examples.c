@@ -77,6 +77,12 @@ static void install_and_pkg_config(void **state) {
     snprintf(expect, sizeof expect, "Version: %s\n", CB_VERSION_STRING);
     assert_string_equal(out, expect);
     free(out);
+    /* the man page names the same version (it said 0.1.0 in 0.3) */
+    snprintf(cmd, sizeof cmd, "head -n 1 %s/usr/local/share/man/man1/cbrec.1", dir);
+    assert_int_equal(run(&out, cmd), 0);
+    snprintf(expect, sizeof expect, "\"cbrec %s\"", CB_VERSION_STRING);
+    assert_non_null(strstr(out, expect));
+    free(out);
     const char *cc = getenv("CC") ? getenv("CC") : "cc";
     snprintf(cmd, sizeof cmd, "P=%s/usr/local; PKG_CONFIG_PATH=$P/lib/pkgconfig %s -o %s/embed examples/embed.c "
              "$(PKG_CONFIG_PATH=$P/lib/pkgconfig pkg-config --define-variable=prefix=$P --cflags --libs cbrec) && "
