@@ -406,6 +406,12 @@ static void usage_errors(void **state) {
     assert_int_equal(run(&out, "%s experiment retrieva --data x", cbrec()), 2);
     assert_non_null(strstr(out, "cbrec experiment: unknown experiment 'retrieva'"));
     free(out);
+    assert_int_equal(run(&out, "%s predict --model x --user 1", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec predict: give --model, --user and at least one --item"));
+    free(out);
+    assert_int_equal(run(&out, "%s embed --modle x --out y", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec embed: unknown option '--modle' (did you mean --model?)"));
+    free(out);
     /* serve and events parse as every command does: the reason, then the usage line */
     assert_int_equal(run(&out, "%s serve --modle x", cbrec()), 2);
     assert_non_null(strstr(out, "cbrec serve: unknown option '--modle' (did you mean --model?)"));
