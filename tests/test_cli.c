@@ -385,6 +385,9 @@ static void usage_errors(void **state) {
     free(out);
     assert_int_equal(run(&out, "%s nosuchcommand", cbrec()), 2);
     free(out);
+    assert_int_equal(run(&out, "%s recomend --model x --user 1", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec: unknown command 'recomend' (did you mean recommend?)"));
+    free(out);
     assert_int_equal(run(&out, "%s inspect --data /nonexistent/place", cbrec()), 1);
     assert_non_null(strstr(out, "/nonexistent/place"));
     free(out);
