@@ -446,6 +446,7 @@ static void options_from_key_tables(void **state) {
     assert_non_null(strstr(out, "--lr F"));
     assert_non_null(strstr(out, "(default 0.003)"));
     assert_non_null(strstr(out, "--[no-]l2norm"));
+    assert_non_null(strstr(out, "  --duplicates error|first|last\n")); /* too long for the column: help below */
     free(out);
     assert_int_equal(run(&out, "%s train --data %s --model %s --epoch 3", cbrec(), f->data, f->model), 2);
     assert_non_null(strstr(out, "'--epoch'"));

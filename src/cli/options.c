@@ -45,7 +45,6 @@ static const cli_opt *find_opt(const cli_opt *o, const char *name, char short_na
 }
 
 /* Print `text` from column `col`, wrapped at 100 columns with continuation lines at `indent`. */
-/* Print `text` from column `col`, wrapped at 100 columns with continuation lines at `indent`. */
 static void wrapped(FILE *f, const char *text, size_t col, size_t indent) {
     for (bool first = true; *text; first = false) {
         size_t word = strcspn(text, " ");
@@ -67,7 +66,8 @@ static void wrapped(FILE *f, const char *text, size_t col, size_t indent) {
 static void help_line(FILE *f, const char *name, const char *hint, const char *help) {
     char left[64];
     snprintf(left, sizeof left, "%s%s%s", name, hint && *hint ? " " : "", hint ? hint : "");
-    fprintf(f, "  --%-24s ", left);
+    if (strlen(left) > 24) fprintf(f, "  --%s\n%29s", left, ""); /* too long for its column: the help below */
+    else fprintf(f, "  --%-24s ", left);
     wrapped(f, help, 29, 29);
 }
 
