@@ -187,7 +187,7 @@ install: all
 	ln -sf libcbrec.so.1 $(DESTDIR)$(PREFIX)/lib/libcbrec.so
 	install -m 644 include/cbrec.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 cbrec $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 man/cbrec.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	sed -e 's|@VERSION@|$(CB_VERSION)|' man/cbrec.1 > $(DESTDIR)$(PREFIX)/share/man/man1/cbrec.1
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(CB_VERSION)|' \
 	    cbrec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cbrec.pc
 

@@ -20,7 +20,10 @@
 
 static int on_progress(const cb_progress *p, void *ctx) {
     (void)ctx;
-    if (p->end_of_epoch) printf("epoch %u/%u train_loss %.4f valid_loss %.4f\n", p->epoch, p->epochs, p->train_loss, p->valid_loss);
+    if (!p->end_of_epoch) return 0;
+    printf("epoch %u/%u train_loss %.4f", p->epoch, p->epochs, p->train_loss);
+    if (!isnan(p->valid_loss)) printf(" valid_loss %.4f", p->valid_loss); /* NAN: no validation carve (valid-frac 0) */
+    printf("\n");
     return 0; /* non-zero would stop training here */
 }
 

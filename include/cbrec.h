@@ -88,7 +88,8 @@ CB_API void cb_config_free(cb_config *c); /* NULL is a no-op */
 CB_API int cb_config_set(cb_config *c, const char *key, const char *value, cb_error *err);
 /* The checks across keys and of lists that name things (an EVAL "models" entry
  * that is no model, TRAIN feature settings that contradict each other,
- * TRAIN epochs 0, which would give an untrained model):
+ * TRAIN epochs 0, which would give an untrained model, RECOMMEND keys that
+ * contradict, such as a genre cap with MMR diversity):
  * CB_OK, or CB_EINVAL / CB_ENOTFOUND with the reason. The calls that take a
  * config make the same checks; this one lets a front end report them first. */
 CB_API int cb_config_check(const cb_config *c, cb_error *err);
@@ -105,6 +106,12 @@ typedef struct cb_config_key_info {
 } cb_config_key_info;
 CB_API size_t cb_config_n_keys(cb_config_kind kind);
 CB_API int cb_config_key(cb_config_kind kind, size_t i, cb_config_key_info *out);
+/* The names among names[0..n_names) close to `name` (edit distance <= 2, or
+ * sharing its first 4 characters, or containing it), closest first, at most 4,
+ * written to out as "a, b" (truncated to out_size); returns how many. The
+ * "did you mean" of cb_config_set; a front end passes the names it takes. */
+CB_API size_t cb_config_near_names(const char *name, const char *const *names, size_t n_names, char *out,
+                                   size_t out_size);
 
 /* ---- datasets */
 typedef struct cb_dataset cb_dataset;

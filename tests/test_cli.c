@@ -314,6 +314,12 @@ static void train_tells_the_tuning(void **state) {
     assert_null(strstr(out, "tuning"));
     assert_null(strstr(out, "neighbours:"));
     free(out);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --user-layers 16 --item-layers 16 --dim 8 --epochs 1 "
+                               "--batch 64 --top-k-popular 20",
+                         cbrec(), f->data, m2),
+                     0);
+    assert_non_null(strstr(out, "carve of the training ratings (1 epoch)\n")); /* not "1 epochs" */
+    free(out);
     free(m2);
 }
 
@@ -353,6 +359,25 @@ static void corrupt_model_refused(void **state) {
     free(m3);
 }
 
+/* The report's "Reproduce" line gives every setting the run was given away
+ * from its defaults (it gave the split and seed alone: --epochs 1 reproduced
+ * a 10-epoch page). */
+static void report_reproduce_line(void **state) {
+    fixture *f = *state;
+    char *out, *md = tu_path(f->dir, "report/r.md");
+    assert_int_equal(run(&out, "%s report --data %s --out %s --models popularity --epochs 1 --user-layers 16 "
+                               "--no-l2norm --users 20 -q",
+                         cbrec(), f->data, md),
+                     0);
+    free(out);
+    assert_int_equal(run(&out, "grep Reproduce %s", md), 0);
+    assert_non_null(strstr(out, "--split random --seed 1 --user-layers 16 --no-l2norm --epochs 1"));
+    assert_non_null(strstr(out, "--models popularity --users 20 --out "));
+    assert_null(strstr(out, "--lr ")); /* a default is not repeated */
+    free(out);
+    free(md);
+}
+
 static void usage_errors(void **state) {
     (void)state;
     char *out;
@@ -360,10 +385,53 @@ static void usage_errors(void **state) {
     free(out);
     assert_int_equal(run(&out, "%s nosuchcommand", cbrec()), 2);
     free(out);
+    assert_int_equal(run(&out, "%s recomend --model x --user 1", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec: unknown command 'recomend' (did you mean recommend?)"));
+    free(out);
     assert_int_equal(run(&out, "%s inspect --data /nonexistent/place", cbrec()), 1);
     assert_non_null(strstr(out, "/nonexistent/place"));
     free(out);
     assert_int_equal(run(&out, "%s train --data x --model y --lr abc", cbrec()), 2);
+    free(out);
+    /* a typo'd option: the suggestions are options the command takes, its own included */
+    assert_int_equal(run(&out, "%s inspect --dat x", cbrec()), 2);
+    assert_non_null(strstr(out, "(did you mean --data?)"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --modle x --user 1", cbrec()), 2);
+    assert_non_null(strstr(out, "(did you mean --model?)"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model x --user 1 --dim 3", cbrec()), 2);
+    assert_null(strstr(out, "did you mean"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model x --user 1 --diversity mmr --genre-cap 2", cbrec()), 2);
+    assert_non_null(strstr(out, "a genre cap does not combine with MMR diversity")); /* before loading anything */
+    free(out);
+    assert_int_equal(run(&out, "%s experiment retrieva --data x", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec experiment: unknown experiment 'retrieva'"));
+    free(out);
+    assert_int_equal(run(&out, "%s predict --model x --user 1", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec predict: give --model, --user and at least one --item"));
+    free(out);
+    assert_int_equal(run(&out, "%s embed --modle x --out y", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec embed: unknown option '--modle' (did you mean --model?)"));
+    free(out);
+    /* serve and events parse as every command does: the reason, then the usage line */
+    assert_int_equal(run(&out, "%s serve --modle x", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec serve: unknown option '--modle' (did you mean --model?)"));
+    free(out);
+    assert_int_equal(run(&out, "%s serve", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec serve: give --model"));
+    free(out);
+    assert_int_equal(run(&out, "%s serve --model /nonexistent/m.cbrec --listen 127.0.0.1:99999", cbrec()), 2);
+    assert_non_null(strstr(out, "--listen '127.0.0.1:99999'")); /* told before loading the model */
+    assert_null(strstr(out, "nonexistent"));
+    free(out);
+    assert_int_equal(run(&out, "%s events export --events x --out y --click-rating abc", cbrec()), 2);
+    assert_non_null(strstr(out, "--click-rating takes a finite number, not 'abc'"));
+    free(out);
+    assert_int_equal(run(&out, "%s serve --help", cbrec()), 0);
+    assert_non_null(strstr(out, "--model, -m FILE")); /* every option described */
+    assert_non_null(strstr(out, "--quiet, -q"));
     free(out);
 }
 
@@ -378,6 +446,7 @@ static void options_from_key_tables(void **state) {
     assert_non_null(strstr(out, "--lr F"));
     assert_non_null(strstr(out, "(default 0.003)"));
     assert_non_null(strstr(out, "--[no-]l2norm"));
+    assert_non_null(strstr(out, "  --duplicates error|first|last\n")); /* too long for the column: help below */
     free(out);
     assert_int_equal(run(&out, "%s train --data %s --model %s --epoch 3", cbrec(), f->data, f->model), 2);
     assert_non_null(strstr(out, "'--epoch'"));
@@ -654,6 +723,7 @@ int main(void) {
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
+        cmocka_unit_test(report_reproduce_line),
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
         cmocka_unit_test(course_lab_reaches_the_labs_mse),

@@ -425,6 +425,35 @@ static void unicode_folding(void **state) {
     }
     assert_int_equal(cb_text_token(&p, text + strlen(text), tok, sizeof tok), 0);
 }
+/* add-item: "genres" as a string is the genre column's values split as in its
+ * file ("Drama|Comedy"), the same vector as the list; an unknown one is a
+ * remark (an error under strict), as in a list. */
+static void add_item_genres_string(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    cb_error err = {0};
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = train_genres_brand(d, &ds);
+    size_t as_string, as_list;
+    if (cb_recommender_add_item(rec, "{\"id\": \"s\", \"genres\": \"Drama|Comedy|Nope\"}", &as_string, &err))
+        fail_msg("%s", err.msg);
+    assert_string_equal(cb_recommender_add_item_note(rec), "unknown value 'Nope' of 'genres' ignored");
+    if (cb_recommender_add_item(rec, "{\"id\": \"l\", \"genres\": [\"Drama\", \"Comedy\"]}", &as_list, &err))
+        fail_msg("%s", err.msg);
+    cb_list *l = NULL;
+    if (cb_recommender_similar(rec, as_string, 1, &l, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(cb_list_item(l, 0), as_list);
+    assert_true(cb_list_score(l, 0) > 0.99999f);
+    cb_list_free(l);
+    assert_int_equal(cb_recommender_add_item(rec, "{\"id\": \"x\", \"strict\": true, \"genres\": \"Nope\"}", NULL, &err),
+                     CB_ENOTFOUND);
+    assert_int_equal(cb_recommender_add_item(rec, "{\"id\": \"y\", \"genres\": 3}", NULL, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "\"genres\" must be a list"));
+    cb_recommender_free(rec);
+    cb_dataset_close(ds);
+    tu_rmrf(d);
+    free(d);
+}
 
 int main(void) {
     const struct CMUnitTest planted[] = {
@@ -436,7 +465,7 @@ int main(void) {
     };
     const struct CMUnitTest units[] = {cmocka_unit_test(vocabulary_control), cmocka_unit_test(unicode_folding),
                                        cmocka_unit_test(genre_ratings_takes_genres_only),
-                                       cmocka_unit_test(add_item_brand_list)};
+                                       cmocka_unit_test(add_item_brand_list), cmocka_unit_test(add_item_genres_string)};
     int failed = cmocka_run_group_tests_name("content-units", units, NULL, NULL);
     return failed + cmocka_run_group_tests_name("planted-generic", planted, setup, teardown);
 }

@@ -307,6 +307,9 @@ static void unterminated_quote(void **state) {
     EXPECT_ERR("\"", NULL, CB_EPARSE, "t:1: ", "not closed");
     /* reported at the line where the quote opened */
     EXPECT_ERR("\"a\nb\",\"c\nd", NULL, CB_EPARSE, "t:2: ", "not closed");
+    /* a quote left open swallows lines until the next quote: the error names where it began */
+    EXPECT_ERR("h,t\n1,\"open\n2,ok\n3,\"Next, The\",x\n", NULL, CB_EPARSE, "t:4: ",
+               "after a closing quote (the quoted field began at line 2");
 }
 
 static void files(void **state) {

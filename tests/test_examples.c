@@ -46,6 +46,7 @@ static void train_save_load_recommend(void **state) {
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "200 users, 300 items, 8000 ratings"));
     assert_non_null(strstr(out, "epoch 3/3"));
+    assert_null(strstr(out, "nan")); /* no validation carve: no valid_loss printed, not "nan" */
     assert_non_null(strstr(out, "  5. "));
     free(out);
     /* the model it saved serves the other example too */
@@ -75,6 +76,12 @@ static void install_and_pkg_config(void **state) {
     char expect[64];
     snprintf(expect, sizeof expect, "Version: %s\n", CB_VERSION_STRING);
     assert_string_equal(out, expect);
+    free(out);
+    /* the man page names the same version (it said 0.1.0 in 0.3) */
+    snprintf(cmd, sizeof cmd, "head -n 1 %s/usr/local/share/man/man1/cbrec.1", dir);
+    assert_int_equal(run(&out, cmd), 0);
+    snprintf(expect, sizeof expect, "\"cbrec %s\"", CB_VERSION_STRING);
+    assert_non_null(strstr(out, expect));
     free(out);
     const char *cc = getenv("CC") ? getenv("CC") : "cc";
     snprintf(cmd, sizeof cmd, "P=%s/usr/local; PKG_CONFIG_PATH=$P/lib/pkgconfig %s -o %s/embed examples/embed.c "

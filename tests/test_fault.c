@@ -167,6 +167,7 @@ static void unwritable_folder(void **state) {
     int rc = run(&out, "%s train --data %s --model %s/sub/m.cbrec " TRAIN_ARGS, cbrec(), f->data, f->model);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(out, "Not a directory"));
+    assert_non_null(strstr(out, "/sub/m.cbrec: cannot write there")); /* the path given, not its temporary file */
     free(out);
     if (geteuid() != 0) {
         char *ro = tu_path(f->dir, "ro");

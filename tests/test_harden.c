@@ -229,6 +229,13 @@ static void absurd_attributes_refused(void **state) {
     char *out;
     assert_int_equal(run(&out, "%s recommend --model %s --new-user %s -n 3", cbrec(), f->model, u), 0);
     free(out);
+    /* a categorical value the model never saw: a remark (it would count as missing), an error under strict */
+    free(tu_write(f->dir, "u.json", "{\"age\": 35, \"gender\": \"X\"}"));
+    assert_int_equal(run(&out, "%s recommend --model %s --new-user %s -n 3", cbrec(), f->model, u), 0);
+    assert_non_null(strstr(out, "note: unknown value 'X' of 'gender' ignored"));
+    free(out);
+    free(tu_write(f->dir, "u.json", "{\"gender\": \"X\", \"strict\": true}"));
+    expect_fail(1, "u.json: unknown value 'X' of 'gender'", "recommend --model %s --new-user %s%s", f->model, u, "");
     char *i = tu_write(f->dir, "i.json", "{\"id\": \"x1\", \"title\": \"T\", \"genres\": [\"Action\"], \"year\": 1e30}");
     expect_fail(1, "'year' = 1e+30 is outside", "add-item --model %s --item-json %s --out %s.t", f->model, i, i);
     free(u), free(i);

@@ -422,6 +422,10 @@ static void diversity_genre_cap_and_mmr(void **state) {
     for (size_t i = 0; i < res.n; i++) assert_int_equal(res.items[i].item, plain.items[i].item);
     cb_recommend_result_free(&res);
     cb_recommend_result_free(&plain);
+    /* a cap with MMR is refused: one of them would be dropped unsaid */
+    cfg.genre_cap = 2;
+    assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &res, &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "genre cap does not combine with MMR"));
     cb_recommend_profile_free(&p);
 }
 

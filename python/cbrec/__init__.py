@@ -213,12 +213,16 @@ class Dataset(_cbrec._Dataset):
         """A dataset from tables: pandas DataFrames (pandas is not needed
         otherwise) or plain dicts of columns {name: sequence}.
 
-        ratings: columns `user`, `item`, and `rating` (absent: implicit
+        The keywords name the columns; their defaults are MovieLens' names
+        (user="userId", item="movieId", rating="rating", timestamp=
+        "timestamp", title="title", genres="genres"): a table with columns
+        "user" and "item" needs user="user", item="item".
+        ratings: the columns `user`, `item`, and `rating` (absent: implicit
             events) and `timestamp` (optional).
-        items: column `item` (the ids) and any others: `title`, `genres`
-            ("A|B" on sep), numbers -> numeric, lists -> multi, text ->
-            categorical. users: column `user` and attributes likewise.
-        The defaults match MovieLens' column names."""
+        items: the column `item` (the ids, named as in ratings) and any
+            others: `title`, `genres` ("A|B" on sep), numbers -> numeric,
+            lists -> multi, text -> categorical. users: the column `user`
+            and attributes likewise."""
         def cols(frame):
             return list(frame.keys())
 

@@ -247,19 +247,38 @@ static size_t distance(const char *a, const char *b) {
     return row[lb] < 9 ? row[lb] : 9;
 }
 
-/* CB_ENOTFOUND naming the keys close to `name` (edit distance <= 2, or
- * sharing a prefix of 4 characters or containing it). */
+/* Is `cand` close to `name`: edit distance <= 2, or sharing a prefix of 4
+ * characters or containing it? Its distance, else SIZE_MAX. */
+static size_t closeness(const char *name, const char *cand) {
+    size_t d = distance(name, cand);
+    if (d <= 2) return d;
+    return strlen(name) >= 4 && (!strncmp(name, cand, 4) || strstr(cand, name)) ? d : SIZE_MAX;
+}
+
+CB_API size_t cb_config_near_names(const char *name, const char *const *names, size_t n_names, char *out,
+                                   size_t out_size) {
+    size_t n = 0, used = 0;
+    if (out_size) *out = 0;
+    for (size_t d = 0; d <= 9 && n < 4; d++) /* closest first; at most 4, in list order within a distance */
+        for (size_t i = 0; i < n_names && n < 4; i++) {
+            if (!names[i] || closeness(name, names[i]) != d) continue;
+            bool dup = false;
+            for (size_t j = 0; j < i && !dup; j++) dup = names[j] && !strcmp(names[j], names[i]);
+            if (dup) continue;
+            if (out_size > used) used += (size_t)snprintf(out + used, out_size - used, "%s%s", n ? ", " : "", names[i]);
+            n++;
+        }
+    return n;
+}
+
+/* CB_ENOTFOUND naming the keys close to `name` (cb_config_near_names). */
 static int unknown_key(const cb_config_table *t, const char *name, cb_error *err) {
-    char close[300] = "";
-    size_t used = 0, n = 0;
-    for (size_t i = 0; i < t->n_keys && n < 4; i++) {
-        const char *k = t->keys[i].name;
-        bool near = distance(name, k) <= 2 || (strlen(name) >= 4 && (!strncmp(name, k, 4) || strstr(k, name)));
-        if (!near) continue;
-        used += (size_t)snprintf(close + used, sizeof close - used, "%s%s", n++ ? ", " : "", k);
-        if (used >= sizeof close) break;
-    }
-    if (n) return cb_fail(err, CB_ENOTFOUND, "unknown %s key '%s' (did you mean %s?)", t->name, name, close);
+    char close[300];
+    const char *names[256];
+    size_t nk = t->n_keys < 256 ? t->n_keys : 256;
+    for (size_t i = 0; i < nk; i++) names[i] = t->keys[i].name;
+    if (cb_config_near_names(name, names, nk, close, sizeof close))
+        return cb_fail(err, CB_ENOTFOUND, "unknown %s key '%s' (did you mean %s?)", t->name, name, close);
     return cb_fail(err, CB_ENOTFOUND, "unknown %s key '%s'", t->name, name);
 }
 

@@ -689,11 +689,15 @@ static int slow_extent(cb_csv *c, csv_rec *rec, cb_error *err) {
             continue;
         }
         if (st == ST_QUOTED_QUOTE) {
+            char opened[96] = ""; /* a field over several lines: most often a quote left open where it began */
+            if (c->sp_quote_line != newlines)
+                snprintf(opened, sizeof opened, " (the quoted field began at line %zu: a quote not closed there?)",
+                         c->line + c->sp_quote_line);
             if (ch >= 0x20 && ch < 0x7F)
-                return csv_fail(c, err, CB_EPARSE, "%s:%zu: unexpected '%c' after a closing quote",
-                                c->name, c->line + newlines, ch);
-            return csv_fail(c, err, CB_EPARSE, "%s:%zu: unexpected byte 0x%02X after a closing quote",
-                            c->name, c->line + newlines, ch);
+                return csv_fail(c, err, CB_EPARSE, "%s:%zu: unexpected '%c' after a closing quote%s",
+                                c->name, c->line + newlines, ch, opened);
+            return csv_fail(c, err, CB_EPARSE, "%s:%zu: unexpected byte 0x%02X after a closing quote%s",
+                            c->name, c->line + newlines, ch, opened);
         }
         st = ST_UNQUOTED;
         r++;

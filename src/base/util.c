@@ -461,7 +461,8 @@ int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
     (void)cb_atomic_sweep(path);
     af->fp = fopen(af->tmp_path, "wb");
     if (!af->fp) {
-        int rc = cb_fail(err, CB_EIO, "%s: cannot create temporary file: %s", af->tmp_path, strerror(errno));
+        int rc = cb_fail(err, CB_EIO, "%s: cannot write there: %s (creating its temporary file %s)", path,
+                         strerror(errno), af->tmp_path); /* the path the user gave first: a missing folder is theirs */
         free(af->final_path);
         free(af->tmp_path);
         memset(af, 0, sizeof *af);

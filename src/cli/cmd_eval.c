@@ -333,8 +333,11 @@ static const char *experiment_usage =
 int cmd_experiment(int argc, char **argv) {
     const char *cmd = "experiment";
     if (argc < 2 || (strcmp(argv[1], "retrieval") && strcmp(argv[1], "--help") && strcmp(argv[1], "-h"))) {
-        fputs(experiment_usage, stderr);
-        return CLI_USAGE;
+        const cli_command c = {cmd, experiment_usage, NULL, 0, NULL};
+        if (argc < 2) return cli_usage_error(&c, "give the experiment: retrieval");
+        char msg[200];
+        snprintf(msg, sizeof msg, "unknown experiment '%.80s' (the one experiment is retrieval)", argv[1]);
+        return cli_usage_error(&c, msg);
     }
     opts o;
     const cli_opt ex[] = {{"model", 'm', "FILE", "a model made by cbrec train on the same split", &o.model_path, NULL},
@@ -395,6 +398,21 @@ static int make_parent(const char *path) {
     return mkdir(parent, 0777) && errno != EEXIST ? -1 : 0;
 }
 
+/* " --key VALUE" for every key of cfg set away from its default (booleans as
+ * --key / --no-key), but those in `skip` (comma-separated): what a command
+ * line needs to give these settings again. */
+static void print_changed_keys(FILE *f, const cb_config *cfg, cb_config_kind kind, const char *skip) {
+    for (size_t i = 0; i < cb_config_n_keys(kind); i++) {
+        cb_config_key_info k;
+        const char *v = cb_config_key(kind, i, &k) ? NULL : cb_config_get(cfg, k.name);
+        char name[72];
+        snprintf(name, sizeof name, ",%s,", k.name);
+        if (!v || !strcmp(v, k.default_value) || strstr(skip, name)) continue;
+        if (k.is_bool) fprintf(f, " --%s%s", strcmp(v, "true") ? "no-" : "", k.name);
+        else fprintf(f, strpbrk(v, " \t'\"$`\\") || !*v ? " --%s '%s'" : " --%s %s", k.name, v);
+    }
+}
+
 static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t *rt, const progress *pg,
                          const char *ret_name, const char *curve_name, double seconds) {
     unsigned K = (unsigned)json_integer_value(json_object_get(ev, "k"));
@@ -405,9 +423,11 @@ static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t 
             json_string_value(json_object_get(ev, "dataset")), o->data, json_integer_value(json_object_get(ev, "users")),
             json_integer_value(json_object_get(ev, "items")), json_integer_value(json_object_get(ev, "ratings")),
             json_string_value(json_object_get(ev, "protocol")), K, num(ev, "threshold"));
-    fprintf(f, "Reproduce: `cbrec report --data %s %s%s --seed %s --out %s` (cbrec %s).\n\n", o->data,
-            *folds ? "--folds " : "--split ", *folds ? folds : cb_config_get(o->train, "split"),
-            cb_config_get(o->train, "seed"), o->out, cb_version());
+    fprintf(f, "Reproduce: `cbrec report --data %s %s%s --seed %s", o->data, *folds ? "--folds " : "--split ",
+            *folds ? folds : cb_config_get(o->train, "split"), cb_config_get(o->train, "seed"));
+    print_changed_keys(f, o->train, CB_CONFIG_TRAIN, ",split,seed,");
+    print_changed_keys(f, o->eval, CB_CONFIG_EVAL, ",folds,");
+    fprintf(f, " --out %s` (cbrec %s).\n\n", o->out, cb_version());
     fprintf(f, "## Evaluation\n\n");
     print_evaluation(f, ev, o, true);
     fprintf(f, "\ncover = catalog coverage of the top-K lists; divers = mean intra-list genre Jaccard distance; "

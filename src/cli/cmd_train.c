@@ -25,8 +25,8 @@ static void print_tuning(const cb_progress *p, progress_ctx *ctx) {
     ctx->stage = p->stage;
     if (ctx->tty && starts) fprintf(stderr, "\r%*s\r", 100, "");
     if (starts && p->stage == CB_STAGE_TUNE_TOWERS)
-        fprintf(stderr, "tuning the neighbour component: towers on a carve of the training ratings (%u epochs)\n",
-                p->epochs);
+        fprintf(stderr, "tuning the neighbour component: towers on a carve of the training ratings (%u epoch%s)\n",
+                p->epochs, p->epochs == 1 ? "" : "s");
     if (starts && p->stage == CB_STAGE_TUNE_GRID)
         fprintf(stderr, "tuning the neighbour component: its grid of settings, on the carve's held-out ratings\n");
     if (!ctx->tty || p->stage != CB_STAGE_TUNE_TOWERS || !p->n_batches) return;

@@ -101,7 +101,13 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return !commands[i].shared && cli_mpi_launched_rank() > 0 ? CLI_OK : commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "cbrec: unknown command '%s'\n", argv[1]);
+    const char *names[sizeof commands / sizeof commands[0]];
+    char near[200];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) names[i] = commands[i].name;
+    if (cb_config_near_names(argv[1], names, sizeof commands / sizeof commands[0], near, sizeof near))
+        fprintf(stderr, "cbrec: unknown command '%s' (did you mean %s?)\n", argv[1], near);
+    else
+        fprintf(stderr, "cbrec: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return CLI_USAGE;
 }

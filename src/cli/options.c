@@ -45,7 +45,6 @@ static const cli_opt *find_opt(const cli_opt *o, const char *name, char short_na
 }
 
 /* Print `text` from column `col`, wrapped at 100 columns with continuation lines at `indent`. */
-/* Print `text` from column `col`, wrapped at 100 columns with continuation lines at `indent`. */
 static void wrapped(FILE *f, const char *text, size_t col, size_t indent) {
     for (bool first = true; *text; first = false) {
         size_t word = strcspn(text, " ");
@@ -67,7 +66,8 @@ static void wrapped(FILE *f, const char *text, size_t col, size_t indent) {
 static void help_line(FILE *f, const char *name, const char *hint, const char *help) {
     char left[64];
     snprintf(left, sizeof left, "%s%s%s", name, hint && *hint ? " " : "", hint ? hint : "");
-    fprintf(f, "  --%-24s ", left);
+    if (strlen(left) > 24) fprintf(f, "  --%s\n%29s", left, ""); /* too long for its column: the help below */
+    else fprintf(f, "  --%-24s ", left);
     wrapped(f, help, 29, 29);
 }
 
@@ -107,6 +107,35 @@ int cli_usage_error(const cli_command *c, const char *msg) {
     return CLI_USAGE;
 }
 
+/* The options c (and x) take that are close to `name`, as "--a, --b" into out;
+ * how many: the command's own options and the keys of its sections only. */
+static size_t cli_near_options(const cli_command *c, const second_kind *x, const char *name, char *out, size_t size) {
+    size_t n1 = c->kind ? cb_config_n_keys(c->kind) : 0, n2 = x && x->kind ? cb_config_n_keys(x->kind) : 0, n = 0;
+    size_t n_opts = 0;
+    for (const cli_opt *o = c->opts; o && o->name; o++) n_opts++;
+    const char **names = calloc(n_opts + n1 + n2 + 1, sizeof *names);
+    if (!names) return 0;
+    for (size_t i = 0; i < n_opts; i++) names[n++] = c->opts[i].name;
+    for (size_t i = 0; i < n1 + n2; i++) {
+        cb_config_key_info k;
+        bool second = i >= n1;
+        if (!cb_config_key(second ? x->kind : c->kind, second ? i - n1 : i, &k) &&
+            section_taken(second ? x->sections : c->sections, k.section))
+            names[n++] = k.name;
+    }
+    char near[256];
+    size_t found = cb_config_near_names(name, names, n, near, sizeof near), used = 0;
+    free(names);
+    *out = 0;
+    for (const char *p = near; found && *p && used < size;) { /* "a, b" -> "--a, --b" */
+        size_t len = strcspn(p, ",");
+        used += (size_t)snprintf(out + used, size - used, "%s--%.*s", used ? ", " : "", (int)len, p);
+        p += len;
+        while (*p == ',' || *p == ' ') p++;
+    }
+    return found;
+}
+
 /* --name [VALUE] as a key of c; *i advances past a value taken from argv. */
 static int set_key(const cli_command *c, const second_kind *x, cb_config *cfg, cb_config *cfg2, const char *name,
                    const char *value, int *i, int argc, char **argv) {
@@ -118,9 +147,9 @@ static int set_key(const cli_command *c, const second_kind *x, cb_config *cfg, c
                    find_key2(c, x, name + 3, &k, &second) && k.is_bool;
     if (negated && value) return snprintf(msg, sizeof msg, "--%s takes no value", name), cli_usage_error(c, msg);
     if (!negated && !find_key2(c, x, name, &k, &second)) {
-        cb_error err = {0};
-        const char *near = cb_config_set(cfg, name, "", &err) == CB_ENOTFOUND ? strstr(err.msg, " (did you mean") : NULL;
-        snprintf(msg, sizeof msg, "unknown option '--%s'%s", name, near ? near : "");
+        char near[300];
+        if (!cli_near_options(c, x, name, near, sizeof near)) snprintf(msg, sizeof msg, "unknown option '--%s'", name);
+        else snprintf(msg, sizeof msg, "unknown option '--%s' (did you mean %s?)", name, near);
         return cli_usage_error(c, msg);
     }
     if (second) cfg = cfg2;

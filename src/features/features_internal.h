@@ -89,6 +89,10 @@ struct cb_features {
 const char *cb_feat_value_key(const cb_features *f, uint32_t facet, const char *value, size_t len, char *buf,
                               size_t size);
 
+/* Append "unknown value 'V' of 'COL' ignored" to notes[size] ("; " between
+ * remarks; cut when full; notes NULL: nothing). featurize.c. */
+void cb_feat_note_append(char *notes, size_t size, const char *col, const char *v, size_t len);
+
 /* ---- Helpers of featurize.c used when loading (features_json.c). */
 void cb_feat_free_strv(char **v, uint32_t n);
 uint32_t cb_feat_block_width(const cb_features *f, const fblock *b);

@@ -1,6 +1,7 @@
 /* features_range — the one place user-given numbers (a new user's or a new
  * item's attributes: the new-user JSON, the add-item JSON, the HTTP bodies)
- * are checked against the statistics the features were fitted on. A number
+ * are checked against the statistics the features were fitted on, and a new
+ * user's categorical values against the levels they were fitted on. A number
  * far outside them (`{"age": 1e30}`, `"year": 1e30`) would saturate the
  * towers and make every item score the same, or give an all-zero vector: it
  * is refused with the attribute, its value and the accepted range. */
@@ -61,6 +62,34 @@ int cb_features_check_input(const cb_features *f, bool user, const cb_attr_value
         bool is_year = blk->type == B_YEAR || (blk->type == B_RAW && blk->col && !strcmp(blk->col, "year"));
         int rc = is_year ? check_value(s, blk, "year", year, err) : CB_OK;
         if (rc) return rc;
+    }
+    return CB_OK;
+}
+
+int cb_features_check_user_levels(const cb_features *f, const cb_attr_value *attrs, size_t n_attrs, bool strict,
+                                  char *notes, size_t notes_size, cb_error *err) {
+    if (!f) return CB_OK;
+    for (size_t k = 0; k < n_attrs; k++) {
+        const cb_attr_value *a = &attrs[k];
+        int bi = a->name ? block_of(&f->user, a->name) : -1;
+        const fblock *b = bi >= 0 ? &f->user.blocks[bi] : NULL;
+        if (!b || (b->type != B_CAT && b->type != B_MULTI) || !b->vocab) continue;
+        char numbuf[64];
+        const char *str = a->str;
+        if (!str && isnan(a->num)) continue; /* missing */
+        if (!str) snprintf(numbuf, sizeof numbuf, "%.17g", a->num), str = numbuf; /* as the features read it */
+        for (const char *p = str;;) { /* the values as cb_features_new_user splits them */
+            const char *q = b->type == B_MULTI ? strchr(p, '|') : NULL;
+            size_t len = q ? (size_t)(q - p) : strlen(p);
+            if (len && cb_vocab_find(b->vocab, p, len) < 0) {
+                if (strict)
+                    return cb_fail(err, CB_ENOTFOUND, "unknown value '%.*s' of '%s'", (int)(len > 80 ? 80 : len), p,
+                                   a->name);
+                cb_feat_note_append(notes, notes_size, a->name, p, len);
+            }
+            if (!q) break;
+            p = q + 1;
+        }
     }
     return CB_OK;
 }

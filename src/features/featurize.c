@@ -1444,7 +1444,6 @@ int cb_features_new_item(const cb_features *f, const cb_item_input *in, float *x
     return cb_features_new_item_checked(f, in, false, NULL, 0, x, err);
 }
 
-static void note_append(char *notes, size_t size, const char *col, const char *v, size_t len);
 
 int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, bool strict, char *notes,
                                  size_t notes_size, float *x, cb_error *err) {
@@ -1492,7 +1491,7 @@ int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, 
         /* an unknown genre is a note, as an unknown tag or brand is (an error under strict) */
         int64_t found = f->prejoined ? raw_block(s, name) : cb_vocab_find(f->genre_vocab, name, strlen(name));
         if (found < 0 && strict) rc = cb_fail(err, CB_ENOTFOUND, "unknown genre '%s'", name);
-        else if (found < 0) note_append(notes, notes_size, "genres", name, strlen(name));
+        else if (found < 0) cb_feat_note_append(notes, notes_size, "genres", name, strlen(name));
         else if (f->prejoined) x[s->blocks[found].offset] = 1.0f;
         else glist[ng++] = (uint32_t)found;
     }
@@ -1581,7 +1580,7 @@ int64_t cb_features_value_find(const cb_features *f, uint32_t facet, const char 
     return key ? cb_vocab_find(f->genre_vocab, key, strlen(key)) : -1;
 }
 
-static void note_append(char *notes, size_t size, const char *col, const char *v, size_t len) {
+void cb_feat_note_append(char *notes, size_t size, const char *col, const char *v, size_t len) {
     if (!notes || !size) return;
     size_t l = strnlen(notes, size);
     if (l + 1 >= size) return;
@@ -1614,7 +1613,7 @@ int cb_features_facet_values(const cb_features *f, uint32_t facet, const char *s
             if (g < 0 && strict)
                 return cb_fail(err, CB_ENOTFOUND, "unknown value '%.*s' of '%s'", (int)(len > 80 ? 80 : len), v,
                                f->facet_cols[facet]);
-            if (g < 0) note_append(notes, notes_size, f->facet_cols[facet], v, len);
+            if (g < 0) cb_feat_note_append(notes, notes_size, f->facet_cols[facet], v, len);
             else if (*n_out < cap) out[(*n_out)++] = (uint32_t)g;
         }
         p = *q ? q + sl : q;

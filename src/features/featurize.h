@@ -196,6 +196,13 @@ int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, 
  * cb_features_new_user / cb_features_new_item; training rows are not checked. */
 int cb_features_check_input(const cb_features *f, bool user, const cb_attr_value *attrs, size_t n_attrs, double year,
                             cb_error *err);
+/* A new user's categorical attributes (gender, occupation, ...): a value the
+ * model does not know (never in training, or dropped by the vocabulary
+ * control) would count as missing; it is an error under `strict`, else a
+ * remark appended to notes[notes_size] ("unknown value 'X' of 'gender'
+ * ignored"), as unknown values of content columns are. features_range.c. */
+int cb_features_check_user_levels(const cb_features *f, const cb_attr_value *attrs, size_t n_attrs, bool strict,
+                                  char *notes, size_t notes_size, cb_error *err);
 
 /* ---- Cold users (no training ratings): rewrite their rows of X_u
  * [n_users x user_dim] (has[u] = 0 marks them) so that the attribute columns

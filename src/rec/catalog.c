@@ -92,11 +92,12 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
         } else if (!strcmp(key, "year")) {
             if (!json_is_number(v)) rc = cb_fail(err, CB_EPARSE, "%s: \"year\" must be a number", source);
             else in.year = json_number_value(v);
-        } else if (!strcmp(key, "genres")) {
+        } else if (!strcmp(key, "genres") && !(json_is_string(v) && cb_features_facet_find(r->features, key) >= 0)) {
+            /* a list; a string ("Sci-Fi|Adventure") is the genre column's values split as in its file, below */
             size_t i;
             json_t *g;
             if (!json_is_array(v) || json_array_size(v) > 63) {
-                rc = cb_fail(err, CB_EPARSE, "%s: \"genres\" must be a list of at most 63 genre names", source);
+                rc = cb_fail(err, CB_EPARSE, "%s: \"genres\" must be a list of at most 63 genre names, or a string", source);
                 break;
             }
             json_array_foreach(v, i, g) {

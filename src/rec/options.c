@@ -82,6 +82,8 @@ const char *cb_recommend_config_check(const cb_recommend_config *c) {
     if (c->group_items > CB_BUNDLE_TOP_LIST) return "group items must be 0..100";
     if (c->diversity == CB_DIV_MMR && !(c->mmr_lambda >= 0 && c->mmr_lambda <= 1)) return "MMR lambda must be in [0, 1]";
     if (c->diversity == CB_DIV_GENRE_CAP && c->genre_cap == 0) return "the genre cap must be at least 1";
+    if (c->diversity == CB_DIV_MMR && c->genre_cap) /* diversify() applies one of them: the cap was dropped */
+        return "a genre cap does not combine with MMR diversity: give one of them";
     return NULL;
 }
 

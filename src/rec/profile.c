@@ -264,6 +264,10 @@ int cb_recommend_profile_json(cb_profile *p, const cb_bundle *r, const json_t *j
     if (!rc && prefs)
         rc = profile_preferences(p, r, prefs, json_is_true(strict), gp, keys, p->n_prefs + n_pref_cap, notes,
                                  sizeof notes, source, err);
+    if (!rc)
+        rc = cb_rec_with_source(cb_features_check_user_levels(r->features, attrs, n_attrs, json_is_true(strict), notes,
+                                                              sizeof notes, err),
+                                source, err);
     if (!rc && notes[0]) snprintf(p->note, sizeof p->note, "%s", notes);
     if (!rc) {
         cb_user_input in = {attrs, n_attrs, ir, p->n_ratings, gp, p->n_prefs};

@@ -49,6 +49,9 @@ typedef struct sv_options {
     bool quiet;
 } sv_options;
 void sv_options_default(sv_options *o);
+/* Is `listen` an address sv_run can bind (HOST:PORT, [IPv6]:PORT)? false +
+ * message: the command line checks it before loading anything (shards.c). */
+bool sv_listen_valid(const char *listen, char *msg, size_t msg_size);
 /* Run until SIGINT/SIGTERM; SIGHUP reloads. Returns an exit status (0 ok);
  * prints its own errors to stderr. */
 int sv_run(const sv_options *o);

@@ -238,6 +238,11 @@ static bool parse_listen(const char *listen, struct sockaddr_storage *sa, char *
     return true;
 }
 
+bool sv_listen_valid(const char *listen, char *msg, size_t msg_size) {
+    struct sockaddr_storage sa;
+    return parse_listen(listen, &sa, msg, msg_size);
+}
+
 /* The listening socket on sa (non-blocking); -1 + message. */
 static int listen_on(const struct sockaddr_storage *sa, const char *listen_text, char *msg, size_t msg_size) {
     int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1;
