@@ -1015,6 +1015,21 @@ static void recommend_keys(void **state) {
     assert_int_equal(cb_config_key(CB_CONFIG_RECOMMEND, nk, &k), CB_ENOTFOUND);
 }
 
+/* A reason's figure that rounds to zero prints as 0, never "-0.00" (a
+ * towers' part of -0.0001 read as a penalty); others print as they are. */
+static void reasons_show_no_negative_zero(void **state) {
+    (void)state;
+    char buf[32];
+    const struct { double v; int digits; const char *want; } cases[] = {
+        {-0.0004, 2, "0.00"}, {-0.004, 2, "0.00"}, {-0.006, 2, "-0.01"}, {0.3, 2, "0.30"},
+        {-0.0004, 3, "0.000"}, {-0.04, 1, "0.0"}, {-1.25, 1, "-1.2"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(buf, sizeof buf, "%.*f", cases[i].digits, cb_rec_shown(cases[i].v, cases[i].digits));
+        assert_string_equal(buf, cases[i].want);
+    }
+    assert_true(isnan(cb_rec_shown(NAN, 2)));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(similar_table_equals_exact),
@@ -1038,6 +1053,7 @@ int main(void) {
         cmocka_unit_test(added_item_bias_is_the_mean),
         cmocka_unit_test(recommend_keys),
         cmocka_unit_test(event_reasons_quote_no_rating),
+        cmocka_unit_test(reasons_show_no_negative_zero),
     };
     return cmocka_run_group_tests_name("recommend", tests, setup, teardown);
 }

@@ -31,6 +31,11 @@ void cb_rec_free_strs(char **list, size_t n) {
     free(list);
 }
 
+double cb_rec_shown(double v, int digits) {
+    double half = 0.5 * pow(10.0, -digits);
+    return fabs(v) < half ? 0.0 : v;
+}
+
 /* Ratings print as "5" or "4.5". */
 static const char *fmt_y(char *buf, size_t size, float y) {
     snprintf(buf, size, "%g", (double)y);
@@ -169,29 +174,31 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
         rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "close match to your taste vector (#%u of the catalog)",
                       c->emb_rank + 1);
     if (!rc) {
+        double score = cb_rec_shown(c->score, 2), towers = cb_rec_shown(c->score - c->neighbour, 2),
+               nb = cb_rec_shown(c->neighbour, 2);
         const char *div = cfg->diversity == CB_DIV_MMR ? "; picked for diversity by MMR"
                           : cfg->diversity == CB_DIV_GENRE_CAP || cfg->genre_cap ? "; within the per-genre cap"
                                                                : "";
         const char *what = cb_rec_prediction_name(r);
         int digits = r->binary ? 2 : 1;
         char rating[64] = "";
-        if (!isnan(out->rating)) snprintf(rating, sizeof rating, "; %s %.*f", what, digits, (double)out->rating);
+        if (!isnan(out->rating))
+            snprintf(rating, sizeof rating, "; %s %.*f", what, digits, cb_rec_shown(out->rating, digits));
         if (cfg->rank_by == CB_RANK_DOT)
-            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "ranked by v_u.v_m %.3f%s%s", (double)c->dot,
-                                 rating, div);
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "ranked by v_u.v_m %.3f%s%s",
+                                 cb_rec_shown(c->dot, 3), rating, div);
         else if (!strcmp(cb_rec_criterion(rec, cfg->rank_by), "retrieval score"))
             rc = c->neighbour > 0
                      ? cb_rec_push_str(&out->reasons, &out->n_reasons, err,
                                        "ranked by how likely you are to pick it (retrieval score %.2f: towers %.2f + "
                                        "neighbours %.2f)%s%s",
-                                       (double)c->score, (double)(c->score - c->neighbour), (double)c->neighbour,
-                                       rating, div)
+                                       score, towers, nb, rating, div)
                      : cb_rec_push_str(&out->reasons, &out->n_reasons, err,
-                                       "ranked by how likely you are to pick it (retrieval score %.2f)%s%s",
-                                       (double)c->score, rating, div);
+                                       "ranked by how likely you are to pick it (retrieval score %.2f)%s%s", score,
+                                       rating, div);
         else
-            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "%s %.*f%s", what, digits, (double)out->rating,
-                                 div);
+            rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "%s %.*f%s", what, digits,
+                                 cb_rec_shown(out->rating, digits), div);
     }
     return rc;
 }

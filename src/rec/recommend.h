@@ -349,6 +349,10 @@ typedef struct cb_list cb_recommend_result;
 void cb_recommend_result_free(cb_recommend_result *res); /* frees the contents, zeroes; NULL is a no-op */
 /* Append a formatted note / reason. */
 int cb_rec_push_str(char ***list, size_t *n, cb_error *err, const char *fmt, ...) CB_PRINTF(4, 5);
+/* v as a reason prints it with `digits` decimals: a value that rounds to
+ * zero is 0 (a towers' part of -0.0001 printed "towers -0.00", read as a
+ * penalty); others, NaN included, as they are. */
+double cb_rec_shown(double v, int digits);
 void cb_rec_free_strs(char **list, size_t n);
 /* Entry i's id and title copied from the recommender. */
 int cb_rec_entry_names(cb_list_entry *e, const cb_recommender *rec, cb_error *err);
