@@ -406,7 +406,8 @@ static int occurrences(const char *hay, const char *needle) {
 
 /* Errors every rank has alike (a bad option, the same missing model or
  * data) are printed once, by rank 0 (each rank printed its own copy); an
- * error one rank alone has is still printed, by that rank. */
+ * error one rank alone has is still printed, by that rank, a usage error
+ * of its own command line too. */
 static void errors_told_once(void **state) {
     (void)state;
     if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
@@ -430,6 +431,14 @@ static void errors_told_once(void **state) {
     in_two_folders(cmd, sizeof cmd, abs, "recommend --model once.cbrec --users all -n 3 --out ../once.jsonl");
     assert_int_not_equal(run(&out, "%s", cmd), 0);
     if (occurrences(out, "once.cbrec: cannot open") != 1) fail_msg("rank 1's own error not told:\n%s", out);
+    free(out);
+    /* a usage error in rank 1's own command line (mpirun's MPMD form) is
+     * told, by rank 1 (mpirun said only that rank 1 exited with 2) */
+    assert_int_not_equal(run(&out, "%s 1 %s train --data %s/data --model %s/r0/u.cbrec --epochs 1 -q : -np 1 %s train "
+                                   "--data %s/data --model %s/r0/u.cbrec --epochs 1 -q --bogus", MPIRUN, cbrec(), dir, dir,
+                             cbrec(), dir, dir), 0);
+    if (occurrences(out, "rank 1's command line): unknown option '--bogus'") != 1)
+        fail_msg("rank 1's usage error not told once:\n%s", out);
     free(out);
 }
 

@@ -107,6 +107,13 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg);
 /* This process's rank as mpirun's environment says, before cli_mpi_begin
  * (0 when not started by mpirun): for messages rank 0 alone prints. */
 int cli_mpi_launched_rank(void);
+/* Who tells a usage error under mpirun: rank 0 (returns 0), and the first
+ * rank of each further application context of an MPMD mpirun (`-np 1 A :
+ * -np 1 B`, whose command line may differ from rank 0's: its error went
+ * untold, mpirun saying only that the rank exited with 2), which returns
+ * its rank; -1 for the others, whose command line is rank 0's. 0 when not
+ * under mpirun. */
+int cli_mpi_usage_teller(void);
 /* The command line cli_mpi_begin checks every rank shares (main sets it). */
 void cli_mpi_args(int argc, char **argv);
 /* Whether every rank holds the same bytes (what: named in the error): -1

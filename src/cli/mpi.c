@@ -183,6 +183,23 @@ int cli_mpi_launched_rank(void) {
     return 0;
 }
 
+int cli_mpi_usage_teller(void) {
+    int rank = cli_mpi_launched_rank();
+    if (rank == 0) return 0;
+    /* Open MPI: this process's application context, and each context's size */
+    const char *app = getenv("OMPI_MCA_orte_app_num"), *sizes = getenv("OMPI_APP_CTX_NUM_PROCS");
+    if (!app || !sizes) return -1;
+    long k = strtol(app, NULL, 10), first = 0;
+    const char *p = sizes;
+    for (long i = 0; i < k; i++) {
+        char *end;
+        first += strtol(p, &end, 10);
+        if (end == p) return -1;
+        p = end;
+    }
+    return k > 0 && first == rank ? rank : -1;
+}
+
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
     memset(mp, 0, sizeof *mp);
     mp->size = 1;

@@ -100,8 +100,10 @@ static void help2(FILE *f, const cli_command *c, const second_kind *x) {
 void cli_help(FILE *f, const cli_command *c) { help2(f, c, NULL); }
 
 int cli_usage_error(const cli_command *c, const char *msg) {
-    if (cli_mpi_launched_rank() > 0) return CLI_USAGE; /* every rank parses the same command line: rank 0 tells */
-    fprintf(stderr, "cbrec %s: %s\n", c->name, msg);
+    int teller = cli_mpi_usage_teller();
+    if (teller < 0) return CLI_USAGE; /* the rank parses rank 0's command line: rank 0 tells */
+    if (teller > 0) fprintf(stderr, "cbrec %s (rank %d's command line): %s\n", c->name, teller, msg);
+    else fprintf(stderr, "cbrec %s: %s\n", c->name, msg);
     size_t line = strcspn(c->usage, "\n");
     fprintf(stderr, "%.*s   (cbrec %s --help for details)\n", (int)line, c->usage, c->name);
     return CLI_USAGE;
