@@ -409,6 +409,9 @@ static void usage_errors(void **state) {
     assert_int_equal(run(&out, "%s experiment retrieva --data x", cbrec()), 2);
     assert_non_null(strstr(out, "cbrec experiment: unknown experiment 'retrieva'"));
     free(out);
+    assert_int_equal(run(&out, "%s similar --model x --item ''", cbrec()), 2); /* it matched every title */
+    assert_non_null(strstr(out, "cbrec similar: give --model and --item (an id or a title)"));
+    free(out);
     assert_int_equal(run(&out, "%s predict --model x --user 1", cbrec()), 2);
     assert_non_null(strstr(out, "cbrec predict: give --model, --user and at least one --item"));
     free(out);

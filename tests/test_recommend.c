@@ -165,6 +165,10 @@ static void find_item_by_id_and_title(void **state) {
                     cb_features_item_count(f->rec->features, cands[i]));
     assert_int_equal(cb_recommender_find_item(f->exact, "no such film zzz", &item, cands, 5, &nc, &err), CB_ENOTFOUND);
     assert_int_equal(nc, 0);
+    /* an empty query is no part of a title (it matched every one) */
+    assert_int_equal(cb_recommender_find_item(f->exact, " ", &item, cands, 5, &nc, &err), CB_EINVAL);
+    assert_int_equal(nc, 0);
+    assert_non_null(strstr(err.msg, "empty item id or title"));
 }
 
 static bool rated(const cb_bundle *r, uint32_t u, uint32_t item) {

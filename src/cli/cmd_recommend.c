@@ -71,7 +71,8 @@ int cmd_similar(int argc, char **argv) {
     const cli_command c = {cmd, similar_usage, opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);
     if (st >= 0) return st;
-    if (!model || !query) return cli_usage_error(&c, "give --model and --item");
+    if (!model || !query || !query[strspn(query, " \t")])
+        return cli_usage_error(&c, "give --model and --item (an id or a title)");
     if (!parse_count(k_text, 1, 1u << 30, &k)) return cli_usage_error(&c, "-k must be a positive integer");
     cb_error err = {0};
     cb_list *l = NULL;

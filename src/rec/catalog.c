@@ -252,6 +252,8 @@ CB_API int cb_recommender_find_item(const cb_recommender *rec, const char *query
         return cb_fail(err, CB_EINVAL, "cb_recommender_find_item: NULL argument");
     uint32_t n = (uint32_t)cb_recommender_item_count(rec), found;
     if (cb_rec_item_index(rec, query, &found)) return *item = found, CB_OK;
+    if (!query[strspn(query, " \t")]) /* as a part of a title it matched every title */
+        return cb_fail(err, CB_EINVAL, "an empty item id or title: give an id or a (part of a) title");
     char q[4][512];
     title_forms(query, q);
     /* level 0: exact title; 1: title without year or article moved; 2: substring */
