@@ -440,6 +440,11 @@ static void add_item_genres_string(void **state) {
     assert_string_equal(cb_recommender_add_item_note(rec), "unknown value 'Nope' of 'genres' ignored");
     if (cb_recommender_add_item(rec, "{\"id\": \"l\", \"genres\": [\"Drama\", \"Comedy\"]}", &as_list, &err))
         fail_msg("%s", err.msg);
+    const char *gs[4], *gl[4]; /* the string's genres are kept as the list's (the string kept none) */
+    assert_int_equal(cb_recommender_item_genres(rec, as_string, gs, 4), 2);
+    assert_int_equal(cb_recommender_item_genres(rec, as_list, gl, 4), 2);
+    assert_string_equal(gs[0], gl[0]);
+    assert_string_equal(gs[1], gl[1]);
     cb_list *l = NULL;
     if (cb_recommender_similar(rec, as_string, 1, &l, &err)) fail_msg("%s", err.msg);
     assert_int_equal(cb_list_item(l, 0), as_list);

@@ -399,6 +399,31 @@ CB_API int cb_recommender_load_table(cb_recommender *h, const char *path, cb_err
 
 CB_API size_t cb_recommender_table_k(const cb_recommender *h) { return h && h->has_table ? h->table.knn.k : 0; }
 
+/* The new item's "genres" as the table keeps them, names joined by '|': a
+ * list's names; a string split as the genre column's values are in its
+ * file (its known values: the string form had embedded the item with its
+ * genres but kept none, so genre filters and the server's "genres" missed
+ * it). */
+static int added_genres(const cb_bundle *r, json_t *jg, char **out, cb_error *err) {
+    *out = NULL;
+    cb_attr_value a;
+    if (json_is_array(jg))
+        return json_array_size(jg) ? cb_rec_json_attr(&a, "genres", jg, out, "new item JSON", err) : CB_OK;
+    int facet = json_is_string(jg) ? cb_features_facet_find(r->features, "genres") : -1;
+    uint32_t ids[64], n = 0;
+    if (facet < 0 || cb_features_facet_values(r->features, (uint32_t)facet, json_string_value(jg), ids, 64, &n, false,
+                                              NULL, 0, err) || !n)
+        return CB_OK; /* what the embedding refused it has refused already */
+    size_t len = 1;
+    for (uint32_t i = 0; i < n; i++) len += strlen(cb_features_genre_name(r->features, ids[i])) + 1;
+    if (!(*out = cb_calloc(len, 1, err))) return CB_ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i) strcat(*out, "|");
+        strcat(*out, cb_features_genre_name(r->features, ids[i]));
+    }
+    return CB_OK;
+}
+
 CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, size_t *item, cb_error *err) {
     if (!h || !item_json) return cb_fail(err, CB_EINVAL, "cb_recommender_add_item: NULL argument");
     json_error_t je;
@@ -406,12 +431,11 @@ CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, siz
     if (!j) return cb_fail(err, CB_EPARSE, "new item JSON:%d:%d: %s", je.line, je.column, je.text);
     float *vec = cb_calloc(h->r->dim, sizeof *vec, err);
     char *id = NULL, *title = NULL, *genres = NULL;
-    cb_attr_value a;
     json_t *jg = json_object_get(j, "genres");
     h->add_note[0] = '\0';
     int rc = vec ? cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, h->add_note, sizeof h->add_note, err)
                  : CB_ENOMEM;
-    if (!rc && json_array_size(jg)) rc = cb_rec_json_attr(&a, "genres", jg, &genres, "new item JSON", err);
+    if (!rc) rc = added_genres(h->r, jg, &genres, err);
     if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, genres, vec, err);
     if (!rc && item) *item = cb_recommender_item_count(h) - 1;
     json_decref(j);
