@@ -317,7 +317,8 @@ static void genre_ratings_takes_genres_only(void **state) {
 
 /* add-item: a single-valued column (brand) given as a list takes its one
  * element as the value (the same vector as the string); a longer list is an
- * error naming the column, not a value joined, dropped and warned about. */
+ * error naming the column, not a value joined, dropped and warned about.
+ * The added items' brand is their content, kept in the table file. */
 static void add_item_brand_list(void **state) {
     (void)state;
     char *d = tu_tmpdir();
@@ -340,6 +341,26 @@ static void add_item_brand_list(void **state) {
     for (size_t i = 0; i < cb_list_size(l); i++)
         if (cb_list_item(l, i) == none) assert_true(cb_list_score(l, i) < cb_list_score(l, 0));
     cb_list_free(l);
+    /* an added item's brand is its content, as a model item's, and stays with it in the table file
+     * (added items had none: the server's "content" was empty for them) */
+    const char *columns[4], *values[4];
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(cb_recommender_item_content(rec, *added[k], columns, values, 4), 1);
+        assert_string_equal(columns[0], "brand");
+        assert_string_equal(values[0], "Zed");
+    }
+    assert_int_equal(cb_recommender_item_content(rec, none, columns, values, 4), 0);
+    char *model = tu_path(d, "m.cbrec"), *added_file = tu_path(d, "added.tab");
+    cb_recommender *again = NULL;
+    if (cb_recommender_save(rec, model, &err) || cb_recommender_save_table(rec, added_file, &err) ||
+        cb_recommender_load(&again, model, added_file, &err))
+        fail_msg("%s", err.msg);
+    size_t s_again;
+    assert_int_equal(cb_recommender_find_item(again, "s", &s_again, NULL, 0, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommender_item_content(again, s_again, columns, values, 4), 1);
+    assert_string_equal(values[0], "Zed");
+    cb_recommender_free(again);
+    free(model), free(added_file);
     /* an unknown genre is a remark like an unknown tag or brand; an error under strict */
     if (cb_recommender_add_item(rec, "{\"id\": \"g\", \"genres\": [\"Nope\", \"Drama\"]}", NULL, &err))
         fail_msg("%s", err.msg);

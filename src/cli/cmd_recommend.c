@@ -214,7 +214,7 @@ static const char *add_item_usage =
     "usage: cbrec add-item --model FILE [--table TABLE] --item-json FILE --out TABLE2\n"
     "embed a new item from its features (no retraining) and add it to the catalog. With --table\n"
     "(from `cbrec precompute`, or an earlier TABLE2) it is inserted into the neighbour lists too;\n"
-    "without, TABLE2 holds only the added items (their ids, titles, genres and vectors; no lists).\n"
+    "without, TABLE2 holds only the added items (their ids, titles, genres, other content and vectors; no lists).\n"
     "Either way `cbrec recommend --table TABLE2` can recommend it and `cbrec similar --table TABLE2`\n"
     "shows it. FILE: {\"id\": \"x1\", \"title\": \"T (2024)\", \"genres\": [\"Adventure\"], ...}\n";
 

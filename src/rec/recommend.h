@@ -67,7 +67,15 @@ typedef struct cb_recommend_table {
     char **extra_ids;      /* [n_extra] */
     char **extra_titles;   /* [n_extra], entries may be NULL */
     char **extra_genres;   /* [n_extra] genre names joined by '|', entries may be NULL */
+    char **extra_content;  /* [n_extra] the other content columns' values (tags, brand): "column" US
+                              "value" pairs joined by RS (CB_CONTENT_US, _RS), entries may be NULL */
 } cb_recommend_table;
+
+/* The separators of cb_recommend_table.extra_content: between a column and
+ * its value, and between pairs (ASCII unit and record separators: no CSV
+ * value of ours holds them). */
+#define CB_CONTENT_US '\x1f'
+#define CB_CONTENT_RS '\x1e'
 
 /* A similar-items table needs 2 items at least: CB_OK, else CB_EINVAL saying
  * so (one message for every way a table is built: exact, approximate, ranks). */
@@ -78,7 +86,8 @@ int cb_recommend_table_build(cb_recommend_table *t, const cb_bundle *r, size_t k
                              cb_error *err);
 /* Save atomically: format "cbrec-knn-table" (knn.h) when there are no added
  * items, else "cbrec-similar" (the same tensors plus "extra.vectors" and
- * metadata "extra_items": [[id, title|null, genres|null], ...]); without a
+ * metadata "extra_items": [[id, title|null, genres|null, content|null], ...];
+ * files from before the content have three fields); without a
  * neighbour table, "cbrec-added-items" ("extra.vectors" and "extra_items"
  * only). All carry the model's fingerprint. */
 int cb_recommend_table_save(const cb_recommend_table *t, const char *path, const char *fingerprint, cb_error *err);
@@ -87,9 +96,10 @@ int cb_recommend_table_save(const cb_recommend_table *t, const char *path, const
 int cb_recommend_table_load(cb_recommend_table *t, const cb_bundle *r, const char *path, cb_error *err);
 /* Insert a new item with vector vec[dim] (and into the neighbour lists when
  * t has them; a zeroed t becomes an added-items-only store); its id must be
- * new (CB_EINVAL). title and genres ('|'-joined names) may be NULL. */
+ * new (CB_EINVAL). title, genres ('|'-joined names) and content (as
+ * extra_content) may be NULL. */
 int cb_recommend_table_add(cb_recommend_table *t, const cb_bundle *r, const char *id, const char *title,
-                           const char *genres, const float *vec, cb_error *err);
+                           const char *genres, const char *content, const float *vec, cb_error *err);
 void cb_recommend_table_free(cb_recommend_table *t); /* zeroes; NULL is a no-op */
 
 /* Embed a new item described by JSON: {"id": "x1", "title": "T (2024)",

@@ -287,7 +287,7 @@ static int merge_added(const cb_recommender *h, cb_recommend_table *dst, const c
         for (uint32_t k = 0; k < dst->n_extra && !held; k++) held = !strcmp(dst->extra_ids[k], src->extra_ids[i]);
         if (!held)
             rc = cb_recommend_table_add(dst, h->r, src->extra_ids[i], src->extra_titles[i], src->extra_genres[i],
-                                        src->extra_vecs + (size_t)i * h->r->dim, err);
+                                        src->extra_content[i], src->extra_vecs + (size_t)i * h->r->dim, err);
     }
     return rc;
 }
@@ -424,25 +424,71 @@ static int added_genres(const cb_bundle *r, json_t *jg, char **out, cb_error *er
     return CB_OK;
 }
 
+/* Append to *s (growing) one "column" US "value" pair per known value of
+ * content column `facet` in str (split as in its file). */
+static int content_values(const cb_features *f, uint32_t facet, const char *str, char **s, size_t *len, cb_error *err) {
+    uint32_t ids[64], n = 0;
+    if (cb_features_facet_values(f, facet, str, ids, 64, &n, false, NULL, 0, err)) return CB_OK; /* refused already */
+    const char *col = cb_features_facet_name(f, facet);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *v = cb_features_genre_name(f, ids[i]);
+        size_t add = strlen(col) + strlen(v) + 2;
+        char *g = cb_realloc_array(*s, *len + add + 1, 1, err);
+        if (!g) return CB_ENOMEM;
+        *s = g;
+        if (*len) g[(*len)++] = CB_CONTENT_RS;
+        *len += (size_t)snprintf(g + *len, add, "%s%c%s", col, CB_CONTENT_US, v);
+    }
+    return CB_OK;
+}
+
+/* The new item's other content columns' values (tags, brand: not the
+ * genres, kept apart) as the table keeps them (extra_content), NULL when
+ * none: what the server shows under "content", as for the model's items. */
+static int added_content(const cb_bundle *r, json_t *j, char **out, cb_error *err) {
+    *out = NULL;
+    size_t len = 0;
+    const char *key;
+    json_t *v;
+    int rc = CB_OK;
+    json_object_foreach(j, key, v) {
+        int facet = cb_features_facet_find(r->features, key);
+        if (facet < 0 || !strcmp(key, "genres")) continue;
+        if (json_is_string(v)) rc = content_values(r->features, (uint32_t)facet, json_string_value(v), out, &len, err);
+        for (size_t i = 0; !rc && i < json_array_size(v); i++) /* a list: each element's values */
+            if (json_is_string(json_array_get(v, i)))
+                rc = content_values(r->features, (uint32_t)facet, json_string_value(json_array_get(v, i)), out, &len,
+                                    err);
+        if (rc) break;
+    }
+    if (rc) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, size_t *item, cb_error *err) {
     if (!h || !item_json) return cb_fail(err, CB_EINVAL, "cb_recommender_add_item: NULL argument");
     json_error_t je;
     json_t *j = json_loads(item_json, JSON_REJECT_DUPLICATES, &je);
     if (!j) return cb_fail(err, CB_EPARSE, "new item JSON:%d:%d: %s", je.line, je.column, je.text);
     float *vec = cb_calloc(h->r->dim, sizeof *vec, err);
-    char *id = NULL, *title = NULL, *genres = NULL;
+    char *id = NULL, *title = NULL, *genres = NULL, *content = NULL;
     json_t *jg = json_object_get(j, "genres");
     h->add_note[0] = '\0';
     int rc = vec ? cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, h->add_note, sizeof h->add_note, err)
                  : CB_ENOMEM;
     if (!rc) rc = added_genres(h->r, jg, &genres, err);
-    if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, genres, vec, err);
+    if (!rc) rc = added_content(h->r, j, &content, err);
+    if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, genres, content, vec, err);
     if (!rc && item) *item = cb_recommender_item_count(h) - 1;
     json_decref(j);
     free(vec);
     free(id);
     free(title);
     free(genres);
+    free(content);
     return rc;
 }
 

@@ -43,11 +43,38 @@ CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item,
     return n;
 }
 
+/* An added item's content (the table's extra_content), as the model's own
+ * strings: a pair the model does not know (none, from add-item) is left out. */
+static size_t added_item_content(const cb_features *f, const char *s, const char **columns, const char **values,
+                                 size_t max) {
+    size_t n = 0;
+    for (const char *p = s; p && *p;) {
+        const char *us = strchr(p, CB_CONTENT_US), *rs = strchr(p, CB_CONTENT_RS), *end = rs ? rs : p + strlen(p);
+        if (us && us < end) {
+            char col[256];
+            snprintf(col, sizeof col, "%.*s", (int)(us - p < 255 ? us - p : 255), p);
+            int facet = cb_features_facet_find(f, col);
+            int64_t g = facet < 0 ? -1 : cb_features_value_find(f, (uint32_t)facet, us + 1, (size_t)(end - us - 1));
+            if (g >= 0) {
+                if (n < max) {
+                    if (columns) columns[n] = cb_features_facet_name(f, (uint32_t)facet);
+                    if (values) values[n] = cb_features_genre_name(f, (uint32_t)g);
+                }
+                n++;
+            }
+        }
+        p = rs ? rs + 1 : end;
+    }
+    return n;
+}
+
 CB_API size_t cb_recommender_item_content(const cb_recommender *rec, size_t item, const char **columns,
                                           const char **values, size_t max) {
     const cb_features *f = rec ? rec->r->features : NULL;
     const uint32_t *list = NULL;
     uint32_t ng = 0;
+    if (f && item >= rec->r->n_items && item < cb_recommender_item_count(rec))
+        return added_item_content(f, rec->table.extra_content[item - rec->r->n_items], columns, values, max);
     if (!f || item >= rec->r->n_items || cb_features_item_genres(f, (uint32_t)item, &list, &ng) != CB_OK) return 0;
     size_t n = 0;
     for (uint32_t g = 0; g < ng; g++) {

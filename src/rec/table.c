@@ -21,10 +21,12 @@ void cb_recommend_table_free(cb_recommend_table *t) {
         if (t->extra_ids) free(t->extra_ids[i]);
         if (t->extra_titles) free(t->extra_titles[i]);
         if (t->extra_genres) free(t->extra_genres[i]);
+        if (t->extra_content) free(t->extra_content[i]);
     }
     free(t->extra_ids);
     free(t->extra_titles);
     free(t->extra_genres);
+    free(t->extra_content);
     memset(t, 0, sizeof *t);
 }
 
@@ -61,8 +63,8 @@ int cb_recommend_table_save(const cb_recommend_table *t, const char *path, const
     int64_t vshape[2] = {t->n_extra, t->dim};
     json_t *extra = json_array();
     for (uint32_t i = 0; extra && i < t->n_extra; i++)
-        if (json_array_append_new(extra, json_pack("[s,s?,s?]", t->extra_ids[i], t->extra_titles[i],
-                                                   t->extra_genres[i]))) {
+        if (json_array_append_new(extra, json_pack("[s,s?,s?,s?]", t->extra_ids[i], t->extra_titles[i],
+                                                   t->extra_genres[i], t->extra_content[i]))) {
             json_decref(extra);
             extra = NULL;
         }
@@ -86,7 +88,8 @@ int cb_recommend_table_save(const cb_recommend_table *t, const char *path, const
 }
 
 /* The added items of either layout: "extra.vectors" and the metadata
- * "extra_items" ([id, title|null] or [id, title|null, genres|null] each). */
+ * "extra_items" ([id, title|null], [id, title|null, genres|null] or [id,
+ * title|null, genres|null, content|null] each). */
 static int load_extras(cb_recommend_table *t, const cb_bundle *r, const cb_st *st, const char *path, cb_error *err) {
     int64_t sv[2];
     const float *vecs = cb_st_tensor(st, "extra.vectors", CB_ST_F32, 2, sv, err);
@@ -103,8 +106,9 @@ static int load_extras(cb_recommend_table *t, const cb_bundle *r, const cb_st *s
     t->extra_ids = cb_calloc(t->n_extra, sizeof *t->extra_ids, err);
     t->extra_titles = cb_calloc(t->n_extra, sizeof *t->extra_titles, err);
     t->extra_genres = cb_calloc(t->n_extra, sizeof *t->extra_genres, err);
+    t->extra_content = cb_calloc(t->n_extra, sizeof *t->extra_content, err);
     t->extra_vecs = cb_malloc((size_t)t->n_extra * r->dim * sizeof *t->extra_vecs, err);
-    if (!t->extra_ids || !t->extra_titles || !t->extra_genres || !t->extra_vecs) {
+    if (!t->extra_ids || !t->extra_titles || !t->extra_genres || !t->extra_content || !t->extra_vecs) {
         rc = CB_ENOMEM;
         goto out;
     }
@@ -116,17 +120,19 @@ static int load_extras(cb_recommend_table *t, const cb_bundle *r, const cb_st *s
         }
     for (uint32_t i = 0; i < t->n_extra; i++) {
         const char *id = NULL;
-        json_t *jt = NULL, *row = json_array_get(extra, i), *jg = json_array_get(row, 2);
+        json_t *jt = NULL, *row = json_array_get(extra, i), *jg = json_array_get(row, 2), *jc = json_array_get(row, 3);
         bool dup = false;
         for (uint32_t k = 0; id && k < i; k++) dup |= !strcmp(t->extra_ids[k], id);
         if (json_unpack(row, "[s,o]", &id, &jt) || (!json_is_null(jt) && !json_is_string(jt)) ||
-            (jg && !json_is_null(jg) && !json_is_string(jg)) || cb_bundle_item(r, id) >= 0 || dup) {
+            (jg && !json_is_null(jg) && !json_is_string(jg)) || (jc && !json_is_null(jc) && !json_is_string(jc)) ||
+            cb_bundle_item(r, id) >= 0 || dup) {
             cb_fail(err, CB_EFORMAT, "%s: added item %u is malformed or clashes with another item", path, i);
             goto out;
         }
-        const char *title = json_string_value(jt), *genres = json_string_value(jg); /* NULL for null */
+        const char *title = json_string_value(jt), *genres = json_string_value(jg), *content = json_string_value(jc);
         if (!(t->extra_ids[i] = cb_strdup(id, err)) || (title && !(t->extra_titles[i] = cb_strdup(title, err))) ||
-            (genres && !(t->extra_genres[i] = cb_strdup(genres, err)))) {
+            (genres && !(t->extra_genres[i] = cb_strdup(genres, err))) ||
+            (content && !(t->extra_content[i] = cb_strdup(content, err)))) {
             rc = CB_ENOMEM;
             goto out;
         }
@@ -220,7 +226,7 @@ static int push_ptr(char ***arr, uint32_t n, char *x, cb_error *err) {
 }
 
 int cb_recommend_table_add(cb_recommend_table *t, const cb_bundle *r, const char *id, const char *title,
-                           const char *genres, const float *vec, cb_error *err) {
+                           const char *genres, const char *content, const float *vec, cb_error *err) {
     if (cb_bundle_item(r, id) >= 0) return cb_fail(err, CB_EINVAL, "add-item: item '%s' is already in the model", id);
     for (uint32_t i = 0; i < t->n_extra; i++)
         if (!strcmp(t->extra_ids[i], id)) return cb_fail(err, CB_EINVAL, "add-item: item '%s' was already added", id);
@@ -228,12 +234,13 @@ int cb_recommend_table_add(cb_recommend_table *t, const cb_bundle *r, const char
     size_t d = t->dim;
     float *ev = cb_realloc_array(NULL, (size_t)t->n_extra + 1, d * sizeof *ev, err);
     char *id_copy = cb_strdup(id, err), *title_copy = title ? cb_strdup(title, err) : NULL;
-    char *genres_copy = genres ? cb_strdup(genres, err) : NULL;
+    char *genres_copy = genres ? cb_strdup(genres, err) : NULL, *content_copy = content ? cb_strdup(content, err) : NULL;
     int rc = CB_ENOMEM;
-    if (!ev || !id_copy || (title && !title_copy) || (genres && !genres_copy)) goto fail;
+    if (!ev || !id_copy || (title && !title_copy) || (genres && !genres_copy) || (content && !content_copy)) goto fail;
     /* room first (the arrays grow; a failure leaves them longer, never inconsistent), then the neighbour lists */
     if ((rc = push_ptr(&t->extra_ids, t->n_extra, NULL, err)) || (rc = push_ptr(&t->extra_titles, t->n_extra, NULL, err)) ||
-        (rc = push_ptr(&t->extra_genres, t->n_extra, NULL, err)))
+        (rc = push_ptr(&t->extra_genres, t->n_extra, NULL, err)) ||
+        (rc = push_ptr(&t->extra_content, t->n_extra, NULL, err)))
         goto fail;
     if (t->knn.neighbors) {
         /* knn's insert wants the current rows contiguous: model items, then added ones */
@@ -252,6 +259,7 @@ int cb_recommend_table_add(cb_recommend_table *t, const cb_bundle *r, const char
     t->extra_ids[t->n_extra] = id_copy;
     t->extra_titles[t->n_extra] = title_copy;
     t->extra_genres[t->n_extra] = genres_copy;
+    t->extra_content[t->n_extra] = content_copy;
     t->n_extra++;
     return CB_OK;
 fail:
@@ -259,6 +267,7 @@ fail:
     free(id_copy);
     free(title_copy);
     free(genres_copy);
+    free(content_copy);
     return rc;
 }
 
