@@ -55,7 +55,7 @@ static size_t added_item_content(const cb_features *f, const char *s, const char
             snprintf(col, sizeof col, "%.*s", (int)(us - p < 255 ? us - p : 255), p);
             int facet = cb_features_facet_find(f, col);
             int64_t g = facet < 0 ? -1 : cb_features_value_find(f, (uint32_t)facet, us + 1, (size_t)(end - us - 1));
-            if (g >= 0) {
+            if (g >= 0 && !cb_features_value_is_genre(f, (uint32_t)g)) { /* the genres: item_genres */
                 if (n < max) {
                     if (columns) columns[n] = cb_features_facet_name(f, (uint32_t)facet);
                     if (values) values[n] = cb_features_genre_name(f, (uint32_t)g);
