@@ -37,6 +37,7 @@ typedef struct py_progress {
     PyObject *callback;   /* a callable(dict), or NULL */
     int print;            /* print a line per epoch to sys.stderr (and one as the tuning starts) */
     int stage;            /* the stage of the last report (CB_STAGE_*) */
+    int stopped;          /* the callable returned True: this and every later training stop */
     PyObject *saved[3];   /* the exception that stopped training (type, value, traceback) */
 } py_progress;
 /* 0 when `progress` (None/False, True or a callable) is understood, else -1 (raised). */

@@ -409,17 +409,20 @@ static PyObject *progress_dict(const cb_progress *p) {
 
 /* Runs on the library's training thread with the GIL released: take it
  * back, look for Ctrl-C (PyErr_CheckSignals runs Python's handler, which
- * raises KeyboardInterrupt), report, and stop the library on any exception. */
+ * raises KeyboardInterrupt), report, and stop the library on any exception
+ * (raised after the call) or when the callable returns True (the C
+ * callback's non-zero: the model so far is kept). */
 int progress_fn(const cb_progress *p, void *ctx) {
     py_progress *pp = ctx;
     PyGILState_STATE g = PyGILState_Ensure();
     /* once stopped (an evaluation trains several models), every later training stops at once */
-    int stop = pp->saved[0] != NULL || PyErr_CheckSignals() < 0;
+    int stop = pp->saved[0] != NULL || pp->stopped || PyErr_CheckSignals() < 0;
     if (!stop && pp->callback) {
         PyObject *d = progress_dict(p);
         PyObject *r = d ? PyObject_CallOneArg(pp->callback, d) : NULL;
         Py_XDECREF(d);
-        stop = r == NULL;
+        pp->stopped = r == Py_True;
+        stop = r == NULL || pp->stopped;
         Py_XDECREF(r);
     } else if (!stop && pp->print && p->stage == CB_STAGE_TUNE_TOWERS && pp->stage != p->stage) {
         PySys_WriteStderr("tuning the neighbour component: towers on a carve of the training ratings (%u epochs)\n",

@@ -259,6 +259,22 @@ def test_callback_exception_stops_training(dataset):
     assert not any(p["end_of_epoch"] for p in ticks), "stopped before any epoch of the model ended"
 
 
+def test_callback_true_stops_and_keeps_the_model(dataset):
+    ticks = []
+
+    def enough(p):
+        ticks.append(p)
+        return p["stage"] == "train" and p["epoch"] == 2
+
+    m = cbrec.Model.train(dataset, epochs=50, batch=32, progress=enough)
+    assert ticks[-1]["stage"] == "train" and ticks[-1]["epoch"] == 2, "no tick after the one that said stop"
+    assert m.train_report["epochs_run"] == 2, "stopped within epoch 2, not after 50"
+    assert len(m.recommend(m.user_ids[0], n=3)) == 3, "the model so far is kept and recommends"
+    returns_1 = []
+    cbrec.Model.train(dataset, epochs=1, batch=32, progress=lambda p: returns_1.append(p) or 1)
+    assert any(p["end_of_epoch"] for p in returns_1), "only True stops; other values are ignored"
+
+
 def test_ctrl_c_interrupts_training(dataset):
     """A real SIGINT while the library trains (GIL released) raises
     KeyboardInterrupt within a batch, long before the 3,000 epochs end.
