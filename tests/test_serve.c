@@ -448,6 +448,10 @@ static void clean_errors(void **state) {
     /* a profile the model cannot read is bad input (400), not an unknown resource */
     expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"no-such\": 5}}}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"1\": 5}, \"shoe_size\": 30}}", 0, 400);
+    /* so is an unknown id in a filter of a known user's request (the user is found) */
+    expect_error(f, "GET", "/v1/recommend?user=1&exclude=no-such-item", NULL, 0, 400);
+    expect_error(f, "GET", "/v1/recommend?user=1&allow=no-such-item", NULL, 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"block\": [\"no-such-item\"]}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"\xff\xfe\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"user\": \"2\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"profile\": {}}", 0, 400);
