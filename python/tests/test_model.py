@@ -184,6 +184,16 @@ def test_model_errors(model, tmp_path):
         cbrec.Model().recommend("1")
 
 
+def test_nul_in_a_text_is_refused(model):
+    """C reads a text up to its first NUL: "1\\0x" was user "1"'s list."""
+    uid, iid = model.user_ids[0], model.item_ids[0]
+    for call in (lambda: model.recommend(uid + "\0x"), lambda: model.similar(iid + "\0x"),
+                 lambda: model.recommend(uid, exclude=[iid + "\0x"]), lambda: model.recommend_batch([uid + "\0x"]),
+                 lambda: model.recommend(uid, rank_by="dot\0x")):
+        with pytest.raises(ValueError, match="embedded null"):
+            call()
+
+
 def test_add_item(dataset):
     m = cbrec.Model.train(dataset, epochs=1, seed=2)
     n = m.n_items
