@@ -458,6 +458,10 @@ static void clean_errors(void **state) {
     expect_error(f, "POST", "/v1/recommend/batch", "{\"users\": \"1\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend/batch", "{\"users\": [\"nobody\"]}", 0, 404);
     expect_error(f, "GET", "/v1/users/\xff\xfe", NULL, 0, 404); /* invalid UTF-8 echoed cleanly */
+    /* %00 is not decoded into a NUL that would end the id or value ("1%00x" was user 1) */
+    expect_error(f, "GET", "/v1/recommend?user=1%00x", NULL, 0, 404);
+    expect_error(f, "GET", "/v1/users/1%00x", NULL, 0, 404);
+    expect_error(f, "GET", "/v1/recommend?user=1&n=5%00", NULL, 0, 400);
     still_serving(f);
 }
 
