@@ -219,7 +219,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, sv_reply *rep) {
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type ? rep->content_type : "application/json");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     if (rep->allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, rep->allow);
-    if (rep->status == 503) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (rep->status == 503 && !rep->lasting) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)rep->status, r);
     MHD_destroy_response(r);
     return ret;
