@@ -403,6 +403,15 @@ static void history_file(void **state) {
     assert_int_equal(cb_bundle_load(&l, other, &err), CB_OK); /* r2's pair, untouched */
     assert_true(l->has_history && !strcmp(l->fingerprint, r2->fingerprint));
     cb_bundle_free(l);
+    /* a folder that does not exist: the error names the path given, not a
+     * staged file (it read "m.cbrec.history.tmp.PID: ... m.cbrec.history.tmp.PID.tmp.PID") */
+    char *nodir = tu_path(dir, "no-such-folder/m.cbrec");
+    assert_int_equal(cb_bundle_save_files(r, nodir, NULL, &err), CB_EIO);
+    assert_int_equal(strncmp(err.msg, nodir, strlen(nodir)), 0);
+    assert_true(!strncmp(err.msg + strlen(nodir), ": ", 2) || !strncmp(err.msg + strlen(nodir), ".history: ", 10));
+    const char *tmp = strstr(err.msg, ".tmp.");
+    assert_true(!tmp || !strstr(tmp + 1, ".tmp."));
+    free(nodir);
     /* a model write that fails leaves the old pair whole (not the new
      * history beside the old model): its staging name is a folder here */
     char staged[4200];

@@ -448,12 +448,20 @@ static void clean_errors(void **state) {
     /* a profile the model cannot read is bad input (400), not an unknown resource */
     expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"no-such\": 5}}}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"profile\": {\"ratings\": {\"1\": 5}, \"shoe_size\": 30}}", 0, 400);
+    /* so is an unknown id in a filter of a known user's request (the user is found) */
+    expect_error(f, "GET", "/v1/recommend?user=1&exclude=no-such-item", NULL, 0, 400);
+    expect_error(f, "GET", "/v1/recommend?user=1&allow=no-such-item", NULL, 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"block\": [\"no-such-item\"]}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"\xff\xfe\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"user\": \"2\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"profile\": {}}", 0, 400);
     expect_error(f, "POST", "/v1/recommend/batch", "{\"users\": \"1\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend/batch", "{\"users\": [\"nobody\"]}", 0, 404);
     expect_error(f, "GET", "/v1/users/\xff\xfe", NULL, 0, 404); /* invalid UTF-8 echoed cleanly */
+    /* %00 is not decoded into a NUL that would end the id or value ("1%00x" was user 1) */
+    expect_error(f, "GET", "/v1/recommend?user=1%00x", NULL, 0, 404);
+    expect_error(f, "GET", "/v1/users/1%00x", NULL, 0, 404);
+    expect_error(f, "GET", "/v1/recommend?user=1&n=5%00", NULL, 0, 400);
     still_serving(f);
 }
 
@@ -644,8 +652,9 @@ static void overload_is_503(void **state) {
  * once (JSON, Retry-After), the admitted ones 200, none waits for a place */
 
 /* Send one request on each of n sockets before reading any answer; the
- * statuses into st, the 503s' answers checked for JSON and Retry-After. */
-static void burst(unsigned port, const char *req, int n, int *st) {
+ * statuses into st, the 503s' answers checked for JSON and for Retry-After
+ * (present when retry, else absent). */
+static void burst(unsigned port, const char *req, int n, int *st, bool retry) {
     int fds[64];
     for (int i = 0; i < n; i++) {
         fds[i] = connect_to(port);
@@ -661,7 +670,7 @@ static void burst(unsigned port, const char *req, int n, int *st) {
         st[i] = 0;
         sscanf(buf, "HTTP/1.%*d %d", &st[i]);
         if (st[i] != 503) continue;
-        assert_non_null(strcasestr(buf, "\r\nRetry-After: 1\r\n"));
+        assert_true(!strcasestr(buf, "\r\nRetry-After: 1\r\n") == !retry);
         char *b = strstr(buf, "\r\n\r\n");
         json_t *j = b ? json_loads(b + 4, 0, NULL) : NULL;
         assert_non_null(j);
@@ -678,7 +687,7 @@ static void overload_burst_is_503(void **state) {
     const char *req = "GET /v1/recommend?user=5&n=100&diversity=0.5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     int st[64], ok = 0, busy = 0;
     for (int round = 0; round < 5 && !busy; round++) { /* the timing is the machine's: a few tries */
-        burst(g.srv.port, req, 48, st);
+        burst(g.srv.port, req, 48, st, true);
         ok = busy = 0;
         for (int i = 0; i < 48; i++) {
             if (st[i] != 200 && st[i] != 503) fprintf(stderr, "burst: status %d\n", st[i]);
@@ -693,6 +702,11 @@ static void overload_burst_is_503(void **state) {
     assert_non_null(strstr(text, "status=\"503\""));
     free(text);
     json_decref(get_json(&g, "/healthz", 200)); /* and the server serves on */
+    /* a 503 that retrying will not change (no event store) has no Retry-After */
+    const char *ev = "POST /v1/users/1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " TOKEN
+                     "\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    burst(g.srv.port, ev, 1, st, false);
+    assert_int_equal(st[0], 503);
     stop_server(&g.srv, SIGTERM);
 }
 

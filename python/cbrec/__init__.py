@@ -295,8 +295,10 @@ class Model(_cbrec._Model):
             ("train": the model's epochs; before them, when the neighbour
             component is tuned, ticks of "tune-towers", towers trained on a
             carve, their epochs, and one "tune-grid" as its grid starts),
-            elapsed (seconds since the call began). An exception raised by
-            the callable stops training and propagates.
+            elapsed (seconds since the call began). A callable that returns
+            True stops training there and keeps the model so far (an early
+            stop: train_report's epochs_run says how far it got); an
+            exception raised by the callable stops training and propagates.
         Ctrl-C stops training within a batch and raises KeyboardInterrupt.
         settings: any TRAIN key, '_' for '-' (lists for layer sizes):
 %s
@@ -446,6 +448,8 @@ def evaluate(dataset, models=None, *, progress=False, train=None, **settings):
 %s
     Returns the report as a dict: {"models": [{"name", "mean_rmse",
     "mean_ndcg<K>", "mean_recall<K>", "hit_rate", ...}], "k", "splits", ...}.
+    progress: as in Model.train (a callable returning True stops the
+    training it reports on and every later one, keeping what they trained).
     Ctrl-C stops the two-tower trainings and raises KeyboardInterrupt once
     the evaluation returns."""
     eval_keys = {s["name"] for s in _settings_of("eval")}

@@ -27,6 +27,8 @@ cb_config *config_from(cb_config_kind kind, PyObject *kw);
  * holds them alive; free *out with PyMem_Free. 0 or -1 (raised). */
 int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n);
 /* An id argument: str, or str() of an int (new reference), else TypeError. */
+/* s's UTF-8, or NULL with ValueError when s holds a NUL (C would cut it there). */
+const char *utf8_text(PyObject *s);
 PyObject *id_text(PyObject *x);
 
 /* The progress callback's state. Training runs with the GIL released; the
@@ -37,6 +39,7 @@ typedef struct py_progress {
     PyObject *callback;   /* a callable(dict), or NULL */
     int print;            /* print a line per epoch to sys.stderr (and one as the tuning starts) */
     int stage;            /* the stage of the last report (CB_STAGE_*) */
+    int stopped;          /* the callable returned True: this and every later training stop */
     PyObject *saved[3];   /* the exception that stopped training (type, value, traceback) */
 } py_progress;
 /* 0 when `progress` (None/False, True or a callable) is understood, else -1 (raised). */

@@ -103,14 +103,14 @@ static PyObject *value_text(PyObject *v) {
 /* Set one key (Python spelling: '_' for '-'); None leaves the default. 0 or -1 (raised). */
 static int config_set_py(cb_config *c, PyObject *key, PyObject *value) {
     if (value == Py_None) return 0;
-    const char *k = PyUnicode_AsUTF8(key);
+    const char *k = utf8_text(key);
     if (!k) return -1;
     char name[128];
     snprintf(name, sizeof name, "%s", k);
     for (char *p = name; *p; p++)
         if (*p == '_') *p = '-';
     PyObject *t = value_text(value);
-    const char *v = t ? PyUnicode_AsUTF8(t) : NULL;
+    const char *v = t ? utf8_text(t) : NULL;
     cb_error err;
     int rc = v ? cb_config_set(c, name, v, &err) : -1;
     Py_XDECREF(t);
@@ -160,7 +160,7 @@ int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***o
         PyObject *s = x == Py_None ? NULL : PyUnicode_Check(x) ? (Py_INCREF(x), x) : PyObject_Str(x);
         if (!s && x != Py_None) goto fail;
         PyList_SET_ITEM(*keep, i, s ? s : (Py_INCREF(Py_None), Py_None));
-        (*out)[i] = s ? PyUnicode_AsUTF8(s) : NULL;
+        (*out)[i] = s ? utf8_text(s) : NULL;
         if (s && !(*out)[i]) goto fail;
     }
     Py_DECREF(fast);
@@ -172,6 +172,18 @@ fail:
     *out = NULL;
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return -1;
+}
+
+/* s as UTF-8 (kept by s); NULL with ValueError when it holds a NUL, where C
+ * would cut it (an id "1\0002" would be read as user "1"). */
+const char *utf8_text(PyObject *s) {
+    Py_ssize_t n;
+    const char *t = PyUnicode_AsUTF8AndSize(s, &n);
+    if (t && strlen(t) != (size_t)n) {
+        PyErr_Format(PyExc_ValueError, "embedded null character in %R", s);
+        return NULL;
+    }
+    return t;
 }
 
 /* A user or item id argument: str, or str() of an int. New reference. */
@@ -409,17 +421,20 @@ static PyObject *progress_dict(const cb_progress *p) {
 
 /* Runs on the library's training thread with the GIL released: take it
  * back, look for Ctrl-C (PyErr_CheckSignals runs Python's handler, which
- * raises KeyboardInterrupt), report, and stop the library on any exception. */
+ * raises KeyboardInterrupt), report, and stop the library on any exception
+ * (raised after the call) or when the callable returns True (the C
+ * callback's non-zero: the model so far is kept). */
 int progress_fn(const cb_progress *p, void *ctx) {
     py_progress *pp = ctx;
     PyGILState_STATE g = PyGILState_Ensure();
     /* once stopped (an evaluation trains several models), every later training stops at once */
-    int stop = pp->saved[0] != NULL || PyErr_CheckSignals() < 0;
+    int stop = pp->saved[0] != NULL || pp->stopped || PyErr_CheckSignals() < 0;
     if (!stop && pp->callback) {
         PyObject *d = progress_dict(p);
         PyObject *r = d ? PyObject_CallOneArg(pp->callback, d) : NULL;
         Py_XDECREF(d);
-        stop = r == NULL;
+        pp->stopped = r == Py_True;
+        stop = r == NULL || pp->stopped;
         Py_XDECREF(r);
     } else if (!stop && pp->print && p->stage == CB_STAGE_TUNE_TOWERS && pp->stage != p->stage) {
         PySys_WriteStderr("tuning the neighbour component: towers on a carve of the training ratings (%u epochs)\n",

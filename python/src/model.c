@@ -287,7 +287,7 @@ static int user_arg(PyObject *user, PyObject **keep, const char **id, const char
     } else {
         *keep = id_text(user);
     }
-    const char *s = *keep ? PyUnicode_AsUTF8(*keep) : NULL;
+    const char *s = *keep ? utf8_text(*keep) : NULL;
     if (!s) {
         Py_CLEAR(*keep);
         return -1;
@@ -421,7 +421,7 @@ static PyObject *Model_recommend(ModelObject *self, PyObject *args) {
 /* The number of an item given by id or title (CB_ENOTFOUND lists candidates). */
 static int find_item(ModelObject *self, PyObject *item, size_t *out) {
     PyObject *q = id_text(item);
-    const char *s = q ? PyUnicode_AsUTF8(q) : NULL;
+    const char *s = q ? utf8_text(q) : NULL;
     if (!s) {
         Py_XDECREF(q);
         return -1;
@@ -533,7 +533,7 @@ static PyObject *Model_predict(ModelObject *self, PyObject *args) {
     PyObject *user, *item;
     if (!ready(self) || !PyArg_ParseTuple(args, "OO:predict", &user, &item)) return NULL;
     PyObject *u = id_text(user), *i = u ? id_text(item) : NULL;
-    const char *us = i ? PyUnicode_AsUTF8(u) : NULL, *is = us ? PyUnicode_AsUTF8(i) : NULL;
+    const char *us = i ? utf8_text(u) : NULL, *is = us ? utf8_text(i) : NULL;
     float y = NAN;
     cb_error err;
     int rc = -1;

@@ -184,6 +184,16 @@ def test_model_errors(model, tmp_path):
         cbrec.Model().recommend("1")
 
 
+def test_nul_in_a_text_is_refused(model):
+    """C reads a text up to its first NUL: "1\\0x" was user "1"'s list."""
+    uid, iid = model.user_ids[0], model.item_ids[0]
+    for call in (lambda: model.recommend(uid + "\0x"), lambda: model.similar(iid + "\0x"),
+                 lambda: model.recommend(uid, exclude=[iid + "\0x"]), lambda: model.recommend_batch([uid + "\0x"]),
+                 lambda: model.recommend(uid, rank_by="dot\0x")):
+        with pytest.raises(ValueError, match="embedded null"):
+            call()
+
+
 def test_add_item(dataset):
     m = cbrec.Model.train(dataset, epochs=1, seed=2)
     n = m.n_items
@@ -257,6 +267,22 @@ def test_callback_exception_stops_training(dataset):
         cbrec.Model.train(dataset, epochs=50, batch=32, progress=stop)
     assert len(ticks) == 3, "a tick's non-zero return stops training at once"
     assert not any(p["end_of_epoch"] for p in ticks), "stopped before any epoch of the model ended"
+
+
+def test_callback_true_stops_and_keeps_the_model(dataset):
+    ticks = []
+
+    def enough(p):
+        ticks.append(p)
+        return p["stage"] == "train" and p["epoch"] == 2
+
+    m = cbrec.Model.train(dataset, epochs=50, batch=32, progress=enough)
+    assert ticks[-1]["stage"] == "train" and ticks[-1]["epoch"] == 2, "no tick after the one that said stop"
+    assert m.train_report["epochs_run"] == 2, "stopped within epoch 2, not after 50"
+    assert len(m.recommend(m.user_ids[0], n=3)) == 3, "the model so far is kept and recommends"
+    returns_1 = []
+    cbrec.Model.train(dataset, epochs=1, batch=32, progress=lambda p: returns_1.append(p) or 1)
+    assert any(p["end_of_epoch"] for p in returns_1), "only True stops; other values are ignored"
 
 
 def test_ctrl_c_interrupts_training(dataset):

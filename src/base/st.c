@@ -465,7 +465,13 @@ int cb_st_open(cb_st **out, const char *path, const char *format, int max_versio
     const unsigned char *bytes = st->map;
     uint64_t hlen = 0;
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)bytes[i] << (8 * i);
-    if (hlen < 2 || hlen > MAX_HEADER || hlen > st->map_len - 8 || bytes[8] != '{') {
+    bool brace = st->map_len > 8 && bytes[8] == '{';
+    if (hlen >= 2 && hlen <= MAX_HEADER && brace && hlen > st->map_len - 8) { /* a cut copy or download */
+        rc = cb_fail(err, CB_EFORMAT, "%s: truncated: its header is %" PRIu64 " bytes, the file has %zu after its length",
+                     path, hlen, st->map_len - 8);
+        goto fail;
+    }
+    if (hlen < 2 || hlen > MAX_HEADER || hlen > st->map_len - 8 || !brace) {
         rc = cb_fail(err, CB_EFORMAT, "%s: not a cbrec/safetensors file (bad header length)", path);
         goto fail;
     }

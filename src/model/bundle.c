@@ -849,6 +849,10 @@ int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *histo
         history_path = beside;
     }
     int rc = cb_bundle_check_paths(path, history_path, err);
+    /* a missing or unwritable folder, named by the paths given rather than by
+     * the staged files' (whose writers stage again: "NAME.tmp.PID.tmp.PID") */
+    if (!rc && r->has_history) rc = cb_atomic_check_writable(history_path, err);
+    if (!rc) rc = cb_atomic_check_writable(path, err);
     if (rc) return rc;
     if (!staging_path(path, tmp_m, sizeof tmp_m) || !staging_path(history_path, tmp_h, sizeof tmp_h))
         return cb_fail(err, CB_EINVAL, "%s: path too long", path);

@@ -219,7 +219,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, sv_reply *rep) {
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type ? rep->content_type : "application/json");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     if (rep->allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, rep->allow);
-    if (rep->status == 503) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (rep->status == 503 && !rep->lasting) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)rep->status, r);
     MHD_destroy_response(r);
     return ret;
@@ -307,6 +307,28 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     if (toe == MHD_CONNECTION_NOTIFY_CLOSED) sv_shard_closed(cls);
 }
 
+/* libmicrohttpd's %HH decoding of the path and the query, except that "%00"
+ * stays as it is: the routes read ids and parameters as C strings, which a
+ * decoded NUL would end ("user=1%00x" was user 1, "n=5%00" was 5); kept, it
+ * is an id no one has (404) or a value refused (400). */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+    (void)cls, (void)c;
+    char *out = s, *in = s;
+    for (;;) {
+        char *nul = strstr(in, "%00");
+        if (nul) *nul = 0;
+        size_t n = MHD_http_unescape(in);
+        memmove(out, in, n);
+        out += n;
+        if (!nul) break;
+        memcpy(out, "%00", 3); /* out + 3 <= nul + 3: nothing unread is overwritten */
+        out += 3;
+        in = nul + 3;
+    }
+    *out = 0;
+    return (size_t)(out - s);
+}
+
 /* Each connection's buffer (SV_CONN_MEMORY) bounds a request's headers (431
  * beyond) and is zeroed by libmicrohttpd after every request: at 64 KiB that
  * zeroing was a quarter of a precomputed answer's CPU. */
@@ -317,5 +339,6 @@ struct MHD_Daemon *sv_http_daemon(sv_server *s, unsigned conn_limit, bool v6, st
     return MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
                             MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                             SV_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, shard, MHD_OPTION_END);
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, shard, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
+                            NULL, MHD_OPTION_END);
 }

@@ -4,7 +4,7 @@
  * known user or a new-user profile, with filters and diversity; a user's live
  * events are applied at once; a known user's default request is answered
  * from the model's precomputed answers, answers.c), and the 2-D map.
- * Shapes: notes/SERVE-API.md. */
+ * Shapes: the README's Serving, /openapi.json (openapi.json). */
 #include "serve/serve.h"
 
 #include <jansson.h>
@@ -232,9 +232,10 @@ int sv_recommend_text(const sv_server *s, const sv_model *m, const char *user, c
     free(live);
     if (rc) {
         if (!err->msg[0]) snprintf(err->msg, sizeof err->msg, "%s", cb_strstatus(rc));
-        /* what the model does not know in the client's own profile (an attribute,
-         * a genre, an item) is bad input, not a missing resource */
-        return rc == CB_ENOTFOUND && !user ? 400 : sv_status_of(rc);
+        /* the user was found above, so what the model does not know is in the
+         * client's own input (a profile's attribute, genre or item; an id of
+         * exclude, allow or block): bad input, not a missing resource */
+        return rc == CB_ENOTFOUND ? 400 : sv_status_of(rc);
     }
     *text = user ? sv_list_json(m, l, "user", user) : sv_list_json(m, l, "profile", "new user");
     cb_list_free(l);

@@ -32,7 +32,10 @@ static bool valid_user_id(const char *id) {
 int sv_post_events(sv_request *rq, sv_reply *rep) {
     sv_server *s = rq->srv;
     sv_model *m = rq->model;
-    if (!s->events) return sv_reply_error(rep, 503, "live events are off: start the server with --events FILE.sqlite");
+    if (!s->events) { /* retrying will not help: no Retry-After */
+        rep->lasting = true;
+        return sv_reply_error(rep, 503, "live events are off: start the server with --events FILE.sqlite");
+    }
     if (!valid_user_id(rq->id))
         return sv_reply_error(rep, 400, "the user id must be 1 to %d bytes of UTF-8 without control characters",
                               MAX_ID_BYTES - 1);

@@ -161,6 +161,7 @@ typedef struct sv_reply {
     size_t len;
     const char *content_type;
     const char *allow;           /* 405: the Allow header */
+    bool lasting;                /* a 503 of the server's settings, not of load: no Retry-After */
 } sv_reply;
 
 typedef struct sv_request {
