@@ -49,13 +49,15 @@ int cli_error(const char *cmd, const cb_error *err) {
     return CLI_ERROR;
 }
 
+/* The message is written whole, in one call: under mpirun the ranks share
+ * stderr, and a line written in pieces could be cut by another rank's. */
 int cli_fail(int status, const char *cmd, const char *fmt, ...) {
+    char msg[2048];
     va_list ap;
-    fprintf(stderr, "cbrec %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    fprintf(stderr, "cbrec %s: %s\n", cmd, msg);
     return status;
 }
 
