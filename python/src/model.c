@@ -450,6 +450,45 @@ static PyObject *Model_find_item(ModelObject *self, PyObject *item) {
     return PyLong_FromSize_t(i);
 }
 
+/* Append text s (UTF-8) to list; non-zero when Python failed. */
+static int append_text(PyObject *list, const char *s) {
+    PyObject *t = PyUnicode_FromString(s);
+    int bad = !t || PyList_Append(list, t) < 0;
+    Py_XDECREF(t);
+    return bad;
+}
+
+/* {"genres": [...], column: [values], ...}: an item's genres and its other
+ * content columns' values (cb_recommender_item_genres, _item_content). */
+static PyObject *Model_item_content(ModelObject *self, PyObject *item) {
+    size_t i;
+    if (!ready(self) || find_item(self, item, &i) < 0) return NULL;
+    enum { MAX = 512 };
+    const char *genres[MAX], *cols[MAX], *vals[MAX];
+    pthread_rwlock_rdlock(&self->lock);
+    size_t ng = cb_recommender_item_genres(self->rec, i, genres, MAX);
+    size_t nc = cb_recommender_item_content(self->rec, i, cols, vals, MAX);
+    PyObject *d = PyDict_New(), *g = PyList_New(0);
+    int bad = !d || !g || PyDict_SetItemString(d, "genres", g) < 0;
+    for (size_t k = 0; !bad && k < ng && k < MAX; k++) bad = append_text(g, genres[k]);
+    for (size_t k = 0; !bad && k < nc && k < MAX; k++) {
+        PyObject *list = PyDict_GetItemString(d, cols[k]); /* borrowed */
+        if (!list) {
+            if (!(list = PyList_New(0)) || PyDict_SetItemString(d, cols[k], list) < 0) {
+                Py_XDECREF(list);
+                bad = 1;
+                break;
+            }
+            Py_DECREF(list); /* the dict holds it */
+        }
+        bad = append_text(list, vals[k]);
+    }
+    pthread_rwlock_unlock(&self->lock);
+    Py_XDECREF(g);
+    if (bad) Py_CLEAR(d);
+    return d;
+}
+
 static PyObject *Model_similar(ModelObject *self, PyObject *args) {
     PyObject *item;
     Py_ssize_t k = 10;
@@ -635,6 +674,9 @@ static PyMethodDef Model_methods[] = {
     M("_similar", Model_similar, METH_VARARGS, "_similar(item, k) -> tuple: see Model.similar."),
     M("_recommend_batch", Model_recommend_batch, METH_VARARGS, "_recommend_batch(users, n, settings): see Model.recommend_batch."),
     M("_find_item", Model_find_item, METH_O, "_find_item(id_or_title) -> item number."),
+    M("item_content", Model_item_content, METH_O,
+      "item_content(item) -> dict\n\nAn item's content by column (id or title; added items too): {\"genres\": [...]}\n"
+      "and each other content column's values, e.g. {\"genres\": [\"Comedy\"], \"tags\": [\"jazz\"], \"brand\": [\"Acme\"]}."),
     M("predict", Model_predict, METH_VARARGS,
       "predict(user, item) -> float\n\nThe model's rating (or probability, for 0/1 labels) for a known user and item id."),
     M("_add_item", Model_add_item, METH_VARARGS, "_add_item(json_text) -> item number: see Model.add_item."),

@@ -408,3 +408,16 @@ def test_gil_released_while_training(dataset):
         state["done"] = True
         t.join()
     assert during > 10000, during
+
+
+def test_item_content(tmp_path):
+    """An item's genres and other content by column, for a catalog's item and an added one."""
+    cbrec.synth(str(tmp_path / "g"), users=60, items=80, ratings=1500, layout="generic")
+    m = cbrec.Model.train(cbrec.Dataset.load(str(tmp_path / "g")), epochs=1, seed=1, neighbours=0)
+    c = m.item_content(m.item_ids[0])
+    assert c["genres"] == [] and c["tags"] and len(c["brand"]) == 1  # a tags + brand catalog: no genre column
+    m.add_item({"id": "new-1", "title": "New", "tags": c["tags"], "brand": c["brand"][0]})
+    added = m.item_content("new-1")
+    assert sorted(added["tags"]) == sorted(c["tags"]) and added["brand"] == c["brand"]
+    with pytest.raises(cbrec.NotFound):
+        m.item_content("no such item zzz")
