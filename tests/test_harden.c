@@ -366,6 +366,11 @@ static void early_failures(void **state) {
     assert_int_equal(run(&out, "%s precompute --model %s --out %s -k 5", cbrec(), f->model, t), 0);
     assert_null(strstr(out, "warning"));
     free(out);
+    /* -k past the catalog: the note that it is clamped, not also the warning that it is near */
+    assert_int_equal(run(&out, "%s precompute --model %s --out %s -k 100", cbrec(), f->model, t), 0);
+    assert_non_null(strstr(out, "more than the other items in the catalog; using 49"));
+    assert_null(strstr(out, "warning"));
+    free(out);
     /* a catalog of 1 item: the error alone, no warning about -k before it */
     char *one = tu_path(f->dir, "one"), *one_model = tu_path(f->dir, "one.cbrec");
     assert_int_equal(mkdir(one, 0755), 0);

@@ -161,12 +161,12 @@ int cmd_precompute(int argc, char **argv) {
         goto done;
     status = CLI_ERROR;
     size_t n_items = cb_recommender_item_count(rec);
-    /* ids + scores: 8 bytes a neighbour (rank 0 says it); below 2 items the build's error says all */
-    if (!mp.rank && n_items >= 2 && k * 2 >= n_items)
+    /* ids + scores: 8 bytes a neighbour (rank 0 says it); below 2 items the build's error says all, and
+     * from the catalog's size on the note that k is clamped */
+    if (!mp.rank && n_items >= 2 && k * 2 >= n_items && k < n_items)
         fprintf(stderr, "warning: -k %zu is near the catalog's %zu items: the table will hold about %zu x %zu neighbours "
                         "(%.1f MB); similar-items lists rarely need more than 100\n",
-                k, n_items, n_items, k < n_items ? k : n_items - 1,
-                (double)n_items * (double)(k < n_items ? k : n_items - 1) * 8.0 / 1e6);
+                k, n_items, n_items, k, (double)n_items * (double)k * 8.0 / 1e6);
     double t0 = cli_now(); /* --out was checked writable before the model was loaded (cli_check_output) */
     if (mp.size > 1 && !search.exact && (search.index || n_items >= CB_ANN_AUTO_MIN_ITEMS)) {
         if (!mp.rank) fprintf(stderr, "note: the approximate table is built by rank 0 alone (--exact shares the exact one)\n");
