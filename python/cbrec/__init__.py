@@ -269,6 +269,24 @@ class Dataset(_cbrec._Dataset):
             return "<cbrec.Dataset (empty)>"
 
 
+def _id_record(ids):
+    """Item ids (one id, or a sequence of str / int) as the one CSV record
+    the exclude and allow settings read: an id holding a comma, a quote or
+    outer blanks is quoted (joined plainly, "sku,5" was two ids); anything
+    but a str or an int is a TypeError (None was looked up as 'None')."""
+    if isinstance(ids, (str, int, _np.integer)) and not isinstance(ids, bool):
+        ids = [ids]
+    out = []
+    for x in ids:
+        if isinstance(x, bool) or not isinstance(x, (str, int, _np.integer)):
+            raise TypeError(f"an id must be a str or an int, not {type(x).__name__}")
+        t = str(x)
+        if any(c in t for c in ',"') or t != t.strip():
+            t = '"' + t.replace('"', '""') + '"'
+        out.append(t)
+    return ",".join(out)
+
+
 class Model(_cbrec._Model):
     """A trained two-tower model: a user tower and an item tower map
     features to vectors, and v_u . v_m scores (user, item) pairs.
@@ -372,7 +390,10 @@ class Model(_cbrec._Model):
         opts = dict(settings)
         opts["n"] = n
         if exclude is not None:
-            opts["exclude"] = [exclude] if isinstance(exclude, (str, int)) else list(exclude)
+            opts["exclude"] = exclude
+        for key in ("exclude", "allow"):  # id lists: one CSV record, as --exclude reads it
+            if key in opts:
+                opts[key] = _id_record(opts[key])
         if include_seen:
             opts["include_seen"] = True
         return opts

@@ -421,3 +421,21 @@ def test_item_content(tmp_path):
     assert sorted(added["tags"]) == sorted(c["tags"]) and added["brand"] == c["brand"]
     with pytest.raises(cbrec.NotFound):
         m.item_content("no such item zzz")
+
+
+def test_exclude_ids_with_commas_and_bad_types():
+    """exclude / allow take ids holding commas or quotes whole (joined plainly, 'sku,5' was two ids),
+    and refuse what is not an id (None was looked up as 'None')."""
+    rng = np.random.default_rng(4)
+    names = ['sku,5', 'say "hi"', 'plain'] + [f"i{k}" for k in range(27)]
+    pairs = rng.choice(40 * 30, 1000, replace=False)  # each (user, item) once
+    users, items = pairs // 30, pairs % 30
+    ds = cbrec.Dataset.from_arrays([f"u{u}" for u in users], [names[i] for i in items], rng.integers(1, 6, 1000))
+    m = cbrec.Model.train(ds, epochs=1, seed=1, neighbours=0)
+    everything = m.recommend("u1", n=30, include_seen=True).ids
+    assert 'sku,5' in everything and 'say "hi"' in everything
+    kept = m.recommend("u1", n=30, include_seen=True, exclude=['sku,5', 'say "hi"']).ids
+    assert 'sku,5' not in kept and 'say "hi"' not in kept and len(kept) == len(everything) - 2
+    assert sorted(m.recommend("u1", n=30, include_seen=True, allow=['sku,5', 'plain']).ids) == ['plain', 'sku,5']
+    with pytest.raises(TypeError):
+        m.recommend("u1", exclude=[None])
