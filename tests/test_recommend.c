@@ -447,8 +447,8 @@ static void add_item_without_retraining(void **state) {
     assert_string_equal(id, "new-1");
     cb_recommend_table t;
     assert_int_equal(cb_recommend_table_load(&t, f->rec, f->table_path, &err), CB_OK);
-    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, NULL, vec, &err), CB_OK);
-    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, NULL, vec, &err), CB_EINVAL); /* duplicate id */
+    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, NULL, NULL, vec, &err), CB_OK);
+    assert_int_equal(cb_recommend_table_add(&t, f->rec, id, title, NULL, NULL, vec, &err), CB_EINVAL); /* duplicate id */
     /* the grown table equals a fresh build over the vectors with the new one appended */
     size_t n = f->rec->n_items, d = f->rec->dim;
     float *V = malloc((n + 1) * d * sizeof *V);
