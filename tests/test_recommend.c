@@ -497,6 +497,13 @@ static void add_item_without_retraining(void **state) {
     cb_recommend_table_free(&t2);
     /* another model refuses it too */
     assert_int_equal(cb_recommend_table_load(&t2, f->other, path, &err), CB_EFORMAT);
+    /* a file whose added items repeat an id is refused (the check ran before the id was read) */
+    assert_int_equal(cb_recommend_table_add(&t, f->rec, "new-2", NULL, NULL, NULL, vec, &err), CB_OK);
+    free(t.extra_ids[1]);
+    t.extra_ids[1] = strdup("new-1");
+    assert_int_equal(cb_recommend_table_save(&t, path, f->rec->fingerprint, &err), CB_OK);
+    assert_int_equal(cb_recommend_table_load(&t2, f->rec, path, &err), CB_EFORMAT);
+    assert_non_null(strstr(err.msg, "added item 1 is malformed or clashes with another item"));
     cb_recommend_table_free(&t);
     json_decref(j);
     free(id);

@@ -271,8 +271,8 @@ class Dataset(_cbrec._Dataset):
 
 def _id_record(ids):
     """Item ids (one id, or a sequence of str / int) as the one CSV record
-    the exclude and allow settings read: an id holding a comma, a quote or
-    outer blanks is quoted (joined plainly, "sku,5" was two ids); anything
+    the exclude and allow settings read: an id holding a comma, a quote, a
+    line break or outer blanks is quoted (joined plainly, "sku,5" was two ids); anything
     but a str or an int is a TypeError (None was looked up as 'None')."""
     if isinstance(ids, (str, int, _np.integer)) and not isinstance(ids, bool):
         ids = [ids]
@@ -281,7 +281,7 @@ def _id_record(ids):
         if isinstance(x, bool) or not isinstance(x, (str, int, _np.integer)):
             raise TypeError(f"an id must be a str or an int, not {type(x).__name__}")
         t = str(x)
-        if any(c in t for c in ',"') or t != t.strip():
+        if any(c in t for c in ',"\r\n') or t != t.strip():
             t = '"' + t.replace('"', '""') + '"'
         out.append(t)
     return ",".join(out)

@@ -418,31 +418,41 @@ static PyObject *Model_recommend(ModelObject *self, PyObject *args) {
     return t;
 }
 
-/* The number of an item given by id or title (CB_ENOTFOUND lists candidates). */
-static int find_item(ModelObject *self, PyObject *item, size_t *out) {
+/* The number of the item id or title s names, the model's lock held (CB_ENOTFOUND lists candidates). */
+static int find_item_held(ModelObject *self, const char *s, size_t *out, cb_error *err) {
+    size_t cands[5], n_cands = 0;
+    int rc = cb_recommender_find_item(self->rec, s, out, cands, 5, &n_cands, err);
+    if (rc && n_cands) { /* name the candidates in the message */
+        size_t len = strlen(err->msg);
+        for (size_t i = 0; i < n_cands && len + 8 < sizeof err->msg; i++) {
+            snprintf(err->msg + len, sizeof err->msg - len, "%s %s (%s)", i ? "," : "; candidates:",
+                     cb_recommender_item_id(self->rec, cands[i]), cb_recommender_item_title(self->rec, cands[i]));
+            len = strlen(err->msg);
+        }
+    }
+    return rc;
+}
+
+/* find_item_held for an id or title given from Python. With `keep`, the
+ * read lock stays held on success (the caller reads the item and unlocks). */
+static int find_item_locked(ModelObject *self, PyObject *item, size_t *out, bool keep) {
     PyObject *q = id_text(item);
     const char *s = q ? utf8_text(q) : NULL;
     if (!s) {
         Py_XDECREF(q);
         return -1;
     }
-    size_t cands[5], n_cands = 0;
     cb_error err;
     pthread_rwlock_rdlock(&self->lock);
-    int rc = cb_recommender_find_item(self->rec, s, out, cands, 5, &n_cands, &err);
-    if (rc && n_cands) { /* name the candidates in the message */
-        size_t len = strlen(err.msg);
-        for (size_t i = 0; i < n_cands && len + 8 < sizeof err.msg; i++) {
-            snprintf(err.msg + len, sizeof err.msg - len, "%s %s (%s)", i ? "," : "; candidates:",
-                     cb_recommender_item_id(self->rec, cands[i]), cb_recommender_item_title(self->rec, cands[i]));
-            len = strlen(err.msg);
-        }
-    }
-    pthread_rwlock_unlock(&self->lock);
+    int rc = find_item_held(self, s, out, &err);
+    if (rc || !keep) pthread_rwlock_unlock(&self->lock);
     Py_DECREF(q);
     if (rc) raise_cb(&err);
     return rc ? -1 : 0;
 }
+
+/* The number of an item given by id or title (CB_ENOTFOUND lists candidates). */
+static int find_item(ModelObject *self, PyObject *item, size_t *out) { return find_item_locked(self, item, out, false); }
 
 static PyObject *Model_find_item(ModelObject *self, PyObject *item) {
     size_t i;
@@ -462,10 +472,9 @@ static int append_text(PyObject *list, const char *s) {
  * content columns' values (cb_recommender_item_genres, _item_content). */
 static PyObject *Model_item_content(ModelObject *self, PyObject *item) {
     size_t i;
-    if (!ready(self) || find_item(self, item, &i) < 0) return NULL;
+    if (!ready(self) || find_item_locked(self, item, &i, true) < 0) return NULL; /* the lock held: i stays i */
     enum { MAX = 512 };
     const char *genres[MAX], *cols[MAX], *vals[MAX];
-    pthread_rwlock_rdlock(&self->lock);
     size_t ng = cb_recommender_item_genres(self->rec, i, genres, MAX);
     size_t nc = cb_recommender_item_content(self->rec, i, cols, vals, MAX);
     PyObject *d = PyDict_New(), *g = PyList_New(0);

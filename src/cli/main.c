@@ -55,9 +55,9 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...) {
     char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int len = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "cbrec %s: %s\n", cmd, msg);
+    fprintf(stderr, "cbrec %s: %s%s\n", cmd, msg, len >= (int)sizeof msg ? " [...]" : "");
     return status;
 }
 

@@ -1802,7 +1802,10 @@ static void w0_slice(const train_ctx *x, int w, size_t *lo, size_t *hi) {
  * (W0_ROW_COST for its optimiser, a dense row as its batch rows' non-zeros,
  * made by one sgemm), and the guess was wrong by a factor that depends on
  * the data: at 27,000 items the second of 2 workers got 992 of 1,052 rows,
- * and its update took twice the first's, which waited. Each step, every
+ * and its update took twice the first's, which waited. The time is a
+ * worker's whole sum + update (its even slices of the other parameters
+ * and the last worker's head too), so moving W0's rows evens all of it
+ * out. Each step, every
  * share is scaled by (mean time / its time)^(1/4) of the running means
  * (1/8 a step), at least 1/(8N), and the shares renormalised. The times
  * are wall seconds, so a worker whose core is taken by another process

@@ -121,9 +121,9 @@ static int load_extras(cb_recommend_table *t, const cb_bundle *r, const cb_st *s
     for (uint32_t i = 0; i < t->n_extra; i++) {
         const char *id = NULL;
         json_t *jt = NULL, *row = json_array_get(extra, i), *jg = json_array_get(row, 2), *jc = json_array_get(row, 3);
-        bool dup = false;
-        for (uint32_t k = 0; id && k < i; k++) dup |= !strcmp(t->extra_ids[k], id);
-        if (json_unpack(row, "[s,o]", &id, &jt) || (!json_is_null(jt) && !json_is_string(jt)) ||
+        bool dup = false, unpacked = !json_unpack(row, "[s,o]", &id, &jt);
+        for (uint32_t k = 0; unpacked && k < i; k++) dup |= !strcmp(t->extra_ids[k], id);
+        if (!unpacked || (!json_is_null(jt) && !json_is_string(jt)) ||
             (jg && !json_is_null(jg) && !json_is_string(jg)) || (jc && !json_is_null(jc) && !json_is_string(jc)) ||
             cb_bundle_item(r, id) >= 0 || dup) {
             cb_fail(err, CB_EFORMAT, "%s: added item %u is malformed or clashes with another item", path, i);

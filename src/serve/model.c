@@ -54,7 +54,8 @@ json_t *sv_item_content(const sv_model *m, size_t item) {
     cb_recommender_item_content(m->rec, item, names, values, n_other);
     for (size_t k = 0; k < n_other; k++) { /* a column's values in the item's order */
         json_t *list = json_object_get(content, names[k]);
-        if (!list) json_object_set_new(content, names[k], list = json_array());
+        if (!list && json_object_set_new(content, names[k], json_array())) continue; /* (it freed the array) */
+        if (!list) list = json_object_get(content, names[k]);
         json_array_append_new(list, clean_string(values[k]));
     }
     free(names);
