@@ -58,7 +58,7 @@ struct cb_model {
     uint32_t epochs_done;
     int sparse_mode;            /* the user tower's first layer in training: 0 auto, 1 dense, 2 sparse
                                    (cb_model_set_sparse_input) */
-    uint64_t w0_jitter;         /* W0's rows dealt at random (tests: cb_model_jitter_w0_shares), else 0 */
+    uint64_t w0_jitter;         /* the seed of W0's rows dealt at random (tests: cb_model_jitter_w0_shares), else 0 */
 };
 
 /* Per-tower scratch for a batch of at most `cap` rows. */
@@ -1288,6 +1288,7 @@ typedef struct train_ctx {
     atomic_size_t stop_step;
     size_t steps_done;       /* steps completed this epoch */
     double loss_sum;         /* Σ batch loss · batch size, this epoch */
+    cb_rng w0_rng;           /* W0's shares at random each step (tests: the model's w0_jitter seeds it) */
     double phase[4];         /* worker 0's seconds: towers, loss, reduce + update, barriers, on
                                 the timed steps (PHASE_EVERY) */
     uint64_t phase_steps;    /* the timed steps that completed */
@@ -1803,21 +1804,18 @@ static void w0_slice(const train_ctx *x, int w, size_t *lo, size_t *hi) {
  * made by one sgemm), and the guess was wrong by a factor that depends on
  * the data: at 27,000 items the second of 2 workers got 992 of 1,052 rows,
  * and its update took twice the first's, which waited. The time is a
- * worker's whole sum + update (its even slices of the other parameters
- * and the last worker's head too), so moving W0's rows evens all of it
- * out. Each step, every
- * share is scaled by (mean time / its time)^(1/4) of the running means
- * (1/8 a step), at least 1/(8N), and the shares renormalised. The times
- * are wall seconds, so a worker whose core is taken by another process
- * gets fewer rows too. The shares move only the work (w0_slice). */
+ * worker's whole sum + update (its even slices of the other parameters and
+ * the last worker's head too), so moving W0's rows evens all of it out.
+ * Each step, every share is scaled by (mean time / its time)^(1/4) of the
+ * running means (1/8 a step), at least 1/(8N), and the shares renormalised.
+ * The times are wall seconds, so a worker whose core is taken by another
+ * process gets fewer rows too. The shares move only the work (w0_slice). */
 static void balance_w0(train_ctx *x) {
     int N = x->n_workers;
     double mean = 0.0, total = 0.0;
-    uint64_t *jitter = &x->m->w0_jitter;
-    for (int v = 0; *jitter && v < N; v++) { /* tests: shares at random (xorshift64) */
-        *jitter ^= *jitter << 13, *jitter ^= *jitter >> 7, *jitter ^= *jitter << 17;
+    for (int v = 0; x->m->w0_jitter && v < N; v++) { /* tests: shares at random */
         x->wk[v].upd_seconds = x->wk[v].upd_mean = 0;
-        x->wk[v].w0_share = (double)(*jitter >> 11) / 9007199254740992.0;
+        x->wk[v].w0_share = cb_rng_uniform(&x->w0_rng);
     }
     for (int v = 0; v < N; v++) {
         worker *k = &x->wk[v];
@@ -1902,14 +1900,14 @@ static void run_epoch(void *arg, int w) {
             for (int i = 0; i < 3; i++) reduce_range(x, sl[i][0], sl[i][1]);
             if (last) reduce_range(x, n_tw, x->n_flat);
             if (x->n_ranks > 1) {
-                x->wk[w].upd_seconds = cb_now() - t_upd;
+                double summed = cb_now() - t_upd;
                 lap(x, timed, 2, &t);
                 cb_pool_barrier(x->pool);
                 if (w == 0 && reduce_ranks(x, sum)) x->comm_failed = true;
                 cb_pool_barrier(x->pool);
                 lap(x, timed, 3, &t);
                 if (x->comm_failed) break;
-                t_upd = cb_now() - x->wk[w].upd_seconds; /* the ranks' sum not counted */
+                t_upd = cb_now() - summed; /* the ranks' sum not counted */
             }
             for (int i = 0; i < 3; i++) update_range(x, sum, sum, sl[i][0], sl[i][1], last && i == 2);
             if (x->emb_dim) emb_rows_clear(x, sum, sl[2][0], sl[2][1]);
@@ -2157,6 +2155,7 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     x.n_ranks = x.comm ? x.comm->n_ranks : 1;
     x.n_flat = np_of(m);
     x.lazy_emb = c->lazy_embedding && c->optimizer == CB_OPT_ADAM && m->tw[1].n_emb; /* SGD: the same either way */
+    cb_rng_seed(&x.w0_rng, m->w0_jitter);
     x.n_batches = (d->n_train + c->batch_size - 1) / c->batch_size;
     x.fn = fn;
     x.fn_ctx = ctx;
