@@ -399,6 +399,27 @@ CB_API int cb_recommender_load_table(cb_recommender *h, const char *path, cb_err
 
 CB_API size_t cb_recommender_table_k(const cb_recommender *h) { return h && h->has_table ? h->table.knn.k : 0; }
 
+/* Append to *s (growing, *len its length) each known value of content
+ * column `facet` in str (split as in its file), the values apart by `sep`;
+ * with `col`, each as col US value (extra_content's pairs). A value the
+ * features do not know is left out (the embedding noted or refused it). */
+static int append_values(const cb_features *f, uint32_t facet, const char *str, const char *col, char sep, char **s,
+                         size_t *len, cb_error *err) {
+    uint32_t ids[64], n = 0;
+    if (cb_features_facet_values(f, facet, str, ids, 64, &n, false, NULL, 0, err)) return CB_OK; /* refused already */
+    for (uint32_t i = 0; i < n; i++) {
+        const char *v = cb_features_genre_name(f, ids[i]);
+        size_t add = (col ? strlen(col) + 1 : 0) + strlen(v) + 1;
+        char *g = cb_realloc_array(*s, *len + add + 1, 1, err);
+        if (!g) return CB_ENOMEM;
+        *s = g;
+        if (*len) g[(*len)++] = sep;
+        *len += col ? (size_t)snprintf(g + *len, add, "%s%c%s", col, CB_CONTENT_US, v)
+                    : (size_t)snprintf(g + *len, add, "%s", v);
+    }
+    return CB_OK;
+}
+
 /* The new item's "genres" as the table keeps them, names joined by '|': a
  * list's names; a string split as the genre column's values are in its
  * file (its known values: the string form had embedded the item with its
@@ -410,36 +431,9 @@ static int added_genres(const cb_bundle *r, json_t *jg, char **out, cb_error *er
     if (json_is_array(jg))
         return json_array_size(jg) ? cb_rec_json_attr(&a, "genres", jg, out, "new item JSON", err) : CB_OK;
     int facet = json_is_string(jg) ? cb_features_facet_find(r->features, "genres") : -1;
-    uint32_t ids[64], n = 0;
-    if (facet < 0 || cb_features_facet_values(r->features, (uint32_t)facet, json_string_value(jg), ids, 64, &n, false,
-                                              NULL, 0, err) || !n)
-        return CB_OK; /* what the embedding refused it has refused already */
-    size_t len = 1;
-    for (uint32_t i = 0; i < n; i++) len += strlen(cb_features_genre_name(r->features, ids[i])) + 1;
-    if (!(*out = cb_calloc(len, 1, err))) return CB_ENOMEM;
-    for (uint32_t i = 0; i < n; i++) {
-        if (i) strcat(*out, "|");
-        strcat(*out, cb_features_genre_name(r->features, ids[i]));
-    }
-    return CB_OK;
-}
-
-/* Append to *s (growing) one "column" US "value" pair per known value of
- * content column `facet` in str (split as in its file). */
-static int content_values(const cb_features *f, uint32_t facet, const char *str, char **s, size_t *len, cb_error *err) {
-    uint32_t ids[64], n = 0;
-    if (cb_features_facet_values(f, facet, str, ids, 64, &n, false, NULL, 0, err)) return CB_OK; /* refused already */
-    const char *col = cb_features_facet_name(f, facet);
-    for (uint32_t i = 0; i < n; i++) {
-        const char *v = cb_features_genre_name(f, ids[i]);
-        size_t add = strlen(col) + strlen(v) + 2;
-        char *g = cb_realloc_array(*s, *len + add + 1, 1, err);
-        if (!g) return CB_ENOMEM;
-        *s = g;
-        if (*len) g[(*len)++] = CB_CONTENT_RS;
-        *len += (size_t)snprintf(g + *len, add, "%s%c%s", col, CB_CONTENT_US, v);
-    }
-    return CB_OK;
+    size_t len = 0;
+    return facet < 0 ? CB_OK
+                     : append_values(r->features, (uint32_t)facet, json_string_value(jg), NULL, '|', out, &len, err);
 }
 
 /* The new item's other content columns' values (tags, brand: not the
@@ -454,11 +448,13 @@ static int added_content(const cb_bundle *r, json_t *j, char **out, cb_error *er
     json_object_foreach(j, key, v) {
         int facet = cb_features_facet_find(r->features, key);
         if (facet < 0 || !strcmp(key, "genres")) continue;
-        if (json_is_string(v)) rc = content_values(r->features, (uint32_t)facet, json_string_value(v), out, &len, err);
+        const char *col = cb_features_facet_name(r->features, (uint32_t)facet);
+        if (json_is_string(v))
+            rc = append_values(r->features, (uint32_t)facet, json_string_value(v), col, CB_CONTENT_RS, out, &len, err);
         for (size_t i = 0; !rc && i < json_array_size(v); i++) /* a list: each element's values */
             if (json_is_string(json_array_get(v, i)))
-                rc = content_values(r->features, (uint32_t)facet, json_string_value(json_array_get(v, i)), out, &len,
-                                    err);
+                rc = append_values(r->features, (uint32_t)facet, json_string_value(json_array_get(v, i)), col,
+                                   CB_CONTENT_RS, out, &len, err);
         if (rc) break;
     }
     if (rc) {
