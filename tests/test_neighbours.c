@@ -661,7 +661,7 @@ static void ease_lists_match_a_dense_reference(void **state) {
             for (uint32_t a = 0; a < ni; a++)
                 if (x[(size_t)u * ni + a])
                     for (uint32_t b = 0; b < ni; b++) p[(size_t)a * ni + b] += x[(size_t)u * ni + b];
-        assert_int_equal(cb_neighbours_ridge_inverse(p, ni, lambda, 1, &err), CB_OK);
+        assert_int_equal(cb_neighbours_ridge_inverse(p, ni, lambda, 1, NULL, &err), CB_OK);
         cb_neighbours *nb = NULL;
         assert_int_equal(cb_neighbours_fit(&nb, ds, all, ds->n_ratings, CB_NEIGHBOURS_EASE, K, (float)lambda, &err),
                          CB_OK);
@@ -1210,7 +1210,7 @@ static void ridge_inverse_matches_lapack(void **state) {
         for (int th = 1; th <= 3; th++) {
             by[th] = malloc(n * n * sizeof *by[th]);
             memcpy(by[th], g, n * n * sizeof *g);
-            assert_int_equal(cb_neighbours_ridge_inverse(by[th], n, 10.0, th, &err), CB_OK);
+            assert_int_equal(cb_neighbours_ridge_inverse(by[th], n, 10.0, th, NULL, &err), CB_OK);
         }
         assert_memory_equal(by[1], by[2], n * n * sizeof(double));
         assert_memory_equal(by[1], by[3], n * n * sizeof(double));
@@ -1240,11 +1240,84 @@ static void ridge_inverse_matches_lapack(void **state) {
     }
     double bad[4] = {1, 2, 2, 1}; /* eigenvalues 3 and -1 */
     cb_error err;
-    assert_int_equal(cb_neighbours_ridge_inverse(bad, 2, 0.0, 2, &err), CB_ENUMERIC);
+    assert_int_equal(cb_neighbours_ridge_inverse(bad, 2, 0.0, 2, NULL, &err), CB_ENUMERIC);
     size_t n = 300; /* a negative pivot in the second tile, on 2 threads */
     double *late = calloc(n * n, sizeof *late);
     for (size_t i = 0; i < n; i++) late[i * n + i] = i == 200 ? -1.0 : 1.0;
-    assert_int_equal(cb_neighbours_ridge_inverse(late, n, 0.0, 2, &err), CB_ENUMERIC);
+    assert_int_equal(cb_neighbours_ridge_inverse(late, n, 0.0, 2, NULL, &err), CB_ENUMERIC);
+    free(late);
+}
+
+/* R ranks of the inverse (threads standing in for MPI, as above): each on
+ * its own copy of the matrix, ranks on 1 or 2 threads. */
+typedef struct inv_rank {
+    fake_rank base; /* the all-gather's context: its world and comm */
+    double *a;
+    size_t n;
+    double ridge;
+    int rc;
+} inv_rank;
+
+static void *inverse_rank(void *arg) {
+    inv_rank *r = arg;
+    cb_error err;
+    r->rc = cb_neighbours_ridge_inverse(r->a, r->n, r->ridge, 1 + r->base.comm.rank % 2, &r->base.comm, &err);
+    return NULL;
+}
+
+/* R copies of g (n x n) inverted across R ranks into out[0..R). */
+static void inverse_on_ranks(const double *g, size_t n, double ridge, int R, double **out, int *rc) {
+    fake_world w;
+    pthread_barrier_init(&w.bar, NULL, (unsigned)R);
+    inv_rank r[MAX_RANKS];
+    pthread_t t[MAX_RANKS];
+    for (int k = 0; k < R; k++) {
+        out[k] = malloc(n * n * sizeof *out[k]);
+        memcpy(out[k], g, n * n * sizeof *g);
+        r[k] = (inv_rank){.base = {.w = &w}, .a = out[k], .n = n, .ridge = ridge};
+        r[k].base.comm = (cb_train_comm){k, R, &r[k].base, fake_allgather, fake_allreduce};
+        assert_int_equal(pthread_create(&t[k], NULL, inverse_rank, &r[k]), 0);
+    }
+    for (int k = 0; k < R; k++) pthread_join(t[k], NULL), rc[k] = r[k].rc;
+    pthread_barrier_destroy(&w.bar);
+}
+
+/* The inverse's later stages split across 2 to 5 ranks give every rank the
+ * bits of one process, also with more ranks than tiles; a matrix that is
+ * not positive definite fails on every rank. */
+static void ridge_inverse_same_across_ranks(void **state) {
+    (void)state;
+    const size_t sides[] = {5, 129, 520};
+    uint64_t s = 7;
+    for (size_t c = 0; c < sizeof sides / sizeof *sides; c++) {
+        size_t n = sides[c];
+        double *g = calloc(n * n, sizeof *g), *one = malloc(n * n * sizeof *one), *out[MAX_RANKS];
+        for (size_t u = 0; u < n + 40; u++) { /* G = X^T X of random 0/1 rows */
+            bool on[n];
+            for (size_t i = 0; i < n; i++) s = s * 6364136223846793005ULL + 1442695040888963407ULL, on[i] = (s >> 40) % 3 == 0;
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; on[i] && j < n; j++) g[i * n + j] += on[j];
+        }
+        memcpy(one, g, n * n * sizeof *g);
+        cb_error err;
+        assert_int_equal(cb_neighbours_ridge_inverse(one, n, 10.0, 1, NULL, &err), CB_OK);
+        for (int R = 2; R <= MAX_RANKS; R++) {
+            int rc[MAX_RANKS];
+            inverse_on_ranks(g, n, 10.0, R, out, rc);
+            for (int k = 0; k < R; k++) {
+                assert_int_equal(rc[k], CB_OK);
+                assert_memory_equal(out[k], one, n * n * sizeof *one);
+                free(out[k]);
+            }
+        }
+        free(g), free(one);
+    }
+    size_t n = 300; /* a negative pivot in the second tile */
+    double *late = calloc(n * n, sizeof *late), *out[MAX_RANKS];
+    for (size_t i = 0; i < n; i++) late[i * n + i] = i == 200 ? -1.0 : 1.0;
+    int rc[MAX_RANKS];
+    inverse_on_ranks(late, n, 0.0, 3, out, rc);
+    for (int k = 0; k < 3; k++) assert_int_equal(rc[k], CB_ENUMERIC), free(out[k]);
     free(late);
 }
 
@@ -1263,6 +1336,7 @@ int main(int argc, char **argv) {
                                        cmocka_unit_test(lists_same_on_threads),
                                        cmocka_unit_test(ease_lists_match_a_dense_reference),
                                        cmocka_unit_test(ridge_inverse_matches_lapack),
+                                       cmocka_unit_test(ridge_inverse_same_across_ranks),
                                        cmocka_unit_test(tuning_same_on_threads),
                                        cmocka_unit_test(margins_are_paired_standard_errors),
                                        cmocka_unit_test(tuning_falls_back_to_the_towers),

@@ -183,7 +183,7 @@ static int fit_ease_users(cb_itemrec *m, cb_error *err) {
             double *row = m->M + (size_t)m->iu_user[a] * n;
             for (size_t b = m->iu_off[i]; b < m->iu_off[i + 1]; b++) row[m->iu_user[b]] += 1.0;
         }
-    int rc = cb_neighbours_ridge_inverse(m->M, (size_t)n, lambda, 1, err);
+    int rc = cb_neighbours_ridge_inverse(m->M, (size_t)n, lambda, 1, NULL, err);
     if (rc) return rc;
     for (uint32_t j = 0; j < m->n_active; j++) { /* P_jj = (1 - x_j^T M x_j) / lambda */
         double q = 0;

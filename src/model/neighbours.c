@@ -157,6 +157,7 @@ typedef struct fit_ctx {
     double *inv;                  /* EASE: (X X^T + lambda I)^-1 [n_users^2] or (X^T X + lambda I)^-1 [n_items^2] */
     double *pdiag;                /* EASE: diag of P = (X^T X + lambda I)^-1 [n_items] */
     int threads;                  /* workers (resolved, >= 1) */
+    const cb_train_comm *comm;    /* the ranks fitting these lists together (NULL: one process) */
 } fit_ctx;
 
 /* One worker's scratch for the per-item lists (read-only fit_ctx shared). */
@@ -254,7 +255,8 @@ static void ease_run(fit_ctx *f, size_t n, bool diag) {
  * P = (X^T X + lambda I)^-1; row i of B gives item i's neighbours, B_ij =
  * -P_ij / P_jj. In the user form P = (I - X^T M X) / lambda with
  * M = (X X^T + lambda I)^-1, an n_users^2 inverse instead of n_items^2.
- * The Gram matrix, the inverse and diag P on f->threads. */
+ * The Gram matrix, the inverse and diag P on f->threads; the inverse's
+ * later stages split across f->comm's ranks. */
 static int ease_prepare(fit_ctx *f, cb_error *err) {
     size_t n = f->user_form ? f->n_users : f->n_items;
     if (n > CB_NEIGHBOURS_MAX_DENSE)
@@ -264,7 +266,7 @@ static int ease_prepare(fit_ctx *f, cb_error *err) {
     f->pdiag = cb_malloc(((size_t)f->n_items + 1) * sizeof *f->pdiag, err);
     if (!f->inv || !f->pdiag) return CB_ENOMEM;
     ease_run(f, n, false);
-    int rc = cb_neighbours_ridge_inverse(f->inv, n, f->param, f->threads, err);
+    int rc = cb_neighbours_ridge_inverse(f->inv, n, f->param, f->threads, f->comm, err);
     if (!rc) ease_run(f, n, true);
     return rc;
 }
@@ -593,7 +595,8 @@ static int fit_on_users(cb_neighbours **out, const cb_dataset *ds, const size_t 
     if (kind == CB_NEIGHBOURS_EASE) nb->lambda = param;
     else nb->shrink = param;
     fit_ctx f = {.kind = kind, .k = k, .n_users = cb_dataset_n_users(ds), .n_items = ni, .param = param,
-                 .uoff = uoff, .uitems = uitems, .threads = cb_threads_resolve(threads, CB_THREADS_MAX)};
+                 .uoff = uoff, .uitems = uitems, .threads = cb_threads_resolve(threads, CB_THREADS_MAX),
+                 .comm = comm};
     f.user_form = f.n_users < ni;
     size_t lo, hi, n_nb = 0; /* this rank's items */
     cb_split_range(ni, cb_comm_ranks(comm), cb_comm_rank(comm), &lo, &hi);
@@ -1122,9 +1125,9 @@ static void tune_block(const cb_neighbours *nb, const tune_users *t, size_t lo, 
  * costliest go whole to one rank each (the costliest first, to the least
  * loaded: longest processing time first, costs estimated from the sizes),
  * and the P mod R left are shared: every rank fits its share of the point's
- * lists (cb_neighbours_fit_shared; EASE's inverse on each) and scores its
- * share of the blocks (3 EASE points on 2 ranks: one whole each, the third
- * halved, against 2:1 whole). One point is shared too. With 1 < P < R, each
+ * lists (cb_neighbours_fit_shared; the later stages of EASE's inverse
+ * split too) and scores its share of the blocks (3 EASE points on 2 ranks:
+ * one whole each, the third halved, against 2:1 whole). One point is shared too. With 1 < P < R, each
  * point's blocks are split across its group of ranks (rank r serves point r
  * mod P), each of which fits it whole. A point's blocks are dealt to its
  * ranks in turn, not in runs: the measured users are in user order, and on

@@ -75,10 +75,13 @@ int cb_neighbours_fit_shared(cb_neighbours **out, const cb_dataset *ds, const ui
 /* (a + ridge I)^-1 in place for a symmetric positive-definite n x n
  * double matrix a (row-major; both triangles on return), by a tiled
  * Cholesky on `threads` threads (as cb_threads_resolve; OpenBLAS held at
- * one): the same bits for any thread count (ridge_inverse.c); CB_ENUMERIC
- * when it fails. EASE's dense inverse, for these lists and for eval's EASE
- * baseline (src/eval/itemrec.c). */
-int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, int threads, cb_error *err);
+ * one), its later stages split across comm's ranks (NULL: one process;
+ * every rank calls it with the same a, n and ridge): the same bits for any
+ * thread or rank count (ridge_inverse.c); CB_ENUMERIC when it fails (on
+ * every rank alike). EASE's dense inverse, for these lists and for eval's
+ * EASE baseline (src/eval/itemrec.c). */
+int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, int threads, const cb_train_comm *comm,
+                                cb_error *err);
 /* "cosine" / "ease"; whether EASE's dense inverse fits this dataset. */
 const char *cb_neighbours_kind_name(cb_neighbours_kind kind);
 bool cb_neighbours_ease_fits(const cb_dataset *ds);

@@ -7,11 +7,20 @@
  * threads share them out (the chosen neighbours must not: mpirun ranks and
  * one process agree, and 1 or N threads).
  *
+ * Across a communicator's ranks the Cholesky runs on every rank (a column
+ * of tiles at a time, each step waiting for the one before), and the two
+ * stages after it, two thirds of the arithmetic, are split: each rank
+ * computes its share of X's columns of tiles, then of the inverse's tiles
+ * (dealt by their cost, costliest first to the least loaded), and the
+ * ranks all-gather them (comm.h): the tiles are the bits one process
+ * computes, whoever computes them.
+ *
  * Storage, column-major (the matrix is symmetric, so row-major is the same
  * buffer): L in the lower triangle; X's off-diagonal tiles transposed in the
  * upper triangle (tile (J, I) holds X_IJ^T, I > J), its diagonal tiles in a
  * side buffer; the inverse into the lower triangle, then mirrored. */
 #include "model/neighbours.h"
+#include "model/comm.h"
 #include "base/threads.h"
 
 #include <cblas.h>
@@ -33,6 +42,7 @@ typedef struct inv_job {
     double *scratch;  /* a TILE x TILE tile per worker */
     int n, nt, k;     /* side, tiles per side, the Cholesky's current column of tiles */
     int stage;        /* 0: the panel below (k, k); 1: the trailing update; 2: X's columns; 3: X^T X */
+    const int *tasks; /* NULL: a stage's task t is t; else tasks[t] (this rank's share) */
     atomic_int failed;
 } inv_job;
 
@@ -108,22 +118,134 @@ static void product(inv_job *j, int task, double *s) {
     for (int q = 0; q < mc; q++) memcpy(t + (size_t)q * j->n, s + (size_t)q * mi, (size_t)mi * sizeof *s);
 }
 
-static void inv_task(void *ctx, size_t t, int worker) {
+static void inv_task(void *ctx, size_t u, int worker) {
     inv_job *j = ctx;
     double *s = j->scratch + (size_t)worker * TILE * TILE;
-    if (j->stage == 0) panel(j, (int)t);
-    else if (j->stage == 1) trailing(j, (int)t);
-    else if (j->stage == 2) x_column(j, (int)t, s);
-    else product(j, (int)t, s);
+    int t = j->tasks ? j->tasks[u] : (int)u;
+    if (j->stage == 0) panel(j, t);
+    else if (j->stage == 1) trailing(j, t);
+    else if (j->stage == 2) x_column(j, t, s);
+    else product(j, t, s);
 }
 
-/* Stage `stage` of n_tasks tasks on the job's threads. */
-static void run_stage(inv_job *j, int stage, int n_tasks, int threads) {
+/* Stage `stage` of n_tasks tasks (tasks: which, NULL: 0 .. n_tasks - 1) on
+ * the job's threads. */
+static void run_stage(inv_job *j, int stage, int n_tasks, const int *tasks, int threads) {
     j->stage = stage;
+    j->tasks = tasks;
     cb_threads_for(0, n_tasks > 0 ? (size_t)n_tasks : 0, threads, inv_task, j);
 }
 
-int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, int threads, cb_error *err) {
+/* ---- stages 2 and 3 across ranks */
+
+/* Task t of stage 2 (X's column of tiles t) or 3 (the inverse's tile
+ * pair_of(t)): its cost in tile products, and its output as a block of
+ * the matrix, rows [*r0, *r0 + *nr) x columns [*c0, *c0 + *nc) (stage 2:
+ * X's off-diagonal tiles of the column, stored transposed in the upper
+ * triangle; its diagonal tile is in j->diag). */
+static long task_cost(const inv_job *j, int stage, int t) {
+    int i, c;
+    if (stage == 2) return (long)(j->nt - t) * (j->nt - t + 1) / 2;
+    pair_of(t, 0, &i, &c);
+    return j->nt - i + 1;
+}
+
+static void task_block(const inv_job *j, int stage, int t, int *r0, int *nr, int *c0, int *nc) {
+    int i, c;
+    if (stage == 2) {
+        *r0 = t * TILE, *nr = side_of(j, t), *c0 = (t + 1) * TILE, *nc = j->n - *c0;
+        if (*nc < 0) *nc = 0;
+        return;
+    }
+    pair_of(t, 0, &i, &c);
+    *r0 = i * TILE, *nr = side_of(j, i), *c0 = c * TILE, *nc = side_of(j, c);
+}
+
+/* The doubles task t's output takes packed (stage 2: its diagonal tile too). */
+static size_t task_size(const inv_job *j, int stage, int t) {
+    int r0, nr, c0, nc;
+    task_block(j, stage, t, &r0, &nr, &c0, &nc);
+    return (size_t)nr * (size_t)nc + (stage == 2 ? (size_t)TILE * TILE : 0);
+}
+
+/* Task t's output to (pack) or from buf; returns the doubles moved. */
+static size_t task_move(inv_job *j, int stage, int t, double *buf, bool pack) {
+    int r0, nr, c0, nc;
+    task_block(j, stage, t, &r0, &nr, &c0, &nc);
+    size_t at = 0, col = (size_t)nr * sizeof *buf;
+    for (int q = c0; q < c0 + nc; q++, at += (size_t)nr) {
+        double *m = j->a + (size_t)r0 + (size_t)q * (size_t)j->n;
+        memcpy(pack ? buf + at : m, pack ? m : buf + at, col);
+    }
+    if (stage == 2) {
+        double *d = dtile(j, t);
+        memcpy(pack ? buf + at : d, pack ? d : buf + at, (size_t)TILE * TILE * sizeof *buf);
+        at += (size_t)TILE * TILE;
+    }
+    return at;
+}
+
+/* owner[t] for the n tasks of a stage: the costliest first, each to the
+ * least loaded rank (the first of equals): the same on every rank. */
+static void deal_tasks(const inv_job *j, int stage, int n, int n_ranks, int *owner) {
+    long load[n_ranks];
+    memset(load, 0, sizeof load);
+    for (int t = 0; t < n; t++) owner[t] = -1;
+    for (int done = 0; done < n; done++) {
+        int best = -1, r = 0;
+        for (int t = 0; t < n; t++)
+            if (owner[t] < 0 && (best < 0 || task_cost(j, stage, t) > task_cost(j, stage, best))) best = t;
+        for (int q = 1; q < n_ranks; q++)
+            if (load[q] < load[r]) r = q;
+        owner[best] = r;
+        load[r] += task_cost(j, stage, best);
+    }
+}
+
+/* Stage `stage`'s n tasks split across comm's ranks: this rank's on its
+ * threads, then every rank's outputs all-gathered (with each rank's
+ * failure flag, so all ranks agree on one). */
+static int shared_stage(inv_job *j, int stage, int n, int threads, const cb_train_comm *comm, cb_error *err) {
+    int R = cb_comm_ranks(comm), me = cb_comm_rank(comm), *owner = cb_malloc(2 * ((size_t)n + 1) * sizeof *owner, err);
+    size_t *bytes = owner ? cb_calloc(2 * (size_t)R, sizeof *bytes, err) : NULL, total = 0;
+    if (!bytes) return free(owner), CB_ENOMEM;
+    size_t *offset = bytes + R;
+    int *mine = owner + n + 1, n_mine = 0;
+    deal_tasks(j, stage, n, R, owner);
+    for (int t = 0; t < n; t++) {
+        bytes[owner[t]] += task_size(j, stage, t) * sizeof(double);
+        if (owner[t] == me) mine[n_mine++] = t;
+    }
+    for (int r = 0; r < R; r++) offset[r] = total, bytes[r] += sizeof(double), total += bytes[r]; /* + the flag */
+    double *buf = cb_malloc(total, err);
+    int rc = buf ? CB_OK : CB_ENOMEM;
+    if (!rc) {
+        run_stage(j, stage, n_mine, mine, threads);
+        double *p = buf + offset[me] / sizeof *buf;
+        for (int u = 0; u < n_mine; u++) p += task_move(j, stage, mine[u], p, true);
+        *p = atomic_load(&j->failed);
+        rc = cb_comm_allgather_bytes(comm, buf, bytes, offset, err);
+    }
+    for (int r = 0; !rc && r < R; r++) {
+        double *p = buf + offset[r] / sizeof *buf;
+        for (int t = 0; t < n; t++)
+            if (owner[t] == r) p += r == me ? task_size(j, stage, t) : task_move(j, stage, t, p, false);
+        if (*p != 0) atomic_store(&j->failed, 1);
+    }
+    free(buf);
+    free(bytes);
+    free(owner);
+    return rc;
+}
+
+/* Stage 2 or 3, on this process's threads or split across comm's ranks. */
+static int later_stage(inv_job *j, int stage, int n, int threads, const cb_train_comm *comm, cb_error *err) {
+    if (cb_comm_ranks(comm) == 1) return run_stage(j, stage, n, NULL, threads), CB_OK;
+    return shared_stage(j, stage, n, threads, comm, err);
+}
+
+int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, int threads, const cb_train_comm *comm,
+                                cb_error *err) {
     if (n == 0) return CB_OK;
     if (n > 1000000u) /* the stages' task counts (about (n / TILE)^2 / 2) are ints */
         return cb_fail(err, CB_EINVAL, "EASE's inverse: a side of %zu is too large (at most 1,000,000)", n);
@@ -139,15 +261,17 @@ int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, int threads, 
         int mk = side_of(&j, j.k), rest = j.nt - j.k - 1;
         dpotrf_("L", &mk, tile(&j, j.k, j.k), &j.n, &info, 1);
         if (info) break;
-        run_stage(&j, 0, rest, threads);
-        run_stage(&j, 1, rest * (rest + 1) / 2, threads);
+        run_stage(&j, 0, rest, NULL, threads);
+        run_stage(&j, 1, rest * (rest + 1) / 2, NULL, threads);
     }
-    if (!info) run_stage(&j, 2, j.nt, threads);
-    if (!info && !atomic_load(&j.failed)) run_stage(&j, 3, j.nt * (j.nt + 1) / 2, threads);
+    int rc = CB_OK; /* info is alike on every rank: the same factorisation */
+    if (!info) rc = later_stage(&j, 2, j.nt, threads, comm, err);
+    if (!rc && !info && !atomic_load(&j.failed)) rc = later_stage(&j, 3, j.nt * (j.nt + 1) / 2, threads, comm, err);
     cb_blas_release();
     int failed = info || atomic_load(&j.failed);
     free(j.diag);
     free(j.scratch);
+    if (rc) return rc;
     if (failed)
         return cb_fail(err, CB_ENUMERIC, "EASE's Cholesky inverse failed (the matrix is not positive definite%s)",
                        info ? "" : ": a singular factor");
