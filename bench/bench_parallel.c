@@ -15,7 +15,7 @@
  *     workers' gradient buffers -> a projection for 16 threads from those
  *     measured per-step costs (what the goal "0.8 x N at N = 16" is judged on
  *     here, where only 2 cores exist). The loss is split by chunks of 16
- *     batch rows (model.c, LOSS_CHUNK): at 16 threads a worker computes
+ *     batch rows (train.c, LOSS_CHUNK): at 16 threads a worker computes
  *     ceil(chunks / 16) of them, the measured one-thread loss time times
  *     that share (the chunks cost the same);
  *   - the same for the all-reduce across processes is a calculation in the
@@ -92,7 +92,7 @@ static double reduce16_seconds(size_t n) {
 }
 
 /* CPU seconds a worker of 16 spends beyond the arithmetic of its rows on
- * its share of W0's gradient (model.c, w0_rows): for each of its 1/16 of
+ * its share of W0's gradient (train.c, w0_rows): for each of its 1/16 of
  * W0's rows, the 16 workers' sums added in order (here with no non-zeros,
  * so only those adds and stores are timed). */
 static double w0_parts16_seconds(int C, int OC) {
@@ -149,7 +149,7 @@ static projection project16(const cb_train_data *d, const run_result *one, int b
     run_result shard = train_once(d, 1, batch / 16, epochs); /* a 1/16 share of the batch per step */
     /* the sum covers the dense part only: not the id embedding (dim 32: its rows where the batch reaches), and not
      * the sparse first layer's W0, whose rows each worker sums over every worker's batch rows in the backward's
-     * stead (model.c, w0_rows: the same arithmetic as a 1/16 share of the rows, counted in the towers' time) */
+     * stead (train.c, w0_rows: the same arithmetic as a 1/16 share of the rows, counted in the towers' time) */
     cb_model_config dc;
     cb_model_config_default(&dc);
     size_t n_dense = one->n_params - (size_t)N_ITEMS * 32 - (size_t)USER_IN * dc.user_layers[0];

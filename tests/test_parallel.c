@@ -1,4 +1,4 @@
-/* Tests for data-parallel training (model/parallel.c and model.c's steps):
+/* Tests for data-parallel training (model/parallel.c and train.c's steps):
  * the pool's split and reduction; a fixed thread count trains the same bits
  * twice; 1, 2 and 3 threads train the same model within float tolerance
  * (the objective `both`: in-batch softmax over the whole batch, rating head,
@@ -394,7 +394,7 @@ static void two_ranks_match_one(void **state) {
 }
 
 /* The sparse first layer: W0 and its moments trained transposed, its
- * gradient summed by rows over the workers' parts (model.c w0_rows), the
+ * gradient summed by rows over the workers' parts (train.c w0_rows), the
  * history bag's columns read from the transposed copy. The user rows are
  * the fixture's six columns and 90 mostly-zero ones (~20 % non-zero with
  * the bag), but one user in twenty is dense, so some shards exceed the

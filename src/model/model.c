@@ -1,108 +1,19 @@
-/* model — the two-tower model: parameters, the training loop (data-parallel
- * steps: workers split the batch rows, on the pool of parallel.c),
- * prediction, and named tensors for model files. See model.h for the
- * contracts and the threading rule. */
-#include "model/model.h"
+/* model — the two-tower model: parameters, the forward and backward passes,
+ * the loss, prediction and evaluation, and named tensors for model files.
+ * Its data-parallel training is train.c's. See model.h for the contracts and
+ * the threading rule, model_internal.h for what the two files share. */
+#include "model/model_internal.h"
 #include "model/comm.h"
-#include "model/train_config.h"
-
 #include "model/negatives.h"
-#include "model/nn.h"
-#include "model/nn_sparse.h"
-#include "model/parallel.h"
+#include "model/train_config.h"
 #include "base/threads.h"
 
 #include <cblas.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#define MAXL (CB_MODEL_MAX_LAYERS + 1) /* dense layers per tower */
-#define EVAL_CHUNK 512                 /* rows per forward pass in predict/evaluate */
-
-/* One tower. buf holds four equal regions with the same layout:
- * parameters | gradients | Adam first moments | Adam second moments.
- * Inside a region: the weights of every layer, then the biases (so weight
- * decay applies to a prefix of n_weights floats), then the id embedding
- * [n_emb x dim] when the tower has one (no decay). */
-typedef struct tower {
-    int n_layers;
-    int in[MAXL], out[MAXL];
-    size_t n_params, n_weights;
-    float *buf;
-    float *params, *grads, *adam_m, *adam_v;
-    float *w[MAXL], *b[MAXL];   /* into params */
-    float *dw[MAXL], *db[MAXL]; /* into grads */
-    int parts;                  /* output parts normalised apart (split_heads: 2) */
-    uint32_t n_emb;             /* id embedding rows (0 = none) */
-    int emb_dim;                /* its width: the item tower adds it to the ranking part, the
-                                   output's first columns; the user tower's (bag) is averaged
-                                   over the user's history into the input's last columns */
-    bool bag;                   /* the table is the user tower's history bag */
-    int feat_in;                /* input columns from the feature table (in[0] without the bag) */
-    float *emb, *demb;          /* into params / grads */
-    uint64_t step;              /* optimiser steps taken */
-    uint32_t epoch;             /* the epoch these steps belong to (epochs done before it): lr_at */
-} tower;
-
-/* The BCE head: p = sigmoid(s·score + c). Same four-region layout. */
-enum { HEAD_S = 0, HEAD_C = 1, HEAD_N = 2 };
-
-struct cb_model {
-    cb_model_config cfg;
-    tower tw[2];                /* 0 = user, 1 = item */
-    float head[4 * HEAD_N];     /* params | grads | m | v */
-    uint64_t head_step;
-    uint32_t epochs_done;
-    int sparse_mode;            /* the user tower's first layer in training: 0 auto, 1 dense, 2 sparse
-                                   (cb_model_set_sparse_input) */
-    uint64_t w0_jitter;         /* the seed of W0's rows dealt at random (tests: cb_model_jitter_w0_shares), else 0 */
-};
-
-/* Per-tower scratch for a batch of at most `cap` rows. */
-typedef struct tower_ws {
-    int cap;
-    float *x;            /* [cap, in]: gathered input rows */
-    float *act[MAXL];    /* [cap, out_l]: post-ReLU; the last is the linear output */
-    float *y[2];         /* [cap, dim]: tower output, double-buffered by step parity */
-    float *norm;         /* [cap] */
-    float *g0, *g1;      /* [cap, widest] backward scratch */
-    float *pred, *dpred, *tgt; /* [cap] */
-    float *z, *lq;       /* [cap]: rating-head output, the batch items' log q */
-    float *wt;           /* [cap]: the softmax rows' weights (positive_threshold) */
-    uint32_t *ids;       /* [cap]: the batch items (retrieval: duplicates are no negatives), then
-                            the sampled negatives (n_cols in all) */
-    int n_cols;          /* retrieval: softmax columns, the batch's items and the negatives */
-    uint32_t *eids;      /* [cap]: the ids whose embedding the item tower adds (item dropout:
-                            UINT32_MAX for an item shown as never rated) */
-    float *prob;         /* [cap, cap]: retrieval softmax (NULL for the rating objective) */
-    const uint32_t *emb_ids; /* the ids whose embedding the last forward added (or NULL) */
-    uint32_t *hrow, *htgt;   /* [cap] history bag: each row's history row (NULL: none) and the
-                                item left out of its bag (UINT32_MAX: none) */
-    const uint32_t *h_off, *h_item; /* the history the last gather used (or NULL) */
-    float *block;
-    /* the sparse first layer (training's workers, user tower; csr.off NULL: dense): the batch's
-     * non-zeros (at most a quarter of the inputs: a denser batch goes dense); wt0 is the pool's
-     * W0, which training keeps transposed [in0, out0] (train_ctx.wt0: t->w[0] is stale until the
-     * epoch ends); dwt0 holds a lone worker's W0 gradient, transposed, until the optimiser
-     * reads it (clear_lone zeroes it); sparse_used: the last forward took the sparse layer;
-     * csc: scratch for the non-zeros by column (the backward's).
-     * split_w0 (several workers): the backward leaves W0's gradient to the reduction, which
-     * sums each worker's share of W0's rows over every worker's rows (cb_nn_sparse_grad_rows):
-     * w0_part is what this step left for it (csc and .dout, the layer's dL/dout for its rows,
-     * and for the dense head's rows, or every row after a dense batch, its input rows x, which
-     * the reduction multiplies by sgemm for its share: no worker makes a dwt0 of its own, and
-     * no reduction reads and zeroes another's; nothing when the worker had no rows). */
-    cb_nn_csr csr, csc;
-    const float *wt0;
-    float *dwt0;
-    bool sparse_used, split_w0;
-    cb_nn_grad_part w0_part;
-    int dense_head;      /* the first layer's leading inputs that are dense (the rows form's head):
-                            a sparse batch takes them by sgemm and lists only the rest */
-} tower_ws;
+#define EVAL_CHUNK 512 /* rows per forward pass in predict/evaluate */
 
 /* The rows tower `side` runs for a batch of B examples: the item side also
  * runs the sampled negatives. */
@@ -424,14 +335,14 @@ int cb_model_create_from_tensors(cb_model **out, const cb_model_config *c,
 
 /* ---------------------------------------------------------------- workspace */
 
-static void ws_free(tower_ws *ws) {
+void cb_tower_ws_free(tower_ws *ws) {
     free(ws->block);
     free(ws->csr.off), free(ws->csr.col), free(ws->csr.val), free(ws->dwt0);
     free(ws->csc.off), free(ws->csc.col), free(ws->csc.val);
     memset(ws, 0, sizeof *ws);
 }
 
-static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_error *err) {
+int cb_tower_ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_error *err) {
     memset(ws, 0, sizeof *ws);
     int dim = t->out[t->n_layers - 1];
     size_t widest = (size_t)t->in[0];
@@ -472,7 +383,7 @@ static int ws_alloc(tower_ws *ws, const tower *t, int cap, bool softmax, cb_erro
 /* Whether training runs tower t's first layer sparse (tower_ws.csr): when
  * asked to (cb_model_set_sparse_input), else for an input of 256 columns or
  * more when the CPU has AVX2 (the plain loops lose to sgemm). */
-static bool sparse_first_layer(const cb_model *m, const tower *t) {
+bool cb_model_sparse_first_layer(const cb_model *m, const tower *t) {
     return m->sparse_mode == 2 || (m->sparse_mode == 0 && t->in[0] >= 256 && cb_cpu_avx2());
 }
 
@@ -483,7 +394,7 @@ void cb_model_jitter_w0_shares(cb_model *m, uint64_t seed) { m->w0_jitter = seed
 /* wt0: the pool's transposed W0 (tower_ws.wt0). A W0-sized gradient
  * (dwt0) for a lone worker only: split workers leave theirs to the
  * reduction (ws->split_w0, set before). */
-static int ws_sparse_alloc(tower_ws *ws, const tower *t, int cap, const float *wt0, cb_error *err) {
+int cb_tower_ws_sparse_alloc(tower_ws *ws, const tower *t, int cap, const float *wt0, cb_error *err) {
     size_t in = (size_t)t->in[0], n = (size_t)cap * in / 4 + 1;
     cb_nn_csr *s = &ws->csr, *t_s = &ws->csc;
     s->cap = t_s->cap = n;
@@ -534,7 +445,7 @@ static void gather_rows(const tower *t, tower_ws *ws, const float *x, const cb_r
 
 /* Forward B rows through tower t into ws->y[par]. rows == NULL: x holds B
  * contiguous rows; otherwise the rows rows[0..B) of table x are gathered. */
-static void tower_forward(const tower *t, tower_ws *ws, const float *x, const uint32_t *rows,
+void cb_tower_forward(const tower *t, tower_ws *ws, const float *x, const uint32_t *rows,
                           const uint32_t *ids, int B, int par, bool l2norm, float eps) {
     int L = t->n_layers;
     const float *inp = x;
@@ -610,7 +521,7 @@ static void dense_head_grad(tower_ws *ws, const float *inp, const float *dout, i
 }
 
 /* Backward through tower t, from dL/dy in ws->g0, ADDING into t->grads. */
-static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, float eps) {
+void cb_tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, float eps) {
     int L = t->n_layers, dim = t->out[L - 1];
     float *dcur = ws->g0, *dnext = ws->g1;
     if (l2norm) {
@@ -656,13 +567,13 @@ static void tower_backward(tower *t, tower_ws *ws, int B, int par, bool l2norm, 
 
 /* The learning rate of a step in epoch `epoch` (counted across resumed runs):
  * lr · lr_decay^epoch. */
-static float lr_at(const cb_model_config *c, uint32_t epoch) {
+float cb_model_lr_at(const cb_model_config *c, uint32_t epoch) {
     return c->lr_decay == 1.0f ? c->lr : (float)((double)c->lr * pow((double)c->lr_decay, (double)epoch));
 }
 
 static void tower_update(tower *t, const cb_model_config *c) {
     t->step++;
-    float lr = lr_at(c, t->epoch);
+    float lr = cb_model_lr_at(c, t->epoch);
     if (c->optimizer == CB_OPT_ADAM) {
         cb_nn_adam h = {lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
         cb_nn_adam_update(t->params, t->grads, t->adam_m, t->adam_v, t->n_params, t->n_weights, &h,
@@ -679,21 +590,10 @@ static bool head_trained(const cb_model_config *c) {
 
 /* ---------------------------------------------------------------- loss */
 
-/* Where the loss of a block of batch rows writes (see loss_rows). */
-typedef struct loss_out {
-    float *du;        /* (rows, W): dL/dyu of the block's rows */
-    float *dv;        /* (rows, W): dL/dym of the block's own items' rows, by the rating term */
-    float *dv_all;    /* (N, W): the block's part of dL/dym of every column, softmax and rating
-                         terms (dv then points into it), or NULL: the softmax's item side is
-                         left to cb_nn_softmax_xent_backward_cols */
-    float *head_grad; /* [HEAD_N]: the head's gradient is added here, or NULL */
-    float *prob;      /* (rows, N): the block's rows of the softmax */
-    float *pred;      /* (rows): the rating dots <u, v>, or NULL */
-} loss_out;
 
 /* The softmax of a batch of B examples on output part 0 (rows of width W),
- * from its gathered columns (gather_batch). */
-static cb_nn_softmax softmax_of(const cb_model *m, const tower_ws *cols, int B) {
+ * from its gathered columns (cb_model_gather_batch). */
+cb_nn_softmax cb_model_softmax_of(const cb_model *m, const tower_ws *cols, int B) {
     const cb_model_config *c = &m->cfg;
     return (cb_nn_softmax){c->logq ? cols->lq : NULL, cols->ids, c->below_weight != 1.0f ? cols->wt : NULL,
                            1.0f / c->temperature, B, cols->n_cols, (int)c->dim, (int)cb_model_out_dim(m)};
@@ -742,13 +642,13 @@ static double rating_rows(const cb_model *m, const tower_ws *cols, const float *
  * towers' outputs yu (B, W) and ym (N, W): the softmax's columns (the batch's
  * items, then its sampled negatives; N = cols->n_cols) or, for the rating
  * objective, the batch's own B items. cols holds the whole batch's gathered
- * targets, weights, items and log q (gather_batch). Overwrites o->du with
+ * targets, weights, items and log q (cb_model_gather_batch). Overwrites o->du with
  * dL/d(the block's rows of yu), and o->dv_all with the block's part of dL/dym
  * (the blocks' parts sum to it), or else o->dv with the rating term's part
  * for the block's own items. Returns the block's part of the batch loss (the
  * blocks' parts add up to it). The retrieval softmax is on output part 0,
  * the rating term on part 1 with split heads, else on part 0. */
-static double loss_rows(const cb_model *m, const tower_ws *cols, const float *yu, const float *ym, int B, int lo,
+double cb_model_loss_rows(const cb_model *m, const tower_ws *cols, const float *yu, const float *ym, int B, int lo,
                         int hi, loss_out o) {
     const cb_model_config *c = &m->cfg;
     size_t W = cb_model_out_dim(m);
@@ -761,7 +661,7 @@ static double loss_rows(const cb_model *m, const tower_ws *cols, const float *yu
     }
     double loss = 0.0;
     if (c->objective != CB_OBJECTIVE_RATING) {
-        cb_nn_softmax sm = softmax_of(m, cols, B);
+        cb_nn_softmax sm = cb_model_softmax_of(m, cols, B);
         const float *u = yu + (size_t)lo * W;
         loss += cb_nn_softmax_xent_forward(o.prob, u, ym, &sm, lo, hi - lo);
         cb_nn_softmax_xent_backward(o.du, o.dv_all, o.prob, u, ym, &sm, lo, hi - lo);
@@ -771,28 +671,28 @@ static double loss_rows(const cb_model *m, const tower_ws *cols, const float *yu
     return loss;
 }
 
-static void head_update(cb_model *m) {
+void cb_model_head_update(cb_model *m) {
     const cb_model_config *c = &m->cfg;
     if (!head_trained(c)) return;
     m->head_step++;
     float *p = m->head, *g = m->head + HEAD_N, *mm = m->head + 2 * HEAD_N, *v = m->head + 3 * HEAD_N;
     if (c->optimizer == CB_OPT_ADAM) {
-        cb_nn_adam h = {lr_at(c, m->epochs_done), c->adam_beta1, c->adam_beta2, c->adam_eps, 0.0f};
+        cb_nn_adam h = {cb_model_lr_at(c, m->epochs_done), c->adam_beta1, c->adam_beta2, c->adam_eps, 0.0f};
         cb_nn_adam_update_naive(p, g, mm, v, HEAD_N, 0, &h, m->head_step);
     } else {
-        cb_nn_sgd_update(p, g, HEAD_N, 0, lr_at(c, m->epochs_done), 0.0f);
+        cb_nn_sgd_update(p, g, HEAD_N, 0, cb_model_lr_at(c, m->epochs_done), 0.0f);
     }
 }
 
 void cb_model_optimizer_step(cb_model *m) {
     tower_update(&m->tw[0], &m->cfg);
     tower_update(&m->tw[1], &m->cfg);
-    head_update(m);
+    cb_model_head_update(m);
 }
 
 /* The batch's scaled targets, items and their log q (log_q may be NULL),
  * then the M sampled negatives neg[0..M) (NULL: none) as further columns. */
-static void gather_batch(const cb_model_config *c, tower_ws *ws, const cb_rating *ratings, const uint32_t *idx,
+void cb_model_gather_batch(const cb_model_config *c, tower_ws *ws, const cb_rating *ratings, const uint32_t *idx,
                          int B, const float *log_q, const uint32_t *neg, int M) {
     for (int r = 0; r < B; r++) {
         const cb_rating *rt = &ratings[idx[r]];
@@ -810,9 +710,9 @@ static void gather_batch(const cb_model_config *c, tower_ws *ws, const cb_rating
 
 
 /* The input rows of one side for the examples idx[0..B) into ws->x (after
- * gather_batch: ws->ids holds their items): the user side with its history
+ * cb_model_gather_batch: ws->ids holds their items): the user side with its history
  * bag, leaving each example's own item out of it. */
-static void gather_side(const cb_model *m, int side, tower_ws *ws, const cb_train_data *d, const uint32_t *idx,
+void cb_model_gather_side(const cb_model *m, int side, tower_ws *ws, const cb_train_data *d, const uint32_t *idx,
                         int B) {
     int rows = side_rows(ws, side, B);
     for (int r = 0; r < rows; r++) ws->hrow[r] = side == 0 ? d->ratings[idx[r]].user : ws->ids[r];
@@ -846,7 +746,7 @@ int cb_model_train_log_q(const cb_model *m, float *out, const cb_rating *ratings
 
 /* log q of d's items from its training examples, for the retrieval
  * objective with the logQ correction; *out = NULL when not needed. */
-static int log_q_for(float **out, const cb_model *m, const cb_train_data *d, cb_error *err) {
+int cb_model_log_q_for(float **out, const cb_model *m, const cb_train_data *d, cb_error *err) {
     *out = NULL;
     if (m->cfg.objective == CB_OBJECTIVE_RATING || !m->cfg.logq) return CB_OK;
     *out = cb_malloc(((size_t)d->n_items + 1) * sizeof **out, err);
@@ -856,7 +756,7 @@ static int log_q_for(float **out, const cb_model *m, const cb_train_data *d, cb_
 }
 
 /* Every example must index inside the tables and have a finite target. */
-static int check_data(const cb_train_data *d, const uint32_t *idx, size_t n, cb_error *err) {
+int cb_model_check_data(const cb_train_data *d, const uint32_t *idx, size_t n, cb_error *err) {
     if (!d || !(d->user_x || d->user_rows) || !d->item_x || !d->ratings)
         return cb_fail(err, CB_EINVAL, "training data: feature tables and ratings are required");
     for (size_t i = 0; i < n; i++) {
@@ -873,7 +773,7 @@ static int check_data(const cb_train_data *d, const uint32_t *idx, size_t n, cb_
 int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *idx, size_t n,
                            double *loss, cb_error *err) {
     if (n == 0 || n > (1u << 24)) return cb_fail(err, CB_EINVAL, "loss_and_grad: bad batch size %zu", n);
-    int rc = check_data(d, idx, n, err);
+    int rc = cb_model_check_data(d, idx, n, err);
     if (rc != CB_OK) return rc;
     const cb_model_config *c = &m->cfg;
     tower_ws ws[2];
@@ -885,8 +785,8 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
     uint32_t *neg = NULL;
     cb_negatives sampler;
     memset(&sampler, 0, sizeof sampler);
-    if ((rc = ws_alloc(&ws[0], &m->tw[0], B + M, softmax, err)) || (rc = ws_alloc(&ws[1], &m->tw[1], B + M, softmax, err)) ||
-        (rc = log_q_for(&log_q, m, d, err)))
+    if ((rc = cb_tower_ws_alloc(&ws[0], &m->tw[0], B + M, softmax, err)) || (rc = cb_tower_ws_alloc(&ws[1], &m->tw[1], B + M, softmax, err)) ||
+        (rc = cb_model_log_q_for(&log_q, m, d, err)))
         goto done;
     if (M) { /* one draw of the sampled negatives, from the seed */
         rc = cb_negatives_init(&sampler, d->ratings, d->train_idx ? d->train_idx : idx, d->train_idx ? d->n_train : n,
@@ -902,22 +802,22 @@ int cb_model_loss_and_grad(cb_model *m, const cb_train_data *d, const uint32_t *
     memset(m->tw[1].grads, 0, m->tw[1].n_params * sizeof(float));
     memset(m->head + HEAD_N, 0, HEAD_N * sizeof(float));
     for (int s = 0; s < 2; s++) {
-        gather_batch(c, &ws[s], d->ratings, idx, B, log_q, neg, M);
-        gather_side(m, s, &ws[s], d, idx, B);
+        cb_model_gather_batch(c, &ws[s], d->ratings, idx, B, log_q, neg, M);
+        cb_model_gather_side(m, s, &ws[s], d, idx, B);
     }
-    tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, c->l2norm, c->l2norm_eps);
-    tower_forward(&m->tw[1], &ws[1], ws[1].x, NULL, ws[1].ids, side_rows(&ws[1], 1, B), 0, c->l2norm, c->l2norm_eps);
+    cb_tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, c->l2norm, c->l2norm_eps);
+    cb_tower_forward(&m->tw[1], &ws[1], ws[1].x, NULL, ws[1].ids, side_rows(&ws[1], 1, B), 0, c->l2norm, c->l2norm_eps);
     loss_out o = {.du = ws[0].g0, .dv_all = ws[1].g0, .head_grad = m->head + HEAD_N, .prob = ws[0].prob};
-    double l = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o);
+    double l = cb_model_loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o);
     for (int s = 0; s < 2; s++)
-        tower_backward(&m->tw[s], &ws[s], side_rows(&ws[s], s, B), 0, c->l2norm, c->l2norm_eps);
+        cb_tower_backward(&m->tw[s], &ws[s], side_rows(&ws[s], s, B), 0, c->l2norm, c->l2norm_eps);
     if (loss) *loss = l;
 done:
     free(neg);
     cb_negatives_free(&sampler);
     free(log_q);
-    ws_free(&ws[0]);
-    ws_free(&ws[1]);
+    cb_tower_ws_free(&ws[0]);
+    cb_tower_ws_free(&ws[1]);
     return rc;
 }
 
@@ -958,16 +858,16 @@ static int vectors(const cb_model *m, int side, const float *x, const uint32_t *
                    const uint32_t *h_item, size_t n, float *out, cb_error *err) {
     const tower *t = &m->tw[side];
     tower_ws ws;
-    int rc = ws_alloc(&ws, t, EVAL_CHUNK, false, err);
+    int rc = cb_tower_ws_alloc(&ws, t, EVAL_CHUNK, false, err);
     if (rc != CB_OK) return rc;
     size_t dim = cb_model_out_dim(m);
     for (size_t s = 0; s < n; s += EVAL_CHUNK) {
         int B = (int)(n - s < EVAL_CHUNK ? n - s : EVAL_CHUNK);
         gather_rows(t, &ws, x, NULL, NULL, s, NULL, h_off, h_item, B);
-        tower_forward(t, &ws, ws.x, NULL, ids ? ids + s : NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
+        cb_tower_forward(t, &ws, ws.x, NULL, ids ? ids + s : NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         memcpy(out + s * dim, ws.y[0], (size_t)B * dim * sizeof(float));
     }
-    ws_free(&ws);
+    cb_tower_ws_free(&ws);
     return CB_OK;
 }
 
@@ -1011,10 +911,10 @@ static int score_pairs(const cb_model *m, const float *user_x, const float *item
                        const uint32_t *users, const uint32_t *items, size_t users_stride,
                        size_t n, score_sink sink, void *ctx, cb_error *err) {
     tower_ws ws[2];
-    int rc = ws_alloc(&ws[0], &m->tw[0], EVAL_CHUNK, false, err);
+    int rc = cb_tower_ws_alloc(&ws[0], &m->tw[0], EVAL_CHUNK, false, err);
     if (rc != CB_OK) return rc;
-    if ((rc = ws_alloc(&ws[1], &m->tw[1], EVAL_CHUNK, false, err)) != CB_OK) {
-        ws_free(&ws[0]);
+    if ((rc = cb_tower_ws_alloc(&ws[1], &m->tw[1], EVAL_CHUNK, false, err)) != CB_OK) {
+        cb_tower_ws_free(&ws[0]);
         return rc;
     }
     uint32_t rows[2][EVAL_CHUNK];
@@ -1026,13 +926,13 @@ static int score_pairs(const cb_model *m, const float *user_x, const float *item
         }
         gather_rows(&m->tw[0], &ws[0], user_x, hist ? hist->user_rows : NULL, rows[0], 0, rows[1], hist ? hist->hist_off : NULL,
                     hist ? hist->hist_item : NULL, B);
-        tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
-        tower_forward(&m->tw[1], &ws[1], item_x, rows[1], rows[1], B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
+        cb_tower_forward(&m->tw[0], &ws[0], ws[0].x, NULL, NULL, B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
+        cb_tower_forward(&m->tw[1], &ws[1], item_x, rows[1], rows[1], B, 0, m->cfg.l2norm, m->cfg.l2norm_eps);
         rating_dots(m, ws[0].pred, ws[0].y[0], ws[1].y[0], B);
         sink(ctx, s, ws[0].pred, B);
     }
-    ws_free(&ws[0]);
-    ws_free(&ws[1]);
+    cb_tower_ws_free(&ws[0]);
+    cb_tower_ws_free(&ws[1]);
     return CB_OK;
 }
 
@@ -1102,13 +1002,13 @@ static void eval_batch(void *ctx, size_t b, int worker) {
     int B = (int)(j->n - off < (size_t)j->cap ? j->n - off : (size_t)j->cap);
     for (int side = 0; side < 2; side++) {
         tower_ws *w = &ws[side];
-        gather_batch(c, w, j->d->ratings, j->idx + off, B, j->log_q, NULL, 0);
-        gather_side(m, side, w, j->d, j->idx + off, B);
-        tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
+        cb_model_gather_batch(c, w, j->d->ratings, j->idx + off, B, j->log_q, NULL, 0);
+        cb_model_gather_side(m, side, w, j->d, j->idx + off, B);
+        cb_tower_forward(&m->tw[side], w, w->x, NULL, side == 1 ? w->ids : NULL, B, 0, c->l2norm, c->l2norm_eps);
     }
     /* the training loss; its gradients go to the workspaces' scratch */
     loss_out o = {.du = ws[0].g0, .dv_all = ws[1].g0, .prob = ws[0].prob, .pred = ws[1].pred};
-    j->out[2 * b] = loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o) * B;
+    j->out[2 * b] = cb_model_loss_rows(m, &ws[1], ws[0].y[0], ws[1].y[0], B, 0, B, o) * B;
     double sq = 0.0;
     if (c->objective == CB_OBJECTIVE_BOTH)
         for (int r = 0; r < B; r++) { /* ws[1].pred: the rating dots of the rating term */
@@ -1131,14 +1031,14 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
     cb_split_range(n_b, ranks, rank, &lo, &hi);
     int threads = cb_threads_resolve(c->threads, CB_THREADS_MAX), made = 0;
     threads = hi - lo < (size_t)threads ? (hi > lo ? (int)(hi - lo) : 1) : threads;
-    int rc = log_q_for(&j.log_q, m, d, err);
+    int rc = cb_model_log_q_for(&j.log_q, m, d, err);
     j.out = rc ? NULL : cb_calloc(2 * n_b, sizeof *j.out, err);
     j.ws = j.out ? cb_calloc((size_t)threads, sizeof *j.ws, err) : NULL;
     if (!rc && !j.ws) rc = CB_ENOMEM;
     for (; !rc && made < threads; made++) /* the items' side: the batch's columns, as training's x->cols */
-        if ((rc = ws_alloc(&j.ws[made][0], &m->tw[0], j.cap, true, err)) ||
-            (rc = ws_alloc(&j.ws[made][1], &m->tw[1], j.cap, false, err))) {
-            ws_free(&j.ws[made][0]);
+        if ((rc = cb_tower_ws_alloc(&j.ws[made][0], &m->tw[0], j.cap, true, err)) ||
+            (rc = cb_tower_ws_alloc(&j.ws[made][1], &m->tw[1], j.cap, false, err))) {
+            cb_tower_ws_free(&j.ws[made][0]);
             break;
         }
     if (!rc) {
@@ -1157,7 +1057,7 @@ static int retrieval_evaluate(const cb_model *m, const cb_train_data *d, const u
     for (size_t b = 0; !rc && b < n_b; b++) loss_sum += j.out[2 * b], sq_sum += j.out[2 * b + 1];
     if (!rc && loss) *loss = loss_sum / (double)n;
     if (!rc && rmse && c->objective == CB_OBJECTIVE_BOTH) *rmse = sqrt(sq_sum / (double)n);
-    for (int w = 0; j.ws && w < made; w++) ws_free(&j.ws[w][0]), ws_free(&j.ws[w][1]);
+    for (int w = 0; j.ws && w < made; w++) cb_tower_ws_free(&j.ws[w][0]), cb_tower_ws_free(&j.ws[w][1]);
     free(j.ws);
     free(j.log_q);
     free(j.out);
@@ -1169,7 +1069,7 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
     if (loss) *loss = NAN;
     if (rmse) *rmse = NAN;
     if (n == 0) return CB_OK;
-    int rc = check_data(d, idx, n, err);
+    int rc = cb_model_check_data(d, idx, n, err);
     if (rc != CB_OK) return rc;
     if (m->cfg.objective != CB_OBJECTIVE_RATING) return retrieval_evaluate(m, d, idx, n, loss, rmse, err);
     /* users/items are read through the rating records: pass their fields with a stride */
@@ -1188,1084 +1088,3 @@ int cb_model_evaluate(const cb_model *m, const cb_train_data *d, const uint32_t 
     return CB_OK;
 }
 
-/* ---------------------------------------------------------------- training */
-
-/* Data-parallel steps (the worker pool of parallel.c). Every worker runs BOTH
- * towers on its share of the batch rows (of this rank's part of the batch,
- * under a cb_train_comm) and writes its rows of the batch's outputs yu, ym.
- * After a barrier (across processes, an all-gather of the other ranks' rows)
- * the loss is computed by chunks of LOSS_CHUNK batch rows (loss_rows), the
- * chunks split across the workers of every rank: a chunk's rows of the
- * in-batch softmax over every item of the batch, dL/dyu of its rows, the
- * rating term's dL/dym of its items, its loss and head gradient, into
- * batch-wide buffers. A chunk's bits depend only on the chunk (sgemm's
- * rounding depends on its row count), so 1, 2 or N workers, or ranks,
- * compute the same loss. After a barrier (across processes, an all-gather
- * of those buffers) each worker computes dL/dym of the items it forwarded,
- * its columns of the softmax over all rows (one sgemm over the rows: the
- * same bits whoever computes a column), and backpropagates its own rows
- * into its own flat gradient buffer [user tower | item tower | head] (the sparse first
- * layer's W0 aside: see w0_rows; the worker zeroes it first). The buffers are summed
- * slice by slice in worker order (deterministic for a given thread count),
- * across ranks (one all-reduce of the flat sum), and each worker applies the
- * optimiser to its slice. Four barriers per step; eight across processes.
- * The batch loss is the sum of the workers' (and ranks') parts, the same on
- * every worker and rank, so all stop at a NaN alike.
- * Sampled negatives (c->negatives = M): every rank draws the same M items a
- * step; they are split across ranks and workers like the batch rows, each
- * worker runs the item tower on its batch rows then its negatives, and the
- * outputs follow the batch's B rows in ym (all-gathered apart), so the loss
- * sees B + M columns; whoever forwarded a negative backpropagates it. */
-
-/* Rows of the batch per loss chunk: small enough to share a batch of 256 among
- * 16 workers, large enough for sgemm's blocking. */
-#define LOSS_CHUNK 16
-
-typedef struct worker {
-    tower_ws ws[2];          /* its rows (ws[1]: then its negatives); outputs copied to the batch's */
-    cb_model view;           /* the model with this worker's gradient buffer (tw[].grads, head) */
-    int rows;                /* its rows this step */
-    int neg_lo, n_neg;       /* its sampled negatives this step: [neg_lo, neg_lo + n_neg) of the step's M,
-                                item-tower rows after its batch rows (ws[1]), outputs at x->ym row B + neg_lo */
-    uint32_t *touched[2];    /* [rows + n_neg]: the id-embedding rows its items reached, by step parity */
-    int n_touched[2];
-    /* its part of W0's gradient sum and update (w0_slice, balance_w0): the first and its
-     * share of the rows' cost (w0_from, w0_share; written by worker 0 between a step's last
-     * barrier and the next step's first), and the wall seconds of its last step's sum +
-     * update (written by itself before the last barrier) and their running mean */
-    double w0_from, w0_share, upd_seconds, upd_mean;
-} worker;
-
-typedef struct train_ctx {
-    cb_model *m;
-    const cb_train_data *d;
-    const cb_train_comm *comm; /* several processes, or NULL */
-    int rank, n_ranks;
-    cb_pool *pool;
-    int n_workers;
-    worker *wk;              /* [n_workers] */
-    float *yu, *ym;          /* the whole batch's tower outputs [batch x out_dim]; ym then has the
-                                step's sampled negatives [negatives x out_dim] */
-    tower_ws cols;           /* the whole batch's targets, weights, items and log q (gather_batch) */
-    float *prob;             /* [batch x columns]: the batch's softmax (retrieval) */
-    float *du, *dvr;         /* [batch x out_dim]: dL/dyu, and the rating term's dL/dym of the batch's items */
-    float *chunk;            /* [chunks x 4]: each loss chunk's loss (as two floats whose sum keeps
-                                ~48 bits) and head gradient */
-    float **grad;            /* [n_workers + 1] flat gradient buffers; the last is their sum */
-    size_t n_flat;           /* floats in each: user tower, item tower, head (HEAD_N) */
-    /* the item-id embedding in that layout: rows of emb_dim floats from emb_lo (emb_dim 0: none).
-     * A batch reaches few of its rows, so their gradients are zeroed and summed by the rows
-     * the workers' items touched, not densely. */
-    size_t emb_lo, emb_dim, n_emb;
-    /* the id embedding's rows this step's items reach, ascending, each once ([B + M]; worker 0
-     * before the forward's barrier; kept for the lazy update and across ranks, else NULL), and
-     * across ranks those rows' sums and the head's packed for the all-reduce
-     * ([(B + M) x emb_dim + HEAD_N]; see reduce_ranks) */
-    uint32_t *emb_live;
-    size_t n_emb_live;
-    float *emb_pack;
-    bool lazy_emb;            /* only the live rows are updated (lazy Adam) */
-    /* the sparse first layer (wt0 NULL: none). Training keeps the user tower's W0 and its Adam
-     * moments transposed, [in0, out0] each (wt0, mt0, vt0; back in the model at the end of an
-     * epoch): the layer reads rows of W0ᵀ, its gradient comes out
-     * transposed (a lone worker's dwt0; several workers': w0_rows), and no step transposes.
-     * The flat layout's W0 part, [0, w0_n), then holds the gradient transposed too. */
-    size_t w0_n;
-    float *wt0, *mt0, *vt0;
-    uint64_t n_steps;        /* steps taken in this call: the parity of the touched lists */
-    uint32_t *perm;          /* shuffled training indices of this epoch */
-    float *log_q;            /* [n_items] the logQ correction (retrieval), else NULL */
-    cb_negatives neg;        /* the sampled negatives' distribution (neg.m = 0: none) */
-    uint32_t *neg_ids;       /* [n_batches x neg.m] this epoch's draws, or NULL */
-    size_t n_batches;
-    uint32_t epoch_id;       /* epochs run before this one (counts across resumed runs) */
-    /* written by worker 0 before a barrier, read by all after it */
-    bool nan_seen;           /* a step produced a non-finite loss */
-    bool comm_failed;        /* a call of comm returned non-zero */
-    /* a progress tick returned non-zero: the step every worker stops at
-     * (SIZE_MAX: none). Worker 0 sets it a step ahead, so all see it after
-     * that step's first barrier. */
-    atomic_size_t stop_step;
-    size_t steps_done;       /* steps completed this epoch */
-    double loss_sum;         /* Σ batch loss · batch size, this epoch */
-    cb_rng w0_rng;           /* W0's shares at random each step (tests: the model's w0_jitter seeds it) */
-    double phase[4];         /* worker 0's seconds: towers, loss, reduce + update, barriers, on
-                                the timed steps (PHASE_EVERY) */
-    uint64_t phase_steps;    /* the timed steps that completed */
-    /* progress ticks */
-    cb_epoch_fn fn;
-    void *fn_ctx;
-    cb_epoch_report *tick;
-    double epoch_t0;
-    size_t tick_every;
-} train_ctx;
-
-/* Item dropout on the item tower's gathered rows first .. first + B (ws->x,
- * ws->ids), rows row0 .. row0 + B of the batch's item side (its B items,
- * then the sampled negatives): each row, with probability c->item_dropout,
- * loses its id embedding (ws->eids) and has the interaction-derived columns
- * (d->item_cold, non-NAN entries) set to a never-rated item's values. The
- * draw depends on the seed, the epoch, the step and the batch row only: the
- * same bits whichever worker runs the row. */
-static void item_dropout(const cb_model_config *c, const cb_train_data *d, tower_ws *ws, int first, int B, int row0,
-                         uint32_t epoch_id, size_t step) {
-    memcpy(ws->eids + first, ws->ids + first, (size_t)B * sizeof *ws->eids);
-    if (!(c->item_dropout > 0.0f)) return;
-    uint32_t in = c->item_in;
-    cb_rng rng;
-    cb_rng_seed(&rng, c->seed ^ (0xD1B54A32D192ED03ULL * ((uint64_t)epoch_id + 1)) ^ (0x8CB92BA72F3D8DD7ULL * (step + 1)));
-    for (int r = 0; r < row0; r++) cb_rng_uniform(&rng); /* one draw per batch row */
-    for (int r = first; r < first + B; r++) {
-        if (cb_rng_uniform(&rng) >= (double)c->item_dropout) continue;
-        ws->eids[r] = UINT32_MAX;
-        if (!d->item_cold) continue;
-        float *row = ws->x + (size_t)r * in;
-        for (uint32_t j = 0; j < in; j++)
-            if (!isnan(d->item_cold[j])) row[j] = d->item_cold[j];
-    }
-}
-
-/* User dropout on the user tower's gathered rows, as item_dropout: the
- * columns of d->user_cold at their cold values and an empty history bag
- * (hrow UINT32_MAX: bag_backward skips the row). */
-static void user_dropout(const cb_model *m, const cb_train_data *d, tower_ws *ws, int B, int row0, uint32_t epoch_id,
-                         size_t step) {
-    const cb_model_config *c = &m->cfg;
-    if (!(c->user_dropout > 0.0f)) return;
-    const tower *t = &m->tw[0];
-    int in0 = t->in[0], fi = t->feat_in;
-    cb_rng rng;
-    cb_rng_seed(&rng, c->seed ^ (0xA0761D6478BD642FULL * ((uint64_t)epoch_id + 1)) ^ (0xE7037ED1A0B428DBULL * (step + 1)));
-    for (int r = 0; r < row0; r++) cb_rng_uniform(&rng);
-    for (int r = 0; r < B; r++) {
-        if (cb_rng_uniform(&rng) >= (double)c->user_dropout) continue;
-        float *row = ws->x + (size_t)r * in0;
-        for (int j = 0; d->user_cold && j < fi; j++)
-            if (!isnan(d->user_cold[j])) row[j] = d->user_cold[j];
-        if (t->bag) {
-            memset(row + fi, 0, (size_t)(in0 - fi) * sizeof *row);
-            ws->hrow[r] = UINT32_MAX;
-        }
-    }
-}
-
-/* v = t with its gradients in `grads` (a region of t's layout); the
- * parameters stay t's. */
-static void tower_grad_view(tower *v, const tower *t, float *grads) {
-    *v = *t;
-    v->grads = grads;
-    for (int l = 0; l < t->n_layers; l++) {
-        v->dw[l] = grads + (t->dw[l] - t->grads);
-        v->db[l] = grads + (t->db[l] - t->grads);
-    }
-    if (t->demb) v->demb = grads + (t->demb - t->grads);
-}
-
-/* Worker w's rows [*lo, *hi) of a batch of B rows: its share of this rank's part. */
-static void worker_rows(const train_ctx *x, int w, int B, int *lo, int *hi) {
-    size_t rlo, rhi, a, b;
-    cb_pool_split((size_t)B, x->n_ranks, x->rank, 1, &rlo, &rhi);
-    cb_pool_split(rhi - rlo, x->n_workers, w, 1, &a, &b);
-    *lo = (int)(rlo + a);
-    *hi = (int)(rlo + b);
-}
-
-/* Both towers forward on the batch rows [lo, hi) of B (examples idx[lo..hi)),
- * the item tower also on the sampled negatives [nlo, nhi) of the step's
- * neg[] (NULL: none), which follow the batch rows in k->ws[1]; the outputs go
- * to those rows of x->yu, x->ym (the negatives at rows B + nlo ..). */
-static void forward_rows(train_ctx *x, worker *k, const uint32_t *idx, int B, int lo, int hi, const uint32_t *neg,
-                         int nlo, int nhi, size_t step) {
-    cb_model *m = x->m;
-    const cb_model_config *c = &m->cfg;
-    const cb_train_data *d = x->d;
-    int b = hi - lo, nb = neg ? nhi - nlo : 0;
-    size_t W = cb_model_out_dim(m);
-    k->rows = b;
-    k->neg_lo = nlo;
-    k->n_neg = nb;
-    for (int s = 0; s < 2; s++) {
-        tower_ws *ws = &k->ws[s];
-        int rows = s == 1 ? b + nb : b;
-        if (rows == 0) continue;
-        gather_batch(c, ws, d->ratings, idx + lo, b, x->log_q, s == 1 && nb ? neg + nlo : NULL, nb);
-        gather_side(m, s, ws, d, idx + lo, b);
-        if (s == 0) user_dropout(m, d, ws, b, lo, x->epoch_id, step);
-        if (s == 1) item_dropout(c, d, ws, 0, b, lo, x->epoch_id, step);
-        if (s == 1 && nb) item_dropout(c, d, ws, b, nb, B + nlo, x->epoch_id, step);
-        tower_forward(&m->tw[s], ws, ws->x, NULL, s == 1 ? ws->eids : NULL, rows, 0, c->l2norm, c->l2norm_eps);
-        float *y = s == 0 ? x->yu : x->ym;
-        memcpy(y + (size_t)lo * W, ws->y[0], (size_t)b * W * sizeof(float));
-        if (nb && s == 1) memcpy(y + (size_t)(B + nlo) * W, ws->y[0] + (size_t)b * W, (size_t)nb * W * sizeof(float));
-    }
-}
-
-/* Zero worker w's gradient buffer before its backward adds into it, by the
- * worker itself (the reduction only reads the buffers: zeroing them there
- * wrote every other worker's lines, which each owner's next backward then
- * fetched back): the dense parts whole; of the id embedding, the rows its
- * previous step reached. Lists the rows its items reach this step. W0's
- * part is not in the buffer (w0_rows; a lone worker's dwt0: clear_lone). */
-static void zero_grads(train_ctx *x, int w) {
-    worker *k = &x->wk[w];
-    float *g = x->grad[w];
-    int par = (int)(x->n_steps & 1);
-    size_t D = x->emb_dim, lo = x->emb_lo, ehi = D ? lo + x->n_emb * D : x->n_flat;
-    memset(g + x->w0_n, 0, ((D ? lo : x->n_flat) - x->w0_n) * sizeof *g);
-    memset(g + ehi, 0, (x->n_flat - ehi) * sizeof *g);
-    if (!D) return;
-    for (int i = 0; i < k->n_touched[par ^ 1]; i++) memset(g + lo + k->touched[par ^ 1][i] * D, 0, D * sizeof(float));
-    const tower_ws *ws = &k->ws[1];
-    int n = 0;
-    for (int r = 0; ws->emb_ids && r < k->rows + k->n_neg; r++)
-        if (ws->emb_ids[r] < x->n_emb) k->touched[par][n++] = ws->emb_ids[r];
-    k->n_touched[par] = n;
-}
-
-/* sum[a, b) inside the id embedding: the rows this step's items reached.
- * The sum's other rows are zero: each step's rows are zeroed once updated
- * (emb_rows_clear), so no step passes over the whole. */
-static void reduce_emb_rows(train_ctx *x, float *sum, size_t a, size_t b) {
-    size_t elo = x->emb_lo, D = x->emb_dim;
-    int par = (int)(x->n_steps & 1);
-    for (int v = 0; v < x->n_workers; v++) /* a row listed twice is summed twice: the same bits */
-        for (int i = 0; i < x->wk[v].n_touched[par]; i++) {
-            size_t r0 = elo + x->wk[v].touched[par][i] * D, r1 = r0 + D;
-            r0 = r0 > a ? r0 : a, r1 = r1 < b ? r1 : b;
-            if (r0 < r1) cb_pool_reduce(sum, x->grad, x->n_workers, r0, r1);
-        }
-}
-
-/* The rows of sum[a, b) inside the id embedding that this step's items
- * reach (x->cols: the batch's and the negatives', on every rank: every row
- * reduce_emb_rows or the all-reduce wrote) zeroed, once updated. */
-static void emb_rows_clear(train_ctx *x, float *sum, size_t a, size_t b) {
-    size_t elo = x->emb_lo, D = x->emb_dim, ehi = elo + x->n_emb * D;
-    a = a > elo ? a : elo, b = b < ehi ? b : ehi;
-    for (int r = 0; a < b && r < x->cols.n_cols; r++) {
-        if (x->cols.ids[r] >= x->n_emb) continue;
-        size_t r0 = elo + x->cols.ids[r] * D, r1 = r0 + D;
-        r0 = r0 > a ? r0 : a, r1 = r1 < b ? r1 : b;
-        if (r0 < r1) memset(sum + r0, 0, (r1 - r0) * sizeof(float));
-    }
-}
-
-/* sum[a, b) in W0's part (whole rows of W0ᵀ): computed here from every
- * worker's part (tower_ws.split_w0), each summed on its own and added in
- * worker order: the bits of the workers' own transposed W0 gradients summed
- * in worker order, as the reduction of their buffers gave. */
-static void w0_rows(train_ctx *x, float *sum, size_t a, size_t b) {
-    int OC = x->m->tw[0].out[0];
-    cb_nn_grad_part parts[CB_THREADS_MAX];
-    for (int v = 0; v < x->n_workers; v++) parts[v] = x->wk[v].ws[0].w0_part;
-    cb_nn_sparse_grad_rows(sum, parts, x->n_workers, (int)(a / (size_t)OC), (int)(b / (size_t)OC), OC);
-}
-
-/* sum[lo, hi) = the workers' gradients summed in worker order: W0's
- * (transposed) by w0_rows; the id embedding's only where this step's items
- * reached; the rest from the flat buffers, which their owners zero before
- * the next backward (zero_grads). */
-static void reduce_range(train_ctx *x, size_t lo, size_t hi) {
-    float *sum = x->grad[x->n_workers];
-    size_t elo = x->emb_lo, ehi = elo + x->n_emb * x->emb_dim;
-    for (size_t a = lo, b; a < hi; a = b) {
-        if (a < x->w0_n) {
-            b = hi < x->w0_n ? hi : x->w0_n;
-            w0_rows(x, sum, a, b);
-        } else if (a >= elo && a < ehi) {
-            b = hi < ehi ? hi : ehi;
-            reduce_emb_rows(x, sum, a, b);
-        } else {
-            b = a < elo && elo < hi ? elo : hi;
-            cb_pool_reduce(sum, x->grad, x->n_workers, a, b);
-        }
-    }
-}
-
-/* A lone worker's W0 gradient (dwt0) zeroed once the optimiser has read
- * it (its flat buffer: zero_grads). */
-static void clear_lone(train_ctx *x) {
-    if (x->wt0) memset(x->wk[0].ws[0].dwt0, 0, x->w0_n * sizeof(float));
-}
-
-/* The loss chunks [*lo, *hi) of worker w of `rank` for a batch of B rows:
- * the rank's share first, then its workers' (as worker_rows), so a rank's
- * range never depends on how many workers the other ranks run. */
-static void loss_chunks(const train_ctx *x, int w, int B, int rank, int *lo, int *hi) {
-    size_t n = ((size_t)B + LOSS_CHUNK - 1) / LOSS_CHUNK, rlo, rhi, a, b;
-    cb_pool_split(n, x->n_ranks, rank, 1, &rlo, &rhi);
-    cb_pool_split(rhi - rlo, x->n_workers, w, 1, &a, &b);
-    *lo = (int)(rlo + a), *hi = (int)(rlo + b);
-}
-
-/* Worker w's chunks of the batch's loss, into x->prob, x->du, x->dvr and
- * x->chunk; zeroes its gradient buffer. */
-static void loss_block(train_ctx *x, int w, int B) {
-    size_t W = cb_model_out_dim(x->m), N = (size_t)x->cols.n_cols;
-    int c_lo, c_hi;
-    zero_grads(x, w);
-    loss_chunks(x, w, B, x->rank, &c_lo, &c_hi);
-    for (int ch = c_lo; ch < c_hi; ch++) {
-        int lo = ch * LOSS_CHUNK, hi = lo + LOSS_CHUNK < B ? lo + LOSS_CHUNK : B;
-        float *st = x->chunk + 4 * (size_t)ch;
-        st[2] = st[3] = 0.0f;
-        loss_out o = {.du = x->du + lo * W, .dv = x->dvr + lo * W, .head_grad = st + 2,
-                      .prob = x->prob ? x->prob + lo * N : NULL};
-        double loss = loss_rows(x->m, &x->cols, x->yu, x->ym, B, lo, hi, o);
-        st[0] = (float)loss;
-        st[1] = (float)(loss - st[0]);
-    }
-}
-
-/* The batch loss: the chunks' in chunk order (the same bits on every worker and rank). */
-static double batch_loss(const train_ctx *x, int B) {
-    double loss = 0.0;
-    for (int ch = 0; ch < (B + LOSS_CHUNK - 1) / LOSS_CHUNK; ch++)
-        loss += (double)x->chunk[4 * ch] + x->chunk[4 * ch + 1];
-    return loss;
-}
-
-/* Across ranks (worker 0): the other ranks' chunks of the loss buffers, by
- * comm's all-gather (rank r's chunks are contiguous: its workers'). */
-static int gather_loss(train_ctx *x, int B) {
-    int n_chunks = (B + LOSS_CHUNK - 1) / LOSS_CHUNK, first[x->n_ranks + 1], count[x->n_ranks], offset[x->n_ranks];
-    for (int r = 0; r < x->n_ranks; r++) {
-        int unused;
-        loss_chunks(x, 0, B, r, &first[r], &unused);
-    }
-    first[x->n_ranks] = n_chunks;
-    float *bufs[4] = {x->chunk, x->prob, x->du, x->dvr};
-    int width[4] = {4, x->cols.n_cols, (int)cb_model_out_dim(x->m), (int)cb_model_out_dim(x->m)};
-    for (int k = 0; k < 4; k++) { /* x->chunk: 4 floats a chunk; the others: a row of width[k] a batch row */
-        if (!bufs[k]) continue;
-        for (int r = 0; r < x->n_ranks; r++) {
-            int a = first[r], b = first[r + 1];
-            if (k) a = a * LOSS_CHUNK < B ? a * LOSS_CHUNK : B, b = b * LOSS_CHUNK < B ? b * LOSS_CHUNK : B;
-            offset[r] = a * width[k], count[r] = (b - a) * width[k];
-        }
-        if (x->comm->allgather(x->comm->ctx, bufs[k], count, offset)) return 1;
-    }
-    return 0;
-}
-
-/* The head's gradient of the batch: the chunks' in chunk order, into worker
- * 0's buffer on rank 0 (the all-reduce adds the other ranks' zeros). */
-static void head_grad(train_ctx *x, int w, int B) {
-    if (w != 0 || x->rank != 0) return;
-    float *hg = x->grad[0] + x->n_flat - HEAD_N;
-    for (int ch = 0; ch < (B + LOSS_CHUNK - 1) / LOSS_CHUNK; ch++)
-        hg[HEAD_S] += x->chunk[4 * ch + 2], hg[HEAD_C] += x->chunk[4 * ch + 3];
-}
-
-/* Worker w's rows [lo, hi) of B, and its sampled negatives, backpropagated
- * into its buffer: the user side from the loss chunks' dL/dyu; the item
- * side from the rating term's (the chunks) and the softmax's columns of its
- * items, over the whole batch's rows. */
-static void backward_rows(train_ctx *x, int w, int B, int lo, int hi) {
-    worker *k = &x->wk[w];
-    const cb_model_config *c = &x->m->cfg;
-    size_t W = cb_model_out_dim(x->m);
-    int b = hi - lo, nb = k->n_neg;
-    float *dv = k->ws[1].g0;
-    memcpy(k->ws[0].g0, x->du + (size_t)lo * W, (size_t)b * W * sizeof(float));
-    memcpy(dv, x->dvr + (size_t)lo * W, (size_t)b * W * sizeof(float));
-    memset(dv + (size_t)b * W, 0, (size_t)nb * W * sizeof(float));
-    head_grad(x, w, B);
-    if (x->prob) {
-        cb_nn_softmax sm = softmax_of(x->m, &x->cols, B);
-        cb_nn_softmax_xent_backward_cols(dv, x->prob, x->yu, &sm, lo, b);
-        cb_nn_softmax_xent_backward_cols(dv + (size_t)b * W, x->prob, x->yu, &sm, B + k->neg_lo, nb);
-    }
-    k->ws[0].w0_part = (cb_nn_grad_part){0}; /* no rows: nothing for W0's gradient */
-    for (int s = 0; s < 2; s++) {
-        int rows = s == 1 ? b + nb : b;
-        if (rows) tower_backward(&k->view.tw[s], &k->ws[s], rows, 0, c->l2norm, c->l2norm_eps);
-    }
-}
-
-/* The optimiser on n parameters p of tower t (the first n_decay decayed),
- * from their gradients g, with their Adam moments mo, v. */
-static void optimise(const cb_model_config *c, const tower *t, float *p, const float *g, float *mo, float *v, size_t n,
-                     size_t n_decay) {
-    float lr = lr_at(c, t->epoch);
-    if (c->optimizer == CB_OPT_ADAM) {
-        cb_nn_adam h = {lr, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay};
-        cb_nn_adam_update(p, g, mo, v, n, n_decay, &h, t->step + 1);
-    } else {
-        cb_nn_sgd_update(p, g, n, n_decay, lr, c->weight_decay);
-    }
-}
-
-/* The optimiser on the live rows of the id embedding within the flat
- * range [a, b) of tower t (whose first float is at flat offset off). */
-static void lazy_rows(train_ctx *x, const tower *t, const float *g, size_t a, size_t b, size_t off) {
-    size_t D = x->emb_dim;
-    for (size_t k = 0; k < x->n_emb_live; k++) {
-        size_t r0 = x->emb_lo + x->emb_live[k] * D, r1 = r0 + D;
-        r0 = r0 > a ? r0 : a, r1 = r1 < b ? r1 : b;
-        if (r0 >= r1) continue;
-        size_t i = r0 - off;
-        optimise(&x->m->cfg, t, t->params + i, g + r0, t->adam_m + i, t->adam_v + i, r1 - r0, 0);
-    }
-}
-
-/* The id embedding's rows this step's items reach, ascending, each once. */
-static void live_rows(train_ctx *x) {
-    size_t n = 0;
-    for (int r = 0; r < x->cols.n_cols; r++)
-        if (x->cols.ids[r] < x->n_emb) x->emb_live[n++] = x->cols.ids[r];
-    qsort(x->emb_live, n, sizeof *x->emb_live, cb_cmp_u32);
-    size_t u = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!u || x->emb_live[u - 1] != x->emb_live[i]) x->emb_live[u++] = x->emb_live[i];
-    x->n_emb_live = u;
-}
-
-/* The optimiser on the flat parameter range [lo, hi) (user tower, item
- * tower; the head with `head`) from the summed gradients g; W0's part on
- * its transposed copy (x->wt0), from g_w0 (transposed alike, at the same
- * offsets: g, or a lone worker's dwt0). Elementwise, so slices give the
- * bits of one pass. */
-static void update_range(train_ctx *x, const float *g, const float *g_w0, size_t lo, size_t hi, bool head) {
-    cb_model *m = x->m;
-    size_t off = 0;
-    for (int s = 0; s < 2; s++) {
-        tower *t = &m->tw[s];
-        size_t end = off + t->n_params;
-        for (size_t a = lo > off ? lo : off, b; a < hi && a < end; a = b) {
-            bool w0 = a < x->w0_n; /* the W0 part is the user tower's first floats */
-            b = hi < end ? hi : end;
-            b = w0 && x->w0_n < b ? x->w0_n : b;
-            b = x->lazy_emb && a < x->emb_lo && x->emb_lo < b ? x->emb_lo : b; /* the id embedding on its own */
-            size_t i = a - off, n = b - a, n_decay = i < t->n_weights ? (t->n_weights - i < n ? t->n_weights - i : n) : 0;
-            if (w0) optimise(&m->cfg, t, x->wt0 + i, g_w0 + a, x->mt0 + i, x->vt0 + i, n, n_decay);
-            else if (x->lazy_emb && a >= x->emb_lo) lazy_rows(x, t, g, a, b, off);
-            else optimise(&m->cfg, t, t->params + i, g + a, t->adam_m + i, t->adam_v + i, n, n_decay);
-        }
-        off = end;
-    }
-    if (head) {
-        memcpy(m->head + HEAD_N, g + off, HEAD_N * sizeof(float));
-        head_update(m);
-    }
-}
-
-/* The other ranks' rows of the batch's outputs (comm's all-gather): the
- * B batch rows of both sides, then the item side's M sampled negatives. */
-static int gather_outputs(train_ctx *x, int B, int M) {
-    int count[2][x->n_ranks], offset[2][x->n_ranks];
-    size_t W = cb_model_out_dim(x->m);
-    for (int part = 0; part < 2; part++)
-        for (int r = 0; r < x->n_ranks; r++) {
-            size_t lo, hi;
-            cb_pool_split((size_t)(part ? M : B), x->n_ranks, r, 1, &lo, &hi);
-            offset[part][r] = (int)(lo * W);
-            count[part][r] = (int)((hi - lo) * W);
-        }
-    const cb_train_comm *cm = x->comm;
-    return cm->allgather(cm->ctx, x->yu, count[0], offset[0]) || cm->allgather(cm->ctx, x->ym, count[0], offset[0]) ||
-           (M && cm->allgather(cm->ctx, x->ym + (size_t)B * W, count[1], offset[1]));
-}
-
-/* The ranks' gradient sums added into every rank's `sum` (comm's
- * all-reduce, worker 0): the towers' dense part in place; then, packed with
- * the head, only the item-id embedding's rows this step's items reach
- * (x->emb_live: the same on every rank), which at 27k items are 71 % of the
- * floats. Every other row is zero on every rank, so each float is the sum
- * the whole buffer's all-reduce gives. */
-static int reduce_ranks(train_ctx *x, float *sum) {
-    const cb_train_comm *cm = x->comm;
-    if (!x->emb_dim) return cm->allreduce_sum(cm->ctx, sum, x->n_flat);
-    if (cm->allreduce_sum(cm->ctx, sum, x->emb_lo)) return 1;
-    size_t D = x->emb_dim, u = x->n_emb_live;
-    const uint32_t *rows = x->emb_live;
-    float *pk = x->emb_pack, *emb = sum + x->emb_lo, *head = sum + x->n_flat - HEAD_N;
-    for (size_t i = 0; i < u; i++) memcpy(pk + i * D, emb + rows[i] * D, D * sizeof *pk);
-    memcpy(pk + u * D, head, HEAD_N * sizeof *pk);
-    if (cm->allreduce_sum(cm->ctx, pk, u * D + HEAD_N)) return 1;
-    for (size_t i = 0; i < u; i++) memcpy(emb + rows[i] * D, pk + i * D, D * sizeof *pk);
-    memcpy(head, pk + u * D, HEAD_N * sizeof *pk);
-    return 0;
-}
-
-/* Worker 0's CPU clock (its thread's CPU seconds: on a loaded machine the
- * wall clock would count the time spent waiting for a core). */
-static double worker_clock(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Steps a phase clock is read on: one in PHASE_EVERY, on worker 0 (the
- * thread CPU clock is a system call, ~1.3 us on a VM, and eleven a step cost
- * 1.7 % of a small model's 2-thread step, on the path the other workers wait
- * for). The phases are scaled to every step at the end (cb_train_result);
- * an epoch's first step, which first touches its buffers, is never timed. */
-#define PHASE_EVERY 8
-
-/* Adds worker 0's CPU seconds since *t to phase[i], on a timed step. */
-static void lap(train_ctx *x, bool timed, int i, double *t) {
-    if (!timed) return;
-    double now = worker_clock();
-    x->phase[i] += now - *t;
-    *t = now;
-}
-
-/* The user tower's W0 and its Adam moments into their transposed training
- * copies (x->wt0, mt0, vt0), or back into the model: worker w's share of
- * the rows. */
-static void w0_copy(train_ctx *x, int w, bool into_copy) {
-    if (!x->wt0) return;
-    tower *t = &x->m->tw[0];
-    int OC = t->out[0], C = t->in[0], rows = into_copy ? OC : C;
-    size_t r0, r1;
-    cb_pool_split((size_t)rows, x->n_workers, w, 1, &r0, &r1);
-    float *model[3] = {t->params, t->adam_m, t->adam_v}, *copy[3] = {x->wt0, x->mt0, x->vt0}; /* W0 is first */
-    for (int i = 0; i < 3; i++)
-        if (into_copy) cb_nn_transpose_rows(copy[i], model[i], OC, C, (int)r0, (int)r1);
-        else cb_nn_transpose_rows(model[i], copy[i], C, OC, (int)r0, (int)r1);
-}
-
-/* Worker w's slices of the towers' flat parameters, for the gradient sum
- * and the optimiser: its share of each of the W0 part, the id embedding
- * (the towers' last floats) and the rest between them, which cost the sum
- * differently, so each splits evenly. */
-static void worker_slices(const train_ctx *x, int w, size_t sl[3][2]) {
-    size_t n_tw = x->n_flat - HEAD_N, cut[4] = {0, x->w0_n, x->emb_dim ? x->emb_lo : n_tw, n_tw};
-    for (int i = 0; i < 3; i++) { /* W0's part by whole rows of W0ᵀ (w0_rows) */
-        cb_pool_split(cut[i + 1] - cut[i], x->n_workers, w, i == 0 ? (size_t)x->m->tw[0].out[0] : 16, &sl[i][0],
-                      &sl[i][1]);
-        sl[i][0] += cut[i], sl[i][1] += cut[i];
-    }
-}
-
-/* A row of W0ᵀ's optimiser update, in the gradient's cost units (one
- * non-zero of a batch row: OC multiply-adds); Adam reads and writes four
- * floats a weight (estimated, not tuned). */
-#define W0_ROW_COST 12
-
-/* A cut between workers' rows of W0ᵀ at row r, moved down to a multiple
- * of CB_NN_GRAD_ROWS_ALIGN where it falls among rows some part makes by
- * sgemm (a dense head's, every row after a dense batch): those rows' bits
- * then do not depend on where the cut falls. */
-static int w0_cut(const train_ctx *x, int r) {
-    int dense_end = 0, C = x->m->tw[0].in[0];
-    for (int v = 0; v < x->n_workers; v++) {
-        const cb_nn_grad_part *q = &x->wk[v].ws[0].w0_part;
-        int end = !q->x ? 0 : q->cols ? q->head : C;
-        dense_end = end > dense_end ? end : dense_end;
-    }
-    return r < dense_end ? r - r % CB_NN_GRAD_ROWS_ALIGN : r;
-}
-
-/* Worker w's rows of W0ᵀ this step, as floats of the flat layout [*lo,
- * *hi): cut where the running cost (a row: its non-zeros in every worker's
- * batch rows, plus W0_ROW_COST) passes the workers' shares before w and up
- * to w (balance_w0: 1/N each at first). The first layer's columns are
- * skewed (the most popular items' multi-hot columns are the densest), and
- * equal row counts gave worker 0 twice the other's gradient work at 2
- * threads; a dense row (a dense head's, or any after a dense batch) costs a
- * worker's every batch row. Every worker computes the same cuts (the shares
- * are read alike, w0_cut): the sums are the same bits whoever computes a
- * row, so the shares move the work, never the model. */
-static void w0_slice(const train_ctx *x, int w, size_t *lo, size_t *hi) {
-    int C = x->m->tw[0].in[0], N = x->n_workers;
-    size_t OC = (size_t)x->m->tw[0].out[0];
-    uint64_t total = 0, run = 0;
-    double want_lo = 0, want_hi = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        want_lo = (double)total * x->wk[w].w0_from;
-        want_hi = w + 1 == N ? (double)total : (double)total * x->wk[w + 1].w0_from;
-        int r_lo = w == 0 ? 0 : -1, r_hi = w + 1 == N ? C : -1;
-        run = 0;
-        for (int r = 0; r < C; r++) {
-            if (pass && r_lo < 0 && (double)run >= want_lo) r_lo = r;
-            if (pass && r_hi < 0 && (double)run >= want_hi) r_hi = r;
-            uint64_t cost = W0_ROW_COST;
-            for (int v = 0; v < N; v++) {
-                const cb_nn_grad_part *q = &x->wk[v].ws[0].w0_part;
-                if (q->x && (!q->cols || r < q->head)) cost += (uint64_t)q->rows; /* a dense row: every batch row */
-                else if (q->cols) cost += q->cols->off[r + 1] - q->cols->off[r];
-            }
-            run += cost;
-        }
-        total = run;
-        if (pass) {
-            *lo = (size_t)(w == 0 ? 0 : w0_cut(x, r_lo < 0 ? C : r_lo)) * OC;
-            *hi = (size_t)(w + 1 == N ? C : w0_cut(x, r_hi < 0 ? C : r_hi)) * OC;
-        }
-    }
-}
-
-/* The workers' shares of W0's rows moved toward equal sum + update times
- * (worker 0, after a step's last barrier; no worker reads them before the
- * next step's third). The cost w0_slice gives a row is a fixed guess
- * (W0_ROW_COST for its optimiser, a dense row as its batch rows' non-zeros,
- * made by one sgemm), and the guess was wrong by a factor that depends on
- * the data: at 27,000 items the second of 2 workers got 992 of 1,052 rows,
- * and its update took twice the first's, which waited. The time is a
- * worker's whole sum + update (its even slices of the other parameters and
- * the last worker's head too), so moving W0's rows evens all of it out.
- * Each step, every share is scaled by (mean time / its time)^(1/4) of the
- * running means (1/8 a step), at least 1/(8N), and the shares renormalised.
- * The times are wall seconds, so a worker whose core is taken by another
- * process gets fewer rows too. The shares move only the work (w0_slice). */
-static void balance_w0(train_ctx *x) {
-    int N = x->n_workers;
-    double mean = 0.0, total = 0.0;
-    for (int v = 0; x->m->w0_jitter && v < N; v++) { /* tests: shares at random */
-        x->wk[v].upd_seconds = x->wk[v].upd_mean = 0;
-        x->wk[v].w0_share = cb_rng_uniform(&x->w0_rng);
-    }
-    for (int v = 0; v < N; v++) {
-        worker *k = &x->wk[v];
-        k->upd_mean = k->upd_mean > 0 ? k->upd_mean + (k->upd_seconds - k->upd_mean) / 8 : k->upd_seconds;
-        mean += k->upd_mean / N;
-    }
-    for (int v = 0; v < N; v++) {
-        worker *k = &x->wk[v];
-        if (k->upd_mean > 0 && mean > 0) k->w0_share *= pow(mean / k->upd_mean, 0.25);
-        k->w0_share = k->w0_share > 1.0 / (8 * N) ? k->w0_share : 1.0 / (8 * N);
-        total += k->w0_share;
-    }
-    double from = 0.0;
-    for (int v = 0; v < N; v++) {
-        x->wk[v].w0_share /= total;
-        x->wk[v].w0_from = from;
-        from += x->wk[v].w0_share;
-    }
-}
-
-/* One epoch of steps, on worker w (cb_pool_run). */
-static void run_epoch(void *arg, int w) {
-    train_ctx *x = arg;
-    cb_model *m = x->m;
-    const cb_train_data *d = x->d;
-    size_t B_full = m->cfg.batch_size;
-    float *sum = x->grad[x->n_workers];
-    size_t n_tw = x->n_flat - HEAD_N, sl[3][2]; /* this worker's slices of the towers' parameters */
-    worker_slices(x, w, sl);
-    bool last = w == x->n_workers - 1;
-    w0_copy(x, w, true); /* the model may have changed between epochs */
-    cb_pool_barrier(x->pool);
-    for (size_t step = 0; step < x->n_batches; step++) {
-        size_t off = step * B_full;
-        int B = (int)(d->n_train - off < B_full ? d->n_train - off : B_full), lo, hi, nlo = 0, nhi = 0;
-        const uint32_t *idx = x->perm + off;
-        const uint32_t *neg = x->neg_ids ? x->neg_ids + step * x->neg.m : NULL; /* the same on every rank */
-        int M = neg ? (int)x->neg.m : 0;
-        bool timed = w == 0 && step % PHASE_EVERY == PHASE_EVERY - 1; /* never an epoch's first: its first touches */
-        double t = timed ? worker_clock() : 0.0;
-        worker_rows(x, w, B, &lo, &hi);
-        if (M) worker_rows(x, w, M, &nlo, &nhi); /* the negatives are split like the batch rows */
-        forward_rows(x, &x->wk[w], idx, B, lo, hi, neg, nlo, nhi, step);
-        if (w == 0) {
-            gather_batch(&m->cfg, &x->cols, d->ratings, idx, B, x->log_q, neg, M);
-            if (x->emb_live) live_rows(x);
-        }
-        lap(x, timed, 0, &t);
-        cb_pool_barrier(x->pool);
-        if (x->n_ranks > 1) {
-            if (w == 0 && gather_outputs(x, B, M)) x->comm_failed = true;
-            cb_pool_barrier(x->pool);
-        }
-        lap(x, timed, 3, &t);
-        if (x->comm_failed || step >= atomic_load_explicit(&x->stop_step, memory_order_relaxed)) break;
-        loss_block(x, w, B);
-        lap(x, timed, 1, &t);
-        cb_pool_barrier(x->pool);
-        lap(x, timed, 3, &t);
-        if (x->n_ranks > 1) {
-            if (w == 0 && gather_loss(x, B)) x->comm_failed = true;
-            cb_pool_barrier(x->pool);
-            lap(x, timed, 3, &t);
-            if (x->comm_failed) break;
-        }
-        double loss = batch_loss(x, B); /* the same bits on every worker and rank */
-        if (!isfinite(loss)) { /* every worker and rank has the same loss: all stop here */
-            if (w == 0) x->nan_seen = true;
-            break;
-        }
-        if (w == 0) x->loss_sum += loss * B;
-        backward_rows(x, w, B, lo, hi);
-        lap(x, timed, 0, &t);
-        cb_pool_barrier(x->pool);
-        lap(x, timed, 3, &t);
-        if (x->n_workers == 1 && x->n_ranks == 1) { /* a lone worker's buffers are the sum: no copy */
-            update_range(x, x->grad[0], x->wt0 ? x->wk[0].ws[0].dwt0 : NULL, 0, x->n_flat, true);
-            clear_lone(x);
-        } else {
-            double t_upd = cb_now();
-            if (x->wt0 && x->n_workers > 1) w0_slice(x, w, &sl[0][0], &sl[0][1]);
-            for (int i = 0; i < 3; i++) reduce_range(x, sl[i][0], sl[i][1]);
-            if (last) reduce_range(x, n_tw, x->n_flat);
-            if (x->n_ranks > 1) {
-                double summed = cb_now() - t_upd;
-                lap(x, timed, 2, &t);
-                cb_pool_barrier(x->pool);
-                if (w == 0 && reduce_ranks(x, sum)) x->comm_failed = true;
-                cb_pool_barrier(x->pool);
-                lap(x, timed, 3, &t);
-                if (x->comm_failed) break;
-                t_upd = cb_now() - summed; /* the ranks' sum not counted */
-            }
-            for (int i = 0; i < 3; i++) update_range(x, sum, sum, sl[i][0], sl[i][1], last && i == 2);
-            if (x->emb_dim) emb_rows_clear(x, sum, sl[2][0], sl[2][1]);
-            x->wk[w].upd_seconds = cb_now() - t_upd;
-        }
-        lap(x, timed, 2, &t);
-        cb_pool_barrier(x->pool); /* the parameters are updated */
-        lap(x, timed, 3, &t);
-        if (timed) x->phase_steps++; /* worker 0's: no other worker touches it */
-        if (w) continue;
-        if (x->wt0 && x->n_workers > 1) balance_w0(x);
-        m->tw[0].step++, m->tw[1].step++; /* read by the next update, two barriers on */
-        x->n_steps++;
-        x->steps_done = step + 1;
-        if (x->fn && x->tick_every && (step + 1) % x->tick_every == 0 && step + 1 < x->n_batches) {
-            cb_epoch_report *r = x->tick;
-            r->batch = step + 1;
-            r->end_of_epoch = false;
-            r->train_loss = x->loss_sum / (double)((step + 1) * B_full);
-            r->seconds = cb_now() - x->epoch_t0;
-            r->examples_per_sec = r->seconds > 0 ? (double)(step + 1) * B_full / r->seconds : 0.0;
-            if (x->fn(r, x->fn_ctx)) atomic_store_explicit(&x->stop_step, step + 1, memory_order_relaxed);
-        }
-    }
-    w0_copy(x, w, false); /* every worker has left the loop at the same step, past its updates */
-}
-
-static uint64_t hash_words(uint64_t h, const void *p, size_t bytes) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i + 4 <= bytes; i += 4) {
-        uint32_t w;
-        memcpy(&w, b + i, 4);
-        h = (h ^ w) * 0x100000001B3ULL;
-    }
-    return h;
-}
-
-/* Across processes every rank must train on the same examples and feature
- * tables (each fits them from its own copy of the data), and with the same
- * first layer (the sparse one sums W0's gradient transposed): a hash of
- * them, compared with rank 0's before the first step. */
-static int check_ranks_agree(const train_ctx *x, cb_error *err) {
-    const cb_train_data *d = x->d;
-    const cb_model_config *c = &x->m->cfg;
-    uint64_t h = hash_words(0xCBF29CE484222325ULL, &d->n_train, sizeof d->n_train);
-    for (size_t i = 0; i < d->n_train; i++) {
-        const cb_rating *r = &d->ratings[d->train_idx[i]];
-        uint32_t w[3] = {r->user, r->item, 0};
-        memcpy(&w[2], &r->y, 4);
-        h = hash_words(h, w, sizeof w);
-    }
-    if (d->user_x) h = hash_words(h, d->user_x, (size_t)d->n_users * c->user_in * sizeof(float));
-    if (d->user_rows) { /* the rows form: its dense head and the lists of ones */
-        const cb_rows *t = d->user_rows;
-        h = hash_words(h, t->dense, (size_t)t->n_rows * t->head * sizeof(float));
-        h = hash_words(h, t->hot_off, ((size_t)t->n_rows + 1) * sizeof(uint64_t));
-        h = hash_words(h, t->hot_col, t->hot_off[t->n_rows] * sizeof(uint16_t));
-    }
-    h = hash_words(h, d->item_x, (size_t)d->n_items * c->item_in * sizeof(float));
-    uint32_t sparse = sparse_first_layer(x->m, &x->m->tw[0]);
-    h = hash_words(h, &sparse, sizeof sparse);
-    for (int s = 0; s < 2; s++) { /* the starting parameters and moments (--resume: every rank's model file) */
-        const tower *t = &x->m->tw[s];
-        h = hash_words(h, t->params, t->n_params * sizeof(float));
-        h = hash_words(h, t->adam_m, t->n_params * sizeof(float));
-        h = hash_words(h, t->adam_v, t->n_params * sizeof(float));
-    }
-    h = hash_words(h, x->m->head, sizeof x->m->head);
-    float *all = cb_calloc(4 * (size_t)x->n_ranks, sizeof(float), err);
-    int *count = all ? cb_calloc(2 * (size_t)x->n_ranks, sizeof(int), err) : NULL;
-    if (!count) return free(all), CB_ENOMEM;
-    for (int r = 0; r < x->n_ranks; r++) count[r] = 4, count[x->n_ranks + r] = 4 * r;
-    for (int k = 0; k < 4; k++) all[4 * x->rank + k] = (float)((h >> (16 * k)) & 0xFFFF); /* exact in a float */
-    int rc = x->comm->allgather(x->comm->ctx, all, count, count + x->n_ranks) ? CB_EIO : CB_OK;
-    for (int r = 1; rc == CB_OK && r < x->n_ranks; r++)
-        if (memcmp(all, all + 4 * r, 4 * sizeof(float)))
-            rc = cb_fail(err, CB_EINVAL, "rank %d's training examples, feature tables, first layer (sparse: "
-                                         "CPUs with AVX2, or CBREC_NO_AVX2) or starting parameters (--resume: "
-                                         "its model file) differ from rank 0's: every rank must read the same "
-                                         "dataset and model with the same settings", r);
-    if (rc == CB_EIO) cb_fail(err, CB_EIO, "training across processes: the communicator's all-gather failed");
-    free(all);
-    free(count);
-    return rc;
-}
-
-/* The user table's leading dense columns (the rows form's head, or what
- * the caller declares of a dense table), within the feature columns. */
-static int dense_head(const cb_train_data *d, const tower *t) {
-    uint32_t h = d->user_rows ? d->user_rows->head : d->user_dense_head;
-    return (int)(h < (uint32_t)t->feat_in ? h : (uint32_t)t->feat_in);
-}
-
-/* Workers, their buffers and the pool for batches of at most B rows and M
- * sampled negatives. */
-static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
-    cb_model *m = x->m;
-    const cb_model_config *c = &m->cfg;
-    int rows = (B + x->n_ranks - 1) / x->n_ranks; /* this rank's part, at most */
-    int want = c->threads > 0 ? c->threads : cb_pool_default_threads();
-    if (want > rows) want = rows > 0 ? rows : 1; /* a worker without rows would only wait */
-    int rc = cb_pool_create(&x->pool, want, err);
-    if (rc) return rc;
-    x->n_workers = cb_pool_size(x->pool);
-    const tower *it = &m->tw[1];
-    if (it->n_emb) {
-        x->emb_lo = m->tw[0].n_params + (size_t)(it->emb - it->params);
-        x->emb_dim = (size_t)it->emb_dim;
-        x->n_emb = it->n_emb;
-    }
-    const tower *ut = &m->tw[0];
-    if (sparse_first_layer(m, ut)) {
-        x->w0_n = (size_t)ut->out[0] * ut->in[0];
-        if (!(x->wt0 = cb_malloc(3 * x->w0_n * sizeof(float), err))) return CB_ENOMEM;
-        x->mt0 = x->wt0 + x->w0_n;
-        x->vt0 = x->mt0 + x->w0_n;
-    }
-    int cap = (rows + x->n_workers - 1) / x->n_workers;
-    int ncap = ((M + x->n_ranks - 1) / x->n_ranks + x->n_workers - 1) / x->n_workers; /* negatives, at most */
-    bool softmax = c->objective != CB_OBJECTIVE_RATING;
-    size_t W = cb_model_out_dim(m), stride = (x->n_flat + 15) & ~(size_t)15;
-    x->wk = cb_calloc((size_t)x->n_workers, sizeof *x->wk, err);
-    x->grad = x->wk ? cb_calloc((size_t)x->n_workers + 1, sizeof *x->grad, err) : NULL;
-    float *gbuf = x->grad ? cb_calloc(((size_t)x->n_workers + 1) * stride + (2 * (size_t)B + M) * W, sizeof(float), err) : NULL;
-    if (!gbuf) return CB_ENOMEM;
-    for (int w = 0; w <= x->n_workers; w++) x->grad[w] = gbuf + (size_t)w * stride;
-    x->yu = gbuf + ((size_t)x->n_workers + 1) * stride;
-    x->ym = x->yu + (size_t)B * W;
-    if ((rc = ws_alloc(&x->cols, &m->tw[1], B + M, false, err))) return rc;
-    if (softmax && !(x->prob = cb_calloc((size_t)B * (B + M), sizeof(float), err))) return CB_ENOMEM;
-    if (x->emb_dim && (x->lazy_emb || x->n_ranks > 1) &&
-        !(x->emb_live = cb_malloc(((size_t)B + M) * sizeof *x->emb_live, err)))
-        return CB_ENOMEM;
-    if (x->n_ranks > 1 && x->emb_dim &&
-        !(x->emb_pack = cb_malloc((((size_t)B + M) * x->emb_dim + HEAD_N) * sizeof *x->emb_pack, err)))
-        return CB_ENOMEM;
-    if (!(x->du = cb_calloc(2 * (size_t)B * W + 4 * ((size_t)B / LOSS_CHUNK + 1), sizeof(float), err))) return CB_ENOMEM;
-    x->dvr = x->du + (size_t)B * W;
-    x->chunk = x->dvr + (size_t)B * W;
-    for (int w = 0; w < x->n_workers && rc == CB_OK; w++) {
-        worker *k = &x->wk[w];
-        k->w0_share = 1.0 / x->n_workers;
-        k->w0_from = (double)w / x->n_workers;
-        if ((rc = ws_alloc(&k->ws[0], &m->tw[0], cap, false, err)) ||
-            (rc = ws_alloc(&k->ws[1], &m->tw[1], cap + ncap, false, err)))
-            break;
-        k->ws[0].split_w0 = x->wt0 && (x->n_workers > 1 || x->n_ranks > 1); /* a lone worker's dwt0 is the sum */
-        if (x->wt0 && (rc = ws_sparse_alloc(&k->ws[0], ut, cap, x->wt0, err))) break;
-        k->ws[0].dense_head = x->wt0 ? dense_head(x->d, ut) : 0;
-        if (!(k->touched[0] = cb_calloc(2 * (size_t)(cap + ncap), sizeof(uint32_t), err))) return CB_ENOMEM;
-        k->touched[1] = k->touched[0] + cap + ncap;
-        k->view = *m;
-        tower_grad_view(&k->view.tw[0], &m->tw[0], x->grad[w]);
-        tower_grad_view(&k->view.tw[1], &m->tw[1], x->grad[w] + m->tw[0].n_params);
-    }
-    return rc;
-}
-
-static void train_ctx_close(train_ctx *x) {
-    cb_pool_free(x->pool); /* restores OpenBLAS's thread count */
-    for (int w = 0; x->wk && w < x->n_workers; w++) {
-        ws_free(&x->wk[w].ws[0]);
-        ws_free(&x->wk[w].ws[1]);
-        free(x->wk[w].touched[0]);
-    }
-    ws_free(&x->cols);
-    free(x->prob);
-    free(x->emb_pack);
-    free(x->emb_live);
-    free(x->du);
-    free(x->wk);
-    free(x->wt0);
-    if (x->grad) free(x->grad[0]);
-    free(x->grad);
-    free(x->perm);
-    free(x->log_q);
-    free(x->neg_ids);
-    cb_negatives_free(&x->neg);
-}
-
-/* The sampled negatives of a training run (retrieval, c->negatives > 0):
- * their distribution, room for an epoch of draws, and the logQ of the
- * mixed columns in x->log_q (B: the batch size). Every rank computes the
- * same (its examples are checked to agree, the draws come from the seed). */
-static int negatives_setup(train_ctx *x, int B, cb_error *err) {
-    const cb_model_config *c = &x->m->cfg;
-    const cb_train_data *d = x->d;
-    memset(&x->neg, 0, sizeof x->neg);
-    if (c->objective == CB_OBJECTIVE_RATING || !c->negatives) return CB_OK;
-    int rc = cb_negatives_init(&x->neg, d->ratings, d->train_idx, d->n_train, d->n_items, c->negatives,
-                               c->negatives_power, err);
-    if (rc) return rc;
-    x->neg_ids = cb_malloc(x->n_batches * c->negatives * sizeof *x->neg_ids, err);
-    if (!x->neg_ids) return CB_ENOMEM;
-    if (x->log_q) cb_negatives_log_q(&x->neg, x->log_q, (uint32_t)B);
-    return CB_OK;
-}
-
-/* Floats of the flat parameter layout: user tower, item tower, head. */
-static size_t np_of(const cb_model *m) { return m->tw[0].n_params + m->tw[1].n_params + HEAD_N; }
-
-static void params_copy(float *dst, const cb_model *m) {
-    memcpy(dst, m->tw[0].params, m->tw[0].n_params * sizeof(float));
-    memcpy(dst + m->tw[0].n_params, m->tw[1].params, m->tw[1].n_params * sizeof(float));
-    memcpy(dst + m->tw[0].n_params + m->tw[1].n_params, m->head, HEAD_N * sizeof(float));
-}
-
-static void params_restore(cb_model *m, const float *src) {
-    memcpy(m->tw[0].params, src, m->tw[0].n_params * sizeof(float));
-    memcpy(m->tw[1].params, src + m->tw[0].n_params, m->tw[1].n_params * sizeof(float));
-    memcpy(m->head, src + m->tw[0].n_params + m->tw[1].n_params, HEAD_N * sizeof(float));
-}
-
-static bool params_finite(const cb_model *m) {
-    return cb_nn_all_finite(m->tw[0].params, m->tw[0].n_params) &&
-           cb_nn_all_finite(m->tw[1].params, m->tw[1].n_params) &&
-           cb_nn_all_finite(m->head, HEAD_N);
-}
-
-int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ctx,
-                   cb_train_result *res, cb_error *err) {
-    const cb_model_config *c = &m->cfg;
-    cb_train_result dummy;
-    if (!res) res = &dummy;
-    memset(res, 0, sizeof *res);
-    res->train_loss = res->valid_loss = res->valid_rmse = NAN;
-    const char *why = cb_model_config_check(c);
-    if (why) return cb_fail(err, CB_EINVAL, "model configuration: %s", why);
-    if (!d || d->n_train == 0 || !d->train_idx)
-        return cb_fail(err, CB_EINVAL, "training data: no training examples");
-    int rc = check_data(d, d->train_idx, d->n_train, err);
-    if (rc == CB_OK && d->n_valid) {
-        if (!d->valid_idx) return cb_fail(err, CB_EINVAL, "training data: n_valid > 0 without valid_idx");
-        rc = check_data(d, d->valid_idx, d->n_valid, err);
-    }
-    if (rc != CB_OK) return rc;
-
-    train_ctx x;
-    memset(&x, 0, sizeof x);
-    atomic_init(&x.stop_step, SIZE_MAX);
-    x.m = m;
-    x.d = d;
-    x.comm = d->comm && d->comm->n_ranks > 1 ? d->comm : NULL;
-    x.rank = x.comm ? x.comm->rank : 0;
-    x.n_ranks = x.comm ? x.comm->n_ranks : 1;
-    x.n_flat = np_of(m);
-    x.lazy_emb = c->lazy_embedding && c->optimizer == CB_OPT_ADAM && m->tw[1].n_emb; /* SGD: the same either way */
-    cb_rng_seed(&x.w0_rng, m->w0_jitter);
-    x.n_batches = (d->n_train + c->batch_size - 1) / c->batch_size;
-    x.fn = fn;
-    x.fn_ctx = ctx;
-    x.tick_every = x.n_batches >= 100 ? x.n_batches / 50 : 0;
-    size_t np = x.n_flat;
-    float *last_good = NULL, *best = NULL;
-    int B = (int)(c->batch_size < d->n_train ? c->batch_size : d->n_train);
-    x.perm = cb_calloc(d->n_train, sizeof(uint32_t), err);
-    last_good = x.perm ? cb_calloc(np, sizeof(float), err) : NULL;
-    best = last_good ? cb_calloc(np, sizeof(float), err) : NULL;
-    rc = best ? CB_OK : CB_ENOMEM;
-    if (rc == CB_OK) rc = log_q_for(&x.log_q, m, d, err);
-    if (rc == CB_OK) rc = negatives_setup(&x, B, err);
-    if (rc == CB_OK && x.comm) rc = check_ranks_agree(&x, err);
-    if (rc == CB_OK) rc = train_ctx_open(&x, B, (int)x.neg.m, err); /* the pool holds OpenBLAS at one thread */
-    if (rc != CB_OK) goto done;
-    params_copy(last_good, m);
-    params_copy(best, m);
-
-    double t_start = cb_now();
-    double best_valid = INFINITY;
-    uint32_t bad_epochs = 0;
-    cb_epoch_report rep;
-    memset(&rep, 0, sizeof rep);
-    x.tick = &rep;
-    for (uint32_t e = 0; e < c->epochs; e++) {
-        uint32_t epoch_id = m->epochs_done; /* counts across resumed runs */
-        x.epoch_id = epoch_id;
-        m->tw[0].epoch = m->tw[1].epoch = epoch_id; /* the learning-rate schedule */
-        cb_rng rng;
-        cb_rng_seed(&rng, c->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(epoch_id + 1)));
-        memcpy(x.perm, d->train_idx, d->n_train * sizeof(uint32_t));
-        cb_rng_shuffle_u32(&rng, x.perm, d->n_train);
-        if (x.neg_ids)
-            cb_negatives_draw(&x.neg, x.neg_ids, x.n_batches * x.neg.m, c->seed ^ (0x94D049BB133111EBULL * (epoch_id + 1)));
-        x.loss_sum = 0.0;
-        x.steps_done = 0;
-        x.nan_seen = false;
-        memset(&rep, 0, sizeof rep);
-        rep.epoch = e + 1;
-        rep.epochs = c->epochs;
-        rep.n_batches = x.n_batches;
-        rep.valid_loss = rep.valid_rmse = NAN;
-        x.epoch_t0 = cb_now();
-        cb_pool_run(x.pool, run_epoch, &x);
-        double secs = cb_now() - x.epoch_t0;
-        if (x.comm_failed) {
-            rc = cb_fail(err, CB_EIO, "training across processes: a call of the communicator failed in epoch %u", e + 1);
-            break;
-        }
-        if (x.nan_seen || !params_finite(m)) {
-            params_restore(m, last_good);
-            rc = m->epochs_done ? cb_fail(err, CB_ENUMERIC,
-                                          "training diverged (NaN or Inf) in epoch %u; kept the parameters of the last "
-                                          "finite epoch (try a lower learning rate)", e + 1)
-                                : cb_fail(err, CB_ENUMERIC,
-                                          "training diverged (NaN or Inf) in epoch 1, before any epoch finished: no "
-                                          "model (try a lower learning rate)");
-            break;
-        }
-        m->epochs_done++;
-        res->epochs_run = e + 1;
-        rep.batch = x.n_batches;
-        rep.end_of_epoch = true;
-        bool tick_stop = atomic_load_explicit(&x.stop_step, memory_order_relaxed) != SIZE_MAX;
-        size_t n_seen = tick_stop ? x.steps_done * (size_t)c->batch_size : d->n_train;
-        rep.train_loss = x.loss_sum / (double)(n_seen ? n_seen : 1);
-        rep.seconds = secs;
-        rep.examples_per_sec = secs > 0 ? (double)d->n_train / secs : 0.0;
-        if (d->n_valid) {
-            rc = cb_model_evaluate(m, d, d->valid_idx, d->n_valid, &rep.valid_loss, &rep.valid_rmse, err);
-            if (rc != CB_OK) break;
-            if (!isfinite(rep.valid_loss)) {
-                params_restore(m, last_good);
-                rc = cb_fail(err, CB_ENUMERIC, "validation loss is not finite after epoch %u; kept the parameters of the last finite epoch", e + 1);
-                break;
-            }
-            if (rep.valid_loss < best_valid) {
-                best_valid = rep.valid_loss;
-                rep.best = true;
-                res->best_epoch = m->epochs_done;
-                bad_epochs = 0;
-                params_copy(best, m);
-            } else {
-                bad_epochs++;
-            }
-        } else {
-            res->best_epoch = m->epochs_done;
-        }
-        params_copy(last_good, m);
-        res->train_loss = rep.train_loss;
-        res->valid_loss = rep.valid_loss;
-        res->valid_rmse = rep.valid_rmse;
-        bool stop = (fn ? fn(&rep, ctx) != 0 : false) || tick_stop;
-        if (c->patience > 0 && d->n_valid && bad_epochs >= c->patience) {
-            res->early_stopped = true;
-            stop = true;
-        }
-        if (stop) break;
-    }
-    /* with early stopping the model keeps its best validation epoch */
-    if (rc == CB_OK && c->patience > 0 && d->n_valid && isfinite(best_valid)) params_restore(m, best);
-    res->seconds = cb_now() - t_start;
-    res->threads = x.n_workers;
-    for (int i = 0; i < 4; i++) /* the timed steps' phases scaled to every step */
-        res->phase_seconds[i] = x.phase_steps ? x.phase[i] * (double)x.n_steps / (double)x.phase_steps : 0.0;
-
-done:
-    train_ctx_close(&x);
-    free(last_good);
-    free(best);
-    return rc;
-}

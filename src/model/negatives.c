@@ -6,7 +6,7 @@
  * the others. Every column j then subtracts the log of its expected count
  * among the B + m columns, log(B·q_batch(j) + m·q_neg(j)): the logQ
  * correction of the mixed proposal. Owns the distribution, the draws and
- * that correction; model.c appends the draws to the item side's batch. */
+ * that correction; train.c appends the draws to the item side's batch. */
 #include "model/negatives.h"
 
 #include <math.h>

@@ -2,7 +2,7 @@
  * a pool of worker threads that run one function together and meet at a
  * blocking barrier, the fixed split of a range into parts, the deterministic
  * reduction of per-worker gradient buffers, and OpenBLAS's thread count while
- * the pool lives. model.c's training loop is its one user: each worker runs
+ * the pool lives. train.c's training loop is its one user: each worker runs
  * both towers on its shard of the batch rows (see model.h, "Threading").
  *
  * Threading: a pool is driven by one thread (the one that created it); the
