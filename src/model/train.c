@@ -954,14 +954,9 @@ static bool params_finite(const cb_model *m) {
            cb_nn_all_finite(m->head, HEAD_N);
 }
 
-int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ctx,
-                   cb_train_result *res, cb_error *err) {
-    const cb_model_config *c = &m->cfg;
-    cb_train_result dummy;
-    if (!res) res = &dummy;
-    memset(res, 0, sizeof *res);
-    res->train_loss = res->valid_loss = res->valid_rmse = NAN;
-    const char *why = cb_model_config_check(c);
+/* The configuration and the examples checked before training. */
+static int train_args_check(const cb_model *m, const cb_train_data *d, cb_error *err) {
+    const char *why = cb_model_config_check(&m->cfg);
     if (why) return cb_fail(err, CB_EINVAL, "model configuration: %s", why);
     if (!d || d->n_train == 0 || !d->train_idx)
         return cb_fail(err, CB_EINVAL, "training data: no training examples");
@@ -970,6 +965,110 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
         if (!d->valid_idx) return cb_fail(err, CB_EINVAL, "training data: n_valid > 0 without valid_idx");
         rc = cb_model_check_data(d, d->valid_idx, d->n_valid, err);
     }
+    return rc;
+}
+
+/* Epoch e's start (of this call; epoch_id counts across resumed runs): its
+ * shuffle and sampled negatives from the seed, and its report. */
+static void epoch_begin(train_ctx *x, uint32_t e, cb_epoch_report *rep) {
+    cb_model *m = x->m;
+    const cb_model_config *c = &m->cfg;
+    const cb_train_data *d = x->d;
+    uint32_t epoch_id = m->epochs_done;
+    x->epoch_id = epoch_id;
+    m->tw[0].epoch = m->tw[1].epoch = epoch_id; /* the learning-rate schedule */
+    cb_rng rng;
+    cb_rng_seed(&rng, c->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(epoch_id + 1)));
+    memcpy(x->perm, d->train_idx, d->n_train * sizeof(uint32_t));
+    cb_rng_shuffle_u32(&rng, x->perm, d->n_train);
+    if (x->neg_ids)
+        cb_negatives_draw(&x->neg, x->neg_ids, x->n_batches * x->neg.m, c->seed ^ (0x94D049BB133111EBULL * (epoch_id + 1)));
+    x->loss_sum = 0.0;
+    x->steps_done = 0;
+    x->nan_seen = false;
+    memset(rep, 0, sizeof *rep);
+    rep->epoch = e + 1;
+    rep->epochs = c->epochs;
+    rep->n_batches = x->n_batches;
+    rep->valid_loss = rep->valid_rmse = NAN;
+}
+
+/* What the epochs keep between them: the last finite parameters, and for
+ * early stopping the best validation epoch's. */
+typedef struct epoch_keep {
+    float *last_good, *best;
+    double best_valid;
+    uint32_t bad_epochs;
+} epoch_keep;
+
+/* Epoch e's end, after its steps (secs long): a failed communicator or a
+ * divergence (the last finite parameters restored) is an error; else the
+ * report's figures, the validation and early stopping, and the caller's
+ * callback. *stop: training ends here. */
+static int epoch_end(train_ctx *x, uint32_t e, double secs, cb_epoch_report *rep, epoch_keep *k,
+                     cb_train_result *res, bool *stop, cb_error *err) {
+    cb_model *m = x->m;
+    const cb_model_config *c = &m->cfg;
+    const cb_train_data *d = x->d;
+    if (x->comm_failed)
+        return cb_fail(err, CB_EIO, "training across processes: a call of the communicator failed in epoch %u", e + 1);
+    if (x->nan_seen || !params_finite(m)) {
+        params_restore(m, k->last_good);
+        return m->epochs_done ? cb_fail(err, CB_ENUMERIC,
+                                        "training diverged (NaN or Inf) in epoch %u; kept the parameters of the last "
+                                        "finite epoch (try a lower learning rate)", e + 1)
+                              : cb_fail(err, CB_ENUMERIC,
+                                        "training diverged (NaN or Inf) in epoch 1, before any epoch finished: no "
+                                        "model (try a lower learning rate)");
+    }
+    m->epochs_done++;
+    res->epochs_run = e + 1;
+    rep->batch = x->n_batches;
+    rep->end_of_epoch = true;
+    bool tick_stop = atomic_load_explicit(&x->stop_step, memory_order_relaxed) != SIZE_MAX;
+    size_t n_seen = tick_stop ? x->steps_done * (size_t)c->batch_size : d->n_train;
+    rep->train_loss = x->loss_sum / (double)(n_seen ? n_seen : 1);
+    rep->seconds = secs;
+    rep->examples_per_sec = secs > 0 ? (double)d->n_train / secs : 0.0;
+    if (d->n_valid) {
+        int rc = cb_model_evaluate(m, d, d->valid_idx, d->n_valid, &rep->valid_loss, &rep->valid_rmse, err);
+        if (rc != CB_OK) return rc;
+        if (!isfinite(rep->valid_loss)) {
+            params_restore(m, k->last_good);
+            return cb_fail(err, CB_ENUMERIC, "validation loss is not finite after epoch %u; kept the parameters of the last finite epoch", e + 1);
+        }
+        if (rep->valid_loss < k->best_valid) {
+            k->best_valid = rep->valid_loss;
+            rep->best = true;
+            res->best_epoch = m->epochs_done;
+            k->bad_epochs = 0;
+            params_copy(k->best, m);
+        } else {
+            k->bad_epochs++;
+        }
+    } else {
+        res->best_epoch = m->epochs_done;
+    }
+    params_copy(k->last_good, m);
+    res->train_loss = rep->train_loss;
+    res->valid_loss = rep->valid_loss;
+    res->valid_rmse = rep->valid_rmse;
+    *stop = (x->fn ? x->fn(rep, x->fn_ctx) != 0 : false) || tick_stop;
+    if (c->patience > 0 && d->n_valid && k->bad_epochs >= c->patience) {
+        res->early_stopped = true;
+        *stop = true;
+    }
+    return CB_OK;
+}
+
+int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ctx,
+                   cb_train_result *res, cb_error *err) {
+    const cb_model_config *c = &m->cfg;
+    cb_train_result dummy;
+    if (!res) res = &dummy;
+    memset(res, 0, sizeof *res);
+    res->train_loss = res->valid_loss = res->valid_rmse = NAN;
+    int rc = train_args_check(m, d, err);
     if (rc != CB_OK) return rc;
 
     train_ctx x;
@@ -988,103 +1087,33 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
     x.fn_ctx = ctx;
     x.tick_every = x.n_batches >= 100 ? x.n_batches / 50 : 0;
     size_t np = x.n_flat;
-    float *last_good = NULL, *best = NULL;
+    epoch_keep k = {.best_valid = INFINITY};
     int B = (int)(c->batch_size < d->n_train ? c->batch_size : d->n_train);
     x.perm = cb_calloc(d->n_train, sizeof(uint32_t), err);
-    last_good = x.perm ? cb_calloc(np, sizeof(float), err) : NULL;
-    best = last_good ? cb_calloc(np, sizeof(float), err) : NULL;
-    rc = best ? CB_OK : CB_ENOMEM;
+    k.last_good = x.perm ? cb_calloc(np, sizeof(float), err) : NULL;
+    k.best = k.last_good ? cb_calloc(np, sizeof(float), err) : NULL;
+    rc = k.best ? CB_OK : CB_ENOMEM;
     if (rc == CB_OK) rc = cb_model_log_q_for(&x.log_q, m, d, err);
     if (rc == CB_OK) rc = negatives_setup(&x, B, err);
     if (rc == CB_OK && x.comm) rc = check_ranks_agree(&x, err);
     if (rc == CB_OK) rc = train_ctx_open(&x, B, (int)x.neg.m, err); /* the pool holds OpenBLAS at one thread */
     if (rc != CB_OK) goto done;
-    params_copy(last_good, m);
-    params_copy(best, m);
+    params_copy(k.last_good, m);
+    params_copy(k.best, m);
 
     double t_start = cb_now();
-    double best_valid = INFINITY;
-    uint32_t bad_epochs = 0;
     cb_epoch_report rep;
     memset(&rep, 0, sizeof rep);
     x.tick = &rep;
-    for (uint32_t e = 0; e < c->epochs; e++) {
-        uint32_t epoch_id = m->epochs_done; /* counts across resumed runs */
-        x.epoch_id = epoch_id;
-        m->tw[0].epoch = m->tw[1].epoch = epoch_id; /* the learning-rate schedule */
-        cb_rng rng;
-        cb_rng_seed(&rng, c->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(epoch_id + 1)));
-        memcpy(x.perm, d->train_idx, d->n_train * sizeof(uint32_t));
-        cb_rng_shuffle_u32(&rng, x.perm, d->n_train);
-        if (x.neg_ids)
-            cb_negatives_draw(&x.neg, x.neg_ids, x.n_batches * x.neg.m, c->seed ^ (0x94D049BB133111EBULL * (epoch_id + 1)));
-        x.loss_sum = 0.0;
-        x.steps_done = 0;
-        x.nan_seen = false;
-        memset(&rep, 0, sizeof rep);
-        rep.epoch = e + 1;
-        rep.epochs = c->epochs;
-        rep.n_batches = x.n_batches;
-        rep.valid_loss = rep.valid_rmse = NAN;
+    bool stop = false;
+    for (uint32_t e = 0; e < c->epochs && !stop && rc == CB_OK; e++) {
+        epoch_begin(&x, e, &rep);
         x.epoch_t0 = cb_now();
         cb_pool_run(x.pool, run_epoch, &x);
-        double secs = cb_now() - x.epoch_t0;
-        if (x.comm_failed) {
-            rc = cb_fail(err, CB_EIO, "training across processes: a call of the communicator failed in epoch %u", e + 1);
-            break;
-        }
-        if (x.nan_seen || !params_finite(m)) {
-            params_restore(m, last_good);
-            rc = m->epochs_done ? cb_fail(err, CB_ENUMERIC,
-                                          "training diverged (NaN or Inf) in epoch %u; kept the parameters of the last "
-                                          "finite epoch (try a lower learning rate)", e + 1)
-                                : cb_fail(err, CB_ENUMERIC,
-                                          "training diverged (NaN or Inf) in epoch 1, before any epoch finished: no "
-                                          "model (try a lower learning rate)");
-            break;
-        }
-        m->epochs_done++;
-        res->epochs_run = e + 1;
-        rep.batch = x.n_batches;
-        rep.end_of_epoch = true;
-        bool tick_stop = atomic_load_explicit(&x.stop_step, memory_order_relaxed) != SIZE_MAX;
-        size_t n_seen = tick_stop ? x.steps_done * (size_t)c->batch_size : d->n_train;
-        rep.train_loss = x.loss_sum / (double)(n_seen ? n_seen : 1);
-        rep.seconds = secs;
-        rep.examples_per_sec = secs > 0 ? (double)d->n_train / secs : 0.0;
-        if (d->n_valid) {
-            rc = cb_model_evaluate(m, d, d->valid_idx, d->n_valid, &rep.valid_loss, &rep.valid_rmse, err);
-            if (rc != CB_OK) break;
-            if (!isfinite(rep.valid_loss)) {
-                params_restore(m, last_good);
-                rc = cb_fail(err, CB_ENUMERIC, "validation loss is not finite after epoch %u; kept the parameters of the last finite epoch", e + 1);
-                break;
-            }
-            if (rep.valid_loss < best_valid) {
-                best_valid = rep.valid_loss;
-                rep.best = true;
-                res->best_epoch = m->epochs_done;
-                bad_epochs = 0;
-                params_copy(best, m);
-            } else {
-                bad_epochs++;
-            }
-        } else {
-            res->best_epoch = m->epochs_done;
-        }
-        params_copy(last_good, m);
-        res->train_loss = rep.train_loss;
-        res->valid_loss = rep.valid_loss;
-        res->valid_rmse = rep.valid_rmse;
-        bool stop = (fn ? fn(&rep, ctx) != 0 : false) || tick_stop;
-        if (c->patience > 0 && d->n_valid && bad_epochs >= c->patience) {
-            res->early_stopped = true;
-            stop = true;
-        }
-        if (stop) break;
+        rc = epoch_end(&x, e, cb_now() - x.epoch_t0, &rep, &k, res, &stop, err);
     }
     /* with early stopping the model keeps its best validation epoch */
-    if (rc == CB_OK && c->patience > 0 && d->n_valid && isfinite(best_valid)) params_restore(m, best);
+    if (rc == CB_OK && c->patience > 0 && d->n_valid && isfinite(k.best_valid)) params_restore(m, k.best);
     res->seconds = cb_now() - t_start;
     res->threads = x.n_workers;
     for (int i = 0; i < 4; i++) /* the timed steps' phases scaled to every step */
@@ -1092,7 +1121,7 @@ int cb_model_train(cb_model *m, const cb_train_data *d, cb_epoch_fn fn, void *ct
 
 done:
     train_ctx_close(&x);
-    free(last_good);
-    free(best);
+    free(k.last_good);
+    free(k.best);
     return rc;
 }
