@@ -280,6 +280,72 @@ typedef struct list_source {
     uint32_t *exclude;  /* [n_items] stamp = user + 1 for training items */
 } list_source;
 
+/* User u's list of at most n_want items into list[0..*n_list): the
+ * caller's list (checked: no more than asked, inside the catalog, new items
+ * only when asked), or the scorer's top with u's training items (and with
+ * new_items_only every item that has some) excluded. */
+static int user_list(uint32_t *list, uint32_t *n_list, uint32_t u, uint32_t n_want, const cb_topn_config *cfg,
+                     const cb_dataset *ds, const by_user *train, const uint32_t *item_pop, uint32_t n_items,
+                     list_source *src, cb_error *err) {
+    const uint32_t stamp = u + 1;
+    if (!src->list) {
+        int rc = src->score(src->ctx, u, src->scores, n_items, err);
+        if (rc != CB_OK) return rc;
+        for (size_t j = train->off[u]; j < train->off[u + 1]; j++)
+            src->exclude[ds->ratings[train->idx[j]].item] = stamp;
+        for (uint32_t i = 0; cfg->new_items_only && i < n_items; i++)
+            if (item_pop[i]) src->exclude[i] = stamp;
+        *n_list = cb_eval_top_k(list, n_want, src->scores, n_items, src->exclude, stamp);
+        return CB_OK;
+    }
+    int rc = src->list(src->ctx, u, n_want, list, n_list, err);
+    if (rc != CB_OK) return rc;
+    if (*n_list > n_want)
+        return cb_fail(err, CB_EINVAL, "eval: list of user %u has %u items, more than asked (%u)", u, *n_list, n_want);
+    for (uint32_t r = 0; r < *n_list; r++) {
+        if (list[r] >= n_items)
+            return cb_fail(err, CB_EINVAL, "eval: list of user %u names item %u (catalog has %u)", u, list[r], n_items);
+        if (cfg->new_items_only && item_pop[list[r]])
+            return cb_fail(err, CB_EINVAL, "eval: list of user %u names item %u, which has training "
+                           "interactions (new items only)", u, list[r]);
+    }
+    return CB_OK;
+}
+
+/* The sums behind the metrics beyond accuracy (coverage, diversity,
+ * popularity, long tail), over every evaluated list's top K. */
+typedef struct beyond_sums {
+    double div, pop_rec, pop_rated;
+    size_t n_div_lists, n_rated, n_slots, n_covered, n_tail;
+} beyond_sums;
+
+/* User u's top K list[0..n) into b: the items it recommends for the first
+ * time (recommended[] marks them), their popularity and how many are off
+ * the head (in_head), u's rated items' popularity, and with genres (NULL:
+ * none) the list's mean pairwise Jaccard distance. */
+static void beyond_add(beyond_sums *b, const uint32_t *list, uint32_t n, uint32_t u, const cb_dataset *ds,
+                       const by_user *train, const uint32_t *item_pop, const uint8_t *in_head, uint8_t *recommended,
+                       const genre_sets *genres) {
+    for (uint32_t r = 0; r < n; r++) {
+        if (!recommended[list[r]]) {
+            recommended[list[r]] = 1;
+            b->n_covered++;
+        }
+        b->pop_rec += item_pop[list[r]];
+        b->n_tail += !in_head[list[r]];
+    }
+    b->n_slots += n;
+    for (size_t j = train->off[u]; j < train->off[u + 1]; j++) b->pop_rated += item_pop[ds->ratings[train->idx[j]].item];
+    b->n_rated += train->off[u + 1] - train->off[u];
+    if (genres && n >= 2) {
+        double d = 0.0;
+        for (uint32_t a = 0; a < n; a++)
+            for (uint32_t c = a + 1; c < n; c++) d += jaccard_distance(genres, list[a], list[c]);
+        b->div += d / ((double)n * (n - 1) / 2.0);
+        b->n_div_lists++;
+    }
+}
+
 static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_dataset *ds,
                     const cb_split *split, list_source *src, cb_error *err) {
     memset(out, 0, sizeof *out);
@@ -317,8 +383,7 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
     for (uint32_t r = 1; r <= k; r++) idcg[r] = idcg[r - 1] + 1.0 / log2((double)r + 1.0);
 
     topn_sums sum = {0};
-    double sum_div = 0, sum_pop_rec = 0, sum_pop_rated = 0;
-    size_t n_div_lists = 0, n_rated = 0, n_slots = 0, n_covered = 0, n_tail = 0;
+    beyond_sums bs = {0};
     for (uint32_t u = 0; u < n_users; u++) {
         if (test.off[u] == test.off[u + 1]) continue;
         const uint32_t stamp = u + 1;
@@ -332,36 +397,7 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
         }
 
         uint32_t n_list = 0;
-        if (src->list) {
-            rc = src->list(src->ctx, u, n_want, list, &n_list, err);
-            if (rc != CB_OK) goto done;
-            if (n_list > n_want) {
-                rc = cb_fail(err, CB_EINVAL, "eval: list of user %u has %u items, more than asked (%u)", u,
-                             n_list, n_want);
-                goto done;
-            }
-            for (uint32_t r = 0; r < n_list; r++) {
-                if (list[r] >= n_items) {
-                    rc = cb_fail(err, CB_EINVAL, "eval: list of user %u names item %u (catalog has %u)", u,
-                                 list[r], n_items);
-                    goto done;
-                }
-                if (cfg->new_items_only && item_pop[list[r]]) {
-                    rc = cb_fail(err, CB_EINVAL, "eval: list of user %u names item %u, which has training "
-                                 "interactions (new items only)", u, list[r]);
-                    goto done;
-                }
-            }
-        } else {
-            rc = src->score(src->ctx, u, src->scores, n_items, err);
-            if (rc != CB_OK) goto done;
-            for (size_t j = train.off[u]; j < train.off[u + 1]; j++)
-                src->exclude[ds->ratings[train.idx[j]].item] = stamp;
-            for (uint32_t i = 0; cfg->new_items_only && i < n_items; i++)
-                if (item_pop[i]) src->exclude[i] = stamp;
-            n_list = cb_eval_top_k(list, n_want, src->scores, n_items, src->exclude, stamp);
-        }
-
+        if ((rc = user_list(list, &n_list, u, n_want, cfg, ds, &train, item_pop, n_items, src, err))) goto done;
         if (n_rel > 0) {
             add_accuracy(&sum, list, n_list, k, cfg->recall_k, n_rel, rel_mark, hit_mark, stamp, idcg);
             out->n_users_evaluated++;
@@ -369,26 +405,8 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
             out->n_users_skipped++;
         }
 
-        if (n_list > k) n_list = k; /* beyond accuracy: the top K */
-        for (uint32_t r = 0; r < n_list; r++) {
-            if (!recommended[list[r]]) {
-                recommended[list[r]] = 1;
-                n_covered++;
-            }
-            sum_pop_rec += item_pop[list[r]];
-            n_tail += !in_head[list[r]];
-        }
-        n_slots += n_list;
-        for (size_t j = train.off[u]; j < train.off[u + 1]; j++)
-            sum_pop_rated += item_pop[ds->ratings[train.idx[j]].item];
-        n_rated += train.off[u + 1] - train.off[u];
-        if (has_genres && n_list >= 2) {
-            double d = 0.0;
-            for (uint32_t a = 0; a < n_list; a++)
-                for (uint32_t b = a + 1; b < n_list; b++) d += jaccard_distance(&genres, list[a], list[b]);
-            sum_div += d / ((double)n_list * (n_list - 1) / 2.0);
-            n_div_lists++;
-        }
+        beyond_add(&bs, list, n_list > k ? k : n_list, u, ds, &train, item_pop, in_head, recommended,
+                   has_genres ? &genres : NULL);
     }
 
     if (out->n_users_evaluated > 0) {
@@ -400,13 +418,14 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
         out->hit_rate = sum.hit / n;
         if (cfg->recall_k) out->recall_at = sum.rec_at / n;
     }
-    out->n_recommended = n_slots;
-    out->coverage = (double)n_covered / (double)n_items;
-    if (n_div_lists > 0) out->diversity = sum_div / (double)n_div_lists;
-    if (n_slots > 0) out->pop_recommended = sum_pop_rec / (double)n_slots;
-    if (n_slots > 0) out->long_tail = (double)n_tail / (double)n_slots;
-    if (n_rated > 0) out->pop_rated = sum_pop_rated / (double)n_rated;
-    if (n_slots > 0 && n_rated > 0 && out->pop_rated > 0) out->pop_ratio = out->pop_recommended / out->pop_rated;
+    out->n_recommended = bs.n_slots;
+    out->coverage = (double)bs.n_covered / (double)n_items;
+    if (bs.n_div_lists > 0) out->diversity = bs.div / (double)bs.n_div_lists;
+    if (bs.n_slots > 0) out->pop_recommended = bs.pop_rec / (double)bs.n_slots;
+    if (bs.n_slots > 0) out->long_tail = (double)bs.n_tail / (double)bs.n_slots;
+    if (bs.n_rated > 0) out->pop_rated = bs.pop_rated / (double)bs.n_rated;
+    if (bs.n_slots > 0 && bs.n_rated > 0 && out->pop_rated > 0)
+        out->pop_ratio = out->pop_recommended / out->pop_rated;
     rc = CB_OK;
 done:
     by_user_free(&train);
