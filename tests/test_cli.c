@@ -101,9 +101,17 @@ static void predict_embed_similar(void **state) {
     assert_int_equal(sscanf(out, "1\t1\t%f", &p), 1);
     assert_true(p >= 0.5f && p <= 5.0f);
     free(out);
+    /* --item repeats: one line per item, in the order given */
+    assert_int_equal(run(&out, "%s predict --model %s --user 1 --item 2 -i 1", cbrec(), f->model), 0);
+    assert_non_null(strstr(out, "1\t2\t"));
+    assert_true(strstr(out, "1\t2\t") < strstr(out, "\n1\t1\t"));
+    free(out);
     /* unknown ids: exit 1 and the id named */
     assert_int_equal(run(&out, "%s predict --model %s --user nosuchuser --item 1", cbrec(), f->model), 1);
     assert_non_null(strstr(out, "nosuchuser"));
+    free(out);
+    assert_int_equal(run(&out, "%s predict --model %s --user 1 --item 1 --item nosuchitem", cbrec(), f->model), 1);
+    assert_non_null(strstr(out, "unknown item 'nosuchitem'"));
     free(out);
     char *emb = tu_path(f->dir, "emb");
     assert_int_equal(run(NULL, "%s embed --model %s --out %s", cbrec(), f->model, emb), 0);
@@ -414,6 +422,10 @@ static void usage_errors(void **state) {
     free(out);
     assert_int_equal(run(&out, "%s predict --model x --user 1", cbrec()), 2);
     assert_non_null(strstr(out, "cbrec predict: give --model, --user and at least one --item"));
+    free(out);
+    assert_int_equal(run(&out, "%s predict --model x --user 1 --item", cbrec()), 2); /* a value missing: before loading */
+    assert_non_null(strstr(out, "cbrec predict: --item needs a value (ID)"));
+    assert_non_null(strstr(out, "usage: cbrec predict"));
     free(out);
     assert_int_equal(run(&out, "%s embed --modle x --out y", cbrec()), 2);
     assert_non_null(strstr(out, "cbrec embed: unknown option '--modle' (did you mean --model?)"));

@@ -34,13 +34,21 @@ double cli_now(void);
 /* ---- options: a command's own options plus the keys of its configuration
  * kind, so every `--key VALUE` goes to cb_config_set and --help is generated
  * from the key table (options.c). */
+/* The values of a repeatable option (predict's --item A --item B), in the
+ * caller's array values[cap]: n of them given; one more is a usage error. */
+typedef struct cli_list {
+    const char **values;
+    size_t n, cap;
+} cli_list;
+
 typedef struct cli_opt {
     const char *name;   /* long name without "--"; NULL ends a list */
     char short_name;    /* e.g. 'q' for -q; 0: none */
     const char *hint;   /* value hint ("PATH"); NULL: a flag */
     const char *help;
-    const char **value; /* receives the value (hint != NULL) */
+    const char **value; /* receives the value (hint != NULL; the last one given) */
     bool *flag;         /* set to true (hint == NULL) */
+    cli_list *list;     /* instead of value: receives every value given */
 } cli_opt;
 
 typedef struct cli_command {
@@ -82,9 +90,9 @@ typedef struct cli_search {
 } cli_search;
 #define CLI_SEARCH_OPTS(s)                                                                                        \
     {"index", 0, "FILE", "an approximate index from `cbrec index` (used from " CLI_STR(CB_ANN_AUTO_MIN_ITEMS)     \
-                         " items on)", &(s).index, NULL},                                                          \
-        {"exact", 0, NULL, "exact search even with --index", NULL, &(s).exact},                                  \
-        {"ef", 0, "N", "approximate search beam (default 64; larger = higher recall, slower)", &(s).ef, NULL}
+                         " items on)", &(s).index, NULL, NULL},                                                   \
+        {"exact", 0, NULL, "exact search even with --index", NULL, &(s).exact, NULL},                             \
+        {"ef", 0, "N", "approximate search beam (default 64; larger = higher recall, slower)", &(s).ef, NULL, NULL}
 #define CLI_STR(x) CLI_STR2(x)
 #define CLI_STR2(x) #x
 /* Load s->index into rec and set the search mode; prints and returns

@@ -44,8 +44,8 @@ static int check_output(const char *cmd, const opts *o, const char *path) {
  * Returns -1 to continue, else an exit status. */
 static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt *extra, int argc, char **argv) {
     memset(o, 0, sizeof *o);
-    cli_opt all[16] = {{"data", 'd', "PATH", "dataset folder (MovieLens, generic with cbrec.schema, ...)", &o->data, NULL},
-                       {"quiet", 'q', NULL, "no progress output on stderr", NULL, &o->quiet}};
+    cli_opt all[16] = {{"data", 'd', "PATH", "dataset folder (MovieLens, generic with cbrec.schema, ...)", &o->data, NULL, NULL},
+                       {"quiet", 'q', NULL, "no progress output on stderr", NULL, &o->quiet, NULL}};
     size_t n = 2;
     for (; extra && extra->name && n < 15; extra++) all[n++] = *extra;
     cb_error err = {0};
@@ -244,9 +244,9 @@ int cmd_eval(int argc, char **argv) {
     opts o;
     const cli_opt ex[] = {
         {"json", 0, NULL, "print one JSON object {\"models\": [{\"name\", \"mean_rmse\", \"mean_ndcg10\", ...}], ...}",
-         NULL, &o.json},
-        {"json-out", 0, "FILE", "also write that JSON object to FILE (the table still prints)", &o.json_out, NULL},
-        {NULL, 0, NULL, NULL, NULL, NULL}};
+         NULL, &o.json, NULL},
+        {"json-out", 0, "FILE", "also write that JSON object to FILE (the table still prints)", &o.json_out, NULL, NULL},
+        {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     int st = parse_opts(&o, cmd, eval_usage, ex, argc, argv);
     if (st >= 0) return opts_free(&o), st;
     cb_error err = {0};
@@ -340,11 +340,11 @@ int cmd_experiment(int argc, char **argv) {
         return cli_usage_error(&c, msg);
     }
     opts o;
-    const cli_opt ex[] = {{"model", 'm', "FILE", "a model made by cbrec train on the same split", &o.model_path, NULL},
-                          {"plot", 0, "FILE.svg", "write the chart", &o.plot, NULL},
-                          {"tsv", 0, "FILE", "write the rows as TSV", &o.tsv, NULL},
-                          {"json", 0, NULL, "print the JSON report", NULL, &o.json},
-                          {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_opt ex[] = {{"model", 'm', "FILE", "a model made by cbrec train on the same split", &o.model_path, NULL, NULL},
+                          {"plot", 0, "FILE.svg", "write the chart", &o.plot, NULL, NULL},
+                          {"tsv", 0, "FILE", "write the rows as TSV", &o.tsv, NULL, NULL},
+                          {"json", 0, NULL, "print the JSON report", NULL, &o.json, NULL},
+                          {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     bool help = strcmp(argv[1], "retrieval") != 0;
     int st = parse_opts(&o, cmd, experiment_usage, ex, help ? argc : argc - 1, help ? argv : argv + 1);
     if (st >= 0) return opts_free(&o), st;
@@ -450,8 +450,8 @@ static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t 
 int cmd_report(int argc, char **argv) {
     const char *cmd = "report";
     opts o;
-    const cli_opt ex[] = {{"out", 'o', "FILE.md", "the report to write (required)", &o.out, NULL},
-                          {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_opt ex[] = {{"out", 'o', "FILE.md", "the report to write (required)", &o.out, NULL, NULL},
+                          {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     int st = parse_opts(&o, cmd, report_usage, ex, argc, argv);
     if (st >= 0) return opts_free(&o), st;
     if (!o.out) return opts_free(&o), cli_fail(CLI_USAGE, cmd, "--out FILE.md is required");

@@ -48,12 +48,12 @@ static const char *index_usage =
 int cmd_index(int argc, char **argv) {
     const char *cmd = "index", *model = NULL, *out = NULL, *m_text = "16", *efc_text = "200", *threads_text = "0";
     size_t m, efc, threads;
-    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
-                            {"out", 'o', "INDEX", "the index file to write", &out, NULL},
-                            {"m", 0, "M", "links per node (16; 2M on the bottom layer)", &m_text, NULL},
-                            {"ef-construction", 0, "EF", "build beam width (200)", &efc_text, NULL},
-                            {"threads", 0, "N", "threads inserting at once (0 = all CPUs)", &threads_text, NULL},
-                            {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL, NULL},
+                            {"out", 'o', "INDEX", "the index file to write", &out, NULL, NULL},
+                            {"m", 0, "M", "links per node (16; 2M on the bottom layer)", &m_text, NULL, NULL},
+                            {"ef-construction", 0, "EF", "build beam width (200)", &efc_text, NULL, NULL},
+                            {"threads", 0, "N", "threads inserting at once (0 = all CPUs)", &threads_text, NULL, NULL},
+                            {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, index_usage, opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);
     if (st >= 0) return st;

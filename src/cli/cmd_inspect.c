@@ -140,10 +140,10 @@ int cmd_inspect(int argc, char **argv) {
     bool as_json = false, no_features = false;
     const cli_opt opts[] = {
         {"data", 'd', "PATH", "dataset folder (MovieLens latest-small / 100K / 1M, course lab, or a folder with "
-                              "cbrec.schema; see docs/data-formats.md)", &data, NULL},
-        {"no-features", 0, NULL, "do not fit the feature transform", NULL, &no_features},
-        {"json", 0, NULL, "print one JSON object instead of text", NULL, &as_json},
-        {NULL, 0, NULL, NULL, NULL, NULL}};
+                              "cbrec.schema; see docs/data-formats.md)", &data, NULL, NULL},
+        {"no-features", 0, NULL, "do not fit the feature transform", NULL, &no_features, NULL},
+        {"json", 0, NULL, "print one JSON object instead of text", NULL, &as_json, NULL},
+        {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {"inspect",
                            "usage: cbrec inspect --data PATH [options]\n\n"
                            "Load a dataset and print what was loaded and the features it would give.\n",

@@ -61,13 +61,13 @@ int cmd_similar(int argc, char **argv) {
     bool json = false;
     size_t k;
     cli_search search = {0};
-    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
-                            {"item", 'i', "ID|TITLE", "the item, by id or title", &query, NULL},
-                            {"k", 'k', "K", "how many (10)", &k_text, NULL},
-                            {"table", 't', "TABLE", "a table from `cbrec precompute`", &table, NULL},
+    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL, NULL},
+                            {"item", 'i', "ID|TITLE", "the item, by id or title", &query, NULL, NULL},
+                            {"k", 'k', "K", "how many (10)", &k_text, NULL, NULL},
+                            {"table", 't', "TABLE", "a table from `cbrec precompute`", &table, NULL, NULL},
                             CLI_SEARCH_OPTS(search),
-                            {"json", 'j', NULL, "the list as one JSON document: {criterion, items: [{rank, item, title, score}], notes}", NULL, &json},
-                            {NULL, 0, NULL, NULL, NULL, NULL}};
+                            {"json", 'j', NULL, "the list as one JSON document: {criterion, items: [{rank, item, title, score}], notes}", NULL, &json, NULL},
+                            {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, similar_usage, opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);
     if (st >= 0) return st;
@@ -137,12 +137,12 @@ int cmd_precompute(int argc, char **argv) {
     const char *cmd = "precompute", *model = NULL, *out = NULL, *k_text = "20", *threads_text = "0";
     size_t k, threads;
     cli_search search = {0};
-    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
-                            {"out", 'o', "TABLE", "the table to write", &out, NULL},
-                            {"k", 'k', "K", "neighbours per item (20)", &k_text, NULL},
-                            {"threads", 0, "N", "threads of the search (0 = all CPUs)", &threads_text, NULL},
+    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL, NULL},
+                            {"out", 'o', "TABLE", "the table to write", &out, NULL, NULL},
+                            {"k", 'k', "K", "neighbours per item (20)", &k_text, NULL, NULL},
+                            {"threads", 0, "N", "threads of the search (0 = all CPUs)", &threads_text, NULL, NULL},
                             CLI_SEARCH_OPTS(search),
-                            {NULL, 0, NULL, NULL, NULL, NULL}};
+                            {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, precompute_usage, opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);
     if (st >= 0) return st;
@@ -229,11 +229,11 @@ static char *read_json_file(const char *cmd, const char *path) {
 
 int cmd_add_item(int argc, char **argv) {
     const char *cmd = "add-item", *model = NULL, *table = NULL, *item_json = NULL, *out = NULL;
-    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL},
-                            {"table", 't', "TABLE", "the table (or added-items file) to add to", &table, NULL},
-                            {"item-json", 'i', "FILE", "the new item", &item_json, NULL},
-                            {"out", 'o', "TABLE2", "the grown table (or added-items file) to write", &out, NULL},
-                            {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"model", 'm', "FILE", "the model file", &model, NULL, NULL},
+                            {"table", 't', "TABLE", "the table (or added-items file) to add to", &table, NULL, NULL},
+                            {"item-json", 'i', "FILE", "the new item", &item_json, NULL, NULL},
+                            {"out", 'o', "TABLE2", "the grown table (or added-items file) to write", &out, NULL, NULL},
+                            {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, add_item_usage, opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);
     if (st >= 0) return st;
@@ -464,19 +464,19 @@ int cmd_recommend(int argc, char **argv) {
     rec_args a = {0};
     cli_search search = {0};
     const cli_opt opts[] = {
-        {"model", 'm', "FILE", "the model file (cbrec train)", &a.model, NULL},
-        {"user", 'u', "ID", "a known user", &a.user, NULL},
+        {"model", 'm', "FILE", "the model file (cbrec train)", &a.model, NULL, NULL},
+        {"user", 'u', "ID", "a known user", &a.user, NULL, NULL},
         {"new-user", 0, "FILE", "a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"preferences\": {\"tags\": "
                                 "{\"jazz\": 5}}, \"ratings\": {\"260\": 5}, \"<user column>\": value, \"strict\": "
-                                "true} (all optional; strict: unknown values are errors, not notes)", &a.new_user, NULL},
-        {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL},
-        {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL},
-        {"table", 0, "TABLE", "table from `cbrec precompute` or `cbrec add-item` (its added items are recommended too)", &a.table, NULL},
-        {"history", 0, "FILE", "the users' histories (default: the model's path + .history, when present)", &a.history, NULL},
+                                "true} (all optional; strict: unknown values are errors, not notes)", &a.new_user, NULL, NULL},
+        {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL, NULL},
+        {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL, NULL},
+        {"table", 0, "TABLE", "table from `cbrec precompute` or `cbrec add-item` (its added items are recommended too)", &a.table, NULL, NULL},
+        {"history", 0, "FILE", "the users' histories (default: the model's path + .history, when present)", &a.history, NULL, NULL},
         CLI_SEARCH_OPTS(search),
-        {"explain", 0, NULL, "print the reasons (for people)", NULL, &a.explain},
-        {"json", 0, NULL, "the list as one JSON document (cb_list_to_json)", NULL, &a.json},
-        {NULL, 0, NULL, NULL, NULL, NULL}};
+        {"explain", 0, NULL, "print the reasons (for people)", NULL, &a.explain, NULL},
+        {"json", 0, NULL, "the list as one JSON document (cb_list_to_json)", NULL, &a.json, NULL},
+        {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, recommend_usage, opts, CB_CONFIG_RECOMMEND, NULL};
     cb_error err = {0};
     cb_config *cfg = NULL;

@@ -6,8 +6,8 @@
 
 int cmd_synth(int argc, char **argv) {
     const char *out_dir = NULL;
-    const cli_opt opts[] = {{"out", 'o', "DIR", "output folder (created if missing; files replaced atomically)", &out_dir, NULL},
-                            {NULL, 0, NULL, NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"out", 'o', "DIR", "output folder (created if missing; files replaced atomically)", &out_dir, NULL, NULL},
+                            {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {
         "synth",
         "usage: cbrec synth --out DIR [--users N] [--items N] [--ratings N] [--genres N] [--noise X] [--seed S]\n\n"

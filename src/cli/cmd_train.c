@@ -234,13 +234,13 @@ static int check_before_training(const cli_command *c, const train_args *a, cons
 int cmd_train(int argc, char **argv) {
     train_args a = {0};
     const cli_opt opts[] = {
-        {"data", 'd', "PATH", "dataset folder (MovieLens, course-lab rows, or generic with cbrec.schema)", &a.data, NULL},
-        {"model", 'm', "FILE", "the model file to write (replaced atomically)", &a.model, NULL},
-        {"history", 0, "FILE", "where the users' histories go (default: the model's path + .history)", &a.history, NULL},
-        {"resume", 0, NULL, "continue training the model in --model on the same data", NULL, &a.resume},
-        {"curve", 0, "FILE.svg", "plot the learning curve (train and validation loss per epoch)", &a.curve, NULL},
-        {"quiet", 'q', NULL, "no progress output", NULL, &a.quiet},
-        {NULL, 0, NULL, NULL, NULL, NULL}};
+        {"data", 'd', "PATH", "dataset folder (MovieLens, course-lab rows, or generic with cbrec.schema)", &a.data, NULL, NULL},
+        {"model", 'm', "FILE", "the model file to write (replaced atomically)", &a.model, NULL, NULL},
+        {"history", 0, "FILE", "where the users' histories go (default: the model's path + .history)", &a.history, NULL, NULL},
+        {"resume", 0, NULL, "continue training the model in --model on the same data", NULL, &a.resume, NULL},
+        {"curve", 0, "FILE.svg", "plot the learning curve (train and validation loss per epoch)", &a.curve, NULL, NULL},
+        {"quiet", 'q', NULL, "no progress output", NULL, &a.quiet, NULL},
+        {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {"train", "usage: cbrec train --data PATH --model FILE [options]\n"
                                     "       mpirun -np K cbrec train ...   (K processes, data-parallel)\n", opts, CB_CONFIG_TRAIN,
                            NULL};

@@ -172,7 +172,11 @@ static int set_opt(const cli_command *c, const cli_opt *o, const char *value, in
         return -1;
     }
     if (!value && *i + 1 >= argc) return snprintf(msg, sizeof msg, "--%s needs a value (%s)", o->name, o->hint), cli_usage_error(c, msg);
-    *o->value = value ? value : argv[++*i];
+    if (o->list && o->list->n == o->list->cap)
+        return snprintf(msg, sizeof msg, "at most %zu --%s", o->list->cap, o->name), cli_usage_error(c, msg);
+    if (!value) value = argv[++*i];
+    if (o->list) o->list->values[o->list->n++] = value;
+    else *o->value = value;
     return -1;
 }
 

@@ -24,26 +24,26 @@ int cmd_serve(int argc, char **argv) {
     sv_options o;
     sv_options_default(&o);
     const cli_opt opts[] = {
-        {"model", 'm', "FILE", "the model file (cbrec train)", &o.model_path, NULL},
-        {"table", 't', "FILE", "a similar-items table (cbrec precompute, cbrec add-item)", &o.table_path, NULL},
+        {"model", 'm', "FILE", "the model file (cbrec train)", &o.model_path, NULL, NULL},
+        {"table", 't', "FILE", "a similar-items table (cbrec precompute, cbrec add-item)", &o.table_path, NULL, NULL},
         {"listen", 'l', "HOST:PORT", "address (default 127.0.0.1:8080; IPv6: [::1]:8080; port 0 = any free port, printed)",
-         &o.listen, NULL},
+         &o.listen, NULL, NULL},
         {"events", 'e', "FILE", "durable live events (SQLite, WAL); without it POST /v1/users/ID/events is refused",
-         &o.events_path, NULL},
+         &o.events_path, NULL, NULL},
         {"token-file", 'k', "FILE", "bearer token for write and admin endpoints (without it they are refused)",
-         &o.token_file, NULL},
-        {"threads", 'j', "N", "workers answering the connections' requests (default 2)", &threads, NULL},
-        {"max-body", 'b', "BYTES", "largest request body (default 1048576; larger: 413)", &max_body, NULL},
-        {"timeout", 'T', "S", "idle connection timeout in seconds (default 10)", &timeout, NULL},
-        {"max-inflight", 'I', "N", "requests waiting or running at once before 503 (default 256)", &inflight, NULL},
+         &o.token_file, NULL, NULL},
+        {"threads", 'j', "N", "workers answering the connections' requests (default 2)", &threads, NULL, NULL},
+        {"max-body", 'b', "BYTES", "largest request body (default 1048576; larger: 413)", &max_body, NULL, NULL},
+        {"timeout", 'T', "S", "idle connection timeout in seconds (default 10)", &timeout, NULL, NULL},
+        {"max-inflight", 'I', "N", "requests waiting or running at once before 503 (default 256)", &inflight, NULL, NULL},
         {"precompute-answers", 'P', "on|off",
          "compute every known user's answer to the default GET /v1/recommend?user=ID (n 10, no other parameter) "
          "when the model loads, and answer those requests, and those with a smaller n, from it (default on)",
-         &precompute, NULL},
+         &precompute, NULL, NULL},
         {"answers-memory", 'M', "MIB", "the precomputed answers' memory at most (default 256; past it: computed per request)",
-         &memory, NULL},
-        {"quiet", 'q', NULL, "no log lines on stderr", NULL, &quiet},
-        {NULL, 0, NULL, NULL, NULL, NULL}};
+         &memory, NULL, NULL},
+        {"quiet", 'q', NULL, "no log lines on stderr", NULL, &quiet, NULL},
+        {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {
         cmd,
         "usage: cbrec serve --model FILE [--table FILE] [--listen 127.0.0.1:8080] [--events FILE.sqlite]\n"
@@ -81,11 +81,11 @@ int cmd_serve(int argc, char **argv) {
 int cmd_events(int argc, char **argv) {
     const char *cmd = "events", *events = NULL, *out = NULL, *click_text = NULL;
     double click = NAN;
-    const cli_opt opts[] = {{"events", 'e', "FILE.sqlite", "the store of cbrec serve --events", &events, NULL},
-                            {"out", 'o', "FILE", "the rating rows to write (replaced atomically)", &out, NULL},
+    const cli_opt opts[] = {{"events", 'e', "FILE.sqlite", "the store of cbrec serve --events", &events, NULL, NULL},
+                            {"out", 'o', "FILE", "the rating rows to write (replaced atomically)", &out, NULL, NULL},
                             {"click-rating", 'c', "R", "the rating a click becomes (default: clicks are left out)",
-                             &click_text, NULL},
-                            {NULL, 0, NULL, NULL, NULL, NULL}};
+                             &click_text, NULL, NULL},
+                            {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {
         cmd,
         "usage: cbrec events export --events FILE.sqlite --out ratings.csv [--click-rating R]\n"
