@@ -651,7 +651,8 @@ static void refused_over(const fixture *f, const char *victim, const char *comma
 /* Every command that writes a file refuses an output over one of its inputs
  * (the model, its history, the data's files, the users list, the item JSON,
  * the event store): before this, recommend --out over the model exited 0
- * with the model gone, and train --model over ratings.csv replaced the data. */
+ * with the model gone, and train --model over ratings.csv replaced the data.
+ * And eval names an output it cannot write before the work, not after it. */
 static void no_output_over_an_input(void **state) {
     fixture *f = *state;
     assert_int_equal(run(NULL, "printf '1\\n2\\n' > %s/ids.txt && echo '{\"id\": \"new1\"}' > %s/new.json && "
@@ -667,6 +668,13 @@ static void no_output_over_an_input(void **state) {
     refused_over(f, "m.cbrec", "train --data %1$s/data --model %1$s/t.cbrec --curve %1$s/m.cbrec --history %1$s/m.cbrec");
     refused_over(f, "data/users.csv", "eval --data %1$s/data --json-out %1$s/data/users.csv -q");
     refused_over(f, "ev.sqlite", "events export --events %1$s/ev.sqlite --out %1$s/ev.sqlite");
+    /* an output eval cannot write is named before the data is read (it was found after the training) */
+    char *out = NULL;
+    assert_int_equal(run(&out, "%s eval --data %s --json-out /nonexistent-dir/x", cbrec(), f->data), 1);
+    assert_non_null(strstr(out, "cbrec eval: /nonexistent-dir/x: cannot write there"));
+    assert_null(strstr(out, "ratings")); /* open_data's summary line: nothing was loaded */
+    assert_null(strstr(out, "epoch"));
+    free(out);
 }
 
 /* A save killed between its two renames (the history is moved first) leaves

@@ -26,17 +26,21 @@ static void opts_free(opts *o) {
     cb_config_free(o->train);
 }
 
-/* An output (NULL: none) over a file of the data, the model or its history
- * would destroy it: refused before the work (-1: go on). */
-static int check_output(const char *cmd, const opts *o, const char *path) {
+/* The outputs given (--out, --plot, --tsv, --json-out, and more[0..n_more))
+ * checked before the work: none over a file of the data, then
+ * cli_check_output's checks (not the model or its history, writable).
+ * -1 = go on, else the exit status. */
+static int check_outputs(const char *cmd, const opts *o, const char *const *more, size_t n_more) {
     if (cli_mpi_launched_rank() > 0) return -1; /* under mpirun rank 0 alone writes: it alone checks */
+    const char *given[] = {o->out, o->plot, o->tsv, o->json_out};
     cb_error err = {0};
-    char history[4200] = "";
-    if (o->model_path) snprintf(history, sizeof history, "%s.history", o->model_path);
-    if (path && (cb_dataset_check_not_input(o->data, o->train, path, &err) ||
-                 (o->model_path && (cb_file_check_not_input(path, o->model_path, &err) ||
-                                    cb_file_check_not_input(path, history, &err)))))
-        return cli_error(cmd, &err);
+    for (size_t i = 0; i < 4 + n_more; i++) {
+        const char *path = i < 4 ? given[i] : more[i - 4];
+        if (!path) continue;
+        if (cb_dataset_check_not_input(o->data, o->train, path, &err)) return cli_error(cmd, &err);
+        int st = cli_check_output(cmd, path, o->model_path, NULL, 0);
+        if (st >= 0) return st;
+    }
     return -1;
 }
 
@@ -56,9 +60,6 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt
     if (st >= 0) return st;
     if (!o->data) return cli_usage_error(&c, "--data PATH is required");
     if (cb_config_check(o->eval, &err) || cb_config_check(o->train, &err)) return cli_usage_error(&c, err.msg);
-    const char *outputs[] = {o->out, o->plot, o->tsv, o->json_out};
-    for (size_t i = 0; i < sizeof outputs / sizeof *outputs; i++)
-        if ((st = check_output(cmd, o, outputs[i])) >= 0) return st;
     return -1;
 }
 
@@ -248,6 +249,7 @@ int cmd_eval(int argc, char **argv) {
         {"json-out", 0, "FILE", "also write that JSON object to FILE (the table still prints)", &o.json_out, NULL, NULL},
         {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     int st = parse_opts(&o, cmd, eval_usage, ex, argc, argv);
+    if (st < 0) st = check_outputs(cmd, &o, NULL, 0);
     if (st >= 0) return opts_free(&o), st;
     cb_error err = {0};
     cb_dataset *ds = NULL;
@@ -347,6 +349,7 @@ int cmd_experiment(int argc, char **argv) {
                           {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     bool help = strcmp(argv[1], "retrieval") != 0;
     int st = parse_opts(&o, cmd, experiment_usage, ex, help ? argc : argc - 1, help ? argv : argv + 1);
+    if (st < 0) st = check_outputs(cmd, &o, NULL, 0);
     if (st >= 0) return opts_free(&o), st;
     cb_error err = {0};
     cb_dataset *ds = NULL;
@@ -461,9 +464,9 @@ int cmd_report(int argc, char **argv) {
     if (dot && !strchr(dot, '/')) *dot = 0;
     snprintf(curve_path, sizeof curve_path, "%s-curve.svg", base);
     snprintf(ret_path, sizeof ret_path, "%s-retrieval.svg", base);
-    if ((st = check_output(cmd, &o, curve_path)) >= 0 || (st = check_output(cmd, &o, ret_path)) >= 0)
-        return opts_free(&o), st;
     if (make_parent(o.out)) return opts_free(&o), cli_fail(CLI_ERROR, cmd, "cannot create the folder of %s: %s", o.out, strerror(errno));
+    const char *plots[] = {curve_path, ret_path};
+    if ((st = check_outputs(cmd, &o, plots, 2)) >= 0) return opts_free(&o), st;
     size_t cap = (size_t)strtoul(cb_config_get(o.train, "epochs"), NULL, 10) + 1;
     double *tl = calloc(cap, sizeof *tl), *vl = calloc(cap, sizeof *vl);
     progress pg = {.quiet = o.quiet, .train_loss = tl, .valid_loss = vl, .cap_curve = cap};
