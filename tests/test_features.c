@@ -460,6 +460,43 @@ static char *dump(const cb_features *f) {
     return s;
 }
 
+/* A content value outside the most frequent kept (max_multi_levels; MovieLens
+ * tags keep 50) is told as such, in a saved and loaded model too; a column
+ * that kept all its values says only that the value is unknown. */
+static void test_unknown_value_kept(void **state) {
+    (void)state;
+    cb_dataset *ds = make_fixture();
+    cb_feature_config cfg;
+    cb_feature_config_default(&cfg);
+    cfg.max_multi_levels = 2; /* tags a, b, c: one is cut */
+    cb_features *f = fit(ds, fixture_train, N_TRAIN, &cfg), *all = fit(ds, fixture_train, N_TRAIN, NULL);
+    char *s = dump(f);
+    json_error_t jerr;
+    json_t *j = json_loads(s, 0, &jerr);
+    cb_features *loaded = NULL;
+    cb_error err = {0};
+    assert_int_equal(cb_features_from_json(&loaded, j, &err), CB_OK);
+    uint32_t g[4], n = 0;
+    char notes[256];
+    for (int k = 0; k < 2; k++) {
+        notes[0] = '\0';
+        assert_int_equal(cb_features_facet_values(k ? loaded : f, 1, "a|b|c", g, 4, &n, false, notes, sizeof notes, &err), CB_OK);
+        assert_int_equal(n, 2);
+        assert_non_null(strstr(notes, "' of 'tags' ignored: not among the 2 most frequent values the model kept"));
+    }
+    assert_int_equal(cb_features_facet_values(f, 1, "zz", g, 4, &n, true, NULL, 0, &err), CB_ENOTFOUND);
+    assert_string_equal(err.msg, "unknown value 'zz' of 'tags': not among the 2 most frequent values the model kept");
+    notes[0] = '\0';
+    assert_int_equal(cb_features_facet_values(all, 1, "zz|c", g, 4, &n, false, notes, sizeof notes, &err), CB_OK);
+    assert_string_equal(notes, "unknown value 'zz' of 'tags' ignored"); /* 3 of at most 50 kept: every one seen */
+    json_decref(j);
+    free(s);
+    cb_features_free(loaded);
+    cb_features_free(all);
+    cb_features_free(f);
+    cb_dataset_free(ds);
+}
+
 static void test_json_roundtrip(void **state) {
     (void)state;
     cb_dataset *ds = make_fixture();
@@ -774,6 +811,7 @@ int main(void) {
         cmocka_unit_test(test_genre_indicator),     cmocka_unit_test(test_popularity_multihot),
         cmocka_unit_test(test_scaler_stats),        cmocka_unit_test(test_known_user_new_user),
         cmocka_unit_test(test_new_user_cold),       cmocka_unit_test(test_new_item),
+        cmocka_unit_test(test_unknown_value_kept),
         cmocka_unit_test(test_config_variants),     cmocka_unit_test(test_json_roundtrip),
         cmocka_unit_test(test_json_bad),            cmocka_unit_test(test_prejoined),
         cmocka_unit_test(test_known_users_synthetic), cmocka_unit_test(test_course_lab),

@@ -89,9 +89,15 @@ struct cb_features {
 const char *cb_feat_value_key(const cb_features *f, uint32_t facet, const char *value, size_t len, char *buf,
                               size_t size);
 
-/* Append "unknown value 'V' of 'COL' ignored" to notes[size] ("; " between
- * remarks; cut when full; notes NULL: nothing). featurize.c. */
-void cb_feat_note_append(char *notes, size_t size, const char *col, const char *v, size_t len);
+/* Append "unknown value 'V' of 'COL' ignored" and why (cb_feat_why_unknown,
+ * may be "") to notes[size] ("; " between remarks; cut when full; notes
+ * NULL: nothing). featurize.c. */
+void cb_feat_note_append(char *notes, size_t size, const char *col, const char *v, size_t len, const char *why);
+/* Why a value of a column is unknown, when the fit cut the column to its
+ * `cap` most frequent values (n_kept == cap, cap of max_cat_levels /
+ * max_multi_levels): ": not among the N most frequent values the model
+ * kept" into buf; else "" (every value seen in training was kept). */
+const char *cb_feat_why_unknown(uint32_t n_kept, uint32_t cap, char *buf, size_t size);
 
 /* ---- Helpers of featurize.c used when loading (features_json.c). */
 void cb_feat_free_strv(char **v, uint32_t n);

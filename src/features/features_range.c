@@ -82,10 +82,13 @@ int cb_features_check_user_levels(const cb_features *f, const cb_attr_value *att
             const char *q = b->type == B_MULTI ? strchr(p, '|') : NULL;
             size_t len = q ? (size_t)(q - p) : strlen(p);
             if (len && cb_vocab_find(b->vocab, p, len) < 0) {
+                char why[96];
+                cb_feat_why_unknown(b->n_levels, b->type == B_CAT ? f->cfg.max_cat_levels : f->cfg.max_multi_levels, why,
+                                    sizeof why);
                 if (strict)
-                    return cb_fail(err, CB_ENOTFOUND, "unknown value '%.*s' of '%s'", (int)(len > 80 ? 80 : len), p,
-                                   a->name);
-                cb_feat_note_append(notes, notes_size, a->name, p, len);
+                    return cb_fail(err, CB_ENOTFOUND, "unknown value '%.*s' of '%s'%s", (int)(len > 80 ? 80 : len), p,
+                                   a->name, why);
+                cb_feat_note_append(notes, notes_size, a->name, p, len, why);
             }
             if (!q) break;
             p = q + 1;

@@ -1491,7 +1491,7 @@ int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, 
         /* an unknown genre is a note, as an unknown tag or brand is (an error under strict) */
         int64_t found = f->prejoined ? raw_block(s, name) : cb_vocab_find(f->genre_vocab, name, strlen(name));
         if (found < 0 && strict) rc = cb_fail(err, CB_ENOTFOUND, "unknown genre '%s'", name);
-        else if (found < 0) cb_feat_note_append(notes, notes_size, "genres", name, strlen(name));
+        else if (found < 0) cb_feat_note_append(notes, notes_size, "genres", name, strlen(name), "");
         else if (f->prejoined) x[s->blocks[found].offset] = 1.0f;
         else glist[ng++] = (uint32_t)found;
     }
@@ -1580,12 +1580,28 @@ int64_t cb_features_value_find(const cb_features *f, uint32_t facet, const char 
     return key ? cb_vocab_find(f->genre_vocab, key, strlen(key)) : -1;
 }
 
-void cb_feat_note_append(char *notes, size_t size, const char *col, const char *v, size_t len) {
+void cb_feat_note_append(char *notes, size_t size, const char *col, const char *v, size_t len, const char *why) {
     if (!notes || !size) return;
     size_t l = strnlen(notes, size);
     if (l + 1 >= size) return;
-    snprintf(notes + l, size - l, "%sunknown value '%.*s' of '%s' ignored", l ? "; " : "", (int)(len > 80 ? 80 : len), v,
-             col);
+    snprintf(notes + l, size - l, "%sunknown value '%.*s' of '%s' ignored%s", l ? "; " : "", (int)(len > 80 ? 80 : len), v,
+             col, why);
+}
+
+const char *cb_feat_why_unknown(uint32_t n_kept, uint32_t cap, char *buf, size_t size) {
+    if (cap && n_kept == cap) snprintf(buf, size, ": not among the %u most frequent values the model kept", cap);
+    else if (size) *buf = '\0';
+    return buf;
+}
+
+/* cb_feat_why_unknown of a facet: the genre column keeps every value; the
+ * others their most frequent (facet_values). */
+static const char *facet_why_unknown(const cb_features *f, uint32_t facet, char *buf, size_t size) {
+    uint32_t n_kept = 0;
+    for (uint32_t g = 0; g < f->n_genres && f->value_facet; g++) n_kept += f->value_facet[g] == facet;
+    bool categorical = !*f->facet_seps[facet];
+    uint32_t cap = (int32_t)facet == f->genre_facet ? 0 : categorical ? f->cfg.max_cat_levels : f->cfg.max_multi_levels;
+    return cb_feat_why_unknown(n_kept, cap, buf, size);
 }
 
 /* Is c the start of a separator of the facet (its own, or '|')? Its length, else 0. */
@@ -1610,10 +1626,12 @@ int cb_features_facet_values(const cb_features *f, uint32_t facet, const char *s
         cb_trim(&v, &len);
         if (len) {
             int64_t g = cb_features_value_find(f, facet, v, len);
+            char why[96];
+            if (g < 0) facet_why_unknown(f, facet, why, sizeof why);
             if (g < 0 && strict)
-                return cb_fail(err, CB_ENOTFOUND, "unknown value '%.*s' of '%s'", (int)(len > 80 ? 80 : len), v,
-                               f->facet_cols[facet]);
-            if (g < 0) cb_feat_note_append(notes, notes_size, f->facet_cols[facet], v, len);
+                return cb_fail(err, CB_ENOTFOUND, "unknown value '%.*s' of '%s'%s", (int)(len > 80 ? 80 : len), v,
+                               f->facet_cols[facet], why);
+            if (g < 0) cb_feat_note_append(notes, notes_size, f->facet_cols[facet], v, len, why);
             else if (*n_out < cap) out[(*n_out)++] = (uint32_t)g;
         }
         p = *q ? q + sl : q;
