@@ -185,20 +185,35 @@ static size_t task_move(inv_job *j, int stage, int t, double *buf, bool pack) {
     return at;
 }
 
-/* owner[t] for the n tasks of a stage: the costliest first, each to the
- * least loaded rank (the first of equals): the same on every rank. */
-static void deal_tasks(const inv_job *j, int stage, int n, int n_ranks, int *owner) {
+/* A task and its cost, for deal_tasks' order. */
+typedef struct task_rank {
+    long cost;
+    int task;
+} task_rank;
+
+/* The costliest first, the lower task first among equals. */
+static int cmp_task_rank(const void *pa, const void *pb) {
+    const task_rank *a = pa, *b = pb;
+    if (a->cost != b->cost) return a->cost > b->cost ? -1 : 1;
+    return (a->task > b->task) - (a->task < b->task);
+}
+
+/* owner[t] for the n tasks of a stage: the costliest first (the first of
+ * equals), each to the least loaded rank (the first of equals): the same on
+ * every rank. One sort of the tasks (order: n entries of scratch), not a
+ * scan of the tasks left for each task: that was O(n^2) cost look-ups, 0.4 s
+ * on every rank for n = 8000's 2,016 tiles. */
+static void deal_tasks(const inv_job *j, int stage, int n, int n_ranks, task_rank *order, int *owner) {
     long load[n_ranks];
     memset(load, 0, sizeof load);
-    for (int t = 0; t < n; t++) owner[t] = -1;
-    for (int done = 0; done < n; done++) {
-        int best = -1, r = 0;
-        for (int t = 0; t < n; t++)
-            if (owner[t] < 0 && (best < 0 || task_cost(j, stage, t) > task_cost(j, stage, best))) best = t;
+    for (int t = 0; t < n; t++) order[t] = (task_rank){task_cost(j, stage, t), t};
+    qsort(order, (size_t)n, sizeof *order, cmp_task_rank);
+    for (int u = 0; u < n; u++) {
+        int r = 0;
         for (int q = 1; q < n_ranks; q++)
             if (load[q] < load[r]) r = q;
-        owner[best] = r;
-        load[r] += task_cost(j, stage, best);
+        owner[order[u].task] = r;
+        load[r] += order[u].cost;
     }
 }
 
@@ -208,10 +223,12 @@ static void deal_tasks(const inv_job *j, int stage, int n, int n_ranks, int *own
 static int shared_stage(inv_job *j, int stage, int n, int threads, const cb_train_comm *comm, cb_error *err) {
     int R = cb_comm_ranks(comm), me = cb_comm_rank(comm), *owner = cb_malloc(2 * ((size_t)n + 1) * sizeof *owner, err);
     size_t *bytes = owner ? cb_calloc(2 * (size_t)R, sizeof *bytes, err) : NULL, total = 0;
-    if (!bytes) return free(owner), CB_ENOMEM;
+    task_rank *order = bytes ? cb_malloc(((size_t)n + 1) * sizeof *order, err) : NULL;
+    if (!order) return free(bytes), free(owner), CB_ENOMEM;
     size_t *offset = bytes + R;
     int *mine = owner + n + 1, n_mine = 0;
-    deal_tasks(j, stage, n, R, owner);
+    deal_tasks(j, stage, n, R, order, owner);
+    free(order);
     for (int t = 0; t < n; t++) {
         bytes[owner[t]] += task_size(j, stage, t) * sizeof(double);
         if (owner[t] == me) mine[n_mine++] = t;
