@@ -9,6 +9,7 @@
  * threads, a model without it still loads and recommends, and a corrupt
  * section is refused. */
 #include "model/bundle.h"
+#include "model/comm.h"
 #include "rec/recommend.h"
 #include "cbrec.h"
 #include "testutil.h"
@@ -1265,6 +1266,13 @@ static void *inverse_rank(void *arg) {
     return NULL;
 }
 
+static void *agree_rank(void *arg) { /* rank 1 could not allocate */
+    inv_rank *r = arg;
+    cb_error err;
+    r->rc = cb_comm_all_ok(&r->base.comm, r->base.comm.rank != 1, &err);
+    return NULL;
+}
+
 /* R copies of g (n x n) inverted across R ranks into out[0..R). */
 static void inverse_on_ranks(const double *g, size_t n, double ridge, int R, double **out, int *rc) {
     fake_world w;
@@ -1319,6 +1327,17 @@ static void ridge_inverse_same_across_ranks(void **state) {
     inverse_on_ranks(late, n, 0.0, 3, out, rc);
     for (int k = 0; k < 3; k++) assert_int_equal(rc[k], CB_ENUMERIC), free(out[k]);
     free(late);
+    fake_world w; /* one rank out of memory before a collective: every rank is told, none waits */
+    pthread_barrier_init(&w.bar, NULL, 3);
+    inv_rank r[3];
+    pthread_t t[3];
+    for (int k = 0; k < 3; k++) {
+        r[k] = (inv_rank){.base = {.w = &w}};
+        r[k].base.comm = (cb_train_comm){k, 3, &r[k].base, fake_allgather, fake_allreduce};
+        assert_int_equal(pthread_create(&t[k], NULL, agree_rank, &r[k]), 0);
+    }
+    for (int k = 0; k < 3; k++) pthread_join(t[k], NULL), assert_int_equal(r[k].rc, CB_ENOMEM);
+    pthread_barrier_destroy(&w.bar);
 }
 
 int main(int argc, char **argv) {

@@ -10,6 +10,7 @@
 
 #include "base/util.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The number of ranks (1 for NULL) and this process's rank (0 for NULL). */
@@ -26,5 +27,11 @@ void cb_split_range(size_t n, int n_ranks, int rank, size_t *lo, size_t *hi);
  * the communicator fails, CB_EINVAL for sizes it cannot carry. */
 int cb_comm_allgather_bytes(const cb_train_comm *comm, void *buf, const size_t *bytes, const size_t *offset,
                             cb_error *err);
+
+/* Whether every rank's `ok` holds (one int each, all-gathered): a rank
+ * that could not allocate what a collective needs says so before it, where
+ * the others would otherwise wait for it forever. CB_OK when all hold, else
+ * CB_ENOMEM on every rank (naming the first rank that failed). */
+int cb_comm_all_ok(const cb_train_comm *comm, bool ok, cb_error *err);
 
 #endif /* CB_COMM_H */

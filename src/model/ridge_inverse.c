@@ -224,19 +224,22 @@ static int shared_stage(inv_job *j, int stage, int n, int threads, const cb_trai
     int R = cb_comm_ranks(comm), me = cb_comm_rank(comm), *owner = cb_malloc(2 * ((size_t)n + 1) * sizeof *owner, err);
     size_t *bytes = owner ? cb_calloc(2 * (size_t)R, sizeof *bytes, err) : NULL, total = 0;
     task_rank *order = bytes ? cb_malloc(((size_t)n + 1) * sizeof *order, err) : NULL;
-    if (!order) return free(bytes), free(owner), CB_ENOMEM;
-    size_t *offset = bytes + R;
-    int *mine = owner + n + 1, n_mine = 0;
-    deal_tasks(j, stage, n, R, order, owner);
-    free(order);
-    for (int t = 0; t < n; t++) {
-        bytes[owner[t]] += task_size(j, stage, t) * sizeof(double);
-        if (owner[t] == me) mine[n_mine++] = t;
+    double *buf = NULL;
+    int *mine = owner ? owner + n + 1 : NULL, n_mine = 0;
+    if (order) {
+        size_t *offset = bytes + R;
+        deal_tasks(j, stage, n, R, order, owner);
+        for (int t = 0; t < n; t++) {
+            bytes[owner[t]] += task_size(j, stage, t) * sizeof(double);
+            if (owner[t] == me) mine[n_mine++] = t;
+        }
+        for (int r = 0; r < R; r++) offset[r] = total, bytes[r] += sizeof(double), total += bytes[r]; /* + the flag */
+        buf = cb_malloc(total, err);
     }
-    for (int r = 0; r < R; r++) offset[r] = total, bytes[r] += sizeof(double), total += bytes[r]; /* + the flag */
-    double *buf = cb_malloc(total, err);
-    int rc = buf ? CB_OK : CB_ENOMEM;
+    free(order);
+    int rc = cb_comm_all_ok(comm, buf != NULL, err); /* every rank, or none, goes on to the all-gather */
     if (!rc) {
+        size_t *offset = bytes + R;
         run_stage(j, stage, n_mine, mine, threads);
         double *p = buf + offset[me] / sizeof *buf;
         for (int u = 0; u < n_mine; u++) p += task_move(j, stage, mine[u], p, true);
@@ -244,7 +247,7 @@ static int shared_stage(inv_job *j, int stage, int n, int threads, const cb_trai
         rc = cb_comm_allgather_bytes(comm, buf, bytes, offset, err);
     }
     for (int r = 0; !rc && r < R; r++) {
-        double *p = buf + offset[r] / sizeof *buf;
+        double *p = buf + bytes[R + r] / sizeof *buf;
         for (int t = 0; t < n; t++)
             if (owner[t] == r) p += r == me ? task_size(j, stage, t) : task_move(j, stage, t, p, false);
         if (*p != 0) atomic_store(&j->failed, 1);
@@ -268,7 +271,7 @@ int cb_neighbours_ridge_inverse(double *a, size_t n, double ridge, int threads, 
         return cb_fail(err, CB_EINVAL, "EASE's inverse: a side of %zu is too large (at most 1,000,000)", n);
     threads = cb_threads_resolve(threads, CB_THREADS_MAX);
     inv_job j = {.a = a, .n = (int)n, .nt = (int)((n + TILE - 1) / TILE)};
-    j.diag = cb_malloc((size_t)j.nt * TILE * TILE * sizeof *j.diag, err);
+    j.diag = cb_calloc((size_t)j.nt * TILE * TILE, sizeof *j.diag, err); /* an edge tile's unused part travels too */
     j.scratch = j.diag ? cb_malloc((size_t)threads * TILE * TILE * sizeof *j.scratch, err) : NULL;
     if (!j.scratch) return free(j.diag), CB_ENOMEM;
     for (size_t i = 0; i < n; i++) a[i * n + i] += ridge;
