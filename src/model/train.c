@@ -15,8 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-/* ---------------------------------------------------------------- training */
-
 /* Data-parallel steps (the worker pool of parallel.c). Every worker runs BOTH
  * towers on its share of the batch rows (of this rank's part of the batch,
  * under a cb_train_comm) and writes its rows of the batch's outputs yu, ym.
