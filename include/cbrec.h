@@ -600,8 +600,8 @@ CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item,
  * categorical and multi-valued item column but the genre column), up to max
  * of them into columns[k] (the column's name) and values[k] (either may be
  * NULL); returns how many it has (0 out of range). An added item's are the
- * values its JSON gave that the model knows (kept in the table file; none
- * from a file written before the table kept them). */
+ * values its JSON gave that the model knows, every one (kept in the table
+ * file; none from a file written before the table kept them). */
 CB_API size_t cb_recommender_item_content(const cb_recommender *rec, size_t item, const char **columns,
                                           const char **values, size_t max);
 /* Per item (model items, then added ones; arrays [cb_recommender_item_count]):

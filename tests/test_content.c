@@ -4,7 +4,8 @@
  * gets that class, known users get their favourite classes; the
  * "preferences" form, unknown values (remarks, or errors under strict),
  * "genre_ratings" taking genres only, a brand given to add-item as a list,
- * the schema's vocabulary control, text columns, and Unicode case folding. */
+ * add-item keeping every value it is given, the schema's vocabulary
+ * control, text columns, and Unicode case folding. */
 #include "testutil.h"
 
 #include "cbrec.h"
@@ -236,12 +237,9 @@ static bool list_says(const cb_list *l, const char *text, bool in_notes) {
     return false;
 }
 
-/* A tiny model of 30 items with genres (Action, Comedy, Drama) and a brand
- * (Acme, Zed), 40 users, trained for one epoch in dir d. */
-static cb_recommender *train_genres_brand(const char *d, cb_dataset **ds) {
+/* A tiny model of the folder d's data, 16-wide towers trained for one epoch. */
+static cb_recommender *train_folder(const char *d, cb_dataset **ds) {
     cb_error err = {0};
-    const char *const genres[3] = {"Action", "Comedy", "Drama"};
-    tu_write_content_catalog(d, genres, NULL);
     cb_recommender *rec = NULL;
     cb_config *tc;
     if (cb_dataset_open(ds, d, NULL, &err)) fail_msg("%s", err.msg);
@@ -253,6 +251,50 @@ static cb_recommender *train_genres_brand(const char *d, cb_dataset **ds) {
     if (cb_train(&rec, *ds, tc, NULL, NULL, NULL, &err)) fail_msg("train: %s", err.msg);
     cb_config_free(tc);
     return rec;
+}
+
+/* A tiny model of 30 items with genres (Action, Comedy, Drama) and a brand
+ * (Acme, Zed), 40 users, trained for one epoch in dir d. */
+static cb_recommender *train_genres_brand(const char *d, cb_dataset **ds) {
+    const char *const genres[3] = {"Action", "Comedy", "Drama"};
+    tu_write_content_catalog(d, genres, NULL);
+    return train_folder(d, ds);
+}
+
+/* The tiny catalog of tu_write_content_catalog's ratings with 100 tags an
+ * item (t0..t99 or t100..t199: 200 known), a brand (Acme, 7, or one holding
+ * the content's record separator, "Ac\x1eme") and a categorical year
+ * (1990..1994), trained in dir d. */
+static cb_recommender *train_many_tags(const char *d, cb_dataset **ds) {
+    const char *const genres[3] = {"Action", "Comedy", "Drama"}, *const brands[3] = {"Acme", "7", "Ac\x1eme"};
+    tu_write_content_catalog(d, genres, NULL); /* its ratings; the items and schema replaced */
+    size_t size = 30 * 700 + 64, len = 0;
+    char *items = malloc(size);
+    assert_non_null(items);
+    len += (size_t)snprintf(items, size, "id,name,genres,tags,brand,year\n");
+    for (int i = 0; i < 30; i++) {
+        len += (size_t)snprintf(items + len, size - len, "i%d,Item %d,%s,", i, i, genres[i % 3]);
+        for (int t = 0; t < 100; t++)
+            len += (size_t)snprintf(items + len, size - len, "%st%d", t ? ";" : "", i % 2 * 100 + t);
+        len += (size_t)snprintf(items + len, size - len, ",%s,%d\n", brands[i % 3], 1990 + i % 5);
+    }
+    assert_true(len < size);
+    free(tu_write(d, "i.csv", items));
+    free(items);
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, genres:multi(|), "
+                                     "tags:multi(;), brand:categorical, year:categorical\n"));
+    return train_folder(d, ds);
+}
+
+/* A model of train_many_tags in its own folder (the planted fixture's
+ * fields but the data and truth; `teardown` frees it), per test: they add items. */
+static int setup_many_tags(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = tu_tmpdir();
+    f->rec = train_many_tags(f->dir, &f->ds);
+    *state = f;
+    return 0;
 }
 
 /* "genre_ratings" takes the genre column's values only: a brand is not a
@@ -481,6 +523,49 @@ static void add_item_genres_string(void **state) {
     free(d);
 }
 
+/* Item `item`'s content is tags t0..t199, each once. */
+static void assert_all_tags(const cb_recommender *rec, size_t item) {
+    const char *columns[256], *values[256];
+    bool seen[200] = {false};
+    size_t n = cb_recommender_item_content(rec, item, columns, values, 256);
+    assert_int_equal(n, 200);
+    for (size_t k = 0; k < n; k++) {
+        assert_string_equal(columns[k], "tags");
+        int t = atoi(values[k] + 1);
+        assert_true(values[k][0] == 't' && t >= 0 && t < 200 && !seen[t]);
+        seen[t] = true;
+    }
+}
+
+/* add-item keeps every value given of a content column (it kept 64 while the
+ * vector used all 200), from a string or a list, and so does the table file. */
+static void add_item_keeps_every_value(void **state) {
+    fixture *f = *state;
+    cb_recommender *rec = f->rec;
+    cb_error err = {0};
+    char as_string[2048] = "{\"id\": \"s\", \"tags\": \"", as_list[2560] = "{\"id\": \"l\", \"tags\": [";
+    for (int t = 0; t < 200; t++) {
+        snprintf(as_string + strlen(as_string), sizeof as_string - strlen(as_string), "%st%d", t ? ";" : "", t);
+        snprintf(as_list + strlen(as_list), sizeof as_list - strlen(as_list), "%s\"t%d\"", t ? ", " : "", t);
+    }
+    strcat(as_string, "\"}");
+    strcat(as_list, "]}");
+    size_t s, l;
+    if (cb_recommender_add_item(rec, as_string, &s, &err) || cb_recommender_add_item(rec, as_list, &l, &err))
+        fail_msg("%s", err.msg);
+    assert_all_tags(rec, s);
+    assert_all_tags(rec, l);
+    char *model = tu_path(f->dir, "m.cbrec"), *added = tu_path(f->dir, "added.tab");
+    cb_recommender *again = NULL;
+    if (cb_recommender_save(rec, model, &err) || cb_recommender_save_table(rec, added, &err) ||
+        cb_recommender_load(&again, model, added, &err))
+        fail_msg("%s", err.msg);
+    assert_all_tags(again, s);
+    assert_all_tags(again, l);
+    cb_recommender_free(again);
+    free(model), free(added);
+}
+
 int main(void) {
     const struct CMUnitTest planted[] = {
         cmocka_unit_test(similar_purity),
@@ -491,7 +576,9 @@ int main(void) {
     };
     const struct CMUnitTest units[] = {cmocka_unit_test(vocabulary_control), cmocka_unit_test(unicode_folding),
                                        cmocka_unit_test(genre_ratings_takes_genres_only),
-                                       cmocka_unit_test(add_item_brand_list), cmocka_unit_test(add_item_genres_string)};
+                                       cmocka_unit_test(add_item_brand_list), cmocka_unit_test(add_item_genres_string),
+                                       cmocka_unit_test_setup_teardown(add_item_keeps_every_value, setup_many_tags,
+                                                                       teardown)};
     int failed = cmocka_run_group_tests_name("content-units", units, NULL, NULL);
     return failed + cmocka_run_group_tests_name("planted-generic", planted, setup, teardown);
 }

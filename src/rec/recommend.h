@@ -68,7 +68,8 @@ typedef struct cb_recommend_table {
     char **extra_titles;   /* [n_extra], entries may be NULL */
     char **extra_genres;   /* [n_extra] genre names joined by '|', entries may be NULL */
     char **extra_content;  /* [n_extra] the other content columns' values (tags, brand): "column" US
-                              "value" pairs joined by RS (CB_CONTENT_US, _RS), entries may be NULL */
+                              "value" pairs joined by RS (CB_CONTENT_US, _RS), every value given that the
+                              model knows; entries may be NULL */
 } cb_recommend_table;
 
 /* The separators of cb_recommend_table.extra_content: between a column and

@@ -399,25 +399,34 @@ CB_API int cb_recommender_load_table(cb_recommender *h, const char *path, cb_err
 
 CB_API size_t cb_recommender_table_k(const cb_recommender *h) { return h && h->has_table ? h->table.knn.k : 0; }
 
+/* Append to *s (growing, *len its length) `sep` unless *s is empty, then v,
+ * or col US v with a column (extra_content's pairs). */
+static int append_text(char **s, size_t *len, char sep, const char *col, const char *v, cb_error *err) {
+    size_t add = (col ? strlen(col) + 1 : 0) + strlen(v) + 1;
+    char *g = cb_realloc_array(*s, *len + add + 1, 1, err);
+    if (!g) return CB_ENOMEM;
+    *s = g;
+    if (*len) g[(*len)++] = sep;
+    *len += col ? (size_t)snprintf(g + *len, add, "%s%c%s", col, CB_CONTENT_US, v)
+                : (size_t)snprintf(g + *len, add, "%s", v);
+    return CB_OK;
+}
+
 /* Append to *s (growing, *len its length) each known value of content
  * column `facet` in str (split as in its file), the values apart by `sep`;
  * with `col`, each as col US value (extra_content's pairs). A value the
  * features do not know is left out (the embedding noted or refused it). */
 static int append_values(const cb_features *f, uint32_t facet, const char *str, const char *col, char sep, char **s,
                          size_t *len, cb_error *err) {
-    uint32_t ids[64], n = 0;
-    if (cb_features_facet_values(f, facet, str, ids, 64, &n, false, NULL, 0, err)) return CB_OK; /* refused already */
-    for (uint32_t i = 0; i < n; i++) {
-        const char *v = cb_features_genre_name(f, ids[i]);
-        size_t add = (col ? strlen(col) + 1 : 0) + strlen(v) + 1;
-        char *g = cb_realloc_array(*s, *len + add + 1, 1, err);
-        if (!g) return CB_ENOMEM;
-        *s = g;
-        if (*len) g[(*len)++] = sep;
-        *len += col ? (size_t)snprintf(g + *len, add, "%s%c%s", col, CB_CONTENT_US, v)
-                    : (size_t)snprintf(g + *len, add, "%s", v);
-    }
-    return CB_OK;
+    int rc = CB_OK;
+    size_t bound = strlen(str) + 1; /* every value takes a byte of str */
+    uint32_t n = 0, cap = bound < UINT32_MAX ? (uint32_t)bound : UINT32_MAX;
+    uint32_t *ids = cb_malloc(cap * sizeof *ids, err);
+    if (!ids) return CB_ENOMEM;
+    if (cb_features_facet_values(f, facet, str, ids, cap, &n, false, NULL, 0, err)) n = 0; /* refused already */
+    for (uint32_t i = 0; !rc && i < n; i++) rc = append_text(s, len, sep, col, cb_features_genre_name(f, ids[i]), err);
+    free(ids);
+    return rc;
 }
 
 /* The new item's "genres" as the table keeps them, names joined by '|': a
