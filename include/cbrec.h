@@ -468,7 +468,9 @@ CB_API int cb_recommender_set_table(cb_recommender *rec, size_t k, const int32_t
  * it from its vector (reason "new in the catalog: close to your taste vector",
  * JSON "new": true), exclude/allow/block take its id, a blocked genre blocks it
  * when its JSON listed that genre, similar finds it. The id must be new
- * (CB_EINVAL). *item (may be NULL) receives its number. Persist with
+ * (CB_EINVAL). A content column's value or name holding byte 0x1E or 0x1F
+ * (the separators of the kept content) is refused (CB_EINVAL naming the
+ * column). *item (may be NULL) receives its number. Persist with
  * cb_recommender_save_table. */
 CB_API int cb_recommender_add_item(cb_recommender *rec, const char *item_json, size_t *item, cb_error *err);
 

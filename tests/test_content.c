@@ -4,8 +4,9 @@
  * gets that class, known users get their favourite classes; the
  * "preferences" form, unknown values (remarks, or errors under strict),
  * "genre_ratings" taking genres only, a brand given to add-item as a list,
- * add-item keeping every value it is given, the schema's vocabulary
- * control, text columns, and Unicode case folding. */
+ * add-item keeping every value it is given and refusing values holding its
+ * kept content's separators, the schema's vocabulary control, text columns,
+ * and Unicode case folding. */
 #include "testutil.h"
 
 #include "cbrec.h"
@@ -523,6 +524,19 @@ static void add_item_genres_string(void **state) {
     free(d);
 }
 
+/* Item `item`'s value of content column `column` (its only one; fails unless exactly one). */
+static const char *content_value(const cb_recommender *rec, size_t item, const char *column) {
+    const char *columns[8], *values[8], *found = NULL;
+    size_t n = cb_recommender_item_content(rec, item, columns, values, 8);
+    for (size_t k = 0; k < n && k < 8; k++)
+        if (!strcmp(columns[k], column)) {
+            if (found) fail_msg("item %zu: two values of '%s'", item, column);
+            found = values[k];
+        }
+    if (!found) fail_msg("item %zu: no value of '%s' (%zu content values)", item, column, n);
+    return found;
+}
+
 /* Item `item`'s content is tags t0..t199, each once. */
 static void assert_all_tags(const cb_recommender *rec, size_t item) {
     const char *columns[256], *values[256];
@@ -566,6 +580,25 @@ static void add_item_keeps_every_value(void **state) {
     free(model), free(added);
 }
 
+/* add-item refuses a content value holding a separator of the stored content
+ * (0x1E, 0x1F: "brand" US "Ac" RS "me" read back as no brand), naming the
+ * column and why; nothing is added. The model knows that value: its file had it. */
+static void add_item_refuses_separators(void **state) {
+    fixture *f = *state;
+    cb_recommender *rec = f->rec;
+    cb_error err = {0};
+    size_t before = cb_recommender_item_count(rec), item;
+    assert_int_equal(cb_recommender_add_item(rec, "{\"id\": \"x\", \"brand\": \"Ac\\u001eme\"}", &item, &err),
+                     CB_EINVAL);
+    if (!strstr(err.msg, "\"brand\"") || !strstr(err.msg, "byte 0x1E")) fail_msg("message: %s", err.msg);
+    assert_int_equal(cb_recommender_add_item(rec, "{\"id\": \"x\", \"tags\": [\"t1\", \"a\\u001fb\"]}", &item, &err),
+                     CB_EINVAL);
+    if (!strstr(err.msg, "\"tags\"") || !strstr(err.msg, "byte 0x1F")) fail_msg("message: %s", err.msg);
+    assert_int_equal(cb_recommender_item_count(rec), before);
+    if (cb_recommender_add_item(rec, "{\"id\": \"x\", \"brand\": \"Acme\"}", &item, &err)) fail_msg("%s", err.msg);
+    assert_string_equal(content_value(rec, item, "brand"), "Acme");
+}
+
 int main(void) {
     const struct CMUnitTest planted[] = {
         cmocka_unit_test(similar_purity),
@@ -578,6 +611,8 @@ int main(void) {
                                        cmocka_unit_test(genre_ratings_takes_genres_only),
                                        cmocka_unit_test(add_item_brand_list), cmocka_unit_test(add_item_genres_string),
                                        cmocka_unit_test_setup_teardown(add_item_keeps_every_value, setup_many_tags,
+                                                                       teardown),
+                                       cmocka_unit_test_setup_teardown(add_item_refuses_separators, setup_many_tags,
                                                                        teardown)};
     int failed = cmocka_run_group_tests_name("content-units", units, NULL, NULL);
     return failed + cmocka_run_group_tests_name("planted-generic", planted, setup, teardown);

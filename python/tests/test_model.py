@@ -425,7 +425,7 @@ def test_item_content(tmp_path):
 
 def test_item_content_every_value(tmp_path):
     """An added item's content is every value it was given (add-item kept 64 a column, item_content
-    returned 512 at most)."""
+    returned 512 at most), and a value holding a separator of the kept content is refused."""
     d = tmp_path / "many"
     d.mkdir()
     (d / "cbrec.schema").write_text("ratings = r.csv\nitems = i.csv\nitems.columns = id, tags:multi(;)\n")
@@ -439,6 +439,8 @@ def test_item_content_every_value(tmp_path):
     m.add_item({"id": "string", "tags": ";".join(tags)})
     for added in ("list", "string"):
         assert sorted(m.item_content(added)["tags"]) == sorted(tags)
+    with pytest.raises(cbrec.InvalidArgument, match='"tags".*byte 0x1E'):
+        m.add_item({"id": "bad", "tags": ["t1", "t\x1e2"]})
 
 
 def test_exclude_ids_with_commas_and_bad_types():

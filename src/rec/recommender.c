@@ -412,12 +412,29 @@ static int append_text(char **s, size_t *len, char sep, const char *col, const c
     return CB_OK;
 }
 
+/* A content column's name or value holding CB_CONTENT_US or _RS would read
+ * back split apart (extra_content): refused, naming the column. */
+static int check_separators(const char *col, const char *str, cb_error *err) {
+    const char seps[] = {CB_CONTENT_US, CB_CONTENT_RS, '\0'};
+    const char *in_col = strpbrk(col, seps), *in_str = strpbrk(str, seps);
+    if (in_col)
+        return cb_fail(err, CB_EINVAL, "new item JSON: content column \"%s\": its name holds byte 0x%02X, a "
+                       "separator of the added items' stored content", col, (unsigned)(unsigned char)*in_col);
+    int shown = in_str && in_str - str < 80 ? (int)(in_str - str) : 80;
+    if (in_str)
+        return cb_fail(err, CB_EINVAL, "new item JSON: \"%s\": the value '%.*s...' holds byte 0x%02X, a separator "
+                       "of the added items' stored content", col, shown, str, (unsigned)(unsigned char)*in_str);
+    return CB_OK;
+}
+
 /* Append to *s (growing, *len its length) each known value of content
  * column `facet` in str (split as in its file), the values apart by `sep`;
- * with `col`, each as col US value (extra_content's pairs). A value the
- * features do not know is left out (the embedding noted or refused it). */
+ * with `col`, each as col US value (extra_content's pairs; str is first
+ * checked for those separators). A value the features do not know is left
+ * out (the embedding noted or refused it). */
 static int append_values(const cb_features *f, uint32_t facet, const char *str, const char *col, char sep, char **s,
                          size_t *len, cb_error *err) {
+    if (col && check_separators(col, str, err)) return CB_EINVAL;
     int rc = CB_OK;
     size_t bound = strlen(str) + 1; /* every value takes a byte of str */
     uint32_t n = 0, cap = bound < UINT32_MAX ? (uint32_t)bound : UINT32_MAX;
