@@ -468,10 +468,11 @@ CB_API int cb_recommender_set_table(cb_recommender *rec, size_t k, const int32_t
  * it from its vector (reason "new in the catalog: close to your taste vector",
  * JSON "new": true), exclude/allow/block take its id, a blocked genre blocks it
  * when its JSON listed that genre, similar finds it. The id must be new
- * (CB_EINVAL). A content column's value or name holding byte 0x1E or 0x1F
- * (the separators of the kept content) is refused (CB_EINVAL naming the
- * column). *item (may be NULL) receives its number. Persist with
- * cb_recommender_save_table. */
+ * (CB_EINVAL). A content column's value is text (a number given for one is
+ * its text: "year": 1992 of a categorical year is "1992"); a value or column
+ * name holding byte 0x1E or 0x1F (the separators of the kept content) is
+ * refused (CB_EINVAL naming the column). *item (may be NULL) receives its
+ * number. Persist with cb_recommender_save_table. */
 CB_API int cb_recommender_add_item(cb_recommender *rec, const char *item_json, size_t *item, cb_error *err);
 
 /* ---- approximate search for large catalogs: an HNSW graph index over the

@@ -4,9 +4,10 @@
  * gets that class, known users get their favourite classes; the
  * "preferences" form, unknown values (remarks, or errors under strict),
  * "genre_ratings" taking genres only, a brand given to add-item as a list,
- * add-item keeping every value it is given and refusing values holding its
- * kept content's separators, the schema's vocabulary control, text columns,
- * and Unicode case folding. */
+ * add-item keeping every value it is given, taking a number for a content
+ * column as its text and refusing values holding its kept content's
+ * separators, the schema's vocabulary control, text columns, and Unicode
+ * case folding. */
 #include "testutil.h"
 
 #include "cbrec.h"
@@ -580,6 +581,34 @@ static void add_item_keeps_every_value(void **state) {
     free(model), free(added);
 }
 
+/* add-item: a number given for a categorical content column ("brand": 7,
+ * "year": 1992: a year column of categories) is that value's text, as in the
+ * column's file: the item's content reads it back (it kept none), and its
+ * vector is the strings' (a string "year" was refused as not a number). */
+static void add_item_number_as_text(void **state) {
+    fixture *f = *state;
+    cb_recommender *rec = f->rec;
+    cb_error err = {0};
+    const char *json[3] = {"{\"id\": \"n\", \"brand\": 7, \"year\": 1992}",
+                           "{\"id\": \"s\", \"brand\": \"7\", \"year\": \"1992\"}",
+                           "{\"id\": \"r\", \"brand\": 7.0, \"year\": [1992]}"};
+    size_t item[3];
+    for (int k = 0; k < 3; k++) {
+        if (cb_recommender_add_item(rec, json[k], &item[k], &err)) fail_msg("%s: %s", json[k], err.msg);
+        assert_string_equal(cb_recommender_add_item_note(rec), "");
+        assert_int_equal(cb_recommender_item_content(rec, item[k], NULL, NULL, 0), 2);
+        assert_string_equal(content_value(rec, item[k], "brand"), "7");
+        assert_string_equal(content_value(rec, item[k], "year"), "1992");
+    }
+    cb_list *l = NULL;
+    if (cb_recommender_similar(rec, item[0], 2, &l, &err)) fail_msg("%s", err.msg);
+    for (size_t i = 0; i < 2; i++) {
+        assert_true(cb_list_item(l, i) == item[1] || cb_list_item(l, i) == item[2]);
+        assert_true(cb_list_score(l, i) > 0.99999f); /* the same vector */
+    }
+    cb_list_free(l);
+}
+
 /* add-item refuses a content value holding a separator of the stored content
  * (0x1E, 0x1F: "brand" US "Ac" RS "me" read back as no brand), naming the
  * column and why; nothing is added. The model knows that value: its file had it. */
@@ -611,6 +640,8 @@ int main(void) {
                                        cmocka_unit_test(genre_ratings_takes_genres_only),
                                        cmocka_unit_test(add_item_brand_list), cmocka_unit_test(add_item_genres_string),
                                        cmocka_unit_test_setup_teardown(add_item_keeps_every_value, setup_many_tags,
+                                                                       teardown),
+                                       cmocka_unit_test_setup_teardown(add_item_number_as_text, setup_many_tags,
                                                                        teardown),
                                        cmocka_unit_test_setup_teardown(add_item_refuses_separators, setup_many_tags,
                                                                        teardown)};

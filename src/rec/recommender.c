@@ -490,6 +490,40 @@ static int added_content(const cb_bundle *r, json_t *j, char **out, cb_error *er
     return rc;
 }
 
+/* A JSON number as the text a file would hold: an integer's digits, a real's
+ * shortest form that reads back as it (7.5, 0.1, 1992.0 as 1992). */
+static json_t *number_text(const json_t *v) {
+    char text[40];
+    double x = json_number_value(v);
+    if (json_is_integer(v)) snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else
+        for (int digits = 1; digits <= 17; digits++) { /* the fewest digits that read back as x */
+            snprintf(text, sizeof text, "%.*g", digits, x);
+            if (strtod(text, NULL) == x) break;
+        }
+    return json_string(text);
+}
+
+/* A content column's values are text: a number given for one ("year": 1992
+ * of a categorical year, "brand": 7), alone or in a list, becomes its text in
+ * j, so the vector and the kept content both take the value the column's file
+ * would have. The genre column keeps its own rules (names; catalog.c). */
+static int content_numbers_as_text(const cb_features *f, json_t *j, cb_error *err) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) {
+        if (cb_features_facet_find(f, key) < 0 || !strcmp(key, "genres")) continue;
+        json_t *list = json_is_array(v) ? v : NULL;
+        for (size_t i = 0; i < (list ? json_array_size(list) : 1); i++) {
+            json_t *x = list ? json_array_get(list, i) : v;
+            if (json_is_number(x) && (list ? json_array_set_new(list, i, number_text(x))
+                                           : json_object_set_new(j, key, number_text(x))))
+                return cb_fail(err, CB_ENOMEM, "out of memory");
+        }
+    }
+    return CB_OK;
+}
+
 CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, size_t *item, cb_error *err) {
     if (!h || !item_json) return cb_fail(err, CB_EINVAL, "cb_recommender_add_item: NULL argument");
     json_error_t je;
@@ -499,8 +533,9 @@ CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, siz
     char *id = NULL, *title = NULL, *genres = NULL, *content = NULL;
     json_t *jg = json_object_get(j, "genres");
     h->add_note[0] = '\0';
-    int rc = vec ? cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, h->add_note, sizeof h->add_note, err)
-                 : CB_ENOMEM;
+    int rc = vec ? content_numbers_as_text(h->r->features, j, err) : CB_ENOMEM;
+    if (!rc)
+        rc = cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, h->add_note, sizeof h->add_note, err);
     if (!rc) rc = added_genres(h->r, jg, &genres, err);
     if (!rc) rc = added_content(h->r, j, &content, err);
     if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, genres, content, vec, err);
