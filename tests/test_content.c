@@ -263,28 +263,9 @@ static cb_recommender *train_genres_brand(const char *d, cb_dataset **ds) {
     return train_folder(d, ds);
 }
 
-/* The tiny catalog of tu_write_content_catalog's ratings with 100 tags an
- * item (t0..t99 or t100..t199: 200 known), a brand (Acme, 7, or one holding
- * the content's record separator, "Ac\x1eme") and a categorical year
- * (1990..1994), trained in dir d. */
+/* tu_write_many_tags_catalog's model, trained in dir d. */
 static cb_recommender *train_many_tags(const char *d, cb_dataset **ds) {
-    const char *const genres[3] = {"Action", "Comedy", "Drama"}, *const brands[3] = {"Acme", "7", "Ac\x1eme"};
-    tu_write_content_catalog(d, genres, NULL); /* its ratings; the items and schema replaced */
-    size_t size = 30 * 700 + 64, len = 0;
-    char *items = malloc(size);
-    assert_non_null(items);
-    len += (size_t)snprintf(items, size, "id,name,genres,tags,brand,year\n");
-    for (int i = 0; i < 30; i++) {
-        len += (size_t)snprintf(items + len, size - len, "i%d,Item %d,%s,", i, i, genres[i % 3]);
-        for (int t = 0; t < 100; t++)
-            len += (size_t)snprintf(items + len, size - len, "%st%d", t ? ";" : "", i % 2 * 100 + t);
-        len += (size_t)snprintf(items + len, size - len, ",%s,%d\n", brands[i % 3], 1990 + i % 5);
-    }
-    assert_true(len < size);
-    free(tu_write(d, "i.csv", items));
-    free(items);
-    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, genres:multi(|), "
-                                     "tags:multi(;), brand:categorical, year:categorical\n"));
+    tu_write_many_tags_catalog(d);
     return train_folder(d, ds);
 }
 
