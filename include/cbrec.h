@@ -468,8 +468,11 @@ CB_API int cb_recommender_set_table(cb_recommender *rec, size_t k, const int32_t
  * it from its vector (reason "new in the catalog: close to your taste vector",
  * JSON "new": true), exclude/allow/block take its id, a blocked genre blocks it
  * when its JSON listed that genre, similar finds it. The id must be new
- * (CB_EINVAL). *item (may be NULL) receives its number. Persist with
- * cb_recommender_save_table. */
+ * (CB_EINVAL). A content column's value is text (a number given for one is
+ * its text: "year": 1992 of a categorical year is "1992"); a value or column
+ * name holding byte 0x1E or 0x1F (the separators of the kept content) is
+ * refused (CB_EINVAL naming the column). *item (may be NULL) receives its
+ * number. Persist with cb_recommender_save_table. */
 CB_API int cb_recommender_add_item(cb_recommender *rec, const char *item_json, size_t *item, cb_error *err);
 
 /* ---- approximate search for large catalogs: an HNSW graph index over the
@@ -600,8 +603,8 @@ CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item,
  * categorical and multi-valued item column but the genre column), up to max
  * of them into columns[k] (the column's name) and values[k] (either may be
  * NULL); returns how many it has (0 out of range). An added item's are the
- * values its JSON gave that the model knows (kept in the table file; none
- * from a file written before the table kept them). */
+ * values its JSON gave that the model knows, every one (kept in the table
+ * file; none from a file written before the table kept them). */
 CB_API size_t cb_recommender_item_content(const cb_recommender *rec, size_t item, const char **columns,
                                           const char **values, size_t max);
 /* Per item (model items, then added ones; arrays [cb_recommender_item_count]):

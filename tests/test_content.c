@@ -4,7 +4,10 @@
  * gets that class, known users get their favourite classes; the
  * "preferences" form, unknown values (remarks, or errors under strict),
  * "genre_ratings" taking genres only, a brand given to add-item as a list,
- * the schema's vocabulary control, text columns, and Unicode case folding. */
+ * add-item keeping every value it is given, taking a number for a content
+ * column as its text and refusing values holding its kept content's
+ * separators, the schema's vocabulary control, text columns, and Unicode
+ * case folding. */
 #include "testutil.h"
 
 #include "cbrec.h"
@@ -236,12 +239,9 @@ static bool list_says(const cb_list *l, const char *text, bool in_notes) {
     return false;
 }
 
-/* A tiny model of 30 items with genres (Action, Comedy, Drama) and a brand
- * (Acme, Zed), 40 users, trained for one epoch in dir d. */
-static cb_recommender *train_genres_brand(const char *d, cb_dataset **ds) {
+/* A tiny model of the folder d's data, 16-wide towers trained for one epoch. */
+static cb_recommender *train_folder(const char *d, cb_dataset **ds) {
     cb_error err = {0};
-    const char *const genres[3] = {"Action", "Comedy", "Drama"};
-    tu_write_content_catalog(d, genres, NULL);
     cb_recommender *rec = NULL;
     cb_config *tc;
     if (cb_dataset_open(ds, d, NULL, &err)) fail_msg("%s", err.msg);
@@ -253,6 +253,31 @@ static cb_recommender *train_genres_brand(const char *d, cb_dataset **ds) {
     if (cb_train(&rec, *ds, tc, NULL, NULL, NULL, &err)) fail_msg("train: %s", err.msg);
     cb_config_free(tc);
     return rec;
+}
+
+/* A tiny model of 30 items with genres (Action, Comedy, Drama) and a brand
+ * (Acme, Zed), 40 users, trained for one epoch in dir d. */
+static cb_recommender *train_genres_brand(const char *d, cb_dataset **ds) {
+    const char *const genres[3] = {"Action", "Comedy", "Drama"};
+    tu_write_content_catalog(d, genres, NULL);
+    return train_folder(d, ds);
+}
+
+/* tu_write_many_tags_catalog's model, trained in dir d. */
+static cb_recommender *train_many_tags(const char *d, cb_dataset **ds) {
+    tu_write_many_tags_catalog(d);
+    return train_folder(d, ds);
+}
+
+/* A model of train_many_tags in its own folder (the planted fixture's
+ * fields but the data and truth; `teardown` frees it), per test: they add items. */
+static int setup_many_tags(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = tu_tmpdir();
+    f->rec = train_many_tags(f->dir, &f->ds);
+    *state = f;
+    return 0;
 }
 
 /* "genre_ratings" takes the genre column's values only: a brand is not a
@@ -481,6 +506,109 @@ static void add_item_genres_string(void **state) {
     free(d);
 }
 
+/* Item `item`'s value of content column `column` (its only one; fails unless exactly one). */
+static const char *content_value(const cb_recommender *rec, size_t item, const char *column) {
+    const char *columns[8], *values[8], *found = NULL;
+    size_t n = cb_recommender_item_content(rec, item, columns, values, 8);
+    for (size_t k = 0; k < n && k < 8; k++)
+        if (!strcmp(columns[k], column)) {
+            if (found) fail_msg("item %zu: two values of '%s'", item, column);
+            found = values[k];
+        }
+    if (!found) fail_msg("item %zu: no value of '%s' (%zu content values)", item, column, n);
+    return found;
+}
+
+/* Item `item`'s content is tags t0..t199, each once. */
+static void assert_all_tags(const cb_recommender *rec, size_t item) {
+    const char *columns[256], *values[256];
+    bool seen[200] = {false};
+    size_t n = cb_recommender_item_content(rec, item, columns, values, 256);
+    assert_int_equal(n, 200);
+    for (size_t k = 0; k < n; k++) {
+        assert_string_equal(columns[k], "tags");
+        int t = atoi(values[k] + 1);
+        assert_true(values[k][0] == 't' && t >= 0 && t < 200 && !seen[t]);
+        seen[t] = true;
+    }
+}
+
+/* add-item keeps every value given of a content column (it kept 64 while the
+ * vector used all 200), from a string or a list, and so does the table file. */
+static void add_item_keeps_every_value(void **state) {
+    fixture *f = *state;
+    cb_recommender *rec = f->rec;
+    cb_error err = {0};
+    char as_string[2048] = "{\"id\": \"s\", \"tags\": \"", as_list[2560] = "{\"id\": \"l\", \"tags\": [";
+    for (int t = 0; t < 200; t++) {
+        snprintf(as_string + strlen(as_string), sizeof as_string - strlen(as_string), "%st%d", t ? ";" : "", t);
+        snprintf(as_list + strlen(as_list), sizeof as_list - strlen(as_list), "%s\"t%d\"", t ? ", " : "", t);
+    }
+    strcat(as_string, "\"}");
+    strcat(as_list, "]}");
+    size_t s, l;
+    if (cb_recommender_add_item(rec, as_string, &s, &err) || cb_recommender_add_item(rec, as_list, &l, &err))
+        fail_msg("%s", err.msg);
+    assert_all_tags(rec, s);
+    assert_all_tags(rec, l);
+    char *model = tu_path(f->dir, "m.cbrec"), *added = tu_path(f->dir, "added.tab");
+    cb_recommender *again = NULL;
+    if (cb_recommender_save(rec, model, &err) || cb_recommender_save_table(rec, added, &err) ||
+        cb_recommender_load(&again, model, added, &err))
+        fail_msg("%s", err.msg);
+    assert_all_tags(again, s);
+    assert_all_tags(again, l);
+    cb_recommender_free(again);
+    free(model), free(added);
+}
+
+/* add-item: a number given for a categorical content column ("brand": 7,
+ * "year": 1992: a year column of categories) is that value's text, as in the
+ * column's file: the item's content reads it back (it kept none), and its
+ * vector is the strings' (a string "year" was refused as not a number). */
+static void add_item_number_as_text(void **state) {
+    fixture *f = *state;
+    cb_recommender *rec = f->rec;
+    cb_error err = {0};
+    const char *json[3] = {"{\"id\": \"n\", \"brand\": 7, \"year\": 1992}",
+                           "{\"id\": \"s\", \"brand\": \"7\", \"year\": \"1992\"}",
+                           "{\"id\": \"r\", \"brand\": 7.0, \"year\": [1992]}"};
+    size_t item[3];
+    for (int k = 0; k < 3; k++) {
+        if (cb_recommender_add_item(rec, json[k], &item[k], &err)) fail_msg("%s: %s", json[k], err.msg);
+        assert_string_equal(cb_recommender_add_item_note(rec), "");
+        assert_int_equal(cb_recommender_item_content(rec, item[k], NULL, NULL, 0), 2);
+        assert_string_equal(content_value(rec, item[k], "brand"), "7");
+        assert_string_equal(content_value(rec, item[k], "year"), "1992");
+    }
+    cb_list *l = NULL;
+    if (cb_recommender_similar(rec, item[0], 2, &l, &err)) fail_msg("%s", err.msg);
+    for (size_t i = 0; i < 2; i++) {
+        assert_true(cb_list_item(l, i) == item[1] || cb_list_item(l, i) == item[2]);
+        assert_true(cb_list_score(l, i) > 0.99999f); /* the same vector */
+    }
+    cb_list_free(l);
+}
+
+/* add-item refuses a content value holding a separator of the stored content
+ * (0x1E, 0x1F: "brand" US "Ac" RS "me" read back as no brand), naming the
+ * column and why; nothing is added. The model knows that value: its file had it. */
+static void add_item_refuses_separators(void **state) {
+    fixture *f = *state;
+    cb_recommender *rec = f->rec;
+    cb_error err = {0};
+    size_t before = cb_recommender_item_count(rec), item;
+    assert_int_equal(cb_recommender_add_item(rec, "{\"id\": \"x\", \"brand\": \"Ac\\u001eme\"}", &item, &err),
+                     CB_EINVAL);
+    if (!strstr(err.msg, "\"brand\"") || !strstr(err.msg, "byte 0x1E")) fail_msg("message: %s", err.msg);
+    assert_int_equal(cb_recommender_add_item(rec, "{\"id\": \"x\", \"tags\": [\"t1\", \"a\\u001fb\"]}", &item, &err),
+                     CB_EINVAL);
+    if (!strstr(err.msg, "\"tags\"") || !strstr(err.msg, "byte 0x1F")) fail_msg("message: %s", err.msg);
+    assert_int_equal(cb_recommender_item_count(rec), before);
+    if (cb_recommender_add_item(rec, "{\"id\": \"x\", \"brand\": \"Acme\"}", &item, &err)) fail_msg("%s", err.msg);
+    assert_string_equal(content_value(rec, item, "brand"), "Acme");
+}
+
 int main(void) {
     const struct CMUnitTest planted[] = {
         cmocka_unit_test(similar_purity),
@@ -491,7 +619,13 @@ int main(void) {
     };
     const struct CMUnitTest units[] = {cmocka_unit_test(vocabulary_control), cmocka_unit_test(unicode_folding),
                                        cmocka_unit_test(genre_ratings_takes_genres_only),
-                                       cmocka_unit_test(add_item_brand_list), cmocka_unit_test(add_item_genres_string)};
+                                       cmocka_unit_test(add_item_brand_list), cmocka_unit_test(add_item_genres_string),
+                                       cmocka_unit_test_setup_teardown(add_item_keeps_every_value, setup_many_tags,
+                                                                       teardown),
+                                       cmocka_unit_test_setup_teardown(add_item_number_as_text, setup_many_tags,
+                                                                       teardown),
+                                       cmocka_unit_test_setup_teardown(add_item_refuses_separators, setup_many_tags,
+                                                                       teardown)};
     int failed = cmocka_run_group_tests_name("content-units", units, NULL, NULL);
     return failed + cmocka_run_group_tests_name("planted-generic", planted, setup, teardown);
 }

@@ -821,6 +821,35 @@ static void content_columns_apart(void **state) {
     free(d);
 }
 
+/* An added item's content on /v1/items/{id}: every value add-item was given
+ * (200 tags: it kept 64), and a number for a categorical column as its text. */
+static void added_item_content_whole(void **state) {
+    fixture g = *(fixture *)*state;
+    char *d = tu_path(g.dir, "many"), item[2048] = "{\"id\": \"new\", \"brand\": 7, \"tags\": \"", extra[4200];
+    assert_int_equal(mkdir(d, 0700), 0);
+    tu_write_many_tags_catalog(d);
+    for (int t = 0; t < 200; t++) snprintf(item + strlen(item), sizeof item - strlen(item), "%st%d", t ? ";" : "", t);
+    strcat(item, "\"}");
+    char *item_file = tu_write(d, "new.json", item), *added = tu_path(d, "added.cbrec");
+    g.model = tu_path(d, "m.cbrec");
+    assert_int_equal(sh("%s train --data %s --model %s --user-layers 8 --item-layers 8 --dim 4 --epochs 1 -q "
+                        ">/dev/null && %s add-item --model %s --item-json %s --out %s >/dev/null",
+                        cbrec(), d, g.model, cbrec(), g.model, item_file, added),
+                     0);
+    snprintf(extra, sizeof extra, "--table %s", added);
+    g.srv = start_server(&g, NULL, extra);
+    json_t *j = get_json(&g, "/v1/items/new", 200), *content = json_object_get(j, "content");
+    json_t *tags = json_object_get(content, "tags");
+    assert_int_equal(json_array_size(tags), 200);
+    assert_true(has_string(tags, "t0") && has_string(tags, "t199"));
+    char *brand = json_dumps(json_object_get(content, "brand"), JSON_COMPACT);
+    assert_string_equal(brand, "[\"7\"]");
+    free(brand);
+    json_decref(j);
+    stop_server(&g.srv, SIGTERM);
+    free(g.model), free(added), free(item_file), free(d);
+}
+
 /* ---- listening on IPv6 */
 
 static void listen_ipv6(void **state) {
@@ -1168,7 +1197,8 @@ int main(void) {
         cmocka_unit_test(answers_swap_on_reload),
         cmocka_unit_test(overload_is_503),        cmocka_unit_test(overload_burst_is_503),
         cmocka_unit_test(long_request_holds_up_no_other),
-        cmocka_unit_test(content_columns_apart),  cmocka_unit_test(listen_ipv6),            cmocka_unit_test(bad_start),
+        cmocka_unit_test(content_columns_apart),  cmocka_unit_test(added_item_content_whole),
+        cmocka_unit_test(listen_ipv6),            cmocka_unit_test(bad_start),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

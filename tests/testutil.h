@@ -66,6 +66,30 @@ static inline void tu_write_content_catalog(const char *dir, const char *const g
     free(tu_write(dir, "r.csv", ratings));
 }
 
+/* tu_write_content_catalog's ratings and 30 items with 100 tags each (t0..t99
+ * or t100..t199: 200 in all), genres, a brand (Acme, 7, or "Ac\x1eme", which
+ * holds the ASCII record separator) and a categorical year (1990..1994), for
+ * tests of an item's many content values. */
+static inline void tu_write_many_tags_catalog(const char *dir) {
+    const char *const genres[3] = {"Action", "Comedy", "Drama"}, *const brands[3] = {"Acme", "7", "Ac\x1eme"};
+    tu_write_content_catalog(dir, genres, NULL); /* its ratings; the items and schema replaced */
+    size_t size = 30 * 700 + 64, len = 0;
+    char *items = malloc(size);
+    assert_non_null(items);
+    len += (size_t)snprintf(items, size, "id,name,genres,tags,brand,year\n");
+    for (int i = 0; i < 30; i++) {
+        len += (size_t)snprintf(items + len, size - len, "i%d,Item %d,%s,", i, i, genres[i % 3]);
+        for (int t = 0; t < 100; t++)
+            len += (size_t)snprintf(items + len, size - len, "%st%d", t ? ";" : "", i % 2 * 100 + t);
+        len += (size_t)snprintf(items + len, size - len, ",%s,%d\n", brands[i % 3], 1990 + i % 5);
+    }
+    assert_true(len < size);
+    free(tu_write(dir, "i.csv", items));
+    free(items);
+    free(tu_write(dir, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, "
+                                       "genres:multi(|), tags:multi(;), brand:categorical, year:categorical\n"));
+}
+
 /* Remove a directory tree made by tu_tmpdir. */
 static inline void tu_rmrf(const char *dir) {
     char cmd[4200];

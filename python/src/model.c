@@ -469,18 +469,22 @@ static int append_text(PyObject *list, const char *s) {
 }
 
 /* {"genres": [...], column: [values], ...}: an item's genres and its other
- * content columns' values (cb_recommender_item_genres, _item_content). */
+ * content columns' values (cb_recommender_item_genres, _item_content), every one. */
 static PyObject *Model_item_content(ModelObject *self, PyObject *item) {
     size_t i;
     if (!ready(self) || find_item_locked(self, item, &i, true) < 0) return NULL; /* the lock held: i stays i */
-    enum { MAX = 512 };
-    const char *genres[MAX], *cols[MAX], *vals[MAX];
-    size_t ng = cb_recommender_item_genres(self->rec, i, genres, MAX);
-    size_t nc = cb_recommender_item_content(self->rec, i, cols, vals, MAX);
-    PyObject *d = PyDict_New(), *g = PyList_New(0);
+    size_t ng = cb_recommender_item_genres(self->rec, i, NULL, 0);
+    size_t nc = cb_recommender_item_content(self->rec, i, NULL, NULL, 0);
+    const char **genres = PyMem_Malloc((ng + 2 * nc + 1) * sizeof *genres);
+    const char **cols = genres ? genres + ng : NULL, **vals = cols ? cols + nc : NULL;
+    PyObject *d = genres ? PyDict_New() : PyErr_NoMemory(), *g = d ? PyList_New(0) : NULL;
     int bad = !d || !g || PyDict_SetItemString(d, "genres", g) < 0;
-    for (size_t k = 0; !bad && k < ng && k < MAX; k++) bad = append_text(g, genres[k]);
-    for (size_t k = 0; !bad && k < nc && k < MAX; k++) {
+    if (!bad) {
+        cb_recommender_item_genres(self->rec, i, genres, ng);
+        cb_recommender_item_content(self->rec, i, cols, vals, nc);
+    }
+    for (size_t k = 0; !bad && k < ng; k++) bad = append_text(g, genres[k]);
+    for (size_t k = 0; !bad && k < nc; k++) {
         PyObject *list = PyDict_GetItemString(d, cols[k]); /* borrowed */
         if (!list) {
             if (!(list = PyList_New(0)) || PyDict_SetItemString(d, cols[k], list) < 0) {
@@ -492,6 +496,7 @@ static PyObject *Model_item_content(ModelObject *self, PyObject *item) {
         }
         bad = append_text(list, vals[k]);
     }
+    PyMem_Free(genres);
     pthread_rwlock_unlock(&self->lock);
     Py_XDECREF(g);
     if (bad) Py_CLEAR(d);

@@ -423,6 +423,26 @@ def test_item_content(tmp_path):
         m.item_content("no such item zzz")
 
 
+def test_item_content_every_value(tmp_path):
+    """An added item's content is every value it was given (add-item kept 64 a column, item_content
+    returned 512 at most), and a value holding a separator of the kept content is refused."""
+    d = tmp_path / "many"
+    d.mkdir()
+    (d / "cbrec.schema").write_text("ratings = r.csv\nitems = i.csv\nitems.columns = id, tags:multi(;)\n")
+    (d / "i.csv").write_text("id,tags\n" + "".join(
+        f"i{i}," + ";".join(f"t{i % 6 * 100 + t}" for t in range(100)) + "\n" for i in range(30)))
+    (d / "r.csv").write_text("user,item,rating\n" + "".join(
+        f"u{u},i{(u * 7 + k * 3) % 30},{1 + (u + k) % 5}\n" for u in range(40) for k in range(8)))
+    m = cbrec.Model.train(cbrec.Dataset.load(str(d)), epochs=1, seed=1, neighbours=0)
+    tags = [f"t{t}" for t in range(600)]
+    m.add_item({"id": "list", "tags": tags})
+    m.add_item({"id": "string", "tags": ";".join(tags)})
+    for added in ("list", "string"):
+        assert sorted(m.item_content(added)["tags"]) == sorted(tags)
+    with pytest.raises(cbrec.InvalidArgument, match='"tags".*byte 0x1E'):
+        m.add_item({"id": "bad", "tags": ["t1", "t\x1e2"]})
+
+
 def test_exclude_ids_with_commas_and_bad_types():
     """exclude / allow take ids holding commas or quotes whole (joined plainly, 'sku,5' was two ids),
     and refuse what is not an id (None was looked up as 'None')."""

@@ -89,7 +89,8 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
         } else if (!strcmp(key, "title")) {
             if (!json_is_string(v)) rc = cb_fail(err, CB_EPARSE, "%s: \"title\" must be a string", source);
             else title = json_string_value(v);
-        } else if (!strcmp(key, "year")) {
+        } else if (!strcmp(key, "year") && cb_features_facet_find(r->features, key) < 0) {
+            /* a year column of categories is a content column, below */
             if (!json_is_number(v)) rc = cb_fail(err, CB_EPARSE, "%s: \"year\" must be a number", source);
             else in.year = json_number_value(v);
         } else if (!strcmp(key, "genres") && !(json_is_string(v) && cb_features_facet_find(r->features, key) >= 0)) {

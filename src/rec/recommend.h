@@ -68,12 +68,14 @@ typedef struct cb_recommend_table {
     char **extra_titles;   /* [n_extra], entries may be NULL */
     char **extra_genres;   /* [n_extra] genre names joined by '|', entries may be NULL */
     char **extra_content;  /* [n_extra] the other content columns' values (tags, brand): "column" US
-                              "value" pairs joined by RS (CB_CONTENT_US, _RS), entries may be NULL */
+                              "value" pairs joined by RS (CB_CONTENT_US, _RS), every value given that the
+                              model knows, none holding US or RS; entries may be NULL */
 } cb_recommend_table;
 
 /* The separators of cb_recommend_table.extra_content: between a column and
- * its value, and between pairs (ASCII unit and record separators: no CSV
- * value of ours holds them). */
+ * its value, and between pairs (ASCII unit and record separators). They are
+ * not escaped: add-item refuses a content column's value or name holding one
+ * (CB_EINVAL naming the column), so every pair reads back whole. */
 #define CB_CONTENT_US '\x1f'
 #define CB_CONTENT_RS '\x1e'
 

@@ -399,25 +399,51 @@ CB_API int cb_recommender_load_table(cb_recommender *h, const char *path, cb_err
 
 CB_API size_t cb_recommender_table_k(const cb_recommender *h) { return h && h->has_table ? h->table.knn.k : 0; }
 
+/* Append to *s (growing, *len its length) `sep` unless *s is empty, then v,
+ * or col US v with a column (extra_content's pairs). */
+static int append_text(char **s, size_t *len, char sep, const char *col, const char *v, cb_error *err) {
+    size_t add = (col ? strlen(col) + 1 : 0) + strlen(v) + 1;
+    char *g = cb_realloc_array(*s, *len + add + 1, 1, err);
+    if (!g) return CB_ENOMEM;
+    *s = g;
+    if (*len) g[(*len)++] = sep;
+    *len += col ? (size_t)snprintf(g + *len, add, "%s%c%s", col, CB_CONTENT_US, v)
+                : (size_t)snprintf(g + *len, add, "%s", v);
+    return CB_OK;
+}
+
+/* A content column's name or value holding CB_CONTENT_US or _RS would read
+ * back split apart (extra_content): refused, naming the column. */
+static int check_separators(const char *col, const char *str, cb_error *err) {
+    const char seps[] = {CB_CONTENT_US, CB_CONTENT_RS, '\0'};
+    const char *in_col = strpbrk(col, seps), *in_str = strpbrk(str, seps);
+    if (in_col)
+        return cb_fail(err, CB_EINVAL, "new item JSON: content column \"%s\": its name holds byte 0x%02X, a "
+                       "separator of the added items' stored content", col, (unsigned)(unsigned char)*in_col);
+    int shown = in_str && in_str - str < 80 ? (int)(in_str - str) : 80;
+    if (in_str)
+        return cb_fail(err, CB_EINVAL, "new item JSON: \"%s\": the value '%.*s...' holds byte 0x%02X, a separator "
+                       "of the added items' stored content", col, shown, str, (unsigned)(unsigned char)*in_str);
+    return CB_OK;
+}
+
 /* Append to *s (growing, *len its length) each known value of content
  * column `facet` in str (split as in its file), the values apart by `sep`;
- * with `col`, each as col US value (extra_content's pairs). A value the
- * features do not know is left out (the embedding noted or refused it). */
+ * with `col`, each as col US value (extra_content's pairs; str is first
+ * checked for those separators). A value the features do not know is left
+ * out (the embedding noted or refused it). */
 static int append_values(const cb_features *f, uint32_t facet, const char *str, const char *col, char sep, char **s,
                          size_t *len, cb_error *err) {
-    uint32_t ids[64], n = 0;
-    if (cb_features_facet_values(f, facet, str, ids, 64, &n, false, NULL, 0, err)) return CB_OK; /* refused already */
-    for (uint32_t i = 0; i < n; i++) {
-        const char *v = cb_features_genre_name(f, ids[i]);
-        size_t add = (col ? strlen(col) + 1 : 0) + strlen(v) + 1;
-        char *g = cb_realloc_array(*s, *len + add + 1, 1, err);
-        if (!g) return CB_ENOMEM;
-        *s = g;
-        if (*len) g[(*len)++] = sep;
-        *len += col ? (size_t)snprintf(g + *len, add, "%s%c%s", col, CB_CONTENT_US, v)
-                    : (size_t)snprintf(g + *len, add, "%s", v);
-    }
-    return CB_OK;
+    if (col && check_separators(col, str, err)) return CB_EINVAL;
+    int rc = CB_OK;
+    size_t bound = strlen(str) + 1; /* every value takes a byte of str */
+    uint32_t n = 0, cap = bound < UINT32_MAX ? (uint32_t)bound : UINT32_MAX;
+    uint32_t *ids = cb_malloc(cap * sizeof *ids, err);
+    if (!ids) return CB_ENOMEM;
+    if (cb_features_facet_values(f, facet, str, ids, cap, &n, false, NULL, 0, err)) n = 0; /* refused already */
+    for (uint32_t i = 0; !rc && i < n; i++) rc = append_text(s, len, sep, col, cb_features_genre_name(f, ids[i]), err);
+    free(ids);
+    return rc;
 }
 
 /* The new item's "genres" as the table keeps them, names joined by '|': a
@@ -464,6 +490,40 @@ static int added_content(const cb_bundle *r, json_t *j, char **out, cb_error *er
     return rc;
 }
 
+/* A JSON number as the text a file would hold: an integer's digits, a real's
+ * shortest form that reads back as it (7.5, 0.1, 1992.0 as 1992). */
+static json_t *number_text(const json_t *v) {
+    char text[40];
+    double x = json_number_value(v);
+    if (json_is_integer(v)) snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else
+        for (int digits = 1; digits <= 17; digits++) { /* the fewest digits that read back as x */
+            snprintf(text, sizeof text, "%.*g", digits, x);
+            if (strtod(text, NULL) == x) break;
+        }
+    return json_string(text);
+}
+
+/* A content column's values are text: a number given for one ("year": 1992
+ * of a categorical year, "brand": 7), alone or in a list, becomes its text in
+ * j, so the vector and the kept content both take the value the column's file
+ * would have. The genre column keeps its own rules (names; catalog.c). */
+static int content_numbers_as_text(const cb_features *f, json_t *j, cb_error *err) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) {
+        if (cb_features_facet_find(f, key) < 0 || !strcmp(key, "genres")) continue;
+        json_t *list = json_is_array(v) ? v : NULL;
+        for (size_t i = 0; i < (list ? json_array_size(list) : 1); i++) {
+            json_t *x = list ? json_array_get(list, i) : v;
+            if (json_is_number(x) && (list ? json_array_set_new(list, i, number_text(x))
+                                           : json_object_set_new(j, key, number_text(x))))
+                return cb_fail(err, CB_ENOMEM, "out of memory");
+        }
+    }
+    return CB_OK;
+}
+
 CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, size_t *item, cb_error *err) {
     if (!h || !item_json) return cb_fail(err, CB_EINVAL, "cb_recommender_add_item: NULL argument");
     json_error_t je;
@@ -473,8 +533,9 @@ CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, siz
     char *id = NULL, *title = NULL, *genres = NULL, *content = NULL;
     json_t *jg = json_object_get(j, "genres");
     h->add_note[0] = '\0';
-    int rc = vec ? cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, h->add_note, sizeof h->add_note, err)
-                 : CB_ENOMEM;
+    int rc = vec ? content_numbers_as_text(h->r->features, j, err) : CB_ENOMEM;
+    if (!rc)
+        rc = cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, h->add_note, sizeof h->add_note, err);
     if (!rc) rc = added_genres(h->r, jg, &genres, err);
     if (!rc) rc = added_content(h->r, j, &content, err);
     if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, genres, content, vec, err);
