@@ -14,6 +14,8 @@
 #include "data/dataset.h"
 #include "data/textutil.h"
 #include "features/featurize.h"
+#include "model/bundle.h"
+#include "rec/recommend.h"
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
@@ -609,6 +611,52 @@ static void add_item_refuses_separators(void **state) {
     assert_string_equal(content_value(rec, item, "brand"), "Acme");
 }
 
+/* A new user's "preferences" keep every value of a key ("t0;t1;...;t99":
+ * the profile read at most 64 of them). */
+static void preferences_every_value(void **state) {
+    fixture *f = *state;
+    cb_error err = {0};
+    char json[1024] = "{\"preferences\": {\"tags\": {\"";
+    for (int t = 0; t < 100; t++) snprintf(json + strlen(json), sizeof json - strlen(json), "%st%d", t ? ";" : "", t);
+    strcat(json, "\": 5}}}");
+    char *model = tu_path(f->dir, "m.cbrec");
+    cb_bundle *b = NULL;
+    if (cb_recommender_save(f->rec, model, &err) || cb_bundle_load(&b, model, &err)) fail_msg("%s", err.msg);
+    cb_profile p;
+    if (cb_recommend_profile_string(&p, b, json, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(p.n_prefs, 100);
+    cb_recommend_profile_free(&p);
+    cb_bundle_free(b);
+    free(model);
+}
+
+/* An added item's genre and content names of more than 255 bytes read back
+ * whole (they were cut to 255 and then not found: the item showed neither). */
+static void add_item_long_names(void **state) {
+    (void)state;
+    char genre[301], tag[301];
+    memset(genre, 'g', 300), memset(tag, 't', 300);
+    genre[300] = tag[300] = '\0';
+    const char *const genres[3] = {genre, "Comedy", "Drama"}, *const tags[2] = {tag, "short"};
+    char *d = tu_tmpdir();
+    tu_write_content_catalog(d, genres, tags);
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = train_folder(d, &ds);
+    cb_error err = {0};
+    char json[800];
+    snprintf(json, sizeof json, "{\"id\": \"new\", \"genres\": [\"%s\"], \"tags\": [\"%s\"]}", genre, tag);
+    size_t item;
+    if (cb_recommender_add_item(rec, json, &item, &err)) fail_msg("%s", err.msg);
+    const char *names[4];
+    assert_int_equal(cb_recommender_item_genres(rec, item, names, 4), 1);
+    assert_string_equal(names[0], genre);
+    assert_string_equal(content_value(rec, item, "tags"), tag);
+    cb_recommender_free(rec);
+    cb_dataset_free(ds);
+    tu_rmrf(d);
+    free(d);
+}
+
 int main(void) {
     const struct CMUnitTest planted[] = {
         cmocka_unit_test(similar_purity),
@@ -625,7 +673,10 @@ int main(void) {
                                        cmocka_unit_test_setup_teardown(add_item_number_as_text, setup_many_tags,
                                                                        teardown),
                                        cmocka_unit_test_setup_teardown(add_item_refuses_separators, setup_many_tags,
-                                                                       teardown)};
+                                                                       teardown),
+                                       cmocka_unit_test_setup_teardown(preferences_every_value, setup_many_tags,
+                                                                       teardown),
+                                       cmocka_unit_test(add_item_long_names)};
     int failed = cmocka_run_group_tests_name("content-units", units, NULL, NULL);
     return failed + cmocka_run_group_tests_name("planted-generic", planted, setup, teardown);
 }

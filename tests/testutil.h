@@ -49,7 +49,7 @@ static inline char *tu_path(const char *dir, const char *name) {
  * tags[i % 2] (';'-joined; no tags column when tags is NULL) and brand Acme
  * (even i) or Zed (odd), and r.csv with 8 ratings of each of 40 users. */
 static inline void tu_write_content_catalog(const char *dir, const char *const genres[3], const char *const tags[2]) {
-    char items[4096], ratings[8192] = "user,item,rating\n";
+    char items[16384], ratings[8192] = "user,item,rating\n";
     snprintf(items, sizeof items, "id,name,genres,%sbrand\n", tags ? "tags," : "");
     for (int i = 0; i < 30; i++)
         snprintf(items + strlen(items), sizeof items - strlen(items), "i%d,Item %d,%s,%s%s%s\n", i, i, genres[i % 3],

@@ -1519,8 +1519,11 @@ uint32_t cb_features_n_items(const cb_features *f) { return f ? f->n_items : 0; 
 uint32_t cb_features_n_genres(const cb_features *f) { return f ? f->n_genres : 0; }
 const char *cb_features_genre_name(const cb_features *f, uint32_t g) { return f && g < f->n_genres ? f->genres[g] : NULL; }
 int cb_features_genre_find(const cb_features *f, const char *name) {
+    return name ? cb_features_genre_find_n(f, name, strlen(name)) : -1;
+}
+int cb_features_genre_find_n(const cb_features *f, const char *name, size_t len) {
     if (!f || !name) return -1;
-    int64_t g = cb_vocab_find(f->genre_vocab, name, strlen(name));
+    int64_t g = cb_vocab_find(f->genre_vocab, name, len);
     return g < 0 ? -1 : (int)g;
 }
 int cb_features_item_genres(const cb_features *f, uint32_t item, const uint32_t **list, uint32_t *n) {
@@ -1553,8 +1556,11 @@ const char *cb_features_facet_name(const cb_features *f, uint32_t k) { return f 
 bool cb_features_facet_is_genre(const cb_features *f, uint32_t k) { return f && (int32_t)k == f->genre_facet; }
 bool cb_features_facet_is_multi(const cb_features *f, uint32_t k) { return f && k < f->n_facets && f->facet_seps[k][0]; }
 int cb_features_facet_find(const cb_features *f, const char *column) {
+    return column ? cb_features_facet_find_n(f, column, strlen(column)) : -1;
+}
+int cb_features_facet_find_n(const cb_features *f, const char *column, size_t len) {
     for (uint32_t k = 0; f && column && k < f->n_facets; k++)
-        if (!strcmp(f->facet_cols[k], column)) return (int)k;
+        if (strlen(f->facet_cols[k]) == len && !memcmp(f->facet_cols[k], column, len)) return (int)k;
     return -1;
 }
 const char *cb_features_value_key(const cb_features *f, uint32_t g, char *buf, size_t size) {

@@ -240,6 +240,7 @@ int cb_features_from_json_st(cb_features **out, const json_t *j, const cb_st *st
 uint32_t cb_features_n_facets(const cb_features *f);
 const char *cb_features_facet_name(const cb_features *f, uint32_t facet);  /* column name */
 int cb_features_facet_find(const cb_features *f, const char *column);      /* facet or -1 */
+int cb_features_facet_find_n(const cb_features *f, const char *column, size_t len); /* column[0..len) */
 bool cb_features_facet_is_genre(const cb_features *f, uint32_t facet);     /* the genre-role column */
 bool cb_features_facet_is_multi(const cb_features *f, uint32_t facet);     /* several values an item (tags), not one (a brand) */
 /* Value index of `value` (len bytes) in a facet: the value itself, else its
@@ -254,7 +255,9 @@ bool cb_features_value_is_genre(const cb_features *f, uint32_t g);
 /* Facet of value g (-1 if out of range or the model has no facets). */
 int cb_features_value_facet(const cb_features *f, uint32_t g);
 /* Values of a facet column written as in its file ("jazz;bebop", or '|'-joined):
- * the pieces, trimmed, each looked up; known ones into out[cap] (*n_out),
+ * the pieces, trimmed, each looked up; known ones into out[cap] (*n_out; past
+ * cap left out: a cap of strlen(str) + 1 holds every one, each piece taking a
+ * byte at least),
  * unknown ones an error (CB_ENOTFOUND) under strict, else a remark appended
  * to notes[notes_size] (may be NULL). */
 int cb_features_facet_values(const cb_features *f, uint32_t facet, const char *str, uint32_t *out, uint32_t cap,
@@ -277,6 +280,7 @@ uint32_t cb_features_n_items(const cb_features *f);   /* items of the fitted dat
 uint32_t cb_features_n_genres(const cb_features *f);
 const char *cb_features_genre_name(const cb_features *f, uint32_t g); /* NULL if out of range */
 int cb_features_genre_find(const cb_features *f, const char *name);   /* index or -1 */
+int cb_features_genre_find_n(const cb_features *f, const char *name, size_t len); /* name[0..len) */
 /* Genres of item `item`: *list points into f (n entries); returns CB_OK or CB_EINVAL. */
 int cb_features_item_genres(const cb_features *f, uint32_t item, const uint32_t **list, uint32_t *n);
 uint32_t cb_features_item_count(const cb_features *f, uint32_t item); /* training ratings (0 if out of range) */

@@ -94,17 +94,24 @@ static int profile_preferences(cb_profile *p, const cb_bundle *r, const json_t *
             if (!(y >= r->y_min && y <= r->y_max))
                 return cb_fail(err, CB_EINVAL, "%s: \"preferences\": the rating of %s '%s' must be a number in [%g, %g]",
                                source, col, val, (double)r->y_min, (double)r->y_max);
-            uint32_t g[64], n = 0;
-            rc = cb_features_facet_values(r->features, (uint32_t)facet, val, g, 64, &n, strict, notes, notes_size, err);
-            if (rc) return cb_rec_with_source(rc, source, err);
-            for (uint32_t k = 0; k < n && p->n_prefs < cap; k++) {
+            uint32_t n = 0, *g = cb_malloc((strlen(val) + 1) * sizeof *g, err); /* a value takes a byte at least */
+            if (!g) return CB_ENOMEM;
+            rc = cb_features_facet_values(r->features, (uint32_t)facet, val, g, (uint32_t)strlen(val) + 1, &n, strict,
+                                          notes, notes_size, err);
+            if (rc) rc = cb_rec_with_source(rc, source, err);
+            for (uint32_t k = 0; !rc && k < n && p->n_prefs < cap; k++) {
                 char buf[1024];
                 const char *key = cb_features_value_key(r->features, g[k], buf, sizeof buf);
-                if (!key || !(keys[p->n_prefs] = cb_strdup(key, err))) return key ? CB_ENOMEM : cb_fail(err, CB_EINVAL, "%s: value too long", source);
+                if (!key || !(keys[p->n_prefs] = cb_strdup(key, err))) {
+                    rc = key ? CB_ENOMEM : cb_fail(err, CB_EINVAL, "%s: value too long", source);
+                    break;
+                }
                 gp[p->n_prefs] = (cb_genre_pref){keys[p->n_prefs], (float)y};
                 p->pref_genres[p->n_prefs] = g[k];
                 p->pref_ys[p->n_prefs++] = (float)y;
             }
+            free(g);
+            if (rc) return rc;
         }
     }
     return CB_OK;
@@ -196,12 +203,15 @@ static int profile_genre_ratings(cb_profile *p, const cb_bundle *r, const json_t
     return CB_OK;
 }
 
-/* How many preference entries "preferences" can give (values split on separators, at most 64 each). */
+/* How many preference entries "preferences" can give at most: a value
+ * split on its column's separators gives no more pieces than its bytes. */
 static size_t count_preferences(const json_t *prefs) {
     size_t n = 0;
-    const char *col;
-    json_t *vals;
-    json_object_foreach((json_t *)prefs, col, vals) n += json_is_object(vals) ? 64 * json_object_size(vals) : 0;
+    const char *col, *val;
+    json_t *vals, *v;
+    json_object_foreach((json_t *)prefs, col, vals)
+        if (json_is_object(vals))
+            json_object_foreach(vals, val, v) n += strlen(val) + 1;
     return n;
 }
 

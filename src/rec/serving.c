@@ -31,9 +31,7 @@ CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item,
     for (const char *p = joined; p && *p;) { /* map each name onto the model's own string */
         const char *e = strchr(p, '|');
         size_t len = e ? (size_t)(e - p) : strlen(p);
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)(len < 255 ? len : 255), p);
-        int g = f ? cb_features_genre_find(f, name) : -1;
+        int g = f ? cb_features_genre_find_n(f, p, len) : -1;
         if (g >= 0) {
             if (names && n < max) names[n] = cb_features_genre_name(f, (uint32_t)g);
             n++;
@@ -51,9 +49,7 @@ static size_t added_item_content(const cb_features *f, const char *s, const char
     for (const char *p = s; p && *p;) {
         const char *us = strchr(p, CB_CONTENT_US), *rs = strchr(p, CB_CONTENT_RS), *end = rs ? rs : p + strlen(p);
         if (us && us < end) {
-            char col[256];
-            snprintf(col, sizeof col, "%.*s", (int)(us - p < 255 ? us - p : 255), p);
-            int facet = cb_features_facet_find(f, col);
+            int facet = cb_features_facet_find_n(f, p, (size_t)(us - p));
             int64_t g = facet < 0 ? -1 : cb_features_value_find(f, (uint32_t)facet, us + 1, (size_t)(end - us - 1));
             if (g >= 0 && !cb_features_value_is_genre(f, (uint32_t)g)) { /* the genres: item_genres */
                 if (n < max) {
