@@ -163,3 +163,13 @@ def test_from_frames_dataframe_like():
     attrs = FakeFrame({"runtime": [90.0, 120.0, 80.0]})
     ds2 = cbrec.Dataset.from_arrays([1], [10], [4.0], item_ids=[10, 20, 30], item_attributes=attrs)
     assert ds2.n_items == 3
+
+
+def test_from_arrays_multi_column_of_lists():
+    # tags given as lists of different lengths (a ragged array to numpy), and lists of numbers
+    ds = cbrec.Dataset.from_arrays(
+        ["u1", "u1", "u2"], ["a", "b", "a"], [5, 3, 4], item_ids=["a", "b", "c"],
+        item_attributes={"tags": [["café – 東京", "x"], ["y"], []], "sizes": [[1, 2], [3, 4], [5, 6]]})
+    cols = {c["name"]: c for c in ds.describe()["item_columns"]}
+    assert cols["tags"]["kind"] == "multi" and cols["tags"]["levels"] == 3
+    assert cols["sizes"]["kind"] == "multi" and cols["sizes"]["levels"] == 6
