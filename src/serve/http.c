@@ -128,11 +128,15 @@ bool sv_query_uint(const sv_request *rq, sv_reply *rep, const char *name, unsign
 /* ---- routing */
 
 /* Does path match pattern? A "{id}" segment matches one non-empty segment,
- * copied into id (id_size bytes). */
-static bool route_match(const char *pattern, const char *path, char *id, size_t id_size) {
+ * copied into id (id_size bytes); with any_slash, everything up to the
+ * pattern's fixed end: the path arrives %HH-decoded, so an id holding a "/"
+ * (sent as %2F: "a/b", a category path) spans segments. */
+static bool route_match(const char *pattern, const char *path, char *id, size_t id_size, bool any_slash) {
     while (*pattern && *path) {
         if (!strncmp(pattern, "{id}", 4)) {
-            size_t n = strcspn(path, "/");
+            size_t n = strcspn(path, "/"), rest = strlen(pattern + 4), len = strlen(path);
+            if (any_slash && (len <= rest || strcmp(path + len - rest, pattern + 4))) return false;
+            if (any_slash) n = len - rest;
             if (!n || n >= id_size) return false;
             memcpy(id, path, n);
             id[n] = 0;
@@ -174,9 +178,13 @@ static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, 
     char id[512];
     bool path_known = false;
     char allow[64] = "";
-    for (size_t i = 0; i < sv_n_routes; i++) {
+    /* ids within one segment first, so "/v1/users/7/events" stays the events
+     * route; only a path no route knows is read with ids holding "/" */
+    for (size_t k = 0; k < 2 * sv_n_routes; k++) {
+        if (k == sv_n_routes && path_known) break;
+        size_t i = k % sv_n_routes;
         const sv_route *r = &sv_routes[i];
-        if (!route_match(r->pattern, url, id, sizeof id)) continue;
+        if (!route_match(r->pattern, url, id, sizeof id, k >= sv_n_routes)) continue;
         path_known = true;
         if (strcmp(r->method, m)) {
             snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", allow[0] ? ", " : "", r->method);
