@@ -100,8 +100,8 @@ def test_from_frames_pandas(synth_dir):
 
 
 def test_errors_are_exceptions(tmp_path):
-    with pytest.raises(cbrec.ParseError, match="duplicate rating for user 'u' and item 'a'") as e:
-        cbrec.Dataset.from_arrays(["u", "u"], ["a", "a"], [1, 2])
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[2\]: duplicate rating for user 'u' and item 'a' \(first at \[0\]\)") as e:
+        cbrec.Dataset.from_arrays(["u", "v", "u"], ["a", "a", "a"], [1, 2, 3])
     assert e.value.code == -2 and isinstance(e.value, ValueError) and isinstance(e.value, cbrec.Error)
     with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: empty user id"):
         cbrec.Dataset.from_arrays(["u", ""], ["a", "b"], [1, 2])
