@@ -105,6 +105,12 @@ static void test_column_counts(void **state) {
     free(tu_write(d, "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,5\n"));
     expect_fail(d, NULL, CB_EPARSE, "movies.csv", 3, "expected 3 fields");
     done(d);
+    /* movies.csv's columns are found by name: one it does not name is an error, not read by position */
+    d = tu_tmpdir();
+    free(tu_write(d, "movies.csv", "movieId,name,genres\n1,A,Drama\n"));
+    free(tu_write(d, "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,5\n"));
+    expect_fail(d, NULL, CB_EPARSE, "movies.csv", 1, "no column 'title'");
+    done(d);
     /* 100K item with a broken genre flag. */
     d = tu_tmpdir();
     free(tu_write(d, "u.item", "1|T (1995)|01-Jan-1995||u|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
@@ -256,6 +262,19 @@ static void test_tolerated_encodings(void **state) {
     assert_int_equal(cb_dataset_n_users(ds), 2);
     assert_non_null(cb_vocab_name(ds->users, 0));
     assert_string_equal(cb_vocab_name(ds->users, 0), "1"); /* no BOM, no CR in ids */
+    cb_dataset_free(ds);
+    done(d);
+    /* movies.csv's columns in another order: each read by its name (by position the
+     * genres were the title) */
+    d = tu_tmpdir();
+    free(tu_write(d, "movies.csv", "\xEF\xBB\xBFGenres,movieId,title\r\nDrama|Comedy,1,\"A, The (1990)\"\r\n"));
+    free(tu_write(d, "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,5\n"));
+    ds = expect_ok(d, NULL);
+    assert_string_equal(cb_vocab_name(ds->items, 0), "1");
+    assert_string_equal(ds->titles[0], "A, The (1990)");
+    int year = cb_table_find(&ds->item_attr, "year"), genres = cb_table_find(&ds->item_attr, "genres");
+    assert_true(year >= 0 && ds->item_attr.cols[year].num[0] == 1990.0f);
+    assert_true(genres >= 0 && cb_vocab_size(ds->item_attr.cols[genres].levels) == 2);
     cb_dataset_free(ds);
     done(d);
 }

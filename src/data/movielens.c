@@ -76,6 +76,7 @@ static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *er
     const char *name = cb_csv_name(c);
     char **f;
     size_t *fl, nf;
+    int pos[3] = {0, 1, 2}; /* the fields of the id, the title and the genres */
     int col_genres = cb_tb_add_col(&L->items, "genres", CB_COL_MULTI, err);
     int col_year = col_genres < 0 ? col_genres : cb_tb_add_col(&L->items, "year", CB_COL_NUMERIC, err);
     if (col_year < 0) {
@@ -93,6 +94,24 @@ static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *er
                          fields);
             goto done;
         }
+        /* the columns by name, in any order: read by position, "movieId,genres,title"
+         * swapped every title with its genres without a word */
+        static const char *const role[3] = {"movieId", "title", "genres"};
+        int at[3] = {-1, -1, -1};
+        rc = CB_OK;
+        for (size_t i = 0; i < 3; i++) {
+            const char *h = f[i];
+            size_t len = fl[i];
+            if (i == 0 && len >= 3 && !memcmp(h, "\xEF\xBB\xBF", 3)) h += 3, len -= 3; /* BOM */
+            for (int k = 0; k < 3; k++)
+                if (cb_ieq(h, len, role[k]) && at[k] < 0) at[k] = (int)i;
+        }
+        for (int k = 0; k < 3 && !rc; k++)
+            if (at[k] < 0)
+                rc = cb_fail(err, CB_EPARSE, "%s:%zu: the header has no column '%s' (expected %s, in any order; other "
+                             "columns: describe the files in a cbrec.schema)", name, cb_csv_line(c), role[k], fields);
+        if (rc) goto done;
+        memcpy(pos, at, sizeof pos);
     }
     for (;;) {
         rc = cb_csv_next(c, &f, &fl, &nf, err);
@@ -100,16 +119,18 @@ static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *er
         if (rc < 0) goto done;
         size_t line = cb_csv_line(c);
         if (nf != 3) BAD_ROW("%s:%zu: expected 3 fields (%s), found %zu", name, line, fields, nf);
-        if (fl[0] == 0) BAD_ROW("%s:%zu: empty movie id", name, line);
+        const char *id = f[pos[0]], *title = f[pos[1]], *genres = f[pos[2]];
+        size_t id_len = fl[pos[0]], title_len = fl[pos[1]], genres_len = fl[pos[2]];
+        if (id_len == 0) BAD_ROW("%s:%zu: empty movie id", name, line);
         uint32_t it;
         bool dup;
-        rc = new_id(L->ds->items, f[0], fl[0], &it, &dup, err);
+        rc = new_id(L->ds->items, id, id_len, &it, &dup, err);
         if (rc) goto done;
-        if (dup) BAD_ROW("%s:%zu: movie id '%.*s' listed twice", name, line, CLIP(fl[0]), f[0]);
-        rc = cb_ld_set_title(L, it, f[1], fl[1], err);
-        if (!rc) rc = cb_tb_set_num(&L->items, col_year, it, cb_year_from_title(f[1], fl[1]), err);
-        if (!rc && !cb_ieq(f[2], fl[2], "(no genres listed)"))
-            rc = cb_tb_add_multi_split(&L->items, col_genres, it, f[2], fl[2], "|", err);
+        if (dup) BAD_ROW("%s:%zu: movie id '%.*s' listed twice", name, line, CLIP(id_len), id);
+        rc = cb_ld_set_title(L, it, title, title_len, err);
+        if (!rc) rc = cb_tb_set_num(&L->items, col_year, it, cb_year_from_title(title, title_len), err);
+        if (!rc && !cb_ieq(genres, genres_len, "(no genres listed)"))
+            rc = cb_tb_add_multi_split(&L->items, col_genres, it, genres, genres_len, "|", err);
         if (rc) goto done;
     next_row:;
     }
