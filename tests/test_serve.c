@@ -462,6 +462,13 @@ static void clean_errors(void **state) {
     expect_error(f, "GET", "/v1/recommend?user=1%00x", NULL, 0, 404);
     expect_error(f, "GET", "/v1/users/1%00x", NULL, 0, 404);
     expect_error(f, "GET", "/v1/recommend?user=1&n=5%00", NULL, 0, 400);
+    /* an id longer than 511 bytes reaches its route (it was "no such page") */
+    char path[700] = "/v1/users/";
+    memset(path + strlen(path), 'u', 600);
+    char *out;
+    assert_int_equal(http(f, "GET", path, NULL, 0, &out), 404);
+    assert_non_null(strstr(out, "unknown user 'uuu"));
+    free(out);
     still_serving(f);
 }
 

@@ -166,16 +166,12 @@ static enum MHD_Result sum_args(void *cls, enum MHD_ValueKind kind, const char *
     return MHD_YES;
 }
 
-/* Route and answer one complete request into rep; returns the metrics route index. */
-static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, const char *method, conn_ctx *x,
-                       sv_reply *rep) {
+/* Route and answer one complete request into rep, an {id} of the path copied
+ * into id (as long as the path); returns the metrics route index. */
+static size_t route(sv_server *s, struct MHD_Connection *c, const char *url, const char *method, conn_ctx *x,
+                    sv_reply *rep, char *id, size_t id_size) {
     size_t other = sv_n_routes;
-    size_t qlen = strlen(url);
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, sum_args, &qlen);
-    if (qlen > s->opt.max_url) return sv_reply_error(rep, 414, "the URL is longer than %zu bytes", s->opt.max_url), other;
-    if (x->too_large) return sv_reply_error(rep, 413, "the body is larger than %zu bytes", s->opt.max_body), other;
     const char *m = !strcmp(method, "HEAD") ? "GET" : method;
-    char id[512];
     bool path_known = false;
     char allow[64] = "";
     /* ids within one segment first, so "/v1/users/7/events" stays the events
@@ -184,7 +180,7 @@ static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, 
         if (k == sv_n_routes && path_known) break;
         size_t i = k % sv_n_routes;
         const sv_route *r = &sv_routes[i];
-        if (!route_match(r->pattern, url, id, sizeof id, k >= sv_n_routes)) continue;
+        if (!route_match(r->pattern, url, id, id_size, k >= sv_n_routes)) continue;
         path_known = true;
         if (strcmp(r->method, m)) {
             snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", allow[0] ? ", " : "", r->method);
@@ -212,6 +208,24 @@ static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, 
     }
     sv_reply_error(rep, 404, "no such endpoint: %s %s", method, url);
     return other;
+}
+
+/* Route and answer one complete request into rep; returns the metrics route
+ * index. An id is as long as the URL allows (a 600-byte URL as an item id was
+ * "no such page" past a fixed 511 bytes). */
+static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, const char *method, conn_ctx *x,
+                       sv_reply *rep) {
+    size_t other = sv_n_routes;
+    size_t qlen = strlen(url);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, sum_args, &qlen);
+    if (qlen > s->opt.max_url) return sv_reply_error(rep, 414, "the URL is longer than %zu bytes", s->opt.max_url), other;
+    if (x->too_large) return sv_reply_error(rep, 413, "the body is larger than %zu bytes", s->opt.max_body), other;
+    size_t id_size = strlen(url) + 1;
+    char *id = malloc(id_size);
+    if (!id) return sv_reply_error(rep, 503, "out of memory"), other;
+    size_t i = route(s, c, url, method, x, rep, id, id_size);
+    free(id);
+    return i;
 }
 
 static enum MHD_Result queue(struct MHD_Connection *c, sv_reply *rep) {
