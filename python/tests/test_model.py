@@ -205,6 +205,11 @@ def test_add_item(dataset):
     assert "brand-new" in m.similar(m.item_ids[0], k=m.n_items).ids
     with pytest.raises(cbrec.InvalidArgument):
         m.add_item({"id": "brand-new"})
+    # the added item is predicted for, as its place in a list shows its rating
+    user = m.user_ids[0]
+    shown = [r for r in m.recommend(user, n=1, allow=["brand-new"])]
+    assert shown[0].id == "brand-new"
+    assert m.predict(user, "brand-new") == pytest.approx(shown[0].rating, abs=1e-5)
 
 
 def test_threads_share_a_model(model):
