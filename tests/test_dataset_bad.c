@@ -281,6 +281,16 @@ static void test_tolerated_encodings(void **state) {
 
 static void test_reader_errors(void **state) {
     (void)state;
+    /* Lines ended by a lone CR (classic Mac): one line whose header names "rating\ra";
+     * it loaded as implicit events and failed with "no ratings in file" */
+    char *mac = tu_tmpdir();
+    free(tu_write(mac, "cbrec.schema", "ratings = r.csv\n"));
+    free(tu_write(mac, "r.csv", "user,item,rating\ra,x,5\rb,y,4\r"));
+    expect_fail(mac, NULL, CB_EPARSE, "r.csv", 1, "lone CR");
+    done(mac);
+    mac = ml_dir("userId,movieId,rating,timestamp\r1,1,4,5\r");
+    expect_fail(mac, NULL, CB_EPARSE, "ratings.csv", 1, "lone CR");
+    done(mac);
     /* Unclosed quote. */
     char *d = ml_dir("userId,movieId,rating,timestamp\n1,1,4,5\n1,\"2,4,5\n");
     expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 3, "quote");

@@ -473,6 +473,7 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
             rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header line)", name);
             goto done;
         }
+        if ((rc = cb_header_lone_cr(name, cb_csv_line(c), f, fl, nf, err))) goto done;
         if (nf != fs->n_cols) {
             rc = cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields but the schema declares %zu columns",
                          name, cb_csv_line(c), nf, fs->n_cols);
@@ -541,6 +542,7 @@ static int ratings_cols_from_header(cb_ratings_spec *sp, int implicit, cb_error 
     size_t *fl, nf;
     rc = cb_csv_next(c, &f, &fl, &nf, err);
     if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header and ratings)", cb_csv_name(c));
+    if (rc > 0) rc = cb_header_lone_cr(cb_csv_name(c), cb_csv_line(c), f, fl, nf, err);
     if (rc < 0) goto done;
     static const char *const users[] = {"user", "userid", "user_id", "user id", "uid", NULL};
     static const char *const items[] = {"item", "itemid", "item_id", "item id", "movieid", "movie_id", "movie id",

@@ -89,6 +89,7 @@ static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *er
             if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected %s)", name, fields);
             goto done;
         }
+        if ((rc = cb_header_lone_cr(name, cb_csv_line(c), f, fl, nf, err))) goto done;
         if (nf != 3) {
             rc = cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields, expected 3 (%s)", name, cb_csv_line(c), nf,
                          fields);

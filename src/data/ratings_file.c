@@ -573,6 +573,7 @@ static int read_header(reader *rd, size_t *last_line, cb_error *err) {
     if (rc < 0) return rc;
     if (rc == 0) return cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header and ratings)", rd->name);
     *last_line = cb_csv_line(rd->c);
+    if ((rc = cb_header_lone_cr(rd->name, *last_line, f, fl, nf, err))) return rc;
     if (rd->sp->n_fields && nf != rd->sp->n_fields)
         return cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields, expected %zu", rd->name, *last_line, nf,
                        rd->sp->n_fields);
@@ -732,6 +733,7 @@ int cb_ratings_spec_resolve(const cb_ratings_spec *sp, cb_ratings_spec *out, cb_
     size_t *fl, nf;
     rc = cb_csv_next(c, &f, &fl, &nf, err);
     if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header and ratings)", cb_csv_name(c));
+    if (rc > 0 && cb_header_lone_cr(cb_csv_name(c), 1, f, fl, nf, err)) rc = CB_EPARSE;
     if (rc > 0 && sp->n_fields && nf != sp->n_fields)
         rc = cb_fail(err, CB_EPARSE, "%s:1: header has %zu fields, expected %zu", cb_csv_name(c), nf, sp->n_fields);
     int *cols[4] = {&out->col_user, &out->col_item, &out->col_rating, &out->col_ts};
