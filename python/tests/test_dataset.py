@@ -173,3 +173,15 @@ def test_from_arrays_multi_column_of_lists():
     cols = {c["name"]: c for c in ds.describe()["item_columns"]}
     assert cols["tags"]["kind"] == "multi" and cols["tags"]["levels"] == 3
     assert cols["sizes"]["kind"] == "multi" and cols["sizes"]["levels"] == 6
+
+
+def test_nan_in_text_columns_is_missing():
+    # pandas fills a text column's empty cells with NaN (or pd.NA): missing, not the value "nan"
+    ds = cbrec.Dataset.from_arrays(
+        ["u1", "u1", "u2"], ["a", "b", "a"], [5, 3, 4], item_ids=["a", "b", "c"],
+        item_attributes={"studio": ["WB", float("nan"), np.float32("nan")], "genres": ("multi", ["x|y", np.nan, "y"])})
+    cols = {c["name"]: c for c in ds.describe()["item_columns"]}
+    assert cols["studio"]["missing"] == 2 and cols["studio"]["examples"] == ["WB"]
+    assert cols["genres"]["missing"] == 1 and "nan" not in cols["genres"]["examples"]
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: empty user id"):
+        cbrec.Dataset.from_arrays(["u1", float("nan")], ["a", "b"], [5, 3])
