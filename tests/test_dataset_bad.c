@@ -231,6 +231,10 @@ static void test_duplicates_and_unknown_ids(void **state) {
     d = ml_dir("userId,movieId,rating,timestamp\n1,1,4,5\n1,99,4,5\n");
     expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 3, "unknown item id '99' (not in movies.csv)");
     done(d);
+    /* an id quoted in a message is cut at 40 bytes, never inside a UTF-8 sequence */
+    d = ml_dir("userId,movieId,rating,timestamp\n1,1,4,5\n1,aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xC3\xA9\xC3\xA9,4,5\n");
+    expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 3, "unknown item id 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' (not in");
+    done(d);
     /* Duplicate ids in an items file. */
     d = tu_tmpdir();
     free(tu_write(d, "movies.csv", "movieId,title,genres\n1,A,Drama\n1,B,Drama\n"));

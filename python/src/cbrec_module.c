@@ -27,7 +27,12 @@ PyObject *Error, *exc_by_code[8]; /* index: -code, 1..7 */
 PyObject *raise_cb(const cb_error *e) {
     int k = -e->code;
     PyObject *type = (k >= 1 && k <= 7 && exc_by_code[k]) ? exc_by_code[k] : Error;
-    PyObject *exc = PyObject_CallFunction(type, "s", e->msg[0] ? e->msg : cb_strstatus(e->code));
+    /* decoded leniently: a message quotes the input, which a fixed buffer may cut inside a
+     * UTF-8 sequence; "s" raised UnicodeDecodeError instead of the library's error */
+    const char *msg = e->msg[0] ? e->msg : cb_strstatus(e->code);
+    PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "replace");
+    PyObject *exc = text ? PyObject_CallFunctionObjArgs(type, text, NULL) : NULL;
+    Py_XDECREF(text);
     if (!exc) return NULL;
     PyObject *code = PyLong_FromLong(e->code);
     if (code) PyObject_SetAttrString(exc, "code", code);

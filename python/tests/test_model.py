@@ -444,3 +444,9 @@ def test_exclude_ids_with_commas_and_bad_types():
     assert sorted(m.recommend("u1", n=30, include_seen=True, allow=['sku,5', 'plain']).ids) == ['plain', 'sku,5']
     with pytest.raises(TypeError):
         m.recommend("u1", exclude=[None])
+
+
+def test_error_message_cut_inside_utf8(model):
+    # a message quoting input may be cut inside a UTF-8 sequence: still the library's error, not UnicodeDecodeError
+    with pytest.raises(cbrec.NotFound, match="is not a genre"):
+        model.new_user({"genre_ratings": {"a" + "\u00e9" * 100: 5}, "strict": True})

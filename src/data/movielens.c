@@ -127,7 +127,7 @@ static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *er
         bool dup;
         rc = new_id(L->ds->items, id, id_len, &it, &dup, err);
         if (rc) goto done;
-        if (dup) BAD_ROW("%s:%zu: movie id '%.*s' listed twice", name, line, CLIP(id_len), id);
+        if (dup) BAD_ROW("%s:%zu: movie id '%.*s' listed twice", name, line, CLIP(id, id_len), id);
         rc = cb_ld_set_title(L, it, title, title_len, err);
         if (!rc) rc = cb_tb_set_num(&L->items, col_year, it, cb_year_from_title(title, title_len), err);
         if (!rc && !cb_ieq(genres, genres_len, "(no genres listed)"))
@@ -183,7 +183,7 @@ static int read_tags_csv(cb_loader *L, const char *path, cb_error *err) {
         size_t line = cb_csv_line(c);
         if (nf != 4) BAD_ROW("%s:%zu: expected 4 fields (userId,movieId,tag,timestamp), found %zu", name, line, nf);
         int64_t it = cb_vocab_find(L->ds->items, f[1], fl[1]);
-        if (it < 0) BAD_ROW("%s:%zu: unknown item id '%.*s' (not in movies.csv)", name, line, CLIP(fl[1]), f[1]);
+        if (it < 0) BAD_ROW("%s:%zu: unknown item id '%.*s' (not in movies.csv)", name, line, CLIP(f[1], fl[1]), f[1]);
         const char *s = f[2];
         size_t n = fl[2];
         while (n && (*s == ' ' || *s == '\t')) s++, n--;
@@ -327,12 +327,13 @@ static int read_u_item(cb_loader *L, const char *path, char *const genre_names[1
         if (fl[0] == 0) BAD_ROW("%s:%zu: empty movie id", name, line);
         for (int g = 0; g < 19; g++)
             if (fl[5 + g] != 1 || (f[5 + g][0] != '0' && f[5 + g][0] != '1'))
-                BAD_ROW("%s:%zu: genre flag %d is '%.*s', expected 0 or 1", name, line, g, CLIP(fl[5 + g]), f[5 + g]);
+                BAD_ROW("%s:%zu: genre flag %d is '%.*s', expected 0 or 1", name, line, g, CLIP(f[5 + g], fl[5 + g]),
+                        f[5 + g]);
         uint32_t it;
         bool dup;
         rc = new_id(L->ds->items, f[0], fl[0], &it, &dup, err);
         if (rc) goto done;
-        if (dup) BAD_ROW("%s:%zu: movie id '%.*s' listed twice", name, line, CLIP(fl[0]), f[0]);
+        if (dup) BAD_ROW("%s:%zu: movie id '%.*s' listed twice", name, line, CLIP(f[0], fl[0]), f[0]);
         float year = cb_year_from_title(f[1], fl[1]);
         if (isnan(year)) year = cb_year_from_date(f[2], fl[2]);
         rc = cb_ld_set_title(L, it, f[1], fl[1], err);
@@ -384,14 +385,14 @@ static int read_users(cb_loader *L, const char *path, bool is_1m, cb_error *err)
         if (fl[0] == 0) BAD_ROW("%s:%zu: empty user id", name, line);
         float age;
         if (!cb_fast_float(f[i_age], fl[i_age], &age) || age < 0 || age > 150)
-            BAD_ROW("%s:%zu: age '%.*s' is not a number in [0, 150]", name, line, CLIP(fl[i_age]), f[i_age]);
+            BAD_ROW("%s:%zu: age '%.*s' is not a number in [0, 150]", name, line, CLIP(f[i_age], fl[i_age]), f[i_age]);
         if (fl[i_gender] == 0) BAD_ROW("%s:%zu: empty gender", name, line);
         const char *occ = f[3];
         size_t occ_len = fl[3];
         if (is_1m) {
             uint32_t code;
             if (!cb_fast_u32(f[3], fl[3], &code) || code > 20)
-                BAD_ROW("%s:%zu: occupation code '%.*s' is not in 0..20", name, line, CLIP(fl[3]), f[3]);
+                BAD_ROW("%s:%zu: occupation code '%.*s' is not in 0..20", name, line, CLIP(f[3], fl[3]), f[3]);
             occ = ml1m_occupations[code];
             occ_len = strlen(occ);
         }
@@ -399,7 +400,7 @@ static int read_users(cb_loader *L, const char *path, bool is_1m, cb_error *err)
         bool dup;
         rc = new_id(L->ds->users, f[0], fl[0], &u, &dup, err);
         if (rc) goto done;
-        if (dup) BAD_ROW("%s:%zu: user id '%.*s' listed twice", name, line, CLIP(fl[0]), f[0]);
+        if (dup) BAD_ROW("%s:%zu: user id '%.*s' listed twice", name, line, CLIP(f[0], fl[0]), f[0]);
         const char *region = cb_zip_region(f[4], fl[4]);
         rc = cb_tb_set_num(&L->users, col_age, u, age, err);
         if (!rc) rc = cb_tb_set_cat(&L->users, col_gender, u, f[i_gender], fl[i_gender], err);
