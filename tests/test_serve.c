@@ -452,6 +452,11 @@ static void clean_errors(void **state) {
     expect_error(f, "GET", "/v1/recommend?user=1&exclude=no-such-item", NULL, 0, 400);
     expect_error(f, "GET", "/v1/recommend?user=1&allow=no-such-item", NULL, 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"block\": [\"no-such-item\"]}", 0, 400);
+    /* a JSON list's id holding a comma or a quote is one id, not two */
+    char *out;
+    assert_int_equal(http(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"exclude\": [\"2\", \"no,\\\"such\"]}", 0, &out), 400);
+    assert_non_null(strstr(out, "unknown item id 'no,\\\"such'"));
+    free(out);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"\xff\xfe\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"user\": \"2\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"profile\": {}}", 0, 400);
@@ -465,7 +470,6 @@ static void clean_errors(void **state) {
     /* an id longer than 511 bytes reaches its route (it was "no such page") */
     char path[700] = "/v1/users/";
     memset(path + strlen(path), 'u', 600);
-    char *out;
     assert_int_equal(http(f, "GET", path, NULL, 0, &out), 404);
     assert_non_null(strstr(out, "unknown user 'uuu"));
     free(out);
