@@ -280,6 +280,15 @@ static void test_tolerated_encodings(void **state) {
     assert_true(year >= 0 && ds->item_attr.cols[year].num[0] == 1990.0f);
     assert_true(genres >= 0 && cb_vocab_size(ds->item_attr.cols[genres].levels) == 2);
     cb_dataset_free(ds);
+    /* so are tags.csv's: by position the user id 1 was the movie, the movie id 1 the tag */
+    free(tu_write(d, "tags.csv", "tag,userId,movieId,timestamp\nFunny,1,1,5\n"));
+    ds = expect_ok(d, NULL);
+    int tags = cb_table_find(&ds->item_attr, "tags");
+    assert_true(tags >= 0 && cb_vocab_size(ds->item_attr.cols[tags].levels) == 1);
+    assert_string_equal(cb_vocab_name(ds->item_attr.cols[tags].levels, 0), "funny");
+    cb_dataset_free(ds);
+    free(tu_write(d, "tags.csv", "user,movieId,tag,timestamp\n1,1,funny,5\n"));
+    expect_fail(d, NULL, CB_EPARSE, "tags.csv", 1, "no column 'userId'");
     done(d);
 }
 

@@ -66,6 +66,28 @@ static int ratings_and_finish(cb_loader *L, const char *path, const char *delim,
  * UTF-8, quoted) and movies.dat (1M: MovieID::Title::Genres, latin-1). One
  * item per row, a year from the title, '|'-separated genres. */
 
+/* The field of each of the n columns `role` names in a header of n fields
+ * (any order, any case, a BOM allowed) into pos[0..n). By position alone,
+ * "movieId,genres,title" swapped every title with its genres, and
+ * "movieId,userId,tag,..." gave tags to the movies numbered like their users,
+ * without a word. */
+static int header_columns(const char *name, size_t line, char **f, const size_t *fl, const char *const *role, int n,
+                          const char *fields, int *pos, cb_error *err) {
+    for (int k = 0; k < n; k++) pos[k] = -1;
+    for (int i = 0; i < n; i++) {
+        const char *h = f[i];
+        size_t len = fl[i];
+        if (i == 0 && len >= 3 && !memcmp(h, "\xEF\xBB\xBF", 3)) h += 3, len -= 3; /* BOM */
+        for (int k = 0; k < n; k++)
+            if (cb_ieq(h, len, role[k]) && pos[k] < 0) pos[k] = i;
+    }
+    for (int k = 0; k < n; k++)
+        if (pos[k] < 0)
+            return cb_fail(err, CB_EPARSE, "%s:%zu: the header has no column '%s' (expected %s, in any order; other "
+                           "columns: describe the files in a cbrec.schema)", name, line, role[k], fields);
+    return CB_OK;
+}
+
 static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *err) {
     const char *fields = is_dat ? "MovieID::Title::Genres" : "movieId,title,genres";
     cb_csv *c = NULL;
@@ -95,24 +117,8 @@ static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *er
                          fields);
             goto done;
         }
-        /* the columns by name, in any order: read by position, "movieId,genres,title"
-         * swapped every title with its genres without a word */
         static const char *const role[3] = {"movieId", "title", "genres"};
-        int at[3] = {-1, -1, -1};
-        rc = CB_OK;
-        for (size_t i = 0; i < 3; i++) {
-            const char *h = f[i];
-            size_t len = fl[i];
-            if (i == 0 && len >= 3 && !memcmp(h, "\xEF\xBB\xBF", 3)) h += 3, len -= 3; /* BOM */
-            for (int k = 0; k < 3; k++)
-                if (cb_ieq(h, len, role[k]) && at[k] < 0) at[k] = (int)i;
-        }
-        for (int k = 0; k < 3 && !rc; k++)
-            if (at[k] < 0)
-                rc = cb_fail(err, CB_EPARSE, "%s:%zu: the header has no column '%s' (expected %s, in any order; other "
-                             "columns: describe the files in a cbrec.schema)", name, cb_csv_line(c), role[k], fields);
-        if (rc) goto done;
-        memcpy(pos, at, sizeof pos);
+        if ((rc = header_columns(name, cb_csv_line(c), f, fl, role, 3, fields, pos, err))) goto done;
     }
     for (;;) {
         rc = cb_csv_next(c, &f, &fl, &nf, err);
@@ -176,16 +182,25 @@ static int read_tags_csv(cb_loader *L, const char *path, cb_error *err) {
     cb_vocab *levels = L->ds->item_attr.cols[col].levels;
     rc = cb_csv_next(c, &f, &fl, &nf, err);
     if (rc <= 0) goto done; /* an empty tags file is no tags */
+    static const char *const role[4] = {"userId", "movieId", "tag", "timestamp"};
+    int pos[4];
+    if (nf != 4)
+        rc = cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields, expected 4 (userId,movieId,tag,timestamp)", name,
+                     cb_csv_line(c), nf);
+    else rc = header_columns(name, cb_csv_line(c), f, fl, role, 4, "userId,movieId,tag,timestamp", pos, err);
+    if (rc) goto done;
     for (;;) {
         rc = cb_csv_next(c, &f, &fl, &nf, err);
         if (rc == 0) break;
         if (rc < 0) goto done;
         size_t line = cb_csv_line(c);
         if (nf != 4) BAD_ROW("%s:%zu: expected 4 fields (userId,movieId,tag,timestamp), found %zu", name, line, nf);
-        int64_t it = cb_vocab_find(L->ds->items, f[1], fl[1]);
-        if (it < 0) BAD_ROW("%s:%zu: unknown item id '%.*s' (not in movies.csv)", name, line, CLIP(f[1], fl[1]), f[1]);
-        const char *s = f[2];
-        size_t n = fl[2];
+        int64_t it = cb_vocab_find(L->ds->items, f[pos[1]], fl[pos[1]]);
+        if (it < 0)
+            BAD_ROW("%s:%zu: unknown item id '%.*s' (not in movies.csv)", name, line, CLIP(f[pos[1]], fl[pos[1]]),
+                    f[pos[1]]);
+        const char *s = f[pos[2]];
+        size_t n = fl[pos[2]];
         while (n && (*s == ' ' || *s == '\t')) s++, n--;
         while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
         if (n == 0) goto next_row;
