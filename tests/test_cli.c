@@ -233,6 +233,26 @@ static void user_files_with_bom(void **state) {
     free(users), free(item), free(me), free(block), free(added);
 }
 
+/* In --users FILE a line starting with '#' is a comment unless it is a
+ * user's id: "#u1" was skipped without a word. */
+static void users_file_hash_ids(void **state) {
+    fixture *f = *state;
+    char *out, *d = tu_path(f->dir, "hash"), *m = tu_path(f->dir, "hash.cbrec");
+    assert_int_equal(mkdir(d, 0700), 0);
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\n"));
+    free(tu_write(d, "r.csv", "user,item,rating\n#u1,a,5\n#u1,b,3\nu2,a,4\nu2,c,2\n"));
+    char *ids = tu_write(d, "ids.txt", "# a comment\n#u1\nu2\n");
+    assert_int_equal(run(&out, "%s train --data %s --model %s --epochs 1 --dim 4 --user-layers 8 --item-layers 8 -q",
+                         cbrec(), d, m), 0);
+    free(out);
+    size_t n = 1;
+    assert_int_equal(run(&out, "%s recommend --model %s --users %s -n 1", cbrec(), m, ids), 0);
+    assert_int_equal(json_lines(out, batch_line, &n), 2);
+    assert_non_null(strstr(out, "{\"user\":\"#u1\""));
+    free(out);
+    free(ids), free(m), free(d);
+}
+
 /* add-item without a table writes an added-items file; recommend --table
  * recommends from it (single and batch), filters it, and without the added
  * item gives the same output as before. */
@@ -753,7 +773,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
         cmocka_unit_test(recommend_batch),         cmocka_unit_test(add_item_then_recommend),
-        cmocka_unit_test(user_files_with_bom),
+        cmocka_unit_test(user_files_with_bom),     cmocka_unit_test(users_file_hash_ids),
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),

@@ -346,9 +346,10 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
         if (save) *save++ = 0;
         lineno++;
         line[strcspn(line, "\r")] = 0;
-        if (!line[0] || line[0] == '#') continue;
         size_t u = 0;
-        if (cb_recommender_find_user(rec, line, &u, &err))
+        /* '#' starts a comment, unless the line is a user's id ("#u1" was skipped without a word) */
+        if (!line[0] || (line[0] == '#' && cb_recommender_find_user(rec, line, &u, &err))) continue;
+        if (line[0] != '#' && cb_recommender_find_user(rec, line, &u, &err))
             status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%.80s%s'", spec, lineno, line,
                               strlen(line) > 80 ? "..." : "");
         else {
