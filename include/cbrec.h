@@ -427,7 +427,8 @@ CB_API int cb_recommender_new_user_vector(const cb_recommender *rec, const char 
  * the id of row i, a backslash, CR or LF in it written as \\, \r, \n) or
  * "st" (embeddings.safetensors) [shared]. */
 CB_API int cb_recommender_export_vectors(const cb_recommender *rec, const char *dir, const char *format, cb_error *err);
-/* The model's prediction for a known user and a model item: the rating (or the
+/* The model's prediction for a known user and an item of the model or added
+ * to it (a table's added items, cb_recommender_add_item): the rating (or the
  * probability for 0/1 labels) [shared]. */
 CB_API int cb_recommender_predict(const cb_recommender *rec, const char *user_id, const char *item_id, float *rating,
                                   cb_error *err);

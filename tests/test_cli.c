@@ -211,6 +211,56 @@ static void recommend_batch(void **state) {
     free(recs);
 }
 
+/* The files a user writes by hand (--users FILE, --item-json, --new-user,
+ * --block-file) may start with the UTF-8 byte-order mark a Windows editor
+ * writes, and end lines in CRLF, as the data files may: the mark is not part
+ * of the first id or of the JSON. */
+static void user_files_with_bom(void **state) {
+    fixture *f = *state;
+    char *out, *added = tu_path(f->dir, "bom-added.cbrec");
+    char *users = tu_write(f->dir, "bom-users.txt", "\xEF\xBB\xBF" "3\r\n1\r\n");
+    char *item = tu_write(f->dir, "bom-item.json", "\xEF\xBB\xBF{\"id\": \"bom1\", \"title\": \"Marked (2030)\"}");
+    char *me = tu_write(f->dir, "bom-me.json", "\xEF\xBB\xBF{\"ratings\": {\"1\": 5}}");
+    char *block = tu_write(f->dir, "bom-block.txt", "\xEF\xBB\xBF" "item 1\r\n");
+    size_t n = 3;
+    assert_int_equal(run(&out, "%s recommend --model %s --users %s -n 3", cbrec(), f->model, users), 0);
+    assert_int_equal(json_lines(out, batch_line, &n), 2);
+    assert_non_null(strstr(out, "{\"user\":\"3\""));
+    free(out);
+    assert_int_equal(run(&out, "%s add-item --model %s --item-json %s --out %s", cbrec(), f->model, item, added), 0);
+    assert_non_null(strstr(out, "added item bom1"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --new-user %s --json", cbrec(), f->model, me), 0);
+    assert_non_null(strstr(out, "\"criterion\""));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --user 3 --include-seen --allow 1 --block-file %s --json",
+                         cbrec(), f->model, block),
+                     0);
+    assert_null(strstr(out, "\"item\":\"1\""));
+    free(out);
+    free(users), free(item), free(me), free(block), free(added);
+}
+
+/* In --users FILE a line starting with '#' is a comment unless it is a
+ * user's id: "#u1" was skipped without a word. */
+static void users_file_hash_ids(void **state) {
+    fixture *f = *state;
+    char *out, *d = tu_path(f->dir, "hash"), *m = tu_path(f->dir, "hash.cbrec");
+    assert_int_equal(mkdir(d, 0700), 0);
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\n"));
+    free(tu_write(d, "r.csv", "user,item,rating\n#u1,a,5\n#u1,b,3\nu2,a,4\nu2,c,2\n"));
+    char *ids = tu_write(d, "ids.txt", "# a comment\n#u1\nu2\n");
+    assert_int_equal(run(&out, "%s train --data %s --model %s --epochs 1 --dim 4 --user-layers 8 --item-layers 8 -q",
+                         cbrec(), d, m), 0);
+    free(out);
+    size_t n = 1;
+    assert_int_equal(run(&out, "%s recommend --model %s --users %s -n 1", cbrec(), m, ids), 0);
+    assert_int_equal(json_lines(out, batch_line, &n), 2);
+    assert_non_null(strstr(out, "{\"user\":\"#u1\""));
+    free(out);
+    free(ids), free(m), free(d);
+}
+
 /* add-item without a table writes an added-items file; recommend --table
  * recommends from it (single and batch), filters it, and without the added
  * item gives the same output as before. */
@@ -743,6 +793,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
         cmocka_unit_test(recommend_batch),         cmocka_unit_test(add_item_then_recommend),
+        cmocka_unit_test(user_files_with_bom),     cmocka_unit_test(users_file_hash_ids),
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),

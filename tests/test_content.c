@@ -229,6 +229,11 @@ static void unknown_values(void **state) {
     snprintf(json, sizeof json, "{\"id\": \"new-2\", \"strict\": true, \"tags\": \"%s;mystery-tag\"}", t1);
     assert_int_not_equal(cb_recommender_add_item(f->rec, json, &item, &err), CB_OK);
     assert_non_null(strstr(err.msg, "mystery-tag"));
+    /* null is a missing value, as an empty cell of the file is (it was "must be a string, a number or ..."); an
+     * unknown column stays an error */
+    if (cb_recommender_add_item(f->rec, "{\"id\": \"new-3\", \"tags\": null}", &item, &err)) fail_msg("%s", err.msg);
+    assert_int_not_equal(cb_recommender_add_item(f->rec, "{\"id\": \"new-4\", \"colour\": null}", &item, &err), CB_OK);
+    assert_non_null(strstr(err.msg, "colour"));
 }
 
 /* Does any note of l, or any reason of its items, contain `text`? */

@@ -105,6 +105,12 @@ static void test_column_counts(void **state) {
     free(tu_write(d, "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,5\n"));
     expect_fail(d, NULL, CB_EPARSE, "movies.csv", 3, "expected 3 fields");
     done(d);
+    /* movies.csv's columns are found by name: one it does not name is an error, not read by position */
+    d = tu_tmpdir();
+    free(tu_write(d, "movies.csv", "movieId,name,genres\n1,A,Drama\n"));
+    free(tu_write(d, "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,5\n"));
+    expect_fail(d, NULL, CB_EPARSE, "movies.csv", 1, "no column 'title'");
+    done(d);
     /* 100K item with a broken genre flag. */
     d = tu_tmpdir();
     free(tu_write(d, "u.item", "1|T (1995)|01-Jan-1995||u|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
@@ -225,6 +231,10 @@ static void test_duplicates_and_unknown_ids(void **state) {
     d = ml_dir("userId,movieId,rating,timestamp\n1,1,4,5\n1,99,4,5\n");
     expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 3, "unknown item id '99' (not in movies.csv)");
     done(d);
+    /* an id quoted in a message is cut at 40 bytes, never inside a UTF-8 sequence */
+    d = ml_dir("userId,movieId,rating,timestamp\n1,1,4,5\n1,aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xC3\xA9\xC3\xA9,4,5\n");
+    expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 3, "unknown item id 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' (not in");
+    done(d);
     /* Duplicate ids in an items file. */
     d = tu_tmpdir();
     free(tu_write(d, "movies.csv", "movieId,title,genres\n1,A,Drama\n1,B,Drama\n"));
@@ -258,10 +268,42 @@ static void test_tolerated_encodings(void **state) {
     assert_string_equal(cb_vocab_name(ds->users, 0), "1"); /* no BOM, no CR in ids */
     cb_dataset_free(ds);
     done(d);
+    /* movies.csv's columns in another order: each read by its name (by position the
+     * genres were the title) */
+    d = tu_tmpdir();
+    free(tu_write(d, "movies.csv", "\xEF\xBB\xBFGenres,movieId,title\r\nDrama|Comedy,1,\"A, The (1990)\"\r\n"));
+    free(tu_write(d, "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,5\n"));
+    ds = expect_ok(d, NULL);
+    assert_string_equal(cb_vocab_name(ds->items, 0), "1");
+    assert_string_equal(ds->titles[0], "A, The (1990)");
+    int year = cb_table_find(&ds->item_attr, "year"), genres = cb_table_find(&ds->item_attr, "genres");
+    assert_true(year >= 0 && ds->item_attr.cols[year].num[0] == 1990.0f);
+    assert_true(genres >= 0 && cb_vocab_size(ds->item_attr.cols[genres].levels) == 2);
+    cb_dataset_free(ds);
+    /* so are tags.csv's: by position the user id 1 was the movie, the movie id 1 the tag */
+    free(tu_write(d, "tags.csv", "tag,userId,movieId,timestamp\nFunny,1,1,5\n"));
+    ds = expect_ok(d, NULL);
+    int tags = cb_table_find(&ds->item_attr, "tags");
+    assert_true(tags >= 0 && cb_vocab_size(ds->item_attr.cols[tags].levels) == 1);
+    assert_string_equal(cb_vocab_name(ds->item_attr.cols[tags].levels, 0), "funny");
+    cb_dataset_free(ds);
+    free(tu_write(d, "tags.csv", "user,movieId,tag,timestamp\n1,1,funny,5\n"));
+    expect_fail(d, NULL, CB_EPARSE, "tags.csv", 1, "no column 'userId'");
+    done(d);
 }
 
 static void test_reader_errors(void **state) {
     (void)state;
+    /* Lines ended by a lone CR (classic Mac): one line whose header names "rating\ra";
+     * it loaded as implicit events and failed with "no ratings in file" */
+    char *mac = tu_tmpdir();
+    free(tu_write(mac, "cbrec.schema", "ratings = r.csv\n"));
+    free(tu_write(mac, "r.csv", "user,item,rating\ra,x,5\rb,y,4\r"));
+    expect_fail(mac, NULL, CB_EPARSE, "r.csv", 1, "lone CR");
+    done(mac);
+    mac = ml_dir("userId,movieId,rating,timestamp\r1,1,4,5\r");
+    expect_fail(mac, NULL, CB_EPARSE, "ratings.csv", 1, "lone CR");
+    done(mac);
     /* Unclosed quote. */
     char *d = ml_dir("userId,movieId,rating,timestamp\n1,1,4,5\n1,\"2,4,5\n");
     expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 3, "quote");

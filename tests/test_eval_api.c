@@ -139,6 +139,28 @@ static void evaluate_reports_cbrec_and_baselines(void **state) {
     free(dir);
 }
 
+/* cb_evaluate's report of the folder dir (models; TRAIN keys and values
+ * train_kv[0..n_kv) in pairs) as JSON; the caller decrefs it. */
+static json_t *evaluate_folder(const char *dir, const char *models, const char *const *train_kv, size_t n_kv) {
+    cb_error err = {0};
+    cb_dataset *ds;
+    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
+    cb_config *ev, *tr;
+    assert_int_equal(cb_config_create(&ev, CB_CONFIG_EVAL, &err), CB_OK);
+    assert_int_equal(cb_config_create(&tr, CB_CONFIG_TRAIN, &err), CB_OK);
+    assert_int_equal(cb_config_set(ev, "models", models, &err), CB_OK);
+    for (size_t k = 0; k + 1 < n_kv; k += 2) assert_int_equal(cb_config_set(tr, train_kv[k], train_kv[k + 1], &err), CB_OK);
+    char *report = NULL;
+    if (cb_evaluate(ds, ev, tr, NULL, NULL, &report, &err)) fail_msg("%s", err.msg);
+    json_t *root = json_loads(report, 0, NULL);
+    assert_non_null(root);
+    free(report);
+    cb_config_free(ev);
+    cb_config_free(tr);
+    cb_dataset_close(ds);
+    return root;
+}
+
 /* Implicit events (user, item, time; no rating column): with the default
  * threshold every held-out event is relevant, so the lists get top-N
  * figures (a threshold of 4 had made every event irrelevant: no metric at
@@ -155,17 +177,7 @@ static void implicit_events_get_topn(void **state) {
                                     1000 + j);
     free(tu_write(dir, "ratings.csv", text));
     free(text);
-    cb_error err = {0};
-    cb_dataset *ds;
-    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
-    cb_config *ev, *tr;
-    assert_int_equal(cb_config_create(&ev, CB_CONFIG_EVAL, &err), CB_OK);
-    assert_int_equal(cb_config_create(&tr, CB_CONFIG_TRAIN, &err), CB_OK);
-    assert_int_equal(cb_config_set(ev, "models", "popularity,ease", &err), CB_OK);
-    char *report = NULL;
-    assert_int_equal(cb_evaluate(ds, ev, tr, NULL, NULL, &report, &err), CB_OK);
-    json_t *root = json_loads(report, 0, NULL);
-    assert_non_null(root);
+    json_t *root = evaluate_folder(dir, "popularity,ease", NULL, 0);
     print_message("implicit events: threshold %g\n", json_number_value(json_object_get(root, "threshold")));
     assert_true(json_number_value(json_object_get(root, "threshold")) <= 1.0); /* every event (y = 1) */
     for (const char *const *m = (const char *const[]){"popularity", "ease", NULL}; *m; m++) {
@@ -173,10 +185,28 @@ static void implicit_events_get_topn(void **state) {
         assert_true(ndcg > 0 && ndcg <= 1);
     }
     json_decref(root);
-    free(report);
-    cb_config_free(ev);
-    cb_config_free(tr);
-    cb_dataset_close(ds);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+/* The cold-items protocol: the cbrec and pipeline rows rank the new items
+ * only, whatever their ids hold (the cbrec row's allow list split "t,3" into
+ * two unknown ids; the pipeline row named items with training interactions). */
+static void cold_items_rows_rank_new_items(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir(), text[80 * 12 * 16 + 32] = "user,item,rating\n";
+    for (int row = 0, u, j; row < 80 * 12; row++) { /* 12 ratings of each of 80 users, 40 items */
+        u = row / 12, j = row % 12;
+        size_t at = strlen(text);
+        snprintf(text + at, sizeof text - at, "u%d,\"t,%d\",%d\n", u, (u * 5 + j * 3) % 40, 1 + (u + j) % 5);
+    }
+    free(tu_write(dir, "ratings.csv", text));
+    free(tu_write(dir, "cbrec.schema", "ratings = ratings.csv\n"));
+    const char *train[] = {"split", "cold-items", "epochs", "1", "user-layers", "16", "item-layers", "16", "dim", "8"};
+    json_t *root = evaluate_folder(dir, "cbrec,pipeline", train, 10);
+    assert_non_null(model_row(root, "cbrec"));
+    assert_non_null(model_row(root, "two-tower/pipeline"));
+    json_decref(root);
     tu_rmrf(dir);
     free(dir);
 }
@@ -204,6 +234,7 @@ int main(void) {
         cmocka_unit_test(evalrun_defaults_come_from_train),
         cmocka_unit_test(evaluate_reports_cbrec_and_baselines),
         cmocka_unit_test(implicit_events_get_topn),
+        cmocka_unit_test(cold_items_rows_rank_new_items),
         cmocka_unit_test(cli_uses_public_header_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

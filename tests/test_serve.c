@@ -452,6 +452,11 @@ static void clean_errors(void **state) {
     expect_error(f, "GET", "/v1/recommend?user=1&exclude=no-such-item", NULL, 0, 400);
     expect_error(f, "GET", "/v1/recommend?user=1&allow=no-such-item", NULL, 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"block\": [\"no-such-item\"]}", 0, 400);
+    /* a JSON list's id holding a comma or a quote is one id, not two */
+    char *out;
+    assert_int_equal(http(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"exclude\": [\"2\", \"no,\\\"such\"]}", 0, &out), 400);
+    assert_non_null(strstr(out, "unknown item id 'no,\\\"such'"));
+    free(out);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"\xff\xfe\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"user\": \"2\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"profile\": {}}", 0, 400);
@@ -462,6 +467,12 @@ static void clean_errors(void **state) {
     expect_error(f, "GET", "/v1/recommend?user=1%00x", NULL, 0, 404);
     expect_error(f, "GET", "/v1/users/1%00x", NULL, 0, 404);
     expect_error(f, "GET", "/v1/recommend?user=1&n=5%00", NULL, 0, 400);
+    /* an id longer than 511 bytes reaches its route (it was "no such page") */
+    char path[700] = "/v1/users/";
+    memset(path + strlen(path), 'u', 600);
+    assert_int_equal(http(f, "GET", path, NULL, 0, &out), 404);
+    assert_non_null(strstr(out, "unknown user 'uuu"));
+    free(out);
     still_serving(f);
 }
 
@@ -596,6 +607,13 @@ static void token_and_events(void **state) {
     assert_int_equal(json_integer_value(json_object_get(r, "live_events")), 1);
     expect_error(f, "POST", "/v1/users/a%0Ab/events", "{\"item\": 7, \"event\": \"click\"}", 1, 400);
     json_decref(r);
+    /* an id with "/" (sent as %2F, decoded before routing): one id, not more path */
+    json_decref(post_json(f, "/v1/users/team%2Fa/events", "{\"item\": 7, \"event\": \"click\"}", 1, 200));
+    r = get_json(f, "/v1/users/team%2Fa", 200);
+    assert_string_equal(json_string_value(json_object_get(r, "user")), "team/a");
+    assert_int_equal(json_integer_value(json_object_get(r, "live_events")), 1);
+    json_decref(r);
+    expect_error(f, "GET", "/v1/users/4/events", NULL, 0, 405); /* a one-segment id still routes first */
     /* the map of a user known from events: its history is the clicked item, its top-n highlighted */
     r = get_json(f, "/v1/map?user=newcomer&n=3", 200);
     assert_true(in_list(json_object_get(r, "history"), "7"));

@@ -130,14 +130,13 @@ def _column(users, name, values, ids, sep):
     numbers -> numeric, lists/tuples/sets -> multi, anything else -> categorical."""
     if isinstance(values, tuple) and len(values) == 2 and isinstance(values[0], str):
         kind, values = values
+    elif any(isinstance(v, (list, tuple, set, frozenset)) for v in values):
+        # before numpy sees them: tags of different lengths are a ragged array (a ValueError),
+        # lists of numbers of one length a 2-D numeric one
+        kind = "multi"
     else:
         numeric, arr = _is_numeric(values)
-        if numeric:
-            kind, values = "numeric", arr
-        elif any(isinstance(v, (list, tuple, set, frozenset)) for v in values):
-            kind = "multi"
-        else:
-            kind = "categorical"
+        kind, values = ("numeric", arr) if numeric else ("categorical", values)
     if kind == "multi":
         values = [sep.join(str(x) for x in v) if isinstance(v, (list, tuple, set, frozenset)) else v for v in values]
     return (users, name, kind, ids, values, sep)

@@ -27,7 +27,12 @@ PyObject *Error, *exc_by_code[8]; /* index: -code, 1..7 */
 PyObject *raise_cb(const cb_error *e) {
     int k = -e->code;
     PyObject *type = (k >= 1 && k <= 7 && exc_by_code[k]) ? exc_by_code[k] : Error;
-    PyObject *exc = PyObject_CallFunction(type, "s", e->msg[0] ? e->msg : cb_strstatus(e->code));
+    /* decoded leniently: a message quotes the input, which a fixed buffer may cut inside a
+     * UTF-8 sequence; "s" raised UnicodeDecodeError instead of the library's error */
+    const char *msg = e->msg[0] ? e->msg : cb_strstatus(e->code);
+    PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "replace");
+    PyObject *exc = text ? PyObject_CallFunctionObjArgs(type, text, NULL) : NULL;
+    Py_XDECREF(text);
     if (!exc) return NULL;
     PyObject *code = PyLong_FromLong(e->code);
     if (code) PyObject_SetAttrString(exc, "code", code);
@@ -143,9 +148,21 @@ cb_config *config_from(cb_config_kind kind, PyObject *kw) {
 
 /* ------------------------------------------------------- strings from Python */
 
+/* A missing value: None, a float NaN (what pandas puts in a text column's
+ * empty cells) or pandas.NA; str() made them the value "nan" / "<NA>". */
+static int missing(PyObject *x) {
+    if (x == Py_None) return 1;
+    if (PyFloat_Check(x)) return isnan(PyFloat_AS_DOUBLE(x));
+    if (PyArray_IsScalar(x, Floating)) {
+        double v = PyFloat_AsDouble(x);
+        return v == -1.0 && PyErr_Occurred() ? (PyErr_Clear(), 0) : isnan(v);
+    }
+    return !strcmp(Py_TYPE(x)->tp_name, "NAType");
+}
+
 /* Every element of `seq` as UTF-8 (str, or str() of anything else: ints,
- * numpy scalars); `keep` (a new list) holds the strings alive while *out is
- * used. *out is PyMem-allocated. 0 or -1 (raised). */
+ * numpy scalars), a missing one (above) as NULL; `keep` (a new list) holds the
+ * strings alive while *out is used. *out is PyMem-allocated. 0 or -1 (raised). */
 int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n) {
     *keep = NULL;
     *out = NULL;
@@ -157,8 +174,9 @@ int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***o
     if (!*keep || !*out) goto fail;
     for (Py_ssize_t i = 0; i < *n; i++) {
         PyObject *x = PySequence_Fast_GET_ITEM(fast, i);
-        PyObject *s = x == Py_None ? NULL : PyUnicode_Check(x) ? (Py_INCREF(x), x) : PyObject_Str(x);
-        if (!s && x != Py_None) goto fail;
+        int gap = missing(x);
+        PyObject *s = gap ? NULL : PyUnicode_Check(x) ? (Py_INCREF(x), x) : PyObject_Str(x);
+        if (!s && !gap) goto fail;
         PyList_SET_ITEM(*keep, i, s ? s : (Py_INCREF(Py_None), Py_None));
         (*out)[i] = s ? utf8_text(s) : NULL;
         if (s && !(*out)[i]) goto fail;

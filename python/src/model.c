@@ -692,7 +692,8 @@ static PyMethodDef Model_methods[] = {
       "item_content(item) -> dict\n\nAn item's content by column (id or title; added items too): {\"genres\": [...]}\n"
       "and each other content column's values, e.g. {\"genres\": [\"Comedy\"], \"tags\": [\"jazz\"], \"brand\": [\"Acme\"]}."),
     M("predict", Model_predict, METH_VARARGS,
-      "predict(user, item) -> float\n\nThe model's rating (or probability, for 0/1 labels) for a known user and item id."),
+      "predict(user, item) -> float\n\nThe model's rating (or probability, for 0/1 labels) for a known user and an item\n"
+      "id of the model or added to it."),
     M("_add_item", Model_add_item, METH_VARARGS, "_add_item(json_text) -> item number: see Model.add_item."),
     M("_bench_c_recommend", Model_bench_c, METH_VARARGS,
       "_bench_c_recommend(user_ids, repeat=1) -> (wall, thread CPU) seconds of the same recommend calls made from C\n"

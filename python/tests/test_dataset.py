@@ -100,8 +100,8 @@ def test_from_frames_pandas(synth_dir):
 
 
 def test_errors_are_exceptions(tmp_path):
-    with pytest.raises(cbrec.ParseError, match="duplicate rating for user 'u' and item 'a'") as e:
-        cbrec.Dataset.from_arrays(["u", "u"], ["a", "a"], [1, 2])
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[2\]: duplicate rating for user 'u' and item 'a' \(first at \[0\]\)") as e:
+        cbrec.Dataset.from_arrays(["u", "v", "u"], ["a", "a", "a"], [1, 2, 3])
     assert e.value.code == -2 and isinstance(e.value, ValueError) and isinstance(e.value, cbrec.Error)
     with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: empty user id"):
         cbrec.Dataset.from_arrays(["u", ""], ["a", "b"], [1, 2])
@@ -163,3 +163,25 @@ def test_from_frames_dataframe_like():
     attrs = FakeFrame({"runtime": [90.0, 120.0, 80.0]})
     ds2 = cbrec.Dataset.from_arrays([1], [10], [4.0], item_ids=[10, 20, 30], item_attributes=attrs)
     assert ds2.n_items == 3
+
+
+def test_from_arrays_multi_column_of_lists():
+    # tags given as lists of different lengths (a ragged array to numpy), and lists of numbers
+    ds = cbrec.Dataset.from_arrays(
+        ["u1", "u1", "u2"], ["a", "b", "a"], [5, 3, 4], item_ids=["a", "b", "c"],
+        item_attributes={"tags": [["café – 東京", "x"], ["y"], []], "sizes": [[1, 2], [3, 4], [5, 6]]})
+    cols = {c["name"]: c for c in ds.describe()["item_columns"]}
+    assert cols["tags"]["kind"] == "multi" and cols["tags"]["levels"] == 3
+    assert cols["sizes"]["kind"] == "multi" and cols["sizes"]["levels"] == 6
+
+
+def test_nan_in_text_columns_is_missing():
+    # pandas fills a text column's empty cells with NaN (or pd.NA): missing, not the value "nan"
+    ds = cbrec.Dataset.from_arrays(
+        ["u1", "u1", "u2"], ["a", "b", "a"], [5, 3, 4], item_ids=["a", "b", "c"],
+        item_attributes={"studio": ["WB", float("nan"), np.float32("nan")], "genres": ("multi", ["x|y", np.nan, "y"])})
+    cols = {c["name"]: c for c in ds.describe()["item_columns"]}
+    assert cols["studio"]["missing"] == 2 and cols["studio"]["examples"] == ["WB"]
+    assert cols["genres"]["missing"] == 1 and "nan" not in cols["genres"]["examples"]
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: empty user id"):
+        cbrec.Dataset.from_arrays(["u1", float("nan")], ["a", "b"], [5, 3])

@@ -205,6 +205,11 @@ def test_add_item(dataset):
     assert "brand-new" in m.similar(m.item_ids[0], k=m.n_items).ids
     with pytest.raises(cbrec.InvalidArgument):
         m.add_item({"id": "brand-new"})
+    # the added item is predicted for, as its place in a list shows its rating
+    user = m.user_ids[0]
+    shown = [r for r in m.recommend(user, n=1, allow=["brand-new"])]
+    assert shown[0].id == "brand-new"
+    assert m.predict(user, "brand-new") == pytest.approx(shown[0].rating, abs=1e-5)
 
 
 def test_threads_share_a_model(model):
@@ -459,3 +464,9 @@ def test_exclude_ids_with_commas_and_bad_types():
     assert sorted(m.recommend("u1", n=30, include_seen=True, allow=['sku,5', 'plain']).ids) == ['plain', 'sku,5']
     with pytest.raises(TypeError):
         m.recommend("u1", exclude=[None])
+
+
+def test_error_message_cut_inside_utf8(model):
+    # a message quoting input may be cut inside a UTF-8 sequence: still the library's error, not UnicodeDecodeError
+    with pytest.raises(cbrec.NotFound, match="is not a genre"):
+        model.new_user({"genre_ratings": {"a" + "\u00e9" * 100: 5}, "strict": True})

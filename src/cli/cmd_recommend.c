@@ -218,12 +218,16 @@ static const char *add_item_usage =
     "Either way `cbrec recommend --table TABLE2` can recommend it and `cbrec similar --table TABLE2`\n"
     "shows it. FILE: {\"id\": \"x1\", \"title\": \"T (2024)\", \"genres\": [\"Adventure\"], ...}\n";
 
-/* A user-given JSON file (--item-json, --new-user): regular files only, at
- * most 16 MB; NULL after printing why. */
-static char *read_json_file(const char *cmd, const char *path) {
+/* A user-given text file (--item-json, --new-user, --users FILE): regular
+ * files only, at most max_len bytes, without the UTF-8 byte-order mark a
+ * Windows editor writes first (the data files accept one too); NULL after
+ * printing why. */
+static char *read_user_file(const char *cmd, const char *path, size_t max_len) {
     char *text = NULL;
+    size_t len = 0;
     cb_error err = {0};
-    if (cb_file_read(path, 16u << 20, &text, NULL, &err)) cli_error(cmd, &err);
+    if (cb_file_read(path, max_len, &text, &len, &err)) cli_error(cmd, &err);
+    else if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) memmove(text, text + 3, len - 2); /* with the NUL */
     return text;
 }
 
@@ -244,7 +248,7 @@ int cmd_add_item(int argc, char **argv) {
     cb_list *l = NULL;
     size_t item;
     status = CLI_ERROR;
-    char *text = read_json_file(cmd, item_json);
+    char *text = read_user_file(cmd, item_json, 16u << 20);
     if (!text) return CLI_ERROR;
     cb_recommender *rec = cli_load_model(cmd, model, table);
     if (!rec) goto done;
@@ -330,9 +334,9 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
     *out = NULL;
     *n_out = 0;
     if (!strcmp(spec, "all")) return *n_out = cb_recommender_user_count(rec), CLI_OK;
-    char *text = NULL, *save = NULL;
+    char *text = read_user_file(cmd, spec, (size_t)64 << 20), *save = NULL;
     cb_error err = {0};
-    if (cb_file_read(spec, (size_t)64 << 20, &text, NULL, &err)) return cli_error(cmd, &err);
+    if (!text) return CLI_ERROR;
     size_t cap = 64, *users = malloc(cap * sizeof *users);
     int status = users ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
     size_t lineno = 0;
@@ -342,9 +346,10 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
         if (save) *save++ = 0;
         lineno++;
         line[strcspn(line, "\r")] = 0;
-        if (!line[0] || line[0] == '#') continue;
         size_t u = 0;
-        if (cb_recommender_find_user(rec, line, &u, &err))
+        /* '#' starts a comment, unless the line is a user's id ("#u1" was skipped without a word) */
+        if (!line[0] || (line[0] == '#' && cb_recommender_find_user(rec, line, &u, &err))) continue;
+        if (line[0] != '#' && cb_recommender_find_user(rec, line, &u, &err))
             status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%.80s%s'", spec, lineno, line,
                               strlen(line) > 80 ? "..." : "");
         else {
@@ -431,7 +436,7 @@ static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a
     cb_list *l = NULL;
     char *json = NULL;
     int status = CLI_OK;
-    if (a->new_user && !(json = read_json_file(cmd, a->new_user))) return CLI_ERROR;
+    if (a->new_user && !(json = read_user_file(cmd, a->new_user, 16u << 20))) return CLI_ERROR;
     if (cb_recommender_recommend(rec, a->user, json, cfg, &l, &err)) {
         status = CLI_ERROR;
         if (json && !strncmp(err.msg, "new-user JSON", 13))

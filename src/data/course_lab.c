@@ -112,7 +112,7 @@ static int lab_side_row(lab_side *s, uint32_t *idx, cb_error *err) {
     for (size_t i = 0; i < nf; i++)
         if (!cb_fast_float(f[i], fl[i], &s->vals[i])) {
             cb_fail(err, CB_EPARSE, "%s:%zu: column '%s': '%.*s' is not a finite number", name, line, s->names[i],
-                    CLIP(fl[i]), f[i]);
+                    CLIP(f[i], fl[i]), f[i]);
             return 2;
         }
     bool added;
@@ -137,7 +137,7 @@ static int lab_side_row(lab_side *s, uint32_t *idx, cb_error *err) {
     for (size_t i = 0; i < nf; i++)
         if (t->cols[i].num[*idx] != s->vals[i]) {
             cb_fail(err, CB_EPARSE, "%s:%zu: %s %.*s has '%s' = %g here but %g at line %zu", name, line, s->what,
-                    CLIP(fl[0]), f[0], s->names[i], s->vals[i], t->cols[i].num[*idx], s->first_line[*idx]);
+                    CLIP(f[0], fl[0]), f[0], s->names[i], s->vals[i], t->cols[i].num[*idx], s->first_line[*idx]);
             return 2;
         }
     return 1;

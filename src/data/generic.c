@@ -141,7 +141,7 @@ static int parse_colspec(colspec *c, const char *s, size_t n, bool ratings, cons
             return cb_fail(err, CB_EPARSE,
                            "%s:%zu: ratings column '%.*s': role must be user, item, rating, label, timestamp, "
                            "weight or ignore",
-                           path, line, CLIP(n), s);
+                           path, line, CLIP(s, n), s);
         return CB_OK;
     }
     if (cb_ieq(kd, kl, "id")) c->kind = K_ID;
@@ -165,7 +165,7 @@ static int parse_colspec(colspec *c, const char *s, size_t n, bool ratings, cons
     } else {
         return cb_fail(err, CB_EPARSE,
                        "%s:%zu: column '%s': unknown kind '%.*s' (id, title, numeric, categorical, multi(SEP), text, ignore)",
-                       path, line, c->name, CLIP(kl), kd);
+                       path, line, c->name, CLIP(kd, kl), kd);
     }
     return CB_OK;
 }
@@ -234,9 +234,10 @@ static int parse_vocab_key(filespec *fs, const char *sub, size_t subn, const cha
     int64_t n;
     if (!cb_ieq(k, kl, "max_values") && !cb_ieq(k, kl, "min_count") && !cb_ieq(k, kl, "hash"))
         return cb_fail(err, CB_EPARSE, "%s:%zu: unknown key '%.*s' (a column takes max_values, min_count or hash)", path,
-                       line, CLIP(subn), sub);
+                       line, CLIP(sub, subn), sub);
     if (!cb_parse_i64(v, vn, &n) || n < 1 || n > 10000000)
-        return cb_fail(err, CB_EPARSE, "%s:%zu: %.*s must be an integer in 1..10000000", path, line, CLIP(subn), sub);
+        return cb_fail(err, CB_EPARSE, "%s:%zu: %.*s must be an integer in 1..10000000", path, line, CLIP(sub, subn),
+                       sub);
     vocabspec *e = NULL;
     for (size_t i = 0; i < fs->n_vocab; i++)
         if (strlen(fs->vocab[i].col) == cl && !memcmp(fs->vocab[i].col, sub, cl)) e = &fs->vocab[i];
@@ -261,7 +262,7 @@ static int schema_file_key(schema *s, filespec *fs, const char *sub, size_t subn
     const char *path = s->path;
     int rc = CB_OK;
     if (subn == 0) {
-        if (fs->file) rc = cb_fail(err, CB_EPARSE, "%s:%zu: '%.*s' given twice", path, line, CLIP(kn), k);
+        if (fs->file) rc = cb_fail(err, CB_EPARSE, "%s:%zu: '%.*s' given twice", path, line, CLIP(k, kn), k);
         else if (vn == 0) rc = cb_fail(err, CB_EPARSE, "%s:%zu: empty file name", path, line);
         else if (!(fs->file = cb_strndup(v, vn, err))) rc = CB_ENOMEM;
         fs->file_line = line;
@@ -284,7 +285,7 @@ static int schema_file_key(schema *s, filespec *fs, const char *sub, size_t subn
     } else if (fs != &s->ratings && memchr(sub, '.', subn)) {
         rc = parse_vocab_key(fs, sub, subn, v, vn, path, line, err);
     } else {
-        rc = cb_fail(err, CB_EPARSE, "%s:%zu: unknown key '%.*s'", path, line, CLIP(kn), k);
+        rc = cb_fail(err, CB_EPARSE, "%s:%zu: unknown key '%.*s'", path, line, CLIP(k, kn), k);
     }
     return rc;
 }
@@ -318,7 +319,7 @@ static int schema_key(schema *s, const char *k, size_t kn, const char *v, size_t
         free(s->name);
         if (!(s->name = cb_strndup(v, vn, err))) return CB_ENOMEM;
     } else {
-        return cb_fail(err, CB_EPARSE, "%s:%zu: unknown key '%.*s'", path, line, CLIP(kn), k);
+        return cb_fail(err, CB_EPARSE, "%s:%zu: unknown key '%.*s'", path, line, CLIP(k, kn), k);
     }
     return CB_OK;
 }
@@ -473,6 +474,7 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
             rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header line)", name);
             goto done;
         }
+        if ((rc = cb_header_lone_cr(name, cb_csv_line(c), f, fl, nf, err))) goto done;
         if (nf != fs->n_cols) {
             rc = cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields but the schema declares %zu columns",
                          name, cb_csv_line(c), nf, fs->n_cols);
@@ -495,13 +497,13 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
             if (n == 0 || cb_ieq(s, n, "NA") || cb_ieq(s, n, "null")) vals[i] = NAN;
             else if (!cb_fast_float(s, n, &vals[i]))
                 BAD_ROW("%s:%zu: column '%s': '%.*s' is not a finite number", name, line, fs->cols[i].name,
-                        CLIP(fl[i]), f[i]);
+                        CLIP(f[i], fl[i]), f[i]);
         }
         uint32_t row;
         bool added;
         rc = cb_vocab_intern(ids, f[id_col], fl[id_col], &row, &added, err);
         if (rc) goto done;
-        if (!added) BAD_ROW("%s:%zu: id '%.*s' listed twice", name, line, CLIP(fl[id_col]), f[id_col]);
+        if (!added) BAD_ROW("%s:%zu: id '%.*s' listed twice", name, line, CLIP(f[id_col], fl[id_col]), f[id_col]);
         for (size_t i = 0; i < fs->n_cols && !rc; i++) {
             colspec *cs = &fs->cols[i];
             const char *s = f[i];
@@ -541,6 +543,7 @@ static int ratings_cols_from_header(cb_ratings_spec *sp, int implicit, cb_error 
     size_t *fl, nf;
     rc = cb_csv_next(c, &f, &fl, &nf, err);
     if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header and ratings)", cb_csv_name(c));
+    if (rc > 0) rc = cb_header_lone_cr(cb_csv_name(c), cb_csv_line(c), f, fl, nf, err);
     if (rc < 0) goto done;
     static const char *const users[] = {"user", "userid", "user_id", "user id", "uid", NULL};
     static const char *const items[] = {"item", "itemid", "item_id", "item id", "movieid", "movie_id", "movie id",

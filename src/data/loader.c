@@ -256,8 +256,12 @@ static int check_duplicates(cb_loader *L, const cb_ratings_spec *sp, y_range *ra
         const char *un = cb_vocab_name(ds->users, r[d.first_dup].user);
         const char *in = cb_vocab_name(ds->items, r[d.first_dup].item);
         size_t l1 = 0, l2 = 0;
-        if (!sp) { /* ratings from memory (dataset_arrays.c): no lines to name */
-            rc = cb_fail(err, CB_EPARSE, "%s: duplicate rating for user '%s' and item '%s'", ds->path, un, in);
+        if (!sp) { /* ratings from memory (dataset_arrays.c): named by position, as its other rows are */
+            size_t first = 0; /* nothing was skipped (else no error): rows are at their given positions */
+            while (first < d.first_dup && (r[first].user != r[d.first_dup].user || r[first].item != r[d.first_dup].item))
+                first++;
+            rc = cb_fail(err, CB_EPARSE, "%s: ratings[%zu]: duplicate rating for user '%s' and item '%s' (first at [%zu])",
+                         ds->path, d.first_dup, un, in, first);
             goto done;
         }
         find_dup_lines(sp, un, in, &l1, &l2);

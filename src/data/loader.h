@@ -82,7 +82,14 @@ int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_e
         goto done;                                     \
     } while (0)
 
-/* Length of a field quoted in a message: at most 40 bytes (use with "%.*s"). */
-#define CLIP(n) ((int)((n) > 40 ? 40 : (n)))
+/* Length of the field s[0, n) quoted in a message: at most 40 bytes, never
+ * ending inside a UTF-8 sequence (use with "%.*s"; a cut "é" made the message
+ * invalid UTF-8, which Python could not even decode). */
+static inline int cb_clip_len(const char *s, size_t n) {
+    size_t keep = n > 40 ? 40 : n;
+    while (keep < n && keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80) keep--;
+    return (int)keep;
+}
+#define CLIP(s, n) cb_clip_len((s), (n))
 
 #endif /* CB_LOADER_H */

@@ -66,6 +66,28 @@ static int ratings_and_finish(cb_loader *L, const char *path, const char *delim,
  * UTF-8, quoted) and movies.dat (1M: MovieID::Title::Genres, latin-1). One
  * item per row, a year from the title, '|'-separated genres. */
 
+/* The field of each of the n columns `role` names in a header of n fields
+ * (any order, any case, a BOM allowed) into pos[0..n). By position alone,
+ * "movieId,genres,title" swapped every title with its genres, and
+ * "movieId,userId,tag,..." gave tags to the movies numbered like their users,
+ * without a word. */
+static int header_columns(const char *name, size_t line, char **f, const size_t *fl, const char *const *role, int n,
+                          const char *fields, int *pos, cb_error *err) {
+    for (int k = 0; k < n; k++) pos[k] = -1;
+    for (int i = 0; i < n; i++) {
+        const char *h = f[i];
+        size_t len = fl[i];
+        if (i == 0 && len >= 3 && !memcmp(h, "\xEF\xBB\xBF", 3)) h += 3, len -= 3; /* BOM */
+        for (int k = 0; k < n; k++)
+            if (cb_ieq(h, len, role[k]) && pos[k] < 0) pos[k] = i;
+    }
+    for (int k = 0; k < n; k++)
+        if (pos[k] < 0)
+            return cb_fail(err, CB_EPARSE, "%s:%zu: the header has no column '%s' (expected %s, in any order; other "
+                           "columns: describe the files in a cbrec.schema)", name, line, role[k], fields);
+    return CB_OK;
+}
+
 static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *err) {
     const char *fields = is_dat ? "MovieID::Title::Genres" : "movieId,title,genres";
     cb_csv *c = NULL;
@@ -76,6 +98,7 @@ static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *er
     const char *name = cb_csv_name(c);
     char **f;
     size_t *fl, nf;
+    int pos[3] = {0, 1, 2}; /* the fields of the id, the title and the genres */
     int col_genres = cb_tb_add_col(&L->items, "genres", CB_COL_MULTI, err);
     int col_year = col_genres < 0 ? col_genres : cb_tb_add_col(&L->items, "year", CB_COL_NUMERIC, err);
     if (col_year < 0) {
@@ -88,11 +111,14 @@ static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *er
             if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected %s)", name, fields);
             goto done;
         }
+        if ((rc = cb_header_lone_cr(name, cb_csv_line(c), f, fl, nf, err))) goto done;
         if (nf != 3) {
             rc = cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields, expected 3 (%s)", name, cb_csv_line(c), nf,
                          fields);
             goto done;
         }
+        static const char *const role[3] = {"movieId", "title", "genres"};
+        if ((rc = header_columns(name, cb_csv_line(c), f, fl, role, 3, fields, pos, err))) goto done;
     }
     for (;;) {
         rc = cb_csv_next(c, &f, &fl, &nf, err);
@@ -100,16 +126,18 @@ static int read_movies(cb_loader *L, const char *path, bool is_dat, cb_error *er
         if (rc < 0) goto done;
         size_t line = cb_csv_line(c);
         if (nf != 3) BAD_ROW("%s:%zu: expected 3 fields (%s), found %zu", name, line, fields, nf);
-        if (fl[0] == 0) BAD_ROW("%s:%zu: empty movie id", name, line);
+        const char *id = f[pos[0]], *title = f[pos[1]], *genres = f[pos[2]];
+        size_t id_len = fl[pos[0]], title_len = fl[pos[1]], genres_len = fl[pos[2]];
+        if (id_len == 0) BAD_ROW("%s:%zu: empty movie id", name, line);
         uint32_t it;
         bool dup;
-        rc = new_id(L->ds->items, f[0], fl[0], &it, &dup, err);
+        rc = new_id(L->ds->items, id, id_len, &it, &dup, err);
         if (rc) goto done;
-        if (dup) BAD_ROW("%s:%zu: movie id '%.*s' listed twice", name, line, CLIP(fl[0]), f[0]);
-        rc = cb_ld_set_title(L, it, f[1], fl[1], err);
-        if (!rc) rc = cb_tb_set_num(&L->items, col_year, it, cb_year_from_title(f[1], fl[1]), err);
-        if (!rc && !cb_ieq(f[2], fl[2], "(no genres listed)"))
-            rc = cb_tb_add_multi_split(&L->items, col_genres, it, f[2], fl[2], "|", err);
+        if (dup) BAD_ROW("%s:%zu: movie id '%.*s' listed twice", name, line, CLIP(id, id_len), id);
+        rc = cb_ld_set_title(L, it, title, title_len, err);
+        if (!rc) rc = cb_tb_set_num(&L->items, col_year, it, cb_year_from_title(title, title_len), err);
+        if (!rc && !cb_ieq(genres, genres_len, "(no genres listed)"))
+            rc = cb_tb_add_multi_split(&L->items, col_genres, it, genres, genres_len, "|", err);
         if (rc) goto done;
     next_row:;
     }
@@ -154,16 +182,25 @@ static int read_tags_csv(cb_loader *L, const char *path, cb_error *err) {
     cb_vocab *levels = L->ds->item_attr.cols[col].levels;
     rc = cb_csv_next(c, &f, &fl, &nf, err);
     if (rc <= 0) goto done; /* an empty tags file is no tags */
+    static const char *const role[4] = {"userId", "movieId", "tag", "timestamp"};
+    int pos[4];
+    if (nf != 4)
+        rc = cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields, expected 4 (userId,movieId,tag,timestamp)", name,
+                     cb_csv_line(c), nf);
+    else rc = header_columns(name, cb_csv_line(c), f, fl, role, 4, "userId,movieId,tag,timestamp", pos, err);
+    if (rc) goto done;
     for (;;) {
         rc = cb_csv_next(c, &f, &fl, &nf, err);
         if (rc == 0) break;
         if (rc < 0) goto done;
         size_t line = cb_csv_line(c);
         if (nf != 4) BAD_ROW("%s:%zu: expected 4 fields (userId,movieId,tag,timestamp), found %zu", name, line, nf);
-        int64_t it = cb_vocab_find(L->ds->items, f[1], fl[1]);
-        if (it < 0) BAD_ROW("%s:%zu: unknown item id '%.*s' (not in movies.csv)", name, line, CLIP(fl[1]), f[1]);
-        const char *s = f[2];
-        size_t n = fl[2];
+        int64_t it = cb_vocab_find(L->ds->items, f[pos[1]], fl[pos[1]]);
+        if (it < 0)
+            BAD_ROW("%s:%zu: unknown item id '%.*s' (not in movies.csv)", name, line, CLIP(f[pos[1]], fl[pos[1]]),
+                    f[pos[1]]);
+        const char *s = f[pos[2]];
+        size_t n = fl[pos[2]];
         while (n && (*s == ' ' || *s == '\t')) s++, n--;
         while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
         if (n == 0) goto next_row;
@@ -305,12 +342,13 @@ static int read_u_item(cb_loader *L, const char *path, char *const genre_names[1
         if (fl[0] == 0) BAD_ROW("%s:%zu: empty movie id", name, line);
         for (int g = 0; g < 19; g++)
             if (fl[5 + g] != 1 || (f[5 + g][0] != '0' && f[5 + g][0] != '1'))
-                BAD_ROW("%s:%zu: genre flag %d is '%.*s', expected 0 or 1", name, line, g, CLIP(fl[5 + g]), f[5 + g]);
+                BAD_ROW("%s:%zu: genre flag %d is '%.*s', expected 0 or 1", name, line, g, CLIP(f[5 + g], fl[5 + g]),
+                        f[5 + g]);
         uint32_t it;
         bool dup;
         rc = new_id(L->ds->items, f[0], fl[0], &it, &dup, err);
         if (rc) goto done;
-        if (dup) BAD_ROW("%s:%zu: movie id '%.*s' listed twice", name, line, CLIP(fl[0]), f[0]);
+        if (dup) BAD_ROW("%s:%zu: movie id '%.*s' listed twice", name, line, CLIP(f[0], fl[0]), f[0]);
         float year = cb_year_from_title(f[1], fl[1]);
         if (isnan(year)) year = cb_year_from_date(f[2], fl[2]);
         rc = cb_ld_set_title(L, it, f[1], fl[1], err);
@@ -362,14 +400,14 @@ static int read_users(cb_loader *L, const char *path, bool is_1m, cb_error *err)
         if (fl[0] == 0) BAD_ROW("%s:%zu: empty user id", name, line);
         float age;
         if (!cb_fast_float(f[i_age], fl[i_age], &age) || age < 0 || age > 150)
-            BAD_ROW("%s:%zu: age '%.*s' is not a number in [0, 150]", name, line, CLIP(fl[i_age]), f[i_age]);
+            BAD_ROW("%s:%zu: age '%.*s' is not a number in [0, 150]", name, line, CLIP(f[i_age], fl[i_age]), f[i_age]);
         if (fl[i_gender] == 0) BAD_ROW("%s:%zu: empty gender", name, line);
         const char *occ = f[3];
         size_t occ_len = fl[3];
         if (is_1m) {
             uint32_t code;
             if (!cb_fast_u32(f[3], fl[3], &code) || code > 20)
-                BAD_ROW("%s:%zu: occupation code '%.*s' is not in 0..20", name, line, CLIP(fl[3]), f[3]);
+                BAD_ROW("%s:%zu: occupation code '%.*s' is not in 0..20", name, line, CLIP(f[3], fl[3]), f[3]);
             occ = ml1m_occupations[code];
             occ_len = strlen(occ);
         }
@@ -377,7 +415,7 @@ static int read_users(cb_loader *L, const char *path, bool is_1m, cb_error *err)
         bool dup;
         rc = new_id(L->ds->users, f[0], fl[0], &u, &dup, err);
         if (rc) goto done;
-        if (dup) BAD_ROW("%s:%zu: user id '%.*s' listed twice", name, line, CLIP(fl[0]), f[0]);
+        if (dup) BAD_ROW("%s:%zu: user id '%.*s' listed twice", name, line, CLIP(f[0], fl[0]), f[0]);
         const char *region = cb_zip_region(f[4], fl[4]);
         rc = cb_tb_set_num(&L->users, col_age, u, age, err);
         if (!rc) rc = cb_tb_set_cat(&L->users, col_gender, u, f[i_gender], fl[i_gender], err);

@@ -573,6 +573,7 @@ static int read_header(reader *rd, size_t *last_line, cb_error *err) {
     if (rc < 0) return rc;
     if (rc == 0) return cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header and ratings)", rd->name);
     *last_line = cb_csv_line(rd->c);
+    if ((rc = cb_header_lone_cr(rd->name, *last_line, f, fl, nf, err))) return rc;
     if (rd->sp->n_fields && nf != rd->sp->n_fields)
         return cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields, expected %zu", rd->name, *last_line, nf,
                        rd->sp->n_fields);
@@ -630,7 +631,7 @@ static int row_value(reader *rd, const char *s, size_t n, float *y, cb_error *er
         BAD("%s:%zu: label %g is not 0 or 1 (binary labels declared)", rd->name, LINE, *y);
     return CB_OK;
 not_number:
-    BAD("%s:%zu: %s '%.*s' is not a finite number", rd->name, LINE, rd->is_weight ? "weight" : "rating", CLIP(n), s);
+    BAD("%s:%zu: %s '%.*s' is not a finite number", rd->name, LINE, rd->is_weight ? "weight" : "rating", CLIP(s, n), s);
 }
 
 /* The user of a row; the previous row's user is remembered. */
@@ -650,7 +651,7 @@ static int row_user(reader *rd, const char *us, size_t ul, uint32_t *u, cb_error
     cb_loader *L = rd->L;
     int rc = id_lookup(L->ds->users, &rd->user_map, L->users_file != NULL, us, ul, u, &found, err);
     if (rc) return rc;
-    if (!found) BAD("%s:%zu: unknown user id '%.*s' (not in %s)", rd->name, LINE, CLIP(ul), us, L->users_file);
+    if (!found) BAD("%s:%zu: unknown user id '%.*s' (not in %s)", rd->name, LINE, CLIP(us, ul), us, L->users_file);
     if (ul <= sizeof rd->last_user) {
         memcpy(rd->last_user, us, ul);
         rd->last_user_len = ul;
@@ -672,7 +673,7 @@ static int row_item(reader *rd, const char *is, size_t il, uint32_t *it, cb_erro
         if (rc) return rc;
     }
     if (!found)
-        BAD("%s:%zu: unknown item id '%.*s' (not in %s)", rd->name, LINE, CLIP(il), is, rd->L->items_file);
+        BAD("%s:%zu: unknown item id '%.*s' (not in %s)", rd->name, LINE, CLIP(is, il), is, rd->L->items_file);
     return CB_OK;
 }
 
@@ -688,7 +689,7 @@ static int parse_row(reader *rd, char **f, const size_t *fl, size_t nf, cb_ratin
     r->ts = 0;
     if (sp->col_ts >= 0 && !cb_fast_u32(f[sp->col_ts], fl[sp->col_ts], &r->ts))
         BAD("%s:%zu: timestamp '%.*s' is not an integer in [0, 4294967295]", rd->name, LINE,
-            CLIP(fl[sp->col_ts]), f[sp->col_ts]);
+            CLIP(f[sp->col_ts], fl[sp->col_ts]), f[sp->col_ts]);
     size_t ul = fl[sp->col_user], il = fl[sp->col_item];
     if (ul == 0) BAD("%s:%zu: empty user id", rd->name, LINE);
     if (il == 0) BAD("%s:%zu: empty item id", rd->name, LINE);
@@ -732,6 +733,7 @@ int cb_ratings_spec_resolve(const cb_ratings_spec *sp, cb_ratings_spec *out, cb_
     size_t *fl, nf;
     rc = cb_csv_next(c, &f, &fl, &nf, err);
     if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header and ratings)", cb_csv_name(c));
+    if (rc > 0 && cb_header_lone_cr(cb_csv_name(c), 1, f, fl, nf, err)) rc = CB_EPARSE;
     if (rc > 0 && sp->n_fields && nf != sp->n_fields)
         rc = cb_fail(err, CB_EPARSE, "%s:1: header has %zu fields, expected %zu", cb_csv_name(c), nf, sp->n_fields);
     int *cols[4] = {&out->col_user, &out->col_item, &out->col_rating, &out->col_ts};

@@ -59,6 +59,15 @@ void cb_trim(const char **s, size_t *n) {
     while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' || (*s)[*n - 1] == '\r')) (*n)--;
 }
 
+int cb_header_lone_cr(const char *name, size_t line, char *const *fields, const size_t *lens, size_t n,
+                      cb_error *err) {
+    for (size_t i = 0; i < n; i++)
+        if (memchr(fields[i], '\r', lens[i]))
+            return cb_fail(err, CB_EPARSE, "%s:%zu: the header's field %zu holds a carriage return: the lines end in "
+                           "a lone CR (as classic Mac files do); convert the line ends to LF or CRLF", name, line, i + 1);
+    return CB_OK;
+}
+
 bool cb_ieq(const char *s, size_t len, const char *lit) {
     size_t n = strlen(lit);
     if (n != len) return false;

@@ -79,6 +79,12 @@ slow:;
 }
 /* Case-insensitive ASCII equality of [s, s+len) with the NUL-terminated `lit`. */
 bool cb_ieq(const char *s, size_t len, const char *lit);
+/* CB_EPARSE ("file:line: ...") when a header record's field holds a carriage
+ * return: the file's lines end in a lone CR (classic Mac, Excel's "CSV
+ * (Macintosh)"), which the reader takes as data, so the file is one line and
+ * the header names columns such as "rating\r1"; else CB_OK. */
+int cb_header_lone_cr(const char *name, size_t line, char *const *fields, const size_t *lens, size_t n,
+                      cb_error *err);
 /* US region from a zip code: "0".."9" for a 5-digit (or ZIP+4) US zip, "other" otherwise. */
 const char *cb_zip_region(const char *zip, size_t len);
 

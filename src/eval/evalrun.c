@@ -7,6 +7,7 @@
 #include "eval/itemrec.h"
 
 #include <cblas.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,38 @@ static int pipe_list(void *vctx, uint32_t user, uint32_t k, uint32_t *items, uin
     return rc;
 }
 
+/* The cold-items protocol asks for lists of new items only: the items
+ * without training interactions, as the value of the "allow" option (one CSV
+ * record: an id holding a comma, a quote, a line break or outer blanks in
+ * quotes; joined plainly, "a,b #1" was two unknown ids). Caller frees *out. */
+static int new_items_allow(char **out, const cb_dataset *ds, const cb_split *sp, cb_error *err) {
+    uint32_t ni = cb_dataset_n_items(ds);
+    uint8_t *warm = cb_calloc((size_t)ni + 1, 1, err);
+    if (!warm) return CB_ENOMEM;
+    for (size_t j = 0; j < sp->n_train; j++) warm[ds->ratings[sp->train[j]].item] = 1;
+    size_t len = 1;
+    for (uint32_t i = 0; i < ni; i++) len += warm[i] ? 0 : 2 * strlen(cb_vocab_name(ds->items, i)) + 3;
+    char *list = cb_malloc(len, err), *end = list;
+    for (uint32_t i = 0; list && i < ni; i++) {
+        if (warm[i]) continue;
+        const char *id = cb_vocab_name(ds->items, i);
+        size_t n = strlen(id);
+        bool quote = strpbrk(id, ",\"\r\n") ||
+                     (n && (isspace((unsigned char)id[0]) || isspace((unsigned char)id[n - 1])));
+        if (end != list) *end++ = ',';
+        if (quote) *end++ = '"';
+        for (; *id; id++) {
+            if (quote && *id == '"') *end++ = '"';
+            *end++ = *id;
+        }
+        if (quote) *end++ = '"';
+    }
+    if (list) *end = 0;
+    free(warm);
+    *out = list;
+    return list ? CB_OK : CB_ENOMEM;
+}
+
 /* ---- training */
 
 /* cb_evalrun_train with the model configuration mc instead of c->model. */
@@ -263,10 +296,17 @@ static int eval_towers(cb_eval_result **results, size_t *n_results, const cb_eva
         cb_recommend_config rc_cfg = c->recommend;
         rc_cfg.n = c->topn.k > c->topn.recall_k ? c->topn.k : c->topn.recall_k;
         t0 = cb_now();
-        if ((rc = cb_recommender_wrap(&rctx, rec, err))) goto out;
+        char *allow = NULL; /* cold items: its lists too rank the new items only (they named warm ones) */
+        if (c->topn.new_items_only && (rc = new_items_allow(&allow, ds, sp, err))) goto out;
+        if (allow) rc_cfg.allow = allow;
+        if ((rc = cb_recommender_wrap(&rctx, rec, err))) {
+            free(allow);
+            goto out;
+        }
         pipe_ctx pc = {rctx, rec, tc.user_vecs, &rc_cfg};
         rc = cb_eval_topn_lists(&r->topn, &c->topn, ds, sp, pipe_list, &pc, err);
         cb_recommender_free(rctx);
+        free(allow);
         if (rc) goto out;
         /* the pipeline ranks by the same model: its rating error is the model's */
         if (rating && (rc = cb_eval_rating(&r->rating, ds, sp->test, sp->n_test, tt_predict, &tc, err)))
@@ -335,27 +375,6 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
         cb_itemrec_free(model);
     }
     cb_split_free(&carve);
-    return rc;
-}
-
-/* The cold-items protocol asks for lists of new items only: the items
- * without training interactions, as the "allow" option of the call. */
-static int allow_new_items(cb_config *opts, const cb_dataset *ds, const cb_split *sp, cb_error *err) {
-    uint32_t ni = cb_dataset_n_items(ds);
-    uint8_t *warm = cb_calloc((size_t)ni + 1, 1, err);
-    if (!warm) return CB_ENOMEM;
-    for (size_t j = 0; j < sp->n_train; j++) warm[ds->ratings[sp->train[j]].item] = 1;
-    size_t len = 1;
-    for (uint32_t i = 0; i < ni; i++) len += warm[i] ? 0 : strlen(cb_vocab_name(ds->items, i)) + 1;
-    char *list = cb_malloc(len, err);
-    int rc = list ? CB_OK : CB_ENOMEM;
-    size_t at = 0;
-    for (uint32_t i = 0; !rc && i < ni; i++)
-        if (!warm[i]) at += (size_t)sprintf(list + at, "%s%s", at ? "," : "", cb_vocab_name(ds->items, i));
-    if (!rc) list[at] = 0;
-    if (!rc) rc = cb_config_set(opts, "allow", list, err);
-    free(list);
-    free(warm);
     return rc;
 }
 
@@ -446,7 +465,10 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
     snprintf(n, sizeof n, "%u", c->topn.k > c->topn.recall_k ? c->topn.k : c->topn.recall_k);
     if (!rc && !(rc = cb_config_create_from_table(&opts, &cb_recommend_config_table, err)))
         rc = cb_config_set(opts, "n", n, err);
-    if (!rc && c->topn.new_items_only) rc = allow_new_items(opts, ds, sp, err);
+    char *allow = NULL;
+    if (!rc && c->topn.new_items_only && !(rc = new_items_allow(&allow, ds, sp, err)))
+        rc = cb_config_set(opts, "allow", allow, err);
+    free(allow);
     cbrec_ctx x = {rec, opts};
     if (!rc && c->topn_enabled) {
         rc = cb_eval_topn_lists(&r->topn, &c->topn, ds, sp, cbrec_list, &x, err);

@@ -12,13 +12,16 @@
 #include <string.h>
 
 /* Attribute values from JSON: strings, numbers, or arrays of strings (joined
- * with '|' for multi-valued columns). `joined` collects allocations to free. */
+ * with '|' for multi-valued columns); null is a missing value, as an empty or
+ * "null" cell of a file is. `joined` collects allocations to free. */
 int cb_rec_json_attr(cb_attr_value *a, const char *key, json_t *v, char **joined, const char *source, cb_error *err) {
     a->name = key;
     a->str = NULL;
     a->num = NAN;
     *joined = NULL;
-    if (json_is_string(v)) {
+    if (json_is_null(v)) {
+        /* missing: str NULL, num NAN */
+    } else if (json_is_string(v)) {
         a->str = json_string_value(v);
     } else if (json_is_number(v)) {
         a->num = json_number_value(v);

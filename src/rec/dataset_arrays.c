@@ -104,11 +104,12 @@ CB_API int cb_dataset_builder_add_ratings(cb_dataset_builder *b, const char *con
         ds->ratings = p;
         ds->cap_ratings = ds->n_ratings + n;
     }
+    size_t n_before = ds->n_ratings;
     for (size_t i = 0; i < n; i++) {
         cb_rating r;
         int rc = rating_row(b, users[i], items[i], values, timestamps, i, &r, err);
         if (rc == 1) continue;
-        if (rc) return rc;
+        if (rc) return ds->n_ratings = n_before, rc; /* none of a failed call's rows: the rows stay at their positions */
         ds->ratings[ds->n_ratings++] = r;
     }
     b->rating_rows += n;

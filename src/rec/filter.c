@@ -58,6 +58,7 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const c
     while (!rc && (len = getline(&line, &cap, f)) >= 0) {
         lineno++;
         char *s = line, *e = line + len;
+        if (lineno == 1 && len >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3)) s += 3; /* a UTF-8 byte-order mark */
         while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
         while (isspace((unsigned char)*s)) s++;
         if (!*s || *s == '#') continue;

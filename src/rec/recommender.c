@@ -205,12 +205,13 @@ CB_API int cb_recommender_predict(const cb_recommender *h, const char *user_id, 
     uint32_t u = 0;
     int rc = known_user(h, user_id, &u, err);
     if (rc) return rc;
-    int64_t i = cb_bundle_item(h->r, item_id);
-    if (i < 0) return cb_fail(err, CB_ENOTFOUND, "unknown item '%s' (not in the model)", item_id);
+    uint32_t i = 0; /* an added item too: its lists show the rating predicted here */
+    if (!cb_rec_item_index(h, item_id, &i))
+        return cb_fail(err, CB_ENOTFOUND, "unknown item '%s' (not in the model or its added items)", item_id);
     if (!cb_bundle_has_rating(h->r))
         return cb_fail(err, CB_EINVAL, "this model predicts no rating (objective %s): it ranks only",
                        cb_objective_name(cb_model_config_of(h->r->model)->objective));
-    *rating = cb_bundle_predict_vec(h->r, h->r->user_vecs + (size_t)u * h->r->dim, (uint32_t)i);
+    *rating = cb_rec_rating(h, h->r->user_vecs + (size_t)u * h->r->dim, i);
     return CB_OK;
 }
 

@@ -128,11 +128,15 @@ bool sv_query_uint(const sv_request *rq, sv_reply *rep, const char *name, unsign
 /* ---- routing */
 
 /* Does path match pattern? A "{id}" segment matches one non-empty segment,
- * copied into id (id_size bytes). */
-static bool route_match(const char *pattern, const char *path, char *id, size_t id_size) {
+ * copied into id (id_size bytes); with any_slash, everything up to the
+ * pattern's fixed end: the path arrives %HH-decoded, so an id holding a "/"
+ * (sent as %2F: "a/b", a category path) spans segments. */
+static bool route_match(const char *pattern, const char *path, char *id, size_t id_size, bool any_slash) {
     while (*pattern && *path) {
         if (!strncmp(pattern, "{id}", 4)) {
-            size_t n = strcspn(path, "/");
+            size_t n = strcspn(path, "/"), rest = strlen(pattern + 4), len = strlen(path);
+            if (any_slash && (len <= rest || strcmp(path + len - rest, pattern + 4))) return false;
+            if (any_slash) n = len - rest;
             if (!n || n >= id_size) return false;
             memcpy(id, path, n);
             id[n] = 0;
@@ -162,21 +166,21 @@ static enum MHD_Result sum_args(void *cls, enum MHD_ValueKind kind, const char *
     return MHD_YES;
 }
 
-/* Route and answer one complete request into rep; returns the metrics route index. */
-static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, const char *method, conn_ctx *x,
-                       sv_reply *rep) {
+/* Route and answer one complete request into rep, an {id} of the path copied
+ * into id (as long as the path); returns the metrics route index. */
+static size_t route(sv_server *s, struct MHD_Connection *c, const char *url, const char *method, conn_ctx *x,
+                    sv_reply *rep, char *id, size_t id_size) {
     size_t other = sv_n_routes;
-    size_t qlen = strlen(url);
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, sum_args, &qlen);
-    if (qlen > s->opt.max_url) return sv_reply_error(rep, 414, "the URL is longer than %zu bytes", s->opt.max_url), other;
-    if (x->too_large) return sv_reply_error(rep, 413, "the body is larger than %zu bytes", s->opt.max_body), other;
     const char *m = !strcmp(method, "HEAD") ? "GET" : method;
-    char id[512];
     bool path_known = false;
     char allow[64] = "";
-    for (size_t i = 0; i < sv_n_routes; i++) {
+    /* ids within one segment first, so "/v1/users/7/events" stays the events
+     * route; only a path no route knows is read with ids holding "/" */
+    for (size_t k = 0; k < 2 * sv_n_routes; k++) {
+        if (k == sv_n_routes && path_known) break;
+        size_t i = k % sv_n_routes;
         const sv_route *r = &sv_routes[i];
-        if (!route_match(r->pattern, url, id, sizeof id)) continue;
+        if (!route_match(r->pattern, url, id, id_size, k >= sv_n_routes)) continue;
         path_known = true;
         if (strcmp(r->method, m)) {
             snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", allow[0] ? ", " : "", r->method);
@@ -204,6 +208,24 @@ static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, 
     }
     sv_reply_error(rep, 404, "no such endpoint: %s %s", method, url);
     return other;
+}
+
+/* Route and answer one complete request into rep; returns the metrics route
+ * index. An id is as long as the URL allows (a 600-byte URL as an item id was
+ * "no such page" past a fixed 511 bytes). */
+static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, const char *method, conn_ctx *x,
+                       sv_reply *rep) {
+    size_t other = sv_n_routes;
+    size_t qlen = strlen(url);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, sum_args, &qlen);
+    if (qlen > s->opt.max_url) return sv_reply_error(rep, 414, "the URL is longer than %zu bytes", s->opt.max_url), other;
+    if (x->too_large) return sv_reply_error(rep, 413, "the body is larger than %zu bytes", s->opt.max_body), other;
+    size_t id_size = strlen(url) + 1;
+    char *id = malloc(id_size);
+    if (!id) return sv_reply_error(rep, 503, "out of memory"), other;
+    size_t i = route(s, c, url, method, x, rep, id, id_size);
+    free(id);
+    return i;
 }
 
 static enum MHD_Result queue(struct MHD_Connection *c, sv_reply *rep) {

@@ -7,6 +7,7 @@
  * Shapes: the README's Serving, /openapi.json (openapi.json). */
 #include "serve/serve.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -349,10 +350,12 @@ static const char *param_text(json_t *body, const char *key, char **owned, sv_re
         else snprintf(num, sizeof num, "%.17g", json_real_value(v));
         return *owned = strdup(num);
     }
+    /* the list as the one CSV record the library's id lists are: an id holding a
+     * comma, a quote, a line break or outer blanks in quotes ("a,b #1" was two ids) */
     size_t i, len = 1;
     json_t *x;
-    json_array_foreach(v, i, x) len += (json_is_string(x) ? json_string_length(x) : 24) + 1;
-    char *s = json_is_array(v) ? calloc(len, 1) : NULL;
+    json_array_foreach(v, i, x) len += (json_is_string(x) ? 2 * json_string_length(x) + 2 : 24) + 1;
+    char *s = json_is_array(v) ? calloc(len, 1) : NULL, *end = s;
     json_array_foreach(v, i, x) {
         if (!s) break;
         if (!json_is_string(x) && !json_is_integer(x)) {
@@ -360,9 +363,21 @@ static const char *param_text(json_t *body, const char *key, char **owned, sv_re
             s = NULL;
             break;
         }
-        if (i) strcat(s, ",");
-        if (json_is_string(x)) strcat(s, json_string_value(x));
-        else snprintf(s + strlen(s), len - strlen(s), "%lld", (long long)json_integer_value(x));
+        if (i) *end++ = ',';
+        if (json_is_integer(x)) {
+            end += snprintf(end, len - (size_t)(end - s), "%lld", (long long)json_integer_value(x));
+            continue;
+        }
+        const char *id = json_string_value(x);
+        size_t n = strlen(id);
+        bool quote = strpbrk(id, ",\"\r\n") ||
+                     (n && (isspace((unsigned char)id[0]) || isspace((unsigned char)id[n - 1])));
+        if (quote) *end++ = '"';
+        for (; *id; id++) {
+            if (quote && *id == '"') *end++ = '"';
+            *end++ = *id;
+        }
+        if (quote) *end++ = '"';
     }
     if (!s) {
         *bad = true;
