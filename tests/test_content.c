@@ -662,6 +662,45 @@ static void add_item_long_names(void **state) {
     free(d);
 }
 
+/* A reason names a content column's value by the column as one of its
+ * values' kind: "tags" as "tag", but "status" whole (it read "statu"). */
+static void reason_names_the_column(void **state) {
+    (void)state;
+    const char *const genres[3] = {"Action", "Comedy", "Drama"};
+    char *d = tu_tmpdir(), *path = tu_path(d, "i.csv"), items[16384];
+    tu_write_content_catalog(d, genres, NULL);
+    FILE *fp = fopen(path, "rb"); /* the brand column renamed "status" */
+    assert_non_null(fp);
+    size_t n = fread(items, 1, sizeof items - 1, fp);
+    fclose(fp);
+    items[n] = '\0';
+    assert_memory_equal(items, "id,name,genres,brand\n", 21);
+    char renamed[16400];
+    snprintf(renamed, sizeof renamed, "id,name,genres,status\n%s", items + 21);
+    free(tu_write(d, "i.csv", renamed));
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, "
+                                     "genres:multi(|), status:categorical\n"));
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = train_folder(d, &ds);
+    cb_error err = {0};
+    cb_list *l = NULL;
+    if (cb_recommender_recommend(rec, NULL, "{\"preferences\": {\"status\": {\"Acme\": 5}}}", NULL, &l, &err))
+        fail_msg("%s", err.msg);
+    bool named = false;
+    for (size_t i = 0; i < cb_list_size(l); i++)
+        for (size_t k = 0; k < cb_list_n_reasons(l, i); k++) {
+            const char *why = cb_list_reason(l, i, k);
+            named |= strstr(why, "favourite status 'Acme'") != NULL;
+            if (strstr(why, "statu '")) fail_msg("reason: %s", why);
+        }
+    assert_true(named);
+    cb_list_free(l);
+    cb_recommender_free(rec);
+    cb_dataset_free(ds);
+    tu_rmrf(d);
+    free(d), free(path);
+}
+
 int main(void) {
     const struct CMUnitTest planted[] = {
         cmocka_unit_test(similar_purity),
@@ -681,7 +720,8 @@ int main(void) {
                                                                        teardown),
                                        cmocka_unit_test_setup_teardown(preferences_every_value, setup_many_tags,
                                                                        teardown),
-                                       cmocka_unit_test(add_item_long_names)};
+                                       cmocka_unit_test(add_item_long_names),
+                                       cmocka_unit_test(reason_names_the_column)};
     int failed = cmocka_run_group_tests_name("content-units", units, NULL, NULL);
     return failed + cmocka_run_group_tests_name("planted-generic", planted, setup, teardown);
 }

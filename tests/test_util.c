@@ -56,6 +56,9 @@ static void strict_parsing(void **state) {
     assert_false(cb_parse_float("4.5x", 4, &f));
     assert_false(cb_parse_float("", 0, &f));
     assert_false(cb_parse_float("1e999", 5, &f));
+    assert_false(cb_parse_float("0x5", 3, &f)); /* a rating is decimal: strtod alone read 5 */
+    assert_false(cb_parse_float("0x1p3", 5, &f));
+    assert_true(cb_parse_float("1e3", 3, &f) && f == 1000.0f);
     assert_true(cb_parse_i64("-12", 3, &n));
     assert_int_equal(n, -12);
     assert_false(cb_parse_i64("12.0", 4, &n));

@@ -549,7 +549,8 @@ static size_t trimmed_copy(char *buf, size_t size, const char *s, size_t len) {
 
 bool cb_parse_double(const char *s, size_t len, double *out) {
     char buf[64];
-    if (!(len = trimmed_copy(buf, sizeof buf, s, len))) return false;
+    /* decimal only: strtod also reads hex ("0x5" as 5) */
+    if (!(len = trimmed_copy(buf, sizeof buf, s, len)) || strpbrk(buf, "xX")) return false;
     char *end;
     errno = 0;
     double d = strtod(buf, &end);

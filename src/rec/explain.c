@@ -71,8 +71,8 @@ static int explain_values(const cb_bundle *r, const cb_rec_cand *c, const uint32
             continue;
         }
         const char *col = cb_features_facet_name(r->features, (uint32_t)facet);
-        size_t cl = strlen(col);
-        int shown = cl > 3 && col[cl - 1] == 's' && col[cl - 2] != 's' ? (int)cl - 1 : (int)cl;
+        size_t cl = strlen(col); /* "tags" as "tag", "brands" as "brand"; "status", "class", "categories" whole */
+        int shown = cl > 3 && col[cl - 1] == 's' && !strchr("suie", col[cl - 2]) ? (int)cl - 1 : (int)cl;
         rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "top in your favourite %.*s '%s'", shown, col, value);
     }
     if (!rc && count)
