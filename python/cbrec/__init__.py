@@ -142,6 +142,25 @@ def _column(users, name, values, ids, sep):
     return (users, name, kind, ids, values, sep)
 
 
+def _id_text(x):
+    """An id as the builder reads it: a str, or str() of anything else."""
+    return x if isinstance(x, str) else str(x)
+
+
+def _check_catalog(items, item_ids):
+    """Every rating's item is in the catalog item_ids (a missing id, None or
+    NaN, is the builder's to refuse): the file loaders refuse a rating of an
+    item their items file lacks, where from_arrays added it without a title
+    or attributes."""
+    known = set(map(_id_text, item_ids))
+    for k, it in enumerate(items):
+        if it is None or (isinstance(it, (float, _np.floating)) and it != it):
+            continue
+        t = _id_text(it)
+        if t not in known:
+            raise ParseError("items[%d]: unknown item id '%.80s' (not in item_ids)" % (k, t))
+
+
 class Dataset(_cbrec._Dataset):
     """Ratings (or implicit events) with item and user attributes.
 
@@ -176,7 +195,10 @@ class Dataset(_cbrec._Dataset):
         timestamps: seconds since the epoch per row (optional; the temporal
             split uses them).
         item_ids: the catalog, one id per row of titles / genres /
-            item_attributes (items nobody rated are kept). Default: items.
+            item_attributes (items nobody rated are kept when one of those
+            describes them); every rating's
+            item must be in it, as a ratings file's must be in its items
+            file (ParseError naming the row). Default: items.
         titles: a title per item ("Heat (1995)" gives a year column too).
         genres: per item, "A|B" (split on sep) or a list of names: the
             "genres" column the genre retrieval and reasons use.
@@ -193,6 +215,7 @@ class Dataset(_cbrec._Dataset):
         if item_ids is None and (titles is not None or genres is not None or item_attributes is not None):
             raise ValueError("give item_ids: the item each row of titles / genres / item_attributes describes")
         if item_ids is not None:
+            _check_catalog(items, item_ids)
             if titles is not None:
                 columns.append((False, "title", "title", item_ids, titles, None))
             if genres is not None:

@@ -63,6 +63,17 @@ def test_from_arrays_attributes_and_catalog():
     assert d["titles"] == 3 and d["timestamps"] is True
 
 
+def test_from_arrays_rating_outside_the_catalog():
+    # a rating of an item item_ids lacks is an error naming the row, as a ratings file's is;
+    # from_arrays added it silently, without a title
+    with pytest.raises(cbrec.ParseError, match=r"items\[2\]: unknown item id 'zz'"):
+        cbrec.Dataset.from_arrays(["u1", "u1", "u2"], ["a", "b", "zz"], [4, 5, 3], item_ids=["a", "b", "c"],
+                                  titles=["A", "B", "C"])
+    ds = cbrec.Dataset.from_arrays(["u1", "u2"], np.array([1, 2]), [4, 5], item_ids=np.array([1, 2, 3]),
+                                   titles=["A", "B", "C"])  # numpy ints on both sides: the same ids
+    assert ds.n_items == 3
+
+
 def test_implicit_events_merge():
     ds = cbrec.Dataset.from_arrays(["u", "u", "v"], ["a", "a", "b"], None)
     d = ds.describe()
