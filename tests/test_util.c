@@ -73,6 +73,13 @@ static void utf8_validation(void **state) {
     assert_false(cb_utf8_valid("\xed\xa0\x80", 3));   /* surrogate */
     assert_false(cb_utf8_valid("\xff", 1));
     assert_true(cb_utf8_valid("\xf0\x9f\x8e\xac", 4)); /* emoji */
+    char cut[] = "id 'caf\xc3' of \xe9t\xc3\xa9 \xf0\x9f\x8e"; /* "café" cut, a Latin-1 byte, "été", a cut emoji */
+    cb_utf8_repair(cut);
+    assert_string_equal(cut, "id 'caf?' of ?t\xc3\xa9 ???");
+    cb_error err;
+    cb_fail(&err, CB_EPARSE, "unknown user '%.4s'", "caf\xc3\xa9"); /* a precision cutting inside "é" */
+    assert_string_equal(err.msg, "unknown user 'caf?'");
+    assert_true(cb_utf8_valid(err.msg, strlen(err.msg)));
 }
 
 /* cb_hash64 is XXH64: the reference values of xxHash, at every tail length

@@ -39,6 +39,7 @@ int cb_fail(cb_error *err, int code, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        cb_utf8_repair(err->msg); /* a quoted input cut by a precision or the size stays readable */
         err->code = code;
     }
     return code;
@@ -577,30 +578,41 @@ bool cb_parse_i64(const char *s, size_t len, int64_t *out) {
     return true;
 }
 
+/* The length of the valid UTF-8 sequence at s (of len bytes left): 1 for
+ * ASCII, 2-4, or 0 when invalid (a stray or truncated sequence, an overlong
+ * form, a surrogate or a value beyond U+10FFFF). */
+static size_t utf8_seq(const unsigned char *s, size_t len) {
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t n;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) n = 1, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0) n = 2, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0) n = 3, cp = c & 0x07;
+    else return 0;
+    if (n >= len) return 0; /* truncated */
+    for (size_t k = 1; k <= n; k++) {
+        if ((s[k] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[k] & 0x3F);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || (cp >= 0xD800 && cp <= 0xDFFF) ||
+        cp > 0x10FFFF)
+        return 0;
+    return n + 1;
+}
+
 bool cb_utf8_valid(const char *str, size_t len) {
     const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        if (c < 0x80) { i++; continue; }
-        size_t n;
-        uint32_t cp;
-        if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
-        else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
-        else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
-        else return false;
-        if (i + n >= len) return false; /* truncated sequence */
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        /* Reject overlong forms, surrogates and values beyond U+10FFFF. */
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            return false;
-        i += n + 1;
-    }
+    for (size_t i = 0, n; i < len; i += n)
+        if (!(n = utf8_seq(s + i, len - i))) return false;
     return true;
+}
+
+void cb_utf8_repair(char *str) {
+    unsigned char *s = (unsigned char *)str;
+    size_t len = strlen(str);
+    for (size_t i = 0, n; i < len; i += n)
+        if (!(n = utf8_seq(s + i, len - i))) s[i] = '?', n = 1;
 }
 
 int cb_cmp_u32(const void *a, const void *b) {
