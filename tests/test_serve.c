@@ -473,6 +473,14 @@ static void clean_errors(void **state) {
     assert_int_equal(http(f, "GET", path, NULL, 0, &out), 404);
     assert_non_null(strstr(out, "unknown user 'uuu"));
     free(out);
+    /* so does a body's "user" of 600 bytes (it was "must be a user id"); a NUL inside is refused */
+    char body[700] = "{\"user\": \"";
+    memset(body + strlen(body), 'u', 600);
+    strcat(body, "\"}");
+    assert_int_equal(http(f, "POST", "/v1/recommend", body, 0, &out), 404);
+    assert_non_null(strstr(out, "unknown user 'uuu"));
+    free(out);
+    expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\\u0000x\"}", 0, 400);
     still_serving(f);
 }
 

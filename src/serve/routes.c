@@ -386,14 +386,16 @@ static const char *param_text(json_t *body, const char *key, char **owned, sv_re
     return *owned = s;
 }
 
-/* The user id of a body's "user" (string or integer) into buf; NULL when absent. */
+/* The user id of a body's "user": a string (the body's), or an integer
+ * written into buf; NULL when absent. */
 static const char *body_user(json_t *body, char *buf, size_t size, sv_reply *rep, bool *bad) {
     json_t *u = json_object_get(body, "user");
     if (!u || json_is_null(u)) return NULL;
     if (json_is_integer(u)) return snprintf(buf, size, "%lld", (long long)json_integer_value(u)), buf;
-    if (json_is_string(u) && json_string_length(u) && json_string_length(u) < size) return json_string_value(u);
+    if (json_is_string(u) && json_string_length(u) && strlen(json_string_value(u)) == json_string_length(u))
+        return json_string_value(u); /* the body's own string, of any length ("\u0000" inside: refused) */
     *bad = true;
-    sv_reply_error(rep, 400, "\"user\" must be a user id (a non-empty string or an integer)");
+    sv_reply_error(rep, 400, "\"user\" must be a user id (a non-empty string without NUL, or an integer)");
     return NULL;
 }
 
