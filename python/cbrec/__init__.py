@@ -152,6 +152,14 @@ def _check_catalog(items, item_ids):
     NaN, is the builder's to refuse): the file loaders refuse a rating of an
     item their items file lacks, where from_arrays added it without a title
     or attributes."""
+    its, ids = _np.asarray(items), _np.asarray(item_ids)
+    if its.ndim == ids.ndim == 1 and its.dtype.kind in "iuU" and ids.dtype.kind in "iuU" and \
+            (its.dtype.kind == "U") == (ids.dtype.kind == "U"):  # one kind of id on both sides: vectorised
+        bad = _np.flatnonzero(~_np.isin(its, ids))
+        if bad.size:
+            k = int(bad[0])
+            raise ParseError("items[%d]: unknown item id '%.80s' (not in item_ids)" % (k, _id_text(items[k])))
+        return
     known = set(map(_id_text, item_ids))
     for k, it in enumerate(items):
         if it is None or (isinstance(it, (float, _np.floating)) and it != it):
