@@ -663,42 +663,57 @@ static void add_item_long_names(void **state) {
 }
 
 /* A reason names a content column's value by the column as one of its
- * values' kind: "tags" as "tag", but "status" whole (it read "statu"). */
-static void reason_names_the_column(void **state) {
-    (void)state;
+ * values' kind, the brand column renamed `column`: the reasons hold
+ * "favourite <kind> 'Acme'" and never "favourite <wrong> '". */
+static void reason_names(const char *column, const char *kind, const char *wrong) {
     const char *const genres[3] = {"Action", "Comedy", "Drama"};
     char *d = tu_tmpdir(), *path = tu_path(d, "i.csv"), items[16384];
     tu_write_content_catalog(d, genres, NULL);
-    FILE *fp = fopen(path, "rb"); /* the brand column renamed "status" */
+    FILE *fp = fopen(path, "rb");
     assert_non_null(fp);
     size_t n = fread(items, 1, sizeof items - 1, fp);
     fclose(fp);
     items[n] = '\0';
     assert_memory_equal(items, "id,name,genres,brand\n", 21);
-    char renamed[16400];
-    snprintf(renamed, sizeof renamed, "id,name,genres,status\n%s", items + 21);
+    char renamed[16400], schema[256], prefs[128], want[64], bad[64];
+    snprintf(renamed, sizeof renamed, "id,name,genres,%s\n%s", column, items + 21);
     free(tu_write(d, "i.csv", renamed));
-    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, "
-                                     "genres:multi(|), status:categorical\n"));
+    snprintf(schema, sizeof schema, "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, "
+             "genres:multi(|), %s:categorical\n", column);
+    free(tu_write(d, "cbrec.schema", schema));
+    snprintf(prefs, sizeof prefs, "{\"preferences\": {\"%s\": {\"Acme\": 5}}}", column);
+    snprintf(want, sizeof want, "favourite %s 'Acme'", kind);
+    snprintf(bad, sizeof bad, "favourite %s '", wrong);
     cb_dataset *ds = NULL;
     cb_recommender *rec = train_folder(d, &ds);
     cb_error err = {0};
     cb_list *l = NULL;
-    if (cb_recommender_recommend(rec, NULL, "{\"preferences\": {\"status\": {\"Acme\": 5}}}", NULL, &l, &err))
-        fail_msg("%s", err.msg);
+    if (cb_recommender_recommend(rec, NULL, prefs, NULL, &l, &err)) fail_msg("%s", err.msg);
     bool named = false;
     for (size_t i = 0; i < cb_list_size(l); i++)
         for (size_t k = 0; k < cb_list_n_reasons(l, i); k++) {
             const char *why = cb_list_reason(l, i, k);
-            named |= strstr(why, "favourite status 'Acme'") != NULL;
-            if (strstr(why, "statu '")) fail_msg("reason: %s", why);
+            named |= strstr(why, want) != NULL;
+            if (strstr(why, bad)) fail_msg("column %s, reason: %s", column, why);
         }
-    assert_true(named);
+    if (!named) fail_msg("column %s: no reason names '%s'", column, want);
     cb_list_free(l);
     cb_recommender_free(rec);
     cb_dataset_free(ds);
     tu_rmrf(d);
     free(d), free(path);
+}
+
+/* "status" whole (it read "statu"), "languages" as "language" (a rule
+ * keeping every "-es" whole read "favourite languages"), "tags" as "tag",
+ * "categories" and "boxes" whole. */
+static void reason_names_the_column(void **state) {
+    (void)state;
+    reason_names("status", "status", "statu");
+    reason_names("languages", "language", "languages");
+    reason_names("tags", "tag", "tags");
+    reason_names("categories", "categories", "categorie");
+    reason_names("boxes", "boxes", "boxe");
 }
 
 int main(void) {

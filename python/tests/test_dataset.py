@@ -74,6 +74,24 @@ def test_from_arrays_rating_outside_the_catalog():
     assert ds.n_items == 3
 
 
+def test_catalog_check_by_distinct_values():
+    # the check reads an array's distinct values (a row at a time it cost a second per 2 million
+    # rows); an unknown one is still named by its first row, and values equal as numbers but
+    # written apart (1 and 1.0) are told apart as the builder tells them
+    items = np.array([1, 2, 2, 7, 1, 7])
+    with pytest.raises(cbrec.ParseError, match=r"items\[3\]: unknown item id '7'"):
+        cbrec.Dataset.from_arrays(["u1", "u1", "u2", "u2", "u3", "u4"], items, [4, 5, 3, 2, 1, 1],
+                                  item_ids=np.array([1, 2, 3]))
+    with pytest.raises(cbrec.ParseError, match=r"items\[1\]: unknown item id '1.0'"):
+        cbrec.Dataset.from_arrays(["u1", "u2"], [1, 1.0], [4, 5], item_ids=["1", "2"])
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(cbrec.ParseError, match=r"items\[2\]: unknown item id 'zz'"):
+        cbrec.Dataset.from_arrays(["u1", "u1", "u2"], pd.Series(["a", "b", "zz"]), [4, 5, 3], item_ids=["a", "b"])
+    # pandas.NA is a missing id, the builder's to refuse (it was 'unknown item id '<NA>'')
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: empty item id"):
+        cbrec.Dataset.from_arrays(["u1", "u2"], pd.Series(["a", pd.NA], dtype=object), [4, 5], item_ids=["a", "b"])
+
+
 def test_implicit_events_merge():
     ds = cbrec.Dataset.from_arrays(["u", "u", "v"], ["a", "a", "b"], None)
     d = ds.describe()

@@ -54,6 +54,19 @@ void cb_recommend_result_free(cb_recommend_result *res) {
     memset(res, 0, sizeof *res);
 }
 
+/* The length of a content column's name as one of its values' kind: a
+ * plural "s" dropped ("tags" as "tag", "languages" as "language"), the name
+ * whole where it is no plain plural ("status", "class", "analysis",
+ * "categories", "boxes", "matches": "status" read "statu", and a rule
+ * keeping every "-es" whole read "favourite languages"). */
+static int kind_len(const char *col) {
+    size_t cl = strlen(col);
+    if (cl <= 3 || col[cl - 1] != 's' || strchr("sui", col[cl - 2])) return (int)cl;
+    if (col[cl - 2] == 'e' && (strchr("isxz", col[cl - 3]) || (col[cl - 3] == 'h' && strchr("cs", col[cl - 4]))))
+        return (int)cl;
+    return (int)cl - 1;
+}
+
 /* "top in your favourite genres Action and Drama", and per other content
  * column "top in your favourite tag 'jazz'" (the column's name, a plural
  * "s" dropped). */
@@ -71,9 +84,8 @@ static int explain_values(const cb_bundle *r, const cb_rec_cand *c, const uint32
             continue;
         }
         const char *col = cb_features_facet_name(r->features, (uint32_t)facet);
-        size_t cl = strlen(col); /* "tags" as "tag", "brands" as "brand"; "status", "class", "categories" whole */
-        int shown = cl > 3 && col[cl - 1] == 's' && !strchr("suie", col[cl - 2]) ? (int)cl - 1 : (int)cl;
-        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "top in your favourite %.*s '%s'", shown, col, value);
+        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "top in your favourite %.*s '%s'", kind_len(col), col,
+                             value);
     }
     if (!rc && count)
         rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "top in your favourite genre%s %s", count > 1 ? "s" : "",
