@@ -479,6 +479,7 @@ static void clean_errors(void **state) {
     strcat(body, "\"}");
     assert_int_equal(http(f, "POST", "/v1/recommend", body, 0, &out), 404);
     assert_non_null(strstr(out, "unknown user 'uuu"));
+    assert_non_null(strstr(out, "...' (no training ratings")); /* the id clipped, the reason kept */
     free(out);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\\u0000x\"}", 0, 400);
     still_serving(f);

@@ -227,7 +227,8 @@ int sv_recommend_text(const sv_server *s, const sv_model *m, const char *user, c
     size_t u;
     *text = NULL;
     if (user && !live && cb_recommender_find_user(m->rec, user, &u, NULL) != CB_OK)
-        return snprintf(err->msg, sizeof err->msg, "unknown user '%s' (no training ratings, no live events)", user), 404;
+        return snprintf(err->msg, sizeof err->msg, "unknown user '%.80s%s' (no training ratings, no live events)", user,
+                        strlen(user) > 80 ? "..." : ""), 404;
     cb_list *l = NULL;
     int rc = cb_recommender_recommend(m->rec, user, live ? live : profile_json, opts, &l, err);
     free(live);
