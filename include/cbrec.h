@@ -566,6 +566,12 @@ CB_API int cb_recommender_similar(const cb_recommender *rec, size_t item, size_t
  * (a note says so). On success *out is a new list. */
 CB_API int cb_recommender_recommend(const cb_recommender *rec, const char *user_id, const char *user_json,
                                     const cb_config *opts, cb_list **out, cb_error *err);
+/* An item id as one field of an "exclude" / "allow" list (one CSV record):
+ * written to out as it is, or in quotes with its quotes doubled when it holds
+ * a comma, a quote, a line break or outer blanks ("sku,5" joined plainly was
+ * two ids). out needs 2 * strlen(id) + 3 bytes; returns the bytes written
+ * (before the NUL it ends with). Callers put the commas between fields. */
+CB_API size_t cb_id_list_field(char *out, const char *id);
 /* Batch [shared]: top-n for many known users at once, ranked by the same score
  * over the whole catalog, added items included (blocked sgemm of user vectors against item vectors,
  * per-user filtering of rated items unless include-seen, the exclude/allow lists

@@ -347,9 +347,10 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
         lineno++;
         line[strcspn(line, "\r")] = 0;
         size_t u = 0;
+        bool found = line[0] && !cb_recommender_find_user(rec, line, &u, &err);
         /* '#' starts a comment, unless the line is a user's id ("#u1" was skipped without a word) */
-        if (!line[0] || (line[0] == '#' && cb_recommender_find_user(rec, line, &u, &err))) continue;
-        if (line[0] != '#' && cb_recommender_find_user(rec, line, &u, &err))
+        if (!found && (!line[0] || line[0] == '#')) continue;
+        if (!found)
             status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%.80s%s'", spec, lineno, line,
                               strlen(line) > 80 ? "..." : "");
         else {

@@ -67,7 +67,7 @@ static int ratings_and_finish(cb_loader *L, const char *path, const char *delim,
  * item per row, a year from the title, '|'-separated genres. */
 
 /* The field of each of the n columns `role` names in a header of n fields
- * (any order, any case, outer blanks and a BOM allowed) into pos[0..n). By position alone,
+ * (any order, any case, outer blanks allowed; the csv reader drops a BOM) into pos[0..n). By position alone,
  * "movieId,genres,title" swapped every title with its genres, and
  * "movieId,userId,tag,..." gave tags to the movies numbered like their users,
  * without a word. */
@@ -77,7 +77,6 @@ static int header_columns(const char *name, size_t line, char **f, const size_t 
     for (int i = 0; i < n; i++) {
         const char *h = f[i];
         size_t len = fl[i];
-        if (i == 0 && len >= 3 && !memcmp(h, "\xEF\xBB\xBF", 3)) h += 3, len -= 3; /* BOM */
         cb_trim(&h, &len); /* "userId, movieId, ...": read by position, it loaded as before */
         for (int k = 0; k < n; k++)
             if (cb_ieq(h, len, role[k]) && pos[k] < 0) pos[k] = i;

@@ -743,7 +743,6 @@ int cb_ratings_spec_resolve(const cb_ratings_spec *sp, cb_ratings_spec *out, cb_
         for (size_t i = 0; i < nf; i++) {
             size_t len = fl[i];
             const char *name = f[i];
-            if (i == 0 && len >= 3 && !memcmp(name, "\xEF\xBB\xBF", 3)) name += 3, len -= 3; /* BOM */
             if (cb_ieq(name, len, sp->names[k])) at = at < 0 ? (int)i : -2;
         }
         if (at < 0) {

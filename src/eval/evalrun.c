@@ -7,7 +7,6 @@
 #include "eval/itemrec.h"
 
 #include <cblas.h>
-#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,17 +185,8 @@ static int new_items_allow(char **out, const cb_dataset *ds, const cb_split *sp,
     char *list = cb_malloc(len, err), *end = list;
     for (uint32_t i = 0; list && i < ni; i++) {
         if (warm[i]) continue;
-        const char *id = cb_vocab_name(ds->items, i);
-        size_t n = strlen(id);
-        bool quote = strpbrk(id, ",\"\r\n") ||
-                     (n && (isspace((unsigned char)id[0]) || isspace((unsigned char)id[n - 1])));
         if (end != list) *end++ = ',';
-        if (quote) *end++ = '"';
-        for (; *id; id++) {
-            if (quote && *id == '"') *end++ = '"';
-            *end++ = *id;
-        }
-        if (quote) *end++ = '"';
+        end += cb_id_list_field(end, cb_vocab_name(ds->items, i));
     }
     if (list) *end = 0;
     free(warm);

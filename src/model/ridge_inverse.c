@@ -222,12 +222,12 @@ static void deal_tasks(const inv_job *j, int stage, int n, int n_ranks, task_ran
  * failure flag, so all ranks agree on one). */
 static int shared_stage(inv_job *j, int stage, int n, int threads, const cb_train_comm *comm, cb_error *err) {
     int R = cb_comm_ranks(comm), me = cb_comm_rank(comm), *owner = cb_malloc(2 * ((size_t)n + 1) * sizeof *owner, err);
-    size_t *bytes = owner ? cb_calloc(2 * (size_t)R, sizeof *bytes, err) : NULL, total = 0;
+    size_t *bytes = owner ? cb_calloc(2 * (size_t)R, sizeof *bytes, err) : NULL, *offset = bytes ? bytes + R : NULL;
     task_rank *order = bytes ? cb_malloc(((size_t)n + 1) * sizeof *order, err) : NULL;
     double *buf = NULL;
     int *mine = owner ? owner + n + 1 : NULL, n_mine = 0;
     if (order) {
-        size_t *offset = bytes + R;
+        size_t total = 0;
         deal_tasks(j, stage, n, R, order, owner);
         for (int t = 0; t < n; t++) {
             bytes[owner[t]] += task_size(j, stage, t) * sizeof(double);
@@ -239,7 +239,6 @@ static int shared_stage(inv_job *j, int stage, int n, int threads, const cb_trai
     free(order);
     int rc = cb_comm_all_ok(comm, buf != NULL, err); /* every rank, or none, goes on to the all-gather */
     if (!rc) {
-        size_t *offset = bytes + R;
         run_stage(j, stage, n_mine, mine, threads);
         double *p = buf + offset[me] / sizeof *buf;
         for (int u = 0; u < n_mine; u++) p += task_move(j, stage, mine[u], p, true);
@@ -247,7 +246,7 @@ static int shared_stage(inv_job *j, int stage, int n, int threads, const cb_trai
         rc = cb_comm_allgather_bytes(comm, buf, bytes, offset, err);
     }
     for (int r = 0; !rc && r < R; r++) {
-        double *p = buf + bytes[R + r] / sizeof *buf;
+        double *p = buf + offset[r] / sizeof *buf;
         for (int t = 0; t < n; t++)
             if (owner[t] == r) p += r == me ? task_size(j, stage, t) : task_move(j, stage, t, p, false);
         if (*p != 0) atomic_store(&j->failed, 1);

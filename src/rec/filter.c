@@ -120,6 +120,19 @@ static char *list_tidy(const char *list, cb_error *err) {
     return o;
 }
 
+CB_API size_t cb_id_list_field(char *out, const char *id) {
+    size_t n = strlen(id), at = 0;
+    bool quote = strpbrk(id, ",\"\r\n") || (n && (isspace((unsigned char)id[0]) || isspace((unsigned char)id[n - 1])));
+    if (quote) out[at++] = '"';
+    for (; *id; id++) {
+        if (quote && *id == '"') out[at++] = '"';
+        out[at++] = *id;
+    }
+    if (quote) out[at++] = '"';
+    out[at] = 0;
+    return at;
+}
+
 /* Set the bit of every item of a comma-separated id list, read as one CSV
  * record (an id with a comma in quotes: "sku,5"; blanks around an id
  * dropped); `what` names the option in messages. */

@@ -7,7 +7,6 @@
  * Shapes: the README's Serving, /openapi.json (openapi.json). */
 #include "serve/serve.h"
 
-#include <ctype.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -369,16 +368,7 @@ static const char *param_text(json_t *body, const char *key, char **owned, sv_re
             end += snprintf(end, len - (size_t)(end - s), "%lld", (long long)json_integer_value(x));
             continue;
         }
-        const char *id = json_string_value(x);
-        size_t n = strlen(id);
-        bool quote = strpbrk(id, ",\"\r\n") ||
-                     (n && (isspace((unsigned char)id[0]) || isspace((unsigned char)id[n - 1])));
-        if (quote) *end++ = '"';
-        for (; *id; id++) {
-            if (quote && *id == '"') *end++ = '"';
-            *end++ = *id;
-        }
-        if (quote) *end++ = '"';
+        end += cb_id_list_field(end, json_string_value(x));
     }
     if (!s) {
         *bad = true;
