@@ -221,10 +221,10 @@ static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, 
     if (qlen > s->opt.max_url) return sv_reply_error(rep, 414, "the URL is longer than %zu bytes", s->opt.max_url), other;
     if (x->too_large) return sv_reply_error(rep, 413, "the body is larger than %zu bytes", s->opt.max_body), other;
     size_t id_size = strlen(url) + 1;
-    char *id = malloc(id_size);
+    char small[512], *id = id_size <= sizeof small ? small : malloc(id_size); /* the heap for long URLs only */
     if (!id) return sv_reply_error(rep, 503, "out of memory"), other;
     size_t i = route(s, c, url, method, x, rep, id, id_size);
-    free(id);
+    if (id != small) free(id);
     return i;
 }
 
