@@ -108,10 +108,11 @@ CB_API size_t cb_config_n_keys(cb_config_kind kind);
 CB_API int cb_config_key(cb_config_kind kind, size_t i, cb_config_key_info *out);
 /* The names among names[0..n_names) close to `name` (edit distance <= 2, or
  * sharing its first 4 characters, or containing it), closest first, at most 4,
- * written to out as "a, b" (truncated to out_size); returns how many. The
- * "did you mean" of cb_config_set; a front end passes the names it takes. */
-CB_API size_t cb_config_near_names(const char *name, const char *const *names, size_t n_names, char *out,
-                                   size_t out_size);
+ * written to out as "a, b", each after `prefix` ("--": "--a, --b"; NULL: none),
+ * truncated to out_size; returns how many. The "did you mean" of
+ * cb_config_set; a front end passes the names it takes. */
+CB_API size_t cb_config_near_names(const char *name, const char *const *names, size_t n_names, const char *prefix,
+                                   char *out, size_t out_size);
 
 /* ---- datasets */
 typedef struct cb_dataset cb_dataset;

@@ -113,9 +113,9 @@ static void unknown_keys_suggest(void **state) {
     assert_null(strstr(err.msg, "did you mean"));
     const char *names[5] = {"dim", "data", "data", "datasets-folder", "zzz"};
     char near[64];
-    assert_int_equal(cb_config_near_names("dat", names, 5, near, sizeof near), 2);
+    assert_int_equal(cb_config_near_names("dat", names, 5, NULL, near, sizeof near), 2);
     assert_string_equal(near, "data, dim"); /* closest first, each once */
-    assert_int_equal(cb_config_near_names("qqqq", names, 5, near, sizeof near), 0);
+    assert_int_equal(cb_config_near_names("qqqq", names, 5, NULL, near, sizeof near), 0);
     assert_string_equal(near, "");
     cb_config_free(c);
     assert_int_equal(cb_config_create(&c, (cb_config_kind)99, &err), CB_EINVAL);

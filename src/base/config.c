@@ -255,8 +255,8 @@ static size_t closeness(const char *name, const char *cand) {
     return strlen(name) >= 4 && (!strncmp(name, cand, 4) || strstr(cand, name)) ? d : SIZE_MAX;
 }
 
-CB_API size_t cb_config_near_names(const char *name, const char *const *names, size_t n_names, char *out,
-                                   size_t out_size) {
+CB_API size_t cb_config_near_names(const char *name, const char *const *names, size_t n_names, const char *prefix,
+                                   char *out, size_t out_size) {
     size_t n = 0, used = 0;
     if (out_size) *out = 0;
     for (size_t d = 0; d <= 9 && n < 4; d++) /* closest first; at most 4, in list order within a distance */
@@ -265,7 +265,9 @@ CB_API size_t cb_config_near_names(const char *name, const char *const *names, s
             bool dup = false;
             for (size_t j = 0; j < i && !dup; j++) dup = names[j] && !strcmp(names[j], names[i]);
             if (dup) continue;
-            if (out_size > used) used += (size_t)snprintf(out + used, out_size - used, "%s%s", n ? ", " : "", names[i]);
+            if (out_size > used)
+                used += (size_t)snprintf(out + used, out_size - used, "%s%s%s", n ? ", " : "", prefix ? prefix : "",
+                                         names[i]);
             n++;
         }
     return n;
@@ -277,7 +279,7 @@ static int unknown_key(const cb_config_table *t, const char *name, cb_error *err
     const char *names[256];
     size_t nk = t->n_keys < 256 ? t->n_keys : 256;
     for (size_t i = 0; i < nk; i++) names[i] = t->keys[i].name;
-    if (cb_config_near_names(name, names, nk, close, sizeof close))
+    if (cb_config_near_names(name, names, nk, NULL, close, sizeof close))
         return cb_fail(err, CB_ENOTFOUND, "unknown %s key '%s' (did you mean %s?)", t->name, name, close);
     return cb_fail(err, CB_ENOTFOUND, "unknown %s key '%s'", t->name, name);
 }

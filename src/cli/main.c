@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
     const char *names[sizeof commands / sizeof commands[0]];
     char near[200];
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) names[i] = commands[i].name;
-    if (cb_config_near_names(argv[1], names, sizeof commands / sizeof commands[0], near, sizeof near))
+    if (cb_config_near_names(argv[1], names, sizeof commands / sizeof commands[0], NULL, near, sizeof near))
         fprintf(stderr, "cbrec: unknown command '%s' (did you mean %s?)\n", argv[1], near);
     else
         fprintf(stderr, "cbrec: unknown command '%s'\n", argv[1]);

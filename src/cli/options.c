@@ -125,16 +125,8 @@ static size_t cli_near_options(const cli_command *c, const second_kind *x, const
             section_taken(second ? x->sections : c->sections, k.section))
             names[n++] = k.name;
     }
-    char near[256];
-    size_t found = cb_config_near_names(name, names, n, near, sizeof near), used = 0;
+    size_t found = cb_config_near_names(name, names, n, "--", out, size);
     free(names);
-    *out = 0;
-    for (const char *p = near; found && *p && used < size;) { /* "a, b" -> "--a, --b" */
-        size_t len = strcspn(p, ",");
-        used += (size_t)snprintf(out + used, size - used, "%s--%.*s", used ? ", " : "", (int)len, p);
-        p += len;
-        while (*p == ',' || *p == ' ') p++;
-    }
     return found;
 }
 
