@@ -448,6 +448,15 @@ static void vocabulary_control(void **state) {
     assert_true(zb >= 0);
     assert_string_equal(cb_features_genre_name(f, (uint32_t)zb), bucket);
     assert_int_equal(cb_features_value_find(f, (uint32_t)facet, "x", 1) >= 0, 1);
+    /* naming a value (a block list) takes a kept one only, never its bucket */
+    uint32_t named;
+    assert_int_equal(cb_features_value_named(f, (uint32_t)facet, "x", 1, &named, &err), CB_OK);
+    assert_int_equal(named, cb_features_value_find(f, (uint32_t)facet, "x", 1));
+    assert_int_equal(cb_features_value_named(f, (uint32_t)facet, "z", 1, &named, &err), CB_ENOTFOUND);
+    if (!strstr(err.msg, "'z' of 'tags'") || !strstr(err.msg, "hash bucket")) fail_msg("message: %s", err.msg);
+    int bf = cb_features_facet_find(f, "brand");
+    assert_int_equal(cb_features_value_named(f, (uint32_t)bf, "Zed", 3, &named, &err), CB_ENOTFOUND);
+    if (!strstr(err.msg, "unknown value 'Zed' of 'brand'")) fail_msg("message: %s", err.msg);
     uint32_t dim = cb_features_item_dim(f), n_text = 0;
     for (uint32_t j = 0; j < dim; j++) n_text += !strncmp(cb_features_item_name(f, j), "t[#", 3);
     assert_int_equal(n_text, 128);
@@ -635,6 +644,73 @@ static void preferences_every_value(void **state) {
     free(model);
 }
 
+/* Has item `item` the value `value` of content column `column`? */
+static bool has_content(const cb_recommender *rec, size_t item, const char *column, const char *value) {
+    const char *columns[256], *values[256];
+    size_t n = cb_recommender_item_content(rec, item, columns, values, 256);
+    for (size_t k = 0; k < n && k < 256; k++)
+        if (!strcmp(columns[k], column) && !strcmp(values[k], value)) return true;
+    return false;
+}
+
+/* A block file blocks by any content column's value ("tags t5", "brand
+ * Acme"), not only the genre column's: the items having it, added ones too,
+ * and only those; plain ids stay items; an unknown value is an error naming
+ * the line, and a recommendation never shows a blocked item. */
+static void block_by_content_value(void **state) {
+    fixture *f = *state;
+    cb_recommender *rec = f->rec;
+    cb_error err = {0};
+    const char *columns[256], *values[256], *tag = NULL;
+    size_t n = cb_recommender_item_content(rec, 0, columns, values, 256);
+    for (size_t k = 0; k < n && !tag; k++)
+        if (!strcmp(columns[k], "tags")) tag = values[k];
+    assert_non_null(tag);
+    char json[64];
+    snprintf(json, sizeof json, "{\"id\": \"new\", \"tags\": [\"%s\"]}", tag);
+    size_t added, plain;
+    if (cb_recommender_add_item(rec, json, &added, &err) ||
+        cb_recommender_add_item(rec, "{\"id\": \"plain\", \"brand\": \"Zed\"}", &plain, &err))
+        fail_msg("%s", err.msg);
+    char text[128];
+    snprintf(text, sizeof text, "# by content\ntags %s\nbrand   Acme\ni1\n", tag);
+    char *path = tu_write(f->dir, "block.txt", text);
+    cb_blocklist bl;
+    if (cb_recommend_block_load(&bl, rec, path, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(bl.n_blocked_values, 2);
+    assert_int_equal(bl.n_blocked_items, 1);
+    size_t n_blocked = 0;
+    for (size_t i = 0; i < cb_recommender_item_count(rec); i++) {
+        bool want = has_content(rec, i, "tags", tag) || has_content(rec, i, "brand", "Acme") || i == 1;
+        assert_int_equal(cb_bit_get(bl.items, i), want);
+        n_blocked += want;
+    }
+    assert_true(cb_bit_get(bl.items, added) && !cb_bit_get(bl.items, plain));
+    assert_true(n_blocked > 15 && n_blocked < 30); /* the even items, every third, i1 and the added one */
+    cb_recommend_block_free(&bl);
+    cb_config *c = NULL;
+    cb_list *l = NULL;
+    if (cb_config_create(&c, CB_CONFIG_RECOMMEND, &err) || cb_config_set(c, "n", "40", &err) ||
+        cb_config_set(c, "block-file", path, &err) || cb_recommender_recommend(rec, "u1", NULL, c, &l, &err))
+        fail_msg("%s", err.msg);
+    assert_true(cb_list_size(l) > 0);
+    for (size_t i = 0; i < cb_list_size(l); i++) {
+        size_t item = cb_list_item(l, i);
+        assert_false(has_content(rec, item, "tags", tag) || has_content(rec, item, "brand", "Acme") || item == 1);
+    }
+    cb_list_free(l);
+    cb_config_free(c);
+    free(path);
+    const char *bad[2][2] = {{"\n\ntags nosuch\n", "block2.txt:3: unknown value 'nosuch' of 'tags'"},
+                             {"brand Acme\nnosuch thing\n", "block2.txt:2: unknown item id 'nosuch thing'"}};
+    for (int k = 0; k < 2; k++) {
+        path = tu_write(f->dir, "block2.txt", bad[k][0]);
+        assert_int_equal(cb_recommend_block_load(&bl, rec, path, &err), CB_ENOTFOUND);
+        if (!strstr(err.msg, bad[k][1])) fail_msg("message: %s", err.msg);
+        free(path);
+    }
+}
+
 /* An added item's genre and content names of more than 255 bytes read back
  * whole (they were cut to 255 and then not found: the item showed neither). */
 static void add_item_long_names(void **state) {
@@ -735,6 +811,7 @@ int main(void) {
                                                                        teardown),
                                        cmocka_unit_test_setup_teardown(preferences_every_value, setup_many_tags,
                                                                        teardown),
+                                       cmocka_unit_test_setup_teardown(block_by_content_value, setup_many_tags, teardown),
                                        cmocka_unit_test(add_item_long_names),
                                        cmocka_unit_test(reason_names_the_column)};
     int failed = cmocka_run_group_tests_name("content-units", units, NULL, NULL);

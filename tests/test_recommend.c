@@ -368,7 +368,7 @@ static void block_list_filters(void **state) {
     char *path = tu_write(f->dir, "block.txt", text);
     cb_blocklist bl;
     assert_int_equal(cb_recommend_block_load(&bl, f->exact, path, &err), CB_OK);
-    assert_int_equal(bl.n_blocked_genres, 1);
+    assert_int_equal(bl.n_blocked_values, 1);
     assert_int_equal(bl.n_blocked_items, 2);
     cb_recommend_config cfg;
     cb_recommend_config_default(&cfg);

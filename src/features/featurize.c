@@ -1610,6 +1610,23 @@ static const char *facet_why_unknown(const cb_features *f, uint32_t facet, char 
     return cb_feat_why_unknown(n_kept, cap, buf, size);
 }
 
+int cb_features_value_named(const cb_features *f, uint32_t facet, const char *value, size_t len, uint32_t *g,
+                            cb_error *err) {
+    if (!f || facet >= f->n_facets) return cb_fail(err, CB_EINVAL, "cb_features_value_named: bad argument");
+    char buf[1024], why[96];
+    const char *key = cb_feat_value_key(f, facet, value, len, buf, sizeof buf);
+    int64_t found = key ? cb_vocab_find(f->genre_vocab, key, strlen(key)) : -1;
+    if (found >= 0) return *g = (uint32_t)found, CB_OK;
+    int shown = (int)(len > 80 ? 80 : len);
+    if (f->facet_hash[facet] && cb_features_value_find(f, facet, value, len) >= 0)
+        return cb_fail(err, CB_ENOTFOUND,
+                       "value '%.*s' of '%s' is not one the model kept by name: it shares a hash bucket with other "
+                       "values",
+                       shown, value, f->facet_cols[facet]);
+    return cb_fail(err, CB_ENOTFOUND, "unknown value '%.*s' of '%s'%s", shown, value, f->facet_cols[facet],
+                   facet_why_unknown(f, facet, why, sizeof why));
+}
+
 /* Is c the start of a separator of the facet (its own, or '|')? Its length, else 0. */
 static size_t facet_sep_at(const cb_features *f, uint32_t facet, const char *c) {
     const char *sep = f->facet_seps[facet];

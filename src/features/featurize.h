@@ -246,6 +246,11 @@ bool cb_features_facet_is_multi(const cb_features *f, uint32_t facet);     /* se
 /* Value index of `value` (len bytes) in a facet: the value itself, else its
  * hashing-trick bucket when the column hashes; -1 when unknown. */
 int64_t cb_features_value_find(const cb_features *f, uint32_t facet, const char *value, size_t len);
+/* The value a user names (a block list's "tags violent"): the facet's value
+ * itself, never its hash bucket, into *g; else CB_ENOTFOUND saying why
+ * (unknown, not among the values the model kept, only in a shared bucket). */
+int cb_features_value_named(const cb_features *f, uint32_t facet, const char *value, size_t len, uint32_t *g,
+                            cb_error *err);
 /* The name cb_genre_pref takes for value g: the genre's name, or for other
  * columns "<column>\x1f<value>" (written into buf; NULL if g is out of range
  * or buf too small). */

@@ -195,6 +195,45 @@ bool cb_rec_item_index(const cb_recommender *rec, const char *id, uint32_t *item
     return false;
 }
 
+/* An added item's values of a '|'-joined genre list (the genre column). */
+static void added_genres_each(const cb_features *f, const char *joined, cb_value_fn fn, void *ctx) {
+    for (const char *p = joined; p && *p;) {
+        const char *e = strchr(p, '|');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        int g = cb_features_genre_find_n(f, p, len);
+        if (g >= 0) fn(ctx, (uint32_t)g);
+        p = e ? e + 1 : p + len;
+    }
+}
+
+/* An added item's values of its other content columns (extra_content's
+ * column US value pairs; the genre column's come from its genre list). */
+static void added_content_each(const cb_features *f, const char *s, cb_value_fn fn, void *ctx) {
+    for (const char *p = s; p && *p;) {
+        const char *us = strchr(p, CB_CONTENT_US), *rs = strchr(p, CB_CONTENT_RS), *end = rs ? rs : p + strlen(p);
+        if (us && us < end) {
+            int facet = cb_features_facet_find_n(f, p, (size_t)(us - p));
+            int64_t g = facet < 0 ? -1 : cb_features_value_find(f, (uint32_t)facet, us + 1, (size_t)(end - us - 1));
+            if (g >= 0 && !cb_features_value_is_genre(f, (uint32_t)g)) fn(ctx, (uint32_t)g);
+        }
+        p = rs ? rs + 1 : end;
+    }
+}
+
+void cb_rec_item_values_each(const cb_recommender *rec, size_t item, cb_value_fn fn, void *ctx) {
+    const cb_features *f = rec ? rec->r->features : NULL;
+    if (!f || item >= cb_recommender_item_count(rec)) return;
+    if (item >= rec->r->n_items) {
+        added_genres_each(f, rec->table.extra_genres[item - rec->r->n_items], fn, ctx);
+        added_content_each(f, rec->table.extra_content[item - rec->r->n_items], fn, ctx);
+        return;
+    }
+    const uint32_t *list = NULL;
+    uint32_t n = 0;
+    if (cb_features_item_genres(f, (uint32_t)item, &list, &n) != CB_OK) return;
+    for (uint32_t k = 0; k < n; k++) fn(ctx, list[k]);
+}
+
 const float *cb_rec_item_vec(const cb_recommender *rec, uint32_t item) {
     const cb_bundle *r = rec->r;
     if (item < r->n_items) return r->item_vecs + (size_t)item * r->dim;

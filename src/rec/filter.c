@@ -18,27 +18,70 @@ void cb_recommend_block_free(cb_blocklist *bl) {
     memset(bl, 0, sizeof *bl);
 }
 
-/* Does added item k declare one of the flagged genres? */
-static bool added_has_genre(const cb_recommender *rec, uint32_t k, const bool *genre) {
-    const char *s = rec->table.extra_genres[k];
-    while (s && *s) {
-        const char *e = strchr(s, '|');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
-        char name[256];
-        if (len < sizeof name) {
-            memcpy(name, s, len);
-            name[len] = 0;
-            int g = cb_features_genre_find(rec->r->features, name);
-            if (g >= 0 && genre[g]) return true;
-        }
-        s = e ? e + 1 : NULL;
+/* The value a block line "COLUMN VALUE" names (s at COLUMN) into *g; -1
+ * when COLUMN is no content column of the model. */
+static int block_value(const cb_features *f, const char *s, int64_t *g, cb_error *err) {
+    size_t n = strcspn(s, " \t");
+    const char *v = s + n;
+    while (isspace((unsigned char)*v)) v++;
+    int facet = f && *v ? cb_features_facet_find_n(f, s, n) : -1;
+    uint32_t found = 0;
+    int rc = facet < 0 ? CB_OK : cb_features_value_named(f, (uint32_t)facet, v, strlen(v), &found, err);
+    *g = facet < 0 || rc ? -1 : (int64_t)found;
+    return rc;
+}
+
+/* Does line s start with keyword kw and a blank? Then s past them. */
+static const char *block_keyword(const char *s, const char *kw) {
+    size_t n = strlen(kw);
+    if (strncmp(s, kw, n) || (s[n] != ' ' && s[n] != '\t')) return NULL;
+    for (s += n; isspace((unsigned char)*s);) s++;
+    return s;
+}
+
+/* One block line (trimmed, no comment): "item ID", "genre NAME", a plain
+ * id, else "COLUMN VALUE"; flags the value (*g) or the item (*item, *g =
+ * -1). where is "path:line" for messages. */
+static int block_line(const cb_recommender *rec, const char *s, const char *where, int64_t *g, uint32_t *item,
+                      cb_error *err) {
+    const cb_features *f = rec->r->features;
+    const char *rest;
+    *g = -1;
+    if ((rest = block_keyword(s, "genre"))) {
+        *g = f ? cb_features_genre_find(f, rest) : -1;
+        return *g >= 0 ? CB_OK : cb_fail(err, CB_ENOTFOUND, "%s: unknown genre '%s'", where, rest);
     }
-    return false;
+    const char *id = (rest = block_keyword(s, "item")) ? rest : s;
+    bool known = cb_rec_item_index(rec, id, item);
+    if (rest) return known ? CB_OK : cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", where, id);
+    if (known) return CB_OK; /* a plain line that is an item id is that item */
+    int rc = block_value(f, s, g, err);
+    if (rc) return cb_rec_with_source(rc, where, err);
+    return *g >= 0 ? CB_OK : cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", where, s);
+}
+
+/* Has an item one of the flagged values? (block_expand's scan) */
+typedef struct flag_scan {
+    const bool *flagged;
+    bool hit;
+} flag_scan;
+
+static void flag_hit(void *ctx, uint32_t g) {
+    flag_scan *s = ctx;
+    s->hit |= s->flagged[g];
+}
+
+/* Set the bit of every item (model and added) that has a flagged value. */
+static void block_expand(cb_blocklist *bl, const cb_recommender *rec, const bool *flagged) {
+    for (size_t i = 0; bl->n_blocked_values && i < bl->n_items; i++) {
+        flag_scan s = {flagged, false};
+        cb_rec_item_values_each(rec, i, flag_hit, &s);
+        if (s.hit) cb_bit_set(bl->items, i);
+    }
 }
 
 int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const char *path, cb_error *err) {
     memset(bl, 0, sizeof *bl);
-    const cb_bundle *r = rec->r;
     uint32_t n_all = (uint32_t)cb_recommender_item_count(rec);
     int fd, rc0 = cb_open_input(&fd, path, "block list", err);
     if (rc0) return rc0;
@@ -47,12 +90,12 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const c
         close(fd);
         return cb_fail(err, CB_ENOMEM, "%s: cannot open the block list", path);
     }
-    uint32_t ng = r->features ? cb_features_n_genres(r->features) : 0;
-    bool *genre = cb_calloc(ng + 1, sizeof *genre, err);
+    uint32_t nv = rec->r->features ? cb_features_n_genres(rec->r->features) : 0;
+    bool *flagged = cb_calloc(nv + 1, sizeof *flagged, err);
     bl->n_items = n_all;
     bl->items = cb_calloc(((size_t)n_all + 63) / 64 + 1, sizeof *bl->items, err);
-    int rc = (genre && bl->items) ? CB_OK : CB_ENOMEM;
-    char *line = NULL;
+    int rc = (flagged && bl->items) ? CB_OK : CB_ENOMEM;
+    char *line = NULL, where[320];
     size_t cap = 0, lineno = 0;
     ssize_t len;
     while (!rc && (len = getline(&line, &cap, f)) >= 0) {
@@ -62,38 +105,21 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const c
         while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
         while (isspace((unsigned char)*s)) s++;
         if (!*s || *s == '#') continue;
-        bool is_genre = false;
-        if (!strncmp(s, "item ", 5) || !strncmp(s, "item\t", 5)) s += 5;
-        else if (!strncmp(s, "genre ", 6) || !strncmp(s, "genre\t", 6)) s += 6, is_genre = true;
-        while (isspace((unsigned char)*s)) s++;
-        if (is_genre) {
-            int g = r->features ? cb_features_genre_find(r->features, s) : -1;
-            if (g < 0) rc = cb_fail(err, CB_ENOTFOUND, "%s:%zu: unknown genre '%s'", path, lineno, s);
-            else if (!genre[g]) genre[g] = true, bl->n_blocked_genres++;
-        } else {
-            uint32_t item;
-            if (!cb_rec_item_index(rec, s, &item))
-                rc = cb_fail(err, CB_ENOTFOUND, "%s:%zu: unknown item id '%s'", path, lineno, s);
-            else if (!cb_bit_get(bl->items, item)) cb_bit_set(bl->items, item), bl->n_blocked_items++;
-        }
+        snprintf(where, sizeof where, "%s:%zu", path, lineno);
+        int64_t g;
+        uint32_t item;
+        if ((rc = block_line(rec, s, where, &g, &item, err))) break;
+        if (g >= 0 && !flagged[g]) flagged[g] = true, bl->n_blocked_values++;
+        else if (g < 0 && !cb_bit_get(bl->items, item)) cb_bit_set(bl->items, item), bl->n_blocked_items++;
     }
     if (!rc && ferror(f)) rc = cb_fail(err, CB_EIO, "%s: read error", path);
-    for (uint32_t i = 0; !rc && bl->n_blocked_genres && i < r->n_items; i++) {
-        const uint32_t *gl;
-        uint32_t n = 0;
-        if (cb_features_item_genres(r->features, i, &gl, &n)) continue;
-        for (uint32_t k = 0; k < n; k++)
-            if (genre[gl[k]]) cb_bit_set(bl->items, i);
-    }
-    for (uint32_t k = 0; !rc && bl->n_blocked_genres && k < rec->table.n_extra; k++)
-        if (added_has_genre(rec, k, genre)) cb_bit_set(bl->items, r->n_items + k);
+    if (!rc) block_expand(bl, rec, flagged);
     free(line);
-    free(genre);
+    free(flagged);
     fclose(f);
     if (rc) cb_recommend_block_free(bl);
     return rc;
 }
-
 
 /* The list without the blanks around its ids (outside quotes: a quoted id
  * keeps its own), so that `a, "sku,5" ` reads as two ids; malloc'd. */

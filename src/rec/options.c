@@ -42,7 +42,7 @@ static const cb_config_key_def keys[] = {
      0, NULL},
     {"allow", "LIST", "", "comma-separated item ids: return only these (quoted as for --exclude)", "filters", CB_KEY_STRING, RC(allow), 0, 0, 0,
      0, NULL},
-    {"block-file", "FILE", "", "never return these: lines \"item ID\", \"genre NAME\" or an id", "filters",
+    {"block-file", "FILE", "", "never return these: lines \"item ID\", \"genre NAME\", \"COLUMN VALUE\" (tags violent) or an id", "filters",
      CB_KEY_STRING, RC(block_file), 0, 0, 0, 0, NULL},
     {"diversity", "none|mmr", "none", "maximal marginal relevance re-rank (weight: mmr-lambda)", "ranking",
      CB_KEY_ENUM, RC(diversity), 0, 0, 0, 0, diversities},

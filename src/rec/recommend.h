@@ -150,6 +150,12 @@ const float *cb_rec_item_vec(const cb_recommender *rec, uint32_t item);
 static inline bool cb_rec_is_added(const cb_recommender *rec, uint32_t item) { return item >= rec->r->n_items; }
 /* The index of the item with this id (model items, then added ones). */
 bool cb_rec_item_index(const cb_recommender *rec, const char *id, uint32_t *item);
+/* Call fn(ctx, g) for each content value g of an item (model items, then
+ * added ones): the model's value indices of the genre column and of every
+ * other content column (tags, a brand); an added item's values the model
+ * does not know are left out. */
+typedef void (*cb_value_fn)(void *ctx, uint32_t g);
+void cb_rec_item_values_each(const cb_recommender *rec, size_t item, cb_value_fn fn, void *ctx);
 
 /* Attribute values from JSON (string, number, or list of strings joined with
  * '|'); *joined receives an allocation to free (or NULL). */
@@ -209,14 +215,17 @@ void cb_recommend_profile_free(cb_profile *p); /* zeroes; NULL is a no-op */
 
 /* ---- filters (filter.c): items never to recommend for one call. */
 typedef struct cb_blocklist {
-    uint64_t *items;         /* bitmap over the recommender's items (model + added), genres already expanded */
+    uint64_t *items;         /* bitmap over the recommender's items (model + added), values already expanded */
     uint32_t n_items;
-    size_t n_blocked_items, n_blocked_genres;
+    size_t n_blocked_items, n_blocked_values;
 } cb_blocklist;
-/* Lines "item ID", "genre NAME" or a plain item id; '#' comments and blank
- * lines are ignored. Unknown ids / genres are errors naming path:line. Ids of
- * added items are known; a blocked genre also blocks the added items that
- * declared it. The list is valid until the next item is added. */
+/* Lines "item ID", "genre NAME" (the genre column), "COLUMN VALUE" (any
+ * content column the model knows: "tags violent", "brand Acme") or a plain
+ * item id (a plain line that is an item id is that item); '#' comments and
+ * blank lines are ignored. Unknown ids and values, and a value the model did
+ * not keep by name, are errors naming path:line. Ids of added items are
+ * known; a blocked value also blocks the added items that declared it. The
+ * list is valid until the next item is added. */
 int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const char *path, cb_error *err);
 void cb_recommend_block_free(cb_blocklist *bl);
 

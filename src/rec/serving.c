@@ -12,77 +12,39 @@
 
 /* ---- items */
 
-CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item, const char **names, size_t max) {
-    if (!rec || item >= cb_recommender_item_count(rec)) return 0;
-    const cb_features *f = rec->r->features;
-    size_t n = 0;
-    if (item < rec->r->n_items) {
-        const uint32_t *list = NULL;
-        uint32_t ng = 0;
-        if (!f || cb_features_item_genres(f, (uint32_t)item, &list, &ng) != CB_OK) return 0;
-        for (uint32_t g = 0; g < ng; g++) /* the values of every content column: the genre column's */
-            if (cb_features_value_is_genre(f, list[g])) {
-                if (names && n < max) names[n] = cb_features_genre_name(f, list[g]);
-                n++;
-            }
-        return n;
+/* Names of an item's values, the genre column's or the others' (serving's
+ * item facts): into names / columns up to max, counting all. */
+typedef struct value_names {
+    const cb_features *f;
+    bool genre;
+    const char **columns, **names;
+    size_t max, n;
+} value_names;
+
+static void value_name_put(void *ctx, uint32_t g) {
+    value_names *s = ctx;
+    int facet = cb_features_value_facet(s->f, g);
+    if (cb_features_value_is_genre(s->f, g) != s->genre || (!s->genre && facet < 0)) return;
+    if (s->n < s->max) {
+        if (s->names) s->names[s->n] = cb_features_genre_name(s->f, g);
+        if (s->columns) s->columns[s->n] = cb_features_facet_name(s->f, (uint32_t)facet);
     }
-    const char *joined = rec->table.extra_genres[item - rec->r->n_items];
-    for (const char *p = joined; p && *p;) { /* map each name onto the model's own string */
-        const char *e = strchr(p, '|');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        int g = f ? cb_features_genre_find_n(f, p, len) : -1;
-        if (g >= 0) {
-            if (names && n < max) names[n] = cb_features_genre_name(f, (uint32_t)g);
-            n++;
-        }
-        p = e ? e + 1 : p + len;
-    }
-    return n;
+    s->n++;
 }
 
-/* An added item's content (the table's extra_content), as the model's own
- * strings: a pair the model does not know (none, from add-item) is left out. */
-static size_t added_item_content(const cb_features *f, const char *s, const char **columns, const char **values,
-                                 size_t max) {
-    size_t n = 0;
-    for (const char *p = s; p && *p;) {
-        const char *us = strchr(p, CB_CONTENT_US), *rs = strchr(p, CB_CONTENT_RS), *end = rs ? rs : p + strlen(p);
-        if (us && us < end) {
-            int facet = cb_features_facet_find_n(f, p, (size_t)(us - p));
-            int64_t g = facet < 0 ? -1 : cb_features_value_find(f, (uint32_t)facet, us + 1, (size_t)(end - us - 1));
-            if (g >= 0 && !cb_features_value_is_genre(f, (uint32_t)g)) { /* the genres: item_genres */
-                if (n < max) {
-                    if (columns) columns[n] = cb_features_facet_name(f, (uint32_t)facet);
-                    if (values) values[n] = cb_features_genre_name(f, (uint32_t)g);
-                }
-                n++;
-            }
-        }
-        p = rs ? rs + 1 : end;
-    }
-    return n;
+CB_API size_t cb_recommender_item_genres(const cb_recommender *rec, size_t item, const char **names, size_t max) {
+    if (!rec) return 0;
+    value_names s = {rec->r->features, true, NULL, names, max, 0};
+    cb_rec_item_values_each(rec, item, value_name_put, &s);
+    return s.n;
 }
 
 CB_API size_t cb_recommender_item_content(const cb_recommender *rec, size_t item, const char **columns,
                                           const char **values, size_t max) {
-    const cb_features *f = rec ? rec->r->features : NULL;
-    const uint32_t *list = NULL;
-    uint32_t ng = 0;
-    if (f && item >= rec->r->n_items && item < cb_recommender_item_count(rec))
-        return added_item_content(f, rec->table.extra_content[item - rec->r->n_items], columns, values, max);
-    if (!f || item >= rec->r->n_items || cb_features_item_genres(f, (uint32_t)item, &list, &ng) != CB_OK) return 0;
-    size_t n = 0;
-    for (uint32_t g = 0; g < ng; g++) {
-        int facet = cb_features_value_facet(f, list[g]);
-        if (facet < 0 || cb_features_value_is_genre(f, list[g])) continue;
-        if (n < max) {
-            if (columns) columns[n] = cb_features_facet_name(f, (uint32_t)facet);
-            if (values) values[n] = cb_features_genre_name(f, list[g]);
-        }
-        n++;
-    }
-    return n;
+    if (!rec) return 0;
+    value_names s = {rec->r->features, false, columns, values, max, 0};
+    cb_rec_item_values_each(rec, item, value_name_put, &s);
+    return s.n;
 }
 
 CB_API int cb_recommender_item_rating_stats(const cb_recommender *rec, size_t *counts, double *means, cb_error *err) {
