@@ -174,18 +174,11 @@ static int id_list_bits(const cb_recommender *rec, const char *list, uint64_t *b
     int got = rc ? rc : cb_csv_next(c, &fields, &lens, &n, err);
     if (got < 0) rc = got;
     for (size_t k = 0; !rc && got == 1 && k < n; k++) {
-        const char *s = fields[k];
-        size_t len = lens[k];
-        if (!len) continue;
-        char id[256];
-        if (len >= sizeof id) {
-            rc = cb_fail(err, CB_EINVAL, "%s: item id '%.40s...' is too long", what, s);
-            break;
-        }
-        memcpy(id, s, len);
-        id[len] = 0;
+        const char *id = fields[k]; /* NUL-terminated by the reader */
+        if (!lens[k]) continue;
         uint32_t item;
-        if (!cb_rec_item_index(rec, id, &item)) rc = cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", what, id);
+        if (!cb_rec_item_index(rec, id, &item))
+            rc = cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%.200s%s'", what, id, lens[k] > 200 ? "..." : "");
         else cb_bit_set(bits, item);
     }
     if (!rc && got == 1 && cb_csv_next(c, &fields, &lens, &n, err) != 0) /* a second record: a newline in the list */
