@@ -60,6 +60,11 @@ CB_API const char *cb_version(void);
 /* A short English name for a status code ("I/O error", ...). */
 CB_API const char *cb_strstatus(int code);
 
+/* Every byte of s that does not start a valid UTF-8 sequence (a character
+ * cut by a "%.80s", a Latin-1 byte) replaced by '?', in place, so a message
+ * quoting its input stays valid UTF-8 (the library's own messages are). */
+CB_API void cb_utf8_repair(char *s);
+
 /* Ownership and threading for the sections below: every _create/_open/_train
  * output is owned by the caller and freed with the matching _free/_close
  * (NULL is a no-op). A cb_config and a cb_dataset are not locked: any number

@@ -500,6 +500,19 @@ static void usage_errors(void **state) {
     free(out);
 }
 
+/* The CLI's own messages stay valid UTF-8 when they clip an argument
+ * ("%.80s" had cut 'é' in half: a stray 0xC3 byte in the message). */
+static void messages_stay_utf8(void **state) {
+    (void)state;
+    char word[96], *out;
+    memset(word, 'a', 79);
+    strcpy(word + 79, "\xC3\xA9z");
+    assert_int_equal(run(&out, "%s experiment '%s' --data x", cbrec(), word), 2);
+    assert_non_null(strstr(out, "unknown experiment 'aaa"));
+    assert_null(strchr(out, '\xC3'));
+    free(out);
+}
+
 /* Options come from the key tables: --help lists them by section with their
  * defaults, --key=VALUE and --no-flag work, and errors name the key, what it
  * accepts, or the close keys. */
@@ -797,7 +810,7 @@ int main(void) {
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
-        cmocka_unit_test(report_reproduce_line),
+        cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(messages_stay_utf8),
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
         cmocka_unit_test(course_lab_reaches_the_labs_mse),

@@ -608,7 +608,7 @@ bool cb_utf8_valid(const char *str, size_t len) {
     return true;
 }
 
-void cb_utf8_repair(char *str) {
+CB_API void cb_utf8_repair(char *str) {
     unsigned char *s = (unsigned char *)str;
     size_t len = strlen(str);
     for (size_t i = 0, n; i < len; i += n)

@@ -146,10 +146,7 @@ bool cb_parse_double(const char *s, size_t len, double *out);
 bool cb_parse_i64(const char *s, size_t len, int64_t *out);
 /* True when [s, s+len) is valid UTF-8. */
 bool cb_utf8_valid(const char *s, size_t len);
-/* Every byte of s that does not start a valid UTF-8 sequence (a character
- * cut by a "%.80s", a Latin-1 byte) replaced by '?', in place: messages stay
- * valid UTF-8 (cb_fail does it). */
-void cb_utf8_repair(char *s);
+/* cb_utf8_repair (cbrec.h): cb_fail repairs every message it writes. */
 
 /* ---- Wider vectors where the CPU has them. The build targets x86-64-v2
  * (SSE4.2) so the binary runs anywhere; CB_X86_SIMD says x86-64 intrinsics

@@ -57,6 +57,7 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...) {
     va_start(ap, fmt);
     int len = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    cb_utf8_repair(msg); /* an input quoted by "%.80s" may be cut inside a character */
     fprintf(stderr, "cbrec %s: %s%s\n", cmd, msg, len >= (int)sizeof msg ? " [...]" : "");
     return status;
 }

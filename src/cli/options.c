@@ -102,8 +102,11 @@ void cli_help(FILE *f, const cli_command *c) { help2(f, c, NULL); }
 int cli_usage_error(const cli_command *c, const char *msg) {
     int teller = cli_mpi_usage_teller();
     if (teller < 0) return CLI_USAGE; /* the rank parses rank 0's command line: rank 0 tells */
-    if (teller > 0) fprintf(stderr, "cbrec %s (rank %d's command line): %s\n", c->name, teller, msg);
-    else fprintf(stderr, "cbrec %s: %s\n", c->name, msg);
+    char text[1024];
+    snprintf(text, sizeof text, "%s", msg);
+    cb_utf8_repair(text); /* an argument quoted whole or cut by "%.60s" */
+    if (teller > 0) fprintf(stderr, "cbrec %s (rank %d's command line): %s\n", c->name, teller, text);
+    else fprintf(stderr, "cbrec %s: %s\n", c->name, text);
     size_t line = strcspn(c->usage, "\n");
     fprintf(stderr, "%.*s   (cbrec %s --help for details)\n", (int)line, c->usage, c->name);
     return CLI_USAGE;
