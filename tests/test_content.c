@@ -738,6 +738,43 @@ static void id_lists_long_ids(void **state) {
     }
 }
 
+/* A new user's categorical attribute given as a JSON number reads as the
+ * text a file holds: {"tier": 0.1} is the level "0.1" ("%.17g" made it
+ * "0.10000000000000001", unknown, so strict refused it and the vector lost it). */
+static void categorical_number_attribute(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    cb_error err = {0};
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, tags:multi(;)\n"
+                                     "users = u.csv\nusers.columns = id, tier:categorical\n"));
+    char ratings[4096] = "user,item,rating\n", users[512] = "id,tier\n";
+    for (int u = 0; u < 20; u++) {
+        snprintf(users + strlen(users), sizeof users - strlen(users), "u%d,%s\n", u, u % 2 ? "0.1" : "2.5");
+        for (int k = 0; k < 5; k++)
+            snprintf(ratings + strlen(ratings), sizeof ratings - strlen(ratings), "u%d,i%d,%d\n", u, (u + 3 * k) % 10,
+                     1 + (u + k) % 5);
+    }
+    free(tu_write(d, "r.csv", ratings));
+    free(tu_write(d, "u.csv", users));
+    free(tu_write(d, "i.csv", "id,tags\ni0,a\ni1,b\ni2,a;b\ni3,c\ni4,a\ni5,b\ni6,c\ni7,a\ni8,b\ni9,c\n"));
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = train_folder(d, &ds);
+    size_t dim = cb_recommender_dim(rec);
+    float *as_number = malloc(dim * sizeof *as_number), *as_text = malloc(dim * sizeof *as_text),
+          *other = malloc(dim * sizeof *other);
+    if (cb_recommender_new_user_vector(rec, "{\"tier\": 0.1, \"strict\": true}", as_number, &err) ||
+        cb_recommender_new_user_vector(rec, "{\"tier\": \"0.1\", \"strict\": true}", as_text, &err) ||
+        cb_recommender_new_user_vector(rec, "{\"tier\": 2.5, \"strict\": true}", other, &err))
+        fail_msg("%s", err.msg);
+    assert_memory_equal(as_number, as_text, dim * sizeof *as_number);
+    assert_memory_not_equal(as_number, other, dim * sizeof *as_number);
+    free(as_number), free(as_text), free(other);
+    cb_recommender_free(rec);
+    cb_dataset_close(ds);
+    tu_rmrf(d);
+    free(d);
+}
+
 /* An added item's genre and content names of more than 255 bytes read back
  * whole (they were cut to 255 and then not found: the item showed neither). */
 static void add_item_long_names(void **state) {
@@ -840,7 +877,7 @@ int main(void) {
                                                                        teardown),
                                        cmocka_unit_test_setup_teardown(block_by_content_value, setup_many_tags, teardown),
                                        cmocka_unit_test_setup_teardown(id_lists_long_ids, setup_many_tags, teardown),
-                                       cmocka_unit_test(add_item_long_names),
+                                       cmocka_unit_test(add_item_long_names), cmocka_unit_test(categorical_number_attribute),
                                        cmocka_unit_test(reason_names_the_column)};
     int failed = cmocka_run_group_tests_name("content-units", units, NULL, NULL);
     return failed + cmocka_run_group_tests_name("planted-generic", planted, setup, teardown);

@@ -64,6 +64,15 @@ static void strict_parsing(void **state) {
     assert_false(cb_parse_i64("12.0", 4, &n));
 }
 
+/* A number as a file holds it: the shortest text that reads back exactly. */
+static void number_text(void **state) {
+    (void)state;
+    char buf[32];
+    const double x[6] = {0.1, 7.5, 1992.0, -0.30000000000000004, 1e-300, 123456789.125};
+    const char *want[6] = {"0.1", "7.5", "1992", "-0.30000000000000004", "1e-300", "123456789.125"};
+    for (int k = 0; k < 6; k++) assert_string_equal(cb_number_text(x[k], buf, sizeof buf), want[k]);
+}
+
 static void utf8_validation(void **state) {
     (void)state;
     assert_true(cb_utf8_valid("abc", 3));
@@ -131,7 +140,7 @@ int main(void) {
         cmocka_unit_test(vocab_roundtrip),
         cmocka_unit_test(rng_deterministic),
         cmocka_unit_test(strict_parsing),
-        cmocka_unit_test(utf8_validation),
+        cmocka_unit_test(utf8_validation), cmocka_unit_test(number_text),
         cmocka_unit_test(atomic_write_keeps_old_file), cmocka_unit_test(xxh64_reference),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);

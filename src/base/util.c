@@ -608,6 +608,14 @@ bool cb_utf8_valid(const char *str, size_t len) {
     return true;
 }
 
+char *cb_number_text(double x, char *buf, size_t size) {
+    for (int digits = 1; digits <= 17; digits++) { /* the fewest digits that read back as x */
+        snprintf(buf, size, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    return buf;
+}
+
 CB_API void cb_utf8_repair(char *str) {
     unsigned char *s = (unsigned char *)str;
     size_t len = strlen(str);

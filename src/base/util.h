@@ -142,6 +142,10 @@ uint64_t cb_hash64(const void *data, size_t len, uint64_t h);
  * Returns true on success. */
 bool cb_parse_float(const char *s, size_t len, float *out);
 bool cb_parse_double(const char *s, size_t len, double *out);
+/* x as the text a data file would hold: the shortest form that reads back as
+ * x ("0.1", "7.5", "1992" for 1992.0; "%.17g" gave "0.10000000000000001",
+ * which no level read from a file matches). Returns buf (size 32 at least). */
+char *cb_number_text(double x, char *buf, size_t size);
 /* Parse a signed 64-bit integer strictly. */
 bool cb_parse_i64(const char *s, size_t len, int64_t *out);
 /* True when [s, s+len) is valid UTF-8. */

@@ -77,7 +77,7 @@ int cb_features_check_user_levels(const cb_features *f, const cb_attr_value *att
         char numbuf[64];
         const char *str = a->str;
         if (!str && isnan(a->num)) continue; /* missing */
-        if (!str) snprintf(numbuf, sizeof numbuf, "%.17g", a->num), str = numbuf; /* as the features read it */
+        if (!str) str = cb_number_text(a->num, numbuf, sizeof numbuf); /* as the features read it */
         for (const char *p = str;;) { /* the values as cb_features_new_user splits them */
             const char *q = b->type == B_MULTI ? strchr(p, '|') : NULL;
             size_t len = q ? (size_t)(q - p) : strlen(p);

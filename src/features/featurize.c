@@ -1368,8 +1368,7 @@ static int write_attr_from_input(const fside *s, const cb_attr_value *a, float *
     case B_CAT: case B_MULTI:
         if (!str) {
             if (isnan(a->num)) return CB_OK;
-            snprintf(numbuf, sizeof numbuf, "%.17g", a->num);
-            str = numbuf;
+            str = cb_number_text(a->num, numbuf, sizeof numbuf); /* as a file would hold it */
         }
         for (const char *p = str;;) {
             const char *q = b->type == B_MULTI ? strchr(p, '|') : NULL;

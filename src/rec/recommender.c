@@ -497,11 +497,7 @@ static json_t *number_text(const json_t *v) {
     char text[40];
     double x = json_number_value(v);
     if (json_is_integer(v)) snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    else
-        for (int digits = 1; digits <= 17; digits++) { /* the fewest digits that read back as x */
-            snprintf(text, sizeof text, "%.*g", digits, x);
-            if (strtod(text, NULL) == x) break;
-        }
+    else cb_number_text(x, text, sizeof text);
     return json_string(text);
 }
 
