@@ -431,104 +431,98 @@ static int open_sections(cb_st *st, cb_error *err) {
     return CB_OK;
 }
 
-int cb_st_open(cb_st **out, const char *path, const char *format, int max_version, cb_error *err) {
-    *out = NULL;
-    cb_st *st = cb_calloc(1, sizeof *st, err);
-    if (!st) return CB_ENOMEM;
-    st->path = cb_strdup(path, err);
-    if (!st->path) {
-        free(st);
-        return CB_ENOMEM;
-    }
-    int rc = CB_OK;
-    int fd;
+/* Map st->path read-only (st->map, st->map_len): a regular file of 8 bytes
+ * at least. */
+static int st_map(cb_st *st, cb_error *err) {
+    const char *path = st->path;
+    int fd, rc = cb_open_input(&fd, path, "cbrec file", err);
     struct stat sb;
-    if ((rc = cb_open_input(&fd, path, "cbrec file", err))) goto fail;
-    if (fstat(fd, &sb) != 0) {
-        rc = cb_fail(err, CB_EIO, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
-        goto fail;
-    }
-    if (sb.st_size < 8) {
-        close(fd);
+    if (rc) return rc;
+    if (fstat(fd, &sb) != 0) rc = cb_fail(err, CB_EIO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (sb.st_size < 8)
         rc = cb_fail(err, CB_EFORMAT, "%s: not a cbrec file (%lld bytes: too short)", path, (long long)sb.st_size);
-        goto fail;
+    if (rc) {
+        close(fd);
+        return rc;
     }
     st->map_len = (size_t)sb.st_size;
     st->map = mmap(NULL, st->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (st->map == MAP_FAILED) {
         st->map = NULL;
-        rc = cb_fail(err, CB_EIO, "%s: cannot map: %s", path, strerror(errno));
-        goto fail;
+        return cb_fail(err, CB_EIO, "%s: cannot map: %s", path, strerror(errno));
     }
+    return CB_OK;
+}
+
+/* The header's length, its JSON (tensors sorted by name, metadata by key),
+ * and the tensors covering the data exactly. */
+static int st_read_header(cb_st *st, cb_error *err) {
+    const char *path = st->path;
     const unsigned char *bytes = st->map;
     uint64_t hlen = 0;
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)bytes[i] << (8 * i);
     bool brace = st->map_len > 8 && bytes[8] == '{';
-    if (hlen >= 2 && hlen <= MAX_HEADER && brace && hlen > st->map_len - 8) { /* a cut copy or download */
-        rc = cb_fail(err, CB_EFORMAT, "%s: truncated: its header is %" PRIu64 " bytes, the file has %zu after its length",
-                     path, hlen, st->map_len - 8);
-        goto fail;
-    }
-    if (hlen < 2 || hlen > MAX_HEADER || hlen > st->map_len - 8 || !brace) {
-        rc = cb_fail(err, CB_EFORMAT, "%s: not a cbrec/safetensors file (bad header length)", path);
-        goto fail;
-    }
+    if (hlen >= 2 && hlen <= MAX_HEADER && brace && hlen > st->map_len - 8) /* a cut copy or download */
+        return cb_fail(err, CB_EFORMAT, "%s: truncated: its header is %" PRIu64 " bytes, the file has %zu after its length",
+                       path, hlen, st->map_len - 8);
+    if (hlen < 2 || hlen > MAX_HEADER || hlen > st->map_len - 8 || !brace)
+        return cb_fail(err, CB_EFORMAT, "%s: not a cbrec/safetensors file (bad header length)", path);
     const unsigned char *data = bytes + 8 + hlen;
-    uint64_t data_len = st->map_len - 8 - hlen;
-    if ((rc = parse_header(st, (const char *)bytes + 8, (size_t)hlen, data_len, err))) goto fail;
+    uint64_t data_len = st->map_len - 8 - hlen, covered = 0;
+    int rc = parse_header(st, (const char *)bytes + 8, (size_t)hlen, data_len, err);
+    if (rc) return rc;
     qsort(st->t, st->n, sizeof *st->t, cmp_tensor);
     qsort(st->m, st->n_meta, sizeof *st->m, cmp_meta);
-    uint64_t covered = 0;
     for (size_t i = 0; i < st->n; i++) {
         st->t[i].data = data + st->t[i].offset;
         covered += st->t[i].nbytes;
     }
-    if (covered != data_len) {
-        rc = cb_fail(err, CB_EFORMAT, "%s: %" PRIu64 " data bytes but tensors cover %" PRIu64 " (truncated or padded file)",
-                     path, data_len, covered);
-        goto fail;
-    }
-    const char *fmt = cb_st_meta(st, "format"), *ver = cb_st_meta(st, "format_version"),
+    if (covered != data_len)
+        return cb_fail(err, CB_EFORMAT, "%s: %" PRIu64 " data bytes but tensors cover %" PRIu64 " (truncated or padded file)",
+                       path, data_len, covered);
+    return CB_OK;
+}
+
+/* The file's format name and version (when format is given) and its checksum. */
+static int st_check_format(cb_st *st, const char *format, int max_version, cb_error *err) {
+    const char *path = st->path, *fmt = cb_st_meta(st, "format"), *ver = cb_st_meta(st, "format_version"),
                *sum = cb_st_meta(st, "checksum");
-    if (format && (!fmt || strcmp(fmt, format) != 0)) {
-        rc = cb_fail(err, CB_EFORMAT, "%s: is a '%s' file, expected '%s'", path, fmt ? fmt : "foreign safetensors", format);
-        goto fail;
-    }
     int64_t v = 0;
-    if (format && (!ver || !cb_parse_i64(ver, strlen(ver), &v) || v < 1)) {
-        rc = cb_fail(err, CB_EFORMAT, "%s: missing or bad format_version", path);
-        goto fail;
-    }
-    if (format && v > max_version) {
-        rc = cb_fail(err, CB_EFORMAT, "%s: format version %" PRId64 " is newer than this cbrec understands (%d)", path, v,
-                     max_version);
-        goto fail;
-    }
+    if (format && (!fmt || strcmp(fmt, format) != 0))
+        return cb_fail(err, CB_EFORMAT, "%s: is a '%s' file, expected '%s'", path, fmt ? fmt : "foreign safetensors",
+                       format);
+    if (format && (!ver || !cb_parse_i64(ver, strlen(ver), &v) || v < 1))
+        return cb_fail(err, CB_EFORMAT, "%s: missing or bad format_version", path);
+    if (format && v > max_version)
+        return cb_fail(err, CB_EFORMAT, "%s: format version %" PRId64 " is newer than this cbrec understands (%d)", path,
+                       v, max_version);
     st->version = (int)v;
-    if (sum && !strncmp(sum, ST_SECTIONED_PREFIX, strlen(ST_SECTIONED_PREFIX)) && (rc = open_sections(st, err)))
-        goto fail;
-    if (sum) {
-        char buf[32];
-        checksum_text(buf, sizeof buf, st->t, st->n, st->m, st->n_meta, sum, st->section_bytes);
-#ifdef CB_FUZZ_NO_CHECKSUM /* the fuzz build: let mutated files reach the contents' validators */
-        if (0) {
-#else
-        if (strcmp(buf, sum) != 0) {
+    if (!sum) return format ? cb_fail(err, CB_EFORMAT, "%s: no checksum", path) : CB_OK;
+    int rc = strncmp(sum, ST_SECTIONED_PREFIX, strlen(ST_SECTIONED_PREFIX)) ? CB_OK : open_sections(st, err);
+    if (rc) return rc;
+    char buf[32];
+    checksum_text(buf, sizeof buf, st->t, st->n, st->m, st->n_meta, sum, st->section_bytes);
+#ifndef CB_FUZZ_NO_CHECKSUM /* the fuzz build lets mutated files reach the contents' validators */
+    if (strcmp(buf, sum) != 0) return cb_fail(err, CB_EFORMAT, "%s: checksum mismatch (file is corrupted)", path);
 #endif
-            rc = cb_fail(err, CB_EFORMAT, "%s: checksum mismatch (file is corrupted)", path);
-            goto fail;
-        }
-    } else if (format) {
-        rc = cb_fail(err, CB_EFORMAT, "%s: no checksum", path);
-        goto fail;
+    return CB_OK;
+}
+
+int cb_st_open(cb_st **out, const char *path, const char *format, int max_version, cb_error *err) {
+    *out = NULL;
+    cb_st *st = cb_calloc(1, sizeof *st, err);
+    if (!st) return CB_ENOMEM;
+    int rc = (st->path = cb_strdup(path, err)) ? CB_OK : CB_ENOMEM;
+    if (!rc) rc = st_map(st, err);
+    if (!rc) rc = st_read_header(st, err);
+    if (!rc) rc = st_check_format(st, format, max_version, err);
+    if (rc) {
+        cb_st_close(st);
+        return rc;
     }
     *out = st;
     return CB_OK;
-fail:
-    cb_st_close(st);
-    return rc;
 }
 
 /* Verify sections [lo, hi) of tensor i, each once. */
