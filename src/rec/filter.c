@@ -56,7 +56,12 @@ static int block_line(const cb_recommender *rec, const char *s, const char *wher
     if (rest) return known ? CB_OK : cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", where, id);
     if (known) return CB_OK; /* a plain line that is an item id is that item */
     int rc = block_value(f, s, g, err);
-    if (rc) return cb_rec_with_source(rc, where, err);
+    if (rc && err) { /* what the user can do instead */
+        char msg[2 * sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s: %s: block its items by id instead", where, err->msg);
+        return cb_fail(err, rc, "%s", msg);
+    }
+    if (rc) return rc;
     return *g >= 0 ? CB_OK : cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", where, s);
 }
 
