@@ -516,6 +516,14 @@ static void add_item_genres_string(void **state) {
                      CB_ENOTFOUND);
     assert_int_equal(cb_recommender_add_item(rec, "{\"id\": \"y\", \"genres\": 3}", NULL, &err), CB_EPARSE);
     assert_non_null(strstr(err.msg, "\"genres\" must be a list"));
+    /* a list of any length (64 and more were refused): 3 known names among 70 */
+    char many[2048] = "{\"id\": \"m\", \"genres\": [\"Action\", \"Comedy\", \"Drama\"";
+    for (int k = 0; k < 67; k++) snprintf(many + strlen(many), sizeof many - strlen(many), ", \"g%d\"", k);
+    strcat(many, "]}");
+    size_t m;
+    if (cb_recommender_add_item(rec, many, &m, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(cb_recommender_item_genres(rec, m, gl, 4), 3);
+    assert_non_null(strstr(cb_recommender_add_item_note(rec), "unknown value 'g0' of 'genres'"));
     cb_recommender_free(rec);
     cb_dataset_close(ds);
     tu_rmrf(d);

@@ -75,7 +75,8 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
     size_t n_keys = json_object_size(j);
     cb_attr_value *attrs = cb_calloc(n_keys + 1, sizeof *attrs, err);
     char **joined = cb_calloc(n_keys + 1, sizeof *joined, err);
-    const char **genres = cb_calloc(n_keys + 64, sizeof *genres, err);
+    json_t *listed = json_object_get(j, "genres");
+    const char **genres = cb_calloc((json_is_array(listed) ? json_array_size(listed) : 0) + 1, sizeof *genres, err);
     float *x = cb_calloc(cb_features_item_dim(r->features) + 1, sizeof *x, err);
     cb_item_input in = {.year = NAN};
     const char *id = NULL, *title = NULL, *key;
@@ -100,8 +101,8 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
             /* a list; a string ("Sci-Fi|Adventure") is the genre column's values split as in its file, below */
             size_t i;
             json_t *g;
-            if (!json_is_array(v) || json_array_size(v) > 63) {
-                rc = cb_fail(err, CB_EPARSE, "%s: \"genres\" must be a list of at most 63 genre names, or a string", source);
+            if (!json_is_array(v)) {
+                rc = cb_fail(err, CB_EPARSE, "%s: \"genres\" must be a list of genre names, or a string", source);
                 break;
             }
             json_array_foreach(v, i, g) {
