@@ -43,12 +43,11 @@ static json_t *jstr(const char *s) {
     return j;
 }
 
+/* Every genre of an item (the map's points: sv_item_content's list). */
 static json_t *item_genres(const sv_model *m, size_t item) {
-    const char *names[64];
-    size_t n = cb_recommender_item_genres(m->rec, item, names, 64);
-    json_t *a = json_array();
-    for (size_t g = 0; a && g < n && g < 64; g++) json_array_append_new(a, jstr(names[g]));
-    return a;
+    json_t *o = sv_item_content(m, item), *g = o ? json_incref(json_object_get(o, "genres")) : NULL;
+    json_decref(o);
+    return g;
 }
 
 /* {"item", "title", "genres", ["content",] "n_ratings"} (+ "mean_rating", "new" when full). */
