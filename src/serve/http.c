@@ -36,30 +36,12 @@ double sv_now(void) {
 /* ---- replies */
 
 char *sv_utf8_clean(const char *s) {
-    size_t n = strlen(s);
-    unsigned char *o = malloc(n + 1);
+    char *o = strdup(s);
     if (!o) return NULL;
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, j = 0;
-    while (i < n) {
-        unsigned char c = p[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        int ok = len && i + len <= n && !(c < 0x20 && c != '\t');
-        for (size_t k = 1; ok && k < len; k++) ok = (p[i + k] & 0xC0) == 0x80;
-        if (ok && len == 2) ok = c >= 0xC2;
-        if (ok && len == 3) ok = !(c == 0xE0 && p[i + 1] < 0xA0) && !(c == 0xED && p[i + 1] >= 0xA0);
-        if (ok && len == 4) ok = c <= 0xF4 && !(c == 0xF0 && p[i + 1] < 0x90) && !(c == 0xF4 && p[i + 1] >= 0x90);
-        if (!ok) {
-            o[j++] = '?';
-            i++;
-            continue;
-        }
-        memcpy(o + j, p + i, len);
-        i += len;
-        j += len;
-    }
-    o[j] = 0;
-    return (char *)o;
+    cb_utf8_repair(o);
+    for (char *p = o; *p; p++) /* control characters too (a tab stays) */
+        if ((unsigned char)*p < 0x20 && *p != '\t') *p = '?';
+    return o;
 }
 
 int sv_reply_text(sv_reply *rep, int status, char *text, const char *content_type) {

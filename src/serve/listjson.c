@@ -47,7 +47,7 @@ static void put_u(buf *b, unsigned cp) {
 }
 
 /* The code point of the UTF-8 sequence at p (its length in *len), or -1
- * when it is not valid UTF-8 (the rules of sv_utf8_clean). */
+ * when it is not valid UTF-8 (the rules of cb_utf8_repair). */
 static long utf8_at(const unsigned char *p, size_t left, size_t *len) {
     unsigned char c = p[0];
     size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;

@@ -189,7 +189,8 @@ int sv_status_of(int code);
  * false after an error reply. */
 bool sv_query_uint(const sv_request *rq, sv_reply *rep, const char *name, unsigned def, unsigned lo, unsigned hi,
                    unsigned *v);
-/* Copy s replacing invalid UTF-8 bytes with '?' (malloc'd). */
+/* Copy s replacing invalid UTF-8 bytes (cb_utf8_repair) and control
+ * characters but the tab with '?' (malloc'd). */
 char *sv_utf8_clean(const char *s);
 
 /* ---- routes */
