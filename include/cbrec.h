@@ -156,7 +156,8 @@ CB_API int cb_synth_write_folder(const char *dir, const cb_config *cfg, cb_error
  * arrays, then becomes a cb_dataset exactly like a loaded one (same checks:
  * duplicate (user, item) ratings, the rating range, column roles such as
  * "genres" and "year"). Ids are strings; a user or item gets its number in
- * the order it is first met (a column first: items nobody rated still exist).
+ * the order it is first met (a catalog or a column first: items nobody rated
+ * still exist).
  * Rows are named in messages by their position in the call ("ratings row 3").
  * A builder is used by one thread at a time. */
 typedef struct cb_dataset_builder cb_dataset_builder;
@@ -173,6 +174,13 @@ CB_API void cb_dataset_builder_free(cb_dataset_builder *b); /* NULL is a no-op *
 CB_API int cb_dataset_builder_add_ratings(cb_dataset_builder *b, const char *const *users,
                                           const char *const *items, const float *values,
                                           const int64_t *timestamps, size_t n, cb_error *err);
+/* A catalog: the ids of the items (users = 0) or users (users = 1), each of
+ * which is in the dataset even when nothing rated it and no column describes
+ * it (placed by its content alone, as any cold item is). Each id at most once
+ * per call, else CB_EPARSE naming the positions ("item ids[3]: id 'x' given
+ * twice (first at [1])"; a bad row under "skip-bad-rows", like an empty id). */
+CB_API int cb_dataset_builder_add_ids(cb_dataset_builder *b, int users, const char *const *ids, size_t n,
+                                      cb_error *err);
 /* One attribute column of the items (users = 0) or users (users = 1): row i
  * describes ids[i]. kind: "title" (items only; a "year" column is derived
  * from "(1995)" in titles when no "year" column is given), "numeric"
