@@ -433,9 +433,19 @@ CB_API int cb_recommender_new_user_vector(const cb_recommender *rec, const char 
                                           cb_error *err);
 /* Write item and user vectors and ids to the folder dir (created) as "npy"
  * (item_vectors.npy, user_vectors.npy, item_ids.txt, user_ids.txt: line i
- * the id of row i, a backslash, CR or LF in it written as \\, \r, \n) or
- * "st" (embeddings.safetensors) [shared]. */
+ * the id of row i, written by cb_id_line_escape) or "st"
+ * (embeddings.safetensors) [shared]. */
 CB_API int cb_recommender_export_vectors(const cb_recommender *rec, const char *dir, const char *format, cb_error *err);
+/* An id as one line of an ids file (the export's item_ids.txt and
+ * user_ids.txt; `cbrec recommend --users FILE` reads them back): a backslash,
+ * CR and LF in it written as \\, \r and \n, so that every id is one line.
+ * cb_id_line_escape writes the line (without its line end) to out, which
+ * needs 2 * strlen(id) + 1 bytes, and returns its length.
+ * cb_id_line_unescape turns such a line (without its line end) back into the
+ * id in out (strlen(line) + 1 bytes; out may be line itself): CB_EPARSE
+ * naming the byte when a backslash starts anything else. */
+CB_API size_t cb_id_line_escape(char *out, const char *id);
+CB_API int cb_id_line_unescape(char *out, const char *line, cb_error *err);
 /* The model's prediction for a known user and an item of the model or added
  * to it (a table's added items, cb_recommender_add_item): the rating (or the
  * probability for 0/1 labels) [shared]. */
