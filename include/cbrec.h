@@ -161,7 +161,8 @@ CB_API int cb_synth_write_folder(const char *dir, const cb_config *cfg, cb_error
  * arrays, then becomes a cb_dataset exactly like a loaded one (same checks:
  * duplicate (user, item) ratings, the rating range, column roles such as
  * "genres" and "year"). Ids are strings; a user or item gets its number in
- * the order it is first met (a column first: items nobody rated still exist).
+ * the order it is first met (a catalog or a column first: items nobody rated
+ * still exist).
  * Rows are named in messages by their position in the call ("ratings row 3").
  * A builder is used by one thread at a time. */
 typedef struct cb_dataset_builder cb_dataset_builder;
@@ -178,6 +179,13 @@ CB_API void cb_dataset_builder_free(cb_dataset_builder *b); /* NULL is a no-op *
 CB_API int cb_dataset_builder_add_ratings(cb_dataset_builder *b, const char *const *users,
                                           const char *const *items, const float *values,
                                           const int64_t *timestamps, size_t n, cb_error *err);
+/* A catalog: the ids of the items (users = 0) or users (users = 1), each of
+ * which is in the dataset even when nothing rated it and no column describes
+ * it (placed by its content alone, as any cold item is). Each id at most once
+ * per call, else CB_EPARSE naming the positions ("item ids[3]: id 'x' given
+ * twice (first at [1])"; a bad row under "skip-bad-rows", like an empty id). */
+CB_API int cb_dataset_builder_add_ids(cb_dataset_builder *b, int users, const char *const *ids, size_t n,
+                                      cb_error *err);
 /* One attribute column of the items (users = 0) or users (users = 1): row i
  * describes ids[i]. kind: "title" (items only; a "year" column is derived
  * from "(1995)" in titles when no "year" column is given), "numeric"
@@ -430,9 +438,19 @@ CB_API int cb_recommender_new_user_vector(const cb_recommender *rec, const char 
                                           cb_error *err);
 /* Write item and user vectors and ids to the folder dir (created) as "npy"
  * (item_vectors.npy, user_vectors.npy, item_ids.txt, user_ids.txt: line i
- * the id of row i, a backslash, CR or LF in it written as \\, \r, \n) or
- * "st" (embeddings.safetensors) [shared]. */
+ * the id of row i, written by cb_id_line_escape) or "st"
+ * (embeddings.safetensors) [shared]. */
 CB_API int cb_recommender_export_vectors(const cb_recommender *rec, const char *dir, const char *format, cb_error *err);
+/* An id as one line of an ids file (the export's item_ids.txt and
+ * user_ids.txt; `cbrec recommend --users FILE` reads them back): a backslash,
+ * CR and LF in it written as \\, \r and \n, so that every id is one line.
+ * cb_id_line_escape writes the line (without its line end) to out, which
+ * needs 2 * strlen(id) + 1 bytes, and returns its length.
+ * cb_id_line_unescape turns such a line (without its line end) back into the
+ * id in out (strlen(line) + 1 bytes; out may be line itself): CB_EPARSE
+ * naming the byte when a backslash starts anything else. */
+CB_API size_t cb_id_line_escape(char *out, const char *id);
+CB_API int cb_id_line_unescape(char *out, const char *line, cb_error *err);
 /* The model's prediction for a known user and an item of the model or added
  * to it (a table's added items, cb_recommender_add_item): the rating (or the
  * probability for 0/1 labels) [shared]. */

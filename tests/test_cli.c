@@ -136,6 +136,16 @@ static void predict_embed_similar(void **state) {
     assert_int_equal(run(&out, "cat %s/user_ids.txt", e), 0);
     assert_string_equal(out, "a\\nb\nc\\\\d\ne\n"); /* 3 users, 3 lines */
     free(out);
+    /* and read back by --users FILE, the same escapes undone: "c\\d" was an unknown user 'c\\d' */
+    assert_int_equal(run(&out, "%s recommend --model %s --users %s/user_ids.txt -n 1", cbrec(), m, e), 0);
+    assert_non_null(strstr(out, "{\"user\":\"a\\nb\""));
+    assert_non_null(strstr(out, "{\"user\":\"c\\\\d\""));
+    assert_non_null(strstr(out, "{\"user\":\"e\""));
+    free(out);
+    assert_int_equal(run(NULL, "printf 'e\\nc\\\\d\\n' > %s/bad_ids.txt", e), 0); /* "c\d": a lone backslash */
+    assert_int_equal(run(&out, "%s recommend --model %s --users %s/bad_ids.txt -n 1", cbrec(), m, e), 1);
+    assert_non_null(strstr(out, "bad_ids.txt:2: byte 2: a backslash must start \\\\, \\n or \\r"));
+    free(out);
     free(d), free(m), free(e);
 }
 

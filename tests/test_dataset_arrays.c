@@ -1,7 +1,8 @@
 /* test_dataset_arrays — the public calls the Python binding added, through
  * include/cbrec.h alone: cb_dataset_builder (a dataset from arrays: counts,
- * catalog order, titles giving years, columns, refusals naming the row) and
- * a progress tick's non-zero return stopping training inside an epoch. */
+ * catalog order, a catalog alone keeping unrated items, titles giving years,
+ * columns, refusals naming the row) and a progress tick's non-zero return
+ * stopping training inside an epoch. */
 #include "testutil.h"
 
 #include "cbrec.h"
@@ -90,6 +91,32 @@ static void arrays_refuse_bad_rows(void **state) {
     cb_dataset_builder_free(NULL);
 }
 
+/* A catalog alone (no titles, no columns) keeps every item and user, rated
+ * or not, numbered in its order; an id twice in it is named by position. */
+static void arrays_catalog_alone(void **state) {
+    cb_error err = {0};
+    cb_dataset_builder *b = NULL;
+    const char *items[] = {"m1", "m2", "m3", "m4"}, *users[] = {"u1", "u2", "u3"};
+    const char *ru[] = {"u1", "u2"}, *ri[] = {"m3", "m1"};
+    const float y[] = {4, 5};
+    assert_int_equal(cb_dataset_builder_create(&b, NULL, NULL, &err), CB_OK);
+    assert_int_equal(cb_dataset_builder_add_ids(b, 0, items, 4, &err), CB_OK);
+    assert_int_equal(cb_dataset_builder_add_ids(b, 1, users, 3, &err), CB_OK);
+    assert_int_equal(cb_dataset_builder_add_ratings(b, ru, ri, y, NULL, 2, &err), CB_OK);
+    cb_dataset *ds = NULL;
+    assert_int_equal(cb_dataset_builder_finish(b, &ds, &err), CB_OK);
+    assert_int_equal(cb_dataset_item_count(ds), 4);
+    assert_int_equal(cb_dataset_user_count(ds), 3);
+    cb_dataset_close(ds);
+    cb_dataset_builder_free(b);
+
+    const char *twice[] = {"m1", "m2", "m1"};
+    assert_int_equal(cb_dataset_builder_create(&b, NULL, NULL, &err), CB_OK);
+    assert_int_equal(cb_dataset_builder_add_ids(b, 0, twice, 3, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "item ids[2]: id 'm1' given twice (first at [0])"));
+    cb_dataset_builder_free(b);
+}
+
 typedef struct ticks {
     int calls, stop_at, last_end_of_epoch;
     unsigned last_epoch;
@@ -141,6 +168,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(arrays_make_a_dataset),
         cmocka_unit_test(arrays_refuse_bad_rows),
+        cmocka_unit_test(arrays_catalog_alone),
         cmocka_unit_test(tick_stops_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -411,6 +411,47 @@ static void test_schema_errors(void **state) {
     done(d);
 }
 
+/* The columns are matched by position: a header naming a column where the
+ * schema declares another (loaded silently into each other's places) is an
+ * error naming the file, line 1, the position and both names. Renamed
+ * columns and headerless files load. */
+static void test_header_contradicts_schema(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nratings.columns = user,item,rating\nitems = i.csv\n"
+                                     "items.columns = id, tags:multi(;), brand:categorical\n"));
+    free(tu_write(d, "r.csv", "user,item,rating\na,x,1\nb,y,2\n"));
+    free(tu_write(d, "i.csv", "id,brand,tags\nx,Acme,jazz;folk\ny,Zeta,rock\n"));
+    expect_fail(d, NULL, CB_EPARSE, "i.csv", 1,
+                "column 2 is 'brand' in the header but 'tags' in the schema's items.columns, which declares "
+                "'brand' as column 3 (columns are read by position");
+    free(tu_write(d, "i.csv", "sku,Tags,brand\nx,jazz;folk,Acme\ny,rock,Zeta\n")); /* renamed; any case */
+    cb_dataset_free(expect_ok(d, NULL));
+    free(tu_write(d, "r.csv", "item,user,rating\nx,a,1\ny,b,2\n"));
+    expect_fail(d, NULL, CB_EPARSE, "r.csv", 1,
+                "column 1 is 'item' in the header but 'user' in the schema's ratings.columns, which declares "
+                "'item' as column 2");
+    /* headerless files are read by position, as before */
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nratings.columns = user,item,rating\nratings.header = no\n"
+                                     "items = i.csv\nitems.header = no\n"
+                                     "items.columns = id, tags:multi(;), brand:categorical\n"));
+    free(tu_write(d, "r.csv", "a,x,1\nb,y,2\n"));
+    free(tu_write(d, "i.csv", "x,jazz;folk,Acme\ny,rock,Zeta\n"));
+    cb_dataset *ds = expect_ok(d, NULL);
+    assert_int_equal(cb_vocab_size(ds->items), 2);
+    int brand = cb_table_find(&ds->item_attr, "brand");
+    assert_true(brand >= 0);
+    assert_string_equal(cb_vocab_name(ds->item_attr.cols[brand].levels, ds->item_attr.cols[brand].cat[0]), "Acme");
+    cb_dataset_free(ds);
+    /* the users file too */
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nratings.columns = user,item,rating\nratings.header = no\n"
+                                     "users = u.csv\nusers.columns = id, age:numeric, region:categorical\n"));
+    free(tu_write(d, "u.csv", "id,region,age\na,north,30\nb,south,40\n"));
+    expect_fail(d, NULL, CB_EPARSE, "u.csv", 1, "column 2 is 'region' in the header but 'age' in the schema's "
+                                               "users.columns, which declares 'region' as column 3");
+    done(d);
+}
+
 static void test_course_lab_errors(void **state) {
     (void)state;
     char *d = tu_tmpdir();
@@ -454,6 +495,7 @@ int main(void) {
         cmocka_unit_test(test_reader_errors),
         cmocka_unit_test(test_skip_bad_rows),
         cmocka_unit_test(test_schema_errors),
+        cmocka_unit_test(test_header_contradicts_schema),
         cmocka_unit_test(test_course_lab_errors),
     };
     return cmocka_run_group_tests_name("dataset_bad", tests, NULL, NULL);

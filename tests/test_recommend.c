@@ -1041,6 +1041,28 @@ static void reasons_show_no_negative_zero(void **state) {
     assert_true(isnan(cb_rec_shown(NAN, 2)));
 }
 
+/* The ids files' one line rule: escape then unescape gives the id back, in
+ * place too; a backslash that starts no escape is refused, naming the byte. */
+static void id_lines_round_trip(void **state) {
+    (void)state;
+    const char *ids[] = {"plain", "a\nb", "c\\d", "cr\r", "\\n", "", "#u1"};
+    const char *lines[] = {"plain", "a\\nb", "c\\\\d", "cr\\r", "\\\\n", "", "#u1"};
+    cb_error err = {0};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        char line[16], id[16];
+        assert_int_equal(cb_id_line_escape(line, ids[i]), strlen(lines[i]));
+        assert_string_equal(line, lines[i]);
+        assert_int_equal(cb_id_line_unescape(id, line, &err), CB_OK);
+        assert_string_equal(id, ids[i]);
+        assert_int_equal(cb_id_line_unescape(line, line, &err), CB_OK);
+        assert_string_equal(line, ids[i]);
+    }
+    char id[16];
+    assert_int_equal(cb_id_line_unescape(id, "ab\\t", &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "byte 3: a backslash must start"));
+    assert_int_equal(cb_id_line_unescape(id, "ab\\", &err), CB_EPARSE); /* at the end */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(similar_table_equals_exact),
@@ -1058,6 +1080,7 @@ int main(void) {
         cmocka_unit_test(add_item_without_retraining),
         cmocka_unit_test(empty_catalog_is_an_error),
         cmocka_unit_test(public_api),
+        cmocka_unit_test(id_lines_round_trip),
         cmocka_unit_test(per_call_filters),
         cmocka_unit_test(batch_matches_brute_force),
         cmocka_unit_test(added_items_are_recommended),

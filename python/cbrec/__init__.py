@@ -219,13 +219,15 @@ class Dataset(_cbrec._Dataset):
         timestamps: seconds since the epoch per row (optional; the temporal
             split uses them).
         item_ids: the catalog, one id per row of titles / genres /
-            item_attributes (items nobody rated are kept when one of those
-            describes them); every rating's
+            item_attributes: every item in it is in the dataset, also one
+            nobody rated and nothing describes (a cold item); every rating's
             item must be in it, as a ratings file's must be in its items
             file (ParseError naming the row). Default: items.
         titles: a title per item ("Heat (1995)" gives a year column too).
         genres: per item, "A|B" (split on sep) or a list of names: the
             "genres" column the genre retrieval and reasons use.
+        user_ids: the users, one per row of user_attributes: every one is
+            in the dataset, also one with no ratings.
         item_attributes, user_attributes: {name: values aligned with item_ids
             / user_ids} (or a DataFrame); numbers become numeric columns, lists multi-valued
             ones, strings categorical; or give (kind, values) with kind
@@ -234,24 +236,27 @@ class Dataset(_cbrec._Dataset):
 
         Raises ParseError (duplicate (user, item) ratings, no ratings),
         InvalidArgument (bad values), ValueError (lengths differ)."""
-        columns = []
+        catalogs, columns = [], []
         # attributes may be dicts or DataFrames (whose truth value is an error): test for None
         if item_ids is None and (titles is not None or genres is not None or item_attributes is not None):
             raise ValueError("give item_ids: the item each row of titles / genres / item_attributes describes")
         if item_ids is not None:
             _check_catalog(items, item_ids)
+            catalogs.append((False, item_ids))
             if titles is not None:
                 columns.append((False, "title", "title", item_ids, titles, None))
             if genres is not None:
                 columns.append(_column(False, "genres", ("multi", genres), item_ids, sep))
             for col, values in (item_attributes.items() if item_attributes is not None else ()):
                 columns.append(_column(False, col, values, item_ids, sep))
+        if user_attributes is not None and user_ids is None:
+            raise ValueError("give user_ids: the user each row of user_attributes describes")
+        if user_ids is not None:
+            catalogs.append((True, user_ids))
         if user_attributes is not None:
-            if user_ids is None:
-                raise ValueError("give user_ids: the user each row of user_attributes describes")
             for col, values in user_attributes.items():
                 columns.append(_column(True, col, values, user_ids, sep))
-        return cls._from_columns(users, items, ratings, timestamps, columns, name, **settings)
+        return cls._from_columns(users, items, ratings, timestamps, catalogs, columns, name, **settings)
 
     @classmethod
     def from_frames(cls, ratings, items=None, users=None, *, user="userId", item="movieId", rating="rating",

@@ -290,6 +290,24 @@ static int add_column(cb_dataset_builder *b, PyObject *spec) {
     return rc;
 }
 
+/* A catalog (users, ids) into the builder: every id is kept, rated or not. */
+static int add_ids(cb_dataset_builder *b, PyObject *spec) {
+    int users;
+    PyObject *ids_obj, *keep = NULL;
+    if (!PyArg_ParseTuple(spec, "pO:catalog", &users, &ids_obj)) return -1;
+    const char **ids = NULL;
+    Py_ssize_t n = 0;
+    int rc = strings_of(ids_obj, "catalog ids must be a sequence", &keep, &ids, &n);
+    cb_error err;
+    if (!rc && cb_dataset_builder_add_ids(b, users, ids, (size_t)n, &err)) {
+        raise_cb(&err);
+        rc = -1;
+    }
+    Py_XDECREF(keep);
+    PyMem_Free(ids);
+    return rc;
+}
+
 /* The ratings columns into the builder: users, items, values (None:
  * implicit), timestamps (None). */
 static int add_ratings(cb_dataset_builder *b, PyObject *users, PyObject *items, PyObject *values, PyObject *ts) {
@@ -326,10 +344,21 @@ static int add_ratings(cb_dataset_builder *b, PyObject *users, PyObject *items, 
     return rc;
 }
 
+/* add(b, spec) for each spec of a sequence. */
+static int add_each(cb_dataset_builder *b, PyObject *specs, int (*add)(cb_dataset_builder *, PyObject *)) {
+    PyObject *fast = PySequence_Fast(specs, "catalogs and columns must be sequences");
+    if (!fast) return -1;
+    int rc = 0;
+    for (Py_ssize_t i = 0; !rc && i < PySequence_Fast_GET_SIZE(fast); i++) rc = add(b, PySequence_Fast_GET_ITEM(fast, i));
+    Py_DECREF(fast);
+    return rc;
+}
+
 static PyObject *Dataset_from_columns(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    PyObject *users, *items, *values, *ts, *columns;
+    PyObject *users, *items, *values, *ts, *catalogs, *columns;
     const char *name = NULL;
-    if (!PyArg_ParseTuple(args, "OOOOO|z:_from_columns", &users, &items, &values, &ts, &columns, &name)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOOOO|z:_from_columns", &users, &items, &values, &ts, &catalogs, &columns, &name))
+        return NULL;
     cb_config *cfg = config_from(CB_CONFIG_TRAIN, kw);
     if (!cfg) return NULL;
     cb_dataset_builder *b = NULL;
@@ -337,11 +366,8 @@ static PyObject *Dataset_from_columns(PyTypeObject *type, PyObject *args, PyObje
     cb_error err;
     int rc = cb_dataset_builder_create(&b, name, cfg, &err) ? (raise_cb(&err), -1) : 0;
     cb_config_free(cfg);
-    PyObject *fast = rc ? NULL : PySequence_Fast(columns, "columns must be a sequence");
-    if (!fast) rc = -1;
-    for (Py_ssize_t i = 0; !rc && i < PySequence_Fast_GET_SIZE(fast); i++)
-        rc = add_column(b, PySequence_Fast_GET_ITEM(fast, i));
-    Py_XDECREF(fast);
+    if (!rc) rc = add_each(b, catalogs, add_ids);
+    if (!rc) rc = add_each(b, columns, add_column);
     if (!rc) rc = add_ratings(b, users, items, values, ts);
     if (!rc && cb_dataset_builder_finish(b, &ds, &err)) rc = (raise_cb(&err), -1);
     cb_dataset_builder_free(b);
@@ -382,7 +408,7 @@ static PyMethodDef Dataset_methods[] = {
     {"_load", (PyCFunction)(void (*)(void))Dataset_load, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
      "_load(path, **train_settings): the C loader (see Dataset.load)."},
     {"_from_columns", (PyCFunction)(void (*)(void))Dataset_from_columns, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
-     "_from_columns(users, items, ratings, timestamps, columns, name=None, **train_settings): "
+     "_from_columns(users, items, ratings, timestamps, catalogs, columns, name=None, **train_settings): "
      "the C builder (see Dataset.from_arrays)."},
     {"_describe", (PyCFunction)(void (*)(void))Dataset_describe, METH_VARARGS | METH_KEYWORDS,
      "_describe(features=False, **train_settings) -> JSON text (see Dataset.describe)."},

@@ -63,6 +63,21 @@ def test_from_arrays_attributes_and_catalog():
     assert d["titles"] == 3 and d["timestamps"] is True
 
 
+def test_catalog_alone_keeps_every_item():
+    # item_ids with no titles, genres or attributes: the unrated items "c" and "d" were dropped
+    users, items, ratings = ["u1", "u1", "u2", "u3"], ["a", "b", "a", "b"], [5, 3, 4, 2]
+    ds = cbrec.Dataset.from_arrays(users, items, ratings, item_ids=["a", "b", "c", "d"], user_ids=["u1", "u2", "u3", "u4"])
+    assert (ds.n_items, ds.n_users) == (4, 4)
+    frames = cbrec.Dataset.from_frames({"userId": users, "movieId": items, "rating": ratings},
+                                       {"movieId": ["a", "b", "c", "d"]})
+    assert frames.n_items == 4
+    m = cbrec.Model.train(frames, epochs=1, seed=1, neighbours=0)
+    assert m.n_items == 4 and list(m.item_ids) == ["a", "b", "c", "d"]
+    assert set(m.recommend("u3", n=3).ids) == {"a", "c", "d"}  # the cold items are recommended too
+    with pytest.raises(cbrec.ParseError, match=r"item ids\[2\]: id 'a' given twice \(first at \[0\]\)"):
+        cbrec.Dataset.from_arrays(users, items, ratings, item_ids=["a", "b", "a"])
+
+
 def test_from_arrays_rating_outside_the_catalog():
     # a rating of an item item_ids lacks is an error naming the row, as a ratings file's is;
     # from_arrays added it silently, without a title
@@ -140,7 +155,7 @@ def test_errors_are_exceptions(tmp_path):
         cbrec.Dataset.from_arrays(["u"], ["a"], [float("nan")])
     ok = cbrec.Dataset.from_arrays(["u", "", "v"], ["a", "b", "c"], [1, 2, 3], skip_bad_rows=True)
     assert ok.n_ratings == 2 and ok.n_skipped == 1
-    with pytest.raises(cbrec.ParseError, match=r"items column .title.\[1\]: id .a. given twice"):
+    with pytest.raises(cbrec.ParseError, match=r"item ids\[1\]: id .a. given twice \(first at \[0\]\)"):
         cbrec.Dataset.from_arrays(["u"], ["a"], [1], item_ids=["a", "a"], titles=["x", "y"])
     with pytest.raises(ValueError, match="same length"):
         cbrec.Dataset.from_arrays(["u", "v"], ["a"], [1, 2])

@@ -48,7 +48,8 @@ int cmd_embed(int argc, char **argv) {
         "usage: cbrec embed --model FILE --out DIR [--format npy|st]\n"
         "writes the item and user vectors of the model:\n"
         "  npy: DIR/item_vectors.npy, DIR/user_vectors.npy (float32 [n x dim]), DIR/item_ids.txt, DIR/user_ids.txt\n"
-        "       (line i: the id of row i, a backslash, CR or LF in it written as \\\\, \\r, \\n)\n"
+        "       (line i: the id of row i, a backslash, CR or LF in it written as \\\\, \\r, \\n;\n"
+        "       `cbrec recommend --users DIR/user_ids.txt` reads them back)\n"
         "  st:  DIR/embeddings.safetensors (tensors item_vectors, user_vectors; ids in the metadata)\n",
         opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);

@@ -338,7 +338,8 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
     cb_error err = {0};
     if (!text) return CLI_ERROR;
     size_t cap = 64, *users = malloc(cap * sizeof *users);
-    int status = users ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
+    char *id = malloc(strlen(text) + 1); /* a line's id: never longer than the line */
+    int status = users && id ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
     size_t lineno = 0;
     for (char *p = text, *line; !status && p; p = save) {
         line = p;
@@ -347,10 +348,13 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
         lineno++;
         line[strcspn(line, "\r")] = 0;
         size_t u = 0;
-        bool found = line[0] && !cb_recommender_find_user(rec, line, &u, &err);
+        bool escaped = !cb_id_line_unescape(id, line, &err); /* as `cbrec embed` writes ids */
+        bool found = escaped && id[0] && !cb_recommender_find_user(rec, id, &u, &err);
         /* '#' starts a comment, unless the line is a user's id ("#u1" was skipped without a word) */
         if (!found && (!line[0] || line[0] == '#')) continue;
-        if (!found)
+        if (!escaped)
+            status = cli_fail(CLI_ERROR, cmd, "%s:%zu: %s", spec, lineno, err.msg);
+        else if (!found)
             status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%.80s%s'", spec, lineno, line,
                               strlen(line) > 80 ? "..." : "");
         else {
@@ -360,6 +364,7 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
         }
     }
     free(text);
+    free(id);
     if (status) free(users);
     else *out = users, *n_out = n;
     return status;
@@ -475,7 +480,7 @@ int cmd_recommend(int argc, char **argv) {
         {"new-user", 0, "FILE", "a new user: {\"genre_ratings\": {\"Adventure\": 5}, \"preferences\": {\"tags\": "
                                 "{\"jazz\": 5}}, \"ratings\": {\"260\": 5}, \"<user column>\": value, \"strict\": "
                                 "true} (all optional; strict: unknown values are errors, not notes)", &a.new_user, NULL, NULL},
-        {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one per line)", &a.users, NULL, NULL},
+        {"users", 0, "all|FILE", "batch: every known user, or the ids of FILE (one a line, as `cbrec embed` writes them: \\\\, \\n, \\r for a backslash, LF, CR; a '#' line that is no user's id is a comment)", &a.users, NULL, NULL},
         {"out", 'o', "FILE", "batch: where the JSON lines go (default: standard output)", &a.out, NULL, NULL},
         {"table", 0, "TABLE", "table from `cbrec precompute` or `cbrec add-item` (its added items are recommended too)", &a.table, NULL, NULL},
         {"history", 0, "FILE", "the users' histories (default: the model's path + .history, when present)", &a.history, NULL, NULL},

@@ -428,6 +428,37 @@ static int add_text_tokens(cb_tabbuild *tb, int col, uint32_t row, const char *s
     return CB_OK;
 }
 
+/* The header record of a file declared to have one (`expected`: what an
+ * empty file lacked, for the message). */
+static int next_header(cb_csv *c, const char *expected, char ***f, size_t **fl, size_t *nf, cb_error *err) {
+    int rc = cb_csv_next(c, f, fl, nf, err);
+    if (rc < 0) return rc;
+    if (rc == 0) return cb_fail(err, CB_EPARSE, "%s:1: empty file (expected %s)", cb_csv_name(c), expected);
+    return cb_header_lone_cr(cb_csv_name(c), cb_csv_line(c), *f, *fl, *nf, err);
+}
+
+/* The columns are read by position, so a header naming at one position a
+ * column the schema declares at another ("id,brand,tags" for "id, tags,
+ * brand") would load each into the other's place: an error. A name the
+ * schema does not use ("movieId" for a bare "item") is a rename, not a
+ * contradiction. `key` is the schema's list ("items.columns"). */
+static int header_agrees(const filespec *fs, const char *key, cb_csv *c, char **f, const size_t *fl, size_t nf,
+                         cb_error *err) {
+    for (size_t i = 0; i < nf && i < fs->n_cols; i++) {
+        const char *h = f[i];
+        size_t n = fl[i];
+        cb_trim(&h, &n);
+        if (cb_ieq(h, n, fs->cols[i].name)) continue;
+        for (size_t j = 0; j < fs->n_cols; j++)
+            if (cb_ieq(h, n, fs->cols[j].name))
+                return cb_fail(err, CB_EPARSE, "%s:%zu: column %zu is '%s' in the header but '%s' in the schema's %s, "
+                               "which declares '%s' as column %zu (columns are read by position: list them in the "
+                               "file's order)", cb_csv_name(c), cb_csv_line(c), i + 1, fs->cols[j].name,
+                               fs->cols[i].name, key, fs->cols[j].name, j + 1);
+    }
+    return CB_OK;
+}
+
 static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_items, cb_error *err) {
     cb_tabbuild *tb = is_items ? &L->items : &L->users;
     cb_vocab *ids = is_items ? L->ds->items : L->ds->users;
@@ -468,18 +499,13 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
         goto done;
     }
     if (fs->header != 0) {
-        rc = cb_csv_next(c, &f, &fl, &nf, err);
-        if (rc < 0) goto done;
-        if (rc == 0) {
-            rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header line)", name);
-            goto done;
-        }
-        if ((rc = cb_header_lone_cr(name, cb_csv_line(c), f, fl, nf, err))) goto done;
+        if ((rc = next_header(c, "a header line", &f, &fl, &nf, err))) goto done;
         if (nf != fs->n_cols) {
             rc = cb_fail(err, CB_EPARSE, "%s:%zu: header has %zu fields but the schema declares %zu columns",
                          name, cb_csv_line(c), nf, fs->n_cols);
             goto done;
         }
+        if ((rc = header_agrees(fs, is_items ? "items.columns" : "users.columns", c, f, fl, nf, err))) goto done;
     }
     for (;;) {
         rc = cb_csv_next(c, &f, &fl, &nf, err);
@@ -535,16 +561,8 @@ done:
 /* Ratings columns from a header line when the schema gives none. Without a
  * rating column (or with rating.implicit = yes: `implicit` 1) the file is
  * implicit events, and a weight column is looked for. */
-static int ratings_cols_from_header(cb_ratings_spec *sp, int implicit, cb_error *err) {
-    cb_csv *c = NULL;
-    int rc = cb_csv_open(&c, sp->path, &sp->csv, err);
-    if (rc) return rc;
-    char **f;
-    size_t *fl, nf;
-    rc = cb_csv_next(c, &f, &fl, &nf, err);
-    if (rc == 0) rc = cb_fail(err, CB_EPARSE, "%s:1: empty file (expected a header and ratings)", cb_csv_name(c));
-    if (rc > 0) rc = cb_header_lone_cr(cb_csv_name(c), cb_csv_line(c), f, fl, nf, err);
-    if (rc < 0) goto done;
+static int ratings_cols_from_names(cb_ratings_spec *sp, int implicit, cb_csv *c, char **f, const size_t *fl,
+                                   size_t nf, cb_error *err) {
     static const char *const users[] = {"user", "userid", "user_id", "user id", "uid", NULL};
     static const char *const items[] = {"item", "itemid", "item_id", "item id", "movieid", "movie_id", "movie id",
                                         "movie", "iid", "productid", "product_id", NULL};
@@ -564,17 +582,28 @@ static int ratings_cols_from_header(cb_ratings_spec *sp, int implicit, cb_error 
     }
     if (implicit == 1) sp->col_rating = -1;
     if (sp->col_rating >= 0) sp->col_weight = -1;
-    if (sp->col_user < 0 || sp->col_item < 0)
-        rc = cb_fail(err, CB_EPARSE, "%s:%zu: cannot tell the user and item columns from the header "
-                     "(name them user,item,rating,timestamp or declare ratings.columns in cbrec.schema)",
-                     cb_csv_name(c), cb_csv_line(c));
-    else if (implicit == 0 && sp->col_rating < 0)
-        rc = cb_fail(err, CB_EPARSE, "%s:%zu: rating.implicit = no, but the header names no rating column "
-                     "(rating, score, label, y, target or stars)", cb_csv_name(c), cb_csv_line(c));
-    else
-        rc = CB_OK;
     sp->n_fields = nf;
-done:
+    if (sp->col_user < 0 || sp->col_item < 0)
+        return cb_fail(err, CB_EPARSE, "%s:%zu: cannot tell the user and item columns from the header "
+                       "(name them user,item,rating,timestamp or declare ratings.columns in cbrec.schema)",
+                       cb_csv_name(c), cb_csv_line(c));
+    if (implicit == 0 && sp->col_rating < 0)
+        return cb_fail(err, CB_EPARSE, "%s:%zu: rating.implicit = no, but the header names no rating column "
+                       "(rating, score, label, y, target or stars)", cb_csv_name(c), cb_csv_line(c));
+    return CB_OK;
+}
+
+/* The ratings file's header: the columns it names when the schema declares
+ * none, else checked against ratings.columns (header_agrees). */
+static int read_ratings_header(cb_ratings_spec *sp, const schema *s, cb_error *err) {
+    cb_csv *c = NULL;
+    int rc = cb_csv_open(&c, sp->path, &sp->csv, err);
+    if (rc) return rc;
+    char **f;
+    size_t *fl, nf;
+    rc = next_header(c, "a header and ratings", &f, &fl, &nf, err);
+    if (!rc) rc = s->ratings.cols ? header_agrees(&s->ratings, "ratings.columns", c, f, fl, nf, err)
+                                  : ratings_cols_from_names(sp, s->implicit, c, f, fl, nf, err);
     cb_csv_close(c);
     return rc;
 }
@@ -741,15 +770,13 @@ static int load_with_schema(cb_dataset **out, const char *dir, schema *s, const 
             if (k == K_WEIGHT) sp.col_weight = (int)i;
         }
         sp.n_fields = s->ratings.n_cols;
-    } else if (sp.header) {
-        rc = ratings_cols_from_header(&sp, s->implicit, err);
-        if (rc) goto fail;
-    } else {
+    } else if (!sp.header) {
         rc = cb_fail(err, CB_EPARSE, "%s:%zu: ratings.header = no needs a 'ratings.columns = ...' line", s->path,
                      s->ratings.file_line);
         goto fail;
     }
-    rc = cb_ld_read_ratings(&L, &sp, err);
+    if (sp.header) rc = read_ratings_header(&sp, s, err);
+    if (!rc) rc = cb_ld_read_ratings(&L, &sp, err);
     if (rc) goto fail;
     rc = cb_ld_finish(&L, &sp, out, err);
     if (!rc && ((rc = apply_column_specs(*out, s->path, &s->items, true, err)) ||

@@ -153,6 +153,56 @@ static bool parse_kind(const char *kind, cb_col_kind *out, bool *is_title) {
     return true;
 }
 
+/* The ids of one call interned, into *rows (malloc'd) in row order with each
+ * id once: *m of them. An empty id or an id given twice is a bad row named
+ * `what`[position] (skipped under skip-bad-rows). */
+static int intern_rows(cb_dataset_builder *b, int users, const char *what, const char *const *ids, size_t n,
+                       row_at **rows_out, size_t *m_out, cb_error *err) {
+    cb_vocab *vocab = users ? b->L.ds->users : b->L.ds->items;
+    row_at *rows = cb_malloc((n ? n : 1) * sizeof *rows, err);
+    if (!rows) return CB_ENOMEM;
+    int rc = CB_OK;
+    size_t m = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!ids[i] || !*ids[i]) {
+            if ((rc = BAD("%s[%zu]: empty id", what, i)) == 1) rc = CB_OK;
+            continue;
+        }
+        rows[m].i = i;
+        rc = cb_vocab_intern(vocab, ids[i], strlen(ids[i]), &rows[m++].row, NULL, err);
+    }
+    /* in row order (multi-valued cells are appended by row); an id twice is a bad row */
+    if (!rc) qsort(rows, m, sizeof *rows, cmp_row_at);
+    size_t kept = 0;
+    for (size_t j = 0; j < m && !rc; j++) {
+        if (kept && rows[j].row == rows[kept - 1].row) {
+            if ((rc = BAD("%s[%zu]: id '%s' given twice (first at [%zu])", what, rows[j].i, ids[rows[j].i],
+                          rows[kept - 1].i)) == 1)
+                rc = CB_OK;
+            continue;
+        }
+        rows[kept++] = rows[j];
+    }
+    if (rc) {
+        free(rows);
+        return rc;
+    }
+    *rows_out = rows;
+    *m_out = kept;
+    return CB_OK;
+}
+
+CB_API int cb_dataset_builder_add_ids(cb_dataset_builder *b, int users, const char *const *ids, size_t n,
+                                      cb_error *err) {
+    if (!b || (n && !ids)) return cb_fail(err, CB_EINVAL, "cb_dataset_builder_add_ids: NULL argument");
+    if (!b->L.ds) return finished(err);
+    row_at *rows = NULL;
+    size_t m = 0;
+    int rc = intern_rows(b, users, users ? "user ids" : "item ids", ids, n, &rows, &m, err);
+    free(rows);
+    return rc;
+}
+
 CB_API int cb_dataset_builder_add_column(cb_dataset_builder *b, int users, const char *name, const char *kind,
                                          const char *const *ids, const char *const *text, const double *num,
                                          size_t n, const char *sep, cb_error *err) {
@@ -173,32 +223,14 @@ CB_API int cb_dataset_builder_add_column(cb_dataset_builder *b, int users, const
     if (k == CB_COL_MULTI && !is_title && (!sep || !*sep))
         return cb_fail(err, CB_EINVAL, "%s column '%s': a multi column needs a separator such as \"|\"", table, name);
     cb_tabbuild *tb = users ? &b->L.users : &b->L.items;
-    cb_vocab *vocab = users ? b->L.ds->users : b->L.ds->items;
     int col = is_title ? -1 : cb_tb_add_col(tb, name, k, err);
     if (col < 0 && !is_title) return col;
-    row_at *rows = cb_malloc((n ? n : 1) * sizeof *rows, err);
-    if (!rows) return CB_ENOMEM;
-    int rc = CB_OK;
+    char shown[CB_CLIP_MAX + 32], what[CB_CLIP_MAX + 64];
+    snprintf(what, sizeof what, "%s column '%s'", table, cb_clip(shown, sizeof shown, name, strlen(name)));
+    row_at *rows = NULL;
     size_t m = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        if (!ids[i] || !*ids[i]) {
-            if ((rc = BAD("%s column '%s'[%zu]: empty id", table, name, i)) == 1) rc = CB_OK;
-            continue;
-        }
-        rows[m].i = i;
-        rc = cb_vocab_intern(vocab, ids[i], strlen(ids[i]), &rows[m++].row, NULL, err);
-    }
-    /* in row order (multi-valued cells are appended by row); an id twice is a bad row */
-    if (!rc) qsort(rows, m, sizeof *rows, cmp_row_at);
-    for (size_t j = 0; j < m && !rc; j++) {
-        if (j && rows[j].row == rows[j - 1].row) {
-            if ((rc = BAD("%s column '%s'[%zu]: id '%s' given twice (first at [%zu])", table, name, rows[j].i,
-                          ids[rows[j].i], rows[j - 1].i)) == 1)
-                rc = CB_OK;
-            continue;
-        }
-        rc = set_cell(b, tb, col, k, is_title, text, num, sep, &rows[j], err);
-    }
+    int rc = intern_rows(b, users, what, ids, n, &rows, &m, err);
+    for (size_t j = 0; j < m && !rc; j++) rc = set_cell(b, tb, col, k, is_title, text, num, sep, &rows[j], err);
     free(rows);
     if (is_title && !rc) b->has_titles = true;
     if (!rc && k == CB_COL_MULTI && !is_title) snprintf(tb->t->cols[col].sep, sizeof tb->t->cols[col].sep, "%s", sep);

@@ -1,6 +1,7 @@
 /* recommender — the public cb_recommender of include/cbrec.h, the one
  * serving handle: creating it (load, or over a trained model), saving,
- * describing, counts and ids of users, vectors, export, predictions, the
+ * describing, counts and ids of users, vectors, export (and the one rule of
+ * its ids files' lines, cb_id_line_escape / _unescape), predictions, the
  * similar-items table calls, and the similar / recommend calls that hand
  * the pipeline's results to the caller as cb_list. */
 #include "rec/recommend.h"
@@ -215,20 +216,53 @@ CB_API int cb_recommender_predict(const cb_recommender *h, const char *user_id, 
     return CB_OK;
 }
 
+CB_API size_t cb_id_line_escape(char *out, const char *id) {
+    size_t at = 0;
+    for (; *id; id++) {
+        char c = *id == '\n' ? 'n' : *id == '\r' ? 'r' : *id;
+        if (c != *id || c == '\\') out[at++] = '\\';
+        out[at++] = c;
+    }
+    out[at] = 0;
+    return at;
+}
+
+CB_API int cb_id_line_unescape(char *out, const char *line, cb_error *err) {
+    size_t at = 0;
+    for (const char *p = line; *p; p++) {
+        if (*p != '\\') {
+            out[at++] = *p;
+            continue;
+        }
+        char c = p[1];
+        if (c != '\\' && c != 'n' && c != 'r')
+            return cb_fail(err, CB_EPARSE, "byte %zu: a backslash must start \\\\, \\n or \\r (a backslash in an id "
+                           "is written \\\\)", (size_t)(p - line) + 1);
+        out[at++] = c == 'n' ? '\n' : c == 'r' ? '\r' : '\\';
+        p++;
+    }
+    out[at] = 0;
+    return CB_OK;
+}
+
+/* line i: id i, by cb_id_line_escape */
 static int write_ids(const char *path, const cb_idtab *v, cb_error *err) {
+    size_t longest = 0;
+    for (uint32_t i = 0; i < cb_idtab_size(v); i++) {
+        size_t n = strlen(cb_idtab_name(v, i));
+        if (n > longest) longest = n;
+    }
+    char *line = cb_malloc(2 * longest + 1, err);
+    if (!line) return CB_ENOMEM;
     cb_atomic_file af;
     int rc = cb_atomic_open(&af, path, err);
-    if (rc) return rc;
-    for (uint32_t i = 0; i < cb_idtab_size(v); i++) { /* line i: id i, a backslash, CR or LF escaped */
-        for (const char *c = cb_idtab_name(v, i); *c; c++) {
-            if (*c == '\\') fputs("\\\\", af.fp);
-            else if (*c == '\n') fputs("\\n", af.fp);
-            else if (*c == '\r') fputs("\\r", af.fp);
-            else fputc(*c, af.fp);
-        }
+    for (uint32_t i = 0; !rc && i < cb_idtab_size(v); i++) {
+        fwrite(line, 1, cb_id_line_escape(line, cb_idtab_name(v, i)), af.fp);
         fputc('\n', af.fp);
     }
-    return cb_atomic_commit(&af, err);
+    if (!rc) rc = cb_atomic_commit(&af, err);
+    free(line);
+    return rc;
 }
 
 static char *ids_json(const cb_idtab *v) {
