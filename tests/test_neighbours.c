@@ -468,6 +468,20 @@ static void recommender_uses_and_saves_it(void **state) {
         assert_null(r);
         free(p);
     }
+    /* the items one shorter than the offsets say (the weights not read then:
+     * the refusal had no message) */
+    w = cb_st_writer_create(&err);
+    const char *skip_lists[] = {"neighbours.items", "neighbours.weights", NULL};
+    assert_int_equal(cb_st_copy(st, w, skip_lists, &err), CB_OK);
+    int64_t n_short = nnz - 1, n_nb = nnz;
+    assert_int_equal(cb_st_add(w, "neighbours.items", CB_ST_I32, &n_short, 1, na->item, &err), CB_OK);
+    assert_int_equal(cb_st_add(w, "neighbours.weights", CB_ST_F32, &n_nb, 1, na->sim, &err), CB_OK);
+    char *short_path = tu_path(dir, "short.cbrec");
+    assert_int_equal(cb_st_write(w, short_path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, &err), CB_OK);
+    cb_st_writer_free(w);
+    assert_int_equal(cb_bundle_load(&b, short_path, &err), CB_EFORMAT);
+    if (!strstr(err.msg, "disagree on their length")) fail_msg("message: '%s'", err.msg);
+    free(short_path);
     /* a missing tensor while the metadata is there */
     w = cb_st_writer_create(&err);
     const char *skip_items[] = {"neighbours.items", NULL};

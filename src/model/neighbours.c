@@ -881,13 +881,12 @@ int cb_neighbours_load(cb_neighbours **out, const cb_st *st, uint32_t n_items, c
                 shape[0] != (int64_t)n_items + 1))
         rc = nb->off ? cb_fail(err, CB_EFORMAT, "%s: tensor 'neighbours.offsets' has an unexpected shape", path)
                      : CB_EFORMAT;
-    int64_t nnz = rc ? 0 : nb->off[n_items];
-    if (!rc && (nnz < 0 || (!(nb->item = cb_st_tensor(st, "neighbours.items", CB_ST_I32, 1, shape, err))) ||
-                shape[0] != nnz || !(nb->sim = cb_st_tensor(st, "neighbours.weights", CB_ST_F32, 1, shape, err)) ||
-                shape[0] != nnz))
-        rc = nnz < 0 || (nb->item && nb->sim)
-                 ? cb_fail(err, CB_EFORMAT, "%s: the neighbours' tensors disagree on their length", path)
-                 : CB_EFORMAT;
+    int64_t nnz = rc ? 0 : nb->off[n_items], n_sim = 0;
+    if (!rc && (!(nb->item = cb_st_tensor(st, "neighbours.items", CB_ST_I32, 1, shape, err)) ||
+                !(nb->sim = cb_st_tensor(st, "neighbours.weights", CB_ST_F32, 1, &n_sim, err))))
+        rc = CB_EFORMAT; /* the message says which */
+    if (!rc && (nnz < 0 || shape[0] != nnz || n_sim != nnz))
+        rc = cb_fail(err, CB_EFORMAT, "%s: the neighbours' tensors disagree on their length", path);
     char why[160];
     const char *bad = rc ? NULL : lists_why(nb, why, sizeof why);
     if (bad) rc = cb_fail(err, CB_EFORMAT, "%s: neighbours: %s", path, bad);
