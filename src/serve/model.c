@@ -156,3 +156,5 @@ int64_t sv_model_item(const sv_model *m, const char *id) {
     const char *found = cb_recommender_item_id(m->rec, item);
     return found && !strcmp(found, id) ? (int64_t)item : -1; /* an id, not a title */
 }
+
+bool sv_model_trained_item(const sv_model *m, int64_t item) { return item >= 0 && (size_t)item < m->n_items - m->n_added; }

@@ -165,7 +165,9 @@ int sv_get_user(sv_request *rq, sv_reply *rep) {
 
 /* ---- recommend */
 
-static bool known_item(const char *item, void *ctx) { return sv_model_item(ctx, item) >= 0; }
+/* An event's item a live profile can take (an added item's events are left
+ * out: the library would refuse the whole profile, and so every list). */
+static bool known_item(const char *item, void *ctx) { return sv_model_trained_item(ctx, sv_model_item(ctx, item)); }
 
 static char *live_profile(const sv_server *s, const sv_model *m, const char *user) {
     return s->events && user ? sv_events_profile_json(s->events, user, m->y_max, known_item, (void *)m) : NULL;

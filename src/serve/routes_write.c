@@ -46,10 +46,13 @@ int sv_post_events(sv_request *rq, sv_reply *rep) {
     const char *item = json_id(json_object_get(body, "item"), ibuf, sizeof ibuf);
     json_t *jr = json_object_get(body, "rating"), *je_ = json_object_get(body, "event"), *jt = json_object_get(body, "time");
     double rating = NAN;
-    int64_t t = (int64_t)time(NULL), seq = 0;
+    int64_t t = (int64_t)time(NULL), seq = 0, found = item ? sv_model_item(m, item) : -1;
     if (!json_is_object(body)) sv_reply_error(rep, 400, "the body must be an object {\"item\": ID, \"rating\": 4.5}");
     else if (!item) sv_reply_error(rep, 400, "\"item\" must be an item id (a string or an integer)");
-    else if (sv_model_item(m, item) < 0) sv_reply_error(rep, 404, "unknown item '%s'", item);
+    else if (found < 0) sv_reply_error(rep, 404, "unknown item '%s'", item);
+    else if (!sv_model_trained_item(m, found))
+        sv_reply_error(rep, 409, "item '%s' was added after training: the model takes live events only on the items "
+                                 "it was trained on (retrain with it in the data)", item);
     else if (!jr == !je_) sv_reply_error(rep, 400, "give exactly one of \"rating\" (a number) and \"event\": \"click\"");
     else if (jr && !(json_is_number(jr) && json_number_value(jr) >= m->y_min && json_number_value(jr) <= m->y_max))
         sv_reply_error(rep, 400, "\"rating\" must be a number in [%g, %g]", m->y_min, m->y_max);

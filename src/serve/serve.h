@@ -94,6 +94,10 @@ sv_model *sv_model_load(const char *model_path, const char *table_path, char *ms
 void sv_model_free(sv_model *m);
 /* Item number of an exact item id (not a title), or -1. */
 int64_t sv_model_item(const sv_model *m, const char *id);
+/* Was item (a number, -1: none) in the model's training data? A profile's
+ * "ratings", and so a user's live events, can name only such items: the
+ * library's new-user JSON does not know items added after training. */
+bool sv_model_trained_item(const sv_model *m, int64_t item);
 /* An item's content (new reference; NULL: out of memory): {"genres": [the
  * genre column's values]} plus, when it has values of other content columns,
  * "content": {"tags": [...], "brand": ["Acme"]} (invalid UTF-8 replaced). */
