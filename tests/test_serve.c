@@ -189,6 +189,16 @@ static void expect_error(const fixture *f, const char *method, const char *path,
     free(out);
 }
 
+/* A status whose answer holds the text `says`. */
+static void expect_answer_saying(const fixture *f, const char *method, const char *path, const char *body, int status,
+                                 const char *says) {
+    char *out;
+    assert_int_equal(http(f, method, path, body, 0, &out), status);
+    if (!strstr(out, says)) fprintf(stderr, "%s %s: %s\n", method, path, out);
+    assert_non_null(strstr(out, says));
+    free(out);
+}
+
 static void still_serving(const fixture *f) {
     json_t *j = get_json(f, "/healthz", 200);
     assert_string_equal(json_string_value(json_object_get(j, "status")), "ok");
@@ -454,9 +464,8 @@ static void clean_errors(void **state) {
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"block\": [\"no-such-item\"]}", 0, 400);
     /* a JSON list's id holding a comma or a quote is one id, not two */
     char *out;
-    assert_int_equal(http(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"exclude\": [\"2\", \"no,\\\"such\"]}", 0, &out), 400);
-    assert_non_null(strstr(out, "unknown item id 'no,\\\"such'"));
-    free(out);
+    expect_answer_saying(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"exclude\": [\"2\", \"no,\\\"such\"]}", 400,
+                         "unknown item id 'no,\\\"such'");
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"\xff\xfe\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"user\": \"2\"}", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"profile\": {}}", 0, 400);
@@ -482,6 +491,17 @@ static void clean_errors(void **state) {
     assert_non_null(strstr(out, "...' (no training ratings")); /* the id clipped, the reason kept */
     free(out);
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\\u0000x\"}", 0, 400);
+    /* a misspelt option is refused, naming it and what it may have meant (it
+     * was ignored: the list came back with the item it meant to exclude) */
+    expect_answer_saying(f, "GET", "/v1/recommend?user=1&excldue=2", NULL, 400,
+                         "unknown query parameter 'excldue' (did you mean exclude?)");
+    expect_answer_saying(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"excludes\": [\"2\"]}", 400,
+                         "unknown key 'excludes' (did you mean exclude?)");
+    expect_error(f, "POST", "/v1/recommend?user=1", "{\"user\": \"1\"}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend/batch", "{\"users\": [\"1\"], \"exclude\": [\"2\"]}", 0, 400);
+    expect_error(f, "POST", "/v1/users/1/events", "{\"item\": \"2\", \"ratng\": 5}", 1, 400);
+    expect_error(f, "GET", "/v1/similar?item=1&n=3", NULL, 0, 400);
+    json_decref(get_json(f, "/v1/recommend?user=1&n=2&", 200)); /* a trailing '&' names no parameter */
     still_serving(f);
 }
 

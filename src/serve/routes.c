@@ -15,21 +15,31 @@
 #include <string.h>
 #include <strings.h>
 
+/* The query parameters of each /v1 route (a POST's options are in its body). */
+static const char *const none[] = {NULL}, *const items_params[] = {"q", "limit", NULL},
+                         *const similar_params[] = {"item", "k", NULL}, *const users_params[] = {"limit", "offset", NULL},
+                         *const map_params[] = {"user", "n", NULL};
+/* The options of a recommendation, in rec_params' order, after what names the user. */
+static const char *const recommend_params[] = {"user", "n", "include_seen", "exclude", "allow", "block", "diversity",
+                                               "rank_by", "genre_cap", "neighbours", NULL},
+                         *const recommend_keys[] = {"user", "profile", "n", "include_seen", "exclude", "allow", "block",
+                                                    "diversity", "rank_by", "genre_cap", "neighbours", NULL};
+
 const sv_route sv_routes[] = {
-    {"GET", "/healthz", sv_get_healthz, false, true},
-    {"GET", "/metrics", sv_get_metrics, false, true},
-    {"GET", "/v1/meta", sv_get_meta, false, true},
-    {"GET", "/v1/items", sv_get_items, false, true},
-    {"GET", "/v1/items/{id}", sv_get_item, false, true},
-    {"GET", "/v1/similar", sv_get_similar, false, true},
-    {"GET", "/v1/users", sv_get_users, false, true},
-    {"GET", "/v1/users/{id}", sv_get_user, false, true},
-    {"POST", "/v1/users/{id}/events", sv_post_events, true, true},
-    {"GET", "/v1/recommend", sv_get_recommend, false, true},
-    {"POST", "/v1/recommend", sv_post_recommend, false, true},
-    {"POST", "/v1/recommend/batch", sv_post_batch, false, true},
-    {"GET", "/v1/map", sv_get_map, false, true},
-    {"POST", "/v1/admin/reload", sv_post_reload, true, false},
+    {"GET", "/healthz", sv_get_healthz, false, true, NULL},
+    {"GET", "/metrics", sv_get_metrics, false, true, NULL},
+    {"GET", "/v1/meta", sv_get_meta, false, true, none},
+    {"GET", "/v1/items", sv_get_items, false, true, items_params},
+    {"GET", "/v1/items/{id}", sv_get_item, false, true, none},
+    {"GET", "/v1/similar", sv_get_similar, false, true, similar_params},
+    {"GET", "/v1/users", sv_get_users, false, true, users_params},
+    {"GET", "/v1/users/{id}", sv_get_user, false, true, none},
+    {"POST", "/v1/users/{id}/events", sv_post_events, true, true, none},
+    {"GET", "/v1/recommend", sv_get_recommend, false, true, recommend_params},
+    {"POST", "/v1/recommend", sv_post_recommend, false, true, none},
+    {"POST", "/v1/recommend/batch", sv_post_batch, false, true, none},
+    {"GET", "/v1/map", sv_get_map, false, true, map_params},
+    {"POST", "/v1/admin/reload", sv_post_reload, true, false, none},
 };
 const size_t sv_n_routes = sizeof sv_routes / sizeof sv_routes[0];
 
@@ -398,6 +408,7 @@ int sv_post_recommend(sv_request *rq, sv_reply *rep) {
     if (!body) return sv_reply_error(rep, 400, "the body is not valid JSON: line %d, column %d: %s", je.line, je.column, je.text);
     bool bad = !json_is_object(body);
     if (bad) sv_reply_error(rep, 400, "the body must be a JSON object {\"user\": ID} or {\"profile\": {...}}");
+    else bad = !sv_body_keys_known(body, recommend_keys, rep);
     char ubuf[512], *owned[8] = {0};
     const char *user = bad ? NULL : body_user(body, ubuf, sizeof ubuf, rep, &bad);
     json_t *profile = json_object_get(body, "profile"), *jn = json_object_get(body, "n");
@@ -410,7 +421,7 @@ int sv_post_recommend(sv_request *rq, sv_reply *rep) {
     if (!bad && jn && (!json_is_integer(jn) || json_integer_value(jn) < 1 || json_integer_value(jn) > rq->srv->opt.max_n))
         bad = sv_reply_error(rep, 400, "\"n\" must be an integer in [1, %u]", rq->srv->opt.max_n);
     else if (jn) p.n = (unsigned)json_integer_value(jn);
-    const char *keys[8] = {"include_seen", "exclude", "allow", "block", "diversity", "rank_by", "genre_cap", "neighbours"};
+    const char *const *keys = recommend_keys + 3;
     const char **vals[8] = {&p.include_seen, &p.exclude, &p.allow, &p.block, &p.diversity, &p.rank_by, &p.genre_cap,
                             &p.neighbours};
     for (int k = 0; k < 8 && !bad; k++) *vals[k] = param_text(body, keys[k], &owned[k], rep, &bad);

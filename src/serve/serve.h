@@ -193,6 +193,12 @@ int sv_status_of(int code);
  * false after an error reply. */
 bool sv_query_uint(const sv_request *rq, sv_reply *rep, const char *name, unsigned def, unsigned lo, unsigned hi,
                    unsigned *v);
+/* Is name one of names (NULL-terminated)? If not, false after a 400 naming
+ * it, the names near it and all of them (what: "query parameter", "key"):
+ * a misspelt option ("excldue") would otherwise be ignored in silence. */
+bool sv_known_name(const char *name, const char *const *names, const char *what, sv_reply *rep);
+/* sv_known_name for every key of a JSON body object. */
+bool sv_body_keys_known(json_t *body, const char *const *names, sv_reply *rep);
 /* Copy s replacing invalid UTF-8 bytes with '?' (malloc'd). */
 char *sv_utf8_clean(const char *s);
 
@@ -203,6 +209,8 @@ typedef struct sv_route {
     const char *pattern;         /* "/v1/items/{id}" */
     sv_handler handler;
     bool needs_token, needs_model;
+    const char *const *params;   /* the query parameters it reads (NULL-terminated): any other is
+                                    refused (400), not ignored; NULL: not checked */
 } sv_route;
 extern const sv_route sv_routes[];
 extern const size_t sv_n_routes;
