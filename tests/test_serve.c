@@ -502,6 +502,10 @@ static void clean_errors(void **state) {
     expect_error(f, "POST", "/v1/users/1/events", "{\"item\": \"2\", \"ratng\": 5}", 1, 400);
     expect_error(f, "GET", "/v1/similar?item=1&n=3", NULL, 0, 400);
     json_decref(get_json(f, "/v1/recommend?user=1&n=2&", 200)); /* a trailing '&' names no parameter */
+    /* an empty allow list allows no item (it was read as none given: every item) */
+    expect_error(f, "GET", "/v1/recommend?user=1&allow=", NULL, 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"allow\": []}", 0, 400);
+    expect_error(f, "POST", "/v1/recommend", "{\"profile\": {}, \"allow\": [\"\"]}", 0, 400);
     still_serving(f);
 }
 

@@ -201,6 +201,9 @@ static int set_key(cb_config *c, sv_reply *rep, const char *key, const char *val
 static bool make_opts(const rec_params *p, sv_reply *rep, cb_config **out) {
     cb_error err = {0};
     char n[32], lambda[32], *excl = NULL;
+    *out = NULL;
+    if (p->allow && !p->allow[strspn(p->allow, " \t")]) /* the library reads an empty list as none: every item */
+        return sv_reply_error(rep, 400, "parameter 'allow': the list names no item (leave it out to allow every item)"), false;
     if (cb_config_create(out, CB_CONFIG_RECOMMEND, &err)) return lib_error(rep, err.code, &err), false;
     snprintf(n, sizeof n, "%u", p->n);
     if (p->block) { /* blocked items join the excluded ones */
