@@ -446,6 +446,7 @@ static void clean_errors(void **state) {
     expect_error(f, "GET", "/v1/recommend?user=1&diversity=7", NULL, 0, 400);
     expect_error(f, "GET", "/v1/recommend?user=1&rank_by=nonsense", NULL, 0, 400);
     expect_error(f, "GET", "/v1/similar?item=1&k=abc", NULL, 0, 400);
+    expect_error(f, "GET", "/v1/similar?item=", NULL, 0, 400); /* no item given: not an unknown one (404) */
     /* JSON: truncated, not an object, wrong types, invalid UTF-8, duplicate keys */
     expect_error(f, "POST", "/v1/recommend", "{\"user\": \"1\"", 0, 400);
     expect_error(f, "POST", "/v1/recommend", "[1, 2]", 0, 400);

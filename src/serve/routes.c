@@ -128,7 +128,7 @@ static int list_reply(const sv_model *m, sv_reply *rep, cb_list *l, const char *
 int sv_get_similar(sv_request *rq, sv_reply *rep) {
     const char *id = sv_query(rq, "item");
     unsigned k;
-    if (!id) return sv_reply_error(rep, 400, "give ?item=ID");
+    if (!id || !*id) return sv_reply_error(rep, 400, "give ?item=ID");
     if (!sv_query_uint(rq, rep, "k", 10, 1, rq->srv->opt.max_n, &k)) return rep->status;
     int64_t item = sv_model_item(rq->model, id);
     if (item < 0) return sv_reply_error(rep, 404, "unknown item '%s'", id);
