@@ -226,15 +226,14 @@ async function openItem(id) {
   $('item-genres').replaceChildren(genreChips(item.genres) || '');
   $('item-rate').replaceChildren(starButtons(id, item.title));
   $('similar-criterion').textContent = similar.criterion ? `(by ${similar.criterion})` : '';
-  const mine = new Set(item.genres || []);
   renderList($('similar'), similar, {
     scoreName: 'similarity', scoreTitle: similar.criterion, stars: true,
     extraReasons: (entry, genres) => {
-      const shared = (genres || []).filter((g) => mine.has(g));
+      const shared = sharedContent(item, genres, entry.content);
       const out = [];
       if (!(entry.reasons || []).length) out.push(`item vectors ${fmt(entry.score, 2)} alike (cosine)`);
       if (shared.length) out.push(`shares ${shared.join(', ')}`);
-      else if (genres) out.push('no genre in common: alike by other features');
+      else if (genres) out.push(`no ${contentWords()} in common: alike by other features`);
       return out;
     },
   });
@@ -242,6 +241,25 @@ async function openItem(id) {
     label: `the ${(similar.items || []).length} items most similar to “${item.title}”` };
   highlight(state.itemShown);
   revealPanel();
+}
+
+// What an item shares with the opened one: genres, then each other content column's values
+// ("tags: jazz, bebop"), as /v1/items and the lists give them.
+function sharedContent(item, genres, content) {
+  const out = (genres || []).filter((g) => (item.genres || []).includes(g));
+  for (const [column, values] of Object.entries(content || {})) {
+    const mine = (item.content || {})[column] || [];
+    const both = values.filter((v) => mine.includes(v));
+    if (both.length) out.push(`${column}: ${both.join(', ')}`);
+  }
+  return out;
+}
+
+// The model's content columns in words: "genre", "genre, tags or brand", "tags or brand".
+function contentWords() {
+  const columns = Object.entries(state.meta.columns || {}).filter(([, values]) => (values || []).length);  // not numeric, text
+  const names = [...((state.meta.genres || []).length ? ['genre'] : []), ...columns.map(([column]) => column)];
+  return names.length > 1 ? `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}` : names[0] || 'genre';
 }
 
 // Brings the panels' card into view when it starts below the fold (after a search, say).
@@ -551,9 +569,16 @@ function starPath(cx, cy, outer, inner) {
 
 /* ---------- start ---------- */
 
+// The hash's key and its value: split at the first '=' before decoding, so that an id holding
+// '=' or '&' ("k=v", sent as %3D) stays whole; a malformed %-sequence is no value.
+function hashParts() {
+  const hash = location.hash.slice(1), at = hash.indexOf('=');
+  if (at < 0) return [hash, ''];
+  try { return [hash.slice(0, at), decodeURIComponent(hash.slice(at + 1))]; } catch (e) { return [hash.slice(0, at), '']; }
+}
+
 function route() {
-  const hash = decodeURIComponent(location.hash.slice(1));
-  const [key, value] = hash.split('=');
+  const [key, value] = hashParts();
   if (key === 'item' && value) return guarded(() => openItem(value));
   if (key === 'user' && value) return guarded(() => openUser(value));
   if (key === 'q' && value) { $('search-input').value = value; return guarded(() => search(value)); }
