@@ -932,6 +932,32 @@ static void added_item_events_refused(void **state) {
     free(g.model), free(events), free(d);
 }
 
+/* On a model of 0/1 picks (implicit events) a live rating is 0 or 1: a 0.5
+ * was stored, and exported into data whose labels refuse it. */
+static void binary_model_ratings(void **state) {
+    fixture g = *(fixture *)*state;
+    char *d = tu_path(g.dir, "picks"), rows[8192] = "user_id,item_id,timestamp\n";
+    assert_int_equal(mkdir(d, 0700), 0);
+    for (int u = 0; u < 30; u++)
+        for (int k = 0; k < 6; k++)
+            snprintf(rows + strlen(rows), sizeof rows - strlen(rows), "u %d,item/%d,%d\n", u, (u * 7 + k * 5) % 25, 1000 + k);
+    free(tu_write(d, "ratings.csv", rows));
+    char *events = tu_path(d, "events.sqlite");
+    g.model = tu_path(d, "m.cbrec");
+    assert_int_equal(sh("%s train --data %s --model %s --user-layers 8 --item-layers 8 --dim 4 --epochs 1 -q >/dev/null",
+                        cbrec(), d, g.model), 0);
+    g.srv = start_server(&g, events, NULL);
+    json_t *j = get_json(&g, "/v1/meta", 200);
+    assert_true(json_is_true(json_object_get(j, "binary")));
+    json_decref(j);
+    expect_error(&g, "POST", "/v1/users/u%201/events", "{\"item\": \"item/3\", \"rating\": 0.5}", 1, 400);
+    json_decref(post_json(&g, "/v1/users/u%201/events", "{\"item\": \"item/3\", \"rating\": 1}", 1, 200));
+    json_decref(post_json(&g, "/v1/users/u%201/events", "{\"item\": \"item/4\", \"event\": \"click\"}", 1, 200));
+    json_decref(get_json(&g, "/v1/recommend?user=u%201&n=3", 200));
+    stop_server(&g.srv, SIGTERM);
+    free(g.model), free(events), free(d);
+}
+
 /* ---- listening on IPv6 */
 
 static void listen_ipv6(void **state) {
@@ -1280,7 +1306,7 @@ int main(void) {
         cmocka_unit_test(overload_is_503),        cmocka_unit_test(overload_burst_is_503),
         cmocka_unit_test(long_request_holds_up_no_other),
         cmocka_unit_test(content_columns_apart),  cmocka_unit_test(added_item_content_whole),
-        cmocka_unit_test(added_item_events_refused),
+        cmocka_unit_test(added_item_events_refused), cmocka_unit_test(binary_model_ratings),
         cmocka_unit_test(listen_ipv6),            cmocka_unit_test(bad_start),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

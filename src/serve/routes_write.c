@@ -59,6 +59,9 @@ int sv_post_events(sv_request *rq, sv_reply *rep) {
     else if (!jr == !je_) sv_reply_error(rep, 400, "give exactly one of \"rating\" (a number) and \"event\": \"click\"");
     else if (jr && !(json_is_number(jr) && json_number_value(jr) >= m->y_min && json_number_value(jr) <= m->y_max))
         sv_reply_error(rep, 400, "\"rating\" must be a number in [%g, %g]", m->y_min, m->y_max);
+    else if (jr && m->binary && json_number_value(jr) != 0 && json_number_value(jr) != 1)
+        sv_reply_error(rep, 400, "\"rating\" must be 0 or 1: the model learnt 0/1 labels (a 0.5 would be exported "
+                                 "into data that refuses it)");
     else if (je_ && !(json_is_string(je_) && !strcmp(json_string_value(je_), "click")))
         sv_reply_error(rep, 400, "\"event\" must be \"click\"");
     else if (jt && !(json_is_integer(jt) && json_integer_value(jt) >= 0 && json_integer_value(jt) < ((json_int_t)1 << 40)))

@@ -85,6 +85,7 @@ typedef struct sv_model {
     float *xy;                   /* [n_items x 2] the 2-D map */
     char **content_json;         /* [n_items] each item's "genres":[...] (+ ,"content":{...}), sv_item_content's text */
     double y_min, y_max;         /* rating scale */
+    bool binary;                 /* 0/1 labels: a rating is 0 or 1 */
     size_t n_added;              /* items added after training (the last n_added numbers) */
     char criterion[64];          /* what ranks a recommendation list */
     struct sv_answers *answers;  /* NULL: none precomputed (answers.c) */
