@@ -324,6 +324,11 @@ static void read_endpoints(void **state) {
     assert_false(in_list(json_object_get(j, "items"), "1"));
     json_array_foreach(json_object_get(j, "items"), i, x) assert_genres_of_item(f, x);
     json_decref(j);
+    /* k past the catalog: all the other items, and the note names the k asked (it said "k = 150") */
+    j = get_json(f, "/v1/similar?item=1&k=1000", 200);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 149);
+    assert_non_null(strstr(json_string_value(json_array_get(json_object_get(j, "notes"), 0)), "k = 1000 is more"));
+    json_decref(j);
     j = get_json(f, "/v1/users?limit=3", 200);
     assert_int_equal(json_array_size(json_object_get(j, "users")), 3);
     assert_int_equal(json_integer_value(json_object_get(j, "total")), 120);
