@@ -954,6 +954,9 @@ static void binary_model_ratings(void **state) {
     g.srv = start_server(&g, events, NULL);
     json_t *j = get_json(&g, "/v1/meta", 200);
     assert_true(json_is_true(json_object_get(j, "binary")));
+    char *scale = json_dumps(json_object_get(j, "rating_scale"), JSON_COMPACT); /* what the page's stars map onto */
+    assert_string_equal(scale, "[0.0,1.0]");
+    free(scale);
     json_decref(j);
     expect_error(&g, "POST", "/v1/users/u%201/events", "{\"item\": \"item/3\", \"rating\": 0.5}", 1, 400);
     json_decref(post_json(&g, "/v1/users/u%201/events", "{\"item\": \"item/3\", \"rating\": 1}", 1, 200));

@@ -406,12 +406,24 @@ function renderProfileRatings() {
   $('profile-count').hidden = count === 0;
 }
 
+// A star count (1-5; a genre liked 5, disliked 1) as a rating on the model's scale: the stars
+// themselves on a scale that tops out at 5 (MovieLens' 0.5-5 and 1-5), else spanning the scale
+// (a 0/1 model: 3 stars or more is a pick). Sent as they were, stars were refused by a model of
+// 0/1 picks and meant less than they said on a 1-10 scale.
+function starRating(stars) {
+  const [lo, hi] = state.meta.rating_scale || [1, 5];
+  if (state.meta.binary) return stars >= 3 ? hi : lo;
+  return hi === 5 && lo <= 1 ? stars : lo + (stars - 1) / 4 * (hi - lo);
+}
+
 function profileBody() {
   const profile = { ...state.profile.columns };
   if (state.profile.ratings.size) {
-    profile.ratings = Object.fromEntries([...state.profile.ratings].map(([id, r]) => [id, r.rating]));
+    profile.ratings = Object.fromEntries([...state.profile.ratings].map(([id, r]) => [id, starRating(r.rating)]));
   }
-  if (state.profile.genres.size) profile.genre_ratings = Object.fromEntries(state.profile.genres);
+  if (state.profile.genres.size) {
+    profile.genre_ratings = Object.fromEntries([...state.profile.genres].map(([g, stars]) => [g, starRating(stars)]));
+  }
   const body = { profile, n: N_RECS };
   if (state.diversity) body.diversity = state.diversity;
   return body;

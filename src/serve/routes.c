@@ -77,12 +77,13 @@ static json_t *item_json(const sv_model *m, size_t item, bool full) {
 int sv_get_meta(sv_request *rq, sv_reply *rep) {
     sv_model *m = rq->model;
     json_t *vocab = json_loads(m->vocab_json, 0, NULL), *about = json_loads(m->describe_json, 0, NULL);
-    json_t *doc = vocab && about ? json_pack("{s:I,s:I,s:I,s:s,s:O,s:O,s:O,s:O,s:O,s:O,s:s}", "items",
+    json_t *doc = vocab && about ? json_pack("{s:I,s:I,s:I,s:s,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s}", "items",
                                              (json_int_t)m->n_items, "users", (json_int_t)m->n_users, "dim",
                                              (json_int_t)cb_recommender_dim(m->rec), "criterion", m->criterion,
                                              "prediction", json_object_get(about, "prediction"), "binary",
                                              json_object_get(about, "binary"), "weighted",
-                                             json_object_get(about, "weighted"), "genres",
+                                             json_object_get(about, "weighted"), "rating_scale",
+                                             json_object_get(about, "rating_scale"), "genres",
                                              json_object_get(vocab, "genres"), "columns",
                                              json_object_get(vocab, "item_columns"), "user_columns",
                                              json_object_get(vocab, "user_columns"), "model_version", m->version)

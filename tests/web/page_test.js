@@ -54,7 +54,8 @@ function loadTruth(dir) {
 }
 
 // A shop-like catalog in dir: string ids holding '=', '&', '/', '%' and UTF-8, a tags and a brand
-// column, no genres; items i share their tags with i + 3, 6, ... and 30 users rate 8 items each.
+// column, no genres; items i share their tags with i + 3, 6, ... and 30 users pick 8 items each
+// (implicit events: a model of 0/1 picks).
 function writeGenericCatalog(dir) {
   fs.mkdirSync(dir, { recursive: true });
   const tags = ['jazz;bebop', 'rock;café', 'pop'];
@@ -63,9 +64,9 @@ function writeGenericCatalog(dir) {
     'items.columns = id, name:title, tags:multi(;), brand:categorical\n');
   fs.writeFileSync(path.join(dir, 'i.csv'), 'id,name,tags,brand\n' +
     ids.map((id, i) => `"${id}",Product ${i},${tags[i % 3]},${i % 2 ? 'Zed' : 'Acme'}\n`).join(''));
-  let ratings = 'user,item,rating\n';
+  let ratings = 'user,item\n';
   for (let u = 0; u < 30; u++) {
-    for (let k = 0; k < 8; k++) ratings += `u${u},"${ids[(u * 5 + k * 3) % 24]}",${1 + ((u + k) % 5)}\n`;
+    for (let k = 0; k < 8; k++) ratings += `u${u},"${ids[(u * 5 + k * 3) % 24]}"\n`;
   }
   fs.writeFileSync(path.join(dir, 'r.csv'), ratings);
   return ids;
@@ -322,6 +323,14 @@ function tests(page, base, truth, work) {
         // without genres every similar item "had no genre in common", whatever tags it shared
         check(reasons.some((r) => r.startsWith('shares tags: jazz, bebop')), `no "shares tags" reason: ${reasons}`);
         check(!reasons.some((r) => r.startsWith('no genre')), `a reason about genres in a catalog without: ${reasons}`);
+        // four stars in a new profile, on a model of 0/1 picks (sent as 4, refused: the list an error)
+        const version = await profileVersion(page);
+        await page.click('#item-rate [data-rate="4"]');
+        await page.click('#tab-profile');
+        await profileRefreshedAfter(page, version);
+        const status = await page.eval(`document.getElementById('status').hidden ? '' : document.getElementById('status').textContent`);
+        check(!status, `the new profile's list is an error: ${status}`);
+        check(await page.eval(`document.querySelectorAll('#profile-recs .entry').length`) > 0, 'no list for the new profile');
       } finally {
         other.child.kill('SIGTERM');
       }
