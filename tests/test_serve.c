@@ -369,6 +369,13 @@ static void read_endpoints(void **state) {
     r2 = post_json(f, "/v1/recommend", body, 0, 200);
     assert_true(json_equal(json_object_get(r2, "items"), items));
     json_decref(r2);
+    /* next to no diversity is next to the plain list: MMR's relevance is the
+     * ranking score (the towers' dot alone reordered it, the neighbour component left out) */
+    r2 = get_json(f, "/v1/recommend?user=2&n=5&diversity=0.001", 200);
+    for (size_t k = 0; k < 5; k++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(r2, "items"), k), "item")),
+                            json_string_value(json_object_get(json_array_get(items, k), "item")));
+    json_decref(r2);
     snprintf(body, sizeof body, "{\"user\": 2, \"n\": 5, \"block\": [\"%s\"], \"diversity\": 0.5, \"include_seen\": false}", top);
     r2 = post_json(f, "/v1/recommend", body, 0, 200);
     assert_int_equal(json_array_size(json_object_get(r2, "items")), 5);
