@@ -468,7 +468,10 @@ function restoreProfile() {
     state.profile.ratings = new Map(saved.ratings || []);
     const known = new Set(state.meta.genres || []);
     state.profile.genres = new Map((saved.genres || []).filter(([g]) => known.has(g)));
-    state.profile.columns = saved.columns || {};
+    // attributes this model takes only: one saved against other data (an "age" where the model
+    // has none) made every list of the profile an error, and the form does not show it to remove
+    const columns = state.meta.user_columns || {};
+    state.profile.columns = Object.fromEntries(Object.entries(saved.columns || {}).filter(([c]) => c in columns));
   } catch (e) { /* a bad saved profile is dropped */ }
 }
 

@@ -314,8 +314,13 @@ function tests(page, base, truth, work) {
       const dir = path.join(work, 'generic'), ids = writeGenericCatalog(dir);
       run(CBREC, ['train', '--data', dir, '--model', path.join(dir, 'm.cbrec'), '--epochs', '2', '--seed', '1', '-q']);
       const other = await startServer(path.join(dir, 'm.cbrec'));
-      try {  // a deep link to an id holding '=' (it opened 'k' and said "unknown item")
-        await page.goto(`${other.base}/#item=${encodeURIComponent(ids[0])}`);
+      try {
+        // a profile saved against other data: an attribute this model has not (every list was an error)
+        await page.goto(`${other.base}/`);
+        await page.waitFor(`document.body.dataset.ready === 'true'`, 'the page on the second server');
+        await page.eval(`localStorage.setItem('cbrec-profile', JSON.stringify({ ratings: [], genres: [], columns: { age: 30 } }))`);
+        // a deep link to an id holding '=' (it opened 'k' and said "unknown item")
+        await page.goto(`${other.base}/?fresh=1#item=${encodeURIComponent(ids[0])}`);
         await page.waitFor(`document.body.dataset.ready === 'true' &&
           document.getElementById('item-title').textContent === 'Product 0' &&
           document.querySelectorAll('#similar .entry').length === 10`, `/#item=${encodeURIComponent(ids[0])} to open its item page`);
