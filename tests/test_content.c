@@ -6,8 +6,8 @@
  * "genre_ratings" taking genres only, a brand given to add-item as a list,
  * add-item keeping every value it is given, taking a number for a content
  * column as its text and refusing values holding its kept content's
- * separators, the schema's vocabulary control, text columns, and Unicode
- * case folding. */
+ * separators, the schema's vocabulary control, text columns, Unicode
+ * case folding, and a genre cap refused where there are no genres. */
 #include "testutil.h"
 
 #include "cbrec.h"
@@ -190,6 +190,24 @@ static void title_lookup_folds(void **state) {
 }
 
 /* Unknown values: a remark (list note / add-item note), an error under strict; unknown columns are errors. */
+/* A genre cap in a catalog without genres is an error: it capped nothing, the
+ * list came back as if it had not been asked for (tags and brands are not capped). */
+static void genre_cap_needs_genres(void **state) {
+    fixture *f = *state;
+    cb_error err = {0};
+    cb_config *opts = NULL;
+    cb_list *l = NULL;
+    assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+    assert_int_equal(cb_config_set(opts, "genre-cap", "1", &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(f->rec, f->t.user_id[0], NULL, opts, &l, &err), CB_EINVAL);
+    assert_null(l);
+    assert_non_null(strstr(err.msg, "no genre column"));
+    assert_int_equal(cb_config_set(opts, "genre-cap", "0", &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(f->rec, f->t.user_id[0], NULL, opts, &l, &err), CB_OK);
+    cb_list_free(l);
+    cb_config_free(opts);
+}
+
 static void unknown_values(void **state) {
     fixture *f = *state;
     cb_error err = {0};
@@ -871,6 +889,7 @@ int main(void) {
         cmocka_unit_test(new_user_preferences),
         cmocka_unit_test(known_users_favourites),
         cmocka_unit_test(title_lookup_folds),
+        cmocka_unit_test(genre_cap_needs_genres),
         cmocka_unit_test(unknown_values),
     };
     const struct CMUnitTest units[] = {cmocka_unit_test(vocabulary_control), cmocka_unit_test(unicode_folding),

@@ -226,15 +226,14 @@ async function openItem(id) {
   $('item-genres').replaceChildren(genreChips(item.genres) || '');
   $('item-rate').replaceChildren(starButtons(id, item.title));
   $('similar-criterion').textContent = similar.criterion ? `(by ${similar.criterion})` : '';
-  const mine = new Set(item.genres || []);
   renderList($('similar'), similar, {
     scoreName: 'similarity', scoreTitle: similar.criterion, stars: true,
     extraReasons: (entry, genres) => {
-      const shared = (genres || []).filter((g) => mine.has(g));
+      const shared = sharedContent(item, genres, entry.content);
       const out = [];
       if (!(entry.reasons || []).length) out.push(`item vectors ${fmt(entry.score, 2)} alike (cosine)`);
       if (shared.length) out.push(`shares ${shared.join(', ')}`);
-      else if (genres) out.push('no genre in common: alike by other features');
+      else if (genres) out.push(`no ${contentWords()} in common: alike by other features`);
       return out;
     },
   });
@@ -242,6 +241,25 @@ async function openItem(id) {
     label: `the ${(similar.items || []).length} items most similar to “${item.title}”` };
   highlight(state.itemShown);
   revealPanel();
+}
+
+// What an item shares with the opened one: genres, then each other content column's values
+// ("tags: jazz, bebop"), as /v1/items and the lists give them.
+function sharedContent(item, genres, content) {
+  const out = (genres || []).filter((g) => (item.genres || []).includes(g));
+  for (const [column, values] of Object.entries(content || {})) {
+    const mine = (item.content || {})[column] || [];
+    const both = values.filter((v) => mine.includes(v));
+    if (both.length) out.push(`${column}: ${both.join(', ')}`);
+  }
+  return out;
+}
+
+// The model's content columns in words: "genre", "genre, tags or brand", "tags or brand".
+function contentWords() {
+  const columns = Object.entries(state.meta.columns || {}).filter(([, values]) => (values || []).length);  // not numeric, text
+  const names = [...((state.meta.genres || []).length ? ['genre'] : []), ...columns.map(([column]) => column)];
+  return names.length > 1 ? `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}` : names[0] || 'genre';
 }
 
 // Brings the panels' card into view when it starts below the fold (after a search, say).
@@ -388,12 +406,24 @@ function renderProfileRatings() {
   $('profile-count').hidden = count === 0;
 }
 
+// A star count (1-5; a genre liked 5, disliked 1) as a rating on the model's scale: the stars
+// themselves on a scale that tops out at 5 (MovieLens' 0.5-5 and 1-5), else spanning the scale
+// (a 0/1 model: 3 stars or more is a pick). Sent as they were, stars were refused by a model of
+// 0/1 picks and meant less than they said on a 1-10 scale.
+function starRating(stars) {
+  const [lo, hi] = state.meta.rating_scale || [1, 5];
+  if (state.meta.binary) return stars >= 3 ? hi : lo;
+  return hi === 5 && lo <= 1 ? stars : lo + (stars - 1) / 4 * (hi - lo);
+}
+
 function profileBody() {
   const profile = { ...state.profile.columns };
   if (state.profile.ratings.size) {
-    profile.ratings = Object.fromEntries([...state.profile.ratings].map(([id, r]) => [id, r.rating]));
+    profile.ratings = Object.fromEntries([...state.profile.ratings].map(([id, r]) => [id, starRating(r.rating)]));
   }
-  if (state.profile.genres.size) profile.genre_ratings = Object.fromEntries(state.profile.genres);
+  if (state.profile.genres.size) {
+    profile.genre_ratings = Object.fromEntries([...state.profile.genres].map(([g, stars]) => [g, starRating(stars)]));
+  }
   const body = { profile, n: N_RECS };
   if (state.diversity) body.diversity = state.diversity;
   return body;
@@ -438,7 +468,10 @@ function restoreProfile() {
     state.profile.ratings = new Map(saved.ratings || []);
     const known = new Set(state.meta.genres || []);
     state.profile.genres = new Map((saved.genres || []).filter(([g]) => known.has(g)));
-    state.profile.columns = saved.columns || {};
+    // attributes this model takes only: one saved against other data (an "age" where the model
+    // has none) made every list of the profile an error, and the form does not show it to remove
+    const columns = state.meta.user_columns || {};
+    state.profile.columns = Object.fromEntries(Object.entries(saved.columns || {}).filter(([c]) => c in columns));
   } catch (e) { /* a bad saved profile is dropped */ }
 }
 
@@ -551,9 +584,16 @@ function starPath(cx, cy, outer, inner) {
 
 /* ---------- start ---------- */
 
+// The hash's key and its value: split at the first '=' before decoding, so that an id holding
+// '=' or '&' ("k=v", sent as %3D) stays whole; a malformed %-sequence is no value.
+function hashParts() {
+  const hash = location.hash.slice(1), at = hash.indexOf('=');
+  if (at < 0) return [hash, ''];
+  try { return [hash.slice(0, at), decodeURIComponent(hash.slice(at + 1))]; } catch (e) { return [hash.slice(0, at), '']; }
+}
+
 function route() {
-  const hash = decodeURIComponent(location.hash.slice(1));
-  const [key, value] = hash.split('=');
+  const [key, value] = hashParts();
   if (key === 'item' && value) return guarded(() => openItem(value));
   if (key === 'user' && value) return guarded(() => openUser(value));
   if (key === 'q' && value) { $('search-input').value = value; return guarded(() => search(value)); }

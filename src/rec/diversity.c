@@ -27,6 +27,21 @@ float cb_rec_cosine(const float *a, const float *b, uint32_t d) {
     return aa > 0 && bb > 0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
 }
 
+/* MMR's relevance of each candidate: its ranking score (the list's own
+ * order, the neighbour component and the popularity prior included) rescaled
+ * to [0, 1] over the candidates, the scale of the cosine it is weighed
+ * against. The towers' dot alone reordered the list at any diversity, even
+ * 0.001, with the neighbour component left out. */
+static void mmr_relevance(const cb_rec_cand *c, size_t m, float *rel) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < m; i++)
+        if (isfinite(c[i].score)) lo = fminf(lo, c[i].score), hi = fmaxf(hi, c[i].score);
+    for (size_t i = 0; i < m; i++) /* a score that is not finite: an end of the scale, never NaN */
+        rel[i] = !isfinite(c[i].score) ? (c[i].score > 0 ? 1.0f : 0.0f)
+                 : hi > lo              ? (c[i].score - lo) / (hi - lo)
+                                        : 1.0f;
+}
+
 /* Pick n of the sorted candidates c[0..m) into sel; returns how many. */
 size_t cb_rec_diversify(const cb_recommender *rec, const cb_recommend_config *cfg, const cb_rec_cand *c, size_t m,
                         size_t n, uint32_t *sel, cb_error *err, int *rc) {
@@ -53,8 +68,8 @@ size_t cb_rec_diversify(const cb_recommender *rec, const cb_recommend_config *cf
         free(count);
         return k;
     }
-    /* MMR: argmax lambda * relevance - (1 - lambda) * max similarity to the picked */
-    float *maxsim = cb_malloc((m + 1) * sizeof *maxsim, err);
+    /* MMR: argmax lambda * relevance - (1 - lambda) * max similarity to the picked (mmr_relevance) */
+    float *maxsim = cb_malloc(2 * (m + 1) * sizeof *maxsim, err), *rel = maxsim ? maxsim + m + 1 : NULL;
     bool *taken = cb_calloc(m + 1, sizeof *taken, err);
     if (!maxsim || !taken) {
         free(maxsim);
@@ -62,6 +77,7 @@ size_t cb_rec_diversify(const cb_recommender *rec, const cb_recommend_config *cf
         return *rc = CB_ENOMEM, 0;
     }
     for (size_t i = 0; i < m; i++) maxsim[i] = -1.0f;
+    mmr_relevance(c, m, rel);
     size_t k = 0;
     float lambda = cfg->mmr_lambda;
     while (k < n && k < m) {
@@ -69,7 +85,7 @@ size_t cb_rec_diversify(const cb_recommender *rec, const cb_recommend_config *cf
         float best_v = -INFINITY;
         for (size_t i = 0; i < m; i++) {
             if (taken[i]) continue;
-            float v = lambda * c[i].dot - (1 - lambda) * (k ? maxsim[i] : 0.0f);
+            float v = lambda * rel[i] - (1 - lambda) * (k ? maxsim[i] : 0.0f);
             if (v > best_v) best_v = v, best = i;
         }
         taken[best] = true;

@@ -157,6 +157,17 @@ int cb_rec_rank_check(const cb_recommender *rec, cb_rank_by by, cb_error *err) {
     return CB_OK;
 }
 
+/* A genre cap needs a genre column: in a catalog with only tags or a brand it
+ * capped nothing, and the list came back as if no cap had been asked for. */
+static int genre_cap_check(const cb_recommender *rec, const cb_recommend_config *cfg, cb_error *err) {
+    const cb_features *f = rec->r->features;
+    if (!cfg->genre_cap && cfg->diversity != CB_DIV_GENRE_CAP) return CB_OK;
+    for (uint32_t g = 0; f && g < cb_features_n_genres(f); g++)
+        if (cb_features_value_is_genre(f, g)) return CB_OK;
+    return cb_fail(err, CB_EINVAL, "genre-cap: this model has no genre column, so there is nothing to cap (other "
+                                   "content columns, such as tags or a brand, are not capped)");
+}
+
 void cb_rec_query_part(const cb_recommender *rec, cb_rank_by by, uint32_t *off, uint32_t *len) {
     if (by_retrieval(rec, by)) cb_bundle_rank_part(rec->r, off, len);
     else cb_model_rating_part(rec->r->model, off, len);
@@ -550,6 +561,7 @@ int cb_recommend(const cb_recommender *rec, const cb_profile *p, const cb_recomm
     res->criterion = cb_rec_criterion(rec, cfg->rank_by);
     uint64_t *excl = NULL;
     int rc = cb_rec_rank_check(rec, cfg->rank_by, err);
+    if (!rc) rc = genre_cap_check(rec, cfg, err);
     if (rc) return rc;
     rc = cb_recommend_exclusions(rec, cfg, bl, p->items, p->n_ratings, &excl, err);
     if (rc) return rc;

@@ -107,6 +107,39 @@ bool sv_query_uint(const sv_request *rq, sv_reply *rep, const char *name, unsign
     return true;
 }
 
+bool sv_known_name(const char *name, const char *const *names, const char *what, sv_reply *rep) {
+    size_t n = 0;
+    while (names[n] && strcmp(names[n], name)) n++;
+    if (names[n]) return true;
+    while (names[n]) n++;
+    char near[256] = "", all[512] = "";
+    for (size_t k = 0; k < n; k++) snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", k ? ", " : "", names[k]);
+    bool close = cb_config_near_names(name, names, n, NULL, near, sizeof near) > 0;
+    sv_reply_error(rep, 400, "unknown %s '%.80s'%s%s%s; this endpoint takes %s%s", what, name, close ? " (did you mean " : "",
+                   near, close ? "?)" : "", n ? "only: " : "none", all);
+    return false;
+}
+
+bool sv_body_keys_known(json_t *body, const char *const *names, sv_reply *rep) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) if (!sv_known_name(key, names, "key", rep)) return false;
+    return true;
+}
+
+typedef struct params_check {
+    const char *const *names;
+    sv_reply *rep;
+    bool ok;
+} params_check;
+
+static enum MHD_Result check_param(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind, (void)value;
+    params_check *p = cls;
+    p->ok = !*key || sv_known_name(key, p->names, "query parameter", p->rep); /* "?a=1&": an empty name, no parameter */
+    return p->ok ? MHD_YES : MHD_NO;
+}
+
 /* ---- routing */
 
 /* Does path match pattern? A "{id}" segment matches one non-empty segment,
@@ -172,6 +205,9 @@ static size_t route(sv_server *s, struct MHD_Connection *c, const char *url, con
             return sv_reply_error(rep, 403, "write and admin endpoints are off: start the server with --token-file"), i;
         if (r->needs_token && !token_ok(s, c))
             return sv_reply_error(rep, 401, "this endpoint needs the header 'Authorization: Bearer <token>'"), i;
+        params_check check = {r->params, rep, true};
+        if (r->params) MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_param, &check);
+        if (!check.ok) return i;
         sv_request rq = {s, NULL, c, method, url, strstr(r->pattern, "{id}") ? id : NULL, x->body ? x->body : "", x->len};
         if (r->needs_model) rq.model = sv_acquire(s);
         r->handler(&rq, rep);

@@ -98,6 +98,7 @@ static int read_describe(sv_model *m, char *msg, size_t msg_size) {
     if (!rc) {
         m->y_min = json_number_value(json_array_get(scale, 0));
         m->y_max = json_number_value(json_array_get(scale, 1));
+        m->binary = json_is_true(json_object_get(d, "binary"));
         m->n_added = (size_t)json_integer_value(json_object_get(d, "added_items"));
         m->version = strdup(fp && *fp ? fp : "unknown");
         if (!m->version) rc = -1;
@@ -156,3 +157,5 @@ int64_t sv_model_item(const sv_model *m, const char *id) {
     const char *found = cb_recommender_item_id(m->rec, item);
     return found && !strcmp(found, id) ? (int64_t)item : -1; /* an id, not a title */
 }
+
+bool sv_model_trained_item(const sv_model *m, int64_t item) { return item >= 0 && (size_t)item < m->n_items - m->n_added; }

@@ -15,21 +15,31 @@
 #include <string.h>
 #include <strings.h>
 
+/* The query parameters of each /v1 route (a POST's options are in its body). */
+static const char *const none[] = {NULL}, *const items_params[] = {"q", "limit", NULL},
+                         *const similar_params[] = {"item", "k", NULL}, *const users_params[] = {"limit", "offset", NULL},
+                         *const map_params[] = {"user", "n", NULL};
+/* The options of a recommendation, in rec_params' order, after what names the user. */
+static const char *const recommend_params[] = {"user", "n", "include_seen", "exclude", "allow", "block", "diversity",
+                                               "rank_by", "genre_cap", "neighbours", NULL},
+                         *const recommend_keys[] = {"user", "profile", "n", "include_seen", "exclude", "allow", "block",
+                                                    "diversity", "rank_by", "genre_cap", "neighbours", NULL};
+
 const sv_route sv_routes[] = {
-    {"GET", "/healthz", sv_get_healthz, false, true},
-    {"GET", "/metrics", sv_get_metrics, false, true},
-    {"GET", "/v1/meta", sv_get_meta, false, true},
-    {"GET", "/v1/items", sv_get_items, false, true},
-    {"GET", "/v1/items/{id}", sv_get_item, false, true},
-    {"GET", "/v1/similar", sv_get_similar, false, true},
-    {"GET", "/v1/users", sv_get_users, false, true},
-    {"GET", "/v1/users/{id}", sv_get_user, false, true},
-    {"POST", "/v1/users/{id}/events", sv_post_events, true, true},
-    {"GET", "/v1/recommend", sv_get_recommend, false, true},
-    {"POST", "/v1/recommend", sv_post_recommend, false, true},
-    {"POST", "/v1/recommend/batch", sv_post_batch, false, true},
-    {"GET", "/v1/map", sv_get_map, false, true},
-    {"POST", "/v1/admin/reload", sv_post_reload, true, false},
+    {"GET", "/healthz", sv_get_healthz, false, true, NULL},
+    {"GET", "/metrics", sv_get_metrics, false, true, NULL},
+    {"GET", "/v1/meta", sv_get_meta, false, true, none},
+    {"GET", "/v1/items", sv_get_items, false, true, items_params},
+    {"GET", "/v1/items/{id}", sv_get_item, false, true, none},
+    {"GET", "/v1/similar", sv_get_similar, false, true, similar_params},
+    {"GET", "/v1/users", sv_get_users, false, true, users_params},
+    {"GET", "/v1/users/{id}", sv_get_user, false, true, none},
+    {"POST", "/v1/users/{id}/events", sv_post_events, true, true, none},
+    {"GET", "/v1/recommend", sv_get_recommend, false, true, recommend_params},
+    {"POST", "/v1/recommend", sv_post_recommend, false, true, none},
+    {"POST", "/v1/recommend/batch", sv_post_batch, false, true, none},
+    {"GET", "/v1/map", sv_get_map, false, true, map_params},
+    {"POST", "/v1/admin/reload", sv_post_reload, true, false, none},
 };
 const size_t sv_n_routes = sizeof sv_routes / sizeof sv_routes[0];
 
@@ -66,12 +76,13 @@ static json_t *item_json(const sv_model *m, size_t item, bool full) {
 int sv_get_meta(sv_request *rq, sv_reply *rep) {
     sv_model *m = rq->model;
     json_t *vocab = json_loads(m->vocab_json, 0, NULL), *about = json_loads(m->describe_json, 0, NULL);
-    json_t *doc = vocab && about ? json_pack("{s:I,s:I,s:I,s:s,s:O,s:O,s:O,s:O,s:O,s:O,s:s}", "items",
+    json_t *doc = vocab && about ? json_pack("{s:I,s:I,s:I,s:s,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s}", "items",
                                              (json_int_t)m->n_items, "users", (json_int_t)m->n_users, "dim",
                                              (json_int_t)cb_recommender_dim(m->rec), "criterion", m->criterion,
                                              "prediction", json_object_get(about, "prediction"), "binary",
                                              json_object_get(about, "binary"), "weighted",
-                                             json_object_get(about, "weighted"), "genres",
+                                             json_object_get(about, "weighted"), "rating_scale",
+                                             json_object_get(about, "rating_scale"), "genres",
                                              json_object_get(vocab, "genres"), "columns",
                                              json_object_get(vocab, "item_columns"), "user_columns",
                                              json_object_get(vocab, "user_columns"), "model_version", m->version)
@@ -117,7 +128,7 @@ static int list_reply(const sv_model *m, sv_reply *rep, cb_list *l, const char *
 int sv_get_similar(sv_request *rq, sv_reply *rep) {
     const char *id = sv_query(rq, "item");
     unsigned k;
-    if (!id) return sv_reply_error(rep, 400, "give ?item=ID");
+    if (!id || !*id) return sv_reply_error(rep, 400, "give ?item=ID");
     if (!sv_query_uint(rq, rep, "k", 10, 1, rq->srv->opt.max_n, &k)) return rep->status;
     int64_t item = sv_model_item(rq->model, id);
     if (item < 0) return sv_reply_error(rep, 404, "unknown item '%s'", id);
@@ -164,7 +175,9 @@ int sv_get_user(sv_request *rq, sv_reply *rep) {
 
 /* ---- recommend */
 
-static bool known_item(const char *item, void *ctx) { return sv_model_item(ctx, item) >= 0; }
+/* An event's item a live profile can take (an added item's events are left
+ * out: the library would refuse the whole profile, and so every list). */
+static bool known_item(const char *item, void *ctx) { return sv_model_trained_item(ctx, sv_model_item(ctx, item)); }
 
 static char *live_profile(const sv_server *s, const sv_model *m, const char *user) {
     return s->events && user ? sv_events_profile_json(s->events, user, m->y_max, known_item, (void *)m) : NULL;
@@ -188,6 +201,9 @@ static int set_key(cb_config *c, sv_reply *rep, const char *key, const char *val
 static bool make_opts(const rec_params *p, sv_reply *rep, cb_config **out) {
     cb_error err = {0};
     char n[32], lambda[32], *excl = NULL;
+    *out = NULL;
+    if (p->allow && !p->allow[strspn(p->allow, " \t")]) /* the library reads an empty list as none: every item */
+        return sv_reply_error(rep, 400, "parameter 'allow': the list names no item (leave it out to allow every item)"), false;
     if (cb_config_create(out, CB_CONFIG_RECOMMEND, &err)) return lib_error(rep, err.code, &err), false;
     snprintf(n, sizeof n, "%u", p->n);
     if (p->block) { /* blocked items join the excluded ones */
@@ -395,6 +411,7 @@ int sv_post_recommend(sv_request *rq, sv_reply *rep) {
     if (!body) return sv_reply_error(rep, 400, "the body is not valid JSON: line %d, column %d: %s", je.line, je.column, je.text);
     bool bad = !json_is_object(body);
     if (bad) sv_reply_error(rep, 400, "the body must be a JSON object {\"user\": ID} or {\"profile\": {...}}");
+    else bad = !sv_body_keys_known(body, recommend_keys, rep);
     char ubuf[512], *owned[8] = {0};
     const char *user = bad ? NULL : body_user(body, ubuf, sizeof ubuf, rep, &bad);
     json_t *profile = json_object_get(body, "profile"), *jn = json_object_get(body, "n");
@@ -407,7 +424,7 @@ int sv_post_recommend(sv_request *rq, sv_reply *rep) {
     if (!bad && jn && (!json_is_integer(jn) || json_integer_value(jn) < 1 || json_integer_value(jn) > rq->srv->opt.max_n))
         bad = sv_reply_error(rep, 400, "\"n\" must be an integer in [1, %u]", rq->srv->opt.max_n);
     else if (jn) p.n = (unsigned)json_integer_value(jn);
-    const char *keys[8] = {"include_seen", "exclude", "allow", "block", "diversity", "rank_by", "genre_cap", "neighbours"};
+    const char *const *keys = recommend_keys + 3;
     const char **vals[8] = {&p.include_seen, &p.exclude, &p.allow, &p.block, &p.diversity, &p.rank_by, &p.genre_cap,
                             &p.neighbours};
     for (int k = 0; k < 8 && !bad; k++) *vals[k] = param_text(body, keys[k], &owned[k], rep, &bad);

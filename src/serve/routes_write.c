@@ -13,6 +13,8 @@
 #define MAX_ID_BYTES 256
 #define MAX_BATCH_USERS 1000
 
+static const char *const event_keys[] = {"item", "rating", "event", "time", NULL}, *const batch_keys[] = {"users", "n", NULL};
+
 /* An id from a JSON string or integer into buf; NULL when it is neither. */
 static const char *json_id(json_t *v, char *buf, size_t size) {
     if (json_is_integer(v)) return snprintf(buf, size, "%lld", (long long)json_integer_value(v)), buf;
@@ -46,13 +48,20 @@ int sv_post_events(sv_request *rq, sv_reply *rep) {
     const char *item = json_id(json_object_get(body, "item"), ibuf, sizeof ibuf);
     json_t *jr = json_object_get(body, "rating"), *je_ = json_object_get(body, "event"), *jt = json_object_get(body, "time");
     double rating = NAN;
-    int64_t t = (int64_t)time(NULL), seq = 0;
+    int64_t t = (int64_t)time(NULL), seq = 0, found = item ? sv_model_item(m, item) : -1;
     if (!json_is_object(body)) sv_reply_error(rep, 400, "the body must be an object {\"item\": ID, \"rating\": 4.5}");
+    else if (!sv_body_keys_known(body, event_keys, rep)) /* replied */;
     else if (!item) sv_reply_error(rep, 400, "\"item\" must be an item id (a string or an integer)");
-    else if (sv_model_item(m, item) < 0) sv_reply_error(rep, 404, "unknown item '%s'", item);
+    else if (found < 0) sv_reply_error(rep, 404, "unknown item '%s'", item);
+    else if (!sv_model_trained_item(m, found))
+        sv_reply_error(rep, 409, "item '%s' was added after training: the model takes live events only on the items "
+                                 "it was trained on (retrain with it in the data)", item);
     else if (!jr == !je_) sv_reply_error(rep, 400, "give exactly one of \"rating\" (a number) and \"event\": \"click\"");
     else if (jr && !(json_is_number(jr) && json_number_value(jr) >= m->y_min && json_number_value(jr) <= m->y_max))
         sv_reply_error(rep, 400, "\"rating\" must be a number in [%g, %g]", m->y_min, m->y_max);
+    else if (jr && m->binary && json_number_value(jr) != 0 && json_number_value(jr) != 1)
+        sv_reply_error(rep, 400, "\"rating\" must be 0 or 1: the model learnt 0/1 labels (a 0.5 would be exported "
+                                 "into data that refuses it)");
     else if (je_ && !(json_is_string(je_) && !strcmp(json_string_value(je_), "click")))
         sv_reply_error(rep, 400, "\"event\" must be \"click\"");
     else if (jt && !(json_is_integer(jt) && json_integer_value(jt) >= 0 && json_integer_value(jt) < ((json_int_t)1 << 40)))
@@ -128,7 +137,8 @@ int sv_post_batch(sv_request *rq, sv_reply *rep) {
     int64_t *items = NULL, *plain_items = NULL;
     float *scores = NULL, *plain_scores = NULL;
     char **ids = NULL, **live = NULL, buf[MAX_ID_BYTES];
-    if (!json_is_array(users) || !n_users || n_users > MAX_BATCH_USERS)
+    if (!sv_body_keys_known(body, batch_keys, rep)) /* replied */;
+    else if (!json_is_array(users) || !n_users || n_users > MAX_BATCH_USERS)
         sv_reply_error(rep, 400, "\"users\" must be a list of 1 to %d user ids", MAX_BATCH_USERS);
     else if (jn && (!json_is_integer(jn) || n < 1 || n > rq->srv->opt.max_n))
         sv_reply_error(rep, 400, "\"n\" must be an integer in [1, %u]", rq->srv->opt.max_n);

@@ -85,6 +85,7 @@ typedef struct sv_model {
     float *xy;                   /* [n_items x 2] the 2-D map */
     char **content_json;         /* [n_items] each item's "genres":[...] (+ ,"content":{...}), sv_item_content's text */
     double y_min, y_max;         /* rating scale */
+    bool binary;                 /* 0/1 labels: a rating is 0 or 1 */
     size_t n_added;              /* items added after training (the last n_added numbers) */
     char criterion[64];          /* what ranks a recommendation list */
     struct sv_answers *answers;  /* NULL: none precomputed (answers.c) */
@@ -94,6 +95,10 @@ sv_model *sv_model_load(const char *model_path, const char *table_path, char *ms
 void sv_model_free(sv_model *m);
 /* Item number of an exact item id (not a title), or -1. */
 int64_t sv_model_item(const sv_model *m, const char *id);
+/* Was item (a number, -1: none) in the model's training data? A profile's
+ * "ratings", and so a user's live events, can name only such items: the
+ * library's new-user JSON does not know items added after training. */
+bool sv_model_trained_item(const sv_model *m, int64_t item);
 /* An item's content (new reference; NULL: out of memory): {"genres": [the
  * genre column's values]} plus, when it has values of other content columns,
  * "content": {"tags": [...], "brand": ["Acme"]} (invalid UTF-8 replaced). */
@@ -189,6 +194,12 @@ int sv_status_of(int code);
  * false after an error reply. */
 bool sv_query_uint(const sv_request *rq, sv_reply *rep, const char *name, unsigned def, unsigned lo, unsigned hi,
                    unsigned *v);
+/* Is name one of names (NULL-terminated)? If not, false after a 400 naming
+ * it, the names near it and all of them (what: "query parameter", "key"):
+ * a misspelt option ("excldue") would otherwise be ignored in silence. */
+bool sv_known_name(const char *name, const char *const *names, const char *what, sv_reply *rep);
+/* sv_known_name for every key of a JSON body object. */
+bool sv_body_keys_known(json_t *body, const char *const *names, sv_reply *rep);
 /* Copy s replacing invalid UTF-8 bytes (cb_utf8_repair) and control
  * characters but the tab with '?' (malloc'd). */
 char *sv_utf8_clean(const char *s);
@@ -200,6 +211,8 @@ typedef struct sv_route {
     const char *pattern;         /* "/v1/items/{id}" */
     sv_handler handler;
     bool needs_token, needs_model;
+    const char *const *params;   /* the query parameters it reads (NULL-terminated): any other is
+                                    refused (400), not ignored; NULL: not checked */
 } sv_route;
 extern const sv_route sv_routes[];
 extern const size_t sv_n_routes;
