@@ -64,6 +64,11 @@ CB_API const char *cb_strstatus(int code);
  * cut by a "%.80s", a Latin-1 byte) replaced by '?', in place, so a message
  * quoting its input stays valid UTF-8 (the library's own messages are). */
 CB_API void cb_utf8_repair(char *s);
+/* Simple Unicode case folding of UTF-8 text in place (the rule title
+ * lookups use: ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic capitals
+ * to small letters; "ÜBER" and "über" fold alike); never lengthens s;
+ * returns its new length. */
+CB_API size_t cb_utf8_fold(char *s);
 
 /* Ownership and threading for the sections below: every _create/_open/_train
  * output is owned by the caller and freed with the matching _free/_close

@@ -921,6 +921,28 @@ static void added_item_content_whole(void **state) {
     free(g.model), free(d);
 }
 
+/* Title search folds Unicode case as the CLI's lookup does: "ÜBER CAFÉ"
+ * finds "Über Café" (strcasestr folded ASCII only). */
+static void title_search_folds(void **state) {
+    fixture g = *(fixture *)*state;
+    char *d = tu_path(g.dir, "folds");
+    assert_int_equal(mkdir(d, 0700), 0);
+    const char *const genres[3] = {"Action", "Comedy", "Drama"};
+    tu_write_content_catalog(d, genres, NULL);
+    serve_with_added_item(&g, d, "{\"id\": \"new\", \"title\": \"Das \u00dcber Caf\u00e9 (2024)\"}", NULL);
+    const char *queries[3] = {"%C3%9CBER%20CAF%C3%89", "%C3%BCber%20caf%C3%A9", "uber"};
+    for (int k = 0; k < 3; k++) {
+        char path[96];
+        snprintf(path, sizeof path, "/v1/items?q=%s", queries[k]);
+        json_t *j = get_json(&g, path, 200), *items = json_object_get(j, "items");
+        assert_int_equal(json_array_size(items), k < 2);
+        if (k < 2) assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "item")), "new");
+        json_decref(j);
+    }
+    stop_server(&g.srv, SIGTERM);
+    free(g.model), free(d);
+}
+
 /* A live event on an item added after training is refused (409): the
  * library's new-user JSON does not know added items, so once stored it made
  * every later list of that user a 400 (the map's silently empty). */
@@ -1321,6 +1343,7 @@ int main(void) {
         cmocka_unit_test(overload_is_503),        cmocka_unit_test(overload_burst_is_503),
         cmocka_unit_test(long_request_holds_up_no_other),
         cmocka_unit_test(content_columns_apart),  cmocka_unit_test(added_item_content_whole),
+        cmocka_unit_test(title_search_folds),
         cmocka_unit_test(added_item_events_refused), cmocka_unit_test(binary_model_ratings),
         cmocka_unit_test(listen_ipv6),            cmocka_unit_test(bad_start),
     };

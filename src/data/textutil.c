@@ -157,7 +157,7 @@ static size_t utf8_encode(uint32_t c, char *out) {
     return 3; /* folded code points are all below U+10000 */
 }
 
-size_t cb_utf8_fold(char *s) {
+CB_API size_t cb_utf8_fold(char *s) {
     size_t n = strlen(s), r = 0, w = 0;
     while (r < n) {
         uint32_t c;

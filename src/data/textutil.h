@@ -10,11 +10,8 @@
 #include <stdint.h>
 
 char *cb_path_join(const char *dir, const char *name, cb_error *err);
-/* Simple Unicode case folding of a UTF-8 string in place: ASCII, Latin-1,
- * Latin Extended-A, Greek (final sigma folds to sigma) and Cyrillic capitals
- * to their small letters; other code points (and invalid bytes) unchanged.
- * Never lengthens the string; returns its new length. */
-size_t cb_utf8_fold(char *s);
+/* cb_utf8_fold (cbrec.h): final sigma folds to sigma; other code points
+ * than its scripts' capitals (and invalid bytes) are unchanged. */
 /* The next token of a text at *p (before end): a maximal run of letters and
  * digits (any non-ASCII code point counts as a letter), case-folded into
  * buf[cap] (NUL-terminated, cut at a code point boundary), tokens of one
