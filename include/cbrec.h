@@ -595,6 +595,16 @@ CB_API int cb_recommender_similar(const cb_recommender *rec, size_t item, size_t
  * (a note says so). On success *out is a new list. */
 CB_API int cb_recommender_recommend(const cb_recommender *rec, const char *user_id, const char *user_json,
                                     const cb_config *opts, cb_list **out, cb_error *err);
+/* Items never to show, whatever the call: the block file's items and values
+ * (the "block-file" option's format: "item ID", "genre NAME", "tags
+ * violent", a plain id) left out of every later recommendation (single and
+ * batch) and similar-items list, until set again; path NULL or "" clears it.
+ * An item added later that has a blocked value is blocked too, and a table
+ * loaded or built later has the file read again (a failure there leaves
+ * every call refused until this is called again: never a blocked item
+ * shown). On error the previous list stays. Not thread-safe with calls on
+ * rec (set it before serving, as add_item). */
+CB_API int cb_recommender_set_block_file(cb_recommender *rec, const char *path, cb_error *err);
 /* An item id as one field of an "exclude" / "allow" list (one CSV record):
  * written to out as it is, or in quotes with its quotes doubled when it holds
  * a comma, a quote, a line break or outer blanks ("sku,5" joined plainly was

@@ -738,6 +738,68 @@ static void block_by_content_value(void **state) {
     }
 }
 
+/* Does a list hold an item having the tag or the brand? */
+static bool list_has_blocked(const cb_recommender *rec, const cb_list *l, const char *tag, const char *brand) {
+    for (size_t i = 0; i < cb_list_size(l); i++)
+        if (has_content(rec, cb_list_item(l, i), "tags", tag) || has_content(rec, cb_list_item(l, i), "brand", brand))
+            return true;
+    return false;
+}
+
+/* The recommender's own block list (cb_recommender_set_block_file): no
+ * recommendation, batch row or similar list shows a blocked item, an item
+ * added later with a blocked value is blocked, a bad file leaves the list
+ * as it was, and clearing it shows the items again. */
+static void recommender_block_list(void **state) {
+    fixture *f = *state;
+    cb_recommender *rec = f->rec;
+    cb_error err = {0};
+    const char *columns[256], *values[256], *tag = NULL;
+    size_t n = cb_recommender_item_content(rec, 1, columns, values, 256);
+    for (size_t k = 0; k < n && !tag; k++)
+        if (!strcmp(columns[k], "tags")) tag = values[k]; /* an odd item's: t100..t199 */
+    assert_non_null(tag);
+    char text[64], json[96];
+    snprintf(text, sizeof text, "tags %s\nbrand Acme\n", tag);
+    char *path = tu_write(f->dir, "block.txt", text), *bad = tu_write(f->dir, "bad.txt", "tags nosuch\n");
+    if (cb_recommender_set_block_file(rec, path, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(cb_recommender_set_block_file(rec, bad, &err), CB_ENOTFOUND); /* the list stays */
+    snprintf(json, sizeof json, "{\"id\": \"late\", \"brand\": \"Zed\", \"tags\": [\"%s\"]}", tag);
+    size_t late;
+    if (cb_recommender_add_item(rec, json, &late, &err)) fail_msg("%s", err.msg);
+    assert_true(has_content(rec, late, "tags", tag));
+    cb_config *c = NULL;
+    cb_list *l = NULL;
+    if (cb_config_create(&c, CB_CONFIG_RECOMMEND, &err) || cb_config_set(c, "n", "40", &err)) fail_msg("%s", err.msg);
+    for (int pass = 0; pass < 2; pass++) { /* blocked, then cleared */
+        bool blocked_shown = false;
+        for (size_t u = 0; u < 5; u++) {
+            char uid[8];
+            snprintf(uid, sizeof uid, "u%zu", u);
+            if (cb_recommender_recommend(rec, uid, NULL, c, &l, &err)) fail_msg("%s", err.msg);
+            blocked_shown |= list_has_blocked(rec, l, tag, "Acme");
+            cb_list_free(l);
+        }
+        if (cb_recommender_similar(rec, 0, 29, &l, &err)) fail_msg("%s", err.msg); /* item 0: an Acme one */
+        blocked_shown |= list_has_blocked(rec, l, tag, "Acme");
+        /* 31 items: the 15 odd ones (the tag), the 10 Acme ones (5 odd) and the added one blocked, i0 too: 10 left */
+        assert_int_equal(cb_list_size(l), pass == 0 ? 10 : 29);
+        cb_list_free(l);
+        int64_t items[40];
+        float scores[40];
+        size_t users[3] = {0, 1, 2};
+        if (cb_recommender_recommend_batch(rec, users, 3, 10, NULL, items, scores, &err)) fail_msg("%s", err.msg);
+        for (size_t k = 0; k < 30; k++)
+            if (items[k] >= 0)
+                blocked_shown |= has_content(rec, (size_t)items[k], "tags", tag) ||
+                                 has_content(rec, (size_t)items[k], "brand", "Acme");
+        assert_int_equal(blocked_shown, pass == 1);
+        if (pass == 0 && cb_recommender_set_block_file(rec, NULL, &err)) fail_msg("%s", err.msg);
+    }
+    cb_config_free(c);
+    free(path), free(bad);
+}
+
 /* exclude / allow take ids of any length (ids of 256 bytes or more were
  * refused as too long, though add-item and the catalog take them). */
 static void id_lists_long_ids(void **state) {
@@ -905,6 +967,7 @@ int main(void) {
                                                                        teardown),
                                        cmocka_unit_test_setup_teardown(block_by_content_value, setup_many_tags, teardown),
                                        cmocka_unit_test_setup_teardown(id_lists_long_ids, setup_many_tags, teardown),
+                                       cmocka_unit_test_setup_teardown(recommender_block_list, setup_many_tags, teardown),
                                        cmocka_unit_test(add_item_long_names), cmocka_unit_test(categorical_number_attribute),
                                        cmocka_unit_test(reason_names_the_column)};
     int failed = cmocka_run_group_tests_name("content-units", units, NULL, NULL);

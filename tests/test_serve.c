@@ -943,6 +943,45 @@ static void title_search_folds(void **state) {
     free(g.model), free(d);
 }
 
+/* Does a list answer hold an item of brand b? */
+static bool answer_has_brand(json_t *j, const char *b) {
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(j, "items"), i, x)
+        if (has_string(json_object_get(json_object_get(x, "content"), "brand"), b)) return true;
+    return false;
+}
+
+/* serve --block-file: no list shows a blocked item (recommend, its
+ * precomputed answers, similar), and a reload reads the file again. */
+static void served_block_list(void **state) {
+    fixture g = *(fixture *)*state;
+    char *d = tu_path(g.dir, "blocked"), extra[4200];
+    assert_int_equal(mkdir(d, 0700), 0);
+    const char *const genres[3] = {"Action", "Comedy", "Drama"};
+    tu_write_content_catalog(d, genres, NULL);
+    char *block = tu_write(d, "block.txt", "brand Acme\n");
+    g.model = tu_path(d, "m.cbrec");
+    assert_int_equal(sh("%s train --data %s --model %s --user-layers 8 --item-layers 8 --dim 4 --epochs 1 -q >/dev/null",
+                        cbrec(), d, g.model), 0);
+    snprintf(extra, sizeof extra, "--block-file %s", block);
+    g.srv = start_server(&g, NULL, extra);
+    const char *paths[3] = {"/v1/recommend?user=u1", "/v1/recommend?user=u2&n=30", "/v1/similar?item=i1&k=29"};
+    for (int pass = 0; pass < 2; pass++) { /* Acme blocked, then Zed after a reload */
+        for (int k = 0; k < 3; k++) {
+            json_t *j = get_json(&g, paths[k], 200);
+            assert_true(json_array_size(json_object_get(j, "items")) > 0);
+            assert_false(answer_has_brand(j, pass ? "Zed" : "Acme"));
+            assert_true(answer_has_brand(j, pass ? "Acme" : "Zed") || k == 0);
+            json_decref(j);
+        }
+        free(tu_write(d, "block.txt", "brand Zed\n"));
+        if (!pass) json_decref(post_json(&g, "/v1/admin/reload", NULL, 1, 200));
+    }
+    stop_server(&g.srv, SIGTERM);
+    free(g.model), free(d), free(block);
+}
+
 /* A live event on an item added after training is refused (409): the
  * library's new-user JSON does not know added items, so once stored it made
  * every later list of that user a 400 (the map's silently empty). */
@@ -1343,7 +1382,7 @@ int main(void) {
         cmocka_unit_test(overload_is_503),        cmocka_unit_test(overload_burst_is_503),
         cmocka_unit_test(long_request_holds_up_no_other),
         cmocka_unit_test(content_columns_apart),  cmocka_unit_test(added_item_content_whole),
-        cmocka_unit_test(title_search_folds),
+        cmocka_unit_test(title_search_folds),      cmocka_unit_test(served_block_list),
         cmocka_unit_test(added_item_events_refused), cmocka_unit_test(binary_model_ratings),
         cmocka_unit_test(listen_ipv6),            cmocka_unit_test(bad_start),
     };

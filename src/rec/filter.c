@@ -1,7 +1,8 @@
 /* filter — what one call must never return: the block list file (items and
- * whole genres), the exclude and allow lists of item ids, and the items the
- * user already rated (unless include-seen); all as one bitmap over the
- * recommender's items, model items then items added after training. */
+ * content values), the recommender's own block list (for every call), the
+ * exclude and allow lists of item ids, and the items the user already rated
+ * (unless include-seen); all as one bitmap over the recommender's items,
+ * model items then items added after training. */
 #include "rec/recommend.h"
 #include "base/csv.h"
 
@@ -15,6 +16,7 @@
 void cb_recommend_block_free(cb_blocklist *bl) {
     if (!bl) return;
     free(bl->items);
+    free(bl->flagged);
     memset(bl, 0, sizeof *bl);
 }
 
@@ -76,13 +78,29 @@ static void flag_hit(void *ctx, uint32_t g) {
     s->hit |= s->flagged[g];
 }
 
-/* Set the bit of every item (model and added) that has a flagged value. */
-static void block_expand(cb_blocklist *bl, const cb_recommender *rec, const bool *flagged) {
-    for (size_t i = 0; bl->n_blocked_values && i < bl->n_items; i++) {
-        flag_scan s = {flagged, false};
+/* Set the bit of every item from `first` on (model and added) that has a
+ * flagged value; count the bits. */
+static void block_expand(cb_blocklist *bl, const cb_recommender *rec, size_t first) {
+    for (size_t i = first; bl->n_blocked_values && i < bl->n_items; i++) {
+        flag_scan s = {bl->flagged, false};
         cb_rec_item_values_each(rec, i, flag_hit, &s);
         if (s.hit) cb_bit_set(bl->items, i);
     }
+    bl->n_blocked = 0;
+    for (size_t w = 0; w < ((size_t)bl->n_items + 63) / 64; w++) bl->n_blocked += (size_t)__builtin_popcountll(bl->items[w]);
+}
+
+int cb_recommend_block_extend(cb_blocklist *bl, const cb_recommender *rec, cb_error *err) {
+    size_t n_all = cb_recommender_item_count(rec), old = bl->n_items, words = (n_all + 63) / 64 + 1;
+    if (n_all <= old) return CB_OK;
+    uint64_t *grown = realloc(bl->items, words * sizeof *grown);
+    if (!grown) return cb_fail(err, CB_ENOMEM, "out of memory growing the block list");
+    size_t kept = (old + 63) / 64; /* the old words' bits past old are clear */
+    memset(grown + kept, 0, (words - kept) * sizeof *grown);
+    bl->items = grown;
+    bl->n_items = (uint32_t)n_all;
+    block_expand(bl, rec, old);
+    return CB_OK;
 }
 
 int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const char *path, cb_error *err) {
@@ -96,7 +114,7 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const c
         return cb_fail(err, CB_ENOMEM, "%s: cannot open the block list", path);
     }
     uint32_t nv = rec->r->features ? cb_features_n_genres(rec->r->features) : 0;
-    bool *flagged = cb_calloc(nv + 1, sizeof *flagged, err);
+    bool *flagged = bl->flagged = cb_calloc(nv + 1, sizeof *flagged, err);
     bl->n_items = n_all;
     bl->items = cb_calloc(((size_t)n_all + 63) / 64 + 1, sizeof *bl->items, err);
     int rc = (flagged && bl->items) ? CB_OK : CB_ENOMEM;
@@ -118,9 +136,8 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const c
         else if (g < 0 && !cb_bit_get(bl->items, item)) cb_bit_set(bl->items, item), bl->n_blocked_items++;
     }
     if (!rc && ferror(f)) rc = cb_fail(err, CB_EIO, "%s: read error", path);
-    if (!rc) block_expand(bl, rec, flagged);
+    if (!rc) block_expand(bl, rec, 0);
     free(line);
-    free(flagged);
     fclose(f);
     if (rc) cb_recommend_block_free(bl);
     return rc;
@@ -208,6 +225,9 @@ int cb_recommend_exclusions(const cb_recommender *rec, const cb_recommend_config
         bl = &own;
     }
     if (!rc && bl) memcpy(excl, bl->items, words * sizeof *excl);
+    if (!rc && rec->block && rec->block->n_items != n_all)
+        rc = cb_fail(err, CB_EINVAL, "the recommender's block list predates an added item"); /* extended on adding */
+    for (size_t w = 0; !rc && rec->block && w < words; w++) excl[w] |= rec->block->items[w];
     if (!rc && cfg->exclude) rc = id_list_bits(rec, cfg->exclude, excl, "exclude", err);
     if (!rc && cfg->allow) {
         if (!(allow = cb_calloc(words + 1, sizeof *allow, err))) rc = CB_ENOMEM;

@@ -118,6 +118,7 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
  * (which also carries items added later) and the exact-search index over the
  * model's item vectors. Read-only after creation except for the [exclusive]
  * calls of cbrec.h (build/load table, add item, free). */
+typedef struct cb_blocklist cb_blocklist; /* below, with the filters */
 struct cb_recommender {
     const cb_bundle *r;      /* the model */
     cb_bundle *owned;        /* == r when the recommender frees it, else NULL */
@@ -129,6 +130,8 @@ struct cb_recommender {
     cb_search_mode search_mode;
     size_t ann_ef;           /* 0 = hnsw's default */
     char add_note[512];      /* remarks of the last cb_recommender_add_item ("" when none) */
+    cb_blocklist *block;     /* never recommended nor shown as similar (cb_recommender_set_block_file), or NULL */
+    char *block_path;        /* its file, read again when a table changes the catalog */
 };
 
 /* ---- ann.c: the one dispatch of catalog searches over the model's items:
@@ -217,7 +220,9 @@ void cb_recommend_profile_free(cb_profile *p); /* zeroes; NULL is a no-op */
 typedef struct cb_blocklist {
     uint64_t *items;         /* bitmap over the recommender's items (model + added), values already expanded */
     uint32_t n_items;
+    bool *flagged;           /* the blocked content values, by the model's value index */
     size_t n_blocked_items, n_blocked_values;
+    size_t n_blocked;        /* bits set in items: the ids and the items having a blocked value */
 } cb_blocklist;
 /* Lines "item ID", "genre NAME" (the genre column), "COLUMN VALUE" (any
  * content column the model knows: "tags violent", "brand Acme") or a plain
@@ -227,6 +232,9 @@ typedef struct cb_blocklist {
  * known; a blocked value also blocks the added items that declared it. The
  * list is valid until the next item is added. */
 int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const char *path, cb_error *err);
+/* The list grown to the recommender's items after some were added: an added
+ * item having a blocked value is blocked. */
+int cb_recommend_block_extend(cb_blocklist *bl, const cb_recommender *rec, cb_error *err);
 void cb_recommend_block_free(cb_blocklist *bl);
 
 /* ---- recommend */
@@ -283,6 +291,10 @@ int cb_recommend_exclusions(const cb_recommender *rec, const cb_recommend_config
                             const uint32_t *rated, size_t n_rated, uint64_t **out, cb_error *err);
 static inline void cb_bit_set(uint64_t *b, size_t i) { b[i >> 6] |= 1ULL << (i & 63); }
 static inline bool cb_bit_get(const uint64_t *b, size_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
+/* Is item blocked for every call (cb_recommender_set_block_file)? */
+static inline bool cb_rec_blocked(const cb_recommender *rec, uint32_t item) {
+    return rec->block && item < rec->block->n_items && cb_bit_get(rec->block->items, item);
+}
 
 /* THE ranking score (pipeline.c): every list cbrec ranks, single or batch,
  * orders items by this value (ties: higher dot, then lower item), plus the

@@ -52,8 +52,31 @@ int cb_recommender_bundle_changed(cb_recommender *h, cb_error *err) {
     return cb_knn_index_create(&h->index, h->r->item_vecs, h->r->n_items, h->r->dim, err);
 }
 
+/* The recommender's block list dropped (cb_recommender_set_block_file). */
+static void block_drop(cb_recommender *h) {
+    cb_recommend_block_free(h->block);
+    free(h->block);
+    free(h->block_path);
+    h->block = NULL, h->block_path = NULL;
+}
+
+CB_API int cb_recommender_set_block_file(cb_recommender *h, const char *path, cb_error *err) {
+    if (!h) return cb_fail(err, CB_EINVAL, "cb_recommender_set_block_file: NULL recommender");
+    cb_blocklist *bl = NULL;
+    char *copy = NULL;
+    if (path && *path) {
+        int rc = (bl = cb_calloc(1, sizeof *bl, err)) && (copy = cb_strdup(path, err)) ? CB_OK : CB_ENOMEM;
+        if (!rc) rc = cb_recommend_block_load(bl, h, path, err);
+        if (rc) return free(bl), free(copy), rc;
+    }
+    block_drop(h);
+    h->block = bl, h->block_path = copy;
+    return CB_OK;
+}
+
 CB_API void cb_recommender_free(cb_recommender *h) {
     if (!h) return;
+    block_drop(h);
     cb_knn_index_free(h->index);
     cb_hnsw_free(h->ann);
     cb_recommend_table_free(&h->table);
@@ -345,6 +368,11 @@ static int adopt_table(cb_recommender *h, cb_recommend_table *t, cb_error *err) 
     cb_recommend_table_free(&h->table);
     h->table = *t;
     h->has_table = t->knn.neighbors != NULL;
+    if (!h->block_path) return CB_OK;
+    cb_blocklist again; /* the catalog changed: the block file read against it (until then, calls fail) */
+    if ((rc = cb_recommend_block_load(&again, h, h->block_path, err))) return rc;
+    cb_recommend_block_free(h->block);
+    *h->block = again;
     return CB_OK;
 }
 
@@ -570,6 +598,7 @@ CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, siz
     if (!rc) rc = added_genres(h->r, jg, &genres, err);
     if (!rc) rc = added_content(h->r, j, &content, err);
     if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, genres, content, vec, err);
+    if (!rc && h->block) rc = cb_recommend_block_extend(h->block, h, err); /* blocked when it has a blocked value */
     if (!rc && item) *item = cb_recommender_item_count(h) - 1;
     json_decref(j);
     free(vec);

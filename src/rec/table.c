@@ -354,23 +354,27 @@ int cb_recommend_similar(const cb_recommender *rec, uint32_t item, size_t k, cb_
     uint32_t n = (uint32_t)cb_recommender_item_count(rec);
     if (item >= n) return cb_fail(err, CB_ENOTFOUND, "item index %u is not in the catalog (%u items)", item, n);
     if (k == 0) return cb_fail(err, CB_EINVAL, "k must be at least 1");
-    size_t want = k;
-    size_t avail = n - 1; /* the table, or an exact search over model and added items */
+    if (rec->block && rec->block->n_items != n)
+        return cb_fail(err, CB_EINVAL, "the recommender's block list predates the catalog: set it again");
+    size_t want = k, blocked = rec->block ? rec->block->n_blocked - cb_rec_blocked(rec, item) : 0;
+    size_t avail = n - 1 - blocked; /* the table, or an exact search over model and added items, but blocked ones */
     if (k > avail) {
         k = avail;
         if (note && note_size)
-            snprintf(note, note_size, "k = %zu is more than the other items in the catalog; showing all %zu", want, k);
+            snprintf(note, note_size, "k = %zu is more than the other items in the catalog%s; showing all %zu", want,
+                     blocked ? " not blocked" : "", k);
     }
     if (k == 0) return CB_OK;
-    int32_t *idx = cb_malloc(k * sizeof *idx, err);
-    float *dist = cb_malloc(k * sizeof *dist, err);
+    size_t k_search = k + blocked; /* the blocked ones among them left out */
+    int32_t *idx = cb_malloc(k_search * sizeof *idx, err);
+    float *dist = cb_malloc(k_search * sizeof *dist, err);
     bool used_table;
-    int rc = (idx && dist) ? cb_rec_neighbors_of(rec, &item, 1, k, 1, idx, dist, &used_table, err) : CB_ENOMEM;
+    int rc = (idx && dist) ? cb_rec_neighbors_of(rec, &item, 1, k_search, 1, idx, dist, &used_table, err) : CB_ENOMEM;
     if (!rc && rec->has_table && !used_table && note && note_size && !note[0])
         snprintf(note, note_size, "the table holds %zu neighbours per item; computed %zu exactly", rec->table.knn.k,
-                 k);
-    for (size_t j = 0; !rc && j < k; j++)
-        if (idx[j] >= 0) out[(*n_out)++] = (cb_neighbor){(uint32_t)idx[j], dist[j]};
+                 k_search);
+    for (size_t j = 0; !rc && j < k_search && *n_out < k; j++)
+        if (idx[j] >= 0 && !cb_rec_blocked(rec, (uint32_t)idx[j])) out[(*n_out)++] = (cb_neighbor){(uint32_t)idx[j], dist[j]};
     free(idx);
     free(dist);
     return rc;

@@ -26,6 +26,8 @@ int cmd_serve(int argc, char **argv) {
     const cli_opt opts[] = {
         {"model", 'm', "FILE", "the model file (cbrec train)", &o.model_path, NULL, NULL},
         {"table", 't', "FILE", "a similar-items table (cbrec precompute, cbrec add-item)", &o.table_path, NULL, NULL},
+        {"block-file", 0, "FILE", "items never shown, in any list: lines \"item ID\", \"genre NAME\", \"COLUMN VALUE\" "
+                                  "(tags violent) or an id; read again on every reload", &o.block_path, NULL, NULL},
         {"listen", 'l', "HOST:PORT", "address (default 127.0.0.1:8080; IPv6: [::1]:8080; port 0 = any free port, printed)",
          &o.listen, NULL, NULL},
         {"events", 'e', "FILE", "durable live events (SQLite, WAL); without it POST /v1/users/ID/events is refused",
@@ -46,11 +48,11 @@ int cmd_serve(int argc, char **argv) {
         {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {
         cmd,
-        "usage: cbrec serve --model FILE [--table FILE] [--listen 127.0.0.1:8080] [--events FILE.sqlite]\n"
-        "                   [--token-file FILE] [--threads N] [--max-body BYTES] [--timeout S] [--max-inflight N]\n"
-        "                   [--precompute-answers on|off] [--answers-memory MIB] [-q]\n"
+        "usage: cbrec serve --model FILE [--table FILE] [--block-file FILE] [--listen 127.0.0.1:8080]\n"
+        "                   [--events FILE.sqlite] [--token-file FILE] [--threads N] [--max-body BYTES]\n"
+        "                   [--timeout S] [--max-inflight N] [--precompute-answers on|off] [--answers-memory MIB] [-q]\n"
         "Serves the JSON API (/v1/..., /healthz, /metrics, /openapi.json) and the web page (/).\n"
-        "SIGHUP or POST /v1/admin/reload reloads the model and table files; a bad file is refused.\n",
+        "SIGHUP or POST /v1/admin/reload reloads the model, table and block files; a bad file is refused.\n",
         opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);
     if (st >= 0) return st;

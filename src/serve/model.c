@@ -108,11 +108,12 @@ static int read_describe(sv_model *m, char *msg, size_t msg_size) {
     return rc;
 }
 
-sv_model *sv_model_load(const char *model_path, const char *table_path, char *msg, size_t msg_size) {
+sv_model *sv_model_load(const sv_options *o, char *msg, size_t msg_size) {
     cb_error err = {0};
     sv_model *m = calloc(1, sizeof *m);
     if (!m) return snprintf(msg, msg_size, "out of memory"), NULL;
-    int rc = cb_recommender_load(&m->rec, model_path, table_path, &err);
+    int rc = cb_recommender_load(&m->rec, o->model_path, o->table_path, &err);
+    if (!rc && o->block_path) rc = cb_recommender_set_block_file(m->rec, o->block_path, &err);
     if (!rc) rc = cb_recommender_describe(m->rec, &m->describe_json, &err);
     if (!rc) rc = cb_recommender_vocabulary_json(m->rec, &m->vocab_json, &err);
     if (rc) {

@@ -34,6 +34,7 @@
 /* ---- options (cmd_serve.c fills them) */
 typedef struct sv_options {
     const char *model_path, *table_path;
+    const char *block_path;      /* items never shown (cb_recommender_set_block_file), or NULL */
     const char *listen;          /* "127.0.0.1:8080"; port 0 = any free port */
     const char *events_path;     /* NULL: events refused (nothing could make them durable) */
     const char *token_file;      /* NULL: write and admin endpoints refused */
@@ -90,8 +91,9 @@ typedef struct sv_model {
     char criterion[64];          /* what ranks a recommendation list */
     struct sv_answers *answers;  /* NULL: none precomputed (answers.c) */
 } sv_model;
-/* Load a model (and table) and derive everything; msg receives the reason on failure. */
-sv_model *sv_model_load(const char *model_path, const char *table_path, char *msg, size_t msg_size);
+/* Load the model of o (and its table and block list) and derive
+ * everything; msg receives the reason on failure. */
+sv_model *sv_model_load(const sv_options *o, char *msg, size_t msg_size);
 void sv_model_free(sv_model *m);
 /* Item number of an exact item id (not a title), or -1. */
 int64_t sv_model_item(const sv_model *m, const char *id);

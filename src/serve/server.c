@@ -45,7 +45,7 @@ void sv_release(sv_server *s, sv_model *m) {
 
 int sv_reload(sv_server *s, char *msg, size_t msg_size) {
     pthread_mutex_lock(&s->reload_mu);
-    sv_model *fresh = sv_model_load(s->opt.model_path, s->opt.table_path, msg, msg_size);
+    sv_model *fresh = sv_model_load(&s->opt, msg, msg_size);
     if (fresh && sv_answers_build(s, fresh, msg, msg_size)) { /* before the swap: it arrives with its answers */
         sv_model_free(fresh);
         fresh = NULL;
@@ -160,7 +160,7 @@ int sv_start(sv_server *s, const sv_options *o, unsigned *port, char *msg, size_
     pthread_mutex_init(&s->slot_mu, NULL);
     pthread_mutex_init(&s->reload_mu, NULL);
     if (o->token_file && read_token(o->token_file, s->token, sizeof s->token, msg, msg_size)) return -1;
-    if (!(s->model = sv_model_load(o->model_path, o->table_path, msg, msg_size))) return -1;
+    if (!(s->model = sv_model_load(o, msg, msg_size))) return -1;
     s->model->refs = 1;
     if ((o->events_path && sv_events_open(&s->events, o->events_path, msg, msg_size)) ||
         sv_answers_build(s, s->model, msg, msg_size)) { /* after the events: the answers apply them */
