@@ -8,13 +8,19 @@ const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948
   '#ff9da7', '#9c755f', '#8cd17d', '#86bcb6', '#d37295', '#a0cbe8', '#ffbe7d', '#bab0ac',
   '#499894', '#d4a6c8', '#79706e'];
 
+// A new profile: rated items, genres and other content values (prefs: "column\u001fvalue") to stars,
+// the user columns' values.
+function emptyProfile() {
+  return { ratings: new Map(), genres: new Map(), prefs: new Map(), columns: {} };
+}
+
 const state = {
   meta: null,
   map: null,            // {points, byId: Map id -> point}
   genreColor: new Map(),
   genresById: new Map(), // everything the page has learnt of items' genres
   titleById: new Map(),
-  profile: { ratings: new Map(), genres: new Map(), columns: {} },
+  profile: emptyProfile(),
   seq: { profile: 0, user: 0, item: 0, search: 0 },
   diversity: 0,         // 0..1: MMR trade-off asked of the server for user and profile lists
   shown: { list: [], history: [], focus: null, label: '' },
@@ -337,25 +343,36 @@ function renderHistory(history) {
 
 /* ---------- new profile panel ---------- */
 
-function renderGenrePicker() {
-  const box = $('genre-chips');
-  box.replaceChildren(...(state.meta.genres || []).map((g) => {
-    const value = state.profile.genres.get(g) || 0;
-    const mood = value >= 4 ? 'like' : value ? 'dislike' : 'off';
-    const label = mood === 'like' ? `${g}: liked` : mood === 'dislike' ? `${g}: disliked` : g;
-    return el('button', {
-      type: 'button', class: `chip genre-toggle ${mood}`, 'data-genre': g, 'aria-label': label,
-      'aria-pressed': String(mood !== 'off'), style: `--c:${state.genreColor.get(g) || '#888'}`,
-      onclick: () => cycleGenre(g),
-    }, mood === 'like' ? '♥ ' : mood === 'dislike' ? '✕ ' : '', g);
-  }));
+// A like / dislike toggle: off, liked (5 stars), disliked (1); cycle(next) sets the next state.
+function moodChip(name, value, attrs, color, cycle) {
+  const mood = value >= 4 ? 'like' : value ? 'dislike' : 'off';
+  const label = mood === 'like' ? `${name}: liked` : mood === 'dislike' ? `${name}: disliked` : name;
+  return el('button', {
+    type: 'button', class: `chip genre-toggle ${mood}`, ...attrs, 'aria-label': label,
+    'aria-pressed': String(mood !== 'off'), style: `--c:${color}`,
+    onclick: () => cycle(!value ? 5 : value >= 4 ? 1 : 0),
+  }, mood === 'like' ? '♥ ' : mood === 'dislike' ? '✕ ' : '', name);
 }
 
-function cycleGenre(genre) {
-  const value = state.profile.genres.get(genre) || 0;
-  if (!value) state.profile.genres.set(genre, 5);
-  else if (value >= 4) state.profile.genres.set(genre, 1);
-  else state.profile.genres.delete(genre);
+// The genres, then every other content column's values (tags, brand, ...: "preferences").
+function renderGenrePicker() {
+  const genres = state.meta.genres || [];
+  $('genres-heading').hidden = !genres.length;
+  $('genre-chips').replaceChildren(...genres.map((g) => moodChip(g, state.profile.genres.get(g) || 0,
+    { 'data-genre': g }, state.genreColor.get(g) || '#888', (stars) => setMood(state.profile.genres, g, stars))));
+  const columns = Object.entries(state.meta.columns || {}).filter(([, values]) => Array.isArray(values) && values.length);
+  $('content-chips').replaceChildren(...columns.map(([column, values]) => el('div', { class: 'field-block' },
+    el('h3', {}, column),
+    el('div', { class: 'chips genre-picker' }, values.map(String).map((v) => {
+      const key = `${column}\u001f${v}`;
+      return moodChip(v, state.profile.prefs.get(key) || 0, { 'data-column': column, 'data-value': v }, '#6c757d',
+        (stars) => setMood(state.profile.prefs, key, stars));
+    })))));
+}
+
+function setMood(map, key, stars) {
+  if (stars) map.set(key, stars);
+  else map.delete(key);
   renderGenrePicker();
   profileChanged();
 }
@@ -401,7 +418,7 @@ function renderProfileRatings() {
     el('button', { type: 'button', class: 'remove', 'aria-label': `Remove the rating of ${r.title}`,
       onclick: () => rateItem(id, r.title, 0) }, '×'))));
   $('profile-empty').hidden = state.profile.ratings.size > 0;
-  const count = state.profile.ratings.size + state.profile.genres.size;
+  const count = state.profile.ratings.size + state.profile.genres.size + state.profile.prefs.size;
   $('profile-count').textContent = String(count);
   $('profile-count').hidden = count === 0;
 }
@@ -423,6 +440,13 @@ function profileBody() {
   }
   if (state.profile.genres.size) {
     profile.genre_ratings = Object.fromEntries([...state.profile.genres].map(([g, stars]) => [g, starRating(stars)]));
+  }
+  if (state.profile.prefs.size) { // {"tags": {"jazz": 5}, "brand": {"Acme": 1}}
+    profile.preferences = {};
+    for (const [key, stars] of state.profile.prefs) {
+      const [column, value] = key.split('\u001f');
+      (profile.preferences[column] ||= {})[value] = starRating(stars);
+    }
   }
   const body = { profile, n: N_RECS };
   if (state.diversity) body.diversity = state.diversity;
@@ -457,7 +481,8 @@ async function refreshProfile() {
 function saveProfile() {
   try {
     localStorage.setItem('cbrec-profile', JSON.stringify({
-      ratings: [...state.profile.ratings], genres: [...state.profile.genres], columns: state.profile.columns }));
+      ratings: [...state.profile.ratings], genres: [...state.profile.genres], prefs: [...state.profile.prefs],
+      columns: state.profile.columns }));
   } catch (e) { /* storage off: the profile lives for this page only */ }
 }
 
@@ -468,6 +493,9 @@ function restoreProfile() {
     state.profile.ratings = new Map(saved.ratings || []);
     const known = new Set(state.meta.genres || []);
     state.profile.genres = new Map((saved.genres || []).filter(([g]) => known.has(g)));
+    const values = new Set(Object.entries(state.meta.columns || {}).flatMap(([c, vs]) =>
+      (Array.isArray(vs) ? vs : []).map((v) => `${c}\u001f${v}`)));
+    state.profile.prefs = new Map((saved.prefs || []).filter(([key]) => values.has(key)));
     // attributes this model takes only: one saved against other data (an "age" where the model
     // has none) made every list of the profile an error, and the form does not show it to remove
     const columns = state.meta.user_columns || {};
@@ -618,7 +646,7 @@ function wire() {
     if (event.target.value) guarded(() => openUser(event.target.value));
   });
   $('profile-clear').addEventListener('click', () => {
-    state.profile = { ratings: new Map(), genres: new Map(), columns: {} };
+    state.profile = emptyProfile();
     renderGenrePicker();
     renderProfileColumns();
     document.querySelectorAll('.stars[data-for]').forEach((group) => {

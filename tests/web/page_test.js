@@ -336,6 +336,19 @@ function tests(page, base, truth, work) {
         const status = await page.eval(`document.getElementById('status').hidden ? '' : document.getElementById('status').textContent`);
         check(!status, `the new profile's list is an error: ${status}`);
         check(await page.eval(`document.querySelectorAll('#profile-recs .entry').length`) > 0, 'no list for the new profile');
+        // without genres the profile still picks content: the tags' and the brand's values (there were no pickers)
+        check(await page.eval(`document.getElementById('genres-heading').hidden`), 'a Genres heading in a catalog without');
+        const chips = await page.eval(`[...document.querySelectorAll('#content-chips [data-column]')].map((b) => b.dataset.column + '=' + b.dataset.value)`);
+        check(chips.includes('tags=jazz') && chips.includes('brand=Zed'), `no tag and brand pickers: ${chips}`);
+        const before = await profileVersion(page);
+        await page.click('#content-chips [data-column="tags"][data-value="jazz"]');
+        await profileRefreshedAfter(page, before);
+        const liked = await page.eval(`document.querySelector('#content-chips [data-value="jazz"]').getAttribute('aria-pressed')`);
+        check(liked === 'true', 'the jazz chip is not pressed');
+        const after = await page.eval(`document.getElementById('status').hidden ? '' : document.getElementById('status').textContent`);
+        check(!after, `the profile with a liked tag is an error: ${after}`);
+        const saved = await page.eval(`JSON.parse(localStorage.getItem('cbrec-profile')).prefs`);
+        check(JSON.stringify(saved) === JSON.stringify([['tags\u001fjazz', 5]]), `saved preferences: ${JSON.stringify(saved)}`);
       } finally {
         other.child.kill('SIGTERM');
       }
