@@ -25,6 +25,7 @@ split="temporal")``. ``cbrec.settings("train")`` lists them. Long calls
 Ctrl-C stops training within a batch and raises KeyboardInterrupt.
 """
 import json as _json
+import numbers as _nums
 from typing import NamedTuple
 
 import numpy as _np
@@ -120,23 +121,37 @@ class Recommendations:
         return "\n".join(rows)
 
 
-def _is_numeric(values):
+def _numbers(values):
+    """values as a numeric array, or None when they are not numbers. Numbers
+    with gaps (None, NaN, pandas.NA: NaN) are numbers too: numpy holds them,
+    and pandas' nullable Int64 / Float64 / boolean columns, as objects, which
+    made an "age" column categorical with the levels "20", "30"."""
     arr = _np.asarray(values) if not isinstance(values, _np.ndarray) else values
-    return arr.dtype.kind in "fiub", arr
+    if arr.dtype.kind in "fiub":
+        return arr
+    if arr.dtype.kind != "O" or arr.ndim != 1:
+        return None
+    cells = arr.tolist()
+    gaps = [_missing_id(v) for v in cells]
+    if all(gaps) or not all(g or isinstance(v, _nums.Real) for g, v in zip(gaps, cells)):
+        return None
+    return _np.array([_np.nan if g else float(v) for g, v in zip(gaps, cells)])
 
 
 def _column(users, name, values, ids, sep):
     """One attribute column for the builder: (kind, values) given explicitly,
     numbers -> numeric, lists/tuples/sets -> multi, anything else -> categorical."""
+    kind = None
     if isinstance(values, tuple) and len(values) == 2 and isinstance(values[0], str):
         kind, values = values
     elif any(isinstance(v, (list, tuple, set, frozenset)) for v in values):
         # before numpy sees them: tags of different lengths are a ragged array (a ValueError),
         # lists of numbers of one length a 2-D numeric one
         kind = "multi"
-    else:
-        numeric, arr = _is_numeric(values)
-        kind, values = ("numeric", arr) if numeric else ("categorical", values)
+    numbers = _numbers(values) if kind in (None, "numeric") else None
+    if numbers is not None:
+        kind, values = "numeric", numbers
+    kind = kind or "categorical"
     if kind == "multi":
         values = [sep.join(str(x) for x in v) if isinstance(v, (list, tuple, set, frozenset)) else v for v in values]
     return (users, name, kind, ids, values, sep)

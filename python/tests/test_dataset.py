@@ -214,3 +214,24 @@ def test_nan_in_text_columns_is_missing():
     assert cols["genres"]["missing"] == 1 and "nan" not in cols["genres"]["examples"]
     with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: empty user id"):
         cbrec.Dataset.from_arrays(["u1", float("nan")], ["a", "b"], [5, 3])
+
+
+def test_numbers_with_gaps_are_numeric():
+    # numbers with missing cells come as objects (a list with None, pandas' nullable Int64 /
+    # Float64 / boolean): numeric with NaN gaps, as a float array is; they were categorical,
+    # an "age" column with the levels "30" and "40"
+    def kinds(**attrs):
+        ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], user_ids=["u1", "u2", "u3"],
+                                       user_attributes=attrs)
+        return {c["name"]: (c["kind"], c["missing"]) for c in ds.describe()["user_columns"]}
+    assert kinds(age=[30, None, 40], score=np.array([1.5, np.nan, 2], dtype=object), zip=["1", None, "3"],
+                 mixed=[1, "x", None], height=("numeric", [1.8, None, 1.6])) == {
+        "age": ("numeric", 1), "score": ("numeric", 1), "zip": ("categorical", 1), "mixed": ("categorical", 1),
+        "height": ("numeric", 1)}
+    pd = pytest.importorskip("pandas")
+    users = pd.DataFrame({"userId": ["u1", "u2", "u3"], "age": pd.Series([30, None, 40], dtype="Int64"),
+                          "w": pd.Series([1.5, 2, None], dtype="Float64"), "vip": pd.Series([True, None, False],
+                                                                                           dtype="boolean")})
+    ds = cbrec.Dataset.from_frames({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5]}, users=users)
+    assert {c["name"]: (c["kind"], c["missing"]) for c in ds.describe()["user_columns"]} == {
+        "age": ("numeric", 1), "w": ("numeric", 1), "vip": ("numeric", 1)}
