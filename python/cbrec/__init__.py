@@ -138,13 +138,18 @@ def _numbers(values):
     return _np.array([_np.nan if g else float(v) for g, v in zip(gaps, cells)])
 
 
+# the cells of a multi-valued column: a numpy array too, as pandas.read_parquet gives a list column's
+# cells (str() of one made the single level "['jazz' 'rock']")
+_LISTS = (list, tuple, set, frozenset, _np.ndarray)
+
+
 def _column(users, name, values, ids, sep):
     """One attribute column for the builder: (kind, values) given explicitly,
     numbers -> numeric, lists/tuples/sets -> multi, anything else -> categorical."""
     kind = None
     if isinstance(values, tuple) and len(values) == 2 and isinstance(values[0], str):
         kind, values = values
-    elif any(isinstance(v, (list, tuple, set, frozenset)) for v in values):
+    elif any(isinstance(v, _LISTS) for v in values):
         # before numpy sees them: tags of different lengths are a ragged array (a ValueError),
         # lists of numbers of one length a 2-D numeric one
         kind = "multi"
@@ -153,7 +158,7 @@ def _column(users, name, values, ids, sep):
         kind, values = "numeric", numbers
     kind = kind or "categorical"
     if kind == "multi":
-        values = [sep.join(str(x) for x in v) if isinstance(v, (list, tuple, set, frozenset)) else v for v in values]
+        values = [sep.join(str(x) for x in v) if isinstance(v, _LISTS) else v for v in values]
     return (users, name, kind, ids, values, sep)
 
 

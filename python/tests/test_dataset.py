@@ -235,3 +235,15 @@ def test_numbers_with_gaps_are_numeric():
     ds = cbrec.Dataset.from_frames({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5]}, users=users)
     assert {c["name"]: (c["kind"], c["missing"]) for c in ds.describe()["user_columns"]} == {
         "age": ("numeric", 1), "w": ("numeric", 1), "vip": ("numeric", 1)}
+
+
+def test_multi_cells_as_numpy_arrays():
+    # pandas.read_parquet gives a list column's cells as numpy arrays: each is a cell's values,
+    # not the one level "['jazz' 'rock']"
+    cells = np.empty(3, dtype=object)
+    cells[:] = [np.array(["jazz", "rock"]), np.array(["pop"]), np.array([], dtype=str)]
+    ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], item_ids=["a", "b", "c"],
+                                   genres=cells, item_attributes={"tags": cells})
+    cols = {c["name"]: c for c in ds.describe()["item_columns"]}
+    for name in ("genres", "tags"):
+        assert cols[name]["kind"] == "multi" and sorted(cols[name]["examples"]) == ["jazz", "pop", "rock"], name
