@@ -271,7 +271,9 @@ class Dataset(_cbrec._Dataset):
                 raise ValueError("give user_ids: the user each row of user_attributes describes")
             for col, values in user_attributes.items():
                 columns.append(_column(True, col, values, user_ids, sep))
-        return cls._from_columns(users, items, ratings, timestamps, columns, name, **settings)
+        numbers = _numbers(ratings) if ratings is not None else None  # pandas.NA was a TypeError naming no row
+        return cls._from_columns(users, items, ratings if numbers is None else numbers, timestamps, columns, name,
+                                 **settings)
 
     @classmethod
     def from_frames(cls, ratings, items=None, users=None, *, user="userId", item="movieId", rating="rating",

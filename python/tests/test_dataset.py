@@ -247,3 +247,16 @@ def test_multi_cells_as_numpy_arrays():
     cols = {c["name"]: c for c in ds.describe()["item_columns"]}
     for name in ("genres", "tags"):
         assert cols[name]["kind"] == "multi" and sorted(cols[name]["examples"]) == ["jazz", "pop", "rock"], name
+
+
+def test_missing_rating_names_its_row():
+    # a missing rating (None, pandas.NA in a nullable Float64 column) is the builder's bad row,
+    # named; pandas.NA was a TypeError ("float() argument must be ... not 'NAType'") naming none
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: rating nan is not a finite number"):
+        cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, None])
+    pd = pytest.importorskip("pandas")
+    ratings = pd.DataFrame({"userId": ["u1", "u2", "u3"], "movieId": ["a", "b", "a"],
+                            "rating": pd.Series([4, None, 5], dtype="Float64")})
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: rating nan is not a finite number"):
+        cbrec.Dataset.from_frames(ratings)
+    assert cbrec.Dataset.from_frames(ratings, skip_bad_rows=True).n_ratings == 2
