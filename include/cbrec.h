@@ -172,7 +172,8 @@ CB_API int cb_dataset_builder_create(cb_dataset_builder **out, const char *name,
                                      cb_error *err);
 CB_API void cb_dataset_builder_free(cb_dataset_builder *b); /* NULL is a no-op */
 /* Append n ratings: users[i] rated items[i] with values[i] (finite), at
- * timestamps[i] (seconds, 0..4294967295; NULL: none). values NULL: implicit
+ * timestamps[i] (seconds, 0..4294967295; INT64_MIN, numpy's NaT: missing, a
+ * bad row; NULL: none). values NULL: implicit
  * events (y = 1 each; repeated (user, item) events are merged). Every call of
  * one builder must agree on values and timestamps being given or not. */
 CB_API int cb_dataset_builder_add_ratings(cb_dataset_builder *b, const char *const *users,

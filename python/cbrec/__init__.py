@@ -162,6 +162,21 @@ def _column(users, name, values, ids, sep):
     return (users, name, kind, ids, values, sep)
 
 
+def _seconds(timestamps):
+    """Timestamps as the builder takes them, int64 seconds since the epoch:
+    datetime64 values (a pandas datetime column) from their unit (their
+    nanoseconds were refused as out of range, days taken for seconds); a
+    missing one (NaN, NaT) as INT64_MIN, the builder's 'no timestamp' (NaN
+    was cast with a warning to that number, and the number reported)."""
+    arr = _np.asarray(timestamps)
+    if arr.dtype.kind == "M":
+        return arr.astype("datetime64[s]").astype(_np.int64)  # NaT is INT64_MIN
+    if arr.dtype.kind != "f":
+        return timestamps
+    gaps = _np.isnan(arr)
+    return _np.where(gaps, _np.iinfo(_np.int64).min, _np.where(gaps, 0, arr).astype(_np.int64))
+
+
 def _id_text(x):
     """An id as the builder reads it: a str, or str() of anything else."""
     return x if isinstance(x, str) else str(x)
@@ -236,8 +251,8 @@ class Dataset(_cbrec._Dataset):
             numpy integers are converted with str()).
         ratings: one number per row; None means implicit events (each row
             is one interaction, y = 1; repeats are merged).
-        timestamps: seconds since the epoch per row (optional; the temporal
-            split uses them).
+        timestamps: seconds since the epoch per row, or datetime64 values
+            (optional; the temporal split uses them).
         item_ids: the catalog, one id per row of titles / genres /
             item_attributes (items nobody rated are kept when one of those
             describes them); every rating's
@@ -272,8 +287,8 @@ class Dataset(_cbrec._Dataset):
             for col, values in user_attributes.items():
                 columns.append(_column(True, col, values, user_ids, sep))
         numbers = _numbers(ratings) if ratings is not None else None  # pandas.NA was a TypeError naming no row
-        return cls._from_columns(users, items, ratings if numbers is None else numbers, timestamps, columns, name,
-                                 **settings)
+        return cls._from_columns(users, items, ratings if numbers is None else numbers,
+                                 _seconds(timestamps) if timestamps is not None else None, columns, name, **settings)
 
     @classmethod
     def from_frames(cls, ratings, items=None, users=None, *, user="userId", item="movieId", rating="rating",

@@ -260,3 +260,24 @@ def test_missing_rating_names_its_row():
     with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: rating nan is not a finite number"):
         cbrec.Dataset.from_frames(ratings)
     assert cbrec.Dataset.from_frames(ratings, skip_bad_rows=True).n_ratings == 2
+
+
+def test_timestamps_as_datetimes_and_gaps():
+    # datetime64 timestamps are seconds whatever their unit (pandas' are nanoseconds: refused as
+    # out of range; numpy days were taken for seconds); a missing one (NaN, NaT) is named as such
+    # (NaN was cast to -9223372036854775808, and a warning printed)
+    days = np.array(["2020-01-01", "2021-06-30"], dtype="datetime64[D]")
+    for ts in (days, days.astype("datetime64[ns]")):
+        ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
+        assert ds.describe()["timestamps"] is True
+    for gap in (np.array([1.6e9, np.nan]), np.array(["2020-01-01", "NaT"], dtype="datetime64[ns]")):
+        with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: no timestamp"):
+            cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=gap)
+        ok = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=gap, skip_bad_rows=True)
+        assert ok.n_ratings == 1 and ok.n_skipped == 1
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[0\]: timestamp -86400 is not in"):
+        cbrec.Dataset.from_arrays(["u1"], ["a"], [4], timestamps=np.array(["1969-12-31"], dtype="datetime64[D]"))
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5],
+                          "timestamp": pd.to_datetime([1.6e9, 1.7e9], unit="s")})
+    assert cbrec.Dataset.from_frames(frame).describe()["timestamps"] is True
