@@ -508,7 +508,7 @@ class Model(_cbrec._Model):
         None for every user in user_ids order.
 
         Returns (items, scores): int64 item numbers and float32 scores, both
-        (len(users), n), padded with -1 / -inf. ``model.item_ids[items]``
+        (len(users), min(n, n_items)), padded with -1 / -inf. ``model.item_ids[items]``
         gives the ids (mind the -1 padding)."""
         return self._recommend_batch(users, n, self._opts(n, exclude, include_seen, settings))
 

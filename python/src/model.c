@@ -552,6 +552,9 @@ static PyObject *Model_recommend_batch(ModelObject *self, PyObject *args) {
     Py_ssize_t n;
     if (!ready(self) || !PyArg_ParseTuple(args, "On|O:_recommend_batch", &users, &n, &kw)) return NULL;
     if (n < 1) return PyErr_Format(PyExc_ValueError, "n must be at least 1");
+    /* no more columns than items: n = 10**8 over 8 items filled 8 GB with padding */
+    size_t n_items = cb_recommender_item_count(self->rec);
+    if ((size_t)n > n_items) n = (Py_ssize_t)n_items;
     size_t *nums = NULL;
     Py_ssize_t n_users = (Py_ssize_t)cb_recommender_user_count(self->rec);
     if (users != Py_None && user_numbers(self, users, &nums, &n_users) < 0) return NULL;

@@ -101,6 +101,9 @@ def test_batch_agrees_with_recommend(model):
         assert np.allclose(r.scores, sc2[some.index(u)], atol=1e-5)
     with pytest.raises(cbrec.NotFound):
         model.recommend_batch(["1", "nobody"])
+    # n past the catalog gives the catalog: n = 10**9 columns of padding ran out of memory
+    items, scores = model.recommend_batch(some, n=10**6, include_seen=True)
+    assert items.shape == scores.shape == (3, model.n_items) and (items >= 0).all()
 
 
 def test_same_as_cli(model, cli, tmp_path):
