@@ -527,7 +527,7 @@ class Model(_cbrec._Model):
         memory: a dict (or JSON text) such as {"id": "x1", "title": "...",
         "genres": ["Comedy"]} (only "id" is required). Returns its item
         number; persist added items with save_table()."""
-        return self._add_item(item if isinstance(item, str) else _json.dumps(item))
+        return self._add_item(item)
 
     def __repr__(self):
         try:

@@ -215,6 +215,22 @@ def test_add_item(dataset):
     assert m.predict(user, "brand-new") == pytest.approx(shown[0].rating, abs=1e-5)
 
 
+def test_numpy_values_in_profiles_and_items(dataset):
+    # a profile or an item made from a DataFrame holds numpy ids and numbers (keys too): json
+    # could not write them (TypeError 'Object of type float32 is not JSON serializable')
+    m = cbrec.Model.train(dataset, epochs=1, seed=2)
+    plain = m.new_user({"ratings": {"1": 4.5, "2": 2}, "genre_ratings": {"Comedy": 5}})
+    made = m.new_user({"ratings": {np.int64(1): np.float32(4.5), np.str_("2"): np.int8(2)},
+                       "genre_ratings": {"Comedy": np.float64(5)}})
+    assert made.ids == plain.ids
+    assert np.array_equal(m.user_vector({"ratings": {np.int64(1): np.float32(4.5)}}),
+                          m.user_vector({"ratings": {"1": 4.5}}))
+    i = m.add_item({"id": np.int64(9001), "title": "Nine (2001)", "genres": np.array(["Comedy", "Drama"])})
+    assert m.item_ids[i] == "9001" and m.item_content("9001")["genres"] == ["Comedy", "Drama"]
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        m.new_user({"ratings": {"1": object()}})
+
+
 def test_threads_share_a_model(model):
     users = [str(u) for u in model.user_ids[:40]]
     expected = {u: model.recommend(u).ids for u in users}
