@@ -160,13 +160,27 @@ static int missing(PyObject *x) {
     return !strcmp(Py_TYPE(x)->tp_name, "NAType");
 }
 
+/* What str() makes garbage of, as an id or a text: bytes ("b'a'"), a
+ * sequence or a mapping (a row of a 2-D array: "['a']"). */
+static int not_text(PyObject *x) {
+    return PyBytes_Check(x) || PyByteArray_Check(x) || PyList_Check(x) || PyTuple_Check(x) || PyDict_Check(x) ||
+           PyAnySet_Check(x) || PyArray_Check(x);
+}
+
 /* Every element of `seq` as UTF-8 (str, or str() of anything else: ints,
  * numpy scalars), a missing one (above) as NULL; `keep` (a new list) holds the
- * strings alive while *out is used. *out is PyMem-allocated. 0 or -1 (raised). */
+ * strings alive while *out is used. *out is PyMem-allocated. 0 or -1 (raised:
+ * TypeError naming what[i] for bytes, a list or an array). */
 int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n) {
     *keep = NULL;
     *out = NULL;
-    PyObject *fast = PySequence_Fast(seq, what);
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s must be a sequence", what);
+    if (PyUnicode_Check(seq) || PyBytes_Check(seq)) { /* its characters were the ids: "alice" was 5 users */
+        PyErr_Format(PyExc_TypeError, "%s, not a %.80s", msg, Py_TYPE(seq)->tp_name);
+        return -1;
+    }
+    PyObject *fast = PySequence_Fast(seq, msg);
     if (!fast) return -1;
     *n = PySequence_Fast_GET_SIZE(fast);
     *keep = PyList_New(*n);
@@ -174,6 +188,11 @@ int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***o
     if (!*keep || !*out) goto fail;
     for (Py_ssize_t i = 0; i < *n; i++) {
         PyObject *x = PySequence_Fast_GET_ITEM(fast, i);
+        if (not_text(x)) {
+            PyErr_Format(PyExc_TypeError, "%s[%zd]: a %.80s is not an id or a text (give a str or a number)", what,
+                         i, Py_TYPE(x)->tp_name);
+            goto fail;
+        }
         int gap = missing(x);
         PyObject *s = gap ? NULL : PyUnicode_Check(x) ? (Py_INCREF(x), x) : PyObject_Str(x);
         if (!s && !gap) goto fail;
@@ -263,13 +282,15 @@ static int add_column(cb_dataset_builder *b, PyObject *spec) {
     if (!PyArg_ParseTuple(spec, "pssOO|z:column", &users, &name, &kind, &ids_obj, &values_obj, &sep)) return -1;
     const char **ids = NULL, **text = NULL;
     Py_ssize_t n_ids, n_vals;
-    int rc = strings_of(ids_obj, "column ids must be a sequence", &keep_ids, &ids, &n_ids);
+    char what[160];
+    snprintf(what, sizeof what, "%s column '%.80s'", users ? "users" : "items", name);
+    int rc = strings_of(ids_obj, what, &keep_ids, &ids, &n_ids);
     if (!rc && !strcmp(kind, "numeric")) {
         num = PyArray_FROMANY(values_obj, NPY_DOUBLE, 1, 1, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
         rc = num ? 0 : -1;
         n_vals = num ? PyArray_SIZE((PyArrayObject *)num) : 0;
     } else if (!rc) {
-        rc = strings_of(values_obj, "column values must be a sequence", &keep_text, &text, &n_vals);
+        rc = strings_of(values_obj, what, &keep_text, &text, &n_vals);
     }
     if (!rc && n_vals != n_ids) {
         PyErr_Format(PyExc_ValueError, "column '%s': %zd ids but %zd values", name, n_ids, n_vals);
@@ -296,8 +317,8 @@ static int add_ratings(cb_dataset_builder *b, PyObject *users, PyObject *items, 
     PyObject *ku = NULL, *ki = NULL, *v = NULL, *t = NULL;
     const char **u = NULL, **it = NULL;
     Py_ssize_t nu = 0, ni = 0;
-    int rc = strings_of(users, "users must be a sequence", &ku, &u, &nu);
-    if (!rc) rc = strings_of(items, "items must be a sequence", &ki, &it, &ni);
+    int rc = strings_of(users, "users", &ku, &u, &nu);
+    if (!rc) rc = strings_of(items, "items", &ki, &it, &ni);
     if (!rc && values != Py_None) {
         v = PyArray_FROMANY(values, NPY_FLOAT32, 1, 1, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
         rc = v ? 0 : -1;

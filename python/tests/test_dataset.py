@@ -281,3 +281,17 @@ def test_timestamps_as_datetimes_and_gaps():
     frame = pd.DataFrame({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5],
                           "timestamp": pd.to_datetime([1.6e9, 1.7e9], unit="s")})
     assert cbrec.Dataset.from_frames(frame).describe()["timestamps"] is True
+
+
+def test_ids_that_are_not_texts_are_refused():
+    # str() made garbage ids of these: the rows of a 2-D array ("['a']"), bytes ("b'a'"), and a
+    # str's characters (users="alice" was five users); each is a TypeError naming the row
+    cases = [((np.array([["u1"], ["u2"]]), ["a", "b"]), r"users\[0\]: a numpy.ndarray is not an id"),
+             (([b"u1", b"u2"], ["a", "b"]), r"users\[0\]: a bytes is not an id"),
+             ((["u1", "u2"], np.array([b"a", b"b"])), r"items\[0\]: a numpy.bytes_ is not an id"),
+             (("uv", "ab"), r"users must be a sequence, not a str")]
+    for (users, items), message in cases:
+        with pytest.raises(TypeError, match=message):
+            cbrec.Dataset.from_arrays(users, items, [4, 5])
+    with pytest.raises(TypeError, match=r"items column 'title'\[1\]: a bytes is not an id or a text"):
+        cbrec.Dataset.from_arrays(["u1"], ["a"], [4], item_ids=["a", "b"], titles=["A", b"B"])

@@ -489,3 +489,10 @@ def test_error_message_cut_inside_utf8(model):
     # a message quoting input may be cut inside a UTF-8 sequence: still the library's error, not UnicodeDecodeError
     with pytest.raises(cbrec.NotFound, match="is not a genre"):
         model.new_user({"genre_ratings": {"a" + "\u00e9" * 100: 5}, "strict": True})
+
+
+def test_batch_users_as_one_str_refused(model):
+    # a str is not a sequence of ids: its characters were looked up ("unknown user '5'" for "57")
+    with pytest.raises(TypeError, match="users must be a sequence, not a str"):
+        model.recommend_batch("57")
+    assert model.recommend_batch(np.array(["5", "7"]), n=2)[0].shape == (2, 2)
