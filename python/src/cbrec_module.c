@@ -75,9 +75,15 @@ static int add_exceptions(PyObject *m) {
 /* ---------------------------------------------------- keyword -> cb_config */
 
 /* A Python value as the text a config key parses: booleans "true"/"false",
- * lists "a,b,c", anything else str(). New reference, NULL on error. */
+ * lists "a,b,c" (a numpy array as its list: str() wrote "[32 16]"), anything
+ * else str(). New reference, NULL on error. */
 static PyObject *value_text(PyObject *v) {
     if (PyBool_Check(v)) return PyUnicode_FromString(v == Py_True ? "true" : "false");
+    if (PyArray_Check(v) && PyArray_NDIM((PyArrayObject *)v) == 1) {
+        PyObject *list = PyObject_CallMethod(v, "tolist", NULL), *out = list ? value_text(list) : NULL;
+        Py_XDECREF(list);
+        return out;
+    }
     if (PyList_Check(v) || PyTuple_Check(v)) {
         PyObject *parts = PyList_New(0), *sep = NULL, *out = NULL;
         Py_ssize_t n = PySequence_Size(v);

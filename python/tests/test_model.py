@@ -231,6 +231,14 @@ def test_numpy_values_in_profiles_and_items(dataset):
         m.new_user({"ratings": {"1": object()}})
 
 
+def test_settings_given_as_numpy_arrays(dataset):
+    # a numpy array is a list setting as a list is (str() gave '[32 16]', refused)
+    a = cbrec.Model.train(dataset, epochs=1, seed=2, user_layers=np.array([32, 16]))
+    b = cbrec.Model.train(dataset, epochs=1, seed=2, user_layers=[32, 16])
+    assert a.train_report["n_params"] == b.train_report["n_params"]
+    assert np.array_equal(a.user_vectors(), b.user_vectors())
+
+
 def test_threads_share_a_model(model):
     users = [str(u) for u in model.user_ids[:40]]
     expected = {u: model.recommend(u).ids for u in users}
