@@ -87,7 +87,8 @@ class Recommendations:
     ``items`` (numpy int64 item numbers), ``reasons`` and ``sources`` (a list
     of str per entry); ``criterion`` names the score ("predicted rating",
     "cosine similarity", ...); ``notes`` are remarks (n clamped, cold
-    start). Iterating yields Recommendation tuples; ``to_list()`` gives
+    start). Iterating or indexing yields Recommendation tuples (a slice, a
+    list of them); ``to_list()`` gives
     dicts shaped like the CLI's ``--json`` items."""
     __slots__ = ("criterion", "ids", "items", "titles", "scores", "ratings", "reasons", "sources", "notes")
 
@@ -99,6 +100,8 @@ class Recommendations:
         return len(self.ids)
 
     def __getitem__(self, i):
+        if isinstance(i, slice):  # recs[:3]: float() of a slice of scores was a TypeError
+            return [self[k] for k in range(*i.indices(len(self)))]
         return Recommendation(self.ids[i], self.titles[i], float(self.scores[i]), float(self.ratings[i]),
                               self.reasons[i], self.sources[i], int(self.items[i]))
 

@@ -26,6 +26,7 @@ def test_recommend_shape_and_options(model, dataset):
     assert all(r.reasons) and all(isinstance(x, str) for x in r.reasons[0])
     assert list(model.item_ids[r.items]) == r.ids
     assert r[0].id == r.ids[0] and r.to_list()[0]["rank"] == 1
+    assert r[:3] == list(r)[:3] and r[-2:] == list(r)[-2:] and r[::4] == list(r)[::4]
     three = model.recommend(5, n=3, exclude=r.ids[:2])  # an int id is str()'d
     assert len(three) == 3 and not set(three.ids) & set(r.ids[:2])
     assert three.ids[0] == r.ids[2]
