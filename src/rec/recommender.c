@@ -567,9 +567,9 @@ CB_API int cb_recommender_similar(const cb_recommender *h, size_t item, size_t k
     size_t n_all = cb_recommender_item_count(h);
     if (item >= n_all) return cb_fail(err, CB_ENOTFOUND, "item number %zu is not in the catalog (%zu items)", item, n_all);
     if (k == 0) return cb_fail(err, CB_EINVAL, "k must be at least 1");
-    if (k > n_all) k = n_all; /* cb_recommend_similar clamps further and says so */
-    cb_neighbor *nb = cb_malloc(k * sizeof *nb, err);
-    cb_list *l = nb ? list_new(k, "cosine similarity", err) : NULL;
+    size_t cap = k < n_all ? k : n_all; /* cb_recommend_similar clamps k and names the k asked for */
+    cb_neighbor *nb = cb_malloc(cap * sizeof *nb, err);
+    cb_list *l = nb ? list_new(cap, "cosine similarity", err) : NULL;
     char note[256];
     size_t n = 0;
     int rc = l ? cb_recommend_similar(h, (uint32_t)item, k, nb, &n, note, sizeof note, err) : CB_ENOMEM;
