@@ -135,10 +135,10 @@ def _numbers(values):
     if arr.dtype.kind != "O" or arr.ndim != 1:
         return None
     cells = arr.tolist()
-    gaps = [_missing_id(v) for v in cells]
-    if all(gaps) or not all(g or isinstance(v, _nums.Real) for g, v in zip(gaps, cells)):
+    if not all(isinstance(v, _nums.Real) or _missing_id(v) for v in cells):  # stops at the first text
         return None
-    return _np.array([_np.nan if g else float(v) for g, v in zip(gaps, cells)])
+    out = _np.array([float(v) if isinstance(v, _nums.Real) else _np.nan for v in cells])
+    return None if _np.isnan(out).all() else out
 
 
 # the cells of a multi-valued column: a numpy array too, as pandas.read_parquet gives a list column's
