@@ -190,37 +190,39 @@ def _missing_id(x):
     return x is None or (isinstance(x, (float, _np.floating)) and x != x) or type(x).__name__ == "NAType"
 
 
-def _distinct_items(items):
-    """The distinct values of items, each with the text its rows have, or None
+def _distinct(rows):
+    """The distinct values of rows, each with the text its rows have, or None
     when that cannot be told without looking at every row (equal values with
     other texts, as 1, 1.0 and True in one list)."""
-    arr = items.to_numpy() if hasattr(items, "to_numpy") else items
+    arr = rows.to_numpy() if hasattr(rows, "to_numpy") else rows
     if isinstance(arr, _np.ndarray) and arr.ndim == 1 and arr.dtype.kind in "iubfU":
         return _np.unique(arr)  # numpy scalars: str() of each as of its rows
     try:
-        distinct = set(arr.tolist() if isinstance(arr, _np.ndarray) else items)
+        distinct = set(arr.tolist() if isinstance(arr, _np.ndarray) else rows)
     except TypeError:  # an unhashable value
         return None
     return distinct if all(isinstance(v, str) for v in distinct) else None
 
 
-def _check_catalog(items, item_ids):
-    """Every rating's item is in the catalog item_ids (a missing id, None or
-    NaN, is the builder's to refuse): the file loaders refuse a rating of an
-    item their items file lacks, where from_arrays added it without a title
-    or attributes. The distinct values are checked first (a row at a time in
-    Python, 2 million rows took a second); the rows only to name the first
-    unknown one."""
-    known = set(map(_id_text, item_ids))
-    distinct = _distinct_items(items)
+def _check_catalog(rows, ids, what):
+    """Every rating's item (what "item") or user ("user") is in ids, the
+    item_ids or user_ids of the attribute tables (a missing id, None or NaN,
+    is the builder's to refuse): the file loaders refuse a rating of an item
+    or by a user their items or users file lacks, where from_arrays added it
+    without attributes (a users table with int ids and ratings with float
+    ones, 1 and '1.0', left every user's attributes missing). The distinct
+    values are checked first (a row at a time in Python, 2 million rows took
+    a second); the rows only to name the first unknown one."""
+    known = set(map(_id_text, ids))
+    distinct = _distinct(rows)
     if distinct is not None and all(_missing_id(v) or _id_text(v) in known for v in distinct):
         return
-    for k, it in enumerate(items):
-        if _missing_id(it):
+    for k, x in enumerate(rows):
+        if _missing_id(x):
             continue
-        t = _id_text(it)
+        t = _id_text(x)
         if t not in known:
-            raise ParseError("items[%d]: unknown item id '%.80s' (not in item_ids)" % (k, t))
+            raise ParseError("%ss[%d]: unknown %s id '%.80s' (not in %s_ids)" % (what, k, what, t, what))
 
 
 class Dataset(_cbrec._Dataset):
@@ -264,6 +266,8 @@ class Dataset(_cbrec._Dataset):
         titles: a title per item ("Heat (1995)" gives a year column too).
         genres: per item, "A|B" (split on sep) or a list of names: the
             "genres" column the genre retrieval and reasons use.
+        user_ids: the users user_attributes describe; every rating's user
+            must be in it, as a ratings file's must be in its users file.
         item_attributes, user_attributes: {name: values aligned with item_ids
             / user_ids} (or a DataFrame); numbers become numeric columns, lists multi-valued
             ones, strings categorical; or give (kind, values) with kind
@@ -277,13 +281,15 @@ class Dataset(_cbrec._Dataset):
         if item_ids is None and (titles is not None or genres is not None or item_attributes is not None):
             raise ValueError("give item_ids: the item each row of titles / genres / item_attributes describes")
         if item_ids is not None:
-            _check_catalog(items, item_ids)
+            _check_catalog(items, item_ids, "item")
             if titles is not None:
                 columns.append((False, "title", "title", item_ids, titles, None))
             if genres is not None:
                 columns.append(_column(False, "genres", ("multi", genres), item_ids, sep))
             for col, values in (item_attributes.items() if item_attributes is not None else ()):
                 columns.append(_column(False, col, values, item_ids, sep))
+        if user_ids is not None:
+            _check_catalog(users, user_ids, "user")
         if user_attributes is not None:
             if user_ids is None:
                 raise ValueError("give user_ids: the user each row of user_attributes describes")

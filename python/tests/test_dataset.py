@@ -295,3 +295,18 @@ def test_ids_that_are_not_texts_are_refused():
             cbrec.Dataset.from_arrays(users, items, [4, 5])
     with pytest.raises(TypeError, match=r"items column 'title'\[1\]: a bytes is not an id or a text"):
         cbrec.Dataset.from_arrays(["u1"], ["a"], [4], item_ids=["a", "b"], titles=["A", b"B"])
+
+
+def test_rating_by_a_user_outside_the_users_table():
+    # as a ratings file's user must be in its users file: ids that differ only in how they were
+    # written (pandas makes an id column float when a cell is empty: '1.0' against 1) left every
+    # user's attributes missing without a word
+    with pytest.raises(cbrec.ParseError, match=r"users\[1\]: unknown user id '2.0' \(not in user_ids\)"):
+        cbrec.Dataset.from_arrays([1, 2.0, 2], ["a", "b", "a"], [4, 5, 3], user_ids=["1", "2"],
+                                  user_attributes={"age": [30, 40]})
+    with pytest.raises(cbrec.ParseError, match=r"users\[0\]: unknown user id '1.0' \(not in user_ids\)"):
+        cbrec.Dataset.from_frames({"userId": np.array([1.0, 2.0]), "movieId": ["a", "b"], "rating": [4, 5]},
+                                  users={"userId": np.array([1, 2]), "age": [30, 40]})
+    ds = cbrec.Dataset.from_frames({"userId": np.array([1, 2]), "movieId": ["a", "b"], "rating": [4, 5]},
+                                   users={"userId": np.array([1, 2, 3]), "age": [30, 40, 50]})
+    assert ds.describe()["user_columns"][0]["missing"] == 0
