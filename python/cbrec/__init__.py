@@ -259,8 +259,7 @@ class Dataset(_cbrec._Dataset):
         timestamps: seconds since the epoch per row, or datetime64 values
             (optional; the temporal split uses them).
         item_ids: the catalog, one id per row of titles / genres /
-            item_attributes (items nobody rated are kept when one of those
-            describes them); every rating's
+            item_attributes (items nobody rated are kept); every rating's
             item must be in it, as a ratings file's must be in its items
             file (ParseError naming the row). Default: items.
         titles: a title per item ("Heat (1995)" gives a year column too).
@@ -282,8 +281,10 @@ class Dataset(_cbrec._Dataset):
             raise ValueError("give item_ids: the item each row of titles / genres / item_attributes describes")
         if item_ids is not None:
             _check_catalog(items, item_ids, "item")
-            if titles is not None:
-                columns.append((False, "title", "title", item_ids, titles, None))
+            # no titles: a title column of none holds the catalog (items nobody rated were dropped
+            # unless a column described them, where a file of ids alone keeps them)
+            columns.append((False, "title", "title", item_ids, [None] * len(item_ids) if titles is None else titles,
+                            None))
             if genres is not None:
                 columns.append(_column(False, "genres", ("multi", genres), item_ids, sep))
             for col, values in (item_attributes.items() if item_attributes is not None else ()):

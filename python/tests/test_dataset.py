@@ -310,3 +310,13 @@ def test_rating_by_a_user_outside_the_users_table():
     ds = cbrec.Dataset.from_frames({"userId": np.array([1, 2]), "movieId": ["a", "b"], "rating": [4, 5]},
                                    users={"userId": np.array([1, 2, 3]), "age": [30, 40, 50]})
     assert ds.describe()["user_columns"][0]["missing"] == 0
+
+
+def test_catalog_of_ids_alone_keeps_unrated_items():
+    # an items table of ids alone is the catalog, as an items file of ids alone is for the loader;
+    # items nobody rated were dropped unless a column described them
+    ds = cbrec.Dataset.from_frames({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5]},
+                                   {"movieId": ["a", "b", "c", "d"]})
+    assert ds.n_items == 4 and ds.describe()["titles"] == 0
+    m = cbrec.Model.train(ds, epochs=1, seed=1)
+    assert set(m.item_ids) == {"a", "b", "c", "d"} and set(m.titles) == {""}
