@@ -283,8 +283,8 @@ class Dataset(_cbrec._Dataset):
             _check_catalog(items, item_ids, "item")
             # no titles: a title column of none holds the catalog (items nobody rated were dropped
             # unless a column described them, where a file of ids alone keeps them)
-            columns.append((False, "title", "title", item_ids, [None] * len(item_ids) if titles is None else titles,
-                            None))
+            columns.append((False, "item_ids", "title", item_ids, [None] * len(item_ids), None) if titles is None else
+                           (False, "title", "title", item_ids, titles, None))
             if genres is not None:
                 columns.append(_column(False, "genres", ("multi", genres), item_ids, sep))
             for col, values in (item_attributes.items() if item_attributes is not None else ()):
