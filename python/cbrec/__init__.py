@@ -186,8 +186,9 @@ def _id_text(x):
 
 
 def _missing_id(x):
-    """None, a NaN or pandas.NA: a missing id, as the builder reads one."""
-    return x is None or (isinstance(x, (float, _np.floating)) and x != x) or type(x).__name__ == "NAType"
+    """None, a NaN, pandas.NA or a NaT: a missing id, as the builder reads one."""
+    return (x is None or (isinstance(x, (float, _np.floating)) and x != x) or type(x).__name__ in ("NAType", "NaTType")
+            or (isinstance(x, (_np.datetime64, _np.timedelta64)) and _np.isnat(x)))
 
 
 def _distinct(rows):

@@ -15,6 +15,7 @@
 #include "binding.h"
 
 #include <math.h>
+#include <numpy/arrayscalars.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -155,7 +156,8 @@ cb_config *config_from(cb_config_kind kind, PyObject *kw) {
 /* ------------------------------------------------------- strings from Python */
 
 /* A missing value: None, a float NaN (what pandas puts in a text column's
- * empty cells) or pandas.NA; str() made them the value "nan" / "<NA>". */
+ * empty cells), pandas.NA or a NaT (numpy's or pandas'); str() made them the
+ * value "nan" / "<NA>" / "NaT". */
 static int missing(PyObject *x) {
     if (x == Py_None) return 1;
     if (PyFloat_Check(x)) return isnan(PyFloat_AS_DOUBLE(x));
@@ -163,7 +165,9 @@ static int missing(PyObject *x) {
         double v = PyFloat_AsDouble(x);
         return v == -1.0 && PyErr_Occurred() ? (PyErr_Clear(), 0) : isnan(v);
     }
-    return !strcmp(Py_TYPE(x)->tp_name, "NAType");
+    if (PyArray_IsScalar(x, Datetime) || PyArray_IsScalar(x, Timedelta))
+        return ((PyDatetimeScalarObject *)x)->obval == NPY_DATETIME_NAT;
+    return !strcmp(Py_TYPE(x)->tp_name, "NAType") || !strcmp(Py_TYPE(x)->tp_name, "NaTType");
 }
 
 /* What str() makes garbage of, as an id or a text: bytes ("b'a'"), a

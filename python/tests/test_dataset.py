@@ -322,3 +322,17 @@ def test_catalog_of_ids_alone_keeps_unrated_items():
     assert set(m.item_ids) == {"a", "b", "c", "d"} and set(m.titles) == {""}
     with pytest.raises(cbrec.ParseError, match=r"items column 'item_ids'\[2\]: id 'a' given twice \(first at \[0\]\)"):
         cbrec.Dataset.from_arrays(["u1"], ["a"], [4], item_ids=["a", "b", "a"], item_attributes={"p": [1, 2, 3]})
+
+
+def test_nat_in_text_columns_is_missing():
+    # a NaT (numpy's, or pandas' in an object column) is a missing cell, as NaN is: it was the
+    # level "NaT"
+    when = np.array(["2020-01-01", "NaT", "2021-01-01"], dtype="datetime64[D]")
+    ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], item_ids=["a", "b", "c"],
+                                   item_attributes={"launch": ("categorical", when)})
+    col = ds.describe()["item_columns"][0]
+    assert col["missing"] == 1 and "NaT" not in col["examples"]
+    pd = pytest.importorskip("pandas")
+    ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], item_ids=["a", "b", "c"],
+                                   item_attributes={"launch": ("categorical", ["x", pd.NaT, "y"])})
+    assert ds.describe()["item_columns"][0]["missing"] == 1
