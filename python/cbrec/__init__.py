@@ -169,13 +169,16 @@ def _seconds(timestamps):
     """Timestamps as the builder takes them, int64 seconds since the epoch:
     datetime64 values (a pandas datetime column) from their unit (their
     nanoseconds were refused as out of range, days taken for seconds); a
-    missing one (NaN, NaT) as INT64_MIN, the builder's 'no timestamp' (NaN
-    was cast with a warning to that number, and the number reported)."""
+    missing one (NaN, NaT, None, pandas.NA) as INT64_MIN, the builder's 'no
+    timestamp' (NaN was cast with a warning to that number, and the number
+    reported; None and pandas.NA were a TypeError naming no row)."""
     arr = _np.asarray(timestamps)
     if arr.dtype.kind == "M":
         return arr.astype("datetime64[s]").astype(_np.int64)  # NaT is INT64_MIN
-    if arr.dtype.kind != "f":
+    numbers = _numbers(arr) if arr.dtype.kind == "O" else arr  # a nullable Int64 column: objects
+    if numbers is None or numbers.dtype.kind != "f":
         return timestamps
+    arr = numbers
     gaps = _np.isnan(arr)
     return _np.where(gaps, _np.iinfo(_np.int64).min, _np.where(gaps, 0, arr).astype(_np.int64))
 

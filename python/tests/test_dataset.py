@@ -270,7 +270,7 @@ def test_timestamps_as_datetimes_and_gaps():
     for ts in (days, days.astype("datetime64[ns]")):
         ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
         assert ds.describe()["timestamps"] is True
-    for gap in (np.array([1.6e9, np.nan]), np.array(["2020-01-01", "NaT"], dtype="datetime64[ns]")):
+    for gap in (np.array([1.6e9, np.nan]), np.array(["2020-01-01", "NaT"], dtype="datetime64[ns]"), [1600000000, None]):
         with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: no timestamp"):
             cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=gap)
         ok = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=gap, skip_bad_rows=True)
