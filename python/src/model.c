@@ -274,11 +274,13 @@ static PyObject *Model_vectors(ModelObject *self, PyObject *args) {
 
 /* obj with numpy scalars and arrays as Python's values (tolist()), in dict
  * keys and values and lists, which json cannot write: a profile made from a
- * DataFrame, {"ratings": {np.int64(7): np.float32(4.5)}}, was a TypeError. New reference. */
+ * DataFrame, {"ratings": {np.int64(7): np.float32(4.5)}}, was a TypeError.
+ * A dict holding itself is a RecursionError. New reference. */
 static PyObject *plain(PyObject *obj) {
     if (PyArray_IsScalar(obj, Generic) || PyArray_Check(obj)) return PyObject_CallMethod(obj, "tolist", NULL);
     int dict = PyDict_Check(obj);
     if (!dict && !PyList_Check(obj) && !PyTuple_Check(obj)) return Py_NewRef(obj);
+    if (Py_EnterRecursiveCall(" in a profile or an item")) return NULL;
     PyObject *out = dict ? PyDict_New() : PyList_New(0), *key, *value;
     Py_ssize_t pos = 0, n = dict ? 0 : PySequence_Size(obj);
     for (Py_ssize_t i = 0; out && (dict ? PyDict_Next(obj, &pos, &key, &value) : i < n); i++) {
@@ -288,6 +290,7 @@ static PyObject *plain(PyObject *obj) {
         Py_XDECREF(v);
         if (bad) Py_CLEAR(out);
     }
+    Py_LeaveRecursiveCall();
     return out;
 }
 

@@ -230,6 +230,10 @@ def test_numpy_values_in_profiles_and_items(dataset):
     assert m.item_ids[i] == "9001" and m.item_content("9001")["genres"] == ["Comedy", "Drama"]
     with pytest.raises(TypeError, match="not JSON serializable"):
         m.new_user({"ratings": {"1": object()}})
+    looped = {}
+    looped["ratings"] = looped
+    with pytest.raises(RecursionError):  # the copy of numpy values crashed (a stack overflow)
+        m.new_user(looped)
 
 
 def test_settings_given_as_numpy_arrays(dataset):
