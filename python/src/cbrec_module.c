@@ -86,6 +86,7 @@ static PyObject *value_text(PyObject *v) {
         return out;
     }
     if (PyList_Check(v) || PyTuple_Check(v)) {
+        if (Py_EnterRecursiveCall(" in a setting's list")) return NULL; /* a list holding itself crashed */
         PyObject *parts = PyList_New(0), *sep = NULL, *out = NULL;
         Py_ssize_t n = PySequence_Size(v);
         for (Py_ssize_t i = 0; parts && i < n; i++) {
@@ -101,6 +102,7 @@ static PyObject *value_text(PyObject *v) {
         if (parts && (sep = PyUnicode_FromString(","))) out = PyUnicode_Join(sep, parts);
         Py_XDECREF(sep);
         Py_XDECREF(parts);
+        Py_LeaveRecursiveCall();
         return out;
     }
     PyObject *s = PyObject_Str(v);

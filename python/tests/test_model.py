@@ -242,6 +242,10 @@ def test_settings_given_as_numpy_arrays(dataset):
     b = cbrec.Model.train(dataset, epochs=1, seed=2, user_layers=[32, 16])
     assert a.train_report["n_params"] == b.train_report["n_params"]
     assert np.array_equal(a.user_vectors(), b.user_vectors())
+    looped = []
+    looped.append(looped)
+    with pytest.raises(RecursionError):  # it crashed the interpreter (a stack overflow)
+        cbrec.Model.train(dataset, epochs=1, user_layers=looped)
 
 
 def test_threads_share_a_model(model):
