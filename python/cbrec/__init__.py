@@ -411,7 +411,7 @@ class Model(_cbrec._Model):
             component is tuned, ticks of "tune-towers", towers trained on a
             carve, their epochs, and one "tune-grid" as its grid starts),
             elapsed (seconds since the call began). A callable that returns
-            True stops training there and keeps the model so far (an early
+            True (or numpy's True) stops training there and keeps the model so far (an early
             stop: train_report's epochs_run says how far it got); an
             exception raised by the callable stops training and propagates.
         Ctrl-C stops training within a batch and raises KeyboardInterrupt.

@@ -484,7 +484,8 @@ int progress_fn(const cb_progress *p, void *ctx) {
         PyObject *d = progress_dict(p);
         PyObject *r = d ? PyObject_CallOneArg(pp->callback, d) : NULL;
         Py_XDECREF(d);
-        pp->stopped = r == Py_True;
+        /* numpy's True too: a test on numpy values, "return np.mean(losses) < 0.5", went on */
+        pp->stopped = r == Py_True || (r && PyArray_IsScalar(r, Bool) && r == PyArrayScalar_True);
         stop = r == NULL || pp->stopped;
         Py_XDECREF(r);
     } else if (!stop && pp->print && p->stage == CB_STAGE_TUNE_TOWERS && pp->stage != p->stage) {

@@ -324,6 +324,10 @@ def test_callback_true_stops_and_keeps_the_model(dataset):
     returns_1 = []
     cbrec.Model.train(dataset, epochs=1, batch=32, progress=lambda p: returns_1.append(p) or 1)
     assert any(p["end_of_epoch"] for p in returns_1), "only True stops; other values are ignored"
+    numpy_true = []
+    m = cbrec.Model.train(dataset, epochs=50, batch=32, progress=lambda p: numpy_true.append(p) or (
+        (p["stage"] == "train") & (np.float64(p["epoch"]) >= 2)))
+    assert m.train_report["epochs_run"] == 2, "numpy's True stops as True does"
 
 
 def test_ctrl_c_interrupts_training(dataset):
