@@ -162,7 +162,7 @@ def _column(users, name, values, ids, sep):
     kind = kind or "categorical"
     if kind == "multi":
         values = [sep.join(str(x) for x in v) if isinstance(v, _LISTS) else v for v in values]
-    return (users, name, kind, ids, values, sep)
+    return (users, str(name), kind, ids, values, sep)  # a DataFrame's column 5 is "5" (an int was a TypeError)
 
 
 def _seconds(timestamps):

@@ -336,3 +336,11 @@ def test_nat_in_text_columns_is_missing():
     ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], item_ids=["a", "b", "c"],
                                    item_attributes={"launch": ("categorical", ["x", pd.NaT, "y"])})
     assert ds.describe()["item_columns"][0]["missing"] == 1
+
+
+def test_columns_named_by_numbers():
+    # a table read without a header names its columns 0, 1, ...: an attribute column 5 is "5"
+    # (it was a TypeError 'column() argument 2 must be str, not int')
+    ds = cbrec.Dataset.from_frames({0: ["u1", "u2"], 1: ["a", "b"], 2: [4, 5]}, {1: ["a", "b", "c"], 5: ["X", "Y", "X"]},
+                                   user=0, item=1, rating=2)
+    assert [(c["name"], c["kind"]) for c in ds.describe()["item_columns"]] == [("5", "categorical")]
