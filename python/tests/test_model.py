@@ -248,6 +248,15 @@ def test_settings_given_as_numpy_arrays(dataset):
         cbrec.Model.train(dataset, epochs=1, user_layers=looped)
 
 
+def test_save_to_an_empty_path(model, tmp_path, monkeypatch):
+    # refused before anything is written: the history went to '.history' in the working folder, then
+    # the model's rename failed with ': cannot rename into place'
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(cbrec.InvalidArgument, match="no file path given"):
+        model.save("")
+    assert os.listdir(tmp_path) == []
+
+
 def test_threads_share_a_model(model):
     users = [str(u) for u in model.user_ids[:40]]
     expected = {u: model.recommend(u).ids for u in users}
