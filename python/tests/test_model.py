@@ -257,6 +257,13 @@ def test_save_to_an_empty_path(model, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_long_unknown_names_in_a_profile(model):
+    # a note quoting an unknown genre cut at 80 bytes inside a character: the list came back with
+    # invalid UTF-8 and new_user raised UnicodeDecodeError instead of returning it
+    r = model.new_user({"genre_ratings": {"x" + "é" * 60: 5}}, n=2)
+    assert len(r) == 2 and any("ignored: not a genre" in note for note in r.notes)
+
+
 def test_threads_share_a_model(model):
     users = [str(u) for u in model.user_ids[:40]]
     expected = {u: model.recommend(u).ids for u in users}
