@@ -178,7 +178,8 @@ CB_API int cb_dataset_builder_create(cb_dataset_builder **out, const char *name,
                                      cb_error *err);
 CB_API void cb_dataset_builder_free(cb_dataset_builder *b); /* NULL is a no-op */
 /* Append n ratings: users[i] rated items[i] with values[i] (finite), at
- * timestamps[i] (seconds, 0..4294967295; NULL: none). values NULL: implicit
+ * timestamps[i] (seconds, 0..4294967295; INT64_MIN, numpy's NaT: missing, a
+ * bad row; NULL: none). values NULL: implicit
  * events (y = 1 each; repeated (user, item) events are merged). Every call of
  * one builder must agree on values and timestamps being given or not. */
 CB_API int cb_dataset_builder_add_ratings(cb_dataset_builder *b, const char *const *users,
@@ -192,7 +193,8 @@ CB_API int cb_dataset_builder_add_ratings(cb_dataset_builder *b, const char *con
 CB_API int cb_dataset_builder_add_ids(cb_dataset_builder *b, int users, const char *const *ids, size_t n,
                                       cb_error *err);
 /* One attribute column of the items (users = 0) or users (users = 1): row i
- * describes ids[i]. kind: "title" (items only; a "year" column is derived
+ * describes ids[i]. kind: "title" (items only; text[i] NULL: none, so
+ * titles all NULL give the catalog's ids alone; a "year" column is derived
  * from "(1995)" in titles when no "year" column is given), "numeric"
  * (num[i], NAN = missing), "categorical" (text[i]; NULL or "" = missing) or
  * "multi" (text[i] split on `sep`, e.g. "|"; several levels per row).

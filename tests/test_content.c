@@ -328,6 +328,20 @@ static void genre_ratings_takes_genres_only(void **state) {
     assert_true(list_says(l, "genre Drama", false));
     cb_list_free(l);
     l = NULL;
+    /* a name cut inside a character by the note's 80 bytes: the note stays valid UTF-8 */
+    char json[400] = "{\"genre_ratings\": {\"x";
+    for (int i = 0; i < 60; i++) strcat(json, "\xc3\xa9");
+    strcat(json, "\": 5}}");
+    if (cb_recommender_recommend(rec, NULL, json, NULL, &l, &err)) fail_msg("%s", err.msg);
+    assert_true(cb_list_n_notes(l) > 0);
+    for (size_t j = 0; j < cb_list_n_notes(l); j++) {
+        char copy[1024];
+        snprintf(copy, sizeof copy, "%s", cb_list_note(l, j));
+        cb_utf8_repair(copy);
+        assert_string_equal(copy, cb_list_note(l, j)); /* nothing to repair */
+    }
+    cb_list_free(l);
+    l = NULL;
     assert_int_equal(cb_recommender_recommend(rec, NULL, "{\"strict\": true, \"genre_ratings\": {\"Acme\": 5}}", NULL,
                                               &l, &err),
                      CB_ENOTFOUND);

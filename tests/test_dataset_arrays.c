@@ -85,6 +85,9 @@ static void arrays_refuse_bad_rows(void **state) {
     const float high[] = {9};
     assert_int_equal(cb_dataset_builder_add_ratings(b, u, it, high, NULL, 1, &err), CB_EPARSE);
     assert_non_null(strstr(err.msg, "outside the declared range"));
+    const int64_t no_time[] = {INT64_MIN}; /* numpy's NaT: missing, not a time before 1970 */
+    assert_int_equal(cb_dataset_builder_add_ratings(b, u, it, y, no_time, 1, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "ratings[0]: no timestamp"));
     assert_int_equal(cb_dataset_builder_finish(b, &ds, &err), CB_EPARSE); /* no ratings */
     cb_dataset_builder_free(b);
     cb_config_free(cfg);

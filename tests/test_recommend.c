@@ -588,6 +588,7 @@ static void public_api(void **state) {
     assert_int_equal(cb_recommender_similar(h, item0, 100000, &l, &err), CB_OK);
     assert_int_equal(cb_list_size(l), f->rec->n_items - 1);
     assert_int_equal(cb_list_n_notes(l), 1);
+    assert_non_null(strstr(cb_list_note(l, 0), "k = 100000 is more than")); /* the k asked for, not the catalog's */
     assert_string_equal(cb_list_criterion(l), "cosine similarity");
     for (size_t i = 0; i < cb_list_size(l); i++) {
         float c = cb_list_score(l, i);

@@ -130,6 +130,8 @@ static void atomic_write_keeps_old_file(void **state) {
     /* an unwritable destination fails cleanly */
     assert_int_not_equal(cb_atomic_open(&af, "/nonexistent-dir/x", &err), CB_OK);
     assert_non_null(strstr(err.msg, "/nonexistent-dir/x"));
+    assert_int_equal(cb_atomic_open(&af, "", &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "no file path given"));
     tu_rmrf(dir);
     free(dir);
     free(path);

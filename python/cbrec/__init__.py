@@ -25,6 +25,7 @@ split="temporal")``. ``cbrec.settings("train")`` lists them. Long calls
 Ctrl-C stops training within a batch and raises KeyboardInterrupt.
 """
 import json as _json
+import numbers as _nums
 from typing import NamedTuple
 
 import numpy as _np
@@ -86,7 +87,8 @@ class Recommendations:
     ``items`` (numpy int64 item numbers), ``reasons`` and ``sources`` (a list
     of str per entry); ``criterion`` names the score ("predicted rating",
     "cosine similarity", ...); ``notes`` are remarks (n clamped, cold
-    start). Iterating yields Recommendation tuples; ``to_list()`` gives
+    start). Iterating or indexing yields Recommendation tuples (a slice, a
+    list of them); ``to_list()`` gives
     dicts shaped like the CLI's ``--json`` items."""
     __slots__ = ("criterion", "ids", "items", "titles", "scores", "ratings", "reasons", "sources", "notes")
 
@@ -98,6 +100,8 @@ class Recommendations:
         return len(self.ids)
 
     def __getitem__(self, i):
+        if isinstance(i, slice):  # recs[:3]: float() of a slice of scores was a TypeError
+            return [self[k] for k in range(*i.indices(len(self)))]
         return Recommendation(self.ids[i], self.titles[i], float(self.scores[i]), float(self.ratings[i]),
                               self.reasons[i], self.sources[i], int(self.items[i]))
 
@@ -120,26 +124,63 @@ class Recommendations:
         return "\n".join(rows)
 
 
-def _is_numeric(values):
+def _numbers(values):
+    """values as a numeric array, or None when they are not numbers. Numbers
+    with gaps (None, NaN, pandas.NA: NaN) are numbers too: numpy holds them,
+    and pandas' nullable Int64 / Float64 / boolean columns, as objects, which
+    made an "age" column categorical with the levels "20", "30"."""
     arr = _np.asarray(values) if not isinstance(values, _np.ndarray) else values
-    return arr.dtype.kind in "fiub", arr
+    if arr.dtype.kind in "fiub":
+        return arr
+    if arr.dtype.kind != "O" or arr.ndim != 1:
+        return None
+    cells = arr.tolist()
+    if not all(isinstance(v, _nums.Real) or _missing_id(v) for v in cells):  # stops at the first text
+        return None
+    out = _np.array([float(v) if isinstance(v, _nums.Real) else _np.nan for v in cells])
+    return None if _np.isnan(out).all() else out
+
+
+# the cells of a multi-valued column: a numpy array too, as pandas.read_parquet gives a list column's
+# cells (str() of one made the single level "['jazz' 'rock']")
+_LISTS = (list, tuple, set, frozenset, _np.ndarray)
 
 
 def _column(users, name, values, ids, sep):
     """One attribute column for the builder: (kind, values) given explicitly,
     numbers -> numeric, lists/tuples/sets -> multi, anything else -> categorical."""
+    kind = None
     if isinstance(values, tuple) and len(values) == 2 and isinstance(values[0], str):
         kind, values = values
-    elif any(isinstance(v, (list, tuple, set, frozenset)) for v in values):
+    elif any(isinstance(v, _LISTS) for v in values):
         # before numpy sees them: tags of different lengths are a ragged array (a ValueError),
         # lists of numbers of one length a 2-D numeric one
         kind = "multi"
-    else:
-        numeric, arr = _is_numeric(values)
-        kind, values = ("numeric", arr) if numeric else ("categorical", values)
+    numbers = _numbers(values) if kind in (None, "numeric") else None
+    if numbers is not None:
+        kind, values = "numeric", numbers
+    kind = kind or "categorical"
     if kind == "multi":
-        values = [sep.join(str(x) for x in v) if isinstance(v, (list, tuple, set, frozenset)) else v for v in values]
-    return (users, name, kind, ids, values, sep)
+        values = [sep.join(str(x) for x in v) if isinstance(v, _LISTS) else v for v in values]
+    return (users, str(name), kind, ids, values, sep)  # a DataFrame's column 5 is "5" (an int was a TypeError)
+
+
+def _seconds(timestamps):
+    """Timestamps as the builder takes them, int64 seconds since the epoch:
+    datetime64 values (a pandas datetime column) from their unit (their
+    nanoseconds were refused as out of range, days taken for seconds); a
+    missing one (NaN, NaT, None, pandas.NA) as INT64_MIN, the builder's 'no
+    timestamp' (NaN was cast with a warning to that number, and the number
+    reported; None and pandas.NA were a TypeError naming no row)."""
+    arr = _np.asarray(timestamps)
+    if arr.dtype.kind == "M":
+        return arr.astype("datetime64[s]").astype(_np.int64)  # NaT is INT64_MIN
+    numbers = _numbers(arr) if arr.dtype.kind == "O" else arr  # a nullable Int64 column: objects
+    if numbers is None or numbers.dtype.kind != "f":
+        return timestamps
+    arr = numbers
+    gaps = _np.isnan(arr)
+    return _np.where(gaps, _np.iinfo(_np.int64).min, _np.where(gaps, 0, arr).astype(_np.int64))
 
 
 def _id_text(x):
@@ -148,41 +189,44 @@ def _id_text(x):
 
 
 def _missing_id(x):
-    """None, a NaN or pandas.NA: a missing id, as the builder reads one."""
-    return x is None or (isinstance(x, (float, _np.floating)) and x != x) or type(x).__name__ == "NAType"
+    """None, a NaN, pandas.NA or a NaT: a missing id, as the builder reads one."""
+    return (x is None or (isinstance(x, (float, _np.floating)) and x != x) or type(x).__name__ in ("NAType", "NaTType")
+            or (isinstance(x, (_np.datetime64, _np.timedelta64)) and _np.isnat(x)))
 
 
-def _distinct_items(items):
-    """The distinct values of items, each with the text its rows have, or None
+def _distinct(rows):
+    """The distinct values of rows, each with the text its rows have, or None
     when that cannot be told without looking at every row (equal values with
     other texts, as 1, 1.0 and True in one list)."""
-    arr = items.to_numpy() if hasattr(items, "to_numpy") else items
+    arr = rows.to_numpy() if hasattr(rows, "to_numpy") else rows
     if isinstance(arr, _np.ndarray) and arr.ndim == 1 and arr.dtype.kind in "iubfU":
         return _np.unique(arr)  # numpy scalars: str() of each as of its rows
     try:
-        distinct = set(arr.tolist() if isinstance(arr, _np.ndarray) else items)
+        distinct = set(arr.tolist() if isinstance(arr, _np.ndarray) else rows)
     except TypeError:  # an unhashable value
         return None
     return distinct if all(isinstance(v, str) for v in distinct) else None
 
 
-def _check_catalog(items, item_ids):
-    """Every rating's item is in the catalog item_ids (a missing id, None or
-    NaN, is the builder's to refuse): the file loaders refuse a rating of an
-    item their items file lacks, where from_arrays added it without a title
-    or attributes. The distinct values are checked first (a row at a time in
-    Python, 2 million rows took a second); the rows only to name the first
-    unknown one."""
-    known = set(map(_id_text, item_ids))
-    distinct = _distinct_items(items)
+def _check_catalog(rows, ids, what):
+    """Every rating's item (what "item") or user ("user") is in ids, the
+    item_ids or user_ids of the attribute tables (a missing id, None or NaN,
+    is the builder's to refuse): the file loaders refuse a rating of an item
+    or by a user their items or users file lacks, where from_arrays added it
+    without attributes (a users table with int ids and ratings with float
+    ones, 1 and '1.0', left every user's attributes missing). The distinct
+    values are checked first (a row at a time in Python, 2 million rows took
+    a second); the rows only to name the first unknown one."""
+    known = set(map(_id_text, ids))
+    distinct = _distinct(rows)
     if distinct is not None and all(_missing_id(v) or _id_text(v) in known for v in distinct):
         return
-    for k, it in enumerate(items):
-        if _missing_id(it):
+    for k, x in enumerate(rows):
+        if _missing_id(x):
             continue
-        t = _id_text(it)
+        t = _id_text(x)
         if t not in known:
-            raise ParseError("items[%d]: unknown item id '%.80s' (not in item_ids)" % (k, t))
+            raise ParseError("%ss[%d]: unknown %s id '%.80s' (not in %s_ids)" % (what, k, what, t, what))
 
 
 class Dataset(_cbrec._Dataset):
@@ -216,8 +260,8 @@ class Dataset(_cbrec._Dataset):
             numpy integers are converted with str()).
         ratings: one number per row; None means implicit events (each row
             is one interaction, y = 1; repeats are merged).
-        timestamps: seconds since the epoch per row (optional; the temporal
-            split uses them).
+        timestamps: seconds since the epoch per row, or datetime64 values
+            (optional; the temporal split uses them).
         item_ids: the catalog, one id per row of titles / genres /
             item_attributes: every item in it is in the dataset, also one
             nobody rated and nothing describes (a cold item); every rating's
@@ -227,7 +271,8 @@ class Dataset(_cbrec._Dataset):
         genres: per item, "A|B" (split on sep) or a list of names: the
             "genres" column the genre retrieval and reasons use.
         user_ids: the users, one per row of user_attributes: every one is
-            in the dataset, also one with no ratings.
+            in the dataset, also one with no ratings; every rating's user
+            must be in it, as a ratings file's must be in its users file.
         item_attributes, user_attributes: {name: values aligned with item_ids
             / user_ids} (or a DataFrame); numbers become numeric columns, lists multi-valued
             ones, strings categorical; or give (kind, values) with kind
@@ -241,7 +286,7 @@ class Dataset(_cbrec._Dataset):
         if item_ids is None and (titles is not None or genres is not None or item_attributes is not None):
             raise ValueError("give item_ids: the item each row of titles / genres / item_attributes describes")
         if item_ids is not None:
-            _check_catalog(items, item_ids)
+            _check_catalog(items, item_ids, "item")
             catalogs.append((False, item_ids))
             if titles is not None:
                 columns.append((False, "title", "title", item_ids, titles, None))
@@ -252,11 +297,15 @@ class Dataset(_cbrec._Dataset):
         if user_attributes is not None and user_ids is None:
             raise ValueError("give user_ids: the user each row of user_attributes describes")
         if user_ids is not None:
+            _check_catalog(users, user_ids, "user")
             catalogs.append((True, user_ids))
         if user_attributes is not None:
             for col, values in user_attributes.items():
                 columns.append(_column(True, col, values, user_ids, sep))
-        return cls._from_columns(users, items, ratings, timestamps, catalogs, columns, name, **settings)
+        numbers = _numbers(ratings) if ratings is not None else None  # pandas.NA was a TypeError naming no row
+        return cls._from_columns(users, items, ratings if numbers is None else numbers,
+                                 _seconds(timestamps) if timestamps is not None else None, catalogs, columns, name,
+                                 **settings)
 
     @classmethod
     def from_frames(cls, ratings, items=None, users=None, *, user="userId", item="movieId", rating="rating",
@@ -365,7 +414,7 @@ class Model(_cbrec._Model):
             component is tuned, ticks of "tune-towers", towers trained on a
             carve, their epochs, and one "tune-grid" as its grid starts),
             elapsed (seconds since the call began). A callable that returns
-            True stops training there and keeps the model so far (an early
+            True (or numpy's True) stops training there and keeps the model so far (an early
             stop: train_report's epochs_run says how far it got); an
             exception raised by the callable stops training and propagates.
         Ctrl-C stops training within a batch and raises KeyboardInterrupt.
@@ -476,7 +525,7 @@ class Model(_cbrec._Model):
         None for every user in user_ids order.
 
         Returns (items, scores): int64 item numbers and float32 scores, both
-        (len(users), n), padded with -1 / -inf. ``model.item_ids[items]``
+        (len(users), min(n, n_items)), padded with -1 / -inf. ``model.item_ids[items]``
         gives the ids (mind the -1 padding)."""
         return self._recommend_batch(users, n, self._opts(n, exclude, include_seen, settings))
 
@@ -495,7 +544,7 @@ class Model(_cbrec._Model):
         memory: a dict (or JSON text) such as {"id": "x1", "title": "...",
         "genres": ["Comedy"]} (only "id" is required). Returns its item
         number; persist added items with save_table()."""
-        return self._add_item(item if isinstance(item, str) else _json.dumps(item))
+        return self._add_item(item)
 
     def __repr__(self):
         try:

@@ -15,6 +15,7 @@
 #include "binding.h"
 
 #include <math.h>
+#include <numpy/arrayscalars.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -75,10 +76,17 @@ static int add_exceptions(PyObject *m) {
 /* ---------------------------------------------------- keyword -> cb_config */
 
 /* A Python value as the text a config key parses: booleans "true"/"false",
- * lists "a,b,c", anything else str(). New reference, NULL on error. */
+ * lists "a,b,c" (a numpy array as its list: str() wrote "[32 16]"), anything
+ * else str(). New reference, NULL on error. */
 static PyObject *value_text(PyObject *v) {
     if (PyBool_Check(v)) return PyUnicode_FromString(v == Py_True ? "true" : "false");
+    if (PyArray_Check(v) && PyArray_NDIM((PyArrayObject *)v) == 1) {
+        PyObject *list = PyObject_CallMethod(v, "tolist", NULL), *out = list ? value_text(list) : NULL;
+        Py_XDECREF(list);
+        return out;
+    }
     if (PyList_Check(v) || PyTuple_Check(v)) {
+        if (Py_EnterRecursiveCall(" in a setting's list")) return NULL; /* a list holding itself crashed */
         PyObject *parts = PyList_New(0), *sep = NULL, *out = NULL;
         Py_ssize_t n = PySequence_Size(v);
         for (Py_ssize_t i = 0; parts && i < n; i++) {
@@ -94,6 +102,7 @@ static PyObject *value_text(PyObject *v) {
         if (parts && (sep = PyUnicode_FromString(","))) out = PyUnicode_Join(sep, parts);
         Py_XDECREF(sep);
         Py_XDECREF(parts);
+        Py_LeaveRecursiveCall();
         return out;
     }
     PyObject *s = PyObject_Str(v);
@@ -149,7 +158,8 @@ cb_config *config_from(cb_config_kind kind, PyObject *kw) {
 /* ------------------------------------------------------- strings from Python */
 
 /* A missing value: None, a float NaN (what pandas puts in a text column's
- * empty cells) or pandas.NA; str() made them the value "nan" / "<NA>". */
+ * empty cells), pandas.NA or a NaT (numpy's or pandas'); str() made them the
+ * value "nan" / "<NA>" / "NaT". */
 static int missing(PyObject *x) {
     if (x == Py_None) return 1;
     if (PyFloat_Check(x)) return isnan(PyFloat_AS_DOUBLE(x));
@@ -157,16 +167,32 @@ static int missing(PyObject *x) {
         double v = PyFloat_AsDouble(x);
         return v == -1.0 && PyErr_Occurred() ? (PyErr_Clear(), 0) : isnan(v);
     }
-    return !strcmp(Py_TYPE(x)->tp_name, "NAType");
+    if (PyArray_IsScalar(x, Datetime) || PyArray_IsScalar(x, Timedelta))
+        return ((PyDatetimeScalarObject *)x)->obval == NPY_DATETIME_NAT;
+    return !strcmp(Py_TYPE(x)->tp_name, "NAType") || !strcmp(Py_TYPE(x)->tp_name, "NaTType");
+}
+
+/* What str() makes garbage of, as an id or a text: bytes ("b'a'"), a
+ * sequence or a mapping (a row of a 2-D array: "['a']"). */
+static int not_text(PyObject *x) {
+    return PyBytes_Check(x) || PyByteArray_Check(x) || PyList_Check(x) || PyTuple_Check(x) || PyDict_Check(x) ||
+           PyAnySet_Check(x) || PyArray_Check(x);
 }
 
 /* Every element of `seq` as UTF-8 (str, or str() of anything else: ints,
  * numpy scalars), a missing one (above) as NULL; `keep` (a new list) holds the
- * strings alive while *out is used. *out is PyMem-allocated. 0 or -1 (raised). */
+ * strings alive while *out is used. *out is PyMem-allocated. 0 or -1 (raised:
+ * TypeError naming what[i] for bytes, a list or an array). */
 int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n) {
     *keep = NULL;
     *out = NULL;
-    PyObject *fast = PySequence_Fast(seq, what);
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s must be a sequence", what);
+    if (PyUnicode_Check(seq) || PyBytes_Check(seq)) { /* its characters were the ids: "alice" was 5 users */
+        PyErr_Format(PyExc_TypeError, "%s, not a %.80s", msg, Py_TYPE(seq)->tp_name);
+        return -1;
+    }
+    PyObject *fast = PySequence_Fast(seq, msg);
     if (!fast) return -1;
     *n = PySequence_Fast_GET_SIZE(fast);
     *keep = PyList_New(*n);
@@ -174,6 +200,11 @@ int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***o
     if (!*keep || !*out) goto fail;
     for (Py_ssize_t i = 0; i < *n; i++) {
         PyObject *x = PySequence_Fast_GET_ITEM(fast, i);
+        if (not_text(x)) {
+            PyErr_Format(PyExc_TypeError, "%s[%zd]: a %.80s is not an id or a text (give a str or a number)", what,
+                         i, Py_TYPE(x)->tp_name);
+            goto fail;
+        }
         int gap = missing(x);
         PyObject *s = gap ? NULL : PyUnicode_Check(x) ? (Py_INCREF(x), x) : PyObject_Str(x);
         if (!s && !gap) goto fail;
@@ -263,13 +294,15 @@ static int add_column(cb_dataset_builder *b, PyObject *spec) {
     if (!PyArg_ParseTuple(spec, "pssOO|z:column", &users, &name, &kind, &ids_obj, &values_obj, &sep)) return -1;
     const char **ids = NULL, **text = NULL;
     Py_ssize_t n_ids, n_vals;
-    int rc = strings_of(ids_obj, "column ids must be a sequence", &keep_ids, &ids, &n_ids);
+    char what[160];
+    snprintf(what, sizeof what, "%s column '%.80s'", users ? "users" : "items", name);
+    int rc = strings_of(ids_obj, what, &keep_ids, &ids, &n_ids);
     if (!rc && !strcmp(kind, "numeric")) {
         num = PyArray_FROMANY(values_obj, NPY_DOUBLE, 1, 1, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
         rc = num ? 0 : -1;
         n_vals = num ? PyArray_SIZE((PyArrayObject *)num) : 0;
     } else if (!rc) {
-        rc = strings_of(values_obj, "column values must be a sequence", &keep_text, &text, &n_vals);
+        rc = strings_of(values_obj, what, &keep_text, &text, &n_vals);
     }
     if (!rc && n_vals != n_ids) {
         PyErr_Format(PyExc_ValueError, "column '%s': %zd ids but %zd values", name, n_ids, n_vals);
@@ -314,8 +347,8 @@ static int add_ratings(cb_dataset_builder *b, PyObject *users, PyObject *items, 
     PyObject *ku = NULL, *ki = NULL, *v = NULL, *t = NULL;
     const char **u = NULL, **it = NULL;
     Py_ssize_t nu = 0, ni = 0;
-    int rc = strings_of(users, "users must be a sequence", &ku, &u, &nu);
-    if (!rc) rc = strings_of(items, "items must be a sequence", &ki, &it, &ni);
+    int rc = strings_of(users, "users", &ku, &u, &nu);
+    if (!rc) rc = strings_of(items, "items", &ki, &it, &ni);
     if (!rc && values != Py_None) {
         v = PyArray_FROMANY(values, NPY_FLOAT32, 1, 1, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
         rc = v ? 0 : -1;
@@ -477,7 +510,8 @@ int progress_fn(const cb_progress *p, void *ctx) {
         PyObject *d = progress_dict(p);
         PyObject *r = d ? PyObject_CallOneArg(pp->callback, d) : NULL;
         Py_XDECREF(d);
-        pp->stopped = r == Py_True;
+        /* numpy's True too: a test on numpy values, "return np.mean(losses) < 0.5", went on */
+        pp->stopped = r == Py_True || (r && PyArray_IsScalar(r, Bool) && r == PyArrayScalar_True);
         stop = r == NULL || pp->stopped;
         Py_XDECREF(r);
     } else if (!stop && pp->print && p->stage == CB_STAGE_TUNE_TOWERS && pp->stage != p->stage) {

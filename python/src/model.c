@@ -24,7 +24,7 @@ typedef struct {
     PyObject *report;     /* the training report (dict) or None */
 } ModelObject;
 
-static PyObject *json_dumps; /* json.dumps, for new-user profiles given as dicts */
+static PyObject *json_dumps; /* json.dumps, for new-user profiles and added items given as dicts */
 
 static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     ModelObject *self = (ModelObject *)type->tp_alloc(type, 0);
@@ -272,18 +272,47 @@ static PyObject *Model_vectors(ModelObject *self, PyObject *args) {
     return a;
 }
 
+/* obj with numpy scalars and arrays as Python's values (tolist()), in dict
+ * keys and values and lists, which json cannot write: a profile made from a
+ * DataFrame, {"ratings": {np.int64(7): np.float32(4.5)}}, was a TypeError.
+ * A dict holding itself is a RecursionError. New reference. */
+static PyObject *plain(PyObject *obj) {
+    if (PyArray_IsScalar(obj, Generic) || PyArray_Check(obj)) return PyObject_CallMethod(obj, "tolist", NULL);
+    int dict = PyDict_Check(obj);
+    if (!dict && !PyList_Check(obj) && !PyTuple_Check(obj)) return Py_NewRef(obj);
+    if (Py_EnterRecursiveCall(" in a profile or an item")) return NULL;
+    PyObject *out = dict ? PyDict_New() : PyList_New(0), *key, *value;
+    Py_ssize_t pos = 0, n = dict ? 0 : PySequence_Size(obj);
+    for (Py_ssize_t i = 0; out && (dict ? PyDict_Next(obj, &pos, &key, &value) : i < n); i++) {
+        PyObject *k = dict ? plain(key) : NULL, *v = plain(dict ? value : PySequence_Fast_GET_ITEM(obj, i));
+        int bad = !v || (dict ? !k || PyDict_SetItem(out, k, v) < 0 : PyList_Append(out, v) < 0);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        if (bad) Py_CLEAR(out);
+    }
+    Py_LeaveRecursiveCall();
+    return out;
+}
+
+/* obj (a dict) as JSON text, numpy values as Python's. New reference. */
+static PyObject *json_text(PyObject *obj) {
+    if (!json_dumps) {
+        PyObject *mod = PyImport_ImportModule("json");
+        json_dumps = mod ? PyObject_GetAttrString(mod, "dumps") : NULL;
+        Py_XDECREF(mod);
+        if (!json_dumps) return NULL;
+    }
+    PyObject *p = plain(obj), *out = p ? PyObject_CallOneArg(json_dumps, p) : NULL;
+    Py_XDECREF(p);
+    return out;
+}
+
 /* A user argument as (user_id, user_json): an id (str or int) or a new-user
  * profile (dict, serialised with json.dumps). *keep owns the text. */
 static int user_arg(PyObject *user, PyObject **keep, const char **id, const char **json) {
     *id = *json = NULL;
     if (PyDict_Check(user)) {
-        if (!json_dumps) {
-            PyObject *mod = PyImport_ImportModule("json");
-            json_dumps = mod ? PyObject_GetAttrString(mod, "dumps") : NULL;
-            Py_XDECREF(mod);
-            if (!json_dumps) return -1;
-        }
-        *keep = PyObject_CallOneArg(json_dumps, user);
+        *keep = json_text(user);
     } else {
         *keep = id_text(user);
     }
@@ -528,7 +557,7 @@ static PyObject *Model_similar(ModelObject *self, PyObject *args) {
 static int user_numbers(ModelObject *self, PyObject *users, size_t **out, Py_ssize_t *n) {
     PyObject *keep;
     const char **ids;
-    if (strings_of(users, "users must be a sequence of ids", &keep, &ids, n) < 0) return -1;
+    if (strings_of(users, "users", &keep, &ids, n) < 0) return -1;
     *out = PyMem_Malloc((size_t)(*n ? *n : 1) * sizeof **out);
     cb_error err;
     int rc = *out ? 0 : (PyErr_NoMemory(), -1);
@@ -552,6 +581,9 @@ static PyObject *Model_recommend_batch(ModelObject *self, PyObject *args) {
     Py_ssize_t n;
     if (!ready(self) || !PyArg_ParseTuple(args, "On|O:_recommend_batch", &users, &n, &kw)) return NULL;
     if (n < 1) return PyErr_Format(PyExc_ValueError, "n must be at least 1");
+    /* no more columns than items: n = 10**8 over 8 items filled 8 GB with padding */
+    size_t n_items = cb_recommender_item_count(self->rec);
+    if ((size_t)n > n_items) n = (Py_ssize_t)n_items;
     size_t *nums = NULL;
     Py_ssize_t n_users = (Py_ssize_t)cb_recommender_user_count(self->rec);
     if (users != Py_None && user_numbers(self, users, &nums, &n_users) < 0) return NULL;
@@ -601,18 +633,24 @@ static PyObject *Model_predict(ModelObject *self, PyObject *args) {
     return rc ? NULL : PyFloat_FromDouble((double)y);
 }
 
-static PyObject *Model_add_item(ModelObject *self, PyObject *args) {
-    const char *json;
-    if (!ready(self) || !PyArg_ParseTuple(args, "s:_add_item", &json)) return NULL;
+/* _add_item(item): a dict or its JSON text. */
+static PyObject *Model_add_item(ModelObject *self, PyObject *obj) {
+    if (!ready(self)) return NULL;
+    PyObject *text = PyUnicode_Check(obj) ? Py_NewRef(obj) : json_text(obj);
+    const char *json = text ? utf8_text(text) : NULL;
     size_t item = 0;
     cb_error err;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    pthread_rwlock_wrlock(&self->lock);
-    rc = cb_recommender_add_item(self->rec, json, &item, &err);
-    pthread_rwlock_unlock(&self->lock);
-    Py_END_ALLOW_THREADS
-    return rc ? raise_cb(&err) : PyLong_FromSize_t(item);
+    int rc = -1;
+    if (json) {
+        Py_BEGIN_ALLOW_THREADS
+        pthread_rwlock_wrlock(&self->lock);
+        rc = cb_recommender_add_item(self->rec, json, &item, &err);
+        pthread_rwlock_unlock(&self->lock);
+        Py_END_ALLOW_THREADS
+        if (rc) raise_cb(&err);
+    }
+    Py_XDECREF(text);
+    return rc ? NULL : PyLong_FromSize_t(item);
 }
 
 static double clock_seconds(clockid_t clock) {
@@ -631,7 +669,7 @@ static PyObject *Model_bench_c(ModelObject *self, PyObject *args) {
     if (!ready(self) || !PyArg_ParseTuple(args, "O|i:_bench_c_recommend", &users, &repeat)) return NULL;
     const char **ids;
     Py_ssize_t n;
-    if (strings_of(users, "users must be a sequence of ids", &keep, &ids, &n) < 0) return NULL;
+    if (strings_of(users, "users", &keep, &ids, &n) < 0) return NULL;
     cb_error err;
     int rc = 0;
     double t0 = clock_seconds(CLOCK_MONOTONIC), c0 = clock_seconds(CLOCK_THREAD_CPUTIME_ID);
@@ -694,7 +732,7 @@ static PyMethodDef Model_methods[] = {
     M("predict", Model_predict, METH_VARARGS,
       "predict(user, item) -> float\n\nThe model's rating (or probability, for 0/1 labels) for a known user and an item\n"
       "id of the model or added to it."),
-    M("_add_item", Model_add_item, METH_VARARGS, "_add_item(json_text) -> item number: see Model.add_item."),
+    M("_add_item", Model_add_item, METH_O, "_add_item(item: dict or JSON text) -> item number: see Model.add_item."),
     M("_bench_c_recommend", Model_bench_c, METH_VARARGS,
       "_bench_c_recommend(user_ids, repeat=1) -> (wall, thread CPU) seconds of the same recommend calls made from C\n"
       "(the benchmark's peer)."),

@@ -229,3 +229,133 @@ def test_nan_in_text_columns_is_missing():
     assert cols["genres"]["missing"] == 1 and "nan" not in cols["genres"]["examples"]
     with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: empty user id"):
         cbrec.Dataset.from_arrays(["u1", float("nan")], ["a", "b"], [5, 3])
+
+
+def test_numbers_with_gaps_are_numeric():
+    # numbers with missing cells come as objects (a list with None, pandas' nullable Int64 /
+    # Float64 / boolean): numeric with NaN gaps, as a float array is; they were categorical,
+    # an "age" column with the levels "30" and "40"
+    def kinds(**attrs):
+        ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], user_ids=["u1", "u2", "u3"],
+                                       user_attributes=attrs)
+        return {c["name"]: (c["kind"], c["missing"]) for c in ds.describe()["user_columns"]}
+    assert kinds(age=[30, None, 40], score=np.array([1.5, np.nan, 2], dtype=object), zip=["1", None, "3"],
+                 mixed=[1, "x", None], height=("numeric", [1.8, None, 1.6])) == {
+        "age": ("numeric", 1), "score": ("numeric", 1), "zip": ("categorical", 1), "mixed": ("categorical", 1),
+        "height": ("numeric", 1)}
+    pd = pytest.importorskip("pandas")
+    users = pd.DataFrame({"userId": ["u1", "u2", "u3"], "age": pd.Series([30, None, 40], dtype="Int64"),
+                          "w": pd.Series([1.5, 2, None], dtype="Float64"), "vip": pd.Series([True, None, False],
+                                                                                           dtype="boolean")})
+    ds = cbrec.Dataset.from_frames({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5]}, users=users)
+    assert {c["name"]: (c["kind"], c["missing"]) for c in ds.describe()["user_columns"]} == {
+        "age": ("numeric", 1), "w": ("numeric", 1), "vip": ("numeric", 1)}
+
+
+def test_multi_cells_as_numpy_arrays():
+    # pandas.read_parquet gives a list column's cells as numpy arrays: each is a cell's values,
+    # not the one level "['jazz' 'rock']"
+    cells = np.empty(3, dtype=object)
+    cells[:] = [np.array(["jazz", "rock"]), np.array(["pop"]), np.array([], dtype=str)]
+    ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], item_ids=["a", "b", "c"],
+                                   genres=cells, item_attributes={"tags": cells})
+    cols = {c["name"]: c for c in ds.describe()["item_columns"]}
+    for name in ("genres", "tags"):
+        assert cols[name]["kind"] == "multi" and sorted(cols[name]["examples"]) == ["jazz", "pop", "rock"], name
+
+
+def test_missing_rating_names_its_row():
+    # a missing rating (None, pandas.NA in a nullable Float64 column) is the builder's bad row,
+    # named; pandas.NA was a TypeError ("float() argument must be ... not 'NAType'") naming none
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: rating nan is not a finite number"):
+        cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, None])
+    pd = pytest.importorskip("pandas")
+    ratings = pd.DataFrame({"userId": ["u1", "u2", "u3"], "movieId": ["a", "b", "a"],
+                            "rating": pd.Series([4, None, 5], dtype="Float64")})
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: rating nan is not a finite number"):
+        cbrec.Dataset.from_frames(ratings)
+    assert cbrec.Dataset.from_frames(ratings, skip_bad_rows=True).n_ratings == 2
+
+
+def test_timestamps_as_datetimes_and_gaps():
+    # datetime64 timestamps are seconds whatever their unit (pandas' are nanoseconds: refused as
+    # out of range; numpy days were taken for seconds); a missing one (NaN, NaT) is named as such
+    # (NaN was cast to -9223372036854775808, and a warning printed)
+    days = np.array(["2020-01-01", "2021-06-30"], dtype="datetime64[D]")
+    for ts in (days, days.astype("datetime64[ns]")):
+        ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
+        assert ds.describe()["timestamps"] is True
+    for gap in (np.array([1.6e9, np.nan]), np.array(["2020-01-01", "NaT"], dtype="datetime64[ns]"), [1600000000, None]):
+        with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: no timestamp"):
+            cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=gap)
+        ok = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=gap, skip_bad_rows=True)
+        assert ok.n_ratings == 1 and ok.n_skipped == 1
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[0\]: timestamp -86400 is not in"):
+        cbrec.Dataset.from_arrays(["u1"], ["a"], [4], timestamps=np.array(["1969-12-31"], dtype="datetime64[D]"))
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5],
+                          "timestamp": pd.to_datetime([1.6e9, 1.7e9], unit="s")})
+    assert cbrec.Dataset.from_frames(frame).describe()["timestamps"] is True
+
+
+def test_ids_that_are_not_texts_are_refused():
+    # str() made garbage ids of these: the rows of a 2-D array ("['a']"), bytes ("b'a'"), and a
+    # str's characters (users="alice" was five users); each is a TypeError naming the row
+    cases = [((np.array([["u1"], ["u2"]]), ["a", "b"]), r"users\[0\]: a numpy.ndarray is not an id"),
+             (([b"u1", b"u2"], ["a", "b"]), r"users\[0\]: a bytes is not an id"),
+             ((["u1", "u2"], np.array([b"a", b"b"])), r"items\[0\]: a numpy.bytes_ is not an id"),
+             (("uv", "ab"), r"users must be a sequence, not a str")]
+    for (users, items), message in cases:
+        with pytest.raises(TypeError, match=message):
+            cbrec.Dataset.from_arrays(users, items, [4, 5])
+    with pytest.raises(TypeError, match=r"items column 'title'\[1\]: a bytes is not an id or a text"):
+        cbrec.Dataset.from_arrays(["u1"], ["a"], [4], item_ids=["a", "b"], titles=["A", b"B"])
+
+
+def test_rating_by_a_user_outside_the_users_table():
+    # as a ratings file's user must be in its users file: ids that differ only in how they were
+    # written (pandas makes an id column float when a cell is empty: '1.0' against 1) left every
+    # user's attributes missing without a word
+    with pytest.raises(cbrec.ParseError, match=r"users\[1\]: unknown user id '2.0' \(not in user_ids\)"):
+        cbrec.Dataset.from_arrays([1, 2.0, 2], ["a", "b", "a"], [4, 5, 3], user_ids=["1", "2"],
+                                  user_attributes={"age": [30, 40]})
+    with pytest.raises(cbrec.ParseError, match=r"users\[0\]: unknown user id '1.0' \(not in user_ids\)"):
+        cbrec.Dataset.from_frames({"userId": np.array([1.0, 2.0]), "movieId": ["a", "b"], "rating": [4, 5]},
+                                  users={"userId": np.array([1, 2]), "age": [30, 40]})
+    ds = cbrec.Dataset.from_frames({"userId": np.array([1, 2]), "movieId": ["a", "b"], "rating": [4, 5]},
+                                   users={"userId": np.array([1, 2, 3]), "age": [30, 40, 50]})
+    assert ds.describe()["user_columns"][0]["missing"] == 0
+
+
+def test_catalog_of_ids_alone_keeps_unrated_items():
+    # an items table of ids alone is the catalog, as an items file of ids alone is for the loader;
+    # items nobody rated were dropped unless a column described them
+    ds = cbrec.Dataset.from_frames({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5]},
+                                   {"movieId": ["a", "b", "c", "d"]})
+    assert ds.n_items == 4 and ds.describe()["titles"] == 0
+    m = cbrec.Model.train(ds, epochs=1, seed=1)
+    assert set(m.item_ids) == {"a", "b", "c", "d"} and set(m.titles) == {""}
+    with pytest.raises(cbrec.ParseError, match=r"items column 'item_ids'\[2\]: id 'a' given twice \(first at \[0\]\)"):
+        cbrec.Dataset.from_arrays(["u1"], ["a"], [4], item_ids=["a", "b", "a"], item_attributes={"p": [1, 2, 3]})
+
+
+def test_nat_in_text_columns_is_missing():
+    # a NaT (numpy's, or pandas' in an object column) is a missing cell, as NaN is: it was the
+    # level "NaT"
+    when = np.array(["2020-01-01", "NaT", "2021-01-01"], dtype="datetime64[D]")
+    ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], item_ids=["a", "b", "c"],
+                                   item_attributes={"launch": ("categorical", when)})
+    col = ds.describe()["item_columns"][0]
+    assert col["missing"] == 1 and "NaT" not in col["examples"]
+    pd = pytest.importorskip("pandas")
+    ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], item_ids=["a", "b", "c"],
+                                   item_attributes={"launch": ("categorical", ["x", pd.NaT, "y"])})
+    assert ds.describe()["item_columns"][0]["missing"] == 1
+
+
+def test_columns_named_by_numbers():
+    # a table read without a header names its columns 0, 1, ...: an attribute column 5 is "5"
+    # (it was a TypeError 'column() argument 2 must be str, not int')
+    ds = cbrec.Dataset.from_frames({0: ["u1", "u2"], 1: ["a", "b"], 2: [4, 5]}, {1: ["a", "b", "c"], 5: ["X", "Y", "X"]},
+                                   user=0, item=1, rating=2)
+    assert [(c["name"], c["kind"]) for c in ds.describe()["item_columns"]] == [("5", "categorical")]

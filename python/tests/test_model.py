@@ -26,6 +26,7 @@ def test_recommend_shape_and_options(model, dataset):
     assert all(r.reasons) and all(isinstance(x, str) for x in r.reasons[0])
     assert list(model.item_ids[r.items]) == r.ids
     assert r[0].id == r.ids[0] and r.to_list()[0]["rank"] == 1
+    assert r[:3] == list(r)[:3] and r[-2:] == list(r)[-2:] and r[::4] == list(r)[::4]
     three = model.recommend(5, n=3, exclude=r.ids[:2])  # an int id is str()'d
     assert len(three) == 3 and not set(three.ids) & set(r.ids[:2])
     assert three.ids[0] == r.ids[2]
@@ -101,6 +102,9 @@ def test_batch_agrees_with_recommend(model):
         assert np.allclose(r.scores, sc2[some.index(u)], atol=1e-5)
     with pytest.raises(cbrec.NotFound):
         model.recommend_batch(["1", "nobody"])
+    # n past the catalog gives the catalog: n = 10**9 columns of padding ran out of memory
+    items, scores = model.recommend_batch(some, n=10**6, include_seen=True)
+    assert items.shape == scores.shape == (3, model.n_items) and (items >= 0).all()
 
 
 def test_same_as_cli(model, cli, tmp_path):
@@ -212,6 +216,54 @@ def test_add_item(dataset):
     assert m.predict(user, "brand-new") == pytest.approx(shown[0].rating, abs=1e-5)
 
 
+def test_numpy_values_in_profiles_and_items(dataset):
+    # a profile or an item made from a DataFrame holds numpy ids and numbers (keys too): json
+    # could not write them (TypeError 'Object of type float32 is not JSON serializable')
+    m = cbrec.Model.train(dataset, epochs=1, seed=2)
+    plain = m.new_user({"ratings": {"1": 4.5, "2": 2}, "genre_ratings": {"Comedy": 5}})
+    made = m.new_user({"ratings": {np.int64(1): np.float32(4.5), np.str_("2"): np.int8(2)},
+                       "genre_ratings": {"Comedy": np.float64(5)}})
+    assert made.ids == plain.ids
+    assert np.array_equal(m.user_vector({"ratings": {np.int64(1): np.float32(4.5)}}),
+                          m.user_vector({"ratings": {"1": 4.5}}))
+    i = m.add_item({"id": np.int64(9001), "title": "Nine (2001)", "genres": np.array(["Comedy", "Drama"])})
+    assert m.item_ids[i] == "9001" and m.item_content("9001")["genres"] == ["Comedy", "Drama"]
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        m.new_user({"ratings": {"1": object()}})
+    looped = {}
+    looped["ratings"] = looped
+    with pytest.raises(RecursionError):  # the copy of numpy values crashed (a stack overflow)
+        m.new_user(looped)
+
+
+def test_settings_given_as_numpy_arrays(dataset):
+    # a numpy array is a list setting as a list is (str() gave '[32 16]', refused)
+    a = cbrec.Model.train(dataset, epochs=1, seed=2, user_layers=np.array([32, 16]))
+    b = cbrec.Model.train(dataset, epochs=1, seed=2, user_layers=[32, 16])
+    assert a.train_report["n_params"] == b.train_report["n_params"]
+    assert np.array_equal(a.user_vectors(), b.user_vectors())
+    looped = []
+    looped.append(looped)
+    with pytest.raises(RecursionError):  # it crashed the interpreter (a stack overflow)
+        cbrec.Model.train(dataset, epochs=1, user_layers=looped)
+
+
+def test_save_to_an_empty_path(model, tmp_path, monkeypatch):
+    # refused before anything is written: the history went to '.history' in the working folder, then
+    # the model's rename failed with ': cannot rename into place'
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(cbrec.InvalidArgument, match="no file path given"):
+        model.save("")
+    assert os.listdir(tmp_path) == []
+
+
+def test_long_unknown_names_in_a_profile(model):
+    # a note quoting an unknown genre cut at 80 bytes inside a character: the list came back with
+    # invalid UTF-8 and new_user raised UnicodeDecodeError instead of returning it
+    r = model.new_user({"genre_ratings": {"x" + "é" * 60: 5}}, n=2)
+    assert len(r) == 2 and any("ignored: not a genre" in note for note in r.notes)
+
+
 def test_threads_share_a_model(model):
     users = [str(u) for u in model.user_ids[:40]]
     expected = {u: model.recommend(u).ids for u in users}
@@ -288,6 +340,10 @@ def test_callback_true_stops_and_keeps_the_model(dataset):
     returns_1 = []
     cbrec.Model.train(dataset, epochs=1, batch=32, progress=lambda p: returns_1.append(p) or 1)
     assert any(p["end_of_epoch"] for p in returns_1), "only True stops; other values are ignored"
+    numpy_true = []
+    m = cbrec.Model.train(dataset, epochs=50, batch=32, progress=lambda p: numpy_true.append(p) or (
+        (p["stage"] == "train") & (np.float64(p["epoch"]) >= 2)))
+    assert m.train_report["epochs_run"] == 2, "numpy's True stops as True does"
 
 
 def test_ctrl_c_interrupts_training(dataset):
@@ -470,3 +526,10 @@ def test_error_message_cut_inside_utf8(model):
     # a message quoting input may be cut inside a UTF-8 sequence: still the library's error, not UnicodeDecodeError
     with pytest.raises(cbrec.NotFound, match="is not a genre"):
         model.new_user({"genre_ratings": {"a" + "\u00e9" * 100: 5}, "strict": True})
+
+
+def test_batch_users_as_one_str_refused(model):
+    # a str is not a sequence of ids: its characters were looked up ("unknown user '5'" for "57")
+    with pytest.raises(TypeError, match="users must be a sequence, not a str"):
+        model.recommend_batch("57")
+    assert model.recommend_batch(np.array(["5", "7"]), n=2)[0].shape == (2, 2)

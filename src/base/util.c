@@ -444,6 +444,8 @@ int cb_check_not_input(const char *out, const char *input, cb_error *err) {
 
 int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
     memset(af, 0, sizeof *af);
+    /* "" staged ".tmp.PID" in the working folder, and a save wrote its ".history" there before failing */
+    if (!*path) return cb_fail(err, CB_EINVAL, "no file path given to write");
     size_t n = strlen(path) + 32;
     af->final_path = cb_strdup(path, err);
     af->tmp_path = cb_malloc(n, err);

@@ -78,6 +78,7 @@ static int rating_row(cb_dataset_builder *b, const char *u, const char *it, cons
                        (double)L->opt.y_min, (double)L->opt.y_max);
     }
     if (timestamps) {
+        if (timestamps[i] == INT64_MIN) return BAD("ratings[%zu]: no timestamp", row);
         if (timestamps[i] < 0 || timestamps[i] > (int64_t)UINT32_MAX)
             return BAD("ratings[%zu]: timestamp %lld is not in [0, 4294967295]", row, (long long)timestamps[i]);
         r->ts = (uint32_t)timestamps[i];

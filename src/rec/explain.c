@@ -22,6 +22,7 @@ int cb_rec_push_str(char ***list, size_t *n, cb_error *err, const char *fmt, ...
     int len = vasprintf(&s, fmt, ap);
     va_end(ap);
     if (len < 0) return cb_fail(err, CB_ENOMEM, "out of memory");
+    cb_utf8_repair(s); /* a name cut by a "%.80s" (an unknown genre 'xéé…') made the list's text invalid UTF-8 */
     l[(*n)++] = s;
     return CB_OK;
 }
