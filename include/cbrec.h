@@ -193,8 +193,8 @@ CB_API int cb_dataset_builder_add_ratings(cb_dataset_builder *b, const char *con
 CB_API int cb_dataset_builder_add_ids(cb_dataset_builder *b, int users, const char *const *ids, size_t n,
                                       cb_error *err);
 /* One attribute column of the items (users = 0) or users (users = 1): row i
- * describes ids[i]. kind: "title" (items only; text[i] NULL: none, so
- * titles all NULL give the catalog's ids alone; a "year" column is derived
+ * describes ids[i]. kind: "title" (items only; text[i] NULL: none; a
+ * catalog of ids alone is cb_dataset_builder_add_ids'; a "year" column is derived
  * from "(1995)" in titles when no "year" column is given), "numeric"
  * (num[i], NAN = missing), "categorical" (text[i]; NULL or "" = missing) or
  * "multi" (text[i] split on `sep`, e.g. "|"; several levels per row).

@@ -335,7 +335,7 @@ def test_catalog_of_ids_alone_keeps_unrated_items():
     assert ds.n_items == 4 and ds.describe()["titles"] == 0
     m = cbrec.Model.train(ds, epochs=1, seed=1)
     assert set(m.item_ids) == {"a", "b", "c", "d"} and set(m.titles) == {""}
-    with pytest.raises(cbrec.ParseError, match=r"items column 'item_ids'\[2\]: id 'a' given twice \(first at \[0\]\)"):
+    with pytest.raises(cbrec.ParseError, match=r"item ids\[2\]: id 'a' given twice \(first at \[0\]\)"):
         cbrec.Dataset.from_arrays(["u1"], ["a"], [4], item_ids=["a", "b", "a"], item_attributes={"p": [1, 2, 3]})
 
 
