@@ -178,19 +178,31 @@ static PyObject *Model_save_table(ModelObject *self, PyObject *args, PyObject *k
     return save_with(self, args, kw, true);
 }
 
-static PyObject *Model_load_table(ModelObject *self, PyObject *args) {
-    PyObject *path;
-    if (!ready(self) || !PyArg_ParseTuple(args, "O&:load_table", PyUnicode_FSConverter, &path)) return NULL;
+/* A call that changes the catalog or its filters from a file path (None:
+ * NULL where the call takes it), alone (the write lock). */
+static PyObject *with_path(ModelObject *self, PyObject *args, const char *format, bool none_ok,
+                           int (*call)(cb_recommender *, const char *, cb_error *)) {
+    PyObject *path = NULL, *arg = Py_None;
+    if (!ready(self) || !PyArg_ParseTuple(args, format, &arg)) return NULL;
+    if ((arg != Py_None || !none_ok) && !PyUnicode_FSConverter(arg, &path)) return NULL;
     cb_error err;
     int rc;
-    const char *p = PyBytes_AS_STRING(path);
+    const char *p = path ? PyBytes_AS_STRING(path) : NULL;
     Py_BEGIN_ALLOW_THREADS
     pthread_rwlock_wrlock(&self->lock);
-    rc = cb_recommender_load_table(self->rec, p, &err);
+    rc = call(self->rec, p, &err);
     pthread_rwlock_unlock(&self->lock);
     Py_END_ALLOW_THREADS
-    Py_DECREF(path);
+    Py_XDECREF(path);
     return rc ? raise_cb(&err) : Py_NewRef(Py_None);
+}
+
+static PyObject *Model_load_table(ModelObject *self, PyObject *args) {
+    return with_path(self, args, "O:load_table", false, cb_recommender_load_table);
+}
+
+static PyObject *Model_set_block_file(ModelObject *self, PyObject *args) {
+    return with_path(self, args, "|O:set_block_file", true, cb_recommender_set_block_file);
 }
 
 static PyObject *Model_build_table(ModelObject *self, PyObject *args, PyObject *kw) {
@@ -712,6 +724,10 @@ static PyMethodDef Model_methods[] = {
       "save_table(path)\n\nWrite the similar-items table (with any added items), atomically."),
     M("load_table", Model_load_table, METH_VARARGS,
       "load_table(path)\n\nLoad a similar-items table made from this model (cbrec precompute, save_table)."),
+    M("set_block_file", Model_set_block_file, METH_VARARGS,
+      "set_block_file(path=None)\n\nItems never shown from now on, in any recommendation, batch row or similar list:\n"
+      "a block file's lines \"item ID\", \"genre NAME\", \"tags violent\" (any content column) or an id; an item\n"
+      "added later with a blocked value is blocked too. None clears it. NotFound names the file and line."),
     M("build_table", Model_build_table, METH_VARARGS | METH_KEYWORDS,
       "build_table(k=20, threads=0)\n\nPrecompute the k nearest items of every item (threads 0 = all CPUs);\n"
       "recommend's similar-items source and similar() then look them up."),

@@ -484,6 +484,26 @@ def test_item_content(tmp_path):
         m.item_content("no such item zzz")
 
 
+def test_set_block_file(tmp_path):
+    """The model's own block list: no recommendation, batch row or similar list shows an item of a
+    blocked brand; None clears it; a bad line is NotFound naming the file and line."""
+    cbrec.synth(str(tmp_path / "g"), users=60, items=80, ratings=1500, layout="generic")
+    m = cbrec.Model.train(cbrec.Dataset.load(str(tmp_path / "g")), epochs=1, seed=1, neighbours=0)
+    brand = m.item_content(m.item_ids[0])["brand"][0]
+    blocked = {i for i in m.item_ids if m.item_content(i)["brand"] == [brand]}
+    (tmp_path / "block.txt").write_text(f"brand {brand}\n")
+    (tmp_path / "bad.txt").write_text("# first\nbrand no-such-brand\n")
+    m.set_block_file(str(tmp_path / "block.txt"))
+    with pytest.raises(cbrec.NotFound, match=r"bad.txt:2: unknown value 'no-such-brand' of 'brand'"):
+        m.set_block_file(tmp_path / "bad.txt")
+    user = m.user_ids[0]
+    for shown in (m.recommend(user, n=50).ids, m.similar(m.item_ids[1], k=79).ids):
+        assert shown and not blocked & set(shown)
+    assert not blocked & {m.item_ids[i] for i in m.recommend_batch(m.user_ids[:5], n=20)[0].ravel() if i >= 0}
+    m.set_block_file(None)
+    assert blocked & set(m.similar(m.item_ids[1], k=79).ids)
+
+
 def test_item_content_every_value(tmp_path):
     """An added item's content is every value it was given (add-item kept 64 a column, item_content
     returned 512 at most), and a value holding a separator of the kept content is refused."""
