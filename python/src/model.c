@@ -652,16 +652,20 @@ static PyObject *Model_add_item(ModelObject *self, PyObject *obj) {
     const char *json = text ? utf8_text(text) : NULL;
     size_t item = 0;
     cb_error err;
+    char note[512] = "";
     int rc = -1;
     if (json) {
         Py_BEGIN_ALLOW_THREADS
         pthread_rwlock_wrlock(&self->lock);
         rc = cb_recommender_add_item(self->rec, json, &item, &err);
+        if (!rc) snprintf(note, sizeof note, "%s", cb_recommender_add_item_note(self->rec)); /* the next add's */
         pthread_rwlock_unlock(&self->lock);
         Py_END_ALLOW_THREADS
         if (rc) raise_cb(&err);
     }
     Py_XDECREF(text);
+    /* values the model does not know were left out: said, as the CLI's add-item says them */
+    if (!rc && note[0] && PyErr_WarnEx(PyExc_UserWarning, note, 1) < 0) return NULL;
     return rc ? NULL : PyLong_FromSize_t(item);
 }
 

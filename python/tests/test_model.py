@@ -484,6 +484,18 @@ def test_item_content(tmp_path):
         m.item_content("no such item zzz")
 
 
+def test_add_item_warns_of_unknown_values(tmp_path):
+    """A value the model does not know is left out of an added item with a UserWarning naming it
+    (it was dropped without a word); strict makes it an error."""
+    cbrec.synth(str(tmp_path / "g"), users=60, items=80, ratings=1500, layout="generic")
+    m = cbrec.Model.train(cbrec.Dataset.load(str(tmp_path / "g")), epochs=1, seed=1, neighbours=0)
+    with pytest.warns(UserWarning, match="unknown value 'NewBrand' of 'brand'"):
+        m.add_item({"id": "x1", "brand": "NewBrand"})
+    assert "brand" not in m.item_content("x1")
+    with pytest.raises(cbrec.NotFound, match="NewBrand"):
+        m.add_item({"id": "x2", "brand": "NewBrand", "strict": True})
+
+
 def test_set_block_file(tmp_path):
     """The model's own block list: no recommendation, batch row or similar list shows an item of a
     blocked brand; None clears it; a bad line is NotFound naming the file and line."""
