@@ -373,6 +373,8 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
 /* The JSON lines of users[0..n_users) (NULL: users first..) into f. */
 static int batch_lines(const char *cmd, const cb_recommender *rec, const size_t *users, size_t first, size_t n_users,
                        size_t n, const cb_config *cfg, FILE *f) {
+    size_t n_all = cb_recommender_item_count(rec);
+    if (n > n_all) n = n_all ? n_all : 1; /* a row holds every item at most: -n 100000000 was 800 MB a user */
     int64_t *items = malloc((n_users * n + 1) * sizeof *items);
     float *scores = malloc((n_users * n + 1) * sizeof *scores);
     size_t *ids = users ? NULL : malloc((n_users + 1) * sizeof *ids); /* every user: this share's numbers */
