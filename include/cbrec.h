@@ -602,11 +602,15 @@ CB_API int cb_recommender_recommend(const cb_recommender *rec, const char *user_
  * violent", a plain id) left out of every later recommendation (single and
  * batch) and similar-items list, until set again; path NULL or "" clears it.
  * An item added later that has a blocked value is blocked too, and a table
- * loaded or built later has the file read again (a failure there leaves
- * every call refused until this is called again: never a blocked item
- * shown). On error the previous list stays. Not thread-safe with calls on
- * rec (set it before serving, as add_item). */
+ * loaded or built later has the file read again (if that fails, the table
+ * call returns the error with the table in place, and every later call is
+ * refused until this is called again: never a blocked item shown). On error
+ * the previous list stays. Not thread-safe with calls on rec (set it before
+ * serving, as add_item). */
 CB_API int cb_recommender_set_block_file(cb_recommender *rec, const char *path, cb_error *err);
+/* 1 when item is blocked by the recommender's block list, else 0 (0 without one). For
+ * lists a caller builds itself (a server's title search, its map). */
+CB_API int cb_recommender_item_blocked(const cb_recommender *rec, size_t item);
 /* An item id as one field of an "exclude" / "allow" list (one CSV record):
  * written to out as it is, or in quotes with its quotes doubled when it holds
  * a comma, a quote, a line break or outer blanks ("sku,5" joined plainly was

@@ -975,6 +975,19 @@ static void served_block_list(void **state) {
             assert_true(answer_has_brand(j, pass ? "Acme" : "Zed") || k == 0);
             json_decref(j);
         }
+        /* the title search and the map's points leave them out too (Acme: the even items) */
+        const char *lists[2] = {"/v1/items?q=item&limit=100", "/v1/map"};
+        for (int k = 0; k < 2; k++) {
+            json_t *j = get_json(&g, lists[k], 200), *x;
+            size_t i, n = 0;
+            json_array_foreach(json_object_get(j, k ? "points" : "items"), i, x) {
+                int num = atoi(json_string_value(json_object_get(x, "item")) + 1);
+                assert_int_equal(num % 2, pass ? 0 : 1);
+                n++;
+            }
+            assert_int_equal(n, 15);
+            json_decref(j);
+        }
         free(tu_write(d, "block.txt", "brand Zed\n"));
         if (!pass) json_decref(post_json(&g, "/v1/admin/reload", NULL, 1, 200));
     }

@@ -1619,11 +1619,12 @@ int cb_features_value_named(const cb_features *f, uint32_t facet, const char *va
     int shown = (int)(len > 80 ? 80 : len);
     if (f->facet_hash[facet] && cb_features_value_find(f, facet, value, len) >= 0)
         return cb_fail(err, CB_ENOTFOUND,
-                       "value '%.*s' of '%s' is not one the model kept by name: it shares a hash bucket with other "
-                       "values",
+                       "value '%.*s' of '%s' is not one the model kept by name (it shares a hash bucket with other "
+                       "values): name its items instead",
                        shown, value, f->facet_cols[facet]);
-    return cb_fail(err, CB_ENOTFOUND, "unknown value '%.*s' of '%s'%s", shown, value, f->facet_cols[facet],
-                   facet_why_unknown(f, facet, why, sizeof why));
+    facet_why_unknown(f, facet, why, sizeof why); /* "" when every value was kept: a typo, not a dropped value */
+    return cb_fail(err, CB_ENOTFOUND, "unknown value '%.*s' of '%s'%s%s", shown, value, f->facet_cols[facet], why,
+                   why[0] ? ": name its items instead" : "");
 }
 
 /* Is c the start of a separator of the facet (its own, or '|')? Its length, else 0. */

@@ -248,7 +248,8 @@ bool cb_features_facet_is_multi(const cb_features *f, uint32_t facet);     /* se
 int64_t cb_features_value_find(const cb_features *f, uint32_t facet, const char *value, size_t len);
 /* The value a user names (a block list's "tags violent"): the facet's value
  * itself, never its hash bucket, into *g; else CB_ENOTFOUND saying why
- * (unknown, not among the values the model kept, only in a shared bucket). */
+ * (unknown, not among the values the model kept, only in a shared bucket:
+ * the last two say to name its items instead). */
 int cb_features_value_named(const cb_features *f, uint32_t facet, const char *value, size_t len, uint32_t *g,
                             cb_error *err);
 /* The name cb_genre_pref takes for value g: the genre's name, or for other

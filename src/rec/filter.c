@@ -49,8 +49,10 @@ static int block_line(const cb_recommender *rec, const char *s, const char *wher
     const cb_features *f = rec->r->features;
     const char *rest;
     *g = -1;
-    if ((rest = block_keyword(s, "genre"))) {
+    if ((rest = block_keyword(s, "genre"))) { /* the genre column's, else a content column named "genre" */
         *g = f ? cb_features_genre_find(f, rest) : -1;
+        if (*g < 0 && f && cb_features_facet_find(f, "genre") >= 0)
+            return cb_rec_with_source(block_value(f, s, g, err), where, err);
         return *g >= 0 ? CB_OK : cb_fail(err, CB_ENOTFOUND, "%s: unknown genre '%s'", where, rest);
     }
     const char *id = (rest = block_keyword(s, "item")) ? rest : s;
@@ -58,12 +60,7 @@ static int block_line(const cb_recommender *rec, const char *s, const char *wher
     if (rest) return known ? CB_OK : cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", where, id);
     if (known) return CB_OK; /* a plain line that is an item id is that item */
     int rc = block_value(f, s, g, err);
-    if (rc && err) { /* what the user can do instead */
-        char msg[2 * sizeof err->msg];
-        snprintf(msg, sizeof msg, "%s: %s: block its items by id instead", where, err->msg);
-        return cb_fail(err, rc, "%s", msg);
-    }
-    if (rc) return rc;
+    if (rc) return cb_rec_with_source(rc, where, err);
     return *g >= 0 ? CB_OK : cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", where, s);
 }
 
@@ -90,17 +87,27 @@ static void block_expand(cb_blocklist *bl, const cb_recommender *rec, size_t fir
     for (size_t w = 0; w < ((size_t)bl->n_items + 63) / 64; w++) bl->n_blocked += (size_t)__builtin_popcountll(bl->items[w]);
 }
 
-int cb_recommend_block_extend(cb_blocklist *bl, const cb_recommender *rec, cb_error *err) {
-    size_t n_all = cb_recommender_item_count(rec), old = bl->n_items, words = (n_all + 63) / 64 + 1;
-    if (n_all <= old) return CB_OK;
+int cb_recommend_block_reserve(cb_blocklist *bl, size_t n_items, cb_error *err) {
+    size_t words = (n_items + 63) / 64 + 1, have = ((size_t)bl->n_items + 63) / 64 + 1;
+    if (bl->n_cap >= n_items) return CB_OK;
     uint64_t *grown = realloc(bl->items, words * sizeof *grown);
     if (!grown) return cb_fail(err, CB_ENOMEM, "out of memory growing the block list");
-    size_t kept = (old + 63) / 64; /* the old words' bits past old are clear */
-    memset(grown + kept, 0, (words - kept) * sizeof *grown);
+    memset(grown + have, 0, (words - have) * sizeof *grown); /* the bits past n_items are clear already */
     bl->items = grown;
-    bl->n_items = (uint32_t)n_all;
-    block_expand(bl, rec, old);
+    bl->n_cap = n_items;
     return CB_OK;
+}
+
+void cb_recommend_block_extend(cb_blocklist *bl, const cb_recommender *rec) {
+    size_t old = bl->n_items;
+    bl->n_items = (uint32_t)cb_recommender_item_count(rec);
+    block_expand(bl, rec, old);
+}
+
+int cb_rec_block_check(const cb_recommender *rec, cb_error *err) {
+    if (!rec->block || (!rec->block->stale && rec->block->n_items == cb_recommender_item_count(rec))) return CB_OK;
+    return cb_fail(err, CB_EINVAL, "the block list does not match the catalog (a table changed it and %s could not be "
+                                   "read again): set it again", rec->block_path);
 }
 
 int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const char *path, cb_error *err) {
@@ -115,7 +122,7 @@ int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const c
     }
     uint32_t nv = rec->r->features ? cb_features_n_genres(rec->r->features) : 0;
     bool *flagged = bl->flagged = cb_calloc(nv + 1, sizeof *flagged, err);
-    bl->n_items = n_all;
+    bl->n_items = n_all, bl->n_cap = n_all;
     bl->items = cb_calloc(((size_t)n_all + 63) / 64 + 1, sizeof *bl->items, err);
     int rc = (flagged && bl->items) ? CB_OK : CB_ENOMEM;
     char *line = NULL, where[320];
@@ -225,8 +232,7 @@ int cb_recommend_exclusions(const cb_recommender *rec, const cb_recommend_config
         bl = &own;
     }
     if (!rc && bl) memcpy(excl, bl->items, words * sizeof *excl);
-    if (!rc && rec->block && rec->block->n_items != n_all)
-        rc = cb_fail(err, CB_EINVAL, "the recommender's block list predates an added item"); /* extended on adding */
+    if (!rc) rc = cb_rec_block_check(rec, err);
     for (size_t w = 0; !rc && rec->block && w < words; w++) excl[w] |= rec->block->items[w];
     if (!rc && cfg->exclude) rc = id_list_bits(rec, cfg->exclude, excl, "exclude", err);
     if (!rc && cfg->allow) {

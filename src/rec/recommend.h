@@ -220,6 +220,8 @@ void cb_recommend_profile_free(cb_profile *p); /* zeroes; NULL is a no-op */
 typedef struct cb_blocklist {
     uint64_t *items;         /* bitmap over the recommender's items (model + added), values already expanded */
     uint32_t n_items;
+    size_t n_cap;            /* items the bitmap has room for (cb_recommend_block_reserve) */
+    bool stale;              /* the catalog changed and the file could not be read again */
     bool *flagged;           /* the blocked content values, by the model's value index */
     size_t n_blocked_items, n_blocked_values;
     size_t n_blocked;        /* bits set in items: the ids and the items having a blocked value */
@@ -232,9 +234,15 @@ typedef struct cb_blocklist {
  * known; a blocked value also blocks the added items that declared it. The
  * list is valid until the next item is added. */
 int cb_recommend_block_load(cb_blocklist *bl, const cb_recommender *rec, const char *path, cb_error *err);
-/* The list grown to the recommender's items after some were added: an added
+/* Room for n_items (may fail: before an item is added), then the list
+ * grown to the recommender's items once they are (cannot fail): an added
  * item having a blocked value is blocked. */
-int cb_recommend_block_extend(cb_blocklist *bl, const cb_recommender *rec, cb_error *err);
+int cb_recommend_block_reserve(cb_blocklist *bl, size_t n_items, cb_error *err);
+void cb_recommend_block_extend(cb_blocklist *bl, const cb_recommender *rec);
+/* CB_OK, or an error when the recommender's block list does not match its
+ * catalog (a table changed it and the file could not be read again): every
+ * call is refused then, never a blocked item shown. */
+int cb_rec_block_check(const cb_recommender *rec, cb_error *err);
 void cb_recommend_block_free(cb_blocklist *bl);
 
 /* ---- recommend */
@@ -293,7 +301,7 @@ static inline void cb_bit_set(uint64_t *b, size_t i) { b[i >> 6] |= 1ULL << (i &
 static inline bool cb_bit_get(const uint64_t *b, size_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
 /* Is item blocked for every call (cb_recommender_set_block_file)? */
 static inline bool cb_rec_blocked(const cb_recommender *rec, uint32_t item) {
-    return rec->block && item < rec->block->n_items && cb_bit_get(rec->block->items, item);
+    return rec->block && !rec->block->stale && item < rec->block->n_items && cb_bit_get(rec->block->items, item);
 }
 
 /* THE ranking score (pipeline.c): every list cbrec ranks, single or batch,

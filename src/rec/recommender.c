@@ -74,6 +74,10 @@ CB_API int cb_recommender_set_block_file(cb_recommender *h, const char *path, cb
     return CB_OK;
 }
 
+CB_API int cb_recommender_item_blocked(const cb_recommender *h, size_t item) {
+    return h && item <= UINT32_MAX && cb_rec_blocked(h, (uint32_t)item);
+}
+
 CB_API void cb_recommender_free(cb_recommender *h) {
     if (!h) return;
     block_drop(h);
@@ -354,12 +358,25 @@ static int merge_added(const cb_recommender *h, cb_recommend_table *dst, const c
  * the recommender's and receives the items added in memory; an added-items
  * file without lists adds its items to the recommender's (lists and all).
  * On failure the recommender may have received some of t's items. */
+/* A table changed the catalog (added items, perhaps in another order): the
+ * block file read against it; if that fails, the list no longer matches and
+ * every call is refused (cb_rec_block_check) until it is set again. */
+static int block_reread(cb_recommender *h, cb_error *err) {
+    if (!h->block_path) return CB_OK;
+    cb_blocklist again;
+    int rc = cb_recommend_block_load(&again, h, h->block_path, err);
+    if (rc) return h->block->stale = true, rc;
+    cb_recommend_block_free(h->block);
+    *h->block = again;
+    return CB_OK;
+}
+
 static int adopt_table(cb_recommender *h, cb_recommend_table *t, cb_error *err) {
     int rc;
     if (!t->knn.neighbors && h->has_table) {
         rc = merge_added(h, &h->table, t, err);
         cb_recommend_table_free(t);
-        return rc;
+        return rc ? rc : block_reread(h, err);
     }
     if ((rc = merge_added(h, t, &h->table, err))) {
         cb_recommend_table_free(t);
@@ -368,12 +385,7 @@ static int adopt_table(cb_recommender *h, cb_recommend_table *t, cb_error *err) 
     cb_recommend_table_free(&h->table);
     h->table = *t;
     h->has_table = t->knn.neighbors != NULL;
-    if (!h->block_path) return CB_OK;
-    cb_blocklist again; /* the catalog changed: the block file read against it (until then, calls fail) */
-    if ((rc = cb_recommend_block_load(&again, h, h->block_path, err))) return rc;
-    cb_recommend_block_free(h->block);
-    *h->block = again;
-    return CB_OK;
+    return block_reread(h, err);
 }
 
 CB_API int cb_recommender_build_table(cb_recommender *h, size_t k, int threads, cb_error *err) {
@@ -597,8 +609,9 @@ CB_API int cb_recommender_add_item(cb_recommender *h, const char *item_json, siz
         rc = cb_recommend_embed_item(h->r, j, "new item JSON", vec, &id, &title, h->add_note, sizeof h->add_note, err);
     if (!rc) rc = added_genres(h->r, jg, &genres, err);
     if (!rc) rc = added_content(h->r, j, &content, err);
+    if (!rc && h->block) rc = cb_recommend_block_reserve(h->block, cb_recommender_item_count(h) + 1, err);
     if (!rc) rc = cb_recommend_table_add(&h->table, h->r, id, title, genres, content, vec, err);
-    if (!rc && h->block) rc = cb_recommend_block_extend(h->block, h, err); /* blocked when it has a blocked value */
+    if (!rc && h->block) cb_recommend_block_extend(h->block, h); /* blocked when it has a blocked value */
     if (!rc && item) *item = cb_recommender_item_count(h) - 1;
     json_decref(j);
     free(vec);

@@ -287,7 +287,7 @@ static void merge_added_neighbors(const cb_recommender *rec, uint32_t item, int3
     uint32_t ni = rec->r->n_items;
     const float *v = cb_rec_item_vec(rec, item);
     for (uint32_t a = 0; a < t->n_extra; a++) {
-        if (ni + a == item) continue;
+        if (ni + a == item || cb_rec_blocked(rec, ni + a)) continue;
         float d = sq_dist(v, t->extra_vecs + (size_t)a * t->dim, t->dim);
         size_t pos = 0;
         while (pos < k && idx[pos] >= 0 && dist[pos] <= d) pos++;
@@ -299,32 +299,43 @@ static void merge_added_neighbors(const cb_recommender *rec, uint32_t item, int3
     }
 }
 
-/* Neighbours of nq items, model or added: out_idx /
- * out_dist [nq x k], -1 padded. Table rows when the table has >= k columns. */
+/* The first k unblocked entries of each query's table row into out: false
+ * when a row has fewer (the table's columns, less its blocked items). */
+static bool table_rows(const cb_recommender *rec, const uint32_t *items, size_t nq, size_t k, int32_t *out_idx,
+                       float *out_dist, int *rc, cb_error *err) {
+    for (size_t q = 0; q < nq; q++) {
+        const int32_t *nb;
+        const float *ds;
+        if ((*rc = cb_knn_table_row(&rec->table.knn, items[q], &nb, &ds, err))) return true;
+        size_t got = 0;
+        for (size_t j = 0; j < rec->table.knn.k && got < k; j++)
+            if (nb[j] < 0 || !cb_rec_blocked(rec, (uint32_t)nb[j]))
+                out_idx[q * k + got] = nb[j], out_dist[q * k + got] = ds[j], got++;
+        if (got < k) return false;
+    }
+    return true;
+}
+
+/* Neighbours of nq items, model or added, the recommender's blocked items
+ * left out: out_idx / out_dist [nq x k], -1 padded. Table rows when the
+ * table has k unblocked columns in every row, else a search. */
 int cb_rec_neighbors_of(const cb_recommender *rec, const uint32_t *items, size_t nq, size_t k, int threads,
                         int32_t *out_idx, float *out_dist, bool *used_table, cb_error *err) {
     const cb_bundle *r = rec->r;
-    *used_table = rec->has_table && rec->table.knn.k >= k;
-    if (*used_table) {
-        for (size_t q = 0; q < nq; q++) {
-            const int32_t *nb;
-            const float *ds;
-            int rc = cb_knn_table_row(&rec->table.knn, items[q], &nb, &ds, err);
-            if (rc) return rc;
-            memcpy(out_idx + q * k, nb, k * sizeof *nb);
-            memcpy(out_dist + q * k, ds, k * sizeof *ds);
-        }
-        return CB_OK;
-    }
+    int rc = CB_OK;
+    *used_table = rec->has_table && rec->table.knn.k >= k && table_rows(rec, items, nq, k, out_idx, out_dist, &rc, err);
+    if (*used_table || rc) return rc;
     float *Q = cb_malloc(nq * r->dim * sizeof *Q, err);
     int32_t *self = cb_malloc(nq * sizeof *self, err);
-    int rc = (Q && self) ? CB_OK : CB_ENOMEM;
+    rc = (Q && self) ? CB_OK : CB_ENOMEM;
     if (!rc) {
         for (size_t q = 0; q < nq; q++) {
             memcpy(Q + q * r->dim, cb_rec_item_vec(rec, items[q]), r->dim * sizeof *Q);
             self[q] = items[q] < r->n_items ? (int32_t)items[q] : -1;
         }
-        cb_knn_params p = {.threads = threads > 0 ? threads : 1, .self_index = self};
+        /* the block list's first bits are the model items' (the index's rows) */
+        cb_knn_params p = {.threads = threads > 0 ? threads : 1, .self_index = self,
+                           .exclude = rec->block ? rec->block->items : NULL};
         size_t k_model = k < r->n_items ? k : r->n_items;
         if (k_model < k) /* the rows are k wide; the index fills k_model */
             for (size_t i = 0; i < nq * k; i++) out_idx[i] = -1, out_dist[i] = INFINITY;
@@ -354,8 +365,8 @@ int cb_recommend_similar(const cb_recommender *rec, uint32_t item, size_t k, cb_
     uint32_t n = (uint32_t)cb_recommender_item_count(rec);
     if (item >= n) return cb_fail(err, CB_ENOTFOUND, "item index %u is not in the catalog (%u items)", item, n);
     if (k == 0) return cb_fail(err, CB_EINVAL, "k must be at least 1");
-    if (rec->block && rec->block->n_items != n)
-        return cb_fail(err, CB_EINVAL, "the recommender's block list predates the catalog: set it again");
+    int rc = cb_rec_block_check(rec, err);
+    if (rc) return rc;
     size_t want = k, blocked = rec->block ? rec->block->n_blocked - cb_rec_blocked(rec, item) : 0;
     size_t avail = n - 1 - blocked; /* the table, or an exact search over model and added items, but blocked ones */
     if (k > avail) {
@@ -365,16 +376,15 @@ int cb_recommend_similar(const cb_recommender *rec, uint32_t item, size_t k, cb_
                      blocked ? " not blocked" : "", k);
     }
     if (k == 0) return CB_OK;
-    size_t k_search = k + blocked; /* the blocked ones among them left out */
-    int32_t *idx = cb_malloc(k_search * sizeof *idx, err);
-    float *dist = cb_malloc(k_search * sizeof *dist, err);
+    int32_t *idx = cb_malloc(k * sizeof *idx, err);
+    float *dist = cb_malloc(k * sizeof *dist, err);
     bool used_table;
-    int rc = (idx && dist) ? cb_rec_neighbors_of(rec, &item, 1, k_search, 1, idx, dist, &used_table, err) : CB_ENOMEM;
+    rc = (idx && dist) ? cb_rec_neighbors_of(rec, &item, 1, k, 1, idx, dist, &used_table, err) : CB_ENOMEM;
     if (!rc && rec->has_table && !used_table && note && note_size && !note[0])
-        snprintf(note, note_size, "the table holds %zu neighbours per item; computed %zu exactly", rec->table.knn.k,
-                 k_search);
-    for (size_t j = 0; !rc && j < k_search && *n_out < k; j++)
-        if (idx[j] >= 0 && !cb_rec_blocked(rec, (uint32_t)idx[j])) out[(*n_out)++] = (cb_neighbor){(uint32_t)idx[j], dist[j]};
+        snprintf(note, note_size, "the table holds %zu neighbours per item%s; computed %zu exactly", rec->table.knn.k,
+                 blocked ? " (blocked ones left out)" : "", k);
+    for (size_t j = 0; !rc && j < k; j++)
+        if (idx[j] >= 0) out[(*n_out)++] = (cb_neighbor){(uint32_t)idx[j], dist[j]};
     free(idx);
     free(dist);
     return rc;

@@ -26,8 +26,9 @@ int cmd_serve(int argc, char **argv) {
     const cli_opt opts[] = {
         {"model", 'm', "FILE", "the model file (cbrec train)", &o.model_path, NULL, NULL},
         {"table", 't', "FILE", "a similar-items table (cbrec precompute, cbrec add-item)", &o.table_path, NULL, NULL},
-        {"block-file", 0, "FILE", "items never shown, in any list: lines \"item ID\", \"genre NAME\", \"COLUMN VALUE\" "
-                                  "(tags violent) or an id; read again on every reload", &o.block_path, NULL, NULL},
+        {"block-file", 0, "FILE", "items never shown in a list (recommendations, similar items, title search, the map's "
+                                  "points): lines \"item ID\", \"genre NAME\", \"COLUMN VALUE\" (tags violent) or an id; "
+                                  "read again on every reload", &o.block_path, NULL, NULL},
         {"listen", 'l', "HOST:PORT", "address (default 127.0.0.1:8080; IPv6: [::1]:8080; port 0 = any free port, printed)",
          &o.listen, NULL, NULL},
         {"events", 'e', "FILE", "durable live events (SQLite, WAL); without it POST /v1/users/ID/events is refused",

@@ -118,7 +118,7 @@ int sv_get_items(sv_request *rq, sv_reply *rep) {
     json_t *items = q && *q && !folded ? NULL : json_array();
     for (size_t k = 0; items && k < m->n_items && json_array_size(items) < limit; k++) {
         size_t i = m->by_popularity[k];
-        if (folded && !title_matches(m, i, q, folded, &buf, &cap)) continue;
+        if (cb_recommender_item_blocked(m->rec, i) || (folded && !title_matches(m, i, q, folded, &buf, &cap))) continue;
         json_array_append_new(items, item_json(m, i, false));
     }
     free(folded), free(buf);
@@ -517,7 +517,8 @@ int sv_get_map(sv_request *rq, sv_reply *rep) {
     if (!sv_query_uint(rq, rep, "n", 10, 0, rq->srv->opt.max_n, &n)) return rep->status;
     map_doc d = {m, calloc(m->n_items + 1, 1), json_array(), json_array(), json_array()};
     int status = d.in && d.points && d.highlight && d.history ? 0 : sv_reply_error(rep, 503, "out of memory");
-    for (size_t k = 0; !status && k < m->n_items && k < MAP_POINTS; k++) map_add(&d, m->by_popularity[k], NULL);
+    for (size_t k = 0; !status && k < m->n_items && k < MAP_POINTS; k++) /* blocked items: no point of their own */
+        if (!cb_recommender_item_blocked(m->rec, m->by_popularity[k])) map_add(&d, m->by_popularity[k], NULL);
     if (!status && user && *user) status = map_user(rq, &d, user, n, rep);
     free(d.in);
     if (!status)
