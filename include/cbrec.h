@@ -60,6 +60,8 @@ CB_API const char *cb_version(void);
 /* A short English name for a status code ("I/O error", ...). */
 CB_API const char *cb_strstatus(int code);
 
+/* ---- text utilities: the library's own rules, for front ends and bindings
+ * that quote input in messages or search titles as the library does. */
 /* Every byte of s that does not start a valid UTF-8 sequence (a character
  * cut by a "%.80s", a Latin-1 byte) replaced by '?', in place, so a message
  * quoting its input stays valid UTF-8 (the library's own messages are). */

@@ -354,7 +354,9 @@ function moodChip(name, value, attrs, color, cycle) {
   }, mood === 'like' ? '♥ ' : mood === 'dislike' ? '✕ ' : '', name);
 }
 
-// The genres, then every other content column's values (tags, brand, ...: "preferences").
+// The genres, then every other content column's values (tags, brand, ...: "preferences"), the first
+// MAX_VALUE_CHIPS of each as the server lists them (a schema may keep thousands).
+const MAX_VALUE_CHIPS = 60;
 function renderGenrePicker() {
   const genres = state.meta.genres || [];
   $('genres-heading').hidden = !genres.length;
@@ -363,7 +365,7 @@ function renderGenrePicker() {
   const columns = Object.entries(state.meta.columns || {}).filter(([, values]) => Array.isArray(values) && values.length);
   $('content-chips').replaceChildren(...columns.map(([column, values]) => el('div', { class: 'field-block' },
     el('h3', {}, column),
-    el('div', { class: 'chips genre-picker' }, values.map(String).map((v) => {
+    el('div', { class: 'chips genre-picker' }, values.slice(0, MAX_VALUE_CHIPS).map(String).map((v) => {
       const key = `${column}\u001f${v}`;
       return moodChip(v, state.profile.prefs.get(key) || 0, { 'data-column': column, 'data-value': v }, '#6c757d',
         (stars) => setMood(state.profile.prefs, key, stars));
