@@ -26,6 +26,8 @@ void sv_model_free(sv_model *m) {
     free(m->xy);
     for (size_t i = 0; m->content_json && i < m->n_items; i++) free(m->content_json[i]);
     free(m->content_json);
+    for (size_t i = 0; m->folded_titles && i < m->n_items; i++) free(m->folded_titles[i]);
+    free(m->folded_titles);
     free(m);
 }
 
@@ -75,6 +77,16 @@ static int content_texts(sv_model *m) {
         memmove(text, text + 1, len - 2);
         text[len - 2] = '\0';
         m->content_json[i] = text;
+    }
+    return CB_OK;
+}
+
+/* m->folded_titles: each title folded once, not at every search. */
+static int fold_titles(sv_model *m) {
+    if (!(m->folded_titles = calloc(m->n_items + 1, sizeof *m->folded_titles))) return CB_ENOMEM;
+    for (size_t i = 0; i < m->n_items; i++) {
+        if (!(m->folded_titles[i] = strdup(cb_recommender_item_title(m->rec, i)))) return CB_ENOMEM;
+        cb_utf8_fold(m->folded_titles[i]);
     }
     return CB_OK;
 }
@@ -130,7 +142,7 @@ sv_model *sv_model_load(const sv_options *o, char *msg, size_t msg_size) {
     rc = (m->counts && m->means && m->by_popularity && m->xy) ? CB_OK : CB_ENOMEM;
     if (!rc) rc = cb_recommender_item_rating_stats(m->rec, m->counts, m->means, &err);
     if (!rc) rc = cb_recommender_project_2d(m->rec, m->xy, &err);
-    if (!rc && (rc = content_texts(m))) snprintf(err.msg, sizeof err.msg, "out of memory");
+    if (!rc && ((rc = content_texts(m)) || (rc = fold_titles(m)))) snprintf(err.msg, sizeof err.msg, "out of memory");
     if (!rc && read_describe(m, msg, msg_size)) rc = CB_EFORMAT;
     else if (rc) snprintf(msg, msg_size, "%s", err.msg[0] ? err.msg : cb_strstatus(rc));
     if (rc) {

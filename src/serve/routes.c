@@ -92,36 +92,20 @@ int sv_get_meta(sv_request *rq, sv_reply *rep) {
     return sv_reply_json(rep, 200, doc);
 }
 
-/* Does item i's title hold the folded query (cb_utf8_fold: "CAFÉ" finds
- * "café"), or is it its id? buf: a growing buffer for the folded title. */
-static bool title_matches(const sv_model *m, size_t i, const char *q, const char *folded, char **buf, size_t *cap) {
-    const char *title = cb_recommender_item_title(m->rec, i);
-    size_t n = strlen(title) + 1;
-    if (n > *cap) {
-        char *grown = realloc(*buf, n);
-        if (!grown) return false;
-        *buf = grown, *cap = n;
-    }
-    memcpy(*buf, title, n);
-    cb_utf8_fold(*buf);
-    return strstr(*buf, folded) || !strcmp(cb_recommender_item_id(m->rec, i), q);
-}
-
 int sv_get_items(sv_request *rq, sv_reply *rep) {
     sv_model *m = rq->model;
     unsigned limit;
     if (!sv_query_uint(rq, rep, "limit", 20, 1, rq->srv->opt.max_n, &limit)) return rep->status;
     const char *q = sv_query(rq, "q");
-    char *folded = q && *q ? strdup(q) : NULL, *buf = NULL;
-    size_t cap = 0;
+    char *folded = q && *q ? strdup(q) : NULL; /* "CAFÉ" finds "café", as the CLI's title lookup */
     if (folded) cb_utf8_fold(folded);
     json_t *items = q && *q && !folded ? NULL : json_array();
     for (size_t k = 0; items && k < m->n_items && json_array_size(items) < limit; k++) {
         size_t i = m->by_popularity[k];
-        if (cb_recommender_item_blocked(m->rec, i) || (folded && !title_matches(m, i, q, folded, &buf, &cap))) continue;
-        json_array_append_new(items, item_json(m, i, false));
+        bool match = !folded || strstr(m->folded_titles[i], folded) || !strcmp(cb_recommender_item_id(m->rec, i), q);
+        if (match && !cb_recommender_item_blocked(m->rec, i)) json_array_append_new(items, item_json(m, i, false));
     }
-    free(folded), free(buf);
+    free(folded);
     return sv_reply_json(rep, 200, items ? json_pack("{s:o}", "items", items) : NULL);
 }
 
