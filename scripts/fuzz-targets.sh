@@ -1,6 +1,8 @@
 #!/bin/sh
 # Fuzzes the schema parser (fuzz/fuzz_schema.c), the new-user / add-item
-# JSON of a loaded model (fuzz/fuzz_json.c) and the HTTP request handling of
+# JSON of a loaded model (fuzz/fuzz_json.c), block files (fuzz/fuzz_block.c:
+# taken or refused naming the file; a taken list never lets a blocked item
+# through) and the HTTP request handling of
 # `cbrec serve` (fuzz/fuzz_http.c: the real server in process, raw bytes per
 # connection) with libFuzzer + ASan + UBSan, each for ${1:-60} seconds from a
 # scratch copy of its seeds in fuzz/corpus/<target>; a tiny synthetic dataset,
@@ -27,7 +29,7 @@ printf 'id,age,gender,region\nu1,30,F,north\nu2,41,M,south\n' > "$work/data/user
 printf 'fuzz-token-0123456789\n' > "$work/token"
 SERVE_SRC="$(ls src/serve/*.c | grep -v cmd_serve.c) build/serve/assets.c"
 status=0
-for target in ${FUZZ_TARGETS:-schema json http}; do
+for target in ${FUZZ_TARGETS:-schema json block http}; do
   extra=""; extra_libs=""
   if [ $target = http ]; then extra="$SERVE_SRC"; extra_libs=$(pkg-config --libs libmicrohttpd sqlite3); fi
   $CLANG -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
