@@ -653,13 +653,21 @@ static void token_and_events(void **state) {
     assert_int_equal(json_integer_value(json_object_get(r, "live_events")), 1);
     expect_error(f, "POST", "/v1/users/a%0Ab/events", "{\"item\": 7, \"event\": \"click\"}", 1, 400);
     json_decref(r);
-    /* an id with "/" (sent as %2F, decoded before routing): one id, not more path */
+    /* an id with "/" (sent as %2F, decoded after routing): one id, not more path */
     json_decref(post_json(f, "/v1/users/team%2Fa/events", "{\"item\": 7, \"event\": \"click\"}", 1, 200));
     r = get_json(f, "/v1/users/team%2Fa", 200);
     assert_string_equal(json_string_value(json_object_get(r, "user")), "team/a");
     assert_int_equal(json_integer_value(json_object_get(r, "live_events")), 1);
     json_decref(r);
-    expect_error(f, "GET", "/v1/users/4/events", NULL, 0, 405); /* a one-segment id still routes first */
+    expect_error(f, "GET", "/v1/users/4/events", NULL, 0, 405);
+    /* routed on the path as sent: "x%2Fevents" is the user "x/events", not the events route */
+    expect_error(f, "GET", "/v1/users/x%2Fevents", NULL, 0, 404);
+    json_decref(post_json(f, "/v1/users/x%2Fevents/events", "{\"item\": 7, \"event\": \"click\"}", 1, 200));
+    r = get_json(f, "/v1/users/x%2Fevents", 200);
+    assert_string_equal(json_string_value(json_object_get(r, "user")), "x/events");
+    json_decref(r);
+    expect_error(f, "GET", "/v1/users/team/a", NULL, 0, 404); /* a "/" not escaped is more path */
+    json_decref(get_json(f, "/v1/%6Deta", 200));                /* fixed segments are decoded too */
     /* the map of a user known from events: its history is the clicked item, its top-n highlighted */
     r = get_json(f, "/v1/map?user=newcomer&n=3", 200);
     assert_true(in_list(json_object_get(r, "history"), "7"));
