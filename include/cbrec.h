@@ -66,6 +66,12 @@ CB_API const char *cb_strstatus(int code);
  * cut by a "%.80s", a Latin-1 byte) replaced by '?', in place, so a message
  * quoting its input stays valid UTF-8 (the library's own messages are). */
 CB_API void cb_utf8_repair(char *s);
+/* The code point of the UTF-8 sequence at s (len bytes of it readable) into
+ * *code_point, and the sequence's length (1-4); 0 when s does not start a
+ * valid one (a stray or truncated sequence, an overlong form, a surrogate, a
+ * value beyond U+10FFFF): the one rule of the library's UTF-8 (the bytes
+ * cb_utf8_repair replaces, the ones cb_utf8_fold keeps as they are). */
+CB_API size_t cb_utf8_decode(const char *s, size_t len, uint32_t *code_point);
 /* Simple Unicode case folding of UTF-8 text in place (the rule title
  * lookups use: ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic capitals
  * to small letters; "ÜBER" and "über" fold alike); never lengthens s;
