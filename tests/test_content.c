@@ -753,6 +753,34 @@ static void block_by_content_value(void **state) {
     }
 }
 
+/* An id with outer blanks (the loader keeps a quoted field's: " sku-1 ")
+ * is blocked by naming it in quotes, as the exclude and allow lists read
+ * ids; unquoted, the line's outer blanks are no part of an id. */
+static void block_ids_in_quotes(void **state) {
+    fixture *f = *state;
+    cb_recommender *rec = f->rec;
+    cb_error err = {0};
+    size_t padded, quote;
+    if (cb_recommender_add_item(rec, "{\"id\": \" pad \", \"brand\": \"Zed\"}", &padded, &err) ||
+        cb_recommender_add_item(rec, "{\"id\": \"q\\\"t \", \"brand\": \"Zed\"}", &quote, &err))
+        fail_msg("%s", err.msg);
+    char *path = tu_write(f->dir, "block-quoted.txt", "item \" pad \"\n  \"q\"\"t \"  \n");
+    cb_blocklist bl;
+    if (cb_recommend_block_load(&bl, rec, path, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(bl.n_blocked_items, 2);
+    assert_true(cb_bit_get(bl.items, padded) && cb_bit_get(bl.items, quote));
+    cb_recommend_block_free(&bl);
+    free(path);
+    const char *bad[2][2] = {{"item pad\n", "block-quoted.txt:1: unknown item id 'pad'"},
+                             {"item \" pad \" x\n", "block-quoted.txt:1"}};
+    for (int k = 0; k < 2; k++) {
+        path = tu_write(f->dir, "block-quoted.txt", bad[k][0]);
+        assert_int_not_equal(cb_recommend_block_load(&bl, rec, path, &err), CB_OK);
+        if (!strstr(err.msg, bad[k][1])) fail_msg("message: %s", err.msg);
+        free(path);
+    }
+}
+
 /* Does a list hold an item having the tag or the brand? */
 static bool list_has_blocked(const cb_recommender *rec, const cb_list *l, const char *tag, const char *brand) {
     for (size_t i = 0; i < cb_list_size(l); i++)
@@ -1024,6 +1052,7 @@ int main(void) {
                                        cmocka_unit_test_setup_teardown(preferences_every_value, setup_many_tags,
                                                                        teardown),
                                        cmocka_unit_test_setup_teardown(block_by_content_value, setup_many_tags, teardown),
+                                       cmocka_unit_test_setup_teardown(block_ids_in_quotes, setup_many_tags, teardown),
                                        cmocka_unit_test_setup_teardown(id_lists_long_ids, setup_many_tags, teardown),
                                        cmocka_unit_test_setup_teardown(recommender_block_list, setup_many_tags, teardown),
                                        cmocka_unit_test_setup_teardown(block_list_and_tables, setup_many_tags, teardown),
