@@ -676,7 +676,9 @@ CB_API int cb_recommender_item_rating_stats(const cb_recommender *rec, size_t *c
  * "item_columns": {"<col>": [levels]} (the other content columns, what
  * "preferences" takes, and the items' other columns), "user_columns":
  * {"<col>": [levels]} (the user attributes a profile gives; nothing learnt
- * from ratings)} (a numeric or text column has an empty list). */
+ * from ratings), "multi_valued": [the item_columns an item may have several
+ * values of (tags, not a brand), in the model's order]} (a numeric or text
+ * column has an empty list). */
 CB_API int cb_recommender_vocabulary_json(const cb_recommender *rec, char **json_out, cb_error *err);
 /* A known user's interactions in the model, oldest first: count (0 out of
  * range), then the j-th: item number, rating, time (seconds; 0 when the data had

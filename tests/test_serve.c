@@ -675,7 +675,9 @@ static void token_and_events(void **state) {
     json_decref(r);
     r = get_json(f, "/v1/map", 200);
     assert_int_equal(json_array_size(json_object_get(r, "highlight")), 0);
-    assert_true(json_array_size(json_object_get(json_array_get(json_object_get(r, "points"), 0), "genres")) >= 1);
+    json_t *point = json_array_get(json_object_get(r, "points"), 0);
+    assert_true(json_array_size(json_object_get(point, "genres")) >= 1);
+    assert_true(json_equal(json_object_get(point, "colour"), json_array_get(json_object_get(point, "genres"), 0)));
     json_decref(r);
     expect_error(f, "GET", "/v1/map?user=nobody-at-all", NULL, 0, 404);
     batch_uses_live_events(f);
@@ -873,6 +875,7 @@ static void content_columns_apart(void **state) {
     assert_int_equal(json_object_size(json_object_get(j, "user_columns")), 0); /* the data has no user attributes */
     assert_string_equal(json_string_value(json_object_get(j, "prediction")), "predicted rating"); /* the page's stars */
     assert_true(json_is_false(json_object_get(j, "binary")) && json_is_false(json_object_get(j, "weighted")));
+    assert_string_equal(json_string_value(json_object_get(j, "map_column")), "genres"); /* genres before tags */
     json_decref(j);
     j = get_json(&g, "/v1/items/i0", 200);
     text = json_dumps(j, JSON_COMPACT);

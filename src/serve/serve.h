@@ -86,6 +86,8 @@ typedef struct sv_model {
     float *xy;                   /* [n_items x 2] the 2-D map */
     char **content_json;         /* [n_items] each item's "genres":[...] (+ ,"content":{...}), sv_item_content's text */
     char **folded_titles;        /* [n_items] each title case-folded (cb_utf8_fold), for the title search */
+    char *map_column;            /* what colours the map's points: "genres", else the first multi-valued
+                                  * content column (tags), else NULL (sv_model_load) */
     double y_min, y_max;         /* rating scale */
     bool binary;                 /* 0/1 labels: a rating is 0 or 1 */
     size_t n_added;              /* items added after training (the last n_added numbers) */
