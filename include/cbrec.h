@@ -422,6 +422,16 @@ CB_API void cb_recommender_free(cb_recommender *rec);
  * the history file's path, "model file" (an old model holding it), "memory"
  * (trained, not yet saved) or "absent" (malloc'd, caller frees). */
 CB_API int cb_recommender_describe(const cb_recommender *rec, char **json_out, cb_error *err);
+/* How the ratings file of the data the model was trained on lays out a row,
+ * as JSON: {"fields": [{"name": "user_id", "role": "user"}, ...] in file
+ * order (role user, item, rating, timestamp, weight or other; a name is the
+ * header's or the schema's, or "userId", "movieId", ... for a file that
+ * names none), "delimiter": ",", "header": true, "quoting": true (a field
+ * may be in double quotes)}, so that rows written so
+ * (`cbrec events export --model`) read back as the file's own. Owned by
+ * rec; NULL when the model records none (saved by an earlier build, or
+ * trained on pre-joined data). */
+CB_API const char *cb_recommender_ratings_layout(const cb_recommender *rec);
 
 /* Items and users are numbered 0..count-1; ids are the data's string ids [shared]. */
 CB_API size_t cb_recommender_dim(const cb_recommender *rec);

@@ -62,11 +62,13 @@ typedef struct sv_export_counts {
     size_t older;  /* events of a pair before its newest (a re-rating replaces a rating) */
     size_t clicks; /* clicks left out (no click rating) */
 } sv_export_counts;
-/* `cbrec events export`: the stored events as rating rows
- * "userId,movieId,rating,timestamp", each (user, item) once, from its newest
- * event (clicks as click_rating; NAN: left out), written atomically. Returns
- * 0 or prints why and returns 1. */
-int sv_events_export(const char *events_path, const char *out_path, double click_rating, sv_export_counts *n);
+/* `cbrec events export`: the stored events as rating rows in layout
+ * (cb_recommender_ratings_layout's JSON: the model's data's ratings file;
+ * NULL: MovieLens latest-small's "userId,movieId,rating,timestamp"), each
+ * (user, item) once, from its newest event (clicks as click_rating; NAN:
+ * left out), written atomically. Returns 0 or prints why and returns 1. */
+int sv_events_export(const char *events_path, const char *out_path, double click_rating, const char *layout,
+                     sv_export_counts *n);
 
 /* The n of a recommend request that does not give one. */
 #define SV_DEFAULT_N 10
