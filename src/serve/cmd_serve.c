@@ -85,7 +85,7 @@ int cmd_events(int argc, char **argv) {
     const char *cmd = "events", *events = NULL, *out = NULL, *click_text = NULL, *model = NULL;
     double click = NAN;
     const cli_opt opts[] = {{"events", 'e', "FILE.sqlite", "the store of cbrec serve --events", &events, NULL, NULL},
-                            {"model", 'm', "FILE", "the model served: rows in the layout of its data's ratings file",
+                            {"model", 'm', "FILE", "rows in the layout of this model's data (default: the served one's)",
                              &model, NULL, NULL},
                             {"out", 'o', "FILE", "the rating rows to write (replaced atomically)", &out, NULL, NULL},
                             {"click-rating", 'c', "R", "the rating a click becomes (default: clicks are left out)",
@@ -95,9 +95,10 @@ int cmd_events(int argc, char **argv) {
         cmd,
         "usage: cbrec events export --events FILE.sqlite --out ratings.csv [--model FILE] [--click-rating R]\n"
         "Writes the live events stored by cbrec serve as rating rows, one per user and item: its\n"
-        "newest event (clicks are left out unless --click-rating R). With --model (the model served),\n"
-        "the rows are laid out as its data's ratings file (its columns, names, delimiter; a header line\n"
-        "when it has one); without, as MovieLens latest-small's ratings.csv (userId,movieId,rating,\n"
+        "newest event (clicks are left out unless --click-rating R), laid out as the ratings file of\n"
+        "the data the model was trained on (its columns, names, delimiter; a header line when it has\n"
+        "one): --model's, else the model the server last loaded (recorded in the store), else (a model\n"
+        "or store of an earlier cbrec) as MovieLens latest-small's ratings.csv (userId,movieId,rating,\n"
         "timestamp). To train on them: copy the dataset folder, append the rows to its ratings file\n"
         "(tail -n +2 ratings.csv >> COPY/ratings.csv; the whole file when it has no header line), then\n"
         "cbrec train --data COPY --duplicates last (a live rating of an item the user had rated\n"

@@ -5,7 +5,9 @@
  * a power cut alike (NORMAL would survive kill -9 only: a WAL commit without
  * fsync can be lost with the OS). One event costs one fsync: at a few hundred
  * events per second that is fine for a profile-update API. At start the store
- * is replayed into memory; `cbrec events export` turns it into rating rows. */
+ * is replayed into memory; `cbrec events export` turns it into rating rows,
+ * laid out as the served model's data's ratings file (recorded in the
+ * store's meta table when a model loads). */
 #include "serve/serve.h"
 
 #include <ctype.h>
@@ -126,6 +128,7 @@ int sv_events_open(sv_events **out, const char *path, char *msg, size_t msg_size
                        "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, "
                        "item TEXT NOT NULL, rating REAL, time INTEGER NOT NULL, received INTEGER NOT NULL)",
                        msg, msg_size);
+    if (!rc) rc = exec(e->db, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", msg, msg_size);
     if (!rc && sqlite3_prepare_v2(e->db, "INSERT INTO events (user, item, rating, time, received) VALUES (?, ?, ?, ?, strftime('%s','now'))",
                                   -1, &e->insert, NULL) != SQLITE_OK)
         rc = db_fail(e->db, "preparing the insert", msg, msg_size);
@@ -136,6 +139,21 @@ int sv_events_open(sv_events **out, const char *path, char *msg, size_t msg_size
     }
     *out = e;
     return 0;
+}
+
+int sv_events_note_layout(sv_events *e, const char *layout, char *msg, size_t msg_size) {
+    sqlite3_stmt *st = NULL;
+    const char *sql = layout ? "INSERT OR REPLACE INTO meta (key, value) VALUES ('ratings_layout', ?)"
+                             : "DELETE FROM meta WHERE key = 'ratings_layout'";
+    pthread_mutex_lock(&e->db_mu);
+    int rc = sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) == SQLITE_OK &&
+                     (!layout || sqlite3_bind_text(st, 1, layout, -1, SQLITE_TRANSIENT) == SQLITE_OK) &&
+                     sqlite3_step(st) == SQLITE_DONE
+                 ? 0
+                 : db_fail(e->db, "recording the ratings layout", msg, msg_size);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&e->db_mu);
+    return rc;
 }
 
 void sv_events_close(sv_events *e) {
@@ -288,13 +306,38 @@ static int count_events(sqlite3 *db, const char *sql, size_t *n, char *msg, size
     return rc;
 }
 
+/* The layout the server recorded in the store (sv_events_note_layout), as
+ * JSON; NULL when none (a store of an earlier cbrec, a model recording
+ * none) or not one to trust (a layout is checked when its model loads). */
+static json_t *recorded_layout(sqlite3 *db) {
+    sqlite3_stmt *st = NULL;
+    json_t *j = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'ratings_layout'", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        j = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+    sqlite3_finalize(st);
+    const json_t *fields = json_object_get(j, "fields");
+    bool ok = json_array_size(fields) && json_is_string(json_object_get(j, "delimiter"));
+    for (size_t i = 0; ok && i < json_array_size(fields); i++)
+        ok = json_is_string(json_object_get(json_array_get(fields, i), "role")) &&
+             json_is_string(json_object_get(json_array_get(fields, i), "name"));
+    if (!ok) json_decref(j);
+    return ok ? j : NULL;
+}
+
+/* The layout rows are written in: the one given, else the store's, else MovieLens's. */
+static void layout_of(row_layout *l, const char *given, sqlite3 *db) {
+    l->doc = given ? json_loads(given, 0, NULL) : db ? recorded_layout(db) : NULL;
+    if (!l->doc && !given) l->doc = json_loads(MOVIELENS_LAYOUT, 0, NULL);
+    l->fields = json_object_get(l->doc, "fields");
+    l->delim = json_string_value(json_object_get(l->doc, "delimiter"));
+    l->header = json_is_true(json_object_get(l->doc, "header"));
+    l->quoting = json_is_true(json_object_get(l->doc, "quoting"));
+}
+
 int sv_events_export(const char *events_path, const char *out_path, double click_rating, const char *layout,
                      sv_export_counts *n) {
-    row_layout l = {json_loads(layout ? layout : MOVIELENS_LAYOUT, 0, NULL), NULL, NULL, false, false};
-    l.fields = json_object_get(l.doc, "fields");
-    l.delim = json_string_value(json_object_get(l.doc, "delimiter"));
-    l.header = json_is_true(json_object_get(l.doc, "header"));
-    l.quoting = json_is_true(json_object_get(l.doc, "quoting"));
+    row_layout l = {0};
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     char msg[4400] = "";
@@ -304,10 +347,10 @@ int sv_events_export(const char *events_path, const char *out_path, double click
     FILE *f = NULL;
     size_t total = 0;
     bool clicks = !isnan(click_rating);
-    int rc = !l.delim || !json_array_size(l.fields) ? -1 : 0; /* the library checked the model's */
-    if (rc) snprintf(msg, sizeof msg, "out of memory");
-    if (!rc && sqlite3_open_v2(events_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        rc = db_fail(db, events_path, msg, sizeof msg);
+    int rc = sqlite3_open_v2(events_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK ? 0
+                                                                                        : db_fail(db, events_path, msg, sizeof msg);
+    layout_of(&l, layout, rc ? NULL : db);
+    if (!rc && (!l.delim || !json_array_size(l.fields))) rc = -1, snprintf(msg, sizeof msg, "out of memory");
     if (!rc) rc = count_events(db, "SELECT COUNT(*) FROM events", &total, msg, sizeof msg);
     if (!rc && !clicks) rc = count_events(db, "SELECT COUNT(*) FROM events WHERE rating IS NULL", &n->clicks, msg, sizeof msg);
     if (!rc && sqlite3_prepare_v2(db, EXPORT_SQL[clicks], -1, &st, NULL) != SQLITE_OK)

@@ -64,7 +64,8 @@ typedef struct sv_export_counts {
 } sv_export_counts;
 /* `cbrec events export`: the stored events as rating rows in layout
  * (cb_recommender_ratings_layout's JSON: the model's data's ratings file;
- * NULL: MovieLens latest-small's "userId,movieId,rating,timestamp"), each
+ * NULL: the one the store recorded, else MovieLens latest-small's
+ * "userId,movieId,rating,timestamp"), each
  * (user, item) once, from its newest event (clicks as click_rating; NAN:
  * left out), written atomically. Returns 0 or prints why and returns 1. */
 int sv_events_export(const char *events_path, const char *out_path, double click_rating, const char *layout,
@@ -116,6 +117,10 @@ typedef struct sv_events sv_events;
 /* Open (create) the SQLite file in WAL mode and replay it into memory. */
 int sv_events_open(sv_events **out, const char *path, char *msg, size_t msg_size);
 void sv_events_close(sv_events *e);
+/* Record in the store the ratings layout of the model served
+ * (cb_recommender_ratings_layout; NULL: none), which `cbrec events export`
+ * writes its rows in when not given a model. 0, or -1 with msg. */
+int sv_events_note_layout(sv_events *e, const char *layout, char *msg, size_t msg_size);
 /* Append one event; returns 0 only once it is committed (durable), with its
  * sequence number. rating NAN = a click. */
 int sv_events_append(sv_events *e, const char *user, const char *item, double rating, int64_t time, int64_t *seq,
