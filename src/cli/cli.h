@@ -108,7 +108,8 @@ int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s);
 typedef struct cli_mpi {
     int rank, size;
     bool active;
-    bool settled; /* every rank stopped together at cli_mpi_told: cli_mpi_end need not stop them */
+    bool settled; /* every rank stopped together (cli_mpi_told, cli_mpi_agree, a usage error):
+                   * cli_mpi_end need not stop them */
     cb_train_comm comm;
 } cli_mpi;
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg);

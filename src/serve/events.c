@@ -251,7 +251,8 @@ typedef struct row_layout {
  * take. */
 static bool put_field(FILE *f, const row_layout *l, const char *s) {
     size_t n = strlen(s);
-    bool quote = strstr(s, l->delim) || strpbrk(s, "\"\n\r") || (n && (isspace((unsigned char)s[0]) || isspace((unsigned char)s[n - 1])));
+    bool quote = strstr(s, l->delim) || strpbrk(s, "\"\n\r") ||
+                 (n && (isspace((unsigned char)s[0]) || isspace((unsigned char)s[n - 1])));
     if (!quote) return fputs(s, f), true;
     if (!l->quoting) return false;
     fputc('"', f);
