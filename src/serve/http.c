@@ -1,6 +1,7 @@
 /* http — the libmicrohttpd glue of cbrec serve: one access handler that
  * collects the request body within the limit, refuses what is too long or
- * too many (413, 414, 503), matches the route (404, 405), checks the token
+ * too many (413, 414, 503), matches the route by the path's segments as
+ * sent, each decoded after the split (404, 405), checks the token
  * of write and admin routes (401, 403, constant-time), holds a reference on
  * the model for the request, runs the handler and queues the reply. Every
  * answer is counted in the metrics. Errors are JSON:
