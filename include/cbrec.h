@@ -66,6 +66,12 @@ CB_API const char *cb_strstatus(int code);
  * cut by a "%.80s", a Latin-1 byte) replaced by '?', in place, so a message
  * quoting its input stays valid UTF-8 (the library's own messages are). */
 CB_API void cb_utf8_repair(char *s);
+/* The code point of the UTF-8 sequence at s (len bytes of it readable) into
+ * *code_point, and the sequence's length (1-4); 0 when s does not start a
+ * valid one (a stray or truncated sequence, an overlong form, a surrogate, a
+ * value beyond U+10FFFF): the one rule of the library's UTF-8 (the bytes
+ * cb_utf8_repair replaces, the ones cb_utf8_fold keeps as they are). */
+CB_API size_t cb_utf8_decode(const char *s, size_t len, uint32_t *code_point);
 /* Simple Unicode case folding of UTF-8 text in place (the rule title
  * lookups use: ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic capitals
  * to small letters; "ÜBER" and "über" fold alike); never lengthens s;
@@ -416,6 +422,16 @@ CB_API void cb_recommender_free(cb_recommender *rec);
  * the history file's path, "model file" (an old model holding it), "memory"
  * (trained, not yet saved) or "absent" (malloc'd, caller frees). */
 CB_API int cb_recommender_describe(const cb_recommender *rec, char **json_out, cb_error *err);
+/* How the ratings file of the data the model was trained on lays out a row,
+ * as JSON: {"fields": [{"name": "user_id", "role": "user"}, ...] in file
+ * order (role user, item, rating, timestamp, weight or other; a name is the
+ * header's or the schema's, or "userId", "movieId", ... for a file that
+ * names none), "delimiter": ",", "header": true, "quoting": true (a field
+ * may be in double quotes)}, so that rows written so
+ * (`cbrec events export --model`) read back as the file's own. Owned by
+ * rec; NULL when the model records none (saved by an earlier build, or
+ * trained on pre-joined data). */
+CB_API const char *cb_recommender_ratings_layout(const cb_recommender *rec);
 
 /* Items and users are numbered 0..count-1; ids are the data's string ids [shared]. */
 CB_API size_t cb_recommender_dim(const cb_recommender *rec);
@@ -670,7 +686,9 @@ CB_API int cb_recommender_item_rating_stats(const cb_recommender *rec, size_t *c
  * "item_columns": {"<col>": [levels]} (the other content columns, what
  * "preferences" takes, and the items' other columns), "user_columns":
  * {"<col>": [levels]} (the user attributes a profile gives; nothing learnt
- * from ratings)} (a numeric or text column has an empty list). */
+ * from ratings), "multi_valued": [the item_columns an item may have several
+ * values of (tags, not a brand), in the model's order]} (a numeric or text
+ * column has an empty list). */
 CB_API int cb_recommender_vocabulary_json(const cb_recommender *rec, char **json_out, cb_error *err);
 /* A known user's interactions in the model, oldest first: count (0 out of
  * range), then the j-th: item number, rating, time (seconds; 0 when the data had

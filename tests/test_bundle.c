@@ -495,6 +495,7 @@ static void format3_loads_and_resaves(void **state) {
     if (rc) fprintf(stderr, "%s\n", err.msg);
     assert_int_equal(rc, CB_OK);
     assert_int_equal(cb_st_format_version(v3->file), 3);
+    assert_null(v3->ratings_layout); /* written before the layout was recorded: none, and it loads */
     assert_true(v3->has_history && v3->seen_off[v3->n_users] > 0 && v3->n_users > 10);
     bool titled = false;
     for (uint32_t i = 0; i < v3->n_items; i++) titled |= cb_bundle_item_title(v3, i)[0] != 0;

@@ -360,6 +360,8 @@ static void genre_ratings_takes_genres_only(void **state) {
     names = json_dumps(json_object_get(v, "item_columns"), JSON_COMPACT);
     assert_string_equal(names, "{\"brand\":[\"Acme\",\"Zed\"]}");
     free(names);
+    assert_true(json_is_array(json_object_get(v, "multi_valued"))); /* a brand is one value an item: not listed */
+    assert_int_equal(json_array_size(json_object_get(v, "multi_valued")), 0);
     assert_int_equal(json_object_size(json_object_get(v, "user_columns")), 0);
     json_decref(v);
     free(vocab);
@@ -753,6 +755,49 @@ static void block_by_content_value(void **state) {
     }
 }
 
+/* The vocabulary names the multi-valued content columns (what colours the
+ * server's map without genres): tags, not the brand. */
+static void vocabulary_multi_valued(void **state) {
+    fixture *f = *state;
+    char *vocab = NULL;
+    cb_error err = {0};
+    if (cb_recommender_vocabulary_json(f->rec, &vocab, &err)) fail_msg("%s", err.msg);
+    json_t *v = json_loads(vocab, 0, NULL);
+    char *names = json_dumps(json_object_get(v, "multi_valued"), JSON_COMPACT);
+    assert_string_equal(names, "[\"tags\"]");
+    free(names);
+    json_decref(v);
+    free(vocab);
+}
+
+/* An id with outer blanks (the loader keeps a quoted field's: " sku-1 ")
+ * is blocked by naming it in quotes, as the exclude and allow lists read
+ * ids; unquoted, the line's outer blanks are no part of an id. */
+static void block_ids_in_quotes(void **state) {
+    fixture *f = *state;
+    cb_recommender *rec = f->rec;
+    cb_error err = {0};
+    size_t padded, quote;
+    if (cb_recommender_add_item(rec, "{\"id\": \" pad \", \"brand\": \"Zed\"}", &padded, &err) ||
+        cb_recommender_add_item(rec, "{\"id\": \"q\\\"t \", \"brand\": \"Zed\"}", &quote, &err))
+        fail_msg("%s", err.msg);
+    char *path = tu_write(f->dir, "block-quoted.txt", "item \" pad \"\n  \"q\"\"t \"  \n");
+    cb_blocklist bl;
+    if (cb_recommend_block_load(&bl, rec, path, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(bl.n_blocked_items, 2);
+    assert_true(cb_bit_get(bl.items, padded) && cb_bit_get(bl.items, quote));
+    cb_recommend_block_free(&bl);
+    free(path);
+    const char *bad[2][2] = {{"item pad\n", "block-quoted.txt:1: unknown item id 'pad'"},
+                             {"item \" pad \" x\n", "block-quoted.txt:1"}};
+    for (int k = 0; k < 2; k++) {
+        path = tu_write(f->dir, "block-quoted.txt", bad[k][0]);
+        assert_int_not_equal(cb_recommend_block_load(&bl, rec, path, &err), CB_OK);
+        if (!strstr(err.msg, bad[k][1])) fail_msg("message: %s", err.msg);
+        free(path);
+    }
+}
+
 /* Does a list hold an item having the tag or the brand? */
 static bool list_has_blocked(const cb_recommender *rec, const cb_list *l, const char *tag, const char *brand) {
     for (size_t i = 0; i < cb_list_size(l); i++)
@@ -1024,6 +1069,8 @@ int main(void) {
                                        cmocka_unit_test_setup_teardown(preferences_every_value, setup_many_tags,
                                                                        teardown),
                                        cmocka_unit_test_setup_teardown(block_by_content_value, setup_many_tags, teardown),
+                                       cmocka_unit_test_setup_teardown(block_ids_in_quotes, setup_many_tags, teardown),
+                                       cmocka_unit_test_setup_teardown(vocabulary_multi_valued, setup_many_tags, teardown),
                                        cmocka_unit_test_setup_teardown(id_lists_long_ids, setup_many_tags, teardown),
                                        cmocka_unit_test_setup_teardown(recommender_block_list, setup_many_tags, teardown),
                                        cmocka_unit_test_setup_teardown(block_list_and_tables, setup_many_tags, teardown),

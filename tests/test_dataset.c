@@ -189,6 +189,47 @@ static void test_ml_100k_fixture(void **state) {
     free(d);
 }
 
+/* The fields of a layout as "role:name" joined by ' ', then the delimiter and header. */
+static void assert_layout(const cb_ratings_layout *l, const char *fields, const char *delim, bool header) {
+    static const char *const roles[] = {"other", "user", "item", "rating", "timestamp", "weight"};
+    char text[512] = "";
+    for (size_t i = 0; i < l->n_fields; i++)
+        snprintf(text + strlen(text), sizeof text - strlen(text), "%s%s:%s", i ? " " : "", roles[l->roles[i]], l->names[i]);
+    assert_string_equal(text, fields);
+    assert_string_equal(l->delim, delim);
+    assert_int_equal(l->header, header);
+}
+
+/* The dataset records its ratings file's row layout (what `cbrec events
+ * export --model` writes back): the header's names in its order, or the
+ * schema's, or MovieLens's; the delimiter; whether a header comes first. */
+static void test_ratings_layout(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    free(tu_write(d, "ratings.csv", "ts,uid,extra,Movie,score\n5,u1,x,i1,4\n6,u2,y,i1,3\n"));
+    cb_dataset *ds = load_ok(d, NULL);
+    assert_layout(&ds->ratings_layout, "timestamp:ts user:uid other:extra item:Movie rating:score", ",", true);
+    cb_dataset_free(ds);
+    free(tu_write(d, "cbrec.schema", "ratings = r.tsv\nratings.delim = tab\nratings.header = no\n"
+                                     "ratings.columns = who:user, what:item, stars:rating\n"));
+    free(tu_write(d, "r.tsv", "u1\ti1\t4\nu2\ti1\t3\n"));
+    ds = load_ok(d, NULL);
+    assert_layout(&ds->ratings_layout, "user:who item:what rating:stars", "\t", false);
+    cb_dataset_free(ds);
+    tu_rmrf(d);
+    free(d);
+    d = tu_tmpdir();
+    free(tu_write(d, "u.data", "1\t1\t5\t1300000001\n"));
+    free(tu_write(d, "u.item", "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"));
+    free(tu_write(d, "u.user", "1|27|M|technician|85123\n"));
+    free(tu_write(d, "u.genre", "unknown|0\nAction|1\n\n"));
+    ds = load_ok(d, NULL);
+    assert_layout(&ds->ratings_layout, "user:userId item:movieId rating:rating timestamp:timestamp", "\t", false);
+    cb_dataset_free(ds);
+    tu_rmrf(d);
+    free(d);
+}
+
 static void test_generic_schema(void **state) {
     (void)state;
     char *d = tu_tmpdir();
@@ -666,6 +707,7 @@ int main(void) {
         cmocka_unit_test(test_ml_small_fixture),
         cmocka_unit_test(test_ml_1m_fixture),
         cmocka_unit_test(test_ml_100k_fixture),
+        cmocka_unit_test(test_ratings_layout),
         cmocka_unit_test(test_generic_schema),
         cmocka_unit_test(test_schema_no_title_years),
         cmocka_unit_test(test_ratings_only),

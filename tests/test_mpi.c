@@ -433,13 +433,27 @@ static void errors_told_once(void **state) {
     if (occurrences(out, "once.cbrec: cannot open") != 1) fail_msg("rank 1's own error not told:\n%s", out);
     free(out);
     /* a usage error in rank 1's own command line (mpirun's MPMD form) is
-     * told, by rank 1 (mpirun said only that rank 1 exited with 2) */
+     * told, by rank 0 (mpirun said only that rank 1 exited with 2) */
     assert_int_not_equal(run(&out, "%s 1 %s train --data %s/data --model %s/r0/u.cbrec --epochs 1 -q : -np 1 %s train "
                                    "--data %s/data --model %s/r0/u.cbrec --epochs 1 -q --bogus", MPIRUN, cbrec(), dir, dir,
                              cbrec(), dir, dir), 0);
     if (occurrences(out, "rank 1's command line): unknown option '--bogus'") != 1)
         fail_msg("rank 1's usage error not told once:\n%s", out);
     free(out);
+    /* the same usage error in both command lines, an unknown command on
+     * every rank, command lines that differ: each told once */
+    const char *mpmd[][2] = {
+        {"%s 1 %s train --data %s/data --model %s/r0/u.cbrec -q --bogus : -np 1 %s train --data %s/data --model "
+         "%s/r0/u.cbrec -q --bogus", "unknown option '--bogus'"},
+        {"%s 2 %s traim --data %s/data --model %s/r0/u.cbrec%.0s%.0s%.0s", "unknown command 'traim'"},
+        {"%s 1 %s train --data %s/data --model %s/r0/u.cbrec -q : -np 1 %s train --data %s/data --model "
+         "%s/r0/u.cbrec -q --epochs 2", "differs from rank 0's"}};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_not_equal(run(&out, mpmd[i][0], MPIRUN, cbrec(), dir, dir, cbrec(), dir, dir), 0);
+        if (occurrences(out, mpmd[i][1]) != 1 || strstr(out, "failed; stopping every rank") || strstr(out, "MPI_ABORT"))
+            fail_msg("not told once, by rank 0 alone:\n%s", out);
+        free(out);
+    }
 }
 
 /* Commands that do not share their work (predict, similar, synth, ...) run

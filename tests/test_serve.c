@@ -653,13 +653,21 @@ static void token_and_events(void **state) {
     assert_int_equal(json_integer_value(json_object_get(r, "live_events")), 1);
     expect_error(f, "POST", "/v1/users/a%0Ab/events", "{\"item\": 7, \"event\": \"click\"}", 1, 400);
     json_decref(r);
-    /* an id with "/" (sent as %2F, decoded before routing): one id, not more path */
+    /* an id with "/" (sent as %2F, decoded after routing): one id, not more path */
     json_decref(post_json(f, "/v1/users/team%2Fa/events", "{\"item\": 7, \"event\": \"click\"}", 1, 200));
     r = get_json(f, "/v1/users/team%2Fa", 200);
     assert_string_equal(json_string_value(json_object_get(r, "user")), "team/a");
     assert_int_equal(json_integer_value(json_object_get(r, "live_events")), 1);
     json_decref(r);
-    expect_error(f, "GET", "/v1/users/4/events", NULL, 0, 405); /* a one-segment id still routes first */
+    expect_error(f, "GET", "/v1/users/4/events", NULL, 0, 405);
+    /* routed on the path as sent: "x%2Fevents" is the user "x/events", not the events route */
+    expect_error(f, "GET", "/v1/users/x%2Fevents", NULL, 0, 404);
+    json_decref(post_json(f, "/v1/users/x%2Fevents/events", "{\"item\": 7, \"event\": \"click\"}", 1, 200));
+    r = get_json(f, "/v1/users/x%2Fevents", 200);
+    assert_string_equal(json_string_value(json_object_get(r, "user")), "x/events");
+    json_decref(r);
+    expect_error(f, "GET", "/v1/users/team/a", NULL, 0, 404); /* a "/" not escaped is more path */
+    json_decref(get_json(f, "/v1/%6Deta", 200));                /* fixed segments are decoded too */
     /* the map of a user known from events: its history is the clicked item, its top-n highlighted */
     r = get_json(f, "/v1/map?user=newcomer&n=3", 200);
     assert_true(in_list(json_object_get(r, "history"), "7"));
@@ -667,7 +675,9 @@ static void token_and_events(void **state) {
     json_decref(r);
     r = get_json(f, "/v1/map", 200);
     assert_int_equal(json_array_size(json_object_get(r, "highlight")), 0);
-    assert_true(json_array_size(json_object_get(json_array_get(json_object_get(r, "points"), 0), "genres")) >= 1);
+    json_t *point = json_array_get(json_object_get(r, "points"), 0);
+    assert_true(json_array_size(json_object_get(point, "genres")) >= 1);
+    assert_true(json_equal(json_object_get(point, "colour"), json_array_get(json_object_get(point, "genres"), 0)));
     json_decref(r);
     expect_error(f, "GET", "/v1/map?user=nobody-at-all", NULL, 0, 404);
     batch_uses_live_events(f);
@@ -865,6 +875,7 @@ static void content_columns_apart(void **state) {
     assert_int_equal(json_object_size(json_object_get(j, "user_columns")), 0); /* the data has no user attributes */
     assert_string_equal(json_string_value(json_object_get(j, "prediction")), "predicted rating"); /* the page's stars */
     assert_true(json_is_false(json_object_get(j, "binary")) && json_is_false(json_object_get(j, "weighted")));
+    assert_string_equal(json_string_value(json_object_get(j, "map_column")), "genres"); /* genres before tags */
     json_decref(j);
     j = get_json(&g, "/v1/items/i0", 200);
     text = json_dumps(j, JSON_COMPACT);
@@ -1365,6 +1376,55 @@ static void export_then_retrain(void **state) {
     free(store), free(csv), free(copy), free(model), free(ratings);
 }
 
+/* The export of a model trained on its own layout (cbrec.schema: other
+ * column names and order, an ignored column, ';' between fields, string ids)
+ * writes that layout (it wrote userId,movieId,... whatever the data), so
+ * that the rows append to the data's ratings file and train. */
+static void export_generic_layout(void **state) {
+    fixture g = *(fixture *)*state;
+    char *d = tu_path(g.dir, "own-layout"), *store = tu_path(g.dir, "own-layout.sqlite"),
+         *csv = tu_path(g.dir, "own-layout.csv");
+    assert_int_equal(mkdir(d, 0700), 0);
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nratings.delim = ;\n"
+                                     "ratings.columns = who:user, what:item, note:ignore, stars:rating, when:timestamp\n"
+                                     "items = i.csv\nitems.columns = id, name:title, tags:multi(|)\n"));
+    char *items = tu_path(d, "i.csv"), *ratings = tu_path(d, "r.csv");
+    FILE *f = fopen(items, "w"), *r = fopen(ratings, "w");
+    assert_true(f && r);
+    free(items), free(ratings);
+    fprintf(f, "id,name,tags\n");
+    fprintf(r, "who;what;note;stars;when\n");
+    for (int i = 0; i < 30; i++) fprintf(f, "sku-%d,Item %d,t%d|t%d\n", i, i, i % 3, i % 5);
+    for (int u = 0; u < 20; u++)
+        for (int k = 0; k < 6; k++) fprintf(r, "cust-%d;sku-%d;x;%d;%d\n", u, (u * 7 + k * 3) % 30, 1 + (u + k) % 5, 1000 + k);
+    fclose(f), fclose(r);
+    g.model = tu_path(d, "m.cbrec");
+    assert_int_equal(sh("%s train --data %s --model %s --user-layers 8 --item-layers 8 --dim 4 --epochs 1 --neighbours 0 "
+                        "-q >/dev/null", cbrec(), d, g.model), 0);
+    g.srv = start_server(&g, store, NULL);
+    json_decref(post_json(&g, "/v1/users/cust-1/events", "{\"item\": \"sku-2\", \"rating\": 5, \"time\": 2000}", 1, 200));
+    json_decref(post_json(&g, "/v1/users/cust-2/events", "{\"item\": \"sku-29\", \"rating\": 1, \"time\": 2001}", 1, 200));
+    stop_server(&g.srv, SIGTERM);
+    /* the layout of the model the server served (recorded in the store), or of --model's */
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(sh("%s events export --events %s --out %s %s %s >/dev/null", cbrec(), store, csv,
+                            k ? "--model" : "", k ? g.model : ""), 0);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *in = fopen(csv, "r");
+        assert_non_null(in);
+        assert_int_equal(getdelim(&text, &len, 0, in) > 0, 1);
+        fclose(in);
+        assert_string_equal(text, "who;what;note;stars;when\ncust-1;sku-2;;5;2000\ncust-2;sku-29;;1;2001\n");
+        free(text);
+    }
+    /* appended to a copy of the data, they train (a re-rating replacing the data's) */
+    assert_int_equal(sh("cp -r %s %s-copy && tail -n +2 %s >> %s-copy/r.csv", d, d, csv, d), 0);
+    assert_int_equal(sh("%s train --data %s-copy --model %s-copy/m.cbrec --user-layers 8 --item-layers 8 --dim 4 "
+                        "--epochs 1 --neighbours 0 --duplicates last -q >/dev/null", cbrec(), d, d), 0);
+    free(d), free(store), free(csv), free(g.model);
+}
+
 /* ---- starting: bad options and files are clear errors, no server */
 
 static void bad_start(void **state) {
@@ -1386,7 +1446,7 @@ static void bad_start(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(read_endpoints),         cmocka_unit_test(new_profile_and_batch),
-        cmocka_unit_test(export_then_retrain),
+        cmocka_unit_test(export_then_retrain),    cmocka_unit_test(export_generic_layout),
         cmocka_unit_test(static_assets_and_openapi), cmocka_unit_test(clean_errors),
         cmocka_unit_test(malformed_http),         cmocka_unit_test(token_and_events),
         cmocka_unit_test(reload_good_and_bad),    cmocka_unit_test(kill9_keeps_acknowledged_events),

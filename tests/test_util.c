@@ -73,6 +73,30 @@ static void number_text(void **state) {
     for (int k = 0; k < 6; k++) assert_string_equal(cb_number_text(x[k], buf, sizeof buf), want[k]);
 }
 
+/* One decoder for the library's UTF-8 (cb_utf8_decode): the server's JSON
+ * escapes and title folding read the same code points as validation. */
+static void utf8_decoding(void **state) {
+    (void)state;
+    uint32_t cp = 0;
+    assert_int_equal(cb_utf8_decode("A", 1, &cp), 1);
+    assert_int_equal(cp, 'A');
+    assert_int_equal(cb_utf8_decode("\xc3\xa9x", 3, &cp), 2);
+    assert_int_equal(cp, 0xE9);
+    assert_int_equal(cb_utf8_decode("\xe2\x82\xac", 3, &cp), 3);
+    assert_int_equal(cp, 0x20AC);
+    assert_int_equal(cb_utf8_decode("\xf0\x9f\x8e\xac", 4, &cp), 4);
+    assert_int_equal(cp, 0x1F3AC);
+    assert_int_equal(cb_utf8_decode("\xe2\x82\xac", 2, &cp), 0); /* truncated */
+    assert_int_equal(cb_utf8_decode("\xe0\x81\x81", 3, &cp), 0); /* overlong 'A' */
+    assert_int_equal(cb_utf8_decode("\xed\xa0\x80", 3, &cp), 0); /* surrogate */
+    assert_int_equal(cb_utf8_decode("\xf4\x90\x80\x80", 4, &cp), 0); /* beyond U+10FFFF */
+    assert_int_equal(cb_utf8_decode("\x80", 1, &cp), 0);
+    /* folding keeps what is not valid as it is: an overlong 'A' is not 'a' */
+    char overlong[] = "\xe0\x81\x81\xc3\x89";
+    assert_int_equal(cb_utf8_fold(overlong), 5);
+    assert_memory_equal(overlong, "\xe0\x81\x81\xc3\xa9", 5);
+}
+
 static void utf8_validation(void **state) {
     (void)state;
     assert_true(cb_utf8_valid("abc", 3));
@@ -142,7 +166,7 @@ int main(void) {
         cmocka_unit_test(vocab_roundtrip),
         cmocka_unit_test(rng_deterministic),
         cmocka_unit_test(strict_parsing),
-        cmocka_unit_test(utf8_validation), cmocka_unit_test(number_text),
+        cmocka_unit_test(utf8_decoding), cmocka_unit_test(utf8_validation), cmocka_unit_test(number_text),
         cmocka_unit_test(atomic_write_keeps_old_file), cmocka_unit_test(xxh64_reference),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);

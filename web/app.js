@@ -18,6 +18,7 @@ const state = {
   meta: null,
   map: null,            // {points, byId: Map id -> point}
   genreColor: new Map(),
+  mapColor: new Map(),  // the colours of the map's column (meta.map_column: genres, else tags, ...)
   genresById: new Map(), // everything the page has learnt of items' genres
   titleById: new Map(),
   profile: emptyProfile(),
@@ -543,8 +544,7 @@ function drawMap() {
   for (const p of points) {
     const [x, y] = place(p);
     p.px = x; p.py = y;
-    const first = (p.genres || state.genresById.get(String(p.item)) || [])[0];
-    const dot = svg('circle', { cx: x.toFixed(1), cy: y.toFixed(1), r: 2.4, fill: state.genreColor.get(first) || '#9aa3ad' });
+    const dot = svg('circle', { cx: x.toFixed(1), cy: y.toFixed(1), r: 2.4, fill: state.mapColor.get(p.colour) || '#9aa3ad' });
     dot.append(svg('title'));
     dot.lastChild.textContent = p.title || `item ${p.item}`;
     dot.addEventListener('click', () => openItem(String(p.item)));
@@ -558,8 +558,8 @@ function drawMap() {
 
 function renderLegend() {
   const legend = $('map-legend');
-  const used = new Set(state.map.points.map((p) => (p.genres || state.genresById.get(String(p.item)) || [])[0]));
-  legend.replaceChildren(...[...state.genreColor].filter(([g]) => used.has(g)).map(([g, c]) =>
+  const used = new Set(state.map.points.map((p) => p.colour));
+  legend.replaceChildren(...[...state.mapColor].filter(([g]) => used.has(g)).map(([g, c]) =>
     el('li', {}, el('span', { class: 'swatch', style: `background:${c}` }), g)));
   legend.append(el('li', {}, el('span', { class: 'swatch ring' }), 'rated'),
     el('li', {}, el('span', { class: 'swatch rec' }), 'recommended / similar'));
@@ -600,7 +600,22 @@ function highlight(shown) {
   const missing = shown.list.length - placed;
   $('map-caption').textContent = shown.label
     ? `Highlighted: ${shown.label}.` + (missing ? ` ${missing} of them are outside the map's sample.` : '')
-    : 'Each dot is an item, placed by its vector\'s first two principal components: near dots are items the model finds alike (a projection: some alike items land apart). Coloured by first genre.';
+    : 'Each dot is an item, placed by its vector\'s first two principal components: near dots are items the model finds alike (a projection: some alike items land apart).' + mapColourWords();
+}
+
+// What colours the map's dots, as the caption says it: the server chooses the column (meta.map_column).
+function mapColourWords() {
+  const column = state.meta.map_column;
+  return !column ? '' : column === 'genres' ? ' Coloured by first genre.' : ` Coloured by first ${column} value.`;
+}
+
+// The map's colours: the genres' (as their chips have them), else the values of the column the server
+// colours the map by (a catalog of tags alone), each value its colour in sorted order.
+function mapColours() {
+  const column = state.meta.map_column;
+  if (column === 'genres') return state.genreColor;
+  const values = ((state.meta.columns || {})[column] || []).map(String).sort((a, b) => a.localeCompare(b));
+  return new Map(values.map((v, i) => [v, PALETTE[i % PALETTE.length]]));
 }
 
 function starPath(cx, cy, outer, inner) {
@@ -682,6 +697,7 @@ async function start() {
     state.meta = await api('/v1/meta');
     state.meta.genres = (state.meta.genres || []).slice().sort((a, b) => a.localeCompare(b));
     state.meta.genres.forEach((g, i) => state.genreColor.set(g, PALETTE[i % PALETTE.length]));
+    state.mapColor = mapColours();
     $('model-info').textContent = `${state.meta.items} items · ${state.meta.users} users · ${state.meta.dim}-d vectors`;
     restoreProfile();
     renderGenrePicker();

@@ -132,7 +132,7 @@ void cb_csv_options_default(cb_csv_options *o) {
 }
 
 /* Offset of the first byte of [s, s+n) that does not start a valid UTF-8
- * sequence (overlongs, surrogates and > U+10FFFF rejected), or n. */
+ * sequence (cb_utf8_decode's rule), or n; ASCII eight bytes at a time. */
 static size_t utf8_first_invalid(const unsigned char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
@@ -141,25 +141,11 @@ static size_t utf8_first_invalid(const unsigned char *s, size_t n) {
             memcpy(&w, s + i, 8);
             if (!(w & 0x8080808080808080ULL)) { i += 8; continue; }
         }
-        unsigned b = s[i];
-        if (b < 0x80) { i++; continue; }
-        unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        size_t k;
-        if (b >= 0xC2 && b <= 0xDF) k = 1;
-        else if (b >= 0xE0 && b <= 0xEF) {
-            k = 2;
-            if (b == 0xE0) lo = 0xA0;
-            if (b == 0xED) hi = 0x9F;
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            k = 3;
-            if (b == 0xF0) lo = 0x90;
-            if (b == 0xF4) hi = 0x8F;
-        } else return i;
-        if (n - i <= k) return i;
-        if (s[i + 1] < lo || s[i + 1] > hi) return i;
-        for (size_t j = 2; j <= k; j++)
-            if ((s[i + j] & 0xC0) != 0x80) return i;
-        i += k + 1;
+        if (s[i] < 0x80) { i++; continue; }
+        uint32_t cp;
+        size_t len = cb_utf8_decode((const char *)s + i, n - i, &cp);
+        if (!len) return i;
+        i += len;
     }
     return n;
 }

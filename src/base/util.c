@@ -580,12 +580,10 @@ bool cb_parse_i64(const char *s, size_t len, int64_t *out) {
     return true;
 }
 
-/* The length of the valid UTF-8 sequence at s (of len bytes left): 1 for
- * ASCII, 2-4, or 0 when invalid (a stray or truncated sequence, an overlong
- * form, a surrogate or a value beyond U+10FFFF). */
-static size_t utf8_seq(const unsigned char *s, size_t len) {
+CB_API size_t cb_utf8_decode(const char *str, size_t len, uint32_t *code_point) {
+    const unsigned char *s = (const unsigned char *)str;
     unsigned c = s[0];
-    if (c < 0x80) return 1;
+    if (c < 0x80) return *code_point = c, 1;
     size_t n;
     uint32_t cp;
     if ((c & 0xE0) == 0xC0) n = 1, cp = c & 0x1F;
@@ -600,13 +598,14 @@ static size_t utf8_seq(const unsigned char *s, size_t len) {
     if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || (cp >= 0xD800 && cp <= 0xDFFF) ||
         cp > 0x10FFFF)
         return 0;
+    *code_point = cp;
     return n + 1;
 }
 
-bool cb_utf8_valid(const char *str, size_t len) {
-    const unsigned char *s = (const unsigned char *)str;
+bool cb_utf8_valid(const char *s, size_t len) {
+    uint32_t cp;
     for (size_t i = 0, n; i < len; i += n)
-        if (!(n = utf8_seq(s + i, len - i))) return false;
+        if (!(n = cb_utf8_decode(s + i, len - i, &cp))) return false;
     return true;
 }
 
@@ -618,11 +617,11 @@ char *cb_number_text(double x, char *buf, size_t size) {
     return buf;
 }
 
-CB_API void cb_utf8_repair(char *str) {
-    unsigned char *s = (unsigned char *)str;
-    size_t len = strlen(str);
+CB_API void cb_utf8_repair(char *s) {
+    size_t len = strlen(s);
+    uint32_t cp;
     for (size_t i = 0, n; i < len; i += n)
-        if (!(n = utf8_seq(s + i, len - i))) s[i] = '?', n = 1;
+        if (!(n = cb_utf8_decode(s + i, len - i, &cp))) s[i] = '?', n = 1;
 }
 
 int cb_cmp_u32(const void *a, const void *b) {

@@ -108,26 +108,29 @@ int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s);
 typedef struct cli_mpi {
     int rank, size;
     bool active;
-    bool settled; /* every rank stopped together at cli_mpi_told: cli_mpi_end need not stop them */
+    bool settled; /* every rank stopped together (cli_mpi_told, cli_mpi_agree, a usage error):
+                   * cli_mpi_end need not stop them */
     cb_train_comm comm;
 } cli_mpi;
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg);
 /* This process's rank as mpirun's environment says, before cli_mpi_begin
  * (0 when not started by mpirun): for messages rank 0 alone prints. */
 int cli_mpi_launched_rank(void);
-/* Who tells a usage error under mpirun: rank 0 (returns 0), and the first
- * rank of each further application context of an MPMD mpirun (`-np 1 A :
- * -np 1 B`, whose command line may differ from rank 0's: its error went
- * untold, mpirun saying only that the rank exited with 2), which returns
- * its rank; -1 for the others, whose command line is rank 0's. 0 when not
- * under mpirun. */
-int cli_mpi_usage_teller(void);
-/* The command line cli_mpi_begin checks every rank shares (main sets it). */
-void cli_mpi_args(int argc, char **argv);
+/* Tell a usage error: head ("cbrec train") and the rest (": what was wrong\n"
+ * and the usage lines); returns CLI_USAGE. Under mpirun, in a command the
+ * ranks share (or an unknown one), every rank's error reaches rank 0 (this
+ * rank starts MPI to send it; cli_mpi_begin brings the ranks without one),
+ * which prints each distinct one once: one every rank has alike, once; the
+ * error of another command line (an MPMD `mpirun -np 1 A : -np 1 B`) marked
+ * "(rank N's command line)". Elsewhere rank 0 alone prints. */
+int cli_mpi_usage(const char *head, const char *rest);
+/* The command line cli_mpi_begin checks every rank shares (main sets it),
+ * and whether its command shares its work across the ranks. */
+void cli_mpi_args(int argc, char **argv, bool shared);
 /* Whether every rank holds the same bytes (what: named in the error): -1
  * when they do (or one process), else CLI_ERROR on every rank, rank 0
  * saying which rank differs first. Every rank must call it. */
-int cli_mpi_agree(const cli_mpi *mp, const char *cmd, const char *what, const void *bytes, size_t n);
+int cli_mpi_agree(cli_mpi *mp, const char *cmd, const char *what, const void *bytes, size_t n);
 /* After a step every rank takes alike (loading the same model or data), rc
  * and err its outcome: -1 when it succeeded on every rank, else CLI_ERROR
  * on every rank, the error printed once (by rank 0) when every rank failed
@@ -135,7 +138,7 @@ int cli_mpi_agree(const cli_mpi *mp, const char *cmd, const char *what, const vo
  * call it; one process: prints err when rc != 0. */
 int cli_mpi_told(cli_mpi *mp, const char *cmd, int rc, const cb_error *err);
 /* The same for the model every rank loaded (cb_recommender_describe). */
-int cli_mpi_agree_model(const cli_mpi *mp, const char *cmd, const cb_recommender *rec);
+int cli_mpi_agree_model(cli_mpi *mp, const char *cmd, const cb_recommender *rec);
 /* Every rank waits here (nothing under one process). */
 void cli_mpi_barrier(const cli_mpi *mp);
 int cli_mpi_end(cli_mpi *mp, const char *cmd, int status);

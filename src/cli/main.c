@@ -2,6 +2,8 @@
 #include "cli.h"
 
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -87,10 +89,32 @@ static void usage(FILE *f) {
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
 }
 
+/* An unknown command: told as a usage error (cli_mpi_usage: under mpirun
+ * once, by rank 0), with the list of commands. */
+static int unknown_command(const char *name) {
+    const char *names[sizeof commands / sizeof commands[0]];
+    char near[200], *rest = NULL;
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) names[i] = commands[i].name;
+    FILE *f = open_memstream(&rest, &len);
+    if (!f) return CLI_USAGE;
+    if (cb_config_near_names(name, names, sizeof commands / sizeof commands[0], NULL, near, sizeof near))
+        fprintf(f, ": unknown command '%s' (did you mean %s?)\n", name, near);
+    else
+        fprintf(f, ": unknown command '%s'\n", name);
+    usage(f);
+    int status = fclose(f) ? CLI_USAGE : cli_mpi_usage("cbrec", rest);
+    free(rest);
+    return status;
+}
+
 int main(int argc, char **argv) {
-    cli_mpi_args(argc, argv);
+    const command *cmd = NULL;
+    for (size_t i = 0; argc >= 2 && i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) cmd = &commands[i];
+    cli_mpi_args(argc, argv, !cmd || cmd->shared);
     if (argc < 2) {
-        usage(stderr);
+        if (cli_mpi_launched_rank() == 0) usage(stderr);
         return CLI_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -101,16 +125,6 @@ int main(int argc, char **argv) {
         printf("cbrec %s\n", cb_version());
         return CLI_OK;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
-            return !commands[i].shared && cli_mpi_launched_rank() > 0 ? CLI_OK : commands[i].run(argc - 1, argv + 1);
-    const char *names[sizeof commands / sizeof commands[0]];
-    char near[200];
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) names[i] = commands[i].name;
-    if (cb_config_near_names(argv[1], names, sizeof commands / sizeof commands[0], NULL, near, sizeof near))
-        fprintf(stderr, "cbrec: unknown command '%s' (did you mean %s?)\n", argv[1], near);
-    else
-        fprintf(stderr, "cbrec: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return CLI_USAGE;
+    if (!cmd) return unknown_command(argv[1]);
+    return !cmd->shared && cli_mpi_launched_rank() > 0 ? CLI_OK : cmd->run(argc - 1, argv + 1);
 }

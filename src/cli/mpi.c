@@ -17,6 +17,7 @@
 #include "cli.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -79,10 +80,13 @@ static int allreduce_sum(void *ctx, float *buf, size_t n) {
 }
 #endif
 
+#define USAGE_TEXT 3072 /* the longest usage error told (unknown command: the command list) */
+
 static int g_argc;      /* the command line (cli_mpi_args), which every rank must share */
 static char **g_argv;
+static bool g_shared;   /* its command shares its work across the ranks (or is unknown) */
 
-void cli_mpi_args(int argc, char **argv) { g_argc = argc, g_argv = argv; }
+void cli_mpi_args(int argc, char **argv, bool shared) { g_argc = argc, g_argv = argv, g_shared = shared; }
 
 /* FNV-1a over n bytes, from h. */
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
@@ -91,7 +95,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-int cli_mpi_agree(const cli_mpi *mp, const char *cmd, const char *what, const void *bytes, size_t n) {
+int cli_mpi_agree(cli_mpi *mp, const char *cmd, const char *what, const void *bytes, size_t n) {
     if (mp->size <= 1) return -1;
 #ifdef CBREC_MPI
     uint64_t mine = fnv(0xCBF29CE484222325ULL, bytes, n), *all = malloc((size_t)mp->size * sizeof *all);
@@ -105,6 +109,7 @@ int cli_mpi_agree(const cli_mpi *mp, const char *cmd, const char *what, const vo
         if (all[r] != all[0]) differs = r;
     free(all);
     if (differs < 0) return -1;
+    mp->settled = true; /* every rank is here and stops: no rank waits in a collective */
     if (mp->rank == 0)
         cli_fail(CLI_ERROR, cmd, "rank %d's %s differs from rank 0's: every rank must run the same command on the "
                                  "same files", differs, what);
@@ -145,7 +150,7 @@ int cli_mpi_told(cli_mpi *mp, const char *cmd, int rc, const cb_error *err) {
 #endif
 }
 
-int cli_mpi_agree_model(const cli_mpi *mp, const char *cmd, const cb_recommender *rec) {
+int cli_mpi_agree_model(cli_mpi *mp, const char *cmd, const cb_recommender *rec) {
     if (mp->size <= 1) return -1;
     char *json = NULL;
     cb_error err = {0};
@@ -183,21 +188,84 @@ int cli_mpi_launched_rank(void) {
     return 0;
 }
 
-int cli_mpi_usage_teller(void) {
-    int rank = cli_mpi_launched_rank();
-    if (rank == 0) return 0;
-    /* Open MPI: this process's application context, and each context's size */
-    const char *app = getenv("OMPI_MCA_orte_app_num"), *sizes = getenv("OMPI_APP_CTX_NUM_PROCS");
-    if (!app || !sizes) return -1;
-    long k = strtol(app, NULL, 10), first = 0;
-    const char *p = sizes;
-    for (long i = 0; i < k; i++) {
-        char *end;
-        first += strtol(p, &end, 10);
-        if (end == p) return -1;
-        p = end;
+/* One usage error, printed in one call (the ranks share stderr); marked
+ * with the rank whose command line it is when that is not rank 0. */
+static void usage_print(const char *head, int rank, const char *rest) {
+    char text[USAGE_TEXT + 128], mark[48] = "";
+    if (rank > 0) snprintf(mark, sizeof mark, " (rank %d's command line)", rank);
+    snprintf(text, sizeof text, "%s%s%s", head, mark, rest);
+    fputs(text, stderr);
+}
+
+#ifdef CBREC_MPI
+/* MPI_Init with the transport settings every rank must share (a rank that
+ * stops at a usage error starts MPI as the others do). Every rank on this
+ * machine (Open MPI says so before MPI_Init): shared memory is the only
+ * transport, and Open MPI's default UCX layer spends ~0.2 s of MPI_Init
+ * probing devices (0.41 -> 0.21 s for mpirun -np 2 of an empty program
+ * here). Its own ob1 layer then, with its shared memory transport (vader,
+ * Open MPI 4.x's names; 5.x calls it sm and may ignore these) copying large
+ * messages through its buffers in 128 KB pieces rather than by a
+ * process_vm_readv system call per piece: the gradient all-reduce (350k
+ * floats, 2 ranks) took 230 us a step instead of 450 in training (a loop of
+ * it alone: 125 against 185 us), where system calls are dear (a virtual
+ * machine). Each setting only unless the caller chose one in the environment
+ * (kept; one named only in an MCA parameter file is overridden, as the
+ * environment wins). */
+static bool mpi_init(void) {
+    const char *on_node = getenv("OMPI_COMM_WORLD_LOCAL_SIZE"), *world = getenv("OMPI_COMM_WORLD_SIZE");
+    if (on_node && world && !strcmp(on_node, world)) {
+        setenv("OMPI_MCA_pml", "ob1", 0);
+        setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
+        setenv("OMPI_MCA_btl_vader_max_send_size", "131072", 0);
     }
-    return k > 0 && first == rank ? rank : -1;
+    return MPI_Init(NULL, NULL) == MPI_SUCCESS;
+}
+
+/* A rank's usage error ("" head: none), as every rank sends it. */
+typedef struct usage_record {
+    char head[64], rest[USAGE_TEXT];
+} usage_record;
+
+/* The ranks' usage errors, gathered: rank 0 prints each distinct one once
+ * (one every rank has alike, once, unmarked; a later application context's
+ * own, marked with its first rank). Returns whether any rank had one. Every
+ * rank calls it first after MPI_Init (cli_mpi_begin, or cli_mpi_usage). */
+static bool usage_gathered(int rank, int size, const char *head, const char *rest) {
+    usage_record mine = {{0}, {0}}, *all = calloc((size_t)size, sizeof *all);
+    snprintf(mine.head, sizeof mine.head, "%s", head ? head : "");
+    snprintf(mine.rest, sizeof mine.rest, "%s", rest ? rest : "");
+    if (!all || MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, MPI_COMM_WORLD) != MPI_SUCCESS) {
+        free(all);
+        if (head) usage_print(head, rank, rest); /* untold otherwise */
+        return true;
+    }
+    bool any = false;
+    for (int r = 0; r < size; r++) {
+        if (!all[r].head[0]) continue;
+        any = true;
+        bool told = false;
+        for (int q = 0; q < r && !told; q++) told = !strcmp(all[q].head, all[r].head) && !strcmp(all[q].rest, all[r].rest);
+        if (rank == 0 && !told) usage_print(all[r].head, r, all[r].rest);
+    }
+    free(all);
+    return any;
+}
+#endif
+
+int cli_mpi_usage(const char *head, const char *rest) {
+#ifdef CBREC_MPI
+    if (launched_size() > 1 && g_shared && mpi_init()) {
+        int rank = 0, size = 1;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        usage_gathered(rank, size, head, rest);
+        MPI_Finalize();
+        return CLI_USAGE;
+    }
+#endif
+    if (cli_mpi_launched_rank() == 0) usage_print(head, 0, rest);
+    return CLI_USAGE;
 }
 
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
@@ -213,29 +281,12 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
                     "mpicc), or run without mpirun",
                     launched);
 #else
-    /* Every rank on this machine (Open MPI says so before MPI_Init): shared
-     * memory is the only transport, and Open MPI's default UCX layer spends
-     * ~0.2 s of MPI_Init probing devices (0.41 -> 0.21 s for mpirun -np 2
-     * of an empty program here). Its own ob1 layer then, with its shared
-     * memory transport (vader, Open MPI 4.x's names; 5.x calls it sm and
-     * may ignore these) copying large messages through its buffers
-     * in 128 KB pieces rather than by a process_vm_readv system call per
-     * piece: the gradient all-reduce (350k floats, 2 ranks) took 230 us a
-     * step instead of 450 in training (a loop of it alone: 125 against 185
-     * us), where system calls are dear (a virtual machine). Each setting
-     * only unless the caller chose one in the environment (kept; one named
-     * only in an MCA parameter file is overridden, as the environment wins). */
-    const char *on_node = getenv("OMPI_COMM_WORLD_LOCAL_SIZE"), *world = getenv("OMPI_COMM_WORLD_SIZE");
-    if (on_node && world && !strcmp(on_node, world)) {
-        setenv("OMPI_MCA_pml", "ob1", 0);
-        setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
-        setenv("OMPI_MCA_btl_vader_max_send_size", "131072", 0);
-    }
-    if (MPI_Init(NULL, NULL) != MPI_SUCCESS) return cli_fail(CLI_ERROR, cmd, "MPI_Init failed");
+    if (!mpi_init()) return cli_fail(CLI_ERROR, cmd, "MPI_Init failed");
     mp->active = true;
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* arrived()'s naps: this thread waits in the collectives */
     MPI_Comm_rank(MPI_COMM_WORLD, &mp->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mp->size);
+    if (usage_gathered(mp->rank, mp->size, NULL, NULL)) return mp->settled = true, CLI_USAGE; /* rank 0 told it */
     uint64_t line = 0xCBF29CE484222325ULL; /* the command line, each argument ended by a zero byte */
     for (int i = 1; i < g_argc; i++) line = fnv(line, g_argv[i], strlen(g_argv[i]) + 1); /* not argv[0]: ./cbrec or a full path */
     int agreed = cli_mpi_agree(mp, cmd, "command line (its options)", &line, sizeof line);

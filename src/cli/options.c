@@ -100,16 +100,12 @@ static void help2(FILE *f, const cli_command *c, const second_kind *x) {
 void cli_help(FILE *f, const cli_command *c) { help2(f, c, NULL); }
 
 int cli_usage_error(const cli_command *c, const char *msg) {
-    int teller = cli_mpi_usage_teller();
-    if (teller < 0) return CLI_USAGE; /* the rank parses rank 0's command line: rank 0 tells */
-    char text[1024];
-    snprintf(text, sizeof text, "%s", msg);
-    cb_utf8_repair(text); /* an argument quoted whole or cut by "%.60s" */
-    if (teller > 0) fprintf(stderr, "cbrec %s (rank %d's command line): %s\n", c->name, teller, text);
-    else fprintf(stderr, "cbrec %s: %s\n", c->name, text);
+    char head[64], rest[1536];
+    snprintf(head, sizeof head, "cbrec %s", c->name);
     size_t line = strcspn(c->usage, "\n");
-    fprintf(stderr, "%.*s   (cbrec %s --help for details)\n", (int)line, c->usage, c->name);
-    return CLI_USAGE;
+    snprintf(rest, sizeof rest, ": %s\n%.*s   (cbrec %s --help for details)\n", msg, (int)line, c->usage, c->name);
+    cb_utf8_repair(rest); /* an argument quoted whole or cut by "%.60s" */
+    return cli_mpi_usage(head, rest);
 }
 
 /* The options c (and x) take that are close to `name`, as "--a, --b" into out;

@@ -39,8 +39,16 @@ static void table_free(cb_table *t) {
     memset(t, 0, sizeof *t);
 }
 
+void cb_ratings_layout_free(cb_ratings_layout *l) {
+    for (size_t i = 0; l->names && i < l->n_fields; i++) free(l->names[i]);
+    free(l->names);
+    free(l->roles);
+    memset(l, 0, sizeof *l);
+}
+
 void cb_dataset_free(cb_dataset *ds) {
     if (!ds) return;
+    cb_ratings_layout_free(&ds->ratings_layout);
     if (ds->titles) {
         uint32_t n = cb_vocab_size(ds->items);
         for (uint32_t i = 0; i < n; i++) free(ds->titles[i]);

@@ -78,6 +78,28 @@ typedef struct cb_roles {
     int user_location; /* CATEGORICAL region/country derived from zip or location */
 } cb_roles;
 
+/* The role of one field of a ratings file. */
+typedef enum cb_field_role {
+    CB_FIELD_OTHER, CB_FIELD_USER, CB_FIELD_ITEM, CB_FIELD_RATING, CB_FIELD_TIMESTAMP, CB_FIELD_WEIGHT
+} cb_field_role;
+
+/* How the ratings file lays out a row, so that rows written this way read
+ * back as the file's own (`cbrec events export` appends to it): its fields
+ * in file order, each a role and a name (the header's or the schema's; a
+ * role's MovieLens name, "userId", when the file names none), the
+ * delimiter, whether a header line comes first and fields may be quoted.
+ * n_fields 0: no ratings file
+ * (pre-joined data). */
+typedef struct cb_ratings_layout {
+    size_t n_fields;
+    cb_field_role *roles; /* [n_fields] */
+    char **names;         /* [n_fields] */
+    char delim[8];
+    bool header;
+    bool quoting;         /* a field may be in double quotes (RFC 4180) */
+} cb_ratings_layout;
+void cb_ratings_layout_free(cb_ratings_layout *l);
+
 typedef struct cb_dataset {
     char *name;            /* e.g. "movielens-100k", "generic", "course-lab", "synthetic" */
     char *path;            /* where it was loaded from */
@@ -106,6 +128,7 @@ typedef struct cb_dataset {
     /* Pre-joined data: how many leading columns of user_attr / item_attr are ids
      * or bookkeeping rather than model inputs (course lab: 3 and 1). 0 otherwise. */
     uint32_t user_lead_cols, item_lead_cols;
+    cb_ratings_layout ratings_layout; /* of the ratings file (cb_ld_finish) */
 } cb_dataset;
 
 /* Options for every loader. */

@@ -594,8 +594,9 @@ static int ratings_cols_from_names(cb_ratings_spec *sp, int implicit, cb_csv *c,
 }
 
 /* The ratings file's header: the columns it names when the schema declares
- * none, else checked against ratings.columns (header_agrees). */
-static int read_ratings_header(cb_ratings_spec *sp, const schema *s, cb_error *err) {
+ * none (their names, trimmed, into *names: malloc'd, NULL-ended), else
+ * checked against ratings.columns (header_agrees). */
+static int read_ratings_header(cb_ratings_spec *sp, const schema *s, char ***names, cb_error *err) {
     cb_csv *c = NULL;
     int rc = cb_csv_open(&c, sp->path, &sp->csv, err);
     if (rc) return rc;
@@ -604,6 +605,13 @@ static int read_ratings_header(cb_ratings_spec *sp, const schema *s, cb_error *e
     rc = next_header(c, "a header and ratings", &f, &fl, &nf, err);
     if (!rc) rc = s->ratings.cols ? header_agrees(&s->ratings, "ratings.columns", c, f, fl, nf, err)
                                   : ratings_cols_from_names(sp, s->implicit, c, f, fl, nf, err);
+    if (!rc && !s->ratings.cols && !(*names = cb_calloc(nf + 1, sizeof **names, err))) rc = CB_ENOMEM;
+    for (size_t i = 0; !rc && !s->ratings.cols && i < nf; i++) {
+        const char *name = f[i];
+        size_t len = fl[i];
+        cb_trim(&name, &len);
+        if (!((*names)[i] = cb_strndup(name, len, err))) rc = CB_ENOMEM;
+    }
     cb_csv_close(c);
     return rc;
 }
@@ -740,7 +748,7 @@ static int load_with_schema(cb_dataset **out, const char *dir, schema *s, const 
     cb_loader L;
     int rc = cb_ld_begin(&L, s->name ? s->name : "generic", dir, opt, err);
     if (rc) return rc;
-    char *p_ratings = NULL;
+    char *p_ratings = NULL, **names = NULL; /* the ratings fields' names (NULL-ended) */
     cb_ratings_spec sp;
     /* Ranges given in the load options win over the schema's. */
     if (s->has_range) cb_ld_default_range(&L, s->y_min, s->y_max);
@@ -770,12 +778,18 @@ static int load_with_schema(cb_dataset **out, const char *dir, schema *s, const 
             if (k == K_WEIGHT) sp.col_weight = (int)i;
         }
         sp.n_fields = s->ratings.n_cols;
+        if (!(names = cb_calloc(s->ratings.n_cols + 1, sizeof *names, err))) {
+            rc = CB_ENOMEM;
+            goto fail;
+        }
+        for (size_t i = 0; i < s->ratings.n_cols; i++) names[i] = s->ratings.cols[i].name; /* the schema's */
     } else if (!sp.header) {
         rc = cb_fail(err, CB_EPARSE, "%s:%zu: ratings.header = no needs a 'ratings.columns = ...' line", s->path,
                      s->ratings.file_line);
         goto fail;
     }
-    if (sp.header) rc = read_ratings_header(&sp, s, err);
+    if (sp.header) rc = read_ratings_header(&sp, s, &names, err);
+    sp.field_names = names;
     if (!rc) rc = cb_ld_read_ratings(&L, &sp, err);
     if (rc) goto fail;
     rc = cb_ld_finish(&L, &sp, out, err);
@@ -788,6 +802,8 @@ static int load_with_schema(cb_dataset **out, const char *dir, schema *s, const 
 fail:
     cb_ld_abort(&L);
 done:
+    for (char **name = names; !s->ratings.cols && name && *name; name++) free(*name); /* the header's */
+    free(names);
     free(p_ratings);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include "data/loader.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +88,28 @@ void cb_ratings_spec_init(cb_ratings_spec *sp, const char *path) {
     sp->col_rating = 2;
     sp->col_ts = 3;
     sp->col_weight = -1;
+}
+
+/* The ratings file's row layout from the spec its rows were read with. */
+static int layout_from_spec(cb_ratings_layout *l, const cb_ratings_spec *sp, cb_error *err) {
+    static const char *const role_names[] = {"", "userId", "movieId", "rating", "timestamp", "weight"};
+    const int cols[] = {sp->col_user, sp->col_item, sp->col_rating, sp->col_ts, sp->col_weight};
+    size_t n = sp->n_fields;
+    for (int k = 0; k < 5; k++)
+        if (cols[k] >= 0 && (size_t)cols[k] >= n) n = (size_t)cols[k] + 1;
+    l->roles = cb_calloc(n + 1, sizeof *l->roles, err);
+    l->names = cb_calloc(n + 1, sizeof *l->names, err);
+    if (!l->roles || !l->names) return cb_ratings_layout_free(l), CB_ENOMEM;
+    l->n_fields = n;
+    for (int k = 0; k < 5; k++)
+        if (cols[k] >= 0) l->roles[cols[k]] = (cb_field_role)(CB_FIELD_USER + k);
+    for (size_t i = 0; i < n; i++)
+        if (!(l->names[i] = cb_strdup(sp->field_names ? sp->field_names[i] : role_names[l->roles[i]], err)))
+            return cb_ratings_layout_free(l), CB_ENOMEM;
+    snprintf(l->delim, sizeof l->delim, "%s", sp->csv.delim ? sp->csv.delim : ",");
+    l->header = sp->header;
+    l->quoting = sp->csv.quoting != 0;
+    return CB_OK;
 }
 
 /* ------------------------------------------------------------ final checks */
@@ -321,6 +344,7 @@ int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_e
         rc = cb_fail(err, CB_EPARSE, "%s: no ratings", ds->path);
         goto fail;
     }
+    if (sp && (rc = layout_from_spec(&ds->ratings_layout, sp, err))) goto fail;
     /* Shrink the ratings array to its size: exactly 16 bytes per rating. */
     if (ds->cap_ratings > ds->n_ratings) {
         cb_rating *p = realloc(ds->ratings, ds->n_ratings * sizeof *p);

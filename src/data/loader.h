@@ -48,6 +48,10 @@ typedef struct cb_ratings_spec {
      * columns (case-insensitive; NULL = by position). The header decides the
      * positions, whatever its order; a missing name is an error. */
     const char *names[4];
+    /* The n_fields names of the fields in file order (the header's or the
+     * schema's), for the dataset's ratings_layout; NULL: none (a role's
+     * MovieLens name, "userId", ...). */
+    char *const *field_names;
 } cb_ratings_spec;
 void cb_ratings_spec_init(cb_ratings_spec *sp, const char *path);
 /* *out = *sp with the column positions its header gives for sp->names (any

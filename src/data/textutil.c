@@ -136,20 +136,6 @@ static uint32_t fold_cp(uint32_t c) {
     return c;
 }
 
-/* Decode one code point at s (n bytes left): its length, 0 when invalid. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    if (s[0] < 0x80) return *cp = s[0], 1;
-    size_t len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
-    if (!len || len > n || s[0] > 0xF4) return 0;
-    uint32_t c = s[0] & (0x7F >> len);
-    for (size_t k = 1; k < len; k++) {
-        if ((s[k] & 0xC0) != 0x80) return 0;
-        c = c << 6 | (s[k] & 0x3F);
-    }
-    *cp = c;
-    return len;
-}
-
 static size_t utf8_encode(uint32_t c, char *out) {
     if (c < 0x80) return out[0] = (char)c, 1;
     if (c < 0x800) return out[0] = (char)(0xC0 | c >> 6), out[1] = (char)(0x80 | (c & 0x3F)), 2;
@@ -161,7 +147,7 @@ CB_API size_t cb_utf8_fold(char *s) {
     size_t n = strlen(s), r = 0, w = 0;
     while (r < n) {
         uint32_t c;
-        size_t len = utf8_decode((const unsigned char *)s + r, n - r, &c);
+        size_t len = cb_utf8_decode(s + r, n - r, &c);
         if (!len) { /* invalid byte: kept */
             s[w++] = s[r++];
             continue;

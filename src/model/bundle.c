@@ -29,6 +29,7 @@ static void *rec_alloc(cb_bundle *r, size_t n, size_t size, cb_error *err) {
 void cb_bundle_free(cb_bundle *r) {
     if (!r) return;
     free(r->dataset);
+    free(r->ratings_layout);
     free(r->fingerprint);
     cb_model_free(r->model);
     cb_features_free(r->features);
@@ -517,6 +518,43 @@ static bool labels_binary(const cb_dataset *ds, const uint32_t *idx, size_t n) {
     return true;
 }
 
+/* ---- the ratings file's row layout, as the model file keeps it (in "info")
+ * and cb_recommender_ratings_layout gives it: {"fields": [{"name", "role"}],
+ * "delimiter", "header", "quoting"}, role user, item, rating, timestamp, weight or
+ * other. */
+
+static const char *const LAYOUT_ROLES[] = {"other", "user", "item", "rating", "timestamp", "weight"};
+
+static char *layout_text(const cb_ratings_layout *l, cb_error *err) {
+    json_t *fields = json_array();
+    for (size_t i = 0; fields && i < l->n_fields; i++)
+        json_array_append_new(fields, json_pack("{s:s,s:s}", "name", l->names[i], "role", LAYOUT_ROLES[l->roles[i]]));
+    json_t *o = fields ? json_pack("{s:o,s:s,s:b,s:b}", "fields", fields, "delimiter", l->delim, "header", l->header,
+                                   "quoting", l->quoting)
+                       : NULL;
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (!text) cb_fail(err, CB_ENOMEM, "out of memory");
+    return text;
+}
+
+/* Is j a layout as layout_text writes it (a file's, checked before use)? */
+static bool layout_valid(const json_t *j) {
+    const json_t *fields = json_object_get(j, "fields"), *delim = json_object_get(j, "delimiter");
+    bool ok = json_is_array(fields) && json_array_size(fields) && json_is_string(delim) && json_string_length(delim) &&
+              json_string_length(delim) < 8 && json_is_boolean(json_object_get(j, "header")) &&
+              json_is_boolean(json_object_get(j, "quoting"));
+    for (size_t i = 0; ok && i < json_array_size(fields); i++) {
+        const json_t *f = json_array_get(fields, i), *role = json_object_get(f, "role");
+        ok = json_is_string(json_object_get(f, "name")) && json_is_string(role);
+        bool known = false;
+        for (size_t k = 0; ok && k < sizeof LAYOUT_ROLES / sizeof *LAYOUT_ROLES; k++)
+            known |= !strcmp(json_string_value(role), LAYOUT_ROLES[k]);
+        ok = ok && known;
+    }
+    return ok;
+}
+
 int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_result *res, cb_error *err) {
     *out = NULL;
     const cb_dataset *ds = in->ds;
@@ -568,7 +606,8 @@ int cb_bundle_train(cb_bundle **out, const cb_bundle_train_input *in, cb_train_r
     if ((rc = cb_idtab_from_vocab(&r->users, ds->users, err)) || (rc = cb_idtab_from_vocab(&r->items, ds->items, err)) ||
         (rc = cb_idtab_from_names(&r->titles, (const char *const *)ds->titles, r->n_items, false, "title", err)))
         goto fail;
-    if (!(r->dataset = cb_strdup(ds->name ? ds->name : "unnamed", err))) {
+    if (!(r->dataset = cb_strdup(ds->name ? ds->name : "unnamed", err)) ||
+        (ds->ratings_layout.n_fields && !(r->ratings_layout = layout_text(&ds->ratings_layout, err)))) {
         rc = CB_ENOMEM;
         goto fail;
     }
@@ -924,10 +963,13 @@ static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
     if (!rc) rc = cb_idtab_save(r->titles, w, "titles", err);
     if (!rc) rc = set_meta_json(w, "model_config", model_config_json(cb_model_config_of(r->model)), err);
     if (!rc) rc = set_meta_json(w, "features", cb_features_to_json_st(r->features, w, err), err);
-    if (!rc) rc = set_meta_json(w, "info", json_pack("{s:s,s:f,s:f,s:b,s:b,s:s}", "dataset", r->dataset, "y_min",
-                                                     (double)r->y_min, "y_max", (double)r->y_max, "binary", r->binary,
-                                                     "weighted", r->weighted, "cbrec_version", CB_VERSION_STRING),
-                                err);
+    json_t *info = json_pack("{s:s,s:f,s:f,s:b,s:b,s:s}", "dataset", r->dataset, "y_min", (double)r->y_min, "y_max",
+                             (double)r->y_max, "binary", r->binary, "weighted", r->weighted, "cbrec_version",
+                             CB_VERSION_STRING);
+    if (info && r->ratings_layout && json_object_set_new(info, "ratings_layout", json_loads(r->ratings_layout, 0, NULL)))
+        info = (json_decref(info), NULL);
+    if (!rc) rc = set_meta_json(w, "info", info, err);
+    else json_decref(info);
     if (!rc) rc = cb_st_set_meta(w, "fingerprint", r->fingerprint, err);
     if (!rc && r->neighbours) rc = cb_neighbours_save(r->neighbours, w, err); /* optional section */
     if (!rc) rc = cb_st_write(w, path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, err);
@@ -1394,6 +1436,15 @@ static int load_once(cb_bundle **out, const char *path, const char *history_path
     r->y_max = (float)ymax;
     r->binary = binary;
     r->weighted = json_is_true(json_object_get(info, "weighted")); /* absent from older files */
+    json_t *layout = json_object_get(info, "ratings_layout");        /* absent from older files too */
+    if (layout && !layout_valid(layout)) {
+        cb_fail(err, CB_EFORMAT, "%s: bad ratings_layout in the info metadata", path);
+        goto done;
+    }
+    if (layout && !(r->ratings_layout = json_dumps(layout, JSON_COMPACT | JSON_PRESERVE_ORDER))) {
+        rc = cb_fail(err, CB_ENOMEM, "out of memory");
+        goto done;
+    }
     const char *fp = cb_st_meta(st, "fingerprint");
     if (!fp) {
         cb_fail(err, CB_EFORMAT, "%s: metadata 'fingerprint' is missing", path);

@@ -55,6 +55,9 @@ typedef struct cb_bundle_group {
 
 typedef struct cb_bundle {
     char *dataset;           /* name of the dataset it was trained on */
+    char *ratings_layout;    /* its ratings file's row layout as JSON (cb_recommender_ratings_layout);
+                              * NULL: not recorded (a model saved by an earlier
+                              * build, pre-joined data) */
     char *fingerprint;       /* identifies this model (tables built from it carry it) */
     cb_model *model;
     cb_features *features;

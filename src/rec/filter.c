@@ -41,10 +41,33 @@ static const char *block_keyword(const char *s, const char *kw) {
     return s;
 }
 
+/* The id of a block line, s, in place: one in quotes is read as one CSV
+ * field (its blanks kept, "" a quote: cb_id_list_field's quoting, as the
+ * exclude and allow lists read it), for the loader keeps a quoted field's
+ * blanks in an id (" sku-1 "); else s as it stands (the line's outer
+ * blanks are not part of an id). */
+static int block_id(char *s, const char *where, cb_error *err) {
+    if (*s != '"') return CB_OK;
+    cb_csv_options o;
+    cb_csv_options_default(&o);
+    cb_csv *c = NULL;
+    char **fields;
+    size_t *lens, n = 0;
+    int rc = cb_csv_open_mem(&c, where, s, strlen(s), &o, err);
+    int got = rc ? rc : cb_csv_next(c, &fields, &lens, &n, err);
+    if (!rc && got < 0) rc = got;
+    if (!rc && (got != 1 || n != 1 || cb_csv_next(c, &fields, &lens, &n, err) != 0))
+        rc = cb_fail(err, CB_EPARSE, "%s: an id in quotes must be the rest of the line (a quote in it doubled: \"\")",
+                     where);
+    if (!rc) memmove(s, fields[0], lens[0] + 1); /* never longer than the quoted text */
+    cb_csv_close(c);
+    return rc;
+}
+
 /* One block line (trimmed, no comment): "item ID", "genre NAME", a plain
- * id, else "COLUMN VALUE"; flags the value (*g) or the item (*item, *g =
- * -1). where is "path:line" for messages. */
-static int block_line(const cb_recommender *rec, const char *s, const char *where, int64_t *g, uint32_t *item,
+ * id, else "COLUMN VALUE" (an id in quotes: block_id); flags the value
+ * (*g) or the item (*item, *g = -1). where is "path:line" for messages. */
+static int block_line(const cb_recommender *rec, char *s, const char *where, int64_t *g, uint32_t *item,
                       cb_error *err) {
     const cb_features *f = rec->r->features;
     const char *rest;
@@ -55,11 +78,13 @@ static int block_line(const cb_recommender *rec, const char *s, const char *wher
             return cb_rec_with_source(block_value(f, s, g, err), where, err);
         return *g >= 0 ? CB_OK : cb_fail(err, CB_ENOTFOUND, "%s: unknown genre '%s'", where, rest);
     }
-    const char *id = (rest = block_keyword(s, "item")) ? rest : s;
+    char *id = (rest = block_keyword(s, "item")) ? s + (rest - s) : s;
+    int rc = block_id(id, where, err);
+    if (rc) return rc;
     bool known = cb_rec_item_index(rec, id, item);
     if (rest) return known ? CB_OK : cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", where, id);
     if (known) return CB_OK; /* a plain line that is an item id is that item */
-    int rc = block_value(f, s, g, err);
+    rc = block_value(f, s, g, err);
     if (rc) return cb_rec_with_source(rc, where, err);
     return *g >= 0 ? CB_OK : cb_fail(err, CB_ENOTFOUND, "%s: unknown item id '%s'", where, s);
 }

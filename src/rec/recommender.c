@@ -150,6 +150,10 @@ static const char *history_source(const cb_bundle *r) {
     return r->file ? "model file" : "memory";
 }
 
+CB_API const char *cb_recommender_ratings_layout(const cb_recommender *rec) {
+    return rec ? rec->r->ratings_layout : NULL;
+}
+
 CB_API int cb_recommender_describe(const cb_recommender *h, char **json_out, cb_error *err) {
     if (!h || !json_out) return cb_fail(err, CB_EINVAL, "cb_recommender_describe: NULL argument");
     const cb_bundle *r = h->r;

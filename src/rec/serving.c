@@ -96,13 +96,19 @@ CB_API int cb_recommender_vocabulary_json(const cb_recommender *rec, char **json
         if (cb_features_value_is_genre(f, g)) json_array_append_new(genres, json_string(cb_features_genre_name(f, g)));
     for (uint32_t j = 0; f && items && j < cb_features_item_dim(f); j++) add_input_feature(items, f, false, j);
     for (uint32_t j = 0; f && users && j < cb_features_user_dim(f); j++) add_input_feature(users, f, true, j);
-    json_t *doc = (genres && items && users) ? json_pack("{s:o,s:o,s:o}", "genres", genres, "item_columns", items,
-                                                         "user_columns", users)
-                                             : NULL;
+    json_t *multi = json_array(); /* the other content columns an item has several values of (tags) */
+    for (uint32_t k = 0; f && multi && k < cb_features_n_facets(f); k++)
+        if (cb_features_facet_is_multi(f, k) && !cb_features_facet_is_genre(f, k))
+            json_array_append_new(multi, json_string(cb_features_facet_name(f, k)));
+    json_t *doc = (genres && items && users && multi)
+                      ? json_pack("{s:o,s:o,s:o,s:o}", "genres", genres, "item_columns", items, "user_columns", users,
+                                  "multi_valued", multi)
+                      : NULL;
     if (!doc) {
         json_decref(genres);
         json_decref(items);
         json_decref(users);
+        json_decref(multi);
     }
     return cb_rec_json_dump(doc, json_out, err);
 }

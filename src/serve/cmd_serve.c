@@ -82,20 +82,25 @@ int cmd_serve(int argc, char **argv) {
 }
 
 int cmd_events(int argc, char **argv) {
-    const char *cmd = "events", *events = NULL, *out = NULL, *click_text = NULL;
+    const char *cmd = "events", *events = NULL, *out = NULL, *click_text = NULL, *model = NULL;
     double click = NAN;
     const cli_opt opts[] = {{"events", 'e', "FILE.sqlite", "the store of cbrec serve --events", &events, NULL, NULL},
+                            {"model", 'm', "FILE", "rows in the layout of this model's data (default: the served one's)",
+                             &model, NULL, NULL},
                             {"out", 'o', "FILE", "the rating rows to write (replaced atomically)", &out, NULL, NULL},
                             {"click-rating", 'c', "R", "the rating a click becomes (default: clicks are left out)",
                              &click_text, NULL, NULL},
                             {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {
         cmd,
-        "usage: cbrec events export --events FILE.sqlite --out ratings.csv [--click-rating R]\n"
-        "Writes the live events stored by cbrec serve as rating rows \"userId,movieId,rating,timestamp\"\n"
-        "(the MovieLens latest-small ratings.csv layout), one per user and item: its newest event\n"
-        "(clicks are left out unless --click-rating R). To train on them: copy the dataset folder,\n"
-        "append the rows to its ratings file (tail -n +2 ratings.csv >> COPY/ratings.csv), then\n"
+        "usage: cbrec events export --events FILE.sqlite --out ratings.csv [--model FILE] [--click-rating R]\n"
+        "Writes the live events stored by cbrec serve as rating rows, one per user and item: its\n"
+        "newest event (clicks are left out unless --click-rating R), laid out as the ratings file of\n"
+        "the data the model was trained on (its columns, names, delimiter; a header line when it has\n"
+        "one): --model's, else the model the server last loaded (recorded in the store), else (a model\n"
+        "or store of an earlier cbrec) as MovieLens latest-small's ratings.csv (userId,movieId,rating,\n"
+        "timestamp). To train on them: copy the dataset folder, append the rows to its ratings file\n"
+        "(tail -n +2 ratings.csv >> COPY/ratings.csv; the whole file when it has no header line), then\n"
         "cbrec train --data COPY --duplicates last (a live rating of an item the user had rated\n"
         "in the data replaces that rating).\n",
         opts, 0, NULL};
@@ -111,10 +116,18 @@ int cmd_events(int argc, char **argv) {
     char wal[4200], shm[4200]; /* the store's companions: SQLite's write-ahead log and its index */
     snprintf(wal, sizeof wal, "%s-wal", events);
     snprintf(shm, sizeof shm, "%s-shm", events);
-    int checked = cli_check_output(cmd, out, NULL, CLI_INPUTS(events, wal, shm));
+    int checked = cli_check_output(cmd, out, model, CLI_INPUTS(events, wal, shm));
     if (checked >= 0) return checked;
+    cb_recommender *rec = model ? cli_load_model(cmd, model, NULL) : NULL;
+    if (model && !rec) return CLI_ERROR;
+    const char *layout = rec ? cb_recommender_ratings_layout(rec) : NULL;
+    if (rec && !layout)
+        fprintf(stderr, "cbrec events: note: %s records no ratings layout (saved by an earlier cbrec, or trained on "
+                        "pre-joined data): the MovieLens layout; retrain it to record its data's\n", model);
     sv_export_counts n;
-    if (sv_events_export(events, out, click, &n)) return CLI_ERROR;
+    int failed = sv_events_export(events, out, click, layout, &n);
+    cb_recommender_free(rec);
+    if (failed) return CLI_ERROR;
     printf("wrote %s: %zu rating rows, one per user and item", out, n.rows);
     if (n.older) printf("; %zu older events of a pair replaced by its newest", n.older);
     if (n.clicks) printf("; %zu clicks left out (give --click-rating R to keep them)", n.clicks);

@@ -5,9 +5,12 @@
  * a power cut alike (NORMAL would survive kill -9 only: a WAL commit without
  * fsync can be lost with the OS). One event costs one fsync: at a few hundred
  * events per second that is fine for a profile-update API. At start the store
- * is replayed into memory; `cbrec events export` turns it into rating rows. */
+ * is replayed into memory; `cbrec events export` turns it into rating rows,
+ * laid out as the served model's data's ratings file (recorded in the
+ * store's meta table when a model loads). */
 #include "serve/serve.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <math.h>
 #include <sqlite3.h>
@@ -125,6 +128,7 @@ int sv_events_open(sv_events **out, const char *path, char *msg, size_t msg_size
                        "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, "
                        "item TEXT NOT NULL, rating REAL, time INTEGER NOT NULL, received INTEGER NOT NULL)",
                        msg, msg_size);
+    if (!rc) rc = exec(e->db, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", msg, msg_size);
     if (!rc && sqlite3_prepare_v2(e->db, "INSERT INTO events (user, item, rating, time, received) VALUES (?, ?, ?, ?, strftime('%s','now'))",
                                   -1, &e->insert, NULL) != SQLITE_OK)
         rc = db_fail(e->db, "preparing the insert", msg, msg_size);
@@ -135,6 +139,21 @@ int sv_events_open(sv_events **out, const char *path, char *msg, size_t msg_size
     }
     *out = e;
     return 0;
+}
+
+int sv_events_note_layout(sv_events *e, const char *layout, char *msg, size_t msg_size) {
+    sqlite3_stmt *st = NULL;
+    const char *sql = layout ? "INSERT OR REPLACE INTO meta (key, value) VALUES ('ratings_layout', ?)"
+                             : "DELETE FROM meta WHERE key = 'ratings_layout'";
+    pthread_mutex_lock(&e->db_mu);
+    int rc = sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) == SQLITE_OK &&
+                     (!layout || sqlite3_bind_text(st, 1, layout, -1, SQLITE_TRANSIENT) == SQLITE_OK) &&
+                     sqlite3_step(st) == SQLITE_DONE
+                 ? 0
+                 : db_fail(e->db, "recording the ratings layout", msg, msg_size);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&e->db_mu);
+    return rc;
 }
 
 void sv_events_close(sv_events *e) {
@@ -213,17 +232,61 @@ char *sv_events_profile_json(sv_events *e, const char *user, double click_rating
 
 /* ---- export */
 
-static void csv_field(FILE *f, const char *s) {
-    if (!strpbrk(s, ",\"\n\r")) {
-        fputs(s, f);
-        return;
-    }
+/* The layout rows are written in: cb_recommender_ratings_layout's JSON, by
+ * default MovieLens latest-small's ratings.csv. */
+static const char *const MOVIELENS_LAYOUT =
+    "{\"fields\":[{\"name\":\"userId\",\"role\":\"user\"},{\"name\":\"movieId\",\"role\":\"item\"},"
+    "{\"name\":\"rating\",\"role\":\"rating\"},{\"name\":\"timestamp\",\"role\":\"timestamp\"}],"
+    "\"delimiter\":\",\",\"header\":true,\"quoting\":true}";
+
+typedef struct row_layout {
+    json_t *doc, *fields;
+    const char *delim;
+    bool header, quoting;
+} row_layout;
+
+/* s as one field: in quotes (its quotes doubled) when it holds the
+ * delimiter, a quote, a line break or outer blanks, as the reader keeps a
+ * quoted field whole; false when it would need quotes the file does not
+ * take. */
+static bool put_field(FILE *f, const row_layout *l, const char *s) {
+    size_t n = strlen(s);
+    bool quote = strstr(s, l->delim) || strpbrk(s, "\"\n\r") ||
+                 (n && (isspace((unsigned char)s[0]) || isspace((unsigned char)s[n - 1])));
+    if (!quote) return fputs(s, f), true;
+    if (!l->quoting) return false;
     fputc('"', f);
     for (; *s; s++) {
         if (*s == '"') fputc('"', f);
         fputc(*s, f);
     }
     fputc('"', f);
+    return true;
+}
+
+/* One row of the layout: the user and item ids, the rating (or weight) y,
+ * the time; a field of another role empty. false: an id it cannot hold. */
+static bool put_row(FILE *f, const row_layout *l, const char *user, const char *item, double y, long long time) {
+    bool ok = true;
+    for (size_t i = 0; i < json_array_size(l->fields); i++) {
+        const char *role = json_string_value(json_object_get(json_array_get(l->fields, i), "role"));
+        if (i) fputs(l->delim, f);
+        if (!strcmp(role, "user")) ok &= put_field(f, l, user);
+        else if (!strcmp(role, "item")) ok &= put_field(f, l, item);
+        else if (!strcmp(role, "rating") || !strcmp(role, "weight")) fprintf(f, "%g", y);
+        else if (!strcmp(role, "timestamp")) fprintf(f, "%lld", time);
+    }
+    fputc('\n', f);
+    return ok;
+}
+
+/* The layout's header line, when its file has one. */
+static void put_header(FILE *f, const row_layout *l) {
+    for (size_t i = 0; l->header && i < json_array_size(l->fields); i++) {
+        if (i) fputs(l->delim, f);
+        put_field(f, l, json_string_value(json_object_get(json_array_get(l->fields, i), "name")));
+    }
+    if (l->header) fputc('\n', f);
 }
 
 /* One row per (user, item): its newest event that has a rating (a click
@@ -244,7 +307,38 @@ static int count_events(sqlite3 *db, const char *sql, size_t *n, char *msg, size
     return rc;
 }
 
-int sv_events_export(const char *events_path, const char *out_path, double click_rating, sv_export_counts *n) {
+/* The layout the server recorded in the store (sv_events_note_layout), as
+ * JSON; NULL when none (a store of an earlier cbrec, a model recording
+ * none) or not one to trust (a layout is checked when its model loads). */
+static json_t *recorded_layout(sqlite3 *db) {
+    sqlite3_stmt *st = NULL;
+    json_t *j = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'ratings_layout'", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        j = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+    sqlite3_finalize(st);
+    const json_t *fields = json_object_get(j, "fields");
+    bool ok = json_array_size(fields) && json_is_string(json_object_get(j, "delimiter"));
+    for (size_t i = 0; ok && i < json_array_size(fields); i++)
+        ok = json_is_string(json_object_get(json_array_get(fields, i), "role")) &&
+             json_is_string(json_object_get(json_array_get(fields, i), "name"));
+    if (!ok) json_decref(j);
+    return ok ? j : NULL;
+}
+
+/* The layout rows are written in: the one given, else the store's, else MovieLens's. */
+static void layout_of(row_layout *l, const char *given, sqlite3 *db) {
+    l->doc = given ? json_loads(given, 0, NULL) : db ? recorded_layout(db) : NULL;
+    if (!l->doc && !given) l->doc = json_loads(MOVIELENS_LAYOUT, 0, NULL);
+    l->fields = json_object_get(l->doc, "fields");
+    l->delim = json_string_value(json_object_get(l->doc, "delimiter"));
+    l->header = json_is_true(json_object_get(l->doc, "header"));
+    l->quoting = json_is_true(json_object_get(l->doc, "quoting"));
+}
+
+int sv_events_export(const char *events_path, const char *out_path, double click_rating, const char *layout,
+                     sv_export_counts *n) {
+    row_layout l = {0};
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     char msg[4400] = "";
@@ -256,20 +350,22 @@ int sv_events_export(const char *events_path, const char *out_path, double click
     bool clicks = !isnan(click_rating);
     int rc = sqlite3_open_v2(events_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK ? 0
                                                                                         : db_fail(db, events_path, msg, sizeof msg);
+    layout_of(&l, layout, rc ? NULL : db);
+    if (!rc && (!l.delim || !json_array_size(l.fields))) rc = -1, snprintf(msg, sizeof msg, "out of memory");
     if (!rc) rc = count_events(db, "SELECT COUNT(*) FROM events", &total, msg, sizeof msg);
     if (!rc && !clicks) rc = count_events(db, "SELECT COUNT(*) FROM events WHERE rating IS NULL", &n->clicks, msg, sizeof msg);
     if (!rc && sqlite3_prepare_v2(db, EXPORT_SQL[clicks], -1, &st, NULL) != SQLITE_OK)
         rc = db_fail(db, "reading the events (is it an event store of cbrec serve?)", msg, sizeof msg);
     if (!rc && cb_output_open(&out, out_path, &err)) rc = -1, snprintf(msg, sizeof msg, "%s", err.msg);
     if (!rc) f = cb_output_file(out);
-    if (!rc) fputs("userId,movieId,rating,timestamp\n", f);
+    if (!rc) put_header(f, &l);
     int step = SQLITE_DONE;
     while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
         double y = sqlite3_column_type(st, 2) == SQLITE_NULL ? click_rating : sqlite3_column_double(st, 2);
-        csv_field(f, (const char *)sqlite3_column_text(st, 0));
-        fputc(',', f);
-        csv_field(f, (const char *)sqlite3_column_text(st, 1));
-        fprintf(f, ",%g,%lld\n", y, (long long)sqlite3_column_int64(st, 3));
+        const char *user = (const char *)sqlite3_column_text(st, 0), *item = (const char *)sqlite3_column_text(st, 1);
+        if (!put_row(f, &l, user, item, y, (long long)sqlite3_column_int64(st, 3)))
+            rc = -1, snprintf(msg, sizeof msg, "user '%.200s', item '%.200s': an id holding the delimiter, a quote or a "
+                                               "line break cannot be written to a ratings file without quoting", user, item);
         ++n->rows;
     }
     if (!rc && step != SQLITE_DONE) rc = db_fail(db, "reading the events", msg, sizeof msg);
@@ -278,6 +374,7 @@ int sv_events_export(const char *events_path, const char *out_path, double click
     n->older = rc ? 0 : total - n->clicks - n->rows; /* events of a pair before its newest kept one */
     sqlite3_finalize(st);
     sqlite3_close(db);
+    json_decref(l.doc);
     if (rc) fprintf(stderr, "cbrec events: %s\n", msg);
     return rc ? 1 : 0;
 }

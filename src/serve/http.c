@@ -1,6 +1,7 @@
 /* http — the libmicrohttpd glue of cbrec serve: one access handler that
  * collects the request body within the limit, refuses what is too long or
- * too many (413, 414, 503), matches the route (404, 405), checks the token
+ * too many (413, 414, 503), matches the route by the path's segments as
+ * sent, each decoded after the split (404, 405), checks the token
  * of write and admin routes (401, 403, constant-time), holds a reference on
  * the model for the request, runs the handler and queues the reply. Every
  * answer is counted in the metrics. Errors are JSON:
@@ -25,6 +26,8 @@ typedef struct conn_ctx {
     int overloaded;  /* more requests in flight than --max-inflight when it arrived */
     sv_reply rep;
     size_t route;    /* for the metrics */
+    bool begun;      /* the access handler has seen the request */
+    char raw_path[]; /* the path as sent, before any %HH decoding (on_uri) */
 } conn_ctx;
 
 double sv_now(void) {
@@ -142,26 +145,49 @@ static enum MHD_Result check_param(void *cls, enum MHD_ValueKind kind, const cha
 
 /* ---- routing */
 
-/* Does path match pattern? A "{id}" segment matches one non-empty segment,
- * copied into id (id_size bytes); with any_slash, everything up to the
- * pattern's fixed end: the path arrives %HH-decoded, so an id holding a "/"
- * (sent as %2F: "a/b", a category path) spans segments. */
-static bool route_match(const char *pattern, const char *path, char *id, size_t id_size, bool any_slash) {
-    while (*pattern && *path) {
-        if (!strncmp(pattern, "{id}", 4)) {
-            size_t n = strcspn(path, "/"), rest = strlen(pattern + 4), len = strlen(path);
-            if (any_slash && (len <= rest || strcmp(path + len - rest, pattern + 4))) return false;
-            if (any_slash) n = len - rest;
-            if (!n || n >= id_size) return false;
-            memcpy(id, path, n);
-            id[n] = 0;
-            pattern += 4;
-            path += n;
-            continue;
-        }
-        if (*pattern++ != *path++) return false;
+/* The path's segments, each %HH-decoded on its own (%00 kept, as unescape
+ * keeps it): routing on the raw segments, so an id holding "/" (sent as %2F,
+ * "team/a", a category path) is one segment, never more path. */
+#define SV_MAX_SEGMENTS 8
+typedef struct path_segments {
+    const char *seg[SV_MAX_SEGMENTS];
+    size_t n;
+    bool too_many;
+} path_segments;
+
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s);
+
+/* Split raw (a copy, modified: its "/" become NULs) into decoded segments. */
+static void split_path(char *raw, path_segments *p) {
+    p->n = 0;
+    p->too_many = false;
+    for (char *s = raw;; s++) {
+        char *slash = strchr(s, '/');
+        if (slash) *slash = 0;
+        if (p->n == SV_MAX_SEGMENTS) p->too_many = true;
+        else unescape(NULL, NULL, s), p->seg[p->n++] = s;
+        if (!slash) return;
+        s = slash;
     }
-    return !*pattern && !*path;
+}
+
+/* Do the path's segments match pattern's ("/v1/users/{id}")? A "{id}"
+ * segment matches one non-empty segment, set in *id. */
+static bool route_match(const char *pattern, const path_segments *p, const char **id) {
+    if (p->too_many) return false;
+    size_t k = 0;
+    for (const char *s = pattern;; s++, k++) {
+        size_t len = strcspn(s, "/");
+        if (k == p->n) return false;
+        if (len == 4 && !strncmp(s, "{id}", 4)) {
+            if (!p->seg[k][0]) return false;
+            *id = p->seg[k];
+        } else if (strlen(p->seg[k]) != len || strncmp(s, p->seg[k], len)) {
+            return false;
+        }
+        s += len;
+        if (!*s) return k + 1 == p->n;
+    }
 }
 
 /* Constant-time comparison of the request's bearer token with the server's. */
@@ -181,21 +207,19 @@ static enum MHD_Result sum_args(void *cls, enum MHD_ValueKind kind, const char *
     return MHD_YES;
 }
 
-/* Route and answer one complete request into rep, an {id} of the path copied
- * into id (as long as the path); returns the metrics route index. */
+/* Route and answer one complete request into rep, by the path's segments;
+ * returns the metrics route index. url (decoded) names a page or the path
+ * in a 404. */
 static size_t route(sv_server *s, struct MHD_Connection *c, const char *url, const char *method, conn_ctx *x,
-                    sv_reply *rep, char *id, size_t id_size) {
+                    sv_reply *rep, const path_segments *p) {
     size_t other = sv_n_routes;
     const char *m = !strcmp(method, "HEAD") ? "GET" : method;
     bool path_known = false;
     char allow[64] = "";
-    /* ids within one segment first, so "/v1/users/7/events" stays the events
-     * route; only a path no route knows is read with ids holding "/" */
-    for (size_t k = 0; k < 2 * sv_n_routes; k++) {
-        if (k == sv_n_routes && path_known) break;
-        size_t i = k % sv_n_routes;
+    for (size_t i = 0; i < sv_n_routes; i++) {
         const sv_route *r = &sv_routes[i];
-        if (!route_match(r->pattern, url, id, id_size, k >= sv_n_routes)) continue;
+        const char *id = NULL;
+        if (!route_match(r->pattern, p, &id)) continue;
         path_known = true;
         if (strcmp(r->method, m)) {
             snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", allow[0] ? ", " : "", r->method);
@@ -208,7 +232,7 @@ static size_t route(sv_server *s, struct MHD_Connection *c, const char *url, con
         params_check check = {r->params, rep, true};
         if (r->params) MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_param, &check);
         if (!check.ok) return i;
-        sv_request rq = {s, NULL, c, method, url, strstr(r->pattern, "{id}") ? id : NULL, x->body ? x->body : "", x->len};
+        sv_request rq = {s, NULL, c, method, url, id, x->body ? x->body : "", x->len};
         if (r->needs_model) rq.model = sv_acquire(s);
         r->handler(&rq, rep);
         if (rq.model) sv_release(s, rq.model);
@@ -229,8 +253,9 @@ static size_t route(sv_server *s, struct MHD_Connection *c, const char *url, con
 }
 
 /* Route and answer one complete request into rep; returns the metrics route
- * index. An id is as long as the URL allows (a 600-byte URL as an item id was
- * "no such page" past a fixed 511 bytes). */
+ * index. The raw path (x->raw_path, kept by on_uri) is split into segments
+ * before any is decoded; an id is as long as the URL allows (a 600-byte URL
+ * as an item id was "no such page" past a fixed 511 bytes). */
 static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, const char *method, conn_ctx *x,
                        sv_reply *rep) {
     size_t other = sv_n_routes;
@@ -238,12 +263,9 @@ static size_t dispatch(sv_server *s, struct MHD_Connection *c, const char *url, 
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, sum_args, &qlen);
     if (qlen > s->opt.max_url) return sv_reply_error(rep, 414, "the URL is longer than %zu bytes", s->opt.max_url), other;
     if (x->too_large) return sv_reply_error(rep, 413, "the body is larger than %zu bytes", s->opt.max_body), other;
-    size_t id_size = strlen(url) + 1;
-    char small[512], *id = id_size <= sizeof small ? small : malloc(id_size); /* the heap for long URLs only */
-    if (!id) return sv_reply_error(rep, 503, "out of memory"), other;
-    size_t i = route(s, c, url, method, x, rep, id, id_size);
-    if (id != small) free(id);
-    return i;
+    path_segments p;
+    split_path(x->raw_path, &p);
+    return route(s, c, url, method, x, rep, &p);
 }
 
 static enum MHD_Result queue(struct MHD_Connection *c, sv_reply *rep) {
@@ -271,10 +293,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     sv_server *s = cls;
     conn_ctx *x = *con_cls;
-    if (!x) {
-        if (!(x = calloc(1, sizeof *x))) return MHD_NO;
-        x->t0 = sv_now();
-        *con_cls = x;
+    if (!x) return MHD_NO; /* on_uri found no memory */
+    if (!x->begun) {
+        x->begun = true;
         /* in flight from its headers to its answer (a body still arriving holds a place),
          * plus the requests admitted ahead of it since its shard was found ready
          * (answered by now, but it waited for them: shards.c) */
@@ -327,12 +348,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static sv_server *s_of(void *cls) { return cls; }
 
+/* Every request's context, made when its request line is read: the URI is
+ * still as sent, so its path is kept for routing (dispatch); libmicrohttpd
+ * then passes the context to on_request as *con_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+    (void)cls, (void)c;
+    size_t len = strcspn(uri, "?");
+    conn_ctx *x = calloc(1, sizeof *x + len + 1);
+    if (!x) return NULL;
+    memcpy(x->raw_path, uri, len);
+    x->t0 = sv_now();
+    return x;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     (void)c;
     (void)toe;
     conn_ctx *x = *con_cls;
     if (x) {
-        __atomic_sub_fetch(&s_of(cls)->inflight, 1, __ATOMIC_RELAXED);
+        if (x->begun) __atomic_sub_fetch(&s_of(cls)->inflight, 1, __ATOMIC_RELAXED);
         free(x->body);
         free(x->rep.body); /* an answer never sent (the client left) */
     }
@@ -380,5 +414,5 @@ struct MHD_Daemon *sv_http_daemon(sv_server *s, unsigned conn_limit, bool v6, st
                             MHD_OPTION_CONNECTION_TIMEOUT, s->opt.timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                             SV_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, shard, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
-                            NULL, MHD_OPTION_END);
+                            NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_END);
 }

@@ -6,7 +6,7 @@
  * request's CPU, more than all of the HTTP. Same style as the library's
  * (compact, ASCII with \u escapes, keys in order, reals as "%.7g" with ".0"
  * added when they would read as integers (real_text), non-finite as null); invalid
- * UTF-8 in a text becomes '?' (jansson refuses such a string). test_serve
+ * UTF-8 in a text becomes '?' (cb_utf8_decode's rule; jansson refuses such a string). test_serve
  * checks the answers against `cbrec recommend --json`. */
 #include "serve/serve.h"
 
@@ -46,25 +46,6 @@ static void put_u(buf *b, unsigned cp) {
     put(b, e, 6);
 }
 
-/* The code point of the UTF-8 sequence at p (its length in *len), or -1
- * when it is not valid UTF-8 (the rules of cb_utf8_repair). */
-static long utf8_at(const unsigned char *p, size_t left, size_t *len) {
-    unsigned char c = p[0];
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = n && n <= left;
-    for (size_t k = 1; ok && k < n; k++) ok = (p[k] & 0xC0) == 0x80;
-    if (ok && n == 2) ok = c >= 0xC2;
-    if (ok && n == 3) ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] >= 0xA0);
-    if (ok && n == 4) ok = c <= 0xF4 && !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] >= 0x90);
-    *len = 1;
-    if (!ok) return -1;
-    *len = n;
-    if (n == 1) return c;
-    long cp = c & (0x7F >> n);
-    for (size_t k = 1; k < n; k++) cp = (cp << 6) | (p[k] & 0x3F);
-    return cp;
-}
-
 /* s as a JSON string (NULL as ""). */
 static void put_str(buf *b, const char *s) {
     const unsigned char *p = (const unsigned char *)(s ? s : "");
@@ -75,10 +56,10 @@ static void put_str(buf *b, const char *s) {
         while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\') run++;
         if (run > i) put(b, (const char *)p + i, run - i);
         if ((i = run) >= n) break;
-        size_t len;
-        long cp = utf8_at(p + i, n - i, &len);
-        i += len;
-        if (cp < 0) put(b, "?", 1);
+        uint32_t cp;
+        size_t len = cb_utf8_decode((const char *)p + i, n - i, &cp);
+        i += len ? len : 1;
+        if (!len) put(b, "?", 1);
         else if (cp == '"') put(b, "\\\"", 2);
         else if (cp == '\\') put(b, "\\\\", 2);
         else if (cp == '\n') put(b, "\\n", 2);

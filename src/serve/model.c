@@ -28,6 +28,7 @@ void sv_model_free(sv_model *m) {
     free(m->content_json);
     for (size_t i = 0; m->folded_titles && i < m->n_items; i++) free(m->folded_titles[i]);
     free(m->folded_titles);
+    free(m->map_column);
     free(m);
 }
 
@@ -79,6 +80,21 @@ static int content_texts(sv_model *m) {
         m->content_json[i] = text;
     }
     return CB_OK;
+}
+
+/* m->map_column: the genre column ("genres") when the model has genres,
+ * else its first multi-valued content column (a catalog of tags alone was
+ * all grey), else none; the one choice of what colours the map (its points'
+ * "colour", /v1/meta's "map_column"). */
+static int choose_map_column(sv_model *m) {
+    json_t *v = json_loads(m->vocab_json, 0, NULL);
+    if (!v) return CB_ENOMEM;
+    const char *name = json_array_size(json_object_get(v, "genres"))
+                           ? "genres"
+                           : json_string_value(json_array_get(json_object_get(v, "multi_valued"), 0));
+    int rc = name && !(m->map_column = strdup(name)) ? CB_ENOMEM : CB_OK;
+    json_decref(v);
+    return rc;
 }
 
 /* m->folded_titles: each title folded once, not at every search. */
@@ -142,7 +158,8 @@ sv_model *sv_model_load(const sv_options *o, char *msg, size_t msg_size) {
     rc = (m->counts && m->means && m->by_popularity && m->xy) ? CB_OK : CB_ENOMEM;
     if (!rc) rc = cb_recommender_item_rating_stats(m->rec, m->counts, m->means, &err);
     if (!rc) rc = cb_recommender_project_2d(m->rec, m->xy, &err);
-    if (!rc && ((rc = content_texts(m)) || (rc = fold_titles(m)))) snprintf(err.msg, sizeof err.msg, "out of memory");
+    if (!rc && ((rc = content_texts(m)) || (rc = fold_titles(m)) || (rc = choose_map_column(m))))
+        snprintf(err.msg, sizeof err.msg, "out of memory");
     if (!rc && read_describe(m, msg, msg_size)) rc = CB_EFORMAT;
     else if (rc) snprintf(msg, msg_size, "%s", err.msg[0] ? err.msg : cb_strstatus(rc));
     if (rc) {

@@ -53,13 +53,6 @@ static json_t *jstr(const char *s) {
     return j;
 }
 
-/* Every genre of an item (the map's points: sv_item_content's list). */
-static json_t *item_genres(const sv_model *m, size_t item) {
-    json_t *o = sv_item_content(m, item), *g = o ? json_incref(json_object_get(o, "genres")) : NULL;
-    json_decref(o);
-    return g;
-}
-
 /* {"item", "title", "genres", ["content",] "n_ratings"} (+ "mean_rating", "new" when full). */
 static json_t *item_json(const sv_model *m, size_t item, bool full) {
     json_t *o = json_pack("{s:o,s:o}", "item", jstr(cb_recommender_item_id(m->rec, item)), "title",
@@ -76,7 +69,7 @@ static json_t *item_json(const sv_model *m, size_t item, bool full) {
 int sv_get_meta(sv_request *rq, sv_reply *rep) {
     sv_model *m = rq->model;
     json_t *vocab = json_loads(m->vocab_json, 0, NULL), *about = json_loads(m->describe_json, 0, NULL);
-    json_t *doc = vocab && about ? json_pack("{s:I,s:I,s:I,s:s,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s}", "items",
+    json_t *doc = vocab && about ? json_pack("{s:I,s:I,s:I,s:s,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s?,s:s}", "items",
                                              (json_int_t)m->n_items, "users", (json_int_t)m->n_users, "dim",
                                              (json_int_t)cb_recommender_dim(m->rec), "criterion", m->criterion,
                                              "prediction", json_object_get(about, "prediction"), "binary",
@@ -85,7 +78,8 @@ int sv_get_meta(sv_request *rq, sv_reply *rep) {
                                              json_object_get(about, "rating_scale"), "genres",
                                              json_object_get(vocab, "genres"), "columns",
                                              json_object_get(vocab, "item_columns"), "user_columns",
-                                             json_object_get(vocab, "user_columns"), "model_version", m->version)
+                                             json_object_get(vocab, "user_columns"), "map_column", m->map_column,
+                                             "model_version", m->version)
                                  : NULL;
     json_decref(vocab);
     json_decref(about);
@@ -442,10 +436,19 @@ int sv_post_recommend(sv_request *rq, sv_reply *rep) {
 
 /* ---- the map */
 
+/* {"item", "x", "y", "title", "genres", "colour"}: colour, the item's first
+ * value of the column that colours the map (m->map_column), or null. */
 static json_t *point_json(const sv_model *m, size_t item) {
-    return json_pack("{s:o,s:f,s:f,s:o,s:o}", "item", jstr(cb_recommender_item_id(m->rec, item)), "x",
-                     (double)m->xy[2 * item], "y", (double)m->xy[2 * item + 1], "title",
-                     jstr(cb_recommender_item_title(m->rec, item)), "genres", item_genres(m, item));
+    json_t *content = sv_item_content(m, item), *genres = json_object_get(content, "genres");
+    json_t *values = !m->map_column                      ? NULL
+                     : !strcmp(m->map_column, "genres") ? genres
+                                                         : json_object_get(json_object_get(content, "content"), m->map_column);
+    json_t *o = json_pack("{s:o,s:f,s:f,s:o,s:O,s:O?}", "item", jstr(cb_recommender_item_id(m->rec, item)), "x",
+                          (double)m->xy[2 * item], "y", (double)m->xy[2 * item + 1], "title",
+                          jstr(cb_recommender_item_title(m->rec, item)), "genres", genres, "colour",
+                          json_array_get(values, 0));
+    json_decref(content);
+    return o;
 }
 
 #define MAP_POINTS 3000

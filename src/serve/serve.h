@@ -62,11 +62,14 @@ typedef struct sv_export_counts {
     size_t older;  /* events of a pair before its newest (a re-rating replaces a rating) */
     size_t clicks; /* clicks left out (no click rating) */
 } sv_export_counts;
-/* `cbrec events export`: the stored events as rating rows
- * "userId,movieId,rating,timestamp", each (user, item) once, from its newest
- * event (clicks as click_rating; NAN: left out), written atomically. Returns
- * 0 or prints why and returns 1. */
-int sv_events_export(const char *events_path, const char *out_path, double click_rating, sv_export_counts *n);
+/* `cbrec events export`: the stored events as rating rows in layout
+ * (cb_recommender_ratings_layout's JSON: the model's data's ratings file;
+ * NULL: the one the store recorded, else MovieLens latest-small's
+ * "userId,movieId,rating,timestamp"), each
+ * (user, item) once, from its newest event (clicks as click_rating; NAN:
+ * left out), written atomically. Returns 0 or prints why and returns 1. */
+int sv_events_export(const char *events_path, const char *out_path, double click_rating, const char *layout,
+                     sv_export_counts *n);
 
 /* The n of a recommend request that does not give one. */
 #define SV_DEFAULT_N 10
@@ -86,6 +89,8 @@ typedef struct sv_model {
     float *xy;                   /* [n_items x 2] the 2-D map */
     char **content_json;         /* [n_items] each item's "genres":[...] (+ ,"content":{...}), sv_item_content's text */
     char **folded_titles;        /* [n_items] each title case-folded (cb_utf8_fold), for the title search */
+    char *map_column;            /* what colours the map's points: "genres", else the first multi-valued
+                                  * content column (tags), else NULL (sv_model_load) */
     double y_min, y_max;         /* rating scale */
     bool binary;                 /* 0/1 labels: a rating is 0 or 1 */
     size_t n_added;              /* items added after training (the last n_added numbers) */
@@ -112,6 +117,10 @@ typedef struct sv_events sv_events;
 /* Open (create) the SQLite file in WAL mode and replay it into memory. */
 int sv_events_open(sv_events **out, const char *path, char *msg, size_t msg_size);
 void sv_events_close(sv_events *e);
+/* Record in the store the ratings layout of the model served
+ * (cb_recommender_ratings_layout; NULL: none), which `cbrec events export`
+ * writes its rows in when not given a model. 0, or -1 with msg. */
+int sv_events_note_layout(sv_events *e, const char *layout, char *msg, size_t msg_size);
 /* Append one event; returns 0 only once it is committed (durable), with its
  * sequence number. rating NAN = a click. */
 int sv_events_append(sv_events *e, const char *user, const char *item, double rating, int64_t time, int64_t *seq,

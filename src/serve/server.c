@@ -61,6 +61,9 @@ int sv_reload(sv_server *s, char *msg, size_t msg_size) {
     s->model = fresh;
     pthread_mutex_unlock(&s->slot_mu);
     s->reloads++;
+    char note[512]; /* the store's export layout follows the model; a store that cannot take it is only told */
+    if (s->events && sv_events_note_layout(s->events, cb_recommender_ratings_layout(fresh->rec), note, sizeof note))
+        fprintf(stderr, "cbrec serve: %s\n", note);
     pthread_mutex_unlock(&s->reload_mu);
     /* The requests still on the old model finish on it; it is freed here, once
      * they have, not by the last of them (freeing a whole model in an event
@@ -162,7 +165,8 @@ int sv_start(sv_server *s, const sv_options *o, unsigned *port, char *msg, size_
     if (o->token_file && read_token(o->token_file, s->token, sizeof s->token, msg, msg_size)) return -1;
     if (!(s->model = sv_model_load(o, msg, msg_size))) return -1;
     s->model->refs = 1;
-    if ((o->events_path && sv_events_open(&s->events, o->events_path, msg, msg_size)) ||
+    if ((o->events_path && (sv_events_open(&s->events, o->events_path, msg, msg_size) ||
+                            sv_events_note_layout(s->events, cb_recommender_ratings_layout(s->model->rec), msg, msg_size))) ||
         sv_answers_build(s, s->model, msg, msg_size)) { /* after the events: the answers apply them */
         sv_events_close(s->events);
         sv_model_free(s->model);

@@ -84,7 +84,7 @@ class Handler(SimpleHTTPRequestHandler):
             return super().do_GET()
         if p == "/v1/meta":
             return self.send_json({"items": len(ITEMS), "users": len(USERS), "dim": 32,
-                                   "criterion": "retrieval score", "genres": GENRES, "columns": {},
+                                   "criterion": "retrieval score", "genres": GENRES, "columns": {}, "map_column": "genres",
                                    "user_columns": {"gender": ["F", "M"], "region": [str(i) for i in range(1, 11)]}})
         if p == "/v1/items":
             text = q.get("q", "").lower()
@@ -121,7 +121,8 @@ class Handler(SimpleHTTPRequestHandler):
             for it in ITEMS.values():
                 x = sum(math.cos(angle[g]) for g in it["genres"]) / len(it["genres"]) + rnd.gauss(0, 0.15)
                 y = sum(math.sin(angle[g]) for g in it["genres"]) / len(it["genres"]) + rnd.gauss(0, 0.15)
-                pts.append({"item": it["item"], "x": x, "y": y, "title": it["title"], "genres": it["genres"]})
+                pts.append({"item": it["item"], "x": x, "y": y, "title": it["title"], "genres": it["genres"],
+                            "colour": it["genres"][0]})
             return self.send_json({"points": pts, "highlight": [], "history": []})
         return self.not_found()
 

@@ -324,6 +324,14 @@ function tests(page, base, truth, work) {
         await page.waitFor(`document.body.dataset.ready === 'true' &&
           document.getElementById('item-title').textContent === 'Product 0' &&
           document.querySelectorAll('#similar .entry').length === 10`, `/#item=${encodeURIComponent(ids[0])} to open its item page`);
+        // without genres the map is coloured by the first multi-valued column, tags (it was all grey)
+        const fills = await page.eval(attrs('#map .base circle', 'fill'));
+        check(fills.length === ids.length && new Set(fills).size === 3 && !fills.includes('#9aa3ad'),
+          `map dots not coloured by their first tag: ${[...new Set(fills)]}`);
+        const legend = await page.eval(texts('#map-legend li'));
+        check(['jazz', 'rock', 'pop'].every((t) => legend.includes(t)), `map legend without the first tags: ${legend}`);
+        const caption = await page.eval('mapColourWords()'); // the caption's words when nothing is highlighted
+        check(caption.includes('Coloured by first tags value'), `map caption: ${caption}`);
         const reasons = await page.eval(texts('#similar .reason'));
         // without genres every similar item "had no genre in common", whatever tags it shared
         check(reasons.some((r) => r.startsWith('shares tags: jazz, bebop')), `no "shares tags" reason: ${reasons}`);
