@@ -64,18 +64,21 @@ def test_from_arrays_attributes_and_catalog():
 
 
 def test_catalog_alone_keeps_every_item():
-    # item_ids with no titles, genres or attributes: the unrated items "c" and "d" were dropped
+    # item_ids / an items table of ids alone (no title, genres or attribute column) is the catalog,
+    # as an items file of ids alone is for the loader: the unrated items "c" and "d" were dropped
     users, items, ratings = ["u1", "u1", "u2", "u3"], ["a", "b", "a", "b"], [5, 3, 4, 2]
     ds = cbrec.Dataset.from_arrays(users, items, ratings, item_ids=["a", "b", "c", "d"], user_ids=["u1", "u2", "u3", "u4"])
     assert (ds.n_items, ds.n_users) == (4, 4)
     frames = cbrec.Dataset.from_frames({"userId": users, "movieId": items, "rating": ratings},
                                        {"movieId": ["a", "b", "c", "d"]})
-    assert frames.n_items == 4
+    assert frames.n_items == 4 and frames.describe()["titles"] == 0
     m = cbrec.Model.train(frames, epochs=1, seed=1, neighbours=0)
-    assert m.n_items == 4 and list(m.item_ids) == ["a", "b", "c", "d"]
+    assert m.n_items == 4 and list(m.item_ids) == ["a", "b", "c", "d"] and set(m.titles) == {""}
     assert set(m.recommend("u3", n=3).ids) == {"a", "c", "d"}  # the cold items are recommended too
-    with pytest.raises(cbrec.ParseError, match=r"item ids\[2\]: id 'a' given twice \(first at \[0\]\)"):
-        cbrec.Dataset.from_arrays(users, items, ratings, item_ids=["a", "b", "a"])
+    # an id twice: named by position, for a catalog alone and for one beside a column
+    for attributes in (None, {"p": [1, 2, 3]}):
+        with pytest.raises(cbrec.ParseError, match=r"item ids\[2\]: id 'a' given twice \(first at \[0\]\)"):
+            cbrec.Dataset.from_arrays(users, items, ratings, item_ids=["a", "b", "a"], item_attributes=attributes)
 
 
 def test_from_arrays_rating_outside_the_catalog():
@@ -325,18 +328,6 @@ def test_rating_by_a_user_outside_the_users_table():
     ds = cbrec.Dataset.from_frames({"userId": np.array([1, 2]), "movieId": ["a", "b"], "rating": [4, 5]},
                                    users={"userId": np.array([1, 2, 3]), "age": [30, 40, 50]})
     assert ds.describe()["user_columns"][0]["missing"] == 0
-
-
-def test_catalog_of_ids_alone_keeps_unrated_items():
-    # an items table of ids alone is the catalog, as an items file of ids alone is for the loader;
-    # items nobody rated were dropped unless a column described them
-    ds = cbrec.Dataset.from_frames({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5]},
-                                   {"movieId": ["a", "b", "c", "d"]})
-    assert ds.n_items == 4 and ds.describe()["titles"] == 0
-    m = cbrec.Model.train(ds, epochs=1, seed=1)
-    assert set(m.item_ids) == {"a", "b", "c", "d"} and set(m.titles) == {""}
-    with pytest.raises(cbrec.ParseError, match=r"item ids\[2\]: id 'a' given twice \(first at \[0\]\)"):
-        cbrec.Dataset.from_arrays(["u1"], ["a"], [4], item_ids=["a", "b", "a"], item_attributes={"p": [1, 2, 3]})
 
 
 def test_nat_in_text_columns_is_missing():
