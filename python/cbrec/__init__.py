@@ -24,6 +24,7 @@ split="temporal")``. ``cbrec.settings("train")`` lists them. Long calls
 (load, train, evaluate, recommend, recommend_batch) release the GIL;
 Ctrl-C stops training within a batch and raises KeyboardInterrupt.
 """
+import datetime as _dt
 import json as _json
 import numbers as _nums
 from typing import NamedTuple
@@ -165,22 +166,62 @@ def _column(users, name, values, ids, sep):
     return (users, str(name), kind, ids, values, sep)  # a DataFrame's column 5 is "5" (an int was a TypeError)
 
 
+_NO_TIME = _np.iinfo(_np.int64).min  # the builder's 'no timestamp' (numpy's NaT)
+_EPOCH = _dt.datetime(1970, 1, 1)
+_EPOCH_UTC = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def _datetime_seconds(x):
+    """Seconds since the epoch of one datetime-like cell (a datetime or
+    pandas.Timestamp, a date, a numpy datetime64), or None when it is not
+    one. An aware one is its instant (so UTC); a naive one is read as UTC,
+    as numpy's datetime64 values are."""
+    if isinstance(x, _dt.datetime):  # pandas.Timestamp too
+        aware = x.tzinfo is not None and x.utcoffset() is not None
+        return (x - (_EPOCH_UTC if aware else _EPOCH)) // _dt.timedelta(seconds=1)
+    if isinstance(x, _dt.date):
+        return (x - _EPOCH.date()).days * 86400
+    if isinstance(x, _np.datetime64):
+        return int(x.astype("datetime64[s]").astype(_np.int64))
+    return None
+
+
+def _cell_seconds(k, x):
+    """Row k of a column of datetime objects, in seconds (INT64_MIN: missing)."""
+    if _missing_id(x):
+        return _NO_TIME
+    t = _datetime_seconds(x)
+    if t is None:
+        raise TypeError("timestamps[%d]: a %.80s among dates and times" % (k, type(x).__name__))
+    return t
+
+
 def _seconds(timestamps):
     """Timestamps as the builder takes them, int64 seconds since the epoch:
     datetime64 values (a pandas datetime column) from their unit (their
     nanoseconds were refused as out of range, days taken for seconds); a
-    missing one (NaN, NaT, None, pandas.NA) as INT64_MIN, the builder's 'no
-    timestamp' (NaN was cast with a warning to that number, and the number
-    reported; None and pandas.NA were a TypeError naming no row)."""
+    timezone-aware pandas column (datetime64[ns, UTC], [ns, Europe/Paris])
+    as its instants, whose to_numpy() is Timestamp objects (a TypeError);
+    datetime objects likewise, aware ones by their instant, naive ones as
+    UTC like datetime64; a missing one (NaN, NaT, None, pandas.NA) as
+    INT64_MIN, the builder's 'no timestamp' (NaN was cast with a warning to
+    that number, and the number reported; None and pandas.NA were a
+    TypeError naming no row)."""
+    if getattr(getattr(timestamps, "dtype", None), "tz", None) is not None:
+        timestamps = timestamps.to_numpy(dtype="datetime64[ns]")  # UTC
     arr = _np.asarray(timestamps)
     if arr.dtype.kind == "M":
         return arr.astype("datetime64[s]").astype(_np.int64)  # NaT is INT64_MIN
+    if arr.dtype.kind == "O" and arr.ndim == 1:
+        cells = arr.tolist()
+        if _datetime_seconds(next((x for x in cells if not _missing_id(x)), None)) is not None:
+            return _np.array([_cell_seconds(k, x) for k, x in enumerate(cells)], dtype=_np.int64)
     numbers = _numbers(arr) if arr.dtype.kind == "O" else arr  # a nullable Int64 column: objects
     if numbers is None or numbers.dtype.kind != "f":
         return timestamps
     arr = numbers
     gaps = _np.isnan(arr)
-    return _np.where(gaps, _np.iinfo(_np.int64).min, _np.where(gaps, 0, arr).astype(_np.int64))
+    return _np.where(gaps, _NO_TIME, _np.where(gaps, 0, arr).astype(_np.int64))
 
 
 def _id_text(x):
@@ -260,8 +301,10 @@ class Dataset(_cbrec._Dataset):
             numpy integers are converted with str()).
         ratings: one number per row; None means implicit events (each row
             is one interaction, y = 1; repeats are merged).
-        timestamps: seconds since the epoch per row, or datetime64 values
-            (optional; the temporal split uses them).
+        timestamps: seconds since the epoch per row, datetime64 values, a
+            timezone-aware pandas column (datetime64[ns, UTC], ...: its
+            instants) or datetime objects (aware: their instant; naive: read
+            as UTC, as datetime64 is) (optional; the temporal split uses them).
         item_ids: the catalog, one id per row of titles / genres /
             item_attributes: every item in it is in the dataset, also one
             nobody rated and nothing describes (a cold item); every rating's
@@ -351,7 +394,8 @@ class Dataset(_cbrec._Dataset):
             kw["user_attributes"] = {c: col(users, c) for c in ucols if c != user}
         return cls.from_arrays(col(ratings, user), col(ratings, item),
                                col(ratings, rating) if rating in rcols else None,
-                               timestamps=col(ratings, timestamp) if timestamp in rcols else None, sep=sep,
+                               # the column itself: to_numpy() of a timezone-aware one is Timestamp objects
+                               timestamps=ratings[timestamp] if timestamp in rcols else None, sep=sep,
                                **kw, **settings)
 
     def describe(self, features=False, **settings):

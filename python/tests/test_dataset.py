@@ -301,6 +301,31 @@ def test_timestamps_as_datetimes_and_gaps():
     assert cbrec.Dataset.from_frames(frame).describe()["timestamps"] is True
 
 
+def test_timezone_aware_timestamps():
+    # a timezone-aware pandas column (datetime64[ns, UTC], [ns, Asia/Tokyo]) is its instants in
+    # seconds since the epoch; its to_numpy() is Timestamp objects, which were a TypeError ('int()
+    # argument must be ... not 'Timestamp''); aware datetime objects likewise, naive ones as UTC.
+    # One instant, 2**32 s, in each form: the builder's range check quotes the seconds it got
+    pd = pytest.importorskip("pandas")
+    utc = pd.to_datetime([1.6e9, 2 ** 32], unit="s", utc=True)
+    out_of_range = r"ratings\[%d\]: timestamp 4294967296 is not in"
+    for ts in (utc, pd.Series(utc).dt.tz_convert("Asia/Tokyo"), utc.tz_convert("America/New_York").to_numpy(),
+               [t.to_pydatetime() for t in utc.tz_convert("Asia/Kolkata")], [t.tz_localize(None) for t in utc]):
+        with pytest.raises(cbrec.ParseError, match=out_of_range % 1):
+            cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
+    frame = pd.DataFrame({"userId": ["u1", "u2", "u3"], "movieId": ["a", "b", "a"], "rating": [4, 5, 3],
+                          "timestamp": pd.Series(pd.to_datetime([1.6e9, 1.7e9, 2 ** 32], unit="s")).dt.tz_localize("UTC")})
+    with pytest.raises(cbrec.ParseError, match=out_of_range % 2):
+        cbrec.Dataset.from_frames(frame)
+    frame["timestamp"] = frame["timestamp"].dt.tz_convert("Europe/Paris").where(frame["rating"] != 5)  # a NaT
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: no timestamp"):
+        cbrec.Dataset.from_frames(frame)
+    ok = cbrec.Dataset.from_frames(frame.iloc[:2], skip_bad_rows=True)
+    assert ok.describe()["timestamps"] is True and (ok.n_ratings, ok.n_skipped) == (1, 1)
+    with pytest.raises(TypeError, match=r"timestamps\[1\]: a str among dates and times"):
+        cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=[utc[0], "2020-01-01"])
+
+
 def test_ids_that_are_not_texts_are_refused():
     # str() made garbage ids of these: the rows of a 2-D array ("['a']"), bytes ("b'a'"), and a
     # str's characters (users="alice" was five users); each is a TypeError naming the row
