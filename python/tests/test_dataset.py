@@ -81,6 +81,22 @@ def test_catalog_alone_keeps_every_item():
             cbrec.Dataset.from_arrays(users, items, ratings, item_ids=["a", "b", "a"], item_attributes=attributes)
 
 
+def test_users_table_keeps_unrated_users(tmp_path):
+    # a users table (a DataFrame, or a dict of columns of ids alone) keeps its users nobody saw rate:
+    # the model knows them, with their attributes, and gives them cold-start recommendations
+    ratings = {"userId": [1, 1, 2, 3], "movieId": ["a", "b", "a", "c"], "rating": [5, 3, 4, 2]}
+    tables = [{"userId": [1, 2, 3, 4]}, FakeFrame({"userId": [1, 2, 3, 4], "age": [20, 30, 40, 50], "gender": list("MFMF")})]
+    for users in tables:
+        ds = cbrec.Dataset.from_frames(ratings, users=users)
+        assert (ds.n_users, ds.n_ratings) == (4, 4)
+        m = cbrec.Model.train(ds, epochs=1, seed=1, neighbours=0)
+        assert list(m.user_ids) == ["1", "2", "3", "4"] and m.user_vectors().shape[0] == 4
+        recs = m.recommend(4, n=2)
+        assert len(recs) == 2 and any("no training ratings" in note for note in recs.notes)
+        m.save(str(tmp_path / "m.cbrec"))
+        assert list(cbrec.Model.load(str(tmp_path / "m.cbrec")).user_ids) == ["1", "2", "3", "4"]
+
+
 def test_from_arrays_rating_outside_the_catalog():
     # a rating of an item item_ids lacks is an error naming the row, as a ratings file's is;
     # from_arrays added it silently, without a title
