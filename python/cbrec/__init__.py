@@ -149,11 +149,17 @@ _LISTS = (list, tuple, set, frozenset, _np.ndarray)
 
 def _column(users, name, values, ids, sep):
     """One attribute column for the builder: (kind, values) given explicitly,
-    numbers -> numeric, lists/tuples/sets -> multi, anything else -> categorical."""
+    a pandas categorical column -> categorical (also of numbers: codes such
+    as an occupation 3 or 7 were numeric), numbers -> numeric,
+    lists/tuples/sets -> multi, anything else -> categorical."""
     kind = None
     if isinstance(values, tuple) and len(values) == 2 and isinstance(values[0], str):
         kind, values = values
-    elif any(isinstance(v, _LISTS) for v in values):
+    if kind is None and getattr(getattr(values, "dtype", None), "name", None) == "category":
+        kind = "categorical"
+    if hasattr(values, "to_numpy"):
+        values = values.to_numpy()
+    if kind is None and any(isinstance(v, _LISTS) for v in values):
         # before numpy sees them: tags of different lengths are a ragged array (a ValueError),
         # lists of numbers of one length a 2-D numeric one
         kind = "multi"
@@ -318,8 +324,9 @@ class Dataset(_cbrec._Dataset):
             must be in it, as a ratings file's must be in its users file.
         item_attributes, user_attributes: {name: values aligned with item_ids
             / user_ids} (or a DataFrame); numbers become numeric columns, lists multi-valued
-            ones, strings categorical; or give (kind, values) with kind
-            "numeric", "categorical" or "multi".
+            ones, strings and pandas' category dtype (of numbers too)
+            categorical; or give (kind, values) with kind "numeric",
+            "categorical" or "multi".
         settings: TRAIN keys for loading: range="1,5", skip_bad_rows=True.
 
         Raises ParseError (duplicate (user, item) ratings, no ratings),
@@ -364,8 +371,8 @@ class Dataset(_cbrec._Dataset):
             events) and `timestamp` (optional).
         items: the column `item` (the ids, named as in ratings) and any
             others: `title`, `genres` ("A|B" on sep), numbers -> numeric,
-            lists -> multi, text -> categorical. users: the column `user`
-            and attributes likewise."""
+            lists -> multi, text and the category dtype -> categorical.
+            users: the column `user` and attributes likewise."""
         def cols(frame):
             return list(frame.keys())
 
@@ -385,13 +392,14 @@ class Dataset(_cbrec._Dataset):
             kw["item_ids"] = col(items, item)
             kw["titles"] = col(items, title) if title in icols else None
             kw["genres"] = col(items, genres) if genres in icols else None
-            kw["item_attributes"] = {c: col(items, c) for c in icols if c not in (item, title, genres)}
+            # the columns themselves: their dtype tells a categorical column of numbers
+            kw["item_attributes"] = {c: items[c] for c in icols if c not in (item, title, genres)}
         if users is not None:
             ucols = cols(users)
             if user not in ucols:
                 raise ValueError("the users table has no column %r" % user)
             kw["user_ids"] = col(users, user)
-            kw["user_attributes"] = {c: col(users, c) for c in ucols if c != user}
+            kw["user_attributes"] = {c: users[c] for c in ucols if c != user}
         return cls.from_arrays(col(ratings, user), col(ratings, item),
                                col(ratings, rating) if rating in rcols else None,
                                # the column itself: to_numpy() of a timezone-aware one is Timestamp objects

@@ -391,3 +391,20 @@ def test_columns_named_by_numbers():
     ds = cbrec.Dataset.from_frames({0: ["u1", "u2"], 1: ["a", "b"], 2: [4, 5]}, {1: ["a", "b", "c"], 5: ["X", "Y", "X"]},
                                    user=0, item=1, rating=2)
     assert [(c["name"], c["kind"]) for c in ds.describe()["item_columns"]] == [("5", "categorical")]
+
+
+def test_categorical_dtype_is_categorical():
+    # a pandas categorical column is categorical whatever its values: occupation codes 3 and 7 as a
+    # category were a numeric column (an occupation "7" read as more than "3")
+    pd = pytest.importorskip("pandas")
+    users = pd.DataFrame({"userId": ["u1", "u2", "u3"], "occupation": pd.Series([3, 7, 3], dtype="category"),
+                          "zone": pd.Series([1.5, None, 2.5], dtype="category"), "age": [20, 30, 40]})
+    ratings = pd.DataFrame({"userId": pd.Series(["u1", "u2", "u3"], dtype="category"), "movieId": ["a", "b", "a"],
+                            "rating": [4, 5, 3]})
+    expect = {"occupation": ("categorical", 0, ["3", "7"]), "zone": ("categorical", 1, ["1.5", "2.5"]),
+              "age": ("numeric", 0, None)}
+    for ds in (cbrec.Dataset.from_frames(ratings, users=users),
+               cbrec.Dataset.from_arrays(ratings["userId"], ratings["movieId"], ratings["rating"], user_ids=users["userId"],
+                                         user_attributes=users.drop(columns="userId"))):
+        got = {c["name"]: (c["kind"], c["missing"], c.get("examples")) for c in ds.describe()["user_columns"]}
+        assert got == expect
