@@ -179,16 +179,21 @@ _EPOCH_UTC = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 def _datetime_seconds(x):
     """Seconds since the epoch of one datetime-like cell (a datetime or
-    pandas.Timestamp, a date, a numpy datetime64), or None when it is not
-    one. An aware one is its instant (so UTC); a naive one is read as UTC,
-    as numpy's datetime64 values are."""
+    pandas.Timestamp, a date, a numpy datetime64, a pandas.Period: its
+    start; a timedelta: the seconds it spans), or None when it is not one.
+    An aware one is its instant (so UTC); a naive one is read as UTC, as
+    numpy's datetime64 values are."""
+    if type(x).__name__ == "Period":  # a month's Period was taken as its ordinal number of months
+        x = x.to_timestamp()
+    if isinstance(x, _dt.timedelta):  # pandas.Timedelta too
+        return x // _dt.timedelta(seconds=1)
     if isinstance(x, _dt.datetime):  # pandas.Timestamp too
         aware = x.tzinfo is not None and x.utcoffset() is not None
         return (x - (_EPOCH_UTC if aware else _EPOCH)) // _dt.timedelta(seconds=1)
     if isinstance(x, _dt.date):
         return (x - _EPOCH.date()).days * 86400
-    if isinstance(x, _np.datetime64):
-        return int(x.astype("datetime64[s]").astype(_np.int64))
+    if isinstance(x, (_np.datetime64, _np.timedelta64)):
+        return int(x.astype(x.dtype.str[1:2] + "8[s]").astype(_np.int64))
     return None
 
 
@@ -208,6 +213,9 @@ def _seconds(timestamps):
     nanoseconds were refused as out of range, days taken for seconds); a
     timezone-aware pandas column (datetime64[ns, UTC], [ns, Europe/Paris])
     as its instants, whose to_numpy() is Timestamp objects (a TypeError);
+    timedelta64 values (seconds since whatever origin they count from) and
+    pandas Periods (their start) likewise: nanoseconds and a count of
+    months were taken for seconds;
     datetime objects likewise, aware ones by their instant, naive ones as
     UTC like datetime64; a missing one (NaN, NaT, None, pandas.NA) as
     INT64_MIN, the builder's 'no timestamp' (NaN was cast with a warning to
@@ -216,8 +224,8 @@ def _seconds(timestamps):
     if getattr(getattr(timestamps, "dtype", None), "tz", None) is not None:
         timestamps = timestamps.to_numpy(dtype="datetime64[ns]")  # UTC
     arr = _np.asarray(timestamps)
-    if arr.dtype.kind == "M":
-        return arr.astype("datetime64[s]").astype(_np.int64)  # NaT is INT64_MIN
+    if arr.dtype.kind in "Mm":  # a timedelta64 too: its nanoseconds were taken for seconds
+        return arr.astype(arr.dtype.kind + "8[s]").astype(_np.int64)  # NaT is INT64_MIN
     if arr.dtype.kind == "O" and arr.ndim == 1:
         cells = arr.tolist()
         if _datetime_seconds(next((x for x in cells if not _missing_id(x)), None)) is not None:
@@ -310,7 +318,8 @@ class Dataset(_cbrec._Dataset):
         timestamps: seconds since the epoch per row, datetime64 values, a
             timezone-aware pandas column (datetime64[ns, UTC], ...: its
             instants) or datetime objects (aware: their instant; naive: read
-            as UTC, as datetime64 is) (optional; the temporal split uses them).
+            as UTC, as datetime64 is), pandas Periods (their start) or
+            timedeltas (their seconds) (optional; the temporal split uses them).
         item_ids: the catalog, one id per row of titles / genres /
             item_attributes: every item in it is in the dataset, also one
             nobody rated and nothing describes (a cold item); every rating's

@@ -408,3 +408,21 @@ def test_categorical_dtype_is_categorical():
                                          user_attributes=users.drop(columns="userId"))):
         got = {c["name"]: (c["kind"], c["missing"], c.get("examples")) for c in ds.describe()["user_columns"]}
         assert got == expect
+
+
+def test_timedeltas_and_periods_as_timestamps():
+    # a timedelta64 column is its seconds (its nanoseconds were taken for seconds, so anything past
+    # 4.3 s was out of range) and a pandas Period its start (a monthly Period was its ordinal, months
+    # since 1970, taken for seconds); 2**32 s in each form: the range check quotes the seconds it got
+    pd = pytest.importorskip("pandas")
+    big = np.array([1600000000, 2 ** 32])
+    for ts in (big.astype("timedelta64[s]").astype("timedelta64[ns]"), pd.to_timedelta(big, unit="s"),
+               [pd.Timedelta(0), pd.Timedelta(seconds=2 ** 32)], pd.Series(pd.to_datetime(big, unit="s")).dt.to_period("s"),
+               [np.timedelta64(0, "D"), np.timedelta64(2 ** 32 // 60 + 1, "m")]):
+        with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: timestamp 42949(67296|67340) is not in"):
+            cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
+    months = pd.DataFrame({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5],
+                           "timestamp": pd.period_range("2106-02", periods=2, freq="M")})
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: timestamp 4296844800 is not in"):  # 2106-03-01
+        cbrec.Dataset.from_frames(months)
+    assert cbrec.Dataset.from_frames(months.iloc[:1]).describe()["timestamps"] is True
