@@ -573,8 +573,9 @@ class Model(_cbrec._Model):
     def new_user(self, profile, n=10, *, exclude=None, **settings):
         """Recommendations for a user the model has never seen, described by
         a dict: {"genre_ratings": {"Adventure": 5}, "ratings": {"260": 5},
-        "<user column>": value} (every part optional). Returns
-        Recommendations; ParseError for a malformed profile."""
+        "<user column>": value} (every part optional; numpy values are
+        welcome, a NaN is JSON's null: a missing attribute, a refused
+        rating). Returns Recommendations; ParseError for a malformed profile."""
         if not isinstance(profile, dict):
             raise TypeError("profile must be a dict")
         return Recommendations(self._recommend(profile, self._opts(n, exclude, False, settings)))

@@ -287,9 +287,17 @@ static PyObject *Model_vectors(ModelObject *self, PyObject *args) {
 /* obj with numpy scalars and arrays as Python's values (tolist()), in dict
  * keys and values and lists, which json cannot write: a profile made from a
  * DataFrame, {"ratings": {np.int64(7): np.float32(4.5)}}, was a TypeError.
- * A dict holding itself is a RecursionError. New reference. */
+ * A NaN (pandas' gap) is None: JSON has no NaN, json.dumps wrote one anyway
+ * and the library refused the text ("new-user JSON:1:21: invalid token near
+ * 'NaN'"); as null a rating's message names its item, an attribute is
+ * missing. A dict holding itself is a RecursionError. New reference. */
 static PyObject *plain(PyObject *obj) {
-    if (PyArray_IsScalar(obj, Generic) || PyArray_Check(obj)) return PyObject_CallMethod(obj, "tolist", NULL);
+    if (PyArray_IsScalar(obj, Generic) || PyArray_Check(obj)) {
+        PyObject *py = PyObject_CallMethod(obj, "tolist", NULL), *out = py ? plain(py) : NULL;
+        Py_XDECREF(py);
+        return out;
+    }
+    if (PyFloat_Check(obj) && isnan(PyFloat_AS_DOUBLE(obj))) Py_RETURN_NONE;
     int dict = PyDict_Check(obj);
     if (!dict && !PyList_Check(obj) && !PyTuple_Check(obj)) return Py_NewRef(obj);
     if (Py_EnterRecursiveCall(" in a profile or an item")) return NULL;

@@ -236,6 +236,19 @@ def test_numpy_values_in_profiles_and_items(dataset):
         m.new_user(looped)
 
 
+def test_nan_in_profiles(model):
+    # pandas' gap is NaN, which JSON has not: json.dumps wrote NaN and the library refused the text,
+    # naming nothing the caller wrote ('new-user JSON:1:21: invalid token near 'NaN''); as null a
+    # rating is refused naming its item, and an attribute is missing, as a NaN cell of a users table is
+    for nan in (float("nan"), np.float32("nan"), np.array([np.nan])[0]):
+        with pytest.raises(cbrec.InvalidArgument, match=r'"ratings": the rating of .2. must be a number'):
+            model.new_user({"ratings": {"1": 4, "2": nan}})
+        assert np.array_equal(model.user_vector({"ratings": {"1": 5}, "age": nan, "gender": nan}),
+                              model.user_vector({"ratings": {"1": 5}}))
+    with pytest.raises(cbrec.InvalidArgument, match=r'"genre_ratings": the rating of .Comedy. must be a number'):
+        model.recommend({"genre_ratings": {"Comedy": np.array([4.0, np.nan])[1]}})
+
+
 def test_settings_given_as_numpy_arrays(dataset):
     # a numpy array is a list setting as a list is (str() gave '[32 16]', refused)
     a = cbrec.Model.train(dataset, epochs=1, seed=2, user_layers=np.array([32, 16]))
