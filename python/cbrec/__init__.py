@@ -605,7 +605,8 @@ class Model(_cbrec._Model):
         """Embed a new item with the item tower and add it to the catalog, in
         memory: a dict (or JSON text) such as {"id": "x1", "title": "...",
         "genres": ["Comedy"]} (only "id" is required). Returns its item
-        number; persist added items with save_table(). Values the model
+        number; persist added items with save_table(). None or NaN (a
+        DataFrame row's gap) is a missing value. Values the model
         does not know (a new brand, a tag it did not keep) are left out
         with a UserWarning saying which ("strict": True makes them errors)."""
         return self._add_item(item)

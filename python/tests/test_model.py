@@ -249,6 +249,19 @@ def test_nan_in_profiles(model):
         model.recommend({"genre_ratings": {"Comedy": np.array([4.0, np.nan])[1]}})
 
 
+def test_add_item_with_gaps(dataset):
+    # a new item taken from a DataFrame row has NaN where a value is missing (null in JSON): a missing
+    # title, year or genres was refused ('"year" must be a number') where null is missing for the
+    # other columns and NaN for a table's cells
+    m = cbrec.Model.train(dataset, epochs=1, seed=2)
+    i = m.add_item({"id": "n1", "title": np.nan, "year": float("nan"), "genres": None})
+    assert m.item_ids[i] == "n1" and m.titles[i] == ""
+    pd = pytest.importorskip("pandas")
+    row = pd.DataFrame({"id": ["n2"], "title": ["Two (1999)"], "year": [np.nan], "genres": [np.nan]}).iloc[0]
+    i = m.add_item(row.to_dict())
+    assert m.item_ids[i] == "n2" and m.titles[i] == "Two (1999)"
+
+
 def test_settings_given_as_numpy_arrays(dataset):
     # a numpy array is a list setting as a list is (str() gave '[32 16]', refused)
     a = cbrec.Model.train(dataset, epochs=1, seed=2, user_layers=np.array([32, 16]))
