@@ -573,9 +573,10 @@ class Model(_cbrec._Model):
     def new_user(self, profile, n=10, *, exclude=None, **settings):
         """Recommendations for a user the model has never seen, described by
         a dict: {"genre_ratings": {"Adventure": 5}, "ratings": {"260": 5},
-        "<user column>": value} (every part optional; numpy values are
-        welcome, a NaN is JSON's null: a missing attribute, a refused
-        rating). Returns Recommendations; ParseError for a malformed profile."""
+        "<user column>": value} (every part optional; numpy values, pandas
+        Series (ratings by item id) and sets are welcome, a NaN is JSON's
+        null: a missing attribute, a refused rating). Returns
+        Recommendations; ParseError for a malformed profile."""
         if not isinstance(profile, dict):
             raise TypeError("profile must be a dict")
         return Recommendations(self._recommend(profile, self._opts(n, exclude, False, settings)))
@@ -603,8 +604,9 @@ class Model(_cbrec._Model):
 
     def add_item(self, item):
         """Embed a new item with the item tower and add it to the catalog, in
-        memory: a dict (or JSON text) such as {"id": "x1", "title": "...",
-        "genres": ["Comedy"]} (only "id" is required). Returns its item
+        memory: a dict (or JSON text, or a pandas Series: a DataFrame's row)
+        such as {"id": "x1", "title": "...", "genres": ["Comedy"]} (only
+        "id" is required). Returns its item
         number; persist added items with save_table(). None or NaN (a
         DataFrame row's gap) is a missing value. Values the model
         does not know (a new brand, a tag it did not keep) are left out

@@ -284,17 +284,36 @@ static PyObject *Model_vectors(ModelObject *self, PyObject *args) {
     return a;
 }
 
-/* obj with numpy scalars and arrays as Python's values (tolist()), in dict
- * keys and values and lists, which json cannot write: a profile made from a
- * DataFrame, {"ratings": {np.int64(7): np.float32(4.5)}}, was a TypeError.
- * A NaN (pandas' gap) is None: JSON has no NaN, json.dumps wrote one anyway
- * and the library refused the text ("new-user JSON:1:21: invalid token near
- * 'NaN'"); as null a rating's message names its item, an attribute is
- * missing. A dict holding itself is a RecursionError. New reference. */
+/* obj as a value json can write when it is numpy's (tolist()), a set or
+ * frozenset (a list: genres) or a mapping that is not a dict (the dict of
+ * its items(): a pandas Series of ratings by item id); NULL without an
+ * error when it is none of them. New reference. */
+static PyObject *builtin_of(PyObject *obj) {
+    if (PyArray_IsScalar(obj, Generic) || PyArray_Check(obj)) return PyObject_CallMethod(obj, "tolist", NULL);
+    if (PyAnySet_Check(obj)) return PySequence_List(obj);
+    if (PyDict_Check(obj) || PyUnicode_Check(obj) || !PyObject_HasAttrString(obj, "keys") ||
+        !PyObject_HasAttrString(obj, "items"))
+        return NULL;
+    PyObject *items = PyObject_CallMethod(obj, "items", NULL), *d = items ? PyDict_New() : NULL;
+    if (d && PyDict_MergeFromSeq2(d, items, 1) < 0) Py_CLEAR(d);
+    Py_XDECREF(items);
+    return d;
+}
+
+/* obj with every value json cannot write as one it can (builtin_of), in
+ * dict keys and values and lists: a profile made from a DataFrame,
+ * {"ratings": {np.int64(7): np.float32(4.5)}} or {"ratings":
+ * df.set_index("movieId").rating}, was a TypeError ('Object of type Series
+ * is not JSON serializable'). A NaN (pandas' gap) is None: JSON has no NaN,
+ * json.dumps wrote one anyway and the library refused the text ("new-user
+ * JSON:1:21: invalid token near 'NaN'"); as null a rating's message names
+ * its item, an attribute is missing. A dict holding itself is a
+ * RecursionError. New reference. */
 static PyObject *plain(PyObject *obj) {
-    if (PyArray_IsScalar(obj, Generic) || PyArray_Check(obj)) {
-        PyObject *py = PyObject_CallMethod(obj, "tolist", NULL), *out = py ? plain(py) : NULL;
-        Py_XDECREF(py);
+    PyObject *converted = builtin_of(obj);
+    if (converted || PyErr_Occurred()) {
+        PyObject *out = converted ? plain(converted) : NULL;
+        Py_XDECREF(converted);
         return out;
     }
     if (PyFloat_Check(obj) && isnan(PyFloat_AS_DOUBLE(obj))) Py_RETURN_NONE;

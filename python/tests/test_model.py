@@ -262,6 +262,39 @@ def test_add_item_with_gaps(dataset):
     assert m.item_ids[i] == "n2" and m.titles[i] == "Two (1999)"
 
 
+def test_series_and_sets_in_profiles_and_items(dataset):
+    # a user's ratings as a pandas Series by item id, an item as a DataFrame row, genres as a set:
+    # json could not write them ('Object of type Series is not JSON serializable', '... set ...')
+    m = cbrec.Model.train(dataset, epochs=1, seed=2)
+    want = m.new_user({"ratings": {"1": 4.5, "2": 2.0}}, n=5).ids
+    assert m.new_user({"ratings": FakeSeries({"1": 4.5, "2": 2.0})}, n=5).ids == want
+    i = m.add_item({"id": "s1", "title": "Set (2001)", "genres": {"Comedy"}})
+    assert m.item_content("s1")["genres"] == ["Comedy"] and m.titles[i] == "Set (2001)"
+    looped = FakeSeries({})
+    looped.cells["self"] = looped
+    with pytest.raises(RecursionError):
+        m.add_item(looped)
+    pd = pytest.importorskip("pandas")
+    ratings = pd.DataFrame({"movieId": [1, 2], "rating": [4.5, 2.0]}).set_index("movieId")["rating"]
+    assert m.new_user({"ratings": ratings}, n=5).ids == want
+    row = pd.DataFrame({"id": ["s2"], "title": ["Row (1999)"], "genres": [["Drama"]]}).iloc[0]
+    i = m.add_item(row)
+    assert m.item_ids[i] == "s2" and m.item_content("s2")["genres"] == ["Drama"]
+
+
+class FakeSeries:
+    """What a pandas Series is to a profile: keys() and items(), not a dict."""
+
+    def __init__(self, cells):
+        self.cells = cells
+
+    def keys(self):
+        return self.cells.keys()
+
+    def items(self):
+        return self.cells.items()
+
+
 def test_settings_given_as_numpy_arrays(dataset):
     # a numpy array is a list setting as a list is (str() gave '[32 16]', refused)
     a = cbrec.Model.train(dataset, epochs=1, seed=2, user_layers=np.array([32, 16]))
