@@ -316,6 +316,22 @@ def test_save_to_an_empty_path(model, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_save_replaces_a_model_in_place(model, dataset, tmp_path):
+    # saving over a model replaces it whole (another model's file, its history), leaves no temporary
+    # behind and keeps the files' permissions: a private (0600) model and history were 0644 after
+    path = tmp_path / "m.cbrec"
+    other = cbrec.Model.train(dataset, epochs=1, seed=9)
+    other.save(path)
+    os.chmod(path, 0o600)
+    os.chmod(str(path) + ".history", 0o640)
+    model.save(path)
+    assert sorted(os.listdir(tmp_path)) == ["m.cbrec", "m.cbrec.history"]
+    assert (os.stat(path).st_mode & 0o777, os.stat(str(path) + ".history").st_mode & 0o777) == (0o600, 0o640)
+    back = cbrec.Model.load(path)
+    assert np.array_equal(back.item_vectors(), model.item_vectors())
+    assert back.recommend("9").ids == model.recommend("9").ids
+
+
 def test_long_unknown_names_in_a_profile(model):
     # a note quoting an unknown genre cut at 80 bytes inside a character: the list came back with
     # invalid UTF-8 and new_user raised UnicodeDecodeError instead of returning it
