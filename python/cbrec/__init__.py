@@ -376,17 +376,24 @@ class Dataset(_cbrec._Dataset):
         (user="userId", item="movieId", rating="rating", timestamp=
         "timestamp", title="title", genres="genres"): a table with columns
         "user" and "item" needs user="user", item="item".
+        A column may also be a named level of the table's index (a users
+        table after set_index("userId"), ratings grouped by user and item).
         ratings: the columns `user`, `item`, and `rating` (absent: implicit
             events) and `timestamp` (optional).
         items: the column `item` (the ids, named as in ratings) and any
             others: `title`, `genres` ("A|B" on sep), numbers -> numeric,
             lists -> multi, text and the category dtype -> categorical.
             users: the column `user` and attributes likewise."""
-        def cols(frame):
-            return list(frame.keys())
+        def cols(frame):  # the columns, then the index's named levels (users.set_index("userId"))
+            keys = list(frame.keys())
+            levels = getattr(getattr(frame, "index", None), "names", ())
+            return keys + [n for n in levels if n is not None and n not in keys]
+
+        def column(frame, name):
+            return frame[name] if name in frame.keys() else frame.index.get_level_values(name)
 
         def col(frame, name):
-            c = frame[name]
+            c = column(frame, name)
             return c.to_numpy() if hasattr(c, "to_numpy") else c
 
         rcols = cols(ratings)
@@ -397,22 +404,22 @@ class Dataset(_cbrec._Dataset):
         if items is not None:
             icols = cols(items)
             if item not in icols:
-                raise ValueError("the items table has no column %r" % item)
+                raise ValueError("the items table has no column %r (has %s)" % (item, ", ".join(map(str, icols))))
             kw["item_ids"] = col(items, item)
             kw["titles"] = col(items, title) if title in icols else None
             kw["genres"] = col(items, genres) if genres in icols else None
             # the columns themselves: their dtype tells a categorical column of numbers
-            kw["item_attributes"] = {c: items[c] for c in icols if c not in (item, title, genres)}
+            kw["item_attributes"] = {c: column(items, c) for c in icols if c not in (item, title, genres)}
         if users is not None:
             ucols = cols(users)
             if user not in ucols:
-                raise ValueError("the users table has no column %r" % user)
+                raise ValueError("the users table has no column %r (has %s)" % (user, ", ".join(map(str, ucols))))
             kw["user_ids"] = col(users, user)
-            kw["user_attributes"] = {c: users[c] for c in ucols if c != user}
+            kw["user_attributes"] = {c: column(users, c) for c in ucols if c != user}
         return cls.from_arrays(col(ratings, user), col(ratings, item),
                                col(ratings, rating) if rating in rcols else None,
                                # the column itself: to_numpy() of a timezone-aware one is Timestamp objects
-                               timestamps=ratings[timestamp] if timestamp in rcols else None, sep=sep,
+                               timestamps=column(ratings, timestamp) if timestamp in rcols else None, sep=sep,
                                **kw, **settings)
 
     def describe(self, features=False, **settings):

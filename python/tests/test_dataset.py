@@ -85,7 +85,8 @@ def test_users_table_keeps_unrated_users(tmp_path):
     # a users table (a DataFrame, or a dict of columns of ids alone) keeps its users nobody saw rate:
     # the model knows them, with their attributes, and gives them cold-start recommendations
     ratings = {"userId": [1, 1, 2, 3], "movieId": ["a", "b", "a", "c"], "rating": [5, 3, 4, 2]}
-    tables = [{"userId": [1, 2, 3, 4]}, FakeFrame({"userId": [1, 2, 3, 4], "age": [20, 30, 40, 50], "gender": list("MFMF")})]
+    tables = [{"userId": [1, 2, 3, 4]},
+              FakeFrame({"userId": [1, 2, 3, 4], "age": [20, 30, 40, 50], "gender": list("MFMF")})]
     for users in tables:
         ds = cbrec.Dataset.from_frames(ratings, users=users)
         assert (ds.n_users, ds.n_ratings) == (4, 4)
@@ -330,7 +331,8 @@ def test_timezone_aware_timestamps():
         with pytest.raises(cbrec.ParseError, match=out_of_range % 1):
             cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
     frame = pd.DataFrame({"userId": ["u1", "u2", "u3"], "movieId": ["a", "b", "a"], "rating": [4, 5, 3],
-                          "timestamp": pd.Series(pd.to_datetime([1.6e9, 1.7e9, 2 ** 32], unit="s")).dt.tz_localize("UTC")})
+                          "timestamp": pd.Series(pd.to_datetime([1.6e9, 1.7e9, 2 ** 32], unit="s")).dt.tz_localize(
+                              "UTC")})
     with pytest.raises(cbrec.ParseError, match=out_of_range % 2):
         cbrec.Dataset.from_frames(frame)
     frame["timestamp"] = frame["timestamp"].dt.tz_convert("Europe/Paris").where(frame["rating"] != 5)  # a NaT
@@ -404,8 +406,8 @@ def test_categorical_dtype_is_categorical():
     expect = {"occupation": ("categorical", 0, ["3", "7"]), "zone": ("categorical", 1, ["1.5", "2.5"]),
               "age": ("numeric", 0, None)}
     for ds in (cbrec.Dataset.from_frames(ratings, users=users),
-               cbrec.Dataset.from_arrays(ratings["userId"], ratings["movieId"], ratings["rating"], user_ids=users["userId"],
-                                         user_attributes=users.drop(columns="userId"))):
+               cbrec.Dataset.from_arrays(ratings["userId"], ratings["movieId"], ratings["rating"],
+                                         user_ids=users["userId"], user_attributes=users.drop(columns="userId"))):
         got = {c["name"]: (c["kind"], c["missing"], c.get("examples")) for c in ds.describe()["user_columns"]}
         assert got == expect
 
@@ -417,7 +419,8 @@ def test_timedeltas_and_periods_as_timestamps():
     pd = pytest.importorskip("pandas")
     big = np.array([1600000000, 2 ** 32])
     for ts in (big.astype("timedelta64[s]").astype("timedelta64[ns]"), pd.to_timedelta(big, unit="s"),
-               [pd.Timedelta(0), pd.Timedelta(seconds=2 ** 32)], pd.Series(pd.to_datetime(big, unit="s")).dt.to_period("s"),
+               [pd.Timedelta(0), pd.Timedelta(seconds=2 ** 32)],
+               pd.Series(pd.to_datetime(big, unit="s")).dt.to_period("s"),
                [np.timedelta64(0, "D"), np.timedelta64(2 ** 32 // 60 + 1, "m")]):
         with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: timestamp 42949(67296|67340) is not in"):
             cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
@@ -426,3 +429,24 @@ def test_timedeltas_and_periods_as_timestamps():
     with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: timestamp 4296844800 is not in"):  # 2106-03-01
         cbrec.Dataset.from_frames(months)
     assert cbrec.Dataset.from_frames(months.iloc[:1]).describe()["timestamps"] is True
+
+
+def test_ids_in_the_index():
+    # a table indexed by its ids (users.set_index("userId"), ratings grouped by user and item) names
+    # them by the index's levels: 'the users table has no column 'userId''
+    pd = pytest.importorskip("pandas")
+    ratings = pd.DataFrame({"userId": [1, 1, 2, 3], "movieId": ["a", "b", "a", "c"], "rating": [5, 3, 4, 2],
+                            "timestamp": pd.to_datetime([1, 2, 3, 4], unit="D", utc=True)})
+    items = pd.DataFrame({"movieId": ["a", "b", "c", "d"], "title": ["A (1990)", "B", "C", "D"],
+                          "studio": list("xyxy")})
+    users = pd.DataFrame({"userId": [1, 2, 3, 4], "age": [20, 30, 40, 50]})
+    want = cbrec.Dataset.from_frames(ratings, items, users).describe(features=True)
+    for r, i, u in ((ratings.set_index(["userId", "movieId"]), items.set_index("movieId"), users.set_index("userId")),
+                    (ratings.set_index("timestamp"), items.set_index(["movieId", "studio"]), users)):
+        got = cbrec.Dataset.from_frames(r, i, u).describe(features=True)
+        for key in ("users", "items", "ratings", "timestamps", "titles", "user_columns", "item_columns",
+                    "user_features", "item_features"):
+            assert got[key] == want[key], key
+    with pytest.raises(ValueError, match=r"the users table has no column 'uid' \(has age, userId\)"):
+        cbrec.Dataset.from_frames(ratings.rename(columns={"userId": "uid"}), users=users.set_index("userId"),
+                                  user="uid")
