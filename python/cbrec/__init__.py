@@ -25,6 +25,7 @@ split="temporal")``. ``cbrec.settings("train")`` lists them. Long calls
 Ctrl-C stops training within a batch and raises KeyboardInterrupt.
 """
 import datetime as _dt
+import decimal as _decimal
 import json as _json
 import numbers as _nums
 from typing import NamedTuple
@@ -125,6 +126,11 @@ class Recommendations:
         return "\n".join(rows)
 
 
+# numbers as cells of an object column: decimal.Decimal too, what pandas.read_sql gives a NUMERIC
+# column (not a numbers.Real: a price column was categorical, a level per price)
+_REAL = (_nums.Real, _decimal.Decimal)
+
+
 def _numbers(values):
     """values as a numeric array, or None when they are not numbers. Numbers
     with gaps (None, NaN, pandas.NA: NaN) are numbers too: numpy holds them,
@@ -136,9 +142,9 @@ def _numbers(values):
     if arr.dtype.kind != "O" or arr.ndim != 1:
         return None
     cells = arr.tolist()
-    if not all(isinstance(v, _nums.Real) or _missing_id(v) for v in cells):  # stops at the first text
+    if not all(isinstance(v, _REAL) or _missing_id(v) for v in cells):  # stops at the first text
         return None
-    out = _np.array([float(v) if isinstance(v, _nums.Real) else _np.nan for v in cells])
+    out = _np.array([float(v) if isinstance(v, _REAL) else _np.nan for v in cells])
     return None if _np.isnan(out).all() else out
 
 
@@ -150,7 +156,7 @@ _LISTS = (list, tuple, set, frozenset, _np.ndarray)
 def _column(users, name, values, ids, sep):
     """One attribute column for the builder: (kind, values) given explicitly,
     a pandas categorical column -> categorical (also of numbers: codes such
-    as an occupation 3 or 7 were numeric), numbers -> numeric,
+    as an occupation 3 or 7 were numeric), numbers (decimal.Decimal too) -> numeric,
     lists/tuples/sets -> multi, anything else -> categorical."""
     kind = None
     if isinstance(values, tuple) and len(values) == 2 and isinstance(values[0], str):

@@ -450,3 +450,15 @@ def test_ids_in_the_index():
     with pytest.raises(ValueError, match=r"the users table has no column 'uid' \(has age, userId\)"):
         cbrec.Dataset.from_frames(ratings.rename(columns={"userId": "uid"}), users=users.set_index("userId"),
                                   user="uid")
+
+
+def test_decimal_cells_are_numbers():
+    # pandas.read_sql gives a NUMERIC column as decimal.Decimal objects, which are not numbers.Real:
+    # a price column was categorical with a level per price
+    from decimal import Decimal
+    ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [Decimal("4.5"), Decimal(5)], item_ids=["a", "b", "c"],
+                                   item_attributes={"price": [Decimal("9.99"), None, Decimal("12")],
+                                                    "code": ("categorical", [Decimal(1), Decimal(2), None])})
+    assert [(c["name"], c["kind"], c["missing"]) for c in ds.describe()["item_columns"]] == [
+        ("price", "numeric", 1), ("code", "categorical", 1)]
+    assert ds.describe()["rating_max"] == 5.0
