@@ -156,13 +156,18 @@ _LISTS = (list, tuple, set, frozenset, _np.ndarray)
 def _column(users, name, values, ids, sep):
     """One attribute column for the builder: (kind, values) given explicitly,
     a pandas categorical column -> categorical (also of numbers: codes such
-    as an occupation 3 or 7 were numeric), numbers (decimal.Decimal too) -> numeric,
+    as an occupation 3 or 7 were numeric), numbers (decimal.Decimal too) ->
+    numeric, dates and times -> numeric (seconds since the epoch; timedeltas
+    their seconds),
     lists/tuples/sets -> multi, anything else -> categorical."""
     kind = None
     if isinstance(values, tuple) and len(values) == 2 and isinstance(values[0], str):
         kind, values = values
     if kind is None and getattr(getattr(values, "dtype", None), "name", None) == "category":
         kind = "categorical"
+    times = _times(values) if kind in (None, "numeric") else None
+    if times is not None:  # seconds: levels such as '86400000000000 nanoseconds' or one per date were no use
+        kind, values = "numeric", _np.where(times == _NO_TIME, _np.nan, times.astype(float))
     if hasattr(values, "to_numpy"):
         values = values.to_numpy()
     if kind is None and any(isinstance(v, _LISTS) for v in values):
@@ -203,39 +208,51 @@ def _datetime_seconds(x):
     return None
 
 
-def _cell_seconds(k, x):
-    """Row k of a column of datetime objects, in seconds (INT64_MIN: missing)."""
-    if _missing_id(x):
-        return _NO_TIME
-    t = _datetime_seconds(x)
-    if t is None:
-        raise TypeError("timestamps[%d]: a %.80s among dates and times" % (k, type(x).__name__))
-    return t
+def _times(values, what=None):
+    """Datetime-like values as int64 seconds (INT64_MIN: missing), or None
+    when they are not datetime-like: datetime64 values from their unit
+    (pandas' nanoseconds were refused as out of range, days taken for
+    seconds); a timezone-aware pandas column (datetime64[ns, UTC], [ns,
+    Europe/Paris]) as its instants, whose to_numpy() is Timestamp objects;
+    timedelta64 values (seconds since whatever origin they count from) and
+    pandas Periods (their start) likewise: nanoseconds and a count of months
+    were taken for seconds; datetime objects, aware ones by their instant,
+    naive ones as UTC like datetime64. A column that starts with datetime
+    objects and then holds something else is a TypeError naming the row
+    (what[k]) when `what` is given, else not datetime-like."""
+    dtype = getattr(values, "dtype", None)
+    if getattr(dtype, "tz", None) is not None:
+        values = values.to_numpy(dtype="datetime64[ns]")  # UTC
+        dtype = values.dtype
+    kind = getattr(dtype, "kind", None)
+    if kind in ("M", "m"):
+        return _np.asarray(values).astype(kind + "8[s]").astype(_np.int64)  # NaT is INT64_MIN
+    if kind not in (None, "O") or getattr(values, "ndim", 1) != 1:
+        return None
+    cells = values.tolist() if hasattr(values, "tolist") else list(values)  # a list of tags may be ragged
+    if _datetime_seconds(next((x for x in cells if not _missing_id(x)), None)) is None:
+        return None
+    out = _np.empty(len(cells), dtype=_np.int64)
+    for k, x in enumerate(cells):
+        t = _NO_TIME if _missing_id(x) else _datetime_seconds(x)
+        if t is None:
+            if what is None:
+                return None
+            raise TypeError("%s[%d]: a %.80s among dates and times" % (what, k, type(x).__name__))
+        out[k] = t
+    return out
 
 
 def _seconds(timestamps):
     """Timestamps as the builder takes them, int64 seconds since the epoch:
-    datetime64 values (a pandas datetime column) from their unit (their
-    nanoseconds were refused as out of range, days taken for seconds); a
-    timezone-aware pandas column (datetime64[ns, UTC], [ns, Europe/Paris])
-    as its instants, whose to_numpy() is Timestamp objects (a TypeError);
-    timedelta64 values (seconds since whatever origin they count from) and
-    pandas Periods (their start) likewise: nanoseconds and a count of
-    months were taken for seconds;
-    datetime objects likewise, aware ones by their instant, naive ones as
-    UTC like datetime64; a missing one (NaN, NaT, None, pandas.NA) as
-    INT64_MIN, the builder's 'no timestamp' (NaN was cast with a warning to
-    that number, and the number reported; None and pandas.NA were a
-    TypeError naming no row)."""
-    if getattr(getattr(timestamps, "dtype", None), "tz", None) is not None:
-        timestamps = timestamps.to_numpy(dtype="datetime64[ns]")  # UTC
+    datetime-like values as _times reads them; numbers as they are, a
+    missing one (NaN, NaT, None, pandas.NA) as INT64_MIN, the builder's 'no
+    timestamp' (NaN was cast with a warning to that number, and the number
+    reported; None and pandas.NA were a TypeError naming no row)."""
+    times = _times(timestamps, "timestamps")
+    if times is not None:
+        return times
     arr = _np.asarray(timestamps)
-    if arr.dtype.kind in "Mm":  # a timedelta64 too: its nanoseconds were taken for seconds
-        return arr.astype(arr.dtype.kind + "8[s]").astype(_np.int64)  # NaT is INT64_MIN
-    if arr.dtype.kind == "O" and arr.ndim == 1:
-        cells = arr.tolist()
-        if _datetime_seconds(next((x for x in cells if not _missing_id(x)), None)) is not None:
-            return _np.array([_cell_seconds(k, x) for k, x in enumerate(cells)], dtype=_np.int64)
     numbers = _numbers(arr) if arr.dtype.kind == "O" else arr  # a nullable Int64 column: objects
     if numbers is None or numbers.dtype.kind != "f":
         return timestamps
@@ -338,9 +355,9 @@ class Dataset(_cbrec._Dataset):
             in the dataset, also one with no ratings; every rating's user
             must be in it, as a ratings file's must be in its users file.
         item_attributes, user_attributes: {name: values aligned with item_ids
-            / user_ids} (or a DataFrame); numbers become numeric columns, lists multi-valued
-            ones, strings and pandas' category dtype (of numbers too)
-            categorical; or give (kind, values) with kind "numeric",
+            / user_ids} (or a DataFrame); numbers become numeric columns,
+            dates and durations too (in seconds), lists multi-valued ones,
+            strings and pandas' category dtype (of numbers too) categorical; or give (kind, values) with kind "numeric",
             "categorical" or "multi".
         settings: TRAIN keys for loading: range="1,5", skip_bad_rows=True.
 
@@ -387,9 +404,10 @@ class Dataset(_cbrec._Dataset):
         ratings: the columns `user`, `item`, and `rating` (absent: implicit
             events) and `timestamp` (optional).
         items: the column `item` (the ids, named as in ratings) and any
-            others: `title`, `genres` ("A|B" on sep), numbers -> numeric,
-            lists -> multi, text and the category dtype -> categorical.
-            users: the column `user` and attributes likewise."""
+            others: `title`, `genres` ("A|B" on sep), numbers, dates and
+            durations -> numeric (seconds), lists -> multi, text and the
+            category dtype -> categorical. users: the column `user` and
+            attributes likewise."""
         def cols(frame):  # the columns, then the index's named levels (users.set_index("userId"))
             keys = list(frame.keys())
             levels = getattr(getattr(frame, "index", None), "names", ())

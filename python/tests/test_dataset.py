@@ -462,3 +462,21 @@ def test_decimal_cells_are_numbers():
     assert [(c["name"], c["kind"], c["missing"]) for c in ds.describe()["item_columns"]] == [
         ("price", "numeric", 1), ("code", "categorical", 1)]
     assert ds.describe()["rating_max"] == 5.0
+
+
+def test_dates_and_durations_as_attributes():
+    # a date or duration column is numeric, in seconds: a timedelta column's levels were
+    # '86400000000000 nanoseconds', a date column's one level per date; ("categorical", ...) keeps levels
+    pd = pytest.importorskip("pandas")
+    signup = pd.Series(pd.to_datetime(["2020-01-01", None, "2021-01-01"])).dt.tz_localize("Europe/Paris")
+    ds = cbrec.Dataset.from_frames(
+        {"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5]},
+        {"movieId": ["a", "b", "c"], "runtime": pd.to_timedelta([90, 120, None], unit="min"),
+         "released": np.array(["1999-05-01", "2001-01-01", "NaT"], dtype="datetime64[D]"),
+         "tags": [["x", "y"], ["y"], []], "launch": ("categorical", [pd.Timestamp("2020-01-01"), None, None])},
+        {"userId": ["u1", "u2", "u3"], "signup": signup, "seen": [pd.Timestamp("2020-01-01"), None, "soon"]})
+    d = ds.describe()
+    assert [(c["name"], c["kind"], c["missing"]) for c in d["item_columns"]] == [
+        ("runtime", "numeric", 1), ("released", "numeric", 1), ("tags", "multi", 1), ("launch", "categorical", 2)]
+    assert [(c["name"], c["kind"], c["missing"]) for c in d["user_columns"]] == [
+        ("signup", "numeric", 1), ("seen", "categorical", 1)]  # dates with a text among them: text
