@@ -208,7 +208,16 @@ def _datetime_seconds(x):
     return None
 
 
-def _times(values, what=None):
+def _text_time(x):
+    """An ISO 8601 text ('2020-01-01', '2020-01-01 10:00:00+02:00') as a
+    datetime, else x: a timestamp column of a CSV read without parse_dates."""
+    try:
+        return _dt.datetime.fromisoformat(x) if isinstance(x, str) else x
+    except ValueError:
+        return x
+
+
+def _times(values, what=None, texts=False):
     """Datetime-like values as int64 seconds (INT64_MIN: missing), or None
     when they are not datetime-like: datetime64 values from their unit
     (pandas' nanoseconds were refused as out of range, days taken for
@@ -217,9 +226,11 @@ def _times(values, what=None):
     timedelta64 values (seconds since whatever origin they count from) and
     pandas Periods (their start) likewise: nanoseconds and a count of months
     were taken for seconds; datetime objects, aware ones by their instant,
-    naive ones as UTC like datetime64. A column that starts with datetime
-    objects and then holds something else is a TypeError naming the row
-    (what[k]) when `what` is given, else not datetime-like."""
+    naive ones as UTC like datetime64; with texts, ISO 8601 texts as the
+    datetimes they write (an attribute column of them stays text). A column
+    that starts with datetime objects and then holds something else is a
+    TypeError naming the row (what[k]) when `what` is given, else not
+    datetime-like."""
     dtype = getattr(values, "dtype", None)
     if getattr(dtype, "tz", None) is not None:
         values = values.to_numpy(dtype="datetime64[ns]")  # UTC
@@ -227,29 +238,33 @@ def _times(values, what=None):
     kind = getattr(dtype, "kind", None)
     if kind in ("M", "m"):
         return _np.asarray(values).astype(kind + "8[s]").astype(_np.int64)  # NaT is INT64_MIN
-    if kind not in (None, "O") or getattr(values, "ndim", 1) != 1:
+    if kind not in (None, "O", "U" if texts else "O") or getattr(values, "ndim", 1) != 1:
         return None
     cells = values.tolist() if hasattr(values, "tolist") else list(values)  # a list of tags may be ragged
-    if _datetime_seconds(next((x for x in cells if not _missing_id(x)), None)) is None:
+    cell = _text_time if texts else (lambda x: x)
+    if _datetime_seconds(cell(next((x for x in cells if not _missing_id(x)), None))) is None:
         return None
     out = _np.empty(len(cells), dtype=_np.int64)
     for k, x in enumerate(cells):
-        t = _NO_TIME if _missing_id(x) else _datetime_seconds(x)
+        t = _NO_TIME if _missing_id(x) else _datetime_seconds(cell(x))
         if t is None:
             if what is None:
                 return None
-            raise TypeError("%s[%d]: a %.80s among dates and times" % (what, k, type(x).__name__))
+            bad = repr(x)[:80] if isinstance(x, str) else "a %.80s" % type(x).__name__
+            raise TypeError("%s[%d]: %s is not a date or a time, as the column's first value is" % (what, k, bad))
         out[k] = t
     return out
 
 
 def _seconds(timestamps):
     """Timestamps as the builder takes them, int64 seconds since the epoch:
-    datetime-like values as _times reads them; numbers as they are, a
+    datetime-like values and ISO 8601 texts as _times reads them (texts were
+    "invalid literal for int() with base 10: '2020-01-01'", naming no row);
+    numbers (and texts of numbers) as they are, a
     missing one (NaN, NaT, None, pandas.NA) as INT64_MIN, the builder's 'no
     timestamp' (NaN was cast with a warning to that number, and the number
     reported; None and pandas.NA were a TypeError naming no row)."""
-    times = _times(timestamps, "timestamps")
+    times = _times(timestamps, "timestamps", texts=True)
     if times is not None:
         return times
     arr = _np.asarray(timestamps)
@@ -341,8 +356,9 @@ class Dataset(_cbrec._Dataset):
         timestamps: seconds since the epoch per row, datetime64 values, a
             timezone-aware pandas column (datetime64[ns, UTC], ...: its
             instants) or datetime objects (aware: their instant; naive: read
-            as UTC, as datetime64 is), pandas Periods (their start) or
-            timedeltas (their seconds) (optional; the temporal split uses them).
+            as UTC, as datetime64 is), ISO 8601 texts ('2020-01-01 10:00'),
+            pandas Periods (their start) or timedeltas (their seconds)
+            (optional; the temporal split uses them).
         item_ids: the catalog, one id per row of titles / genres /
             item_attributes: every item in it is in the dataset, also one
             nobody rated and nothing describes (a cold item); every rating's

@@ -340,8 +340,8 @@ def test_timezone_aware_timestamps():
         cbrec.Dataset.from_frames(frame)
     ok = cbrec.Dataset.from_frames(frame.iloc[:2], skip_bad_rows=True)
     assert ok.describe()["timestamps"] is True and (ok.n_ratings, ok.n_skipped) == (1, 1)
-    with pytest.raises(TypeError, match=r"timestamps\[1\]: a str among dates and times"):
-        cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=[utc[0], "2020-01-01"])
+    with pytest.raises(TypeError, match=r"timestamps\[1\]: a float is not a date or a time, as the column's first"):
+        cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=[utc[0], 1.6e9])
 
 
 def test_ids_that_are_not_texts_are_refused():
@@ -480,3 +480,24 @@ def test_dates_and_durations_as_attributes():
         ("runtime", "numeric", 1), ("released", "numeric", 1), ("tags", "multi", 1), ("launch", "categorical", 2)]
     assert [(c["name"], c["kind"], c["missing"]) for c in d["user_columns"]] == [
         ("signup", "numeric", 1), ("seen", "categorical", 1)]  # dates with a text among them: text
+
+
+def test_timestamps_as_iso_texts():
+    # a CSV read without parse_dates has its times as texts: they were "invalid literal for int() with
+    # base 10: '2020-01-01'", naming no row; ISO 8601 texts are their instants (naive ones UTC), texts
+    # of numbers are numbers as before; 2**32 s, the range check quotes the seconds it got
+    out_of_range = r"ratings\[1\]: timestamp 4294967296 is not in"
+    for ts in (["2020-01-01", "2106-02-07T06:28:16"], np.array(["2020-01-01 10:00", "2106-02-07 07:28:16+01:00"]),
+               ["1600000000", "4294967296"]):
+        with pytest.raises(cbrec.ParseError, match=out_of_range):
+            cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
+    ok = cbrec.Dataset.from_arrays(["u1", "u2", "u3"], ["a", "b", "a"], [4, 5, 3],
+                                   timestamps=np.array(["2020-01-01", None, "2021-03-04T05:06:07Z"], dtype=object),
+                                   skip_bad_rows=True)
+    assert (ok.n_ratings, ok.n_skipped) == (2, 1)
+    with pytest.raises(TypeError, match=r"timestamps\[2\]: 'soon' is not a date or a time"):
+        cbrec.Dataset.from_arrays(["u1", "u2", "u3"], ["a", "b", "a"], [4, 5, 3],
+                                  timestamps=["2020-01-01", None, "soon"])
+    # an attribute column of such texts stays text
+    ds = cbrec.Dataset.from_arrays(["u1"], ["a"], [4], item_ids=["a", "b"], item_attributes={"d": ["2020-01-01", None]})
+    assert ds.describe()["item_columns"][0]["kind"] == "categorical"
