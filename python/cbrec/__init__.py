@@ -263,7 +263,9 @@ def _seconds(timestamps):
     numbers (and texts of numbers) as they are, a
     missing one (NaN, NaT, None, pandas.NA) as INT64_MIN, the builder's 'no
     timestamp' (NaN was cast with a warning to that number, and the number
-    reported; None and pandas.NA were a TypeError naming no row)."""
+    reported; None and pandas.NA were a TypeError naming no row); a float
+    beyond int64 (1e30, inf) as +-2**62, out of the builder's range as it
+    is (the cast made it INT64_MIN, with a warning: 'no timestamp')."""
     times = _times(timestamps, "timestamps", texts=True)
     if times is not None:
         return times
@@ -271,9 +273,8 @@ def _seconds(timestamps):
     numbers = _numbers(arr) if arr.dtype.kind == "O" else arr  # a nullable Int64 column: objects
     if numbers is None or numbers.dtype.kind != "f":
         return timestamps
-    arr = numbers
-    gaps = _np.isnan(arr)
-    return _np.where(gaps, _NO_TIME, _np.where(gaps, 0, arr).astype(_np.int64))
+    gaps = _np.isnan(numbers)
+    return _np.where(gaps, _NO_TIME, _np.clip(_np.where(gaps, 0, numbers), -2.0 ** 62, 2.0 ** 62).astype(_np.int64))
 
 
 def _id_text(x):

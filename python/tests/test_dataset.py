@@ -2,6 +2,7 @@
 array builder agreeing with the file loader, and bad input as exceptions."""
 import csv
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -310,6 +311,11 @@ def test_timestamps_as_datetimes_and_gaps():
             cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=gap)
         ok = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=gap, skip_bad_rows=True)
         assert ok.n_ratings == 1 and ok.n_skipped == 1
+    for huge in (1e30, float("inf"), -1e300):  # the cast made them INT64_MIN, 'no timestamp', with a warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: timestamp -?4611686018427387904 is not in"):
+                cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=[1.6e9, huge])
     with pytest.raises(cbrec.ParseError, match=r"ratings\[0\]: timestamp -86400 is not in"):
         cbrec.Dataset.from_arrays(["u1"], ["a"], [4], timestamps=np.array(["1969-12-31"], dtype="datetime64[D]"))
     pd = pytest.importorskip("pandas")
