@@ -382,7 +382,10 @@ typedef struct cb_recommender cb_recommender;
 CB_API int  cb_recommender_load(cb_recommender **out, const char *model_path, const char *table_path, cb_error *err);
 /* Write the model file (atomically: a failure leaves an existing file intact)
  * and, when the model holds its users' histories, the history file beside it
- * (path + ".history", also atomic) [shared]. */
+ * (path + ".history", also atomic) [shared]. Two threads of one process must
+ * not write the same path at once: the temporary file is named by the
+ * process ("<path>.tmp.<pid>"), and they would share it (the Python binding
+ * writes one file at a time). */
 CB_API int  cb_recommender_save(const cb_recommender *rec, const char *path, cb_error *err);
 /* The same with the history file named (history_path NULL: beside the model).
  * Loading: history_path NULL takes path + ".history" when it exists; a model

@@ -150,7 +150,8 @@ static PyObject *Model_load(PyTypeObject *type, PyObject *args) {
     return rc ? raise_cb(&err) : wrap(type, rec);
 }
 
-/* save(path, history=None) and save_table(path): [shared] calls, atomic. */
+/* save(path, history=None) and save_table(path): [shared] calls, atomic, one
+ * file write of the process at a time (file_writes). */
 static PyObject *save_with(ModelObject *self, PyObject *args, PyObject *kw, bool table) {
     static char *names[] = {"path", "history", NULL}, *table_names[] = {"path", NULL};
     PyObject *path, *history = NULL;
@@ -162,9 +163,11 @@ static PyObject *save_with(ModelObject *self, PyObject *args, PyObject *kw, bool
     int rc;
     const char *p = PyBytes_AS_STRING(path), *h = history ? PyBytes_AS_STRING(history) : NULL;
     Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&file_writes); /* before the model's lock: nobody holding that one waits for this */
     pthread_rwlock_rdlock(&self->lock);
     rc = table ? cb_recommender_save_table(self->rec, p, &err) : cb_recommender_save_files(self->rec, p, h, &err);
     pthread_rwlock_unlock(&self->lock);
+    pthread_mutex_unlock(&file_writes);
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
     Py_XDECREF(history);
@@ -750,7 +753,8 @@ static PyMethodDef Model_methods[] = {
     M("_load", Model_load, METH_VARARGS | METH_CLASS, "_load(path, table=None, history=None): see Model.load."),
     M("save", Model_save, METH_VARARGS | METH_KEYWORDS,
       "save(path, history=None)\n\nWrite the model file and its history file (history: its path, default path + '.history'),\n"
-      "atomically: a failure leaves existing files intact."),
+      "atomically: a failure leaves existing files intact; a file replaced keeps its permissions. Saves from\n"
+      "several threads take turns."),
     M("save_table", Model_save_table, METH_VARARGS | METH_KEYWORDS,
       "save_table(path)\n\nWrite the similar-items table (with any added items), atomically."),
     M("load_table", Model_load_table, METH_VARARGS,

@@ -332,6 +332,28 @@ def test_save_replaces_a_model_in_place(model, dataset, tmp_path):
     assert back.recommend("9").ids == model.recommend("9").ids
 
 
+def test_threads_save_one_path(model, dataset, tmp_path):
+    # threads saving to one path at once: the library stages "<path>.tmp.<pid>", which they shared, and
+    # most saves failed ("m.cbrec.history.tmp.N: cannot rename into place"); now they take turns
+    other = cbrec.Model.train(dataset, epochs=1, seed=9)
+    path, errors = str(tmp_path / "m.cbrec"), []
+
+    def save(m):
+        try:
+            for _ in range(8):
+                m.save(path)
+        except Exception as e:  # any failure is the test's
+            errors.append(e)
+    threads = [threading.Thread(target=save, args=(m,)) for m in (model, other, model, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(os.listdir(tmp_path)) == ["m.cbrec", "m.cbrec.history"]
+    back = cbrec.Model.load(path).item_vectors()
+    assert np.array_equal(back, model.item_vectors()) or np.array_equal(back, other.item_vectors())
+
+
 def test_long_unknown_names_in_a_profile(model):
     # a note quoting an unknown genre cut at 80 bytes inside a character: the list came back with
     # invalid UTF-8 and new_user raised UnicodeDecodeError instead of returning it
