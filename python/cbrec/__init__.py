@@ -158,8 +158,8 @@ def _column(users, name, values, ids, sep):
     a pandas categorical column -> categorical (also of numbers: codes such
     as an occupation 3 or 7 were numeric), numbers (decimal.Decimal too) ->
     numeric, dates and times -> numeric (seconds since the epoch; timedeltas
-    their seconds),
-    lists/tuples/sets -> multi, anything else -> categorical."""
+    their seconds), lists/tuples/sets -> multi, anything else ->
+    categorical."""
     kind = None
     if isinstance(values, tuple) and len(values) == 2 and isinstance(values[0], str):
         kind, values = values
@@ -260,12 +260,12 @@ def _seconds(timestamps):
     """Timestamps as the builder takes them, int64 seconds since the epoch:
     datetime-like values and ISO 8601 texts as _times reads them (texts were
     "invalid literal for int() with base 10: '2020-01-01'", naming no row);
-    numbers (and texts of numbers) as they are, a
-    missing one (NaN, NaT, None, pandas.NA) as INT64_MIN, the builder's 'no
-    timestamp' (NaN was cast with a warning to that number, and the number
-    reported; None and pandas.NA were a TypeError naming no row); a float
-    beyond int64 (1e30, inf) as +-2**62, out of the builder's range as it
-    is (the cast made it INT64_MIN, with a warning: 'no timestamp')."""
+    numbers (and texts of numbers) as they are, a missing one (NaN, NaT,
+    None, pandas.NA) as INT64_MIN, the builder's 'no timestamp' (NaN was
+    cast with a warning to that number, and the number reported; None and
+    pandas.NA were a TypeError naming no row); a float beyond int64 (1e30,
+    inf) as +-2**62, out of the builder's range as it is (the cast made it
+    INT64_MIN, with a warning: 'no timestamp')."""
     times = _times(timestamps, "timestamps", texts=True)
     if times is not None:
         return times
@@ -374,7 +374,8 @@ class Dataset(_cbrec._Dataset):
         item_attributes, user_attributes: {name: values aligned with item_ids
             / user_ids} (or a DataFrame); numbers become numeric columns,
             dates and durations too (in seconds), lists multi-valued ones,
-            strings and pandas' category dtype (of numbers too) categorical; or give (kind, values) with kind "numeric",
+            strings and pandas' category dtype (of numbers too)
+            categorical; or give (kind, values) with kind "numeric",
             "categorical" or "multi".
         settings: TRAIN keys for loading: range="1,5", skip_bad_rows=True.
 
@@ -654,11 +655,11 @@ class Model(_cbrec._Model):
         """Embed a new item with the item tower and add it to the catalog, in
         memory: a dict (or JSON text, or a pandas Series: a DataFrame's row)
         such as {"id": "x1", "title": "...", "genres": ["Comedy"]} (only
-        "id" is required). Returns its item
-        number; persist added items with save_table(). None or NaN (a
-        DataFrame row's gap) is a missing value. Values the model
-        does not know (a new brand, a tag it did not keep) are left out
-        with a UserWarning saying which ("strict": True makes them errors)."""
+        "id" is required). Returns its item number; persist added items
+        with save_table(). None or NaN (a DataFrame row's gap) is a missing
+        value. Values the model does not know (a new brand, a tag it did not
+        keep) are left out with a UserWarning saying which ("strict": True
+        makes them errors)."""
         return self._add_item(item)
 
     def __repr__(self):
