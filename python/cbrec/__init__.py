@@ -210,9 +210,13 @@ def _datetime_seconds(x):
 
 def _text_time(x):
     """An ISO 8601 text ('2020-01-01', '2020-01-01 10:00:00+02:00') as a
-    datetime, else x: a timestamp column of a CSV read without parse_dates."""
+    datetime, else x: a timestamp column of a CSV read without parse_dates.
+    A text of digits is a number of seconds (fromisoformat reads '20200101'
+    as a date)."""
+    if not isinstance(x, str) or x.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        return x
     try:
-        return _dt.datetime.fromisoformat(x) if isinstance(x, str) else x
+        return _dt.datetime.fromisoformat(x)
     except ValueError:
         return x
 
