@@ -198,7 +198,8 @@ CB_API int cb_dataset_builder_add_ids(cb_dataset_builder *b, int users, const ch
  * describes ids[i]. kind: "title" (items only; text[i] NULL: none; a
  * catalog of ids alone is cb_dataset_builder_add_ids'; a "year" column is derived
  * from "(1995)" in titles when no "year" column is given), "numeric"
- * (num[i], NAN = missing), "categorical" (text[i]; NULL or "" = missing) or
+ * (num[i], NAN = missing; an infinity or a number beyond float's range is a
+ * bad row, missing when skipped), "categorical" (text[i]; NULL or "" = missing) or
  * "multi" (text[i] split on `sep`, e.g. "|"; several levels per row).
  * Each id at most once per column, else CB_EPARSE naming the rows (a bad
  * row: skipped under "skip-bad-rows", like an empty id). */

@@ -507,3 +507,18 @@ def test_timestamps_as_iso_texts():
     # an attribute column of such texts stays text
     ds = cbrec.Dataset.from_arrays(["u1"], ["a"], [4], item_ids=["a", "b"], item_attributes={"d": ["2020-01-01", None]})
     assert ds.describe()["item_columns"][0]["kind"] == "categorical"
+
+
+def test_infinite_attribute_values():
+    # an infinity in a numeric column (a ratio divided by zero) made the features infinite and training
+    # fail as 'training diverged ... (try a lower learning rate)'; it is a bad row naming the cell, as a
+    # file's is, and missing under skip_bad_rows
+    users, items, ratings = ["u1", "u1", "u2"], ["a", "b", "a"], [4, 5, 3]
+    for bad, shown in ((np.inf, "inf"), (-1e300, r"-1e\+300")):
+        price = np.array([1.0, 2.0, bad])
+        catalog = {"item_ids": ["a", "b", "c"], "item_attributes": {"price": price}}
+        with pytest.raises(cbrec.ParseError, match=r"items column 'price'\[2\]: %s is not a finite number" % shown):
+            cbrec.Dataset.from_arrays(users, items, ratings, **catalog)
+        ds = cbrec.Dataset.from_arrays(users, items, ratings, skip_bad_rows=True, **catalog)
+        assert ds.n_skipped == 1 and ds.describe()["item_columns"][0]["missing"] == 1
+        assert cbrec.Model.train(ds, epochs=1, seed=1).n_items == 3
