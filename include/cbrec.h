@@ -204,7 +204,8 @@ CB_API int cb_dataset_builder_add_ids(cb_dataset_builder *b, int users, const ch
  * describes ids[i]. kind: "title" (items only; text[i] NULL: none; a
  * catalog of ids alone is cb_dataset_builder_add_ids'; a "year" column is derived
  * from "(1995)" in titles when no "year" column is given), "numeric"
- * (num[i], NAN = missing), "categorical" (text[i]; NULL or "" = missing) or
+ * (num[i], NAN = missing; an infinity or a number beyond float's range is a
+ * bad row, missing when skipped), "categorical" (text[i]; NULL or "" = missing) or
  * "multi" (text[i] split on `sep`, e.g. "|"; several levels per row).
  * Each id at most once per column, else CB_EPARSE naming the rows (a bad
  * row: skipped under "skip-bad-rows", like an empty id). */
@@ -388,7 +389,10 @@ typedef struct cb_recommender cb_recommender;
 CB_API int  cb_recommender_load(cb_recommender **out, const char *model_path, const char *table_path, cb_error *err);
 /* Write the model file (atomically: a failure leaves an existing file intact)
  * and, when the model holds its users' histories, the history file beside it
- * (path + ".history", also atomic) [shared]. */
+ * (path + ".history", also atomic) [shared]. Two threads of one process must
+ * not write the same path at once: the temporary file is named by the
+ * process ("<path>.tmp.<pid>"), and they would share it (the Python binding
+ * writes one file at a time). */
 CB_API int  cb_recommender_save(const cb_recommender *rec, const char *path, cb_error *err);
 /* The same with the history file named (history_path NULL: beside the model).
  * Loading: history_path NULL takes path + ".history" when it exists; a model

@@ -250,6 +250,11 @@ static void unknown_values(void **state) {
     /* null is a missing value, as an empty cell of the file is (it was "must be a string, a number or ..."); an
      * unknown column stays an error */
     if (cb_recommender_add_item(f->rec, "{\"id\": \"new-3\", \"tags\": null}", &item, &err)) fail_msg("%s", err.msg);
+    /* the fixed keys too (a DataFrame row's NaN: "\"year\" must be a number") */
+    if (cb_recommender_add_item(f->rec, "{\"id\": \"new-5\", \"title\": null, \"year\": null, \"genres\": null, "
+                                        "\"rating_count\": null, \"rating_mean\": null}", &item, &err))
+        fail_msg("%s", err.msg);
+    assert_string_equal(cb_recommender_item_title(f->rec, item), "");
     assert_int_not_equal(cb_recommender_add_item(f->rec, "{\"id\": \"new-4\", \"colour\": null}", &item, &err), CB_OK);
     assert_non_null(strstr(err.msg, "colour"));
 }

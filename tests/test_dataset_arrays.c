@@ -72,6 +72,13 @@ static void arrays_refuse_bad_rows(void **state) {
     assert_int_equal(cb_dataset_builder_add_column(b, 0, "g", "sideways", it, it, NULL, 1, NULL, &err), CB_EINVAL);
     assert_int_equal(cb_dataset_builder_add_column(b, 0, "g", "categorical", it, it, NULL, 2, NULL, &err), CB_EPARSE);
     assert_non_null(strstr(err.msg, "items column 'g'[1]: id 'x' given twice (first at [0])"));
+    /* a number a float cannot hold made the features infinite, and training "diverge" */
+    const char *two[] = {"x", "y"};
+    const double inf[] = {1, INFINITY}, huge[] = {-1e300, 1};
+    assert_int_equal(cb_dataset_builder_add_column(b, 0, "p", "numeric", two, NULL, inf, 2, NULL, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "items column 'p'[1]: inf is not a finite number"));
+    assert_int_equal(cb_dataset_builder_add_column(b, 0, "q", "numeric", two, NULL, huge, 2, NULL, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "items column 'q'[0]: -1e+300 is not a finite number"));
     assert_int_equal(cb_dataset_builder_finish(b, &ds, &err), CB_EPARSE);
     /* named by position among the rows given (the failed call's rows are not kept) */
     assert_non_null(strstr(err.msg, "mine: ratings[1]: duplicate rating for user 'a' and item 'x' (first at [0])"));

@@ -151,6 +151,15 @@ static void atomic_write_keeps_old_file(void **state) {
     assert_true(fread(buf, 1, sizeof buf - 1, f) > 0);
     fclose(f);
     assert_string_equal(buf, "new contents");
+    /* the replaced file's permissions stay (a private 0600 file became 0644, the umask's) */
+    struct stat sb;
+    for (mode_t mode = 0600; mode <= 0640; mode += 040) {
+        assert_int_equal(chmod(path, mode), 0);
+        assert_int_equal(cb_atomic_open(&af, path, &err), CB_OK);
+        assert_int_equal(cb_atomic_commit(&af, &err), CB_OK);
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sb.st_mode & 07777, mode);
+    }
     /* an unwritable destination fails cleanly */
     assert_int_not_equal(cb_atomic_open(&af, "/nonexistent-dir/x", &err), CB_OK);
     assert_non_null(strstr(err.msg, "/nonexistent-dir/x"));

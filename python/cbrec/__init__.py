@@ -24,6 +24,8 @@ split="temporal")``. ``cbrec.settings("train")`` lists them. Long calls
 (load, train, evaluate, recommend, recommend_batch) release the GIL;
 Ctrl-C stops training within a batch and raises KeyboardInterrupt.
 """
+import datetime as _dt
+import decimal as _decimal
 import json as _json
 import numbers as _nums
 from typing import NamedTuple
@@ -124,6 +126,11 @@ class Recommendations:
         return "\n".join(rows)
 
 
+# numbers as cells of an object column: decimal.Decimal too, what pandas.read_sql gives a NUMERIC
+# column (not a numbers.Real: a price column was categorical, a level per price)
+_REAL = (_nums.Real, _decimal.Decimal)
+
+
 def _numbers(values):
     """values as a numeric array, or None when they are not numbers. Numbers
     with gaps (None, NaN, pandas.NA: NaN) are numbers too: numpy holds them,
@@ -135,9 +142,9 @@ def _numbers(values):
     if arr.dtype.kind != "O" or arr.ndim != 1:
         return None
     cells = arr.tolist()
-    if not all(isinstance(v, _nums.Real) or _missing_id(v) for v in cells):  # stops at the first text
+    if not all(isinstance(v, _REAL) or _missing_id(v) for v in cells):  # stops at the first text
         return None
-    out = _np.array([float(v) if isinstance(v, _nums.Real) else _np.nan for v in cells])
+    out = _np.array([float(v) if isinstance(v, _REAL) else _np.nan for v in cells])
     return None if _np.isnan(out).all() else out
 
 
@@ -148,11 +155,22 @@ _LISTS = (list, tuple, set, frozenset, _np.ndarray)
 
 def _column(users, name, values, ids, sep):
     """One attribute column for the builder: (kind, values) given explicitly,
-    numbers -> numeric, lists/tuples/sets -> multi, anything else -> categorical."""
+    a pandas categorical column -> categorical (also of numbers: codes such
+    as an occupation 3 or 7 were numeric), numbers (decimal.Decimal too) ->
+    numeric, dates and times -> numeric (seconds since the epoch; timedeltas
+    their seconds), lists/tuples/sets -> multi, anything else ->
+    categorical."""
     kind = None
     if isinstance(values, tuple) and len(values) == 2 and isinstance(values[0], str):
         kind, values = values
-    elif any(isinstance(v, _LISTS) for v in values):
+    if kind is None and getattr(getattr(values, "dtype", None), "name", None) == "category":
+        kind = "categorical"
+    times = _times(values) if kind in (None, "numeric") else None
+    if times is not None:  # seconds: levels such as '86400000000000 nanoseconds' or one per date were no use
+        kind, values = "numeric", _np.where(times == _NO_TIME, _np.nan, times.astype(float))
+    if hasattr(values, "to_numpy"):
+        values = values.to_numpy()
+    if kind is None and any(isinstance(v, _LISTS) for v in values):
         # before numpy sees them: tags of different lengths are a ragged array (a ValueError),
         # lists of numbers of one length a 2-D numeric one
         kind = "multi"
@@ -165,22 +183,102 @@ def _column(users, name, values, ids, sep):
     return (users, str(name), kind, ids, values, sep)  # a DataFrame's column 5 is "5" (an int was a TypeError)
 
 
+_NO_TIME = _np.iinfo(_np.int64).min  # the builder's 'no timestamp' (numpy's NaT)
+_EPOCH = _dt.datetime(1970, 1, 1)
+_EPOCH_UTC = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def _datetime_seconds(x):
+    """Seconds since the epoch of one datetime-like cell (a datetime or
+    pandas.Timestamp, a date, a numpy datetime64, a pandas.Period: its
+    start; a timedelta: the seconds it spans), or None when it is not one.
+    An aware one is its instant (so UTC); a naive one is read as UTC, as
+    numpy's datetime64 values are."""
+    if type(x).__name__ == "Period":  # a month's Period was taken as its ordinal number of months
+        x = x.to_timestamp()
+    if isinstance(x, _dt.timedelta):  # pandas.Timedelta too
+        return x // _dt.timedelta(seconds=1)
+    if isinstance(x, _dt.datetime):  # pandas.Timestamp too
+        aware = x.tzinfo is not None and x.utcoffset() is not None
+        return (x - (_EPOCH_UTC if aware else _EPOCH)) // _dt.timedelta(seconds=1)
+    if isinstance(x, _dt.date):
+        return (x - _EPOCH.date()).days * 86400
+    if isinstance(x, (_np.datetime64, _np.timedelta64)):
+        return int(x.astype(x.dtype.str[1:2] + "8[s]").astype(_np.int64))
+    return None
+
+
+def _text_time(x):
+    """An ISO 8601 text ('2020-01-01', '2020-01-01 10:00:00+02:00') as a
+    datetime, else x: a timestamp column of a CSV read without parse_dates.
+    A text of digits is a number of seconds (fromisoformat reads '20200101'
+    as a date)."""
+    if not isinstance(x, str) or x.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        return x
+    try:
+        return _dt.datetime.fromisoformat(x)
+    except ValueError:
+        return x
+
+
+def _times(values, what=None, texts=False):
+    """Datetime-like values as int64 seconds (INT64_MIN: missing), or None
+    when they are not datetime-like: datetime64 values from their unit
+    (pandas' nanoseconds were refused as out of range, days taken for
+    seconds); a timezone-aware pandas column (datetime64[ns, UTC], [ns,
+    Europe/Paris]) as its instants, whose to_numpy() is Timestamp objects;
+    timedelta64 values (seconds since whatever origin they count from) and
+    pandas Periods (their start) likewise: nanoseconds and a count of months
+    were taken for seconds; datetime objects, aware ones by their instant,
+    naive ones as UTC like datetime64; with texts, ISO 8601 texts as the
+    datetimes they write (an attribute column of them stays text). A column
+    that starts with datetime objects and then holds something else is a
+    TypeError naming the row (what[k]) when `what` is given, else not
+    datetime-like."""
+    dtype = getattr(values, "dtype", None)
+    if getattr(dtype, "tz", None) is not None:
+        values = values.to_numpy(dtype="datetime64[ns]")  # UTC
+        dtype = values.dtype
+    kind = getattr(dtype, "kind", None)
+    if kind in ("M", "m"):
+        return _np.asarray(values).astype(kind + "8[s]").astype(_np.int64)  # NaT is INT64_MIN
+    if kind not in (None, "O", "U" if texts else "O") or getattr(values, "ndim", 1) != 1:
+        return None
+    cells = values.tolist() if hasattr(values, "tolist") else list(values)  # a list of tags may be ragged
+    cell = _text_time if texts else (lambda x: x)
+    if _datetime_seconds(cell(next((x for x in cells if not _missing_id(x)), None))) is None:
+        return None
+    out = _np.empty(len(cells), dtype=_np.int64)
+    for k, x in enumerate(cells):
+        t = _NO_TIME if _missing_id(x) else _datetime_seconds(cell(x))
+        if t is None:
+            if what is None:
+                return None
+            bad = repr(x)[:80] if isinstance(x, str) else "a %.80s" % type(x).__name__
+            raise TypeError("%s[%d]: %s is not a date or a time, as the column's first value is" % (what, k, bad))
+        out[k] = t
+    return out
+
+
 def _seconds(timestamps):
     """Timestamps as the builder takes them, int64 seconds since the epoch:
-    datetime64 values (a pandas datetime column) from their unit (their
-    nanoseconds were refused as out of range, days taken for seconds); a
-    missing one (NaN, NaT, None, pandas.NA) as INT64_MIN, the builder's 'no
-    timestamp' (NaN was cast with a warning to that number, and the number
-    reported; None and pandas.NA were a TypeError naming no row)."""
+    datetime-like values and ISO 8601 texts as _times reads them (texts were
+    "invalid literal for int() with base 10: '2020-01-01'", naming no row);
+    numbers (and texts of numbers) as they are, a missing one (NaN, NaT,
+    None, pandas.NA) as INT64_MIN, the builder's 'no timestamp' (NaN was
+    cast with a warning to that number, and the number reported; None and
+    pandas.NA were a TypeError naming no row); a float beyond int64 (1e30,
+    inf) as +-2**62, out of the builder's range as it is (the cast made it
+    INT64_MIN, with a warning: 'no timestamp')."""
+    times = _times(timestamps, "timestamps", texts=True)
+    if times is not None:
+        return times
     arr = _np.asarray(timestamps)
-    if arr.dtype.kind == "M":
-        return arr.astype("datetime64[s]").astype(_np.int64)  # NaT is INT64_MIN
     numbers = _numbers(arr) if arr.dtype.kind == "O" else arr  # a nullable Int64 column: objects
     if numbers is None or numbers.dtype.kind != "f":
         return timestamps
-    arr = numbers
-    gaps = _np.isnan(arr)
-    return _np.where(gaps, _np.iinfo(_np.int64).min, _np.where(gaps, 0, arr).astype(_np.int64))
+    gaps = _np.isnan(numbers)
+    return _np.where(gaps, _NO_TIME, _np.clip(_np.where(gaps, 0, numbers), -2.0 ** 62, 2.0 ** 62).astype(_np.int64))
 
 
 def _id_text(x):
@@ -260,7 +358,11 @@ class Dataset(_cbrec._Dataset):
             numpy integers are converted with str()).
         ratings: one number per row; None means implicit events (each row
             is one interaction, y = 1; repeats are merged).
-        timestamps: seconds since the epoch per row, or datetime64 values
+        timestamps: seconds since the epoch per row, datetime64 values, a
+            timezone-aware pandas column (datetime64[ns, UTC], ...: its
+            instants) or datetime objects (aware: their instant; naive: read
+            as UTC, as datetime64 is), ISO 8601 texts ('2020-01-01 10:00'),
+            pandas Periods (their start) or timedeltas (their seconds)
             (optional; the temporal split uses them).
         item_ids: the catalog, one id per row of titles / genres /
             item_attributes: every item in it is in the dataset, also one
@@ -274,9 +376,11 @@ class Dataset(_cbrec._Dataset):
             in the dataset, also one with no ratings; every rating's user
             must be in it, as a ratings file's must be in its users file.
         item_attributes, user_attributes: {name: values aligned with item_ids
-            / user_ids} (or a DataFrame); numbers become numeric columns, lists multi-valued
-            ones, strings categorical; or give (kind, values) with kind
-            "numeric", "categorical" or "multi".
+            / user_ids} (or a DataFrame); numbers become numeric columns,
+            dates and durations too (in seconds), lists multi-valued ones,
+            strings and pandas' category dtype (of numbers too)
+            categorical; or give (kind, values) with kind "numeric",
+            "categorical" or "multi".
         settings: TRAIN keys for loading: range="1,5", skip_bad_rows=True.
 
         Raises ParseError (duplicate (user, item) ratings, no ratings),
@@ -317,17 +421,25 @@ class Dataset(_cbrec._Dataset):
         (user="userId", item="movieId", rating="rating", timestamp=
         "timestamp", title="title", genres="genres"): a table with columns
         "user" and "item" needs user="user", item="item".
+        A column may also be a named level of the table's index (a users
+        table after set_index("userId"), ratings grouped by user and item).
         ratings: the columns `user`, `item`, and `rating` (absent: implicit
             events) and `timestamp` (optional).
         items: the column `item` (the ids, named as in ratings) and any
-            others: `title`, `genres` ("A|B" on sep), numbers -> numeric,
-            lists -> multi, text -> categorical. users: the column `user`
-            and attributes likewise."""
-        def cols(frame):
-            return list(frame.keys())
+            others: `title`, `genres` ("A|B" on sep), numbers, dates and
+            durations -> numeric (seconds), lists -> multi, text and the
+            category dtype -> categorical. users: the column `user` and
+            attributes likewise."""
+        def cols(frame):  # the columns, then the index's named levels (users.set_index("userId"))
+            keys = list(frame.keys())
+            levels = getattr(getattr(frame, "index", None), "names", ())
+            return keys + [n for n in levels if n is not None and n not in keys]
+
+        def column(frame, name):
+            return frame[name] if name in frame.keys() else frame.index.get_level_values(name)
 
         def col(frame, name):
-            c = frame[name]
+            c = column(frame, name)
             return c.to_numpy() if hasattr(c, "to_numpy") else c
 
         rcols = cols(ratings)
@@ -338,20 +450,22 @@ class Dataset(_cbrec._Dataset):
         if items is not None:
             icols = cols(items)
             if item not in icols:
-                raise ValueError("the items table has no column %r" % item)
+                raise ValueError("the items table has no column %r (has %s)" % (item, ", ".join(map(str, icols))))
             kw["item_ids"] = col(items, item)
             kw["titles"] = col(items, title) if title in icols else None
             kw["genres"] = col(items, genres) if genres in icols else None
-            kw["item_attributes"] = {c: col(items, c) for c in icols if c not in (item, title, genres)}
+            # the columns themselves: their dtype tells a categorical column of numbers
+            kw["item_attributes"] = {c: column(items, c) for c in icols if c not in (item, title, genres)}
         if users is not None:
             ucols = cols(users)
             if user not in ucols:
-                raise ValueError("the users table has no column %r" % user)
+                raise ValueError("the users table has no column %r (has %s)" % (user, ", ".join(map(str, ucols))))
             kw["user_ids"] = col(users, user)
-            kw["user_attributes"] = {c: col(users, c) for c in ucols if c != user}
+            kw["user_attributes"] = {c: column(users, c) for c in ucols if c != user}
         return cls.from_arrays(col(ratings, user), col(ratings, item),
                                col(ratings, rating) if rating in rcols else None,
-                               timestamps=col(ratings, timestamp) if timestamp in rcols else None, sep=sep,
+                               # the column itself: to_numpy() of a timezone-aware one is Timestamp objects
+                               timestamps=column(ratings, timestamp) if timestamp in rcols else None, sep=sep,
                                **kw, **settings)
 
     def describe(self, features=False, **settings):
@@ -512,7 +626,9 @@ class Model(_cbrec._Model):
     def new_user(self, profile, n=10, *, exclude=None, **settings):
         """Recommendations for a user the model has never seen, described by
         a dict: {"genre_ratings": {"Adventure": 5}, "ratings": {"260": 5},
-        "<user column>": value} (every part optional). Returns
+        "<user column>": value} (every part optional; numpy values, pandas
+        Series (ratings by item id) and sets are welcome, a NaN is JSON's
+        null: a missing attribute, a refused rating). Returns
         Recommendations; ParseError for a malformed profile."""
         if not isinstance(profile, dict):
             raise TypeError("profile must be a dict")
@@ -541,11 +657,13 @@ class Model(_cbrec._Model):
 
     def add_item(self, item):
         """Embed a new item with the item tower and add it to the catalog, in
-        memory: a dict (or JSON text) such as {"id": "x1", "title": "...",
-        "genres": ["Comedy"]} (only "id" is required). Returns its item
-        number; persist added items with save_table(). Values the model
-        does not know (a new brand, a tag it did not keep) are left out
-        with a UserWarning saying which ("strict": True makes them errors)."""
+        memory: a dict (or JSON text, or a pandas Series: a DataFrame's row)
+        such as {"id": "x1", "title": "...", "genres": ["Comedy"]} (only
+        "id" is required). Returns its item number; persist added items
+        with save_table(). None or NaN (a DataFrame row's gap) is a missing
+        value. Values the model does not know (a new brand, a tag it did not
+        keep) are left out with a UserWarning saying which ("strict": True
+        makes them errors)."""
         return self._add_item(item)
 
     def __repr__(self):

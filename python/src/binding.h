@@ -14,6 +14,7 @@
 #define NO_IMPORT_ARRAY
 #endif
 #include <numpy/arrayobject.h>
+#include <pthread.h>
 
 #include "cbrec.h"
 
@@ -48,6 +49,12 @@ int progress_init(py_progress *p, PyObject *progress);
 int progress_fn(const cb_progress *p, void *ctx);
 /* After the call: re-raise a saved exception (returns -1) or return 0. */
 int progress_finish(py_progress *p);
+
+/* Held (with the GIL released) around every call that writes files (save,
+ * save_table, synth): the library stages a file at "<path>.tmp.<pid>", which
+ * two threads of one process writing the same path at once would share
+ * (FileError 'cannot rename into place', or one's bytes in the other's file). */
+extern pthread_mutex_t file_writes;
 
 extern PyObject *Error;
 extern PyTypeObject DatasetType, ModelType;

@@ -23,6 +23,7 @@
 /* ------------------------------------------------------------ exceptions */
 
 PyObject *Error, *exc_by_code[8]; /* index: -code, 1..7 */
+pthread_mutex_t file_writes = PTHREAD_MUTEX_INITIALIZER;
 
 /* Raise the exception of e->code with the library's message; returns NULL. */
 PyObject *raise_cb(const cb_error *e) {
@@ -599,7 +600,9 @@ static PyObject *py_synth(PyObject *mod, PyObject *args) {
     const char *d = PyBytes_AS_STRING(dir);
     if (cfg) {
         Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&file_writes);
         rc = cb_synth_write_folder(d, cfg, &err);
+        pthread_mutex_unlock(&file_writes);
         Py_END_ALLOW_THREADS
     }
     cb_config_free(cfg);

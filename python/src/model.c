@@ -150,7 +150,8 @@ static PyObject *Model_load(PyTypeObject *type, PyObject *args) {
     return rc ? raise_cb(&err) : wrap(type, rec);
 }
 
-/* save(path, history=None) and save_table(path): [shared] calls, atomic. */
+/* save(path, history=None) and save_table(path): [shared] calls, atomic, one
+ * file write of the process at a time (file_writes). */
 static PyObject *save_with(ModelObject *self, PyObject *args, PyObject *kw, bool table) {
     static char *names[] = {"path", "history", NULL}, *table_names[] = {"path", NULL};
     PyObject *path, *history = NULL;
@@ -162,9 +163,11 @@ static PyObject *save_with(ModelObject *self, PyObject *args, PyObject *kw, bool
     int rc;
     const char *p = PyBytes_AS_STRING(path), *h = history ? PyBytes_AS_STRING(history) : NULL;
     Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&file_writes); /* before the model's lock: nobody holding that one waits for this */
     pthread_rwlock_rdlock(&self->lock);
     rc = table ? cb_recommender_save_table(self->rec, p, &err) : cb_recommender_save_files(self->rec, p, h, &err);
     pthread_rwlock_unlock(&self->lock);
+    pthread_mutex_unlock(&file_writes);
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
     Py_XDECREF(history);
@@ -284,12 +287,39 @@ static PyObject *Model_vectors(ModelObject *self, PyObject *args) {
     return a;
 }
 
-/* obj with numpy scalars and arrays as Python's values (tolist()), in dict
- * keys and values and lists, which json cannot write: a profile made from a
- * DataFrame, {"ratings": {np.int64(7): np.float32(4.5)}}, was a TypeError.
- * A dict holding itself is a RecursionError. New reference. */
-static PyObject *plain(PyObject *obj) {
+/* obj as a value json can write when it is numpy's (tolist()), a set or
+ * frozenset (a list: genres) or a mapping that is not a dict (the dict of
+ * its items(): a pandas Series of ratings by item id); NULL without an
+ * error when it is none of them. New reference. */
+static PyObject *builtin_of(PyObject *obj) {
     if (PyArray_IsScalar(obj, Generic) || PyArray_Check(obj)) return PyObject_CallMethod(obj, "tolist", NULL);
+    if (PyAnySet_Check(obj)) return PySequence_List(obj);
+    if (PyDict_Check(obj) || PyUnicode_Check(obj) || !PyObject_HasAttrString(obj, "keys") ||
+        !PyObject_HasAttrString(obj, "items"))
+        return NULL;
+    PyObject *items = PyObject_CallMethod(obj, "items", NULL), *d = items ? PyDict_New() : NULL;
+    if (d && PyDict_MergeFromSeq2(d, items, 1) < 0) Py_CLEAR(d);
+    Py_XDECREF(items);
+    return d;
+}
+
+/* obj with every value json cannot write as one it can (builtin_of), in
+ * dict keys and values and lists: a profile made from a DataFrame,
+ * {"ratings": {np.int64(7): np.float32(4.5)}} or {"ratings":
+ * df.set_index("movieId").rating}, was a TypeError ('Object of type Series
+ * is not JSON serializable'). A NaN (pandas' gap) is None: JSON has no NaN,
+ * json.dumps wrote one anyway and the library refused the text ("new-user
+ * JSON:1:21: invalid token near 'NaN'"); as null a rating's message names
+ * its item, an attribute is missing. A dict holding itself is a
+ * RecursionError. New reference. */
+static PyObject *plain(PyObject *obj) {
+    PyObject *converted = builtin_of(obj);
+    if (converted || PyErr_Occurred()) {
+        PyObject *out = converted ? plain(converted) : NULL;
+        Py_XDECREF(converted);
+        return out;
+    }
+    if (PyFloat_Check(obj) && isnan(PyFloat_AS_DOUBLE(obj))) Py_RETURN_NONE;
     int dict = PyDict_Check(obj);
     if (!dict && !PyList_Check(obj) && !PyTuple_Check(obj)) return Py_NewRef(obj);
     if (Py_EnterRecursiveCall(" in a profile or an item")) return NULL;
@@ -723,7 +753,8 @@ static PyMethodDef Model_methods[] = {
     M("_load", Model_load, METH_VARARGS | METH_CLASS, "_load(path, table=None, history=None): see Model.load."),
     M("save", Model_save, METH_VARARGS | METH_KEYWORDS,
       "save(path, history=None)\n\nWrite the model file and its history file (history: its path, default path + '.history'),\n"
-      "atomically: a failure leaves existing files intact."),
+      "atomically: a failure leaves existing files intact; a file replaced keeps its permissions. Saves from\n"
+      "several threads take turns."),
     M("save_table", Model_save_table, METH_VARARGS | METH_KEYWORDS,
       "save_table(path)\n\nWrite the similar-items table (with any added items), atomically."),
     M("load_table", Model_load_table, METH_VARARGS,

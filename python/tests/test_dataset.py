@@ -2,6 +2,7 @@
 array builder agreeing with the file loader, and bad input as exceptions."""
 import csv
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -64,18 +65,38 @@ def test_from_arrays_attributes_and_catalog():
 
 
 def test_catalog_alone_keeps_every_item():
-    # item_ids with no titles, genres or attributes: the unrated items "c" and "d" were dropped
+    # item_ids / an items table of ids alone (no title, genres or attribute column) is the catalog,
+    # as an items file of ids alone is for the loader: the unrated items "c" and "d" were dropped
     users, items, ratings = ["u1", "u1", "u2", "u3"], ["a", "b", "a", "b"], [5, 3, 4, 2]
     ds = cbrec.Dataset.from_arrays(users, items, ratings, item_ids=["a", "b", "c", "d"], user_ids=["u1", "u2", "u3", "u4"])
     assert (ds.n_items, ds.n_users) == (4, 4)
     frames = cbrec.Dataset.from_frames({"userId": users, "movieId": items, "rating": ratings},
                                        {"movieId": ["a", "b", "c", "d"]})
-    assert frames.n_items == 4
+    assert frames.n_items == 4 and frames.describe()["titles"] == 0
     m = cbrec.Model.train(frames, epochs=1, seed=1, neighbours=0)
-    assert m.n_items == 4 and list(m.item_ids) == ["a", "b", "c", "d"]
+    assert m.n_items == 4 and list(m.item_ids) == ["a", "b", "c", "d"] and set(m.titles) == {""}
     assert set(m.recommend("u3", n=3).ids) == {"a", "c", "d"}  # the cold items are recommended too
-    with pytest.raises(cbrec.ParseError, match=r"item ids\[2\]: id 'a' given twice \(first at \[0\]\)"):
-        cbrec.Dataset.from_arrays(users, items, ratings, item_ids=["a", "b", "a"])
+    # an id twice: named by position, for a catalog alone and for one beside a column
+    for attributes in (None, {"p": [1, 2, 3]}):
+        with pytest.raises(cbrec.ParseError, match=r"item ids\[2\]: id 'a' given twice \(first at \[0\]\)"):
+            cbrec.Dataset.from_arrays(users, items, ratings, item_ids=["a", "b", "a"], item_attributes=attributes)
+
+
+def test_users_table_keeps_unrated_users(tmp_path):
+    # a users table (a DataFrame, or a dict of columns of ids alone) keeps its users nobody saw rate:
+    # the model knows them, with their attributes, and gives them cold-start recommendations
+    ratings = {"userId": [1, 1, 2, 3], "movieId": ["a", "b", "a", "c"], "rating": [5, 3, 4, 2]}
+    tables = [{"userId": [1, 2, 3, 4]},
+              FakeFrame({"userId": [1, 2, 3, 4], "age": [20, 30, 40, 50], "gender": list("MFMF")})]
+    for users in tables:
+        ds = cbrec.Dataset.from_frames(ratings, users=users)
+        assert (ds.n_users, ds.n_ratings) == (4, 4)
+        m = cbrec.Model.train(ds, epochs=1, seed=1, neighbours=0)
+        assert list(m.user_ids) == ["1", "2", "3", "4"] and m.user_vectors().shape[0] == 4
+        recs = m.recommend(4, n=2)
+        assert len(recs) == 2 and any("no training ratings" in note for note in recs.notes)
+        m.save(str(tmp_path / "m.cbrec"))
+        assert list(cbrec.Model.load(str(tmp_path / "m.cbrec")).user_ids) == ["1", "2", "3", "4"]
 
 
 def test_from_arrays_rating_outside_the_catalog():
@@ -290,12 +311,43 @@ def test_timestamps_as_datetimes_and_gaps():
             cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=gap)
         ok = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=gap, skip_bad_rows=True)
         assert ok.n_ratings == 1 and ok.n_skipped == 1
+    for huge in (1e30, float("inf"), -1e300):  # the cast made them INT64_MIN, 'no timestamp', with a warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: timestamp -?4611686018427387904 is not in"):
+                cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=[1.6e9, huge])
     with pytest.raises(cbrec.ParseError, match=r"ratings\[0\]: timestamp -86400 is not in"):
         cbrec.Dataset.from_arrays(["u1"], ["a"], [4], timestamps=np.array(["1969-12-31"], dtype="datetime64[D]"))
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5],
                           "timestamp": pd.to_datetime([1.6e9, 1.7e9], unit="s")})
     assert cbrec.Dataset.from_frames(frame).describe()["timestamps"] is True
+
+
+def test_timezone_aware_timestamps():
+    # a timezone-aware pandas column (datetime64[ns, UTC], [ns, Asia/Tokyo]) is its instants in
+    # seconds since the epoch; its to_numpy() is Timestamp objects, which were a TypeError ('int()
+    # argument must be ... not 'Timestamp''); aware datetime objects likewise, naive ones as UTC.
+    # One instant, 2**32 s, in each form: the builder's range check quotes the seconds it got
+    pd = pytest.importorskip("pandas")
+    utc = pd.to_datetime([1.6e9, 2 ** 32], unit="s", utc=True)
+    out_of_range = r"ratings\[%d\]: timestamp 4294967296 is not in"
+    for ts in (utc, pd.Series(utc).dt.tz_convert("Asia/Tokyo"), utc.tz_convert("America/New_York").to_numpy(),
+               [t.to_pydatetime() for t in utc.tz_convert("Asia/Kolkata")], [t.tz_localize(None) for t in utc]):
+        with pytest.raises(cbrec.ParseError, match=out_of_range % 1):
+            cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
+    frame = pd.DataFrame({"userId": ["u1", "u2", "u3"], "movieId": ["a", "b", "a"], "rating": [4, 5, 3],
+                          "timestamp": pd.Series(pd.to_datetime([1.6e9, 1.7e9, 2 ** 32], unit="s")).dt.tz_localize(
+                              "UTC")})
+    with pytest.raises(cbrec.ParseError, match=out_of_range % 2):
+        cbrec.Dataset.from_frames(frame)
+    frame["timestamp"] = frame["timestamp"].dt.tz_convert("Europe/Paris").where(frame["rating"] != 5)  # a NaT
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: no timestamp"):
+        cbrec.Dataset.from_frames(frame)
+    ok = cbrec.Dataset.from_frames(frame.iloc[:2], skip_bad_rows=True)
+    assert ok.describe()["timestamps"] is True and (ok.n_ratings, ok.n_skipped) == (1, 1)
+    with pytest.raises(TypeError, match=r"timestamps\[1\]: a float is not a date or a time, as the column's first"):
+        cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=[utc[0], 1.6e9])
 
 
 def test_ids_that_are_not_texts_are_refused():
@@ -327,18 +379,6 @@ def test_rating_by_a_user_outside_the_users_table():
     assert ds.describe()["user_columns"][0]["missing"] == 0
 
 
-def test_catalog_of_ids_alone_keeps_unrated_items():
-    # an items table of ids alone is the catalog, as an items file of ids alone is for the loader;
-    # items nobody rated were dropped unless a column described them
-    ds = cbrec.Dataset.from_frames({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5]},
-                                   {"movieId": ["a", "b", "c", "d"]})
-    assert ds.n_items == 4 and ds.describe()["titles"] == 0
-    m = cbrec.Model.train(ds, epochs=1, seed=1)
-    assert set(m.item_ids) == {"a", "b", "c", "d"} and set(m.titles) == {""}
-    with pytest.raises(cbrec.ParseError, match=r"item ids\[2\]: id 'a' given twice \(first at \[0\]\)"):
-        cbrec.Dataset.from_arrays(["u1"], ["a"], [4], item_ids=["a", "b", "a"], item_attributes={"p": [1, 2, 3]})
-
-
 def test_nat_in_text_columns_is_missing():
     # a NaT (numpy's, or pandas' in an object column) is a missing cell, as NaN is: it was the
     # level "NaT"
@@ -359,3 +399,126 @@ def test_columns_named_by_numbers():
     ds = cbrec.Dataset.from_frames({0: ["u1", "u2"], 1: ["a", "b"], 2: [4, 5]}, {1: ["a", "b", "c"], 5: ["X", "Y", "X"]},
                                    user=0, item=1, rating=2)
     assert [(c["name"], c["kind"]) for c in ds.describe()["item_columns"]] == [("5", "categorical")]
+
+
+def test_categorical_dtype_is_categorical():
+    # a pandas categorical column is categorical whatever its values: occupation codes 3 and 7 as a
+    # category were a numeric column (an occupation "7" read as more than "3")
+    pd = pytest.importorskip("pandas")
+    users = pd.DataFrame({"userId": ["u1", "u2", "u3"], "occupation": pd.Series([3, 7, 3], dtype="category"),
+                          "zone": pd.Series([1.5, None, 2.5], dtype="category"), "age": [20, 30, 40]})
+    ratings = pd.DataFrame({"userId": pd.Series(["u1", "u2", "u3"], dtype="category"), "movieId": ["a", "b", "a"],
+                            "rating": [4, 5, 3]})
+    expect = {"occupation": ("categorical", 0, ["3", "7"]), "zone": ("categorical", 1, ["1.5", "2.5"]),
+              "age": ("numeric", 0, None)}
+    for ds in (cbrec.Dataset.from_frames(ratings, users=users),
+               cbrec.Dataset.from_arrays(ratings["userId"], ratings["movieId"], ratings["rating"],
+                                         user_ids=users["userId"], user_attributes=users.drop(columns="userId"))):
+        got = {c["name"]: (c["kind"], c["missing"], c.get("examples")) for c in ds.describe()["user_columns"]}
+        assert got == expect
+
+
+def test_timedeltas_and_periods_as_timestamps():
+    # a timedelta64 column is its seconds (its nanoseconds were taken for seconds, so anything past
+    # 4.3 s was out of range) and a pandas Period its start (a monthly Period was its ordinal, months
+    # since 1970, taken for seconds); 2**32 s in each form: the range check quotes the seconds it got
+    pd = pytest.importorskip("pandas")
+    big = np.array([1600000000, 2 ** 32])
+    for ts in (big.astype("timedelta64[s]").astype("timedelta64[ns]"), pd.to_timedelta(big, unit="s"),
+               [pd.Timedelta(0), pd.Timedelta(seconds=2 ** 32)],
+               pd.Series(pd.to_datetime(big, unit="s")).dt.to_period("s"),
+               [np.timedelta64(0, "D"), np.timedelta64(2 ** 32 // 60 + 1, "m")]):
+        with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: timestamp 42949(67296|67340) is not in"):
+            cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
+    months = pd.DataFrame({"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5],
+                           "timestamp": pd.period_range("2106-02", periods=2, freq="M")})
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: timestamp 4296844800 is not in"):  # 2106-03-01
+        cbrec.Dataset.from_frames(months)
+    assert cbrec.Dataset.from_frames(months.iloc[:1]).describe()["timestamps"] is True
+
+
+def test_ids_in_the_index():
+    # a table indexed by its ids (users.set_index("userId"), ratings grouped by user and item) names
+    # them by the index's levels: 'the users table has no column 'userId''
+    pd = pytest.importorskip("pandas")
+    ratings = pd.DataFrame({"userId": [1, 1, 2, 3], "movieId": ["a", "b", "a", "c"], "rating": [5, 3, 4, 2],
+                            "timestamp": pd.to_datetime([1, 2, 3, 4], unit="D", utc=True)})
+    items = pd.DataFrame({"movieId": ["a", "b", "c", "d"], "title": ["A (1990)", "B", "C", "D"],
+                          "studio": list("xyxy")})
+    users = pd.DataFrame({"userId": [1, 2, 3, 4], "age": [20, 30, 40, 50]})
+    want = cbrec.Dataset.from_frames(ratings, items, users).describe(features=True)
+    for r, i, u in ((ratings.set_index(["userId", "movieId"]), items.set_index("movieId"), users.set_index("userId")),
+                    (ratings.set_index("timestamp"), items.set_index(["movieId", "studio"]), users)):
+        got = cbrec.Dataset.from_frames(r, i, u).describe(features=True)
+        for key in ("users", "items", "ratings", "timestamps", "titles", "user_columns", "item_columns",
+                    "user_features", "item_features"):
+            assert got[key] == want[key], key
+    with pytest.raises(ValueError, match=r"the users table has no column 'uid' \(has age, userId\)"):
+        cbrec.Dataset.from_frames(ratings.rename(columns={"userId": "uid"}), users=users.set_index("userId"),
+                                  user="uid")
+
+
+def test_decimal_cells_are_numbers():
+    # pandas.read_sql gives a NUMERIC column as decimal.Decimal objects, which are not numbers.Real:
+    # a price column was categorical with a level per price
+    from decimal import Decimal
+    ds = cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [Decimal("4.5"), Decimal(5)], item_ids=["a", "b", "c"],
+                                   item_attributes={"price": [Decimal("9.99"), None, Decimal("12")],
+                                                    "code": ("categorical", [Decimal(1), Decimal(2), None])})
+    assert [(c["name"], c["kind"], c["missing"]) for c in ds.describe()["item_columns"]] == [
+        ("price", "numeric", 1), ("code", "categorical", 1)]
+    assert ds.describe()["rating_max"] == 5.0
+
+
+def test_dates_and_durations_as_attributes():
+    # a date or duration column is numeric, in seconds: a timedelta column's levels were
+    # '86400000000000 nanoseconds', a date column's one level per date; ("categorical", ...) keeps levels
+    pd = pytest.importorskip("pandas")
+    signup = pd.Series(pd.to_datetime(["2020-01-01", None, "2021-01-01"])).dt.tz_localize("Europe/Paris")
+    ds = cbrec.Dataset.from_frames(
+        {"userId": ["u1", "u2"], "movieId": ["a", "b"], "rating": [4, 5]},
+        {"movieId": ["a", "b", "c"], "runtime": pd.to_timedelta([90, 120, None], unit="min"),
+         "released": np.array(["1999-05-01", "2001-01-01", "NaT"], dtype="datetime64[D]"),
+         "tags": [["x", "y"], ["y"], []], "launch": ("categorical", [pd.Timestamp("2020-01-01"), None, None])},
+        {"userId": ["u1", "u2", "u3"], "signup": signup, "seen": [pd.Timestamp("2020-01-01"), None, "soon"]})
+    d = ds.describe()
+    assert [(c["name"], c["kind"], c["missing"]) for c in d["item_columns"]] == [
+        ("runtime", "numeric", 1), ("released", "numeric", 1), ("tags", "multi", 1), ("launch", "categorical", 2)]
+    assert [(c["name"], c["kind"], c["missing"]) for c in d["user_columns"]] == [
+        ("signup", "numeric", 1), ("seen", "categorical", 1)]  # dates with a text among them: text
+
+
+def test_timestamps_as_iso_texts():
+    # a CSV read without parse_dates has its times as texts: they were "invalid literal for int() with
+    # base 10: '2020-01-01'", naming no row; ISO 8601 texts are their instants (naive ones UTC), texts
+    # of numbers are numbers as before; 2**32 s, the range check quotes the seconds it got
+    out_of_range = r"ratings\[1\]: timestamp 4294967296 is not in"
+    for ts in (["2020-01-01", "2106-02-07T06:28:16"], np.array(["2020-01-01 10:00", "2106-02-07 07:28:16+01:00"]),
+               ["20200101", "4294967296"]):  # digits are seconds, though fromisoformat reads the first as a date
+        with pytest.raises(cbrec.ParseError, match=out_of_range):
+            cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
+    ok = cbrec.Dataset.from_arrays(["u1", "u2", "u3"], ["a", "b", "a"], [4, 5, 3],
+                                   timestamps=np.array(["2020-01-01", None, "2021-03-04T05:06:07Z"], dtype=object),
+                                   skip_bad_rows=True)
+    assert (ok.n_ratings, ok.n_skipped) == (2, 1)
+    with pytest.raises(TypeError, match=r"timestamps\[2\]: 'soon' is not a date or a time"):
+        cbrec.Dataset.from_arrays(["u1", "u2", "u3"], ["a", "b", "a"], [4, 5, 3],
+                                  timestamps=["2020-01-01", None, "soon"])
+    # an attribute column of such texts stays text
+    ds = cbrec.Dataset.from_arrays(["u1"], ["a"], [4], item_ids=["a", "b"], item_attributes={"d": ["2020-01-01", None]})
+    assert ds.describe()["item_columns"][0]["kind"] == "categorical"
+
+
+def test_infinite_attribute_values():
+    # an infinity in a numeric column (a ratio divided by zero) made the features infinite and training
+    # fail as 'training diverged ... (try a lower learning rate)'; it is a bad row naming the cell, as a
+    # file's is, and missing under skip_bad_rows
+    users, items, ratings = ["u1", "u1", "u2"], ["a", "b", "a"], [4, 5, 3]
+    for bad, shown in ((np.inf, "inf"), (-1e300, r"-1e\+300")):
+        price = np.array([1.0, 2.0, bad])
+        catalog = {"item_ids": ["a", "b", "c"], "item_attributes": {"price": price}}
+        with pytest.raises(cbrec.ParseError, match=r"items column 'price'\[2\]: %s is not a finite number" % shown):
+            cbrec.Dataset.from_arrays(users, items, ratings, **catalog)
+        ds = cbrec.Dataset.from_arrays(users, items, ratings, skip_bad_rows=True, **catalog)
+        assert ds.n_skipped == 1 and ds.describe()["item_columns"][0]["missing"] == 1
+        assert cbrec.Model.train(ds, epochs=1, seed=1).n_items == 3

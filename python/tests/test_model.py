@@ -236,6 +236,65 @@ def test_numpy_values_in_profiles_and_items(dataset):
         m.new_user(looped)
 
 
+def test_nan_in_profiles(model):
+    # pandas' gap is NaN, which JSON has not: json.dumps wrote NaN and the library refused the text,
+    # naming nothing the caller wrote ('new-user JSON:1:21: invalid token near 'NaN''); as null a
+    # rating is refused naming its item, and an attribute is missing, as a NaN cell of a users table is
+    for nan in (float("nan"), np.float32("nan"), np.array([np.nan])[0]):
+        with pytest.raises(cbrec.InvalidArgument, match=r'"ratings": the rating of .2. must be a number'):
+            model.new_user({"ratings": {"1": 4, "2": nan}})
+        assert np.array_equal(model.user_vector({"ratings": {"1": 5}, "age": nan, "gender": nan}),
+                              model.user_vector({"ratings": {"1": 5}}))
+    with pytest.raises(cbrec.InvalidArgument, match=r'"genre_ratings": the rating of .Comedy. must be a number'):
+        model.recommend({"genre_ratings": {"Comedy": np.array([4.0, np.nan])[1]}})
+
+
+def test_add_item_with_gaps(dataset):
+    # a new item taken from a DataFrame row has NaN where a value is missing (null in JSON): a missing
+    # title, year or genres was refused ('"year" must be a number') where null is missing for the
+    # other columns and NaN for a table's cells
+    m = cbrec.Model.train(dataset, epochs=1, seed=2)
+    i = m.add_item({"id": "n1", "title": np.nan, "year": float("nan"), "genres": None})
+    assert m.item_ids[i] == "n1" and m.titles[i] == ""
+    pd = pytest.importorskip("pandas")
+    row = pd.DataFrame({"id": ["n2"], "title": ["Two (1999)"], "year": [np.nan], "genres": [np.nan]}).iloc[0]
+    i = m.add_item(row.to_dict())
+    assert m.item_ids[i] == "n2" and m.titles[i] == "Two (1999)"
+
+
+def test_series_and_sets_in_profiles_and_items(dataset):
+    # a user's ratings as a pandas Series by item id, an item as a DataFrame row, genres as a set:
+    # json could not write them ('Object of type Series is not JSON serializable', '... set ...')
+    m = cbrec.Model.train(dataset, epochs=1, seed=2)
+    want = m.new_user({"ratings": {"1": 4.5, "2": 2.0}}, n=5).ids
+    assert m.new_user({"ratings": FakeSeries({"1": 4.5, "2": 2.0})}, n=5).ids == want
+    i = m.add_item({"id": "s1", "title": "Set (2001)", "genres": {"Comedy"}})
+    assert m.item_content("s1")["genres"] == ["Comedy"] and m.titles[i] == "Set (2001)"
+    looped = FakeSeries({})
+    looped.cells["self"] = looped
+    with pytest.raises(RecursionError):
+        m.add_item(looped)
+    pd = pytest.importorskip("pandas")
+    ratings = pd.DataFrame({"movieId": [1, 2], "rating": [4.5, 2.0]}).set_index("movieId")["rating"]
+    assert m.new_user({"ratings": ratings}, n=5).ids == want
+    row = pd.DataFrame({"id": ["s2"], "title": ["Row (1999)"], "genres": [["Drama"]]}).iloc[0]
+    i = m.add_item(row)
+    assert m.item_ids[i] == "s2" and m.item_content("s2")["genres"] == ["Drama"]
+
+
+class FakeSeries:
+    """What a pandas Series is to a profile: keys() and items(), not a dict."""
+
+    def __init__(self, cells):
+        self.cells = cells
+
+    def keys(self):
+        return self.cells.keys()
+
+    def items(self):
+        return self.cells.items()
+
+
 def test_settings_given_as_numpy_arrays(dataset):
     # a numpy array is a list setting as a list is (str() gave '[32 16]', refused)
     a = cbrec.Model.train(dataset, epochs=1, seed=2, user_layers=np.array([32, 16]))
@@ -255,6 +314,44 @@ def test_save_to_an_empty_path(model, tmp_path, monkeypatch):
     with pytest.raises(cbrec.InvalidArgument, match="no file path given"):
         model.save("")
     assert os.listdir(tmp_path) == []
+
+
+def test_save_replaces_a_model_in_place(model, dataset, tmp_path):
+    # saving over a model replaces it whole (another model's file, its history), leaves no temporary
+    # behind and keeps the files' permissions: a private (0600) model and history were 0644 after
+    path = tmp_path / "m.cbrec"
+    other = cbrec.Model.train(dataset, epochs=1, seed=9)
+    other.save(path)
+    os.chmod(path, 0o600)
+    os.chmod(str(path) + ".history", 0o640)
+    model.save(path)
+    assert sorted(os.listdir(tmp_path)) == ["m.cbrec", "m.cbrec.history"]
+    assert (os.stat(path).st_mode & 0o777, os.stat(str(path) + ".history").st_mode & 0o777) == (0o600, 0o640)
+    back = cbrec.Model.load(path)
+    assert np.array_equal(back.item_vectors(), model.item_vectors())
+    assert back.recommend("9").ids == model.recommend("9").ids
+
+
+def test_threads_save_one_path(model, dataset, tmp_path):
+    # threads saving to one path at once: the library stages "<path>.tmp.<pid>", which they shared, and
+    # most saves failed ("m.cbrec.history.tmp.N: cannot rename into place"); now they take turns
+    other = cbrec.Model.train(dataset, epochs=1, seed=9)
+    path, errors = str(tmp_path / "m.cbrec"), []
+
+    def save(m):
+        try:
+            for _ in range(8):
+                m.save(path)
+        except Exception as e:  # any failure is the test's
+            errors.append(e)
+    threads = [threading.Thread(target=save, args=(m,)) for m in (model, other, model, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(os.listdir(tmp_path)) == ["m.cbrec", "m.cbrec.history"]
+    back = cbrec.Model.load(path).item_vectors()
+    assert np.array_equal(back, model.item_vectors()) or np.array_equal(back, other.item_vectors())
 
 
 def test_long_unknown_names_in_a_profile(model):

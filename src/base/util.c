@@ -474,6 +474,14 @@ int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
     return CB_OK;
 }
 
+/* The file at `to` that a rename of `from` will replace keeps its
+ * permissions: a model or history made private (0600) was readable by all
+ * (the umask's 0644) after the next save. Best effort, as a copy's would be. */
+static void keep_mode(const char *from, const char *to) {
+    struct stat sb;
+    if (stat(to, &sb) == 0 && S_ISREG(sb.st_mode)) (void)chmod(from, sb.st_mode & 07777);
+}
+
 /* After the rename: fsync the folder holding `path`, so the new directory
  * entry survives a crash too. Best effort: some file systems refuse it. */
 static void fsync_parent_dir(const char *path) {
@@ -506,6 +514,7 @@ int cb_atomic_stage(cb_atomic_file *af, cb_error *err) {
 int cb_atomic_publish(cb_atomic_file *files, size_t n, int rc, cb_error *err) {
     for (size_t i = 0; i < n && rc == CB_OK; i++) {
         if (!files[i].tmp_path) continue; /* a file the set did not write */
+        keep_mode(files[i].tmp_path, files[i].final_path);
         if (rename(files[i].tmp_path, files[i].final_path) != 0)
             rc = cb_fail(err, CB_EIO, "%s: cannot rename into place: %s", files[i].final_path, strerror(errno));
         else fsync_parent_dir(files[i].final_path);
@@ -517,6 +526,7 @@ int cb_atomic_publish(cb_atomic_file *files, size_t n, int rc, cb_error *err) {
 }
 
 int cb_atomic_rename(const char *from, const char *to, cb_error *err) {
+    keep_mode(from, to);
     if (rename(from, to) != 0) return cb_fail(err, CB_EIO, "%s: cannot rename into place: %s", to, strerror(errno));
     fsync_parent_dir(to);
     return CB_OK;

@@ -90,7 +90,8 @@ const char *cb_clip(char *buf, size_t size, const char *s, size_t len);
  * the same path removes every "<path>.tmp.<pid>" whose pid is no
  * longer a live process (cb_atomic_sweep; also "<path>.tmp.<pid>.tmp.<pid>",
  * the staging copy of a part staged at "<path>.tmp.<pid>"), so leftovers
- * never pile up. */
+ * never pile up. A file replaced keeps its permissions (the new one is not
+ * the umask's 0644 when the old was 0600). */
 typedef struct cb_atomic_file {
     FILE *fp;
     char *final_path;
@@ -123,7 +124,8 @@ bool cb_atomic_same_target(const char *a, const char *b);
 /* CB_EINVAL naming both paths when writing `out` would replace the file
  * `input` (the same entry however spelt, or the same file through a link). */
 int cb_check_not_input(const char *out, const char *input, cb_error *err);
-/* rename(from, to), then fsync the folder of `to`; CB_EIO naming `to`. */
+/* rename(from, to), then fsync the folder of `to`; CB_EIO naming `to`. A
+ * file replaced keeps its permissions, as above. */
 int cb_atomic_rename(const char *from, const char *to, cb_error *err);
 
 /* ---- Misc. */

@@ -90,6 +90,10 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
             if (!json_is_string(v) || !json_string_length(v))
                 rc = cb_fail(err, CB_EPARSE, "%s: \"id\" must be a non-empty string", source);
             else id = json_string_value(v);
+        } else if (json_is_null(v) && (!strcmp(key, "title") || !strcmp(key, "year") || !strcmp(key, "genres") ||
+                                       !strcmp(key, "rating_count") || !strcmp(key, "rating_mean"))) {
+            /* missing, as null is for every other column (a DataFrame row's NaN, which Python writes as null,
+             * was "\"year\" must be a number") */
         } else if (!strcmp(key, "title")) {
             if (!json_is_string(v)) rc = cb_fail(err, CB_EPARSE, "%s: \"title\" must be a string", source);
             else title = json_string_value(v);

@@ -12,6 +12,7 @@
 #include "data/loader.h"
 #include "model/train_config.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,12 +133,20 @@ static int cmp_row_at(const void *a, const void *b) {
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
-/* One cell of a column: ids[at->i]'s value into row at->row. */
+/* One cell of a column (named `what` in messages): ids[at->i]'s value into
+ * row at->row. A number a float cannot hold (an infinity, 1e300) is a bad
+ * row, as a file's is: it made the features infinite and training "diverge
+ * (try a lower learning rate)"; skipped, the cell is missing. */
 static int set_cell(cb_dataset_builder *b, cb_tabbuild *tb, int col, cb_col_kind kind, bool is_title,
-                    const char *const *text, const double *num, const char *sep, const row_at *at, cb_error *err) {
+                    const char *const *text, const double *num, const char *sep, const row_at *at, const char *what,
+                    cb_error *err) {
     const char *s = text ? text[at->i] : NULL;
     size_t n = s ? strlen(s) : 0;
     if (is_title) return s ? cb_ld_set_title(&b->L, at->row, s, n, err) : CB_OK;
+    if (kind == CB_COL_NUMERIC && fabs(num[at->i]) > FLT_MAX) { /* NAN (missing) is not greater */
+        int rc = BAD("%s[%zu]: %g is not a finite number", what, at->i, num[at->i]);
+        return rc == 1 ? CB_OK : rc;
+    }
     if (kind == CB_COL_NUMERIC) return cb_tb_set_num(tb, col, at->row, (float)num[at->i], err);
     if (kind == CB_COL_MULTI) return cb_tb_add_multi_split(tb, col, at->row, s ? s : "", n, sep, err);
     cb_trim(&s, &n);
@@ -231,7 +240,7 @@ CB_API int cb_dataset_builder_add_column(cb_dataset_builder *b, int users, const
     row_at *rows = NULL;
     size_t m = 0;
     int rc = intern_rows(b, users, what, ids, n, &rows, &m, err);
-    for (size_t j = 0; j < m && !rc; j++) rc = set_cell(b, tb, col, k, is_title, text, num, sep, &rows[j], err);
+    for (size_t j = 0; j < m && !rc; j++) rc = set_cell(b, tb, col, k, is_title, text, num, sep, &rows[j], what, err);
     free(rows);
     if (is_title && !rc) b->has_titles = true;
     if (!rc && k == CB_COL_MULTI && !is_title) snprintf(tb->t->cols[col].sep, sizeof tb->t->cols[col].sep, "%s", sep);
