@@ -425,6 +425,15 @@ static void errors_told_once(void **state) {
         if (!rc || occurrences(out, alike[i][1]) != 1) fail_msg("cbrec %s: exit %d, not told once:\n%s", cmd, rc, out);
         free(out);
     }
+    /* a refusal every rank meets alike in its share of the work (the table
+     * of a one-item catalog: each rank had printed it and its abort) */
+    assert_int_equal(run(NULL, "%s synth --out %s/one --users 5 --items 1 --ratings 1 && %s train --data %s/one "
+                               "--model %s/one.cbrec --epochs 1 -q", cbrec(), dir, cbrec(), dir, dir), 0);
+    assert_int_not_equal(run(&out, "%s 2 %s precompute --model %s/one.cbrec --out %s/one.table", MPIRUN, cbrec(), dir,
+                             dir), 0);
+    if (occurrences(out, "needs at least 2") != 1 || strstr(out, "stopping every rank"))
+        fail_msg("precompute's refusal not told once:\n%s", out);
+    free(out);
     if (!realpath(cbrec(), abs)) fail_msg("realpath %s", cbrec());
     assert_int_equal(run(NULL, "mkdir -p %s/r0 %s/r1 && %s train --data %s/data --model %s/r0/once.cbrec --epochs 1 "
                                "--neighbours 0 -q && rm -f %s/r1/once.cbrec*", dir, dir, cbrec(), dir, dir, dir), 0);

@@ -112,7 +112,7 @@ static const char *precompute_usage =
 
 /* The exact table across the ranks: each computes its share of the rows,
  * rank 0 gathers them (in order: the bits of one process) and installs them. */
-static int build_shared(const char *cmd, cb_recommender *rec, size_t k, int threads, const cli_mpi *mp) {
+static int build_shared(const char *cmd, cb_recommender *rec, size_t k, int threads, cli_mpi *mp) {
     size_t n = cb_recommender_item_count(rec), lo, hi, got[2] = {0, 0};
     if (k > n - 1) k = n - 1;
     cli_mpi_share(mp, n, 1, &lo, &hi);
@@ -120,9 +120,11 @@ static int build_shared(const char *cmd, cb_recommender *rec, size_t k, int thre
     float *dist = malloc(((hi - lo) * k + 1) * sizeof *dist);
     char *all[2] = {NULL, NULL};
     cb_error err = {0};
-    int status = nb && dist ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
-    if (!status && cb_recommender_table_rows(rec, k, threads, lo, hi - lo, nb, dist, &err)) status = cli_error(cmd, &err);
-    if (!status) status = cli_mpi_gather(mp, cmd, nb, (hi - lo) * k * sizeof *nb, &all[0], &got[0]);
+    int status = nb && dist ? -1 : cli_fail(CLI_ERROR, cmd, "out of memory");
+    /* a refusal (a catalog of one item) comes on every rank: told once */
+    if (status < 0)
+        status = cli_mpi_told(mp, cmd, cb_recommender_table_rows(rec, k, threads, lo, hi - lo, nb, dist, &err), &err);
+    if (status < 0) status = cli_mpi_gather(mp, cmd, nb, (hi - lo) * k * sizeof *nb, &all[0], &got[0]);
     if (!status) status = cli_mpi_gather(mp, cmd, dist, (hi - lo) * k * sizeof *dist, &all[1], &got[1]);
     if (!status && !mp->rank && (got[0] != n * k * sizeof *nb || got[1] != n * k * sizeof *dist))
         status = cli_fail(CLI_ERROR, cmd, "the ranks' table rows add up to %zu and %zu bytes, not %zu", got[0], got[1],
