@@ -434,6 +434,22 @@ static void errors_told_once(void **state) {
     if (occurrences(out, "needs at least 2") != 1 || strstr(out, "stopping every rank"))
         fail_msg("precompute's refusal not told once:\n%s", out);
     free(out);
+    /* so are a bad --users file, index, exclude list or block file (each rank
+     * printed its copy and its abort) */
+    assert_int_equal(run(NULL, "printf '1\\nnobody\\n' > %s/one/users.txt", dir), 0);
+    const char *files[][2] = {{"recommend --users %s/one/users.txt", "users.txt:2: unknown user 'nobody'"},
+                              {"recommend --users %s/none.txt", "none.txt: cannot open"},
+                              {"recommend --users all --index %s/none.hnsw", "none.hnsw: cannot open"},
+                              {"recommend --users all --block-file %s/none.block", "none.block: cannot open"},
+                              {"recommend --users all --exclude zzz%.0s", "unknown item id 'zzz'"},
+                              {"precompute --out %s/one.table --index %s/none.hnsw", "none.hnsw: cannot open"}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(cmd, sizeof cmd, files[i][0], dir, dir);
+        int rc = run(&out, "%s 2 %s %s --model %s/one.cbrec", MPIRUN, cbrec(), cmd, dir);
+        if (!rc || occurrences(out, files[i][1]) != 1 || strstr(out, "stopping every rank"))
+            fail_msg("cbrec %s: exit %d, not told once:\n%s", cmd, rc, out);
+        free(out);
+    }
     if (!realpath(cbrec(), abs)) fail_msg("realpath %s", cbrec());
     assert_int_equal(run(NULL, "mkdir -p %s/r0 %s/r1 && %s train --data %s/data --model %s/r0/once.cbrec --epochs 1 "
                                "--neighbours 0 -q && rm -f %s/r1/once.cbrec*", dir, dir, cbrec(), dir, dir, dir), 0);
