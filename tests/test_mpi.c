@@ -492,6 +492,10 @@ static void other_commands_on_rank_0_alone(void **state) {
     assert_int_not_equal(run(&out, "%s 2 %s predict --model %s/alone.cbrec --user 1", MPIRUN, cbrec(), dir), 0);
     if (occurrences(out, "usage: cbrec predict") != 1) fail_msg("usage error not told once:\n%s", out);
     free(out);
+    /* eval shares its splits, but what it prints comes once (every rank printed the data's line) */
+    assert_int_equal(run(&out, "%s 2 %s eval --data %s/alone-data --models bias,popularity", MPIRUN, cbrec(), dir), 0);
+    if (occurrences(out, "synthetic: 50 users") != 1) fail_msg("eval's data line not printed once:\n%s", out);
+    free(out);
 }
 
 int main(void) {

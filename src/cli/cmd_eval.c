@@ -258,7 +258,7 @@ int cmd_eval(int argc, char **argv) {
     double t0 = cli_now();
     cli_mpi mp = {.size = 1}; /* under mpirun the ranks share the splits; rank 0 prints and writes */
     int status = cli_mpi_begin(&mp, cmd, o.train);
-    if (mp.rank) pg.quiet = true;
+    if (mp.rank) pg.quiet = o.quiet = true; /* rank 0 prints */
     int rc = status >= 0 ? CB_OK : open_data(&ds, &o, &err);
     if (status < 0) status = cli_mpi_told(&mp, cmd, rc, &err); /* the same data on every rank: told once */
     if (!rc && status < 0) rc = cb_evaluate(ds, o.eval, o.train, on_progress, &pg, &report, &err);
