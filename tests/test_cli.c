@@ -216,6 +216,14 @@ static void recommend_batch(void **state) {
     assert_int_equal(run(&out, "%s recommend --model %s --users %s", cbrec(), f->model, bad), 1);
     assert_non_null(strstr(out, "bad-users.txt:2"));
     free(out);
+    /* a model without its history file: the batch says its rated items stay in (it said nothing) */
+    assert_int_equal(run(&out, "cp %s %s/nohist.cbrec && %s recommend --model %s/nohist.cbrec --users all -n 2", f->model,
+                         f->dir, cbrec(), f->dir), 0);
+    assert_non_null(strstr(out, "history file is absent: the users' rated items are not filtered out"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --users all -n 2", cbrec(), f->model), 0);
+    assert_null(strstr(out, "history file is absent"));
+    free(out);
     /* options are checked by the library's key table */
     assert_int_equal(run(&out, "%s recommend --model %s --user 3 --rank-by nonsense", cbrec(), f->model), 2);
     assert_non_null(strstr(out, "rank-by"));

@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -417,6 +418,22 @@ static int write_failed(const char *cmd, const rec_args *a, int errnum) {
                     a->out && strcmp(a->out, "-") ? a->out : "standard output", strerror(errnum));
 }
 
+/* A batch over a model without its history file cannot leave out the
+ * users' rated items: said once (one user's list says it in its notes; the
+ * batch's lines said nothing). */
+static void note_batch_history(const char *cmd, const cb_recommender *rec, const cb_config *cfg) {
+    char *doc = NULL;
+    cb_error err = {0};
+    if (!strcmp(cb_config_get(cfg, "include-seen"), "true") || cb_recommender_describe(rec, &doc, &err)) return;
+    json_t *o = json_loads(doc, 0, NULL);
+    const char *history = json_string_value(json_object_get(o, "history"));
+    if (history && !strcmp(history, "absent"))
+        fprintf(stderr, "cbrec %s: note: the model's history file is absent: the users' rated items are not filtered "
+                        "out (--history FILE names it)\n", cmd);
+    json_decref(o);
+    free(doc);
+}
+
 /* --users: under mpirun each rank ranks its share of the users and rank 0
  * writes every rank's lines, in order (the bytes one process writes). */
 static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args *a, const cb_config *cfg,
@@ -429,6 +446,7 @@ static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args 
     int status = cli_mpi_told(mp, cmd, batch_users(rec, a->users, &users, &n_users, &err), &err);
     if (status >= 0) return status;
     status = CLI_OK;
+    if (!mp->rank) note_batch_history(cmd, rec, cfg);
     cli_mpi_share(mp, n_users, cb_recommender_batch_block(rec), &lo, &hi); /* the bits of one process */
     cb_output *o = NULL; /* --out FILE is written atomically: the old file or the whole new one */
     if (!mp->rank && a->out && strcmp(a->out, "-") && cb_output_open(&o, a->out, &err)) status = cli_error(cmd, &err);
