@@ -461,9 +461,14 @@ static void report_reproduce_line(void **state) {
 }
 
 static void usage_errors(void **state) {
-    (void)state;
+    fixture *f = *state;
     char *out;
     assert_int_equal(run(&out, "%s train", cbrec()), 2);
+    free(out);
+    /* a model setting that cannot work is refused before the data is read (and so by rank 0 alone under mpirun) */
+    assert_int_equal(run(&out, "%s train --data %s --model %s/big-batch.cbrec --batch 100000", cbrec(), f->data, f->dir), 2);
+    assert_non_null(strstr(out, "batch_size must be <= 8192"));
+    assert_null(strstr(out, "ratings; split"));
     free(out);
     assert_int_equal(run(&out, "%s nosuchcommand", cbrec()), 2);
     free(out);

@@ -249,6 +249,7 @@ int cmd_train(int argc, char **argv) {
     if (cb_config_create(&cfg, CB_CONFIG_TRAIN, &err)) return cli_error("train", &err);
     int status = cli_parse(&c, cfg, argc, argv);
     if (status < 0 && (!a.data || !a.model)) status = cli_usage_error(&c, "--data PATH and --model FILE are required");
+    if (status < 0 && cb_config_check(cfg, &err)) status = cli_usage_error(&c, err.msg); /* before the data is read */
     progress_ctx pc = {.quiet = a.quiet, .tty = isatty(2), .stage = CB_STAGE_TRAIN, .cap = 4096};
     pc.train = calloc(pc.cap, sizeof *pc.train);
     pc.valid = calloc(pc.cap, sizeof *pc.valid);
