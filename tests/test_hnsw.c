@@ -580,6 +580,15 @@ static void recommender_modes(void **state) {
     }
     fprintf(stderr, "  recommender similar: %zu of %zu approximate scores equal the exact ones\n", same, n_items * k);
     assert_true(same >= n_items * k * 95 / 100);
+    /* a negative thread count is refused by each call that takes one (the table's had meant every core) */
+    assert_int_equal(cb_recommender_build_index(rec, 8, 100, -1, &err), CB_EINVAL);
+    assert_int_equal(cb_recommender_build_table(rec, 10, -1, &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "threads = -1"));
+    int32_t nb[10];
+    float dist[10];
+    assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_EXACT, 0, &err), CB_OK);
+    assert_int_equal(cb_recommender_table_rows(rec, 10, -2, 0, 1, nb, dist, &err), CB_EINVAL);
+    assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_APPROX, 0, &err), CB_OK);
     /* the table from the index */
     assert_int_equal(cb_recommender_build_table(rec, 10, 1, &err), CB_OK);
     assert_int_equal(cb_recommender_table_k(rec), 10);
