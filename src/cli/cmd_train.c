@@ -249,12 +249,12 @@ int cmd_train(int argc, char **argv) {
     if (cb_config_create(&cfg, CB_CONFIG_TRAIN, &err)) return cli_error("train", &err);
     int status = cli_parse(&c, cfg, argc, argv);
     if (status < 0 && (!a.data || !a.model)) status = cli_usage_error(&c, "--data PATH and --model FILE are required");
-    if (status < 0 && cb_config_check(cfg, &err)) status = cli_usage_error(&c, err.msg); /* before the data is read */
     progress_ctx pc = {.quiet = a.quiet, .tty = isatty(2), .stage = CB_STAGE_TRAIN, .cap = 4096};
     pc.train = calloc(pc.cap, sizeof *pc.train);
     pc.valid = calloc(pc.cap, sizeof *pc.valid);
     if (status < 0 && (!pc.train || !pc.valid)) status = cli_fail(CLI_ERROR, "train", "out of memory");
     if (status < 0) status = check_before_training(&c, &a, cfg);
+    if (status < 0 && cb_config_check(cfg, &err)) status = cli_usage_error(&c, err.msg); /* before the data is read */
     cli_mpi mp = {.size = 1};
     if (status < 0) status = cli_mpi_begin(&mp, "train", cfg);
     if (mp.rank > 0) a.follower = true, a.quiet = pc.quiet = true;
