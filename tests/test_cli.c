@@ -199,6 +199,10 @@ static void recommend_batch(void **state) {
     assert_int_equal(run(&out, "cat %s", recs), 0);
     assert_int_equal(json_lines(out, batch_line, &n), 120);
     free(out);
+    /* --threads 0: every core, as for the other commands (it was refused here alone); the same lines */
+    assert_int_equal(run(&out, "%s recommend --model %s --users all -n 5 --threads 0 | cmp - %s", cbrec(), f->model, recs),
+                     0);
+    free(out);
     /* a user list, rated items kept, to stdout; the first user's line names user 3 */
     n = 4;
     assert_int_equal(run(&out, "%s recommend --model %s --users %s --include-seen -n 4", cbrec(), f->model, users), 0);
