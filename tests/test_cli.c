@@ -419,7 +419,16 @@ static void resume_continues(void **state) {
                          cbrec(), f->data, m2),
                      0);
     assert_non_null(strstr(out, "epochs=1"));
+    /* the copy has no history file: the resumed model has none either, and a note says so (it said nothing) */
+    assert_non_null(strstr(out, "has no history file: the resumed model is saved without one"));
     free(out);
+    char *m3 = tu_path(f->dir, "m3.cbrec");
+    assert_int_equal(run(&out, "cp %s %s && cp %s.history %s.history && %s train --data %s --model %s --resume "
+                               "--user-layers 16 --item-layers 16 --dim 8 --epochs 1 --batch 64 --top-k-popular 20 -q",
+                         f->model, m3, f->model, m3, cbrec(), f->data, m3), 0);
+    assert_null(strstr(out, "no history file"));
+    free(out);
+    free(m3);
     /* resuming on other data is refused */
     char *other = tu_path(f->dir, "other");
     assert_int_equal(run(NULL, "%s synth --out %s --users 50 --items 60 --ratings 900 --seed 9", cbrec(), other), 0);

@@ -27,6 +27,8 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...)
 cb_recommender *cli_load_model(const char *cmd, const char *model, const char *table);
 /* Its note, when a history was left out (rank 0 under mpirun). */
 void cli_history_note(const char *cmd, const cb_recommender *rec);
+/* Whether rec holds no users' histories (cb_recommender_describe's "history": "absent"). */
+bool cli_history_absent(const cb_recommender *rec);
 
 /* Wall-clock seconds (monotonic), for the timings commands print. */
 double cli_now(void);

@@ -5,7 +5,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -422,16 +421,9 @@ static int write_failed(const char *cmd, const rec_args *a, int errnum) {
  * users' rated items: said once (one user's list says it in its notes; the
  * batch's lines said nothing). */
 static void note_batch_history(const char *cmd, const cb_recommender *rec, const cb_config *cfg) {
-    char *doc = NULL;
-    cb_error err = {0};
-    if (!strcmp(cb_config_get(cfg, "include-seen"), "true") || cb_recommender_describe(rec, &doc, &err)) return;
-    json_t *o = json_loads(doc, 0, NULL);
-    const char *history = json_string_value(json_object_get(o, "history"));
-    if (history && !strcmp(history, "absent"))
+    if (strcmp(cb_config_get(cfg, "include-seen"), "true") && cli_history_absent(rec))
         fprintf(stderr, "cbrec %s: note: the model's history file is absent: the users' rated items are not filtered "
                         "out (--history FILE names it)\n", cmd);
-    json_decref(o);
-    free(doc);
 }
 
 /* --users: under mpirun each rank ranks its share of the users and rank 0

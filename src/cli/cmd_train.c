@@ -171,8 +171,12 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, cl
         note_threads(cfg);
         note_untimed_split(ds, cfg);
     }
-    if (!rc && a->resume && !(rc = cb_recommender_load_files(&rec, a->model, a->history, NULL, &err)))
+    if (!rc && a->resume && !(rc = cb_recommender_load_files(&rec, a->model, a->history, NULL, &err))) {
+        if (!a->follower && cli_history_absent(rec)) /* resuming keeps the model's history: it has none to keep */
+            fprintf(stderr, "cbrec train: note: %s has no history file: the resumed model is saved without one (known "
+                            "users' rated items are not filtered out); train without --resume to write it\n", a->model);
         rc = cb_train_resume(rec, ds, cfg, on_progress, pc, &rep, &err);
+    }
     else if (!rc && !a->resume)
         rc = cb_train(&rec, ds, cfg, on_progress, pc, &rep, &err);
     bool diverged = rc == CB_ENUMERIC; /* every rank's loss is the same: all diverge at the same step */
