@@ -415,7 +415,8 @@ static void errors_told_once(void **state) {
     const char *alike[][2] = {{"recommend --model %s/none.cbrec --users all -n abc", "'abc' is not accepted"},
                               {"recommend --model %s/none.cbrec --users all", "none.cbrec: cannot open"},
                               {"train --data %s/none --model %s/none.cbrec -q", "none: cannot open"},
-                              {"train --data %s/data --model %s/none.cbrec --batch 100000", "batch_size must be <= 8192"}};
+                              {"train --data %s/data --model %s/none.cbrec --batch 100000", "batch_size must be <= 8192"},
+                              {"eval --data %s/data --models bias --folds nofold%.0s", "nofold.base: cannot open"}};
     for (size_t i = 0; i < sizeof alike / sizeof alike[0]; i++) {
         snprintf(cmd, sizeof cmd, alike[i][0], dir, dir);
         int rc = run(&out, "%s 2 %s %s", MPIRUN, cbrec(), cmd);
