@@ -490,7 +490,8 @@ CB_API int cb_recommender_predict(const cb_recommender *rec, const char *user_id
  * clamped to the catalog), save, load, add an item. Items added with
  * cb_recommender_add_item belong to the recommender, with or without a table:
  * building or loading a table keeps them (they are inserted into its lists);
- * loading a file written without a table (below) adds its items. */
+ * loading a file written without a table (below) adds its items. threads:
+ * 0 = every core; negative is CB_EINVAL (as cb_recommender_build_index). */
 CB_API int cb_recommender_build_table(cb_recommender *rec, size_t k, int threads, cb_error *err);   /* [exclusive] */
 /* Write the table with the added items ("cbrec-similar"; "cbrec-knn-table" when
  * nothing was added), or, when there is no table, a file holding only the added

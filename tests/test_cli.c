@@ -199,6 +199,10 @@ static void recommend_batch(void **state) {
     assert_int_equal(run(&out, "cat %s", recs), 0);
     assert_int_equal(json_lines(out, batch_line, &n), 120);
     free(out);
+    /* --threads 0: every core, as for the other commands (it was refused here alone); the same lines */
+    assert_int_equal(run(&out, "%s recommend --model %s --users all -n 5 --threads 0 | cmp - %s", cbrec(), f->model, recs),
+                     0);
+    free(out);
     /* a user list, rated items kept, to stdout; the first user's line names user 3 */
     n = 4;
     assert_int_equal(run(&out, "%s recommend --model %s --users %s --include-seen -n 4", cbrec(), f->model, users), 0);
@@ -215,6 +219,14 @@ static void recommend_batch(void **state) {
     char *bad = tu_path(f->dir, "bad-users.txt");
     assert_int_equal(run(&out, "%s recommend --model %s --users %s", cbrec(), f->model, bad), 1);
     assert_non_null(strstr(out, "bad-users.txt:2"));
+    free(out);
+    /* a model without its history file: the batch says its rated items stay in (it said nothing) */
+    assert_int_equal(run(&out, "cp %s %s/nohist.cbrec && %s recommend --model %s/nohist.cbrec --users all -n 2", f->model,
+                         f->dir, cbrec(), f->dir), 0);
+    assert_non_null(strstr(out, "history file is absent: the users' rated items are not filtered out"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --users all -n 2", cbrec(), f->model), 0);
+    assert_null(strstr(out, "history file is absent"));
     free(out);
     /* options are checked by the library's key table */
     assert_int_equal(run(&out, "%s recommend --model %s --user 3 --rank-by nonsense", cbrec(), f->model), 2);
@@ -407,7 +419,16 @@ static void resume_continues(void **state) {
                          cbrec(), f->data, m2),
                      0);
     assert_non_null(strstr(out, "epochs=1"));
+    /* the copy has no history file: the resumed model has none either, and a note says so (it said nothing) */
+    assert_non_null(strstr(out, "has no history file: the resumed model is saved without one"));
     free(out);
+    char *m3 = tu_path(f->dir, "m3.cbrec");
+    assert_int_equal(run(&out, "cp %s %s && cp %s.history %s.history && %s train --data %s --model %s --resume "
+                               "--user-layers 16 --item-layers 16 --dim 8 --epochs 1 --batch 64 --top-k-popular 20 -q",
+                         f->model, m3, f->model, m3, cbrec(), f->data, m3), 0);
+    assert_null(strstr(out, "no history file"));
+    free(out);
+    free(m3);
     /* resuming on other data is refused */
     char *other = tu_path(f->dir, "other");
     assert_int_equal(run(NULL, "%s synth --out %s --users 50 --items 60 --ratings 900 --seed 9", cbrec(), other), 0);
@@ -453,9 +474,14 @@ static void report_reproduce_line(void **state) {
 }
 
 static void usage_errors(void **state) {
-    (void)state;
+    fixture *f = *state;
     char *out;
     assert_int_equal(run(&out, "%s train", cbrec()), 2);
+    free(out);
+    /* a model setting that cannot work is refused before the data is read (and so by rank 0 alone under mpirun) */
+    assert_int_equal(run(&out, "%s train --data %s --model %s/big-batch.cbrec --batch 100000", cbrec(), f->data, f->dir), 2);
+    assert_non_null(strstr(out, "batch_size must be <= 8192"));
+    assert_null(strstr(out, "ratings; split"));
     free(out);
     assert_int_equal(run(&out, "%s nosuchcommand", cbrec()), 2);
     free(out);

@@ -260,6 +260,42 @@ static void old_and_crafted_files(void **state) {
     free(path), free(dir);
 }
 
+/* A query that is its own excluded row starts its walk there, not at the
+ * entry point: a hand-written graph of two parts, {0, 1} with the entry and
+ * {2, 3} that no walk from the entry reaches. Row 2's nearest other row is
+ * row 3; from the entry a walk finds only rows 0 and 1 (a trained 100k
+ * catalog's `similar --index` had found none of the exact 10 for 8 of its 20
+ * most-rated items so). A dot-product query, or one that is not its row,
+ * still walks from the entry. */
+static void walk_starts_at_the_query_row(void **state) {
+    (void)state;
+    const float B[8] = {0, 0, 1, 0, 10, 10, 10, 11};
+    const int32_t links0[4][5] = {{1, 1, 0, 0, 0}, {1, 0, 0, 0, 0}, {1, 3, 0, 0, 0}, {1, 2, 0, 0, 0}};
+    const uint8_t flat[4] = {0, 0, 0, 0};
+    const int32_t none[1] = {0};
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "parts.hnsw");
+    cb_hnsw *g = NULL;
+    cb_error err;
+    assert_int_equal(write_graph(path, links0, flat, none, 1, 0, NULL), CB_OK);
+    assert_int_equal(cb_hnsw_load(&g, path, B, 4, 2, "m", &err), CB_OK);
+    int32_t self = 2, got = -1;
+    cb_knn_params p = {.threads = 1, .self_index = &self};
+    assert_int_equal(cb_hnsw_search(g, B + 4, 1, 1, CB_KNN_L2, &p, &got, NULL, &err), CB_OK);
+    assert_int_equal(got, 3);
+    cb_knn_table t;
+    assert_int_equal(cb_hnsw_similar_table(&t, g, 1, 0, 1, &err), CB_OK);
+    assert_int_equal(t.neighbors[2], 3);
+    assert_int_equal(t.neighbors[3], 2);
+    cb_knn_table_free(&t);
+    const float near2[2] = {10, 10.5f}; /* not row 2's vector: from the entry */
+    assert_int_equal(cb_hnsw_search(g, near2, 1, 1, CB_KNN_L2, &p, &got, NULL, &err), CB_OK);
+    assert_int_equal(got, 1);
+    cb_hnsw_free(g);
+    remove(path);
+    rmdir(dir);
+    free(path), free(dir);
+}
+
 static void scalar_dims_and_tiny(void **state) {
     (void)state;
     /* d not a multiple of 8 (scalar kernels); n smaller than ef; n = 1. */
@@ -498,20 +534,31 @@ static cb_config *config(cb_config_kind kind, const char *const kv[][2], size_t 
     return c;
 }
 
-/* similar under each mode: approximate lists carry the exact scores */
-static void recommender_modes(void **state) {
-    (void)state;
+/* A tiny model trained on a synthetic folder in a new temporary *dir (the
+ * default objective: both, with split heads); *ds stays open for it. */
+static cb_recommender *tiny_trained(char **dir, cb_dataset **ds) {
     static const char *const synth_kv[][2] = {{"users", "200"}, {"items", "1500"}, {"ratings", "6000"}};
     static const char *const train_kv[][2] = {{"epochs", "1"}, {"user-layers", "16"}, {"item-layers", "16"},
                                               {"dim", "8"}, {"threads", "1"}};
     cb_config *sc = config(CB_CONFIG_SYNTH, synth_kv, 3), *tc = config(CB_CONFIG_TRAIN, train_kv, 5);
-    char *dir = tu_tmpdir(), *index_path = tu_path(dir, "m.hnsw");
     cb_error err;
-    cb_dataset *ds = NULL;
     cb_recommender *rec = NULL;
-    assert_int_equal(cb_synth_write_folder(dir, sc, &err), CB_OK);
-    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
-    assert_int_equal(cb_train(&rec, ds, tc, NULL, NULL, NULL, &err), CB_OK);
+    *dir = tu_tmpdir();
+    assert_int_equal(cb_synth_write_folder(*dir, sc, &err), CB_OK);
+    assert_int_equal(cb_dataset_open(ds, *dir, NULL, &err), CB_OK);
+    assert_int_equal(cb_train(&rec, *ds, tc, NULL, NULL, NULL, &err), CB_OK);
+    cb_config_free(sc), cb_config_free(tc);
+    return rec;
+}
+
+/* similar under each mode: approximate lists carry the exact scores */
+static void recommender_modes(void **state) {
+    (void)state;
+    char *dir;
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = tiny_trained(&dir, &ds);
+    char *index_path = tu_path(dir, "m.hnsw");
+    cb_error err;
     assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_APPROX, 0, &err), CB_EINVAL);
     assert_int_equal(cb_recommender_save_index(rec, index_path, &err), CB_EINVAL);
     assert_int_equal(cb_recommender_build_index(rec, 8, 100, 2, &err), CB_OK);
@@ -533,14 +580,63 @@ static void recommender_modes(void **state) {
     }
     fprintf(stderr, "  recommender similar: %zu of %zu approximate scores equal the exact ones\n", same, n_items * k);
     assert_true(same >= n_items * k * 95 / 100);
+    /* a negative thread count is refused by each call that takes one (the table's had meant every core) */
+    assert_int_equal(cb_recommender_build_index(rec, 8, 100, -1, &err), CB_EINVAL);
+    assert_int_equal(cb_recommender_build_table(rec, 10, -1, &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "threads = -1"));
+    int32_t nb[10];
+    float dist[10];
+    assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_EXACT, 0, &err), CB_OK);
+    assert_int_equal(cb_recommender_table_rows(rec, 10, -2, 0, 1, nb, dist, &err), CB_EINVAL);
+    assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_APPROX, 0, &err), CB_OK);
     /* the table from the index */
     assert_int_equal(cb_recommender_build_table(rec, 10, 1, &err), CB_OK);
     assert_int_equal(cb_recommender_table_k(rec), 10);
     cb_recommender_free(rec);
     cb_dataset_close(ds);
-    cb_config_free(sc), cb_config_free(tc);
     tu_rmrf(dir);
     free(index_path), free(dir);
+}
+
+/* A model with split heads (the default objective, both) ranks by one half
+ * of its vectors; the index's graph is built on whole vectors and does not
+ * lead a walk by one half's dot product (a trained 100k catalog's
+ * `recommend --rank-by dot --index`: recall@10 0.54, 9 of the first 20
+ * users 0), so such searches are exact: the same lists as --exact, even
+ * with a narrow beam over a sparse graph. */
+static void recommend_by_half_vectors(void **state) {
+    (void)state;
+    static const char *const rec_kv[][2] = {{"rank-by", "dot"}, {"recent", "0"}, {"top-genres", "0"},
+                                            {"group-items", "0"}, {"embedding", "10"}, {"n", "10"}};
+    static const char *const rating_kv[][2] = {{"rank-by", "rating"}, {"recent", "0"}, {"top-genres", "0"},
+                                               {"group-items", "0"}, {"embedding", "10"}, {"n", "10"}};
+    cb_config *opts[2] = {config(CB_CONFIG_RECOMMEND, rec_kv, 6), config(CB_CONFIG_RECOMMEND, rating_kv, 6)};
+    char *dir;
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = tiny_trained(&dir, &ds);
+    cb_error err;
+    assert_int_equal(cb_recommender_build_index(rec, 4, 8, 1, &err), CB_OK);
+    size_t differ = 0;
+    for (size_t o = 0; o < 2; o++)
+        for (int user = 1; user <= 100; user++) {
+            char id[16];
+            snprintf(id, sizeof id, "%d", user);
+            cb_list *ex = NULL, *ap = NULL;
+            assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_EXACT, 0, &err), CB_OK);
+            assert_int_equal(cb_recommender_recommend(rec, id, NULL, opts[o], &ex, &err), CB_OK);
+            assert_int_equal(cb_recommender_set_search(rec, CB_SEARCH_APPROX, 10, &err), CB_OK);
+            assert_int_equal(cb_recommender_recommend(rec, id, NULL, opts[o], &ap, &err), CB_OK);
+            assert_int_equal(cb_list_size(ap), cb_list_size(ex));
+            for (size_t r = 0; r < cb_list_size(ex); r++) differ += cb_list_item(ap, r) != cb_list_item(ex, r);
+            cb_list_free(ex), cb_list_free(ap);
+        }
+    fprintf(stderr, "  recommend by one half of split vectors: %zu of 2000 places differ from the exact lists\n", differ);
+    assert_int_equal(differ, 0);
+    cb_recommender_free(rec);
+    cb_dataset_close(ds);
+    cb_config_free(opts[0]), cb_config_free(opts[1]);
+    tu_rmrf(dir);
+    free(dir);
 }
 
 int main(int argc, char **argv) {
@@ -554,12 +650,14 @@ int main(int argc, char **argv) {
         cmocka_unit_test(recall_at_default_ef),
         cmocka_unit_test(every_node_reachable),
         cmocka_unit_test(old_and_crafted_files),
+        cmocka_unit_test(walk_starts_at_the_query_row),
         cmocka_unit_test(equal_rows_grouped),
         cmocka_unit_test(scalar_dims_and_tiny),
         cmocka_unit_test(filtered_search_keeps_recall),
         cmocka_unit_test(deterministic_and_table),
         cmocka_unit_test(save_load),
         cmocka_unit_test(recommender_modes),
+        cmocka_unit_test(recommend_by_half_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

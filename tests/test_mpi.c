@@ -414,8 +414,10 @@ static void errors_told_once(void **state) {
     char *out = NULL, cmd[16384], abs[4096];
     const char *alike[][2] = {{"recommend --model %s/none.cbrec --users all -n abc", "'abc' is not accepted"},
                               {"recommend --model %s/none.cbrec --users all", "none.cbrec: cannot open"},
-                              {"train --data %s/none --model %s/none.cbrec -q", "none: cannot open"}};
-    for (size_t i = 0; i < 3; i++) {
+                              {"train --data %s/none --model %s/none.cbrec -q", "none: cannot open"},
+                              {"train --data %s/data --model %s/none.cbrec --batch 100000", "batch_size must be <= 8192"},
+                              {"eval --data %s/data --models bias --folds nofold%.0s", "nofold.base: cannot open"}};
+    for (size_t i = 0; i < sizeof alike / sizeof alike[0]; i++) {
         snprintf(cmd, sizeof cmd, alike[i][0], dir, dir);
         int rc = run(&out, "%s 2 %s %s", MPIRUN, cbrec(), cmd);
         if (strstr(out, "built without MPI")) {
@@ -423,6 +425,31 @@ static void errors_told_once(void **state) {
             TU_SKIP("this cbrec was built without MPI");
         }
         if (!rc || occurrences(out, alike[i][1]) != 1) fail_msg("cbrec %s: exit %d, not told once:\n%s", cmd, rc, out);
+        free(out);
+    }
+    /* a refusal every rank meets alike in its share of the work (the table
+     * of a one-item catalog: each rank had printed it and its abort) */
+    assert_int_equal(run(NULL, "%s synth --out %s/one --users 5 --items 1 --ratings 1 && %s train --data %s/one "
+                               "--model %s/one.cbrec --epochs 1 -q", cbrec(), dir, cbrec(), dir, dir), 0);
+    assert_int_not_equal(run(&out, "%s 2 %s precompute --model %s/one.cbrec --out %s/one.table", MPIRUN, cbrec(), dir,
+                             dir), 0);
+    if (occurrences(out, "needs at least 2") != 1 || strstr(out, "stopping every rank"))
+        fail_msg("precompute's refusal not told once:\n%s", out);
+    free(out);
+    /* so are a bad --users file, index, exclude list or block file (each rank
+     * printed its copy and its abort) */
+    assert_int_equal(run(NULL, "printf '1\\nnobody\\n' > %s/one/users.txt", dir), 0);
+    const char *files[][2] = {{"recommend --users %s/one/users.txt", "users.txt:2: unknown user 'nobody'"},
+                              {"recommend --users %s/none.txt", "none.txt: cannot open"},
+                              {"recommend --users all --index %s/none.hnsw", "none.hnsw: cannot open"},
+                              {"recommend --users all --block-file %s/none.block", "none.block: cannot open"},
+                              {"recommend --users all --exclude zzz%.0s", "unknown item id 'zzz'"},
+                              {"precompute --out %s/one.table --index %s/none.hnsw", "none.hnsw: cannot open"}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(cmd, sizeof cmd, files[i][0], dir, dir);
+        int rc = run(&out, "%s 2 %s %s --model %s/one.cbrec", MPIRUN, cbrec(), cmd, dir);
+        if (!rc || occurrences(out, files[i][1]) != 1 || strstr(out, "stopping every rank"))
+            fail_msg("cbrec %s: exit %d, not told once:\n%s", cmd, rc, out);
         free(out);
     }
     if (!realpath(cbrec(), abs)) fail_msg("realpath %s", cbrec());
@@ -480,6 +507,10 @@ static void other_commands_on_rank_0_alone(void **state) {
     /* an option error is told by rank 0, once, with a non-zero exit */
     assert_int_not_equal(run(&out, "%s 2 %s predict --model %s/alone.cbrec --user 1", MPIRUN, cbrec(), dir), 0);
     if (occurrences(out, "usage: cbrec predict") != 1) fail_msg("usage error not told once:\n%s", out);
+    free(out);
+    /* eval shares its splits, but what it prints comes once (every rank printed the data's line) */
+    assert_int_equal(run(&out, "%s 2 %s eval --data %s/alone-data --models bias,popularity", MPIRUN, cbrec(), dir), 0);
+    if (occurrences(out, "synthetic: 50 users") != 1) fail_msg("eval's data line not printed once:\n%s", out);
     free(out);
 }
 

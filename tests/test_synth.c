@@ -223,11 +223,43 @@ static void test_write_and_load(void **state) {
     free(users), free(sub), free(dir);
 }
 
+/* The generic layout writes the ratings asked for: the count was shared out
+ * as N / users each, dropping the remainder (5 over 3 users wrote 3), and a
+ * catalog too small for every planted class wrote none at all (then the
+ * written folder failed to load: "ratings.csv:2: no ratings in file"). */
+static void test_generic_counts(void **state) {
+    (void)state;
+    static const char *const sizes[][3] = {{"1", "2", "1"}, {"2", "2", "2"}, {"3", "100", "5"},
+                                           {"5", "4", "3"}, {"20", "2", "20"}, {"300", "600", "9001"}};
+    char *dir = tu_tmpdir();
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        cb_config *s = NULL;
+        cb_dataset *back = NULL;
+        cb_error err = {0};
+        char sub[64];
+        snprintf(sub, sizeof sub, "g%zu", i);
+        char *path = tu_path(dir, sub);
+        assert_int_equal(cb_config_create(&s, CB_CONFIG_SYNTH, &err), CB_OK);
+        assert_int_equal(cb_config_set(s, "layout", "generic", &err), CB_OK);
+        assert_int_equal(cb_config_set(s, "users", sizes[i][0], &err), CB_OK);
+        assert_int_equal(cb_config_set(s, "items", sizes[i][1], &err), CB_OK);
+        assert_int_equal(cb_config_set(s, "ratings", sizes[i][2], &err), CB_OK);
+        if (cb_synth_write_folder(path, s, &err)) fail_msg("synth %s: %s", sub, err.msg);
+        if (cb_dataset_open(&back, path, NULL, &err)) fail_msg("load %s: %s", sub, err.msg);
+        assert_int_equal(cb_dataset_rating_count(back), strtoul(sizes[i][2], NULL, 10));
+        cb_dataset_close(back);
+        cb_config_free(s);
+        free(path);
+    }
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sizes_and_validity), cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_planted_structure),  cmocka_unit_test(test_bad_config),
-        cmocka_unit_test(test_write_and_load),
+        cmocka_unit_test(test_write_and_load),     cmocka_unit_test(test_generic_counts),
     };
     return cmocka_run_group_tests_name("synth", tests, NULL, NULL);
 }

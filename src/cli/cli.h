@@ -27,6 +27,8 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...)
 cb_recommender *cli_load_model(const char *cmd, const char *model, const char *table);
 /* Its note, when a history was left out (rank 0 under mpirun). */
 void cli_history_note(const char *cmd, const cb_recommender *rec);
+/* Whether rec holds no users' histories (cb_recommender_describe's "history": "absent"). */
+bool cli_history_absent(const cb_recommender *rec);
 
 /* Wall-clock seconds (monotonic), for the timings commands print. */
 double cli_now(void);
@@ -95,9 +97,12 @@ typedef struct cli_search {
         {"ef", 0, "N", "approximate search beam (default 64; larger = higher recall, slower)", &(s).ef, NULL, NULL}
 #define CLI_STR(x) CLI_STR2(x)
 #define CLI_STR2(x) #x
+typedef struct cli_mpi cli_mpi;
 /* Load s->index into rec and set the search mode; prints and returns
- * CLI_ERROR / CLI_USAGE on failure, CLI_OK otherwise. */
-int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s);
+ * CLI_ERROR / CLI_USAGE on failure, CLI_OK otherwise. Under mpirun (mp; NULL
+ * for a command rank 0 runs alone) every rank must call it: a failure that
+ * every rank has alike is told once (cli_mpi_told). */
+int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s, cli_mpi *mp);
 
 /* ---- mpirun (mpi.c): work across processes. cli_mpi_begin starts MPI
  * when mpirun launched this process and hands the library its hook (cfg's
@@ -105,13 +110,13 @@ int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s);
  * -1 to go on, or an exit status (e.g. a cbrec built without MPI). Rank 0
  * alone prints and writes. cli_mpi_end returns status, after stopping every
  * rank when this one failed. */
-typedef struct cli_mpi {
+struct cli_mpi {
     int rank, size;
     bool active;
     bool settled; /* every rank stopped together (cli_mpi_told, cli_mpi_agree, a usage error):
                    * cli_mpi_end need not stop them */
     cb_train_comm comm;
-} cli_mpi;
+};
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg);
 /* This process's rank as mpirun's environment says, before cli_mpi_begin
  * (0 when not started by mpirun): for messages rank 0 alone prints. */

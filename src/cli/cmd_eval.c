@@ -86,6 +86,29 @@ static int on_progress(const cb_progress *p, void *vctx) {
     return 0;
 }
 
+/* The --folds files (DATA/NAME.base and DATA/NAME.test, as cb_evaluate
+ * reads them) can be opened: under mpirun every rank checks before the
+ * shared work, so a missing one is told once (cb_evaluate meets it on every
+ * rank, each printing it and stopping the others). */
+static int folds_readable(const opts *o, cb_error *err) {
+    const char *folds = cb_config_get(o->eval, "folds");
+    for (const char *s = folds ? folds : ""; *s;) {
+        size_t len = strcspn(s, ",");
+        for (int part = 0; part < 2 && len; part++) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%.*s.%s", o->data, (int)len, s, part ? "test" : "base");
+            FILE *f = fopen(path, "rb");
+            if (!f) {
+                snprintf(err->msg, sizeof err->msg, "%.400s: cannot open the fold's file: %.60s", path, strerror(errno));
+                return err->code = CB_EIO;
+            }
+            fclose(f);
+        }
+        s += len + (s[len] == ',');
+    }
+    return CB_OK;
+}
+
 static int open_data(cb_dataset **ds, const opts *o, cb_error *err) {
     int rc = cb_dataset_open(ds, o->data, o->train, err);
     if (!rc && !o->quiet)
@@ -258,9 +281,10 @@ int cmd_eval(int argc, char **argv) {
     double t0 = cli_now();
     cli_mpi mp = {.size = 1}; /* under mpirun the ranks share the splits; rank 0 prints and writes */
     int status = cli_mpi_begin(&mp, cmd, o.train);
-    if (mp.rank) pg.quiet = true;
+    if (mp.rank) pg.quiet = o.quiet = true; /* rank 0 prints */
     int rc = status >= 0 ? CB_OK : open_data(&ds, &o, &err);
     if (status < 0) status = cli_mpi_told(&mp, cmd, rc, &err); /* the same data on every rank: told once */
+    if (status < 0) status = cli_mpi_told(&mp, cmd, folds_readable(&o, &err), &err);
     if (!rc && status < 0) rc = cb_evaluate(ds, o.eval, o.train, on_progress, &pg, &report, &err);
     json_error_t je;
     json_t *root = rc || mp.rank || status >= 0 ? NULL : json_loads(report, 0, &je);

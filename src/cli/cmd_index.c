@@ -15,14 +15,16 @@ static bool parse_size(const char *s, size_t lo, size_t hi, size_t *out) {
     return true;
 }
 
-int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s) {
-    cb_error err;
+int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s, cli_mpi *mp) {
+    cb_error err = {0};
     size_t ef = 0;
-    if (s->ef && !parse_size(s->ef, 1, 1000000, &ef))
-        return cli_fail(CLI_USAGE, cmd, "--ef must be an integer in 1..1000000");
-    if (s->index && cb_recommender_load_index(rec, s->index, &err)) return cli_error(cmd, &err);
-    if (cb_recommender_set_search(rec, s->exact ? CB_SEARCH_EXACT : CB_SEARCH_AUTO, ef, &err))
-        return cli_error(cmd, &err);
+    bool bad_ef = s->ef && !parse_size(s->ef, 1, 1000000, &ef);
+    int rc = bad_ef ? (snprintf(err.msg, sizeof err.msg, "--ef must be an integer in 1..1000000"), CB_EINVAL) : CB_OK;
+    if (!rc && s->index) rc = cb_recommender_load_index(rec, s->index, &err);
+    if (!rc) rc = cb_recommender_set_search(rec, s->exact ? CB_SEARCH_EXACT : CB_SEARCH_AUTO, ef, &err);
+    /* every rank applies the same options and files: a failure told once */
+    int told = mp ? cli_mpi_told(mp, cmd, rc, &err) : rc ? cli_error(cmd, &err) : -1;
+    if (told >= 0) return bad_ef ? CLI_USAGE : told;
     if (s->ef && !s->index && strcmp(cmd, "precompute") && cli_mpi_launched_rank() == 0) /* precompute builds one */
         fprintf(stderr, "cbrec %s: note: --ef has no effect without --index: the search is exact\n", cmd);
     int counted = 1;

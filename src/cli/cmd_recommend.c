@@ -79,7 +79,7 @@ int cmd_similar(int argc, char **argv) {
     size_t item;
     int status = CLI_ERROR;
     cb_recommender *rec = cli_load_model(cmd, model, table);
-    if (!rec || (status = cli_search_apply(cmd, rec, &search)) || (status = CLI_ERROR, find_item(cmd, rec, query, &item)))
+    if (!rec || (status = cli_search_apply(cmd, rec, &search, NULL)) || (status = CLI_ERROR, find_item(cmd, rec, query, &item)))
         goto done;
     if (cb_recommender_similar(rec, item, k, &l, &err)) {
         cli_error(cmd, &err);
@@ -112,7 +112,7 @@ static const char *precompute_usage =
 
 /* The exact table across the ranks: each computes its share of the rows,
  * rank 0 gathers them (in order: the bits of one process) and installs them. */
-static int build_shared(const char *cmd, cb_recommender *rec, size_t k, int threads, const cli_mpi *mp) {
+static int build_shared(const char *cmd, cb_recommender *rec, size_t k, int threads, cli_mpi *mp) {
     size_t n = cb_recommender_item_count(rec), lo, hi, got[2] = {0, 0};
     if (k > n - 1) k = n - 1;
     cli_mpi_share(mp, n, 1, &lo, &hi);
@@ -120,9 +120,11 @@ static int build_shared(const char *cmd, cb_recommender *rec, size_t k, int thre
     float *dist = malloc(((hi - lo) * k + 1) * sizeof *dist);
     char *all[2] = {NULL, NULL};
     cb_error err = {0};
-    int status = nb && dist ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
-    if (!status && cb_recommender_table_rows(rec, k, threads, lo, hi - lo, nb, dist, &err)) status = cli_error(cmd, &err);
-    if (!status) status = cli_mpi_gather(mp, cmd, nb, (hi - lo) * k * sizeof *nb, &all[0], &got[0]);
+    int status = nb && dist ? -1 : cli_fail(CLI_ERROR, cmd, "out of memory");
+    /* a refusal (a catalog of one item) comes on every rank: told once */
+    if (status < 0)
+        status = cli_mpi_told(mp, cmd, cb_recommender_table_rows(rec, k, threads, lo, hi - lo, nb, dist, &err), &err);
+    if (status < 0) status = cli_mpi_gather(mp, cmd, nb, (hi - lo) * k * sizeof *nb, &all[0], &got[0]);
     if (!status) status = cli_mpi_gather(mp, cmd, dist, (hi - lo) * k * sizeof *dist, &all[1], &got[1]);
     if (!status && !mp->rank && (got[0] != n * k * sizeof *nb || got[1] != n * k * sizeof *dist))
         status = cli_fail(CLI_ERROR, cmd, "the ranks' table rows add up to %zu and %zu bytes, not %zu", got[0], got[1],
@@ -156,7 +158,7 @@ int cmd_precompute(int argc, char **argv) {
     cli_mpi mp = {.size = 1}; /* under mpirun the ranks share the exact table's rows */
     if ((status = cli_mpi_begin(&mp, cmd, NULL)) >= 0 ||
         (status = cli_mpi_told(&mp, cmd, cb_recommender_load_model(&rec, model, NULL, &err), &err)) >= 0 ||
-        (cli_history_note(cmd, rec), status = cli_search_apply(cmd, rec, &search)) ||
+        (cli_history_note(cmd, rec), status = cli_search_apply(cmd, rec, &search, &mp)) ||
         (status = cli_mpi_agree_model(&mp, cmd, rec)) >= 0)
         goto done;
     status = CLI_ERROR;
@@ -220,14 +222,21 @@ static const char *add_item_usage =
 
 /* A user-given text file (--item-json, --new-user, --users FILE): regular
  * files only, at most max_len bytes, without the UTF-8 byte-order mark a
- * Windows editor writes first (the data files accept one too); NULL after
- * printing why. */
-static char *read_user_file(const char *cmd, const char *path, size_t max_len) {
+ * Windows editor writes first (the data files accept one too); NULL with
+ * why in err. */
+static char *user_file_text(const char *path, size_t max_len, cb_error *err) {
     char *text = NULL;
     size_t len = 0;
+    if (!cb_file_read(path, max_len, &text, &len, err) && len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3))
+        memmove(text, text + 3, len - 2); /* with the NUL */
+    return text;
+}
+
+/* The same, NULL after printing why. */
+static char *read_user_file(const char *cmd, const char *path, size_t max_len) {
     cb_error err = {0};
-    if (cb_file_read(path, max_len, &text, &len, &err)) cli_error(cmd, &err);
-    else if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) memmove(text, text + 3, len - 2); /* with the NUL */
+    char *text = user_file_text(path, max_len, &err);
+    if (!text) cli_error(cmd, &err);
     return text;
 }
 
@@ -328,18 +337,23 @@ static char **rewrite_aliases(int argc, char **argv, int *argc_out) {
     return out;
 }
 
-/* The user numbers of --users all|FILE. */
-static int batch_users(const char *cmd, const cb_recommender *rec, const char *spec, size_t **out, size_t *n_out) {
+/* err: "out of memory" */
+static int no_memory(cb_error *err) {
+    snprintf(err->msg, sizeof err->msg, "out of memory");
+    return err->code = CB_ENOMEM;
+}
+
+/* The user numbers of --users all|FILE; a status and err (not printed). */
+static int batch_users(const cb_recommender *rec, const char *spec, size_t **out, size_t *n_out, cb_error *err) {
     size_t n = 0;
     *out = NULL;
     *n_out = 0;
-    if (!strcmp(spec, "all")) return *n_out = cb_recommender_user_count(rec), CLI_OK;
-    char *text = read_user_file(cmd, spec, (size_t)64 << 20), *save = NULL;
-    cb_error err = {0};
-    if (!text) return CLI_ERROR;
+    if (!strcmp(spec, "all")) return *n_out = cb_recommender_user_count(rec), CB_OK;
+    char *text = user_file_text(spec, (size_t)64 << 20, err), *save = NULL;
+    if (!text) return err->code ? err->code : CB_EIO;
     size_t cap = 64, *users = malloc(cap * sizeof *users);
     char *id = malloc(strlen(text) + 1); /* a line's id: never longer than the line */
-    int status = users && id ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
+    int status = users && id ? CB_OK : no_memory(err);
     size_t lineno = 0;
     for (char *p = text, *line; !status && p; p = save) {
         line = p;
@@ -348,18 +362,20 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
         lineno++;
         line[strcspn(line, "\r")] = 0;
         size_t u = 0;
-        bool escaped = !cb_id_line_unescape(id, line, &err); /* as `cbrec embed` writes ids */
-        bool found = escaped && id[0] && !cb_recommender_find_user(rec, id, &u, &err);
+        cb_error why = {0};
+        bool escaped = !cb_id_line_unescape(id, line, &why); /* as `cbrec embed` writes ids */
+        bool found = escaped && id[0] && !cb_recommender_find_user(rec, id, &u, &why);
         /* '#' starts a comment, unless the line is a user's id ("#u1" was skipped without a word) */
         if (!found && (!line[0] || line[0] == '#')) continue;
-        if (!escaped)
-            status = cli_fail(CLI_ERROR, cmd, "%s:%zu: %s", spec, lineno, err.msg);
-        else if (!found)
-            status = cli_fail(CLI_ERROR, cmd, "%s:%zu: unknown user '%.80s%s'", spec, lineno, line,
-                              strlen(line) > 80 ? "..." : "");
-        else {
+        if (!escaped || !found) {
+            if (!escaped) snprintf(err->msg, sizeof err->msg, "%.200s:%zu: %.280s", spec, lineno, why.msg);
+            else snprintf(err->msg, sizeof err->msg, "%.200s:%zu: unknown user '%.80s%s'", spec, lineno, line,
+                          strlen(line) > 80 ? "..." : "");
+            cb_utf8_repair(err->msg); /* a line quoted by "%.80s" may be cut inside a character */
+            status = err->code = CB_EINVAL;
+        } else {
             size_t *grown = n == cap ? realloc(users, (cap *= 2) * sizeof *users) : users;
-            if (!grown) status = cli_fail(CLI_ERROR, cmd, "out of memory");
+            if (!grown) status = no_memory(err);
             else (users = grown)[n++] = u;
         }
     }
@@ -370,25 +386,23 @@ static int batch_users(const char *cmd, const cb_recommender *rec, const char *s
     return status;
 }
 
-/* The JSON lines of users[0..n_users) (NULL: users first..) into f. */
-static int batch_lines(const char *cmd, const cb_recommender *rec, const size_t *users, size_t first, size_t n_users,
-                       size_t n, const cb_config *cfg, FILE *f) {
+/* The JSON lines of users[0..n_users) (NULL: users first..) into f; a
+ * status and err (not printed). */
+static int batch_lines(const cb_recommender *rec, const size_t *users, size_t first, size_t n_users, size_t n,
+                       const cb_config *cfg, FILE *f, cb_error *err) {
     size_t n_all = cb_recommender_item_count(rec);
     if (n > n_all) n = n_all ? n_all : 1; /* a row holds every item at most: -n 100000000 was 800 MB a user */
     int64_t *items = malloc((n_users * n + 1) * sizeof *items);
     float *scores = malloc((n_users * n + 1) * sizeof *scores);
     size_t *ids = users ? NULL : malloc((n_users + 1) * sizeof *ids); /* every user: this share's numbers */
-    cb_error err = {0};
-    int status = items && scores && (users || ids) ? CLI_OK : cli_fail(CLI_ERROR, cmd, "out of memory");
+    int status = items && scores && (users || ids) ? CB_OK : no_memory(err);
     for (size_t i = 0; ids && i < n_users; i++) ids[i] = first + i;
-    if (!status && cb_recommender_recommend_batch(rec, users ? users : ids, n_users, n, cfg, items, scores, &err))
-        status = cli_error(cmd, &err);
+    if (!status) status = cb_recommender_recommend_batch(rec, users ? users : ids, n_users, n, cfg, items, scores, err);
     for (size_t i = 0; !status && i < n_users; i++) {
         char *line = NULL;
-        if (cb_recommender_batch_row_json(rec, users ? users[i] : first + i, items + i * n, scores + i * n, n, cfg,
-                                          &line, &err))
-            status = cli_error(cmd, &err);
-        else fprintf(f, "%s\n", line);
+        status = cb_recommender_batch_row_json(rec, users ? users[i] : first + i, items + i * n, scores + i * n, n, cfg,
+                                               &line, err);
+        if (!status) fprintf(f, "%s\n", line);
         free(line);
     }
     free(items);
@@ -403,15 +417,29 @@ static int write_failed(const char *cmd, const rec_args *a, int errnum) {
                     a->out && strcmp(a->out, "-") ? a->out : "standard output", strerror(errnum));
 }
 
+/* A batch over a model without its history file cannot leave out the
+ * users' rated items: said once (one user's list says it in its notes; the
+ * batch's lines said nothing). */
+static void note_batch_history(const char *cmd, const cb_recommender *rec, const cb_config *cfg) {
+    if (strcmp(cb_config_get(cfg, "include-seen"), "true") && cli_history_absent(rec))
+        fprintf(stderr, "cbrec %s: note: the model's history file is absent: the users' rated items are not filtered "
+                        "out (--history FILE names it)\n", cmd);
+}
+
 /* --users: under mpirun each rank ranks its share of the users and rank 0
  * writes every rank's lines, in order (the bytes one process writes). */
 static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args *a, const cb_config *cfg,
-                     const cli_mpi *mp) {
+                     cli_mpi *mp) {
     size_t *users = NULL, n_users = 0, n = (size_t)atol(cb_config_get(cfg, "n")), lo, hi;
-    int status = batch_users(cmd, rec, a->users, &users, &n_users);
-    if (status) return status;
-    cli_mpi_share(mp, n_users, cb_recommender_batch_block(rec), &lo, &hi); /* the bits of one process */
     cb_error err = {0};
+    /* every rank reads the same --users file and ranks under the same
+     * options: an error they all meet (an unknown user, id or block file)
+     * is told once (each rank had printed it, then its abort) */
+    int status = cli_mpi_told(mp, cmd, batch_users(rec, a->users, &users, &n_users, &err), &err);
+    if (status >= 0) return status;
+    status = CLI_OK;
+    if (!mp->rank) note_batch_history(cmd, rec, cfg);
+    cli_mpi_share(mp, n_users, cb_recommender_batch_block(rec), &lo, &hi); /* the bits of one process */
     cb_output *o = NULL; /* --out FILE is written atomically: the old file or the whole new one */
     if (!mp->rank && a->out && strcmp(a->out, "-") && cb_output_open(&o, a->out, &err)) status = cli_error(cmd, &err);
     FILE *f = o ? cb_output_file(o) : stdout;
@@ -420,7 +448,10 @@ static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args 
     FILE *mem = mp->size > 1 ? open_memstream(&part, &part_bytes) : NULL;
     if (mp->size > 1 && !mem) status = cli_fail(CLI_ERROR, cmd, "out of memory");
     double t0 = cli_now();
-    if (!status) status = batch_lines(cmd, rec, users ? users + lo : NULL, lo, hi - lo, n, cfg, mem ? mem : f);
+    if (!status) {
+        int lines = batch_lines(rec, users ? users + lo : NULL, lo, hi - lo, n, cfg, mem ? mem : f, &err);
+        if ((status = cli_mpi_told(mp, cmd, lines, &err)) < 0) status = CLI_OK;
+    }
     if (mem && fclose(mem) && !status) status = cli_fail(CLI_ERROR, cmd, "out of memory");
     if (mem && !status && !(status = cli_mpi_gather(mp, cmd, part, part_bytes, &all, &all_bytes)) && all &&
         fwrite(all, 1, all_bytes, f) != all_bytes)
@@ -506,7 +537,7 @@ int cmd_recommend(int argc, char **argv) {
     if (status < 0) status = cli_mpi_begin(&mp, cmd, NULL);
     if (status < 0) /* every rank loads the same files: a bad one told once */
         status = cli_mpi_told(&mp, cmd, cb_recommender_load_files(&rec, a.model, a.history, a.table, &err), &err);
-    if (status < 0 && cli_search_apply(cmd, rec, &search)) status = CLI_ERROR;
+    if (status < 0 && cli_search_apply(cmd, rec, &search, &mp)) status = CLI_ERROR;
     if (status < 0) status = cli_mpi_agree_model(&mp, cmd, rec);
     if (status < 0 && !a.users && mp.rank) status = CLI_OK;
     if (status < 0) status = a.users ? run_batch(cmd, rec, &a, cfg, &mp) : run_one(cmd, rec, &a, cfg);

@@ -171,8 +171,12 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, cl
         note_threads(cfg);
         note_untimed_split(ds, cfg);
     }
-    if (!rc && a->resume && !(rc = cb_recommender_load_files(&rec, a->model, a->history, NULL, &err)))
+    if (!rc && a->resume && !(rc = cb_recommender_load_files(&rec, a->model, a->history, NULL, &err))) {
+        if (!a->follower && cli_history_absent(rec)) /* resuming keeps the model's history: it has none to keep */
+            fprintf(stderr, "cbrec train: note: %s has no history file: the resumed model is saved without one (known "
+                            "users' rated items are not filtered out); train without --resume to write it\n", a->model);
         rc = cb_train_resume(rec, ds, cfg, on_progress, pc, &rep, &err);
+    }
     else if (!rc && !a->resume)
         rc = cb_train(&rec, ds, cfg, on_progress, pc, &rep, &err);
     bool diverged = rc == CB_ENUMERIC; /* every rank's loss is the same: all diverge at the same step */
@@ -254,6 +258,7 @@ int cmd_train(int argc, char **argv) {
     pc.valid = calloc(pc.cap, sizeof *pc.valid);
     if (status < 0 && (!pc.train || !pc.valid)) status = cli_fail(CLI_ERROR, "train", "out of memory");
     if (status < 0) status = check_before_training(&c, &a, cfg);
+    if (status < 0 && cb_config_check(cfg, &err)) status = cli_usage_error(&c, err.msg); /* before the data is read */
     cli_mpi mp = {.size = 1};
     if (status < 0) status = cli_mpi_begin(&mp, "train", cfg);
     if (mp.rank > 0) a.follower = true, a.quiet = pc.quiet = true;

@@ -1,6 +1,8 @@
 /* cbrec — command-line entry point: dispatches to one command per file. */
 #include "cli.h"
 
+#include <jansson.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +77,18 @@ cb_recommender *cli_load_model(const char *cmd, const char *model, const char *t
 void cli_history_note(const char *cmd, const cb_recommender *rec) {
     if (*cb_recommender_history_note(rec) && cli_mpi_launched_rank() == 0)
         fprintf(stderr, "cbrec %s: note: %s\n", cmd, cb_recommender_history_note(rec));
+}
+
+bool cli_history_absent(const cb_recommender *rec) {
+    char *doc = NULL;
+    cb_error err = {0};
+    if (cb_recommender_describe(rec, &doc, &err)) return false;
+    json_t *o = json_loads(doc, 0, NULL);
+    const char *history = json_string_value(json_object_get(o, "history"));
+    bool absent = history && !strcmp(history, "absent");
+    json_decref(o);
+    free(doc);
+    return absent;
 }
 
 double cli_now(void) {

@@ -105,7 +105,11 @@ static void draw_rating(gen *g, uint32_t u, uint32_t *item, int *stars) {
     uint32_t k = fav ? g->fav[2 * u + cb_rng_below(&g->rng, 2)] : (uint32_t)cb_rng_below(&g->rng, g->K);
     if (!fav && (k == g->fav[2 * u] || k == g->fav[2 * u + 1])) k = (k + 1 + (uint32_t)cb_rng_below(&g->rng, g->K - 1)) % g->K;
     if (!fav && (k == g->fav[2 * u] || k == g->fav[2 * u + 1])) fav = true; /* K so small every class is a favourite */
-    *item = g->n_class_items[k] ? g->class_items[k][cb_rng_below(&g->rng, g->n_class_items[k])] : UINT32_MAX;
+    if (!g->n_class_items[k]) { /* a tiny catalog leaves classes without rated items: any class's */
+        for (k = (uint32_t)cb_rng_below(&g->rng, g->K); !g->n_class_items[k];) k = (k + 1) % g->K;
+        fav = false;
+    }
+    *item = g->class_items[k][cb_rng_below(&g->rng, g->n_class_items[k])];
     double y = (fav ? 4.5 : 1.5) + g->c->noise * cb_rng_normal(&g->rng);
     int s = (int)lround(y);
     *stars = s < 1 ? 1 : s > 5 ? 5 : s;
@@ -117,23 +121,25 @@ static int write_ratings(gen *g, const char *dir, cb_atomic_file *af, cb_error *
     fputs("user_id,item_id,stars,ts\n", fp);
     uint32_t n_rated_users = 0;
     for (uint32_t u = 0; u < g->c->n_users; u++) n_rated_users += user_rated(u);
-    size_t per_user = n_rated_users ? g->c->n_ratings / n_rated_users : 0;
-    if (per_user < 1) per_user = 1;
+    /* --ratings N shared out: each rated user base ratings, the first extra ones one more (N / users
+     * alone had dropped the remainder: 5 ratings over 3 users wrote 3) */
+    size_t base = n_rated_users ? g->c->n_ratings / n_rated_users : 0, extra = n_rated_users ? g->c->n_ratings % n_rated_users : 0;
+    size_t per_user = base + (extra > 0);
     uint32_t *seen = cb_malloc((per_user + 1) * sizeof *seen, err);
     if (!seen) {
         cb_atomic_abort(af);
         return CB_ENOMEM;
     }
     char uid[32], iid[32];
-    for (uint32_t u = 0; u < g->c->n_users; u++) {
+    for (uint32_t u = 0, rated = 0; u < g->c->n_users; u++) {
         if (!user_rated(u)) continue;
         user_id(uid, sizeof uid, u);
-        size_t n = 0;
-        for (size_t tries = 0; n < per_user && tries < 20 * per_user; tries++) {
+        size_t n = 0, quota = base + (rated++ < extra);
+        for (size_t tries = 0; n < quota && tries < 20 * quota; tries++) {
             uint32_t item;
             int stars;
             draw_rating(g, u, &item, &stars);
-            bool dup = item == UINT32_MAX;
+            bool dup = false;
             for (size_t k = 0; k < n && !dup; k++) dup = seen[k] == item;
             if (dup) continue;
             seen[n++] = item;

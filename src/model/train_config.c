@@ -310,6 +310,13 @@ int cb_train_config_check(const cb_train_config *c, cb_error *err) {
     const char *why = cb_feature_config_check(&c->features);
     if (why) return cb_fail(err, CB_EINVAL, "features: %s", why);
     if (c->model.epochs == 0) return cb_fail(err, CB_EINVAL, "epochs 0 would give an untrained model: give 1 or more");
+    /* the model's own settings before any data is read (--batch 100000 was
+     * refused after loading it, and under mpirun by every rank): the input
+     * widths the data gives stand in as 1 */
+    cb_model_config m = c->model;
+    m.user_in = m.item_in = 1;
+    why = cb_model_config_check(&m);
+    if (why) return cb_fail(err, CB_EINVAL, "model configuration: %s", why);
     return CB_OK;
 }
 

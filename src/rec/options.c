@@ -60,8 +60,9 @@ static const cb_config_key_def keys[] = {
     {"neighbour-budget", "N", "0", "... reading at most about N neighbour weights: a longer history uses fewer "
      "(the most similar) neighbours of each of its items; 0 = all of them", "ranking", CB_KEY_U32,
      RC(neighbour_budget), 0, 0, 1e9, 0, NULL},
-    {"threads", "N", "1", "threads of the exact searches and of a batch (never changes the result)", "recommend", CB_KEY_INT,
-     RC(threads), 0, 1, 256, 0, NULL},
+    /* 0 = every core, as --threads is everywhere else (it was refused here alone) */
+    {"threads", "N", "1", "threads of the exact searches and of a batch (0 = every core; never changes the result)",
+     "recommend", CB_KEY_INT, RC(threads), 0, 0, 256, 0, NULL},
 };
 
 const cb_config_table cb_recommend_config_table = {CB_CONFIG_RECOMMEND, "recommend", keys,

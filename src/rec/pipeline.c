@@ -459,7 +459,7 @@ static int src_embedding(run *x, cb_error *err) {
         return CB_ENOMEM;
     }
     for (size_t j = 0; j < k; j++) idx[j] = -1;
-    cb_knn_params kp = {.threads = x->cfg->threads > 0 ? x->cfg->threads : 1, .exclude = x->excl};
+    cb_knn_params kp = {.threads = x->cfg->threads, .exclude = x->excl}; /* 0: every core */
     int rc = cb_rec_rank_monotone(x->rec, x->cfg->rank_by) && !x->nb_raw
                  ? cb_rec_search(x->rec, x->q, 1, k_model, CB_KNN_DOT, &kp, idx, NULL, err)
                  : top_by_score(x, idx, k_model, err);

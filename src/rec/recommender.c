@@ -394,6 +394,8 @@ static int adopt_table(cb_recommender *h, cb_recommend_table *t, cb_error *err) 
 
 CB_API int cb_recommender_build_table(cb_recommender *h, size_t k, int threads, cb_error *err) {
     if (!h) return cb_fail(err, CB_EINVAL, "cb_recommender_build_table: NULL recommender");
+    if (threads < 0) /* as cb_recommender_build_index: -1 had meant every core, unsaid */
+        return cb_fail(err, CB_EINVAL, "cb_recommender_build_table: threads = %d (0 = every core)", threads);
     cb_recommend_table t;
     int rc = cb_rec_ann(h) ? cb_rec_ann_table(&t, h, k, threads, err)
                            : cb_recommend_table_build(&t, h->r, k, threads, NULL, err);
@@ -413,6 +415,7 @@ CB_API int cb_recommender_table_rows(const cb_recommender *h, size_t k, int thre
                                      int32_t *neighbours, float *distances, cb_error *err) {
     if (!h || (count && (!neighbours || !distances)))
         return cb_fail(err, CB_EINVAL, "cb_recommender_table_rows: NULL argument");
+    if (threads < 0) return cb_fail(err, CB_EINVAL, "cb_recommender_table_rows: threads = %d (0 = every core)", threads);
     const cb_bundle *r = h->r;
     int rc = table_k_check(r, k, err);
     if (rc) return rc;

@@ -334,7 +334,7 @@ int cb_rec_neighbors_of(const cb_recommender *rec, const uint32_t *items, size_t
             self[q] = items[q] < r->n_items ? (int32_t)items[q] : -1;
         }
         /* the block list's first bits are the model items' (the index's rows) */
-        cb_knn_params p = {.threads = threads > 0 ? threads : 1, .self_index = self,
+        cb_knn_params p = {.threads = threads, .self_index = self, /* 0: every core */
                            .exclude = rec->block ? rec->block->items : NULL};
         size_t k_model = k < r->n_items ? k : r->n_items;
         if (k_model < k) /* the rows are k wide; the index fills k_model */
