@@ -437,6 +437,7 @@ static void save_load(void **state) {
     /* another model, another shape */
     assert_int_equal(cb_hnsw_load(&g, path, B, n, d, "model-B", &err), CB_EFORMAT);
     assert_non_null(strstr(err.msg, "another model"));
+    assert_non_null(strstr(err.msg, "rebuild it from this model"));
     assert_int_equal(cb_hnsw_load(&g, path, B, n - 1, d, "model-A", &err), CB_EFORMAT);
     assert_int_equal(cb_hnsw_load(&g, path, B, n, d - 1, "model-A", &err), CB_EFORMAT);
     assert_null(g);

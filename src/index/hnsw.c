@@ -1227,8 +1227,8 @@ int cb_hnsw_load(cb_hnsw **out, const char *path, const float *B, size_t n, size
     const int32_t *links0 = NULL, *upper = NULL;
     const uint8_t *levels = NULL;
     if (!fp || strcmp(fp, fingerprint) != 0) {
-        rc = cb_fail(err, CB_EFORMAT, "%s: the index was built from another model (fingerprint %s, expected %s)",
-                     path, fp ? fp : "(none)", fingerprint);
+        rc = cb_fail(err, CB_EFORMAT, "%s: the index was built from another model (fingerprint %s, expected %s); rebuild it "
+                     "from this model with `cbrec index`", path, fp ? fp : "(none)", fingerprint);
     } else if (!meta_u64(st, "m", 256, &m) || m < 2 || !meta_u64(st, "ef_construction", 100000, &efc) ||
                !meta_u64(st, "dim", INT32_MAX, &dim) || !meta_u64(st, "entry", INT32_MAX, &entry) ||
                !meta_u64(st, "max_level", MAX_LEVEL, &top)) {
