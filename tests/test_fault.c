@@ -112,6 +112,7 @@ static void disk_full(void **state) {
     int rc = run(&out, "trap '' XFSZ; ulimit -f 8; %s train --data %s --model %s " TRAIN_ARGS, cbrec(), f->data, f->model);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(out, "File too large"));
+    assert_null(strstr(out, ".tmp.")); /* named by the path given, not the staged file's */
     /* the save's error alone: the divergence wording is for a training that diverged
      * (it printed "cbrec train: ; the last good parameters could not be saved:") */
     assert_null(strstr(out, "could not be saved"));

@@ -500,12 +500,15 @@ int cb_atomic_commit(cb_atomic_file *af, cb_error *err) {
 
 int cb_atomic_stage(cb_atomic_file *af, cb_error *err) {
     int rc = CB_OK;
-    if (fflush(af->fp) != 0 || ferror(af->fp))
-        rc = cb_fail(err, CB_EIO, "%s: write failed: %s", af->tmp_path, strerror(errno));
-    else if (fsync(fileno(af->fp)) != 0)
-        rc = cb_fail(err, CB_EIO, "%s: fsync failed: %s", af->tmp_path, strerror(errno));
-    if (fclose(af->fp) != 0 && rc == CB_OK)
-        rc = cb_fail(err, CB_EIO, "%s: close failed: %s", af->tmp_path, strerror(errno));
+    /* named by the path the user gave (the staged file is removed, a file already there is kept) */
+    const char *what = NULL;
+    if (fflush(af->fp) != 0 || ferror(af->fp)) what = "write";
+    else if (fsync(fileno(af->fp)) != 0) what = "fsync";
+    int e = errno;
+    if (fclose(af->fp) != 0 && !what) what = "close", e = errno;
+    if (what)
+        rc = cb_fail(err, CB_EIO, "%s: %s failed: %s (a file already there is unchanged)", af->final_path, what,
+                     strerror(e));
     af->fp = NULL;
     if (rc != CB_OK) cb_atomic_abort(af);
     return rc;

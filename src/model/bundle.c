@@ -863,6 +863,16 @@ static bool staging_path(const char *path, char *buf, size_t size) {
     return (size_t)snprintf(buf, size, "%s.tmp.%ld", path, (long)getpid()) < size;
 }
 
+/* A staged part's write error names the path the user gave, not the staged
+ * file's ("m.cbrec: write failed: File too large", not "m.cbrec.tmp.PID: ..."). */
+static void name_given_path(cb_error *err, const char *staged, const char *given) {
+    size_t n = strlen(staged);
+    if (strncmp(err->msg, staged, n) != 0) return;
+    char rest[sizeof err->msg];
+    snprintf(rest, sizeof rest, "%s", err->msg + n);
+    cb_fail(err, err->code, "%s%s", given, rest);
+}
+
 /* After a save with the history elsewhere (--history): a history of an older
  * model left at the default path, which a load of the model without
  * --history would take and refuse as another model's. Only a cbrec history
@@ -908,8 +918,8 @@ int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *histo
      * with a note; the other loads refuse it naming the staged model) and
      * one rename of the staged NAME.tmp.PID to finish the save. */
     rc = r->has_history ? cb_bundle_history_check(r, err) : CB_OK; /* never copy unverified rows */
-    if (!rc && r->has_history) rc = save_history(r, tmp_h, err);
-    if (!rc) rc = save_model(r, tmp_m, err);
+    if (!rc && r->has_history && (rc = save_history(r, tmp_h, err))) name_given_path(err, tmp_h, history_path);
+    if (!rc && (rc = save_model(r, tmp_m, err))) name_given_path(err, tmp_m, path);
     if (!rc && r->has_history) rc = cb_atomic_rename(tmp_h, history_path, err);
     if (!rc) rc = cb_atomic_rename(tmp_m, path, err);
     if (rc) {
