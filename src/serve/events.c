@@ -273,7 +273,7 @@ static bool put_row(FILE *f, const row_layout *l, const char *user, const char *
         if (i) fputs(l->delim, f);
         if (!strcmp(role, "user")) ok &= put_field(f, l, user);
         else if (!strcmp(role, "item")) ok &= put_field(f, l, item);
-        else if (!strcmp(role, "rating") || !strcmp(role, "weight")) fprintf(f, "%g", y);
+        else if (!strcmp(role, "rating") || !strcmp(role, "weight")) fprintf(f, "%.15g", y); /* %g kept 6 digits: a weight 1234567 was 1.23457e+06 */
         else if (!strcmp(role, "timestamp")) fprintf(f, "%lld", time);
     }
     fputc('\n', f);
