@@ -640,6 +640,123 @@ static void recommend_by_half_vectors(void **state) {
     free(dir);
 }
 
+/* Places of the exact list `ex` found anywhere in `ap`. */
+static size_t found_in(const cb_list *ap, const cb_list *ex) {
+    size_t hits = 0;
+    for (size_t r = 0; r < cb_list_size(ex); r++)
+        for (size_t j = 0; j < cb_list_size(ap); j++) hits += cb_list_item(ap, j) == cb_list_item(ex, r);
+    return hits;
+}
+
+/* user's list under `mode` (ef: the approximate beam) */
+static cb_list *recommend_in(cb_recommender *rec, cb_search_mode mode, size_t ef, int user, const cb_config *opts) {
+    char id[16];
+    cb_error err;
+    cb_list *l = NULL;
+    snprintf(id, sizeof id, "%d", user);
+    assert_int_equal(cb_recommender_set_search(rec, mode, ef, &err), CB_OK);
+    assert_int_equal(cb_recommender_recommend(rec, id, NULL, opts, &l, &err), CB_OK);
+    return l;
+}
+
+/* The default recommend (objective both, split heads, a popularity prior,
+ * the neighbour component) ranks by one half of the vectors plus per-item
+ * terms; the index's second graph, over the ranking vectors [v_half,
+ * bias / a], makes it approximate: recall@10 against --exact, with and
+ * without an exclude list (excluded items never return). A graph too sparse
+ * to be right shows the graph is what answers (without it the lists were
+ * exact); an index file without the second graph (an older cbrec's) still
+ * loads and gives the exact lists. */
+static void default_recommend_by_rank_graph(void **state) {
+    (void)state;
+    static const char *const synth_kv[][2] = {{"users", "300"}, {"items", "3000"}, {"ratings", "12000"}};
+    static const char *const train_kv[][2] = {{"epochs", "1"},        {"user-layers", "16"},      {"item-layers", "16"},
+                                              {"dim", "8"},           {"threads", "1"},           {"neighbours", "20"},
+                                              {"neighbour-weight", "1"}, {"popularity-prior", "0.5"}};
+    static const char *const narrow_kv[][2] = {{"recent", "0"}, {"top-genres", "0"}, {"group-items", "0"},
+                                               {"embedding", "10"}, {"n", "10"}};
+    cb_config *sc = config(CB_CONFIG_SYNTH, synth_kv, 3), *tc = config(CB_CONFIG_TRAIN, train_kv, 8);
+    cb_config *plain = config(CB_CONFIG_RECOMMEND, NULL, 0), *narrow = config(CB_CONFIG_RECOMMEND, narrow_kv, 5);
+    cb_error err;
+    cb_recommender *rec = NULL;
+    cb_dataset *ds = NULL;
+    char *dir = tu_tmpdir(), *index_path = tu_path(dir, "m.hnsw"), *old_path = tu_path(dir, "old.hnsw");
+    assert_int_equal(cb_synth_write_folder(dir, sc, &err), CB_OK);
+    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
+    assert_int_equal(cb_train(&rec, ds, tc, NULL, NULL, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommender_build_index(rec, 16, 200, 1, &err), CB_OK);
+    assert_int_equal(cb_recommender_save_index(rec, index_path, &err), CB_OK);
+    assert_int_equal(cb_recommender_load_index(rec, index_path, &err), CB_OK);
+    const int n_users = 150;
+    size_t found = 0, total = 0, found_ex = 0, total_ex = 0, leaked = 0;
+    for (int user = 1; user <= n_users; user++) {
+        cb_list *ex = recommend_in(rec, CB_SEARCH_EXACT, 0, user, plain);
+        cb_list *ap = recommend_in(rec, CB_SEARCH_APPROX, 0, user, plain);
+        found += found_in(ap, ex), total += cb_list_size(ex);
+        /* exclude the exact list's first three: the next ones must come up */
+        char exclude[256] = "";
+        for (size_t r = 0; r < 3 && r < cb_list_size(ex); r++)
+            snprintf(exclude + strlen(exclude), sizeof exclude - strlen(exclude), "%s%s", r ? "," : "", cb_list_item_id(ex, r));
+        cb_config *excl = config(CB_CONFIG_RECOMMEND, NULL, 0);
+        assert_int_equal(cb_config_set(excl, "exclude", exclude, &err), CB_OK);
+        cb_list *ex2 = recommend_in(rec, CB_SEARCH_EXACT, 0, user, excl);
+        cb_list *ap2 = recommend_in(rec, CB_SEARCH_APPROX, 0, user, excl);
+        found_ex += found_in(ap2, ex2), total_ex += cb_list_size(ex2);
+        for (size_t j = 0; j < cb_list_size(ap2); j++)
+            for (size_t r = 0; r < 3 && r < cb_list_size(ex); r++) leaked += cb_list_item(ap2, j) == cb_list_item(ex, r);
+        cb_list_free(ex), cb_list_free(ap), cb_list_free(ex2), cb_list_free(ap2);
+        cb_config_free(excl);
+    }
+    double recall = (double)found / (double)total, recall_ex = (double)found_ex / (double)total_ex;
+    fprintf(stderr, "  default recommend by the ranking graph: recall@10 %.3f, with an exclude list %.3f (%zu users)\n",
+            recall, recall_ex, (size_t)n_users);
+    assert_true(total >= (size_t)n_users * 9);
+    assert_true(recall >= 0.95 && recall_ex >= 0.95);
+    assert_int_equal(leaked, 0);
+
+    /* a graph too sparse to be right: its lists differ (the graph answers) */
+    assert_int_equal(cb_recommender_build_index(rec, 2, 2, 1, &err), CB_OK);
+    size_t differ = 0;
+    for (int user = 1; user <= n_users; user++) {
+        cb_list *ex = recommend_in(rec, CB_SEARCH_EXACT, 0, user, narrow);
+        cb_list *ap = recommend_in(rec, CB_SEARCH_APPROX, 1, user, narrow);
+        differ += cb_list_size(ex) - found_in(ap, ex);
+        cb_list_free(ex), cb_list_free(ap);
+    }
+    fprintf(stderr, "  a sparse ranking graph misses %zu of the exact lists' places\n", differ);
+    assert_true(differ > 0);
+
+    /* the same sparse index saved without its second graph (the layout of an older cbrec): exact lists */
+    assert_int_equal(cb_recommender_save_index(rec, index_path, &err), CB_OK);
+    cb_st *st = NULL;
+    assert_int_equal(cb_st_open(&st, index_path, "cbrec-hnsw", 1, &err), CB_OK);
+    static const char *const rank_keys[] = {"rank.links0", "rank.levels", "rank.upper", "rank.m", "rank.ef_construction",
+                                            "rank.dim", "rank.entry", "rank.max_level", "rank.unreached", "rank.copies",
+                                            "rank.dup_of", "rank.dup_next", NULL};
+    cb_st_writer *w = cb_st_writer_create(&err);
+    assert_int_equal(cb_st_copy(st, w, rank_keys, &err), CB_OK);
+    assert_int_equal(cb_st_write(w, old_path, "cbrec-hnsw", 1, &err), CB_OK);
+    cb_st_writer_free(w);
+    cb_st_close(st);
+    assert_int_equal(cb_recommender_load_index(rec, old_path, &err), CB_OK);
+    differ = 0;
+    for (int user = 1; user <= n_users; user++) {
+        cb_list *ex = recommend_in(rec, CB_SEARCH_EXACT, 0, user, narrow);
+        cb_list *ap = recommend_in(rec, CB_SEARCH_APPROX, 1, user, narrow);
+        assert_int_equal(cb_list_size(ap), cb_list_size(ex));
+        for (size_t r = 0; r < cb_list_size(ex); r++) differ += cb_list_item(ap, r) != cb_list_item(ex, r);
+        cb_list_free(ex), cb_list_free(ap);
+    }
+    assert_int_equal(differ, 0);
+    /* and the file with both graphs loads them both again */
+    assert_int_equal(cb_recommender_load_index(rec, index_path, &err), CB_OK);
+    cb_recommender_free(rec);
+    cb_dataset_close(ds);
+    cb_config_free(sc), cb_config_free(tc), cb_config_free(plain), cb_config_free(narrow);
+    tu_rmrf(dir);
+    free(index_path), free(old_path), free(dir);
+}
+
 int main(int argc, char **argv) {
     self_path = argv[0];
     if (argc == 3 && strcmp(argv[1], "--plain") == 0) {
@@ -659,6 +776,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(save_load),
         cmocka_unit_test(recommender_modes),
         cmocka_unit_test(recommend_by_half_vectors),
+        cmocka_unit_test(default_recommend_by_rank_graph),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

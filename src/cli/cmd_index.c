@@ -40,8 +40,9 @@ int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s, 
 
 static const char *index_usage =
     "usage: cbrec index --model FILE --out INDEX [--m 16] [--ef-construction 200] [--threads N]\n"
-    "the approximate nearest-neighbour index (an HNSW graph) of the model's item vectors,\n"
-    "written atomically (checksummed, memory-mapped when loaded). Pass it to `cbrec similar`,\n"
+    "the approximate nearest-neighbour index (an HNSW graph) of the model's item vectors, and a\n"
+    "second graph over the vectors recommend ranks by (the ranking half and the prior), written\n"
+    "atomically (checksummed, memory-mapped when loaded). Pass it to `cbrec similar`,\n"
     "`cbrec recommend` and `cbrec precompute` with --index INDEX: catalogs of " CLI_STR(CB_ANN_AUTO_MIN_ITEMS)
     " items or more\nare then searched approximately (recall@10 >= 0.95 at the default --ef), smaller ones exactly;\n"
     "--exact always searches exactly. Larger --m / --ef-construction: better graph, slower build.\n"

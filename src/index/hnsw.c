@@ -1122,25 +1122,52 @@ static int set_meta_u64(cb_st_writer *w, const char *key, uint64_t v, cb_error *
     return cb_st_set_meta(w, key, buf, err);
 }
 
-int cb_hnsw_save(const cb_hnsw *h, const char *path, const char *fingerprint, cb_error *err) {
-    if (!h) return cb_fail(err, CB_EINVAL, "hnsw: cannot save a NULL index");
-    if (!fingerprint || !*fingerprint) return cb_fail(err, CB_EINVAL, "hnsw: an index needs the model fingerprint");
-    cb_st_writer *w = cb_st_writer_create(err);
-    if (!w) return CB_ENOMEM;
+/* A section's key: "links0" for the file's first graph, "rank.links0" for
+ * the one named "rank" (cb_hnsw_save_sections). */
+static const char *section_key(char *buf, size_t size, const char *section, const char *key) {
+    if (!section) return key;
+    snprintf(buf, size, "%s.%s", section, key);
+    return buf;
+}
+
+static int add_graph(cb_st_writer *w, const cb_hnsw *h, const char *section, cb_error *err) {
+    char k[64];
+#define KEY(name) section_key(k, sizeof k, section, name)
     int64_t s0[2] = {(int64_t)h->n, (int64_t)(h->m0 + 1)}, sl[1] = {(int64_t)h->n},
             su[1] = {(int64_t)(h->n_upper + 1)};
     int rc;
-    if (!(rc = cb_st_add(w, "links0", CB_ST_I32, s0, 2, h->links0, err)) &&
-        !(rc = cb_st_add(w, "levels", CB_ST_U8, sl, 1, h->levels, err)) &&
-        !(rc = cb_st_add(w, "upper", CB_ST_I32, su, 1, h->upper, err)) &&
-        !(rc = cb_st_set_meta(w, "fingerprint", fingerprint, err)) && !(rc = set_meta_u64(w, "m", h->m, err)) &&
-        !(rc = set_meta_u64(w, "ef_construction", h->ef_construction, err)) &&
-        !(rc = set_meta_u64(w, "dim", h->d, err)) && !(rc = set_meta_u64(w, "entry", (uint64_t)h->entry, err)) &&
-        !(rc = set_meta_u64(w, "max_level", (uint64_t)h->max_level, err)) &&
-        (!h->counted || !(rc = set_meta_u64(w, "unreached", h->unreached, err))) &&
-        (!h->dup_of || (!(rc = set_meta_u64(w, "copies", h->n_dups, err)) &&
-                        !(rc = cb_st_add(w, "dup_of", CB_ST_I32, sl, 1, h->dup_of, err)) &&
-                        !(rc = cb_st_add(w, "dup_next", CB_ST_I32, sl, 1, h->dup_next, err)))))
+    if (!(rc = cb_st_add(w, KEY("links0"), CB_ST_I32, s0, 2, h->links0, err)) &&
+        !(rc = cb_st_add(w, KEY("levels"), CB_ST_U8, sl, 1, h->levels, err)) &&
+        !(rc = cb_st_add(w, KEY("upper"), CB_ST_I32, su, 1, h->upper, err)) &&
+        !(rc = set_meta_u64(w, KEY("m"), h->m, err)) &&
+        !(rc = set_meta_u64(w, KEY("ef_construction"), h->ef_construction, err)) &&
+        !(rc = set_meta_u64(w, KEY("dim"), h->d, err)) &&
+        !(rc = set_meta_u64(w, KEY("entry"), (uint64_t)h->entry, err)) &&
+        !(rc = set_meta_u64(w, KEY("max_level"), (uint64_t)h->max_level, err)) &&
+        h->counted)
+        rc = set_meta_u64(w, KEY("unreached"), h->unreached, err);
+    if (!rc && h->dup_of && !(rc = set_meta_u64(w, KEY("copies"), h->n_dups, err)) &&
+        !(rc = cb_st_add(w, KEY("dup_of"), CB_ST_I32, sl, 1, h->dup_of, err)))
+        rc = cb_st_add(w, KEY("dup_next"), CB_ST_I32, sl, 1, h->dup_next, err);
+#undef KEY
+    return rc;
+}
+
+int cb_hnsw_save(const cb_hnsw *h, const char *path, const char *fingerprint, cb_error *err) {
+    return cb_hnsw_save_sections(h, NULL, NULL, path, fingerprint, err);
+}
+
+int cb_hnsw_save_sections(const cb_hnsw *h, const cb_hnsw *extra, const char *extra_name, const char *path,
+                          const char *fingerprint, cb_error *err) {
+    if (!h) return cb_fail(err, CB_EINVAL, "hnsw: cannot save a NULL index");
+    if (!fingerprint || !*fingerprint) return cb_fail(err, CB_EINVAL, "hnsw: an index needs the model fingerprint");
+    if (extra && (!extra_name || !*extra_name || strlen(extra_name) > 16))
+        return cb_fail(err, CB_EINVAL, "hnsw: a second graph needs a short section name");
+    cb_st_writer *w = cb_st_writer_create(err);
+    if (!w) return CB_ENOMEM;
+    int rc;
+    if (!(rc = add_graph(w, h, NULL, err)) && !(rc = extra ? add_graph(w, extra, extra_name, err) : CB_OK) &&
+        !(rc = cb_st_set_meta(w, "fingerprint", fingerprint, err)))
         rc = cb_st_write(w, path, FORMAT, FORMAT_VERSION, err);
     cb_st_writer_free(w);
     return rc;
@@ -1215,7 +1242,14 @@ static int load_check(cb_hnsw *h, const char *path, int64_t upper_len, cb_error 
 
 int cb_hnsw_load(cb_hnsw **out, const char *path, const float *B, size_t n, size_t d, const char *fingerprint,
                  cb_error *err) {
+    return cb_hnsw_load_section(out, path, NULL, B, n, d, fingerprint, err);
+}
+
+int cb_hnsw_load_section(cb_hnsw **out, const char *path, const char *section, const float *B, size_t n, size_t d,
+                         const char *fingerprint, cb_error *err) {
     *out = NULL;
+    char k[64];
+#define KEY(name) section_key(k, sizeof k, section, name)
     int rc = check_shape(B, n, d, err);
     if (rc) return rc;
     if (!fingerprint || !*fingerprint) return cb_fail(err, CB_EINVAL, "hnsw: loading an index needs the fingerprint");
@@ -1226,16 +1260,20 @@ int cb_hnsw_load(cb_hnsw **out, const char *path, const float *B, size_t n, size
     int64_t s0[2], sl[1], su[1];
     const int32_t *links0 = NULL, *upper = NULL;
     const uint8_t *levels = NULL;
+    if (section && !cb_st_meta(st, KEY("m"))) { /* a file without that graph (an older cbrec's) */
+        cb_st_close(st);
+        return CB_OK;
+    }
     if (!fp || strcmp(fp, fingerprint) != 0) {
         rc = cb_fail(err, CB_EFORMAT, "%s: the index was built from another model (fingerprint %s, expected %s); rebuild it "
                      "from this model with `cbrec index`", path, fp ? fp : "(none)", fingerprint);
-    } else if (!meta_u64(st, "m", 256, &m) || m < 2 || !meta_u64(st, "ef_construction", 100000, &efc) ||
-               !meta_u64(st, "dim", INT32_MAX, &dim) || !meta_u64(st, "entry", INT32_MAX, &entry) ||
-               !meta_u64(st, "max_level", MAX_LEVEL, &top)) {
+    } else if (!meta_u64(st, KEY("m"), 256, &m) || m < 2 || !meta_u64(st, KEY("ef_construction"), 100000, &efc) ||
+               !meta_u64(st, KEY("dim"), INT32_MAX, &dim) || !meta_u64(st, KEY("entry"), INT32_MAX, &entry) ||
+               !meta_u64(st, KEY("max_level"), MAX_LEVEL, &top)) {
         rc = cb_fail(err, CB_EFORMAT, "%s: missing or invalid index settings", path);
-    } else if (!(links0 = cb_st_tensor(st, "links0", CB_ST_I32, 2, s0, err)) ||
-               !(levels = cb_st_tensor(st, "levels", CB_ST_U8, 1, sl, err)) ||
-               !(upper = cb_st_tensor(st, "upper", CB_ST_I32, 1, su, err))) {
+    } else if (!(links0 = cb_st_tensor(st, KEY("links0"), CB_ST_I32, 2, s0, err)) ||
+               !(levels = cb_st_tensor(st, KEY("levels"), CB_ST_U8, 1, sl, err)) ||
+               !(upper = cb_st_tensor(st, KEY("upper"), CB_ST_I32, 1, su, err))) {
         rc = CB_EFORMAT;
     } else if ((uint64_t)s0[0] != n || sl[0] != s0[0] || (uint64_t)s0[1] != 2 * m + 1 || dim != d) {
         rc = cb_fail(err, CB_EFORMAT, "%s: the index is for %" PRId64 " items of dimension %" PRIu64
@@ -1248,11 +1286,11 @@ int cb_hnsw_load(cb_hnsw **out, const char *path, const float *B, size_t n, size
         h->links0 = links0, h->levels = levels, h->upper = upper, h->st = st;
         uint64_t copies = 0;
         int64_t sd[1], sn[1];
-        if (cb_st_meta(st, "copies") && (!meta_u64(st, "copies", n - 1, &copies) || !copies)) {
+        if (cb_st_meta(st, KEY("copies")) && (!meta_u64(st, KEY("copies"), n - 1, &copies) || !copies)) {
             rc = cb_fail(err, CB_EFORMAT, "%s: invalid index settings (copies)", path);
         } else if (copies) {
-            h->dup_of = cb_st_tensor(st, "dup_of", CB_ST_I32, 1, sd, err);
-            h->dup_next = h->dup_of ? cb_st_tensor(st, "dup_next", CB_ST_I32, 1, sn, err) : NULL;
+            h->dup_of = cb_st_tensor(st, KEY("dup_of"), CB_ST_I32, 1, sd, err);
+            h->dup_next = h->dup_of ? cb_st_tensor(st, KEY("dup_next"), CB_ST_I32, 1, sn, err) : NULL;
             h->n_dups = (size_t)copies;
             if (!h->dup_next) rc = CB_EFORMAT;
             else if ((uint64_t)sd[0] != n || (uint64_t)sn[0] != n)
@@ -1262,8 +1300,8 @@ int cb_hnsw_load(cb_hnsw **out, const char *path, const float *B, size_t n, size
     }
     if (!rc) { /* a file without the saved count (cbrec < 0.3): its unreached nodes counted now */
         uint64_t unreached = 0;
-        h->counted = cb_st_meta(st, "unreached") != NULL;
-        if (h->counted && !meta_u64(st, "unreached", n - 1, &unreached)) /* the entry is always reached */
+        h->counted = cb_st_meta(st, KEY("unreached")) != NULL;
+        if (h->counted && !meta_u64(st, KEY("unreached"), n - 1, &unreached)) /* the entry is always reached */
             rc = cb_fail(err, CB_EFORMAT, "%s: invalid index settings (unreached)", path);
         size_t reached = rc || h->counted ? n - (size_t)unreached : cb_hnsw_reachable(h);
         if (!rc && !reached) rc = cb_fail(err, CB_ENOMEM, "hnsw: out of memory");
@@ -1276,4 +1314,5 @@ int cb_hnsw_load(cb_hnsw **out, const char *path, const float *B, size_t n, size
     }
     *out = h;
     return CB_OK;
+#undef KEY
 }

@@ -98,4 +98,15 @@ int cb_hnsw_save(const cb_hnsw *h, const char *path, const char *fingerprint, cb
 int cb_hnsw_load(cb_hnsw **out, const char *path, const float *B, size_t n, size_t d, const char *fingerprint,
                  cb_error *err);
 
+/* A file with a second graph (over other vectors of the same n rows, e.g.
+ * the recommender's ranking vectors): its tensors and settings are keyed
+ * "NAME.links0", "NAME.m", ... beside the first graph's, in the same format
+ * version, so a reader that knows only the first graph still loads it.
+ * Load a section: *out NULL and CB_OK when the file has no such graph (one
+ * written by cb_hnsw_save, or by an older cbrec); `section` NULL: the first. */
+int cb_hnsw_save_sections(const cb_hnsw *h, const cb_hnsw *extra, const char *extra_name, const char *path,
+                          const char *fingerprint, cb_error *err);
+int cb_hnsw_load_section(cb_hnsw **out, const char *path, const char *section, const float *B, size_t n, size_t d,
+                         const char *fingerprint, cb_error *err);
+
 #endif /* CB_HNSW_H */

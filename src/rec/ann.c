@@ -5,11 +5,15 @@
  * same mode. The index itself is index/hnsw.c. */
 #include "rec/recommend.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Dot-product searches walk a graph built on distances: a wider default beam
  * keeps their recall (measured in tests/test_hnsw.c). */
 #define DOT_EF (2 * CB_HNSW_DEFAULT_EF)
+/* The index file's section of the ranking graph (cb_hnsw_save_sections). */
+#define RANK_SECTION "rank"
 
 const cb_hnsw *cb_rec_ann(const cb_recommender *rec) {
     if (!rec->ann || rec->search_mode == CB_SEARCH_EXACT) return NULL;
@@ -28,6 +32,52 @@ static bool half_vector_query(const cb_recommender *rec, cb_knn_metric metric) {
     uint32_t off, len;
     cb_bundle_rank_part(rec->r, &off, &len);
     return metric == CB_KNN_DOT && len < rec->r->dim;
+}
+
+/* The ranking graph applies where the list is ranked by the retrieval
+ * score (the default of a model trained for retrieval), or by the rank
+ * part's plain dot when there is no prior (the vectors' last float is 0). */
+const cb_hnsw *cb_rec_rank_ann(const cb_recommender *rec, cb_rank_by by) {
+    if (!rec->rank_ann || !cb_rec_ann(rec) || by == CB_RANK_RATING || !cb_bundle_has_retrieval(rec->r)) return NULL;
+    return by == CB_RANK_DOT && cb_bundle_rank_bias(rec->r) ? NULL : rec->rank_ann;
+}
+
+void cb_rec_ann_drop(cb_recommender *rec) {
+    cb_hnsw_free(rec->ann);
+    cb_hnsw_free(rec->rank_ann);
+    free(rec->rank_vecs);
+    rec->ann = rec->rank_ann = NULL;
+    rec->rank_vecs = NULL;
+}
+
+/* The ranking vectors [n_items x (len + 1)] of the model's items (see
+ * cb_rec_rank_ann); *out NULL when the model does not rank by the retrieval
+ * score, its score does not grow with the dot (a <= 0: no graph orders it),
+ * or a prior is not finite. */
+static int rank_vectors(const cb_recommender *rec, float **out, size_t *dim, cb_error *err) {
+    const cb_bundle *r = rec->r;
+    *out = NULL;
+    uint32_t off, len;
+    float a, c0;
+    cb_bundle_rank_part(r, &off, &len);
+    cb_rec_rank_affine(r, &a, &c0);
+    if (!cb_bundle_has_retrieval(r) || !(a > 0) || !isfinite(a)) return CB_OK;
+    const float *bias = cb_bundle_rank_bias(r);
+    *dim = (size_t)len + 1;
+    float *v = cb_malloc((size_t)r->n_items * *dim * sizeof *v, err);
+    if (!v) return CB_ENOMEM;
+    bool finite = true;
+    for (size_t i = 0; i < r->n_items; i++) {
+        memcpy(v + i * *dim, r->item_vecs + i * r->dim + off, len * sizeof *v);
+        v[i * *dim + len] = bias ? bias[i] / a : 0.0f;
+        finite = finite && isfinite(v[i * *dim + len]);
+    }
+    if (!finite) { /* a graph needs finite rows: such a model ranks exactly, as without the graph */
+        free(v);
+        return CB_OK;
+    }
+    *out = v;
+    return CB_OK;
 }
 
 int cb_rec_search(const cb_recommender *rec, const float *Q, size_t nq, size_t k, cb_knn_metric metric,
@@ -52,6 +102,20 @@ int cb_rec_ann_table(cb_recommend_table *t, const cb_recommender *rec, size_t k,
     return CB_OK;
 }
 
+/* The new graphs (and the ranking vectors the second borrows) replace the
+ * recommender's when rc is CB_OK; else they are freed. Returns rc. */
+static int attach(cb_recommender *rec, int rc, cb_hnsw *h, cb_hnsw *rank_h, float *rank_v) {
+    if (rc) {
+        cb_hnsw_free(h);
+        cb_hnsw_free(rank_h);
+        free(rank_v);
+        return rc;
+    }
+    cb_rec_ann_drop(rec);
+    rec->ann = h, rec->rank_ann = rank_h, rec->rank_vecs = rank_v;
+    return CB_OK;
+}
+
 CB_API int cb_recommender_build_index(cb_recommender *rec, size_t m, size_t ef_construction, int threads,
                                       cb_error *err) {
     if (!rec) return cb_fail(err, CB_EINVAL, "cb_recommender_build_index: NULL recommender");
@@ -60,28 +124,35 @@ CB_API int cb_recommender_build_index(cb_recommender *rec, size_t m, size_t ef_c
         return cb_fail(err, CB_EINVAL, "the catalog has %u item%s: an approximate index needs at least 2",
                        rec->r->n_items, rec->r->n_items == 1 ? "" : "s");
     cb_hnsw_build_params bp = {.m = m, .ef_construction = ef_construction, .threads = threads};
-    cb_hnsw *h;
+    cb_hnsw *h = NULL, *rank_h = NULL;
+    float *rank_v = NULL;
+    size_t rank_dim = 0;
     int rc = cb_hnsw_build(&h, rec->r->item_vecs, rec->r->n_items, rec->r->dim, &bp, err);
-    if (rc) return rc;
-    cb_hnsw_free(rec->ann);
-    rec->ann = h;
-    return CB_OK;
+    if (!rc) rc = rank_vectors(rec, &rank_v, &rank_dim, err);
+    if (!rc && rank_v) rc = cb_hnsw_build(&rank_h, rank_v, rec->r->n_items, rank_dim, &bp, err);
+    return attach(rec, rc, h, rank_h, rank_v);
 }
 
 CB_API int cb_recommender_save_index(const cb_recommender *rec, const char *path, cb_error *err) {
     if (!rec || !path) return cb_fail(err, CB_EINVAL, "cb_recommender_save_index: NULL argument");
     if (!rec->ann) return cb_fail(err, CB_EINVAL, "no approximate index to save: build or load one first");
-    return cb_hnsw_save(rec->ann, path, rec->r->fingerprint, err);
+    return cb_hnsw_save_sections(rec->ann, rec->rank_ann, RANK_SECTION, path, rec->r->fingerprint, err);
 }
 
+/* An index file without the ranking graph (written before it) still loads: the
+ * default recommend then ranks the whole catalog exactly, as it did. */
 CB_API int cb_recommender_load_index(cb_recommender *rec, const char *path, cb_error *err) {
     if (!rec || !path) return cb_fail(err, CB_EINVAL, "cb_recommender_load_index: NULL argument");
-    cb_hnsw *h;
+    cb_hnsw *h = NULL, *rank_h = NULL;
+    float *rank_v = NULL;
+    size_t rank_dim = 0;
     int rc = cb_hnsw_load(&h, path, rec->r->item_vecs, rec->r->n_items, rec->r->dim, rec->r->fingerprint, err);
-    if (rc) return rc;
-    cb_hnsw_free(rec->ann);
-    rec->ann = h;
-    return CB_OK;
+    if (!rc) rc = rank_vectors(rec, &rank_v, &rank_dim, err);
+    if (!rc && rank_v)
+        rc = cb_hnsw_load_section(&rank_h, path, RANK_SECTION, rank_v, rec->r->n_items, rank_dim, rec->r->fingerprint,
+                                  err);
+    if (!rc && !rank_h) free(rank_v), rank_v = NULL; /* a file without it */
+    return attach(rec, rc, h, rank_h, rank_v);
 }
 
 CB_API int cb_recommender_set_search(cb_recommender *rec, cb_search_mode mode, size_t ef, cb_error *err) {

@@ -188,9 +188,17 @@ static float item_bias(const cb_recommender *rec, const float *bias, uint32_t it
     return item < rec->r->n_items ? (bias ? bias[item] : 0.0f) : rec->added_bias;
 }
 
+/* One model item's retrieval score, and its neighbour addition (0: none):
+ * the one home of this arithmetic (the row's pass, the ranking graph's
+ * candidates), so both give the same floats. */
+static inline float affine_score(float a, float c0, float dot, float bias, float nb_add) {
+    float s = a * dot + c0 + bias;
+    return s + nb_add;
+}
+
 /* The retrieval score is affine in the dot (cb_bundle_rank_of_dot): a·dot +
  * c0 + bias, one multiply-add per item, the same in single and batch calls. */
-static void rank_affine(const cb_bundle *r, float *a, float *c0) {
+void cb_rec_rank_affine(const cb_bundle *r, float *a, float *c0) {
     *c0 = cb_bundle_rank_of_dot(r, 0.0f, 0.0f);
     *a = cb_bundle_rank_of_dot(r, 1.0f, 0.0f) - *c0;
 }
@@ -200,7 +208,7 @@ float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uin
     const cb_bundle *r = rec->r;
     if (!by_retrieval(rec, by)) return cb_model_score_to_prediction(r->model, dot);
     float a, c0;
-    rank_affine(r, &a, &c0);
+    cb_rec_rank_affine(r, &a, &c0);
     return a * dot + c0 + item_bias(rec, cb_bundle_rank_bias(r), item);
 }
 
@@ -215,13 +223,10 @@ void cb_rec_rank_row(const cb_recommender *rec, cb_rank_by by, float *row, size_
         return;
     }
     float a, c0, scale = nb_raw ? w / nb_max : 0.0f;
-    rank_affine(r, &a, &c0);
+    cb_rec_rank_affine(r, &a, &c0);
     const float *bias = cb_bundle_rank_bias(r);
     if (bias && nb_raw) /* the blend's own arithmetic, in the same pass */
-        for (; j < nm; j++) {
-            row[j] = a * row[j] + c0 + bias[j];
-            row[j] += scale * nb_raw[j];
-        }
+        for (; j < nm; j++) row[j] = affine_score(a, c0, row[j], bias[j], scale * nb_raw[j]);
     if (bias)
         for (; j < nm; j++) row[j] = a * row[j] + c0 + bias[j];
     for (; j < n; j++) row[j] = a * row[j] + c0 + item_bias(rec, bias, (uint32_t)j);
@@ -446,6 +451,64 @@ static int top_by_score(run *x, int32_t *idx, size_t k, cb_error *err) {
     return rc;
 }
 
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* top_by_score through the ranking graph g (cb_rec_rank_ann): its top 2k by
+ * the ranking vectors' dot (the score's order without the neighbour
+ * addition), and every item the neighbour component adds to (only those in
+ * the history's lists; the addition may lift any of them past the graph's
+ * picks), each scored exactly as the row's pass does (affine_score); the k
+ * best of those, ties to the lower item. Excluded items never enter. */
+static int top_by_graph(run *x, const cb_hnsw *g, int32_t *idx, size_t k, cb_error *err) {
+    const cb_recommender *rec = x->rec;
+    const cb_bundle *r = rec->r;
+    size_t ni = r->n_items, k_graph = 2 * k < ni ? 2 * k : ni, n_nb = 0;
+    for (size_t i = 0; x->nb_raw && i < ni; i++) n_nb += x->nb_raw[i] > 0 && !cb_bit_get(x->excl, i);
+    float *q = cb_malloc(((size_t)x->q_len + 1) * sizeof *q, err);
+    float *S = cb_malloc((k_graph + n_nb + k + 1) * sizeof *S, err); /* the candidates' scores, then the top k's */
+    int32_t *cand = cb_malloc((k_graph + n_nb + 1) * sizeof *cand, err);
+    int64_t *it = cb_malloc((k + 1) * sizeof *it, err);
+    int rc = q && S && cand && it ? CB_OK : CB_ENOMEM;
+    size_t m = 0;
+    if (!rc) {
+        memcpy(q, x->q + x->q_off, x->q_len * sizeof *q);
+        q[x->q_len] = 1.0f; /* times bias_i / a */
+        size_t ef = rec->ann_ef ? rec->ann_ef : 2 * CB_HNSW_DEFAULT_EF;
+        cb_knn_params kp = {.threads = 1, .exclude = x->excl, .ef = ef > k_graph ? ef : k_graph};
+        rc = cb_hnsw_search(g, q, 1, k_graph, CB_KNN_DOT, &kp, cand, NULL, err);
+    }
+    for (size_t j = 0; !rc && j < k_graph; j++)
+        if (cand[j] >= 0) cand[m++] = cand[j];
+    for (size_t i = 0; !rc && x->nb_raw && i < ni; i++)
+        if (x->nb_raw[i] > 0 && !cb_bit_get(x->excl, i)) cand[m++] = (int32_t)i;
+    if (!rc) {
+        qsort(cand, m, sizeof *cand, cmp_i32);
+        size_t u = 0;
+        for (size_t j = 0; j < m; j++)
+            if (!u || cand[u - 1] != cand[j]) cand[u++] = cand[j];
+        m = u;
+        float a, c0, w = x->nb_raw ? r->neighbours->weight : 0.0f, scale = x->nb_raw ? w / x->nb_max : 0.0f;
+        const float *bias = cb_bundle_rank_bias(r);
+        cb_rec_rank_affine(r, &a, &c0);
+        for (size_t j = 0; j < m; j++) {
+            float dot = dot_of(rec, x->q, x->q_off, x->q_len, (uint32_t)cand[j]);
+            float nb_add = x->nb_raw ? scale * x->nb_raw[cand[j]] : 0.0f;
+            S[j] = x->cfg->rank_by == CB_RANK_DOT ? dot : affine_score(a, c0, dot, bias ? bias[cand[j]] : 0.0f, nb_add);
+        }
+        size_t kk = k < m ? k : m;
+        cb_rec_top_n(S, m, kk, it, S + m);
+        for (size_t j = 0; !rc && j < kk; j++) idx[j] = it[j] >= 0 ? cand[it[j]] : -1;
+    }
+    free(q);
+    free(S);
+    free(cand);
+    free(it);
+    return rc;
+}
+
 /* (4) embedding retrieval over the whole catalog, model and added items */
 static int src_embedding(run *x, cb_error *err) {
     uint32_t ni = x->rec->r->n_items, n_all = (uint32_t)cb_recommender_item_count(x->rec);
@@ -460,7 +523,9 @@ static int src_embedding(run *x, cb_error *err) {
     }
     for (size_t j = 0; j < k; j++) idx[j] = -1;
     cb_knn_params kp = {.threads = x->cfg->threads, .exclude = x->excl}; /* 0: every core */
-    int rc = cb_rec_rank_monotone(x->rec, x->cfg->rank_by) && !x->nb_raw
+    const cb_hnsw *rank_graph = cb_rec_rank_ann(x->rec, x->cfg->rank_by);
+    int rc = rank_graph ? top_by_graph(x, rank_graph, idx, k_model, err)
+             : cb_rec_rank_monotone(x->rec, x->cfg->rank_by) && !x->nb_raw
                  ? cb_rec_search(x->rec, x->q, 1, k_model, CB_KNN_DOT, &kp, idx, NULL, err)
                  : top_by_score(x, idx, k_model, err);
     if (!rc && dots) merge_added(x->rec, x->q, x->excl, idx, dots, k);

@@ -127,6 +127,8 @@ struct cb_recommender {
     cb_knn_index *index;     /* over r->item_vecs */
     float added_bias;        /* the ranking bias of added items (cb_rec_rank_prepare) */
     cb_hnsw *ann;            /* approximate index over r->item_vecs, or NULL (ann.c) */
+    cb_hnsw *rank_ann;       /* its second graph, over rank_vecs, or NULL (an older index file; ann.c) */
+    float *rank_vecs;        /* [n_items x (rank part + 1)]: the ranking vectors rank_ann borrows, owned */
     cb_search_mode search_mode;
     size_t ann_ef;           /* 0 = hnsw's default */
     char add_note[512];      /* remarks of the last cb_recommender_add_item ("" when none) */
@@ -138,6 +140,8 @@ struct cb_recommender {
  * the approximate index when the search mode says so (cb_rec_ann != NULL),
  * else the exact index; same contract as cb_knn_index_search. */
 const cb_hnsw *cb_rec_ann(const cb_recommender *rec);
+/* Both graphs and the ranking vectors freed (the model's vectors changed). */
+void cb_rec_ann_drop(cb_recommender *rec);
 int cb_rec_search(const cb_recommender *rec, const float *Q, size_t nq, size_t k, cb_knn_metric metric,
                   const cb_knn_params *p, int32_t *out_idx, float *out_score, cb_error *err);
 /* The similar-items table from the approximate index (k clamped like
@@ -309,6 +313,14 @@ static inline bool cb_rec_blocked(const cb_recommender *rec, uint32_t item) {
  * neighbour term of the user's history where cb_rec_neighbours_on. `dot` is
  * v_u . v_m of the item. */
 float cb_rec_rank_score(const cb_recommender *rec, cb_rank_by by, float dot, uint32_t item);
+/* (ann.c) The graph over the ranking vectors (item i's [v_i on the rank part,
+ * bias_i / a], the query's [q on that part, 1]: their dot is (score_i - c0)
+ * / a, monotone in the retrieval score without the neighbour addition) when
+ * the search mode is approximate and the criterion `by` is that score (or
+ * the rank part's plain dot of a model without a prior); else NULL. */
+const cb_hnsw *cb_rec_rank_ann(const cb_recommender *rec, cb_rank_by by);
+/* The retrieval score's affine map (cb_bundle_rank_of_dot): score = a·dot + c0 + bias. */
+void cb_rec_rank_affine(const cb_bundle *r, float *a, float *c0);
 /* The same score for a whole row of dots, row[j] = the dot of item j (model
  * items, then added ones), in place: the batch's and the full scan's loop.
  * With nb_raw (a cb_rec_neighbour_row and its divisor nb_max; NULL: none) the

@@ -44,8 +44,7 @@ cb_bundle *cb_recommender_bundle(cb_recommender *h) { return h ? h->owned : NULL
 int cb_recommender_bundle_changed(cb_recommender *h, cb_error *err) {
     cb_knn_index_free(h->index);
     h->index = NULL;
-    cb_hnsw_free(h->ann); /* built over the old vectors */
-    h->ann = NULL;
+    cb_rec_ann_drop(h); /* built over the old vectors */
     cb_recommend_table_free(&h->table); /* built from the old vectors */
     h->has_table = false;
     cb_rec_rank_prepare(h);
@@ -82,7 +81,7 @@ CB_API void cb_recommender_free(cb_recommender *h) {
     if (!h) return;
     block_drop(h);
     cb_knn_index_free(h->index);
-    cb_hnsw_free(h->ann);
+    cb_rec_ann_drop(h);
     cb_recommend_table_free(&h->table);
     cb_bundle_free(h->owned);
     free(h);
