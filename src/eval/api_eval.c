@@ -206,7 +206,8 @@ static int gather_results(run *R, const cb_train_comm *comm, cb_error *err) {
     cb_eval_result *all = rc ? NULL : cb_calloc(total + 1, sizeof *all, err), *sorted = all ? cb_calloc(total + 1, sizeof *all, err) : NULL;
     if (!rc && !sorted) rc = CB_ENOMEM;
     if (!rc) {
-        memcpy((char *)all + offset[me], R->results, R->n_results * sizeof *all);
+        if (R->n_results) /* a rank without a split has none (and results NULL) */
+            memcpy((char *)all + offset[me], R->results, R->n_results * sizeof *all);
         rc = cb_comm_allgather_bytes(comm, all, bytes, offset, err);
     }
     size_t at = 0;
