@@ -228,8 +228,16 @@ int cb_st_set_meta(cb_st_writer *w, const char *key, const char *value, cb_error
 }
 
 int cb_st_write(cb_st_writer *w, const char *path, const char *format, int format_version, cb_error *err) {
+    cb_atomic_file af;
+    int rc = cb_st_write_staged(w, &af, path, format, format_version, err);
+    return rc ? rc : cb_atomic_publish(&af, 1, CB_OK, err);
+}
+
+int cb_st_write_staged(cb_st_writer *w, cb_atomic_file *staged, const char *path, const char *format, int format_version,
+                       cb_error *err) {
     char buf[32];
     int rc;
+    memset(staged, 0, sizeof *staged);
     snprintf(buf, sizeof buf, "%d", format_version);
     if ((rc = cb_st_set_meta(w, "format", format, err)) || (rc = cb_st_set_meta(w, "format_version", buf, err)))
         return rc;
@@ -296,7 +304,9 @@ int cb_st_write(cb_st_writer *w, const char *path, const char *format, int forma
         cb_atomic_abort(&af);
         return rc;
     }
-    return cb_atomic_commit(&af, err);
+    if ((rc = cb_atomic_stage(&af, err))) return rc;
+    *staged = af;
+    return CB_OK;
 nomem:
     json_decref(root);
     return cb_fail(err, CB_ENOMEM, "%s: out of memory building the header", path);

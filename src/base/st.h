@@ -41,6 +41,11 @@ int cb_st_add(cb_st_writer *w, const char *name, cb_st_dtype dtype, const int64_
 int cb_st_set_meta(cb_st_writer *w, const char *key, const char *value, cb_error *err);
 /* Write atomically to `path`, with "format" = `format` and "format_version". */
 int cb_st_write(cb_st_writer *w, const char *path, const char *format, int format_version, cb_error *err);
+/* The same, staged and not yet in place (cb_atomic_stage): *staged is then
+ * renamed into `path` by cb_atomic_publish, with the other files of a set
+ * (a model and its history); zeroed on failure. */
+int cb_st_write_staged(cb_st_writer *w, cb_atomic_file *staged, const char *path, const char *format, int format_version,
+                       cb_error *err);
 /* Make w write a sectioned file (see above). */
 void cb_st_writer_sectioned(cb_st_writer *w);
 #define CB_ST_SECTION_BYTES (64u << 10)

@@ -826,7 +826,7 @@ static int set_meta_json(cb_st_writer *w, const char *key, json_t *j, cb_error *
     } while (0)
 
 /* The history file: the seen.* tensors and the model's fingerprint. */
-static int save_history(const cb_bundle *r, const char *path, cb_error *err) {
+static int save_history(const cb_bundle *r, cb_atomic_file *staged, const char *path, cb_error *err) {
     cb_st_writer *w = cb_st_writer_create(err);
     if (!w) return CB_ENOMEM;
     int rc = CB_OK;
@@ -837,7 +837,7 @@ static int save_history(const cb_bundle *r, const char *path, cb_error *err) {
     ADD("seen.timestamps", CB_ST_I32, 1, r->seen_ts, nseen);
     cb_st_writer_sectioned(w); /* read a user's rows without reading the file (format 2) */
     if (!rc) rc = cb_st_set_meta(w, "fingerprint", r->fingerprint, err);
-    if (!rc) rc = cb_st_write(w, path, CB_BUNDLE_HISTORY_FORMAT, CB_BUNDLE_HISTORY_VERSION, err);
+    if (!rc) rc = cb_st_write_staged(w, staged, path, CB_BUNDLE_HISTORY_FORMAT, CB_BUNDLE_HISTORY_VERSION, err);
     cb_st_writer_free(w);
     return rc;
 }
@@ -848,29 +848,13 @@ bool cb_bundle_history_path(const char *model_path, char *buf, size_t size) {
 
 int cb_bundle_save(const cb_bundle *r, const char *path, cb_error *err) { return cb_bundle_save_files(r, path, NULL, err); }
 
-static int save_model(const cb_bundle *r, const char *path, cb_error *err);
+static int save_model(const cb_bundle *r, cb_atomic_file *staged, const char *path, cb_error *err);
 
 int cb_bundle_check_paths(const char *path, const char *history_path, cb_error *err) {
     if (history_path && cb_atomic_same_target(path, history_path))
         return cb_fail(err, CB_EINVAL, "%s: the history file would be the model file %s (the model would overwrite "
                        "the history): give the history another path", history_path, path);
     return CB_OK;
-}
-
-/* "<path>.tmp.<pid>": where a part is staged (cb_atomic_sweep removes it
- * if the process dies before the rename); false if it does not fit. */
-static bool staging_path(const char *path, char *buf, size_t size) {
-    return (size_t)snprintf(buf, size, "%s.tmp.%ld", path, (long)getpid()) < size;
-}
-
-/* A staged part's write error names the path the user gave, not the staged
- * file's ("m.cbrec: write failed: File too large", not "m.cbrec.tmp.PID: ..."). */
-static void name_given_path(cb_error *err, const char *staged, const char *given) {
-    size_t n = strlen(staged);
-    if (strncmp(err->msg, staged, n) != 0) return;
-    char rest[sizeof err->msg];
-    snprintf(rest, sizeof rest, "%s", err->msg + n);
-    cb_fail(err, err->code, "%s%s", given, rest);
 }
 
 /* After a save with the history elsewhere (--history): a history of an older
@@ -892,21 +876,16 @@ static int remove_stale_default(const cb_bundle *r, const char *path, const char
 }
 
 int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *history_path, cb_error *err) {
-    char beside[4096], tmp_h[4200], tmp_m[4200];
+    char beside[4096];
     if (!history_path) {
         if (!cb_bundle_history_path(path, beside, sizeof beside)) return cb_fail(err, CB_EINVAL, "%s: path too long", path);
         history_path = beside;
     }
     int rc = cb_bundle_check_paths(path, history_path, err);
-    /* a missing or unwritable folder, named by the paths given rather than by
-     * the staged files' (whose writers stage again: "NAME.tmp.PID.tmp.PID") */
+    /* a missing or unwritable folder, before the files are built */
     if (!rc && r->has_history) rc = cb_atomic_check_writable(history_path, err);
     if (!rc) rc = cb_atomic_check_writable(path, err);
     if (rc) return rc;
-    if (!staging_path(path, tmp_m, sizeof tmp_m) || !staging_path(history_path, tmp_h, sizeof tmp_h))
-        return cb_fail(err, CB_EINVAL, "%s: path too long", path);
-    (void)cb_atomic_sweep(path);
-    (void)cb_atomic_sweep(history_path);
     /* Both parts staged first, then renamed back to back, the history first,
      * so the model's rename commits the save: a failed write leaves the old
      * pair intact; the model file is what readers, a server's reload and
@@ -917,23 +896,18 @@ int cb_bundle_save_files(const cb_bundle *r, const char *path, const char *histo
      * users' histories (cb_bundle_load_model leaves the new history out
      * with a note; the other loads refuse it naming the staged model) and
      * one rename of the staged NAME.tmp.PID to finish the save. */
+    cb_atomic_file staged[2] = {{0}}; /* the history, then the model: renamed in this order */
     rc = r->has_history ? cb_bundle_history_check(r, err) : CB_OK; /* never copy unverified rows */
-    if (!rc && r->has_history && (rc = save_history(r, tmp_h, err))) name_given_path(err, tmp_h, history_path);
-    if (!rc && (rc = save_model(r, tmp_m, err))) name_given_path(err, tmp_m, path);
-    if (!rc && r->has_history) rc = cb_atomic_rename(tmp_h, history_path, err);
-    if (!rc) rc = cb_atomic_rename(tmp_m, path, err);
-    if (rc) {
-        unlink(tmp_h);
-        unlink(tmp_m);
-        return rc;
-    }
+    if (!rc && r->has_history) rc = save_history(r, &staged[0], history_path, err);
+    if (!rc) rc = save_model(r, &staged[1], path, err);
+    if ((rc = cb_atomic_publish(staged, 2, rc, err))) return rc;
     /* a stale history of an older model: removed only once the model is in */
     if (!r->has_history && remove(history_path) != 0 && errno != ENOENT)
         rc = cb_fail(err, CB_EIO, "%s: cannot remove the stale history file: %s", history_path, strerror(errno));
     return rc ? rc : remove_stale_default(r, path, history_path, err);
 }
 
-static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
+static int save_model(const cb_bundle *r, cb_atomic_file *staged, const char *path, cb_error *err) {
     cb_st_writer *w = cb_st_writer_create(err);
     if (!w) return CB_ENOMEM;
     int rc = CB_OK;
@@ -982,7 +956,7 @@ static int save_model(const cb_bundle *r, const char *path, cb_error *err) {
     else json_decref(info);
     if (!rc) rc = cb_st_set_meta(w, "fingerprint", r->fingerprint, err);
     if (!rc && r->neighbours) rc = cb_neighbours_save(r->neighbours, w, err); /* optional section */
-    if (!rc) rc = cb_st_write(w, path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, err);
+    if (!rc) rc = cb_st_write_staged(w, staged, path, CB_BUNDLE_FORMAT, CB_BUNDLE_FORMAT_VERSION, err);
     cb_st_writer_free(w);
     return rc;
 }
