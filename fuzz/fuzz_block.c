@@ -4,12 +4,9 @@
  * refused with a message naming the file, never a crash or a hang. A list
  * that is taken is used: one user's list and one item's similar items must
  * hold no item the list blocks. Seeds: fuzz/corpus/block. */
-#include "cbrec.h"
+#include "fuzz_file.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static cb_recommender *rec;
 static cb_config *opts; /* recommend: n 10 */
@@ -21,15 +18,9 @@ static void check(const cb_list *l) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cb_error err;
-    if (!rec && (!getenv("CBREC_FUZZ_MODEL") || cb_recommender_load(&rec, getenv("CBREC_FUZZ_MODEL"), NULL, &err) ||
-                 cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err) || cb_config_set(opts, "n", "10", &err)))
-        abort(); /* the script's setup is broken */
+    rec = fuzz_model(&opts, "10");
     char path[64];
-    snprintf(path, sizeof path, "/tmp/cbrec-fuzz-block-%d", (int)getpid());
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    fwrite(data, 1, size, f);
-    fclose(f);
+    if (!fuzz_write_file(path, "block", data, size)) return 0;
     if (cb_recommender_set_block_file(rec, path, &err) == CB_OK) {
         cb_list *l = NULL;
         if (cb_recommender_recommend(rec, cb_recommender_user_id(rec, 0), NULL, opts, &l, &err) == CB_OK) check(l);

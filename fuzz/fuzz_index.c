@@ -6,12 +6,7 @@
  * follows every link the file holds). Built with CB_FUZZ_NO_CHECKSUM so
  * mutated files reach the validators behind the checksum. Seeds are real
  * index files of that model (scripts/fuzz-model.sh writes them). */
-#include "cbrec.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
+#include "fuzz_file.h"
 
 static cb_recommender *rec;
 static cb_config *opts; /* recommend: n 5, the embedding source on (the catalog search) */
@@ -31,15 +26,9 @@ static void search(void) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cb_error err;
-    if (!rec && (!getenv("CBREC_FUZZ_MODEL") || cb_recommender_load(&rec, getenv("CBREC_FUZZ_MODEL"), NULL, &err) ||
-                 cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err) || cb_config_set(opts, "n", "5", &err)))
-        abort(); /* the script's setup is broken */
+    rec = fuzz_model(&opts, "5");
     char path[64];
-    snprintf(path, sizeof path, "/tmp/cbrec-fuzz-index-%d", (int)getpid());
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    fwrite(data, 1, size, f);
-    fclose(f);
+    if (!fuzz_write_file(path, "index", data, size)) return 0;
     if (cb_recommender_load_index(rec, path, &err) == CB_OK) {
         if (cb_recommender_set_search(rec, CB_SEARCH_APPROX, 0, &err)) abort(); /* an index is attached */
         search();

@@ -8,6 +8,7 @@
  * transform -> user tower). */
 #include "model/bundle.h"
 #include "base/st.h"
+#include "fuzz_file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,11 +37,7 @@ static void load(const char *path) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[64];
-    snprintf(path, sizeof path, "/tmp/cbrec-fuzz-model-%d", (int)getpid());
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    fwrite(data, 1, size, f);
-    fclose(f);
+    if (!fuzz_write_file(path, "model", data, size)) return 0;
     load(path);
     remove(path);
     return 0;

@@ -89,7 +89,7 @@ const char *cb_clip(char *buf, size_t size, const char *s, size_t len);
  * before the rename leaves its temporary behind: the next cb_atomic_open of
  * the same path removes every "<path>.tmp.<pid>" whose pid is no
  * longer a live process (cb_atomic_sweep; also "<path>.tmp.<pid>.tmp.<pid>",
- * the staging copy of a part staged at "<path>.tmp.<pid>"), so leftovers
+ * which earlier releases staged a model's parts through), so leftovers
  * never pile up. A file replaced keeps its permissions (the new one is not
  * the umask's 0644 when the old was 0600). */
 typedef struct cb_atomic_file {
