@@ -115,9 +115,16 @@ struct cli_mpi {
     bool active;
     bool settled; /* every rank stopped together (cli_mpi_told, cli_mpi_agree, a usage error):
                    * cli_mpi_end need not stop them */
+    size_t cores; /* this rank's share of its machine's cores (its ranks there share them out), >= 1 */
     cb_train_comm comm;
 };
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg);
+/* A thread count after cli_mpi_begin: 0 (every core) under mpirun is this
+ * rank's share of its machine's cores (mp->cores), so the ranks on one
+ * machine do not each start a thread per core. */
+size_t cli_mpi_threads(const cli_mpi *mp, size_t threads);
+/* The same for cfg's "threads" (cli_mpi_begin does it for the cfg it is given). */
+void cli_mpi_config_threads(const cli_mpi *mp, cb_config *cfg);
 /* This process's rank as mpirun's environment says, before cli_mpi_begin
  * (0 when not started by mpirun): for messages rank 0 alone prints. */
 int cli_mpi_launched_rank(void);

@@ -162,6 +162,7 @@ int cmd_precompute(int argc, char **argv) {
         (status = cli_mpi_agree_model(&mp, cmd, rec)) >= 0)
         goto done;
     status = CLI_ERROR;
+    threads = cli_mpi_threads(&mp, threads);
     size_t n_items = cb_recommender_item_count(rec);
     /* ids + scores: 8 bytes a neighbour (rank 0 says it); below 2 items the build's error says all, and
      * from the catalog's size on the note that k is clamped */
@@ -535,6 +536,7 @@ int cmd_recommend(int argc, char **argv) {
     cb_recommender *rec = NULL;
     cli_mpi mp = {.size = 1}; /* under mpirun a batch is shared by the ranks; one user is rank 0's alone */
     if (status < 0) status = cli_mpi_begin(&mp, cmd, NULL);
+    if (status < 0) cli_mpi_config_threads(&mp, cfg); /* --threads 0: the rank's share of the cores */
     if (status < 0) /* every rank loads the same files: a bad one told once */
         status = cli_mpi_told(&mp, cmd, cb_recommender_load_files(&rec, a.model, a.history, a.table, &err), &err);
     if (status < 0 && cli_search_apply(cmd, rec, &search, &mp)) status = CLI_ERROR;

@@ -291,25 +291,32 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
     for (int i = 1; i < g_argc; i++) line = fnv(line, g_argv[i], strlen(g_argv[i]) + 1); /* not argv[0]: ./cbrec or a full path */
     int agreed = cli_mpi_agree(mp, cmd, "command line (its options)", &line, sizeof line);
     if (agreed >= 0) return agreed;
-    if (mp->size <= 1 || !cfg) return -1;
-    /* threads 0 (every core) means this rank's share of its machine's cores */
-    const char *threads = cb_config_get(cfg, "threads");
-    if (threads && !strcmp(threads, "0")) {
-        MPI_Comm local;
-        int local_size = 1;
-        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, mp->rank, MPI_INFO_NULL, &local);
-        MPI_Comm_size(local, &local_size);
-        MPI_Comm_free(&local);
-        long cores = sysconf(_SC_NPROCESSORS_ONLN), share = cores / (local_size > 0 ? local_size : 1);
-        char text[32];
-        snprintf(text, sizeof text, "%ld", share > 1 ? share : 1);
-        cb_config_set(cfg, "threads", text, NULL);
-    }
+    if (mp->size <= 1) return -1;
+    MPI_Comm local; /* threads 0 (every core) means this rank's share of its machine's cores */
+    int local_size = 1;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, mp->rank, MPI_INFO_NULL, &local);
+    MPI_Comm_size(local, &local_size);
+    MPI_Comm_free(&local);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN) / (local_size > 0 ? local_size : 1);
+    mp->cores = cores > 1 ? (size_t)cores : 1;
+    if (!cfg) return -1;
+    cli_mpi_config_threads(mp, cfg);
     mp->comm = (cb_train_comm){mp->rank, mp->size, NULL, allgather, allreduce_sum};
     cb_error err = {0};
     if (cb_config_set_train_comm(cfg, &mp->comm, &err)) return cli_error(cmd, &err);
     return -1;
 #endif
+}
+
+size_t cli_mpi_threads(const cli_mpi *mp, size_t threads) { return !threads && mp->size > 1 ? mp->cores : threads; }
+
+void cli_mpi_config_threads(const cli_mpi *mp, cb_config *cfg) {
+    const char *threads = cb_config_get(cfg, "threads");
+    if (mp->size > 1 && threads && !strcmp(threads, "0")) {
+        char text[32];
+        snprintf(text, sizeof text, "%zu", mp->cores);
+        cb_config_set(cfg, "threads", text, NULL);
+    }
 }
 
 void cli_mpi_share(const cli_mpi *mp, size_t n, size_t align, size_t *lo, size_t *hi) {
