@@ -154,10 +154,14 @@ CB_API size_t cb_dataset_skipped_count(const cb_dataset *ds);
 /* A user's repeated ratings of an item folded into one under "duplicates":
  * first (the later rows dropped) or last (replacing the earlier). */
 CB_API size_t cb_dataset_folded_count(const cb_dataset *ds);
+/* Users of the ratings the users file does not list, kept under
+ * "unlisted-users" keep (every attribute missing). */
+CB_API size_t cb_dataset_unlisted_count(const cb_dataset *ds);
 /* What was loaded and the features `cfg` would build (fitted on every rating;
  * cfg NULL: no features), as a JSON object (malloc'd, caller frees): "layout",
  * "path", counts ("users", "items", "ratings", "titles", "skipped_rows",
- * "merged_rows" (implicit events), "folded_rows" (ratings under "duplicates")),
+ * "merged_rows" (implicit events), "folded_rows" (ratings under "duplicates"),
+ * "unlisted_users" (under "unlisted-users" keep)),
  * "rating_min"/"rating_max", "binary", "timestamps", "prejoined",
  * "user_lead_cols"/"item_lead_cols", "user_columns"/"item_columns" (name, kind,
  * levels, missing, examples), "bytes", "bytes_per_rating", "bytes_per_rating_record",

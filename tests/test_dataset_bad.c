@@ -246,7 +246,25 @@ static void test_duplicates_and_unknown_ids(void **state) {
     free(tu_write(d, "movies.dat", "1::A (1990)::Drama\n"));
     free(tu_write(d, "users.dat", "1::F::1::10::48067\n"));
     free(tu_write(d, "ratings.dat", "1::1::5::1\n2::1::5::1\n"));
-    expect_fail(d, NULL, CB_EPARSE, "ratings.dat", 2, "unknown user id '2' (not in users.dat)");
+    expect_fail(d, NULL, CB_EPARSE, "ratings.dat", 2, "unknown user id '2' (not in users.dat; --unlisted-users keep");
+    /* ... kept under unlisted-users keep (a live user's exported rows), every attribute missing, the
+     * general path and the fast one alike; unless no user of the ratings is listed (ids spelt otherwise) */
+    cb_load_options keep;
+    cb_load_options_default(&keep);
+    keep.unlisted_users = CB_UNLISTED_KEEP;
+    for (int fast = 0; fast < 2; fast++) {
+        keep.ratings_reference = !fast;
+        cb_dataset *ds = expect_ok(d, &keep);
+        assert_int_equal(ds->n_unlisted, 1);
+        assert_int_equal(cb_dataset_n_users(ds), 2);
+        assert_int_equal(ds->user_attr.n_rows, 2);
+        int g = ds->roles.user_gender;
+        assert_true(g >= 0 && ds->user_attr.cols[g].cat[0] != CB_MISSING && ds->user_attr.cols[g].cat[1] == CB_MISSING);
+        cb_dataset_free(ds);
+    }
+    free(tu_write(d, "ratings.dat", "2::1::5::1\n3::1::4::1\n"));
+    expect_fail(d, &keep, CB_EPARSE, "users.dat", 0, "none of the ratings' 2 users is in users.dat");
+    free(tu_write(d, "ratings.dat", "1::1::5::1\n2::1::5::1\n"));
     free(tu_write(d, "users.dat", "1::F::1::10::48067\n2::M::1::21::48067\n"));
     expect_fail(d, NULL, CB_EPARSE, "users.dat", 2, "occupation code");
     done(d);

@@ -1379,7 +1379,8 @@ static void export_then_retrain(void **state) {
 /* The export of a model trained on its own layout (cbrec.schema: other
  * column names and order, an ignored column, ';' between fields, string ids)
  * writes that layout (it wrote userId,movieId,... whatever the data), so
- * that the rows append to the data's ratings file and train. */
+ * that the rows append to the data's ratings file and train; a live user
+ * the data's users file does not list trains under --unlisted-users keep. */
 static void export_generic_layout(void **state) {
     fixture g = *(fixture *)*state;
     char *d = tu_path(g.dir, "own-layout"), *store = tu_path(g.dir, "own-layout.sqlite"),
@@ -1387,23 +1388,28 @@ static void export_generic_layout(void **state) {
     assert_int_equal(mkdir(d, 0700), 0);
     free(tu_write(d, "cbrec.schema", "ratings = r.csv\nratings.delim = ;\n"
                                      "ratings.columns = who:user, what:item, note:ignore, stars:rating, when:timestamp\n"
-                                     "items = i.csv\nitems.columns = id, name:title, tags:multi(|)\n"));
-    char *items = tu_path(d, "i.csv"), *ratings = tu_path(d, "r.csv");
-    FILE *f = fopen(items, "w"), *r = fopen(ratings, "w");
-    assert_true(f && r);
-    free(items), free(ratings);
+                                     "items = i.csv\nitems.columns = id, name:title, tags:multi(|)\n"
+                                     "users = u.csv\nusers.columns = id, country:categorical\n"));
+    char *items = tu_path(d, "i.csv"), *ratings = tu_path(d, "r.csv"), *users = tu_path(d, "u.csv");
+    FILE *f = fopen(items, "w"), *r = fopen(ratings, "w"), *u_f = fopen(users, "w");
+    assert_true(f && r && u_f);
+    free(items), free(ratings), free(users);
     fprintf(f, "id,name,tags\n");
     fprintf(r, "who;what;note;stars;when\n");
+    fprintf(u_f, "id,country\n");
     for (int i = 0; i < 30; i++) fprintf(f, "sku-%d,Item %d,t%d|t%d\n", i, i, i % 3, i % 5);
-    for (int u = 0; u < 20; u++)
+    for (int u = 0; u < 20; u++) {
+        fprintf(u_f, "cust-%d,%s\n", u, u % 2 ? "FR" : "JP");
         for (int k = 0; k < 6; k++) fprintf(r, "cust-%d;sku-%d;x;%d;%d\n", u, (u * 7 + k * 3) % 30, 1 + (u + k) % 5, 1000 + k);
-    fclose(f), fclose(r);
+    }
+    fclose(f), fclose(r), fclose(u_f);
     g.model = tu_path(d, "m.cbrec");
     assert_int_equal(sh("%s train --data %s --model %s --user-layers 8 --item-layers 8 --dim 4 --epochs 1 --neighbours 0 "
                         "-q >/dev/null", cbrec(), d, g.model), 0);
     g.srv = start_server(&g, store, NULL);
     json_decref(post_json(&g, "/v1/users/cust-1/events", "{\"item\": \"sku-2\", \"rating\": 5, \"time\": 2000}", 1, 200));
     json_decref(post_json(&g, "/v1/users/cust-2/events", "{\"item\": \"sku-29\", \"rating\": 1, \"time\": 2001}", 1, 200));
+    json_decref(post_json(&g, "/v1/users/cust-new/events", "{\"item\": \"sku-3\", \"rating\": 4, \"time\": 2002}", 1, 200));
     stop_server(&g.srv, SIGTERM);
     /* the layout of the model the server served (recorded in the store), or of --model's */
     for (int k = 0; k < 2; k++) {
@@ -1415,13 +1421,20 @@ static void export_generic_layout(void **state) {
         assert_non_null(in);
         assert_int_equal(getdelim(&text, &len, 0, in) > 0, 1);
         fclose(in);
-        assert_string_equal(text, "who;what;note;stars;when\ncust-1;sku-2;;5;2000\ncust-2;sku-29;;1;2001\n");
+        assert_string_equal(text, "who;what;note;stars;when\ncust-1;sku-2;;5;2000\ncust-2;sku-29;;1;2001\n"
+                                  "cust-new;sku-3;;4;2002\n");
         free(text);
     }
-    /* appended to a copy of the data, they train (a re-rating replacing the data's) */
+    /* appended to a copy of the data, they train (a re-rating replacing the data's; the new user kept) */
     assert_int_equal(sh("cp -r %s %s-copy && tail -n +2 %s >> %s-copy/r.csv", d, d, csv, d), 0);
-    assert_int_equal(sh("%s train --data %s-copy --model %s-copy/m.cbrec --user-layers 8 --item-layers 8 --dim 4 "
-                        "--epochs 1 --neighbours 0 --duplicates last -q >/dev/null", cbrec(), d, d), 0);
+    const char *train = "--user-layers 8 --item-layers 8 --dim 4 --epochs 1 --neighbours 0 --duplicates last";
+    assert_int_equal(sh("%s train --data %s-copy --model %s-copy/m.cbrec %s -q 2>&1 | grep -q "
+                        "\"r.csv:124: unknown user id 'cust-new' (not in u.csv; --unlisted-users keep\"", cbrec(), d, d,
+                        train), 0);
+    assert_int_equal(sh("%s train --data %s-copy --model %s-copy/m.cbrec %s --unlisted-users keep >%s-copy/log 2>&1",
+                        cbrec(), d, d, train, d), 0);
+    assert_int_equal(sh("grep -q '^1 users of the ratings are not in the users file' %s-copy/log", d), 0);
+    assert_int_equal(sh("%s recommend --model %s-copy/m.cbrec --user cust-new >/dev/null", cbrec(), d), 0);
     free(d), free(store), free(csv), free(g.model);
 }
 

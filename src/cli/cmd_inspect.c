@@ -83,6 +83,8 @@ static void print_text(const json_t *o, const char *layout_why, double load_s) {
            B(o, "prejoined") ? ", pre-joined rows (duplicates allowed)" : "");
     if (I(o, "merged_rows")) printf("repeated (user, item) events merged: %zu rows\n", I(o, "merged_rows"));
     if (I(o, "folded_rows")) printf("repeated (user, item) ratings folded (--duplicates): %zu rows\n", I(o, "folded_rows"));
+    if (I(o, "unlisted_users"))
+        printf("users not in the users file, kept without attributes (--unlisted-users keep): %zu\n", I(o, "unlisted_users"));
     if (B(o, "prejoined"))
         printf("leading columns that are not model inputs: user %zu, item %zu\n", I(o, "user_lead_cols"),
                I(o, "item_lead_cols"));

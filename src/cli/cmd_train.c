@@ -165,6 +165,9 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, cl
             fprintf(stderr, "a user's repeated rating of an item: %zu later rows %s (--duplicates %s)\n",
                     cb_dataset_folded_count(ds), strcmp(cb_config_get(cfg, "duplicates"), "last") ? "dropped" : "replaced the earlier",
                     cb_config_get(cfg, "duplicates"));
+        if (cb_dataset_unlisted_count(ds))
+            fprintf(stderr, "%zu users of the ratings are not in the users file: kept, their attributes missing "
+                            "(--unlisted-users keep)\n", cb_dataset_unlisted_count(ds));
         fprintf(stderr, "%s: %zu users, %zu items, %zu ratings; split %s\n", cb_dataset_layout(ds),
                 cb_dataset_user_count(ds), cb_dataset_item_count(ds), cb_dataset_rating_count(ds),
                 cb_config_get(cfg, "split"));

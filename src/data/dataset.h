@@ -125,6 +125,7 @@ typedef struct cb_dataset {
     size_t n_skipped;      /* bad rows skipped under skip_bad_rows */
     size_t n_merged;       /* implicit: repeated (user, item) events merged into the first */
     size_t n_folded;       /* ratings under duplicates first / last: later rows dropped / replacing */
+    size_t n_unlisted;     /* users of the ratings missing from the users file, kept (unlisted_users) */
     /* Pre-joined data: how many leading columns of user_attr / item_attr are ids
      * or bookkeeping rather than model inputs (course lab: 3 and 1). 0 otherwise. */
     uint32_t user_lead_cols, item_lead_cols;
@@ -139,9 +140,17 @@ typedef enum cb_duplicates {
     CB_DUPLICATES_LAST   /* the later row's rating and time replace the earlier's (a re-rating) */
 } cb_duplicates;
 
+/* A rating by a user the users file does not list (a live user of the
+ * server, in `events export` rows appended to the data). */
+typedef enum cb_unlisted {
+    CB_UNLISTED_ERROR, /* the loader's error, naming the line (skip_bad_rows: the row skipped) */
+    CB_UNLISTED_KEEP   /* the user kept, every attribute missing (counted in n_unlisted) */
+} cb_unlisted;
+
 typedef struct cb_load_options {
     bool skip_bad_rows;    /* skip malformed rows (counted in n_skipped) instead of failing */
     cb_duplicates duplicates;
+    cb_unlisted unlisted_users;
     float y_min, y_max;    /* declared rating range; both 0 = no check */
     const char *schema;    /* generic layout: path of a schema file (see README) */
     /* For tests: read ratings files with the general (reference) path only, or

@@ -332,6 +332,19 @@ static void resolve_roles(cb_dataset *ds) {
     ds->roles.user_location = find_role(&ds->user_attr, CB_COL_CATEGORICAL, location);
 }
 
+/* Under unlisted-users keep, a users file none of whose users rated is the
+ * wrong file or ids spelt otherwise ("7" and "u7"): every user's attributes
+ * would be missing. The listed users come first (the users file is read
+ * before the ratings). */
+static int some_user_listed(const cb_loader *L, cb_error *err) {
+    const cb_dataset *ds = L->ds;
+    uint32_t listed = cb_dataset_n_users(ds) - (uint32_t)ds->n_unlisted;
+    for (size_t i = 0; i < ds->n_ratings; i++)
+        if (ds->ratings[i].user < listed) return CB_OK;
+    return cb_fail(err, CB_EPARSE, "%s: none of the ratings' %zu users is in %s (are the ids written alike in both "
+                   "files?)", ds->path, ds->n_unlisted, L->users_file);
+}
+
 int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_error *err) {
     cb_dataset *ds = L->ds;
     int rc;
@@ -345,6 +358,7 @@ int cb_ld_finish(cb_loader *L, const cb_ratings_spec *sp, cb_dataset **out, cb_e
         goto fail;
     }
     if (sp && (rc = layout_from_spec(&ds->ratings_layout, sp, err))) goto fail;
+    if (ds->n_unlisted && (rc = some_user_listed(L, err))) goto fail;
     /* Shrink the ratings array to its size: exactly 16 bytes per rating. */
     if (ds->cap_ratings > ds->n_ratings) {
         cb_rating *p = realloc(ds->ratings, ds->n_ratings * sizeof *p);

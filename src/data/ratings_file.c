@@ -651,7 +651,13 @@ static int row_user(reader *rd, const char *us, size_t ul, uint32_t *u, cb_error
     cb_loader *L = rd->L;
     int rc = id_lookup(L->ds->users, &rd->user_map, L->users_file != NULL, us, ul, u, &found, err);
     if (rc) return rc;
-    if (!found) BAD("%s:%zu: unknown user id '%.*s' (not in %s)", rd->name, LINE, CLIP(us, ul), us, L->users_file);
+    if (!found && L->opt.unlisted_users != CB_UNLISTED_KEEP)
+        BAD("%s:%zu: unknown user id '%.*s' (not in %s; --unlisted-users keep keeps such users, their attributes "
+            "missing)", rd->name, LINE, CLIP(us, ul), us, L->users_file);
+    if (!found) { /* kept: a user of its own, every attribute missing (cb_tb_finish pads the table) */
+        if ((rc = id_lookup(L->ds->users, &rd->user_map, false, us, ul, u, &found, err))) return rc;
+        L->ds->n_unlisted++;
+    }
     if (ul <= sizeof rd->last_user) {
         memcpy(rd->last_user, us, ul);
         rd->last_user_len = ul;

@@ -30,6 +30,7 @@ static const cb_config_choice nb_auto_f[] = {{"auto", -1}, {NULL, 0}};
 static const cb_config_choice nb_kinds[] = {{"auto", -1}, {"cosine", 0}, {"ease", 1}, {NULL, 0}};
 static const cb_config_choice duplicates[] = {
     {"error", CB_DUPLICATES_ERROR}, {"first", CB_DUPLICATES_FIRST}, {"last", CB_DUPLICATES_LAST}, {NULL, 0}};
+static const cb_config_choice unlisted[] = {{"error", CB_UNLISTED_ERROR}, {"keep", CB_UNLISTED_KEEP}, {NULL, 0}};
 static const cb_config_choice optimizers[] = {{"adam", CB_OPT_ADAM}, {"sgd", CB_OPT_SGD}, {NULL, 0}};
 
 static const cb_config_key_def keys[] = {
@@ -41,6 +42,10 @@ static const cb_config_key_def keys[] = {
      "a user's second rating of an item: an error naming both lines; first: the later row dropped; last: the "
      "later row replaces the earlier, a re-rating (`events export` rows appended to a dataset). Implicit events "
      "are merged whatever this says", "data", CB_KEY_ENUM, TC(load.duplicates), 0, 0, 0, 0, duplicates},
+    {"unlisted-users", "error|keep", "error",
+     "a rating by a user the users file (u.user, users.dat, a schema's users) does not list: an error naming the "
+     "line; keep: the user kept with every attribute missing (live users in `events export` rows)", "data",
+     CB_KEY_ENUM, TC(load.unlisted_users), 0, 0, 0, 0, unlisted},
     {"range", "MIN,MAX", "none", "declared rating range; ratings outside it are errors", "data", CB_KEY_F32_RANGE,
      TC(load.y_min), TC(load.y_max), 0, 0, 0, NULL},
     {"split", "KIND", "random",

@@ -58,6 +58,7 @@ CB_API size_t cb_dataset_rating_count(const cb_dataset *ds) { return ds ? ds->n_
 CB_API const char *cb_dataset_layout(const cb_dataset *ds) { return ds && ds->name ? ds->name : ""; }
 CB_API size_t cb_dataset_skipped_count(const cb_dataset *ds) { return ds ? ds->n_skipped : 0; }
 CB_API size_t cb_dataset_folded_count(const cb_dataset *ds) { return ds ? ds->n_folded : 0; }
+CB_API size_t cb_dataset_unlisted_count(const cb_dataset *ds) { return ds ? ds->n_unlisted : 0; }
 
 static const char *kind_name(cb_col_kind k) {
     return k == CB_COL_NUMERIC ? "numeric" : k == CB_COL_CATEGORICAL ? "categorical" : "multi";
@@ -159,6 +160,7 @@ CB_API int cb_dataset_describe(const cb_dataset *ds, const cb_config *cfg, char 
         json_object_set_new(o, "implicit", json_boolean(ds->implicit));
         json_object_set_new(o, "merged_rows", json_integer((json_int_t)ds->n_merged));
         json_object_set_new(o, "folded_rows", json_integer((json_int_t)ds->n_folded));
+        json_object_set_new(o, "unlisted_users", json_integer((json_int_t)ds->n_unlisted));
     }
     if (!o) return cb_fail(err, CB_ENOMEM, "out of memory");
     int rc = tc ? features_json(o, ds, tc, err) : CB_OK;
