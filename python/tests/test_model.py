@@ -332,6 +332,30 @@ def test_save_replaces_a_model_in_place(model, dataset, tmp_path):
     assert back.recommend("9").ids == model.recommend("9").ids
 
 
+def test_save_writes_through_a_symlink(model, tmp_path):
+    # a save to a symbolic link (a "current model" link) replaced the link by a regular file, and the
+    # file it named kept the old model; now it writes through, as editors do, and the link stays
+    (tmp_path / "models").mkdir()
+    target, link = tmp_path / "models" / "v1.cbrec", tmp_path / "current.cbrec"
+    target.write_bytes(b"an old model")
+    link.symlink_to("models/v1.cbrec")
+    model.save(link)
+    assert link.is_symlink() and os.readlink(link) == "models/v1.cbrec"
+    # the history's default path stays the path given + ".history" (here beside the link)
+    assert sorted(os.listdir(tmp_path)) == ["current.cbrec", "current.cbrec.history", "models"]
+    assert cbrec.Model.load(target, history=str(link) + ".history").recommend("9").ids == model.recommend("9").ids
+    # a dangling link creates the file it names; one into a missing folder is an error naming both
+    dangling = tmp_path / "next.cbrec"
+    dangling.symlink_to("models/v2.cbrec")
+    model.save(dangling, history=str(tmp_path / "h"))
+    assert dangling.is_symlink() and (tmp_path / "models" / "v2.cbrec").is_file()
+    nowhere = tmp_path / "nowhere.cbrec"
+    nowhere.symlink_to("no-such-folder/m.cbrec")
+    with pytest.raises(cbrec.FileError, match="a symbolic link to .*no-such-folder/m.cbrec"):
+        model.save(nowhere, history=str(tmp_path / "h"))
+    assert sorted(p.name for p in tmp_path.rglob("*") if ".tmp." in p.name) == []
+
+
 def test_threads_save_one_path(model, dataset, tmp_path):
     # threads saving to one path at once: the library stages "<path>.tmp.<pid>", which they shared, and
     # most saves failed ("m.cbrec.history.tmp.N: cannot rename into place"); now they take turns
