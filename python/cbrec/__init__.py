@@ -571,8 +571,9 @@ class Model(_cbrec._Model):
     @property
     def item_ids(self):
         """The item ids as a numpy object array, indexed by item number
-        (model items, then added ones): ``model.item_ids[items]`` turns
-        recommend_batch's numbers into ids."""
+        (model items, then added ones). recommend_batch(..., ids=True) gives
+        ids directly; its numbers are padded with -1, which indexing here
+        would take for the last item."""
         return self._cached("items", lambda: _np.array(self._ids(False), dtype=object))
 
     @property
@@ -634,16 +635,26 @@ class Model(_cbrec._Model):
             raise TypeError("profile must be a dict")
         return Recommendations(self._recommend(profile, self._opts(n, exclude, False, settings)))
 
-    def recommend_batch(self, users=None, n=10, *, exclude=None, include_seen=False, **settings):
+    def recommend_batch(self, users=None, n=10, *, ids=False, exclude=None, include_seen=False, **settings):
         """Top-n for many known users at once, ranked by the same score over
         the whole catalog (one matrix product per block; the retrieval
         sources and diversity are not used). users: a sequence of ids, or
         None for every user in user_ids order.
 
-        Returns (items, scores): int64 item numbers and float32 scores, both
-        (len(users), min(n, n_items)), padded with -1 / -inf. ``model.item_ids[items]``
-        gives the ids (mind the -1 padding)."""
-        return self._recommend_batch(users, n, self._opts(n, exclude, include_seen, settings))
+        Returns (items, scores), a row per user:
+          ids=False (default): int64 item numbers and float32 scores, both
+            (len(users), min(n, n_items)), padded with -1 / -inf when a row
+            has fewer items (filters, exclude, allow). The numbers are rows
+            of item_vectors() and indexes of item_ids; mind the padding:
+            ``model.item_ids[items]`` maps -1 to the last item's id, so keep
+            ``items >= 0`` (or ask for ids=True).
+          ids=True: a list of lists of item ids (str) and a list of float32
+            score arrays of the same lengths, without padding."""
+        items, scores = self._recommend_batch(users, n, self._opts(n, exclude, include_seen, settings))
+        if not ids:
+            return items, scores
+        names, kept = self.item_ids, items >= 0
+        return [names[row[k]].tolist() for row, k in zip(items, kept)], [row[k] for row, k in zip(scores, kept)]
 
     def similar(self, item, k=10):
         """The k items nearest to `item` (an id, or a title such as "Toy

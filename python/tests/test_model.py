@@ -107,6 +107,24 @@ def test_batch_agrees_with_recommend(model):
     assert items.shape == scores.shape == (3, model.n_items) and (items >= 0).all()
 
 
+def test_batch_ids_without_padding(model):
+    # the documented idiom model.item_ids[items] took the -1 padding for the last item's id, a wrong
+    # recommendation rather than an error; ids=True gives each row's ids, no padding
+    allowed = list(model.item_ids[:3])
+    some = ["1", "7", "42"]
+    items, scores = model.recommend_batch(some, n=5, allow=allowed, include_seen=True)
+    assert (items[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()  # the numbers: as before
+    ids, id_scores = model.recommend_batch(some, n=5, ids=True, allow=allowed, include_seen=True)
+    assert len(ids) == len(id_scores) == 3
+    for row, sc, numbers, number_scores in zip(ids, id_scores, items, scores):
+        assert sorted(row) == sorted(allowed) and model.item_ids[-1] not in row
+        assert row == [model.item_ids[i] for i in numbers[:3]]
+        assert sc.dtype == np.float32 and np.array_equal(sc, number_scores[:3])
+    full, _ = model.recommend_batch(some, n=5, ids=True)
+    assert full == [list(model.item_ids[row]) for row in model.recommend_batch(some, n=5)[0]]
+    assert model.recommend_batch([], ids=True) == ([], [])
+
+
 def test_same_as_cli(model, cli, tmp_path):
     path = str(tmp_path / "m.cbrec")
     model.save(path)
