@@ -3,11 +3,14 @@ round trips, the CLI's answers for the same model file, errors, threads,
 progress and Ctrl-C, and reference counts over 10,000 calls."""
 import gc
 import json
+import multiprocessing
 import os
+import pickle
 import pydoc
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -123,6 +126,53 @@ def test_batch_ids_without_padding(model):
     full, _ = model.recommend_batch(some, n=5, ids=True)
     assert full == [list(model.item_ids[row]) for row in model.recommend_batch(some, n=5)[0]]
     assert model.recommend_batch([], ids=True) == ([], [])
+
+
+def _answers(model, users):
+    """What a model answers, comparably: lists, batch rows, predictions, similar items."""
+    lists = [(r.ids, r.scores.tolist(), r.ratings.tolist()) for r in (model.recommend(u, n=20) for u in users)]
+    items, scores = model.recommend_batch(users, n=20)
+    preds = [model.predict(u, i) for u in users for i in model.item_ids[:5]]
+    similar = [model.similar(i, k=10).ids for i in model.item_ids[:3]]
+    return lists, items.tolist(), scores.tolist(), preds, similar, model.n_items, model.table_k
+
+
+def test_pickle_round_trip(model, dataset, tmp_path):
+    # cbrec.Model could not be pickled ("cannot pickle 'cbrec.Model' object"), which blocked
+    # multiprocessing, joblib and process pools: it travels as the bytes its save calls write
+    users = ["1", "7", "42"]
+    back = pickle.loads(pickle.dumps(model))
+    assert type(back) is cbrec.Model
+    assert json.dumps(back.train_report, sort_keys=True) == json.dumps(model.train_report, sort_keys=True)  # NaNs
+    assert _answers(back, users) == _answers(model, users)
+    assert np.array_equal(back.item_vectors(), model.item_vectors())
+    assert back.describe()["history"] == "memory"  # known users' rated items filtered, as before
+    # a table, added items and a block file come along; no temporary is left behind
+    m = cbrec.Model.train(dataset, epochs=1, seed=5)
+    m.build_table(k=5, threads=1)
+    m.add_item({"id": "new-1", "title": "A new item", "genres": ["Comedy"]})
+    (tmp_path / "block.txt").write_text(m.item_ids[0] + "\n")
+    m.set_block_file(tmp_path / "block.txt")
+    before = set(os.listdir(tempfile.gettempdir()))
+    back = pickle.loads(pickle.dumps(m))
+    assert not {p for p in set(os.listdir(tempfile.gettempdir())) - before if p.startswith("cbrec-pickle-")}
+    assert back.n_items == m.n_items and back.table_k == 5 and back.item_ids[-1] == "new-1"
+    assert _answers(back, users) == _answers(m, users)
+    assert back.similar("new-1", k=3).ids == m.similar("new-1", k=3).ids
+    assert m.item_ids[0] not in back.similar(m.item_ids[1], k=m.n_items - 1).ids  # still blocked
+    (tmp_path / "block.txt").unlink()  # gone where it is unpickled: an error, not a blocked item shown
+    with pytest.raises(cbrec.FileError, match="block.txt"):
+        pickle.loads(pickle.dumps(m))
+    with pytest.raises(ValueError, match="holds no model"):
+        pickle.dumps(cbrec.Model())
+
+
+def test_pickle_to_a_spawned_process(model):
+    # a model handed to a process pool (spawn: nothing inherited) recommends there as here
+    users = ["1", "7", "42"]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        there = pool.apply(_answers, (model, users))
+    assert there == _answers(model, users)
 
 
 def test_same_as_cli(model, cli, tmp_path):
