@@ -711,7 +711,10 @@ CB_API int cb_recommender_project_2d(const cb_recommender *rec, float *xy, cb_er
 
 /* ---- input and output files [shared]. Every file cbrec reads goes through one
  * check: a path that is not a regular file (a FIFO, a directory, a device) is
- * refused at once, never blocks. Writes are atomic (temporary + rename). */
+ * refused at once, never blocks. Writes are atomic (temporary + rename); a
+ * path that is a symbolic link is written through (the file it names is
+ * replaced beside itself, the link stays a link; a dangling link creates
+ * that file). */
 /* Read a whole regular file (at most max_len bytes, else CB_EPARSE) into a
  * NUL-terminated buffer the caller frees with free(); *len may be NULL. */
 CB_API int cb_file_read(const char *path, size_t max_len, char **text_out, size_t *len, cb_error *err);

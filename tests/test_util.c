@@ -3,6 +3,8 @@
 #include "testutil.h"
 #include "base/util.h"
 
+#include <dirent.h>
+
 static void vocab_roundtrip(void **state) {
     (void)state;
     cb_error err;
@@ -170,13 +172,89 @@ static void atomic_write_keeps_old_file(void **state) {
     free(path);
 }
 
+/* The whole of a small file (at most 63 bytes) into buf[64]. */
+static const char *file_text(const char *path, char buf[64]) {
+    memset(buf, 0, 64);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_true(fread(buf, 1, 63, f) > 0);
+    fclose(f);
+    return buf;
+}
+
+/* Write `text` to path atomically; the status. */
+static int atomic_write(const char *path, const char *text, cb_error *err) {
+    cb_atomic_file af;
+    int rc = cb_atomic_open(&af, path, err);
+    if (rc) return rc;
+    fputs(text, af.fp);
+    return cb_atomic_commit(&af, err);
+}
+
+/* A save to a symbolic link writes through it, as editors and a shell's `>`
+ * do: the file it leads to is replaced (keeping its permissions), the link
+ * stays a link (it was replaced by a regular file, and the file it named
+ * kept the old contents). */
+static void atomic_write_follows_symlinks(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir(), *sub = tu_path(dir, "sub"), buf[64];
+    char *target = tu_write(dir, "model.bin", "old contents");
+    char *link = tu_path(dir, "link"), *chain = tu_path(sub, "chain"), *absolute = tu_path(dir, "absolute");
+    assert_int_equal(mkdir(sub, 0700), 0);
+    assert_int_equal(symlink("model.bin", link), 0);
+    assert_int_equal(symlink("../link", chain), 0); /* relative to its own folder, through the other link */
+    assert_int_equal(symlink(target, absolute), 0);
+    assert_int_equal(chmod(target, 0600), 0);
+    cb_error err;
+    struct stat sb;
+    const char *writes[] = {link, chain, absolute};
+    for (int i = 0; i < 3; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "new contents %d", i);
+        assert_int_equal(atomic_write(writes[i], text, &err), CB_OK);
+        assert_int_equal(lstat(writes[i], &sb), 0);
+        assert_true(S_ISLNK(sb.st_mode));
+        assert_string_equal(file_text(target, buf), text);
+        assert_int_equal(lstat(target, &sb), 0);
+        assert_true(S_ISREG(sb.st_mode));
+        assert_int_equal(sb.st_mode & 07777, 0600);
+    }
+    assert_true(cb_atomic_same_target(chain, target)); /* a write to one replaces the other */
+    /* a dangling link creates the file it names */
+    char *dangling = tu_path(dir, "dangling"), *fresh = tu_path(dir, "fresh.bin");
+    assert_int_equal(symlink("fresh.bin", dangling), 0);
+    assert_int_equal(atomic_write(dangling, "created", &err), CB_OK);
+    assert_int_equal(lstat(dangling, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_string_equal(file_text(fresh, buf), "created");
+    /* ... unless its folder is missing: an error naming the link and where it leads */
+    char *nowhere = tu_path(dir, "nowhere");
+    assert_int_equal(symlink("no-such-folder/m.bin", nowhere), 0);
+    assert_int_equal(atomic_write(nowhere, "x", &err), CB_EIO);
+    assert_int_equal(strncmp(err.msg, nowhere, strlen(nowhere)), 0);
+    assert_non_null(strstr(err.msg, "a symbolic link to"));
+    assert_non_null(strstr(err.msg, "no-such-folder/m.bin"));
+    /* a loop is an error, not a hang */
+    char *loop = tu_path(dir, "loop");
+    assert_int_equal(symlink("loop", loop), 0);
+    assert_int_equal(atomic_write(loop, "x", &err), CB_EIO);
+    assert_non_null(strstr(err.msg, "too many levels of symbolic links"));
+    DIR *d = opendir(dir); /* no temporary left behind */
+    for (struct dirent *e; (e = readdir(d));) assert_null(strstr(e->d_name, ".tmp."));
+    closedir(d);
+    tu_rmrf(dir);
+    free(dir), free(sub), free(target), free(link), free(chain), free(absolute);
+    free(dangling), free(fresh), free(nowhere), free(loop);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(vocab_roundtrip),
         cmocka_unit_test(rng_deterministic),
         cmocka_unit_test(strict_parsing),
         cmocka_unit_test(utf8_decoding), cmocka_unit_test(utf8_validation), cmocka_unit_test(number_text),
-        cmocka_unit_test(atomic_write_keeps_old_file), cmocka_unit_test(xxh64_reference),
+        cmocka_unit_test(atomic_write_keeps_old_file), cmocka_unit_test(atomic_write_follows_symlinks),
+        cmocka_unit_test(xxh64_reference),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }

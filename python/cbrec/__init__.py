@@ -10,7 +10,8 @@ The classes:
     Dataset          ratings + item/user attributes (Dataset.load(folder),
                      Dataset.from_arrays(...), Dataset.from_frames(...))
     Model            a trained two-tower model: train, save/load, recommend,
-                     recommend_batch, similar, new users, vectors as numpy
+                     recommend_batch, similar, new users, vectors as numpy;
+                     picklable (multiprocessing, joblib)
     Recommendations  one ranked list: ids, titles, scores, reasons
     evaluate(...)    the library's evaluation (baselines, NDCG, ...) as a dict
     synth(folder)    a synthetic dataset with planted structure, for trying
@@ -28,6 +29,8 @@ import datetime as _dt
 import decimal as _decimal
 import json as _json
 import numbers as _nums
+import os as _os
+import tempfile as _tempfile
 from typing import NamedTuple
 
 import numpy as _np
@@ -510,7 +513,7 @@ class Model(_cbrec._Model):
     ``recommend_batch(users)``, ``similar(item)``, ``predict(user, item)``,
     ``item_vectors()`` / ``user_vectors()`` (zero-copy numpy views),
     ``save(path, history=None)``. Properties: n_users, n_items, dim, item_ids, user_ids,
-    titles, table_k, train_report.
+    titles, table_k, train_report. A Model pickles (see __reduce__).
 
     Threads: recommend, new_user, recommend_batch, similar, predict and the
     vectors may run in many threads at once (the GIL is released); add_item,
@@ -557,8 +560,46 @@ class Model(_cbrec._Model):
 
     def describe(self):
         """The model as a dict: dataset, fingerprint, counts (users, items,
-        added_items), dim, rating scale, whether it predicts ratings, table."""
-        return _json.loads(self._describe())
+        added_items), dim, rating scale, whether it predicts ratings, table,
+        history (its file's path; "memory" when it is at no path: trained
+        and not yet saved, or unpickled)."""
+        info = _json.loads(self._describe())
+        if self.__dict__.get("_unpickled") and info.get("history") not in (None, "absent"):
+            info["history"] = "memory"  # not the temporary file it came through, removed
+        return info
+
+    def __reduce__(self):
+        """Pickling (pickle, copy.deepcopy, multiprocessing, joblib,
+        concurrent.futures' process pools): the model travels as the bytes of
+        the files save() and save_table() write (made in a private temporary
+        folder, removed at once): the model and its users' history, the
+        similar-items table and the added items. The unpickled model
+        recommends, predicts and finds similar items as this one does. The
+        training report comes along, and the block file's path (made
+        absolute), read again where the model is unpickled (FileError there
+        if it is gone: never a blocked item shown). An approximate index is
+        not carried (the binding attaches none)."""
+        info = self.describe()
+        with _tempfile.TemporaryDirectory(prefix="cbrec-pickle-") as folder:
+            path = _os.path.join(folder, "m.cbrec")
+            self.save(path)
+            if info["table"] or info["added_items"]:
+                self.save_table(path + ".table")
+            files = {}
+            for part in ("", ".history", ".table"):
+                if _os.path.exists(path + part):
+                    with open(path + part, "rb") as f:
+                        files[part] = f.read()
+        state = {"files": files, "train_report": self.train_report, "block_file": self.__dict__.get("_block_file")}
+        return _model_from_state, (type(self), state)
+
+    def set_block_file(self, path=None):
+        super().set_block_file(path)
+        path = None if path is None else _os.fspath(path)
+        self.__dict__["_block_file"] = _os.path.abspath(path) if path else None  # what pickling carries
+
+    set_block_file.__doc__ = _cbrec._Model.set_block_file.__doc__ + (
+        " A pickled model\ncarries the path and reads the file again where it is unpickled.")
 
     def _cached(self, key, make):
         cache = self.__dict__.setdefault("_cache", {})
@@ -571,8 +612,9 @@ class Model(_cbrec._Model):
     @property
     def item_ids(self):
         """The item ids as a numpy object array, indexed by item number
-        (model items, then added ones): ``model.item_ids[items]`` turns
-        recommend_batch's numbers into ids."""
+        (model items, then added ones). recommend_batch(..., ids=True) gives
+        ids directly; its numbers are padded with -1, which indexing here
+        would take for the last item."""
         return self._cached("items", lambda: _np.array(self._ids(False), dtype=object))
 
     @property
@@ -634,16 +676,26 @@ class Model(_cbrec._Model):
             raise TypeError("profile must be a dict")
         return Recommendations(self._recommend(profile, self._opts(n, exclude, False, settings)))
 
-    def recommend_batch(self, users=None, n=10, *, exclude=None, include_seen=False, **settings):
+    def recommend_batch(self, users=None, n=10, *, ids=False, exclude=None, include_seen=False, **settings):
         """Top-n for many known users at once, ranked by the same score over
         the whole catalog (one matrix product per block; the retrieval
         sources and diversity are not used). users: a sequence of ids, or
         None for every user in user_ids order.
 
-        Returns (items, scores): int64 item numbers and float32 scores, both
-        (len(users), min(n, n_items)), padded with -1 / -inf. ``model.item_ids[items]``
-        gives the ids (mind the -1 padding)."""
-        return self._recommend_batch(users, n, self._opts(n, exclude, include_seen, settings))
+        Returns (items, scores), a row per user:
+          ids=False (default): int64 item numbers and float32 scores, both
+            (len(users), min(n, n_items)), padded with -1 / -inf when a row
+            has fewer items (filters, exclude, allow). The numbers are rows
+            of item_vectors() and indexes of item_ids; mind the padding:
+            ``model.item_ids[items]`` maps -1 to the last item's id, so keep
+            ``items >= 0`` (or ask for ids=True).
+          ids=True: a list of lists of item ids (str) and a list of float32
+            score arrays of the same lengths, without padding."""
+        items, scores = self._recommend_batch(users, n, self._opts(n, exclude, include_seen, settings))
+        if not ids:
+            return items, scores
+        names, kept = self.item_ids, items >= 0
+        return [names[row[k]].tolist() for row, k in zip(items, kept)], [row[k] for row, k in zip(scores, kept)]
 
     def similar(self, item, k=10):
         """The k items nearest to `item` (an id, or a title such as "Toy
@@ -671,6 +723,22 @@ class Model(_cbrec._Model):
             return "<cbrec.Model: %d users, %d items, dim %d>" % (self.n_users, self.n_items, self.dim)
         except ValueError:
             return "<cbrec.Model (empty)>"
+
+
+def _model_from_state(cls, state):
+    """The Model Model.__reduce__ describes: its files written to a private
+    temporary folder, loaded (the model maps them) and removed."""
+    with _tempfile.TemporaryDirectory(prefix="cbrec-pickle-") as folder:
+        path = _os.path.join(folder, "m.cbrec")
+        for part, data in state["files"].items():
+            with open(path + part, "wb") as f:
+                f.write(data)
+        model = cls.load(path, *(path + part if part in state["files"] else None for part in (".table", ".history")))
+    model.__dict__["_unpickled"] = True
+    model._set_report(state["train_report"])
+    if state["block_file"]:
+        model.set_block_file(state["block_file"])
+    return model
 
 
 Model.train.__func__.__doc__ %= _settings_doc("train")

@@ -747,6 +747,13 @@ static PyObject *Model_get_count(ModelObject *self, void *which) {
 
 static PyObject *Model_get_report(ModelObject *self, void *unused) { return Py_NewRef(self->report); }
 
+/* _set_report(dict or None): the report a model made by unpickling carries. */
+static PyObject *Model_set_report(ModelObject *self, PyObject *report) {
+    if (report != Py_None && !PyDict_Check(report)) return PyErr_Format(PyExc_TypeError, "a report is a dict or None");
+    Py_SETREF(self->report, Py_NewRef(report));
+    return Py_NewRef(Py_None);
+}
+
 #define M(name, fn, flags, doc) {name, (PyCFunction)(void (*)(void))fn, flags, doc}
 static PyMethodDef Model_methods[] = {
     M("_train", Model_train, METH_VARARGS | METH_CLASS, "_train(dataset, progress, settings): see Model.train."),
@@ -784,6 +791,7 @@ static PyMethodDef Model_methods[] = {
       "predict(user, item) -> float\n\nThe model's rating (or probability, for 0/1 labels) for a known user and an item\n"
       "id of the model or added to it."),
     M("_add_item", Model_add_item, METH_O, "_add_item(item: dict or JSON text) -> item number: see Model.add_item."),
+    M("_set_report", Model_set_report, METH_O, "_set_report(dict or None): see Model.__reduce__."),
     M("_bench_c_recommend", Model_bench_c, METH_VARARGS,
       "_bench_c_recommend(user_ids, repeat=1) -> (wall, thread CPU) seconds of the same recommend calls made from C\n"
       "(the benchmark's peer)."),

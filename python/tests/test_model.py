@@ -3,11 +3,14 @@ round trips, the CLI's answers for the same model file, errors, threads,
 progress and Ctrl-C, and reference counts over 10,000 calls."""
 import gc
 import json
+import multiprocessing
 import os
+import pickle
 import pydoc
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -105,6 +108,71 @@ def test_batch_agrees_with_recommend(model):
     # n past the catalog gives the catalog: n = 10**9 columns of padding ran out of memory
     items, scores = model.recommend_batch(some, n=10**6, include_seen=True)
     assert items.shape == scores.shape == (3, model.n_items) and (items >= 0).all()
+
+
+def test_batch_ids_without_padding(model):
+    # the documented idiom model.item_ids[items] took the -1 padding for the last item's id, a wrong
+    # recommendation rather than an error; ids=True gives each row's ids, no padding
+    allowed = list(model.item_ids[:3])
+    some = ["1", "7", "42"]
+    items, scores = model.recommend_batch(some, n=5, allow=allowed, include_seen=True)
+    assert (items[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()  # the numbers: as before
+    ids, id_scores = model.recommend_batch(some, n=5, ids=True, allow=allowed, include_seen=True)
+    assert len(ids) == len(id_scores) == 3
+    for row, sc, numbers, number_scores in zip(ids, id_scores, items, scores):
+        assert sorted(row) == sorted(allowed) and model.item_ids[-1] not in row
+        assert row == [model.item_ids[i] for i in numbers[:3]]
+        assert sc.dtype == np.float32 and np.array_equal(sc, number_scores[:3])
+    full, _ = model.recommend_batch(some, n=5, ids=True)
+    assert full == [list(model.item_ids[row]) for row in model.recommend_batch(some, n=5)[0]]
+    assert model.recommend_batch([], ids=True) == ([], [])
+
+
+def _answers(model, users):
+    """What a model answers, comparably: lists, batch rows, predictions, similar items."""
+    lists = [(r.ids, r.scores.tolist(), r.ratings.tolist()) for r in (model.recommend(u, n=20) for u in users)]
+    items, scores = model.recommend_batch(users, n=20)
+    preds = [model.predict(u, i) for u in users for i in model.item_ids[:5]]
+    similar = [model.similar(i, k=10).ids for i in model.item_ids[:3]]
+    return lists, items.tolist(), scores.tolist(), preds, similar, model.n_items, model.table_k
+
+
+def test_pickle_round_trip(model, dataset, tmp_path):
+    # cbrec.Model could not be pickled ("cannot pickle 'cbrec.Model' object"), which blocked
+    # multiprocessing, joblib and process pools: it travels as the bytes its save calls write
+    users = ["1", "7", "42"]
+    back = pickle.loads(pickle.dumps(model))
+    assert type(back) is cbrec.Model
+    assert json.dumps(back.train_report, sort_keys=True) == json.dumps(model.train_report, sort_keys=True)  # NaNs
+    assert _answers(back, users) == _answers(model, users)
+    assert np.array_equal(back.item_vectors(), model.item_vectors())
+    assert back.describe()["history"] == "memory"  # known users' rated items filtered, as before
+    # a table, added items and a block file come along; no temporary is left behind
+    m = cbrec.Model.train(dataset, epochs=1, seed=5)
+    m.build_table(k=5, threads=1)
+    m.add_item({"id": "new-1", "title": "A new item", "genres": ["Comedy"]})
+    (tmp_path / "block.txt").write_text(m.item_ids[0] + "\n")
+    m.set_block_file(tmp_path / "block.txt")
+    before = set(os.listdir(tempfile.gettempdir()))
+    back = pickle.loads(pickle.dumps(m))
+    assert not {p for p in set(os.listdir(tempfile.gettempdir())) - before if p.startswith("cbrec-pickle-")}
+    assert back.n_items == m.n_items and back.table_k == 5 and back.item_ids[-1] == "new-1"
+    assert _answers(back, users) == _answers(m, users)
+    assert back.similar("new-1", k=3).ids == m.similar("new-1", k=3).ids
+    assert m.item_ids[0] not in back.similar(m.item_ids[1], k=m.n_items - 1).ids  # still blocked
+    (tmp_path / "block.txt").unlink()  # gone where it is unpickled: an error, not a blocked item shown
+    with pytest.raises(cbrec.FileError, match="block.txt"):
+        pickle.loads(pickle.dumps(m))
+    with pytest.raises(ValueError, match="holds no model"):
+        pickle.dumps(cbrec.Model())
+
+
+def test_pickle_to_a_spawned_process(model):
+    # a model handed to a process pool (spawn: nothing inherited) recommends there as here
+    users = ["1", "7", "42"]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        there = pool.apply(_answers, (model, users))
+    assert there == _answers(model, users)
 
 
 def test_same_as_cli(model, cli, tmp_path):
@@ -330,6 +398,30 @@ def test_save_replaces_a_model_in_place(model, dataset, tmp_path):
     back = cbrec.Model.load(path)
     assert np.array_equal(back.item_vectors(), model.item_vectors())
     assert back.recommend("9").ids == model.recommend("9").ids
+
+
+def test_save_writes_through_a_symlink(model, tmp_path):
+    # a save to a symbolic link (a "current model" link) replaced the link by a regular file, and the
+    # file it named kept the old model; now it writes through, as editors do, and the link stays
+    (tmp_path / "models").mkdir()
+    target, link = tmp_path / "models" / "v1.cbrec", tmp_path / "current.cbrec"
+    target.write_bytes(b"an old model")
+    link.symlink_to("models/v1.cbrec")
+    model.save(link)
+    assert link.is_symlink() and os.readlink(link) == "models/v1.cbrec"
+    # the history's default path stays the path given + ".history" (here beside the link)
+    assert sorted(os.listdir(tmp_path)) == ["current.cbrec", "current.cbrec.history", "models"]
+    assert cbrec.Model.load(target, history=str(link) + ".history").recommend("9").ids == model.recommend("9").ids
+    # a dangling link creates the file it names; one into a missing folder is an error naming both
+    dangling = tmp_path / "next.cbrec"
+    dangling.symlink_to("models/v2.cbrec")
+    model.save(dangling, history=str(tmp_path / "h"))
+    assert dangling.is_symlink() and (tmp_path / "models" / "v2.cbrec").is_file()
+    nowhere = tmp_path / "nowhere.cbrec"
+    nowhere.symlink_to("no-such-folder/m.cbrec")
+    with pytest.raises(cbrec.FileError, match="a symbolic link to .*no-such-folder/m.cbrec"):
+        model.save(nowhere, history=str(tmp_path / "h"))
+    assert sorted(p.name for p in tmp_path.rglob("*") if ".tmp." in p.name) == []
 
 
 def test_threads_save_one_path(model, dataset, tmp_path):

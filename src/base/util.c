@@ -424,14 +424,48 @@ int cb_atomic_check_writable(const char *path, cb_error *err) {
     return rc;
 }
 
+/* Where a write to `path` lands, into *out (malloc'd): `path` itself, or,
+ * when it is a symbolic link, the file its chain of links names (a relative
+ * link read from the link's own folder), which need not exist yet. CB_EIO
+ * for a loop, CB_ENOMEM. */
+static int write_target(const char *path, char **out, cb_error *err) {
+    char *at = cb_strdup(path, err), link[4096];
+    struct stat sb;
+    for (int hops = 0; at && lstat(at, &sb) == 0 && S_ISLNK(sb.st_mode); hops++) {
+        const char *why = hops == 40 ? "too many levels of symbolic links" : NULL;
+        ssize_t len = why ? -1 : readlink(at, link, sizeof link - 1);
+        if (!why && len < 0) why = strerror(errno);
+        else if (!why && (size_t)len == sizeof link - 1) why = "the path it names is too long";
+        if (why) {
+            free(at);
+            *out = NULL;
+            return cb_fail(err, CB_EIO, "%s: cannot follow its symbolic link: %s", path, why);
+        }
+        const char *slash = strrchr(at, '/');
+        int folder = link[0] == '/' || !slash ? 0 : (int)(slash - at + 1); /* "dir/" of a relative link */
+        char *next = cb_malloc((size_t)folder + (size_t)len + 1, err);
+        if (next) snprintf(next, (size_t)folder + (size_t)len + 1, "%.*s%.*s", folder, at, (int)len, link);
+        free(at);
+        at = next;
+    }
+    *out = at;
+    return at ? CB_OK : CB_ENOMEM;
+}
+
 bool cb_atomic_same_target(const char *a, const char *b) {
+    char *ta = NULL, *tb = NULL;
+    if (!write_target(a, &ta, NULL) && !write_target(b, &tb, NULL)) a = ta, b = tb; /* else as spelt */
     const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
     char da[4096], db[4096];
     struct stat fa, fb;
-    if (strcmp(sa ? sa + 1 : a, sb ? sb + 1 : b) != 0) return false;
-    if (!folder_of(a, da, sizeof da) || !folder_of(b, db, sizeof db)) return !strcmp(a, b);
-    if (stat(da, &fa) != 0 || stat(db, &fb) != 0) return !strcmp(da, db);
-    return fa.st_dev == fb.st_dev && fa.st_ino == fb.st_ino;
+    bool same;
+    if (strcmp(sa ? sa + 1 : a, sb ? sb + 1 : b) != 0) same = false;
+    else if (!folder_of(a, da, sizeof da) || !folder_of(b, db, sizeof db)) same = !strcmp(a, b);
+    else if (stat(da, &fa) != 0 || stat(db, &fb) != 0) same = !strcmp(da, db);
+    else same = fa.st_dev == fb.st_dev && fa.st_ino == fb.st_ino;
+    free(ta);
+    free(tb);
+    return same;
 }
 
 int cb_check_not_input(const char *out, const char *input, cb_error *err) {
@@ -446,29 +480,32 @@ int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err) {
     memset(af, 0, sizeof *af);
     /* "" staged ".tmp.PID" in the working folder, and a save wrote its ".history" there before failing */
     if (!*path) return cb_fail(err, CB_EINVAL, "no file path given to write");
-    size_t n = strlen(path) + 32;
-    af->final_path = cb_strdup(path, err);
-    af->tmp_path = cb_malloc(n, err);
-    if (!af->final_path || !af->tmp_path) {
-        cb_atomic_abort(af);
-        return CB_ENOMEM;
-    }
-    snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
-    struct stat sb; /* the rename would replace a device or FIFO (as root: /dev/null) by a regular file */
-    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        int rc = cb_fail(err, CB_EIO, "%s: is %s, not a file: cbrec writes a file by replacing it; give a file path",
-                         path, S_ISDIR(sb.st_mode) ? "a directory" : "a device, FIFO or socket");
+    af->path = cb_strdup(path, err);
+    int rc = af->path ? write_target(path, &af->final_path, err) : CB_ENOMEM;
+    size_t n = rc ? 0 : strlen(af->final_path) + 32;
+    if (!rc && !(af->tmp_path = cb_malloc(n, err))) rc = CB_ENOMEM;
+    if (rc) {
         cb_atomic_abort(af);
         return rc;
     }
-    (void)cb_atomic_sweep(path);
+    snprintf(af->tmp_path, n, "%s.tmp.%ld", af->final_path, (long)getpid());
+    struct stat sb; /* the rename would replace a device or FIFO (as root: /dev/null) by a regular file */
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        rc = cb_fail(err, CB_EIO, "%s: is %s, not a file: cbrec writes a file by replacing it; give a file path",
+                     path, S_ISDIR(sb.st_mode) ? "a directory" : "a device, FIFO or socket");
+        cb_atomic_abort(af);
+        return rc;
+    }
+    (void)cb_atomic_sweep(af->final_path);
     af->fp = fopen(af->tmp_path, "wb");
-    if (!af->fp) {
-        int rc = cb_fail(err, CB_EIO, "%s: cannot write there: %s (creating its temporary file %s)", path,
-                         strerror(errno), af->tmp_path); /* the path the user gave first: a missing folder is theirs */
-        free(af->final_path);
-        free(af->tmp_path);
-        memset(af, 0, sizeof *af);
+    if (!af->fp) { /* the path the user gave first: a missing folder is theirs */
+        bool linked = strcmp(path, af->final_path) != 0;
+        rc = cb_fail(err, CB_EIO, "%s: cannot write there: %s (%s%s%screating its temporary file %s)", path,
+                     strerror(errno), linked ? "a symbolic link to " : "", linked ? af->final_path : "",
+                     linked ? "; " : "", af->tmp_path);
+        free(af->tmp_path); /* not ours to remove (a folder of that name): cb_atomic_abort leaves it */
+        af->tmp_path = NULL;
+        cb_atomic_abort(af);
         return rc;
     }
     return CB_OK;
@@ -507,7 +544,7 @@ int cb_atomic_stage(cb_atomic_file *af, cb_error *err) {
     int e = errno;
     if (fclose(af->fp) != 0 && !what) what = "close", e = errno;
     if (what)
-        rc = cb_fail(err, CB_EIO, "%s: %s failed: %s (a file already there is unchanged)", af->final_path, what,
+        rc = cb_fail(err, CB_EIO, "%s: %s failed: %s (a file already there is unchanged)", af->path, what,
                      strerror(e));
     af->fp = NULL;
     if (rc != CB_OK) cb_atomic_abort(af);
@@ -519,7 +556,7 @@ int cb_atomic_publish(cb_atomic_file *files, size_t n, int rc, cb_error *err) {
         if (!files[i].tmp_path) continue; /* a file the set did not write */
         keep_mode(files[i].tmp_path, files[i].final_path);
         if (rename(files[i].tmp_path, files[i].final_path) != 0)
-            rc = cb_fail(err, CB_EIO, "%s: cannot rename into place: %s", files[i].final_path, strerror(errno));
+            rc = cb_fail(err, CB_EIO, "%s: cannot rename into place: %s", files[i].path, strerror(errno));
         else fsync_parent_dir(files[i].final_path);
         free(files[i].tmp_path); /* renamed: nothing for the abort below to remove */
         files[i].tmp_path = NULL;
@@ -538,6 +575,7 @@ int cb_atomic_rename(const char *from, const char *to, cb_error *err) {
 void cb_atomic_abort(cb_atomic_file *af) {
     if (af->fp) fclose(af->fp);
     if (af->tmp_path) remove(af->tmp_path); /* open or staged */
+    free(af->path);
     free(af->final_path);
     free(af->tmp_path);
     memset(af, 0, sizeof *af);

@@ -91,11 +91,15 @@ const char *cb_clip(char *buf, size_t size, const char *s, size_t len);
  * longer a live process (cb_atomic_sweep; also "<path>.tmp.<pid>.tmp.<pid>",
  * which earlier releases staged a model's parts through), so leftovers
  * never pile up. A file replaced keeps its permissions (the new one is not
- * the umask's 0644 when the old was 0600). */
+ * the umask's 0644 when the old was 0600). A `path` that is a symbolic link
+ * is written through, as editors and a shell's `>` write: the file its
+ * links lead to is staged beside itself and replaced, and the link stays a
+ * link (a dangling one creates the file it names; a loop is CB_EIO). */
 typedef struct cb_atomic_file {
     FILE *fp;
-    char *final_path;
-    char *tmp_path;
+    char *path;       /* the path given: what messages name */
+    char *final_path; /* the file the rename replaces: path, or where its links lead */
+    char *tmp_path;   /* final_path + ".tmp.<pid>", in the final file's folder */
 } cb_atomic_file;
 int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *err);
 /* Flush, fsync, close and rename; on any failure remove the temporary file. */
@@ -117,9 +121,9 @@ int cb_atomic_sweep(const char *path);
  * unwritable output fails in a second, not after an hour. Creates and removes
  * a probe temporary. */
 int cb_atomic_check_writable(const char *path, cb_error *err);
-/* Do the paths a and b name one directory entry (the same base name in the
- * same folder, however spelt: "m", "./m", a symlinked folder)? Then a
- * rename into one replaces the other. */
+/* Do writes to the paths a and b land on one directory entry (the same base
+ * name in the same folder, however spelt: "m", "./m", a symlinked folder, a
+ * link to the other file)? Then a write to one replaces the other. */
 bool cb_atomic_same_target(const char *a, const char *b);
 /* CB_EINVAL naming both paths when writing `out` would replace the file
  * `input` (the same entry however spelt, or the same file through a link). */
