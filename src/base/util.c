@@ -565,13 +565,6 @@ int cb_atomic_publish(cb_atomic_file *files, size_t n, int rc, cb_error *err) {
     return rc;
 }
 
-int cb_atomic_rename(const char *from, const char *to, cb_error *err) {
-    keep_mode(from, to);
-    if (rename(from, to) != 0) return cb_fail(err, CB_EIO, "%s: cannot rename into place: %s", to, strerror(errno));
-    fsync_parent_dir(to);
-    return CB_OK;
-}
-
 void cb_atomic_abort(cb_atomic_file *af) {
     if (af->fp) fclose(af->fp);
     if (af->tmp_path) remove(af->tmp_path); /* open or staged */

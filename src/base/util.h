@@ -128,9 +128,6 @@ bool cb_atomic_same_target(const char *a, const char *b);
 /* CB_EINVAL naming both paths when writing `out` would replace the file
  * `input` (the same entry however spelt, or the same file through a link). */
 int cb_check_not_input(const char *out, const char *input, cb_error *err);
-/* rename(from, to), then fsync the folder of `to`; CB_EIO naming `to`. A
- * file replaced keeps its permissions, as above. */
-int cb_atomic_rename(const char *from, const char *to, cb_error *err);
 
 /* ---- Misc. */
 /* Monotonic wall time in seconds. */
