@@ -348,7 +348,10 @@ class Dataset(_cbrec._Dataset):
         keys): schema="file" (a schema elsewhere), skip_bad_rows=True (count
         and skip malformed rows instead of raising ParseError), range="1,5",
         duplicates="last" (a user's later rating of an item replaces the
-        earlier; "first" keeps the earlier; default "error").
+        earlier; "first" keeps the earlier; default "error"),
+        unlisted_users="keep" (a rating by a user the users file does not
+        list keeps that user, every attribute missing, as exported live
+        events' users; default "error").
         Raises FileError / ParseError naming the file and line."""
         return cls._load(path, **settings)
 
@@ -377,7 +380,9 @@ class Dataset(_cbrec._Dataset):
             "genres" column the genre retrieval and reasons use.
         user_ids: the users, one per row of user_attributes: every one is
             in the dataset, also one with no ratings; every rating's user
-            must be in it, as a ratings file's must be in its users file.
+            must be in it, as a ratings file's must be in its users file
+            (unlisted_users="keep": one that is not has every attribute
+            missing).
         item_attributes, user_attributes: {name: values aligned with item_ids
             / user_ids} (or a DataFrame); numbers become numeric columns,
             dates and durations too (in seconds), lists multi-valued ones,
@@ -403,7 +408,7 @@ class Dataset(_cbrec._Dataset):
                 columns.append(_column(False, col, values, item_ids, sep))
         if user_attributes is not None and user_ids is None:
             raise ValueError("give user_ids: the user each row of user_attributes describes")
-        if user_ids is not None:
+        if user_ids is not None and str(settings.get("unlisted_users", "error")) != "keep":
             _check_catalog(users, user_ids, "user")
             catalogs.append((True, user_ids))
         if user_attributes is not None:

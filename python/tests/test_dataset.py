@@ -522,3 +522,26 @@ def test_infinite_attribute_values():
         ds = cbrec.Dataset.from_arrays(users, items, ratings, skip_bad_rows=True, **catalog)
         assert ds.n_skipped == 1 and ds.describe()["item_columns"][0]["missing"] == 1
         assert cbrec.Model.train(ds, epochs=1, seed=1).n_items == 3
+
+
+def test_unlisted_users_kept_when_asked(tmp_path):
+    """A rating by a user the users file does not list (a live user's
+    exported events): a ParseError naming the line, or under
+    unlisted_users="keep" a user of its own, every attribute missing."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "cbrec.schema").write_text("ratings = r.csv\nratings.columns = who:user, what:item, stars:rating\n"
+                                    "items = i.csv\nitems.columns = id, name:title\n"
+                                    "users = u.csv\nusers.columns = id, country:categorical\n")
+    (d / "i.csv").write_text("id,name\na,A\nb,B\n")
+    (d / "u.csv").write_text("id,country\nu1,FR\n")
+    (d / "r.csv").write_text("who,what,stars\nu1,a,4\nlive-7,b,5\n")
+    with pytest.raises(cbrec.ParseError, match=r"r.csv:3: unknown user id 'live-7'"):
+        cbrec.Dataset.load(str(d))
+    assert cbrec.Dataset.load(str(d), unlisted_users="keep").n_users == 2
+    with pytest.raises(cbrec.ParseError, match="live-7"):
+        cbrec.Dataset.from_arrays(["u1", "live-7"], ["a", "b"], [4, 5], user_ids=["u1"],
+                                  user_attributes={"country": ["FR"]})
+    ds = cbrec.Dataset.from_arrays(["u1", "live-7"], ["a", "b"], [4, 5], user_ids=["u1"],
+                                   user_attributes={"country": ["FR"]}, unlisted_users="keep")
+    assert ds.n_users == 2
