@@ -3,6 +3,7 @@
 #   make test            unit + integration tests (last line: "N passed, N failed")
 #   make test SANITIZE=1 the same tests under AddressSanitizer + UBSan
 #   make test VALGRIND=1 the command-line tests with cbrec under valgrind (memcheck)
+#   make test-tsan       the tests that run threads under ThreadSanitizer (build-tsan/)
 #   make bench           benchmarks (ratios against peers measured in the same run)
 #   make python          the Python binding, importable from build/python/lib (python/)
 #   make examples        examples/*.c built against include/ alone + the static library
@@ -39,6 +40,12 @@ ifeq ($(SANITIZE),1)
   BUILD   := build-san
   ALL_CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(TSAN),1)
+  # ThreadSanitizer (make TSAN=1 build-tsan/tests/test_X, make test-tsan): its
+  # own build directory, as it cannot be linked with ASan.
+  BUILD   := build-tsan
+  ALL_CFLAGS += -O1 -fsanitize=thread -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=thread
 else
   BUILD   := build
 endif
@@ -57,7 +64,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-ifeq ($(SANITIZE),1)
+ifneq ($(filter 1,$(SANITIZE) $(TSAN)),)
 all: $(BUILD)/libcbrec.a $(BUILD)/cbrec
 CBREC := $(BUILD)/cbrec
 else
@@ -192,6 +199,6 @@ install: all
 	    cbrec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cbrec.pc
 
 clean:
-	rm -rf build build-san libcbrec.a libcbrec.so libcbrec.so.* cbrec
+	rm -rf build build-san build-tsan libcbrec.a libcbrec.so libcbrec.so.* cbrec
 
 .PHONY: all examples test bench demo report fuzz install clean python
