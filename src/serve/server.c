@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,10 +138,19 @@ static int install_signals(void) {
     return 0;
 }
 
-/* Wait for signals: SIGHUP reloads, SIGINT / SIGTERM stop. */
+/* Wait for signals: SIGHUP reloads, SIGINT / SIGTERM stop. The wait is a
+ * poll, the read only once a byte is there: ThreadSanitizer runs a handler
+ * when the thread it interrupted is in a call it knows may block (poll is
+ * one, read is not), and a signal that lands on this thread in read (which
+ * SA_RESTART resumes) would wait there for ever (make test-tsan). */
 static void signal_loop(sv_server *s) {
     for (;;) {
         unsigned char sig = 0;
+        struct pollfd pfd = {.fd = signal_pipe[0], .events = POLLIN};
+        if (poll(&pfd, 1, -1) < 0) {
+            if (errno == EINTR) continue;
+            return;
+        }
         ssize_t n = read(signal_pipe[0], &sig, 1);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0 || sig != SIGHUP) return;
