@@ -211,11 +211,16 @@ int sv_run(const sv_options *o) {
     if (sv_start(s, o, &port, msg, sizeof msg)) return fprintf(stderr, "cbrec serve: %s\n", msg), 1;
     char host[256];
     snprintf(host, sizeof host, "%.*s", (int)(strrchr(o->listen, ':') - o->listen), o->listen);
+    /* The workers already answer: a POST /v1/reload may swap the slot (and
+     * free this model) while the line is written, so it is read through a
+     * reference like a request's. */
+    sv_model *m = sv_acquire(s);
     printf("cbrec serve: listening on http://%s:%u/ (model %s, version %s, %zu items, %zu users; events %s; "
            "write endpoints %s)\n",
-           host, port, o->model_path, s->model->version, s->model->n_items, s->model->n_users,
-           o->events_path ? o->events_path : "off", s->token[0] ? "need the token" : "off");
+           host, port, o->model_path, m->version, m->n_items, m->n_users, o->events_path ? o->events_path : "off",
+           s->token[0] ? "need the token" : "off");
     fflush(stdout);
+    sv_release(s, m);
     signal_loop(s);
     sv_stop(s);
     if (!o->quiet) fprintf(stderr, "cbrec serve: stopped\n");
