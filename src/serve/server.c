@@ -52,7 +52,7 @@ int sv_reload(sv_server *s, char *msg, size_t msg_size) {
         fresh = NULL;
     }
     if (!fresh) {
-        s->reload_failures++;
+        __atomic_add_fetch(&s->reload_failures, 1, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&s->reload_mu);
         return -1;
     }
@@ -61,7 +61,7 @@ int sv_reload(sv_server *s, char *msg, size_t msg_size) {
     sv_model *old = s->model;
     s->model = fresh;
     pthread_mutex_unlock(&s->slot_mu);
-    s->reloads++;
+    __atomic_add_fetch(&s->reloads, 1, __ATOMIC_RELAXED);
     char note[512]; /* the store's export layout follows the model; a store that cannot take it is only told */
     if (s->events && sv_events_note_layout(s->events, cb_recommender_ratings_layout(fresh->rec), note, sizeof note))
         fprintf(stderr, "cbrec serve: %s\n", note);
