@@ -816,17 +816,8 @@ static void *shared_worker(void *arg) {
     return NULL;
 }
 
-/* Threads asking one loaded handle at once (its history checked lazily, the
- * table loaded) get what one thread alone gets. Under make test-tsan this is
- * the check that the [shared] calls only read the handle. */
-static void shared_handle_between_threads(void **state) {
-    fixture *f = *state;
-    cb_error err;
-    cb_recommender *h;
-    assert_int_equal(cb_recommender_load(&h, f->model_path, f->table_path, &err), CB_OK);
-    char new_user[256];
-    snprintf(new_user, sizeof new_user, "{\"ratings\": {\"%s\": 4.5, \"%s\": 2}}", cb_recommender_item_id(h, 3),
-             cb_recommender_item_id(h, 11));
+/* SHARED_THREADS threads and then this one alone ask h the same: equal answers. */
+static void shared_answers_agree(const cb_recommender *h, const char *new_user) {
     shared_run runs[SHARED_THREADS + 1];
     pthread_t t[SHARED_THREADS];
     for (int k = 0; k <= SHARED_THREADS; k++) runs[k] = (shared_run){.h = h, .new_user_json = new_user};
@@ -841,6 +832,25 @@ static void shared_handle_between_threads(void **state) {
         }
     }
     for (size_t u = 0; u < SHARED_USERS; u++) free(runs[SHARED_THREADS].answers[u]);
+}
+
+/* Threads asking one loaded handle at once (its history checked lazily, the
+ * table loaded; then searching its HNSW index) get what one thread alone
+ * gets. Under make test-tsan this is the check that the [shared] calls only
+ * read the handle. */
+static void shared_handle_between_threads(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_recommender *h;
+    assert_int_equal(cb_recommender_load(&h, f->model_path, f->table_path, &err), CB_OK);
+    char new_user[256];
+    snprintf(new_user, sizeof new_user, "{\"ratings\": {\"%s\": 4.5, \"%s\": 2}}", cb_recommender_item_id(h, 3),
+             cb_recommender_item_id(h, 11));
+    shared_answers_agree(h, new_user);
+    assert_int_equal(cb_recommender_build_index(h, 8, 40, 2, &err), CB_OK);
+    assert_int_equal(cb_recommender_set_search(h, CB_SEARCH_APPROX, 0, &err), CB_OK);
+    assert_true(cb_recommender_search_is_approximate(h));
+    shared_answers_agree(h, new_user);
     cb_recommender_free(h);
 }
 
