@@ -145,15 +145,19 @@ VALGRIND_CMD := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-l
 # barriers, the index and table builds, batch recommend, one handle shared by
 # threads, the ratings reader's hand-offs, cbrec serve's workers, events and
 # reloads) under ThreadSanitizer, built in build-tsan/ with the cbrec they
-# run. A race reported makes that binary (or the server, which its test
-# stops and checks) exit 66: the test fails. OpenBLAS is not instrumented and
+# run, and test_cli (cbrec train, recommend, index... with threads; the
+# MovieLens-sized runs skip: a default training on ml-latest-small takes more
+# than 15 minutes under TSan). A race reported makes that binary (or the
+# cbrec it ran, or the server its test stops and checks) exit 66: the test
+# fails. OpenBLAS is not instrumented and
 # has given no report, so there is no suppressions file. About 5 minutes on 2
 # cores: not part of make test (docs: README.md, "Tests, sanitizers").
 TSAN_TESTS := test_parallel test_train_api test_model test_bundle test_recommend test_nn_sparse test_content \
-              test_dataset_arrays test_ratings_fast test_knn test_hnsw test_neighbours test_evalrun test_serve_api test_serve
+              test_dataset_arrays test_ratings_fast test_knn test_hnsw test_neighbours test_evalrun test_serve_api test_serve \
+              test_cli
 ifeq ($(TSAN),1)
 test test-tsan: all $(TSAN_TESTS:%=$(BUILD)/tests/%)
-	@TSAN=1 CBREC=$(CBREC) BUILD=$(BUILD) TSAN_OPTIONS="second_deadlock_stack=1 $(TSAN_OPTIONS)" \
+	@TSAN=1 CBREC_NO_SHARED_DATA=1 CBREC=$(CBREC) BUILD=$(BUILD) TSAN_OPTIONS="second_deadlock_stack=1 $(TSAN_OPTIONS)" \
 	  scripts/run-tests.sh $(TSAN_TESTS:%=$(BUILD)/tests/%)
 else ifeq ($(VALGRIND),1)
 test: all $(BUILD)/tests/test_cli $(BUILD)/tests/test_harden
