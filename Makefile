@@ -149,9 +149,9 @@ VALGRIND_CMD := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-l
 # MovieLens-sized runs skip: a default training on ml-latest-small takes more
 # than 15 minutes under TSan). A race reported makes that binary (or the
 # cbrec it ran, or the server its test stops and checks) exit 66: the test
-# fails. OpenBLAS is not instrumented and
-# has given no report, so there is no suppressions file. About 5 minutes on 2
-# cores: not part of make test (docs: README.md, "Tests, sanitizers").
+# fails. OpenBLAS is not instrumented and has given no report, so there is
+# no suppressions file. About 6 minutes on 2 cores: not part of make test
+# (docs: README.md, "Tests, sanitizers").
 TSAN_TESTS := test_parallel test_train_api test_model test_bundle test_recommend test_nn_sparse test_content \
               test_dataset_arrays test_ratings_fast test_knn test_hnsw test_neighbours test_evalrun test_serve_api test_serve \
               test_cli
