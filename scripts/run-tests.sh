@@ -34,6 +34,8 @@ rm -f "$outfile"
 # without node it is reported as skipped, never as passed.
 if [ "${VALGRIND:-}" = 1 ]; then
   out="[  SKIPPED ] web_page: make test VALGRIND=1 runs the command-line tests only"; rc=0
+elif [ "${TSAN:-}" = 1 ]; then
+  out="[  SKIPPED ] web_page: make test-tsan runs the tests that start threads only"; rc=0
 elif command -v node >/dev/null 2>&1; then
   out=$(node tests/web/page_test.js 2>&1); rc=$?
 else
@@ -49,6 +51,7 @@ tally web_page "$rc" "$out"
 # itself are not ours to report.
 py_skip=""
 if [ "${VALGRIND:-}" = 1 ]; then py_skip="make test VALGRIND=1 runs the command-line tests only"
+elif [ "${TSAN:-}" = 1 ]; then py_skip="make test-tsan runs the tests that start threads only"
 elif [ -z "${PYTHON:-}" ]; then py_skip="no python3 with numpy (install python3-numpy)"
 elif ! ls "${PY_BUILD_LIB:-build/python/lib}"/cbrec/_cbrec*.so >/dev/null 2>&1; then
   py_skip="the extension was not built (python3-dev missing? see make python)"

@@ -12,6 +12,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 
 typedef struct fixture {
     char *dir, *model_path, *table_path, *other_path;
@@ -760,6 +761,99 @@ static void batch_matches_brute_force(void **state) {
     free(scores);
 }
 
+/* ---- one handle shared by threads ([shared] calls at once, include/cbrec.h) */
+
+enum { SHARED_THREADS = 4, SHARED_USERS = 24 };
+
+typedef struct shared_run {
+    const cb_recommender *h;
+    const char *new_user_json;
+    char *answers[SHARED_USERS]; /* per user: every answer's JSON and numbers, joined */
+    int rc;
+} shared_run;
+
+/* Everything a server or a binding asks of one handle for user u, as one
+ * string to compare: recommend (known, known + live events, new), similar,
+ * predict, the user vector, a batch row (2 threads of its own), find_item. */
+static char *shared_answers(const cb_recommender *h, size_t u, const char *new_user_json, cb_error *err) {
+    const char *user = cb_recommender_user_id(h, u), *item = cb_recommender_item_id(h, (u * 7) % cb_recommender_item_count(h));
+    char live[256], *out = NULL, *json[4] = {NULL};
+    snprintf(live, sizeof live, "{\"ratings\": {\"%s\": 5}}", item);
+    cb_list *l[4] = {NULL};
+    cb_config *opts = NULL;
+    size_t found = 0, dim = cb_recommender_dim(h);
+    int64_t items[5];
+    float scores[5], rating = 0, *vec = calloc(dim, sizeof *vec);
+    int rc = cb_recommender_recommend(h, user, NULL, NULL, &l[0], err);
+    if (!rc) rc = cb_recommender_recommend(h, user, live, NULL, &l[1], err);
+    if (!rc) rc = cb_recommender_recommend(h, NULL, new_user_json, NULL, &l[2], err);
+    if (!rc) rc = cb_recommender_similar(h, (u * 5) % cb_recommender_item_count(h), 6, &l[3], err);
+    for (int k = 0; k < 4 && !rc; k++) rc = cb_list_to_json(l[k], &json[k], err);
+    if (!rc) rc = cb_recommender_predict(h, user, item, &rating, err);
+    if (!rc) rc = cb_recommender_user_vector(h, user, vec, err);
+    if (!rc) rc = cb_config_create(&opts, CB_CONFIG_RECOMMEND, err);
+    if (!rc) rc = cb_config_set(opts, "threads", "2", err);
+    size_t users[1] = {u};
+    if (!rc) rc = cb_recommender_recommend_batch(h, users, 1, 5, opts, items, scores, err);
+    if (!rc) rc = cb_recommender_find_item(h, item, &found, NULL, 0, NULL, err);
+    double vsum = 0;
+    for (size_t i = 0; i < dim; i++) vsum += vec[i];
+    if (!rc && asprintf(&out, "%s\n%s\n%s\n%s\n%.9g %.9g %zu %lld %lld %.9g", json[0], json[1], json[2], json[3],
+                        rating, vsum, found, (long long)items[0], (long long)items[4], scores[4]) < 0)
+        out = NULL;
+    for (int k = 0; k < 4; k++) cb_list_free(l[k]), free(json[k]);
+    cb_config_free(opts);
+    free(vec);
+    return out;
+}
+
+static void *shared_worker(void *arg) {
+    shared_run *r = arg;
+    cb_error err = {0};
+    for (size_t u = 0; u < SHARED_USERS && !r->rc; u++)
+        if (!(r->answers[u] = shared_answers(r->h, u, r->new_user_json, &err))) r->rc = 1;
+    if (r->rc) fprintf(stderr, "shared_worker: %s\n", err.msg);
+    return NULL;
+}
+
+/* SHARED_THREADS threads and then this one alone ask h the same: equal answers. */
+static void shared_answers_agree(const cb_recommender *h, const char *new_user) {
+    shared_run runs[SHARED_THREADS + 1];
+    pthread_t t[SHARED_THREADS];
+    for (int k = 0; k <= SHARED_THREADS; k++) runs[k] = (shared_run){.h = h, .new_user_json = new_user};
+    for (int k = 0; k < SHARED_THREADS; k++) assert_int_equal(pthread_create(&t[k], NULL, shared_worker, &runs[k]), 0);
+    for (int k = 0; k < SHARED_THREADS; k++) pthread_join(t[k], NULL);
+    shared_worker(&runs[SHARED_THREADS]); /* alone, after them */
+    for (int k = 0; k <= SHARED_THREADS; k++) {
+        assert_int_equal(runs[k].rc, 0);
+        for (size_t u = 0; u < SHARED_USERS; u++) {
+            assert_string_equal(runs[k].answers[u], runs[SHARED_THREADS].answers[u]);
+            if (k < SHARED_THREADS) free(runs[k].answers[u]);
+        }
+    }
+    for (size_t u = 0; u < SHARED_USERS; u++) free(runs[SHARED_THREADS].answers[u]);
+}
+
+/* Threads asking one loaded handle at once (its history checked lazily, the
+ * table loaded; then searching its HNSW index) get what one thread alone
+ * gets. Under make test-tsan this is the check that the [shared] calls only
+ * read the handle. */
+static void shared_handle_between_threads(void **state) {
+    fixture *f = *state;
+    cb_error err;
+    cb_recommender *h;
+    assert_int_equal(cb_recommender_load(&h, f->model_path, f->table_path, &err), CB_OK);
+    char new_user[256];
+    snprintf(new_user, sizeof new_user, "{\"ratings\": {\"%s\": 4.5, \"%s\": 2}}", cb_recommender_item_id(h, 3),
+             cb_recommender_item_id(h, 11));
+    shared_answers_agree(h, new_user);
+    assert_int_equal(cb_recommender_build_index(h, 8, 40, 2, &err), CB_OK);
+    assert_int_equal(cb_recommender_set_search(h, CB_SEARCH_APPROX, 0, &err), CB_OK);
+    assert_true(cb_recommender_search_is_approximate(h));
+    shared_answers_agree(h, new_user);
+    cb_recommender_free(h);
+}
+
 /* Overwrite added item `item`'s vector with c * v / |v|. */
 static void set_added_vec(cb_recommender *rec, size_t item, const float *v, float c) {
     uint32_t d = rec->r->dim;
@@ -1084,6 +1178,7 @@ int main(void) {
         cmocka_unit_test(id_lines_round_trip),
         cmocka_unit_test(per_call_filters),
         cmocka_unit_test(batch_matches_brute_force),
+        cmocka_unit_test(shared_handle_between_threads),
         cmocka_unit_test(added_items_are_recommended),
         cmocka_unit_test(added_item_bias_is_the_mean),
         cmocka_unit_test(recommend_keys),

@@ -183,14 +183,16 @@ int sv_get_healthz(sv_request *rq, sv_reply *rep) {
     return sv_reply_json(rep, 200, model ? json_pack("{s:s,s:o,s:s,s:I,s:I,s:I}", "status", "ok", "model", model,
                                                      "model_version", m->version, "loaded_at",
                                                      (json_int_t)m->loaded_at, "reloads",
-                                                     (json_int_t)rq->srv->reloads, "events",
+                                                     (json_int_t)__atomic_load_n(&rq->srv->reloads, __ATOMIC_RELAXED), "events",
                                                      (json_int_t)(rq->srv->events ? sv_events_total(rq->srv->events) : 0))
                                          : NULL);
 }
 
 int sv_get_metrics(sv_request *rq, sv_reply *rep) {
     sv_server *s = rq->srv;
-    char *text = sv_metrics_text(s->metrics, rq->model->version, rq->model->loaded_at, s->reloads, s->reload_failures,
+    char *text = sv_metrics_text(s->metrics, rq->model->version, rq->model->loaded_at,
+                                 __atomic_load_n(&s->reloads, __ATOMIC_RELAXED),
+                                 __atomic_load_n(&s->reload_failures, __ATOMIC_RELAXED),
                                  s->events ? sv_events_total(s->events) : 0);
     char *answers = sv_answers_metrics(s, rq->model), *both = NULL;
     if (text && answers && asprintf(&both, "%s%s", text, answers) < 0) both = NULL;

@@ -148,7 +148,7 @@ typedef struct sv_server {
     pthread_mutex_t slot_mu;     /* guards model and its refs */
     sv_model *model;
     pthread_mutex_t reload_mu;   /* one reload at a time */
-    uint64_t reloads, reload_failures;
+    uint64_t reloads, reload_failures; /* atomic: /v1/healthz and /metrics read them during a reload */
     sv_events *events;           /* NULL without --events */
     char token[256];             /* "" without --token-file */
     sv_metrics *metrics;

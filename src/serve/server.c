@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@ int sv_reload(sv_server *s, char *msg, size_t msg_size) {
         fresh = NULL;
     }
     if (!fresh) {
-        s->reload_failures++;
+        __atomic_add_fetch(&s->reload_failures, 1, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&s->reload_mu);
         return -1;
     }
@@ -60,7 +61,7 @@ int sv_reload(sv_server *s, char *msg, size_t msg_size) {
     sv_model *old = s->model;
     s->model = fresh;
     pthread_mutex_unlock(&s->slot_mu);
-    s->reloads++;
+    __atomic_add_fetch(&s->reloads, 1, __ATOMIC_RELAXED);
     char note[512]; /* the store's export layout follows the model; a store that cannot take it is only told */
     if (s->events && sv_events_note_layout(s->events, cb_recommender_ratings_layout(fresh->rec), note, sizeof note))
         fprintf(stderr, "cbrec serve: %s\n", note);
@@ -137,10 +138,19 @@ static int install_signals(void) {
     return 0;
 }
 
-/* Wait for signals: SIGHUP reloads, SIGINT / SIGTERM stop. */
+/* Wait for signals: SIGHUP reloads, SIGINT / SIGTERM stop. The wait is a
+ * poll, the read only once a byte is there: ThreadSanitizer runs a handler
+ * when the thread it interrupted is in a call it knows may block (poll is
+ * one, read is not), and a signal that lands on this thread in read (which
+ * SA_RESTART resumes) would wait there for ever (make test-tsan). */
 static void signal_loop(sv_server *s) {
     for (;;) {
         unsigned char sig = 0;
+        struct pollfd pfd = {.fd = signal_pipe[0], .events = POLLIN};
+        if (poll(&pfd, 1, -1) < 0) {
+            if (errno == EINTR) continue;
+            return;
+        }
         ssize_t n = read(signal_pipe[0], &sig, 1);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0 || sig != SIGHUP) return;
@@ -201,11 +211,16 @@ int sv_run(const sv_options *o) {
     if (sv_start(s, o, &port, msg, sizeof msg)) return fprintf(stderr, "cbrec serve: %s\n", msg), 1;
     char host[256];
     snprintf(host, sizeof host, "%.*s", (int)(strrchr(o->listen, ':') - o->listen), o->listen);
+    /* The workers already answer: a POST /v1/reload may swap the slot (and
+     * free this model) while the line is written, so it is read through a
+     * reference like a request's. */
+    sv_model *m = sv_acquire(s);
     printf("cbrec serve: listening on http://%s:%u/ (model %s, version %s, %zu items, %zu users; events %s; "
            "write endpoints %s)\n",
-           host, port, o->model_path, s->model->version, s->model->n_items, s->model->n_users,
-           o->events_path ? o->events_path : "off", s->token[0] ? "need the token" : "off");
+           host, port, o->model_path, m->version, m->n_items, m->n_users, o->events_path ? o->events_path : "off",
+           s->token[0] ? "need the token" : "off");
     fflush(stdout);
+    sv_release(s, m);
     signal_loop(s);
     sv_stop(s);
     if (!o->quiet) fprintf(stderr, "cbrec serve: stopped\n");
