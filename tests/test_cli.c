@@ -555,6 +555,38 @@ static void messages_stay_utf8(void **state) {
     free(out);
 }
 
+/* A title with a line break and a tab (a quoted field of the catalog) is
+ * printed on its item's line, the control characters as spaces: every line
+ * of `similar`, `recommend --explain` and `predict` is one item's (the
+ * break had started a line of its own); --json keeps the title as it is. */
+static void titles_stay_on_their_line(void **state) {
+    fixture *f = *state;
+    char *d = tu_path(f->dir, "quoted"), *m = tu_path(f->dir, "quoted.cbrec"), *out;
+    assert_int_equal(run(NULL, "mkdir -p %s", d), 0);
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, tags:multi(;)\n"));
+    free(tu_write(d, "i.csv", "id,name,tags\nx,\"Two\nlines\tand a tab\",a\ny,Plain,a\nz,Other,b\nw,\"Last\nX\",b\n"));
+    free(tu_write(d, "r.csv", "user,item,rating\n1,x,5\n1,y,4\n2,x,4\n2,z,1\n3,y,5\n3,w,2\n4,z,3\n4,w,4\n"));
+    assert_int_equal(run(&out, "%s train --data %s --model %s --epochs 1 --neighbours 0 -q", cbrec(), d, m), 0);
+    free(out);
+    assert_int_equal(run(&out, "%s similar --model %s --item x -k 3", cbrec(), m), 0);
+    assert_non_null(strstr(out, "items similar to Two lines and a tab (x), by"));
+    assert_non_null(strstr(out, "  Last X\n"));
+    assert_null(strstr(out, "\nlines"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --user 4 -n 3 --explain --all-anchors", cbrec(), m), 0);
+    assert_non_null(strstr(out, "  Two lines and a tab\n"));
+    for (const char *l = out; (l = strchr(l, '\n')) && l[1]; l++) /* items, their reasons, the criterion */
+        assert_true(!strncmp(l + 1, "  ", 2) || !strncmp(l + 1, "ranked by", 9) || !strncmp(l + 1, "note:", 5));
+    free(out);
+    assert_int_equal(run(&out, "%s predict --model %s --user 1 --item x", cbrec(), m), 0);
+    assert_non_null(strstr(out, "\tTwo lines and a tab\n"));
+    free(out);
+    assert_int_equal(run(&out, "%s similar --model %s --item y -k 3 --json", cbrec(), m), 0);
+    assert_non_null(strstr(out, "\"Two\\nlines\\tand a tab\""));
+    free(out);
+    free(d), free(m);
+}
+
 /* Options come from the key tables: --help lists them by section with their
  * defaults, --key=VALUE and --no-flag work, and errors name the key, what it
  * accepts, or the close keys. */
@@ -853,6 +885,7 @@ int main(void) {
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(messages_stay_utf8),
+        cmocka_unit_test(titles_stay_on_their_line),
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
         cmocka_unit_test(course_lab_reaches_the_labs_mse),
