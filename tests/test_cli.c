@@ -470,7 +470,23 @@ static void report_reproduce_line(void **state) {
     assert_non_null(strstr(out, "--models popularity --users 20 --out "));
     assert_null(strstr(out, "--lr ")); /* a default is not repeated */
     free(out);
+    /* the learning curve's losses are the objective's (they read "MSE on targets scaled to [-1, 1]" under both) */
+    assert_int_equal(run(&out, "grep '^Losses are' %s", md), 0);
+    assert_non_null(strstr(out, "Losses are the softmax cross-entropy of each pick over the items of its batch plus 3 "
+                                "× the squared error of the rating half (targets scaled to [-1, 1]) (objective both)."));
+    free(out);
     free(md);
+    /* events without ratings train retrieval: so the settings say, whatever --objective asked */
+    char *ev = tu_path(f->dir, "events");
+    assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item\n1,a\n1,b\n2,a\n2,c\n3,b\n3,c\n4,a\n' > %s/ratings.csv",
+                         ev, ev), 0);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity --epochs 1 --neighbours 0 -q", cbrec(), ev), 0);
+    assert_non_null(strstr(out, ", objective retrieval,"));
+    free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity --epochs 1 --neighbours 0 -q --json", cbrec(), ev), 0);
+    assert_non_null(strstr(out, "\"objective\": \"retrieval\""));
+    free(out);
+    free(ev);
 }
 
 static void usage_errors(void **state) {
