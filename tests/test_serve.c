@@ -854,7 +854,7 @@ static bool has_string(json_t *a, const char *s) {
 }
 
 /* A catalog with genres, tags (one spelt like a genre) and a brand: "genres"
- * everywhere (meta, items, lists) holds the genre column's values only, the
+ * everywhere (health's count, meta, items, lists) holds the genre column's values only, the
  * other columns' values come under "content" by column, and the meta's user
  * columns are what a profile gives (no "brand_avg": ["Acme](z"]). */
 static void content_columns_apart(void **state) {
@@ -867,7 +867,10 @@ static void content_columns_apart(void **state) {
     assert_int_equal(sh("%s train --data %s --model %s --user-layers 8 --item-layers 8 --dim 4 --epochs 1 --neighbours 0 "
                         "-q >/dev/null", cbrec(), d, g.model), 0);
     g.srv = start_server(&g, NULL, NULL);
-    json_t *j = get_json(&g, "/v1/meta", 200), *x;
+    json_t *j = get_json(&g, "/healthz", 200), *x; /* the genre column's 3 values, not with tags and brands 8 */
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "model"), "genres")), 3);
+    json_decref(j);
+    j = get_json(&g, "/v1/meta", 200);
     char *text = json_dumps(json_object_get(j, "genres"), JSON_COMPACT);
     assert_string_equal(text, "[\"Sci-Fi\",\"Comedy\",\"Drama\"]");
     free(text);
