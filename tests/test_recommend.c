@@ -664,6 +664,13 @@ static void per_call_filters(void **state) {
     for (size_t i = 0; i < 3; i++)
         assert_true(cb_list_item(l, i) == allowed[0] || cb_list_item(l, i) == allowed[1] ||
                     cb_list_item(l, i) == allowed[2]);
+    /* the taste vector's rank is among the allowed items: "#1 of the catalog" was not true of them */
+    bool ranked = false;
+    for (size_t k = 0; k < cb_list_n_reasons(l, 0); k++) {
+        assert_null(strstr(cb_list_reason(l, 0, k), "of the catalog"));
+        ranked = ranked || strstr(cb_list_reason(l, 0, k), "close match to your taste vector (#1 of the allowed items)");
+    }
+    assert_true(ranked);
     cb_list_free(l);
     /* rank-by dot: the criterion and the scores are v_u . v_m, the order the same */
     assert_int_equal(cb_config_set(opts, "allow", "", &err), CB_OK);
