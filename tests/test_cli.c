@@ -571,6 +571,26 @@ static void messages_stay_utf8(void **state) {
     free(out);
 }
 
+/* A new user who states only a dislike gets the usual sources' list (the
+ * taste vector, what is popular), not an empty one ("only 0 items left"):
+ * the path of stated preferences takes the liked genres' top items, and
+ * there were none. A like still takes that path. */
+static void stated_dislikes_only(void **state) {
+    fixture *f = *state;
+    char *dislike = tu_write(f->dir, "dislike.json", "{\"genre_ratings\": {\"Adventure\": 1}}");
+    char *like = tu_write(f->dir, "like.json", "{\"genre_ratings\": {\"Adventure\": 5}}"), *out;
+    assert_int_equal(run(&out, "%s recommend --model %s --new-user %s -n 5", cbrec(), f->model, dislike), 0);
+    assert_null(strstr(out, "left after retrieval"));
+    assert_null(strstr(out, "stated preferences only"));
+    assert_non_null(strstr(out, "\n  5  "));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --new-user %s -n 5", cbrec(), f->model, like), 0);
+    assert_non_null(strstr(out, "stated preferences only"));
+    assert_non_null(strstr(out, "\n  5  "));
+    free(out);
+    free(dislike), free(like);
+}
+
 /* A title with a line break and a tab (a quoted field of the catalog) is
  * printed on its item's line, the control characters as spaces: every line
  * of `similar`, `recommend --explain` and `predict` is one item's (the
@@ -901,7 +921,7 @@ int main(void) {
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(messages_stay_utf8),
-        cmocka_unit_test(titles_stay_on_their_line),
+        cmocka_unit_test(titles_stay_on_their_line), cmocka_unit_test(stated_dislikes_only),
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
         cmocka_unit_test(course_lab_reaches_the_labs_mse),
