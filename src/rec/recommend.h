@@ -275,7 +275,7 @@ typedef struct cb_recommend_config {
     uint32_t per_genre;         /*     items per genre (10, at most CB_BUNDLE_TOP_LIST) */
     uint32_t min_genre_ratings; /*     ratings needed in a genre to rank it (3) */
     uint32_t group_items;       /* (3) items from the user's group (20); 0 = off */
-    const char *group_by;       /*     attribute column; NULL: region when present, else popularity */
+    const char *group_by;       /*     attribute column; NULL: region, else country, else location, when present; else popularity */
     uint32_t embedding_items;   /* (4) top by v_u . v_m (50); 0 = off */
     cb_diversity diversity;
     float mmr_lambda;           /* relevance weight of MMR in [0, 1] (0.7) */
