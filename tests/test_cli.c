@@ -513,6 +513,16 @@ static void usage_errors(void **state) {
     assert_int_equal(run(&out, "%s inspect --dat x", cbrec()), 2);
     assert_non_null(strstr(out, "(did you mean --data?)"));
     free(out);
+    /* an option the mode would ignore is refused, not left out of the lists in silence (they exited 0) */
+    const char *ignored[][2] = {{"--users all --explain", "--explain: --users writes no reasons"},
+                                {"--users all --diversity mmr:0.5", "--diversity: --users ranks the whole catalog"},
+                                {"--users all --genre-cap 2", "--genre-cap: --users ranks the whole catalog"},
+                                {"--user 1 --out /nonexistent-dir/x.jsonl", "--out: only --users writes to a file"}};
+    for (size_t i = 0; i < sizeof ignored / sizeof *ignored; i++) {
+        assert_int_equal(run(&out, "%s recommend --model %s %s", cbrec(), f->model, ignored[i][0]), 2);
+        assert_non_null(strstr(out, ignored[i][1]));
+        free(out);
+    }
     assert_int_equal(run(&out, "%s recommend --modle x --user 1", cbrec()), 2);
     assert_non_null(strstr(out, "(did you mean --model?)"));
     free(out);

@@ -523,6 +523,22 @@ static int check_out(const char *cmd, const rec_args *a, const cli_search *searc
                             CLI_INPUTS(a->history, a->table, a->new_user, search->index, users, block && *block ? block : NULL));
 }
 
+/* An option the chosen mode would ignore, as a usage error (NULL: none):
+ * --users ranks the whole catalog per user, with no reasons and no re-rank,
+ * so --explain, --diversity and --genre-cap would leave its lists as they
+ * are; --out is where --users writes, and one list goes to standard output. */
+static const char *unused_option(const rec_args *a, const cb_config *cfg) {
+    if (a->users && a->explain)
+        return "--explain: --users writes no reasons (a JSON line of items and scores per user); one user's with --user ID";
+    if (a->users && strcmp(cb_config_get(cfg, "diversity"), "none"))
+        return "--diversity: --users ranks the whole catalog per user without a re-rank; diverse lists with --user ID";
+    if (a->users && strcmp(cb_config_get(cfg, "genre-cap"), "0"))
+        return "--genre-cap: --users ranks the whole catalog per user without a re-rank; capped lists with --user ID";
+    if (!a->users && a->out)
+        return "--out: only --users writes to a file; the list of --user or --new-user goes to standard output";
+    return NULL;
+}
+
 int cmd_recommend(int argc, char **argv) {
     const char *cmd = "recommend";
     rec_args a = {0};
@@ -551,6 +567,7 @@ int cmd_recommend(int argc, char **argv) {
     if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
         status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
     if (status < 0 && cb_config_check(cfg, &err)) status = cli_usage_error(&c, err.msg); /* settings that contradict */
+    if (status < 0 && unused_option(&a, cfg)) status = cli_usage_error(&c, unused_option(&a, cfg));
     if (status < 0 && a.out && strcmp(a.out, "-")) status = check_out(cmd, &a, &search, cfg);
     cb_recommender *rec = NULL;
     cli_mpi mp = {.size = 1}; /* under mpirun a batch is shared by the ranks; one user is rank 0's alone */
