@@ -609,8 +609,10 @@ static void titles_stay_on_their_line(void **state) {
     fixture *f = *state;
     char *d = tu_path(f->dir, "quoted"), *m = tu_path(f->dir, "quoted.cbrec"), *out;
     assert_int_equal(run(NULL, "mkdir -p %s", d), 0);
-    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, tags:multi(;)\n"));
-    free(tu_write(d, "i.csv", "id,name,tags\nx,\"Two\nlines\tand a tab\",a\ny,Plain,a\nz,Other,b\nw,\"Last\nX\",b\n"));
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, tags:multi(;), "
+                                     "brand:categorical\n"));
+    free(tu_write(d, "i.csv", "id,name,tags,brand\nx,\"Two\nlines\tand a tab\",a,\"Zeta, Inc.\"\ny,Plain,a,Acme\n"
+                              "z,Other,b,\"New\nline\"\nw,\"Last\nX\",b,Acme\n"));
     free(tu_write(d, "r.csv", "user,item,rating\n1,x,5\n1,y,4\n2,x,4\n2,z,1\n3,y,5\n3,w,2\n4,z,3\n4,w,4\n"));
     assert_int_equal(run(&out, "%s train --data %s --model %s --epochs 1 --neighbours 0 -q", cbrec(), d, m), 0);
     free(out);
@@ -629,6 +631,10 @@ static void titles_stay_on_their_line(void **state) {
     free(out);
     assert_int_equal(run(&out, "%s similar --model %s --item y -k 3 --json", cbrec(), m), 0);
     assert_non_null(strstr(out, "\"Two\\nlines\\tand a tab\""));
+    free(out);
+    /* inspect's examples of a column: a value with a comma quoted (it read as two values), a line break a space */
+    assert_int_equal(run(&out, "%s inspect --data %s --no-features", cbrec(), d), 0);
+    assert_non_null(strstr(out, "e.g. \"Zeta, Inc.\", Acme, New line\n"));
     free(out);
     free(d), free(m);
 }
