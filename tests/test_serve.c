@@ -1056,9 +1056,16 @@ static void binary_model_ratings(void **state) {
     expect_error(&g, "POST", "/v1/users/u%201/events", "{\"item\": \"item/3\", \"rating\": 0.5}", 1, 400);
     json_decref(post_json(&g, "/v1/users/u%201/events", "{\"item\": \"item/3\", \"rating\": 1}", 1, 200));
     json_decref(post_json(&g, "/v1/users/u%201/events", "{\"item\": \"item/4\", \"event\": \"click\"}", 1, 200));
+    json_decref(post_json(&g, "/v1/users/u%202/events", "{\"item\": \"item/5\", \"rating\": 0}", 1, 200));
     json_decref(get_json(&g, "/v1/recommend?user=u%201&n=3", 200));
     stop_server(&g.srv, SIGTERM);
-    free(g.model), free(events), free(d);
+    /* exported as the data's rows, each a pick: the 0 gets none (it was "u 2,item/5,TIME", a pick) */
+    char *csv = tu_path(d, "live.csv");
+    assert_int_equal(sh("%s events export --events %s --out %s --click-rating 1 > %s.log", cbrec(), events, csv, csv), 0);
+    assert_int_equal(sh("grep -q '^u 1,item/3,' %s && grep -q '^u 1,item/4,' %s", csv, csv), 0);
+    assert_int_equal(sh("grep -q 'item/5' %s", csv), 1);
+    assert_int_equal(sh("grep -q '1 pairs whose newest event is valued 0 left out' %s.log", csv), 0);
+    free(csv), free(g.model), free(events), free(d);
 }
 
 /* ---- listening on IPv6 */
