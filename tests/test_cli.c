@@ -584,7 +584,8 @@ static void messages_stay_utf8(void **state) {
 /* A new user who states only a dislike gets the usual sources' list (the
  * taste vector, what is popular), not an empty one ("only 0 items left"):
  * the path of stated preferences takes the liked genres' top items, and
- * there were none. A like still takes that path. */
+ * there were none. A like still takes that path. Low ratings alone make no
+ * favourite genre and no anchor of "similar to". */
 static void stated_dislikes_only(void **state) {
     fixture *f = *state;
     char *dislike = tu_write(f->dir, "dislike.json", "{\"genre_ratings\": {\"Adventure\": 1}}");
@@ -598,7 +599,15 @@ static void stated_dislikes_only(void **state) {
     assert_non_null(strstr(out, "stated preferences only"));
     assert_non_null(strstr(out, "\n  5  "));
     free(out);
-    free(dislike), free(like);
+    /* three Adventure films rated 1 (each the user's own mean): Adventure is no favourite genre, and no list item
+     * is "similar to" one of them as to a liked rating (it was "top in your favourite genre Adventure") */
+    char *rated = tu_write(f->dir, "rated-low.json", "{\"ratings\": {\"1\": 1, \"8\": 1, \"12\": 1}}");
+    assert_int_equal(run(&out, "%s recommend --model %s --new-user %s -n 10 --explain", cbrec(), f->model, rated), 0);
+    assert_null(strstr(out, "favourite genre"));
+    assert_null(strstr(out, "which you rated 1"));
+    assert_non_null(strstr(out, "\n 10  "));
+    free(out);
+    free(dislike), free(like), free(rated);
 }
 
 /* A title with a line break and a tab (a quoted field of the catalog) is

@@ -74,6 +74,12 @@ static int cmp_genre_stat(const void *a, const void *b) {
  * middle of the rating range (a lower one is a dislike). */
 static bool liked_pref(const cb_bundle *r, float y) { return y >= (r->y_min + r->y_max) / 2; }
 
+/* A rating (or a value's mean rating) that counts as liked: at least the
+ * middle of the range too, so that a user who rated only 1s has no
+ * favourite genre and no anchor to find items "similar to" (each was its
+ * own mean); summed weights of events are counts, every one a pick. */
+static bool liked_rating(const cb_bundle *r, double y) { return r->weighted || liked_pref(r, (float)y); }
+
 static int top_genres(const cb_bundle *r, const cb_profile *p, uint32_t want, uint32_t min_count, uint32_t *out,
                       uint32_t *n_out, cb_error *err) {
     *n_out = 0;
@@ -104,7 +110,7 @@ static int top_genres(const cb_bundle *r, const cb_profile *p, uint32_t want, ui
     uint32_t n_ok = 0, m = 0;
     for (uint32_t g = 0; g < ng; g++) n_ok += st[g].count >= min_count && st[g].count > 0;
     for (uint32_t g = 0; g < ng; g++)
-        if (st[g].count && (st[g].count >= min_count || !n_ok))
+        if (st[g].count && (st[g].count >= min_count || !n_ok) && liked_rating(r, st[g].mean / st[g].count))
             st[m++] = (genre_stat){g, st[g].count, st[g].mean / st[g].count};
     qsort(st, m, sizeof *st, cmp_genre_stat);
     for (uint32_t i = 0; i < m && *n_out < want; i++) {
@@ -328,7 +334,7 @@ static int src_similar(run *x, cb_error *err) {
     size_t na = 0;
     int rc = anchor_pos ? CB_OK : CB_ENOMEM;
     for (size_t i = p->n_ratings; !rc && i-- > 0 && na < cfg->recent_items;)
-        if (cfg->anchors_all || p->ys[i] >= mean - 1e-6) {
+        if (cfg->anchors_all || (p->ys[i] >= mean - 1e-6 && liked_rating(x->rec->r, p->ys[i]))) {
             anchor_pos[na] = (uint32_t)i;
             anchors[na++] = p->items[i];
         }
