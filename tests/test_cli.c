@@ -610,6 +610,31 @@ static void stated_dislikes_only(void **state) {
     free(dislike), free(like), free(rated);
 }
 
+/* "alice, x, 5" makes the ids " x" (a field keeps its blanks): an unknown
+ * "x" or "alice" says which id differs by outer blanks (it said only "no
+ * item has the id or a title matching 'x'"). */
+static void ids_differing_by_blanks_named(void **state) {
+    fixture *f = *state;
+    char *d = tu_path(f->dir, "blanks"), *m = tu_path(f->dir, "blanks.cbrec"), *out;
+    assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item,rating\\n alice, x, 5\\n alice, y, 1\\nbob, x, 4\\n"
+                               "bob, z, 2\\n' > %s/ratings.csv", d, d), 0);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --epochs 1 --neighbours 0 -q", cbrec(), d, m), 0);
+    free(out);
+    assert_int_equal(run(&out, "%s similar --model %s --item x", cbrec(), m), 1);
+    assert_non_null(strstr(out, "matching 'x'; the id ' x' differs by outer blanks"));
+    free(out);
+    assert_int_equal(run(&out, "%s predict --model %s --user bob --item z", cbrec(), m), 1);
+    assert_non_null(strstr(out, "the id ' z' differs by outer blanks"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --user alice", cbrec(), m), 1);
+    assert_non_null(strstr(out, "the id ' alice' differs by outer blanks"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --user nobody", cbrec(), m), 1);
+    assert_null(strstr(out, "outer blanks"));
+    free(out);
+    free(d), free(m);
+}
+
 /* A title with a line break and a tab (a quoted field of the catalog) is
  * printed on its item's line, the control characters as spaces: every line
  * of `similar`, `recommend --explain` and `predict` is one item's (the
@@ -947,6 +972,7 @@ int main(void) {
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(messages_stay_utf8),
         cmocka_unit_test(titles_stay_on_their_line), cmocka_unit_test(stated_dislikes_only),
+        cmocka_unit_test(ids_differing_by_blanks_named),
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
         cmocka_unit_test(course_lab_reaches_the_labs_mse),

@@ -205,9 +205,10 @@ CB_API const float *cb_recommender_user_vectors(const cb_recommender *h) { retur
 
 static int known_user(const cb_recommender *h, const char *user_id, uint32_t *u, cb_error *err) {
     int64_t i = cb_bundle_user(h->r, user_id);
+    char hint[320];
     if (i < 0)
-        return cb_fail(err, CB_ENOTFOUND, "unknown user '%s' (the model knows %u users; describe a new user as JSON)",
-                       user_id, h->r->n_users);
+        return cb_fail(err, CB_ENOTFOUND, "unknown user '%s' (the model knows %u users; describe a new user as JSON)%s",
+                       user_id, h->r->n_users, cb_rec_blank_hint(h, true, user_id, hint, sizeof hint));
     *u = (uint32_t)i;
     return CB_OK;
 }
@@ -244,8 +245,10 @@ CB_API int cb_recommender_predict(const cb_recommender *h, const char *user_id, 
     int rc = known_user(h, user_id, &u, err);
     if (rc) return rc;
     uint32_t i = 0; /* an added item too: its lists show the rating predicted here */
+    char hint[320];
     if (!cb_rec_item_index(h, item_id, &i))
-        return cb_fail(err, CB_ENOTFOUND, "unknown item '%s' (not in the model or its added items)", item_id);
+        return cb_fail(err, CB_ENOTFOUND, "unknown item '%s' (not in the model or its added items)%s", item_id,
+                       cb_rec_blank_hint(h, false, item_id, hint, sizeof hint));
     if (!cb_bundle_has_rating(h->r))
         return cb_fail(err, CB_EINVAL, "this model predicts no rating (objective %s): it ranks only",
                        cb_objective_name(cb_model_config_of(h->r->model)->objective));
