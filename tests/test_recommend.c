@@ -1000,6 +1000,24 @@ static void event_reasons_quote_no_rating(void **state) {
         assert_non_null(strstr(all, "among the most picked items overall"));
         if (!weighted) assert_null(strstr(all, "(weight "));
         free(all);
+        if (!weighted) { /* a 0 (a live event's "not picked") is no pick: its reasons quote the 0 */
+            cb_config *opts;
+            cb_list *l = NULL;
+            cb_error err = {0};
+            assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+            assert_int_equal(cb_config_set(opts, "all-anchors", "true", &err), CB_OK);
+            assert_int_equal(cb_recommender_recommend(rec, NULL, "{\"ratings\": {\"i3\": 0}}", opts, &l, &err), CB_OK);
+            bool quoted = false;
+            for (size_t i = 0; i < cb_list_size(l); i++)
+                for (size_t j = 0; j < cb_list_n_reasons(l, i); j++) {
+                    const char *why = cb_list_reason(l, i, j);
+                    assert_null(strstr(why, "you picked Item 3"));
+                    quoted = quoted || strstr(why, "you rated Item 3 0") || strstr(why, "which you rated 0");
+                }
+            assert_true(quoted);
+            cb_list_free(l);
+            cb_config_free(opts);
+        }
         /* what a page needs to word its values the same way (cbrec serve's /v1/meta) */
         char *about = NULL;
         cb_error err = {0};

@@ -117,7 +117,7 @@ static int explain_neighbours(const cb_recommender *rec, const cb_profile *p, co
     const char *t = history_name(rec, p->items[at]);
     char yb[32];
     const char *y = fmt_y(yb, sizeof yb, p->ys[at]);
-    if (rec->r->binary)
+    if (rec->r->binary && p->ys[at] > 0) /* a 0 label is no pick: said as its rating below */
         return cb_rec_push_str(&out->reasons, &out->n_reasons, err,
                                "because you picked %s: users who picked it also picked this (+%.2f to its score)", t,
                                (double)c->neighbour);
@@ -143,7 +143,7 @@ static int explain_similar(const cb_recommender *rec, const cb_profile *p, const
         snprintf(more, sizeof more, "and to %u more of your %s", c->n_anchors - 1,
                  r->binary || r->weighted ? "picks" : "ratings");
     const char *open = *more ? " (" : "", *close = *more ? ")" : "";
-    if (r->binary)
+    if (r->binary && p->ys[c->anchor] > 0)
         return cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you picked%s%s%s", t, open,
                                more, close);
     if (r->weighted)
