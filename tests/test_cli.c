@@ -471,7 +471,23 @@ static void report_reproduce_line(void **state) {
     assert_non_null(strstr(out, "--models popularity --users 20 --out "));
     assert_null(strstr(out, "--lr ")); /* a default is not repeated */
     free(out);
+    /* the learning curve's losses are the objective's (they read "MSE on targets scaled to [-1, 1]" under both) */
+    assert_int_equal(run(&out, "grep '^Losses are' %s", md), 0);
+    assert_non_null(strstr(out, "Losses are the softmax cross-entropy of each pick over the items of its batch plus 3 "
+                                "× the squared error of the rating half (targets scaled to [-1, 1]) (objective both)."));
+    free(out);
     free(md);
+    /* events without ratings train retrieval: so the settings say, whatever --objective asked */
+    char *ev = tu_path(f->dir, "events");
+    assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item\n1,a\n1,b\n2,a\n2,c\n3,b\n3,c\n4,a\n' > %s/ratings.csv",
+                         ev, ev), 0);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity --epochs 1 --neighbours 0 -q", cbrec(), ev), 0);
+    assert_non_null(strstr(out, ", objective retrieval,"));
+    free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity --epochs 1 --neighbours 0 -q --json", cbrec(), ev), 0);
+    assert_non_null(strstr(out, "\"objective\": \"retrieval\""));
+    free(out);
+    free(ev);
 }
 
 static void usage_errors(void **state) {
@@ -498,6 +514,16 @@ static void usage_errors(void **state) {
     assert_int_equal(run(&out, "%s inspect --dat x", cbrec()), 2);
     assert_non_null(strstr(out, "(did you mean --data?)"));
     free(out);
+    /* an option the mode would ignore is refused, not left out of the lists in silence (they exited 0) */
+    const char *ignored[][2] = {{"--users all --explain", "--explain: --users writes no reasons"},
+                                {"--users all --diversity mmr:0.5", "--diversity: --users ranks the whole catalog"},
+                                {"--users all --genre-cap 2", "--genre-cap: --users ranks the whole catalog"},
+                                {"--user 1 --out /nonexistent-dir/x.jsonl", "--out: only --users writes to a file"}};
+    for (size_t i = 0; i < sizeof ignored / sizeof *ignored; i++) {
+        assert_int_equal(run(&out, "%s recommend --model %s %s", cbrec(), f->model, ignored[i][0]), 2);
+        assert_non_null(strstr(out, ignored[i][1]));
+        free(out);
+    }
     assert_int_equal(run(&out, "%s recommend --modle x --user 1", cbrec()), 2);
     assert_non_null(strstr(out, "(did you mean --model?)"));
     free(out);
@@ -554,6 +580,98 @@ static void messages_stay_utf8(void **state) {
     assert_non_null(strstr(out, "unknown experiment 'aaa"));
     assert_null(strchr(out, '\xC3'));
     free(out);
+}
+
+/* A new user who states only a dislike gets the usual sources' list (the
+ * taste vector, what is popular), not an empty one ("only 0 items left"):
+ * the path of stated preferences takes the liked genres' top items, and
+ * there were none. A like still takes that path. Low ratings alone make no
+ * favourite genre and no anchor of "similar to". */
+static void stated_dislikes_only(void **state) {
+    fixture *f = *state;
+    char *dislike = tu_write(f->dir, "dislike.json", "{\"genre_ratings\": {\"Adventure\": 1}}");
+    char *like = tu_write(f->dir, "like.json", "{\"genre_ratings\": {\"Adventure\": 5}}"), *out;
+    assert_int_equal(run(&out, "%s recommend --model %s --new-user %s -n 5", cbrec(), f->model, dislike), 0);
+    assert_null(strstr(out, "left after retrieval"));
+    assert_null(strstr(out, "stated preferences only"));
+    assert_non_null(strstr(out, "\n  5  "));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --new-user %s -n 5", cbrec(), f->model, like), 0);
+    assert_non_null(strstr(out, "stated preferences only"));
+    assert_non_null(strstr(out, "\n  5  "));
+    free(out);
+    /* three Adventure films rated 1 (each the user's own mean): Adventure is no favourite genre, and no list item
+     * is "similar to" one of them as to a liked rating (it was "top in your favourite genre Adventure") */
+    char *rated = tu_write(f->dir, "rated-low.json", "{\"ratings\": {\"1\": 1, \"8\": 1, \"12\": 1}}");
+    assert_int_equal(run(&out, "%s recommend --model %s --new-user %s -n 10 --explain", cbrec(), f->model, rated), 0);
+    assert_null(strstr(out, "favourite genre"));
+    assert_null(strstr(out, "which you rated 1"));
+    assert_non_null(strstr(out, "\n 10  "));
+    free(out);
+    free(dislike), free(like), free(rated);
+}
+
+/* "alice, x, 5" makes the ids " x" (a field keeps its blanks): an unknown
+ * "x" or "alice" says which id differs by outer blanks (it said only "no
+ * item has the id or a title matching 'x'"). */
+static void ids_differing_by_blanks_named(void **state) {
+    fixture *f = *state;
+    char *d = tu_path(f->dir, "blanks"), *m = tu_path(f->dir, "blanks.cbrec"), *out;
+    assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item,rating\\n alice, x, 5\\n alice, y, 1\\nbob, x, 4\\n"
+                               "bob, z, 2\\n' > %s/ratings.csv", d, d), 0);
+    assert_int_equal(run(&out, "%s train --data %s --model %s --epochs 1 --neighbours 0 -q", cbrec(), d, m), 0);
+    free(out);
+    assert_int_equal(run(&out, "%s similar --model %s --item x", cbrec(), m), 1);
+    assert_non_null(strstr(out, "matching 'x'; the id ' x' differs by outer blanks"));
+    free(out);
+    assert_int_equal(run(&out, "%s predict --model %s --user bob --item z", cbrec(), m), 1);
+    assert_non_null(strstr(out, "the id ' z' differs by outer blanks"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --user alice", cbrec(), m), 1);
+    assert_non_null(strstr(out, "the id ' alice' differs by outer blanks"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --user nobody", cbrec(), m), 1);
+    assert_null(strstr(out, "outer blanks"));
+    free(out);
+    free(d), free(m);
+}
+
+/* A title with a line break and a tab (a quoted field of the catalog) is
+ * printed on its item's line, the control characters as spaces: every line
+ * of `similar`, `recommend --explain` and `predict` is one item's (the
+ * break had started a line of its own); --json keeps the title as it is. */
+static void titles_stay_on_their_line(void **state) {
+    fixture *f = *state;
+    char *d = tu_path(f->dir, "quoted"), *m = tu_path(f->dir, "quoted.cbrec"), *out;
+    assert_int_equal(run(NULL, "mkdir -p %s", d), 0);
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title, tags:multi(;), "
+                                     "brand:categorical\n"));
+    free(tu_write(d, "i.csv", "id,name,tags,brand\nx,\"Two\nlines\tand a tab\",a,\"Zeta, Inc.\"\ny,Plain,a,Acme\n"
+                              "z,Other,b,\"New\nline\"\nw,\"Last\nX\",b,Acme\n"));
+    free(tu_write(d, "r.csv", "user,item,rating\n1,x,5\n1,y,4\n2,x,4\n2,z,1\n3,y,5\n3,w,2\n4,z,3\n4,w,4\n"));
+    assert_int_equal(run(&out, "%s train --data %s --model %s --epochs 1 --neighbours 0 -q", cbrec(), d, m), 0);
+    free(out);
+    assert_int_equal(run(&out, "%s similar --model %s --item x -k 3", cbrec(), m), 0);
+    assert_non_null(strstr(out, "items similar to Two lines and a tab (x), by"));
+    assert_non_null(strstr(out, "  Last X\n"));
+    assert_null(strstr(out, "\nlines"));
+    free(out);
+    assert_int_equal(run(&out, "%s recommend --model %s --user 4 -n 3 --explain --all-anchors", cbrec(), m), 0);
+    assert_non_null(strstr(out, "  Two lines and a tab\n"));
+    for (const char *l = out; (l = strchr(l, '\n')) && l[1]; l++) /* items, their reasons, the criterion */
+        assert_true(!strncmp(l + 1, "  ", 2) || !strncmp(l + 1, "ranked by", 9) || !strncmp(l + 1, "note:", 5));
+    free(out);
+    assert_int_equal(run(&out, "%s predict --model %s --user 1 --item x", cbrec(), m), 0);
+    assert_non_null(strstr(out, "\tTwo lines and a tab\n"));
+    free(out);
+    assert_int_equal(run(&out, "%s similar --model %s --item y -k 3 --json", cbrec(), m), 0);
+    assert_non_null(strstr(out, "\"Two\\nlines\\tand a tab\""));
+    free(out);
+    /* inspect's examples of a column: a value with a comma quoted (it read as two values), a line break a space */
+    assert_int_equal(run(&out, "%s inspect --data %s --no-features", cbrec(), d), 0);
+    assert_non_null(strstr(out, "e.g. \"Zeta, Inc.\", Acme, New line\n"));
+    free(out);
+    free(d), free(m);
 }
 
 /* Options come from the key tables: --help lists them by section with their
@@ -854,6 +972,8 @@ int main(void) {
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(messages_stay_utf8),
+        cmocka_unit_test(titles_stay_on_their_line), cmocka_unit_test(stated_dislikes_only),
+        cmocka_unit_test(ids_differing_by_blanks_named),
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
         cmocka_unit_test(course_lab_reaches_the_labs_mse),

@@ -404,6 +404,7 @@ static void test_schema_errors(void **state) {
         {"ratings = r.csv\nratings = s.csv\n", 2, "given twice"},
         {"ratings = r.csv\nno equals sign\n", 2, "key = value"},
         {"ratings = r.csv\nratings.header = no\n", 1, "needs a 'ratings.columns"},
+        {"ratings = r.csv\nname = \n", 2, "empty name"}, /* was the name "": "layout:  (DIR)" */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *d = tu_tmpdir();

@@ -377,6 +377,10 @@ static void split_from_files(void **state) {
     char *bad5 = tu_write(dir, "bad5.test", "3\t30\t1\t103\n\n3\t30\n");
     assert_int_equal(cb_eval_split_from_files(&s, ds, base, bad5, &err), CB_EPARSE);
     assert_non_null(strstr(err.msg, "bad5.test:3"));
+    /* a comma-separated line: one field, and the message says the fields are tab-separated */
+    char *bad6 = tu_write(dir, "bad6.test", "3,30,1,103\n");
+    assert_int_equal(cb_eval_split_from_files(&s, ds, base, bad6, &err), CB_EPARSE);
+    assert_non_null(strstr(err.msg, "bad6.test:1: expected tab-separated user, item, rating"));
     /* missing file */
     assert_int_equal(cb_eval_split_from_files(&s, ds, base, "/nonexistent/u1.test", &err), CB_EIO);
     tu_rmrf(dir);
@@ -388,6 +392,7 @@ static void split_from_files(void **state) {
     free(bad3);
     free(bad4);
     free(bad5);
+    free(bad6);
     cb_dataset_free(ds);
 }
 

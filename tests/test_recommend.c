@@ -665,6 +665,13 @@ static void per_call_filters(void **state) {
     for (size_t i = 0; i < 3; i++)
         assert_true(cb_list_item(l, i) == allowed[0] || cb_list_item(l, i) == allowed[1] ||
                     cb_list_item(l, i) == allowed[2]);
+    /* the taste vector's rank is among the allowed items: "#1 of the catalog" was not true of them */
+    bool ranked = false;
+    for (size_t k = 0; k < cb_list_n_reasons(l, 0); k++) {
+        assert_null(strstr(cb_list_reason(l, 0, k), "of the catalog"));
+        ranked = ranked || strstr(cb_list_reason(l, 0, k), "close match to your taste vector (#1 of the allowed items)");
+    }
+    assert_true(ranked);
     cb_list_free(l);
     /* rank-by dot: the criterion and the scores are v_u . v_m, the order the same */
     assert_int_equal(cb_config_set(opts, "allow", "", &err), CB_OK);
@@ -1087,6 +1094,24 @@ static void event_reasons_quote_no_rating(void **state) {
         assert_non_null(strstr(all, "among the most picked items overall"));
         if (!weighted) assert_null(strstr(all, "(weight "));
         free(all);
+        if (!weighted) { /* a 0 (a live event's "not picked") is no pick: its reasons quote the 0 */
+            cb_config *opts;
+            cb_list *l = NULL;
+            cb_error err = {0};
+            assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+            assert_int_equal(cb_config_set(opts, "all-anchors", "true", &err), CB_OK);
+            assert_int_equal(cb_recommender_recommend(rec, NULL, "{\"ratings\": {\"i3\": 0}}", opts, &l, &err), CB_OK);
+            bool quoted = false;
+            for (size_t i = 0; i < cb_list_size(l); i++)
+                for (size_t j = 0; j < cb_list_n_reasons(l, i); j++) {
+                    const char *why = cb_list_reason(l, i, j);
+                    assert_null(strstr(why, "you picked Item 3"));
+                    quoted = quoted || strstr(why, "you rated Item 3 0") || strstr(why, "which you rated 0");
+                }
+            assert_true(quoted);
+            cb_list_free(l);
+            cb_config_free(opts);
+        }
         /* what a page needs to word its values the same way (cbrec serve's /v1/meta) */
         char *about = NULL;
         cb_error err = {0};

@@ -854,7 +854,7 @@ static bool has_string(json_t *a, const char *s) {
 }
 
 /* A catalog with genres, tags (one spelt like a genre) and a brand: "genres"
- * everywhere (meta, items, lists) holds the genre column's values only, the
+ * everywhere (health's count, meta, items, lists) holds the genre column's values only, the
  * other columns' values come under "content" by column, and the meta's user
  * columns are what a profile gives (no "brand_avg": ["Acme](z"]). */
 static void content_columns_apart(void **state) {
@@ -867,7 +867,10 @@ static void content_columns_apart(void **state) {
     assert_int_equal(sh("%s train --data %s --model %s --user-layers 8 --item-layers 8 --dim 4 --epochs 1 --neighbours 0 "
                         "-q >/dev/null", cbrec(), d, g.model), 0);
     g.srv = start_server(&g, NULL, NULL);
-    json_t *j = get_json(&g, "/v1/meta", 200), *x;
+    json_t *j = get_json(&g, "/healthz", 200), *x; /* the genre column's 3 values, not with tags and brands 8 */
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "model"), "genres")), 3);
+    json_decref(j);
+    j = get_json(&g, "/v1/meta", 200);
     char *text = json_dumps(json_object_get(j, "genres"), JSON_COMPACT);
     assert_string_equal(text, "[\"Sci-Fi\",\"Comedy\",\"Drama\"]");
     free(text);
@@ -1053,9 +1056,16 @@ static void binary_model_ratings(void **state) {
     expect_error(&g, "POST", "/v1/users/u%201/events", "{\"item\": \"item/3\", \"rating\": 0.5}", 1, 400);
     json_decref(post_json(&g, "/v1/users/u%201/events", "{\"item\": \"item/3\", \"rating\": 1}", 1, 200));
     json_decref(post_json(&g, "/v1/users/u%201/events", "{\"item\": \"item/4\", \"event\": \"click\"}", 1, 200));
+    json_decref(post_json(&g, "/v1/users/u%202/events", "{\"item\": \"item/5\", \"rating\": 0}", 1, 200));
     json_decref(get_json(&g, "/v1/recommend?user=u%201&n=3", 200));
     stop_server(&g.srv, SIGTERM);
-    free(g.model), free(events), free(d);
+    /* exported as the data's rows, each a pick: the 0 gets none (it was "u 2,item/5,TIME", a pick) */
+    char *csv = tu_path(d, "live.csv");
+    assert_int_equal(sh("%s events export --events %s --out %s --click-rating 1 > %s.log", cbrec(), events, csv, csv), 0);
+    assert_int_equal(sh("grep -q '^u 1,item/3,' %s && grep -q '^u 1,item/4,' %s", csv, csv), 0);
+    assert_int_equal(sh("grep -q 'item/5' %s", csv), 1);
+    assert_int_equal(sh("grep -q '1 pairs whose newest event is valued 0 left out' %s.log", csv), 0);
+    free(csv), free(g.model), free(events), free(d);
 }
 
 /* ---- listening on IPv6 */

@@ -30,6 +30,15 @@ void cli_history_note(const char *cmd, const cb_recommender *rec);
 /* Whether rec holds no users' histories (cb_recommender_describe's "history": "absent"). */
 bool cli_history_absent(const cb_recommender *rec);
 
+/* Text for one line of the output for people (an id, a title, a reason, a
+ * note): s itself, or, when s holds control characters (a line break or a
+ * tab of a quoted field), a copy in buf[size] with each one a space, cut at
+ * a character's start and ended by "..." when it does not fit; so that an
+ * item stays on its line and predict's columns stay apart. The JSON outputs
+ * keep the text as it is. NULL: "". */
+const char *cli_line(const char *s, char *buf, size_t size);
+#define CLI_LINE_MAX 1024
+
 /* Wall-clock seconds (monotonic), for the timings commands print. */
 double cli_now(void);
 

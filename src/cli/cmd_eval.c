@@ -230,14 +230,23 @@ static const char *const legend =
     "training interactions); ease / item-knn settings chosen on a per-user validation carve of training;\n"
     "cbrec = `cbrec train` + `cbrec recommend` with the training settings below (their defaults unless given).\n";
 
-static void print_settings(FILE *f, const opts *o) {
+/* The objective the two-tower rows trained with: the setting, as the data
+ * resolved it (events without ratings train retrieval whatever was asked). */
+static const char *trained_objective(const json_t *root, const opts *o) {
+    const char *v = json_string_value(json_object_get(json_object_get(root, "two_tower"), "objective"));
+    return v ? v : cb_config_get(o->train, "objective");
+}
+
+static void print_settings(FILE *f, const json_t *root, const opts *o) {
     static const char *const tk[] = {"user-layers", "item-layers", "dim", "l2norm", "optimizer", "lr", "batch",
                                      "epochs", "weight-decay", "top-k-popular", "scale-targets", "valid-frac", "seed",
                                      "objective", "temperature", "logq", "rating-weight", "popularity-prior",
                                      "id-embedding", "split-heads", "below-weight", "negatives", "lr-decay"};
     static const char *const ek[] = {"twotower-valid-frac", "implicit-epochs", "cold-impute", "cold-neighbours"};
     fprintf(f, "training:");
-    for (size_t i = 0; i < sizeof tk / sizeof *tk; i++) fprintf(f, "%s %s %s", i ? "," : "", tk[i], cb_config_get(o->train, tk[i]));
+    for (size_t i = 0; i < sizeof tk / sizeof *tk; i++)
+        fprintf(f, "%s %s %s", i ? "," : "", tk[i],
+                strcmp(tk[i], "objective") ? cb_config_get(o->train, tk[i]) : trained_objective(root, o));
     fprintf(f, "\ntwo-tower rows:");
     for (size_t i = 0; i < sizeof ek / sizeof *ek; i++) fprintf(f, "%s %s %s", i ? "," : "", ek[i], cb_config_get(o->eval, ek[i]));
     fputc('\n', f);
@@ -252,7 +261,7 @@ static void print_evaluation(FILE *f, const json_t *root, const opts *o, bool ma
     if (markdown) fputc('\n', f);
     fprintf(f, legend, RK, K);
     if (markdown) fputc('\n', f);
-    print_settings(f, o);
+    print_settings(f, root, o);
 }
 
 static const char *eval_usage =
@@ -440,6 +449,23 @@ static void print_changed_keys(FILE *f, const cb_config *cfg, cb_config_kind kin
     }
 }
 
+/* What the learning curve's losses are: the loss of the objective the
+ * two-tower rows trained with. */
+static void print_loss(FILE *f, const json_t *ev, const opts *o) {
+    const json_t *tt = json_object_get(ev, "two_tower");
+    const char *objective = trained_objective(ev, o), *loss = json_string_value(json_object_get(tt, "loss"));
+    const char *scaled = json_is_false(json_object_get(tt, "scale_targets")) ? "" : " (targets scaled to [-1, 1])";
+    if (strcmp(objective, "rating"))
+        fprintf(f, "the softmax cross-entropy of each pick over the items of its batch");
+    if (!strcmp(objective, "both"))
+        fprintf(f, " plus %g × the squared error of the rating half%s", num(tt, "rating_weight"), scaled);
+    else if (!strcmp(objective, "rating") && loss && !strcmp(loss, "bce"))
+        fprintf(f, "the sigmoid cross-entropy on the 0/1 labels");
+    else if (!strcmp(objective, "rating"))
+        fprintf(f, "the squared error of the predicted rating%s", scaled);
+    fprintf(f, " (objective %s)", objective);
+}
+
 static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t *rt, const progress *pg,
                          const char *ret_name, const char *curve_name, double seconds) {
     unsigned K = (unsigned)json_integer_value(json_object_get(ev, "k"));
@@ -470,8 +496,9 @@ static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t 
     fprintf(f, "## Learning curve (two-tower, first split)\n\n![curve](%s)\n\n| epoch | train loss | held-out loss |\n"
                "|---:|---:|---:|\n", curve_name);
     for (size_t e = 0; e < pg->n_curve; e++) fprintf(f, "| %zu | %.5f | %.5f |\n", e + 1, pg->train_loss[e], pg->valid_loss[e]);
-    fprintf(f, "\nLosses are MSE on targets scaled to [-1, 1]. The held-out loss is watched only (patience 0): "
-               "it selects nothing.\n");
+    fprintf(f, "\nLosses are ");
+    print_loss(f, ev, o);
+    fprintf(f, ". The held-out loss is watched only (patience 0): it selects nothing.\n");
 }
 
 int cmd_report(int argc, char **argv) {

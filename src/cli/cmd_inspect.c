@@ -31,8 +31,11 @@ static void print_table(const char *what, size_t n_rows, const json_t *cols) {
                    I(c, "hash_buckets") ? " into hash buckets \"#k\"" : "");
         if (json_array_size(ex)) {
             printf("  e.g. ");
-            for (size_t k = 0; k < json_array_size(ex); k++)
-                printf("%s%s", k ? ", " : "", json_string_value(json_array_get(ex, k)));
+            for (size_t k = 0; k < json_array_size(ex); k++) { /* "Zeta, Inc." quoted: not two values */
+                char buf[CLI_LINE_MAX];
+                const char *v = cli_line(json_string_value(json_array_get(ex, k)), buf, sizeof buf);
+                printf(strchr(v, ',') || strchr(v, '"') || *v == ' ' ? "%s\"%s\"" : "%s%s", k ? ", " : "", v);
+            }
             if (json_array_size(ex) < I(c, "levels")) printf(", ...");
         }
         putchar('\n');

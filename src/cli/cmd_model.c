@@ -31,7 +31,9 @@ int cmd_predict(int argc, char **argv) {
             break;
         }
         cb_recommender_find_item(rec, ids[k], &item, NULL, 0, NULL, &err);
-        printf("%s\t%s\t%.4f\t%s\n", user, ids[k], p, cb_recommender_item_title(rec, item));
+        char u[CLI_LINE_MAX], i[CLI_LINE_MAX], title[CLI_LINE_MAX];
+        printf("%s\t%s\t%.4f\t%s\n", cli_line(user, u, sizeof u), cli_line(ids[k], i, sizeof i), p,
+               cli_line(cb_recommender_item_title(rec, item), title, sizeof title));
     }
     cb_recommender_free(rec);
     return status;

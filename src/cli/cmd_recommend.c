@@ -27,13 +27,33 @@ static int find_item(const char *cmd, const cb_recommender *rec, const char *que
     if (!cb_recommender_find_item(rec, query, item, cands, 10, &n_cands, &err)) return CLI_OK;
     cli_error(cmd, &err);
     if (n_cands) fprintf(stderr, "candidates (most rated first); choose one with --item ID:\n");
+    char id[CLI_LINE_MAX], title[CLI_LINE_MAX];
     for (size_t i = 0; i < n_cands; i++)
-        fprintf(stderr, "  %-8s %s\n", cb_recommender_item_id(rec, cands[i]), cb_recommender_item_title(rec, cands[i]));
+        fprintf(stderr, "  %-8s %s\n", cli_line(cb_recommender_item_id(rec, cands[i]), id, sizeof id),
+                cli_line(cb_recommender_item_title(rec, cands[i]), title, sizeof title));
     return CLI_ERROR;
 }
 
 static void print_notes(const cb_list *l) {
-    for (size_t i = 0; i < cb_list_n_notes(l); i++) fprintf(stderr, "note: %s\n", cb_list_note(l, i));
+    char note[CLI_LINE_MAX];
+    for (size_t i = 0; i < cb_list_n_notes(l); i++) fprintf(stderr, "note: %s\n", cli_line(cb_list_note(l, i), note, sizeof note));
+}
+
+/* The rows of a list for people: rank, id, score (`score_width` wide), title. */
+static void print_rows(FILE *f, const cb_list *l, size_t i, int score_width, int decimals) {
+    char id[CLI_LINE_MAX], title[CLI_LINE_MAX];
+    fprintf(f, "%3zu  %-8s %*.*f  %s\n", i + 1, cli_line(cb_list_item_id(l, i), id, sizeof id), score_width, decimals,
+            (double)cb_list_score(l, i), cli_line(cb_list_title(l, i), title, sizeof title));
+}
+
+/* An item for people, on one line: "TITLE (ID)", or with id_first "ID
+ * (TITLE)"; the id alone when the item has no title. */
+static void print_item_name(FILE *f, const cb_recommender *rec, size_t item, bool id_first) {
+    char id[CLI_LINE_MAX], title[CLI_LINE_MAX];
+    const char *t = cb_recommender_item_title(rec, item), *i = cli_line(cb_recommender_item_id(rec, item), id, sizeof id);
+    if (!t || !*t) fputs(i, f);
+    else if (id_first) fprintf(f, "%s (%s)", i, cli_line(t, title, sizeof title));
+    else fprintf(f, "%s (%s)", cli_line(t, title, sizeof title), i);
 }
 
 /* The list as the library's JSON document, one line. */
@@ -90,10 +110,10 @@ int cmd_similar(int argc, char **argv) {
         status = print_json(cmd, l);
         goto done;
     }
-    printf("items similar to %s (%s), by %s:\n", cb_recommender_item_title(rec, item), cb_recommender_item_id(rec, item),
-           cb_list_criterion(l));
-    for (size_t i = 0; i < cb_list_size(l); i++)
-        printf("%3zu  %-8s %.4f  %s\n", i + 1, cb_list_item_id(l, i), (double)cb_list_score(l, i), cb_list_title(l, i));
+    printf("items similar to ");
+    print_item_name(stdout, rec, item, false);
+    printf(", by %s:\n", cb_list_criterion(l));
+    for (size_t i = 0; i < cb_list_size(l); i++) print_rows(stdout, l, i, 0, 4);
     status = CLI_OK;
 done:
     cb_list_free(l);
@@ -270,9 +290,10 @@ int cmd_add_item(int argc, char **argv) {
         fprintf(stderr, "cbrec %s: warning: %s: %s\n", cmd, item_json, cb_recommender_add_item_note(rec));
     size_t k = cb_recommender_table_k(rec) < 10 ? cb_recommender_table_k(rec) : 10;
     if (k == 0) { /* no neighbour lists: nothing to show but the item */
-        fprintf(stderr, "wrote %s: added item %s (an added-items file without similar-items lists; for `similar`, "
-                        "add to a table from `cbrec precompute`)\n",
-                out, cb_recommender_item_id(rec, item));
+        fprintf(stderr, "wrote %s: added item ", out);
+        print_item_name(stderr, rec, item, true);
+        fprintf(stderr, " (an added-items file without similar-items lists; for `similar`, add to a table from "
+                        "`cbrec precompute`)\n");
         status = CLI_OK;
         goto done;
     }
@@ -280,12 +301,10 @@ int cmd_add_item(int argc, char **argv) {
         cli_error(cmd, &err);
         goto done;
     }
-    const char *title = cb_recommender_item_title(rec, item);
-    fprintf(stderr, "wrote %s: added item %s%s%s%s; its nearest items (%s):\n", out, cb_recommender_item_id(rec, item),
-            *title ? " (" : "", title, *title ? ")" : "", cb_list_criterion(l));
-    for (size_t i = 0; i < cb_list_size(l); i++)
-        fprintf(stderr, "%3zu  %-8s %.4f  %s\n", i + 1, cb_list_item_id(l, i), (double)cb_list_score(l, i),
-                cb_list_title(l, i));
+    fprintf(stderr, "wrote %s: added item ", out);
+    print_item_name(stderr, rec, item, true);
+    fprintf(stderr, "; its nearest items (%s):\n", cb_list_criterion(l));
+    for (size_t i = 0; i < cb_list_size(l); i++) print_rows(stderr, l, i, 0, 4);
     status = CLI_OK;
 done:
     free(text);
@@ -485,10 +504,11 @@ static int run_one(const char *cmd, const cb_recommender *rec, const rec_args *a
     } else {
         print_notes(l);
         if (a->json) status = print_json(cmd, l);
+        char reason[CLI_LINE_MAX];
         for (size_t i = 0; !a->json && i < cb_list_size(l); i++) {
-            printf("%3zu  %-8s %6.3f  %s\n", i + 1, cb_list_item_id(l, i), (double)cb_list_score(l, i),
-                   cb_list_title(l, i));
-            for (size_t k = 0; a->explain && k < cb_list_n_reasons(l, i); k++) printf("       - %s\n", cb_list_reason(l, i, k));
+            print_rows(stdout, l, i, 6, 3);
+            for (size_t k = 0; a->explain && k < cb_list_n_reasons(l, i); k++)
+                printf("       - %s\n", cli_line(cb_list_reason(l, i, k), reason, sizeof reason));
         }
         if (a->explain && !a->json) printf("ranked by the model's %s\n", cb_list_criterion(l));
     }
@@ -502,6 +522,22 @@ static int check_out(const char *cmd, const rec_args *a, const cli_search *searc
     const char *block = cb_config_get(cfg, "block-file"), *users = a->users && strcmp(a->users, "all") ? a->users : NULL;
     return cli_check_output(cmd, a->out, a->model,
                             CLI_INPUTS(a->history, a->table, a->new_user, search->index, users, block && *block ? block : NULL));
+}
+
+/* An option the chosen mode would ignore, as a usage error (NULL: none):
+ * --users ranks the whole catalog per user, with no reasons and no re-rank,
+ * so --explain, --diversity and --genre-cap would leave its lists as they
+ * are; --out is where --users writes, and one list goes to standard output. */
+static const char *unused_option(const rec_args *a, const cb_config *cfg) {
+    if (a->users && a->explain)
+        return "--explain: --users writes no reasons (a JSON line of items and scores per user); one user's with --user ID";
+    if (a->users && strcmp(cb_config_get(cfg, "diversity"), "none"))
+        return "--diversity: --users ranks the whole catalog per user without a re-rank; diverse lists with --user ID";
+    if (a->users && strcmp(cb_config_get(cfg, "genre-cap"), "0"))
+        return "--genre-cap: --users ranks the whole catalog per user without a re-rank; capped lists with --user ID";
+    if (!a->users && a->out)
+        return "--out: only --users writes to a file; the list of --user or --new-user goes to standard output";
+    return NULL;
 }
 
 int cmd_recommend(int argc, char **argv) {
@@ -532,6 +568,7 @@ int cmd_recommend(int argc, char **argv) {
     if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
         status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
     if (status < 0 && cb_config_check(cfg, &err)) status = cli_usage_error(&c, err.msg); /* settings that contradict */
+    if (status < 0 && unused_option(&a, cfg)) status = cli_usage_error(&c, unused_option(&a, cfg));
     if (status < 0 && a.out && strcmp(a.out, "-")) status = check_out(cmd, &a, &search, cfg);
     cb_recommender *rec = NULL;
     cli_mpi mp = {.size = 1}; /* under mpirun a batch is shared by the ranks; one user is rank 0's alone */

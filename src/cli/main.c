@@ -91,6 +91,23 @@ bool cli_history_absent(const cb_recommender *rec) {
     return absent;
 }
 
+const char *cli_line(const char *s, char *buf, size_t size) {
+    if (!s) return "";
+    const char *p = s;
+    while (*p && (unsigned char)*p >= 0x20 && *p != 0x7F) p++;
+    if (!*p || size < 4) return s;
+    size_t n = 0, len = strlen(s);
+    for (size_t i = 0; i < len && n < size - 1; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[n++] = c < 0x20 || c == 0x7F ? ' ' : (char)c;
+    }
+    if (n == len) return buf[n] = 0, buf;
+    n = size - 4; /* cut: "..." after the last whole character */
+    while (n > 0 && ((unsigned char)buf[n] & 0xC0) == 0x80) n--;
+    memcpy(buf + n, "...", 4);
+    return buf;
+}
+
 double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -6,6 +6,7 @@
  * recommender). */
 #include "base/svg.h"
 #include "eval/eval_config.h"
+#include "model/bundle.h"
 #include "model/comm.h"
 
 #include <jansson.h>
@@ -166,7 +167,9 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
         json_array_append_new(models, jm);
     }
     json_object_set_new(root, "models", models);
-    const cb_model_config *mc = &ec->model;
+    cb_model_config resolved = ec->model; /* the objective and loss the two-tower rows trained with on these data */
+    cb_bundle_objective_for_data(&resolved, R->ds);
+    const cb_model_config *mc = &resolved;
     json_t *ul = json_array(), *il = json_array();
     for (uint32_t i = 0; i < mc->n_user_layers; i++) json_array_append_new(ul, json_integer(mc->user_layers[i]));
     for (uint32_t i = 0; i < mc->n_item_layers; i++) json_array_append_new(il, json_integer(mc->item_layers[i]));
@@ -182,6 +185,7 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
                                   (double)mc->temperature, "logq", mc->logq, "rating_weight", (double)mc->rating_weight,
                                   "popularity_prior", (double)mc->popularity_prior, "id_embedding",
                                   mc->item_id_embedding, "split_heads", mc->split_heads));
+    json_object_set_new(json_object_get(root, "two_tower"), "loss", json_string(mc->loss == CB_LOSS_BCE ? "bce" : "mse"));
     return root;
 }
 

@@ -287,6 +287,32 @@ static int title_level(const char *t, char q[4][512]) {
     return -1;
 }
 
+/* s without its outer blanks: *len bytes from the returned pointer. */
+static const char *unblanked(const char *s, size_t *len) {
+    while (isspace((unsigned char)*s)) s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1])) n--;
+    *len = n;
+    return s;
+}
+
+const char *cb_rec_blank_hint(const cb_recommender *rec, bool users, const char *query, char *buf, size_t size) {
+    size_t qn, n = users ? cb_recommender_user_count(rec) : cb_recommender_item_count(rec);
+    const char *q = unblanked(query, &qn);
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const char *id = users ? cb_recommender_user_id(rec, i) : cb_recommender_item_id(rec, i);
+        size_t len;
+        const char *core = unblanked(id, &len);
+        if (len == qn && !memcmp(core, q, qn) && strcmp(id, query)) {
+            snprintf(buf, size, "; the id '%.200s' differs by outer blanks (ids keep their file's blanks: \"a, b\" "
+                                "gives ' b')", id);
+            break;
+        }
+    }
+    return buf;
+}
+
 static uint32_t item_count(const cb_recommender *rec, size_t item) {
     return item < rec->r->n_items && rec->r->features ? cb_features_item_count(rec->r->features, item) : 0;
 }
@@ -315,7 +341,10 @@ CB_API int cb_recommender_find_item(const cb_recommender *rec, const char *query
         if (!count[level]++) first[level] = i;
     }
     int best = count[0] ? 0 : count[1] ? 1 : count[2] ? 2 : -1;
-    if (best < 0) return cb_fail(err, CB_ENOTFOUND, "no item has the id or a title matching '%s'", query);
+    char hint[320];
+    if (best < 0)
+        return cb_fail(err, CB_ENOTFOUND, "no item has the id or a title matching '%s'%s", query,
+                       cb_rec_blank_hint(rec, false, query, hint, sizeof hint));
     if (count[best] == 1) {
         *item = first[best];
         return CB_OK;

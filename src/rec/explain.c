@@ -117,7 +117,7 @@ static int explain_neighbours(const cb_recommender *rec, const cb_profile *p, co
     const char *t = history_name(rec, p->items[at]);
     char yb[32];
     const char *y = fmt_y(yb, sizeof yb, p->ys[at]);
-    if (rec->r->binary)
+    if (rec->r->binary && p->ys[at] > 0) /* a 0 label is no pick: said as its rating below */
         return cb_rec_push_str(&out->reasons, &out->n_reasons, err,
                                "because you picked %s: users who picked it also picked this (+%.2f to its score)", t,
                                (double)c->neighbour);
@@ -143,7 +143,7 @@ static int explain_similar(const cb_recommender *rec, const cb_profile *p, const
         snprintf(more, sizeof more, "and to %u more of your %s", c->n_anchors - 1,
                  r->binary || r->weighted ? "picks" : "ratings");
     const char *open = *more ? " (" : "", *close = *more ? ")" : "";
-    if (r->binary)
+    if (r->binary && p->ys[c->anchor] > 0)
         return cb_rec_push_str(&out->reasons, &out->n_reasons, err, "similar to %s, which you picked%s%s%s", t, open,
                                more, close);
     if (r->weighted)
@@ -177,15 +177,17 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
     if (!rc && (c->sources & (1u << CB_SRC_POPULAR)))
         rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "among the most %s items overall",
                              r->binary || r->weighted ? "picked" : "rated");
+    /* the embedding source's rank is among the items the call may return: under an allow list, those */
+    const char *among = cfg->allow && *cfg->allow ? "the allowed items" : "the catalog";
     if (!rc && out->added && (c->sources & (1u << CB_SRC_EMBEDDING)))
         rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err,
-                             "new in the catalog: close to your taste vector (#%u of the catalog by v_u.v_m)",
-                             c->emb_rank + 1);
+                             "new in the catalog: close to your taste vector (#%u of %s by v_u.v_m)", c->emb_rank + 1,
+                             among);
     else if (!rc && out->added)
         rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "new in the catalog: close to your taste vector");
     else if (!rc && (c->sources & (1u << CB_SRC_EMBEDDING)))
-        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "close match to your taste vector (#%u of the catalog)",
-                      c->emb_rank + 1);
+        rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "close match to your taste vector (#%u of %s)",
+                             c->emb_rank + 1, among);
     if (!rc) {
         double score = cb_rec_shown(c->score, 2), towers = cb_rec_shown(c->score - c->neighbour, 2),
                nb = cb_rec_shown(c->neighbour, 2);

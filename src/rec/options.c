@@ -22,9 +22,11 @@ static const cb_config_key_def keys[] = {
      CB_KEY_U32, RC(recent_items), 0, 0, 1 << 20, 0, NULL},
     {"similar-per-item", "M", "10", "... M nearest items each", "sources", CB_KEY_U32, RC(similar_per_item), 0, 1,
      1 << 20, 0, NULL},
-    {"all-anchors", "", "false", "use every rating as an anchor, not only those at or above the user's mean",
+    {"all-anchors", "", "false", "use every rating as an anchor, not only the liked ones (at or above the user's mean and the "
+     "middle of the rating scale)",
      "sources", CB_KEY_BOOL, RC(anchors_all), 0, 0, 0, 0, NULL},
-    {"top-genres", "N", "3", "(2) the best items of the user's top N genres (0 = off)", "sources", CB_KEY_U32,
+    {"top-genres", "N", "3", "(2) the best items of the user's top N genres, those rated at least the middle of the scale on "
+     "average (0 = off)", "sources", CB_KEY_U32,
      RC(top_genres), 0, 0, 32, 0, NULL},
     {"per-genre", "N", "10", "... N items each", "sources", CB_KEY_U32, RC(per_genre), 0, 1, CB_BUNDLE_TOP_LIST, 0,
      NULL},
@@ -32,7 +34,7 @@ static const cb_config_key_def keys[] = {
      RC(min_genre_ratings), 0, 0, 1e9, 0, NULL},
     {"group-items", "N", "20", "(3) popular among users like them, else overall (0 = off)", "sources", CB_KEY_U32,
      RC(group_items), 0, 0, CB_BUNDLE_TOP_LIST, 0, NULL},
-    {"group-by", "COLUMN", "", "the attribute defining \"like them\" (none: region when present)", "sources",
+    {"group-by", "COLUMN", "", "the attribute defining \"like them\" (none: region, else country, else location, when present)", "sources",
      CB_KEY_STRING, RC(group_by), 0, 0, 0, 0, NULL},
     {"embedding", "N", "50", "(4) top N by v_u . v_m over the whole catalog (0 = off)", "sources", CB_KEY_U32,
      RC(embedding_items), 0, 0, 1e9, 0, NULL},

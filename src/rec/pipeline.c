@@ -70,6 +70,16 @@ static int cmp_genre_stat(const void *a, const void *b) {
 /* The user's top genres: explicit preferences at or above the scale's middle
  * (best first), then genres by the user's average rating among those with at
  * least min_count of their ratings (any count when none has that many). */
+/* A stated preference that makes its value a favourite: rated at least the
+ * middle of the rating range (a lower one is a dislike). */
+static bool liked_pref(const cb_bundle *r, float y) { return y >= (r->y_min + r->y_max) / 2; }
+
+/* A rating (or a value's mean rating) that counts as liked: at least the
+ * middle of the range too, so that a user who rated only 1s has no
+ * favourite genre and no anchor to find items "similar to" (each was its
+ * own mean); summed weights of events are counts, every one a pick. */
+static bool liked_rating(const cb_bundle *r, double y) { return r->weighted || liked_pref(r, (float)y); }
+
 static int top_genres(const cb_bundle *r, const cb_profile *p, uint32_t want, uint32_t min_count, uint32_t *out,
                       uint32_t *n_out, cb_error *err) {
     *n_out = 0;
@@ -82,10 +92,9 @@ static int top_genres(const cb_bundle *r, const cb_profile *p, uint32_t want, ui
         free(st);
         return CB_ENOMEM;
     }
-    float middle = (r->y_min + r->y_max) / 2;
     uint32_t np = 0;
     for (size_t i = 0; i < p->n_prefs; i++)
-        if (p->pref_ys[i] >= middle) prefs[np++] = (genre_stat){p->pref_genres[i], 1, p->pref_ys[i]};
+        if (liked_pref(r, p->pref_ys[i])) prefs[np++] = (genre_stat){p->pref_genres[i], 1, p->pref_ys[i]};
     qsort(prefs, np, sizeof *prefs, cmp_genre_stat);
     for (uint32_t i = 0; i < np && *n_out < want; i++) out[(*n_out)++] = prefs[i].genre;
     for (uint32_t g = 0; g < ng; g++) st[g].genre = g;
@@ -101,7 +110,7 @@ static int top_genres(const cb_bundle *r, const cb_profile *p, uint32_t want, ui
     uint32_t n_ok = 0, m = 0;
     for (uint32_t g = 0; g < ng; g++) n_ok += st[g].count >= min_count && st[g].count > 0;
     for (uint32_t g = 0; g < ng; g++)
-        if (st[g].count && (st[g].count >= min_count || !n_ok))
+        if (st[g].count && (st[g].count >= min_count || !n_ok) && liked_rating(r, st[g].mean / st[g].count))
             st[m++] = (genre_stat){g, st[g].count, st[g].mean / st[g].count};
     qsort(st, m, sizeof *st, cmp_genre_stat);
     for (uint32_t i = 0; i < m && *n_out < want; i++) {
@@ -325,7 +334,7 @@ static int src_similar(run *x, cb_error *err) {
     size_t na = 0;
     int rc = anchor_pos ? CB_OK : CB_ENOMEM;
     for (size_t i = p->n_ratings; !rc && i-- > 0 && na < cfg->recent_items;)
-        if (cfg->anchors_all || p->ys[i] >= mean - 1e-6) {
+        if (cfg->anchors_all || (p->ys[i] >= mean - 1e-6 && liked_rating(x->rec->r, p->ys[i]))) {
             anchor_pos[na] = (uint32_t)i;
             anchors[na++] = p->items[i];
         }
@@ -603,10 +612,13 @@ static int neighbour_anchors(run *x, cb_rec_cand *cs, const uint32_t *sel, size_
  * ratings): the retrieval half learned from which items users picked, and
  * such a profile has picked none, so its taste vector alone would return the
  * catalog's blockbusters. The user told us what they want: candidates come
- * from the top items of their genres only (at least n per genre), ranked by
- * the usual criterion; a note says so. */
+ * from the top items of their liked genres only (at least n per genre),
+ * ranked by the usual criterion; a note says so. Dislikes alone name nothing
+ * to take: the usual sources then (an empty list, else). */
 static bool stated_taste_only(const cb_recommender *rec, const cb_profile *p, const cb_recommend_config *cfg) {
-    return cfg->rank_by == CB_RANK_AUTO && p->n_prefs > 0 && p->n_ratings == 0 && cfg->top_genres > 0 &&
+    bool liked = false;
+    for (size_t i = 0; i < p->n_prefs; i++) liked = liked || liked_pref(rec->r, p->pref_ys[i]);
+    return cfg->rank_by == CB_RANK_AUTO && liked && p->n_ratings == 0 && cfg->top_genres > 0 &&
            cb_bundle_has_retrieval(rec->r);
 }
 

@@ -157,6 +157,11 @@ const float *cb_rec_item_vec(const cb_recommender *rec, uint32_t item);
 static inline bool cb_rec_is_added(const cb_recommender *rec, uint32_t item) { return item >= rec->r->n_items; }
 /* The index of the item with this id (model items, then added ones). */
 bool cb_rec_item_index(const cb_recommender *rec, const char *id, uint32_t *item);
+/* For the message of an unknown user (users) or item id `query`: "; the id
+ * ' x' differs by outer blanks (...)" in buf when an id equals it but for
+ * outer blanks (a file's "alice, x, 5" made the id " x": ids keep their
+ * file's blanks), else "". Returns buf. */
+const char *cb_rec_blank_hint(const cb_recommender *rec, bool users, const char *query, char *buf, size_t size);
 /* Call fn(ctx, g) for each content value g of an item (model items, then
  * added ones): the model's value indices of the genre column and of every
  * other content column (tags, a brand); an added item's values the model
@@ -275,7 +280,7 @@ typedef struct cb_recommend_config {
     uint32_t per_genre;         /*     items per genre (10, at most CB_BUNDLE_TOP_LIST) */
     uint32_t min_genre_ratings; /*     ratings needed in a genre to rank it (3) */
     uint32_t group_items;       /* (3) items from the user's group (20); 0 = off */
-    const char *group_by;       /*     attribute column; NULL: region when present, else popularity */
+    const char *group_by;       /*     attribute column; NULL: region, else country, else location, when present; else popularity */
     uint32_t embedding_items;   /* (4) top by v_u . v_m (50); 0 = off */
     cb_diversity diversity;
     float mmr_lambda;           /* relevance weight of MMR in [0, 1] (0.7) */

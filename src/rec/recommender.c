@@ -153,6 +153,13 @@ CB_API const char *cb_recommender_ratings_layout(const cb_recommender *rec) {
     return rec ? rec->r->ratings_layout : NULL;
 }
 
+/* The genre column's values (r->n_genres counts every content column's). */
+static uint32_t genre_count(const cb_bundle *r) {
+    uint32_t n = 0;
+    for (uint32_t g = 0; r->features && g < r->n_genres; g++) n += cb_features_value_is_genre(r->features, g);
+    return n;
+}
+
 CB_API int cb_recommender_describe(const cb_recommender *h, char **json_out, cb_error *err) {
     if (!h || !json_out) return cb_fail(err, CB_EINVAL, "cb_recommender_describe: NULL argument");
     const cb_bundle *r = h->r;
@@ -161,7 +168,7 @@ CB_API int cb_recommender_describe(const cb_recommender *h, char **json_out, cb_
     json_t *doc = groups ? json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:b,s:[f,f],s:I,s:I,s:I,s:o,s:b,s:I,s:I}", "dataset",
                                      r->dataset ? r->dataset : "", "fingerprint", r->fingerprint ? r->fingerprint : "",
                                      "users", (json_int_t)r->n_users, "items", (json_int_t)r->n_items, "dim",
-                                     (json_int_t)r->dim, "genres", (json_int_t)r->n_genres, "binary", r->binary,
+                                     (json_int_t)r->dim, "genres", (json_int_t)genre_count(r), "binary", r->binary,
                                      "rating_scale", (double)r->y_min, (double)r->y_max, "user_features",
                                      (json_int_t)cb_features_user_dim(r->features), "item_features",
                                      (json_int_t)cb_features_item_dim(r->features), "ratings",
@@ -198,9 +205,10 @@ CB_API const float *cb_recommender_user_vectors(const cb_recommender *h) { retur
 
 static int known_user(const cb_recommender *h, const char *user_id, uint32_t *u, cb_error *err) {
     int64_t i = cb_bundle_user(h->r, user_id);
+    char hint[320];
     if (i < 0)
-        return cb_fail(err, CB_ENOTFOUND, "unknown user '%s' (the model knows %u users; describe a new user as JSON)",
-                       user_id, h->r->n_users);
+        return cb_fail(err, CB_ENOTFOUND, "unknown user '%s' (the model knows %u users; describe a new user as JSON)%s",
+                       user_id, h->r->n_users, cb_rec_blank_hint(h, true, user_id, hint, sizeof hint));
     *u = (uint32_t)i;
     return CB_OK;
 }
@@ -237,8 +245,10 @@ CB_API int cb_recommender_predict(const cb_recommender *h, const char *user_id, 
     int rc = known_user(h, user_id, &u, err);
     if (rc) return rc;
     uint32_t i = 0; /* an added item too: its lists show the rating predicted here */
+    char hint[320];
     if (!cb_rec_item_index(h, item_id, &i))
-        return cb_fail(err, CB_ENOTFOUND, "unknown item '%s' (not in the model or its added items)", item_id);
+        return cb_fail(err, CB_ENOTFOUND, "unknown item '%s' (not in the model or its added items)%s", item_id,
+                       cb_rec_blank_hint(h, false, item_id, hint, sizeof hint));
     if (!cb_bundle_has_rating(h->r))
         return cb_fail(err, CB_EINVAL, "this model predicts no rating (objective %s): it ranks only",
                        cb_objective_name(cb_model_config_of(h->r->model)->objective));

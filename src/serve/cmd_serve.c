@@ -102,7 +102,8 @@ int cmd_events(int argc, char **argv) {
         "timestamp). To train on them: copy the dataset folder, append the rows to its ratings file\n"
         "(tail -n +2 ratings.csv >> COPY/ratings.csv; the whole file when it has no header line), then\n"
         "cbrec train --data COPY --duplicates last (a live rating of an item the user had rated\n"
-        "in the data replaces that rating).\n",
+        "in the data replaces that rating). Data of events with no rating column (each row a pick)\n"
+        "gets no row for a pair whose newest event is valued 0.\n",
         opts, 0, NULL};
     bool help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
     if (!help && (argc < 2 || strcmp(argv[1], "export")))
@@ -131,6 +132,9 @@ int cmd_events(int argc, char **argv) {
     printf("wrote %s: %zu rating rows, one per user and item", out, n.rows);
     if (n.older) printf("; %zu older events of a pair replaced by its newest", n.older);
     if (n.clicks) printf("; %zu clicks left out (give --click-rating R to keep them)", n.clicks);
+    if (n.unpicked)
+        printf("; %zu pairs whose newest event is valued 0 left out (the data's rows are picks: it has no rating "
+               "column)", n.unpicked);
     printf("\n");
     return CLI_OK;
 }

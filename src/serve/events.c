@@ -280,6 +280,16 @@ static bool put_row(FILE *f, const row_layout *l, const char *user, const char *
     return ok;
 }
 
+/* Whether every row of the layout is a pick: no rating or weight column
+ * (user_id,item_id,timestamp), so a row cannot say "not picked". */
+static bool rows_are_picks(const row_layout *l) {
+    for (size_t i = 0; i < json_array_size(l->fields); i++) {
+        const char *role = json_string_value(json_object_get(json_array_get(l->fields, i), "role"));
+        if (!strcmp(role, "rating") || !strcmp(role, "weight")) return false;
+    }
+    return true;
+}
+
 /* The layout's header line, when its file has one. */
 static void put_header(FILE *f, const row_layout *l) {
     for (size_t i = 0; l->header && i < json_array_size(l->fields); i++) {
@@ -360,9 +370,14 @@ int sv_events_export(const char *events_path, const char *out_path, double click
     if (!rc) f = cb_output_file(out);
     if (!rc) put_header(f, &l);
     int step = SQLITE_DONE;
+    bool picks = !rc && rows_are_picks(&l);
     while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
         double y = sqlite3_column_type(st, 2) == SQLITE_NULL ? click_rating : sqlite3_column_double(st, 2);
         const char *user = (const char *)sqlite3_column_text(st, 0), *item = (const char *)sqlite3_column_text(st, 1);
+        if (picks && !(y > 0)) { /* a 0 label: a row of a picks file would make it a pick */
+            ++n->unpicked;
+            continue;
+        }
         if (!put_row(f, &l, user, item, y, (long long)sqlite3_column_int64(st, 3)))
             rc = -1, snprintf(msg, sizeof msg, "user '%.200s', item '%.200s': an id holding the delimiter, a quote or a "
                                                "line break cannot be written to a ratings file without quoting", user, item);
@@ -371,7 +386,7 @@ int sv_events_export(const char *events_path, const char *out_path, double click
     if (!rc && step != SQLITE_DONE) rc = db_fail(db, "reading the events", msg, sizeof msg);
     if (rc) cb_output_abort(out);
     else if (cb_output_commit(out, &err)) rc = -1, snprintf(msg, sizeof msg, "%s", err.msg);
-    n->older = rc ? 0 : total - n->clicks - n->rows; /* events of a pair before its newest kept one */
+    n->older = rc ? 0 : total - n->clicks - n->rows - n->unpicked; /* events of a pair before its newest one */
     sqlite3_finalize(st);
     sqlite3_close(db);
     json_decref(l.doc);

@@ -61,13 +61,16 @@ typedef struct sv_export_counts {
     size_t rows;   /* rating rows: one per (user, item) */
     size_t older;  /* events of a pair before its newest (a re-rating replaces a rating) */
     size_t clicks; /* clicks left out (no click rating) */
+    size_t unpicked; /* pairs whose newest event is valued 0 (or less), left out when the layout's rows are
+                      * picks (no rating or weight column: a row would make it one) */
 } sv_export_counts;
 /* `cbrec events export`: the stored events as rating rows in layout
  * (cb_recommender_ratings_layout's JSON: the model's data's ratings file;
  * NULL: the one the store recorded, else MovieLens latest-small's
  * "userId,movieId,rating,timestamp"), each
  * (user, item) once, from its newest event (clicks as click_rating; NAN:
- * left out), written atomically. Returns 0 or prints why and returns 1. */
+ * left out; valued 0 in a layout of picks: left out), written atomically.
+ * Returns 0 or prints why and returns 1. */
 int sv_events_export(const char *events_path, const char *out_path, double click_rating, const char *layout,
                      sv_export_counts *n);
 
