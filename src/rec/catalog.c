@@ -296,15 +296,19 @@ static const char *unblanked(const char *s, size_t *len) {
     return s;
 }
 
+/* The query's core with a blank before, after or both, or bare: the ids a
+ * file's "a, b" or "b ,c" spell (looked up, not a scan of every id: an
+ * unknown id is a server's 404). */
 const char *cb_rec_blank_hint(const cb_recommender *rec, bool users, const char *query, char *buf, size_t size) {
-    size_t qn, n = users ? cb_recommender_user_count(rec) : cb_recommender_item_count(rec);
+    static const char *const forms[] = {"%.*s", " %.*s", "%.*s ", " %.*s "};
+    size_t qn;
     const char *q = unblanked(query, &qn);
+    char id[1024];
+    uint32_t item;
     buf[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        const char *id = users ? cb_recommender_user_id(rec, i) : cb_recommender_item_id(rec, i);
-        size_t len;
-        const char *core = unblanked(id, &len);
-        if (len == qn && !memcmp(core, q, qn) && strcmp(id, query)) {
+    for (size_t f = 0; qn < sizeof id - 2 && f < sizeof forms / sizeof *forms; f++) {
+        snprintf(id, sizeof id, forms[f], (int)qn, q);
+        if (strcmp(id, query) && (users ? cb_bundle_user(rec->r, id) >= 0 : cb_rec_item_index(rec, id, &item))) {
             snprintf(buf, size, "; the id '%.200s' differs by outer blanks (ids keep their file's blanks: \"a, b\" "
                                 "gives ' b')", id);
             break;

@@ -67,9 +67,6 @@ static int cmp_genre_stat(const void *a, const void *b) {
     return x->genre < y->genre ? -1 : x->genre > y->genre;
 }
 
-/* The user's top genres: explicit preferences at or above the scale's middle
- * (best first), then genres by the user's average rating among those with at
- * least min_count of their ratings (any count when none has that many). */
 /* A stated preference that makes its value a favourite: rated at least the
  * middle of the rating range (a lower one is a dislike). */
 static bool liked_pref(const cb_bundle *r, float y) { return y >= (r->y_min + r->y_max) / 2; }
@@ -80,6 +77,10 @@ static bool liked_pref(const cb_bundle *r, float y) { return y >= (r->y_min + r-
  * own mean); summed weights of events are counts, every one a pick. */
 static bool liked_rating(const cb_bundle *r, double y) { return r->weighted || liked_pref(r, (float)y); }
 
+/* The user's top genres: explicit preferences at or above the scale's middle
+ * (best first), then genres by the user's average rating among those with at
+ * least min_count of their ratings (any count when none has that many), if
+ * liked (liked_rating). */
 static int top_genres(const cb_bundle *r, const cb_profile *p, uint32_t want, uint32_t min_count, uint32_t *out,
                       uint32_t *n_out, cb_error *err) {
     *n_out = 0;

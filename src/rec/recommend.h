@@ -159,8 +159,8 @@ static inline bool cb_rec_is_added(const cb_recommender *rec, uint32_t item) { r
 bool cb_rec_item_index(const cb_recommender *rec, const char *id, uint32_t *item);
 /* For the message of an unknown user (users) or item id `query`: "; the id
  * ' x' differs by outer blanks (...)" in buf when an id equals it but for
- * outer blanks (a file's "alice, x, 5" made the id " x": ids keep their
- * file's blanks), else "". Returns buf. */
+ * one outer blank a side (a file's "alice, x, 5" made the id " x": ids keep
+ * their file's blanks), else "". Returns buf. */
 const char *cb_rec_blank_hint(const cb_recommender *rec, bool users, const char *query, char *buf, size_t size);
 /* Call fn(ctx, g) for each content value g of an item (model items, then
  * added ones): the model's value indices of the genre column and of every
