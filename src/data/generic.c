@@ -316,7 +316,9 @@ static int schema_key(schema *s, const char *k, size_t kn, const char *v, size_t
             return cb_fail(err, CB_EPARSE, "%s:%zu: rating.implicit must be yes or no", path, line);
         s->implicit_line = line;
     } else if (cb_ieq(k, kn, "name")) {
-        if (vn == 0) return cb_fail(err, CB_EPARSE, "%s:%zu: empty name (leave the line out: the name is then generic)", path, line);
+        if (vn == 0)
+            return cb_fail(err, CB_EPARSE, "%s:%zu: empty name (leave the line out: the name is then generic)", path,
+                           line);
         free(s->name);
         if (!(s->name = cb_strndup(v, vn, err))) return CB_ENOMEM;
     } else {

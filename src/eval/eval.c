@@ -493,8 +493,9 @@ static int read_fold_file(uint32_t **out, size_t *n_out, const cb_dataset *ds, c
     while ((rc = cb_csv_next(csv, &fields, &lens, &n_fields, err)) == 1) {
         size_t line = cb_csv_line(csv);
         if (n_fields < 3) {
-            rc = cb_fail(err, CB_EPARSE, "%s:%zu: expected tab-separated user, item, rating[, timestamp] (ml-100k's u1.base), got %zu field(s)",
-                         path, line, n_fields);
+            rc = cb_fail(err, CB_EPARSE,
+                         "%s:%zu: expected tab-separated user, item, rating[, timestamp] (ml-100k's u1.base), got %zu "
+                         "field(s)", path, line, n_fields);
             goto fail;
         }
         float y;
