@@ -568,7 +568,8 @@ int cmd_recommend(int argc, char **argv) {
     if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
         status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
     if (status < 0 && cb_config_check(cfg, &err)) status = cli_usage_error(&c, err.msg); /* settings that contradict */
-    if (status < 0 && unused_option(&a, cfg)) status = cli_usage_error(&c, unused_option(&a, cfg));
+    const char *unused = status < 0 ? unused_option(&a, cfg) : NULL;
+    if (unused) status = cli_usage_error(&c, unused);
     if (status < 0 && a.out && strcmp(a.out, "-")) status = check_out(cmd, &a, &search, cfg);
     cb_recommender *rec = NULL;
     cli_mpi mp = {.size = 1}; /* under mpirun a batch is shared by the ranks; one user is rank 0's alone */

@@ -287,22 +287,14 @@ static int title_level(const char *t, char q[4][512]) {
     return -1;
 }
 
-/* s without its outer blanks: *len bytes from the returned pointer. */
-static const char *unblanked(const char *s, size_t *len) {
-    while (isspace((unsigned char)*s)) s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1])) n--;
-    *len = n;
-    return s;
-}
-
 /* The query's core with a blank before, after or both, or bare: the ids a
  * file's "a, b" or "b ,c" spell (looked up, not a scan of every id: an
  * unknown id is a server's 404). */
 const char *cb_rec_blank_hint(const cb_recommender *rec, bool users, const char *query, char *buf, size_t size) {
     static const char *const forms[] = {"%.*s", " %.*s", "%.*s ", " %.*s "};
-    size_t qn;
-    const char *q = unblanked(query, &qn);
+    const char *q = query;
+    size_t qn = strlen(query);
+    cb_trim(&q, &qn);
     char id[1024];
     uint32_t item;
     buf[0] = '\0';
