@@ -72,6 +72,15 @@ CB_API void cb_utf8_repair(char *s);
  * value beyond U+10FFFF): the one rule of the library's UTF-8 (the bytes
  * cb_utf8_repair replaces, the ones cb_utf8_fold keeps as they are). */
 CB_API size_t cb_utf8_decode(const char *s, size_t len, uint32_t *code_point);
+/* A time as seconds since 1970-01-01 UTC (the library's one reader of
+ * times in text): a number of seconds ("1700000000"; a fraction,
+ * "1700000000.25", dropped toward the past), or an ISO 8601 date or date and
+ * time, "2024-05-01", "2024-05-01T12:30", "2024-05-01 12:30:05.25Z",
+ * "2024-05-01T12:30:05+02:00" (a fraction of a second dropped; 'T' or a
+ * blank between; an offset as Z, +hh, +hh:mm or +hhmm; none: UTC). Blanks
+ * around it are ignored. 1 when s is one, else 0 (and *seconds unchanged):
+ * another layout, an impossible date (2023-02-29), an hour past 23. */
+CB_API int cb_time_parse(const char *s, size_t len, int64_t *seconds);
 /* Simple Unicode case folding of UTF-8 text in place (the rule title
  * lookups use: ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic capitals
  * to small letters; "ÜBER" and "über" fold alike); never lengthens s;

@@ -230,6 +230,31 @@ static void test_ratings_layout(void **state) {
     free(d);
 }
 
+/* Timestamps written as ISO 8601 times or fractional seconds, mixed with
+ * integer seconds in one file, read as the same instants (expected values:
+ * Python's datetime.fromisoformat(...).timestamp()); a file with them is
+ * read by the general path from its first such line on. */
+static void test_iso_timestamps(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    free(tu_write(d, "ratings.csv",
+                  "user,item,rating,timestamp\n"
+                  "u1,a,5,1714557600\n"
+                  "u1,b,3,2024-05-02\n"
+                  "u2,a,4,2024-05-01 12:00:00+02:00\n"
+                  "u2,c,2,1714557600.75\n"
+                  "u3,b,5,\"2024-05-03T00:00\"\n"
+                  "u3,c,4,2024-05-04T01:02:03.456-05:00\n"));
+    cb_dataset *ds = load_ok(d, NULL);
+    static const uint32_t want[] = {1714557600, 1714608000, 1714557600, 1714557600, 1714694400, 1714802523};
+    assert_true(ds->has_timestamps);
+    assert_int_equal(ds->n_ratings, 6);
+    for (size_t i = 0; i < 6; i++) assert_int_equal(ds->ratings[i].ts, want[i]);
+    cb_dataset_free(ds);
+    tu_rmrf(d);
+    free(d);
+}
+
 static void test_generic_schema(void **state) {
     (void)state;
     char *d = tu_tmpdir();
@@ -709,6 +734,7 @@ int main(void) {
         cmocka_unit_test(test_ml_100k_fixture),
         cmocka_unit_test(test_ratings_layout),
         cmocka_unit_test(test_generic_schema),
+        cmocka_unit_test(test_iso_timestamps),
         cmocka_unit_test(test_schema_no_title_years),
         cmocka_unit_test(test_ratings_only),
         cmocka_unit_test(test_course_lab_fixture),

@@ -136,13 +136,21 @@ static void test_bad_ratings(void **state) {
         expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 4, cases[i].reason);
         done(d);
     }
-    /* Timestamps: negative, fractional, too large. */
-    static const char *const ts[] = {"-1", "1.5", "4294967296", "x"};
-    for (size_t i = 0; i < 4; i++) {
+    /* Timestamps: negative, too large, not a time, an impossible date, before 1970; milliseconds told. */
+    static const struct {
+        const char *value, *reason;
+    } ts[] = {{"-1", "outside 1970-01-01 .. 2106-02-07"},
+              {"4294967296", "outside 1970-01-01 .. 2106-02-07 (seconds 0 .. 4294967295)"},
+              {"x", "is not a time (integer seconds since 1970, or ISO 8601"},
+              {"2023-02-29", "is not a time"},
+              {"05/01/2024", "is not a time"},
+              {"1969-12-31T23:59:59Z", "outside 1970-01-01"},
+              {"1714557600000", "milliseconds? the column holds seconds"}};
+    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) {
         char buf[256];
-        snprintf(buf, sizeof buf, "userId,movieId,rating,timestamp\n1,1,4,%s\n", ts[i]);
+        snprintf(buf, sizeof buf, "userId,movieId,rating,timestamp\n1,1,4,%s\n", ts[i].value);
         char *d = ml_dir(buf);
-        expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 2, "timestamp");
+        expect_fail(d, NULL, CB_EPARSE, "ratings.csv", 2, ts[i].reason);
         done(d);
     }
     /* Empty ids. */

@@ -618,6 +618,8 @@ static void token_and_events(void **state) {
     expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\"}", 1, 400);
     expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\", \"event\": \"purchase\"}", 1, 400);
     expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\", \"rating\": 5, \"time\": -1}", 1, 400);
+    expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\", \"rating\": 5, \"time\": \"2023-02-29\"}", 1, 400);
+    expect_error(f, "POST", "/v1/users/2/events", "{\"item\": \"1\", \"rating\": 5, \"time\": 1.5}", 1, 400);
     /* a rating for the user's top item: it leaves the list at once (now rated) */
     json_t *r = get_json(f, "/v1/recommend?user=4&n=5", 200);
     char top[64], body[128];
@@ -1448,7 +1450,7 @@ static void export_generic_layout(void **state) {
                         "-q >/dev/null", cbrec(), d, g.model), 0);
     g.srv = start_server(&g, store, NULL);
     json_decref(post_json(&g, "/v1/users/cust-1/events", "{\"item\": \"sku-2\", \"rating\": 5, \"time\": 2000}", 1, 200));
-    json_decref(post_json(&g, "/v1/users/cust-2/events", "{\"item\": \"sku-29\", \"rating\": 1, \"time\": 2001}", 1, 200));
+    json_decref(post_json(&g, "/v1/users/cust-2/events", "{\"item\": \"sku-29\", \"rating\": 1, \"time\": \"1970-01-01T00:33:21Z\"}", 1, 200));
     json_decref(post_json(&g, "/v1/users/cust-new/events", "{\"item\": \"sku-3\", \"rating\": 4, \"time\": 2002}", 1, 200));
     stop_server(&g.srv, SIGTERM);
     /* the layout of the model the server served (recorded in the store), or of --model's */

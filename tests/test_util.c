@@ -77,6 +77,47 @@ static void number_text(void **state) {
 
 /* One decoder for the library's UTF-8 (cb_utf8_decode): the server's JSON
  * escapes and title folding read the same code points as validation. */
+/* cb_time_parse against Python's datetime.fromisoformat(...).timestamp(). */
+static void time_parsing(void **state) {
+    (void)state;
+    static const struct {
+        const char *s;
+        int64_t t;
+    } good[] = {
+        {"1714557600", 1714557600},
+        {" 1714557600 ", 1714557600},
+        {"1714557600.75", 1714557600},
+        {"-5.5", -6},
+        {"-5.0", -5},
+        {"2024-05-01T10:00:00Z", 1714557600},
+        {"2024-05-02", 1714608000},
+        {"2024-05-01 12:00:00+02:00", 1714557600},
+        {"2024-05-03T00:00", 1714694400},
+        {"2024-05-04T01:02:03.456-05:00", 1714802523},
+        {"2024-05-01T10:00+05:30", 1714537800},
+        {"2024-05-01T10:00+0530", 1714537800},
+        {"2024-05-01T15+05", 1714557600},
+        {"2000-02-29T23:59:59", 951868799},
+        {"1970-01-01", 0},
+        {"1969-12-31T23:59:59Z", -1},
+        {"2106-02-07T06:28:15Z", 4294967295},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        int64_t t = 42;
+        assert_true(cb_time_parse(good[i].s, strlen(good[i].s), &t));
+        if (t != good[i].t) fail_msg("'%s': %lld, expected %lld", good[i].s, (long long)t, (long long)good[i].t);
+    }
+    static const char *const bad[] = {"", " ", "2023-02-29", "2100-02-29", "2024-13-01", "2024-04-31", "2024-05-01T24:00",
+                                      "2024-05-01T10:60", "2024-05-01T10:00:00X", "2024-5-1", "2024/05/01", "05/01/2024",
+                                      "1714557600.", ".5", "1e9", "2024-05-01T", "2024-05-01T10:00+5", "0x10", "--1",
+                                      "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int64_t t = 42;
+        if (cb_time_parse(bad[i], strlen(bad[i]), &t)) fail_msg("'%s' read as %lld", bad[i], (long long)t);
+        assert_int_equal(t, 42);
+    }
+}
+
 static void utf8_decoding(void **state) {
     (void)state;
     uint32_t cp = 0;
@@ -251,7 +292,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(vocab_roundtrip),
         cmocka_unit_test(rng_deterministic),
-        cmocka_unit_test(strict_parsing),
+        cmocka_unit_test(strict_parsing), cmocka_unit_test(time_parsing),
         cmocka_unit_test(utf8_decoding), cmocka_unit_test(utf8_validation), cmocka_unit_test(number_text),
         cmocka_unit_test(atomic_write_keeps_old_file), cmocka_unit_test(atomic_write_follows_symlinks),
         cmocka_unit_test(xxh64_reference),

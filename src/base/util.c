@@ -624,6 +624,87 @@ bool cb_parse_i64(const char *s, size_t len, int64_t *out) {
     return true;
 }
 
+/* Days from 1970-01-01 to the proleptic Gregorian date y-m-d (m 1-12). */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;                                   /* [0, 399] */
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;   /* [0, 365] */
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;           /* [0, 146096] */
+    return era * 146097 + doe - 719468;
+}
+
+/* n digits at *p (all of them digits) as *v; advances *p. */
+static bool time_digits(const char **p, const char *end, int n, int *v) {
+    if (end - *p < n) return false;
+    int x = 0;
+    for (int i = 0; i < n; i++) {
+        unsigned d = (unsigned)(unsigned char)(*p)[i] - '0';
+        if (d >= 10) return false;
+        x = x * 10 + (int)d;
+    }
+    *p += n, *v = x;
+    return true;
+}
+
+/* "hh[:mm[:ss[.fff]]]" then "Z", "+hh", "+hh:mm" or "+hhmm" (or '-'), or nothing (UTC). */
+static bool iso_time_of_day(const char *p, const char *end, int64_t *sec) {
+    int h, mi = 0, s = 0, oh = 0, om = 0;
+    if (!time_digits(&p, end, 2, &h) || h > 23) return false;
+    if (p < end && *p == ':') {
+        if (p++, !time_digits(&p, end, 2, &mi) || mi > 59) return false;
+        if (p < end && *p == ':') {
+            if (p++, !time_digits(&p, end, 2, &s) || s > 60) return false; /* 60: a leap second */
+            if (p < end && (*p == '.' || *p == ',')) { /* a fraction: dropped */
+                if (++p == end || (unsigned)(unsigned char)*p - '0' >= 10) return false;
+                while (p < end && (unsigned)(unsigned char)*p - '0' < 10) p++;
+            }
+        }
+    }
+    int sign = 0;
+    if (p < end && *p == 'Z') p++;
+    else if (p < end && (*p == '+' || *p == '-')) {
+        sign = *p++ == '+' ? 1 : -1;
+        if (!time_digits(&p, end, 2, &oh) || oh > 23) return false;
+        if (p < end && *p == ':') p++;
+        if (p < end && (!time_digits(&p, end, 2, &om) || om > 59)) return false;
+    }
+    if (p != end) return false;
+    *sec = (int64_t)h * 3600 + mi * 60 + s - sign * ((int64_t)oh * 3600 + om * 60);
+    return true;
+}
+
+/* "YYYY-MM-DD", then optionally 'T' or ' ' and a time of day. */
+static bool iso_time(const char *p, const char *end, int64_t *out) {
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, m, d;
+    if (!time_digits(&p, end, 4, &y) || p == end || *p++ != '-' || !time_digits(&p, end, 2, &m) || m < 1 || m > 12 ||
+        p == end || *p++ != '-' || !time_digits(&p, end, 2, &d) || d < 1 || d > mdays[m - 1])
+        return false;
+    if (m == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) return false;
+    int64_t sec = 0;
+    if (p < end && (*p != 'T' && *p != 't' && *p != ' ')) return false;
+    if (p < end && !iso_time_of_day(p + 1, end, &sec)) return false;
+    *out = days_from_civil(y, m, d) * 86400 + sec;
+    return true;
+}
+
+CB_API int cb_time_parse(const char *s, size_t len, int64_t *seconds) {
+    char buf[64];
+    if (!(len = trimmed_copy(buf, sizeof buf, s, len))) return false;
+    size_t sign = buf[0] == '-' || buf[0] == '+', whole = sign + strspn(buf + sign, "0123456789");
+    if (whole == len || (whole > sign && buf[whole] == '.' && whole + 1 < len &&
+                         strspn(buf + whole + 1, "0123456789") == len - whole - 1)) {
+        int64_t v; /* seconds; a fraction is dropped toward the past */
+        if (!cb_parse_i64(buf, whole, &v)) return false;
+        bool below = whole < len && buf[0] == '-' && strspn(buf + whole + 1, "0") != len - whole - 1;
+        if (below && v == INT64_MIN) return false;
+        *seconds = v - below;
+        return true;
+    }
+    return iso_time(buf, buf + len, seconds);
+}
+
 CB_API size_t cb_utf8_decode(const char *str, size_t len, uint32_t *code_point) {
     const unsigned char *s = (const unsigned char *)str;
     unsigned c = s[0];

@@ -683,6 +683,20 @@ static int row_item(reader *rd, const char *is, size_t il, uint32_t *it, cb_erro
     return CB_OK;
 }
 
+/* A timestamp that is not plain integer seconds: cb_time_parse's forms
+ * (ISO 8601, fractional seconds), kept as seconds in [1970, 2106). */
+static int row_time(reader *rd, const char *s, size_t n, uint32_t *ts, cb_error *err) {
+    int64_t t;
+    if (!cb_time_parse(s, n, &t))
+        BAD("%s:%zu: timestamp '%.*s' is not a time (integer seconds since 1970, or ISO 8601: 2024-05-01, "
+            "2024-05-01T12:30:00Z)", rd->name, LINE, CLIP(s, n), s);
+    if (t < 0 || t > (int64_t)UINT32_MAX)
+        BAD("%s:%zu: timestamp '%.*s' is outside 1970-01-01 .. 2106-02-07 (seconds 0 .. 4294967295)%s", rd->name,
+            LINE, CLIP(s, n), s, t > 100000000000 && t < 100000000000000 ? ": milliseconds? the column holds seconds" : "");
+    *ts = (uint32_t)t;
+    return CB_OK;
+}
+
 /* One record into *r: CB_OK, ROW_BAD or a negative error. Every check comes
  * before the ids are resolved, so a skipped row adds no id. */
 static int parse_row(reader *rd, char **f, const size_t *fl, size_t nf, cb_rating *r, cb_error *err) {
@@ -693,9 +707,9 @@ static int parse_row(reader *rd, char **f, const size_t *fl, size_t nf, cb_ratin
     r->y = 1.0f;
     if (rd->col_y >= 0 && (rc = row_value(rd, f[rd->col_y], fl[rd->col_y], &r->y, err))) return rc;
     r->ts = 0;
-    if (sp->col_ts >= 0 && !cb_fast_u32(f[sp->col_ts], fl[sp->col_ts], &r->ts))
-        BAD("%s:%zu: timestamp '%.*s' is not an integer in [0, 4294967295]", rd->name, LINE,
-            CLIP(f[sp->col_ts], fl[sp->col_ts]), f[sp->col_ts]);
+    if (sp->col_ts >= 0 && !cb_fast_u32(f[sp->col_ts], fl[sp->col_ts], &r->ts) &&
+        (rc = row_time(rd, f[sp->col_ts], fl[sp->col_ts], &r->ts, err)))
+        return rc;
     size_t ul = fl[sp->col_user], il = fl[sp->col_item];
     if (ul == 0) BAD("%s:%zu: empty user id", rd->name, LINE);
     if (il == 0) BAD("%s:%zu: empty item id", rd->name, LINE);

@@ -31,6 +31,17 @@ static bool valid_user_id(const char *id) {
     return ok;
 }
 
+/* An event's "time": integer unix seconds or a text cb_time_parse reads,
+ * from 1970 on and below 2^40 (the events store's range). */
+static bool event_time(const json_t *jt, int64_t *t) {
+    int64_t v;
+    if (json_is_integer(jt)) v = json_integer_value(jt);
+    else if (!json_is_string(jt) || !cb_time_parse(json_string_value(jt), json_string_length(jt), &v)) return false;
+    if (v < 0 || v >= (int64_t)1 << 40) return false;
+    *t = v;
+    return true;
+}
+
 int sv_post_events(sv_request *rq, sv_reply *rep) {
     sv_server *s = rq->srv;
     sv_model *m = rq->model;
@@ -64,11 +75,11 @@ int sv_post_events(sv_request *rq, sv_reply *rep) {
                                  "into data that refuses it)");
     else if (je_ && !(json_is_string(je_) && !strcmp(json_string_value(je_), "click")))
         sv_reply_error(rep, 400, "\"event\" must be \"click\"");
-    else if (jt && !(json_is_integer(jt) && json_integer_value(jt) >= 0 && json_integer_value(jt) < ((json_int_t)1 << 40)))
-        sv_reply_error(rep, 400, "\"time\" must be a non-negative integer (unix seconds)");
+    else if (jt && !event_time(jt, &t))
+        sv_reply_error(rep, 400, "\"time\" must be unix seconds (an integer, 0 or more) or an ISO 8601 text "
+                                 "(\"2024-05-01T12:30:00Z\") from 1970 on");
     else {
         if (jr) rating = json_number_value(jr);
-        if (jt) t = json_integer_value(jt);
         if (sv_events_append(s->events, rq->id, item, rating, t, &seq, msg, sizeof msg))
             sv_reply_error(rep, 503, "the event was not stored: %s", msg);
         else
