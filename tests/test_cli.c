@@ -500,6 +500,14 @@ static void usage_errors(void **state) {
     assert_non_null(strstr(out, "batch_size must be <= 8192"));
     assert_null(strstr(out, "ratings; split"));
     free(out);
+    /* --patience without a validation carve had nothing to stop on and was ignored, silently (exit 0) */
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(run(&out, "%s %s --data %s %s%s%s --patience 2", cbrec(), k ? "eval" : "train", f->data,
+                             k ? "" : "--model ", k ? "" : f->dir, k ? "" : "/patience.cbrec"), 2);
+        assert_non_null(strstr(out, "patience 2 stops on the validation loss: give a validation carve too"));
+        assert_null(strstr(out, "ratings; split"));
+        free(out);
+    }
     assert_int_equal(run(&out, "%s nosuchcommand", cbrec()), 2);
     free(out);
     assert_int_equal(run(&out, "%s recomend --model x --user 1", cbrec()), 2);

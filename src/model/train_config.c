@@ -315,6 +315,9 @@ int cb_train_config_check(const cb_train_config *c, cb_error *err) {
     const char *why = cb_feature_config_check(&c->features);
     if (why) return cb_fail(err, CB_EINVAL, "features: %s", why);
     if (c->model.epochs == 0) return cb_fail(err, CB_EINVAL, "epochs 0 would give an untrained model: give 1 or more");
+    if (c->model.patience && c->valid_frac == 0.0) /* it was ignored, silently */
+        return cb_fail(err, CB_EINVAL, "patience %u stops on the validation loss: give a validation carve too "
+                       "(valid-frac 0.1), or patience 0", c->model.patience);
     /* the model's own settings before any data is read (--batch 100000 was
      * refused after loading it, and under mpirun by every rank): the input
      * widths the data gives stand in as 1 */
