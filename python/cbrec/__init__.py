@@ -559,7 +559,7 @@ class Model(_cbrec._Model):
         a similar-items table (``cbrec precompute``, save_table()) and the
         history file of its users' ratings (default: path + ".history" when
         it exists; without one, known users' rated items are not filtered and
-        nothing is "because you rated"). Raises FileError, FormatError
+        no reason says "which you rated"). Raises FileError, FormatError
         (corrupt, foreign, other version, a history of another model)."""
         return cls._load(path, table, history)
 

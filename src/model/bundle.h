@@ -2,9 +2,9 @@
  * two towers (model.h), the fitted feature transform (featurize.h), the id
  * vocabularies and titles, the precomputed item vectors V_m and known users'
  * vectors V_u, each user's training interactions (for "already seen"
- * filtering and "because you rated ..." retrieval), and the cheap retrieval
- * lists computed at training time (top items per genre, per level of each
- * categorical user attribute, overall).
+ * filtering, the history-based sources and the "which you rated ..."
+ * reasons), and the cheap retrieval lists computed at training time (top
+ * items per genre, per level of each categorical user attribute, overall).
  *
  * cb_bundle_train() is the whole training pipeline on a dataset and a split;
  * cb_bundle_save() / cb_bundle_load() write and read the model file: the st
@@ -15,7 +15,7 @@
  * model that serve no known users need not carry it. A model loaded without
  * its history still recommends: known users keep their trained vectors and
  * attribute levels, but nothing is filtered as already rated, there are no
- * "because you rated" sources or reasons, live events replace rather than
+ * "which you rated" sources or reasons, live events replace rather than
  * extend a known user's ratings, and item rating counts / means come from
  * the feature transform (training ratings, shrunk mean).
  * A loaded recommender is read-only and may be shared between threads; it

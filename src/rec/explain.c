@@ -125,8 +125,8 @@ static int explain_neighbours(const cb_recommender *rec, const cb_profile *p, co
         return cb_rec_push_str(&out->reasons, &out->n_reasons, err,
                                "because you picked %s (weight %s): users who picked it also picked this (+%.2f to its "
                                "score)", t, y, (double)c->neighbour);
-    return cb_rec_push_str(&out->reasons, &out->n_reasons, err,
-                           "because you rated %s %s: users who picked it also picked this (+%.2f to its score)", t, y,
+    return cb_rec_push_str(&out->reasons, &out->n_reasons, err, /* not "you rated Ocean's 11 4" */
+                           "users who picked %s, which you rated %s, also picked this (+%.2f to its score)", t, y,
                            (double)c->neighbour);
 }
 
