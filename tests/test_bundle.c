@@ -214,6 +214,42 @@ static double genre_cosine(const cb_bundle *r, uint32_t c, const uint8_t *warm, 
  * removed) are placed by their genres, closer to warm items with the same
  * genres than to items with none in common. The history bag: the user vector follows the history;
  * the settings round-trip through the model file (format version 2). */
+/* Which training rows weigh below_weight in the softmax: ratings below
+ * relevant_from of the range, and a 0 of 0/1 labels (it was a pick of
+ * weight 1, as a 1 is); none of weighted events. */
+static void below_weight_threshold(void **state) {
+    (void)state;
+    cb_dataset *ds = synth(40, 60, 4, 800, 5);
+    cb_split sp;
+    cb_error err;
+    assert_int_equal(cb_split_make(&sp, ds, CB_SPLIT_RANDOM, 0.2, 1, &err), CB_OK);
+    cb_feature_config fc;
+    cb_feature_config_default(&fc);
+    for (int kind = 0; kind < 3; kind++) { /* ratings 1-5, 0/1 labels, weighted events */
+        if (kind == 1) {
+            for (size_t j = 0; j < ds->n_ratings; j++) ds->ratings[j].y = ds->ratings[j].y >= 4.0f;
+            ds->binary = true, ds->y_min = 0.0f, ds->y_max = 1.0f;
+        }
+        if (kind == 2) {
+            for (size_t j = 0; j < ds->n_ratings; j++) ds->ratings[j].y = 1.0f + (float)(j % 3);
+            ds->binary = false, ds->implicit = true, ds->y_max = 3.0f;
+        }
+        cb_bundle_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .features = &fc,
+                                    .scale_targets = true};
+        tiny_model(&in.model, kind == 2 ? CB_OBJECTIVE_RATING : CB_OBJECTIVE_BOTH);
+        in.model.epochs = 1, in.model.relevant_from = 0.75f;
+        cb_train_result res;
+        cb_bundle *r = train(ds, &sp, &in, &res);
+        float t = cb_model_config_of(r->model)->positive_threshold;
+        if (kind == 0) assert_true(t == ds->y_min + 0.75f * (ds->y_max - ds->y_min) && t > 1.0f);
+        if (kind == 1) assert_true(t > 0.0f && t <= 1.0f); /* a 0 below, a 1 not */
+        if (kind == 2) assert_true(isinf(t) && t < 0);
+        cb_bundle_free(r);
+    }
+    cb_split_free(&sp);
+    cb_dataset_free(ds);
+}
+
 static void dropout_and_history(void **state) {
     (void)state;
     cb_dataset *ds = synth(150, 120, 6, 6000, 5);
@@ -589,7 +625,8 @@ static void history_sections(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(retrieval_and_both), cmocka_unit_test(dropout_and_history),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(retrieval_and_both), cmocka_unit_test(below_weight_threshold),
+                                       cmocka_unit_test(dropout_and_history),
                                        cmocka_unit_test(history_file), cmocka_unit_test(old_format_loads),
                                        cmocka_unit_test(format3_loads_and_resaves), cmocka_unit_test(history_sections)};
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -135,7 +135,7 @@ static const cb_config_key_def keys[] = {
      "count + 1)^A (0: uniform over the catalog; 1: by popularity)", "training", CB_KEY_F32,
      TC(model.negatives_power), 0, -4, 4, 0, NULL},
     {"below-weight", "W", "0.5", "retrieval: the weight in the softmax of a training rating below --relevant-from "
-     "(explicit ratings; 1 = every rating is a pick of weight 1)", "training", CB_KEY_F32, TC(model.below_weight), 0,
+     "(explicit ratings, and a 0 of 0/1 labels; 1 = every rating is a pick of weight 1)", "training", CB_KEY_F32, TC(model.below_weight), 0,
      0, 1e6, 0, NULL},
     {"relevant-from", "F", "0.75", "retrieval: ratings from this fraction of the rating range up count fully "
      "(0.75: 4 and up on a 1-5 or 0.5-5 scale, the relevance threshold of `cbrec eval`)", "training", CB_KEY_F32,
