@@ -3,6 +3,7 @@
  * the shared MovieLens data when present): exit statuses, the acceptance
  * outputs of the issues, and files left intact when something fails. */
 #include "cliutil.h"
+#include <ctype.h>
 #include <jansson.h>
 
 typedef struct {
@@ -682,6 +683,34 @@ static void titles_stay_on_their_line(void **state) {
     free(d), free(m);
 }
 
+/* The lists' id column is padded by terminal columns, not bytes: 'naïve'
+ * (6 bytes) and 'トトロ' (9 bytes, 6 columns) start their scores where 'x' does. */
+static void ids_padded_by_columns(void **state) {
+    fixture *f = *state;
+    char *d = tu_path(f->dir, "wide"), *m = tu_path(f->dir, "wide.cbrec"), *out;
+    assert_int_equal(run(NULL, "mkdir -p %s", d), 0);
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title\n"));
+    free(tu_write(d, "i.csv", "id,name\nトトロ,Totoro\nnaïve,Naive\nx,Ex\ny,Why\n"));
+    free(tu_write(d, "r.csv", "user,item,rating\n1,トトロ,5\n1,naïve,4\n2,x,4\n2,y,1\n3,naïve,5\n3,x,2\n4,y,3\n4,トトロ,4\n"));
+    assert_int_equal(run(&out, "%s train --data %s --model %s --epochs 1 --neighbours 0 -q", cbrec(), d, m), 0);
+    free(out);
+    assert_int_equal(run(&out, "%s similar --model %s --item y -k 3", cbrec(), m), 0);
+    const char *row[3] = {strstr(out, "  x "), strstr(out, "  naïve "), strstr(out, "  トトロ ")};
+    int col[3];
+    for (int k = 0; k < 3; k++) { /* the score's first digit, in columns from the id's start */
+        assert_non_null(row[k]);
+        const char *p = row[k] + 2;
+        int c = 0;
+        for (; *p && !isdigit((unsigned char)*p); p++)
+            if (((unsigned char)*p & 0xC0) != 0x80) c += (unsigned char)*p >= 0xE3 ? 2 : 1; /* カタカナ: 3 bytes, 2 columns */
+        col[k] = c;
+    }
+    assert_int_equal(col[1], col[0]);
+    assert_int_equal(col[2], col[0]);
+    free(out);
+    free(d), free(m);
+}
+
 /* Options come from the key tables: --help lists them by section with their
  * defaults, --key=VALUE and --no-flag work, and errors name the key, what it
  * accepts, or the close keys. */
@@ -981,6 +1010,7 @@ int main(void) {
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(messages_stay_utf8),
         cmocka_unit_test(titles_stay_on_their_line), cmocka_unit_test(stated_dislikes_only),
+        cmocka_unit_test(ids_padded_by_columns),
         cmocka_unit_test(ids_differing_by_blanks_named),
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),

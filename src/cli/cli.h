@@ -38,6 +38,10 @@ bool cli_history_absent(const cb_recommender *rec);
  * keep the text as it is. NULL: "". */
 const char *cli_line(const char *s, char *buf, size_t size);
 #define CLI_LINE_MAX 1024
+/* The printf field width ("%-*s") that pads s to `columns` terminal
+ * columns: a CJK or emoji character takes two, a combining mark none, any
+ * other character one (a width by bytes misaligned the lists' non-ASCII ids). */
+int cli_pad(const char *s, int columns);
 
 /* Wall-clock seconds (monotonic), for the timings commands print. */
 double cli_now(void);

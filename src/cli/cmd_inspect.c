@@ -20,7 +20,7 @@ static void print_table(const char *what, size_t n_rows, const json_t *cols) {
     json_t *c;
     json_array_foreach(cols, i, c) {
         const char *kind = S(c, "kind");
-        printf("  %-24s %-12s", S(c, "name"), kind);
+        printf("  %-*s %-12s", cli_pad(S(c, "name"), 24), S(c, "name"), kind);
         json_t *ex = json_object_get(c, "examples");
         if (ex) printf(" %6zu levels", I(c, "levels"));
         else printf(" %13s", "");

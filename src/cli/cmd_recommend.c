@@ -28,9 +28,10 @@ static int find_item(const char *cmd, const cb_recommender *rec, const char *que
     cli_error(cmd, &err);
     if (n_cands) fprintf(stderr, "candidates (most rated first); choose one with --item ID:\n");
     char id[CLI_LINE_MAX], title[CLI_LINE_MAX];
-    for (size_t i = 0; i < n_cands; i++)
-        fprintf(stderr, "  %-8s %s\n", cli_line(cb_recommender_item_id(rec, cands[i]), id, sizeof id),
-                cli_line(cb_recommender_item_title(rec, cands[i]), title, sizeof title));
+    for (size_t i = 0; i < n_cands; i++) {
+        const char *s = cli_line(cb_recommender_item_id(rec, cands[i]), id, sizeof id);
+        fprintf(stderr, "  %-*s %s\n", cli_pad(s, 8), s, cli_line(cb_recommender_item_title(rec, cands[i]), title, sizeof title));
+    }
     return CLI_ERROR;
 }
 
@@ -42,8 +43,9 @@ static void print_notes(const cb_list *l) {
 /* The rows of a list for people: rank, id, score (`score_width` wide), title. */
 static void print_rows(FILE *f, const cb_list *l, size_t i, int score_width, int decimals) {
     char id[CLI_LINE_MAX], title[CLI_LINE_MAX];
-    fprintf(f, "%3zu  %-8s %*.*f  %s\n", i + 1, cli_line(cb_list_item_id(l, i), id, sizeof id), score_width, decimals,
-            (double)cb_list_score(l, i), cli_line(cb_list_title(l, i), title, sizeof title));
+    const char *s = cli_line(cb_list_item_id(l, i), id, sizeof id);
+    fprintf(f, "%3zu  %-*s %*.*f  %s\n", i + 1, cli_pad(s, 8), s, score_width, decimals, (double)cb_list_score(l, i),
+            cli_line(cb_list_title(l, i), title, sizeof title));
 }
 
 /* An item for people, on one line: "TITLE (ID)", or with id_first "ID

@@ -108,6 +108,29 @@ const char *cli_line(const char *s, char *buf, size_t size) {
     return buf;
 }
 
+/* The terminal columns of code point c: 2 for East Asian wide and emoji
+ * ranges, 0 for combining marks and zero-width spaces, else 1. */
+static int columns_of(uint32_t c) {
+    if ((c >= 0x300 && c <= 0x36F) || (c >= 0x200B && c <= 0x200F) || (c >= 0xFE00 && c <= 0xFE0F)) return 0;
+    if ((c >= 0x1100 && c <= 0x115F) || (c >= 0x2E80 && c <= 0xA4CF && c != 0x303F) || (c >= 0xAC00 && c <= 0xD7A3) ||
+        (c >= 0xF900 && c <= 0xFAFF) || (c >= 0xFE30 && c <= 0xFE4F) || (c >= 0xFF00 && c <= 0xFF60) ||
+        (c >= 0xFFE0 && c <= 0xFFE6) || (c >= 0x1F300 && c <= 0x1F64F) || (c >= 0x1F900 && c <= 0x1F9FF) ||
+        (c >= 0x20000 && c <= 0x3FFFD))
+        return 2;
+    return 1;
+}
+
+int cli_pad(const char *s, int columns) {
+    size_t len = s ? strlen(s) : 0, used = 0;
+    for (size_t i = 0, n; i < len; i += n) {
+        uint32_t c;
+        n = cb_utf8_decode(s + i, len - i, &c);
+        if (!n) n = 1, c = '?'; /* printed as it is: one column, as the terminal's replacement */
+        used += (size_t)columns_of(c);
+    }
+    return used >= (size_t)columns ? 0 : columns + (int)(len - used);
+}
+
 double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
