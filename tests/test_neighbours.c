@@ -284,7 +284,7 @@ static void check_partners_first(const cb_recommender *rec, bool on) {
         partners += partner;
         for (size_t j = 0; j < cb_list_n_reasons(l, k); j++) {
             const char *why = cb_list_reason(l, k, j);
-            if (strstr(why, "users who picked it also picked this")) {
+            if (strstr(why, "also picked this")) {
                 int partner_of = atoi(id + 1) - 1; /* the reason names the anchor 2a of item 2a+1 */
                 char want[32];
                 snprintf(want, sizeof want, "Film %d", partner_of);
