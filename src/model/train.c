@@ -84,12 +84,9 @@ typedef struct train_ctx {
      * the workers' items touched, not densely. */
     size_t emb_lo, emb_dim, n_emb;
     /* the id embedding's rows this step's items reach, ascending, each once ([B + M]; worker 0
-     * before the forward's barrier; kept for the lazy update and across ranks, else NULL), and
-     * across ranks those rows' sums and the head's packed for the all-reduce
-     * ([(B + M) x emb_dim + HEAD_N]; see reduce_ranks) */
+     * before the forward's barrier; kept for the lazy update and across ranks, else NULL) */
     uint32_t *emb_live;
     size_t n_emb_live;
-    float *emb_pack;
     float *stage;            /* across ranks: the blocks of a packed all-gather (gather_packed) */
     bool lazy_emb;            /* only the live rows are updated (lazy Adam) */
     /* the sparse first layer (wt0 NULL: none). Training keeps the user tower's W0 and its Adam
@@ -530,25 +527,49 @@ static int gather_outputs(train_ctx *x, int B, int M) {
     return gather_packed(x, 3, bufs, sp);
 }
 
+/* The id embedding's live rows (x->emb_live, ascending) moved down in
+ * `sum` to its first rows, the head after them (pack), or back (unpack),
+ * which leaves the rows not live zero again. Each live row is at or after
+ * its slot, so the ascending moves overwrite no row still to move; the
+ * descending moves back write no slot still to read, and a slot that is
+ * not a live row's own place is zeroed once read. */
+static void emb_pack(train_ctx *x, float *sum, bool pack) {
+    size_t D = x->emb_dim, u = x->n_emb_live, n = x->n_emb;
+    const uint32_t *rows = x->emb_live;
+    float *emb = sum + x->emb_lo, *head = emb + n * D, *slot_head = emb + u * D; /* the head follows the embedding */
+    if (pack) {
+        for (size_t i = 0; i < u; i++)
+            if (rows[i] != i) memcpy(emb + i * D, emb + rows[i] * D, D * sizeof *emb);
+        memmove(slot_head, head, HEAD_N * sizeof *emb);
+        return;
+    }
+    if (u < n) {
+        memmove(head, slot_head, HEAD_N * sizeof *emb);
+        size_t end = (u * D + HEAD_N < n * D ? u * D + HEAD_N : n * D); /* not the head's own floats */
+        memset(slot_head, 0, (end - u * D) * sizeof *emb);
+    }
+    for (size_t i = u; i-- > 0;)
+        if (rows[i] != i) {
+            memcpy(emb + rows[i] * D, emb + i * D, D * sizeof *emb);
+            memset(emb + i * D, 0, D * sizeof *emb);
+        }
+}
+
 /* The ranks' gradient sums added into every rank's `sum` (comm's
- * all-reduce, worker 0): the towers' dense part in place; then, packed with
- * the head, only the item-id embedding's rows this step's items reach
- * (x->emb_live: the same on every rank), which at 27k items are 71 % of the
- * floats. Every other row is zero on every rank, so each float is the sum
- * the whole buffer's all-reduce gives. */
+ * all-reduce, worker 0), in one call for both towers and the head: with
+ * the item-id embedding, of the dense part, then only the embedding's rows
+ * this step's items reach (x->emb_live: the same on every rank; at 27k
+ * items the embedding is 71 % of the floats), then the head, packed in
+ * place (emb_pack: the dense part is not copied). Every other row is zero
+ * on every rank, so each float is the sum the whole buffer's all-reduce
+ * gives. */
 static int reduce_ranks(train_ctx *x, float *sum) {
     const cb_train_comm *cm = x->comm;
     if (!x->emb_dim) return cm->allreduce_sum(cm->ctx, sum, x->n_flat);
-    if (cm->allreduce_sum(cm->ctx, sum, x->emb_lo)) return 1;
-    size_t D = x->emb_dim, u = x->n_emb_live;
-    const uint32_t *rows = x->emb_live;
-    float *pk = x->emb_pack, *emb = sum + x->emb_lo, *head = sum + x->n_flat - HEAD_N;
-    for (size_t i = 0; i < u; i++) memcpy(pk + i * D, emb + rows[i] * D, D * sizeof *pk);
-    memcpy(pk + u * D, head, HEAD_N * sizeof *pk);
-    if (cm->allreduce_sum(cm->ctx, pk, u * D + HEAD_N)) return 1;
-    for (size_t i = 0; i < u; i++) memcpy(emb + rows[i] * D, pk + i * D, D * sizeof *pk);
-    memcpy(head, pk + u * D, HEAD_N * sizeof *pk);
-    return 0;
+    emb_pack(x, sum, true);
+    int rc = cm->allreduce_sum(cm->ctx, sum, x->emb_lo + x->n_emb_live * x->emb_dim + HEAD_N);
+    emb_pack(x, sum, false);
+    return rc;
 }
 
 /* Worker 0's CPU clock (its thread's CPU seconds: on a loaded machine the
@@ -916,9 +937,6 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
     if (x->emb_dim && (x->lazy_emb || x->n_ranks > 1) &&
         !(x->emb_live = cb_malloc(((size_t)B + M) * sizeof *x->emb_live, err)))
         return CB_ENOMEM;
-    if (x->n_ranks > 1 && x->emb_dim &&
-        !(x->emb_pack = cb_malloc((((size_t)B + M) * x->emb_dim + HEAD_N) * sizeof *x->emb_pack, err)))
-        return CB_ENOMEM;
     if (x->n_ranks > 1 && (rc = stage_alloc(x, B, M, softmax, err))) return rc;
     if (!(x->du = cb_calloc(2 * (size_t)B * W + 4 * ((size_t)B / LOSS_CHUNK + 1), sizeof(float), err))) return CB_ENOMEM;
     x->dvr = x->du + (size_t)B * W;
@@ -951,7 +969,6 @@ static void train_ctx_close(train_ctx *x) {
     }
     cb_tower_ws_free(&x->cols);
     free(x->prob);
-    free(x->emb_pack);
     free(x->stage);
     free(x->emb_live);
     free(x->du);
