@@ -388,8 +388,16 @@ static int gather_packed(train_ctx *x, int K, float *const *buf, const span *sp)
     return 0;
 }
 
-/* Across ranks (worker 0): the other ranks' chunks of the loss buffers, in
- * one all-gather (rank r's chunks are contiguous: its workers'). */
+/* Rows [a, b) of a buffer of `width` floats a row, as a span (none when b <= a). */
+static span rows_span(size_t a, size_t b, size_t width) { return (span){a * width, b > a ? (b - a) * width : 0}; }
+
+/* Across ranks (worker 0): the other ranks' parts of the loss buffers, in
+ * one all-gather (rank r's chunks are contiguous: its workers'): the
+ * chunks' losses and softmax rows whole (every rank reads every row), but
+ * of dL/dyu and the rating term's dL/dym only the rows a rank computed
+ * outside its own forward rows (worker_rows), below and above them: a
+ * rank's backward reads its own rows alone, and at a batch that splits
+ * into whole chunks (256 on 2 ranks) there are none. */
 static int gather_loss(train_ctx *x, int B) {
     int R = x->n_ranks, n_chunks = (B + LOSS_CHUNK - 1) / LOSS_CHUNK, first[R + 1];
     for (int r = 0; r < R; r++) {
@@ -397,16 +405,21 @@ static int gather_loss(train_ctx *x, int B) {
         loss_chunks(x, 0, B, r, &first[r], &unused);
     }
     first[R] = n_chunks;
-    float *bufs[4] = {x->chunk, x->prob, x->du, x->dvr};
-    size_t W = cb_model_out_dim(x->m), width[4] = {4, (size_t)x->cols.n_cols, W, W};
-    span sp[4 * R];
-    for (int k = 0; k < 4; k++) /* x->chunk: 4 floats a chunk; the others: a row of width[k] a batch row */
-        for (int r = 0; r < R; r++) {
-            int a = first[r], b = first[r + 1];
-            if (k) a = a * LOSS_CHUNK < B ? a * LOSS_CHUNK : B, b = b * LOSS_CHUNK < B ? b * LOSS_CHUNK : B;
-            sp[k * R + r] = (span){(size_t)a * width[k], (size_t)(b - a) * width[k]};
+    float *bufs[6] = {x->chunk, x->prob, x->du, x->du, x->dvr, x->dvr};
+    size_t W = cb_model_out_dim(x->m), N = (size_t)x->cols.n_cols;
+    span sp[6 * R];
+    for (int r = 0; r < R; r++) {
+        size_t a = (size_t)first[r] * LOSS_CHUNK, b = (size_t)first[r + 1] * LOSS_CHUNK, lo, hi;
+        a = a < (size_t)B ? a : (size_t)B, b = b < (size_t)B ? b : (size_t)B; /* its loss rows */
+        cb_pool_split((size_t)B, R, r, 1, &lo, &hi);                             /* its forward rows */
+        sp[r] = rows_span((size_t)first[r], (size_t)first[r + 1], 4);
+        sp[R + r] = rows_span(a, b, N);
+        for (int k = 2; k < 6; k += 2) {
+            sp[k * R + r] = rows_span(a, b < lo ? b : lo, W);
+            sp[(k + 1) * R + r] = rows_span(a > hi ? a : hi, b, W);
         }
-    return gather_packed(x, 4, bufs, sp);
+    }
+    return gather_packed(x, 6, bufs, sp);
 }
 
 /* The head's gradient of the batch: the chunks' in chunk order, into worker
