@@ -368,9 +368,10 @@ static void stage_copy(const train_ctx *x, int K, float *const *buf, const span 
 
 /* Across ranks (worker 0): K buffers' pieces in one call of comm's
  * all-gather: this rank's pieces packed into its block of x->stage, the
- * other ranks' unpacked from theirs. A call costs ~0.15 ms of CPU on top
- * of its bytes and waits for the slowest rank (mpi.c's arrived); the
- * copies, a few hundred KB a step, cost less (docs/scale.md). */
+ * other ranks' unpacked from theirs. Each call is a point where every rank
+ * waits for the slowest (mpi.c's arrived) and has its own set-up; the
+ * copies cost about what the calls saved would (docs/scale.md, "One
+ * collective of each kind a step"). */
 static int gather_packed(train_ctx *x, int K, float *const *buf, const span *sp) {
     int R = x->n_ranks, count[R], offset[R];
     size_t at = 0, mine = 0;
