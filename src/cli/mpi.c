@@ -9,9 +9,10 @@
  * machine) and fits the same features from it (fitting is deterministic; the
  * library checks that the ranks' tables agree before the first step). Each
  * step's batch is split across ranks: a rank runs the towers on its part, the
- * ranks all-gather the tower outputs (the in-batch softmax) and all-reduce
- * the gradients (MPI_Allreduce: the dense part in place, then the item-id
- * embedding rows the step reached, packed with the head). Rank 0 prints
+ * ranks all-gather the tower outputs (the in-batch softmax) and the loss's
+ * buffers, and all-reduce the gradients (MPI_Allreduce: the dense part and
+ * the item-id embedding rows the step reached, packed with the head, in one
+ * call; train.c packs each collective's pieces into one). Rank 0 prints
  * and writes the model (or the batch lists, table, report); a rank that
  * fails stops every rank (MPI_Abort). */
 #include "cli.h"

@@ -9,6 +9,7 @@
 #include "model/parallel.h"
 #include "base/threads.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -83,12 +84,10 @@ typedef struct train_ctx {
      * the workers' items touched, not densely. */
     size_t emb_lo, emb_dim, n_emb;
     /* the id embedding's rows this step's items reach, ascending, each once ([B + M]; worker 0
-     * before the forward's barrier; kept for the lazy update and across ranks, else NULL), and
-     * across ranks those rows' sums and the head's packed for the all-reduce
-     * ([(B + M) x emb_dim + HEAD_N]; see reduce_ranks) */
+     * before the forward's barrier; kept for the lazy update and across ranks, else NULL) */
     uint32_t *emb_live;
     size_t n_emb_live;
-    float *emb_pack;
+    float *stage;            /* across ranks: the blocks of a packed all-gather (gather_packed) */
     bool lazy_emb;            /* only the live rows are updated (lazy Adam) */
     /* the sparse first layer (wt0 NULL: none). Training keeps the user tower's W0 and its Adam
      * moments transposed, [in0, out0] each (wt0, mt0, vt0; back in the model at the end of an
@@ -350,27 +349,78 @@ static double batch_loss(const train_ctx *x, int B) {
     return loss;
 }
 
-/* Across ranks (worker 0): the other ranks' chunks of the loss buffers, by
- * comm's all-gather (rank r's chunks are contiguous: its workers'). */
+/* A piece of a rank's block in a packed all-gather: n floats from `at`. */
+typedef struct span {
+    size_t at, n;
+} span;
+
+/* Rank r's pieces (piece k: sp[k * n_ranks + r] of buf[k], NULL: none)
+ * copied into `block` (pack) or out of it. */
+static void stage_copy(const train_ctx *x, int K, float *const *buf, const span *sp, int r, float *block, bool pack) {
+    for (int k = 0; k < K; k++) {
+        const span *p = &sp[k * x->n_ranks + r];
+        if (!buf[k] || !p->n) continue;
+        if (pack) memcpy(block, buf[k] + p->at, p->n * sizeof(float));
+        else memcpy(buf[k] + p->at, block, p->n * sizeof(float));
+        block += p->n;
+    }
+}
+
+/* Across ranks (worker 0): K buffers' pieces in one call of comm's
+ * all-gather: this rank's pieces packed into its block of x->stage, the
+ * other ranks' unpacked from theirs. Each call is a point where every rank
+ * waits for the slowest (mpi.c's arrived) and has its own set-up; the
+ * copies cost about what the calls saved would (docs/scale.md, "One
+ * collective of each kind a step"). */
+static int gather_packed(train_ctx *x, int K, float *const *buf, const span *sp) {
+    int R = x->n_ranks, count[R], offset[R];
+    size_t at = 0, mine = 0;
+    for (int r = 0; r < R; r++) {
+        size_t n = 0;
+        for (int k = 0; k < K; k++) n += buf[k] ? sp[k * R + r].n : 0;
+        mine = r == x->rank ? at : mine;
+        offset[r] = (int)at, count[r] = (int)n; /* at most x->stage's floats: checked to fit an int */
+        at += n;
+    }
+    stage_copy(x, K, buf, sp, x->rank, x->stage + mine, true);
+    if (x->comm->allgather(x->comm->ctx, x->stage, count, offset)) return 1;
+    for (int r = 0; r < R; r++)
+        if (r != x->rank) stage_copy(x, K, buf, sp, r, x->stage + offset[r], false);
+    return 0;
+}
+
+/* Rows [a, b) of a buffer of `width` floats a row, as a span (none when b <= a). */
+static span rows_span(size_t a, size_t b, size_t width) { return (span){a * width, b > a ? (b - a) * width : 0}; }
+
+/* Across ranks (worker 0): the other ranks' parts of the loss buffers, in
+ * one all-gather (rank r's chunks are contiguous: its workers'): the
+ * chunks' losses and softmax rows whole (every rank reads every row), but
+ * of dL/dyu and the rating term's dL/dym only the rows a rank computed
+ * outside its own forward rows (worker_rows), below and above them: a
+ * rank's backward reads its own rows alone, and at a batch that splits
+ * into whole chunks (256 on 2 ranks) there are none. */
 static int gather_loss(train_ctx *x, int B) {
-    int n_chunks = (B + LOSS_CHUNK - 1) / LOSS_CHUNK, first[x->n_ranks + 1], count[x->n_ranks], offset[x->n_ranks];
-    for (int r = 0; r < x->n_ranks; r++) {
+    int R = x->n_ranks, n_chunks = (B + LOSS_CHUNK - 1) / LOSS_CHUNK, first[R + 1];
+    for (int r = 0; r < R; r++) {
         int unused;
         loss_chunks(x, 0, B, r, &first[r], &unused);
     }
-    first[x->n_ranks] = n_chunks;
-    float *bufs[4] = {x->chunk, x->prob, x->du, x->dvr};
-    int width[4] = {4, x->cols.n_cols, (int)cb_model_out_dim(x->m), (int)cb_model_out_dim(x->m)};
-    for (int k = 0; k < 4; k++) { /* x->chunk: 4 floats a chunk; the others: a row of width[k] a batch row */
-        if (!bufs[k]) continue;
-        for (int r = 0; r < x->n_ranks; r++) {
-            int a = first[r], b = first[r + 1];
-            if (k) a = a * LOSS_CHUNK < B ? a * LOSS_CHUNK : B, b = b * LOSS_CHUNK < B ? b * LOSS_CHUNK : B;
-            offset[r] = a * width[k], count[r] = (b - a) * width[k];
+    first[R] = n_chunks;
+    float *bufs[6] = {x->chunk, x->prob, x->du, x->du, x->dvr, x->dvr};
+    size_t W = cb_model_out_dim(x->m), N = (size_t)x->cols.n_cols;
+    span sp[6 * R];
+    for (int r = 0; r < R; r++) {
+        size_t a = (size_t)first[r] * LOSS_CHUNK, b = (size_t)first[r + 1] * LOSS_CHUNK, lo, hi;
+        a = a < (size_t)B ? a : (size_t)B, b = b < (size_t)B ? b : (size_t)B; /* its loss rows */
+        cb_pool_split((size_t)B, R, r, 1, &lo, &hi);                             /* its forward rows */
+        sp[r] = rows_span((size_t)first[r], (size_t)first[r + 1], 4);
+        sp[R + r] = rows_span(a, b, N);
+        for (int k = 2; k < 6; k += 2) {
+            sp[k * R + r] = rows_span(a, b < lo ? b : lo, W);
+            sp[(k + 1) * R + r] = rows_span(a > hi ? a : hi, b, W);
         }
-        if (x->comm->allgather(x->comm->ctx, bufs[k], count, offset)) return 1;
     }
-    return 0;
+    return gather_packed(x, 6, bufs, sp);
 }
 
 /* The head's gradient of the batch: the chunks' in chunk order, into worker
@@ -475,42 +525,65 @@ static void update_range(train_ctx *x, const float *g, const float *g_w0, size_t
     }
 }
 
-/* The other ranks' rows of the batch's outputs (comm's all-gather): the
- * B batch rows of both sides, then the item side's M sampled negatives. */
+/* The other ranks' rows of the batch's outputs, in one all-gather: the B
+ * batch rows of both sides, then the item side's M sampled negatives. */
 static int gather_outputs(train_ctx *x, int B, int M) {
-    int count[2][x->n_ranks], offset[2][x->n_ranks];
+    int R = x->n_ranks;
     size_t W = cb_model_out_dim(x->m);
-    for (int part = 0; part < 2; part++)
-        for (int r = 0; r < x->n_ranks; r++) {
+    float *bufs[3] = {x->yu, x->ym, M ? x->ym + (size_t)B * W : NULL};
+    span sp[3 * R];
+    for (int k = 0; k < 3; k++)
+        for (int r = 0; r < R; r++) {
             size_t lo, hi;
-            cb_pool_split((size_t)(part ? M : B), x->n_ranks, r, 1, &lo, &hi);
-            offset[part][r] = (int)(lo * W);
-            count[part][r] = (int)((hi - lo) * W);
+            cb_pool_split((size_t)(k == 2 ? M : B), R, r, 1, &lo, &hi);
+            sp[k * R + r] = (span){lo * W, (hi - lo) * W};
         }
-    const cb_train_comm *cm = x->comm;
-    return cm->allgather(cm->ctx, x->yu, count[0], offset[0]) || cm->allgather(cm->ctx, x->ym, count[0], offset[0]) ||
-           (M && cm->allgather(cm->ctx, x->ym + (size_t)B * W, count[1], offset[1]));
+    return gather_packed(x, 3, bufs, sp);
+}
+
+/* The id embedding's live rows (x->emb_live, ascending) moved down in
+ * `sum` to its first rows, the head after them (pack), or back (unpack),
+ * which leaves the rows not live zero again. Each live row is at or after
+ * its slot, so the ascending moves overwrite no row still to move; the
+ * descending moves back write no slot still to read, and a slot that is
+ * not a live row's own place is zeroed once read. */
+static void emb_pack(train_ctx *x, float *sum, bool pack) {
+    size_t D = x->emb_dim, u = x->n_emb_live, n = x->n_emb;
+    const uint32_t *rows = x->emb_live;
+    float *emb = sum + x->emb_lo, *head = emb + n * D, *slot_head = emb + u * D; /* the head follows the embedding */
+    if (pack) {
+        for (size_t i = 0; i < u; i++)
+            if (rows[i] != i) memcpy(emb + i * D, emb + rows[i] * D, D * sizeof *emb);
+        memmove(slot_head, head, HEAD_N * sizeof *emb);
+        return;
+    }
+    if (u < n) {
+        memmove(head, slot_head, HEAD_N * sizeof *emb);
+        size_t end = (u * D + HEAD_N < n * D ? u * D + HEAD_N : n * D); /* not the head's own floats */
+        memset(slot_head, 0, (end - u * D) * sizeof *emb);
+    }
+    for (size_t i = u; i-- > 0;)
+        if (rows[i] != i) {
+            memcpy(emb + rows[i] * D, emb + i * D, D * sizeof *emb);
+            memset(emb + i * D, 0, D * sizeof *emb);
+        }
 }
 
 /* The ranks' gradient sums added into every rank's `sum` (comm's
- * all-reduce, worker 0): the towers' dense part in place; then, packed with
- * the head, only the item-id embedding's rows this step's items reach
- * (x->emb_live: the same on every rank), which at 27k items are 71 % of the
- * floats. Every other row is zero on every rank, so each float is the sum
- * the whole buffer's all-reduce gives. */
+ * all-reduce, worker 0), in one call for both towers and the head: with
+ * the item-id embedding, of the dense part, then only the embedding's rows
+ * this step's items reach (x->emb_live: the same on every rank; at 27k
+ * items the embedding is 71 % of the floats), then the head, packed in
+ * place (emb_pack: the dense part is not copied). Every other row is zero
+ * on every rank, so each float is the sum the whole buffer's all-reduce
+ * gives. */
 static int reduce_ranks(train_ctx *x, float *sum) {
     const cb_train_comm *cm = x->comm;
     if (!x->emb_dim) return cm->allreduce_sum(cm->ctx, sum, x->n_flat);
-    if (cm->allreduce_sum(cm->ctx, sum, x->emb_lo)) return 1;
-    size_t D = x->emb_dim, u = x->n_emb_live;
-    const uint32_t *rows = x->emb_live;
-    float *pk = x->emb_pack, *emb = sum + x->emb_lo, *head = sum + x->n_flat - HEAD_N;
-    for (size_t i = 0; i < u; i++) memcpy(pk + i * D, emb + rows[i] * D, D * sizeof *pk);
-    memcpy(pk + u * D, head, HEAD_N * sizeof *pk);
-    if (cm->allreduce_sum(cm->ctx, pk, u * D + HEAD_N)) return 1;
-    for (size_t i = 0; i < u; i++) memcpy(emb + rows[i] * D, pk + i * D, D * sizeof *pk);
-    memcpy(head, pk + u * D, HEAD_N * sizeof *pk);
-    return 0;
+    emb_pack(x, sum, true);
+    int rc = cm->allreduce_sum(cm->ctx, sum, x->emb_lo + x->n_emb_live * x->emb_dim + HEAD_N);
+    emb_pack(x, sum, false);
+    return rc;
 }
 
 /* Worker 0's CPU clock (its thread's CPU seconds: on a loaded machine the
@@ -826,6 +899,18 @@ static int dense_head(const cb_train_data *d, const tower *t) {
     return (int)(h < (uint32_t)t->feat_in ? h : (uint32_t)t->feat_in);
 }
 
+/* Across ranks, x->stage: room for every rank's block of either packed
+ * all-gather (gather_loss's, gather_outputs'), its offsets an int. */
+static int stage_alloc(train_ctx *x, int B, int M, bool softmax, cb_error *err) {
+    size_t W = cb_model_out_dim(x->m), n_chunks = ((size_t)B + LOSS_CHUNK - 1) / LOSS_CHUNK;
+    size_t loss = 4 * n_chunks + (size_t)B * ((softmax ? (size_t)B + M : 0) + 2 * W), out = (2 * (size_t)B + M) * W;
+    size_t n = loss > out ? loss : out;
+    if (n > INT_MAX)
+        return cb_fail(err, CB_EINVAL, "training across processes: a batch of %d rows and %d negatives is too "
+                                       "large to gather in one call", B, M);
+    return (x->stage = cb_malloc(n * sizeof *x->stage, err)) ? CB_OK : CB_ENOMEM;
+}
+
 /* Workers, their buffers and the pool for batches of at most B rows and M
  * sampled negatives. */
 static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
@@ -866,9 +951,7 @@ static int train_ctx_open(train_ctx *x, int B, int M, cb_error *err) {
     if (x->emb_dim && (x->lazy_emb || x->n_ranks > 1) &&
         !(x->emb_live = cb_malloc(((size_t)B + M) * sizeof *x->emb_live, err)))
         return CB_ENOMEM;
-    if (x->n_ranks > 1 && x->emb_dim &&
-        !(x->emb_pack = cb_malloc((((size_t)B + M) * x->emb_dim + HEAD_N) * sizeof *x->emb_pack, err)))
-        return CB_ENOMEM;
+    if (x->n_ranks > 1 && (rc = stage_alloc(x, B, M, softmax, err))) return rc;
     if (!(x->du = cb_calloc(2 * (size_t)B * W + 4 * ((size_t)B / LOSS_CHUNK + 1), sizeof(float), err))) return CB_ENOMEM;
     x->dvr = x->du + (size_t)B * W;
     x->chunk = x->dvr + (size_t)B * W;
@@ -900,7 +983,7 @@ static void train_ctx_close(train_ctx *x) {
     }
     cb_tower_ws_free(&x->cols);
     free(x->prob);
-    free(x->emb_pack);
+    free(x->stage);
     free(x->emb_live);
     free(x->du);
     free(x->wk);
