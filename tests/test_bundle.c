@@ -225,7 +225,7 @@ static void below_weight_threshold(void **state) {
     assert_int_equal(cb_split_make(&sp, ds, CB_SPLIT_RANDOM, 0.2, 1, &err), CB_OK);
     cb_feature_config fc;
     cb_feature_config_default(&fc);
-    for (int kind = 0; kind < 3; kind++) { /* ratings 1-5, 0/1 labels, weighted events */
+    for (int kind = 0; kind < 4; kind++) { /* ratings 1-5, 0/1 labels, weighted events, events */
         if (kind == 1) {
             for (size_t j = 0; j < ds->n_ratings; j++) ds->ratings[j].y = ds->ratings[j].y >= 4.0f;
             ds->binary = true, ds->y_min = 0.0f, ds->y_max = 1.0f;
@@ -234,16 +234,20 @@ static void below_weight_threshold(void **state) {
             for (size_t j = 0; j < ds->n_ratings; j++) ds->ratings[j].y = 1.0f + (float)(j % 3);
             ds->binary = false, ds->implicit = true, ds->y_max = 3.0f;
         }
+        if (kind == 3) {
+            for (size_t j = 0; j < ds->n_ratings; j++) ds->ratings[j].y = 1.0f;
+            ds->binary = true, ds->y_min = 0.0f, ds->y_max = 1.0f; /* as the loader gives bare events */
+        }
         cb_bundle_train_input in = {.ds = ds, .train_idx = sp.train, .n_train = sp.n_train, .features = &fc,
                                     .scale_targets = true};
-        tiny_model(&in.model, kind == 2 ? CB_OBJECTIVE_RATING : CB_OBJECTIVE_BOTH);
+        tiny_model(&in.model, kind >= 2 ? CB_OBJECTIVE_RETRIEVAL : CB_OBJECTIVE_BOTH);
         in.model.epochs = 1, in.model.relevant_from = 0.75f;
         cb_train_result res;
         cb_bundle *r = train(ds, &sp, &in, &res);
         float t = cb_model_config_of(r->model)->positive_threshold;
         if (kind == 0) assert_true(t == ds->y_min + 0.75f * (ds->y_max - ds->y_min) && t > 1.0f);
         if (kind == 1) assert_true(t > 0.0f && t <= 1.0f); /* a 0 below, a 1 not */
-        if (kind == 2) assert_true(isinf(t) && t < 0);
+        if (kind >= 2) assert_true(isinf(t) && t < 0);
         cb_bundle_free(r);
     }
     cb_split_free(&sp);

@@ -666,8 +666,9 @@ static bool iso_time_of_day(const char *p, const char *end, int64_t *sec) {
     else if (p < end && (*p == '+' || *p == '-')) {
         sign = *p++ == '+' ? 1 : -1;
         if (!time_digits(&p, end, 2, &oh) || oh > 23) return false;
-        if (p < end && *p == ':') p++;
-        if (p < end && (!time_digits(&p, end, 2, &om) || om > 59)) return false;
+        bool colon = p < end && *p == ':';
+        p += colon;
+        if ((colon || p < end) && (!time_digits(&p, end, 2, &om) || om > 59)) return false;
     }
     if (p != end) return false;
     *sec = (int64_t)h * 3600 + mi * 60 + s - sign * ((int64_t)oh * 3600 + om * 60);

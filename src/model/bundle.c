@@ -81,7 +81,7 @@ float cb_bundle_predict_vec(const cb_bundle *r, const float *user_vec, uint32_t 
  * u1.base's labels y >= 4, where 0s as picks of weight 1 gave the list
  * 0.007 NDCG@10 less; docs/evaluation.md). Events have no range. */
 static float positive_threshold_of(const cb_model_config *mc, const cb_dataset *ds) {
-    if ((ds->implicit && !ds->binary) || !(ds->y_max > ds->y_min)) return -INFINITY;
+    if (ds->implicit || !(ds->y_max > ds->y_min)) return -INFINITY;
     return ds->y_min + mc->relevant_from * (ds->y_max - ds->y_min);
 }
 
