@@ -249,6 +249,18 @@ static void test_duplicates_and_unknown_ids(void **state) {
     free(tu_write(d, "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,5\n"));
     expect_fail(d, NULL, CB_EPARSE, "movies.csv", 3, "listed twice");
     done(d);
+    /* ... and in a schema's items and users files: the first line is named */
+    for (int users = 0; users < 2; users++) {
+        d = tu_tmpdir();
+        free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, name:title\n"
+                                         "users = u.csv\nusers.columns = id, region:categorical\n"));
+        free(tu_write(d, "r.csv", "user,item,rating\na,x,5\nb,y,3\n"));
+        free(tu_write(d, "i.csv", users ? "id,name\nx,Ex\ny,Why\n" : "id,name\nx,Ex\ny,Why\nz,Zed\nx,Ex again\n"));
+        free(tu_write(d, "u.csv", users ? "id,region\na,north\nb,south\nb,east\n" : "id,region\na,north\nb,south\n"));
+        expect_fail(d, NULL, CB_EPARSE, users ? "u.csv" : "i.csv", users ? 4 : 5,
+                    users ? "id 'b' listed twice (first on line 3)" : "id 'x' listed twice (first on line 2)");
+        done(d);
+    }
     /* 1M: unknown user when users.dat exists; bad occupation code. */
     d = tu_tmpdir();
     free(tu_write(d, "movies.dat", "1::A (1990)::Drama\n"));

@@ -462,6 +462,30 @@ static int header_agrees(const filespec *fs, const char *key, cb_csv *c, char **
     return CB_OK;
 }
 
+/* The line of each id this file added (row - base), so that a duplicate
+ * names where the id was first listed. */
+typedef struct id_lines {
+    uint32_t base;
+    size_t n, cap;
+    size_t *line;
+} id_lines;
+
+static int id_lines_add(id_lines *l, uint32_t row, size_t line, cb_error *err) {
+    if (row < l->base || row - l->base != l->n) return CB_OK; /* not added here in order: left unnamed */
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256, *p = cb_realloc_array(l->line, cap, sizeof *p, err);
+        if (!p) return CB_ENOMEM;
+        l->line = p, l->cap = cap;
+    }
+    l->line[l->n++] = line;
+    return CB_OK;
+}
+
+/* The line row was first listed on, 0 when not known. */
+static size_t id_lines_of(const id_lines *l, uint32_t row) {
+    return row >= l->base && row - l->base < l->n ? l->line[row - l->base] : 0;
+}
+
 static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_items, cb_error *err) {
     cb_tabbuild *tb = is_items ? &L->items : &L->users;
     cb_vocab *ids = is_items ? L->ds->items : L->ds->users;
@@ -469,6 +493,7 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
     csv_opts_from(fs, &o);
     cb_csv *c = NULL;
     float *vals = NULL;
+    id_lines lines = {cb_vocab_size(ids), 0, 0, NULL};
     int rc = cb_csv_open(&c, path, &o, err);
     if (rc) return rc;
     const char *name = cb_csv_name(c);
@@ -531,7 +556,11 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
         uint32_t row;
         bool added;
         rc = cb_vocab_intern(ids, f[id_col], fl[id_col], &row, &added, err);
+        if (!rc && added) rc = id_lines_add(&lines, row, line, err);
         if (rc) goto done;
+        if (!added && id_lines_of(&lines, row))
+            BAD_ROW("%s:%zu: id '%.*s' listed twice (first on line %zu)", name, line, CLIP(f[id_col], fl[id_col]),
+                    f[id_col], id_lines_of(&lines, row));
         if (!added) BAD_ROW("%s:%zu: id '%.*s' listed twice", name, line, CLIP(f[id_col], fl[id_col]), f[id_col]);
         for (size_t i = 0; i < fs->n_cols && !rc; i++) {
             colspec *cs = &fs->cols[i];
@@ -557,6 +586,7 @@ static int read_attr_file(cb_loader *L, const char *path, filespec *fs, bool is_
     rc = CB_OK;
 done:
     free(vals);
+    free(lines.line);
     cb_csv_close(c);
     return rc;
 }
