@@ -16,7 +16,10 @@
  * with none is skipped for the accuracy metrics (and counted). With a scorer,
  * the list is the top K of the full catalog by score, the user's training
  * items excluded, ties broken by the lower item index, NaN scores ranked
- * last. With a list callback, the list is evaluated exactly as given.
+ * last. A scorer that gives every evaluated user's candidates one score (a
+ * popularity count on items nobody rated, EASE for a user without history)
+ * does not rank: its lists would be the catalog's order, so the accuracy
+ * metrics stay NAN (n_users_tied = n_users_evaluated says so). With a list callback, the list is evaluated exactly as given.
  * Per-user definitions (averaged over evaluated users), hits = relevant items
  * in the list (each counted once), n_rel = number of relevant items:
  *   precision@K = hits / K                 (K even when the list is shorter)
@@ -101,6 +104,8 @@ typedef struct cb_topn_metrics {
     double precision, recall, ndcg, map, hit_rate;
     size_t n_users_evaluated;  /* users with >= 1 relevant held-out item */
     size_t n_users_skipped;    /* users with held-out ratings but none relevant */
+    size_t n_users_tied;       /* evaluated users whose candidates the scorer scored all alike (two or
+                                  more of them); all of them: the accuracy metrics are NAN */
     /* beyond accuracy, over the lists of evaluated + skipped users */
     double coverage;           /* in [0, 1] */
     double diversity;          /* in [0, 1], NAN without genres */
@@ -153,7 +158,8 @@ typedef struct cb_eval_result {
     bool has_topn;
     cb_topn_metrics topn;
     double fit_seconds, eval_seconds; /* filled by the caller */
-    char settings[96];         /* settings chosen on a validation carve, in words ("" = none) */
+    char settings[256];        /* settings chosen on a validation carve, and what the row's figures
+                                  are not (no ranking), in words ("" = none) */
 } cb_eval_result;
 
 /* A result with the name set, rmse/mae NAN, has_topn false, zeros elsewhere. */

@@ -343,7 +343,7 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
                 }
         if ((rc = push_result(results, n_results, m, fold, sp, err))) break;
         cb_eval_result *r = &(*results)[*n_results - 1];
-        double t0 = cb_now(), best_ndcg = 0;
+        double t0 = cb_now(), best_ndcg = NAN;
         if (!carve.train)
             rc = cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_PER_USER, c->tune_frac, c->model.seed, err);
         cb_itemrec_config best = grid[0];
@@ -358,10 +358,12 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
         if (!rc) rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, cb_itemrec_score_cb, model, err);
         r->has_topn = rc == CB_OK;
         r->eval_seconds = cb_now() - t0;
-        char what[48];
+        char what[48], why[128];
         cb_itemrec_config_describe(&best, what, sizeof what);
-        snprintf(r->settings, sizeof r->settings, "%s (validation NDCG@%u %.4f, tuning %.1fs)", what, c->topn.k,
-                 best_ndcg, tune);
+        if (isnan(best_ndcg)) /* a 0 here read as "every setting missed" */
+            snprintf(why, sizeof why, "the grid's first: the validation carve measured none (no user with a relevant item, or no ranking)");
+        else snprintf(why, sizeof why, "validation NDCG@%u %.4f", c->topn.k, best_ndcg);
+        snprintf(r->settings, sizeof r->settings, "%s (%s, tuning %.1fs)", what, why, tune);
         cb_itemrec_free(model);
     }
     cb_split_free(&carve);
@@ -490,10 +492,19 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
     return rc;
 }
 
-int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
-                     const cb_dataset *ds, const cb_split *sp, int fold, cb_bundle **out_rec,
-                     cb_train_result *out_train, cb_error *err) {
-    if (out_rec) *out_rec = NULL;
+/* A row whose scorer gave every evaluated user's candidates one score has
+ * no top-N accuracy (eval.h): its settings say why, beside what was chosen. */
+static void note_no_ranking(cb_eval_result *r) {
+    const cb_topn_metrics *t = &r->topn;
+    if (!r->has_topn || !t->n_users_evaluated || t->n_users_tied < t->n_users_evaluated) return;
+    size_t len = strlen(r->settings);
+    snprintf(r->settings + len, sizeof r->settings - len, "%sno ranking: every user's candidates scored alike (the "
+             "list would be the catalog's order), so no top-N accuracy", len ? "; " : "");
+}
+
+static int evalrun_models(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
+                          const cb_dataset *ds, const cb_split *sp, int fold, cb_bundle **out_rec,
+                          cb_train_result *out_train, cb_error *err) {
     if (!sp->n_train || !sp->n_test) return cb_fail(err, CB_EINVAL, "the split has an empty training or test part");
     int rc = CB_OK;
     unsigned tt_rows = c->models & ((1u << CB_EVALRUN_TWOTOWER) | (1u << CB_EVALRUN_PIPELINE));
@@ -545,6 +556,16 @@ int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalr
         rc = eval_content_knn(results, n_results, c, ds, sp, fold, err);
     if (!rc && c->topn_enabled && (c->models & (1u << CB_EVALRUN_RANDOM)))
         rc = eval_random(results, n_results, c, ds, sp, fold, err);
+    return rc;
+}
+
+int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
+                     const cb_dataset *ds, const cb_split *sp, int fold, cb_bundle **out_rec,
+                     cb_train_result *out_train, cb_error *err) {
+    if (out_rec) *out_rec = NULL;
+    size_t first = *n_results;
+    int rc = evalrun_models(results, n_results, c, ds, sp, fold, out_rec, out_train, err);
+    for (size_t j = first; !rc && j < *n_results; j++) note_no_ranking(&(*results)[j]);
     return rc;
 }
 
