@@ -490,6 +490,36 @@ static void report_reproduce_line(void **state) {
     free(ev);
 }
 
+/* What an evaluation measured, said on odd data: every held-out event is
+ * relevant on events without ratings (it read "rating >= 0"); a temporal
+ * split of ratings without timestamps is the file's order (it said nothing);
+ * a threshold no held-out rating reaches leaves the top-N columns empty with
+ * the reason; a model that only ranks, named beside --no-topn, is refused (it
+ * was left out of the table in silence). */
+static void eval_says_what_it_measured(void **state) {
+    fixture *f = *state;
+    char *out, *ev = tu_path(f->dir, "said-events"), *nt = tu_path(f->dir, "said-notime");
+    assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item\n1,a\n1,b\n2,a\n2,c\n3,b\n3,c\n4,a\n4,b\n' > %s/ratings.csv",
+                         ev, ev), 0);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --test-frac 0.4", cbrec(), ev), 0);
+    assert_non_null(strstr(out, "relevant = every held-out event\n"));
+    free(out);
+    assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item,rating\n1,a,5\n1,b,4\n1,c,2\n2,a,3\n2,c,5\n"
+                               "3,b,4\n3,a,1\n' > %s/ratings.csv", nt, nt), 0);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --split temporal --test-frac 0.4", cbrec(), nt), 0);
+    assert_non_null(strstr(out, "temporal split (no timestamps: each user's last ratings in file order)"));
+    assert_non_null(strstr(out, "relevant = held-out rating >= 4\n"));
+    free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --split temporal --threshold 6", cbrec(), nt), 0);
+    assert_non_null(strstr(out, "no test user has a relevant held-out item (held-out rating >= 6): no top-N accuracy"));
+    free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity,ease --no-topn -q", cbrec(), nt), 2);
+    assert_non_null(strstr(out, "ease only rank"));
+    free(out);
+    free(ev);
+    free(nt);
+}
+
 static void usage_errors(void **state) {
     fixture *f = *state;
     char *out;
@@ -972,6 +1002,7 @@ int main(void) {
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(messages_stay_utf8),
+        cmocka_unit_test(eval_says_what_it_measured),
         cmocka_unit_test(titles_stay_on_their_line), cmocka_unit_test(stated_dislikes_only),
         cmocka_unit_test(ids_differing_by_blanks_named),
         cmocka_unit_test(options_from_key_tables),

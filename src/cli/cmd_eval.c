@@ -171,11 +171,12 @@ static void print_table(FILE *f, const json_t *root, bool markdown) {
     const json_t *splits = json_object_get(root, "splits"), *models = json_object_get(root, "models");
     size_t n_splits = json_array_size(splits);
     if (!markdown)
-        fprintf(f, "%s (%s): %lld users, %lld items, %lld ratings; %s; top-N: K=%u, relevant = rating >= %g\n",
+        fprintf(f, "%s (%s): %lld users, %lld items, %lld ratings; %s; top-N: K=%u, relevant = %s\n",
                 json_string_value(json_object_get(root, "dataset")), json_string_value(json_object_get(root, "path")),
                 json_integer_value(json_object_get(root, "users")), json_integer_value(json_object_get(root, "items")),
                 json_integer_value(json_object_get(root, "ratings")),
-                json_string_value(json_object_get(root, "protocol")), K, num(root, "threshold"));
+                json_string_value(json_object_get(root, "protocol")), K,
+                json_string_value(json_object_get(root, "relevant")));
     print_header(f, splits, K, RK, markdown);
     char key[40];
     for (size_t m = 0; m < json_array_size(models); m++) {
@@ -257,6 +258,8 @@ static void print_evaluation(FILE *f, const json_t *root, const opts *o, bool ma
     unsigned RK = (unsigned)json_integer_value(json_object_get(root, "recall_k"));
     print_table(f, root, markdown);
     if (markdown) fputc('\n', f);
+    const char *note = json_string_value(json_object_get(root, "note"));
+    if (note) fprintf(f, "%s%s\n", markdown ? "- " : "", note);
     print_chosen(f, root, markdown);
     if (markdown) fputc('\n', f);
     fprintf(f, legend, RK, K);
@@ -472,10 +475,10 @@ static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t 
     const char *folds = cb_config_get(o->eval, "folds");
     fprintf(f, "# cbrec evaluation report\n\n");
     fprintf(f, "Dataset **%s** (`%s`): %lld users, %lld items, %lld ratings. Protocol: %s. Top-N: K = %u, relevant = "
-               "held-out rating ≥ %g, ranked over the full catalog with the user's training items excluded.\n\n",
+               "%s, ranked over the full catalog with the user's training items excluded.\n\n",
             json_string_value(json_object_get(ev, "dataset")), o->data, json_integer_value(json_object_get(ev, "users")),
             json_integer_value(json_object_get(ev, "items")), json_integer_value(json_object_get(ev, "ratings")),
-            json_string_value(json_object_get(ev, "protocol")), K, num(ev, "threshold"));
+            json_string_value(json_object_get(ev, "protocol")), K, json_string_value(json_object_get(ev, "relevant")));
     fprintf(f, "Reproduce: `cbrec report --data %s %s%s --seed %s", o->data, *folds ? "--folds " : "--split ",
             *folds ? folds : cb_config_get(o->train, "split"), cb_config_get(o->train, "seed"));
     print_changed_keys(f, o->train, CB_CONFIG_TRAIN, ",split,seed,");

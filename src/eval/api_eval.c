@@ -20,7 +20,7 @@ typedef struct protocol {
     char names[MAX_FOLDS][32];
     cb_split splits[MAX_FOLDS];
     size_t n;
-    char label[128];
+    char label[256];
 } protocol;
 
 static void protocol_free(protocol *p) {
@@ -59,7 +59,10 @@ static int protocol_make(protocol *p, const char *folds, const cb_train_config *
     if (rc) return rc;
     snprintf(p->names[0], sizeof p->names[0], "%s", split);
     p->n = 1;
-    snprintf(p->label, sizeof p->label, "%s split, test fraction %g, seed %llu", split, tc->test_frac,
+    /* without timestamps "latest" is the file's order (dataset.h): said, not assumed */
+    bool file_order = kind == CB_TRAIN_SPLIT_TEMPORAL && !ds->has_timestamps;
+    snprintf(p->label, sizeof p->label, "%s split%s, test fraction %g, seed %llu", split,
+             file_order ? " (no timestamps: each user's last ratings in file order)" : "", tc->test_frac,
              (unsigned long long)tc->model.seed);
     return CB_OK;
 }
@@ -74,6 +77,29 @@ typedef struct run {
 
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
+/* What a relevant held-out item is, in words: "rating >= 0" had stood for
+ * every event of implicit data. */
+static json_t *relevant_words(const cb_dataset *ds, float threshold) {
+    char text[96];
+    if (ds->implicit && threshold <= ds->y_min) snprintf(text, sizeof text, "every held-out event");
+    else if (ds->implicit && !ds->binary) snprintf(text, sizeof text, "held-out weight >= %g", (double)threshold);
+    else if (ds->binary && threshold > 0 && threshold <= 1) snprintf(text, sizeof text, "held-out label 1");
+    else snprintf(text, sizeof text, "held-out rating >= %g", (double)threshold);
+    return json_string(text);
+}
+
+/* Top-N was measured and no list met a relevant item (--threshold above
+ * every held-out rating): the empty accuracy columns need their reason. */
+static bool no_relevant_user(const run *R) {
+    bool measured = false;
+    for (size_t k = 0; k < R->n_results; k++) {
+        if (!R->results[k].has_topn) continue;
+        if (R->results[k].topn.n_users_evaluated) return false;
+        measured = true;
+    }
+    return measured;
+}
+
 static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
     json_t *root = json_object(), *models = json_array(), *names = json_array();
     for (size_t s = 0; s < R->proto.n; s++) json_array_append_new(names, json_string(R->proto.names[s]));
@@ -86,6 +112,10 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
     json_object_set_new(root, "splits", names);
     json_object_set_new(root, "k", json_integer(ec->topn.k));
     json_object_set_new(root, "threshold", json_real(ec->topn.threshold));
+    json_object_set_new(root, "relevant", relevant_words(R->ds, ec->topn.threshold));
+    if (no_relevant_user(R))
+        json_object_set_new(root, "note", json_sprintf("no test user has a relevant held-out item (%s): no top-N "
+                                                       "accuracy", json_string_value(json_object_get(root, "relevant"))));
     json_object_set_new(root, "recall_k", json_integer(ec->topn.recall_k));
     json_object_set_new(root, "long_tail",
                         json_string("items outside the most popular ones that make up 80% of the training interactions"));

@@ -361,9 +361,10 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
         char what[48], why[128];
         cb_itemrec_config_describe(&best, what, sizeof what);
         if (isnan(best_ndcg)) /* a 0 here read as "every setting missed" */
-            snprintf(why, sizeof why, "the grid's first: the validation carve measured none (no user with a relevant item, or no ranking)");
-        else snprintf(why, sizeof why, "validation NDCG@%u %.4f", c->topn.k, best_ndcg);
-        snprintf(r->settings, sizeof r->settings, "%s (%s, tuning %.1fs)", what, why, tune);
+            snprintf(why, sizeof why, "the grid's first; the validation carve measured no setting: no relevant item "
+                     "there, or no ranking;");
+        else snprintf(why, sizeof why, "validation NDCG@%u %.4f,", c->topn.k, best_ndcg);
+        snprintf(r->settings, sizeof r->settings, "%s (%s tuning %.1fs)", what, why, tune);
         cb_itemrec_free(model);
     }
     cb_split_free(&carve);
