@@ -124,6 +124,13 @@ static void end_to_end(void **state) {
     assert_true(rows[0].n_users > 0 && rows[0].n_users <= 40);
     /* the full catalog is compared with itself */
     assert_true(fabs(rows[2].overlap - 1.0) < 1e-12);
+    /* ... also when a list is shorter than K (fewer items left than K: it read n / K) */
+    cb_topn_config long_list = c.topn;
+    long_list.k = cb_dataset_n_items(ds) + 5;
+    cb_retrieval_row wide[3];
+    assert_int_equal(cb_evalrun_retrieval(wide, sizes, 3, rec, ds, &sp, &long_list, 10, &err), CB_OK);
+    assert_true(fabs(wide[2].overlap - 1.0) < 1e-12);
+    assert_true(wide[0].overlap > 0 && wide[0].overlap <= 1);
     /* more budget, more candidates; never more than the catalog */
     assert_true(rows[0].mean_candidates < rows[1].mean_candidates);
     assert_true(rows[1].mean_candidates <= rows[2].mean_candidates);

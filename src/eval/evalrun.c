@@ -708,9 +708,11 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
                 full_n[k] = n_list < N ? n_list : N;
                 memcpy(full + k * N, list, full_n[k] * sizeof *list);
             }
+            /* the share of the full list kept: it is shorter than N when fewer items are left to rank
+             * (a small catalog, a user who rated most of it), and the full list kept whole is 1 */
             uint32_t common = 0;
             for (uint32_t j = 0; j < n_list && j < N; j++) common += contains(full + k * N, full_n[k], list[j]);
-            overlap += (double)common / N;
+            overlap += full_n[k] ? (double)common / full_n[k] : 1.0;
             cb_recommend_result_free(&res);
         }
         if (rc) break;
