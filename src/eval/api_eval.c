@@ -28,6 +28,21 @@ static void protocol_free(protocol *p) {
     p->n = 0;
 }
 
+/* Which part of the split is empty, and why, on data too small for it (it
+ * said "an empty training or test part" alone). */
+static int split_not_empty(cb_split *sp, const cb_dataset *ds, const char *split, double test_frac, cb_error *err) {
+    if (sp->n_train && sp->n_test) return CB_OK;
+    const char *why = "";
+    if (!sp->n_test && (!strcmp(split, "per-user") || !strcmp(split, "temporal")))
+        why = " (a user's only rating always stays in training: give users with two or more, or a larger "
+              "--test-frac)";
+    else if (!sp->n_test) why = " (a larger --test-frac, or more data)";
+    int rc = cb_fail(err, CB_EINVAL, "the %s split of %zu ratings with test fraction %g leaves the %s part empty%s",
+                     split, ds->n_ratings, test_frac, sp->n_test ? "training" : "test", why);
+    cb_split_free(sp);
+    return rc;
+}
+
 static int protocol_make(protocol *p, const char *folds, const cb_train_config *tc, const cb_dataset *ds, cb_error *err) {
     memset(p, 0, sizeof *p);
     if (folds) {
@@ -56,6 +71,7 @@ static int protocol_make(protocol *p, const char *folds, const cb_train_config *
         return cb_fail(err, CB_EINVAL, "--split %s is not an evaluation protocol (random, temporal, cold-users, cold-items, per-user)",
                        split);
     int rc = cb_split_make(&p->splits[0], ds, (cb_split_kind)kind, tc->test_frac, tc->model.seed, err);
+    if (!rc) rc = split_not_empty(&p->splits[0], ds, split, tc->test_frac, err);
     if (rc) return rc;
     snprintf(p->names[0], sizeof p->names[0], "%s", split);
     p->n = 1;
