@@ -495,8 +495,9 @@ static void report_reproduce_line(void **state) {
  * split of ratings without timestamps is the file's order (it said nothing);
  * a threshold no held-out rating reaches leaves the top-N columns empty with
  * the reason; a model that only ranks, named beside --no-topn, is refused (it
- * was left out of the table in silence); a split too small for the data says
- * which part is empty and why. */
+ * was left out of the table in silence), as is a key the command does not
+ * read (eval --sizes, experiment --models); a split too small for the data
+ * says which part is empty and why. */
 static void eval_says_what_it_measured(void **state) {
     fixture *f = *state;
     char *out, *ev = tu_path(f->dir, "said-events"), *nt = tu_path(f->dir, "said-notime");
@@ -516,6 +517,13 @@ static void eval_says_what_it_measured(void **state) {
     free(out);
     assert_int_equal(run(&out, "%s eval --data %s --models popularity,ease --no-topn -q", cbrec(), nt), 2);
     assert_non_null(strstr(out, "ease only rank"));
+    free(out);
+    /* a key the command does not read is refused, not taken and ignored */
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity --sizes 5 -q", cbrec(), nt), 2);
+    assert_non_null(strstr(out, "--sizes: cbrec eval runs no retrieval experiment"));
+    free(out);
+    assert_int_equal(run(&out, "%s experiment retrieval --data %s --models ease -q", cbrec(), nt), 2);
+    assert_non_null(strstr(out, "--models: the retrieval experiment measures one two-tower model"));
     free(out);
     /* one rating per user: which part is empty, and why (it said "an empty training or test part") */
     assert_int_equal(run(NULL, "printf 'user,item,rating\na,x,5\nb,y,4\nc,x,3\n' > %s/ratings.csv", nt), 0);

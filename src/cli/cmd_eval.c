@@ -44,9 +44,25 @@ static int check_outputs(const char *cmd, const opts *o, const char *const *more
     return -1;
 }
 
-/* Parse argv into o (extra: the command's own options after the shared ones).
+/* The first EVAL key of `keys` (",a,b,") set away from its default: the
+ * command does not read it, and it had been taken and ignored. NULL: none. */
+static const char *ignored_key(const cb_config *eval, const char *keys) {
+    for (size_t i = 0; i < cb_config_n_keys(CB_CONFIG_EVAL); i++) {
+        cb_config_key_info k;
+        char name[72];
+        if (cb_config_key(CB_CONFIG_EVAL, i, &k)) continue;
+        snprintf(name, sizeof name, ",%s,", k.name);
+        const char *v = strstr(keys, name) ? cb_config_get(eval, k.name) : NULL;
+        if (v && strcmp(v, k.default_value)) return k.name;
+    }
+    return NULL;
+}
+
+/* Parse argv into o (extra: the command's own options after the shared ones;
+ * ignored: the EVAL keys the command does not read, ",a,b,", and why).
  * Returns -1 to continue, else an exit status. */
-static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt *extra, int argc, char **argv) {
+static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt *extra, const char *ignored,
+                      const char *why, int argc, char **argv) {
     memset(o, 0, sizeof *o);
     cli_opt all[16] = {{"data", 'd', "PATH", "dataset folder (MovieLens, generic with cbrec.schema, ...)", &o->data, NULL, NULL},
                        {"quiet", 'q', NULL, "no progress output on stderr", NULL, &o->quiet, NULL}};
@@ -60,6 +76,12 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt
     if (st >= 0) return st;
     if (!o->data) return cli_usage_error(&c, "--data PATH is required");
     if (cb_config_check(o->eval, &err) || cb_config_check(o->train, &err)) return cli_usage_error(&c, err.msg);
+    const char *unused = ignored ? ignored_key(o->eval, ignored) : NULL;
+    if (unused) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "--%s: %s", unused, why);
+        return cli_usage_error(&c, msg);
+    }
     return -1;
 }
 
@@ -283,7 +305,9 @@ int cmd_eval(int argc, char **argv) {
          NULL, &o.json, NULL},
         {"json-out", 0, "FILE", "also write that JSON object to FILE (the table still prints)", &o.json_out, NULL, NULL},
         {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
-    int st = parse_opts(&o, cmd, eval_usage, ex, argc, argv);
+    int st = parse_opts(&o, cmd, eval_usage, ex, ",sizes,users,",
+                        "cbrec eval runs no retrieval experiment (cbrec experiment retrieval and cbrec report do)",
+                        argc, argv);
     if (st < 0) st = check_outputs(cmd, &o, NULL, 0);
     if (st >= 0) return opts_free(&o), st;
     cb_error err = {0};
@@ -384,7 +408,9 @@ int cmd_experiment(int argc, char **argv) {
                           {"json", 0, NULL, "print the JSON report", NULL, &o.json, NULL},
                           {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     bool help = strcmp(argv[1], "retrieval") != 0;
-    int st = parse_opts(&o, cmd, experiment_usage, ex, help ? argc : argc - 1, help ? argv : argv + 1);
+    int st = parse_opts(&o, cmd, experiment_usage, ex, ",models,recall-k,topn,tune-frac,implicit-epochs,",
+                        "the retrieval experiment measures one two-tower model at K (cbrec eval and cbrec report "
+                        "compare the models)", help ? argc : argc - 1, help ? argv : argv + 1);
     if (st < 0) st = check_outputs(cmd, &o, NULL, 0);
     if (st >= 0) return opts_free(&o), st;
     cb_error err = {0};
@@ -509,7 +535,7 @@ int cmd_report(int argc, char **argv) {
     opts o;
     const cli_opt ex[] = {{"out", 'o', "FILE.md", "the report to write (required)", &o.out, NULL, NULL},
                           {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
-    int st = parse_opts(&o, cmd, report_usage, ex, argc, argv);
+    int st = parse_opts(&o, cmd, report_usage, ex, NULL, NULL, argc, argv);
     if (st >= 0) return opts_free(&o), st;
     if (!o.out) return opts_free(&o), cli_fail(CLI_USAGE, cmd, "--out FILE.md is required");
     char base[4096], curve_path[4200], ret_path[4200]; /* the plots beside the page */
