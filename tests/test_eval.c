@@ -366,6 +366,13 @@ static void topn_diversity_jaccard(void **state) {
     /* popularity: item 4 rated once in training; slots 0,1,2,3,4 -> 1/5; rated by x: item 4 -> 1 */
     NEAR(m.pop_recommended, 0.2);
     NEAR(m.pop_rated, 1.0);
+    /* a catalog of tags, no genre column: the tags' sets (it was NAN: no diversity on a shop's data) */
+    free(ds->item_attr.cols[0].name);
+    ds->item_attr.cols[0].name = strdup("tags");
+    ds->roles.item_genres = -1;
+    assert_int_equal(cb_eval_diversity_column(ds), 0);
+    assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f, &err), CB_OK);
+    NEAR(m.diversity, (5.0 / 6.0 + 0.0) / 2.0);
     cb_dataset_free(ds);
 }
 

@@ -248,9 +248,10 @@ static void print_chosen(FILE *f, const json_t *root, bool markdown) {
 }
 
 static const char *const legend =
-    "R@%u = recall at the longer list; pop@%u = mean training count of the recommended items; tail = share\n"
-    "of recommended slots holding a long-tail item (outside the most popular items that make up 80%% of the\n"
-    "training interactions); ease / item-knn settings chosen on a per-user validation carve of training;\n"
+    "R@%u = recall at the longer list; pop@%u = mean training count of the recommended items; divers = mean\n"
+    "intra-list Jaccard distance of the items' %s; tail = share of recommended slots holding a long-tail\n"
+    "item (outside the most popular items that make up 80%% of the training interactions); ease / item-knn\n"
+    "settings chosen on a per-user validation carve of training;\n"
     "cbrec = `cbrec train` + `cbrec recommend` with the training settings below (their defaults unless given).\n";
 
 /* The objective the two-tower rows trained with: the setting, as the data
@@ -284,7 +285,10 @@ static void print_evaluation(FILE *f, const json_t *root, const opts *o, bool ma
     if (note) fprintf(f, "%s%s\n", markdown ? "- " : "", note);
     print_chosen(f, root, markdown);
     if (markdown) fputc('\n', f);
-    fprintf(f, legend, RK, K);
+    const char *dcol = json_string_value(json_object_get(root, "diversity_column"));
+    char sets[96];
+    snprintf(sets, sizeof sets, dcol ? "'%s' sets" : "value sets (none: no multi-valued item column)", dcol);
+    fprintf(f, legend, RK, K, sets);
     if (markdown) fputc('\n', f);
     print_settings(f, root, o);
 }
@@ -293,9 +297,10 @@ static const char *eval_usage =
     "usage: cbrec eval --data PATH [--folds u1,u2,u3,u4,u5 | --split KIND] [options]\n"
     "Trains every model on the same split(s) and prints one table: RMSE per fold with mean ± std\n"
     "(population), MAE, top-N precision / recall / NDCG / MAP / hit rate at K over the full catalog with\n"
-    "the user's training items excluded, catalog coverage, genre diversity and popularity ratio (mean\n"
-    "training count of recommended items / of items the users rated). Protocol cold-users: users held\n"
-    "out entirely; the models rank the catalog for them from their attributes alone.\n";
+    "the user's training items excluded, catalog coverage, diversity (of the items' genres, or of the\n"
+    "first multi-valued item column, a shop's tags) and popularity ratio (mean training count of\n"
+    "recommended items / of items the users rated). Protocol cold-users: users held out entirely; the\n"
+    "models rank the catalog for them from their attributes alone.\n";
 
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "eval";
@@ -512,10 +517,12 @@ static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t 
     fprintf(f, " --out %s` (cbrec %s).\n\n", o->out, cb_version());
     fprintf(f, "## Evaluation\n\n");
     print_evaluation(f, ev, o, true);
-    fprintf(f, "\ncover = catalog coverage of the top-K lists; divers = mean intra-list genre Jaccard distance; "
-               "pop× = mean training popularity of recommended items / of items the same users rated (> 1: "
+    const char *dcol = json_string_value(json_object_get(ev, "diversity_column"));
+    fprintf(f, "\ncover = catalog coverage of the top-K lists; divers = mean intra-list Jaccard distance of the items' "
+               "%s%s%s; pop× = mean training popularity of recommended items / of items the same users rated (> 1: "
                "the model favours popular items). fit s = wall seconds to fit (2 shared cores: noisy). Total "
-               "%.1f s.\n\n", seconds);
+               "%.1f s.\n\n", dcol ? "`" : "", dcol ? dcol : "value sets (the catalog has no multi-valued column: -)",
+            dcol ? "` sets" : "", seconds);
     fprintf(f, "## Retrieval size (first split: %s)\n\n", json_string_value(json_object_get(rt, "split")));
     print_retrieval(f, rt, true);
     fprintf(f, "\nretrieval = nominal candidate budget of the cheap sources (similar items 60%%, genres 20%%, "

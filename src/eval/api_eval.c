@@ -133,6 +133,8 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
         json_object_set_new(root, "note", json_sprintf("no test user has a relevant held-out item (%s): no top-N "
                                                        "accuracy", json_string_value(json_object_get(root, "relevant"))));
     json_object_set_new(root, "recall_k", json_integer(ec->topn.recall_k));
+    int dcol = cb_eval_diversity_column(R->ds);
+    json_object_set_new(root, "diversity_column", dcol < 0 ? json_null() : json_string(R->ds->item_attr.cols[dcol].name));
     json_object_set_new(root, "long_tail",
                         json_string("items outside the most popular ones that make up 80% of the training interactions"));
     json_object_set_new(root, "seed", json_integer((json_int_t)ec->model.seed));

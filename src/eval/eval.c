@@ -171,14 +171,22 @@ static int cmp_u64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+int cb_eval_diversity_column(const cb_dataset *ds) {
+    int col = ds->roles.item_genres;
+    if (col >= 0 && (uint32_t)col < ds->item_attr.n_cols && ds->item_attr.cols[col].kind == CB_COL_MULTI) return col;
+    for (uint32_t j = 0; j < ds->item_attr.n_cols; j++) /* a catalog of tags, say: its first such column */
+        if (ds->item_attr.cols[j].kind == CB_COL_MULTI) return (int)j;
+    return -1;
+}
+
 static int genre_sets_build(genre_sets *g, const cb_dataset *ds, uint32_t n_items, bool *present,
                             cb_error *err) {
     *present = false;
     g->off = g->val = NULL;
-    int col = ds->roles.item_genres;
-    if (col < 0 || (uint32_t)col >= ds->item_attr.n_cols) return CB_OK;
+    int col = cb_eval_diversity_column(ds);
+    if (col < 0) return CB_OK;
     const cb_column *c = &ds->item_attr.cols[col];
-    if (c->kind != CB_COL_MULTI || !c->off || ds->item_attr.n_rows < n_items) return CB_OK;
+    if (!c->off || ds->item_attr.n_rows < n_items) return CB_OK;
     size_t total = c->off[n_items];
     g->off = cb_calloc((size_t)n_items + 1, sizeof *g->off, err);
     g->val = cb_calloc(total + 1, sizeof *g->val, err);

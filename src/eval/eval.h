@@ -35,8 +35,9 @@
  *   coverage    = distinct recommended items / catalog size;
  *   diversity   = mean over lists (of >= 2 items) of the mean pairwise Jaccard
  *                 distance 1 - |G_a & G_b| / |G_a | G_b| of the items' genre
- *                 sets (two genre-less items: distance 0); NAN when the
- *                 dataset has no genre column (ds->roles.item_genres < 0);
+ *                 sets (two genre-less items: distance 0); without a genre
+ *                 column the sets of the first multi-valued item column
+ *                 (tags: cb_eval_diversity_column); NAN when there is none;
  *   popularity  = an item's number of training ratings; pop_recommended is its
  *                 mean over recommended slots, pop_rated its mean over the
  *                 training ratings of the same users; pop_ratio their quotient
@@ -137,6 +138,10 @@ int cb_eval_topn_lists(cb_topn_metrics *out, const cb_topn_config *cfg, const cb
  * cb_eval_topn; exported for the retrieval experiment and tests. */
 uint32_t cb_eval_top_k(uint32_t *items, uint32_t k, const float *scores, uint32_t n_items,
                        const uint32_t *exclude, uint32_t stamp);
+
+/* The item column whose value sets the diversity measures: the genre
+ * column, else the first multi-valued one (a shop's tags), else -1 (none). */
+int cb_eval_diversity_column(const cb_dataset *ds);
 
 /* ---- MovieLens 100K folds. */
 /* Map the rows of a fold's base and test files (tab-separated "user item
