@@ -363,9 +363,11 @@ static void print_retrieval(FILE *f, const json_t *root, bool markdown) {
         char sz[16];
         if (json_is_integer(size)) snprintf(sz, sizeof sz, "%lld", json_integer_value(size));
         else snprintf(sz, sizeof sz, "full");
-        fprintf(f, "%s%9s%s %10.1f%s %9.4f%s %8.4f%s %13.4f%s %10.4f%s %12.1f%s\n", markdown ? "| " : "", sz, sep,
-                num(r, "mean_candidates"), sep, num(r, "recall"), sep, num(r, "ndcg"), sep, num(r, "mean_score"), sep,
-                num(r, "overlap"), sep, num(r, "latency_us"), sep);
+        fprintf(f, "%s%9s%s", markdown ? "| " : "", sz, sep);
+        const char *key[6] = {"mean_candidates", "recall", "ndcg", "mean_score", "overlap", "latency_us"};
+        const int width[6] = {10, 9, 8, 13, 10, 12}, prec[6] = {1, 4, 4, 4, 4, 1};
+        for (int c = 0; c < 6; c++) print_num(f, num(r, key[c]), width[c], prec[c]), fputs(sep, f); /* null: "-" */
+        fputc('\n', f);
     }
 }
 
@@ -506,10 +508,11 @@ static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t 
     const char *folds = cb_config_get(o->eval, "folds");
     fprintf(f, "# cbrec evaluation report\n\n");
     fprintf(f, "Dataset **%s** (`%s`): %lld users, %lld items, %lld ratings. Protocol: %s. Top-N: K = %u, relevant = "
-               "%s, ranked over the full catalog with the user's training items excluded.\n\n",
+               "%s, ranked over %s.\n\n",
             json_string_value(json_object_get(ev, "dataset")), o->data, json_integer_value(json_object_get(ev, "users")),
             json_integer_value(json_object_get(ev, "items")), json_integer_value(json_object_get(ev, "ratings")),
-            json_string_value(json_object_get(ev, "protocol")), K, json_string_value(json_object_get(ev, "relevant")));
+            json_string_value(json_object_get(ev, "protocol")), K, json_string_value(json_object_get(ev, "relevant")),
+            json_string_value(json_object_get(ev, "ranked")));
     fprintf(f, "Reproduce: `cbrec report --data %s %s%s --seed %s", o->data, *folds ? "--folds " : "--split ",
             *folds ? folds : cb_config_get(o->train, "split"), cb_config_get(o->train, "seed"));
     print_changed_keys(f, o->train, CB_CONFIG_TRAIN, ",split,seed,");

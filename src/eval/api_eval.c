@@ -83,6 +83,13 @@ static int protocol_make(protocol *p, const char *folds, const cb_train_config *
     return CB_OK;
 }
 
+/* The cold-items protocol: held-out items have no training interactions,
+ * the question is which of them a user picks, so the lists (the retrieval
+ * experiment's too) rank the new items only. */
+static bool new_items_only(const cb_eval_config *e, const cb_train_config *tc) {
+    return !(e && e->folds && *e->folds) && tc->split == CB_TRAIN_SPLIT_COLD_ITEMS;
+}
+
 typedef struct run {
     const cb_dataset *ds;
     protocol proto;
@@ -129,6 +136,9 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
     json_object_set_new(root, "k", json_integer(ec->topn.k));
     json_object_set_new(root, "threshold", json_real(ec->topn.threshold));
     json_object_set_new(root, "relevant", relevant_words(R->ds, ec->topn.threshold));
+    json_object_set_new(root, "ranked", json_string(ec->topn.new_items_only
+                                                        ? "the new items (those without training interactions) only"
+                                                        : "the full catalog with the user's training items excluded"));
     if (no_relevant_user(R))
         json_object_set_new(root, "note", json_sprintf("no test user has a relevant held-out item (%s): no top-N "
                                                        "accuracy", json_string_value(json_object_get(root, "relevant"))));
@@ -292,9 +302,7 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
     ec.epoch_ctx = &pa;
     run R = {.ds = ds};
     if ((rc = protocol_make(&R.proto, e && e->folds && *e->folds ? e->folds : NULL, &ec.train, ds, err))) goto out;
-    /* held-out items have no training interactions: the question is which of
-     * them a user picks, so the lists rank the new items only */
-    ec.topn.new_items_only = !(e && e->folds && *e->folds) && ec.train.split == CB_TRAIN_SPLIT_COLD_ITEMS;
+    ec.topn.new_items_only = new_items_only(e, &ec.train);
     double t0 = cb_now();
     /* across processes each rank takes every K-th split and trains on it alone */
     const cb_train_comm *comm = ec.train.comm;
@@ -374,6 +382,7 @@ CB_API int cb_evaluate_retrieval(const cb_dataset *ds, const cb_config *eval_cfg
     ec.on_epoch = progress ? cb_progress_adapt : NULL;
     ec.epoch_ctx = &pa;
     ec.monitor_test = ec.valid_frac == 0; /* the curve shows the held-out loss; it selects nothing */
+    ec.topn.new_items_only = new_items_only(&e, &ec.train);
     protocol p;
     cb_bundle *trained = NULL;
     cb_retrieval_row rows[MAX_SIZES];
@@ -393,6 +402,13 @@ out:
     return rc;
 }
 
+/* A JSON number, NAN for null (a figure with nothing to measure), which the
+ * chart leaves out: read as 0 it drew a point and stretched the score scale. */
+static double number_or_nan(const json_t *o, const char *key) {
+    const json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
 CB_API int cb_plot_retrieval_svg(const char *path, const char *retrieval_json, cb_error *err) {
     json_error_t je;
     json_t *root = retrieval_json ? json_loads(retrieval_json, 0, &je) : NULL;
@@ -407,11 +423,11 @@ CB_API int cb_plot_retrieval_svg(const char *path, const char *retrieval_json, c
     double smin = INFINITY, smax = -INFINITY;
     for (size_t i = 0; i < n; i++) {
         json_t *r = json_array_get(arr, i);
-        x[i] = json_number_value(json_object_get(r, "mean_candidates"));
-        rec[i] = json_number_value(json_object_get(r, "recall"));
-        nd[i] = json_number_value(json_object_get(r, "ndcg"));
-        ov[i] = json_number_value(json_object_get(r, "overlap"));
-        ms[i] = json_number_value(json_object_get(r, "mean_score"));
+        x[i] = number_or_nan(r, "mean_candidates");
+        rec[i] = number_or_nan(r, "recall");
+        nd[i] = number_or_nan(r, "ndcg");
+        ov[i] = number_or_nan(r, "overlap");
+        ms[i] = number_or_nan(r, "mean_score"); /* null: no list had a slot (fmin / fmax pass over it) */
         smin = fmin(smin, ms[i]), smax = fmax(smax, ms[i]);
     }
     json_decref(root);

@@ -639,6 +639,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
     test_csr rel = {0};
     cb_recommender *rctx = NULL;
     uint32_t *users = NULL, *full = NULL, *full_n = NULL;
+    char *allow = NULL;
     size_t n_users = 0;
     int rc = relevant_by_user(&rel, ds, sp, topn->threshold, err);
     if (rc) goto out;
@@ -661,6 +662,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
     }
     if ((rc = cb_recommender_wrap(&rctx, rec, err)) || (rc = cb_recommender_build_table(rctx, max_similar, 1, err)))
         goto out;
+    if (topn->new_items_only && (rc = new_items_allow(&allow, ds, sp, err))) goto out; /* as the eval table's lists */
     full = cb_calloc(n_users * N + 1, sizeof *full, err);
     full_n = cb_calloc(n_users + 1, sizeof *full_n, err);
     if (!full || !full_n) {
@@ -672,6 +674,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
         uint32_t size = s == 0 ? 0 : sizes[s - 1];
         cb_recommend_config rc_cfg;
         cb_evalrun_retrieval_config(&rc_cfg, size, N, rec->n_items);
+        if (allow) rc_cfg.allow = allow;
         cb_retrieval_row row = {.size = size};
         double cand = 0, recall = 0, ndcg = 0, score = 0, overlap = 0, seconds = 0;
         size_t slots = 0;
@@ -733,6 +736,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
     }
 out:
     cb_recommender_free(rctx);
+    free(allow);
     free(rel.off);
     free(rel.item);
     free(users);
