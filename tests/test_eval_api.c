@@ -211,6 +211,10 @@ static void cold_items_rows_rank_new_items(void **state) {
      * no figure where the catalog's id order had stood as its NDCG, and why */
     const json_t *pop = model_row(root, "popularity");
     assert_true(json_is_null(json_object_get(pop, "mean_ndcg10")));
+    const json_t *fold = json_array_get(json_object_get(pop, "folds"), 0);
+    assert_true(json_integer_value(json_object_get(fold, "n_users_tied")) > 0);
+    assert_true(json_integer_value(json_object_get(fold, "n_users_tied")) ==
+                json_integer_value(json_object_get(fold, "n_users_evaluated")));
     const char *why = json_string_value(json_array_get(json_object_get(pop, "settings"), 0));
     assert_non_null(why);
     assert_non_null(strstr(why, "no ranking"));

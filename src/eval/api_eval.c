@@ -203,6 +203,8 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
                 json_object_set_new(jf, "pop_rated", jnum(t->pop_rated));
                 json_object_set_new(jf, "pop_ratio", jnum(t->pop_ratio));
                 json_object_set_new(jf, "n_users_evaluated", json_integer((json_int_t)t->n_users_evaluated));
+                json_object_set_new(jf, "n_users_skipped", json_integer((json_int_t)t->n_users_skipped));
+                json_object_set_new(jf, "n_users_tied", json_integer((json_int_t)t->n_users_tied));
             }
             if (r->has_topn) {
                 json_object_set_new(jf, "recall_at", jnum(r->topn.recall_at));
