@@ -518,6 +518,11 @@ static void eval_says_what_it_measured(void **state) {
     assert_int_equal(run(&out, "%s eval --data %s --models popularity,ease --no-topn -q", cbrec(), nt), 2);
     assert_non_null(strstr(out, "ease only rank"));
     free(out);
+    /* cbrec-towers asked of a model without the neighbour component: why its row is missing */
+    assert_int_equal(run(&out, "%s eval --data %s --models cbrec-towers --neighbours 0 --epochs 1 --user-layers 8 "
+                               "--item-layers 8 --dim 4 -q", cbrec(), nt), 0);
+    assert_non_null(strstr(out, "no neighbour component (--neighbours 0, or none fitted)"));
+    free(out);
     /* a key the command does not read is refused, not taken and ignored */
     assert_int_equal(run(&out, "%s eval --data %s --models popularity --sizes 5 -q", cbrec(), nt), 2);
     assert_non_null(strstr(out, "--sizes: cbrec eval runs no retrieval experiment"));

@@ -478,6 +478,9 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
                  cb_neighbours_kind_name(nb->kind), nb->kind == CB_NEIGHBOURS_EASE ? "lambda" : "shrink",
                  (double)(nb->kind == CB_NEIGHBOURS_EASE ? nb->lambda : nb->shrink), nb->k, (double)nb->weight,
                  nb->raw ? " (raw)" : "");
+    else if (!rc && c->topn_enabled && (c->models & (1u << CB_EVALRUN_CBREC_TOWERS))) /* its row would be this one */
+        snprintf(r->settings, sizeof r->settings, "no neighbour component (--neighbours 0, or none fitted): it ranks "
+                 "by its towers alone, so there is no cbrec-towers row");
     /* the same model ranking by its towers alone: what the neighbour component adds */
     if (!rc && nb && c->topn_enabled && (c->models & (1u << CB_EVALRUN_CBREC_TOWERS)) &&
         !(rc = cb_config_set(opts, "neighbours", "false", err)) &&
