@@ -496,7 +496,7 @@ static void report_reproduce_line(void **state) {
  * a threshold no held-out rating reaches leaves the top-N columns empty with
  * the reason; a model that only ranks, named beside --no-topn, is refused (it
  * was left out of the table in silence), as is a key the command does not
- * read (eval --sizes, experiment --models); a split too small for the data
+ * read (eval --sizes, experiment --models, --split beside --folds); a split too small for the data
  * says which part is empty and why. */
 static void eval_says_what_it_measured(void **state) {
     fixture *f = *state;
@@ -529,6 +529,9 @@ static void eval_says_what_it_measured(void **state) {
     free(out);
     assert_int_equal(run(&out, "%s experiment retrieval --data %s --models ease -q", cbrec(), nt), 2);
     assert_non_null(strstr(out, "--models: the retrieval experiment measures one two-tower model"));
+    free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --folds f1 --split cold-items -q", cbrec(), nt), 2);
+    assert_non_null(strstr(out, "--split: --folds gives the splits"));
     free(out);
     /* one rating per user: which part is empty, and why (it said "an empty training or test part") */
     assert_int_equal(run(NULL, "printf 'user,item,rating\na,x,5\nb,y,4\nc,x,3\n' > %s/ratings.csv", nt), 0);

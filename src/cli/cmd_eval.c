@@ -44,15 +44,16 @@ static int check_outputs(const char *cmd, const opts *o, const char *const *more
     return -1;
 }
 
-/* The first EVAL key of `keys` (",a,b,") set away from its default: the
- * command does not read it, and it had been taken and ignored. NULL: none. */
-static const char *ignored_key(const cb_config *eval, const char *keys) {
-    for (size_t i = 0; i < cb_config_n_keys(CB_CONFIG_EVAL); i++) {
+/* The first key of `keys` (",a,b,") in cfg (of kind `kind`) set away from
+ * its default: the command does not read it, and it had been taken and
+ * ignored. NULL: none. */
+static const char *ignored_key(const cb_config *cfg, cb_config_kind kind, const char *keys) {
+    for (size_t i = 0; i < cb_config_n_keys(kind); i++) {
         cb_config_key_info k;
         char name[72];
-        if (cb_config_key(CB_CONFIG_EVAL, i, &k)) continue;
+        if (cb_config_key(kind, i, &k)) continue;
         snprintf(name, sizeof name, ",%s,", k.name);
-        const char *v = strstr(keys, name) ? cb_config_get(eval, k.name) : NULL;
+        const char *v = strstr(keys, name) ? cb_config_get(cfg, k.name) : NULL;
         if (v && strcmp(v, k.default_value)) return k.name;
     }
     return NULL;
@@ -76,7 +77,10 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt
     if (st >= 0) return st;
     if (!o->data) return cli_usage_error(&c, "--data PATH is required");
     if (cb_config_check(o->eval, &err) || cb_config_check(o->train, &err)) return cli_usage_error(&c, err.msg);
-    const char *unused = ignored ? ignored_key(o->eval, ignored) : NULL;
+    const char *folds = cb_config_get(o->eval, "folds"), *unused = NULL;
+    if (*folds && (unused = ignored_key(o->train, CB_CONFIG_TRAIN, ",split,test-frac,")))
+        why = "--folds gives the splits (DATA/NAME.base and DATA/NAME.test)";
+    else if (ignored) unused = ignored_key(o->eval, CB_CONFIG_EVAL, ignored);
     if (unused) {
         char msg[300];
         snprintf(msg, sizeof msg, "--%s: %s", unused, why);

@@ -20,7 +20,8 @@ static const cb_config_key_def keys[] = {
      "settings with objective retrieval",
      "evaluation", CB_KEY_STRING, EC(models), 0, 0, 0, 0, NULL},
     {"folds", "LIST", "", "fixed folds, e.g. u1,u2,u3,u4,u5 (reads DATA/u1.base + DATA/u1.test: lines of tab-separated "
-     "user, item, rating[, timestamp], no header, each a rating of the data; the split is then ignored)",
+     "user, item, rating[, timestamp], no header, each a rating of the data; they are the splits: --split and "
+     "--test-frac are refused beside them)",
      "evaluation", CB_KEY_STRING, EC(folds), 0, 0, 0, 0, NULL},
     {"k", "N", "10", "list length K", "evaluation", CB_KEY_U32, RUN(topn.k), 0, 1, 1000, 0, NULL},
     {"threshold", "auto|Y", "auto", "relevant = held-out rating >= Y (auto: every held-out event of implicit data; "
