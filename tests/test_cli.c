@@ -506,6 +506,9 @@ static void eval_says_what_it_measured(void **state) {
     assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --test-frac 0.4", cbrec(), ev), 0);
     assert_non_null(strstr(out, "relevant = every held-out event\n"));
     free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --no-topn", cbrec(), ev), 1); /* every cell '-' */
+    assert_non_null(strstr(out, "events have no ratings to measure it on"));
+    free(out);
     assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item,rating\n1,a,5\n1,b,4\n1,c,2\n2,a,3\n2,c,5\n"
                                "3,b,4\n3,a,1\n' > %s/ratings.csv", nt, nt), 0);
     assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --split temporal --test-frac 0.4", cbrec(), nt), 0);

@@ -302,6 +302,9 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
     cb_progress_adapter pa = {progress, progress_ctx, cb_now()};
     ec.on_epoch = progress ? cb_progress_adapt : NULL;
     ec.epoch_ctx = &pa;
+    if (!ec.topn_enabled && ds->binary) /* every row would be empty: no rating error is measured on 0/1 values */
+        return cb_fail(err, CB_EINVAL, "--no-topn measures the rating error alone, and %s have no ratings to measure "
+                       "it on (0/1 values): the top-N metrics are what there is", ds->implicit ? "events" : "0/1 labels");
     run R = {.ds = ds};
     if ((rc = protocol_make(&R.proto, e && e->folds && *e->folds ? e->folds : NULL, &ec.train, ds, err))) goto out;
     ec.topn.new_items_only = new_items_only(e, &ec.train);
