@@ -140,11 +140,13 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
                                                         ? "the new items (those without training interactions) only"
                                                         : "the full catalog with the user's training items excluded"));
     if (no_relevant_user(R))
-        json_object_set_new(root, "note", json_sprintf("no test user has a relevant held-out item (%s): no top-N "
-                                                       "accuracy", json_string_value(json_object_get(root, "relevant"))));
+        json_object_set_new(root, "note",
+                            json_sprintf("no test user has a relevant held-out item (%s): no top-N accuracy",
+                                         json_string_value(json_object_get(root, "relevant"))));
     json_object_set_new(root, "recall_k", json_integer(ec->topn.recall_k));
     int dcol = cb_eval_diversity_column(R->ds);
-    json_object_set_new(root, "diversity_column", dcol < 0 ? json_null() : json_string(R->ds->item_attr.cols[dcol].name));
+    json_object_set_new(root, "diversity_column",
+                        dcol < 0 ? json_null() : json_string(R->ds->item_attr.cols[dcol].name));
     json_object_set_new(root, "long_tail",
                         json_string("items outside the most popular ones that make up 80% of the training interactions"));
     json_object_set_new(root, "seed", json_integer((json_int_t)ec->model.seed));
@@ -304,7 +306,8 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
     ec.epoch_ctx = &pa;
     if (!ec.topn_enabled && ds->binary) /* every row would be empty: no rating error is measured on 0/1 values */
         return cb_fail(err, CB_EINVAL, "--no-topn measures the rating error alone, and %s have no ratings to measure "
-                       "it on (0/1 values): the top-N metrics are what there is", ds->implicit ? "events" : "0/1 labels");
+                       "it on (0/1 values): the top-N metrics are what there is",
+                       ds->implicit ? "events" : "0/1 labels");
     run R = {.ds = ds};
     if ((rc = protocol_make(&R.proto, e && e->folds && *e->folds ? e->folds : NULL, &ec.train, ds, err))) goto out;
     ec.topn.new_items_only = new_items_only(e, &ec.train);

@@ -19,7 +19,8 @@
  * last. A scorer that gives every evaluated user's candidates one score (a
  * popularity count on items nobody rated, EASE for a user without history)
  * does not rank: its lists would be the catalog's order, so the accuracy
- * metrics stay NAN (n_users_tied = n_users_evaluated says so). With a list callback, the list is evaluated exactly as given.
+ * metrics stay NAN (n_users_tied = n_users_evaluated says so). With a list
+ * callback, the list is evaluated exactly as given.
  * Per-user definitions (averaged over evaluated users), hits = relevant items
  * in the list (each counted once), n_rel = number of relevant items:
  *   precision@K = hits / K                 (K even when the list is shorter)

@@ -68,7 +68,8 @@ static int rank_only_named(const cb_evalrun_config *c, cb_error *err) {
     for (int m = 0; m < CB_EVALRUN_N_MODELS; m++)
         if (c->models & rank_only & (1u << m)) {
             size_t len = strlen(names);
-            snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "", cb_evalrun_model_name((cb_evalrun_model)m));
+            snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "",
+                     cb_evalrun_model_name((cb_evalrun_model)m));
         }
     return cb_fail(err, CB_EINVAL, "--no-topn measures ratings alone, and %s only rank: leave them out of --models, "
                    "or drop --no-topn", names);
