@@ -501,21 +501,24 @@ static void report_reproduce_line(void **state) {
 static void eval_says_what_it_measured(void **state) {
     fixture *f = *state;
     char *out, *ev = tu_path(f->dir, "said-events"), *nt = tu_path(f->dir, "said-notime");
-    assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item\n1,a\n1,b\n2,a\n2,c\n3,b\n3,c\n4,a\n4,b\n' > %s/ratings.csv",
-                         ev, ev), 0);
+    assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item\n1,a\n1,b\n2,a\n2,c\n3,b\n3,c\n4,a\n4,b\n' "
+                               "> %s/ratings.csv", ev, ev), 0);
     assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --test-frac 0.4", cbrec(), ev), 0);
     assert_non_null(strstr(out, "relevant = every held-out event\n"));
     free(out);
-    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --no-topn", cbrec(), ev), 1); /* every cell '-' */
+    /* rating metrics alone on events: every cell had been '-' */
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --no-topn", cbrec(), ev), 1);
     assert_non_null(strstr(out, "events have no ratings to measure it on"));
     free(out);
     assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item,rating\n1,a,5\n1,b,4\n1,c,2\n2,a,3\n2,c,5\n"
                                "3,b,4\n3,a,1\n' > %s/ratings.csv", nt, nt), 0);
-    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --split temporal --test-frac 0.4", cbrec(), nt), 0);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --split temporal --test-frac 0.4", cbrec(), nt),
+                     0);
     assert_non_null(strstr(out, "temporal split (no timestamps: each user's last ratings in file order)"));
     assert_non_null(strstr(out, "relevant = held-out rating >= 4\n"));
     free(out);
-    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --split temporal --threshold 6", cbrec(), nt), 0);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --split temporal --threshold 6", cbrec(), nt),
+                     0);
     assert_non_null(strstr(out, "no test user has a relevant held-out item (held-out rating >= 6): no top-N accuracy"));
     free(out);
     assert_int_equal(run(&out, "%s eval --data %s --models popularity,ease --no-topn -q", cbrec(), nt), 2);

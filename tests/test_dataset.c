@@ -539,8 +539,8 @@ static void split_keeps_repeated_pairs_whole(void **state) {
         cb_split s, carve;
         assert_int_equal(cb_split_make(&s, ds, sk, 0.3, 7, &err), CB_OK);
         if (kind >= 3) { /* the carves of the training part */
-            assert_int_equal(cb_split_carve(&carve, ds, s.train, s.n_train, kind == 3 ? CB_SPLIT_RANDOM : CB_SPLIT_PER_USER,
-                                            0.3, 7, &err), CB_OK);
+            cb_split_kind ck = kind == 3 ? CB_SPLIT_RANDOM : CB_SPLIT_PER_USER;
+            assert_int_equal(cb_split_carve(&carve, ds, s.train, s.n_train, ck, 0.3, 7, &err), CB_OK);
             cb_split_free(&s);
             s = carve;
         } else {
