@@ -506,6 +506,9 @@ static void eval_says_what_it_measured(void **state) {
     assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --test-frac 0.4", cbrec(), ev), 0);
     assert_non_null(strstr(out, "relevant = every held-out event\n"));
     free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --test-frac 0.4 --threshold 0.5", cbrec(), ev), 0);
+    assert_non_null(strstr(out, "relevant = every held-out event\n")); /* not "label 1": these are events */
+    free(out);
     /* rating metrics alone on events: every cell had been '-' */
     assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --no-topn", cbrec(), ev), 1);
     assert_non_null(strstr(out, "events have no ratings to measure it on"));

@@ -104,7 +104,8 @@ static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null();
  * every event of implicit data. */
 static json_t *relevant_words(const cb_dataset *ds, float threshold) {
     char text[96];
-    if (ds->implicit && threshold <= ds->y_min) snprintf(text, sizeof text, "every held-out event");
+    if (ds->implicit && (threshold <= ds->y_min || (ds->binary && threshold <= 1))) /* y = 1 per event */
+        snprintf(text, sizeof text, "every held-out event");
     else if (ds->implicit && !ds->binary) snprintf(text, sizeof text, "held-out weight >= %g", (double)threshold);
     else if (ds->binary && threshold > 0 && threshold <= 1) snprintf(text, sizeof text, "held-out label 1");
     else snprintf(text, sizeof text, "held-out rating >= %g", (double)threshold);
