@@ -476,6 +476,16 @@ static void report_reproduce_line(void **state) {
     assert_non_null(strstr(out, "Losses are the softmax cross-entropy of each pick over the items of its batch plus 3 "
                                 "× the squared error of the rating half (targets scaled to [-1, 1]) (objective both)."));
     free(out);
+    assert_int_equal(run(&out, "grep -c 'the test part.s, watched only (patience 0)' %s", md), 0);
+    free(out);
+    /* a validation carve with patience: the curve's held-out loss stops the training (it said "watched only") */
+    assert_int_equal(run(&out, "%s report --data %s --out %s --models popularity --epochs 2 --user-layers 16 --users 20 "
+                               "--twotower-valid-frac 0.2 --patience 1 -q", cbrec(), f->data, md), 0);
+    free(out);
+    assert_int_equal(run(&out, "grep '^Losses are' %s", md), 0);
+    assert_non_null(strstr(out, "a validation carve's (0.2 of the training part, --twotower-valid-frac); --patience 1 "
+                                "stops the training"));
+    free(out);
     free(md);
     /* events without ratings train retrieval: so the settings say, whatever --objective asked */
     char *ev = tu_path(f->dir, "events");

@@ -506,6 +506,21 @@ static void print_loss(FILE *f, const json_t *ev, const opts *o) {
     fprintf(f, " (objective %s)", objective);
 }
 
+/* What the curve's held-out loss is: the test part's, watched only; or,
+ * with --twotower-valid-frac, a validation carve's, which --patience may stop
+ * the training on (it said "watched only" then too). */
+static void print_held_out(FILE *f, const opts *o) {
+    const char *carve = cb_config_get(o->eval, "twotower-valid-frac"), *patience = cb_config_get(o->train, "patience");
+    if (strtod(carve, NULL) <= 0) {
+        fputs("The held-out loss is the test part's, watched only (patience 0): it selects nothing.", f);
+        return;
+    }
+    fprintf(f, "The held-out loss is a validation carve's (%s of the training part, --twotower-valid-frac)", carve);
+    if (strcmp(patience, "0")) fprintf(f, "; --patience %s stops the training when it has not improved for that many "
+                                          "epochs.", patience);
+    else fputs(", watched only (patience 0): it selects nothing.", f);
+}
+
 static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t *rt, const progress *pg,
                          const char *ret_name, const char *curve_name, double seconds) {
     unsigned K = (unsigned)json_integer_value(json_object_get(ev, "k"));
@@ -541,7 +556,9 @@ static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t 
     for (size_t e = 0; e < pg->n_curve; e++) fprintf(f, "| %zu | %.5f | %.5f |\n", e + 1, pg->train_loss[e], pg->valid_loss[e]);
     fprintf(f, "\nLosses are ");
     print_loss(f, ev, o);
-    fprintf(f, ". The held-out loss is watched only (patience 0): it selects nothing.\n");
+    fputs(". ", f);
+    print_held_out(f, o);
+    fputc('\n', f);
 }
 
 int cmd_report(int argc, char **argv) {
