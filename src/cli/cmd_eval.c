@@ -461,7 +461,8 @@ int cmd_experiment(int argc, char **argv) {
 static const char *report_usage =
     "usage: cbrec report --data PATH --out report.md [--folds LIST | --split KIND] [--seed N] [options]\n"
     "Runs the evaluation, the retrieval-size experiment on a two-tower model trained on the first split\n"
-    "and records its learning curve (held-out loss per epoch, for monitoring only), then writes one\n"
+    "and records its learning curve (held-out loss per epoch: the test part's, for monitoring only, or with\n"
+    "--twotower-valid-frac a validation carve's, which --patience stops on), then writes one\n"
     "Markdown page with the table, the experiment table and two SVG plots next to it\n"
     "(<out>-retrieval.svg, <out>-curve.svg). The same seed reproduces the same page (timings aside).\n";
 
