@@ -552,6 +552,9 @@ static void eval_says_what_it_measured(void **state) {
     assert_int_equal(run(&out, "%s eval --data %s --folds f1 --split cold-items -q", cbrec(), nt), 2);
     assert_non_null(strstr(out, "--split: --folds gives the splits"));
     free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --patience 2 -q", cbrec(), nt), 2);
+    assert_non_null(strstr(out, "--patience: no validation carve to watch"));
+    free(out);
     /* one rating per user: which part is empty, and why (it said "an empty training or test part") */
     assert_int_equal(run(NULL, "printf 'user,item,rating\na,x,5\nb,y,4\nc,x,3\n' > %s/ratings.csv", nt), 0);
     assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --split per-user", cbrec(), nt), 1);

@@ -78,8 +78,13 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt
     if (!o->data) return cli_usage_error(&c, "--data PATH is required");
     if (cb_config_check(o->eval, &err) || cb_config_check(o->train, &err)) return cli_usage_error(&c, err.msg);
     const char *folds = cb_config_get(o->eval, "folds"), *unused = NULL;
+    bool no_carve = strtod(cb_config_get(o->train, "valid-frac"), NULL) <= 0 &&
+                    strtod(cb_config_get(o->eval, "twotower-valid-frac"), NULL) <= 0;
     if (*folds && (unused = ignored_key(o->train, CB_CONFIG_TRAIN, ",split,test-frac,")))
         why = "--folds gives the splits (DATA/NAME.base and DATA/NAME.test)";
+    else if (no_carve && (unused = ignored_key(o->train, CB_CONFIG_TRAIN, ",patience,")))
+        why = "no validation carve to watch: give --valid-frac (the cbrec row) or --twotower-valid-frac (the "
+              "two-tower rows)";
     else if (ignored) unused = ignored_key(o->eval, CB_CONFIG_EVAL, ignored);
     if (unused) {
         char msg[300];
