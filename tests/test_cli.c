@@ -565,6 +565,25 @@ static void eval_says_what_it_measured(void **state) {
     free(nt);
 }
 
+/* The retrieval experiment on a model file made by `cbrec train` on the same
+ * split: the file's history keeps every rating (the served "already rated"),
+ * held-out ones too; they were filtered out of the lists as already rated,
+ * and every recall and NDCG read 0. */
+static void experiment_with_a_saved_model(void **state) {
+    fixture *f = *state;
+    char *out;
+    assert_int_equal(run(&out, "%s experiment retrieval --data %s --model %s --sizes 50,full --users 40 --json -q",
+                         cbrec(), f->data, f->model), 0);
+    json_error_t je;
+    json_t *root = json_loads(out, 0, &je);
+    assert_non_null(root);
+    const json_t *full = json_array_get(json_object_get(root, "rows"), 1);
+    print_message("experiment --model: full-catalog recall %.4f\n", json_number_value(json_object_get(full, "recall")));
+    assert_true(json_number_value(json_object_get(full, "recall")) > 0.02);
+    json_decref(root);
+    free(out);
+}
+
 static void usage_errors(void **state) {
     fixture *f = *state;
     char *out;
@@ -1047,7 +1066,7 @@ int main(void) {
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(messages_stay_utf8),
-        cmocka_unit_test(eval_says_what_it_measured),
+        cmocka_unit_test(eval_says_what_it_measured), cmocka_unit_test(experiment_with_a_saved_model),
         cmocka_unit_test(titles_stay_on_their_line), cmocka_unit_test(stated_dislikes_only),
         cmocka_unit_test(ids_differing_by_blanks_named),
         cmocka_unit_test(options_from_key_tables),

@@ -146,6 +146,7 @@ static void end_to_end(void **state) {
     assert_int_equal(cb_synth_generate(&other, &sc, &err), CB_OK);
     assert_int_equal(cb_evalrun_retrieval(rows, sizes, 3, rec, other, &sp, &c.topn, 0, &err), CB_EINVAL);
     cb_dataset_free(other);
+
     cb_bundle_free(rec);
     free(res);
     cb_split_free(&sp);

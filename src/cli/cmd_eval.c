@@ -406,7 +406,9 @@ static const char *experiment_usage =
     "candidates, the model ranks them, and the final top-K is compared with the full-catalog ranking:\n"
     "recall and NDCG of held-out relevant items, mean predicted score, overlap, latency per user.\n"
     "Without --model the two-tower model is trained on the split (or the first of --folds); with\n"
-    "--model, give the same --data / --split / --seed / --test-frac it was trained with.\n";
+    "--model, give the same --data / --split / --seed / --test-frac it was trained with (its towers\n"
+    "never saw the held-out part; its history and similar-item lists, built from every rating, did:\n"
+    "the held-out items are taken out of each user's history, the lists stay as saved).\n";
 
 int cmd_experiment(int argc, char **argv) {
     const char *cmd = "experiment";

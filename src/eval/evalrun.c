@@ -631,6 +631,22 @@ static bool contains(const uint32_t *a, uint32_t n, uint32_t x) {
     return false;
 }
 
+/* The user's profile without its held-out items (held: every test item per
+ * user): a model saved by `cbrec train` keeps every rating in its history
+ * (the served "already rated"), so the held-out items were filtered out of
+ * the lists as already rated and every figure of `experiment --model` read 0. */
+static void profile_without_test(cb_profile *p, const test_csr *held, uint32_t u) {
+    size_t kept = 0;
+    for (size_t k = 0; k < p->n_ratings; k++) {
+        bool is_test = false;
+        for (uint32_t j = held->off[u]; j < held->off[u + 1] && !is_test; j++) is_test = held->item[j] == p->items[k];
+        if (is_test) continue;
+        p->items[kept] = p->items[k];
+        p->ys[kept++] = p->ys[k];
+    }
+    p->n_ratings = kept;
+}
+
 int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n_sizes, const cb_bundle *rec,
                          const cb_dataset *ds, const cb_split *sp, const cb_topn_config *topn, size_t max_users,
                          cb_error *err) {
@@ -639,7 +655,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
     if (cb_dataset_n_users(ds) != rec->n_users || cb_dataset_n_items(ds) != rec->n_items)
         return cb_fail(err, CB_EINVAL, "retrieval experiment: the model has %u users / %u items, the data %u / %u",
                        rec->n_users, rec->n_items, cb_dataset_n_users(ds), cb_dataset_n_items(ds));
-    test_csr rel = {0};
+    test_csr rel = {0}, held = {0};
     cb_recommender *rctx = NULL;
     uint32_t *users = NULL, *full = NULL, *full_n = NULL;
     char *allow = NULL;
@@ -657,6 +673,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
         rc = cb_fail(err, CB_EINVAL, "retrieval experiment: no test user has a relevant held-out item");
         goto out;
     }
+    if ((rc = relevant_by_user(&held, ds, sp, -INFINITY, err))) goto out;
     uint32_t max_similar = 1;
     for (size_t s = 0; s < n_sizes; s++) {
         cb_recommend_config rc_cfg;
@@ -688,6 +705,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
             double t0 = cb_now();
             rc = cb_recommend_profile_user(&prof, rec, u, err);
             if (rc) break;
+            profile_without_test(&prof, &held, u);
             rc = cb_recommend(rctx, &prof, &rc_cfg, NULL, &res, err);
             seconds += cb_now() - t0;
             cb_recommend_profile_free(&prof);
@@ -742,6 +760,8 @@ out:
     free(allow);
     free(rel.off);
     free(rel.item);
+    free(held.off);
+    free(held.item);
     free(users);
     free(full);
     free(full_n);
