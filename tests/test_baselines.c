@@ -351,6 +351,14 @@ static double correlation(const double *x, const double *y, size_t n) {
     return sxy / sqrt(sxx * syy);
 }
 
+/* The catalog's order (item 0 first): the arbitrary ranking a list that
+ * knows nothing gets. */
+static int id_order_score(void *ctx, uint32_t user, float *scores, uint32_t n_items, cb_error *err) {
+    (void)ctx, (void)user, (void)err;
+    for (uint32_t i = 0; i < n_items; i++) scores[i] = -(float)i;
+    return CB_OK;
+}
+
 static void baselines_beat_global_mean(void **state) {
     (void)state;
     planted p = make_planted(400, 200, 50, 5);
@@ -373,16 +381,19 @@ static void baselines_beat_global_mean(void **state) {
     assert_true(correlation(est, p.bu, 400) > 0.8);
     free(est);
 
-    /* Top-N through the same harness: the bias ranking beats the global mean's
-     * (which is an arbitrary order). Relevance threshold 4 on these ratings. */
+    /* Top-N through the same harness: the global mean does not rank (every
+     * item scores alike: no figures), the bias ranking beats the catalog's
+     * order, an arbitrary one. Relevance threshold 4 on these ratings. */
     cb_split split = {p.train, p.test, p.n_train, p.n_test};
     cb_topn_config tc;
     cb_topn_config_default(&tc);
-    cb_topn_metrics m_mean, m_bias;
+    cb_topn_metrics m_mean, m_bias, m_ids;
     cb_error err;
     assert_int_equal(cb_eval_topn(&m_mean, &tc, p.ds, &split, cb_baseline_score_cb, mean, &err), CB_OK);
+    assert_true(isnan(m_mean.ndcg) && m_mean.n_users_tied == m_mean.n_users_evaluated);
+    assert_int_equal(cb_eval_topn(&m_ids, &tc, p.ds, &split, id_order_score, NULL, &err), CB_OK);
     assert_int_equal(cb_eval_topn(&m_bias, &tc, p.ds, &split, cb_baseline_score_cb, bias, &err), CB_OK);
-    assert_true(m_bias.ndcg > m_mean.ndcg);
+    assert_true(m_bias.ndcg > m_ids.ndcg);
     cb_baseline_free(mean);
     cb_baseline_free(bias);
     cb_baseline_free(svd);
@@ -473,8 +484,12 @@ static void ml100k_topn(const cb_dataset *ds, const cb_split *split) {
                m[k].pop_ratio, m[k].n_users_evaluated, m[k].n_users_skipped);
         cb_baseline_free(b);
     }
-    /* popularity is a strong top-N baseline: far above an arbitrary order, and biased to the head */
-    assert_true(m[1].ndcg > 2 * m[0].ndcg);
+    /* popularity is a strong top-N baseline: far above an arbitrary order (the
+     * catalog's; the global mean ranks nothing), and biased to the head */
+    cb_topn_metrics ids;
+    if (cb_eval_topn(&ids, &tc, ds, split, id_order_score, NULL, &err) != CB_OK) fail_msg("%s", err.msg);
+    assert_true(isnan(m[0].ndcg));
+    assert_true(m[1].ndcg > 2 * ids.ndcg);
     assert_true(m[1].pop_ratio > 1.5);
     assert_true(m[1].coverage < m[3].coverage);
 }
@@ -730,6 +745,13 @@ static void item_knn_matches_brute_force(void **state) {
     }
     int first_best = ndcg[0] == top ? 0 : ndcg[1] == top ? 1 : 2;
     assert_int_equal(best.knn_k, grid[first_best].knn_k);
+    /* a carve that measures nothing (no held-out value reaches the threshold):
+     * no figure, and the grid's first (it had read as NDCG 0, "every setting missed") */
+    topn.threshold = 1e9f;
+    best.knn_k = 77;
+    assert_int_equal(cb_itemrec_tune(&best, &best_ndcg, ndcg, grid, 3, ds, &carve, &topn, &err), CB_OK);
+    assert_true(isnan(best_ndcg) && isnan(ndcg[2]));
+    assert_int_equal(best.knn_k, grid[0].knn_k);
     cb_split_free(&carve);
     free(W);
     free(X);

@@ -477,6 +477,16 @@ static void report_reproduce_line(void **state) {
     assert_non_null(strstr(out, "Losses are the softmax cross-entropy of each pick over the items of its batch plus 3 "
                                 "× the squared error of the rating half (targets scaled to [-1, 1]) (objective both)."));
     free(out);
+    assert_int_equal(run(&out, "grep -c 'the test part.s, watched only (patience 0)' %s", md), 0);
+    free(out);
+    /* a validation carve with patience: the curve's held-out loss stops the training (it said "watched only") */
+    assert_int_equal(run(&out, "%s report --data %s --out %s --models popularity --epochs 2 --user-layers 16 --users 20 "
+                               "--twotower-valid-frac 0.2 --valid-frac 0.2 --patience 1 -q", cbrec(), f->data, md), 0);
+    free(out);
+    assert_int_equal(run(&out, "grep '^Losses are' %s", md), 0);
+    assert_non_null(strstr(out, "a validation carve's (0.2 of the training part, --twotower-valid-frac); --patience 1 "
+                                "stops the training"));
+    free(out);
     free(md);
     /* events without ratings train retrieval: so the settings say, whatever --objective asked */
     char *ev = tu_path(f->dir, "events");
@@ -489,6 +499,91 @@ static void report_reproduce_line(void **state) {
     assert_non_null(strstr(out, "\"objective\": \"retrieval\""));
     free(out);
     free(ev);
+}
+
+/* What an evaluation measured, said on odd data: every held-out event is
+ * relevant on events without ratings (it read "rating >= 0"); a temporal
+ * split of ratings without timestamps is the file's order (it said nothing);
+ * a threshold no held-out rating reaches leaves the top-N columns empty with
+ * the reason; a model that only ranks, named beside --no-topn, is refused (it
+ * was left out of the table in silence), as is a key the command does not
+ * read (eval --sizes, experiment --models, --split beside --folds); a split too small for the data
+ * says which part is empty and why. */
+static void eval_says_what_it_measured(void **state) {
+    fixture *f = *state;
+    char *out, *ev = tu_path(f->dir, "said-events"), *nt = tu_path(f->dir, "said-notime");
+    assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item\n1,a\n1,b\n2,a\n2,c\n3,b\n3,c\n4,a\n4,b\n' "
+                               "> %s/ratings.csv", ev, ev), 0);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --test-frac 0.4", cbrec(), ev), 0);
+    assert_non_null(strstr(out, "relevant = every held-out event\n"));
+    free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --test-frac 0.4 --threshold 0.5", cbrec(), ev), 0);
+    assert_non_null(strstr(out, "relevant = every held-out event\n")); /* not "label 1": these are events */
+    free(out);
+    /* rating metrics alone on events: every cell had been '-' */
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --no-topn", cbrec(), ev), 1);
+    assert_non_null(strstr(out, "events have no ratings to measure it on"));
+    free(out);
+    assert_int_equal(run(NULL, "mkdir -p %s && printf 'user,item,rating\n1,a,5\n1,b,4\n1,c,2\n2,a,3\n2,c,5\n"
+                               "3,b,4\n3,a,1\n' > %s/ratings.csv", nt, nt), 0);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --split temporal --test-frac 0.4", cbrec(), nt),
+                     0);
+    assert_non_null(strstr(out, "temporal split (no timestamps: each user's last ratings in file order)"));
+    assert_non_null(strstr(out, "relevant = held-out rating >= 4\n"));
+    free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --split temporal --threshold 6", cbrec(), nt),
+                     0);
+    assert_non_null(strstr(out, "no test user has a relevant held-out item (held-out rating >= 6): no top-N accuracy"));
+    free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity,ease --no-topn -q", cbrec(), nt), 2);
+    assert_non_null(strstr(out, "ease only rank"));
+    free(out);
+    /* cbrec-towers asked of a model without the neighbour component: why its row is missing */
+    assert_int_equal(run(&out, "%s eval --data %s --models cbrec-towers --neighbours 0 --epochs 1 --user-layers 8 "
+                               "--item-layers 8 --dim 4 -q", cbrec(), nt), 0);
+    assert_non_null(strstr(out, "no neighbour component (--neighbours 0, or none fitted)"));
+    free(out);
+    /* a key the command does not read is refused, not taken and ignored */
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity --sizes 5 -q", cbrec(), nt), 2);
+    assert_non_null(strstr(out, "--sizes: cbrec eval runs no retrieval experiment"));
+    free(out);
+    assert_int_equal(run(&out, "%s experiment retrieval --data %s --models ease -q", cbrec(), nt), 2);
+    assert_non_null(strstr(out, "--models: the retrieval experiment measures one two-tower model"));
+    free(out);
+    assert_int_equal(run(&out, "%s eval --data %s --folds f1 --split cold-items -q", cbrec(), nt), 2);
+    assert_non_null(strstr(out, "--split: --folds gives the splits"));
+    free(out);
+    /* patience with the cbrec row's carve only: the two-tower rows' patience went unused */
+    assert_int_equal(run(&out, "%s eval --data %s --patience 2 --valid-frac 0.2 -q", cbrec(), nt), 1);
+    assert_non_null(strstr(out, "the two-tower rows (and the retrieval experiment) have no validation carve"));
+    free(out);
+    /* one rating per user: which part is empty, and why (it said "an empty training or test part") */
+    assert_int_equal(run(NULL, "printf 'user,item,rating\na,x,5\nb,y,4\nc,x,3\n' > %s/ratings.csv", nt), 0);
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --split per-user", cbrec(), nt), 1);
+    assert_non_null(strstr(out, "the per-user split of 3 ratings with test fraction 0.2 leaves the test part empty "
+                                "(a user's only rating always stays in training"));
+    free(out);
+    free(ev);
+    free(nt);
+}
+
+/* The retrieval experiment on a model file made by `cbrec train` on the same
+ * split: the file's history keeps every rating (the served "already rated"),
+ * held-out ones too; they were filtered out of the lists as already rated,
+ * and every recall and NDCG read 0. */
+static void experiment_with_a_saved_model(void **state) {
+    fixture *f = *state;
+    char *out;
+    assert_int_equal(run(&out, "%s experiment retrieval --data %s --model %s --sizes 50,full --users 40 --json -q",
+                         cbrec(), f->data, f->model), 0);
+    json_error_t je;
+    json_t *root = json_loads(out, 0, &je);
+    assert_non_null(root);
+    const json_t *full = json_array_get(json_object_get(root, "rows"), 1);
+    print_message("experiment --model: full-catalog recall %.4f\n", json_number_value(json_object_get(full, "recall")));
+    assert_true(json_number_value(json_object_get(full, "recall")) > 0.02);
+    json_decref(root);
+    free(out);
 }
 
 static void usage_errors(void **state) {
@@ -1009,6 +1104,7 @@ int main(void) {
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(messages_stay_utf8),
+        cmocka_unit_test(eval_says_what_it_measured), cmocka_unit_test(experiment_with_a_saved_model),
         cmocka_unit_test(titles_stay_on_their_line), cmocka_unit_test(stated_dislikes_only),
         cmocka_unit_test(ids_padded_by_columns),
         cmocka_unit_test(ids_differing_by_blanks_named),

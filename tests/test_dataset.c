@@ -541,6 +541,54 @@ static void test_split_random(void **state) {
     free(d);
 }
 
+/* Pre-joined rows repeat (user, item) pairs (the course lab up to 20 times):
+ * no split or carve puts a pair on both sides (a held-out rating that was
+ * also a training one), and the per-user and temporal splits still leave
+ * every user a training row, one user with a single pair repeated among them. */
+static void split_keeps_repeated_pairs_whole(void **state) {
+    (void)state;
+    cb_dataset *ds = tu_ds_new();
+    ds->prejoined = true;
+    ds->has_timestamps = true;
+    char u[16], it[16];
+    for (int rep = 0; rep < 4; rep++)
+        for (int user = 0; user < 12; user++)
+            for (int k = 0; k < 6; k++) {
+                snprintf(u, sizeof u, "u%d", user);
+                snprintf(it, sizeof it, "i%d", user == 0 ? 0 : (user + k * 5) % 17); /* u0: one pair, 24 rows */
+                if (rep <= k % 4) tu_ds_add(ds, u, it, 1 + (user + k) % 5, 100 + (uint32_t)k);
+            }
+    cb_error err;
+    for (int kind = 0; kind < 5; kind++) {
+        cb_split_kind sk = kind < 3 ? (cb_split_kind)(kind == 2 ? CB_SPLIT_PER_USER : kind) : CB_SPLIT_RANDOM;
+        cb_split s, carve;
+        assert_int_equal(cb_split_make(&s, ds, sk, 0.3, 7, &err), CB_OK);
+        if (kind >= 3) { /* the carves of the training part */
+            cb_split_kind ck = kind == 3 ? CB_SPLIT_RANDOM : CB_SPLIT_PER_USER;
+            assert_int_equal(cb_split_carve(&carve, ds, s.train, s.n_train, ck, 0.3, 7, &err), CB_OK);
+            cb_split_free(&s);
+            s = carve;
+        } else {
+            check_partition(ds, &s);
+        }
+        assert_true(s.n_test > 0);
+        uint8_t side[12][17] = {{0}}; /* bit 1: train, bit 2: test */
+        bool trains[12] = {false};
+        for (size_t j = 0; j < s.n_train; j++) {
+            const cb_rating *r = &ds->ratings[s.train[j]];
+            side[r->user][r->item] |= 1;
+            trains[r->user] = true;
+        }
+        for (size_t j = 0; j < s.n_test; j++) side[ds->ratings[s.test[j]].user][ds->ratings[s.test[j]].item] |= 2;
+        for (int a = 0; a < 12; a++) {
+            for (int b = 0; b < 17; b++) assert_true(side[a][b] != 3);
+            if (sk != CB_SPLIT_RANDOM) assert_true(trains[a]);
+        }
+        cb_split_free(&s);
+    }
+    cb_dataset_free(ds);
+}
+
 static void test_split_temporal(void **state) {
     (void)state;
     char *d;
@@ -743,6 +791,7 @@ int main(void) {
         cmocka_unit_test(test_real_course_lab),
         cmocka_unit_test(test_split_random),
         cmocka_unit_test(test_split_temporal),
+        cmocka_unit_test(split_keeps_repeated_pairs_whole),
         cmocka_unit_test(test_split_cold),
         cmocka_unit_test(test_sklearn_split),
         cmocka_unit_test(test_fast_float_matches_strict),

@@ -227,6 +227,45 @@ static void topn_hand_computed(void **state) {
     cb_dataset_free(ds);
 }
 
+/* A scorer that scores every candidate of every evaluated user alike (a
+ * popularity count over items nobody rated, EASE for users without
+ * history) does not rank: its lists are the catalog's order. Its accuracy
+ * is NAN, not the id order's figures; one user ranked is enough for figures. */
+static void topn_tied_scores_do_not_rank(void **state) {
+    (void)state;
+    cb_dataset *ds = tds_new();
+    items_0_to(ds, 4);
+    uint32_t train[2], test[2];
+    train[0] = tu_ds_add(ds, "u0", "3", 5, 0);
+    test[0] = tu_ds_add(ds, "u0", "0", 5, 0); /* item 0: first in id order, a hit at rank 1 */
+    train[1] = tu_ds_add(ds, "u1", "2", 5, 0);
+    test[1] = tu_ds_add(ds, "u1", "0", 4, 0);
+    cb_split split = {train, test, 2, 2};
+    float scores[2 * 4] = {
+        0.5f, 0.5f, 0.5f, 9.0f, /* u0: item 3 (its training item) differs, the candidates tie */
+        1.0f, 1.0f, 7.0f, 1.0f, /* u1: item 2 excluded, the rest tie */
+    };
+    table_scorer ts = {scores, 4, 0};
+    cb_topn_config cfg;
+    cb_topn_config_default(&cfg);
+    cfg.k = 2;
+    cb_topn_metrics m;
+    cb_error err;
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_OK);
+    assert_int_equal(m.n_users_evaluated, 2);
+    assert_int_equal(m.n_users_tied, 2);
+    assert_true(isnan(m.ndcg) && isnan(m.precision) && isnan(m.recall) && isnan(m.map) && isnan(m.hit_rate));
+    assert_true(isnan(m.recall_at));
+    NEAR(m.coverage, 2.0 / 4.0); /* the lists are still shown: [0, 1] for both */
+    /* u1 ranked: figures, over both users */
+    scores[4 + 1] = 2.0f;
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_OK);
+    assert_int_equal(m.n_users_tied, 1);
+    NEAR(m.hit_rate, 1.0);
+    NEAR(m.ndcg, (1.0 + 1.0 / log2(3.0)) / 2.0);
+    cb_dataset_free(ds);
+}
+
 /* A caller-given list per user: lists[user] with lens[user] entries. */
 typedef struct fixed_lists {
     const uint32_t *lists; /* [n_users][max] */
@@ -327,6 +366,13 @@ static void topn_diversity_jaccard(void **state) {
     /* popularity: item 4 rated once in training; slots 0,1,2,3,4 -> 1/5; rated by x: item 4 -> 1 */
     NEAR(m.pop_recommended, 0.2);
     NEAR(m.pop_rated, 1.0);
+    /* a catalog of tags, no genre column: the tags' sets (it was NAN: no diversity on a shop's data) */
+    free(ds->item_attr.cols[0].name);
+    ds->item_attr.cols[0].name = strdup("tags");
+    ds->roles.item_genres = -1;
+    assert_int_equal(cb_eval_diversity_column(ds), 0);
+    assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f, &err), CB_OK);
+    NEAR(m.diversity, (5.0 / 6.0 + 0.0) / 2.0);
     cb_dataset_free(ds);
 }
 
@@ -598,6 +644,7 @@ int main(void) {
         cmocka_unit_test(rating_rmse_mae),
         cmocka_unit_test(top_k_ties_nan_exclusion),
         cmocka_unit_test(topn_hand_computed),
+        cmocka_unit_test(topn_tied_scores_do_not_rank),
         cmocka_unit_test(topn_lists_known_values),
         cmocka_unit_test(topn_diversity_jaccard),
         cmocka_unit_test(split_from_files),

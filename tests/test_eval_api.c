@@ -191,7 +191,8 @@ static void implicit_events_get_topn(void **state) {
 
 /* The cold-items protocol: the cbrec and pipeline rows rank the new items
  * only, whatever their ids hold (the cbrec row's allow list split "t,3" into
- * two unknown ids; the pipeline row named items with training interactions). */
+ * two unknown ids; the pipeline row named items with training interactions);
+ * popularity, which cannot rank them, has no figure. */
 static void cold_items_rows_rank_new_items(void **state) {
     (void)state;
     char *dir = tu_tmpdir(), text[80 * 12 * 16 + 32] = "user,item,rating\n";
@@ -203,9 +204,21 @@ static void cold_items_rows_rank_new_items(void **state) {
     free(tu_write(dir, "ratings.csv", text));
     free(tu_write(dir, "cbrec.schema", "ratings = ratings.csv\n"));
     const char *train[] = {"split", "cold-items", "epochs", "1", "user-layers", "16", "item-layers", "16", "dim", "8"};
-    json_t *root = evaluate_folder(dir, "cbrec,pipeline", train, 10);
+    json_t *root = evaluate_folder(dir, "cbrec,pipeline,popularity", train, 10);
     assert_non_null(model_row(root, "cbrec"));
     assert_non_null(model_row(root, "two-tower/pipeline"));
+    /* popularity has nothing to rank new items by (a training count of 0 each):
+     * no figure where the catalog's id order had stood as its NDCG, and why */
+    const json_t *pop = model_row(root, "popularity");
+    assert_true(json_is_null(json_object_get(pop, "mean_ndcg10")));
+    const json_t *fold = json_array_get(json_object_get(pop, "folds"), 0);
+    assert_true(json_integer_value(json_object_get(fold, "n_users_tied")) > 0);
+    assert_true(json_integer_value(json_object_get(fold, "n_users_tied")) ==
+                json_integer_value(json_object_get(fold, "n_users_evaluated")));
+    const char *why = json_string_value(json_array_get(json_object_get(pop, "settings"), 0));
+    assert_non_null(why);
+    assert_non_null(strstr(why, "no ranking"));
+    assert_true(json_number_value(json_object_get(model_row(root, "cbrec"), "mean_ndcg10")) > 0);
     json_decref(root);
     tu_rmrf(dir);
     free(dir);

@@ -44,9 +44,26 @@ static int check_outputs(const char *cmd, const opts *o, const char *const *more
     return -1;
 }
 
-/* Parse argv into o (extra: the command's own options after the shared ones).
+/* The first key of `keys` (",a,b,") in cfg (of kind `kind`) set away from
+ * its default: the command does not read it, and it had been taken and
+ * ignored. NULL: none. */
+static const char *ignored_key(const cb_config *cfg, cb_config_kind kind, const char *keys) {
+    for (size_t i = 0; i < cb_config_n_keys(kind); i++) {
+        cb_config_key_info k;
+        char name[72];
+        if (cb_config_key(kind, i, &k)) continue;
+        snprintf(name, sizeof name, ",%s,", k.name);
+        const char *v = strstr(keys, name) ? cb_config_get(cfg, k.name) : NULL;
+        if (v && strcmp(v, k.default_value)) return k.name;
+    }
+    return NULL;
+}
+
+/* Parse argv into o (extra: the command's own options after the shared ones;
+ * ignored: the EVAL keys the command does not read, ",a,b,", and why).
  * Returns -1 to continue, else an exit status. */
-static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt *extra, int argc, char **argv) {
+static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt *extra, const char *ignored,
+                      const char *why, int argc, char **argv) {
     memset(o, 0, sizeof *o);
     cli_opt all[16] = {{"data", 'd', "PATH", "dataset folder (MovieLens, generic with cbrec.schema, ...)", &o->data, NULL, NULL},
                        {"quiet", 'q', NULL, "no progress output on stderr", NULL, &o->quiet, NULL}};
@@ -60,6 +77,15 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt
     if (st >= 0) return st;
     if (!o->data) return cli_usage_error(&c, "--data PATH is required");
     if (cb_config_check(o->eval, &err) || cb_config_check(o->train, &err)) return cli_usage_error(&c, err.msg);
+    const char *folds = cb_config_get(o->eval, "folds"), *unused = NULL; /* --patience without a carve: the check above */
+    if (*folds && (unused = ignored_key(o->train, CB_CONFIG_TRAIN, ",split,test-frac,")))
+        why = "--folds gives the splits (DATA/NAME.base and DATA/NAME.test)";
+    else if (ignored) unused = ignored_key(o->eval, CB_CONFIG_EVAL, ignored);
+    if (unused) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "--%s: %s", unused, why);
+        return cli_usage_error(&c, msg);
+    }
     return -1;
 }
 
@@ -171,11 +197,12 @@ static void print_table(FILE *f, const json_t *root, bool markdown) {
     const json_t *splits = json_object_get(root, "splits"), *models = json_object_get(root, "models");
     size_t n_splits = json_array_size(splits);
     if (!markdown)
-        fprintf(f, "%s (%s): %lld users, %lld items, %lld ratings; %s; top-N: K=%u, relevant = rating >= %g\n",
+        fprintf(f, "%s (%s): %lld users, %lld items, %lld ratings; %s; top-N: K=%u, relevant = %s\n",
                 json_string_value(json_object_get(root, "dataset")), json_string_value(json_object_get(root, "path")),
                 json_integer_value(json_object_get(root, "users")), json_integer_value(json_object_get(root, "items")),
                 json_integer_value(json_object_get(root, "ratings")),
-                json_string_value(json_object_get(root, "protocol")), K, num(root, "threshold"));
+                json_string_value(json_object_get(root, "protocol")), K,
+                json_string_value(json_object_get(root, "relevant")));
     print_header(f, splits, K, RK, markdown);
     char key[40];
     for (size_t m = 0; m < json_array_size(models); m++) {
@@ -225,9 +252,10 @@ static void print_chosen(FILE *f, const json_t *root, bool markdown) {
 }
 
 static const char *const legend =
-    "R@%u = recall at the longer list; pop@%u = mean training count of the recommended items; tail = share\n"
-    "of recommended slots holding a long-tail item (outside the most popular items that make up 80%% of the\n"
-    "training interactions); ease / item-knn settings chosen on a per-user validation carve of training;\n"
+    "R@%u = recall at the longer list; pop@%u = mean training count of the recommended items; divers = mean\n"
+    "intra-list Jaccard distance of the items' %s; tail = share of recommended slots holding a long-tail\n"
+    "item (outside the most popular items that make up 80%% of the training interactions); ease / item-knn\n"
+    "settings chosen on a per-user validation carve of training;\n"
     "cbrec = `cbrec train` + `cbrec recommend` with the training settings below (their defaults unless given).\n";
 
 /* The objective the two-tower rows trained with: the setting, as the data
@@ -257,9 +285,14 @@ static void print_evaluation(FILE *f, const json_t *root, const opts *o, bool ma
     unsigned RK = (unsigned)json_integer_value(json_object_get(root, "recall_k"));
     print_table(f, root, markdown);
     if (markdown) fputc('\n', f);
+    const char *note = json_string_value(json_object_get(root, "note"));
+    if (note) fprintf(f, "%s%s\n", markdown ? "- " : "", note);
     print_chosen(f, root, markdown);
     if (markdown) fputc('\n', f);
-    fprintf(f, legend, RK, K);
+    const char *dcol = json_string_value(json_object_get(root, "diversity_column"));
+    char sets[96];
+    snprintf(sets, sizeof sets, dcol ? "'%s' sets" : "value sets (none: no multi-valued item column)", dcol);
+    fprintf(f, legend, RK, K, sets);
     if (markdown) fputc('\n', f);
     print_settings(f, root, o);
 }
@@ -268,9 +301,10 @@ static const char *eval_usage =
     "usage: cbrec eval --data PATH [--folds u1,u2,u3,u4,u5 | --split KIND] [options]\n"
     "Trains every model on the same split(s) and prints one table: RMSE per fold with mean ± std\n"
     "(population), MAE, top-N precision / recall / NDCG / MAP / hit rate at K over the full catalog with\n"
-    "the user's training items excluded, catalog coverage, genre diversity and popularity ratio (mean\n"
-    "training count of recommended items / of items the users rated). Protocol cold-users: users held\n"
-    "out entirely; the models rank the catalog for them from their attributes alone.\n";
+    "the user's training items excluded, catalog coverage, diversity (of the items' genres, or of the\n"
+    "first multi-valued item column, a shop's tags) and popularity ratio (mean training count of\n"
+    "recommended items / of items the users rated). Protocol cold-users: users held out entirely; the\n"
+    "models rank the catalog for them from their attributes alone.\n";
 
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "eval";
@@ -280,7 +314,9 @@ int cmd_eval(int argc, char **argv) {
          NULL, &o.json, NULL},
         {"json-out", 0, "FILE", "also write that JSON object to FILE (the table still prints)", &o.json_out, NULL, NULL},
         {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
-    int st = parse_opts(&o, cmd, eval_usage, ex, argc, argv);
+    int st = parse_opts(&o, cmd, eval_usage, ex, ",sizes,users,",
+                        "cbrec eval runs no retrieval experiment (cbrec experiment retrieval and cbrec report do)",
+                        argc, argv);
     if (st < 0) st = check_outputs(cmd, &o, NULL, 0);
     if (st >= 0) return opts_free(&o), st;
     cb_error err = {0};
@@ -331,9 +367,11 @@ static void print_retrieval(FILE *f, const json_t *root, bool markdown) {
         char sz[16];
         if (json_is_integer(size)) snprintf(sz, sizeof sz, "%lld", json_integer_value(size));
         else snprintf(sz, sizeof sz, "full");
-        fprintf(f, "%s%9s%s %10.1f%s %9.4f%s %8.4f%s %13.4f%s %10.4f%s %12.1f%s\n", markdown ? "| " : "", sz, sep,
-                num(r, "mean_candidates"), sep, num(r, "recall"), sep, num(r, "ndcg"), sep, num(r, "mean_score"), sep,
-                num(r, "overlap"), sep, num(r, "latency_us"), sep);
+        fprintf(f, "%s%9s%s", markdown ? "| " : "", sz, sep);
+        const char *key[6] = {"mean_candidates", "recall", "ndcg", "mean_score", "overlap", "latency_us"};
+        const int width[6] = {10, 9, 8, 13, 10, 12}, prec[6] = {1, 4, 4, 4, 4, 1};
+        for (int c = 0; c < 6; c++) print_num(f, num(r, key[c]), width[c], prec[c]), fputs(sep, f); /* null: "-" */
+        fputc('\n', f);
     }
 }
 
@@ -363,7 +401,9 @@ static const char *experiment_usage =
     "candidates, the model ranks them, and the final top-K is compared with the full-catalog ranking:\n"
     "recall and NDCG of held-out relevant items, mean predicted score, overlap, latency per user.\n"
     "Without --model the two-tower model is trained on the split (or the first of --folds); with\n"
-    "--model, give the same --data / --split / --seed / --test-frac it was trained with.\n";
+    "--model, give the same --data / --split / --seed / --test-frac it was trained with (its towers\n"
+    "never saw the held-out part; its history and similar-item lists, built from every rating, did:\n"
+    "the held-out items are taken out of each user's history, the lists stay as saved).\n";
 
 int cmd_experiment(int argc, char **argv) {
     const char *cmd = "experiment";
@@ -381,7 +421,9 @@ int cmd_experiment(int argc, char **argv) {
                           {"json", 0, NULL, "print the JSON report", NULL, &o.json, NULL},
                           {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     bool help = strcmp(argv[1], "retrieval") != 0;
-    int st = parse_opts(&o, cmd, experiment_usage, ex, help ? argc : argc - 1, help ? argv : argv + 1);
+    int st = parse_opts(&o, cmd, experiment_usage, ex, ",models,recall-k,topn,tune-frac,implicit-epochs,",
+                        "the retrieval experiment measures one two-tower model at K (cbrec eval and cbrec report "
+                        "compare the models)", help ? argc : argc - 1, help ? argv : argv + 1);
     if (st < 0) st = check_outputs(cmd, &o, NULL, 0);
     if (st >= 0) return opts_free(&o), st;
     cb_error err = {0};
@@ -421,7 +463,8 @@ int cmd_experiment(int argc, char **argv) {
 static const char *report_usage =
     "usage: cbrec report --data PATH --out report.md [--folds LIST | --split KIND] [--seed N] [options]\n"
     "Runs the evaluation, the retrieval-size experiment on a two-tower model trained on the first split\n"
-    "and records its learning curve (held-out loss per epoch, for monitoring only), then writes one\n"
+    "and records its learning curve (held-out loss per epoch: the test part's, for monitoring only, or with\n"
+    "--twotower-valid-frac a validation carve's, which --patience stops on), then writes one\n"
     "Markdown page with the table, the experiment table and two SVG plots next to it\n"
     "(<out>-retrieval.svg, <out>-curve.svg). The same seed reproduces the same page (timings aside).\n";
 
@@ -466,16 +509,32 @@ static void print_loss(FILE *f, const json_t *ev, const opts *o) {
     fprintf(f, " (objective %s)", objective);
 }
 
+/* What the curve's held-out loss is: the test part's, watched only; or,
+ * with --twotower-valid-frac, a validation carve's, which --patience may stop
+ * the training on (it said "watched only" then too). */
+static void print_held_out(FILE *f, const opts *o) {
+    const char *carve = cb_config_get(o->eval, "twotower-valid-frac"), *patience = cb_config_get(o->train, "patience");
+    if (strtod(carve, NULL) <= 0) {
+        fputs("The held-out loss is the test part's, watched only (patience 0): it selects nothing.", f);
+        return;
+    }
+    fprintf(f, "The held-out loss is a validation carve's (%s of the training part, --twotower-valid-frac)", carve);
+    if (strcmp(patience, "0")) fprintf(f, "; --patience %s stops the training when it has not improved for that many "
+                                          "epochs.", patience);
+    else fputs(", watched only (patience 0): it selects nothing.", f);
+}
+
 static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t *rt, const progress *pg,
                          const char *ret_name, const char *curve_name, double seconds) {
     unsigned K = (unsigned)json_integer_value(json_object_get(ev, "k"));
     const char *folds = cb_config_get(o->eval, "folds");
     fprintf(f, "# cbrec evaluation report\n\n");
     fprintf(f, "Dataset **%s** (`%s`): %lld users, %lld items, %lld ratings. Protocol: %s. Top-N: K = %u, relevant = "
-               "held-out rating ≥ %g, ranked over the full catalog with the user's training items excluded.\n\n",
+               "%s, ranked over %s.\n\n",
             json_string_value(json_object_get(ev, "dataset")), o->data, json_integer_value(json_object_get(ev, "users")),
             json_integer_value(json_object_get(ev, "items")), json_integer_value(json_object_get(ev, "ratings")),
-            json_string_value(json_object_get(ev, "protocol")), K, num(ev, "threshold"));
+            json_string_value(json_object_get(ev, "protocol")), K, json_string_value(json_object_get(ev, "relevant")),
+            json_string_value(json_object_get(ev, "ranked")));
     fprintf(f, "Reproduce: `cbrec report --data %s %s%s --seed %s", o->data, *folds ? "--folds " : "--split ",
             *folds ? folds : cb_config_get(o->train, "split"), cb_config_get(o->train, "seed"));
     print_changed_keys(f, o->train, CB_CONFIG_TRAIN, ",split,seed,");
@@ -483,10 +542,12 @@ static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t 
     fprintf(f, " --out %s` (cbrec %s).\n\n", o->out, cb_version());
     fprintf(f, "## Evaluation\n\n");
     print_evaluation(f, ev, o, true);
-    fprintf(f, "\ncover = catalog coverage of the top-K lists; divers = mean intra-list genre Jaccard distance; "
-               "pop× = mean training popularity of recommended items / of items the same users rated (> 1: "
+    const char *dcol = json_string_value(json_object_get(ev, "diversity_column"));
+    fprintf(f, "\ncover = catalog coverage of the top-K lists; divers = mean intra-list Jaccard distance of the items' "
+               "%s%s%s; pop× = mean training popularity of recommended items / of items the same users rated (> 1: "
                "the model favours popular items). fit s = wall seconds to fit (2 shared cores: noisy). Total "
-               "%.1f s.\n\n", seconds);
+               "%.1f s.\n\n", dcol ? "`" : "", dcol ? dcol : "value sets (the catalog has no multi-valued column: -)",
+            dcol ? "` sets" : "", seconds);
     fprintf(f, "## Retrieval size (first split: %s)\n\n", json_string_value(json_object_get(rt, "split")));
     print_retrieval(f, rt, true);
     fprintf(f, "\nretrieval = nominal candidate budget of the cheap sources (similar items 60%%, genres 20%%, "
@@ -498,7 +559,9 @@ static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t 
     for (size_t e = 0; e < pg->n_curve; e++) fprintf(f, "| %zu | %.5f | %.5f |\n", e + 1, pg->train_loss[e], pg->valid_loss[e]);
     fprintf(f, "\nLosses are ");
     print_loss(f, ev, o);
-    fprintf(f, ". The held-out loss is watched only (patience 0): it selects nothing.\n");
+    fputs(". ", f);
+    print_held_out(f, o);
+    fputc('\n', f);
 }
 
 int cmd_report(int argc, char **argv) {
@@ -506,7 +569,7 @@ int cmd_report(int argc, char **argv) {
     opts o;
     const cli_opt ex[] = {{"out", 'o', "FILE.md", "the report to write (required)", &o.out, NULL, NULL},
                           {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
-    int st = parse_opts(&o, cmd, report_usage, ex, argc, argv);
+    int st = parse_opts(&o, cmd, report_usage, ex, NULL, NULL, argc, argv);
     if (st >= 0) return opts_free(&o), st;
     if (!o.out) return opts_free(&o), cli_fail(CLI_USAGE, cmd, "--out FILE.md is required");
     char base[4096], curve_path[4200], ret_path[4200]; /* the plots beside the page */

@@ -207,6 +207,10 @@ typedef enum cb_split_kind {
                                  random (seeded) to test, at most n_u - 1 (every user keeps
                                  one training rating) */
 } cb_split_kind;
+/* Pre-joined rows (ds->prejoined) may repeat a (user, item) pair: random,
+ * temporal and per-user splits and the carves keep such a pair on the side
+ * its first row was drawn for (per-user and temporal: a user left without a
+ * training row gets one pair back), so no held-out rating is also a training one. */
 typedef struct cb_split {
     uint32_t *train, *test;   /* indices into ds->ratings */
     size_t n_train, n_test;

@@ -40,6 +40,48 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+typedef struct pair_row {
+    uint64_t key;  /* user << 32 | item */
+    uint32_t j;    /* position in the flags */
+    uint32_t row;  /* index into ds->ratings */
+} pair_row;
+
+static int cmp_pair_row(const void *a, const void *b) {
+    const pair_row *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* Pre-joined rows may repeat a (user, item) pair (the course lab repeats
+ * some up to 20 times): split across the parts, the held-out rating was also
+ * a training one (the rating error learnt it; the top-N list excluded it as
+ * already rated). Each repeated pair of flag[j] (the rating sel[j]; sel
+ * NULL: j) goes whole to the side its first row was drawn for, so a pair is
+ * held out with the split's probability; with keep_one, a user left without
+ * a training row gets its first pair (by item index) back, as the per-user
+ * and temporal splits promise every user one. */
+static int pairs_whole(uint8_t *flag, const cb_dataset *ds, const uint32_t *sel, size_t n, bool keep_one,
+                       cb_error *err) {
+    if (!ds->prejoined || n < 2) return CB_OK;
+    pair_row *p = cb_malloc(n * sizeof *p, err);
+    if (!p) return CB_ENOMEM;
+    for (size_t j = 0; j < n; j++) {
+        uint32_t row = sel ? sel[j] : (uint32_t)j;
+        p[j] = (pair_row){(uint64_t)ds->ratings[row].user << 32 | ds->ratings[row].item, (uint32_t)j, row};
+    }
+    qsort(p, n, sizeof *p, cmp_pair_row);
+    for (size_t a = 0, b; a < n; a = b) {
+        for (b = a + 1; b < n && p[b].key == p[a].key; b++) flag[p[b].j] = flag[p[a].j];
+    }
+    for (size_t a = 0, b; keep_one && a < n; a = b) { /* a user's rows: p[a..b) */
+        bool trains = false;
+        for (b = a; b < n && p[b].key >> 32 == p[a].key >> 32; b++) trains |= !flag[p[b].j];
+        for (size_t c = a; !trains && c < b && p[c].key == p[a].key; c++) flag[p[c].j] = 0;
+    }
+    free(p);
+    return CB_OK;
+}
+
 /* Hold out a fraction of the entities (users or items) that have ratings. */
 static int cold_flags(uint8_t *is_test, const cb_dataset *ds, bool by_user, double test_frac,
                       uint64_t seed, cb_error *err) {
@@ -184,6 +226,8 @@ int cb_split_make(cb_split *out, const cb_dataset *ds, cb_split_kind kind, doubl
     default:
         rc = cb_fail(err, CB_EINVAL, "unknown split kind %d", (int)kind);
     }
+    if (!rc && test_frac > 0.0 && (kind == CB_SPLIT_RANDOM || kind == CB_SPLIT_PER_USER || kind == CB_SPLIT_TEMPORAL))
+        rc = pairs_whole(is_test, ds, NULL, n, kind != CB_SPLIT_RANDOM, err);
     if (!rc) rc = split_from_flags(out, is_test, n, err);
     free(is_test);
     return rc;
@@ -231,6 +275,7 @@ int cb_split_carve(cb_split *out, const cb_dataset *ds, const uint32_t *train, s
         memcpy(perm, train, n_train * sizeof *perm);
         if (valid_frac > 0) rc = per_user_flags(is_valid, ds, train, n_train, valid_frac, seed, err);
     }
+    if (!rc && valid_frac > 0) rc = pairs_whole(is_valid, ds, perm, n_train, kind != CB_SPLIT_RANDOM, err);
     if (!rc) rc = carve_from_flags(out, perm, is_valid, n_train, err);
     free(perm);
     free(is_valid);

@@ -20,12 +20,27 @@ typedef struct protocol {
     char names[MAX_FOLDS][32];
     cb_split splits[MAX_FOLDS];
     size_t n;
-    char label[128];
+    char label[256];
 } protocol;
 
 static void protocol_free(protocol *p) {
     for (size_t i = 0; i < p->n; i++) cb_split_free(&p->splits[i]);
     p->n = 0;
+}
+
+/* Which part of the split is empty, and why, on data too small for it (it
+ * said "an empty training or test part" alone). */
+static int split_not_empty(cb_split *sp, const cb_dataset *ds, const char *split, double test_frac, cb_error *err) {
+    if (sp->n_train && sp->n_test) return CB_OK;
+    const char *why = "";
+    if (!sp->n_test && (!strcmp(split, "per-user") || !strcmp(split, "temporal")))
+        why = " (a user's only rating always stays in training: give users with two or more, or a larger "
+              "--test-frac)";
+    else if (!sp->n_test) why = " (a larger --test-frac, or more data)";
+    int rc = cb_fail(err, CB_EINVAL, "the %s split of %zu ratings with test fraction %g leaves the %s part empty%s",
+                     split, ds->n_ratings, test_frac, sp->n_test ? "training" : "test", why);
+    cb_split_free(sp);
+    return rc;
 }
 
 static int protocol_make(protocol *p, const char *folds, const cb_train_config *tc, const cb_dataset *ds, cb_error *err) {
@@ -56,12 +71,23 @@ static int protocol_make(protocol *p, const char *folds, const cb_train_config *
         return cb_fail(err, CB_EINVAL, "--split %s is not an evaluation protocol (random, temporal, cold-users, cold-items, per-user)",
                        split);
     int rc = cb_split_make(&p->splits[0], ds, (cb_split_kind)kind, tc->test_frac, tc->model.seed, err);
+    if (!rc) rc = split_not_empty(&p->splits[0], ds, split, tc->test_frac, err);
     if (rc) return rc;
     snprintf(p->names[0], sizeof p->names[0], "%s", split);
     p->n = 1;
-    snprintf(p->label, sizeof p->label, "%s split, test fraction %g, seed %llu", split, tc->test_frac,
+    /* without timestamps "latest" is the file's order (dataset.h): said, not assumed */
+    bool file_order = kind == CB_TRAIN_SPLIT_TEMPORAL && !ds->has_timestamps;
+    snprintf(p->label, sizeof p->label, "%s split%s, test fraction %g, seed %llu", split,
+             file_order ? " (no timestamps: each user's last ratings in file order)" : "", tc->test_frac,
              (unsigned long long)tc->model.seed);
     return CB_OK;
+}
+
+/* The cold-items protocol: held-out items have no training interactions,
+ * the question is which of them a user picks, so the lists (the retrieval
+ * experiment's too) rank the new items only. */
+static bool new_items_only(const cb_eval_config *e, const cb_train_config *tc) {
+    return !(e && e->folds && *e->folds) && tc->split == CB_TRAIN_SPLIT_COLD_ITEMS;
 }
 
 typedef struct run {
@@ -73,6 +99,30 @@ typedef struct run {
 } run;
 
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+/* What a relevant held-out item is, in words: "rating >= 0" had stood for
+ * every event of implicit data. */
+static json_t *relevant_words(const cb_dataset *ds, float threshold) {
+    char text[96];
+    if (ds->implicit && (threshold <= ds->y_min || (ds->binary && threshold <= 1))) /* y = 1 per event */
+        snprintf(text, sizeof text, "every held-out event");
+    else if (ds->implicit && !ds->binary) snprintf(text, sizeof text, "held-out weight >= %g", (double)threshold);
+    else if (ds->binary && threshold > 0 && threshold <= 1) snprintf(text, sizeof text, "held-out label 1");
+    else snprintf(text, sizeof text, "held-out rating >= %g", (double)threshold);
+    return json_string(text);
+}
+
+/* Top-N was measured and no list met a relevant item (--threshold above
+ * every held-out rating): the empty accuracy columns need their reason. */
+static bool no_relevant_user(const run *R) {
+    bool measured = false;
+    for (size_t k = 0; k < R->n_results; k++) {
+        if (!R->results[k].has_topn) continue;
+        if (R->results[k].topn.n_users_evaluated) return false;
+        measured = true;
+    }
+    return measured;
+}
 
 static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
     json_t *root = json_object(), *models = json_array(), *names = json_array();
@@ -86,7 +136,18 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
     json_object_set_new(root, "splits", names);
     json_object_set_new(root, "k", json_integer(ec->topn.k));
     json_object_set_new(root, "threshold", json_real(ec->topn.threshold));
+    json_object_set_new(root, "relevant", relevant_words(R->ds, ec->topn.threshold));
+    json_object_set_new(root, "ranked", json_string(ec->topn.new_items_only
+                                                        ? "the new items (those without training interactions) only"
+                                                        : "the full catalog with the user's training items excluded"));
+    if (no_relevant_user(R))
+        json_object_set_new(root, "note",
+                            json_sprintf("no test user has a relevant held-out item (%s): no top-N accuracy",
+                                         json_string_value(json_object_get(root, "relevant"))));
     json_object_set_new(root, "recall_k", json_integer(ec->topn.recall_k));
+    int dcol = cb_eval_diversity_column(R->ds);
+    json_object_set_new(root, "diversity_column",
+                        dcol < 0 ? json_null() : json_string(R->ds->item_attr.cols[dcol].name));
     json_object_set_new(root, "long_tail",
                         json_string("items outside the most popular ones that make up 80% of the training interactions"));
     json_object_set_new(root, "seed", json_integer((json_int_t)ec->model.seed));
@@ -145,6 +206,8 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
                 json_object_set_new(jf, "pop_rated", jnum(t->pop_rated));
                 json_object_set_new(jf, "pop_ratio", jnum(t->pop_ratio));
                 json_object_set_new(jf, "n_users_evaluated", json_integer((json_int_t)t->n_users_evaluated));
+                json_object_set_new(jf, "n_users_skipped", json_integer((json_int_t)t->n_users_skipped));
+                json_object_set_new(jf, "n_users_tied", json_integer((json_int_t)t->n_users_tied));
             }
             if (r->has_topn) {
                 json_object_set_new(jf, "recall_at", jnum(r->topn.recall_at));
@@ -242,11 +305,13 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
     cb_progress_adapter pa = {progress, progress_ctx, cb_now()};
     ec.on_epoch = progress ? cb_progress_adapt : NULL;
     ec.epoch_ctx = &pa;
+    if (!ec.topn_enabled && ds->binary) /* every row would be empty: no rating error is measured on 0/1 values */
+        return cb_fail(err, CB_EINVAL, "--no-topn measures the rating error alone, and %s have no ratings to measure "
+                       "it on (0/1 values): the top-N metrics are what there is",
+                       ds->implicit ? "events" : "0/1 labels");
     run R = {.ds = ds};
     if ((rc = protocol_make(&R.proto, e && e->folds && *e->folds ? e->folds : NULL, &ec.train, ds, err))) goto out;
-    /* held-out items have no training interactions: the question is which of
-     * them a user picks, so the lists rank the new items only */
-    ec.topn.new_items_only = !(e && e->folds && *e->folds) && ec.train.split == CB_TRAIN_SPLIT_COLD_ITEMS;
+    ec.topn.new_items_only = new_items_only(e, &ec.train);
     double t0 = cb_now();
     /* across processes each rank takes every K-th split and trains on it alone */
     const cb_train_comm *comm = ec.train.comm;
@@ -326,6 +391,7 @@ CB_API int cb_evaluate_retrieval(const cb_dataset *ds, const cb_config *eval_cfg
     ec.on_epoch = progress ? cb_progress_adapt : NULL;
     ec.epoch_ctx = &pa;
     ec.monitor_test = ec.valid_frac == 0; /* the curve shows the held-out loss; it selects nothing */
+    ec.topn.new_items_only = new_items_only(&e, &ec.train);
     protocol p;
     cb_bundle *trained = NULL;
     cb_retrieval_row rows[MAX_SIZES];
@@ -345,6 +411,13 @@ out:
     return rc;
 }
 
+/* A JSON number, NAN for null (a figure with nothing to measure), which the
+ * chart leaves out: read as 0 it drew a point and stretched the score scale. */
+static double number_or_nan(const json_t *o, const char *key) {
+    const json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
 CB_API int cb_plot_retrieval_svg(const char *path, const char *retrieval_json, cb_error *err) {
     json_error_t je;
     json_t *root = retrieval_json ? json_loads(retrieval_json, 0, &je) : NULL;
@@ -359,11 +432,11 @@ CB_API int cb_plot_retrieval_svg(const char *path, const char *retrieval_json, c
     double smin = INFINITY, smax = -INFINITY;
     for (size_t i = 0; i < n; i++) {
         json_t *r = json_array_get(arr, i);
-        x[i] = json_number_value(json_object_get(r, "mean_candidates"));
-        rec[i] = json_number_value(json_object_get(r, "recall"));
-        nd[i] = json_number_value(json_object_get(r, "ndcg"));
-        ov[i] = json_number_value(json_object_get(r, "overlap"));
-        ms[i] = json_number_value(json_object_get(r, "mean_score"));
+        x[i] = number_or_nan(r, "mean_candidates");
+        rec[i] = number_or_nan(r, "recall");
+        nd[i] = number_or_nan(r, "ndcg");
+        ov[i] = number_or_nan(r, "overlap");
+        ms[i] = number_or_nan(r, "mean_score"); /* null: no list had a slot (fmin / fmax pass over it) */
         smin = fmin(smin, ms[i]), smax = fmax(smax, ms[i]);
     }
     json_decref(root);

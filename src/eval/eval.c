@@ -171,14 +171,22 @@ static int cmp_u64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+int cb_eval_diversity_column(const cb_dataset *ds) {
+    int col = ds->roles.item_genres;
+    if (col >= 0 && (uint32_t)col < ds->item_attr.n_cols && ds->item_attr.cols[col].kind == CB_COL_MULTI) return col;
+    for (uint32_t j = 0; j < ds->item_attr.n_cols; j++) /* a catalog of tags, say: its first such column */
+        if (ds->item_attr.cols[j].kind == CB_COL_MULTI) return (int)j;
+    return -1;
+}
+
 static int genre_sets_build(genre_sets *g, const cb_dataset *ds, uint32_t n_items, bool *present,
                             cb_error *err) {
     *present = false;
     g->off = g->val = NULL;
-    int col = ds->roles.item_genres;
-    if (col < 0 || (uint32_t)col >= ds->item_attr.n_cols) return CB_OK;
+    int col = cb_eval_diversity_column(ds);
+    if (col < 0) return CB_OK;
     const cb_column *c = &ds->item_attr.cols[col];
-    if (c->kind != CB_COL_MULTI || !c->off || ds->item_attr.n_rows < n_items) return CB_OK;
+    if (!c->off || ds->item_attr.n_rows < n_items) return CB_OK;
     size_t total = c->off[n_items];
     g->off = cb_calloc((size_t)n_items + 1, sizeof *g->off, err);
     g->val = cb_calloc(total + 1, sizeof *g->val, err);
@@ -280,14 +288,29 @@ typedef struct list_source {
     uint32_t *exclude;  /* [n_items] stamp = user + 1 for training items */
 } list_source;
 
+/* The scores of the candidates (the items not excluded) all equal, over two
+ * or more of them: a top-K of them is the catalog's order, not the scorer's. */
+static bool candidates_tie(const float *scores, uint32_t n_items, const uint32_t *exclude, uint32_t stamp) {
+    uint32_t n = 0;
+    float first = 0;
+    for (uint32_t i = 0; i < n_items; i++) {
+        if (exclude[i] == stamp) continue;
+        if (n++ == 0) first = scores[i];
+        else if (scores[i] != first && !(isnan(scores[i]) && isnan(first))) return false;
+    }
+    return n >= 2;
+}
+
 /* User u's list of at most n_want items into list[0..*n_list): the
  * caller's list (checked: no more than asked, inside the catalog, new items
  * only when asked), or the scorer's top with u's training items (and with
- * new_items_only every item that has some) excluded. */
-static int user_list(uint32_t *list, uint32_t *n_list, uint32_t u, uint32_t n_want, const cb_topn_config *cfg,
-                     const cb_dataset *ds, const by_user *train, const uint32_t *item_pop, uint32_t n_items,
-                     list_source *src, cb_error *err) {
+ * new_items_only every item that has some) excluded; *tied: the scorer's
+ * candidates all scored the same. */
+static int user_list(uint32_t *list, uint32_t *n_list, bool *tied, uint32_t u, uint32_t n_want,
+                     const cb_topn_config *cfg, const cb_dataset *ds, const by_user *train, const uint32_t *item_pop,
+                     uint32_t n_items, list_source *src, cb_error *err) {
     const uint32_t stamp = u + 1;
+    *tied = false;
     if (!src->list) {
         int rc = src->score(src->ctx, u, src->scores, n_items, err);
         if (rc != CB_OK) return rc;
@@ -296,6 +319,7 @@ static int user_list(uint32_t *list, uint32_t *n_list, uint32_t u, uint32_t n_wa
         for (uint32_t i = 0; cfg->new_items_only && i < n_items; i++)
             if (item_pop[i]) src->exclude[i] = stamp;
         *n_list = cb_eval_top_k(list, n_want, src->scores, n_items, src->exclude, stamp);
+        *tied = candidates_tie(src->scores, n_items, src->exclude, stamp);
         return CB_OK;
     }
     int rc = src->list(src->ctx, u, n_want, list, n_list, err);
@@ -397,10 +421,13 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
         }
 
         uint32_t n_list = 0;
-        if ((rc = user_list(list, &n_list, u, n_want, cfg, ds, &train, item_pop, n_items, src, err))) goto done;
+        bool tied;
+        if ((rc = user_list(list, &n_list, &tied, u, n_want, cfg, ds, &train, item_pop, n_items, src, err)))
+            goto done;
         if (n_rel > 0) {
             add_accuracy(&sum, list, n_list, k, cfg->recall_k, n_rel, rel_mark, hit_mark, stamp, idcg);
             out->n_users_evaluated++;
+            out->n_users_tied += tied;
         } else {
             out->n_users_skipped++;
         }
@@ -409,7 +436,8 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
                    has_genres ? &genres : NULL);
     }
 
-    if (out->n_users_evaluated > 0) {
+    /* every list in catalog order: the figures would be the id order's, not the model's */
+    if (out->n_users_evaluated > 0 && out->n_users_tied < out->n_users_evaluated) {
         double n = (double)out->n_users_evaluated;
         out->precision = sum.prec / n;
         out->recall = sum.rec / n;

@@ -16,7 +16,11 @@
  * with none is skipped for the accuracy metrics (and counted). With a scorer,
  * the list is the top K of the full catalog by score, the user's training
  * items excluded, ties broken by the lower item index, NaN scores ranked
- * last. With a list callback, the list is evaluated exactly as given.
+ * last. A scorer that gives every evaluated user's candidates one score (a
+ * popularity count on items nobody rated, EASE for a user without history)
+ * does not rank: its lists would be the catalog's order, so the accuracy
+ * metrics stay NAN (n_users_tied = n_users_evaluated says so). With a list
+ * callback, the list is evaluated exactly as given.
  * Per-user definitions (averaged over evaluated users), hits = relevant items
  * in the list (each counted once), n_rel = number of relevant items:
  *   precision@K = hits / K                 (K even when the list is shorter)
@@ -32,8 +36,9 @@
  *   coverage    = distinct recommended items / catalog size;
  *   diversity   = mean over lists (of >= 2 items) of the mean pairwise Jaccard
  *                 distance 1 - |G_a & G_b| / |G_a | G_b| of the items' genre
- *                 sets (two genre-less items: distance 0); NAN when the
- *                 dataset has no genre column (ds->roles.item_genres < 0);
+ *                 sets (two genre-less items: distance 0); without a genre
+ *                 column the sets of the first multi-valued item column
+ *                 (tags: cb_eval_diversity_column); NAN when there is none;
  *   popularity  = an item's number of training ratings; pop_recommended is its
  *                 mean over recommended slots, pop_rated its mean over the
  *                 training ratings of the same users; pop_ratio their quotient
@@ -101,6 +106,8 @@ typedef struct cb_topn_metrics {
     double precision, recall, ndcg, map, hit_rate;
     size_t n_users_evaluated;  /* users with >= 1 relevant held-out item */
     size_t n_users_skipped;    /* users with held-out ratings but none relevant */
+    size_t n_users_tied;       /* evaluated users whose candidates the scorer scored all alike (two or
+                                  more of them); all of them: the accuracy metrics are NAN */
     /* beyond accuracy, over the lists of evaluated + skipped users */
     double coverage;           /* in [0, 1] */
     double diversity;          /* in [0, 1], NAN without genres */
@@ -133,6 +140,10 @@ int cb_eval_topn_lists(cb_topn_metrics *out, const cb_topn_config *cfg, const cb
 uint32_t cb_eval_top_k(uint32_t *items, uint32_t k, const float *scores, uint32_t n_items,
                        const uint32_t *exclude, uint32_t stamp);
 
+/* The item column whose value sets the diversity measures: the genre
+ * column, else the first multi-valued one (a shop's tags), else -1 (none). */
+int cb_eval_diversity_column(const cb_dataset *ds);
+
 /* ---- MovieLens 100K folds. */
 /* Map the rows of a fold's base and test files (tab-separated "user item
  * rating timestamp", no header, e.g. u1.base / u1.test) to indices into
@@ -153,7 +164,8 @@ typedef struct cb_eval_result {
     bool has_topn;
     cb_topn_metrics topn;
     double fit_seconds, eval_seconds; /* filled by the caller */
-    char settings[96];         /* settings chosen on a validation carve, in words ("" = none) */
+    char settings[256];        /* settings chosen on a validation carve, and what the row's figures
+                                  are not (no ranking), in words ("" = none) */
 } cb_eval_result;
 
 /* A result with the name set, rmse/mae NAN, has_topn false, zeros elsewhere. */

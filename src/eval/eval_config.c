@@ -3,6 +3,7 @@
 #include "eval/eval_config.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #define EC(field) offsetof(cb_eval_config, field)
@@ -19,7 +20,8 @@ static const cb_config_key_def keys[] = {
      "settings with objective retrieval",
      "evaluation", CB_KEY_STRING, EC(models), 0, 0, 0, 0, NULL},
     {"folds", "LIST", "", "fixed folds, e.g. u1,u2,u3,u4,u5 (reads DATA/u1.base + DATA/u1.test: lines of tab-separated "
-     "user, item, rating[, timestamp], no header, each a rating of the data; the split is then ignored)",
+     "user, item, rating[, timestamp], no header, each a rating of the data; they are the splits: --split and "
+     "--test-frac are refused beside them)",
      "evaluation", CB_KEY_STRING, EC(folds), 0, 0, 0, 0, NULL},
     {"k", "N", "10", "list length K", "evaluation", CB_KEY_U32, RUN(topn.k), 0, 1, 1000, 0, NULL},
     {"threshold", "auto|Y", "auto", "relevant = held-out rating >= Y (auto: every held-out event of implicit data; "
@@ -54,6 +56,25 @@ static void init(void *values) {
 const cb_config_table cb_eval_config_table = {CB_CONFIG_EVAL, "eval", keys, sizeof keys / sizeof keys[0],
                                               sizeof(cb_eval_config), init};
 
+/* Models named in c->models that only rank, with top-N off: they would be
+ * left out of the table in silence (all models, the default, leave them out
+ * as asked). */
+static int rank_only_named(const cb_evalrun_config *c, cb_error *err) {
+    const unsigned rank_only = (1u << CB_EVALRUN_PIPELINE) | (1u << CB_EVALRUN_IMPLICIT) | (1u << CB_EVALRUN_EASE) |
+                               (1u << CB_EVALRUN_ITEM_KNN) | (1u << CB_EVALRUN_CONTENT_KNN) |
+                               (1u << CB_EVALRUN_CBREC_TOWERS) | (1u << CB_EVALRUN_RANDOM);
+    if (c->topn_enabled || !(c->models & rank_only)) return CB_OK;
+    char names[256] = "";
+    for (int m = 0; m < CB_EVALRUN_N_MODELS; m++)
+        if (c->models & rank_only & (1u << m)) {
+            size_t len = strlen(names);
+            snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "",
+                     cb_evalrun_model_name((cb_evalrun_model)m));
+        }
+    return cb_fail(err, CB_EINVAL, "--no-topn measures ratings alone, and %s only rank: leave them out of --models, "
+                   "or drop --no-topn", names);
+}
+
 int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, const cb_config *train_cfg,
                            cb_error *err) {
     cb_eval_config def;
@@ -68,9 +89,17 @@ int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, co
     if (rc) return rc;
     *out = ec->run;
     if (ec->models && *ec->models && (rc = cb_evalrun_models_parse(ec->models, &out->models, err))) return rc;
+    if (ec->models && *ec->models && (rc = rank_only_named(out, err))) return rc;
     out->train = *tc;
     out->features = tc->features;
     out->model = tc->model;
     out->scale_targets = tc->scale_targets;
+    /* the two-tower rows carve by --twotower-valid-frac, not --valid-frac
+     * (cb_train_config_check's): without it their patience went unused */
+    unsigned twotower = 1u << CB_EVALRUN_TWOTOWER | 1u << CB_EVALRUN_PIPELINE | 1u << CB_EVALRUN_IMPLICIT;
+    if (tc->model.patience && out->valid_frac == 0.0 && (out->models & twotower))
+        return cb_fail(err, CB_EINVAL, "patience %u: the two-tower rows (and the retrieval experiment) have no "
+                       "validation carve to stop on: give --twotower-valid-frac too, or leave them out (--models)",
+                       tc->model.patience);
     return CB_OK;
 }

@@ -343,7 +343,7 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
                 }
         if ((rc = push_result(results, n_results, m, fold, sp, err))) break;
         cb_eval_result *r = &(*results)[*n_results - 1];
-        double t0 = cb_now(), best_ndcg = 0;
+        double t0 = cb_now(), best_ndcg = NAN;
         if (!carve.train)
             rc = cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_PER_USER, c->tune_frac, c->model.seed, err);
         cb_itemrec_config best = grid[0];
@@ -358,10 +358,13 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
         if (!rc) rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, cb_itemrec_score_cb, model, err);
         r->has_topn = rc == CB_OK;
         r->eval_seconds = cb_now() - t0;
-        char what[48];
+        char what[48], why[128];
         cb_itemrec_config_describe(&best, what, sizeof what);
-        snprintf(r->settings, sizeof r->settings, "%s (validation NDCG@%u %.4f, tuning %.1fs)", what, c->topn.k,
-                 best_ndcg, tune);
+        if (isnan(best_ndcg)) /* a 0 here read as "every setting missed" */
+            snprintf(why, sizeof why, "the grid's first; the validation carve measured no setting: no relevant item "
+                     "there, or no ranking;");
+        else snprintf(why, sizeof why, "validation NDCG@%u %.4f,", c->topn.k, best_ndcg);
+        snprintf(r->settings, sizeof r->settings, "%s (%s tuning %.1fs)", what, why, tune);
         cb_itemrec_free(model);
     }
     cb_split_free(&carve);
@@ -475,6 +478,9 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
                  cb_neighbours_kind_name(nb->kind), nb->kind == CB_NEIGHBOURS_EASE ? "lambda" : "shrink",
                  (double)(nb->kind == CB_NEIGHBOURS_EASE ? nb->lambda : nb->shrink), nb->k, (double)nb->weight,
                  nb->raw ? " (raw)" : "");
+    else if (!rc && c->topn_enabled && (c->models & (1u << CB_EVALRUN_CBREC_TOWERS))) /* its row would be this one */
+        snprintf(r->settings, sizeof r->settings, "no neighbour component (--neighbours 0, or none fitted): it ranks "
+                 "by its towers alone, so there is no cbrec-towers row");
     /* the same model ranking by its towers alone: what the neighbour component adds */
     if (!rc && nb && c->topn_enabled && (c->models & (1u << CB_EVALRUN_CBREC_TOWERS)) &&
         !(rc = cb_config_set(opts, "neighbours", "false", err)) &&
@@ -490,10 +496,19 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
     return rc;
 }
 
-int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
-                     const cb_dataset *ds, const cb_split *sp, int fold, cb_bundle **out_rec,
-                     cb_train_result *out_train, cb_error *err) {
-    if (out_rec) *out_rec = NULL;
+/* A row whose scorer gave every evaluated user's candidates one score has
+ * no top-N accuracy (eval.h): its settings say why, beside what was chosen. */
+static void note_no_ranking(cb_eval_result *r) {
+    const cb_topn_metrics *t = &r->topn;
+    if (!r->has_topn || !t->n_users_evaluated || t->n_users_tied < t->n_users_evaluated) return;
+    size_t len = strlen(r->settings);
+    snprintf(r->settings + len, sizeof r->settings - len, "%sno ranking: every user's candidates scored alike (the "
+             "list would be the catalog's order), so no top-N accuracy", len ? "; " : "");
+}
+
+static int evalrun_models(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
+                          const cb_dataset *ds, const cb_split *sp, int fold, cb_bundle **out_rec,
+                          cb_train_result *out_train, cb_error *err) {
     if (!sp->n_train || !sp->n_test) return cb_fail(err, CB_EINVAL, "the split has an empty training or test part");
     int rc = CB_OK;
     unsigned tt_rows = c->models & ((1u << CB_EVALRUN_TWOTOWER) | (1u << CB_EVALRUN_PIPELINE));
@@ -545,6 +560,16 @@ int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalr
         rc = eval_content_knn(results, n_results, c, ds, sp, fold, err);
     if (!rc && c->topn_enabled && (c->models & (1u << CB_EVALRUN_RANDOM)))
         rc = eval_random(results, n_results, c, ds, sp, fold, err);
+    return rc;
+}
+
+int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
+                     const cb_dataset *ds, const cb_split *sp, int fold, cb_bundle **out_rec,
+                     cb_train_result *out_train, cb_error *err) {
+    if (out_rec) *out_rec = NULL;
+    size_t first = *n_results;
+    int rc = evalrun_models(results, n_results, c, ds, sp, fold, out_rec, out_train, err);
+    for (size_t j = first; !rc && j < *n_results; j++) note_no_ranking(&(*results)[j]);
     return rc;
 }
 
@@ -606,6 +631,22 @@ static bool contains(const uint32_t *a, uint32_t n, uint32_t x) {
     return false;
 }
 
+/* The user's profile without its held-out items (held: every test item per
+ * user): a model saved by `cbrec train` keeps every rating in its history
+ * (the served "already rated"), so the held-out items were filtered out of
+ * the lists as already rated and every figure of `experiment --model` read 0. */
+static void profile_without_test(cb_profile *p, const test_csr *held, uint32_t u) {
+    size_t kept = 0;
+    for (size_t k = 0; k < p->n_ratings; k++) {
+        bool is_test = false;
+        for (uint32_t j = held->off[u]; j < held->off[u + 1] && !is_test; j++) is_test = held->item[j] == p->items[k];
+        if (is_test) continue;
+        p->items[kept] = p->items[k];
+        p->ys[kept++] = p->ys[k];
+    }
+    p->n_ratings = kept;
+}
+
 int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n_sizes, const cb_bundle *rec,
                          const cb_dataset *ds, const cb_split *sp, const cb_topn_config *topn, size_t max_users,
                          cb_error *err) {
@@ -614,9 +655,10 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
     if (cb_dataset_n_users(ds) != rec->n_users || cb_dataset_n_items(ds) != rec->n_items)
         return cb_fail(err, CB_EINVAL, "retrieval experiment: the model has %u users / %u items, the data %u / %u",
                        rec->n_users, rec->n_items, cb_dataset_n_users(ds), cb_dataset_n_items(ds));
-    test_csr rel = {0};
+    test_csr rel = {0}, held = {0};
     cb_recommender *rctx = NULL;
     uint32_t *users = NULL, *full = NULL, *full_n = NULL;
+    char *allow = NULL;
     size_t n_users = 0;
     int rc = relevant_by_user(&rel, ds, sp, topn->threshold, err);
     if (rc) goto out;
@@ -631,6 +673,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
         rc = cb_fail(err, CB_EINVAL, "retrieval experiment: no test user has a relevant held-out item");
         goto out;
     }
+    if ((rc = relevant_by_user(&held, ds, sp, -INFINITY, err))) goto out;
     uint32_t max_similar = 1;
     for (size_t s = 0; s < n_sizes; s++) {
         cb_recommend_config rc_cfg;
@@ -639,6 +682,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
     }
     if ((rc = cb_recommender_wrap(&rctx, rec, err)) || (rc = cb_recommender_build_table(rctx, max_similar, 1, err)))
         goto out;
+    if (topn->new_items_only && (rc = new_items_allow(&allow, ds, sp, err))) goto out; /* as the eval table's lists */
     full = cb_calloc(n_users * N + 1, sizeof *full, err);
     full_n = cb_calloc(n_users + 1, sizeof *full_n, err);
     if (!full || !full_n) {
@@ -650,6 +694,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
         uint32_t size = s == 0 ? 0 : sizes[s - 1];
         cb_recommend_config rc_cfg;
         cb_evalrun_retrieval_config(&rc_cfg, size, N, rec->n_items);
+        if (allow) rc_cfg.allow = allow;
         cb_retrieval_row row = {.size = size};
         double cand = 0, recall = 0, ndcg = 0, score = 0, overlap = 0, seconds = 0;
         size_t slots = 0;
@@ -660,6 +705,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
             double t0 = cb_now();
             rc = cb_recommend_profile_user(&prof, rec, u, err);
             if (rc) break;
+            profile_without_test(&prof, &held, u);
             rc = cb_recommend(rctx, &prof, &rc_cfg, NULL, &res, err);
             seconds += cb_now() - t0;
             cb_recommend_profile_free(&prof);
@@ -686,9 +732,11 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
                 full_n[k] = n_list < N ? n_list : N;
                 memcpy(full + k * N, list, full_n[k] * sizeof *list);
             }
+            /* the share of the full list kept: it is shorter than N when fewer items are left to rank
+             * (a small catalog, a user who rated most of it), and the full list kept whole is 1 */
             uint32_t common = 0;
             for (uint32_t j = 0; j < n_list && j < N; j++) common += contains(full + k * N, full_n[k], list[j]);
-            overlap += (double)common / N;
+            overlap += full_n[k] ? (double)common / full_n[k] : 1.0;
             cb_recommend_result_free(&res);
         }
         if (rc) break;
@@ -709,8 +757,11 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
     }
 out:
     cb_recommender_free(rctx);
+    free(allow);
     free(rel.off);
     free(rel.item);
+    free(held.off);
+    free(held.item);
     free(users);
     free(full);
     free(full_n);

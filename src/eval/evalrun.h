@@ -138,7 +138,8 @@ typedef struct cb_retrieval_row {
     double recall;             /* recall@N of held-out relevant items (users with >= 1) */
     double ndcg;               /* NDCG@N, same users */
     double mean_score;         /* mean predicted rating of the final top-N slots */
-    double overlap;            /* |top-N ∩ full-catalog top-N| / N, mean over users */
+    double overlap;            /* |top-N ∩ full-catalog top-N| / |full-catalog top-N| (shorter than N
+                                  when fewer items are left to rank; 1 when none is), mean over users */
     double latency_us;         /* mean wall microseconds per user (profile + recommend) */
     size_t n_users;            /* users with >= 1 relevant held-out item */
 } cb_retrieval_row;

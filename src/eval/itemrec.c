@@ -344,7 +344,8 @@ int cb_itemrec_tune(cb_itemrec_config *best, double *best_ndcg, double *ndcg, co
     if (!n_grid) return cb_fail(err, CB_EINVAL, "item model tuning: empty grid");
     if (!carve->n_train || !carve->n_test)
         return cb_fail(err, CB_EINVAL, "item model tuning: the validation carve has an empty part");
-    *best_ndcg = -1.0;
+    *best_ndcg = NAN;
+    *best = grid[0];
     cb_itemrec *knn = NULL; /* item-kNN fitted once per shrink with the grid's largest k, read with each k */
     for (size_t g = 0; g < n_grid; g++) {
         cb_itemrec *m = NULL;
@@ -371,10 +372,9 @@ int cb_itemrec_tune(cb_itemrec_config *best, double *best_ndcg, double *ndcg, co
             cb_itemrec_free(knn);
             return rc;
         }
-        double v = isnan(tm.ndcg) ? 0.0 : tm.ndcg;
         if (ndcg) ndcg[g] = tm.ndcg;
-        if (v > *best_ndcg) {
-            *best_ndcg = v;
+        if (!isnan(tm.ndcg) && (isnan(*best_ndcg) || tm.ndcg > *best_ndcg)) {
+            *best_ndcg = tm.ndcg;
             *best = grid[g];
         }
     }

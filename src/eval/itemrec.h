@@ -96,7 +96,9 @@ float cb_itemrec_weight(const cb_itemrec *m, uint32_t from, uint32_t to);
 /* Choose settings: fit every config of grid[0..n_grid-1] on carve->train and
  * measure NDCG@K (topn) on carve->test; *best receives the first config
  * with the highest NDCG, *best_ndcg its value, and ndcg[g] (may be NULL)
- * every config's figure. */
+ * every config's figure. When no config has one (no carve user with a
+ * relevant held-out item, or every setting's scores tie: eval.h), *best is
+ * grid[0] and *best_ndcg NAN: nothing was chosen. */
 int cb_itemrec_tune(cb_itemrec_config *best, double *best_ndcg, double *ndcg, const cb_itemrec_config *grid,
                     size_t n_grid, const cb_dataset *ds, const cb_split *carve, const cb_topn_config *topn,
                     cb_error *err);
