@@ -72,12 +72,14 @@ CB_API void cb_utf8_repair(char *s);
  * value beyond U+10FFFF): the one rule of the library's UTF-8 (the bytes
  * cb_utf8_repair replaces, the ones cb_utf8_fold keeps as they are). */
 CB_API size_t cb_utf8_decode(const char *s, size_t len, uint32_t *code_point);
-/* A time as seconds since 1970-01-01 UTC (the library's one reader of
- * times in text): a number of seconds ("1700000000"; a fraction,
+/* A time as seconds since 1970-01-01 UTC (the reader of times in text of
+ * the data files, fold files and the server's events; the Python binding
+ * converts texts itself, by datetime.fromisoformat): a number of seconds ("1700000000"; a fraction,
  * "1700000000.25", dropped toward the past), or an ISO 8601 date or date and
  * time, "2024-05-01", "2024-05-01T12:30", "2024-05-01 12:30:05.25Z",
  * "2024-05-01T12:30:05+02:00" (a fraction of a second dropped; 'T' or a
- * blank between; an offset as Z, +hh, +hh:mm or +hhmm; none: UTC). Blanks
+ * blank between; an offset as Z, +hh, +hh:mm or +hhmm; none: UTC; a leap
+ * second, :60, is the next day's first second as in POSIX time). Blanks
  * around it are ignored. 1 when s is one, else 0 (and *seconds unchanged):
  * another layout, an impossible date (2023-02-29), an hour past 23. */
 CB_API int cb_time_parse(const char *s, size_t len, int64_t *seconds);
@@ -410,7 +412,7 @@ CB_API int  cb_recommender_save(const cb_recommender *rec, const char *path, cb_
 /* The same with the history file named (history_path NULL: beside the model).
  * Loading: history_path NULL takes path + ".history" when it exists; a model
  * without its history still recommends, but known users' rated items are not
- * filtered out and nothing is "because you rated" (cb_recommender_describe's
+ * filtered out and no reason names them (cb_recommender_describe's
  * "history" says which). A history file of another model, corrupt or
  * truncated is refused (CB_EFORMAT naming it). */
 CB_API int  cb_recommender_save_files(const cb_recommender *rec, const char *path, const char *history_path,

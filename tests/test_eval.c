@@ -399,6 +399,14 @@ static void split_from_files(void **state) {
     assert_int_equal(s.test[1], r1);
     free(s.train);
     free(s.test);
+    /* timestamps written as the data may write them: ISO 8601 (103 s after 1970) */
+    char *iso = tu_write(dir, "iso.test", "3\t30\t1\t1970-01-01T00:01:43Z\n1\t20\t3\t101\n");
+    assert_int_equal(cb_eval_split_from_files(&s, ds, base, iso, &err), CB_OK);
+    assert_int_equal(s.n_test, 2);
+    assert_int_equal(s.test[0], r3);
+    free(s.train);
+    free(s.test);
+    free(iso);
 
     /* a row not in the dataset: the message names file and line */
     char *bad = tu_write(dir, "bad.test", "3\t30\t1\t103\n1\t30\t4\t104\n");

@@ -662,7 +662,7 @@ static bool iso_time_of_day(const char *p, const char *end, int64_t *sec) {
         }
     }
     int sign = 0;
-    if (p < end && *p == 'Z') p++;
+    if (p < end && (*p == 'Z' || *p == 'z')) p++;
     else if (p < end && (*p == '+' || *p == '-')) {
         sign = *p++ == '+' ? 1 : -1;
         if (!time_digits(&p, end, 2, &oh) || oh > 23) return false;

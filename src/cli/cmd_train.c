@@ -200,10 +200,12 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, cl
                         "%zu parameters) in %.1fs total\n",
                 rep.n_train, rep.n_valid, rep.n_test, a->model, rep.n_user_features, rep.n_item_features,
                 rep.n_params, cli_now() - t0);
-    if (!rc && !a->quiet && rep.n_test) /* the model a user ships should learn from every rating */
+    if (!rc && !a->quiet && rep.n_valid + rep.n_test) /* the model a user ships should learn from every rating */
         fprintf(stderr, "note: the model learnt from %zu of the %zu ratings (the other %zu measured it; they are still "
-                        "filtered as rated); --split none learns from all of them\n",
-                rep.n_train, rep.n_train + rep.n_valid + rep.n_test, rep.n_valid + rep.n_test);
+                        "filtered as rated); %s%s%s learns from all of them\n",
+                rep.n_train, rep.n_train + rep.n_valid + rep.n_test, rep.n_valid + rep.n_test,
+                rep.n_test ? "--split none" : "", rep.n_test && rep.n_valid ? " with " : "",
+                rep.n_valid ? "--valid-frac 0 (and --patience 0)" : "");
     if (!rc && !a->quiet) print_neighbours(&rep), print_steps(&rep, mp);
     if (!rc && a->curve && pc->n_epochs && !a->follower) {
         char title[256];

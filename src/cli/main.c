@@ -109,14 +109,26 @@ const char *cli_line(const char *s, char *buf, size_t size) {
 }
 
 /* The terminal columns of code point c: 2 for East Asian wide and emoji
- * ranges, 0 for combining marks and zero-width spaces, else 1. */
+ * ranges (Unicode's East_Asian_Width W and F, the common blocks), 0 for
+ * combining marks and zero-width characters (the common blocks), else 1. */
 static int columns_of(uint32_t c) {
-    if ((c >= 0x300 && c <= 0x36F) || (c >= 0x200B && c <= 0x200F) || (c >= 0xFE00 && c <= 0xFE0F)) return 0;
-    if ((c >= 0x1100 && c <= 0x115F) || (c >= 0x2E80 && c <= 0xA4CF && c != 0x303F) || (c >= 0xAC00 && c <= 0xD7A3) ||
-        (c >= 0xF900 && c <= 0xFAFF) || (c >= 0xFE30 && c <= 0xFE4F) || (c >= 0xFF00 && c <= 0xFF60) ||
-        (c >= 0xFFE0 && c <= 0xFFE6) || (c >= 0x1F300 && c <= 0x1F64F) || (c >= 0x1F900 && c <= 0x1F9FF) ||
-        (c >= 0x20000 && c <= 0x3FFFD))
-        return 2;
+    static const uint32_t zero[][2] = {{0x300, 0x36F},   {0x483, 0x489},   {0x591, 0x5BD},   {0x610, 0x61A},
+                                       {0x64B, 0x65F},   {0x900, 0x903},   {0x93A, 0x94F},   {0x1AB0, 0x1AFF},
+                                       {0x1DC0, 0x1DFF}, {0x200B, 0x200F}, {0x20D0, 0x20FF}, {0xFE00, 0xFE0F},
+                                       {0xFE20, 0xFE2F}};
+    static const uint32_t two[][2] = {{0x1100, 0x115F},   {0x231A, 0x231B},   {0x23E9, 0x23EC},  {0x25FD, 0x25FE},
+                                      {0x2614, 0x2615},   {0x2648, 0x2653},   {0x26A1, 0x26A1},  {0x26AA, 0x26AB},
+                                      {0x26BD, 0x26BE},   {0x26C4, 0x26C5},   {0x26D4, 0x26D4},  {0x26EA, 0x26EA},
+                                      {0x26F2, 0x26F5},   {0x26FA, 0x26FD},   {0x2705, 0x2705},  {0x270A, 0x270B},
+                                      {0x2728, 0x2728},   {0x274C, 0x274C},   {0x2753, 0x2757},  {0x2795, 0x2797},
+                                      {0x27B0, 0x27B0},   {0x27BF, 0x27BF},   {0x2B1B, 0x2B1C},  {0x2B50, 0x2B55},
+                                      {0x2E80, 0x303E},   {0x3041, 0xA4CF},   {0xAC00, 0xD7A3},  {0xF900, 0xFAFF},
+                                      {0xFE30, 0xFE4F},   {0xFF00, 0xFF60},   {0xFFE0, 0xFFE6},  {0x1F300, 0x1F64F},
+                                      {0x1F680, 0x1F6FF}, {0x1F900, 0x1F9FF}, {0x1FA70, 0x1FAFF}, {0x20000, 0x3FFFD}};
+    for (size_t i = 0; i < sizeof zero / sizeof *zero; i++)
+        if (c >= zero[i][0] && c <= zero[i][1]) return 0;
+    for (size_t i = 0; i < sizeof two / sizeof *two; i++)
+        if (c >= two[i][0] && c <= two[i][1]) return 2;
     return 1;
 }
 

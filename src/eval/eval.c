@@ -534,8 +534,8 @@ static int read_fold_file(uint32_t **out, size_t *n_out, const cb_dataset *ds, c
                          fields[2]);
             goto fail;
         }
-        if (has_ts && !cb_parse_i64(fields[3], lens[3], &ts)) {
-            rc = cb_fail(err, CB_EPARSE, "%s:%zu: bad timestamp '%.*s'", path, line,
+        if (has_ts && !cb_time_parse(fields[3], lens[3], &ts)) { /* the data's forms: seconds or ISO 8601 */
+            rc = cb_fail(err, CB_EPARSE, "%s:%zu: bad timestamp '%.*s' (seconds since 1970 or ISO 8601)", path, line,
                          (int)(lens[3] > 40 ? 40 : lens[3]), fields[3]);
             goto fail;
         }

@@ -392,9 +392,10 @@ static int gather_packed(train_ctx *x, int K, float *const *buf, const span *sp)
 /* Rows [a, b) of a buffer of `width` floats a row, as a span (none when b <= a). */
 static span rows_span(size_t a, size_t b, size_t width) { return (span){a * width, b > a ? (b - a) * width : 0}; }
 
-/* Across ranks (worker 0): the other ranks' parts of the loss buffers, in
- * one all-gather (rank r's chunks are contiguous: its workers'): the
- * chunks' losses and softmax rows whole (every rank reads every row), but
+/* Across ranks (worker 0): the other ranks' parts of the loss buffers
+ * (rank r's chunks are contiguous: its workers'): the softmax rows whole in
+ * place (every rank reads every row; B x (B + M) floats, not staged), then
+ * in one packed all-gather the chunks' losses whole, and
  * of dL/dyu and the rating term's dL/dym only the rows a rank computed
  * outside its own forward rows (worker_rows), below and above them: a
  * rank's backward reads its own rows alone, and at a batch that splits
@@ -419,6 +420,12 @@ static int gather_loss(train_ctx *x, int B) {
             sp[k * R + r] = rows_span(a, b < lo ? b : lo, W);
             sp[(k + 1) * R + r] = rows_span(a > hi ? a : hi, b, W);
         }
+    }
+    if (x->prob) { /* the softmax rows in place, in a call of their own: B x (B + M) floats, which staging doubled */
+        int count[R], offset[R];
+        for (int r = 0; r < R; r++) count[r] = (int)sp[R + r].n, offset[r] = (int)sp[R + r].at;
+        if (x->comm->allgather(x->comm->ctx, x->prob, count, offset)) return 1;
+        bufs[1] = NULL;
     }
     return gather_packed(x, 6, bufs, sp);
 }
@@ -903,9 +910,9 @@ static int dense_head(const cb_train_data *d, const tower *t) {
  * all-gather (gather_loss's, gather_outputs'), its offsets an int. */
 static int stage_alloc(train_ctx *x, int B, int M, bool softmax, cb_error *err) {
     size_t W = cb_model_out_dim(x->m), n_chunks = ((size_t)B + LOSS_CHUNK - 1) / LOSS_CHUNK;
-    size_t loss = 4 * n_chunks + (size_t)B * ((softmax ? (size_t)B + M : 0) + 2 * W), out = (2 * (size_t)B + M) * W;
-    size_t n = loss > out ? loss : out;
-    if (n > INT_MAX)
+    size_t loss = 4 * n_chunks + (size_t)B * 2 * W, out = (2 * (size_t)B + M) * W;
+    size_t n = loss > out ? loss : out, probs = softmax ? (size_t)B * ((size_t)B + M) : 0; /* gathered in place */
+    if (n > INT_MAX || probs > INT_MAX)
         return cb_fail(err, CB_EINVAL, "training across processes: a batch of %d rows and %d negatives is too "
                                        "large to gather in one call", B, M);
     return (x->stage = cb_malloc(n * sizeof *x->stage, err)) ? CB_OK : CB_ENOMEM;

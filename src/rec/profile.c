@@ -56,8 +56,8 @@ int cb_recommend_profile_user(cb_profile *p, const cb_bundle *r, uint32_t user, 
     for (uint32_t g = 0; g < r->n_groups; g++) p->group_level[g] = r->groups[g].user_level[user];
     if (!r->has_history) /* the user is known and has a trained vector: not cold */
         snprintf(p->note, sizeof p->note, "the model's history file is absent: items user %s %s are not filtered "
-                 "out and no recommendation is \"because you %s\"", cb_bundle_user_id(r, user),
-                 r->binary || r->weighted ? "picked" : "rated", r->binary || r->weighted ? "picked" : "rated");
+                 "out and no reason names them", cb_bundle_user_id(r, user),
+                 r->binary || r->weighted ? "picked" : "rated");
     else if (!p->n_ratings) {
         p->cold = true;
         snprintf(p->note, sizeof p->note,
