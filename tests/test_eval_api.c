@@ -38,11 +38,11 @@ static void eval_table_defaults_and_bad_values(void **state) {
     /* an unknown model name is refused when the run is resolved */
     assert_int_equal(cb_config_set(c, "models", "cbrec,nonsense", &err), CB_OK);
     cb_evalrun_config ec;
-    assert_int_equal(cb_eval_config_resolve(&ec, c, NULL, &err), CB_ENOTFOUND);
+    assert_int_equal(cb_eval_config_resolve(&ec, c, NULL, false, &err), CB_ENOTFOUND);
     assert_non_null(strstr(err.msg, "nonsense"));
     assert_int_equal(cb_config_check(c, &err), CB_ENOTFOUND); /* what the CLI reports as a usage error */
     assert_int_equal(cb_config_set(c, "models", "cbrec,pop", &err), CB_OK);
-    assert_int_equal(cb_eval_config_resolve(&ec, c, NULL, &err), CB_OK);
+    assert_int_equal(cb_eval_config_resolve(&ec, c, NULL, false, &err), CB_OK);
     assert_int_equal(cb_config_check(c, &err), CB_OK);
     assert_int_equal(ec.models, (1u << CB_EVALRUN_CBREC) | (1u << CB_EVALRUN_POPULARITY));
     cb_config_free(c);
@@ -67,7 +67,7 @@ static void evalrun_defaults_come_from_train(void **state) {
     cb_error err = {0};
     assert_int_equal(cb_config_create(&t, CB_CONFIG_TRAIN, &err), CB_OK);
     assert_int_equal(cb_config_set(t, "epochs", "3", &err), CB_OK);
-    assert_int_equal(cb_eval_config_resolve(&ec, NULL, t, &err), CB_OK);
+    assert_int_equal(cb_eval_config_resolve(&ec, NULL, t, false, &err), CB_OK);
     assert_int_equal(ec.train.model.epochs, 3);
     assert_int_equal(ec.model.epochs, 3);
     cb_config_free(t);
@@ -204,7 +204,7 @@ static void cold_items_rows_rank_new_items(void **state) {
     free(tu_write(dir, "ratings.csv", text));
     free(tu_write(dir, "cbrec.schema", "ratings = ratings.csv\n"));
     const char *train[] = {"split", "cold-items", "epochs", "1", "user-layers", "16", "item-layers", "16", "dim", "8"};
-    json_t *root = evaluate_folder(dir, "cbrec,pipeline,popularity", train, 10);
+    json_t *root = evaluate_folder(dir, "cbrec,pipeline,popularity,ease", train, 10);
     assert_non_null(model_row(root, "cbrec"));
     assert_non_null(model_row(root, "two-tower/pipeline"));
     /* popularity has nothing to rank new items by (a training count of 0 each):
@@ -219,6 +219,11 @@ static void cold_items_rows_rank_new_items(void **state) {
     assert_non_null(why);
     assert_non_null(strstr(why, "no ranking"));
     assert_true(json_number_value(json_object_get(model_row(root, "cbrec"), "mean_ndcg10")) > 0);
+    /* nor EASE, whose tuning on the carve could measure nothing either: not run, and said */
+    why = json_string_value(json_array_get(json_object_get(model_row(root, "ease"), "settings"), 0));
+    assert_non_null(why);
+    assert_non_null(strstr(why, "not tuned: new items have no interactions to score them by"));
+    assert_non_null(strstr(why, "no ranking"));
     json_decref(root);
     tu_rmrf(dir);
     free(dir);

@@ -44,5 +44,5 @@ CB_API int cb_config_check(const cb_config *c, cb_error *err) {
     const char *why = rcfg ? cb_recommend_config_check(rcfg) : NULL;
     if (why) return cb_fail(err, CB_EINVAL, "%s", why);
     cb_evalrun_config ec;
-    return cb_config_values(c, CB_CONFIG_EVAL) ? cb_eval_config_resolve(&ec, c, NULL, err) : CB_OK;
+    return cb_config_values(c, CB_CONFIG_EVAL) ? cb_eval_config_resolve(&ec, c, NULL, false, err) : CB_OK;
 }

@@ -298,7 +298,7 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
     if (!ds || !json_report) return cb_fail(err, CB_EINVAL, "cb_evaluate: NULL argument");
     *json_report = NULL;
     cb_evalrun_config ec;
-    int rc = cb_eval_config_resolve(&ec, eval_cfg, train_cfg, err);
+    int rc = cb_eval_config_resolve(&ec, eval_cfg, train_cfg, false, err);
     cb_topn_threshold_resolve(&ec.topn, ds);
     if (rc) return rc;
     const cb_eval_config *e = eval_cfg ? cb_config_values(eval_cfg, CB_CONFIG_EVAL) : NULL;
@@ -378,7 +378,7 @@ CB_API int cb_evaluate_retrieval(const cb_dataset *ds, const cb_config *eval_cfg
     if (!ds || !json_report) return cb_fail(err, CB_EINVAL, "cb_evaluate_retrieval: NULL argument");
     *json_report = NULL;
     cb_evalrun_config ec;
-    int rc = cb_eval_config_resolve(&ec, eval_cfg, train_cfg, err);
+    int rc = cb_eval_config_resolve(&ec, eval_cfg, train_cfg, true, err);
     cb_topn_threshold_resolve(&ec.topn, ds);
     if (rc) return rc;
     cb_eval_config e;

@@ -76,7 +76,7 @@ static int rank_only_named(const cb_evalrun_config *c, cb_error *err) {
 }
 
 int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, const cb_config *train_cfg,
-                           cb_error *err) {
+                           bool retrieval, cb_error *err) {
     cb_eval_config def;
     const cb_eval_config *ec = eval_cfg ? cb_config_values(eval_cfg, CB_CONFIG_EVAL) : &def;
     if (!ec) return cb_fail(err, CB_EINVAL, "the evaluation configuration is not of kind EVAL");
@@ -97,9 +97,9 @@ int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, co
     /* the two-tower rows carve by --twotower-valid-frac, not --valid-frac
      * (cb_train_config_check's): without it their patience went unused */
     unsigned twotower = 1u << CB_EVALRUN_TWOTOWER | 1u << CB_EVALRUN_PIPELINE | 1u << CB_EVALRUN_IMPLICIT;
-    if (tc->model.patience && out->valid_frac == 0.0 && (out->models & twotower))
-        return cb_fail(err, CB_EINVAL, "patience %u: the two-tower rows (and the retrieval experiment) have no "
-                       "validation carve to stop on: give --twotower-valid-frac too, or leave them out (--models)",
-                       tc->model.patience);
+    if (tc->model.patience && out->valid_frac == 0.0 && (out->models & twotower || retrieval))
+        return cb_fail(err, CB_EINVAL, "patience %u: %s no validation carve to stop on: give --twotower-valid-frac too%s",
+                       tc->model.patience, retrieval ? "the retrieval experiment's two-tower model has" : "the "
+                       "two-tower rows have", retrieval ? "" : ", or leave them out (--models)");
     return CB_OK;
 }

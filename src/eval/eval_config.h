@@ -25,8 +25,10 @@ extern const cb_config_table cb_eval_config_table;
 /* The run's settings from an EVAL config (NULL: defaults) and a TRAIN config
  * (NULL: defaults): the model mask parsed, the TRAIN settings copied into
  * run.train and the two-tower rows' features / model / target scaling (the
- * seed too: of the split, the towers and the baselines). */
-int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, const cb_config *train_cfg,
+ * seed too: of the split, the towers and the baselines). `retrieval`: for
+ * the retrieval experiment, which trains a two-tower model whatever the mask
+ * (its patience needs --twotower-valid-frac as the two-tower rows' does). */
+int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, const cb_config *train_cfg, bool retrieval,
                            cb_error *err);
 
 #endif

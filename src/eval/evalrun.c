@@ -347,7 +347,8 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
         if (!carve.train)
             rc = cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_PER_USER, c->tune_frac, c->model.seed, err);
         cb_itemrec_config best = grid[0];
-        if (!rc && n_grid > 1 && carve.n_test)
+        bool cold = c->topn.new_items_only; /* new items have no interactions to be scored by: nothing to tune */
+        if (!rc && n_grid > 1 && carve.n_test && !cold)
             rc = cb_itemrec_tune(&best, &best_ndcg, NULL, grid, n_grid, ds, &carve, &c->topn, err);
         double tune = cb_now() - t0;
         cb_itemrec *model = NULL;
@@ -360,7 +361,9 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
         r->eval_seconds = cb_now() - t0;
         char what[48], why[128];
         cb_itemrec_config_describe(&best, what, sizeof what);
-        if (isnan(best_ndcg)) /* a 0 here read as "every setting missed" */
+        if (cold)
+            snprintf(why, sizeof why, "not tuned: new items have no interactions to score them by;");
+        else if (isnan(best_ndcg)) /* a 0 here read as "every setting missed" */
             snprintf(why, sizeof why, "the grid's first; the validation carve measured no setting: no relevant item "
                      "there, or no ranking;");
         else snprintf(why, sizeof why, "validation NDCG@%u %.4f,", c->topn.k, best_ndcg);
@@ -500,10 +503,15 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
  * no top-N accuracy (eval.h): its settings say why, beside what was chosen. */
 static void note_no_ranking(cb_eval_result *r) {
     const cb_topn_metrics *t = &r->topn;
-    if (!r->has_topn || !t->n_users_evaluated || t->n_users_tied < t->n_users_evaluated) return;
+    if (!r->has_topn || !t->n_users_evaluated || !t->n_users_tied) return;
     size_t len = strlen(r->settings);
-    snprintf(r->settings + len, sizeof r->settings - len, "%sno ranking: every user's candidates scored alike (the "
-             "list would be the catalog's order), so no top-N accuracy", len ? "; " : "");
+    if (t->n_users_tied < t->n_users_evaluated) /* figures, partly of lists in the catalog's order: said */
+        snprintf(r->settings + len, sizeof r->settings - len, "%s%zu of %zu users' candidates scored alike (their "
+                 "lists in the catalog's order count in the figures)", len ? "; " : "", t->n_users_tied,
+                 t->n_users_evaluated);
+    else
+        snprintf(r->settings + len, sizeof r->settings - len, "%sno ranking: every user's candidates scored alike (the "
+                 "list would be the catalog's order), so no top-N accuracy", len ? "; " : "");
 }
 
 static int evalrun_models(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
@@ -635,12 +643,11 @@ static bool contains(const uint32_t *a, uint32_t n, uint32_t x) {
  * user): a model saved by `cbrec train` keeps every rating in its history
  * (the served "already rated"), so the held-out items were filtered out of
  * the lists as already rated and every figure of `experiment --model` read 0. */
-static void profile_without_test(cb_profile *p, const test_csr *held, uint32_t u) {
+static void profile_without_test(cb_profile *p, const test_csr *held, uint32_t u, uint32_t *stamp) {
+    for (uint32_t j = held->off[u]; j < held->off[u + 1]; j++) stamp[held->item[j]] = u + 1; /* linear, not |h| x |t| */
     size_t kept = 0;
     for (size_t k = 0; k < p->n_ratings; k++) {
-        bool is_test = false;
-        for (uint32_t j = held->off[u]; j < held->off[u + 1] && !is_test; j++) is_test = held->item[j] == p->items[k];
-        if (is_test) continue;
+        if (stamp[p->items[k]] == u + 1) continue;
         p->items[kept] = p->items[k];
         p->ys[kept++] = p->ys[k];
     }
@@ -657,7 +664,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
                        rec->n_users, rec->n_items, cb_dataset_n_users(ds), cb_dataset_n_items(ds));
     test_csr rel = {0}, held = {0};
     cb_recommender *rctx = NULL;
-    uint32_t *users = NULL, *full = NULL, *full_n = NULL;
+    uint32_t *users = NULL, *full = NULL, *full_n = NULL, *stamp = NULL;
     char *allow = NULL;
     size_t n_users = 0;
     int rc = relevant_by_user(&rel, ds, sp, topn->threshold, err);
@@ -685,7 +692,8 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
     if (topn->new_items_only && (rc = new_items_allow(&allow, ds, sp, err))) goto out; /* as the eval table's lists */
     full = cb_calloc(n_users * N + 1, sizeof *full, err);
     full_n = cb_calloc(n_users + 1, sizeof *full_n, err);
-    if (!full || !full_n) {
+    stamp = cb_calloc((size_t)rec->n_items + 1, sizeof *stamp, err); /* profile_without_test's marks */
+    if (!full || !full_n || !stamp) {
         rc = CB_ENOMEM;
         goto out;
     }
@@ -705,7 +713,7 @@ int cb_evalrun_retrieval(cb_retrieval_row *rows, const uint32_t *sizes, size_t n
             double t0 = cb_now();
             rc = cb_recommend_profile_user(&prof, rec, u, err);
             if (rc) break;
-            profile_without_test(&prof, &held, u);
+            profile_without_test(&prof, &held, u, stamp);
             rc = cb_recommend(rctx, &prof, &rc_cfg, NULL, &res, err);
             seconds += cb_now() - t0;
             cb_recommend_profile_free(&prof);
@@ -762,6 +770,7 @@ out:
     free(rel.item);
     free(held.off);
     free(held.item);
+    free(stamp);
     free(users);
     free(full);
     free(full_n);
