@@ -44,17 +44,26 @@ static int check_outputs(const char *cmd, const opts *o, const char *const *more
     return -1;
 }
 
-/* The first key of `keys` (",a,b,") in cfg (of kind `kind`) set away from
- * its default: the command does not read it, and it had been taken and
+/* Key i of kind `kind` into *k, and its value in cfg when set away from
+ * its default (else NULL); *listed: whether `keys` (",a,b,") names it. */
+static const char *changed_key(const cb_config *cfg, cb_config_kind kind, size_t i, const char *keys,
+                               cb_config_key_info *k, bool *listed) {
+    char name[72];
+    if (cb_config_key(kind, i, k)) return NULL;
+    snprintf(name, sizeof name, ",%s,", k->name);
+    *listed = strstr(keys, name) != NULL;
+    const char *v = cb_config_get(cfg, k->name);
+    return v && strcmp(v, k->default_value) ? v : NULL;
+}
+
+/* The first key of `keys` in cfg (of kind `kind`) set away from its
+ * default: the command does not read it, and it had been taken and
  * ignored. NULL: none. */
 static const char *ignored_key(const cb_config *cfg, cb_config_kind kind, const char *keys) {
     for (size_t i = 0; i < cb_config_n_keys(kind); i++) {
         cb_config_key_info k;
-        char name[72];
-        if (cb_config_key(kind, i, &k)) continue;
-        snprintf(name, sizeof name, ",%s,", k.name);
-        const char *v = strstr(keys, name) ? cb_config_get(cfg, k.name) : NULL;
-        if (v && strcmp(v, k.default_value)) return k.name;
+        bool listed;
+        if (changed_key(cfg, kind, i, keys, &k, &listed) && listed) return k.name;
     }
     return NULL;
 }
@@ -251,6 +260,15 @@ static void print_chosen(FILE *f, const json_t *root, bool markdown) {
     }
 }
 
+/* What the diversity column measures, in words: "'genres' sets" (markdown:
+ * `genres`), or why there is none. */
+static const char *diversity_sets(const json_t *root, bool markdown, char *buf, size_t size) {
+    const char *col = json_string_value(json_object_get(root, "diversity_column"));
+    if (!col) return "value sets (none: the catalog has no multi-valued item column)";
+    snprintf(buf, size, markdown ? "`%s` sets" : "'%s' sets", col);
+    return buf;
+}
+
 static const char *const legend =
     "R@%u = recall at the longer list; pop@%u = mean training count of the recommended items; divers = mean\n"
     "intra-list Jaccard distance of the items' %s; tail = share of recommended slots holding a long-tail\n"
@@ -289,10 +307,8 @@ static void print_evaluation(FILE *f, const json_t *root, const opts *o, bool ma
     if (note) fprintf(f, "%s%s\n", markdown ? "- " : "", note);
     print_chosen(f, root, markdown);
     if (markdown) fputc('\n', f);
-    const char *dcol = json_string_value(json_object_get(root, "diversity_column"));
     char sets[96];
-    snprintf(sets, sizeof sets, dcol ? "'%s' sets" : "value sets (none: no multi-valued item column)", dcol);
-    fprintf(f, legend, RK, K, sets);
+    fprintf(f, legend, RK, K, diversity_sets(root, false, sets, sizeof sets));
     if (markdown) fputc('\n', f);
     print_settings(f, root, o);
 }
@@ -483,10 +499,9 @@ static int make_parent(const char *path) {
 static void print_changed_keys(FILE *f, const cb_config *cfg, cb_config_kind kind, const char *skip) {
     for (size_t i = 0; i < cb_config_n_keys(kind); i++) {
         cb_config_key_info k;
-        const char *v = cb_config_key(kind, i, &k) ? NULL : cb_config_get(cfg, k.name);
-        char name[72];
-        snprintf(name, sizeof name, ",%s,", k.name);
-        if (!v || !strcmp(v, k.default_value) || strstr(skip, name)) continue;
+        bool listed;
+        const char *v = changed_key(cfg, kind, i, skip, &k, &listed);
+        if (!v || listed) continue;
         if (k.is_bool) fprintf(f, " --%s%s", strcmp(v, "true") ? "no-" : "", k.name);
         else fprintf(f, strpbrk(v, " \t'\"$`\\") || !*v ? " --%s '%s'" : " --%s %s", k.name, v);
     }
@@ -542,12 +557,11 @@ static void write_report(FILE *f, const opts *o, const json_t *ev, const json_t 
     fprintf(f, " --out %s` (cbrec %s).\n\n", o->out, cb_version());
     fprintf(f, "## Evaluation\n\n");
     print_evaluation(f, ev, o, true);
-    const char *dcol = json_string_value(json_object_get(ev, "diversity_column"));
+    char sets[96];
     fprintf(f, "\ncover = catalog coverage of the top-K lists; divers = mean intra-list Jaccard distance of the items' "
-               "%s%s%s; pop× = mean training popularity of recommended items / of items the same users rated (> 1: "
+               "%s; pop× = mean training popularity of recommended items / of items the same users rated (> 1: "
                "the model favours popular items). fit s = wall seconds to fit (2 shared cores: noisy). Total "
-               "%.1f s.\n\n", dcol ? "`" : "", dcol ? dcol : "value sets (the catalog has no multi-valued column: -)",
-            dcol ? "` sets" : "", seconds);
+               "%.1f s.\n\n", diversity_sets(ev, true, sets, sizeof sets), seconds);
     fprintf(f, "## Retrieval size (first split: %s)\n\n", json_string_value(json_object_get(rt, "split")));
     print_retrieval(f, rt, true);
     fprintf(f, "\nretrieval = nominal candidate budget of the cheap sources (similar items 60%%, genres 20%%, "
