@@ -5,6 +5,7 @@
 #include "cliutil.h"
 #include <ctype.h>
 #include <jansson.h>
+#include <math.h>
 
 typedef struct {
     char *dir, *data, *model;
@@ -504,6 +505,25 @@ static void report_reproduce_line(void **state) {
     assert_non_null(strstr(out, "\"objective\": \"retrieval\""));
     free(out);
     free(ev);
+}
+
+/* Our rows against the strongest simple baseline of the run, user by user:
+ * the paired difference of NDCG@10, its standard error and what they tell
+ * (the table alone left a 2 % ratio to be read as a win). */
+static void eval_says_how_far_from_the_baseline(void **state) {
+    fixture *f = *state;
+    char *out;
+    assert_int_equal(run(&out, "%s eval --data %s --models cbrec,popularity --epochs 1 --user-layers 16 --item-layers 16 "
+                               "--neighbours 0 -q", cbrec(), f->data), 0);
+    const char *line = strstr(out, "cbrec against popularity (the strongest simple baseline here), NDCG@10 user by user: ");
+    assert_non_null(line);
+    double d, se;
+    int users;
+    assert_int_equal(sscanf(strchr(line, ':') + 2, "%lf ± %lf (paired standard error, %d users)", &d, &se, &users), 3);
+    assert_true(se > 0 && users > 0 && fabs(d) <= 1);
+    assert_non_null(strstr(line, fabs(d) >= 2 * se ? " standard errors\n" : "not told apart"));
+    assert_null(strstr(out, "popularity against"));
+    free(out);
 }
 
 /* What an evaluation measured, said on odd data: every held-out event is
@@ -1108,7 +1128,7 @@ int main(void) {
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
         cmocka_unit_test(train_tells_the_tuning),
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
-        cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(messages_stay_utf8),
+        cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(eval_says_how_far_from_the_baseline),   cmocka_unit_test(messages_stay_utf8),
         cmocka_unit_test(eval_says_what_it_measured), cmocka_unit_test(experiment_with_a_saved_model),
         cmocka_unit_test(titles_stay_on_their_line), cmocka_unit_test(stated_dislikes_only),
         cmocka_unit_test(ids_padded_by_columns),

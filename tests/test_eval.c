@@ -139,11 +139,18 @@ static int score_table(void *ctx, uint32_t user, float *scores, uint32_t n_items
  * u1: test 4:2 only -> skipped.
  * u2: train {1}; test 4:4 -> relevant {4}; list [4, 0, 2]: hit at rank 1.
  *     P = 1/3, R = 1, NDCG = 1, AP = 1. */
-static void topn_hand_computed(void **state) {
-    (void)state;
+/* Three users over six items, the lists a hand can check: u0 trains on 5
+ * and holds out 0 (5), 2 (4), 3 (2); u1 holds out 4 (2) alone, nothing
+ * relevant at threshold 4; u2 trains on 1 and holds out 4 (4). */
+static const float hand_scores[3 * 6] = {
+    0.1f, 0.9f, 0.8f, 0.7f, 0.2f, 1.0f, /* u0 */
+    0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, /* u1 */
+    0.8f, 0.9f, 0.7f, 0.1f, 1.0f, 0.2f, /* u2: 1 is excluded */
+};
+
+static cb_dataset *hand_data(uint32_t train[2], uint32_t test[5]) {
     cb_dataset *ds = tds_new();
     items_0_to(ds, 6);
-    uint32_t train[2], test[5];
     train[0] = tu_ds_add(ds, "u0", "5", 3, 0);
     test[0] = tu_ds_add(ds, "u0", "0", 5, 0);
     test[1] = tu_ds_add(ds, "u0", "2", 4, 0);
@@ -151,13 +158,15 @@ static void topn_hand_computed(void **state) {
     test[3] = tu_ds_add(ds, "u1", "4", 2, 0);
     train[1] = tu_ds_add(ds, "u2", "1", 5, 0);
     test[4] = tu_ds_add(ds, "u2", "4", 4, 0);
+    return ds;
+}
+
+static void topn_hand_computed(void **state) {
+    (void)state;
+    uint32_t train[2], test[5];
+    cb_dataset *ds = hand_data(train, test);
     cb_split split = {train, test, 2, 5};
-    const float scores[3 * 6] = {
-        0.1f, 0.9f, 0.8f, 0.7f, 0.2f, 1.0f, /* u0 */
-        0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, /* u1 */
-        0.8f, 0.9f, 0.7f, 0.1f, 1.0f, 0.2f, /* u2: 1 is excluded */
-    };
-    table_scorer ts = {scores, 6, 0};
+    table_scorer ts = {hand_scores, 6, 0};
     cb_topn_config cfg;
     cb_topn_config_default(&cfg);
     assert_int_equal(cfg.k, 10);
@@ -224,6 +233,46 @@ static void topn_hand_computed(void **state) {
     bad = (cb_split){bad_test, test, 1, 5};
     assert_int_equal(cb_eval_topn(&m, &cfg, ds, &bad, score_table, &ts, &err), CB_EINVAL);
     assert_non_null(strstr(err.msg, "train index"));
+    cb_dataset_free(ds);
+}
+
+/* Each evaluated user's NDCG@K kept (NAN for the others), and two rows
+ * compared user by user: the mean of the differences over the users with a
+ * figure in both, and its paired standard error, by hand. */
+static void topn_per_user_and_paired_comparison(void **state) {
+    (void)state;
+    uint32_t train[2], test[5];
+    cb_dataset *ds = hand_data(train, test);
+    cb_split split = {train, test, 2, 5};
+    table_scorer ts = {hand_scores, 6, 0};
+    cb_topn_config cfg;
+    cb_topn_config_default(&cfg);
+    cfg.k = 3;
+    double mine[3] = {-1, -1, -1};
+    cfg.user_ndcg = mine;
+    cb_topn_metrics m;
+    cb_error err;
+    assert_int_equal(cb_eval_topn(&m, &cfg, ds, &split, score_table, &ts, &err), CB_OK);
+    double l3 = 1.0 / log2(3.0);
+    NEAR(mine[0], l3 / (1.0 + l3)); /* u0: [1, 2, 3], relevant {0, 2} */
+    assert_true(isnan(mine[1]));
+    NEAR(mine[2], 1.0); /* u2: [4, 0, 2], relevant {4} */
+    NEAR(m.ndcg, (mine[0] + mine[2]) / 2);
+
+    cb_eval_result r, ref;
+    cb_eval_result_init(&r, "cbrec", 0);
+    cb_eval_result_init(&ref, "ease", 0);
+    assert_true(isnan(r.vs_ndcg_diff) && isnan(r.vs_ndcg_se) && !r.vs_model[0]);
+    const double a[4] = {0.5, NAN, 1.0, 0.2}, b[4] = {0.25, 0.3, 0.5, NAN};
+    cb_eval_compare(&r, a, &ref, b, 4); /* differences 0.25 and 0.5 */
+    assert_string_equal(r.vs_model, "ease");
+    assert_int_equal(r.vs_users, 2);
+    NEAR(r.vs_ndcg_diff, 0.375);
+    NEAR(r.vs_ndcg_se, sqrt((0.125 * 0.125 * 2) / 1.0) / sqrt(2.0)); /* sample sd / sqrt n = 0.125 */
+    cb_eval_compare(&r, a, &ref, b, 1); /* one user: a difference, no standard error */
+    assert_int_equal(r.vs_users, 1);
+    NEAR(r.vs_ndcg_diff, 0.25);
+    assert_true(isnan(r.vs_ndcg_se));
     cb_dataset_free(ds);
 }
 
@@ -306,7 +355,7 @@ static void topn_lists_known_values(void **state) {
     const uint32_t lists[2 * 5] = {0, 1, 2, 3, 4, 0, 1, 2, 3, 4};
     const uint32_t lens[2] = {5, 5};
     fixed_lists f = {lists, lens, 5};
-    cb_topn_config cfg = {5, 4.0f, 0, false};
+    cb_topn_config cfg = {5, 4.0f, 0, false, NULL};
     cb_topn_metrics m;
     cb_error err;
     assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f, &err), CB_OK);
@@ -355,7 +404,7 @@ static void topn_diversity_jaccard(void **state) {
     const uint32_t lists[2 * 3] = {0, 1, 2, 3, 4, 0};
     const uint32_t lens[2] = {3, 2};
     fixed_lists f = {lists, lens, 3};
-    cb_topn_config cfg = {3, 4.0f, 0, false};
+    cb_topn_config cfg = {3, 4.0f, 0, false, NULL};
     cb_topn_metrics m;
     cb_error err;
     assert_int_equal(cb_eval_topn_lists(&m, &cfg, ds, &split, list_fixed, &f, &err), CB_OK);
@@ -652,6 +701,7 @@ int main(void) {
         cmocka_unit_test(rating_rmse_mae),
         cmocka_unit_test(top_k_ties_nan_exclusion),
         cmocka_unit_test(topn_hand_computed),
+        cmocka_unit_test(topn_per_user_and_paired_comparison),
         cmocka_unit_test(topn_tied_scores_do_not_rank),
         cmocka_unit_test(topn_lists_known_values),
         cmocka_unit_test(topn_diversity_jaccard),

@@ -116,6 +116,23 @@ static void evaluate_reports_cbrec_and_baselines(void **state) {
         double r20 = json_number_value(json_object_get(*m, "mean_recall20"));
         assert_true(ndcg > 0 && ndcg <= 1 && r20 > 0 && r20 <= 1);
     }
+    /* cbrec against the stronger of popularity and EASE, user by user (bias is no top-N baseline); the
+     * same users evaluated in both rows, so the mean difference is the difference of the means */
+    const json_t *best = json_number_value(json_object_get(pop, "mean_ndcg10")) >
+                                 json_number_value(json_object_get(ease, "mean_ndcg10")) ? pop : ease;
+    const json_t *vs = json_object_get(cb, "vs_baseline");
+    assert_non_null(vs);
+    assert_string_equal(json_string_value(json_object_get(vs, "model")),
+                        json_string_value(json_object_get(best, "name")));
+    assert_true(fabs(json_number_value(json_object_get(vs, "ndcg_diff")) -
+                     (json_number_value(json_object_get(cb, "mean_ndcg10")) -
+                      json_number_value(json_object_get(best, "mean_ndcg10")))) < 1e-5);
+    double se = json_number_value(json_object_get(vs, "se"));
+    assert_true(se > 0 && se < 0.1);
+    assert_true(json_integer_value(json_object_get(vs, "users")) > 50);
+    assert_null(json_object_get(pop, "vs_baseline"));
+    assert_null(json_object_get(ease, "vs_baseline"));
+    assert_null(json_object_get(model_row(root, "bias"), "vs_baseline"));
     /* popularity and bias predict ratings, EASE does not; cbrec does with the MSE head */
     assert_true(json_is_number(json_object_get(pop, "mean_rmse")));
     assert_true(json_is_null(json_object_get(ease, "mean_rmse")));

@@ -260,6 +260,32 @@ static void print_chosen(FILE *f, const json_t *root, bool markdown) {
     }
 }
 
+/* Our rows against the strongest simple baseline, user by user (the
+ * paired difference of NDCG@K and its standard error), and what that tells:
+ * a difference inside two standard errors does not tell the two apart. */
+static void print_vs(FILE *f, const json_t *root, bool markdown) {
+    const json_t *models = json_object_get(root, "models");
+    unsigned K = (unsigned)json_integer_value(json_object_get(root, "k"));
+    size_t n_splits = json_array_size(json_object_get(root, "splits"));
+    for (size_t m = 0; m < json_array_size(models); m++) {
+        const json_t *jm = json_array_get(models, m), *vs = json_object_get(jm, "vs_baseline");
+        if (!vs) continue;
+        double d = num(vs, "ndcg_diff"), se = num(vs, "se");
+        const char *ref = json_string_value(json_object_get(vs, "model"));
+        fprintf(f, "%s%s against %s (the strongest simple baseline%s), NDCG@%u user by user: %+.4f", markdown ? "- " : "",
+                json_string_value(json_object_get(jm, "name")), strcmp(ref, "per split") ? ref : "each split's",
+                n_splits > 1 ? " of each split; the splits' mean" : " here", K, d);
+        if (isnan(se)) {
+            fprintf(f, " (too few users for a standard error)\n");
+            continue;
+        }
+        fprintf(f, " ± %.4f (paired standard error, %lld users): ", se,
+                (long long)json_integer_value(json_object_get(vs, "users")));
+        if (se > 0 && fabs(d) >= 2 * se) fprintf(f, "%s it by %.1f standard errors\n", d > 0 ? "above" : "below", fabs(d) / se);
+        else fprintf(f, "not told apart (within two standard errors)\n");
+    }
+}
+
 /* What the diversity column measures, in words: "'genres' sets" (markdown:
  * `genres`), or why there is none. */
 static const char *diversity_sets(const json_t *root, bool markdown, char *buf, size_t size) {
@@ -306,6 +332,7 @@ static void print_evaluation(FILE *f, const json_t *root, const opts *o, bool ma
     const char *note = json_string_value(json_object_get(root, "note"));
     if (note) fprintf(f, "%s%s\n", markdown ? "- " : "", note);
     print_chosen(f, root, markdown);
+    print_vs(f, root, markdown);
     if (markdown) fputc('\n', f);
     char sets[96];
     fprintf(f, legend, RK, K, diversity_sets(root, false, sets, sizeof sets));

@@ -124,6 +124,29 @@ static bool no_relevant_user(const run *R) {
     return measured;
 }
 
+/* A row against the split's strongest baseline (cb_eval_compare). */
+static json_t *vs_json(const char *model, double diff, double se, size_t users) {
+    return json_pack("{s:s,s:o,s:o,s:I}", "model", model, "ndcg_diff", jnum(diff), "se", jnum(se), "users",
+                     (json_int_t)users);
+}
+
+/* The same over a model's splits: the mean of their differences, whose
+ * standard error comes from theirs (the splits taken as independent); the
+ * baseline's name, or "per split" where the strongest differed. NULL: the
+ * model was not compared. */
+static json_t *vs_over_folds(const run *R, const char *model) {
+    const char *ref = NULL;
+    double diff = 0.0, var = 0.0;
+    size_t n = 0, users = 0;
+    for (size_t k = 0; k < R->n_results; k++) {
+        const cb_eval_result *r = &R->results[k];
+        if (strcmp(r->model, model) || !r->vs_model[0]) continue;
+        ref = !ref || !strcmp(ref, r->vs_model) ? r->vs_model : "per split";
+        diff += r->vs_ndcg_diff, var += r->vs_ndcg_se * r->vs_ndcg_se, users += r->vs_users, n++;
+    }
+    return n ? vs_json(ref, diff / (double)n, sqrt(var) / (double)n, users) : NULL;
+}
+
 static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
     json_t *root = json_object(), *models = json_array(), *names = json_array();
     for (size_t s = 0; s < R->proto.n; s++) json_array_append_new(names, json_string(R->proto.names[s]));
@@ -214,6 +237,7 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
                 json_object_set_new(jf, "recall_k", json_integer(r->topn.recall_k));
                 json_object_set_new(jf, "long_tail", jnum(r->topn.long_tail));
             }
+            if (r->vs_model[0]) json_object_set_new(jf, "vs_baseline", vs_json(r->vs_model, r->vs_ndcg_diff, r->vs_ndcg_se, r->vs_users));
             if (r->settings[0]) {
                 json_object_set_new(jf, "settings", json_string(r->settings));
                 json_array_append_new(chosen, json_string(r->settings));
@@ -227,6 +251,8 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
         json_object_set_new(jm, "folds", folds);
         if (json_array_size(chosen)) json_object_set_new(jm, "settings", chosen);
         else json_decref(chosen);
+        json_t *vs = vs_over_folds(R, name);
+        if (vs) json_object_set_new(jm, "vs_baseline", vs);
         json_array_append_new(models, jm);
     }
     json_object_set_new(root, "models", models);

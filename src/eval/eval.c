@@ -54,6 +54,7 @@ void cb_topn_config_default(cb_topn_config *c) {
     c->threshold = 4.0f;
     c->recall_k = 20;
     c->new_items_only = false;
+    c->user_ndcg = NULL;
 }
 
 void cb_topn_threshold_resolve(cb_topn_config *c, const cb_dataset *ds) {
@@ -249,14 +250,14 @@ static int head_items(uint8_t *in_head, const uint32_t *item_pop, uint32_t n_ite
 }
 
 /* Accuracy of one list against the relevant items marked rel_mark[i] == stamp
- * (n_rel > 0), added into the sums. */
+ * (n_rel > 0), added into the sums; returns the list's NDCG@k. */
 typedef struct topn_sums {
     double prec, rec, rec_at, ndcg, ap, hit;
 } topn_sums;
 
-static void add_accuracy(topn_sums *s, const uint32_t *list, uint32_t n_list, uint32_t k, uint32_t recall_k,
-                         uint32_t n_rel, const uint32_t *rel_mark, uint32_t *hit_mark, uint32_t stamp,
-                         const double *idcg) {
+static double add_accuracy(topn_sums *s, const uint32_t *list, uint32_t n_list, uint32_t k, uint32_t recall_k,
+                           uint32_t n_rel, const uint32_t *rel_mark, uint32_t *hit_mark, uint32_t stamp,
+                           const double *idcg) {
     uint32_t hits = 0, hits_at = 0;
     double dcg = 0.0, ap = 0.0;
     for (uint32_t r = 0; r < n_list; r++) {
@@ -276,6 +277,7 @@ static void add_accuracy(topn_sums *s, const uint32_t *list, uint32_t n_list, ui
     s->ndcg += dcg / idcg[ideal];
     s->ap += ap / (double)ideal;
     s->hit += hits > 0;
+    return dcg / idcg[ideal];
 }
 
 /* What produces a user's list: the caller's list callback, or a scorer plus
@@ -408,6 +410,7 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
 
     topn_sums sum = {0};
     beyond_sums bs = {0};
+    for (uint32_t u = 0; cfg->user_ndcg && u < n_users; u++) cfg->user_ndcg[u] = NAN;
     for (uint32_t u = 0; u < n_users; u++) {
         if (test.off[u] == test.off[u + 1]) continue;
         const uint32_t stamp = u + 1;
@@ -425,7 +428,8 @@ static int topn_run(cb_topn_metrics *out, const cb_topn_config *cfg, const cb_da
         if ((rc = user_list(list, &n_list, &tied, u, n_want, cfg, ds, &train, item_pop, n_items, src, err)))
             goto done;
         if (n_rel > 0) {
-            add_accuracy(&sum, list, n_list, k, cfg->recall_k, n_rel, rel_mark, hit_mark, stamp, idcg);
+            double ndcg = add_accuracy(&sum, list, n_list, k, cfg->recall_k, n_rel, rel_mark, hit_mark, stamp, idcg);
+            if (cfg->user_ndcg) cfg->user_ndcg[u] = ndcg;
             out->n_users_evaluated++;
             out->n_users_tied += tied;
         } else {
@@ -638,6 +642,25 @@ void cb_eval_result_init(cb_eval_result *r, const char *model, int fold) {
     snprintf(r->model, sizeof r->model, "%s", model ? model : "");
     r->fold = fold;
     r->rating.rmse = r->rating.mae = NAN;
+    r->vs_ndcg_diff = r->vs_ndcg_se = NAN;
+}
+
+void cb_eval_compare(cb_eval_result *r, const double *mine, const cb_eval_result *ref, const double *theirs,
+                     uint32_t n_users) {
+    size_t n = 0;
+    double mean = 0.0, m2 = 0.0; /* Welford's running mean and sum of squares of the differences */
+    for (uint32_t u = 0; u < n_users; u++) {
+        double d = mine[u] - theirs[u];
+        if (!isfinite(d)) continue;
+        n++;
+        double delta = d - mean;
+        mean += delta / (double)n;
+        m2 += delta * (d - mean);
+    }
+    snprintf(r->vs_model, sizeof r->vs_model, "%s", ref->model);
+    r->vs_users = n;
+    r->vs_ndcg_diff = n ? mean : NAN;
+    r->vs_ndcg_se = n >= 2 ? sqrt(m2 / (double)(n - 1) / (double)n) : NAN;
 }
 
 cb_eval_stat cb_eval_stat_of(const double *v, size_t n) {

@@ -94,6 +94,8 @@ typedef struct cb_topn_config {
     uint32_t recall_k;       /* also recall@recall_k (20); 0 = not measured */
     bool new_items_only;     /* rank only the items without training interactions (the
                                 cold-items protocol: which new item will the user pick) */
+    double *user_ndcg;       /* NULL, or [n_users] filled with each evaluated user's NDCG@K and
+                                NAN for the others (what a paired comparison of two rows needs) */
 } cb_topn_config;
 void cb_topn_config_default(cb_topn_config *c);
 /* The EVAL key "threshold auto" (the default): cb_dataset_relevant_from. */
@@ -166,10 +168,24 @@ typedef struct cb_eval_result {
     double fit_seconds, eval_seconds; /* filled by the caller */
     char settings[256];        /* settings chosen on a validation carve, and what the row's figures
                                   are not (no ranking), in words ("" = none) */
+    /* Against the split's strongest baseline (cb_eval_compare): */
+    char vs_model[64];         /* its name ("" = not compared) */
+    double vs_ndcg_diff;       /* mean over users of this row's NDCG@K minus the baseline's */
+    double vs_ndcg_se;         /* its paired standard error (NAN below two users) */
+    size_t vs_users;           /* the users evaluated in both rows */
 } cb_eval_result;
 
 /* A result with the name set, rmse/mae NAN, has_topn false, zeros elsewhere. */
 void cb_eval_result_init(cb_eval_result *r, const char *model, int fold);
+/* r's top-N against ref's on the same split, user by user: from the
+ * per-user NDCG@K of both (cb_topn_config.user_ndcg, n_users long), over
+ * the users with a figure in both, the mean difference (r minus ref) and
+ * its standard error (the differences' sample standard deviation / sqrt n)
+ * into r's vs_ fields. A paired figure: the users' own spread (some lists
+ * are easy for every model) cancels, so it tells two rows apart where
+ * their means' spreads overlap. */
+void cb_eval_compare(cb_eval_result *r, const double *mine, const cb_eval_result *ref, const double *theirs,
+                     uint32_t n_users);
 
 typedef struct cb_eval_stat {
     double mean, std;          /* population std (ddof 0), as Surprise reports */

@@ -233,6 +233,17 @@ int cb_evalrun_train(cb_bundle **out, const cb_evalrun_config *c, const cb_datas
 
 /* ---- one split, every model */
 
+/* c's top-N settings for row r, keeping its users' NDCG@K where
+ * cb_evalrun_split asks (c->user_ndcg: one row of n_users per model). */
+static const cb_topn_config *topn_for(cb_topn_config *tn, const cb_evalrun_config *c, const cb_dataset *ds,
+                                      const cb_eval_result *r) {
+    *tn = c->topn;
+    tn->user_ndcg = NULL;
+    for (int m = 0; c->user_ndcg && m < CB_EVALRUN_N_MODELS; m++)
+        if (!strcmp(r->model, model_names[m])) tn->user_ndcg = c->user_ndcg + (size_t)m * cb_dataset_n_users(ds);
+    return tn;
+}
+
 static int push_result(cb_eval_result **results, size_t *n, cb_evalrun_model m, int fold, const cb_split *sp,
                        cb_error *err) {
     cb_eval_result *grown = cb_realloc_array(*results, *n + 1, sizeof **results, err);
@@ -253,6 +264,7 @@ static int eval_towers(cb_eval_result **results, size_t *n_results, const cb_eva
                        cb_bundle **out_rec, cb_train_result *out_train, cb_error *err) {
     cb_bundle *rec = NULL;
     cb_train_result tr = {0};
+    cb_topn_config tn;
     double t0 = cb_now();
     int rc = train_with(&rec, c, mc, ds, sp, &tr, err);
     if (rc) return rc;
@@ -273,7 +285,7 @@ static int eval_towers(cb_eval_result **results, size_t *n_results, const cb_eva
         if (rating && (rc = cb_eval_rating(&r->rating, ds, sp->test, sp->n_test, tt_predict, &tc, err)))
             goto out;
         if (c->topn_enabled) {
-            if ((rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, tt_score, &tc, err))) goto out;
+            if ((rc = cb_eval_topn(&r->topn, topn_for(&tn, c, ds, r), ds, sp, tt_score, &tc, err))) goto out;
             r->has_topn = true;
         }
         r->eval_seconds = cb_now() - t0;
@@ -294,7 +306,7 @@ static int eval_towers(cb_eval_result **results, size_t *n_results, const cb_eva
             goto out;
         }
         pipe_ctx pc = {rctx, rec, tc.user_vecs, &rc_cfg};
-        rc = cb_eval_topn_lists(&r->topn, &c->topn, ds, sp, pipe_list, &pc, err);
+        rc = cb_eval_topn_lists(&r->topn, topn_for(&tn, c, ds, r), ds, sp, pipe_list, &pc, err);
         cb_recommender_free(rctx);
         free(allow);
         if (rc) goto out;
@@ -322,6 +334,7 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
     static const double lambdas[] = {50, 100, 200, 500, 1000, 2000};
     static const uint32_t ks[] = {25, 50, 100, 200, 400, 800};
     static const double shrinks[] = {0, 20};
+    cb_topn_config tn;
     cb_itemrec_config grid[16];
     cb_split carve = {0};
     int rc = CB_OK;
@@ -356,7 +369,7 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
         if (!rc) rc = cb_itemrec_fit(&model, &best, ds, sp->train, sp->n_train, err);
         r->fit_seconds = cb_now() - t0; /* the final fit; tuning time is in `settings` */
         t0 = cb_now();
-        if (!rc) rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, cb_itemrec_score_cb, model, err);
+        if (!rc) rc = cb_eval_topn(&r->topn, topn_for(&tn, c, ds, r), ds, sp, cb_itemrec_score_cb, model, err);
         r->has_topn = rc == CB_OK;
         r->eval_seconds = cb_now() - t0;
         char what[48], why[128];
@@ -380,12 +393,13 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
 static int score_row(cb_eval_result **results, size_t *n_results, cb_evalrun_model m, const cb_evalrun_config *c,
                      const cb_dataset *ds, const cb_split *sp, int fold, double fit_seconds, cb_score_fn score,
                      void *ctx, cb_error *err) {
+    cb_topn_config tn;
     int rc = push_result(results, n_results, m, fold, sp, err);
     if (rc) return rc;
     cb_eval_result *r = &(*results)[*n_results - 1];
     r->fit_seconds = fit_seconds;
     double t0 = cb_now();
-    rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, score, ctx, err);
+    rc = cb_eval_topn(&r->topn, topn_for(&tn, c, ds, r), ds, sp, score, ctx, err);
     r->has_topn = rc == CB_OK;
     r->eval_seconds = cb_now() - t0;
     return rc;
@@ -442,6 +456,7 @@ static int cbrec_list(void *vctx, uint32_t user, uint32_t k, uint32_t *items, ui
 
 static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c, const cb_dataset *ds,
                       const cb_split *sp, int fold, cb_error *err) {
+    cb_topn_config tn;
     int rc = push_result(results, n_results, CB_EVALRUN_CBREC, fold, sp, err);
     if (rc) return rc;
     cb_eval_result *r = &(*results)[*n_results - 1];
@@ -467,7 +482,7 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
     free(allow);
     cbrec_ctx x = {rec, opts};
     if (!rc && c->topn_enabled) {
-        rc = cb_eval_topn_lists(&r->topn, &c->topn, ds, sp, cbrec_list, &x, err);
+        rc = cb_eval_topn_lists(&r->topn, topn_for(&tn, c, ds, r), ds, sp, cbrec_list, &x, err);
         r->has_topn = rc == CB_OK;
     }
     /* a rating where the model predicts one (the MSE head on a rating scale) */
@@ -490,7 +505,7 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
         !(rc = push_result(results, n_results, CB_EVALRUN_CBREC_TOWERS, fold, sp, err))) {
         r = &(*results)[*n_results - 1];
         t0 = cb_now();
-        rc = cb_eval_topn_lists(&r->topn, &c->topn, ds, sp, cbrec_list, &x, err);
+        rc = cb_eval_topn_lists(&r->topn, topn_for(&tn, c, ds, r), ds, sp, cbrec_list, &x, err);
         r->has_topn = rc == CB_OK;
         r->eval_seconds = cb_now() - t0;
     }
@@ -518,6 +533,7 @@ static int evalrun_models(cb_eval_result **results, size_t *n_results, const cb_
                           const cb_dataset *ds, const cb_split *sp, int fold, cb_bundle **out_rec,
                           cb_train_result *out_train, cb_error *err) {
     if (!sp->n_train || !sp->n_test) return cb_fail(err, CB_EINVAL, "the split has an empty training or test part");
+    cb_topn_config tn;
     int rc = CB_OK;
     unsigned tt_rows = c->models & ((1u << CB_EVALRUN_TWOTOWER) | (1u << CB_EVALRUN_PIPELINE));
     if (tt_rows && (rc = eval_towers(results, n_results, c, &c->model, tt_rows, ds, sp, fold, out_rec, out_train, err)))
@@ -553,7 +569,7 @@ static int evalrun_models(cb_eval_result **results, size_t *n_results, const cb_
             rc = cb_eval_rating(&r->rating, ds, sp->test, sp->n_test, cb_baseline_predict_cb, bl, err);
         /* the global mean ranks every item equally: its top-N is meaningless */
         if (!rc && c->topn_enabled && base[b].m != CB_EVALRUN_GLOBAL) {
-            rc = cb_eval_topn(&r->topn, &c->topn, ds, sp, cb_baseline_score_cb, bl, err);
+            rc = cb_eval_topn(&r->topn, topn_for(&tn, c, ds, r), ds, sp, cb_baseline_score_cb, bl, err);
             r->has_topn = rc == CB_OK;
         }
         r->eval_seconds = cb_now() - t0;
@@ -571,13 +587,48 @@ static int evalrun_models(cb_eval_result **results, size_t *n_results, const cb_
     return rc;
 }
 
+/* Our rows, and the simple baselines they are judged against. */
+static bool ours(const char *model) {
+    return !strncmp(model, "two-tower", 9) || !strcmp(model, "cbrec") || !strcmp(model, "cbrec-towers");
+}
+static bool simple_baseline(const char *model) {
+    return !strcmp(model, "popularity") || !strcmp(model, "ease") || !strcmp(model, "item-knn") ||
+           !strcmp(model, "content-knn");
+}
+
+/* Each of our rows rows[0..n) against the strongest simple baseline among
+ * them (the best NDCG@K; a row that does not rank has NAN), user by user. */
+static void compare_with_baseline(cb_eval_result *rows, size_t n, const double *user_ndcg, uint32_t n_users) {
+    const cb_eval_result *best = NULL;
+    for (size_t j = 0; j < n; j++)
+        if (rows[j].has_topn && simple_baseline(rows[j].model) && isfinite(rows[j].topn.ndcg) &&
+            (!best || rows[j].topn.ndcg > best->topn.ndcg))
+            best = &rows[j];
+    for (size_t j = 0; best && j < n; j++) {
+        cb_eval_result *r = &rows[j];
+        if (!r->has_topn || !ours(r->model) || !isfinite(r->topn.ndcg)) continue;
+        const double *row[2] = {NULL, NULL};
+        for (int m = 0; m < CB_EVALRUN_N_MODELS; m++) {
+            if (!strcmp(model_names[m], r->model)) row[0] = user_ndcg + (size_t)m * n_users;
+            if (!strcmp(model_names[m], best->model)) row[1] = user_ndcg + (size_t)m * n_users;
+        }
+        cb_eval_compare(r, row[0], best, row[1], n_users);
+    }
+}
+
 int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
                      const cb_dataset *ds, const cb_split *sp, int fold, cb_bundle **out_rec,
                      cb_train_result *out_train, cb_error *err) {
     if (out_rec) *out_rec = NULL;
     size_t first = *n_results;
-    int rc = evalrun_models(results, n_results, c, ds, sp, fold, out_rec, out_train, err);
+    uint32_t n_users = cb_dataset_n_users(ds);
+    cb_evalrun_config kept = *c; /* the same, keeping each row's per-user NDCG@K */
+    kept.user_ndcg = c->topn_enabled ? cb_calloc((size_t)CB_EVALRUN_N_MODELS * n_users + 1, sizeof(double), err) : NULL;
+    if (c->topn_enabled && !kept.user_ndcg) return CB_ENOMEM;
+    int rc = evalrun_models(results, n_results, &kept, ds, sp, fold, out_rec, out_train, err);
     for (size_t j = first; !rc && j < *n_results; j++) note_no_ranking(&(*results)[j]);
+    if (!rc && kept.user_ndcg) compare_with_baseline(*results + first, *n_results - first, kept.user_ndcg, n_users);
+    free(kept.user_ndcg);
     return rc;
 }
 

@@ -108,6 +108,8 @@ typedef struct cb_evalrun_config {
                                       (cb_split_carve, seed model.seed), by NDCG@K (0.2) */
     cb_epoch_fn on_epoch;          /* progress of the two-tower rating model (may be NULL) */
     void *epoch_ctx;
+    double *user_ndcg;             /* set by cb_evalrun_split for its rows (callers leave it NULL):
+                                      [CB_EVALRUN_N_MODELS][users] each row's per-user NDCG@K */
 } cb_evalrun_config;
 
 /* Defaults: every model, K 10, threshold 4, and the features, model and
@@ -118,6 +120,10 @@ void cb_evalrun_config_default(cb_evalrun_config *c);
 /* Fit every model of c->models on sp->train and measure it on sp->test.
  * Appends one cb_eval_result per model (fold number `fold`, 0 for none) to
  * the growable array *results / *n_results (the caller frees *results).
+ * Each of our rows (the two-tower rows, cbrec, cbrec-towers) is compared
+ * user by user with the split's strongest baseline (cb_eval_compare): of
+ * popularity, EASE, item-kNN and content-kNN, the one with the best
+ * NDCG@K on this split's test part.
  * Fit and evaluation wall times are filled in. On failure the rows added so
  * far stay. If out_rec is not NULL and the two-tower model was trained, the
  * trained recommender is handed to the caller there (cb_bundle_free it), and its
