@@ -6,6 +6,7 @@
  * memory by a small helper. */
 #include "testutil.h"
 #include "eval/eval.h"
+#include "model/train_config.h"
 
 #include <math.h>
 
@@ -617,6 +618,53 @@ static void topn_recall_at_and_long_tail(void **state) {
 }
 
 /* The per-user random split and the validation carve (data/split.c). */
+/* The carve under a temporal split: within the given training ratings,
+ * each user's latest (by time, then file order), ceil(frac * n_u) of them
+ * and never all; ratings outside the training part play no part. */
+static void temporal_carve_latest_per_user(void **state) {
+    (void)state;
+    cb_dataset *ds = tds_new();
+    char u[8], it[8];
+    uint32_t train[200];
+    uint8_t in_train[200] = {0};
+    size_t n_train = 0;
+    for (int a = 1; a <= 9; a++) /* user a: 2a ratings at scrambled times; every other one is training */
+        for (int i = 0; i < 2 * a; i++) {
+            snprintf(u, sizeof u, "u%d", a), snprintf(it, sizeof it, "i%d", i);
+            uint32_t r = tu_ds_add(ds, u, it, 3, (uint32_t)(1000 + (i * 7919) % 97));
+            if (i % 2 == 0) train[n_train++] = r, in_train[r] = 1;
+        }
+    cb_split v;
+    cb_error err;
+    assert_int_equal(cb_split_carve(&v, ds, train, n_train, CB_SPLIT_TEMPORAL, 0.3, 4, &err), CB_OK);
+    assert_int_equal(v.n_train + v.n_test, n_train);
+    for (uint32_t x = 0; x < cb_dataset_n_users(ds); x++) {
+        uint32_t n_kept = 0, n_carved = 0, latest_kept = 0, earliest_carved = UINT32_MAX;
+        for (size_t j = 0; j < v.n_train; j++)
+            if (ds->ratings[v.train[j]].user == x) {
+                n_kept++;
+                if (ds->ratings[v.train[j]].ts > latest_kept) latest_kept = ds->ratings[v.train[j]].ts;
+            }
+        for (size_t j = 0; j < v.n_test; j++)
+            if (ds->ratings[v.test[j]].user == x) {
+                n_carved++;
+                assert_true(in_train[v.test[j]]);
+                if (ds->ratings[v.test[j]].ts < earliest_carved) earliest_carved = ds->ratings[v.test[j]].ts;
+            }
+        uint32_t n_u = n_kept + n_carved, want = (uint32_t)ceil(0.3 * n_u - 1e-9);
+        assert_int_equal(n_carved, n_u < 2 ? 0 : want < n_u ? want : n_u - 1);
+        if (n_carved) assert_true(earliest_carved >= latest_kept);
+    }
+    cb_split_free(&v);
+    cb_dataset_free(ds);
+    /* which carve the tunings and --valid-frac cut: temporal under a temporal split only */
+    assert_int_equal(cb_train_carve_kind(CB_TRAIN_SPLIT_TEMPORAL, CB_SPLIT_PER_USER), CB_SPLIT_TEMPORAL);
+    assert_int_equal(cb_train_carve_kind(CB_TRAIN_SPLIT_TEMPORAL, CB_SPLIT_RANDOM), CB_SPLIT_TEMPORAL);
+    assert_int_equal(cb_train_carve_kind(CB_TRAIN_SPLIT_PER_USER, CB_SPLIT_PER_USER), CB_SPLIT_PER_USER);
+    assert_int_equal(cb_train_carve_kind(CB_TRAIN_SPLIT_RANDOM, CB_SPLIT_RANDOM), CB_SPLIT_RANDOM);
+    assert_int_equal(cb_train_carve_kind(CB_TRAIN_SPLIT_NONE, CB_SPLIT_RANDOM), CB_SPLIT_RANDOM);
+}
+
 static void per_user_split_and_carve(void **state) {
     (void)state;
     cb_dataset *ds = tds_new();
@@ -685,7 +733,7 @@ static void per_user_split_and_carve(void **state) {
         cb_split_free(&v2);
     }
     cb_split v;
-    assert_int_equal(cb_split_carve(&v, ds, a.train, a.n_train, CB_SPLIT_TEMPORAL, 0.3, 4, &err), CB_EINVAL);
+    assert_int_equal(cb_split_carve(&v, ds, a.train, a.n_train, CB_SPLIT_COLD_USERS, 0.3, 4, &err), CB_EINVAL);
     assert_int_equal(cb_split_carve(&v, ds, a.train, a.n_train, CB_SPLIT_RANDOM, 0.0, 4, &err), CB_OK);
     assert_int_equal(v.n_test, 0);
     assert_memory_equal(v.train, a.train, a.n_train * sizeof *a.train);
@@ -709,6 +757,7 @@ int main(void) {
         cmocka_unit_test(stats_and_summary),
         cmocka_unit_test(topn_recall_at_and_long_tail),
         cmocka_unit_test(per_user_split_and_carve),
+        cmocka_unit_test(temporal_carve_latest_per_user),
     };
     return cmocka_run_group_tests_name("eval", tests, NULL, NULL);
 }

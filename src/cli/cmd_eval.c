@@ -299,7 +299,7 @@ static const char *const legend =
     "R@%u = recall at the longer list; pop@%u = mean training count of the recommended items; divers = mean\n"
     "intra-list Jaccard distance of the items' %s; tail = share of recommended slots holding a long-tail\n"
     "item (outside the most popular items that make up 80%% of the training interactions); ease / item-knn\n"
-    "settings chosen on a per-user validation carve of training;\n"
+    "settings chosen on a per-user validation carve of training (each user's latest under --split temporal);\n"
     "cbrec = `cbrec train` + `cbrec recommend` with the training settings below (their defaults unless given).\n";
 
 /* The objective the two-tower rows trained with: the setting, as the data

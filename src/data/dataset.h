@@ -234,6 +234,9 @@ const char *cb_split_kind_name(cb_split_kind kind);
  *   CB_SPLIT_PER_USER: within train[], each user's ratings split as
  *                      cb_split_make's per-user kind (seed as given); both
  *                      parts keep the order of train[].
+ *   CB_SPLIT_TEMPORAL: within train[], each user's latest ratings, as
+ *                      cb_split_make's temporal kind (the carve under a
+ *                      temporal split: cb_train_carve_kind); order kept.
  * Other kinds: CB_EINVAL. valid_frac in [0, 1). Deterministic for a seed. */
 int cb_split_carve(cb_split *out, const cb_dataset *ds, const uint32_t *train, size_t n_train,
                    cb_split_kind kind, double valid_frac, uint64_t seed, cb_error *err);

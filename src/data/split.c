@@ -156,28 +156,29 @@ static int per_user_flags(uint8_t *is_test, const cb_dataset *ds, const uint32_t
     return CB_OK;
 }
 
-static int temporal_flags(uint8_t *is_test, const cb_dataset *ds, double test_frac, cb_error *err) {
+/* Per-user latest: is_test[j] for the ratings sel[j] (sel NULL: every
+ * rating, j = its index): each user's last ceil(test_frac * n_u) ratings
+ * by timestamp, then file order (at most n_u - 1). */
+static int temporal_flags(uint8_t *is_test, const cb_dataset *ds, const uint32_t *sel, size_t n, double test_frac,
+                          cb_error *err) {
     uint32_t n_users = cb_dataset_n_users(ds);
-    size_t n = ds->n_ratings;
     size_t *start = cb_calloc((size_t)n_users + 1, sizeof *start, err);
-    uint64_t *keys = cb_malloc((n ? n : 1) * sizeof *keys, err);
-    if (!start || !keys) {
-        free(start);
-        free(keys);
-        return CB_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) start[ds->ratings[i].user + 1]++;
-    for (uint32_t u = 0; u < n_users; u++) start[u + 1] += start[u];
-    /* key = (ts << 32) | index: sorting keys orders by time, then file order. */
     size_t *fill = cb_malloc(((size_t)n_users + 1) * sizeof *fill, err);
-    if (!fill) {
+    uint64_t *keys = cb_malloc((n ? n : 1) * sizeof *keys, err);
+    if (!start || !fill || !keys) {
         free(start);
+        free(fill);
         free(keys);
         return CB_ENOMEM;
     }
+    for (size_t j = 0; j < n; j++) start[ds->ratings[sel ? sel[j] : j].user + 1]++;
+    for (uint32_t u = 0; u < n_users; u++) start[u + 1] += start[u];
+    /* key = (ts << 32) | j: sorting keys orders by time, then file order (sel keeps it). */
     memcpy(fill, start, ((size_t)n_users + 1) * sizeof *fill);
-    for (size_t i = 0; i < n; i++)
-        keys[fill[ds->ratings[i].user]++] = ((uint64_t)ds->ratings[i].ts << 32) | (uint32_t)i;
+    for (size_t j = 0; j < n; j++) {
+        const cb_rating *r = &ds->ratings[sel ? sel[j] : j];
+        keys[fill[r->user]++] = ((uint64_t)r->ts << 32) | (uint32_t)j;
+    }
     memset(is_test, 0, n);
     for (uint32_t u = 0; u < n_users; u++) {
         size_t b = start[u], e = start[u + 1], n_u = e - b;
@@ -212,7 +213,7 @@ int cb_split_make(cb_split *out, const cb_dataset *ds, cb_split_kind kind, doubl
         break;
     }
     case CB_SPLIT_TEMPORAL:
-        rc = temporal_flags(is_test, ds, test_frac, err);
+        rc = temporal_flags(is_test, ds, NULL, n, test_frac, err);
         break;
     case CB_SPLIT_COLD_USERS:
         rc = cold_flags(is_test, ds, true, test_frac, seed, err);
@@ -253,8 +254,9 @@ int cb_split_carve(cb_split *out, const cb_dataset *ds, const uint32_t *train, s
     memset(out, 0, sizeof *out);
     if (!(valid_frac >= 0.0 && valid_frac < 1.0))
         return cb_fail(err, CB_EINVAL, "validation fraction %g must be in [0, 1)", valid_frac);
-    if (kind != CB_SPLIT_RANDOM && kind != CB_SPLIT_PER_USER)
-        return cb_fail(err, CB_EINVAL, "a validation carve is random or per-user, not %s", cb_split_kind_name(kind));
+    if (kind != CB_SPLIT_RANDOM && kind != CB_SPLIT_PER_USER && kind != CB_SPLIT_TEMPORAL)
+        return cb_fail(err, CB_EINVAL, "a validation carve is random, per-user or temporal, not %s",
+                       cb_split_kind_name(kind));
     for (size_t j = 0; j < n_train; j++)
         if (train[j] >= ds->n_ratings)
             return cb_fail(err, CB_EINVAL, "carve: training index %u out of range (%zu ratings)", train[j], ds->n_ratings);
@@ -273,7 +275,9 @@ int cb_split_carve(cb_split *out, const cb_dataset *ds, const uint32_t *train, s
         memset(is_valid, 1, n_valid);
     } else if (!rc) {
         memcpy(perm, train, n_train * sizeof *perm);
-        if (valid_frac > 0) rc = per_user_flags(is_valid, ds, train, n_train, valid_frac, seed, err);
+        if (valid_frac > 0)
+            rc = kind == CB_SPLIT_TEMPORAL ? temporal_flags(is_valid, ds, train, n_train, valid_frac, err)
+                                           : per_user_flags(is_valid, ds, train, n_train, valid_frac, seed, err);
     }
     if (!rc && valid_frac > 0) rc = pairs_whole(is_valid, ds, perm, n_train, kind != CB_SPLIT_RANDOM, err);
     if (!rc) rc = carve_from_flags(out, perm, is_valid, n_train, err);

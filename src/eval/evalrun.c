@@ -202,7 +202,8 @@ static int train_with(cb_bundle **out, const cb_evalrun_config *c, const cb_mode
     *out = NULL;
     /* the same seeded carve as `cbrec train` */
     cb_split carve;
-    int rc = cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_RANDOM, c->valid_frac, c->model.seed, err);
+    int rc = cb_split_carve(&carve, ds, sp->train, sp->n_train, cb_train_carve_kind(c->train.split, CB_SPLIT_RANDOM),
+                            c->valid_frac, c->model.seed, err);
     if (rc) return rc;
     cb_bundle_train_input in = {.ds = ds,
                              .train_idx = carve.train,
@@ -327,7 +328,7 @@ out:
     return rc;
 }
 
-/* ---- EASE and item-kNN: settings chosen on a per-user carve of the training part */
+/* ---- EASE and item-kNN: settings chosen on a per-user carve of the training part (cb_train_carve_kind) */
 
 static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_evalrun_config *c,
                         const cb_dataset *ds, const cb_split *sp, int fold, cb_error *err) {
@@ -358,7 +359,8 @@ static int eval_itemrec(cb_eval_result **results, size_t *n_results, const cb_ev
         cb_eval_result *r = &(*results)[*n_results - 1];
         double t0 = cb_now(), best_ndcg = NAN;
         if (!carve.train)
-            rc = cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_PER_USER, c->tune_frac, c->model.seed, err);
+            rc = cb_split_carve(&carve, ds, sp->train, sp->n_train,
+                                cb_train_carve_kind(c->train.split, CB_SPLIT_PER_USER), c->tune_frac, c->model.seed, err);
         cb_itemrec_config best = grid[0];
         bool cold = c->topn.new_items_only; /* new items have no interactions to be scored by: nothing to tune */
         if (!rc && n_grid > 1 && carve.n_test && !cold)

@@ -1404,7 +1404,7 @@ int cb_neighbours_tune(cb_neighbours_choice *best, char **tuning_json, const cb_
         best->weight = 0, best->ndcg = best->ndcg_towers, best->recall = best->recall_towers;
     if (!rc && tuning_json) {
         json_t *doc = json_pack("{s:s,s:f,s:I,s:f,s:f,s:O}", "carve",
-                                "per-user validation carve of the training ratings", "threshold", (double)threshold,
+                                "a per-user validation carve of the training ratings (each user's latest under a temporal split)", "threshold", (double)threshold,
                                 "users", (json_int_t)t.n_list, "towers_ndcg10",
                                 isnan(best->ndcg_towers) ? -1.0 : best->ndcg_towers, "towers_recall20",
                                 isnan(best->recall_towers) ? -1.0 : best->recall_towers, "grid", grid);

@@ -54,7 +54,8 @@ static const cb_config_key_def keys[] = {
      "split", CB_KEY_ENUM, TC(split), 0, 0, 0, 0, split_names},
     {"test-frac", "F", "0.2", "held-out fraction", "split", CB_KEY_F64, TC(test_frac), 0, 0, 0.99, 0, NULL},
     {"valid-frac", "F", "0", "fraction of the training part carved out for validation: the per-epoch "
-     "validation loss and --patience (0 = none: every training rating trains; on ml-100k u1-u5 a 10% "
+     "validation loss and --patience (under --split temporal each user's latest; 0 = none: every training "
+     "rating trains; on ml-100k u1-u5 a 10% "
      "carve cost the default list 0.04 NDCG@10)", "split", CB_KEY_F64,
      TC(valid_frac), 0, 0, 0.9, 0, NULL},
     {"seed", "N", "1", "seed of the split, initialisation and shuffling", "split", CB_KEY_U64, TC(model.seed), 0, 0,
@@ -339,6 +340,10 @@ const char *cb_train_split_name(cb_train_split s) {
     for (const cb_config_choice *c = split_names; c->name; c++)
         if (c->value == (int64_t)s) return c->name;
     return "?";
+}
+
+cb_split_kind cb_train_carve_kind(cb_train_split s, cb_split_kind otherwise) {
+    return s == CB_TRAIN_SPLIT_TEMPORAL ? CB_SPLIT_TEMPORAL : otherwise;
 }
 
 int cb_train_parse_layers(const char *key, const char *list, uint32_t *n, uint32_t *sizes, cb_error *err) {

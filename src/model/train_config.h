@@ -36,7 +36,8 @@ typedef struct cb_train_config {
     const cb_train_comm *comm;   /* no key: cb_config_set_train_comm (NULL: one process) */
     /* the neighbour component (model/neighbours.h): K (0 = off), the
      * shrinkage and the blend weight; CB_NEIGHBOURS_AUTO: chosen on a
-     * per-user validation carve of the training ratings */
+     * per-user validation carve of the training ratings (each user's latest
+     * under a temporal split: cb_train_carve_kind) */
     uint32_t neighbours;
     int neighbour_kind;          /* cb_neighbours_kind, or -1: auto */
     float neighbour_shrink, neighbour_lambda, neighbour_weight;
@@ -61,6 +62,11 @@ int cb_train_config_check(const cb_train_config *c, cb_error *err);
  * (cmd_eval): CB_EINVAL naming the key and the accepted values. */
 int cb_train_parse_split(const char *name, cb_train_split *out, cb_error *err);
 const char *cb_train_split_name(cb_train_split s);
+/* The kind of a validation carve cut from the training part of split s:
+ * temporal under a temporal split (each user's latest training ratings
+ * stand in for the future the test part holds), else `otherwise` (random
+ * or per-user, as its caller measures). */
+cb_split_kind cb_train_carve_kind(cb_train_split s, cb_split_kind otherwise);
 int cb_train_parse_layers(const char *key, const char *list, uint32_t *n, uint32_t *sizes, cb_error *err);
 
 #endif /* CB_TRAIN_CONFIG_H */

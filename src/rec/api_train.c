@@ -278,14 +278,16 @@ static float neighbour_param(const cb_train_config *tc) {
 }
 
 /* Choose K, shrink and w where tc says "auto": towers trained like `in` on a
- * per-user carve (20 %) of in's training ratings, the neighbour lists fitted
+ * per-user carve (20 %) of in's training ratings (each user's latest under a
+ * temporal split: cb_train_carve_kind), the neighbour lists fitted
  * on the same part, NDCG@10 on the carved-out ratings (relevant: the top
  * quarter of the rating scale, every event for implicit data). */
 static int tune_neighbours(cb_neighbours_choice *ch, char **tuning, bool *stopped, const cb_bundle_train_input *in,
                            const cb_train_config *tc, cb_error *err) {
     const cb_dataset *ds = in->ds;
     cb_split carve;
-    int rc = cb_split_carve(&carve, ds, in->train_idx, in->n_train, CB_SPLIT_PER_USER, 0.2, tc->model.seed, err);
+    int rc = cb_split_carve(&carve, ds, in->train_idx, in->n_train, cb_train_carve_kind(tc->split, CB_SPLIT_PER_USER),
+                            0.2, tc->model.seed, err);
     if (rc) return rc;
     cb_bundle_train_input ti = *in;
     ti.train_idx = carve.train;
@@ -384,8 +386,8 @@ int cb_train_on_split(cb_bundle **out, cb_bundle *resume, const cb_dataset *ds, 
     cb_split carve = {0}; /* the seeded validation carve, made here for every caller; none (and
                              no copy of sp->train: 4 B per rating) when valid_frac is 0 */
     bool carved = tc->valid_frac != 0.0;
-    rc = carved ? cb_split_carve(&carve, ds, sp->train, sp->n_train, CB_SPLIT_RANDOM, tc->valid_frac, tc->model.seed,
-                                 err)
+    rc = carved ? cb_split_carve(&carve, ds, sp->train, sp->n_train, cb_train_carve_kind(tc->split, CB_SPLIT_RANDOM),
+                                 tc->valid_frac, tc->model.seed, err)
                 : CB_OK;
     if (rc) return rc;
     if (!carved) carve.n_train = sp->n_train;
