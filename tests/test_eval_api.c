@@ -246,6 +246,45 @@ static void cold_items_rows_rank_new_items(void **state) {
     free(dir);
 }
 
+/* A row that ranks on some folds only: its top-N means are over those, and
+ * the report says how many (a mean over one of two folds had read as both). */
+static void topn_means_over_some_folds_said(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir();
+    free(tu_write(dir, "ratings.csv", "user,item,rating,timestamp\n1,a,5,1\n1,b,5,2\n1,c,5,3\n2,a,5,4\n2,d,5,5\n"
+                                      "2,e,5,6\n3,b,5,7\n3,c,4,8\n4,d,5,9\n4,e,4,10\n"));
+    free(tu_write(dir, "cbrec.schema", "ratings = ratings.csv\n"));
+    /* f1: training counts differ, popularity ranks; f2: every item once in training, every candidate ties */
+    free(tu_write(dir, "f1.base", "1\ta\t5\t1\n1\tb\t5\t2\n2\ta\t5\t4\n2\td\t5\t5\n3\tb\t5\t7\n3\tc\t4\t8\n"
+                                  "4\td\t5\t9\n4\te\t4\t10\n"));
+    free(tu_write(dir, "f1.test", "1\tc\t5\t3\n2\te\t5\t6\n"));
+    free(tu_write(dir, "f2.base", "1\ta\t5\t1\n2\td\t5\t5\n3\tb\t5\t7\n3\tc\t4\t8\n4\te\t4\t10\n"));
+    free(tu_write(dir, "f2.test", "1\tb\t5\t2\n1\tc\t5\t3\n2\ta\t5\t4\n2\te\t5\t6\n4\td\t5\t9\n"));
+    cb_error err = {0};
+    cb_dataset *ds;
+    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
+    cb_config *ev;
+    assert_int_equal(cb_config_create(&ev, CB_CONFIG_EVAL, &err), CB_OK);
+    assert_int_equal(cb_config_set(ev, "models", "popularity", &err), CB_OK);
+    assert_int_equal(cb_config_set(ev, "folds", "f1,f2", &err), CB_OK);
+    char *report = NULL;
+    if (cb_evaluate(ds, ev, NULL, NULL, NULL, &report, &err)) fail_msg("%s", err.msg);
+    json_t *root = json_loads(report, 0, NULL);
+    const json_t *pop = model_row(root, "popularity"), *folds = json_object_get(pop, "folds");
+    assert_true(json_is_number(json_object_get(json_array_get(folds, 0), "ndcg")));
+    assert_true(json_is_null(json_object_get(json_array_get(folds, 1), "ndcg")));
+    const json_t *part = json_object_get(pop, "topn_splits");
+    assert_non_null(part);
+    assert_int_equal(json_integer_value(json_object_get(part, "measured")), 1);
+    assert_int_equal(json_integer_value(json_object_get(part, "of")), 2);
+    json_decref(root);
+    free(report);
+    cb_config_free(ev);
+    cb_dataset_close(ds);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 /* Every CLI command (cmd_eval.c among them) compiles against include/ alone. */
 static void cli_uses_public_header_only(void **state) {
     (void)state;
@@ -270,6 +309,7 @@ int main(void) {
         cmocka_unit_test(evaluate_reports_cbrec_and_baselines),
         cmocka_unit_test(implicit_events_get_topn),
         cmocka_unit_test(cold_items_rows_rank_new_items),
+        cmocka_unit_test(topn_means_over_some_folds_said),
         cmocka_unit_test(cli_uses_public_header_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -260,6 +260,20 @@ static void print_chosen(FILE *f, const json_t *root, bool markdown) {
     }
 }
 
+/* A row whose top-N means cover only some of the splits (the others could
+ * not rank: no figure), said: a mean over 3 of 5 folds had read as all 5. */
+static void print_partial_means(FILE *f, const json_t *root, bool markdown) {
+    const json_t *models = json_object_get(root, "models");
+    for (size_t m = 0; m < json_array_size(models); m++) {
+        const json_t *jm = json_array_get(models, m), *part = json_object_get(jm, "topn_splits");
+        if (part)
+            fprintf(f, "%s%s: the top-N figures are means over %lld of the %lld splits (the others have none)\n",
+                    markdown ? "- " : "", json_string_value(json_object_get(jm, "name")),
+                    (long long)json_integer_value(json_object_get(part, "measured")),
+                    (long long)json_integer_value(json_object_get(part, "of")));
+    }
+}
+
 /* Our rows against the strongest simple baseline, user by user (the
  * paired difference of NDCG@K and its standard error), and what that tells:
  * a difference inside two standard errors does not tell the two apart. */
@@ -332,6 +346,7 @@ static void print_evaluation(FILE *f, const json_t *root, const opts *o, bool ma
     const char *note = json_string_value(json_object_get(root, "note"));
     if (note) fprintf(f, "%s%s\n", markdown ? "- " : "", note);
     print_chosen(f, root, markdown);
+    print_partial_means(f, root, markdown);
     print_vs(f, root, markdown);
     if (markdown) fputc('\n', f);
     char sets[96];

@@ -251,6 +251,10 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
         json_object_set_new(jm, "folds", folds);
         if (json_array_size(chosen)) json_object_set_new(jm, "settings", chosen);
         else json_decref(chosen);
+        /* top-N means over the splits that ranked (a split whose candidates all tied has none): said */
+        if (s.ndcg.n && s.ndcg.n < s.n_folds)
+            json_object_set_new(jm, "topn_splits", json_pack("{s:I,s:I}", "measured", (json_int_t)s.ndcg.n, "of",
+                                                             (json_int_t)s.n_folds));
         json_t *vs = vs_over_folds(R, name);
         if (vs) json_object_set_new(jm, "vs_baseline", vs);
         json_array_append_new(models, jm);
