@@ -439,12 +439,15 @@ static int write_tsv(const char *path, const json_t *root, cb_error *err) {
     char *buf = malloc(cap);
     if (!buf) return CB_ENOMEM;
     len += (size_t)snprintf(buf, cap, "size\tcandidates\trecall\tndcg\tmean_score\toverlap\tlatency_us");
+    static const char *const keys[] = {"mean_candidates", "recall", "ndcg", "mean_score", "overlap", "latency_us"};
     for (size_t i = 0; i < json_array_size(rows); i++) {
         const json_t *r = json_array_get(rows, i);
-        len += (size_t)snprintf(buf + len, cap - len, "\n%lld\t%.3f\t%.6f\t%.6f\t%.6f\t%.6f\t%.3f",
-                                json_integer_value(json_object_get(r, "size")), num(r, "mean_candidates"),
-                                num(r, "recall"), num(r, "ndcg"), num(r, "mean_score"), num(r, "overlap"),
-                                num(r, "latency_us"));
+        len += (size_t)snprintf(buf + len, cap - len, "\n%lld", json_integer_value(json_object_get(r, "size")));
+        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) { /* no figure: an empty field (it read "nan") */
+            double v = num(r, keys[k]);
+            len += (size_t)(isfinite(v) ? snprintf(buf + len, cap - len, "\t%.*f", k == 0 || k == 5 ? 3 : 6, v)
+                                        : snprintf(buf + len, cap - len, "\t"));
+        }
     }
     int rc = write_file(path, buf, err);
     free(buf);
