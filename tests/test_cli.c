@@ -500,6 +500,12 @@ static void report_reproduce_line(void **state) {
                          ev, ev), 0);
     assert_int_equal(run(&out, "%s eval --data %s --models popularity --epochs 1 --neighbours 0 -q", cbrec(), ev), 0);
     assert_non_null(strstr(out, ", objective retrieval,"));
+    /* the legend on a catalog without a multi-valued column: no 150-column line */
+    const char *sets = strstr(out, "value sets (none: the catalog has no multi-valued item column)");
+    assert_non_null(sets);
+    const char *bol = sets;
+    while (bol > out && bol[-1] != '\n') bol--;
+    assert_true(strcspn(bol, "\n") <= 105);
     free(out);
     assert_int_equal(run(&out, "%s eval --data %s --models popularity --epochs 1 --neighbours 0 -q --json", cbrec(), ev), 0);
     assert_non_null(strstr(out, "\"objective\": \"retrieval\""));

@@ -310,11 +310,27 @@ static const char *diversity_sets(const json_t *root, bool markdown, char *buf, 
 }
 
 static const char *const legend =
-    "R@%u = recall at the longer list; pop@%u = mean training count of the recommended items; divers = mean\n"
-    "intra-list Jaccard distance of the items' %s; tail = share of recommended slots holding a long-tail\n"
-    "item (outside the most popular items that make up 80%% of the training interactions); ease / item-knn\n"
-    "settings chosen on a per-user validation carve of training (each user's latest under --split temporal);\n"
-    "cbrec = `cbrec train` + `cbrec recommend` with the training settings below (their defaults unless given).\n";
+    "R@%u = recall at the longer list; pop@%u = mean training count of the recommended items; divers = mean "
+    "intra-list Jaccard distance of the items' %s; tail = share of recommended slots holding a long-tail "
+    "item (outside the most popular items that make up 80%% of the training interactions); ease / item-knn "
+    "settings chosen on a per-user validation carve of training (each user's latest under --split temporal); "
+    "cbrec = `cbrec train` + `cbrec recommend` with the training settings below (their defaults unless given).";
+
+/* text as lines of at most `width` bytes, broken at spaces (a longer word
+ * stands alone), each ended by a newline: the legend's own breaks had left
+ * a 150-column line where the diversity sets' words were long. */
+static void print_wrapped(FILE *f, const char *text, int width) {
+    while (*text) {
+        int len = (int)strlen(text), cut = len;
+        if (len > width) {
+            for (cut = width; cut > 0 && text[cut] != ' '; cut--) {}
+            if (cut == 0) cut = (int)strcspn(text, " ");
+        }
+        fprintf(f, "%.*s\n", cut, text);
+        text += cut;
+        while (*text == ' ') text++;
+    }
+}
 
 /* The objective the two-tower rows trained with: the setting, as the data
  * resolved it (events without ratings train retrieval whatever was asked). */
@@ -350,7 +366,9 @@ static void print_evaluation(FILE *f, const json_t *root, const opts *o, bool ma
     print_vs(f, root, markdown);
     if (markdown) fputc('\n', f);
     char sets[96];
-    fprintf(f, legend, RK, K, diversity_sets(root, false, sets, sizeof sets));
+    char words[1024];
+    snprintf(words, sizeof words, legend, RK, K, diversity_sets(root, false, sets, sizeof sets));
+    print_wrapped(f, words, 105);
     if (markdown) fputc('\n', f);
     print_settings(f, root, o);
 }
