@@ -1023,6 +1023,10 @@ static void added_item_events_refused(void **state) {
     serve_with_added_item(&g, d, "{\"id\": \"new/caf\u00e9\", \"tags\": \"jazz\", \"brand\": \"Acme\"}", events);
     json_decref(get_json(&g, "/v1/items/new%2Fcaf%C3%A9", 200));
     expect_error(&g, "POST", "/v1/users/u0/events", "{\"item\": \"new/caf\u00e9\", \"event\": \"click\"}", 1, 409);
+    char *metrics; /* counted as a 409, not as "other" */
+    assert_int_equal(http(&g, "GET", "/metrics", NULL, 0, &metrics), 200);
+    assert_non_null(strstr(metrics, "{route=\"POST /v1/users/{id}/events\",status=\"409\"} 1\n"));
+    free(metrics);
     json_decref(post_json(&g, "/v1/users/u0/events", "{\"item\": \"i1\", \"rating\": 4}", 1, 200));
     json_t *r = get_json(&g, "/v1/recommend?user=u0&n=3", 200);
     assert_int_equal(json_array_size(json_object_get(r, "items")), 3);
