@@ -1310,6 +1310,33 @@ static void answers_swap_on_reload(void **state) {
  * reload and the readers makes it exit 66; the counters' own window, between
  * the swap and the next lock of the slot, is too short for it to be seen
  * every run, which is why they are atomics by reading, not by report). */
+/* SIGHUPs sent while a reload runs make one reload more, not one each (30
+ * sent within about half a reload's time were 18-26 reloads in a row, and
+ * a SIGTERM behind them waited for them all). */
+static void sighup_burst_reloads_once_more(void **state) {
+    fixture g = *(fixture *)*state;
+    g.srv = start_server(&g, NULL, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    json_decref(post_json(&g, "/v1/admin/reload", NULL, 1, 200));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long reload_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    for (int k = 0; k < 30; k++) kill(g.srv.pid, SIGHUP), usleep((useconds_t)(reload_us / 60)); /* apart: each one handled */
+    json_int_t reloads = -1, seen;
+    for (int tries = 0; tries < 100; tries++, reloads = seen) { /* until a second passes without one */
+        usleep(1000000);
+        json_t *h = get_json(&g, "/healthz", 200);
+        seen = json_integer_value(json_object_get(h, "reloads"));
+        json_decref(h);
+        if (seen == reloads) break;
+    }
+    if (reloads > 1 + 8) fprintf(stderr, "30 SIGHUPs within ~%ld us (half a reload's time): %lld reloads\n", reload_us / 2, (long long)reloads - 1);
+    assert_true(reloads >= 1 + 1);
+    assert_true(reloads <= 1 + 8);
+    for (int k = 0; k < 30; k++) kill(g.srv.pid, SIGHUP);
+    stop_server(&g.srv, SIGTERM);
+}
+
 static void reloads_while_counted(void **state) {
     fixture g = *(fixture *)*state;
     g.srv = start_server(&g, NULL, "--threads 2");
@@ -1528,6 +1555,7 @@ int main(void) {
         cmocka_unit_test(static_assets_and_openapi), cmocka_unit_test(clean_errors),
         cmocka_unit_test(malformed_http),         cmocka_unit_test(token_and_events),
         cmocka_unit_test(reload_good_and_bad),    cmocka_unit_test(reloads_while_counted),
+        cmocka_unit_test(sighup_burst_reloads_once_more),
         cmocka_unit_test(kill9_keeps_acknowledged_events),
         cmocka_unit_test(answers_equal_computed_ones), cmocka_unit_test(answers_follow_events),
         cmocka_unit_test(answers_swap_on_reload),
