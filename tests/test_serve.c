@@ -459,6 +459,103 @@ static void static_assets_and_openapi(void **state) {
     json_decref(doc);
 }
 
+/* ---- the answers against the OpenAPI document's schemas */
+
+/* The schema that ref ("#/components/schemas/List") names in doc, or schema itself. */
+static json_t *deref(json_t *doc, json_t *schema) {
+    const char *ref = json_string_value(json_object_get(schema, "$ref"));
+    if (!ref) return schema;
+    char path[256];
+    snprintf(path, sizeof path, "%s", ref + 2); /* past "#/" */
+    json_t *x = doc;
+    for (char *part = strtok(path, "/"); part && x; part = strtok(NULL, "/")) x = json_object_get(x, part);
+    return x;
+}
+
+/* Does v have the shape of schema (type, nullable, required, properties,
+ * additionalProperties, items, minItems, maxItems: what openapi.json uses)?
+ * false after a line on stderr naming where (at: a JSON path). */
+static bool shape_ok(json_t *doc, json_t *schema, json_t *v, const char *at) {
+    if (!schema) return true; /* an array without "items": any items */
+    schema = deref(doc, schema);
+    if (!schema) return fprintf(stderr, "%s: a $ref openapi.json does not hold\n", at), false;
+    if (json_is_null(v) && json_is_true(json_object_get(schema, "nullable"))) return true;
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    bool ok = !type || (!strcmp(type, "object") && json_is_object(v)) || (!strcmp(type, "array") && json_is_array(v)) ||
+              (!strcmp(type, "string") && json_is_string(v)) || (!strcmp(type, "integer") && json_is_integer(v)) ||
+              (!strcmp(type, "number") && json_is_number(v)) || (!strcmp(type, "boolean") && json_is_boolean(v));
+    if (!ok) return fprintf(stderr, "%s: not of type %s\n", at, type), false;
+    char sub[512];
+    size_t i;
+    const char *key;
+    json_t *x, *props = json_object_get(schema, "properties"), *extra = json_object_get(schema, "additionalProperties");
+    json_array_foreach(json_object_get(schema, "required"), i, x) {
+        if (!json_object_get(v, json_string_value(x)))
+            return fprintf(stderr, "%s: lacks the required \"%s\"\n", at, json_string_value(x)), false;
+    }
+    json_object_foreach(json_is_object(v) ? v : NULL, key, x) {
+        json_t *sch = json_object_get(props, key) ? json_object_get(props, key) : json_is_object(extra) ? extra : NULL;
+        snprintf(sub, sizeof sub, "%s.%s", at, key);
+        if (sch && !shape_ok(doc, sch, x, sub)) return false;
+    }
+    json_t *min = json_object_get(schema, "minItems"), *max = json_object_get(schema, "maxItems");
+    if ((min && json_array_size(v) < (size_t)json_integer_value(min)) || (max && json_array_size(v) > (size_t)json_integer_value(max)))
+        return fprintf(stderr, "%s: %zu items, out of its bounds\n", at, json_array_size(v)), false;
+    json_array_foreach(json_is_array(v) ? v : NULL, i, x) {
+        snprintf(sub, sizeof sub, "%s[%zu]", at, i);
+        if (!shape_ok(doc, json_object_get(schema, "items"), x, sub)) return false;
+    }
+    return true;
+}
+
+/* method path's answer (body: a POST's, else NULL; token given) has the
+ * status expected and the shape openapi.json gives that status of pattern. */
+static void answer_as_documented(const fixture *f, json_t *doc, const char *method, const char *pattern, const char *path,
+                                 const char *body, int expect) {
+    char lower[8], status[8], *out;
+    for (size_t i = 0; i < sizeof lower; i++) lower[i] = (char)tolower((unsigned char)method[i]);
+    snprintf(status, sizeof status, "%d", expect);
+    int st = http(f, method, path, body, 1, &out);
+    if (st != expect) fprintf(stderr, "%s %s: %d %s\n", method, path, st, out);
+    assert_int_equal(st, expect);
+    json_t *reply = deref(doc, json_object_get(json_object_get(json_object_get(json_object_get(doc, "paths"), pattern), lower),
+                                               "responses"));
+    reply = deref(doc, json_object_get(reply, status)); /* a response object, or a $ref to components.responses */
+    json_t *schema = json_object_get(json_object_get(json_object_get(reply, "content"), "application/json"), "schema");
+    json_t *v = json_loads(out, 0, NULL);
+    if (!schema || !v) fprintf(stderr, "%s %s: no JSON schema for %d in openapi.json, or the answer is not JSON\n", method, path, expect);
+    assert_true(schema && v);
+    char at[300];
+    snprintf(at, sizeof at, "%s %s", method, path);
+    if (!shape_ok(doc, schema, v, at)) fprintf(stderr, "the answer: %.300s\n", out);
+    assert_true(shape_ok(doc, schema, v, at));
+    json_decref(v);
+    free(out);
+}
+
+/* Every endpoint's answers have the shapes openapi.json gives them (its
+ * schemas were a bare "object": nothing for a client to check or generate). */
+static void answers_match_openapi(void **state) {
+    fixture *f = *state;
+    json_t *doc = get_json(f, "/openapi.json", 200);
+    const char *const gets[][3] = {{"/healthz", "/healthz"}, {"/v1/meta", "/v1/meta"}, {"/v1/items", "/v1/items?q=a&limit=5"},
+                                   {"/v1/items/{id}", "/v1/items/1"}, {"/v1/similar", "/v1/similar?item=1&k=3"},
+                                   {"/v1/users", "/v1/users?limit=3"}, {"/v1/users/{id}", "/v1/users/2"},
+                                   {"/v1/recommend", "/v1/recommend?user=2"}, {"/v1/recommend", "/v1/recommend?user=2&n=20&diversity=0.5"},
+                                   {"/v1/map", "/v1/map?user=2&n=3"}, {"/v1/map", "/v1/map?n=0"}};
+    for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) answer_as_documented(f, doc, "GET", gets[i][0], gets[i][1], NULL, 200);
+    answer_as_documented(f, doc, "POST", "/v1/users/{id}/events", "/v1/users/shape-user/events", "{\"item\": \"1\", \"rating\": 4}", 200);
+    answer_as_documented(f, doc, "GET", "/v1/users/{id}", "/v1/users/shape-user", NULL, 200); /* known from its event only */
+    answer_as_documented(f, doc, "POST", "/v1/recommend", "/v1/recommend", "{\"user\": \"shape-user\", \"n\": 3}", 200);
+    answer_as_documented(f, doc, "POST", "/v1/recommend", "/v1/recommend", "{\"profile\": {\"ratings\": {\"1\": 5}}}", 200);
+    answer_as_documented(f, doc, "POST", "/v1/recommend/batch", "/v1/recommend/batch", "{\"users\": [\"2\", \"shape-user\"], \"n\": 3}", 200);
+    answer_as_documented(f, doc, "POST", "/v1/admin/reload", "/v1/admin/reload", NULL, 200);
+    answer_as_documented(f, doc, "GET", "/v1/items/{id}", "/v1/items/no-such-item", NULL, 404);
+    answer_as_documented(f, doc, "GET", "/v1/recommend", "/v1/recommend?user=2&n=0", NULL, 400);
+    answer_as_documented(f, doc, "POST", "/v1/users/{id}/events", "/v1/users/2/events", "{\"item\": \"1\"}", 400);
+    json_decref(doc);
+}
+
 /* ---- errors and malformed input: a clean 4xx each, and the server keeps serving */
 
 static void clean_errors(void **state) {
@@ -1552,7 +1649,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(read_endpoints),         cmocka_unit_test(new_profile_and_batch),
         cmocka_unit_test(export_then_retrain),    cmocka_unit_test(export_generic_layout),
-        cmocka_unit_test(static_assets_and_openapi), cmocka_unit_test(clean_errors),
+        cmocka_unit_test(static_assets_and_openapi), cmocka_unit_test(answers_match_openapi),
+        cmocka_unit_test(clean_errors),
         cmocka_unit_test(malformed_http),         cmocka_unit_test(token_and_events),
         cmocka_unit_test(reload_good_and_bad),    cmocka_unit_test(reloads_while_counted),
         cmocka_unit_test(sighup_burst_reloads_once_more),
