@@ -514,7 +514,7 @@ static bool shape_ok(json_t *doc, json_t *schema, json_t *v, const char *at) {
 static void answer_as_documented(const fixture *f, json_t *doc, const char *method, const char *pattern, const char *path,
                                  const char *body, int expect) {
     char lower[8], status[8], *out;
-    for (size_t i = 0; i < sizeof lower; i++) lower[i] = (char)tolower((unsigned char)method[i]);
+    for (size_t i = 0; i <= strlen(method) && i < sizeof lower; i++) lower[i] = (char)tolower((unsigned char)method[i]);
     snprintf(status, sizeof status, "%d", expect);
     int st = http(f, method, path, body, 1, &out);
     if (st != expect) fprintf(stderr, "%s %s: %d %s\n", method, path, st, out);
