@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -406,6 +407,23 @@ static void new_profile_and_batch(void **state) {
     json_decref(j);
 }
 
+/* The answer to method pattern ({id}: "x") with a query parameter no route
+ * takes ("?zz=1", the token given, body "{}") has a status that op (the
+ * OpenAPI operation) lists: a 400 was missing from GET /v1/meta, the
+ * /v1/items/{id} and /v1/users/{id} pages and the reload. */
+static void assert_status_listed(const fixture *f, json_t *op, const char *method, const char *pattern) {
+    char path[160], *body, status[8];
+    const char *id = strstr(pattern, "{id}");
+    if (id) snprintf(path, sizeof path, "%.*sx%s?zz=1", (int)(id - pattern), pattern, id + 4);
+    else snprintf(path, sizeof path, "%s?zz=1", pattern);
+    int st = http(f, method, path, strcmp(method, "POST") ? NULL : "{}", 1, &body);
+    snprintf(status, sizeof status, "%d", st);
+    if (!json_object_get(json_object_get(op, "responses"), status))
+        fprintf(stderr, "openapi.json: %s %s answers %d, not among its responses: %s\n", method, path, st, body);
+    assert_non_null(json_object_get(json_object_get(op, "responses"), status));
+    free(body);
+}
+
 static void static_assets_and_openapi(void **state) {
     fixture *f = *state;
     char *body;
@@ -417,7 +435,8 @@ static void static_assets_and_openapi(void **state) {
     assert_non_null(strstr(body, "cbrec_http_request_duration_seconds_bucket"));
     assert_non_null(strstr(body, "cbrec_model_info{version=\""));
     free(body);
-    /* every route of the route table (src/serve/routes.c) is in the OpenAPI document */
+    /* every route of the route table (src/serve/routes.c) is in the OpenAPI document, and the
+     * status it answers a query parameter it does not take with is one its operation lists */
     json_t *doc = get_json(f, "/openapi.json", 200);
     assert_string_equal(json_string_value(json_object_get(doc, "openapi")), "3.0.3");
     json_t *paths = json_object_get(doc, "paths");
@@ -433,10 +452,108 @@ static void static_assets_and_openapi(void **state) {
         if (!p || !json_object_get(p, lower)) fprintf(stderr, "openapi.json lacks %s %s\n", method, pattern);
         assert_non_null(p);
         assert_non_null(json_object_get(p, lower));
+        assert_status_listed(f, json_object_get(p, lower), method, pattern);
         n_routes++;
     }
     fclose(src);
     assert_true(n_routes >= 14);
+    json_decref(doc);
+}
+
+/* ---- the answers against the OpenAPI document's schemas */
+
+/* The schema that ref ("#/components/schemas/List") names in doc, or schema itself. */
+static json_t *deref(json_t *doc, json_t *schema) {
+    const char *ref = json_string_value(json_object_get(schema, "$ref"));
+    if (!ref) return schema;
+    char path[256];
+    snprintf(path, sizeof path, "%s", ref + 2); /* past "#/" */
+    json_t *x = doc;
+    for (char *part = strtok(path, "/"); part && x; part = strtok(NULL, "/")) x = json_object_get(x, part);
+    return x;
+}
+
+/* Does v have the shape of schema (type, nullable, required, properties,
+ * additionalProperties, items, minItems, maxItems: what openapi.json uses)?
+ * false after a line on stderr naming where (at: a JSON path). */
+static bool shape_ok(json_t *doc, json_t *schema, json_t *v, const char *at) {
+    if (!schema) return true; /* an array without "items": any items */
+    schema = deref(doc, schema);
+    if (!schema) return fprintf(stderr, "%s: a $ref openapi.json does not hold\n", at), false;
+    if (json_is_null(v) && json_is_true(json_object_get(schema, "nullable"))) return true;
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    bool ok = !type || (!strcmp(type, "object") && json_is_object(v)) || (!strcmp(type, "array") && json_is_array(v)) ||
+              (!strcmp(type, "string") && json_is_string(v)) || (!strcmp(type, "integer") && json_is_integer(v)) ||
+              (!strcmp(type, "number") && json_is_number(v)) || (!strcmp(type, "boolean") && json_is_boolean(v));
+    if (!ok) return fprintf(stderr, "%s: not of type %s\n", at, type), false;
+    char sub[512];
+    size_t i;
+    const char *key;
+    json_t *x, *props = json_object_get(schema, "properties"), *extra = json_object_get(schema, "additionalProperties");
+    json_array_foreach(json_object_get(schema, "required"), i, x) {
+        if (!json_object_get(v, json_string_value(x)))
+            return fprintf(stderr, "%s: lacks the required \"%s\"\n", at, json_string_value(x)), false;
+    }
+    json_object_foreach(json_is_object(v) ? v : NULL, key, x) {
+        json_t *sch = json_object_get(props, key) ? json_object_get(props, key) : json_is_object(extra) ? extra : NULL;
+        snprintf(sub, sizeof sub, "%s.%s", at, key);
+        if (sch && !shape_ok(doc, sch, x, sub)) return false;
+    }
+    json_t *min = json_object_get(schema, "minItems"), *max = json_object_get(schema, "maxItems");
+    if ((min && json_array_size(v) < (size_t)json_integer_value(min)) || (max && json_array_size(v) > (size_t)json_integer_value(max)))
+        return fprintf(stderr, "%s: %zu items, out of its bounds\n", at, json_array_size(v)), false;
+    json_array_foreach(json_is_array(v) ? v : NULL, i, x) {
+        snprintf(sub, sizeof sub, "%s[%zu]", at, i);
+        if (!shape_ok(doc, json_object_get(schema, "items"), x, sub)) return false;
+    }
+    return true;
+}
+
+/* method path's answer (body: a POST's, else NULL; token given) has the
+ * status expected and the shape openapi.json gives that status of pattern. */
+static void answer_as_documented(const fixture *f, json_t *doc, const char *method, const char *pattern, const char *path,
+                                 const char *body, int expect) {
+    char lower[8], status[8], *out;
+    for (size_t i = 0; i <= strlen(method) && i < sizeof lower; i++) lower[i] = (char)tolower((unsigned char)method[i]);
+    snprintf(status, sizeof status, "%d", expect);
+    int st = http(f, method, path, body, 1, &out);
+    if (st != expect) fprintf(stderr, "%s %s: %d %s\n", method, path, st, out);
+    assert_int_equal(st, expect);
+    json_t *reply = deref(doc, json_object_get(json_object_get(json_object_get(json_object_get(doc, "paths"), pattern), lower),
+                                               "responses"));
+    reply = deref(doc, json_object_get(reply, status)); /* a response object, or a $ref to components.responses */
+    json_t *schema = json_object_get(json_object_get(json_object_get(reply, "content"), "application/json"), "schema");
+    json_t *v = json_loads(out, 0, NULL);
+    if (!schema || !v) fprintf(stderr, "%s %s: no JSON schema for %d in openapi.json, or the answer is not JSON\n", method, path, expect);
+    assert_true(schema && v);
+    char at[300];
+    snprintf(at, sizeof at, "%s %s", method, path);
+    if (!shape_ok(doc, schema, v, at)) fprintf(stderr, "the answer: %.300s\n", out);
+    assert_true(shape_ok(doc, schema, v, at));
+    json_decref(v);
+    free(out);
+}
+
+/* Every endpoint's answers have the shapes openapi.json gives them (its
+ * schemas were a bare "object": nothing for a client to check or generate). */
+static void answers_match_openapi(void **state) {
+    fixture *f = *state;
+    json_t *doc = get_json(f, "/openapi.json", 200);
+    const char *const gets[][3] = {{"/healthz", "/healthz"}, {"/v1/meta", "/v1/meta"}, {"/v1/items", "/v1/items?q=a&limit=5"},
+                                   {"/v1/items/{id}", "/v1/items/1"}, {"/v1/similar", "/v1/similar?item=1&k=3"},
+                                   {"/v1/users", "/v1/users?limit=3"}, {"/v1/users/{id}", "/v1/users/2"},
+                                   {"/v1/recommend", "/v1/recommend?user=2"}, {"/v1/recommend", "/v1/recommend?user=2&n=20&diversity=0.5"},
+                                   {"/v1/map", "/v1/map?user=2&n=3"}, {"/v1/map", "/v1/map?n=0"}};
+    for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) answer_as_documented(f, doc, "GET", gets[i][0], gets[i][1], NULL, 200);
+    answer_as_documented(f, doc, "POST", "/v1/users/{id}/events", "/v1/users/shape-user/events", "{\"item\": \"1\", \"rating\": 4}", 200);
+    answer_as_documented(f, doc, "GET", "/v1/users/{id}", "/v1/users/shape-user", NULL, 200); /* known from its event only */
+    answer_as_documented(f, doc, "POST", "/v1/recommend", "/v1/recommend", "{\"user\": \"shape-user\", \"n\": 3}", 200);
+    answer_as_documented(f, doc, "POST", "/v1/recommend", "/v1/recommend", "{\"profile\": {\"ratings\": {\"1\": 5}}}", 200);
+    answer_as_documented(f, doc, "POST", "/v1/recommend/batch", "/v1/recommend/batch", "{\"users\": [\"2\", \"shape-user\"], \"n\": 3}", 200);
+    answer_as_documented(f, doc, "POST", "/v1/admin/reload", "/v1/admin/reload", NULL, 200);
+    answer_as_documented(f, doc, "GET", "/v1/items/{id}", "/v1/items/no-such-item", NULL, 404);
+    answer_as_documented(f, doc, "GET", "/v1/recommend", "/v1/recommend?user=2&n=0", NULL, 400);
+    answer_as_documented(f, doc, "POST", "/v1/users/{id}/events", "/v1/users/2/events", "{\"item\": \"1\"}", 400);
     json_decref(doc);
 }
 
@@ -1023,6 +1140,10 @@ static void added_item_events_refused(void **state) {
     serve_with_added_item(&g, d, "{\"id\": \"new/caf\u00e9\", \"tags\": \"jazz\", \"brand\": \"Acme\"}", events);
     json_decref(get_json(&g, "/v1/items/new%2Fcaf%C3%A9", 200));
     expect_error(&g, "POST", "/v1/users/u0/events", "{\"item\": \"new/caf\u00e9\", \"event\": \"click\"}", 1, 409);
+    char *metrics; /* counted as a 409, not as "other" */
+    assert_int_equal(http(&g, "GET", "/metrics", NULL, 0, &metrics), 200);
+    assert_non_null(strstr(metrics, "{route=\"POST /v1/users/{id}/events\",status=\"409\"} 1\n"));
+    free(metrics);
     json_decref(post_json(&g, "/v1/users/u0/events", "{\"item\": \"i1\", \"rating\": 4}", 1, 200));
     json_t *r = get_json(&g, "/v1/recommend?user=u0&n=3", 200);
     assert_int_equal(json_array_size(json_object_get(r, "items")), 3);
@@ -1287,6 +1408,74 @@ static void answers_swap_on_reload(void **state) {
  * reload and the readers makes it exit 66; the counters' own window, between
  * the swap and the next lock of the slot, is too short for it to be seen
  * every run, which is why they are atomics by reading, not by report). */
+/* SIGHUPs sent while a reload runs make one reload more, not one each (30
+ * sent within about half a reload's time were 18-26 reloads in a row, and
+ * a SIGTERM behind them waited for them all). */
+static void sighup_burst_reloads_once_more(void **state) {
+    fixture g = *(fixture *)*state;
+    g.srv = start_server(&g, NULL, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    json_decref(post_json(&g, "/v1/admin/reload", NULL, 1, 200));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long reload_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    for (int k = 0; k < 30; k++) kill(g.srv.pid, SIGHUP), usleep((useconds_t)(reload_us / 60)); /* apart: each one handled */
+    json_int_t reloads = -1, seen;
+    for (int tries = 0; tries < 100; tries++, reloads = seen) { /* until a second passes without one */
+        usleep(1000000);
+        json_t *h = get_json(&g, "/healthz", 200);
+        seen = json_integer_value(json_object_get(h, "reloads"));
+        json_decref(h);
+        if (seen == reloads) break;
+    }
+    if (reloads > 1 + 8) fprintf(stderr, "30 SIGHUPs within ~%ld us (half a reload's time): %lld reloads\n", reload_us / 2, (long long)reloads - 1);
+    assert_true(reloads >= 1 + 1);
+    assert_true(reloads <= 1 + 8);
+    for (int k = 0; k < 30; k++) kill(g.srv.pid, SIGHUP);
+    stop_server(&g.srv, SIGTERM);
+}
+
+/* The CPU seconds process pid has used (user + system). */
+static double cpu_seconds(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = 0;
+    unsigned long utime = 0, stime = 0; /* fields 14 and 15, after the ")" that ends the name */
+    assert_int_equal(sscanf(strrchr(buf, ')') + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime), 2);
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Out of file descriptors (clients holding them all), the server closes the
+ * connections it cannot take instead of waking for them in a loop (a core
+ * spun: ~0.9 CPU seconds in 2 s), and serves again once they are gone. */
+static void out_of_descriptors_no_spin(void **state) {
+    fixture g = *(fixture *)*state;
+    struct rlimit saved, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    low = saved;
+    low.rlim_cur = 128; /* the server's limit: it inherits it */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    g.srv = start_server(&g, NULL, "--threads 1");
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    enum { CONNS = 200 };
+    int fds[CONNS];
+    for (int k = 0; k < CONNS; k++) fds[k] = connect_to(g.srv.port);
+    usleep(300000);
+    double before = cpu_seconds(g.srv.pid);
+    usleep(2000000);
+    double used = cpu_seconds(g.srv.pid) - before;
+    if (used > 0.3) fprintf(stderr, "out of descriptors: %.2f CPU seconds in 2 s\n", used);
+    assert_true(used <= 0.3);
+    for (int k = 0; k < CONNS; k++) close(fds[k]);
+    usleep(300000);
+    still_serving(&g);
+    stop_server(&g.srv, SIGTERM);
+}
+
 static void reloads_while_counted(void **state) {
     fixture g = *(fixture *)*state;
     g.srv = start_server(&g, NULL, "--threads 2");
@@ -1502,9 +1691,11 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(read_endpoints),         cmocka_unit_test(new_profile_and_batch),
         cmocka_unit_test(export_then_retrain),    cmocka_unit_test(export_generic_layout),
-        cmocka_unit_test(static_assets_and_openapi), cmocka_unit_test(clean_errors),
+        cmocka_unit_test(static_assets_and_openapi), cmocka_unit_test(answers_match_openapi),
+        cmocka_unit_test(clean_errors),
         cmocka_unit_test(malformed_http),         cmocka_unit_test(token_and_events),
         cmocka_unit_test(reload_good_and_bad),    cmocka_unit_test(reloads_while_counted),
+        cmocka_unit_test(sighup_burst_reloads_once_more), cmocka_unit_test(out_of_descriptors_no_spin),
         cmocka_unit_test(kill9_keeps_acknowledged_events),
         cmocka_unit_test(answers_equal_computed_ones), cmocka_unit_test(answers_follow_events),
         cmocka_unit_test(answers_swap_on_reload),

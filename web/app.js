@@ -489,11 +489,11 @@ function saveProfile() {
   } catch (e) { /* storage off: the profile lives for this page only */ }
 }
 
-function restoreProfile() {
+async function restoreProfile() {
   try {
     const saved = JSON.parse(localStorage.getItem('cbrec-profile') || 'null');
     if (!saved) return;
-    state.profile.ratings = new Map(saved.ratings || []);
+    state.profile.ratings = await knownRatings(saved.ratings || []);
     const known = new Set(state.meta.genres || []);
     state.profile.genres = new Map((saved.genres || []).filter(([g]) => known.has(g)));
     const values = new Set(Object.entries(state.meta.columns || {}).flatMap(([c, vs]) =>
@@ -504,6 +504,21 @@ function restoreProfile() {
     const columns = state.meta.user_columns || {};
     state.profile.columns = Object.fromEntries(Object.entries(saved.columns || {}).filter(([c]) => c in columns));
   } catch (e) { /* a bad saved profile is dropped */ }
+}
+
+// The saved ratings of items this model has, titled as it titles them: one saved against other
+// data (the same address serving another model) named an item this model has not, and every list
+// of the profile was an error. An item the server cannot be asked about now is kept.
+async function knownRatings(saved) {
+  const checked = await Promise.all(saved.map(async ([id, r]) => {
+    try {
+      const response = await fetch(`/v1/items/${encodeURIComponent(id)}`);
+      if (response.status === 404) return null;
+      const item = response.ok ? await response.json() : null;
+      return [id, item && item.title ? { ...r, title: item.title } : r];
+    } catch (e) { return [id, r]; }
+  }));
+  return new Map(checked.filter(Boolean));
 }
 
 /* ---------- map ---------- */
@@ -699,7 +714,7 @@ async function start() {
     state.meta.genres.forEach((g, i) => state.genreColor.set(g, PALETTE[i % PALETTE.length]));
     state.mapColor = mapColours();
     $('model-info').textContent = `${state.meta.items} items · ${state.meta.users} users · ${state.meta.dim}-d vectors`;
-    restoreProfile();
+    await restoreProfile();
     renderGenrePicker();
     renderProfileColumns();
     renderProfileRatings();

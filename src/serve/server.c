@@ -142,18 +142,21 @@ static int install_signals(void) {
  * poll, the read only once a byte is there: ThreadSanitizer runs a handler
  * when the thread it interrupted is in a call it knows may block (poll is
  * one, read is not), and a signal that lands on this thread in read (which
- * SA_RESTART resumes) would wait there for ever (make test-tsan). */
+ * SA_RESTART resumes) would wait there for ever (make test-tsan). The
+ * signals that arrived are read at once: SIGHUPs sent during a reload make
+ * one reload more, not one each (10 were 10 reloads in a row), and a SIGTERM
+ * behind them stops the server without doing them first. */
 static void signal_loop(sv_server *s) {
     for (;;) {
-        unsigned char sig = 0;
+        unsigned char sig[512];
         struct pollfd pfd = {.fd = signal_pipe[0], .events = POLLIN};
         if (poll(&pfd, 1, -1) < 0) {
             if (errno == EINTR) continue;
             return;
         }
-        ssize_t n = read(signal_pipe[0], &sig, 1);
+        ssize_t n = read(signal_pipe[0], sig, sizeof sig);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0 || sig != SIGHUP) return;
+        if (n <= 0 || memchr(sig, SIGINT, (size_t)n) || memchr(sig, SIGTERM, (size_t)n)) return;
         char msg[600];
         if (sv_reload(s, msg, sizeof msg))
             fprintf(stderr, "cbrec serve: reload refused, the old model keeps serving: %s\n", msg);

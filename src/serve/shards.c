@@ -20,6 +20,8 @@
 #include "serve/serve.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +61,8 @@ struct sv_pool {
     sv_server *srv;
     int epfd;                /* every shard's epfd, the listening socket, the stop eventfd */
     int listen_fd, stop_fd;
+    int spare_fd;            /* /dev/null held open: given up to accept (and close) a connection
+                                when the process is out of file descriptors (shed_one) */
     struct sv_shard *shards;
     unsigned n_shards;
     pthread_t *workers;
@@ -126,12 +130,28 @@ static void run_shard(struct sv_shard *sh) {
 
 /* ---- accepting */
 
+/* Out of file descriptors (EMFILE): accept the next waiting connection with
+ * the spare descriptor and close it, so the client is told at once and the
+ * listening socket does not stay readable (the worker that polls woke for it
+ * again and again: a core spun while clients held every descriptor).
+ * false: no spare to give up, or nothing accepted. */
+static bool shed_one(struct sv_pool *p) {
+    if (p->spare_fd < 0) return false;
+    close(p->spare_fd);
+    int fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) close(fd);
+    p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
+}
+
 /* Accept what is waiting; each connection goes to the shard with the fewest,
- * through its inbox (another worker may hold it). */
+ * through its inbox (another worker may hold it). Only the worker that polls
+ * accepts. */
 static void accept_all(struct sv_pool *p) {
     for (int k = 0; k < 64; k++) {
         inbox_conn ic = {.len = sizeof ic.addr};
         ic.fd = accept4(p->listen_fd, (struct sockaddr *)&ic.addr, &ic.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (ic.fd < 0 && (errno == EMFILE || errno == ENFILE) && shed_one(p)) continue;
         if (ic.fd < 0) return; /* EAGAIN: none left */
         struct sv_shard *to = &p->shards[0];
         for (unsigned i = 1; i < p->n_shards; i++)
@@ -281,8 +301,8 @@ static void pool_free(struct sv_pool *p) {
             if (fds[k] >= 0) close(fds[k]);
         pthread_mutex_destroy(&sh->inbox_mu);
     }
-    int fds[3] = {p->epfd, p->listen_fd, p->stop_fd};
-    for (int k = 0; k < 3; k++)
+    int fds[4] = {p->epfd, p->listen_fd, p->stop_fd, p->spare_fd};
+    for (int k = 0; k < 4; k++)
         if (fds[k] >= 0) close(fds[k]);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
@@ -295,10 +315,11 @@ static void pool_free(struct sv_pool *p) {
 /* The pool's sockets, shards and queue (no thread yet); false when any fails. */
 static bool pool_init(struct sv_pool *p, sv_server *s, const struct sockaddr_storage *sa, char *msg, size_t msg_size) {
     p->srv = s;
-    p->epfd = p->stop_fd = -1;
+    p->epfd = p->stop_fd = p->spare_fd = -1;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     if ((p->listen_fd = listen_on(sa, s->opt.listen, msg, msg_size)) < 0) return false;
+    p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* none: no shedding, as before */
     p->n_workers = (unsigned)(s->opt.threads > 0 ? s->opt.threads : 1);
     p->n_shards = p->n_workers * SHARDS_PER_WORKER;
     p->shards = calloc(p->n_shards, sizeof *p->shards);
