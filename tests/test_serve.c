@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <netdb.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1224,6 +1225,36 @@ static void listen_ipv6(void **state) {
     assert_int_equal(sh("%s serve --model %s --listen '[::zz]:0' 2>/dev/null", cbrec(), f->model), 2);
 }
 
+/* A host name in --listen (localhost:8080) is the resolver's first address
+ * for it; it was refused ("give an IPv4 address"). */
+static void listen_host_name(void **state) {
+    fixture *f = *state;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo("localhost", NULL, &hints, &res) || !res) {
+        fprintf(stderr, "listen_host_name: SKIPPED (this machine does not resolve localhost)\n");
+        return;
+    }
+    fixture g = *f;
+    g.srv = start_server(f, NULL, "--listen localhost:0");
+    struct sockaddr_storage sa;
+    memcpy(&sa, res->ai_addr, res->ai_addrlen);
+    if (sa.ss_family == AF_INET6) ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)g.srv.port);
+    else ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)g.srv.port);
+    int s = socket(sa.ss_family, SOCK_STREAM, 0);
+    assert_int_equal(connect(s, (struct sockaddr *)&sa, res->ai_addrlen), 0);
+    freeaddrinfo(res);
+    const char *req = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    assert_true(send(s, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
+    char buf[4096] = "";
+    size_t len = 0;
+    ssize_t got;
+    while (len < sizeof buf - 1 && (got = recv(s, buf + len, sizeof buf - 1 - len, 0)) > 0) len += (size_t)got;
+    buf[len] = 0;
+    close(s);
+    assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    stop_server(&g.srv, SIGTERM);
+}
+
 /* ---- reload */
 
 static char *version(const fixture *f) {
@@ -1704,7 +1735,7 @@ int main(void) {
         cmocka_unit_test(content_columns_apart),  cmocka_unit_test(added_item_content_whole),
         cmocka_unit_test(title_search_folds),      cmocka_unit_test(served_block_list),
         cmocka_unit_test(added_item_events_refused), cmocka_unit_test(binary_model_ratings),
-        cmocka_unit_test(listen_ipv6),            cmocka_unit_test(bad_start),
+        cmocka_unit_test(listen_ipv6),            cmocka_unit_test(listen_host_name),            cmocka_unit_test(bad_start),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -29,7 +29,7 @@ int cmd_serve(int argc, char **argv) {
         {"block-file", 0, "FILE", "items never shown in a list (recommendations, similar items, title search, the map's "
                                   "points): lines \"item ID\", \"genre NAME\", \"COLUMN VALUE\" (tags violent) or an id; "
                                   "read again on every reload", &o.block_path, NULL, NULL},
-        {"listen", 'l', "HOST:PORT", "address (default 127.0.0.1:8080; IPv6: [::1]:8080; port 0 = any free port, printed)",
+        {"listen", 'l', "HOST:PORT", "address (default 127.0.0.1:8080; IPv6: [::1]:8080; a host name: its first address; port 0 = any free port, printed)",
          &o.listen, NULL, NULL},
         {"events", 'e', "FILE", "durable live events (SQLite, WAL); without it POST /v1/users/ID/events is refused",
          &o.events_path, NULL, NULL},

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,7 +229,18 @@ static void *worker_main(void *arg) {
 
 /* ---- start and stop */
 
-/* HOST:PORT with an IPv4 address, or [IPv6]:PORT, into sa. */
+/* A host name (localhost, a machine's name) as its first address, IPv4 or
+ * IPv6, from the system's resolver (/etc/hosts, DNS), into sa. */
+static bool resolve_host(const char *host, struct sockaddr_storage *sa) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) || !res) return false;
+    bool ok = res->ai_addrlen <= sizeof *sa && (res->ai_family == AF_INET || res->ai_family == AF_INET6);
+    if (ok) memcpy(sa, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return ok;
+}
+
+/* HOST:PORT with an IPv4 address or a host name, or [IPv6]:PORT, into sa. */
 static bool parse_listen(const char *listen, struct sockaddr_storage *sa, char *msg, size_t msg_size) {
     char host[256];
     const char *colon = strrchr(listen, ':'), *h = listen;
@@ -246,15 +258,18 @@ static bool parse_listen(const char *listen, struct sockaddr_storage *sa, char *
     unsigned long port = strtoul(colon + 1, &end, 10);
     struct sockaddr_in *a4 = (struct sockaddr_in *)sa;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)sa;
-    bool ok = colon[1] && !*end && port <= 65535 &&
+    bool port_ok = colon[1] && !*end && port <= 65535;
+    bool ok = port_ok &&
               (v6 ? inet_pton(AF_INET6, host, &a6->sin6_addr) : inet_pton(AF_INET, host, &a4->sin_addr)) == 1;
+    if (ok) sa->ss_family = v6 ? AF_INET6 : AF_INET;
+    else if (port_ok && !v6 && *host && !strchr(host, ':') && resolve_host(host, sa)) ok = true; /* a name: localhost:8080 */
     if (!ok) {
-        snprintf(msg, msg_size, "--listen '%s': give an IPv4 address and a port (127.0.0.1:8080) or an IPv6 address "
-                 "in brackets and a port ([::1]:8080)", listen);
+        snprintf(msg, msg_size, "--listen '%s': give an IPv4 address or a host name and a port (127.0.0.1:8080, "
+                 "localhost:8080) or an IPv6 address in brackets and a port ([::1]:8080)", listen);
         return false;
     }
-    if (v6) a6->sin6_family = AF_INET6, a6->sin6_port = htons((uint16_t)port);
-    else a4->sin_family = AF_INET, a4->sin_port = htons((uint16_t)port);
+    if (sa->ss_family == AF_INET6) a6->sin6_port = htons((uint16_t)port);
+    else a4->sin_port = htons((uint16_t)port);
     return true;
 }
 
