@@ -1194,6 +1194,20 @@ static void binary_model_ratings(void **state) {
 
 /* ---- listening on IPv6 */
 
+/* GET /healthz over the connected socket s (closed): a 200 and status ok. */
+static void healthz_answers(int s, const char *host) {
+    char req[256], buf[4096] = "";
+    snprintf(req, sizeof req, "GET /healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host);
+    assert_true(send(s, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
+    size_t len = 0;
+    ssize_t got;
+    while (len < sizeof buf - 1 && (got = recv(s, buf + len, sizeof buf - 1 - len, 0)) > 0) len += (size_t)got;
+    buf[len] = 0;
+    close(s);
+    assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    assert_non_null(strstr(buf, "\"status\":\"ok\""));
+}
+
 static void listen_ipv6(void **state) {
     fixture *f = *state;
     int probe = socket(AF_INET6, SOCK_STREAM, 0);
@@ -1209,16 +1223,7 @@ static void listen_ipv6(void **state) {
     int s = socket(AF_INET6, SOCK_STREAM, 0);
     a.sin6_port = htons((uint16_t)g.srv.port);
     assert_int_equal(connect(s, (struct sockaddr *)&a, sizeof a), 0);
-    const char *req = "GET /healthz HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n";
-    assert_true(send(s, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
-    char buf[4096] = "";
-    size_t len = 0;
-    ssize_t got;
-    while (len < sizeof buf - 1 && (got = recv(s, buf + len, sizeof buf - 1 - len, 0)) > 0) len += (size_t)got;
-    buf[len] = 0;
-    close(s);
-    assert_non_null(strstr(buf, "HTTP/1.1 200"));
-    assert_non_null(strstr(buf, "\"status\":\"ok\""));
+    healthz_answers(s, "[::1]");
     stop_server(&g.srv, SIGTERM);
     /* an IPv6 address without brackets, or a bad one: refused with a reason */
     assert_int_equal(sh("%s serve --model %s --listen ::1:0 2>/dev/null", cbrec(), f->model), 2); /* usage */
@@ -1243,15 +1248,7 @@ static void listen_host_name(void **state) {
     int s = socket(sa.ss_family, SOCK_STREAM, 0);
     assert_int_equal(connect(s, (struct sockaddr *)&sa, res->ai_addrlen), 0);
     freeaddrinfo(res);
-    const char *req = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    assert_true(send(s, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
-    char buf[4096] = "";
-    size_t len = 0;
-    ssize_t got;
-    while (len < sizeof buf - 1 && (got = recv(s, buf + len, sizeof buf - 1 - len, 0)) > 0) len += (size_t)got;
-    buf[len] = 0;
-    close(s);
-    assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    healthz_answers(s, "localhost");
     stop_server(&g.srv, SIGTERM);
 }
 
