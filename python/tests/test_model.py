@@ -630,6 +630,21 @@ def test_evaluate_returns_a_dict(dataset):
         cbrec.evaluate(dataset, models=["no-such-model"])
 
 
+def test_evaluate_progress_sees_the_cbrec_row(dataset):
+    """The "cbrec" row trains towers too, and its epochs reach the progress
+    callable, which can stop them (returning True, or Ctrl-C through it): it
+    saw none, and a Ctrl-C during `evaluate(ds, models=["cbrec"])` waited for
+    the whole training (minutes on MovieLens) before it was raised."""
+    seen = []
+    cbrec.evaluate(dataset, models=["cbrec"], epochs=2, progress=lambda p: seen.append(p["stage"]))
+    assert seen.count("train") >= 2, seen
+    stopped = []
+    report = cbrec.evaluate(dataset, models=["cbrec"], epochs=500, batch=32, neighbours=0,
+                            progress=lambda p: stopped.append(p) or p["stage"] == "train")
+    assert len(stopped) == 1, "True stopped the cbrec row's training at its first tick"
+    assert [m["name"] for m in report["models"]] == ["cbrec"]
+
+
 def test_help_is_readable():
     text = pydoc.render_doc(cbrec.Model, renderer=pydoc.plaintext)
     for word in ("recommend(self, user, n=10", "recommend_batch", "item_vectors", "Ctrl-C", "epochs"):
@@ -754,3 +769,19 @@ def test_batch_users_as_one_str_refused(model):
     with pytest.raises(TypeError, match="users must be a sequence, not a str"):
         model.recommend_batch("57")
     assert model.recommend_batch(np.array(["5", "7"]), n=2)[0].shape == (2, 2)
+
+
+def test_allow_none_and_empty(model):
+    """allow=None is the default, as None is for every setting (it was a
+    TypeError, 'NoneType' object is not iterable); an empty allow list names
+    no item and is refused, as the server refuses it (it was the library's
+    unset value: every item came back, say an empty in-stock list)."""
+    user = model.user_ids[0]
+    everything = model.recommend(user, n=5).ids
+    assert model.recommend(user, n=5, allow=None).ids == everything
+    assert model.recommend_batch([user], n=5, allow=None)[0].tolist() == model.recommend_batch([user], n=5)[0].tolist()
+    for empty in ([], (), set(), [""]):
+        with pytest.raises(cbrec.InvalidArgument, match="allow: the list names no item"):
+            model.recommend(user, n=5, allow=empty)
+        with pytest.raises(cbrec.InvalidArgument, match="allow"):
+            model.recommend_batch([user], n=5, allow=empty)
