@@ -653,8 +653,10 @@ class Model(_cbrec._Model):
         if exclude is not None:
             opts["exclude"] = exclude
         for key in ("exclude", "allow"):  # id lists: one CSV record, as --exclude reads it
-            if key in opts:
+            if opts.get(key) is not None:  # None: the default, as for every setting (allow=None was a TypeError)
                 opts[key] = _id_record(opts[key])
+        if opts.get("allow") == "":  # the library's unset: allow=[] returned every item
+            raise InvalidArgument("allow: the list names no item (leave it out, or None, to allow every item)")
         if include_seen:
             opts["include_seen"] = True
         return opts
@@ -664,7 +666,9 @@ class Model(_cbrec._Model):
         profile dict, as new_user takes).
 
         exclude: item ids never to return. include_seen: keep items the user
-        already rated. settings: any RECOMMEND key ('_' for '-'):
+        already rated. allow: only these item ids (an empty list is
+        InvalidArgument; None allows every item). settings: any RECOMMEND
+        key ('_' for '-'):
 %s
         Returns Recommendations (ids, titles, scores, reasons, ...), the same
         list as ``cbrec recommend --json``. Raises NotFound for an unknown user."""
