@@ -180,7 +180,7 @@ def test_errors_are_exceptions(tmp_path):
         cbrec.Dataset.from_arrays(["u"], ["a"], [1], item_ids=["a", "a"], titles=["x", "y"])
     with pytest.raises(ValueError, match="same length"):
         cbrec.Dataset.from_arrays(["u", "v"], ["a"], [1, 2])
-    with pytest.raises(cbrec.NotFound, match="did you mean skip-bad-rows"):
+    with pytest.raises(cbrec.NotFound, match=r"unknown train key .skip_bad_row. \(did you mean skip_bad_rows\?\)"):
         cbrec.Dataset.from_arrays(["u"], ["a"], [1], skip_bad_row=True)
     with pytest.raises(cbrec.FileError) as e:
         cbrec.Dataset.load(str(tmp_path / "missing"))

@@ -785,3 +785,19 @@ def test_allow_none_and_empty(model):
             model.recommend(user, n=5, allow=empty)
         with pytest.raises(cbrec.InvalidArgument, match="allow"):
             model.recommend_batch([user], n=5, allow=empty)
+
+
+def test_setting_errors_name_the_keyword(dataset, model):
+    """A refused setting is named as the keyword was written (user_layers,
+    not the CLI's user-layers) and the keys suggested for a mistyped one are
+    keywords too ("did you mean user-layers?" named none a call can take)."""
+    with pytest.raises(cbrec.InvalidArgument, match=r"^user_layers: '0' is not accepted"):
+        cbrec.Model.train(dataset, user_layers=[0])
+    with pytest.raises(cbrec.NotFound, match=r"unknown train key 'user_layer' \(did you mean user_layers, "):
+        cbrec.Model.train(dataset, user_layer=[8])
+    with pytest.raises(cbrec.InvalidArgument, match=r"^rank_by: 'rank-by' is not accepted"):
+        model.recommend(model.user_ids[0], rank_by="rank-by")  # the value is left as it is
+    with pytest.raises(cbrec.NotFound, match=r"unknown recommend key 'mmr_lamda' \(did you mean mmr_lambda\?\)"):
+        model.recommend(model.user_ids[0], mmr_lamda=0.5)
+    with pytest.raises(cbrec.NotFound, match=r"unknown eval key 'recal_k' \(did you mean recall_k\?\)"):
+        cbrec.evaluate(dataset, recal_k=5)
