@@ -27,6 +27,7 @@ Ctrl-C stops training within a batch and raises KeyboardInterrupt.
 """
 import datetime as _dt
 import decimal as _decimal
+import difflib as _difflib
 import json as _json
 import numbers as _nums
 import os as _os
@@ -44,6 +45,15 @@ __all__ = ["Dataset", "Model", "Recommendations", "Recommendation", "evaluate", 
            "ParseError", "OutOfMemory", "InvalidArgument", "NotFound", "FormatError", "NumericError"]
 
 _KINDS = {"train": 1, "recommend": 2, "synth": 3, "eval": 4}
+_CODES = {FileError: -1, ParseError: -2, OutOfMemory: -3, InvalidArgument: -4, NotFound: -5, FormatError: -6,
+          NumericError: -7}
+
+
+def _error(cls, message):
+    """An error this package finds before the library would, with the .code the library's carries."""
+    e = cls(message)
+    e.code = _CODES[cls]
+    return e
 
 
 def settings(kind="train"):
@@ -327,7 +337,7 @@ def _check_catalog(rows, ids, what):
             continue
         t = _id_text(x)
         if t not in known:
-            raise ParseError("%ss[%d]: unknown %s id '%.80s' (not in %s_ids)" % (what, k, what, t, what))
+            raise _error(ParseError, "%ss[%d]: unknown %s id '%.80s' (not in %s_ids)" % (what, k, what, t, what))
 
 
 class Dataset(_cbrec._Dataset):
@@ -656,7 +666,7 @@ class Model(_cbrec._Model):
             if opts.get(key) is not None:  # None: the default, as for every setting (allow=None was a TypeError)
                 opts[key] = _id_record(opts[key])
         if opts.get("allow") == "":  # the library's unset: allow=[] returned every item
-            raise InvalidArgument("allow: the list names no item (leave it out, or None, to allow every item)")
+            raise _error(InvalidArgument, "allow: the list names no item (leave it out, or None, to allow every item)")
         if include_seen:
             opts["include_seen"] = True
         return opts
@@ -774,7 +784,12 @@ def evaluate(dataset, models=None, *, progress=False, train=None, **settings):
     train_keys = {s["name"] for s in _settings_of("train")}
     ev, tr = {}, dict(train or {})
     for key, value in settings.items():
-        (tr if key not in eval_keys and key in train_keys else ev)[key] = value
+        name = key.replace("-", "_")
+        if name not in eval_keys and name not in train_keys:  # the eval table alone suggested 'implicit_epochs' for 'epoch'
+            near = _difflib.get_close_matches(name, sorted(eval_keys | train_keys), n=4, cutoff=0.6)
+            raise _error(NotFound, "unknown eval or train key '%s'%s" % (key, " (did you mean %s?)" % ", ".join(near)
+                                                                         if near else ""))
+        (tr if name not in eval_keys else ev)[key] = value
     if models is not None:
         ev["models"] = models if isinstance(models, str) else list(models)
     return _json.loads(_cbrec._evaluate(dataset, ev, tr, progress))

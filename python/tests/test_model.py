@@ -801,3 +801,19 @@ def test_setting_errors_name_the_keyword(dataset, model):
         model.recommend(model.user_ids[0], mmr_lamda=0.5)
     with pytest.raises(cbrec.NotFound, match=r"unknown eval key 'recal_k' \(did you mean recall_k\?\)"):
         cbrec.evaluate(dataset, recal_k=5)
+
+
+def test_evaluate_unknown_key_suggests_train_keys(dataset):
+    """evaluate() takes EVAL and TRAIN keys alike: a mistyped one is looked
+    for in both (the eval table alone answered 'epoch' with "did you mean
+    implicit_epochs?" and 'user_layer' with "users?"), and carries .code as
+    the library's errors do."""
+    with pytest.raises(cbrec.NotFound, match=r"unknown eval or train key 'epoch' \(did you mean epochs") as e:
+        cbrec.evaluate(dataset, models=["popularity"], epoch=3)
+    assert e.value.code == -5
+    with pytest.raises(cbrec.NotFound, match=r"did you mean user_layers"):
+        cbrec.evaluate(dataset, models=["popularity"], user_layer=[8])
+    with pytest.raises(cbrec.InvalidArgument) as e:
+        model = cbrec.Model.train(dataset, epochs=1)
+        model.recommend(model.user_ids[0], allow=[])
+    assert e.value.code == -4
