@@ -799,8 +799,8 @@ def test_setting_errors_name_the_keyword(dataset, model):
         model.recommend(model.user_ids[0], rank_by="rank-by")  # the value is left as it is
     with pytest.raises(cbrec.NotFound, match=r"unknown recommend key 'mmr_lamda' \(did you mean mmr_lambda\?\)"):
         model.recommend(model.user_ids[0], mmr_lamda=0.5)
-    with pytest.raises(cbrec.NotFound, match=r"unknown eval key 'recal_k' \(did you mean recall_k\?\)"):
-        cbrec.evaluate(dataset, recal_k=5)
+    with pytest.raises(cbrec.NotFound, match=r"unknown train key 'valid_fraction' \(did you mean valid_frac\?\)"):
+        cbrec.evaluate(dataset, models=["popularity"], train={"valid_fraction": 0.1})
 
 
 def test_evaluate_unknown_key_suggests_train_keys(dataset):
