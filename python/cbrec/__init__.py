@@ -294,6 +294,21 @@ def _seconds(timestamps):
     return _np.where(gaps, _NO_TIME, _np.clip(_np.where(gaps, 0, numbers), -2.0 ** 62, 2.0 ** 62).astype(_np.int64))
 
 
+def _one_per_rating(values, what):
+    """A ValueError naming `what` and its shape unless values is one value per
+    rating: a column of a DataFrame, df[["rating"]], or a generator was numpy's
+    'object too deep (of too small depth) for desired array', naming nothing."""
+    if values is None:
+        return
+    try:
+        shape = values.shape if hasattr(values, "shape") else _np.shape(values)
+    except ValueError:  # ragged: the builder names the row
+        return
+    if len(shape) != 1:
+        raise ValueError("%s must be one value per rating (a sequence or a 1-D array), not %s" %
+                         (what, "of shape %s" % (tuple(shape),) if shape else "a %s" % type(values).__name__))
+
+
 def _id_text(x):
     """An id as the builder reads it: a str, or str() of anything else."""
     return x if isinstance(x, str) else str(x)
@@ -424,6 +439,8 @@ class Dataset(_cbrec._Dataset):
         if user_attributes is not None:
             for col, values in user_attributes.items():
                 columns.append(_column(True, col, values, user_ids, sep))
+        for what, values in (("ratings", ratings), ("timestamps", timestamps)):
+            _one_per_rating(values, what)
         numbers = _numbers(ratings) if ratings is not None else None  # pandas.NA was a TypeError naming no row
         return cls._from_columns(users, items, ratings if numbers is None else numbers,
                                  _seconds(timestamps) if timestamps is not None else None, catalogs, columns, name,
