@@ -353,7 +353,8 @@ CB_API int cb_plot_curve_svg(const char *path, const double *train_loss, const d
  * "test-frac" and "seed". Settings that baselines tune are chosen on a carve
  * of the training part, never on the test part. eval_cfg (kind EVAL) and
  * train_cfg (kind TRAIN) may be NULL (defaults); neither is modified.
- * `progress` (may be NULL) sees the two-tower rows' epochs. On success
+ * `progress` (may be NULL) sees the two-tower rows' epochs ("cbrec"'s
+ * too, its tuning stages included). On success
  * *json_report (malloc'd, caller frees) is the report `cbrec eval --json`
  * prints: {"dataset", "path", "users", "items", "ratings", "protocol",
  * "splits", "k", "threshold", "recall_k", "seed", "seconds", "models": [{"name",

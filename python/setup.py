@@ -6,7 +6,7 @@ Debian's setuptools only; nothing is downloaded:
 
     make python                                    # the build-tree copy the tests import
     PYTHONPATH=build/python/lib /usr/bin/python3   # ... which any script can use
-    python3 -m venv --system-site-packages VENV    # or install it: into a venv, since
+    /usr/bin/python3 -m venv --system-site-packages VENV   # or install it: into a venv, since
     VENV/bin/pip install --no-build-isolation ./python   # Debian 12's python3 refuses (PEP 668)
 
 The library is built by the repository's Makefile (``make libcbrec.a``), so

@@ -7,7 +7,7 @@ ratings with the popularity baseline -- all users at once through
 recommend_batch and numpy.
 
     make python
-    PYTHONPATH=build/python/lib python3 examples/python/quickstart.py [DATA] [--epochs N]
+    PYTHONPATH=build/python/lib /usr/bin/python3 examples/python/quickstart.py [DATA] [--epochs N]
 """
 import argparse
 import csv

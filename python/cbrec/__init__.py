@@ -27,6 +27,7 @@ Ctrl-C stops training within a batch and raises KeyboardInterrupt.
 """
 import datetime as _dt
 import decimal as _decimal
+import difflib as _difflib
 import json as _json
 import numbers as _nums
 import os as _os
@@ -44,6 +45,15 @@ __all__ = ["Dataset", "Model", "Recommendations", "Recommendation", "evaluate", 
            "ParseError", "OutOfMemory", "InvalidArgument", "NotFound", "FormatError", "NumericError"]
 
 _KINDS = {"train": 1, "recommend": 2, "synth": 3, "eval": 4}
+_CODES = {FileError: -1, ParseError: -2, OutOfMemory: -3, InvalidArgument: -4, NotFound: -5, FormatError: -6,
+          NumericError: -7}
+
+
+def _error(cls, message):
+    """An error this package finds before the library would, with the .code the library's carries."""
+    e = cls(message)
+    e.code = _CODES[cls]
+    return e
 
 
 def settings(kind="train"):
@@ -284,6 +294,21 @@ def _seconds(timestamps):
     return _np.where(gaps, _NO_TIME, _np.clip(_np.where(gaps, 0, numbers), -2.0 ** 62, 2.0 ** 62).astype(_np.int64))
 
 
+def _one_per_rating(values, what):
+    """A ValueError naming `what` and its shape unless values is one value per
+    rating: a column of a DataFrame, df[["rating"]], or a generator was numpy's
+    'object too deep (of too small depth) for desired array', naming nothing."""
+    if values is None:
+        return
+    try:
+        shape = values.shape if hasattr(values, "shape") else _np.shape(values)
+    except ValueError:  # ragged: the builder names the row
+        return
+    if len(shape) != 1:
+        raise ValueError("%s must be one value per rating (a sequence or a 1-D array), not %s" %
+                         (what, "of shape %s" % (tuple(shape),) if shape else "a %s" % type(values).__name__))
+
+
 def _id_text(x):
     """An id as the builder reads it: a str, or str() of anything else."""
     return x if isinstance(x, str) else str(x)
@@ -327,7 +352,7 @@ def _check_catalog(rows, ids, what):
             continue
         t = _id_text(x)
         if t not in known:
-            raise ParseError("%ss[%d]: unknown %s id '%.80s' (not in %s_ids)" % (what, k, what, t, what))
+            raise _error(ParseError, "%ss[%d]: unknown %s id '%.80s' (not in %s_ids)" % (what, k, what, t, what))
 
 
 class Dataset(_cbrec._Dataset):
@@ -414,6 +439,8 @@ class Dataset(_cbrec._Dataset):
         if user_attributes is not None:
             for col, values in user_attributes.items():
                 columns.append(_column(True, col, values, user_ids, sep))
+        for what, values in (("ratings", ratings), ("timestamps", timestamps)):
+            _one_per_rating(values, what)
         numbers = _numbers(ratings) if ratings is not None else None  # pandas.NA was a TypeError naming no row
         return cls._from_columns(users, items, ratings if numbers is None else numbers,
                                  _seconds(timestamps) if timestamps is not None else None, catalogs, columns, name,
@@ -653,8 +680,10 @@ class Model(_cbrec._Model):
         if exclude is not None:
             opts["exclude"] = exclude
         for key in ("exclude", "allow"):  # id lists: one CSV record, as --exclude reads it
-            if key in opts:
+            if opts.get(key) is not None:  # None: the default, as for every setting (allow=None was a TypeError)
                 opts[key] = _id_record(opts[key])
+        if opts.get("allow") == "":  # the library's unset: allow=[] returned every item
+            raise _error(InvalidArgument, "allow: the list names no item (leave it out, or None, to allow every item)")
         if include_seen:
             opts["include_seen"] = True
         return opts
@@ -664,7 +693,9 @@ class Model(_cbrec._Model):
         profile dict, as new_user takes).
 
         exclude: item ids never to return. include_seen: keep items the user
-        already rated. settings: any RECOMMEND key ('_' for '-'):
+        already rated. allow: only these item ids (an empty list is
+        InvalidArgument; None allows every item). settings: any RECOMMEND
+        key ('_' for '-'):
 %s
         Returns Recommendations (ids, titles, scores, reasons, ...), the same
         list as ``cbrec recommend --json``. Raises NotFound for an unknown user."""
@@ -770,7 +801,12 @@ def evaluate(dataset, models=None, *, progress=False, train=None, **settings):
     train_keys = {s["name"] for s in _settings_of("train")}
     ev, tr = {}, dict(train or {})
     for key, value in settings.items():
-        (tr if key not in eval_keys and key in train_keys else ev)[key] = value
+        name = key.replace("-", "_")
+        if name not in eval_keys and name not in train_keys:  # the eval table alone suggested 'implicit_epochs' for 'epoch'
+            near = _difflib.get_close_matches(name, sorted(eval_keys | train_keys), n=4, cutoff=0.6)
+            raise _error(NotFound, "unknown eval or train key '%s'%s" % (key, " (did you mean %s?)" % ", ".join(near)
+                                                                         if near else ""))
+        (tr if name not in eval_keys else ev)[key] = value
     if models is not None:
         ev["models"] = models if isinstance(models, str) else list(models)
     return _json.loads(_cbrec._evaluate(dataset, ev, tr, progress))

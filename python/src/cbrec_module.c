@@ -115,6 +115,33 @@ static PyObject *value_text(PyObject *v) {
     return s;
 }
 
+static int name_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'; }
+
+/* The library's message names the key as the CLI spells it ("user-layers: '0'
+ * is not accepted", "unknown train key 'batch-size' (did you mean batch?)"):
+ * say it as the caller wrote it (user_layers), and the keys it suggests as a
+ * keyword argument can spell them ("did you mean user-layers?" named no
+ * keyword at all). */
+static void python_names(cb_error *err, const char *dashed, const char *given) {
+    char out[sizeof err->msg];
+    const char *msg = err->msg, *mean = strstr(msg, "(did you mean ");
+    size_t len = strlen(dashed), o = 0;
+    int named = 0; /* the first mention is the key; a later one may be inside the value */
+    for (const char *p = msg; *p && o + 1 < sizeof out;) {
+        if (!named && len && (p == msg || !name_char(p[-1])) && !strncmp(p, dashed, len) && !name_char(p[len])) {
+            int w = snprintf(out + o, sizeof out - o, "%s", given);
+            o = w < 0 ? o : o + (size_t)w < sizeof out ? o + (size_t)w : sizeof out - 1;
+            p += len;
+            named = 1;
+        } else {
+            out[o++] = mean && p > mean && *p == '-' ? '_' : *p;
+            p++;
+        }
+    }
+    out[o] = 0;
+    memcpy(err->msg, out, o + 1);
+}
+
 /* Set one key (Python spelling: '_' for '-'); None leaves the default. 0 or -1 (raised). */
 static int config_set_py(cb_config *c, PyObject *key, PyObject *value) {
     if (value == Py_None) return 0;
@@ -130,7 +157,10 @@ static int config_set_py(cb_config *c, PyObject *key, PyObject *value) {
     int rc = v ? cb_config_set(c, name, v, &err) : -1;
     Py_XDECREF(t);
     if (rc == 0) return 0;
-    if (v) raise_cb(&err);
+    if (v) {
+        python_names(&err, name, k);
+        raise_cb(&err);
+    }
     return -1;
 }
 

@@ -180,7 +180,7 @@ def test_errors_are_exceptions(tmp_path):
         cbrec.Dataset.from_arrays(["u"], ["a"], [1], item_ids=["a", "a"], titles=["x", "y"])
     with pytest.raises(ValueError, match="same length"):
         cbrec.Dataset.from_arrays(["u", "v"], ["a"], [1, 2])
-    with pytest.raises(cbrec.NotFound, match="did you mean skip-bad-rows"):
+    with pytest.raises(cbrec.NotFound, match=r"unknown train key .skip_bad_row. \(did you mean skip_bad_rows\?\)"):
         cbrec.Dataset.from_arrays(["u"], ["a"], [1], skip_bad_row=True)
     with pytest.raises(cbrec.FileError) as e:
         cbrec.Dataset.load(str(tmp_path / "missing"))
@@ -545,3 +545,19 @@ def test_unlisted_users_kept_when_asked(tmp_path):
     ds = cbrec.Dataset.from_arrays(["u1", "live-7"], ["a", "b"], [4, 5], user_ids=["u1"],
                                    user_attributes={"country": ["FR"]}, unlisted_users="keep")
     assert ds.n_users == 2
+
+
+def test_ratings_and_timestamps_one_value_per_rating():
+    """A ratings or timestamps column that is not one value per rating (a
+    one-column DataFrame, df[["rating"]]; a 2-D array; a generator; a
+    scalar) is a ValueError naming it and its shape (it was numpy's 'object
+    too deep for desired array', naming nothing)."""
+    users, items = ["a", "b"], ["x", "y"]
+    for bad, said in ((np.array([[4.0], [5.0]]), r"ratings .*not of shape \(2, 1\)"),
+                      ([[4.0], [5.0]], r"ratings .*not of shape \(2, 1\)"),
+                      ((r for r in [4.0, 5.0]), "ratings .*not a generator"), (4.0, "ratings .*not a float")):
+        with pytest.raises(ValueError, match=said):
+            cbrec.Dataset.from_arrays(users, items, bad)
+    with pytest.raises(ValueError, match=r"timestamps .*not of shape \(2, 1\)"):
+        cbrec.Dataset.from_arrays(users, items, [4, 5], timestamps=np.array([[1], [2]]))
+    assert cbrec.Dataset.from_arrays(users, items, np.array([4.0, 3.0, 5.0])[::2], timestamps=[1, 2]).n_ratings == 2

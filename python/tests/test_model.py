@@ -630,6 +630,21 @@ def test_evaluate_returns_a_dict(dataset):
         cbrec.evaluate(dataset, models=["no-such-model"])
 
 
+def test_evaluate_progress_sees_the_cbrec_row(dataset):
+    """The "cbrec" row trains towers too, and its epochs reach the progress
+    callable, which can stop them (returning True, or Ctrl-C through it): it
+    saw none, and a Ctrl-C during `evaluate(ds, models=["cbrec"])` waited for
+    the whole training (minutes on MovieLens) before it was raised."""
+    seen = []
+    cbrec.evaluate(dataset, models=["cbrec"], epochs=2, progress=lambda p: seen.append(p["stage"]))
+    assert seen.count("train") >= 2, seen
+    stopped = []
+    report = cbrec.evaluate(dataset, models=["cbrec"], epochs=500, batch=32, neighbours=0,
+                            progress=lambda p: stopped.append(p) or p["stage"] == "train")
+    assert len(stopped) == 1, "True stopped the cbrec row's training at its first tick"
+    assert [m["name"] for m in report["models"]] == ["cbrec"]
+
+
 def test_help_is_readable():
     text = pydoc.render_doc(cbrec.Model, renderer=pydoc.plaintext)
     for word in ("recommend(self, user, n=10", "recommend_batch", "item_vectors", "Ctrl-C", "epochs"):
@@ -754,3 +769,51 @@ def test_batch_users_as_one_str_refused(model):
     with pytest.raises(TypeError, match="users must be a sequence, not a str"):
         model.recommend_batch("57")
     assert model.recommend_batch(np.array(["5", "7"]), n=2)[0].shape == (2, 2)
+
+
+def test_allow_none_and_empty(model):
+    """allow=None is the default, as None is for every setting (it was a
+    TypeError, 'NoneType' object is not iterable); an empty allow list names
+    no item and is refused, as the server refuses it (it was the library's
+    unset value: every item came back, say an empty in-stock list)."""
+    user = model.user_ids[0]
+    everything = model.recommend(user, n=5).ids
+    assert model.recommend(user, n=5, allow=None).ids == everything
+    assert model.recommend_batch([user], n=5, allow=None)[0].tolist() == model.recommend_batch([user], n=5)[0].tolist()
+    for empty in ([], (), set(), [""]):
+        with pytest.raises(cbrec.InvalidArgument, match="allow: the list names no item"):
+            model.recommend(user, n=5, allow=empty)
+        with pytest.raises(cbrec.InvalidArgument, match="allow"):
+            model.recommend_batch([user], n=5, allow=empty)
+
+
+def test_setting_errors_name_the_keyword(dataset, model):
+    """A refused setting is named as the keyword was written (user_layers,
+    not the CLI's user-layers) and the keys suggested for a mistyped one are
+    keywords too ("did you mean user-layers?" named none a call can take)."""
+    with pytest.raises(cbrec.InvalidArgument, match=r"^user_layers: '0' is not accepted"):
+        cbrec.Model.train(dataset, user_layers=[0])
+    with pytest.raises(cbrec.NotFound, match=r"unknown train key 'user_layer' \(did you mean user_layers, "):
+        cbrec.Model.train(dataset, user_layer=[8])
+    with pytest.raises(cbrec.InvalidArgument, match=r"^rank_by: 'rank-by' is not accepted"):
+        model.recommend(model.user_ids[0], rank_by="rank-by")  # the value is left as it is
+    with pytest.raises(cbrec.NotFound, match=r"unknown recommend key 'mmr_lamda' \(did you mean mmr_lambda\?\)"):
+        model.recommend(model.user_ids[0], mmr_lamda=0.5)
+    with pytest.raises(cbrec.NotFound, match=r"unknown train key 'valid_fraction' \(did you mean valid_frac\?\)"):
+        cbrec.evaluate(dataset, models=["popularity"], train={"valid_fraction": 0.1})
+
+
+def test_evaluate_unknown_key_suggests_train_keys(dataset):
+    """evaluate() takes EVAL and TRAIN keys alike: a mistyped one is looked
+    for in both (the eval table alone answered 'epoch' with "did you mean
+    implicit_epochs?" and 'user_layer' with "users?"), and carries .code as
+    the library's errors do."""
+    with pytest.raises(cbrec.NotFound, match=r"unknown eval or train key 'epoch' \(did you mean epochs") as e:
+        cbrec.evaluate(dataset, models=["popularity"], epoch=3)
+    assert e.value.code == -5
+    with pytest.raises(cbrec.NotFound, match=r"did you mean user_layers"):
+        cbrec.evaluate(dataset, models=["popularity"], user_layer=[8])
+    with pytest.raises(cbrec.InvalidArgument) as e:
+        model = cbrec.Model.train(dataset, epochs=1)
+        model.recommend(model.user_ids[0], allow=[])
+    assert e.value.code == -4

@@ -467,7 +467,8 @@ static int eval_cbrec(cb_eval_result **results, size_t *n_results, const cb_eval
     cb_recommender *rec = NULL;
     cb_config *opts = NULL;
     cb_train_outcome o;
-    rc = cb_train_on_split(&b, NULL, ds, &c->train, sp, false, NULL, NULL, &o, err);
+    /* the progress callback sees these epochs too: it is how a binding's Ctrl-C stops them */
+    rc = cb_train_on_split(&b, NULL, ds, &c->train, sp, false, c->on_epoch, c->epoch_ctx, &o, err);
     if (rc == CB_ENUMERIC && b && b->item_vecs) rc = CB_OK; /* as cb_train: the last good parameters */
     if (!rc) rc = cb_recommender_from_bundle(&rec, b, err);
     else cb_bundle_free(b);
