@@ -527,6 +527,24 @@ static void unicode_folding(void **state) {
     }
     assert_int_equal(cb_text_token(&p, text + strlen(text), tok, sizeof tok), 0);
 }
+/* Unicode spaces and punctuation separate tokens as ASCII ones do: a
+ * description typed with curly quotes, an em dash or an ellipsis, or in CJK
+ * with its own punctuation, gave tokens such as "“robots”—aliens…" and
+ * "東京、大阪。", which share no feature with "robots" or "東京". */
+static void text_tokens_unicode_punctuation(void **state) {
+    (void)state;
+    const char *text = "“Robots”—aliens… «Über» ¿qué? 東京、大阪。「京都」\u00a0x\u00a0zz don’t ！ＡＢ！ 🎸rock n\u200dj",
+               *p = text;
+    char tok[64];
+    const char *want[] = {"robots", "aliens", "über", "qué", "東京", "大阪", "京都", "zz", "don", "ＡＢ", "🎸rock",
+                          "n\u200dj"};
+    size_t n_want = sizeof want / sizeof *want;
+    for (size_t k = 0; k < n_want; k++) {
+        if (!cb_text_token(&p, text + strlen(text), tok, sizeof tok)) fail_msg("token %zu missing", k);
+        assert_string_equal(tok, want[k]);
+    }
+    assert_int_equal(cb_text_token(&p, text + strlen(text), tok, sizeof tok), 0);
+}
 /* add-item: "genres" as a string is the genre column's values split as in its
  * file ("Drama|Comedy"), the same vector as the list; an unknown one is a
  * remark (an error under strict), as in a list. */
@@ -1063,6 +1081,7 @@ int main(void) {
         cmocka_unit_test(unknown_values),
     };
     const struct CMUnitTest units[] = {cmocka_unit_test(vocabulary_control), cmocka_unit_test(unicode_folding),
+        cmocka_unit_test(text_tokens_unicode_punctuation),
                                        cmocka_unit_test(genre_ratings_takes_genres_only),
                                        cmocka_unit_test(add_item_brand_list), cmocka_unit_test(add_item_genres_string),
                                        cmocka_unit_test_setup_teardown(add_item_keeps_every_value, setup_many_tags,
