@@ -808,7 +808,7 @@ static bool is_facet_column(const cb_features *f, const cb_dataset *ds, uint32_t
     if (c >= t->n_cols || t->n_rows != f->n_items) return false;
     const cb_column *col = &t->cols[c];
     if (col->text) return false;
-    if ((int)c == ds->roles.item_genres) return col->kind == CB_COL_MULTI;
+    if ((int)c == ds->roles.item_genres) return col->kind == CB_COL_MULTI && !in_csv_list(f->exclude_cols, col->name);
     return f->cfg.item_attrs && (col->kind == CB_COL_MULTI || col->kind == CB_COL_CATEGORICAL) &&
            !in_csv_list(f->exclude_cols, col->name);
 }
@@ -1108,7 +1108,10 @@ static int add_item_blocks(cb_features *f, const cb_dataset *ds, const uint32_t 
     int rc;
     int year_col = ds->roles.item_year;
     if (year_col >= 0 && ((uint32_t)year_col >= it->n_cols || it->cols[year_col].kind != CB_COL_NUMERIC)) year_col = -1;
-    if (f->cfg.item_year && item_rows_ok && (year_col >= 0 || (ds->titles && !ds->no_title_years)) &&
+    const char *year_name = year_col >= 0 ? it->cols[year_col].name : "year";
+    bool year_excluded = in_csv_list(f->exclude_cols, year_name);
+    if (year_excluded && (rc = side_ignore(&f->item, year_name, err))) return rc;
+    if (f->cfg.item_year && item_rows_ok && !year_excluded && (year_col >= 0 || (ds->titles && !ds->no_title_years)) &&
         (rc = add_year_block(f, ds, year_col, item_w, err)))
         return rc;
     if (f->cfg.item_genres && f->n_genres && !cb_feat_side_add(&f->item, B_ITEM_GENRES, NULL, err)) return CB_ENOMEM;
@@ -1195,6 +1198,40 @@ out:
     return rc;
 }
 
+static bool table_has_col(const cb_table *t, const char *name, size_t len) {
+    for (uint32_t c = 0; c < t->n_cols; c++)
+        if (strlen(t->cols[c].name) == len && !memcmp(t->cols[c].name, name, len)) return true;
+    return false;
+}
+
+static void append_col_names(char *buf, size_t cap, const cb_table *t) {
+    for (uint32_t c = 0; c < t->n_cols && strlen(buf) + 4 < cap; c++)
+        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", c ? ", " : "", t->cols[c].name);
+    if (!t->n_cols) snprintf(buf + strlen(buf), cap - strlen(buf), "none");
+}
+
+/* Every name of exclude-cols is a user or item column of the data, or
+ * "year" (the titles' year): a name that is neither, a typo or another
+ * data's column, left every feature in while it seemed to leave one out. */
+static int check_exclude_cols(const char *list, const cb_dataset *ds, cb_error *err) {
+    for (const char *p = list; p && *p;) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        while (len && *p == ' ') p++, len--;
+        while (len && p[len - 1] == ' ') len--;
+        if (len && !table_has_col(&ds->user_attr, p, len) && !table_has_col(&ds->item_attr, p, len) &&
+            !(len == 4 && !memcmp(p, "year", 4) && ds->titles)) {
+            char users[512] = "", items[512] = "";
+            append_col_names(users, sizeof users, &ds->user_attr);
+            append_col_names(items, sizeof items, &ds->item_attr);
+            return cb_fail(err, CB_EINVAL, "exclude-cols: the data has no column '%.*s' (user columns: %s; item "
+                           "columns: %s)", (int)len, p, users, items);
+        }
+        p = q ? q + 1 : p + len;
+    }
+    return CB_OK;
+}
+
 int cb_features_fit(cb_features **out, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train,
                     const cb_feature_config *cfg, cb_error *err) {
     *out = NULL;
@@ -1207,6 +1244,8 @@ int cb_features_fit(cb_features **out, const cb_dataset *ds, const uint32_t *tra
     if (why) return cb_fail(err, CB_EINVAL, "feature configuration: %s", why);
     if (!ds) return cb_fail(err, CB_EINVAL, "no dataset to fit features on");
     if (n_train == 0 || !train_idx) return cb_fail(err, CB_EINVAL, "cannot fit features on an empty training set");
+    int rc = check_exclude_cols(cfg->exclude_cols, ds, err);
+    if (rc) return rc;
     cb_features *f = cb_calloc(1, sizeof *f, err);
     if (!f) return CB_ENOMEM;
     f->cfg = *cfg;
@@ -1214,7 +1253,6 @@ int cb_features_fit(cb_features **out, const cb_dataset *ds, const uint32_t *tra
     f->n_items = cb_dataset_n_items(ds);
     if (f->cfg.user_skip_cols == CB_SKIP_FROM_DATASET) f->cfg.user_skip_cols = ds->user_lead_cols;
     if (f->cfg.item_skip_cols == CB_SKIP_FROM_DATASET) f->cfg.item_skip_cols = ds->item_lead_cols;
-    int rc = CB_OK;
     if (cfg->exclude_cols && !(f->exclude_cols = cb_strdup(cfg->exclude_cols, err))) rc = CB_ENOMEM;
     f->cfg.exclude_cols = f->exclude_cols;
     if (!rc) rc = fit_body(f, ds, train_idx, n_train, err);
