@@ -545,6 +545,48 @@ static void text_tokens_unicode_punctuation(void **state) {
     }
     assert_int_equal(cb_text_token(&p, text + strlen(text), tok, sizeof tok), 0);
 }
+/* Items without interactions in a catalog without content columns have one
+ * vector: the items similar to one of them all scored 1.0 in the catalog's
+ * order, given as a ranking with nothing to say so. A note says which first
+ * items have the same vector; an item with interactions gets none. */
+static void similar_notes_tied_vectors(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, title\n"));
+    char items[512] = "id,title\n", ratings[4096] = "user,item,rating\n";
+    for (int i = 0; i < 10; i++) snprintf(items + strlen(items), sizeof items - strlen(items), "a%d,A %d\n", i, i);
+    for (int i = 0; i < 4; i++) snprintf(items + strlen(items), sizeof items - strlen(items), "z%d,Z %d\n", i, i);
+    for (int u = 0; u < 12; u++)
+        for (int i = 0; i < 10; i += 1 + u % 3)
+            snprintf(ratings + strlen(ratings), sizeof ratings - strlen(ratings), "u%d,a%d,%d\n", u, i, 1 + (u + i) % 5);
+    free(tu_write(d, "i.csv", items));
+    free(tu_write(d, "r.csv", ratings));
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = train_folder(d, &ds);
+    cb_error err = {0};
+    size_t z0;
+    assert_int_equal(cb_recommender_find_item(rec, "z0", &z0, NULL, 0, NULL, &err), CB_OK);
+    cb_list *l = NULL;
+    for (size_t k = 2; k <= 6; k += 4) {
+        assert_int_equal(cb_recommender_similar(rec, z0, k, &l, &err), CB_OK);
+        assert_int_equal(cb_list_size(l), k);
+        for (size_t i = 0; i < k && i < 3; i++) assert_int_equal(cb_list_item_id(l, i)[0], 'z');
+        char want[64];
+        snprintf(want, sizeof want, "the first %zu items have the same vector", k < 3 ? k : 3);
+        if (!list_says(l, want, true) || !list_says(l, "'z0'", true)) fail_msg("no note '%s'", want);
+        cb_list_free(l);
+    }
+    size_t a0;
+    assert_int_equal(cb_recommender_find_item(rec, "a0", &a0, NULL, 0, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommender_similar(rec, a0, 3, &l, &err), CB_OK);
+    assert_false(list_says(l, "the same vector", true));
+    cb_list_free(l);
+    cb_recommender_free(rec);
+    cb_dataset_free(ds);
+    tu_rmrf(d);
+    free(d);
+}
+
 /* add-item: "genres" as a string is the genre column's values split as in its
  * file ("Drama|Comedy"), the same vector as the list; an unknown one is a
  * remark (an error under strict), as in a list. */
@@ -1082,6 +1124,7 @@ int main(void) {
     };
     const struct CMUnitTest units[] = {cmocka_unit_test(vocabulary_control), cmocka_unit_test(unicode_folding),
         cmocka_unit_test(text_tokens_unicode_punctuation),
+        cmocka_unit_test(similar_notes_tied_vectors),
                                        cmocka_unit_test(genre_ratings_takes_genres_only),
                                        cmocka_unit_test(add_item_brand_list), cmocka_unit_test(add_item_genres_string),
                                        cmocka_unit_test_setup_teardown(add_item_keeps_every_value, setup_many_tags,
