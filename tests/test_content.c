@@ -587,6 +587,40 @@ static void similar_notes_tied_vectors(void **state) {
     free(d);
 }
 
+/* A users file's "Country" (any case) has the location role, as the docs
+ * say, but the group source's default looked for "country" exactly: no
+ * user of such a file got "popular with users in your Country DE". */
+static void group_source_location_any_case(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nusers = u.csv\nusers.columns = id, Country:categorical\n"));
+    char users[512] = "id,Country\n", ratings[4096] = "user,item,rating\n";
+    for (int u = 0; u < 20; u++) {
+        snprintf(users + strlen(users), sizeof users - strlen(users), "u%d,%s\n", u, u % 2 ? "DE" : "FR");
+        for (int i = u % 3; i < 16; i += 3)
+            snprintf(ratings + strlen(ratings), sizeof ratings - strlen(ratings), "u%d,i%d,%d\n", u, i, 1 + (u + i) % 5);
+    }
+    free(tu_write(d, "u.csv", users));
+    free(tu_write(d, "r.csv", ratings));
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = train_folder(d, &ds);
+    cb_error err = {0};
+    cb_config *c = NULL;
+    cb_list *l = NULL;
+    if (cb_config_create(&c, CB_CONFIG_RECOMMEND, &err) || cb_config_set(c, "n", "10", &err) ||
+        cb_config_set(c, "embedding", "0", &err) || cb_config_set(c, "recent", "0", &err) ||
+        cb_config_set(c, "top-genres", "0", &err) || cb_recommender_recommend(rec, "u1", NULL, c, &l, &err))
+        fail_msg("%s", err.msg);
+    assert_true(cb_list_size(l) > 0);
+    if (!list_says(l, "popular with users in your Country DE", false)) fail_msg("no group reason: %s", cb_list_reason(l, 0, 0));
+    cb_list_free(l);
+    cb_config_free(c);
+    cb_recommender_free(rec);
+    cb_dataset_free(ds);
+    tu_rmrf(d);
+    free(d);
+}
+
 /* add-item: "genres" as a string is the genre column's values split as in its
  * file ("Drama|Comedy"), the same vector as the list; an unknown one is a
  * remark (an error under strict), as in a list. */
@@ -1125,6 +1159,7 @@ int main(void) {
     const struct CMUnitTest units[] = {cmocka_unit_test(vocabulary_control), cmocka_unit_test(unicode_folding),
         cmocka_unit_test(text_tokens_unicode_punctuation),
         cmocka_unit_test(similar_notes_tied_vectors),
+        cmocka_unit_test(group_source_location_any_case),
                                        cmocka_unit_test(genre_ratings_takes_genres_only),
                                        cmocka_unit_test(add_item_brand_list), cmocka_unit_test(add_item_genres_string),
                                        cmocka_unit_test_setup_teardown(add_item_keeps_every_value, setup_many_tags,
