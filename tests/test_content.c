@@ -18,6 +18,7 @@
 #include "rec/recommend.h"
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 
 #define MAX_ITEMS 400
@@ -283,6 +284,20 @@ static cb_recommender *train_folder(const char *d, cb_dataset **ds) {
     if (cb_train(&rec, *ds, tc, NULL, NULL, NULL, &err)) fail_msg("train: %s", err.msg);
     cb_config_free(tc);
     return rec;
+}
+
+/* printf at the end of buf[cap]. */
+static void appendf(char *buf, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + strlen(buf), cap - strlen(buf), fmt, ap);
+    va_end(ap);
+}
+
+/* train_folder on files[n] = {name, text} written into d first. */
+static cb_recommender *train_written(const char *d, const char *const files[][2], size_t n, cb_dataset **ds) {
+    for (size_t k = 0; k < n; k++) free(tu_write(d, files[k][0], files[k][1]));
+    return train_folder(d, ds);
 }
 
 /* A tiny model of 30 items with genres (Action, Comedy, Drama) and a brand
@@ -552,17 +567,15 @@ static void text_tokens_unicode_punctuation(void **state) {
 static void similar_notes_tied_vectors(void **state) {
     (void)state;
     char *d = tu_tmpdir();
-    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, title\n"));
     char items[512] = "id,title\n", ratings[4096] = "user,item,rating\n";
-    for (int i = 0; i < 10; i++) snprintf(items + strlen(items), sizeof items - strlen(items), "a%d,A %d\n", i, i);
-    for (int i = 0; i < 4; i++) snprintf(items + strlen(items), sizeof items - strlen(items), "z%d,Z %d\n", i, i);
+    for (int i = 0; i < 10; i++) appendf(items, sizeof items, "a%d,A %d\n", i, i);
+    for (int i = 0; i < 4; i++) appendf(items, sizeof items, "z%d,Z %d\n", i, i);
     for (int u = 0; u < 12; u++)
-        for (int i = 0; i < 10; i += 1 + u % 3)
-            snprintf(ratings + strlen(ratings), sizeof ratings - strlen(ratings), "u%d,a%d,%d\n", u, i, 1 + (u + i) % 5);
-    free(tu_write(d, "i.csv", items));
-    free(tu_write(d, "r.csv", ratings));
+        for (int i = 0; i < 10; i += 1 + u % 3) appendf(ratings, sizeof ratings, "u%d,a%d,%d\n", u, i, 1 + (u + i) % 5);
+    const char *const files[][2] = {
+        {"cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, title\n"}, {"i.csv", items}, {"r.csv", ratings}};
     cb_dataset *ds = NULL;
-    cb_recommender *rec = train_folder(d, &ds);
+    cb_recommender *rec = train_written(d, files, 3, &ds);
     cb_error err = {0};
     size_t z0;
     assert_int_equal(cb_recommender_find_item(rec, "z0", &z0, NULL, 0, NULL, &err), CB_OK);
@@ -593,17 +606,16 @@ static void similar_notes_tied_vectors(void **state) {
 static void group_source_location_any_case(void **state) {
     (void)state;
     char *d = tu_tmpdir();
-    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nusers = u.csv\nusers.columns = id, Country:categorical\n"));
     char users[512] = "id,Country\n", ratings[4096] = "user,item,rating\n";
     for (int u = 0; u < 20; u++) {
-        snprintf(users + strlen(users), sizeof users - strlen(users), "u%d,%s\n", u, u % 2 ? "DE" : "FR");
-        for (int i = u % 3; i < 16; i += 3)
-            snprintf(ratings + strlen(ratings), sizeof ratings - strlen(ratings), "u%d,i%d,%d\n", u, i, 1 + (u + i) % 5);
+        appendf(users, sizeof users, "u%d,%s\n", u, u % 2 ? "DE" : "FR");
+        for (int i = u % 3; i < 16; i += 3) appendf(ratings, sizeof ratings, "u%d,i%d,%d\n", u, i, 1 + (u + i) % 5);
     }
-    free(tu_write(d, "u.csv", users));
-    free(tu_write(d, "r.csv", ratings));
+    const char *const files[][2] = {
+        {"cbrec.schema", "ratings = r.csv\nusers = u.csv\nusers.columns = id, Country:categorical\n"}, {"u.csv", users},
+        {"r.csv", ratings}};
     cb_dataset *ds = NULL;
-    cb_recommender *rec = train_folder(d, &ds);
+    cb_recommender *rec = train_written(d, files, 3, &ds);
     cb_error err = {0};
     cb_config *c = NULL;
     cb_list *l = NULL;
