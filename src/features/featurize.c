@@ -1379,13 +1379,29 @@ static int attr_number(const cb_attr_value *a, double *v, cb_error *err) {
     return CB_OK;
 }
 
+/* CB_ENOTFOUND for an attribute the side has not, naming those it has (a
+ * data's own column names, "alter" or "Land", are not guessed from "age"). */
+static int unknown_attr(const cb_features *f, const fside *s, const char *name, cb_error *err) {
+    char known[384] = "";
+    for (uint32_t k = 0; s == &f->item && k < f->n_facets && strlen(known) + 4 < sizeof known; k++)
+        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", known[0] ? ", " : "", f->facet_cols[k]);
+    for (uint32_t bi = 0; bi < s->n_blocks && strlen(known) + 4 < sizeof known; bi++) {
+        const fblock *b = &s->blocks[bi];
+        if (b->col && (b->type == B_CAT || b->type == B_NUM || b->type == B_AGE_BUCKETS || b->type == B_MULTI ||
+                       b->type == B_RAW || b->type == B_YEAR || b->type == B_TEXT))
+            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", known[0] ? ", " : "", b->col);
+    }
+    return cb_fail(err, CB_ENOTFOUND, "unknown attribute '%s' (known: %s)", name, known[0] ? known : "none");
+}
+
 /* Write one attribute given by name into a row (raw). */
-static int write_attr_from_input(const fside *s, const cb_attr_value *a, float *x, bool *seen, cb_error *err) {
+static int write_attr_from_input(const cb_features *f, const fside *s, const cb_attr_value *a, float *x, bool *seen,
+                                 cb_error *err) {
     if (!a->name) return cb_fail(err, CB_EINVAL, "attribute without a name");
     int bi = find_block(s, a->name);
     if (bi < 0) {
         if (is_ignored(s, a->name)) return CB_OK;
-        return cb_fail(err, CB_ENOTFOUND, "unknown attribute '%s'", a->name);
+        return unknown_attr(f, s, a->name, err);
     }
     const fblock *b = &s->blocks[bi];
     seen[bi] = true;
@@ -1441,7 +1457,7 @@ int cb_features_new_user(const cb_features *f, const cb_user_input *in, float *x
     bool *seen = cb_calloc(s->n_blocks ? s->n_blocks : 1, sizeof *seen, err);
     if (!seen) return CB_ENOMEM;
     int rc = CB_OK;
-    for (size_t k = 0; k < in->n_attrs && !rc; k++) rc = write_attr_from_input(s, &in->attrs[k], x, seen, err);
+    for (size_t k = 0; k < in->n_attrs && !rc; k++) rc = write_attr_from_input(f, s, &in->attrs[k], x, seen, err);
     if (!rc) write_missing_attrs(s, seen, x);
     free(seen);
     if (rc) return rc;
@@ -1495,7 +1511,7 @@ int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, 
     for (size_t k = 0; k < in->n_attrs && !rc; k++) {
         int facet = f->prejoined ? -1 : cb_features_facet_find(f, in->attrs[k].name ? in->attrs[k].name : "");
         if (facet < 0) {
-            rc = write_attr_from_input(s, &in->attrs[k], x, seen, err);
+            rc = write_attr_from_input(f, s, &in->attrs[k], x, seen, err);
         } else if (in->attrs[k].str) { /* a content column: its values join the genre list */
             uint32_t n = 0;
             rc = cb_features_facet_values(f, (uint32_t)facet, in->attrs[k].str, glist + ng, cap - (uint32_t)in->n_genres - ng,
