@@ -18,6 +18,7 @@
 #include "rec/recommend.h"
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 
 #define MAX_ITEMS 400
@@ -285,6 +286,20 @@ static cb_recommender *train_folder(const char *d, cb_dataset **ds) {
     return rec;
 }
 
+/* printf at the end of buf[cap]. */
+static void appendf(char *buf, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + strlen(buf), cap - strlen(buf), fmt, ap);
+    va_end(ap);
+}
+
+/* train_folder on files[n] = {name, text} written into d first. */
+static cb_recommender *train_written(const char *d, const char *const files[][2], size_t n, cb_dataset **ds) {
+    for (size_t k = 0; k < n; k++) free(tu_write(d, files[k][0], files[k][1]));
+    return train_folder(d, ds);
+}
+
 /* A tiny model of 30 items with genres (Action, Comedy, Drama) and a brand
  * (Acme, Zed), 40 users, trained for one epoch in dir d. */
 static cb_recommender *train_genres_brand(const char *d, cb_dataset **ds) {
@@ -527,6 +542,97 @@ static void unicode_folding(void **state) {
     }
     assert_int_equal(cb_text_token(&p, text + strlen(text), tok, sizeof tok), 0);
 }
+/* Unicode spaces and punctuation separate tokens as ASCII ones do: a
+ * description typed with curly quotes, an em dash or an ellipsis, or in CJK
+ * with its own punctuation, gave tokens such as "“robots”—aliens…" and
+ * "東京、大阪。", which share no feature with "robots" or "東京". */
+static void text_tokens_unicode_punctuation(void **state) {
+    (void)state;
+    const char *text = "“Robots”—aliens… «Über» ¿qué? 東京、大阪。「京都」\u00a0x\u00a0zz don’t ！ＡＢ！ 🎸rock n\u200dj",
+               *p = text;
+    char tok[64];
+    const char *want[] = {"robots", "aliens", "über", "qué", "東京", "大阪", "京都", "zz", "don", "ＡＢ", "🎸rock",
+                          "n\u200dj"};
+    size_t n_want = sizeof want / sizeof *want;
+    for (size_t k = 0; k < n_want; k++) {
+        if (!cb_text_token(&p, text + strlen(text), tok, sizeof tok)) fail_msg("token %zu missing", k);
+        assert_string_equal(tok, want[k]);
+    }
+    assert_int_equal(cb_text_token(&p, text + strlen(text), tok, sizeof tok), 0);
+}
+/* Items without interactions in a catalog without content columns have one
+ * vector: the items similar to one of them all scored 1.0 in the catalog's
+ * order, given as a ranking with nothing to say so. A note says which first
+ * items have the same vector; an item with interactions gets none. */
+static void similar_notes_tied_vectors(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    char items[512] = "id,title\n", ratings[4096] = "user,item,rating\n";
+    for (int i = 0; i < 10; i++) appendf(items, sizeof items, "a%d,A %d\n", i, i);
+    for (int i = 0; i < 4; i++) appendf(items, sizeof items, "z%d,Z %d\n", i, i);
+    for (int u = 0; u < 12; u++)
+        for (int i = 0; i < 10; i += 1 + u % 3) appendf(ratings, sizeof ratings, "u%d,a%d,%d\n", u, i, 1 + (u + i) % 5);
+    const char *const files[][2] = {
+        {"cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, title\n"}, {"i.csv", items}, {"r.csv", ratings}};
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = train_written(d, files, 3, &ds);
+    cb_error err = {0};
+    size_t z0;
+    assert_int_equal(cb_recommender_find_item(rec, "z0", &z0, NULL, 0, NULL, &err), CB_OK);
+    cb_list *l = NULL;
+    for (size_t k = 2; k <= 6; k += 4) {
+        assert_int_equal(cb_recommender_similar(rec, z0, k, &l, &err), CB_OK);
+        assert_int_equal(cb_list_size(l), k);
+        for (size_t i = 0; i < k && i < 3; i++) assert_int_equal(cb_list_item_id(l, i)[0], 'z');
+        char want[64];
+        snprintf(want, sizeof want, "the first %zu items have the same vector", k < 3 ? k : 3);
+        if (!list_says(l, want, true) || !list_says(l, "'z0'", true)) fail_msg("no note '%s'", want);
+        cb_list_free(l);
+    }
+    size_t a0;
+    assert_int_equal(cb_recommender_find_item(rec, "a0", &a0, NULL, 0, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommender_similar(rec, a0, 3, &l, &err), CB_OK);
+    assert_false(list_says(l, "the same vector", true));
+    cb_list_free(l);
+    cb_recommender_free(rec);
+    cb_dataset_free(ds);
+    tu_rmrf(d);
+    free(d);
+}
+
+/* A users file's "Country" (any case) has the location role, as the docs
+ * say, but the group source's default looked for "country" exactly: no
+ * user of such a file got "popular with users in your Country DE". */
+static void group_source_location_any_case(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    char users[512] = "id,Country\n", ratings[4096] = "user,item,rating\n";
+    for (int u = 0; u < 20; u++) {
+        appendf(users, sizeof users, "u%d,%s\n", u, u % 2 ? "DE" : "FR");
+        for (int i = u % 3; i < 16; i += 3) appendf(ratings, sizeof ratings, "u%d,i%d,%d\n", u, i, 1 + (u + i) % 5);
+    }
+    const char *const files[][2] = {
+        {"cbrec.schema", "ratings = r.csv\nusers = u.csv\nusers.columns = id, Country:categorical\n"}, {"u.csv", users},
+        {"r.csv", ratings}};
+    cb_dataset *ds = NULL;
+    cb_recommender *rec = train_written(d, files, 3, &ds);
+    cb_error err = {0};
+    cb_config *c = NULL;
+    cb_list *l = NULL;
+    if (cb_config_create(&c, CB_CONFIG_RECOMMEND, &err) || cb_config_set(c, "n", "10", &err) ||
+        cb_config_set(c, "embedding", "0", &err) || cb_config_set(c, "recent", "0", &err) ||
+        cb_config_set(c, "top-genres", "0", &err) || cb_recommender_recommend(rec, "u1", NULL, c, &l, &err))
+        fail_msg("%s", err.msg);
+    assert_true(cb_list_size(l) > 0);
+    if (!list_says(l, "popular with users in your Country DE", false)) fail_msg("no group reason: %s", cb_list_reason(l, 0, 0));
+    cb_list_free(l);
+    cb_config_free(c);
+    cb_recommender_free(rec);
+    cb_dataset_free(ds);
+    tu_rmrf(d);
+    free(d);
+}
+
 /* add-item: "genres" as a string is the genre column's values split as in its
  * file ("Drama|Comedy"), the same vector as the list; an unknown one is a
  * remark (an error under strict), as in a list. */
@@ -1063,6 +1169,9 @@ int main(void) {
         cmocka_unit_test(unknown_values),
     };
     const struct CMUnitTest units[] = {cmocka_unit_test(vocabulary_control), cmocka_unit_test(unicode_folding),
+        cmocka_unit_test(text_tokens_unicode_punctuation),
+        cmocka_unit_test(similar_notes_tied_vectors),
+        cmocka_unit_test(group_source_location_any_case),
                                        cmocka_unit_test(genre_ratings_takes_genres_only),
                                        cmocka_unit_test(add_item_brand_list), cmocka_unit_test(add_item_genres_string),
                                        cmocka_unit_test_setup_teardown(add_item_keeps_every_value, setup_many_tags,

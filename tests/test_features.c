@@ -409,6 +409,49 @@ static void test_new_item(void **state) {
     cb_dataset_free(ds);
 }
 
+/* --exclude-cols leaves out the genre and year columns as any other (they
+ * stayed in, silently), and a name the data has no column of is an error
+ * naming it (a typo left every feature in). */
+static void test_exclude_cols_genres_year_unknown(void **state) {
+    (void)state;
+    cb_dataset *ds = make_fixture();
+    cb_feature_config cfg;
+    cb_feature_config_default(&cfg);
+    cfg.exclude_cols = "genres, year";
+    cb_features *f = fit(ds, fixture_train, N_TRAIN, &cfg);
+    assert_true(find_name(f, false, "tags[a]") >= 0);
+    assert_int_equal(find_name(f, false, "genre[Drama]"), -1);
+    assert_int_equal(find_name(f, true, "genre_avg[Drama](z)"), -1);
+    assert_int_equal(find_name(f, false, "year(z)"), -1);
+    cb_features_free(f);
+    cb_error err = {0};
+    cb_features *g = NULL;
+    cfg.exclude_cols = "occupation,Tags";
+    assert_int_equal(cb_features_fit(&g, ds, fixture_train, N_TRAIN, &cfg, &err), CB_EINVAL);
+    assert_null(g);
+    if (!strstr(err.msg, "'Tags'") || !strstr(err.msg, "tags")) fail_msg("message: %s", err.msg);
+    cb_dataset_free(ds);
+}
+
+/* A new user's attribute the data has no column of names the columns it
+ * has: a users file's own names ("alter", "Land") are not guessed from
+ * "age" or "land", and "unknown attribute 'Occupation'" said nothing more. */
+static void test_unknown_attribute_names_known(void **state) {
+    (void)state;
+    cb_dataset *ds = make_fixture();
+    cb_features *f = fit(ds, fixture_train, N_TRAIN, NULL);
+    cb_attr_value a = {"Occupation", "student", 0};
+    cb_user_input in = {&a, 1, NULL, 0, NULL, 0};
+    cb_error err = {0};
+    float *x = malloc(cb_features_user_dim(f) * sizeof *x);
+    assert_int_equal(cb_features_new_user(f, &in, x, &err), CB_ENOTFOUND);
+    if (!strstr(err.msg, "'Occupation'") || !strstr(err.msg, "occupation") || !strstr(err.msg, "gender"))
+        fail_msg("message: %s", err.msg);
+    free(x);
+    cb_features_free(f);
+    cb_dataset_free(ds);
+}
+
 static void test_config_variants(void **state) {
     (void)state;
     cb_dataset *ds = make_fixture();
@@ -812,7 +855,7 @@ int main(void) {
         cmocka_unit_test(test_scaler_stats),        cmocka_unit_test(test_known_user_new_user),
         cmocka_unit_test(test_new_user_cold),       cmocka_unit_test(test_new_item),
         cmocka_unit_test(test_unknown_value_kept),
-        cmocka_unit_test(test_config_variants),     cmocka_unit_test(test_json_roundtrip),
+        cmocka_unit_test(test_config_variants), cmocka_unit_test(test_exclude_cols_genres_year_unknown), cmocka_unit_test(test_unknown_attribute_names_known),     cmocka_unit_test(test_json_roundtrip),
         cmocka_unit_test(test_json_bad),            cmocka_unit_test(test_prejoined),
         cmocka_unit_test(test_known_users_synthetic), cmocka_unit_test(test_course_lab),
         cmocka_unit_test(test_ml_latest_small),

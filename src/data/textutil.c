@@ -161,14 +161,52 @@ CB_API size_t cb_utf8_fold(char *s) {
     return w;
 }
 
-static bool token_byte(unsigned char c) { return c >= 0x80 || (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z'); }
+/* Does non-ASCII code point c separate tokens? Unicode spaces and
+ * punctuation (the categories Z and P of the common blocks): no-break and
+ * ideographic spaces, curly quotes, dashes, the ellipsis, guillemets, the
+ * CJK and fullwidth punctuation (、。「」！), the Arabic comma ... Other
+ * code points (letters, digits, symbols, emoji) and the joiners U+200C,
+ * U+200D and U+2060 belong to tokens. */
+static bool unicode_separator(uint32_t c) {
+    if (c < 0xA0) return true; /* C1 controls (NEL) */
+    if (c < 0x100)
+        return c == 0xA0 || c == 0xA1 || c == 0xA7 || c == 0xAB || c == 0xB6 || c == 0xB7 || c == 0xBB || c == 0xBF;
+    if (c == 0x37E || c == 0x387 || (c >= 0x55A && c <= 0x55F) || c == 0x589 || c == 0x58A) return true;
+    if (c == 0x60C || c == 0x61B || c == 0x61F || (c >= 0x66A && c <= 0x66D) || c == 0x6D4) return true;
+    if (c == 0x964 || c == 0x965 || c == 0x1680) return true;
+    if (c >= 0x2000 && c <= 0x206F) return c != 0x200C && c != 0x200D && c != 0x2060;
+    if (c >= 0x2E00 && c <= 0x2E7F) return true;
+    if ((c >= 0x3000 && c <= 0x3003) || (c >= 0x3008 && c <= 0x3011) || (c >= 0x3014 && c <= 0x301F) ||
+        c == 0x3030 || c == 0x303D || c == 0x30FB)
+        return true;
+    if ((c >= 0xFE10 && c <= 0xFE19) || (c >= 0xFE30 && c <= 0xFE6B) || c == 0xFEFF) return true;
+    return (c >= 0xFF01 && c <= 0xFF0F) || (c >= 0xFF1A && c <= 0xFF20) || (c >= 0xFF3B && c <= 0xFF40) ||
+           (c >= 0xFF5B && c <= 0xFF65);
+}
+
+/* The length of the code point at s (before end), and whether it separates
+ * tokens: ASCII but letters and digits, and unicode_separator; an invalid
+ * byte is one byte of a token. */
+static size_t text_cp(const char *s, const char *end, bool *sep) {
+    unsigned char c = (unsigned char)*s;
+    if (c < 0x80) {
+        *sep = !((c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z'));
+        return 1;
+    }
+    uint32_t cp;
+    size_t len = cb_utf8_decode(s, (size_t)(end - s), &cp);
+    *sep = len && unicode_separator(cp);
+    return len ? len : 1;
+}
 
 size_t cb_text_token(const char **p, const char *end, char *buf, size_t cap) {
     for (;;) {
         const char *s = *p;
-        while (s < end && !token_byte((unsigned char)*s)) s++;
+        bool sep = true;
+        size_t l = 0;
+        while (s < end && (l = text_cp(s, end, &sep), sep)) s += l;
         const char *t = s;
-        while (t < end && token_byte((unsigned char)*t)) t++;
+        while (t < end && (l = text_cp(t, end, &sep), !sep)) t += l;
         *p = t;
         if (s == end || cap < 2) return 0;
         size_t n = (size_t)(t - s);

@@ -13,7 +13,8 @@ char *cb_path_join(const char *dir, const char *name, cb_error *err);
 /* cb_utf8_fold (cbrec.h): final sigma folds to sigma; other code points
  * than its scripts' capitals (and invalid bytes) are unchanged. */
 /* The next token of a text at *p (before end): a maximal run of letters and
- * digits (any non-ASCII code point counts as a letter), case-folded into
+ * digits (any non-ASCII code point but Unicode spaces and punctuation, such
+ * as curly quotes, dashes and CJK punctuation, counts as a letter), case-folded into
  * buf[cap] (NUL-terminated, cut at a code point boundary), tokens of one
  * ASCII character skipped. Advances *p; returns the token's length, 0 at the end. */
 size_t cb_text_token(const char **p, const char *end, char *buf, size_t cap);

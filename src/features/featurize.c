@@ -808,7 +808,7 @@ static bool is_facet_column(const cb_features *f, const cb_dataset *ds, uint32_t
     if (c >= t->n_cols || t->n_rows != f->n_items) return false;
     const cb_column *col = &t->cols[c];
     if (col->text) return false;
-    if ((int)c == ds->roles.item_genres) return col->kind == CB_COL_MULTI;
+    if ((int)c == ds->roles.item_genres) return col->kind == CB_COL_MULTI && !in_csv_list(f->exclude_cols, col->name);
     return f->cfg.item_attrs && (col->kind == CB_COL_MULTI || col->kind == CB_COL_CATEGORICAL) &&
            !in_csv_list(f->exclude_cols, col->name);
 }
@@ -1108,7 +1108,10 @@ static int add_item_blocks(cb_features *f, const cb_dataset *ds, const uint32_t 
     int rc;
     int year_col = ds->roles.item_year;
     if (year_col >= 0 && ((uint32_t)year_col >= it->n_cols || it->cols[year_col].kind != CB_COL_NUMERIC)) year_col = -1;
-    if (f->cfg.item_year && item_rows_ok && (year_col >= 0 || (ds->titles && !ds->no_title_years)) &&
+    const char *year_name = year_col >= 0 ? it->cols[year_col].name : "year";
+    bool year_excluded = in_csv_list(f->exclude_cols, year_name);
+    if (year_excluded && (rc = side_ignore(&f->item, year_name, err))) return rc;
+    if (f->cfg.item_year && item_rows_ok && !year_excluded && (year_col >= 0 || (ds->titles && !ds->no_title_years)) &&
         (rc = add_year_block(f, ds, year_col, item_w, err)))
         return rc;
     if (f->cfg.item_genres && f->n_genres && !cb_feat_side_add(&f->item, B_ITEM_GENRES, NULL, err)) return CB_ENOMEM;
@@ -1195,6 +1198,40 @@ out:
     return rc;
 }
 
+static bool table_has_col(const cb_table *t, const char *name, size_t len) {
+    for (uint32_t c = 0; c < t->n_cols; c++)
+        if (strlen(t->cols[c].name) == len && !memcmp(t->cols[c].name, name, len)) return true;
+    return false;
+}
+
+static void append_col_names(char *buf, size_t cap, const cb_table *t) {
+    for (uint32_t c = 0; c < t->n_cols && strlen(buf) + 4 < cap; c++)
+        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", c ? ", " : "", t->cols[c].name);
+    if (!t->n_cols) snprintf(buf + strlen(buf), cap - strlen(buf), "none");
+}
+
+/* Every name of exclude-cols is a user or item column of the data, or
+ * "year" (the titles' year): a name that is neither, a typo or another
+ * data's column, left every feature in while it seemed to leave one out. */
+static int check_exclude_cols(const char *list, const cb_dataset *ds, cb_error *err) {
+    for (const char *p = list; p && *p;) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        while (len && *p == ' ') p++, len--;
+        while (len && p[len - 1] == ' ') len--;
+        if (len && !table_has_col(&ds->user_attr, p, len) && !table_has_col(&ds->item_attr, p, len) &&
+            !(len == 4 && !memcmp(p, "year", 4) && ds->titles)) {
+            char users[512] = "", items[512] = "";
+            append_col_names(users, sizeof users, &ds->user_attr);
+            append_col_names(items, sizeof items, &ds->item_attr);
+            return cb_fail(err, CB_EINVAL, "exclude-cols: the data has no column '%.*s' (user columns: %s; item "
+                           "columns: %s)", (int)len, p, users, items);
+        }
+        p = q ? q + 1 : p + len;
+    }
+    return CB_OK;
+}
+
 int cb_features_fit(cb_features **out, const cb_dataset *ds, const uint32_t *train_idx, size_t n_train,
                     const cb_feature_config *cfg, cb_error *err) {
     *out = NULL;
@@ -1207,6 +1244,8 @@ int cb_features_fit(cb_features **out, const cb_dataset *ds, const uint32_t *tra
     if (why) return cb_fail(err, CB_EINVAL, "feature configuration: %s", why);
     if (!ds) return cb_fail(err, CB_EINVAL, "no dataset to fit features on");
     if (n_train == 0 || !train_idx) return cb_fail(err, CB_EINVAL, "cannot fit features on an empty training set");
+    int rc = check_exclude_cols(cfg->exclude_cols, ds, err);
+    if (rc) return rc;
     cb_features *f = cb_calloc(1, sizeof *f, err);
     if (!f) return CB_ENOMEM;
     f->cfg = *cfg;
@@ -1214,7 +1253,6 @@ int cb_features_fit(cb_features **out, const cb_dataset *ds, const uint32_t *tra
     f->n_items = cb_dataset_n_items(ds);
     if (f->cfg.user_skip_cols == CB_SKIP_FROM_DATASET) f->cfg.user_skip_cols = ds->user_lead_cols;
     if (f->cfg.item_skip_cols == CB_SKIP_FROM_DATASET) f->cfg.item_skip_cols = ds->item_lead_cols;
-    int rc = CB_OK;
     if (cfg->exclude_cols && !(f->exclude_cols = cb_strdup(cfg->exclude_cols, err))) rc = CB_ENOMEM;
     f->cfg.exclude_cols = f->exclude_cols;
     if (!rc) rc = fit_body(f, ds, train_idx, n_train, err);
@@ -1341,13 +1379,29 @@ static int attr_number(const cb_attr_value *a, double *v, cb_error *err) {
     return CB_OK;
 }
 
+/* CB_ENOTFOUND for an attribute the side has not, naming those it has (a
+ * data's own column names, "alter" or "Land", are not guessed from "age"). */
+static int unknown_attr(const cb_features *f, const fside *s, const char *name, cb_error *err) {
+    char known[384] = "";
+    for (uint32_t k = 0; s == &f->item && k < f->n_facets && strlen(known) + 4 < sizeof known; k++)
+        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", known[0] ? ", " : "", f->facet_cols[k]);
+    for (uint32_t bi = 0; bi < s->n_blocks && strlen(known) + 4 < sizeof known; bi++) {
+        const fblock *b = &s->blocks[bi];
+        if (b->col && (b->type == B_CAT || b->type == B_NUM || b->type == B_AGE_BUCKETS || b->type == B_MULTI ||
+                       b->type == B_RAW || b->type == B_YEAR || b->type == B_TEXT))
+            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", known[0] ? ", " : "", b->col);
+    }
+    return cb_fail(err, CB_ENOTFOUND, "unknown attribute '%s' (known: %s)", name, known[0] ? known : "none");
+}
+
 /* Write one attribute given by name into a row (raw). */
-static int write_attr_from_input(const fside *s, const cb_attr_value *a, float *x, bool *seen, cb_error *err) {
+static int write_attr_from_input(const cb_features *f, const fside *s, const cb_attr_value *a, float *x, bool *seen,
+                                 cb_error *err) {
     if (!a->name) return cb_fail(err, CB_EINVAL, "attribute without a name");
     int bi = find_block(s, a->name);
     if (bi < 0) {
         if (is_ignored(s, a->name)) return CB_OK;
-        return cb_fail(err, CB_ENOTFOUND, "unknown attribute '%s'", a->name);
+        return unknown_attr(f, s, a->name, err);
     }
     const fblock *b = &s->blocks[bi];
     seen[bi] = true;
@@ -1403,7 +1457,7 @@ int cb_features_new_user(const cb_features *f, const cb_user_input *in, float *x
     bool *seen = cb_calloc(s->n_blocks ? s->n_blocks : 1, sizeof *seen, err);
     if (!seen) return CB_ENOMEM;
     int rc = CB_OK;
-    for (size_t k = 0; k < in->n_attrs && !rc; k++) rc = write_attr_from_input(s, &in->attrs[k], x, seen, err);
+    for (size_t k = 0; k < in->n_attrs && !rc; k++) rc = write_attr_from_input(f, s, &in->attrs[k], x, seen, err);
     if (!rc) write_missing_attrs(s, seen, x);
     free(seen);
     if (rc) return rc;
@@ -1457,7 +1511,7 @@ int cb_features_new_item_checked(const cb_features *f, const cb_item_input *in, 
     for (size_t k = 0; k < in->n_attrs && !rc; k++) {
         int facet = f->prejoined ? -1 : cb_features_facet_find(f, in->attrs[k].name ? in->attrs[k].name : "");
         if (facet < 0) {
-            rc = write_attr_from_input(s, &in->attrs[k], x, seen, err);
+            rc = write_attr_from_input(f, s, &in->attrs[k], x, seen, err);
         } else if (in->attrs[k].str) { /* a content column: its values join the genre list */
             uint32_t n = 0;
             rc = cb_features_facet_values(f, (uint32_t)facet, in->attrs[k].str, glist + ng, cap - (uint32_t)in->n_genres - ng,

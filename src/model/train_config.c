@@ -64,7 +64,7 @@ static const cb_config_key_def keys[] = {
      TC(features.top_k_popular), 0, 0, 1e6, 0, NULL},
     {"age-buckets", "", "false", "age as buckets instead of standardised", "features", CB_KEY_BOOL,
      TC(features.age_mode), 0, 0, 0, 0, age_modes},
-    {"exclude-cols", "LIST", "", "comma-separated attribute columns to leave out", "features", CB_KEY_STRING,
+    {"exclude-cols", "LIST", "", "comma-separated user or item columns to leave out (genres and year too; a name the data has no column of is an error)", "features", CB_KEY_STRING,
      TC(features.exclude_cols), 0, 0, 0, 0, NULL},
     {"user-skip-cols", "N", "auto", "pre-joined rows: leading user columns that are not inputs (auto: the layout's, lab 3)",
      "features", CB_KEY_U32, TC(features.user_skip_cols), 0, 0, 1e6, 0, skip_auto},

@@ -168,7 +168,7 @@ int cb_rec_explain(const cb_recommender *rec, const cb_profile *p, const cb_reco
     if (!rc && (c->sources & (1u << CB_SRC_GROUP))) {
         const cb_bundle_group *g = &r->groups[group];
         const char *level = g->levels[p->group_level[group]];
-        if (!strcmp(g->column, "region") || !strcmp(g->column, "country") || !strcmp(g->column, "location"))
+        if (cb_rec_location_rank(g->column) >= 0)
             rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "popular with users in your %s %s", g->column, level);
         else
             rc = cb_rec_push_str(&out->reasons, &out->n_reasons, err, "popular with users who share your %s (%s)", g->column,

@@ -34,7 +34,7 @@ static const cb_config_key_def keys[] = {
      RC(min_genre_ratings), 0, 0, 1e9, 0, NULL},
     {"group-items", "N", "20", "(3) popular among users like them, else overall (0 = off)", "sources", CB_KEY_U32,
      RC(group_items), 0, 0, CB_BUNDLE_TOP_LIST, 0, NULL},
-    {"group-by", "COLUMN", "", "the attribute defining \"like them\" (none: region, else country, else location, when present)", "sources",
+    {"group-by", "COLUMN", "", "the attribute defining \"like them\" (none: region, else country, else location, in any case, when present)", "sources",
      CB_KEY_STRING, RC(group_by), 0, 0, 0, 0, NULL},
     {"embedding", "N", "50", "(4) top N by v_u . v_m over the whole catalog (0 = off)", "sources", CB_KEY_U32,
      RC(embedding_items), 0, 0, 1e9, 0, NULL},

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *cb_recommend_source_name(cb_source s) {
     static const char *const names[CB_SRC_COUNT] = {"similar", "genre", "group", "popular", "embedding"};
@@ -124,6 +125,15 @@ static int top_genres(const cb_bundle *r, const cb_profile *p, uint32_t want, ui
     return CB_OK;
 }
 
+/* The rank of a location-like user column's name (region 0, country 1,
+ * location 2, in any case: a users file's "Country" has the role too), or -1. */
+int cb_rec_location_rank(const char *column) {
+    static const char *const location[] = {"region", "country", "location"};
+    for (int k = 0; k < 3; k++)
+        if (!strcasecmp(column, location[k])) return k;
+    return -1;
+}
+
 /* The group to use: cfg->group_by, else a location-like column. -1: none. */
 static int pick_group(const cb_bundle *r, const char *group_by, int *out, cb_error *err) {
     *out = -1;
@@ -139,13 +149,11 @@ static int pick_group(const cb_bundle *r, const char *group_by, int *out, cb_err
         return cb_fail(err, CB_ENOTFOUND, "group-by '%s': the model has no such categorical user attribute (%s%s)",
                        group_by, r->n_groups ? "it has: " : "it has none", known);
     }
-    static const char *const location[] = {"region", "country", "location"};
-    for (int k = 0; k < 3; k++)
-        for (uint32_t g = 0; g < r->n_groups; g++)
-            if (!strcmp(r->groups[g].column, location[k])) {
-                *out = (int)g;
-                return CB_OK;
-            }
+    int best = 3;
+    for (uint32_t g = 0; g < r->n_groups; g++) {
+        int k = cb_rec_location_rank(r->groups[g].column);
+        if (k >= 0 && k < best) best = k, *out = (int)g;
+    }
     return CB_OK;
 }
 

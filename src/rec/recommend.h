@@ -340,6 +340,9 @@ int cb_rec_rank_check(const cb_recommender *rec, cb_rank_by by, cb_error *err);
 void cb_rec_query(const cb_recommender *rec, cb_rank_by by, const float *user_vec, float *q);
 /* That part: q is zero outside [*off, *off + *len). */
 void cb_rec_query_part(const cb_recommender *rec, cb_rank_by by, uint32_t *off, uint32_t *len);
+/* The rank of a location-like user column (region 0, country 1, location 2,
+ * any case): the default group of the group source; -1 for other names. */
+int cb_rec_location_rank(const char *column);
 /* The predicted rating (the rating head's part) of an item, NAN when the model has none. */
 float cb_rec_rating(const cb_recommender *rec, const float *user_vec, uint32_t item);
 /* The n best of row[0..ni) (-INFINITY and NaN never picked), best first, into

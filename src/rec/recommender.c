@@ -652,6 +652,31 @@ static cb_list *list_new(size_t n, const char *criterion, cb_error *err) {
     return l;
 }
 
+/* Are two item vectors the same but for rounding (a row's place in a
+ * blocked product changes its last bits)? */
+static bool same_vector(const float *a, const float *b, uint32_t dim) {
+    for (uint32_t d = 0; d < dim; d++)
+        if (fabsf(a[d] - b[d]) > 1e-5f) return false;
+    return true;
+}
+
+/* A similar-items list whose first items have the same vector as one
+ * another (so the same score; scores alone could meet by chance) ranks them
+ * by nothing: their order among themselves is the catalog's, and when more
+ * such items than the list holds exist, which of them it shows is too (items
+ * without interactions and without content that differs share one vector).
+ * A note says so; exact duplicates are still the most similar items. */
+static int similar_ties(const cb_recommender *h, size_t item, cb_list *l, cb_error *err) {
+    size_t tied = 1;
+    const float *first = l->n ? cb_rec_item_vec(h, l->items[0].item) : NULL;
+    while (tied < l->n && same_vector(cb_rec_item_vec(h, l->items[tied].item), first, h->r->dim)) tied++;
+    if (tied < 2) return CB_OK;
+    return cb_rec_push_str(&l->notes, &l->n_notes, err, "the first %zu items have the same vector (cosine similarity "
+                           "%.4f against '%s'): nothing tells them apart, so their order, and which of them the list "
+                           "shows, is the catalog's (items without interactions and without content that differs "
+                           "share one vector)", tied, (double)l->items[0].score, cb_recommender_item_id(h, item));
+}
+
 CB_API int cb_recommender_similar(const cb_recommender *h, size_t item, size_t k, cb_list **out, cb_error *err) {
     if (!out) return cb_fail(err, CB_EINVAL, "cb_recommender_similar: out is NULL");
     *out = NULL;
@@ -675,6 +700,7 @@ CB_API int cb_recommender_similar(const cb_recommender *h, size_t item, size_t k
         rc = cb_rec_entry_names(e, h, err);
     }
     free(nb);
+    if (!rc) rc = similar_ties(h, item, l, err);
     if (rc) {
         cb_list_free(l);
         return rc;
