@@ -549,6 +549,7 @@ static void retrieval_tsv_without_nan(void **state) {
     free(ev);
     assert_int_equal(run(&out, "cat %s", tsv), 0);
     assert_null(strstr(out, "nan"));
+    assert_non_null(strstr(out, "\nfull\t")); /* the whole catalog's row: its size was written 0 */
     const char *row = strstr(out, "\n25\t");
     assert_non_null(row);
     assert_non_null(strstr(row, "\t\t")); /* the 25-candidate row's mean score: none */

@@ -274,6 +274,25 @@ static void topn_per_user_and_paired_comparison(void **state) {
     assert_int_equal(r.vs_users, 1);
     NEAR(r.vs_ndcg_diff, 0.25);
     assert_true(isnan(r.vs_ndcg_se));
+
+    /* over splits, clustered by user: user 0 in two splits (differences 0.1 and 0.3), user 1 in one (0.5),
+     * user 2 in none; mean 0.9 / 3 = 0.3; residual sums 0.4 - 2 x 0.3 = -0.2 and 0.5 - 0.3 = 0.2, so
+     * se = sqrt(2 / 1 x 0.08) / 3 */
+    const double sum[3] = {0.4, 0.5, 0};
+    const uint32_t count[3] = {2, 1, 0};
+    double d, se;
+    size_t users, pairs;
+    cb_eval_compare_clustered(&d, &se, &users, &pairs, sum, count, 3);
+    assert_int_equal(users, 2);
+    assert_int_equal(pairs, 3);
+    NEAR(d, 0.3);
+    NEAR(se, sqrt(2.0 * 0.08) / 3.0);
+    /* one split each: the paired standard error itself */
+    const double one_each[2] = {0.25, 0.5};
+    const uint32_t ones[2] = {1, 1};
+    cb_eval_compare_clustered(&d, &se, &users, &pairs, one_each, ones, 2);
+    NEAR(d, 0.375);
+    NEAR(se, 0.125);
     cb_dataset_free(ds);
 }
 
@@ -617,7 +636,6 @@ static void topn_recall_at_and_long_tail(void **state) {
     cb_dataset_free(ds);
 }
 
-/* The per-user random split and the validation carve (data/split.c). */
 /* The carve under a temporal split: within the given training ratings,
  * each user's latest (by time, then file order), ceil(frac * n_u) of them
  * and never all; ratings outside the training part play no part. */
@@ -665,6 +683,7 @@ static void temporal_carve_latest_per_user(void **state) {
     assert_int_equal(cb_train_carve_kind(CB_TRAIN_SPLIT_NONE, CB_SPLIT_RANDOM), CB_SPLIT_RANDOM);
 }
 
+/* The per-user random split and the validation carve (data/split.c). */
 static void per_user_split_and_carve(void **state) {
     (void)state;
     cb_dataset *ds = tds_new();

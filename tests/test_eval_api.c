@@ -285,6 +285,62 @@ static void topn_means_over_some_folds_said(void **state) {
     free(dir);
 }
 
+/* Over two folds whose test parts hold the same users, our row's comparison
+ * counts each user once (a standard error clustered by user): the distinct
+ * users and the (user, fold) pairs both said, and the mean over the pairs. */
+static void comparison_over_folds_clusters_users(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir(), cmd[4096];
+    cb_error err = {0};
+    cb_config *syn;
+    assert_int_equal(cb_config_create(&syn, CB_CONFIG_SYNTH, &err), CB_OK);
+    assert_int_equal(cb_config_set(syn, "users", "120", &err), CB_OK);
+    assert_int_equal(cb_config_set(syn, "items", "150", &err), CB_OK);
+    assert_int_equal(cb_config_set(syn, "ratings", "4000", &err), CB_OK);
+    assert_int_equal(cb_synth_write_folder(dir, syn, &err), CB_OK);
+    cb_config_free(syn);
+    snprintf(cmd, sizeof cmd, "awk -F, 'NR > 1 { l = $1 \"\\t\" $2 \"\\t\" $3 \"\\t\" $4; "
+             "if (NR %% 3 == 0) print l > \"%1$s/f1.test\"; else print l > \"%1$s/f1.base\"; "
+             "if (NR %% 3 == 1) print l > \"%1$s/f2.test\"; else print l > \"%1$s/f2.base\" }' %1$s/ratings.csv", dir);
+    assert_int_equal(system(cmd), 0);
+    cb_dataset *ds;
+    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
+    cb_config *ev, *tr;
+    assert_int_equal(cb_config_create(&ev, CB_CONFIG_EVAL, &err), CB_OK);
+    assert_int_equal(cb_config_create(&tr, CB_CONFIG_TRAIN, &err), CB_OK);
+    assert_int_equal(cb_config_set(ev, "models", "two-tower,popularity", &err), CB_OK);
+    assert_int_equal(cb_config_set(ev, "folds", "f1,f2", &err), CB_OK);
+    assert_int_equal(cb_config_set(tr, "epochs", "1", &err), CB_OK);
+    assert_int_equal(cb_config_set(tr, "user-layers", "16", &err), CB_OK);
+    assert_int_equal(cb_config_set(tr, "item-layers", "16", &err), CB_OK);
+    char *report = NULL;
+    if (cb_evaluate(ds, ev, tr, NULL, NULL, &report, &err)) fail_msg("%s", err.msg);
+    json_t *root = json_loads(report, 0, NULL);
+    const json_t *tt = model_row(root, "two-tower"), *vs = json_object_get(tt, "vs_baseline");
+    assert_non_null(vs);
+    json_int_t users = json_integer_value(json_object_get(vs, "users"));
+    json_int_t pairs = json_integer_value(json_object_get(vs, "user_splits"));
+    const json_t *folds = json_object_get(tt, "folds");
+    json_int_t per_fold = 0;
+    double weighted = 0;
+    for (size_t k = 0; k < 2; k++) {
+        const json_t *fv = json_object_get(json_array_get(folds, k), "vs_baseline");
+        json_int_t n = json_integer_value(json_object_get(fv, "users"));
+        per_fold += n, weighted += n * json_number_value(json_object_get(fv, "ndcg_diff"));
+    }
+    assert_int_equal(pairs, per_fold);       /* every (user, fold) pair compared */
+    assert_true(users <= 120 && users < pairs); /* users in both folds' test parts count once */
+    assert_true(fabs(json_number_value(json_object_get(vs, "ndcg_diff")) - weighted / (double)pairs) < 1e-5); /* the report rounds to 6 digits */
+    assert_true(json_number_value(json_object_get(vs, "se")) > 0);
+    json_decref(root);
+    free(report);
+    cb_config_free(ev);
+    cb_config_free(tr);
+    cb_dataset_close(ds);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 /* Every CLI command (cmd_eval.c among them) compiles against include/ alone. */
 static void cli_uses_public_header_only(void **state) {
     (void)state;
@@ -310,6 +366,7 @@ int main(void) {
         cmocka_unit_test(implicit_events_get_topn),
         cmocka_unit_test(cold_items_rows_rank_new_items),
         cmocka_unit_test(topn_means_over_some_folds_said),
+        cmocka_unit_test(comparison_over_folds_clusters_users),
         cmocka_unit_test(cli_uses_public_header_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

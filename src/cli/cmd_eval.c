@@ -267,7 +267,8 @@ static void print_partial_means(FILE *f, const json_t *root, bool markdown) {
     for (size_t m = 0; m < json_array_size(models); m++) {
         const json_t *jm = json_array_get(models, m), *part = json_object_get(jm, "topn_splits");
         if (part)
-            fprintf(f, "%s%s: the top-N figures are means over %lld of the %lld splits (the others have none)\n",
+            fprintf(f, "%s%s: the accuracy figures (P, R, NDCG, MAP, HR, the longer R) are means over %lld of the %lld splits (the "
+                    "others have none: their candidates scored alike)\n",
                     markdown ? "- " : "", json_string_value(json_object_get(jm, "name")),
                     (long long)json_integer_value(json_object_get(part, "measured")),
                     (long long)json_integer_value(json_object_get(part, "of")));
@@ -288,13 +289,17 @@ static void print_vs(FILE *f, const json_t *root, bool markdown) {
         const char *ref = json_string_value(json_object_get(vs, "model"));
         fprintf(f, "%s%s against %s (the strongest simple baseline%s), NDCG@%u user by user: %+.4f", markdown ? "- " : "",
                 json_string_value(json_object_get(jm, "name")), strcmp(ref, "per split") ? ref : "each split's",
-                n_splits > 1 ? " of each split; the splits' mean" : " here", K, d);
+                n_splits > 1 ? " of each split; over the splits" : " here", K, d);
         if (isnan(se)) {
             fprintf(f, " (too few users for a standard error)\n");
             continue;
         }
-        fprintf(f, " ± %.4f (paired standard error, %lld users): ", se,
-                (long long)json_integer_value(json_object_get(vs, "users")));
+        long long users = json_integer_value(json_object_get(vs, "users"));
+        const json_t *pairs = json_object_get(vs, "user_splits");
+        if (pairs) /* a user in several test parts: one cluster */
+            fprintf(f, " ± %.4f (paired standard error clustered by user: %lld users, %lld user-splits): ", se, users,
+                    (long long)json_integer_value(pairs));
+        else fprintf(f, " ± %.4f (paired standard error, %lld users): ", se, users);
         if (se > 0 && fabs(d) >= 2 * se) fprintf(f, "%s it by %.1f standard errors\n", d > 0 ? "above" : "below", fabs(d) / se);
         else fprintf(f, "not told apart (within two standard errors)\n");
     }
@@ -460,7 +465,9 @@ static int write_tsv(const char *path, const json_t *root, cb_error *err) {
     static const char *const keys[] = {"mean_candidates", "recall", "ndcg", "mean_score", "overlap", "latency_us"};
     for (size_t i = 0; i < json_array_size(rows); i++) {
         const json_t *r = json_array_get(rows, i);
-        len += (size_t)snprintf(buf + len, cap - len, "\n%lld", json_integer_value(json_object_get(r, "size")));
+        const json_t *size = json_object_get(r, "size");
+        len += json_is_integer(size) ? (size_t)snprintf(buf + len, cap - len, "\n%lld", json_integer_value(size))
+                                     : (size_t)snprintf(buf + len, cap - len, "\nfull"); /* it wrote 0 */
         for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) { /* no figure: an empty field (it read "nan") */
             double v = num(r, keys[k]);
             len += (size_t)(isfinite(v) ? snprintf(buf + len, cap - len, "\t%.*f", k == 0 || k == 5 ? 3 : 6, v)

@@ -158,7 +158,9 @@ static int per_user_flags(uint8_t *is_test, const cb_dataset *ds, const uint32_t
 
 /* Per-user latest: is_test[j] for the ratings sel[j] (sel NULL: every
  * rating, j = its index): each user's last ceil(test_frac * n_u) ratings
- * by timestamp, then file order (at most n_u - 1). */
+ * by timestamp, then by position in sel (file order for every caller: their
+ * sel is in index order), at most n_u - 1; so a user with 2 or more
+ * ratings always gives one (a carve of 0.1 takes one of a user's 2-10). */
 static int temporal_flags(uint8_t *is_test, const cb_dataset *ds, const uint32_t *sel, size_t n, double test_frac,
                           cb_error *err) {
     uint32_t n_users = cb_dataset_n_users(ds);

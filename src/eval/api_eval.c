@@ -96,6 +96,7 @@ typedef struct run {
     cb_eval_result *results;
     size_t n_results;
     double seconds;
+    const cb_evalrun_config *ec; /* its vs_sum / vs_count: over several splits, per user */
 } run;
 
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
@@ -130,21 +131,33 @@ static json_t *vs_json(const char *model, double diff, double se, size_t users) 
                      (json_int_t)users);
 }
 
-/* The same over a model's splits: the mean of their differences, whose
- * standard error comes from theirs (the splits taken as independent); the
- * baseline's name, or "per split" where the strongest differed. NULL: the
+/* The same over a model's splits (m its index): the mean over every
+ * (user, split) pair compared, its standard error clustered by user (a user
+ * in several splits' test parts counts once: cb_eval_compare_clustered;
+ * with one split the paired figure itself); the baseline's name, or "per
+ * split" where the strongest differed; "users" the distinct users,
+ * "user_splits" the pairs. One split only: its own figures. NULL: the
  * model was not compared. */
-static json_t *vs_over_folds(const run *R, const char *model) {
+static json_t *vs_over_folds(const run *R, const char *model, int m) {
     const char *ref = NULL;
-    double diff = 0.0, var = 0.0;
-    size_t n = 0, users = 0;
+    const cb_eval_result *last = NULL;
     for (size_t k = 0; k < R->n_results; k++) {
         const cb_eval_result *r = &R->results[k];
         if (strcmp(r->model, model) || !r->vs_model[0]) continue;
         ref = !ref || !strcmp(ref, r->vs_model) ? r->vs_model : "per split";
-        diff += r->vs_ndcg_diff, var += r->vs_ndcg_se * r->vs_ndcg_se, users += r->vs_users, n++;
+        last = r;
     }
-    return n ? vs_json(ref, diff / (double)n, sqrt(var) / (double)n, users) : NULL;
+    if (!ref) return NULL;
+    if (!R->ec->vs_sum) /* a lone split */
+        return vs_json(ref, last->vs_ndcg_diff, last->vs_ndcg_se, last->vs_users);
+    uint32_t n_users = cb_dataset_n_users(R->ds);
+    double diff, se;
+    size_t users, pairs;
+    cb_eval_compare_clustered(&diff, &se, &users, &pairs, R->ec->vs_sum + (size_t)m * n_users,
+                              R->ec->vs_count + (size_t)m * n_users, n_users);
+    json_t *j = vs_json(ref, diff, se, users);
+    json_object_set_new(j, "user_splits", json_integer((json_int_t)pairs));
+    return j;
 }
 
 static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
@@ -255,7 +268,7 @@ static json_t *results_json(const run *R, const cb_evalrun_config *ec) {
         if (s.ndcg.n && s.ndcg.n < s.n_folds)
             json_object_set_new(jm, "topn_splits", json_pack("{s:I,s:I}", "measured", (json_int_t)s.ndcg.n, "of",
                                                              (json_int_t)s.n_folds));
-        json_t *vs = vs_over_folds(R, name);
+        json_t *vs = vs_over_folds(R, name, m);
         if (vs) json_object_set_new(jm, "vs_baseline", vs);
         json_array_append_new(models, jm);
     }
@@ -323,6 +336,40 @@ static int gather_results(run *R, const cb_train_comm *comm, cb_error *err) {
     return rc;
 }
 
+/* Over several splits: the per-user sums the clustered comparison needs
+ * (ec->vs_sum / vs_count), zeroed; every rank allocates or none goes on. */
+static int keep_user_sums(cb_evalrun_config *ec, const run *R, const cb_train_comm *comm, cb_error *err) {
+    if (R->proto.n < 2 || !ec->topn_enabled) return CB_OK;
+    size_t n = (size_t)CB_EVALRUN_N_MODELS * cb_dataset_n_users(R->ds) + 1;
+    ec->vs_sum = calloc(n, sizeof *ec->vs_sum);
+    ec->vs_count = calloc(n, sizeof *ec->vs_count);
+    return cb_comm_all_ok(comm, ec->vs_sum && ec->vs_count, err);
+}
+
+/* Across ranks (each ran its own splits): every rank's sums added up on every rank. */
+static int sum_user_sums(cb_evalrun_config *ec, const run *R, const cb_train_comm *comm, cb_error *err) {
+    int ranks = cb_comm_ranks(comm), me = cb_comm_rank(comm);
+    if (ranks < 2 || !ec->vs_sum) return CB_OK;
+    size_t n = (size_t)CB_EVALRUN_N_MODELS * cb_dataset_n_users(R->ds) + 1;
+    size_t *bytes = calloc(2 * (size_t)ranks, sizeof *bytes), *offset = bytes ? bytes + ranks : NULL;
+    double *all = calloc(n * (size_t)ranks, sizeof *all);
+    uint32_t *all_n = calloc(n * (size_t)ranks, sizeof *all_n);
+    int rc = cb_comm_all_ok(comm, bytes && all && all_n, err);
+    for (int pass = 0; !rc && pass < 2; pass++) {
+        size_t size = pass ? sizeof *all_n : sizeof *all;
+        for (int r = 0; r < ranks; r++) bytes[r] = n * size, offset[r] = (size_t)r * n * size;
+        memcpy(pass ? (void *)(all_n + (size_t)me * n) : (void *)(all + (size_t)me * n),
+               pass ? (void *)ec->vs_count : (void *)ec->vs_sum, n * size);
+        rc = cb_comm_allgather_bytes(comm, pass ? (void *)all_n : (void *)all, bytes, offset, err);
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
+        ec->vs_sum[i] = 0, ec->vs_count[i] = 0;
+        for (int r = 0; r < ranks; r++) ec->vs_sum[i] += all[(size_t)r * n + i], ec->vs_count[i] += all_n[(size_t)r * n + i];
+    }
+    free(bytes), free(all), free(all_n);
+    return rc;
+}
+
 CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb_config *train_cfg,
                        cb_progress_fn progress, void *progress_ctx, char **json_report, cb_error *err) {
     if (!ds || !json_report) return cb_fail(err, CB_EINVAL, "cb_evaluate: NULL argument");
@@ -339,7 +386,7 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
         return cb_fail(err, CB_EINVAL, "--no-topn measures the rating error alone, and %s have no ratings to measure "
                        "it on (0/1 values): the top-N metrics are what there is",
                        ds->implicit ? "events" : "0/1 labels");
-    run R = {.ds = ds};
+    run R = {.ds = ds, .ec = &ec};
     if ((rc = protocol_make(&R.proto, e && e->folds && *e->folds ? e->folds : NULL, &ec.train, ds, err))) goto out;
     ec.topn.new_items_only = new_items_only(e, &ec.train);
     double t0 = cb_now();
@@ -347,11 +394,13 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
     const cb_train_comm *comm = ec.train.comm;
     int ranks = cb_comm_ranks(comm), rank = cb_comm_rank(comm);
     ec.train.comm = NULL;
+    if ((rc = keep_user_sums(&ec, &R, comm, err))) goto out;
     for (size_t f = 0; f < R.proto.n && !rc; f++)
         if ((int)(f % (size_t)ranks) == rank)
             rc = cb_evalrun_split(&R.results, &R.n_results, &ec, ds, &R.proto.splits[f],
                                   R.proto.n > 1 || (e && e->folds && *e->folds) ? (int)f + 1 : 0, NULL, NULL, err);
     if (!rc && ranks > 1) rc = gather_results(&R, comm, err);
+    if (!rc) rc = sum_user_sums(&ec, &R, comm, err);
     R.seconds = cb_now() - t0;
     if (rc) goto out;
     json_t *j = results_json(&R, &ec);
@@ -361,6 +410,8 @@ CB_API int cb_evaluate(const cb_dataset *ds, const cb_config *eval_cfg, const cb
 out:
     protocol_free(&R.proto);
     free(R.results);
+    free(ec.vs_sum);
+    free(ec.vs_count);
     return rc;
 }
 

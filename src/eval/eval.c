@@ -663,6 +663,20 @@ void cb_eval_compare(cb_eval_result *r, const double *mine, const cb_eval_result
     r->vs_ndcg_se = n >= 2 ? sqrt(m2 / (double)(n - 1) / (double)n) : NAN;
 }
 
+void cb_eval_compare_clustered(double *diff, double *se, size_t *users, size_t *pairs, const double *sum,
+                               const uint32_t *count, uint32_t n_users) {
+    double total = 0.0;
+    size_t g = 0, n = 0;
+    for (uint32_t u = 0; u < n_users; u++)
+        if (count[u]) total += sum[u], n += count[u], g++;
+    *users = g, *pairs = n;
+    *diff = n ? total / (double)n : NAN;
+    double ss = 0.0;
+    for (uint32_t u = 0; n && u < n_users; u++)
+        if (count[u]) ss += (sum[u] - count[u] * *diff) * (sum[u] - count[u] * *diff);
+    *se = g >= 2 ? sqrt((double)g / (double)(g - 1) * ss) / (double)n : NAN;
+}
+
 cb_eval_stat cb_eval_stat_of(const double *v, size_t n) {
     cb_eval_stat s = {NAN, NAN, 0};
     double sum = 0.0;

@@ -186,6 +186,16 @@ void cb_eval_result_init(cb_eval_result *r, const char *model, int fold);
  * their means' spreads overlap. */
 void cb_eval_compare(cb_eval_result *r, const double *mine, const cb_eval_result *ref, const double *theirs,
                      uint32_t n_users);
+/* The same over several splits, where a user is in the test part of more
+ * than one (ml-100k's u1-u5: up to five) and its differences go together:
+ * from each user's sum of differences sum[u] over its count[u] splits, the
+ * mean over all (user, split) pairs and its standard error clustered by user
+ * (the cluster-robust variance of a mean, G/(G-1) sum_u (sum_u - count_u
+ * mean)^2 / N^2 over the G users with a count and N pairs); *users = G,
+ * *pairs = N. Treating the splits as independent understated it (1.24x on
+ * ml-100k's folds). NAN se below two users. */
+void cb_eval_compare_clustered(double *diff, double *se, size_t *users, size_t *pairs, const double *sum,
+                               const uint32_t *count, uint32_t n_users);
 
 typedef struct cb_eval_stat {
     double mean, std;          /* population std (ddof 0), as Surprise reports */

@@ -32,7 +32,7 @@ static const cb_config_key_def keys[] = {
     {"topn", "", "true", "top-N metrics (--no-topn: rating metrics only)", "evaluation", CB_KEY_BOOL,
      RUN(topn_enabled), 0, 0, 0, 0, NULL},
     {"tune-frac", "F", "0.2", "per-user validation carve of the training part that chooses the ease / item-knn "
-     "settings (never the test part)", "evaluation", CB_KEY_F64, RUN(tune_frac), 0, 0.01, 0.9, 0, NULL},
+     "settings (each user's latest under --split temporal; never the test part)", "evaluation", CB_KEY_F64, RUN(tune_frac), 0, 0.01, 0.9, 0, NULL},
     {"twotower-valid-frac", "F", "0", "validation carve of the two-tower rows (the cbrec row uses --valid-frac, as "
      "cbrec train does)", "two-tower", CB_KEY_F64, RUN(valid_frac), 0, 0, 0.9, 0, NULL},
     {"implicit-epochs", "N", "0", "two-tower/implicit: epochs (0: --epochs)", "two-tower", CB_KEY_U32,

@@ -600,8 +600,10 @@ static bool simple_baseline(const char *model) {
 }
 
 /* Each of our rows rows[0..n) against the strongest simple baseline among
- * them (the best NDCG@K; a row that does not rank has NAN), user by user. */
-static void compare_with_baseline(cb_eval_result *rows, size_t n, const double *user_ndcg, uint32_t n_users) {
+ * them (the best NDCG@K; a row that does not rank has NAN), user by user;
+ * the differences added to c's vs_sum / vs_count when it keeps them. */
+static void compare_with_baseline(cb_eval_result *rows, size_t n, const cb_evalrun_config *c, uint32_t n_users) {
+    const double *user_ndcg = c->user_ndcg;
     const cb_eval_result *best = NULL;
     for (size_t j = 0; j < n; j++)
         if (rows[j].has_topn && simple_baseline(rows[j].model) && isfinite(rows[j].topn.ndcg) &&
@@ -611,11 +613,16 @@ static void compare_with_baseline(cb_eval_result *rows, size_t n, const double *
         cb_eval_result *r = &rows[j];
         if (!r->has_topn || !ours(r->model) || !isfinite(r->topn.ndcg)) continue;
         const double *row[2] = {NULL, NULL};
+        size_t mine = 0;
         for (int m = 0; m < CB_EVALRUN_N_MODELS; m++) {
-            if (!strcmp(model_names[m], r->model)) row[0] = user_ndcg + (size_t)m * n_users;
+            if (!strcmp(model_names[m], r->model)) row[0] = user_ndcg + (mine = (size_t)m * n_users);
             if (!strcmp(model_names[m], best->model)) row[1] = user_ndcg + (size_t)m * n_users;
         }
         cb_eval_compare(r, row[0], best, row[1], n_users);
+        for (uint32_t u = 0; c->vs_sum && u < n_users; u++) {
+            double d = row[0][u] - row[1][u];
+            if (isfinite(d)) c->vs_sum[mine + u] += d, c->vs_count[mine + u]++;
+        }
     }
 }
 
@@ -630,7 +637,7 @@ int cb_evalrun_split(cb_eval_result **results, size_t *n_results, const cb_evalr
     if (c->topn_enabled && !kept.user_ndcg) return CB_ENOMEM;
     int rc = evalrun_models(results, n_results, &kept, ds, sp, fold, out_rec, out_train, err);
     for (size_t j = first; !rc && j < *n_results; j++) note_no_ranking(&(*results)[j]);
-    if (!rc && kept.user_ndcg) compare_with_baseline(*results + first, *n_results - first, kept.user_ndcg, n_users);
+    if (!rc && kept.user_ndcg) compare_with_baseline(*results + first, *n_results - first, &kept, n_users);
     free(kept.user_ndcg);
     return rc;
 }

@@ -110,6 +110,10 @@ typedef struct cb_evalrun_config {
     void *epoch_ctx;
     double *user_ndcg;             /* set by cb_evalrun_split for its rows (callers leave it NULL):
                                       [CB_EVALRUN_N_MODELS][users] each row's per-user NDCG@K */
+    double *vs_sum;                /* NULL, or [CB_EVALRUN_N_MODELS][users]: each compared row's
+                                      differences from its baseline added up per user over the
+                                      splits, vs_count[...] of them (cb_eval_compare_clustered) */
+    uint32_t *vs_count;
 } cb_evalrun_config;
 
 /* Defaults: every model, K 10, threshold 4, and the features, model and
