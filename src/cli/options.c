@@ -150,6 +150,9 @@ static int set_key(const cli_command *c, const second_kind *x, cb_config *cfg, c
     else if (!v && k.is_bool) v = "true";
     else if (!v && *i + 1 < argc) v = argv[++*i];
     else if (!v) return snprintf(msg, sizeof msg, "--%s needs a value (%s)", name, k.value_hint), cli_usage_error(c, msg);
+    /* a blank allow list is the library's "not given" (every item): as the server and Python, refused here */
+    if (!strcmp(k.name, "allow") && !v[strspn(v, " \t")])
+        return cli_usage_error(c, "--allow: the list names no item (leave it out to allow every item)");
     cb_error err = {0};
     if (cb_config_set(cfg, k.name, v, &err)) return snprintf(msg, sizeof msg, "--%s", err.msg), cli_usage_error(c, msg);
     return -1;
