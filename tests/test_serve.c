@@ -973,6 +973,31 @@ static bool has_string(json_t *a, const char *s) {
     return false;
 }
 
+/* A profile the model cannot tell items apart for (a catalog of bare ids
+ * rated alike, trained without item-id embeddings: every item the same
+ * vector) is a 422
+ * with the reason; it was a 500, the server's fault to a client. */
+static void degenerate_profile_is_422(void **state) {
+    fixture g = *(fixture *)*state;
+    char *d = tu_path(g.dir, "bare-ids");
+    assert_int_equal(mkdir(d, 0700), 0);
+    assert_int_equal(sh("cd %s && printf 'user,item,rating\\n' > ratings.csv && for u in 1 2 3 4 5 6; do for i in a b c d; "
+                        "do echo \"$u,$i,$(( (u + ${#i}) %% 5 + 1 ))\" >> ratings.csv; done; done && "
+                        "printf 'ratings = ratings.csv\\n' > cbrec.schema", d), 0);
+    g.model = tu_path(d, "m.cbrec");
+    assert_int_equal(sh("%s train --data %s --model %s --user-layers 8 --item-layers 8 --dim 4 --epochs 1 --split none "
+                        "--no-id-embedding -q >/dev/null", cbrec(), d, g.model), 0);
+    g.srv = start_server(&g, NULL, NULL);
+    json_t *j = post_json(&g, "/v1/recommend", "{\"profile\": {}}", 0, 422);
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "every item scores the same"));
+    json_decref(j);
+    stop_server(&g.srv, SIGTERM);
+    free(g.model);
+    free(d);
+}
+
 /* A catalog with genres, tags (one spelt like a genre) and a brand: "genres"
  * everywhere (health's count, meta, items, lists) holds the genre column's values only, the
  * other columns' values come under "content" by column, and the meta's user
@@ -1732,7 +1757,7 @@ int main(void) {
         cmocka_unit_test(content_columns_apart),  cmocka_unit_test(added_item_content_whole),
         cmocka_unit_test(title_search_folds),      cmocka_unit_test(served_block_list),
         cmocka_unit_test(added_item_events_refused), cmocka_unit_test(binary_model_ratings),
-        cmocka_unit_test(listen_ipv6),            cmocka_unit_test(listen_host_name),            cmocka_unit_test(bad_start),
+        cmocka_unit_test(listen_ipv6),            cmocka_unit_test(degenerate_profile_is_422),            cmocka_unit_test(listen_host_name),            cmocka_unit_test(bad_start),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -86,6 +86,7 @@ int sv_status_of(int code) {
     case CB_ENOTFOUND: return 404;
     case CB_EINVAL:
     case CB_EPARSE: return 400;
+    case CB_ENUMERIC: return 422; /* the request's profile or events make the model degenerate (cb_bundle_check_vector) */
     case CB_ENOMEM: return 503;
     default: return 500;
     }
