@@ -72,9 +72,9 @@ CB_API void cb_utf8_repair(char *s);
  * value beyond U+10FFFF): the one rule of the library's UTF-8 (the bytes
  * cb_utf8_repair replaces, the ones cb_utf8_fold keeps as they are). */
 CB_API size_t cb_utf8_decode(const char *s, size_t len, uint32_t *code_point);
-/* A time as seconds since 1970-01-01 UTC (the reader of times in text of
- * the data files, fold files and the server's events; the Python binding
- * converts texts itself, by datetime.fromisoformat): a number of seconds ("1700000000"; a fraction,
+/* A time as seconds since 1970-01-01 UTC (the one reader of times in text:
+ * the data files, fold files, the server's events and the Python binding's
+ * timestamp texts): a number of seconds ("1700000000"; a fraction,
  * "1700000000.25", dropped toward the past), or an ISO 8601 date or date and
  * time, "2024-05-01", "2024-05-01T12:30", "2024-05-01 12:30:05.25Z",
  * "2024-05-01T12:30:05+02:00" (a fraction of a second dropped; 'T' or a

@@ -223,15 +223,15 @@ def _datetime_seconds(x):
 
 def _text_time(x):
     """An ISO 8601 text ('2020-01-01', '2020-01-01 10:00:00+02:00') as a
-    datetime, else x: a timestamp column of a CSV read without parse_dates.
-    A text of digits is a number of seconds (fromisoformat reads '20200101'
-    as a date)."""
+    datetime (UTC), else x: a timestamp column of a CSV read without
+    parse_dates. Read by the library's own reader (cb_time_parse), so a text
+    means what it means in a data file (datetime.fromisoformat differed on
+    edge forms: week dates, a comma fraction, a leap second, a lower-case z).
+    A text of digits is a number of seconds, left to the numbers' path."""
     if not isinstance(x, str) or x.strip().lstrip("+-").replace(".", "", 1).isdigit():
         return x
-    try:
-        return _dt.datetime.fromisoformat(x)
-    except ValueError:
-        return x
+    seconds = _cbrec._time_parse(x)
+    return x if seconds is None else _EPOCH_UTC + _dt.timedelta(seconds=seconds)
 
 
 def _times(values, what=None, texts=False):

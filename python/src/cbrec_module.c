@@ -641,7 +641,21 @@ static PyObject *py_synth(PyObject *mod, PyObject *args) {
     return rc ? raise_cb(&err) : Py_NewRef(Py_None);
 }
 
+/* _time_parse(text) -> seconds since 1970 UTC, or None: the library's one
+ * reader of times in text (cb_time_parse), so a timestamp text means in
+ * Python what it means in a data file. */
+static PyObject *py_time_parse(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *s;
+    Py_ssize_t len;
+    if (!PyArg_ParseTuple(args, "s#:_time_parse", &s, &len)) return NULL;
+    int64_t seconds;
+    if (!cb_time_parse(s, (size_t)len, &seconds)) return Py_NewRef(Py_None);
+    return PyLong_FromLongLong((long long)seconds);
+}
+
 static PyMethodDef module_methods[] = {
+    {"_time_parse", py_time_parse, METH_VARARGS, "_time_parse(text) -> seconds or None: see cbrec.h cb_time_parse."},
     {"_synth", py_synth, METH_VARARGS, "_synth(folder, settings): see cbrec.synth."},
     {"_evaluate", py_evaluate, METH_VARARGS,
      "_evaluate(dataset, eval_settings, train_settings, progress) -> JSON text (see cbrec.evaluate)."},

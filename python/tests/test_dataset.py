@@ -497,6 +497,11 @@ def test_timestamps_as_iso_texts():
                ["20200101", "4294967296"]):  # digits are seconds, though fromisoformat reads the first as a date
         with pytest.raises(cbrec.ParseError, match=out_of_range):
             cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
+    # read by the library's reader, as a data file's: a lower-case z and a leap second (second 60, the next
+    # minute's first) were "not a date or a time" to datetime.fromisoformat
+    for text, seconds in (("2106-02-07T06:28:16z", 4294967296), ("2106-02-07T06:28:60Z", 4294967340)):
+        with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: timestamp %d is not in" % seconds):
+            cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=["2020-01-01", text])
     ok = cbrec.Dataset.from_arrays(["u1", "u2", "u3"], ["a", "b", "a"], [4, 5, 3],
                                    timestamps=np.array(["2020-01-01", None, "2021-03-04T05:06:07Z"], dtype=object),
                                    skip_bad_rows=True)
