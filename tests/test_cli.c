@@ -921,6 +921,22 @@ static void inspect_movielens_counts(void **state) {
     free(out);
 }
 
+/* Every option the README, docs/, examples/ and the man page show after
+ * `cbrec CMD` is one of `cbrec CMD --help`'s, and the man page's synopses
+ * mark an option required or optional as --help's usage line does
+ * (scripts/check-doc-options.py). The man page showed add-item's --table as
+ * required after it had become optional. */
+static void docs_name_the_options_help_has(void **state) {
+    (void)state;
+    char *out;
+    if (run(&out, "python3 --version")) TU_SKIP("python3 not installed");
+    free(out);
+    int rc = run(&out, "python3 scripts/check-doc-options.py '%s'", cbrec());
+    if (rc) fprintf(stderr, "%s\n", out);
+    assert_int_equal(rc, 0);
+    free(out);
+}
+
 /* The course lab's script (examples/course-lab/run.sh: the lab's rating
  * model, 30 epochs) reaches the lab's held-out MSE on the scaled targets
  * (its TensorFlow model: 0.0815; a little slack for the thread count), and
@@ -1160,7 +1176,7 @@ int main(void) {
         cmocka_unit_test(ids_differing_by_blanks_named),
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
-        cmocka_unit_test(course_lab_reaches_the_labs_mse),
+        cmocka_unit_test(course_lab_reaches_the_labs_mse), cmocka_unit_test(docs_name_the_options_help_has),
         cmocka_unit_test(threads_beyond_the_cores_noted),
         cmocka_unit_test(outputs_never_replace_inputs), cmocka_unit_test(no_output_over_an_input),
         cmocka_unit_test(interrupted_save_recoverable), cmocka_unit_test(stale_default_history_removed),
