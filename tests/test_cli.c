@@ -550,6 +550,43 @@ static void retrieval_tsv_without_nan(void **state) {
     free(tsv);
 }
 
+/* Each option `cbrec HELP_CMD --help` lists, given to RUN_CMD (on a folder
+ * that is not there), must not be refused with `why`: the command's --help
+ * lists what it takes only. Flags run bare, others with the value 1. */
+static void help_lists_no_refused_key(const char *help_cmd, const char *run_cmd, const char *missing,
+                                      const char *why) {
+    char *help, *out;
+    assert_int_equal(run(&help, "%s %s --help", cbrec(), help_cmd), 0);
+    size_t n = 0;
+    for (const char *l = help; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, "  --", 4)) continue;
+        const char *name = l + 4;
+        bool neg = !strncmp(name, "[no-]", 5);
+        if (neg) name += 5;
+        size_t len = strcspn(name, " \n");
+        bool has_value = !neg && name[len] == ' ' && name[len + 1] != ' ' && name[len + 1] != '\n';
+        run(&out, "%s %s --data %s --%.*s%s", cbrec(), run_cmd, missing, (int)len, name, has_value ? " 1" : "");
+        if (strstr(out, why)) fprintf(stderr, "--%.*s listed, then refused: %s", (int)len, name, out);
+        assert_null(strstr(out, why));
+        free(out);
+        n++;
+    }
+    assert_true(n > 20);
+    free(help);
+}
+
+/* eval --help listed the retrieval experiment's --sizes and --users, which
+ * eval refuses; experiment retrieval --help listed --models, --recall-k,
+ * --topn, --tune-frac and --implicit-epochs, which it refuses. */
+static void eval_help_lists_what_it_takes(void **state) {
+    fixture *f = *state;
+    char *missing = tu_path(f->dir, "not-there");
+    help_lists_no_refused_key("eval", "eval", missing, "runs no retrieval experiment");
+    help_lists_no_refused_key("experiment retrieval", "experiment retrieval", missing,
+                              "the retrieval experiment measures one two-tower model");
+    free(missing);
+}
+
 /* What an evaluation measured, said on odd data: every held-out event is
  * relevant on events without ratings (it read "rating >= 0"); a temporal
  * split of ratings without timestamps is the file's order (it said nothing);
@@ -1170,7 +1207,7 @@ int main(void) {
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(eval_says_how_far_from_the_baseline),
         cmocka_unit_test(retrieval_tsv_without_nan),   cmocka_unit_test(messages_stay_utf8),
-        cmocka_unit_test(eval_says_what_it_measured), cmocka_unit_test(experiment_with_a_saved_model),
+        cmocka_unit_test(eval_says_what_it_measured), cmocka_unit_test(eval_help_lists_what_it_takes), cmocka_unit_test(experiment_with_a_saved_model),
         cmocka_unit_test(titles_stay_on_their_line), cmocka_unit_test(stated_dislikes_only),
         cmocka_unit_test(ids_padded_by_columns),
         cmocka_unit_test(ids_differing_by_blanks_named),

@@ -82,7 +82,7 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt
     if (cb_config_create(&o->eval, CB_CONFIG_EVAL, &err) || cb_config_create(&o->train, CB_CONFIG_TRAIN, &err))
         return cli_error(cmd, &err);
     const cli_command c = {cmd, usage, all, CB_CONFIG_EVAL, NULL};
-    int st = cli_parse2(&c, o->eval, CB_CONFIG_TRAIN, NULL, o->train, argc, argv);
+    int st = cli_parse2(&c, o->eval, CB_CONFIG_TRAIN, NULL, o->train, ignored, argc, argv);
     if (st >= 0) return st;
     if (!o->data) return cli_usage_error(&c, "--data PATH is required");
     if (cb_config_check(o->eval, &err) || cb_config_check(o->train, &err)) return cli_usage_error(&c, err.msg);
