@@ -550,6 +550,26 @@ static void retrieval_tsv_without_nan(void **state) {
     free(tsv);
 }
 
+/* The settings line under eval's table ("cbrec = ... with the training
+ * settings below (their defaults unless given)") names every training key
+ * given a value other than its default: it listed a fixed set, so a run
+ * with --neighbours 0 or --item-dropout 0.1 read as one with the defaults. */
+static void eval_settings_name_what_was_given(void **state) {
+    fixture *f = *state;
+    char *out;
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --neighbours 0 --item-dropout 0.1", cbrec(),
+                         f->data), 0);
+    const char *line = strstr(out, "\ntraining:");
+    assert_non_null(line);
+    size_t len = strcspn(line + 1, "\n");
+    char *set = strndup(line + 1, len);
+    assert_non_null(strstr(set, ", neighbours 0"));
+    assert_non_null(strstr(set, ", item-dropout 0.1"));
+    assert_null(strstr(set, "user-dropout")); /* at its default: not repeated */
+    free(set);
+    free(out);
+}
+
 /* Each option `cbrec HELP_CMD --help` lists, given to RUN_CMD (on a folder
  * that is not there), must not be refused with `why`: the command's --help
  * lists what it takes only. Flags run bare, others with the value 1. */
@@ -1207,7 +1227,7 @@ int main(void) {
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(eval_says_how_far_from_the_baseline),
         cmocka_unit_test(retrieval_tsv_without_nan),   cmocka_unit_test(messages_stay_utf8),
-        cmocka_unit_test(eval_says_what_it_measured), cmocka_unit_test(eval_help_lists_what_it_takes), cmocka_unit_test(experiment_with_a_saved_model),
+        cmocka_unit_test(eval_says_what_it_measured), cmocka_unit_test(eval_help_lists_what_it_takes), cmocka_unit_test(eval_settings_name_what_was_given), cmocka_unit_test(experiment_with_a_saved_model),
         cmocka_unit_test(titles_stay_on_their_line), cmocka_unit_test(stated_dislikes_only),
         cmocka_unit_test(ids_padded_by_columns),
         cmocka_unit_test(ids_differing_by_blanks_named),

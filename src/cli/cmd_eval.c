@@ -333,6 +333,15 @@ static void print_settings(FILE *f, const json_t *root, const opts *o) {
     for (size_t i = 0; i < sizeof tk / sizeof *tk; i++)
         fprintf(f, "%s %s %s", i ? "," : "", tk[i],
                 strcmp(tk[i], "objective") ? cb_config_get(o->train, tk[i]) : trained_objective(root, o));
+    /* and every other key given a value other than its default (--neighbours 0, ...) */
+    for (size_t i = 0; i < cb_config_n_keys(CB_CONFIG_TRAIN); i++) {
+        cb_config_key_info k;
+        if (cb_config_key(CB_CONFIG_TRAIN, i, &k) || !strcmp(k.section, "data")) continue;
+        bool listed = false;
+        for (size_t j = 0; j < sizeof tk / sizeof *tk && !listed; j++) listed = !strcmp(tk[j], k.name);
+        const char *v = cb_config_get(o->train, k.name);
+        if (!listed && v && strcmp(v, k.default_value)) fprintf(f, ", %s %s", k.name, v);
+    }
     fprintf(f, "\ntwo-tower rows:");
     for (size_t i = 0; i < sizeof ek / sizeof *ek; i++) fprintf(f, "%s %s %s", i ? "," : "", ek[i], cb_config_get(o->eval, ek[i]));
     fputc('\n', f);
