@@ -557,6 +557,63 @@ static void retrieval_tsv_without_nan(void **state) {
     free(tsv);
 }
 
+/* The settings line under eval's table ("cbrec = ... with the training
+ * settings below (their defaults unless given)") names every training key
+ * given a value other than its default: it listed a fixed set, so a run
+ * with --neighbours 0 or --item-dropout 0.1 read as one with the defaults. */
+static void eval_settings_name_what_was_given(void **state) {
+    fixture *f = *state;
+    char *out;
+    assert_int_equal(run(&out, "%s eval --data %s --models popularity -q --neighbours 0 --item-dropout 0.1", cbrec(),
+                         f->data), 0);
+    const char *line = strstr(out, "\ntraining:");
+    assert_non_null(line);
+    size_t len = strcspn(line + 1, "\n");
+    char *set = strndup(line + 1, len);
+    assert_non_null(strstr(set, ", neighbours 0"));
+    assert_non_null(strstr(set, ", item-dropout 0.1"));
+    assert_null(strstr(set, "user-dropout")); /* at its default: not repeated */
+    free(set);
+    free(out);
+}
+
+/* Each option `cbrec HELP_CMD --help` lists, given to RUN_CMD (on a folder
+ * that is not there), must not be refused with `why`: the command's --help
+ * lists what it takes only. Flags run bare, others with the value 1. */
+static void help_lists_no_refused_key(const char *help_cmd, const char *run_cmd, const char *missing,
+                                      const char *why) {
+    char *help, *out;
+    assert_int_equal(run(&help, "%s %s --help", cbrec(), help_cmd), 0);
+    size_t n = 0;
+    for (const char *l = help; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, "  --", 4)) continue;
+        const char *name = l + 4;
+        bool neg = !strncmp(name, "[no-]", 5);
+        if (neg) name += 5;
+        size_t len = strcspn(name, " \n");
+        bool has_value = !neg && name[len] == ' ' && name[len + 1] != ' ' && name[len + 1] != '\n';
+        run(&out, "%s %s --data %s --%.*s%s", cbrec(), run_cmd, missing, (int)len, name, has_value ? " 1" : "");
+        if (strstr(out, why)) fprintf(stderr, "--%.*s listed, then refused: %s", (int)len, name, out);
+        assert_null(strstr(out, why));
+        free(out);
+        n++;
+    }
+    assert_true(n > 20);
+    free(help);
+}
+
+/* eval --help listed the retrieval experiment's --sizes and --users, which
+ * eval refuses; experiment retrieval --help listed --models, --recall-k,
+ * --topn, --tune-frac and --implicit-epochs, which it refuses. */
+static void eval_help_lists_what_it_takes(void **state) {
+    fixture *f = *state;
+    char *missing = tu_path(f->dir, "not-there");
+    help_lists_no_refused_key("eval", "eval", missing, "runs no retrieval experiment");
+    help_lists_no_refused_key("experiment retrieval", "experiment retrieval", missing,
+                              "the retrieval experiment measures one two-tower model");
+    free(missing);
+}
+
 /* What an evaluation measured, said on odd data: every held-out event is
  * relevant on events without ratings (it read "rating >= 0"); a temporal
  * split of ratings without timestamps is the file's order (it said nothing);
@@ -932,6 +989,22 @@ static void inspect_movielens_counts(void **state) {
     free(out);
 }
 
+/* Every option the README, docs/, examples/ and the man page show after
+ * `cbrec CMD` is one of `cbrec CMD --help`'s, and the man page's synopses
+ * mark an option required or optional as --help's usage line does
+ * (scripts/check-doc-options.py). The man page showed add-item's --table as
+ * required after it had become optional. */
+static void docs_name_the_options_help_has(void **state) {
+    (void)state;
+    char *out;
+    if (run(&out, "python3 --version")) TU_SKIP("python3 not installed");
+    free(out);
+    int rc = run(&out, "python3 scripts/check-doc-options.py '%s'", cbrec());
+    if (rc) fprintf(stderr, "%s\n", out);
+    assert_int_equal(rc, 0);
+    free(out);
+}
+
 /* The course lab's script (examples/course-lab/run.sh: the lab's rating
  * model, 30 epochs) reaches the lab's held-out MSE on the scaled targets
  * (its TensorFlow model: 0.0815; a little slack for the thread count), and
@@ -1165,13 +1238,13 @@ int main(void) {
         cmocka_unit_test(corrupt_model_refused),  cmocka_unit_test(usage_errors),
         cmocka_unit_test(report_reproduce_line),   cmocka_unit_test(eval_says_how_far_from_the_baseline),
         cmocka_unit_test(retrieval_tsv_without_nan),   cmocka_unit_test(messages_stay_utf8),
-        cmocka_unit_test(eval_says_what_it_measured), cmocka_unit_test(experiment_with_a_saved_model),
+        cmocka_unit_test(eval_says_what_it_measured), cmocka_unit_test(eval_help_lists_what_it_takes), cmocka_unit_test(eval_settings_name_what_was_given), cmocka_unit_test(experiment_with_a_saved_model),
         cmocka_unit_test(titles_stay_on_their_line), cmocka_unit_test(stated_dislikes_only),
         cmocka_unit_test(ids_padded_by_columns),
         cmocka_unit_test(ids_differing_by_blanks_named),
         cmocka_unit_test(options_from_key_tables),
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
-        cmocka_unit_test(course_lab_reaches_the_labs_mse),
+        cmocka_unit_test(course_lab_reaches_the_labs_mse), cmocka_unit_test(docs_name_the_options_help_has),
         cmocka_unit_test(threads_beyond_the_cores_noted),
         cmocka_unit_test(outputs_never_replace_inputs), cmocka_unit_test(no_output_over_an_input),
         cmocka_unit_test(interrupted_save_recoverable), cmocka_unit_test(stale_default_history_removed),

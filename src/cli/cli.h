@@ -80,9 +80,10 @@ typedef struct cli_command {
  * CLI_USAGE after printing what was wrong (the key and what it accepts). */
 int cli_parse(const cli_command *c, cb_config *cfg, int argc, char **argv);
 /* cli_parse over two configs: a key goes to cfg when c->kind has it, else to
- * cfg2 (of kind2, keys of sections2; NULL: all); --help lists both. */
+ * cfg2 (of kind2, keys of sections2; NULL: all); --help lists both, but for
+ * the keys of c->kind in refused (",key,...": the command refuses them). */
 int cli_parse2(const cli_command *c, cb_config *cfg, cb_config_kind kind2, const char *sections2, cb_config *cfg2,
-               int argc, char **argv);
+               const char *refused, int argc, char **argv);
 /* The usage, the command's options and its keys grouped by section. */
 void cli_help(FILE *f, const cli_command *c);
 /* Print the message, then the usage line; returns CLI_USAGE. */

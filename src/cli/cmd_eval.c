@@ -82,7 +82,7 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt
     if (cb_config_create(&o->eval, CB_CONFIG_EVAL, &err) || cb_config_create(&o->train, CB_CONFIG_TRAIN, &err))
         return cli_error(cmd, &err);
     const cli_command c = {cmd, usage, all, CB_CONFIG_EVAL, NULL};
-    int st = cli_parse2(&c, o->eval, CB_CONFIG_TRAIN, NULL, o->train, argc, argv);
+    int st = cli_parse2(&c, o->eval, CB_CONFIG_TRAIN, NULL, o->train, ignored, argc, argv);
     if (st >= 0) return st;
     if (!o->data) return cli_usage_error(&c, "--data PATH is required");
     if (cb_config_check(o->eval, &err) || cb_config_check(o->train, &err)) return cli_usage_error(&c, err.msg);
@@ -354,6 +354,15 @@ static void print_settings(FILE *f, const json_t *root, const opts *o) {
     for (size_t i = 0; i < sizeof tk / sizeof *tk; i++)
         fprintf(f, "%s %s %s", i ? "," : "", tk[i],
                 strcmp(tk[i], "objective") ? cb_config_get(o->train, tk[i]) : trained_objective(root, o));
+    /* and every other key given a value other than its default (--neighbours 0, ...) */
+    for (size_t i = 0; i < cb_config_n_keys(CB_CONFIG_TRAIN); i++) {
+        cb_config_key_info k;
+        if (cb_config_key(CB_CONFIG_TRAIN, i, &k) || !strcmp(k.section, "data")) continue;
+        bool listed = false;
+        for (size_t j = 0; j < sizeof tk / sizeof *tk && !listed; j++) listed = !strcmp(tk[j], k.name);
+        const char *v = cb_config_get(o->train, k.name);
+        if (!listed && v && strcmp(v, k.default_value)) fprintf(f, ", %s %s", k.name, v);
+    }
     fprintf(f, "\ntwo-tower rows:");
     for (size_t i = 0; i < sizeof ek / sizeof *ek; i++) fprintf(f, "%s %s %s", i ? "," : "", ek[i], cb_config_get(o->eval, ek[i]));
     fputc('\n', f);

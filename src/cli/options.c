@@ -28,6 +28,7 @@ static bool find_kind_key(cb_config_kind kind, const char *sections, const char 
 typedef struct second_kind {
     cb_config_kind kind;
     const char *sections;
+    const char *refused; /* ",key,...": keys of the first kind left out of --help */
 } second_kind;
 
 /* The key named `name` that c (or x) takes, into *info; *second: it is x's. */
@@ -71,6 +72,14 @@ static void help_line(FILE *f, const char *name, const char *hint, const char *h
     wrapped(f, help, 29, 29);
 }
 
+/* Whether x->refused (",key,...") names the key `name`. */
+static bool refused(const second_kind *x, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = x->refused ? strstr(x->refused, name) : NULL; p; p = strstr(p + 1, name))
+        if (p > x->refused && p[-1] == ',' && p[n] == ',') return true;
+    return false;
+}
+
 static void help2(FILE *f, const cli_command *c, const second_kind *x) {
     fputs(c->usage, f);
     for (const cli_opt *o = c->opts; o && o->name; o++) {
@@ -85,7 +94,7 @@ static void help2(FILE *f, const cli_command *c, const second_kind *x) {
         bool second = i >= n1;
         if (cb_config_key(second ? x->kind : c->kind, second ? i - n1 : i, &k) ||
             !section_taken(second ? x->sections : c->sections, k.section) ||
-            (second && find_kind_key(c->kind, c->sections, k.name, &k1)))
+            (second && find_kind_key(c->kind, c->sections, k.name, &k1)) || (!second && x && refused(x, k.name)))
             continue;
         if (strcmp(last, k.section)) fprintf(f, "%s:\n", last = k.section);
         char name[64], help[512];
@@ -179,8 +188,8 @@ static int parse(const cli_command *c, const second_kind *x, cb_config *cfg, cb_
 int cli_parse(const cli_command *c, cb_config *cfg, int argc, char **argv) { return parse(c, NULL, cfg, NULL, argc, argv); }
 
 int cli_parse2(const cli_command *c, cb_config *cfg, cb_config_kind kind2, const char *sections2, cb_config *cfg2,
-               int argc, char **argv) {
-    second_kind x = {kind2, sections2};
+               const char *refused, int argc, char **argv) {
+    second_kind x = {kind2, sections2, refused};
     return parse(c, &x, cfg, cfg2, argc, argv);
 }
 
