@@ -735,6 +735,9 @@ static void usage_errors(void **state) {
     const char *ignored[][2] = {{"--users all --explain", "--explain: --users writes no reasons"},
                                 {"--users all --diversity mmr:0.5", "--diversity: --users ranks the whole catalog"},
                                 {"--users all --genre-cap 2", "--genre-cap: --users ranks the whole catalog"},
+                                {"--users all --top-genres 5", "--top-genres: --users ranks the whole catalog per user, "
+                                 "without the retrieval sources"},
+                                {"--users all --mmr-lambda 0.3", "--mmr-lambda: --users ranks"},
                                 {"--user 1 --out /nonexistent-dir/x.jsonl", "--out: only --users writes to a file"}};
     for (size_t i = 0; i < sizeof ignored / sizeof *ignored; i++) {
         assert_int_equal(run(&out, "%s recommend --model %s %s", cbrec(), f->model, ignored[i][0]), 2);

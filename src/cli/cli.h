@@ -43,6 +43,16 @@ const char *cli_line(const char *s, char *buf, size_t size);
  * other character one (a width by bytes misaligned the lists' non-ASCII ids). */
 int cli_pad(const char *s, int columns);
 
+/* Key i of kind `kind` into *k; its value in cfg when set away from its
+ * default, else NULL (also when i is past the keys). */
+const char *cli_changed_key(const cb_config *cfg, cb_config_kind kind, size_t i, cb_config_key_info *k);
+/* Whether `keys` (",a,b,") names `name`. */
+bool cli_key_listed(const char *keys, const char *name);
+/* The first key that `keys` (",a,b,") names and cfg (of kind `kind`) sets
+ * away from its default: the command (or its mode) does not read it, and
+ * it would be taken and ignored. NULL: none. */
+const char *cli_ignored_key(const cb_config *cfg, cb_config_kind kind, const char *keys);
+
 /* Wall-clock seconds (monotonic), for the timings commands print. */
 double cli_now(void);
 

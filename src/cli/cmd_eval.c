@@ -44,30 +44,6 @@ static int check_outputs(const char *cmd, const opts *o, const char *const *more
     return -1;
 }
 
-/* Key i of kind `kind` into *k, and its value in cfg when set away from
- * its default (else NULL); *listed: whether `keys` (",a,b,") names it. */
-static const char *changed_key(const cb_config *cfg, cb_config_kind kind, size_t i, const char *keys,
-                               cb_config_key_info *k, bool *listed) {
-    char name[72];
-    if (cb_config_key(kind, i, k)) return NULL;
-    snprintf(name, sizeof name, ",%s,", k->name);
-    *listed = strstr(keys, name) != NULL;
-    const char *v = cb_config_get(cfg, k->name);
-    return v && strcmp(v, k->default_value) ? v : NULL;
-}
-
-/* The first key of `keys` in cfg (of kind `kind`) set away from its
- * default: the command does not read it, and it had been taken and
- * ignored. NULL: none. */
-static const char *ignored_key(const cb_config *cfg, cb_config_kind kind, const char *keys) {
-    for (size_t i = 0; i < cb_config_n_keys(kind); i++) {
-        cb_config_key_info k;
-        bool listed;
-        if (changed_key(cfg, kind, i, keys, &k, &listed) && listed) return k.name;
-    }
-    return NULL;
-}
-
 /* Parse argv into o (extra: the command's own options after the shared ones;
  * ignored: the EVAL keys the command does not read, ",a,b,", and why).
  * Returns -1 to continue, else an exit status. */
@@ -87,9 +63,9 @@ static int parse_opts(opts *o, const char *cmd, const char *usage, const cli_opt
     if (!o->data) return cli_usage_error(&c, "--data PATH is required");
     if (cb_config_check(o->eval, &err) || cb_config_check(o->train, &err)) return cli_usage_error(&c, err.msg);
     const char *folds = cb_config_get(o->eval, "folds"), *unused = NULL; /* --patience without a carve: the check above */
-    if (*folds && (unused = ignored_key(o->train, CB_CONFIG_TRAIN, ",split,test-frac,")))
+    if (*folds && (unused = cli_ignored_key(o->train, CB_CONFIG_TRAIN, ",split,test-frac,")))
         why = "--folds gives the splits (DATA/NAME.base and DATA/NAME.test)";
-    else if (ignored) unused = ignored_key(o->eval, CB_CONFIG_EVAL, ignored);
+    else if (ignored) unused = cli_ignored_key(o->eval, CB_CONFIG_EVAL, ignored);
     if (unused) {
         char msg[300];
         snprintf(msg, sizeof msg, "--%s: %s", unused, why);
@@ -357,11 +333,10 @@ static void print_settings(FILE *f, const json_t *root, const opts *o) {
     /* and every other key given a value other than its default (--neighbours 0, ...) */
     for (size_t i = 0; i < cb_config_n_keys(CB_CONFIG_TRAIN); i++) {
         cb_config_key_info k;
-        if (cb_config_key(CB_CONFIG_TRAIN, i, &k) || !strcmp(k.section, "data")) continue;
+        const char *v = cli_changed_key(o->train, CB_CONFIG_TRAIN, i, &k);
         bool listed = false;
-        for (size_t j = 0; j < sizeof tk / sizeof *tk && !listed; j++) listed = !strcmp(tk[j], k.name);
-        const char *v = cb_config_get(o->train, k.name);
-        if (!listed && v && strcmp(v, k.default_value)) fprintf(f, ", %s %s", k.name, v);
+        for (size_t j = 0; v && j < sizeof tk / sizeof *tk && !listed; j++) listed = !strcmp(tk[j], k.name);
+        if (v && !listed && strcmp(k.section, "data")) fprintf(f, ", %s %s", k.name, v);
     }
     fprintf(f, "\ntwo-tower rows:");
     for (size_t i = 0; i < sizeof ek / sizeof *ek; i++) fprintf(f, "%s %s %s", i ? "," : "", ek[i], cb_config_get(o->eval, ek[i]));
@@ -578,9 +553,8 @@ static int make_parent(const char *path) {
 static void print_changed_keys(FILE *f, const cb_config *cfg, cb_config_kind kind, const char *skip) {
     for (size_t i = 0; i < cb_config_n_keys(kind); i++) {
         cb_config_key_info k;
-        bool listed;
-        const char *v = changed_key(cfg, kind, i, skip, &k, &listed);
-        if (!v || listed) continue;
+        const char *v = cli_changed_key(cfg, kind, i, &k);
+        if (!v || cli_key_listed(skip, k.name)) continue;
         if (k.is_bool) fprintf(f, " --%s%s", strcmp(v, "true") ? "no-" : "", k.name);
         else fprintf(f, strpbrk(v, " \t'\"$`\\") || !*v ? " --%s '%s'" : " --%s %s", k.name, v);
     }

@@ -235,3 +235,23 @@ int cli_check_output(const char *cmd, const char *out, const char *model, const 
     if (rc || cb_file_check_writable(out, &err)) return cli_error(cmd, &err);
     return -1;
 }
+
+const char *cli_changed_key(const cb_config *cfg, cb_config_kind kind, size_t i, cb_config_key_info *k) {
+    if (cb_config_key(kind, i, k)) return NULL;
+    const char *v = cb_config_get(cfg, k->name);
+    return v && strcmp(v, k->default_value) ? v : NULL;
+}
+
+bool cli_key_listed(const char *keys, const char *name) {
+    char key[72];
+    snprintf(key, sizeof key, ",%s,", name);
+    return strstr(keys, key) != NULL;
+}
+
+const char *cli_ignored_key(const cb_config *cfg, cb_config_kind kind, const char *keys) {
+    for (size_t i = 0; i < cb_config_n_keys(kind); i++) {
+        cb_config_key_info k;
+        if (cli_changed_key(cfg, kind, i, &k) && cli_key_listed(keys, k.name)) return k.name;
+    }
+    return NULL;
+}
