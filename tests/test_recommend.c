@@ -9,6 +9,7 @@
 
 #include "rec/recommend.h"
 #include "testutil.h"
+#include "rec/recommender_internal.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -610,6 +611,25 @@ static void public_api(void **state) {
     assert_int_equal(cb_recommender_predict(h, user, cb_bundle_item_id(f->rec, 3), &p, &err), CB_OK);
     assert_true(p == cb_bundle_predict_vec(f->rec, f->rec->user_vecs, 3));
     assert_int_equal(cb_recommender_predict(h, user, "no-such-item", &p, &err), CB_ENOTFOUND);
+    /* a prediction past the rating scale is the scale's end (5.1 on 0.5-5 was shown): with the scale's top
+     * moved to the middle of this user's raw predictions, those above it come back as it, the rest as they are */
+    cb_bundle *hb = cb_recommender_bundle(h); /* h's own copy, loaded from the file */
+    float saved = hb->y_max, lo = INFINITY, hi = -INFINITY;
+    for (uint32_t i = 0; i < hb->n_items; i++) {
+        float raw = cb_bundle_predict_vec(hb, hb->user_vecs, i);
+        lo = raw < lo ? raw : lo, hi = raw > hi ? raw : hi;
+    }
+    assert_true(hi > lo && lo >= hb->y_min);
+    hb->y_max = (lo + hi) / 2;
+    uint32_t clipped = 0;
+    for (uint32_t i = 0; i < hb->n_items; i++) {
+        float raw = cb_bundle_predict_vec(hb, hb->user_vecs, i);
+        assert_int_equal(cb_recommender_predict(h, user, cb_bundle_item_id(hb, i), &p, &err), CB_OK);
+        assert_true(raw > hb->y_max ? p == hb->y_max : fabsf(p - raw) < 1e-5f);
+        clipped += raw > hb->y_max;
+    }
+    hb->y_max = saved;
+    assert_true(clipped > 0);
     char *desc;
     assert_int_equal(cb_recommender_describe(h, &desc, &err), CB_OK);
     assert_non_null(strstr(desc, "\"table\": true"));

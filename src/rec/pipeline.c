@@ -259,7 +259,11 @@ float cb_rec_rating(const cb_recommender *rec, const float *user_vec, uint32_t i
     const float *v = cb_rec_item_vec(rec, item);
     float dot = 0;
     for (uint32_t k = off; k < off + len; k++) dot += user_vec[k] * v[k];
-    return cb_model_score_to_prediction(r->model, dot);
+    float y = cb_model_score_to_prediction(r->model, dot);
+    /* a rating the scale has (5.1 on 0.5-5 was shown): what cbrec eval's RMSE measures; the
+     * ranking by rating keeps the unclipped value (no ties at the ends) */
+    if (r->y_max > r->y_min) y = y < r->y_min ? r->y_min : y > r->y_max ? r->y_max : y;
+    return y;
 }
 
 /* The mean, not the minimum: an added item is judged by its content as an
