@@ -753,6 +753,13 @@ static void usage_errors(void **state) {
     assert_int_equal(run(&out, "%s recommend --model x --user 1 --diversity mmr --genre-cap 2", cbrec()), 2);
     assert_non_null(strstr(out, "a genre cap does not combine with MMR diversity")); /* before loading anything */
     free(out);
+    /* version: --help is its usage (it printed the version), an option is refused (it was ignored) */
+    assert_int_equal(run(&out, "%s version --help", cbrec()), 0);
+    assert_non_null(strstr(out, "usage: cbrec version"));
+    free(out);
+    assert_int_equal(run(&out, "%s version --verbose", cbrec()), 2);
+    assert_non_null(strstr(out, "cbrec version: takes no options ('--verbose')"));
+    free(out);
     /* a blank allow list would allow every item (an empty stock list showed what is out of stock) */
     assert_int_equal(run(&out, "%s recommend --model x --user 1 --allow ' '", cbrec()), 2);
     assert_non_null(strstr(out, "--allow: the list names no item (leave it out to allow every item)"));

@@ -9,9 +9,13 @@
 #include <string.h>
 #include <time.h>
 
+/* cbrec version: the version; --help its usage (it printed the version),
+ * anything else a usage error (it was ignored). */
 static int cmd_version(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+        return printf("usage: cbrec version   (prints the library's version: cbrec %s)\n", cb_version()), CLI_OK;
+    if (argc > 1)
+        return fprintf(stderr, "cbrec version: takes no options ('%s')\nusage: cbrec version\n", argv[1]), CLI_USAGE;
     printf("cbrec %s\n", cb_version());
     return CLI_OK;
 }
