@@ -626,6 +626,10 @@ static void clean_errors(void **state) {
      * was ignored: the list came back with the item it meant to exclude) */
     expect_answer_saying(f, "GET", "/v1/recommend?user=1&excldue=2", NULL, 400,
                          "unknown query parameter 'excldue' (did you mean exclude?)");
+    /* a parameter without a value was read as not given (include_seen alone: the seen items stayed out) */
+    expect_answer_saying(f, "GET", "/v1/recommend?user=1&include_seen", NULL, 400,
+                         "query parameter 'include_seen' has no value (give include_seen=VALUE)");
+    expect_answer_saying(f, "GET", "/v1/recommend?user=1&", NULL, 200, "\"items\"");
     expect_answer_saying(f, "POST", "/v1/recommend", "{\"user\": \"1\", \"excludes\": [\"2\"]}", 400,
                          "unknown key 'excludes' (did you mean exclude?)");
     expect_error(f, "POST", "/v1/recommend?user=1", "{\"user\": \"1\"}", 0, 400);

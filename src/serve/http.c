@@ -138,9 +138,11 @@ typedef struct params_check {
 } params_check;
 
 static enum MHD_Result check_param(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
-    (void)kind, (void)value;
+    (void)kind;
     params_check *p = cls;
     p->ok = !*key || sv_known_name(key, p->names, "query parameter", p->rep); /* "?a=1&": an empty name, no parameter */
+    if (p->ok && *key && !value) /* "?include_seen" alone: it was read as not given */
+        p->ok = false, sv_reply_error(p->rep, 400, "query parameter '%s' has no value (give %s=VALUE)", key, key);
     return p->ok ? MHD_YES : MHD_NO;
 }
 
