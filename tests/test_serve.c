@@ -110,13 +110,11 @@ static int connect_to(unsigned port) {
     return s;
 }
 
-/* Send raw bytes, read the answer to EOF; returns the status (0: none), body malloc'd into *body. */
-static int raw(unsigned port, const char *bytes, size_t len, char **body) {
+/* Send raw bytes, read the whole answer (status line, headers, body) to EOF
+ * into a malloc'd text; NULL when no connection. */
+static char *raw_answer(unsigned port, const char *bytes, size_t len) {
     int s = connect_to(port);
-    if (s < 0) {
-        if (body) *body = strdup("");
-        return 0;
-    }
+    if (s < 0) return NULL;
     size_t off = 0;
     while (off < len) {
         ssize_t n = send(s, bytes + off, len - off, MSG_NOSIGNAL);
@@ -132,6 +130,16 @@ static int raw(unsigned port, const char *bytes, size_t len, char **body) {
     }
     buf[n] = 0;
     close(s);
+    return buf;
+}
+
+/* Send raw bytes, read the answer to EOF; returns the status (0: none), body malloc'd into *body. */
+static int raw(unsigned port, const char *bytes, size_t len, char **body) {
+    char *buf = raw_answer(port, bytes, len);
+    if (!buf) {
+        if (body) *body = strdup("");
+        return 0;
+    }
     int status = 0;
     sscanf(buf, "HTTP/1.%*d %d", &status);
     char *b = strstr(buf, "\r\n\r\n");
@@ -568,6 +576,12 @@ static void clean_errors(void **state) {
     expect_error(f, "GET", "/v1/similar?item=no-such-item", NULL, 0, 404);
     expect_error(f, "GET", "/v1/nothing-here", NULL, 0, 404);
     expect_error(f, "DELETE", "/v1/recommend", NULL, 0, 405);
+    /* its Allow names HEAD beside GET (a HEAD is answered as a GET; it said GET alone) */
+    const char *del = "DELETE /v1/items HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    char *whole = raw_answer(f->srv.port, del, strlen(del));
+    assert_non_null(whole);
+    assert_non_null(strstr(whole, "\r\nAllow: GET, HEAD\r\n"));
+    free(whole);
     expect_error(f, "POST", "/v1/items", "{}", 0, 405);
     expect_error(f, "GET", "/v1/recommend", NULL, 0, 400);
     expect_error(f, "GET", "/v1/recommend?user=1&n=0", NULL, 0, 400);

@@ -243,7 +243,7 @@ static size_t route(sv_server *s, struct MHD_Connection *c, const char *url, con
     }
     if (path_known) {
         sv_reply_error(rep, 405, "method %s is not allowed here (allowed: %s)", method, allow);
-        rep->allow = strstr(allow, "POST") ? (strstr(allow, "GET") ? "GET, POST" : "POST") : "GET";
+        rep->allow = strstr(allow, "POST") ? (strstr(allow, "GET") ? "GET, HEAD, POST" : "POST") : "GET, HEAD";
         return other;
     }
     if (!strcmp(m, "GET")) {
