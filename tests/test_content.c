@@ -515,6 +515,32 @@ static void vocabulary_control(void **state) {
     uint32_t dim = cb_features_item_dim(f), n_text = 0;
     for (uint32_t j = 0; j < dim; j++) n_text += !strncmp(cb_features_item_name(f, j), "t[#", 3);
     assert_int_equal(n_text, 128);
+    /* a model saved before Unicode punctuation separated tokens (no "token_rule" in its text block) reads a
+     * new item's text as it was trained: "“über”—café" is one unknown token there, "über" and "café" now */
+    cb_item_input in = {.year = NAN, .n_attrs = 1};
+    float *x = calloc(2 * (size_t)dim, sizeof *x);
+    cb_attr_value curly = {"t", "“über”—café", NAN}, plain = {"t", "über café", NAN};
+    json_t *j = cb_features_to_json(f, &err), *blocks = json_object_get(json_object_get(j, "item"), "blocks");
+    cb_features *old = NULL;
+    for (size_t b = 0; b < json_array_size(blocks); b++) {
+        json_t *jb = json_array_get(blocks, b);
+        if (json_object_get(jb, "token_rule")) {
+            assert_int_equal(json_integer_value(json_object_get(jb, "token_rule")), 2);
+            json_object_del(jb, "token_rule");
+        }
+    }
+    assert_int_equal(cb_features_from_json(&old, j, &err), CB_OK);
+    in.attrs = &curly;
+    assert_int_equal(cb_features_new_item(f, &in, x, &err), CB_OK);
+    in.attrs = &plain;
+    assert_int_equal(cb_features_new_item(f, &in, x + dim, &err), CB_OK);
+    assert_memory_equal(x, x + dim, dim * sizeof *x); /* now: the same two tokens */
+    in.attrs = &curly;
+    assert_int_equal(cb_features_new_item(old, &in, x + dim, &err), CB_OK);
+    assert_true(memcmp(x, x + dim, dim * sizeof *x) != 0); /* the old rule: one other token */
+    json_decref(j);
+    free(x);
+    cb_features_free(old);
     cb_features_free(f);
     char *doc = NULL;
     assert_int_equal(cb_dataset_describe(ds, NULL, &doc, &err), CB_OK);

@@ -185,12 +185,13 @@ static bool unicode_separator(uint32_t c) {
 }
 
 /* The length of the code point at s (before end), and whether it separates
- * tokens: ASCII but letters and digits, and unicode_separator; an invalid
- * byte is one byte of a token. */
-static size_t text_cp(const char *s, const char *end, bool *sep) {
+ * tokens: ASCII but letters and digits, and (rule 2) unicode_separator; an
+ * invalid byte is one byte of a token. Rule 1, the models trained before
+ * rule 2: every non-ASCII byte is part of a token. */
+static size_t text_cp(const char *s, const char *end, int rule, bool *sep) {
     unsigned char c = (unsigned char)*s;
-    if (c < 0x80) {
-        *sep = !((c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z'));
+    if (c < 0x80 || rule < 2) {
+        *sep = c < 0x80 && !((c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z'));
         return 1;
     }
     uint32_t cp;
@@ -200,13 +201,17 @@ static size_t text_cp(const char *s, const char *end, bool *sep) {
 }
 
 size_t cb_text_token(const char **p, const char *end, char *buf, size_t cap) {
+    return cb_text_token_rule(p, end, buf, cap, CB_TEXT_TOKEN_RULE);
+}
+
+size_t cb_text_token_rule(const char **p, const char *end, char *buf, size_t cap, int rule) {
     for (;;) {
         const char *s = *p;
         bool sep = true;
         size_t l = 0;
-        while (s < end && (l = text_cp(s, end, &sep), sep)) s += l;
+        while (s < end && (l = text_cp(s, end, rule, &sep), sep)) s += l;
         const char *t = s;
-        while (t < end && (l = text_cp(t, end, &sep), !sep)) t += l;
+        while (t < end && (l = text_cp(t, end, rule, &sep), !sep)) t += l;
         *p = t;
         if (s == end || cap < 2) return 0;
         size_t n = (size_t)(t - s);

@@ -18,6 +18,12 @@ char *cb_path_join(const char *dir, const char *name, cb_error *err);
  * buf[cap] (NUL-terminated, cut at a code point boundary), tokens of one
  * ASCII character skipped. Advances *p; returns the token's length, 0 at the end. */
 size_t cb_text_token(const char **p, const char *end, char *buf, size_t cap);
+/* The same by tokenising rule `rule`: 2 (CB_TEXT_TOKEN_RULE, the above) or
+ * 1, a model's made before Unicode spaces and punctuation separated tokens
+ * (every non-ASCII byte part of a token): its text features are read as it
+ * was trained (features.h keeps each text block's rule in the model file). */
+#define CB_TEXT_TOKEN_RULE 2
+size_t cb_text_token_rule(const char **p, const char *end, char *buf, size_t cap, int rule);
 bool cb_file_exists(const char *path);
 /* Drop leading and trailing spaces, tabs and CRs from [*s, *s + *n). */
 void cb_trim(const char **s, size_t *n);

@@ -40,6 +40,7 @@ typedef struct fblock {
                            TEXT: the idf of a token no item had */
     double *idf;        /* TEXT: [n_levels] idf of each known token (levels) */
     uint32_t buckets;   /* TEXT: width */
+    int token_rule;     /* TEXT: cb_text_token_rule's rule its levels were made by (1: a file without it) */
     uint32_t offset, width;
 } fblock;
 

@@ -4,6 +4,7 @@
  * rebuilds the derived lookups, so a corrupt or foreign object is a clear
  * CB_EFORMAT error, never a crash. */
 #include "features/features_internal.h"
+#include "data/textutil.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -62,7 +63,7 @@ static json_t *side_to_json(const fside *s) {
             ok = jset(jb, "levels", jarr_str(b->levels, b->n_levels));
         if (ok && b->type == B_TEXT)
             ok = jset(jb, "idf", jarr_real(b->idf, NULL, b->n_levels)) && jset(jb, "buckets", json_integer(b->buckets)) &&
-                 jset(jb, "fill", json_real(b->fill));
+                 jset(jb, "fill", json_real(b->fill)) && jset(jb, "token_rule", json_integer(b->token_rule));
         if (ok && (b->type == B_NUM || b->type == B_YEAR))
             ok = jset(jb, "missing_flag", json_boolean(b->missing_flag)) && jset(jb, "fill", json_real(b->fill));
         /* json_array_append_new takes jb even when it fails */
@@ -315,6 +316,11 @@ static int side_from_json(cb_features *f, fside *s, const json_t *o, bool is_use
             if ((rc = jget_f64(jb, "fill", &b->fill, err))) return rc;
             if (b->buckets == 0 || b->buckets > 1000000)
                 return cb_fail(err, CB_EFORMAT, "features: %s block %u: 'buckets' must be 1..1000000", what, bi);
+            json_t *jr = json_object_get(jb, "token_rule"); /* absent: a model of the first rule */
+            b->token_rule = jr ? (int)json_integer_value(jr) : 1;
+            if (jr && (!json_is_integer(jr) || b->token_rule < 1 || b->token_rule > CB_TEXT_TOKEN_RULE))
+                return cb_fail(err, CB_EFORMAT, "features: %s block %u: 'token_rule' must be 1..%d (a newer cbrec's model?)",
+                               what, bi, CB_TEXT_TOKEN_RULE);
         }
         if (type == B_NUM || type == B_YEAR) {
             if ((rc = jget_bool(jb, "missing_flag", &b->missing_flag, err))) return rc;

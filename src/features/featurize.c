@@ -180,6 +180,7 @@ fblock *cb_feat_side_add(fside *s, int type, const char *col, cb_error *err) {
     fblock *b = &nb[s->n_blocks];
     memset(b, 0, sizeof *b);
     b->type = type;
+    b->token_rule = CB_TEXT_TOKEN_RULE; /* fitted now; a loaded block says its own */
     if (col) {
         b->col = cb_strdup(col, err);
         if (!b->col) return NULL;
@@ -414,7 +415,7 @@ static void text_from_string(const fblock *b, const char *s, float *x) {
     char tok[128];
     size_t len;
     const char *p = s;
-    while ((len = cb_text_token(&p, s + strlen(s), tok, sizeof tok))) {
+    while ((len = cb_text_token_rule(&p, s + strlen(s), tok, sizeof tok, b->token_rule))) {
         int64_t l = cb_vocab_find(b->vocab, tok, len);
         text_add_token(b, l < 0 ? CB_MISSING : (uint32_t)l, tok, len, x);
     }
