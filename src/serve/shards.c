@@ -229,13 +229,19 @@ static void *worker_main(void *arg) {
 
 /* ---- start and stop */
 
-/* A host name (localhost, a machine's name) as its first address, IPv4 or
- * IPv6, from the system's resolver (/etc/hosts, DNS), into sa. */
+/* A host name (localhost, a machine's name) as one address from the
+ * system's resolver (/etc/hosts, DNS) into sa: its first IPv4 address, else
+ * its first IPv6 one (glibc lists ::1 first for localhost, and a server on
+ * ::1 alone did not answer http://127.0.0.1, which the docs' examples use). */
 static bool resolve_host(const char *host, struct sockaddr_storage *sa) {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *res = NULL;
     if (getaddrinfo(host, NULL, &hints, &res) || !res) return false;
-    bool ok = res->ai_addrlen <= sizeof *sa && (res->ai_family == AF_INET || res->ai_family == AF_INET6);
-    if (ok) memcpy(sa, res->ai_addr, res->ai_addrlen);
+    const struct addrinfo *pick = NULL;
+    for (const struct addrinfo *a = res; a; a = a->ai_next)
+        if ((a->ai_family == AF_INET && (!pick || pick->ai_family != AF_INET)) || (a->ai_family == AF_INET6 && !pick))
+            pick = a;
+    bool ok = pick && pick->ai_addrlen <= sizeof *sa;
+    if (ok) memcpy(sa, pick->ai_addr, pick->ai_addrlen);
     freeaddrinfo(res);
     return ok;
 }
