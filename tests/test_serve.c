@@ -1011,6 +1011,10 @@ static void degenerate_profile_is_422(void **state) {
     assert_non_null(msg);
     assert_non_null(strstr(msg, "every item scores the same"));
     json_decref(j);
+    char *metrics;
+    assert_int_equal(http(&g, "GET", "/metrics", NULL, 0, &metrics), 200); /* counted as itself, not "other" */
+    assert_non_null(strstr(metrics, "route=\"POST /v1/recommend\",status=\"422\"} 1"));
+    free(metrics);
     stop_server(&g.srv, SIGTERM);
     free(g.model);
     free(d);

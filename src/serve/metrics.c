@@ -11,7 +11,7 @@
 static const double bucket_le[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 #define N_BUCKETS (sizeof bucket_le / sizeof bucket_le[0])
 /* every status the server answers (a 409: a live event on an added item was "other") */
-static const int statuses[] = {200, 400, 401, 403, 404, 405, 409, 413, 414, 429, 500, 503};
+static const int statuses[] = {200, 400, 401, 403, 404, 405, 409, 413, 414, 422, 429, 500, 503};
 #define N_STATUS (sizeof statuses / sizeof statuses[0])
 
 typedef struct route_metrics {
