@@ -230,8 +230,8 @@ def _text_time(x):
     A text of digits is a number of seconds, left to the numbers' path."""
     if not isinstance(x, str) or x.strip().lstrip("+-").replace(".", "", 1).isdigit():
         return x
-    seconds = _cbrec._time_parse(x)
-    return x if seconds is None else _EPOCH_UTC + _dt.timedelta(seconds=seconds)
+    seconds = _cbrec._time_parse(x)  # a datetime64: year 0 or 9999's leap second overflowed a datetime
+    return x if seconds is None else _np.datetime64(seconds, "s")
 
 
 def _times(values, what=None, texts=False):

@@ -499,7 +499,8 @@ def test_timestamps_as_iso_texts():
             cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=ts)
     # read by the library's reader, as a data file's: a lower-case z and a leap second (second 60, the next
     # minute's first) were "not a date or a time" to datetime.fromisoformat
-    for text, seconds in (("2106-02-07T06:28:16z", 4294967296), ("2106-02-07T06:28:60Z", 4294967340)):
+    for text, seconds in (("2106-02-07T06:28:16z", 4294967296), ("2106-02-07T06:28:60Z", 4294967340),
+                          ("9999-12-31T23:59:60Z", 253402300800)):  # past a datetime's years: was an OverflowError
         with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: timestamp %d is not in" % seconds):
             cbrec.Dataset.from_arrays(["u1", "u2"], ["a", "b"], [4, 5], timestamps=["2020-01-01", text])
     ok = cbrec.Dataset.from_arrays(["u1", "u2", "u3"], ["a", "b", "a"], [4, 5, 3],
