@@ -295,6 +295,21 @@ static void users_file_hash_ids(void **state) {
 /* add-item without a table writes an added-items file; recommend --table
  * recommends from it (single and batch), filters it, and without the added
  * item gives the same output as before. */
+/* A genre string for a model without a genre column (--exclude-cols genres)
+ * says so; it read '"genres" must be a list of genre names, or a string'. */
+static void add_item_genres_without_genre_column(void **state) {
+    fixture *f = *state;
+    char *out, *m = tu_path(f->dir, "nog.cbrec"), *added = tu_path(f->dir, "nog-added.cbrec");
+    char *x = tu_write(f->dir, "g.json", "{\"id\": \"g1\", \"genres\": \"Action\"}");
+    assert_int_equal(run(&out, "%s train --data %s --model %s --exclude-cols genres,year --epochs 1 --user-layers 8 "
+                               "--item-layers 8 --neighbours 0 -q", cbrec(), f->data, m), 0);
+    free(out);
+    assert_int_equal(run(&out, "%s add-item --model %s --item-json %s --out %s", cbrec(), m, x, added), 1);
+    assert_non_null(strstr(out, "\"genres\": this model has no genre column"));
+    free(out);
+    free(m), free(added), free(x);
+}
+
 static void add_item_then_recommend(void **state) {
     fixture *f = *state;
     char *out, *added = tu_path(f->dir, "added.cbrec"), *added2 = tu_path(f->dir, "added2.cbrec");
@@ -1242,6 +1257,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(predict_embed_similar),   cmocka_unit_test(recommend_json),
         cmocka_unit_test(recommend_batch),         cmocka_unit_test(add_item_then_recommend),
+        cmocka_unit_test(add_item_genres_without_genre_column),
         cmocka_unit_test(user_files_with_bom),     cmocka_unit_test(users_file_hash_ids),
         cmocka_unit_test(failed_training_keeps_old_model), cmocka_unit_test(resume_continues),
         cmocka_unit_test(train_tells_the_tuning),

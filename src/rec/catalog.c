@@ -105,8 +105,11 @@ int cb_recommend_embed_item(const cb_bundle *r, const json_t *j, const char *sou
             /* a list; a string ("Sci-Fi|Adventure") is the genre column's values split as in its file, below */
             size_t i;
             json_t *g;
-            if (!json_is_array(v)) {
-                rc = cb_fail(err, CB_EPARSE, "%s: \"genres\" must be a list of genre names, or a string", source);
+            if (!json_is_array(v)) { /* a string without a genre column: said (it read "must be ... or a string") */
+                rc = json_is_string(v) ? cb_fail(err, CB_EPARSE, "%s: \"genres\": this model has no genre column (trained "
+                                                 "without one, or with --exclude-cols genres)", source)
+                                       : cb_fail(err, CB_EPARSE, "%s: \"genres\" must be a list of genre names, or a string",
+                                                 source);
                 break;
             }
             json_array_foreach(v, i, g) {
