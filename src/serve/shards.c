@@ -137,6 +137,7 @@ static void run_shard(struct sv_shard *sh) {
  * again and again: a core spun while clients held every descriptor).
  * false: no spare to give up, or nothing accepted. */
 static bool shed_one(struct sv_pool *p) {
+    if (p->spare_fd < 0) p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* lost to another thread last time */
     if (p->spare_fd < 0) return false;
     close(p->spare_fd);
     int fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
