@@ -1472,12 +1472,6 @@ static void answers_swap_on_reload(void **state) {
     free(g.model);
 }
 
-/* Reloads on one worker while another answers /healthz and /metrics, which
- * read the reload counters: every answer 200, the count exact, and the server
- * stops cleanly (under make test-tsan any data race TSan sees between the
- * reload and the readers makes it exit 66; the counters' own window, between
- * the swap and the next lock of the slot, is too short for it to be seen
- * every run, which is why they are atomics by reading, not by report). */
 /* SIGHUPs sent while a reload runs make one reload more, not one each (30
  * sent within about half a reload's time were 18-26 reloads in a row, and
  * a SIGTERM behind them waited for them all). */
@@ -1546,6 +1540,12 @@ static void out_of_descriptors_no_spin(void **state) {
     stop_server(&g.srv, SIGTERM);
 }
 
+/* Reloads on one worker while another answers /healthz and /metrics, which
+ * read the reload counters: every answer 200, the count exact, and the server
+ * stops cleanly (under make test-tsan any data race TSan sees between the
+ * reload and the readers makes it exit 66; the counters' own window, between
+ * the swap and the next lock of the slot, is too short for it to be seen
+ * every run, which is why they are atomics by reading, not by report). */
 static void reloads_while_counted(void **state) {
     fixture g = *(fixture *)*state;
     g.srv = start_server(&g, NULL, "--threads 2");

@@ -72,14 +72,6 @@ static void help_line(FILE *f, const char *name, const char *hint, const char *h
     wrapped(f, help, 29, 29);
 }
 
-/* Whether x->refused (",key,...") names the key `name`. */
-static bool refused(const second_kind *x, const char *name) {
-    size_t n = strlen(name);
-    for (const char *p = x->refused ? strstr(x->refused, name) : NULL; p; p = strstr(p + 1, name))
-        if (p > x->refused && p[-1] == ',' && p[n] == ',') return true;
-    return false;
-}
-
 static void help2(FILE *f, const cli_command *c, const second_kind *x) {
     fputs(c->usage, f);
     for (const cli_opt *o = c->opts; o && o->name; o++) {
@@ -94,7 +86,7 @@ static void help2(FILE *f, const cli_command *c, const second_kind *x) {
         bool second = i >= n1;
         if (cb_config_key(second ? x->kind : c->kind, second ? i - n1 : i, &k) ||
             !section_taken(second ? x->sections : c->sections, k.section) ||
-            (second && find_kind_key(c->kind, c->sections, k.name, &k1)) || (!second && x && refused(x, k.name)))
+            (second && find_kind_key(c->kind, c->sections, k.name, &k1)) || (!second && x && x->refused && cli_key_listed(x->refused, k.name)))
             continue;
         if (strcmp(last, k.section)) fprintf(f, "%s:\n", last = k.section);
         char name[64], help[512];
