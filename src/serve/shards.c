@@ -269,7 +269,11 @@ static bool parse_listen(const char *listen, struct sockaddr_storage *sa, char *
     bool ok = port_ok &&
               (v6 ? inet_pton(AF_INET6, host, &a6->sin6_addr) : inet_pton(AF_INET, host, &a4->sin_addr)) == 1;
     if (ok) sa->ss_family = v6 ? AF_INET6 : AF_INET;
-    else if (port_ok && !v6 && *host && !strchr(host, ':') && resolve_host(host, sa)) ok = true; /* a name: localhost:8080 */
+    else if (port_ok && !v6 && *host && !strchr(host, ':') && strspn(host, "0123456789.") != strlen(host)) {
+        if (!(ok = resolve_host(host, sa))) /* a name (localhost:8080) the resolver does not know */
+            return snprintf(msg, msg_size, "--listen '%s': the host name '%s' does not resolve to an address", listen,
+                            host), false;
+    }
     if (!ok) {
         snprintf(msg, msg_size, "--listen '%s': give an IPv4 address or a host name and a port (127.0.0.1:8080, "
                  "localhost:8080) or an IPv6 address in brackets and a port ([::1]:8080)", listen);
