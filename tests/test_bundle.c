@@ -210,10 +210,6 @@ static double genre_cosine(const cb_bundle *r, uint32_t c, const uint8_t *warm, 
     return n ? sum / (double)n : 0.0;
 }
 
-/* Item dropout: items with no training rating (the first 20, their ratings
- * removed) are placed by their genres, closer to warm items with the same
- * genres than to items with none in common. The history bag: the user vector follows the history;
- * the settings round-trip through the model file (format version 2). */
 /* Which training rows weigh below_weight in the softmax: ratings below
  * relevant_from of the range, and a 0 of 0/1 labels (it was a pick of
  * weight 1, as a 1 is); none of weighted events. */
@@ -254,6 +250,10 @@ static void below_weight_threshold(void **state) {
     cb_dataset_free(ds);
 }
 
+/* Item dropout: items with no training rating (the first 20, their ratings
+ * removed) are placed by their genres, closer to warm items with the same
+ * genres than to items with none in common. The history bag: the user vector follows the history;
+ * the settings round-trip through the model file (format version 2). */
 static void dropout_and_history(void **state) {
     (void)state;
     cb_dataset *ds = synth(150, 120, 6, 6000, 5);

@@ -27,7 +27,6 @@ Ctrl-C stops training within a batch and raises KeyboardInterrupt.
 """
 import datetime as _dt
 import decimal as _decimal
-import difflib as _difflib
 import json as _json
 import numbers as _nums
 import os as _os
@@ -803,8 +802,8 @@ def evaluate(dataset, models=None, *, progress=False, train=None, **settings):
     for key, value in settings.items():
         name = key.replace("-", "_")
         if name not in eval_keys and name not in train_keys:  # the eval table alone suggested 'implicit_epochs' for 'epoch'
-            near = _difflib.get_close_matches(name, sorted(eval_keys | train_keys), n=4, cutoff=0.6)
-            raise _error(NotFound, "unknown eval or train key '%s'%s" % (key, " (did you mean %s?)" % ", ".join(near)
+            near = _cbrec._near_names(name, sorted(eval_keys | train_keys))  # the library's "did you mean"
+            raise _error(NotFound, "unknown eval or train key '%s'%s" % (key, " (did you mean %s?)" % near
                                                                          if near else ""))
         (tr if name not in eval_keys else ev)[key] = value
     if models is not None:

@@ -654,7 +654,26 @@ static PyObject *py_time_parse(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong((long long)seconds);
 }
 
+/* _near_names(name, names) -> "a, b" (or ""): the library's "did you mean"
+ * (cb_config_near_names), for a mistyped key of two tables at once. */
+static PyObject *py_near_names(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *name;
+    PyObject *list;
+    if (!PyArg_ParseTuple(args, "sO!:_near_names", &name, &PyList_Type, &list)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    const char **names = PyMem_Calloc((size_t)n + 1, sizeof *names);
+    if (!names) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!(names[i] = PyUnicode_AsUTF8(PyList_GET_ITEM(list, i)))) return PyMem_Free(names), NULL;
+    char out[512];
+    cb_config_near_names(name, names, (size_t)n, NULL, out, sizeof out);
+    PyMem_Free(names);
+    return PyUnicode_FromString(out);
+}
+
 static PyMethodDef module_methods[] = {
+    {"_near_names", py_near_names, METH_VARARGS, "_near_names(name, names) -> 'a, b': see cbrec.h cb_config_near_names."},
     {"_time_parse", py_time_parse, METH_VARARGS, "_time_parse(text) -> seconds or None: see cbrec.h cb_time_parse."},
     {"_synth", py_synth, METH_VARARGS, "_synth(folder, settings): see cbrec.synth."},
     {"_evaluate", py_evaluate, METH_VARARGS,

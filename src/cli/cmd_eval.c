@@ -417,6 +417,10 @@ int cmd_eval(int argc, char **argv) {
 
 /* ---- the retrieval-size experiment */
 
+/* The retrieval experiment's figures of a row, in the table's and the TSV's order. */
+static const char *const retrieval_keys[6] = {"mean_candidates", "recall", "ndcg", "mean_score", "overlap",
+                                              "latency_us"};
+
 static void print_retrieval(FILE *f, const json_t *root, bool markdown) {
     const char *sep = markdown ? " |" : "";
     unsigned K = (unsigned)json_integer_value(json_object_get(root, "k"));
@@ -433,9 +437,8 @@ static void print_retrieval(FILE *f, const json_t *root, bool markdown) {
         if (json_is_integer(size)) snprintf(sz, sizeof sz, "%lld", json_integer_value(size));
         else snprintf(sz, sizeof sz, "full");
         fprintf(f, "%s%9s%s", markdown ? "| " : "", sz, sep);
-        const char *key[6] = {"mean_candidates", "recall", "ndcg", "mean_score", "overlap", "latency_us"};
         const int width[6] = {10, 9, 8, 13, 10, 12}, prec[6] = {1, 4, 4, 4, 4, 1};
-        for (int c = 0; c < 6; c++) print_num(f, num(r, key[c]), width[c], prec[c]), fputs(sep, f); /* null: "-" */
+        for (int c = 0; c < 6; c++) print_num(f, num(r, retrieval_keys[c]), width[c], prec[c]), fputs(sep, f); /* null: "-" */
         fputc('\n', f);
     }
 }
@@ -446,14 +449,13 @@ static int write_tsv(const char *path, const json_t *root, cb_error *err) {
     char *buf = malloc(cap);
     if (!buf) return CB_ENOMEM;
     len += (size_t)snprintf(buf, cap, "size\tcandidates\trecall\tndcg\tmean_score\toverlap\tlatency_us");
-    static const char *const keys[] = {"mean_candidates", "recall", "ndcg", "mean_score", "overlap", "latency_us"};
     for (size_t i = 0; i < json_array_size(rows); i++) {
         const json_t *r = json_array_get(rows, i);
         const json_t *size = json_object_get(r, "size");
         len += json_is_integer(size) ? (size_t)snprintf(buf + len, cap - len, "\n%lld", json_integer_value(size))
                                      : (size_t)snprintf(buf + len, cap - len, "\nfull"); /* it wrote 0 */
-        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) { /* no figure: an empty field (it read "nan") */
-            double v = num(r, keys[k]);
+        for (size_t k = 0; k < 6; k++) { /* no figure: an empty field (it read "nan") */
+            double v = num(r, retrieval_keys[k]);
             len += (size_t)(isfinite(v) ? snprintf(buf + len, cap - len, "\t%.*f", k == 0 || k == 5 ? 3 : 6, v)
                                         : snprintf(buf + len, cap - len, "\t"));
         }

@@ -234,14 +234,20 @@ int cb_evalrun_train(cb_bundle **out, const cb_evalrun_config *c, const cb_datas
 
 /* ---- one split, every model */
 
+/* Where row `model`'s users start in a per-model table of n_users each
+ * (c->user_ndcg, c->vs_sum): its model's index times n_users. */
+static size_t user_row(const char *model, uint32_t n_users) {
+    int m = 0;
+    while (m < CB_EVALRUN_N_MODELS - 1 && strcmp(model, model_names[m])) m++;
+    return (size_t)m * n_users;
+}
+
 /* c's top-N settings for row r, keeping its users' NDCG@K where
  * cb_evalrun_split asks (c->user_ndcg: one row of n_users per model). */
 static const cb_topn_config *topn_for(cb_topn_config *tn, const cb_evalrun_config *c, const cb_dataset *ds,
                                       const cb_eval_result *r) {
     *tn = c->topn;
-    tn->user_ndcg = NULL;
-    for (int m = 0; c->user_ndcg && m < CB_EVALRUN_N_MODELS; m++)
-        if (!strcmp(r->model, model_names[m])) tn->user_ndcg = c->user_ndcg + (size_t)m * cb_dataset_n_users(ds);
+    tn->user_ndcg = c->user_ndcg ? c->user_ndcg + user_row(r->model, cb_dataset_n_users(ds)) : NULL;
     return tn;
 }
 
@@ -612,15 +618,11 @@ static void compare_with_baseline(cb_eval_result *rows, size_t n, const cb_evalr
     for (size_t j = 0; best && j < n; j++) {
         cb_eval_result *r = &rows[j];
         if (!r->has_topn || !ours(r->model) || !isfinite(r->topn.ndcg)) continue;
-        const double *row[2] = {NULL, NULL};
-        size_t mine = 0;
-        for (int m = 0; m < CB_EVALRUN_N_MODELS; m++) {
-            if (!strcmp(model_names[m], r->model)) row[0] = user_ndcg + (mine = (size_t)m * n_users);
-            if (!strcmp(model_names[m], best->model)) row[1] = user_ndcg + (size_t)m * n_users;
-        }
-        cb_eval_compare(r, row[0], best, row[1], n_users);
+        size_t mine = user_row(r->model, n_users);
+        const double *theirs = user_ndcg + user_row(best->model, n_users);
+        cb_eval_compare(r, user_ndcg + mine, best, theirs, n_users);
         for (uint32_t u = 0; c->vs_sum && u < n_users; u++) {
-            double d = row[0][u] - row[1][u];
+            double d = user_ndcg[mine + u] - theirs[u];
             if (isfinite(d)) c->vs_sum[mine + u] += d, c->vs_count[mine + u]++;
         }
     }

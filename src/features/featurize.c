@@ -118,19 +118,24 @@ static char *str_printf(cb_error *err, const char *fmt, ...) {
 }
 
 /* Is `name` in the comma-separated list `list`? */
+/* The next name of a comma-separated list at *p (blanks around it
+ * trimmed) and its length; *p moves past it. NULL at the list's end. */
+static const char *csv_next(const char **p, size_t *len) {
+    if (!*p || !**p) return NULL;
+    const char *s = *p, *q = strchr(s, ',');
+    size_t n = q ? (size_t)(q - s) : strlen(s);
+    *p = q ? q + 1 : s + n;
+    while (n && *s == ' ') s++, n--;
+    while (n && s[n - 1] == ' ') n--;
+    *len = n;
+    return s;
+}
+
 static bool in_csv_list(const char *list, const char *name) {
-    if (!list || !name) return false;
-    size_t n = strlen(name);
-    const char *p = list;
-    while (*p) {
-        const char *q = strchr(p, ',');
-        size_t len = q ? (size_t)(q - p) : strlen(p);
-        while (len && (*p == ' ')) p++, len--;
-        while (len && p[len - 1] == ' ') len--;
-        if (len == n && !memcmp(p, name, n)) return true;
-        if (!q) break;
-        p = q + 1;
-    }
+    if (!name) return false;
+    size_t n = strlen(name), len;
+    for (const char *p = list, *s; (s = csv_next(&p, &len));)
+        if (len == n && !memcmp(s, name, n)) return true;
     return false;
 }
 
@@ -1215,11 +1220,8 @@ static void append_col_names(char *buf, size_t cap, const cb_table *t) {
  * "year" (the titles' year): a name that is neither, a typo or another
  * data's column, left every feature in while it seemed to leave one out. */
 static int check_exclude_cols(const char *list, const cb_dataset *ds, cb_error *err) {
-    for (const char *p = list; p && *p;) {
-        const char *q = strchr(p, ',');
-        size_t len = q ? (size_t)(q - p) : strlen(p);
-        while (len && *p == ' ') p++, len--;
-        while (len && p[len - 1] == ' ') len--;
+    size_t len;
+    for (const char *q = list, *p; (p = csv_next(&q, &len));) {
         if (len && !table_has_col(&ds->user_attr, p, len) && !table_has_col(&ds->item_attr, p, len) &&
             !(len == 4 && !memcmp(p, "year", 4) && ds->titles)) {
             char users[512] = "", items[512] = "";
@@ -1228,7 +1230,6 @@ static int check_exclude_cols(const char *list, const cb_dataset *ds, cb_error *
             return cb_fail(err, CB_EINVAL, "exclude-cols: the data has no column '%.*s' (user columns: %s; item "
                            "columns: %s)", (int)len, p, users, items);
         }
-        p = q ? q + 1 : p + len;
     }
     return CB_OK;
 }
