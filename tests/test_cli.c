@@ -752,7 +752,8 @@ static void usage_errors(void **state) {
                                 {"--users all --genre-cap 2", "--genre-cap: --users ranks the whole catalog"},
                                 {"--users all --top-genres 5", "--top-genres: --users ranks the whole catalog per user, "
                                  "without the retrieval sources"},
-                                {"--users all --mmr-lambda 0.3", "--mmr-lambda: --users ranks"},
+                                {"--users all --mmr-lambda 0.3", "an MMR lambda weighs the MMR re-rank alone"},
+                                {"--user 1 --mmr-lambda 0.3", "give diversity mmr too"},
                                 {"--user 1 --out /nonexistent-dir/x.jsonl", "--out: only --users writes to a file"}};
     for (size_t i = 0; i < sizeof ignored / sizeof *ignored; i++) {
         assert_int_equal(run(&out, "%s recommend --model %s %s", cbrec(), f->model, ignored[i][0]), 2);

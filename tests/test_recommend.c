@@ -428,6 +428,12 @@ static void diversity_genre_cap_and_mmr(void **state) {
     for (size_t i = 0; i < res.n; i++) assert_int_equal(res.items[i].item, plain.items[i].item);
     cb_recommend_result_free(&res);
     cb_recommend_result_free(&plain);
+    /* an MMR lambda without MMR is refused: it weighs nothing (it was taken and ignored) */
+    cfg.diversity = CB_DIV_NONE;
+    cfg.mmr_lambda = 0.3f;
+    assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &res, &err), CB_EINVAL);
+    assert_non_null(strstr(err.msg, "give diversity mmr too"));
+    cfg.diversity = CB_DIV_MMR;
     /* a cap with MMR is refused: one of them would be dropped unsaid */
     cfg.genre_cap = 2;
     assert_int_equal(cb_recommend(f->exact, &p, &cfg, NULL, &res, &err), CB_EINVAL);

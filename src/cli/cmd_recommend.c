@@ -528,8 +528,8 @@ static int check_out(const char *cmd, const rec_args *a, const cli_search *searc
 
 /* An option the chosen mode would ignore, as a usage error (NULL: none):
  * --users ranks the whole catalog per user, with no reasons, no re-rank and
- * no retrieval sources, so --explain, --diversity, --genre-cap, --mmr-lambda
- * and the sources' options would leave its lists as they are (they were
+ * no retrieval sources, so --explain, --diversity, --genre-cap and the
+ * sources' options would leave its lists as they are (they were
  * taken and ignored); --out is where --users writes, and one list goes to
  * standard output. */
 static const char *unused_option(const rec_args *a, const cb_config *cfg) {
@@ -542,7 +542,7 @@ static const char *unused_option(const rec_args *a, const cb_config *cfg) {
         return "--genre-cap: --users ranks the whole catalog per user without a re-rank; capped lists with --user ID";
     const char *key = a->users ? cli_ignored_key(cfg, CB_CONFIG_RECOMMEND, ",recent,similar-per-item,all-anchors,"
                                                  "top-genres,per-genre,min-genre-ratings,group-items,group-by,"
-                                                 "embedding,mmr-lambda,") : NULL;
+                                                 "embedding,") : NULL;
     if (key) {
         snprintf(msg, sizeof msg, "--%s: --users ranks the whole catalog per user, without the retrieval sources or a "
                  "re-rank; one user's list with --user ID", key);

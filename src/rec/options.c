@@ -77,6 +77,16 @@ void cb_recommend_config_default(cb_recommend_config *c) {
         if (keys[i].type != CB_KEY_STRING) cb_config_key_parse(&keys[i], keys[i].default_value, c, NULL);
 }
 
+/* A config holding key name's default, the rest zero (the table's own
+ * parse of it): for a check that asks whether a key was changed. */
+static cb_recommend_config default_of(const char *name) {
+    cb_recommend_config d;
+    memset(&d, 0, sizeof d);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strcmp(keys[i].name, name)) cb_config_key_parse(&keys[i], keys[i].default_value, &d, NULL);
+    return d;
+}
+
 const char *cb_recommend_config_check(const cb_recommend_config *c) {
     if (c->n == 0) return "n must be at least 1";
     if (c->recent_items && !c->similar_per_item) return "the similar source needs M >= 1 neighbours per item";
@@ -84,6 +94,8 @@ const char *cb_recommend_config_check(const cb_recommend_config *c) {
     if (c->top_genres && (c->per_genre == 0 || c->per_genre > CB_BUNDLE_TOP_LIST)) return "items per genre must be 1..100";
     if (c->group_items > CB_BUNDLE_TOP_LIST) return "group items must be 0..100";
     if (c->diversity == CB_DIV_MMR && !(c->mmr_lambda >= 0 && c->mmr_lambda <= 1)) return "MMR lambda must be in [0, 1]";
+    if (c->diversity != CB_DIV_MMR && c->mmr_lambda != default_of("mmr-lambda").mmr_lambda) /* else ignored */
+        return "an MMR lambda weighs the MMR re-rank alone: give diversity mmr too (or leave the lambda out)";
     if (c->diversity == CB_DIV_GENRE_CAP && c->genre_cap == 0) return "the genre cap must be at least 1";
     if (c->diversity == CB_DIV_MMR && c->genre_cap) /* diversify() applies one of them: the cap was dropped */
         return "a genre cap does not combine with MMR diversity: give one of them";
