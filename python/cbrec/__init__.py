@@ -309,8 +309,9 @@ def _one_per_rating(values, what):
 
 
 def _id_text(x):
-    """An id as the builder reads it: a str, or str() of anything else."""
-    return x if isinstance(x, str) else str(x)
+    """An id as the builder reads it: a str; a whole-number float as the
+    integer (1.0 as "1"); str() of anything else (_cbrec._id_text)."""
+    return x if isinstance(x, str) else _cbrec._id_text(x)
 
 
 def _missing_id(x):
@@ -385,7 +386,9 @@ class Dataset(_cbrec._Dataset):
         """A dataset from columns in memory.
 
         users, items: the id of each rating's user and item (str; ints and
-            numpy integers are converted with str()).
+            numpy integers are converted with str(); a whole-number float,
+            as pandas makes an int column with a gap, is its integer:
+            1.0 is the id "1").
         ratings: one number per row; None means implicit events (each row
             is one interaction, y = 1; repeats are merged).
         timestamps: seconds since the epoch per row, datetime64 values, a

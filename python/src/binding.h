@@ -27,7 +27,7 @@ cb_config *config_from(cb_config_kind kind, PyObject *kw);
 /* Every element of seq as UTF-8 (str, or str() of ints; None -> NULL); *keep
  * holds them alive; free *out with PyMem_Free. 0 or -1 (raised; `what` names
  * seq in messages: "users", "items column 'brand'"). */
-int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n);
+int ids_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n); /* 1.0 as "1" */
 /* An id argument: str, or str() of an int (new reference), else TypeError. */
 /* s's UTF-8, or NULL with ValueError when s holds a NUL (C would cut it there). */
 const char *utf8_text(PyObject *s);

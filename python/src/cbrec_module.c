@@ -210,11 +210,26 @@ static int not_text(PyObject *x) {
            PyAnySet_Check(x) || PyArray_Check(x);
 }
 
+/* The text of an id value x (not missing): a str as it is; a float that is
+ * a whole number below 2^53 as that integer ("1", not "1.0": a pandas int
+ * column with a gap is float64, and Python's 1 == 1.0; the ids were "1.0"
+ * and recommend(1) found no one); anything else str(). New reference. */
+static PyObject *id_value_text(PyObject *x) {
+    if (PyUnicode_Check(x)) return Py_NewRef(x);
+    if (PyFloat_Check(x) || PyArray_IsScalar(x, Floating)) {
+        double v = PyFloat_AsDouble(x);
+        if (v == -1.0 && PyErr_Occurred()) return NULL;
+        if (isfinite(v) && v == floor(v) && fabs(v) < 9007199254740992.0) return PyUnicode_FromFormat("%lld", (long long)v);
+    }
+    return PyObject_Str(x);
+}
+
 /* Every element of `seq` as UTF-8 (str, or str() of anything else: ints,
- * numpy scalars), a missing one (above) as NULL; `keep` (a new list) holds the
- * strings alive while *out is used. *out is PyMem-allocated. 0 or -1 (raised:
- * TypeError naming what[i] for bytes, a list or an array). */
-int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n) {
+ * numpy scalars; as_ids: id_value_text), a missing one (above) as NULL;
+ * `keep` (a new list) holds the strings alive while *out is used. *out is
+ * PyMem-allocated. 0 or -1 (raised: TypeError naming what[i] for bytes, a
+ * list or an array). */
+static int texts_of(PyObject *seq, const char *what, int as_ids, PyObject **keep, const char ***out, Py_ssize_t *n) {
     *keep = NULL;
     *out = NULL;
     char msg[200];
@@ -237,7 +252,7 @@ int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***o
             goto fail;
         }
         int gap = missing(x);
-        PyObject *s = gap ? NULL : PyUnicode_Check(x) ? (Py_INCREF(x), x) : PyObject_Str(x);
+        PyObject *s = gap ? NULL : as_ids ? id_value_text(x) : PyUnicode_Check(x) ? Py_NewRef(x) : PyObject_Str(x);
         if (!s && !gap) goto fail;
         PyList_SET_ITEM(*keep, i, s ? s : (Py_INCREF(Py_None), Py_None));
         (*out)[i] = s ? utf8_text(s) : NULL;
@@ -252,6 +267,14 @@ fail:
     *out = NULL;
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return -1;
+}
+
+static int strings_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n) {
+    return texts_of(seq, what, 0, keep, out, n);
+}
+
+int ids_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n) {
+    return texts_of(seq, what, 1, keep, out, n);
 }
 
 /* s as UTF-8 (kept by s); NULL with ValueError when it holds a NUL, where C
@@ -327,7 +350,7 @@ static int add_column(cb_dataset_builder *b, PyObject *spec) {
     Py_ssize_t n_ids, n_vals;
     char what[160];
     snprintf(what, sizeof what, "%s column '%.80s'", users ? "users" : "items", name);
-    int rc = strings_of(ids_obj, what, &keep_ids, &ids, &n_ids);
+    int rc = ids_of(ids_obj, what, &keep_ids, &ids, &n_ids);
     if (!rc && !strcmp(kind, "numeric")) {
         num = PyArray_FROMANY(values_obj, NPY_DOUBLE, 1, 1, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
         rc = num ? 0 : -1;
@@ -361,7 +384,7 @@ static int add_ids(cb_dataset_builder *b, PyObject *spec) {
     if (!PyArg_ParseTuple(spec, "pO:catalog", &users, &ids_obj)) return -1;
     const char **ids = NULL;
     Py_ssize_t n = 0;
-    int rc = strings_of(ids_obj, "catalog ids must be a sequence", &keep, &ids, &n);
+    int rc = ids_of(ids_obj, "catalog ids must be a sequence", &keep, &ids, &n);
     cb_error err;
     if (!rc && cb_dataset_builder_add_ids(b, users, ids, (size_t)n, &err)) {
         raise_cb(&err);
@@ -378,8 +401,8 @@ static int add_ratings(cb_dataset_builder *b, PyObject *users, PyObject *items, 
     PyObject *ku = NULL, *ki = NULL, *v = NULL, *t = NULL;
     const char **u = NULL, **it = NULL;
     Py_ssize_t nu = 0, ni = 0;
-    int rc = strings_of(users, "users", &ku, &u, &nu);
-    if (!rc) rc = strings_of(items, "items", &ki, &it, &ni);
+    int rc = ids_of(users, "users", &ku, &u, &nu);
+    if (!rc) rc = ids_of(items, "items", &ki, &it, &ni);
     if (!rc && values != Py_None) {
         v = PyArray_FROMANY(values, NPY_FLOAT32, 1, 1, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
         rc = v ? 0 : -1;
@@ -672,7 +695,15 @@ static PyObject *py_near_names(PyObject *self, PyObject *args) {
     return PyUnicode_FromString(out);
 }
 
+/* _id_text(x) -> the id's text as the builder makes it (id_value_text), or
+ * None for a missing value: the Python side's checks name ids alike. */
+static PyObject *py_id_text(PyObject *self, PyObject *x) {
+    (void)self;
+    return missing(x) ? Py_NewRef(Py_None) : id_value_text(x);
+}
+
 static PyMethodDef module_methods[] = {
+    {"_id_text", py_id_text, METH_O, "_id_text(x) -> an id value's text as the dataset builder makes it, or None."},
     {"_near_names", py_near_names, METH_VARARGS, "_near_names(name, names) -> 'a, b': see cbrec.h cb_config_near_names."},
     {"_time_parse", py_time_parse, METH_VARARGS, "_time_parse(text) -> seconds or None: see cbrec.h cb_time_parse."},
     {"_synth", py_synth, METH_VARARGS, "_synth(folder, settings): see cbrec.synth."},

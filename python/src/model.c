@@ -599,7 +599,7 @@ static PyObject *Model_similar(ModelObject *self, PyObject *args) {
 static int user_numbers(ModelObject *self, PyObject *users, size_t **out, Py_ssize_t *n) {
     PyObject *keep;
     const char **ids;
-    if (strings_of(users, "users", &keep, &ids, n) < 0) return -1;
+    if (ids_of(users, "users", &keep, &ids, n) < 0) return -1;
     *out = PyMem_Malloc((size_t)(*n ? *n : 1) * sizeof **out);
     cb_error err;
     int rc = *out ? 0 : (PyErr_NoMemory(), -1);
@@ -715,7 +715,7 @@ static PyObject *Model_bench_c(ModelObject *self, PyObject *args) {
     if (!ready(self) || !PyArg_ParseTuple(args, "O|i:_bench_c_recommend", &users, &repeat)) return NULL;
     const char **ids;
     Py_ssize_t n;
-    if (strings_of(users, "users", &keep, &ids, &n) < 0) return NULL;
+    if (ids_of(users, "users", &keep, &ids, &n) < 0) return NULL;
     cb_error err;
     int rc = 0;
     double t0 = clock_seconds(CLOCK_MONOTONIC), c0 = clock_seconds(CLOCK_THREAD_CPUTIME_ID);

@@ -817,3 +817,17 @@ def test_evaluate_unknown_key_suggests_train_keys(dataset):
         model = cbrec.Model.train(dataset, epochs=1)
         model.recommend(model.user_ids[0], allow=[])
     assert e.value.code == -4
+
+
+def test_whole_number_float_ids_are_the_integers():
+    """An int id column pandas made float (a gap in it) gives the ids '1', '2', ... (they were
+    '1.0', '2.0': recommend(1) and recommend('1') found no one, with no hint why)."""
+    rng = np.random.default_rng(5)
+    pairs = rng.choice(40 * 30, 1000, replace=False)
+    users, items = (pairs // 30 + 1).astype(np.float64), (pairs % 30 + 1).astype(np.float32)
+    ds = cbrec.Dataset.from_arrays(users, items, rng.integers(1, 6, 1000))
+    m = cbrec.Model.train(ds, epochs=1, seed=1, neighbours=0)
+    assert m.recommend(1, n=3).ids == m.recommend("1", n=3).ids
+    assert all("." not in i for i in m.recommend(1, n=30, include_seen=True).ids)
+    with pytest.raises(cbrec.NotFound):
+        m.recommend("1.0")
