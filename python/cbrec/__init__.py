@@ -165,6 +165,23 @@ def _numbers(values):
 _LISTS = (list, tuple, set, frozenset, _np.ndarray)
 
 
+def _plain(values, what):
+    """values without numpy's masks and never complex: a masked array's masked
+    cells are missing values (None), as a DataFrame's gaps are (its data
+    under the mask was read as if present); complex numbers are a TypeError
+    (the imaginary part was dropped in silence)."""
+    if isinstance(values, _np.ma.MaskedArray):
+        mask, values = _np.ma.getmaskarray(values), values.data
+        if mask.any():
+            values = values.astype(object)
+            values[mask] = None
+    kind = getattr(getattr(values, "dtype", None), "kind", None)
+    scan = kind == "O" or isinstance(values, (list, tuple))  # not a generator: the builder's to read once
+    if kind == "c" or (scan and any(isinstance(v, (complex, _np.complexfloating)) for v in values)):
+        raise TypeError("%s: complex numbers are not accepted (give real ones)" % what)
+    return values
+
+
 def _column(users, name, values, ids, sep):
     """One attribute column for the builder: (kind, values) given explicitly,
     a pandas categorical column -> categorical (also of numbers: codes such
@@ -175,6 +192,7 @@ def _column(users, name, values, ids, sep):
     kind = None
     if isinstance(values, tuple) and len(values) == 2 and isinstance(values[0], str):
         kind, values = values
+    values = _plain(values, "%s column '%s'" % ("users" if users else "items", name))
     if kind is None and getattr(getattr(values, "dtype", None), "name", None) == "category":
         kind = "categorical"
     times = _times(values) if kind in (None, "numeric") else None
@@ -421,6 +439,9 @@ class Dataset(_cbrec._Dataset):
         Raises ParseError (duplicate (user, item) ratings, no ratings),
         InvalidArgument (bad values), ValueError (lengths differ)."""
         catalogs, columns = [], []
+        users, items, ratings, timestamps = (_plain(v, what) for v, what in ((users, "users"), (items, "items"),
+                                             (ratings, "ratings"), (timestamps, "timestamps")))
+        item_ids, user_ids = _plain(item_ids, "item_ids"), _plain(user_ids, "user_ids")
         # attributes may be dicts or DataFrames (whose truth value is an error): test for None
         if item_ids is None and (titles is not None or genres is not None or item_attributes is not None):
             raise ValueError("give item_ids: the item each row of titles / genres / item_attributes describes")

@@ -91,7 +91,13 @@ static PyObject *value_text(PyObject *v) {
         PyObject *parts = PyList_New(0), *sep = NULL, *out = NULL;
         Py_ssize_t n = PySequence_Size(v);
         for (Py_ssize_t i = 0; parts && i < n; i++) {
-            PyObject *x = PySequence_GetItem(v, i), *s = x ? value_text(x) : NULL;
+            PyObject *x = PySequence_GetItem(v, i);
+            if (x && (PyList_Check(x) || PyTuple_Check(x) || PyArray_Check(x))) { /* flattened: [[64], [32]] was 64,32 */
+                PyErr_Format(PyExc_TypeError, "a setting's list holds a %.80s: give a flat list, as [64, 32]",
+                             Py_TYPE(x)->tp_name);
+                Py_CLEAR(x);
+            }
+            PyObject *s = x ? value_text(x) : NULL;
             Py_XDECREF(x);
             if (!s || PyList_Append(parts, s) < 0) {
                 Py_XDECREF(s);
@@ -152,6 +158,12 @@ static int config_set_py(cb_config *c, PyObject *key, PyObject *value) {
     for (char *p = name; *p; p++)
         if (*p == '_') *p = '-';
     PyObject *t = value_text(value);
+    if (!t && PyErr_ExceptionMatches(PyExc_TypeError)) { /* name the setting */
+        PyObject *type, *val, *tb;
+        PyErr_Fetch(&type, &val, &tb);
+        PyErr_Format(PyExc_TypeError, "setting '%s': %S", k, val);
+        Py_XDECREF(type), Py_XDECREF(val), Py_XDECREF(tb);
+    }
     const char *v = t ? utf8_text(t) : NULL;
     cb_error err;
     int rc = v ? cb_config_set(c, name, v, &err) : -1;

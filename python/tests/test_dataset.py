@@ -568,3 +568,22 @@ def test_ratings_and_timestamps_one_value_per_rating():
     with pytest.raises(ValueError, match=r"timestamps .*not of shape \(2, 1\)"):
         cbrec.Dataset.from_arrays(users, items, [4, 5], timestamps=np.array([[1], [2]]))
     assert cbrec.Dataset.from_arrays(users, items, np.array([4.0, 3.0, 5.0])[::2], timestamps=[1, 2]).n_ratings == 2
+
+
+def test_masked_and_complex_values():
+    # a masked array's masked cells are missing values (its data under the mask was read as
+    # present); complex numbers are refused (the imaginary part was dropped in silence)
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]"):
+        cbrec.Dataset.from_arrays(["a", "b"], ["x", "y"], np.ma.array([4.0, 5.0], mask=[False, True]))
+    with pytest.raises(cbrec.ParseError, match=r"ratings\[1\]: empty user id"):
+        cbrec.Dataset.from_arrays(np.ma.array(["a", "b"], mask=[False, True]), ["x", "y"], [4, 5])
+    assert cbrec.Dataset.from_arrays(["a", "b"], ["x", "y"], np.ma.array([4.0, 5.0])).n_ratings == 2
+    ds = cbrec.Dataset.from_arrays(["a", "b"], ["x", "y"], [4, 5], item_ids=["x", "y"],
+                                   item_attributes={"price": np.ma.array([1.0, 2.0], mask=[True, False])})
+    assert ds.describe()["item_columns"][0]["missing"] == 1
+    for bad in (np.array([4 + 1j, 5]), [4, 5j]):
+        with pytest.raises(TypeError, match="ratings: complex numbers"):
+            cbrec.Dataset.from_arrays(["a", "b"], ["x", "y"], bad)
+    with pytest.raises(TypeError, match="items column 'price': complex numbers"):
+        cbrec.Dataset.from_arrays(["a", "b"], ["x", "y"], [4, 5], item_ids=["x", "y"],
+                                  item_attributes={"price": np.array([1j, 2])})

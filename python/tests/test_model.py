@@ -371,8 +371,11 @@ def test_settings_given_as_numpy_arrays(dataset):
     assert np.array_equal(a.user_vectors(), b.user_vectors())
     looped = []
     looped.append(looped)
-    with pytest.raises(RecursionError):  # it crashed the interpreter (a stack overflow)
+    with pytest.raises(TypeError, match="flat list"):  # it crashed the interpreter (a stack overflow)
         cbrec.Model.train(dataset, epochs=1, user_layers=looped)
+    for nested in ([[32], [16]], [32, (16,)], [np.array([32, 16])]):  # flattened to 32,16 in silence
+        with pytest.raises(TypeError, match="setting 'user_layers': a setting's list holds"):
+            cbrec.Model.train(dataset, epochs=1, user_layers=nested)
 
 
 def test_save_to_an_empty_path(model, tmp_path, monkeypatch):
