@@ -628,8 +628,41 @@ static void history_sections(void **state) {
     cb_dataset_free(ds);
 }
 
+/* --resume refuses a model whose text column was split into words by an
+ * older rule (a file without "token_rule"): the data loaded now is split by
+ * the new one, and the resumed training rows would not match its words. */
+static void resume_refuses_older_token_rule(void **state) {
+    (void)state;
+    char *d = tu_tmpdir();
+    cb_error err = {0};
+    free(tu_write(d, "cbrec.schema", "ratings = r.csv\nitems = i.csv\nitems.columns = id, t:text\n"));
+    free(tu_write(d, "r.csv", "user,item,rating\nu1,a,5\nu1,b,3\nu2,c,4\nu2,a,2\nu3,b,5\nu3,c,1\n"));
+    free(tu_write(d, "i.csv", "id,t\na,\"“robots”—aliens\"\nb,robots in space\nc,aliens at home\n"));
+    cb_dataset *ds = NULL;
+    if (cb_dataset_load(&ds, d, NULL, &err)) fail_msg("%s", err.msg);
+    uint32_t all[6] = {0, 1, 2, 3, 4, 5};
+    cb_bundle_train_input in = {.ds = ds, .train_idx = all, .n_train = 6, .scale_targets = true};
+    tiny_model(&in.model, CB_OBJECTIVE_RATING);
+    cb_bundle *r = train(ds, NULL, &in, NULL);
+    assert_int_equal(cb_bundle_resume(r, &in, NULL, &err), CB_OK); /* today's rule: resumed */
+    json_t *j = cb_features_to_json(r->features, &err), *blocks = json_object_get(json_object_get(j, "item"), "blocks");
+    for (size_t b = 0; b < json_array_size(blocks); b++) json_object_del(json_array_get(blocks, b), "token_rule");
+    cb_features *old = NULL;
+    assert_int_equal(cb_features_from_json(&old, j, &err), CB_OK);
+    json_decref(j);
+    cb_features_free(r->features);
+    r->features = old;
+    assert_int_equal(cb_bundle_resume(r, &in, NULL, &err), CB_EINVAL);
+    if (!strstr(err.msg, "--resume: the model's text column 't'") || !strstr(err.msg, "train anew"))
+        fail_msg("message: %s", err.msg);
+    cb_bundle_free(r);
+    cb_dataset_free(ds);
+    tu_rmrf(d);
+    free(d);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(retrieval_and_both), cmocka_unit_test(below_weight_threshold),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(resume_refuses_older_token_rule),cmocka_unit_test(retrieval_and_both), cmocka_unit_test(below_weight_threshold),
                                        cmocka_unit_test(dropout_and_history),
                                        cmocka_unit_test(history_file), cmocka_unit_test(old_format_loads),
                                        cmocka_unit_test(format3_loads_and_resaves), cmocka_unit_test(history_sections)};

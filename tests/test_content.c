@@ -530,6 +530,10 @@ static void vocabulary_control(void **state) {
         }
     }
     assert_int_equal(cb_features_from_json(&old, j, &err), CB_OK);
+    /* ... but its training rows cannot be made again from data loaded now (--resume refuses it) */
+    assert_int_equal(cb_features_check_token_rules(f, "", &err), CB_OK);
+    assert_int_equal(cb_features_check_token_rules(old, "", &err), CB_EINVAL);
+    if (!strstr(err.msg, "text column 't'") || !strstr(err.msg, "train anew")) fail_msg("message: %s", err.msg);
     in.attrs = &curly;
     assert_int_equal(cb_features_new_item(f, &in, x, &err), CB_OK);
     in.attrs = &plain;

@@ -427,6 +427,20 @@ static void text_from_string(const fblock *b, const char *s, float *x) {
     text_normalise(b, x);
 }
 
+int cb_features_check_token_rules(const cb_features *f, const char *what, cb_error *err) {
+    const fside *sides[2] = {f ? &f->user : NULL, f ? &f->item : NULL};
+    for (int k = 0; f && k < 2; k++)
+        for (uint32_t i = 0; i < sides[k]->n_blocks; i++) {
+            const fblock *b = &sides[k]->blocks[i];
+            if (b->type == B_TEXT && b->token_rule != CB_TEXT_TOKEN_RULE)
+                return cb_fail(err, CB_EINVAL,
+                               "%sthe model's text column '%s' was split into words by an older rule (%d) than "
+                               "the data is read by (%d): its words would not match; train anew",
+                               what, b->col, b->token_rule, CB_TEXT_TOKEN_RULE);
+        }
+    return CB_OK;
+}
+
 /* Attribute block from a dataset row (raw values). */
 static void write_attr_from_table(const cb_dataset *ds, const fblock *b, const colmap *m, uint32_t row,
                                   float *x) {

@@ -641,6 +641,8 @@ int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_res
         if (strcmp(cb_vocab_name(ds->items, i), cb_bundle_item_id(r, i)))
             return cb_fail(err, CB_EINVAL, "--resume: item %u is '%s' in the data but '%s' in the model", i,
                            cb_vocab_name(ds->items, i), cb_bundle_item_id(r, i));
+    int rc = cb_features_check_token_rules(r->features, "--resume: ", err);
+    if (rc) return rc;
     /* Only the optimiser's fields come from the caller; the architecture,
      * the objective and the settings of its loss (temperature, below-weight,
      * relevant-from, the sampled negatives, the lr decay) are the model's own. */
@@ -667,7 +669,7 @@ int cb_bundle_resume(cb_bundle *r, const cb_bundle_train_input *in, cb_train_res
         c.relevant_from = t->relevant_from;
     }
     c.positive_threshold = positive_threshold_of(&c, ds);
-    int rc = cb_model_set_train_config(r->model, &c, err);
+    rc = cb_model_set_train_config(r->model, &c, err);
     if (rc) return rc;
     return fit_and_embed(r, in, res, err);
 }
