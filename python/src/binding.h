@@ -24,13 +24,14 @@ PyObject *raise_cb(const cb_error *e);
 /* A new config of `kind` with each key of the dict kw (may be NULL; '_' in a
  * name is '-'; None keeps the default) set; NULL with an exception. */
 cb_config *config_from(cb_config_kind kind, PyObject *kw);
-/* Every element of seq as UTF-8 (str, or str() of ints; None -> NULL); *keep
+/* Every element of seq as an id's UTF-8 (a str; a whole-number float as its
+ * integer, 1.0 as "1"; str() of anything else; a missing value -> NULL); *keep
  * holds them alive; free *out with PyMem_Free. 0 or -1 (raised; `what` names
  * seq in messages: "users", "items column 'brand'"). */
-int ids_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n); /* 1.0 as "1" */
-/* An id argument: str, or str() of an int (new reference), else TypeError. */
+int ids_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n);
 /* s's UTF-8, or NULL with ValueError when s holds a NUL (C would cut it there). */
 const char *utf8_text(PyObject *s);
+/* An id argument: str, or str() of an int (new reference), else TypeError. */
 PyObject *id_text(PyObject *x);
 
 /* The progress callback's state. Training runs with the GIL released; the

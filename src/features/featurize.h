@@ -172,18 +172,18 @@ typedef struct cb_item_input {
     float rating_mean;
 } cb_item_input;
 
-/* Write one row x[user_dim] / x[item_dim]. Unknown column or genre names
- * (an item's unknown genres: see below), unknown item indices and unparsable
- * numbers -> CB_ENOTFOUND / CB_EINVAL with the name in the message; unseen
- * categorical levels are not errors (all 0).
- * For a known user, passing its attributes and its training ratings (in the
- * order they appear in train_idx) gives exactly its cb_features_users row. */
 /* CB_OK when every text block's words are made by the rule the data loader
  * splits text by now; else CB_EINVAL, the message `what` (a prefix such as
  * "--resume: ") and the column. A model saved before a tokenizer change
  * cannot have its training rows made again from a dataset loaded now (as
  * --resume does); one item's text given as a string still can. */
 int cb_features_check_token_rules(const cb_features *f, const char *what, cb_error *err);
+/* Write one row x[user_dim] / x[item_dim]. Unknown column or genre names
+ * (an item's unknown genres: see below), unknown item indices and unparsable
+ * numbers -> CB_ENOTFOUND / CB_EINVAL with the name in the message; unseen
+ * categorical levels are not errors (all 0).
+ * For a known user, passing its attributes and its training ratings (in the
+ * order they appear in train_idx) gives exactly its cb_features_users row. */
 int cb_features_new_user(const cb_features *f, const cb_user_input *in, float *x, cb_error *err);
 int cb_features_new_item(const cb_features *f, const cb_item_input *in, float *x, cb_error *err);
 /* The same, where genres and values of content columns given as attributes
