@@ -125,6 +125,12 @@ CB_API int cb_config_check(const cb_config *c, cb_error *err);
 /* The current value as text ("0.002", "256,128", "true"), owned by c and valid
  * until the key is set again; NULL for an unknown key. */
 CB_API const char *cb_config_get(const cb_config *c, const char *key);
+/* Whether cb_config_set has set `key` since c was created, even to its
+ * default value (`--split random` written out counts): 1, else 0 (also for
+ * an unknown key).
+ * The checks that refuse a setting a call would leave unused ask this, so a
+ * default written out is refused as any other value. */
+CB_API int cb_config_given(const cb_config *c, const char *key);
 /* The keys of a kind, in help order: name, value hint ("F", "N", "LIST", ""
  * for a boolean), default as text, one-line help and section ("data",
  * "features", "model", "training", ...). Strings are static. i >= count

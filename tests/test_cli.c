@@ -681,6 +681,10 @@ static void eval_says_what_it_measured(void **state) {
     assert_int_equal(run(&out, "%s eval --data %s --folds f1 --split cold-items -q", cbrec(), nt), 2);
     assert_non_null(strstr(out, "--split: --folds gives the splits"));
     free(out);
+    /* the default written out is given too (--split random beside --folds ran the folds in silence) */
+    assert_int_equal(run(&out, "%s eval --data %s --folds f1 --split random -q", cbrec(), nt), 2);
+    assert_non_null(strstr(out, "--split: --folds gives the splits"));
+    free(out);
     /* patience with the cbrec row's carve only: the two-tower rows' patience went unused */
     assert_int_equal(run(&out, "%s eval --data %s --patience 2 --valid-frac 0.2 -q", cbrec(), nt), 1);
     assert_non_null(strstr(out, "the two-tower rows have no validation carve"));
@@ -754,6 +758,9 @@ static void usage_errors(void **state) {
                                  "without the retrieval sources"},
                                 {"--users all --mmr-lambda 0.3", "an MMR lambda weighs the MMR re-rank alone"},
                                 {"--user 1 --mmr-lambda 0.3", "give diversity mmr too"},
+                                /* defaults written out (0.7, 10) are given too: they exited 0, left unused */
+                                {"--user 1 --mmr-lambda 0.7", "give diversity mmr too"},
+                                {"--users all --recent 10", "--recent: --users ranks the whole catalog per user"},
                                 {"--user 1 --out /nonexistent-dir/x.jsonl", "--out: only --users writes to a file"}};
     for (size_t i = 0; i < sizeof ignored / sizeof *ignored; i++) {
         assert_int_equal(run(&out, "%s recommend --model %s %s", cbrec(), f->model, ignored[i][0]), 2);

@@ -1,5 +1,5 @@
 /* config — parsing, range checks, formatting and enumeration of key tables
- * (see config.h); the public cb_config_free / _set / _get. */
+ * (see config.h); the public cb_config_free / _set / _get / _given. */
 #include "base/config.h"
 
 #include <math.h>
@@ -294,6 +294,7 @@ CB_API void cb_config_free(cb_config *c) {
     if (c->values) free_strings(c);
     for (size_t i = 0; c->text && i < c->table->n_keys; i++) free(c->text[i]);
     free(c->text);
+    free(c->given);
     free(c->values);
     free(c);
 }
@@ -320,12 +321,18 @@ CB_API int cb_config_set(cb_config *c, const char *key, const char *value, cb_er
     size_t i = (size_t)(k - c->table->keys);
     free(c->text[i]);
     c->text[i] = text;
+    c->given[i] = true;
     return CB_OK;
 }
 
 CB_API const char *cb_config_get(const cb_config *c, const char *key) {
     const cb_config_key_def *k = c ? cb_config_table_find(c->table, key) : NULL;
     return k ? c->text[k - c->table->keys] : NULL;
+}
+
+CB_API int cb_config_given(const cb_config *c, const char *key) {
+    const cb_config_key_def *k = c && key ? cb_config_table_find(c->table, key) : NULL;
+    return k && c->given[k - c->table->keys];
 }
 
 int cb_config_create_from_table(cb_config **out, const cb_config_table *t, cb_error *err) {
@@ -336,7 +343,8 @@ int cb_config_create_from_table(cb_config **out, const cb_config_table *t, cb_er
     c->table = t;
     c->values = cb_calloc(1, t->size, err);
     c->text = c->values ? cb_calloc(t->n_keys + 1, sizeof *c->text, err) : NULL;
-    if (!c->text) return cb_config_free(c), CB_ENOMEM;
+    c->given = c->text ? cb_calloc(t->n_keys + 1, sizeof *c->given, err) : NULL;
+    if (!c->given) return cb_config_free(c), CB_ENOMEM;
     if (t->init) t->init(c->values);
     /* init may have left pointers in STRING fields that the config does not own */
     for (size_t i = 0; i < t->n_keys; i++)
@@ -353,6 +361,7 @@ int cb_config_create_from_table(cb_config **out, const cb_config_table *t, cb_er
             return rc;
         }
     }
+    memset(c->given, 0, t->n_keys * sizeof *c->given); /* the defaults are not given */
     *out = c;
     return CB_OK;
 }

@@ -74,6 +74,7 @@ struct cb_config {
     const cb_config_table *table;
     void *values;                    /* the kind's struct */
     char **text;                     /* [n_keys] current values as text */
+    bool *given;                     /* [n_keys] set by cb_config_set after creation */
 };
 
 /* A new config of table t: init, then every key's default (a bad default is a

@@ -48,9 +48,9 @@ int cli_pad(const char *s, int columns);
 const char *cli_changed_key(const cb_config *cfg, cb_config_kind kind, size_t i, cb_config_key_info *k);
 /* Whether `keys` (",a,b,") names `name`. */
 bool cli_key_listed(const char *keys, const char *name);
-/* The first key that `keys` (",a,b,") names and cfg (of kind `kind`) sets
- * away from its default: the command (or its mode) does not read it, and
- * it would be taken and ignored. NULL: none. */
+/* The first key that `keys` (",a,b,") names and the command line gave
+ * (cb_config_given: its default written out too): the command (or its mode)
+ * does not read it, and it would be taken and ignored. NULL: none. */
 const char *cli_ignored_key(const cb_config *cfg, cb_config_kind kind, const char *keys);
 
 /* Wall-clock seconds (monotonic), for the timings commands print. */

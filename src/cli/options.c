@@ -243,7 +243,8 @@ bool cli_key_listed(const char *keys, const char *name) {
 const char *cli_ignored_key(const cb_config *cfg, cb_config_kind kind, const char *keys) {
     for (size_t i = 0; i < cb_config_n_keys(kind); i++) {
         cb_config_key_info k;
-        if (cli_changed_key(cfg, kind, i, &k) && cli_key_listed(keys, k.name)) return k.name;
+        if (!cb_config_key(kind, i, &k) && cb_config_given(cfg, k.name) && cli_key_listed(keys, k.name))
+            return k.name;
     }
     return NULL;
 }

@@ -40,8 +40,7 @@ CB_API int cb_config_check(const cb_config *c, cb_error *err) {
     const cb_train_config *tc = cb_config_values(c, CB_CONFIG_TRAIN);
     int rc = tc ? cb_train_config_check(tc, err) : CB_OK;
     if (rc) return rc;
-    const cb_recommend_config *rcfg = cb_config_values(c, CB_CONFIG_RECOMMEND);
-    const char *why = rcfg ? cb_recommend_config_check(rcfg) : NULL;
+    const char *why = cb_recommend_options_check(c);
     if (why) return cb_fail(err, CB_EINVAL, "%s", why);
     cb_evalrun_config ec;
     return cb_config_values(c, CB_CONFIG_EVAL) ? cb_eval_config_resolve(&ec, c, NULL, false, err) : CB_OK;

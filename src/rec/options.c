@@ -87,6 +87,9 @@ static cb_recommend_config default_of(const char *name) {
     return d;
 }
 
+static const char *const mmr_lambda_alone =
+    "an MMR lambda weighs the MMR re-rank alone: give diversity mmr too (or leave the lambda out)";
+
 const char *cb_recommend_config_check(const cb_recommend_config *c) {
     if (c->n == 0) return "n must be at least 1";
     if (c->recent_items && !c->similar_per_item) return "the similar source needs M >= 1 neighbours per item";
@@ -95,11 +98,19 @@ const char *cb_recommend_config_check(const cb_recommend_config *c) {
     if (c->group_items > CB_BUNDLE_TOP_LIST) return "group items must be 0..100";
     if (c->diversity == CB_DIV_MMR && !(c->mmr_lambda >= 0 && c->mmr_lambda <= 1)) return "MMR lambda must be in [0, 1]";
     if (c->diversity != CB_DIV_MMR && c->mmr_lambda != default_of("mmr-lambda").mmr_lambda) /* else ignored */
-        return "an MMR lambda weighs the MMR re-rank alone: give diversity mmr too (or leave the lambda out)";
+        return mmr_lambda_alone;
     if (c->diversity == CB_DIV_GENRE_CAP && c->genre_cap == 0) return "the genre cap must be at least 1";
     if (c->diversity == CB_DIV_MMR && c->genre_cap) /* diversify() applies one of them: the cap was dropped */
         return "a genre cap does not combine with MMR diversity: give one of them";
     return NULL;
+}
+
+const char *cb_recommend_options_check(const cb_config *opts) {
+    const cb_recommend_config *v = cb_config_values(opts, CB_CONFIG_RECOMMEND);
+    const char *why = v ? cb_recommend_config_check(v) : NULL;
+    /* its default written out is a lambda left unused too (the value check above cannot tell it) */
+    if (!why && v && v->diversity != CB_DIV_MMR && cb_config_given(opts, "mmr-lambda")) why = mmr_lambda_alone;
+    return why;
 }
 
 int cb_recommend_config_from(cb_recommend_config *c, const cb_config *opts, cb_error *err) {
@@ -110,6 +121,6 @@ int cb_recommend_config_from(cb_recommend_config *c, const cb_config *opts, cb_e
     const cb_recommend_config *v = cb_config_values(opts, CB_CONFIG_RECOMMEND);
     if (!v) return cb_fail(err, CB_EINVAL, "recommend options must be a cb_config of kind RECOMMEND");
     *c = *v;
-    const char *why = cb_recommend_config_check(c);
+    const char *why = cb_recommend_options_check(opts);
     return why ? cb_fail(err, CB_EINVAL, "%s", why) : CB_OK;
 }

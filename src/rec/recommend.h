@@ -296,6 +296,10 @@ typedef struct cb_recommend_config {
 } cb_recommend_config;
 void cb_recommend_config_default(cb_recommend_config *c);
 const char *cb_recommend_config_check(const cb_recommend_config *c); /* NULL or a message */
+/* The same for a cb_config of kind RECOMMEND (NULL for another kind), which
+ * also knows which keys were given: an mmr-lambda given without diversity mmr
+ * is refused even at its default. NULL or a message. */
+const char *cb_recommend_options_check(const cb_config *opts);
 /* The config of a kind RECOMMEND cb_config (NULL: defaults), options.c; the
  * strings point into opts. */
 int cb_recommend_config_from(cb_recommend_config *c, const cb_config *opts, cb_error *err);
