@@ -88,7 +88,7 @@ int cmd_similar(int argc, char **argv) {
                             {"k", 'k', "K", "how many (10)", &k_text, NULL, NULL},
                             {"table", 't', "TABLE", "a table from `cbrec precompute`", &table, NULL, NULL},
                             CLI_SEARCH_OPTS(search),
-                            {"json", 'j', NULL, "the list as one JSON document: {criterion, items: [{rank, item, title, score}], notes}", NULL, &json, NULL},
+                            {"json", 'j', NULL, "the list as one JSON document: {criterion, items: [{rank, item, title, score, rating, sources, reasons}], notes} (a recommend list's shape: rating null, sources and reasons empty)", NULL, &json, NULL},
                             {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {cmd, similar_usage, opts, 0, NULL};
     int st = cli_parse(&c, NULL, argc, argv);

@@ -10,7 +10,8 @@ int cmd_synth(int argc, char **argv) {
                             {NULL, 0, NULL, NULL, NULL, NULL, NULL}};
     const cli_command c = {
         "synth",
-        "usage: cbrec synth --out DIR [--users N] [--items N] [--ratings N] [--genres N] [--noise X] [--seed S]\n\n"
+        "usage: cbrec synth --out DIR [--users N] [--items N] [--ratings N] [--genres N] [--noise X] [--seed S]\n"
+        "                   [--layout movielens|generic]\n\n"
         "Generate synthetic ratings with planted structure: users' hidden genre tastes\n"
         "depend on their age, gender, occupation and region; items have 1-3 genres, a year\n"
         "and Zipf-like popularity; rating = clip(round_half(3.3 + 0.8 taste.genres + quality\n"
