@@ -732,7 +732,7 @@ static void default_recommend_by_rank_graph(void **state) {
     assert_int_equal(cb_st_open(&st, index_path, "cbrec-hnsw", 1, &err), CB_OK);
     static const char *const rank_keys[] = {"rank.links0", "rank.levels", "rank.upper", "rank.m", "rank.ef_construction",
                                             "rank.dim", "rank.entry", "rank.max_level", "rank.unreached", "rank.copies",
-                                            "rank.dup_of", "rank.dup_next", NULL};
+                                            "rank.dup_of", "rank.dup_next", "rank.vectors", NULL};
     cb_st_writer *w = cb_st_writer_create(&err);
     assert_int_equal(cb_st_copy(st, w, rank_keys, &err), CB_OK);
     assert_int_equal(cb_st_write(w, old_path, "cbrec-hnsw", 1, &err), CB_OK);
@@ -757,6 +757,44 @@ static void default_recommend_by_rank_graph(void **state) {
     free(index_path), free(old_path), free(dir);
 }
 
+/* The model's fingerprint hashes its item vectors; the ranking graph is
+ * built over other vectors, [v_half, bias / a], and the bias comes from the
+ * popularity prior, which training does not use: two models trained alike
+ * but for the prior have the same fingerprint and other ranking vectors. An
+ * index built from one is refused by the other (it had loaded, and the
+ * default recommend walked a graph built for other vectors), naming the
+ * file; the first graph alone is still the same model's. */
+static void ranking_graph_of_another_prior(void **state) {
+    (void)state;
+    static const char *const synth_kv[][2] = {{"users", "100"}, {"items", "400"}, {"ratings", "2000"}};
+    static const char *const train_kv[][2] = {{"epochs", "1"}, {"user-layers", "8"}, {"item-layers", "8"},
+                                              {"dim", "8"},    {"threads", "1"},     {"popularity-prior", "0.5"}};
+    cb_config *sc = config(CB_CONFIG_SYNTH, synth_kv, 3), *tc = config(CB_CONFIG_TRAIN, train_kv, 6);
+    cb_error err;
+    cb_dataset *ds = NULL;
+    cb_recommender *a = NULL, *b = NULL;
+    char *dir = tu_tmpdir(), *index_path = tu_path(dir, "a.hnsw");
+    assert_int_equal(cb_synth_write_folder(dir, sc, &err), CB_OK);
+    assert_int_equal(cb_dataset_open(&ds, dir, NULL, &err), CB_OK);
+    assert_int_equal(cb_train(&a, ds, tc, NULL, NULL, NULL, &err), CB_OK);
+    assert_int_equal(cb_config_set(tc, "popularity-prior", "2", &err), CB_OK);
+    assert_int_equal(cb_train(&b, ds, tc, NULL, NULL, NULL, &err), CB_OK);
+    assert_int_equal(cb_recommender_build_index(a, 8, 50, 1, &err), CB_OK);
+    assert_int_equal(cb_recommender_save_index(a, index_path, &err), CB_OK);
+    assert_int_equal(cb_recommender_load_index(a, index_path, &err), CB_OK);
+    err.msg[0] = 0;
+    assert_int_equal(cb_recommender_load_index(b, index_path, &err), CB_EFORMAT);
+    fprintf(stderr, "  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, index_path));
+    assert_non_null(strstr(err.msg, "cbrec index"));
+    assert_int_equal(cb_recommender_set_search(b, CB_SEARCH_APPROX, 0, &err), CB_EINVAL); /* nothing was attached */
+    cb_recommender_free(a), cb_recommender_free(b);
+    cb_dataset_close(ds);
+    cb_config_free(sc), cb_config_free(tc);
+    tu_rmrf(dir);
+    free(index_path), free(dir);
+}
+
 int main(int argc, char **argv) {
     self_path = argv[0];
     if (argc == 3 && strcmp(argv[1], "--plain") == 0) {
@@ -777,6 +815,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(recommender_modes),
         cmocka_unit_test(recommend_by_half_vectors),
         cmocka_unit_test(default_recommend_by_rank_graph),
+        cmocka_unit_test(ranking_graph_of_another_prior),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

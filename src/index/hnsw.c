@@ -1130,8 +1130,17 @@ static const char *section_key(char *buf, size_t size, const char *section, cons
     return buf;
 }
 
+/* A hash of the rows a graph was built over, saved with it ("vectors"): the
+ * file's fingerprint names the model's item vectors, and a second graph's
+ * rows (the recommender's ranking vectors) can change while they stay the
+ * same (another popularity prior): such a graph is refused at load. */
+static void vectors_hash(const cb_hnsw *h, char buf[17]) {
+    snprintf(buf, 17, "%016" PRIx64, cb_hash64(h->B, h->n * h->d * sizeof *h->B, 0));
+}
+
 static int add_graph(cb_st_writer *w, const cb_hnsw *h, const char *section, cb_error *err) {
-    char k[64];
+    char k[64], vh[17];
+    vectors_hash(h, vh);
 #define KEY(name) section_key(k, sizeof k, section, name)
     int64_t s0[2] = {(int64_t)h->n, (int64_t)(h->m0 + 1)}, sl[1] = {(int64_t)h->n},
             su[1] = {(int64_t)(h->n_upper + 1)};
@@ -1144,7 +1153,7 @@ static int add_graph(cb_st_writer *w, const cb_hnsw *h, const char *section, cb_
         !(rc = set_meta_u64(w, KEY("dim"), h->d, err)) &&
         !(rc = set_meta_u64(w, KEY("entry"), (uint64_t)h->entry, err)) &&
         !(rc = set_meta_u64(w, KEY("max_level"), (uint64_t)h->max_level, err)) &&
-        h->counted)
+        !(rc = cb_st_set_meta(w, KEY("vectors"), vh, err)) && h->counted)
         rc = set_meta_u64(w, KEY("unreached"), h->unreached, err);
     if (!rc && h->dup_of && !(rc = set_meta_u64(w, KEY("copies"), h->n_dups, err)) &&
         !(rc = cb_st_add(w, KEY("dup_of"), CB_ST_I32, sl, 1, h->dup_of, err)))
@@ -1297,6 +1306,16 @@ int cb_hnsw_load_section(cb_hnsw **out, const char *path, const char *section, c
                 rc = cb_fail(err, CB_EFORMAT, "%s: the groups of equal rows are not for %zu rows", path, n);
         }
         if (!rc) rc = load_check(h, path, su[0], err);
+        const char *saved = rc ? NULL : cb_st_meta(st, KEY("vectors")); /* none in a file from before it */
+        char vh[17];
+        if (saved && (vectors_hash(h, vh), strcmp(saved, vh)))
+            rc = cb_fail(err, CB_EFORMAT,
+                         "%s: the index's %s%s%s graph was built over other vectors than this model's (%s; "
+                         "hash %s, expected %s); rebuild it from this model with `cbrec index`",
+                         path, section ? "'" : "first", section ? section : "", section ? "'" : "",
+                         section ? "the same item vectors, another ranking: e.g. another popularity prior"
+                                 : "another model",
+                         saved, vh);
     }
     if (!rc) { /* a file without the saved count (cbrec < 0.3): its unreached nodes counted now */
         uint64_t unreached = 0;
