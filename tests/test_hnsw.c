@@ -296,6 +296,38 @@ static void walk_starts_at_the_query_row(void **state) {
     free(path), free(dir);
 }
 
+/* A walk from the entry point searches the layers above 0 with a small beam,
+ * whose nodes all seed layer 0: a hand-written graph whose entry (node 0, on
+ * layer 1 with nodes 1 and 2) links there to node 1, nearer the query, and
+ * node 2, the only way on layer 0 to the answer, node 3. The greedy descent
+ * took node 1 alone and the walk found rows 1 and 0 only, at any ef (the
+ * ranking graph of a trained 100k catalog: 15 of 40 users' walks ended at
+ * dot -0.78 where the best is 0.01). By dot product and by distance. */
+static void upper_layers_searched_by_a_beam(void **state) {
+    (void)state;
+    const float B[8] = {0, 0, 2, 0, 1, 5, 10, 0};
+    const int32_t links0[4][5] = {{1, 1, 0, 0, 0}, {1, 0, 0, 0, 0}, {1, 3, 0, 0, 0}, {1, 2, 0, 0, 0}};
+    const uint8_t levels[4] = {1, 1, 1, 0};
+    const int32_t upper[10] = {2, 1, 2, /* node 1 */ 1, 0, 0, /* node 2 */ 1, 0, 0, 0};
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "beam.hnsw");
+    cb_hnsw *g = NULL;
+    cb_error err;
+    assert_int_equal(write_graph(path, links0, levels, upper, 10, 1, NULL), CB_OK);
+    assert_int_equal(cb_hnsw_load(&g, path, B, 4, 2, "m", &err), CB_OK);
+    const float by_dot[2] = {1, 0}, by_l2[2] = {10, 0.5f};
+    int32_t got = -1;
+    cb_knn_params p = {.threads = 1, .ef = 4};
+    assert_int_equal(cb_hnsw_search(g, by_dot, 1, 1, CB_KNN_DOT, &p, &got, NULL, &err), CB_OK);
+    assert_int_equal(got, 3);
+    got = -1;
+    assert_int_equal(cb_hnsw_search(g, by_l2, 1, 1, CB_KNN_L2, &p, &got, NULL, &err), CB_OK);
+    assert_int_equal(got, 3);
+    cb_hnsw_free(g);
+    remove(path);
+    rmdir(dir);
+    free(path), free(dir);
+}
+
 static void scalar_dims_and_tiny(void **state) {
     (void)state;
     /* d not a multiple of 8 (scalar kernels); n smaller than ef; n = 1. */
@@ -807,6 +839,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(every_node_reachable),
         cmocka_unit_test(old_and_crafted_files),
         cmocka_unit_test(walk_starts_at_the_query_row),
+        cmocka_unit_test(upper_layers_searched_by_a_beam),
         cmocka_unit_test(equal_rows_grouped),
         cmocka_unit_test(scalar_dims_and_tiny),
         cmocka_unit_test(filtered_search_keeps_recall),
