@@ -30,6 +30,7 @@ typedef struct dists {
 struct cb_hnsw {
     const float *B;
     size_t n, d, m, m0, ef_construction;
+    float alpha2; /* the build's neighbour selection: cb_hnsw_build_params.alpha squared (distances are) */
     int max_level;
     int32_t entry;
     /* Layer 0: node i's links at links0 + i * (m0 + 1): a count, then ids.
@@ -429,16 +430,17 @@ static int cmp_hnode_asc(const void *a, const void *b) {
 }
 
 /* The neighbour-selection heuristic: walk candidates nearest first and keep
- * one only if it is nearer to the base than to every one already kept, so
- * links spread in different directions. c[0..nc) sorted ascending; the kept
- * ones are moved to the front; returns how many (<= limit). */
+ * one only if it is nearer to the base than alpha times its distance to
+ * every one already kept, so links spread in different directions (alpha >
+ * 1 keeps some longer ones too: cb_hnsw_build_params). c[0..nc) sorted
+ * ascending; the kept ones are moved to the front; returns how many (<= limit). */
 static size_t select_neighbors(const cb_hnsw *h, hnode *c, size_t nc, size_t limit) {
     size_t kept = 0;
     for (size_t i = 0; i < nc && kept < limit; i++) {
         const float *v = h->B + (size_t)c[i].id * h->d;
         bool good = true;
         for (size_t r = 0; r < kept && good; r++)
-            if (h->l2.one(v, h->B + (size_t)c[r].id * h->d, h->d) < c[i].key) good = false;
+            if (h->alpha2 * h->l2.one(v, h->B + (size_t)c[r].id * h->d, h->d) < c[i].key) good = false;
         if (good) c[kept++] = c[i];
     }
     return kept;
@@ -748,7 +750,7 @@ static int find_dups(cb_hnsw *h, cb_error *err) {
 static cb_hnsw *hnsw_alloc(const float *B, size_t n, size_t d, size_t m, cb_error *err) {
     cb_hnsw *h = cb_calloc(1, sizeof *h, err);
     if (!h) return NULL;
-    *h = (cb_hnsw){.B = B, .n = n, .d = d, .m = m, .m0 = 2 * m};
+    *h = (cb_hnsw){.B = B, .n = n, .d = d, .m = m, .m0 = 2 * m, .alpha2 = 1.0f};
     pick_dists(h);
     h->up_off = cb_calloc(n, sizeof *h->up_off, err);
     if (!h->up_off) {
@@ -877,10 +879,14 @@ int cb_hnsw_build(cb_hnsw **out, const float *B, size_t n, size_t d, const cb_hn
     size_t efc = p->ef_construction ? p->ef_construction : CB_HNSW_DEFAULT_EF_CONSTRUCTION;
     if (m < 2 || m > 256) return cb_fail(err, CB_EINVAL, "hnsw: M = %zu must be between 2 and 256", m);
     if (efc > 100000) return cb_fail(err, CB_EINVAL, "hnsw: ef_construction = %zu is too large", efc);
+    float alpha = p->alpha ? p->alpha : 1.0f;
+    if (!(alpha >= 1.0f && alpha <= 2.0f))
+        return cb_fail(err, CB_EINVAL, "hnsw: alpha = %g must be between 1 and 2", (double)alpha);
     if (efc < m) efc = m;
     cb_hnsw *h = hnsw_alloc(B, n, d, m, err);
     if (!h) return CB_ENOMEM;
     h->ef_construction = efc;
+    h->alpha2 = alpha * alpha;
     h->own_levels = cb_calloc(n, 1, err);
     h->own_links0 = h->own_levels ? cb_calloc(n, (h->m0 + 1) * sizeof(int32_t), err) : NULL;
     if (!h->own_links0) {

@@ -44,6 +44,9 @@ typedef struct cb_hnsw_build_params {
     size_t ef_construction; /* beam width while inserting; 0 = 200 */
     uint64_t seed;          /* level draws; 0 = a fixed default */
     int threads;            /* inserting threads; 0 = the machine's cores */
+    float alpha;            /* neighbour selection keeps a candidate unless alpha times its distance to a
+                             * link already kept is below its distance to the node: 1..2, 0 = 1 (HNSW's
+                             * heuristic); larger keeps longer links (the recommender's ranking graph) */
 } cb_hnsw_build_params;
 
 #define CB_HNSW_DEFAULT_M 16
