@@ -1133,6 +1133,36 @@ static void threads_beyond_the_cores_noted(void **state) {
 }
 
 
+/* `cbrec index` says the ef_construction the graph was built with: one
+ * below M is raised to M (it said "ef_construction = 1" of a graph built
+ * with 16); beams and link counts out of range are refused by name. */
+static void index_settings_told(void **state) {
+    fixture *f = *state;
+    char *out = NULL, *index = tu_path(f->dir, "settings.hnsw");
+    assert_int_equal(run(&out, "%s index --model %s --out %s --ef-construction 1 --threads 1", cbrec(), f->model, index), 0);
+    assert_non_null(strstr(out, "M = 16, ef_construction = 16 (--ef-construction below --m is raised to it)"));
+    free(out);
+    assert_int_equal(run(&out, "%s index --model %s --out %s --m 4 --ef-construction 10 --threads 1", cbrec(), f->model, index), 0);
+    assert_non_null(strstr(out, "M = 4, ef_construction = 10 ("));
+    free(out);
+    static const char *const bad[] = {"--m 0", "--m 1", "--m -3", "--m x", "--m 257", "--ef-construction 0",
+                                      "--ef-construction -1", "--ef-construction 100001", "--threads -1"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(run(&out, "%s index --model %s --out %s %s", cbrec(), f->model, index, bad[i]), 2);
+        char name[32]; /* the option, without its value */
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(bad[i], " "), bad[i]);
+        if (!strstr(out, name) || !strstr(out, "must be")) fail_msg("cbrec index %s: %s", bad[i], out);
+        free(out);
+    }
+    static const char *const bad_ef[] = {"0", "-1", "abc", "1e3", "1000001"};
+    for (size_t i = 0; i < sizeof bad_ef / sizeof *bad_ef; i++) {
+        assert_int_equal(run(&out, "%s similar --model %s --item 1 --index %s --ef %s", cbrec(), f->model, index, bad_ef[i]), 2);
+        assert_non_null(strstr(out, "--ef must be an integer in 1..1000000"));
+        free(out);
+    }
+    free(index);
+}
+
 /* An index or table written over the model file, its history or a FIFO is
  * refused before the work, and the model and the FIFO stay as they were
  * (the rename had replaced them: a typo lost the trained model; as root,
@@ -1280,6 +1310,7 @@ int main(void) {
         cmocka_unit_test(inspect_movielens_counts), cmocka_unit_test(movielens_acceptance),
         cmocka_unit_test(course_lab_reaches_the_labs_mse), cmocka_unit_test(docs_name_the_options_help_has),
         cmocka_unit_test(threads_beyond_the_cores_noted),
+        cmocka_unit_test(index_settings_told),
         cmocka_unit_test(outputs_never_replace_inputs), cmocka_unit_test(no_output_over_an_input),
         cmocka_unit_test(interrupted_save_recoverable), cmocka_unit_test(stale_default_history_removed),
     };

@@ -44,6 +44,9 @@ typedef struct cb_hnsw_build_params {
     size_t ef_construction; /* beam width while inserting; 0 = 200 */
     uint64_t seed;          /* level draws; 0 = a fixed default */
     int threads;            /* inserting threads; 0 = the machine's cores */
+    float alpha;            /* neighbour selection keeps a candidate unless alpha times its distance to a
+                             * link already kept is below its distance to the node: 1..2, 0 = 1 (HNSW's
+                             * heuristic); larger keeps longer links (the recommender's ranking graph) */
 } cb_hnsw_build_params;
 
 #define CB_HNSW_DEFAULT_M 16
@@ -76,7 +79,8 @@ size_t cb_hnsw_ef_construction(const cb_hnsw *h);
  * padding, exclusions and scores (params->ef sets the beam; tuning fields of
  * the exact path are ignored; n_fallback counts queries answered exactly).
  * A distance query equal to its self_index row (an item's neighbours) starts
- * its walk at that row; the others descend from the entry point. */
+ * its walk at that row; the others descend from the entry point with a beam
+ * of 8 nodes on each layer above 0 (all 8 start the walk on layer 0). */
 int cb_hnsw_search(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_knn_metric metric,
                    const cb_knn_params *params, int32_t *out_idx, float *out_score, cb_error *err);
 
