@@ -352,7 +352,8 @@ static void ranks_with_different_data_stop(void **state) {
 
 /* A training that diverges stops every rank together, and rank 0 saves the
  * last good parameters before the ranks stop (a follower's abort had
- * raced rank 0's save): the model is rewritten, no temporary is left. */
+ * raced rank 0's save): the model is rewritten, no temporary is left, and
+ * no rank aborts the others (each follower stopped the job after the save). */
 static void diverging_ranks_save_first(void **state) {
     (void)state;
     if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
@@ -370,6 +371,8 @@ static void diverging_ranks_save_first(void **state) {
     if (!strstr(out, "wrote the last good parameters")) fail_msg("no divergence:\n%s", out);
     const char *first = strstr(out, "training diverged");
     if (first && strstr(first + 1, "training diverged")) fail_msg("the divergence told more than once:\n%s", out);
+    if (strstr(out, "stopping every rank") || strstr(out, "MPI_ABORT")) /* the followers aborted the job */
+        fail_msg("the ranks were stopped, not told together:\n%s", out);
     free(out);
     assert_int_not_equal(run(NULL, "cmp -s %s/dv/m.cbrec %s/base.cbrec", dir, dir), 0); /* rewritten */
     assert_int_equal(run(&out, "ls %s/dv | grep -c tmp", dir), 1);                        /* grep: no match */
@@ -436,6 +439,21 @@ static void errors_told_once(void **state) {
     if (occurrences(out, "needs at least 2") != 1 || strstr(out, "stopping every rank"))
         fail_msg("precompute's refusal not told once:\n%s", out);
     free(out);
+    /* so is a refusal every rank meets alike inside the shared work: cb_train's
+     * split leaving no training rating, a bad line of a fold every rank reads
+     * (each rank printed it and its abort) */
+    assert_int_equal(run(NULL, "printf 'bad line\\n' > %s/one/u1.base && printf '1\\t1\\t4\\n' > %s/one/u1.test", dir,
+                         dir), 0);
+    const char *inside[][2] = {{"train --data %s/one --model %s/one-x.cbrec --epochs 1 -q --test-frac 0.9",
+                                "no training ratings"},
+                               {"eval --data %s/one --folds u1 --models bias -q%.0s", "u1.base:1: "}};
+    for (size_t i = 0; i < sizeof inside / sizeof inside[0]; i++) {
+        snprintf(cmd, sizeof cmd, inside[i][0], dir, dir);
+        int rc = run(&out, "%s 2 %s %s", MPIRUN, cbrec(), cmd);
+        if (!rc || occurrences(out, inside[i][1]) != 1 || strstr(out, "stopping every rank") || strstr(out, "MPI_ABORT"))
+            fail_msg("cbrec %s: exit %d, not told once, by rank 0 alone:\n%s", cmd, rc, out);
+        free(out);
+    }
     /* so are a bad --users file, index, exclude list or block file (each rank
      * printed its copy and its abort) */
     assert_int_equal(run(NULL, "printf '1\\nnobody\\n' > %s/one/users.txt", dir), 0);

@@ -173,6 +173,14 @@ int cli_mpi_agree(cli_mpi *mp, const char *cmd, const char *what, const void *by
  * with the same message, else by each rank that failed. Every rank must
  * call it; one process: prints err when rc != 0. */
 int cli_mpi_told(cli_mpi *mp, const char *cmd, int rc, const cb_error *err);
+/* After a step that may fail on every rank alike or on one alone (training,
+ * an evaluation: rc, err its outcome, called only when it returns): -1
+ * when rc is 0, else CLI_ERROR. The ranks that fail wait a few seconds for
+ * one another (on a communicator of their own, so a rank waiting in a call
+ * of the work is not met): when every rank failed, the error is told as
+ * cli_mpi_told tells it and none is stopped; else this rank tells its own,
+ * and cli_mpi_end stops the others. */
+int cli_mpi_failed(cli_mpi *mp, const char *cmd, int rc, const cb_error *err);
 /* The same for the model every rank loaded (cb_recommender_describe). */
 int cli_mpi_agree_model(cli_mpi *mp, const char *cmd, const cb_recommender *rec);
 /* Every rank waits here (nothing under one process). */

@@ -400,7 +400,7 @@ int cmd_eval(int argc, char **argv) {
     json_t *root = rc || mp.rank || status >= 0 ? NULL : json_loads(report, 0, &je);
     if (!rc && o.json_out && !mp.rank && status < 0) rc = write_file(o.json_out, report, &err);
     if (status >= 0) ;
-    else if (rc) status = cli_error(cmd, &err);
+    else if (rc) status = cli_mpi_failed(&mp, cmd, rc, &err); /* every rank alike (a bad fold's line): told once */
     else if (mp.rank) status = CLI_OK;
     else if (o.json) puts(report), status = CLI_OK;
     else {
