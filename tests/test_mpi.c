@@ -7,7 +7,7 @@
  * recommend, precompute and eval's folds under mpirun write what one process
  * writes (byte for byte; eval's timings aside);
  * ranks given different data stop with an error naming the rank instead of
- * training apart; a cbrec built without MPI says so under mpirun. Skipped,
+ * training apart; a cbrec built without MPI says so under mpirun, once. Skipped,
  * saying why, when mpirun is not installed. */
 #include "cliutil.h"
 #include "rec/recommender_internal.h"
@@ -501,6 +501,32 @@ static void errors_told_once(void **state) {
     }
 }
 
+/* A cbrec built without MPI (make builds one for this test, BUILD/cbrec-nompi)
+ * under mpirun says once that it cannot share the work, and every rank
+ * exits non-zero (each rank printed it); alone it trains. Its ranks are
+ * also run by hand, as mpirun's environment names them, so this runs
+ * without mpirun too. */
+static void built_without_mpi_says_so_once(void **state) {
+    (void)state;
+    const char *build = getenv("BUILD");
+    char bin[4096], args[8192];
+    snprintf(bin, sizeof bin, "%s/cbrec-nompi", build && *build ? build : "build");
+    if (access(bin, X_OK)) TU_SKIP("no cbrec built without MPI here (make build/cbrec-nompi builds it)");
+    snprintf(args, sizeof args, "train --data %s/data --model %s/nompi.cbrec --epochs 1 --neighbours 0 -q", dir, dir);
+    char *out = NULL;
+    for (int rank = 0; rank < 2; rank++) {
+        assert_int_not_equal(run(&out, "OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=%d %s %s", rank, bin, args), 0);
+        if (occurrences(out, "built without MPI") != (rank == 0)) fail_msg("rank %d of 2 printed:\n%s", rank, out);
+        free(out);
+    }
+    if (have_mpirun()) {
+        assert_int_not_equal(run(&out, "%s 2 %s %s", MPIRUN, bin, args), 0);
+        if (occurrences(out, "built without MPI") != 1) fail_msg("not told once under mpirun -np 2:\n%s", out);
+        free(out);
+    }
+    assert_int_equal(run(NULL, "test ! -e %s/nompi.cbrec && %s %s && test -s %s/nompi.cbrec", dir, bin, args, dir), 0);
+}
+
 /* Commands that do not share their work (predict, similar, synth, ...) run
  * on rank 0 alone under mpirun: what they print is printed once and what
  * they write is written by one process (every rank ran the whole command,
@@ -544,6 +570,7 @@ int main(void) {
         cmocka_unit_test(batch_out_disk_full_named),
         cmocka_unit_test(errors_told_once),
         cmocka_unit_test(other_commands_on_rank_0_alone),
+        cmocka_unit_test(built_without_mpi_says_so_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

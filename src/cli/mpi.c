@@ -90,12 +90,14 @@ static bool g_shared;   /* its command shares its work across the ranks (or is u
 
 void cli_mpi_args(int argc, char **argv, bool shared) { g_argc = argc, g_argv = argv, g_shared = shared; }
 
+#ifdef CBREC_MPI
 /* FNV-1a over n bytes, from h. */
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     const unsigned char *b = p;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001B3ULL;
     return h;
 }
+#endif
 
 int cli_mpi_agree(cli_mpi *mp, const char *cmd, const char *what, const void *bytes, size_t n) {
     if (mp->size <= 1) return -1;
@@ -122,12 +124,12 @@ int cli_mpi_agree(cli_mpi *mp, const char *cmd, const char *what, const void *by
 #endif
 }
 
+#ifdef CBREC_MPI
 /* How a rank's step went, for cli_mpi_told: failed, and the hash of its error. */
 typedef struct told_state {
     uint64_t failed, message;
 } told_state;
 
-#ifdef CBREC_MPI
 /* cli_mpi_failed's own communicator (a copy of the world's): its calls never
  * match a call of the work's that other ranks wait in. */
 static MPI_Comm g_failed = MPI_COMM_NULL;
@@ -310,6 +312,7 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
     if (launched <= 1) return -1;
 #ifndef CBREC_MPI
     (void)cfg;
+    if (cli_mpi_launched_rank() > 0) return CLI_ERROR; /* rank 0 tells it (each rank printed it) */
     return cli_fail(CLI_ERROR, cmd,
                     "started by mpirun as one of %d processes, but this cbrec was built without MPI: each would "
                     "do all the work alone. Install libopenmpi-dev (scripts/install-deps.sh) and rebuild (make finds "
