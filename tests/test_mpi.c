@@ -381,7 +381,9 @@ static void diverging_ranks_save_first(void **state) {
 
 /* A batch's lines onto a full disk under mpirun (a file-size limit on the
  * ranks, not on mpirun): the error names the file and the reason (it said
- * "writing the lines failed" alone), and no file is left. */
+ * "writing the lines failed" alone), and no file is left; every rank stops
+ * with rank 0, none aborting the job (rank 0 did, after the others had
+ * finished). The same for precompute's table. */
 static void batch_out_disk_full_named(void **state) {
     (void)state;
     if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
@@ -396,8 +398,17 @@ static void batch_out_disk_full_named(void **state) {
     }
     assert_int_not_equal(rc, 0);
     if (!strstr(out, "full.jsonl: writing the lines failed: File too large")) fail_msg("no file or reason:\n%s", out);
+    if (strstr(out, "stopping every rank") || strstr(out, "MPI_ABORT")) fail_msg("rank 0 aborted the job:\n%s", out);
     free(out);
     assert_int_not_equal(run(NULL, "ls %s | grep -q full.jsonl", dir), 0);
+    /* the same for precompute's table */
+    rc = run(&out, "%s 2 sh -c \"trap '' XFSZ; ulimit -f 4; exec %s precompute --model %s/full.cbrec -k 50 --out "
+                   "%s/full.table\"", MPIRUN, cbrec(), dir, dir);
+    assert_int_not_equal(rc, 0);
+    if (!strstr(out, "full.table: write failed: File too large")) fail_msg("no file or reason:\n%s", out);
+    if (strstr(out, "stopping every rank") || strstr(out, "MPI_ABORT")) fail_msg("rank 0 aborted the job:\n%s", out);
+    free(out);
+    assert_int_not_equal(run(NULL, "ls %s | grep -q full.table", dir), 0);
 }
 
 /* How many times `needle` occurs in `hay`. */

@@ -181,6 +181,12 @@ int cli_mpi_told(cli_mpi *mp, const char *cmd, int rc, const cb_error *err);
  * cli_mpi_told tells it and none is stopped; else this rank tells its own,
  * and cli_mpi_end stops the others. */
 int cli_mpi_failed(cli_mpi *mp, const char *cmd, int rc, const cb_error *err);
+/* After a step every rank passed together (a gather), failed this rank's
+ * outcome since (rank 0's write of what it gathered), told by it: -1 when
+ * no rank failed, else CLI_ERROR on every rank, which stop together
+ * (cli_mpi_end stops none: rank 0's failed write had aborted the job). Every
+ * rank that passed the step must call it; one process: CLI_ERROR if failed. */
+int cli_mpi_settle(cli_mpi *mp, bool failed);
 /* The same for the model every rank loaded (cb_recommender_describe). */
 int cli_mpi_agree_model(cli_mpi *mp, const char *cmd, const cb_recommender *rec);
 /* Every rank waits here (nothing under one process). */

@@ -187,6 +187,18 @@ int cli_mpi_failed(cli_mpi *mp, const char *cmd, int rc, const cb_error *err) {
     return cli_error(cmd, err); /* alone (or one process): cli_mpi_end stops the others */
 }
 
+int cli_mpi_settle(cli_mpi *mp, bool failed) {
+    if (mp->size <= 1 || mp->settled) return failed ? CLI_ERROR : -1;
+#ifdef CBREC_MPI
+    int mine = failed, any = mine;
+    if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) any = mine;
+    else if (any) mp->settled = true; /* every rank is here and stops: no rank waits in a collective */
+    return any ? CLI_ERROR : -1;
+#else
+    return failed ? CLI_ERROR : -1;
+#endif
+}
+
 int cli_mpi_agree_model(cli_mpi *mp, const char *cmd, const cb_recommender *rec) {
     if (mp->size <= 1) return -1;
     char *json = NULL;
