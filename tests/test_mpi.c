@@ -383,7 +383,7 @@ static void diverging_ranks_save_first(void **state) {
  * ranks, not on mpirun): the error names the file and the reason (it said
  * "writing the lines failed" alone), and no file is left; every rank stops
  * with rank 0, none aborting the job (rank 0 did, after the others had
- * finished). The same for precompute's table. */
+ * finished). The same for precompute's table and eval's --json-out. */
 static void batch_out_disk_full_named(void **state) {
     (void)state;
     if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
@@ -409,6 +409,14 @@ static void batch_out_disk_full_named(void **state) {
     if (strstr(out, "stopping every rank") || strstr(out, "MPI_ABORT")) fail_msg("rank 0 aborted the job:\n%s", out);
     free(out);
     assert_int_not_equal(run(NULL, "ls %s | grep -q full.table", dir), 0);
+    /* and eval's --json-out (the reason was missing: "write error" alone) */
+    rc = run(&out, "%s 2 sh -c \"trap '' XFSZ; ulimit -f 4; exec %s eval --data %s/data --models bias,popularity -q "
+                   "--json-out %s/full.json\"", MPIRUN, cbrec(), dir, dir);
+    assert_int_not_equal(rc, 0);
+    if (!strstr(out, "full.json: write error: File too large")) fail_msg("no file or reason:\n%s", out);
+    if (strstr(out, "stopping every rank") || strstr(out, "MPI_ABORT")) fail_msg("rank 0 aborted the job:\n%s", out);
+    free(out);
+    assert_int_not_equal(run(NULL, "ls %s | grep -q full.json", dir), 0);
 }
 
 /* How many times `needle` occurs in `hay`. */
