@@ -504,8 +504,11 @@ static void errors_told_once(void **state) {
          "%s/r0/u.cbrec -q --bogus", "unknown option '--bogus'"},
         {"%s 2 %s traim --data %s/data --model %s/r0/u.cbrec%.0s%.0s%.0s", "unknown command 'traim'"},
         {"%s 1 %s train --data %s/data --model %s/r0/u.cbrec -q : -np 1 %s train --data %s/data --model "
-         "%s/r0/u.cbrec -q --epochs 2", "differs from rank 0's"}};
-    for (size_t i = 0; i < 3; i++) {
+         "%s/r0/u.cbrec -q --epochs 2", "differs from rank 0's"},
+        /* --help on one rank alone: rank 1 hung in MPI_Init (rank 0 printed and left) */
+        {"timeout 60 env %s 1 %s train --help%.0s%.0s : -np 1 %s train --data %s/data --model %s/r0/u.cbrec -q",
+         "differs from rank 0's"}};
+    for (size_t i = 0; i < sizeof mpmd / sizeof mpmd[0]; i++) {
         assert_int_not_equal(run(&out, mpmd[i][0], MPIRUN, cbrec(), dir, dir, cbrec(), dir, dir), 0);
         if (occurrences(out, mpmd[i][1]) != 1 || strstr(out, "failed; stopping every rank") || strstr(out, "MPI_ABORT"))
             fail_msg("not told once, by rank 0 alone:\n%s", out);
@@ -560,6 +563,15 @@ static void other_commands_on_rank_0_alone(void **state) {
     if (occurrences(out, "wrote") > 1) fail_msg("synth told twice:\n%s", out);
     free(out);
     assert_int_equal(run(NULL, "test -s %s/alone-data/ratings.csv", dir), 0);
+    /* so are --help and --version, of a command the ranks share too (each rank printed them) */
+    const char *help[][2] = {{"train --help", "usage: cbrec train"}, {"eval -h", "usage: cbrec eval"},
+                             {"recommend --help", "usage: cbrec recommend"}, {"--help", "usage: cbrec <command>"},
+                             {"--version", "cbrec 0."}, {"predict --help", "usage: cbrec predict"}};
+    for (size_t i = 0; i < sizeof help / sizeof help[0]; i++) {
+        assert_int_equal(run(&out, "timeout 60 env %s 2 %s %s", MPIRUN, cbrec(), help[i][0]), 0);
+        if (occurrences(out, help[i][1]) != 1) fail_msg("cbrec %s not printed once:\n%s", help[i][0], out);
+        free(out);
+    }
     /* an option error is told by rank 0, once, with a non-zero exit */
     assert_int_not_equal(run(&out, "%s 2 %s predict --model %s/alone.cbrec --user 1", MPIRUN, cbrec(), dir), 0);
     if (occurrences(out, "usage: cbrec predict") != 1) fail_msg("usage error not told once:\n%s", out);

@@ -160,6 +160,12 @@ int cli_mpi_launched_rank(void);
  * error of another command line (an MPMD `mpirun -np 1 A : -np 1 B`) marked
  * "(rank N's command line)". Elsewhere rank 0 alone prints. */
 int cli_mpi_usage(const char *head, const char *rest);
+/* --help (or a bare --version) of command cmd: -1 when this process prints it,
+ * else its exit status. Under mpirun rank 0 alone prints (each rank printed
+ * it); in a command the ranks share, every rank first starts MPI as
+ * cli_mpi_begin does, so a rank whose command line is not --help (an MPMD
+ * `mpirun -np 1 A --help : -np 1 A`, which hung in MPI_Init) stops, told. */
+int cli_mpi_help(const char *cmd);
 /* The command line cli_mpi_begin checks every rank shares (main sets it),
  * and whether its command shares its work across the ranks. */
 void cli_mpi_args(int argc, char **argv, bool shared);

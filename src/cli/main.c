@@ -188,12 +188,14 @@ int main(int argc, char **argv) {
         return CLI_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        usage(stdout);
-        return CLI_OK;
+        int st = cli_mpi_help("cbrec"); /* under mpirun rank 0 prints it */
+        if (st < 0) usage(stdout);
+        return st < 0 ? CLI_OK : st;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("cbrec %s\n", cb_version());
-        return CLI_OK;
+        int st = cli_mpi_help("cbrec");
+        if (st < 0) printf("cbrec %s\n", cb_version());
+        return st < 0 ? CLI_OK : st;
     }
     if (!cmd) return unknown_command(argv[1]);
     return !cmd->shared && cli_mpi_launched_rank() > 0 ? CLI_OK : cmd->run(argc - 1, argv + 1);
