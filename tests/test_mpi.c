@@ -507,7 +507,12 @@ static void errors_told_once(void **state) {
          "%s/r0/u.cbrec -q --epochs 2", "differs from rank 0's"},
         /* --help on one rank alone: rank 1 hung in MPI_Init (rank 0 printed and left) */
         {"timeout 60 env %s 1 %s train --help%.0s%.0s : -np 1 %s train --data %s/data --model %s/r0/u.cbrec -q",
-         "differs from rank 0's"}};
+         "differs from rank 0's"},
+        /* a command rank 0 runs alone beside one the ranks share, in either order (the sharing rank hung in MPI_Init) */
+        {"timeout 60 env %s 1 %s predict --model %s/r0/u.cbrec --user 1 --item 1%.0s : -np 1 %s train --data %s/data "
+         "--model %s/r0/u.cbrec -q", "differs from rank 0's"},
+        {"timeout 60 env %s 1 %s train --data %s/data --model %s/r0/u.cbrec -q : -np 1 %s similar --model "
+         "%s/r0/u.cbrec --item 1%.0s", "differs from rank 0's"}};
     for (size_t i = 0; i < sizeof mpmd / sizeof mpmd[0]; i++) {
         assert_int_not_equal(run(&out, mpmd[i][0], MPIRUN, cbrec(), dir, dir, cbrec(), dir, dir), 0);
         if (occurrences(out, mpmd[i][1]) != 1 || strstr(out, "failed; stopping every rank") || strstr(out, "MPI_ABORT"))

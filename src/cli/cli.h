@@ -160,11 +160,15 @@ int cli_mpi_launched_rank(void);
  * error of another command line (an MPMD `mpirun -np 1 A : -np 1 B`) marked
  * "(rank N's command line)". Elsewhere rank 0 alone prints. */
 int cli_mpi_usage(const char *head, const char *rest);
-/* --help (or a bare --version) of command cmd: -1 when this process prints it,
- * else its exit status. Under mpirun rank 0 alone prints (each rank printed
- * it); in a command the ranks share, every rank first starts MPI as
- * cli_mpi_begin does, so a rank whose command line is not --help (an MPMD
- * `mpirun -np 1 A --help : -np 1 A`, which hung in MPI_Init) stops, told. */
+/* A command rank 0 runs alone (predict, similar, serve, ...; --help and
+ * --version): -1 when this process runs it, else its exit status. Under
+ * mpirun the ranks first meet as cli_mpi_begin has them meet, so a rank
+ * whose command line differs (an MPMD `mpirun -np 1 A : -np 1 B`, where B
+ * shares its work and hung in MPI_Init) stops, told; then the others leave. */
+int cli_mpi_alone(const char *cmd);
+/* --help of command cmd: -1 when this process prints it, else its exit
+ * status: in a command the ranks share, cli_mpi_alone; in one rank 0 runs
+ * alone (main met the ranks), rank 0 prints. */
 int cli_mpi_help(const char *cmd);
 /* The command line cli_mpi_begin checks every rank shares (main sets it),
  * and whether its command shares its work across the ranks. */

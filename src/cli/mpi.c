@@ -317,19 +317,21 @@ int cli_mpi_usage(const char *head, const char *rest) {
     return CLI_USAGE;
 }
 
-int cli_mpi_help(const char *cmd) {
+int cli_mpi_alone(const char *cmd) {
     if (launched_size() <= 1) return -1;
-    int status = CLI_OK;
 #ifdef CBREC_MPI
-    if (g_shared) { /* the other ranks start MPI to share the work: they must learn that this one will not */
-        cli_mpi mp;
-        int begun = cli_mpi_begin(&mp, cmd, NULL); /* a command line that differs (not --help) is told here */
-        status = cli_mpi_end(&mp, cmd, begun < 0 ? CLI_OK : begun);
-    }
+    cli_mpi mp; /* the ranks meet as a command that shares its work does: a command line that differs is told */
+    int begun = cli_mpi_begin(&mp, cmd, NULL), status = cli_mpi_end(&mp, cmd, begun < 0 ? CLI_OK : begun);
+    if (status) return status;
 #else
     (void)cmd;
 #endif
-    return status ? status : cli_mpi_launched_rank() == 0 ? -1 : CLI_OK;
+    return cli_mpi_launched_rank() == 0 ? -1 : CLI_OK;
+}
+
+int cli_mpi_help(const char *cmd) {
+    if (g_shared) return cli_mpi_alone(cmd);
+    return cli_mpi_launched_rank() == 0 ? -1 : CLI_OK; /* a command rank 0 runs alone: the ranks met in main */
 }
 
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
