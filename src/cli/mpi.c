@@ -183,6 +183,8 @@ int cli_mpi_failed(cli_mpi *mp, const char *cmd, int rc, const cb_error *err) {
         }
     }
     if (done) return told_over(mp, g_failed, cmd, rc, err); /* every rank failed: told once when alike */
+#else
+    (void)mp;
 #endif
     return cli_error(cmd, err); /* alone (or one process): cli_mpi_end stops the others */
 }
