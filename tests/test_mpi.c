@@ -7,7 +7,7 @@
  * recommend, precompute and eval's folds under mpirun write what one process
  * writes (byte for byte; eval's timings aside);
  * ranks given different data stop with an error naming the rank instead of
- * training apart; a cbrec built without MPI says so under mpirun. Skipped,
+ * training apart; a cbrec built without MPI says so under mpirun, once. Skipped,
  * saying why, when mpirun is not installed. */
 #include "cliutil.h"
 #include "rec/recommender_internal.h"
@@ -352,7 +352,8 @@ static void ranks_with_different_data_stop(void **state) {
 
 /* A training that diverges stops every rank together, and rank 0 saves the
  * last good parameters before the ranks stop (a follower's abort had
- * raced rank 0's save): the model is rewritten, no temporary is left. */
+ * raced rank 0's save): the model is rewritten, no temporary is left, and
+ * no rank aborts the others (each follower stopped the job after the save). */
 static void diverging_ranks_save_first(void **state) {
     (void)state;
     if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
@@ -370,6 +371,8 @@ static void diverging_ranks_save_first(void **state) {
     if (!strstr(out, "wrote the last good parameters")) fail_msg("no divergence:\n%s", out);
     const char *first = strstr(out, "training diverged");
     if (first && strstr(first + 1, "training diverged")) fail_msg("the divergence told more than once:\n%s", out);
+    if (strstr(out, "stopping every rank") || strstr(out, "MPI_ABORT")) /* the followers aborted the job */
+        fail_msg("the ranks were stopped, not told together:\n%s", out);
     free(out);
     assert_int_not_equal(run(NULL, "cmp -s %s/dv/m.cbrec %s/base.cbrec", dir, dir), 0); /* rewritten */
     assert_int_equal(run(&out, "ls %s/dv | grep -c tmp", dir), 1);                        /* grep: no match */
@@ -378,23 +381,35 @@ static void diverging_ranks_save_first(void **state) {
 
 /* A batch's lines onto a full disk under mpirun (a file-size limit on the
  * ranks, not on mpirun): the error names the file and the reason (it said
- * "writing the lines failed" alone), and no file is left. */
+ * "writing the lines failed" alone), and no file is left; every rank stops
+ * with rank 0, none aborting the job (rank 0 did, after the others had
+ * finished). The same for precompute's table and eval's --json-out. */
 static void batch_out_disk_full_named(void **state) {
     (void)state;
     if (!have_mpirun()) TU_SKIP("mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)");
-    char *out = NULL;
     assert_int_equal(run(NULL, "%s train --data %s/data --model %s/full.cbrec --epochs 1 --neighbours 0 -q", cbrec(), dir,
                          dir), 0);
-    int rc = run(&out, "%s 2 sh -c \"trap '' XFSZ; ulimit -f 4; exec %s recommend --model %s/full.cbrec --users all "
-                       "-n 50 --out %s/full.jsonl\"", MPIRUN, cbrec(), dir, dir);
-    if (strstr(out, "built without MPI")) {
+    /* the command (model or data folder, then the output), the output's name, the error */
+    const char *cases[][3] = {
+        {"recommend --model %s/full.cbrec --users all -n 50 --out %s/full.jsonl", "full.jsonl",
+         "full.jsonl: writing the lines failed: File too large"},
+        {"precompute --model %s/full.cbrec -k 50 --out %s/full.table", "full.table",
+         "full.table: write failed: File too large"},
+        {"eval --data %s/data --models bias,popularity -q --json-out %s/full.json", "full.json", /* "write error" alone */
+         "full.json: write error: File too large"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = NULL, cmd[8192];
+        snprintf(cmd, sizeof cmd, cases[i][0], dir, dir);
+        int rc = run(&out, "%s 2 sh -c \"trap '' XFSZ; ulimit -f 4; exec %s %s\"", MPIRUN, cbrec(), cmd);
+        if (strstr(out, "built without MPI")) {
+            free(out);
+            TU_SKIP("this cbrec was built without MPI");
+        }
+        if (!rc || !strstr(out, cases[i][2])) fail_msg("cbrec %s: exit %d, no file or reason:\n%s", cmd, rc, out);
+        if (strstr(out, "stopping every rank") || strstr(out, "MPI_ABORT")) fail_msg("rank 0 aborted the job:\n%s", out);
         free(out);
-        TU_SKIP("this cbrec was built without MPI");
+        assert_int_not_equal(run(NULL, "ls %s | grep -q %s", dir, cases[i][1]), 0);
     }
-    assert_int_not_equal(rc, 0);
-    if (!strstr(out, "full.jsonl: writing the lines failed: File too large")) fail_msg("no file or reason:\n%s", out);
-    free(out);
-    assert_int_not_equal(run(NULL, "ls %s | grep -q full.jsonl", dir), 0);
 }
 
 /* How many times `needle` occurs in `hay`. */
@@ -436,6 +451,21 @@ static void errors_told_once(void **state) {
     if (occurrences(out, "needs at least 2") != 1 || strstr(out, "stopping every rank"))
         fail_msg("precompute's refusal not told once:\n%s", out);
     free(out);
+    /* so is a refusal every rank meets alike inside the shared work: cb_train's
+     * split leaving no training rating, a bad line of a fold every rank reads
+     * (each rank printed it and its abort) */
+    assert_int_equal(run(NULL, "printf 'bad line\\n' > %s/one/u1.base && printf '1\\t1\\t4\\n' > %s/one/u1.test", dir,
+                         dir), 0);
+    const char *inside[][2] = {{"train --data %s/one --model %s/one-x.cbrec --epochs 1 -q --test-frac 0.9",
+                                "no training ratings"},
+                               {"eval --data %s/one --folds u1 --models bias -q%.0s", "u1.base:1: "}};
+    for (size_t i = 0; i < sizeof inside / sizeof inside[0]; i++) {
+        snprintf(cmd, sizeof cmd, inside[i][0], dir, dir);
+        int rc = run(&out, "%s 2 %s %s", MPIRUN, cbrec(), cmd);
+        if (!rc || occurrences(out, inside[i][1]) != 1 || strstr(out, "stopping every rank") || strstr(out, "MPI_ABORT"))
+            fail_msg("cbrec %s: exit %d, not told once, by rank 0 alone:\n%s", cmd, rc, out);
+        free(out);
+    }
     /* so are a bad --users file, index, exclude list or block file (each rank
      * printed its copy and its abort) */
     assert_int_equal(run(NULL, "printf '1\\nnobody\\n' > %s/one/users.txt", dir), 0);
@@ -474,13 +504,47 @@ static void errors_told_once(void **state) {
          "%s/r0/u.cbrec -q --bogus", "unknown option '--bogus'"},
         {"%s 2 %s traim --data %s/data --model %s/r0/u.cbrec%.0s%.0s%.0s", "unknown command 'traim'"},
         {"%s 1 %s train --data %s/data --model %s/r0/u.cbrec -q : -np 1 %s train --data %s/data --model "
-         "%s/r0/u.cbrec -q --epochs 2", "differs from rank 0's"}};
-    for (size_t i = 0; i < 3; i++) {
+         "%s/r0/u.cbrec -q --epochs 2", "differs from rank 0's"},
+        /* --help on one rank alone: rank 1 hung in MPI_Init (rank 0 printed and left) */
+        {"timeout 60 env %s 1 %s train --help%.0s%.0s : -np 1 %s train --data %s/data --model %s/r0/u.cbrec -q",
+         "differs from rank 0's"},
+        /* a command rank 0 runs alone beside one the ranks share, in either order (the sharing rank hung in MPI_Init) */
+        {"timeout 60 env %s 1 %s predict --model %s/r0/u.cbrec --user 1 --item 1%.0s : -np 1 %s train --data %s/data "
+         "--model %s/r0/u.cbrec -q", "differs from rank 0's"},
+        {"timeout 60 env %s 1 %s train --data %s/data --model %s/r0/u.cbrec -q : -np 1 %s similar --model "
+         "%s/r0/u.cbrec --item 1%.0s", "differs from rank 0's"}};
+    for (size_t i = 0; i < sizeof mpmd / sizeof mpmd[0]; i++) {
         assert_int_not_equal(run(&out, mpmd[i][0], MPIRUN, cbrec(), dir, dir, cbrec(), dir, dir), 0);
         if (occurrences(out, mpmd[i][1]) != 1 || strstr(out, "failed; stopping every rank") || strstr(out, "MPI_ABORT"))
             fail_msg("not told once, by rank 0 alone:\n%s", out);
         free(out);
     }
+}
+
+/* A cbrec built without MPI (make builds one for this test, BUILD/cbrec-nompi)
+ * under mpirun says once that it cannot share the work, and every rank
+ * exits non-zero (each rank printed it); alone it trains. Its ranks are
+ * also run by hand, as mpirun's environment names them, so this runs
+ * without mpirun too. */
+static void built_without_mpi_says_so_once(void **state) {
+    (void)state;
+    const char *build = getenv("BUILD");
+    char bin[4096], args[8192];
+    snprintf(bin, sizeof bin, "%s/cbrec-nompi", build && *build ? build : "build");
+    if (access(bin, X_OK)) TU_SKIP("no cbrec built without MPI here (make build/cbrec-nompi builds it)");
+    snprintf(args, sizeof args, "train --data %s/data --model %s/nompi.cbrec --epochs 1 --neighbours 0 -q", dir, dir);
+    char *out = NULL;
+    for (int rank = 0; rank < 2; rank++) {
+        assert_int_not_equal(run(&out, "OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=%d %s %s", rank, bin, args), 0);
+        if (occurrences(out, "built without MPI") != (rank == 0)) fail_msg("rank %d of 2 printed:\n%s", rank, out);
+        free(out);
+    }
+    if (have_mpirun()) {
+        assert_int_not_equal(run(&out, "%s 2 %s %s", MPIRUN, bin, args), 0);
+        if (occurrences(out, "built without MPI") != 1) fail_msg("not told once under mpirun -np 2:\n%s", out);
+        free(out);
+    }
+    assert_int_equal(run(NULL, "test ! -e %s/nompi.cbrec && %s %s && test -s %s/nompi.cbrec", dir, bin, args, dir), 0);
 }
 
 /* Commands that do not share their work (predict, similar, synth, ...) run
@@ -504,6 +568,15 @@ static void other_commands_on_rank_0_alone(void **state) {
     if (occurrences(out, "wrote") > 1) fail_msg("synth told twice:\n%s", out);
     free(out);
     assert_int_equal(run(NULL, "test -s %s/alone-data/ratings.csv", dir), 0);
+    /* so are --help and --version, of a command the ranks share too (each rank printed them) */
+    const char *help[][2] = {{"train --help", "usage: cbrec train"}, {"eval -h", "usage: cbrec eval"},
+                             {"recommend --help", "usage: cbrec recommend"}, {"--help", "usage: cbrec <command>"},
+                             {"--version", "cbrec 0."}, {"predict --help", "usage: cbrec predict"}};
+    for (size_t i = 0; i < sizeof help / sizeof help[0]; i++) {
+        assert_int_equal(run(&out, "timeout 60 env %s 2 %s %s", MPIRUN, cbrec(), help[i][0]), 0);
+        if (occurrences(out, help[i][1]) != 1) fail_msg("cbrec %s not printed once:\n%s", help[i][0], out);
+        free(out);
+    }
     /* an option error is told by rank 0, once, with a non-zero exit */
     assert_int_not_equal(run(&out, "%s 2 %s predict --model %s/alone.cbrec --user 1", MPIRUN, cbrec(), dir), 0);
     if (occurrences(out, "usage: cbrec predict") != 1) fail_msg("usage error not told once:\n%s", out);
@@ -526,6 +599,7 @@ int main(void) {
         cmocka_unit_test(batch_out_disk_full_named),
         cmocka_unit_test(errors_told_once),
         cmocka_unit_test(other_commands_on_rank_0_alone),
+        cmocka_unit_test(built_without_mpi_says_so_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

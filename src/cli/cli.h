@@ -160,6 +160,16 @@ int cli_mpi_launched_rank(void);
  * error of another command line (an MPMD `mpirun -np 1 A : -np 1 B`) marked
  * "(rank N's command line)". Elsewhere rank 0 alone prints. */
 int cli_mpi_usage(const char *head, const char *rest);
+/* A command rank 0 runs alone (predict, similar, serve, ...; --help and
+ * --version): -1 when this process runs it, else its exit status. Under
+ * mpirun the ranks first meet as cli_mpi_begin has them meet, so a rank
+ * whose command line differs (an MPMD `mpirun -np 1 A : -np 1 B`, where B
+ * shares its work and hung in MPI_Init) stops, told; then the others leave. */
+int cli_mpi_alone(const char *cmd);
+/* --help of command cmd: -1 when this process prints it, else its exit
+ * status: in a command the ranks share, cli_mpi_alone; in one rank 0 runs
+ * alone (main met the ranks), rank 0 prints. */
+int cli_mpi_help(const char *cmd);
 /* The command line cli_mpi_begin checks every rank shares (main sets it),
  * and whether its command shares its work across the ranks. */
 void cli_mpi_args(int argc, char **argv, bool shared);
@@ -173,6 +183,20 @@ int cli_mpi_agree(cli_mpi *mp, const char *cmd, const char *what, const void *by
  * with the same message, else by each rank that failed. Every rank must
  * call it; one process: prints err when rc != 0. */
 int cli_mpi_told(cli_mpi *mp, const char *cmd, int rc, const cb_error *err);
+/* After a step that may fail on every rank alike or on one alone (training,
+ * an evaluation: rc, err its outcome, called only when it returns): -1
+ * when rc is 0, else CLI_ERROR. The ranks that fail wait a few seconds for
+ * one another (on a communicator of their own, so a rank waiting in a call
+ * of the work is not met): when every rank failed, the error is told as
+ * cli_mpi_told tells it and none is stopped; else this rank tells its own,
+ * and cli_mpi_end stops the others. */
+int cli_mpi_failed(cli_mpi *mp, const char *cmd, int rc, const cb_error *err);
+/* After a step every rank passed together (a gather), failed this rank's
+ * outcome since (rank 0's write of what it gathered), told by it: -1 when
+ * no rank failed, else CLI_ERROR on every rank, which stop together
+ * (cli_mpi_end stops none: rank 0's failed write had aborted the job). Every
+ * rank that passed the step must call it; one process: CLI_ERROR if failed. */
+int cli_mpi_settle(cli_mpi *mp, bool failed);
 /* The same for the model every rank loaded (cb_recommender_describe). */
 int cli_mpi_agree_model(cli_mpi *mp, const char *cmd, const cb_recommender *rec);
 /* Every rank waits here (nothing under one process). */

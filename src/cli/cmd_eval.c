@@ -134,9 +134,10 @@ static int write_file(const char *path, const char *text, cb_error *err) {
     int rc = cb_output_open(&o, path, err);
     if (rc) return rc;
     if (fputs(text, cb_output_file(o)) < 0 || fputc('\n', cb_output_file(o)) == EOF) {
+        int errnum = errno; /* the failed write's (a full disk): the abort's calls may change it */
         cb_output_abort(o);
         err->code = CB_EIO;
-        snprintf(err->msg, sizeof err->msg, "%s: write error", path);
+        snprintf(err->msg, sizeof err->msg, "%.400s: write error: %.80s", path, strerror(errnum));
         return CB_EIO;
     }
     return cb_output_commit(o, err);
@@ -396,17 +397,21 @@ int cmd_eval(int argc, char **argv) {
     if (status < 0) status = cli_mpi_told(&mp, cmd, rc, &err); /* the same data on every rank: told once */
     if (status < 0) status = cli_mpi_told(&mp, cmd, folds_readable(&o, &err), &err);
     if (!rc && status < 0) rc = cb_evaluate(ds, o.eval, o.train, on_progress, &pg, &report, &err);
+    bool together = !rc && status < 0; /* every rank passed the evaluation's gathers: rank 0's write is settled with all */
     json_error_t je;
     json_t *root = rc || mp.rank || status >= 0 ? NULL : json_loads(report, 0, &je);
     if (!rc && o.json_out && !mp.rank && status < 0) rc = write_file(o.json_out, report, &err);
     if (status >= 0) ;
-    else if (rc) status = cli_error(cmd, &err);
+    else if (rc && together) status = cli_error(cmd, &err); /* rank 0's --json-out */
+    else if (rc) status = cli_mpi_failed(&mp, cmd, rc, &err); /* every rank alike (a bad fold's line): told once */
     else if (mp.rank) status = CLI_OK;
     else if (o.json) puts(report), status = CLI_OK;
     else {
         status = CLI_OK;
         if (root) print_evaluation(stdout, root, &o, false), printf("total %.1fs\n", cli_now() - t0);
     }
+    int settled = together ? cli_mpi_settle(&mp, status != CLI_OK) : -1; /* none stopped by another */
+    if (settled >= 0) status = settled;
     status = cli_mpi_end(&mp, cmd, status);
     json_decref(root);
     free(report);

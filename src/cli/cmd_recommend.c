@@ -134,7 +134,7 @@ static const char *precompute_usage =
 
 /* The exact table across the ranks: each computes its share of the rows,
  * rank 0 gathers them (in order: the bits of one process) and installs them. */
-static int build_shared(const char *cmd, cb_recommender *rec, size_t k, int threads, cli_mpi *mp) {
+static int build_shared(const char *cmd, cb_recommender *rec, size_t k, int threads, cli_mpi *mp, bool *gathered) {
     size_t n = cb_recommender_item_count(rec), lo, hi, got[2] = {0, 0};
     if (k > n - 1) k = n - 1;
     cli_mpi_share(mp, n, 1, &lo, &hi);
@@ -148,6 +148,7 @@ static int build_shared(const char *cmd, cb_recommender *rec, size_t k, int thre
         status = cli_mpi_told(mp, cmd, cb_recommender_table_rows(rec, k, threads, lo, hi - lo, nb, dist, &err), &err);
     if (status < 0) status = cli_mpi_gather(mp, cmd, nb, (hi - lo) * k * sizeof *nb, &all[0], &got[0]);
     if (!status) status = cli_mpi_gather(mp, cmd, dist, (hi - lo) * k * sizeof *dist, &all[1], &got[1]);
+    *gathered = !status; /* every rank passed the gathers: what rank 0 does next is settled with all */
     if (!status && !mp->rank && (got[0] != n * k * sizeof *nb || got[1] != n * k * sizeof *dist))
         status = cli_fail(CLI_ERROR, cmd, "the ranks' table rows add up to %zu and %zu bytes, not %zu", got[0], got[1],
                           n * k * sizeof *nb);
@@ -177,6 +178,7 @@ int cmd_precompute(int argc, char **argv) {
     int status = cli_check_output(cmd, out, model, CLI_INPUTS(search.index));
     if (status >= 0) return status;
     cb_recommender *rec = NULL;
+    bool gathered = false;
     cli_mpi mp = {.size = 1}; /* under mpirun the ranks share the exact table's rows */
     if ((status = cli_mpi_begin(&mp, cmd, NULL)) >= 0 ||
         (status = cli_mpi_told(&mp, cmd, cb_recommender_load_model(&rec, model, NULL, &err), &err)) >= 0 ||
@@ -211,7 +213,7 @@ int cmd_precompute(int argc, char **argv) {
         fprintf(stderr, "note: %zu items: built an approximate index (%.2fs); --exact for the exact table\n",
                 n_items, cli_now() - t0);
     }
-    if (mp.size > 1 ? build_shared(cmd, rec, k, (int)threads, &mp) : cb_recommender_build_table(rec, k, (int)threads, &err) ? cli_error(cmd, &err) : CLI_OK)
+    if (mp.size > 1 ? build_shared(cmd, rec, k, (int)threads, &mp, &gathered) : cb_recommender_build_table(rec, k, (int)threads, &err) ? cli_error(cmd, &err) : CLI_OK)
         goto done;
     if (mp.rank) { /* the table is rank 0's to write */
         status = CLI_OK;
@@ -228,6 +230,10 @@ int cmd_precompute(int argc, char **argv) {
             t1 - t0);
     status = CLI_OK;
 done:
+    if (gathered) { /* rank 0's table (installed, then written): every rank stops with it, none stopped */
+        int settled = cli_mpi_settle(&mp, status != CLI_OK);
+        if (settled >= 0) status = settled;
+    }
     status = cli_mpi_end(&mp, cmd, status);
     cb_recommender_free(rec);
     return status;
@@ -463,19 +469,20 @@ static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args 
     if (!mp->rank) note_batch_history(cmd, rec, cfg);
     cli_mpi_share(mp, n_users, cb_recommender_batch_block(rec), &lo, &hi); /* the bits of one process */
     cb_output *o = NULL; /* --out FILE is written atomically: the old file or the whole new one */
-    if (!mp->rank && a->out && strcmp(a->out, "-") && cb_output_open(&o, a->out, &err)) status = cli_error(cmd, &err);
+    int opened = !mp->rank && a->out && strcmp(a->out, "-") ? cb_output_open(&o, a->out, &err) : CB_OK;
     FILE *f = o ? cb_output_file(o) : stdout;
     char *part = NULL, *all = NULL;
     size_t part_bytes = 0, all_bytes = 0;
     FILE *mem = mp->size > 1 ? open_memstream(&part, &part_bytes) : NULL;
     if (mp->size > 1 && !mem) status = cli_fail(CLI_ERROR, cmd, "out of memory");
     double t0 = cli_now();
-    if (!status) {
-        int lines = batch_lines(rec, users ? users + lo : NULL, lo, hi - lo, n, cfg, mem ? mem : f, &err);
+    if (!status) { /* rank 0 that cannot open --out tells it with the others' outcome (it waited alone) */
+        int lines = opened ? opened : batch_lines(rec, users ? users + lo : NULL, lo, hi - lo, n, cfg, mem ? mem : f, &err);
         if ((status = cli_mpi_told(mp, cmd, lines, &err)) < 0) status = CLI_OK;
     }
     if (mem && fclose(mem) && !status) status = cli_fail(CLI_ERROR, cmd, "out of memory");
-    if (mem && !status && !(status = cli_mpi_gather(mp, cmd, part, part_bytes, &all, &all_bytes)) && all &&
+    bool gathered = false; /* every rank passed the gather: rank 0's write is settled with all (below) */
+    if (mem && !status && (gathered = !(status = cli_mpi_gather(mp, cmd, part, part_bytes, &all, &all_bytes))) && all &&
         fwrite(all, 1, all_bytes, f) != all_bytes)
         status = write_failed(cmd, a, errno);
     if (!status && !mp->rank && !o && (fflush(stdout) || ferror(stdout))) /* errno: the failed write's */
@@ -483,6 +490,8 @@ static int run_batch(const char *cmd, const cb_recommender *rec, const rec_args 
     double t1 = cli_now();
     if (o && status) cb_output_abort(o);
     else if (o && cb_output_commit(o, &err)) status = cli_error(cmd, &err);
+    int settled = gathered ? cli_mpi_settle(mp, status != CLI_OK) : -1;
+    if (settled >= 0) status = settled;
     if (!status && o)
         fprintf(stderr, "wrote %s: top %zu for %zu users (ranking %.3fs%s)\n", a->out, n, n_users, t1 - t0,
                 mp->size > 1 ? ", across the ranks" : "");

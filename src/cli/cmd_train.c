@@ -183,18 +183,18 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, cl
     else if (!rc && !a->resume)
         rc = cb_train(&rec, ds, cfg, on_progress, pc, &rep, &err);
     bool diverged = rc == CB_ENUMERIC; /* every rank's loss is the same: all diverge at the same step */
-    if (rec && (rc == CB_OK || diverged) && !a->follower) {
-        char why[sizeof err.msg];
+    bool together = rc == CB_OK || diverged; /* so every rank is here: rank 0's save is told to all, none stopped */
+    if (rec && together && !a->follower) {
+        char why[sizeof err.msg], saving[sizeof err.msg];
         snprintf(why, sizeof why, "%s", err.msg);
         int rc_save = cb_recommender_save_files(rec, a->model, a->history, &err);
+        snprintf(saving, sizeof saving, "%s", err.msg);
         if (rc_save && diverged) /* both told, on one line: why it stopped, and why the save failed */
-            fprintf(stderr, "cbrec train: %s; the last good parameters could not be saved: %s\n", why, err.msg);
-        else if (diverged) fprintf(stderr, "cbrec train: %s; wrote the last good parameters to %s\n", why, a->model);
-        if (rc_save) rc = rc_save; /* trained, not saved: the save's error alone, below */
-    } else if (diverged && !a->follower) {
-        diverged = false; /* no model to save: told as an error below */
+            snprintf(err.msg, sizeof err.msg, "%.200s; the last good parameters could not be saved: %.200s", why, saving);
+        else if (diverged) snprintf(err.msg, sizeof err.msg, "%.250s; wrote the last good parameters to %.200s", why, a->model);
+        if (rc_save) rc = rc_save; /* trained, not saved: the save's error alone */
     }
-    if (diverged) cli_mpi_barrier(mp); /* the other ranks stop every rank (cli_mpi_end) once rank 0 has saved */
+    told = together ? cli_mpi_told(mp, cmd, a->follower ? CB_OK : rc, &err) : -1; /* rank 0's outcome, told by it */
     if (!rc && !a->quiet)
         fprintf(stderr, "split: %zu train, %zu validation, %zu test\nwrote %s (user features %zu, item features %zu, "
                         "%zu parameters) in %.1fs total\n",
@@ -216,8 +216,8 @@ static int train(const train_args *a, const cb_config *cfg, progress_ctx *pc, cl
     if (!rc && !a->follower) print_result(&rep, cfg);
     cb_recommender_free(rec);
     cb_dataset_close(ds);
-    if (diverged) return CLI_ERROR; /* told once, by rank 0 (above): every rank diverged at the same step */
-    return rc ? cli_error(cmd, &err) : CLI_OK;
+    if (told >= 0) return told; /* a failed save or a divergence: every rank stops, none stopped by another */
+    return rc ? cli_mpi_failed(mp, cmd, rc, &err) : CLI_OK; /* every rank alike (no training ratings): told once */
 }
 
 /* What can be known before an hour of training: an unwritable --model or

@@ -188,13 +188,16 @@ int main(int argc, char **argv) {
         return CLI_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        usage(stdout);
-        return CLI_OK;
+        int st = cli_mpi_alone("cbrec"); /* under mpirun rank 0 prints it */
+        if (st < 0) usage(stdout);
+        return st < 0 ? CLI_OK : st;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("cbrec %s\n", cb_version());
-        return CLI_OK;
+        int st = cli_mpi_alone("cbrec");
+        if (st < 0) printf("cbrec %s\n", cb_version());
+        return st < 0 ? CLI_OK : st;
     }
     if (!cmd) return unknown_command(argv[1]);
-    return !cmd->shared && cli_mpi_launched_rank() > 0 ? CLI_OK : cmd->run(argc - 1, argv + 1);
+    int st = cmd->shared ? -1 : cli_mpi_alone(cmd->name); /* under mpirun the other ranks leave */
+    return st >= 0 ? st : cmd->run(argc - 1, argv + 1);
 }

@@ -13,8 +13,9 @@
  * buffers, and all-reduce the gradients (MPI_Allreduce: the dense part and
  * the item-id embedding rows the step reached, packed with the head, in one
  * call; train.c packs each collective's pieces into one). Rank 0 prints
- * and writes the model (or the batch lists, table, report); a rank that
- * fails stops every rank (MPI_Abort). */
+ * and writes the model (or the batch lists, table, report); a failure every
+ * rank has alike is told once and every rank exits with it (cli_mpi_told,
+ * cli_mpi_failed); a rank that fails alone stops every rank (MPI_Abort). */
 #include "cli.h"
 
 #include <stdint.h>
@@ -89,12 +90,14 @@ static bool g_shared;   /* its command shares its work across the ranks (or is u
 
 void cli_mpi_args(int argc, char **argv, bool shared) { g_argc = argc, g_argv = argv, g_shared = shared; }
 
+#ifdef CBREC_MPI
 /* FNV-1a over n bytes, from h. */
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     const unsigned char *b = p;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001B3ULL;
     return h;
 }
+#endif
 
 int cli_mpi_agree(cli_mpi *mp, const char *cmd, const char *what, const void *bytes, size_t n) {
     if (mp->size <= 1) return -1;
@@ -121,17 +124,21 @@ int cli_mpi_agree(cli_mpi *mp, const char *cmd, const char *what, const void *by
 #endif
 }
 
+#ifdef CBREC_MPI
 /* How a rank's step went, for cli_mpi_told: failed, and the hash of its error. */
 typedef struct told_state {
     uint64_t failed, message;
 } told_state;
 
-int cli_mpi_told(cli_mpi *mp, const char *cmd, int rc, const cb_error *err) {
-    if (mp->size <= 1) return rc ? cli_error(cmd, err) : -1;
-#ifdef CBREC_MPI
+/* cli_mpi_failed's own communicator (a copy of the world's): its calls never
+ * match a call of the work's that other ranks wait in. */
+static MPI_Comm g_failed = MPI_COMM_NULL;
+
+/* cli_mpi_told over comm, which every rank calls. */
+static int told_over(cli_mpi *mp, MPI_Comm comm, const char *cmd, int rc, const cb_error *err) {
     told_state mine = {rc != 0, rc ? fnv(0xCBF29CE484222325ULL, err->msg, strlen(err->msg)) : 0};
     told_state *all = malloc((size_t)mp->size * sizeof *all);
-    if (!all || MPI_Allgather(&mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    if (!all || MPI_Allgather(&mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, comm) != MPI_SUCCESS) {
         free(all);
         return rc ? cli_error(cmd, err) : cli_fail(CLI_ERROR, cmd, "out of memory");
     }
@@ -145,9 +152,52 @@ int cli_mpi_told(cli_mpi *mp, const char *cmd, int rc, const cb_error *err) {
     mp->settled = true; /* every rank is here and stops: no rank waits in a collective */
     if (rc && (!alike || mp->rank == 0)) cli_error(cmd, err); /* the same on every rank: told once, by rank 0 */
     return CLI_ERROR;
+}
+#endif
+
+int cli_mpi_told(cli_mpi *mp, const char *cmd, int rc, const cb_error *err) {
+    if (mp->size <= 1) return rc ? cli_error(cmd, err) : -1;
+#ifdef CBREC_MPI
+    return told_over(mp, MPI_COMM_WORLD, cmd, rc, err);
 #else
     (void)cmd;
     return rc ? cli_error(cmd, err) : -1;
+#endif
+}
+
+/* How long a failed rank waits for the others to fail too (cli_mpi_failed). */
+#define FAILED_WAIT_NS 3000000000L
+
+int cli_mpi_failed(cli_mpi *mp, const char *cmd, int rc, const cb_error *err) {
+    if (!rc) return -1;
+#ifdef CBREC_MPI
+    MPI_Request req;
+    int done = 0;
+    if (mp->active && mp->size > 1 && g_failed != MPI_COMM_NULL && MPI_Ibarrier(g_failed, &req) == MPI_SUCCESS) {
+        struct timespec t0, now, nap = {0, 1000000};
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (long waited = 0; !done && waited < FAILED_WAIT_NS; nanosleep(&nap, NULL)) {
+            if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            waited = (now.tv_sec - t0.tv_sec) * 1000000000L + (now.tv_nsec - t0.tv_nsec);
+        }
+    }
+    if (done) return told_over(mp, g_failed, cmd, rc, err); /* every rank failed: told once when alike */
+#else
+    (void)mp;
+#endif
+    return cli_error(cmd, err); /* alone (or one process): cli_mpi_end stops the others */
+}
+
+int cli_mpi_settle(cli_mpi *mp, bool failed) {
+    if (mp->size <= 1 || mp->settled) return failed ? CLI_ERROR : -1;
+#ifdef CBREC_MPI
+    int mine = failed, any = mine;
+    if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) any = mine;
+    else if (any) mp->settled = true; /* every rank is here and stops: no rank waits in a collective */
+    return any ? CLI_ERROR : -1;
+#else
+    return failed ? CLI_ERROR : -1;
 #endif
 }
 
@@ -269,6 +319,23 @@ int cli_mpi_usage(const char *head, const char *rest) {
     return CLI_USAGE;
 }
 
+int cli_mpi_alone(const char *cmd) {
+    if (launched_size() <= 1) return -1;
+#ifdef CBREC_MPI
+    cli_mpi mp; /* the ranks meet as a command that shares its work does: a command line that differs is told */
+    int begun = cli_mpi_begin(&mp, cmd, NULL), status = cli_mpi_end(&mp, cmd, begun < 0 ? CLI_OK : begun);
+    if (status) return status;
+#else
+    (void)cmd;
+#endif
+    return cli_mpi_launched_rank() == 0 ? -1 : CLI_OK;
+}
+
+int cli_mpi_help(const char *cmd) {
+    if (g_shared) return cli_mpi_alone(cmd);
+    return cli_mpi_launched_rank() == 0 ? -1 : CLI_OK; /* a command rank 0 runs alone: the ranks met in main */
+}
+
 int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
     memset(mp, 0, sizeof *mp);
     mp->size = 1;
@@ -276,6 +343,7 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
     if (launched <= 1) return -1;
 #ifndef CBREC_MPI
     (void)cfg;
+    if (cli_mpi_launched_rank() > 0) return CLI_ERROR; /* rank 0 tells it (each rank printed it) */
     return cli_fail(CLI_ERROR, cmd,
                     "started by mpirun as one of %d processes, but this cbrec was built without MPI: each would "
                     "do all the work alone. Install libopenmpi-dev (scripts/install-deps.sh) and rebuild (make finds "
@@ -293,6 +361,7 @@ int cli_mpi_begin(cli_mpi *mp, const char *cmd, cb_config *cfg) {
     int agreed = cli_mpi_agree(mp, cmd, "command line (its options)", &line, sizeof line);
     if (agreed >= 0) return agreed;
     if (mp->size <= 1) return -1;
+    MPI_Comm_dup(MPI_COMM_WORLD, &g_failed);
     MPI_Comm local; /* threads 0 (every core) means this rank's share of its machine's cores */
     int local_size = 1;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, mp->rank, MPI_INFO_NULL, &local);
@@ -374,6 +443,7 @@ int cli_mpi_end(cli_mpi *mp, const char *cmd, int status) {
         fprintf(stderr, "cbrec %s: rank %d of %d failed; stopping every rank\n", cmd, mp->rank, mp->size);
         MPI_Abort(MPI_COMM_WORLD, status);
     }
+    if (g_failed != MPI_COMM_NULL) MPI_Comm_free(&g_failed);
     MPI_Finalize();
 #else
     (void)mp, (void)cmd;

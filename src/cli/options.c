@@ -190,8 +190,9 @@ static int parse(const cli_command *c, const second_kind *x, cb_config *cfg, cb_
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            help2(stdout, c, x);
-            return CLI_OK;
+            int st = cli_mpi_help(c->name); /* under mpirun rank 0 prints it */
+            if (st < 0) help2(stdout, c, x);
+            return st < 0 ? CLI_OK : st;
         }
         int st;
         if (a[0] == '-' && a[1] && a[1] != '-' && !a[2]) {
