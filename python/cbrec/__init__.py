@@ -441,7 +441,8 @@ class Dataset(_cbrec._Dataset):
         catalogs, columns = [], []
         users, items, ratings, timestamps = (_plain(v, what) for v, what in ((users, "users"), (items, "items"),
                                              (ratings, "ratings"), (timestamps, "timestamps")))
-        item_ids, user_ids = _plain(item_ids, "item_ids"), _plain(user_ids, "user_ids")
+        item_ids, user_ids, titles = (_plain(v, what) for v, what in ((item_ids, "item_ids"), (user_ids, "user_ids"),
+                                                                    (titles, "titles")))
         # attributes may be dicts or DataFrames (whose truth value is an error): test for None
         if item_ids is None and (titles is not None or genres is not None or item_attributes is not None):
             raise ValueError("give item_ids: the item each row of titles / genres / item_attributes describes")

@@ -581,6 +581,10 @@ def test_masked_and_complex_values():
     ds = cbrec.Dataset.from_arrays(["a", "b"], ["x", "y"], [4, 5], item_ids=["x", "y"],
                                    item_attributes={"price": np.ma.array([1.0, 2.0], mask=[True, False])})
     assert ds.describe()["item_columns"][0]["missing"] == 1
+    # titles too (a masked title was a TypeError naming a MaskedConstant): the masked one has no year
+    ds = cbrec.Dataset.from_arrays(["a", "b"], ["x", "y"], [4, 5], item_ids=["x", "y"],
+                                   titles=np.ma.array(["Heat (1995)", "Bad (2001)"], mask=[False, True]))
+    assert [(c["name"], c["missing"]) for c in ds.describe()["item_columns"]] == [("year", 1)]
     for bad in (np.array([4 + 1j, 5]), [4, 5j]):
         with pytest.raises(TypeError, match="ratings: complex numbers"):
             cbrec.Dataset.from_arrays(["a", "b"], ["x", "y"], bad)
