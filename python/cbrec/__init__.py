@@ -177,7 +177,7 @@ def _plain(values, what):
             values[mask] = None
     kind = getattr(getattr(values, "dtype", None), "kind", None)
     scan = kind == "O" or isinstance(values, (list, tuple))  # not a generator: the builder's to read once
-    if kind == "c" or (scan and any(isinstance(v, (complex, _np.complexfloating)) for v in values)):
+    if kind == "c" or (scan and any(issubclass(t, (complex, _np.complexfloating)) for t in set(map(type, values)))):
         raise TypeError("%s: complex numbers are not accepted (give real ones)" % what)
     return values
 
@@ -545,15 +545,16 @@ class Dataset(_cbrec._Dataset):
 def _id_record(ids):
     """Item ids (one id, or a sequence of str / int) as the one CSV record
     the exclude and allow settings read: an id holding a comma, a quote, a
-    line break or outer blanks is quoted (joined plainly, "sku,5" was two ids); anything
-    but a str or an int is a TypeError (None was looked up as 'None')."""
-    if isinstance(ids, (str, int, _np.integer)) and not isinstance(ids, bool):
+    line break or outer blanks is quoted (joined plainly, "sku,5" was two ids); a
+    whole-number float is its integer, as a dataset's id (_id_text); anything
+    else is a TypeError (None was looked up as 'None')."""
+    if isinstance(ids, (str, int, float, _np.integer, _np.floating)) and not isinstance(ids, bool):
         ids = [ids]
     out = []
     for x in ids:
-        if isinstance(x, bool) or not isinstance(x, (str, int, _np.integer)):
-            raise TypeError(f"an id must be a str or an int, not {type(x).__name__}")
-        t = str(x)
+        if isinstance(x, bool):
+            raise TypeError("an id must be a str, an int or a whole-number float, not bool")
+        t = _cbrec._id_arg(x)  # an id argument's rule (TypeError for anything else)
         if any(c in t for c in ',"\r\n') or t != t.strip():
             t = '"' + t.replace('"', '""') + '"'
         out.append(t)

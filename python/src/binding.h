@@ -31,7 +31,8 @@ cb_config *config_from(cb_config_kind kind, PyObject *kw);
 int ids_of(PyObject *seq, const char *what, PyObject **keep, const char ***out, Py_ssize_t *n);
 /* s's UTF-8, or NULL with ValueError when s holds a NUL (C would cut it there). */
 const char *utf8_text(PyObject *s);
-/* An id argument: str, or str() of an int (new reference), else TypeError. */
+/* An id argument: str, str() of an int, a whole-number float as its integer
+ * (new reference), else TypeError. */
 PyObject *id_text(PyObject *x);
 
 /* The progress callback's state. Training runs with the GIL released; the

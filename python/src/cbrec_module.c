@@ -222,17 +222,26 @@ static int not_text(PyObject *x) {
            PyAnySet_Check(x) || PyArray_Check(x);
 }
 
-/* The text of an id value x (not missing): a str as it is; a float that is
- * a whole number below 2^53 as that integer ("1", not "1.0": a pandas int
- * column with a gap is float64, and Python's 1 == 1.0; the ids were "1.0"
- * and recommend(1) found no one); anything else str(). New reference. */
+/* 1 with *v when x is a float (Python's or numpy's) holding a whole number
+ * below 2^53, 0 when not, -1 with an exception. */
+static int whole_number(PyObject *x, long long *v) {
+    if (!PyFloat_Check(x) && !PyArray_IsScalar(x, Floating)) return 0;
+    double d = PyFloat_AsDouble(x);
+    if (d == -1.0 && PyErr_Occurred()) return -1;
+    if (!(isfinite(d) && d == floor(d) && fabs(d) < 9007199254740992.0)) return 0;
+    *v = (long long)d;
+    return 1;
+}
+
+/* The text of an id value x (not missing): a str as it is; a whole-number
+ * float as that integer ("1", not "1.0": a pandas int column with a gap is
+ * float64, and Python's 1 == 1.0; the ids were "1.0" and recommend(1) found
+ * no one); anything else str(). New reference. */
 static PyObject *id_value_text(PyObject *x) {
     if (PyUnicode_Check(x)) return Py_NewRef(x);
-    if (PyFloat_Check(x) || PyArray_IsScalar(x, Floating)) {
-        double v = PyFloat_AsDouble(x);
-        if (v == -1.0 && PyErr_Occurred()) return NULL;
-        if (isfinite(v) && v == floor(v) && fabs(v) < 9007199254740992.0) return PyUnicode_FromFormat("%lld", (long long)v);
-    }
+    long long v;
+    int whole = whole_number(x, &v);
+    if (whole) return whole < 0 ? NULL : PyUnicode_FromFormat("%lld", v);
     return PyObject_Str(x);
 }
 
@@ -305,7 +314,10 @@ const char *utf8_text(PyObject *s) {
 PyObject *id_text(PyObject *x) {
     if (PyUnicode_Check(x)) return Py_NewRef(x);
     if (PyLong_Check(x) || PyArray_IsScalar(x, Integer)) return PyObject_Str(x);
-    PyErr_Format(PyExc_TypeError, "an id must be a str or an int, not %.80s", Py_TYPE(x)->tp_name);
+    long long v;
+    int whole = whole_number(x, &v); /* a float id column's value: as the dataset builder reads it */
+    if (whole) return whole < 0 ? NULL : PyUnicode_FromFormat("%lld", v);
+    PyErr_Format(PyExc_TypeError, "an id must be a str, an int or a whole-number float, not %.80s", Py_TYPE(x)->tp_name);
     return NULL;
 }
 
@@ -714,7 +726,14 @@ static PyObject *py_id_text(PyObject *self, PyObject *x) {
     return missing(x) ? Py_NewRef(Py_None) : id_value_text(x);
 }
 
+/* _id_arg(x) -> the text of an id argument (id_text's rule), else TypeError. */
+static PyObject *py_id_arg(PyObject *self, PyObject *x) {
+    (void)self;
+    return id_text(x);
+}
+
 static PyMethodDef module_methods[] = {
+    {"_id_arg", py_id_arg, METH_O, "_id_arg(x) -> an id argument's text (str, int, whole-number float), else TypeError."},
     {"_id_text", py_id_text, METH_O, "_id_text(x) -> an id value's text as the dataset builder makes it, or None."},
     {"_near_names", py_near_names, METH_VARARGS, "_near_names(name, names) -> 'a, b': see cbrec.h cb_config_near_names."},
     {"_time_parse", py_time_parse, METH_VARARGS, "_time_parse(text) -> seconds or None: see cbrec.h cb_time_parse."},

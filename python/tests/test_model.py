@@ -834,3 +834,11 @@ def test_whole_number_float_ids_are_the_integers():
     assert all("." not in i for i in m.recommend(1, n=30, include_seen=True).ids)
     with pytest.raises(cbrec.NotFound):
         m.recommend("1.0")
+    # an id taken from that float column is its integer too (it was "an id must be a str or an int")
+    assert m.recommend(users[0], n=3).ids == m.recommend(str(int(users[0])), n=3).ids
+    first = m.recommend(1, n=1).ids[0]
+    assert first not in m.recommend(1, n=5, exclude=[float(first)]).ids
+    with pytest.raises(TypeError, match="whole-number float"):
+        m.recommend(1.5)
+    with pytest.raises(TypeError, match="whole-number float"):
+        m.recommend(1, exclude=[float("inf")])
