@@ -662,9 +662,10 @@ static void resume_refuses_older_token_rule(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(resume_refuses_older_token_rule),cmocka_unit_test(retrieval_and_both), cmocka_unit_test(below_weight_threshold),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(retrieval_and_both), cmocka_unit_test(below_weight_threshold),
                                        cmocka_unit_test(dropout_and_history),
                                        cmocka_unit_test(history_file), cmocka_unit_test(old_format_loads),
-                                       cmocka_unit_test(format3_loads_and_resaves), cmocka_unit_test(history_sections)};
+                                       cmocka_unit_test(format3_loads_and_resaves), cmocka_unit_test(history_sections),
+                                       cmocka_unit_test(resume_refuses_older_token_rule)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

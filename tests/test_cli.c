@@ -756,7 +756,7 @@ static void usage_errors(void **state) {
                                 {"--users all --genre-cap 2", "--genre-cap: --users ranks the whole catalog"},
                                 {"--users all --top-genres 5", "--top-genres: --users ranks the whole catalog per user, "
                                  "without the retrieval sources"},
-                                {"--users all --mmr-lambda 0.3", "an MMR lambda weighs the MMR re-rank alone"},
+                                {"--users all --mmr-lambda 0.3", "--mmr-lambda: --users ranks"},
                                 {"--user 1 --mmr-lambda 0.3", "give diversity mmr too"},
                                 /* defaults written out (0.7, 10) are given too: they exited 0, left unused */
                                 {"--user 1 --mmr-lambda 0.7", "give diversity mmr too"},

@@ -537,8 +537,8 @@ static int check_out(const char *cmd, const rec_args *a, const cli_search *searc
 
 /* An option the chosen mode would ignore, as a usage error (NULL: none):
  * --users ranks the whole catalog per user, with no reasons, no re-rank and
- * no retrieval sources, so --explain, --diversity, --genre-cap and the
- * sources' options would leave its lists as they are (they were
+ * no retrieval sources, so --explain, --diversity, --genre-cap, --mmr-lambda
+ * and the sources' options would leave its lists as they are (they were
  * taken and ignored); --out is where --users writes, and one list goes to
  * standard output. */
 static const char *unused_option(const rec_args *a, const cb_config *cfg) {
@@ -551,7 +551,7 @@ static const char *unused_option(const rec_args *a, const cb_config *cfg) {
         return "--genre-cap: --users ranks the whole catalog per user without a re-rank; capped lists with --user ID";
     const char *key = a->users ? cli_ignored_key(cfg, CB_CONFIG_RECOMMEND, ",recent,similar-per-item,all-anchors,"
                                                  "top-genres,per-genre,min-genre-ratings,group-items,group-by,"
-                                                 "embedding,") : NULL;
+                                                 "embedding,mmr-lambda,") : NULL;
     if (key) {
         snprintf(msg, sizeof msg, "--%s: --users ranks the whole catalog per user, without the retrieval sources or a "
                  "re-rank; one user's list with --user ID", key);
@@ -589,9 +589,9 @@ int cmd_recommend(int argc, char **argv) {
     int status = args ? cli_parse(&c, cfg, n_args, args) : cli_fail(CLI_ERROR, cmd, "out of memory");
     if (status < 0 && (!a.model || !!a.user + !!a.new_user + !!a.users != 1))
         status = cli_usage_error(&c, "give --model and exactly one of --user ID, --new-user FILE or --users all|FILE");
-    if (status < 0 && cb_config_check(cfg, &err)) status = cli_usage_error(&c, err.msg); /* settings that contradict */
-    const char *unused = status < 0 ? unused_option(&a, cfg) : NULL;
+    const char *unused = status < 0 ? unused_option(&a, cfg) : NULL; /* first: what the mode leaves unused */
     if (unused) status = cli_usage_error(&c, unused);
+    if (status < 0 && cb_config_check(cfg, &err)) status = cli_usage_error(&c, err.msg); /* settings that contradict */
     if (status < 0 && a.out && strcmp(a.out, "-")) status = check_out(cmd, &a, &search, cfg);
     cb_recommender *rec = NULL;
     cli_mpi mp = {.size = 1}; /* under mpirun a batch is shared by the ranks; one user is rank 0's alone */
