@@ -113,7 +113,9 @@ CB_API int cb_config_create(cb_config **out, cb_config_kind kind, cb_error *err)
 CB_API void cb_config_free(cb_config *c); /* NULL is a no-op */
 /* CB_ENOTFOUND for an unknown key (the message lists close keys), CB_EINVAL for
  * a bad value (the message names the key and what it accepts). The value is
- * parsed and range-checked here, once; the config is unchanged on error. */
+ * parsed and range-checked here, once; the config is unchanged on error.
+ * value NULL: the key back to its default and no longer given
+ * (cb_config_given), as if never set. */
 CB_API int cb_config_set(cb_config *c, const char *key, const char *value, cb_error *err);
 /* The checks across keys and of lists that name things (an EVAL "models" entry
  * that is no model, TRAIN feature settings that contradict each other,

@@ -141,6 +141,14 @@ static void given_keys(void **state) {
     assert_non_null(strstr(err.msg, "give diversity mmr too"));
     assert_int_equal(cb_config_set(c, "diversity", "mmr", &err), CB_OK);
     assert_int_equal(cb_config_check(c, &err), CB_OK);
+    /* a config reused with MMR off again: the lambda unset (NULL) is not given, at its default */
+    assert_int_equal(cb_config_set(c, "mmr-lambda", "0.3", &err), CB_OK);
+    assert_int_equal(cb_config_set(c, "diversity", "none", &err), CB_OK);
+    assert_int_equal(cb_config_check(c, &err), CB_EINVAL);
+    assert_int_equal(cb_config_set(c, "mmr-lambda", NULL, &err), CB_OK);
+    assert_false(cb_config_given(c, "mmr-lambda"));
+    assert_string_equal(cb_config_get(c, "mmr-lambda"), "0.7");
+    assert_int_equal(cb_config_check(c, &err), CB_OK);
     assert_int_equal(cb_config_set(c, "n", "zero", &err), CB_EINVAL);
     assert_false(cb_config_given(c, "n"));
     assert_false(cb_config_given(c, "no-such-key"));

@@ -300,9 +300,11 @@ CB_API void cb_config_free(cb_config *c) {
 }
 
 CB_API int cb_config_set(cb_config *c, const char *key, const char *value, cb_error *err) {
-    if (!c || !key || !value) return cb_fail(err, CB_EINVAL, "cb_config_set: NULL argument");
+    if (!c || !key) return cb_fail(err, CB_EINVAL, "cb_config_set: NULL argument");
     const cb_config_key_def *k = cb_config_table_find(c->table, key);
     if (!k) return unknown_key(c->table, key, err);
+    bool reset = !value; /* NULL: back to the default, not given */
+    if (reset) value = k->default_value;
     parsed p;
     memset(&p, 0, sizeof p);
     if (!parse_text(k, value, &p)) return bad_value(k, value, err);
@@ -321,7 +323,7 @@ CB_API int cb_config_set(cb_config *c, const char *key, const char *value, cb_er
     size_t i = (size_t)(k - c->table->keys);
     free(c->text[i]);
     c->text[i] = text;
-    c->given[i] = true;
+    c->given[i] = !reset;
     return CB_OK;
 }
 
