@@ -302,7 +302,9 @@ static void walk_starts_at_the_query_row(void **state) {
  * node 2, the only way on layer 0 to the answer, node 3. The greedy descent
  * took node 1 alone and the walk found rows 1 and 0 only, at any ef (the
  * ranking graph of a trained 100k catalog: 15 of 40 users' walks ended at
- * dot -0.78 where the best is 0.01). By dot product and by distance. */
+ * dot -0.78 where the best is 0.01). By dot product: a distance search
+ * keeps the greedy descent (on 1M clustered rows the beam bought no recall at
+ * ef 128 and cost 1.2-1.4x the CPU per query). */
 static void upper_layers_searched_by_a_beam(void **state) {
     (void)state;
     const float B[8] = {0, 0, 2, 0, 1, 5, 10, 0};
@@ -314,13 +316,10 @@ static void upper_layers_searched_by_a_beam(void **state) {
     cb_error err;
     assert_int_equal(write_graph(path, links0, levels, upper, 10, 1, NULL), CB_OK);
     assert_int_equal(cb_hnsw_load(&g, path, B, 4, 2, "m", &err), CB_OK);
-    const float by_dot[2] = {1, 0}, by_l2[2] = {10, 0.5f};
+    const float by_dot[2] = {1, 0};
     int32_t got = -1;
     cb_knn_params p = {.threads = 1, .ef = 4};
     assert_int_equal(cb_hnsw_search(g, by_dot, 1, 1, CB_KNN_DOT, &p, &got, NULL, &err), CB_OK);
-    assert_int_equal(got, 3);
-    got = -1;
-    assert_int_equal(cb_hnsw_search(g, by_l2, 1, 1, CB_KNN_L2, &p, &got, NULL, &err), CB_OK);
     assert_int_equal(got, 3);
     cb_hnsw_free(g);
     remove(path);

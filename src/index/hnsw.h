@@ -79,8 +79,9 @@ size_t cb_hnsw_ef_construction(const cb_hnsw *h);
  * padding, exclusions and scores (params->ef sets the beam; tuning fields of
  * the exact path are ignored; n_fallback counts queries answered exactly).
  * A distance query equal to its self_index row (an item's neighbours) starts
- * its walk at that row; the others descend from the entry point with a beam
- * of 8 nodes on each layer above 0 (all 8 start the walk on layer 0). */
+ * its walk at that row; the others descend from the entry point, a
+ * dot-product query with a beam of 8 nodes on each layer above 0 (all 8 start
+ * the walk on layer 0), a distance query greedily. */
 int cb_hnsw_search(const cb_hnsw *h, const float *Q, size_t nq, size_t k, cb_knn_metric metric,
                    const cb_knn_params *params, int32_t *out_idx, float *out_score, cb_error *err);
 
