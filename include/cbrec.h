@@ -667,9 +667,15 @@ CB_API size_t cb_id_list_field(char *out, const char *id);
 /* Batch [shared]: top-n for many known users at once, ranked by the same score
  * over the whole catalog, added items included (blocked sgemm of user vectors against item vectors,
  * per-user filtering of rated items unless include-seen, the exclude/allow lists
- * and the block file; the retrieval sources and diversity are not used). items and
+ * and the block file; the retrieval sources and diversity are not used, and
+ * opts that set them are refused: cb_recommend_batch_unused). items and
  * scores are caller-allocated [n_users x n], a row per user, item numbers (-1 and
  * -INFINITY padding when fewer). users == NULL means every user 0..n_users-1. */
+/* The first setting of opts the batch would leave unused (a diversity mode, a
+ * genre cap, or any of the retrieval sources' keys or mmr-lambda set, even to
+ * its default), NULL when none: the batch refuses such opts (CB_EINVAL
+ * naming the key); front ends ask it first to word their own refusal. */
+CB_API const char *cb_recommend_batch_unused(const cb_config *opts);
 CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_t *users, size_t n_users, size_t n,
                                           const cb_config *opts, int64_t *items, float *scores, cb_error *err);
 /* Users per block of cb_recommender_recommend_batch (one sgemm each): calls

@@ -788,6 +788,18 @@ static void batch_matches_brute_force(void **state) {
     users[0] = nu; /* out of range */
     assert_int_equal(cb_recommender_recommend_batch(f->exact, users, 2, 3, opts, bi, bs, &err), CB_ENOTFOUND);
     cb_config_free(opts);
+    /* what a batch does not use is refused, not taken and ignored (a source's key even at its default) */
+    const char *unused[][2] = {{"diversity", "mmr"}, {"genre-cap", "2"}, {"recent", "10"}, {"embedding", "50"}};
+    users[0] = 5;
+    for (size_t k = 0; k < sizeof unused / sizeof *unused; k++) {
+        assert_int_equal(cb_config_create(&opts, CB_CONFIG_RECOMMEND, &err), CB_OK);
+        assert_int_equal(cb_config_set(opts, unused[k][0], unused[k][1], &err), CB_OK);
+        assert_string_equal(cb_recommend_batch_unused(opts), unused[k][0]);
+        assert_int_equal(cb_recommender_recommend_batch(f->exact, users, 2, 3, opts, bi, bs, &err), CB_EINVAL);
+        if (strncmp(err.msg, unused[k][0], strlen(unused[k][0])) || !strstr(err.msg, "a batch ranks the whole catalog"))
+            fail_msg("message: %s", err.msg);
+        cb_config_free(opts);
+    }
     free(bi);
     free(bs);
     free(items);

@@ -740,7 +740,8 @@ class Model(_cbrec._Model):
     def recommend_batch(self, users=None, n=10, *, ids=False, exclude=None, include_seen=False, **settings):
         """Top-n for many known users at once, ranked by the same score over
         the whole catalog (one matrix product per block; the retrieval
-        sources and diversity are not used). users: a sequence of ids, or
+        sources and diversity are not used, and their settings are
+        InvalidArgument). users: a sequence of ids, or
         None for every user in user_ids order.
 
         Returns (items, scores), a row per user:

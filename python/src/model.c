@@ -631,6 +631,17 @@ static PyObject *Model_recommend_batch(ModelObject *self, PyObject *args) {
     if (users != Py_None && user_numbers(self, users, &nums, &n_users) < 0) return NULL;
     cb_config *made;
     const cb_config *opts = opts_of(self, kw, &made);
+    const char *unused = opts ? cb_recommend_batch_unused(opts) : NULL;
+    if (unused) { /* the library's refusal, the key as a keyword argument spells it */
+        cb_error e = {.code = CB_EINVAL};
+        int n_msg = snprintf(e.msg, sizeof e.msg, "%s: recommend_batch ranks the whole catalog per user, without the "
+                             "retrieval sources or a re-rank (recommend takes it)", unused);
+        for (int i = 0; i < n_msg && i < (int)sizeof e.msg && e.msg[i] != ':'; i++)
+            if (e.msg[i] == '-') e.msg[i] = '_';
+        PyMem_Free(nums);
+        cb_config_free(made);
+        return raise_cb(&e);
+    }
     npy_intp dims[2] = {n_users, n};
     PyObject *items = opts ? PyArray_SimpleNew(2, dims, NPY_INT64) : NULL;
     PyObject *scores = items ? PyArray_SimpleNew(2, dims, NPY_FLOAT32) : NULL;

@@ -842,3 +842,12 @@ def test_whole_number_float_ids_are_the_integers():
         m.recommend(1.5)
     with pytest.raises(TypeError, match="whole-number float"):
         m.recommend(1, exclude=[float("inf")])
+
+
+def test_batch_refuses_what_it_does_not_use(model):
+    """recommend_batch ranks the whole catalog per user: a diversity mode, a genre cap or a retrieval
+    source's setting was taken and ignored in silence (the CLI's --users refused them)."""
+    for kw in ({"diversity": "mmr"}, {"genre_cap": 2}, {"recent": 10}):
+        with pytest.raises(cbrec.InvalidArgument, match="^%s: recommend_batch ranks the whole catalog" % next(iter(kw))):
+            model.recommend_batch(n=3, **kw)
+    assert model.recommend_batch(n=3, include_seen=True)[0].shape[1] == 3

@@ -545,13 +545,7 @@ static const char *unused_option(const rec_args *a, const cb_config *cfg) {
     static char msg[200];
     if (a->users && a->explain)
         return "--explain: --users writes no reasons (a JSON line of items and scores per user); one user's with --user ID";
-    if (a->users && strcmp(cb_config_get(cfg, "diversity"), "none"))
-        return "--diversity: --users ranks the whole catalog per user without a re-rank; diverse lists with --user ID";
-    if (a->users && strcmp(cb_config_get(cfg, "genre-cap"), "0"))
-        return "--genre-cap: --users ranks the whole catalog per user without a re-rank; capped lists with --user ID";
-    const char *key = a->users ? cli_ignored_key(cfg, CB_CONFIG_RECOMMEND, ",recent,similar-per-item,all-anchors,"
-                                                 "top-genres,per-genre,min-genre-ratings,group-items,group-by,"
-                                                 "embedding,mmr-lambda,") : NULL;
+    const char *key = a->users ? cb_recommend_batch_unused(cfg) : NULL;
     if (key) {
         snprintf(msg, sizeof msg, "--%s: --users ranks the whole catalog per user, without the retrieval sources or a "
                  "re-rank; one user's list with --user ID", key);

@@ -229,6 +229,10 @@ CB_API int cb_recommender_recommend_batch(const cb_recommender *rec, const size_
     size_t ni = cb_recommender_item_count(rec);
     cb_recommend_config cfg;
     int rc = cb_recommend_config_from(&cfg, opts, err);
+    const char *unused = rc ? NULL : cb_recommend_batch_unused(opts);
+    if (unused) /* taken and ignored, in silence, before */
+        rc = cb_fail(err, CB_EINVAL, "%s: a batch ranks the whole catalog per user, without the retrieval sources "
+                     "or a re-rank (one user's list takes it)", unused);
     if (!rc) rc = check_users(rec, users, n_users, err);
     if (!rc) rc = cb_rec_rank_check(rec, cfg.rank_by, err);
     if (rc || !n_users) return rc;

@@ -113,6 +113,18 @@ const char *cb_recommend_options_check(const cb_config *opts) {
     return why;
 }
 
+CB_API const char *cb_recommend_batch_unused(const cb_config *opts) {
+    const cb_recommend_config *v = opts ? cb_config_values(opts, CB_CONFIG_RECOMMEND) : NULL;
+    if (!v) return NULL;
+    if (v->diversity != CB_DIV_NONE) return "diversity";
+    if (v->genre_cap) return "genre-cap";
+    static const char *const unused[] = {"mmr-lambda", "recent", "similar-per-item", "all-anchors", "top-genres",
+                                         "per-genre", "min-genre-ratings", "group-items", "group-by", "embedding"};
+    for (size_t i = 0; i < sizeof unused / sizeof *unused; i++)
+        if (cb_config_given(opts, unused[i])) return unused[i];
+    return NULL;
+}
+
 int cb_recommend_config_from(cb_recommend_config *c, const cb_config *opts, cb_error *err) {
     if (!opts) {
         cb_recommend_config_default(c);
