@@ -851,3 +851,11 @@ def test_batch_refuses_what_it_does_not_use(model):
         with pytest.raises(cbrec.InvalidArgument, match="^%s: recommend_batch ranks the whole catalog" % next(iter(kw))):
             model.recommend_batch(n=3, **kw)
     assert model.recommend_batch(n=3, include_seen=True)[0].shape[1] == 3
+
+
+def test_evaluate_refuses_a_split_beside_folds(dataset):
+    """The folds give the splits: split= / test_frac= beside folds= were ignored in silence (the CLI
+    refused them), even written out at their defaults."""
+    for kw in ({"split": "random"}, {"test_frac": 0.3}):
+        with pytest.raises(cbrec.InvalidArgument, match="the folds give the splits"):
+            cbrec.evaluate(dataset, ["popularity"], folds="f1", **kw)

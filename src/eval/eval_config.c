@@ -87,6 +87,11 @@ int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, co
     if (!train_cfg) cb_train_config_default(&tdef);
     int rc = cb_train_config_check(tc, err);
     if (rc) return rc;
+    static const char *const split_keys[] = {"split", "test-frac"}; /* what folds decide (the CLI refuses them first) */
+    for (size_t i = 0; ec->folds && *ec->folds && train_cfg && i < 2; i++)
+        if (cb_config_given(train_cfg, split_keys[i]))
+            return cb_fail(err, CB_EINVAL, "%s: the folds give the splits (NAME.base and NAME.test): leave it out, "
+                           "or the folds", split_keys[i]);
     *out = ec->run;
     if (ec->models && *ec->models && (rc = cb_evalrun_models_parse(ec->models, &out->models, err))) return rc;
     if (ec->models && *ec->models && (rc = rank_only_named(out, err))) return rc;
