@@ -1160,6 +1160,13 @@ static void index_settings_told(void **state) {
         assert_non_null(strstr(out, "--ef must be an integer in 1..1000000"));
         free(out);
     }
+    /* a small catalog is searched exactly with --index too, and says so (it went unsaid) */
+    assert_int_equal(run(&out, "%s similar --model %s --item 1 --index %s", cbrec(), f->model, index), 0);
+    assert_non_null(strstr(out, "are searched exactly: the index is used from 100000 items on"));
+    free(out);
+    assert_int_equal(run(&out, "%s similar --model %s --item 1 --index %s --exact", cbrec(), f->model, index), 0);
+    assert_null(strstr(out, "searched exactly"));
+    free(out);
     free(index);
 }
 

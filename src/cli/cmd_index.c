@@ -27,6 +27,9 @@ int cli_search_apply(const char *cmd, cb_recommender *rec, const cli_search *s, 
     if (told >= 0) return bad_ef ? CLI_USAGE : told;
     if (s->ef && !s->index && strcmp(cmd, "precompute") && cli_mpi_launched_rank() == 0) /* precompute builds one */
         fprintf(stderr, "cbrec %s: note: --ef has no effect without --index: the search is exact\n", cmd);
+    if (s->index && !s->exact && !cb_recommender_search_is_approximate(rec) && cli_mpi_launched_rank() == 0)
+        fprintf(stderr, "cbrec %s: note: the catalog's %zu items are searched exactly: the index is used from "
+                CLI_STR(CB_ANN_AUTO_MIN_ITEMS) " items on\n", cmd, cb_recommender_item_count(rec));
     int counted = 1;
     size_t indexed = 0, unreached = cb_recommender_index_unreached(rec, &indexed, &counted);
     if (unreached && !counted && cb_recommender_search_is_approximate(rec) && cli_mpi_launched_rank() == 0)
