@@ -410,7 +410,7 @@ static void search_layer(const cb_hnsw *h, walker *w, const float *q, const dist
     search_layer_from(h, w, q, dist, &seed, 1, ef, level, f);
 }
 
-
+/* A dot-product search's descent from the entry point (UPPER_EF, above). */
 static void descend_beam(const cb_hnsw *h, walker *w, const float *q, const dists *dist, size_t *n_seeds) {
     w->seeds[0] = (hnode){dist->one(q, h->B + (size_t)h->entry * h->d, h->d), h->entry};
     *n_seeds = 1;
@@ -999,9 +999,12 @@ static size_t search_query(const sjob *jb, walker *w, const float *q, const filt
     if (h->dup_of && h->dup_of[cur] >= 0) cur = h->dup_of[cur]; /* a copy: its group's first row is in the graph */
     size_t n_seeds = 1;
     float cur_d = dist->one(q, h->B + (size_t)cur * h->d, h->d);
-    if (cur == h->entry && jb->metric == CB_KNN_DOT) descend_beam(h, w, q, dist, &n_seeds);
-    else if (cur == h->entry) descend(h, w, q, dist, &cur, &cur_d, h->max_level, 0); /* a metric: greedy finds it */
-    if (n_seeds == 1) w->seeds[0] = (hnode){cur_d, cur};
+    if (cur == h->entry && jb->metric == CB_KNN_DOT) {
+        descend_beam(h, w, q, dist, &n_seeds);
+    } else {
+        if (cur == h->entry) descend(h, w, q, dist, &cur, &cur_d, h->max_level, 0); /* a metric: greedy finds it */
+        w->seeds[0] = (hnode){cur_d, cur};
+    }
     search_layer_from(h, w, q, dist, w->seeds, n_seeds, ef, 0, f);
     /* each node's first k eligible rows of its group (in index order): every
      * group tied at the k-th distance offers its lowest rows, so the sort
