@@ -88,7 +88,7 @@ int cb_eval_config_resolve(cb_evalrun_config *out, const cb_config *eval_cfg, co
     int rc = cb_train_config_check(tc, err);
     if (rc) return rc;
     static const char *const split_keys[] = {"split", "test-frac"}; /* what folds decide (the CLI refuses them first) */
-    for (size_t i = 0; ec->folds && *ec->folds && train_cfg && i < 2; i++)
+    for (size_t i = 0; ec->folds && *ec->folds && train_cfg && i < sizeof split_keys / sizeof *split_keys; i++)
         if (cb_config_given(train_cfg, split_keys[i]))
             return cb_fail(err, CB_EINVAL, "%s: the folds give the splits (NAME.base and NAME.test): leave it out, "
                            "or the folds", split_keys[i]);

@@ -428,8 +428,9 @@ static void text_from_string(const fblock *b, const char *s, float *x) {
 }
 
 int cb_features_check_token_rules(const cb_features *f, const char *what, cb_error *err) {
-    const fside *sides[2] = {f ? &f->user : NULL, f ? &f->item : NULL};
-    for (int k = 0; f && k < 2; k++)
+    if (!f) return CB_OK;
+    const fside *sides[2] = {&f->user, &f->item};
+    for (int k = 0; k < 2; k++)
         for (uint32_t i = 0; i < sides[k]->n_blocks; i++) {
             const fblock *b = &sides[k]->blocks[i];
             if (b->type == B_TEXT && b->token_rule != CB_TEXT_TOKEN_RULE)

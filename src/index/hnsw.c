@@ -1180,17 +1180,19 @@ static const char *section_key(char *buf, size_t size, const char *section, cons
     return buf;
 }
 
-/* A hash of the rows a graph was built over, saved with it ("vectors"): the
- * file's fingerprint names the model's item vectors, and a second graph's
- * rows (the recommender's ranking vectors) can change while they stay the
- * same (another popularity prior): such a graph is refused at load. */
+/* A hash of the rows a named section's graph was built over, saved with it
+ * ("vectors"): the file's fingerprint names the model's item vectors (the
+ * first graph's rows: no hash of its own, which a load would compute over
+ * every row again), and a second graph's rows (the recommender's ranking
+ * vectors) can change while they stay the same (another popularity prior):
+ * such a graph is refused at load. */
 static void vectors_hash(const cb_hnsw *h, char buf[17]) {
     snprintf(buf, 17, "%016" PRIx64, cb_hash64(h->B, h->n * h->d * sizeof *h->B, 0));
 }
 
 static int add_graph(cb_st_writer *w, const cb_hnsw *h, const char *section, cb_error *err) {
-    char k[64], vh[17];
-    vectors_hash(h, vh);
+    char k[64], vh[17] = "";
+    if (section) vectors_hash(h, vh);
 #define KEY(name) section_key(k, sizeof k, section, name)
     int64_t s0[2] = {(int64_t)h->n, (int64_t)(h->m0 + 1)}, sl[1] = {(int64_t)h->n},
             su[1] = {(int64_t)(h->n_upper + 1)};
@@ -1203,7 +1205,7 @@ static int add_graph(cb_st_writer *w, const cb_hnsw *h, const char *section, cb_
         !(rc = set_meta_u64(w, KEY("dim"), h->d, err)) &&
         !(rc = set_meta_u64(w, KEY("entry"), (uint64_t)h->entry, err)) &&
         !(rc = set_meta_u64(w, KEY("max_level"), (uint64_t)h->max_level, err)) &&
-        !(rc = cb_st_set_meta(w, KEY("vectors"), vh, err)) && h->counted)
+        !(rc = *vh ? cb_st_set_meta(w, KEY("vectors"), vh, err) : CB_OK) && h->counted)
         rc = set_meta_u64(w, KEY("unreached"), h->unreached, err);
     if (!rc && h->dup_of && !(rc = set_meta_u64(w, KEY("copies"), h->n_dups, err)) &&
         !(rc = cb_st_add(w, KEY("dup_of"), CB_ST_I32, sl, 1, h->dup_of, err)))
@@ -1356,16 +1358,15 @@ int cb_hnsw_load_section(cb_hnsw **out, const char *path, const char *section, c
                 rc = cb_fail(err, CB_EFORMAT, "%s: the groups of equal rows are not for %zu rows", path, n);
         }
         if (!rc) rc = load_check(h, path, su[0], err);
-        const char *saved = rc ? NULL : cb_st_meta(st, KEY("vectors")); /* none in a file from before it */
+        /* a named section's alone (vectors_hash); none in a file from before it */
+        const char *saved = rc || !section ? NULL : cb_st_meta(st, KEY("vectors"));
         char vh[17];
         if (saved && (vectors_hash(h, vh), strcmp(saved, vh)))
             rc = cb_fail(err, CB_EFORMAT,
-                         "%s: the index's %s%s%s graph was built over other vectors than this model's (%s; "
-                         "hash %s, expected %s); rebuild it from this model with `cbrec index`",
-                         path, section ? "'" : "first", section ? section : "", section ? "'" : "",
-                         section ? "the same item vectors, another ranking: e.g. another popularity prior"
-                                 : "another model",
-                         saved, vh);
+                         "%s: the index's '%s' graph was built over other vectors than this model's (the same item "
+                         "vectors, another ranking: e.g. another popularity prior; hash %s, expected %s); rebuild "
+                         "it from this model with `cbrec index`",
+                         path, section, saved, vh);
     }
     if (!rc) { /* a file without the saved count (cbrec < 0.3): its unreached nodes counted now */
         uint64_t unreached = 0;
